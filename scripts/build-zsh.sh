@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the patched zsh into target/zsh/ (binary at target/zsh/bin/zsh).
+#
+# The source is zsh 5.9 from Debian's source package, fetched through a private
+# deb-src list and a private lists directory under target/, so the machine's own
+# apt configuration is never touched. The deb-src entries are derived from the
+# machine's configured `deb` entries (same mirrors, suites and keys).
+#
+# The build is skipped when target/zsh/.stamp matches the hash of the patch and
+# of this script. Set EXECGATE_ZSH_FORCE=1 to rebuild anyway.
+#
+# Also builds an unpatched zsh into target/zsh-stock/ when called with --stock
+# (used by the shell fidelity comparison).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+target="$repo/target"
+work="$target/zsh-build"
+patch="$repo/zsh-patch/execgate-exec-hook.patch"
+variant=patched
+prefix="$target/zsh"
+if [[ "${1:-}" == "--stock" ]]; then
+    variant=stock
+    prefix="$target/zsh-stock"
+fi
+
+stamp_value() {
+    if [[ $variant == patched ]]; then
+        cat "$patch" "$0"
+    else
+        cat "$0"
+    fi | sha256sum | cut -d' ' -f1
+}
+
+want=$(stamp_value)
+if [[ -z "${EXECGATE_ZSH_FORCE:-}" && -x "$prefix/bin/zsh" && -f "$prefix/.stamp" \
+      && "$(cat "$prefix/.stamp")" == "$want" ]]; then
+    echo "build-zsh: $prefix is current ($variant)"
+    exit 0
+fi
+
+need=()
+for tool in gcc make dpkg-source xz autoconf; do
+    command -v "$tool" >/dev/null || need+=("$tool")
+done
+if ((${#need[@]})) || [[ ! -e /usr/include/ncurses.h ]]; then
+    echo "build-zsh: missing build tools (${need[*]:-ncurses headers}); run scripts/setup-debian.sh first" >&2
+    exit 1
+fi
+
+fetch_source() {
+    local apt_dir="$work/apt"
+    mkdir -p "$apt_dir/sources.list.d" "$apt_dir/lists/partial" "$work/src"
+    # Turn every configured `deb` entry into a `deb-src` entry in our private list.
+    local src_list="$apt_dir/sources.list.d/execgate-src.sources"
+    : >"$src_list"
+    shopt -s nullglob
+    for f in /etc/apt/sources.list.d/*.sources; do
+        sed -e 's/^Types:.*/Types: deb-src/' "$f" >>"$src_list"
+        echo >>"$src_list"
+    done
+    local legacy="$apt_dir/sources.list.d/execgate-src.list"
+    : >"$legacy"
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -f $f ]] || continue
+        sed -n -e 's/^[[:space:]]*deb[[:space:]]/deb-src /p' "$f" >>"$legacy"
+    done
+    shopt -u nullglob
+    local opts=(-o "Dir::Etc::SourceList=/dev/null"
+                -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
+                -o "Dir::State::Lists=$apt_dir/lists"
+                -o "Dir::Cache=$apt_dir/cache"
+                -o "APT::Sandbox::User=root")
+    mkdir -p "$apt_dir/cache/archives/partial"
+    apt-get "${opts[@]}" -qq update
+    rm -rf "$work/src"
+    mkdir -p "$work/src"
+    (cd "$work/src" && apt-get "${opts[@]}" -qq source "zsh=5.9-*" >/dev/null 2>&1 \
+        || apt-get "${opts[@]}" -qq source zsh)
+}
+
+if [[ ! -d "$work/src" ]] || ! ls -d "$work"/src/zsh-5.9 >/dev/null 2>&1; then
+    echo "build-zsh: fetching Debian's zsh source"
+    fetch_source
+fi
+src=$(ls -d "$work"/src/zsh-5.9 | head -n1)
+
+tree="$work/$variant"
+rm -rf "$tree"
+cp -a "$src" "$tree"
+if [[ $variant == patched ]]; then
+    patch -d "$tree" -p1 --forward --quiet <"$patch"
+fi
+
+echo "build-zsh: building $variant zsh into $prefix"
+cd "$tree"
+# Debian's tarball ships configure; no autoreconf needed.
+./configure --prefix="$prefix" --enable-etcdir="$prefix/etc" \
+    --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
+    --with-term-lib="ncursesw tinfo" >"$work/configure-$variant.log" 2>&1 \
+    || { tail -n 40 "$work/configure-$variant.log" >&2; exit 1; }
+make -j"$(nproc)" >"$work/make-$variant.log" 2>&1 \
+    || { tail -n 60 "$work/make-$variant.log" >&2; exit 1; }
+rm -rf "$prefix"
+make install.bin install.modules install.fns >"$work/install-$variant.log" 2>&1 \
+    || { tail -n 40 "$work/install-$variant.log" >&2; exit 1; }
+echo "$want" >"$prefix/.stamp"
+echo "build-zsh: done: $prefix/bin/zsh"
