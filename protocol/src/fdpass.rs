@@ -1,0 +1,286 @@
+//! Socket I/O both ends share: the hello datagram, descriptor passing, and
+//! blocking frame reads for the wrapper.
+//!
+//! Received descriptors are close-on-exec from the moment they exist
+//! (`MSG_CMSG_CLOEXEC`), and owned (`OwnedFd`) from the moment `recvmsg`
+//! returns, so none can leak into a child or be forgotten.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    getsockname, getsockopt, recvmsg, send, sendmsg, sockopt, ControlMessage,
+    ControlMessageOwned, MsgFlags, SockType, UnixAddr,
+};
+
+use crate::codec::{frame_body_len, DecodeError, FRAME_HEADER_LEN};
+
+/// The datagram that opens a request on the session socket: a magic and the
+/// protocol version. It carries exactly one descriptor, the server's end of
+/// the request's private stream socket.
+pub const HELLO: &[u8; 6] = b"EXGT\x01\x00";
+
+/// The most descriptors one `SCM_RIGHTS` message may carry (Linux's
+/// `SCM_MAX_FD`).
+pub const MAX_PASSED_FDS: usize = 253;
+
+/// What one `recvmsg` delivered.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes written into the caller's buffer; 0 means end of stream.
+    pub len: usize,
+    /// Descriptors that came with those bytes, close-on-exec.
+    pub fds: Vec<OwnedFd>,
+    /// The kernel dropped data or descriptors that did not fit.
+    pub truncated: bool,
+}
+
+/// Why a hello datagram was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HelloError {
+    #[error("the session socket was closed by every sender")]
+    Closed,
+    #[error("hello datagram has the wrong magic or version")]
+    BadMagic,
+    #[error("hello datagram was truncated")]
+    Truncated,
+    #[error("hello datagram carries {count} descriptors, expected exactly one")]
+    WrongDescriptorCount { count: usize },
+    #[error("the descriptor in the hello datagram is not a unix stream socket")]
+    NotUnixStream,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameIoError {
+    #[error("the peer closed the connection")]
+    Closed,
+    #[error("the peer closed the connection in the middle of a frame")]
+    Truncated,
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Sends every byte, retrying on `EINTR`. `MSG_NOSIGNAL`: a closed peer is an
+/// error to report, never a `SIGPIPE`.
+pub fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match send(sock.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends `bytes` with `fds` attached to the first byte, then the rest.
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot pass {} descriptors (at most {MAX_PASSED_FDS})", fds.len()),
+        ));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let cmsgs = [ControlMessage::ScmRights(&raw)];
+    let sent = loop {
+        match sendmsg::<()>(
+            sock.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            if raw.is_empty() { &[] } else { &cmsgs },
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
+            Ok(n) => break n,
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    };
+    send_all(sock, &bytes[sent..])
+}
+
+/// Opens a request on the session socket by handing over `private_end`.
+pub fn send_hello(session: BorrowedFd<'_>, private_end: BorrowedFd<'_>) -> io::Result<()> {
+    send_with_fds(session, HELLO, &[private_end])
+}
+
+/// One `recvmsg`, descriptors received close-on-exec. The socket's blocking
+/// mode is the caller's: a non-blocking socket reports `WouldBlock`.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let message = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(message) => break message,
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for cmsg in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for fd in raw {
+                // SAFETY: the kernel has just installed `fd` in our table for
+                // this message; nothing else in the process knows it exists.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    let truncated = message
+        .flags
+        .intersects(MsgFlags::MSG_CTRUNC | MsgFlags::MSG_TRUNC);
+    Ok(Received {
+        len: message.bytes,
+        fds,
+        truncated,
+    })
+}
+
+/// Checks a received hello datagram and returns the private socket it
+/// carried. Every descriptor that is not returned is closed.
+pub fn accept_hello(data: &[u8], received: Received) -> Result<OwnedFd, HelloError> {
+    if received.len == 0 && received.fds.is_empty() {
+        return Err(HelloError::Closed);
+    }
+    if received.truncated {
+        return Err(HelloError::Truncated);
+    }
+    if &data[..received.len] != HELLO {
+        return Err(HelloError::BadMagic);
+    }
+    let mut fds = received.fds;
+    if fds.len() != 1 {
+        return Err(HelloError::WrongDescriptorCount { count: fds.len() });
+    }
+    let private = fds.remove(0);
+    let is_stream = matches!(getsockopt(&private, sockopt::SockType), Ok(SockType::Stream));
+    let is_unix = getsockname::<UnixAddr>(private.as_raw_fd()).is_ok();
+    if !(is_stream && is_unix) {
+        return Err(HelloError::NotUnixStream);
+    }
+    Ok(private)
+}
+
+/// Reads one frame body from a blocking socket.
+pub fn read_frame(sock: BorrowedFd<'_>) -> Result<Vec<u8>, FrameIoError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    if !read_exact(sock, &mut header)? {
+        return Err(FrameIoError::Closed);
+    }
+    let mut body = vec![0u8; frame_body_len(header)?];
+    if !read_exact(sock, &mut body)? {
+        return Err(FrameIoError::Truncated);
+    }
+    Ok(body)
+}
+
+/// Fills `buf`. `Ok(false)` when the stream ended before the first byte;
+/// an end in the middle is `Truncated`.
+fn read_exact(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<bool, FrameIoError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match nix::unistd::read(sock, &mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(FrameIoError::Truncated),
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(io::Error::from(errno).into()),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag};
+
+    use super::*;
+
+    fn pair(kind: SockType) -> (OwnedFd, OwnedFd) {
+        socketpair(AddressFamily::Unix, kind, None, SockFlag::SOCK_CLOEXEC).unwrap()
+    }
+
+    #[test]
+    fn hello_carries_one_private_stream_socket() {
+        let (session_client, session_server) = pair(SockType::SeqPacket);
+        let (_mine, theirs) = pair(SockType::Stream);
+        send_hello(session_client.as_fd(), theirs.as_fd()).unwrap();
+        let mut buf = [0u8; 64];
+        let received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
+        let private = accept_hello(&buf, received).unwrap();
+        let flags = nix::fcntl::fcntl(&private, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(
+            nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC),
+            "received descriptors must be close-on-exec"
+        );
+    }
+
+    #[test]
+    fn hello_with_a_datagram_socket_is_refused() {
+        let (session_client, session_server) = pair(SockType::SeqPacket);
+        let (_mine, theirs) = pair(SockType::Datagram);
+        send_hello(session_client.as_fd(), theirs.as_fd()).unwrap();
+        let mut buf = [0u8; 64];
+        let received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
+        assert!(matches!(accept_hello(&buf, received), Err(HelloError::NotUnixStream)));
+    }
+
+    #[test]
+    fn hello_without_descriptor_or_with_bad_magic_is_refused() {
+        let (client, server) = pair(SockType::SeqPacket);
+        let mut buf = [0u8; 64];
+        send_all(client.as_fd(), HELLO).unwrap();
+        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        assert!(matches!(
+            accept_hello(&buf, received),
+            Err(HelloError::WrongDescriptorCount { count: 0 })
+        ));
+        let (_mine, theirs) = pair(SockType::Stream);
+        send_with_fds(client.as_fd(), b"EXGT\x02\x00", &[theirs.as_fd()]).unwrap();
+        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        assert!(matches!(accept_hello(&buf, received), Err(HelloError::BadMagic)));
+    }
+
+    #[test]
+    fn closed_session_socket_reads_as_closed() {
+        let (client, server) = pair(SockType::SeqPacket);
+        drop(client);
+        let mut buf = [0u8; 64];
+        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        assert!(matches!(accept_hello(&buf, received), Err(HelloError::Closed)));
+    }
+
+    #[test]
+    fn read_frame_reports_truncation_and_clean_close() {
+        let (a, b) = pair(SockType::Stream);
+        send_all(a.as_fd(), &[5, 0, 0, 0, 1, 2]).unwrap();
+        drop(a);
+        assert!(matches!(read_frame(b.as_fd()), Err(FrameIoError::Truncated)));
+        let (a, b) = pair(SockType::Stream);
+        drop(a);
+        assert!(matches!(read_frame(b.as_fd()), Err(FrameIoError::Closed)));
+    }
+
+    #[test]
+    fn read_frame_refuses_oversized_length_before_allocating() {
+        let (a, b) = pair(SockType::Stream);
+        send_all(a.as_fd(), &u32::MAX.to_le_bytes()).unwrap();
+        assert!(matches!(
+            read_frame(b.as_fd()),
+            Err(FrameIoError::Decode(DecodeError::TooLarge { .. }))
+        ));
+    }
+}

@@ -1,0 +1,63 @@
+//! The messages of one request's conversation.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// What the shell was about to execute, as the wrapper saw it.
+///
+/// Everything here is claimed by a process inside the sandbox: the server
+/// resolves and checks `path` itself and never trusts `argv[0]` to name the
+/// program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The absolute path the shell resolved (not canonicalised).
+    pub path: PathBuf,
+    /// The argument vector exactly as the shell built it, `argv[0]` included.
+    pub argv: Vec<OsString>,
+    /// The wrapper's working directory.
+    pub cwd: PathBuf,
+    /// The environment entries as the kernel would pass them (`NAME=value`,
+    /// usually; an entry without `=` is kept as it is).
+    pub env: Vec<OsString>,
+}
+
+/// How a process ended. Never folded into one number: a shell shows a signal
+/// as 128+n, but 128+n is also a valid exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Termination {
+    /// The process called `exit` with this code (0-255).
+    Exited(i32),
+    /// The process was killed by this signal.
+    Signaled { signal: i32, core_dumped: bool },
+}
+
+/// Frames the wrapper sends on its private socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientMessage {
+    /// The first frame: what to decide on.
+    Request(ExecRequest),
+    /// After [`ServerMessage::Escalate`]: the descriptor numbers the target
+    /// must see, in the order of the descriptors attached with `SCM_RIGHTS`.
+    Descriptors(Vec<i32>),
+    /// A signal the wrapper received and forwards to the escalated child.
+    Signal(i32),
+}
+
+/// Frames the server sends on a request's private socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerMessage {
+    /// Execute the target in place, inside the shell's own sandbox.
+    Run,
+    /// Do not execute; tell the user why.
+    Deny { reason: String },
+    /// The server will start the target; send the descriptors.
+    Escalate,
+    /// The escalated child is running with this pid (the server's view).
+    Started { pid: i32 },
+    /// The escalated child could not be started; nothing ran.
+    SpawnFailed { reason: String },
+    /// The escalated child ended.
+    Exited(Termination),
+}
