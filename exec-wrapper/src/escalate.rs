@@ -1,0 +1,130 @@
+//! `Escalate`: the server runs the command; the wrapper stands in for it.
+//!
+//! The wrapper stays in the shell's job in the child's place: it hands over
+//! its descriptors, forwards the signals a job receives, stops when the
+//! child is stopped by the terminal, and ends the way the child ended.
+
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+
+use execgate_protocol::{send_with_fds, ClientMessage, ServerMessage, Termination, WrapperArgs, MAX_PASSED_FDS};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{raise, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::server::{Conversation, WrapperError};
+use crate::{refuse, report, sys, EXIT_CANNOT_RUN};
+
+/// Signals a job receives that belong to the escalated child.
+const FORWARDED: [Signal; 9] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGWINCH,
+    Signal::SIGTSTP,
+    Signal::SIGCONT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
+    match stand_in(args, &conversation) {
+        Ok(Termination::Exited(code)) => std::process::exit(code),
+        Ok(Termination::Signaled { signal, .. }) => sys::die_of(signal),
+        Err(Failure::BeforeStart(error)) => refuse(&args.path, &error),
+        Err(Failure::SpawnFailed(reason)) => {
+            report(&format!("cannot start {}: {reason}", args.path.display()));
+            std::process::exit(EXIT_CANNOT_RUN)
+        }
+        Err(Failure::AfterStart(error)) => {
+            report(&format!("{error} while {} was running", args.path.display()));
+            std::process::exit(EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+enum Failure {
+    BeforeStart(WrapperError),
+    SpawnFailed(String),
+    AfterStart(WrapperError),
+}
+
+fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Termination, Failure> {
+    // Block the forwarded signals before the child exists, so that none
+    // arriving in between is lost: they queue for the signalfd instead.
+    let mut mask = SigSet::empty();
+    for signal in FORWARDED {
+        mask.add(signal);
+    }
+    mask.thread_block()
+        .map_err(|errno| Failure::BeforeStart(WrapperError::Lost(errno.into())))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|errno| Failure::BeforeStart(WrapperError::Lost(errno.into())))?;
+
+    hand_over_descriptors(args, conversation).map_err(Failure::BeforeStart)?;
+    match conversation.receive().map_err(Failure::BeforeStart)? {
+        ServerMessage::Started { .. } => {}
+        ServerMessage::SpawnFailed { reason } => return Err(Failure::SpawnFailed(reason)),
+        other => {
+            return Err(Failure::BeforeStart(WrapperError::UnexpectedReply(format!("{other:?}"))))
+        }
+    }
+    conversation.wait_without_timeout().map_err(Failure::AfterStart)?;
+    relay_until_exit(conversation, &signals).map_err(Failure::AfterStart)
+}
+
+fn hand_over_descriptors(args: &WrapperArgs, conversation: &Conversation) -> Result<(), WrapperError> {
+    let numbers = sys::inheritable_fds(args.socket_fd).map_err(WrapperError::Lost)?;
+    if numbers.len() > MAX_PASSED_FDS {
+        return Err(WrapperError::Lost(std::io::Error::other(format!(
+            "{} open descriptors, more than the {MAX_PASSED_FDS} that can be handed over",
+            numbers.len()
+        ))));
+    }
+    let fds: Vec<BorrowedFd<'_>> = numbers.iter().filter_map(|&fd| sys::borrow_open_fd(fd)).collect();
+    if fds.len() != numbers.len() {
+        return Err(WrapperError::Lost(std::io::Error::other("a descriptor closed while listing")));
+    }
+    let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers))
+        .map_err(WrapperError::RequestTooLarge)?;
+    send_with_fds(conversation.socket(), &frame, &fds).map_err(WrapperError::Lost)
+}
+
+fn relay_until_exit(conversation: &Conversation, signals: &SignalFd) -> Result<Termination, WrapperError> {
+    loop {
+        let mut fds = [
+            PollFd::new(conversation.socket(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(WrapperError::Lost(errno.into())),
+        }
+        let server_ready = fds[0].any().unwrap_or(false);
+        let signal_ready = fds[1].any().unwrap_or(false);
+        if signal_ready {
+            forward_pending(conversation, signals)?;
+        }
+        if server_ready {
+            match conversation.receive()? {
+                ServerMessage::Exited(termination) => return Ok(termination),
+                other => return Err(WrapperError::UnexpectedReply(format!("{other:?}"))),
+            }
+        }
+    }
+}
+
+fn forward_pending(conversation: &Conversation, signals: &SignalFd) -> Result<(), WrapperError> {
+    while let Ok(Some(info)) = signals.read_signal() {
+        let signo = info.ssi_signo as RawFd;
+        conversation.send(&ClientMessage::Signal(signo))?;
+        if signo == Signal::SIGTSTP as i32 {
+            // The child stops; so does its stand-in, so that the shell sees
+            // the job stopped. `fg`/`bg` continue us, and the SIGCONT that
+            // comes with them is forwarded on the next turn.
+            let _ = raise(Signal::SIGSTOP);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! execgate's exec wrapper: the program the patched zsh executes in place of
+//! every external command.
+//!
+//! It asks the escalation server, over the session socket the shell
+//! inherited, how the command may run, and carries the answer out exactly:
+//!
+//! - `Run`: execve the command in place, inside whatever sandbox the shell is
+//!   in, replaying zsh's own fallbacks (a file without `#!` runs under
+//!   `/bin/sh`; a relative `#!` interpreter is looked up in `PATH`).
+//! - `Deny`: print `execgate: denied: PATH: REASON` and exit 126.
+//! - `Escalate`: hand every inheritable descriptor (not the session socket)
+//!   to the server, forward signals to the child it starts, and end the way
+//!   the child ended: same exit code, or death by the same signal.
+//!
+//! It must never execute anything without a `Run` answer for it: every
+//! failure (no session, server gone, malformed reply, timeout) prints why and
+//! exits 126 having run nothing. It is synchronous, single-threaded and
+//! small, because it sits on the path of every exec; speed targets live in
+//! the benchmarks, not here.
+//!
+//! Tested end to end through the real patched zsh in `tests/`.
+
+mod escalate;
+mod run;
+mod server;
+mod sys;
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use execgate_protocol::{ServerMessage, WrapperArgs};
+
+use crate::server::WrapperError;
+
+/// Exit status for anything that stops a command from running: the same
+/// number a shell uses for "found but not executable".
+pub const EXIT_CANNOT_RUN: i32 = 126;
+
+/// The wrapper's whole life; never returns.
+pub fn main() -> ! {
+    let args = match WrapperArgs::parse(std::env::args_os()) {
+        Ok(args) => args,
+        Err(error) => fail(&error.to_string()),
+    };
+    match server::ask(&args) {
+        Ok((_, ServerMessage::Run)) => run::run_in_place(&args),
+        Ok((_, ServerMessage::Deny { reason })) => {
+            report(&format!("denied: {}: {reason}", args.path.display()));
+            std::process::exit(EXIT_CANNOT_RUN)
+        }
+        Ok((conversation, ServerMessage::Escalate)) => escalate::escalate(&args, conversation),
+        Ok((_, other)) => refuse(
+            &args.path,
+            &WrapperError::UnexpectedReply(format!("{other:?}")),
+        ),
+        Err(error) => refuse(&args.path, &error),
+    }
+}
+
+/// Fails closed for a command that was about to run.
+fn refuse(path: &Path, error: &WrapperError) -> ! {
+    fail(&format!("{error}; not running {}", path.display()))
+}
+
+fn fail(message: &str) -> ! {
+    report(message);
+    std::process::exit(EXIT_CANNOT_RUN)
+}
+
+fn report(message: &str) {
+    // One write, so concurrent commands' messages do not interleave.
+    let line = format!("execgate: {message}\n");
+    let _ = io::stderr().write_all(line.as_bytes());
+}
+

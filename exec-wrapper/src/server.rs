@@ -1,0 +1,129 @@
+//! One conversation with the escalation server.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use execgate_protocol::{
+    decode_server, encode_client, read_frame, send_all, send_hello, ClientMessage, DecodeError,
+    ExecRequest, FrameIoError, ServerMessage, WrapperArgs,
+};
+use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
+use nix::sys::time::TimeVal;
+
+use crate::sys;
+
+/// How long the wrapper waits for the server's answers before it gives up
+/// and runs nothing. The server answers long before this even while a
+/// person is asked to approve (it times approvals out itself); the limit
+/// exists so that a wedged server cannot hang the shell forever.
+const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Overrides [`DEFAULT_REPLY_TIMEOUT`], in milliseconds. Shortening it can
+/// only make commands fail sooner, never run.
+const ENV_REPLY_TIMEOUT_MS: &str = "EXECGATE_REPLY_TIMEOUT_MS";
+
+/// Everything that stops the wrapper from getting an answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WrapperError {
+    #[error(
+        "no session socket: this shell was started without an execgate session \
+         (EXECGATE_SOCKET_FD missing or invalid)"
+    )]
+    NoSession,
+    #[error("descriptor {fd} is not an open session socket")]
+    SessionSocketClosed { fd: i32 },
+    #[error("cannot reach the escalation server: {0}")]
+    Unreachable(#[source] io::Error),
+    #[error("the request is too large to send: {0}")]
+    RequestTooLarge(#[source] DecodeError),
+    #[error("the escalation server did not answer in time")]
+    Timeout,
+    #[error("the escalation server closed the connection without an answer")]
+    NoAnswer,
+    #[error("malformed answer from the escalation server: {0}")]
+    Malformed(String),
+    #[error("unexpected answer from the escalation server: {0}")]
+    UnexpectedReply(String),
+    #[error("lost the escalation server: {0}")]
+    Lost(#[source] io::Error),
+}
+
+/// The private socket of one request.
+pub(crate) struct Conversation {
+    socket: OwnedFd,
+}
+
+impl Conversation {
+    pub(crate) fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    pub(crate) fn send(&self, message: &ClientMessage) -> Result<(), WrapperError> {
+        let frame = encode_client(message).map_err(WrapperError::RequestTooLarge)?;
+        send_all(self.socket.as_fd(), &frame).map_err(WrapperError::Lost)
+    }
+
+    pub(crate) fn receive(&self) -> Result<ServerMessage, WrapperError> {
+        let body = read_frame(self.socket.as_fd()).map_err(|error| match error {
+            FrameIoError::Closed => WrapperError::NoAnswer,
+            FrameIoError::Io(error) if is_timeout(&error) => WrapperError::Timeout,
+            FrameIoError::Io(error) => WrapperError::Lost(error),
+            other => WrapperError::Malformed(other.to_string()),
+        })?;
+        decode_server(&body).map_err(|error| WrapperError::Malformed(error.to_string()))
+    }
+
+    /// After the child started, answers may take as long as the child runs.
+    pub(crate) fn wait_without_timeout(&self) -> Result<(), WrapperError> {
+        setsockopt(&self.socket, sockopt::ReceiveTimeout, &TimeVal::new(0, 0))
+            .map_err(|errno| WrapperError::Lost(errno.into()))
+    }
+}
+
+/// Opens a conversation, sends the request and reads the decision.
+pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), WrapperError> {
+    let session = args.socket_fd.ok_or(WrapperError::NoSession)?;
+    let session = sys::borrow_open_fd(session)
+        .ok_or(WrapperError::SessionSocketClosed { fd: session })?;
+
+    let (mine, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
+    let timeout = TimeVal::new(reply_timeout().as_secs() as _, reply_timeout().subsec_micros() as _);
+    setsockopt(&mine, sockopt::ReceiveTimeout, &timeout)
+        .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
+    send_hello(session, theirs.as_fd()).map_err(|error| match error.raw_os_error() {
+        Some(libc::ENOTSOCK) | Some(libc::EBADF) => WrapperError::SessionSocketClosed {
+            fd: args.socket_fd.unwrap_or(-1),
+        },
+        _ if is_timeout(&error) => WrapperError::Timeout,
+        _ => WrapperError::Unreachable(error),
+    })?;
+    drop(theirs);
+
+    let conversation = Conversation { socket: mine };
+    conversation.send(&ClientMessage::Request(ExecRequest {
+        path: args.path.clone(),
+        argv: args.argv.clone(),
+        cwd: std::env::current_dir().unwrap_or_default(),
+        env: sys::environment(),
+    }))?;
+    let decision = conversation.receive()?;
+    Ok((conversation, decision))
+}
+
+fn reply_timeout() -> Duration {
+    std::env::var(ENV_REPLY_TIMEOUT_MS)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(DEFAULT_REPLY_TIMEOUT, Duration::from_millis)
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}

@@ -1,0 +1,83 @@
+//! The wrapper's raw OS calls: the few places where a descriptor number or a
+//! pointer from outside Rust's ownership model is turned into a safe value.
+
+use std::ffi::{CStr, OsString};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{raise, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+
+/// Borrows a descriptor the shell handed down by number, if it is open.
+pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: F_GETFD only reads the descriptor's flags; an invalid number
+    // fails with EBADF and has no other effect.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above), and the wrapper never
+    // closes descriptors it did not create, so it stays open for the rest of
+    // the process's life.
+    Some(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// Descriptors a program executed now would inherit: open and not
+/// close-on-exec, in ascending order, without `except`.
+pub(crate) fn inheritable_fds(except: Option<RawFd>) -> std::io::Result<Vec<RawFd>> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+            continue;
+        };
+        if Some(fd) == except {
+            continue;
+        }
+        // SAFETY: F_GETFD only reads flags; a descriptor closed since the
+        // listing (the directory's own) fails with EBADF and is skipped.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            fds.push(fd);
+        }
+    }
+    fds.sort_unstable();
+    Ok(fds)
+}
+
+/// The environment exactly as the process received it, entries without `=`
+/// and repeated names included (std's accessors drop both).
+pub(crate) fn environment() -> Vec<OsString> {
+    let mut entries = Vec::new();
+    // SAFETY: `environ` is the C library's NULL-terminated array of
+    // NUL-terminated strings; the wrapper is single-threaded and never
+    // modifies its environment, so the array is stable while we read it.
+    unsafe {
+        let mut cursor = libc::environ.cast_const();
+        while !cursor.is_null() && !(*cursor).is_null() {
+            entries.push(OsString::from_vec(CStr::from_ptr(*cursor).to_bytes().to_vec()));
+            cursor = cursor.add(1);
+        }
+    }
+    entries
+}
+
+/// Ends the process by `signal`, as the escalated child ended, so the shell
+/// reports 128+n. Falls back to exiting 128+n for a signal whose default
+/// action does not terminate.
+pub(crate) fn die_of(signal: i32) -> ! {
+    if let Ok(signal) = Signal::try_from(signal) {
+        // The child already dumped core if it was going to; the wrapper's
+        // own core would only be noise.
+        let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installing the default disposition runs no handler code.
+        let _ = unsafe { sigaction(signal, &default) };
+        let mut only = SigSet::empty();
+        only.add(signal);
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
+        let _ = raise(signal);
+    }
+    std::process::exit(128 + signal)
+}
