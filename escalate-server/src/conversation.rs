@@ -1,0 +1,417 @@
+//! Serving one request: from the private socket a hello carried to the
+//! decision, and for an escalation, to the child's end.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use execgate_protocol::{
+    decode_client, encode_server, frame_body_len, recv_with_fds, ClientMessage, ExecRequest,
+    ServerMessage, Termination, FRAME_HEADER_LEN, MAX_PASSED_FDS,
+};
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::environment::escalated_environment;
+use crate::events::SessionEvent;
+use crate::policy::{Decision, ExecContext, Execution};
+use crate::resolve::{launch_plan, open_executable, OpenedExecutable};
+use crate::session::{LiveChild, Shared};
+use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
+
+/// Why a conversation ended before a decision could be carried out.
+#[derive(Debug, thiserror::Error)]
+enum ConversationError {
+    #[error("the client closed the connection")]
+    Closed,
+    #[error("the client sent no request in time")]
+    Timeout,
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] execgate_protocol::DecodeError),
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+pub(crate) async fn serve_request(
+    shared: Arc<Shared>,
+    private: OwnedFd,
+    cancel: CancellationToken,
+) {
+    let request_id = shared.next_request_id();
+    let refuse = |reason: String| {
+        tracing::warn!(session = %shared.id, request_id, %reason, "request refused");
+        shared.emit(SessionEvent::RequestRefused {
+            request_id: Some(request_id),
+            reason,
+        });
+    };
+    let peer = match sys::peer_credentials(&private) {
+        Ok(peer) => peer,
+        Err(error) => return refuse(format!("cannot read peer credentials: {error}")),
+    };
+    let stream = match into_tokio_stream(private) {
+        Ok(stream) => stream,
+        Err(error) => return refuse(format!("cannot serve the request socket: {error}")),
+    };
+    let (mut reader, mut writer) = stream.into_split();
+
+    let server_uid = nix::unistd::geteuid().as_raw();
+    if peer.uid != server_uid {
+        let reason = format!("requester uid {} is not the session's uid {server_uid}", peer.uid);
+        let _ = send(&mut writer, &ServerMessage::Deny { reason: reason.clone() }).await;
+        return refuse(reason);
+    }
+
+    let frame = tokio::select! {
+        () = cancel.cancelled() => return,
+        frame = tokio::time::timeout(shared.config.request_timeout, read_frame(&mut reader)) => {
+            frame.unwrap_or(Err(ConversationError::Timeout))
+        }
+    };
+    let request = match frame.and_then(|message| match message {
+        ClientMessage::Request(request) => Ok(request),
+        _ => Err(ConversationError::Unexpected("expected a request")),
+    }) {
+        Ok(request) => request,
+        Err(error) => {
+            let reason = format!("malformed request: {error}");
+            let _ = send(&mut writer, &ServerMessage::Deny { reason: reason.clone() }).await;
+            return refuse(reason);
+        }
+    };
+    let opened = match open_executable(&request.path) {
+        Ok(opened) => opened,
+        Err(error) => {
+            let reason = format!("cannot check the executable: {error}");
+            let _ = send(&mut writer, &ServerMessage::Deny { reason: reason.clone() }).await;
+            return refuse(reason);
+        }
+    };
+    let ExecRequest { argv, cwd, env, .. } = request;
+    let context = Arc::new(ExecContext {
+        session_id: shared.id.clone(),
+        request_id,
+        peer,
+        executable: opened.resolved.clone(),
+        argv,
+        cwd,
+        env,
+    });
+
+    let decision = tokio::select! {
+        () = cancel.cancelled() => return,
+        decision = shared.config.policy.decide(&context) => decision,
+    };
+    shared.emit(SessionEvent::Decided {
+        request: context.clone(),
+        decision: decision.clone(),
+    });
+    let reply = match decision {
+        Decision::Run => ServerMessage::Run,
+        Decision::Deny { reason } => ServerMessage::Deny { reason },
+        Decision::Escalate(Execution::Unsandboxed) => {
+            return escalate(&shared, &context, opened, reader, writer, cancel).await;
+        }
+        Decision::Escalate(execution) => ServerMessage::Deny {
+            reason: format!(
+                "{execution:?} escalations need the sandbox backend, which this build \
+                 does not have; refusing rather than running unsandboxed"
+            ),
+        },
+    };
+    let _ = send(&mut writer, &reply).await;
+}
+
+fn into_tokio_stream(private: OwnedFd) -> io::Result<UnixStream> {
+    let stream = std::os::unix::net::UnixStream::from(private);
+    stream.set_nonblocking(true)?;
+    UnixStream::from_std(stream)
+}
+
+async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {
+    let frame = encode_server(message).map_err(io::Error::other)?;
+    writer.write_all(&frame).await
+}
+
+async fn read_frame(reader: &mut OwnedReadHalf) -> Result<ClientMessage, ConversationError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(ConversationError::Closed)
+        }
+        Err(error) => return Err(error.into()),
+    }
+    let mut body = vec![0u8; frame_body_len(header)?];
+    reader.read_exact(&mut body).await?;
+    Ok(decode_client(&body)?)
+}
+
+/// Reads the descriptors frame: the descriptors ride on its first bytes, so
+/// the header is read with `recvmsg` and the body with plain reads.
+async fn read_descriptors(
+    reader: &mut OwnedReadHalf,
+) -> Result<Vec<(OwnedFd, RawFd)>, ConversationError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    let mut filled = 0;
+    let mut fds = Vec::new();
+    let stream: &UnixStream = reader.as_ref();
+    while filled < header.len() {
+        let received = stream
+            .async_io(Interest::READABLE, || {
+                recv_with_fds(stream.as_fd(), &mut header[filled..])
+            })
+            .await?;
+        if received.len == 0 {
+            return Err(ConversationError::Closed);
+        }
+        if received.truncated || fds.len() + received.fds.len() > MAX_PASSED_FDS {
+            return Err(ConversationError::Unexpected("too many descriptors"));
+        }
+        filled += received.len;
+        fds.extend(received.fds);
+    }
+    let mut body = vec![0u8; frame_body_len(header)?];
+    reader.read_exact(&mut body).await?;
+    let ClientMessage::Descriptors(numbers) = decode_client(&body)? else {
+        return Err(ConversationError::Unexpected("expected descriptors"));
+    };
+    if numbers.len() != fds.len() {
+        return Err(ConversationError::Unexpected(
+            "descriptor numbers do not match the descriptors sent",
+        ));
+    }
+    let mut seen = numbers.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != numbers.len() {
+        return Err(ConversationError::Unexpected("a descriptor number appears twice"));
+    }
+    Ok(fds.into_iter().zip(numbers).collect())
+}
+
+/// Runs an approved escalation: takes the descriptors, starts the child,
+/// relays signals, reports its end. The child is killed if the wrapper goes
+/// away or the session is cancelled.
+async fn escalate(
+    shared: &Arc<Shared>,
+    context: &Arc<ExecContext>,
+    opened: OpenedExecutable,
+    mut reader: OwnedReadHalf,
+    mut writer: OwnedWriteHalf,
+    cancel: CancellationToken,
+) {
+    let request_id = context.request_id;
+    let fail = |reason: String| {
+        shared.emit(SessionEvent::SpawnFailed {
+            request_id,
+            reason: reason.clone(),
+        });
+        ServerMessage::SpawnFailed { reason }
+    };
+    if send(&mut writer, &ServerMessage::Escalate).await.is_err() {
+        return;
+    }
+    let fds = tokio::select! {
+        () = cancel.cancelled() => return,
+        fds = tokio::time::timeout(shared.config.request_timeout, read_descriptors(&mut reader)) => {
+            fds.unwrap_or(Err(ConversationError::Timeout))
+        }
+    };
+    let fds = match fds {
+        Ok(fds) => fds,
+        Err(error) => {
+            let reply = fail(format!("bad descriptor hand-over: {error}"));
+            let _ = send(&mut writer, &reply).await;
+            return;
+        }
+    };
+    let plan = match spawn_plan(shared, context, opened, fds) {
+        Ok(plan) => plan,
+        Err(reason) => {
+            let _ = send(&mut writer, &fail(reason)).await;
+            return;
+        }
+    };
+    let started = Instant::now();
+    let spawned = tokio::task::spawn_blocking(move || sys::spawn(&plan)).await;
+    let pid = match spawned {
+        Ok(Ok(pid)) => pid,
+        Ok(Err(failure)) => {
+            let reason = describe_spawn_failure(&failure, context);
+            let _ = send(&mut writer, &fail(reason)).await;
+            return;
+        }
+        Err(join_error) => {
+            let _ = send(&mut writer, &fail(format!("spawn task failed: {join_error}"))).await;
+            return;
+        }
+    };
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(pidfd) => Arc::new(pidfd),
+        Err(error) => {
+            // Cannot watch it, so it must not run.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            let _ = send(&mut writer, &fail(format!("cannot watch the child: {error}"))).await;
+            return;
+        }
+    };
+    shared.children.insert(
+        request_id,
+        LiveChild {
+            pid,
+            pidfd: pidfd.clone(),
+        },
+    );
+    shared.emit(SessionEvent::Started { request_id, pid });
+    let mut wrapper_present = send(&mut writer, &ServerMessage::Started { pid }).await.is_ok();
+
+    let termination = match watch_child(shared, request_id, pidfd, reader, &mut wrapper_present, cancel).await
+    {
+        Ok(termination) => termination,
+        Err(error) => {
+            tracing::error!(session = %shared.id, request_id, %error, "lost track of an escalated child");
+            shared.children.signal(request_id, Signal::SIGKILL);
+            Termination::Signaled {
+                signal: Signal::SIGKILL as i32,
+                core_dumped: false,
+            }
+        }
+    };
+    shared.emit(SessionEvent::Exited {
+        request_id,
+        pid,
+        termination,
+        run_time: started.elapsed(),
+    });
+    if wrapper_present {
+        let _ = send(&mut writer, &ServerMessage::Exited(termination)).await;
+    }
+}
+
+fn spawn_plan(
+    shared: &Shared,
+    context: &ExecContext,
+    opened: OpenedExecutable,
+    fds: Vec<(OwnedFd, RawFd)>,
+) -> Result<SpawnPlan, String> {
+    let launch = launch_plan(opened, &context.argv, &shared.config.escalation_path)
+        .map_err(|error| error.to_string())?;
+    let c_strings = |items: Vec<OsString>| -> Result<Vec<CString>, String> {
+        items
+            .into_iter()
+            .map(|item| CString::new(item.into_vec()).map_err(|e| e.to_string()))
+            .collect()
+    };
+    let env = escalated_environment(&context.env, &shared.config.escalation_path);
+    Ok(SpawnPlan {
+        executable: launch.executable,
+        argv: c_strings(launch.argv)?,
+        env: c_strings(env)?,
+        cwd: CString::new(context.cwd.clone().into_os_string().into_vec())
+            .map_err(|e| e.to_string())?,
+        fds,
+    })
+}
+
+fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> String {
+    let what = match failure.stage {
+        SpawnStage::Fork => "cannot fork".to_owned(),
+        SpawnStage::ProcessGroup => "cannot create a process group".to_owned(),
+        SpawnStage::Descriptors => "cannot place the descriptors".to_owned(),
+        SpawnStage::WorkingDirectory => {
+            format!("cannot change to directory {}", context.cwd.display())
+        }
+        SpawnStage::Exec => format!(
+            "cannot execute {}",
+            context.executable.canonical_path.display()
+        ),
+    };
+    format!("{what}: {}", failure.error)
+}
+
+/// Waits for the child's end while relaying the wrapper's signals. If the
+/// wrapper goes away or the session is cancelled, the child's process group
+/// is killed and the wait goes on until it is reaped.
+async fn watch_child(
+    shared: &Shared,
+    request_id: u64,
+    pidfd: Arc<OwnedFd>,
+    mut reader: OwnedReadHalf,
+    wrapper_present: &mut bool,
+    cancel: CancellationToken,
+) -> io::Result<Termination> {
+    let exited = sys::register_shared(SharedFd(pidfd), Interest::READABLE)?;
+    // Frames are read on their own task so that a half-read frame is never
+    // dropped by the select below.
+    let (frames_tx, mut frames) = mpsc::channel(16);
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let frame = read_frame(&mut reader).await;
+            let end = frame.is_err();
+            if frames_tx.send(frame).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let mut killed = false;
+    let termination = loop {
+        tokio::select! {
+            () = cancel.cancelled(), if !killed => {
+                shared.children.signal(request_id, Signal::SIGKILL);
+                killed = true;
+            }
+            guard = exited.readable() => {
+                let mut guard = guard?;
+                match shared.children.try_reap(request_id) {
+                    Some(status) => break termination_of(status),
+                    None => guard.clear_ready(),
+                }
+            }
+            frame = frames.recv(), if *wrapper_present => match frame {
+                Some(Ok(ClientMessage::Signal(signo))) => {
+                    if let Ok(signal) = Signal::try_from(signo) {
+                        shared.children.signal(request_id, signal);
+                    }
+                }
+                Some(Ok(_)) => {
+                    tracing::warn!(session = %shared.id, request_id, "ignoring an unexpected frame");
+                }
+                Some(Err(_)) | None => {
+                    // The wrapper is gone: nobody waits for this child.
+                    *wrapper_present = false;
+                    shared.children.signal(request_id, Signal::SIGKILL);
+                    killed = true;
+                }
+            },
+        }
+    };
+    reader_task.abort();
+    Ok(termination)
+}
+
+fn termination_of(status: WaitStatus) -> Termination {
+    match status {
+        WaitStatus::Exited(_, code) => Termination::Exited(code),
+        WaitStatus::Signaled(_, signal, core_dumped) => Termination::Signaled {
+            signal: signal as i32,
+            core_dumped,
+        },
+        // waitid(WEXITED) reports nothing else for a reaped child.
+        _ => Termination::Signaled {
+            signal: Signal::SIGKILL as i32,
+            core_dumped: false,
+        },
+    }
+}

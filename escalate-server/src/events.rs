@@ -1,0 +1,42 @@
+//! What a session reports as it works: the raw material for audit logs and
+//! for the events an agent shows its user.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use execgate_protocol::Termination;
+
+use crate::policy::{Decision, ExecContext};
+
+/// Receives a session's events, synchronously, on the worker that produced
+/// them: keep it quick (hand off to a channel for slow work).
+pub type EventSink = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
+
+/// One thing that happened in a session.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A request was decided. Emitted before the decision takes effect.
+    Decided {
+        request: Arc<ExecContext>,
+        decision: Decision,
+    },
+    /// An escalated child is running.
+    Started { request_id: u64, pid: i32 },
+    /// An escalation was decided but the child could not be started.
+    SpawnFailed { request_id: u64, reason: String },
+    /// An escalated child ended.
+    Exited {
+        request_id: u64,
+        pid: i32,
+        termination: Termination,
+        run_time: Duration,
+    },
+    /// A request that could not be decided (malformed, oversized, wrong
+    /// peer, unresolvable): it was denied. `request_id` is `None` when the
+    /// request never got as far as having one.
+    RequestRefused {
+        request_id: Option<u64>,
+        reason: String,
+    },
+}

@@ -1,0 +1,47 @@
+//! execgate's escalation server: it decides every exec a session's shell
+//! makes, and starts the escalated ones itself.
+//!
+//! [`Session::start`] creates a session socket, serves it on the current
+//! tokio runtime, and hands the caller what the shell needs: environment
+//! variables naming the exec wrapper and the socket's descriptor
+//! ([`Session::prepare_shell`] does both for a `Command`). Each request the
+//! wrapper sends is parsed, its executable opened and identified
+//! ([`ResolvedExecutable`]), and put to the session's [`Policy`]:
+//!
+//! - [`Decision::Run`] and [`Decision::Deny`] are answered and done.
+//! - [`Decision::Escalate`] with [`Execution::Unsandboxed`] starts the
+//!   checked file itself (`execveat` on the descriptor the decision was made
+//!   on), with the wrapper's descriptors at their numbers, in its own
+//!   process group, with injection variables removed from its environment;
+//!   signals are relayed and the child's end is reported back.
+//! - Sandboxed executions are refused until the sandbox backend exists:
+//!   never run unsandboxed instead.
+//!
+//! Requests are untrusted input: the requester's identity comes from the
+//! kernel (`SO_PEERCRED`), a different uid is denied, anything malformed is
+//! denied and reported as a [`SessionEvent::RequestRefused`], and the
+//! session keeps serving. It must never run a command whose decision was
+//! not `Escalate`, never leak a server descriptor (the session socket least
+//! of all) into a child, and never leave a child behind: dropping or
+//! cancelling a [`Session`] kills every escalated child's process group and
+//! reaps it.
+//!
+//! Linux only. Unit tests sit beside the code; the end-to-end suite in
+//! `tests/` drives it through the real patched zsh and exec wrapper.
+
+mod conversation;
+mod environment;
+mod events;
+mod policy;
+mod resolve;
+mod session;
+mod sys;
+
+pub use environment::is_injection_variable;
+pub use events::{EventSink, SessionEvent};
+pub use execgate_protocol::Termination;
+pub use policy::{
+    Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy, ResolvedExecutable,
+};
+pub use resolve::ResolveError;
+pub use session::{Session, SessionConfig, StartError};

@@ -1,0 +1,92 @@
+//! What the policy sees and what it may answer.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+/// The requester as the kernel reports it (`SO_PEERCRED`), in the server's
+/// pid namespace. Nothing here is taken from the request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The file a request names, as the server found it. This, never `argv[0]`,
+/// is what a policy decides on; an escalation executes exactly this file
+/// (same device and inode), through the descriptor it was checked on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedExecutable {
+    /// The path the shell resolved, as it was sent.
+    pub requested_path: PathBuf,
+    /// The canonical path: symlinks and `..` resolved.
+    pub canonical_path: PathBuf,
+    pub device: u64,
+    pub inode: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One exec request, parsed and resolved.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    pub session_id: String,
+    /// Unique within the session, in arrival order.
+    pub request_id: u64,
+    pub peer: PeerCredentials,
+    pub executable: ResolvedExecutable,
+    /// The argument vector as the shell built it; `argv[0]` is whatever the
+    /// shell was told to pass (`exec -a`, `ARGV0`) and names nothing.
+    pub argv: Vec<OsString>,
+    pub cwd: PathBuf,
+    /// The requester's environment entries (`NAME=value`).
+    pub env: Vec<OsString>,
+}
+
+/// How an escalated command runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Execution {
+    /// Outside any sandbox, as the server's user.
+    Unsandboxed,
+    /// Inside the session's own sandbox profile.
+    TurnDefault,
+    /// Inside a sandbox with the named profile's extra grants.
+    Permissions(String),
+}
+
+/// A policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Execute in place, inside the shell's sandbox.
+    Run,
+    /// The server starts the command.
+    Escalate(Execution),
+    /// Do not execute; the reason is shown to the user.
+    Deny { reason: String },
+}
+
+/// A boxed future, so that policies can be async and still be trait objects.
+pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+
+/// Decides every exec of a session. Called concurrently, once per request;
+/// a request is untrusted input, and a policy that cannot decide should
+/// answer `Run` (stay sandboxed) or `Deny`, never `Escalate`.
+pub trait Policy: Send + Sync + 'static {
+    fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a>;
+}
+
+/// Any synchronous function of the request is a policy.
+impl<F> Policy for F
+where
+    F: Fn(&ExecContext) -> Decision + Send + Sync + 'static,
+{
+    fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
+        let decision = self(request);
+        Box::pin(std::future::ready(decision))
+    }
+}

@@ -1,0 +1,162 @@
+//! From the path a request names to the file the server checked, and from
+//! that file to what an escalation executes.
+//!
+//! The executable is opened once, and both the decision (device, inode,
+//! canonical path) and the escalated exec (`execveat` on the same
+//! descriptor) use that one open file, so nothing can be swapped in between.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use execgate_protocol::{looks_like_shell_text, parse_shebang, SHEBANG_LIMIT};
+
+use crate::policy::ResolvedExecutable;
+
+/// Why a requested path does not name an executable the server can check.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    #[error("{path:?} is not an absolute path")]
+    NotAbsolute { path: PathBuf },
+    #[error("cannot open {path:?}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("{path:?} is not a regular file")]
+    NotRegularFile { path: PathBuf },
+    #[error("{path:?} is not executable")]
+    NotExecutable { path: PathBuf },
+    #[error("interpreter {interpreter:?} of {script:?} was not found in PATH")]
+    InterpreterNotFound { script: PathBuf, interpreter: OsString },
+    #[error("interpreter {interpreter:?} of {script:?} is itself a script")]
+    NestedInterpreter { script: PathBuf, interpreter: PathBuf },
+}
+
+/// An executable, opened and identified.
+pub(crate) struct OpenedExecutable {
+    pub(crate) file: File,
+    pub(crate) resolved: ResolvedExecutable,
+    /// The file's first bytes, for `#!` handling.
+    head: Vec<u8>,
+}
+
+/// Opens `path` and identifies the file it names.
+pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveError> {
+    if !path.is_absolute() {
+        return Err(ResolveError::NotAbsolute {
+            path: path.to_owned(),
+        });
+    }
+    let open_error = |source| ResolveError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    // O_NONBLOCK: a request naming a FIFO must not hang the server.
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(open_error)?;
+    let meta = file.metadata().map_err(open_error)?;
+    if !meta.is_file() {
+        return Err(ResolveError::NotRegularFile {
+            path: path.to_owned(),
+        });
+    }
+    if meta.mode() & 0o111 == 0 {
+        return Err(ResolveError::NotExecutable {
+            path: path.to_owned(),
+        });
+    }
+    let canonical_path = std::fs::read_link(format!("/proc/self/fd/{}", fd_number(&file)))
+        .or_else(|_| path.canonicalize())
+        .map_err(open_error)?;
+    let mut head = vec![0u8; SHEBANG_LIMIT];
+    let len = file.read_at(&mut head, 0).unwrap_or(0);
+    head.truncate(len);
+    Ok(OpenedExecutable {
+        resolved: ResolvedExecutable {
+            requested_path: path.to_owned(),
+            canonical_path,
+            device: meta.dev(),
+            inode: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+        },
+        file,
+        head,
+    })
+}
+
+fn fd_number(file: &File) -> i32 {
+    use std::os::fd::AsRawFd;
+    file.as_raw_fd()
+}
+
+/// What an escalation executes: a checked binary and its argv.
+pub(crate) struct LaunchPlan {
+    pub(crate) executable: OwnedFd,
+    pub(crate) argv: Vec<OsString>,
+}
+
+/// Turns the checked file into what the kernel would have run for it.
+///
+/// A binary runs through its descriptor. A `#!` script runs through its
+/// interpreter (found in `search_path` when relative, as zsh does), which is
+/// opened and checked the same way, with the script's canonical path as its
+/// argument: executing the script's own descriptor would hand the
+/// interpreter `/dev/fd/N`, a name it cannot open and a wrong `$0`. A text
+/// file without `#!` runs under `/bin/sh`, as zsh would run it.
+pub(crate) fn launch_plan(
+    opened: OpenedExecutable,
+    argv: &[OsString],
+    search_path: &OsStr,
+) -> Result<LaunchPlan, ResolveError> {
+    let script = opened.resolved.canonical_path.clone();
+    let script_args = || {
+        std::iter::once(script.clone().into_os_string()).chain(argv.iter().skip(1).cloned())
+    };
+    if let Some(shebang) = parse_shebang(&opened.head) {
+        let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
+            PathBuf::from(&shebang.interpreter)
+        } else {
+            std::env::split_paths(search_path)
+                .filter(|dir| dir.is_absolute())
+                .map(|dir| dir.join(&shebang.interpreter))
+                .find(|candidate| open_executable(candidate).is_ok())
+                .ok_or_else(|| ResolveError::InterpreterNotFound {
+                    script: script.clone(),
+                    interpreter: shebang.interpreter.clone(),
+                })?
+        };
+        let interpreter = open_executable(&interpreter_path)?;
+        if parse_shebang(&interpreter.head).is_some() {
+            return Err(ResolveError::NestedInterpreter {
+                script,
+                interpreter: interpreter_path,
+            });
+        }
+        let mut new_argv = vec![shebang.interpreter.clone()];
+        new_argv.extend(shebang.argument.clone());
+        new_argv.extend(script_args());
+        return Ok(LaunchPlan {
+            executable: interpreter.file.into(),
+            argv: new_argv,
+        });
+    }
+    if !opened.head.starts_with(b"\x7fELF") && looks_like_shell_text(&opened.head) {
+        let shell = open_executable(Path::new("/bin/sh"))?;
+        let new_argv = std::iter::once(OsString::from("sh")).chain(script_args()).collect();
+        return Ok(LaunchPlan {
+            executable: shell.file.into(),
+            argv: new_argv,
+        });
+    }
+    Ok(LaunchPlan {
+        executable: opened.file.into(),
+        argv: argv.to_vec(),
+    })
+}

@@ -1,0 +1,348 @@
+//! A session: one session socket, the workers that serve it, and every
+//! escalated child it started.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use execgate_protocol::{accept_hello, recv_with_fds, HelloError, ENV_SOCKET_FD, ENV_WRAPPER};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::io::unix::AsyncFd;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conversation;
+use crate::events::{EventSink, SessionEvent};
+use crate::policy::Policy;
+use crate::sys;
+
+/// How a session is set up.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// The exec wrapper the shell runs for every command.
+    pub wrapper: PathBuf,
+    /// Decides every request.
+    pub policy: Arc<dyn Policy>,
+    /// Receives an event for every decision, escalated child and error.
+    pub events: Option<EventSink>,
+    /// `PATH` for escalated children (the requester's is not trusted), and
+    /// where relative `#!` interpreters of escalated scripts are looked up.
+    pub escalation_path: OsString,
+    /// How long a client may take to send its request.
+    pub request_timeout: Duration,
+}
+
+impl SessionConfig {
+    /// A configuration with the defaults: no event sink, the server's own
+    /// `PATH` (or a standard one) for escalations, a 10 s request timeout.
+    pub fn new(wrapper: impl Into<PathBuf>, policy: Arc<dyn Policy>) -> Self {
+        SessionConfig {
+            wrapper: wrapper.into(),
+            policy,
+            events: None,
+            escalation_path: std::env::var_os("PATH")
+                .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a session could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("sessions must be started inside a tokio runtime")]
+    NoRuntime,
+    #[error("cannot create the session socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("exec wrapper {path:?} is not usable: {source}")]
+    Wrapper { path: PathBuf, source: io::Error },
+}
+
+/// A running session. Dropping it (or [`Session::cancel`]) stops its workers
+/// and kills every escalated child's process group; nothing it started is
+/// left running, and no child is left unreaped.
+pub struct Session {
+    shared: Arc<Shared>,
+    shell_socket: Option<OwnedFd>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// What the workers share.
+pub(crate) struct Shared {
+    pub(crate) id: String,
+    pub(crate) config: SessionConfig,
+    pub(crate) children: Children,
+    next_request: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_request_id(&self) -> u64 {
+        self.next_request.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        if let Some(sink) = &self.config.events {
+            sink(&event);
+        }
+    }
+}
+
+impl Session {
+    /// Starts serving a new session socket. Call from inside a tokio
+    /// runtime; the workers run on it.
+    pub fn start(config: SessionConfig) -> Result<Session, StartError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        std::fs::metadata(&config.wrapper).map_err(|source| StartError::Wrapper {
+            path: config.wrapper.clone(),
+            source,
+        })?;
+        let (server_end, shell_end) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        )
+        .map_err(|errno| StartError::Socket(errno.into()))?;
+        // The shell's end must block: the wrapper uses it synchronously.
+        let flags = nix::fcntl::fcntl(&shell_end, nix::fcntl::FcntlArg::F_GETFL)
+            .map_err(|errno| StartError::Socket(errno.into()))?;
+        let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+        flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+        nix::fcntl::fcntl(&shell_end, nix::fcntl::FcntlArg::F_SETFL(flags))
+            .map_err(|errno| StartError::Socket(errno.into()))?;
+
+        let listener = {
+            let _guard = runtime.enter();
+            sys::register_owned(server_end, tokio::io::Interest::READABLE)
+                .map_err(StartError::Socket)?
+        };
+        let shared = Arc::new(Shared {
+            id: new_session_id(),
+            config,
+            children: Children::default(),
+            next_request: AtomicU64::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn_on(
+            serve(shared.clone(), listener, cancel.clone(), tracker.clone()),
+            &runtime,
+        );
+        Ok(Session {
+            shared,
+            shell_socket: Some(shell_end),
+            cancel,
+            tracker,
+        })
+    }
+
+    /// The session's id, as it appears in events.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// Variables to merge into the shell's environment: where the wrapper
+    /// is and which descriptor is the session socket. Empty once the
+    /// shell's socket has been handed over.
+    pub fn shell_env(&self) -> Vec<(OsString, OsString)> {
+        let Some(socket) = &self.shell_socket else {
+            return Vec::new();
+        };
+        vec![
+            (ENV_WRAPPER.into(), self.shared.config.wrapper.clone().into_os_string()),
+            (ENV_SOCKET_FD.into(), socket.as_raw_fd().to_string().into()),
+        ]
+    }
+
+    /// The descriptor the shell must inherit, at the number
+    /// [`Session::shell_env`] names.
+    pub fn shell_socket(&self) -> Option<BorrowedFd<'_>> {
+        self.shell_socket.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Prepares `command` to start the session's shell: merges
+    /// [`Session::shell_env`] and makes the socket inheritable in the child
+    /// only. Call [`Session::shell_spawned`] once it has been spawned.
+    pub fn prepare_shell(&self, command: &mut std::process::Command) {
+        command.envs(self.shell_env());
+        if let Some(socket) = &self.shell_socket {
+            sys::inherit_in_child(command, socket.as_raw_fd());
+        }
+    }
+
+    /// Closes the server's copy of the shell's socket. After this, the
+    /// session ends when the shell and everything that inherited the socket
+    /// have exited.
+    pub fn shell_spawned(&mut self) {
+        self.shell_socket = None;
+    }
+
+    /// Stops the workers and kills every escalated child now.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+        self.shared.children.kill_all();
+    }
+
+    /// Cancels the session and waits until every worker has finished and
+    /// every escalated child has been reaped.
+    pub async fn shutdown(self) {
+        self.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// Waits until the shell side has gone (every holder of the session
+    /// socket closed it) and every request has been served, escalated
+    /// children included.
+    pub async fn finished(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        self.shared.children.kill_all();
+        self.shared.children.reap_all();
+    }
+}
+
+fn new_session_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:x}-{:x}-{}",
+        std::process::id(),
+        nanos & 0xffff_ffff_ffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Accepts hello datagrams until the session is cancelled or every sender
+/// has closed the session socket.
+async fn serve(
+    shared: Arc<Shared>,
+    listener: AsyncFd<OwnedFd>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut buf = [0u8; 64];
+    loop {
+        let mut guard = tokio::select! {
+            () = cancel.cancelled() => return,
+            guard = listener.readable() => match guard {
+                Ok(guard) => guard,
+                Err(error) => {
+                    tracing::error!(session = %shared.id, %error, "session socket failed");
+                    return;
+                }
+            },
+        };
+        let hung_up = guard.ready().is_read_closed();
+        let received = match guard.try_io(|fd| recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
+            Ok(Ok(received)) => received,
+            Ok(Err(error)) => {
+                shared.emit(SessionEvent::RequestRefused {
+                    request_id: None,
+                    reason: format!("session socket read failed: {error}"),
+                });
+                continue;
+            }
+            Err(_would_block) => continue,
+        };
+        match accept_hello(&buf, received) {
+            Ok(private) => {
+                tracker.spawn(conversation::serve_request(shared.clone(), private, cancel.clone()));
+            }
+            // An empty datagram reads like a hang-up; only a real one ends
+            // the session's accept loop.
+            Err(HelloError::Closed) if hung_up => return,
+            Err(error) => shared.emit(SessionEvent::RequestRefused {
+                request_id: None,
+                reason: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// Escalated children that have not been reaped, by request id. A child's
+/// process group id is its pid, which stays reserved while the child is
+/// unreaped, so signalling the group of a listed child can never reach an
+/// unrelated process.
+#[derive(Default)]
+pub(crate) struct Children {
+    live: Mutex<HashMap<u64, LiveChild>>,
+}
+
+pub(crate) struct LiveChild {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: Arc<OwnedFd>,
+}
+
+impl Children {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, LiveChild>> {
+        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn insert(&self, request_id: u64, child: LiveChild) {
+        self.lock().insert(request_id, child);
+    }
+
+    /// Sends `signal` to the child's process group, if it is still listed.
+    pub(crate) fn signal(&self, request_id: u64, signal: Signal) {
+        if let Some(child) = self.lock().get(&request_id) {
+            let _ = killpg(Pid::from_raw(child.pid), signal);
+        }
+    }
+
+    /// Reaps the child if it has exited; `None` while it runs.
+    pub(crate) fn try_reap(&self, request_id: u64) -> Option<WaitStatus> {
+        let mut live = self.lock();
+        let child = live.get(&request_id)?;
+        let pid = child.pid;
+        match waitid(
+            Id::PIDFd(child.pidfd.as_fd()),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+        ) {
+            Ok(WaitStatus::StillAlive) => None,
+            Ok(status) => {
+                live.remove(&request_id);
+                Some(status)
+            }
+            // Reaped by the session's drop, after it killed the group.
+            Err(_) => {
+                live.remove(&request_id);
+                Some(WaitStatus::Signaled(Pid::from_raw(pid), Signal::SIGKILL, false))
+            }
+        }
+    }
+
+    /// Kills every listed child's process group.
+    pub(crate) fn kill_all(&self) {
+        for child in self.lock().values() {
+            let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
+        }
+    }
+
+    /// Waits for every listed child (after [`Children::kill_all`]).
+    fn reap_all(&self) {
+        let mut live = self.lock();
+        for (_, child) in live.drain() {
+            let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The server's raw OS calls: starting an escalated child (fork, descriptor
+//! placement, `execveat` on the checked file), pidfds, and letting the shell
+//! inherit the session socket. Everything between `fork` and `exec` is
+//! async-signal-safe: the server is multi-threaded, so the child may only
+//! make raw system calls on memory prepared before the fork.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::ptr;
+
+use nix::fcntl::OFlag;
+use nix::sys::socket::{getsockopt, sockopt};
+
+use crate::policy::PeerCredentials;
+
+/// The kernel's view of who is on the other end of a unix socket.
+pub(crate) fn peer_credentials(socket: &OwnedFd) -> io::Result<PeerCredentials> {
+    let creds = getsockopt(socket, sockopt::PeerCredentials)?;
+    Ok(PeerCredentials {
+        pid: creds.pid(),
+        uid: creds.uid(),
+        gid: creds.gid(),
+    })
+}
+
+/// A pidfd for a child of ours that has not been reaped yet.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this new descriptor; we own it alone.
+    // pidfds are created close-on-exec.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Makes `fd` survive into the program `command` executes (and only that
+/// one: the parent's copy stays close-on-exec).
+pub(crate) fn inherit_in_child(command: &mut std::process::Command, fd: RawFd) {
+    let clear_cloexec = move || {
+        // SAFETY: fcntl(F_SETFD) is async-signal-safe and only changes the
+        // flags of a descriptor this process owns.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and makes one
+    // async-signal-safe call, allocating nothing.
+    unsafe { command.pre_exec(clear_cloexec) };
+}
+
+/// Where starting a child failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpawnStage {
+    Fork,
+    ProcessGroup,
+    Descriptors,
+    WorkingDirectory,
+    Exec,
+}
+
+/// A child start that failed, with the errno of the failing call.
+#[derive(Debug)]
+pub(crate) struct SpawnFailure {
+    pub(crate) stage: SpawnStage,
+    pub(crate) error: io::Error,
+}
+
+/// Everything the child needs, prepared before `fork`.
+pub(crate) struct SpawnPlan {
+    /// The checked executable, opened close-on-exec.
+    pub(crate) executable: OwnedFd,
+    pub(crate) argv: Vec<CString>,
+    pub(crate) env: Vec<CString>,
+    pub(crate) cwd: CString,
+    /// Received descriptors and the numbers the child must see them at.
+    pub(crate) fds: Vec<(OwnedFd, RawFd)>,
+}
+
+/// Starts the child in its own process group, with exactly the planned
+/// descriptors open, and returns its pid once `execveat` has succeeded.
+pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
+    let argv = null_terminated(&plan.argv);
+    let env = null_terminated(&plan.env);
+    let targets: Vec<RawFd> = plan.fds.iter().map(|(_, target)| *target).collect();
+    let sources: Vec<RawFd> = plan.fds.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let mut moved: Vec<RawFd> = vec![-1; plan.fds.len()];
+    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| {
+        SpawnFailure {
+            stage: SpawnStage::Fork,
+            error: errno.into(),
+        }
+    })?;
+    // Above every descriptor number the child juggles, so that moving one
+    // there never overwrites another.
+    let floor = targets
+        .iter()
+        .chain(&sources)
+        .chain([plan.executable.as_raw_fd(), report_write.as_raw_fd()].iter())
+        .copied()
+        .max()
+        .unwrap_or(2)
+        + 1;
+    let child = ChildSetup {
+        executable: plan.executable.as_raw_fd(),
+        argv: argv.as_ptr(),
+        env: env.as_ptr(),
+        cwd: plan.cwd.as_c_str(),
+        sources: &sources,
+        targets: &targets,
+        moved: &mut moved,
+        report: report_write.as_raw_fd(),
+        floor,
+    };
+
+    // SAFETY: fork duplicates the calling thread only. The child runs
+    // `ChildSetup::run`, which makes only async-signal-safe system calls on
+    // memory prepared above and never returns.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(SpawnFailure {
+            stage: SpawnStage::Fork,
+            error: io::Error::last_os_error(),
+        }),
+        0 => child.run(),
+        pid => {
+            drop(report_write);
+            match read_report(&report_read) {
+                None => Ok(pid),
+                Some(failure) => {
+                    // The child has exited (or is exiting) with 127: reap it.
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                    Err(failure)
+                }
+            }
+        }
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect()
+}
+
+/// Reads the child's failure report: nothing (end of file) means the exec
+/// succeeded and closed the pipe.
+fn read_report(report: &OwnedFd) -> Option<SpawnFailure> {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match nix::unistd::read(report, &mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if filled < buf.len() {
+        return None;
+    }
+    let stage = match buf[0] {
+        1 => SpawnStage::ProcessGroup,
+        2 => SpawnStage::Descriptors,
+        3 => SpawnStage::WorkingDirectory,
+        _ => SpawnStage::Exec,
+    };
+    let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    Some(SpawnFailure {
+        stage,
+        error: io::Error::from_raw_os_error(errno),
+    })
+}
+
+struct ChildSetup<'a> {
+    executable: RawFd,
+    argv: *const *const libc::c_char,
+    env: *const *const libc::c_char,
+    cwd: &'a CStr,
+    sources: &'a [RawFd],
+    targets: &'a [RawFd],
+    moved: &'a mut [RawFd],
+    report: RawFd,
+    floor: RawFd,
+}
+
+impl ChildSetup<'_> {
+    /// Runs in the forked child. Only raw, async-signal-safe calls.
+    fn run(self) -> ! {
+        // SAFETY (whole block): every call below is an async-signal-safe
+        // system call on descriptors this process holds and on memory that
+        // was allocated before fork and is not freed in the child.
+        unsafe {
+            if libc::setpgid(0, 0) != 0 {
+                self.fail(1);
+            }
+            // Lift the executable and the report pipe above the targets.
+            let executable = libc::fcntl(self.executable, libc::F_DUPFD_CLOEXEC, self.floor);
+            let report = libc::fcntl(self.report, libc::F_DUPFD_CLOEXEC, self.floor);
+            if executable < 0 || report < 0 {
+                self.fail(2);
+            }
+            let this = ChildSetup { report, ..self };
+            for (i, source) in this.sources.iter().enumerate() {
+                let fd = libc::fcntl(*source, libc::F_DUPFD_CLOEXEC, this.floor);
+                if fd < 0 {
+                    this.fail(2);
+                }
+                this.moved[i] = fd;
+            }
+            for (moved, target) in this.moved.iter().zip(this.targets) {
+                // dup2 leaves the new descriptor inheritable.
+                if libc::dup2(*moved, *target) < 0 {
+                    this.fail(2);
+                }
+            }
+            // Close whatever else sits below the floor (descriptors the
+            // server itself inherited without close-on-exec), and mark
+            // everything above it close-on-exec.
+            for fd in 0..this.floor {
+                if !this.targets.contains(&fd) {
+                    libc::close(fd);
+                }
+            }
+            libc::syscall(
+                libc::SYS_close_range,
+                this.floor as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            if libc::chdir(this.cwd.as_ptr()) != 0 {
+                this.fail(3);
+            }
+            // Signal dispositions and mask as a fresh process has them: the
+            // server ignores SIGPIPE, and ignored signals survive exec.
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            for signal in 1..=64 {
+                if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                    libc::sigaction(signal, &default, ptr::null_mut());
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
+            libc::execveat(
+                executable,
+                c"".as_ptr(),
+                this.argv.cast_mut().cast(),
+                this.env.cast_mut().cast(),
+                libc::AT_EMPTY_PATH,
+            );
+            this.fail(4)
+        }
+    }
+
+    fn fail(&self, stage: u8) -> ! {
+        // SAFETY: __errno_location, write and _exit are async-signal-safe;
+        // the buffer lives on this stack frame.
+        unsafe {
+            let errno = *libc::__errno_location();
+            let mut buf = [0u8; 8];
+            buf[0] = stage;
+            buf[4..].copy_from_slice(&errno.to_ne_bytes());
+            libc::write(self.report, buf.as_ptr().cast(), buf.len());
+            libc::_exit(127)
+        }
+    }
+}
+
+/// A descriptor shared between owners; open while any owner holds it.
+pub(crate) struct SharedFd(pub(crate) std::sync::Arc<OwnedFd>);
+
+impl AsRawFd for SharedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Registers an owned descriptor with the tokio reactor.
+pub(crate) fn register_owned(
+    fd: OwnedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes the OwnedFd, which keeps the descriptor open
+    // and unchanged until the AsyncFd is dropped.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }?)
+}
+
+/// Registers a shared descriptor with the tokio reactor.
+pub(crate) fn register_shared(
+    fd: SharedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<SharedFd>> {
+    // SAFETY: the AsyncFd holds one of the Arc's references, so the
+    // descriptor stays open and unchanged until the AsyncFd is dropped.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }?)
+}
