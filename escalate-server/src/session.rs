@@ -159,7 +159,10 @@ impl Session {
             return Vec::new();
         };
         vec![
-            (ENV_WRAPPER.into(), self.shared.config.wrapper.clone().into_os_string()),
+            (
+                ENV_WRAPPER.into(),
+                self.shared.config.wrapper.clone().into_os_string(),
+            ),
             (ENV_SOCKET_FD.into(), socket.as_raw_fd().to_string().into()),
         ]
     }
@@ -266,7 +269,11 @@ async fn serve(
         };
         match accept_hello(&buf, received) {
             Ok(private) => {
-                tracker.spawn(conversation::serve_request(shared.clone(), private, cancel.clone()));
+                tracker.spawn(conversation::serve_request(
+                    shared.clone(),
+                    private,
+                    cancel.clone(),
+                ));
             }
             // An empty datagram reads like a hang-up; only a real one ends
             // the session's accept loop.
@@ -295,7 +302,9 @@ pub(crate) struct LiveChild {
 
 impl Children {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, LiveChild>> {
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn insert(&self, request_id: u64, child: LiveChild) {
@@ -309,10 +318,17 @@ impl Children {
         }
     }
 
-    /// Reaps the child if it has exited; `None` while it runs.
+    /// Reaps the child if it has exited; `None` while it runs. A child no
+    /// longer listed was killed and reaped by the session's drop.
     pub(crate) fn try_reap(&self, request_id: u64) -> Option<WaitStatus> {
         let mut live = self.lock();
-        let child = live.get(&request_id)?;
+        let Some(child) = live.get(&request_id) else {
+            return Some(WaitStatus::Signaled(
+                Pid::from_raw(0),
+                Signal::SIGKILL,
+                false,
+            ));
+        };
         let pid = child.pid;
         match waitid(
             Id::PIDFd(child.pidfd.as_fd()),
@@ -326,7 +342,11 @@ impl Children {
             // Reaped by the session's drop, after it killed the group.
             Err(_) => {
                 live.remove(&request_id);
-                Some(WaitStatus::Signaled(Pid::from_raw(pid), Signal::SIGKILL, false))
+                Some(WaitStatus::Signaled(
+                    Pid::from_raw(pid),
+                    Signal::SIGKILL,
+                    false,
+                ))
             }
         }
     }
