@@ -6,7 +6,9 @@
 
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
-use execgate_protocol::{send_with_fds, ClientMessage, ServerMessage, Termination, WrapperArgs, MAX_PASSED_FDS};
+use execgate_protocol::{
+    send_with_fds, ClientMessage, ServerMessage, Termination, WrapperArgs, MAX_PASSED_FDS,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{raise, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -37,7 +39,10 @@ pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
             std::process::exit(EXIT_CANNOT_RUN)
         }
         Err(Failure::AfterStart(error)) => {
-            report(&format!("{error} while {} was running", args.path.display()));
+            report(&format!(
+                "{error} while {} was running",
+                args.path.display()
+            ));
             std::process::exit(EXIT_CANNOT_RUN)
         }
     }
@@ -66,14 +71,21 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
         ServerMessage::Started { .. } => {}
         ServerMessage::SpawnFailed { reason } => return Err(Failure::SpawnFailed(reason)),
         other => {
-            return Err(Failure::BeforeStart(WrapperError::UnexpectedReply(format!("{other:?}"))))
+            return Err(Failure::BeforeStart(WrapperError::UnexpectedReply(
+                format!("{other:?}"),
+            )))
         }
     }
-    conversation.wait_without_timeout().map_err(Failure::AfterStart)?;
+    conversation
+        .wait_without_timeout()
+        .map_err(Failure::AfterStart)?;
     relay_until_exit(conversation, &signals).map_err(Failure::AfterStart)
 }
 
-fn hand_over_descriptors(args: &WrapperArgs, conversation: &Conversation) -> Result<(), WrapperError> {
+fn hand_over_descriptors(
+    args: &WrapperArgs,
+    conversation: &Conversation,
+) -> Result<(), WrapperError> {
     let numbers = sys::inheritable_fds(args.socket_fd).map_err(WrapperError::Lost)?;
     if numbers.len() > MAX_PASSED_FDS {
         return Err(WrapperError::Lost(std::io::Error::other(format!(
@@ -81,16 +93,24 @@ fn hand_over_descriptors(args: &WrapperArgs, conversation: &Conversation) -> Res
             numbers.len()
         ))));
     }
-    let fds: Vec<BorrowedFd<'_>> = numbers.iter().filter_map(|&fd| sys::borrow_open_fd(fd)).collect();
+    let fds: Vec<BorrowedFd<'_>> = numbers
+        .iter()
+        .filter_map(|&fd| sys::borrow_open_fd(fd))
+        .collect();
     if fds.len() != numbers.len() {
-        return Err(WrapperError::Lost(std::io::Error::other("a descriptor closed while listing")));
+        return Err(WrapperError::Lost(std::io::Error::other(
+            "a descriptor closed while listing",
+        )));
     }
     let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers))
         .map_err(WrapperError::RequestTooLarge)?;
     send_with_fds(conversation.socket(), &frame, &fds).map_err(WrapperError::Lost)
 }
 
-fn relay_until_exit(conversation: &Conversation, signals: &SignalFd) -> Result<Termination, WrapperError> {
+fn relay_until_exit(
+    conversation: &Conversation,
+    signals: &SignalFd,
+) -> Result<Termination, WrapperError> {
     loop {
         let mut fds = [
             PollFd::new(conversation.socket(), PollFlags::POLLIN),

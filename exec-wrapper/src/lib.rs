@@ -72,4 +72,3 @@ fn report(message: &str) {
     let line = format!("execgate: {message}\n");
     let _ = io::stderr().write_all(line.as_bytes());
 }
-

@@ -53,7 +53,11 @@ pub(crate) fn run_in_place(args: &WrapperArgs) -> ! {
         }
         _ => {}
     }
-    report(&format!("{}: {}", describe(errno), args.exec_path.display()));
+    report(&format!(
+        "{}: {}",
+        describe(errno),
+        args.exec_path.display()
+    ));
     std::process::exit(match errno {
         Errno::EACCES | Errno::ENOEXEC => EXIT_CANNOT_RUN,
         _ => EXIT_NOT_FOUND,
@@ -108,4 +112,3 @@ fn describe(errno: Errno) -> String {
         None => String::new(),
     }
 }
-

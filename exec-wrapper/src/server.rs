@@ -84,8 +84,8 @@ impl Conversation {
 /// Opens a conversation, sends the request and reads the decision.
 pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), WrapperError> {
     let session = args.socket_fd.ok_or(WrapperError::NoSession)?;
-    let session = sys::borrow_open_fd(session)
-        .ok_or(WrapperError::SessionSocketClosed { fd: session })?;
+    let session =
+        sys::borrow_open_fd(session).ok_or(WrapperError::SessionSocketClosed { fd: session })?;
 
     let (mine, theirs) = socketpair(
         AddressFamily::Unix,
@@ -94,7 +94,10 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
-    let timeout = TimeVal::new(reply_timeout().as_secs() as _, reply_timeout().subsec_micros() as _);
+    let timeout = TimeVal::new(
+        reply_timeout().as_secs() as _,
+        reply_timeout().subsec_micros() as _,
+    );
     setsockopt(&mine, sockopt::ReceiveTimeout, &timeout)
         .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
     send_hello(session, theirs.as_fd()).map_err(|error| match error.raw_os_error() {
@@ -107,14 +110,19 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
     drop(theirs);
 
     let conversation = Conversation { socket: mine };
-    conversation.send(&ClientMessage::Request(ExecRequest {
+    let sent = conversation.send(&ClientMessage::Request(ExecRequest {
         path: args.path.clone(),
         argv: args.argv.clone(),
         cwd: std::env::current_dir().unwrap_or_default(),
         env: sys::environment(),
-    }))?;
-    let decision = conversation.receive()?;
-    Ok((conversation, decision))
+    }));
+    // The server may refuse a peer before reading its request and close
+    // (a different uid, say): show that reason rather than the broken pipe.
+    match (sent, conversation.receive()) {
+        (Ok(()), decision) => Ok((conversation, decision?)),
+        (Err(_), Ok(denial @ ServerMessage::Deny { .. })) => Ok((conversation, denial)),
+        (Err(error), _) => Err(error),
+    }
 }
 
 fn reply_timeout() -> Duration {
@@ -125,5 +133,8 @@ fn reply_timeout() -> Duration {
 }
 
 fn is_timeout(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }

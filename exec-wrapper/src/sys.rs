@@ -6,7 +6,9 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 
 use nix::sys::resource::{setrlimit, Resource};
-use nix::sys::signal::{raise, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{
+    raise, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 
 /// Borrows a descriptor the shell handed down by number, if it is open.
 pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
@@ -29,7 +31,11 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
 pub(crate) fn inheritable_fds(except: Option<RawFd>) -> std::io::Result<Vec<RawFd>> {
     let mut fds = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Some(fd) = entry?.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
+        let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
             continue;
         };
         if Some(fd) == except {
@@ -56,7 +62,9 @@ pub(crate) fn environment() -> Vec<OsString> {
     unsafe {
         let mut cursor = libc::environ.cast_const();
         while !cursor.is_null() && !(*cursor).is_null() {
-            entries.push(OsString::from_vec(CStr::from_ptr(*cursor).to_bytes().to_vec()));
+            entries.push(OsString::from_vec(
+                CStr::from_ptr(*cursor).to_bytes().to_vec(),
+            ));
             cursor = cursor.add(1);
         }
     }
