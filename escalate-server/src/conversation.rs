@@ -67,8 +67,17 @@ pub(crate) async fn serve_request(
 
     let server_uid = nix::unistd::geteuid().as_raw();
     if peer.uid != server_uid {
-        let reason = format!("requester uid {} is not the session's uid {server_uid}", peer.uid);
-        let _ = send(&mut writer, &ServerMessage::Deny { reason: reason.clone() }).await;
+        let reason = format!(
+            "requester uid {} is not the session's uid {server_uid}",
+            peer.uid
+        );
+        let _ = send(
+            &mut writer,
+            &ServerMessage::Deny {
+                reason: reason.clone(),
+            },
+        )
+        .await;
         return refuse(reason);
     }
 
@@ -85,7 +94,13 @@ pub(crate) async fn serve_request(
         Ok(request) => request,
         Err(error) => {
             let reason = format!("malformed request: {error}");
-            let _ = send(&mut writer, &ServerMessage::Deny { reason: reason.clone() }).await;
+            let _ = send(
+                &mut writer,
+                &ServerMessage::Deny {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             return refuse(reason);
         }
     };
@@ -93,7 +108,13 @@ pub(crate) async fn serve_request(
         Ok(opened) => opened,
         Err(error) => {
             let reason = format!("cannot check the executable: {error}");
-            let _ = send(&mut writer, &ServerMessage::Deny { reason: reason.clone() }).await;
+            let _ = send(
+                &mut writer,
+                &ServerMessage::Deny {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
             return refuse(reason);
         }
     };
@@ -195,7 +216,9 @@ async fn read_descriptors(
     seen.sort_unstable();
     seen.dedup();
     if seen.len() != numbers.len() {
-        return Err(ConversationError::Unexpected("a descriptor number appears twice"));
+        return Err(ConversationError::Unexpected(
+            "a descriptor number appears twice",
+        ));
     }
     Ok(fds.into_iter().zip(numbers).collect())
 }
@@ -253,7 +276,11 @@ async fn escalate(
             return;
         }
         Err(join_error) => {
-            let _ = send(&mut writer, &fail(format!("spawn task failed: {join_error}"))).await;
+            let _ = send(
+                &mut writer,
+                &fail(format!("spawn task failed: {join_error}")),
+            )
+            .await;
             return;
         }
     };
@@ -263,7 +290,11 @@ async fn escalate(
             // Cannot watch it, so it must not run.
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            let _ = send(&mut writer, &fail(format!("cannot watch the child: {error}"))).await;
+            let _ = send(
+                &mut writer,
+                &fail(format!("cannot watch the child: {error}")),
+            )
+            .await;
             return;
         }
     };
@@ -275,9 +306,19 @@ async fn escalate(
         },
     );
     shared.emit(SessionEvent::Started { request_id, pid });
-    let mut wrapper_present = send(&mut writer, &ServerMessage::Started { pid }).await.is_ok();
+    let mut wrapper_present = send(&mut writer, &ServerMessage::Started { pid })
+        .await
+        .is_ok();
 
-    let termination = match watch_child(shared, request_id, pidfd, reader, &mut wrapper_present, cancel).await
+    let termination = match watch_child(
+        shared,
+        request_id,
+        pidfd,
+        reader,
+        &mut wrapper_present,
+        cancel,
+    )
+    .await
     {
         Ok(termination) => termination,
         Err(error) => {

@@ -90,8 +90,12 @@ const REMOVED_PREFIXES: &[&str] = &[
 /// True when `name` is removed from an escalated child's environment.
 pub fn is_injection_variable(name: &OsStr) -> bool {
     let name = name.as_bytes();
-    REMOVED_NAMES.iter().any(|removed| name == removed.as_bytes())
-        || REMOVED_PREFIXES.iter().any(|prefix| name.starts_with(prefix.as_bytes()))
+    REMOVED_NAMES
+        .iter()
+        .any(|removed| name == removed.as_bytes())
+        || REMOVED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_bytes()))
 }
 
 /// Builds an escalated child's environment from the requester's entries.

@@ -29,9 +29,15 @@ pub enum ResolveError {
     #[error("{path:?} is not executable")]
     NotExecutable { path: PathBuf },
     #[error("interpreter {interpreter:?} of {script:?} was not found in PATH")]
-    InterpreterNotFound { script: PathBuf, interpreter: OsString },
+    InterpreterNotFound {
+        script: PathBuf,
+        interpreter: OsString,
+    },
     #[error("interpreter {interpreter:?} of {script:?} is itself a script")]
-    NestedInterpreter { script: PathBuf, interpreter: PathBuf },
+    NestedInterpreter {
+        script: PathBuf,
+        interpreter: PathBuf,
+    },
 }
 
 /// An executable, opened and identified.
@@ -116,9 +122,8 @@ pub(crate) fn launch_plan(
     search_path: &OsStr,
 ) -> Result<LaunchPlan, ResolveError> {
     let script = opened.resolved.canonical_path.clone();
-    let script_args = || {
-        std::iter::once(script.clone().into_os_string()).chain(argv.iter().skip(1).cloned())
-    };
+    let script_args =
+        || std::iter::once(script.clone().into_os_string()).chain(argv.iter().skip(1).cloned());
     if let Some(shebang) = parse_shebang(&opened.head) {
         let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
             PathBuf::from(&shebang.interpreter)
@@ -149,7 +154,9 @@ pub(crate) fn launch_plan(
     }
     if !opened.head.starts_with(b"\x7fELF") && looks_like_shell_text(&opened.head) {
         let shell = open_executable(Path::new("/bin/sh"))?;
-        let new_argv = std::iter::once(OsString::from("sh")).chain(script_args()).collect();
+        let new_argv = std::iter::once(OsString::from("sh"))
+            .chain(script_args())
+            .collect();
         return Ok(LaunchPlan {
             executable: shell.file.into(),
             argv: new_argv,

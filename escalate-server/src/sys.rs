@@ -90,12 +90,11 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
     let targets: Vec<RawFd> = plan.fds.iter().map(|(_, target)| *target).collect();
     let sources: Vec<RawFd> = plan.fds.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let mut moved: Vec<RawFd> = vec![-1; plan.fds.len()];
-    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| {
-        SpawnFailure {
+    let (report_read, report_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| SpawnFailure {
             stage: SpawnStage::Fork,
             error: errno.into(),
-        }
-    })?;
+        })?;
     // Above every descriptor number the child juggles, so that moving one
     // there never overwrites another.
     let floor = targets
@@ -194,9 +193,9 @@ struct ChildSetup<'a> {
 impl ChildSetup<'_> {
     /// Runs in the forked child. Only raw, async-signal-safe calls.
     fn run(self) -> ! {
-        // SAFETY (whole block): every call below is an async-signal-safe
-        // system call on descriptors this process holds and on memory that
-        // was allocated before fork and is not freed in the child.
+        // SAFETY: every call in this block is an async-signal-safe system
+        // call on descriptors this process holds and on memory that was
+        // allocated before fork and is not freed in the child.
         unsafe {
             if libc::setpgid(0, 0) != 0 {
                 self.fail(1);

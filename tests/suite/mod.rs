@@ -1,0 +1,209 @@
+//! Shared harness for the end-to-end suites.
+
+mod spine;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use execgate_escalate_server::{
+    Decision, ExecContext, Execution, Session, SessionConfig, SessionEvent,
+};
+
+/// The exec wrapper built from this workspace's current code.
+pub fn wrapper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_e2e-exec-wrapper"))
+}
+
+/// The patched zsh: `EXECGATE_ZSH`, or the one `scripts/build-zsh.sh` builds.
+/// Missing is a failure, never a skip.
+pub fn zsh() -> PathBuf {
+    let path = std::env::var_os("EXECGATE_ZSH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/zsh/bin/zsh"));
+    assert!(
+        path.exists(),
+        "patched zsh not found at {}: run scripts/build-zsh.sh first",
+        path.display()
+    );
+    path
+}
+
+/// Every event a session emitted, in order.
+#[derive(Default, Clone)]
+pub struct Recorder(Arc<Mutex<Vec<SessionEvent>>>);
+
+impl Recorder {
+    pub fn events(&self) -> Vec<SessionEvent> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Canonical paths of the decided requests, in arrival order.
+    pub fn decided_programs(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter_map(|event| match event {
+                SessionEvent::Decided { request, .. } => Some(
+                    request
+                        .executable
+                        .canonical_path
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn decided(&self) -> Vec<Arc<ExecContext>> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                SessionEvent::Decided { request, .. } => Some(request),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn refusals(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                SessionEvent::RequestRefused { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn started_pids(&self) -> Vec<i32> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                SessionEvent::Started { pid, .. } => Some(pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until `count` escalated children have started.
+    pub async fn wait_for_started(&self, count: usize) -> Vec<i32> {
+        for _ in 0..500 {
+            let pids = self.started_pids();
+            if pids.len() >= count {
+                return pids;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "fewer than {count} escalated children started: {:?}",
+            self.events()
+        );
+    }
+}
+
+/// A policy that decides by canonical path; everything else runs in place.
+pub fn policy_by_path(rules: &[(&str, Decision)]) -> Arc<dyn execgate_escalate_server::Policy> {
+    let rules: HashMap<PathBuf, Decision> = rules
+        .iter()
+        .map(|(path, decision)| (PathBuf::from(path), decision.clone()))
+        .collect();
+    Arc::new(move |request: &ExecContext| {
+        rules
+            .get(&request.executable.canonical_path)
+            .cloned()
+            .unwrap_or(Decision::Run)
+    })
+}
+
+pub fn escalate() -> Decision {
+    Decision::Escalate(Execution::Unsandboxed)
+}
+
+/// A session with a recorder attached.
+pub fn start_session(policy: Arc<dyn execgate_escalate_server::Policy>) -> (Session, Recorder) {
+    start_session_with(policy, wrapper())
+}
+
+pub fn start_session_with(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    wrapper: PathBuf,
+) -> (Session, Recorder) {
+    let recorder = Recorder::default();
+    let sink = recorder.clone();
+    let mut config = SessionConfig::new(wrapper, policy);
+    config.events = Some(Arc::new(move |event: &SessionEvent| {
+        sink.0.lock().unwrap().push(event.clone())
+    }));
+    (Session::start(config).expect("session starts"), recorder)
+}
+
+/// A patched zsh running `script` under `session`, started but not awaited.
+pub fn spawn_zsh(session: &mut Session, script: &str, cwd: &Path) -> tokio::process::Child {
+    let mut command = std::process::Command::new(zsh());
+    command
+        .arg("-f")
+        .arg("-c")
+        .arg(script)
+        .current_dir(cwd)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    session.prepare_shell(&mut command);
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("zsh starts");
+    session.shell_spawned();
+    child
+}
+
+pub struct ShellOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ShellOutput {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Waits for a shell (at most 60 s) and collects its output.
+pub async fn finish(child: tokio::process::Child) -> ShellOutput {
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("shell finished within 60 s")
+        .expect("shell output");
+    ShellOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs `script` in a fresh session under `policy`, in `cwd`.
+pub async fn run(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    script: &str,
+    cwd: &Path,
+) -> (ShellOutput, Recorder) {
+    let (mut session, recorder) = start_session(policy);
+    let child = spawn_zsh(&mut session, script, cwd);
+    let output = finish(child).await;
+    session.shutdown().await;
+    (output, recorder)
+}
+
+pub fn os(text: &str) -> OsString {
+    OsString::from(text)
+}
+
+/// True while `pid` exists at all (a zombie counts: it was not reaped).
+pub fn process_exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}

@@ -1,0 +1,815 @@
+//! The spine: patched zsh -> exec wrapper -> escalation server.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use execgate_escalate_server::{Decision, ExecContext, Execution};
+use execgate_protocol::{encode_client, send_all, send_with_fds, ClientMessage, HELLO};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::unistd::Pid;
+
+use super::*;
+
+fn run_everything() -> Arc<dyn execgate_escalate_server::Policy> {
+    policy_by_path(&[])
+}
+
+fn write_executable(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A directory with a `#!` script, a script without `#!` and a tool in a
+/// relative PATH entry.
+fn scripts_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_executable(
+        &dir.path().join("with-shebang"),
+        "#!/bin/sh\necho shebang-ran\n",
+    );
+    write_executable(&dir.path().join("no-shebang"), "echo no-shebang-ran\n");
+    fs::create_dir(dir.path().join("bin")).unwrap();
+    write_executable(&dir.path().join("bin/tool"), "#!/bin/sh\necho tool-ran\n");
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    write_executable(
+        &dir.path().join("sub/pathdirs-tool"),
+        "#!/bin/sh\necho pathdirs-ran\n",
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_external_exec_reaches_the_server_exactly_once() {
+    // (what, script, programs the server must see in any order, stdout)
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        ("simple command", "/usr/bin/true", &["/usr/bin/true"], ""),
+        (
+            "PATH lookup",
+            "sleep 0; echo $?",
+            &["/usr/bin/sleep"],
+            "0\n",
+        ),
+        (
+            "pipeline",
+            "echo a | tr a b | cat",
+            &["/usr/bin/tr", "/usr/bin/cat"],
+            "b\n",
+        ),
+        (
+            "subshell",
+            "(sleep 0; sleep 0)",
+            &["/usr/bin/sleep", "/usr/bin/sleep"],
+            "",
+        ),
+        (
+            "command substitution",
+            "print -r -- $(basename /a/x)",
+            &["/usr/bin/basename"],
+            "x\n",
+        ),
+        (
+            "process substitution",
+            "cat <(/bin/echo sub)",
+            &["/usr/bin/cat", "/usr/bin/echo"],
+            "sub\n",
+        ),
+        ("exec", "exec /bin/echo done", &["/usr/bin/echo"], "done\n"),
+        ("command -p", "command -p sleep 0", &["/usr/bin/sleep"], ""),
+        (
+            "hashed command",
+            "hash -r; sleep 0; sleep 0; sleep 0",
+            &["/usr/bin/sleep", "/usr/bin/sleep", "/usr/bin/sleep"],
+            "",
+        ),
+        (
+            "hash name=path",
+            "hash mine=/usr/bin/printf; mine ok",
+            &["/usr/bin/printf"],
+            "ok",
+        ),
+        (
+            "no_hash_cmds",
+            "setopt no_hash_cmds; sleep 0; sleep 0",
+            &["/usr/bin/sleep", "/usr/bin/sleep"],
+            "",
+        ),
+        (
+            "relative PATH entry",
+            "PATH=bin:$PATH; tool",
+            &["<dir>/bin/tool"],
+            "tool-ran\n",
+        ),
+        (
+            "path_dirs",
+            "setopt path_dirs; PATH=.:$PATH; sub/pathdirs-tool",
+            &["<dir>/sub/pathdirs-tool"],
+            "pathdirs-ran\n",
+        ),
+        (
+            "script with #!",
+            "./with-shebang",
+            &["<dir>/with-shebang"],
+            "shebang-ran\n",
+        ),
+        (
+            "script without #!",
+            "./no-shebang",
+            &["<dir>/no-shebang"],
+            "no-shebang-ran\n",
+        ),
+        ("builtins only", "echo hi; print -r x; :", &[], "hi\nx\n"),
+    ];
+    for (what, script, expected, stdout) in cases {
+        let dir = scripts_dir();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let (output, recorder) = run(run_everything(), script, &root).await;
+        assert_eq!(output.code(), Some(0), "{what}: {}", output.stderr);
+        assert_eq!(output.stdout, *stdout, "{what}");
+        let mut seen = recorder.decided_programs();
+        seen.sort();
+        let mut expected: Vec<String> = expected
+            .iter()
+            .map(|path| path.replace("<dir>", &root.to_string_lossy()))
+            .collect();
+        expected.sort();
+        assert_eq!(seen, expected, "{what}");
+        assert!(
+            recorder.refusals().is_empty(),
+            "{what}: {:?}",
+            recorder.refusals()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_command_never_reaches_the_server_and_the_handler_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "command_not_found_handler() { print -r -- \"handled:$1\"; return 127 }
+        no-such-command-execgate arg; print status=$?";
+    let (output, recorder) = run(run_everything(), script, dir.path()).await;
+    assert_eq!(
+        output.stdout,
+        "handled:no-such-command-execgate\nstatus=127\n"
+    );
+    assert!(recorder.events().is_empty(), "{:?}", recorder.events());
+
+    // Without a handler: zsh's own message and 127, still no request.
+    let (output, recorder) = run(run_everything(), "no-such-command-execgate", dir.path()).await;
+    assert_eq!(output.code(), Some(127));
+    assert!(output
+        .stderr
+        .contains("command not found: no-such-command-execgate"));
+    assert!(recorder.events().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_sees_the_true_executable_whatever_argv0_says() {
+    let dir = tempfile::tempdir().unwrap();
+    // (script, requested path, canonical path, argv)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "ARGV0=x /bin/echo a",
+            "/bin/echo",
+            "/usr/bin/echo",
+            &["x", "a"],
+        ),
+        (
+            "exec -a x /usr/bin/echo a",
+            "/usr/bin/echo",
+            "/usr/bin/echo",
+            &["x", "a"],
+        ),
+        (
+            "hash ls=/bin/echo; ls a",
+            "/bin/echo",
+            "/usr/bin/echo",
+            &["ls", "a"],
+        ),
+    ];
+    for (script, requested, canonical, argv) in cases {
+        let (output, recorder) = run(run_everything(), script, dir.path()).await;
+        assert_eq!(output.stdout, "a\n", "{script}: {}", output.stderr);
+        let decided = recorder.decided();
+        assert_eq!(decided.len(), 1, "{script}");
+        let request = &decided[0];
+        assert_eq!(
+            request.executable.requested_path,
+            Path::new(requested),
+            "{script}"
+        );
+        assert_eq!(
+            request.executable.canonical_path,
+            Path::new(canonical),
+            "{script}"
+        );
+        let argv: Vec<_> = argv.iter().map(|arg| os(arg)).collect();
+        assert_eq!(request.argv, argv, "{script}");
+        assert_eq!(request.cwd, dir.path(), "{script}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_prints_the_reason_and_exits_126_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[(
+        "/usr/bin/touch",
+        Decision::Deny {
+            reason: "touch is not allowed here".into(),
+        },
+    )]);
+    let (output, _) = run(policy, "touch marker; print status=$?", dir.path()).await;
+    assert_eq!(output.stdout, "status=126\n");
+    assert_eq!(
+        output.stderr,
+        "execgate: denied: /usr/bin/touch: touch is not allowed here\n"
+    );
+    assert!(!dir.path().join("marker").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxed_escalations_are_refused_until_the_backend_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    for execution in [
+        Execution::TurnDefault,
+        Execution::Permissions("build".into()),
+    ] {
+        let policy = policy_by_path(&[("/usr/bin/touch", Decision::Escalate(execution))]);
+        let (output, _) = run(policy, "touch marker; print status=$?", dir.path()).await;
+        assert_eq!(output.stdout, "status=126\n");
+        assert!(
+            output.stderr.contains("need the sandbox backend"),
+            "{}",
+            output.stderr
+        );
+        assert!(!dir.path().join("marker").exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unsandboxed_child_gets_the_shells_descriptors_and_its_status_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[
+        ("/usr/bin/tr", escalate()),
+        ("/usr/bin/cat", escalate()),
+        ("/usr/bin/dash", escalate()),
+        ("/usr/bin/ls", escalate()),
+    ]);
+    // (what, script, stdout, stderr contains)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "stdin and stdout",
+            "print hello | tr a-z A-Z",
+            "HELLO\n",
+            "",
+        ),
+        (
+            "stderr",
+            "ls /no-such-dir-execgate; print status=$?",
+            "status=2\n",
+            "/no-such-dir-execgate",
+        ),
+        (
+            "here-document",
+            "tr a-z A-Z <<EOF\nheredoc\nEOF",
+            "HEREDOC\n",
+            "",
+        ),
+        (
+            "process substitution",
+            "cat <(print from-sub)",
+            "from-sub\n",
+            "",
+        ),
+        (
+            "extra descriptor",
+            "sh -c 'echo on-three >&3' 3>fd3.txt; cat fd3.txt",
+            "on-three\n",
+            "",
+        ),
+        (
+            "exit code",
+            "sh -c 'exit 7'; print status=$?",
+            "status=7\n",
+            "",
+        ),
+        (
+            "working directory",
+            "mkdir -p deeper; cd deeper; sh -c 'pwd'",
+            "<dir>/deeper\n",
+            "",
+        ),
+    ];
+    let root = fs::canonicalize(dir.path()).unwrap();
+    for (what, script, stdout, stderr) in cases {
+        let (output, recorder) = run(policy.clone(), script, &root).await;
+        let stdout = stdout.replace("<dir>", &root.to_string_lossy());
+        assert_eq!(output.stdout, stdout, "{what}: {}", output.stderr);
+        assert!(output.stderr.contains(stderr), "{what}: {}", output.stderr);
+        assert!(
+            !recorder.started_pids().is_empty(),
+            "{what}: nothing escalated"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalated_children_see_a_cleaned_environment_and_no_session_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/env", escalate())]);
+    let script = "export LD_PRELOAD=/tmp/evil.so BASH_ENV=/tmp/evil GIT_DIR=/tmp KEEP=kept
+        env";
+    let (output, _) = run(policy, script, dir.path()).await;
+    let names: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split('=').next())
+        .collect();
+    assert!(names.contains(&"KEEP"), "{}", output.stdout);
+    for injected in [
+        "LD_PRELOAD",
+        "BASH_ENV",
+        "GIT_DIR",
+        "EXECGATE_WRAPPER",
+        "EXECGATE_SOCKET_FD",
+    ] {
+        assert!(!names.contains(&injected), "{injected} reached the child");
+    }
+}
+
+/// Runs `sleep 1000` escalated, sends `signal` to the process `target`
+/// picks, and returns what the shell printed afterwards.
+async fn interrupt_escalated_sleep(
+    target: impl Fn(&ExecContext, i32) -> i32,
+    signal: Signal,
+) -> ShellOutput {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/sleep", escalate())]);
+    let (mut session, recorder) = start_session(policy);
+    let child = spawn_zsh(&mut session, "sleep 1000; print status=$?", dir.path());
+    let pids = recorder.wait_for_started(1).await;
+    let request = recorder.decided().remove(0);
+    kill(Pid::from_raw(target(&request, pids[0])), signal).unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(!process_exists(pids[0]));
+    output
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_escalated_child_shows_as_its_signal_in_the_shell() {
+    let output = interrupt_escalated_sleep(|_, child| child, Signal::SIGTERM).await;
+    assert_eq!(output.stdout, "status=143\n", "{}", output.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_to_the_wrapper_is_forwarded_to_the_escalated_child() {
+    // Ctrl-C reaches the foreground process group, which holds the wrapper
+    // (the peer the server saw), not the escalated child.
+    let output = interrupt_escalated_sleep(|request, _| request.peer.pid, Signal::SIGINT).await;
+    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_pipelines_at_once_through_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/tr", escalate())]);
+    let script = "for i in {1..16}; do
+            { /bin/echo line$i | tr a-z A-Z | cat > out$i } &
+        done
+        wait";
+    let (output, recorder) = run(policy, script, dir.path()).await;
+    assert_eq!(output.code(), Some(0), "{}", output.stderr);
+    for i in 1..=16 {
+        let text = fs::read_to_string(dir.path().join(format!("out{i}"))).unwrap();
+        assert_eq!(text, format!("LINE{i}\n"));
+    }
+    assert_eq!(recorder.decided().len(), 48);
+    assert_eq!(recorder.started_pids().len(), 16);
+    assert!(recorder.refusals().is_empty(), "{:?}", recorder.refusals());
+}
+
+fn socket_inode(fd: impl AsFd) -> u64 {
+    let file = fs::File::from(fd.as_fd().try_clone_to_owned().unwrap());
+    file.metadata().unwrap().ino()
+}
+
+/// The socket inodes among `pid`'s open descriptors.
+fn sockets_of(pid: i32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("socket:"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_the_session_kills_and_reaps_every_escalated_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/sleep", escalate())]);
+    let (mut session, recorder) = start_session(policy);
+    let shell_socket = format!("socket:[{}]", socket_inode(session.shell_socket().unwrap()));
+    let mut shell = spawn_zsh(
+        &mut session,
+        "sleep 1000 & sleep 1000 & sleep 1000 & wait",
+        dir.path(),
+    );
+    let pids = recorder.wait_for_started(3).await;
+    for &pid in &pids {
+        assert!(process_exists(pid));
+        let sockets = sockets_of(pid);
+        assert!(
+            !sockets.contains(&shell_socket),
+            "session socket leaked into {pid}"
+        );
+        assert!(
+            sockets.is_empty(),
+            "server sockets leaked into {pid}: {sockets:?}"
+        );
+    }
+    drop(session);
+    for &pid in &pids {
+        assert!(
+            !process_exists(pid),
+            "escalated child {pid} survived the session"
+        );
+    }
+    // The shell's wrappers see their children's end.
+    let status = tokio::time::timeout(Duration::from_secs(30), shell.wait()).await;
+    assert!(
+        status.is_ok(),
+        "the shell did not finish after the session ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_the_session_kills_a_childs_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/dash", escalate())]);
+    let (mut session, recorder) = start_session(policy);
+    let _shell = spawn_zsh(
+        &mut session,
+        "sh -c 'sleep 1000 & echo $! > grandchild; wait'",
+        dir.path(),
+    );
+    recorder.wait_for_started(1).await;
+    let grandchild_file = dir.path().join("grandchild");
+    let mut grandchild = None;
+    for _ in 0..500 {
+        if let Ok(text) = fs::read_to_string(&grandchild_file) {
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                grandchild = Some(pid);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let grandchild = grandchild.expect("the escalated shell started its child");
+    session.shutdown().await;
+    // The grandchild is not ours to reap; give init a moment to.
+    for _ in 0..100 {
+        if !process_exists(grandchild) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the escalated child's own child {grandchild} survived");
+}
+
+/// Fail closed: in each case the command must not run, and the marker it
+/// would create must not appear.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shell_cannot_get_around_the_wrapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny_touch = || {
+        policy_by_path(&[(
+            "/usr/bin/touch",
+            Decision::Deny {
+                reason: "no touching".into(),
+            },
+        )])
+    };
+    // (what, script, stderr contains)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "variables unset",
+            "unset EXECGATE_WRAPPER EXECGATE_SOCKET_FD; touch marker; print status=$?",
+            "execgate: denied: /usr/bin/touch",
+        ),
+        (
+            "variables redirected",
+            "EXECGATE_WRAPPER=/bin/true EXECGATE_SOCKET_FD=0 touch marker; print status=$?",
+            "execgate: denied: /usr/bin/touch",
+        ),
+        (
+            "empty environment",
+            "(exec -c touch marker); print status=$?",
+            "execgate: denied: /usr/bin/touch",
+        ),
+        (
+            "socket closed",
+            "fd=$EXECGATE_SOCKET_FD; exec {fd}>&-; touch marker; print status=$?",
+            "execgate:",
+        ),
+        (
+            "socket replaced by a file",
+            "fd=$EXECGATE_SOCKET_FD; exec {fd}>&-
+            repeat 100 { exec {fd}>decoy; [[ $fd == $EXECGATE_SOCKET_FD ]] && break }
+            [[ $fd == $EXECGATE_SOCKET_FD ]] || exit 3
+            touch marker; print status=$?",
+            "execgate:",
+        ),
+    ];
+    for (what, script, stderr) in cases {
+        let (output, _) = run(deny_touch(), script, dir.path()).await;
+        assert_eq!(output.stdout, "status=126\n", "{what}: {}", output.stderr);
+        assert!(output.stderr.contains(stderr), "{what}: {}", output.stderr);
+        assert!(
+            !dir.path().join("marker").exists(),
+            "{what}: the command ran"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wrapper_started_by_hand_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("marker");
+    let marker = marker.to_str().unwrap();
+    let touch = ["/usr/bin/touch", "/usr/bin/touch", "touch", marker];
+    // (what, socket descriptor argument)
+    let cases = [
+        ("no session", "-1"),
+        ("not a socket", "0"),
+        ("closed", "77"),
+    ];
+    for (what, fd) in cases {
+        let output = std::process::Command::new(wrapper())
+            .arg(fd)
+            .args(touch)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(126), "{what}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("execgate: "), "{what}: {stderr}");
+        assert!(!Path::new(marker).exists(), "{what}: the command ran");
+    }
+    let output = std::process::Command::new(wrapper()).output().unwrap();
+    assert_eq!(output.status.code(), Some(126));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_wrapper_fails_the_command_without_running_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper_copy = dir.path().join("wrapper");
+    fs::copy(wrapper(), &wrapper_copy).unwrap();
+    let (mut session, recorder) = start_session_with(run_everything(), wrapper_copy.clone());
+    fs::remove_file(&wrapper_copy).unwrap();
+    let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=126\n", "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("execgate: cannot run the exec wrapper"),
+        "{}",
+        output.stderr
+    );
+    assert!(!dir.path().join("marker").exists());
+    assert!(recorder.events().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_session_lets_nothing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = "/usr/bin/true && print > started; : < go; touch marker; print status=$?";
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_e2e-server"))
+        .arg(wrapper())
+        .arg(zsh())
+        .arg(script)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = dir.path().join("started");
+    for _ in 0..500 {
+        if started.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.exists(),
+        "the first command did not run under the server"
+    );
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    // The server is gone; let the orphaned shell go on.
+    let go_writer = tokio::task::spawn_blocking(move || fs::write(go, b""));
+    let stdout = server.stdout.take().unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let read_all = |mut pipe: Box<dyn tokio::io::AsyncRead + Unpin + Send>| async move {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text)
+            .await
+            .unwrap();
+        text
+    };
+    let (stdout, stderr) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(read_all(Box::new(stdout)), read_all(Box::new(stderr)))
+    })
+    .await
+    .expect("the orphaned shell finished");
+    go_writer.await.unwrap().unwrap();
+    assert_eq!(stdout, "status=126\n", "{stderr}");
+    assert!(stderr.contains("execgate: "), "{stderr}");
+    assert!(!dir.path().join("marker").exists());
+}
+
+/// Sends `data` with `fds` as one hello datagram on the session socket.
+fn send_hello_datagram(session: &Session, data: &[u8], fds: &[&OwnedFd]) {
+    let socket = session.shell_socket().unwrap();
+    let fds: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+    send_with_fds(socket, data, &fds).unwrap();
+}
+
+fn stream_pair() -> (OwnedFd, OwnedFd) {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
+/// Opens a private connection and sends `bytes` on it, then closes it.
+fn rogue_conversation(session: &Session, bytes: &[u8]) {
+    let (mine, theirs) = stream_pair();
+    send_hello_datagram(session, HELLO, &[&theirs]);
+    drop(theirs);
+    // The server may close early on a bad header; that is its right.
+    let _ = send_all(mine.as_fd(), bytes);
+    drop(mine);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rogue_client_is_refused_and_the_session_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut session, recorder) = start_session(run_everything());
+
+    // Hellos that are not hellos.
+    let (_, stream_end) = stream_pair();
+    let (_, other_end) = stream_pair();
+    let (_, datagram_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let file: OwnedFd = fs::File::open("/dev/null").unwrap().into();
+    send_hello_datagram(&session, b"HELLO!", &[&stream_end]);
+    send_hello_datagram(&session, HELLO, &[]);
+    send_hello_datagram(&session, HELLO, &[&stream_end, &other_end]);
+    send_hello_datagram(&session, HELLO, &[&datagram_end]);
+    send_hello_datagram(&session, HELLO, &[&file]);
+    send_hello_datagram(&session, &[0xff; 40], &[&stream_end]);
+
+    // Conversations with bad frames.
+    let valid_request = encode_client(&ClientMessage::Request(execgate_protocol::ExecRequest {
+        path: "/usr/bin/true".into(),
+        argv: vec![os("true")],
+        cwd: "/".into(),
+        env: vec![],
+    }))
+    .unwrap();
+    let mut garbage_tag = valid_request.clone();
+    garbage_tag[4] = 0x7e;
+    let truncated = &valid_request[..valid_request.len() / 2];
+    let oversized = u32::MAX.to_le_bytes();
+    let mut trailing = valid_request.clone();
+    let body_len = u32::from_le_bytes(trailing[..4].try_into().unwrap()) + 3;
+    trailing[..4].copy_from_slice(&body_len.to_le_bytes());
+    trailing.extend_from_slice(b"xyz");
+    let missing_file = encode_client(&ClientMessage::Request(execgate_protocol::ExecRequest {
+        path: "/no/such/program".into(),
+        argv: vec![os("x")],
+        cwd: "/".into(),
+        env: vec![],
+    }))
+    .unwrap();
+    let relative_path = encode_client(&ClientMessage::Request(execgate_protocol::ExecRequest {
+        path: "usr/bin/true".into(),
+        argv: vec![os("true")],
+        cwd: "/".into(),
+        env: vec![],
+    }))
+    .unwrap();
+    let wrong_message = encode_client(&ClientMessage::Signal(15)).unwrap();
+    let bad_frames: [&[u8]; 8] = [
+        &garbage_tag,
+        truncated,
+        &oversized,
+        &trailing,
+        &missing_file,
+        &relative_path,
+        &wrong_message,
+        b"",
+    ];
+    for frame in bad_frames {
+        rogue_conversation(&session, frame);
+    }
+
+    // A refused request gets a Deny it can read.
+    let (mine, theirs) = stream_pair();
+    send_hello_datagram(&session, HELLO, &[&theirs]);
+    send_all(mine.as_fd(), &garbage_tag).unwrap();
+    let reply = execgate_protocol::read_frame(mine.as_fd()).unwrap();
+    let reply = execgate_protocol::decode_server(&reply).unwrap();
+    assert!(
+        matches!(reply, execgate_protocol::ServerMessage::Deny { .. }),
+        "{reply:?}"
+    );
+
+    let expected_refusals = 6 + bad_frames.len() + 1;
+    for _ in 0..500 {
+        if recorder.refusals().len() >= expected_refusals {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refusals = recorder.refusals();
+    assert_eq!(refusals.len(), expected_refusals, "{refusals:#?}");
+    assert!(recorder.decided().is_empty(), "a rogue request was decided");
+
+    // The real shell is still served.
+    let child = spawn_zsh(&mut session, "/bin/echo still-served", dir.path());
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "still-served\n", "{}", output.stderr);
+    assert_eq!(recorder.decided_programs(), ["/usr/bin/echo"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_from_another_uid_is_denied() {
+    // Root can speak as another user; the test runs as root in CI.
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this test needs root (CI runs as root)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut session, recorder) = start_session(run_everything());
+    let socket_fd = session.shell_socket().unwrap().as_raw_fd();
+    let mut command = std::process::Command::new(wrapper());
+    command
+        .arg(socket_fd.to_string())
+        .args(["/usr/bin/touch", "/usr/bin/touch", "touch"])
+        .arg(dir.path().join("marker"));
+    session.prepare_shell(&mut command);
+    std::os::unix::process::CommandExt::uid(&mut command, 65534);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    session.shell_spawned();
+    session.shutdown().await;
+    assert_eq!(output.status.code(), Some(126));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not the session's uid"), "{stderr}");
+    assert!(!dir.path().join("marker").exists());
+    assert_eq!(recorder.refusals().len(), 1);
+}
+
+#[test]
+fn the_patched_zsh_without_a_wrapper_behaves_like_zsh() {
+    let dir = tempfile::tempdir().unwrap();
+    write_executable(&dir.path().join("no-shebang"), "echo no-shebang-ran\n");
+    let output = std::process::Command::new(zsh())
+        .args([
+            "-f",
+            "-c",
+            "./no-shebang; /bin/echo plain; no-such-cmd-execgate",
+        ])
+        .current_dir(dir.path())
+        .env_remove("EXECGATE_WRAPPER")
+        .env_remove("EXECGATE_SOCKET_FD")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "no-shebang-ran\nplain\n"
+    );
+    assert_eq!(output.status.code(), Some(127));
+}
