@@ -19,7 +19,10 @@ fn request() -> ExecRequest {
 
 fn body(frame: &[u8]) -> &[u8] {
     let header = [frame[0], frame[1], frame[2], frame[3]];
-    assert_eq!(frame_body_len(header).unwrap(), frame.len() - FRAME_HEADER_LEN);
+    assert_eq!(
+        frame_body_len(header).unwrap(),
+        frame.len() - FRAME_HEADER_LEN
+    );
     &frame[FRAME_HEADER_LEN..]
 }
 
@@ -94,7 +97,10 @@ fn hostile_fields_are_refused() {
         (&[0x7f], DecodeError::UnknownTag { tag: 0x7f }),
         (&[TAG_RUN], DecodeError::UnknownTag { tag: TAG_RUN }),
         // A list count far larger than the bytes present.
-        (&[TAG_DESCRIPTORS, 0xff, 0xff, 0xff, 0xff], DecodeError::Truncated),
+        (
+            &[TAG_DESCRIPTORS, 0xff, 0xff, 0xff, 0xff],
+            DecodeError::Truncated,
+        ),
         (
             &[TAG_DESCRIPTORS, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
             DecodeError::InvalidValue {
@@ -109,7 +115,27 @@ fn hostile_fields_are_refused() {
         ),
         // An empty argv.
         (
-            &[TAG_REQUEST, 1, 0, 0, 0, b'/', 0, 0, 0, 0, 1, 0, 0, 0, b'/', 0, 0, 0, 0],
+            &[
+                TAG_REQUEST,
+                1,
+                0,
+                0,
+                0,
+                b'/',
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                0,
+                0,
+                b'/',
+                0,
+                0,
+                0,
+                0,
+            ],
             DecodeError::EmptyArgv,
         ),
     ];

@@ -10,8 +10,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    getsockname, getsockopt, recvmsg, send, sendmsg, sockopt, ControlMessage,
-    ControlMessageOwned, MsgFlags, SockType, UnixAddr,
+    getsockname, getsockopt, recvmsg, send, sendmsg, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockType, UnixAddr,
 };
 
 use crate::codec::{frame_body_len, DecodeError, FRAME_HEADER_LEN};
@@ -84,7 +84,10 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>])
     if fds.len() > MAX_PASSED_FDS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("cannot pass {} descriptors (at most {MAX_PASSED_FDS})", fds.len()),
+            format!(
+                "cannot pass {} descriptors (at most {MAX_PASSED_FDS})",
+                fds.len()
+            ),
         ));
     }
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
@@ -164,7 +167,10 @@ pub fn accept_hello(data: &[u8], received: Received) -> Result<OwnedFd, HelloErr
         return Err(HelloError::WrongDescriptorCount { count: fds.len() });
     }
     let private = fds.remove(0);
-    let is_stream = matches!(getsockopt(&private, sockopt::SockType), Ok(SockType::Stream));
+    let is_stream = matches!(
+        getsockopt(&private, sockopt::SockType),
+        Ok(SockType::Stream)
+    );
     let is_unix = getsockname::<UnixAddr>(private.as_raw_fd()).is_ok();
     if !(is_stream && is_unix) {
         return Err(HelloError::NotUnixStream);
@@ -235,7 +241,10 @@ mod tests {
         send_hello(session_client.as_fd(), theirs.as_fd()).unwrap();
         let mut buf = [0u8; 64];
         let received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
-        assert!(matches!(accept_hello(&buf, received), Err(HelloError::NotUnixStream)));
+        assert!(matches!(
+            accept_hello(&buf, received),
+            Err(HelloError::NotUnixStream)
+        ));
     }
 
     #[test]
@@ -251,7 +260,10 @@ mod tests {
         let (_mine, theirs) = pair(SockType::Stream);
         send_with_fds(client.as_fd(), b"EXGT\x02\x00", &[theirs.as_fd()]).unwrap();
         let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
-        assert!(matches!(accept_hello(&buf, received), Err(HelloError::BadMagic)));
+        assert!(matches!(
+            accept_hello(&buf, received),
+            Err(HelloError::BadMagic)
+        ));
     }
 
     #[test]
@@ -260,7 +272,10 @@ mod tests {
         drop(client);
         let mut buf = [0u8; 64];
         let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
-        assert!(matches!(accept_hello(&buf, received), Err(HelloError::Closed)));
+        assert!(matches!(
+            accept_hello(&buf, received),
+            Err(HelloError::Closed)
+        ));
     }
 
     #[test]
@@ -268,7 +283,10 @@ mod tests {
         let (a, b) = pair(SockType::Stream);
         send_all(a.as_fd(), &[5, 0, 0, 0, 1, 2]).unwrap();
         drop(a);
-        assert!(matches!(read_frame(b.as_fd()), Err(FrameIoError::Truncated)));
+        assert!(matches!(
+            read_frame(b.as_fd()),
+            Err(FrameIoError::Truncated)
+        ));
         let (a, b) = pair(SockType::Stream);
         drop(a);
         assert!(matches!(read_frame(b.as_fd()), Err(FrameIoError::Closed)));

@@ -63,8 +63,14 @@ pub fn looks_like_shell_text(head: &[u8]) -> bool {
 }
 
 fn trim(bytes: &[u8], is_blank: impl Fn(&u8) -> bool) -> &[u8] {
-    let start = bytes.iter().position(|b| !is_blank(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_blank(b)).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !is_blank(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_blank(b))
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
@@ -84,7 +90,10 @@ mod tests {
         let cases: &[(&[u8], Option<Shebang>)] = &[
             (b"#!/bin/sh\necho", shebang("/bin/sh", None)),
             (b"#! /bin/sh -e \n", shebang("/bin/sh", Some("-e"))),
-            (b"#!/usr/bin/env  python3 -u\n", shebang("/usr/bin/env", Some("python3 -u"))),
+            (
+                b"#!/usr/bin/env  python3 -u\n",
+                shebang("/usr/bin/env", Some("python3 -u")),
+            ),
             (b"#!\tperl\t-w\n", shebang("perl", Some("-w"))),
             (b"#!/bin/sh", shebang("/bin/sh", None)),
             (b"#!\n", None),
@@ -94,7 +103,12 @@ mod tests {
             (b"\x7fELF", None),
         ];
         for (head, expected) in cases {
-            assert_eq!(&parse_shebang(head), expected, "{:?}", String::from_utf8_lossy(head));
+            assert_eq!(
+                &parse_shebang(head),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
         }
     }
 

@@ -93,16 +93,27 @@ mod tests {
                 argv: vec!["ls".into(), "-l".into()],
             })
         );
-        assert_eq!(parse(&["w", "-1", "/bin/ls", "/bin/ls", "x"]).unwrap().socket_fd, None);
+        assert_eq!(
+            parse(&["w", "-1", "/bin/ls", "/bin/ls", "x"])
+                .unwrap()
+                .socket_fd,
+            None
+        );
     }
 
     #[test]
     fn refuses_anything_else() {
         assert_eq!(parse(&["w"]), Err(WrapperArgsError::Usage));
-        assert_eq!(parse(&["w", "3", "/bin/ls", "/bin/ls"]), Err(WrapperArgsError::Usage));
+        assert_eq!(
+            parse(&["w", "3", "/bin/ls", "/bin/ls"]),
+            Err(WrapperArgsError::Usage)
+        );
         let bad_fd = |fd| parse(&["w", fd, "/bin/ls", "/bin/ls", "ls"]);
         assert!(matches!(bad_fd("x"), Err(WrapperArgsError::BadSocketFd(_))));
-        assert!(matches!(bad_fd("-2"), Err(WrapperArgsError::BadSocketFd(_))));
+        assert!(matches!(
+            bad_fd("-2"),
+            Err(WrapperArgsError::BadSocketFd(_))
+        ));
         assert!(matches!(
             parse(&["w", "3", "ls", "ls", "ls"]),
             Err(WrapperArgsError::RelativePath(_))
