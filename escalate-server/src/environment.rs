@@ -2,11 +2,11 @@
 //!
 //! The requester's environment is untrusted: anything in the sandbox can set
 //! a variable that makes an escalated program load or run code of its
-//! choosing. Such variables are removed (the list below, kept in step with
-//! ARCHITECTURE.md), the session's own plumbing is removed, and `PATH` is
-//! replaced by the session's escalation `PATH`, so that an escalated program
-//! that runs others by name cannot be pointed at binaries planted in a
-//! directory the sandbox can write.
+//! choosing. Such variables are removed (the list below is the reference;
+//! README.md's security model summarizes it), the session's own plumbing is
+//! removed, and `PATH` is replaced by the session's escalation `PATH`, so
+//! that an escalated program that runs others by name cannot be pointed at
+//! binaries planted in a directory the sandbox can write.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

@@ -3,7 +3,7 @@
 //! This crate is the contract both ends build against: message types, their
 //! byte encoding, framing and size limits, descriptor passing, and the `#!`
 //! rules both ends apply the same way. It is synchronous and small on
-//! purpose: the wrapper links it into a static binary that runs on every
+//! purpose: the wrapper links it into a small binary that runs on every
 //! exec, so it must never pull in an async runtime, allocate needlessly or
 //! panic on input. Every byte that arrives is untrusted: decoding returns a
 //! typed [`DecodeError`] for anything malformed, truncated or oversized.
@@ -45,7 +45,7 @@
 //! # The shell's side
 //!
 //! The patched zsh executes the wrapper as
-//! `WRAPPER SOCKET-FD ABSOLUTE-PATH ARGV0 ARGS...` with the environment the
+//! `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH ARGV0 ARGS...` with the environment the
 //! command would have had; see [`WrapperArgs`].
 //!
 //! Tested by unit tests beside each module (round trips, every truncation

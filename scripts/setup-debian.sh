@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what execgate needs on a Debian 12 machine, as root: the tools to
+# build the patched zsh, bubblewrap for the sandbox, and what the tests drive.
+# Installs only what is missing; safe to run again.
+set -euo pipefail
+
+packages=(
+    # Building zsh from Debian's source package.
+    gcc make patch dpkg-dev xz-utils autoconf libncurses-dev
+    # The Linux sandbox.
+    bubblewrap
+    # Used by the end-to-end suites as ordinary programs to run.
+    coreutils procps
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup-debian: missing packages: ${missing[*]}; run this script as root" >&2
+        exit 1
+    fi
+    echo "setup-debian: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -qq update
+    apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup-debian: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
+    exit 1
+fi
+echo "setup-debian: ready"
