@@ -1,0 +1,229 @@
+//! The outer stage: a bubblewrap command line that builds the view a
+//! resolved policy describes, then starts the inner helper inside it.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use crate::doctor;
+use crate::profile::{Access, NetworkPolicy};
+use crate::resolve::{ResolvedPolicy, MINIMAL_ROOTS};
+use crate::SandboxError;
+
+/// Where bubblewrap is looked for: absolute paths only, never `PATH` and
+/// never the working directory.
+pub const BWRAP_PATHS: [&str; 2] = ["/usr/bin/bwrap", "/usr/local/bin/bwrap"];
+
+/// Host directories hidden behind an empty tmpfs unless a profile grants
+/// something inside them: they hold the sockets of host services (D-Bus,
+/// Docker, systemd, user session buses).
+pub const HIDDEN_SERVICE_DIRS: [&str; 2] = ["/run", "/var/run"];
+
+/// Starts programs inside sandboxes. Made once per session; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    bwrap: PathBuf,
+    helper: PathBuf,
+    exposed: Vec<PathBuf>,
+}
+
+impl Launcher {
+    /// A launcher using the system's bubblewrap and the inner `helper`
+    /// binary. Fails, naming the reason, when this machine cannot enforce
+    /// the sandbox (no bubblewrap, no user namespaces, Landlock ABI below 3,
+    /// no seccomp).
+    pub fn new(helper: impl Into<PathBuf>) -> Result<Launcher, SandboxError> {
+        let report = doctor::MachineReport::probe();
+        report.require()?;
+        let bwrap = report.bwrap.clone().ok_or(SandboxError::NoBubblewrap)?;
+        Launcher::with_bwrap(bwrap, helper)
+    }
+
+    /// A launcher with an explicit bubblewrap; the machine is not probed.
+    pub fn with_bwrap(
+        bwrap: impl Into<PathBuf>,
+        helper: impl Into<PathBuf>,
+    ) -> Result<Launcher, SandboxError> {
+        let (bwrap, helper) = (bwrap.into(), helper.into());
+        for path in [&bwrap, &helper] {
+            if !path.is_absolute() || !path.is_file() {
+                return Err(SandboxError::MissingBinary(path.clone()));
+            }
+        }
+        Ok(Launcher {
+            bwrap,
+            helper,
+            exposed: Vec::new(),
+        })
+    }
+
+    /// Makes `path` (a file the sandboxed programs must run, such as the
+    /// exec wrapper) readable inside every sandbox, whatever the profile.
+    pub fn expose(&mut self, path: impl Into<PathBuf>) {
+        self.exposed.push(path.into());
+    }
+
+    pub fn bwrap(&self) -> &Path {
+        &self.bwrap
+    }
+
+    /// bubblewrap's arguments (its own `argv[0]` excluded) that run `argv`
+    /// inside `policy` with `cwd` as working directory. With `exec_fd`, the
+    /// inner helper executes that inherited descriptor (the file the
+    /// escalation server checked); otherwise it looks `argv[0]` up in
+    /// `PATH` inside the view.
+    pub fn arguments(
+        &self,
+        policy: &ResolvedPolicy,
+        cwd: &Path,
+        exec_fd: Option<RawFd>,
+        argv: &[OsString],
+    ) -> Vec<OsString> {
+        let mut args = Args::default();
+        args.push([
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-drop",
+            "ALL",
+        ]);
+        if policy.network() == NetworkPolicy::Restricted {
+            args.push(["--unshare-net"]);
+        }
+
+        let root = policy
+            .rules()
+            .iter()
+            .find(|rule| rule.path == Path::new("/"));
+        match root.map(|rule| rule.access) {
+            Some(Access::Write) => args.bind("--bind", Path::new("/")),
+            Some(Access::Read) => args.bind("--ro-bind", Path::new("/")),
+            // An empty root: only what the rules bind appears.
+            Some(Access::None) | None => {}
+        }
+        if policy.minimal_only() {
+            // Merged-/usr systems: /bin and friends are symlinks to recreate.
+            for link in MINIMAL_ROOTS {
+                if let Ok(target) = std::fs::read_link(link) {
+                    args.push_os([
+                        OsString::from("--symlink"),
+                        target.into_os_string(),
+                        OsString::from(link),
+                    ]);
+                }
+            }
+        }
+        args.push(["--dev", "/dev", "--proc", "/proc"]);
+        for dir in HIDDEN_SERVICE_DIRS {
+            let dir = Path::new(dir);
+            let is_link = std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_symlink());
+            if dir.is_dir() && !is_link {
+                args.push_os(["--tmpfs".into(), dir.as_os_str().to_owned()]);
+            }
+        }
+
+        for rule in policy.rules() {
+            let path = rule.path.as_path();
+            if path == Path::new("/")
+                || !rule.exists
+                || path.starts_with("/proc")
+                || path.starts_with("/dev")
+            {
+                continue;
+            }
+            match rule.access {
+                Access::Write => args.bind("--bind", path),
+                Access::Read => args.bind("--ro-bind", path),
+                Access::None => args.cover(path),
+            }
+        }
+        for file in policy.denied_files().iter().chain(policy.host_sockets()) {
+            args.cover(file);
+        }
+        for path in self.exposed.iter().chain([&self.helper]) {
+            args.bind("--ro-bind", path);
+        }
+        // Covering tmpfs mounts turn read-only only now, after re-grants
+        // inside them got their mount points.
+        let remounts = std::mem::take(&mut args.remounts);
+        for path in remounts {
+            args.push_os(["--remount-ro".into(), path]);
+        }
+        args.push_os(["--chdir".into(), cwd.as_os_str().to_owned()]);
+
+        args.push_os(["--".into(), self.helper.clone().into_os_string()]);
+        for rule in policy.rules() {
+            if !rule.exists || rule.access == Access::None {
+                continue;
+            }
+            let flag = if rule.access == Access::Write {
+                "--write"
+            } else {
+                "--read"
+            };
+            args.push_os([flag.into(), rule.path.clone().into_os_string()]);
+        }
+        for path in self.exposed.iter().chain([&self.helper]) {
+            args.push_os(["--read".into(), path.clone().into_os_string()]);
+        }
+        if policy.network() == NetworkPolicy::Restricted {
+            args.push(["--restrict-network"]);
+        }
+        if let Some(fd) = exec_fd {
+            args.push_os(["--exec-fd".into(), fd.to_string().into()]);
+        }
+        args.push(["--"]);
+        args.items.extend(argv.iter().cloned());
+        args.items
+    }
+
+    /// A command that runs `argv` inside `policy`: bubblewrap, then the
+    /// inner helper, then `argv[0]` looked up in `PATH` inside the view.
+    pub fn command(
+        &self,
+        policy: &ResolvedPolicy,
+        cwd: &Path,
+        argv: &[OsString],
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.bwrap);
+        command.args(self.arguments(policy, cwd, None, argv));
+        command
+    }
+}
+
+#[derive(Default)]
+struct Args {
+    items: Vec<OsString>,
+    remounts: Vec<OsString>,
+}
+
+impl Args {
+    fn push<const N: usize>(&mut self, items: [&str; N]) {
+        self.items.extend(items.iter().map(OsString::from));
+    }
+
+    fn push_os<const N: usize>(&mut self, items: [OsString; N]) {
+        self.items.extend(items);
+    }
+
+    fn bind(&mut self, how: &str, path: &Path) {
+        let path = path.as_os_str().to_owned();
+        self.push_os([how.into(), path.clone(), path]);
+    }
+
+    /// Makes `path` unreadable: an empty read-only tmpfs on a directory, the
+    /// empty `/dev/null` on anything else.
+    fn cover(&mut self, path: &Path) {
+        let target = path.as_os_str().to_owned();
+        if path.is_dir() {
+            self.push_os(["--tmpfs".into(), target.clone()]);
+            self.remounts.push(target);
+        } else {
+            self.push_os(["--ro-bind".into(), "/dev/null".into(), target]);
+        }
+    }
+}

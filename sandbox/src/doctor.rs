@@ -1,0 +1,92 @@
+//! What this machine offers the sandbox, and whether that is enough.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::bwrap::BWRAP_PATHS;
+use crate::{sys, SandboxError};
+
+/// The lowest Landlock ABI the file-system rules need (`TRUNCATE`).
+pub const REQUIRED_LANDLOCK_ABI: u32 = 3;
+/// The ABI that adds the abstract-unix-socket and signal scopes, applied
+/// when the kernel has it.
+pub const SCOPES_LANDLOCK_ABI: u32 = 6;
+
+/// A snapshot of the kernel and tools the sandbox relies on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineReport {
+    pub kernel: String,
+    /// `None` when Landlock is not enabled.
+    pub landlock_abi: Option<u32>,
+    /// Whether this process may create user namespaces.
+    pub user_namespaces: bool,
+    pub seccomp: bool,
+    pub bwrap: Option<PathBuf>,
+    pub bwrap_version: Option<String>,
+}
+
+impl MachineReport {
+    pub fn probe() -> MachineReport {
+        let read = |path: &str| fs::read_to_string(path).map(|text| text.trim().to_owned());
+        let user_namespaces = read("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|max| max.parse::<u64>().ok())
+            .is_some_and(|max| max > 0)
+            && read("/proc/sys/kernel/unprivileged_userns_clone")
+                .map_or(true, |v| v == "1" || nix::unistd::geteuid().is_root());
+        let bwrap = BWRAP_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .find(|path| path.is_file());
+        let bwrap_version = bwrap.as_ref().and_then(|path| {
+            let output = std::process::Command::new(path)
+                .arg("--version")
+                .output()
+                .ok()?;
+            Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        });
+        MachineReport {
+            kernel: read("/proc/sys/kernel/osrelease").unwrap_or_default(),
+            landlock_abi: sys::landlock_abi(),
+            user_namespaces,
+            seccomp: read("/proc/self/status")
+                .is_ok_and(|status| status.lines().any(|line| line.starts_with("Seccomp:"))),
+            bwrap,
+            bwrap_version,
+        }
+    }
+
+    /// Everything a managed profile needs, or the first thing missing.
+    pub fn require(&self) -> Result<(), SandboxError> {
+        if self.bwrap.is_none() {
+            return Err(SandboxError::NoBubblewrap);
+        }
+        if !self.user_namespaces {
+            return Err(SandboxError::Unsupported(
+                "user namespaces are disabled (see /proc/sys/user/max_user_namespaces and \
+                 kernel.unprivileged_userns_clone)"
+                    .into(),
+            ));
+        }
+        match self.landlock_abi {
+            Some(abi) if abi >= REQUIRED_LANDLOCK_ABI => {}
+            Some(abi) => {
+                return Err(SandboxError::Unsupported(format!(
+                    "Landlock ABI {abi} is below the required {REQUIRED_LANDLOCK_ABI} (Linux 6.2)"
+                )))
+            }
+            None => {
+                return Err(SandboxError::Unsupported(
+                    "Landlock is not enabled in this kernel (add it to the lsm= boot parameter)"
+                        .into(),
+                ))
+            }
+        }
+        if !self.seccomp {
+            return Err(SandboxError::Unsupported(
+                "the kernel has no seccomp".into(),
+            ));
+        }
+        Ok(())
+    }
+}

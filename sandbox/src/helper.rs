@@ -1,0 +1,253 @@
+//! The inner stage, run by bubblewrap inside the view: it checks that no
+//! capability is left, sets no-new-privs, adds Landlock as a second layer
+//! and a seccomp filter, then executes the target. Any failure stops here
+//! with exit status 126: the target never runs half-confined.
+//!
+//! `execgate-sandbox-helper [--read PATH]... [--write PATH]...
+//! [--restrict-network] [--exec-fd N] -- ARGV0 ARGS...`
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+
+use landlock::{
+    Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+use crate::doctor::{REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
+use crate::sys;
+
+/// Exit status when the sandbox cannot be completed (as for a command that
+/// cannot be executed).
+pub const SETUP_FAILED: u8 = 126;
+
+#[derive(Debug, Default)]
+struct HelperArgs {
+    read: Vec<PathBuf>,
+    write: Vec<PathBuf>,
+    restrict_network: bool,
+    exec_fd: Option<RawFd>,
+    argv: Vec<OsString>,
+}
+
+fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String> {
+    let mut parsed = HelperArgs::default();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.to_str() {
+            Some("--read") => parsed.read.push(value("--read")?.into()),
+            Some("--write") => parsed.write.push(value("--write")?.into()),
+            Some("--restrict-network") => parsed.restrict_network = true,
+            Some("--exec-fd") => {
+                let fd = value("--exec-fd")?;
+                let fd = fd
+                    .to_str()
+                    .and_then(|fd| fd.parse().ok())
+                    .ok_or("bad --exec-fd")?;
+                parsed.exec_fd = Some(fd);
+            }
+            Some("--") => {
+                parsed.argv = args.collect();
+                break;
+            }
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    if parsed.argv.is_empty() {
+        return Err("no program to run".into());
+    }
+    Ok(parsed)
+}
+
+/// The helper binary's whole life. Returns only on failure.
+pub fn helper_main() -> std::process::ExitCode {
+    let result = parse(std::env::args_os().skip(1)).and_then(|args| confine_and_exec(&args));
+    let Err(reason) = result;
+    eprintln!("execgate: cannot enforce the sandbox: {reason}; nothing was run");
+    std::process::ExitCode::from(SETUP_FAILED)
+}
+
+fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, String> {
+    require_no_capabilities()?;
+    nix::sys::prctl::set_no_new_privs().map_err(|errno| format!("no_new_privs: {errno}"))?;
+    apply_landlock(args)?;
+    apply_seccomp(args.restrict_network)?;
+    let argv: Vec<CString> = args
+        .argv
+        .iter()
+        .map(|arg| CString::new(arg.clone().into_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "an argument contains a NUL byte".to_owned())?;
+    let env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(name, value)| {
+            let mut entry = name.into_vec();
+            entry.push(b'=');
+            entry.extend(value.into_vec());
+            CString::new(entry).ok()
+        })
+        .collect();
+    let error = match args.exec_fd {
+        Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),
+        None => match nix::unistd::execvpe(&argv[0], &argv, &env) {
+            Ok(never) => match never {},
+            Err(errno) => errno,
+        },
+    };
+    Err(format!("cannot execute {:?}: {error}", args.argv[0]))
+}
+
+/// bubblewrap was told to drop every capability; check that it did, so a
+/// root-started sandbox never runs with privileges.
+fn require_no_capabilities() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|error| format!("cannot read /proc/self/status: {error}"))?;
+    for field in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+        let value = status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .map(str::trim)
+            .ok_or(format!("no {field} in /proc/self/status"))?;
+        if u64::from_str_radix(value, 16) != Ok(0) {
+            return Err(format!(
+                "capabilities left inside the sandbox ({field} {value})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn apply_landlock(args: &HelperArgs) -> Result<(), String> {
+    let abi = sys::landlock_abi().unwrap_or(0);
+    if abi < REQUIRED_LANDLOCK_ABI {
+        return Err(format!(
+            "Landlock ABI {abi} is below the required {REQUIRED_LANDLOCK_ABI}"
+        ));
+    }
+    let fs_abi = ABI::V3;
+    let landlock_error = |error: &dyn std::fmt::Display| format!("Landlock: {error}");
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(fs_abi))
+        .map_err(|e| landlock_error(&e))?;
+    if abi >= SCOPES_LANDLOCK_ABI {
+        ruleset = ruleset
+            .scope(Scope::from_all(ABI::V6))
+            .map_err(|e| landlock_error(&e))?;
+    }
+    let mut created = ruleset.create().map_err(|e| landlock_error(&e))?;
+    let grants = args
+        .read
+        .iter()
+        .map(|path| (path.as_path(), AccessFs::from_read(fs_abi)))
+        .chain(
+            args.write
+                .iter()
+                .map(|path| (path.as_path(), AccessFs::from_all(fs_abi))),
+        )
+        .chain([
+            (std::path::Path::new("/dev"), AccessFs::from_all(fs_abi)),
+            (std::path::Path::new("/proc"), AccessFs::from_read(fs_abi)),
+        ]);
+    for (path, mut access) in grants {
+        let is_dir = path.is_dir();
+        let fd =
+            PathFd::new(path).map_err(|e| format!("Landlock rule for {}: {e}", path.display()))?;
+        if !is_dir {
+            access &= AccessFs::from_file(fs_abi);
+        }
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| format!("Landlock rule for {}: {e}", path.display()))?;
+    }
+    let status = created.restrict_self().map_err(|e| landlock_error(&e))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(format!("Landlock is only {:?}", status.ruleset));
+    }
+    Ok(())
+}
+
+/// Denies what the mount view and Landlock cannot: kernel interfaces that
+/// reach other processes' memory or make sockets without `socket()`, and,
+/// with a restricted network, every socket family but AF_UNIX.
+fn apply_seccomp(restrict_network: bool) -> Result<(), String> {
+    let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for syscall in [
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_io_uring_setup,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+    ] {
+        // An empty rule list matches every call.
+        rules.insert(syscall, Vec::new());
+    }
+    if restrict_network {
+        for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
+            let not_unix = SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Ne,
+                libc::AF_UNIX as u64,
+            )
+            .map_err(|e| seccomp_error(&e))?;
+            let rule = SeccompRule::new(vec![not_unix]).map_err(|e| seccomp_error(&e))?;
+            rules.insert(syscall, vec![rule]);
+        }
+    }
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| seccomp_error(&e))?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| seccomp_error(&e))?;
+    let program: BpfProgram = filter.try_into().map_err(|e| seccomp_error(&e))?;
+    seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_command_line_the_launcher_builds() {
+        let args = [
+            "--read",
+            "/usr",
+            "--write",
+            "/w",
+            "--restrict-network",
+            "--exec-fd",
+            "7",
+            "--",
+            "ls",
+            "-l",
+        ];
+        let parsed = parse(args.iter().map(OsString::from)).unwrap();
+        assert_eq!(parsed.read, [PathBuf::from("/usr")]);
+        assert_eq!(parsed.write, [PathBuf::from("/w")]);
+        assert!(parsed.restrict_network);
+        assert_eq!(parsed.exec_fd, Some(7));
+        assert_eq!(parsed.argv, [OsString::from("ls"), OsString::from("-l")]);
+        for bad in [
+            &["--read"][..],
+            &["--"][..],
+            &["--bogus", "--", "x"][..],
+            &["--exec-fd", "x", "--", "y"][..],
+        ] {
+            assert!(parse(bad.iter().map(OsString::from)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! execgate's sandbox: one permission model, enforced on Linux by
+//! bubblewrap, seccomp and Landlock together.
+//!
+//! A [`PermissionProfile`] says what commands may touch: file-system entries
+//! (a path, a special root such as `:cwd`, or a deny glob) with access
+//! `read`, `write` or `none`, and whether the network is `restricted` or
+//! `enabled`. Presets (`read-only`, `workspace-write`,
+//! `danger-full-access`) cover the common cases; [`ProfileSet`] loads named
+//! profiles from TOML with `extends`.
+//!
+//! [`ResolvedPolicy::resolve`] makes a profile concrete for a
+//! [`SandboxContext`]: canonical paths, protected names (`.git`, `.agents`,
+//! `.execgate`) read-only under writable roots, deny globs expanded. It
+//! answers [`ResolvedPolicy::can_read`] and [`ResolvedPolicy::can_write`]
+//! for tools that touch files directly: the most specific entry wins, and at
+//! equal specificity `none` beats `write` beats `read`.
+//!
+//! # Enforcement
+//!
+//! [`Launcher`] builds a bubblewrap command: the mount view (root read-only
+//! or only the `:minimal` roots, writable roots bound read-write, carve-outs
+//! bound read-only on top, denied files covered by an empty file and denied
+//! directories by an empty tmpfs, `/run` hidden), new user, pid, ipc and uts
+//! namespaces (and network when restricted), every capability dropped, and
+//! a fresh `/proc`. Inside, the helper ([`helper_main`]) checks that no
+//! capability is left, sets no-new-privs, adds Landlock (ABI 3 or later
+//! required; the ABI 6 scopes for abstract unix sockets and signals when the
+//! kernel has them) and a seccomp filter (no `ptrace`, `process_vm_*`,
+//! `io_uring_*`; with a restricted network, no socket family but
+//! `AF_UNIX`), then executes the target.
+//!
+//! The crate must never weaken a profile it cannot enforce: a missing
+//! bubblewrap, disabled user namespaces, an old Landlock, a deny glob that
+//! matches too much are errors that name the reason, and nothing runs.
+//! [`MachineReport`] tells what the machine provides.
+//!
+//! What it does not cover is listed in the README's security model.
+
+mod bwrap;
+mod doctor;
+mod helper;
+mod profile;
+mod resolve;
+mod sys;
+
+use std::path::PathBuf;
+
+pub use bwrap::{Launcher, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
+pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
+pub use helper::{helper_main, SETUP_FAILED};
+pub use profile::{
+    parse_target, AbsolutePath, Access, FileSystemPolicy, FsEntry, FsTarget, NetworkPolicy,
+    PermissionProfile, ProfileSet, SpecialRoot,
+};
+pub use resolve::{
+    GlobExpansion, PathRule, ResolvedPolicy, SandboxContext, GLOB_MAX_DEPTH, GLOB_MAX_MATCHES,
+    GLOB_MAX_VISITED, MINIMAL_ROOTS, PROTECTED_NAMES,
+};
+
+/// Why a profile cannot be loaded, resolved or enforced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    #[error(
+        "path {0:?} is relative and nothing says what it is relative to; use an absolute path"
+    )]
+    RelativePath(PathBuf),
+    #[error("deny glob {0:?} can only have access `none`")]
+    GlobNotDeny(String),
+    #[error("bad glob {glob:?}: {reason}")]
+    BadGlob { glob: String, reason: String },
+    #[error("deny globs cannot be enforced: {0}; narrow the glob or the writable roots")]
+    GlobLimit(String),
+    #[error(
+        "unknown special root {0:?} (known: :root, :minimal, :cwd, :tmpdir, :workspace_roots)"
+    )]
+    UnknownSpecialRoot(String),
+    #[error("unknown profile {0:?} (presets: read-only, workspace-write, danger-full-access)")]
+    UnknownProfile(String),
+    #[error("profile {0:?} extends itself, directly or through others")]
+    ExtendsCycle(String),
+    #[error("{file}: {reason}")]
+    Config { file: String, reason: String },
+    #[error("this profile is not sandboxed by execgate; there is nothing to resolve")]
+    NotManaged,
+    #[error("bubblewrap not found at {BWRAP_PATHS:?}; install Debian's `bubblewrap` package")]
+    NoBubblewrap,
+    #[error("{} is missing or not an absolute path to a file", .0.display())]
+    MissingBinary(PathBuf),
+    #[error("this machine cannot enforce the sandbox: {0}")]
+    Unsupported(String),
+}

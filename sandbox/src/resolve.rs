@@ -1,0 +1,574 @@
+//! From a profile to concrete paths: special roots placed, paths made
+//! canonical, protected names added under writable roots, deny globs
+//! expanded. The result answers "may this profile read / write this path?"
+//! and is what the backend enforces.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::profile::{
+    AbsolutePath, Access, FsTarget, NetworkPolicy, PermissionProfile, SpecialRoot,
+};
+use crate::SandboxError;
+
+/// Names under every writable root that stay read-only unless a profile
+/// names them explicitly: git metadata (hooks and config run code) and our
+/// own and agents' configuration.
+pub const PROTECTED_NAMES: [&str; 3] = [".git", ".agents", ".execgate"];
+
+/// The platform's read roots for running programs (`:minimal`).
+pub const MINIMAL_ROOTS: [&str; 7] = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
+
+/// Deny-glob expansion limits: a directory deeper than this under a root is
+/// not searched (and reported); more matches than this fail the launch.
+pub const GLOB_MAX_DEPTH: usize = 16;
+pub const GLOB_MAX_MATCHES: usize = 4096;
+/// Directory entries examined per launch before expansion fails closed.
+pub const GLOB_MAX_VISITED: usize = 200_000;
+
+/// Where a session is: what the special roots stand for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxContext {
+    pub cwd: PathBuf,
+    pub workspace_roots: Vec<PathBuf>,
+    pub tmpdir: PathBuf,
+}
+
+impl SandboxContext {
+    /// A context for `cwd`, with `$TMPDIR` (else `/tmp`) as the temp dir and
+    /// no extra workspace roots.
+    pub fn new(cwd: impl Into<PathBuf>) -> Self {
+        SandboxContext {
+            cwd: cwd.into(),
+            workspace_roots: Vec::new(),
+            tmpdir: std::env::var_os("TMPDIR")
+                .map(PathBuf::from)
+                .filter(|dir| dir.is_absolute())
+                .unwrap_or_else(|| PathBuf::from("/tmp")),
+        }
+    }
+}
+
+/// One concrete grant or denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRule {
+    pub path: PathBuf,
+    pub access: Access,
+    /// False when the path did not exist at resolution: it can be queried
+    /// but nothing can be mounted on it.
+    pub exists: bool,
+}
+
+/// What deny-glob expansion found and where it stopped. Reported, never
+/// silent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GlobExpansion {
+    pub matched: usize,
+    pub visited: usize,
+    /// Directories not searched because they lie deeper than
+    /// [`GLOB_MAX_DEPTH`].
+    pub depth_limited: Vec<PathBuf>,
+}
+
+/// A managed profile made concrete for one context.
+#[derive(Debug, Clone)]
+pub struct ResolvedPolicy {
+    rules: Vec<PathRule>,
+    /// Only `:minimal` is readable, not `/`.
+    minimal_only: bool,
+    deny_globs: Vec<String>,
+    deny_set: GlobSet,
+    /// Roots the deny globs are relative to (the writable roots).
+    glob_roots: Vec<PathBuf>,
+    denied_files: Vec<PathBuf>,
+    expansion: GlobExpansion,
+    /// Unix sockets of other programs in the temp dir (X11, ssh-agent, ...):
+    /// connecting to a pathname socket is not something Landlock below ABI
+    /// 9 controls, so the backend covers them.
+    host_sockets: Vec<PathBuf>,
+    network: NetworkPolicy,
+}
+
+impl ResolvedPolicy {
+    /// Resolves a managed profile. `Disabled` and `External` profiles have
+    /// nothing to resolve and are refused here.
+    pub fn resolve(
+        profile: &PermissionProfile,
+        context: &SandboxContext,
+    ) -> Result<ResolvedPolicy, SandboxError> {
+        let PermissionProfile::Managed {
+            file_system,
+            network,
+        } = profile
+        else {
+            return Err(SandboxError::NotManaged);
+        };
+        let mut rules: Vec<PathRule> = Vec::new();
+        let mut deny_globs = Vec::new();
+        let mut readable_root = false;
+        let mut minimal = false;
+        for entry in &file_system.entries {
+            match &entry.target {
+                FsTarget::Path(path) => add_rule(&mut rules, path.as_path(), entry.access),
+                FsTarget::DenyGlob(glob) => deny_globs.push(glob.clone()),
+                FsTarget::Special(SpecialRoot::Root) => {
+                    readable_root |= entry.access != Access::None;
+                    add_rule(&mut rules, Path::new("/"), entry.access);
+                }
+                FsTarget::Special(SpecialRoot::Minimal) => {
+                    minimal = true;
+                    for root in MINIMAL_ROOTS {
+                        if Path::new(root).exists() {
+                            add_rule(&mut rules, Path::new(root), entry.access);
+                        }
+                    }
+                }
+                FsTarget::Special(SpecialRoot::Cwd) => {
+                    add_rule(&mut rules, &context.cwd, entry.access)
+                }
+                FsTarget::Special(SpecialRoot::Tmpdir) => {
+                    add_rule(&mut rules, &context.tmpdir, entry.access)
+                }
+                FsTarget::Special(SpecialRoot::WorkspaceRoots) => {
+                    for root in &context.workspace_roots {
+                        add_rule(&mut rules, root, entry.access);
+                    }
+                }
+            }
+        }
+
+        // Protected names under writable roots, unless named explicitly.
+        let explicit: Vec<PathBuf> = rules.iter().map(|rule| rule.path.clone()).collect();
+        let writable: Vec<PathBuf> = rules
+            .iter()
+            .filter(|rule| rule.access == Access::Write && rule.exists)
+            .map(|rule| rule.path.clone())
+            .collect();
+        for root in &writable {
+            for name in PROTECTED_NAMES {
+                let path = root.join(name);
+                if explicit.contains(&path) || fs::symlink_metadata(&path).is_err() {
+                    continue;
+                }
+                add_rule(&mut rules, &path, Access::Read);
+                if let Some(gitdir) = gitdir_pointer(&path) {
+                    if !explicit.contains(&gitdir) {
+                        add_rule(&mut rules, &gitdir, Access::Read);
+                    }
+                }
+            }
+        }
+        rules.sort_by(|a, b| {
+            depth(&a.path)
+                .cmp(&depth(&b.path))
+                .then(a.path.cmp(&b.path))
+        });
+
+        let mut builder = GlobSetBuilder::new();
+        for glob in &deny_globs {
+            let compiled = GlobBuilder::new(glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|error| SandboxError::BadGlob {
+                    glob: glob.clone(),
+                    reason: error.to_string(),
+                })?;
+            builder.add(compiled);
+        }
+        let deny_set = builder.build().map_err(|error| SandboxError::BadGlob {
+            glob: deny_globs.join(", "),
+            reason: error.to_string(),
+        })?;
+        let mut policy = ResolvedPolicy {
+            minimal_only: minimal && !readable_root,
+            glob_roots: writable,
+            rules,
+            deny_globs,
+            deny_set,
+            denied_files: Vec::new(),
+            expansion: GlobExpansion::default(),
+            host_sockets: Vec::new(),
+            network: *network,
+        };
+        policy.expand_deny_globs()?;
+        if policy.can_read(&context.tmpdir) {
+            policy.host_sockets = sockets_under(&context.tmpdir, 2);
+        }
+        Ok(policy)
+    }
+
+    /// Concrete rules, shallowest first.
+    pub fn rules(&self) -> &[PathRule] {
+        &self.rules
+    }
+
+    pub fn network(&self) -> NetworkPolicy {
+        self.network
+    }
+
+    /// Only the `:minimal` roots (and explicit grants) are visible, not `/`.
+    pub fn minimal_only(&self) -> bool {
+        self.minimal_only
+    }
+
+    /// Files the deny globs matched at resolution.
+    pub fn denied_files(&self) -> &[PathBuf] {
+        &self.denied_files
+    }
+
+    /// Sockets found in the temp dir at resolution, to be made unreachable.
+    pub fn host_sockets(&self) -> &[PathBuf] {
+        &self.host_sockets
+    }
+
+    pub fn glob_expansion(&self) -> &GlobExpansion {
+        &self.expansion
+    }
+
+    pub fn deny_globs(&self) -> &[String] {
+        &self.deny_globs
+    }
+
+    /// What the profile allows on `path` (absolute; canonicalize it first
+    /// when it may contain symlinks): the most specific rule wins, a
+    /// stricter one at equal depth, and a deny glob overrides any grant.
+    pub fn access(&self, path: &Path) -> Access {
+        let Ok(path) = AbsolutePath::new(path, None) else {
+            return Access::None;
+        };
+        let path = path.as_path();
+        if self.is_glob_denied(path) {
+            return Access::None;
+        }
+        self.rules
+            .iter()
+            .filter(|rule| path.starts_with(&rule.path))
+            .max_by(|a, b| {
+                depth(&a.path)
+                    .cmp(&depth(&b.path))
+                    .then(a.access.cmp(&b.access))
+            })
+            .map_or(Access::None, |rule| rule.access)
+    }
+
+    pub fn can_read(&self, path: &Path) -> bool {
+        self.access(path) != Access::None
+    }
+
+    pub fn can_write(&self, path: &Path) -> bool {
+        self.access(path) == Access::Write
+    }
+
+    fn is_glob_denied(&self, path: &Path) -> bool {
+        if self.deny_globs.is_empty() {
+            return false;
+        }
+        self.denied_files.iter().any(|file| file == path)
+            || self.deny_set.is_match(path)
+            || self
+                .glob_roots
+                .iter()
+                .filter_map(|root| path.strip_prefix(root).ok())
+                .any(|relative| self.deny_set.is_match(relative))
+    }
+
+    /// Finds the existing files the deny globs match under the writable
+    /// roots, so that the backend can cover each one.
+    fn expand_deny_globs(&mut self) -> Result<(), SandboxError> {
+        if self.deny_globs.is_empty() {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        for root in self.glob_roots.clone() {
+            self.walk(&root, &root, 0, &mut found)?;
+        }
+        found.sort();
+        found.dedup();
+        self.expansion.matched = found.len();
+        self.denied_files = found;
+        Ok(())
+    }
+
+    fn walk(
+        &mut self,
+        root: &Path,
+        dir: &Path,
+        level: usize,
+        found: &mut Vec<PathBuf>,
+    ) -> Result<(), SandboxError> {
+        if level > GLOB_MAX_DEPTH {
+            self.expansion.depth_limited.push(dir.to_path_buf());
+            return Ok(());
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            self.expansion.visited += 1;
+            if self.expansion.visited > GLOB_MAX_VISITED {
+                return Err(SandboxError::GlobLimit(format!(
+                    "more than {GLOB_MAX_VISITED} entries under {}",
+                    root.display()
+                )));
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let relative = path.strip_prefix(root).unwrap_or(&path);
+            if !kind.is_dir() && (self.deny_set.is_match(relative) || self.deny_set.is_match(&path))
+            {
+                found.push(path.clone());
+                if found.len() > GLOB_MAX_MATCHES {
+                    return Err(SandboxError::GlobLimit(format!(
+                        "more than {GLOB_MAX_MATCHES} files match {}",
+                        self.deny_globs.join(", ")
+                    )));
+                }
+            }
+            // Symlinks are not followed: their targets are covered where
+            // they live, or not readable at all.
+            if kind.is_dir() {
+                self.walk(root, &path, level + 1, found)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Unix sockets in `dir` and its subdirectories down to `levels`, without
+/// following symlinks.
+fn sockets_under(dir: &Path, levels: usize) -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_socket() {
+            found.push(entry.path());
+        } else if kind.is_dir() && levels > 1 {
+            found.extend(sockets_under(&entry.path(), levels - 1));
+        }
+    }
+    found
+}
+
+/// Adds a rule; the same path twice keeps the stricter access.
+fn add_rule(rules: &mut Vec<PathRule>, path: &Path, access: Access) {
+    let rule = canonical_rule(path, access);
+    match rules.iter_mut().find(|existing| existing.path == rule.path) {
+        Some(existing) => existing.access = existing.access.max(rule.access),
+        None => rules.push(rule),
+    }
+}
+
+fn depth(path: &Path) -> usize {
+    path.components().count()
+}
+
+/// The canonical form of `path` when it exists, else its lexical form.
+fn canonical_rule(path: &Path, access: Access) -> PathRule {
+    match fs::canonicalize(path) {
+        Ok(canonical) => PathRule {
+            path: canonical,
+            access,
+            exists: true,
+        },
+        Err(_) => PathRule {
+            path: AbsolutePath::new(path, None)
+                .map(|p| p.as_path().to_path_buf())
+                .unwrap_or_else(|_| path.to_path_buf()),
+            access,
+            exists: false,
+        },
+    }
+}
+
+/// For a `.git` file of a linked worktree or submodule, the git directory
+/// its `gitdir:` line points to.
+fn gitdir_pointer(dot_git: &Path) -> Option<PathBuf> {
+    if dot_git.file_name() != Some(OsStr::new(".git")) || !dot_git.is_file() {
+        return None;
+    }
+    let text = fs::read_to_string(dot_git).ok()?;
+    let target = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    let base = dot_git.parent()?;
+    AbsolutePath::new(target, Some(base))
+        .ok()
+        .map(|path| path.as_path().to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::FileSystemPolicy;
+
+    fn managed(entries: &[(&str, Access)]) -> PermissionProfile {
+        let mut file_system = FileSystemPolicy::default();
+        for (target, access) in entries {
+            let target = crate::profile::parse_target(target, None).unwrap();
+            file_system.push(target, *access).unwrap();
+        }
+        PermissionProfile::Managed {
+            file_system,
+            network: NetworkPolicy::Restricted,
+        }
+    }
+
+    #[test]
+    fn most_specific_wins_and_stricter_breaks_ties() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        for sub in ["repo/a/b/c", "repo/other"] {
+            fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let repo = root.join("repo");
+        let text = |p: &Path| p.to_str().unwrap().to_owned();
+        let profile = managed(&[
+            (":root", Access::Read),
+            (&text(&repo), Access::Write),
+            (&text(&repo.join("a")), Access::None),
+            (&text(&repo.join("a/b")), Access::Write),
+            (&text(&repo.join("other")), Access::Write),
+            (&text(&repo.join("other")), Access::None),
+        ]);
+        let policy = ResolvedPolicy::resolve(&profile, &SandboxContext::new(&root)).unwrap();
+        // (path, access)
+        let cases = [
+            ("/usr/bin/ls", Access::Read),
+            ("repo/x", Access::Write),
+            ("repo/a", Access::None),
+            ("repo/a/x", Access::None),
+            ("repo/a/b", Access::Write),
+            ("repo/a/b/c/d", Access::Write),
+            ("repo/other/f", Access::None),
+            ("repo/a/b/../x", Access::None),
+        ];
+        for (path, expected) in cases {
+            let path = if path.starts_with('/') {
+                PathBuf::from(path)
+            } else {
+                root.join(path)
+            };
+            assert_eq!(policy.access(&path), expected, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn protected_names_stay_read_only_unless_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(root.join(".git/hooks")).unwrap();
+        fs::create_dir_all(root.join(".execgate")).unwrap();
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::create_dir_all(root.join("elsewhere/gitdir")).unwrap();
+        fs::write(root.join("sub/.git"), "gitdir: ../elsewhere/gitdir\n").unwrap();
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[(":root", Access::Read), (":cwd", Access::Write)]),
+            &SandboxContext::new(&root),
+        )
+        .unwrap();
+        assert!(policy.can_write(&root.join("file")));
+        assert!(!policy.can_write(&root.join(".git/hooks/pre-commit")));
+        assert!(!policy.can_write(&root.join(".execgate/x")));
+        // Not there at resolution: nothing to protect (see the README's gaps).
+        assert!(policy.can_write(&root.join(".agents/x")));
+        // Only directly under a writable root.
+        assert!(policy.can_write(&root.join("sub/.git")));
+
+        // A linked worktree: the pointer file and the directory it names.
+        let worktree = ResolvedPolicy::resolve(
+            &managed(&[(":root", Access::Read), (":cwd", Access::Write)]),
+            &SandboxContext::new(root.join("sub")),
+        )
+        .unwrap();
+        assert!(!worktree.can_write(&root.join("sub/.git")));
+        assert!(worktree.can_write(&root.join("sub/file")));
+        let with_gitdir = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                (root.join("elsewhere").to_str().unwrap(), Access::Write),
+            ]),
+            &SandboxContext::new(root.join("sub")),
+        )
+        .unwrap();
+        assert!(!with_gitdir.can_write(&root.join("elsewhere/gitdir/config")));
+        assert!(with_gitdir.can_write(&root.join("elsewhere/other")));
+
+        let git = root.join(".git");
+        let explicit = managed(&[
+            (":root", Access::Read),
+            (":cwd", Access::Write),
+            (git.to_str().unwrap(), Access::Write),
+        ]);
+        let policy = ResolvedPolicy::resolve(&explicit, &SandboxContext::new(&root)).unwrap();
+        assert!(policy.can_write(&root.join(".git/config")));
+    }
+
+    #[test]
+    fn deny_globs_are_expanded_and_queried() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        for file in [".env", "a/b/prod.env", "a/keep.txt"] {
+            fs::write(root.join(file), "x").unwrap();
+        }
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                ("**/*.env", Access::None),
+            ]),
+            &SandboxContext::new(&root),
+        )
+        .unwrap();
+        assert_eq!(
+            policy.denied_files(),
+            [root.join(".env"), root.join("a/b/prod.env")]
+        );
+        assert!(!policy.can_read(&root.join("a/b/prod.env")));
+        assert!(!policy.can_read(&root.join("later/new.env")));
+        assert!(policy.can_read(&root.join("a/keep.txt")));
+    }
+
+    #[test]
+    fn too_many_glob_matches_fail_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        for i in 0..=GLOB_MAX_MATCHES {
+            fs::write(root.join(format!("{i}.key")), "").unwrap();
+        }
+        let error = ResolvedPolicy::resolve(
+            &managed(&[(":cwd", Access::Write), ("*.key", Access::None)]),
+            &SandboxContext::new(&root),
+        )
+        .unwrap_err();
+        assert!(matches!(error, SandboxError::GlobLimit(_)), "{error}");
+    }
+
+    #[test]
+    fn presets_resolve() {
+        let context = SandboxContext::new("/tmp");
+        let read_only =
+            ResolvedPolicy::resolve(&PermissionProfile::preset("read-only").unwrap(), &context)
+                .unwrap();
+        assert!(read_only.can_read(Path::new("/etc/passwd")));
+        assert!(!read_only.can_write(Path::new("/tmp/x")));
+        let workspace = ResolvedPolicy::resolve(
+            &PermissionProfile::preset("workspace-write").unwrap(),
+            &context,
+        )
+        .unwrap();
+        assert!(workspace.can_write(Path::new("/tmp/x")));
+        assert!(!workspace.can_write(Path::new("/etc/x")));
+        assert!(ResolvedPolicy::resolve(&PermissionProfile::Disabled, &context).is_err());
+    }
+}
