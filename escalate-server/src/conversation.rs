@@ -12,6 +12,7 @@ use execgate_protocol::{
     decode_client, encode_server, frame_body_len, recv_with_fds, ClientMessage, ExecRequest,
     ServerMessage, Termination, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
+use execgate_sandbox::{Launcher, ResolvedPolicy};
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution};
-use crate::resolve::{launch_plan, open_executable, OpenedExecutable};
+use crate::resolve::{launch_plan, open_executable, LaunchPlan, OpenedExecutable};
 use crate::session::{LiveChild, Shared};
 use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
 
@@ -140,17 +141,57 @@ pub(crate) async fn serve_request(
     let reply = match decision {
         Decision::Run => ServerMessage::Run,
         Decision::Deny { reason } => ServerMessage::Deny { reason },
-        Decision::Escalate(Execution::Unsandboxed) => {
-            return escalate(&shared, &context, opened, reader, writer, cancel).await;
-        }
-        Decision::Escalate(execution) => ServerMessage::Deny {
-            reason: format!(
-                "{execution:?} escalations need the sandbox backend, which this build \
-                 does not have; refusing rather than running unsandboxed"
-            ),
+        Decision::Escalate(execution) => match sandbox_for(&shared, &execution).await {
+            Ok(sandbox) => {
+                return escalate(&shared, &context, opened, sandbox, reader, writer, cancel).await;
+            }
+            Err(reason) => {
+                shared.emit(SessionEvent::SpawnFailed {
+                    request_id,
+                    reason: reason.clone(),
+                });
+                ServerMessage::Deny { reason }
+            }
         },
     };
     let _ = send(&mut writer, &reply).await;
+}
+
+/// Where an escalated child runs: `None` unconfined, else the launcher and
+/// the resolved policy of its sandbox.
+type SandboxPlan = Option<(Launcher, Arc<ResolvedPolicy>)>;
+
+/// The sandbox an escalation runs in, or why it cannot run at all. A
+/// sandboxed execution never falls back to running unsandboxed.
+async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<SandboxPlan, String> {
+    let extra = match execution {
+        Execution::Unsandboxed => return Ok(None),
+        Execution::TurnDefault => None,
+        Execution::Permissions(extra) => Some(extra.clone()),
+    };
+    if shared.sandbox.is_none() {
+        return Err(format!(
+            "{execution:?} escalations need a sandbox, and this session has none \
+             configured; refusing rather than running unsandboxed"
+        ));
+    }
+    // Resolving extra grants walks the file system (deny globs).
+    let worker = shared.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        let sandbox = worker.sandbox.as_ref()?;
+        Some(
+            sandbox
+                .policy_with(extra.as_ref())
+                .map(|policy| policy.map(|policy| (sandbox.launcher.clone(), policy))),
+        )
+    })
+    .await
+    .map_err(|error| format!("sandbox resolution failed: {error}"))?;
+    match resolved {
+        Some(Ok(plan)) => Ok(plan),
+        Some(Err(error)) => Err(format!("the sandbox cannot be set up: {error}")),
+        None => Err("the session has no sandbox".into()),
+    }
 }
 
 fn into_tokio_stream(private: OwnedFd) -> io::Result<UnixStream> {
@@ -230,6 +271,7 @@ async fn escalate(
     shared: &Arc<Shared>,
     context: &Arc<ExecContext>,
     opened: OpenedExecutable,
+    sandbox: SandboxPlan,
     mut reader: OwnedReadHalf,
     mut writer: OwnedWriteHalf,
     cancel: CancellationToken,
@@ -259,7 +301,7 @@ async fn escalate(
             return;
         }
     };
-    let plan = match spawn_plan(shared, context, opened, fds) {
+    let plan = match spawn_plan(shared, context, opened, fds, sandbox) {
         Ok(plan) => plan,
         Err(reason) => {
             let _ = send(&mut writer, &fail(reason)).await;
@@ -345,10 +387,32 @@ fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
     opened: OpenedExecutable,
-    fds: Vec<(OwnedFd, RawFd)>,
+    mut fds: Vec<(OwnedFd, RawFd)>,
+    sandbox: SandboxPlan,
 ) -> Result<SpawnPlan, String> {
-    let launch = launch_plan(opened, &context.argv, &shared.config.escalation_path)
+    let mut launch = launch_plan(opened, &context.argv, &shared.config.escalation_path)
         .map_err(|error| error.to_string())?;
+    if let Some((launcher, policy)) = sandbox {
+        // bubblewrap starts the inner helper, which executes the checked
+        // file through its descriptor, passed at a number above every
+        // forwarded one.
+        let exec_number = fds
+            .iter()
+            .map(|(_, number)| *number)
+            .max()
+            .unwrap_or(2)
+            .max(2)
+            + 1;
+        let bwrap = std::fs::File::open(launcher.bwrap())
+            .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
+        let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
+        argv.extend(launcher.arguments(&policy, &context.cwd, Some(exec_number), &launch.argv));
+        fds.push((launch.executable, exec_number));
+        launch = LaunchPlan {
+            executable: bwrap.into(),
+            argv,
+        };
+    }
     let c_strings = |items: Vec<OsString>| -> Result<Vec<CString>, String> {
         items
             .into_iter()

@@ -14,8 +14,13 @@
 //!   on), with the wrapper's descriptors at their numbers, in its own
 //!   process group, with injection variables removed from its environment;
 //!   signals are relayed and the child's end is reported back.
-//! - Sandboxed executions are refused until the sandbox backend exists:
-//!   never run unsandboxed instead.
+//! - [`Execution::TurnDefault`] and [`Execution::Permissions`] start the
+//!   same way, inside a sandbox built from the session's profile (plus the
+//!   extra grants) by the [`sandbox`] crate's launcher. A session without a
+//!   sandbox configured refuses them: never run unsandboxed instead.
+//!
+//! The session's shell belongs inside the session's profile too:
+//! [`Session::shell_command`] builds that command.
 //!
 //! Requests are untrusted input: the requester's identity comes from the
 //! kernel (`SO_PEERCRED`), a different uid is denied, anything malformed is
@@ -40,8 +45,9 @@ mod sys;
 pub use environment::is_injection_variable;
 pub use events::{EventSink, SessionEvent};
 pub use execgate_protocol::Termination;
+pub use execgate_sandbox as sandbox;
 pub use policy::{
     Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy, ResolvedExecutable,
 };
 pub use resolve::ResolveError;
-pub use session::{Session, SessionConfig, StartError};
+pub use session::{Session, SessionConfig, SessionSandbox, StartError};

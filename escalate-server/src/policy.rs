@@ -5,6 +5,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
+use execgate_sandbox::PermissionProfile;
+
 /// The requester as the kernel reports it (`SO_PEERCRED`), in the server's
 /// pid namespace. Nothing here is taken from the request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +56,9 @@ pub enum Execution {
     Unsandboxed,
     /// Inside the session's own sandbox profile.
     TurnDefault,
-    /// Inside a sandbox with the named profile's extra grants.
-    Permissions(String),
+    /// Inside the session's profile plus these grants (merged as a union;
+    /// see [`PermissionProfile::merged_with`]).
+    Permissions(PermissionProfile),
 }
 
 /// A policy's answer.

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use execgate_protocol::{accept_hello, recv_with_fds, HelloError, ENV_SOCKET_FD, ENV_WRAPPER};
+use execgate_sandbox::{Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -38,6 +39,69 @@ pub struct SessionConfig {
     pub escalation_path: OsString,
     /// How long a client may take to send its request.
     pub request_timeout: Duration,
+    /// The session's sandbox. `None` refuses every sandboxed escalation.
+    pub sandbox: Option<SessionSandbox>,
+}
+
+/// The sandbox a session's shell and its sandboxed escalations run in.
+#[derive(Debug, Clone)]
+pub struct SessionSandbox {
+    pub launcher: Launcher,
+    /// The session's own profile: the shell runs in it, and so do
+    /// `TurnDefault` escalations. `Permissions` escalations add to it.
+    pub turn_default: PermissionProfile,
+    pub context: SandboxContext,
+}
+
+/// A session's sandbox, made concrete once at start.
+pub(crate) struct ActiveSandbox {
+    pub(crate) launcher: Launcher,
+    pub(crate) turn_default: PermissionProfile,
+    pub(crate) context: SandboxContext,
+    /// `None` when the profile is not enforced by us (`Disabled`,
+    /// `External`).
+    pub(crate) resolved_default: Option<Arc<ResolvedPolicy>>,
+}
+
+impl ActiveSandbox {
+    fn new(sandbox: SessionSandbox, wrapper: &Path) -> Result<ActiveSandbox, SandboxError> {
+        let SessionSandbox {
+            mut launcher,
+            turn_default,
+            context,
+        } = sandbox;
+        // Sandboxed programs must be able to run the wrapper.
+        launcher.expose(wrapper);
+        let resolved_default = match &turn_default {
+            PermissionProfile::Managed { .. } => {
+                Some(Arc::new(ResolvedPolicy::resolve(&turn_default, &context)?))
+            }
+            PermissionProfile::Disabled | PermissionProfile::External { .. } => None,
+        };
+        Ok(ActiveSandbox {
+            launcher,
+            turn_default,
+            context,
+            resolved_default,
+        })
+    }
+
+    /// The policy for an escalation with `extra` grants on top of the
+    /// session's profile; `None` means unconfined by us.
+    pub(crate) fn policy_with(
+        &self,
+        extra: Option<&PermissionProfile>,
+    ) -> Result<Option<Arc<ResolvedPolicy>>, SandboxError> {
+        let Some(extra) = extra else {
+            return Ok(self.resolved_default.clone());
+        };
+        match self.turn_default.merged_with(extra) {
+            merged @ PermissionProfile::Managed { .. } => Ok(Some(Arc::new(
+                ResolvedPolicy::resolve(&merged, &self.context)?,
+            ))),
+            PermissionProfile::Disabled | PermissionProfile::External { .. } => Ok(None),
+        }
+    }
 }
 
 impl SessionConfig {
@@ -51,6 +115,7 @@ impl SessionConfig {
             escalation_path: std::env::var_os("PATH")
                 .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
             request_timeout: Duration::from_secs(10),
+            sandbox: None,
         }
     }
 }
@@ -65,6 +130,8 @@ pub enum StartError {
     Socket(#[source] io::Error),
     #[error("exec wrapper {path:?} is not usable: {source}")]
     Wrapper { path: PathBuf, source: io::Error },
+    #[error("the session's sandbox cannot be set up: {0}")]
+    Sandbox(#[from] SandboxError),
 }
 
 /// A running session. Dropping it (or [`Session::cancel`]) stops its workers
@@ -82,6 +149,7 @@ pub(crate) struct Shared {
     pub(crate) id: String,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
+    pub(crate) sandbox: Option<ActiveSandbox>,
     next_request: AtomicU64,
 }
 
@@ -126,10 +194,15 @@ impl Session {
             sys::register_owned(server_end, tokio::io::Interest::READABLE)
                 .map_err(StartError::Socket)?
         };
+        let sandbox = match config.sandbox.clone() {
+            Some(sandbox) => Some(ActiveSandbox::new(sandbox, &config.wrapper)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             id: new_session_id(),
             config,
             children: Children::default(),
+            sandbox,
             next_request: AtomicU64::new(0),
         });
         let cancel = CancellationToken::new();
@@ -181,6 +254,34 @@ impl Session {
         if let Some(socket) = &self.shell_socket {
             sys::inherit_in_child(command, socket.as_raw_fd());
         }
+    }
+
+    /// The command that starts `shell` with `args` for this session: inside
+    /// the session's profile when it has a managed one, prepared as
+    /// [`Session::prepare_shell`] does. Call [`Session::shell_spawned`]
+    /// once it has been spawned.
+    pub fn shell_command(&self, shell: &Path, args: &[OsString]) -> std::process::Command {
+        let mut command = match &self.shared.sandbox {
+            Some(ActiveSandbox {
+                launcher,
+                context,
+                resolved_default: Some(policy),
+                ..
+            }) => {
+                let mut launcher = launcher.clone();
+                launcher.expose(shell);
+                let mut argv = vec![shell.as_os_str().to_owned()];
+                argv.extend(args.iter().cloned());
+                launcher.command(policy, &context.cwd, &argv)
+            }
+            _ => {
+                let mut command = std::process::Command::new(shell);
+                command.args(args);
+                command
+            }
+        };
+        self.prepare_shell(&mut command);
+        command
     }
 
     /// Closes the server's copy of the shell's socket. After this, the

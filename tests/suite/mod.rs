@@ -1,5 +1,6 @@
 //! Shared harness for the end-to-end suites.
 
+mod sandbox;
 mod spine;
 
 use std::collections::HashMap;
@@ -206,4 +207,67 @@ pub fn os(text: &str) -> OsString {
 /// True while `pid` exists at all (a zombie counts: it was not reaped).
 pub fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The sandbox's inner helper built from this workspace's current code.
+pub fn sandbox_helper() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_e2e-sandbox-helper"))
+}
+
+/// A session whose shell and sandboxed escalations run in `profile`, with
+/// `cwd` as the session's working directory.
+pub fn start_sandboxed_session(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    profile: execgate_escalate_server::sandbox::PermissionProfile,
+    cwd: &Path,
+) -> (Session, Recorder) {
+    use execgate_escalate_server::sandbox::{Launcher, SandboxContext};
+    use execgate_escalate_server::SessionSandbox;
+    let recorder = Recorder::default();
+    let sink = recorder.clone();
+    let mut config = SessionConfig::new(wrapper(), policy);
+    config.events = Some(Arc::new(move |event: &SessionEvent| {
+        sink.0.lock().unwrap().push(event.clone())
+    }));
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).expect("this machine can sandbox"),
+        turn_default: profile,
+        context: SandboxContext::new(cwd),
+    });
+    (Session::start(config).expect("session starts"), recorder)
+}
+
+/// The session's shell (inside its sandbox) running `script` in `cwd`.
+pub fn spawn_session_shell(
+    session: &mut Session,
+    script: &str,
+    cwd: &Path,
+) -> tokio::process::Child {
+    let mut command = session.shell_command(&zsh(), &[os("-f"), os("-c"), os(script)]);
+    command
+        .current_dir(cwd)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the sandboxed shell starts");
+    session.shell_spawned();
+    child
+}
+
+/// Runs `script` in a sandboxed session's shell and collects its output.
+pub async fn run_sandboxed(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    profile: execgate_escalate_server::sandbox::PermissionProfile,
+    script: &str,
+    cwd: &Path,
+) -> (ShellOutput, Recorder) {
+    let (mut session, recorder) = start_sandboxed_session(policy, profile, cwd);
+    let child = spawn_session_shell(&mut session, script, cwd);
+    let output = finish(child).await;
+    session.shutdown().await;
+    (output, recorder)
 }

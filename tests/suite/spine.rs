@@ -232,17 +232,15 @@ async fn deny_prints_the_reason_and_exits_126_without_running() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sandboxed_escalations_are_refused_until_the_backend_exists() {
+async fn sandboxed_escalations_are_refused_without_a_sandbox() {
     let dir = tempfile::tempdir().unwrap();
-    for execution in [
-        Execution::TurnDefault,
-        Execution::Permissions("build".into()),
-    ] {
+    let extra = execgate_escalate_server::sandbox::PermissionProfile::preset("read-only").unwrap();
+    for execution in [Execution::TurnDefault, Execution::Permissions(extra)] {
         let policy = policy_by_path(&[("/usr/bin/touch", Decision::Escalate(execution))]);
         let (output, _) = run(policy, "touch marker; print status=$?", dir.path()).await;
         assert_eq!(output.stdout, "status=126\n");
         assert!(
-            output.stderr.contains("need the sandbox backend"),
+            output.stderr.contains("need a sandbox"),
             "{}",
             output.stderr
         );

