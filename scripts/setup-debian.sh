@@ -10,7 +10,7 @@ packages=(
     # The Linux sandbox.
     bubblewrap
     # Used by the end-to-end suites as ordinary programs to run.
-    coreutils procps
+    coreutils procps util-linux git python3 libc6-dev
 )
 
 missing=()
@@ -27,6 +27,12 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get -qq update
     apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The sandbox suite also runs as this unprivileged user.
+if [[ $(id -u) -eq 0 ]] && ! id execgate-ci >/dev/null 2>&1; then
+    echo "setup-debian: creating the unprivileged test user execgate-ci"
+    useradd --system --user-group --no-create-home --shell /usr/sbin/nologin execgate-ci
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -1,14 +1,17 @@
-//! Runs one zsh command string under a session and prints every decision:
-//! `rm` is denied, `id` escalated unsandboxed, everything else runs in place.
+//! Runs one zsh command string under a session whose shell is sandboxed
+//! (`workspace-write` on the current directory) and prints every decision:
+//! `rm` is denied, `id` escalated unsandboxed, everything else runs in place,
+//! inside the sandbox.
 //!
-//! `cargo run --example decide -- WRAPPER ZSH 'COMMAND'`
-//! (`scripts/demo` fills in the first two).
+//! `cargo run --example decide -- WRAPPER SANDBOX-HELPER ZSH 'COMMAND'`
+//! (`scripts/demo` fills in the first three).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext};
 use execgate_escalate_server::{
-    Decision, ExecContext, Execution, Session, SessionConfig, SessionEvent,
+    Decision, ExecContext, Execution, Session, SessionConfig, SessionEvent, SessionSandbox,
 };
 
 fn decide(request: &ExecContext) -> Decision {
@@ -45,12 +48,26 @@ fn show(event: &SessionEvent) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let [wrapper, zsh, command] = args.as_slice() else {
-        eprintln!("usage: decide WRAPPER ZSH 'COMMAND'");
+    let [wrapper, helper, zsh, command] = args.as_slice() else {
+        eprintln!("usage: decide WRAPPER SANDBOX-HELPER ZSH 'COMMAND'");
         return ExitCode::from(2);
     };
+    let launcher = match Launcher::new(helper) {
+        Ok(launcher) => launcher,
+        Err(error) => {
+            eprintln!("decide: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let mut config = SessionConfig::new(wrapper, Arc::new(decide));
     config.events = Some(Arc::new(show));
+    config.sandbox = Some(SessionSandbox {
+        launcher,
+        turn_default: PermissionProfile::preset("workspace-write")
+            .unwrap_or(PermissionProfile::Disabled),
+        context: SandboxContext::new(cwd),
+    });
     let mut session = match Session::start(config) {
         Ok(session) => session,
         Err(error) => {
@@ -58,9 +75,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut shell = std::process::Command::new(zsh);
-    shell.arg("-f").arg("-c").arg(command);
-    session.prepare_shell(&mut shell);
+    let shell = session.shell_command(zsh.as_ref(), &["-f".into(), "-c".into(), command.clone()]);
     let shell = tokio::process::Command::from(shell).spawn();
     session.shell_spawned();
     let status = match shell {

@@ -90,3 +90,52 @@ impl MachineReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI and development machines must be able to sandbox; a machine that
+    /// cannot is a failed setup, not a skipped test.
+    #[test]
+    fn this_machine_provides_what_the_sandbox_needs() {
+        let report = MachineReport::probe();
+        assert_eq!(
+            report.require().map_err(|e| e.to_string()),
+            Ok(()),
+            "{report:?}"
+        );
+        assert!(report
+            .bwrap_version
+            .is_some_and(|v| v.starts_with("bubblewrap")));
+        assert!(!report.kernel.is_empty());
+    }
+
+    #[test]
+    fn missing_parts_are_named() {
+        let good = MachineReport {
+            kernel: "6.1".into(),
+            landlock_abi: Some(7),
+            user_namespaces: true,
+            seccomp: true,
+            bwrap: Some("/usr/bin/bwrap".into()),
+            bwrap_version: Some("bubblewrap 0.8.0".into()),
+        };
+        assert!(good.require().is_ok());
+        // (change, words the error must contain)
+        type Change = fn(&mut MachineReport);
+        let cases: [(Change, &str); 5] = [
+            (|r| r.bwrap = None, "bubblewrap"),
+            (|r| r.user_namespaces = false, "user namespaces"),
+            (|r| r.landlock_abi = Some(2), "ABI 2"),
+            (|r| r.landlock_abi = None, "Landlock is not enabled"),
+            (|r| r.seccomp = false, "seccomp"),
+        ];
+        for (change, words) in cases {
+            let mut report = good.clone();
+            change(&mut report);
+            let error = report.require().unwrap_err().to_string();
+            assert!(error.contains(words), "{error}");
+        }
+    }
+}

@@ -14,9 +14,13 @@ use execgate_escalate_server::{
     Decision, ExecContext, Execution, Session, SessionConfig, SessionEvent,
 };
 
-/// The exec wrapper built from this workspace's current code.
+/// The exec wrapper built from this workspace's current code
+/// (`EXECGATE_TEST_WRAPPER` overrides it for a copy another user can run).
 pub fn wrapper() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_e2e-exec-wrapper"))
+    std::env::var_os("EXECGATE_TEST_WRAPPER").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_e2e-exec-wrapper")),
+        PathBuf::from,
+    )
 }
 
 /// The patched zsh: `EXECGATE_ZSH`, or the one `scripts/build-zsh.sh` builds.
@@ -209,9 +213,13 @@ pub fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// The sandbox's inner helper built from this workspace's current code.
+/// The sandbox's inner helper built from this workspace's current code
+/// (`EXECGATE_TEST_HELPER` overrides it, as for the wrapper).
 pub fn sandbox_helper() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_e2e-sandbox-helper"))
+    std::env::var_os("EXECGATE_TEST_HELPER").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_e2e-sandbox-helper")),
+        PathBuf::from,
+    )
 }
 
 /// A session whose shell and sandboxed escalations run in `profile`, with
