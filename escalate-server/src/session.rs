@@ -74,7 +74,15 @@ impl ActiveSandbox {
         launcher.expose(wrapper);
         let resolved_default = match &turn_default {
             PermissionProfile::Managed { .. } => {
-                Some(Arc::new(ResolvedPolicy::resolve(&turn_default, &context)?))
+                let resolved = ResolvedPolicy::resolve(&turn_default, &context)?;
+                let limited = &resolved.glob_expansion().depth_limited;
+                if !limited.is_empty() {
+                    tracing::warn!(
+                        directories = ?limited,
+                        "deny globs were not searched below these directories (too deep)"
+                    );
+                }
+                Some(Arc::new(resolved))
             }
             PermissionProfile::Disabled | PermissionProfile::External { .. } => None,
         };
