@@ -277,7 +277,8 @@ impl Session {
                 ..
             }) => {
                 let mut launcher = launcher.clone();
-                launcher.expose(shell);
+                // The file itself: a symlink cannot be a bind target.
+                launcher.expose(std::fs::canonicalize(shell).unwrap_or_else(|_| shell.into()));
                 let mut argv = vec![shell.as_os_str().to_owned()];
                 argv.extend(args.iter().cloned());
                 launcher.command(policy, &context.cwd, &argv)

@@ -1,0 +1,148 @@
+//! The config file: named profiles and the environment policy.
+//!
+//! ```toml
+//! default_profile = "build"
+//!
+//! [profiles.build]
+//! extends = "workspace-write"
+//! network = "enabled"
+//!
+//! [env]
+//! inherit = "core"            # all | core | none
+//! exclude = ["*KEY*", "*TOKEN*"]
+//! set = { CI = "1" }
+//! include_only = []
+//! ```
+//!
+//! Unknown keys are errors that name the key and the file. A missing file
+//! is fine when it is the default location, an error when named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use execgate_core_bridge::server::sandbox::ProfileSet;
+use execgate_core_bridge::{EnvInherit, EnvPolicy};
+
+#[derive(Default)]
+pub struct Config {
+    pub default_profile: Option<String>,
+    pub profiles: ProfileSet,
+    pub env: EnvPolicy,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    default_profile: Option<String>,
+    profiles: Option<toml::Table>,
+    env: Option<EnvSection>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvSection {
+    inherit: Option<InheritSpec>,
+    exclude: Option<Vec<String>>,
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    #[serde(default)]
+    include_only: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum InheritSpec {
+    All,
+    Core,
+    None,
+}
+
+/// `$XDG_CONFIG_HOME/execgate/config.toml`, else `~/.config/...`.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(base.join("execgate/config.toml"))
+}
+
+impl Config {
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let path = match explicit {
+            Some(path) => path.to_path_buf(),
+            None => match default_path() {
+                Some(path) if path.exists() => path,
+                _ => return Ok(Config::default()),
+            },
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text, &path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let file: ConfigFile =
+            toml::from_str(text).with_context(|| format!("config file {}", path.display()))?;
+        let mut profiles = ProfileSet::default();
+        if let Some(table) = file.profiles {
+            let mut wrapper = toml::Table::new();
+            wrapper.insert("profiles".into(), toml::Value::Table(table));
+            profiles
+                .add_toml(&wrapper.to_string(), Some(path))
+                .with_context(|| format!("config file {}", path.display()))?;
+        }
+        let mut env = EnvPolicy::default();
+        if let Some(section) = file.env {
+            if let Some(inherit) = section.inherit {
+                env.inherit = match inherit {
+                    InheritSpec::All => EnvInherit::All,
+                    InheritSpec::Core => EnvInherit::Core,
+                    InheritSpec::None => EnvInherit::None,
+                };
+            }
+            if let Some(exclude) = section.exclude {
+                env.exclude = exclude;
+            }
+            env.set = section.set;
+            env.include_only = section.include_only;
+        }
+        Ok(Config {
+            default_profile: file.default_profile,
+            profiles,
+            env,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let path = Path::new("/etc/execgate/config.toml");
+        // (text, words the error must contain)
+        let cases = [
+            ("colour = true\n", "colour"),
+            ("[env]\ninherit = \"some\"\n", "some"),
+            ("[profiles.a]\nextend = \"read-only\"\n", "extend"),
+        ];
+        for (text, words) in cases {
+            let error = format!("{:#}", Config::parse(text, path).err().unwrap());
+            assert!(error.contains(words), "{error}");
+            assert!(error.contains("/etc/execgate/config.toml"), "{error}");
+        }
+    }
+
+    #[test]
+    fn profiles_and_env_load() {
+        let text = "default_profile = \"b\"\n[profiles.b]\nextends = \"read-only\"\n\
+                    [env]\ninherit = \"core\"\nset = { CI = \"1\" }\n";
+        let config = Config::parse(text, Path::new("/x/config.toml")).unwrap();
+        assert_eq!(config.default_profile.as_deref(), Some("b"));
+        assert!(config.profiles.get("b").is_ok());
+        assert_eq!(config.env.inherit, EnvInherit::Core);
+        assert_eq!(config.env.set.get("CI").map(String::as_str), Some("1"));
+    }
+}

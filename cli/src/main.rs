@@ -1,0 +1,295 @@
+//! `execgate`: run shell commands with every program they execute decided
+//! by a policy and confined by the sandbox.
+//!
+//! A thin edge over `execgate-core-bridge`: it parses arguments and the
+//! config file, turns errors into messages that say what to do, and maps a
+//! command's end to an exit status. It must never run a command outside the
+//! sandbox its profile asks for.
+
+mod config;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use execgate_core_bridge::server::sandbox::{
+    Launcher, MachineReport, PermissionProfile, ResolvedPolicy, SandboxContext,
+};
+use execgate_core_bridge::server::{Decision, ExecContext, SessionEvent};
+use execgate_core_bridge::{RunOptions, ShellSession, ShellSessionConfig, Stdio3, Tools};
+
+use crate::config::Config;
+
+/// Run shell commands with every exec decided by a policy, inside a sandbox.
+#[derive(Parser)]
+#[command(name = "execgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command string in the patched zsh under a session.
+    Run(RunArgs),
+    /// Run one program in a sandbox profile (for debugging a profile).
+    Sandbox {
+        /// Profile name: a preset or one from the config file.
+        #[arg(long, default_value = "workspace-write")]
+        profile: String,
+        /// Working directory (`:cwd` in profiles).
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        argv: Vec<OsString>,
+    },
+    /// Show what this machine offers: kernel, Landlock, user namespaces,
+    /// bubblewrap, seccomp, the patched zsh.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Profile name: a preset (read-only, workspace-write,
+    /// danger-full-access) or one from the config file.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Working directory (`:cwd` in profiles). Default: the current one.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Config file. Default: $XDG_CONFIG_HOME/execgate/config.toml (a
+    /// missing default file is fine).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print every decision to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+    /// The command string; several words are joined with spaces.
+    #[arg(trailing_var_arg = true, required = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Sandbox {
+            profile,
+            cwd,
+            config,
+            argv,
+        } => sandbox(&profile, cwd, config, argv),
+        Command::Doctor { json } => doctor(json),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "execgate",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("execgate: {error:#}");
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
+    let cwd = match cwd {
+        Some(cwd) => cwd,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    std::fs::canonicalize(&cwd).with_context(|| format!("working directory {}", cwd.display()))
+}
+
+fn run(args: RunArgs) -> Result<i32> {
+    let config = Config::load(args.config.as_deref())?;
+    let profile_name = args
+        .profile
+        .or(config.default_profile.clone())
+        .unwrap_or_else(|| "workspace-write".into());
+    let profile = config.profiles.get(&profile_name)?;
+    let cwd = current_dir(args.cwd)?;
+    let tools = Tools::locate()?;
+    let command = args.command.join(" ");
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // No rules yet: every exec runs in place, inside the sandbox.
+        let policy = Arc::new(|_: &ExecContext| Decision::Run);
+        let mut session_config = ShellSessionConfig::new(&cwd, tools, policy);
+        session_config.profile = profile;
+        session_config.env = config.env.clone();
+        if args.verbose {
+            session_config.events = Some(Arc::new(show_event));
+        }
+        let session = ShellSession::start(session_config)?;
+        let options = RunOptions {
+            stdio: Stdio3::Inherited,
+            ..RunOptions::default()
+        };
+        let cancel = options.cancel.clone();
+        let handle = session.run(&command, options)?;
+        // Ctrl-C reaches us, not the command (it has its own process
+        // group): end the command and everything it started.
+        let interrupt = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        });
+        let outcome = handle.wait().await;
+        interrupt.abort();
+        session.shutdown().await;
+        let outcome = outcome?;
+        Ok(if outcome.cancelled {
+            130
+        } else {
+            outcome.status.code()
+        })
+    })
+}
+
+fn show_event(event: &SessionEvent) {
+    match event {
+        SessionEvent::Decided { request, decision } => eprintln!(
+            "execgate: {} {:?} -> {decision:?}",
+            request.executable.canonical_path.display(),
+            request.argv
+        ),
+        other => eprintln!("execgate: {other:?}"),
+    }
+}
+
+fn sandbox(
+    profile_name: &str,
+    cwd: Option<PathBuf>,
+    config: Option<PathBuf>,
+    argv: Vec<OsString>,
+) -> Result<i32> {
+    let config = Config::load(config.as_deref())?;
+    let profile = config.profiles.get(profile_name)?;
+    let cwd = current_dir(cwd)?;
+    let mut command = if profile == PermissionProfile::Disabled {
+        let mut command = std::process::Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        command
+    } else {
+        let tools = Tools::locate()?;
+        let launcher = Launcher::new(&tools.sandbox_helper)?;
+        let policy = ResolvedPolicy::resolve(&profile, &SandboxContext::new(&cwd))?;
+        launcher.command(&policy, &cwd, &argv)
+    };
+    let status = command
+        .current_dir(&cwd)
+        .status()
+        .with_context(|| format!("cannot start {:?}", argv[0]))?;
+    Ok(status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    }))
+}
+
+/// The doctor's findings, as printed with `--json`.
+#[derive(serde::Serialize)]
+struct DoctorReport {
+    kernel: String,
+    landlock_abi: Option<u32>,
+    user_namespaces: bool,
+    seccomp: bool,
+    bubblewrap: Option<String>,
+    bubblewrap_version: Option<String>,
+    sandbox_ready: bool,
+    sandbox_problem: Option<String>,
+    zsh: Option<String>,
+    zsh_patched: bool,
+    tools_problem: Option<String>,
+}
+
+fn doctor(json: bool) -> Result<i32> {
+    let machine = MachineReport::probe();
+    let sandbox_problem = machine.require().err().map(|error| error.to_string());
+    let tools = Tools::locate();
+    let zsh_patched = tools.as_ref().is_ok_and(|tools| {
+        // The patch's own message is compiled into the binary.
+        std::fs::read(&tools.zsh).is_ok_and(|bytes| {
+            bytes
+                .windows(b"execgate: cannot run the exec wrapper".len())
+                .any(|window| window == b"execgate: cannot run the exec wrapper")
+        })
+    });
+    let report = DoctorReport {
+        kernel: machine.kernel.clone(),
+        landlock_abi: machine.landlock_abi,
+        user_namespaces: machine.user_namespaces,
+        seccomp: machine.seccomp,
+        bubblewrap: machine
+            .bwrap
+            .as_ref()
+            .map(|path| path.display().to_string()),
+        bubblewrap_version: machine.bwrap_version.clone(),
+        sandbox_ready: sandbox_problem.is_none(),
+        sandbox_problem,
+        zsh: tools
+            .as_ref()
+            .ok()
+            .map(|tools| tools.zsh.display().to_string()),
+        zsh_patched,
+        tools_problem: tools.as_ref().err().map(|error| error.to_string()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let yes_no = |value: bool| if value { "yes" } else { "no" };
+        println!("kernel            {}", report.kernel);
+        println!(
+            "landlock          {}",
+            report
+                .landlock_abi
+                .map_or("not enabled".into(), |abi| format!("ABI {abi}"))
+        );
+        println!("user namespaces   {}", yes_no(report.user_namespaces));
+        println!("seccomp           {}", yes_no(report.seccomp));
+        println!(
+            "bubblewrap        {}",
+            match (&report.bubblewrap, &report.bubblewrap_version) {
+                (Some(path), Some(version)) => format!("{path} ({version})"),
+                (Some(path), None) => path.clone(),
+                _ => "not found".into(),
+            }
+        );
+        println!(
+            "patched zsh       {}",
+            report.zsh.clone().unwrap_or_else(|| "not found".into())
+        );
+        match (&report.sandbox_problem, &report.tools_problem) {
+            (None, None) if report.zsh_patched => println!("ready             yes"),
+            (sandbox, tools) => {
+                for problem in [sandbox, tools].into_iter().flatten() {
+                    println!("problem           {problem}");
+                }
+                if report.zsh.is_some() && !report.zsh_patched {
+                    println!("problem           the zsh found is not the patched one");
+                }
+            }
+        }
+    }
+    let ready = report.sandbox_ready && report.tools_problem.is_none() && report.zsh_patched;
+    if !ready && !json {
+        bail!("this machine is not ready; see the problems above");
+    }
+    Ok(if ready { 0 } else { 1 })
+}

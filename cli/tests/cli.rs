@@ -1,0 +1,256 @@
+//! The `execgate` binary, run for real: the patched zsh, the wrapper and the
+//! sandbox helper beside it (`cargo build --workspace --bins`, which
+//! `scripts/test` runs first).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn execgate(cwd: &Path, args: &[&str]) -> Output {
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let dir = Path::new(binary).parent().unwrap();
+    for sibling in ["execgate-exec-wrapper", "execgate-sandbox-helper"] {
+        assert!(
+            dir.join(sibling).exists(),
+            "{sibling} is not built beside execgate: run cargo build --workspace --bins"
+        );
+    }
+    Command::new(binary)
+        .args(args)
+        .current_dir(cwd)
+        .env("XDG_CONFIG_HOME", cwd.join("no-config"))
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A git workspace outside /tmp (which the default profile makes writable).
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("cli")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    assert!(Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&ws)
+        .status()
+        .unwrap()
+        .success());
+    (dir, ws)
+}
+
+#[test]
+fn the_main_job_runs_git_and_refuses_the_write_outside() {
+    let (dir, ws) = workspace();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--",
+            "git status --short --branch && touch ../outside",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("No commits yet"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stderr).contains("Read-only file system"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("outside").exists());
+}
+
+#[test]
+fn exit_statuses_pass_through() {
+    let (_dir, ws) = workspace();
+    // (command, status)
+    let cases = [
+        ("exit 3", 3),
+        ("true", 0),
+        ("/bin/sh -c 'kill -TERM $$'", 143),
+        ("no-such-cmd-x", 127),
+    ];
+    for (command, status) in cases {
+        let output = execgate(&ws, &["run", "--", command]);
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "{command}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn danger_full_access_drops_the_sandbox_but_keeps_interception() {
+    let (dir, ws) = workspace();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--verbose",
+            "--profile",
+            "danger-full-access",
+            "--",
+            "touch ../outside",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(dir.path().join("outside").exists());
+    assert!(
+        text(&output.stderr).contains("/usr/bin/touch"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[profiles.x]\nextendz = \"read-only\"\n").unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--config", config.to_str().unwrap(), "--", "true"],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("extendz") && stderr.contains("config.toml"),
+        "{stderr}"
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let output = execgate(
+        &ws,
+        &["run", "--config", missing.to_str().unwrap(), "--", "true"],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    assert!(text(&output.stderr).contains("missing.toml"));
+
+    let output = execgate(&ws, &["run", "--profile", "no-such-profile", "--", "true"]);
+    assert_eq!(output.status.code(), Some(125));
+    assert!(text(&output.stderr).contains("unknown profile \"no-such-profile\""));
+}
+
+#[test]
+fn a_config_profile_is_used() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    let extra = dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(
+        &config,
+        "[profiles.more]\nextends = \"workspace-write\"\nfilesystem = { \"extra\" = \"write\" }\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config,
+            "--profile",
+            "more",
+            "--",
+            "touch ../extra/ok",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(extra.join("ok").exists());
+}
+
+#[test]
+fn doctor_reports_json() {
+    let (_dir, ws) = workspace();
+    let output = execgate(&ws, &["doctor", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sandbox_ready"], true);
+    assert_eq!(report["zsh_patched"], true);
+    assert!(report["landlock_abi"].as_u64().unwrap() >= 3);
+    assert_eq!(report["user_namespaces"], true);
+}
+
+#[test]
+fn sandbox_runs_one_program_in_a_profile() {
+    let (_dir, ws) = workspace();
+    let output = execgate(
+        &ws,
+        &["sandbox", "--profile", "read-only", "--", "touch", "x"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!ws.join("x").exists());
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--profile",
+            "workspace-write",
+            "--",
+            "touch",
+            "x",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(ws.join("x").exists());
+}
+
+#[test]
+fn version_and_completions() {
+    let (_dir, ws) = workspace();
+    let output = execgate(&ws, &["--version"]);
+    assert!(text(&output.stdout).starts_with("execgate "));
+    let output = execgate(&ws, &["completions", "zsh"]);
+    assert!(text(&output.stdout).contains("#compdef execgate"));
+}
+
+/// Pids of processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> Vec<String> {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (cmdline == wanted).then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn nothing_started_by_run_outlives_it() {
+    let (_dir, ws) = workspace();
+    for (profile, duration) in [
+        ("workspace-write", "1001.25"),
+        ("danger-full-access", "1002.25"),
+    ] {
+        let script = format!("sleep {duration} & sleep {duration} & print started");
+        let output = execgate(&ws, &["run", "--profile", profile, "--", &script]);
+        assert_eq!(
+            text(&output.stdout),
+            "started\n",
+            "{}",
+            text(&output.stderr)
+        );
+        let left = processes_running(&["sleep", duration]);
+        assert!(
+            left.is_empty(),
+            "{profile}: background jobs survived: {left:?}"
+        );
+    }
+}

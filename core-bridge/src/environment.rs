@@ -1,0 +1,181 @@
+//! The exec environment policy: which variables a session's shell starts
+//! with.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::BridgeError;
+
+/// Where the environment starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EnvInherit {
+    /// Everything the caller has.
+    #[default]
+    All,
+    /// Only [`CORE_VARIABLES`].
+    Core,
+    /// Nothing.
+    None,
+}
+
+/// The variables `EnvInherit::Core` keeps.
+pub const CORE_VARIABLES: [&str; 11] = [
+    "HOME", "PATH", "USER", "LOGNAME", "SHELL", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TERM",
+    "TZ",
+];
+
+/// Names dropped unless a policy says otherwise: anything that looks like a
+/// credential.
+pub const DEFAULT_EXCLUDES: [&str; 4] = ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*"];
+
+/// Builds an environment in this order: start from [`EnvInherit`], drop
+/// names matching `exclude`, add `set`, keep only names matching
+/// `include_only` (when it is not empty). The session's own variables go on
+/// top afterwards. Patterns are globs on names, case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvPolicy {
+    pub inherit: EnvInherit,
+    pub exclude: Vec<String>,
+    pub set: BTreeMap<String, String>,
+    pub include_only: Vec<String>,
+}
+
+impl Default for EnvPolicy {
+    fn default() -> Self {
+        EnvPolicy {
+            inherit: EnvInherit::All,
+            exclude: DEFAULT_EXCLUDES.iter().map(|s| (*s).to_owned()).collect(),
+            set: BTreeMap::new(),
+            include_only: Vec::new(),
+        }
+    }
+}
+
+impl EnvPolicy {
+    /// The environment this policy makes of `from`.
+    pub fn build(
+        &self,
+        from: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Vec<(OsString, OsString)>, BridgeError> {
+        let exclude = name_patterns(&self.exclude)?;
+        let include_only = name_patterns(&self.include_only)?;
+        let mut env: BTreeMap<OsString, OsString> = from
+            .into_iter()
+            .filter(|(name, _)| match self.inherit {
+                EnvInherit::All => true,
+                EnvInherit::Core => CORE_VARIABLES.iter().any(|core| name == *core),
+                EnvInherit::None => false,
+            })
+            .filter(|(name, _)| !exclude.is_match(name.to_string_lossy().as_ref()))
+            .collect();
+        for (name, value) in &self.set {
+            env.insert(name.into(), value.into());
+        }
+        if !self.include_only.is_empty() {
+            env.retain(|name, _| include_only.is_match(name.to_string_lossy().as_ref()));
+        }
+        Ok(env.into_iter().collect())
+    }
+}
+
+fn name_patterns(patterns: &[String]) -> Result<GlobSet, BridgeError> {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = GlobBuilder::new(pattern)
+            .case_insensitive(true)
+            .build()
+            .map_err(|error| BridgeError::EnvPattern {
+                pattern: pattern.clone(),
+                reason: error.to_string(),
+            })?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|error| BridgeError::EnvPattern {
+        pattern: patterns.join(", "),
+        reason: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Vec<(OsString, OsString)> {
+        [
+            ("HOME", "/home/a"),
+            ("PATH", "/usr/bin"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("github_token", "t"),
+            ("DB_PASSWORD", "p"),
+            ("EDITOR", "vi"),
+            ("LANG", "C.UTF-8"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.into(), v.into()))
+        .collect()
+    }
+
+    fn names(env: &[(OsString, OsString)]) -> Vec<String> {
+        env.iter()
+            .map(|(n, _)| n.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn each_step_in_order() {
+        // (policy, names expected)
+        let cases: Vec<(EnvPolicy, Vec<&str>)> = vec![
+            (EnvPolicy::default(), vec!["EDITOR", "HOME", "LANG", "PATH"]),
+            (
+                EnvPolicy {
+                    inherit: EnvInherit::Core,
+                    ..EnvPolicy::default()
+                },
+                vec!["HOME", "LANG", "PATH"],
+            ),
+            (
+                EnvPolicy {
+                    inherit: EnvInherit::None,
+                    set: [("MODE".to_owned(), "ci".to_owned())].into(),
+                    ..EnvPolicy::default()
+                },
+                vec!["MODE"],
+            ),
+            (
+                EnvPolicy {
+                    exclude: vec![],
+                    include_only: vec!["*PATH*".into(), "db_*".into()],
+                    ..EnvPolicy::default()
+                },
+                vec!["DB_PASSWORD", "PATH"],
+            ),
+            (
+                // `set` wins over `exclude`: it is an explicit choice.
+                EnvPolicy {
+                    set: [("API_TOKEN".to_owned(), "given".to_owned())].into(),
+                    ..EnvPolicy::default()
+                },
+                vec!["API_TOKEN", "EDITOR", "HOME", "LANG", "PATH"],
+            ),
+        ];
+        for (policy, expected) in cases {
+            assert_eq!(
+                names(&policy.build(caller()).unwrap()),
+                expected,
+                "{policy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_named() {
+        let policy = EnvPolicy {
+            exclude: vec!["[".into()],
+            ..EnvPolicy::default()
+        };
+        let error = policy.build(caller()).unwrap_err().to_string();
+        assert!(error.contains("\"[\""), "{error}");
+    }
+}

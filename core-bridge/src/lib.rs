@@ -1,0 +1,63 @@
+//! What agents embed: shell sessions in which every program zsh executes is
+//! decided by execgate, and that run inside the session's sandbox.
+//!
+//! A [`ShellSession`] owns one escalation session (its policy, its
+//! sandbox profile, its escalated children) and runs one-shot commands in
+//! it through the patched zsh: [`ShellSession::run`] returns a
+//! [`RunHandle`] that streams stdout and stderr as separate chunks and ends
+//! with a [`RunOutcome`]: the status (code or signal), the output kept up to
+//! a cap (with a flag when cut), and whether a timeout or cancellation ended
+//! it. When a command ends, whatever it left running in its process group
+//! is killed; dropping or shutting down the session kills every escalated
+//! child.
+//!
+//! The shell's environment comes from an [`EnvPolicy`]; inside a session,
+//! `zsh` on `PATH` is the patched zsh, so nested shells keep asking.
+//!
+//! This crate must never start a shell outside its session's sandbox or
+//! with the session socket missing: a configuration that cannot be
+//! enforced is an error.
+
+mod environment;
+mod session;
+mod tools;
+
+use std::path::PathBuf;
+
+pub use environment::{EnvInherit, EnvPolicy, CORE_VARIABLES, DEFAULT_EXCLUDES};
+pub use execgate_escalate_server as server;
+pub use session::{
+    CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
+    ShellSessionConfig, Stdio3,
+};
+pub use tools::{Tools, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH};
+
+/// Why a session or command could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    #[error(
+        "the patched zsh was not found at {}; build it with scripts/build-zsh.sh \
+         (or set EXECGATE_ZSH)",
+        .0.display()
+    )]
+    NoZsh(PathBuf),
+    #[error(
+        "{} is missing; build the workspace (cargo build --workspace) so it sits beside \
+         this binary",
+        .0.display()
+    )]
+    MissingTool(PathBuf),
+    #[error(transparent)]
+    Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
+    #[error(transparent)]
+    Session(#[from] execgate_escalate_server::StartError),
+    #[error("bad environment pattern {pattern:?}: {reason}")]
+    EnvPattern { pattern: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}

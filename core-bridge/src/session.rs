@@ -1,0 +1,396 @@
+//! Shell sessions and the commands run in them.
+
+use std::ffi::OsString;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext};
+use execgate_escalate_server::{EventSink, Policy, Session, SessionConfig, SessionSandbox};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::environment::EnvPolicy;
+use crate::tools::Tools;
+use crate::BridgeError;
+
+/// How a session is set up.
+#[derive(Clone)]
+pub struct ShellSessionConfig {
+    /// The session's working directory (`:cwd` in profiles).
+    pub cwd: PathBuf,
+    /// More roots for `:workspace_roots`.
+    pub workspace_roots: Vec<PathBuf>,
+    /// The profile the shell and `TurnDefault` escalations run in.
+    pub profile: PermissionProfile,
+    /// Decides every exec.
+    pub policy: Arc<dyn Policy>,
+    /// The shell's environment.
+    pub env: EnvPolicy,
+    pub tools: Tools,
+    /// Receives every session event (decisions, escalated children).
+    pub events: Option<EventSink>,
+}
+
+impl ShellSessionConfig {
+    /// A `workspace-write` session on `cwd` where every exec runs in place
+    /// (inside the sandbox), with the default environment policy.
+    pub fn new(cwd: impl Into<PathBuf>, tools: Tools, policy: Arc<dyn Policy>) -> Self {
+        ShellSessionConfig {
+            cwd: cwd.into(),
+            workspace_roots: Vec::new(),
+            profile: PermissionProfile::preset("workspace-write")
+                .unwrap_or(PermissionProfile::Disabled),
+            policy,
+            env: EnvPolicy::default(),
+            tools,
+            events: None,
+        }
+    }
+}
+
+/// A running session: every command run through it shares one escalation
+/// server and one sandbox profile. Dropping it kills everything it started.
+pub struct ShellSession {
+    session: Session,
+    env: Vec<(OsString, OsString)>,
+    zsh: PathBuf,
+    cwd: PathBuf,
+    /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
+    /// `#!/usr/bin/env zsh` scripts run the patched zsh.
+    _zsh_dir: tempfile::TempDir,
+}
+
+/// Where a command's standard streams go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stdio3 {
+    /// stdin is empty; stdout and stderr are captured and streamed.
+    #[default]
+    Captured,
+    /// The caller's own terminal or files (the CLI).
+    Inherited,
+}
+
+/// How one command runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub timeout: Option<Duration>,
+    pub cancel: CancellationToken,
+    /// Bytes of stdout plus stderr kept; the rest is drained and dropped.
+    pub output_limit: usize,
+    pub stdio: Stdio3,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            timeout: None,
+            cancel: CancellationToken::new(),
+            output_limit: 1 << 20,
+            stdio: Stdio3::Captured,
+        }
+    }
+}
+
+/// A piece of output, in the order it arrived on its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputChunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl CommandStatus {
+    /// The shell convention: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            CommandStatus::Exited(code) => code,
+            CommandStatus::Signaled(signal) => 128 + signal,
+        }
+    }
+}
+
+/// What a finished command left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub status: CommandStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output beyond [`RunOptions::output_limit`] was dropped.
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub cancelled: bool,
+}
+
+/// A command in flight.
+pub struct RunHandle {
+    chunks: mpsc::UnboundedReceiver<OutputChunk>,
+    outcome: tokio::task::JoinHandle<Result<RunOutcome, BridgeError>>,
+}
+
+impl RunHandle {
+    /// The next piece of output, or `None` once both streams have closed.
+    pub async fn next_chunk(&mut self) -> Option<OutputChunk> {
+        self.chunks.recv().await
+    }
+
+    /// Waits for the end. Everything the command started is gone by then.
+    pub async fn wait(self) -> Result<RunOutcome, BridgeError> {
+        match self.outcome.await {
+            Ok(outcome) => outcome,
+            Err(error) => Err(BridgeError::Io {
+                what: "the command's task failed".into(),
+                source: std::io::Error::other(error),
+            }),
+        }
+    }
+}
+
+impl ShellSession {
+    /// Starts a session on the current tokio runtime.
+    pub fn start(config: ShellSessionConfig) -> Result<ShellSession, BridgeError> {
+        let ShellSessionConfig {
+            cwd,
+            workspace_roots,
+            profile,
+            policy,
+            env,
+            tools,
+            events,
+        } = config;
+        let cwd = std::fs::canonicalize(&cwd).map_err(|source| BridgeError::Io {
+            what: format!("working directory {}", cwd.display()),
+            source,
+        })?;
+        let zsh_dir = tempfile::Builder::new()
+            .prefix("execgate-zsh")
+            .tempdir()
+            .map_err(|source| BridgeError::Io {
+                what: "cannot create the session's PATH directory".into(),
+                source,
+            })?;
+        symlink(&tools.zsh, zsh_dir.path().join("zsh")).map_err(|source| BridgeError::Io {
+            what: "cannot link the patched zsh".into(),
+            source,
+        })?;
+
+        let mut server = SessionConfig::new(&tools.wrapper, policy);
+        server.events = events;
+        // A disabled profile needs no launcher; any other profile that
+        // cannot get one does not start.
+        match Launcher::new(&tools.sandbox_helper) {
+            Ok(mut launcher) => {
+                // Read-only inside, so nothing sandboxed can swap the zsh.
+                launcher.expose(zsh_dir.path());
+                let mut context = SandboxContext::new(&cwd);
+                context.workspace_roots = workspace_roots;
+                server.sandbox = Some(SessionSandbox {
+                    launcher,
+                    turn_default: profile,
+                    context,
+                });
+            }
+            Err(_) if profile == PermissionProfile::Disabled => {}
+            Err(error) => return Err(error.into()),
+        }
+        let session = Session::start(server)?;
+
+        let mut env = env.build(std::env::vars_os())?;
+        let path = std::env::join_paths(
+            std::iter::once(zsh_dir.path().to_path_buf()).chain(
+                env.iter()
+                    .find(|(name, _)| name == "PATH")
+                    .map(|(_, value)| std::env::split_paths(value).collect::<Vec<_>>())
+                    .unwrap_or_else(|| {
+                        ["/usr/local/bin", "/usr/bin", "/bin"]
+                            .iter()
+                            .map(PathBuf::from)
+                            .collect()
+                    }),
+            ),
+        )
+        .map_err(|error| BridgeError::Io {
+            what: "cannot build PATH".into(),
+            source: std::io::Error::other(error),
+        })?;
+        env.retain(|(name, _)| name != "PATH");
+        env.push(("PATH".into(), path));
+        Ok(ShellSession {
+            session,
+            env,
+            zsh: zsh_dir.path().join("zsh"),
+            cwd,
+            _zsh_dir: zsh_dir,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        self.session.id()
+    }
+
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+
+    /// Runs `command` with `zsh -f -c` in the session.
+    pub fn run(&self, command: &str, options: RunOptions) -> Result<RunHandle, BridgeError> {
+        let args = [OsString::from("-f"), "-c".into(), command.into()];
+        let mut shell = self.session.shell_command(&self.zsh, &args);
+        shell.env_clear().envs(self.env.iter().cloned());
+        shell.envs(self.session.shell_env());
+        shell.current_dir(&self.cwd);
+        // Its own process group, so that nothing it leaves behind survives
+        // the end of the command.
+        shell.process_group(0);
+        match options.stdio {
+            Stdio3::Captured => {
+                shell
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+            Stdio3::Inherited => {
+                shell
+                    .stdin(Stdio::inherit())
+                    .stdout(Stdio::inherit())
+                    .stderr(Stdio::inherit());
+            }
+        }
+        let mut child = tokio::process::Command::from(shell)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| BridgeError::Io {
+                what: "cannot start the shell".into(),
+                source,
+            })?;
+        let (sender, chunks) = mpsc::unbounded_channel();
+        let outcome = tokio::spawn(async move {
+            let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+            let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
+            let stdout = child.stdout.take().map(|pipe| {
+                tokio::spawn(collect(
+                    pipe,
+                    OutputChunk::Stdout,
+                    sender.clone(),
+                    budget.clone(),
+                ))
+            });
+            let stderr = child.stderr.take().map(|pipe| {
+                tokio::spawn(collect(
+                    pipe,
+                    OutputChunk::Stderr,
+                    sender.clone(),
+                    budget.clone(),
+                ))
+            });
+            drop(sender);
+            let deadline = async {
+                match options.timeout {
+                    Some(timeout) => tokio::time::sleep(timeout).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (mut timed_out, mut cancelled) = (false, false);
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = deadline => {
+                    timed_out = true;
+                    kill_group(pgid);
+                    child.wait().await
+                }
+                () = options.cancel.cancelled() => {
+                    cancelled = true;
+                    kill_group(pgid);
+                    child.wait().await
+                }
+            };
+            // Background jobs the command left in its group go with it. The
+            // group id cannot name another process while any member lives.
+            kill_group(pgid);
+            let status = status.map_err(|source| BridgeError::Io {
+                what: "cannot wait for the shell".into(),
+                source,
+            })?;
+            let (stdout, out_truncated) = join_collector(stdout).await;
+            let (stderr, err_truncated) = join_collector(stderr).await;
+            Ok(RunOutcome {
+                status: match (status.code(), status.signal()) {
+                    (Some(code), _) => CommandStatus::Exited(code),
+                    (None, Some(signal)) => CommandStatus::Signaled(signal),
+                    (None, None) => CommandStatus::Exited(-1),
+                },
+                stdout,
+                stderr,
+                truncated: out_truncated || err_truncated,
+                timed_out,
+                cancelled,
+            })
+        });
+        Ok(RunHandle { chunks, outcome })
+    }
+
+    /// Ends the session: every escalated child is killed and reaped.
+    pub async fn shutdown(self) {
+        self.session.shutdown().await;
+    }
+}
+
+fn kill_group(pgid: Option<i32>) {
+    if let Some(pgid) = pgid {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Reads a stream to its end, streaming and keeping what fits in the
+/// shared budget.
+async fn collect(
+    mut pipe: impl AsyncRead + Unpin,
+    wrap: fn(Vec<u8>) -> OutputChunk,
+    sender: mpsc::UnboundedSender<OutputChunk>,
+    budget: Arc<std::sync::atomic::AtomicUsize>,
+) -> (Vec<u8>, bool) {
+    use std::sync::atomic::Ordering;
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let read = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let allowed = budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(read))
+            })
+            .unwrap_or(0)
+            .min(read);
+        if allowed < read {
+            truncated = true;
+        }
+        if allowed > 0 {
+            kept.extend_from_slice(&buf[..allowed]);
+            let _ = sender.send(wrap(buf[..allowed].to_vec()));
+        }
+    }
+    (kept, truncated)
+}
+
+async fn join_collector(task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>) -> (Vec<u8>, bool) {
+    match task {
+        Some(task) => task.await.unwrap_or_default(),
+        None => (Vec::new(), false),
+    }
+}

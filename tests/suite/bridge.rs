@@ -1,0 +1,156 @@
+//! core-bridge: one-shot commands through the zsh-fork path, in a
+//! sandboxed session.
+
+use std::time::Instant;
+
+use execgate_core_bridge::{
+    CommandStatus, EnvInherit, EnvPolicy, OutputChunk, RunOptions, ShellSession,
+    ShellSessionConfig, Tools,
+};
+
+use super::*;
+
+fn tools() -> Tools {
+    Tools {
+        zsh: zsh(),
+        wrapper: wrapper(),
+        sandbox_helper: sandbox_helper(),
+    }
+}
+
+fn session_in(cwd: &Path, recorder: &Recorder, env: EnvPolicy) -> ShellSession {
+    let mut config = ShellSessionConfig::new(cwd, tools(), policy_by_path(&[]));
+    let sink = recorder.clone();
+    config.events = Some(Arc::new(move |event: &SessionEvent| {
+        sink.0.lock().unwrap().push(event.clone())
+    }));
+    config.env = env;
+    ShellSession::start(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_streams_as_separate_chunks_and_the_status_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let mut handle = session
+        .run(
+            "print out1; print -u2 err1; sleep 0.2; print out2; exit 4",
+            RunOptions::default(),
+        )
+        .unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = handle.next_chunk().await {
+        chunks.push(chunk);
+    }
+    let outcome = handle.wait().await.unwrap();
+    assert_eq!(outcome.status, CommandStatus::Exited(4));
+    assert_eq!(outcome.stdout, b"out1\nout2\n");
+    assert_eq!(outcome.stderr, b"err1\n");
+    assert!(
+        chunks.contains(&OutputChunk::Stderr(b"err1\n".to_vec())),
+        "{chunks:?}"
+    );
+    // out2 came after the sleep: a chunk of its own.
+    assert!(
+        chunks.contains(&OutputChunk::Stdout(b"out2\n".to_vec())),
+        "{chunks:?}"
+    );
+    assert!(!outcome.truncated && !outcome.timed_out && !outcome.cancelled);
+    assert_eq!(recorder.decided_programs(), ["/usr/bin/sleep"]);
+
+    let outcome = session
+        .run("kill -TERM $$", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(outcome.status.code(), 143);
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_or_a_cancellation_ends_the_command_and_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let started = Instant::now();
+    let options = RunOptions {
+        timeout: Some(Duration::from_millis(300)),
+        ..RunOptions::default()
+    };
+    let outcome = session
+        .run("sleep 30 & sleep 30", options)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(outcome.timed_out);
+    assert!(
+        matches!(outcome.status, CommandStatus::Signaled(9)),
+        "{:?}",
+        outcome.status
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    let options = RunOptions::default();
+    let cancel = options.cancel.clone();
+    let handle = session.run("sleep 30", options).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cancel.cancel();
+    let outcome = handle.wait().await.unwrap();
+    assert!(outcome.cancelled);
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_beyond_the_cap_is_dropped_and_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let options = RunOptions {
+        output_limit: 1000,
+        ..RunOptions::default()
+    };
+    let outcome = session
+        .run("head -c 100000 /dev/zero; print -u2 tail", options)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, CommandStatus::Exited(0));
+    assert!(outcome.truncated);
+    assert_eq!(outcome.stdout.len() + outcome.stderr.len(), 1000);
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_environment_policy_shapes_the_shell_and_zsh_on_path_is_patched() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let env = EnvPolicy {
+        inherit: EnvInherit::Core,
+        set: [("EXECGATE_TEST_SET".to_owned(), "given".to_owned())].into(),
+        ..EnvPolicy::default()
+    };
+    // Cargo gives the test process this variable; `core` must drop it.
+    assert!(std::env::var_os("CARGO_PKG_NAME").is_some());
+    let session = session_in(dir.path(), &recorder, env);
+    let script = "print -r -- ${EXECGATE_TEST_SET:-unset} ${CARGO_PKG_NAME:-unset}; \
+                  zsh -fc '/bin/echo nested'";
+    let outcome = session
+        .run(script, RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        "given unset\nnested\n"
+    );
+    // The nested shell asked the same session about its own command.
+    assert!(recorder
+        .decided_programs()
+        .contains(&"/usr/bin/echo".to_owned()));
+    session.shutdown().await;
+}
