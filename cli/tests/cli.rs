@@ -28,11 +28,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A git workspace outside /tmp (which the default profile makes writable).
+/// A git workspace in /var/tmp: not under /tmp, which the default profile
+/// makes writable, nor the checkout, which may lie anywhere.
 fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::Builder::new()
-        .prefix("cli")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .prefix("execgate-cli")
+        .tempdir_in("/var/tmp")
         .unwrap();
     let ws = dir.path().join("ws");
     std::fs::create_dir(&ws).unwrap();

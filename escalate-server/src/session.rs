@@ -276,10 +276,13 @@ impl Session {
                 resolved_default: Some(policy),
                 ..
             }) => {
+                // The file itself, by a path that exists inside the view: a
+                // symlink cannot be a bind target, and `..` may pass through
+                // directories the view does not have.
+                let shell = std::fs::canonicalize(shell).unwrap_or_else(|_| shell.into());
                 let mut launcher = launcher.clone();
-                // The file itself: a symlink cannot be a bind target.
-                launcher.expose(std::fs::canonicalize(shell).unwrap_or_else(|_| shell.into()));
-                let mut argv = vec![shell.as_os_str().to_owned()];
+                launcher.expose(&shell);
+                let mut argv = vec![shell.into_os_string()];
                 argv.extend(args.iter().cloned());
                 launcher.command(policy, &context.cwd, &argv)
             }
