@@ -21,8 +21,8 @@ const SECRET: &str = "TOPSECRET-execgate";
 
 /// A small world: a workspace (the session's working directory), a
 /// directory beside it, a fake home with an ssh key, and outside listeners
-/// and a process to reach for. Lives under the target directory, not /tmp,
-/// which the profiles make writable.
+/// and a process to reach for. Lives in /var/tmp, not /tmp, which the
+/// profiles make writable.
 struct World {
     _dir: tempfile::TempDir,
     ws: PathBuf,
@@ -43,8 +43,16 @@ struct World {
 
 impl World {
     fn new() -> World {
+        // Not under the sandbox's temp dir (writable in the profiles) nor
+        // the checkout (which may lie anywhere, /tmp included).
         let base = std::env::var_os("EXECGATE_TEST_TMPDIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+            .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+        let tmpdir = execgate_escalate_server::sandbox::SandboxContext::new("/").tmpdir;
+        assert!(
+            !base.starts_with(&tmpdir),
+            "test worlds must not lie under {}",
+            tmpdir.display()
+        );
         let dir = tempfile::Builder::new()
             .prefix("sandbox-world")
             .tempdir_in(base)
