@@ -35,6 +35,17 @@ struct Cli {
 enum Command {
     /// Run a command string in the patched zsh under a session.
     Run(RunArgs),
+    /// Start an interactive patched zsh under a session, in its sandbox.
+    Shell {
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Run one program in a sandbox profile (for debugging a profile).
     Sandbox {
         /// Profile name: a preset or one from the config file.
@@ -84,6 +95,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Shell {
+            profile,
+            cwd,
+            config,
+            verbose,
+        } => shell(profile, cwd, config, verbose),
         Command::Sandbox {
             profile,
             cwd,
@@ -161,6 +178,41 @@ fn run(args: RunArgs) -> Result<i32> {
         } else {
             outcome.status.code()
         })
+    })
+}
+
+fn shell(
+    profile: Option<String>,
+    cwd: Option<PathBuf>,
+    config: Option<PathBuf>,
+    verbose: bool,
+) -> Result<i32> {
+    let config = Config::load(config.as_deref())?;
+    let profile_name = profile
+        .or(config.default_profile.clone())
+        .unwrap_or_else(|| "workspace-write".into());
+    let profile = config.profiles.get(&profile_name)?;
+    let cwd = current_dir(cwd)?;
+    let tools = Tools::locate()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let policy = Arc::new(|_: &ExecContext| Decision::Run);
+        let mut session_config = ShellSessionConfig::new(&cwd, tools, policy);
+        session_config.profile = profile;
+        session_config.env = config.env.clone();
+        if verbose {
+            session_config.events = Some(Arc::new(show_event));
+        }
+        let session = ShellSession::start(session_config)?;
+        // The terminal's Ctrl-C and Ctrl-Z are for the shell's jobs; this
+        // process waits them out (tokio's handler replaces the default
+        // action; SIGTSTP is left to the shell, which ignores it itself).
+        let interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot take over SIGINT")?;
+        let status = session.interactive().await;
+        drop(interrupts);
+        session.shutdown().await;
+        Ok(status?.code())
     })
 }
 

@@ -255,3 +255,37 @@ fn nothing_started_by_run_outlives_it() {
         );
     }
 }
+
+#[test]
+fn an_interactive_shell_on_a_terminal() {
+    let (_dir, ws) = workspace();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    // `script` gives the shell a pseudo-terminal and types our input.
+    let input = "print -r -- $((6*7))\n\
+                 /bin/echo via-wrapper\n\
+                 python3 -c 'import fcntl,termios; fcntl.ioctl(0, termios.TIOCSTI, b\"x\")' || print denied-tiocsti\n\
+                 sleep 100 & jobs; kill %1; wait\n\
+                 exit 5\n";
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("{binary} shell --verbose"), "/dev/null"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("ZDOTDIR", &ws)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let seen = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(5),
+        "{seen}\n{}",
+        text(&output.stderr)
+    );
+    for expected in ["42", "via-wrapper", "-> Run", "denied-tiocsti", "running"] {
+        assert!(seen.contains(expected), "{expected:?} missing from: {seen}");
+    }
+}

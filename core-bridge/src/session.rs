@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext};
+use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext, Terminal};
 use execgate_escalate_server::{EventSink, Policy, Session, SessionConfig, SessionSandbox};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -337,6 +337,32 @@ impl ShellSession {
             })
         });
         Ok(RunHandle { chunks, outcome })
+    }
+
+    /// Runs an interactive `zsh -i` on the caller's terminal, in the
+    /// session, until it exits. The caller should ignore SIGINT and SIGTSTP
+    /// meanwhile: the terminal's signals belong to the shell's jobs.
+    pub async fn interactive(&self) -> Result<CommandStatus, BridgeError> {
+        let args = [OsString::from("-i")];
+        let mut shell = self
+            .session
+            .shell_command_on(&self.zsh, &args, Terminal::Shared);
+        shell.env_clear().envs(self.env.iter().cloned());
+        shell.envs(self.session.shell_env());
+        shell.current_dir(&self.cwd);
+        let status = tokio::process::Command::from(shell)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(|source| BridgeError::Io {
+                what: "cannot start the shell".into(),
+                source,
+            })?;
+        Ok(match (status.code(), status.signal()) {
+            (Some(code), _) => CommandStatus::Exited(code),
+            (None, Some(signal)) => CommandStatus::Signaled(signal),
+            (None, None) => CommandStatus::Exited(-1),
+        })
     }
 
     /// Ends the session: every escalated child is killed and reaped.

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use execgate_protocol::{accept_hello, recv_with_fds, HelloError, ENV_SOCKET_FD, ENV_WRAPPER};
-use execgate_sandbox::{Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError};
+use execgate_sandbox::{
+    Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError, Terminal,
+};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -269,6 +271,17 @@ impl Session {
     /// [`Session::prepare_shell`] does. Call [`Session::shell_spawned`]
     /// once it has been spawned.
     pub fn shell_command(&self, shell: &Path, args: &[OsString]) -> std::process::Command {
+        self.shell_command_on(shell, args, Terminal::Detached)
+    }
+
+    /// [`Session::shell_command`] for a shell that keeps the caller's
+    /// terminal (an interactive shell with job control).
+    pub fn shell_command_on(
+        &self,
+        shell: &Path,
+        args: &[OsString],
+        terminal: Terminal,
+    ) -> std::process::Command {
         let mut command = match &self.shared.sandbox {
             Some(ActiveSandbox {
                 launcher,
@@ -282,6 +295,7 @@ impl Session {
                 let shell = std::fs::canonicalize(shell).unwrap_or_else(|_| shell.into());
                 let mut launcher = launcher.clone();
                 launcher.expose(&shell);
+                launcher.set_terminal(terminal);
                 let mut argv = vec![shell.into_os_string()];
                 argv.extend(args.iter().cloned());
                 launcher.command(policy, &context.cwd, &argv)

@@ -25,6 +25,20 @@ pub struct Launcher {
     bwrap: PathBuf,
     helper: PathBuf,
     exposed: Vec<PathBuf>,
+    terminal: Terminal,
+}
+
+/// Whether sandboxed programs keep the caller's terminal session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Terminal {
+    /// A new session without a controlling terminal (`--new-session`): the
+    /// default, for commands.
+    #[default]
+    Detached,
+    /// The caller's session and terminal, for an interactive shell that
+    /// needs job control. Typing into the terminal (`TIOCSTI`) stays denied
+    /// by the seccomp filter either way.
+    Shared,
 }
 
 impl Launcher {
@@ -54,6 +68,7 @@ impl Launcher {
             bwrap,
             helper,
             exposed: Vec::new(),
+            terminal: Terminal::Detached,
         })
     }
 
@@ -61,6 +76,11 @@ impl Launcher {
     /// exec wrapper) readable inside every sandbox, whatever the profile.
     pub fn expose(&mut self, path: impl Into<PathBuf>) {
         self.exposed.push(path.into());
+    }
+
+    /// Sets how sandboxed programs relate to the caller's terminal.
+    pub fn set_terminal(&mut self, terminal: Terminal) {
+        self.terminal = terminal;
     }
 
     pub fn bwrap(&self) -> &Path {
@@ -80,9 +100,11 @@ impl Launcher {
         argv: &[OsString],
     ) -> Vec<OsString> {
         let mut args = Args::default();
+        args.push(["--die-with-parent"]);
+        if self.terminal == Terminal::Detached {
+            args.push(["--new-session"]);
+        }
         args.push([
-            "--die-with-parent",
-            "--new-session",
             "--unshare-user",
             "--unshare-pid",
             "--unshare-ipc",

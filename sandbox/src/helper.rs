@@ -190,6 +190,16 @@ fn apply_seccomp(restrict_network: bool) -> Result<(), String> {
         // An empty rule list matches every call.
         rules.insert(syscall, Vec::new());
     }
+    // Typing into the terminal's input queue would run commands outside
+    // the sandbox, in whatever reads the terminal next.
+    let mut ioctl_rules = Vec::new();
+    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+        let is_request =
+            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+                .map_err(|e| seccomp_error(&e))?;
+        ioctl_rules.push(SeccompRule::new(vec![is_request]).map_err(|e| seccomp_error(&e))?);
+    }
+    rules.insert(libc::SYS_ioctl, ioctl_rules);
     if restrict_network {
         for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
             let not_unix = SeccompCondition::new(

@@ -26,8 +26,9 @@
 //! capability is left, sets no-new-privs, adds Landlock (ABI 3 or later
 //! required; the ABI 6 scopes for abstract unix sockets and signals when the
 //! kernel has them) and a seccomp filter (no `ptrace`, `process_vm_*`,
-//! `io_uring_*`; with a restricted network, no socket family but
-//! `AF_UNIX`), then executes the target.
+//! `io_uring_*`, no `TIOCSTI`/`TIOCLINUX` terminal injection; with a
+//! restricted network, no socket family but `AF_UNIX`), then executes the
+//! target.
 //!
 //! The crate must never weaken a profile it cannot enforce: a missing
 //! bubblewrap, disabled user namespaces, an old Landlock, a deny glob that
@@ -45,7 +46,7 @@ mod sys;
 
 use std::path::PathBuf;
 
-pub use bwrap::{Launcher, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
+pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use profile::{
