@@ -301,6 +301,7 @@ async fn escalate(
             return;
         }
     };
+    let sandboxed = sandbox.is_some();
     let plan = match spawn_plan(shared, context, opened, fds, sandbox) {
         Ok(plan) => plan,
         Err(reason) => {
@@ -345,6 +346,7 @@ async fn escalate(
         LiveChild {
             pid,
             pidfd: pidfd.clone(),
+            sandboxed,
         },
     );
     shared.emit(SessionEvent::Started { request_id, pid });

@@ -425,6 +425,18 @@ pub(crate) struct Children {
 pub(crate) struct LiveChild {
     pub(crate) pid: i32,
     pub(crate) pidfd: Arc<OwnedFd>,
+    /// Started through bubblewrap: the program runs in a pid namespace.
+    pub(crate) sandboxed: bool,
+}
+
+/// The pid (in our namespace) of the init process bubblewrap started for
+/// the sandbox `bwrap_pid` runs. bubblewrap reaps its init only on its way
+/// out, so the number can name something else only in the instant between
+/// that and bubblewrap's own exit.
+fn sandbox_init(bwrap_pid: i32) -> Option<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{bwrap_pid}/task/{bwrap_pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
 }
 
 impl Children {
@@ -440,8 +452,27 @@ impl Children {
 
     /// Sends `signal` to the child's process group, if it is still listed.
     pub(crate) fn signal(&self, request_id: u64, signal: Signal) {
-        if let Some(child) = self.lock().get(&request_id) {
-            let _ = killpg(Pid::from_raw(child.pid), signal);
+        let Some(child) = self
+            .lock()
+            .get(&request_id)
+            .map(|child| (child.pid, child.sandboxed))
+        else {
+            return;
+        };
+        match child {
+            // bubblewrap does not pass signals on. Its child is the pid
+            // namespace's init, which leads the session and process group
+            // the program inside runs in: signal that group (init itself
+            // ignores what it has no handler for). SIGKILL still goes to
+            // bubblewrap, whose death tears the namespace down.
+            (pid, true) if signal != Signal::SIGKILL => {
+                if let Some(init) = sandbox_init(pid) {
+                    let _ = killpg(Pid::from_raw(init), signal);
+                }
+            }
+            (pid, _) => {
+                let _ = killpg(Pid::from_raw(pid), signal);
+            }
         }
     }
 

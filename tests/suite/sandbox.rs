@@ -753,3 +753,49 @@ async fn known_gap_a_deny_glob_file_created_after_launch_is_unreadable() {
     .await;
     assert!(!output.stdout.contains(SECRET), "{}", output.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_reach_the_program_inside_a_sandboxed_escalation() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    // The program must see the signal itself (its trap runs), not just die
+    // with the sandbox around it.
+    let script = "sh -c 'trap \"echo got-int; exit 3\" INT; sleep 1000.75 & wait'; print status=$?";
+    let child = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started(1).await;
+    for _ in 0..200 {
+        if !processes_named("sleep 1000.75").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !processes_named("sleep 1000.75").is_empty(),
+        "the program never ran"
+    );
+    let wrapper_pid = recorder.decided()[0].peer.pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wrapper_pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "got-int\nstatus=3\n", "{}", output.stderr);
+    assert!(processes_named("sleep 1000.75").is_empty());
+}
+
+/// Pids whose command line, spaces for NULs, is `cmdline`.
+fn processes_named(cmdline: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let text = fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&text).replace('\0', " ");
+            (text.trim_end() == cmdline).then_some(pid)
+        })
+        .collect()
+}
