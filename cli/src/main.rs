@@ -36,16 +36,7 @@ enum Command {
     /// Run a command string in the patched zsh under a session.
     Run(RunArgs),
     /// Start an interactive patched zsh under a session, in its sandbox.
-    Shell {
-        #[arg(long)]
-        profile: Option<String>,
-        #[arg(long)]
-        cwd: Option<PathBuf>,
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long, short)]
-        verbose: bool,
-    },
+    Shell(SessionArgs),
     /// Run one program in a sandbox profile (for debugging a profile).
     Sandbox {
         /// Profile name: a preset or one from the config file.
@@ -70,8 +61,9 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+/// What every session-starting command takes.
 #[derive(clap::Args)]
-struct RunArgs {
+struct SessionArgs {
     /// Profile name: a preset (read-only, workspace-write,
     /// danger-full-access) or one from the config file.
     #[arg(long)]
@@ -86,6 +78,35 @@ struct RunArgs {
     /// Print every decision to stderr.
     #[arg(long, short)]
     verbose: bool,
+}
+
+impl SessionArgs {
+    /// The session these arguments ask for. Everything that can fail for a
+    /// reason the user must fix fails here, before anything starts.
+    fn session_config(self) -> Result<ShellSessionConfig> {
+        let config = Config::load(self.config.as_deref())?;
+        let profile_name = self
+            .profile
+            .or(config.default_profile.clone())
+            .unwrap_or_else(|| "workspace-write".into());
+        let profile = config.profiles.get(&profile_name)?;
+        let cwd = current_dir(self.cwd)?;
+        // No rules yet: every exec runs in place, inside the sandbox.
+        let policy = Arc::new(|_: &ExecContext| Decision::Run);
+        let mut session = ShellSessionConfig::new(&cwd, Tools::locate()?, policy);
+        session.profile = profile;
+        session.env = config.env;
+        if self.verbose {
+            session.events = Some(Arc::new(show_event));
+        }
+        Ok(session)
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    session: SessionArgs,
     /// The command string; several words are joined with spaces.
     #[arg(trailing_var_arg = true, required = true)]
     command: Vec<String>,
@@ -95,12 +116,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
-        Command::Shell {
-            profile,
-            cwd,
-            config,
-            verbose,
-        } => shell(profile, cwd, config, verbose),
+        Command::Shell(args) => shell(args),
         Command::Sandbox {
             profile,
             cwd,
@@ -136,25 +152,10 @@ fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn run(args: RunArgs) -> Result<i32> {
-    let config = Config::load(args.config.as_deref())?;
-    let profile_name = args
-        .profile
-        .or(config.default_profile.clone())
-        .unwrap_or_else(|| "workspace-write".into());
-    let profile = config.profiles.get(&profile_name)?;
-    let cwd = current_dir(args.cwd)?;
-    let tools = Tools::locate()?;
+    let session_config = args.session.session_config()?;
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        // No rules yet: every exec runs in place, inside the sandbox.
-        let policy = Arc::new(|_: &ExecContext| Decision::Run);
-        let mut session_config = ShellSessionConfig::new(&cwd, tools, policy);
-        session_config.profile = profile;
-        session_config.env = config.env.clone();
-        if args.verbose {
-            session_config.events = Some(Arc::new(show_event));
-        }
         let session = ShellSession::start(session_config)?;
         let options = RunOptions {
             stdio: Stdio3::Inherited,
@@ -181,32 +182,13 @@ fn run(args: RunArgs) -> Result<i32> {
     })
 }
 
-fn shell(
-    profile: Option<String>,
-    cwd: Option<PathBuf>,
-    config: Option<PathBuf>,
-    verbose: bool,
-) -> Result<i32> {
-    let config = Config::load(config.as_deref())?;
-    let profile_name = profile
-        .or(config.default_profile.clone())
-        .unwrap_or_else(|| "workspace-write".into());
-    let profile = config.profiles.get(&profile_name)?;
-    let cwd = current_dir(cwd)?;
-    let tools = Tools::locate()?;
+fn shell(args: SessionArgs) -> Result<i32> {
+    let session_config = args.session_config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let policy = Arc::new(|_: &ExecContext| Decision::Run);
-        let mut session_config = ShellSessionConfig::new(&cwd, tools, policy);
-        session_config.profile = profile;
-        session_config.env = config.env.clone();
-        if verbose {
-            session_config.events = Some(Arc::new(show_event));
-        }
         let session = ShellSession::start(session_config)?;
-        // The terminal's Ctrl-C and Ctrl-Z are for the shell's jobs; this
-        // process waits them out (tokio's handler replaces the default
-        // action; SIGTSTP is left to the shell, which ignores it itself).
+        // The terminal's Ctrl-C is for the shell's jobs; this process waits
+        // it out (a handler replaces the default action).
         let interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
             .context("cannot take over SIGINT")?;
         let status = session.interactive().await;

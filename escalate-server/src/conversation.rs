@@ -72,13 +72,7 @@ pub(crate) async fn serve_request(
             "requester uid {} is not the session's uid {server_uid}",
             peer.uid
         );
-        let _ = send(
-            &mut writer,
-            &ServerMessage::Deny {
-                reason: reason.clone(),
-            },
-        )
-        .await;
+        deny(&mut writer, &reason).await;
         return refuse(reason);
     }
 
@@ -95,13 +89,7 @@ pub(crate) async fn serve_request(
         Ok(request) => request,
         Err(error) => {
             let reason = format!("malformed request: {error}");
-            let _ = send(
-                &mut writer,
-                &ServerMessage::Deny {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
+            deny(&mut writer, &reason).await;
             return refuse(reason);
         }
     };
@@ -109,13 +97,7 @@ pub(crate) async fn serve_request(
         Ok(opened) => opened,
         Err(error) => {
             let reason = format!("cannot check the executable: {error}");
-            let _ = send(
-                &mut writer,
-                &ServerMessage::Deny {
-                    reason: reason.clone(),
-                },
-            )
-            .await;
+            deny(&mut writer, &reason).await;
             return refuse(reason);
         }
     };
@@ -198,6 +180,14 @@ fn into_tokio_stream(private: OwnedFd) -> io::Result<UnixStream> {
     let stream = std::os::unix::net::UnixStream::from(private);
     stream.set_nonblocking(true)?;
     UnixStream::from_std(stream)
+}
+
+/// Answers `Deny`; a requester that has gone away misses nothing.
+async fn deny(writer: &mut OwnedWriteHalf, reason: &str) {
+    let denial = ServerMessage::Deny {
+        reason: reason.to_owned(),
+    };
+    let _ = send(writer, &denial).await;
 }
 
 async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {
