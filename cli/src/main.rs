@@ -6,6 +6,7 @@
 //! command's end to an exit status. It must never run a command outside the
 //! sandbox its profile asks for.
 
+mod audit;
 mod config;
 
 use std::ffi::OsString;
@@ -51,6 +52,8 @@ enum Command {
         #[arg(trailing_var_arg = true, required = true)]
         argv: Vec<OsString>,
     },
+    /// Read audit logs: a table, or matching records as JSON lines.
+    Audit(audit::AuditArgs),
     /// Show what this machine offers: kernel, Landlock, user namespaces,
     /// bubblewrap, seccomp, the patched zsh.
     Doctor {
@@ -78,6 +81,10 @@ struct SessionArgs {
     /// Print every decision to stderr.
     #[arg(long, short)]
     verbose: bool,
+    /// The audit log. Default: $XDG_STATE_HOME/execgate/audit.jsonl (or
+    /// ~/.local/state/execgate/audit.jsonl).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
 }
 
 impl SessionArgs {
@@ -99,6 +106,25 @@ impl SessionArgs {
         if self.verbose {
             session.events = Some(Arc::new(show_event));
         }
+        let log_path = match self.audit_log {
+            Some(path) => path,
+            None => audit::default_log_path()?,
+        };
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the audit log's directory {}; nothing runs unrecorded \
+                     (choose another with --audit-log)",
+                    dir.display()
+                )
+            })?;
+        }
+        let log = execgate_audit::AuditLog::open(&log_path, execgate_audit::Rotation::default())
+            .context("the audit log cannot be opened; nothing runs unrecorded")?;
+        session.audit = Some(Arc::new(execgate_audit::SessionAudit::new(
+            Arc::new(log),
+            execgate_audit::RecordOptions::default(),
+        )));
         Ok(session)
     }
 }
@@ -124,6 +150,7 @@ fn main() -> ExitCode {
             argv,
         } => sandbox(&profile, cwd, config, argv),
         Command::Doctor { json } => doctor(json),
+        Command::Audit(args) => audit::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

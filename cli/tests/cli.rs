@@ -20,6 +20,7 @@ fn execgate(cwd: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("XDG_CONFIG_HOME", cwd.join("no-config"))
+        .env("XDG_STATE_HOME", cwd.join("state"))
         .output()
         .unwrap()
 }
@@ -288,4 +289,79 @@ fn an_interactive_shell_on_a_terminal() {
     for expected in ["42", "via-wrapper", "-> Run", "denied-tiocsti", "running"] {
         assert!(seen.contains(expected), "{expected:?} missing from: {seen}");
     }
+}
+
+#[test]
+fn every_run_is_audited_and_audit_reads_it_back() {
+    let (_dir, ws) = workspace();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--",
+            "ls >/dev/null; id -u >/dev/null; touch $'bad\\e[31mname'",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let log = ws.join("state/execgate/audit.jsonl");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+
+    let output = execgate(&ws, &["audit", "--json", "--program", "id"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let lines: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["process"]["executable"], "/usr/bin/id");
+    assert_eq!(lines[0]["execgate"]["decision"], "run");
+
+    // The table escapes control characters from arguments.
+    let output = execgate(&ws, &["audit", "--program", "touch"]);
+    let table = text(&output.stdout);
+    assert!(
+        table.contains("/usr/bin/touch") && !table.contains('\u{1b}'),
+        "{table:?}"
+    );
+
+    let output = execgate(&ws, &["audit", "--summary", "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["per_rule"]["none"], 3);
+
+    let output = execgate(&ws, &["audit", "--decision", "deny"]);
+    assert_eq!(text(&output.stdout), "");
+    let output = execgate(&ws, &["audit", "--decision", "maybe"]);
+    assert_eq!(output.status.code(), Some(125));
+
+    let bad = ws.join("bad.jsonl");
+    std::fs::write(&bad, "not json\n").unwrap();
+    let output = execgate(&ws, &["audit", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains("bad.jsonl:1"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn an_audit_log_that_cannot_be_opened_runs_nothing() {
+    let (dir, ws) = workspace();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--audit-log",
+            "/proc/execgate-no/audit.jsonl",
+            "--",
+            "touch ../marker",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains("audit log"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("marker").exists());
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext, Terminal};
-use execgate_escalate_server::{EventSink, Policy, Session, SessionConfig, SessionSandbox};
+use execgate_escalate_server::{
+    AuditFailure, AuditSink, EventSink, Policy, Session, SessionConfig, SessionSandbox,
+};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,10 @@ pub struct ShellSessionConfig {
     pub tools: Tools,
     /// Receives every session event (decisions, escalated children).
     pub events: Option<EventSink>,
+    /// The audit log: every decision is recorded before it takes effect.
+    pub audit: Option<Arc<dyn AuditSink>>,
+    /// Whether a decision that cannot be recorded is denied (the default).
+    pub audit_failure: AuditFailure,
 }
 
 impl ShellSessionConfig {
@@ -49,6 +55,8 @@ impl ShellSessionConfig {
             env: EnvPolicy::default(),
             tools,
             events: None,
+            audit: None,
+            audit_failure: AuditFailure::Deny,
         }
     }
 }
@@ -167,6 +175,8 @@ impl ShellSession {
             env,
             tools,
             events,
+            audit,
+            audit_failure,
         } = config;
         let cwd = std::fs::canonicalize(&cwd).map_err(|source| BridgeError::Io {
             what: format!("working directory {}", cwd.display()),
@@ -186,6 +196,8 @@ impl ShellSession {
 
         let mut server = SessionConfig::new(&tools.wrapper, policy);
         server.events = events;
+        server.audit = audit;
+        server.audit_failure = audit_failure;
         // A disabled profile needs no launcher; any other profile that
         // cannot get one does not start.
         match Launcher::new(&tools.sandbox_helper) {

@@ -116,10 +116,15 @@ pub(crate) async fn serve_request(
         () = cancel.cancelled() => return,
         decision = shared.config.policy.decide(&context) => decision,
     };
-    shared.emit(SessionEvent::Decided {
+    let decided = SessionEvent::Decided {
         request: context.clone(),
         decision: decision.clone(),
-    });
+    };
+    if let Err(error) = shared.record(&decided) {
+        let reason = format!("cannot write the audit log ({error}); nothing runs unrecorded");
+        deny(&mut writer, &reason).await;
+        return;
+    }
     let reply = match decision {
         Decision::Run => ServerMessage::Run,
         Decision::Deny { reason } => ServerMessage::Deny { reason },

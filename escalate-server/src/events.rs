@@ -12,6 +12,24 @@ use crate::policy::{Decision, ExecContext};
 /// them: keep it quick (hand off to a channel for slow work).
 pub type EventSink = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
 
+/// Keeps the durable record of a session's events (the audit log). Called
+/// synchronously before the event's effect: a decision is recorded before
+/// it is carried out. An error for a [`SessionEvent::Decided`] makes the
+/// server deny the request (see [`AuditFailure`]).
+pub trait AuditSink: Send + Sync {
+    fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String>;
+}
+
+/// What the server does when a decision cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditFailure {
+    /// Deny the request, saying why: nothing runs unrecorded.
+    #[default]
+    Deny,
+    /// Carry the decision out anyway and log a warning.
+    Warn,
+}
+
 /// One thing that happened in a session.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -43,7 +43,7 @@ mod session;
 mod sys;
 
 pub use environment::is_injection_variable;
-pub use events::{EventSink, SessionEvent};
+pub use events::{AuditFailure, AuditSink, EventSink, SessionEvent};
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use policy::{

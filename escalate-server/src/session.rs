@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conversation;
-use crate::events::{EventSink, SessionEvent};
+use crate::events::{AuditFailure, AuditSink, EventSink, SessionEvent};
 use crate::policy::Policy;
 use crate::sys;
 
@@ -43,6 +43,10 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// The session's sandbox. `None` refuses every sandboxed escalation.
     pub sandbox: Option<SessionSandbox>,
+    /// Where every decision, child exit and refused request is recorded.
+    pub audit: Option<Arc<dyn AuditSink>>,
+    /// What happens when a decision cannot be recorded.
+    pub audit_failure: AuditFailure,
 }
 
 /// The sandbox a session's shell and its sandboxed escalations run in.
@@ -126,6 +130,8 @@ impl SessionConfig {
                 .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
             request_timeout: Duration::from_secs(10),
             sandbox: None,
+            audit: None,
+            audit_failure: AuditFailure::Deny,
         }
     }
 }
@@ -168,9 +174,30 @@ impl Shared {
         self.next_request.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// Records and reports an event whose effect cannot be held back.
     pub(crate) fn emit(&self, event: SessionEvent) {
+        if let Err(reason) = self.record(&event) {
+            tracing::error!(session = %self.id, %reason, "audit log write failed");
+        }
+    }
+
+    /// Records an event in the audit log, then reports it. An error means
+    /// the audit log could not be written (and the failure mode says to
+    /// refuse).
+    pub(crate) fn record(&self, event: &SessionEvent) -> Result<(), String> {
+        let recorded = match &self.config.audit {
+            Some(audit) => audit.record(&self.id, event),
+            None => Ok(()),
+        };
         if let Some(sink) = &self.config.events {
-            sink(&event);
+            sink(event);
+        }
+        match (recorded, self.config.audit_failure) {
+            (Err(reason), AuditFailure::Warn) => {
+                tracing::warn!(session = %self.id, %reason, "audit log write failed; going on");
+                Ok(())
+            }
+            (result, _) => result,
         }
     }
 }

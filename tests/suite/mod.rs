@@ -1,5 +1,6 @@
 //! Shared harness for the end-to-end suites.
 
+mod audit;
 mod bridge;
 mod sandbox;
 mod spine;

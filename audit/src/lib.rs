@@ -1,0 +1,59 @@
+//! execgate's audit log: one JSON object per line for every exec decision,
+//! every escalated child's start and end, and every request that could not
+//! be decided.
+//!
+//! [`SessionAudit`] plugs into a session (`SessionConfig::audit`); the
+//! server records each decision before carrying it out and, by default,
+//! denies what it cannot record. [`AuditLog`] is the file: one `write` per
+//! line with `O_APPEND`, so concurrent sessions never interleave; escalation
+//! decisions are synced to disk before the child starts; size-based
+//! rotation never drops a record a writer holds. Field names follow the
+//! Elastic Common Schema where it has one; `SCHEMA.md` lists them all.
+//!
+//! Records are built from the server's resolved view, never from what a
+//! request claims: the executable is the canonical path the decision was
+//! made on, the requester comes from the socket's peer credentials.
+//! Arguments are lossless (non-UTF-8 ones as marked base64), environment
+//! values are kept only for configured names, and configured argument
+//! patterns are redacted, with the record saying which. JSON escaping keeps
+//! control characters, newlines and quotes in any field from breaking or
+//! forging a line.
+//!
+//! This crate must never let a record be lost silently: every failure is an
+//! error the caller sees.
+
+mod log;
+mod read;
+mod record;
+
+pub use log::{AuditLog, Rotation, SessionAudit};
+pub use read::{read_records, Filter, Summary};
+pub use record::{
+    AuditRecord, Bytes, DecisionFields, EventFields, FileIdentity, ProcessFields, RecordOptions,
+    Requester, RuleFields,
+};
+
+/// Why the audit log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode a record: {0}")]
+    Encode(String),
+    #[error("{file}:{line}: not an audit record: {reason}")]
+    Malformed {
+        file: String,
+        line: usize,
+        reason: String,
+    },
+    #[error("bad pattern {pattern:?}: {reason}")]
+    Pattern { pattern: String, reason: String },
+}
+
+#[cfg(test)]
+mod tests;

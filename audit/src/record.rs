@@ -1,0 +1,398 @@
+//! One audit record: what a session event becomes on disk.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::time::SystemTime;
+
+use base64::Engine;
+use execgate_escalate_server::sandbox::{FsTarget, NetworkPolicy, PermissionProfile};
+use execgate_escalate_server::{Decision, Execution, SessionEvent, Termination};
+use globset::GlobSet;
+use serde::{Deserialize, Serialize};
+
+/// A byte string as recorded: text when it is UTF-8, else base64 and
+/// marked so, so that every argument round-trips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Bytes {
+    Text(String),
+    Encoded { base64: String },
+}
+
+impl Bytes {
+    pub fn of(bytes: &[u8]) -> Bytes {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Bytes::Text(text.to_owned()),
+            Err(_) => Bytes::Encoded {
+                base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            },
+        }
+    }
+
+    /// The original bytes; `None` for base64 that does not decode.
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Bytes::Text(text) => Some(text.as_bytes().to_vec()),
+            Bytes::Encoded { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .ok(),
+        }
+    }
+
+    /// For display: lossy text.
+    pub fn lossy(&self) -> String {
+        match self {
+            Bytes::Text(text) => text.clone(),
+            Bytes::Encoded { .. } => {
+                String::from_utf8_lossy(&self.to_bytes().unwrap_or_default()).into_owned()
+            }
+        }
+    }
+}
+
+/// `event.*`: what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventFields {
+    /// `decision`, `exit` or `error`.
+    pub action: String,
+    /// `success` (allowed to run, or ran), `failure` (denied, refused,
+    /// could not start).
+    pub outcome: String,
+}
+
+/// `process.*`: the program, as the server resolved it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessFields {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable: Option<Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<Bytes>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<Bytes>,
+    /// The escalated child's pid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The terminating signal, never folded into `exit_code`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub core_dumped: Option<bool>,
+    /// Seconds the escalated child ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_time: Option<f64>,
+}
+
+/// The identity of the file the decision was made on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub requested_path: Bytes,
+    pub device: u64,
+    pub inode: u64,
+    /// Octal, as `ls` would think of it (`100755`).
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Who asked, from the socket's peer credentials (never from the request).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    pub pid: i32,
+    pub uid: u32,
+}
+
+/// How a decision was reached. Rules and approvals fill in the rule and
+/// who decided; the default policy leaves them `None` / `default`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionFields {
+    /// `run`, `escalate` or `deny`.
+    pub decision: String,
+    /// For `escalate`: `unsandboxed`, `turn-default` or `permissions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+    /// For `permissions`: the extra grants (`path=access`, `network=...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `rule`, `user`, `session-cache`, `skill` or `default`.
+    pub decided_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_ms: Option<u64>,
+}
+
+/// `rule.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFields {
+    /// `file:line`.
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    pub event: EventFields,
+    pub session_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u64>,
+    /// The request of the nested shell's parent command. Not yet known to
+    /// the server: always absent for now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_request_id: Option<u64>,
+    pub process: ProcessFields,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Requester>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execgate: Option<DecisionFields>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleFields>,
+    /// Environment: names only, values for configured names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<BTreeMap<String, Option<Bytes>>>,
+    /// Indexes into `process.args` whose values were replaced by
+    /// `[REDACTED]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted_args: Option<Vec<usize>>,
+    /// For `error` records: why the request was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What goes into records beyond the event itself.
+#[derive(Debug, Clone, Default)]
+pub struct RecordOptions {
+    /// Environment variables whose values are recorded (the rest: names).
+    pub env_values: Vec<String>,
+    /// Arguments matching any of these (globs) are redacted.
+    pub redact_args: GlobSet,
+}
+
+pub(crate) const REDACTED: &str = "[REDACTED]";
+
+impl AuditRecord {
+    /// The record of `event`, stamped `now`.
+    pub fn of(
+        event: &SessionEvent,
+        session_id: &str,
+        now: SystemTime,
+        options: &RecordOptions,
+    ) -> AuditRecord {
+        let mut record = AuditRecord {
+            timestamp: humantime::format_rfc3339_nanos(now).to_string(),
+            event: EventFields {
+                action: "error".into(),
+                outcome: "failure".into(),
+            },
+            session_id: session_id.to_owned(),
+            request_id: None,
+            parent_request_id: None,
+            process: ProcessFields::default(),
+            file: None,
+            requester: None,
+            execgate: None,
+            rule: None,
+            environment: None,
+            redacted_args: None,
+            error: None,
+        };
+        match event {
+            SessionEvent::Decided { request, decision } => {
+                let (name, execution, grants, reason, outcome) = describe(decision);
+                record.event = EventFields {
+                    action: "decision".into(),
+                    outcome: outcome.into(),
+                };
+                record.request_id = Some(request.request_id);
+                let mut redacted = Vec::new();
+                let args = request
+                    .argv
+                    .iter()
+                    .enumerate()
+                    .map(|(index, arg)| {
+                        if index > 0 && options.redact_args.is_match(arg.to_string_lossy().as_ref())
+                        {
+                            redacted.push(index);
+                            Bytes::Text(REDACTED.into())
+                        } else {
+                            Bytes::of(arg.as_bytes())
+                        }
+                    })
+                    .collect();
+                record.process = ProcessFields {
+                    executable: Some(Bytes::of(
+                        request.executable.canonical_path.as_os_str().as_bytes(),
+                    )),
+                    args: Some(args),
+                    args_count: Some(request.argv.len()),
+                    working_directory: Some(Bytes::of(request.cwd.as_os_str().as_bytes())),
+                    ..ProcessFields::default()
+                };
+                if !redacted.is_empty() {
+                    record.redacted_args = Some(redacted);
+                }
+                let identity = &request.executable;
+                record.file = Some(FileIdentity {
+                    requested_path: Bytes::of(identity.requested_path.as_os_str().as_bytes()),
+                    device: identity.device,
+                    inode: identity.inode,
+                    mode: format!("{:o}", identity.mode),
+                    uid: identity.uid,
+                    gid: identity.gid,
+                });
+                record.requester = Some(Requester {
+                    pid: request.peer.pid,
+                    uid: request.peer.uid,
+                });
+                record.execgate = Some(DecisionFields {
+                    decision: name.into(),
+                    execution,
+                    grants,
+                    reason,
+                    decided_by: "default".into(),
+                    approval_ms: None,
+                });
+                record.environment = Some(environment(&request.env, options));
+            }
+            SessionEvent::Exited {
+                request_id,
+                pid,
+                termination,
+                run_time,
+            } => {
+                record.event = EventFields {
+                    action: "exit".into(),
+                    outcome: match termination {
+                        Termination::Exited(0) => "success".into(),
+                        _ => "failure".into(),
+                    },
+                };
+                record.request_id = Some(*request_id);
+                record.process.pid = Some(*pid);
+                record.process.run_time = Some(run_time.as_secs_f64());
+                match termination {
+                    Termination::Exited(code) => record.process.exit_code = Some(*code),
+                    Termination::Signaled {
+                        signal,
+                        core_dumped,
+                    } => {
+                        record.process.signal = Some(*signal);
+                        record.process.core_dumped = Some(*core_dumped);
+                    }
+                }
+            }
+            SessionEvent::Started { request_id, pid } => {
+                record.event = EventFields {
+                    action: "start".into(),
+                    outcome: "success".into(),
+                };
+                record.request_id = Some(*request_id);
+                record.process.pid = Some(*pid);
+            }
+            SessionEvent::SpawnFailed { request_id, reason } => {
+                record.request_id = Some(*request_id);
+                record.error = Some(reason.clone());
+            }
+            SessionEvent::RequestRefused { request_id, reason } => {
+                record.request_id = *request_id;
+                record.error = Some(reason.clone());
+            }
+            // A future event kind is still recorded, as an error to look at.
+            other => record.error = Some(format!("unrecognised event: {other:?}")),
+        }
+        record
+    }
+}
+
+type Described = (
+    &'static str,
+    Option<String>,
+    Option<Vec<String>>,
+    Option<String>,
+    &'static str,
+);
+
+fn describe(decision: &Decision) -> Described {
+    match decision {
+        Decision::Run => ("run", None, None, None, "success"),
+        Decision::Deny { reason } => ("deny", None, None, Some(reason.clone()), "failure"),
+        Decision::Escalate(Execution::Unsandboxed) => (
+            "escalate",
+            Some("unsandboxed".into()),
+            None,
+            None,
+            "success",
+        ),
+        Decision::Escalate(Execution::TurnDefault) => (
+            "escalate",
+            Some("turn-default".into()),
+            None,
+            None,
+            "success",
+        ),
+        Decision::Escalate(Execution::Permissions(profile)) => (
+            "escalate",
+            Some("permissions".into()),
+            Some(grants(profile)),
+            None,
+            "success",
+        ),
+        other => ("unknown", None, None, Some(format!("{other:?}")), "failure"),
+    }
+}
+
+fn grants(profile: &PermissionProfile) -> Vec<String> {
+    match profile {
+        PermissionProfile::Managed {
+            file_system,
+            network,
+        } => file_system
+            .entries
+            .iter()
+            .map(|entry| {
+                let target = match &entry.target {
+                    FsTarget::Path(path) => path.to_string(),
+                    FsTarget::Special(root) => format!("{root:?}"),
+                    FsTarget::DenyGlob(glob) => glob.clone(),
+                };
+                format!("{target}={:?}", entry.access).to_lowercase()
+            })
+            .chain(std::iter::once(format!(
+                "network={}",
+                if *network == NetworkPolicy::Enabled {
+                    "enabled"
+                } else {
+                    "restricted"
+                }
+            )))
+            .collect(),
+        PermissionProfile::Disabled => vec!["sandbox=disabled".into()],
+        PermissionProfile::External { .. } => vec!["sandbox=external".into()],
+    }
+}
+
+fn environment(entries: &[OsString], options: &RecordOptions) -> BTreeMap<String, Option<Bytes>> {
+    entries
+        .iter()
+        .filter_map(|entry| {
+            let bytes = entry.as_bytes();
+            let split = bytes.iter().position(|&b| b == b'=')?;
+            let name = String::from_utf8_lossy(&bytes[..split]).into_owned();
+            let value = options
+                .env_values
+                .contains(&name)
+                .then(|| Bytes::of(&bytes[split + 1..]));
+            Some((name, value))
+        })
+        .collect()
+}

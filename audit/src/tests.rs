@@ -1,0 +1,382 @@
+//! Unit tests: records from events, the log file, reading back.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use execgate_escalate_server::{
+    Decision, ExecContext, Execution, PeerCredentials, ResolvedExecutable, SessionEvent,
+    Termination,
+};
+
+use crate::*;
+
+fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
+    Arc::new(ExecContext {
+        session_id: "s1".into(),
+        request_id: 7,
+        peer: PeerCredentials {
+            pid: 42,
+            uid: 1000,
+            gid: 1000,
+        },
+        executable: ResolvedExecutable {
+            requested_path: "/bin/ls".into(),
+            canonical_path: "/usr/bin/ls".into(),
+            device: 1,
+            inode: 2,
+            mode: 0o100755,
+            uid: 0,
+            gid: 0,
+        },
+        argv,
+        cwd: "/work".into(),
+        env: vec![
+            "HOME=/root".into(),
+            "API_TOKEN=s3cret".into(),
+            "LANG=C".into(),
+        ],
+    })
+}
+
+fn decided(argv: Vec<OsString>, decision: Decision) -> SessionEvent {
+    SessionEvent::Decided {
+        request: request(argv),
+        decision,
+    }
+}
+
+#[test]
+fn hostile_arguments_round_trip_on_one_line() {
+    let hostile: Vec<OsString> = vec![
+        "ls".into(),
+        "two\nlines".into(),
+        "\"quoted\" and \\".into(),
+        "\u{1b}[31mred\u{1b}[0m".into(),
+        "{\"event\":{\"action\":\"forged\"}}".into(),
+        OsString::from_vec(vec![0xff, 0xfe, b'x', 0x80]),
+        "tab\there\r".into(),
+    ];
+    let record = AuditRecord::of(
+        &decided(hostile.clone(), Decision::Run),
+        "s1",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    let line = serde_json::to_string(&record).unwrap();
+    assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\u{1b}'));
+    let back: AuditRecord = serde_json::from_str(&line).unwrap();
+    let args: Vec<Vec<u8>> = back
+        .process
+        .args
+        .unwrap()
+        .iter()
+        .map(|arg| arg.to_bytes().unwrap())
+        .collect();
+    let expected: Vec<Vec<u8>> = hostile.into_iter().map(OsString::into_vec).collect();
+    assert_eq!(args, expected);
+    assert!(
+        line.contains("\"base64\""),
+        "the non-UTF-8 argument is marked"
+    );
+    assert_eq!(back.event.action, "decision");
+}
+
+#[test]
+fn each_event_becomes_its_record() {
+    let options = RecordOptions::default();
+    // (event, action, outcome, decision, execution)
+    let cases = [
+        (
+            decided(vec!["ls".into()], Decision::Run),
+            "decision",
+            "success",
+            Some("run"),
+            None,
+        ),
+        (
+            decided(
+                vec!["rm".into()],
+                Decision::Deny {
+                    reason: "no".into(),
+                },
+            ),
+            "decision",
+            "failure",
+            Some("deny"),
+            None,
+        ),
+        (
+            decided(
+                vec!["id".into()],
+                Decision::Escalate(Execution::Unsandboxed),
+            ),
+            "decision",
+            "success",
+            Some("escalate"),
+            Some("unsandboxed"),
+        ),
+        (
+            decided(
+                vec!["id".into()],
+                Decision::Escalate(Execution::TurnDefault),
+            ),
+            "decision",
+            "success",
+            Some("escalate"),
+            Some("turn-default"),
+        ),
+        (
+            SessionEvent::RequestRefused {
+                request_id: None,
+                reason: "bad frame".into(),
+            },
+            "error",
+            "failure",
+            None,
+            None,
+        ),
+    ];
+    for (event, action, outcome, decision, execution) in cases {
+        let record = AuditRecord::of(&event, "s1", SystemTime::now(), &options);
+        assert_eq!(record.event.action, action);
+        assert_eq!(record.event.outcome, outcome);
+        assert_eq!(
+            record.execgate.as_ref().map(|f| f.decision.as_str()),
+            decision
+        );
+        assert_eq!(
+            record
+                .execgate
+                .as_ref()
+                .and_then(|f| f.execution.as_deref()),
+            execution
+        );
+    }
+}
+
+#[test]
+fn exit_codes_and_signals_stay_apart() {
+    let options = RecordOptions::default();
+    let exited = |termination| SessionEvent::Exited {
+        request_id: 1,
+        pid: 99,
+        termination,
+        run_time: Duration::from_millis(1500),
+    };
+    let record = AuditRecord::of(
+        &exited(Termination::Exited(3)),
+        "s",
+        SystemTime::now(),
+        &options,
+    );
+    assert_eq!(
+        (record.process.exit_code, record.process.signal),
+        (Some(3), None)
+    );
+    assert_eq!(record.process.run_time, Some(1.5));
+    let record = AuditRecord::of(
+        &exited(Termination::Signaled {
+            signal: 15,
+            core_dumped: false,
+        }),
+        "s",
+        SystemTime::now(),
+        &options,
+    );
+    assert_eq!(
+        (record.process.exit_code, record.process.signal),
+        (None, Some(15))
+    );
+}
+
+#[test]
+fn environment_names_only_and_redaction_is_marked() {
+    let mut redact = globset::GlobSetBuilder::new();
+    redact.add(globset::Glob::new("--password=*").unwrap());
+    let options = RecordOptions {
+        env_values: vec!["LANG".into()],
+        redact_args: redact.build().unwrap(),
+    };
+    let record = AuditRecord::of(
+        &decided(
+            vec!["login".into(), "--password=hunter2".into(), "bob".into()],
+            Decision::Run,
+        ),
+        "s1",
+        SystemTime::now(),
+        &options,
+    );
+    let line = serde_json::to_string(&record).unwrap();
+    assert!(
+        !line.contains("hunter2") && !line.contains("s3cret"),
+        "{line}"
+    );
+    assert_eq!(record.redacted_args, Some(vec![1]));
+    let env = record.environment.unwrap();
+    assert_eq!(env["LANG"], Some(Bytes::Text("C".into())));
+    assert_eq!(env["API_TOKEN"], None);
+    assert!(env.contains_key("HOME"));
+}
+
+fn all_lines(dir: &std::path::Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        lines.extend(
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    lines
+}
+
+#[test]
+fn concurrent_writers_with_rotation_keep_every_record_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let rotation = Rotation {
+        max_bytes: 16 * 1024,
+        keep: 10_000,
+    };
+    // Separate logs stand for separate processes: each has its own file
+    // description and lock.
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let log = AuditLog::open(&path, rotation).unwrap();
+            std::thread::spawn(move || {
+                for n in 0..250 {
+                    let argv = vec!["w".into(), format!("{writer}-{n}").into()];
+                    let record = AuditRecord::of(
+                        &decided(argv, Decision::Run),
+                        "s",
+                        SystemTime::now(),
+                        &RecordOptions::default(),
+                    );
+                    log.append(&record, n % 50 == 0).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let lines = all_lines(dir.path());
+    assert_eq!(lines.len(), 2000);
+    let mut seen: Vec<String> = lines
+        .iter()
+        .map(|line| {
+            let record: AuditRecord = serde_json::from_str(line).expect("a whole record per line");
+            record.process.args.unwrap()[1].lossy()
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 2000, "every record exactly once");
+    let rotated = std::fs::read_dir(dir.path()).unwrap().count();
+    assert!(rotated > 3, "the test must rotate: {rotated} files");
+}
+
+#[test]
+fn rotation_keeps_the_configured_number_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let log = AuditLog::open(
+        &path,
+        Rotation {
+            max_bytes: 2048,
+            keep: 2,
+        },
+    )
+    .unwrap();
+    for _ in 0..100 {
+        let record = AuditRecord::of(
+            &decided(vec!["x".into()], Decision::Run),
+            "s",
+            SystemTime::now(),
+            &RecordOptions::default(),
+        );
+        log.append(&record, false).unwrap();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.jsonl", "a.jsonl.1", "a.jsonl.2", "a.jsonl.lock"]);
+}
+
+#[test]
+fn a_log_that_cannot_be_written_is_an_error() {
+    let log = AuditLog::open("/dev/full", Rotation::default()).unwrap();
+    let record = AuditRecord::of(
+        &decided(vec!["x".into()], Decision::Run),
+        "s",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    assert!(log.append(&record, false).is_err());
+    assert!(AuditLog::open(
+        PathBuf::from("/nonexistent/dir/a.jsonl"),
+        Rotation::default()
+    )
+    .is_err());
+}
+
+#[test]
+fn reading_filters_and_summarises() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let log = AuditLog::open(&path, Rotation::default()).unwrap();
+    let events = [
+        decided(vec!["ls".into()], Decision::Run),
+        decided(
+            vec!["rm".into(), "-rf".into()],
+            Decision::Deny {
+                reason: "no".into(),
+            },
+        ),
+        decided(
+            vec!["id".into()],
+            Decision::Escalate(Execution::Unsandboxed),
+        ),
+    ];
+    for event in &events {
+        log.append(
+            &AuditRecord::of(event, "s1", SystemTime::now(), &RecordOptions::default()),
+            false,
+        )
+        .unwrap();
+    }
+    let records = read_records(&path).unwrap();
+    assert_eq!(records.len(), 3);
+    let filter = Filter {
+        decision: Some("deny".into()),
+        ..Filter::default()
+    };
+    assert_eq!(records.iter().filter(|r| filter.matches(r)).count(), 1);
+    let filter = Filter {
+        program: Some(Filter::program_glob("l*").unwrap()),
+        ..Filter::default()
+    };
+    assert_eq!(
+        records.iter().filter(|r| filter.matches(r)).count(),
+        3,
+        "all are /usr/bin/ls here"
+    );
+    let summary = Summary::of(&records);
+    assert_eq!(summary.escalations.len(), 1);
+    assert_eq!(summary.denials.len(), 1);
+    assert_eq!(summary.per_rule["none"], 3);
+
+    std::fs::write(&path, "{\"not\": \"a record\"}\n").unwrap();
+    let error = read_records(&path).unwrap_err().to_string();
+    assert!(error.contains("a.jsonl:1"), "{error}");
+}

@@ -1,0 +1,210 @@
+//! `execgate audit`: what reviewers read the log with.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use execgate_audit::{read_records, AuditRecord, Filter, Summary};
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// Log files to read. Default: the default audit log.
+    files: Vec<PathBuf>,
+    /// Print matching records unchanged, one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Count decisions per program and per rule; list escalations and
+    /// denials.
+    #[arg(long)]
+    summary: bool,
+    /// Keep reading as records are appended.
+    #[arg(long, short)]
+    follow: bool,
+    #[arg(long)]
+    session: Option<String>,
+    /// run, escalate or deny.
+    #[arg(long)]
+    decision: Option<String>,
+    /// A glob on the program's path or file name.
+    #[arg(long)]
+    program: Option<String>,
+    /// A rule id (`file:line`).
+    #[arg(long)]
+    rule: Option<String>,
+    /// RFC 3339 time, inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    /// Exit records with this exit code.
+    #[arg(long)]
+    exit_code: Option<i32>,
+}
+
+/// `$XDG_STATE_HOME/execgate/audit.jsonl`, else `~/.local/state/...`.
+pub fn default_log_path() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")));
+    match base {
+        Some(base) => Ok(base.join("execgate/audit.jsonl")),
+        None => bail!("neither XDG_STATE_HOME nor HOME is set; pass --audit-log FILE"),
+    }
+}
+
+pub fn run(args: AuditArgs) -> Result<i32> {
+    if let Some(decision) = &args.decision {
+        if !["run", "escalate", "deny"].contains(&decision.as_str()) {
+            bail!("--decision must be run, escalate or deny, not {decision:?}");
+        }
+    }
+    let filter = Filter {
+        session: args.session.clone(),
+        decision: args.decision.clone(),
+        program: args
+            .program
+            .as_deref()
+            .map(Filter::program_glob)
+            .transpose()?,
+        rule: args.rule.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        exit_code: args.exit_code,
+    };
+    let files = if args.files.is_empty() {
+        vec![default_log_path()?]
+    } else {
+        args.files.clone()
+    };
+    if args.follow {
+        let [file] = files.as_slice() else {
+            bail!("--follow reads exactly one file");
+        };
+        return follow(file, &filter, args.json);
+    }
+    let mut records = Vec::new();
+    for file in &files {
+        records.extend(read_records(file)?);
+    }
+    let matching: Vec<&AuditRecord> = records
+        .iter()
+        .filter(|record| filter.matches(record))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.summary {
+        let summary = Summary::of(matching.iter().copied());
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+        } else {
+            print_summary(&mut out, &summary)?;
+        }
+    } else {
+        for record in matching {
+            print_record(&mut out, record, args.json)?;
+        }
+    }
+    Ok(0)
+}
+
+fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(record)?)?;
+        return Ok(());
+    }
+    let decision = record
+        .execgate
+        .as_ref()
+        .map_or("", |fields| fields.decision.as_str());
+    let program = record
+        .process
+        .executable
+        .as_ref()
+        .map_or_else(String::new, |path| path.lossy());
+    // Arguments are shown with control characters escaped: a log line must
+    // not be able to rewrite the reviewer's terminal.
+    let args: String = record
+        .process
+        .args
+        .as_ref()
+        .map(|args| {
+            args.iter()
+                .skip(1)
+                .map(|arg| arg.lossy().escape_debug().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let rule = record.rule.as_ref().map_or("-", |rule| rule.id.as_str());
+    let outcome = match (
+        record.process.exit_code,
+        record.process.signal,
+        &record.error,
+    ) {
+        (Some(code), _, _) => format!("exit {code}"),
+        (_, Some(signal), _) => format!("signal {signal}"),
+        (_, _, Some(error)) => error.escape_debug().to_string(),
+        _ => record.event.outcome.clone(),
+    };
+    writeln!(
+        out,
+        "{}  {}  {:<8} {:<8} {} {}  [{}]  {}",
+        record.timestamp,
+        record.session_id,
+        record.event.action,
+        decision,
+        program.escape_debug(),
+        args,
+        rule,
+        outcome
+    )?;
+    Ok(())
+}
+
+fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
+    writeln!(out, "decisions per program:")?;
+    for (program, counts) in &summary.per_program {
+        let counts: Vec<String> = counts.iter().map(|(d, n)| format!("{d} {n}")).collect();
+        writeln!(out, "  {}  {}", program.escape_debug(), counts.join(", "))?;
+    }
+    writeln!(out, "decisions per rule:")?;
+    for (rule, count) in &summary.per_rule {
+        writeln!(out, "  {rule}  {count}")?;
+    }
+    writeln!(out, "escalations ({}):", summary.escalations.len())?;
+    for line in &summary.escalations {
+        writeln!(out, "  {}", line.escape_debug())?;
+    }
+    writeln!(out, "denials ({}):", summary.denials.len())?;
+    for line in &summary.denials {
+        writeln!(out, "  {}", line.escape_debug())?;
+    }
+    writeln!(out, "errors: {}", summary.errors)?;
+    Ok(())
+}
+
+/// Prints matching records as they are appended, from the current end.
+fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
+    use std::io::{BufRead, Seek};
+    let mut reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    reader.seek(std::io::SeekFrom::End(0))?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+            // Nothing (or half a line) yet: come back for the rest.
+            let back = line.len() as i64;
+            reader.seek_relative(-back)?;
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        let record: AuditRecord = serde_json::from_str(&line)
+            .with_context(|| format!("{}: not an audit record", file.display()))?;
+        if filter.matches(&record) {
+            print_record(&mut std::io::stdout().lock(), &record, json)?;
+        }
+    }
+}

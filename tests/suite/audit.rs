@@ -1,0 +1,219 @@
+//! The audit log, through the real zsh: every decision has its record.
+
+use std::os::unix::ffi::OsStrExt;
+
+use execgate_audit::{read_records, AuditLog, AuditRecord, RecordOptions, Rotation, SessionAudit};
+use execgate_escalate_server::{AuditFailure, Decision};
+
+use super::*;
+
+fn audited_session(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    log: &Path,
+    failure: AuditFailure,
+) -> (Session, Recorder) {
+    let recorder = Recorder::default();
+    let sink = recorder.clone();
+    let mut config = SessionConfig::new(wrapper(), policy);
+    config.events = Some(Arc::new(move |event: &SessionEvent| {
+        sink.0.lock().unwrap().push(event.clone())
+    }));
+    let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
+    config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
+    config.audit_failure = failure;
+    (Session::start(config).unwrap(), recorder)
+}
+
+fn decisions(records: &[AuditRecord]) -> Vec<(u64, String)> {
+    let mut found: Vec<_> = records
+        .iter()
+        .filter(|record| record.event.action == "decision")
+        .map(|record| {
+            (
+                record.request_id.unwrap(),
+                record.execgate.as_ref().unwrap().decision.clone(),
+            )
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_decision_and_exit_has_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let policy = policy_by_path(&[
+        ("/usr/bin/id", escalate()),
+        (
+            "/usr/bin/rm",
+            Decision::Deny {
+                reason: "no rm".into(),
+            },
+        ),
+        ("/usr/bin/dash", escalate()),
+    ]);
+    let (mut session, recorder) = audited_session(policy, &log, AuditFailure::Deny);
+    let script =
+        "id -u >/dev/null; rm -f x; ls >/dev/null; sh -c 'kill -TERM $$'; sh -c 'exit 4'; true";
+    let child = spawn_zsh(&mut session, script, dir.path());
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.code(), Some(0), "{}", output.stderr);
+
+    let records = read_records(&log).unwrap();
+    let expected: Vec<(u64, String)> = {
+        let mut pairs: Vec<_> = recorder
+            .events()
+            .iter()
+            .filter_map(|event| match event {
+                SessionEvent::Decided { request, decision } => Some((
+                    request.request_id,
+                    match decision {
+                        Decision::Run => "run",
+                        Decision::Deny { .. } => "deny",
+                        _ => "escalate",
+                    }
+                    .to_owned(),
+                )),
+                _ => None,
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    assert_eq!(expected.len(), 5);
+    assert_eq!(decisions(&records), expected);
+    // Exits: id 0, sh killed by SIGTERM (a signal, not 143), sh 4.
+    let exits: Vec<(Option<i32>, Option<i32>)> = records
+        .iter()
+        .filter(|record| record.event.action == "exit")
+        .map(|record| (record.process.exit_code, record.process.signal))
+        .collect();
+    assert_eq!(exits, [(Some(0), None), (None, Some(15)), (Some(4), None)]);
+    let denial = records
+        .iter()
+        .find(|record| {
+            record
+                .execgate
+                .as_ref()
+                .is_some_and(|f| f.decision == "deny")
+        })
+        .unwrap();
+    assert_eq!(
+        denial.execgate.as_ref().unwrap().reason.as_deref(),
+        Some("no rm")
+    );
+    assert_eq!(
+        denial.process.executable.as_ref().unwrap().lossy(),
+        "/usr/bin/rm"
+    );
+    assert!(denial.requester.as_ref().unwrap().pid > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_arguments_from_the_shell_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let (mut session, recorder) = audited_session(policy_by_path(&[]), &log, AuditFailure::Deny);
+    let script = r#"/bin/echo $'two\nlines' '"q"' $'\e[31mred' $'\xff\xfe' '{"event":{"action":"forged"}}' >/dev/null"#;
+    let child = spawn_zsh(&mut session, script, dir.path());
+    finish(child).await;
+    session.shutdown().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let records = read_records(&log).unwrap();
+    let recorded: Vec<Vec<u8>> = records[0]
+        .process
+        .args
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|arg| arg.to_bytes().unwrap())
+        .collect();
+    let asked: Vec<Vec<u8>> = recorder.decided()[0]
+        .argv
+        .iter()
+        .map(|arg| arg.as_bytes().to_vec())
+        .collect();
+    assert_eq!(recorded, asked);
+    assert_eq!(asked[4], [0xff, 0xfe]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rogue_request_is_recorded_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let (session, _) = audited_session(policy_by_path(&[]), &log, AuditFailure::Deny);
+    let socket = session.shell_socket().unwrap();
+    execgate_protocol::send_with_fds(socket, b"garbage", &[]).unwrap();
+    for _ in 0..200 {
+        if std::fs::metadata(&log).is_ok_and(|meta| meta.len() > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    session.shutdown().await;
+    let records = read_records(&log).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].event.action, "error");
+    assert!(records[0].error.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every write to /dev/full fails.
+    let (mut session, _) = audited_session(
+        policy_by_path(&[]),
+        Path::new("/dev/full"),
+        AuditFailure::Deny,
+    );
+    let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=126\n");
+    assert!(
+        output.stderr.contains("cannot write the audit log"),
+        "{}",
+        output.stderr
+    );
+    assert!(!dir.path().join("marker").exists());
+
+    let (mut session, _) = audited_session(
+        policy_by_path(&[]),
+        Path::new("/dev/full"),
+        AuditFailure::Warn,
+    );
+    let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=0\n");
+    assert!(dir.path().join("marker").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_shells_at_once_make_exactly_one_record_per_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let shells = 64;
+    let mut sessions = Vec::new();
+    let mut children = Vec::new();
+    for _ in 0..shells {
+        let (mut session, recorder) =
+            audited_session(policy_by_path(&[]), &log, AuditFailure::Deny);
+        children.push(spawn_zsh(&mut session, "repeat 10 /bin/true", dir.path()));
+        sessions.push((session, recorder));
+    }
+    for child in children {
+        assert_eq!(finish(child).await.code(), Some(0));
+    }
+    let mut decided = 0;
+    for (session, recorder) in sessions {
+        session.shutdown().await;
+        decided += recorder.decided().len();
+    }
+    assert_eq!(decided, shells * 10);
+    let records = read_records(&log).unwrap();
+    assert_eq!(records.len(), decided);
+}
