@@ -38,6 +38,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
             "API_TOKEN=s3cret".into(),
             "LANG=C".into(),
         ],
+        received: std::time::Instant::now(),
     })
 }
 

@@ -48,6 +48,7 @@ pub(crate) async fn serve_request(
     private: OwnedFd,
     cancel: CancellationToken,
 ) {
+    let received = Instant::now();
     let request_id = shared.next_request_id();
     let refuse = |reason: String| {
         tracing::warn!(session = %shared.id, request_id, %reason, "request refused");
@@ -110,6 +111,7 @@ pub(crate) async fn serve_request(
         argv,
         cwd,
         env,
+        received,
     });
 
     let decision = tokio::select! {

@@ -46,6 +46,9 @@ pub struct ExecContext {
     pub cwd: PathBuf,
     /// The requester's environment entries (`NAME=value`).
     pub env: Vec<OsString>,
+    /// When the server accepted the request's connection: decision latency
+    /// is measured from here.
+    pub received: std::time::Instant,
 }
 
 /// How an escalated command runs.

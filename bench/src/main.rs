@@ -1,0 +1,495 @@
+//! `execgate-bench`: what interception costs, measured side by side on the
+//! real patched zsh, wrapper, server and sandbox. `scripts/bench` builds
+//! everything in release mode and runs it; `BENCHMARKS.md` explains each
+//! figure. Timing lives here, never in tests.
+//!
+//! `execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]`
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use execgate_audit::{AuditLog, RecordOptions, Rotation, SessionAudit};
+use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext};
+use execgate_escalate_server::{
+    Decision, ExecContext, Execution, Policy, Session, SessionConfig, SessionEvent, SessionSandbox,
+};
+use nix::sys::resource::{getrusage, UsageWho};
+
+struct Tools {
+    wrapper: PathBuf,
+    helper: PathBuf,
+    zsh: PathBuf,
+    scratch: tempfile::TempDir,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let paths: Vec<&String> = args.iter().filter(|arg| !arg.starts_with("--")).collect();
+    let [wrapper, helper, zsh] = paths.as_slice() else {
+        bail!("usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]");
+    };
+    let tools = Tools {
+        wrapper: PathBuf::from(wrapper),
+        helper: PathBuf::from(helper),
+        zsh: PathBuf::from(zsh),
+        // Under /var/tmp: not in the sandbox's writable temp dir.
+        scratch: tempfile::Builder::new()
+            .prefix("execgate-bench")
+            .tempdir_in("/var/tmp")?,
+    };
+    let reps = if quick { 2 } else { 5 };
+
+    println!("# execgate benchmarks\n");
+    println!(
+        "machine: {}; {} cores\n",
+        cpu_model(),
+        std::thread::available_parallelism()?
+    );
+    p4(&tools).await?;
+    p1(&tools, reps, if quick { 500 } else { 2000 }).await?;
+    p2(
+        &tools,
+        if quick { 16 } else { 64 },
+        if quick { 20 } else { 50 },
+    )
+    .await?;
+    p3(&tools, if quick { 10 } else { 30 }).await?;
+    println!("## P5: decision latency against rule count\n\nnot available yet: the rules engine (issue 6) is not built.\n");
+    workload(&tools, reps).await?;
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn by_path(path: &str, decision: Decision) -> Arc<dyn Policy> {
+    let path = PathBuf::from(path);
+    Arc::new(move |request: &ExecContext| {
+        if request.executable.canonical_path == path {
+            decision.clone()
+        } else {
+            Decision::Run
+        }
+    })
+}
+
+/// How a measured shell runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Stock behaviour: the patched zsh with no wrapper configured.
+    Bare,
+    /// Under a session, shell unsandboxed.
+    Session,
+    /// Under a session, shell inside the workspace-write sandbox.
+    Sandboxed,
+}
+
+struct Run {
+    wall: Duration,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+/// Runs `script` in one zsh per entry of `scripts`, all at once, under one
+/// server (one session per shell), and measures the wall time.
+async fn run_shells(
+    tools: &Tools,
+    mode: Mode,
+    policy: Arc<dyn Policy>,
+    scripts: &[String],
+    cwd: &Path,
+) -> Result<Run> {
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let errors = Arc::new(Mutex::new(0usize));
+    let log = Arc::new(AuditLog::open(
+        tools.scratch.path().join("audit.jsonl"),
+        Rotation::default(),
+    )?);
+    let mut sessions = Vec::new();
+    let mut commands = Vec::new();
+    for script in scripts {
+        let args = ["-f".into(), "-c".into(), script.into()];
+        if mode == Mode::Bare {
+            let mut command = std::process::Command::new(&tools.zsh);
+            command.args(&args);
+            commands.push(command);
+            continue;
+        }
+        let mut config = SessionConfig::new(&tools.wrapper, policy.clone());
+        let (sink_latencies, sink_errors) = (latencies.clone(), errors.clone());
+        config.events = Some(Arc::new(move |event: &SessionEvent| match event {
+            SessionEvent::Decided { request, .. } => {
+                let took = request.received.elapsed();
+                sink_latencies
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(took);
+            }
+            SessionEvent::RequestRefused { .. } | SessionEvent::SpawnFailed { .. } => {
+                *sink_errors.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            }
+            _ => {}
+        }));
+        config.audit = Some(Arc::new(SessionAudit::new(
+            log.clone(),
+            RecordOptions::default(),
+        )));
+        let mut launcher = Launcher::new(&tools.helper)?;
+        launcher.expose(&tools.zsh);
+        config.sandbox = Some(SessionSandbox {
+            launcher,
+            turn_default: PermissionProfile::preset("workspace-write")
+                .context("the workspace-write preset")?,
+            context: SandboxContext::new(cwd),
+        });
+        let session = Session::start(config)?;
+        let command = if mode == Mode::Sandboxed {
+            session.shell_command(&tools.zsh, &args)
+        } else {
+            let mut command = std::process::Command::new(&tools.zsh);
+            command.args(&args);
+            session.prepare_shell(&mut command);
+            command
+        };
+        commands.push(command);
+        sessions.push(session);
+    }
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for mut command in commands {
+        command.current_dir(cwd).stdout(std::process::Stdio::null());
+        children.push(tokio::process::Command::from(command).spawn()?);
+    }
+    for session in &mut sessions {
+        session.shell_spawned();
+    }
+    let mut failed = 0;
+    for mut child in children {
+        if !child.wait().await?.success() {
+            failed += 1;
+        }
+    }
+    let wall = started.elapsed();
+    for session in sessions {
+        session.shutdown().await;
+    }
+    let latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let errors = failed + *errors.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Run {
+        wall,
+        latencies,
+        errors,
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn spread(values: &[f64]) -> (f64, f64) {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (min, max)
+}
+
+async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
+    let cwd = tools.scratch.path().to_path_buf();
+    // The sandboxed escalation starts a whole sandbox per exec: fewer.
+    let sandboxed_execs = execs / 10;
+    let cases: [(&str, Mode, Arc<dyn Policy>, usize); 4] = [
+        (
+            "a: no wrapper",
+            Mode::Bare,
+            by_path("/", Decision::Run),
+            execs,
+        ),
+        (
+            "b: Run, audit on",
+            Mode::Session,
+            by_path("/", Decision::Run),
+            execs,
+        ),
+        (
+            "c: Escalate(Unsandboxed)",
+            Mode::Session,
+            by_path("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
+            execs,
+        ),
+        (
+            "d: Escalate(TurnDefault), sandboxed shell",
+            Mode::Sandboxed,
+            by_path("/usr/bin/true", Decision::Escalate(Execution::TurnDefault)),
+            sandboxed_execs,
+        ),
+    ];
+    let mut per_exec: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    // Alternate the cases within each repetition, so drift hits all alike.
+    for _ in 0..reps {
+        for (index, (_, mode, policy, count)) in cases.iter().enumerate() {
+            let script = format!("repeat {count} /bin/true");
+            let run = run_shells(tools, *mode, policy.clone(), &[script], &cwd).await?;
+            if run.errors > 0 {
+                bail!("P1 {}: {} errors", cases[index].0, run.errors);
+            }
+            per_exec[index].push(run.wall.as_secs_f64() * 1000.0 / *count as f64);
+        }
+    }
+    println!("## P1: {execs} x /bin/true in one zsh loop ({sandboxed_execs} for d), {reps} alternating runs\n");
+    println!("| case | ms per exec (median) | min-max | ratio to a (median) | ratio min-max |");
+    println!("|---|---|---|---|---|");
+    let base: Vec<f64> = per_exec[0].clone();
+    let base_median = median(&mut base.clone());
+    for (index, (name, ..)) in cases.iter().enumerate() {
+        let values = &per_exec[index];
+        let (min, max) = spread(values);
+        let ratios: Vec<f64> = values.iter().zip(&base).map(|(v, b)| v / b).collect();
+        let (rmin, rmax) = spread(&ratios);
+        println!(
+            "| {name} | {:.3} | {min:.3}-{max:.3} | {:.2} | {rmin:.2}-{rmax:.2} |",
+            median(&mut values.clone()),
+            median(&mut values.clone()) / base_median,
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn cpu_seconds(who: UsageWho) -> Result<f64> {
+    let usage = getrusage(who)?;
+    let seconds = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+    Ok(seconds(usage.user_time()) + seconds(usage.system_time()))
+}
+
+async fn p2(tools: &Tools, shells: usize, execs: usize) -> Result<()> {
+    let cwd = tools.scratch.path().to_path_buf();
+    let scripts: Vec<String> = (0..shells)
+        .map(|_| format!("repeat {execs} /bin/true"))
+        .collect();
+    let (self_before, children_before) = (
+        cpu_seconds(UsageWho::RUSAGE_SELF)?,
+        cpu_seconds(UsageWho::RUSAGE_CHILDREN)?,
+    );
+    let mut run = run_shells(
+        tools,
+        Mode::Session,
+        by_path("/", Decision::Run),
+        &scripts,
+        &cwd,
+    )
+    .await?;
+    let server = cpu_seconds(UsageWho::RUSAGE_SELF)? - self_before;
+    let others = cpu_seconds(UsageWho::RUSAGE_CHILDREN)? - children_before;
+    run.latencies.sort();
+    let percentile = |p: f64| {
+        let index = ((run.latencies.len() as f64 - 1.0) * p).round() as usize;
+        run.latencies
+            .get(index)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!("## P2: {shells} shells at once, {execs} execs each, one server (Run, audit on)\n");
+    println!(
+        "| decisions | decisions/s | latency p50 ms | latency p99 ms | server CPU share | errors |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {:.0} | {:.3} | {:.3} | {:.1}% | {} |\n",
+        run.latencies.len(),
+        run.latencies.len() as f64 / run.wall.as_secs_f64(),
+        percentile(0.5),
+        percentile(0.99),
+        100.0 * server / (server + others),
+        run.errors
+    );
+    println!("Latency is measured in the server, from accepting a request's connection to the decision being recorded and reported (before the reply is written).\n");
+    Ok(())
+}
+
+async fn p3(tools: &Tools, reps: usize) -> Result<()> {
+    let cwd = tools.scratch.path().to_path_buf();
+    let launcher = {
+        let mut launcher = Launcher::new(&tools.helper)?;
+        launcher.expose(&tools.zsh);
+        launcher
+    };
+    let profile = PermissionProfile::preset("workspace-write").context("preset")?;
+    let policy = execgate_escalate_server::sandbox::ResolvedPolicy::resolve(
+        &profile,
+        &SandboxContext::new(&cwd),
+    )?;
+    let argv = [
+        tools.zsh.clone().into_os_string(),
+        "-fc".into(),
+        "true".into(),
+    ];
+    let (mut bare, mut sandboxed) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let started = Instant::now();
+        std::process::Command::new(&tools.zsh)
+            .args(["-fc", "true"])
+            .status()?;
+        bare.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        launcher.command(&policy, &cwd, &argv).status()?;
+        sandboxed.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (bare, sandboxed) = (median(&mut bare), median(&mut sandboxed));
+    println!("## P3: zsh -fc true, bare vs inside workspace-write ({reps} alternating runs)\n");
+    println!("| bare ms | sandboxed ms | added ms |\n|---|---|---|");
+    println!("| {bare:.2} | {sandboxed:.2} | {:.2} |\n", sandboxed - bare);
+    Ok(())
+}
+
+fn rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// A policy that never answers: the wrapper waits, so its memory can be read.
+struct Undecided;
+
+impl Policy for Undecided {
+    fn decide<'a>(&'a self, _: &'a ExecContext) -> execgate_escalate_server::DecisionFuture<'a> {
+        Box::pin(std::future::pending())
+    }
+}
+
+async fn p4(tools: &Tools) -> Result<()> {
+    let size = std::fs::metadata(&tools.wrapper)?.len();
+    // The wrapper's high-water mark, read while it waits for a decision
+    // that never comes: everything it does before the reply is in it.
+    let mut session = Session::start(SessionConfig::new(&tools.wrapper, Arc::new(Undecided)))?;
+    let fd = session
+        .shell_socket()
+        .context("the shell socket")?
+        .as_raw_fd();
+    let mut command = std::process::Command::new(&tools.wrapper);
+    command.args([&fd.to_string(), "/usr/bin/true", "/usr/bin/true", "true"]);
+    session.prepare_shell(&mut command);
+    let mut wrapper = command.spawn()?;
+    session.shell_spawned();
+    let mut wrapper_rss = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", wrapper.id()))?;
+        let hwm = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+        let waiting = std::fs::read_to_string(format!("/proc/{}/wchan", wrapper.id()))
+            .is_ok_and(|wchan| wchan != "0");
+        if waiting {
+            wrapper_rss = hwm;
+            break;
+        }
+    }
+    wrapper.kill()?;
+    wrapper.wait()?;
+    session.shutdown().await;
+    let wrapper_rss = wrapper_rss.context("the wrapper never waited for its answer")?;
+
+    let sessions = 200;
+    let before = rss_kib()?;
+    let mut idle = Vec::new();
+    for _ in 0..sessions {
+        idle.push(Session::start(SessionConfig::new(
+            &tools.wrapper,
+            by_path("/", Decision::Run),
+        ))?);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let per_session = (rss_kib()?.saturating_sub(before)) as f64 / sessions as f64;
+    for session in idle {
+        session.shutdown().await;
+    }
+    let linkage = if is_static(&tools.wrapper)? {
+        "static"
+    } else {
+        "dynamic"
+    };
+    println!("## P4: footprint\n");
+    println!("| wrapper size | linkage | wrapper peak RSS | server RSS per idle session |\n|---|---|---|---|");
+    println!(
+        "| {:.0} KiB | {linkage} | {wrapper_rss} KiB | {per_session:.1} KiB |\n",
+        size as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// An ELF without a `PT_INTERP` program header is statically linked.
+fn is_static(path: &Path) -> Result<bool> {
+    let bytes = std::fs::read(path)?;
+    Ok(!bytes
+        .windows(b"/lib64/ld-linux".len())
+        .any(|w| w == b"/lib64/ld-linux"))
+}
+
+async fn workload(tools: &Tools, reps: usize) -> Result<()> {
+    let dir = tools.scratch.path().join("workload");
+    std::fs::create_dir_all(&dir)?;
+    for i in 0..50 {
+        std::fs::write(
+            dir.join(format!("f{i}.c")),
+            format!("int f{i}(int x) {{ return x * {i} + 1; }}\n"),
+        )?;
+    }
+    let script =
+        "for f in *.c; do gcc -O1 -c $f -o ${f:r}.o || exit 1; done; gcc -shared -o lib.so *.o";
+    let (mut bare, mut intercepted) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let run = run_shells(
+            tools,
+            Mode::Bare,
+            by_path("/", Decision::Run),
+            &[script.into()],
+            &dir,
+        )
+        .await?;
+        bare.push(run.wall.as_secs_f64());
+        let run = run_shells(
+            tools,
+            Mode::Sandboxed,
+            by_path("/", Decision::Run),
+            &[script.into()],
+            &dir,
+        )
+        .await?;
+        if run.errors > 0 {
+            bail!("the workload failed under the sandbox");
+        }
+        intercepted.push(run.wall.as_secs_f64());
+    }
+    let (bare, intercepted) = (median(&mut bare), median(&mut intercepted));
+    println!("## Workload: compile 50 C files with gcc from a zsh loop, then link ({reps} alternating runs)\n");
+    println!("| bare s | intercepted + sandboxed s | overhead |\n|---|---|---|");
+    println!(
+        "| {bare:.2} | {intercepted:.2} | {:.1}% |\n",
+        100.0 * (intercepted - bare) / bare
+    );
+    Ok(())
+}
