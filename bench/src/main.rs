@@ -20,6 +20,8 @@ use nix::sys::resource::{getrusage, UsageWho};
 
 struct Tools {
     wrapper: PathBuf,
+    /// The same wrapper linked statically, when `--static-wrapper` names it.
+    static_wrapper: Option<PathBuf>,
     helper: PathBuf,
     zsh: PathBuf,
     scratch: tempfile::TempDir,
@@ -29,11 +31,19 @@ struct Tools {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|arg| arg == "--quick");
+    let static_wrapper = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--static-wrapper="))
+        .map(PathBuf::from);
     let paths: Vec<&String> = args.iter().filter(|arg| !arg.starts_with("--")).collect();
     let [wrapper, helper, zsh] = paths.as_slice() else {
-        bail!("usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]");
+        bail!(
+            "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
+             [--static-wrapper=PATH]"
+        );
     };
     let tools = Tools {
+        static_wrapper,
         wrapper: PathBuf::from(wrapper),
         helper: PathBuf::from(helper),
         zsh: PathBuf::from(zsh),
@@ -43,6 +53,7 @@ async fn main() -> Result<()> {
             .tempdir_in("/var/tmp")?,
     };
     let reps = if quick { 2 } else { 5 };
+    let only_p1 = args.iter().any(|arg| arg == "--p1");
 
     println!("# execgate benchmarks\n");
     println!(
@@ -50,6 +61,9 @@ async fn main() -> Result<()> {
         cpu_model(),
         std::thread::available_parallelism()?
     );
+    if only_p1 {
+        return p1(&tools, reps, if quick { 500 } else { 2000 }).await;
+    }
     p4(&tools).await?;
     p1(&tools, reps, if quick { 500 } else { 2000 }).await?;
     p2(
@@ -108,6 +122,7 @@ struct Run {
 /// server (one session per shell), and measures the wall time.
 async fn run_shells(
     tools: &Tools,
+    wrapper: &Path,
     mode: Mode,
     policy: Arc<dyn Policy>,
     scripts: &[String],
@@ -129,7 +144,7 @@ async fn run_shells(
             commands.push(command);
             continue;
         }
-        let mut config = SessionConfig::new(&tools.wrapper, policy.clone());
+        let mut config = SessionConfig::new(wrapper, policy.clone());
         let (sink_latencies, sink_errors) = (latencies.clone(), errors.clone());
         config.events = Some(Arc::new(move |event: &SessionEvent| match event {
             SessionEvent::Decided { request, .. } => {
@@ -211,38 +226,51 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
     let cwd = tools.scratch.path().to_path_buf();
     // The sandboxed escalation starts a whole sandbox per exec: fewer.
     let sandboxed_execs = execs / 10;
-    let cases: [(&str, Mode, Arc<dyn Policy>, usize); 4] = [
+    let mut cases: Vec<(&str, &Path, Mode, Arc<dyn Policy>, usize)> = vec![
         (
             "a: no wrapper",
+            &tools.wrapper,
             Mode::Bare,
             by_path("/", Decision::Run),
             execs,
         ),
         (
             "b: Run, audit on",
+            &tools.wrapper,
             Mode::Session,
             by_path("/", Decision::Run),
             execs,
         ),
         (
             "c: Escalate(Unsandboxed)",
+            &tools.wrapper,
             Mode::Session,
             by_path("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
             execs,
         ),
         (
             "d: Escalate(TurnDefault), sandboxed shell",
+            &tools.wrapper,
             Mode::Sandboxed,
             by_path("/usr/bin/true", Decision::Escalate(Execution::TurnDefault)),
             sandboxed_execs,
         ),
     ];
+    if let Some(static_wrapper) = &tools.static_wrapper {
+        cases.push((
+            "b, static wrapper",
+            static_wrapper,
+            Mode::Session,
+            by_path("/", Decision::Run),
+            execs,
+        ));
+    }
     let mut per_exec: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     // Alternate the cases within each repetition, so drift hits all alike.
     for _ in 0..reps {
-        for (index, (_, mode, policy, count)) in cases.iter().enumerate() {
+        for (index, (_, wrapper, mode, policy, count)) in cases.iter().enumerate() {
             let script = format!("repeat {count} /bin/true");
-            let run = run_shells(tools, *mode, policy.clone(), &[script], &cwd).await?;
+            let run = run_shells(tools, wrapper, *mode, policy.clone(), &[script], &cwd).await?;
             if run.errors > 0 {
                 bail!("P1 {}: {} errors", cases[index].0, run.errors);
             }
@@ -286,6 +314,7 @@ async fn p2(tools: &Tools, shells: usize, execs: usize) -> Result<()> {
     );
     let mut run = run_shells(
         tools,
+        &tools.wrapper,
         Mode::Session,
         by_path("/", Decision::Run),
         &scripts,
@@ -464,6 +493,7 @@ async fn workload(tools: &Tools, reps: usize) -> Result<()> {
     for _ in 0..reps {
         let run = run_shells(
             tools,
+            &tools.wrapper,
             Mode::Bare,
             by_path("/", Decision::Run),
             &[script.into()],
@@ -473,6 +503,7 @@ async fn workload(tools: &Tools, reps: usize) -> Result<()> {
         bare.push(run.wall.as_secs_f64());
         let run = run_shells(
             tools,
+            &tools.wrapper,
             Mode::Sandboxed,
             by_path("/", Decision::Run),
             &[script.into()],
