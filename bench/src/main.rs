@@ -226,7 +226,9 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
     let cwd = tools.scratch.path().to_path_buf();
     // The sandboxed escalation starts a whole sandbox per exec: fewer.
     let sandboxed_execs = execs / 10;
-    let mut cases: Vec<(&str, &Path, Mode, Arc<dyn Policy>, usize)> = vec![
+    // (name, wrapper, mode, policy, execs)
+    type Case<'a> = (&'static str, &'a Path, Mode, Arc<dyn Policy>, usize);
+    let mut cases: Vec<Case<'_>> = vec![
         (
             "a: no wrapper",
             &tools.wrapper,
