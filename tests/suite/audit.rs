@@ -13,11 +13,8 @@ fn audited_session(
     failure: AuditFailure,
 ) -> (Session, Recorder) {
     let recorder = Recorder::default();
-    let sink = recorder.clone();
     let mut config = SessionConfig::new(wrapper(), policy);
-    config.events = Some(Arc::new(move |event: &SessionEvent| {
-        sink.0.lock().unwrap().push(event.clone())
-    }));
+    config.events = Some(recorder.sink());
     let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
     config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
     config.audit_failure = failure;

@@ -20,10 +20,7 @@ fn tools() -> Tools {
 
 fn session_in(cwd: &Path, recorder: &Recorder, env: EnvPolicy) -> ShellSession {
     let mut config = ShellSessionConfig::new(cwd, tools(), policy_by_path(&[]));
-    let sink = recorder.clone();
-    config.events = Some(Arc::new(move |event: &SessionEvent| {
-        sink.0.lock().unwrap().push(event.clone())
-    }));
+    config.events = Some(recorder.sink());
     config.env = env;
     ShellSession::start(config).unwrap()
 }

@@ -44,6 +44,12 @@ pub fn zsh() -> PathBuf {
 pub struct Recorder(Arc<Mutex<Vec<SessionEvent>>>);
 
 impl Recorder {
+    /// An event sink that records into this recorder.
+    pub fn sink(&self) -> execgate_escalate_server::EventSink {
+        let recorder = self.clone();
+        Arc::new(move |event: &SessionEvent| recorder.0.lock().unwrap().push(event.clone()))
+    }
+
     pub fn events(&self) -> Vec<SessionEvent> {
         self.0.lock().unwrap().clone()
     }
@@ -139,11 +145,8 @@ pub fn start_session_with(
     wrapper: PathBuf,
 ) -> (Session, Recorder) {
     let recorder = Recorder::default();
-    let sink = recorder.clone();
     let mut config = SessionConfig::new(wrapper, policy);
-    config.events = Some(Arc::new(move |event: &SessionEvent| {
-        sink.0.lock().unwrap().push(event.clone())
-    }));
+    config.events = Some(recorder.sink());
     (Session::start(config).expect("session starts"), recorder)
 }
 
@@ -234,11 +237,8 @@ pub fn start_sandboxed_session(
     use execgate_escalate_server::sandbox::{Launcher, SandboxContext};
     use execgate_escalate_server::SessionSandbox;
     let recorder = Recorder::default();
-    let sink = recorder.clone();
     let mut config = SessionConfig::new(wrapper(), policy);
-    config.events = Some(Arc::new(move |event: &SessionEvent| {
-        sink.0.lock().unwrap().push(event.clone())
-    }));
+    config.events = Some(recorder.sink());
     config.sandbox = Some(SessionSandbox {
         launcher: Launcher::new(sandbox_helper()).expect("this machine can sandbox"),
         turn_default: profile,
