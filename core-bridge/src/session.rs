@@ -182,9 +182,11 @@ impl ShellSession {
             what: format!("working directory {}", cwd.display()),
             source,
         })?;
+        // Not in /tmp: sandboxes of other sessions can write there, and
+        // could swap this session's zsh. /var/tmp is read-only in them.
         let zsh_dir = tempfile::Builder::new()
             .prefix("execgate-zsh")
-            .tempdir()
+            .tempdir_in("/var/tmp")
             .map_err(|source| BridgeError::Io {
                 what: "cannot create the session's PATH directory".into(),
                 source,

@@ -192,6 +192,15 @@ impl Launcher {
         for path in self.exposed.iter().chain([&self.helper]) {
             args.push_os(["--read".into(), path.clone().into_os_string()]);
         }
+        for rule in policy.rules() {
+            if let (Some((device, inode)), false) = (rule.identity, rule.access == Access::None) {
+                args.push_os([
+                    "--check".into(),
+                    rule.path.clone().into_os_string(),
+                    format!("{device}:{inode}").into(),
+                ]);
+            }
+        }
         if policy.network() == NetworkPolicy::Restricted {
             args.push(["--restrict-network"]);
         }

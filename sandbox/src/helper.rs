@@ -34,6 +34,9 @@ struct HelperArgs {
     write: Vec<PathBuf>,
     restrict_network: bool,
     exec_fd: Option<RawFd>,
+    /// Paths that must be the file (device, inode) the policy was resolved
+    /// on.
+    checks: Vec<(PathBuf, (u64, u64))>,
     argv: Vec<OsString>,
 }
 
@@ -45,6 +48,16 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
             Some("--read") => parsed.read.push(value("--read")?.into()),
             Some("--write") => parsed.write.push(value("--write")?.into()),
             Some("--restrict-network") => parsed.restrict_network = true,
+            Some("--check") => {
+                let path = PathBuf::from(value("--check")?);
+                let identity = value("--check")?;
+                let identity = identity
+                    .to_str()
+                    .and_then(|text| text.split_once(':'))
+                    .and_then(|(dev, ino)| Some((dev.parse().ok()?, ino.parse().ok()?)))
+                    .ok_or("bad --check identity")?;
+                parsed.checks.push((path, identity));
+            }
             Some("--exec-fd") => {
                 let fd = value("--exec-fd")?;
                 let fd = fd
@@ -76,6 +89,7 @@ pub fn helper_main() -> std::process::ExitCode {
 
 fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, String> {
     require_no_capabilities()?;
+    require_same_files(&args.checks)?;
     nix::sys::prctl::set_no_new_privs().map_err(|errno| format!("no_new_privs: {errno}"))?;
     apply_landlock(args)?;
     apply_seccomp(args.restrict_network)?;
@@ -101,6 +115,24 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         },
     };
     Err(format!("cannot execute {:?}: {error}", args.argv[0]))
+}
+
+/// The view must hold the files the policy was resolved on: a path swapped
+/// for a symlink (or another directory) since then was mounted from
+/// somewhere else, and nothing may run in that view.
+fn require_same_files(checks: &[(PathBuf, (u64, u64))]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for (path, (device, inode)) in checks {
+        let meta = std::fs::metadata(path)
+            .map_err(|error| format!("{} is missing from the view: {error}", path.display()))?;
+        if (meta.dev(), meta.ino()) != (*device, *inode) {
+            return Err(format!(
+                "{} is no longer the directory the policy was made for (replaced or moved since)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// bubblewrap was told to drop every capability; check that it did, so a

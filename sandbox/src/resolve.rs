@@ -22,8 +22,8 @@ pub const PROTECTED_NAMES: [&str; 3] = [".git", ".agents", ".execgate"];
 /// The platform's read roots for running programs (`:minimal`).
 pub const MINIMAL_ROOTS: [&str; 7] = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
 
-/// Deny-glob expansion limits: a directory deeper than this under a root is
-/// not searched (and reported); more matches than this fail the launch.
+/// Deny-glob expansion limits: a directory deeper than this under a root,
+/// or more matches than this, fail the launch.
 pub const GLOB_MAX_DEPTH: usize = 16;
 pub const GLOB_MAX_MATCHES: usize = 4096;
 /// Directory entries examined per launch before expansion fails closed.
@@ -60,6 +60,10 @@ pub struct PathRule {
     /// False when the path did not exist at resolution: it can be queried
     /// but nothing can be mounted on it.
     pub exists: bool,
+    /// Device and inode at resolution. Inside every sandbox the helper
+    /// checks the path is still this file: a root swapped for a symlink
+    /// between resolution and launch makes the launch fail.
+    pub identity: Option<(u64, u64)>,
 }
 
 /// What deny-glob expansion found and where it stopped. Reported, never
@@ -150,12 +154,16 @@ impl ResolvedPolicy {
         for root in &writable {
             for name in PROTECTED_NAMES {
                 let path = root.join(name);
-                if explicit.contains(&path) || fs::symlink_metadata(&path).is_err() {
+                // A symlink here must not turn into a grant on its target:
+                // protection only ever narrows.
+                let is_real = fs::symlink_metadata(&path).is_ok_and(|meta| !meta.is_symlink());
+                if explicit.contains(&path) || !is_real {
                     continue;
                 }
                 add_rule(&mut rules, &path, Access::Read);
                 if let Some(gitdir) = gitdir_pointer(&path) {
-                    if !explicit.contains(&gitdir) {
+                    let gitdir_writable = writable.iter().any(|root| gitdir.starts_with(root));
+                    if gitdir_writable && !explicit.contains(&gitdir) {
                         add_rule(&mut rules, &gitdir, Access::Read);
                     }
                 }
@@ -300,8 +308,13 @@ impl ResolvedPolicy {
         found: &mut Vec<PathBuf>,
     ) -> Result<(), SandboxError> {
         if level > GLOB_MAX_DEPTH {
+            // A match deeper down would stay readable: refuse instead.
             self.expansion.depth_limited.push(dir.to_path_buf());
-            return Ok(());
+            return Err(SandboxError::GlobLimit(format!(
+                "{} lies more than {GLOB_MAX_DEPTH} levels below {}",
+                dir.display(),
+                root.display()
+            )));
         }
         let Ok(entries) = fs::read_dir(dir) else {
             return Ok(());
@@ -375,8 +388,12 @@ fn depth(path: &Path) -> usize {
 
 /// The canonical form of `path` when it exists, else its lexical form.
 fn canonical_rule(path: &Path, access: Access) -> PathRule {
+    use std::os::unix::fs::MetadataExt;
     match fs::canonicalize(path) {
         Ok(canonical) => PathRule {
+            identity: fs::metadata(&canonical)
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino())),
             path: canonical,
             access,
             exists: true,
@@ -387,6 +404,7 @@ fn canonical_rule(path: &Path, access: Access) -> PathRule {
                 .unwrap_or_else(|_| path.to_path_buf()),
             access,
             exists: false,
+            identity: None,
         },
     }
 }
