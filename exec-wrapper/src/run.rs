@@ -2,10 +2,12 @@
 //!
 //! The patched zsh hands over before its own `#!` and `/bin/sh` fallbacks
 //! (running them there would bypass the server), so they are replayed here,
-//! on the same path string zsh would have used.
+//! on the same path string zsh would have used. Their failures are reported
+//! in zsh's own words, behind the message prefix zsh passed (`zsh:1: `), so
+//! that they read as under stock zsh.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use execgate_protocol::{looks_like_shell_text, parse_shebang, WrapperArgs, SHEBA
 use nix::errno::Errno;
 use nix::unistd::execv;
 
-use crate::{report, EXIT_CANNOT_RUN};
+use crate::EXIT_CANNOT_RUN;
 
 /// Exit status for "not found", as in zsh.
 const EXIT_NOT_FOUND: i32 = 127;
@@ -37,31 +39,53 @@ pub(crate) fn run_in_place(args: &WrapperArgs) -> ! {
             argv.extend(shebang.argument.clone());
             argv.extend(script_args());
             if errno == Errno::ENOEXEC {
+                // As zsh: try the interpreter itself; if that fails too, the
+                // script's own error is reported below.
                 exec(&shebang.interpreter, &argv);
-            } else if !shebang.interpreter.as_bytes().starts_with(b"/") {
-                if let Some(found) = search_path(&shebang.interpreter) {
-                    exec(found.as_os_str(), &argv);
+            } else {
+                if !shebang.interpreter.as_bytes().starts_with(b"/") {
+                    if let Some(found) = search_path(&shebang.interpreter) {
+                        exec(found.as_os_str(), &argv);
+                    }
                 }
+                report_as_zsh(
+                    args,
+                    &[
+                        args.exec_path.as_os_str().as_bytes(),
+                        b": bad interpreter: ",
+                        shebang.interpreter.as_bytes(),
+                        b": ",
+                        describe(errno).as_bytes(),
+                    ],
+                );
+                std::process::exit(EXIT_NOT_FOUND)
             }
-            report(&format!(
-                "{}: bad interpreter: {}: {}",
-                args.exec_path.display(),
-                Path::new(&shebang.interpreter).display(),
-                describe(errno)
-            ));
-            std::process::exit(EXIT_NOT_FOUND)
         }
         _ => {}
     }
-    report(&format!(
-        "{}: {}",
-        describe(errno),
-        args.exec_path.display()
-    ));
+    report_as_zsh(
+        args,
+        &[
+            describe(errno).as_bytes(),
+            b": ",
+            args.command_name.as_bytes(),
+        ],
+    );
     std::process::exit(match errno {
         Errno::EACCES | Errno::ENOEXEC => EXIT_CANNOT_RUN,
         _ => EXIT_NOT_FOUND,
     })
+}
+
+/// Prints one of zsh's own exec failure messages as zsh would: behind the
+/// prefix it passed, in one write.
+fn report_as_zsh(args: &WrapperArgs, parts: &[&[u8]]) {
+    let mut line = args.message_prefix.as_bytes().to_vec();
+    for part in parts {
+        line.extend_from_slice(part);
+    }
+    line.push(b'\n');
+    let _ = std::io::stderr().write_all(&line);
 }
 
 /// execv; returns only on failure.
