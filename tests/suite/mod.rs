@@ -1,5 +1,6 @@
 //! Shared harness for the end-to-end suites.
 
+mod fidelity;
 mod spine;
 
 use std::collections::HashMap;

@@ -144,7 +144,10 @@ async fn host(
         }
     };
     let status = tokio::task::spawn_blocking(move || child.wait()).await;
-    if tokio::time::timeout(DRAIN, session.finished()).await.is_err() {
+    if tokio::time::timeout(DRAIN, session.finished())
+        .await
+        .is_err()
+    {
         eprintln!(
             "session-host: the session socket is still held {} s after the program exited; cancelling",
             DRAIN.as_secs()
