@@ -9,8 +9,9 @@ packages=(
     gcc make patch dpkg-dev xz-utils autoconf libncurses-dev
     # The Linux sandbox.
     bubblewrap
-    # Used by the end-to-end suites as ordinary programs to run.
-    coreutils procps
+    # Used by the end-to-end suites as ordinary programs to run; setsid (from
+    # util-linux) starts the interactive shell the fidelity suite drives.
+    coreutils procps util-linux
 )
 
 missing=()

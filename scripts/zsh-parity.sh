@@ -13,7 +13,7 @@
 # execs the server decided in way 3, and as its last line `N passed, N failed`:
 # test files whose result in ways 2 and 3 matched way 1, and those that did
 # not. Exits non-zero when any file differs, when way 3 decided no exec at all
-# or the server refused a request, or when a way produced no result for a file.
+# (it never reached the server), or when a way produced no result for a file.
 #
 # The ways run one after the other (the suite is mostly sleeps and waits; the
 # machines are small). Logs and reports go to target/zsh-parity/.
@@ -30,11 +30,12 @@ bash scripts/build-zsh.sh
 bash scripts/build-zsh.sh --stock
 cargo build --locked --quiet -p execgate-exec-wrapper -p execgate-tests \
     --bin execgate-exec-wrapper --bin session-host
-wrapper="$repo/target/debug/execgate-exec-wrapper"
-host="$repo/target/debug/session-host"
-
 rm -rf "$out"
-mkdir -p "$out"
+mkdir -p "$out/bin"
+# Copies, so that a cargo build running meanwhile cannot swap them mid-run.
+cp "$repo/target/debug/execgate-exec-wrapper" "$repo/target/debug/session-host" "$out/bin/"
+wrapper="$out/bin/execgate-exec-wrapper"
+host="$out/bin/session-host"
 
 # Runs make check in build tree $2 for way $1, the rest of the arguments
 # prefixing make (the session host for way 3). make check's own status is not
@@ -124,10 +125,12 @@ if [[ -z $decided || $decided -eq 0 ]]; then
     echo "zsh-parity: way 3 never reached the server; see $out/way3.log" >&2
     status=1
 fi
-if [[ ${refused:-1} -ne 0 ]]; then
-    echo "zsh-parity: the server refused requests in way 3:" >&2
-    grep '^refusal ' "$out/session-report" >&2 || true
-    status=1
+# A refusal is printed, not failed on: a wrapper killed mid-request (the
+# suite kills process groups) shows up as one. Any refusal that stopped a
+# command the suite needed already shows as a differing test file above.
+if [[ ${refused:-0} -ne 0 ]]; then
+    echo "way 3: refused requests:"
+    grep '^refusal ' "$out/session-report" || true
 fi
 if ((differed)); then
     echo "zsh-parity: ways differ; logs in ${out#"$repo"/}/way{1,2,3}.log" >&2
