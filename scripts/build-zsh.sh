@@ -7,10 +7,13 @@
 # machine's configured `deb` entries (same mirrors, suites and keys).
 #
 # The build is skipped when target/zsh/.stamp matches the hash of the patch and
-# of this script. Set EXECGATE_ZSH_FORCE=1 to rebuild anyway.
+# of this script and the build tree (target/zsh-build/patched, where zsh's own
+# test suite runs) is still there. Set EXECGATE_ZSH_FORCE=1 to rebuild anyway.
 #
 # Also builds an unpatched zsh into target/zsh-stock/ when called with --stock
-# (used by the shell fidelity comparison).
+# from the same source, with its build tree in target/zsh-build/stock (used by
+# the shell fidelity tests and scripts/zsh-parity.sh); it is cached the same
+# way, by the hash of this script.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,9 +35,10 @@ stamp_value() {
     fi | sha256sum | cut -d' ' -f1
 }
 
+tree="$work/$variant"
 want=$(stamp_value)
 if [[ -z "${EXECGATE_ZSH_FORCE:-}" && -x "$prefix/bin/zsh" && -f "$prefix/.stamp" \
-      && "$(cat "$prefix/.stamp")" == "$want" ]]; then
+      && "$(cat "$prefix/.stamp")" == "$want" && -x "$tree/Src/zsh" ]]; then
     echo "build-zsh: $prefix is current ($variant)"
     exit 0
 fi
@@ -85,7 +89,6 @@ if [[ ! -d "$work/src" ]] || ! ls -d "$work"/src/zsh-5.9 >/dev/null 2>&1; then
 fi
 src=$(ls -d "$work"/src/zsh-5.9 | head -n1)
 
-tree="$work/$variant"
 rm -rf "$tree"
 cp -a "$src" "$tree"
 if [[ $variant == patched ]]; then

@@ -9,7 +9,8 @@ packages=(
     gcc make patch dpkg-dev xz-utils autoconf libncurses-dev
     # The Linux sandbox.
     bubblewrap
-    # Used by the end-to-end suites as ordinary programs to run.
+    # Used by the end-to-end suites as ordinary programs to run; setsid (from
+    # util-linux) starts the interactive shell the fidelity suite drives.
     coreutils procps util-linux git python3 libc6-dev
 )
 

@@ -413,7 +413,14 @@ async fn p4(tools: &Tools) -> Result<()> {
         .context("the shell socket")?
         .as_raw_fd();
     let mut command = std::process::Command::new(&tools.wrapper);
-    command.args([&fd.to_string(), "/usr/bin/true", "/usr/bin/true", "true"]);
+    command.args([
+        &fd.to_string(),
+        "/usr/bin/true",
+        "/usr/bin/true",
+        "zsh: ",
+        "true",
+        "true",
+    ]);
     session.prepare_shell(&mut command);
     let mut wrapper = command.spawn()?;
     session.shell_spawned();

@@ -45,8 +45,8 @@
 //! # The shell's side
 //!
 //! The patched zsh executes the wrapper as
-//! `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH ARGV0 ARGS...` with the environment the
-//! command would have had; see [`WrapperArgs`].
+//! `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH MESSAGE-PREFIX NAME ARGV0 ARGS...`
+//! with the environment the command would have had; see [`WrapperArgs`].
 //!
 //! Tested by unit tests beside each module (round trips, every truncation
 //! point, hostile lengths) and end to end through the real zsh in `tests/`.

@@ -10,7 +10,8 @@ pub const ENV_WRAPPER: &str = "EXECGATE_WRAPPER";
 /// Environment variable naming the inherited session socket's descriptor.
 pub const ENV_SOCKET_FD: &str = "EXECGATE_SOCKET_FD";
 
-/// `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH ARGV0 ARGS...`, parsed.
+/// `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH MESSAGE-PREFIX NAME ARGV0
+/// ARGS...`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrapperArgs {
     /// The session socket; `None` when the shell had none to give (`-1`).
@@ -22,6 +23,15 @@ pub struct WrapperArgs {
     /// a relative `PATH` entry: what an in-place run executes, so that a
     /// script sees the same `$0` as under stock zsh.
     pub exec_path: PathBuf,
+    /// How zsh would begin a message about this command (`zsh:3: `, or
+    /// `zsh: ` at an interactive prompt). The wrapper starts its replay of
+    /// zsh's own exec failures (bad interpreter, exec format error) with
+    /// it, so that they read exactly as under stock zsh. Messages of
+    /// execgate's own (denials, refusals) keep `execgate: `.
+    pub message_prefix: OsString,
+    /// The command's name as zsh's messages give it: the word typed (or
+    /// the `hash` name), not `argv[0]`, which `exec -a` and `ARGV0` change.
+    pub command_name: OsString,
     /// The program's argument vector, `argv[0]` included.
     pub argv: Vec<OsString>,
 }
@@ -31,7 +41,8 @@ pub struct WrapperArgs {
 #[non_exhaustive]
 pub enum WrapperArgsError {
     #[error(
-        "usage: execgate-exec-wrapper SOCKET-FD ABSOLUTE-PATH EXEC-PATH ARGV0 [ARGS...] \
+        "usage: execgate-exec-wrapper SOCKET-FD ABSOLUTE-PATH EXEC-PATH MESSAGE-PREFIX NAME \
+         ARGV0 [ARGS...] \
          (the patched zsh starts it; it is not meant to be run by hand)"
     )]
     Usage,
@@ -48,6 +59,8 @@ impl WrapperArgs {
         let fd = args.next().ok_or(WrapperArgsError::Usage)?;
         let path = PathBuf::from(args.next().ok_or(WrapperArgsError::Usage)?);
         let exec_path = PathBuf::from(args.next().ok_or(WrapperArgsError::Usage)?);
+        let message_prefix = args.next().ok_or(WrapperArgsError::Usage)?;
+        let command_name = args.next().ok_or(WrapperArgsError::Usage)?;
         let argv: Vec<OsString> = args.collect();
         if argv.is_empty() {
             return Err(WrapperArgsError::Usage);
@@ -59,6 +72,8 @@ impl WrapperArgs {
             socket_fd: parse_fd(&fd)?,
             path,
             exec_path,
+            message_prefix,
+            command_name,
             argv,
         })
     }
@@ -85,16 +100,27 @@ mod tests {
     #[test]
     fn parses_what_zsh_passes() {
         assert_eq!(
-            parse(&["w", "64", "/tmp/bin/ls", "bin/ls", "ls", "-l"]),
+            parse(&[
+                "w",
+                "64",
+                "/tmp/bin/ls",
+                "bin/ls",
+                "zsh:2: ",
+                "dir",
+                "ls",
+                "-l"
+            ]),
             Ok(WrapperArgs {
                 socket_fd: Some(64),
                 path: "/tmp/bin/ls".into(),
                 exec_path: "bin/ls".into(),
+                message_prefix: "zsh:2: ".into(),
+                command_name: "dir".into(),
                 argv: vec!["ls".into(), "-l".into()],
             })
         );
         assert_eq!(
-            parse(&["w", "-1", "/bin/ls", "/bin/ls", "x"])
+            parse(&["w", "-1", "/bin/ls", "/bin/ls", "zsh: ", "x", "x"])
                 .unwrap()
                 .socket_fd,
             None
@@ -108,14 +134,19 @@ mod tests {
             parse(&["w", "3", "/bin/ls", "/bin/ls"]),
             Err(WrapperArgsError::Usage)
         );
-        let bad_fd = |fd| parse(&["w", fd, "/bin/ls", "/bin/ls", "ls"]);
+        // Everything up to the name, but no argv.
+        assert_eq!(
+            parse(&["w", "3", "/bin/ls", "/bin/ls", "zsh: ", "ls"]),
+            Err(WrapperArgsError::Usage)
+        );
+        let bad_fd = |fd| parse(&["w", fd, "/bin/ls", "/bin/ls", "zsh: ", "ls", "ls"]);
         assert!(matches!(bad_fd("x"), Err(WrapperArgsError::BadSocketFd(_))));
         assert!(matches!(
             bad_fd("-2"),
             Err(WrapperArgsError::BadSocketFd(_))
         ));
         assert!(matches!(
-            parse(&["w", "3", "ls", "ls", "ls"]),
+            parse(&["w", "3", "ls", "ls", "zsh: ", "ls", "ls"]),
             Err(WrapperArgsError::RelativePath(_))
         ));
     }

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bridge;
+mod fidelity;
 mod sandbox;
 mod spine;
 

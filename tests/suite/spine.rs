@@ -539,7 +539,14 @@ async fn the_wrapper_started_by_hand_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
     let marker = marker.to_str().unwrap();
-    let touch = ["/usr/bin/touch", "/usr/bin/touch", "touch", marker];
+    let touch = [
+        "/usr/bin/touch",
+        "/usr/bin/touch",
+        "zsh:1: ",
+        "touch",
+        "touch",
+        marker,
+    ];
     // (what, socket descriptor argument)
     let cases = [
         ("no session", "-1"),
@@ -773,7 +780,13 @@ async fn a_request_from_another_uid_is_denied() {
     let mut command = std::process::Command::new(wrapper());
     command
         .arg(socket_fd.to_string())
-        .args(["/usr/bin/touch", "/usr/bin/touch", "touch"])
+        .args([
+            "/usr/bin/touch",
+            "/usr/bin/touch",
+            "zsh:1: ",
+            "touch",
+            "touch",
+        ])
         .arg(dir.path().join("marker"));
     session.prepare_shell(&mut command);
     std::os::unix::process::CommandExt::uid(&mut command, 65534);
