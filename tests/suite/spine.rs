@@ -597,10 +597,12 @@ async fn a_server_killed_mid_session_lets_nothing_run() {
     let go = dir.path().join("go");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let script = "/usr/bin/true && print > started; : < go; touch marker; print status=$?";
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_e2e-server"))
+    // session-host: a server in its own process, so that it can be killed.
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-host"))
         .arg(wrapper())
+        .arg(dir.path().join("report"))
         .arg(zsh())
-        .arg(script)
+        .args(["-f", "-c", script])
         .current_dir(dir.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
