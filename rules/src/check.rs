@@ -1,0 +1,63 @@
+//! The JSON `execgate policy check` prints: the shape of `codex execpolicy
+//! check`, plus the rule's origin and execution.
+
+use serde::Serialize;
+
+use crate::rule::Evaluation;
+
+/// `{"matchedRules": [{"prefixRuleMatch": {...}}], "decision": "..."}`;
+/// `decision` is absent when nothing matched.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    pub matched_rules: Vec<MatchedRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchedRule {
+    pub prefix_rule_match: PrefixRuleMatch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefixRuleMatch {
+    pub matched_prefix: Vec<String>,
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_program: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// Ours: `file:line`.
+    pub rule: String,
+    /// Ours: what an allowed or approved command runs as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+}
+
+impl From<&Evaluation> for CheckReport {
+    fn from(evaluation: &Evaluation) -> CheckReport {
+        CheckReport {
+            matched_rules: evaluation
+                .matched
+                .iter()
+                .map(|rule| MatchedRule {
+                    prefix_rule_match: PrefixRuleMatch {
+                        matched_prefix: rule.matched_prefix.clone(),
+                        decision: rule.decision.as_str(),
+                        resolved_program: rule
+                            .resolved_program
+                            .as_ref()
+                            .map(|path| path.display().to_string()),
+                        justification: rule.justification.clone(),
+                        rule: rule.origin.to_string(),
+                        execution: rule.execution.as_ref().map(ToString::to_string),
+                    },
+                })
+                .collect(),
+            decision: evaluation.decision().map(|decision| decision.as_str()),
+        }
+    }
+}

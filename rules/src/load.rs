@@ -1,0 +1,282 @@
+//! Reading rules files: Starlark, with `prefix_rule` and `host_executable`
+//! as the only builtins beyond the language itself.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use starlark::any::ProvidesStaticType;
+use starlark::environment::{GlobalsBuilder, Module};
+use starlark::eval::Evaluator;
+use starlark::starlark_module;
+use starlark::syntax::{AstModule, Dialect};
+use starlark::values::list::UnpackList;
+use starlark::values::none::NoneType;
+use starlark::values::Value;
+
+use crate::rule::{
+    MatchOptions, PatternToken, PrefixRule, RuleDecision, RuleExecution, RuleOrigin, RuleSet,
+};
+
+/// Why a rules file could not be loaded. Every variant names the file, and
+/// the line where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("cannot read rules file {}: {source}", .file.display())]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{}: {message}", .file.display(), .line.map_or_else(|| "?".to_owned(), |line| line.to_string()))]
+    Invalid {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// The line the error points at, 1-based, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            LoadError::Read { .. } => None,
+            LoadError::Invalid { line, .. } => *line,
+        }
+    }
+}
+
+/// What a file being evaluated has declared so far.
+#[derive(ProvidesStaticType)]
+struct Collector {
+    file: PathBuf,
+    home: Option<PathBuf>,
+    rules: RefCell<RuleSet>,
+}
+
+impl RuleSet {
+    /// Loads and merges rules files, in order.
+    pub fn load<P: AsRef<Path>>(files: &[P]) -> Result<RuleSet, LoadError> {
+        let mut set = RuleSet::default();
+        for file in files {
+            let file = file.as_ref();
+            let source = std::fs::read_to_string(file).map_err(|source| LoadError::Read {
+                file: file.to_path_buf(),
+                source,
+            })?;
+            set.merge(RuleSet::parse(file, &source)?);
+        }
+        Ok(set)
+    }
+
+    /// Evaluates one rules file's text; `file` names it in errors and
+    /// rule origins. `~` in `host_executable` paths is `$HOME`.
+    pub fn parse(file: &Path, source: &str) -> Result<RuleSet, LoadError> {
+        let invalid = |error: starlark::Error| LoadError::Invalid {
+            file: file.to_path_buf(),
+            line: error.span().map(|span| span.resolve_span().begin.line + 1),
+            message: error.without_diagnostic().to_string(),
+        };
+        let ast = AstModule::parse(
+            &file.display().to_string(),
+            source.to_owned(),
+            &Dialect::Standard,
+        )
+        .map_err(invalid)?;
+        let globals = GlobalsBuilder::standard().with(rules_builtins).build();
+        let module = Module::new();
+        let collector = Collector {
+            file: file.to_path_buf(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            rules: RefCell::new(RuleSet::default()),
+        };
+        {
+            let mut eval = Evaluator::new(&module);
+            eval.extra = Some(&collector);
+            eval.eval_module(ast, &globals).map_err(invalid)?;
+        }
+        let mut set = collector.rules.into_inner();
+        set.add_file(file.to_path_buf());
+        Ok(set)
+    }
+}
+
+/// A `pattern`, `match` or `not_match` element: a token or a list.
+type Element<'v> = starlark::values::Value<'v>;
+
+fn collector<'a>(eval: &'a Evaluator) -> anyhow::Result<&'a Collector> {
+    eval.extra
+        .and_then(|extra| extra.downcast_ref::<Collector>())
+        .ok_or_else(|| anyhow::anyhow!("rules builtins called outside a rules file"))
+}
+
+fn current_line(eval: &Evaluator) -> usize {
+    eval.call_stack_top_location()
+        .map_or(0, |span| span.resolve_span().begin.line + 1)
+}
+
+fn strings(value: Value, what: &str) -> anyhow::Result<Vec<String>> {
+    if let Some(text) = value.unpack_str() {
+        return Ok(vec![text.to_owned()]);
+    }
+    let list = starlark::values::list::ListRef::from_value(value).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{what}: expected a string or a list of strings, got {}",
+            value.get_type()
+        )
+    })?;
+    list.iter()
+        .map(|item| {
+            item.unpack_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("{what}: expected strings, got {}", item.get_type()))
+        })
+        .collect()
+}
+
+/// An example: a list of tokens, or a string split as a shell would.
+fn example_tokens(value: Value) -> anyhow::Result<Vec<String>> {
+    if let Some(text) = value.unpack_str() {
+        return shlex::split(text)
+            .ok_or_else(|| anyhow::anyhow!("example {text:?} is not a well-formed command line"));
+    }
+    strings(value, "example")
+}
+
+// Starlark keyword arguments become Rust parameters, one each.
+#[allow(clippy::too_many_arguments)]
+#[starlark_module]
+fn rules_builtins(builder: &mut GlobalsBuilder) {
+    /// `prefix_rule(pattern=[...], decision="allow", justification=None,
+    /// match=[], not_match=[], execution=None, exact=False)`.
+    fn prefix_rule<'v>(
+        #[starlark(require = named)] pattern: UnpackList<Element<'v>>,
+        #[starlark(require = named)] decision: Option<&str>,
+        #[starlark(require = named)] justification: Option<&str>,
+        #[starlark(require = named)] r#match: Option<UnpackList<Element<'v>>>,
+        #[starlark(require = named)] not_match: Option<UnpackList<Element<'v>>>,
+        #[starlark(require = named)] execution: Option<&str>,
+        #[starlark(require = named, default = false)] exact: bool,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> anyhow::Result<NoneType> {
+        let collector = collector(eval)?;
+        let line = current_line(eval);
+        let decision = match decision {
+            None => RuleDecision::Allow,
+            Some(text) => RuleDecision::parse(text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown decision {text:?}: expected \"allow\", \"prompt\" or \"forbidden\""
+                )
+            })?,
+        };
+        let mut elements = pattern.items.into_iter();
+        let first = elements
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("pattern must not be empty"))?;
+        let programs = strings(first, "pattern[0]")?;
+        let mut rest = Vec::new();
+        for (index, element) in elements.enumerate() {
+            let choices = strings(element, &format!("pattern[{}]", index + 1))?;
+            rest.push(match choices.len() {
+                0 => anyhow::bail!("pattern[{}] has no alternatives", index + 1),
+                1 => PatternToken::Exact(choices.into_iter().next().unwrap_or_default()),
+                _ => PatternToken::AnyOf(choices),
+            });
+        }
+        if programs.is_empty() || programs.iter().any(String::is_empty) {
+            anyhow::bail!("pattern[0] must name a program");
+        }
+        if justification.is_some_and(|text| text.trim().is_empty()) {
+            anyhow::bail!("justification must not be empty");
+        }
+        let execution = execution.map(|text| {
+            if text.is_empty() {
+                Err(anyhow::anyhow!("execution must not be empty"))
+            } else {
+                Ok(RuleExecution::parse(text))
+            }
+        });
+        let execution = execution.transpose()?;
+        if execution.is_some() && decision == RuleDecision::Forbidden {
+            anyhow::bail!("execution has no meaning on a forbidden rule");
+        }
+        let origin = RuleOrigin {
+            file: collector.file.clone(),
+            line,
+        };
+        let mut new_rules = RuleSet::default();
+        for program in programs {
+            new_rules.add_rule(PrefixRule {
+                program,
+                rest: rest.clone(),
+                exact,
+                decision,
+                justification: justification.map(str::to_owned),
+                execution: execution.clone(),
+                origin: origin.clone(),
+            });
+        }
+        // Examples are checked against this rule alone, so that a file
+        // documents what each rule does.
+        for example in r#match.map(|list| list.items).unwrap_or_default() {
+            let tokens = example_tokens(example)?;
+            if new_rules
+                .check(&tokens, MatchOptions::default())
+                .matched
+                .is_empty()
+            {
+                anyhow::bail!("match example {tokens:?} does not match this rule");
+            }
+        }
+        for example in not_match.map(|list| list.items).unwrap_or_default() {
+            let tokens = example_tokens(example)?;
+            if !new_rules
+                .check(&tokens, MatchOptions::default())
+                .matched
+                .is_empty()
+            {
+                anyhow::bail!("not_match example {tokens:?} matches this rule");
+            }
+        }
+        collector.rules.borrow_mut().merge(new_rules);
+        Ok(NoneType)
+    }
+
+    /// `host_executable(name="git", paths=["/usr/bin/git", "~/bin/git"])`.
+    fn host_executable<'v>(
+        #[starlark(require = named)] name: &str,
+        #[starlark(require = named)] paths: UnpackList<&'v str>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> anyhow::Result<NoneType> {
+        let collector = collector(eval)?;
+        if name.is_empty() || name.contains('/') {
+            anyhow::bail!("host_executable name {name:?} must be a bare program name");
+        }
+        let mut resolved = Vec::new();
+        for path in paths.items {
+            let path = match path.strip_prefix("~/") {
+                Some(rest) => collector
+                    .home
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("{path:?}: HOME is not set"))?
+                    .join(rest),
+                None => PathBuf::from(path),
+            };
+            if !path.is_absolute() {
+                anyhow::bail!("host_executable path {} must be absolute", path.display());
+            }
+            if path.file_name().and_then(|file| file.to_str()) != Some(name) {
+                anyhow::bail!(
+                    "host_executable path {} does not end in {name:?}",
+                    path.display()
+                );
+            }
+            resolved.push(path);
+        }
+        collector
+            .rules
+            .borrow_mut()
+            .add_host_executable(name.to_owned(), resolved);
+        Ok(NoneType)
+    }
+}

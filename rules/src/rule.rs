@@ -1,0 +1,329 @@
+//! Rules, rule sets and matching.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What a matching rule says. Ordered by strictness: when several rules
+/// match, the greatest wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleDecision {
+    Allow,
+    Prompt,
+    Forbidden,
+}
+
+impl RuleDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleDecision::Allow => "allow",
+            RuleDecision::Prompt => "prompt",
+            RuleDecision::Forbidden => "forbidden",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<RuleDecision> {
+        match text {
+            "allow" => Some(RuleDecision::Allow),
+            "prompt" => Some(RuleDecision::Prompt),
+            "forbidden" => Some(RuleDecision::Forbidden),
+            _ => None,
+        }
+    }
+}
+
+/// What an allowed or approved command runs as (our extension to the
+/// codex syntax: `execution = "..."`). Ordered by what it grants, least
+/// first: among equally strict matching rules, the least privileged wins.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleExecution {
+    /// The session's own sandbox, started by the server.
+    TurnDefault,
+    /// The session's sandbox plus a named profile's grants.
+    Profile(String),
+    /// Outside any sandbox. The default for `allow` and `prompt` rules.
+    Unsandboxed,
+}
+
+impl RuleExecution {
+    pub(crate) fn parse(text: &str) -> RuleExecution {
+        match text {
+            "unsandboxed" => RuleExecution::Unsandboxed,
+            "turn-default" => RuleExecution::TurnDefault,
+            profile => RuleExecution::Profile(profile.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for RuleExecution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleExecution::Unsandboxed => f.write_str("unsandboxed"),
+            RuleExecution::TurnDefault => f.write_str("turn-default"),
+            RuleExecution::Profile(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Where a rule was written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleOrigin {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+}
+
+impl fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// One position of a pattern: a token, or alternatives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PatternToken {
+    Exact(String),
+    AnyOf(Vec<String>),
+}
+
+impl PatternToken {
+    fn matches(&self, token: &str) -> bool {
+        match self {
+            PatternToken::Exact(expected) => expected == token,
+            PatternToken::AnyOf(choices) => choices.iter().any(|choice| choice == token),
+        }
+    }
+
+    pub(crate) fn choices(&self) -> &[String] {
+        match self {
+            PatternToken::Exact(token) => std::slice::from_ref(token),
+            PatternToken::AnyOf(choices) => choices,
+        }
+    }
+}
+
+/// A `prefix_rule`: one program and the arguments that must follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixRule {
+    /// The first token, exactly as written: a name or an absolute path.
+    pub(crate) program: String,
+    pub(crate) rest: Vec<PatternToken>,
+    /// `exact = True`: no arguments beyond the pattern.
+    pub(crate) exact: bool,
+    pub decision: RuleDecision,
+    pub justification: Option<String>,
+    pub execution: Option<RuleExecution>,
+    pub origin: RuleOrigin,
+}
+
+impl PrefixRule {
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// Whether `args` (argv without the program) start with this rule's
+    /// pattern; the matched tokens if so. `None` stands for an argument
+    /// that is not UTF-8, which no pattern token matches.
+    fn match_args(&self, args: &[Option<&str>]) -> Option<Vec<String>> {
+        if args.len() < self.rest.len() || (self.exact && args.len() != self.rest.len()) {
+            return None;
+        }
+        let mut matched = Vec::with_capacity(self.rest.len() + 1);
+        matched.push(self.program.clone());
+        for (token, arg) in self.rest.iter().zip(args) {
+            let arg = (*arg)?;
+            if !token.matches(arg) {
+                return None;
+            }
+            matched.push(arg.to_owned());
+        }
+        Some(matched)
+    }
+
+    pub(crate) fn rest(&self) -> &[PatternToken] {
+        &self.rest
+    }
+
+    pub(crate) fn is_exact(&self) -> bool {
+        self.exact
+    }
+}
+
+/// A rule that matched a command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// The program as the rule names it, then the arguments it matched.
+    pub matched_prefix: Vec<String>,
+    pub decision: RuleDecision,
+    /// The absolute path the program was resolved from, when the rule was
+    /// reached through a `host_executable` (basename) fallback.
+    pub resolved_program: Option<PathBuf>,
+    pub justification: Option<String>,
+    pub execution: Option<RuleExecution>,
+    pub origin: RuleOrigin,
+}
+
+/// Every rule that matched a command line, and the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Evaluation {
+    /// In the order the rules were loaded.
+    pub matched: Vec<RuleMatch>,
+}
+
+impl Evaluation {
+    /// The strictest decision among the matches; `None` when nothing
+    /// matched.
+    pub fn decision(&self) -> Option<RuleDecision> {
+        self.matched.iter().map(|rule| rule.decision).max()
+    }
+
+    /// The rule that decides: strictest decision first, then the least
+    /// privileged execution, then the first loaded.
+    pub fn deciding_rule(&self) -> Option<&RuleMatch> {
+        let decision = self.decision()?;
+        self.matched
+            .iter()
+            .filter(|rule| rule.decision == decision)
+            .min_by_key(|rule| rule.execution.clone().unwrap_or(RuleExecution::Unsandboxed))
+    }
+}
+
+/// How [`RuleSet::check`] treats an absolute program path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MatchOptions {
+    /// When no rule names the absolute path itself, try the rules for its
+    /// basename, but only if `host_executable` lists the path for that
+    /// name, or lists nothing for it.
+    pub resolve_host_executables: bool,
+}
+
+/// Rules from one or more files, merged in load order, indexed by program.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    by_program: HashMap<String, Vec<PrefixRule>>,
+    host_executables: HashMap<String, Vec<PathBuf>>,
+    count: usize,
+    files: Vec<PathBuf>,
+}
+
+impl RuleSet {
+    /// The number of `prefix_rule`s (one per first-token alternative).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The files loaded, in order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Every rule, grouped by program.
+    pub fn rules(&self) -> impl Iterator<Item = &PrefixRule> {
+        self.by_program.values().flatten()
+    }
+
+    /// The paths `host_executable` pins `name` to, if any.
+    pub fn host_executable(&self, name: &str) -> Option<&[PathBuf]> {
+        self.host_executables.get(name).map(Vec::as_slice)
+    }
+
+    pub(crate) fn add_rule(&mut self, rule: PrefixRule) {
+        self.count += 1;
+        self.by_program
+            .entry(rule.program.clone())
+            .or_default()
+            .push(rule);
+    }
+
+    pub(crate) fn add_host_executable(&mut self, name: String, paths: Vec<PathBuf>) {
+        self.host_executables.entry(name).or_default().extend(paths);
+    }
+
+    pub(crate) fn add_file(&mut self, file: PathBuf) {
+        self.files.push(file);
+    }
+
+    /// Appends `other`'s rules after this set's.
+    pub fn merge(&mut self, other: RuleSet) {
+        // Order only matters among one program's rules, and is kept there.
+        for (program, rules) in other.by_program {
+            self.count += rules.len();
+            self.by_program.entry(program).or_default().extend(rules);
+        }
+        for (name, paths) in other.host_executables {
+            self.add_host_executable(name, paths);
+        }
+        self.files.extend(other.files);
+    }
+
+    /// The rules that match `argv` (program first).
+    pub fn check<S: AsRef<str>>(&self, argv: &[S], options: MatchOptions) -> Evaluation {
+        let tokens: Vec<Option<&str>> = argv.iter().map(|arg| Some(arg.as_ref())).collect();
+        self.evaluate(&tokens, options)
+    }
+
+    /// [`check`](Self::check) for arguments that may not be UTF-8: such an
+    /// argument matches no pattern token.
+    pub fn check_os<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        argv: &[S],
+        options: MatchOptions,
+    ) -> Evaluation {
+        let tokens: Vec<Option<&str>> = argv.iter().map(|arg| arg.as_ref().to_str()).collect();
+        self.evaluate(&tokens, options)
+    }
+
+    fn evaluate(&self, argv: &[Option<&str>], options: MatchOptions) -> Evaluation {
+        let Some((Some(program), args)) = argv.split_first() else {
+            return Evaluation::default();
+        };
+        let exact = self.matches_for(program, args, None);
+        if !exact.is_empty() || !options.resolve_host_executables {
+            return Evaluation { matched: exact };
+        }
+        let path = Path::new(program);
+        if !path.is_absolute() {
+            return Evaluation::default();
+        }
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            return Evaluation::default();
+        };
+        if let Some(pinned) = self.host_executables.get(name) {
+            if !pinned.iter().any(|allowed| allowed == path) {
+                return Evaluation::default();
+            }
+        }
+        Evaluation {
+            matched: self.matches_for(name, args, Some(path)),
+        }
+    }
+
+    fn matches_for(
+        &self,
+        program: &str,
+        args: &[Option<&str>],
+        resolved: Option<&Path>,
+    ) -> Vec<RuleMatch> {
+        let Some(rules) = self.by_program.get(program) else {
+            return Vec::new();
+        };
+        rules
+            .iter()
+            .filter_map(|rule| {
+                let matched_prefix = rule.match_args(args)?;
+                Some(RuleMatch {
+                    matched_prefix,
+                    decision: rule.decision,
+                    resolved_program: resolved.map(Path::to_path_buf),
+                    justification: rule.justification.clone(),
+                    execution: rule.execution.clone(),
+                    origin: rule.origin.clone(),
+                })
+            })
+            .collect()
+    }
+}

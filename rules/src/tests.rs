@@ -1,0 +1,241 @@
+use std::path::Path;
+
+use crate::{lint, CheckReport, MatchOptions, RuleDecision, RuleExecution, RuleSet};
+
+fn rules(source: &str) -> RuleSet {
+    match RuleSet::parse(Path::new("test.rules"), source) {
+        Ok(set) => set,
+        Err(error) => panic!("{error}"),
+    }
+}
+
+fn decision(set: &RuleSet, argv: &str, resolve: bool) -> Option<RuleDecision> {
+    let argv = shlex::split(argv).unwrap_or_default();
+    set.check(
+        &argv,
+        MatchOptions {
+            resolve_host_executables: resolve,
+        },
+    )
+    .decision()
+}
+
+const README_EXAMPLE: &str = r#"
+host_executable(name = "git", paths = ["/usr/bin/git"])
+prefix_rule(
+    pattern = ["git", ["status", "diff", "log"]],
+    decision = "allow",
+    justification = "read-only git",
+    match = [["git", "status"], "git log -1"],
+    not_match = ["git push"],
+)
+prefix_rule(pattern = ["git", "push"], decision = "prompt", justification = "publishes work")
+prefix_rule(pattern = ["git", "push", "--force"], decision = "forbidden", justification = "rewrites shared history")
+prefix_rule(pattern = ["rm", "-rf", "/"], decision = "forbidden")
+prefix_rule(pattern = ["cargo", "fmt"], exact = True, execution = "turn-default")
+prefix_rule(pattern = ["curl"], decision = "prompt", execution = "network")
+prefix_rule(pattern = ["ls"])
+"#;
+
+#[test]
+fn decisions_table() {
+    let set = rules(README_EXAMPLE);
+    let cases: &[(&str, bool, Option<RuleDecision>)] = &[
+        ("git status", false, Some(RuleDecision::Allow)),
+        ("git diff --stat", false, Some(RuleDecision::Allow)),
+        ("git log -1", false, Some(RuleDecision::Allow)),
+        ("git commit", false, None),
+        ("git", false, None),
+        ("git push origin", false, Some(RuleDecision::Prompt)),
+        // Strictest wins: prompt and forbidden both match.
+        ("git push --force", false, Some(RuleDecision::Forbidden)),
+        ("rm -rf /", false, Some(RuleDecision::Forbidden)),
+        ("rm -rf /tmp", false, None),
+        ("cargo fmt", false, Some(RuleDecision::Allow)),
+        ("cargo fmt --all", false, None),
+        ("ls -la", false, Some(RuleDecision::Allow)),
+        // The exact token first: absolute paths need resolution...
+        ("/usr/bin/git status", false, None),
+        // ...pinned by host_executable for git,
+        ("/usr/bin/git status", true, Some(RuleDecision::Allow)),
+        ("/home/eve/bin/git status", true, None),
+        // ...and open for names host_executable says nothing about.
+        ("/bin/ls", true, Some(RuleDecision::Allow)),
+        // A relative path never falls back.
+        ("./ls", true, None),
+        ("", false, None),
+    ];
+    for (argv, resolve, expected) in cases {
+        assert_eq!(
+            decision(&set, argv, *resolve),
+            *expected,
+            "{argv} (resolve: {resolve})"
+        );
+    }
+}
+
+#[test]
+fn deciding_rule_carries_execution_and_origin() {
+    let set = rules(README_EXAMPLE);
+    let evaluation = set.check(&["cargo", "fmt"], MatchOptions::default());
+    let rule = evaluation.deciding_rule().expect("a match");
+    assert_eq!(rule.execution, Some(RuleExecution::TurnDefault));
+    assert_eq!(rule.origin.to_string(), "test.rules:13");
+    let curl = set.check(&["curl", "x"], MatchOptions::default());
+    assert_eq!(
+        curl.deciding_rule().and_then(|rule| rule.execution.clone()),
+        Some(RuleExecution::Profile("network".into()))
+    );
+}
+
+#[test]
+fn least_privileged_execution_wins_among_equals() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["make"], execution = "unsandboxed")
+prefix_rule(pattern = ["make", "test"], execution = "turn-default")
+"#,
+    );
+    let evaluation = set.check(&["make", "test"], MatchOptions::default());
+    assert_eq!(evaluation.matched.len(), 2);
+    assert_eq!(
+        evaluation
+            .deciding_rule()
+            .and_then(|rule| rule.execution.clone()),
+        Some(RuleExecution::TurnDefault)
+    );
+}
+
+#[test]
+fn alternatives_in_first_position_make_one_rule_each() {
+    let set = rules(r#"prefix_rule(pattern = [["rg", "grep"], "-n"], decision = "allow")"#);
+    assert_eq!(set.len(), 2);
+    assert_eq!(
+        decision(&set, "grep -n x", false),
+        Some(RuleDecision::Allow)
+    );
+    assert_eq!(decision(&set, "rg -n x", false), Some(RuleDecision::Allow));
+    assert_eq!(decision(&set, "rg x", false), None);
+}
+
+#[test]
+fn non_utf8_arguments_match_no_token() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let set = rules(r#"prefix_rule(pattern = ["echo", "\ufffd"])"#);
+    let argv = [OsString::from("echo"), OsString::from_vec(vec![0xff])];
+    assert!(set
+        .check_os(&argv, MatchOptions::default())
+        .matched
+        .is_empty());
+}
+
+#[test]
+fn files_merge_in_order_and_keep_their_origins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("a.rules");
+    let second = dir.path().join("b.rules");
+    std::fs::write(
+        &first,
+        r#"prefix_rule(pattern = ["git"], decision = "allow")"#,
+    )
+    .expect("write");
+    std::fs::write(
+        &second,
+        "\nprefix_rule(pattern = [\"git\", \"push\"], decision = \"forbidden\")",
+    )
+    .expect("write");
+    let set = RuleSet::load(&[&first, &second]).expect("load");
+    let evaluation = set.check(&["git", "push"], MatchOptions::default());
+    let origins: Vec<String> = evaluation
+        .matched
+        .iter()
+        .map(|m| m.origin.to_string())
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            format!("{}:1", first.display()),
+            format!("{}:2", second.display())
+        ]
+    );
+    assert_eq!(evaluation.decision(), Some(RuleDecision::Forbidden));
+}
+
+#[test]
+fn bad_files_name_file_and_line() {
+    let cases: &[(&str, usize, &str)] = &[
+        ("prefix_rule(pattern = [\"ls\"]\n", 2, "Parse error"),
+        ("\n\nprefix_rule(pattern = [\"ls\"], match = [\"cat x\"])", 3, "does not match"),
+        ("\nprefix_rule(pattern = [\"git\"], not_match = [\"git push\"])", 2, "matches this rule"),
+        ("prefix_rule(pattern = [\"ls\"], decision = \"maybe\")", 1, "unknown decision"),
+        ("prefix_rule(pattern = [])", 1, "must not be empty"),
+        ("prefix_rule(pattern = [\"ls\", 3])", 1, "expected"),
+        ("prefix_rule(pattern = [\"ls\"], colour = \"red\")", 1, "colour"),
+        ("\n\n\n\nhost_executable(name = \"git\", paths = [\"bin/git\"])", 5, "absolute"),
+        ("host_executable(name = \"git\", paths = [\"/usr/bin/python3\"])", 1, "does not end"),
+        ("prefix_rule(pattern = [\"rm\"], decision = \"forbidden\", execution = \"unsandboxed\")", 1, "no meaning"),
+    ];
+    for (source, line, needle) in cases {
+        let error = RuleSet::parse(Path::new("bad.rules"), source).expect_err(source);
+        let text = error.to_string();
+        assert_eq!(error.line(), Some(*line), "{source}: {text}");
+        assert!(text.starts_with(&format!("bad.rules:{line}: ")), "{text}");
+        assert!(text.contains(needle), "{source}: {text}");
+    }
+}
+
+#[test]
+fn check_report_has_the_codex_shape() {
+    let set = rules(README_EXAMPLE);
+    let argv = ["/usr/bin/git", "status"];
+    let report = CheckReport::from(&set.check(
+        &argv,
+        MatchOptions {
+            resolve_host_executables: true,
+        },
+    ));
+    let json = serde_json::to_value(&report).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "matchedRules": [{"prefixRuleMatch": {
+                "matchedPrefix": ["git", "status"],
+                "decision": "allow",
+                "resolvedProgram": "/usr/bin/git",
+                "justification": "read-only git",
+                "rule": "test.rules:3",
+            }}],
+            "decision": "allow",
+        })
+    );
+    let none = CheckReport::from(&set.check(&["true"], MatchOptions::default()));
+    assert_eq!(
+        serde_json::to_value(&none).expect("json"),
+        serde_json::json!({"matchedRules": []})
+    );
+}
+
+#[test]
+fn lint_names_escape_hatches() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["python3"], decision = "prompt")
+prefix_rule(pattern = ["bash", "-c"])
+prefix_rule(pattern = ["/usr/bin/env"])
+prefix_rule(pattern = ["find", "."])
+prefix_rule(pattern = ["git", "-c"])
+prefix_rule(pattern = ["git"])
+prefix_rule(pattern = ["git", "status"])
+prefix_rule(pattern = ["npm", ["ci", "run"]])
+prefix_rule(pattern = ["npm", "ci"])
+prefix_rule(pattern = ["make"], decision = "forbidden")
+prefix_rule(pattern = ["ls"])
+"#,
+    );
+    let warned: Vec<usize> = lint(&set)
+        .iter()
+        .map(|warning| warning.origin.line)
+        .collect();
+    assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9]);
+}
