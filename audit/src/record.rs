@@ -124,6 +124,9 @@ pub struct DecisionFields {
     pub decided_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_ms: Option<u64>,
+    /// Why the decision is not what the rule asked for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `rule.*`.
@@ -207,7 +210,11 @@ impl AuditRecord {
             error: None,
         };
         match event {
-            SessionEvent::Decided { request, decision } => {
+            SessionEvent::Decided {
+                request,
+                decision,
+                provenance,
+            } => {
                 let (name, execution, grants, reason, outcome) = describe(decision);
                 record.event = EventFields {
                     action: "decision".into(),
@@ -259,8 +266,15 @@ impl AuditRecord {
                     execution,
                     grants,
                     reason,
-                    decided_by: "default".into(),
-                    approval_ms: None,
+                    decided_by: provenance.decided_by.as_str().into(),
+                    approval_ms: provenance
+                        .approval_wait
+                        .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                    note: provenance.note.clone(),
+                });
+                record.rule = provenance.rule.as_ref().map(|rule| RuleFields {
+                    id: rule.id.clone(),
+                    justification: rule.justification.clone(),
                 });
                 record.environment = Some(environment(&request.env, options));
             }

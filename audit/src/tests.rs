@@ -46,6 +46,7 @@ fn decided(argv: Vec<OsString>, decision: Decision) -> SessionEvent {
     SessionEvent::Decided {
         request: request(argv),
         decision,
+        provenance: Default::default(),
     }
 }
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
-use crate::policy::{Decision, ExecContext, Execution};
+use crate::policy::{Decision, ExecContext, Execution, Verdict};
 use crate::resolve::{launch_plan, open_executable, LaunchPlan, OpenedExecutable};
 use crate::session::{LiveChild, Shared};
 use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
@@ -114,13 +114,17 @@ pub(crate) async fn serve_request(
         received,
     });
 
-    let decision = tokio::select! {
+    let Verdict {
+        decision,
+        provenance,
+    } = tokio::select! {
         () = cancel.cancelled() => return,
-        decision = shared.config.policy.decide(&context) => decision,
+        verdict = shared.config.policy.decide(&context) => verdict,
     };
     let decided = SessionEvent::Decided {
         request: context.clone(),
         decision: decision.clone(),
+        provenance,
     };
     if let Err(error) = shared.record(&decided) {
         let reason = format!("cannot write the audit log ({error}); nothing runs unrecorded");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use execgate_protocol::Termination;
 
-use crate::policy::{Decision, ExecContext};
+use crate::policy::{Decision, ExecContext, Provenance};
 
 /// Receives a session's events, synchronously, on the worker that produced
 /// them: keep it quick (hand off to a channel for slow work).
@@ -38,6 +38,7 @@ pub enum SessionEvent {
     Decided {
         request: Arc<ExecContext>,
         decision: Decision,
+        provenance: Provenance,
     },
     /// An escalated child is running.
     Started { request_id: u64, pid: i32 },

@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::Duration;
 
 use execgate_sandbox::PermissionProfile;
 
@@ -76,8 +77,75 @@ pub enum Decision {
     Deny { reason: String },
 }
 
+/// Who or what reached a decision, as the audit log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DecidedBy {
+    /// No rule applied: the policy's default.
+    #[default]
+    Default,
+    /// A rule decided on its own (`allow`, `forbidden`).
+    Rule,
+    /// A person answered an approval prompt.
+    User,
+    /// An earlier "approve for the session" answer.
+    SessionCache,
+    /// The request is a registered skill's script.
+    Skill,
+}
+
+impl DecidedBy {
+    /// `default`, `rule`, `user`, `session-cache` or `skill`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedBy::Default => "default",
+            DecidedBy::Rule => "rule",
+            DecidedBy::User => "user",
+            DecidedBy::SessionCache => "session-cache",
+            DecidedBy::Skill => "skill",
+        }
+    }
+}
+
+/// The rule behind a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// `file:line`.
+    pub id: String,
+    pub justification: Option<String>,
+}
+
+/// How a decision was reached: what the audit log records beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Provenance {
+    pub decided_by: DecidedBy,
+    pub rule: Option<RuleRef>,
+    /// How long the approver took, when one was asked.
+    pub approval_wait: Option<Duration>,
+    /// Why the decision is not what the rule asked for (an escalation
+    /// refused, a grant narrowed), when it is not.
+    pub note: Option<String>,
+}
+
+/// A decision and how it was reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub provenance: Provenance,
+}
+
+impl From<Decision> for Verdict {
+    /// A decision with [`DecidedBy::Default`] provenance.
+    fn from(decision: Decision) -> Verdict {
+        Verdict {
+            decision,
+            provenance: Provenance::default(),
+        }
+    }
+}
+
 /// A boxed future, so that policies can be async and still be trait objects.
-pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Decision> + Send + 'a>>;
+pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 
 /// Decides every exec of a session. Called concurrently, once per request;
 /// a request is untrusted input, and a policy that cannot decide should
@@ -92,7 +160,7 @@ where
     F: Fn(&ExecContext) -> Decision + Send + Sync + 'static,
 {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
-        let decision = self(request);
-        Box::pin(std::future::ready(decision))
+        let verdict = Verdict::from(self(request));
+        Box::pin(std::future::ready(verdict))
     }
 }
