@@ -6,7 +6,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use base64::Engine;
-use execgate_escalate_server::sandbox::{FsTarget, NetworkPolicy, PermissionProfile};
 use execgate_escalate_server::{Decision, Execution, SessionEvent, Termination};
 use globset::GlobSet;
 use serde::{Deserialize, Serialize};
@@ -357,41 +356,11 @@ fn describe(decision: &Decision) -> Described {
         Decision::Escalate(Execution::Permissions(profile)) => (
             "escalate",
             Some("permissions".into()),
-            Some(grants(profile)),
+            Some(profile.grants()),
             None,
             "success",
         ),
         other => ("unknown", None, None, Some(format!("{other:?}")), "failure"),
-    }
-}
-
-fn grants(profile: &PermissionProfile) -> Vec<String> {
-    match profile {
-        PermissionProfile::Managed {
-            file_system,
-            network,
-        } => file_system
-            .entries
-            .iter()
-            .map(|entry| {
-                let target = match &entry.target {
-                    FsTarget::Path(path) => path.to_string(),
-                    FsTarget::Special(root) => format!("{root:?}"),
-                    FsTarget::DenyGlob(glob) => glob.clone(),
-                };
-                format!("{target}={:?}", entry.access).to_lowercase()
-            })
-            .chain(std::iter::once(format!(
-                "network={}",
-                if *network == NetworkPolicy::Enabled {
-                    "enabled"
-                } else {
-                    "restricted"
-                }
-            )))
-            .collect(),
-        PermissionProfile::Disabled => vec!["sandbox=disabled".into()],
-        PermissionProfile::External { .. } => vec!["sandbox=external".into()],
     }
 }
 

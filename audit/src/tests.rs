@@ -39,6 +39,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
             "LANG=C".into(),
         ],
         received: std::time::Instant::now(),
+        sandbox: None,
     })
 }
 

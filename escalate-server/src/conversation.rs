@@ -112,6 +112,10 @@ pub(crate) async fn serve_request(
         cwd,
         env,
         received,
+        sandbox: shared
+            .sandbox
+            .as_ref()
+            .and_then(|sandbox| sandbox.resolved_default.clone()),
     });
 
     let Verdict {

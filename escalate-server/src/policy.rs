@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use execgate_sandbox::PermissionProfile;
+use std::sync::Arc;
+
+use execgate_sandbox::{PermissionProfile, ResolvedPolicy};
 
 /// The requester as the kernel reports it (`SO_PEERCRED`), in the server's
 /// pid namespace. Nothing here is taken from the request itself.
@@ -50,6 +52,10 @@ pub struct ExecContext {
     /// When the server accepted the request's connection: decision latency
     /// is measured from here.
     pub received: std::time::Instant,
+    /// The session's sandbox as resolved: `None` when execgate does not
+    /// confine the shell. Policies ask it whether the sandbox could have
+    /// written a file (an executable the shell could have swapped).
+    pub sandbox: Option<Arc<ResolvedPolicy>>,
 }
 
 /// How an escalated command runs.

@@ -309,13 +309,43 @@ impl Session {
         args: &[OsString],
         terminal: Terminal,
     ) -> std::process::Command {
-        let mut command = match &self.shared.sandbox {
-            Some(ActiveSandbox {
-                launcher,
-                context,
-                resolved_default: Some(policy),
-                ..
-            }) => {
+        let policy = self
+            .shared
+            .sandbox
+            .as_ref()
+            .and_then(|sandbox| sandbox.resolved_default.clone());
+        self.shell_command_in(shell, args, terminal, policy)
+    }
+
+    /// [`shell_command_on`](Self::shell_command_on) in the session's
+    /// profile plus `extra` grants: one command that was granted more
+    /// (requested permissions). Fails when the merged profile cannot be
+    /// resolved; never falls back to fewer restrictions than asked for.
+    pub fn shell_command_with(
+        &self,
+        shell: &Path,
+        args: &[OsString],
+        terminal: Terminal,
+        extra: &PermissionProfile,
+    ) -> Result<std::process::Command, SandboxError> {
+        let policy = match &self.shared.sandbox {
+            Some(sandbox) => sandbox.policy_with(Some(extra))?,
+            None => None,
+        };
+        Ok(self.shell_command_in(shell, args, terminal, policy))
+    }
+
+    fn shell_command_in(
+        &self,
+        shell: &Path,
+        args: &[OsString],
+        terminal: Terminal,
+        policy: Option<Arc<ResolvedPolicy>>,
+    ) -> std::process::Command {
+        let mut command = match (&self.shared.sandbox, policy) {
+            (Some(ActiveSandbox {
+                launcher, context, ..
+            }), Some(policy)) => {
                 // The file itself, by a path that exists inside the view: a
                 // symlink cannot be a bind target, and `..` may pass through
                 // directories the view does not have.
@@ -325,7 +355,7 @@ impl Session {
                 launcher.set_terminal(terminal);
                 let mut argv = vec![shell.into_os_string()];
                 argv.extend(args.iter().cloned());
-                launcher.command(policy, &context.cwd, &argv)
+                launcher.command(&policy, &context.cwd, &argv)
             }
             _ => {
                 let mut command = std::process::Command::new(shell);

@@ -50,7 +50,7 @@ pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use profile::{
-    parse_target, AbsolutePath, Access, FileSystemPolicy, FsEntry, FsTarget, NetworkPolicy,
+    parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget, NetworkPolicy,
     PermissionProfile, ProfileSet, SpecialRoot,
 };
 pub use resolve::{

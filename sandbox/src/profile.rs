@@ -258,6 +258,131 @@ impl PermissionProfile {
     }
 }
 
+impl SpecialRoot {
+    /// As written in profiles: `:root`, `:cwd`...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecialRoot::Root => ":root",
+            SpecialRoot::Minimal => ":minimal",
+            SpecialRoot::Cwd => ":cwd",
+            SpecialRoot::Tmpdir => ":tmpdir",
+            SpecialRoot::WorkspaceRoots => ":workspace_roots",
+        }
+    }
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+            Access::None => "none",
+        }
+    }
+}
+
+impl PermissionProfile {
+    /// The grants, one line each (`TARGET=ACCESS`, then `network=...`), for
+    /// prompts and audit records.
+    pub fn grants(&self) -> Vec<String> {
+        let network = |network: &NetworkPolicy| match network {
+            NetworkPolicy::Enabled => "network=enabled".to_owned(),
+            NetworkPolicy::Restricted => "network=restricted".to_owned(),
+        };
+        match self {
+            PermissionProfile::Managed {
+                file_system,
+                network: net,
+            } => file_system
+                .entries
+                .iter()
+                .map(|entry| {
+                    let target = match &entry.target {
+                        FsTarget::Path(path) => path.to_string(),
+                        FsTarget::Special(root) => root.as_str().to_owned(),
+                        FsTarget::DenyGlob(glob) => glob.clone(),
+                    };
+                    format!("{target}={}", entry.access.as_str())
+                })
+                .chain(std::iter::once(network(net)))
+                .collect(),
+            PermissionProfile::Disabled => vec!["sandbox=disabled".into()],
+            PermissionProfile::External { network: net } => {
+                vec!["sandbox=external".into(), network(net)]
+            }
+        }
+    }
+}
+
+/// Grants on top of a session's profile, as a skill declares them
+/// (`permissions.toml` in its directory) or a caller requests them for one
+/// command:
+///
+/// ```toml
+/// justification = "writes the release notes"
+/// network = "enabled"
+/// filesystem = { "../notes" = "write", "/opt/cache" = "read" }
+/// ```
+///
+/// Relative paths resolve against the file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdditionalPermissions {
+    /// A `Managed` profile holding only the extra entries.
+    pub profile: PermissionProfile,
+    pub justification: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdditionalSpec {
+    justification: Option<String>,
+    #[serde(default)]
+    filesystem: BTreeMap<String, AccessSpec>,
+    network: Option<NetworkSpec>,
+}
+
+impl AdditionalPermissions {
+    /// Parses the TOML above; `origin` names the file in errors and is the
+    /// base for relative paths.
+    pub fn from_toml(text: &str, origin: Option<&Path>) -> Result<Self, SandboxError> {
+        let name =
+            || origin.map_or_else(|| "<inline>".to_owned(), |path| path.display().to_string());
+        let spec: AdditionalSpec = toml::from_str(text).map_err(|error| SandboxError::Config {
+            file: name(),
+            reason: error.to_string(),
+        })?;
+        let base = origin.and_then(Path::parent);
+        let mut file_system = FileSystemPolicy::default();
+        for (target, access) in &spec.filesystem {
+            let access = match access {
+                AccessSpec::Read => Access::Read,
+                AccessSpec::Write => Access::Write,
+                AccessSpec::None => Access::None,
+            };
+            file_system.push(parse_target(target, base)?, access)?;
+        }
+        Ok(AdditionalPermissions {
+            profile: PermissionProfile::Managed {
+                file_system,
+                network: match spec.network {
+                    Some(NetworkSpec::Enabled) => NetworkPolicy::Enabled,
+                    Some(NetworkSpec::Restricted) | None => NetworkPolicy::Restricted,
+                },
+            },
+            justification: spec.justification,
+        })
+    }
+
+    /// Reads and parses a permissions file.
+    pub fn load(file: &Path) -> Result<Self, SandboxError> {
+        let text = std::fs::read_to_string(file).map_err(|error| SandboxError::Config {
+            file: file.display().to_string(),
+            reason: error.to_string(),
+        })?;
+        Self::from_toml(&text, Some(file))
+    }
+}
+
 /// One profile as written in TOML.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
