@@ -227,7 +227,9 @@ fn shell(args: SessionArgs) -> Result<i32> {
 
 fn show_event(event: &SessionEvent) {
     match event {
-        SessionEvent::Decided { request, decision, .. } => eprintln!(
+        SessionEvent::Decided {
+            request, decision, ..
+        } => eprintln!(
             "execgate: {} {:?} -> {decision:?}",
             request.executable.canonical_path.display(),
             request.argv

@@ -18,18 +18,28 @@
 //! with the session socket missing: a configuration that cannot be
 //! enforced is an error.
 
+mod approval;
 mod environment;
+mod policy;
 mod session;
+mod skills;
 mod tools;
 
 use std::path::PathBuf;
 
+pub use approval::{
+    ApprovalAnswer, ApprovalClock, ApprovalFuture, ApprovalReason, ApprovalRequest, ApproveAll,
+    Approver, DenyAll,
+};
 pub use environment::{EnvInherit, EnvPolicy, CORE_VARIABLES, DEFAULT_EXCLUDES};
 pub use execgate_escalate_server as server;
+pub use execgate_rules as rules;
+pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
 pub use session::{
     CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
     ShellSessionConfig, Stdio3,
 };
+pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
 pub use tools::{Tools, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH};
 
 /// Why a session or command could not start.
@@ -54,6 +64,12 @@ pub enum BridgeError {
     Session(#[from] execgate_escalate_server::StartError),
     #[error("bad environment pattern {pattern:?}: {reason}")]
     EnvPattern { pattern: String, reason: String },
+    #[error("requested permissions need an approver: build the session with an ExecPolicy")]
+    NoApprover,
+    #[error("the approver aborted the command")]
+    Aborted,
+    #[error("the session has ended")]
+    SessionEnded,
     #[error("{what}: {source}")]
     Io {
         what: String,

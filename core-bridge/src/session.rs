@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext, Terminal};
+use execgate_escalate_server::sandbox::{
+    AdditionalPermissions, Launcher, PermissionProfile, SandboxContext, Terminal,
+};
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventSink, Policy, Session, SessionConfig, SessionSandbox,
 };
@@ -16,7 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::approval::{sleep_excluding_approvals, ApprovalClock};
 use crate::environment::EnvPolicy;
+use crate::policy::ExecPolicy;
 use crate::tools::Tools;
 use crate::BridgeError;
 
@@ -40,6 +44,9 @@ pub struct ShellSessionConfig {
     pub audit: Option<Arc<dyn AuditSink>>,
     /// Whether a decision that cannot be recorded is denied (the default).
     pub audit_failure: AuditFailure,
+    /// Set when `policy` is an [`ExecPolicy`]: its approval clock pauses
+    /// command timeouts, and its approver answers permission requests.
+    pub exec_policy: Option<ExecPolicy>,
 }
 
 impl ShellSessionConfig {
@@ -57,17 +64,26 @@ impl ShellSessionConfig {
             events: None,
             audit: None,
             audit_failure: AuditFailure::Deny,
+            exec_policy: None,
         }
+    }
+
+    /// [`new`](Self::new) with rules, skills and approvals deciding.
+    pub fn with_exec_policy(cwd: impl Into<PathBuf>, tools: Tools, policy: ExecPolicy) -> Self {
+        let mut config = ShellSessionConfig::new(cwd, tools, Arc::new(policy.clone()));
+        config.exec_policy = Some(policy);
+        config
     }
 }
 
 /// A running session: every command run through it shares one escalation
 /// server and one sandbox profile. Dropping it kills everything it started.
 pub struct ShellSession {
-    session: Session,
+    session: Arc<Session>,
     env: Vec<(OsString, OsString)>,
     zsh: PathBuf,
     cwd: PathBuf,
+    exec_policy: Option<ExecPolicy>,
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
     /// `#!/usr/bin/env zsh` scripts run the patched zsh.
     _zsh_dir: tempfile::TempDir,
@@ -91,6 +107,10 @@ pub struct RunOptions {
     /// Bytes of stdout plus stderr kept; the rest is drained and dropped.
     pub output_limit: usize,
     pub stdio: Stdio3,
+    /// Run this one command with more than the session's profile, if the
+    /// approver grants it: the command gets the requested grants the
+    /// approver kept, never more. Needs an [`ExecPolicy`].
+    pub request_permissions: Option<AdditionalPermissions>,
 }
 
 impl Default for RunOptions {
@@ -100,6 +120,7 @@ impl Default for RunOptions {
             cancel: CancellationToken::new(),
             output_limit: 1 << 20,
             stdio: Stdio3::Captured,
+            request_permissions: None,
         }
     }
 }
@@ -177,6 +198,7 @@ impl ShellSession {
             events,
             audit,
             audit_failure,
+            exec_policy,
         } = config;
         let cwd = std::fs::canonicalize(&cwd).map_err(|source| BridgeError::Io {
             what: format!("working directory {}", cwd.display()),
@@ -240,10 +262,11 @@ impl ShellSession {
         env.retain(|(name, _)| name != "PATH");
         env.push(("PATH".into(), path));
         Ok(ShellSession {
-            session,
+            session: Arc::new(session),
             env,
             zsh: zsh_dir.path().join("zsh"),
             cwd,
+            exec_policy,
             _zsh_dir: zsh_dir,
         })
     }
@@ -256,101 +279,83 @@ impl ShellSession {
         &self.cwd
     }
 
-    /// Runs `command` with `zsh -f -c` in the session.
+    /// Runs `command` with `zsh -f -c` in the session. With requested
+    /// permissions, the approver is asked first; the timeout starts once
+    /// the shell does, and stops while approvals are pending.
     pub fn run(&self, command: &str, options: RunOptions) -> Result<RunHandle, BridgeError> {
         let args = [OsString::from("-f"), "-c".into(), command.into()];
-        let mut shell = self.session.shell_command(&self.zsh, &args);
-        shell.env_clear().envs(self.env.iter().cloned());
-        shell.envs(self.session.shell_env());
-        shell.current_dir(&self.cwd);
-        // Its own process group, so that nothing it leaves behind survives
-        // the end of the command.
-        shell.process_group(0);
-        match options.stdio {
-            Stdio3::Captured => {
-                shell
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-            }
-            Stdio3::Inherited => {
-                shell
-                    .stdin(Stdio::inherit())
-                    .stdout(Stdio::inherit())
-                    .stderr(Stdio::inherit());
-            }
-        }
-        let mut child = tokio::process::Command::from(shell)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| BridgeError::Io {
-                what: "cannot start the shell".into(),
-                source,
-            })?;
+        let requested = match (&options.request_permissions, &self.exec_policy) {
+            (None, _) => None,
+            (Some(requested), Some(policy)) => Some((requested.clone(), policy.clone())),
+            (Some(_), None) => return Err(BridgeError::NoApprover),
+        };
+        let plain_shell = match requested {
+            None => Some(self.shell(&args, None)?),
+            Some(_) => None,
+        };
+        let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
+        let session_shell = self.shell_factory(args.to_vec());
+        let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
         let (sender, chunks) = mpsc::unbounded_channel();
         let outcome = tokio::spawn(async move {
-            let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-            let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
-            let stdout = child.stdout.take().map(|pipe| {
-                tokio::spawn(collect(
-                    pipe,
-                    OutputChunk::Stdout,
-                    sender.clone(),
-                    budget.clone(),
-                ))
-            });
-            let stderr = child.stderr.take().map(|pipe| {
-                tokio::spawn(collect(
-                    pipe,
-                    OutputChunk::Stderr,
-                    sender.clone(),
-                    budget.clone(),
-                ))
-            });
-            drop(sender);
-            let deadline = async {
-                match options.timeout {
-                    Some(timeout) => tokio::time::sleep(timeout).await,
-                    None => std::future::pending().await,
+            let shell = match (plain_shell, requested) {
+                (Some(shell), _) => shell,
+                (None, Some((requested, policy))) => {
+                    let granted = policy
+                        .grant_permissions(
+                            &zsh,
+                            &command,
+                            &cwd,
+                            &requested.profile,
+                            requested.justification.clone(),
+                        )
+                        .await
+                        .map_err(|_| BridgeError::Aborted)?;
+                    session_shell(granted.as_ref())?
                 }
+                (None, None) => return Err(BridgeError::NoApprover),
             };
-            let (mut timed_out, mut cancelled) = (false, false);
-            let status = tokio::select! {
-                status = child.wait() => status,
-                () = deadline => {
-                    timed_out = true;
-                    kill_group(pgid);
-                    child.wait().await
-                }
-                () = options.cancel.cancelled() => {
-                    cancelled = true;
-                    kill_group(pgid);
-                    child.wait().await
-                }
-            };
-            // Background jobs the command left in its group go with it. The
-            // group id cannot name another process while any member lives.
-            kill_group(pgid);
-            let status = status.map_err(|source| BridgeError::Io {
-                what: "cannot wait for the shell".into(),
-                source,
-            })?;
-            let (stdout, out_truncated) = join_collector(stdout).await;
-            let (stderr, err_truncated) = join_collector(stderr).await;
-            Ok(RunOutcome {
-                status: match (status.code(), status.signal()) {
-                    (Some(code), _) => CommandStatus::Exited(code),
-                    (None, Some(signal)) => CommandStatus::Signaled(signal),
-                    (None, None) => CommandStatus::Exited(-1),
-                },
-                stdout,
-                stderr,
-                truncated: out_truncated || err_truncated,
-                timed_out,
-                cancelled,
-            })
+            run_shell(shell, options, clock, sender).await
         });
         Ok(RunHandle { chunks, outcome })
+    }
+
+    /// The command for `zsh ARGS` in the session, with `extra` grants.
+    fn shell(
+        &self,
+        args: &[OsString],
+        extra: Option<&PermissionProfile>,
+    ) -> Result<std::process::Command, BridgeError> {
+        self.shell_factory(args.to_vec())(extra)
+    }
+
+    /// Builds shell commands later, from a task that cannot borrow `self`.
+    fn shell_factory(
+        &self,
+        args: Vec<OsString>,
+    ) -> impl FnOnce(Option<&PermissionProfile>) -> Result<std::process::Command, BridgeError>
+           + Send
+           + 'static {
+        // Weak: a command still waiting for approval must not keep a
+        // dropped session alive.
+        let session = Arc::downgrade(&self.session);
+        let (zsh, env, cwd) = (self.zsh.clone(), self.env.clone(), self.cwd.clone());
+        move |extra| {
+            let session = session.upgrade().ok_or(BridgeError::SessionEnded)?;
+            let mut shell = match extra {
+                None => session.shell_command(&zsh, &args),
+                Some(extra) => {
+                    session.shell_command_with(&zsh, &args, Terminal::Detached, extra)?
+                }
+            };
+            shell.env_clear().envs(env.iter().cloned());
+            shell.envs(session.shell_env());
+            shell.current_dir(&cwd);
+            // Its own process group, so that nothing it leaves behind
+            // survives the end of the command.
+            shell.process_group(0);
+            Ok(shell)
+        }
     }
 
     /// Runs an interactive `zsh -i` on the caller's terminal, in the
@@ -381,7 +386,8 @@ impl ShellSession {
 
     /// Ends the session: every escalated child is killed and reaped.
     pub async fn shutdown(self) {
-        self.session.shutdown().await;
+        self.session.cancel();
+        self.session.finished().await;
     }
 }
 
@@ -392,6 +398,96 @@ fn kill_group(pgid: Option<i32>) {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+}
+
+/// Starts `shell` and follows it to its end.
+async fn run_shell(
+    mut shell: std::process::Command,
+    options: RunOptions,
+    clock: Option<ApprovalClock>,
+    sender: mpsc::UnboundedSender<OutputChunk>,
+) -> Result<RunOutcome, BridgeError> {
+    match options.stdio {
+        Stdio3::Captured => {
+            shell
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        Stdio3::Inherited => {
+            shell
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+        }
+    }
+    let mut child = tokio::process::Command::from(shell)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| BridgeError::Io {
+            what: "cannot start the shell".into(),
+            source,
+        })?;
+    let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
+    let stdout = child.stdout.take().map(|pipe| {
+        tokio::spawn(collect(
+            pipe,
+            OutputChunk::Stdout,
+            sender.clone(),
+            budget.clone(),
+        ))
+    });
+    let stderr = child.stderr.take().map(|pipe| {
+        tokio::spawn(collect(
+            pipe,
+            OutputChunk::Stderr,
+            sender.clone(),
+            budget.clone(),
+        ))
+    });
+    drop(sender);
+    let deadline = async {
+        match options.timeout {
+            Some(timeout) => sleep_excluding_approvals(timeout, clock).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (mut timed_out, mut cancelled) = (false, false);
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = deadline => {
+            timed_out = true;
+            kill_group(pgid);
+            child.wait().await
+        }
+        () = options.cancel.cancelled() => {
+            cancelled = true;
+            kill_group(pgid);
+            child.wait().await
+        }
+    };
+    // Background jobs the command left in its group go with it. The group
+    // id cannot name another process while any member lives.
+    kill_group(pgid);
+    let status = status.map_err(|source| BridgeError::Io {
+        what: "cannot wait for the shell".into(),
+        source,
+    })?;
+    let (stdout, out_truncated) = join_collector(stdout).await;
+    let (stderr, err_truncated) = join_collector(stderr).await;
+    Ok(RunOutcome {
+        status: match (status.code(), status.signal()) {
+            (Some(code), _) => CommandStatus::Exited(code),
+            (None, Some(signal)) => CommandStatus::Signaled(signal),
+            (None, None) => CommandStatus::Exited(-1),
+        },
+        stdout,
+        stderr,
+        truncated: out_truncated || err_truncated,
+        timed_out,
+        cancelled,
+    })
 }
 
 /// Reads a stream to its end, streaming and keeping what fits in the

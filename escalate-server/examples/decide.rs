@@ -31,7 +31,9 @@ fn decide(request: &ExecContext) -> Decision {
 
 fn show(event: &SessionEvent) {
     match event {
-        SessionEvent::Decided { request, decision, .. } => eprintln!(
+        SessionEvent::Decided {
+            request, decision, ..
+        } => eprintln!(
             "[execgate] {} {:?} -> {decision:?}",
             request.executable.canonical_path.display(),
             request.argv,

@@ -47,8 +47,8 @@ pub use events::{AuditFailure, AuditSink, EventSink, SessionEvent};
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use policy::{
-    DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy, Provenance,
-    ResolvedExecutable, RuleRef, Verdict,
+    DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy,
+    Provenance, ResolvedExecutable, RuleRef, Verdict,
 };
 pub use resolve::ResolveError;
 pub use session::{Session, SessionConfig, SessionSandbox, StartError};

@@ -343,9 +343,12 @@ impl Session {
         policy: Option<Arc<ResolvedPolicy>>,
     ) -> std::process::Command {
         let mut command = match (&self.shared.sandbox, policy) {
-            (Some(ActiveSandbox {
-                launcher, context, ..
-            }), Some(policy)) => {
+            (
+                Some(ActiveSandbox {
+                    launcher, context, ..
+                }),
+                Some(policy),
+            ) => {
                 // The file itself, by a path that exists inside the view: a
                 // symlink cannot be a bind target, and `..` may pass through
                 // directories the view does not have.

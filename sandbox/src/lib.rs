@@ -50,8 +50,8 @@ pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use profile::{
-    parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget, NetworkPolicy,
-    PermissionProfile, ProfileSet, SpecialRoot,
+    parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,
+    NetworkPolicy, PermissionProfile, ProfileSet, SpecialRoot,
 };
 pub use resolve::{
     GlobExpansion, PathRule, ResolvedPolicy, SandboxContext, GLOB_MAX_DEPTH, GLOB_MAX_MATCHES,

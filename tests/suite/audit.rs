@@ -64,7 +64,9 @@ async fn every_decision_and_exit_has_its_record() {
             .events()
             .iter()
             .filter_map(|event| match event {
-                SessionEvent::Decided { request, decision, .. } => Some((
+                SessionEvent::Decided {
+                    request, decision, ..
+                } => Some((
                     request.request_id,
                     match decision {
                         Decision::Run => "run",

@@ -1,0 +1,215 @@
+//! Asking a person: the approver trait, its answers, and the clock that
+//! keeps approval time out of command timeouts.
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+// tokio's clock, so that tests can pause and advance it.
+use tokio::time::Instant;
+
+use execgate_escalate_server::sandbox::PermissionProfile;
+use execgate_escalate_server::{Execution, RuleRef};
+
+/// Why a request needs a person's approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalReason {
+    /// A `prompt` rule matched.
+    Rule(RuleRef),
+    /// A skill's script, whose skill declares permissions.
+    Skill { name: String, script: PathBuf },
+    /// The caller asked that one command run with more permissions.
+    RequestedPermissions { justification: Option<String> },
+}
+
+/// What the approver is asked.
+#[derive(Debug, Clone)]
+pub struct ApprovalRequest {
+    /// The canonical path of the program (for requested permissions: the
+    /// shell).
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub reason: ApprovalReason,
+    /// What the command runs as once approved.
+    pub execution: Execution,
+    /// Grants beyond the session's profile that come with approval
+    /// (skills, requested permissions).
+    pub permissions: Option<PermissionProfile>,
+}
+
+/// The approver's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApprovalAnswer {
+    ApproveOnce,
+    /// Approve this exact request (same file, arguments and directory) for
+    /// the rest of the session.
+    ApproveForSession,
+    /// For requested permissions: approve with only these grants. Only what
+    /// was requested as well is kept.
+    ApprovePartly(PermissionProfile),
+    Decline,
+    /// Decline, and stop the whole command that asked.
+    Abort,
+}
+
+/// A boxed answer, so that approvers can be async and trait objects.
+pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = ApprovalAnswer> + Send + 'a>>;
+
+/// Answers approval requests. Called concurrently; identical requests that
+/// arrive while one is pending are asked once.
+pub trait Approver: Send + Sync + 'static {
+    fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a>;
+}
+
+/// Declines everything: for scripts and tests (`--approval deny`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DenyAll;
+
+impl Approver for DenyAll {
+    fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(std::future::ready(ApprovalAnswer::Decline))
+    }
+}
+
+/// Approves everything once: for tests (`--approval approve`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApproveAll;
+
+impl Approver for ApproveAll {
+    fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(std::future::ready(ApprovalAnswer::ApproveOnce))
+    }
+}
+
+/// Any async function of the request is an approver.
+impl<F, Fut> Approver for F
+where
+    F: Fn(ApprovalRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ApprovalAnswer> + Send + 'static,
+{
+    fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(self(request.clone()))
+    }
+}
+
+/// How long approvals have been pending: command timeouts stop while any
+/// approval of the session waits for an answer, overlapping ones counted
+/// once.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalClock {
+    state: Arc<Mutex<ClockState>>,
+}
+
+#[derive(Debug, Default)]
+struct ClockState {
+    pending: usize,
+    since: Option<Instant>,
+    paused: Duration,
+}
+
+impl ApprovalClock {
+    /// Total time during which at least one approval was pending.
+    pub fn paused(&self) -> Duration {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.paused + state.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Marks an approval pending until the guard drops.
+    pub(crate) fn pending(&self) -> PendingApproval {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.pending += 1;
+        if state.pending == 1 {
+            state.since = Some(Instant::now());
+        }
+        PendingApproval {
+            clock: self.clone(),
+        }
+    }
+}
+
+pub(crate) struct PendingApproval {
+    clock: ApprovalClock,
+}
+
+impl Drop for PendingApproval {
+    fn drop(&mut self) {
+        let mut state = self
+            .clock
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state.pending = state.pending.saturating_sub(1);
+        if state.pending == 0 {
+            if let Some(since) = state.since.take() {
+                state.paused += since.elapsed();
+            }
+        }
+    }
+}
+
+/// Sleeps until `timeout` has passed, not counting time when approvals
+/// were pending.
+pub(crate) async fn sleep_excluding_approvals(timeout: Duration, clock: Option<ApprovalClock>) {
+    let Some(clock) = clock else {
+        return tokio::time::sleep(timeout).await;
+    };
+    let start = Instant::now();
+    let paused_at_start = clock.paused();
+    loop {
+        let paused = clock.paused().saturating_sub(paused_at_start);
+        let counted = start.elapsed().saturating_sub(paused);
+        if counted >= timeout {
+            return;
+        }
+        // Wake at the deadline as it stands; an approval in between moves
+        // it, and the next round sees that.
+        let left = (timeout - counted).max(Duration::from_millis(5));
+        tokio::time::sleep(left).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn overlapping_approvals_pause_the_clock_once() {
+        let clock = ApprovalClock::default();
+        let first = clock.pending();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = clock.pending();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(second);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Pending from 0 to 300 ms, the overlap counted once.
+        assert_eq!(clock.paused(), Duration::from_millis(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeouts_stop_while_an_approval_waits() {
+        let clock = ApprovalClock::default();
+        let waiting = clock.pending();
+        let start = Instant::now();
+        let sleeper = tokio::spawn(sleep_excluding_approvals(
+            Duration::from_millis(100),
+            Some(clock.clone()),
+        ));
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!sleeper.is_finished());
+        drop(waiting);
+        sleeper.await.expect("sleeper");
+        let slept = start.elapsed();
+        assert!(
+            slept >= Duration::from_millis(1100) && slept < Duration::from_millis(1200),
+            "{slept:?}"
+        );
+    }
+}

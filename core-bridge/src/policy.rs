@@ -1,0 +1,489 @@
+//! The policy users configure: rules files, approvals, skills.
+//!
+//! For each exec, in order:
+//!
+//! 1. A script in a registered skill's `scripts/` is a skill script,
+//!    whatever the rules say: without declared permissions it runs in the
+//!    session's sandbox (`Escalate(TurnDefault)`, no prompt: it gains
+//!    nothing); with them, it needs approval and then runs with exactly
+//!    those grants on top (`Permissions`).
+//! 2. Otherwise the rules decide, matched on the canonical executable path
+//!    (with `host_executable` resolution) and the argv after it; `argv[0]`
+//!    is never looked at. No match: `Run`. `forbidden`: `Deny` with the
+//!    justification. `allow`: escalate with the rule's execution. `prompt`:
+//!    ask the approver (or the session cache), then escalate or deny.
+//!
+//! An escalation that would leave the sandbox (`Unsandboxed` or extra
+//! grants) is refused, and the exec runs in place instead, when the
+//! sandbox could have written the executable or the interpreter its `#!`
+//! line names: otherwise the shell could swap in a program of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use execgate_escalate_server::sandbox::{PermissionProfile, ProfileSet, ResolvedPolicy};
+use execgate_escalate_server::{
+    DecidedBy, Decision, DecisionFuture, ExecContext, Execution, Policy, Provenance, RuleRef,
+    Verdict,
+};
+use execgate_rules::{MatchOptions, RuleDecision, RuleExecution, RuleSet};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::approval::{
+    ApprovalAnswer, ApprovalClock, ApprovalReason, ApprovalRequest, Approver, DenyAll,
+};
+use crate::skills::{Skill, SkillRegistry};
+
+/// What an [`ExecPolicy`] is built from.
+#[derive(Clone)]
+pub struct ExecPolicyConfig {
+    pub rules: Arc<RuleSet>,
+    pub skills: SkillRegistry,
+    /// Named profiles a rule's `execution` may name.
+    pub profiles: Arc<ProfileSet>,
+    pub approver: Arc<dyn Approver>,
+}
+
+impl Default for ExecPolicyConfig {
+    /// No rules, no skills, every approval declined: everything runs in
+    /// place, in the sandbox.
+    fn default() -> Self {
+        ExecPolicyConfig {
+            rules: Arc::new(RuleSet::default()),
+            skills: SkillRegistry::default(),
+            profiles: Arc::new(ProfileSet::default()),
+            approver: Arc::new(DenyAll),
+        }
+    }
+}
+
+/// Why a policy could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    #[error("{rule}: execution names profile {name:?}, which is not defined ({reason}); define it under [profiles.{name}] in the config file")]
+    UnknownProfile {
+        rule: String,
+        name: String,
+        reason: String,
+    },
+}
+
+/// The aborted answer to a permissions request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the approver aborted the command")]
+pub struct Aborted;
+
+/// Rules, skills and approvals as a session [`Policy`]. Cheap to clone:
+/// clones share the session cache and the pending prompts.
+#[derive(Clone)]
+pub struct ExecPolicy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rules: Arc<RuleSet>,
+    skills: SkillRegistry,
+    /// The profiles rules name, resolved once.
+    executions: HashMap<String, PermissionProfile>,
+    approver: Arc<dyn Approver>,
+    clock: ApprovalClock,
+    /// "Approve for the session" answers.
+    approved: Mutex<HashSet<ApprovalKey>>,
+    /// Prompts in flight: identical requests wait for the same answer.
+    pending: Mutex<HashMap<ApprovalKey, Arc<OnceCell<(ApprovalAnswer, std::time::Duration)>>>>,
+}
+
+/// What an approval is for. Exact: same file (path and identity), same
+/// arguments, same directory, same execution; a skill's by skill and
+/// script. A session approval never covers anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ApprovalKey {
+    Command {
+        program: PathBuf,
+        device: u64,
+        inode: u64,
+        args: Vec<OsString>,
+        cwd: PathBuf,
+        execution: String,
+    },
+    Skill {
+        skill: String,
+        script: PathBuf,
+        device: u64,
+        inode: u64,
+    },
+}
+
+impl ExecPolicy {
+    /// Checks that every profile the rules name exists.
+    pub fn new(config: ExecPolicyConfig) -> Result<ExecPolicy, PolicyError> {
+        let mut executions = HashMap::new();
+        for rule in config.rules.rules() {
+            if let Some(RuleExecution::Profile(name)) = &rule.execution {
+                let profile =
+                    config
+                        .profiles
+                        .get(name)
+                        .map_err(|error| PolicyError::UnknownProfile {
+                            rule: rule.origin.to_string(),
+                            name: name.clone(),
+                            reason: error.to_string(),
+                        })?;
+                executions.insert(name.clone(), profile);
+            }
+        }
+        Ok(ExecPolicy {
+            inner: Arc::new(Inner {
+                rules: config.rules,
+                skills: config.skills,
+                executions,
+                approver: config.approver,
+                clock: ApprovalClock::default(),
+                approved: Mutex::new(HashSet::new()),
+                pending: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Time spent waiting for approvals, for timeouts that exclude it.
+    pub fn approval_clock(&self) -> ApprovalClock {
+        self.inner.clock.clone()
+    }
+
+    /// Asks whether one command may run with `requested` on top of the
+    /// session's profile. Returns what it runs with: the requested grants
+    /// the approver kept (all, part, or `None` for none).
+    pub async fn grant_permissions(
+        &self,
+        shell: &Path,
+        command: &str,
+        cwd: &Path,
+        requested: &PermissionProfile,
+        justification: Option<String>,
+    ) -> Result<Option<PermissionProfile>, Aborted> {
+        let request = ApprovalRequest {
+            program: shell.to_path_buf(),
+            argv: vec![shell.as_os_str().to_owned(), "-c".into(), command.into()],
+            cwd: cwd.to_path_buf(),
+            reason: ApprovalReason::RequestedPermissions { justification },
+            execution: Execution::Permissions(requested.clone()),
+            permissions: Some(requested.clone()),
+        };
+        let (answer, _) = self.inner.ask(None, &request).await;
+        match answer {
+            ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => {
+                Ok(Some(requested.clone()))
+            }
+            ApprovalAnswer::ApprovePartly(granted) => {
+                Ok(Some(requested.intersected_with(&granted)))
+            }
+            ApprovalAnswer::Decline => Ok(None),
+            ApprovalAnswer::Abort => Err(Aborted),
+        }
+    }
+}
+
+impl Policy for ExecPolicy {
+    fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
+        Box::pin(self.inner.decide(request))
+    }
+}
+
+impl Inner {
+    async fn decide(&self, request: &ExecContext) -> Verdict {
+        let program = &request.executable.canonical_path;
+        if let Some(skill) = self.skills.owner_of(program) {
+            return self.decide_skill(skill, request).await;
+        }
+        let mut argv: Vec<OsString> = Vec::with_capacity(request.argv.len().max(1));
+        argv.push(program.as_os_str().to_owned());
+        argv.extend(request.argv.iter().skip(1).cloned());
+        let evaluation = self.rules.check_os(
+            &argv,
+            MatchOptions {
+                resolve_host_executables: true,
+            },
+        );
+        let Some(rule) = evaluation.deciding_rule() else {
+            return Decision::Run.into();
+        };
+        let rule_ref = RuleRef {
+            id: rule.origin.to_string(),
+            justification: rule.justification.clone(),
+        };
+        let by_rule = Provenance {
+            decided_by: DecidedBy::Rule,
+            rule: Some(rule_ref.clone()),
+            ..Provenance::default()
+        };
+        let execution = match &rule.execution {
+            None | Some(RuleExecution::Unsandboxed) => Execution::Unsandboxed,
+            Some(RuleExecution::TurnDefault) => Execution::TurnDefault,
+            Some(RuleExecution::Profile(name)) => match self.executions.get(name) {
+                Some(profile) => Execution::Permissions(profile.clone()),
+                None => {
+                    return Verdict {
+                        decision: Decision::Deny {
+                            reason: format!("rule {} names unknown profile {name:?}", rule_ref.id),
+                        },
+                        provenance: by_rule,
+                    }
+                }
+            },
+        };
+        match rule.decision {
+            RuleDecision::Forbidden => Verdict {
+                decision: Decision::Deny {
+                    reason: match &rule_ref.justification {
+                        Some(why) => format!("forbidden by {}: {why}", rule_ref.id),
+                        None => format!("forbidden by {}", rule_ref.id),
+                    },
+                },
+                provenance: by_rule,
+            },
+            RuleDecision::Allow => checked_escalation(request, execution, by_rule),
+            RuleDecision::Prompt => {
+                if let Some(refused) = refusal(request, &execution) {
+                    return run_instead(by_rule, refused);
+                }
+                let key = ApprovalKey::Command {
+                    program: program.clone(),
+                    device: request.executable.device,
+                    inode: request.executable.inode,
+                    args: request.argv.iter().skip(1).cloned().collect(),
+                    cwd: request.cwd.clone(),
+                    execution: format!("{execution:?}"),
+                };
+                let approval = ApprovalRequest {
+                    program: program.clone(),
+                    argv: request.argv.clone(),
+                    cwd: request.cwd.clone(),
+                    reason: ApprovalReason::Rule(rule_ref.clone()),
+                    execution: execution.clone(),
+                    permissions: None,
+                };
+                self.approved_or_asked(request, key, approval, execution, Some(rule_ref))
+                    .await
+            }
+        }
+    }
+
+    async fn decide_skill(&self, skill: &Skill, request: &ExecContext) -> Verdict {
+        let Some(grants) = &skill.permissions else {
+            // Its own sandbox, the session's: nothing gained, nothing to ask.
+            return Verdict {
+                decision: Decision::Escalate(Execution::TurnDefault),
+                provenance: Provenance {
+                    decided_by: DecidedBy::Skill,
+                    note: Some(format!("script of skill {}", skill.name)),
+                    ..Provenance::default()
+                },
+            };
+        };
+        let execution = Execution::Permissions(grants.clone());
+        if let Some(refused) = refusal(request, &execution) {
+            return run_instead(
+                Provenance {
+                    decided_by: DecidedBy::Skill,
+                    ..Provenance::default()
+                },
+                refused,
+            );
+        }
+        let key = ApprovalKey::Skill {
+            skill: skill.name.clone(),
+            script: request.executable.canonical_path.clone(),
+            device: request.executable.device,
+            inode: request.executable.inode,
+        };
+        let approval = ApprovalRequest {
+            program: request.executable.canonical_path.clone(),
+            argv: request.argv.clone(),
+            cwd: request.cwd.clone(),
+            reason: ApprovalReason::Skill {
+                name: skill.name.clone(),
+                script: request.executable.canonical_path.clone(),
+            },
+            execution: execution.clone(),
+            permissions: Some(grants.clone()),
+        };
+        self.approved_or_asked(request, key, approval, execution, None)
+            .await
+    }
+
+    /// The session cache, else the approver.
+    async fn approved_or_asked(
+        &self,
+        request: &ExecContext,
+        key: ApprovalKey,
+        approval: ApprovalRequest,
+        execution: Execution,
+        rule: Option<RuleRef>,
+    ) -> Verdict {
+        let cached = self
+            .approved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key);
+        if cached {
+            return Verdict {
+                decision: Decision::Escalate(execution),
+                provenance: Provenance {
+                    decided_by: DecidedBy::SessionCache,
+                    rule,
+                    ..Provenance::default()
+                },
+            };
+        }
+        let (answer, waited) = self.ask(Some(key.clone()), &approval).await;
+        let provenance = Provenance {
+            decided_by: DecidedBy::User,
+            rule,
+            approval_wait: Some(waited),
+            note: None,
+        };
+        let decision = match answer {
+            ApprovalAnswer::ApproveForSession => {
+                self.approved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key);
+                Decision::Escalate(execution)
+            }
+            // A partial answer only means something for requested
+            // permissions; here it approves once what was asked.
+            ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApprovePartly(_) => {
+                Decision::Escalate(execution)
+            }
+            ApprovalAnswer::Decline => Decision::Deny {
+                reason: "declined by the approver".into(),
+            },
+            ApprovalAnswer::Abort => {
+                abort_command(request.peer.pid);
+                Decision::Deny {
+                    reason: "aborted by the approver".into(),
+                }
+            }
+        };
+        Verdict {
+            decision,
+            provenance,
+        }
+    }
+
+    /// Asks the approver, once for identical requests in flight.
+    async fn ask(
+        &self,
+        key: Option<ApprovalKey>,
+        approval: &ApprovalRequest,
+    ) -> (ApprovalAnswer, std::time::Duration) {
+        let _pending = self.clock.pending();
+        let ask = || async {
+            let started = Instant::now();
+            let answer = self.approver.approve(approval).await;
+            (answer, started.elapsed())
+        };
+        let Some(key) = key else {
+            return ask().await;
+        };
+        let cell = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let answer = cell.get_or_init(ask).await.clone();
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, &cell))
+        {
+            pending.remove(&key);
+        }
+        answer
+    }
+}
+
+/// `execution`, unless the sandbox could have written what it would run.
+fn checked_escalation(
+    request: &ExecContext,
+    execution: Execution,
+    provenance: Provenance,
+) -> Verdict {
+    match refusal(request, &execution) {
+        Some(refused) => run_instead(provenance, refused),
+        None => Verdict {
+            decision: Decision::Escalate(execution),
+            provenance,
+        },
+    }
+}
+
+fn run_instead(mut provenance: Provenance, why: String) -> Verdict {
+    provenance.note = Some(why);
+    Verdict {
+        decision: Decision::Run,
+        provenance,
+    }
+}
+
+/// Why this escalation must not happen: it would leave the sandbox with a
+/// file the sandbox could have written.
+fn refusal(request: &ExecContext, execution: &Execution) -> Option<String> {
+    if *execution == Execution::TurnDefault {
+        return None;
+    }
+    let view = request.sandbox.as_deref()?;
+    let program = &request.executable.canonical_path;
+    if view.can_write(program) {
+        return Some(format!(
+            "escalation refused: {} is writable from the sandbox",
+            program.display()
+        ));
+    }
+    let interpreter = shebang_interpreter(program, &request.cwd)?;
+    let interpreter = std::fs::canonicalize(&interpreter).unwrap_or(interpreter);
+    writable(view, &interpreter).then(|| {
+        format!(
+            "escalation refused: {}'s interpreter {} is writable from the sandbox",
+            program.display(),
+            interpreter.display()
+        )
+    })
+}
+
+fn writable(view: &ResolvedPolicy, path: &Path) -> bool {
+    view.can_write(path)
+}
+
+/// The interpreter a `#!` line names, if the file has one.
+fn shebang_interpreter(program: &Path, cwd: &Path) -> Option<PathBuf> {
+    let mut head = Vec::with_capacity(execgate_protocol::SHEBANG_LIMIT);
+    std::fs::File::open(program)
+        .ok()?
+        .take(execgate_protocol::SHEBANG_LIMIT as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    let shebang = execgate_protocol::parse_shebang(&head)?;
+    // A relative interpreter is looked up from the directory the command
+    // runs in, as the kernel does.
+    Some(cwd.join(shebang.interpreter))
+}
+
+/// Stops the command that asked: its process group, unless that group is
+/// ours.
+fn abort_command(pid: i32) {
+    use nix::unistd::{getpgid, getpgrp, Pid};
+    let Ok(group) = getpgid(Some(Pid::from_raw(pid))) else {
+        return;
+    };
+    if group != getpgrp() && group.as_raw() > 1 {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+}

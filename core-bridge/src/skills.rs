@@ -1,0 +1,181 @@
+//! Skills: directories with a `SKILL.md`, a `scripts/` folder and
+//! optionally the permissions their scripts need.
+
+use std::path::{Path, PathBuf};
+
+use execgate_escalate_server::sandbox::{AdditionalPermissions, PermissionProfile};
+
+/// The file a skill declares its permissions in.
+pub const SKILL_PERMISSIONS_FILE: &str = "permissions.toml";
+
+/// One registered skill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skill {
+    /// From `SKILL.md`'s front matter (`name: ...`), else the directory's
+    /// name.
+    pub name: String,
+    /// Canonical.
+    pub root: PathBuf,
+    /// Canonical: an exec whose resolved path lies below is this skill's
+    /// script.
+    pub scripts: PathBuf,
+    /// What its scripts need beyond the session's profile; `None`: nothing.
+    pub permissions: Option<PermissionProfile>,
+}
+
+/// Why a skill could not be registered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SkillError {
+    #[error("{}: not a skill directory (no SKILL.md in it or in its subdirectories)", .0.display())]
+    NotASkill(PathBuf),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Permissions(#[from] execgate_escalate_server::sandbox::SandboxError),
+}
+
+/// The skills of a session.
+#[derive(Debug, Clone, Default)]
+pub struct SkillRegistry {
+    skills: Vec<Skill>,
+}
+
+impl SkillRegistry {
+    /// Registers each directory: a skill itself (it has `SKILL.md`), or a
+    /// directory whose subdirectories are skills.
+    pub fn load<P: AsRef<Path>>(dirs: &[P]) -> Result<SkillRegistry, SkillError> {
+        let mut registry = SkillRegistry::default();
+        for dir in dirs {
+            let dir = dir.as_ref();
+            if dir.join("SKILL.md").is_file() {
+                registry.skills.push(Skill::load(dir)?);
+                continue;
+            }
+            let entries = std::fs::read_dir(dir).map_err(|source| SkillError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let mut found = false;
+            let mut children: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|path| path.join("SKILL.md").is_file())
+                .collect();
+            children.sort();
+            for child in children {
+                registry.skills.push(Skill::load(&child)?);
+                found = true;
+            }
+            if !found {
+                return Err(SkillError::NotASkill(dir.to_path_buf()));
+            }
+        }
+        Ok(registry)
+    }
+
+    pub fn skills(&self) -> &[Skill] {
+        &self.skills
+    }
+
+    /// The skill whose `scripts/` holds `program` (a canonical path).
+    pub fn owner_of(&self, program: &Path) -> Option<&Skill> {
+        self.skills
+            .iter()
+            .find(|skill| program.starts_with(&skill.scripts) && program != skill.scripts)
+    }
+}
+
+impl Skill {
+    /// Reads one skill directory.
+    pub fn load(dir: &Path) -> Result<Skill, SkillError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SkillError::Io { path, source }
+        };
+        let root = std::fs::canonicalize(dir).map_err(io(dir))?;
+        let manifest = root.join("SKILL.md");
+        let text = std::fs::read_to_string(&manifest).map_err(io(&manifest))?;
+        let name = front_matter_name(&text)
+            .or_else(|| {
+                root.file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| root.display().to_string());
+        let permissions_file = root.join(SKILL_PERMISSIONS_FILE);
+        let permissions = if permissions_file.exists() {
+            Some(AdditionalPermissions::load(&permissions_file)?.profile)
+        } else {
+            None
+        };
+        Ok(Skill {
+            name,
+            scripts: root.join("scripts"),
+            root,
+            permissions,
+        })
+    }
+}
+
+/// `name:` in a `---`-delimited front matter.
+fn front_matter_name(text: &str) -> Option<String> {
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "---" {
+        return None;
+    }
+    lines
+        .take_while(|line| line.trim() != "---")
+        .find_map(|line| line.strip_prefix("name:"))
+        .map(|name| name.trim().trim_matches(['"', '\'']).to_owned())
+        .filter(|name| !name.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skills_load_with_and_without_permissions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("plain");
+        let granted = dir.path().join("granted");
+        for skill in [&plain, &granted] {
+            std::fs::create_dir_all(skill.join("scripts")).expect("mkdir");
+        }
+        std::fs::write(plain.join("SKILL.md"), "# Plain\n").expect("write");
+        std::fs::write(granted.join("SKILL.md"), "---\nname: release-notes\n---\n").expect("write");
+        std::fs::write(
+            granted.join(SKILL_PERMISSIONS_FILE),
+            "filesystem = { \"../notes\" = \"write\" }\n",
+        )
+        .expect("write");
+        let registry = SkillRegistry::load(&[dir.path()]).expect("load");
+        let names: Vec<&str> = registry.skills().iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["release-notes", "plain"]);
+        let root = std::fs::canonicalize(dir.path()).expect("canonical");
+        let owner = registry.owner_of(&root.join("plain/scripts/run.sh"));
+        assert_eq!(owner.map(|skill| skill.name.as_str()), Some("plain"));
+        assert_eq!(owner.and_then(|skill| skill.permissions.clone()), None);
+        assert!(registry.owner_of(&root.join("plain/SKILL.md")).is_none());
+        let grants = registry.skills()[0]
+            .permissions
+            .as_ref()
+            .map(PermissionProfile::grants)
+            .unwrap_or_default();
+        assert_eq!(
+            grants,
+            [
+                format!("{}=write", root.join("notes").display()),
+                "network=restricted".to_owned()
+            ]
+        );
+        assert!(matches!(
+            SkillRegistry::load(&[plain.join("scripts")]),
+            Err(SkillError::NotASkill(_))
+        ));
+    }
+}
