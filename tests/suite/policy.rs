@@ -1,0 +1,664 @@
+//! Rules, approvals, skills and requested permissions, through the real
+//! zsh in the real sandbox: what is allowed leaves the sandbox, and nothing
+//! else does.
+
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use execgate_audit::{read_records, AuditLog, RecordOptions, Rotation, SessionAudit};
+use execgate_core_bridge::rules::RuleSet;
+use execgate_core_bridge::server::sandbox::{AdditionalPermissions, PermissionProfile, ProfileSet};
+use execgate_core_bridge::server::{DecidedBy, SessionEvent};
+use execgate_core_bridge::{
+    ApprovalAnswer, ApprovalReason, ApprovalRequest, Approver, DenyAll, ExecPolicy,
+    ExecPolicyConfig, RunOptions, RunOutcome, ShellSession, ShellSessionConfig, SkillRegistry,
+    Tools,
+};
+
+use super::*;
+
+/// A workspace and a directory outside it, under /var/tmp (read-only in
+/// the sandbox, unlike /tmp).
+struct Place {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    ws: PathBuf,
+    outside: PathBuf,
+}
+
+impl Place {
+    fn new() -> Place {
+        let dir = tempfile::Builder::new()
+            .prefix("execgate-policy")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let (ws, outside) = (root.join("ws"), root.join("outside"));
+        fs::create_dir(&ws).unwrap();
+        fs::create_dir(&outside).unwrap();
+        Place {
+            _dir: dir,
+            root,
+            ws,
+            outside,
+        }
+    }
+
+    fn rules(&self, source: &str) -> Arc<RuleSet> {
+        let file = self.root.join("test.rules");
+        fs::write(&file, source).unwrap();
+        Arc::new(RuleSet::load(&[&file]).unwrap())
+    }
+
+    /// `{outside}` and `{ws}` replaced.
+    fn script(&self, text: &str) -> String {
+        text.replace("{outside}", self.outside.to_str().unwrap())
+            .replace("{ws}", self.ws.to_str().unwrap())
+    }
+}
+
+/// Counts the questions and answers each with `answer`, after `delay`.
+#[derive(Clone)]
+struct Scripted {
+    asked: Arc<Mutex<Vec<ApprovalRequest>>>,
+    answer: ApprovalAnswer,
+    delay: Duration,
+}
+
+impl Scripted {
+    fn new(answer: ApprovalAnswer) -> Scripted {
+        Scripted {
+            asked: Arc::default(),
+            answer,
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn asked(&self) -> Vec<ApprovalRequest> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Approver for Scripted {
+    fn approve<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> execgate_core_bridge::ApprovalFuture<'a> {
+        Box::pin(async move {
+            self.asked.lock().unwrap().push(request.clone());
+            tokio::time::sleep(self.delay).await;
+            self.answer.clone()
+        })
+    }
+}
+
+struct Setup {
+    rules: Arc<RuleSet>,
+    approver: Arc<dyn Approver>,
+    skills: SkillRegistry,
+    profiles: ProfileSet,
+    audit: Option<PathBuf>,
+}
+
+impl Setup {
+    fn rules(rules: Arc<RuleSet>) -> Setup {
+        Setup {
+            rules,
+            approver: Arc::new(DenyAll),
+            skills: SkillRegistry::default(),
+            profiles: ProfileSet::default(),
+            audit: None,
+        }
+    }
+
+    fn approver(mut self, approver: impl Approver) -> Setup {
+        self.approver = Arc::new(approver);
+        self
+    }
+
+    fn start(self, place: &Place, recorder: &Recorder) -> ShellSession {
+        let policy = ExecPolicy::new(ExecPolicyConfig {
+            rules: self.rules,
+            skills: self.skills,
+            profiles: Arc::new(self.profiles),
+            approver: self.approver,
+        })
+        .unwrap();
+        let tools = Tools {
+            zsh: zsh(),
+            wrapper: wrapper(),
+            sandbox_helper: sandbox_helper(),
+        };
+        let mut config = ShellSessionConfig::with_exec_policy(&place.ws, tools, policy);
+        config.events = Some(recorder.sink());
+        if let Some(log) = self.audit {
+            let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
+            config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
+        }
+        ShellSession::start(config).unwrap()
+    }
+}
+
+async fn run(session: &ShellSession, script: &str) -> RunOutcome {
+    run_with(session, script, RunOptions::default()).await
+}
+
+async fn run_with(session: &ShellSession, script: &str, options: RunOptions) -> RunOutcome {
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(60)),
+        ..options
+    };
+    session.run(script, options).unwrap().wait().await.unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// (program, decision, decided_by, rule id, note) of every decision.
+fn provenances(
+    recorder: &Recorder,
+) -> Vec<(String, String, DecidedBy, Option<String>, Option<String>)> {
+    recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::Decided {
+                request,
+                decision,
+                provenance,
+            } => Some((
+                request.executable.canonical_path.display().to_string(),
+                match decision {
+                    Decision::Run => "run".to_owned(),
+                    Decision::Escalate(execution) => format!("escalate {execution:?}"),
+                    Decision::Deny { .. } => "deny".to_owned(),
+                    other => format!("{other:?}"),
+                },
+                provenance.decided_by,
+                provenance.rule.map(|rule| rule.id),
+                provenance.note,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_commands_leave_the_sandbox_forbidden_ones_do_not_run() {
+    let place = Place::new();
+    let rules = place.rules(
+        r#"
+prefix_rule(pattern = ["touch"], decision = "allow", justification = "touch anything")
+prefix_rule(pattern = ["rm"], decision = "forbidden", justification = "nothing gets deleted")
+"#,
+    );
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    fs::write(place.outside.join("keep"), "").unwrap();
+    let outcome = run(
+        &session,
+        &place.script(
+            "touch {outside}/allowed; print touch=$?; mkdir {outside}/dir; print mkdir=$?; \
+             rm -f {outside}/keep; print rm=$?",
+        ),
+    )
+    .await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "touch=0\nmkdir=1\nrm=126\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    assert!(place.outside.join("allowed").exists());
+    assert!(!place.outside.join("dir").exists());
+    assert!(place.outside.join("keep").exists());
+    let stderr = text(&outcome.stderr);
+    assert!(
+        stderr.contains("forbidden by ") && stderr.contains("test.rules:3: nothing gets deleted"),
+        "{stderr}"
+    );
+    let rules_file = place.root.join("test.rules").display().to_string();
+    assert_eq!(
+        provenances(&recorder),
+        [
+            (
+                "/usr/bin/touch".into(),
+                "escalate Unsandboxed".into(),
+                DecidedBy::Rule,
+                Some(format!("{rules_file}:2")),
+                None
+            ),
+            (
+                "/usr/bin/mkdir".into(),
+                "run".into(),
+                DecidedBy::Default,
+                None,
+                None
+            ),
+            (
+                "/usr/bin/rm".into(),
+                "deny".into(),
+                DecidedBy::Rule,
+                Some(format!("{rules_file}:3")),
+                None
+            ),
+        ]
+    );
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prompts_ask_the_approver_and_its_answer_holds() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    for (answer, expected, exists) in [
+        (ApprovalAnswer::ApproveOnce, "0", true),
+        (ApprovalAnswer::Decline, "126", false),
+    ] {
+        let recorder = Recorder::default();
+        let approver = Scripted::new(answer.clone());
+        let session = Setup::rules(rules.clone())
+            .approver(approver.clone())
+            .start(&place, &recorder);
+        let target = place.outside.join(format!("{answer:?}"));
+        let outcome = run(&session, &format!("touch {}; print $?", target.display())).await;
+        assert_eq!(
+            text(&outcome.stdout),
+            format!("{expected}\n"),
+            "{}",
+            text(&outcome.stderr)
+        );
+        assert_eq!(target.exists(), exists, "{answer:?}");
+        let asked = approver.asked();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].program, Path::new("/usr/bin/touch"));
+        assert!(matches!(asked[0].reason, ApprovalReason::Rule(_)));
+        let decided = provenances(&recorder);
+        assert_eq!(decided[0].2, DecidedBy::User);
+        session.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_approvals_cover_exactly_what_was_approved() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let approver = Scripted::new(ApprovalAnswer::ApproveForSession);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let script = place.script("touch {outside}/a; touch {outside}/a; touch {outside}/b");
+    let outcome = run(&session, &script).await;
+    assert_eq!(outcome.status.code(), 0, "{}", text(&outcome.stderr));
+    // `touch a` asked once, then came from the cache; `touch b` asked anew.
+    assert_eq!(approver.asked().len(), 2);
+    let by: Vec<DecidedBy> = provenances(&recorder).into_iter().map(|p| p.2).collect();
+    assert_eq!(
+        by,
+        [DecidedBy::User, DecidedBy::SessionCache, DecidedBy::User]
+    );
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_requests_pending_together_share_one_prompt() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let mut approver = Scripted::new(ApprovalAnswer::ApproveOnce);
+    approver.delay = Duration::from_millis(1500);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let script = place.script(
+        "touch {outside}/same & touch {outside}/same & touch {outside}/same & wait; print done",
+    );
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    assert_eq!(approver.asked().len(), 1);
+    assert_eq!(recorder.decided().len(), 3);
+    assert!(place.outside.join("same").exists());
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_time_does_not_count_against_the_timeout() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let mut approver = Scripted::new(ApprovalAnswer::ApproveOnce);
+    approver.delay = Duration::from_millis(2500);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let options = RunOptions {
+        timeout: Some(Duration::from_millis(1500)),
+        ..RunOptions::default()
+    };
+    let script = place.script("touch {outside}/slow; print approved=$?");
+    let outcome = session.run(&script, options).unwrap().wait().await.unwrap();
+    assert!(!outcome.timed_out, "{}", text(&outcome.stderr));
+    assert_eq!(text(&outcome.stdout), "approved=0\n");
+    // The timeout still applies to the command's own time.
+    let options = RunOptions {
+        timeout: Some(Duration::from_millis(500)),
+        ..RunOptions::default()
+    };
+    let outcome = session
+        .run("sleep 5", options)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(outcome.timed_out);
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_executable_the_sandbox_can_write_is_not_escalated() {
+    let place = Place::new();
+    let copy = place.ws.join("touch");
+    fs::copy("/usr/bin/touch", &copy).unwrap();
+    let script_file = place.ws.join("helper.sh");
+    fs::write(&script_file, "#!/bin/sh\ntouch \"$1\"\n").unwrap();
+    fs::set_permissions(
+        &script_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let rules = place.rules(&format!(
+        "prefix_rule(pattern = [\"{}\"])\nprefix_rule(pattern = [\"{}\"])\n",
+        copy.display(),
+        script_file.display()
+    ));
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script("./touch {outside}/copied; print copy=$?; ./helper.sh {outside}/script; print script=$?"),
+    )
+    .await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "copy=1\nscript=1\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    assert!(!place.outside.join("copied").exists());
+    let refused: Vec<String> = provenances(&recorder)
+        .into_iter()
+        .filter_map(|p| p.4)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|note| note.contains("writable from the sandbox")),
+        "{refused:?}"
+    );
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn argv0_cannot_name_the_program_a_rule_allows() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"])"#);
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script(
+            "exec -a touch mkdir {outside}/a 2>/dev/null & wait; \
+             ARGV0=touch mkdir {outside}/b 2>/dev/null; \
+             hash touch=/usr/bin/mkdir; touch {outside}/c 2>/dev/null; unhash touch; \
+             touch {outside}/real; print done",
+        ),
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    for spoofed in ["a", "b", "c"] {
+        assert!(!place.outside.join(spoofed).exists(), "{spoofed} escaped");
+    }
+    // The allowed program itself does leave the sandbox: the test can fail.
+    assert!(place.outside.join("real").exists());
+    let programs: Vec<(String, String)> = provenances(&recorder)
+        .into_iter()
+        .map(|p| (p.0, p.1))
+        .collect();
+    assert_eq!(
+        programs,
+        [
+            ("/usr/bin/mkdir".into(), "run".into()),
+            ("/usr/bin/mkdir".into(), "run".into()),
+            ("/usr/bin/mkdir".into(), "run".into()),
+            ("/usr/bin/touch".into(), "escalate Unsandboxed".into()),
+        ]
+    );
+    session.shutdown().await;
+}
+
+fn skill(place: &Place, name: &str, permissions: Option<&str>) -> PathBuf {
+    let dir = place.root.join("skills").join(name);
+    fs::create_dir_all(dir.join("scripts")).unwrap();
+    fs::write(dir.join("SKILL.md"), format!("---\nname: {name}\n---\n")).unwrap();
+    if let Some(permissions) = permissions {
+        fs::write(dir.join("permissions.toml"), permissions).unwrap();
+    }
+    let script = dir.join("scripts/write.sh");
+    fs::write(&script, "#!/bin/sh\ntouch \"$@\"\n").unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
+    let place = Place::new();
+    let granted = place.outside.join("granted");
+    fs::create_dir(&granted).unwrap();
+    let plain = skill(&place, "plain", None);
+    let writer = skill(
+        &place,
+        "writer",
+        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
+    );
+    // A rule that would let anything out must not apply to skill scripts.
+    let rules = place.rules("prefix_rule(pattern = [\"/bin/sh\"])\n");
+    for (answer, expected) in [
+        (
+            ApprovalAnswer::ApproveForSession,
+            "plain=1 granted=0 again=0 other=1\n",
+        ),
+        (
+            ApprovalAnswer::Decline,
+            "plain=1 granted=126 again=126 other=126\n",
+        ),
+    ] {
+        let recorder = Recorder::default();
+        let approver = Scripted::new(answer.clone());
+        let mut setup = Setup::rules(rules.clone()).approver(approver.clone());
+        setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+        let session = setup.start(&place, &recorder);
+        let _ = fs::remove_file(granted.join("ok"));
+        let script = format!(
+            "{plain} {outside}/plain; p=$?; {writer} {granted}/ok; g=$?; {writer} {granted}/ok; a=$?; \
+             {writer} {outside}/other; print plain=$p granted=$g again=$a other=$?",
+            plain = plain.display(),
+            writer = writer.display(),
+            outside = place.outside.display(),
+            granted = granted.display(),
+        );
+        let outcome = run(&session, &script).await;
+        assert_eq!(
+            text(&outcome.stdout),
+            expected,
+            "{answer:?}: {}",
+            text(&outcome.stderr)
+        );
+        assert!(!place.outside.join("plain").exists());
+        assert!(!place.outside.join("other").exists());
+        let asked = approver.asked();
+        match answer {
+            // Asked once for the script; the rest came from the cache.
+            ApprovalAnswer::ApproveForSession => {
+                assert_eq!(asked.len(), 1);
+                assert!(granted.join("ok").exists());
+            }
+            _ => assert_eq!(asked.len(), 3),
+        }
+        assert!(matches!(&asked[0].reason, ApprovalReason::Skill { name, .. } if name == "writer"));
+        assert!(asked[0].permissions.is_some());
+        let by: Vec<DecidedBy> = provenances(&recorder).into_iter().map(|p| p.2).collect();
+        assert_eq!(by[0], DecidedBy::Skill, "{by:?}");
+        session.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requested_permissions_are_cut_to_what_the_approver_grants() {
+    let place = Place::new();
+    let (a, b) = (place.outside.join("a"), place.outside.join("b"));
+    fs::create_dir(&a).unwrap();
+    fs::create_dir(&b).unwrap();
+    let requested = AdditionalPermissions::from_toml(
+        &format!(
+            "justification = \"needs both\"\nfilesystem = {{ \"{}\" = \"write\", \"{}\" = \"write\" }}\n",
+            a.display(),
+            b.display()
+        ),
+        None,
+    )
+    .unwrap();
+    let only_a = AdditionalPermissions::from_toml(
+        &format!(
+            "filesystem = {{ \"{}\" = \"write\", \"/etc\" = \"write\" }}\n",
+            a.display()
+        ),
+        None,
+    )
+    .unwrap();
+    let recorder = Recorder::default();
+    let approver = Scripted::new(ApprovalAnswer::ApprovePartly(only_a.profile));
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let options = RunOptions {
+        request_permissions: Some(requested),
+        ..RunOptions::default()
+    };
+    let script = place.script(
+        "touch {outside}/a/x; print a=$?; touch {outside}/b/x; print b=$?; touch /etc/execgate-x; print etc=$?",
+    );
+    let outcome = run_with(&session, &script, options).await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "a=0\nb=1\netc=1\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    let asked = approver.asked();
+    assert_eq!(asked.len(), 1);
+    assert!(matches!(
+        &asked[0].reason,
+        ApprovalReason::RequestedPermissions { justification: Some(why) } if why == "needs both"
+    ));
+    // Without a grant, the same command stays in the session's profile.
+    let approver = Scripted::new(ApprovalAnswer::Decline);
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(approver)
+        .start(&place, &recorder);
+    let options = RunOptions {
+        request_permissions: Some(AdditionalPermissions {
+            profile: PermissionProfile::preset("danger-full-access").unwrap(),
+            justification: None,
+        }),
+        ..RunOptions::default()
+    };
+    let outcome = run_with(
+        &session,
+        &place.script("touch {outside}/b/y; print b=$?"),
+        options,
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout), "b=1\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_decision_path_has_its_audit_record() {
+    let place = Place::new();
+    let rules = place.rules(
+        r#"
+prefix_rule(pattern = ["touch"], decision = "allow", justification = "ok")
+prefix_rule(pattern = ["mkdir"], decision = "prompt")
+prefix_rule(pattern = ["rm"], decision = "forbidden")
+"#,
+    );
+    let log = place.root.join("audit.jsonl");
+    let writer = skill(&place, "plain", None);
+    let answers = Arc::new(AtomicUsize::new(0));
+    let counter = answers.clone();
+    // Approve the first prompt for the session, decline the next.
+    let approver = move |_request: ApprovalRequest| {
+        let turn = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if turn == 0 {
+                ApprovalAnswer::ApproveForSession
+            } else {
+                ApprovalAnswer::Decline
+            }
+        }
+    };
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(rules).approver(approver);
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    setup.audit = Some(log.clone());
+    let session = setup.start(&place, &recorder);
+    let script = place.script(&format!(
+        "touch {{outside}}/t; mkdir {{outside}}/m1; mkdir {{outside}}/m1 2>/dev/null; \
+         mkdir {{outside}}/m2 2>/dev/null; rm -f x 2>/dev/null; {writer} {{ws}}/w; ls >/dev/null; true",
+        writer = writer.display(),
+    ));
+    let _ = run(&session, &script).await;
+    session.shutdown().await;
+    let records = read_records(&log).unwrap();
+    let decided: Vec<(String, String, Option<String>)> = records
+        .iter()
+        .filter(|record| record.event.action == "decision")
+        .map(|record| {
+            let fields = record.execgate.as_ref().unwrap();
+            (
+                fields.decision.clone(),
+                fields.decided_by.clone(),
+                record
+                    .rule
+                    .as_ref()
+                    .map(|rule| rule.id.rsplit(':').next().unwrap().to_owned()),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, Option<String>)> = [
+        ("escalate", "rule", Some("2")),
+        ("escalate", "user", Some("3")),
+        ("escalate", "session-cache", Some("3")),
+        ("deny", "user", Some("3")),
+        ("deny", "rule", Some("4")),
+        ("escalate", "skill", None),
+        ("run", "default", None),
+    ]
+    .into_iter()
+    .map(|(d, by, rule)| (d.to_owned(), by.to_owned(), rule.map(str::to_owned)))
+    .collect();
+    assert_eq!(decided[..expected.len()], expected[..], "{decided:?}");
+    let approved = records
+        .iter()
+        .find(|record| {
+            record
+                .execgate
+                .as_ref()
+                .is_some_and(|f| f.decided_by == "user")
+        })
+        .unwrap();
+    assert!(approved.execgate.as_ref().unwrap().approval_ms.is_some());
+    assert_eq!(recorder.decided().len(), decided.len());
+}
