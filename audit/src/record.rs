@@ -180,6 +180,33 @@ pub struct RecordOptions {
     pub redact_args: GlobSet,
 }
 
+impl RecordOptions {
+    /// Values recorded for `env_values`; arguments matching any of
+    /// `redact_args` (globs, case-insensitive: `*token*`) redacted.
+    pub fn new(env_values: Vec<String>, redact_args: &[String]) -> Result<Self, crate::AuditError> {
+        let mut set = globset::GlobSetBuilder::new();
+        for pattern in redact_args {
+            let glob = globset::GlobBuilder::new(pattern)
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+                .map_err(|error| crate::AuditError::Pattern {
+                    pattern: pattern.clone(),
+                    reason: error.to_string(),
+                })?;
+            set.add(glob);
+        }
+        let redact_args = set.build().map_err(|error| crate::AuditError::Pattern {
+            pattern: redact_args.join(", "),
+            reason: error.to_string(),
+        })?;
+        Ok(RecordOptions {
+            env_values,
+            redact_args,
+        })
+    }
+}
+
 pub(crate) const REDACTED: &str = "[REDACTED]";
 
 impl AuditRecord {

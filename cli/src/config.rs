@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! default_profile = "build"
+//! rules = ["team.rules"]      # relative to this file's directory
+//! skills = ["skills"]
 //!
 //! [profiles.build]
 //! extends = "workspace-write"
@@ -12,6 +14,14 @@
 //! exclude = ["*KEY*", "*TOKEN*"]
 //! set = { CI = "1" }
 //! include_only = []
+//!
+//! [audit]
+//! log = "/var/log/execgate/audit.jsonl"
+//! max_bytes = 67108864        # rotate past this size
+//! keep = 5                    # rotated files kept
+//! env_values = ["LANG"]       # variables recorded with their values
+//! redact_args = ["*token*"]   # arguments recorded as [REDACTED]
+//! on_failure = "deny"         # deny | warn, when a record cannot be written
 //! ```
 //!
 //! Unknown keys are errors that name the key and the file. A missing file
@@ -29,6 +39,20 @@ pub struct Config {
     pub default_profile: Option<String>,
     pub profiles: ProfileSet,
     pub env: EnvPolicy,
+    pub rules: Vec<PathBuf>,
+    pub skills: Vec<PathBuf>,
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`.
+#[derive(Default)]
+pub struct AuditSettings {
+    pub log: Option<PathBuf>,
+    pub max_bytes: Option<u64>,
+    pub keep: Option<usize>,
+    pub env_values: Vec<String>,
+    pub redact_args: Vec<String>,
+    pub warn_on_failure: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -37,6 +61,31 @@ struct ConfigFile {
     default_profile: Option<String>,
     profiles: Option<toml::Table>,
     env: Option<EnvSection>,
+    #[serde(default)]
+    rules: Vec<PathBuf>,
+    #[serde(default)]
+    skills: Vec<PathBuf>,
+    audit: Option<AuditSection>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    log: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    keep: Option<usize>,
+    #[serde(default)]
+    env_values: Vec<String>,
+    #[serde(default)]
+    redact_args: Vec<String>,
+    on_failure: Option<FailureSpec>,
+}
+
+#[derive(serde::Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum FailureSpec {
+    Deny,
+    Warn,
 }
 
 #[derive(serde::Deserialize)]
@@ -107,10 +156,24 @@ impl Config {
             env.set = section.set;
             env.include_only = section.include_only;
         }
+        let base = path.parent().unwrap_or(Path::new("/"));
+        let audit = file
+            .audit
+            .map_or_else(AuditSettings::default, |audit| AuditSettings {
+                log: audit.log.map(|log| base.join(log)),
+                max_bytes: audit.max_bytes,
+                keep: audit.keep,
+                env_values: audit.env_values,
+                redact_args: audit.redact_args,
+                warn_on_failure: audit.on_failure == Some(FailureSpec::Warn),
+            });
         Ok(Config {
             default_profile: file.default_profile,
             profiles,
             env,
+            rules: file.rules.iter().map(|rules| base.join(rules)).collect(),
+            skills: file.skills.iter().map(|skills| base.join(skills)).collect(),
+            audit,
         })
     }
 }
@@ -137,12 +200,17 @@ mod tests {
 
     #[test]
     fn profiles_and_env_load() {
-        let text = "default_profile = \"b\"\n[profiles.b]\nextends = \"read-only\"\n\
-                    [env]\ninherit = \"core\"\nset = { CI = \"1\" }\n";
+        let text = "default_profile = \"b\"\nrules = [\"a.rules\"]\n\
+                    [profiles.b]\nextends = \"read-only\"\n\
+                    [env]\ninherit = \"core\"\nset = { CI = \"1\" }\n\
+                    [audit]\nkeep = 2\non_failure = \"warn\"\n";
         let config = Config::parse(text, Path::new("/x/config.toml")).unwrap();
         assert_eq!(config.default_profile.as_deref(), Some("b"));
         assert!(config.profiles.get("b").is_ok());
         assert_eq!(config.env.inherit, EnvInherit::Core);
         assert_eq!(config.env.set.get("CI").map(String::as_str), Some("1"));
+        assert_eq!(config.rules, [PathBuf::from("/x/a.rules")]);
+        assert_eq!(config.audit.keep, Some(2));
+        assert!(config.audit.warn_on_failure);
     }
 }

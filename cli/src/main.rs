@@ -8,6 +8,8 @@
 
 mod audit;
 mod config;
+mod policy;
+mod prompt;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -17,10 +19,15 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use execgate_core_bridge::server::sandbox::{
-    Launcher, MachineReport, PermissionProfile, ResolvedPolicy, SandboxContext,
+    AdditionalPermissions, Launcher, MachineReport, PermissionProfile, ResolvedPolicy,
+    SandboxContext,
 };
-use execgate_core_bridge::server::{Decision, ExecContext, SessionEvent};
-use execgate_core_bridge::{RunOptions, ShellSession, ShellSessionConfig, Stdio3, Tools};
+use execgate_core_bridge::server::{AuditFailure, SessionEvent};
+use execgate_core_bridge::{
+    ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
+    ShellSessionConfig, SkillRegistry, Stdio3, Tools,
+};
+use std::io::IsTerminal;
 
 use crate::config::Config;
 
@@ -54,6 +61,9 @@ enum Command {
     },
     /// Read audit logs: a table, or matching records as JSON lines.
     Audit(audit::AuditArgs),
+    /// Check command lines against rules files, and lint them.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Show what this machine offers: kernel, Landlock, user namespaces,
     /// bubblewrap, seccomp, the patched zsh.
     Doctor {
@@ -85,6 +95,26 @@ struct SessionArgs {
     /// ~/.local/state/execgate/audit.jsonl).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// A rules file (codex `.rules` syntax); repeat to merge several, in
+    /// order, after the config file's. Without rules, everything runs in
+    /// place, inside the sandbox.
+    #[arg(long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
+    /// A skill directory, or a directory of skills; repeatable.
+    #[arg(long = "skills", value_name = "DIR")]
+    skills: Vec<PathBuf>,
+    /// Who answers approval prompts: `ask` on the terminal (the default
+    /// when stdin is one), `deny` everything (the default otherwise), or
+    /// `approve` everything once (for tests).
+    #[arg(long, value_enum)]
+    approval: Option<ApprovalMode>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ApprovalMode {
+    Ask,
+    Deny,
+    Approve,
 }
 
 impl SessionArgs {
@@ -98,15 +128,34 @@ impl SessionArgs {
             .unwrap_or_else(|| "workspace-write".into());
         let profile = config.profiles.get(&profile_name)?;
         let cwd = current_dir(self.cwd)?;
-        // No rules yet: every exec runs in place, inside the sandbox.
-        let policy = Arc::new(|_: &ExecContext| Decision::Run);
-        let mut session = ShellSessionConfig::new(&cwd, Tools::locate()?, policy);
+        let rule_files: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
+        let rules = policy::load_rules(&rule_files)?;
+        let skill_dirs: Vec<PathBuf> = config.skills.iter().chain(&self.skills).cloned().collect();
+        let skills = SkillRegistry::load(&skill_dirs)
+            .context("the skills cannot be registered; fix or drop --skills")?;
+        let mode = self.approval.unwrap_or(if std::io::stdin().is_terminal() {
+            ApprovalMode::Ask
+        } else {
+            ApprovalMode::Deny
+        });
+        let approver: Arc<dyn Approver> = match mode {
+            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::default()),
+            ApprovalMode::Deny => Arc::new(DenyAll),
+            ApprovalMode::Approve => Arc::new(ApproveAll),
+        };
+        let policy = ExecPolicy::new(ExecPolicyConfig {
+            rules: Arc::new(rules),
+            skills,
+            profiles: Arc::new(config.profiles),
+            approver,
+        })?;
+        let mut session = ShellSessionConfig::with_exec_policy(&cwd, Tools::locate()?, policy);
         session.profile = profile;
         session.env = config.env;
         if self.verbose {
             session.events = Some(Arc::new(show_event));
         }
-        let log_path = match self.audit_log {
+        let log_path = match self.audit_log.or(config.audit.log) {
             Some(path) => path,
             None => audit::default_log_path()?,
         };
@@ -119,12 +168,24 @@ impl SessionArgs {
                 )
             })?;
         }
-        let log = execgate_audit::AuditLog::open(&log_path, execgate_audit::Rotation::default())
+        let mut rotation = execgate_audit::Rotation::default();
+        if let Some(max_bytes) = config.audit.max_bytes {
+            rotation.max_bytes = max_bytes;
+        }
+        if let Some(keep) = config.audit.keep {
+            rotation.keep = keep;
+        }
+        let log = execgate_audit::AuditLog::open(&log_path, rotation)
             .context("the audit log cannot be opened; nothing runs unrecorded")?;
+        let options =
+            execgate_audit::RecordOptions::new(config.audit.env_values, &config.audit.redact_args)?;
         session.audit = Some(Arc::new(execgate_audit::SessionAudit::new(
             Arc::new(log),
-            execgate_audit::RecordOptions::default(),
+            options,
         )));
+        if config.audit.warn_on_failure {
+            session.audit_failure = AuditFailure::Warn;
+        }
         Ok(session)
     }
 }
@@ -133,6 +194,10 @@ impl SessionArgs {
 struct RunArgs {
     #[command(flatten)]
     session: SessionArgs,
+    /// Ask that this command run with more permissions (TOML: `filesystem`,
+    /// `network`, `justification`); it gets what the approver grants.
+    #[arg(long, value_name = "FILE")]
+    request_permissions: Option<PathBuf>,
     /// The command string; several words are joined with spaces.
     #[arg(trailing_var_arg = true, required = true)]
     command: Vec<String>,
@@ -151,6 +216,7 @@ fn main() -> ExitCode {
         } => sandbox(&profile, cwd, config, argv),
         Command::Doctor { json } => doctor(json),
         Command::Audit(args) => audit::run(args),
+        Command::Policy(command) => policy::run(command),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -179,6 +245,11 @@ fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn run(args: RunArgs) -> Result<i32> {
+    let request_permissions = args
+        .request_permissions
+        .as_deref()
+        .map(AdditionalPermissions::load)
+        .transpose()?;
     let session_config = args.session.session_config()?;
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -186,6 +257,7 @@ fn run(args: RunArgs) -> Result<i32> {
         let session = ShellSession::start(session_config)?;
         let options = RunOptions {
             stdio: Stdio3::Inherited,
+            request_permissions,
             ..RunOptions::default()
         };
         let cancel = options.cancel.clone();
@@ -228,11 +300,19 @@ fn shell(args: SessionArgs) -> Result<i32> {
 fn show_event(event: &SessionEvent) {
     match event {
         SessionEvent::Decided {
-            request, decision, ..
+            request,
+            decision,
+            provenance,
         } => eprintln!(
-            "execgate: {} {:?} -> {decision:?}",
+            "execgate: {} {:?} -> {decision:?} (by {}{})",
             request.executable.canonical_path.display(),
-            request.argv
+            request.argv,
+            provenance.decided_by.as_str(),
+            provenance
+                .rule
+                .as_ref()
+                .map(|rule| format!(", rule {}", rule.id))
+                .unwrap_or_default()
         ),
         other => eprintln!("execgate: {other:?}"),
     }

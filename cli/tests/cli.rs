@@ -365,3 +365,146 @@ fn an_audit_log_that_cannot_be_opened_runs_nothing() {
     );
     assert!(!dir.path().join("marker").exists());
 }
+
+const TEAM_RULES: &str = r#"
+prefix_rule(pattern = ["touch"], decision = "prompt", justification = "writes files")
+prefix_rule(pattern = ["rm"], decision = "forbidden", justification = "use git clean")
+prefix_rule(pattern = ["python3"], decision = "allow")
+"#;
+
+#[test]
+fn approval_modes_decide_prompts_and_rules_deny_with_their_justification() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(&rules, TEAM_RULES).unwrap();
+    let rules = rules.to_str().unwrap();
+    // (mode, exit status, whether ../outside is created)
+    for (mode, code, created) in [("deny", 126, false), ("approve", 0, true)] {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--rules",
+                rules,
+                "--approval",
+                mode,
+                "--",
+                "touch ../outside",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{mode}: {}",
+            text(&output.stderr)
+        );
+        assert_eq!(dir.path().join("outside").exists(), created, "{mode}");
+    }
+    // Not a terminal, no --approval: prompts are declined.
+    let _ = std::fs::remove_file(dir.path().join("outside"));
+    let output = execgate(&ws, &["run", "--rules", rules, "--", "touch ../outside"]);
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    let output = execgate(&ws, &["run", "--rules", rules, "--", "rm -rf ."]);
+    assert_eq!(output.status.code(), Some(126));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("team.rules:3: use git clean"), "{stderr}");
+}
+
+#[test]
+fn a_broken_rules_file_runs_nothing_and_names_file_and_line() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("bad.rules");
+    std::fs::write(
+        &rules,
+        "\nprefix_rule(pattern = [\"ls\"], decision = \"sometimes\")\n",
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--rules", rules.to_str().unwrap(), "--", "touch ran"],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("bad.rules:2:") && stderr.contains("sometimes"),
+        "{stderr}"
+    );
+    assert!(!ws.join("ran").exists());
+}
+
+#[test]
+fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(&rules, TEAM_RULES).unwrap();
+    let rules = rules.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "policy",
+            "check",
+            "--rules",
+            rules,
+            "--resolve-host-executables",
+            "--",
+            "/usr/bin/rm",
+            "-rf",
+            "x",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["decision"], "forbidden");
+    let matched = &json["matchedRules"][0]["prefixRuleMatch"];
+    assert_eq!(matched["matchedPrefix"], serde_json::json!(["rm"]));
+    assert_eq!(matched["resolvedProgram"], "/usr/bin/rm");
+    assert_eq!(matched["justification"], "use git clean");
+    assert_eq!(matched["rule"], format!("{rules}:3"));
+    let output = execgate(&ws, &["policy", "check", "--rules", rules, "--", "ls"]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json, serde_json::json!({"matchedRules": []}));
+
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!("{rules}:4: warning: allow on python3")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn requested_permissions_widen_one_command_only_when_granted() {
+    let (dir, ws) = workspace();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let request = dir.path().join("request.toml");
+    std::fs::write(
+        &request,
+        "justification = \"publish the build\"\nfilesystem = { \"shared\" = \"write\" }\n",
+    )
+    .unwrap();
+    let request = request.to_str().unwrap();
+    for (mode, code) in [("deny", 1), ("approve", 0)] {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--approval",
+                mode,
+                "--request-permissions",
+                request,
+                "--",
+                "touch ../shared/out",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{mode}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert!(shared.join("out").exists());
+}

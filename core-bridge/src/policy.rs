@@ -95,8 +95,11 @@ struct Inner {
     /// "Approve for the session" answers.
     approved: Mutex<HashSet<ApprovalKey>>,
     /// Prompts in flight: identical requests wait for the same answer.
-    pending: Mutex<HashMap<ApprovalKey, Arc<OnceCell<(ApprovalAnswer, std::time::Duration)>>>>,
+    pending: Mutex<HashMap<ApprovalKey, SharedAnswer>>,
 }
+
+/// One answer, and how long it took, for everyone waiting on it.
+type SharedAnswer = Arc<OnceCell<(ApprovalAnswer, std::time::Duration)>>;
 
 /// What an approval is for. Exact: same file (path and identity), same
 /// arguments, same directory, same execution; a skill's by skill and

@@ -155,10 +155,11 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// (program, decision, decided_by, rule id, note) of every decision.
-fn provenances(
-    recorder: &Recorder,
-) -> Vec<(String, String, DecidedBy, Option<String>, Option<String>)> {
+/// (program, decision, decided_by, rule id, note) of one decision.
+type Decided = (String, String, DecidedBy, Option<String>, Option<String>);
+
+/// Every decision, in order.
+fn provenances(recorder: &Recorder) -> Vec<Decided> {
     recorder
         .events()
         .into_iter()

@@ -1,0 +1,113 @@
+//! `execgate policy check|lint`: what the rules say, without running
+//! anything.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use execgate_core_bridge::rules::{lint, CheckReport, MatchOptions, RuleSet};
+
+use crate::config::Config;
+
+#[derive(clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Print, as JSON, the rules that match a command line and the decision
+    /// (the shape of `codex execpolicy check`, plus each rule's file:line
+    /// and execution).
+    Check {
+        /// A rules file; repeat to merge several, in order.
+        #[arg(long = "rules", value_name = "FILE", required = true)]
+        rules: Vec<PathBuf>,
+        /// Let an absolute program path match its basename's rules (only
+        /// paths `host_executable` lists, where it lists any).
+        #[arg(long)]
+        resolve_host_executables: bool,
+        /// Indent the JSON.
+        #[arg(long)]
+        pretty: bool,
+        /// The command line: program first.
+        #[arg(trailing_var_arg = true, required = true, value_name = "ARGV")]
+        argv: Vec<String>,
+    },
+    /// Warn about allow and prompt rules on programs that run whatever
+    /// their arguments say (interpreters, shells, command runners). Exits 1
+    /// when there are warnings.
+    Lint {
+        /// A rules file; repeat for several. Default: the config file's.
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object per warning.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: PolicyCommand) -> Result<i32> {
+    match command {
+        PolicyCommand::Check {
+            rules,
+            resolve_host_executables,
+            pretty,
+            argv,
+        } => {
+            let rules = RuleSet::load(&rules)?;
+            let evaluation = rules.check(
+                &argv,
+                MatchOptions {
+                    resolve_host_executables,
+                },
+            );
+            let report = CheckReport::from(&evaluation);
+            let json = if pretty {
+                serde_json::to_string_pretty(&report)?
+            } else {
+                serde_json::to_string(&report)?
+            };
+            println!("{json}");
+            Ok(0)
+        }
+        PolicyCommand::Lint {
+            rules,
+            config,
+            json,
+        } => {
+            let files = if rules.is_empty() {
+                Config::load(config.as_deref())?.rules
+            } else {
+                rules
+            };
+            if files.is_empty() {
+                bail!("no rules files: pass --rules FILE or list them under `rules` in the config file");
+            }
+            let rules = RuleSet::load(&files)?;
+            let warnings = lint(&rules);
+            for warning in &warnings {
+                if json {
+                    let object = serde_json::json!({
+                        "rule": warning.origin.to_string(),
+                        "pattern": warning.pattern,
+                        "message": warning.message,
+                    });
+                    println!("{object}");
+                } else {
+                    println!("{warning}");
+                }
+            }
+            if !json {
+                eprintln!(
+                    "execgate: {} rule(s) in {} file(s), {} warning(s)",
+                    rules.len(),
+                    files.len(),
+                    warnings.len()
+                );
+            }
+            Ok(i32::from(!warnings.is_empty()))
+        }
+    }
+}
+
+/// Loads rules for a session, with errors that say which file.
+pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
+    RuleSet::load(files).context("the rules cannot be loaded; nothing runs until they are fixed")
+}

@@ -1,0 +1,150 @@
+//! Approval prompts on the terminal.
+//!
+//! The prompt talks to `/dev/tty`, not stdout or stderr, which belong to
+//! the command. While it waits, the command that asked is blocked in the
+//! wrapper, so nothing of the shell's own output interleaves; one prompt is
+//! shown at a time. An interactive shell's job owns the terminal meanwhile:
+//! the prompt takes the foreground for itself and hands it back after.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+
+use execgate_core_bridge::server::Execution;
+use execgate_core_bridge::{
+    ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
+};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
+
+/// Asks on the controlling terminal.
+#[derive(Default)]
+pub struct TerminalApprover {
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Approver for TerminalApprover {
+    fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            let _turn = self.one_at_a_time.lock().await;
+            let request = request.clone();
+            tokio::task::spawn_blocking(move || match ask(&request) {
+                Ok(answer) => answer,
+                Err(error) => {
+                    eprintln!("execgate: cannot ask on the terminal ({error}); declined");
+                    ApprovalAnswer::Decline
+                }
+            })
+            .await
+            .unwrap_or(ApprovalAnswer::Decline)
+        })
+    }
+}
+
+/// What the prompt shows: one fact per line.
+pub fn describe(request: &ApprovalRequest) -> Vec<String> {
+    let mut lines = Vec::new();
+    let args: Vec<String> = request
+        .argv
+        .iter()
+        .skip(1)
+        .map(|arg| format!("{:?}", arg.to_string_lossy()))
+        .collect();
+    lines.push(format!(
+        "run      {} {}",
+        request.program.display(),
+        args.join(" ")
+    ));
+    lines.push(format!("in       {}", request.cwd.display()));
+    lines.push(match &request.reason {
+        ApprovalReason::Rule(rule) => match &rule.justification {
+            Some(why) => format!("because  rule {}: {why}", rule.id),
+            None => format!("because  rule {}", rule.id),
+        },
+        ApprovalReason::Skill { name, .. } => {
+            format!("because  it is a script of skill {name:?}, which declares permissions")
+        }
+        ApprovalReason::RequestedPermissions { justification } => format!(
+            "because  the command asks for more permissions{}",
+            justification
+                .as_ref()
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default()
+        ),
+        other => format!("because  {other:?}"),
+    });
+    lines.push(match &request.execution {
+        Execution::Unsandboxed => "as       unsandboxed (outside the sandbox)".to_owned(),
+        Execution::TurnDefault => "as       in the session's sandbox".to_owned(),
+        Execution::Permissions(_) => "as       in the session's sandbox plus:".to_owned(),
+        other => format!("as       {other:?}"),
+    });
+    if let Some(grants) = &request.permissions {
+        for grant in grants.grants() {
+            lines.push(format!("           {grant}"));
+        }
+    }
+    lines
+}
+
+fn ask(request: &ApprovalRequest) -> std::io::Result<ApprovalAnswer> {
+    let tty = File::options().read(true).write(true).open("/dev/tty")?;
+    let _foreground = Foreground::take(&tty);
+    let mut out = &tty;
+    write!(out, "\r\nexecgate: approval needed\r\n")?;
+    for line in describe(request) {
+        write!(out, "  {line}\r\n")?;
+    }
+    let mut reader = BufReader::new(&tty);
+    loop {
+        write!(
+            out,
+            "  [y] once  [a] for this session  [n] decline  [!] abort the command: "
+        )?;
+        out.flush()?;
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(ApprovalAnswer::Decline);
+        }
+        let answer = match line.trim() {
+            "y" | "Y" | "yes" => ApprovalAnswer::ApproveOnce,
+            "a" | "A" => ApprovalAnswer::ApproveForSession,
+            "n" | "N" | "no" | "" => ApprovalAnswer::Decline,
+            "!" => ApprovalAnswer::Abort,
+            _ => continue,
+        };
+        return Ok(answer);
+    }
+}
+
+/// Holds the terminal's foreground for this process group, and gives it
+/// back when dropped.
+struct Foreground<'a> {
+    tty: &'a File,
+    previous: Option<nix::unistd::Pid>,
+}
+
+impl<'a> Foreground<'a> {
+    fn take(tty: &'a File) -> Foreground<'a> {
+        // With SIGTTOU blocked (in this thread), a background process may
+        // set the foreground group instead of being stopped.
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+        let previous = tcgetpgrp(tty.as_fd())
+            .ok()
+            .filter(|group| *group != getpgrp());
+        if previous.is_some() {
+            let _ = tcsetpgrp(tty.as_fd(), getpgrp());
+        }
+        Foreground { tty, previous }
+    }
+}
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = tcsetpgrp(self.tty.as_fd(), previous);
+        }
+    }
+}
