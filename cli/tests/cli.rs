@@ -508,3 +508,56 @@ fn requested_permissions_widen_one_command_only_when_granted() {
     }
     assert!(shared.join("out").exists());
 }
+
+#[test]
+fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(&rules, TEAM_RULES).unwrap();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    // The answers are typed ahead: the prompt reads them from the terminal
+    // after zsh has read the command line before each.
+    let input = "touch ../first\n\
+                 a\n\
+                 touch ../first; print again=$?\n\
+                 touch ../second\n\
+                 n\n\
+                 print second=$?\n\
+                 exit\n";
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{binary} shell --rules {}", rules.display()),
+            "/dev/null",
+        ])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .env("ZDOTDIR", &ws)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // One line at a time, so that each reaches whoever reads next.
+    for line in input.lines() {
+        std::io::Write::write_all(&mut stdin, format!("{line}\n").as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let seen = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{seen}\n{}",
+        text(&output.stderr)
+    );
+    assert_eq!(seen.matches("approval needed").count(), 2, "{seen}");
+    assert!(seen.contains("team.rules:2: writes files"), "{seen}");
+    assert!(seen.contains("again=0"), "{seen}");
+    assert!(seen.contains("second=126"), "{seen}");
+    assert!(dir.path().join("first").exists());
+    assert!(!dir.path().join("second").exists());
+}
