@@ -14,6 +14,34 @@
 //! The shell's environment comes from an [`EnvPolicy`]; inside a session,
 //! `zsh` on `PATH` is the patched zsh, so nested shells keep asking.
 //!
+//! Rules, skills and approvals decide through an [`ExecPolicy`]:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use execgate_core_bridge::rules::RuleSet;
+//! use execgate_core_bridge::{
+//!     ApprovalAnswer, ApprovalRequest, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
+//!     ShellSessionConfig, SkillRegistry, Tools,
+//! };
+//!
+//! let approver = |_request: ApprovalRequest| async { ApprovalAnswer::ApproveOnce };
+//! let policy = ExecPolicy::new(ExecPolicyConfig {
+//!     rules: Arc::new(RuleSet::load(&["team.rules"])?),
+//!     skills: SkillRegistry::load(&["skills"])?,
+//!     approver: Arc::new(approver),
+//!     ..ExecPolicyConfig::default()
+//! })?;
+//! let config = ShellSessionConfig::with_exec_policy("/path/to/workspace", Tools::locate()?, policy);
+//! let session = ShellSession::start(config)?;
+//! let mut run = session.run("cargo test", RunOptions::default())?;
+//! while let Some(_chunk) = run.next_chunk().await {}
+//! let _outcome = run.wait().await?;
+//! session.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! This crate must never start a shell outside its session's sandbox or
 //! with the session socket missing: a configuration that cannot be
 //! enforced is an error.
