@@ -5,6 +5,8 @@
 //!
 //! `execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]`
 
+mod growth;
+
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,6 +56,9 @@ async fn main() -> Result<()> {
     };
     let reps = if quick { 2 } else { 5 };
     let only_p1 = args.iter().any(|arg| arg == "--p1");
+    if args.iter().any(|arg| arg == "--p5") {
+        return growth::p5(tools.scratch.path(), quick).await;
+    }
 
     println!("# execgate benchmarks\n");
     println!(
@@ -73,7 +78,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     p3(&tools, if quick { 10 } else { 30 }).await?;
-    println!("## P5: decision latency against rule count\n\nnot available yet: the rules engine (issue 6) is not built.\n");
+    growth::p5(tools.scratch.path(), quick).await?;
     workload(&tools, reps).await?;
     Ok(())
 }

@@ -197,13 +197,54 @@ pub struct MatchOptions {
     pub resolve_host_executables: bool,
 }
 
-/// Rules from one or more files, merged in load order, indexed by program.
+/// Rules from one or more files, merged in load order, indexed by program
+/// and first argument: a lookup touches only the rules that can match, so
+/// its cost does not grow with the number of rules for other commands.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
-    by_program: HashMap<String, Vec<PrefixRule>>,
+    by_program: HashMap<String, ProgramRules>,
     host_executables: HashMap<String, Vec<PathBuf>>,
     count: usize,
     files: Vec<PathBuf>,
+}
+
+/// One program's rules, each stored once; the index holds positions.
+#[derive(Debug, Clone, Default)]
+struct ProgramRules {
+    /// In load order.
+    rules: Vec<PrefixRule>,
+    /// Rules with no argument in their pattern: they match any arguments.
+    any_arguments: Vec<usize>,
+    /// Rules by each token their first argument accepts.
+    by_first_argument: HashMap<String, Vec<usize>>,
+}
+
+impl ProgramRules {
+    fn push(&mut self, rule: PrefixRule) {
+        let position = self.rules.len();
+        match rule.rest.first() {
+            None => self.any_arguments.push(position),
+            Some(first) => {
+                for choice in first.choices() {
+                    self.by_first_argument
+                        .entry(choice.clone())
+                        .or_default()
+                        .push(position);
+                }
+            }
+        }
+        self.rules.push(rule);
+    }
+
+    /// Positions of the rules that may match `first`, in load order.
+    fn candidates(&self, first: Option<&str>) -> Vec<usize> {
+        let indexed = first
+            .and_then(|token| self.by_first_argument.get(token))
+            .map_or(&[][..], Vec::as_slice);
+        let mut positions: Vec<usize> = self.any_arguments.iter().chain(indexed).copied().collect();
+        positions.sort_unstable();
+        positions
+    }
 }
 
 impl RuleSet {
@@ -223,7 +264,7 @@ impl RuleSet {
 
     /// Every rule, grouped by program.
     pub fn rules(&self) -> impl Iterator<Item = &PrefixRule> {
-        self.by_program.values().flatten()
+        self.by_program.values().flat_map(|program| &program.rules)
     }
 
     /// The paths `host_executable` pins `name` to, if any.
@@ -250,9 +291,12 @@ impl RuleSet {
     /// Appends `other`'s rules after this set's.
     pub fn merge(&mut self, other: RuleSet) {
         // Order only matters among one program's rules, and is kept there.
-        for (program, rules) in other.by_program {
-            self.count += rules.len();
-            self.by_program.entry(program).or_default().extend(rules);
+        for rule in other
+            .by_program
+            .into_values()
+            .flat_map(|program| program.rules)
+        {
+            self.add_rule(rule);
         }
         for (name, paths) in other.host_executables {
             self.add_host_executable(name, paths);
@@ -311,8 +355,11 @@ impl RuleSet {
         let Some(rules) = self.by_program.get(program) else {
             return Vec::new();
         };
+        let first = args.first().copied().flatten();
         rules
-            .iter()
+            .candidates(first)
+            .into_iter()
+            .map(|position| &rules.rules[position])
             .filter_map(|rule| {
                 let matched_prefix = rule.match_args(args)?;
                 Some(RuleMatch {
