@@ -22,8 +22,9 @@ use nix::sys::resource::{getrusage, UsageWho};
 
 struct Tools {
     wrapper: PathBuf,
-    /// The same wrapper linked statically, when `--static-wrapper` names it.
-    static_wrapper: Option<PathBuf>,
+    /// The same wrapper as `cargo build` links it (dynamically), when
+    /// `--dynamic-wrapper` names it: case b once more, for comparison.
+    dynamic_wrapper: Option<PathBuf>,
     helper: PathBuf,
     zsh: PathBuf,
     scratch: tempfile::TempDir,
@@ -33,19 +34,19 @@ struct Tools {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|arg| arg == "--quick");
-    let static_wrapper = args
+    let dynamic_wrapper = args
         .iter()
-        .find_map(|arg| arg.strip_prefix("--static-wrapper="))
+        .find_map(|arg| arg.strip_prefix("--dynamic-wrapper="))
         .map(PathBuf::from);
     let paths: Vec<&String> = args.iter().filter(|arg| !arg.starts_with("--")).collect();
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--static-wrapper=PATH]"
+             [--p5] [--dynamic-wrapper=PATH]"
         );
     };
     let tools = Tools {
-        static_wrapper,
+        dynamic_wrapper,
         wrapper: PathBuf::from(wrapper),
         helper: PathBuf::from(helper),
         zsh: PathBuf::from(zsh),
@@ -263,10 +264,10 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             sandboxed_execs,
         ),
     ];
-    if let Some(static_wrapper) = &tools.static_wrapper {
+    if let Some(dynamic_wrapper) = &tools.dynamic_wrapper {
         cases.push((
-            "b, static wrapper",
-            static_wrapper,
+            "b, dynamic wrapper",
+            dynamic_wrapper,
             Mode::Session,
             by_path("/", Decision::Run),
             execs,

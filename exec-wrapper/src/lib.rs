@@ -36,9 +36,24 @@ use crate::server::WrapperError;
 /// number a shell uses for "found but not executable".
 pub const EXIT_CANNOT_RUN: i32 = 126;
 
+/// The wrapper's whole life, from the C `main`'s arguments; never returns.
+/// The binaries are `no_main`, and std only finds the arguments on its own
+/// with glibc (musl, which the static wrapper links, does not hand them
+/// over before `main`).
+///
+/// # Safety
+///
+/// `argv` must point to `argc` pointers to NUL-terminated strings, as the
+/// C runtime passes them to `main`.
+pub unsafe fn main_from_c(argc: libc::c_int, argv: *const *const libc::c_char) -> ! {
+    // SAFETY: the caller passes main's own argc and argv.
+    let arguments = unsafe { sys::arguments(argc, argv) };
+    main(arguments)
+}
+
 /// The wrapper's whole life; never returns.
-pub fn main() -> ! {
-    let args = match WrapperArgs::parse(std::env::args_os()) {
+pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
+    let args = match WrapperArgs::parse(arguments.into_iter()) {
         Ok(args) => args,
         Err(error) => fail(&error.to_string()),
     };

@@ -52,6 +52,40 @@ pub(crate) fn inheritable_fds(except: Option<RawFd>) -> std::io::Result<Vec<RawF
     Ok(fds)
 }
 
+/// The C `main`'s argument vector as owned strings.
+///
+/// # Safety
+///
+/// `argv` must point to `argc` pointers to NUL-terminated strings.
+pub(crate) unsafe fn arguments(
+    argc: libc::c_int,
+    argv: *const *const libc::c_char,
+) -> Vec<OsString> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    let mut arguments = Vec::with_capacity(count);
+    for index in 0..count {
+        // SAFETY: the caller guarantees `argc` valid entries; a NULL entry
+        // (which the C standard allows only at argv[argc]) ends the walk.
+        let entry = unsafe { *argv.add(index) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: each entry is a NUL-terminated string that lives for the
+        // whole process.
+        arguments.push(OsString::from_vec(
+            unsafe { CStr::from_ptr(entry) }.to_bytes().to_vec(),
+        ));
+    }
+    arguments
+}
+
+// The C library's environment array. Declared here because the `libc`
+// crate exposes it for glibc but not for musl, which the static wrapper
+// links; both C libraries define the symbol.
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
 /// The environment exactly as the process received it, entries without `=`
 /// and repeated names included (std's accessors drop both).
 pub(crate) fn environment() -> Vec<OsString> {
@@ -60,7 +94,7 @@ pub(crate) fn environment() -> Vec<OsString> {
     // NUL-terminated strings; the wrapper is single-threaded and never
     // modifies its environment, so the array is stable while we read it.
     unsafe {
-        let mut cursor = libc::environ.cast_const();
+        let mut cursor = environ;
         while !cursor.is_null() && !(*cursor).is_null() {
             entries.push(OsString::from_vec(
                 CStr::from_ptr(*cursor).to_bytes().to_vec(),

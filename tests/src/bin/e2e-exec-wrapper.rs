@@ -2,6 +2,7 @@
 #![no_main]
 
 #[no_mangle]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    execgate_exec_wrapper::main()
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: the C runtime's own argc and argv.
+    unsafe { execgate_exec_wrapper::main_from_c(argc, argv) }
 }
