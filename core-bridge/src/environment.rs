@@ -28,7 +28,15 @@ pub const CORE_VARIABLES: [&str; 11] = [
 
 /// Names dropped unless a policy says otherwise: anything that looks like a
 /// credential.
-pub const DEFAULT_EXCLUDES: [&str; 4] = ["*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*"];
+pub const DEFAULT_EXCLUDES: [&str; 7] = [
+    "*KEY*",
+    "*SECRET*",
+    "*TOKEN*",
+    "*PASSWORD*",
+    "*CREDENTIAL*",
+    "*AUTH*",
+    "*PASSWD*",
+];
 
 /// Builds an environment in this order: start from [`EnvInherit`], drop
 /// names matching `exclude`, add `set`, keep only names matching

@@ -431,20 +431,26 @@ async fn run_shell(
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
     let stdout = child.stdout.take().map(|pipe| {
-        tokio::spawn(collect(
+        let kept = Kept::default();
+        let task = tokio::spawn(collect(
             pipe,
             OutputChunk::Stdout,
             sender.clone(),
             budget.clone(),
-        ))
+            kept.clone(),
+        ));
+        (task, kept)
     });
     let stderr = child.stderr.take().map(|pipe| {
-        tokio::spawn(collect(
+        let kept = Kept::default();
+        let task = tokio::spawn(collect(
             pipe,
             OutputChunk::Stderr,
             sender.clone(),
             budget.clone(),
-        ))
+            kept.clone(),
+        ));
+        (task, kept)
     });
     drop(sender);
     let deadline = async {
@@ -474,8 +480,12 @@ async fn run_shell(
         what: "cannot wait for the shell".into(),
         source,
     })?;
-    let (stdout, out_truncated) = join_collector(stdout).await;
-    let (stderr, err_truncated) = join_collector(stderr).await;
+    // A process that left the group (`setsid`, possible only without a
+    // sandbox's pid namespace) may hold the pipes open: what it writes
+    // after a short grace is not waited for.
+    let grace = tokio::time::Instant::now() + COLLECT_GRACE;
+    let (stdout, out_truncated) = join_collector(stdout, grace).await;
+    let (stderr, err_truncated) = join_collector(stderr, grace).await;
     Ok(RunOutcome {
         status: match (status.code(), status.signal()) {
             (Some(code), _) => CommandStatus::Exited(code),
@@ -490,6 +500,9 @@ async fn run_shell(
     })
 }
 
+/// What one stream's collector has kept so far, and whether it dropped any.
+type Kept = Arc<std::sync::Mutex<(Vec<u8>, bool)>>;
+
 /// Reads a stream to its end, streaming and keeping what fits in the
 /// shared budget.
 async fn collect(
@@ -497,10 +510,9 @@ async fn collect(
     wrap: fn(Vec<u8>) -> OutputChunk,
     sender: mpsc::UnboundedSender<OutputChunk>,
     budget: Arc<std::sync::atomic::AtomicUsize>,
-) -> (Vec<u8>, bool) {
+    kept: Kept,
+) {
     use std::sync::atomic::Ordering;
-    let mut kept = Vec::new();
-    let mut truncated = false;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let read = match pipe.read(&mut buf).await {
@@ -513,20 +525,39 @@ async fn collect(
             })
             .unwrap_or(0)
             .min(read);
+        let mut kept = kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if allowed < read {
-            truncated = true;
+            kept.1 = true;
         }
         if allowed > 0 {
-            kept.extend_from_slice(&buf[..allowed]);
+            kept.0.extend_from_slice(&buf[..allowed]);
             let _ = sender.send(wrap(buf[..allowed].to_vec()));
         }
     }
-    (kept, truncated)
 }
 
-async fn join_collector(task: Option<tokio::task::JoinHandle<(Vec<u8>, bool)>>) -> (Vec<u8>, bool) {
-    match task {
-        Some(task) => task.await.unwrap_or_default(),
-        None => (Vec::new(), false),
+/// How long output is still read after the command's process group is gone.
+const COLLECT_GRACE: Duration = Duration::from_millis(500);
+
+/// Waits for a collector until `until`, then takes what it kept. One still
+/// reading then (a process outside the group holds the pipe) is stopped,
+/// and the output counts as cut.
+async fn join_collector(
+    collector: Option<(tokio::task::JoinHandle<()>, Kept)>,
+    until: tokio::time::Instant,
+) -> (Vec<u8>, bool) {
+    let Some((mut task, kept)) = collector else {
+        return (Vec::new(), false);
+    };
+    let finished = tokio::time::timeout_at(until, &mut task).await.is_ok();
+    if !finished {
+        task.abort();
     }
+    let mut kept = kept
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let truncated = kept.1 || !finished;
+    (std::mem::take(&mut kept.0), truncated)
 }

@@ -45,11 +45,23 @@ impl SandboxContext {
             cwd: cwd.into(),
             workspace_roots: Vec::new(),
             tmpdir: std::env::var_os("TMPDIR")
-                .map(PathBuf::from)
-                .filter(|dir| dir.is_absolute())
+                .and_then(|dir| plausible_tmpdir(Path::new(&dir)))
                 .unwrap_or_else(|| PathBuf::from("/tmp")),
         }
     }
+}
+
+/// `$TMPDIR` becomes a writable root, so it is taken only when it looks
+/// like a temp dir: an existing directory, not `/`, whose own name says
+/// tmp or temp. `TMPDIR=/` or `TMPDIR=$HOME` would otherwise open far more
+/// than a temp dir.
+fn plausible_tmpdir(dir: &Path) -> Option<PathBuf> {
+    let canonical = std::fs::canonicalize(dir).ok()?;
+    let name = canonical
+        .file_name()?
+        .to_string_lossy()
+        .to_ascii_lowercase();
+    (canonical.is_dir() && (name.contains("tmp") || name.contains("temp"))).then_some(canonical)
 }
 
 /// One concrete grant or denial.
@@ -570,6 +582,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, SandboxError::GlobLimit(_)), "{error}");
+    }
+
+    #[test]
+    fn only_a_plausible_tmpdir_becomes_writable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let named = dir.path().join("my-tmp");
+        std::fs::create_dir(&named).expect("mkdir");
+        let canonical = std::fs::canonicalize(&named).expect("canonical");
+        // (TMPDIR, what is taken)
+        let cases = [
+            (named.as_path(), Some(canonical.as_path())),
+            (Path::new("/"), None),
+            (Path::new("/etc"), None),
+            (Path::new("/root"), None),
+            (Path::new("relative-tmp"), None),
+            (Path::new("/nonexistent/tmp"), None),
+        ];
+        for (tmpdir, expected) in cases {
+            assert_eq!(
+                plausible_tmpdir(tmpdir).as_deref(),
+                expected,
+                "{}",
+                tmpdir.display()
+            );
+        }
     }
 
     #[test]

@@ -151,3 +151,34 @@ async fn the_environment_policy_shapes_the_shell_and_zsh_on_path_is_patched() {
         .contains(&"/usr/bin/echo".to_owned()));
     session.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_left_the_group_cannot_hold_run_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let mut config = ShellSessionConfig::new(dir.path(), tools(), policy_by_path(&[]));
+    config.events = Some(recorder.sink());
+    // Without a sandbox, nothing (no pid namespace) ends a setsid'ed
+    // process with the shell; it keeps stdout open.
+    config.profile = execgate_escalate_server::sandbox::PermissionProfile::Disabled;
+    let session = ShellSession::start(config).unwrap();
+    let started = Instant::now();
+    let outcome = session
+        .run(
+            "print before; setsid sleep 37.25 & sleep 0.5; print after",
+            RunOptions::default(),
+        )
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "sleep 37.25"])
+        .status();
+    assert_eq!(outcome.stdout, b"before\nafter\n");
+    assert!(outcome.truncated, "the cut output is flagged");
+    // Not the 37 seconds the holder lives.
+    assert!(waited < Duration::from_secs(20), "{waited:?}");
+    session.shutdown().await;
+}
