@@ -244,7 +244,67 @@ fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
     std::fs::canonicalize(&cwd).with_context(|| format!("working directory {}", cwd.display()))
 }
 
+/// Makes this process the reaper of everything the command leaves behind:
+/// a process that leaves the command's group and session (`setsid`, a
+/// daemon's double fork) is re-parented here instead of to init, so that
+/// [`end_leftovers`] finds it.
+fn adopt_orphans() -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+        .context("cannot become the reaper of the command's processes")
+}
+
+/// Kills and reaps every child still left: with the sandbox's pid
+/// namespace there are none; without it, whatever escaped the command's
+/// process group.
+fn end_leftovers() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    // A killed orphan's own children come to us in turn: a few rounds.
+    for _ in 0..20 {
+        let children = children_of(std::process::id());
+        if children.is_empty() {
+            return;
+        }
+        for child in children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The pids whose parent is `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`; comm may hold spaces and parens.
+            let after_comm = &stat[stat.rfind(')')? + 1..];
+            let ppid: u32 = after_comm.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
 fn run(args: RunArgs) -> Result<i32> {
+    adopt_orphans()?;
+    let code = run_in_session(args);
+    end_leftovers();
+    code
+}
+
+fn run_in_session(args: RunArgs) -> Result<i32> {
     let request_permissions = args
         .request_permissions
         .as_deref()

@@ -241,7 +241,11 @@ fn nothing_started_by_run_outlives_it() {
         ("workspace-write", "1001.25"),
         ("danger-full-access", "1002.25"),
     ] {
-        let script = format!("sleep {duration} & sleep {duration} & print started");
+        // The last one leaves the process group, and the session (setsid):
+        // only the end of `run` itself can catch it.
+        let script = format!(
+            "sleep {duration} & sleep {duration} & setsid sleep {duration} & sleep 0.3; print started"
+        );
         let output = execgate(&ws, &["run", "--profile", profile, "--", &script]);
         assert_eq!(
             text(&output.stdout),
