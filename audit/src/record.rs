@@ -146,8 +146,8 @@ pub struct AuditRecord {
     pub session_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<u64>,
-    /// The request of the nested shell's parent command. Not yet known to
-    /// the server: always absent for now.
+    /// The request whose program the requester descends from (a nested
+    /// shell's command), from process ancestry; best effort.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_request_id: Option<u64>,
     pub process: ProcessFields,
@@ -247,6 +247,7 @@ impl AuditRecord {
                     outcome: outcome.into(),
                 };
                 record.request_id = Some(request.request_id);
+                record.parent_request_id = request.parent_request_id;
                 let mut redacted = Vec::new();
                 let args = request
                     .argv

@@ -17,6 +17,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
     Arc::new(ExecContext {
         session_id: "s1".into(),
         request_id: 7,
+        parent_request_id: None,
         peer: PeerCredentials {
             pid: 42,
             uid: 1000,

@@ -40,6 +40,7 @@ fn request(argv: &[&str]) -> ExecContext {
     ExecContext {
         session_id: "bench".into(),
         request_id: 1,
+        parent_request_id: None,
         peer: PeerCredentials {
             pid: std::process::id() as i32,
             uid: 0,

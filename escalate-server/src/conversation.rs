@@ -106,6 +106,7 @@ pub(crate) async fn serve_request(
     let context = Arc::new(ExecContext {
         session_id: shared.id.clone(),
         request_id,
+        parent_request_id: shared.lineage.parent_of(peer.pid),
         peer,
         executable: opened.resolved.clone(),
         argv,
@@ -136,7 +137,11 @@ pub(crate) async fn serve_request(
         return;
     }
     let reply = match decision {
-        Decision::Run => ServerMessage::Run,
+        Decision::Run => {
+            // The program keeps the wrapper's pid.
+            shared.lineage.record(peer.pid, request_id);
+            ServerMessage::Run
+        }
         Decision::Deny { reason } => ServerMessage::Deny { reason },
         Decision::Escalate(execution) => match sandbox_for(&shared, &execution).await {
             Ok(sandbox) => {
@@ -354,6 +359,7 @@ async fn escalate(
             sandboxed,
         },
     );
+    shared.lineage.record(pid, request_id);
     shared.emit(SessionEvent::Started { request_id, pid });
     let mut wrapper_present = send(&mut writer, &ServerMessage::Started { pid })
         .await

@@ -37,6 +37,7 @@
 mod conversation;
 mod environment;
 mod events;
+mod lineage;
 mod policy;
 mod resolve;
 mod session;

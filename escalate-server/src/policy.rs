@@ -41,6 +41,10 @@ pub struct ExecContext {
     pub session_id: String,
     /// Unique within the session, in arrival order.
     pub request_id: u64,
+    /// The request whose program (a nested shell, say) this request's
+    /// requester descends from, found through process ancestry. Best
+    /// effort: informative for the audit, not for decisions.
+    pub parent_request_id: Option<u64>,
     pub peer: PeerCredentials,
     pub executable: ResolvedExecutable,
     /// The argument vector as the shell built it; `argv[0]` is whatever the

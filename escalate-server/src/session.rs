@@ -166,6 +166,7 @@ pub(crate) struct Shared {
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
+    pub(crate) lineage: crate::lineage::Lineage,
     next_request: AtomicU64,
 }
 
@@ -240,6 +241,7 @@ impl Session {
             config,
             children: Children::default(),
             sandbox,
+            lineage: crate::lineage::Lineage::default(),
             next_request: AtomicU64::new(0),
         });
         let cancel = CancellationToken::new();

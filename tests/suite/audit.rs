@@ -216,3 +216,44 @@ async fn many_shells_at_once_make_exactly_one_record_per_decision() {
     let records = read_records(&log).unwrap();
     assert_eq!(records.len(), decided);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn execs_of_a_nested_shell_point_at_the_exec_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let policy = policy_by_path(&[]);
+    let (mut session, _recorder) = audited_session(policy, &log, AuditFailure::Deny);
+    let zsh = zsh();
+    // Request 2 starts a nested shell in place; it forks for its first
+    // command (3) and runs its last one in its own process (4). Request 5
+    // is the outer shell's again.
+    let script = format!(
+        "/bin/true; {zsh} -fc '/bin/echo a >/dev/null; /bin/echo b >/dev/null'; /bin/true",
+        zsh = zsh.display()
+    );
+    let child = spawn_zsh(&mut session, &script, dir.path());
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.code(), Some(0), "{}", output.stderr);
+    let records = read_records(&log).unwrap();
+    let lineage: Vec<(u64, Option<u64>, String)> = records
+        .iter()
+        .filter(|record| record.event.action == "decision")
+        .map(|record| {
+            let args = record.process.args.as_ref().unwrap();
+            let last = match args.last().unwrap() {
+                execgate_audit::Bytes::Text(text) => text.clone(),
+                other => format!("{other:?}"),
+            };
+            (record.request_id.unwrap(), record.parent_request_id, last)
+        })
+        .collect();
+    assert_eq!(
+        lineage
+            .iter()
+            .map(|(id, parent, _)| (*id, *parent))
+            .collect::<Vec<_>>(),
+        [(1, None), (2, None), (3, Some(2)), (4, Some(2)), (5, None)],
+        "{lineage:?}"
+    );
+}
