@@ -419,6 +419,8 @@ struct DoctorReport {
     sandbox_problem: Option<String>,
     zsh: Option<String>,
     zsh_patched: bool,
+    /// Built from this source's patch and build script.
+    zsh_current: bool,
     tools_problem: Option<String>,
 }
 
@@ -433,6 +435,14 @@ fn doctor(json: bool) -> Result<i32> {
                 .windows(b"execgate: cannot run the exec wrapper".len())
                 .any(|window| window == b"execgate: cannot run the exec wrapper")
         })
+    });
+    let zsh_current = tools.as_ref().is_ok_and(|tools| {
+        let stamp = std::fs::canonicalize(&tools.zsh)
+            .ok()
+            .and_then(|zsh| zsh.parent()?.parent().map(|prefix| prefix.join(".stamp")));
+        stamp
+            .and_then(|stamp| std::fs::read_to_string(stamp).ok())
+            .is_some_and(|stamp| stamp.trim() == env!("EXECGATE_ZSH_STAMP"))
     });
     let report = DoctorReport {
         kernel: machine.kernel.clone(),
@@ -451,6 +461,7 @@ fn doctor(json: bool) -> Result<i32> {
             .ok()
             .map(|tools| tools.zsh.display().to_string()),
         zsh_patched,
+        zsh_current,
         tools_problem: tools.as_ref().err().map(|error| error.to_string()),
     };
     if json {
@@ -479,7 +490,15 @@ fn doctor(json: bool) -> Result<i32> {
             report.zsh.clone().unwrap_or_else(|| "not found".into())
         );
         match (&report.sandbox_problem, &report.tools_problem) {
-            (None, None) if report.zsh_patched => println!("ready             yes"),
+            (None, None) if report.zsh_patched => {
+                if !report.zsh_current {
+                    println!(
+                        "warning           the patched zsh was not built from this source's \
+                         patch; rebuild it with scripts/build-zsh.sh"
+                    );
+                }
+                println!("ready             yes");
+            }
             (sandbox, tools) => {
                 for problem in [sandbox, tools].into_iter().flatten() {
                     println!("problem           {problem}");

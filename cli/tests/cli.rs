@@ -181,6 +181,7 @@ fn doctor_reports_json() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["sandbox_ready"], true);
     assert_eq!(report["zsh_patched"], true);
+    assert_eq!(report["zsh_current"], true, "the build is from this source");
     assert!(report["landlock_abi"].as_u64().unwrap() >= 3);
     assert_eq!(report["user_namespaces"], true);
 }
