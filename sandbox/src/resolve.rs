@@ -202,9 +202,19 @@ impl ResolvedPolicy {
             glob: deny_globs.join(", "),
             reason: error.to_string(),
         })?;
+        // Relative globs apply under the writable roots; an absolute glob
+        // is also searched from its literal start, wherever that is, so
+        // that what it names is covered in the view, not only refused by
+        // the query API. A start of `/` hits the search limits: refused.
+        let mut glob_roots = writable;
+        for base in deny_globs.iter().filter_map(|glob| literal_base(glob)) {
+            if base.exists() && !glob_roots.iter().any(|root| base.starts_with(root)) {
+                glob_roots.push(base);
+            }
+        }
         let mut policy = ResolvedPolicy {
             minimal_only: minimal && !readable_root,
-            glob_roots: writable,
+            glob_roots,
             rules,
             deny_globs,
             deny_set,
@@ -362,6 +372,23 @@ impl ResolvedPolicy {
         }
         Ok(())
     }
+}
+
+/// The directory an absolute glob starts in: its components up to the
+/// first with a glob character. `None` for a relative glob.
+fn literal_base(glob: &str) -> Option<PathBuf> {
+    if !glob.starts_with('/') {
+        return None;
+    }
+    let mut base = PathBuf::from("/");
+    for component in glob.split('/').filter(|part| !part.is_empty()) {
+        if component.contains(['*', '?', '[', '{']) {
+            return Some(base);
+        }
+        base.push(component);
+    }
+    // No glob character at all: the path's directory.
+    base.parent().map(Path::to_path_buf)
 }
 
 /// Unix sockets in `dir` and its subdirectories down to `levels`, without
@@ -567,6 +594,33 @@ mod tests {
         assert!(!policy.can_read(&root.join("a/b/prod.env")));
         assert!(!policy.can_read(&root.join("later/new.env")));
         assert!(policy.can_read(&root.join("a/keep.txt")));
+    }
+
+    #[test]
+    fn absolute_deny_globs_outside_writable_roots_are_expanded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let (ws, secrets) = (root.join("ws"), root.join("secrets"));
+        fs::create_dir_all(&ws).unwrap();
+        fs::create_dir_all(secrets.join("deep")).unwrap();
+        for file in ["deep/id.key", "notes.txt"] {
+            fs::write(secrets.join(file), "x").unwrap();
+        }
+        let glob = format!("{}/**/*.key", secrets.display());
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                (glob.as_str(), Access::None),
+            ]),
+            &SandboxContext::new(&ws),
+        )
+        .unwrap();
+        assert_eq!(policy.denied_files(), [secrets.join("deep/id.key")]);
+        assert!(policy.can_read(&secrets.join("notes.txt")));
+        assert_eq!(literal_base("/a/b*/c"), Some(PathBuf::from("/a")));
+        assert_eq!(literal_base("**/*.env"), None);
+        assert_eq!(literal_base("/**/*.key"), Some(PathBuf::from("/")));
     }
 
     #[test]

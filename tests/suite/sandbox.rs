@@ -799,3 +799,28 @@ fn processes_named(cmdline: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn absolute_deny_globs_outside_writable_roots_are_covered() {
+    let world = World::new();
+    fs::create_dir_all(world.outside.join("keys")).unwrap();
+    fs::write(world.outside.join("keys/id.key"), "secret").unwrap();
+    fs::write(world.outside.join("keys/public.txt"), "public").unwrap();
+    let mut profile = world.profile();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    let glob = format!("{}/**/*.key", world.outside.display());
+    file_system
+        .push(parse_target(&glob, None).unwrap(), Access::None)
+        .unwrap();
+    let script = world.script(
+        "cat {outside}/keys/id.key; print key=$?; cat {outside}/keys/public.txt; print; print public=$?",
+    );
+    let (output, _) = run_sandboxed(policy_by_path(&[]), profile, &script, &world.ws).await;
+    assert_eq!(
+        output.stdout, "key=1\npublic\npublic=0\n",
+        "{}",
+        output.stderr
+    );
+}
