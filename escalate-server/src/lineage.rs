@@ -46,9 +46,20 @@ impl Lineage {
     /// ancestor. The requester itself counts: a shell run in place that
     /// executes its last command without forking asks from its own pid.
     pub(crate) fn parent_of(&self, requester: i32) -> Option<u64> {
+        if self
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .request_by_pid
+            .is_empty()
+        {
+            return None;
+        }
+        // Above the server itself lies nothing a session started.
+        let server = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
         let mut pid = requester;
         for _ in 0..MAX_DEPTH {
-            if pid <= 1 {
+            if pid <= 1 || pid == server {
                 return None;
             }
             let found = self
@@ -81,19 +92,38 @@ mod tests {
 
     #[test]
     fn the_nearest_recorded_ancestor_is_the_parent() {
+        // A shell (standing for a program run in place) with a child of its
+        // own (standing for the wrapper it starts).
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & wait"])
+            .spawn()
+            .expect("sh");
+        let shell_pid = shell.id() as i32;
+        let children = format!("/proc/{shell_pid}/task/{shell_pid}/children");
+        let mut wrapper = None;
+        for _ in 0..200 {
+            wrapper = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse::<i32>().ok());
+            if wrapper.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let wrapper = wrapper.expect("the shell's child");
         let lineage = Lineage::default();
-        let me = std::process::id() as i32;
-        // This test process's parent stands for the program of request 7.
-        let parent = parent_pid(me).expect("a parent");
-        assert_eq!(lineage.parent_of(me), None);
-        lineage.record(parent, 7);
-        assert_eq!(lineage.parent_of(me), Some(7));
+        assert_eq!(lineage.parent_of(wrapper), None);
+        lineage.record(shell_pid, 7);
+        assert_eq!(lineage.parent_of(wrapper), Some(7));
         // The requester itself is the nearest.
-        lineage.record(me, 9);
-        assert_eq!(lineage.parent_of(me), Some(9));
-        // Asking again from the same pid replaces the earlier program.
-        lineage.record(me, 11);
-        assert_eq!(lineage.parent_of(me), Some(11));
+        lineage.record(wrapper, 9);
+        assert_eq!(lineage.parent_of(wrapper), Some(9));
+        // The search stops at the server: its own ancestors are not looked at.
+        let me = std::process::id() as i32;
+        lineage.record(parent_pid(me).expect("a parent"), 11);
+        assert_eq!(lineage.parent_of(me), None);
+        let _ = shell.kill();
+        let _ = shell.wait();
     }
 
     #[test]
