@@ -41,6 +41,24 @@ impl Approver for TerminalApprover {
     }
 }
 
+/// Text from the request as the terminal may show it: control characters
+/// (escape sequences that could redraw the prompt, newlines that could fake
+/// a line) are escaped. The sandboxed shell chooses arguments, directory
+/// names and, through them, paths.
+fn shown(text: &std::ffi::OsStr) -> String {
+    text.to_string_lossy()
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// What the prompt shows: one fact per line.
 pub fn describe(request: &ApprovalRequest) -> Vec<String> {
     let mut lines = Vec::new();
@@ -48,27 +66,32 @@ pub fn describe(request: &ApprovalRequest) -> Vec<String> {
         .argv
         .iter()
         .skip(1)
-        .map(|arg| format!("{:?}", arg.to_string_lossy()))
+        .map(|arg| format!("'{}'", shown(arg)))
         .collect();
     lines.push(format!(
         "run      {} {}",
-        request.program.display(),
+        shown(request.program.as_os_str()),
         args.join(" ")
     ));
-    lines.push(format!("in       {}", request.cwd.display()));
+    lines.push(format!("in       {}", shown(request.cwd.as_os_str())));
     lines.push(match &request.reason {
         ApprovalReason::Rule(rule) => match &rule.justification {
-            Some(why) => format!("because  rule {}: {why}", rule.id),
-            None => format!("because  rule {}", rule.id),
+            Some(why) => format!(
+                "because  rule {}: {}",
+                shown(rule.id.as_ref()),
+                shown(why.as_ref())
+            ),
+            None => format!("because  rule {}", shown(rule.id.as_ref())),
         },
-        ApprovalReason::Skill { name, .. } => {
-            format!("because  it is a script of skill {name:?}, which declares permissions")
-        }
+        ApprovalReason::Skill { name, .. } => format!(
+            "because  it is a script of skill {}, which declares permissions",
+            shown(name.as_ref())
+        ),
         ApprovalReason::RequestedPermissions { justification } => format!(
             "because  the command asks for more permissions{}",
             justification
                 .as_ref()
-                .map(|why| format!(": {why}"))
+                .map(|why| format!(": {}", shown(why.as_ref())))
                 .unwrap_or_default()
         ),
         other => format!("because  {other:?}"),
@@ -81,7 +104,7 @@ pub fn describe(request: &ApprovalRequest) -> Vec<String> {
     });
     if let Some(grants) = &request.permissions {
         for grant in grants.grants() {
-            lines.push(format!("           {grant}"));
+            lines.push(format!("           {}", shown(grant.as_ref())));
         }
     }
     lines
@@ -146,5 +169,38 @@ impl Drop for Foreground<'_> {
         if let Some(previous) = self.previous {
             let _ = tcsetpgrp(self.tty.as_fd(), previous);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use execgate_core_bridge::server::RuleRef;
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        let request = ApprovalRequest {
+            program: "/ws/\u{1b}[2Jmake".into(),
+            argv: vec![
+                "make".into(),
+                "ok\n  run      /bin/true".into(),
+                "\u{1b}]0;x\u{7}".into(),
+            ],
+            cwd: "/ws/\r".into(),
+            reason: ApprovalReason::Rule(RuleRef {
+                id: "team.rules:3".into(),
+                justification: Some("builds\u{1b}[1A".into()),
+            }),
+            execution: Execution::Unsandboxed,
+            permissions: None,
+        };
+        let lines = describe(&request);
+        for line in &lines {
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        assert_eq!(
+            lines[0],
+            "run      /ws/\\u{1b}[2Jmake 'ok\\n  run      /bin/true' '\\u{1b}]0;x\\u{7}'"
+        );
     }
 }
