@@ -133,6 +133,15 @@ impl SessionArgs {
         let skill_dirs: Vec<PathBuf> = config.skills.iter().chain(&self.skills).cloned().collect();
         let skills = SkillRegistry::load(&skill_dirs)
             .context("the skills cannot be registered; fix or drop --skills")?;
+        warn_if_sandbox_writable(
+            &profile,
+            &cwd,
+            rule_files
+                .iter()
+                .chain(&skill_dirs)
+                .chain(self.config.iter())
+                .map(PathBuf::as_path),
+        );
         let mode = self.approval.unwrap_or(if std::io::stdin().is_terminal() {
             ApprovalMode::Ask
         } else {
@@ -232,6 +241,32 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("execgate: {error:#}");
             ExitCode::from(125)
+        }
+    }
+}
+
+/// Warns about policy files the session's sandbox could rewrite: the next
+/// session would load what the sandboxed command wrote.
+fn warn_if_sandbox_writable<'a>(
+    profile: &PermissionProfile,
+    cwd: &std::path::Path,
+    files: impl Iterator<Item = &'a std::path::Path>,
+) {
+    if !matches!(profile, PermissionProfile::Managed { .. }) {
+        return;
+    }
+    let Ok(view) = ResolvedPolicy::resolve(profile, &SandboxContext::new(cwd)) else {
+        return;
+    };
+    for file in files {
+        let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        if view.may_write(&path) {
+            eprintln!(
+                "execgate: warning: {} is writable from this session's sandbox, so the \
+                 commands run here could change the policy of later sessions; keep policy \
+                 files outside the writable roots",
+                file.display()
+            );
         }
     }
 }

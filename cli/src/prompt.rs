@@ -15,6 +15,9 @@ use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
 };
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::termios::{
+    tcflush, tcgetattr, tcsetattr, FlushArg, InputFlags, LocalFlags, OutputFlags, SetArg, Termios,
+};
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
 
 /// Asks on the controlling terminal.
@@ -113,6 +116,10 @@ pub fn describe(request: &ApprovalRequest) -> Vec<String> {
 fn ask(request: &ApprovalRequest) -> std::io::Result<ApprovalAnswer> {
     let tty = File::options().read(true).write(true).open("/dev/tty")?;
     let _foreground = Foreground::take(&tty);
+    let _modes = SaneModes::set(&tty);
+    // Keys typed before the question (meant for the command) must not
+    // answer it.
+    let _ = tcflush(tty.as_fd(), FlushArg::TCIFLUSH);
     let mut out = &tty;
     write!(out, "\r\nexecgate: approval needed\r\n")?;
     for line in describe(request) {
@@ -137,6 +144,34 @@ fn ask(request: &ApprovalRequest) -> std::io::Result<ApprovalAnswer> {
             _ => continue,
         };
         return Ok(answer);
+    }
+}
+
+/// Line editing and echo on, whatever the command left (raw mode, no echo),
+/// and the command's modes back afterwards.
+struct SaneModes<'a> {
+    tty: &'a File,
+    saved: Option<Termios>,
+}
+
+impl<'a> SaneModes<'a> {
+    fn set(tty: &'a File) -> SaneModes<'a> {
+        let saved = tcgetattr(tty.as_fd()).ok();
+        if let Some(mut modes) = saved.clone() {
+            modes.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG;
+            modes.input_flags |= InputFlags::ICRNL;
+            modes.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
+            let _ = tcsetattr(tty.as_fd(), SetArg::TCSANOW, &modes);
+        }
+        SaneModes { tty, saved }
+    }
+}
+
+impl Drop for SaneModes<'_> {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = tcsetattr(self.tty.as_fd(), SetArg::TCSANOW, saved);
+        }
     }
 }
 
@@ -169,6 +204,10 @@ impl Drop for Foreground<'_> {
         if let Some(previous) = self.previous {
             let _ = tcsetpgrp(self.tty.as_fd(), previous);
         }
+        // The thread goes back to the blocking pool: leave its mask as found.
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&ttou), None);
     }
 }
 

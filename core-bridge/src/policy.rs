@@ -24,7 +24,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use execgate_escalate_server::sandbox::{PermissionProfile, ProfileSet, ResolvedPolicy};
+use execgate_escalate_server::sandbox::{
+    Access, FsTarget, PermissionProfile, ProfileSet, SpecialRoot,
+};
 use execgate_escalate_server::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, Policy, Provenance, RuleRef,
     Verdict,
@@ -71,6 +73,8 @@ pub enum PolicyError {
         name: String,
         reason: String,
     },
+    #[error("{rule}: execution names profile {name:?}, which is not a sandbox; write execution = \"unsandboxed\" if that is meant")]
+    UnsandboxedProfile { rule: String, name: String },
 }
 
 /// The aborted answer to a permissions request.
@@ -96,6 +100,9 @@ struct Inner {
     approved: Mutex<HashSet<ApprovalKey>>,
     /// Prompts in flight: identical requests wait for the same answer.
     pending: Mutex<HashMap<ApprovalKey, SharedAnswer>>,
+    /// What shells granted more permissions could write, beyond the
+    /// session's own view: they hold the session socket too.
+    granted_write_roots: Mutex<Vec<PathBuf>>,
 }
 
 /// One answer, and how long it took, for everyone waiting on it.
@@ -137,6 +144,12 @@ impl ExecPolicy {
                             name: name.clone(),
                             reason: error.to_string(),
                         })?;
+                if !matches!(profile, PermissionProfile::Managed { .. }) {
+                    return Err(PolicyError::UnsandboxedProfile {
+                        rule: rule.origin.to_string(),
+                        name: name.clone(),
+                    });
+                }
                 executions.insert(name.clone(), profile);
             }
         }
@@ -149,6 +162,7 @@ impl ExecPolicy {
                 clock: ApprovalClock::default(),
                 approved: Mutex::new(HashSet::new()),
                 pending: Mutex::new(HashMap::new()),
+                granted_write_roots: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -178,16 +192,18 @@ impl ExecPolicy {
             permissions: Some(requested.clone()),
         };
         let (answer, _) = self.inner.ask(None, &request).await;
-        match answer {
-            ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => {
-                Ok(Some(requested.clone()))
-            }
-            ApprovalAnswer::ApprovePartly(granted) => {
-                Ok(Some(requested.intersected_with(&granted)))
-            }
-            ApprovalAnswer::Decline => Ok(None),
-            ApprovalAnswer::Abort => Err(Aborted),
-        }
+        let granted = match answer {
+            ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
+            ApprovalAnswer::ApprovePartly(granted) => requested.intersected_with(&granted),
+            ApprovalAnswer::Decline => return Ok(None),
+            ApprovalAnswer::Abort => return Err(Aborted),
+        };
+        self.inner
+            .granted_write_roots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(write_roots(&granted, cwd));
+        Ok(Some(granted))
     }
 }
 
@@ -249,9 +265,15 @@ impl Inner {
                 },
                 provenance: by_rule,
             },
-            RuleDecision::Allow => checked_escalation(request, execution, by_rule),
+            RuleDecision::Allow => match self.refusal(request, &execution) {
+                Some(refused) => run_instead(by_rule, refused),
+                None => Verdict {
+                    decision: Decision::Escalate(execution),
+                    provenance: by_rule,
+                },
+            },
             RuleDecision::Prompt => {
-                if let Some(refused) = refusal(request, &execution) {
+                if let Some(refused) = self.refusal(request, &execution) {
                     return run_instead(by_rule, refused);
                 }
                 let key = ApprovalKey::Command {
@@ -268,7 +290,10 @@ impl Inner {
                     cwd: request.cwd.clone(),
                     reason: ApprovalReason::Rule(rule_ref.clone()),
                     execution: execution.clone(),
-                    permissions: None,
+                    permissions: match &execution {
+                        Execution::Permissions(profile) => Some(profile.clone()),
+                        _ => None,
+                    },
                 };
                 self.approved_or_asked(request, key, approval, execution, Some(rule_ref))
                     .await
@@ -289,7 +314,7 @@ impl Inner {
             };
         };
         let execution = Execution::Permissions(grants.clone());
-        if let Some(refused) = refusal(request, &execution) {
+        if let Some(refused) = self.refusal(request, &execution) {
             return run_instead(
                 Provenance {
                     decided_by: DecidedBy::Skill,
@@ -317,6 +342,63 @@ impl Inner {
         };
         self.approved_or_asked(request, key, approval, execution, None)
             .await
+    }
+
+    /// Why this escalation must not happen: it would leave the sandbox
+    /// with a file the sandbox could have written (the program, or the
+    /// interpreter its `#!` line names), or one that cannot be checked.
+    fn refusal(&self, request: &ExecContext, execution: &Execution) -> Option<String> {
+        if *execution == Execution::TurnDefault {
+            return None;
+        }
+        let Some(view) = request.sandbox.as_deref() else {
+            // No sandbox to leave: the shell runs unconfined anyway.
+            return None;
+        };
+        let granted = self
+            .granted_write_roots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let writable =
+            |path: &Path| view.may_write(path) || granted.iter().any(|root| path.starts_with(root));
+        let program = &request.executable.canonical_path;
+        if writable(program) {
+            return Some(format!(
+                "escalation refused: {} is writable from the sandbox",
+                program.display()
+            ));
+        }
+        let interpreter = match shebang_interpreter(program) {
+            Ok(None) => return None,
+            Ok(Some(interpreter)) => interpreter,
+            Err(error) => {
+                return Some(format!(
+                    "escalation refused: cannot read {} to check its #! line: {error}",
+                    program.display()
+                ))
+            }
+        };
+        if !interpreter.is_absolute() {
+            return Some(format!(
+                "escalation refused: {} names a relative #! interpreter {}",
+                program.display(),
+                interpreter.display()
+            ));
+        }
+        match std::fs::canonicalize(&interpreter) {
+            Ok(canonical) if !writable(&canonical) && !writable(&interpreter) => None,
+            Ok(canonical) => Some(format!(
+                "escalation refused: {}'s interpreter {} is writable from the sandbox",
+                program.display(),
+                canonical.display()
+            )),
+            Err(error) => Some(format!(
+                "escalation refused: {}'s interpreter {}: {error}",
+                program.display(),
+                interpreter.display()
+            )),
+        }
     }
 
     /// The session cache, else the approver.
@@ -358,11 +440,17 @@ impl Inner {
                     .insert(key);
                 Decision::Escalate(execution)
             }
-            // A partial answer only means something for requested
-            // permissions; here it approves once what was asked.
-            ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApprovePartly(_) => {
-                Decision::Escalate(execution)
-            }
+            ApprovalAnswer::ApproveOnce => Decision::Escalate(execution),
+            // Part of the grants: only those, never the rest.
+            ApprovalAnswer::ApprovePartly(granted) => match execution {
+                Execution::Permissions(asked) => {
+                    Decision::Escalate(Execution::Permissions(asked.intersected_with(&granted)))
+                }
+                // Nothing to take part of: declined.
+                _ => Decision::Deny {
+                    reason: "declined by the approver (a partial answer to a whole request)".into(),
+                },
+            },
             ApprovalAnswer::Decline => Decision::Deny {
                 reason: "declined by the approver".into(),
             },
@@ -413,21 +501,6 @@ impl Inner {
     }
 }
 
-/// `execution`, unless the sandbox could have written what it would run.
-fn checked_escalation(
-    request: &ExecContext,
-    execution: Execution,
-    provenance: Provenance,
-) -> Verdict {
-    match refusal(request, &execution) {
-        Some(refused) => run_instead(provenance, refused),
-        None => Verdict {
-            decision: Decision::Escalate(execution),
-            provenance,
-        },
-    }
-}
-
 fn run_instead(mut provenance: Provenance, why: String) -> Verdict {
     provenance.note = Some(why);
     Verdict {
@@ -436,47 +509,32 @@ fn run_instead(mut provenance: Provenance, why: String) -> Verdict {
     }
 }
 
-/// Why this escalation must not happen: it would leave the sandbox with a
-/// file the sandbox could have written.
-fn refusal(request: &ExecContext, execution: &Execution) -> Option<String> {
-    if *execution == Execution::TurnDefault {
-        return None;
-    }
-    let view = request.sandbox.as_deref()?;
-    let program = &request.executable.canonical_path;
-    if view.can_write(program) {
-        return Some(format!(
-            "escalation refused: {} is writable from the sandbox",
-            program.display()
-        ));
-    }
-    let interpreter = shebang_interpreter(program, &request.cwd)?;
-    let interpreter = std::fs::canonicalize(&interpreter).unwrap_or(interpreter);
-    writable(view, &interpreter).then(|| {
-        format!(
-            "escalation refused: {}'s interpreter {} is writable from the sandbox",
-            program.display(),
-            interpreter.display()
-        )
-    })
-}
-
-fn writable(view: &ResolvedPolicy, path: &Path) -> bool {
-    view.can_write(path)
-}
-
-/// The interpreter a `#!` line names, if the file has one.
-fn shebang_interpreter(program: &Path, cwd: &Path) -> Option<PathBuf> {
+/// The interpreter a `#!` line names (`Ok(None)`: no `#!` line).
+fn shebang_interpreter(program: &Path) -> std::io::Result<Option<PathBuf>> {
     let mut head = Vec::with_capacity(execgate_protocol::SHEBANG_LIMIT);
-    std::fs::File::open(program)
-        .ok()?
+    std::fs::File::open(program)?
         .take(execgate_protocol::SHEBANG_LIMIT as u64)
-        .read_to_end(&mut head)
-        .ok()?;
-    let shebang = execgate_protocol::parse_shebang(&head)?;
-    // A relative interpreter is looked up from the directory the command
-    // runs in, as the kernel does.
-    Some(cwd.join(shebang.interpreter))
+        .read_to_end(&mut head)?;
+    Ok(execgate_protocol::parse_shebang(&head).map(|shebang| PathBuf::from(shebang.interpreter)))
+}
+
+/// The roots a granted profile lets a shell write, as far as they can be
+/// told without the session's context: special roots other than `:cwd`
+/// count as everything.
+fn write_roots(granted: &PermissionProfile, cwd: &Path) -> Vec<PathBuf> {
+    match granted {
+        PermissionProfile::Managed { file_system, .. } => file_system
+            .entries
+            .iter()
+            .filter(|entry| entry.access == Access::Write)
+            .map(|entry| match &entry.target {
+                FsTarget::Path(path) => path.as_path().to_path_buf(),
+                FsTarget::Special(SpecialRoot::Cwd) => cwd.to_path_buf(),
+                _ => PathBuf::from("/"),
+            })
+            .collect(),
+        _ => vec![PathBuf::from("/")],
+    }
 }
 
 /// Stops the command that asked: its process group, unless that group is

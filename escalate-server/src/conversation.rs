@@ -405,6 +405,7 @@ fn spawn_plan(
 ) -> Result<SpawnPlan, String> {
     let mut launch = launch_plan(opened, &context.argv, &shared.config.escalation_path)
         .map_err(|error| error.to_string())?;
+    let sandboxed = sandbox.is_some();
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
@@ -432,7 +433,7 @@ fn spawn_plan(
             .map(|item| CString::new(item.into_vec()).map_err(|e| e.to_string()))
             .collect()
     };
-    let env = escalated_environment(&context.env, &shared.config.escalation_path);
+    let env = escalated_environment(&context.env, &shared.config.escalation_path, sandboxed);
     Ok(SpawnPlan {
         executable: launch.executable,
         argv: c_strings(launch.argv)?,

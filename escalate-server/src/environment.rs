@@ -7,6 +7,13 @@
 //! removed, and `PATH` is replaced by the session's escalation `PATH`, so
 //! that an escalated program that runs others by name cannot be pointed at
 //! binaries planted in a directory the sandbox can write.
+//!
+//! An unsandboxed child gets less: only the variables of
+//! [`UNSANDBOXED_KEPT`] from the request, and `HOME`, the XDG directories,
+//! `USER`, `LOGNAME`, `SHELL` and `TMPDIR` from the server's own
+//! environment. Too many programs read configuration, and so commands to
+//! run, from places a variable names (`HOME=/work/h git status` reads
+//! `/work/h/.gitconfig`); a list of what to remove cannot keep up.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -98,8 +105,41 @@ pub fn is_injection_variable(name: &OsStr) -> bool {
             .any(|prefix| name.starts_with(prefix.as_bytes()))
 }
 
+/// What an unsandboxed child keeps of the request's environment: how to
+/// talk to the user, nothing that names files or programs.
+pub const UNSANDBOXED_KEPT: &[&str] = &[
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "COLORTERM",
+    "TZ",
+    "NO_COLOR",
+    "COLUMNS",
+    "LINES",
+];
+
+/// Taken from the server's environment for an unsandboxed child.
+const FROM_SERVER: &[&str] = &[
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_DIRS",
+    "XDG_DATA_DIRS",
+];
+
 /// Builds an escalated child's environment from the requester's entries.
-pub(crate) fn escalated_environment(requested: &[OsString], path: &OsStr) -> Vec<OsString> {
+pub(crate) fn escalated_environment(
+    requested: &[OsString],
+    path: &OsStr,
+    sandboxed: bool,
+) -> Vec<OsString> {
     let mut env: Vec<OsString> = requested
         .iter()
         .filter(|entry| {
@@ -109,10 +149,25 @@ pub(crate) fn escalated_environment(requested: &[OsString], path: &OsStr) -> Vec
                 return false;
             };
             let name = OsStr::from_bytes(&bytes[..eq]);
+            if !sandboxed {
+                return UNSANDBOXED_KEPT
+                    .iter()
+                    .any(|kept| name.as_bytes() == kept.as_bytes())
+                    || name.as_bytes().starts_with(b"LC_");
+            }
             name.as_bytes() != b"PATH" && !is_injection_variable(name)
         })
         .cloned()
         .collect();
+    if !sandboxed {
+        for name in FROM_SERVER {
+            if let Some(value) = std::env::var_os(name) {
+                let mut entry = OsString::from(format!("{name}="));
+                entry.push(value);
+                env.push(entry);
+            }
+        }
+    }
     let mut path_entry = OsString::from("PATH=");
     path_entry.push(path);
     env.push(path_entry);
@@ -146,7 +201,7 @@ mod tests {
         .iter()
         .map(OsString::from)
         .collect();
-        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"));
+        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), true);
         let expected: Vec<OsString> = [
             "HOME=/root",
             "LANG=C.UTF-8",
@@ -157,5 +212,39 @@ mod tests {
         .map(OsString::from)
         .collect();
         assert_eq!(env, expected);
+
+        // Unsandboxed: only the kept names from the request; HOME and the
+        // like from the server.
+        let mut requested = requested;
+        requested.push("HOME=/work/planted-home".into());
+        requested.push("LC_ALL=C".into());
+        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), false);
+        let names: Vec<String> = env
+            .iter()
+            .map(|entry| {
+                entry
+                    .to_string_lossy()
+                    .split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert!(names.iter().all(|name| name == "LANG"
+            || name == "LC_ALL"
+            || name == "PATH"
+            || FROM_SERVER.contains(&name.as_str())));
+        assert!(names.contains(&"LC_ALL".to_owned()));
+        assert!(!names.contains(&"GIT_AUTHOR_NAME".to_owned()));
+        let home = std::env::var_os("HOME").map(|home| {
+            let mut entry = OsString::from("HOME=");
+            entry.push(home);
+            entry
+        });
+        assert_eq!(
+            env.iter()
+                .find(|entry| entry.as_bytes().starts_with(b"HOME=")),
+            home.as_ref()
+        );
     }
 }

@@ -115,7 +115,8 @@ pub(crate) struct LaunchPlan {
 /// opened and checked the same way, with the script's canonical path as its
 /// argument: executing the script's own descriptor would hand the
 /// interpreter `/dev/fd/N`, a name it cannot open and a wrong `$0`. A text
-/// file without `#!` runs under `/bin/sh`, as zsh would run it.
+/// file without `#!` runs under `/bin/sh`, as zsh would run it. A binary's
+/// `argv[0]` is its canonical path.
 pub(crate) fn launch_plan(
     opened: OpenedExecutable,
     argv: &[OsString],
@@ -162,8 +163,11 @@ pub(crate) fn launch_plan(
             argv: new_argv,
         });
     }
+    // argv[0] is the canonical path, not what the request said: programs
+    // that dispatch on their name (git's `git-upload-pack`, busybox)
+    // would otherwise run what the rules never saw.
     Ok(LaunchPlan {
         executable: opened.file.into(),
-        argv: argv.to_vec(),
+        argv: script_args().collect(),
     })
 }

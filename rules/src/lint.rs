@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::rule::{PrefixRule, RuleDecision, RuleOrigin, RuleSet};
+use crate::rule::{PrefixRule, RuleDecision, RuleExecution, RuleOrigin, RuleSet};
 
 /// One warning about one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +166,14 @@ fn warning(rule: &PrefixRule) -> Option<String> {
     }
     if let Some((_, why)) = RUNS_ANYTHING.iter().find(|(program, _)| *program == name) {
         return Some(format!("{verb} on {name}: {why}"));
+    }
+    let unsandboxed = matches!(rule.execution, None | Some(RuleExecution::Unsandboxed));
+    if name == "git" && unsandboxed {
+        return Some(format!(
+            "{verb} on git, unsandboxed: git runs the hooks and config commands of the \
+             repository it is in, which the sandbox may have written; add \
+             execution = \"turn-default\" or a profile"
+        ));
     }
     let (_, subcommands, why) = RUNNERS.iter().find(|(program, ..)| *program == name)?;
     match rule.rest().first() {

@@ -52,16 +52,24 @@ impl SandboxContext {
 }
 
 /// `$TMPDIR` becomes a writable root, so it is taken only when it looks
-/// like a temp dir: an existing directory, not `/`, whose own name says
-/// tmp or temp. `TMPDIR=/` or `TMPDIR=$HOME` would otherwise open far more
-/// than a temp dir.
+/// like a temp dir: an existing directory whose own name is `tmp` or
+/// `temp`, starts with `tmp.`, `tmp-` or `tmp_` (mktemp's names), or ends
+/// with `-tmp`, `_tmp` or `.tmp`. `TMPDIR=/`, `TMPDIR=$HOME` or a directory
+/// named `templates` would otherwise open far more than a temp dir.
 fn plausible_tmpdir(dir: &Path) -> Option<PathBuf> {
     let canonical = std::fs::canonicalize(dir).ok()?;
     let name = canonical
         .file_name()?
         .to_string_lossy()
         .to_ascii_lowercase();
-    (canonical.is_dir() && (name.contains("tmp") || name.contains("temp"))).then_some(canonical)
+    let looks_temporary = ["tmp", "temp", "tmpdir", ".tmp"].contains(&name.as_str())
+        || ["tmp.", "tmp-", "tmp_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        || ["-tmp", "_tmp", ".tmp"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix));
+    (canonical.is_dir() && looks_temporary).then_some(canonical)
 }
 
 /// One concrete grant or denial.
@@ -273,6 +281,11 @@ impl ResolvedPolicy {
         if self.is_glob_denied(path) {
             return Access::None;
         }
+        self.rule_access(path)
+    }
+
+    /// What the path rules alone grant, deny globs left out.
+    fn rule_access(&self, path: &Path) -> Access {
         self.rules
             .iter()
             .filter(|rule| path.starts_with(&rule.path))
@@ -282,6 +295,19 @@ impl ResolvedPolicy {
                     .then(a.access.cmp(&b.access))
             })
             .map_or(Access::None, |rule| rule.access)
+    }
+
+    /// Whether something in the sandbox could have created or changed
+    /// `path`. Unlike [`can_write`](Self::can_write), a deny glob does not
+    /// make this false: it hides files that existed at start, and one
+    /// created later under a writable root is writable.
+    pub fn may_write(&self, path: &Path) -> bool {
+        let Ok(path) = AbsolutePath::new(path, None) else {
+            return true;
+        };
+        let path = path.as_path();
+        !self.denied_files.iter().any(|file| file == path)
+            && self.rule_access(path) == Access::Write
     }
 
     pub fn can_read(&self, path: &Path) -> bool {
@@ -594,6 +620,10 @@ mod tests {
         assert!(!policy.can_read(&root.join("a/b/prod.env")));
         assert!(!policy.can_read(&root.join("later/new.env")));
         assert!(policy.can_read(&root.join("a/keep.txt")));
+        // Denied reads do not hide what the sandbox could have written.
+        assert!(!policy.can_write(&root.join("later/new.env")));
+        assert!(policy.may_write(&root.join("later/new.env")));
+        assert!(!policy.may_write(&root.join("a/b/prod.env")));
     }
 
     #[test]
@@ -643,11 +673,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let named = dir.path().join("my-tmp");
         std::fs::create_dir(&named).expect("mkdir");
+        let templates = dir.path().join("templates");
+        std::fs::create_dir(&templates).expect("mkdir");
         let canonical = std::fs::canonicalize(&named).expect("canonical");
         // (TMPDIR, what is taken)
         let cases = [
             (named.as_path(), Some(canonical.as_path())),
             (Path::new("/"), None),
+            (templates.as_path(), None),
             (Path::new("/etc"), None),
             (Path::new("/root"), None),
             (Path::new("relative-tmp"), None),

@@ -466,6 +466,7 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
     );
     // A rule that would let anything out must not apply to skill scripts.
     let rules = place.rules("prefix_rule(pattern = [\"/bin/sh\"])\n");
+    let nothing = AdditionalPermissions::from_toml("", None).unwrap().profile;
     for (answer, expected) in [
         (
             ApprovalAnswer::ApproveForSession,
@@ -474,6 +475,11 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
         (
             ApprovalAnswer::Decline,
             "plain=1 granted=126 again=126 other=126\n",
+        ),
+        // Part of the grants (here: none of them) is all the script gets.
+        (
+            ApprovalAnswer::ApprovePartly(nothing),
+            "plain=1 granted=1 again=1 other=1\n",
         ),
     ] {
         let recorder = Recorder::default();
@@ -662,4 +668,44 @@ prefix_rule(pattern = ["rm"], decision = "forbidden")
         .unwrap();
     assert!(approved.execgate.as_ref().unwrap().approval_ms.is_some());
     assert_eq!(recorder.decided().len(), decided.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalated_programs_get_their_own_name_and_a_clean_environment() {
+    let place = Place::new();
+    let rules = place.rules(
+        r#"
+prefix_rule(pattern = ["dash"], execution = "turn-default")
+prefix_rule(pattern = ["env"])
+"#,
+    );
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        "ARGV0=git-upload-pack sh -c 'echo $0'; \
+         HOME=/planted GIT_AUTHOR_NAME=x LANG=C.UTF-8 env",
+    )
+    .await;
+    let stdout = text(&outcome.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("/usr/bin/dash"),
+        "{stdout}\n{}",
+        text(&outcome.stderr)
+    );
+    let env: Vec<&str> = lines.collect();
+    let home = format!("HOME={}", std::env::var("HOME").unwrap());
+    assert!(env.contains(&home.as_str()), "{env:?}");
+    assert!(env.contains(&"LANG=C.UTF-8"), "{env:?}");
+    assert!(
+        !env.iter().any(|entry| entry.starts_with("GIT_AUTHOR_NAME")),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|entry| entry.starts_with("EXECGATE")),
+        "{env:?}"
+    );
+    session.shutdown().await;
 }
