@@ -430,28 +430,14 @@ async fn run_shell(
         })?;
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
-    let stdout = child.stdout.take().map(|pipe| {
-        let kept = Kept::default();
-        let task = tokio::spawn(collect(
-            pipe,
-            OutputChunk::Stdout,
-            sender.clone(),
-            budget.clone(),
-            kept.clone(),
-        ));
-        (task, kept)
-    });
-    let stderr = child.stderr.take().map(|pipe| {
-        let kept = Kept::default();
-        let task = tokio::spawn(collect(
-            pipe,
-            OutputChunk::Stderr,
-            sender.clone(),
-            budget.clone(),
-            kept.clone(),
-        ));
-        (task, kept)
-    });
+    let stdout = child
+        .stdout
+        .take()
+        .map(|pipe| start_collector(pipe, OutputChunk::Stdout, &sender, &budget));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|pipe| start_collector(pipe, OutputChunk::Stderr, &sender, &budget));
     drop(sender);
     let deadline = async {
         match options.timeout {
@@ -502,6 +488,24 @@ async fn run_shell(
 
 /// What one stream's collector has kept so far, and whether it dropped any.
 type Kept = Arc<std::sync::Mutex<(Vec<u8>, bool)>>;
+
+/// Starts reading one of the command's streams.
+fn start_collector(
+    pipe: impl AsyncRead + Unpin + Send + 'static,
+    wrap: fn(Vec<u8>) -> OutputChunk,
+    sender: &mpsc::UnboundedSender<OutputChunk>,
+    budget: &Arc<std::sync::atomic::AtomicUsize>,
+) -> (tokio::task::JoinHandle<()>, Kept) {
+    let kept = Kept::default();
+    let task = tokio::spawn(collect(
+        pipe,
+        wrap,
+        sender.clone(),
+        budget.clone(),
+        kept.clone(),
+    ));
+    (task, kept)
+}
 
 /// Reads a stream to its end, streaming and keeping what fits in the
 /// shared budget.

@@ -345,20 +345,11 @@ impl AdditionalPermissions {
     /// Parses the TOML above; `origin` names the file in errors and is the
     /// base for relative paths.
     pub fn from_toml(text: &str, origin: Option<&Path>) -> Result<Self, SandboxError> {
-        let name =
-            || origin.map_or_else(|| "<inline>".to_owned(), |path| path.display().to_string());
-        let spec: AdditionalSpec = toml::from_str(text).map_err(|error| SandboxError::Config {
-            file: name(),
-            reason: error.to_string(),
-        })?;
+        let spec: AdditionalSpec = parse_toml(text, origin)?;
         let base = origin.and_then(Path::parent);
         let mut file_system = FileSystemPolicy::default();
         for (target, access) in &spec.filesystem {
-            let access = match access {
-                AccessSpec::Read => Access::Read,
-                AccessSpec::Write => Access::Write,
-                AccessSpec::None => Access::None,
-            };
+            let access = Access::from(*access);
             file_system.push(parse_target(target, base)?, access)?;
         }
         Ok(AdditionalPermissions {
@@ -380,6 +371,27 @@ impl AdditionalPermissions {
             reason: error.to_string(),
         })?;
         Self::from_toml(&text, Some(file))
+    }
+}
+
+/// A TOML document of type `T`; errors name `origin`.
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: Option<&Path>,
+) -> Result<T, SandboxError> {
+    toml::from_str(text).map_err(|error| SandboxError::Config {
+        file: origin.map_or_else(|| "<inline>".to_owned(), |path| path.display().to_string()),
+        reason: error.to_string(),
+    })
+}
+
+impl From<AccessSpec> for Access {
+    fn from(spec: AccessSpec) -> Access {
+        match spec {
+            AccessSpec::Read => Access::Read,
+            AccessSpec::Write => Access::Write,
+            AccessSpec::None => Access::None,
+        }
     }
 }
 
@@ -437,12 +449,7 @@ impl ProfileSet {
     /// Adds the profiles of one TOML document; `origin` is the file it came
     /// from (its directory is the base for relative paths).
     pub fn add_toml(&mut self, text: &str, origin: Option<&Path>) -> Result<(), SandboxError> {
-        let name =
-            || origin.map_or_else(|| "<inline>".to_owned(), |path| path.display().to_string());
-        let file: ProfilesFile = toml::from_str(text).map_err(|error| SandboxError::Config {
-            file: name(),
-            reason: error.to_string(),
-        })?;
+        let file: ProfilesFile = parse_toml(text, origin)?;
         let base = origin.and_then(Path::parent).map(Path::to_path_buf);
         for (profile, spec) in file.profiles {
             self.specs.insert(profile, (spec, base.clone()));
@@ -482,11 +489,7 @@ impl ProfileSet {
             });
         };
         for (target, access) in &spec.filesystem {
-            let access = match access {
-                AccessSpec::Read => Access::Read,
-                AccessSpec::Write => Access::Write,
-                AccessSpec::None => Access::None,
-            };
+            let access = Access::from(*access);
             file_system.push(parse_target(target, base.as_deref())?, access)?;
         }
         if let Some(spec_network) = spec.network {
