@@ -218,7 +218,15 @@ impl ShellSession {
             source,
         })?;
 
+        // One policy builds the shell's environment and what unsandboxed
+        // escalated children start from (PATH aside: the server's own).
+        let mut env = env.build(std::env::vars_os())?;
         let mut server = SessionConfig::new(&tools.wrapper, policy);
+        server.escalation_env = env
+            .iter()
+            .filter(|(name, _)| name != "PATH")
+            .cloned()
+            .collect();
         server.events = events;
         server.audit = audit;
         server.audit_failure = audit_failure;
@@ -241,7 +249,6 @@ impl ShellSession {
         }
         let session = Session::start(server)?;
 
-        let mut env = env.build(std::env::vars_os())?;
         let path = std::env::join_paths(
             std::iter::once(zsh_dir.path().to_path_buf()).chain(
                 env.iter()

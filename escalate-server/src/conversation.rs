@@ -433,7 +433,12 @@ fn spawn_plan(
             .map(|item| CString::new(item.into_vec()).map_err(|e| e.to_string()))
             .collect()
     };
-    let env = escalated_environment(&context.env, &shared.config.escalation_path, sandboxed);
+    let env = escalated_environment(
+        &context.env,
+        &shared.config.escalation_path,
+        sandboxed,
+        &shared.config.escalation_env,
+    );
     Ok(SpawnPlan {
         executable: launch.executable,
         argv: c_strings(launch.argv)?,

@@ -8,10 +8,11 @@
 //! that an escalated program that runs others by name cannot be pointed at
 //! binaries planted in a directory the sandbox can write.
 //!
-//! An unsandboxed child gets less: only the variables of
-//! [`UNSANDBOXED_KEPT`] from the request, and `HOME`, the XDG directories,
-//! `USER`, `LOGNAME`, `SHELL` and `TMPDIR` from the server's own
-//! environment. Too many programs read configuration, and so commands to
+//! An unsandboxed child gets less of the request: only the variables of
+//! [`UNSANDBOXED_KEPT`]. The rest comes from the session's configured
+//! escalation environment (the caller's own, shaped by its environment
+//! policy; by default `HOME`, the XDG directories, `USER`, `LOGNAME`,
+//! `SHELL` and `TMPDIR` of the server). Too many programs read configuration, and so commands to
 //! run, from places a variable names (`HOME=/work/h git status` reads
 //! `/work/h/.gitconfig`); a list of what to remove cannot keep up.
 
@@ -118,7 +119,8 @@ pub const UNSANDBOXED_KEPT: &[&str] = &[
     "LINES",
 ];
 
-/// Taken from the server's environment for an unsandboxed child.
+/// Taken from the server's environment for an unsandboxed child when the
+/// session configures nothing else.
 const FROM_SERVER: &[&str] = &[
     "HOME",
     "USER",
@@ -134,38 +136,64 @@ const FROM_SERVER: &[&str] = &[
     "XDG_DATA_DIRS",
 ];
 
-/// Builds an escalated child's environment from the requester's entries.
+/// The default escalation environment: [`FROM_SERVER`]'s variables.
+pub(crate) fn server_defaults() -> Vec<(OsString, OsString)> {
+    FROM_SERVER
+        .iter()
+        .filter_map(|name| Some((OsString::from(name), std::env::var_os(name)?)))
+        .collect()
+}
+
+/// Builds an escalated child's environment: for a sandboxed child, the
+/// requester's entries without injection variables; for an unsandboxed
+/// one, the requester's harmless entries and the session's `base`.
 pub(crate) fn escalated_environment(
     requested: &[OsString],
     path: &OsStr,
     sandboxed: bool,
+    base: &[(OsString, OsString)],
 ) -> Vec<OsString> {
+    let name_of = |entry: &OsString| -> Option<OsString> {
+        let bytes = entry.as_bytes();
+        let eq = bytes.iter().position(|&b| b == b'=')?;
+        Some(OsStr::from_bytes(&bytes[..eq]).to_owned())
+    };
+    let kept_unsandboxed = |name: &OsStr| {
+        UNSANDBOXED_KEPT
+            .iter()
+            .any(|kept| name.as_bytes() == kept.as_bytes())
+            || name.as_bytes().starts_with(b"LC_")
+    };
+    // Entries without `=` are not variables at all; nothing reads them.
     let mut env: Vec<OsString> = requested
         .iter()
         .filter(|entry| {
-            let bytes = entry.as_bytes();
-            let Some(eq) = bytes.iter().position(|&b| b == b'=') else {
-                // Not a variable at all; nothing reads it, drop it.
+            let Some(name) = name_of(entry) else {
                 return false;
             };
-            let name = OsStr::from_bytes(&bytes[..eq]);
-            if !sandboxed {
-                return UNSANDBOXED_KEPT
-                    .iter()
-                    .any(|kept| name.as_bytes() == kept.as_bytes())
-                    || name.as_bytes().starts_with(b"LC_");
+            if sandboxed {
+                name.as_bytes() != b"PATH" && !is_injection_variable(&name)
+            } else {
+                kept_unsandboxed(&name)
             }
-            name.as_bytes() != b"PATH" && !is_injection_variable(name)
         })
         .cloned()
         .collect();
     if !sandboxed {
-        for name in FROM_SERVER {
-            if let Some(value) = std::env::var_os(name) {
-                let mut entry = OsString::from(format!("{name}="));
-                entry.push(value);
-                env.push(entry);
+        let taken: Vec<OsString> = env.iter().filter_map(name_of).collect();
+        for (name, value) in base {
+            if name.as_bytes() == b"PATH"
+                || is_injection_variable(name)
+                || name.is_empty()
+                || name.as_bytes().contains(&b'=')
+                || taken.contains(name)
+            {
+                continue;
             }
+            let mut entry = name.clone();
+            entry.push("=");
+            entry.push(value);
+            env.push(entry);
         }
     }
     let mut path_entry = OsString::from("PATH=");
@@ -201,7 +229,7 @@ mod tests {
         .iter()
         .map(OsString::from)
         .collect();
-        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), true);
+        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), true, &[]);
         let expected: Vec<OsString> = [
             "HOME=/root",
             "LANG=C.UTF-8",
@@ -218,7 +246,12 @@ mod tests {
         let mut requested = requested;
         requested.push("HOME=/work/planted-home".into());
         requested.push("LC_ALL=C".into());
-        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), false);
+        let env = escalated_environment(
+            &requested,
+            OsStr::new("/usr/bin:/bin"),
+            false,
+            &server_defaults(),
+        );
         let names: Vec<String> = env
             .iter()
             .map(|entry| {

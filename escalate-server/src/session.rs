@@ -39,6 +39,12 @@ pub struct SessionConfig {
     /// `PATH` for escalated children (the requester's is not trusted), and
     /// where relative `#!` interpreters of escalated scripts are looked up.
     pub escalation_path: OsString,
+    /// What unsandboxed escalated children start from, instead of the
+    /// requester's environment (which the sandbox controls): the caller's
+    /// own, as its environment policy shapes it. Injection variables and
+    /// `PATH` are removed from it all the same. Default: the server's
+    /// `HOME`, `USER`, `LOGNAME`, `SHELL`, `TMPDIR` and XDG directories.
+    pub escalation_env: Vec<(OsString, OsString)>,
     /// How long a client may take to send its request.
     pub request_timeout: Duration,
     /// The session's sandbox. `None` refuses every sandboxed escalation.
@@ -128,6 +134,7 @@ impl SessionConfig {
             events: None,
             escalation_path: std::env::var_os("PATH")
                 .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            escalation_env: crate::environment::server_defaults(),
             request_timeout: Duration::from_secs(10),
             sandbox: None,
             audit: None,

@@ -131,6 +131,9 @@ impl Setup {
         };
         let mut config = ShellSessionConfig::with_exec_policy(&place.ws, tools, policy);
         config.events = Some(recorder.sink());
+        // Set by the session's environment policy: trusted, unlike what
+        // the shell exports.
+        config.env.set.insert("POLICY_SET".into(), "yes".into());
         if let Some(log) = self.audit {
             let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
             config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
@@ -684,7 +687,7 @@ prefix_rule(pattern = ["env"])
     let outcome = run(
         &session,
         "ARGV0=git-upload-pack sh -c 'echo $0'; \
-         HOME=/planted GIT_AUTHOR_NAME=x LANG=C.UTF-8 env",
+         HOME=/planted GIT_AUTHOR_NAME=x LANG=C.UTF-8 POLICY_SET=changed env",
     )
     .await;
     let stdout = text(&outcome.stdout);
@@ -699,6 +702,7 @@ prefix_rule(pattern = ["env"])
     let home = format!("HOME={}", std::env::var("HOME").unwrap());
     assert!(env.contains(&home.as_str()), "{env:?}");
     assert!(env.contains(&"LANG=C.UTF-8"), "{env:?}");
+    assert!(env.contains(&"POLICY_SET=yes"), "{env:?}");
     assert!(
         !env.iter().any(|entry| entry.starts_with("GIT_AUTHOR_NAME")),
         "{env:?}"
