@@ -185,6 +185,15 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
 }
 
 /// Prints matching records as they are appended, from the current end.
+/// Whether `path` now names another file than `open` (the log rotated).
+fn rotated(open: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (open.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(current)) => (open.dev(), open.ino()) != (current.dev(), current.ino()),
+        _ => false,
+    }
+}
+
 fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
     use std::io::{BufRead, Seek};
     let mut reader = std::io::BufReader::new(
@@ -199,6 +208,13 @@ fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
             let back = line.len() as i64;
             reader.seek_relative(-back)?;
             std::thread::sleep(Duration::from_millis(200));
+            // Rotated: everything of the old file has been read (a writer
+            // never appends to a rotated file), so go on with the new one.
+            if line.is_empty() && rotated(reader.get_ref(), file) {
+                if let Ok(fresh) = std::fs::File::open(file) {
+                    reader = std::io::BufReader::new(fresh);
+                }
+            }
             continue;
         }
         let record: AuditRecord = serde_json::from_str(&line)

@@ -566,3 +566,59 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     assert!(dir.path().join("first").exists());
     assert!(!dir.path().join("second").exists());
 }
+
+#[test]
+fn audit_follow_goes_on_across_a_rotation() {
+    let (dir, ws) = workspace();
+    let recorded = dir.path().join("recorded.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--audit-log",
+            recorded.to_str().unwrap(),
+            "--",
+            "/bin/echo one; /bin/echo two",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let lines: Vec<String> = std::fs::read_to_string(&recorded)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(lines.len() >= 2);
+    let live = dir.path().join("live.jsonl");
+    std::fs::write(&live, "").unwrap();
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["audit", "--follow", "--json", live.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(600));
+    let append = |line: &str| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&live)
+            .unwrap();
+        writeln!(file, "{line}").unwrap();
+    };
+    pause();
+    append(&lines[0]);
+    pause();
+    // Rotate as the log does: rename, then a new file.
+    std::fs::rename(&live, dir.path().join("live.jsonl.1")).unwrap();
+    std::fs::write(&live, "").unwrap();
+    append(&lines[1]);
+    pause();
+    pause();
+    follower.kill().unwrap();
+    let output = follower.wait_with_output().unwrap();
+    let seen = text(&output.stdout);
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        [lines[0].as_str(), lines[1].as_str()],
+        "{seen}"
+    );
+}
