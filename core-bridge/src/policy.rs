@@ -255,6 +255,11 @@ impl Inner {
                 }
             },
         };
+        if rule.decision != RuleDecision::Forbidden {
+            if let Some(refused) = self.refusal(request, &execution) {
+                return run_instead(by_rule, refused);
+            }
+        }
         match rule.decision {
             RuleDecision::Forbidden => Verdict {
                 decision: Decision::Deny {
@@ -265,17 +270,11 @@ impl Inner {
                 },
                 provenance: by_rule,
             },
-            RuleDecision::Allow => match self.refusal(request, &execution) {
-                Some(refused) => run_instead(by_rule, refused),
-                None => Verdict {
-                    decision: Decision::Escalate(execution),
-                    provenance: by_rule,
-                },
+            RuleDecision::Allow => Verdict {
+                decision: Decision::Escalate(execution),
+                provenance: by_rule,
             },
             RuleDecision::Prompt => {
-                if let Some(refused) = self.refusal(request, &execution) {
-                    return run_instead(by_rule, refused);
-                }
                 let key = ApprovalKey::Command {
                     program: program.clone(),
                     device: request.executable.device,
