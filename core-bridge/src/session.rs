@@ -296,44 +296,28 @@ impl ShellSession {
             (Some(requested), Some(policy)) => Some((requested.clone(), policy.clone())),
             (Some(_), None) => return Err(BridgeError::NoApprover),
         };
-        let plain_shell = match requested {
-            None => Some(self.shell(&args, None)?),
-            Some(_) => None,
-        };
         let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
         let session_shell = self.shell_factory(args.to_vec());
         let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
         let (sender, chunks) = mpsc::unbounded_channel();
         let outcome = tokio::spawn(async move {
-            let shell = match (plain_shell, requested) {
-                (Some(shell), _) => shell,
-                (None, Some((requested, policy))) => {
-                    let granted = policy
-                        .grant_permissions(
-                            &zsh,
-                            &command,
-                            &cwd,
-                            &requested.profile,
-                            requested.justification.clone(),
-                        )
-                        .await
-                        .map_err(|_| BridgeError::Aborted)?;
-                    session_shell(granted.as_ref())?
-                }
-                (None, None) => return Err(BridgeError::NoApprover),
+            let granted = match requested {
+                None => None,
+                Some((requested, policy)) => policy
+                    .grant_permissions(
+                        &zsh,
+                        &command,
+                        &cwd,
+                        &requested.profile,
+                        requested.justification.clone(),
+                    )
+                    .await
+                    .map_err(|_| BridgeError::Aborted)?,
             };
+            let shell = session_shell(granted.as_ref())?;
             run_shell(shell, options, clock, sender).await
         });
         Ok(RunHandle { chunks, outcome })
-    }
-
-    /// The command for `zsh ARGS` in the session, with `extra` grants.
-    fn shell(
-        &self,
-        args: &[OsString],
-        extra: Option<&PermissionProfile>,
-    ) -> Result<std::process::Command, BridgeError> {
-        self.shell_factory(args.to_vec())(extra)
     }
 
     /// Builds shell commands later, from a task that cannot borrow `self`.
