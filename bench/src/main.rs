@@ -25,6 +25,11 @@ struct Tools {
     /// The same wrapper as `cargo build` links it (dynamically), when
     /// `--dynamic-wrapper` names it: case b once more, for comparison.
     dynamic_wrapper: Option<PathBuf>,
+    /// A wrapper that only executes the command (`--floor-wrapper`): what
+    /// the extra execve alone costs, the floor of case b.
+    floor_wrapper: Option<PathBuf>,
+    /// Which P1 cases to run (`--cases=abc`), all when empty.
+    cases: String,
     helper: PathBuf,
     zsh: PathBuf,
     scratch: tempfile::TempDir,
@@ -38,15 +43,26 @@ async fn main() -> Result<()> {
         .iter()
         .find_map(|arg| arg.strip_prefix("--dynamic-wrapper="))
         .map(PathBuf::from);
+    let floor_wrapper = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--floor-wrapper="))
+        .map(PathBuf::from);
+    let cases = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--cases="))
+        .unwrap_or_default()
+        .to_owned();
     let paths: Vec<&String> = args.iter().filter(|arg| !arg.starts_with("--")).collect();
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p5] [--dynamic-wrapper=PATH]"
+             [--p5] [--cases=abcd] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
         );
     };
     let tools = Tools {
         dynamic_wrapper,
+        floor_wrapper,
+        cases,
         wrapper: PathBuf::from(wrapper),
         helper: PathBuf::from(helper),
         zsh: PathBuf::from(zsh),
@@ -264,6 +280,15 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             sandboxed_execs,
         ),
     ];
+    if let Some(floor_wrapper) = &tools.floor_wrapper {
+        cases.push((
+            "b floor: a wrapper that only executes",
+            floor_wrapper,
+            Mode::Session,
+            by_path("/", Decision::Run),
+            execs,
+        ));
+    }
     if let Some(dynamic_wrapper) = &tools.dynamic_wrapper {
         cases.push((
             "b, dynamic wrapper",
@@ -272,6 +297,13 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             by_path("/", Decision::Run),
             execs,
         ));
+    }
+    // `--cases=bc` keeps a (the base of every ratio) and the cases whose
+    // names start with those letters.
+    if !tools.cases.is_empty() {
+        cases.retain(|(name, ..)| {
+            name.starts_with('a') || name.starts_with(|c: char| tools.cases.contains(c))
+        });
     }
     let mut per_exec: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     // Alternate the cases within each repetition, so drift hits all alike.
