@@ -5,8 +5,9 @@
 //! [`SessionAudit`] plugs into a session (`SessionConfig::audit`); the
 //! server records each decision before carrying it out and, by default,
 //! denies what it cannot record. [`AuditLog`] is the file: one `write` per
-//! line with `O_APPEND`, so concurrent sessions never interleave; escalation
-//! decisions are synced to disk before the child starts; size-based
+//! line with `O_APPEND`, so concurrent sessions never interleave; a record is
+//! written before its decision is carried out, and escalation decisions can
+//! be synced to disk too (`RecordOptions::sync_escalations`); size-based
 //! rotation never drops a record a writer holds. Field names follow the
 //! Elastic Common Schema where it has one; `SCHEMA.md` lists them all.
 //!

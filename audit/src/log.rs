@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use execgate_escalate_server::{AuditSink, Decision, SessionEvent};
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::record::{AuditRecord, RecordOptions};
 use crate::AuditError;
@@ -43,9 +42,19 @@ impl Default for Rotation {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    lock_path: PathBuf,
     rotation: Rotation,
-    file: Mutex<File>,
+    /// Behind one mutex: this process's appends go one at a time, and so
+    /// does its use of the one lock description (a `flock` belongs to the
+    /// open file, not to the thread).
+    files: Mutex<Files>,
+}
+
+#[derive(Debug)]
+struct Files {
+    log: File,
+    /// `<log>.lock`, open for the log's life: one `flock` per record and
+    /// no path lookup.
+    lock: File,
 }
 
 impl AuditLog {
@@ -54,11 +63,13 @@ impl AuditLog {
         let path = path.into();
         let mut lock_path = path.clone().into_os_string();
         lock_path.push(".lock");
-        let file = open_append(&path)?;
+        let files = Files {
+            log: open_append(&path)?,
+            lock: open_lock(Path::new(&lock_path))?,
+        };
         Ok(AuditLog {
-            lock_path: lock_path.into(),
             rotation,
-            file: Mutex::new(file),
+            files: Mutex::new(files),
             path,
         })
     }
@@ -73,29 +84,44 @@ impl AuditLog {
         let mut line =
             serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
         line.push(b'\n');
-        let mut file = self
-            .file
+        let mut files = self
+            .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let lock_file = open_lock(&self.lock_path)?;
-        let mut shared = Flock::lock(lock_file, FlockArg::LockShared)
-            .map_err(|(_, errno)| self.io("cannot lock", errno.into()))?;
-        if !same_file(&file, &self.path) {
-            *file = open_append(&self.path)?;
+        let Files { log, lock } = &mut *files;
+        lock.lock_shared()
+            .map_err(|error| self.io("cannot lock", error))?;
+        let appended = self.append_locked(log, lock, &line, durable);
+        let _ = lock.unlock();
+        appended
+    }
+
+    /// The append itself, under the shared lock.
+    fn append_locked(
+        &self,
+        log: &mut File,
+        lock: &File,
+        line: &[u8],
+        durable: bool,
+    ) -> Result<(), AuditError> {
+        let stat = |file: &File| {
+            file.metadata()
+                .map(|meta| ((meta.dev(), meta.ino()), meta.len()))
+                .map_err(|error| self.io("cannot stat", error))
+        };
+        let (open, mut size) = stat(log)?;
+        let named = std::fs::metadata(&self.path).map(|meta| (meta.dev(), meta.ino()));
+        if named.ok() != Some(open) {
+            // Rotated (or removed) since we opened it.
+            *log = open_append(&self.path)?;
+            size = stat(log)?.1;
         }
-        let size = file
-            .metadata()
-            .map_err(|error| self.io("cannot stat", error))?
-            .len();
         if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
-            drop(shared);
-            self.rotate()?;
-            shared = Flock::lock(open_lock(&self.lock_path)?, FlockArg::LockShared)
-                .map_err(|(_, errno)| self.io("cannot lock", errno.into()))?;
-            *file = open_append(&self.path)?;
+            self.rotate(lock)?;
+            *log = open_append(&self.path)?;
         }
-        let written = file
-            .write(&line)
+        let written = log
+            .write(line)
             .map_err(|error| self.io("cannot write", error))?;
         if written != line.len() {
             return Err(self.io(
@@ -104,18 +130,25 @@ impl AuditLog {
             ));
         }
         if durable {
-            file.sync_data()
+            log.sync_data()
                 .map_err(|error| self.io("cannot sync", error))?;
         }
-        drop(shared);
         Ok(())
     }
 
     /// `<log>` → `<log>.1` → ... → `<log>.keep` (dropped), under the
-    /// exclusive lock, unless another writer rotated first.
-    fn rotate(&self) -> Result<(), AuditError> {
-        let _exclusive = Flock::lock(open_lock(&self.lock_path)?, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| self.io("cannot lock", errno.into()))?;
+    /// exclusive lock, unless another writer rotated first. Called with the
+    /// shared lock held; returns with it held again.
+    fn rotate(&self, lock: &File) -> Result<(), AuditError> {
+        lock.lock().map_err(|error| self.io("cannot lock", error))?;
+        let rotated = self.rotate_exclusive();
+        let relocked = lock
+            .lock_shared()
+            .map_err(|error| self.io("cannot lock", error));
+        rotated.and(relocked)
+    }
+
+    fn rotate_exclusive(&self) -> Result<(), AuditError> {
         let size = std::fs::metadata(&self.path)
             .map(|meta| meta.len())
             .unwrap_or(0);
@@ -174,15 +207,9 @@ fn open_lock(path: &Path) -> Result<File, AuditError> {
         })
 }
 
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
-        _ => false,
-    }
-}
-
 /// The session-facing side: turns events into records and appends them.
-/// Escalation decisions are synced to disk before the server acts on them.
+/// Every record is written before the server acts on its event; with
+/// `RecordOptions::sync_escalations`, escalation decisions are synced too.
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
@@ -197,13 +224,14 @@ impl SessionAudit {
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
         let record = AuditRecord::of(event, session_id, SystemTime::now(), &self.options);
-        let durable = matches!(
-            event,
-            SessionEvent::Decided {
-                decision: Decision::Escalate(_),
-                ..
-            }
-        );
+        let durable = self.options.sync_escalations
+            && matches!(
+                event,
+                SessionEvent::Decided {
+                    decision: Decision::Escalate(_),
+                    ..
+                }
+            );
         self.log
             .append(&record, durable)
             .map_err(|error| error.to_string())

@@ -178,6 +178,13 @@ pub struct RecordOptions {
     pub env_values: Vec<String>,
     /// Arguments matching any of these (globs) are redacted.
     pub redact_args: GlobSet,
+    /// Sync escalation decisions to disk (`fdatasync`) before the server
+    /// acts on them. Off by default: every record is written (it is in the
+    /// kernel's page cache, so a crash of the server loses nothing) before
+    /// its effect, and only a crash of the whole machine can lose the last
+    /// moments, as with auditd's default. A sync costs about 0.4 ms per
+    /// escalation on the reference machine.
+    pub sync_escalations: bool,
 }
 
 impl RecordOptions {
@@ -203,6 +210,7 @@ impl RecordOptions {
         Ok(RecordOptions {
             env_values,
             redact_args,
+            sync_escalations: false,
         })
     }
 }

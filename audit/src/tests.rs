@@ -203,6 +203,7 @@ fn environment_names_only_and_redaction_is_marked() {
     let options = RecordOptions {
         env_values: vec!["LANG".into()],
         redact_args: redact.build().unwrap(),
+        sync_escalations: false,
     };
     let record = AuditRecord::of(
         &decided(

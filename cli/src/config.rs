@@ -22,6 +22,7 @@
 //! env_values = ["LANG"]       # variables recorded with their values
 //! redact_args = ["*token*"]   # arguments recorded as [REDACTED]
 //! on_failure = "deny"         # deny | warn, when a record cannot be written
+//! sync = "escalations"        # never (default) | escalations: fdatasync those
 //! ```
 //!
 //! Unknown keys are errors that name the key and the file. A missing file
@@ -53,6 +54,7 @@ pub struct AuditSettings {
     pub env_values: Vec<String>,
     pub redact_args: Vec<String>,
     pub warn_on_failure: bool,
+    pub sync_escalations: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -79,6 +81,14 @@ struct AuditSection {
     #[serde(default)]
     redact_args: Vec<String>,
     on_failure: Option<FailureSpec>,
+    sync: Option<SyncSpec>,
+}
+
+#[derive(serde::Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum SyncSpec {
+    Never,
+    Escalations,
 }
 
 #[derive(serde::Deserialize, PartialEq)]
@@ -166,6 +176,7 @@ impl Config {
                 env_values: audit.env_values,
                 redact_args: audit.redact_args,
                 warn_on_failure: audit.on_failure == Some(FailureSpec::Warn),
+                sync_escalations: audit.sync == Some(SyncSpec::Escalations),
             });
         Ok(Config {
             default_profile: file.default_profile,
@@ -203,7 +214,7 @@ mod tests {
         let text = "default_profile = \"b\"\nrules = [\"a.rules\"]\n\
                     [profiles.b]\nextends = \"read-only\"\n\
                     [env]\ninherit = \"core\"\nset = { CI = \"1\" }\n\
-                    [audit]\nkeep = 2\non_failure = \"warn\"\n";
+                    [audit]\nkeep = 2\non_failure = \"warn\"\nsync = \"escalations\"\n";
         let config = Config::parse(text, Path::new("/x/config.toml")).unwrap();
         assert_eq!(config.default_profile.as_deref(), Some("b"));
         assert!(config.profiles.get("b").is_ok());
@@ -212,5 +223,6 @@ mod tests {
         assert_eq!(config.rules, [PathBuf::from("/x/a.rules")]);
         assert_eq!(config.audit.keep, Some(2));
         assert!(config.audit.warn_on_failure);
+        assert!(config.audit.sync_escalations);
     }
 }

@@ -186,8 +186,9 @@ impl SessionArgs {
         }
         let log = execgate_audit::AuditLog::open(&log_path, rotation)
             .context("the audit log cannot be opened; nothing runs unrecorded")?;
-        let options =
+        let mut options =
             execgate_audit::RecordOptions::new(config.audit.env_values, &config.audit.redact_args)?;
+        options.sync_escalations = config.audit.sync_escalations;
         session.audit = Some(Arc::new(execgate_audit::SessionAudit::new(
             Arc::new(log),
             options,
