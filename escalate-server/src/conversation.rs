@@ -77,6 +77,10 @@ pub(crate) async fn serve_request(
         return refuse(reason);
     }
 
+    // Found while the requester is still writing its request: the hello
+    // comes first so that this work overlaps with the wrapper's own.
+    let parent_request_id = shared.lineage.parent_of(peer.pid);
+
     let frame = tokio::select! {
         () = cancel.cancelled() => return,
         frame = tokio::time::timeout(shared.config.request_timeout, read_frame(&mut reader)) => {
@@ -106,7 +110,7 @@ pub(crate) async fn serve_request(
     let context = Arc::new(ExecContext {
         session_id: shared.id.clone(),
         request_id,
-        parent_request_id: shared.lineage.parent_of(peer.pid),
+        parent_request_id,
         peer,
         executable: opened.resolved.clone(),
         argv,

@@ -10,6 +10,8 @@
 //! audit schema says.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 
 /// How many programs are remembered; the oldest are forgotten first.
@@ -78,12 +80,23 @@ impl Lineage {
     }
 }
 
-/// The parent of `pid`, from `/proc/PID/stat`.
+/// The parent of `pid`, from `/proc/PID/stat`: one `read` of the line's
+/// start (this runs for every request; `read_to_string` would stat the
+/// file and read it in five pieces).
 fn parent_pid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
-    let after_comm = stat.get(stat.rfind(')')? + 1..)?;
-    after_comm.split_whitespace().nth(1)?.parse().ok()
+    let mut stat = [0u8; 512];
+    let len = File::open(format!("/proc/{pid}/stat"))
+        .and_then(|mut file| file.read(&mut stat))
+        .ok()?;
+    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses,
+    // and the fields after it hold none.
+    let stat = &stat[..len];
+    let after_comm = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    let ppid = after_comm
+        .split(|&b| b == b' ')
+        .filter(|field| !field.is_empty())
+        .nth(1)?;
+    std::str::from_utf8(ppid).ok()?.parse().ok()
 }
 
 #[cfg(test)]
