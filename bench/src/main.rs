@@ -56,7 +56,7 @@ async fn main() -> Result<()> {
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p5] [--cases=abcd] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
+             [--p2] [--p5] [--cases=abcd] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
         );
     };
     let tools = Tools {
@@ -83,6 +83,9 @@ async fn main() -> Result<()> {
         cpu_model(),
         std::thread::available_parallelism()?
     );
+    if args.iter().any(|arg| arg == "--p2") {
+        return p2(&tools, 64, 50).await;
+    }
     if only_p1 {
         return p1(&tools, reps, if quick { 500 } else { 2000 }).await;
     }

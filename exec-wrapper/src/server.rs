@@ -2,12 +2,14 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use execgate_protocol::{
     decode_server, encode_client, read_frame, send_all, send_hello, ClientMessage, DecodeError,
     ExecRequest, FrameIoError, ServerMessage, WrapperArgs,
 };
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::sched_yield;
 use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use nix::sys::time::TimeVal;
 
@@ -22,6 +24,13 @@ const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Overrides [`DEFAULT_REPLY_TIMEOUT`], in milliseconds. Shortening it can
 /// only make commands fail sooner, never run.
 const ENV_REPLY_TIMEOUT_MS: &str = "EXECGATE_REPLY_TIMEOUT_MS";
+
+/// How long the wrapper polls for the decision before it sleeps on it. On
+/// a virtual machine a CPU that has gone idle takes about 0.1 ms to wake
+/// again, as long as a `Run` decision takes; polling keeps this CPU awake
+/// for the answer. Each turn yields the CPU to anything else runnable, and
+/// the shell that started the wrapper is waiting for it anyway.
+const DECISION_POLL: Duration = Duration::from_micros(400);
 
 /// Everything that stops the wrapper from getting an answer.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +83,18 @@ impl Conversation {
         decode_server(&body).map_err(|error| WrapperError::Malformed(error.to_string()))
     }
 
+    /// Returns when an answer is waiting or `limit` has passed.
+    fn poll_briefly(&self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let mut ready = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut ready, PollTimeout::ZERO) != Ok(0) {
+                return;
+            }
+            let _ = sched_yield();
+        }
+    }
+
     /// After the child started, answers may take as long as the child runs.
     pub(crate) fn wait_without_timeout(&self) -> Result<(), WrapperError> {
         setsockopt(&self.socket, sockopt::ReceiveTimeout, &TimeVal::new(0, 0))
@@ -118,6 +139,9 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
     }));
     // The server may refuse a peer before reading its request and close
     // (a different uid, say): show that reason rather than the broken pipe.
+    if sent.is_ok() {
+        conversation.poll_briefly(DECISION_POLL);
+    }
     match (sent, conversation.receive()) {
         (Ok(()), decision) => Ok((conversation, decision?)),
         (Err(_), Ok(denial @ ServerMessage::Deny { .. })) => Ok((conversation, denial)),
