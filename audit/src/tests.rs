@@ -40,6 +40,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
             "LANG=C".into(),
         ],
         received: std::time::Instant::now(),
+        request_read: std::time::Instant::now(),
         sandbox: None,
     })
 }

@@ -59,6 +59,7 @@ fn request(argv: &[&str]) -> ExecContext {
         cwd: PathBuf::from("/"),
         env: Vec::new(),
         received: Instant::now(),
+        request_read: Instant::now(),
         sandbox: None,
     }
 }

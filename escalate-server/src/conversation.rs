@@ -87,6 +87,7 @@ pub(crate) async fn serve_request(
             frame.unwrap_or(Err(ConversationError::Timeout))
         }
     };
+    let request_read = Instant::now();
     let request = match frame.and_then(|message| match message {
         ClientMessage::Request(request) => Ok(request),
         _ => Err(ConversationError::Unexpected("expected a request")),
@@ -117,6 +118,7 @@ pub(crate) async fn serve_request(
         cwd,
         env,
         received,
+        request_read,
         sandbox: shared
             .sandbox
             .as_ref()

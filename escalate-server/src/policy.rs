@@ -53,9 +53,12 @@ pub struct ExecContext {
     pub cwd: PathBuf,
     /// The requester's environment entries (`NAME=value`).
     pub env: Vec<OsString>,
-    /// When the server accepted the request's connection: decision latency
-    /// is measured from here.
+    /// When the server accepted the request's connection.
     pub received: std::time::Instant,
+    /// When the whole request had been read: the server's own time to a
+    /// decision is measured from here (before it, the requester was still
+    /// writing).
+    pub request_read: std::time::Instant,
     /// The session's sandbox as resolved: `None` when execgate does not
     /// confine the shell. Policies ask it whether the sandbox could have
     /// written a file (an executable the shell could have swapped).
