@@ -147,7 +147,7 @@ fn audit_growth(scratch: &Path, quick: bool) -> Result<()> {
         &RecordOptions::default(),
     );
     println!("### Audit append cost as the log grows ({per_block} records per block)\n");
-    println!("| records before | file MiB before | append µs (buffered) | append µs (synced) |");
+    println!("| records before | file MiB before | append µs (written) | append µs (synced) |");
     println!("|---|---|---|---|");
     for block in 0..blocks {
         let before = std::fs::metadata(&path)?.len();
