@@ -20,8 +20,10 @@
 //! control characters, newlines and quotes in any field from breaking or
 //! forging a line.
 //!
-//! This crate must never let a record be lost silently: every failure is an
-//! error the caller sees.
+//! This crate must never let a record be lost silently: every failure to
+//! write is an error the caller sees. (An error the kernel meets later,
+//! writing cached pages back to disk, is seen only by a sync: configure
+//! `sync_escalations` where that matters.)
 
 mod log;
 mod read;

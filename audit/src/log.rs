@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use execgate_escalate_server::{AuditSink, Decision, SessionEvent};
@@ -42,11 +42,27 @@ impl Default for Rotation {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
+    lock_path: PathBuf,
     rotation: Rotation,
     /// Behind one mutex: this process's appends go one at a time, and so
     /// does its use of the one lock description (a `flock` belongs to the
     /// open file, not to the thread).
     files: Mutex<Files>,
+}
+
+/// The shared lock on the lock file, released when dropped (a panic
+/// included), with the files it guards.
+struct SharedLock<'a>(MutexGuard<'a, Files>);
+
+impl Drop for SharedLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.lock.unlock();
+    }
+}
+
+fn identity(file: &File) -> std::io::Result<((u64, u64), u64)> {
+    file.metadata()
+        .map(|meta| ((meta.dev(), meta.ino()), meta.len()))
 }
 
 #[derive(Debug)]
@@ -63,11 +79,13 @@ impl AuditLog {
         let path = path.into();
         let mut lock_path = path.clone().into_os_string();
         lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
         let files = Files {
             log: open_append(&path)?,
-            lock: open_lock(Path::new(&lock_path))?,
+            lock: open_lock(&lock_path)?,
         };
         Ok(AuditLog {
+            lock_path,
             rotation,
             files: Mutex::new(files),
             path,
@@ -84,43 +102,41 @@ impl AuditLog {
         let mut line =
             serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
         line.push(b'\n');
-        let mut files = self
+        let files = self
             .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Files { log, lock } = &mut *files;
-        lock.lock_shared()
+        files
+            .lock
+            .lock_shared()
             .map_err(|error| self.io("cannot lock", error))?;
-        let appended = self.append_locked(log, lock, &line, durable);
-        let _ = lock.unlock();
-        appended
+        let mut held = SharedLock(files);
+        self.append_locked(&mut held.0, &line, durable)
     }
 
     /// The append itself, under the shared lock.
     fn append_locked(
         &self,
-        log: &mut File,
-        lock: &File,
+        files: &mut Files,
         line: &[u8],
         durable: bool,
     ) -> Result<(), AuditError> {
-        let stat = |file: &File| {
-            file.metadata()
-                .map(|meta| ((meta.dev(), meta.ino()), meta.len()))
-                .map_err(|error| self.io("cannot stat", error))
-        };
-        let (open, mut size) = stat(log)?;
+        let (open, mut size) =
+            identity(&files.log).map_err(|error| self.io("cannot stat", error))?;
         let named = std::fs::metadata(&self.path).map(|meta| (meta.dev(), meta.ino()));
         if named.ok() != Some(open) {
             // Rotated (or removed) since we opened it.
-            *log = open_append(&self.path)?;
-            size = stat(log)?.1;
+            files.log = open_append(&self.path)?;
+            size = identity(&files.log)
+                .map_err(|error| self.io("cannot stat", error))?
+                .1;
         }
         if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
-            self.rotate(lock)?;
-            *log = open_append(&self.path)?;
+            self.rotate(&mut files.lock)?;
+            files.log = open_append(&self.path)?;
         }
-        let written = log
+        let written = files
+            .log
             .write(line)
             .map_err(|error| self.io("cannot write", error))?;
         if written != line.len() {
@@ -130,7 +146,9 @@ impl AuditLog {
             ));
         }
         if durable {
-            log.sync_data()
+            files
+                .log
+                .sync_data()
                 .map_err(|error| self.io("cannot sync", error))?;
         }
         Ok(())
@@ -138,10 +156,22 @@ impl AuditLog {
 
     /// `<log>` → `<log>.1` → ... → `<log>.keep` (dropped), under the
     /// exclusive lock, unless another writer rotated first. Called with the
-    /// shared lock held; returns with it held again.
-    fn rotate(&self, lock: &File) -> Result<(), AuditError> {
+    /// shared lock held; returns with it held again (on a lock file opened
+    /// anew if the one we held was replaced: writers must lock the same
+    /// file to exclude each other).
+    fn rotate(&self, lock: &mut File) -> Result<(), AuditError> {
+        // flock cannot turn a shared lock into an exclusive one atomically;
+        // say so, and let `rotate_exclusive` check whether someone else
+        // rotated in between.
+        let _ = lock.unlock();
+        let held = identity(lock).ok().map(|(identity, _)| identity);
+        let named = std::fs::metadata(&self.lock_path).map(|meta| (meta.dev(), meta.ino()));
+        if named.ok() != held {
+            *lock = open_lock(&self.lock_path)?;
+        }
         lock.lock().map_err(|error| self.io("cannot lock", error))?;
         let rotated = self.rotate_exclusive();
+        let _ = lock.unlock();
         let relocked = lock
             .lock_shared()
             .map_err(|error| self.io("cannot lock", error));

@@ -252,11 +252,15 @@ fn concurrent_writers_with_rotation_keep_every_record_whole() {
         max_bytes: 16 * 1024,
         keep: 10_000,
     };
-    // Separate logs stand for separate processes: each has its own file
-    // description and lock.
+    // Separate logs stand for separate processes (each has its own file
+    // descriptions and lock); two threads share each log, as a server's
+    // sessions share one.
+    let logs: Vec<Arc<AuditLog>> = (0..4)
+        .map(|_| Arc::new(AuditLog::open(&path, rotation).unwrap()))
+        .collect();
     let writers: Vec<_> = (0..8)
         .map(|writer| {
-            let log = AuditLog::open(&path, rotation).unwrap();
+            let log = logs[writer % logs.len()].clone();
             std::thread::spawn(move || {
                 for n in 0..250 {
                     let argv = vec!["w".into(), format!("{writer}-{n}").into()];
@@ -321,7 +325,12 @@ fn rotation_keeps_the_configured_number_of_files() {
 
 #[test]
 fn a_log_that_cannot_be_written_is_an_error() {
-    let log = AuditLog::open("/dev/full", Rotation::default()).unwrap();
+    // A log that is /dev/full under another name, so that its lock file
+    // lands in a directory of our own.
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("a.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &full).unwrap();
+    let log = AuditLog::open(&full, Rotation::default()).unwrap();
     let record = AuditRecord::of(
         &decided(vec!["x".into()], Decision::Run),
         "s",
