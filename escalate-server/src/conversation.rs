@@ -326,7 +326,17 @@ async fn escalate(
         }
     };
     let started = Instant::now();
-    let spawned = tokio::task::spawn_blocking(move || sys::spawn(&plan)).await;
+    // The child is recorded as soon as it exists: its own requests may
+    // arrive before this task runs again.
+    let lineage = shared.clone();
+    let spawned = tokio::task::spawn_blocking(move || {
+        let spawned = sys::spawn(&plan);
+        if let Ok(pid) = spawned {
+            lineage.lineage.record(pid, request_id);
+        }
+        spawned
+    })
+    .await;
     let pid = match spawned {
         Ok(Ok(pid)) => pid,
         Ok(Err(failure)) => {
@@ -365,7 +375,6 @@ async fn escalate(
             sandboxed,
         },
     );
-    shared.lineage.record(pid, request_id);
     shared.emit(SessionEvent::Started { request_id, pid });
     let mut wrapper_present = send(&mut writer, &ServerMessage::Started { pid })
         .await
@@ -457,7 +466,7 @@ fn spawn_plan(
 
 fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> String {
     let what = match failure.stage {
-        SpawnStage::Fork => "cannot fork".to_owned(),
+        SpawnStage::Fork => "cannot create the process".to_owned(),
         SpawnStage::ProcessGroup => "cannot create a process group".to_owned(),
         SpawnStage::Descriptors => "cannot place the descriptors".to_owned(),
         SpawnStage::WorkingDirectory => {

@@ -73,7 +73,7 @@ pub(crate) struct SpawnFailure {
     pub(crate) error: io::Error,
 }
 
-/// Everything the child needs, prepared before `fork`.
+/// Everything the child needs, prepared before the clone.
 pub(crate) struct SpawnPlan {
     /// The checked executable, opened close-on-exec.
     pub(crate) executable: OwnedFd,
@@ -124,9 +124,12 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
     // (and the copy-on-write faults after it) cost about 0.9 ms per child
     // on the reference machine. The child borrows our memory instead
     // (CLONE_VM) and this thread waits until it has executed or exited
-    // (CLONE_VFORK). Our signal handlers must not run in it: every signal
-    // stays blocked across the clone, the child resets every disposition
-    // before unblocking, and this thread gets its mask back afterwards.
+    // (CLONE_VFORK). Our signal handlers must not run in it: signals stay
+    // blocked across the clone, the child resets every disposition before
+    // unblocking, and this thread gets its mask back afterwards. (glibc
+    // keeps its two internal signals, 32 and 33, unblockable and their
+    // handlers in place; those act only on a signal the process sent
+    // itself, which the child never does.)
     let mut saved = SigSet::empty();
     if let Err(errno) = pthread_sigmask(
         SigmaskHow::SIG_SETMASK,
@@ -235,7 +238,7 @@ struct ChildSetup<'a> {
 }
 
 impl ChildSetup<'_> {
-    /// Runs in the forked child. Only raw, async-signal-safe calls.
+    /// Runs in the cloned child. Only raw, async-signal-safe calls.
     fn run(&mut self) -> ! {
         // SAFETY: every call in this block is an async-signal-safe system
         // call on descriptors this process holds and on memory that was

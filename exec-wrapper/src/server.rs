@@ -153,7 +153,10 @@ fn reply_timeout() -> Duration {
     std::env::var(ENV_REPLY_TIMEOUT_MS)
         .ok()
         .and_then(|ms| ms.parse().ok())
-        .map_or(DEFAULT_REPLY_TIMEOUT, Duration::from_millis)
+        // 0 would mean no timeout at all to the socket: the shortest is 1 ms.
+        .map_or(DEFAULT_REPLY_TIMEOUT, |ms: u64| {
+            Duration::from_millis(ms.max(1))
+        })
 }
 
 fn is_timeout(error: &io::Error) -> bool {
