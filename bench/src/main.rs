@@ -155,6 +155,19 @@ async fn run_shells(
     scripts: &[String],
     cwd: &Path,
 ) -> Result<Run> {
+    run_shells_nicer(tools, wrapper, mode, policy, scripts, cwd, 0).await
+}
+
+/// [`run_shells`] with sessions whose shells run `niceness` steps nicer.
+async fn run_shells_nicer(
+    tools: &Tools,
+    wrapper: &Path,
+    mode: Mode,
+    policy: Arc<dyn Policy>,
+    scripts: &[String],
+    cwd: &Path,
+    niceness: u8,
+) -> Result<Run> {
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(0usize));
     let log = Arc::new(AuditLog::open(
@@ -172,6 +185,7 @@ async fn run_shells(
             continue;
         }
         let mut config = SessionConfig::new(wrapper, policy.clone());
+        config.shell_niceness = niceness;
         let (sink_latencies, sink_errors) = (latencies.clone(), errors.clone());
         config.events = Some(Arc::new(move |event: &SessionEvent| match event {
             SessionEvent::Decided { request, .. } => {
@@ -353,49 +367,54 @@ async fn p2(tools: &Tools, shells: usize, execs: usize) -> Result<()> {
     let scripts: Vec<String> = (0..shells)
         .map(|_| format!("repeat {execs} /bin/true"))
         .collect();
-    let (self_before, children_before) = (
-        cpu_seconds(UsageWho::RUSAGE_SELF)?,
-        cpu_seconds(UsageWho::RUSAGE_CHILDREN)?,
-    );
-    let run = run_shells(
-        tools,
-        &tools.wrapper,
-        Mode::Session,
-        by_path("/", Decision::Run),
-        &scripts,
-        &cwd,
-    )
-    .await?;
-    let server = cpu_seconds(UsageWho::RUSAGE_SELF)? - self_before;
-    let others = cpu_seconds(UsageWho::RUSAGE_CHILDREN)? - children_before;
-    let mut from_accept: Vec<Duration> = run.latencies.iter().map(|l| l.0).collect();
-    let mut from_request: Vec<Duration> = run.latencies.iter().map(|l| l.1).collect();
-    from_accept.sort();
-    from_request.sort();
-    let percentile = |sorted: &[Duration], p: f64| {
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted
-            .get(index)
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-    };
     println!("## P2: {shells} shells at once, {execs} execs each, one server (Run, audit on)\n");
     println!(
-        "| decisions | decisions/s | decision p50 ms | decision p99 ms | from accept p50 ms | from accept p99 ms | server CPU share | errors |"
+        "| shells' niceness | decisions | decisions/s | decision p50 ms | decision p99 ms | from accept p50 ms | from accept p99 ms | server CPU share | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    // The default, and the shells 10 steps nicer than the server
+    // (`SessionConfig::shell_niceness`).
+    for niceness in [0, 10] {
+        let (self_before, children_before) = (
+            cpu_seconds(UsageWho::RUSAGE_SELF)?,
+            cpu_seconds(UsageWho::RUSAGE_CHILDREN)?,
+        );
+        let run = run_shells_nicer(
+            tools,
+            &tools.wrapper,
+            Mode::Session,
+            by_path("/", Decision::Run),
+            &scripts,
+            &cwd,
+            niceness,
+        )
+        .await?;
+        let server = cpu_seconds(UsageWho::RUSAGE_SELF)? - self_before;
+        let others = cpu_seconds(UsageWho::RUSAGE_CHILDREN)? - children_before;
+        let mut from_accept: Vec<Duration> = run.latencies.iter().map(|l| l.0).collect();
+        let mut from_request: Vec<Duration> = run.latencies.iter().map(|l| l.1).collect();
+        from_accept.sort();
+        from_request.sort();
+        let percentile = |sorted: &[Duration], p: f64| {
+            let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+            sorted
+                .get(index)
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "| {niceness} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1}% | {} |",
+            run.latencies.len(),
+            run.latencies.len() as f64 / run.wall.as_secs_f64(),
+            percentile(&from_request, 0.5),
+            percentile(&from_request, 0.99),
+            percentile(&from_accept, 0.5),
+            percentile(&from_accept, 0.99),
+            100.0 * server / (server + others),
+            run.errors
+        );
+    }
     println!(
-        "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1}% | {} |\n",
-        run.latencies.len(),
-        run.latencies.len() as f64 / run.wall.as_secs_f64(),
-        percentile(&from_request, 0.5),
-        percentile(&from_request, 0.99),
-        percentile(&from_accept, 0.5),
-        percentile(&from_accept, 0.99),
-        100.0 * server / (server + others),
-        run.errors
-    );
-    println!(
-        "Measured in the server, to the decision being recorded and reported (before the \
+        "\nMeasured in the server, to the decision being recorded and reported (before the \
          reply is written): *decision* from having read the whole request, *from accept* \
          from accepting the request's connection (which adds the time the wrapper, \
          competing for a CPU with 64 shells, takes to write its request after its hello).\n"

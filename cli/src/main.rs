@@ -108,6 +108,11 @@ struct SessionArgs {
     /// `approve` everything once (for tests).
     #[arg(long, value_enum)]
     approval: Option<ApprovalMode>,
+    /// Run the shell and escalated commands this much nicer (0-19) than
+    /// execgate itself, so that deciding on their execs never waits behind
+    /// them on a busy machine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
+    nice: Option<u8>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -161,6 +166,7 @@ impl SessionArgs {
         let mut session = ShellSessionConfig::with_exec_policy(&cwd, Tools::locate()?, policy);
         session.profile = profile;
         session.env = config.env;
+        session.niceness = self.nice.unwrap_or(0);
         if self.verbose {
             session.events = Some(Arc::new(show_event));
         }

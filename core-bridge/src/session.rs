@@ -47,6 +47,9 @@ pub struct ShellSessionConfig {
     /// Set when `policy` is an [`ExecPolicy`]: its approval clock pauses
     /// command timeouts, and its approver answers permission requests.
     pub exec_policy: Option<ExecPolicy>,
+    /// How much nicer than the caller the shell and escalated commands run
+    /// (`SessionConfig::shell_niceness`). Default 0.
+    pub niceness: u8,
 }
 
 impl ShellSessionConfig {
@@ -65,6 +68,7 @@ impl ShellSessionConfig {
             audit: None,
             audit_failure: AuditFailure::Deny,
             exec_policy: None,
+            niceness: 0,
         }
     }
 
@@ -199,6 +203,7 @@ impl ShellSession {
             audit,
             audit_failure,
             exec_policy,
+            niceness,
         } = config;
         let cwd = std::fs::canonicalize(&cwd).map_err(|source| BridgeError::Io {
             what: format!("working directory {}", cwd.display()),
@@ -230,6 +235,7 @@ impl ShellSession {
         server.events = events;
         server.audit = audit;
         server.audit_failure = audit_failure;
+        server.shell_niceness = niceness;
         // A disabled profile needs no launcher; any other profile that
         // cannot get one does not start.
         match Launcher::new(&tools.sandbox_helper) {

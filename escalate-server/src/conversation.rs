@@ -461,6 +461,7 @@ fn spawn_plan(
         cwd: CString::new(context.cwd.clone().into_os_string().into_vec())
             .map_err(|e| e.to_string())?,
         fds,
+        niceness: shared.config.shell_niceness,
     })
 }
 
@@ -469,6 +470,7 @@ fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> Stri
         SpawnStage::Fork => "cannot create the process".to_owned(),
         SpawnStage::ProcessGroup => "cannot create a process group".to_owned(),
         SpawnStage::Descriptors => "cannot place the descriptors".to_owned(),
+        SpawnStage::Priority => "cannot lower the priority".to_owned(),
         SpawnStage::WorkingDirectory => {
             format!("cannot change to directory {}", context.cwd.display())
         }

@@ -53,6 +53,13 @@ pub struct SessionConfig {
     pub audit: Option<Arc<dyn AuditSink>>,
     /// What happens when a decision cannot be recorded.
     pub audit_failure: AuditFailure,
+    /// How much lower than the server's the CPU priority of the session's
+    /// shell and escalated children is: a `nice` increment, 0 to 19. The
+    /// commands then yield the CPU to the server that decides on them (and
+    /// to everything else on the machine): with 64 busy shells on 2 cores,
+    /// 10 keeps decisions under a millisecond where 0 lets them wait for
+    /// several (BENCHMARKS.md, P2). Default 0.
+    pub shell_niceness: u8,
 }
 
 /// The sandbox a session's shell and its sandboxed escalations run in.
@@ -139,6 +146,7 @@ impl SessionConfig {
             sandbox: None,
             audit: None,
             audit_failure: AuditFailure::Deny,
+            shell_niceness: 0,
         }
     }
 }
@@ -299,6 +307,9 @@ impl Session {
         command.envs(self.shell_env());
         if let Some(socket) = &self.shell_socket {
             sys::inherit_in_child(command, socket.as_raw_fd());
+        }
+        if self.shared.config.shell_niceness > 0 {
+            sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
         }
     }
 

@@ -56,6 +56,32 @@ pub(crate) fn inherit_in_child(command: &mut std::process::Command, fd: RawFd) {
     unsafe { command.pre_exec(clear_cloexec) };
 }
 
+/// Makes the program `command` executes `niceness` steps nicer than we are.
+pub(crate) fn lower_priority_in_child(command: &mut std::process::Command, niceness: u8) {
+    let lower = move || lower_priority(niceness);
+    // SAFETY: the hook runs between fork and exec and makes two
+    // async-signal-safe system calls, allocating nothing.
+    unsafe { command.pre_exec(lower) };
+}
+
+/// `nice(niceness)`, with its error told apart from a result of -1.
+fn lower_priority(niceness: u8) -> io::Result<()> {
+    // SAFETY: getpriority and setpriority only read and set this process's
+    // scheduling priority.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let current = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if current == -1 && *libc::__errno_location() != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let lower = (current + i32::from(niceness)).min(19);
+        if libc::setpriority(libc::PRIO_PROCESS, 0, lower) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Where starting a child failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SpawnStage {
@@ -63,6 +89,7 @@ pub(crate) enum SpawnStage {
     ProcessGroup,
     Descriptors,
     WorkingDirectory,
+    Priority,
     Exec,
 }
 
@@ -82,6 +109,8 @@ pub(crate) struct SpawnPlan {
     pub(crate) cwd: CString,
     /// Received descriptors and the numbers the child must see them at.
     pub(crate) fds: Vec<(OwnedFd, RawFd)>,
+    /// How much nicer than the server the child runs.
+    pub(crate) niceness: u8,
 }
 
 /// Starts the child in its own process group, with exactly the planned
@@ -117,6 +146,7 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
         moved: &mut moved,
         report: report_write.as_raw_fd(),
         floor,
+        niceness: plan.niceness,
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
 
@@ -216,6 +246,7 @@ fn read_report(report: &OwnedFd) -> Option<SpawnFailure> {
         1 => SpawnStage::ProcessGroup,
         2 => SpawnStage::Descriptors,
         3 => SpawnStage::WorkingDirectory,
+        5 => SpawnStage::Priority,
         _ => SpawnStage::Exec,
     };
     let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -235,6 +266,7 @@ struct ChildSetup<'a> {
     moved: &'a mut [RawFd],
     report: RawFd,
     floor: RawFd,
+    niceness: u8,
 }
 
 impl ChildSetup<'_> {
@@ -247,6 +279,9 @@ impl ChildSetup<'_> {
         unsafe {
             if libc::setpgid(0, 0) != 0 {
                 self.fail(1);
+            }
+            if self.niceness > 0 && lower_priority(self.niceness).is_err() {
+                self.fail(5);
             }
             // Lift the executable and the report pipe above the targets.
             let executable = libc::fcntl(self.executable, libc::F_DUPFD_CLOEXEC, self.floor);

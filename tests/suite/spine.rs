@@ -828,3 +828,40 @@ fn the_patched_zsh_without_a_wrapper_behaves_like_zsh() {
     );
     assert_eq!(output.status.code(), Some(127));
 }
+
+#[tokio::test]
+async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    // `nice` prints its own niceness: once run in place, once escalated
+    // (the server starts that one itself), and zsh's own from /proc.
+    let escalate_nice = policy_by_path(&[("/usr/bin/nice", escalate())]);
+    let ours = nix::unistd::getpid();
+    let base = fs::read_to_string(format!("/proc/{ours}/stat")).unwrap();
+    let base: i32 = base[base.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (niceness, policy) in [
+        (0u8, run_everything()),
+        (7, run_everything()),
+        (7, escalate_nice),
+    ] {
+        let mut config = SessionConfig::new(wrapper(), policy.clone());
+        let recorder = Recorder::default();
+        config.events = Some(recorder.sink());
+        config.shell_niceness = niceness;
+        let mut session = Session::start(config).expect("session starts");
+        let child = spawn_zsh(
+            &mut session,
+            r#"nice; read -r s < /proc/$$/stat; echo ${${=s##*\) }[17]}"#,
+            dir.path(),
+        );
+        let output = finish(child).await;
+        session.shutdown().await;
+        let expected = (base + i32::from(niceness)).min(19).to_string();
+        let lines: Vec<&str> = output.stdout.lines().collect();
+        assert_eq!(lines, [&expected, &expected], "{}", output.stderr);
+    }
+}
