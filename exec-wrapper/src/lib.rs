@@ -20,6 +20,7 @@
 //!
 //! Tested end to end through the real patched zsh in `tests/`.
 
+mod arena;
 mod escalate;
 mod run;
 mod server;
@@ -30,6 +31,7 @@ use std::path::Path;
 
 use execgate_protocol::{ServerMessage, WrapperArgs};
 
+pub use crate::arena::Arena;
 use crate::server::WrapperError;
 
 /// Exit status for anything that stops a command from running: the same

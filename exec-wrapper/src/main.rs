@@ -4,6 +4,9 @@
 //! start faster.
 #![no_main]
 
+#[global_allocator]
+static ALLOCATOR: execgate_exec_wrapper::Arena = execgate_exec_wrapper::Arena::new();
+
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: the C runtime's own argc and argv.
