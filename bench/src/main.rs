@@ -146,20 +146,9 @@ struct Run {
 }
 
 /// Runs `script` in one zsh per entry of `scripts`, all at once, under one
-/// server (one session per shell), and measures the wall time.
+/// server (one session per shell, its shell `niceness` steps nicer than
+/// the server), and measures the wall time.
 async fn run_shells(
-    tools: &Tools,
-    wrapper: &Path,
-    mode: Mode,
-    policy: Arc<dyn Policy>,
-    scripts: &[String],
-    cwd: &Path,
-) -> Result<Run> {
-    run_shells_nicer(tools, wrapper, mode, policy, scripts, cwd, 0).await
-}
-
-/// [`run_shells`] with sessions whose shells run `niceness` steps nicer.
-async fn run_shells_nicer(
     tools: &Tools,
     wrapper: &Path,
     mode: Mode,
@@ -329,7 +318,7 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
     for _ in 0..reps {
         for (index, (_, wrapper, mode, policy, count)) in cases.iter().enumerate() {
             let script = format!("repeat {count} /bin/true");
-            let run = run_shells(tools, wrapper, *mode, policy.clone(), &[script], &cwd).await?;
+            let run = run_shells(tools, wrapper, *mode, policy.clone(), &[script], &cwd, 0).await?;
             if run.errors > 0 {
                 bail!("P1 {}: {} errors", cases[index].0, run.errors);
             }
@@ -379,7 +368,7 @@ async fn p2(tools: &Tools, shells: usize, execs: usize) -> Result<()> {
             cpu_seconds(UsageWho::RUSAGE_SELF)?,
             cpu_seconds(UsageWho::RUSAGE_CHILDREN)?,
         );
-        let run = run_shells_nicer(
+        let run = run_shells(
             tools,
             &tools.wrapper,
             Mode::Session,
@@ -579,6 +568,7 @@ async fn workload(tools: &Tools, reps: usize) -> Result<()> {
             by_path("/", Decision::Run),
             &[script.into()],
             &dir,
+            0,
         )
         .await?;
         bare.push(run.wall.as_secs_f64());
@@ -589,6 +579,7 @@ async fn workload(tools: &Tools, reps: usize) -> Result<()> {
             by_path("/", Decision::Run),
             &[script.into()],
             &dir,
+            0,
         )
         .await?;
         if run.errors > 0 {
