@@ -328,11 +328,11 @@ async fn escalate(
     let started = Instant::now();
     // The child is recorded as soon as it exists: its own requests may
     // arrive before this task runs again.
-    let lineage = shared.clone();
+    let spawner = shared.clone();
     let spawned = tokio::task::spawn_blocking(move || {
         let spawned = sys::spawn(&plan);
         if let Ok(pid) = spawned {
-            lineage.lineage.record(pid, request_id);
+            spawner.lineage.record(pid, request_id);
         }
         spawned
     })

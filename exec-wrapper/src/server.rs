@@ -137,11 +137,11 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
         cwd: std::env::current_dir().unwrap_or_default(),
         env: sys::environment(),
     }));
-    // The server may refuse a peer before reading its request and close
-    // (a different uid, say): show that reason rather than the broken pipe.
     if sent.is_ok() {
         conversation.poll_briefly(DECISION_POLL);
     }
+    // The server may refuse a peer before reading its request and close
+    // (a different uid, say): show that reason rather than the broken pipe.
     match (sent, conversation.receive()) {
         (Ok(()), decision) => Ok((conversation, decision?)),
         (Err(_), Ok(denial @ ServerMessage::Deny { .. })) => Ok((conversation, denial)),
