@@ -60,6 +60,7 @@ impl Drop for SharedLock<'_> {
     }
 }
 
+/// An open file's (device, inode) and size, from one `fstat`.
 fn identity(file: &File) -> std::io::Result<((u64, u64), u64)> {
     file.metadata()
         .map(|meta| ((meta.dev(), meta.ino()), meta.len()))
