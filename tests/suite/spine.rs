@@ -835,18 +835,23 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
     // `nice` prints its own niceness: once run in place, once escalated
     // (the server starts that one itself), and zsh's own from /proc.
     let escalate_nice = policy_by_path(&[("/usr/bin/nice", escalate())]);
-    let ours = nix::unistd::getpid();
-    let base = fs::read_to_string(format!("/proc/{ours}/stat")).unwrap();
+    // Niceness is per thread: this one's is what the shell starts from.
+    let base = fs::read_to_string("/proc/thread-self/stat").unwrap();
     let base: i32 = base[base.rfind(')').unwrap() + 2..]
         .split(' ')
         .nth(16)
         .unwrap()
         .parse()
         .unwrap();
-    for (niceness, policy) in [
-        (0u8, run_everything()),
-        (7, run_everything()),
-        (7, escalate_nice),
+    assert!(
+        base + 7 <= 19,
+        "niceness {base} leaves no room to go 7 lower"
+    );
+    // (niceness, policy, whether `nice` is escalated)
+    for (niceness, policy, escalated) in [
+        (0u8, run_everything(), false),
+        (7, run_everything(), false),
+        (7, escalate_nice, true),
     ] {
         let mut config = SessionConfig::new(wrapper(), policy.clone());
         let recorder = Recorder::default();
@@ -860,7 +865,8 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
         );
         let output = finish(child).await;
         session.shutdown().await;
-        let expected = (base + i32::from(niceness)).min(19).to_string();
+        assert_eq!(recorder.started_pids().len(), usize::from(escalated));
+        let expected = (base + i32::from(niceness)).to_string();
         let lines: Vec<&str> = output.stdout.lines().collect();
         assert_eq!(lines, [&expected, &expected], "{}", output.stderr);
     }
