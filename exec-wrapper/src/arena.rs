@@ -47,9 +47,10 @@ impl Arena {
     }
 }
 
-// SAFETY: `alloc` returns either a range of the block no other allocation
+// SAFETY: `alloc` returns either a range of the block no live allocation
 // overlaps, aligned as asked, or what the system allocator returns;
-// `dealloc` passes the latter back to it and keeps the former.
+// `realloc` moves the block's end only for its last allocation; `dealloc`
+// passes the system's memory back to it and keeps the block's.
 unsafe impl GlobalAlloc for Arena {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let base = self.block.0.get().cast::<u8>();
@@ -71,6 +72,45 @@ unsafe impl GlobalAlloc for Arena {
                 Ok(_) => return unsafe { base.add(start) },
                 Err(now) => used = now,
             }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if self.owns(ptr) {
+            // The block's last allocation grows or shrinks where it is (a
+            // growing Vec would otherwise leave a copy behind each time).
+            let offset = ptr as usize - self.block.0.get() as usize;
+            if let Some(new_end) = offset.checked_add(new_size) {
+                if new_end <= ARENA_BYTES
+                    && self
+                        .used
+                        .compare_exchange(
+                            offset + layout.size(),
+                            new_end,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                {
+                    return ptr;
+                }
+            }
+            if new_size <= layout.size() {
+                return ptr;
+            }
+        }
+        // SAFETY: the caller's layout with the new size, which the caller
+        // guarantees is valid for it.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: a non-zero size (the caller's contract); the old block
+        // holds `layout.size()` initialized bytes and is freed once copied.
+        unsafe {
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
         }
     }
 
@@ -128,5 +168,39 @@ mod tests {
         let small = Layout::from_size_align(8, 8).unwrap();
         // SAFETY: a non-zero size.
         assert!(ARENA.owns(unsafe { ARENA.alloc(small) }));
+        // An alignment above the block's own.
+        let paged = Layout::from_size_align(16, 8192).unwrap();
+        // SAFETY: a non-zero size.
+        assert_eq!(unsafe { ARENA.alloc(paged) } as usize % 8192, 0);
+    }
+
+    #[test]
+    fn the_last_allocation_grows_in_place_and_others_move_with_their_bytes() {
+        static ARENA: Arena = Arena::new();
+        let layout = Layout::from_size_align(16, 8).unwrap();
+        // SAFETY: non-zero sizes, each block used within its layout and
+        // passed back with it.
+        unsafe {
+            let first = ARENA.alloc(layout);
+            first.write_bytes(7, 16);
+            let grown = ARENA.realloc(first, layout, 64);
+            assert_eq!(grown, first, "the last allocation grows in place");
+            let second = ARENA.alloc(layout);
+            let moved = ARENA.realloc(grown, Layout::from_size_align(64, 8).unwrap(), 128);
+            assert_ne!(moved, grown);
+            assert!(
+                moved as usize >= second as usize + 16,
+                "no overlap with the second"
+            );
+            assert_eq!(std::slice::from_raw_parts(moved, 16), [7; 16]);
+            // Up to the block's very end, then past it into the system's.
+            let used = ARENA.used.load(Ordering::Relaxed);
+            let rest = Layout::from_size_align(ARENA_BYTES - used, 1).unwrap();
+            let last = ARENA.alloc(rest);
+            assert!(ARENA.owns(last));
+            let out = ARENA.realloc(last, rest, ARENA_BYTES);
+            assert!(!ARENA.owns(out));
+            ARENA.dealloc(out, Layout::from_size_align(ARENA_BYTES, 1).unwrap());
+        }
     }
 }
