@@ -109,8 +109,9 @@ struct SessionArgs {
     #[arg(long, value_enum)]
     approval: Option<ApprovalMode>,
     /// Run the shell and escalated commands this much nicer (0-19) than
-    /// execgate itself, so that deciding on their execs never waits behind
-    /// them on a busy machine.
+    /// execgate itself, so that deciding on their execs does not wait behind
+    /// them on a busy machine (not across the kernel's per-session
+    /// autogroups: see the README).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=19))]
     nice: Option<u8>,
 }

@@ -56,9 +56,17 @@ pub struct SessionConfig {
     /// How much lower than the server's the CPU priority of the session's
     /// shell and escalated children is: a `nice` increment, 0 to 19. The
     /// commands then yield the CPU to the server that decides on them (and
-    /// to everything else on the machine): with 64 busy shells on 2 cores,
-    /// 10 keeps decisions under a millisecond where 0 lets them wait for
-    /// several (BENCHMARKS.md, P2). Default 0.
+    /// to everything else on the machine): with 64 busy unsandboxed shells
+    /// on 2 cores, 10 keeps the server's time per decision under a
+    /// millisecond at p99 where 0 lets a few wait for several
+    /// (BENCHMARKS.md, P2). Default 0.
+    ///
+    /// Niceness orders processes within one scheduler group. Where the
+    /// kernel groups processes by session (`kernel.sched_autogroup_enabled`,
+    /// on by default in many distributions), a sandboxed shell started
+    /// detached, which bubblewrap puts in a session of its own, competes
+    /// with the server's group as an equal whatever its niceness; so do
+    /// sandboxed escalated children.
     pub shell_niceness: u8,
 }
 
