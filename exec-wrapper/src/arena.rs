@@ -12,6 +12,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The alignment every allocation gets at least, as from `malloc`: code
+/// written against C's allocator relies on it (nix, for one, lays a
+/// `cmsghdr` over a byte buffer it allocated).
+const MIN_ALIGN: usize = 16;
+
 /// Far more than one request needs (its arguments, environment and one
 /// frame); what an escalated wrapper allocates per forwarded signal fits
 /// thousands of times over.
@@ -57,7 +62,8 @@ unsafe impl GlobalAlloc for Arena {
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let address = base as usize + used;
-            let start = used + (address.next_multiple_of(layout.align()) - address);
+            let align = layout.align().max(MIN_ALIGN);
+            let start = used + (address.next_multiple_of(align) - address);
             let end = match start.checked_add(layout.size()) {
                 Some(end) if end <= ARENA_BYTES => end,
                 // SAFETY: the caller's layout, passed on.
@@ -146,7 +152,8 @@ mod tests {
             // SAFETY: a non-zero size.
             let ptr = unsafe { ARENA.alloc(layout) };
             assert!(!ptr.is_null());
-            assert_eq!(ptr as usize % align, 0, "{layout:?}");
+            // At least malloc's alignment, whatever was asked.
+            assert_eq!(ptr as usize % align.max(&16), 0, "{layout:?}");
             assert!(ARENA.owns(ptr));
             let range = (ptr as usize, ptr as usize + size);
             assert!(
