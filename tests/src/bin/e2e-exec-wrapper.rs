@@ -1,6 +1,11 @@
 //! The exec wrapper, built for the end-to-end tests (see Cargo.toml).
 #![no_main]
 
+// The installed wrapper's allocator, so that the suites run it too (with
+// debug assertions: alignment included).
+#[global_allocator]
+static ALLOCATOR: execgate_exec_wrapper::Arena = execgate_exec_wrapper::Arena::new();
+
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: the C runtime's own argc and argv.
