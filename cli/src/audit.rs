@@ -184,7 +184,6 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
     Ok(())
 }
 
-/// Prints matching records as they are appended, from the current end.
 /// Whether `path` now names another file than `open` (the log rotated).
 fn rotated(open: &std::fs::File, path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -194,6 +193,7 @@ fn rotated(open: &std::fs::File, path: &std::path::Path) -> bool {
     }
 }
 
+/// Prints matching records as they are appended, from the current end.
 fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
     use std::io::{BufRead, Seek};
     let mut reader = std::io::BufReader::new(

@@ -12,9 +12,10 @@
 //! [`UNSANDBOXED_KEPT`]. The rest comes from the session's configured
 //! escalation environment (the caller's own, shaped by its environment
 //! policy; by default `HOME`, the XDG directories, `USER`, `LOGNAME`,
-//! `SHELL` and `TMPDIR` of the server). Too many programs read configuration, and so commands to
-//! run, from places a variable names (`HOME=/work/h git status` reads
-//! `/work/h/.gitconfig`); a list of what to remove cannot keep up.
+//! `SHELL` and `TMPDIR` of the server). Too many programs read
+//! configuration, and so commands to run, from places a variable names
+//! (`HOME=/work/h git status` reads `/work/h/.gitconfig`); a list of what to
+//! remove cannot keep up.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

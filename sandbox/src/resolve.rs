@@ -62,7 +62,7 @@ fn plausible_tmpdir(dir: &Path) -> Option<PathBuf> {
         .file_name()?
         .to_string_lossy()
         .to_ascii_lowercase();
-    let looks_temporary = ["tmp", "temp", "tmpdir", ".tmp"].contains(&name.as_str())
+    let looks_temporary = ["tmp", "temp", "tmpdir"].contains(&name.as_str())
         || ["tmp.", "tmp-", "tmp_"]
             .iter()
             .any(|prefix| name.starts_with(prefix))
