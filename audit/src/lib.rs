@@ -33,7 +33,7 @@ pub use log::{AuditLog, Rotation, SessionAudit};
 pub use read::{read_records, Filter, Summary};
 pub use record::{
     AuditRecord, Bytes, DecisionFields, EventFields, FileIdentity, ProcessFields, RecordOptions,
-    Requester, RuleFields,
+    Requester, RuleFields, SessionFields,
 };
 
 /// Why the audit log could not be written or read.

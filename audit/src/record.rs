@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use base64::Engine;
-use execgate_escalate_server::{Decision, Execution, SessionEvent, Termination};
+use execgate_escalate_server::{Decision, Execution, SessionEnd, SessionEvent, Termination};
 use globset::GlobSet;
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +137,18 @@ pub struct RuleFields {
     pub justification: Option<String>,
 }
 
+/// `session.*`, on `session-end` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFields {
+    /// `closed` (its owner ended it) or `signal` (its owner was signalled).
+    pub end_reason: String,
+    /// The signal that ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Escalated children still running at the end, which were killed.
+    pub running_children: usize,
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -159,6 +171,8 @@ pub struct AuditRecord {
     pub execgate: Option<DecisionFields>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionFields>,
     /// Environment: names only, values for configured names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<BTreeMap<String, Option<Bytes>>>,
@@ -239,6 +253,7 @@ impl AuditRecord {
             requester: None,
             execgate: None,
             rule: None,
+            session: None,
             environment: None,
             redacted_args: None,
             error: None,
@@ -355,6 +370,31 @@ impl AuditRecord {
             SessionEvent::RequestRefused { request_id, reason } => {
                 record.request_id = *request_id;
                 record.error = Some(reason.clone());
+            }
+            SessionEvent::Ended { reason, running } => {
+                let (end_reason, signal) = match reason {
+                    SessionEnd::Closed => ("closed", None),
+                    SessionEnd::Signal(signal) => ("signal", Some(*signal)),
+                    // A future kind of end is still recorded, by its name.
+                    other => {
+                        record.error = Some(format!("unrecognised end: {other:?}"));
+                        ("other", None)
+                    }
+                };
+                record.event = EventFields {
+                    action: "session-end".into(),
+                    outcome: if signal.is_some() {
+                        "failure"
+                    } else {
+                        "success"
+                    }
+                    .into(),
+                };
+                record.session = Some(SessionFields {
+                    end_reason: end_reason.into(),
+                    signal,
+                    running_children: *running,
+                });
             }
             // A future event kind is still recorded, as an error to look at.
             other => record.error = Some(format!("unrecognised event: {other:?}")),

@@ -142,6 +142,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         record.process.signal,
         &record.error,
     ) {
+        _ if record.session.is_some() => session_end(record),
         (Some(code), _, _) => format!("exit {code}"),
         (_, Some(signal), _) => format!("signal {signal}"),
         (_, _, Some(error)) => error.escape_debug().to_string(),
@@ -160,6 +161,18 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         outcome
     )?;
     Ok(())
+}
+
+/// A `session-end` record's outcome column.
+fn session_end(record: &AuditRecord) -> String {
+    let Some(end) = &record.session else {
+        return String::new();
+    };
+    let killed = end.running_children;
+    match end.signal {
+        Some(signal) => format!("ended by signal {signal}, {killed} running killed"),
+        None => format!("closed, {killed} running killed"),
+    }
 }
 
 fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {

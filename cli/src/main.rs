@@ -8,6 +8,7 @@
 
 mod audit;
 mod config;
+mod ending;
 mod policy;
 mod prompt;
 
@@ -30,6 +31,7 @@ use execgate_core_bridge::{
 use std::io::IsTerminal;
 
 use crate::config::Config;
+use crate::ending::{EndSignals, TerminalInterrupt, TerminalModes};
 
 /// Run shell commands with every exec decided by a policy, inside a sandbox.
 #[derive(Parser)]
@@ -303,7 +305,11 @@ fn end_leftovers() {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     // A killed orphan's own children come to us in turn: a few rounds.
     for _ in 0..20 {
-        let children = children_of(std::process::id());
+        // The warden ends by itself once we have gone, after removing the
+        // sessions' cgroups: not ours to kill.
+        let warden = execgate_core_bridge::server::warden_pid();
+        let mut children = children_of(std::process::id());
+        children.retain(|child| Some(*child) != warden);
         if children.is_empty() {
             return;
         }
@@ -364,23 +370,24 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
             ..RunOptions::default()
         };
         let cancel = options.cancel.clone();
-        let handle = session.run(&command, options)?;
         // Ctrl-C reaches us, not the command (it has its own process
-        // group): end the command and everything it started.
-        let interrupt = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+        // group); it, SIGTERM and SIGHUP end the command and the session.
+        let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
+        let handle = session.run(&command, options)?;
+        let outcome = handle.wait();
+        tokio::pin!(outcome);
+        let outcome = tokio::select! {
+            outcome = &mut outcome => outcome,
+            signal = signals.recv() => {
+                session.terminate(signal);
                 cancel.cancel();
+                let _ = outcome.await;
+                session.shutdown().await;
+                return Ok(128 + signal);
             }
-        });
-        let outcome = handle.wait().await;
-        interrupt.abort();
+        };
         session.shutdown().await;
-        let outcome = outcome?;
-        Ok(if outcome.cancelled {
-            130
-        } else {
-            outcome.status.code()
-        })
+        Ok(outcome?.status.code())
     })
 }
 
@@ -390,11 +397,20 @@ fn shell(args: SessionArgs) -> Result<i32> {
     runtime.block_on(async move {
         let session = ShellSession::start(session_config)?;
         // The terminal's Ctrl-C is for the shell's jobs; this process waits
-        // it out (a handler replaces the default action).
-        let interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot take over SIGINT")?;
-        let status = session.interactive().await;
-        drop(interrupts);
+        // it out. SIGTERM, SIGHUP and an interrupt sent to this process
+        // itself end the session.
+        let mut signals = EndSignals::new(TerminalInterrupt::BelongsToShell)?;
+        let modes = TerminalModes::save();
+        let status = tokio::select! {
+            status = session.interactive() => status,
+            signal = signals.recv() => {
+                // Dropping the shell's future kills it.
+                session.terminate(signal);
+                session.shutdown().await;
+                modes.restore();
+                return Ok(128 + signal);
+            }
+        };
         session.shutdown().await;
         Ok(status?.code())
     })

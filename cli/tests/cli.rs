@@ -309,7 +309,15 @@ fn every_run_is_audited_and_audit_reads_it_back() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let log = ws.join("state/execgate/audit.jsonl");
-    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    // Three decisions, then the session's end.
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[3]["event"]["action"], "session-end");
+    assert_eq!(records[3]["session"]["end_reason"], "closed");
 
     let output = execgate(&ws, &["audit", "--json", "--program", "id"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -621,4 +629,151 @@ fn audit_follow_goes_on_across_a_rotation() {
         [lines[0].as_str(), lines[1].as_str()],
         "{seen}"
     );
+}
+
+/// Whether `pid` is still a live (not zombie) process whose command line
+/// is exactly `argv`.
+fn still_running(pid: i32, argv: &[&str]) -> bool {
+    let wanted: Vec<u8> = argv
+        .iter()
+        .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
+        .collect();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next())
+        .unwrap_or("");
+    cmdline == wanted && state != "Z"
+}
+
+/// The pids of the escalated children started so far, from the audit log.
+fn started_pids(audit: &Path) -> Vec<i32> {
+    std::fs::read_to_string(audit)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["event"]["action"] == "start")
+        .filter_map(|record| record["process"]["pid"].as_i64())
+        .map(|pid| i32::try_from(pid).unwrap())
+        .collect()
+}
+
+/// `execgate run` holding two escalated, unsandboxed children, ended by
+/// `signal` from outside, `rounds` times: each time the exit status names
+/// the signal, the audit log records the session's end by it, and no child
+/// is left running a second later, checked by pid and by command line.
+/// With a cgroup, the second child is `setsid sleep`: a process in a
+/// session of its own, which only the cgroup reaches once `run` is killed.
+fn signalled_run_leaves_nothing(signal: nix::sys::signal::Signal, scope: &str, rounds: u32) {
+    use std::time::{Duration, Instant};
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("sleep.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"sleep\"])\nprefix_rule(pattern = [\"setsid\"])\n",
+    )
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    for round in 0..rounds {
+        let audit = dir.path().join(format!("audit-{round}.jsonl"));
+        // Unique to this test: parallel tests look for their own sleeps.
+        let offset = if scope == "cgroup" { 0 } else { 100 };
+        let duration = format!("{}.{round}", 3000 + offset + signal as i32);
+        let leaver = if scope == "cgroup" { "setsid " } else { "" };
+        let script = format!("sleep {duration} & {leaver}sleep {duration} & wait");
+        let mut run = Command::new(binary)
+            .args(["run", "--rules"])
+            .arg(&rules)
+            .arg("--audit-log")
+            .arg(&audit)
+            .args(["--", &script])
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .env("EXECGATE_SCOPE", scope)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pids = loop {
+            let pids = started_pids(&audit);
+            if pids.len() == 2 {
+                break pids;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: children did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let run_pid = nix::unistd::Pid::from_raw(i32::try_from(run.id()).unwrap());
+        nix::sys::signal::kill(run_pid, signal).unwrap();
+        let status = run.wait().unwrap();
+        if signal == nix::sys::signal::Signal::SIGKILL {
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(9)
+            );
+        } else {
+            assert_eq!(status.code(), Some(128 + signal as i32), "round {round}");
+            let log = std::fs::read_to_string(&audit).unwrap();
+            assert!(
+                log.lines().any(|line| line.contains("\"session-end\"")
+                    && line.contains(&format!("\"signal\":{}", signal as i32))),
+                "round {round}: no session-end record: {log}"
+            );
+        }
+        // By pid (the children the audit log names), and by command line
+        // (what `setsid` started under a pid of its own).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let survivors = loop {
+            let mut survivors: Vec<String> = pids
+                .iter()
+                .copied()
+                .filter(|pid| {
+                    still_running(*pid, &["/usr/bin/sleep", &duration])
+                        || still_running(*pid, &["sleep", &duration])
+                })
+                .map(|pid| pid.to_string())
+                .collect();
+            survivors.extend(processes_running(&["sleep", &duration]));
+            survivors.extend(processes_running(&["/usr/bin/sleep", &duration]));
+            if survivors.is_empty() || Instant::now() >= deadline {
+                break survivors;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            survivors.is_empty(),
+            "{scope}, round {round}: {signal} left {survivors:?} running after a second"
+        );
+    }
+}
+
+#[test]
+fn sigterm_of_run_ends_the_session_and_kills_its_escalated_children() {
+    signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGTERM, "cgroup", 20);
+}
+
+#[test]
+fn sigint_of_run_ends_the_session_and_kills_its_escalated_children() {
+    signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGINT, "cgroup", 20);
+}
+
+#[test]
+fn sighup_of_run_ends_the_session_and_kills_its_escalated_children() {
+    signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGHUP, "cgroup", 20);
+}
+
+#[test]
+fn sigkill_of_run_leaves_no_escalated_child() {
+    signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGKILL, "cgroup", 20);
+}
+
+#[test]
+fn without_a_cgroup_the_warden_still_kills_the_escalated_groups() {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        signalled_run_leaves_nothing(signal, "process-groups", 5);
+    }
 }

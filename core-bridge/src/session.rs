@@ -381,6 +381,14 @@ impl ShellSession {
         })
     }
 
+    /// Ends the session at once because its owner received `signal`: every
+    /// escalated child (and, where the session has a cgroup, every process
+    /// of the session) is killed, and the audit log records the end by that
+    /// signal. Follow with [`ShellSession::shutdown`] to wait for the reaping.
+    pub fn terminate(&self, signal: i32) {
+        self.session.terminate(signal);
+    }
+
     /// Ends the session: every escalated child is killed and reaped.
     pub async fn shutdown(self) {
         self.session.cancel();

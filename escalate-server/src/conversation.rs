@@ -462,6 +462,8 @@ fn spawn_plan(
             .map_err(|e| e.to_string())?,
         fds,
         niceness: shared.config.shell_niceness,
+        cgroup_procs: shared.children.scope.cgroup_procs(),
+        warden_pipe: shared.children.scope.warden_pipe(),
     })
 }
 
@@ -471,6 +473,7 @@ fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> Stri
         SpawnStage::ProcessGroup => "cannot create a process group".to_owned(),
         SpawnStage::Descriptors => "cannot place the descriptors".to_owned(),
         SpawnStage::Priority => "cannot lower the priority".to_owned(),
+        SpawnStage::Scope => "cannot join the session's scope".to_owned(),
         SpawnStage::WorkingDirectory => {
             format!("cannot change to directory {}", context.cwd.display())
         }

@@ -58,4 +58,17 @@ pub enum SessionEvent {
         request_id: Option<u64>,
         reason: String,
     },
+    /// The session ended; `running` escalated children were still running
+    /// and are being killed.
+    Ended { reason: SessionEnd, running: usize },
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// Its owner shut it down, cancelled or dropped it.
+    Closed,
+    /// Its owner received this signal and ended it.
+    Signal(i32),
 }

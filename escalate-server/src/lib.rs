@@ -40,11 +40,12 @@ mod events;
 mod lineage;
 mod policy;
 mod resolve;
+mod scope;
 mod session;
 mod sys;
 
 pub use environment::is_injection_variable;
-pub use events::{AuditFailure, AuditSink, EventSink, SessionEvent};
+pub use events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use policy::{
@@ -52,4 +53,5 @@ pub use policy::{
     Provenance, ResolvedExecutable, RuleRef, Verdict,
 };
 pub use resolve::ResolveError;
+pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{Session, SessionConfig, SessionSandbox, StartError};

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conversation;
-use crate::events::{AuditFailure, AuditSink, EventSink, SessionEvent};
+use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
 use crate::policy::Policy;
+use crate::scope::{Scope, ScopeError};
 use crate::sys;
 
 /// How a session is set up.
@@ -171,6 +172,8 @@ pub enum StartError {
     Wrapper { path: PathBuf, source: io::Error },
     #[error("the session's sandbox cannot be set up: {0}")]
     Sandbox(#[from] SandboxError),
+    #[error("the session's processes cannot be kept killable: {0}")]
+    Scope(#[from] ScopeError),
 }
 
 /// A running session. Dropping it (or [`Session::cancel`]) stops its workers
@@ -191,9 +194,20 @@ pub(crate) struct Shared {
     pub(crate) sandbox: Option<ActiveSandbox>,
     pub(crate) lineage: crate::lineage::Lineage,
     next_request: AtomicU64,
+    /// Set once the session's end has been recorded.
+    ended: AtomicBool,
 }
 
 impl Shared {
+    /// Records the session's end, once, then kills everything it started.
+    fn end(&self, reason: SessionEnd) {
+        if !self.ended.swap(true, Ordering::SeqCst) {
+            let running = self.children.count();
+            self.emit(SessionEvent::Ended { reason, running });
+        }
+        self.children.kill_all();
+    }
+
     pub(crate) fn next_request_id(&self) -> u64 {
         self.next_request.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -259,13 +273,16 @@ impl Session {
             Some(sandbox) => Some(ActiveSandbox::new(sandbox, &config.wrapper)?),
             None => None,
         };
+        let id = new_session_id();
+        let scope = Scope::new(&id, &config.wrapper)?;
         let shared = Arc::new(Shared {
-            id: new_session_id(),
+            id,
             config,
-            children: Children::default(),
+            children: Children::new(scope),
             sandbox,
             lineage: crate::lineage::Lineage::default(),
             next_request: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -318,6 +335,10 @@ impl Session {
         }
         if self.shared.config.shell_niceness > 0 {
             sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
+        }
+        // The shell, and all it runs in place, dies with the session too.
+        if let Some(procs) = self.shared.children.scope.cgroup_procs() {
+            sys::join_cgroup_in_child(command, procs);
         }
     }
 
@@ -405,10 +426,18 @@ impl Session {
         self.shell_socket = None;
     }
 
-    /// Stops the workers and kills every escalated child now.
+    /// Stops the workers and kills every escalated child now (and, where
+    /// the session has a cgroup, every process of it).
     pub fn cancel(&self) {
         self.cancel.cancel();
-        self.shared.children.kill_all();
+        self.shared.end(SessionEnd::Closed);
+    }
+
+    /// [`Session::cancel`] because the owner received `signal`: the audit
+    /// log records that the session ended by it.
+    pub fn terminate(&self, signal: i32) {
+        self.cancel.cancel();
+        self.shared.end(SessionEnd::Signal(signal));
     }
 
     /// Cancels the session and waits until every worker has finished and
@@ -431,7 +460,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.cancel.cancel();
-        self.shared.children.kill_all();
+        self.shared.end(SessionEnd::Closed);
         self.shared.children.reap_all();
     }
 }
@@ -505,9 +534,9 @@ async fn serve(
 /// process group id is its pid, which stays reserved while the child is
 /// unreaped, so signalling the group of a listed child can never reach an
 /// unrelated process.
-#[derive(Default)]
 pub(crate) struct Children {
     live: Mutex<HashMap<u64, LiveChild>>,
+    pub(crate) scope: Scope,
 }
 
 pub(crate) struct LiveChild {
@@ -528,6 +557,17 @@ fn sandbox_init(bwrap_pid: i32) -> Option<i32> {
 }
 
 impl Children {
+    fn new(scope: Scope) -> Children {
+        Children {
+            live: Mutex::default(),
+            scope,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, LiveChild>> {
         self.live
             .lock()
@@ -576,14 +616,22 @@ impl Children {
             ));
         };
         let pid = child.pid;
+        // Seen first, reaped after the warden has forgotten the group: once
+        // reaped, its number may be given to another process.
         match waitid(
             Id::PIDFd(child.pidfd.as_fd()),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
         ) {
             Ok(WaitStatus::StillAlive) => None,
-            Ok(status) => {
+            Ok(_) => {
+                self.scope.untrack(pid);
+                let status = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
                 live.remove(&request_id);
-                Some(status)
+                Some(status.unwrap_or(WaitStatus::Signaled(
+                    Pid::from_raw(pid),
+                    Signal::SIGKILL,
+                    false,
+                )))
             }
             // Reaped by the session's drop, after it killed the group.
             Err(_) => {
@@ -597,17 +645,20 @@ impl Children {
         }
     }
 
-    /// Kills every listed child's process group.
+    /// Kills every listed child's process group, and everything in the
+    /// session's cgroup.
     pub(crate) fn kill_all(&self) {
         for child in self.lock().values() {
             let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
         }
+        self.scope.kill_all();
     }
 
     /// Waits for every listed child (after [`Children::kill_all`]).
     fn reap_all(&self) {
         let mut live = self.lock();
         for (_, child) in live.drain() {
+            self.scope.untrack(child.pid);
             let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
         }
     }

@@ -15,6 +15,8 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{getsockopt, sockopt};
 
+use execgate_protocol::WardenRecord;
+
 use crate::policy::PeerCredentials;
 
 /// The kernel's view of who is on the other end of a unix socket.
@@ -56,6 +58,22 @@ pub(crate) fn inherit_in_child(command: &mut std::process::Command, fd: RawFd) {
     unsafe { command.pre_exec(clear_cloexec) };
 }
 
+/// Makes the program `command` executes join the cgroup whose
+/// `cgroup.procs` is open at `procs`, before it executes.
+pub(crate) fn join_cgroup_in_child(command: &mut std::process::Command, procs: RawFd) {
+    let join = move || {
+        // SAFETY: write is async-signal-safe; the buffer is a static string
+        // and the descriptor stays open in the child until exec.
+        if unsafe { libc::write(procs, c"0".as_ptr().cast(), 1) } != 1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and makes one
+    // async-signal-safe call, allocating nothing.
+    unsafe { command.pre_exec(join) };
+}
+
 /// Makes the program `command` executes `niceness` steps nicer than we are.
 pub(crate) fn lower_priority_in_child(command: &mut std::process::Command, niceness: u8) {
     let lower = move || lower_priority(niceness);
@@ -90,6 +108,7 @@ pub(crate) enum SpawnStage {
     Descriptors,
     WorkingDirectory,
     Priority,
+    Scope,
     Exec,
 }
 
@@ -111,6 +130,11 @@ pub(crate) struct SpawnPlan {
     pub(crate) fds: Vec<(OwnedFd, RawFd)>,
     /// How much nicer than the server the child runs.
     pub(crate) niceness: u8,
+    /// The session's `cgroup.procs`: the child joins before it executes.
+    pub(crate) cgroup_procs: Option<RawFd>,
+    /// The warden's pipe: the child tells the warden its own process group
+    /// before it executes (when the session has no cgroup).
+    pub(crate) warden_pipe: Option<RawFd>,
 }
 
 /// Starts the child in its own process group, with exactly the planned
@@ -147,6 +171,8 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
         report: report_write.as_raw_fd(),
         floor,
         niceness: plan.niceness,
+        cgroup_procs: plan.cgroup_procs.unwrap_or(-1),
+        warden_pipe: plan.warden_pipe.unwrap_or(-1),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
 
@@ -247,6 +273,7 @@ fn read_report(report: &OwnedFd) -> Option<SpawnFailure> {
         2 => SpawnStage::Descriptors,
         3 => SpawnStage::WorkingDirectory,
         5 => SpawnStage::Priority,
+        6 => SpawnStage::Scope,
         _ => SpawnStage::Exec,
     };
     let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -267,6 +294,10 @@ struct ChildSetup<'a> {
     report: RawFd,
     floor: RawFd,
     niceness: u8,
+    /// -1 for none.
+    cgroup_procs: RawFd,
+    /// -1 for none.
+    warden_pipe: RawFd,
 }
 
 impl ChildSetup<'_> {
@@ -279,6 +310,21 @@ impl ChildSetup<'_> {
         unsafe {
             if libc::setpgid(0, 0) != 0 {
                 self.fail(1);
+            }
+            // Into the session's scope before anything else can happen:
+            // from here on, nothing this child becomes outlives the session.
+            if self.cgroup_procs >= 0
+                && libc::write(self.cgroup_procs, c"0".as_ptr().cast(), 1) != 1
+            {
+                self.fail(6);
+            }
+            if self.warden_pipe >= 0 {
+                let record = WardenRecord::Track(libc::getpid()).encode();
+                if libc::write(self.warden_pipe, record.as_ptr().cast(), record.len())
+                    != record.len() as isize
+                {
+                    self.fail(6);
+                }
             }
             if self.niceness > 0 && lower_priority(self.niceness).is_err() {
                 self.fail(5);

@@ -18,6 +18,10 @@
 //! small, because it sits on the path of every exec; speed targets live in
 //! the benchmarks, not here.
 //!
+//! Started once per server process with `--warden`, it is instead the
+//! server's warden (`warden.rs`): it kills what the server's sessions
+//! escalated if the server dies.
+//!
 //! Tested end to end through the real patched zsh in `tests/`.
 
 mod arena;
@@ -25,6 +29,7 @@ mod escalate;
 mod run;
 mod server;
 mod sys;
+mod warden;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -55,6 +60,12 @@ pub unsafe fn main_from_c(argc: libc::c_int, argv: *const *const libc::c_char) -
 
 /// The wrapper's whole life; never returns.
 pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
+    if arguments
+        .get(1)
+        .is_some_and(|flag| flag == execgate_protocol::WARDEN_FLAG)
+    {
+        warden::watch(&arguments)
+    }
     let args = match WrapperArgs::parse(arguments.into_iter()) {
         Ok(args) => args,
         Err(error) => fail(&error.to_string()),

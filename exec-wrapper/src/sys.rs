@@ -123,3 +123,23 @@ pub(crate) fn die_of(signal: i32) -> ! {
     }
     std::process::exit(128 + signal)
 }
+
+/// Ignores the signals that a terminal, or a kill aimed at the server's
+/// process group or session, would send the warden: it must end only with
+/// its server.
+pub(crate) fn ignore_termination_signals() {
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGPIPE,
+        Signal::SIGTSTP,
+        Signal::SIGTTIN,
+        Signal::SIGTTOU,
+    ] {
+        // SAFETY: ignoring a signal installs no handler code.
+        let _ = unsafe { sigaction(signal, &ignore) };
+    }
+}

@@ -48,6 +48,11 @@
 //! `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH MESSAGE-PREFIX NAME ARGV0 ARGS...`
 //! with the environment the command would have had; see [`WrapperArgs`].
 //!
+//! # The warden's side
+//!
+//! A server also starts the wrapper once as its warden, which kills the
+//! process groups the server names if the server dies; see [`WardenRecord`].
+//!
 //! Tested by unit tests beside each module (round trips, every truncation
 //! point, hostile lengths) and end to end through the real zsh in `tests/`.
 
@@ -57,6 +62,7 @@ mod codec;
 mod fdpass;
 mod message;
 mod shebang;
+mod warden;
 mod wrapper_args;
 
 pub use codec::{
@@ -69,4 +75,5 @@ pub use fdpass::{
 };
 pub use message::{ClientMessage, ExecRequest, ServerMessage, Termination};
 pub use shebang::{looks_like_shell_text, parse_shebang, Shebang, SHEBANG_LIMIT};
+pub use warden::{WardenRecord, WARDEN_FLAG, WARDEN_RECORD_LEN};
 pub use wrapper_args::{WrapperArgs, WrapperArgsError, ENV_SOCKET_FD, ENV_WRAPPER};

@@ -1,0 +1,104 @@
+//! How `execgate run` and `execgate shell` end when they are told to from
+//! outside: `SIGTERM`, `SIGHUP` and `SIGINT` end the session (every
+//! escalated child killed and reaped, the end recorded in the audit log)
+//! and the exit status is 128 + the signal's number.
+//!
+//! In `execgate shell` the terminal's Ctrl-C belongs to the shell's jobs: a
+//! `SIGINT` that arrives while this process's group holds the terminal's
+//! foreground (so the terminal sent it to everyone in the group) is let
+//! pass; one sent to this process from elsewhere ends the session.
+
+use std::io::IsTerminal;
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
+use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// Whether a terminal's Ctrl-C ends the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminalInterrupt {
+    /// `execgate run`: the command has its own process group, so an
+    /// interrupt that reaches us is meant for the whole run.
+    Ends,
+    /// `execgate shell`: the interrupt is for the shell's foreground job.
+    BelongsToShell,
+}
+
+/// The signals that end a session, taken over from their default actions.
+pub struct EndSignals {
+    terminate: Signal,
+    hangup: Signal,
+    interrupt: Signal,
+    terminal_interrupt: TerminalInterrupt,
+}
+
+impl EndSignals {
+    pub fn new(terminal_interrupt: TerminalInterrupt) -> Result<EndSignals> {
+        let take = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot take over {name}"))
+        };
+        Ok(EndSignals {
+            terminate: take(SignalKind::terminate(), "SIGTERM")?,
+            hangup: take(SignalKind::hangup(), "SIGHUP")?,
+            interrupt: take(SignalKind::interrupt(), "SIGINT")?,
+            terminal_interrupt,
+        })
+    }
+
+    /// Waits for a signal that ends the session and returns its number.
+    pub async fn recv(&mut self) -> i32 {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return nix::sys::signal::Signal::SIGTERM as i32,
+                _ = self.hangup.recv() => return nix::sys::signal::Signal::SIGHUP as i32,
+                _ = self.interrupt.recv() => {
+                    if self.terminal_interrupt == TerminalInterrupt::Ends || !from_terminal() {
+                        return nix::sys::signal::Signal::SIGINT as i32;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether an interrupt just received most likely came from the terminal:
+/// this process's group is the terminal's foreground group.
+fn from_terminal() -> bool {
+    let stdin = std::io::stdin();
+    stdin.is_terminal() && tcgetpgrp(stdin.as_fd()).is_ok_and(|group| group == getpgrp())
+}
+
+/// The terminal's modes when the session started, put back if a signal ends
+/// it while a shell that changed them (line editing, raw mode) is killed.
+pub struct TerminalModes(Option<Termios>);
+
+impl TerminalModes {
+    pub fn save() -> TerminalModes {
+        let stdin = std::io::stdin();
+        TerminalModes(
+            stdin
+                .is_terminal()
+                .then(|| tcgetattr(stdin.as_fd()).ok())
+                .flatten(),
+        )
+    }
+
+    /// Takes the terminal's foreground back from the killed shell's group
+    /// and restores the modes. Call only on the way out: it leaves
+    /// `SIGTTOU` blocked in this thread.
+    pub fn restore(&self) {
+        let Some(modes) = &self.0 else {
+            return;
+        };
+        let stdin = std::io::stdin();
+        // A background group may take the foreground with SIGTTOU blocked.
+        let mut ttou = SigSet::empty();
+        ttou.add(nix::sys::signal::Signal::SIGTTOU);
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+        let _ = tcsetpgrp(stdin.as_fd(), getpgrp());
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, modes);
+    }
+}

@@ -1,0 +1,307 @@
+//! Where a session's processes are kept, so that all of them can be killed:
+//! when the session is dropped or cancelled, and when the process that owns
+//! the server dies without dropping anything (`SIGKILL`, a crash).
+//!
+//! Two mechanisms, chosen once per process:
+//!
+//! - **cgroup** (cgroup v2, a hierarchy this process may write to: root, or
+//!   a delegated subtree): the server makes `execgate-PID` beside itself in
+//!   its own cgroup and one child cgroup per session; escalated children and
+//!   the session's shells join it before they execute. `cgroup.kill` then
+//!   reaches every process of the session, however it left its process
+//!   group or session.
+//! - **process groups** (anything else): the server tells the warden the
+//!   process group of every escalated child it has not reaped. A process
+//!   that leaves its group (`setsid`) is not reached when the owner dies.
+//!
+//! Either way a warden process watches the server (the exec wrapper started
+//! with `--warden`, see `exec-wrapper/src/warden.rs`): it holds the read end
+//! of a pipe whose only write end the server holds, and when that closes it
+//! kills what is left. `EXECGATE_SCOPE=cgroup` makes a missing cgroup an
+//! error; `EXECGATE_SCOPE=process-groups` chooses the fallback.
+//!
+//! This module must never let a session start without a warden, and never
+//! tell the warden about a group after its leader has been reaped (its
+//! number could then name an unrelated process).
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use execgate_protocol::{WardenRecord, WARDEN_FLAG};
+use nix::fcntl::OFlag;
+
+use crate::sys::{self, SpawnPlan};
+
+/// The variable that chooses the mechanism: `cgroup`, `process-groups`, or
+/// unset (a cgroup where possible).
+pub const ENV_SCOPE: &str = "EXECGATE_SCOPE";
+
+/// How a process's sessions are kept killable, as [`scope_support`]
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeSupport {
+    /// Sessions get cgroups below this directory.
+    Cgroup(PathBuf),
+    /// Only process groups, and why no cgroup.
+    ProcessGroups { why: String },
+}
+
+/// Why a session's scope could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    #[error("cannot start the warden ({wrapper}): {source}")]
+    Warden { wrapper: PathBuf, source: io::Error },
+    #[error("{ENV_SCOPE}=cgroup, but no cgroup can be made: {0}")]
+    CgroupRequired(String),
+    #[error("cannot make the session's cgroup {path}: {source}")]
+    SessionCgroup { path: PathBuf, source: io::Error },
+    #[error("{ENV_SCOPE} must be `cgroup` or `process-groups`, not {0:?}")]
+    BadSetting(String),
+}
+
+/// This process's warden and the cgroup (if any) its sessions live in.
+struct Warden {
+    /// The write end of the warden's pipe; the warden sees end of file when
+    /// this process is gone.
+    pipe: OwnedFd,
+    cgroup: Option<PathBuf>,
+    pid: i32,
+}
+
+static WARDEN: Mutex<Option<Arc<Warden>>> = Mutex::new(None);
+
+/// The pid of this process's warden, if one was started: a child of this
+/// process that must be left alone (it ends by itself when we do, after
+/// removing the sessions' cgroups).
+pub fn warden_pid() -> Option<i32> {
+    WARDEN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map(|warden| warden.pid)
+}
+
+/// What this process uses, or would use, to scope its sessions: the
+/// cgroup it made, or the one it could make now (made and removed again).
+pub fn scope_support() -> ScopeSupport {
+    if let Some(warden) = WARDEN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
+        return match &warden.cgroup {
+            Some(path) => ScopeSupport::Cgroup(path.clone()),
+            None => ScopeSupport::ProcessGroups {
+                why: "chosen when the first session started".into(),
+            },
+        };
+    }
+    match process_cgroup() {
+        Ok(path) => {
+            let _ = std::fs::remove_dir(&path);
+            ScopeSupport::Cgroup(path)
+        }
+        Err(why) => ScopeSupport::ProcessGroups { why },
+    }
+}
+
+/// One session's part: its cgroup, or the warden to tell about groups.
+pub(crate) struct Scope {
+    warden: Arc<Warden>,
+    cgroup: Option<SessionCgroup>,
+}
+
+struct SessionCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, open for writing: a process joins by writing `0`.
+    procs: OwnedFd,
+}
+
+impl Scope {
+    /// The scope for a new session, starting this process's warden first if
+    /// none runs.
+    pub(crate) fn new(session_id: &str, wrapper: &Path) -> Result<Scope, ScopeError> {
+        let warden = warden(wrapper)?;
+        let cgroup = match &warden.cgroup {
+            Some(parent) => {
+                let dir = parent.join(format!("session-{session_id}"));
+                let made = std::fs::create_dir(&dir).and_then(|()| {
+                    nix::fcntl::open(
+                        &dir.join("cgroup.procs"),
+                        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                        nix::sys::stat::Mode::empty(),
+                    )
+                    .map_err(io::Error::from)
+                });
+                match made {
+                    Ok(procs) => Some(SessionCgroup { dir, procs }),
+                    Err(source) => {
+                        let _ = std::fs::remove_dir(&dir);
+                        return Err(ScopeError::SessionCgroup { path: dir, source });
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(Scope { warden, cgroup })
+    }
+
+    /// The descriptor a new process writes `0` to, to join the session's
+    /// cgroup before it executes anything.
+    pub(crate) fn cgroup_procs(&self) -> Option<RawFd> {
+        self.cgroup.as_ref().map(|cgroup| cgroup.procs.as_raw_fd())
+    }
+
+    /// The warden's pipe, when the warden must be told each escalated
+    /// child's group (no cgroup): the child writes its own record before it
+    /// executes, so no window is left between its start and the record.
+    pub(crate) fn warden_pipe(&self) -> Option<RawFd> {
+        match self.cgroup {
+            Some(_) => None,
+            None => Some(self.warden.pipe.as_raw_fd()),
+        }
+    }
+
+    /// Tells the warden that the group `pgid` leads is about to be reaped.
+    pub(crate) fn untrack(&self, pgid: i32) {
+        if self.cgroup.is_none() {
+            let record = WardenRecord::Untrack(pgid).encode();
+            // One write of fewer than PIPE_BUF bytes: whole or not at all.
+            let _ = nix::unistd::write(&self.warden.pipe, &record);
+        }
+    }
+
+    /// Kills every process in the session's cgroup (nothing without one).
+    pub(crate) fn kill_all(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let Some(cgroup) = &self.cgroup else {
+            return;
+        };
+        let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
+        // Killed processes leave the cgroup as they exit; what is still
+        // there after a moment is left for the warden to remove.
+        for _ in 0..50 {
+            match std::fs::remove_dir(&cgroup.dir) {
+                Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// This process's warden, started on first use.
+fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
+    let mut slot = WARDEN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(warden) = slot.as_ref() {
+        return Ok(warden.clone());
+    }
+    let cgroup = match std::env::var(ENV_SCOPE).as_deref() {
+        Ok("process-groups") => None,
+        Ok("cgroup") => Some(process_cgroup().map_err(ScopeError::CgroupRequired)?),
+        Ok(other) if !other.is_empty() => return Err(ScopeError::BadSetting(other.into())),
+        _ => match process_cgroup() {
+            Ok(path) => Some(path),
+            Err(why) => {
+                tracing::info!(%why, "no cgroup for sessions; process groups only");
+                None
+            }
+        },
+    };
+    let warden = start_warden(wrapper, cgroup.as_deref()).map_err(|source| {
+        if let Some(cgroup) = &cgroup {
+            let _ = std::fs::remove_dir(cgroup);
+        }
+        ScopeError::Warden {
+            wrapper: wrapper.to_path_buf(),
+            source,
+        }
+    })?;
+    let (pipe, pid) = warden;
+    let warden = Arc::new(Warden { pipe, cgroup, pid });
+    *slot = Some(warden.clone());
+    Ok(warden)
+}
+
+/// Starts the warden; returns the write end of its pipe and its pid.
+fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i32)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let executable = std::fs::File::open(wrapper)?;
+    let mut argv: Vec<OsString> = vec!["execgate-warden".into(), WARDEN_FLAG.into(), "3".into()];
+    if let Some(cgroup) = cgroup {
+        argv.push(cgroup.as_os_str().to_owned());
+    }
+    let argv = argv
+        .into_iter()
+        .map(|arg| CString::new(arg.as_bytes()).map_err(io::Error::other))
+        .collect::<io::Result<Vec<_>>>()?;
+    let plan = SpawnPlan {
+        executable: executable.into(),
+        argv,
+        env: Vec::new(),
+        cwd: CString::from(c"/"),
+        fds: vec![(read, 3)],
+        niceness: 0,
+        cgroup_procs: None,
+        warden_pipe: None,
+    };
+    let pid = sys::spawn(&plan).map_err(|failure| failure.error)?;
+    // The warden is our child until we die; it never exits before that,
+    // so there is nothing to reap while we live.
+    Ok((write, pid))
+}
+
+/// Makes `execgate-PID` in this process's own cgroup v2 and checks that it
+/// can be killed; the error says why not.
+fn process_cgroup() -> Result<PathBuf, String> {
+    let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|error| format!("cannot read /proc/self/cgroup: {error}"))?;
+    let own = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .ok_or("this process is in no cgroup v2")?;
+    let dir = mount
+        .join(own.trim_start_matches('/'))
+        .join(format!("execgate-{}", std::process::id()));
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(format!("cannot create {}: {error}", dir.display())),
+    }
+    if !dir.join("cgroup.kill").exists() {
+        let _ = std::fs::remove_dir(&dir);
+        return Err("the kernel has no cgroup.kill (Linux 5.14 or later)".into());
+    }
+    Ok(dir)
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from `/proc/self/mountinfo`.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        // `ID PARENT MAJ:MIN ROOT MOUNT-POINT OPTIONS [OPTIONAL...] - TYPE SOURCE ...`
+        let (before, after) = line.split_once(" - ")?;
+        if after.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mount_point = before.split_whitespace().nth(4)?;
+        // Octal escapes (`\040` for a space) are rare in mount points of
+        // cgroup2; one that has them is not ours to guess at.
+        (!mount_point.contains('\\')).then(|| PathBuf::from(mount_point))
+    })
+}
