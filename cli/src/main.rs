@@ -23,7 +23,7 @@ use execgate_core_bridge::server::sandbox::{
     AdditionalPermissions, Launcher, MachineReport, PermissionProfile, ResolvedPolicy,
     SandboxContext,
 };
-use execgate_core_bridge::server::{AuditFailure, SessionEvent};
+use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEvent};
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
     ShellSessionConfig, SkillRegistry, Stdio3, Tools,
@@ -481,6 +481,11 @@ struct DoctorReport {
     /// Built from this source's patch and build script.
     zsh_current: bool,
     tools_problem: Option<String>,
+    /// `cgroup` or `process-groups`: how sessions' processes are killed
+    /// when their owner dies (see the README's security model).
+    session_scope: &'static str,
+    /// The cgroup, or why there is none.
+    session_scope_detail: String,
 }
 
 fn doctor(json: bool) -> Result<i32> {
@@ -503,6 +508,12 @@ fn doctor(json: bool) -> Result<i32> {
             .and_then(|stamp| std::fs::read_to_string(stamp).ok())
             .is_some_and(|stamp| stamp.trim() == env!("EXECGATE_ZSH_STAMP"))
     });
+    let (session_scope, session_scope_detail) = match execgate_core_bridge::server::scope_support()
+    {
+        ScopeSupport::Cgroup(path) => ("cgroup", path.display().to_string()),
+        ScopeSupport::ProcessGroups { why } => ("process-groups", why),
+        other => ("unknown", format!("{other:?}")),
+    };
     let report = DoctorReport {
         kernel: machine.kernel.clone(),
         landlock_abi: machine.landlock_abi,
@@ -522,6 +533,8 @@ fn doctor(json: bool) -> Result<i32> {
         zsh_patched,
         zsh_current,
         tools_problem: tools.as_ref().err().map(|error| error.to_string()),
+        session_scope,
+        session_scope_detail,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -542,6 +555,16 @@ fn doctor(json: bool) -> Result<i32> {
                 (Some(path), Some(version)) => format!("{path} ({version})"),
                 (Some(path), None) => path.clone(),
                 _ => "not found".into(),
+            }
+        );
+        println!(
+            "session scope     {} ({}){}",
+            report.session_scope,
+            report.session_scope_detail,
+            if report.session_scope == "cgroup" {
+                ""
+            } else {
+                "; a process that leaves its process group outlives an owner killed by SIGKILL"
             }
         );
         println!(

@@ -102,6 +102,11 @@ pub fn scope_support() -> ScopeSupport {
             },
         };
     }
+    if std::env::var(ENV_SCOPE).as_deref() == Ok("process-groups") {
+        return ScopeSupport::ProcessGroups {
+            why: format!("{ENV_SCOPE}=process-groups"),
+        };
+    }
     match process_cgroup() {
         Ok(path) => {
             let _ = std::fs::remove_dir(&path);

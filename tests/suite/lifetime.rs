@@ -1,0 +1,111 @@
+//! Nothing escalated outlives its session, however the process that owns
+//! it ends: an agent embedding core-bridge (`bridge-host`) killed by
+//! `SIGTERM`, `SIGINT`, `SIGHUP` (default actions: it takes none over) and
+//! `SIGKILL`, twenty times each, with a cgroup and with process groups
+//! only. The CLI's own signal handling is tested in `cli/tests/cli.rs`.
+
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::*;
+
+/// Whether `pid` still runs (a zombie does not) with `sleep SECONDS` as its
+/// command line.
+fn sleep_runs(pid: i32, seconds: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next())
+        == Some("Z");
+    cmdline.ends_with(format!("sleep\0{seconds}\0").as_bytes()) && !zombie
+}
+
+fn embedding_owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u32) {
+    let host = env!("CARGO_BIN_EXE_bridge-host");
+    let workspace = tempfile::tempdir().unwrap();
+    for round in 0..rounds {
+        let offset = if scope == "cgroup" { 0 } else { 100 };
+        let seconds = format!("{}.{round}", 4000 + offset + signal as i32);
+        let mut owner = Command::new(host)
+            .arg(zsh())
+            .arg(wrapper())
+            .arg(sandbox_helper())
+            .arg(workspace.path())
+            .arg(&seconds)
+            .env("EXECGATE_SCOPE", scope)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(owner.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pids: Vec<i32> = line
+            .strip_prefix("started ")
+            .unwrap_or_else(|| panic!("round {round}: bridge-host said {line:?}"))
+            .split_whitespace()
+            .map(|pid| pid.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2);
+        assert!(pids.iter().all(|pid| sleep_runs(*pid, &seconds)));
+
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(owner.id()).unwrap()),
+            signal,
+        )
+        .unwrap();
+        let status = owner.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(signal as i32),
+            "round {round}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let survivors = loop {
+            let survivors: Vec<i32> = pids
+                .iter()
+                .copied()
+                .filter(|pid| sleep_runs(*pid, &seconds))
+                .collect();
+            if survivors.is_empty() || Instant::now() >= deadline {
+                break survivors;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(
+            survivors.is_empty(),
+            "{scope}, round {round}: {signal} of the owner left {survivors:?} running after a second"
+        );
+    }
+}
+
+#[test]
+fn an_embedding_owner_killed_by_sigterm_leaves_no_escalated_child() {
+    embedding_owner_killed_leaves_nothing(Signal::SIGTERM, "cgroup", 20);
+}
+
+#[test]
+fn an_embedding_owner_killed_by_sigint_leaves_no_escalated_child() {
+    embedding_owner_killed_leaves_nothing(Signal::SIGINT, "cgroup", 20);
+}
+
+#[test]
+fn an_embedding_owner_killed_by_sighup_leaves_no_escalated_child() {
+    embedding_owner_killed_leaves_nothing(Signal::SIGHUP, "cgroup", 20);
+}
+
+#[test]
+fn an_embedding_owner_killed_by_sigkill_leaves_no_escalated_child() {
+    embedding_owner_killed_leaves_nothing(Signal::SIGKILL, "cgroup", 20);
+}
+
+#[test]
+fn an_embedding_owner_without_a_cgroup_leaves_no_escalated_child() {
+    for signal in [Signal::SIGTERM, Signal::SIGKILL] {
+        embedding_owner_killed_leaves_nothing(signal, "process-groups", 5);
+    }
+}
