@@ -777,3 +777,98 @@ fn without_a_cgroup_the_warden_still_kills_the_escalated_groups() {
         signalled_run_leaves_nothing(signal, "process-groups", 5);
     }
 }
+
+/// The pids of processes whose command line starts with `program` and
+/// contains every one of `parts`.
+fn pids_with(program: &str, parts: &[&str]) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline =
+                String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).ok()?)
+                    .replace('\0', " ");
+            parts
+                .iter()
+                .all(|part| cmdline.contains(part))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn signals_sent_to_an_interactive_shell_end_its_session() {
+    use nix::sys::signal::Signal;
+    use std::time::{Duration, Instant};
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("sleep.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"sleep\"])\n").unwrap();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    for (round, signal) in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT]
+        .into_iter()
+        .enumerate()
+    {
+        let audit = dir.path().join(format!("shell-{round}.jsonl"));
+        let seconds = format!("5005.{round}");
+        let mut terminal = Command::new("script")
+            .args([
+                "-qec",
+                &format!(
+                    "{binary} shell --rules {} --audit-log {}",
+                    rules.display(),
+                    audit.display()
+                ),
+                "/dev/null",
+            ])
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .env("ZDOTDIR", &ws)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = terminal.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, format!("sleep {seconds} &\n").as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let pids = loop {
+            let pids = started_pids(&audit);
+            if !pids.is_empty() {
+                break pids;
+            }
+            assert!(Instant::now() < deadline, "{signal}: sleep did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let audit_text = audit.display().to_string();
+        // execgate itself runs threads; a child it forked that has not
+        // executed yet (or the terminal's shell that started it) does not.
+        let owner: Vec<i32> = pids_with(binary, &[" shell ", &audit_text])
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
+            })
+            .collect();
+        assert_eq!(owner.len(), 1, "{owner:?}");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner[0]), signal).unwrap();
+        drop(stdin);
+        let output = terminal.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(128 + signal as i32),
+            "{signal}: {}\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        let log = std::fs::read_to_string(&audit).unwrap();
+        assert!(
+            log.lines().any(|line| line.contains("\"session-end\"")
+                && line.contains(&format!("\"signal\":{}", signal as i32))),
+            "{signal}: {log}"
+        );
+        assert!(
+            !still_running(pids[0], &["/usr/bin/sleep", &seconds]),
+            "{signal}: the escalated sleep outlived the shell's session"
+        );
+    }
+}
