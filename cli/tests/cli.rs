@@ -789,9 +789,7 @@ fn pids_with(program: &str, parts: &[&str]) -> Vec<i32> {
             let cmdline =
                 String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).ok()?)
                     .replace('\0', " ");
-            parts
-                .iter()
-                .all(|part| cmdline.contains(part))
+            (cmdline.starts_with(program) && parts.iter().all(|part| cmdline.contains(part)))
                 .then_some(pid)
         })
         .collect()
