@@ -49,7 +49,7 @@ pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use policy::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy,
-    Provenance, ResolvedExecutable, RuleRef, Verdict,
+    Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,
 };
 pub use resolve::ResolveError;
 pub use session::{Session, SessionConfig, SessionSandbox, StartError};
