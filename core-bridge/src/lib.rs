@@ -48,6 +48,7 @@
 
 mod approval;
 mod environment;
+mod planted;
 mod policy;
 mod session;
 mod skills;
