@@ -230,3 +230,28 @@ pub(crate) fn launch_plan(
         script: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::open_working_directory;
+
+    #[test]
+    fn a_working_directory_is_held_only_when_it_is_the_requesters() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let own = std::env::current_dir().unwrap();
+        assert_ne!(own, Path::new("/"), "the test needs a cwd other than /");
+        let (_, held) = open_working_directory(&own, pid).unwrap();
+        assert_eq!(held.canonical_path, std::fs::canonicalize(&own).unwrap());
+        let error = open_working_directory(Path::new("/"), pid).unwrap_err();
+        assert!(
+            error.contains("is not the requester's working directory"),
+            "{error}"
+        );
+        let error = open_working_directory(Path::new("relative"), pid).unwrap_err();
+        assert!(error.contains("not an absolute path"), "{error}");
+        let error = open_working_directory(Path::new("/no/such/dir-execgate"), pid).unwrap_err();
+        assert!(error.contains("cannot open"), "{error}");
+    }
+}
