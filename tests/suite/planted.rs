@@ -320,6 +320,27 @@ async fn a_shell_does_not_run_a_planted_script() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn node_does_not_run_a_planted_script() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["node", "build.js"])"#,
+        "print 'require(\"fs\").writeFileSync(\"{outside}/planted\", \"\")' > build.js && node build.js",
+        "node",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn perl_does_not_run_a_planted_script() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["perl"])"#,
+        "mkdir -p {ws}/scripts && print 'open(my $f, \">\", \"{outside}/planted\");' > {ws}/scripts/gen.pl && \
+         cd / && perl {ws}/scripts/gen.pl",
+        "perl",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn programs_not_in_the_table_are_still_escalated_from_the_workspace() {
     let place = Place::new();
     let recorder = Recorder::default();
