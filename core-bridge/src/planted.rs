@@ -6,7 +6,8 @@
 //! (`core.fsmonitor`, hooks, `core.pager`, `diff.external`, filter
 //! drivers, included config files); `make` runs its Makefile, `npm` its
 //! `package.json` scripts, `cargo` its build scripts and `.cargo/config.toml`,
-//! `pip` a package's `setup.py`, an interpreter its script. Escalating such a
+//! `pip` a package's `setup.py`, `mvn` its `.mvn/jvm.config`, an interpreter
+//! its script. Escalating such a
 //! program out of the sandbox escalates whatever those files say, so
 //! [`planted_instructions`] names the first place the sandbox could have
 //! planted them, and the policy refuses the escalation (the exec runs in
@@ -178,6 +179,82 @@ const READERS: &[InstructionReader] = &[
             "$RUSTUP_HOME/settings.toml",
         ],
         environment: &["CARGO_", "RUSTC", "RUSTFLAGS", "RUSTDOCFLAGS", "RUSTUP_"],
+        ..READER
+    },
+    InstructionReader {
+        names: &["mvn", "mvnDebug", "mvnw", "gradle", "gradlew", "ant", "sbt"],
+        reads: "its build files (pom.xml, .mvn/jvm.config, build.gradle, build.xml)",
+        searches_upwards: true,
+        directory_options: &["-p", "--project-dir"],
+        path_options: &[
+            "-f",
+            "--file",
+            "-s",
+            "--settings",
+            "-gs",
+            "--global-settings",
+            "-t",
+            "--toolchains",
+            "-b",
+            "--build-file",
+            "-c",
+            "--settings-file",
+            "-I",
+            "--init-script",
+            "-g",
+            "--gradle-user-home",
+            "-buildfile",
+        ],
+        config_files: &[
+            "~/.mavenrc",
+            "/etc/mavenrc",
+            "/usr/local/etc/mavenrc",
+            "~/.m2",
+            "~/.gradle",
+            "~/.ant",
+            "~/.sbt",
+        ],
+        environment: &["MAVEN_", "M2_", "GRADLE_", "ANT_", "SBT_", "JAVA_"],
+        ..READER
+    },
+    InstructionReader {
+        // Build tools and task runners that read the project they find in
+        // (or above) their working directory, and run what it says.
+        names: &[
+            "go",
+            "cmake",
+            "ninja",
+            "meson",
+            "scons",
+            "just",
+            "rake",
+            "bundle",
+            "bundler",
+            "composer",
+            "poetry",
+            "uv",
+            "pipenv",
+            "tox",
+            "nox",
+            "pre-commit",
+            "deno",
+            "bun",
+        ],
+        reads: "the project files it finds from its working directory",
+        searches_upwards: true,
+        directory_options: &["-C", "--directory", "--project", "--cwd"],
+        path_options: &["-f", "--file", "--justfile", "--config", "-c", "--rakefile"],
+        path_operands: true,
+        environment: &[
+            "GO",
+            "CMAKE_",
+            "BUNDLE_",
+            "COMPOSER",
+            "POETRY_",
+            "UV_",
+            "TOX_",
+            "PRE_COMMIT",
+        ],
         ..READER
     },
     InstructionReader {

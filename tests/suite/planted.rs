@@ -320,6 +320,18 @@ async fn a_shell_does_not_run_a_planted_script() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn maven_does_not_run_a_planted_jvm_config() {
+    // A JVM option in .mvn/jvm.config names a command to run.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["mvn"])"#,
+        "mkdir .mvn && print '#!/bin/sh\ntouch {outside}/planted' > planted.sh && chmod +x planted.sh && \
+         print -- '-Xmx3m -XX:OnOutOfMemoryError={ws}/planted.sh' > .mvn/jvm.config && mvn -v -o",
+        "mvn",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn node_does_not_run_a_planted_script() {
     planted_command_stays_in_the_sandbox(
         r#"prefix_rule(pattern = ["node", "build.js"])"#,
