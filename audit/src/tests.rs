@@ -34,6 +34,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
         },
         argv,
         cwd: "/work".into(),
+        working_directory: Err("not held in this test".into()),
         env: vec![
             "HOME=/root".into(),
             "API_TOKEN=s3cret".into(),

@@ -57,6 +57,7 @@ fn request(argv: &[&str]) -> ExecContext {
         },
         argv: argv.iter().map(OsString::from).collect(),
         cwd: PathBuf::from("/"),
+        working_directory: Err("not held in this benchmark".into()),
         env: Vec::new(),
         received: Instant::now(),
         request_read: Instant::now(),

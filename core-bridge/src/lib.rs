@@ -44,10 +44,14 @@
 //!
 //! This crate must never start a shell outside its session's sandbox or
 //! with the session socket missing: a configuration that cannot be
-//! enforced is an error.
+//! enforced is an error. Nor may its policy escalate out of the sandbox a
+//! program the sandbox could have written, or one that reads what to run
+//! from files the sandbox could have planted (a repository, a Makefile, a
+//! script: the table in `planted.rs`).
 
 mod approval;
 mod environment;
+mod planted;
 mod policy;
 mod session;
 mod skills;

@@ -16,7 +16,10 @@
 //! An escalation that would leave the sandbox (`Unsandboxed` or extra
 //! grants) is refused, and the exec runs in place instead, when the
 //! sandbox could have written the executable or the interpreter its `#!`
-//! line names: otherwise the shell could swap in a program of its own.
+//! line names: otherwise the shell could swap in a program of its own. It
+//! is refused too when the program reads what to run from files the
+//! sandbox could have planted (a git repository, a Makefile, a script; the
+//! table is in `planted.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -38,6 +41,7 @@ use tokio::time::Instant;
 use crate::approval::{
     ApprovalAnswer, ApprovalClock, ApprovalReason, ApprovalRequest, Approver, DenyAll,
 };
+use crate::planted::{planted_instructions, Request as PlantedRequest};
 use crate::skills::{Skill, SkillRegistry};
 
 /// What an [`ExecPolicy`] is built from.
@@ -368,6 +372,9 @@ impl Inner {
                 program.display()
             ));
         }
+        if let Some(planted) = self.planted(request, execution, &writable) {
+            return Some(planted);
+        }
         let interpreter = match shebang_interpreter(program) {
             Ok(None) => return None,
             Ok(Some(interpreter)) => interpreter,
@@ -398,6 +405,43 @@ impl Inner {
                 interpreter.display()
             )),
         }
+    }
+
+    /// Why the program would run instructions the sandbox could have
+    /// planted (only for programs the table in `planted.rs` knows).
+    fn planted(
+        &self,
+        request: &ExecContext,
+        execution: &Execution,
+        writable: &dyn Fn(&Path) -> bool,
+    ) -> Option<String> {
+        let cwd = match &request.working_directory {
+            Ok(directory) => directory.canonical_path.as_path(),
+            // The server will not escalate it anyway; say why here too.
+            Err(reason) => {
+                return planted_instructions(
+                    &PlantedRequest {
+                        program: &request.executable.canonical_path,
+                        argv: &request.argv,
+                        cwd: Path::new("/"),
+                        env: &request.env,
+                        takes_requester_environment: true,
+                    },
+                    &|_| true,
+                )
+                .map(|_| format!("escalation refused: cannot tell where it would run: {reason}"))
+            }
+        };
+        planted_instructions(
+            &PlantedRequest {
+                program: &request.executable.canonical_path,
+                argv: &request.argv,
+                cwd,
+                env: &request.env,
+                takes_requester_environment: *execution != Execution::Unsandboxed,
+            },
+            writable,
+        )
     }
 
     /// The session cache, else the approver.

@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
-use crate::resolve::{launch_plan, open_executable, LaunchPlan, OpenedExecutable};
+use crate::resolve::{
+    launch_plan, open_executable, open_working_directory, LaunchPlan, OpenedExecutable,
+};
 use crate::session::{LiveChild, Shared};
 use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
 
@@ -108,6 +110,12 @@ pub(crate) async fn serve_request(
         }
     };
     let ExecRequest { argv, cwd, env, .. } = request;
+    // Held from now on: an escalation starts in this directory even if
+    // the path is swapped while the policy (or a person) decides.
+    let (held_directory, working_directory) = match open_working_directory(&cwd, peer.pid) {
+        Ok((held, identified)) => (Some(held), Ok(identified)),
+        Err(reason) => (None, Err(reason)),
+    };
     let context = Arc::new(ExecContext {
         session_id: shared.id.clone(),
         request_id,
@@ -116,6 +124,7 @@ pub(crate) async fn serve_request(
         executable: opened.resolved.clone(),
         argv,
         cwd,
+        working_directory,
         env,
         received,
         request_read,
@@ -149,20 +158,53 @@ pub(crate) async fn serve_request(
             ServerMessage::Run
         }
         Decision::Deny { reason } => ServerMessage::Deny { reason },
-        Decision::Escalate(execution) => match sandbox_for(&shared, &execution).await {
-            Ok(sandbox) => {
-                return escalate(&shared, &context, opened, sandbox, reader, writer, cancel).await;
+        Decision::Escalate(execution) => {
+            match launch_for(&shared, &execution, opened, held_directory, &context).await {
+                Ok(launch) => {
+                    return escalate(&shared, &context, launch, reader, writer, cancel).await;
+                }
+                Err(reason) => {
+                    shared.emit(SessionEvent::SpawnFailed {
+                        request_id,
+                        reason: reason.clone(),
+                    });
+                    ServerMessage::Deny { reason }
+                }
             }
-            Err(reason) => {
-                shared.emit(SessionEvent::SpawnFailed {
-                    request_id,
-                    reason: reason.clone(),
-                });
-                ServerMessage::Deny { reason }
-            }
-        },
+        }
     };
     let _ = send(&mut writer, &reply).await;
+}
+
+/// What an approved escalation starts from: the checked executable, the
+/// held working directory and the sandbox, if any.
+struct Launch {
+    opened: OpenedExecutable,
+    directory: OwnedFd,
+    sandbox: SandboxPlan,
+}
+
+/// Everything an escalation needs before the wrapper hands its descriptors
+/// over, or why it cannot happen: without a held working directory it
+/// does not run at all (never in whatever directory the path names now).
+async fn launch_for(
+    shared: &Arc<Shared>,
+    execution: &Execution,
+    opened: OpenedExecutable,
+    held_directory: Option<OwnedFd>,
+    context: &ExecContext,
+) -> Result<Launch, String> {
+    let directory = match (held_directory, &context.working_directory) {
+        (Some(directory), Ok(_)) => directory,
+        (_, Err(reason)) => return Err(format!("not escalated: {reason}")),
+        (None, Ok(_)) => return Err("not escalated: the working directory is not held".into()),
+    };
+    let sandbox = sandbox_for(shared, execution).await?;
+    Ok(Launch {
+        opened,
+        directory,
+        sandbox,
+    })
 }
 
 /// Where an escalated child runs: `None` unconfined, else the launcher and
@@ -286,8 +328,7 @@ async fn read_descriptors(
 async fn escalate(
     shared: &Arc<Shared>,
     context: &Arc<ExecContext>,
-    opened: OpenedExecutable,
-    sandbox: SandboxPlan,
+    launch: Launch,
     mut reader: OwnedReadHalf,
     mut writer: OwnedWriteHalf,
     cancel: CancellationToken,
@@ -317,8 +358,8 @@ async fn escalate(
             return;
         }
     };
-    let sandboxed = sandbox.is_some();
-    let plan = match spawn_plan(shared, context, opened, fds, sandbox) {
+    let sandboxed = launch.sandbox.is_some();
+    let plan = match spawn_plan(shared, context, launch, fds) {
         Ok(plan) => plan,
         Err(reason) => {
             let _ = send(&mut writer, &fail(reason)).await;
@@ -414,32 +455,49 @@ async fn escalate(
 fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
-    opened: OpenedExecutable,
+    launch: Launch,
     mut fds: Vec<(OwnedFd, RawFd)>,
-    sandbox: SandboxPlan,
 ) -> Result<SpawnPlan, String> {
-    let mut launch = launch_plan(opened, &context.argv, &shared.config.escalation_path)
-        .map_err(|error| error.to_string())?;
+    let Launch {
+        opened,
+        directory,
+        sandbox,
+    } = launch;
+    // Numbers above every forwarded descriptor: the script an interpreter
+    // reads by descriptor, then (sandboxed) the file the helper executes.
+    let forwarded_max = fds
+        .iter()
+        .map(|(_, number)| *number)
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    let script_number = forwarded_max + 1;
+    let mut launch = launch_plan(
+        opened,
+        &context.argv,
+        &shared.config.escalation_path,
+        script_number,
+    )
+    .map_err(|error| error.to_string())?;
+    if let Some(script) = launch.script.take() {
+        fds.push(script);
+    }
     let sandboxed = sandbox.is_some();
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
         // forwarded one.
-        let exec_number = fds
-            .iter()
-            .map(|(_, number)| *number)
-            .max()
-            .unwrap_or(2)
-            .max(2)
-            + 1;
+        let exec_number = script_number + 1;
         let bwrap = std::fs::File::open(launcher.bwrap())
             .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
         let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
         argv.extend(launcher.arguments(&policy, &context.cwd, Some(exec_number), &launch.argv));
+        require_held_directory(&mut argv, context)?;
         fds.push((launch.executable, exec_number));
         launch = LaunchPlan {
             executable: bwrap.into(),
             argv,
+            script: None,
         };
     }
     let c_strings = |items: Vec<OsString>| -> Result<Vec<CString>, String> {
@@ -458,13 +516,37 @@ fn spawn_plan(
         executable: launch.executable,
         argv: c_strings(launch.argv)?,
         env: c_strings(env)?,
-        cwd: CString::new(context.cwd.clone().into_os_string().into_vec())
-            .map_err(|e| e.to_string())?,
+        cwd: directory,
         fds,
         niceness: shared.config.shell_niceness,
         cgroup_procs: shared.children.scope.cgroup_procs(),
         warden_pipe: shared.children.scope.warden_pipe(),
     })
+}
+
+/// bubblewrap enters the working directory by path, inside its new view:
+/// the inner helper must then find itself in the directory the decision
+/// was made on (`--check . DEV:INO`), or run nothing. The check goes among
+/// the helper's options, right after the `--` that ends bubblewrap's and
+/// the helper's path (bubblewrap's own arguments hold no bare `--`: its
+/// paths are absolute).
+fn require_held_directory(argv: &mut Vec<OsString>, context: &ExecContext) -> Result<(), String> {
+    let Ok(directory) = &context.working_directory else {
+        return Err("not escalated: the working directory is not held".into());
+    };
+    let helper_options = argv
+        .iter()
+        .position(|arg| arg == "--")
+        .map(|separator| separator + 2)
+        .filter(|position| *position <= argv.len())
+        .ok_or("the sandbox command line has no helper to check the working directory")?;
+    let check = [
+        OsString::from("--check"),
+        OsString::from("."),
+        OsString::from(format!("{}:{}", directory.device, directory.inode)),
+    ];
+    argv.splice(helper_options..helper_options, check);
+    Ok(())
 }
 
 fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> String {

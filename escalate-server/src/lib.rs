@@ -11,7 +11,9 @@
 //! - [`Decision::Run`] and [`Decision::Deny`] are answered and done.
 //! - [`Decision::Escalate`] with [`Execution::Unsandboxed`] starts the
 //!   checked file itself (`execveat` on the descriptor the decision was made
-//!   on), with the wrapper's descriptors at their numbers, in its own
+//!   on; a script through its interpreter, which reads it as `/dev/fd/N`),
+//!   in the working directory the server opened and checked when the
+//!   request arrived, with the wrapper's descriptors at their numbers, in its own
 //!   process group, with injection variables removed from its environment;
 //!   signals are relayed and the child's end is reported back.
 //! - [`Execution::TurnDefault`] and [`Execution::Permissions`] start the
@@ -50,7 +52,7 @@ pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use policy::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy,
-    Provenance, ResolvedExecutable, RuleRef, Verdict,
+    Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,
 };
 pub use resolve::ResolveError;
 pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};

@@ -35,6 +35,17 @@ pub struct ResolvedExecutable {
     pub gid: u32,
 }
 
+/// The directory a request was decided on, as the server holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkingDirectory {
+    /// The path the held directory has in the server's view, symlinks
+    /// resolved: what policies check (who could write it, and its
+    /// ancestors).
+    pub canonical_path: PathBuf,
+    pub device: u64,
+    pub inode: u64,
+}
+
 /// One exec request, parsed and resolved.
 #[derive(Debug, Clone)]
 pub struct ExecContext {
@@ -51,6 +62,14 @@ pub struct ExecContext {
     /// shell was told to pass (`exec -a`, `ARGV0`) and names nothing.
     pub argv: Vec<OsString>,
     pub cwd: PathBuf,
+    /// The directory the requester really runs in, as the server opened it
+    /// when the request was read: `cwd`, checked against the requester's
+    /// own working directory (`/proc/PID/cwd`). An escalation starts in
+    /// this very directory (held by descriptor), whatever happens to the
+    /// path later. An error says why `cwd` could not be held (not the
+    /// requester's directory, moved, or not visible to the server): such a
+    /// request is never escalated.
+    pub working_directory: Result<WorkingDirectory, String>,
     /// The requester's environment entries (`NAME=value`).
     pub env: Vec<OsString>,
     /// When the server accepted the request's connection.

@@ -4,17 +4,21 @@
 //! The executable is opened once, and both the decision (device, inode,
 //! canonical path) and the escalated exec (`execveat` on the same
 //! descriptor) use that one open file, so nothing can be swapped in between.
+//! The same holds for an escalated script (its interpreter reads it through
+//! the checked descriptor, `/dev/fd/N`) and for the working directory
+//! (opened when the request is read, checked against the requester's own,
+//! and entered by descriptor).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use execgate_protocol::{looks_like_shell_text, parse_shebang, SHEBANG_LIMIT};
 
-use crate::policy::ResolvedExecutable;
+use crate::policy::{ResolvedExecutable, WorkingDirectory};
 
 /// Why a requested path does not name an executable the server can check.
 #[derive(Debug, thiserror::Error)]
@@ -102,29 +106,78 @@ fn fd_number(file: &File) -> i32 {
     file.as_raw_fd()
 }
 
+/// Opens the directory a request names, close-on-exec and for nothing but
+/// `fchdir` (`O_PATH`), and checks that it is the requester's working
+/// directory: the same directory (device and inode) as `/proc/PID/cwd` of
+/// the process the kernel says sent the request. A path the sandbox
+/// swapped, or a directory the server cannot see, is an error.
+pub(crate) fn open_working_directory(
+    cwd: &Path,
+    requester_pid: i32,
+) -> Result<(OwnedFd, WorkingDirectory), String> {
+    if !cwd.is_absolute() {
+        return Err(format!("working directory {cwd:?} is not an absolute path"));
+    }
+    let directory = File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(cwd)
+        .map_err(|error| format!("cannot open working directory {}: {error}", cwd.display()))?;
+    let held = directory.metadata().map_err(|error| {
+        format!(
+            "cannot identify working directory {}: {error}",
+            cwd.display()
+        )
+    })?;
+    let actual = std::fs::metadata(format!("/proc/{requester_pid}/cwd"))
+        .map_err(|error| format!("cannot identify the requester's working directory: {error}"))?;
+    if (held.dev(), held.ino()) != (actual.dev(), actual.ino()) {
+        return Err(format!(
+            "{} is not the requester's working directory (moved, replaced, or not visible \
+             outside its sandbox)",
+            cwd.display()
+        ));
+    }
+    let canonical_path = std::fs::read_link(format!("/proc/self/fd/{}", fd_number(&directory)))
+        .map_err(|error| format!("cannot name working directory {}: {error}", cwd.display()))?;
+    Ok((
+        directory.into(),
+        WorkingDirectory {
+            canonical_path,
+            device: held.dev(),
+            inode: held.ino(),
+        },
+    ))
+}
+
 /// What an escalation executes: a checked binary and its argv.
 pub(crate) struct LaunchPlan {
     pub(crate) executable: OwnedFd,
     pub(crate) argv: Vec<OsString>,
+    /// A script the interpreter reads through its checked descriptor: it
+    /// must be open, inheritable, at the number `argv` names it by.
+    pub(crate) script: Option<(OwnedFd, RawFd)>,
 }
 
 /// Turns the checked file into what the kernel would have run for it.
 ///
 /// A binary runs through its descriptor. A `#!` script runs through its
 /// interpreter (found in `search_path` when relative, as zsh does), which is
-/// opened and checked the same way, with the script's canonical path as its
-/// argument: executing the script's own descriptor would hand the
-/// interpreter `/dev/fd/N`, a name it cannot open and a wrong `$0`. A text
-/// file without `#!` runs under `/bin/sh`, as zsh would run it. A binary's
-/// `argv[0]` is its canonical path.
+/// opened and checked the same way, and reads the script through the
+/// descriptor the decision was made on, as `/dev/fd/{script_number}` (what
+/// the kernel does for `execveat` on a script): never re-opened by path,
+/// where it could have been replaced since. The script's `$0` is that name.
+/// A text file without `#!` runs under `/bin/sh` the same way, as zsh would
+/// run it. A binary's `argv[0]` is its canonical path.
 pub(crate) fn launch_plan(
     opened: OpenedExecutable,
     argv: &[OsString],
     search_path: &OsStr,
+    script_number: RawFd,
 ) -> Result<LaunchPlan, ResolveError> {
     let script = opened.resolved.canonical_path.clone();
-    let script_args =
-        || std::iter::once(script.clone().into_os_string()).chain(argv.iter().skip(1).cloned());
+    let by_descriptor = OsString::from(format!("/dev/fd/{script_number}"));
+    let script_args = || std::iter::once(by_descriptor.clone()).chain(argv.iter().skip(1).cloned());
     if let Some(shebang) = parse_shebang(&opened.head) {
         let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
             PathBuf::from(&shebang.interpreter)
@@ -151,6 +204,7 @@ pub(crate) fn launch_plan(
         return Ok(LaunchPlan {
             executable: interpreter.file.into(),
             argv: new_argv,
+            script: Some((opened.file.into(), script_number)),
         });
     }
     if !opened.head.starts_with(b"\x7fELF") && looks_like_shell_text(&opened.head) {
@@ -161,13 +215,43 @@ pub(crate) fn launch_plan(
         return Ok(LaunchPlan {
             executable: shell.file.into(),
             argv: new_argv,
+            script: Some((opened.file.into(), script_number)),
         });
     }
     // argv[0] is the canonical path, not what the request said: programs
     // that dispatch on their name (git's `git-upload-pack`, busybox)
     // would otherwise run what the rules never saw.
+    let argv = std::iter::once(script.into_os_string())
+        .chain(argv.iter().skip(1).cloned())
+        .collect();
     Ok(LaunchPlan {
         executable: opened.file.into(),
-        argv: script_args().collect(),
+        argv,
+        script: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::open_working_directory;
+
+    #[test]
+    fn a_working_directory_is_held_only_when_it_is_the_requesters() {
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let own = std::env::current_dir().unwrap();
+        assert_ne!(own, Path::new("/"), "the test needs a cwd other than /");
+        let (_, held) = open_working_directory(&own, pid).unwrap();
+        assert_eq!(held.canonical_path, std::fs::canonicalize(&own).unwrap());
+        let error = open_working_directory(Path::new("/"), pid).unwrap_err();
+        assert!(
+            error.contains("is not the requester's working directory"),
+            "{error}"
+        );
+        let error = open_working_directory(Path::new("relative"), pid).unwrap_err();
+        assert!(error.contains("not an absolute path"), "{error}");
+        let error = open_working_directory(Path::new("/no/such/dir-execgate"), pid).unwrap_err();
+        assert!(error.contains("cannot open"), "{error}");
+    }
 }

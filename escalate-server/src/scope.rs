@@ -258,7 +258,11 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         executable: executable.into(),
         argv,
         env: Vec::new(),
-        cwd: CString::from(c"/"),
+        cwd: nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?,
         fds: vec![(read, 3)],
         niceness: 0,
         cgroup_procs: None,

@@ -5,7 +5,7 @@
 //! memory until it executes, so it may only make raw system calls on memory
 //! prepared before the clone, and must not run any signal handler of ours.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -125,7 +125,9 @@ pub(crate) struct SpawnPlan {
     pub(crate) executable: OwnedFd,
     pub(crate) argv: Vec<CString>,
     pub(crate) env: Vec<CString>,
-    pub(crate) cwd: CString,
+    /// The working directory the decision was made on, held since the
+    /// request was read (`O_PATH`, close-on-exec).
+    pub(crate) cwd: OwnedFd,
     /// Received descriptors and the numbers the child must see them at.
     pub(crate) fds: Vec<(OwnedFd, RawFd)>,
     /// How much nicer than the server the child runs.
@@ -164,7 +166,7 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
         executable: plan.executable.as_raw_fd(),
         argv: argv.as_ptr(),
         env: env.as_ptr(),
-        cwd: plan.cwd.as_c_str(),
+        cwd: plan.cwd.as_raw_fd(),
         sources: &sources,
         targets: &targets,
         moved: &mut moved,
@@ -287,7 +289,7 @@ struct ChildSetup<'a> {
     executable: RawFd,
     argv: *const *const libc::c_char,
     env: *const *const libc::c_char,
-    cwd: &'a CStr,
+    cwd: RawFd,
     sources: &'a [RawFd],
     targets: &'a [RawFd],
     moved: &'a mut [RawFd],
@@ -326,6 +328,11 @@ impl ChildSetup<'_> {
                     self.fail(6);
                 }
             }
+            // While the held directory's descriptor cannot have been
+            // overwritten by a forwarded one.
+            if libc::fchdir(self.cwd) != 0 {
+                self.fail(3);
+            }
             if self.niceness > 0 && lower_priority(self.niceness).is_err() {
                 self.fail(5);
             }
@@ -363,9 +370,6 @@ impl ChildSetup<'_> {
                 libc::c_uint::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
             );
-            if libc::chdir(self.cwd.as_ptr()) != 0 {
-                self.fail(3);
-            }
             // Signal dispositions and mask as a fresh process has them: the
             // server ignores SIGPIPE, and ignored signals survive exec.
             let mut default: libc::sigaction = std::mem::zeroed();

@@ -171,8 +171,9 @@ fn warning(rule: &PrefixRule) -> Option<String> {
     if name == "git" && unsandboxed {
         return Some(format!(
             "{verb} on git, unsandboxed: git runs the hooks and config commands of the \
-             repository it is in, which the sandbox may have written; add \
-             execution = \"turn-default\" or a profile"
+             repository it is in, outside the sandbox; execgate escalates it only where the \
+             sandbox cannot have written them (elsewhere it runs in place, sandboxed); add \
+             execution = \"turn-default\" to keep it in the sandbox"
         ));
     }
     let (_, subcommands, why) = RUNNERS.iter().find(|(program, ..)| *program == name)?;

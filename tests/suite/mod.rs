@@ -4,6 +4,7 @@ mod audit;
 mod bridge;
 mod fidelity;
 mod lifetime;
+mod planted;
 mod policy;
 mod sandbox;
 mod spine;

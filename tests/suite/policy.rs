@@ -19,15 +19,15 @@ use super::*;
 
 /// A workspace and a directory outside it, under /var/tmp (read-only in
 /// the sandbox, unlike /tmp).
-struct Place {
+pub(super) struct Place {
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    ws: PathBuf,
-    outside: PathBuf,
+    pub(super) root: PathBuf,
+    pub(super) ws: PathBuf,
+    pub(super) outside: PathBuf,
 }
 
 impl Place {
-    fn new() -> Place {
+    pub(super) fn new() -> Place {
         let dir = tempfile::Builder::new()
             .prefix("execgate-policy")
             .tempdir_in("/var/tmp")
@@ -44,14 +44,14 @@ impl Place {
         }
     }
 
-    fn rules(&self, source: &str) -> Arc<RuleSet> {
+    pub(super) fn rules(&self, source: &str) -> Arc<RuleSet> {
         let file = self.root.join("test.rules");
         fs::write(&file, source).unwrap();
         Arc::new(RuleSet::load(&[&file]).unwrap())
     }
 
     /// `{outside}` and `{ws}` replaced.
-    fn script(&self, text: &str) -> String {
+    pub(super) fn script(&self, text: &str) -> String {
         text.replace("{outside}", self.outside.to_str().unwrap())
             .replace("{ws}", self.ws.to_str().unwrap())
     }
@@ -92,7 +92,7 @@ impl Approver for Scripted {
     }
 }
 
-struct Setup {
+pub(super) struct Setup {
     rules: Arc<RuleSet>,
     approver: Arc<dyn Approver>,
     skills: SkillRegistry,
@@ -101,7 +101,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn rules(rules: Arc<RuleSet>) -> Setup {
+    pub(super) fn rules(rules: Arc<RuleSet>) -> Setup {
         Setup {
             rules,
             approver: Arc::new(DenyAll),
@@ -111,12 +111,12 @@ impl Setup {
         }
     }
 
-    fn approver(mut self, approver: impl Approver) -> Setup {
+    pub(super) fn approver(mut self, approver: impl Approver) -> Setup {
         self.approver = Arc::new(approver);
         self
     }
 
-    fn start(self, place: &Place, recorder: &Recorder) -> ShellSession {
+    pub(super) fn start(self, place: &Place, recorder: &Recorder) -> ShellSession {
         let policy = ExecPolicy::new(ExecPolicyConfig {
             rules: self.rules,
             skills: self.skills,
@@ -142,7 +142,7 @@ impl Setup {
     }
 }
 
-async fn run(session: &ShellSession, script: &str) -> RunOutcome {
+pub(super) async fn run(session: &ShellSession, script: &str) -> RunOutcome {
     run_with(session, script, RunOptions::default()).await
 }
 
@@ -154,15 +154,15 @@ async fn run_with(session: &ShellSession, script: &str, options: RunOptions) -> 
     session.run(script, options).unwrap().wait().await.unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// (program, decision, decided_by, rule id, note) of one decision.
-type Decided = (String, String, DecidedBy, Option<String>, Option<String>);
+pub(super) type Decided = (String, String, DecidedBy, Option<String>, Option<String>);
 
 /// Every decision, in order.
-fn provenances(recorder: &Recorder) -> Vec<Decided> {
+pub(super) fn provenances(recorder: &Recorder) -> Vec<Decided> {
     recorder
         .events()
         .into_iter()

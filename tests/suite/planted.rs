@@ -1,0 +1,494 @@
+//! An allowed program never runs what the sandbox planted (issue 14, point
+//! 2), through the real zsh in the real sandbox:
+//!
+//! - a program that reads its instructions from files (git's repository,
+//!   a Makefile, `package.json`, a cargo build script, `setup.py`, a
+//!   script) is not escalated when the sandbox could have written them: it
+//!   runs in place, and the decision's note says why. One test per planted
+//!   mechanism; each plants a command that writes outside the sandbox,
+//!   which only an escalation could do.
+//! - an escalated command starts in the directory the decision was made
+//!   on, and an escalated script is the file that was checked, even when
+//!   the path is swapped during a slow approval.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use execgate_core_bridge::{ApprovalAnswer, ApprovalRequest};
+
+use super::policy::{provenances, run, text, Place, Setup};
+use super::*;
+
+/// Runs `script` (with `{ws}`, `{outside}` replaced) in a workspace-write
+/// session under `rules`, and checks that nothing was written to
+/// `{outside}/planted` and that every decision a rule made on `program` (a
+/// canonical path's basename) was refused with a note naming what it
+/// reads.
+async fn planted_command_stays_in_the_sandbox(rules: &str, script: &str, program: &str) {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules(rules)).start(&place, &recorder);
+    let outcome = run(&session, &place.script(script)).await;
+    session.shutdown().await;
+    let planted = place.outside.join("planted");
+    let decisions = provenances(&recorder);
+    assert!(
+        !planted.exists(),
+        "the planted command ran outside the sandbox; decisions: {decisions:#?}\nstdout: {}\nstderr: {}",
+        text(&outcome.stdout),
+        text(&outcome.stderr)
+    );
+    let refused: Vec<_> = decisions
+        .iter()
+        .filter(|decided| decided.0.rsplit('/').next() == Some(program) && decided.3.is_some())
+        .collect();
+    assert!(
+        !refused.is_empty()
+            && refused.iter().all(|decided| decided.1 == "run"
+                && decided
+                    .4
+                    .as_deref()
+                    .is_some_and(|note| note.starts_with("escalation refused: ")
+                        && note.contains("which the sandbox can write"))),
+        "{program} was not refused with a reason: {decisions:#?}\nstderr: {}",
+        text(&outcome.stderr)
+    );
+}
+
+/// A fresh repository in a new directory of the workspace, with `setup`
+/// run in it (in place, inside the sandbox).
+fn repository(setup: &str) -> String {
+    format!(
+        "mkdir {{ws}}/sub && cd {{ws}}/sub && git init -q && \
+         git config user.email t@example.org && git config user.name t && {setup}"
+    )
+}
+
+const GIT_STATUS: &str = r#"prefix_rule(pattern = ["git", "status"])"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_status_does_not_run_a_planted_fsmonitor() {
+    planted_command_stays_in_the_sandbox(
+        GIT_STATUS,
+        &repository("git config core.fsmonitor 'touch {outside}/planted; true' && git status"),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_commit_does_not_run_a_planted_hook() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git", "commit"])"#,
+        &repository(
+            "printf '#!/bin/sh\\ntouch {outside}/planted\\n' > .git/hooks/pre-commit && \
+             chmod +x .git/hooks/pre-commit && git commit -q --allow-empty -m x",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_commit_does_not_run_a_planted_editor() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git", "commit"])"#,
+        &repository(
+            "git config core.editor 'touch {outside}/planted; true' && git commit -q --allow-empty",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_log_does_not_run_a_planted_pager() {
+    // git pages only to a terminal: `script` gives the nested (patched,
+    // still asking) zsh one.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git", "log"])"#,
+        &repository(&format!(
+            "git commit -q --allow-empty -m x && git config core.pager 'touch {{outside}}/planted; cat' && \
+             SHELL={zsh} script -qec 'git log' /dev/null",
+            zsh = zsh().display()
+        )),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_diff_does_not_run_a_planted_external_diff() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git", "diff"])"#,
+        &repository(
+            "echo a > file && git add file && git commit -q -m x && echo b > file && \
+             git config diff.external 'touch {outside}/planted; true' && git diff",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_add_does_not_run_a_filter_driver_planted_through_gitattributes() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git", "add"])"#,
+        &repository(
+            "echo '* filter=planted' > .gitattributes && \
+             git config filter.planted.clean 'touch {outside}/planted; cat' && \
+             echo a > file && git add file",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_status_does_not_run_config_planted_through_include_path() {
+    planted_command_stays_in_the_sandbox(
+        GIT_STATUS,
+        &repository(
+            "printf '[core]\\n\\tfsmonitor = touch {outside}/planted; true\\n' > ../planted.cfg && \
+             git config include.path {ws}/planted.cfg && git status",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_status_does_not_run_config_planted_through_include_if() {
+    planted_command_stays_in_the_sandbox(
+        GIT_STATUS,
+        &repository(
+            "printf '[core]\\n\\tfsmonitor = touch {outside}/planted; true\\n' > ../planted.cfg && \
+             git config 'includeIf.gitdir:{ws}/.path' {ws}/planted.cfg && git status",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_status_in_a_repository_planted_in_the_temp_dir_stays_in_the_sandbox() {
+    planted_command_stays_in_the_sandbox(
+        GIT_STATUS,
+        "cd $(mktemp -d) && git init -q && \
+         git config core.fsmonitor 'touch {outside}/planted; true' && git status",
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_status_in_a_repository_nested_in_the_workspaces_stays_in_the_sandbox() {
+    // The workspace is a repository of its own (its .git read-only in the
+    // sandbox); the sandbox nests one below it, and plants in the outer
+    // one's worktree a config the inner one includes.
+    let place = Place::new();
+    let init = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&place.ws)
+        .status()
+        .unwrap();
+    assert!(init.success());
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules(GIT_STATUS)).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script(
+            "git status >/dev/null; print outer=$?; mkdir -p a/b && cd a/b && git init -q && \
+             git config core.fsmonitor 'touch {outside}/planted; true' && git status >/dev/null; \
+             print inner=$?",
+        ),
+    )
+    .await;
+    session.shutdown().await;
+    assert!(
+        !place.outside.join("planted").exists(),
+        "{}",
+        text(&outcome.stderr)
+    );
+    let decisions = provenances(&recorder);
+    let git: Vec<_> = decisions
+        .iter()
+        .filter(|d| d.0.ends_with("/git") && d.3.is_some())
+        .collect();
+    assert_eq!(git.len(), 2, "{decisions:#?}");
+    for decided in git {
+        assert_eq!(decided.1, "run", "{decisions:#?}");
+        let note = decided.4.clone().unwrap_or_default();
+        assert!(
+            note.contains(&format!("from {}", place.ws.display())),
+            "{note}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_dash_c_naming_a_planted_repository_stays_in_the_sandbox() {
+    // From a directory the sandbox cannot write, `git -C` points at one it
+    // can.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git"])"#,
+        &repository(
+            "git config core.fsmonitor 'touch {outside}/planted; true' && cd / && \
+             git -C {ws}/sub status",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn make_does_not_run_a_planted_makefile() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["make"])"#,
+        "printf 'all:\\n\\ttouch {outside}/planted\\n' > Makefile && make",
+        "make",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn npm_does_not_run_planted_package_scripts() {
+    // npm is a node script; the rules see its canonical name.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["npm-cli.js", "test"])"#,
+        r#"print -r -- '{"name": "p", "version": "1.0.0", "scripts": {"test": "touch {outside}/planted"}}' > package.json && npm test"#,
+        "npm-cli.js",
+    )
+    .await;
+}
+
+/// The toolchain's own cargo (the rustup proxy dispatches on its name).
+fn cargo() -> PathBuf {
+    let output = std::process::Command::new("rustup")
+        .args(["which", "cargo"])
+        .output()
+        .expect("rustup runs");
+    assert!(output.status.success());
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cargo_does_not_run_a_planted_build_script() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["cargo", "build"])"#,
+        &format!(
+            "mkdir -p src && print '[package]\\nname = \"p\"\\nversion = \"0.1.0\"\\nedition = \"2021\"' > Cargo.toml && \
+             print 'fn main() {{}}' > src/main.rs && \
+             print 'fn main() {{ let _ = std::fs::write(\"{{outside}}/planted\", \"\"); }}' > build.rs && \
+             {cargo} build -q --offline",
+            cargo = cargo().display()
+        ),
+        "cargo",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_does_not_run_a_planted_setup_py() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["python3.11", "setup.py"])"#,
+        "print 'open(\"{outside}/planted\", \"w\")' > setup.py && /usr/bin/python3 setup.py",
+        "python3.11",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pip_does_not_build_a_planted_package() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["pip3", "install"])"#,
+        "mkdir pkg && print 'open(\"{outside}/planted\", \"w\")\nimport setuptools\nsetuptools.setup(name=\"p\")' > pkg/setup.py && \
+         /usr/bin/pip3 install -q --dry-run --no-deps --no-index --no-build-isolation --break-system-packages ./pkg",
+        "pip3",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_does_not_run_a_planted_script() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["dash", "deploy.sh"])"#,
+        "print 'touch {outside}/planted' > deploy.sh && dash deploy.sh",
+        "dash",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maven_does_not_run_a_planted_jvm_config() {
+    // A JVM option in .mvn/jvm.config names a command to run.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["mvn"])"#,
+        "mkdir .mvn && print '#!/bin/sh\ntouch {outside}/planted' > planted.sh && chmod +x planted.sh && \
+         print -- '-Xmx3m -XX:OnOutOfMemoryError={ws}/planted.sh' > .mvn/jvm.config && mvn -v -o",
+        "mvn",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_does_not_run_a_planted_script() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["node", "build.js"])"#,
+        "print 'require(\"fs\").writeFileSync(\"{outside}/planted\", \"\")' > build.js && node build.js",
+        "node",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn perl_does_not_run_a_planted_script() {
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["perl"])"#,
+        "mkdir -p {ws}/scripts && print 'open(my $f, \">\", \"{outside}/planted\");' > {ws}/scripts/gen.pl && \
+         cd / && perl {ws}/scripts/gen.pl",
+        "perl",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn programs_not_in_the_table_are_still_escalated_from_the_workspace() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session =
+        Setup::rules(place.rules(r#"prefix_rule(pattern = ["touch"])"#)).start(&place, &recorder);
+    let outcome = run(&session, &place.script("touch {outside}/escalated")).await;
+    session.shutdown().await;
+    assert!(
+        place.outside.join("escalated").exists(),
+        "{}",
+        text(&outcome.stderr)
+    );
+    let decisions = provenances(&recorder);
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(decisions[0].1, "escalate Unsandboxed");
+    assert_eq!(decisions[0].4, None);
+}
+
+/// A directory `d` in the workspace that the approver swaps, while it
+/// decides, for a symlink to `elsewhere`: the command must run in the
+/// original (`d.orig`) or not at all.
+async fn cwd_swapped_during_approval(execution: &str) -> (Place, ShellOutputText) {
+    let place = Place::new();
+    let (d, orig, elsewhere) = (
+        place.ws.join("d"),
+        place.ws.join("d.orig"),
+        place.ws.join("elsewhere"),
+    );
+    fs::create_dir(&d).unwrap();
+    fs::create_dir(&elsewhere).unwrap();
+    let rules = place.rules(&format!(
+        r#"prefix_rule(pattern = ["touch"], decision = "prompt", execution = "{execution}")"#
+    ));
+    let approver = move |_request: ApprovalRequest| {
+        let (d, orig, elsewhere) = (d.clone(), orig.clone(), elsewhere.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            fs::rename(&d, &orig).unwrap();
+            symlink(&elsewhere, &d).unwrap();
+            ApprovalAnswer::ApproveOnce
+        }
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script("cd {ws}/d && touch created; print status=$?"),
+    )
+    .await;
+    session.shutdown().await;
+    let output = ShellOutputText {
+        stdout: text(&outcome.stdout),
+        stderr: text(&outcome.stderr),
+    };
+    (place, output)
+}
+
+struct ShellOutputText {
+    stdout: String,
+    stderr: String,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsandboxed_escalation_runs_in_the_directory_it_was_decided_on() {
+    let (place, output) = cwd_swapped_during_approval("unsandboxed").await;
+    assert!(
+        !place.ws.join("elsewhere/created").exists(),
+        "the escalated command followed the swapped path: {}",
+        output.stderr
+    );
+    assert!(
+        place.ws.join("d.orig/created").exists(),
+        "{} {}",
+        output.stdout,
+        output.stderr
+    );
+    assert_eq!(output.stdout, "status=0\n", "{}", output.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_escalation_runs_in_the_directory_it_was_decided_on_or_not_at_all() {
+    let (place, output) = cwd_swapped_during_approval("turn-default").await;
+    assert!(
+        !place.ws.join("elsewhere/created").exists(),
+        "the escalated command followed the swapped path: {}",
+        output.stderr
+    );
+    // bubblewrap enters the directory by path: the helper finds it is not
+    // the one decided on and runs nothing.
+    assert!(!place.ws.join("d.orig/created").exists());
+    assert_ne!(output.stdout, "status=0\n", "{}", output.stderr);
+    assert!(
+        output.stderr.contains("no longer the directory"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalated_script_is_the_file_that_was_checked() {
+    let place = Place::new();
+    let script = place.outside.join("tool.sh");
+    let write_script = |path: &Path, text: &str| {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    write_script(&script, "#!/bin/sh\necho checked\n");
+    let rules = place.rules(&format!(
+        r#"prefix_rule(pattern = ["{}"], decision = "prompt")"#,
+        script.display()
+    ));
+    let swapped = script.clone();
+    let approver = move |_request: ApprovalRequest| {
+        let swapped = swapped.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            fs::rename(&swapped, swapped.with_extension("orig")).unwrap();
+            fs::write(&swapped, "#!/bin/sh\necho swapped\n").unwrap();
+            fs::set_permissions(&swapped, fs::Permissions::from_mode(0o755)).unwrap();
+            ApprovalAnswer::ApproveOnce
+        }
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let outcome = run(&session, &format!("{}", script.display())).await;
+    session.shutdown().await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "checked\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    let decisions = provenances(&recorder);
+    assert_eq!(decisions[0].1, "escalate Unsandboxed", "{decisions:#?}");
+}
