@@ -120,8 +120,10 @@ async fn hostile_arguments_from_the_shell_round_trip() {
     finish(child).await;
     session.shutdown().await;
     let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(text.lines().count(), 1, "{text}");
+    // The decision, then the session's end.
+    assert_eq!(text.lines().count(), 2, "{text}");
     let records = read_records(&log).unwrap();
+    assert_eq!(records[1].event.action, "session-end");
     let recorded: Vec<Vec<u8>> = records[0]
         .process
         .args
@@ -154,8 +156,9 @@ async fn a_rogue_request_is_recorded_as_an_error() {
     }
     session.shutdown().await;
     let records = read_records(&log).unwrap();
-    assert_eq!(records.len(), 1);
+    assert_eq!(records.len(), 2);
     assert_eq!(records[0].event.action, "error");
+    assert_eq!(records[1].event.action, "session-end");
     assert!(records[0].error.is_some());
 }
 
@@ -214,7 +217,12 @@ async fn many_shells_at_once_make_exactly_one_record_per_decision() {
     }
     assert_eq!(decided, shells * 10);
     let records = read_records(&log).unwrap();
-    assert_eq!(records.len(), decided);
+    let ends = records
+        .iter()
+        .filter(|record| record.event.action == "session-end")
+        .count();
+    assert_eq!(ends, shells, "one end per session");
+    assert_eq!(records.len() - ends, decided);
 }
 
 #[tokio::test(flavor = "multi_thread")]

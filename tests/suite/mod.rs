@@ -54,8 +54,27 @@ impl Recorder {
         Arc::new(move |event: &SessionEvent| recorder.0.lock().unwrap().push(event.clone()))
     }
 
+    /// The events of requests and escalated children: everything but the
+    /// session's own end, which [`Recorder::ends`] lists.
     pub fn events(&self) -> Vec<SessionEvent> {
-        self.0.lock().unwrap().clone()
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter(|event| !matches!(event, SessionEvent::Ended { .. }))
+            .cloned()
+            .collect()
+    }
+
+    /// How the session ended, once per end recorded.
+    pub fn ends(&self) -> Vec<execgate_escalate_server::SessionEnd> {
+        let events = self.0.lock().unwrap();
+        events
+            .iter()
+            .filter_map(|event| match event {
+                SessionEvent::Ended { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Canonical paths of the decided requests, in arrival order.

@@ -600,7 +600,12 @@ async fn a_server_killed_mid_session_lets_nothing_run() {
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let script = "/usr/bin/true && print > started; : < go; touch marker; print status=$?";
     // session-host: a server in its own process, so that it can be killed.
+    // Without a cgroup, so that its warden leaves the shell alive (it kills
+    // only escalated children then) and the shell's next command must fail
+    // closed on its own; with one, the shell dies with the server
+    // (suite::lifetime).
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_session-host"))
+        .env("EXECGATE_SCOPE", "process-groups")
         .arg(wrapper())
         .arg(dir.path().join("report"))
         .arg(zsh())
