@@ -3,6 +3,7 @@
 mod audit;
 mod bridge;
 mod fidelity;
+mod hostile;
 mod policy;
 mod sandbox;
 mod spine;
