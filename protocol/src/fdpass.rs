@@ -156,10 +156,11 @@ pub fn accept_hello(data: &[u8], received: Received) -> Result<OwnedFd, HelloErr
     if received.len == 0 && received.fds.is_empty() {
         return Err(HelloError::Closed);
     }
-    if received.truncated {
+    // A length past the buffer is a truncation the caller did not flag.
+    let Some(datagram) = data.get(..received.len).filter(|_| !received.truncated) else {
         return Err(HelloError::Truncated);
-    }
-    if &data[..received.len] != HELLO {
+    };
+    if datagram != HELLO {
         return Err(HelloError::BadMagic);
     }
     let mut fds = received.fds;
@@ -263,6 +264,23 @@ mod tests {
         assert!(matches!(
             accept_hello(&buf, received),
             Err(HelloError::BadMagic)
+        ));
+    }
+
+    /// Found by the `hello` fuzz target: a length past the end of the
+    /// buffer (a `Received` is public, so any caller can build one) panicked
+    /// on slicing instead of being refused.
+    #[test]
+    fn hello_whose_length_exceeds_its_buffer_is_refused_not_a_panic() {
+        let (_mine, theirs) = pair(SockType::Stream);
+        let received = Received {
+            len: HELLO.len() + 1,
+            fds: vec![theirs],
+            truncated: false,
+        };
+        assert!(matches!(
+            accept_hello(&HELLO[..], received),
+            Err(HelloError::Truncated)
         ));
     }
 

@@ -54,7 +54,10 @@
 //! process groups the server names if the server dies; see [`WardenRecord`].
 //!
 //! Tested by unit tests beside each module (round trips, every truncation
-//! point, hostile lengths) and end to end through the real zsh in `tests/`.
+//! point, hostile lengths), end to end through the real zsh in `tests/`
+//! (which also floods a live session with hostile requests), and by a
+//! libFuzzer target for every decoder in `fuzz/` (`scripts/fuzz`, run by
+//! `scripts/test`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

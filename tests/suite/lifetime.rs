@@ -109,3 +109,22 @@ fn an_embedding_owner_without_a_cgroup_leaves_no_escalated_child() {
         embedding_owner_killed_leaves_nothing(signal, "process-groups", 5);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_records_its_end_once_and_says_how() {
+    let (session, recorder) = start_session(policy_by_path(&[]));
+    session.terminate(Signal::SIGTERM as i32);
+    session.cancel();
+    session.shutdown().await;
+    assert_eq!(
+        recorder.ends(),
+        [execgate_escalate_server::SessionEnd::Signal(15)]
+    );
+
+    let (session, recorder) = start_session(policy_by_path(&[]));
+    drop(session);
+    assert_eq!(
+        recorder.ends(),
+        [execgate_escalate_server::SessionEnd::Closed]
+    );
+}

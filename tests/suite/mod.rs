@@ -3,6 +3,7 @@
 mod audit;
 mod bridge;
 mod fidelity;
+mod hostile;
 mod lifetime;
 mod planted;
 mod policy;
@@ -239,6 +240,26 @@ pub fn os(text: &str) -> OsString {
 /// True while `pid` exists at all (a zombie counts: it was not reaped).
 pub fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Copies `files` (source, name) into a fresh directory under `/var/tmp`
+/// that every user can enter, each copy executable by all: what a test
+/// runs as another user must not depend on where the checkout is (a clone
+/// in root's mode-700 home is out of every other user's reach).
+pub fn stage_for_other_users(files: &[(&Path, &str)]) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let stage = tempfile::Builder::new()
+        .prefix("execgate-staged")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::set_permissions(stage.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (from, name) in files {
+        let to = stage.path().join(name);
+        std::fs::copy(from, &to)
+            .unwrap_or_else(|error| panic!("cannot stage {}: {error}", from.display()));
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    stage
 }
 
 /// The sandbox's inner helper built from this workspace's current code

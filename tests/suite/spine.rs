@@ -783,10 +783,17 @@ async fn a_request_from_another_uid_is_denied() {
     if !nix::unistd::geteuid().is_root() {
         panic!("this test needs root (CI runs as root)");
     }
-    let dir = tempfile::tempdir().unwrap();
+    // The other user runs a copy of the wrapper staged where it can reach
+    // it (the checkout may sit in a mode-700 home), and could write the
+    // marker if the request were wrongly run: the denial is what stops it.
+    let stage = stage_for_other_users(&[(&wrapper(), "wrapper")]);
+    let marker_dir = stage.path().join("writable");
+    fs::create_dir(&marker_dir).unwrap();
+    fs::set_permissions(&marker_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = marker_dir.join("marker");
     let (mut session, recorder) = start_session(run_everything());
     let socket_fd = session.shell_socket().unwrap().as_raw_fd();
-    let mut command = std::process::Command::new(wrapper());
+    let mut command = std::process::Command::new(stage.path().join("wrapper"));
     command
         .arg(socket_fd.to_string())
         .args([
@@ -796,7 +803,8 @@ async fn a_request_from_another_uid_is_denied() {
             "touch",
             "touch",
         ])
-        .arg(dir.path().join("marker"));
+        .arg(&marker)
+        .current_dir(stage.path());
     session.prepare_shell(&mut command);
     std::os::unix::process::CommandExt::uid(&mut command, 65534);
     let output = tokio::task::spawn_blocking(move || command.output())
@@ -805,10 +813,10 @@ async fn a_request_from_another_uid_is_denied() {
         .unwrap();
     session.shell_spawned();
     session.shutdown().await;
-    assert_eq!(output.status.code(), Some(126));
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{stderr}");
     assert!(stderr.contains("is not the session's uid"), "{stderr}");
-    assert!(!dir.path().join("marker").exists());
+    assert!(!marker.exists());
     assert_eq!(recorder.refusals().len(), 1);
 }
 

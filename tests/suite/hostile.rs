@@ -1,0 +1,722 @@
+//! The escalation server under hostile input: 100,000 malformed, truncated,
+//! oversized and out-of-order requests and descriptor floods through a real
+//! session socket. The server must deny and record every one, keep no
+//! descriptor it was handed, and still serve the real shell afterwards.
+//!
+//! Counting descriptors is a process-wide measurement, so the test re-runs
+//! itself alone in a process of its own (the other tests of this binary
+//! open and close descriptors on their own threads).
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use execgate_audit::{read_records, AuditLog, RecordOptions, Rotation, SessionAudit};
+use execgate_escalate_server::{Decision, SessionConfig, SessionEvent};
+use execgate_protocol::{
+    decode_client, decode_server, encode_client, read_frame, send_all, send_with_fds,
+    ClientMessage, ExecRequest, FrameIoError, ServerMessage, HELLO, MAX_FRAME_LEN, MAX_PASSED_FDS,
+};
+use nix::errno::Errno;
+use nix::sys::socket::{
+    setsockopt, shutdown, socket, socketpair, sockopt, AddressFamily, Shutdown, SockFlag, SockType,
+};
+use nix::sys::time::TimeVal;
+
+use super::*;
+
+/// Requests in the flood, the silent ones included.
+const REQUESTS: usize = 100_000;
+/// Clients that open a request and never send a byte: the server must time
+/// them out, not wait for them.
+const SILENT: usize = 200;
+/// Threads sending the flood (the server's own workers need the cores too).
+const CLIENT_THREADS: usize = 3;
+/// Set in the process that runs the flood.
+const ALONE: &str = "EXECGATE_TEST_HOSTILE_ALONE";
+/// The program the test policy escalates: its requests reach the
+/// descriptor hand-over, where the flood then misbehaves.
+const ESCALATED: &str = "/usr/bin/true";
+
+#[test]
+fn a_flood_of_hostile_requests_is_denied_recorded_and_leaks_no_descriptor() {
+    if std::env::var_os(ALONE).is_some() {
+        flood();
+        return;
+    }
+    let name =
+        "suite::hostile::a_flood_of_hostile_requests_is_denied_recorded_and_leaks_no_descriptor";
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the flood did not run: {stdout}"
+    );
+    // What the flood measured, for the log.
+    for line in stdout
+        .lines()
+        .filter_map(|line| line.split_once("hostile: "))
+    {
+        println!("hostile: {}", line.1);
+    }
+}
+
+/// One kind of bad request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hostile {
+    // Bad hellos on the session socket: refused before any conversation.
+    HelloWithoutDescriptor,
+    HelloWithTwoDescriptors,
+    HelloWithHundredsOfDescriptors,
+    BadMagic,
+    ShortMagic,
+    OversizedDatagram,
+    EmptyDatagram,
+    DatagramSocketAttached,
+    FileAttached,
+    // A good hello, then a bad conversation: answered `Deny`.
+    GarbageTag,
+    TruncatedRequest,
+    LengthAtU32Max,
+    LengthJustOverTheLimit,
+    LongBodyPromisedNeverSent,
+    TrailingBytes,
+    SignalFirst,
+    DescriptorsFirstWithHundredsAttached,
+    NothingSent,
+    RandomBytes,
+    EmptyArgv,
+    NulInPath,
+    MissingProgram,
+    RelativePath,
+    HeaderDribbledThenGone,
+    // Conversations nobody can be answered on.
+    PeerAlreadyGone,
+    UnconnectedSocket,
+    // A good request for an escalated program, then a bad hand-over:
+    // answered `Escalate`, then `SpawnFailed`; nothing starts.
+    FewerNumbersThanDescriptors,
+    HundredsOfDescriptorsOnEveryByte,
+    DuplicateNumbers,
+    NegativeNumber,
+    RequestAgain,
+    SignalInsteadOfDescriptors,
+    GoneAfterTheRequest,
+    TruncatedHandOver,
+}
+
+const KINDS: [Hostile; 34] = [
+    Hostile::HelloWithoutDescriptor,
+    Hostile::HelloWithTwoDescriptors,
+    Hostile::HelloWithHundredsOfDescriptors,
+    Hostile::BadMagic,
+    Hostile::ShortMagic,
+    Hostile::OversizedDatagram,
+    Hostile::EmptyDatagram,
+    Hostile::DatagramSocketAttached,
+    Hostile::FileAttached,
+    Hostile::GarbageTag,
+    Hostile::TruncatedRequest,
+    Hostile::LengthAtU32Max,
+    Hostile::LengthJustOverTheLimit,
+    Hostile::LongBodyPromisedNeverSent,
+    Hostile::TrailingBytes,
+    Hostile::SignalFirst,
+    Hostile::DescriptorsFirstWithHundredsAttached,
+    Hostile::NothingSent,
+    Hostile::RandomBytes,
+    Hostile::EmptyArgv,
+    Hostile::NulInPath,
+    Hostile::MissingProgram,
+    Hostile::RelativePath,
+    Hostile::HeaderDribbledThenGone,
+    Hostile::PeerAlreadyGone,
+    Hostile::UnconnectedSocket,
+    Hostile::FewerNumbersThanDescriptors,
+    Hostile::HundredsOfDescriptorsOnEveryByte,
+    Hostile::DuplicateNumbers,
+    Hostile::NegativeNumber,
+    Hostile::RequestAgain,
+    Hostile::SignalInsteadOfDescriptors,
+    Hostile::GoneAfterTheRequest,
+    Hostile::TruncatedHandOver,
+];
+
+/// How far a request gets, and so what the server must answer and record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Refused at the hello: a `RequestRefused` without a request id.
+    Hello,
+    /// Refused in the conversation: `Deny`, and a `RequestRefused` with an
+    /// id.
+    Conversation { answerable: bool },
+    /// Decided `Escalate`, then refused at the hand-over: `SpawnFailed`.
+    HandOver,
+}
+
+impl Hostile {
+    fn reach(self) -> Reach {
+        match self {
+            Hostile::HelloWithoutDescriptor
+            | Hostile::HelloWithTwoDescriptors
+            | Hostile::HelloWithHundredsOfDescriptors
+            | Hostile::BadMagic
+            | Hostile::ShortMagic
+            | Hostile::OversizedDatagram
+            | Hostile::EmptyDatagram
+            | Hostile::DatagramSocketAttached
+            | Hostile::FileAttached => Reach::Hello,
+            Hostile::GarbageTag
+            | Hostile::TruncatedRequest
+            | Hostile::LengthAtU32Max
+            | Hostile::LengthJustOverTheLimit
+            | Hostile::LongBodyPromisedNeverSent
+            | Hostile::TrailingBytes
+            | Hostile::SignalFirst
+            | Hostile::DescriptorsFirstWithHundredsAttached
+            | Hostile::NothingSent
+            | Hostile::RandomBytes
+            | Hostile::EmptyArgv
+            | Hostile::NulInPath
+            | Hostile::MissingProgram
+            | Hostile::RelativePath
+            | Hostile::HeaderDribbledThenGone => Reach::Conversation { answerable: true },
+            Hostile::PeerAlreadyGone | Hostile::UnconnectedSocket => {
+                Reach::Conversation { answerable: false }
+            }
+            Hostile::FewerNumbersThanDescriptors
+            | Hostile::HundredsOfDescriptorsOnEveryByte
+            | Hostile::DuplicateNumbers
+            | Hostile::NegativeNumber
+            | Hostile::RequestAgain
+            | Hostile::SignalInsteadOfDescriptors
+            | Hostile::GoneAfterTheRequest
+            | Hostile::TruncatedHandOver => Reach::HandOver,
+        }
+    }
+}
+
+/// The kind of the `index`th request (after the silent ones).
+fn kind_of(index: usize) -> Hostile {
+    KINDS[index % KINDS.len()]
+}
+
+fn request_frame(path: &str, argv: &[&str]) -> Vec<u8> {
+    encode_client(&ClientMessage::Request(ExecRequest {
+        path: path.into(),
+        argv: argv.iter().map(|arg| os(arg)).collect(),
+        cwd: "/".into(),
+        env: vec![os("PATH=/usr/bin:/bin")],
+    }))
+    .unwrap()
+}
+
+fn frame(message: &ClientMessage) -> Vec<u8> {
+    encode_client(message).unwrap()
+}
+
+/// A small deterministic generator: the flood is the same on every run.
+fn noise(seed: usize, len: usize) -> Vec<u8> {
+    let mut state = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn stream_pair() -> (OwnedFd, OwnedFd) {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
+/// A hello datagram; the server may already have refused an earlier part
+/// of the same request, so send errors on private sockets are ignored, but
+/// the session socket must always take a datagram.
+fn hello(session: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) {
+    send_with_fds(session, data, fds).unwrap();
+}
+
+/// Opens a conversation: a good hello whose private socket is returned.
+fn open(session: BorrowedFd<'_>) -> OwnedFd {
+    let (mine, theirs) = stream_pair();
+    hello(session, HELLO, &[theirs.as_fd()]);
+    // Replies wait at most this long: a missing one fails, never hangs.
+    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    mine
+}
+
+/// Bytes the server may stop reading at any point (that is its right).
+fn say(private: &OwnedFd, bytes: &[u8]) {
+    let _ = send_all(private.as_fd(), bytes);
+}
+
+fn say_with(private: &OwnedFd, bytes: &[u8], fds: &[BorrowedFd<'_>]) {
+    let _ = send_with_fds(private.as_fd(), bytes, fds);
+}
+
+/// Ends what we send; the server then reads the end of the stream.
+fn done(private: &OwnedFd) {
+    let _ = shutdown(private.as_raw_fd(), Shutdown::Write);
+}
+
+/// Fixed inputs every client thread shares.
+struct Material {
+    escalated_request: Vec<u8>,
+    missing_program: Vec<u8>,
+    relative_path: Vec<u8>,
+    empty_argv: Vec<u8>,
+    nul_in_path: Vec<u8>,
+    /// A file to attach hundreds of times over.
+    filler: OwnedFd,
+}
+
+impl Material {
+    fn new() -> Material {
+        let escalated_request = request_frame(ESCALATED, &["true"]);
+        let mut nul_in_path = escalated_request.clone();
+        // The path's bytes start after the header, the tag and its length.
+        nul_in_path[4 + 1 + 4 + 5] = 0;
+        Material {
+            escalated_request,
+            missing_program: request_frame("/no/such/program", &["x"]),
+            relative_path: request_frame("usr/bin/true", &["true"]),
+            empty_argv: request_frame(ESCALATED, &[]),
+            nul_in_path,
+            filler: fs::File::open("/dev/null").unwrap().into(),
+        }
+    }
+
+    fn many(&self, count: usize) -> Vec<BorrowedFd<'_>> {
+        vec![self.filler.as_fd(); count]
+    }
+}
+
+/// Sends the `index`th hostile request; returns the socket its replies
+/// come on when there is one.
+fn send_hostile(
+    index: usize,
+    kind: Hostile,
+    session: BorrowedFd<'_>,
+    material: &Material,
+) -> Option<OwnedFd> {
+    let (_, stream) = stream_pair();
+    let flood = material.many(MAX_PASSED_FDS);
+    let private = match kind {
+        Hostile::HelloWithoutDescriptor => {
+            hello(session, HELLO, &[]);
+            return None;
+        }
+        Hostile::HelloWithTwoDescriptors => {
+            let (_, other) = stream_pair();
+            hello(session, HELLO, &[stream.as_fd(), other.as_fd()]);
+            return None;
+        }
+        Hostile::HelloWithHundredsOfDescriptors => {
+            let mut fds = flood;
+            fds[0] = stream.as_fd();
+            hello(session, HELLO, &fds);
+            return None;
+        }
+        Hostile::BadMagic => {
+            hello(session, b"EXGT\x02\x00", &[stream.as_fd()]);
+            return None;
+        }
+        Hostile::ShortMagic => {
+            hello(session, &HELLO[..4], &[stream.as_fd()]);
+            return None;
+        }
+        Hostile::OversizedDatagram => {
+            let mut datagram = HELLO.to_vec();
+            datagram.extend(noise(index, 100));
+            hello(session, &datagram, &[stream.as_fd()]);
+            return None;
+        }
+        Hostile::EmptyDatagram => {
+            hello(session, b"", &[]);
+            return None;
+        }
+        Hostile::DatagramSocketAttached => {
+            let (_, datagram) = socketpair(
+                AddressFamily::Unix,
+                SockType::Datagram,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .unwrap();
+            hello(session, HELLO, &[datagram.as_fd()]);
+            return None;
+        }
+        Hostile::FileAttached => {
+            hello(session, HELLO, &[material.filler.as_fd()]);
+            return None;
+        }
+        Hostile::PeerAlreadyGone => {
+            hello(session, HELLO, &[stream.as_fd()]);
+            return None;
+        }
+        Hostile::UnconnectedSocket => {
+            let unconnected = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            hello(session, HELLO, &[unconnected.as_fd()]);
+            return None;
+        }
+        Hostile::GarbageTag
+        | Hostile::TruncatedRequest
+        | Hostile::LengthAtU32Max
+        | Hostile::LengthJustOverTheLimit
+        | Hostile::LongBodyPromisedNeverSent
+        | Hostile::TrailingBytes
+        | Hostile::SignalFirst
+        | Hostile::DescriptorsFirstWithHundredsAttached
+        | Hostile::NothingSent
+        | Hostile::RandomBytes
+        | Hostile::EmptyArgv
+        | Hostile::NulInPath
+        | Hostile::MissingProgram
+        | Hostile::RelativePath
+        | Hostile::HeaderDribbledThenGone
+        | Hostile::FewerNumbersThanDescriptors
+        | Hostile::HundredsOfDescriptorsOnEveryByte
+        | Hostile::DuplicateNumbers
+        | Hostile::NegativeNumber
+        | Hostile::RequestAgain
+        | Hostile::SignalInsteadOfDescriptors
+        | Hostile::GoneAfterTheRequest
+        | Hostile::TruncatedHandOver => open(session),
+    };
+    let request = &material.escalated_request;
+    match kind {
+        Hostile::GarbageTag => {
+            let mut bytes = request.clone();
+            bytes[4] = 0x7e;
+            say(&private, &bytes);
+        }
+        Hostile::TruncatedRequest => say(&private, &request[..request.len() / 2]),
+        Hostile::LengthAtU32Max => say(&private, &u32::MAX.to_le_bytes()),
+        Hostile::LengthJustOverTheLimit => {
+            say(&private, &(MAX_FRAME_LEN as u32 + 1).to_le_bytes());
+        }
+        Hostile::LongBodyPromisedNeverSent => {
+            say(&private, &(MAX_FRAME_LEN as u32).to_le_bytes());
+            say(&private, &request[4..]);
+        }
+        Hostile::TrailingBytes => {
+            let mut bytes = request.clone();
+            let body_len = (bytes.len() - 4 + 3) as u32;
+            bytes[..4].copy_from_slice(&body_len.to_le_bytes());
+            bytes.extend_from_slice(b"xyz");
+            say(&private, &bytes);
+        }
+        Hostile::SignalFirst => say(&private, &frame(&ClientMessage::Signal(15))),
+        Hostile::DescriptorsFirstWithHundredsAttached => {
+            let numbers = (3..3 + MAX_PASSED_FDS as i32).collect();
+            say_with(
+                &private,
+                &frame(&ClientMessage::Descriptors(numbers)),
+                &flood,
+            );
+        }
+        Hostile::NothingSent => {}
+        Hostile::RandomBytes => {
+            let mut body = noise(index, 1 + index % 300);
+            if decode_client(&body).is_ok() {
+                body[0] = 0x7e;
+            }
+            let mut bytes = (body.len() as u32).to_le_bytes().to_vec();
+            bytes.extend(body);
+            say(&private, &bytes);
+        }
+        Hostile::EmptyArgv => say(&private, &material.empty_argv),
+        Hostile::NulInPath => say(&private, &material.nul_in_path),
+        Hostile::MissingProgram => say(&private, &material.missing_program),
+        Hostile::RelativePath => say(&private, &material.relative_path),
+        Hostile::HeaderDribbledThenGone => {
+            for byte in &request[..7] {
+                say(&private, std::slice::from_ref(byte));
+            }
+        }
+        Hostile::FewerNumbersThanDescriptors => {
+            say(&private, request);
+            say_with(
+                &private,
+                &frame(&ClientMessage::Descriptors(vec![0, 1])),
+                &flood,
+            );
+        }
+        Hostile::HundredsOfDescriptorsOnEveryByte => {
+            say(&private, request);
+            let descriptors = frame(&ClientMessage::Descriptors(vec![0]));
+            for byte in &descriptors[..4] {
+                say_with(&private, std::slice::from_ref(byte), &flood);
+            }
+            say(&private, &descriptors[4..]);
+        }
+        Hostile::DuplicateNumbers => {
+            say(&private, request);
+            say_with(
+                &private,
+                &frame(&ClientMessage::Descriptors(vec![1, 1])),
+                &material.many(2),
+            );
+        }
+        Hostile::NegativeNumber => {
+            say(&private, request);
+            let mut descriptors = frame(&ClientMessage::Descriptors(vec![1]));
+            let at = descriptors.len() - 4;
+            descriptors[at..].copy_from_slice(&(-1i32).to_le_bytes());
+            say_with(&private, &descriptors, &material.many(1));
+        }
+        Hostile::RequestAgain => {
+            say(&private, request);
+            say(&private, request);
+        }
+        Hostile::SignalInsteadOfDescriptors => {
+            say(&private, request);
+            say(&private, &frame(&ClientMessage::Signal(9)));
+        }
+        Hostile::GoneAfterTheRequest => say(&private, request),
+        Hostile::TruncatedHandOver => {
+            say(&private, request);
+            let descriptors = frame(&ClientMessage::Descriptors(vec![1]));
+            say_with(&private, &descriptors[..2], &material.many(1));
+        }
+        Hostile::HelloWithoutDescriptor
+        | Hostile::HelloWithTwoDescriptors
+        | Hostile::HelloWithHundredsOfDescriptors
+        | Hostile::BadMagic
+        | Hostile::ShortMagic
+        | Hostile::OversizedDatagram
+        | Hostile::EmptyDatagram
+        | Hostile::DatagramSocketAttached
+        | Hostile::FileAttached
+        | Hostile::PeerAlreadyGone
+        | Hostile::UnconnectedSocket => unreachable!("handled above"),
+    }
+    done(&private);
+    Some(private)
+}
+
+/// Every frame the server sent until it closed the conversation.
+fn replies(private: &OwnedFd) -> Result<Vec<ServerMessage>, String> {
+    let mut messages = Vec::new();
+    loop {
+        match read_frame(private.as_fd()) {
+            Ok(body) => messages.push(decode_server(&body).map_err(|e| e.to_string())?),
+            Err(FrameIoError::Closed) => return Ok(messages),
+            // The server closed with our bytes unread: the kernel reports
+            // that instead of the end of the stream, after its replies.
+            Err(FrameIoError::Io(error))
+                if error.raw_os_error() == Some(Errno::ECONNRESET as i32) =>
+            {
+                return Ok(messages)
+            }
+            Err(error) => return Err(format!("after {messages:?}: {error}")),
+        }
+    }
+}
+
+/// Checks the replies to one hostile request.
+fn check_replies(kind: Hostile, private: Option<OwnedFd>) {
+    let Some(private) = private else {
+        return;
+    };
+    let replies = replies(&private).unwrap_or_else(|error| panic!("{kind:?}: {error}"));
+    let as_expected = matches!(
+        (kind.reach(), replies.as_slice()),
+        (
+            Reach::Conversation { answerable: true },
+            [ServerMessage::Deny { .. }]
+        ) | (
+            Reach::HandOver,
+            [ServerMessage::Escalate, ServerMessage::SpawnFailed { .. }]
+        )
+    );
+    assert!(as_expected, "{kind:?} was answered {replies:?}");
+}
+
+fn open_descriptors() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn flood() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _runtime_context = runtime.enter();
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit_path = audit_dir.path().join("audit.jsonl");
+    let audit_log = AuditLog::open(
+        &audit_path,
+        Rotation {
+            max_bytes: 1 << 40,
+            keep: 1,
+        },
+    )
+    .unwrap();
+    let recorder = Recorder::default();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[(ESCALATED, escalate())]));
+    config.events = Some(recorder.sink());
+    config.audit = Some(Arc::new(SessionAudit::new(
+        Arc::new(audit_log),
+        RecordOptions::default(),
+    )));
+    config.request_timeout = Duration::from_secs(1);
+    let mut session = Session::start(config).unwrap();
+    let material = Material::new();
+    let before = open_descriptors();
+    let started = Instant::now();
+
+    // The silent clients first: they are timed out while the flood runs.
+    let session_socket = session.shell_socket().unwrap();
+    let silent: Vec<OwnedFd> = (0..SILENT).map(|_| open(session_socket)).collect();
+    let flooded = REQUESTS - SILENT;
+    std::thread::scope(|scope| {
+        for thread in 0..CLIENT_THREADS {
+            let material = &material;
+            scope.spawn(move || {
+                for index in (thread..flooded).step_by(CLIENT_THREADS) {
+                    let kind = kind_of(index);
+                    let private = send_hostile(index, kind, session_socket, material);
+                    check_replies(kind, private);
+                }
+            });
+        }
+    });
+    for private in silent {
+        let replies = replies(&private).unwrap();
+        assert!(
+            matches!(replies.as_slice(), [ServerMessage::Deny { reason }] if reason.contains("in time")),
+            "a silent client was answered {replies:?}"
+        );
+    }
+    let sent = started.elapsed();
+
+    // What the server must have recorded, by how far each request got.
+    let reaches: Vec<Reach> = (0..flooded).map(|index| kind_of(index).reach()).collect();
+    let at_hello = reaches.iter().filter(|r| **r == Reach::Hello).count();
+    let at_hand_over = reaches.iter().filter(|r| **r == Reach::HandOver).count();
+    let in_conversation = REQUESTS - at_hello - at_hand_over;
+    let terminal = |events: &[SessionEvent]| {
+        events
+            .iter()
+            .filter(|event| {
+                matches!(
+                    event,
+                    SessionEvent::RequestRefused { .. } | SessionEvent::SpawnFailed { .. }
+                )
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while terminal(&recorder.events()) < REQUESTS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every descriptor the flood handed over is closed again.
+    let mut after = open_descriptors();
+    while after != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = open_descriptors();
+    }
+    let settled = started.elapsed();
+    assert_eq!(after, before, "descriptors open before and after the flood");
+
+    let events = recorder.events();
+    let mut refused_at_hello = 0;
+    let mut refused_in_conversation = 0;
+    let mut spawn_failed = 0;
+    let mut decided = 0;
+    for event in &events {
+        match event {
+            SessionEvent::RequestRefused {
+                request_id: None, ..
+            } => refused_at_hello += 1,
+            SessionEvent::RequestRefused {
+                request_id: Some(_),
+                ..
+            } => refused_in_conversation += 1,
+            SessionEvent::SpawnFailed { .. } => spawn_failed += 1,
+            SessionEvent::Decided {
+                decision, request, ..
+            } => {
+                assert!(
+                    matches!(decision, Decision::Escalate(_))
+                        && request.executable.canonical_path == Path::new(ESCALATED),
+                    "a hostile request was decided {decision:?}: {request:?}"
+                );
+                decided += 1;
+            }
+            SessionEvent::Started { .. } | SessionEvent::Exited { .. } => {
+                panic!("a hostile request started something: {event:?}")
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(
+        (
+            refused_at_hello,
+            refused_in_conversation,
+            decided,
+            spawn_failed
+        ),
+        (at_hello, in_conversation, at_hand_over, at_hand_over),
+        "(refused at the hello, refused in the conversation, decided, spawn failed)"
+    );
+    // The audit log holds the same: one failure record per request, and
+    // every decision.
+    let records = read_records(&audit_path).unwrap();
+    assert_eq!(records.len(), events.len());
+    let failures = records
+        .iter()
+        .filter(|record| record.event.action == "error" && record.event.outcome == "failure")
+        .count();
+    assert_eq!(failures, REQUESTS);
+    println!(
+        "hostile: {REQUESTS} requests sent and answered in {:.1} s, settled in {:.1} s; \
+         {at_hello} refused at the hello, {in_conversation} in the conversation, \
+         {at_hand_over} at the descriptor hand-over; {before} descriptors before and after",
+        sent.as_secs_f64(),
+        settled.as_secs_f64()
+    );
+
+    // The real shell is still served: a command in place and an escalation.
+    let workspace = tempfile::tempdir().unwrap();
+    let output = runtime.block_on(async {
+        let child = spawn_zsh(
+            &mut session,
+            "/bin/echo still-served; /usr/bin/true && /bin/echo escalated",
+            workspace.path(),
+        );
+        let output = finish(child).await;
+        session.shutdown().await;
+        output
+    });
+    assert_eq!(
+        output.stdout, "still-served\nescalated\n",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(recorder.started_pids().len(), 1);
+}
