@@ -42,6 +42,7 @@ mod doctor;
 mod helper;
 mod profile;
 mod resolve;
+mod supervisor;
 mod sys;
 
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ pub use resolve::{
     GlobExpansion, PathRule, ResolvedPolicy, SandboxContext, GLOB_MAX_DEPTH, GLOB_MAX_MATCHES,
     GLOB_MAX_VISITED, MINIMAL_ROOTS, PROTECTED_NAMES,
 };
+pub use supervisor::UNCREATABLE_NAMES;
 
 /// Why a profile cannot be loaded, resolved or enforced.
 #[derive(Debug, thiserror::Error)]
