@@ -40,6 +40,7 @@ use std::ffi::{CStr, CString, OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use nix::errno::Errno;
@@ -323,7 +324,7 @@ pub(crate) fn fork_supervisor(supervision: Supervision) -> Result<HandOver, Stri
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            supervise(&supervision, child, parent_end, &saved_mask)
+            supervise(supervision, child, parent_end, &saved_mask)
         }
     }
 }
@@ -344,8 +345,8 @@ const IGNORED_SIGNALS: [Signal; 10] = [
     Signal::SIGUSR2,
 ];
 
-fn supervise(supervision: &Supervision, child: Pid, channel: OwnedFd, saved_mask: &SigSet) -> ! {
-    let setup = || -> Result<(Option<OwnedFd>, OwnedFd), String> {
+fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask: &SigSet) -> ! {
+    let setup = || -> Result<Option<OwnedFd>, String> {
         nix::sys::prctl::set_dumpable(false)
             .map_err(|errno| format!("PR_SET_DUMPABLE: {errno}"))?;
         for signal in IGNORED_SIGNALS {
@@ -353,11 +354,13 @@ fn supervise(supervision: &Supervision, child: Pid, channel: OwnedFd, saved_mask
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(saved_mask), None)
             .map_err(|errno| format!("sigprocmask: {errno}"))?;
-        let pidfd = sys::open_pidfd(child.as_raw()).map_err(|errno| format!("pidfd: {errno}"))?;
-        Ok((receive_listener(&channel), pidfd))
+        // Workers run concurrently: each applies the target's umask to the
+        // mode itself instead of switching the process-wide one.
+        nix::sys::stat::umask(Mode::empty());
+        Ok(receive_listener(&channel))
     };
-    let (listener, pidfd) = match setup() {
-        Ok(parts) => parts,
+    let listener = match setup() {
+        Ok(listener) => listener,
         Err(reason) => {
             eprintln!("execgate: cannot supervise the sandbox: {reason}; nothing was run");
             let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
@@ -366,8 +369,84 @@ fn supervise(supervision: &Supervision, child: Pid, channel: OwnedFd, saved_mask
         }
     };
     drop(channel);
-    serve(supervision, listener, pidfd.as_fd());
+    if let Some(listener) = listener {
+        let shared = std::sync::Arc::new(Workers {
+            supervision,
+            listener,
+            total: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+        });
+        for _ in 0..INITIAL_WORKERS {
+            if Workers::spawn(&shared).is_err() {
+                // No worker: the calls wait; killing the target is the
+                // closed way out.
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            }
+        }
+    }
     exit_as(child)
+}
+
+/// Workers started at once; more start whenever all are busy, so that a
+/// call that blocks (opening a FIFO, connecting to a full backlog) never
+/// holds up the others.
+const INITIAL_WORKERS: usize = 2;
+/// The most workers: as many calls can be blocked at once.
+const MAX_WORKERS: usize = 256;
+
+/// What the worker threads share: every one receives from the listener.
+struct Workers {
+    supervision: Supervision,
+    listener: OwnedFd,
+    total: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+impl Workers {
+    fn spawn(shared: &std::sync::Arc<Workers>) -> std::io::Result<()> {
+        let worker = std::sync::Arc::clone(shared);
+        shared.total.fetch_add(1, Ordering::SeqCst);
+        let started = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || worker.serve());
+        if started.is_err() {
+            shared.total.fetch_sub(1, Ordering::SeqCst);
+        }
+        started.map(drop)
+    }
+
+    fn serve(self: std::sync::Arc<Self>) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            let events = fds[0].revents().unwrap_or(PollFlags::empty());
+            if !events.contains(PollFlags::POLLIN) {
+                if events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
+                    // Nothing is under the filter any more; the main
+                    // thread exits with the target.
+                    return;
+                }
+                continue;
+            }
+            let notification = match sys::receive_notification(self.listener.as_fd()) {
+                Ok(notification) => notification,
+                // Another worker took it, or the caller went away.
+                Err(Errno::EINTR | Errno::ENOENT | Errno::EAGAIN) => continue,
+                Err(_) => return,
+            };
+            let busy = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
+            let total = self.total.load(Ordering::SeqCst);
+            if busy >= total && total < MAX_WORKERS {
+                let _ = Workers::spawn(&self);
+            }
+            answer(&self.supervision, self.listener.as_fd(), &notification);
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The listener, or `None` when the child ended before sending it (it
@@ -396,42 +475,6 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
         }
     }
     received
-}
-
-fn serve(supervision: &Supervision, mut listener: Option<OwnedFd>, pidfd: BorrowedFd<'_>) {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    loop {
-        let mut fds = vec![PollFd::new(pidfd, PollFlags::POLLIN)];
-        if let Some(listener) = &listener {
-            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(_) => return,
-        }
-        let child_ended = fds[0].revents().is_some_and(|r| !r.is_empty());
-        let listener_events = fds.get(1).and_then(PollFd::revents);
-        if child_ended {
-            return;
-        }
-        let Some(events) = listener_events else {
-            continue;
-        };
-        let Some(current) = listener.as_ref() else {
-            continue;
-        };
-        if events.contains(PollFlags::POLLIN) {
-            match sys::receive_notification(current.as_fd()) {
-                Ok(notification) => answer(supervision, current.as_fd(), &notification),
-                Err(Errno::EINTR | Errno::ENOENT) => {}
-                Err(_) => listener = None,
-            }
-        } else if events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-            // No process is under the filter any more.
-            listener = None;
-        }
-    }
 }
 
 /// Waits for the target and ends the same way: its exit code, or its
@@ -857,13 +900,11 @@ impl Call<'_> {
         }
     }
 
-    fn with_umask<T>(&self, action: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
-        // The kernel applies the caller's umask; the supervisor takes the
-        // target's for the call.
-        let previous = nix::sys::stat::umask(self.target.umask()?);
-        let result = action();
-        nix::sys::stat::umask(previous);
-        result
+    /// `mode` as the kernel would create with it in the target: less the
+    /// target's umask (the supervisor's own is zero).
+    fn creation_mode(&self, mode: u64) -> Result<Mode, Errno> {
+        let requested = Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t);
+        Ok(requested & !self.target.umask()?)
     }
 
     fn mkdir(&self, dirfd: u64, path: u64, mode: u64) -> Result<Answer, Errno> {
@@ -872,14 +913,12 @@ impl Call<'_> {
         self.target.confirm()?;
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
-        let mode = Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t);
-        self.with_umask(|| {
-            nix::sys::stat::mkdirat(
-                location.parent.as_fd(),
-                location.name_as_given.as_c_str(),
-                mode,
-            )
-        })?;
+        let mode = self.creation_mode(mode)?;
+        nix::sys::stat::mkdirat(
+            location.parent.as_fd(),
+            location.name_as_given.as_c_str(),
+            mode,
+        )?;
         Ok(Answer::Value(0))
     }
 
@@ -890,18 +929,15 @@ impl Call<'_> {
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_denied(&location.path())?;
-        let mode = mode as libc::mode_t;
-        let kind = nix::sys::stat::SFlag::from_bits_truncate(mode & libc::S_IFMT);
-        let permissions = Mode::from_bits_truncate(mode & 0o7777);
-        self.with_umask(|| {
-            nix::sys::stat::mknodat(
-                location.parent.as_fd(),
-                location.name_as_given.as_c_str(),
-                kind,
-                permissions,
-                device as u32 as libc::dev_t,
-            )
-        })?;
+        let kind = nix::sys::stat::SFlag::from_bits_truncate(mode as libc::mode_t & libc::S_IFMT);
+        let permissions = self.creation_mode(mode)?;
+        nix::sys::stat::mknodat(
+            location.parent.as_fd(),
+            location.name_as_given.as_c_str(),
+            kind,
+            permissions,
+            device as u32 as libc::dev_t,
+        )?;
         Ok(Answer::Value(0))
     }
 
@@ -1031,15 +1067,11 @@ impl Call<'_> {
         let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS) | OFlag::O_NOCTTY;
         how.remove(OFlag::O_CLOEXEC);
         let mode = if creates || flags & libc::O_TMPFILE == libc::O_TMPFILE {
-            Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t)
+            self.creation_mode(mode)?
         } else {
             Mode::empty()
         };
-        let opened = if creates {
-            self.with_umask(|| open_start(start, how, mode))?
-        } else {
-            open_start(start, how, mode)?
-        };
+        let opened = open_start(start, how, mode)?;
         if let Ok(path) = real_path(opened.as_fd()) {
             self.refuse_denied(&path)?;
         }

@@ -227,19 +227,6 @@ pub(crate) fn open_thread_pidfd(tid: libc::pid_t) -> nix::Result<std::os::fd::Ow
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
-/// A pidfd for process `pid`.
-pub(crate) fn open_pidfd(pid: libc::pid_t) -> nix::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes two integers and returns a new descriptor.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(nix::Error::last());
-    }
-    let fd = std::os::fd::RawFd::try_from(fd).map_err(|_| nix::Error::EBADF)?;
-    // SAFETY: the kernel just returned this new descriptor.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
-
 /// A duplicate (close-on-exec) of descriptor `fd` of the thread `pidfd`
 /// refers to.
 pub(crate) fn take_descriptor(

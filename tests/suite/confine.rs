@@ -11,7 +11,10 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use execgate_escalate_server::sandbox::{parse_target, Access, PermissionProfile};
+use execgate_escalate_server::sandbox::{
+    parse_target, Access, Launcher, PermissionProfile, SandboxContext,
+};
+use execgate_escalate_server::SessionSandbox;
 
 use super::*;
 
@@ -257,16 +260,24 @@ async fn agents_and_execgate_cannot_be_created_under_a_writable_root() {
         print x > tracked; git add tracked && git -c user.email=a@b -c user.name=n commit -qm m; print commit=$?
         ls -A | sort | tr '\n' ' '; print
     "#;
-    let (mut session, _) = start_sandboxed_session(
-        policy_by_path(&[]),
-        PermissionProfile::preset("workspace-write").unwrap(),
-        &place.ws,
-    );
+    // A temp dir of the test's own: a failure must not leave a `.agents`
+    // in the machine's /tmp.
+    let tmpdir = place.ws.parent().unwrap().join("tmp");
+    fs::create_dir(&tmpdir).unwrap();
+    let mut context = SandboxContext::new(&place.ws);
+    context.tmpdir = tmpdir.clone();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: PermissionProfile::preset("workspace-write").unwrap(),
+        context,
+    });
+    let mut session = Session::start(config).unwrap();
     let mut command = session.shell_command(&zsh(), &[os("-f"), os("-c"), os(script)]);
     command
         .current_dir(&place.ws)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("TMPDIR", "/tmp")
+        .env("TMPDIR", &tmpdir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -286,6 +297,10 @@ async fn agents_and_execgate_cannot_be_created_under_a_writable_root() {
     );
     for name in [".agents", ".execgate"] {
         assert!(!place.ws.join(name).exists(), "{name} was created");
+        assert!(
+            !tmpdir.join(name).exists(),
+            "{name} was created in the temp dir"
+        );
     }
     assert!(place.ws.join(".git/HEAD").exists());
 }
@@ -367,4 +382,23 @@ async fn a_deny_glob_file_made_inside_the_sandbox_is_neither_written_nor_read() 
         output.stderr
     );
     assert!(!place.ws.join("made.env").exists());
+}
+
+/// Opens are done by the supervisor when there are deny globs; one that
+/// blocks (a FIFO waiting for its writer) must not hold up the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocking_opens_under_deny_globs_do_not_hold_up_the_sandbox() {
+    let place = Place::new();
+    let script = "mkfifo p1 p2
+        cat p1 > out1 & cat p2 > out2 &
+        sleep 0.2; print one > p1; print two > p2; wait
+        cat out1 out2; print -r -- $(umask) ; print x > made; stat -c %a made";
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        place.profile_with_env_denied(),
+        script,
+        &place.ws,
+    )
+    .await;
+    assert_eq!(output.stdout, "one\ntwo\n022\n644\n", "{}", output.stderr);
 }
