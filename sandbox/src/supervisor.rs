@@ -907,6 +907,52 @@ impl Call<'_> {
         Ok(requested & !self.target.umask()?)
     }
 
+    /// A rename source: neither it nor, for a directory, anything in it may
+    /// match a deny glob (a glob such as `private/**` matches by place, and
+    /// moving the directory would move the file out from under it). A tree
+    /// too large to search is refused with EXDEV, on which `mv` copies file
+    /// by file, each copy an open the globs are checked on.
+    fn refuse_denied_beneath(&self, location: &Location) -> Result<(), Errno> {
+        let Some(deny) = &self.supervision.deny else {
+            return Ok(());
+        };
+        let path = location.path();
+        self.refuse_denied(&path)?;
+        let directory = match nix::fcntl::openat(
+            location.parent.as_fd(),
+            location.name.as_os_str(),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(directory) => directory,
+            // Not a directory (or nothing there): the name was the check.
+            Err(_) => return Ok(()),
+        };
+        refuse_supervisor_proc(directory.as_fd())?;
+        let through = PathBuf::from(format!("/proc/self/fd/{}", directory.as_raw_fd()));
+        let mut budget = RENAME_SEARCH_LIMIT;
+        let mut pending = vec![(PathBuf::new(), 0usize)];
+        while let Some((relative, depth)) = pending.pop() {
+            let entries = std::fs::read_dir(through.join(&relative)).map_err(|_| Errno::EXDEV)?;
+            for entry in entries {
+                let entry = entry.map_err(|_| Errno::EXDEV)?;
+                budget = budget.checked_sub(1).ok_or(Errno::EXDEV)?;
+                let inner = relative.join(entry.file_name());
+                if deny.denies(&path.join(&inner)) {
+                    return Err(Errno::EACCES);
+                }
+                let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+                if is_dir {
+                    if depth >= crate::resolve::GLOB_MAX_DEPTH {
+                        return Err(Errno::EXDEV);
+                    }
+                    pending.push((inner, depth + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn mkdir(&self, dirfd: u64, path: u64, mode: u64) -> Result<Answer, Errno> {
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
@@ -1017,11 +1063,11 @@ impl Call<'_> {
         let old = self.locate(old_start)?;
         let new = self.locate(new_start)?;
         self.refuse_uncreatable(&new)?;
-        self.refuse_denied(&old.path())?;
+        self.refuse_denied_beneath(&old)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             // Both names move.
             self.refuse_uncreatable(&old)?;
-            self.refuse_denied(&new.path())?;
+            self.refuse_denied_beneath(&new)?;
         }
         let flags = nix::fcntl::RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
         nix::fcntl::renameat2(
@@ -1073,7 +1119,11 @@ impl Call<'_> {
         };
         let opened = open_start(start, how, mode)?;
         if let Ok(path) = real_path(opened.as_fd()) {
-            self.refuse_denied(&path)?;
+            // A file unlinked since it was opened reads "PATH (deleted)";
+            // the name it was opened by is what the globs judge.
+            let bytes = path.as_os_str().as_bytes();
+            let name = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
+            self.refuse_denied(Path::new(OsStr::from_bytes(name)))?;
         }
         Ok(Answer::Descriptor {
             fd: opened,
@@ -1125,6 +1175,10 @@ impl Call<'_> {
         Ok(Answer::Value(0))
     }
 }
+
+/// Entries searched under a directory being renamed before the rename is
+/// refused with EXDEV.
+const RENAME_SEARCH_LIMIT: usize = 20_000;
 
 /// The open flags passed on (`openat2` refuses unknown bits that `open`
 /// ignores).

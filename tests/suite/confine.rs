@@ -402,3 +402,38 @@ async fn blocking_opens_under_deny_globs_do_not_hold_up_the_sandbox() {
     .await;
     assert_eq!(output.stdout, "one\ntwo\n022\n644\n", "{}", output.stderr);
 }
+
+/// A glob on a directory (`private/**`) matches by where a file is, so
+/// moving the directory would carry a late file out from under it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_holding_a_denied_late_file_cannot_be_renamed_away() {
+    let place = Place::new();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(parse_target("private/**", None).unwrap(), Access::None)
+        .unwrap();
+    fs::create_dir(place.ws.join("private")).unwrap();
+    let marker = place.ws.join("marker");
+    let script = after_marker(
+        &marker,
+        "cat private/key.txt; print cat=$?
+         mv private public; print mv=$?; cat public/key.txt 2>/dev/null; print moved=$?
+         mkdir empty; mv empty elsewhere; print plain=$?",
+    );
+    let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
+    let child = spawn_session_shell(&mut session, &script, &place.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(place.ws.join("private/key.txt"), SECRET).unwrap();
+    fs::write(&marker, "").unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(!output.stdout.contains(SECRET), "{}", output.stdout);
+    assert_eq!(
+        output.stdout, "cat=1\nmv=1\nmoved=1\nplain=0\n",
+        "{}",
+        output.stderr
+    );
+}
