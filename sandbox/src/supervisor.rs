@@ -568,7 +568,7 @@ struct Target<'a> {
     listener: BorrowedFd<'a>,
     id: u64,
     tid: libc::pid_t,
-    pidfd: OwnedFd,
+    pidfd: std::cell::OnceCell<OwnedFd>,
 }
 
 /// Longest path read from a target (the kernel's PATH_MAX, NUL included).
@@ -577,17 +577,23 @@ const PATH_MAX: usize = 4096;
 impl<'a> Target<'a> {
     fn new(listener: BorrowedFd<'a>, notification: &libc::seccomp_notif) -> Result<Self, Errno> {
         let tid = libc::pid_t::try_from(notification.pid).map_err(|_| Errno::ESRCH)?;
-        let pidfd = sys::open_thread_pidfd(tid)?;
-        let target = Target {
+        // Every handler calls `confirm` after its last look at the thread
+        // (memory, /proc, pidfd), which makes what it saw the notifier's.
+        Ok(Target {
             listener,
             id: notification.id,
             tid,
-            pidfd,
-        };
-        // The pidfd is the notifying thread's only if the notification
-        // still stands after it was opened.
-        target.confirm()?;
-        Ok(target)
+            pidfd: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// The thread's pidfd, opened when first needed.
+    fn pidfd(&self) -> Result<BorrowedFd<'_>, Errno> {
+        if let Some(pidfd) = self.pidfd.get() {
+            return Ok(pidfd.as_fd());
+        }
+        let opened = sys::open_thread_pidfd(self.tid)?;
+        Ok(self.pidfd.get_or_init(|| opened).as_fd())
     }
 
     /// Fails unless the notification still stands: what was read from the
@@ -659,7 +665,7 @@ impl<'a> Target<'a> {
         if fd < 0 {
             return Err(Errno::EBADF);
         }
-        sys::take_descriptor(self.pidfd.as_fd(), fd).map_err(|errno| match errno {
+        sys::take_descriptor(self.pidfd()?, fd).map_err(|errno| match errno {
             Errno::EBADF => Errno::EBADF,
             Errno::ESRCH => Errno::ESRCH,
             // Anything else (a target made non-dumpable, say): refused.
@@ -711,9 +717,12 @@ impl<'a> Target<'a> {
 
 /// Where a path argument starts resolving.
 enum Start {
-    /// Resolve `path` from `base` (ignored for an absolute path), never
+    /// Resolve `path` from `base` (`None` for an absolute path), never
     /// following magic links.
-    At { base: OwnedFd, path: CString },
+    At {
+        base: Option<OwnedFd>,
+        path: CString,
+    },
     /// Open this descriptor of the target again (`/dev/stdin`,
     /// `/proc/self/fd/N`).
     Reopen(OwnedFd),
@@ -748,11 +757,18 @@ impl Call<'_> {
         let bytes = path.to_bytes();
         if !bytes.starts_with(b"/") {
             return Ok(Start::At {
-                base: self.target.directory(dirfd)?,
+                base: Some(self.target.directory(dirfd)?),
                 path: path.to_owned(),
             });
         }
-        let base = self.target.cwd()?;
+        let names_the_target = strip_dir(bytes, b"/proc").is_some() || bytes.starts_with(b"/dev/");
+        if !names_the_target {
+            return Ok(Start::At {
+                base: None,
+                path: path.to_owned(),
+            });
+        }
+        let base = None;
         let fixed: Option<(u64, &[u8])> = match bytes {
             b"/dev/stdin" => Some((0, b"")),
             b"/dev/stdout" => Some((1, b"")),
@@ -782,7 +798,7 @@ impl Call<'_> {
             if let Some(after) = strip_dir(rest, b"/cwd") {
                 let path = relative_rest(after)?;
                 return Ok(Start::At {
-                    base: self.target.cwd()?,
+                    base: Some(self.target.cwd()?),
                     path,
                 });
             }
@@ -837,7 +853,7 @@ impl Call<'_> {
             return Ok(Start::Reopen(fd));
         }
         Ok(Start::At {
-            base: fd,
+            base: Some(fd),
             path: relative_rest(rest)?,
         })
     }
@@ -867,7 +883,7 @@ impl Call<'_> {
             None => (&b"."[..], trimmed),
         };
         let parent = open_beneath_magic(
-            base.as_fd(),
+            base_fd(&base),
             &CString::new(directory).map_err(|_| Errno::EINVAL)?,
             OFlag::O_PATH | OFlag::O_DIRECTORY,
             Mode::empty(),
@@ -956,10 +972,10 @@ impl Call<'_> {
     fn mkdir(&self, dirfd: u64, path: u64, mode: u64) -> Result<Answer, Errno> {
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
+        let mode = self.creation_mode(mode)?;
         self.target.confirm()?;
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
-        let mode = self.creation_mode(mode)?;
         nix::sys::stat::mkdirat(
             location.parent.as_fd(),
             location.name_as_given.as_c_str(),
@@ -971,12 +987,12 @@ impl Call<'_> {
     fn mknod(&self, dirfd: u64, path: u64, mode: u64, device: u64) -> Result<Answer, Errno> {
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
+        let kind = nix::sys::stat::SFlag::from_bits_truncate(mode as libc::mode_t & libc::S_IFMT);
+        let permissions = self.creation_mode(mode)?;
         self.target.confirm()?;
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_denied(&location.path())?;
-        let kind = nix::sys::stat::SFlag::from_bits_truncate(mode as libc::mode_t & libc::S_IFMT);
-        let permissions = self.creation_mode(mode)?;
         nix::sys::stat::mknodat(
             location.parent.as_fd(),
             location.name_as_given.as_c_str(),
@@ -1084,13 +1100,21 @@ impl Call<'_> {
         let flags = flags as u32 as i32;
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
-        self.target.confirm()?;
         let creates = flags & libc::O_CREAT != 0;
+        let mode = if creates || flags & libc::O_TMPFILE == libc::O_TMPFILE {
+            self.creation_mode(mode)?
+        } else {
+            Mode::empty()
+        };
+        self.target.confirm()?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let start = match start {
             Start::At { base, path } if creates || (writes && self.supervision.deny.is_some()) => {
                 let location = self.locate(Start::At {
-                    base: base.try_clone().map_err(|_| Errno::EMFILE)?,
+                    base: match &base {
+                        Some(fd) => Some(fd.try_clone().map_err(|_| Errno::EMFILE)?),
+                        None => None,
+                    },
                     path: path.clone(),
                 });
                 match location {
@@ -1100,7 +1124,7 @@ impl Call<'_> {
                         }
                         self.refuse_denied(&location.path())?;
                         Start::At {
-                            base: location.parent,
+                            base: Some(location.parent),
                             path: location.name_as_given,
                         }
                     }
@@ -1112,11 +1136,6 @@ impl Call<'_> {
         };
         let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS) | OFlag::O_NOCTTY;
         how.remove(OFlag::O_CLOEXEC);
-        let mode = if creates || flags & libc::O_TMPFILE == libc::O_TMPFILE {
-            self.creation_mode(mode)?
-        } else {
-            Mode::empty()
-        };
         let opened = open_start(start, how, mode)?;
         if let Ok(path) = real_path(opened.as_fd()) {
             // A file unlinked since it was opened reads "PATH (deleted)";
@@ -1230,7 +1249,7 @@ fn strip_dir<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
 /// /proc they would lead to its own descriptors.
 fn open_start(start: Start, flags: OFlag, mode: Mode) -> Result<OwnedFd, Errno> {
     let opened = match start {
-        Start::At { base, path } => open_beneath_magic(base.as_fd(), &path, flags, mode)?,
+        Start::At { base, path } => open_beneath_magic(base_fd(&base), &path, flags, mode)?,
         Start::Reopen(fd) => {
             let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
             let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).mode(mode);
@@ -1239,6 +1258,15 @@ fn open_start(start: Start, flags: OFlag, mode: Mode) -> Result<OwnedFd, Errno> 
     };
     refuse_supervisor_proc(opened.as_fd())?;
     Ok(opened)
+}
+
+/// The directory a path resolves from: `AT_FDCWD` stands for "absolute
+/// path" only (the supervisor's working directory is never the target's).
+fn base_fd(base: &Option<OwnedFd>) -> BorrowedFd<'_> {
+    match base {
+        Some(fd) => fd.as_fd(),
+        None => AT_FDCWD,
+    }
 }
 
 fn open_beneath_magic(
