@@ -1110,26 +1110,15 @@ impl Call<'_> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let start = match start {
             Start::At { base, path } if creates || (writes && self.supervision.deny.is_some()) => {
-                let location = self.locate(Start::At {
-                    base: match &base {
-                        Some(fd) => Some(fd.try_clone().map_err(|_| Errno::EMFILE)?),
-                        None => None,
-                    },
-                    path: path.clone(),
-                });
-                match location {
-                    Ok(location) => {
-                        if creates {
-                            self.refuse_uncreatable(&location)?;
-                        }
-                        self.refuse_denied(&location.path())?;
-                        Start::At {
-                            base: Some(location.parent),
-                            path: location.name_as_given,
-                        }
-                    }
-                    // Let the open itself report what is wrong.
-                    Err(_) => Start::At { base, path },
+                // Checked by name before anything is created or truncated.
+                let location = self.locate(Start::At { base, path })?;
+                if creates {
+                    self.refuse_uncreatable(&location)?;
+                }
+                self.refuse_denied(&location.path())?;
+                Start::At {
+                    base: Some(location.parent),
+                    path: location.name_as_given,
                 }
             }
             other => other,
@@ -1137,7 +1126,8 @@ impl Call<'_> {
         let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS) | OFlag::O_NOCTTY;
         how.remove(OFlag::O_CLOEXEC);
         let opened = open_start(start, how, mode)?;
-        if let Ok(path) = real_path(opened.as_fd()) {
+        if self.supervision.deny.is_some() {
+            let path = real_path(opened.as_fd())?;
             // A file unlinked since it was opened reads "PATH (deleted)";
             // the name it was opened by is what the globs judge.
             let bytes = path.as_os_str().as_bytes();

@@ -69,7 +69,10 @@ pub(crate) fn install_notifying_filter(
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            // Once the supervisor has a call, only a fatal signal interrupts
+            // it: a restarted call would be done twice (O_CREAT|O_EXCL
+            // failing the second time, say).
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
             &fprog as *const libc::sock_fprog,
         )
     };

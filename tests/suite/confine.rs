@@ -220,8 +220,8 @@ def pair(address, connect_to):
     server.bind(address); server.listen(1)
     client = socket.socket(socket.AF_UNIX); client.connect(connect_to)
     peer, _ = server.accept(); client.sendall(b"ping"); return peer.recv(4).decode()
-tmp = tempfile.mkdtemp()
-print("tmp", pair(tmp + "/s.sock", tmp + "/s.sock"))
+with tempfile.TemporaryDirectory() as tmp:
+    print("tmp", pair(tmp + "/s.sock", tmp + "/s.sock"))
 print("workspace", pair("ws.sock", os.getcwd() + "/ws.sock"))
 os.mkdir("sub"); os.chdir("sub")
 print("relative", pair("r.sock", "r.sock"))
