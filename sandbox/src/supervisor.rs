@@ -390,7 +390,7 @@ fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask:
 /// Workers started at once; more start whenever all are busy, so that a
 /// call that blocks (opening a FIFO, connecting to a full backlog) never
 /// holds up the others.
-const INITIAL_WORKERS: usize = 2;
+const INITIAL_WORKERS: usize = 1;
 /// The most workers: as many calls can be blocked at once.
 const MAX_WORKERS: usize = 256;
 
