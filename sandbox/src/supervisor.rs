@@ -923,6 +923,34 @@ impl Call<'_> {
         Ok(requested & !self.target.umask()?)
     }
 
+    /// The entry a path ending in `location` finally names once symlinks in
+    /// its last component are followed (as `open` would), so that checks
+    /// judge where a file would be created or truncated.
+    fn follow_final_symlinks(&self, mut location: Location) -> Result<Location, Errno> {
+        // The kernel's limit on symlinks followed in one lookup.
+        const MAX_LINKS: usize = 40;
+        for _ in 0..MAX_LINKS {
+            let stat = nix::sys::stat::fstatat(
+                location.parent.as_fd(),
+                location.name.as_os_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            let is_symlink =
+                matches!(stat, Ok(ref stat) if stat.st_mode & libc::S_IFMT == libc::S_IFLNK);
+            if !is_symlink {
+                return Ok(location);
+            }
+            let target =
+                nix::fcntl::readlinkat(location.parent.as_fd(), location.name.as_os_str())?;
+            let target = CString::new(target.into_vec()).map_err(|_| Errno::EINVAL)?;
+            location = self.locate(Start::At {
+                base: Some(location.parent),
+                path: target,
+            })?;
+        }
+        Err(Errno::ELOOP)
+    }
+
     /// A rename source: neither it nor, for a directory, anything in it may
     /// match a deny glob (a glob such as `private/**` matches by place, and
     /// moving the directory would move the file out from under it). A tree
@@ -1108,14 +1136,23 @@ impl Call<'_> {
         };
         self.target.confirm()?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let mut final_component_checked = false;
         let start = match start {
             Start::At { base, path } if creates || (writes && self.supervision.deny.is_some()) => {
-                // Checked by name before anything is created or truncated.
+                // Checked by name before anything is created or truncated;
+                // a final symlink is followed here, not by the kernel, so
+                // that a dangling `x -> .agents` creates nothing unchecked.
                 let location = self.locate(Start::At { base, path })?;
+                let location = if flags & libc::O_NOFOLLOW != 0 {
+                    location
+                } else {
+                    self.follow_final_symlinks(location)?
+                };
                 if creates {
                     self.refuse_uncreatable(&location)?;
                 }
                 self.refuse_denied(&location.path())?;
+                final_component_checked = true;
                 Start::At {
                     base: Some(location.parent),
                     path: location.name_as_given,
@@ -1125,6 +1162,11 @@ impl Call<'_> {
         };
         let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS) | OFlag::O_NOCTTY;
         how.remove(OFlag::O_CLOEXEC);
+        if final_component_checked {
+            // What was checked is what is opened: a symlink put there since
+            // fails the open (ELOOP).
+            how.insert(OFlag::O_NOFOLLOW);
+        }
         let opened = open_start(start, how, mode)?;
         if self.supervision.deny.is_some() {
             let path = real_path(opened.as_fd())?;

@@ -258,6 +258,7 @@ async fn agents_and_execgate_cannot_be_created_under_a_writable_root() {
         ln -s /tmp .execgate; print symlink=$?
         print x > f; ln f .agents; print link=$?
         mkfifo .execgate; print mkfifo=$?
+        ln -s .agents dangling && touch dangling; print dangling=$?
         mkdir sub/.agents 2>/dev/null || { mkdir sub && mkdir sub/.agents; }; print nested=$?
         mkdir $TMPDIR/.agents; print tmpdir=$?
         git init -q; print git=$?
@@ -294,8 +295,8 @@ async fn agents_and_execgate_cannot_be_created_under_a_writable_root() {
     session.shutdown().await;
     assert_eq!(
         output.stdout,
-        "mkdir=1\ntouch=1\nmv=1\nsymlink=1\nlink=1\nmkfifo=1\nnested=0\ntmpdir=1\ngit=0\ncommit=0\n\
-         .git d f sub tracked \n",
+        "mkdir=1\ntouch=1\nmv=1\nsymlink=1\nlink=1\nmkfifo=1\ndangling=1\nnested=0\ntmpdir=1\n\
+         git=0\ncommit=0\n.git d dangling f sub tracked \n",
         "{}",
         output.stderr
     );
@@ -328,6 +329,7 @@ async fn a_deny_glob_file_the_host_creates_after_launch_is_unreadable() {
          mv late.env moved.txt; print mv=$?; cat moved.txt 2>/dev/null
          ln late.env linked.txt; print ln=$?; cat linked.txt 2>/dev/null
          ln -s late.env sym.txt; cat sym.txt; print symlink=$?
+         print overwritten > sym.txt; print truncate=$?
          cat /proc/self/cwd/late.env; print proc=$?
          cp late.env copy.txt; print cp=$?
          python3 -c 'import os; os.open(\"late.env\", os.O_RDONLY)' 2>/dev/null; print python=$?
@@ -354,7 +356,7 @@ async fn a_deny_glob_file_the_host_creates_after_launch_is_unreadable() {
     );
     assert_eq!(
         output.stdout,
-        "cat=1\nnested=1\nmv=1\nln=1\nsymlink=1\nproc=1\ncp=1\npython=1\nnotes\nreadable\n",
+        "cat=1\nnested=1\nmv=1\nln=1\nsymlink=1\ntruncate=1\nproc=1\ncp=1\npython=1\nnotes\nreadable\n",
         "{}",
         output.stderr
     );
