@@ -1281,7 +1281,7 @@ fn strip_dir<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
 /// /proc they would lead to its own descriptors.
 fn open_start(start: Start, flags: OFlag, mode: Mode) -> Result<OwnedFd, Errno> {
     let opened = match start {
-        Start::At { base, path } => open_beneath_magic(base_fd(&base), &path, flags, mode)?,
+        Start::At { base, path } => return open_beneath_magic(base_fd(&base), &path, flags, mode),
         Start::Reopen(fd) => {
             let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
             let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).mode(mode);
