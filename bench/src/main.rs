@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use execgate_audit::{AuditLog, RecordOptions, Rotation, SessionAudit};
-use execgate_escalate_server::sandbox::{Launcher, PermissionProfile, SandboxContext};
+use execgate_escalate_server::sandbox::{
+    parse_target, Access, Launcher, PermissionProfile, SandboxContext,
+};
 use execgate_escalate_server::{
     Decision, ExecContext, Execution, Policy, Session, SessionConfig, SessionEvent, SessionSandbox,
 };
@@ -56,7 +58,7 @@ async fn main() -> Result<()> {
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p2] [--p5] [--cases=abcd] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
+             [--p2] [--p3] [--p5] [--cases=abcdef] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
         );
     };
     let tools = Tools {
@@ -88,6 +90,9 @@ async fn main() -> Result<()> {
     }
     if only_p1 {
         return p1(&tools, reps, if quick { 500 } else { 2000 }).await;
+    }
+    if args.iter().any(|arg| arg == "--p3") {
+        return p3(&tools, if quick { 10 } else { 30 }).await;
     }
     p4(&tools).await?;
     p1(&tools, reps, if quick { 500 } else { 2000 }).await?;
@@ -135,6 +140,9 @@ enum Mode {
     Session,
     /// Under a session, shell inside the workspace-write sandbox.
     Sandboxed,
+    /// The same with a deny glob (`**/*.env`): the sandbox's supervisor
+    /// then does every open.
+    SandboxedDenyGlob,
 }
 
 struct Run {
@@ -195,14 +203,20 @@ async fn run_shells(
         )));
         let mut launcher = Launcher::new(&tools.helper)?;
         launcher.expose(&tools.zsh);
+        let mut profile =
+            PermissionProfile::preset("workspace-write").context("the workspace-write preset")?;
+        if mode == Mode::SandboxedDenyGlob {
+            if let PermissionProfile::Managed { file_system, .. } = &mut profile {
+                file_system.push(parse_target("**/*.env", None)?, Access::None)?;
+            }
+        }
         config.sandbox = Some(SessionSandbox {
             launcher,
-            turn_default: PermissionProfile::preset("workspace-write")
-                .context("the workspace-write preset")?,
+            turn_default: profile,
             context: SandboxContext::new(cwd),
         });
         let session = Session::start(config)?;
-        let command = if mode == Mode::Sandboxed {
+        let command = if matches!(mode, Mode::Sandboxed | Mode::SandboxedDenyGlob) {
             session.shell_command(&tools.zsh, &args)
         } else {
             let mut command = std::process::Command::new(&tools.zsh);
@@ -286,6 +300,20 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             Mode::Sandboxed,
             by_path("/usr/bin/true", Decision::Escalate(Execution::TurnDefault)),
             sandboxed_execs,
+        ),
+        (
+            "e: Run, sandboxed shell",
+            &tools.wrapper,
+            Mode::Sandboxed,
+            by_path("/", Decision::Run),
+            execs,
+        ),
+        (
+            "f: Run, sandboxed shell with a deny glob",
+            &tools.wrapper,
+            Mode::SandboxedDenyGlob,
+            by_path("/", Decision::Run),
+            execs,
         ),
     ];
     if let Some(floor_wrapper) = &tools.floor_wrapper {
@@ -434,12 +462,20 @@ async fn p3(tools: &Tools, reps: usize) -> Result<()> {
         &profile,
         &SandboxContext::new(&cwd),
     )?;
+    let mut denying = profile.clone();
+    if let PermissionProfile::Managed { file_system, .. } = &mut denying {
+        file_system.push(parse_target("**/*.env", None)?, Access::None)?;
+    }
+    let denying = execgate_escalate_server::sandbox::ResolvedPolicy::resolve(
+        &denying,
+        &SandboxContext::new(&cwd),
+    )?;
     let argv = [
         tools.zsh.clone().into_os_string(),
         "-fc".into(),
         "true".into(),
     ];
-    let (mut bare, mut sandboxed) = (Vec::new(), Vec::new());
+    let (mut bare, mut sandboxed, mut with_glob) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         let started = Instant::now();
         std::process::Command::new(&tools.zsh)
@@ -449,11 +485,21 @@ async fn p3(tools: &Tools, reps: usize) -> Result<()> {
         let started = Instant::now();
         launcher.command(&policy, &cwd, &argv).status()?;
         sandboxed.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        launcher.command(&denying, &cwd, &argv).status()?;
+        with_glob.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let (bare, sandboxed) = (median(&mut bare), median(&mut sandboxed));
+    let (bare, sandboxed, with_glob) = (
+        median(&mut bare),
+        median(&mut sandboxed),
+        median(&mut with_glob),
+    );
     println!("## P3: zsh -fc true, bare vs inside workspace-write ({reps} alternating runs)\n");
-    println!("| bare ms | sandboxed ms | added ms |\n|---|---|---|");
-    println!("| {bare:.2} | {sandboxed:.2} | {:.2} |\n", sandboxed - bare);
+    println!("| bare ms | sandboxed ms | added ms | with a deny glob ms |\n|---|---|---|---|");
+    println!(
+        "| {bare:.2} | {sandboxed:.2} | {:.2} | {with_glob:.2} |\n",
+        sandboxed - bare
+    );
     Ok(())
 }
 

@@ -204,6 +204,15 @@ impl Launcher {
         if policy.network() == NetworkPolicy::Restricted {
             args.push(["--restrict-network"]);
         }
+        // The supervisor matches files opened after launch against these.
+        for glob in policy.deny_globs() {
+            args.push_os(["--deny-glob".into(), glob.into()]);
+        }
+        if !policy.deny_globs().is_empty() {
+            for root in policy.glob_roots() {
+                args.push_os(["--glob-root".into(), root.clone().into_os_string()]);
+            }
+        }
         if let Some(fd) = exec_fd {
             args.push_os(["--exec-fd".into(), fd.to_string().into()]);
         }

@@ -21,6 +21,10 @@ pub struct MachineReport {
     /// Whether this process may create user namespaces.
     pub user_namespaces: bool,
     pub seccomp: bool,
+    /// What the sandbox's supervisor needs: seccomp user notification in
+    /// the layout it was built for, and pidfds for threads (Linux 6.9;
+    /// killable notification waits, Linux 5.19, come with it).
+    pub seccomp_supervisor: bool,
     pub bwrap: Option<PathBuf>,
     pub bwrap_version: Option<String>,
 }
@@ -51,6 +55,8 @@ impl MachineReport {
             user_namespaces,
             seccomp: read("/proc/self/status")
                 .is_ok_and(|status| status.lines().any(|line| line.starts_with("Seccomp:"))),
+            seccomp_supervisor: sys::notification_sizes_match()
+                && sys::open_thread_pidfd(nix::unistd::gettid().as_raw()).is_ok(),
             bwrap,
             bwrap_version,
         }
@@ -87,6 +93,13 @@ impl MachineReport {
                 "the kernel has no seccomp".into(),
             ));
         }
+        if !self.seccomp_supervisor {
+            return Err(SandboxError::Unsupported(
+                "the kernel lacks seccomp user notification or thread pidfds (Linux 6.9), \
+                 which the sandbox's supervisor needs"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -118,18 +131,20 @@ mod tests {
             landlock_abi: Some(7),
             user_namespaces: true,
             seccomp: true,
+            seccomp_supervisor: true,
             bwrap: Some("/usr/bin/bwrap".into()),
             bwrap_version: Some("bubblewrap 0.8.0".into()),
         };
         assert!(good.require().is_ok());
         // (change, words the error must contain)
         type Change = fn(&mut MachineReport);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 6] = [
             (|r| r.bwrap = None, "bubblewrap"),
             (|r| r.user_namespaces = false, "user namespaces"),
             (|r| r.landlock_abi = Some(2), "ABI 2"),
             (|r| r.landlock_abi = None, "Landlock is not enabled"),
             (|r| r.seccomp = false, "seccomp"),
+            (|r| r.seccomp_supervisor = false, "thread pidfds"),
         ];
         for (change, words) in cases {
             let mut report = good.clone();

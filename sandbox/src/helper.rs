@@ -3,8 +3,12 @@
 //! and a seccomp filter, then executes the target. Any failure stops here
 //! with exit status 126: the target never runs half-confined.
 //!
+//! When something must be decided per call (a restricted network, writable
+//! roots, deny globs), it first forks the supervisor (`supervisor.rs`).
+//!
 //! `execgate-sandbox-helper [--read PATH]... [--write PATH]...
-//! [--restrict-network] [--exec-fd N] -- ARGV0 ARGS...`
+//! [--deny-glob GLOB]... [--glob-root PATH]... [--restrict-network]
+//! [--exec-fd N] -- ARGV0 ARGS...`
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -22,6 +26,7 @@ use seccompiler::{
 };
 
 use crate::doctor::{REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
+use crate::supervisor::{self, DenyGlobs, Supervision};
 use crate::sys;
 
 /// Exit status when the sandbox cannot be completed (as for a command that
@@ -33,6 +38,8 @@ struct HelperArgs {
     read: Vec<PathBuf>,
     write: Vec<PathBuf>,
     restrict_network: bool,
+    deny_globs: Vec<String>,
+    glob_roots: Vec<PathBuf>,
     exec_fd: Option<RawFd>,
     /// Paths that must be the file (device, inode) the policy was resolved
     /// on.
@@ -48,6 +55,12 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
             Some("--read") => parsed.read.push(value("--read")?.into()),
             Some("--write") => parsed.write.push(value("--write")?.into()),
             Some("--restrict-network") => parsed.restrict_network = true,
+            Some("--deny-glob") => {
+                let glob = value("--deny-glob")?;
+                let glob = glob.to_str().ok_or("a deny glob is not UTF-8")?;
+                parsed.deny_globs.push(glob.to_owned());
+            }
+            Some("--glob-root") => parsed.glob_roots.push(value("--glob-root")?.into()),
             Some("--check") => {
                 let path = PathBuf::from(value("--check")?);
                 let identity = value("--check")?;
@@ -92,7 +105,26 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
     require_same_files(&args.checks)?;
     nix::sys::prctl::set_no_new_privs().map_err(|errno| format!("no_new_privs: {errno}"))?;
     apply_landlock(args)?;
-    apply_seccomp(args.restrict_network)?;
+    let deny = if args.deny_globs.is_empty() {
+        None
+    } else {
+        Some(DenyGlobs::new(&args.deny_globs, args.glob_roots.clone())?)
+    };
+    let supervision = Supervision::new(args.restrict_network, &args.write, deny);
+    if supervision.is_needed() {
+        let program = supervisor::notifying_program(&supervision)?;
+        let refuses_openat2 = supervision.refuses_openat2();
+        // The parent serves and never comes back here.
+        let hand_over = supervisor::fork_supervisor(supervision)?;
+        // First, while the seccomp() call is still allowed: the filter
+        // installed after it forbids new listeners.
+        let listener = sys::install_notifying_filter(&program)
+            .map_err(|errno| format!("seccomp listener: {errno}"))?;
+        apply_seccomp(args.restrict_network, Supervised::Yes { refuses_openat2 })?;
+        hand_over.send(listener)?;
+    } else {
+        apply_seccomp(args.restrict_network, Supervised::No)?;
+    }
     let argv: Vec<CString> = args
         .argv
         .iter()
@@ -205,10 +237,22 @@ fn apply_landlock(args: &HelperArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a supervisor answers some calls, and what the filter must then
+/// add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supervised {
+    No,
+    Yes { refuses_openat2: bool },
+}
+
 /// Denies what the mount view and Landlock cannot: kernel interfaces that
 /// reach other processes' memory or make sockets without `socket()`, and,
-/// with a restricted network, every socket family but AF_UNIX.
-fn apply_seccomp(restrict_network: bool) -> Result<(), String> {
+/// with a restricted network, every socket family but AF_UNIX and datagram
+/// Unix sockets (which reach a host socket by `sendto`, without the
+/// `connect` the supervisor checks). Under a supervisor, no new seccomp
+/// listener (a later filter's listener would receive the calls first and
+/// could let them through) and, when opens are watched, no `openat2`.
+fn apply_seccomp(restrict_network: bool, supervised: Supervised) -> Result<(), String> {
     let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for syscall in [
@@ -241,8 +285,39 @@ fn apply_seccomp(restrict_network: bool) -> Result<(), String> {
                 libc::AF_UNIX as u64,
             )
             .map_err(|e| seccomp_error(&e))?;
-            let rule = SeccompRule::new(vec![not_unix]).map_err(|e| seccomp_error(&e))?;
-            rules.insert(syscall, vec![rule]);
+            let mut socket_rules =
+                vec![SeccompRule::new(vec![not_unix]).map_err(|e| seccomp_error(&e))?];
+            // AF_UNIX SOCK_RAW is a datagram socket too. The type argument
+            // carries SOCK_NONBLOCK / SOCK_CLOEXEC above the type bits.
+            const SOCK_TYPE_MASK: u64 = 0xf;
+            for kind in [libc::SOCK_DGRAM, libc::SOCK_RAW] {
+                let is_datagram = SeccompCondition::new(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK),
+                    kind as u64,
+                )
+                .map_err(|e| seccomp_error(&e))?;
+                socket_rules
+                    .push(SeccompRule::new(vec![is_datagram]).map_err(|e| seccomp_error(&e))?);
+            }
+            rules.insert(syscall, socket_rules);
+        }
+    }
+    if let Supervised::Yes { refuses_openat2 } = supervised {
+        let new_listener = SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::SECCOMP_FILTER_FLAG_NEW_LISTENER),
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        )
+        .map_err(|e| seccomp_error(&e))?;
+        rules.insert(
+            libc::SYS_seccomp,
+            vec![SeccompRule::new(vec![new_listener]).map_err(|e| seccomp_error(&e))?],
+        );
+        if refuses_openat2 {
+            apply_errno_filter(libc::SYS_openat2, libc::ENOSYS)?;
         }
     }
     let arch = std::env::consts::ARCH
@@ -252,6 +327,25 @@ fn apply_seccomp(restrict_network: bool) -> Result<(), String> {
         rules,
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| seccomp_error(&e))?;
+    let program: BpfProgram = filter.try_into().map_err(|e| seccomp_error(&e))?;
+    seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
+}
+
+/// A filter of its own for a call that fails with another errno than EPERM
+/// (seccompiler gives one filter one action).
+fn apply_errno_filter(syscall: i64, errno: i32) -> Result<(), String> {
+    let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
+    let rules = BTreeMap::from([(syscall, Vec::new())]);
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| seccomp_error(&e))?;
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
         arch,
     )
     .map_err(|e| seccomp_error(&e))?;

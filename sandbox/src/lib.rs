@@ -27,8 +27,13 @@
 //! required; the ABI 6 scopes for abstract unix sockets and signals when the
 //! kernel has them) and a seccomp filter (no `ptrace`, `process_vm_*`,
 //! `io_uring_*`, no `TIOCSTI`/`TIOCLINUX` terminal injection; with a
-//! restricted network, no socket family but `AF_UNIX`), then executes the
-//! target.
+//! restricted network, no socket family but `AF_UNIX` and no datagram
+//! `AF_UNIX` socket), then executes the target. What must be decided call
+//! by call is left to a supervisor, the helper's parent half after a fork
+//! (`supervisor.rs`): with a restricted network, `connect` to a pathname
+//! socket succeeds only for a socket bound inside the sandbox; under
+//! writable roots, `.agents` and `.execgate` cannot be created; with deny
+//! globs, every open is matched against them, whenever the file appeared.
 //!
 //! The crate must never weaken a profile it cannot enforce: a missing
 //! bubblewrap, disabled user namespaces, an old Landlock, a deny glob that
@@ -42,6 +47,7 @@ mod doctor;
 mod helper;
 mod profile;
 mod resolve;
+mod supervisor;
 mod sys;
 
 use std::path::PathBuf;
@@ -57,6 +63,7 @@ pub use resolve::{
     GlobExpansion, PathRule, ResolvedPolicy, SandboxContext, GLOB_MAX_DEPTH, GLOB_MAX_MATCHES,
     GLOB_MAX_VISITED, MINIMAL_ROOTS, PROTECTED_NAMES,
 };
+pub use supervisor::UNCREATABLE_NAMES;
 
 /// Why a profile cannot be loaded, resolved or enforced.
 #[derive(Debug, thiserror::Error)]

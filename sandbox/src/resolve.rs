@@ -270,6 +270,12 @@ impl ResolvedPolicy {
         &self.deny_globs
     }
 
+    /// The roots relative deny globs apply under (the writable roots, and
+    /// the literal start of each absolute glob).
+    pub fn glob_roots(&self) -> &[PathBuf] {
+        &self.glob_roots
+    }
+
     /// What the profile allows on `path` (absolute; canonicalize it first
     /// when it may contain symlinks): the most specific rule wins, a
     /// stricter one at equal depth, and a deny glob overrides any grant.

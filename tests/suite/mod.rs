@@ -2,6 +2,7 @@
 
 mod audit;
 mod bridge;
+mod confine;
 mod fidelity;
 mod hostile;
 mod lifetime;

@@ -1,0 +1,520 @@
+//! What the sandbox's supervisor decides, through the real zsh: host Unix
+//! sockets anywhere in the readable tree stay unreachable with a restricted
+//! network while the sandbox's own sockets work; deny globs cover files
+//! that appear after launch; `.agents` and `.execgate` cannot be created
+//! under a writable root while `git init` keeps working.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use execgate_escalate_server::sandbox::{
+    parse_target, Access, Launcher, PermissionProfile, SandboxContext,
+};
+use execgate_escalate_server::SessionSandbox;
+
+use super::*;
+
+const SECRET: &str = "TOPSECRET-confine";
+
+/// A workspace (the session's working directory) in /var/tmp, which the
+/// profiles leave read-only, and a fake home beside it.
+struct Place {
+    _dir: tempfile::TempDir,
+    ws: PathBuf,
+    home: PathBuf,
+}
+
+impl Place {
+    fn new() -> Place {
+        let base = std::env::var_os("EXECGATE_TEST_TMPDIR")
+            .map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+        let dir = tempfile::Builder::new()
+            .prefix("confine")
+            .tempdir_in(base)
+            .unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let (ws, home) = (root.join("ws"), root.join("home"));
+        for sub in [&ws, &home] {
+            fs::create_dir_all(sub).unwrap();
+        }
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        Place {
+            _dir: dir,
+            ws,
+            home,
+        }
+    }
+
+    /// workspace-write with `**/*.env` denied.
+    fn profile_with_env_denied(&self) -> PermissionProfile {
+        let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+        let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+            unreachable!()
+        };
+        file_system
+            .push(parse_target("**/*.env", None).unwrap(), Access::None)
+            .unwrap();
+        profile
+    }
+}
+
+/// A Unix listener the test (outside the sandbox) binds at `path`.
+struct HostListener {
+    name: &'static str,
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl HostListener {
+    fn bind(name: &'static str, path: PathBuf) -> HostListener {
+        let parent = path.parent().unwrap();
+        fs::create_dir_all(parent).unwrap();
+        // Readable by the sandbox: otherwise refusing proves nothing.
+        fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).unwrap();
+        let listener = UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        HostListener {
+            name,
+            path,
+            listener,
+        }
+    }
+
+    fn was_reached(&self) -> bool {
+        !matches!(self.listener.accept(), Err(ref error) if error.kind() == ErrorKind::WouldBlock)
+    }
+}
+
+/// Removes a directory the test made outside its temporary directory.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Python that connects to `path` and prints `NAME:connected` or
+/// `NAME:refused:ERRNO`.
+fn connect_attempt(name: &str, path: &str) -> String {
+    format!(
+        "python3 -c 'import socket,sys
+s=socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1]); print(\"{name}:connected\")
+except OSError as e:
+    print(\"{name}:refused:\" + str(e.errno))' {path}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_unix_sockets_anywhere_are_unreachable_with_a_restricted_network() {
+    let place = Place::new();
+    // Only root can make a directory in /var/lib; an unprivileged run gets
+    // one made for it.
+    let var_lib_base = std::env::var_os("EXECGATE_TEST_VAR_LIB")
+        .map_or_else(|| PathBuf::from("/var/lib"), PathBuf::from);
+    let var_lib = var_lib_base.join(format!(
+        "execgate-confine-{}-{}",
+        std::process::id(),
+        place
+            .ws
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+    ));
+    let _cleanup = RemoveOnDrop(var_lib.clone());
+    let listeners = [
+        HostListener::bind("ssh", place.home.join(".ssh/control.sock")),
+        HostListener::bind("dotdir", place.home.join(".local/agent/agent.sock")),
+        HostListener::bind("varlib", var_lib.join("service.sock")),
+        HostListener::bind("workspace", place.ws.join("host.sock")),
+    ];
+    let mut script = String::new();
+    for listener in &listeners {
+        let path = listener.path.to_str().unwrap();
+        // The socket is there to see: only the connection is refused.
+        script.push_str(&format!(
+            "[[ -S {path} ]] && print {}:visible\n",
+            listener.name
+        ));
+        script.push_str(&connect_attempt(listener.name, path));
+    }
+    // Relative, and through a symlink the sandbox makes.
+    script.push_str(&connect_attempt("relative", "host.sock"));
+    script.push_str(&format!(
+        "ln -s {} link.sock\n",
+        listeners[0].path.to_str().unwrap()
+    ));
+    script.push_str(&connect_attempt("symlink", "link.sock"));
+    script.push_str(&connect_attempt("proc-cwd", "/proc/self/cwd/host.sock"));
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        PermissionProfile::preset("workspace-write").unwrap(),
+        &script,
+        &place.ws,
+    )
+    .await;
+    let mut expected = String::new();
+    for listener in &listeners {
+        expected.push_str(&format!(
+            "{}:visible\n{}:refused:13\n",
+            listener.name, listener.name
+        ));
+    }
+    expected.push_str("relative:refused:13\nsymlink:refused:13\nproc-cwd:refused:13\n");
+    assert_eq!(output.stdout, expected, "{}", output.stderr);
+    for listener in &listeners {
+        assert!(!listener.was_reached(), "{} was reached", listener.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_datagram_sockets_are_unreachable_with_a_restricted_network() {
+    let place = Place::new();
+    let path = place.home.join(".dgram/log.sock");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    receiver.set_nonblocking(true).unwrap();
+    let script = format!(
+        "python3 -c 'import socket,sys
+for kind in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+    try:
+        s=socket.socket(socket.AF_UNIX, kind); s.sendto(b\"x\", sys.argv[1]); print(\"sent\")
+    except OSError as e:
+        print(\"refused:\" + str(e.errno))
+try:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM); a.sendto(b\"x\", sys.argv[1]); print(\"sent\")
+except OSError as e:
+    print(\"refused:\" + str(e.errno))' {}",
+        path.display()
+    );
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        PermissionProfile::preset("workspace-write").unwrap(),
+        &script,
+        &place.ws,
+    )
+    .await;
+    assert_eq!(
+        output.stdout, "refused:1\nrefused:1\nrefused:1\n",
+        "{}",
+        output.stderr
+    );
+    let mut buffer = [0u8; 8];
+    assert!(receiver.recv(&mut buffer).is_err(), "a datagram arrived");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandboxs_own_sockets_keep_working() {
+    let place = Place::new();
+    // A server bound in the temp dir and one in the workspace, each
+    // reached by absolute and relative paths; an abstract one; a
+    // socketpair; and a stream socketpair's fd passing.
+    let script = r#"python3 -c '
+import os, socket, tempfile
+def pair(address, connect_to):
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(address); server.listen(1)
+    client = socket.socket(socket.AF_UNIX); client.connect(connect_to)
+    peer, _ = server.accept(); client.sendall(b"ping"); return peer.recv(4).decode()
+with tempfile.TemporaryDirectory() as tmp:
+    print("tmp", pair(tmp + "/s.sock", tmp + "/s.sock"))
+print("workspace", pair("ws.sock", os.getcwd() + "/ws.sock"))
+os.mkdir("sub"); os.chdir("sub")
+print("relative", pair("r.sock", "r.sock"))
+print("abstract", pair("\0execgate-confine-abstract", "\0execgate-confine-abstract"))
+a, b = socket.socketpair(); a.sendall(b"pong"); print("socketpair", b.recv(4).decode())
+'
+"#;
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        PermissionProfile::preset("workspace-write").unwrap(),
+        script,
+        &place.ws,
+    )
+    .await;
+    assert_eq!(
+        output.stdout, "tmp ping\nworkspace ping\nrelative ping\nabstract ping\nsocketpair pong\n",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(output.code(), Some(0), "{}", output.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_and_execgate_cannot_be_created_under_a_writable_root() {
+    let place = Place::new();
+    let script = r#"
+        mkdir .agents; print mkdir=$?
+        touch .execgate; print touch=$?
+        mkdir d; mv d .agents; print mv=$?
+        ln -s /tmp .execgate; print symlink=$?
+        print x > f; ln f .agents; print link=$?
+        mkfifo .execgate; print mkfifo=$?
+        ln -s .agents dangling && touch dangling; print dangling=$?
+        mkdir sub/.agents 2>/dev/null || { mkdir sub && mkdir sub/.agents; }; print nested=$?
+        mkdir $TMPDIR/.agents; print tmpdir=$?
+        git init -q; print git=$?
+        print x > tracked; git add tracked && git -c user.email=a@b -c user.name=n commit -qm m; print commit=$?
+        ls -A | sort | tr '\n' ' '; print
+    "#;
+    // A temp dir of the test's own: a failure must not leave a `.agents`
+    // in the machine's /tmp.
+    let tmpdir = place.ws.parent().unwrap().join("tmp");
+    fs::create_dir(&tmpdir).unwrap();
+    let mut context = SandboxContext::new(&place.ws);
+    context.tmpdir = tmpdir.clone();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: PermissionProfile::preset("workspace-write").unwrap(),
+        context,
+    });
+    let mut session = Session::start(config).unwrap();
+    let mut command = session.shell_command(&zsh(), &[os("-f"), os("-c"), os(script)]);
+    command
+        .current_dir(&place.ws)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("TMPDIR", &tmpdir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    session.shell_spawned();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(
+        output.stdout,
+        "mkdir=1\ntouch=1\nmv=1\nsymlink=1\nlink=1\nmkfifo=1\ndangling=1\nnested=0\ntmpdir=1\n\
+         git=0\ncommit=0\n.git d dangling f sub tracked \n",
+        "{}",
+        output.stderr
+    );
+    for name in [".agents", ".execgate"] {
+        assert!(!place.ws.join(name).exists(), "{name} was created");
+        assert!(
+            !tmpdir.join(name).exists(),
+            "{name} was created in the temp dir"
+        );
+    }
+    assert!(place.ws.join(".git/HEAD").exists());
+}
+
+/// The sandboxed script waits for `marker`, then runs `then`.
+fn after_marker(marker: &Path, then: &str) -> String {
+    format!(
+        "for i in {{1..500}}; do [[ -e {} ]] && break; sleep 0.02; done\n{then}",
+        marker.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deny_glob_file_the_host_creates_after_launch_is_unreadable() {
+    let place = Place::new();
+    let marker = place.ws.join("marker");
+    let script = after_marker(
+        &marker,
+        "cat late.env; print cat=$?
+         cat sub/deeper.env; print nested=$?
+         mv late.env moved.txt; print mv=$?; cat moved.txt 2>/dev/null
+         ln late.env linked.txt; print ln=$?; cat linked.txt 2>/dev/null
+         ln -s late.env sym.txt; cat sym.txt; print symlink=$?
+         print overwritten > sym.txt; print truncate=$?
+         cat /proc/self/cwd/late.env; print proc=$?
+         cp late.env copy.txt; print cp=$?
+         python3 -c 'import os; os.open(\"late.env\", os.O_RDONLY)' 2>/dev/null; print python=$?
+         print notes; cat notes.txt",
+    );
+    fs::write(place.ws.join("notes.txt"), "readable\n").unwrap();
+    let (mut session, _) = start_sandboxed_session(
+        policy_by_path(&[]),
+        place.profile_with_env_denied(),
+        &place.ws,
+    );
+    let child = spawn_session_shell(&mut session, &script, &place.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(place.ws.join("late.env"), SECRET).unwrap();
+    fs::create_dir(place.ws.join("sub")).unwrap();
+    fs::write(place.ws.join("sub/deeper.env"), SECRET).unwrap();
+    fs::write(&marker, "").unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(
+        !output.stdout.contains(SECRET) && !output.stderr.contains(SECRET),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(
+        output.stdout,
+        "cat=1\nnested=1\nmv=1\nln=1\nsymlink=1\ntruncate=1\nproc=1\ncp=1\npython=1\nnotes\nreadable\n",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(place.ws.join("late.env")).unwrap(),
+        SECRET
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deny_glob_file_made_inside_the_sandbox_is_neither_written_nor_read() {
+    let place = Place::new();
+    let script = format!(
+        "print {SECRET} > made.env; print write=$?; cat made.env; print read=$?
+         print {SECRET} > plain.txt; mv plain.txt renamed.env; print rename=$?
+         cat renamed.env; print renamed=$?"
+    );
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        place.profile_with_env_denied(),
+        &script,
+        &place.ws,
+    )
+    .await;
+    assert!(!output.stdout.contains(SECRET), "{}", output.stdout);
+    assert_eq!(
+        output.stdout, "write=1\nread=1\nrename=0\nrenamed=1\n",
+        "{}",
+        output.stderr
+    );
+    assert!(!place.ws.join("made.env").exists());
+}
+
+/// Opens are done by the supervisor when there are deny globs; one that
+/// blocks (a FIFO waiting for its writer) must not hold up the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn blocking_opens_under_deny_globs_do_not_hold_up_the_sandbox() {
+    let place = Place::new();
+    let script = "mkfifo p1 p2
+        cat p1 > out1 & cat p2 > out2 &
+        sleep 0.2; print one > p1; print two > p2; wait
+        cat out1 out2; print -r -- $(umask) ; print x > made; stat -c %a made";
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        place.profile_with_env_denied(),
+        script,
+        &place.ws,
+    )
+    .await;
+    assert_eq!(output.stdout, "one\ntwo\n022\n644\n", "{}", output.stderr);
+}
+
+/// A glob on a directory (`private/**`) matches by where a file is, so
+/// moving the directory would carry a late file out from under it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_holding_a_denied_late_file_cannot_be_renamed_away() {
+    let place = Place::new();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(parse_target("private/**", None).unwrap(), Access::None)
+        .unwrap();
+    fs::create_dir(place.ws.join("private")).unwrap();
+    let marker = place.ws.join("marker");
+    let script = after_marker(
+        &marker,
+        "cat private/key.txt; print cat=$?
+         mv private public; print mv=$?; cat public/key.txt 2>/dev/null; print moved=$?
+         mkdir empty; mv empty elsewhere; print plain=$?",
+    );
+    let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
+    let child = spawn_session_shell(&mut session, &script, &place.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(place.ws.join("private/key.txt"), SECRET).unwrap();
+    fs::write(&marker, "").unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(!output.stdout.contains(SECRET), "{}", output.stdout);
+    assert_eq!(
+        output.stdout, "cat=1\nmv=1\nmoved=1\nplain=0\n",
+        "{}",
+        output.stderr
+    );
+}
+
+/// The unprivileged user `scripts/setup-debian.sh` creates.
+const UNPRIVILEGED_USER: &str = "execgate-ci";
+
+/// This suite again as an unprivileged user (bubblewrap started by root and
+/// by an ordinary user take different paths): the test binary re-runs
+/// itself, staged where that user can reach it.
+#[test]
+fn the_supervisor_holds_for_an_unprivileged_user() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test stages files as root (CI runs as root)"
+    );
+    let user = nix::unistd::User::from_name(UNPRIVILEGED_USER)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no user {UNPRIVILEGED_USER}: run scripts/setup-debian.sh"));
+    let stage = tempfile::Builder::new()
+        .prefix("execgate-unprivileged-confine")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let stage_path = stage.path();
+    let copy = |from: &Path, name: &str| {
+        let to = stage_path.join(name);
+        fs::copy(from, &to).unwrap();
+        to
+    };
+    let test_binary = copy(&std::env::current_exe().unwrap(), "e2e");
+    let staged_wrapper = copy(&wrapper(), "wrapper");
+    let staged_helper = copy(&sandbox_helper(), "helper");
+    let staged_zsh = copy(&zsh(), "zsh");
+    let places = stage_path.join("places");
+    fs::create_dir(&places).unwrap();
+    let var_lib = PathBuf::from(format!(
+        "/var/lib/execgate-unprivileged-{}",
+        std::process::id()
+    ));
+    let _cleanup = RemoveOnDrop(var_lib.clone());
+    fs::create_dir_all(&var_lib).unwrap();
+    for path in [stage_path, &places, &var_lib] {
+        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            UNPRIVILEGED_USER,
+            "--regid",
+            UNPRIVILEGED_USER,
+            "--clear-groups",
+            "--",
+        ])
+        .arg(&test_binary)
+        .args([
+            "suite::confine::",
+            "--skip",
+            "the_supervisor_holds_for_an_unprivileged_user",
+            "--test-threads=1",
+        ])
+        .env("EXECGATE_TEST_WRAPPER", &staged_wrapper)
+        .env("EXECGATE_TEST_HELPER", &staged_helper)
+        .env("EXECGATE_ZSH", &staged_zsh)
+        .env("EXECGATE_TEST_TMPDIR", &places)
+        .env("EXECGATE_TEST_VAR_LIB", &var_lib)
+        .env("HOME", stage_path)
+        .current_dir(stage_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("8 passed"),
+        "the suite did not run in full: {stdout}"
+    );
+}
