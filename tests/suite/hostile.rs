@@ -212,7 +212,9 @@ fn request_frame(path: &str, argv: &[&str]) -> Vec<u8> {
     encode_client(&ClientMessage::Request(ExecRequest {
         path: path.into(),
         argv: argv.iter().map(|arg| os(arg)).collect(),
-        cwd: "/".into(),
+        // The requester's real directory: the server holds it by
+        // descriptor and refuses to escalate from a claimed one.
+        cwd: std::env::current_dir().unwrap(),
         env: vec![os("PATH=/usr/bin:/bin")],
     }))
     .unwrap()
