@@ -512,6 +512,7 @@ fn doctor(json: bool) -> Result<i32> {
     {
         ScopeSupport::Cgroup(path) => ("cgroup", path.display().to_string()),
         ScopeSupport::ProcessGroups { why } => ("process-groups", why),
+        // `ScopeSupport` is non-exhaustive: a mechanism added later.
         other => ("unknown", format!("{other:?}")),
     };
     let report = DoctorReport {

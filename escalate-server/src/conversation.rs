@@ -399,6 +399,7 @@ async fn escalate(
         Err(error) => {
             // Cannot watch it, so it must not run.
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            shared.children.scope.untrack(pid);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             let _ = send(
                 &mut writer,

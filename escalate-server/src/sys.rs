@@ -228,7 +228,15 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
     match read_report(&report_read) {
         None => Ok(pid),
         Some(failure) => {
-            // The child has exited with 127: reap it.
+            // The child has exited with 127. If it told the warden its
+            // group before failing, the warden must forget it before the
+            // number is freed.
+            if let Some(pipe) = plan.warden_pipe {
+                let record = WardenRecord::Untrack(pid).encode();
+                // SAFETY: a write of a stack buffer to a descriptor the
+                // session holds open for as long as `plan` lives.
+                let _ = unsafe { libc::write(pipe, record.as_ptr().cast(), record.len()) };
+            }
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             Err(failure)
         }
