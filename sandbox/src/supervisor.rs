@@ -1316,8 +1316,16 @@ fn open_beneath_magic(
     Ok(opened)
 }
 
-/// The supervisor may open its own /proc entries (`mem` among them); the
-/// sandbox may not, so nothing opened on its behalf may be one.
+/// The supervisor may open its own /proc entries (`mem` among them: its
+/// code, writable wherever Landlock lets /proc be written); the sandbox may
+/// not, so nothing opened on its behalf may belong to one of its threads,
+/// whichever name reached it: `/proc/PID`, `/proc/TID` of a worker,
+/// `/proc/N/task/TID`, a symlink or a directory descriptor leading there.
+///
+/// Other processes' entries pass: the supervisor has the sandbox's
+/// credentials and Landlock domain, so for them it can open nothing the
+/// sandbox could not open itself (and `ps`, `cat /proc/$$/status` keep
+/// working under deny globs, where every open comes here).
 fn refuse_supervisor_proc(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let on_proc = nix::sys::statfs::fstatfs(fd)
         .map(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
@@ -1326,11 +1334,38 @@ fn refuse_supervisor_proc(fd: BorrowedFd<'_>) -> Result<(), Errno> {
         return Ok(());
     }
     let path = real_path(fd)?;
-    let own = Path::new("/proc").join(std::process::id().to_string());
-    if path.starts_with(&own) {
-        return Err(Errno::EACCES);
+    // bubblewrap mounts procfs at /proc and Landlock forbids mounting in
+    // the sandbox, so procfs anywhere else is not understood: refused.
+    let inside = path.strip_prefix("/proc").map_err(|_| Errno::EACCES)?;
+    let mut components = inside.components().map(|component| component.as_os_str());
+    let process = components.next();
+    let thread = match components.next() {
+        Some(task) if task == "task" => components.next(),
+        _ => None,
+    };
+    for id in [process, thread].into_iter().flatten() {
+        if is_supervisor_thread(id)? {
+            return Err(Errno::EACCES);
+        }
     }
     Ok(())
+}
+
+/// Whether the /proc entry `id` is a thread of the supervisor: the main one
+/// or a worker (only threads of this process are found under
+/// /proc/self/task). The supervisor's threads live until the target has
+/// ended, so a number that named one when a file was opened still does.
+fn is_supervisor_thread(id: &OsStr) -> Result<bool, Errno> {
+    let bytes = id.as_bytes();
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return Ok(false);
+    }
+    match std::fs::symlink_metadata(Path::new("/proc/self/task").join(id)) {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // Cannot tell: refused.
+        Err(_) => Err(Errno::EACCES),
+    }
 }
 
 /// What the kernel says `fd` is (its path, when it has one).
