@@ -302,6 +302,11 @@ pub(crate) fn fork_supervisor(supervision: Supervision) -> Result<HandOver, Stri
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|errno| format!("socketpair: {errno}"))?;
+    // Non-dumpable before the fork, not after it in the parent: the child
+    // could execute the target first, which could then open the
+    // supervisor's /proc/PID/mem. The target's exec makes it dumpable again
+    // (the supervisor must read its memory and take its descriptors).
+    nix::sys::prctl::set_dumpable(false).map_err(|errno| format!("PR_SET_DUMPABLE: {errno}"))?;
     // Signals stay blocked until the supervisor ignores them: one arriving
     // in between would kill it and leave the target unsupervised.
     let mut saved_mask = SigSet::empty();
@@ -347,8 +352,6 @@ const IGNORED_SIGNALS: [Signal; 10] = [
 
 fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask: &SigSet) -> ! {
     let setup = || -> Result<Option<OwnedFd>, String> {
-        nix::sys::prctl::set_dumpable(false)
-            .map_err(|errno| format!("PR_SET_DUMPABLE: {errno}"))?;
         for signal in IGNORED_SIGNALS {
             sys::ignore_signal(signal).map_err(|errno| format!("ignoring {signal}: {errno}"))?;
         }
