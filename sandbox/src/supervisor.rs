@@ -2,14 +2,18 @@
 //! system calls the mount view and Landlock cannot decide, for the target
 //! and everything it starts.
 //!
-//! The helper forks once confinement (no-new-privs, Landlock) is in place.
-//! The child installs a seccomp filter that sends the watched calls here
-//! (`SECCOMP_RET_USER_NOTIF`), hands the listener over, then executes the
-//! target. The parent keeps the same Landlock domain, mount view and network
-//! namespace, is not under the filter, makes itself non-dumpable (so the
-//! sandbox, which has no capabilities, cannot read or write its memory nor
-//! take its descriptors), ignores the catchable termination signals, serves
-//! notifications, and exits as the target did.
+//! The helper forks once confinement (no-new-privs, Landlock, the x32
+//! refusal) is in place, having made itself non-dumpable first (so the
+//! sandbox, which has no capabilities, can never read or write the
+//! supervisor's memory nor take its descriptors; the target's exec makes
+//! the target dumpable again). The child installs a seccomp filter that
+//! sends the watched calls here (`SECCOMP_RET_USER_NOTIF`), hands the
+//! listener over, then executes the target. The parent keeps the same
+//! Landlock domain, mount view and network namespace, is not under the
+//! notifying filter, ignores the catchable termination signals, serves
+//! notifications, and exits as the target did. Nothing it opens for the
+//! target may be one of its own /proc entries (`refuse_supervisor_proc`):
+//! to itself, its own `mem` is open.
 //!
 //! It never answers "continue": the target's memory can change between the
 //! check and the kernel reading it again. It does the call itself with the
