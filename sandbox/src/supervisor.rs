@@ -1196,13 +1196,13 @@ impl Call<'_> {
         }
         let address = self.target.read_bytes(address, length)?;
         let socket = self.target.descriptor(socket)?;
-        self.target.confirm()?;
         let family = address
             .get(..2)
             .map(|bytes| u16::from_ne_bytes([bytes[0], bytes[1]]));
         let is_pathname =
             family == Some(libc::AF_UNIX as u16) && address.get(2).is_some_and(|&first| first != 0);
         if !is_pathname {
+            self.target.confirm()?;
             // Abstract addresses belong to the sandbox's own network
             // namespace (and Landlock scopes them); other families cannot
             // be made here. Connected with the bytes checked.
@@ -1215,7 +1215,10 @@ impl Call<'_> {
             .position(|&byte| byte == 0)
             .unwrap_or(path_bytes.len());
         let path = CString::new(&path_bytes[..end]).map_err(|_| Errno::EINVAL)?;
+        // The last look at the thread (its working directory, its Tgid,
+        // its descriptors): confirmed after it.
         let start = self.start(libc::AT_FDCWD as u32 as u64, &path)?;
+        self.target.confirm()?;
         let endpoint = open_start(start, OFlag::O_PATH, Mode::empty())?;
         let stat = nix::sys::stat::fstat(endpoint.as_fd())?;
         if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
