@@ -2,14 +2,18 @@
 //! system calls the mount view and Landlock cannot decide, for the target
 //! and everything it starts.
 //!
-//! The helper forks once confinement (no-new-privs, Landlock) is in place.
-//! The child installs a seccomp filter that sends the watched calls here
-//! (`SECCOMP_RET_USER_NOTIF`), hands the listener over, then executes the
-//! target. The parent keeps the same Landlock domain, mount view and network
-//! namespace, is not under the filter, makes itself non-dumpable (so the
-//! sandbox, which has no capabilities, cannot read or write its memory nor
-//! take its descriptors), ignores the catchable termination signals, serves
-//! notifications, and exits as the target did.
+//! The helper forks once confinement (no-new-privs, Landlock, the x32
+//! refusal) is in place, having made itself non-dumpable first (so the
+//! sandbox, which has no capabilities, can never read or write the
+//! supervisor's memory nor take its descriptors; the target's exec makes
+//! the target dumpable again). The child installs a seccomp filter that
+//! sends the watched calls here (`SECCOMP_RET_USER_NOTIF`), hands the
+//! listener over, then executes the target. The parent keeps the same
+//! Landlock domain, mount view and network namespace, is not under the
+//! notifying filter, ignores the catchable termination signals, serves
+//! notifications, and exits as the target did. Nothing it opens for the
+//! target may be one of its own /proc entries (`refuse_supervisor_proc`):
+//! to itself, its own `mem` is open.
 //!
 //! It never answers "continue": the target's memory can change between the
 //! check and the kernel reading it again. It does the call itself with the
@@ -302,6 +306,11 @@ pub(crate) fn fork_supervisor(supervision: Supervision) -> Result<HandOver, Stri
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|errno| format!("socketpair: {errno}"))?;
+    // Non-dumpable before the fork, not after it in the parent: the child
+    // could execute the target first, which could then open the
+    // supervisor's /proc/PID/mem. The target's exec makes it dumpable again
+    // (the supervisor must read its memory and take its descriptors).
+    nix::sys::prctl::set_dumpable(false).map_err(|errno| format!("PR_SET_DUMPABLE: {errno}"))?;
     // Signals stay blocked until the supervisor ignores them: one arriving
     // in between would kill it and leave the target unsupervised.
     let mut saved_mask = SigSet::empty();
@@ -347,8 +356,6 @@ const IGNORED_SIGNALS: [Signal; 10] = [
 
 fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask: &SigSet) -> ! {
     let setup = || -> Result<Option<OwnedFd>, String> {
-        nix::sys::prctl::set_dumpable(false)
-            .map_err(|errno| format!("PR_SET_DUMPABLE: {errno}"))?;
         for signal in IGNORED_SIGNALS {
             sys::ignore_signal(signal).map_err(|errno| format!("ignoring {signal}: {errno}"))?;
         }
@@ -1189,13 +1196,13 @@ impl Call<'_> {
         }
         let address = self.target.read_bytes(address, length)?;
         let socket = self.target.descriptor(socket)?;
-        self.target.confirm()?;
         let family = address
             .get(..2)
             .map(|bytes| u16::from_ne_bytes([bytes[0], bytes[1]]));
         let is_pathname =
             family == Some(libc::AF_UNIX as u16) && address.get(2).is_some_and(|&first| first != 0);
         if !is_pathname {
+            self.target.confirm()?;
             // Abstract addresses belong to the sandbox's own network
             // namespace (and Landlock scopes them); other families cannot
             // be made here. Connected with the bytes checked.
@@ -1208,7 +1215,10 @@ impl Call<'_> {
             .position(|&byte| byte == 0)
             .unwrap_or(path_bytes.len());
         let path = CString::new(&path_bytes[..end]).map_err(|_| Errno::EINVAL)?;
+        // The last look at the thread (its working directory, its Tgid,
+        // its descriptors): confirmed after it.
         let start = self.start(libc::AT_FDCWD as u32 as u64, &path)?;
+        self.target.confirm()?;
         let endpoint = open_start(start, OFlag::O_PATH, Mode::empty())?;
         let stat = nix::sys::stat::fstat(endpoint.as_fd())?;
         if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
@@ -1316,8 +1326,16 @@ fn open_beneath_magic(
     Ok(opened)
 }
 
-/// The supervisor may open its own /proc entries (`mem` among them); the
-/// sandbox may not, so nothing opened on its behalf may be one.
+/// The supervisor may open its own /proc entries (`mem` among them: its
+/// code, writable wherever Landlock lets /proc be written); the sandbox may
+/// not, so nothing opened on its behalf may belong to one of its threads,
+/// whichever name reached it: `/proc/PID`, `/proc/TID` of a worker,
+/// `/proc/N/task/TID`, a symlink or a directory descriptor leading there.
+///
+/// Other processes' entries pass: the supervisor has the sandbox's
+/// credentials and Landlock domain, so for them it can open nothing the
+/// sandbox could not open itself (and `ps`, `cat /proc/$$/status` keep
+/// working under deny globs, where every open comes here).
 fn refuse_supervisor_proc(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let on_proc = nix::sys::statfs::fstatfs(fd)
         .map(|fs| fs.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
@@ -1326,11 +1344,38 @@ fn refuse_supervisor_proc(fd: BorrowedFd<'_>) -> Result<(), Errno> {
         return Ok(());
     }
     let path = real_path(fd)?;
-    let own = Path::new("/proc").join(std::process::id().to_string());
-    if path.starts_with(&own) {
-        return Err(Errno::EACCES);
+    // bubblewrap mounts procfs at /proc and Landlock forbids mounting in
+    // the sandbox, so procfs anywhere else is not understood: refused.
+    let inside = path.strip_prefix("/proc").map_err(|_| Errno::EACCES)?;
+    let mut components = inside.components().map(|component| component.as_os_str());
+    let process = components.next();
+    let thread = match components.next() {
+        Some(task) if task == "task" => components.next(),
+        _ => None,
+    };
+    for id in [process, thread].into_iter().flatten() {
+        if is_supervisor_thread(id)? {
+            return Err(Errno::EACCES);
+        }
     }
     Ok(())
+}
+
+/// Whether the /proc entry `id` is a thread of the supervisor: the main one
+/// or a worker (only threads of this process are found under
+/// /proc/self/task). The supervisor's threads live until the target has
+/// ended, so a number that named one when a file was opened still does.
+fn is_supervisor_thread(id: &OsStr) -> Result<bool, Errno> {
+    let bytes = id.as_bytes();
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return Ok(false);
+    }
+    match std::fs::symlink_metadata(Path::new("/proc/self/task").join(id)) {
+        Ok(_) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        // Cannot tell: refused.
+        Err(_) => Err(Errno::EACCES),
+    }
 }
 
 /// What the kernel says `fd` is (its path, when it has one).

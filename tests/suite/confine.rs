@@ -444,6 +444,109 @@ async fn a_directory_holding_a_denied_late_file_cannot_be_renamed_away() {
     );
 }
 
+/// Python that, given the supervisor's pid, tries to open the `mem` file of
+/// every one of its threads (found by `stat`) by every name (`/proc/TID`, `/proc/PID/task/TID`,
+/// `/proc/TID/task/TID`, a symlink, a directory descriptor) for writing,
+/// for reading with `O_CREAT` (supervised under writable roots) and for
+/// reading alone (supervised under deny globs), then prints what opened,
+/// and whether the shell (the target) is dumpable, as the supervisor needs.
+const SUPERVISOR_MEM_ATTEMPTS: &str = r#"python3 -c '
+import os, sys
+supervisor = sys.argv[1]
+# Not listed: under deny globs the supervisor refuses to open its own
+# task directory, but stat is not watched.
+tids = [str(tid) for tid in range(1, 32768)
+        if os.path.lexists("/proc/%s/task/%d" % (supervisor, tid))]
+print("threads:" + ("several" if len(tids) >= 2 else str(len(tids))))
+names = []
+for tid in tids:
+    names += ["/proc/%s/mem" % tid, "/proc/%s/task/%s/mem" % (supervisor, tid),
+              "/proc/%s/task/%s/mem" % (tid, tid)]
+    os.symlink("/proc/%s/mem" % tid, "mem-link-" + tid)
+    names.append("mem-link-" + tid)
+flag_sets = {"rw-creat": os.O_RDWR | os.O_CREAT, "ro-creat": os.O_RDONLY | os.O_CREAT,
+             "ro": os.O_RDONLY}
+opened = []
+for name in names:
+    if not os.path.lexists(name):
+        opened.append("missing:" + name)
+    for label, flags in flag_sets.items():
+        try:
+            os.close(os.open(name, flags)); opened.append(label + ":" + name)
+        except OSError:
+            pass
+for tid in tids:
+    try:
+        directory = os.open("/proc/%s" % tid, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        # Refused already (under deny globs, where this open is watched).
+        continue
+    for label, flags in flag_sets.items():
+        try:
+            os.close(os.open("mem", flags, dir_fd=directory)); opened.append(label + ":dirfd:" + tid)
+        except OSError:
+            pass
+print("opened:" + " ".join(opened))
+try:
+    os.close(os.open("/proc/%d/mem" % os.getppid(), os.O_RDONLY)); print("shell:dumpable")
+except OSError as error:
+    print("shell:not dumpable:%d" % error.errno)
+' $PPID
+print x > made; print create=$?
+"#;
+
+/// The supervisor opens files on the sandbox's behalf, and its own /proc
+/// entries are open to it: `/proc/TID/mem` of a worker thread, handed to
+/// the sandbox, would let it rewrite the supervisor's code. Every thread of
+/// the supervisor (the shell's parent), by every name, stays closed, with
+/// writable roots alone and with deny globs (every open supervised); the
+/// shell itself stays supervisable (dumpable after its exec).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_thread_of_the_supervisor_can_be_opened_through_it() {
+    let place = Place::new();
+    // With `/` writable, Landlock allows writing under /proc too: only the
+    // supervisor's own check stands between the sandbox and its code.
+    let mut root_writable = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut root_writable else {
+        unreachable!()
+    };
+    file_system
+        .push(parse_target(":root", None).unwrap(), Access::Write)
+        .unwrap();
+    let profiles = [
+        (
+            "writable roots",
+            PermissionProfile::preset("workspace-write").unwrap(),
+        ),
+        ("deny globs", place.profile_with_env_denied()),
+        ("writable /", root_writable),
+    ];
+    let mut outcomes = Vec::new();
+    let mut expected = Vec::new();
+    for (name, profile) in profiles {
+        for leftover in fs::read_dir(&place.ws).unwrap() {
+            fs::remove_file(leftover.unwrap().path()).unwrap();
+        }
+        let (output, _) = run_sandboxed(
+            policy_by_path(&[]),
+            profile,
+            SUPERVISOR_MEM_ATTEMPTS,
+            &place.ws,
+        )
+        .await;
+        outcomes.push((name, output.stdout, output.stderr));
+        expected.push((
+            name,
+            "threads:several\nopened:\nshell:dumpable\ncreate=0\n".to_owned(),
+        ));
+    }
+    let stdouts: Vec<_> = outcomes
+        .iter()
+        .map(|(name, stdout, _)| (*name, stdout.clone()))
+        .collect();
+    assert_eq!(stdouts, expected, "{outcomes:#?}");
+}
+
 /// The unprivileged user `scripts/setup-debian.sh` creates.
 const UNPRIVILEGED_USER: &str = "execgate-ci";
 
@@ -514,7 +617,7 @@ fn the_supervisor_holds_for_an_unprivileged_user() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("8 passed"),
+        stdout.contains("9 passed"),
         "the suite did not run in full: {stdout}"
     );
 }
