@@ -1058,17 +1058,22 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
 /// could write, symlinks resolved. A path that does not exist is judged by
 /// its nearest existing ancestor; one that cannot be resolved at all
 /// counts as writable.
+///
+/// Every word of a request may come here, so the nearest existing ancestor
+/// is found by bisection rather than parent by parent (a 4 MiB `a/a/...`
+/// word would otherwise cost millions of lookups): resolution goes
+/// component by component, so if a prefix cannot be resolved, no longer
+/// one can.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     let full = base.join(path);
-    let mut candidate = full.as_path();
-    let existing = loop {
-        if let Ok(canonical) = std::fs::canonicalize(candidate) {
-            break canonical;
-        }
-        match candidate.parent() {
-            Some(parent) => candidate = parent,
-            None => return Some(full),
-        }
+    // Deepest first.
+    let ancestors: Vec<&Path> = full.ancestors().collect();
+    let nearest = ancestors.partition_point(|ancestor| std::fs::canonicalize(ancestor).is_err());
+    let Some(existing) = ancestors
+        .get(nearest)
+        .and_then(|ancestor| std::fs::canonicalize(ancestor).ok())
+    else {
+        return Some(full);
     };
     existing
         .ancestors()

@@ -375,3 +375,31 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
     ]);
     assert_eq!(failures(&place, &cases), Vec::<String>::new());
 }
+
+/// Every word is judged, and a request's words are the sandbox's: one of
+/// 4 MiB with two million components must not cost a lookup per
+/// component (parent by parent, that took hours).
+#[test]
+fn a_huge_argument_is_judged_in_few_lookups() {
+    let place = place();
+    let word = "a/".repeat(2 << 20);
+    let argv = [
+        OsString::from("pip3"),
+        OsString::from("install"),
+        OsString::from(word),
+    ];
+    let started = std::time::Instant::now();
+    let refusal = planted_instructions(
+        &Request {
+            program: Path::new("/usr/bin/pip3"),
+            argv: &argv,
+            cwd: &place.ro,
+            env: &[],
+            takes_requester_environment: false,
+        },
+        &|path: &Path| path.starts_with(&place.w),
+    );
+    let took = started.elapsed();
+    assert_eq!(refusal, None);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
