@@ -839,7 +839,12 @@ impl ArgumentWalk<'_> {
                 Step::Refused(reason) => return Some(reason),
                 Step::OptionsEnd => options_done = true,
                 Step::HandOver(module) => {
-                    if let Some(reader) = reader_of(Path::new(&module)) {
+                    // Never to another interpreter (`python -m python -m
+                    // ...`): one hand-over at most, however long the
+                    // request; the rest is judged word by word instead.
+                    let reader = reader_of(Path::new(&module))
+                        .filter(|reader| reader.options.hand_over.is_empty());
+                    if let Some(reader) = reader {
                         let name = format!("{} -m {}", self.name, module.to_string_lossy());
                         return reader_refusal(
                             reader,

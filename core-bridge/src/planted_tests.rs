@@ -265,6 +265,7 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/python3.11", "-mpip install {w}/pkg"),
         refused("/usr/bin/python3", "-m pip install -r {w}/requirements.txt"),
         refused("/usr/bin/python3", "-m pip install --editable={w}/pkg"),
+        refused("/usr/bin/python3", "-m python3 -m pip install {w}/pkg"),
         refused("/usr/bin/bash", "+x {w}/evil.sh"),
         refused("/usr/bin/bash", "-o posix {w}/evil.sh"),
         refused("/usr/bin/bash", "+o posix {w}/evil.sh"),
@@ -402,4 +403,26 @@ fn a_huge_argument_is_judged_in_few_lookups() {
     let took = started.elapsed();
     assert_eq!(refusal, None);
     assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
+/// `python -m python -m ...` is not followed module by module: a request
+/// full of them must not exhaust the stack.
+#[test]
+fn a_chain_of_python_dash_m_is_judged_without_recursing() {
+    let place = place();
+    let argv: Vec<OsString> = std::iter::once("python3")
+        .chain(std::iter::repeat(["-m", "python3"]).take(20_000).flatten())
+        .map(OsString::from)
+        .collect();
+    let refusal = planted_instructions(
+        &Request {
+            program: Path::new("/usr/bin/python3"),
+            argv: &argv,
+            cwd: &place.ro,
+            env: &[],
+            takes_requester_environment: false,
+        },
+        &|path: &Path| path.starts_with(&place.w),
+    );
+    assert_eq!(refusal, None);
 }
