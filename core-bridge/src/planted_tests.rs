@@ -411,7 +411,7 @@ fn a_huge_argument_is_judged_in_few_lookups() {
 fn a_chain_of_python_dash_m_is_judged_without_recursing() {
     let place = place();
     let argv: Vec<OsString> = std::iter::once("python3")
-        .chain(std::iter::repeat(["-m", "python3"]).take(20_000).flatten())
+        .chain(std::iter::repeat_n(["-m", "python3"], 20_000).flatten())
         .map(OsString::from)
         .collect();
     let refusal = planted_instructions(
