@@ -22,11 +22,24 @@
 //!   working directory or any ancestor up to `/` is writable from the
 //!   sandbox: a repository, Makefile or `package.json` could have been
 //!   created there, even during an approval.
-//! - Arguments that name another directory or file to read (`git -C`,
-//!   `--git-dir`, `make -f`, `npm --prefix`, `cargo --manifest-path`, a
-//!   script operand, ...) are refused the same way, and arguments that are
-//!   instructions themselves (`git -c`, `cargo --config`, `make --eval`)
-//!   are refused outright.
+//! - Arguments are walked as the program reads them, and every word the
+//!   walk cannot show to be harmless is judged as a path it may read:
+//!   directories and files named by options (`git -C`, `--git-dir`, `make
+//!   -f`, `npm --prefix`, `cargo --manifest-path`), every operand (a
+//!   script and its arguments, pip's packages, git's pathspecs), the value
+//!   of `NAME=value` and `--option=value` words, whatever is attached to an
+//!   option the walk does not know, and the word after it (which the walk
+//!   then takes for an operand). Only options listed as taking a plain
+//!   value (`python -W ignore`, `bash -o posix`, `git --namespace name`)
+//!   or program text (`-c`, `-e`) skip a word. Clustered short options are
+//!   split (`make -sf file`); `+` options count for shells. git's global
+//!   options are all listed and an unknown one is refused, so the
+//!   subcommand is never misread; `python -m pip` is judged as pip.
+//! - Arguments that are instructions themselves are refused outright:
+//!   `git -c`, `cargo --config`, `make --eval`, and git's per-subcommand
+//!   ones (`clone -c`/`--template`/`-u`, `fetch --upload-pack`, `push
+//!   --receive-pack`, `rebase -x`, `difftool -x`, `submodule foreach`,
+//!   ...).
 //! - Per-user and system configuration files the program reads
 //!   (`~/.gitconfig`, `~/.npmrc`, `~/.cargo/config.toml`, ...) are checked
 //!   for both the server's home and the one the request names.
@@ -39,6 +52,12 @@
 //! what the sandbox cannot create cannot be planted. Programs not in the
 //! table keep their behaviour. The table matches the canonical path's
 //! basename, as the rules do.
+//!
+//! The walk errs towards refusing (a refused escalation still runs, in
+//! place): a word that only looks like a path into a writable directory
+//! (a commit message, a script's argument) refuses too. What it does not
+//! read is the program text itself: `bash -c '. /w/x'` is judged by the
+//! rule that matched it, not here.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -55,24 +74,19 @@ struct InstructionReader {
     reads: &'static str,
     /// Searches its working directory and each ancestor.
     searches_upwards: bool,
-    /// Options whose value is a directory it then works in (and searches
-    /// from); relative paths after them are taken from there.
-    directory_options: &'static [&'static str],
-    /// Options whose value names a file or directory it reads.
-    path_options: &'static [&'static str],
-    /// Options whose value is an instruction itself (a config value that
-    /// can name a command).
-    instruction_options: &'static [&'static str],
-    /// Options whose value is the program text (`-c`, `-e`): no script
-    /// operand follows.
-    inline_options: &'static [&'static str],
-    /// Its options end at the first operand (git's global options).
+    /// The options it knows (before its subcommand, for git).
+    options: Options,
+    /// Its options end at the first operand: git's global options end at
+    /// the subcommand, an interpreter's at its script.
     options_end_at_operand: bool,
-    /// Its first operand is a file of instructions: a script.
-    script_operand: bool,
-    /// Every operand may be a local path it builds and runs (`pip install
-    /// ./pkg`).
-    path_operands: bool,
+    /// An option it does not know is refused rather than judged (git fails
+    /// on an unknown global option, so only a misread of ours could
+    /// differ).
+    refuses_unknown_options: bool,
+    /// Its first operand is a subcommand with options of its own.
+    subcommands: &'static [Subcommand],
+    /// Shells: `+x`, `+o name` are options too.
+    plus_options: bool,
     /// Configuration files: `~/` from a home directory, `xdg:` from the
     /// XDG config directory, `$NAME/` from a variable, `@prefix/` from the
     /// program's installation prefix, or absolute.
@@ -81,22 +95,186 @@ struct InstructionReader {
     environment: &'static [&'static str],
 }
 
+/// What a program's options mean. Every word the walk does not skip
+/// through one of these lists (operands, unknown options and their
+/// attached values, `NAME=value` words) is judged as a path it may read,
+/// so a list only makes the walk more precise, never less safe; the
+/// lists that skip a word (`values`, `inline`) are the ones to keep exact.
+struct Options {
+    /// A value that is a directory it then works in (and searches from);
+    /// relative paths after it are taken from there.
+    directory: &'static [&'static str],
+    /// A value that names a file or directory it reads.
+    path: &'static [&'static str],
+    /// An instruction itself (a config value or command line it runs):
+    /// refused outright.
+    instruction: &'static [&'static str],
+    /// The value is the program text (`-c`, `-e`): the rest are its
+    /// arguments.
+    inline: &'static [&'static str],
+    /// The value names a module whose own table, if it has one, judges the
+    /// rest (`python -m pip`).
+    hand_over: &'static [&'static str],
+    /// A value that is neither a path nor an instruction (`python -W
+    /// ignore`, `bash -o posix`, `git --namespace name`).
+    values: &'static [&'static str],
+    /// No value: in a cluster (`-sf`) the next letter is another option.
+    flags: &'static [&'static str],
+}
+
+/// A subcommand's options and operands that are instructions themselves.
+struct Subcommand {
+    names: &'static [&'static str],
+    options: Options,
+    /// Operands that make it run a command line (`submodule foreach`).
+    instruction_operands: &'static [&'static str],
+}
+
 const NONE: &[&str] = &[];
+
+const OPTIONS: Options = Options {
+    directory: NONE,
+    path: NONE,
+    instruction: NONE,
+    inline: NONE,
+    hand_over: NONE,
+    values: NONE,
+    flags: NONE,
+};
 
 const READER: InstructionReader = InstructionReader {
     names: NONE,
     prefixes: NONE,
     reads: "",
     searches_upwards: false,
-    directory_options: NONE,
-    path_options: NONE,
-    instruction_options: NONE,
-    inline_options: NONE,
+    options: OPTIONS,
     options_end_at_operand: false,
-    script_operand: false,
-    path_operands: false,
+    refuses_unknown_options: false,
+    subcommands: &[],
+    plus_options: false,
     config_files: NONE,
     environment: NONE,
+};
+
+/// git's subcommands with options or operands that name a command to run
+/// or a template whose hooks run.
+const GIT_SUBCOMMANDS: &[Subcommand] = &[
+    Subcommand {
+        names: &["clone"],
+        options: Options {
+            instruction: &["-c", "--config", "--template", "-u", "--upload-pack"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["init"],
+        options: Options {
+            instruction: &["--template"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["fetch", "pull", "ls-remote", "fetch-pack"],
+        options: Options {
+            instruction: &["--upload-pack", "--exec"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["push", "send-pack", "archive"],
+        options: Options {
+            instruction: &["--receive-pack", "--exec"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["rebase"],
+        options: Options {
+            instruction: &["-x", "--exec"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["difftool", "mergetool"],
+        options: Options {
+            instruction: &["-x", "--extcmd", "-t", "--tool"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["grep"],
+        options: Options {
+            instruction: &["-O", "--open-files-in-pager"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["send-email"],
+        options: Options {
+            instruction: &[
+                "--smtp-server",
+                "--sendmail-cmd",
+                "--to-cmd",
+                "--cc-cmd",
+                "--header-cmd",
+            ],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["filter-branch"],
+        options: Options {
+            instruction: &[
+                "--env-filter",
+                "--tree-filter",
+                "--index-filter",
+                "--parent-filter",
+                "--msg-filter",
+                "--commit-filter",
+                "--tag-name-filter",
+            ],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["daemon"],
+        options: Options {
+            instruction: &["--access-hook"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+    },
+    Subcommand {
+        names: &["submodule"],
+        options: OPTIONS,
+        instruction_operands: &["foreach"],
+    },
+    Subcommand {
+        names: &["bisect"],
+        options: OPTIONS,
+        instruction_operands: &["run"],
+    },
+];
+
+/// Shells' options (bash, dash, ksh, zsh share these).
+const SHELL_OPTIONS: Options = Options {
+    path: &["--rcfile", "--init-file"],
+    inline: &["-c"],
+    values: &["-o", "-O"],
+    flags: &[
+        "-a", "-b", "-e", "-f", "-h", "-i", "-k", "-l", "-m", "-n", "-p", "-r", "-s", "-t", "-u",
+        "-v", "-x", "-B", "-C", "-D", "-E", "-H", "-P", "-T",
+    ],
+    ..OPTIONS
 };
 
 /// The table: what each program reads instructions from.
@@ -106,10 +284,46 @@ const READERS: &[InstructionReader] = &[
         prefixes: &["git-"],
         reads: "its repository (config, hooks, attributes, submodules)",
         searches_upwards: true,
-        directory_options: &["-C"],
-        path_options: &["--git-dir", "--work-tree"],
-        instruction_options: &["-c", "--config-env", "--exec-path"],
+        // git's global options (git.c): the ones that take a separate
+        // value are all listed; any other is refused.
+        options: Options {
+            directory: &["-C"],
+            path: &[
+                "--git-dir",
+                "--work-tree",
+                "--super-prefix",
+                "--shallow-file",
+            ],
+            instruction: &["-c", "--config-env", "--exec-path"],
+            values: &["--namespace", "--attr-source", "--list-cmds"],
+            flags: &[
+                "-p",
+                "--paginate",
+                "-P",
+                "--no-pager",
+                "--no-replace-objects",
+                "--bare",
+                "--literal-pathspecs",
+                "--no-literal-pathspecs",
+                "--glob-pathspecs",
+                "--noglob-pathspecs",
+                "--icase-pathspecs",
+                "--no-optional-locks",
+                "--no-advice",
+                "--no-lazy-fetch",
+                "-v",
+                "--version",
+                "-h",
+                "--help",
+                "--html-path",
+                "--man-path",
+                "--info-path",
+            ],
+            ..OPTIONS
+        },
         options_end_at_operand: true,
+        refuses_unknown_options: true,
+        subcommands: GIT_SUBCOMMANDS,
         config_files: &[
             "~/.gitconfig",
             "xdg:git/config",
@@ -124,9 +338,16 @@ const READERS: &[InstructionReader] = &[
         names: &["make", "gmake", "remake"],
         reads: "its makefiles",
         searches_upwards: true,
-        directory_options: &["-C", "--directory"],
-        path_options: &["-f", "--file", "--makefile", "-I", "--include-dir"],
-        instruction_options: &["--eval"],
+        options: Options {
+            directory: &["-C", "--directory"],
+            path: &["-f", "--file", "--makefile", "-I", "--include-dir"],
+            instruction: &["--eval"],
+            flags: &[
+                "-b", "-B", "-d", "-e", "-i", "-k", "-L", "-n", "-p", "-q", "-r", "-R", "-s", "-S",
+                "-t", "-v", "-w",
+            ],
+            ..OPTIONS
+        },
         environment: &["MAKEFILES", "MAKEFLAGS", "GNUMAKEFLAGS", "MFLAGS"],
         ..READER
     },
@@ -146,10 +367,12 @@ const READERS: &[InstructionReader] = &[
         ],
         reads: "package.json scripts and .npmrc",
         searches_upwards: true,
-        directory_options: &["-C", "--dir", "--cwd", "--prefix"],
-        path_options: &["--userconfig", "--globalconfig"],
-        instruction_options: &["--call", "--node-options", "--script-shell"],
-        path_operands: true,
+        options: Options {
+            directory: &["-C", "--dir", "--cwd", "--prefix"],
+            path: &["--userconfig", "--globalconfig"],
+            instruction: &["--call", "--node-options", "--script-shell"],
+            ..OPTIONS
+        },
         config_files: &[
             "~/.npmrc",
             "~/.yarnrc",
@@ -167,9 +390,12 @@ const READERS: &[InstructionReader] = &[
         prefixes: &["cargo-"],
         reads: "Cargo.toml, build scripts, .cargo/config.toml and rust-toolchain files",
         searches_upwards: true,
-        directory_options: &["-C"],
-        path_options: &["--manifest-path", "--lockfile-path", "--path"],
-        instruction_options: &["--config", "-Z"],
+        options: Options {
+            directory: &["-C"],
+            path: &["--manifest-path", "--lockfile-path", "--path"],
+            instruction: &["--config", "-Z"],
+            ..OPTIONS
+        },
         config_files: &[
             "~/.cargo/config.toml",
             "~/.cargo/config",
@@ -185,26 +411,29 @@ const READERS: &[InstructionReader] = &[
         names: &["mvn", "mvnDebug", "mvnw", "gradle", "gradlew", "ant", "sbt"],
         reads: "its build files (pom.xml, .mvn/jvm.config, build.gradle, build.xml)",
         searches_upwards: true,
-        directory_options: &["-p", "--project-dir"],
-        path_options: &[
-            "-f",
-            "--file",
-            "-s",
-            "--settings",
-            "-gs",
-            "--global-settings",
-            "-t",
-            "--toolchains",
-            "-b",
-            "--build-file",
-            "-c",
-            "--settings-file",
-            "-I",
-            "--init-script",
-            "-g",
-            "--gradle-user-home",
-            "-buildfile",
-        ],
+        options: Options {
+            directory: &["-p", "--project-dir"],
+            path: &[
+                "-f",
+                "--file",
+                "-s",
+                "--settings",
+                "-gs",
+                "--global-settings",
+                "-t",
+                "--toolchains",
+                "-b",
+                "--build-file",
+                "-c",
+                "--settings-file",
+                "-I",
+                "--init-script",
+                "-g",
+                "--gradle-user-home",
+                "-buildfile",
+            ],
+            ..OPTIONS
+        },
         config_files: &[
             "~/.mavenrc",
             "/etc/mavenrc",
@@ -242,9 +471,11 @@ const READERS: &[InstructionReader] = &[
         ],
         reads: "the project files it finds from its working directory",
         searches_upwards: true,
-        directory_options: &["-C", "--directory", "--project", "--cwd"],
-        path_options: &["-f", "--file", "--justfile", "--config", "-c", "--rakefile"],
-        path_operands: true,
+        options: Options {
+            directory: &["-C", "--directory", "--project", "--cwd"],
+            path: &["-f", "--file", "--justfile", "--config", "-c", "--rakefile"],
+            ..OPTIONS
+        },
         environment: &[
             "GO",
             "CMAKE_",
@@ -262,18 +493,20 @@ const READERS: &[InstructionReader] = &[
         prefixes: &["pip3."],
         reads: "the packages it builds (setup.py, pyproject.toml) and pip.conf",
         searches_upwards: true,
-        path_options: &[
-            "-r",
-            "--requirement",
-            "-c",
-            "--constraint",
-            "-e",
-            "--editable",
-            "-f",
-            "--find-links",
-            "--src",
-        ],
-        path_operands: true,
+        options: Options {
+            path: &[
+                "-r",
+                "--requirement",
+                "-c",
+                "--constraint",
+                "-e",
+                "--editable",
+                "-f",
+                "--find-links",
+                "--src",
+            ],
+            ..OPTIONS
+        },
         config_files: &[
             "xdg:pip/pip.conf",
             "~/.pip/pip.conf",
@@ -290,8 +523,17 @@ const READERS: &[InstructionReader] = &[
         prefixes: &["python3.", "python2."],
         reads: "its script and modules (sys.path starts in the working directory)",
         searches_upwards: true,
-        inline_options: &["-c", "-m"],
-        script_operand: true,
+        options: Options {
+            inline: &["-c"],
+            hand_over: &["-m"],
+            values: &["-W", "-X", "--check-hash-based-pycs"],
+            flags: &[
+                "-b", "-B", "-d", "-E", "-h", "-i", "-I", "-O", "-P", "-q", "-s", "-S", "-u", "-v",
+                "-V", "-x", "-R",
+            ],
+            ..OPTIONS
+        },
+        options_end_at_operand: true,
         config_files: &["~/.local/lib", "~/.pyenv/version", "$PYENV_ROOT/version"],
         environment: &["PYTHON", "PYENV"],
         ..READER
@@ -300,31 +542,67 @@ const READERS: &[InstructionReader] = &[
         names: &["node", "nodejs"],
         reads: "its script and the modules it requires (node_modules up the tree)",
         searches_upwards: true,
-        path_options: &["-r", "--require", "--import", "--loader"],
-        inline_options: &["-e", "--eval", "-p", "--print"],
-        script_operand: true,
+        options: Options {
+            path: &[
+                "-r",
+                "--require",
+                "--import",
+                "--loader",
+                "--experimental-loader",
+            ],
+            inline: &["-e", "--eval", "-p", "--print"],
+            ..OPTIONS
+        },
+        options_end_at_operand: true,
         ..READER
     },
     InstructionReader {
-        names: &["perl", "ruby"],
+        names: &["perl"],
         reads: "its script",
-        path_options: &["-I"],
-        inline_options: &["-e", "-E"],
-        script_operand: true,
+        // Letters with an attached value (`-i.bak`, `-MModule`, `-x/dir`)
+        // are not flags: the rest of the word is judged.
+        options: Options {
+            path: &["-I"],
+            inline: &["-e", "-E"],
+            flags: &[
+                "-a", "-c", "-g", "-n", "-p", "-s", "-S", "-t", "-T", "-u", "-U", "-v", "-w", "-W",
+                "-X",
+            ],
+            ..OPTIONS
+        },
+        options_end_at_operand: true,
+        ..READER
+    },
+    InstructionReader {
+        names: &["ruby"],
+        reads: "its script and the libraries it requires",
+        options: Options {
+            directory: &["-C"],
+            path: &["-I", "-r"],
+            inline: &["-e"],
+            values: &["-E", "--encoding"],
+            flags: &[
+                "-a", "-c", "-d", "-h", "-l", "-n", "-p", "-s", "-S", "-v", "-w", "-y",
+            ],
+            ..OPTIONS
+        },
+        options_end_at_operand: true,
         ..READER
     },
     InstructionReader {
         names: &["sh", "bash", "dash", "ksh", "mksh"],
         reads: "its script",
-        inline_options: &["-c"],
-        script_operand: true,
+        options: SHELL_OPTIONS,
+        options_end_at_operand: true,
+        plus_options: true,
         ..READER
     },
     InstructionReader {
         names: &["zsh"],
         reads: "its script and ~/.zshenv",
-        inline_options: &["-c"],
-        script_operand: true,
+        options: SHELL_OPTIONS,
+        options_end_at_operand: true,
+        plus_options: true,
         config_files: &["~/.zshenv", "/etc/zsh/zshenv", "/etc/zshenv"],
         ..READER
     },
@@ -369,6 +647,19 @@ pub(crate) fn planted_instructions(
         .program
         .file_name()
         .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    let args = request.argv.get(1..).unwrap_or_default();
+    reader_refusal(reader, &name, request, args, writable)
+}
+
+/// [`planted_instructions`] for one table entry, `args` being what follows
+/// its name (a module run by `python -m` is judged by its own entry).
+fn reader_refusal(
+    reader: &'static InstructionReader,
+    name: &str,
+    request: &Request<'_>,
+    args: &[OsString],
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
     let refused = |place: &Path, how: &str| {
         Some(format!(
             "escalation refused: {name} reads {} from {}{how}, which the sandbox can write",
@@ -381,7 +672,15 @@ pub(crate) fn planted_instructions(
             return refused(&place, "");
         }
     }
-    if let Some(reason) = arguments_refusal(reader, request, writable, &refused) {
+    let walk = ArgumentWalk {
+        reader,
+        name,
+        request,
+        args,
+        writable,
+        refused: &refused,
+    };
+    if let Some(reason) = walk.refusal() {
         return Some(reason);
     }
     for file in reader.config_files {
@@ -411,95 +710,306 @@ pub(crate) fn planted_instructions(
     None
 }
 
-/// Walks the arguments as the program would read them.
-fn arguments_refusal(
-    reader: &InstructionReader,
-    request: &Request<'_>,
-    writable: &dyn Fn(&Path) -> bool,
-    refused: &dyn Fn(&Path, &str) -> Option<String>,
-) -> Option<String> {
-    let name = request
-        .program
-        .file_name()
-        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
-    let mut base = request.cwd.to_path_buf();
-    let mut args = request.argv.iter().skip(1);
-    let mut options_done = false;
-    let mut first_operand = true;
-    while let Some(arg) = args.next() {
-        let text = arg.as_bytes();
-        if !options_done && text == b"--" {
-            options_done = true;
-            continue;
-        }
-        if !options_done && text.starts_with(b"-") && text.len() > 1 {
-            let mut value_of = |options: &[&str]| -> Option<OsString> {
-                options.iter().find_map(|option| {
-                    option_value(arg, option).map(|value| value.or_else(|| args.next().cloned()))
-                })?
-            };
-            if let Some(option) = reader
-                .instruction_options
-                .iter()
-                .find(|option| option_value(arg, option).is_some())
-            {
-                return Some(format!(
-                    "escalation refused: {name} {option} gives it instructions to run outside \
-                     the sandbox"
-                ));
-            }
-            if let Some(directory) = value_of(reader.directory_options) {
-                if let Some(place) = writable_place(Path::new(&directory), &base, writable) {
-                    return refused(&place, "");
-                }
-                base = base.join(&directory);
-                continue;
-            }
-            if let Some(path) = value_of(reader.path_options) {
-                if let Some(place) = writable_place(Path::new(&path), &base, writable) {
-                    return refused(&place, "");
-                }
-                continue;
-            }
-            if value_of(reader.inline_options).is_some() {
-                // The program text is an argument, which the rule matched.
-                first_operand = false;
-            }
-            continue;
-        }
-        if reader.options_end_at_operand {
-            options_done = true;
-        }
-        let is_script = reader.script_operand && first_operand;
-        first_operand = false;
-        if is_script || reader.path_operands {
-            if let Some(place) = writable_place(Path::new(arg), &base, writable) {
-                return refused(&place, "");
-            }
-        }
-        if reader.script_operand && !reader.path_operands {
-            // The script's own arguments are its business.
-            break;
-        }
-    }
-    None
+/// What an option means to the walk.
+#[derive(Clone, Copy)]
+enum Meaning {
+    Directory,
+    Path,
+    Instruction,
+    Inline,
+    HandOver,
+    Value,
+    Flag,
 }
 
-/// `Some(None)`: `arg` is `option` and its value is the next argument;
-/// `Some(Some(value))`: the value is attached (`--opt=value`, `-Ovalue`).
-fn option_value(arg: &OsStr, option: &str) -> Option<Option<OsString>> {
-    let arg = arg.as_bytes();
-    let option = option.as_bytes();
-    if arg == option {
-        return Some(None);
+impl Options {
+    /// The option `option` is (exactly), if listed.
+    fn meaning(&self, option: &[u8]) -> Option<Meaning> {
+        let lists = [
+            (self.instruction, Meaning::Instruction),
+            (self.directory, Meaning::Directory),
+            (self.path, Meaning::Path),
+            (self.inline, Meaning::Inline),
+            (self.hand_over, Meaning::HandOver),
+            (self.values, Meaning::Value),
+            (self.flags, Meaning::Flag),
+        ];
+        lists.iter().find_map(|(list, meaning)| {
+            list.iter()
+                .any(|listed| listed.as_bytes() == option)
+                .then_some(*meaning)
+        })
     }
-    let rest = arg.strip_prefix(option)?;
-    if option.starts_with(b"--") {
-        let value = rest.strip_prefix(b"=")?;
-        return Some(Some(OsStr::from_bytes(value).to_owned()));
+}
+
+/// Where the walk is in git's `git [global options] <subcommand> [its
+/// options and operands]`; other programs stay `Global`.
+#[derive(Clone, Copy)]
+enum Phase {
+    Global,
+    Subcommand(Option<&'static Subcommand>),
+}
+
+/// Walks the arguments as the program would read them, and judges every
+/// word it does not know to be harmless as a path the program may read.
+struct ArgumentWalk<'a> {
+    reader: &'static InstructionReader,
+    name: &'a str,
+    request: &'a Request<'a>,
+    args: &'a [OsString],
+    writable: &'a dyn Fn(&Path) -> bool,
+    refused: &'a dyn Fn(&Path, &str) -> Option<String>,
+}
+
+/// What judging one option decided.
+enum Step {
+    Next,
+    Refused(String),
+    /// Its options ended (an interpreter's program text was given).
+    OptionsEnd,
+    /// `python -m <module>`: the rest belongs to the module's own entry.
+    HandOver(OsString),
+}
+
+impl ArgumentWalk<'_> {
+    fn refusal(&self) -> Option<String> {
+        let mut base = self.request.cwd.to_path_buf();
+        let mut phase = Phase::Global;
+        if !self.reader.subcommands.is_empty() {
+            // `git-rebase` is `git rebase`.
+            if let Some(subcommand) = self
+                .reader
+                .prefixes
+                .iter()
+                .find_map(|prefix| self.name.strip_prefix(prefix))
+            {
+                phase = Phase::Subcommand(self.subcommand(subcommand.as_bytes()));
+            }
+        }
+        let mut options_done = false;
+        let mut index = 0;
+        while let Some(arg) = self.args.get(index) {
+            index += 1;
+            let text = arg.as_bytes();
+            if !options_done && text == b"--" {
+                options_done = true;
+                continue;
+            }
+            let is_option = !options_done
+                && text.len() > 1
+                && (text.starts_with(b"-") || (self.reader.plus_options && text.starts_with(b"+")));
+            if !is_option {
+                if let Some(reason) = self.judge_word(text, &base) {
+                    return Some(reason);
+                }
+                match phase {
+                    Phase::Global if !self.reader.subcommands.is_empty() => {
+                        phase = Phase::Subcommand(self.subcommand(text));
+                    }
+                    Phase::Global => {
+                        if self.reader.options_end_at_operand {
+                            options_done = true;
+                        }
+                    }
+                    Phase::Subcommand(Some(subcommand)) => {
+                        if subcommand
+                            .instruction_operands
+                            .iter()
+                            .any(|word| word.as_bytes() == text)
+                        {
+                            return Some(self.instruction(text));
+                        }
+                    }
+                    Phase::Subcommand(None) => {}
+                }
+                continue;
+            }
+            let (options, refuses_unknown) = match phase {
+                Phase::Global => (&self.reader.options, self.reader.refuses_unknown_options),
+                Phase::Subcommand(Some(subcommand)) => (&subcommand.options, false),
+                Phase::Subcommand(None) => (&OPTIONS, false),
+            };
+            let mut next_word = || {
+                let word = self.args.get(index);
+                index += usize::from(word.is_some());
+                word.map(|word| word.as_bytes())
+            };
+            match self.option(options, text, refuses_unknown, &mut base, &mut next_word) {
+                Step::Next => {}
+                Step::Refused(reason) => return Some(reason),
+                Step::OptionsEnd => options_done = true,
+                Step::HandOver(module) => {
+                    // Never to another interpreter (`python -m python -m
+                    // ...`): one hand-over at most, however long the
+                    // request; the rest is judged word by word instead.
+                    let reader = reader_of(Path::new(&module))
+                        .filter(|reader| reader.options.hand_over.is_empty());
+                    if let Some(reader) = reader {
+                        let name = format!("{} -m {}", self.name, module.to_string_lossy());
+                        return reader_refusal(
+                            reader,
+                            &name,
+                            self.request,
+                            self.args.get(index..).unwrap_or_default(),
+                            self.writable,
+                        );
+                    }
+                    options_done = true;
+                }
+            }
+        }
+        None
     }
-    // A short option with its value attached (`-C/dir`).
-    (option.len() == 2).then(|| Some(OsStr::from_bytes(rest).to_owned()))
+
+    fn subcommand(&self, word: &[u8]) -> Option<&'static Subcommand> {
+        self.reader
+            .subcommands
+            .iter()
+            .find(|subcommand| subcommand.names.iter().any(|name| name.as_bytes() == word))
+    }
+
+    /// One option word (`text`, `-` or `+` first), taking its value from
+    /// `next_word` when it is not attached.
+    fn option<'w>(
+        &self,
+        options: &Options,
+        text: &'w [u8],
+        refuses_unknown: bool,
+        base: &mut PathBuf,
+        next_word: &mut dyn FnMut() -> Option<&'w [u8]>,
+    ) -> Step {
+        // `+o name` means what `-o name` does.
+        let spelled: Vec<u8> = match text.split_first() {
+            Some((b'+', rest)) => [b"-".as_slice(), rest].concat(),
+            _ => text.to_vec(),
+        };
+        if let Some(meaning) = options.meaning(&spelled) {
+            return self.apply(meaning, text, None, base, next_word);
+        }
+        if spelled.starts_with(b"--") {
+            if let Some((option, _)) = split_once(&spelled, b'=') {
+                if let Some(meaning) = options.meaning(option) {
+                    return self.apply(
+                        meaning,
+                        option,
+                        Some(&text[option.len() + 1..]),
+                        base,
+                        next_word,
+                    );
+                }
+            }
+            if refuses_unknown {
+                return Step::Refused(self.unknown(text));
+            }
+            return self.judged(text, base);
+        }
+        // Clustered short options (`-sf file`, `-kC dir`, `-Wignore`).
+        for (offset, letter) in spelled.iter().enumerate().skip(1) {
+            let option = [b'-', *letter];
+            let rest = &text[offset + 1..];
+            match options.meaning(&option) {
+                Some(Meaning::Flag) => continue,
+                Some(meaning) => {
+                    let attached = (!rest.is_empty()).then_some(rest);
+                    return self.apply(meaning, &option, attached, base, next_word);
+                }
+                None if refuses_unknown => return Step::Refused(self.unknown(text)),
+                // An option we do not know may carry a path attached.
+                None => return self.judged(rest, base),
+            }
+        }
+        Step::Next
+    }
+
+    /// An option that means `meaning`, its value attached or the next word.
+    fn apply<'w>(
+        &self,
+        meaning: Meaning,
+        option: &[u8],
+        attached: Option<&'w [u8]>,
+        base: &mut PathBuf,
+        next_word: &mut dyn FnMut() -> Option<&'w [u8]>,
+    ) -> Step {
+        if let Meaning::Flag = meaning {
+            return Step::Next;
+        }
+        if let Meaning::Instruction = meaning {
+            return Step::Refused(self.instruction(option));
+        }
+        let Some(value) = attached.or_else(next_word) else {
+            return Step::Next;
+        };
+        match meaning {
+            Meaning::Directory => {
+                let directory = Path::new(OsStr::from_bytes(value));
+                if let Some(place) = writable_place(directory, base, self.writable) {
+                    return self.refused_at(&place);
+                }
+                *base = base.join(directory);
+                Step::Next
+            }
+            Meaning::Path => {
+                match writable_place(Path::new(OsStr::from_bytes(value)), base, self.writable) {
+                    Some(place) => self.refused_at(&place),
+                    None => Step::Next,
+                }
+            }
+            Meaning::Inline => Step::OptionsEnd,
+            Meaning::HandOver => Step::HandOver(OsStr::from_bytes(value).to_owned()),
+            Meaning::Value | Meaning::Flag | Meaning::Instruction => Step::Next,
+        }
+    }
+
+    /// A word that may name a file: itself, and the value of a `NAME=value`
+    /// or `--option=value` word.
+    fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
+        let value = split_once(word, b'=').map(|(_, value)| value);
+        [Some(word), value]
+            .into_iter()
+            .flatten()
+            .filter(|word| !word.is_empty())
+            .find_map(|word| {
+                writable_place(Path::new(OsStr::from_bytes(word)), base, self.writable)
+            })
+            .and_then(|place| (self.refused)(&place, ""))
+    }
+
+    fn judged(&self, word: &[u8], base: &Path) -> Step {
+        match self.judge_word(word, base) {
+            Some(reason) => Step::Refused(reason),
+            None => Step::Next,
+        }
+    }
+
+    fn refused_at(&self, place: &Path) -> Step {
+        match (self.refused)(place, "") {
+            Some(reason) => Step::Refused(reason),
+            None => Step::Next,
+        }
+    }
+
+    fn instruction(&self, word: &[u8]) -> String {
+        format!(
+            "escalation refused: {} {} gives it instructions to run outside the sandbox",
+            self.name,
+            String::from_utf8_lossy(word)
+        )
+    }
+
+    fn unknown(&self, word: &[u8]) -> String {
+        format!(
+            "escalation refused: {} {} is an option the check does not know, which may name \
+             what it runs",
+            self.name,
+            String::from_utf8_lossy(word)
+        )
+    }
+}
+
+/// `word` split at the first `separator`.
+fn split_once(word: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
+    let at = word.iter().position(|byte| *byte == separator)?;
+    Some((&word[..at], &word[at + 1..]))
 }
 
 /// Where a configuration file entry points, for every home the program
@@ -553,17 +1063,22 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
 /// could write, symlinks resolved. A path that does not exist is judged by
 /// its nearest existing ancestor; one that cannot be resolved at all
 /// counts as writable.
+///
+/// Every word of a request may come here, so the nearest existing ancestor
+/// is found by bisection rather than parent by parent (a 4 MiB `a/a/...`
+/// word would otherwise cost millions of lookups): resolution goes
+/// component by component, so if a prefix cannot be resolved, no longer
+/// one can.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     let full = base.join(path);
-    let mut candidate = full.as_path();
-    let existing = loop {
-        if let Ok(canonical) = std::fs::canonicalize(candidate) {
-            break canonical;
-        }
-        match candidate.parent() {
-            Some(parent) => candidate = parent,
-            None => return Some(full),
-        }
+    // Deepest first.
+    let ancestors: Vec<&Path> = full.ancestors().collect();
+    let nearest = ancestors.partition_point(|ancestor| std::fs::canonicalize(ancestor).is_err());
+    let Some(existing) = ancestors
+        .get(nearest)
+        .and_then(|ancestor| std::fs::canonicalize(ancestor).ok())
+    else {
+        return Some(full);
     };
     existing
         .ancestors()

@@ -164,7 +164,9 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             true,
         ),
         ("/usr/bin/python3", "{w}/setup.py", &ro, &[], false, true),
-        ("/usr/bin/python3", "-c pass {w}", &ro, &[], false, false),
+        // The program text's arguments may name what it reads.
+        ("/usr/bin/python3", "-c pass {w}", &ro, &[], false, true),
+        ("/usr/bin/python3", "-c pass", &ro, &[], false, false),
         ("/usr/bin/bash", "{w}/script.sh", &ro, &[], false, true),
         (
             "/usr/bin/bash",
@@ -172,7 +174,7 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             &ro,
             &[],
             false,
-            false,
+            true,
         ),
         ("/usr/bin/bash", "script.sh", &w, &[], false, true),
         ("/usr/bin/bash", "-c true", &w, &[], false, false),
@@ -220,10 +222,15 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
         ("/usr/bin/zsh", "-c true", &ro, &["HOME={w}"], false, true),
         ("/usr/bin/touch", "{w}/x", &w, &["GIT_DIR=x"], true, false),
     ];
-    let failures: Vec<String> = cases
+    assert_eq!(failures(&place, cases), Vec::<String>::new());
+}
+
+/// The cases that are not as expected, described.
+fn failures(place: &Place, cases: &[Case<'_>]) -> Vec<String> {
+    cases
         .iter()
         .filter(|(program, args, cwd, env, own, refused)| {
-            check(&place, program, args, cwd, env, *own) != *refused
+            check(place, program, args, cwd, env, *own) != *refused
         })
         .map(|(program, args, cwd, env, _, refused)| {
             format!(
@@ -231,6 +238,191 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
                 cwd.display()
             )
         })
+        .collect()
+}
+
+/// Review findings: an option with a separate value, a `+` option, a
+/// clustered option or an unknown one must not make the walk stop at, or
+/// skip, the word that names what the sandbox planted; git's instruction
+/// options after its subcommand are refused.
+#[test]
+fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let refused = |program: &'static str, args: &'static str| -> Case<'static> {
+        (program, args, Path::new(""), &[], false, true)
+    };
+    let allowed = |program: &'static str, args: &'static str| -> Case<'static> {
+        (program, args, Path::new(""), &[], false, false)
+    };
+    let from_ro: Vec<Case<'static>> = vec![
+        refused("/usr/bin/python3", "-W ignore {w}/evil.py"),
+        refused("/usr/bin/python3", "-Wignore {w}/evil.py"),
+        refused("/usr/bin/python3", "-X dev {w}/evil.py"),
+        refused("/usr/bin/python3", "-B -X dev {w}/evil.py"),
+        refused("/usr/bin/python3", "/usr/lib/tool.py {w}/data"),
+        refused("/usr/bin/python3", "-m pip install {w}/pkg"),
+        refused("/usr/bin/python3.11", "-mpip install {w}/pkg"),
+        refused("/usr/bin/python3", "-m pip install -r {w}/requirements.txt"),
+        refused("/usr/bin/python3", "-m pip install --editable={w}/pkg"),
+        refused("/usr/bin/python3", "-m python3 -m pip install {w}/pkg"),
+        refused("/usr/bin/bash", "+x {w}/evil.sh"),
+        refused("/usr/bin/bash", "-o posix {w}/evil.sh"),
+        refused("/usr/bin/bash", "+o posix {w}/evil.sh"),
+        refused("/usr/bin/bash", "/usr/bin/tool.sh {w}/input"),
+        refused("/usr/bin/ruby", "-r json {w}/evil.rb"),
+        refused("/usr/bin/ruby", "-C {w} evil.rb"),
+        refused("/usr/bin/perl", "-x{w}/dir script"),
+        refused("/usr/bin/node", "--input-type module {w}/evil.js"),
+        refused("/usr/bin/git", "--namespace x -C {w}/evil status"),
+        refused("/usr/bin/git", "--attr-source HEAD -C {w} status"),
+        refused("/usr/bin/git", "--list-cmds=main -C {w} status"),
+        refused("/usr/bin/git", "--super-prefix x/ -C {w} status"),
+        refused("/usr/bin/git", "--shallow-file {w}/shallow log"),
+        refused(
+            "/usr/bin/git",
+            "--no-pager --namespace x -c core.pager=x log",
+        ),
+        refused("/usr/bin/git", "--config-env core.pager=PAGER log"),
+        refused("/usr/bin/git", "--exec-path={w} status"),
+        refused("/usr/bin/git", "--an-option-from-tomorrow x -C {w} status"),
+        refused(
+            "/usr/bin/git",
+            "clone -c core.hooksPath={w}/h https://example.org/r",
+        ),
+        refused(
+            "/usr/bin/git",
+            "clone --config core.hooksPath=x https://example.org/r",
+        ),
+        refused(
+            "/usr/bin/git",
+            "clone --template={w}/tpl https://example.org/r",
+        ),
+        refused("/usr/bin/git", "clone -u cmd https://example.org/r"),
+        refused(
+            "/usr/bin/git",
+            "clone --upload-pack=cmd https://example.org/r",
+        ),
+        refused(
+            "/usr/bin/git",
+            "init --template /usr/share/git-core/templates",
+        ),
+        refused("/usr/bin/git", "fetch --upload-pack cmd origin"),
+        refused("/usr/bin/git", "pull --upload-pack=cmd"),
+        refused("/usr/bin/git", "push --receive-pack=cmd"),
+        refused("/usr/bin/git", "push --exec cmd origin"),
+        refused("/usr/bin/git", "rebase -x cmd main"),
+        refused("/usr/bin/git", "rebase -xcmd main"),
+        refused("/usr/bin/git", "rebase --exec=cmd main"),
+        refused("/usr/bin/git", "difftool -x cmd"),
+        refused("/usr/bin/git", "difftool --extcmd=cmd"),
+        refused("/usr/bin/git", "mergetool -t x"),
+        refused("/usr/bin/git", "submodule foreach cmd"),
+        refused("/usr/bin/git", "submodule --quiet foreach cmd"),
+        refused("/usr/bin/git", "bisect run cmd"),
+        refused("/usr/bin/git", "status {w}/file"),
+        refused("/usr/lib/git-core/git-rebase", "--exec cmd main"),
+        refused("/usr/bin/make", "-sf {w}/evil.mk"),
+        refused("/usr/bin/make", "-kC {w}"),
+        refused("/usr/bin/make", "-sC {w}/sub"),
+        refused("/usr/bin/make", "CC={w}/evil"),
+        allowed("/usr/bin/git", "-C /usr/share status"),
+        allowed("/usr/bin/git", "--namespace x status"),
+        allowed("/usr/bin/git", "-p log -c"),
+        allowed("/usr/bin/git", "--no-pager log --format=%H"),
+        allowed("/usr/bin/git", "commit -am message"),
+        allowed("/usr/bin/git", "clone https://example.org/r dest"),
+        allowed("/usr/bin/git", "rebase main"),
+        allowed("/usr/bin/git", "submodule update --init"),
+        allowed(
+            "/usr/bin/python3",
+            "-W ignore /usr/lib/python3/dist-packages/tool.py",
+        ),
+        allowed("/usr/bin/python3", "-X dev -c pass"),
+        allowed("/usr/bin/python3", "-m pip install requests"),
+        allowed("/usr/bin/python3", "-m http.server 8000"),
+        allowed("/usr/bin/bash", "-o posix /usr/bin/tool.sh"),
+        allowed("/usr/bin/bash", "+x /usr/bin/tool.sh"),
+        allowed("/usr/bin/ruby", "-r json /usr/lib/tool.rb"),
+        allowed("/usr/bin/make", "-sf /usr/share/tool.mk"),
+        allowed("/usr/bin/make", "-kC /usr/share all"),
+        allowed("/usr/bin/make", "CFLAGS=-O2"),
+    ];
+    let mut cases: Vec<Case<'_>> = from_ro
+        .into_iter()
+        .map(|(program, args, _, env, own, refused)| {
+            (program, args, ro.as_path(), env, own, refused)
+        })
         .collect();
-    assert_eq!(failures, Vec::<String>::new());
+    cases.extend([
+        // Flags a shell knows hide nothing, even where it runs in a place
+        // the sandbox can write.
+        (
+            "/usr/bin/bash",
+            "-ex /usr/bin/tool.sh",
+            w.as_path(),
+            &[][..],
+            false,
+            false,
+        ),
+        (
+            "/usr/bin/python3",
+            "-m pip install requests",
+            ro.as_path(),
+            &["PIP_INDEX_URL=x"][..],
+            true,
+            true,
+        ),
+    ]);
+    assert_eq!(failures(&place, &cases), Vec::<String>::new());
+}
+
+/// Every word is judged, and a request's words are the sandbox's: one of
+/// 4 MiB with two million components must not cost a lookup per
+/// component (parent by parent, that took hours).
+#[test]
+fn a_huge_argument_is_judged_in_few_lookups() {
+    let place = place();
+    let word = "a/".repeat(2 << 20);
+    let argv = [
+        OsString::from("pip3"),
+        OsString::from("install"),
+        OsString::from(word),
+    ];
+    let started = std::time::Instant::now();
+    let refusal = planted_instructions(
+        &Request {
+            program: Path::new("/usr/bin/pip3"),
+            argv: &argv,
+            cwd: &place.ro,
+            env: &[],
+            takes_requester_environment: false,
+        },
+        &|path: &Path| path.starts_with(&place.w),
+    );
+    let took = started.elapsed();
+    assert_eq!(refusal, None);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
+/// `python -m python -m ...` is not followed module by module: a request
+/// full of them must not exhaust the stack.
+#[test]
+fn a_chain_of_python_dash_m_is_judged_without_recursing() {
+    let place = place();
+    let argv: Vec<OsString> = std::iter::once("python3")
+        .chain(std::iter::repeat_n(["-m", "python3"], 20_000).flatten())
+        .map(OsString::from)
+        .collect();
+    let refusal = planted_instructions(
+        &Request {
+            program: Path::new("/usr/bin/python3"),
+            argv: &argv,
+            cwd: &place.ro,
+            env: &[],
+            takes_requester_environment: false,
+        },
+        &|path: &Path| path.starts_with(&place.w),
+    );
+    assert_eq!(refusal, None);
 }

@@ -242,6 +242,46 @@ async fn git_dash_c_naming_a_planted_repository_stays_in_the_sandbox() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn git_namespace_does_not_hide_a_dash_c_naming_a_planted_repository() {
+    // `--namespace` takes the next word: a walk that did not know it took
+    // `x` for the subcommand and never saw `-C`.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["git"])"#,
+        &repository(
+            "git config core.fsmonitor 'touch {outside}/planted; true' && cd / && \
+             git --namespace x -C {ws}/sub status",
+        ),
+        "git",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_plus_option_does_not_hide_a_planted_script() {
+    // `+x` is an option, not the script; the walk once judged it and
+    // stopped.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["bash"])"#,
+        "print 'touch {outside}/planted' > {ws}/evil.sh && cd / && bash +x {ws}/evil.sh",
+        "bash",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_dash_m_pip_does_not_build_a_planted_package() {
+    // `-m pip` hands the rest to pip, whose operands are packages it
+    // builds; the walk once stopped at `pip`.
+    planted_command_stays_in_the_sandbox(
+        r#"prefix_rule(pattern = ["python3.11", "-m", "pip"])"#,
+        "mkdir {ws}/pkg && print 'open(\"{outside}/planted\", \"w\")\nimport setuptools\nsetuptools.setup(name=\"p\")' > {ws}/pkg/setup.py && \
+         cd / && /usr/bin/python3 -m pip install -q --dry-run --no-deps --no-index --no-build-isolation --break-system-packages {ws}/pkg",
+        "python3.11",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn make_does_not_run_a_planted_makefile() {
     planted_command_stays_in_the_sandbox(
         r#"prefix_rule(pattern = ["make"])"#,
