@@ -472,6 +472,9 @@ struct DoctorReport {
     landlock_abi: Option<u32>,
     user_namespaces: bool,
     seccomp: bool,
+    /// Seccomp user notification and thread pidfds: the sandbox's
+    /// supervisor (host sockets, late deny-glob files, protected names).
+    seccomp_supervisor: bool,
     bubblewrap: Option<String>,
     bubblewrap_version: Option<String>,
     sandbox_ready: bool,
@@ -520,6 +523,7 @@ fn doctor(json: bool) -> Result<i32> {
         landlock_abi: machine.landlock_abi,
         user_namespaces: machine.user_namespaces,
         seccomp: machine.seccomp,
+        seccomp_supervisor: machine.seccomp_supervisor,
         bubblewrap: machine
             .bwrap
             .as_ref()
@@ -550,6 +554,10 @@ fn doctor(json: bool) -> Result<i32> {
         );
         println!("user namespaces   {}", yes_no(report.user_namespaces));
         println!("seccomp           {}", yes_no(report.seccomp));
+        println!(
+            "supervisor        {} (seccomp user notification, thread pidfds: Linux 6.9)",
+            yes_no(report.seccomp_supervisor)
+        );
         println!(
             "bubblewrap        {}",
             match (&report.bubblewrap, &report.bubblewrap_version) {
