@@ -89,15 +89,6 @@ impl HostListener {
     }
 }
 
-/// Removes a directory the test made outside its temporary directory.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Python that connects to `path` and prints `NAME:connected` or
 /// `NAME:refused:ERRNO`.
 fn connect_attempt(name: &str, path: &str) -> String {
@@ -547,36 +538,13 @@ async fn no_thread_of_the_supervisor_can_be_opened_through_it() {
     assert_eq!(stdouts, expected, "{outcomes:#?}");
 }
 
-/// The unprivileged user `scripts/setup-debian.sh` creates.
-const UNPRIVILEGED_USER: &str = "execgate-ci";
-
 /// This suite again as an unprivileged user (bubblewrap started by root and
 /// by an ordinary user take different paths): the test binary re-runs
 /// itself, staged where that user can reach it.
 #[test]
 fn the_supervisor_holds_for_an_unprivileged_user() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test stages files as root (CI runs as root)"
-    );
-    let user = nix::unistd::User::from_name(UNPRIVILEGED_USER)
-        .unwrap()
-        .unwrap_or_else(|| panic!("no user {UNPRIVILEGED_USER}: run scripts/setup-debian.sh"));
-    let stage = tempfile::Builder::new()
-        .prefix("execgate-unprivileged-confine")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let stage_path = stage.path();
-    let copy = |from: &Path, name: &str| {
-        let to = stage_path.join(name);
-        fs::copy(from, &to).unwrap();
-        to
-    };
-    let test_binary = copy(&std::env::current_exe().unwrap(), "e2e");
-    let staged_wrapper = copy(&wrapper(), "wrapper");
-    let staged_helper = copy(&sandbox_helper(), "helper");
-    let staged_zsh = copy(&zsh(), "zsh");
-    let places = stage_path.join("places");
+    let run = UnprivilegedRun::stage();
+    let places = run.stage.path().join("places");
     fs::create_dir(&places).unwrap();
     let var_lib = PathBuf::from(format!(
         "/var/lib/execgate-unprivileged-{}",
@@ -584,38 +552,18 @@ fn the_supervisor_holds_for_an_unprivileged_user() {
     ));
     let _cleanup = RemoveOnDrop(var_lib.clone());
     fs::create_dir_all(&var_lib).unwrap();
-    for path in [stage_path, &places, &var_lib] {
-        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let output = std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            UNPRIVILEGED_USER,
-            "--regid",
-            UNPRIVILEGED_USER,
-            "--clear-groups",
-            "--",
-        ])
-        .arg(&test_binary)
-        .args([
+    run.hand_over(&[&places, &var_lib]);
+    let stdout = run.run(
+        &[
             "suite::confine::",
             "--skip",
             "the_supervisor_holds_for_an_unprivileged_user",
-            "--test-threads=1",
-        ])
-        .env("EXECGATE_TEST_WRAPPER", &staged_wrapper)
-        .env("EXECGATE_TEST_HELPER", &staged_helper)
-        .env("EXECGATE_ZSH", &staged_zsh)
-        .env("EXECGATE_TEST_TMPDIR", &places)
-        .env("EXECGATE_TEST_VAR_LIB", &var_lib)
-        .env("HOME", stage_path)
-        .current_dir(stage_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+        ],
+        &[
+            ("EXECGATE_TEST_TMPDIR", &places),
+            ("EXECGATE_TEST_VAR_LIB", &var_lib),
+        ],
+    );
     assert!(
         stdout.contains("9 passed"),
         "the suite did not run in full: {stdout}"

@@ -263,6 +263,93 @@ pub fn stage_for_other_users(files: &[(&Path, &str)]) -> tempfile::TempDir {
     stage
 }
 
+/// Removes a directory the test made outside its temporary directory.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The unprivileged user `scripts/setup-debian.sh` creates.
+pub const UNPRIVILEGED_USER: &str = "execgate-ci";
+
+/// This test binary and the wrapper, helper and zsh it runs, staged where
+/// [`UNPRIVILEGED_USER`] can run them: bubblewrap started by root and by an
+/// ordinary user take different paths, so suites run again as that user.
+pub struct UnprivilegedRun {
+    pub stage: tempfile::TempDir,
+    user: nix::unistd::User,
+    test_binary: PathBuf,
+    wrapper: PathBuf,
+    helper: PathBuf,
+    zsh: PathBuf,
+}
+
+impl UnprivilegedRun {
+    pub fn stage() -> UnprivilegedRun {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test stages files as root (CI runs as root)"
+        );
+        let user = nix::unistd::User::from_name(UNPRIVILEGED_USER)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no user {UNPRIVILEGED_USER}: run scripts/setup-debian.sh"));
+        let test_binary = std::env::current_exe().unwrap();
+        let (wrapper, helper, zsh) = (wrapper(), sandbox_helper(), zsh());
+        let stage = stage_for_other_users(&[
+            (&test_binary, "e2e"),
+            (&wrapper, "wrapper"),
+            (&helper, "helper"),
+            (&zsh, "zsh"),
+        ]);
+        let staged = |name: &str| stage.path().join(name);
+        let run = UnprivilegedRun {
+            test_binary: staged("e2e"),
+            wrapper: staged("wrapper"),
+            helper: staged("helper"),
+            zsh: staged("zsh"),
+            stage,
+            user,
+        };
+        run.hand_over(&[run.stage.path()]);
+        run
+    }
+
+    /// Makes `paths` the user's own, mode 755.
+    pub fn hand_over(&self, paths: &[&Path]) {
+        use std::os::unix::fs::PermissionsExt;
+        for path in paths {
+            nix::unistd::chown(*path, Some(self.user.uid), Some(self.user.gid)).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    /// Runs the staged test binary as the user with `args` (test filters)
+    /// and `env`, in the stage, and returns its output once it succeeded.
+    pub fn run(&self, args: &[&str], env: &[(&str, &Path)]) -> String {
+        let output = std::process::Command::new("setpriv")
+            .args(["--reuid", UNPRIVILEGED_USER, "--regid", UNPRIVILEGED_USER])
+            .args(["--clear-groups", "--"])
+            .arg(&self.test_binary)
+            .args(args)
+            .arg("--test-threads=1")
+            .env("EXECGATE_TEST_WRAPPER", &self.wrapper)
+            .env("EXECGATE_TEST_HELPER", &self.helper)
+            .env("EXECGATE_ZSH", &self.zsh)
+            .envs(env.iter().map(|(name, value)| (*name, *value)))
+            .env("HOME", self.stage.path())
+            .current_dir(self.stage.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        stdout
+    }
+}
+
 /// The sandbox's inner helper built from this workspace's current code
 /// (`EXECGATE_TEST_HELPER` overrides it, as for the wrapper).
 pub fn sandbox_helper() -> PathBuf {

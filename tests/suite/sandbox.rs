@@ -625,71 +625,28 @@ async fn what_cannot_be_enforced_does_not_run() {
     assert!(!world.ws.join("marker").exists());
 }
 
-/// The unprivileged user `scripts/setup-debian.sh` creates.
-const UNPRIVILEGED_USER: &str = "execgate-ci";
-
 /// The corpus again, as an unprivileged user: bubblewrap started by root
 /// and by an ordinary user take different paths. The test binary re-runs
 /// itself, staged where that user can reach it.
 #[test]
 fn the_escape_corpus_fails_to_escape_as_an_unprivileged_user() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test stages files as root (CI runs as root)"
-    );
-    let user = nix::unistd::User::from_name(UNPRIVILEGED_USER)
-        .unwrap()
-        .unwrap_or_else(|| panic!("no user {UNPRIVILEGED_USER}: run scripts/setup-debian.sh"));
-    let stage = tempfile::Builder::new()
-        .prefix("execgate-unprivileged")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let stage_path = stage.path();
-    let copy = |from: &Path, name: &str| {
-        let to = stage_path.join(name);
-        fs::copy(from, &to).unwrap();
-        to
-    };
-    let test_binary = copy(&std::env::current_exe().unwrap(), "e2e");
-    let staged_wrapper = copy(&wrapper(), "wrapper");
-    let staged_helper = copy(&sandbox_helper(), "helper");
-    let staged_zsh = copy(&zsh(), "zsh");
-    let worlds = stage_path.join("worlds");
+    let run = UnprivilegedRun::stage();
+    let worlds = run.stage.path().join("worlds");
     fs::create_dir(&worlds).unwrap();
     let run_dir = PathBuf::from(format!("/run/execgate-unprivileged-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(run_dir.clone());
     fs::create_dir_all(&run_dir).unwrap();
-    for path in [stage_path, &worlds, &run_dir] {
-        nix::unistd::chown(path, Some(user.uid), Some(user.gid)).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let output = std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            UNPRIVILEGED_USER,
-            "--regid",
-            UNPRIVILEGED_USER,
-            "--clear-groups",
-            "--",
-        ])
-        .arg(&test_binary)
-        .args([
+    run.hand_over(&[&worlds, &run_dir]);
+    let stdout = run.run(
+        &[
             "--exact",
             "suite::sandbox::the_escape_corpus_fails_to_escape",
-            "--test-threads=1",
-        ])
-        .env("EXECGATE_TEST_WRAPPER", &staged_wrapper)
-        .env("EXECGATE_TEST_HELPER", &staged_helper)
-        .env("EXECGATE_ZSH", &staged_zsh)
-        .env("EXECGATE_TEST_TMPDIR", &worlds)
-        .env("EXECGATE_TEST_RUN_DIR", &run_dir)
-        .env("HOME", stage_path)
-        .current_dir(stage_path)
-        .output()
-        .unwrap();
-    let _ = fs::remove_dir_all(&run_dir);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+        ],
+        &[
+            ("EXECGATE_TEST_TMPDIR", &worlds),
+            ("EXECGATE_TEST_RUN_DIR", &run_dir),
+        ],
+    );
     assert!(
         stdout.contains("1 passed"),
         "the corpus did not run: {stdout}"
