@@ -23,7 +23,7 @@ use execgate_core_bridge::server::sandbox::{
     AdditionalPermissions, Launcher, MachineReport, PermissionProfile, ResolvedPolicy,
     SandboxContext,
 };
-use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEvent};
+use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
     ShellSessionConfig, SkillRegistry, Stdio3, Tools,
@@ -432,6 +432,15 @@ fn show_event(event: &SessionEvent) {
                 .as_ref()
                 .map(|rule| format!(", rule {}", rule.id))
                 .unwrap_or_default()
+        ),
+        SessionEvent::Ended { reason, running } => eprintln!(
+            "execgate: session ended ({}); escalated children still running, killed: {running}",
+            match reason {
+                SessionEnd::Signal(signal) => format!("signal {signal}"),
+                SessionEnd::Closed => "closed".into(),
+                // `SessionEnd` is non-exhaustive: a kind of end added later.
+                other => format!("{other:?}"),
+            }
         ),
         other => eprintln!("execgate: {other:?}"),
     }
