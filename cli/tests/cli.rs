@@ -870,3 +870,59 @@ fn signals_sent_to_an_interactive_shell_end_its_session() {
         );
     }
 }
+
+/// A warden killed from outside cannot keep its promise, so the session
+/// refuses further escalations (and says why) instead of starting children
+/// that nothing would end if `execgate` died.
+#[test]
+fn a_killed_warden_stops_escalations() {
+    use std::io::BufRead;
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("sleep.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"sleep\"])\n").unwrap();
+    let go = ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let mut run = Command::new(binary)
+        .args(["run", "--rules"])
+        .arg(&rules)
+        .args([
+            "--",
+            "sleep 0.01 && print first; : < go; sleep 0.01; print status=$?",
+        ])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert_eq!(first, "first\n");
+    let owner = run.id().to_string();
+    let warden = pids_with("execgate-warden", &[])
+        .into_iter()
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|end| stat[end + 1..].split_whitespace().nth(1))
+                    == Some(owner.as_str())
+            })
+        })
+        .expect("execgate runs a warden");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(warden),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::fs::write(&go, b"").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut run.stderr.take().unwrap(), &mut stderr).unwrap();
+    run.wait().unwrap();
+    assert_eq!(rest, "status=126\n", "{stderr}");
+    assert!(stderr.contains("warden"), "{stderr}");
+}

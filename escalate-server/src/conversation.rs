@@ -459,6 +459,7 @@ fn spawn_plan(
     launch: Launch,
     mut fds: Vec<(OwnedFd, RawFd)>,
 ) -> Result<SpawnPlan, String> {
+    shared.children.scope.check()?;
     let Launch {
         opened,
         directory,

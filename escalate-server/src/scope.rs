@@ -26,13 +26,14 @@
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use execgate_protocol::{WardenRecord, WARDEN_FLAG};
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::sys::{self, SpawnPlan};
 
@@ -72,6 +73,15 @@ struct Warden {
     pipe: OwnedFd,
     cgroup: Option<PathBuf>,
     pid: i32,
+    /// Readable once the warden has exited, whoever reaps it.
+    pidfd: OwnedFd,
+}
+
+impl Warden {
+    fn alive(&self) -> bool {
+        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
 }
 
 static WARDEN: Mutex<Option<Arc<Warden>>> = Mutex::new(None);
@@ -173,6 +183,21 @@ impl Scope {
         }
     }
 
+    /// Whether an escalated child may start: not once the warden has gone
+    /// (killed from outside), since nothing would then kill the child if
+    /// this process died.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.warden.alive() {
+            return Ok(());
+        }
+        Err(format!(
+            "the session's warden (pid {}) has gone, so nothing would end an escalated child \
+             if this process died: escalations are refused in this session (a new session \
+             starts a new warden)",
+            self.warden.pid
+        ))
+    }
+
     /// Tells the warden that the group `pgid` leads is about to be reaped.
     pub(crate) fn untrack(&self, pgid: i32) {
         if self.cgroup.is_none() {
@@ -209,23 +234,18 @@ impl Drop for Scope {
     }
 }
 
-/// This process's warden, started on first use.
+/// This process's warden, started on first use, and again if it was
+/// killed (with the cgroup it had).
 fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
     let mut slot = WARDEN.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(warden) = slot.as_ref() {
-        return Ok(warden.clone());
-    }
-    let cgroup = match std::env::var(ENV_SCOPE).as_deref() {
-        Ok("process-groups") => None,
-        Ok("cgroup") => Some(process_cgroup().map_err(ScopeError::CgroupRequired)?),
-        Ok(other) if !other.is_empty() => return Err(ScopeError::BadSetting(other.into())),
-        _ => match process_cgroup() {
-            Ok(path) => Some(path),
-            Err(why) => {
-                tracing::info!(%why, "no cgroup for sessions; process groups only");
-                None
-            }
-        },
+    let previous_cgroup = match slot.as_ref() {
+        Some(warden) if warden.alive() => return Ok(warden.clone()),
+        Some(warden) => Some(warden.cgroup.clone()),
+        None => None,
+    };
+    let cgroup = match previous_cgroup {
+        Some(cgroup) => cgroup,
+        None => choose_cgroup()?,
     };
     let warden = start_warden(wrapper, cgroup.as_deref()).map_err(|source| {
         if let Some(cgroup) = &cgroup {
@@ -236,14 +256,37 @@ fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
             source,
         }
     })?;
-    let (pipe, pid) = warden;
-    let warden = Arc::new(Warden { pipe, cgroup, pid });
+    let (pipe, pid, pidfd) = warden;
+    let warden = Arc::new(Warden {
+        pipe,
+        cgroup,
+        pid,
+        pidfd,
+    });
     *slot = Some(warden.clone());
     Ok(warden)
 }
 
-/// Starts the warden; returns the write end of its pipe and its pid.
-fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i32)> {
+/// The process's cgroup as `EXECGATE_SCOPE` asks: `None` for process
+/// groups.
+fn choose_cgroup() -> Result<Option<PathBuf>, ScopeError> {
+    Ok(match std::env::var(ENV_SCOPE).as_deref() {
+        Ok("process-groups") => None,
+        Ok("cgroup") => Some(process_cgroup().map_err(ScopeError::CgroupRequired)?),
+        Ok(other) if !other.is_empty() => return Err(ScopeError::BadSetting(other.into())),
+        _ => match process_cgroup() {
+            Ok(path) => Some(path),
+            Err(why) => {
+                tracing::info!(%why, "no cgroup for sessions; process groups only");
+                None
+            }
+        },
+    })
+}
+
+/// Starts the warden; returns the write end of its pipe, its pid and a
+/// pidfd for it.
+fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i32, OwnedFd)> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let executable = std::fs::File::open(wrapper)?;
     let mut argv: Vec<OsString> = vec!["execgate-warden".into(), WARDEN_FLAG.into(), "3".into()];
@@ -269,9 +312,11 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         warden_pipe: None,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error)?;
-    // The warden is our child until we die; it never exits before that,
-    // so there is nothing to reap while we live.
-    Ok((write, pid))
+    // The warden is our child until we die and exits only after us, unless
+    // it is killed; then it stays a zombie (a pid held, nothing else) until
+    // we exit or someone reaps it.
+    let pidfd = sys::pidfd_open(pid)?;
+    Ok((write, pid, pidfd))
 }
 
 /// Makes `execgate-PID` in this process's own cgroup v2 and checks that it
