@@ -925,4 +925,12 @@ fn a_killed_warden_stops_escalations() {
     run.wait().unwrap();
     assert_eq!(rest, "status=126\n", "{stderr}");
     assert!(stderr.contains("warden"), "{stderr}");
+
+    // Nobody removed the dead owner's cgroup; the next execgate does.
+    let doctor = execgate(&ws, &["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(report["session_scope"], "cgroup", "{report}");
+    let probe = Path::new(report["session_scope_detail"].as_str().unwrap());
+    let abandoned = probe.parent().unwrap().join(format!("execgate-{owner}"));
+    assert!(!abandoned.exists(), "{} was left", abandoned.display());
 }

@@ -244,7 +244,9 @@ fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
         None => None,
     };
     let cgroup = match previous_cgroup {
-        Some(cgroup) => cgroup,
+        // A killed warden's cgroup, made again if it was removed.
+        Some(Some(_)) => Some(process_cgroup().map_err(ScopeError::CgroupRequired)?),
+        Some(None) => None,
         None => choose_cgroup()?,
     };
     let warden = start_warden(wrapper, cgroup.as_deref()).map_err(|source| {
@@ -329,9 +331,9 @@ fn process_cgroup() -> Result<PathBuf, String> {
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
         .ok_or("this process is in no cgroup v2")?;
-    let dir = mount
-        .join(own.trim_start_matches('/'))
-        .join(format!("execgate-{}", std::process::id()));
+    let parent = mount.join(own.trim_start_matches('/'));
+    remove_abandoned(&parent);
+    let dir = parent.join(format!("execgate-{}", std::process::id()));
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
@@ -342,6 +344,36 @@ fn process_cgroup() -> Result<PathBuf, String> {
         return Err("the kernel has no cgroup.kill (Linux 5.14 or later)".into());
     }
     Ok(dir)
+}
+
+/// Removes the empty `execgate-PID` cgroups in `parent` of processes that
+/// no longer exist: their warden was killed before it could. A cgroup that
+/// still holds a process is left alone (the kernel refuses to remove it).
+fn remove_abandoned(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("execgate-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(sessions) = std::fs::read_dir(entry.path()) {
+            for session in sessions.flatten() {
+                if session.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    let _ = std::fs::remove_dir(session.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(entry.path());
+    }
 }
 
 /// Where the cgroup v2 hierarchy is mounted, from `/proc/self/mountinfo`.
