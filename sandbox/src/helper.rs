@@ -325,18 +325,23 @@ fn apply_seccomp(restrict_network: bool, supervised: Supervised) -> Result<(), S
             apply_errno_filter(libc::SYS_openat2, libc::ENOSYS)?;
         }
     }
+    let program = compile_filter(rules, SeccompAction::Errno(libc::EPERM as u32))?;
+    seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
+}
+
+/// A filter for this machine's architecture that lets every call through
+/// but those `rules` match, which get `on_match`.
+pub(crate) fn compile_filter(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    on_match: SeccompAction,
+) -> Result<BpfProgram, String> {
+    let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
     let arch = std::env::consts::ARCH
         .try_into()
         .map_err(|e| seccomp_error(&e))?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        arch,
-    )
-    .map_err(|e| seccomp_error(&e))?;
-    let program: BpfProgram = filter.try_into().map_err(|e| seccomp_error(&e))?;
-    seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, on_match, arch)
+        .map_err(|e| seccomp_error(&e))?;
+    filter.try_into().map_err(|e| seccomp_error(&e))
 }
 
 /// Installs the x32 refusal (before every other filter, the supervisor's
@@ -409,17 +414,7 @@ fn x32_refusing_program() -> BpfProgram {
 fn apply_errno_filter(syscall: i64, errno: i32) -> Result<(), String> {
     let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
     let rules = BTreeMap::from([(syscall, Vec::new())]);
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| seccomp_error(&e))?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno as u32),
-        arch,
-    )
-    .map_err(|e| seccomp_error(&e))?;
-    let program: BpfProgram = filter.try_into().map_err(|e| seccomp_error(&e))?;
+    let program = compile_filter(rules, SeccompAction::Errno(errno as u32))?;
     seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
 }
 

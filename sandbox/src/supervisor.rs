@@ -54,8 +54,7 @@ use nix::sys::stat::Mode;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
 };
 
 use crate::sys;
@@ -180,17 +179,7 @@ pub(crate) fn notifying_program(supervision: &Supervision) -> Result<BpfProgram,
             }
         }
     }
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| seccomp_error(&e))?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Trace(NOTIFY_MARK),
-        arch,
-    )
-    .map_err(|e| seccomp_error(&e))?;
-    let mut program: BpfProgram = filter.try_into().map_err(|e| seccomp_error(&e))?;
+    let mut program = crate::helper::compile_filter(rules, SeccompAction::Trace(NOTIFY_MARK))?;
     const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let marked = libc::SECCOMP_RET_TRACE | NOTIFY_MARK;
     let mut patched = 0;

@@ -237,16 +237,6 @@ fn noise(seed: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn stream_pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap()
-}
-
 /// A hello datagram; the server may already have refused an earlier part
 /// of the same request, so send errors on private sockets are ignored, but
 /// the session socket must always take a datagram.

@@ -272,6 +272,19 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// A connected pair of stream sockets, close-on-exec: a private
+/// connection as the wrapper makes one.
+pub fn stream_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap()
+}
+
 /// The unprivileged user `scripts/setup-debian.sh` creates.
 pub const UNPRIVILEGED_USER: &str = "execgate-ci";
 

@@ -659,16 +659,6 @@ fn send_hello_datagram(session: &Session, data: &[u8], fds: &[&OwnedFd]) {
     send_with_fds(socket, data, &fds).unwrap();
 }
 
-fn stream_pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap()
-}
-
 /// Opens a private connection and sends `bytes` on it, then closes it.
 fn rogue_conversation(session: &Session, bytes: &[u8]) {
     let (mine, theirs) = stream_pair();
