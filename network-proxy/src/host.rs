@@ -1,0 +1,486 @@
+//! Destinations as clients name them, and the `domains` lists that decide
+//! them.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::str::FromStr;
+
+use crate::address::{ends_in_number, parse_ipv4_shorthand};
+
+/// A host name in canonical form: ASCII, lowercase, no trailing dot, every
+/// label 1 to 63 bytes of letters, digits, `-` and `_`, and not numeric at
+/// the end (that would be an address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `self` is `apex` or lies under it.
+    fn is_within(&self, apex: &HostName) -> bool {
+        self == apex || self.is_strictly_under(apex)
+    }
+
+    fn is_strictly_under(&self, apex: &HostName) -> bool {
+        self.0.len() > apex.0.len()
+            && self.0.ends_with(apex.as_str())
+            && self.0.as_bytes()[self.0.len() - apex.0.len() - 1] == b'.'
+    }
+}
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a client asked to connect: a host name or an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Name(HostName),
+    Address(IpAddr),
+}
+
+/// Why a destination could not be read. The connection is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DestinationError {
+    #[error("the destination host is empty")]
+    Empty,
+    #[error("`{0}` is not an IPv6 address")]
+    BadIpv6(String),
+    #[error("`{0}` ends in a number but is not an IPv4 address")]
+    NumericHost(String),
+    #[error("`{0}` is not ASCII; give an internationalized name in its xn-- form")]
+    NotAscii(String),
+    #[error("`{host}` is not a valid host name: {reason}")]
+    BadName { host: String, reason: &'static str },
+}
+
+impl Destination {
+    /// Reads a host as a client sent it: `[v6]` or a bare IPv6 address (a
+    /// zone such as `%eth0` is dropped: the address alone decides), an IPv4
+    /// address in any form `inet_aton` accepts, or a host name, lowercased
+    /// and without its trailing dot.
+    pub fn parse(host: &str) -> Result<Destination, DestinationError> {
+        if host.is_empty() {
+            return Err(DestinationError::Empty);
+        }
+        if let Some(inner) = host.strip_prefix('[') {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| DestinationError::BadIpv6(host.to_owned()))?;
+            return parse_ipv6(inner)
+                .map(Destination::Address)
+                .map_err(|_| DestinationError::BadIpv6(host.to_owned()));
+        }
+        if host.contains(':') {
+            return parse_ipv6(host).map(Destination::Address);
+        }
+        if !host.is_ascii() {
+            return Err(DestinationError::NotAscii(host.to_owned()));
+        }
+        let lowered = host.to_ascii_lowercase();
+        let name = lowered.strip_suffix('.').unwrap_or(&lowered);
+        if ends_in_number(name) {
+            return parse_ipv4_shorthand(name)
+                .map(|v4| Destination::Address(IpAddr::V4(v4)))
+                .ok_or_else(|| DestinationError::NumericHost(host.to_owned()));
+        }
+        check_labels(name)
+            .map(|()| Destination::Name(HostName(name.to_owned())))
+            .map_err(|reason| DestinationError::BadName {
+                host: host.to_owned(),
+                reason,
+            })
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Name(name) => name.fmt(f),
+            Destination::Address(IpAddr::V4(v4)) => v4.fmt(f),
+            Destination::Address(IpAddr::V6(v6)) => write!(f, "[{v6}]"),
+        }
+    }
+}
+
+fn parse_ipv6(text: &str) -> Result<IpAddr, DestinationError> {
+    let without_zone = text
+        .split_once('%')
+        .map_or(text, |(address, _zone)| address);
+    without_zone
+        .parse::<Ipv6Addr>()
+        .map(IpAddr::V6)
+        .map_err(|_| DestinationError::BadIpv6(text.to_owned()))
+}
+
+fn check_labels(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 253 {
+        return Err("it is longer than 253 bytes");
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("it has an empty label");
+        }
+        if label.len() > 63 {
+            return Err("a label is longer than 63 bytes");
+        }
+        if !label
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        {
+            return Err("labels may hold only letters, digits, `-` and `_`");
+        }
+    }
+    Ok(())
+}
+
+/// One key of a `domains` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainPattern {
+    /// `example.com` or `192.0.2.7`: that destination only.
+    Exact(Destination),
+    /// `*.example.com`: names under it, not the apex.
+    Subdomains(HostName),
+    /// `**.example.com`: the apex and the names under it.
+    ApexAndSubdomains(HostName),
+    /// `*`: every destination.
+    Everything,
+}
+
+impl DomainPattern {
+    pub fn matches(&self, destination: &Destination) -> bool {
+        match (self, destination) {
+            (DomainPattern::Everything, _) => true,
+            (DomainPattern::Exact(exact), _) => exact == destination,
+            (DomainPattern::Subdomains(apex), Destination::Name(name)) => {
+                name.is_strictly_under(apex)
+            }
+            (DomainPattern::ApexAndSubdomains(apex), Destination::Name(name)) => {
+                name.is_within(apex)
+            }
+            (
+                DomainPattern::Subdomains(_) | DomainPattern::ApexAndSubdomains(_),
+                Destination::Address(_),
+            ) => false,
+        }
+    }
+}
+
+impl FromStr for DomainPattern {
+    type Err = DomainListError;
+
+    fn from_str(pattern: &str) -> Result<DomainPattern, DomainListError> {
+        let invalid = |reason: String| DomainListError::BadPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        if pattern == "*" {
+            return Ok(DomainPattern::Everything);
+        }
+        let (apex, make): (&str, fn(HostName) -> DomainPattern) = if let Some(apex) =
+            pattern.strip_prefix("**.")
+        {
+            (apex, DomainPattern::ApexAndSubdomains)
+        } else if let Some(apex) = pattern.strip_prefix("*.") {
+            (apex, DomainPattern::Subdomains)
+        } else {
+            let exact = Destination::parse(pattern).map_err(|error| invalid(error.to_string()))?;
+            return Ok(DomainPattern::Exact(exact));
+        };
+        if apex.contains('*') {
+            return Err(invalid(
+                "`*` may only stand alone or as `*.` or `**.` before a domain".into(),
+            ));
+        }
+        match Destination::parse(apex).map_err(|error| invalid(error.to_string()))? {
+            Destination::Name(name) => Ok(make(name)),
+            Destination::Address(_) => {
+                Err(invalid("a wildcard needs a domain, not an address".into()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainPattern::Exact(destination) => destination.fmt(f),
+            DomainPattern::Subdomains(apex) => write!(f, "*.{apex}"),
+            DomainPattern::ApexAndSubdomains(apex) => write!(f, "**.{apex}"),
+            DomainPattern::Everything => f.write_str("*"),
+        }
+    }
+}
+
+/// What a `domains` entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListDecision {
+    Allow,
+    Deny,
+}
+
+impl FromStr for ListDecision {
+    type Err = DomainListError;
+
+    fn from_str(text: &str) -> Result<ListDecision, DomainListError> {
+        match text {
+            "allow" => Ok(ListDecision::Allow),
+            "deny" => Ok(ListDecision::Deny),
+            other => Err(DomainListError::BadDecision(other.to_owned())),
+        }
+    }
+}
+
+/// Why a `domains` table was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DomainListError {
+    #[error("`{pattern}` is not a domain pattern: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("`{0}` is neither \"allow\" nor \"deny\"")]
+    BadDecision(String),
+    #[error(
+        "a bare `*` in a deny list would deny every destination; leave the destination \
+         undecided (it is then asked about) or use restricted networking"
+    )]
+    DenyEverything,
+}
+
+/// The entry of a list that decided a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListMatch {
+    pub decision: ListDecision,
+    pub pattern: DomainPattern,
+}
+
+impl ListMatch {
+    /// Whether the entry names the destination itself rather than a
+    /// wildcard: only such an entry lets a non-public address through.
+    pub fn is_explicit(&self) -> bool {
+        matches!(self.pattern, DomainPattern::Exact(_))
+    }
+}
+
+/// A profile's `domains` table. Deny entries win over allow entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainList {
+    allow: Vec<DomainPattern>,
+    deny: Vec<DomainPattern>,
+}
+
+impl DomainList {
+    pub fn new<'a>(
+        entries: impl IntoIterator<Item = (&'a str, ListDecision)>,
+    ) -> Result<DomainList, DomainListError> {
+        let mut list = DomainList::default();
+        for (pattern, decision) in entries {
+            let pattern: DomainPattern = pattern.parse()?;
+            match decision {
+                ListDecision::Allow => list.allow.push(pattern),
+                ListDecision::Deny if pattern == DomainPattern::Everything => {
+                    return Err(DomainListError::DenyEverything);
+                }
+                ListDecision::Deny => list.deny.push(pattern),
+            }
+        }
+        Ok(list)
+    }
+
+    /// The entry that decides `destination`, if any: the first deny entry
+    /// that matches, else the most explicit allow entry that matches.
+    pub fn decide(&self, destination: &Destination) -> Option<ListMatch> {
+        let found = |patterns: &[DomainPattern], decision| {
+            patterns
+                .iter()
+                .filter(|pattern| pattern.matches(destination))
+                .min_by_key(|pattern| !matches!(pattern, DomainPattern::Exact(_)))
+                .map(|pattern| ListMatch {
+                    decision,
+                    pattern: pattern.clone(),
+                })
+        };
+        found(&self.deny, ListDecision::Deny).or_else(|| found(&self.allow, ListDecision::Allow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Destination {
+        Destination::Name(HostName(text.to_owned()))
+    }
+
+    fn address(text: &str) -> Destination {
+        Destination::Address(text.parse().unwrap_or_else(|_| panic!("{text}")))
+    }
+
+    #[test]
+    fn destinations_are_read_into_one_canonical_form() {
+        let cases: Vec<(&str, Result<Destination, DestinationError>)> = vec![
+            ("Example.COM.", Ok(name("example.com"))),
+            ("crates.io", Ok(name("crates.io"))),
+            ("_acme.example.com", Ok(name("_acme.example.com"))),
+            ("[::1]", Ok(address("::1"))),
+            ("::1", Ok(address("::1"))),
+            ("[fe80::1%eth0]", Ok(address("fe80::1"))),
+            ("[::ffff:127.0.0.1]", Ok(address("::ffff:127.0.0.1"))),
+            ("2852039166", Ok(address("169.254.169.254"))),
+            ("0x7f.1", Ok(address("127.0.0.1"))),
+            ("127.1.", Ok(address("127.0.0.1"))),
+            ("0X7F000001", Ok(address("127.0.0.1"))),
+            ("", Err(DestinationError::Empty)),
+            ("[::1", Err(DestinationError::BadIpv6("[::1".into()))),
+            (
+                "[example.com]",
+                Err(DestinationError::BadIpv6("[example.com]".into())),
+            ),
+            (
+                "1.2.3.999",
+                Err(DestinationError::NumericHost("1.2.3.999".into())),
+            ),
+            (
+                "foo.123",
+                Err(DestinationError::NumericHost("foo.123".into())),
+            ),
+            (
+                "bücher.de",
+                Err(DestinationError::NotAscii("bücher.de".into())),
+            ),
+            (
+                "a..b",
+                Err(DestinationError::BadName {
+                    host: "a..b".into(),
+                    reason: "it has an empty label",
+                }),
+            ),
+            (
+                "a b.com",
+                Err(DestinationError::BadName {
+                    host: "a b.com".into(),
+                    reason: "labels may hold only letters, digits, `-` and `_`",
+                }),
+            ),
+            (
+                ".",
+                Err(DestinationError::BadName {
+                    host: ".".into(),
+                    reason: "it is empty",
+                }),
+            ),
+        ];
+        let got: Vec<_> = cases
+            .iter()
+            .map(|(host, _)| (*host, Destination::parse(host)))
+            .collect();
+        assert_eq!(got, cases);
+    }
+
+    #[test]
+    fn wildcard_forms_match_what_they_say() {
+        let cases = [
+            ("example.com", "example.com", true),
+            ("example.com", "www.example.com", false),
+            ("*.example.com", "example.com", false),
+            ("*.example.com", "www.example.com", true),
+            ("*.example.com", "a.b.example.com", true),
+            ("*.example.com", "notexample.com", false),
+            ("*.example.com", "www.example.com.evil", false),
+            ("**.example.com", "example.com", true),
+            ("**.example.com", "a.b.example.com", true),
+            ("**.example.com", "badexample.com", false),
+            ("EXAMPLE.com.", "example.com", true),
+            ("*", "anything.at.all", true),
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.1", "127.1", true),
+            ("[::1]", "::1", true),
+            ("*.example.com", "93.184.216.34", false),
+        ];
+        for (pattern, host, expected) in cases {
+            let pattern: DomainPattern = pattern.parse().unwrap_or_else(|e| panic!("{e}"));
+            let destination = Destination::parse(host).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                pattern.matches(&destination),
+                expected,
+                "{pattern} vs {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused() {
+        for pattern in [
+            "foo*.com",
+            "*example.com",
+            "a.*.com",
+            "*.*.com",
+            "*.1.2.3.4",
+            "**",
+            "",
+        ] {
+            assert!(
+                pattern.parse::<DomainPattern>().is_err(),
+                "`{pattern}` should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn deny_wins_and_a_bare_star_cannot_deny() {
+        let list = DomainList::new([
+            ("**.github.com", ListDecision::Allow),
+            ("gist.github.com", ListDecision::Deny),
+            ("*", ListDecision::Allow),
+            ("evil.example", ListDecision::Deny),
+            ("127.0.0.1", ListDecision::Allow),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let decide = |host: &str| {
+            list.decide(&Destination::parse(host).unwrap_or_else(|e| panic!("{e}")))
+                .map(|found| {
+                    (
+                        found.decision,
+                        found.pattern.to_string(),
+                        found.is_explicit(),
+                    )
+                })
+        };
+        let allow = ListDecision::Allow;
+        let deny = ListDecision::Deny;
+        assert_eq!(
+            decide("api.github.com"),
+            Some((allow, "**.github.com".into(), false))
+        );
+        assert_eq!(
+            decide("gist.github.com"),
+            Some((deny, "gist.github.com".into(), true))
+        );
+        assert_eq!(
+            decide("EVIL.example."),
+            Some((deny, "evil.example".into(), true))
+        );
+        assert_eq!(decide("crates.io"), Some((allow, "*".into(), false)));
+        assert_eq!(
+            decide("0x7f000001"),
+            Some((allow, "127.0.0.1".into(), true))
+        );
+
+        assert_eq!(
+            DomainList::new([("*", ListDecision::Deny)]),
+            Err(DomainListError::DenyEverything)
+        );
+        assert_eq!(DomainList::default().decide(&name("crates.io")), None);
+        assert_eq!(
+            "maybe".parse::<ListDecision>(),
+            Err(DomainListError::BadDecision("maybe".into()))
+        );
+    }
+}

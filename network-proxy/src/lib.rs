@@ -1,0 +1,43 @@
+//! execgate's managed network: the model that decides which destinations a
+//! command in a `limited` sandbox may reach.
+//!
+//! A `limited` sandbox has no route out except to execgate's proxy, which
+//! runs outside the sandbox and decides every connection on its destination:
+//! the host as the client named it, the addresses it resolves to, the port
+//! and the protocol. This crate holds the parts of that decision that need
+//! no I/O, so that they can be tested exhaustively and reused by the proxy,
+//! `execgate policy check --network` and the profile loader:
+//!
+//! - [`Destination::parse`] turns what a client sent (`Example.COM.`,
+//!   `[::1]`, `2852039166`, `0x7f.1`) into one canonical form: a lowercase
+//!   host name without its trailing dot, or an IP address. Numeric host
+//!   names are read the way the C library's `inet_aton` reads them, because
+//!   that is how the tools behind the proxy would reach them; a host name
+//!   that ends in a numeric label but is no valid address is refused rather
+//!   than guessed at.
+//! - [`DomainList`] holds a profile's `domains` table: `example.com` matches
+//!   exactly, `*.example.com` only subdomains, `**.example.com` the apex and
+//!   its subdomains. A deny entry always wins over an allow entry, and a
+//!   bare `*` is refused in a deny list (it would deny everything while
+//!   reading like a default).
+//! - [`classify`] says whether an address is public. Loopback, private,
+//!   link-local, shared (CGNAT), documentation, benchmarking, multicast,
+//!   reserved and unspecified ranges are not, in IPv4 and IPv6 alike, and an
+//!   IPv6 address that embeds an IPv4 one (v4-mapped, v4-compatible, NAT64,
+//!   6to4) is judged by the address it embeds. The proxy refuses non-public
+//!   destinations unless a list names them exactly, and checks the address
+//!   again at connect time, so a name that resolves differently the second
+//!   time is caught.
+//!
+//! What this crate must never do: open a socket, resolve a name, or turn an
+//! input it cannot read into a default decision. Anything it cannot parse is
+//! an error, and the caller refuses the connection.
+
+mod address;
+mod host;
+
+pub use address::{classify, AddressClass, NonPublicRange};
+pub use host::{
+    Destination, DestinationError, DomainList, DomainListError, DomainPattern, HostName,
+    ListDecision, ListMatch,
+};
