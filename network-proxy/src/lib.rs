@@ -35,9 +35,14 @@
 
 mod address;
 mod host;
+mod proxy;
 
 pub use address::{classify, AddressClass, NonPublicRange};
 pub use host::{
     Destination, DestinationError, DomainList, DomainListError, DomainPattern, HostName,
     ListDecision, ListMatch,
+};
+pub use proxy::{
+    list_verdict, serve_connection, ConnectRequest, ConnectionOutcome, ConnectionReport, Decider,
+    NonPublicAddresses, Protocol, Verdict,
 };

@@ -1,0 +1,655 @@
+//! The proxy: HTTP (absolute-form requests and `CONNECT`) and SOCKS5
+//! `CONNECT`, on whatever stream the sandbox's bridge hands over. Every
+//! connection is decided before a byte leaves, and the address it goes to
+//! is the one that was checked.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::address::{classify, AddressClass};
+use crate::host::{Destination, DestinationError};
+
+/// How the client asked: the protocol names of `network_rule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// An absolute-form HTTP request, forwarded by the proxy.
+    Http,
+    /// An HTTP `CONNECT` tunnel (what clients use for TLS).
+    Https,
+    /// A SOCKS5 `CONNECT`.
+    Socks5Tcp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+            Protocol::Socks5Tcp => "socks5-tcp",
+        })
+    }
+}
+
+/// One connection a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnectRequest {
+    pub destination: Destination,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+/// Whether an allowed destination may still end at a non-public address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonPublicAddresses {
+    /// Refused: the destination was allowed by a wildcard, a rule or a
+    /// person who saw the name, not the address it resolves to.
+    Refuse,
+    /// Permitted: a list entry names this destination exactly.
+    Permit,
+}
+
+/// What the decider says about a [`ConnectRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(NonPublicAddresses),
+    Deny { reason: String },
+}
+
+/// Decides connections: the profile's lists, the rules, the approver.
+pub trait Decider: Send + Sync {
+    fn decide<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+}
+
+/// How one connection ended, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionReport {
+    /// `None` when the client's request could not be read.
+    pub request: Option<ConnectRequest>,
+    pub outcome: ConnectionOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionOutcome {
+    /// Connected to `address`; the byte counts are the client's payload in
+    /// each direction once the connection closed.
+    Relayed {
+        address: SocketAddr,
+        bytes_sent: u64,
+        bytes_received: u64,
+    },
+    Denied {
+        reason: String,
+    },
+    /// Allowed, but no checked address could be reached.
+    Unreachable {
+        reason: String,
+    },
+    /// The client sent something the proxy does not serve.
+    Refused {
+        reason: String,
+    },
+}
+
+/// The longest HTTP request head the proxy reads.
+const MAX_HEAD: usize = 32 * 1024;
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one client connection to its end and says how it went.
+pub async fn serve_connection<S>(client: S, decider: &dyn Decider) -> ConnectionReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = tokio::io::BufReader::new(client);
+    let first = match tokio::time::timeout(REQUEST_TIMEOUT, peek_byte(&mut client)).await {
+        Ok(Ok(Some(byte))) => byte,
+        Ok(Ok(None)) => return refused(None, "the client sent nothing"),
+        Ok(Err(error)) => return refused(None, &format!("cannot read the request: {error}")),
+        Err(_) => return refused(None, "the client sent no request in time"),
+    };
+    if first == SOCKS_VERSION {
+        serve_socks(client, decider).await
+    } else {
+        serve_http(client, decider).await
+    }
+}
+
+async fn peek_byte<S: AsyncRead + Unpin>(
+    client: &mut tokio::io::BufReader<S>,
+) -> io::Result<Option<u8>> {
+    use tokio::io::AsyncBufReadExt;
+    Ok(client.fill_buf().await?.first().copied())
+}
+
+fn refused(request: Option<ConnectRequest>, reason: &str) -> ConnectionReport {
+    ConnectionReport {
+        request,
+        outcome: ConnectionOutcome::Refused {
+            reason: reason.to_owned(),
+        },
+    }
+}
+
+/// Decides `request`, then connects to the first of its addresses that the
+/// verdict permits. The address connected to is the one checked: a name is
+/// resolved once, here, so an answer that changes between the decision and
+/// the connection cannot slip a non-public address through.
+async fn decide_and_connect(
+    request: &ConnectRequest,
+    decider: &dyn Decider,
+) -> Result<TcpStream, ConnectionOutcome> {
+    let non_public = match decider.decide(request).await {
+        Verdict::Allow(non_public) => non_public,
+        Verdict::Deny { reason } => return Err(ConnectionOutcome::Denied { reason }),
+    };
+    let addresses: Vec<SocketAddr> = match &request.destination {
+        Destination::Address(address) => vec![SocketAddr::new(*address, request.port)],
+        Destination::Name(name) => {
+            match tokio::net::lookup_host((name.as_str(), request.port)).await {
+                Ok(found) => found.collect(),
+                Err(error) => {
+                    return Err(ConnectionOutcome::Unreachable {
+                        reason: format!("cannot resolve {name}: {error}"),
+                    })
+                }
+            }
+        }
+    };
+    let mut last_problem = format!("{} resolves to no address", request.destination);
+    let mut refused_ranges = Vec::new();
+    for address in addresses {
+        if let (AddressClass::NonPublic(range), NonPublicAddresses::Refuse) =
+            (classify(address.ip()), non_public)
+        {
+            refused_ranges.push(format!("{} is {range}", address.ip()));
+            continue;
+        }
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(error)) => last_problem = format!("cannot connect to {address}: {error}"),
+            Err(_) => last_problem = format!("connecting to {address} timed out"),
+        }
+    }
+    if !refused_ranges.is_empty() {
+        return Err(ConnectionOutcome::Denied {
+            reason: format!(
+                "{} is not public ({}); only a list entry naming it exactly allows that",
+                request.destination,
+                refused_ranges.join(", ")
+            ),
+        });
+    }
+    Err(ConnectionOutcome::Unreachable {
+        reason: last_problem,
+    })
+}
+
+async fn relay<C, U>(
+    mut client: C,
+    mut upstream: U,
+    request: ConnectRequest,
+    address: SocketAddr,
+) -> ConnectionReport
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let (bytes_sent, bytes_received) = tokio::io::copy_bidirectional(&mut client, &mut upstream)
+        .await
+        .unwrap_or((0, 0));
+    ConnectionReport {
+        request: Some(request),
+        outcome: ConnectionOutcome::Relayed {
+            address,
+            bytes_sent,
+            bytes_received,
+        },
+    }
+}
+
+// HTTP.
+
+async fn serve_http<S>(
+    mut client: tokio::io::BufReader<S>,
+    decider: &dyn Decider,
+) -> ConnectionReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut client)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(reason)) => {
+            let _ = respond(&mut client, 400, "Bad Request", &reason).await;
+            return refused(None, &reason);
+        }
+        Err(_) => return refused(None, "the client sent no complete request in time"),
+    };
+    let parsed = match parse_http_request(&head) {
+        Ok(parsed) => parsed,
+        Err(reason) => {
+            let _ = respond(&mut client, 400, "Bad Request", &reason).await;
+            return refused(None, &reason);
+        }
+    };
+    let upstream = match decide_and_connect(&parsed.request, decider).await {
+        Ok(upstream) => upstream,
+        Err(outcome) => {
+            let (code, text, reason) = match &outcome {
+                ConnectionOutcome::Denied { reason } => (403, "Forbidden", reason),
+                ConnectionOutcome::Unreachable { reason } => (502, "Bad Gateway", reason),
+                ConnectionOutcome::Refused { reason } => (400, "Bad Request", reason),
+                ConnectionOutcome::Relayed { .. } => (502, "Bad Gateway", &String::new()),
+            };
+            let message = format!("execgate: {}: {reason}", describe(&parsed.request));
+            let _ = respond(&mut client, code, text, &message).await;
+            return ConnectionReport {
+                request: Some(parsed.request),
+                outcome,
+            };
+        }
+    };
+    let address = upstream
+        .peer_addr()
+        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+    let mut upstream = upstream;
+    let greeting = match &parsed.forward {
+        Some(forward) => upstream.write_all(forward).await,
+        None => {
+            client
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .await
+        }
+    };
+    if let Err(error) = greeting {
+        return ConnectionReport {
+            request: Some(parsed.request),
+            outcome: ConnectionOutcome::Unreachable {
+                reason: format!("the connection closed at once: {error}"),
+            },
+        };
+    }
+    // What the client sent after its head (a body, a TLS hello) is still in
+    // the buffer: the BufReader relays it first.
+    relay(client, upstream, parsed.request, address).await
+}
+
+fn describe(request: &ConnectRequest) -> String {
+    format!("network denied: {}:{}", request.destination, request.port)
+}
+
+/// Reads up to the blank line that ends an HTTP head.
+async fn read_head<S: AsyncRead + Unpin>(
+    client: &mut tokio::io::BufReader<S>,
+) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let read = client
+            .read_until(b'\n', &mut head)
+            .await
+            .map_err(|error| format!("cannot read the request: {error}"))?;
+        if read == 0 {
+            return Err("the client closed the connection inside its request".into());
+        }
+        if head.len() > MAX_HEAD {
+            return Err(format!("the request head is longer than {MAX_HEAD} bytes"));
+        }
+        let line = &head[before..];
+        if line == b"\r\n" || line == b"\n" {
+            return Ok(head);
+        }
+    }
+}
+
+struct HttpRequest {
+    request: ConnectRequest,
+    /// The head to send upstream for a forwarded request; `None` for a
+    /// `CONNECT` tunnel.
+    forward: Option<Vec<u8>>,
+}
+
+/// Headers that belong to the hop between client and proxy.
+const HOP_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 96];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("the request head is incomplete".into()),
+        Err(error) => return Err(format!("the request is not HTTP: {error}")),
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return Err("the request has no method or target".into());
+    };
+    if method == "CONNECT" {
+        let (destination, port) = parse_authority(target, None)?;
+        return Ok(HttpRequest {
+            request: ConnectRequest {
+                destination,
+                port,
+                protocol: Protocol::Https,
+            },
+            forward: None,
+        });
+    }
+    let Some(rest) = strip_prefix_ignore_case(target, "http://") else {
+        return Err(format!(
+            "`{target}` is not an absolute http:// URL; use CONNECT for TLS and other protocols"
+        ));
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let path = path.split('#').next().unwrap_or("/").to_owned();
+    // Credentials in the URL are the client's business with the origin; the
+    // decision is on the host after them.
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (destination, port) = parse_authority(authority, Some(80))?;
+    let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+    let mut has_host = false;
+    for header in request.headers.iter() {
+        let name = header.name.to_ascii_lowercase();
+        if HOP_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        has_host |= name == "host";
+        forward.extend_from_slice(header.name.as_bytes());
+        forward.extend_from_slice(b": ");
+        forward.extend_from_slice(header.value);
+        forward.extend_from_slice(b"\r\n");
+    }
+    if !has_host {
+        forward.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
+    }
+    // One request per upstream connection: the connection was decided for
+    // this destination, and closing after it keeps the relay a plain copy.
+    forward.extend_from_slice(b"Connection: close\r\n\r\n");
+    Ok(HttpRequest {
+        request: ConnectRequest {
+            destination,
+            port,
+            protocol: Protocol::Http,
+        },
+        forward: Some(forward),
+    })
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// `host:port`, `[v6]:port`, or a host alone when a default port is given.
+fn parse_authority(
+    authority: &str,
+    default_port: Option<u16>,
+) -> Result<(Destination, u16), String> {
+    let bad = |why: &str| format!("`{authority}` is not a host and port: {why}");
+    let (host, port) = if authority.starts_with('[') {
+        match authority.rfind(']') {
+            Some(end) => {
+                let port = authority[end + 1..].strip_prefix(':');
+                if port.is_none() && end + 1 != authority.len() {
+                    return Err(bad("text after the address"));
+                }
+                (&authority[..=end], port)
+            }
+            None => return Err(bad("no closing `]`")),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match (port, default_port) {
+        (Some(port), _) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+        (None, Some(default)) => default,
+        (None, None) => return Err(bad("no port")),
+    };
+    let destination =
+        Destination::parse(host).map_err(|error: DestinationError| error.to_string())?;
+    Ok((destination, port))
+}
+
+async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut tokio::io::BufReader<S>,
+    code: u16,
+    text: &str,
+    message: &str,
+) -> io::Result<()> {
+    let body = format!("{message}\n");
+    let response = format!(
+        "HTTP/1.1 {code} {text}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let stream = client.get_mut();
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+// SOCKS5 (RFC 1928), without authentication: the bridge is reachable only
+// from inside the sandbox it serves.
+
+const SOCKS_VERSION: u8 = 5;
+const SOCKS_NO_AUTHENTICATION: u8 = 0;
+const SOCKS_NO_ACCEPTABLE_METHOD: u8 = 0xff;
+const SOCKS_CONNECT: u8 = 1;
+const SOCKS_UDP_ASSOCIATE: u8 = 3;
+const REPLY_SUCCEEDED: u8 = 0;
+const REPLY_GENERAL_FAILURE: u8 = 1;
+const REPLY_NOT_ALLOWED: u8 = 2;
+const REPLY_HOST_UNREACHABLE: u8 = 4;
+const REPLY_COMMAND_NOT_SUPPORTED: u8 = 7;
+const REPLY_ADDRESS_TYPE_NOT_SUPPORTED: u8 = 8;
+
+async fn serve_socks<S>(
+    mut client: tokio::io::BufReader<S>,
+    decider: &dyn Decider,
+) -> ConnectionReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_socks_request(&mut client)).await
+    {
+        Ok(Ok(request)) => request,
+        Ok(Err((reply, reason))) => {
+            if let Some(reply) = reply {
+                let _ = socks_reply(&mut client, reply).await;
+            }
+            return refused(None, &reason);
+        }
+        Err(_) => return refused(None, "the client sent no complete SOCKS request in time"),
+    };
+    match decide_and_connect(&request, decider).await {
+        Ok(upstream) => {
+            let address = upstream
+                .peer_addr()
+                .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+            if let Err(error) = socks_reply(&mut client, REPLY_SUCCEEDED).await {
+                return ConnectionReport {
+                    request: Some(request),
+                    outcome: ConnectionOutcome::Unreachable {
+                        reason: format!("the client went away: {error}"),
+                    },
+                };
+            }
+            relay(client, upstream, request, address).await
+        }
+        Err(outcome) => {
+            let reply = match outcome {
+                ConnectionOutcome::Denied { .. } => REPLY_NOT_ALLOWED,
+                ConnectionOutcome::Unreachable { .. } => REPLY_HOST_UNREACHABLE,
+                ConnectionOutcome::Refused { .. } | ConnectionOutcome::Relayed { .. } => {
+                    REPLY_GENERAL_FAILURE
+                }
+            };
+            let _ = socks_reply(&mut client, reply).await;
+            ConnectionReport {
+                request: Some(request),
+                outcome,
+            }
+        }
+    }
+}
+
+type SocksFailure = (Option<u8>, String);
+
+async fn read_socks_request<S>(
+    client: &mut tokio::io::BufReader<S>,
+) -> Result<ConnectRequest, SocksFailure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = |error: io::Error| (None, format!("cannot read the SOCKS request: {error}"));
+    let mut greeting = [0u8; 2];
+    client.read_exact(&mut greeting).await.map_err(io)?;
+    let mut methods = vec![0u8; usize::from(greeting[1])];
+    client.read_exact(&mut methods).await.map_err(io)?;
+    if !methods.contains(&SOCKS_NO_AUTHENTICATION) {
+        let _ = client
+            .get_mut()
+            .write_all(&[SOCKS_VERSION, SOCKS_NO_ACCEPTABLE_METHOD])
+            .await;
+        return Err((
+            None,
+            "the SOCKS client offers no method without authentication".into(),
+        ));
+    }
+    client
+        .get_mut()
+        .write_all(&[SOCKS_VERSION, SOCKS_NO_AUTHENTICATION])
+        .await
+        .map_err(io)?;
+    let mut header = [0u8; 4];
+    client.read_exact(&mut header).await.map_err(io)?;
+    let [version, command, _reserved, address_type] = header;
+    if version != SOCKS_VERSION {
+        return Err((
+            Some(REPLY_GENERAL_FAILURE),
+            format!("SOCKS version {version} is not 5"),
+        ));
+    }
+    let destination = match address_type {
+        1 => {
+            let mut octets = [0u8; 4];
+            client.read_exact(&mut octets).await.map_err(io)?;
+            Destination::Address(IpAddr::from(octets))
+        }
+        4 => {
+            let mut octets = [0u8; 16];
+            client.read_exact(&mut octets).await.map_err(io)?;
+            Destination::Address(IpAddr::from(octets))
+        }
+        3 => {
+            let mut length = [0u8; 1];
+            client.read_exact(&mut length).await.map_err(io)?;
+            let mut name = vec![0u8; usize::from(length[0])];
+            client.read_exact(&mut name).await.map_err(io)?;
+            let name = String::from_utf8(name).map_err(|_| {
+                (
+                    Some(REPLY_GENERAL_FAILURE),
+                    "the SOCKS host name is not UTF-8".to_owned(),
+                )
+            })?;
+            Destination::parse(&name)
+                .map_err(|error| (Some(REPLY_GENERAL_FAILURE), error.to_string()))?
+        }
+        other => {
+            return Err((
+                Some(REPLY_ADDRESS_TYPE_NOT_SUPPORTED),
+                format!("SOCKS address type {other} is not supported"),
+            ))
+        }
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port).await.map_err(io)?;
+    let port = u16::from_be_bytes(port);
+    match command {
+        SOCKS_CONNECT if port != 0 => Ok(ConnectRequest {
+            destination,
+            port,
+            protocol: Protocol::Socks5Tcp,
+        }),
+        SOCKS_CONNECT => Err((
+            Some(REPLY_GENERAL_FAILURE),
+            "port 0 is no destination".into(),
+        )),
+        SOCKS_UDP_ASSOCIATE => Err((
+            Some(REPLY_COMMAND_NOT_SUPPORTED),
+            "SOCKS UDP ASSOCIATE is refused: a limited sandbox has TCP through the proxy only"
+                .into(),
+        )),
+        other => Err((
+            Some(REPLY_COMMAND_NOT_SUPPORTED),
+            format!("SOCKS command {other} is not supported; only CONNECT is"),
+        )),
+    }
+}
+
+async fn socks_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut tokio::io::BufReader<S>,
+    reply: u8,
+) -> io::Result<()> {
+    // The bound address is not meaningful through the bridge: all zeros.
+    client
+        .get_mut()
+        .write_all(&[SOCKS_VERSION, reply, 0, 1, 0, 0, 0, 0, 0, 0])
+        .await
+}
+
+/// What a profile's `domains` list says about `request`, if it decides it:
+/// a deny entry denies, naming the entry; an allow entry allows, and lets a
+/// non-public address through only when it names the destination exactly.
+pub fn list_verdict(list: &crate::DomainList, request: &ConnectRequest) -> Option<Verdict> {
+    let found = list.decide(&request.destination)?;
+    Some(match found.decision {
+        crate::ListDecision::Deny => Verdict::Deny {
+            reason: format!("the profile's domains list denies `{}`", found.pattern),
+        },
+        crate::ListDecision::Allow if found.is_explicit() => {
+            Verdict::Allow(NonPublicAddresses::Permit)
+        }
+        crate::ListDecision::Allow => Verdict::Allow(NonPublicAddresses::Refuse),
+    })
+}
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

@@ -1,0 +1,395 @@
+//! The proxy against real loopback servers started by each test, through an
+//! in-memory client stream (the bridge's part is tested end to end).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::{DomainList, ListDecision};
+
+/// Decides with a domains list; what the list leaves open is denied.
+struct ListDecider {
+    list: DomainList,
+    asked: Mutex<Vec<ConnectRequest>>,
+}
+
+impl ListDecider {
+    fn new(entries: &[(&str, ListDecision)]) -> Arc<ListDecider> {
+        Arc::new(ListDecider {
+            list: DomainList::new(entries.iter().copied()).unwrap_or_else(|e| panic!("{e}")),
+            asked: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Decider for ListDecider {
+    fn decide<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(request.clone());
+        Box::pin(async move {
+            list_verdict(&self.list, request).unwrap_or(Verdict::Deny {
+                reason: "no entry allows it".into(),
+            })
+        })
+    }
+}
+
+/// An origin on 127.0.0.1 that records the first request head it gets and
+/// answers `reply`, or echoes when `reply` is empty.
+async fn origin(reply: &'static [u8]) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 4096];
+                loop {
+                    let read = stream.read(&mut buffer).await.unwrap_or(0);
+                    if read == 0 {
+                        break;
+                    }
+                    if let Ok(mut seen) = record.lock() {
+                        seen.extend_from_slice(&buffer[..read]);
+                    }
+                    if reply.is_empty() {
+                        if stream.write_all(&buffer[..read]).await.is_err() {
+                            break;
+                        }
+                    } else {
+                        let _ = stream.write_all(reply).await;
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Starts the proxy on one end of an in-memory stream; returns the other
+/// end and the report to come.
+fn proxy(decider: Arc<ListDecider>) -> (DuplexStream, tokio::task::JoinHandle<ConnectionReport>) {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let report = tokio::spawn(async move { serve_connection(server, decider.as_ref()).await });
+    (client, report)
+}
+
+/// Long enough for a loaded machine; a proxy that relays what it should
+/// have refused keeps the stream open and fails here instead of hanging.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+async fn read_to_end(client: DuplexStream) -> String {
+    String::from_utf8_lossy(&read_bytes_to_end(client).await).into_owned()
+}
+
+async fn read_bytes_to_end(mut client: DuplexStream) -> Vec<u8> {
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, client.read_to_end(&mut answer))
+        .await
+        .unwrap_or_else(|_| panic!("the proxy kept the connection open: {answer:?}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    answer
+}
+
+async fn finished(report: tokio::task::JoinHandle<ConnectionReport>) -> ConnectionReport {
+    tokio::time::timeout(PATIENCE, report)
+        .await
+        .unwrap_or_else(|_| panic!("the proxy did not finish the connection"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn an_absolute_form_request_is_forwarded_in_origin_form_without_proxy_headers() {
+    let (port, seen) = origin(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
+    let decider = ListDecider::new(&[("127.0.0.1", ListDecision::Allow)]);
+    let (mut client, report) = proxy(decider.clone());
+    let request = format!(
+        "GET http://user:secret@127.0.0.1:{port}/crates/index?q=1#frag HTTP/1.1\r\n\
+         Host: 127.0.0.1:{port}\r\nProxy-Authorization: Basic eDp5\r\n\
+         Proxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n"
+    );
+    client
+        .write_all(request.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = read_to_end(client).await;
+    assert!(answer.ends_with("hello"), "{answer}");
+    let seen =
+        String::from_utf8_lossy(&seen.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    assert_eq!(
+        seen,
+        format!("GET /crates/index?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
+    );
+    let report = finished(report).await;
+    assert!(
+        matches!(report.outcome, ConnectionOutcome::Relayed { bytes_received, .. } if bytes_received > 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        report
+            .request
+            .map(|r| (r.destination.to_string(), r.port, r.protocol)),
+        Some(("127.0.0.1".to_owned(), port, Protocol::Http))
+    );
+}
+
+#[tokio::test]
+async fn connect_tunnels_bytes_both_ways_and_counts_them() {
+    let (port, _) = origin(b"").await;
+    let (mut client, report) = proxy(ListDecider::new(&[("localhost", ListDecision::Allow)]));
+    let connect =
+        format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\nearly");
+    client
+        .write_all(connect.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = vec![0u8; 44];
+    client
+        .read_exact(&mut answer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        &answer[..39],
+        b"HTTP/1.1 200 Connection established\r\n\r\n"
+    );
+    assert_eq!(
+        &answer[39..],
+        b"early",
+        "bytes sent after the head reach the origin"
+    );
+    client
+        .write_all(b"ping")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut echo = [0u8; 4];
+    client
+        .read_exact(&mut echo)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&echo, b"ping");
+    drop(client);
+    let report = finished(report).await;
+    assert!(
+        matches!(
+            report.outcome,
+            ConnectionOutcome::Relayed { bytes_sent: 9, bytes_received: 9, address } if address.ip().is_loopback()
+        ),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_denied_host_gets_403_with_the_reason_and_no_connection() {
+    let decider = ListDecider::new(&[
+        ("**.example.com", ListDecision::Allow),
+        ("evil.example.com", ListDecision::Deny),
+    ]);
+    let (mut client, report) = proxy(decider);
+    client
+        .write_all(b"CONNECT EVIL.example.com.:443 HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = read_to_end(client).await;
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(
+        answer.contains("execgate: network denied: evil.example.com:443: the profile's domains list denies `evil.example.com`"),
+        "{answer}"
+    );
+    assert!(matches!(
+        finished(report).await.outcome,
+        ConnectionOutcome::Denied { .. }
+    ));
+}
+
+#[tokio::test]
+async fn non_public_addresses_need_an_entry_naming_them_exactly() {
+    let (port, seen) = origin(b"").await;
+    // Every spelling of loopback, allowed only by a wildcard: refused
+    // before any connection.
+    for host in [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "localhost",
+    ] {
+        let (mut client, report) = proxy(ListDecider::new(&[("*", ListDecision::Allow)]));
+        let connect = format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n");
+        client
+            .write_all(connect.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = read_to_end(client).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 403 Forbidden\r\n"),
+            "{host}: {answer}"
+        );
+        assert!(answer.contains("is a loopback address"), "{host}: {answer}");
+        assert!(
+            matches!(
+                finished(report).await.outcome,
+                ConnectionOutcome::Denied { .. }
+            ),
+            "{host}"
+        );
+    }
+    assert!(
+        seen.lock().unwrap_or_else(|p| p.into_inner()).is_empty(),
+        "nothing reached the origin"
+    );
+}
+
+#[tokio::test]
+async fn socks5_connect_by_name_is_decided_and_relayed() {
+    let (port, _) = origin(b"").await;
+    let decider = ListDecider::new(&[("localhost", ListDecision::Allow)]);
+    let (mut client, report) = proxy(decider.clone());
+    client
+        .write_all(&[5, 1, 0])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut choice = [0u8; 2];
+    client
+        .read_exact(&mut choice)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(choice, [5, 0]);
+    let mut request = vec![5, 1, 0, 3, 9];
+    request.extend_from_slice(b"LOCALHOST");
+    request.extend_from_slice(&port.to_be_bytes());
+    client
+        .write_all(&request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut reply = [0u8; 10];
+    client
+        .read_exact(&mut reply)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reply[1], 0, "succeeded");
+    client
+        .write_all(b"hi")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut echo = [0u8; 2];
+    client
+        .read_exact(&mut echo)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&echo, b"hi");
+    drop(client);
+    let report = finished(report).await;
+    assert_eq!(
+        report
+            .request
+            .map(|r| (r.destination.to_string(), r.protocol)),
+        Some(("localhost".to_owned(), Protocol::Socks5Tcp))
+    );
+}
+
+#[tokio::test]
+async fn socks5_refusals_answer_with_the_protocol_reply_codes() {
+    // (request after the greeting, expected reply code)
+    let cases: &[(&[u8], u8)] = &[
+        (
+            &[5, 3, 0, 1, 127, 0, 0, 1, 0, 53],
+            REPLY_COMMAND_NOT_SUPPORTED,
+        ),
+        (
+            &[5, 2, 0, 1, 127, 0, 0, 1, 0, 80],
+            REPLY_COMMAND_NOT_SUPPORTED,
+        ),
+        (&[5, 1, 0, 9, 0, 0], REPLY_ADDRESS_TYPE_NOT_SUPPORTED),
+        (&[5, 1, 0, 1, 10, 0, 0, 1, 0, 80], REPLY_NOT_ALLOWED),
+    ];
+    for (request, code) in cases {
+        let (mut client, report) = proxy(ListDecider::new(&[]));
+        client
+            .write_all(&[5, 1, 0])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        client
+            .write_all(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = read_bytes_to_end(client).await;
+        assert_eq!(answer.get(3), Some(code), "{request:?}: {answer:?}");
+        let report = finished(report).await;
+        assert!(
+            !matches!(report.outcome, ConnectionOutcome::Relayed { .. }),
+            "{report:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_the_proxy_cannot_read_get_400() {
+    let cases: &[&[u8]] = &[
+        b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET https://example.com/ HTTP/1.1\r\n\r\n",
+        b"CONNECT example.com HTTP/1.1\r\n\r\n",
+        b"CONNECT example.com:0 HTTP/1.1\r\n\r\n",
+        b"CONNECT [::1:443 HTTP/1.1\r\n\r\n",
+        b"CONNECT 1.2.3.999:443 HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    ];
+    for request in cases {
+        let decider = ListDecider::new(&[("*", ListDecision::Allow)]);
+        let (mut client, report) = proxy(decider.clone());
+        client
+            .write_all(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = read_to_end(client).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{request:?}: {answer}"
+        );
+        assert!(matches!(
+            finished(report).await.outcome,
+            ConnectionOutcome::Refused { .. }
+        ));
+        assert!(decider
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_head_is_refused() {
+    let (mut client, report) = proxy(ListDecider::new(&[("*", ListDecision::Allow)]));
+    let writer = tokio::spawn(async move {
+        let _ = client
+            .write_all(b"GET http://example.com/ HTTP/1.1\r\n")
+            .await;
+        let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
+        for _ in 0..40 {
+            if client.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        client
+    });
+    assert!(
+        matches!(finished(report).await.outcome, ConnectionOutcome::Refused { ref reason } if reason.contains("longer than"))
+    );
+    drop(writer.await);
+}
