@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use execgate_core_bridge::rules::{lint, CheckReport, MatchOptions, RuleSet};
+use execgate_core_bridge::rules::{
+    lint, CheckReport, Destination, MatchOptions, NetworkCheckReport, Protocol, RuleSet,
+};
 
 use crate::config::Config;
 
@@ -24,13 +26,25 @@ pub enum PolicyCommand {
         /// Indent the JSON.
         #[arg(long)]
         pretty: bool,
+        /// Check a connection instead of a command line: the
+        /// `network_rule`s that match HOST:PORT (`[v6]:PORT` for IPv6).
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "argv")]
+        network: Option<String>,
+        /// With --network: how the connection is made.
+        #[arg(long, value_enum, default_value = "https", requires = "network")]
+        protocol: NetworkProtocol,
         /// The command line: program first.
-        #[arg(trailing_var_arg = true, required = true, value_name = "ARGV")]
+        #[arg(
+            trailing_var_arg = true,
+            required_unless_present = "network",
+            value_name = "ARGV"
+        )]
         argv: Vec<String>,
     },
     /// Warn about allow and prompt rules on programs that run whatever
-    /// their arguments say (interpreters, shells, command runners). Exits 1
-    /// when there are warnings.
+    /// their arguments say (interpreters, shells, command runners), and
+    /// about network rules open to every host. Exits 1 when there are
+    /// warnings.
     Lint {
         /// A rules file; repeat for several. Default: the config file's.
         #[arg(long = "rules", value_name = "FILE")]
@@ -43,13 +57,67 @@ pub enum PolicyCommand {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NetworkProtocol {
+    /// An HTTP CONNECT tunnel.
+    Https,
+    /// A plain HTTP request forwarded by the proxy.
+    Http,
+    /// A SOCKS5 CONNECT.
+    Socks5Tcp,
+}
+
+fn print_json(report: &impl serde::Serialize, pretty: bool) -> Result<()> {
+    let json = if pretty {
+        serde_json::to_string_pretty(report)?
+    } else {
+        serde_json::to_string(report)?
+    };
+    println!("{json}");
+    Ok(())
+}
+
+/// `host:port` or `[v6]:port`.
+fn parse_host_port(text: &str) -> Result<(Destination, u16)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty())
+        .with_context(|| format!("`{text}` is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|port| *port != 0)
+        .with_context(|| format!("`{port}` is not a port from 1 to 65535"))?;
+    Ok((Destination::parse(host)?, port))
+}
+
 pub fn run(command: PolicyCommand) -> Result<i32> {
     match command {
+        PolicyCommand::Check {
+            rules,
+            network: Some(network),
+            protocol,
+            pretty,
+            ..
+        } => {
+            let rules = RuleSet::load(&rules)?;
+            let (destination, port) = parse_host_port(&network)?;
+            let protocol = match protocol {
+                NetworkProtocol::Https => Protocol::Https,
+                NetworkProtocol::Http => Protocol::Http,
+                NetworkProtocol::Socks5Tcp => Protocol::Socks5Tcp,
+            };
+            let evaluation = rules.check_network(&destination, port, protocol);
+            print_json(&NetworkCheckReport::from(&evaluation), pretty)?;
+            Ok(0)
+        }
         PolicyCommand::Check {
             rules,
             resolve_host_executables,
             pretty,
             argv,
+            network: None,
+            ..
         } => {
             let rules = RuleSet::load(&rules)?;
             let evaluation = rules.check(
@@ -58,13 +126,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     resolve_host_executables,
                 },
             );
-            let report = CheckReport::from(&evaluation);
-            let json = if pretty {
-                serde_json::to_string_pretty(&report)?
-            } else {
-                serde_json::to_string(&report)?
-            };
-            println!("{json}");
+            print_json(&CheckReport::from(&evaluation), pretty)?;
             Ok(0)
         }
         PolicyCommand::Lint {

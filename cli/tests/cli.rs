@@ -488,6 +488,77 @@ fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
 }
 
 #[test]
+fn policy_check_network_reports_the_deciding_network_rules() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("net.rules");
+    std::fs::write(
+        &rules,
+        "network_rule(host = \"**.crates.io\", protocol = \"https\", port = 443)\n\
+         network_rule(host = \"*\", decision = \"prompt\")\n\
+         network_rule(host = \"evil.example\", decision = \"forbidden\", justification = \"no\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let check = |target: &str, protocol: &str| {
+        let output = execgate(
+            &ws,
+            &[
+                "policy",
+                "check",
+                "--rules",
+                rules,
+                "--network",
+                target,
+                "--protocol",
+                protocol,
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let json = check("static.crates.io:443", "https");
+    assert_eq!(
+        json["decision"], "prompt",
+        "the strictest matching rule wins: {json}"
+    );
+    assert_eq!(
+        json["matchedRules"][0]["networkRuleMatch"]["host"],
+        "**.crates.io"
+    );
+    assert_eq!(
+        json["matchedRules"][0]["networkRuleMatch"]["rule"],
+        format!("{rules}:1")
+    );
+    let json = check("EVIL.example.:80", "http");
+    assert_eq!(json["decision"], "forbidden");
+    assert_eq!(
+        json["matchedRules"][1]["networkRuleMatch"]["justification"],
+        "no"
+    );
+    let output = execgate(
+        &ws,
+        &[
+            "policy",
+            "check",
+            "--rules",
+            rules,
+            "--network",
+            "1.2.3.999:80",
+        ],
+    );
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        text(&output.stderr).contains("not an IPv4 address"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stdout).contains(&format!("{rules}:2: warning: prompt on every host")));
+}
+
+#[test]
 fn requested_permissions_widen_one_command_only_when_granted() {
     let (dir, ws) = workspace();
     let shared = dir.path().join("shared");

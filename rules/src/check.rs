@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::network::NetworkEvaluation;
 use crate::rule::Evaluation;
 
 /// `{"matchedRules": [{"prefixRuleMatch": {...}}], "decision": "..."}`;
@@ -54,6 +55,59 @@ impl From<&Evaluation> for CheckReport {
                         justification: rule.justification.clone(),
                         rule: rule.origin.to_string(),
                         execution: rule.execution.as_ref().map(ToString::to_string),
+                    },
+                })
+                .collect(),
+            decision: evaluation.decision().map(|decision| decision.as_str()),
+        }
+    }
+}
+
+/// `execgate policy check --network`: the same shape, with
+/// `networkRuleMatch` entries.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkCheckReport {
+    pub matched_rules: Vec<MatchedNetworkRule>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchedNetworkRule {
+    pub network_rule_match: NetworkRuleMatch,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkRuleMatch {
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// `file:line`.
+    pub rule: String,
+}
+
+impl From<&NetworkEvaluation> for NetworkCheckReport {
+    fn from(evaluation: &NetworkEvaluation) -> NetworkCheckReport {
+        NetworkCheckReport {
+            matched_rules: evaluation
+                .matched
+                .iter()
+                .map(|rule| MatchedNetworkRule {
+                    network_rule_match: NetworkRuleMatch {
+                        host: rule.host.to_string(),
+                        protocol: rule.protocol.map(|protocol| protocol.to_string()),
+                        port: rule.port,
+                        decision: rule.decision.as_str(),
+                        justification: rule.justification.clone(),
+                        rule: rule.origin.to_string(),
                     },
                 })
                 .collect(),

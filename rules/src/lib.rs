@@ -24,6 +24,10 @@
 //! rule when the file loads: a failing one is a load error naming the file
 //! and line.
 //!
+//! `network_rule(host = ..., protocol = ..., port = ..., decision = ...)`
+//! decides connections from a `limited` sandbox through execgate's proxy
+//! ([`RuleSet::check_network`]); see the `network` module.
+//!
 //! Matching ([`RuleSet::check`]) looks up the first token exactly; only
 //! when asked ([`MatchOptions::resolve_host_executables`]) does an
 //! absolute path fall back to its basename's rules, and then only if
@@ -39,11 +43,14 @@
 mod check;
 mod lint;
 mod load;
+mod network;
 mod rule;
 
-pub use check::CheckReport;
+pub use check::{CheckReport, NetworkCheckReport};
+pub use execgate_network_proxy::{Destination, DomainPattern, Protocol};
 pub use lint::{lint, LintWarning};
 pub use load::LoadError;
+pub use network::{NetworkEvaluation, NetworkRule};
 pub use rule::{
     Evaluation, MatchOptions, PrefixRule, RuleDecision, RuleExecution, RuleMatch, RuleOrigin,
     RuleSet,

@@ -141,6 +141,7 @@ pub fn lint(rules: &RuleSet) -> Vec<LintWarning> {
             pattern: pattern_text(rule),
             message,
         })
+        .chain(rules.network_rules().iter().filter_map(network_warning))
         .collect();
     warnings.sort_by(|a, b| {
         (&a.origin.file, a.origin.line, &a.pattern).cmp(&(
@@ -150,6 +151,24 @@ pub fn lint(rules: &RuleSet) -> Vec<LintWarning> {
         ))
     });
     warnings
+}
+
+/// An `allow` or `prompt` on every host turns the proxy into an open
+/// door; an `allow` on a whole domain's subdomains is worth a second look
+/// only when that domain hosts anyone's content, which lint cannot know.
+fn network_warning(rule: &crate::network::NetworkRule) -> Option<LintWarning> {
+    use execgate_network_proxy::DomainPattern;
+    (rule.host == DomainPattern::Everything && rule.decision != RuleDecision::Forbidden).then(
+        || LintWarning {
+            origin: rule.origin.clone(),
+            pattern: vec!["network_rule".into(), format!("host={}", rule.host)],
+            message: format!(
+                "{} on every host: the sandbox reaches the whole network through the proxy; \
+                 name the hosts instead",
+                rule.decision.as_str()
+            ),
+        },
+    )
 }
 
 fn pattern_text(rule: &PrefixRule) -> Vec<String> {

@@ -1,5 +1,5 @@
-//! Reading rules files: Starlark, with `prefix_rule` and `host_executable`
-//! as the only builtins beyond the language itself.
+//! Reading rules files: Starlark, with `prefix_rule`, `host_executable` and
+//! `network_rule` as the only builtins beyond the language itself.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -239,6 +239,74 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             }
         }
         collector.rules.borrow_mut().merge(new_rules);
+        Ok(NoneType)
+    }
+
+    /// `network_rule(host="**.crates.io", protocol="https", port=443,
+    /// decision="allow", justification=None)`.
+    fn network_rule<'v>(
+        #[starlark(require = named)] host: &str,
+        #[starlark(require = named)] protocol: Option<&str>,
+        #[starlark(require = named)] port: Option<i32>,
+        #[starlark(require = named)] decision: Option<&str>,
+        #[starlark(require = named)] justification: Option<&str>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> anyhow::Result<NoneType> {
+        let collector = collector(eval)?;
+        let line = current_line(eval);
+        let decision = match decision {
+            None => RuleDecision::Allow,
+            Some(text) => RuleDecision::parse(text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "unknown decision {text:?}: expected \"allow\", \"prompt\" or \"forbidden\""
+                )
+            })?,
+        };
+        let host: execgate_network_proxy::DomainPattern = host
+            .parse()
+            .map_err(|error| anyhow::anyhow!("host: {error}"))?;
+        if host == execgate_network_proxy::DomainPattern::Everything
+            && decision == RuleDecision::Forbidden
+        {
+            anyhow::bail!(
+                "a forbidden rule on host \"*\" would forbid every destination; use restricted \
+                 networking instead"
+            );
+        }
+        let protocol = protocol
+            .map(|text| {
+                crate::network::parse_protocol(text).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown protocol {text:?}: expected \"https\", \"http\" or \"socks5-tcp\""
+                    )
+                })
+            })
+            .transpose()?;
+        let port = port
+            .map(|number| {
+                u16::try_from(number)
+                    .ok()
+                    .filter(|port| *port != 0)
+                    .ok_or_else(|| anyhow::anyhow!("port {number} is not from 1 to 65535"))
+            })
+            .transpose()?;
+        if justification.is_some_and(|text| text.trim().is_empty()) {
+            anyhow::bail!("justification must not be empty");
+        }
+        collector
+            .rules
+            .borrow_mut()
+            .add_network_rule(crate::network::NetworkRule {
+                host,
+                protocol,
+                port,
+                decision,
+                justification: justification.map(str::to_owned),
+                origin: RuleOrigin {
+                    file: collector.file.clone(),
+                    line,
+                },
+            });
         Ok(NoneType)
     }
 

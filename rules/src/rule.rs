@@ -203,6 +203,7 @@ pub struct MatchOptions {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     by_program: HashMap<String, ProgramRules>,
+    network: Vec<crate::network::NetworkRule>,
     host_executables: HashMap<String, Vec<PathBuf>>,
     count: usize,
     files: Vec<PathBuf>,
@@ -284,6 +285,26 @@ impl RuleSet {
         self.host_executables.entry(name).or_default().extend(paths);
     }
 
+    /// The `network_rule`s, in load order.
+    pub fn network_rules(&self) -> &[crate::network::NetworkRule] {
+        &self.network
+    }
+
+    pub(crate) fn add_network_rule(&mut self, rule: crate::network::NetworkRule) {
+        self.network.push(rule);
+    }
+
+    /// The network rules that match a connection to `destination:port`
+    /// made with `protocol`.
+    pub fn check_network(
+        &self,
+        destination: &execgate_network_proxy::Destination,
+        port: u16,
+        protocol: execgate_network_proxy::Protocol,
+    ) -> crate::network::NetworkEvaluation {
+        crate::network::evaluate(&self.network, destination, port, protocol)
+    }
+
     pub(crate) fn add_file(&mut self, file: PathBuf) {
         self.files.push(file);
     }
@@ -301,6 +322,7 @@ impl RuleSet {
         for (name, paths) in other.host_executables {
             self.add_host_executable(name, paths);
         }
+        self.network.extend(other.network);
         self.files.extend(other.files);
     }
 

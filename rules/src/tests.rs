@@ -241,3 +241,145 @@ prefix_rule(pattern = ["git", "log"])
     // Line 13: git unsandboxed, whatever the subcommand.
     assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9, 13]);
 }
+
+const NETWORK_RULES: &str = r#"
+network_rule(host = "**.crates.io", protocol = "https", port = 443, justification = "cargo fetch")
+network_rule(host = "*.github.com", decision = "prompt")
+network_rule(host = "gist.github.com", decision = "forbidden", justification = "paste site")
+network_rule(host = "127.0.0.1", protocol = "http", port = 8080)
+network_rule(host = "*", protocol = "socks5-tcp", decision = "prompt")
+"#;
+
+#[test]
+fn network_rules_decide_on_host_protocol_and_port() {
+    use execgate_network_proxy::{Destination, Protocol};
+    let set = rules(NETWORK_RULES);
+    let check = |host: &str, port: u16, protocol: Protocol| {
+        let destination = Destination::parse(host).unwrap_or_else(|error| panic!("{error}"));
+        let evaluation = set.check_network(&destination, port, protocol);
+        (
+            evaluation.decision(),
+            evaluation.deciding_rule().map(|rule| rule.origin.line),
+        )
+    };
+    let cases: &[(&str, u16, Protocol, Option<RuleDecision>, Option<usize>)] = &[
+        (
+            "crates.io",
+            443,
+            Protocol::Https,
+            Some(RuleDecision::Allow),
+            Some(2),
+        ),
+        (
+            "static.crates.io",
+            443,
+            Protocol::Https,
+            Some(RuleDecision::Allow),
+            Some(2),
+        ),
+        (
+            "CRATES.IO.",
+            443,
+            Protocol::Https,
+            Some(RuleDecision::Allow),
+            Some(2),
+        ),
+        // Port and protocol narrow the rule: 80 and http are other questions.
+        ("crates.io", 80, Protocol::Https, None, None),
+        ("crates.io", 443, Protocol::Http, None, None),
+        (
+            "api.github.com",
+            443,
+            Protocol::Https,
+            Some(RuleDecision::Prompt),
+            Some(3),
+        ),
+        ("github.com", 443, Protocol::Https, None, None),
+        // Strictest wins.
+        (
+            "gist.github.com",
+            443,
+            Protocol::Https,
+            Some(RuleDecision::Forbidden),
+            Some(4),
+        ),
+        (
+            "127.1",
+            8080,
+            Protocol::Http,
+            Some(RuleDecision::Allow),
+            Some(5),
+        ),
+        (
+            "example.org",
+            22,
+            Protocol::Socks5Tcp,
+            Some(RuleDecision::Prompt),
+            Some(6),
+        ),
+        ("example.org", 443, Protocol::Https, None, None),
+    ];
+    for (host, port, protocol, decision, line) in cases {
+        assert_eq!(
+            check(host, *port, *protocol),
+            (*decision, *line),
+            "{host}:{port} {protocol}"
+        );
+    }
+}
+
+#[test]
+fn malformed_network_rules_name_their_line() {
+    let cases = [
+        (
+            "network_rule(host = \"foo*.com\")",
+            "host: `foo*.com` is not a domain pattern",
+        ),
+        (
+            "network_rule(host = \"a.com\", protocol = \"ftp\")",
+            "unknown protocol \"ftp\"",
+        ),
+        (
+            "network_rule(host = \"a.com\", port = 0)",
+            "port 0 is not from 1 to 65535",
+        ),
+        (
+            "network_rule(host = \"a.com\", port = 70000)",
+            "port 70000 is not from 1 to 65535",
+        ),
+        (
+            "network_rule(host = \"a.com\", decision = \"maybe\")",
+            "unknown decision \"maybe\"",
+        ),
+        (
+            "network_rule(host = \"*\", decision = \"forbidden\")",
+            "would forbid every destination",
+        ),
+        (
+            "network_rule(host = \"a.com\", justification = \" \")",
+            "justification must not be empty",
+        ),
+    ];
+    for (source, expected) in cases {
+        let error = match RuleSet::parse(Path::new("net.rules"), &format!("\n{source}\n")) {
+            Ok(_) => panic!("{source} loaded"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.starts_with("net.rules:2: "), "{source}: {error}");
+        assert!(error.contains(expected), "{source}: {error}");
+    }
+}
+
+#[test]
+fn lint_names_network_rules_open_to_every_host() {
+    let set = rules(NETWORK_RULES);
+    let warnings: Vec<String> = lint(&set).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec![
+            "test.rules:6: warning: prompt on every host: the sandbox reaches the whole network \
+              through the proxy; name the hosts instead [network_rule host=*]"
+                .to_owned()
+        ]
+    );
+}
