@@ -262,7 +262,15 @@ fn network_rules_decide_on_host_protocol_and_port() {
             evaluation.deciding_rule().map(|rule| rule.origin.line),
         )
     };
-    let cases: &[(&str, u16, Protocol, Option<RuleDecision>, Option<usize>)] = &[
+    /// (host, port, protocol, decision, line of the deciding rule)
+    type Case = (
+        &'static str,
+        u16,
+        Protocol,
+        Option<RuleDecision>,
+        Option<usize>,
+    );
+    let cases: &[Case] = &[
         (
             "crates.io",
             443,
