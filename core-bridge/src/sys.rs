@@ -8,11 +8,13 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 
 /// Makes the program `command` executes the leader of a new session whose
-/// controlling terminal is its standard input (a PTY's slave end).
+/// controlling terminal is its standard input (a PTY's slave end), with
+/// the terminal's SIGINT and SIGQUIT ignored (the shell inside restores
+/// them for itself and its commands).
 pub(crate) fn own_terminal_in_child(command: &mut std::process::Command) {
     let take_terminal = || {
-        // SAFETY: setsid and ioctl(TIOCSCTTY) are async-signal-safe, take
-        // no memory of ours, and act on the child only.
+        // SAFETY: setsid, ioctl(TIOCSCTTY) and signal are async-signal-safe,
+        // take no memory of ours, and act on the child only.
         unsafe {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
@@ -20,11 +22,16 @@ pub(crate) fn own_terminal_in_child(command: &mut std::process::Command) {
             if libc::ioctl(libc::STDIN_FILENO, libc::TIOCSCTTY, 0) == -1 {
                 return Err(io::Error::last_os_error());
             }
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(signal, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
         }
         Ok(())
     };
-    // SAFETY: the hook runs between fork and exec, makes two
-    // async-signal-safe calls and allocates nothing.
+    // SAFETY: the hook runs between fork and exec, makes async-signal-safe
+    // calls only and allocates nothing.
     unsafe { command.pre_exec(take_terminal) };
 }
 

@@ -126,28 +126,86 @@ mod tests {
     use super::*;
 
     /// (capacity, pushes, trailing) → (taken, omitted, left held back).
+    type Case<'a> = (usize, Vec<&'a [u8]>, Trailing, &'a [u8], u64, usize);
+
     #[test]
     fn keeps_head_and_tail_and_counts_the_middle() {
         let e_acute = "é".as_bytes(); // C3 A9
         let euro = "€".as_bytes(); // E2 82 AC
-        let cases: Vec<(usize, Vec<&[u8]>, Trailing, &[u8], u64, usize)> = vec![
+        let cases: Vec<Case> = vec![
             // Fits: everything, in order.
             (10, vec![b"abc", b"def"], Trailing::Release, b"abcdef", 0, 0),
-            (10, vec![b"0123456789"], Trailing::Release, b"0123456789", 0, 0),
+            (
+                10,
+                vec![b"0123456789"],
+                Trailing::Release,
+                b"0123456789",
+                0,
+                0,
+            ),
             // Too much: the first five and the last five.
-            (10, vec![b"0123456789ABCDEF"], Trailing::Release, b"01234BCDEF", 6, 0),
-            (10, vec![b"0123", b"456789AB", b"CDEF"], Trailing::Release, b"01234BCDEF", 6, 0),
-            (10, vec![b"01234", b"5", b"6", b"789ABCDEF"], Trailing::Release, b"01234BCDEF", 6, 0),
+            (
+                10,
+                vec![b"0123456789ABCDEF"],
+                Trailing::Release,
+                b"01234BCDEF",
+                6,
+                0,
+            ),
+            (
+                10,
+                vec![b"0123", b"456789AB", b"CDEF"],
+                Trailing::Release,
+                b"01234BCDEF",
+                6,
+                0,
+            ),
+            (
+                10,
+                vec![b"01234", b"5", b"6", b"789ABCDEF"],
+                Trailing::Release,
+                b"01234BCDEF",
+                6,
+                0,
+            ),
             // A character split between the head's end and the tail's start
             // is dropped on both sides and counted.
             (4, vec![b"a", euro, b"xyz"], Trailing::Release, b"ayz", 4, 0),
-            (4, vec![b"ab", b"cd", b"e", e_acute], Trailing::Release, "abé".as_bytes(), 3, 0),
+            (
+                4,
+                vec![b"ab", b"cd", b"e", e_acute],
+                Trailing::Release,
+                "abé".as_bytes(),
+                3,
+                0,
+            ),
             (4, vec![b"abcdefg", euro], Trailing::Release, b"ab", 8, 0),
             // An incomplete character at the end waits for the rest.
-            (10, vec![b"ab", &e_acute[..1]], Trailing::HoldBack, b"ab", 0, 1),
+            (
+                10,
+                vec![b"ab", &e_acute[..1]],
+                Trailing::HoldBack,
+                b"ab",
+                0,
+                1,
+            ),
             (10, vec![b"ab", &euro[..2]], Trailing::HoldBack, b"ab", 0, 2),
-            (10, vec![b"ab", euro], Trailing::HoldBack, "ab€".as_bytes(), 0, 0),
-            (10, vec![b"ab", &euro[..2]], Trailing::Release, b"ab\xE2\x82", 0, 0),
+            (
+                10,
+                vec![b"ab", euro],
+                Trailing::HoldBack,
+                "ab€".as_bytes(),
+                0,
+                0,
+            ),
+            (
+                10,
+                vec![b"ab", &euro[..2]],
+                Trailing::Release,
+                b"ab\xE2\x82",
+                0,
+                0,
+            ),
             // Bytes that are not UTF-8 are not held back.
             (10, vec![b"ab\xFF"], Trailing::HoldBack, b"ab\xFF", 0, 0),
             (10, vec![b"ab\x80"], Trailing::HoldBack, b"ab\x80", 0, 0),
@@ -172,7 +230,10 @@ mod tests {
         buffer.push(b"x\xC3");
         assert_eq!(buffer.take(Trailing::HoldBack), (b"x".to_vec(), 0));
         buffer.push(b"\xA9y");
-        assert_eq!(buffer.take(Trailing::HoldBack), ("éy".as_bytes().to_vec(), 0));
+        assert_eq!(
+            buffer.take(Trailing::HoldBack),
+            ("éy".as_bytes().to_vec(), 0)
+        );
         assert_eq!(buffer.take(Trailing::HoldBack), (Vec::new(), 0));
     }
 
@@ -180,6 +241,9 @@ mod tests {
     fn cut_middle_leaves_short_output_alone() {
         assert_eq!(cut_middle(b"short", 5), (b"short".to_vec(), 0));
         assert_eq!(cut_middle(b"longer", 4), (b"loer".to_vec(), 2));
-        assert_eq!(cut_middle("ééé".as_bytes(), 4), ("éé".as_bytes().to_vec(), 2));
+        assert_eq!(
+            cut_middle("ééé".as_bytes(), 4),
+            ("éé".as_bytes().to_vec(), 2)
+        );
     }
 }

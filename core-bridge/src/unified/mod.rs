@@ -203,6 +203,13 @@ impl ShellSession {
                 zsh_quote(&self.cwd().join(dir).to_string_lossy())
             ),
         };
+        let script = match options.stdio {
+            ExecStdio::Pipes => script,
+            // bubblewrap starts with the terminal's signals ignored, so that
+            // Ctrl-C does not end the sandbox around the command; the shell
+            // and what it runs get them back.
+            ExecStdio::Terminal => format!("trap - INT QUIT\n{script}"),
+        };
         let args = vec![OsString::from("-f"), "-c".into(), script.into()];
         let group = match options.stdio {
             ExecStdio::Pipes => ShellGroup::OwnGroup,
@@ -262,8 +269,12 @@ impl ShellSession {
     /// Sets the terminal size of a process started with one.
     pub fn resize(&self, process_id: ProcessId, rows: u16, cols: u16) -> Result<(), ExecError> {
         let process = self.processes.touch(process_id)?;
-        let terminal = process.terminal().ok_or(ExecError::NoTerminal(process_id))?;
-        terminal.resize(rows, cols).map_err(|source| ExecError::Write { process_id, source })
+        let terminal = process
+            .terminal()
+            .ok_or(ExecError::NoTerminal(process_id))?;
+        terminal
+            .resize(rows, cols)
+            .map_err(|source| ExecError::Write { process_id, source })
     }
 
     /// Kills a process and all it started; its id is forgotten.
@@ -294,7 +305,10 @@ impl ShellSession {
         max_output_bytes: usize,
         called: Instant,
     ) -> ExecResponse {
-        let clock = self.exec_policy.as_ref().map(|policy| policy.approval_clock());
+        let clock = self
+            .exec_policy
+            .as_ref()
+            .map(|policy| policy.approval_clock());
         let waiting = clock.clone();
         let deadline = tokio::time::timeout(
             LONGEST_APPROVAL_WAIT,

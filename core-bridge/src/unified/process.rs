@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use super::buffer::{cut_middle, HeadTail, Trailing};
 use super::pty::{self, Master, DEFAULT_TERMINAL_SIZE};
 use super::{
-    ExecError, ExecOutput, ExecStdio, ProcessId, ProcessInfo, ProcessState,
-    DEFAULT_PROCESS_LIMIT, OUTPUT_BUFFER_BYTES,
+    ExecError, ExecOutput, ExecStdio, ProcessId, ProcessInfo, ProcessState, DEFAULT_PROCESS_LIMIT,
+    OUTPUT_BUFFER_BYTES,
 };
 use crate::{BridgeError, CommandStatus};
 
@@ -103,7 +103,8 @@ impl ProcessTable {
             }
             ExecStdio::Terminal => {
                 let (rows, cols) = DEFAULT_TERMINAL_SIZE;
-                let (master, slave) = pty::open(rows, cols).map_err(io_error("cannot open a PTY"))?;
+                let (master, slave) =
+                    pty::open(rows, cols).map_err(io_error("cannot open a PTY"))?;
                 let clone = |slave: &std::fs::File| slave.try_clone().map(Stdio::from);
                 shell
                     .stdin(clone(&slave).map_err(io_error("cannot share the PTY"))?)
@@ -122,10 +123,18 @@ impl ProcessTable {
         let shared = Arc::new(Mutex::new(Collected::default()));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            readers.push(tokio::spawn(read_pipe(stdout, shared.clone(), Stream::Stdout)));
+            readers.push(tokio::spawn(read_pipe(
+                stdout,
+                shared.clone(),
+                Stream::Stdout,
+            )));
         }
         if let Some(stderr) = child.stderr.take() {
-            readers.push(tokio::spawn(read_pipe(stderr, shared.clone(), Stream::Stderr)));
+            readers.push(tokio::spawn(read_pipe(
+                stderr,
+                shared.clone(),
+                Stream::Stderr,
+            )));
         }
         if let Some(master) = &terminal {
             readers.push(tokio::spawn(read_terminal(master.clone(), shared.clone())));
@@ -217,7 +226,12 @@ impl ProcessTable {
 
     /// Kills every process now.
     pub(crate) fn kill_all(&self) {
-        let entries: Vec<Entry> = self.lock().entries.drain().map(|(_, entry)| entry).collect();
+        let entries: Vec<Entry> = self
+            .lock()
+            .entries
+            .drain()
+            .map(|(_, entry)| entry)
+            .collect();
         drop(entries);
     }
 }
@@ -291,7 +305,9 @@ impl LiveProcess {
         let (stderr, stderr_omitted) = take(&mut collected.stderr);
         drop(collected);
         // stderr keeps at least half of the cap when it needs it.
-        let stderr_share = stderr.len().min(max.saturating_sub(stdout.len()).max(max / 2));
+        let stderr_share = stderr
+            .len()
+            .min(max.saturating_sub(stdout.len()).max(max / 2));
         let (stderr, stderr_cut) = cut_middle(&stderr, stderr_share);
         let (stdout, stdout_cut) = cut_middle(&stdout, max - stderr.len().min(max));
         let output = ExecOutput {
@@ -348,7 +364,11 @@ fn keep(shared: &Mutex<Collected>, stream: Stream, bytes: &[u8]) {
         .push(bytes);
 }
 
-async fn read_pipe(mut pipe: impl AsyncRead + Unpin, shared: Arc<Mutex<Collected>>, stream: Stream) {
+async fn read_pipe(
+    mut pipe: impl AsyncRead + Unpin,
+    shared: Arc<Mutex<Collected>>,
+    stream: Stream,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     while let Ok(read @ 1..) = pipe.read(&mut buf).await {
         keep(&shared, stream, &buf[..read]);
@@ -396,26 +416,41 @@ async fn follow(
 mod tests {
     use super::*;
 
+    /// (id, last used, exited) of each entry → the one pruned.
+    type Case = (Vec<(ProcessId, u64, bool)>, Option<ProcessId>);
+
     #[test]
     fn pruning_prefers_old_exited_processes_outside_the_recent_eight() {
         let id = ProcessId;
         // (entries as (id, last_used, exited)) → pruned.
         let running = |n: u32| (id(n), u64::from(n), false);
         let exited = |n: u32| (id(n), u64::from(n), true);
-        let cases: Vec<(Vec<(ProcessId, u64, bool)>, Option<ProcessId>)> = vec![
+        let cases: Vec<Case> = vec![
             ((1..=10).map(running).collect(), Some(id(1))),
             (
-                (1..=10).map(|n| if n == 2 { exited(n) } else { running(n) }).collect(),
+                (1..=10)
+                    .map(|n| if n == 2 { exited(n) } else { running(n) })
+                    .collect(),
                 Some(id(2)),
             ),
             // An exited process among the eight most recent is kept.
             (
-                (1..=10).map(|n| if n == 9 { exited(n) } else { running(n) }).collect(),
+                (1..=10)
+                    .map(|n| if n == 9 { exited(n) } else { running(n) })
+                    .collect(),
                 Some(id(1)),
             ),
             // The oldest exited one outside them goes first.
             (
-                (1..=12).map(|n| if n == 4 || n == 3 { exited(n) } else { running(n) }).collect(),
+                (1..=12)
+                    .map(|n| {
+                        if n == 4 || n == 3 {
+                            exited(n)
+                        } else {
+                            running(n)
+                        }
+                    })
+                    .collect(),
                 Some(id(3)),
             ),
             // A limit at or below eight: the least recently used.
@@ -423,7 +458,11 @@ mod tests {
             (Vec::new(), None),
         ];
         for (entries, pruned) in cases {
-            assert_eq!(prune_choice(entries.clone().into_iter()), pruned, "{entries:?}");
+            assert_eq!(
+                prune_choice(entries.clone().into_iter()),
+                pruned,
+                "{entries:?}"
+            );
         }
     }
 }

@@ -63,7 +63,9 @@ impl Master {
     pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             let mut ready = self.fd.writable().await?;
-            match ready.try_io(|fd| nix::unistd::write(fd.get_ref(), bytes).map_err(io::Error::from)) {
+            match ready
+                .try_io(|fd| nix::unistd::write(fd.get_ref(), bytes).map_err(io::Error::from))
+            {
                 Ok(Ok(written)) => bytes = &bytes[written..],
                 Ok(Err(error)) => return Err(error),
                 Err(_would_block) => continue,
