@@ -108,7 +108,10 @@ pub(crate) async fn unified(paths: &Paths<'_>, rounds: usize) -> Result<()> {
             "| `execgate run -- true` (a process) | {cli_p50:.2} | {:.2} |",
             percentile(&mut cli, 0.9)
         );
-        println!("\nratio exec_command / execgate run: {:.2}\n", exec_p50 / cli_p50);
+        println!(
+            "\nratio exec_command / execgate run: {:.2}\n",
+            exec_p50 / cli_p50
+        );
     } else {
         println!("\n(no --execgate=PATH: the `execgate run` column is left out)\n");
     }
@@ -138,7 +141,9 @@ pub(crate) async fn unified(paths: &Paths<'_>, rounds: usize) -> Result<()> {
     }
 
     println!("\n## Unified exec: decisions while 64 live processes exec `/bin/true` every 0.1 s\n");
-    println!("| polling | decisions | decision p50 ms | decision p99 ms | poll p50 ms | poll p99 ms |");
+    println!(
+        "| polling | decisions | decision p50 ms | decision p99 ms | poll p50 ms | poll p99 ms |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut ids = Vec::new();
     for _ in 0..64 {
@@ -169,12 +174,24 @@ pub(crate) async fn unified(paths: &Paths<'_>, rounds: usize) -> Result<()> {
         let mut decided = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
         println!(
             "| {} | {} | {:.3} | {:.3} | {} | {} |",
-            if polling { "every process, in a loop" } else { "none" },
+            if polling {
+                "every process, in a loop"
+            } else {
+                "none"
+            },
             decided.len(),
             percentile(&mut decided, 0.5),
             percentile(&mut decided, 0.99),
-            if polling { format!("{:.3}", percentile(&mut polls, 0.5)) } else { "-".into() },
-            if polling { format!("{:.3}", percentile(&mut polls, 0.99)) } else { "-".into() },
+            if polling {
+                format!("{:.3}", percentile(&mut polls, 0.5))
+            } else {
+                "-".into()
+            },
+            if polling {
+                format!("{:.3}", percentile(&mut polls, 0.99))
+            } else {
+                "-".into()
+            },
         );
     }
     session.shutdown().await;

@@ -294,47 +294,49 @@ async fn a_full_table_prunes_old_exited_processes_first_then_the_least_recently_
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
     session.set_process_limit(12);
+    // ids[1] and ids[11] exit on their own, unreported: ids[1] among the
+    // least recently used, ids[11] among the eight most recent.
     let mut ids = Vec::new();
-    // The oldest one exits on its own; nobody reports it.
-    ids.push(running_id(
-        &session.exec_command("sleep 0.6", pipes(250)).await.unwrap(),
-    ));
-    for _ in 1..12 {
+    for n in 0..12 {
+        let command = if n == 1 || n == 11 {
+            "sleep 0.6"
+        } else {
+            "sleep 60"
+        };
         ids.push(running_id(
-            &session.exec_command("sleep 60", pipes(250)).await.unwrap(),
+            &session.exec_command(command, pipes(250)).await.unwrap(),
         ));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(session.list().len(), 12);
-    assert!(matches!(session.list()[0].state, ProcessState::Exited(_)));
-    // Used recently: ids[1] is no longer the least recently used.
-    session
-        .write_stdin(ids[1], b"", Duration::ZERO, 10)
-        .await
-        .unwrap();
-
     let unknown = |result: Result<ExecResponse, ExecError>| {
         matches!(result, Err(ExecError::UnknownProcess(_)))
     };
+    // Full: the exited ids[1] goes, not the least recently used ids[0].
+    ids.push(running_id(
+        &session.exec_command("sleep 60", pipes(250)).await.unwrap(),
+    ));
+    assert_eq!(session.list().len(), 12);
+    assert!(!session.list().iter().any(|info| info.process_id == ids[1]));
+    // No exited one outside the recent eight: the least recently used.
     ids.push(running_id(
         &session.exec_command("sleep 60", pipes(250)).await.unwrap(),
     ));
     assert!(unknown(
         session.write_stdin(ids[0], b"", Duration::ZERO, 10).await
     ));
-    ids.push(running_id(
-        &session.exec_command("sleep 60", pipes(250)).await.unwrap(),
-    ));
     assert!(unknown(
-        session.write_stdin(ids[2], b"", Duration::ZERO, 10).await
+        session.write_stdin(ids[1], b"", Duration::ZERO, 10).await
     ));
     assert_eq!(session.list().len(), 12);
-    for kept in [1, 3, 13] {
-        assert!(session
-            .write_stdin(ids[kept], b"", Duration::ZERO, 10)
-            .await
-            .is_ok());
-    }
+    assert!(matches!(
+        session.write_stdin(ids[2], b"", Duration::ZERO, 10).await,
+        Ok(ExecResponse::Running(_))
+    ));
+    assert!(matches!(
+        session.write_stdin(ids[11], b"", Duration::ZERO, 10).await,
+        Ok(ExecResponse::Exited(_))
+    ));
     session.shutdown().await;
 }
 
