@@ -177,7 +177,7 @@ pub enum ExecError {
     StdinClosed(ProcessId),
     #[error("process {0} has no terminal to resize: start it with tty = true")]
     NoTerminal(ProcessId),
-    #[error("cannot write to process {process_id}: {source}")]
+    #[error("process {process_id}'s terminal: {source}")]
     Write {
         process_id: ProcessId,
         #[source]
