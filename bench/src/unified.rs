@@ -127,7 +127,10 @@ pub(crate) async fn unified(paths: &Paths<'_>, rounds: usize) -> Result<()> {
                 yield_time: Duration::from_millis(250),
                 ..ExecOptions::default()
             };
-            session.exec_command("sleep 600", options).await?;
+            let response = session.exec_command("sleep 600", options).await?;
+            if let ExecResponse::Exited(exited) = response {
+                bail!("sleep 600 ended at once: {exited:?}");
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let after = super::rss_kib()?;
@@ -154,6 +157,9 @@ pub(crate) async fn unified(paths: &Paths<'_>, rounds: usize) -> Result<()> {
         let response = session
             .exec_command("while true; do /bin/true; sleep 0.1; done", options)
             .await?;
+        if let ExecResponse::Exited(exited) = response {
+            bail!("the exec loop ended at once: {exited:?}");
+        }
         ids.push(response.process_id());
     }
     for polling in [false, true] {
