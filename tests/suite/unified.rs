@@ -308,7 +308,14 @@ async fn a_full_table_prunes_old_exited_processes_first_then_the_least_recently_
         ));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(session.list().len(), 12);
+    let listed = session.list();
+    assert_eq!(listed.len(), 12);
+    let exited: Vec<ProcessId> = listed
+        .iter()
+        .filter(|info| matches!(info.state, ProcessState::Exited(CommandStatus::Exited(0))))
+        .map(|info| info.process_id)
+        .collect();
+    assert_eq!(exited, [ids[1], ids[11]]);
     let unknown = |result: Result<ExecResponse, ExecError>| {
         matches!(result, Err(ExecError::UnknownProcess(_)))
     };
