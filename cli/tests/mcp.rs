@@ -2,7 +2,8 @@
 //! target/venv-mcp by scripts/setup-python.sh): tests/mcp/client.py
 //! initializes, lists tools, runs and types into processes, answers
 //! elicitations (accept and decline), makes denied and malformed calls,
-//! then disconnects and checks that every process is gone.
+//! then disconnects (and, with a second server, sends SIGTERM) and checks
+//! that every process is gone, escalated children included.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,7 +37,8 @@ fn the_official_python_client_passes_every_check() {
         "prefix_rule(pattern = [\"touch\"], decision = \"prompt\", \
          justification = \"touching needs a person\")\n\
          prefix_rule(pattern = [\"rm\"], decision = \"forbidden\", \
-         justification = \"never remove files here\")\n",
+         justification = \"never remove files here\")\n\
+         prefix_rule(pattern = [\"sleep\", [\"1234.5\", \"1234.7\"]], decision = \"allow\")\n",
     )
     .unwrap();
     let output = Command::new(&python)

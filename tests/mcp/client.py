@@ -7,6 +7,7 @@ Exits 0 when every check passed; prints each check as it goes.
 
 import asyncio
 import os
+import signal
 import sys
 import time
 
@@ -25,19 +26,28 @@ def check(name, condition, detail=""):
 
 
 def pids_of(cmdline):
-    """Host pids whose command line is exactly `cmdline` (words)."""
-    wanted = "\0".join(cmdline.split()) + "\0"
+    """Host pids whose command line is `cmdline` (words), argv[0] compared
+    by its last component (escalated programs get their canonical path)."""
+    wanted = cmdline.split()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if f.read().decode(errors="replace") == wanted:
-                    found.append(int(entry))
+                argv = f.read().decode(errors="replace").split("\0")[:-1]
         except OSError:
-            pass
+            continue
+        if argv and [os.path.basename(argv[0])] + argv[1:] == [os.path.basename(wanted[0])] + wanted[1:]:
+            found.append(int(entry))
     return found
+
+
+async def gone(pids, seconds=10):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        await asyncio.sleep(0.1)
+    return [pid for pid in pids if alive(pid)]
 
 
 def alive(pid):
@@ -85,8 +95,8 @@ async def poll_until(session, process_id, wanted, chars=""):
     return seen, result
 
 
-async def main():
-    server = StdioServerParameters(
+def server_parameters():
+    return StdioServerParameters(
         command=EXECGATE,
         args=["mcp", "--cwd", WORKSPACE, "--rules", RULES],
         env={
@@ -95,6 +105,10 @@ async def main():
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         },
     )
+
+
+async def main():
+    server = server_parameters()
     elicitations = Elicitations()
     async with stdio_client(server) as (read, write):
         async with ClientSession(read, write, elicitation_callback=elicitations) as session:
@@ -186,22 +200,48 @@ async def main():
             result = await call(session, "exec_command", cmd="print still serving")
             check("the server keeps serving after bad requests", structured(result).get("stdout") == "still serving\n")
 
-            # Disconnect: everything of the session goes.
-            await call(session, "exec_command", cmd="sleep 1234.5", yield_time_ms=250)
-            await call(session, "exec_command", cmd="sleep 1234.6", tty=True, yield_time_ms=250)
-            sleepers = pids_of("sleep 1234.5") + pids_of("sleep 1234.6")
-            check("the long-lived processes run", len(sleepers) == 2, sleepers)
-            servers = [pid for pid in pids_of(f"{EXECGATE} mcp --cwd {WORKSPACE} --rules {RULES}")]
+            # Disconnect: everything of the session goes, the escalated
+            # child (an allow rule) and the sandboxed one on a PTY.
+            sleepers = await start_sleepers(session, "1234.5")
+            servers = pids_of(f"{EXECGATE} mcp --cwd {WORKSPACE} --rules {RULES}")
             check("the server runs", len(servers) == 1, servers)
 
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(pid) for pid in sleepers + servers):
-        await asyncio.sleep(0.1)
-    check(
-        "client disconnect kills every process and ends the server",
-        not any(alive(pid) for pid in sleepers + servers),
-        [pid for pid in sleepers + servers if alive(pid)],
-    )
+    left = await gone(sleepers + servers)
+    check("client disconnect kills every process and ends the server", not left, left)
+
+    # SIGTERM: the same.
+    try:
+        async with stdio_client(server_parameters()) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                sleepers = await start_sleepers(session, "1234.7")
+                servers = pids_of(f"{EXECGATE} mcp --cwd {WORKSPACE} --rules {RULES}")
+                check("the second server runs", len(servers) == 1, servers)
+                for pid in servers:
+                    os.kill(pid, signal.SIGTERM)
+                left = await gone(sleepers + servers)
+                check("SIGTERM kills every process and ends the server", not left, left)
+                raise Finished()
+    except* Finished:
+        pass
+    except* Exception as errors:
+        # The client may notice the server's end first; the check above has run.
+        print(f"note: the client ended with {errors!r}")
+
+
+class Finished(Exception):
+    pass
+
+
+async def start_sleepers(session, seconds):
+    """One escalated sleep (allowed by a rule: outside the sandbox) and one
+    in the sandbox on a PTY; their host pids."""
+    result = await call(session, "exec_command", cmd=f"sleep {seconds}", yield_time_ms=250)
+    check(f"sleep {seconds} runs escalated", structured(result).get("running") is True, structured(result))
+    await call(session, "exec_command", cmd=f"/bin/sleep {seconds}1", tty=True, yield_time_ms=250)
+    sleepers = pids_of(f"sleep {seconds}") + pids_of(f"sleep {seconds}1")
+    check("the long-lived processes run", len(sleepers) == 2, sleepers)
+    return sleepers
 
 
 asyncio.run(main())
