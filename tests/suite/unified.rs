@@ -422,6 +422,49 @@ async fn approval_time_does_not_count_against_the_yield_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_waited_too_long_on_an_approval_says_so() {
+    let place = Place::new();
+    let rules: Arc<RuleSet> =
+        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = |_request: ApprovalRequest| async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        ApprovalAnswer::ApproveOnce
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let started = Instant::now();
+    let options = ExecOptions {
+        longest_approval_wait: Duration::from_millis(800),
+        ..pipes(500)
+    };
+    let response = session
+        .exec_command(
+            &place.script("touch {ws}/x; print touched; sleep 30"),
+            options,
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(2000));
+    let ExecResponse::Running(running) = response else {
+        panic!("exited");
+    };
+    assert!(running.awaiting_approval);
+    assert!(running.output.stdout.is_empty());
+    let later = session
+        .write_stdin(running.process_id, b"", Duration::from_secs(5), 100)
+        .await
+        .unwrap();
+    let ExecResponse::Running(later) = later else {
+        panic!("exited");
+    };
+    assert!(!later.awaiting_approval);
+    assert_eq!(text(&later.output.stdout), "touched\n");
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn dropping_the_session_kills_its_processes_and_their_escalated_children() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();

@@ -48,7 +48,8 @@ pub const DEFAULT_PROCESS_LIMIT: usize = 64;
 pub const YIELD_TIME_RANGE: (Duration, Duration) =
     (Duration::from_millis(250), Duration::from_secs(30));
 pub const DEFAULT_YIELD_TIME: Duration = Duration::from_secs(10);
-/// How long a call waits at most while approvals keep its clock stopped.
+/// How long a call waits at most, by default, while approvals keep its
+/// clock stopped.
 pub const LONGEST_APPROVAL_WAIT: Duration = Duration::from_secs(600);
 
 /// Names a process of one session.
@@ -87,6 +88,9 @@ pub struct ExecOptions {
     /// Set over the agent defaults (`NO_COLOR=1`, `TERM=dumb` or
     /// `xterm-256color` on a terminal, `PAGER=cat`, `GIT_PAGER=cat`).
     pub env: Vec<(OsString, OsString)>,
+    /// Wall time after which this call answers `Running` with
+    /// `awaiting_approval` even though approvals stopped its yield clock.
+    pub longest_approval_wait: Duration,
 }
 
 impl Default for ExecOptions {
@@ -97,6 +101,7 @@ impl Default for ExecOptions {
             yield_time: DEFAULT_YIELD_TIME,
             max_output_bytes: 64 * 1024,
             env: Vec::new(),
+            longest_approval_wait: LONGEST_APPROVAL_WAIT,
         }
     }
 }
@@ -231,9 +236,12 @@ impl ShellSession {
             .processes
             .start(command, shell, options.stdio)
             .map_err(ExecError::from)?;
-        let yield_time = clamp_yield(options.yield_time);
+        let wait = Wait {
+            yield_time: clamp_yield(options.yield_time),
+            longest: options.longest_approval_wait,
+        };
         Ok(self
-            .answer(&process, yield_time, options.max_output_bytes, called)
+            .answer(&process, wait, options.max_output_bytes, called)
             .await)
     }
 
@@ -261,9 +269,11 @@ impl ShellSession {
                 .map_err(|source| ExecError::Write { process_id, source })?;
             clamp_yield(yield_time)
         };
-        Ok(self
-            .answer(&process, yield_time, max_output_bytes, called)
-            .await)
+        let wait = Wait {
+            yield_time,
+            longest: LONGEST_APPROVAL_WAIT,
+        };
+        Ok(self.answer(&process, wait, max_output_bytes, called).await)
     }
 
     /// Sets the terminal size of a process started with one.
@@ -301,7 +311,7 @@ impl ShellSession {
     async fn answer(
         &self,
         process: &Arc<process::LiveProcess>,
-        yield_time: Duration,
+        wait: Wait,
         max_output_bytes: usize,
         called: Instant,
     ) -> ExecResponse {
@@ -311,8 +321,8 @@ impl ShellSession {
             .map(|policy| policy.approval_clock());
         let waiting = clock.clone();
         let deadline = tokio::time::timeout(
-            LONGEST_APPROVAL_WAIT,
-            sleep_excluding_approvals(yield_time, clock),
+            wait.longest,
+            sleep_excluding_approvals(wait.yield_time, clock),
         );
         tokio::select! {
             () = process.ended() => {}
@@ -338,6 +348,12 @@ impl ShellSession {
             }),
         }
     }
+}
+
+/// How long one call waits for its process.
+struct Wait {
+    yield_time: Duration,
+    longest: Duration,
 }
 
 fn clamp_yield(yield_time: Duration) -> Duration {
