@@ -12,6 +12,8 @@ packages=(
     # Used by the end-to-end suites as ordinary programs to run; setsid (from
     # util-linux) starts the interactive shell the fidelity suite drives.
     coreutils procps util-linux git python3 libc6-dev
+    # The venv for the MCP client tests (scripts/setup-python.sh).
+    python3-venv
 )
 
 missing=()

@@ -6,6 +6,7 @@
 //! `execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]`
 
 mod growth;
+mod unified;
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,20 @@ async fn main() -> Result<()> {
     }
     if only_p1 {
         return p1(&tools, reps, if quick { 500 } else { 2000 }).await;
+    }
+    if args.iter().any(|arg| arg == "--unified") {
+        let execgate = args
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--execgate="))
+            .map(PathBuf::from);
+        let paths = unified::Paths {
+            wrapper: &tools.wrapper,
+            helper: &tools.helper,
+            zsh: &tools.zsh,
+            execgate,
+            scratch: tools.scratch.path(),
+        };
+        return unified::unified(&paths, if quick { 10 } else { 30 }).await;
     }
     if args.iter().any(|arg| arg == "--p3") {
         return p3(&tools, if quick { 10 } else { 30 }).await;

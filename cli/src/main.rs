@@ -9,6 +9,7 @@
 mod audit;
 mod config;
 mod ending;
+mod mcp;
 mod policy;
 mod prompt;
 
@@ -72,6 +73,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve MCP over stdio: exec_command, write_stdin, kill_process and
+    /// list_processes in one session (approvals by elicitation).
+    Mcp(mcp::McpArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -129,6 +133,21 @@ impl SessionArgs {
     /// The session these arguments ask for. Everything that can fail for a
     /// reason the user must fix fails here, before anything starts.
     fn session_config(self) -> Result<ShellSessionConfig> {
+        let mode = self.approval.unwrap_or(if std::io::stdin().is_terminal() {
+            ApprovalMode::Ask
+        } else {
+            ApprovalMode::Deny
+        });
+        let approver: Arc<dyn Approver> = match mode {
+            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::default()),
+            ApprovalMode::Deny => Arc::new(DenyAll),
+            ApprovalMode::Approve => Arc::new(ApproveAll),
+        };
+        self.session_config_approved_by(approver)
+    }
+
+    /// [`session_config`](Self::session_config) with `approver` answering.
+    fn session_config_approved_by(self, approver: Arc<dyn Approver>) -> Result<ShellSessionConfig> {
         let config = Config::load(self.config.as_deref())?;
         let profile_name = self
             .profile
@@ -150,16 +169,6 @@ impl SessionArgs {
                 .chain(self.config.iter())
                 .map(PathBuf::as_path),
         );
-        let mode = self.approval.unwrap_or(if std::io::stdin().is_terminal() {
-            ApprovalMode::Ask
-        } else {
-            ApprovalMode::Deny
-        });
-        let approver: Arc<dyn Approver> = match mode {
-            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::default()),
-            ApprovalMode::Deny => Arc::new(DenyAll),
-            ApprovalMode::Approve => Arc::new(ApproveAll),
-        };
         let policy = ExecPolicy::new(ExecPolicyConfig {
             rules: Arc::new(rules),
             skills,
@@ -236,6 +245,7 @@ fn main() -> ExitCode {
         Command::Doctor { json } => doctor(json),
         Command::Audit(args) => audit::run(args),
         Command::Policy(command) => policy::run(command),
+        Command::Mcp(args) => mcp::serve(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

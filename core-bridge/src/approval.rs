@@ -120,6 +120,12 @@ impl ApprovalClock {
         state.paused + state.since.map_or(Duration::ZERO, |since| since.elapsed())
     }
 
+    /// Whether an approval is waiting for an answer now.
+    pub(crate) fn waiting(&self) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.pending > 0
+    }
+
     /// Marks an approval pending until the guard drops.
     pub(crate) fn pending(&self) -> PendingApproval {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

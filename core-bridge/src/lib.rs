@@ -11,6 +11,10 @@
 //! is killed; dropping or shutting down the session kills every escalated
 //! child.
 //!
+//! Long-lived processes (unified exec: a dev server, a REPL on a PTY) start
+//! with [`ShellSession::exec_command`] on the same path, and are polled and
+//! typed into with [`ShellSession::write_stdin`].
+//!
 //! The shell's environment comes from an [`EnvPolicy`]; inside a session,
 //! `zsh` on `PATH` is the patched zsh, so nested shells keep asking.
 //!
@@ -55,7 +59,9 @@ mod planted;
 mod policy;
 mod session;
 mod skills;
+mod sys;
 mod tools;
+mod unified;
 
 use std::path::PathBuf;
 
@@ -73,6 +79,11 @@ pub use session::{
 };
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
 pub use tools::{Tools, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH};
+pub use unified::{
+    ExecError, ExecOptions, ExecOutput, ExecResponse, ExecStdio, Exited, ProcessId, ProcessInfo,
+    ProcessState, Running, DEFAULT_PROCESS_LIMIT, DEFAULT_TERMINAL_SIZE, DEFAULT_YIELD_TIME,
+    LONGEST_APPROVAL_WAIT, OUTPUT_BUFFER_BYTES, YIELD_TIME_RANGE,
+};
 
 /// Why a session or command could not start.
 #[derive(Debug, thiserror::Error)]

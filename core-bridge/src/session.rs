@@ -87,10 +87,22 @@ pub struct ShellSession {
     env: Vec<(OsString, OsString)>,
     zsh: PathBuf,
     cwd: PathBuf,
-    exec_policy: Option<ExecPolicy>,
+    pub(crate) exec_policy: Option<ExecPolicy>,
+    /// The long-lived processes of unified exec (`unified/`).
+    pub(crate) processes: crate::unified::ProcessTable,
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
     /// `#!/usr/bin/env zsh` scripts run the patched zsh.
     _zsh_dir: tempfile::TempDir,
+}
+
+/// How a shell relates to process groups and terminals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShellGroup {
+    /// Its own process group, no terminal.
+    OwnGroup,
+    /// The leader of its own session, whose controlling terminal is its
+    /// stdin (a PTY the caller set up).
+    OwnTerminal,
 }
 
 /// Where a command's standard streams go.
@@ -280,6 +292,7 @@ impl ShellSession {
             zsh: zsh_dir.path().join("zsh"),
             cwd,
             exec_policy,
+            processes: crate::unified::ProcessTable::default(),
             _zsh_dir: zsh_dir,
         })
     }
@@ -303,7 +316,7 @@ impl ShellSession {
             (Some(_), None) => return Err(BridgeError::NoApprover),
         };
         let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
-        let session_shell = self.shell_factory(args.to_vec());
+        let session_shell = self.shell_factory(args.to_vec(), ShellGroup::OwnGroup);
         let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
         let (sender, chunks) = mpsc::unbounded_channel();
         let outcome = tokio::spawn(async move {
@@ -327,9 +340,11 @@ impl ShellSession {
     }
 
     /// Builds shell commands later, from a task that cannot borrow `self`.
-    fn shell_factory(
+    /// Every shell of the session starts here, one-shot or long-lived.
+    pub(crate) fn shell_factory(
         &self,
         args: Vec<OsString>,
+        group: ShellGroup,
     ) -> impl FnOnce(Option<&PermissionProfile>) -> Result<std::process::Command, BridgeError>
            + Send
            + 'static {
@@ -339,18 +354,27 @@ impl ShellSession {
         let (zsh, env, cwd) = (self.zsh.clone(), self.env.clone(), self.cwd.clone());
         move |extra| {
             let session = session.upgrade().ok_or(BridgeError::SessionEnded)?;
+            let terminal = match group {
+                ShellGroup::OwnGroup => Terminal::Detached,
+                ShellGroup::OwnTerminal => Terminal::Shared,
+            };
             let mut shell = match extra {
-                None => session.shell_command(&zsh, &args),
-                Some(extra) => {
-                    session.shell_command_with(&zsh, &args, Terminal::Detached, extra)?
-                }
+                None => session.shell_command_on(&zsh, &args, terminal),
+                Some(extra) => session.shell_command_with(&zsh, &args, terminal, extra)?,
             };
             shell.env_clear().envs(env.iter().cloned());
             shell.envs(session.shell_env());
             shell.current_dir(&cwd);
-            // Its own process group, so that nothing it leaves behind
-            // survives the end of the command.
-            shell.process_group(0);
+            match group {
+                // Its own process group, so that nothing it leaves behind
+                // survives the end of the command.
+                ShellGroup::OwnGroup => {
+                    shell.process_group(0);
+                }
+                // Its own session on its own terminal (bubblewrap must not
+                // start another): a session is a process group too.
+                ShellGroup::OwnTerminal => crate::sys::own_terminal_in_child(&mut shell),
+            }
             Ok(shell)
         }
     }
@@ -391,6 +415,8 @@ impl ShellSession {
 
     /// Ends the session: every escalated child is killed and reaped.
     pub async fn shutdown(self) {
+        // Long-lived shells hold the session socket: they go first.
+        self.processes.kill_all();
         self.session.cancel();
         self.session.finished().await;
     }

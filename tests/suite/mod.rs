@@ -10,6 +10,7 @@ mod planted;
 mod policy;
 mod sandbox;
 mod spine;
+mod unified;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -1,0 +1,404 @@
+//! `execgate mcp`: an MCP server over stdio whose tools run long-lived
+//! processes (unified exec) in one execgate session: the same config file,
+//! profiles, rules, skills and audit log as `execgate run`.
+//!
+//! Approvals become MCP elicitation requests when the client supports
+//! them (the program, its arguments, the directory, the rule and its
+//! justification, the grants; the answer maps to once, session or
+//! decline); otherwise `--approval approve|deny` answers (default deny).
+//!
+//! It must never run a command outside the session's sandbox and policy,
+//! write anything but protocol messages to stdout, exit on a bad request,
+//! or leave a process running once the client has gone (stdin at its end)
+//! or SIGTERM, SIGINT or SIGHUP has come.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use execgate_core_bridge::{
+    ApprovalAnswer, ApprovalFuture, ApprovalRequest, ApproveAll, Approver, DenyAll, ExecError,
+    ExecOptions, ExecResponse, ExecStdio, ProcessId, ProcessState, ShellSession,
+};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, ProtocolVersion, ServerCapabilities, ServerConfig,
+};
+use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema, EnumSchema};
+use rmcp::schemars::JsonSchema;
+use rmcp::service::{ElicitationMode, Peer, RoleServer};
+use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::ending::{EndSignals, TerminalInterrupt};
+use crate::{ApprovalMode, SessionArgs};
+
+#[derive(clap::Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+/// Serves MCP on stdin and stdout until the client goes or a signal ends
+/// the session.
+pub fn serve(args: McpArgs) -> Result<i32> {
+    let peer: Arc<OnceLock<Peer<RoleServer>>> = Arc::default();
+    // Without elicitation, and never asking on a terminal: stdin is the
+    // client's.
+    let fallback: Arc<dyn Approver> = match args.session.approval {
+        Some(ApprovalMode::Approve) => Arc::new(ApproveAll),
+        Some(ApprovalMode::Ask | ApprovalMode::Deny) | None => Arc::new(DenyAll),
+    };
+    let approver = Arc::new(ElicitingApprover {
+        peer: peer.clone(),
+        fallback,
+    });
+    let session_config = args.session.session_config_approved_by(approver)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let code = runtime.block_on(async move {
+        let session = Arc::new(ShellSession::start(session_config)?);
+        let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
+        let server = ExecServer {
+            session: session.clone(),
+            tool_router: ExecServer::tool_router(),
+        };
+        let service = tokio::select! {
+            service = server.serve(rmcp::transport::stdio_pipes()) => {
+                service.context("the MCP handshake failed")?
+            }
+            signal = signals.recv() => {
+                session.terminate(signal);
+                return Ok::<i32, anyhow::Error>(128 + signal);
+            }
+        };
+        let _ = peer.set(service.peer().clone());
+        let cancel = service.cancellation_token();
+        let code = tokio::select! {
+            _ = service.waiting() => 0,
+            signal = signals.recv() => {
+                cancel.cancel();
+                session.terminate(signal);
+                128 + signal
+            }
+        };
+        // Every process of the session goes, escalated children included.
+        for process in session.list() {
+            let _ = session.kill(process.process_id).await;
+        }
+        match Arc::try_unwrap(session) {
+            Ok(session) => session.shutdown().await,
+            // A tool call still holds it: end it by force (the warden
+            // removes what is left once this process has gone).
+            Err(session) => session.terminate(nix::sys::signal::Signal::SIGKILL as i32),
+        }
+        Ok(code)
+    });
+    // A read still pending on stdin must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+/// Asks the MCP client (elicitation), else the fallback.
+struct ElicitingApprover {
+    peer: Arc<OnceLock<Peer<RoleServer>>>,
+    fallback: Arc<dyn Approver>,
+}
+
+/// The elicitation form: one choice, `grant`.
+fn approval_form() -> Result<ElicitationSchema, &'static str> {
+    let grant = EnumSchema::builder(vec!["once".into(), "session".into()])
+        .description("once: this run only; session: this exact command for the rest of the session")
+        .build();
+    ElicitationSchema::builder()
+        .required_enum_schema("grant", grant)
+        .build()
+}
+
+/// What an accepted form answered.
+#[derive(Debug, Deserialize)]
+struct ApprovalForm {
+    grant: Grant,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Grant {
+    Once,
+    Session,
+}
+
+impl Approver for ElicitingApprover {
+    fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            let Some(peer) = self.peer.get().filter(|peer| {
+                peer.supported_elicitation_modes()
+                    .contains(&ElicitationMode::Form)
+            }) else {
+                return self.fallback.approve(request).await;
+            };
+            let message = format!(
+                "execgate asks before this runs:\n{}\nAccept with grant = once or session; \
+                 decline to refuse.",
+                crate::prompt::describe(request).join("\n")
+            );
+            let asked = match approval_form() {
+                Ok(requested_schema) => peer
+                    .create_elicitation(ElicitRequestParams::FormElicitationParams {
+                        meta: None,
+                        message,
+                        requested_schema,
+                    })
+                    .await
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_owned()),
+            };
+            let answer = match asked {
+                Ok(result) => result,
+                // Lost: not approved either, and the log says why.
+                Err(error) => {
+                    eprintln!("execgate mcp: the approval could not be asked ({error}): declined");
+                    return ApprovalAnswer::Decline;
+                }
+            };
+            let form = answer
+                .content
+                .and_then(|content| serde_json::from_value::<ApprovalForm>(content).ok());
+            match (answer.action, form) {
+                (ElicitationAction::Accept, Some(ApprovalForm { grant: Grant::Once })) => {
+                    ApprovalAnswer::ApproveOnce
+                }
+                (
+                    ElicitationAction::Accept,
+                    Some(ApprovalForm {
+                        grant: Grant::Session,
+                    }),
+                ) => ApprovalAnswer::ApproveForSession,
+                // Declined, cancelled, or accepted without a readable grant.
+                _ => ApprovalAnswer::Decline,
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+struct ExecServer {
+    session: Arc<ShellSession>,
+    tool_router: ToolRouter<ExecServer>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct ExecCommandArgs {
+    /// The command line, run by zsh (`zsh -c`) in the session's sandbox.
+    cmd: String,
+    /// Working directory, relative to the session's.
+    workdir: Option<String>,
+    /// Run on a pseudo-terminal (needed to write to stdin later).
+    tty: Option<bool>,
+    /// How long to wait for output before answering (250-30000 ms;
+    /// default 10000).
+    yield_time_ms: Option<u64>,
+    /// Output bytes returned at most (cut in the middle); default 65536.
+    max_output_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct WriteStdinArgs {
+    process_id: u32,
+    /// Typed into the terminal ("\u0003" is Ctrl-C); empty: only read.
+    chars: Option<String>,
+    /// How long to wait for output (default 250 ms after typing).
+    yield_time_ms: Option<u64>,
+    max_output_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+struct ProcessArgs {
+    process_id: u32,
+}
+
+const DEFAULT_MAX_OUTPUT: usize = 64 * 1024;
+
+#[tool_router]
+impl ExecServer {
+    #[tool(
+        description = "Run a command in execgate's sandboxed shell (every program it executes \
+                       is decided by policy). Answers with its output once it exits, or after \
+                       yield_time_ms with a process_id to poll or type into with write_stdin."
+    )]
+    async fn exec_command(&self, Parameters(args): Parameters<ExecCommandArgs>) -> CallToolResult {
+        let defaults = ExecOptions::default();
+        let options = ExecOptions {
+            workdir: args.workdir.map(Into::into),
+            stdio: match args.tty {
+                Some(true) => ExecStdio::Terminal,
+                Some(false) | None => ExecStdio::Pipes,
+            },
+            yield_time: args
+                .yield_time_ms
+                .map_or(defaults.yield_time, Duration::from_millis),
+            max_output_bytes: args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+            ..defaults
+        };
+        answer(self.session.exec_command(&args.cmd, options).await)
+    }
+
+    #[tool(
+        description = "Type chars into a process started with tty = true (empty: only read \
+                       its new output), then answer as exec_command does."
+    )]
+    async fn write_stdin(&self, Parameters(args): Parameters<WriteStdinArgs>) -> CallToolResult {
+        let chars = args.chars.unwrap_or_default();
+        let yield_time = Duration::from_millis(args.yield_time_ms.unwrap_or(250));
+        answer(
+            self.session
+                .write_stdin(
+                    ProcessId(args.process_id),
+                    chars.as_bytes(),
+                    yield_time,
+                    args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+                )
+                .await,
+        )
+    }
+
+    #[tool(description = "Kill a process and everything it started.")]
+    async fn kill_process(&self, Parameters(args): Parameters<ProcessArgs>) -> CallToolResult {
+        let process_id = ProcessId(args.process_id);
+        match self.session.kill(process_id).await {
+            Ok(()) => {
+                CallToolResult::structured(json!({ "process_id": process_id.0, "killed": true }))
+            }
+            Err(error) => tool_error(&error),
+        }
+    }
+
+    #[tool(
+        description = "List the session's processes: id, command, start, running or exit status."
+    )]
+    async fn list_processes(&self) -> CallToolResult {
+        let processes: Vec<serde_json::Value> = self
+            .session
+            .list()
+            .into_iter()
+            .map(|info| {
+                let started = info
+                    .started
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                let (running, exit_code) = match info.state {
+                    ProcessState::Running => (true, None),
+                    ProcessState::Exited(status) => (false, Some(status.code())),
+                };
+                json!({
+                    "process_id": info.process_id.0,
+                    "command": info.command,
+                    "started_unix": started,
+                    "running": running,
+                    "exit_code": exit_code,
+                })
+            })
+            .collect();
+        CallToolResult::structured(json!({ "processes": processes }))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for ExecServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("execgate", env!("CARGO_PKG_VERSION")))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+            .with_instructions(
+                "Runs shell commands in execgate's sandbox; every program they execute is \
+                 decided by the session's rules. Long-lived processes keep running between \
+                 calls: poll them with write_stdin.",
+            )
+    }
+
+    // Approvals are asked as elicitation requests while a tool call waits:
+    // the revisions that still allow requests from the server.
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+}
+
+/// A tool result: text for people, structured content for programs.
+fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => return tool_error(&error),
+    };
+    let output = response.output();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    let mut structured = json!({
+        "process_id": response.process_id().0,
+        "stdout": stdout,
+        "stderr": stderr,
+        "omitted_bytes": output.omitted_bytes,
+    });
+    let (summary, wall_time, denied) = match &response {
+        ExecResponse::Exited(exited) => {
+            structured["running"] = json!(false);
+            structured["exit_code"] = json!(exited.status.code());
+            // The wrapper's refusal: a tool error, its reason in the text.
+            let denial = stderr
+                .lines()
+                .chain(stdout.lines())
+                .find(|line| line.starts_with("execgate: denied: "))
+                .map(str::to_owned);
+            (
+                format!("exited with status {}", exited.status.code()),
+                exited.wall_time,
+                denial.filter(|_| exited.status.code() == 126),
+            )
+        }
+        ExecResponse::Running(running) => {
+            structured["running"] = json!(true);
+            structured["awaiting_approval"] = json!(running.awaiting_approval);
+            (
+                format!(
+                    "still running as process {}{}",
+                    running.process_id,
+                    if running.awaiting_approval {
+                        " (waiting for an approval)"
+                    } else {
+                        ""
+                    }
+                ),
+                running.wall_time,
+                None,
+            )
+        }
+    };
+    structured["wall_time_ms"] = json!(wall_time.as_millis() as u64);
+    let mut text = format!("{summary} after {} ms", wall_time.as_millis());
+    if output.omitted_bytes > 0 {
+        text.push_str(&format!("; {} bytes omitted", output.omitted_bytes));
+    }
+    if let Some(denial) = &denied {
+        text = format!("{denial}\n{text}");
+    }
+    for (name, stream) in [("stdout", &stdout), ("stderr", &stderr)] {
+        if !stream.is_empty() {
+            text.push_str(&format!("\n--- {name}\n{stream}"));
+        }
+    }
+    let mut result = CallToolResult::structured(structured);
+    result.content = vec![ContentBlock::text(text)];
+    if denied.is_some() {
+        result.is_error = Some(true);
+    }
+    result
+}
+
+fn tool_error(error: &ExecError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("execgate: {error}"))])
+}

@@ -1,0 +1,366 @@
+//! Unified exec: long-lived processes in a shell session that an agent
+//! starts, reads, types into and comes back to later, several at once.
+//!
+//! [`ShellSession::exec_command`] starts `zsh -f -c CMD` on the same path as
+//! [`ShellSession::run`] (the patched zsh, the session's sandbox, its scope,
+//! its policy deciding every exec) and returns after the yield time or as
+//! soon as the process has exited and its output is drained:
+//! [`ExecResponse::Exited`] or [`ExecResponse::Running`] with a
+//! [`ProcessId`] to pass to [`ShellSession::write_stdin`] (which also polls),
+//! [`ShellSession::resize`], [`ShellSession::kill`]; [`ShellSession::list`]
+//! shows them all.
+//!
+//! Each call returns the output produced since the previous one. Each
+//! stream is kept in a head+tail buffer of [`OUTPUT_BUFFER_BYTES`] and cut
+//! again to the call's `max_output_bytes`; what was dropped in the middle is
+//! counted, and no cut falls inside a UTF-8 sequence.
+//!
+//! This module must never start a process outside the session's scope (a
+//! dropped or shut down session leaves none of them, escalated children
+//! included), nor keep more than the session's process limit.
+//! Limits: Ctrl-C on a PTY reaches the programs that run inside the
+//! sandbox, not escalated children, which the server starts in process
+//! groups of their own; whether an approval is pending is known per
+//! session, not per process.
+
+mod buffer;
+mod process;
+mod pty;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::approval::sleep_excluding_approvals;
+use crate::session::ShellGroup;
+use crate::{BridgeError, CommandStatus, ShellSession};
+
+pub use pty::DEFAULT_TERMINAL_SIZE;
+
+pub(crate) use process::ProcessTable;
+
+/// Bytes of each stream's output kept per process between two calls.
+pub const OUTPUT_BUFFER_BYTES: usize = 1 << 20;
+/// How many processes a session keeps by default.
+pub const DEFAULT_PROCESS_LIMIT: usize = 64;
+/// The shortest and longest yield time, and the default.
+pub const YIELD_TIME_RANGE: (Duration, Duration) =
+    (Duration::from_millis(250), Duration::from_secs(30));
+pub const DEFAULT_YIELD_TIME: Duration = Duration::from_secs(10);
+/// How long a call waits at most, by default, while approvals keep its
+/// clock stopped.
+pub const LONGEST_APPROVAL_WAIT: Duration = Duration::from_secs(600);
+
+/// Names a process of one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId(pub u32);
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a process's standard streams go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecStdio {
+    /// stdin closed, stdout and stderr captured apart.
+    #[default]
+    Pipes,
+    /// A PTY: the process leads its session on it (job control, Ctrl-C as
+    /// `\x03`); stdin stays open for [`ShellSession::write_stdin`].
+    Terminal,
+}
+
+/// How [`ShellSession::exec_command`] starts a process.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Where it starts: relative to the session's directory; must be
+    /// visible inside the sandbox. Default: the session's directory.
+    pub workdir: Option<PathBuf>,
+    pub stdio: ExecStdio,
+    /// How long to wait for output before answering `Running`
+    /// (clamped to [`YIELD_TIME_RANGE`]).
+    pub yield_time: Duration,
+    /// Output bytes returned per call, cut in the middle beyond that.
+    pub max_output_bytes: usize,
+    /// Set over the agent defaults (`NO_COLOR=1`, `TERM=dumb` or
+    /// `xterm-256color` on a terminal, `PAGER=cat`, `GIT_PAGER=cat`).
+    pub env: Vec<(OsString, OsString)>,
+    /// Wall time after which this call answers `Running` with
+    /// `awaiting_approval` even though approvals stopped its yield clock.
+    pub longest_approval_wait: Duration,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            workdir: None,
+            stdio: ExecStdio::Pipes,
+            yield_time: DEFAULT_YIELD_TIME,
+            max_output_bytes: 64 * 1024,
+            env: Vec::new(),
+            longest_approval_wait: LONGEST_APPROVAL_WAIT,
+        }
+    }
+}
+
+/// Output since the previous call. On a terminal everything is `stdout`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Bytes dropped from the middle (buffer overflow or the call's cap).
+    pub omitted_bytes: u64,
+}
+
+/// A process that has ended; its id is forgotten once this is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exited {
+    pub process_id: ProcessId,
+    pub status: CommandStatus,
+    pub output: ExecOutput,
+    pub wall_time: Duration,
+}
+
+/// A process still running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    pub process_id: ProcessId,
+    pub output: ExecOutput,
+    /// An approval of the session was still waiting for an answer.
+    pub awaiting_approval: bool,
+    pub wall_time: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecResponse {
+    Exited(Exited),
+    Running(Running),
+}
+
+impl ExecResponse {
+    pub fn process_id(&self) -> ProcessId {
+        match self {
+            ExecResponse::Exited(exited) => exited.process_id,
+            ExecResponse::Running(running) => running.process_id,
+        }
+    }
+
+    pub fn output(&self) -> &ExecOutput {
+        match self {
+            ExecResponse::Exited(exited) => &exited.output,
+            ExecResponse::Running(running) => &running.output,
+        }
+    }
+}
+
+/// Whether a listed process still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessState {
+    Running,
+    Exited(CommandStatus),
+}
+
+/// One line of [`ShellSession::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub process_id: ProcessId,
+    pub command: String,
+    pub started: SystemTime,
+    pub state: ProcessState,
+}
+
+/// Why a unified exec call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    #[error("unknown process {0} (it ended and was reported, was killed, or was pruned)")]
+    UnknownProcess(ProcessId),
+    #[error("process {0} has no stdin: start it with tty = true to write to it")]
+    StdinClosed(ProcessId),
+    #[error("process {0} has no terminal to resize: start it with tty = true")]
+    NoTerminal(ProcessId),
+    #[error("process {process_id}'s terminal: {source}")]
+    Write {
+        process_id: ProcessId,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+}
+
+impl ShellSession {
+    /// Starts `command` with `zsh -f -c` in the session, and answers with
+    /// its output after the yield time, or once it has exited.
+    pub async fn exec_command(
+        &self,
+        command: &str,
+        options: ExecOptions,
+    ) -> Result<ExecResponse, ExecError> {
+        let called = Instant::now();
+        let script = match &options.workdir {
+            None => command.to_owned(),
+            Some(dir) => format!(
+                "builtin cd -q -- {} || exit 1\n{command}",
+                zsh_quote(&self.cwd().join(dir).to_string_lossy())
+            ),
+        };
+        let script = match options.stdio {
+            ExecStdio::Pipes => script,
+            // bubblewrap starts with the terminal's signals ignored, so that
+            // Ctrl-C does not end the sandbox around the command; the shell
+            // and what it runs get them back.
+            ExecStdio::Terminal => format!("trap - INT QUIT\n{script}"),
+        };
+        let args = vec![OsString::from("-f"), "-c".into(), script.into()];
+        let group = match options.stdio {
+            ExecStdio::Pipes => ShellGroup::OwnGroup,
+            ExecStdio::Terminal => ShellGroup::OwnTerminal,
+        };
+        let mut shell = self.shell_factory(args, group)(None)?;
+        let term = match options.stdio {
+            ExecStdio::Pipes => "dumb",
+            ExecStdio::Terminal => "xterm-256color",
+        };
+        shell.envs([
+            ("NO_COLOR", "1"),
+            ("TERM", term),
+            ("PAGER", "cat"),
+            ("GIT_PAGER", "cat"),
+        ]);
+        shell.envs(options.env.iter().cloned());
+        let process = self
+            .processes
+            .start(command, shell, options.stdio)
+            .map_err(ExecError::from)?;
+        let wait = Wait {
+            yield_time: clamp_yield(options.yield_time),
+            longest: options.longest_approval_wait,
+        };
+        Ok(self
+            .answer(&process, wait, options.max_output_bytes, called)
+            .await)
+    }
+
+    /// Types `input` into a process started with a terminal (empty: only
+    /// polls), and answers as [`ShellSession::exec_command`] does. After
+    /// typing, the answer waits at least the shortest yield time.
+    pub async fn write_stdin(
+        &self,
+        process_id: ProcessId,
+        input: &[u8],
+        yield_time: Duration,
+        max_output_bytes: usize,
+    ) -> Result<ExecResponse, ExecError> {
+        let called = Instant::now();
+        let process = self.processes.touch(process_id)?;
+        let yield_time = if input.is_empty() {
+            yield_time.min(YIELD_TIME_RANGE.1)
+        } else {
+            let terminal = process
+                .terminal()
+                .ok_or(ExecError::StdinClosed(process_id))?;
+            terminal
+                .write_all(input)
+                .await
+                .map_err(|source| ExecError::Write { process_id, source })?;
+            clamp_yield(yield_time)
+        };
+        let wait = Wait {
+            yield_time,
+            longest: LONGEST_APPROVAL_WAIT,
+        };
+        Ok(self.answer(&process, wait, max_output_bytes, called).await)
+    }
+
+    /// Sets the terminal size of a process started with one.
+    pub fn resize(&self, process_id: ProcessId, rows: u16, cols: u16) -> Result<(), ExecError> {
+        let process = self.processes.touch(process_id)?;
+        let terminal = process
+            .terminal()
+            .ok_or(ExecError::NoTerminal(process_id))?;
+        terminal
+            .resize(rows, cols)
+            .map_err(|source| ExecError::Write { process_id, source })
+    }
+
+    /// Kills a process and all it started; its id is forgotten.
+    pub async fn kill(&self, process_id: ProcessId) -> Result<(), ExecError> {
+        let process = self
+            .processes
+            .remove(process_id)
+            .ok_or(ExecError::UnknownProcess(process_id))?;
+        process.kill_and_wait().await;
+        Ok(())
+    }
+
+    /// Every process the session keeps, oldest first.
+    pub fn list(&self) -> Vec<ProcessInfo> {
+        self.processes.list()
+    }
+
+    /// Sets how many processes the session keeps (default
+    /// [`DEFAULT_PROCESS_LIMIT`]); starting one more prunes one.
+    pub fn set_process_limit(&self, limit: usize) {
+        self.processes.set_limit(limit.max(1));
+    }
+
+    async fn answer(
+        &self,
+        process: &Arc<process::LiveProcess>,
+        wait: Wait,
+        max_output_bytes: usize,
+        called: Instant,
+    ) -> ExecResponse {
+        let clock = self
+            .exec_policy
+            .as_ref()
+            .map(|policy| policy.approval_clock());
+        let waiting = clock.clone();
+        let deadline = tokio::time::timeout(
+            wait.longest,
+            sleep_excluding_approvals(wait.yield_time, clock),
+        );
+        tokio::select! {
+            () = process.ended() => {}
+            _ = deadline => {}
+        }
+        let (output, status) = process.take_output(max_output_bytes);
+        let process_id = process.id();
+        match status {
+            Some(status) => {
+                self.processes.forget(process_id);
+                ExecResponse::Exited(Exited {
+                    process_id,
+                    status,
+                    output,
+                    wall_time: called.elapsed(),
+                })
+            }
+            None => ExecResponse::Running(Running {
+                process_id,
+                output,
+                awaiting_approval: waiting.is_some_and(|clock| clock.waiting()),
+                wall_time: called.elapsed(),
+            }),
+        }
+    }
+}
+
+/// How long one call waits for its process.
+struct Wait {
+    yield_time: Duration,
+    longest: Duration,
+}
+
+fn clamp_yield(yield_time: Duration) -> Duration {
+    yield_time.clamp(YIELD_TIME_RANGE.0, YIELD_TIME_RANGE.1)
+}
+
+/// `text` as one single-quoted zsh word.
+fn zsh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}

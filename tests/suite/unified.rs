@@ -1,0 +1,489 @@
+//! Unified exec: long-lived processes in a sandboxed session, driven by
+//! `exec_command` and `write_stdin` through the real zsh.
+
+use std::time::Instant;
+
+use execgate_core_bridge::rules::RuleSet;
+use execgate_core_bridge::{
+    ApprovalAnswer, ApprovalRequest, CommandStatus, ExecError, ExecOptions, ExecResponse,
+    ExecStdio, ProcessId, ProcessState, ShellSession, ShellSessionConfig, Tools,
+};
+use execgate_escalate_server::Decision;
+
+use super::policy::{Place, Setup};
+use super::*;
+
+fn tools() -> Tools {
+    Tools {
+        zsh: zsh(),
+        wrapper: wrapper(),
+        sandbox_helper: sandbox_helper(),
+    }
+}
+
+fn session_with(cwd: &Path, recorder: &Recorder, rules: &[(&str, Decision)]) -> ShellSession {
+    let mut config = ShellSessionConfig::new(cwd, tools(), policy_by_path(rules));
+    config.events = Some(recorder.sink());
+    ShellSession::start(config).unwrap()
+}
+
+fn terminal(yield_ms: u64) -> ExecOptions {
+    ExecOptions {
+        stdio: ExecStdio::Terminal,
+        yield_time: Duration::from_millis(yield_ms),
+        ..ExecOptions::default()
+    }
+}
+
+fn pipes(yield_ms: u64) -> ExecOptions {
+    ExecOptions {
+        yield_time: Duration::from_millis(yield_ms),
+        ..ExecOptions::default()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn running_id(response: &ExecResponse) -> ProcessId {
+    match response {
+        ExecResponse::Running(running) => running.process_id,
+        ExecResponse::Exited(exited) => panic!("exited early: {exited:?}"),
+    }
+}
+
+/// Polls (typing `input` first) until the output contains `wanted`.
+async fn type_until(
+    session: &ShellSession,
+    id: ProcessId,
+    input: &str,
+    wanted: &str,
+) -> (String, ExecResponse) {
+    let mut seen = String::new();
+    let mut input = input.as_bytes();
+    for _ in 0..40 {
+        let response = session
+            .write_stdin(id, input, Duration::from_millis(500), 1 << 20)
+            .await
+            .unwrap();
+        input = b"";
+        seen.push_str(&text(&response.output().stdout));
+        if seen.contains(wanted) || matches!(response, ExecResponse::Exited(_)) {
+            return (seen, response);
+        }
+    }
+    panic!("never saw {wanted:?} in {seen:?}");
+}
+
+/// Host pids of processes whose command line is exactly `cmdline`.
+fn pids_running(cmdline: &str) -> Vec<i32> {
+    let wanted: Vec<u8> = cmdline.replace(' ', "\0").into_bytes();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(found) = std::fs::read(entry.path().join("cmdline")) {
+            if found.strip_suffix(b"\0").unwrap_or(&found) == wanted.as_slice() {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+async fn gone_soon(pids: &[i32]) -> bool {
+    for _ in 0..100 {
+        if pids.iter().all(|pid| !process_exists(*pid)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_repl_on_a_terminal_is_driven_by_write_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let started = session
+        .exec_command("python3 -i -q", terminal(1000))
+        .await
+        .unwrap();
+    let id = running_id(&started);
+    let (seen, _) = type_until(&session, id, "print(6 * 7)\n", "42").await;
+    assert!(seen.contains("42\r\n"), "{seen:?}");
+    // Ctrl-C reaches the REPL through the terminal, which survives it.
+    let (seen, _) = type_until(&session, id, "import time; time.sleep(60)\n", "sleep(60)").await;
+    assert!(!seen.contains("Traceback"), "{seen:?}");
+    let (seen, _) = type_until(&session, id, "\x03", "KeyboardInterrupt").await;
+    assert!(seen.contains("KeyboardInterrupt"), "{seen:?}");
+    let (seen, _) = type_until(
+        &session,
+        id,
+        "import os; print(os.isatty(0), os.getsid(0) == os.getpid() or os.getsid(0))\n",
+        "True",
+    )
+    .await;
+    assert!(seen.contains("True"), "{seen:?}");
+    session.resize(id, 50, 132).unwrap();
+    let (seen, _) = type_until(&session, id, "print(os.get_terminal_size())\n", "lines=50").await;
+    assert!(seen.contains("columns=132, lines=50"), "{seen:?}");
+    let (_, ended) = type_until(&session, id, "exit(3)\n", "\u{0}never").await;
+    match ended {
+        ExecResponse::Exited(exited) => assert_eq!(exited.status, CommandStatus::Exited(3)),
+        ExecResponse::Running(running) => panic!("still running: {running:?}"),
+    }
+    assert!(recorder
+        .decided_programs()
+        .iter()
+        .any(|program| program.contains("python3")));
+    // Reported: forgotten.
+    assert!(matches!(
+        session.write_stdin(id, b"", Duration::ZERO, 100).await,
+        Err(ExecError::UnknownProcess(unknown)) if unknown == id
+    ));
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_loop_is_polled_several_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let started = Instant::now();
+    let first = session
+        .exec_command(
+            "for i in 1 2 3 4 5 6; do print $i; sleep 0.3; done; exit 7",
+            pipes(250),
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let id = running_id(&first);
+    let mut all = text(&first.output().stdout);
+    let mut running_polls = 0;
+    let status = loop {
+        match session
+            .write_stdin(id, b"", Duration::from_millis(400), 1 << 20)
+            .await
+            .unwrap()
+        {
+            ExecResponse::Running(running) => {
+                running_polls += 1;
+                all.push_str(&text(&running.output.stdout));
+            }
+            ExecResponse::Exited(exited) => {
+                all.push_str(&text(&exited.output.stdout));
+                break exited.status;
+            }
+        }
+    };
+    assert_eq!(all, "1\n2\n3\n4\n5\n6\n");
+    assert_eq!(status, CommandStatus::Exited(7));
+    assert!(running_polls >= 2, "{running_polls}");
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipes_keep_streams_apart_and_a_terminal_merges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub dir")).unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let script = "print out; print -u2 err; [[ -t 0 ]] && print tty; \
+                  print -r -- $TERM $NO_COLOR $PAGER $GIT_PAGER ${PWD:t} $EXTRA";
+    let mut options = pipes(5000);
+    options.workdir = Some("sub dir".into());
+    options.env = vec![
+        ("EXTRA".into(), "given".into()),
+        ("PAGER".into(), "less".into()),
+    ];
+    let ExecResponse::Exited(exited) = session.exec_command(script, options).await.unwrap() else {
+        panic!("still running");
+    };
+    assert_eq!(
+        text(&exited.output.stdout),
+        "out\ndumb 1 less cat sub dir given\n"
+    );
+    assert_eq!(text(&exited.output.stderr), "err\n");
+
+    let ExecResponse::Exited(exited) = session.exec_command(script, terminal(5000)).await.unwrap()
+    else {
+        panic!("still running");
+    };
+    let stdout = text(&exited.output.stdout);
+    assert!(
+        stdout.starts_with("out\r\nerr\r\ntty\r\nxterm-256color 1 cat cat"),
+        "{stdout:?}"
+    );
+    assert!(exited.output.stderr.is_empty());
+
+    // A process on pipes has no stdin to type into.
+    let id = running_id(&session.exec_command("sleep 30", pipes(250)).await.unwrap());
+    let error = session
+        .write_stdin(id, b"x", Duration::ZERO, 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExecError::StdinClosed(_)));
+    assert!(error.to_string().contains("tty = true"), "{error}");
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_over_the_buffer_keeps_head_and_tail_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let expected: String = (1..=300_000).map(|n| format!("{n}\n")).collect();
+    let expected = expected.as_bytes();
+    let half = execgate_core_bridge::OUTPUT_BUFFER_BYTES / 2;
+    let mut options = pipes(20_000);
+    options.max_output_bytes = 4 << 20;
+    let response = session.exec_command("seq 1 300000", options).await.unwrap();
+    let ExecResponse::Exited(exited) = response else {
+        panic!("still running");
+    };
+    let stdout = &exited.output.stdout;
+    assert_eq!(stdout.len(), 2 * half);
+    assert_eq!(&stdout[..half], &expected[..half]);
+    assert_eq!(&stdout[half..], &expected[expected.len() - half..]);
+    assert_eq!(
+        exited.output.omitted_bytes,
+        (expected.len() - 2 * half) as u64
+    );
+
+    // Cut again to the call's cap.
+    let mut options = pipes(20_000);
+    options.max_output_bytes = 1000;
+    let response = session.exec_command("seq 1 300000", options).await.unwrap();
+    let output = response.output();
+    assert_eq!(output.stdout.len(), 1000);
+    assert_eq!(&output.stdout[..500], &expected[..500]);
+    assert_eq!(&output.stdout[500..], &expected[expected.len() - 500..]);
+    assert_eq!(output.omitted_bytes, (expected.len() - 1000) as u64);
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_character_split_between_chunks_is_returned_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    for options in [pipes(400), terminal(400)] {
+        let first = session
+            .exec_command(r"printf 'a\xc3'; sleep 1.5; printf '\xa9z'", options)
+            .await
+            .unwrap();
+        assert_eq!(first.output().stdout, b"a");
+        let id = running_id(&first);
+        let last = session
+            .write_stdin(id, b"", Duration::from_secs(10), 1000)
+            .await
+            .unwrap();
+        assert_eq!(text(&last.output().stdout), "éz");
+    }
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_table_prunes_old_exited_processes_first_then_the_least_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    session.set_process_limit(12);
+    // ids[1] and ids[11] exit on their own, unreported: ids[1] among the
+    // least recently used, ids[11] among the eight most recent.
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let command = if n == 1 || n == 11 {
+            "sleep 0.6"
+        } else {
+            "sleep 60"
+        };
+        ids.push(running_id(
+            &session.exec_command(command, pipes(250)).await.unwrap(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let listed = session.list();
+    assert_eq!(listed.len(), 12);
+    let exited: Vec<ProcessId> = listed
+        .iter()
+        .filter(|info| matches!(info.state, ProcessState::Exited(CommandStatus::Exited(0))))
+        .map(|info| info.process_id)
+        .collect();
+    assert_eq!(exited, [ids[1], ids[11]]);
+    let unknown = |result: Result<ExecResponse, ExecError>| {
+        matches!(result, Err(ExecError::UnknownProcess(_)))
+    };
+    // Full: the exited ids[1] goes, not the least recently used ids[0].
+    ids.push(running_id(
+        &session.exec_command("sleep 60", pipes(250)).await.unwrap(),
+    ));
+    assert_eq!(session.list().len(), 12);
+    assert!(!session.list().iter().any(|info| info.process_id == ids[1]));
+    // No exited one outside the recent eight: the least recently used.
+    ids.push(running_id(
+        &session.exec_command("sleep 60", pipes(250)).await.unwrap(),
+    ));
+    assert!(unknown(
+        session.write_stdin(ids[0], b"", Duration::ZERO, 10).await
+    ));
+    assert!(unknown(
+        session.write_stdin(ids[1], b"", Duration::ZERO, 10).await
+    ));
+    assert_eq!(session.list().len(), 12);
+    assert!(matches!(
+        session.write_stdin(ids[2], b"", Duration::ZERO, 10).await,
+        Ok(ExecResponse::Running(_))
+    ));
+    assert!(matches!(
+        session.write_stdin(ids[11], b"", Duration::ZERO, 10).await,
+        Ok(ExecResponse::Exited(_))
+    ));
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_keeps_at_most_sixty_four_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = Arc::new(session_with(dir.path(), &recorder, &[]));
+    let mut started = tokio::task::JoinSet::new();
+    for _ in 0..65 {
+        let session = session.clone();
+        started.spawn(async move { session.exec_command("sleep 60", pipes(250)).await });
+    }
+    while let Some(result) = started.join_next().await {
+        running_id(&result.unwrap().unwrap());
+    }
+    assert_eq!(
+        session.list().len(),
+        execgate_core_bridge::DEFAULT_PROCESS_LIMIT
+    );
+    assert_eq!(execgate_core_bridge::DEFAULT_PROCESS_LIMIT, 64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_ends_a_process_and_its_escalated_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[("/usr/bin/sleep", escalate())]);
+    let id = running_id(
+        &session
+            .exec_command("sleep 61.5", pipes(250))
+            .await
+            .unwrap(),
+    );
+    let escalated = recorder.wait_for_started(1).await;
+    assert!(process_exists(escalated[0]));
+    session.kill(id).await.unwrap();
+    assert!(gone_soon(&escalated).await, "escalated child survived kill");
+    assert!(session.list().is_empty());
+    assert!(matches!(
+        session.kill(id).await,
+        Err(ExecError::UnknownProcess(_))
+    ));
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_time_does_not_count_against_the_yield_time() {
+    let place = Place::new();
+    let rules: Arc<RuleSet> =
+        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = |_request: ApprovalRequest| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        ApprovalAnswer::ApproveOnce
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let started = Instant::now();
+    let response = session
+        .exec_command(
+            &place.script("touch {ws}/x; print touched; sleep 30"),
+            pipes(500),
+        )
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    let ExecResponse::Running(running) = response else {
+        panic!("exited");
+    };
+    assert_eq!(text(&running.output.stdout), "touched\n");
+    assert!(!running.awaiting_approval);
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_waited_too_long_on_an_approval_says_so() {
+    let place = Place::new();
+    let rules: Arc<RuleSet> =
+        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = |_request: ApprovalRequest| async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        ApprovalAnswer::ApproveOnce
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let started = Instant::now();
+    let options = ExecOptions {
+        longest_approval_wait: Duration::from_millis(800),
+        ..pipes(500)
+    };
+    let response = session
+        .exec_command(
+            &place.script("touch {ws}/x; print touched; sleep 30"),
+            options,
+        )
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(2000));
+    let ExecResponse::Running(running) = response else {
+        panic!("exited");
+    };
+    assert!(running.awaiting_approval);
+    assert!(running.output.stdout.is_empty());
+    let later = session
+        .write_stdin(running.process_id, b"", Duration::from_secs(5), 100)
+        .await
+        .unwrap();
+    let ExecResponse::Running(later) = later else {
+        panic!("exited");
+    };
+    assert!(!later.awaiting_approval);
+    assert_eq!(text(&later.output.stdout), "touched\n");
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_the_session_kills_its_processes_and_their_escalated_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[("/usr/bin/sleep", escalate())]);
+    for options in [pipes(250), terminal(250)] {
+        running_id(
+            &session
+                .exec_command(
+                    "sleep 62.5 & /bin/cat /dev/zero > /dev/null & wait",
+                    options,
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    let escalated = recorder.wait_for_started(2).await;
+    let inside = pids_running("/bin/cat /dev/zero");
+    assert_eq!(inside.len(), 2, "{inside:?}");
+    drop(session);
+    assert!(gone_soon(&escalated).await, "escalated children survived");
+    assert!(gone_soon(&inside).await, "sandboxed processes survived");
+}
