@@ -27,9 +27,18 @@ if [[ "${1:-}" == "--stock" ]]; then
     prefix="$target/zsh-stock"
 fi
 
+# The patched zsh links the exec wrapper's client (zsh-client/, a Rust static
+# library with a C interface): built first, release (panic = "abort", so no
+# unwinding can reach zsh's C), and part of the stamp, so that a change to the
+# client relinks zsh.
+client_lib="$target/release/libexecgate_zsh_client.a"
+if [[ $variant == patched ]]; then
+    (cd "$repo" && cargo build -q --locked --release -p execgate-zsh-client)
+fi
+
 stamp_value() {
     if [[ $variant == patched ]]; then
-        cat "$patch" "$0"
+        cat "$patch" "$0" "$client_lib"
     else
         cat "$0"
     fi | sha256sum | cut -d' ' -f1
@@ -112,9 +121,17 @@ step() {
 step autoconf sh -c 'autoconf && autoheader && touch stamp-h.in'
 # -O1: half the compile time of -O2 on this machine; the shell's own speed is
 # dwarfed by the fork, exec and wrapper round trip of every command it runs.
+link_libs=()
+if [[ $variant == patched ]]; then
+    # A private copy, so that a later cargo build cannot change what zsh's
+    # make links behind the stamp; then the system libraries Rust's std needs
+    # (`--print native-static-libs`).
+    cp "$client_lib" "$work/libexecgate_zsh_client.a"
+    link_libs=(LIBS="$work/libexecgate_zsh_client.a -lpthread -ldl -lm -lrt -lutil -lgcc_s")
+fi
 step configure ./configure --prefix="$prefix" --enable-etcdir="$prefix/etc" \
     --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
-    --with-term-lib="ncursesw tinfo" CFLAGS="-O1"
+    --with-term-lib="ncursesw tinfo" CFLAGS="-O1" "${link_libs[@]}"
 step make make -j"$(nproc)"
 rm -rf "$prefix"
 # Binary and modules only: the autoloadable function library (compinit, zmv,

@@ -12,6 +12,8 @@ packages=(
     # Used by the end-to-end suites as ordinary programs to run; setsid (from
     # util-linux) starts the interactive shell the fidelity suite drives.
     coreutils procps util-linux git python3 libc6-dev
+    # Debian's own zsh: the baseline of the benchmarks (scripts/bench, case a0).
+    zsh
 )
 
 missing=()

@@ -24,9 +24,9 @@ use nix::sys::resource::{getrusage, UsageWho};
 
 struct Tools {
     wrapper: PathBuf,
-    /// The same wrapper as `cargo build` links it (dynamically), when
-    /// `--dynamic-wrapper` names it: case b once more, for comparison.
-    dynamic_wrapper: Option<PathBuf>,
+    /// Another build of the wrapper (`--musl-wrapper`, the static musl one
+    /// of `scripts/build-wrapper`): case b once more, for comparison.
+    musl_wrapper: Option<PathBuf>,
     /// A wrapper that only executes the command (`--floor-wrapper`): what
     /// the extra execve alone costs, the floor of case b.
     floor_wrapper: Option<PathBuf>,
@@ -41,9 +41,9 @@ struct Tools {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|arg| arg == "--quick");
-    let dynamic_wrapper = args
+    let musl_wrapper = args
         .iter()
-        .find_map(|arg| arg.strip_prefix("--dynamic-wrapper="))
+        .find_map(|arg| arg.strip_prefix("--musl-wrapper="))
         .map(PathBuf::from);
     let floor_wrapper = args
         .iter()
@@ -58,11 +58,11 @@ async fn main() -> Result<()> {
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p2] [--p3] [--p5] [--cases=abcdef] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
+             [--p2] [--p3] [--p5] [--cases=abcdef] [--musl-wrapper=PATH] [--floor-wrapper=PATH]"
         );
     };
     let tools = Tools {
-        dynamic_wrapper,
+        musl_wrapper,
         floor_wrapper,
         cases,
         wrapper: PathBuf::from(wrapper),
@@ -131,9 +131,14 @@ fn by_path(path: &str, decision: Decision) -> Arc<dyn Policy> {
     })
 }
 
+/// Debian's installed zsh 5.9 (apt package `zsh`), case a0.
+const DEBIAN_ZSH: &str = "/usr/bin/zsh";
+
 /// How a measured shell runs.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    /// Debian's installed zsh (`/usr/bin/zsh`): what a user compares with.
+    Debian,
     /// Stock behaviour: the patched zsh with no wrapper configured.
     Bare,
     /// Under a session, shell unsandboxed.
@@ -175,8 +180,13 @@ async fn run_shells(
     let mut commands = Vec::new();
     for script in scripts {
         let args = ["-f".into(), "-c".into(), script.into()];
-        if mode == Mode::Bare {
-            let mut command = std::process::Command::new(&tools.zsh);
+        if matches!(mode, Mode::Bare | Mode::Debian) {
+            let zsh = if mode == Mode::Debian {
+                Path::new(DEBIAN_ZSH)
+            } else {
+                tools.zsh.as_path()
+            };
+            let mut command = std::process::Command::new(zsh);
             command.args(&args);
             commands.push(command);
             continue;
@@ -274,6 +284,13 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
     type Case<'a> = (&'static str, &'a Path, Mode, Arc<dyn Policy>, usize);
     let mut cases: Vec<Case<'_>> = vec![
         (
+            "a0: Debian's zsh",
+            &tools.wrapper,
+            Mode::Debian,
+            by_path("/", Decision::Run),
+            execs,
+        ),
+        (
             "a: no wrapper",
             &tools.wrapper,
             Mode::Bare,
@@ -325,10 +342,10 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             execs,
         ));
     }
-    if let Some(dynamic_wrapper) = &tools.dynamic_wrapper {
+    if let Some(musl_wrapper) = &tools.musl_wrapper {
         cases.push((
-            "b, dynamic wrapper",
-            dynamic_wrapper,
+            "b, static musl wrapper",
+            musl_wrapper,
             Mode::Session,
             by_path("/", Decision::Run),
             execs,
@@ -354,19 +371,29 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
         }
     }
     println!("## P1: {execs} x /bin/true in one zsh loop ({sandboxed_execs} for d), {reps} alternating runs\n");
-    println!("| case | ms per exec (median) | min-max | ratio to a (median) | ratio min-max |");
-    println!("|---|---|---|---|---|");
-    let base: Vec<f64> = per_exec[0].clone();
-    let base_median = median(&mut base.clone());
+    println!(
+        "| case | ms per exec (median) | min-max | ratio to a0 (median) | ratio to a0 min-max \
+         | ratio to a (median) | ratio to a min-max |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    // Ratios are taken run by run (the cases alternate), against a0 and a.
+    let ratio_columns = |values: &[f64], base: &[f64]| {
+        let ratios: Vec<f64> = values.iter().zip(base).map(|(v, b)| v / b).collect();
+        let (rmin, rmax) = spread(&ratios);
+        let base_median = median(&mut base.to_vec());
+        format!(
+            "{:.2} | {rmin:.2}-{rmax:.2}",
+            median(&mut values.to_vec()) / base_median
+        )
+    };
     for (index, (name, ..)) in cases.iter().enumerate() {
         let values = &per_exec[index];
         let (min, max) = spread(values);
-        let ratios: Vec<f64> = values.iter().zip(&base).map(|(v, b)| v / b).collect();
-        let (rmin, rmax) = spread(&ratios);
         println!(
-            "| {name} | {:.3} | {min:.3}-{max:.3} | {:.2} | {rmin:.2}-{rmax:.2} |",
+            "| {name} | {:.3} | {min:.3}-{max:.3} | {} | {} |",
             median(&mut values.clone()),
-            median(&mut values.clone()) / base_median,
+            ratio_columns(values, &per_exec[0]),
+            ratio_columns(values, &per_exec[1]),
         );
     }
     println!();
