@@ -25,11 +25,9 @@ use nix::sys::resource::{getrusage, UsageWho};
 struct Tools {
     wrapper: PathBuf,
     /// Another build of the wrapper (`--musl-wrapper`, the static musl one
-    /// of `scripts/build-wrapper`): case b once more, for comparison.
+    /// of `scripts/build-wrapper`): case c once more, for comparison (a
+    /// `Run` command no longer goes through a wrapper).
     musl_wrapper: Option<PathBuf>,
-    /// A wrapper that only executes the command (`--floor-wrapper`): what
-    /// the extra execve alone costs, the floor of case b.
-    floor_wrapper: Option<PathBuf>,
     /// Which P1 cases to run (`--cases=abc`), all when empty.
     cases: String,
     helper: PathBuf,
@@ -45,10 +43,6 @@ async fn main() -> Result<()> {
         .iter()
         .find_map(|arg| arg.strip_prefix("--musl-wrapper="))
         .map(PathBuf::from);
-    let floor_wrapper = args
-        .iter()
-        .find_map(|arg| arg.strip_prefix("--floor-wrapper="))
-        .map(PathBuf::from);
     let cases = args
         .iter()
         .find_map(|arg| arg.strip_prefix("--cases="))
@@ -58,12 +52,11 @@ async fn main() -> Result<()> {
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p2] [--p3] [--p5] [--cases=abcdef] [--musl-wrapper=PATH] [--floor-wrapper=PATH]"
+             [--p2] [--p3] [--p5] [--cases=abcdef] [--musl-wrapper=PATH]"
         );
     };
     let tools = Tools {
         musl_wrapper,
-        floor_wrapper,
         cases,
         wrapper: PathBuf::from(wrapper),
         helper: PathBuf::from(helper),
@@ -333,21 +326,12 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             execs,
         ),
     ];
-    if let Some(floor_wrapper) = &tools.floor_wrapper {
-        cases.push((
-            "b floor: a wrapper that only executes",
-            floor_wrapper,
-            Mode::Session,
-            by_path("/", Decision::Run),
-            execs,
-        ));
-    }
     if let Some(musl_wrapper) = &tools.musl_wrapper {
         cases.push((
-            "b, static musl wrapper",
+            "c, static musl wrapper",
             musl_wrapper,
             Mode::Session,
-            by_path("/", Decision::Run),
+            by_path("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
             execs,
         ));
     }
@@ -549,52 +533,24 @@ impl Policy for Undecided {
 }
 
 async fn p4(tools: &Tools) -> Result<()> {
-    let size = std::fs::metadata(&tools.wrapper)?.len();
-    // The wrapper's high-water mark, read while it waits for a decision
-    // that never comes: everything it does before the reply is in it.
-    let mut session = Session::start(SessionConfig::new(&tools.wrapper, Arc::new(Undecided)))?;
-    let fd = session
-        .shell_socket()
-        .context("the shell socket")?
-        .as_raw_fd();
-    let mut command = std::process::Command::new(&tools.wrapper);
-    command.args([
-        &fd.to_string(),
-        "/usr/bin/true",
-        "/usr/bin/true",
-        "zsh: ",
-        "true",
-        "true",
-    ]);
-    session.prepare_shell(&mut command);
-    let mut wrapper = command.spawn()?;
-    session.shell_spawned();
-    let mut wrapper_rss = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", wrapper.id()))?;
-        let hwm = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            });
-        let waiting = std::fs::read_to_string(format!("/proc/{}/wchan", wrapper.id()))
-            .is_ok_and(|wchan| wchan != "0");
-        if waiting {
-            wrapper_rss = hwm;
-            break;
-        }
+    // Each build of the wrapper: the one `cargo build` makes and, when
+    // given, the static musl one to install.
+    let mut rows = Vec::new();
+    for (build, wrapper) in std::iter::once(("cargo build", &tools.wrapper))
+        .chain(tools.musl_wrapper.iter().map(|path| ("musl", path)))
+    {
+        let size = std::fs::metadata(wrapper)?.len();
+        let rss = wrapper_peak_rss(wrapper).await?;
+        let linkage = if is_static(wrapper)? {
+            "static"
+        } else {
+            "dynamic"
+        };
+        rows.push(format!(
+            "| {build} | {:.0} KiB | {linkage} | {rss} KiB |",
+            size as f64 / 1024.0
+        ));
     }
-    wrapper.kill()?;
-    wrapper.wait()?;
-    session.shutdown().await;
-    let wrapper_rss = wrapper_rss.context("the wrapper never waited for its answer")?;
 
     let sessions = 200;
     let before = rss_kib()?;
@@ -610,18 +566,61 @@ async fn p4(tools: &Tools) -> Result<()> {
     for session in idle {
         session.shutdown().await;
     }
-    let linkage = if is_static(&tools.wrapper)? {
-        "static"
-    } else {
-        "dynamic"
-    };
     println!("## P4: footprint\n");
-    println!("| wrapper size | linkage | wrapper peak RSS | server RSS per idle session |\n|---|---|---|---|");
-    println!(
-        "| {:.0} KiB | {linkage} | {wrapper_rss} KiB | {per_session:.1} KiB |\n",
-        size as f64 / 1024.0
-    );
+    println!("| wrapper build | size | linkage | peak RSS |\n|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    println!("\nserver RSS per idle session: {per_session:.1} KiB\n");
     Ok(())
+}
+
+/// A wrapper's high-water mark, read while it waits for a decision that
+/// never comes: everything it does before the reply is in it.
+async fn wrapper_peak_rss(wrapper: &Path) -> Result<u64> {
+    let mut session = Session::start(SessionConfig::new(wrapper, Arc::new(Undecided)))?;
+    let fd = session
+        .shell_socket()
+        .context("the shell socket")?
+        .as_raw_fd();
+    let mut command = std::process::Command::new(wrapper);
+    command.args([
+        &fd.to_string(),
+        "/usr/bin/true",
+        "/usr/bin/true",
+        "zsh: ",
+        "true",
+        "true",
+    ]);
+    session.prepare_shell(&mut command);
+    let mut child = command.spawn()?;
+    session.shell_spawned();
+    let mut wrapper_rss = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+        let hwm = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+        let waiting = std::fs::read_to_string(format!("/proc/{}/wchan", child.id()))
+            .is_ok_and(|wchan| wchan != "0");
+        if waiting {
+            wrapper_rss = hwm;
+            break;
+        }
+    }
+    child.kill()?;
+    child.wait()?;
+    session.shutdown().await;
+    wrapper_rss.context("the wrapper never waited for its answer")
 }
 
 /// An ELF without a `PT_INTERP` program header is statically linked.
