@@ -29,8 +29,9 @@ fi
 
 # The patched zsh links the exec wrapper's client (zsh-client/, a Rust static
 # library with a C interface): built first, release (panic = "abort", so no
-# unwinding can reach zsh's C), and part of the stamp, so that a change to the
-# client relinks zsh.
+# unwinding can reach zsh's C). Its hash is kept in .client-stamp beside
+# .stamp (which `execgate doctor` compares with the source), so that a change
+# to the client relinks zsh.
 client_lib="$target/release/libexecgate_zsh_client.a"
 if [[ $variant == patched ]]; then
     (cd "$repo" && cargo build -q --locked --release -p execgate-zsh-client)
@@ -38,16 +39,24 @@ fi
 
 stamp_value() {
     if [[ $variant == patched ]]; then
-        cat "$patch" "$0" "$client_lib"
+        cat "$patch" "$0"
     else
         cat "$0"
     fi | sha256sum | cut -d' ' -f1
 }
 
+client_stamp_value() {
+    if [[ $variant == patched ]]; then
+        sha256sum "$client_lib" | cut -d' ' -f1
+    fi
+}
+
 tree="$work/$variant"
 want=$(stamp_value)
+want_client=$(client_stamp_value)
 if [[ -z "${EXECGATE_ZSH_FORCE:-}" && -x "$prefix/bin/zsh" && -f "$prefix/.stamp" \
-      && "$(cat "$prefix/.stamp")" == "$want" && -x "$tree/Src/zsh" ]]; then
+      && "$(cat "$prefix/.stamp")" == "$want" && -x "$tree/Src/zsh" \
+      && "$(cat "$prefix/.client-stamp" 2>/dev/null)" == "$want_client" ]]; then
     echo "build-zsh: $prefix is current ($variant)"
     exit 0
 fi
@@ -139,4 +148,5 @@ rm -rf "$prefix"
 # suite runs from the build tree.
 step install make install.bin install.modules
 echo "$want" >"$prefix/.stamp"
+echo "$want_client" >"$prefix/.client-stamp"
 echo "build-zsh: done: $prefix/bin/zsh"
