@@ -198,3 +198,15 @@ fn the_wrapper_handed_a_conversation_that_is_none_runs_nothing() {
         assert!(!Path::new(marker).exists(), "{what}: the command ran");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_conversation_the_wrapper_takes_over_is_not_handed_to_the_escalated_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/ls", escalate())]);
+    // The escalated ls lists what its descriptors are: the shell's (the
+    // session socket excluded, as always), and the directory it reads;
+    // neither the session's socket nor the conversation's.
+    let (output, _) = run(policy, "/usr/bin/ls -l /proc/self/fd", dir.path()).await;
+    assert!(output.stdout.contains(" 0 -> "), "{}", output.stderr);
+    assert!(!output.stdout.contains("socket:"), "{}", output.stdout);
+}
