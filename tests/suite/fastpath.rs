@@ -78,7 +78,13 @@ enum Broken {
     Oversized,
     /// Answers with a message that is no decision.
     NoDecision,
+    /// Reads the request and says nothing for longer than the shell's
+    /// reply timeout (`EXECGATE_REPLY_TIMEOUT_MS` in its environment).
+    Silent,
 }
+
+/// The reply timeout the shells of these tests get, in milliseconds.
+const REPLY_TIMEOUT_MS: u64 = 300;
 
 /// The patched zsh's child against a server end this test plays, which
 /// misbehaves as `broken` says.
@@ -105,7 +111,7 @@ async fn against_broken_server(broken: Broken, dir: &Path) -> ShellOutput {
         .current_dir(dir)
         .env(ENV_WRAPPER, wrapper())
         .env(ENV_SOCKET_FD, inherited.as_raw_fd().to_string())
-        .env("EXECGATE_REPLY_TIMEOUT_MS", "20000")
+        .env("EXECGATE_REPLY_TIMEOUT_MS", REPLY_TIMEOUT_MS.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,6 +133,10 @@ fn serve_badly(server_end: &OwnedFd, broken: Broken) {
     read_frame(private.as_fd()).unwrap();
     let reply: Vec<u8> = match broken {
         Broken::Gone | Broken::ClosesWithoutAnswer => return,
+        Broken::Silent => {
+            std::thread::sleep(std::time::Duration::from_millis(REPLY_TIMEOUT_MS * 5));
+            return;
+        }
         Broken::Garbage => vec![1, 0, 0, 0, 0xff],
         Broken::Truncated => vec![10, 0, 0, 0, 0x82, 0],
         Broken::Oversized => vec![0xff, 0xff, 0xff, 0x7f],
@@ -148,6 +158,7 @@ async fn a_broken_server_lets_the_shell_run_nothing() {
         (Broken::Truncated, "malformed answer"),
         (Broken::Oversized, "malformed answer"),
         (Broken::NoDecision, "unexpected answer"),
+        (Broken::Silent, "did not answer in time"),
     ];
     for (broken, reason) in cases {
         let dir = tempfile::tempdir().unwrap();
