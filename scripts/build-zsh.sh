@@ -27,6 +27,16 @@ if [[ "${1:-}" == "--stock" ]]; then
     prefix="$target/zsh-stock"
 fi
 
+# The patched zsh links the exec wrapper's client (zsh-client/, a Rust static
+# library with a C interface): built first, release (panic = "abort", so no
+# unwinding can reach zsh's C). Its hash is kept in .client-stamp beside
+# .stamp (which `execgate doctor` compares with the source), so that a change
+# to the client relinks zsh.
+client_lib="$target/release/libexecgate_zsh_client.a"
+if [[ $variant == patched ]]; then
+    (cd "$repo" && cargo build -q --locked --release -p execgate-zsh-client)
+fi
+
 stamp_value() {
     if [[ $variant == patched ]]; then
         cat "$patch" "$0"
@@ -35,10 +45,18 @@ stamp_value() {
     fi | sha256sum | cut -d' ' -f1
 }
 
+client_stamp_value() {
+    if [[ $variant == patched ]]; then
+        sha256sum "$client_lib" | cut -d' ' -f1
+    fi
+}
+
 tree="$work/$variant"
 want=$(stamp_value)
+want_client=$(client_stamp_value)
 if [[ -z "${EXECGATE_ZSH_FORCE:-}" && -x "$prefix/bin/zsh" && -f "$prefix/.stamp" \
-      && "$(cat "$prefix/.stamp")" == "$want" && -x "$tree/Src/zsh" ]]; then
+      && "$(cat "$prefix/.stamp")" == "$want" && -x "$tree/Src/zsh" \
+      && "$(cat "$prefix/.client-stamp" 2>/dev/null)" == "$want_client" ]]; then
     echo "build-zsh: $prefix is current ($variant)"
     exit 0
 fi
@@ -112,9 +130,17 @@ step() {
 step autoconf sh -c 'autoconf && autoheader && touch stamp-h.in'
 # -O1: half the compile time of -O2 on this machine; the shell's own speed is
 # dwarfed by the fork, exec and wrapper round trip of every command it runs.
+link_libs=()
+if [[ $variant == patched ]]; then
+    # A private copy, so that a later cargo build cannot change what zsh's
+    # make links behind the stamp; then the system libraries Rust's std needs
+    # (`--print native-static-libs`).
+    cp "$client_lib" "$work/libexecgate_zsh_client.a"
+    link_libs=(LIBS="$work/libexecgate_zsh_client.a -lpthread -ldl -lm -lrt -lutil -lgcc_s")
+fi
 step configure ./configure --prefix="$prefix" --enable-etcdir="$prefix/etc" \
     --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
-    --with-term-lib="ncursesw tinfo" CFLAGS="-O1"
+    --with-term-lib="ncursesw tinfo" CFLAGS="-O1" "${link_libs[@]}"
 step make make -j"$(nproc)"
 rm -rf "$prefix"
 # Binary and modules only: the autoloadable function library (compinit, zmv,
@@ -122,4 +148,5 @@ rm -rf "$prefix"
 # suite runs from the build tree.
 step install make install.bin install.modules
 echo "$want" >"$prefix/.stamp"
+echo "$want_client" >"$prefix/.client-stamp"
 echo "build-zsh: done: $prefix/bin/zsh"

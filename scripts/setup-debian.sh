@@ -14,6 +14,8 @@ packages=(
     coreutils procps util-linux git python3 libc6-dev
     # The venv for the MCP client tests (scripts/setup-python.sh).
     python3-venv
+    # Debian's own zsh: the baseline of the benchmarks (scripts/bench, case a0).
+    zsh
 )
 
 missing=()

@@ -6,7 +6,8 @@
 #   2. patched: the patched build with no wrapper configured
 #   3. session: the patched build inside an execgate session whose policy runs
 #               every exec in place, so every external command the tests run
-#               goes through the exec wrapper and the escalation server
+#               is asked about from inside the shell (the fast path) and
+#               decided by the escalation server
 #
 # Prints each test file's result for each way (pass, FAIL or skip, with the
 # number of test cases the file skipped itself), the totals per way, how many

@@ -25,12 +25,10 @@ use nix::sys::resource::{getrusage, UsageWho};
 
 struct Tools {
     wrapper: PathBuf,
-    /// The same wrapper as `cargo build` links it (dynamically), when
-    /// `--dynamic-wrapper` names it: case b once more, for comparison.
-    dynamic_wrapper: Option<PathBuf>,
-    /// A wrapper that only executes the command (`--floor-wrapper`): what
-    /// the extra execve alone costs, the floor of case b.
-    floor_wrapper: Option<PathBuf>,
+    /// Another build of the wrapper (`--musl-wrapper`, the static musl one
+    /// of `scripts/build-wrapper`): case c once more, for comparison (a
+    /// `Run` command no longer goes through a wrapper).
+    musl_wrapper: Option<PathBuf>,
     /// Which P1 cases to run (`--cases=abc`), all when empty.
     cases: String,
     helper: PathBuf,
@@ -42,13 +40,9 @@ struct Tools {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|arg| arg == "--quick");
-    let dynamic_wrapper = args
+    let musl_wrapper = args
         .iter()
-        .find_map(|arg| arg.strip_prefix("--dynamic-wrapper="))
-        .map(PathBuf::from);
-    let floor_wrapper = args
-        .iter()
-        .find_map(|arg| arg.strip_prefix("--floor-wrapper="))
+        .find_map(|arg| arg.strip_prefix("--musl-wrapper="))
         .map(PathBuf::from);
     let cases = args
         .iter()
@@ -59,12 +53,11 @@ async fn main() -> Result<()> {
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p2] [--p3] [--p5] [--cases=abcdef] [--dynamic-wrapper=PATH] [--floor-wrapper=PATH]"
+             [--p2] [--p3] [--p5] [--cases=abcdef] [--musl-wrapper=PATH]"
         );
     };
     let tools = Tools {
-        dynamic_wrapper,
-        floor_wrapper,
+        musl_wrapper,
         cases,
         wrapper: PathBuf::from(wrapper),
         helper: PathBuf::from(helper),
@@ -146,9 +139,14 @@ fn by_path(path: &str, decision: Decision) -> Arc<dyn Policy> {
     })
 }
 
+/// Debian's installed zsh 5.9 (apt package `zsh`), case a0.
+const DEBIAN_ZSH: &str = "/usr/bin/zsh";
+
 /// How a measured shell runs.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    /// Debian's installed zsh (`/usr/bin/zsh`): what a user compares with.
+    Debian,
     /// Stock behaviour: the patched zsh with no wrapper configured.
     Bare,
     /// Under a session, shell unsandboxed.
@@ -190,8 +188,13 @@ async fn run_shells(
     let mut commands = Vec::new();
     for script in scripts {
         let args = ["-f".into(), "-c".into(), script.into()];
-        if mode == Mode::Bare {
-            let mut command = std::process::Command::new(&tools.zsh);
+        if matches!(mode, Mode::Bare | Mode::Debian) {
+            let zsh = if mode == Mode::Debian {
+                Path::new(DEBIAN_ZSH)
+            } else {
+                tools.zsh.as_path()
+            };
+            let mut command = std::process::Command::new(zsh);
             command.args(&args);
             commands.push(command);
             continue;
@@ -289,6 +292,13 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
     type Case<'a> = (&'static str, &'a Path, Mode, Arc<dyn Policy>, usize);
     let mut cases: Vec<Case<'_>> = vec![
         (
+            "a0: Debian's zsh",
+            &tools.wrapper,
+            Mode::Debian,
+            by_path("/", Decision::Run),
+            execs,
+        ),
+        (
             "a: no wrapper",
             &tools.wrapper,
             Mode::Bare,
@@ -331,21 +341,12 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             execs,
         ),
     ];
-    if let Some(floor_wrapper) = &tools.floor_wrapper {
+    if let Some(musl_wrapper) = &tools.musl_wrapper {
         cases.push((
-            "b floor: a wrapper that only executes",
-            floor_wrapper,
+            "c, static musl wrapper",
+            musl_wrapper,
             Mode::Session,
-            by_path("/", Decision::Run),
-            execs,
-        ));
-    }
-    if let Some(dynamic_wrapper) = &tools.dynamic_wrapper {
-        cases.push((
-            "b, dynamic wrapper",
-            dynamic_wrapper,
-            Mode::Session,
-            by_path("/", Decision::Run),
+            by_path("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
             execs,
         ));
     }
@@ -369,19 +370,29 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
         }
     }
     println!("## P1: {execs} x /bin/true in one zsh loop ({sandboxed_execs} for d), {reps} alternating runs\n");
-    println!("| case | ms per exec (median) | min-max | ratio to a (median) | ratio min-max |");
-    println!("|---|---|---|---|---|");
-    let base: Vec<f64> = per_exec[0].clone();
-    let base_median = median(&mut base.clone());
+    println!(
+        "| case | ms per exec (median) | min-max | ratio to a0 (median) | ratio to a0 min-max \
+         | ratio to a (median) | ratio to a min-max |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    // Ratios are taken run by run (the cases alternate), against a0 and a.
+    let ratio_columns = |values: &[f64], base: &[f64]| {
+        let ratios: Vec<f64> = values.iter().zip(base).map(|(v, b)| v / b).collect();
+        let (rmin, rmax) = spread(&ratios);
+        let base_median = median(&mut base.to_vec());
+        format!(
+            "{:.2} | {rmin:.2}-{rmax:.2}",
+            median(&mut values.to_vec()) / base_median
+        )
+    };
     for (index, (name, ..)) in cases.iter().enumerate() {
         let values = &per_exec[index];
         let (min, max) = spread(values);
-        let ratios: Vec<f64> = values.iter().zip(&base).map(|(v, b)| v / b).collect();
-        let (rmin, rmax) = spread(&ratios);
         println!(
-            "| {name} | {:.3} | {min:.3}-{max:.3} | {:.2} | {rmin:.2}-{rmax:.2} |",
+            "| {name} | {:.3} | {min:.3}-{max:.3} | {} | {} |",
             median(&mut values.clone()),
-            median(&mut values.clone()) / base_median,
+            ratio_columns(values, &per_exec[0]),
+            ratio_columns(values, &per_exec[1]),
         );
     }
     println!();
@@ -537,52 +548,24 @@ impl Policy for Undecided {
 }
 
 async fn p4(tools: &Tools) -> Result<()> {
-    let size = std::fs::metadata(&tools.wrapper)?.len();
-    // The wrapper's high-water mark, read while it waits for a decision
-    // that never comes: everything it does before the reply is in it.
-    let mut session = Session::start(SessionConfig::new(&tools.wrapper, Arc::new(Undecided)))?;
-    let fd = session
-        .shell_socket()
-        .context("the shell socket")?
-        .as_raw_fd();
-    let mut command = std::process::Command::new(&tools.wrapper);
-    command.args([
-        &fd.to_string(),
-        "/usr/bin/true",
-        "/usr/bin/true",
-        "zsh: ",
-        "true",
-        "true",
-    ]);
-    session.prepare_shell(&mut command);
-    let mut wrapper = command.spawn()?;
-    session.shell_spawned();
-    let mut wrapper_rss = None;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let status = std::fs::read_to_string(format!("/proc/{}/status", wrapper.id()))?;
-        let hwm = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            });
-        let waiting = std::fs::read_to_string(format!("/proc/{}/wchan", wrapper.id()))
-            .is_ok_and(|wchan| wchan != "0");
-        if waiting {
-            wrapper_rss = hwm;
-            break;
-        }
+    // Each build of the wrapper: the one `cargo build` makes and, when
+    // given, the static musl one to install.
+    let mut rows = Vec::new();
+    for (build, wrapper) in std::iter::once(("cargo build", &tools.wrapper))
+        .chain(tools.musl_wrapper.iter().map(|path| ("musl", path)))
+    {
+        let size = std::fs::metadata(wrapper)?.len();
+        let rss = wrapper_peak_rss(wrapper).await?;
+        let linkage = if is_static(wrapper)? {
+            "static"
+        } else {
+            "dynamic"
+        };
+        rows.push(format!(
+            "| {build} | {:.0} KiB | {linkage} | {rss} KiB |",
+            size as f64 / 1024.0
+        ));
     }
-    wrapper.kill()?;
-    wrapper.wait()?;
-    session.shutdown().await;
-    let wrapper_rss = wrapper_rss.context("the wrapper never waited for its answer")?;
 
     let sessions = 200;
     let before = rss_kib()?;
@@ -598,18 +581,61 @@ async fn p4(tools: &Tools) -> Result<()> {
     for session in idle {
         session.shutdown().await;
     }
-    let linkage = if is_static(&tools.wrapper)? {
-        "static"
-    } else {
-        "dynamic"
-    };
     println!("## P4: footprint\n");
-    println!("| wrapper size | linkage | wrapper peak RSS | server RSS per idle session |\n|---|---|---|---|");
-    println!(
-        "| {:.0} KiB | {linkage} | {wrapper_rss} KiB | {per_session:.1} KiB |\n",
-        size as f64 / 1024.0
-    );
+    println!("| wrapper build | size | linkage | peak RSS |\n|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+    println!("\nserver RSS per idle session: {per_session:.1} KiB\n");
     Ok(())
+}
+
+/// A wrapper's high-water mark, read while it waits for a decision that
+/// never comes: everything it does before the reply is in it.
+async fn wrapper_peak_rss(wrapper: &Path) -> Result<u64> {
+    let mut session = Session::start(SessionConfig::new(wrapper, Arc::new(Undecided)))?;
+    let fd = session
+        .shell_socket()
+        .context("the shell socket")?
+        .as_raw_fd();
+    let mut command = std::process::Command::new(wrapper);
+    command.args([
+        &fd.to_string(),
+        "/usr/bin/true",
+        "/usr/bin/true",
+        "zsh: ",
+        "true",
+        "true",
+    ]);
+    session.prepare_shell(&mut command);
+    let mut child = command.spawn()?;
+    session.shell_spawned();
+    let mut wrapper_rss = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+        let hwm = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+        let waiting = std::fs::read_to_string(format!("/proc/{}/wchan", child.id()))
+            .is_ok_and(|wchan| wchan != "0");
+        if waiting {
+            wrapper_rss = hwm;
+            break;
+        }
+    }
+    child.kill()?;
+    child.wait()?;
+    session.shutdown().await;
+    wrapper_rss.context("the wrapper never waited for its answer")
 }
 
 /// An ELF without a `PT_INTERP` program header is statically linked.

@@ -22,12 +22,19 @@
 //! server's warden (`warden.rs`): it kills what the server's sessions
 //! escalated if the server dies.
 //!
+//! The patched zsh asks the server itself through [`ask_from_shell`]
+//! (linked into zsh from the `execgate-zsh-client` static library), runs a
+//! `Run` command with no wrapper at all, and executes the wrapper only on
+//! `Escalate`, with `--escalated=FD` first: the conversation it opened and
+//! got the decision on, which the wrapper carries on from there (`shell.rs`).
+//!
 //! Tested end to end through the real patched zsh in `tests/`.
 
 mod arena;
 mod escalate;
 mod run;
 mod server;
+mod shell;
 mod sys;
 mod warden;
 
@@ -38,6 +45,7 @@ use execgate_protocol::{ServerMessage, WrapperArgs};
 
 pub use crate::arena::Arena;
 use crate::server::WrapperError;
+pub use crate::shell::{ask_from_shell, ShellVerdict, ESCALATED_FLAG};
 
 /// Exit status for anything that stops a command from running: the same
 /// number a shell uses for "found but not executable".
@@ -66,6 +74,9 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
     {
         warden::watch(&arguments)
     }
+    if let Some(conversation) = arguments.get(1).and_then(shell::escalated_fd) {
+        shell::carry_on_escalation(conversation, arguments)
+    }
     let args = match WrapperArgs::parse(arguments.into_iter()) {
         Ok(args) => args,
         Err(error) => fail(&error.to_string()),
@@ -86,11 +97,11 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
 }
 
 /// Fails closed for a command that was about to run.
-fn refuse(path: &Path, error: &WrapperError) -> ! {
+pub(crate) fn refuse(path: &Path, error: &WrapperError) -> ! {
     fail(&format!("{error}; not running {}", path.display()))
 }
 
-fn fail(message: &str) -> ! {
+pub(crate) fn fail(message: &str) -> ! {
     report(message);
     std::process::exit(EXIT_CANNOT_RUN)
 }

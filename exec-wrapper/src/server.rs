@@ -1,7 +1,9 @@
 //! One conversation with the escalation server.
 
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use execgate_protocol::{
@@ -64,6 +66,16 @@ pub(crate) struct Conversation {
 }
 
 impl Conversation {
+    /// Takes over a conversation another process opened and got the
+    /// decision on (the patched zsh's child, on `Escalate`).
+    pub(crate) fn adopt(socket: OwnedFd) -> Self {
+        Conversation { socket }
+    }
+
+    pub(crate) fn into_socket(self) -> OwnedFd {
+        self.socket
+    }
+
     pub(crate) fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
         self.socket.as_fd()
     }
@@ -104,7 +116,40 @@ impl Conversation {
 
 /// Opens a conversation, sends the request and reads the decision.
 pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), WrapperError> {
-    let session = args.socket_fd.ok_or(WrapperError::NoSession)?;
+    let request = ExecRequest {
+        path: args.path.clone(),
+        argv: args.argv.clone(),
+        cwd: std::env::current_dir().unwrap_or_default(),
+        env: sys::environment(),
+    };
+    let timeout = std::env::var_os(ENV_REPLY_TIMEOUT_MS);
+    ask_for(args.socket_fd, request, reply_timeout(timeout.as_deref()))
+}
+
+/// [`ask`] for a request built by the caller (the patched zsh's child, which
+/// asks before it executes anything), with the reply timeout its
+/// environment sets.
+pub(crate) fn ask_for_request(
+    socket_fd: Option<RawFd>,
+    request: ExecRequest,
+) -> Result<(Conversation, ServerMessage), WrapperError> {
+    let prefix = format!("{ENV_REPLY_TIMEOUT_MS}=");
+    let timeout = request.env.iter().rev().find_map(|entry| {
+        entry
+            .as_bytes()
+            .strip_prefix(prefix.as_bytes())
+            .map(|value| OsStr::from_bytes(value).to_owned())
+    });
+    let timeout = reply_timeout(timeout.as_deref());
+    ask_for(socket_fd, request, timeout)
+}
+
+fn ask_for(
+    socket_fd: Option<RawFd>,
+    request: ExecRequest,
+    reply_timeout: Duration,
+) -> Result<(Conversation, ServerMessage), WrapperError> {
+    let session = socket_fd.ok_or(WrapperError::NoSession)?;
     let session =
         sys::borrow_open_fd(session).ok_or(WrapperError::SessionSocketClosed { fd: session })?;
 
@@ -116,14 +161,14 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
     )
     .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
     let timeout = TimeVal::new(
-        reply_timeout().as_secs() as _,
-        reply_timeout().subsec_micros() as _,
+        reply_timeout.as_secs() as _,
+        reply_timeout.subsec_micros() as _,
     );
     setsockopt(&mine, sockopt::ReceiveTimeout, &timeout)
         .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
     send_hello(session, theirs.as_fd()).map_err(|error| match error.raw_os_error() {
         Some(libc::ENOTSOCK) | Some(libc::EBADF) => WrapperError::SessionSocketClosed {
-            fd: args.socket_fd.unwrap_or(-1),
+            fd: socket_fd.unwrap_or(-1),
         },
         _ if is_timeout(&error) => WrapperError::Timeout,
         _ => WrapperError::Unreachable(error),
@@ -131,12 +176,7 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
     drop(theirs);
 
     let conversation = Conversation { socket: mine };
-    let sent = conversation.send(&ClientMessage::Request(ExecRequest {
-        path: args.path.clone(),
-        argv: args.argv.clone(),
-        cwd: std::env::current_dir().unwrap_or_default(),
-        env: sys::environment(),
-    }));
+    let sent = conversation.send(&ClientMessage::Request(request));
     if sent.is_ok() {
         conversation.poll_briefly(DECISION_POLL);
     }
@@ -149,9 +189,10 @@ pub(crate) fn ask(args: &WrapperArgs) -> Result<(Conversation, ServerMessage), W
     }
 }
 
-fn reply_timeout() -> Duration {
-    std::env::var(ENV_REPLY_TIMEOUT_MS)
-        .ok()
+/// The reply timeout `EXECGATE_REPLY_TIMEOUT_MS` sets, if it is set.
+fn reply_timeout(setting: Option<&OsStr>) -> Duration {
+    setting
+        .and_then(|ms| ms.to_str())
         .and_then(|ms| ms.parse().ok())
         // 0 would mean no timeout at all to the socket: the shortest is 1 ms.
         .map_or(DEFAULT_REPLY_TIMEOUT, |ms: u64| {

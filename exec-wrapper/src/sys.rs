@@ -143,3 +143,25 @@ pub(crate) fn ignore_termination_signals() {
         let _ = unsafe { sigaction(signal, &ignore) };
     }
 }
+
+/// Takes ownership of a socket inherited by number (the conversation the
+/// shell's child opened), close-on-exec from now on so that it is not
+/// handed over with the command's descriptors. `None` if it is not an open
+/// socket.
+pub(crate) fn adopt_socket(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let borrowed = borrow_open_fd(fd)?;
+    let is_socket = nix::sys::stat::fstat(borrowed)
+        .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFSOCK);
+    if !is_socket {
+        return None;
+    }
+    // SAFETY: F_SETFD only changes the flags of a descriptor checked open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open, and nothing else in this process
+    // owns it: the wrapper was started with it as its own conversation,
+    // named once on its command line.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

@@ -3,6 +3,7 @@
 mod audit;
 mod bridge;
 mod confine;
+mod fastpath;
 mod fidelity;
 mod hostile;
 mod lifetime;
