@@ -7,6 +7,11 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::SandboxError;
 
+/// Names under every writable root that stay read-only unless a profile
+/// names them explicitly: git metadata (hooks and config run code) and our
+/// own and agents' configuration. Both backends protect them.
+pub const PROTECTED_NAMES: [&str; 3] = [".git", ".agents", ".execgate"];
+
 /// What a file-system entry grants. At equal specificity the strictest
 /// wins: `None` beats `Write` beats `Read` (the declaration order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,14 +67,17 @@ impl AbsolutePath {
                 _ => return Err(SandboxError::RelativePath(path.to_path_buf())),
             }
         };
-        let mut normal = PathBuf::from("/");
+        // Windows paths keep their drive or share (`Prefix`); on Unix the
+        // first component of an absolute path is always the root.
+        let mut normal = PathBuf::new();
         for component in joined.components() {
             match component {
                 Component::Normal(part) => normal.push(part),
                 Component::ParentDir => {
                     normal.pop();
                 }
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                Component::Prefix(_) | Component::RootDir => normal.push(component.as_os_str()),
+                Component::CurDir => {}
             }
         }
         Ok(AbsolutePath(normal))
