@@ -6,33 +6,59 @@
 //! command's end to an exit status. It must never run a command outside the
 //! sandbox its profile asks for.
 
+// On Windows there is no patched zsh: `windows.rs` is the whole CLI there.
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+fn main() -> std::process::ExitCode {
+    windows::main()
+}
+
+#[cfg(unix)]
 mod audit;
+#[cfg(unix)]
 mod config;
+#[cfg(unix)]
 mod ending;
+#[cfg(unix)]
 mod policy;
+#[cfg(unix)]
 mod prompt;
 
+#[cfg(unix)]
 use std::ffi::OsString;
+#[cfg(unix)]
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::ExitCode;
+#[cfg(unix)]
 use std::sync::Arc;
 
+#[cfg(unix)]
 use anyhow::{bail, Context, Result};
+#[cfg(unix)]
 use clap::{CommandFactory, Parser, Subcommand};
+#[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
     AdditionalPermissions, Launcher, MachineReport, PermissionProfile, ResolvedPolicy,
     SandboxContext,
 };
+#[cfg(unix)]
 use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
+#[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
     ShellSessionConfig, SkillRegistry, Stdio3, Tools,
 };
+#[cfg(unix)]
 use std::io::IsTerminal;
 
+#[cfg(unix)]
 use crate::config::Config;
+#[cfg(unix)]
 use crate::ending::{EndSignals, TerminalInterrupt, TerminalModes};
 
+#[cfg(unix)]
 /// Run shell commands with every exec decided by a policy, inside a sandbox.
 #[derive(Parser)]
 #[command(name = "execgate", version, about)]
@@ -41,6 +67,7 @@ struct Cli {
     command: Command,
 }
 
+#[cfg(unix)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a command string in the patched zsh under a session.
@@ -76,6 +103,7 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+#[cfg(unix)]
 /// What every session-starting command takes.
 #[derive(clap::Args)]
 struct SessionArgs {
@@ -118,6 +146,7 @@ struct SessionArgs {
     nice: Option<u8>,
 }
 
+#[cfg(unix)]
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ApprovalMode {
     Ask,
@@ -125,6 +154,7 @@ enum ApprovalMode {
     Approve,
 }
 
+#[cfg(unix)]
 impl SessionArgs {
     /// The session these arguments ask for. Everything that can fail for a
     /// reason the user must fix fails here, before anything starts.
@@ -209,6 +239,7 @@ impl SessionArgs {
     }
 }
 
+#[cfg(unix)]
 #[derive(clap::Args)]
 struct RunArgs {
     #[command(flatten)]
@@ -222,6 +253,7 @@ struct RunArgs {
     command: Vec<String>,
 }
 
+#[cfg(unix)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -255,6 +287,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(unix)]
 /// Warns about policy files the session's sandbox could rewrite: the next
 /// session would load what the sandboxed command wrote.
 fn warn_if_sandbox_writable<'a>(
@@ -281,6 +314,7 @@ fn warn_if_sandbox_writable<'a>(
     }
 }
 
+#[cfg(unix)]
 fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
     let cwd = match cwd {
         Some(cwd) => cwd,
@@ -289,6 +323,7 @@ fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
     std::fs::canonicalize(&cwd).with_context(|| format!("working directory {}", cwd.display()))
 }
 
+#[cfg(unix)]
 /// Makes this process the reaper of everything the command leaves behind:
 /// a process that leaves the command's group and session (`setsid`, a
 /// daemon's double fork) is re-parented here instead of to init, so that
@@ -298,6 +333,7 @@ fn adopt_orphans() -> Result<()> {
         .context("cannot become the reaper of the command's processes")
 }
 
+#[cfg(unix)]
 /// Kills and reaps every child still left: with the sandbox's pid
 /// namespace there are none; without it, whatever escaped the command's
 /// process group.
@@ -329,6 +365,7 @@ fn end_leftovers() {
     }
 }
 
+#[cfg(unix)]
 /// The pids whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -346,6 +383,7 @@ fn children_of(parent: u32) -> Vec<i32> {
         .collect()
 }
 
+#[cfg(unix)]
 fn run(args: RunArgs) -> Result<i32> {
     adopt_orphans()?;
     let code = run_in_session(args);
@@ -353,6 +391,7 @@ fn run(args: RunArgs) -> Result<i32> {
     code
 }
 
+#[cfg(unix)]
 fn run_in_session(args: RunArgs) -> Result<i32> {
     let request_permissions = args
         .request_permissions
@@ -391,6 +430,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     })
 }
 
+#[cfg(unix)]
 fn shell(args: SessionArgs) -> Result<i32> {
     let session_config = args.session_config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -416,6 +456,7 @@ fn shell(args: SessionArgs) -> Result<i32> {
     })
 }
 
+#[cfg(unix)]
 fn show_event(event: &SessionEvent) {
     match event {
         SessionEvent::Decided {
@@ -446,6 +487,7 @@ fn show_event(event: &SessionEvent) {
     }
 }
 
+#[cfg(unix)]
 fn sandbox(
     profile_name: &str,
     cwd: Option<PathBuf>,
@@ -474,6 +516,7 @@ fn sandbox(
     }))
 }
 
+#[cfg(unix)]
 /// The doctor's findings, as printed with `--json`.
 #[derive(serde::Serialize)]
 struct DoctorReport {
@@ -500,6 +543,7 @@ struct DoctorReport {
     session_scope_detail: String,
 }
 
+#[cfg(unix)]
 fn doctor(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());

@@ -23,6 +23,9 @@
 //! escalated if the server dies.
 //!
 //! Tested end to end through the real patched zsh in `tests/`.
+//!
+//! Unix only (it is the exec hook of the patched zsh): empty elsewhere.
+#![cfg(unix)]
 
 mod arena;
 mod escalate;

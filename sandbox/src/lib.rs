@@ -65,6 +65,9 @@ mod supervisor;
 mod sys;
 
 mod profile;
+// The Windows backend.
+#[cfg(windows)]
+pub mod windows;
 pub mod windows_plan;
 
 use std::path::PathBuf;
