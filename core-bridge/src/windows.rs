@@ -386,7 +386,7 @@ pub fn run(
         }
         Some(_) | None => None,
     };
-    let running = Running::start(Command {
+    let started = Running::start(Command {
         token: match &token {
             Some(token) => TokenChoice::Restricted(token),
             None => TokenChoice::Caller,
@@ -397,8 +397,8 @@ pub fn run(
         current_directory: cwd,
         desktop: desktop.as_ref(),
         stdin,
-    })?;
-    let finished = running.wait(config.timeout);
+    });
+    let finished = started.and_then(|running| running.wait(config.timeout));
     if let Some(plan) = &plan {
         backend::remove_temporary_acls(plan)?;
     }

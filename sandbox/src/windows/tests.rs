@@ -97,7 +97,7 @@ fn child_role() {
     match std::env::var(ROLE).as_deref() {
         Ok("sleep") => sleep(),
         Ok("parent") => {
-            let grandchild = std::process::Command::new(std::env::current_exe().unwrap())
+            let mut grandchild = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "windows::tests::child_role", "--ignored"])
                 .env(ROLE, "sleep")
                 .stdout(std::process::Stdio::null())
@@ -111,6 +111,9 @@ fn child_role() {
             .unwrap();
             std::fs::rename(format!("{}.partial", pid_file.to_string_lossy()), &pid_file).unwrap();
             sleep();
+            // Only reached if nothing killed the job.
+            let _ = grandchild.kill();
+            let _ = grandchild.wait();
         }
         _ => {}
     }
