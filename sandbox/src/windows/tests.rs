@@ -217,12 +217,12 @@ fn acl_composition_puts_denies_first_with_masks_and_inheritance() {
         &mut sids,
     )
     .unwrap();
-    // One DACL holding the root's allow and `.git`'s deny, in the plan's
+    // One DACL holding the root's allow and `.agents`'s deny, in the plan's
     // order reversed: composition must still put the deny first.
     let mut aces: Vec<AcePlan> = plan
         .aces
         .iter()
-        .filter(|ace| ace.path == root || ace.path.file_name() == Some(".git"))
+        .filter(|ace| ace.path == root || ace.path.file_name() == Some(".agents"))
         .cloned()
         .collect();
     aces.reverse();

@@ -203,8 +203,9 @@ pub struct WritableRoot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectedPath {
     pub path: WinPath,
-    /// What is there now; a missing protected name is created as an empty
-    /// directory before the command starts, so it cannot create it itself.
+    /// What is there now; a missing `.agents` or `.execgate` is created as
+    /// an empty directory before the command starts, so it cannot create
+    /// it itself (a missing `.git` is not planned at all).
     pub found: PathKind,
     pub reason: ProtectionReason,
 }
@@ -442,8 +443,15 @@ impl WindowsPlan {
                 {
                     continue;
                 }
+                let found = (context.probe)(&path);
+                // A missing `.git` stays creatable (`git init` must work, as
+                // on Linux); the others are created empty before the
+                // command starts so that it cannot create them.
+                if found == PathKind::Missing && name == ".git" {
+                    continue;
+                }
                 protected.push(ProtectedPath {
-                    found: (context.probe)(&path),
+                    found,
                     path,
                     reason: ProtectionReason::ProtectedName,
                 });

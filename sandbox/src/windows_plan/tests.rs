@@ -484,10 +484,7 @@ fn workspace_write_plans_roots_protected_names_aces_and_token() {
     assert_eq!(
         protected,
         vec![
-            (
-                r"C:\Users\u\AppData\Local\Temp\.git".to_owned(),
-                PathKind::Missing
-            ),
+            // A missing `.git` stays creatable: `git init` must work.
             (
                 r"C:\Users\u\AppData\Local\Temp\.agents".to_owned(),
                 PathKind::Missing
@@ -521,7 +518,6 @@ fn workspace_write_plans_roots_protected_names_aces_and_token() {
     assert_eq!(
         plan.aces,
         vec![
-            deny(r"C:\Users\u\AppData\Local\Temp\.git", temp_sid, both),
             deny(r"C:\Users\u\AppData\Local\Temp\.agents", temp_sid, both),
             deny(r"C:\Users\u\AppData\Local\Temp\.execgate", temp_sid, both),
             // A `.git` file (a worktree's) is denied without inheritance.
@@ -565,6 +561,30 @@ fn workspace_write_plans_roots_protected_names_aces_and_token() {
 }
 
 #[test]
+fn a_missing_git_stays_creatable_but_agents_is_created_first() {
+    let plan = plan_with(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &[],
+        &[],
+        WindowsNetwork::BestEffort,
+        &mut SidStore::default(),
+    )
+    .unwrap();
+    let names: Vec<&str> = plan
+        .protected
+        .iter()
+        .filter(|item| item.path.starts_with(&path(r"C:\work")))
+        .filter_map(|item| item.path.file_name())
+        .collect();
+    assert_eq!(names, [".agents", ".execgate"]);
+    assert!(!plan
+        .aces
+        .iter()
+        .any(|ace| ace.path.file_name() == Some(".git")));
+}
+
+#[test]
 fn the_token_never_restricts_with_everyone_or_the_logon_sid() {
     // Restricting SIDs are typed as capability SIDs: S-1-5-21 domain SIDs
     // with four sub-authorities, which neither Everyone (S-1-1-0) nor a
@@ -595,7 +615,7 @@ fn a_path_belongs_to_the_most_specific_root() {
         &PermissionProfile::preset("workspace-write").unwrap(),
         None,
         &[r"C:\", r"C:\work\sub", r"C:\Work\sub\deeper"],
-        &[],
+        &[(r"C:\work\sub\.git", PathKind::Directory)],
         WindowsNetwork::BestEffort,
         &mut sids,
     );
