@@ -444,11 +444,13 @@ impl Running {
     pub fn wait(mut self, timeout: Duration) -> Result<Finished> {
         let deadline = Instant::now() + timeout;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let milliseconds = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX - 1);
+        // Anything longer than u32 milliseconds (49 days) is waited for in
+        // full.
+        let milliseconds = u32::try_from(remaining.as_millis()).unwrap_or(sys::WAIT_FOREVER);
         let ended = sys::wait(&self.process, milliseconds)?;
         if !ended {
             self.kill()?;
-            sys::wait(&self.process, u32::MAX - 1)?;
+            sys::wait(&self.process, sys::WAIT_FOREVER)?;
         } else {
             // The command is done; whatever it left running goes with the
             // job, so a grandchild cannot hold the output pipes open.

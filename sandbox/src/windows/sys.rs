@@ -569,6 +569,9 @@ pub fn resume_thread(thread: &OwnedHandle) -> Result<()> {
     Ok(())
 }
 
+/// Wait without a time limit.
+pub const WAIT_FOREVER: u32 = windows_sys::Win32::System::Threading::INFINITE;
+
 /// Waits for `handle` to be signalled: true when it was, false on
 /// timeout.
 pub fn wait(handle: &OwnedHandle, milliseconds: u32) -> Result<bool> {
@@ -601,12 +604,11 @@ impl Drop for Desktop {
 
 /// Creates desktop `name` in the current window station and sets its DACL.
 pub fn create_desktop(name: &[u16], dacl: &Local<ACL>) -> Result<Desktop> {
+    use windows_sys::Win32::Storage::FileSystem::{READ_CONTROL, WRITE_DAC};
     use windows_sys::Win32::System::StationsAndDesktops::{
         DESKTOP_CREATEMENU, DESKTOP_CREATEWINDOW, DESKTOP_ENUMERATE, DESKTOP_HOOKCONTROL,
         DESKTOP_READOBJECTS, DESKTOP_WRITEOBJECTS,
     };
-    const READ_CONTROL: u32 = 0x0002_0000;
-    const WRITE_DAC: u32 = 0x0004_0000;
     let name = nul_terminated(name);
     let access = DESKTOP_CREATEMENU
         | DESKTOP_CREATEWINDOW
