@@ -332,6 +332,42 @@ fn killing_the_job_ends_the_child_and_its_grandchild() {
     );
 }
 
+/// Session-scoped cancellation: dropping the command (its job handle with
+/// it, as when execgate itself dies) ends the whole tree through
+/// `KILL_ON_JOB_CLOSE`, with no call to terminate anything.
+#[test]
+fn closing_the_job_ends_the_child_and_its_grandchild() {
+    let token = token_for_one_root();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let running = this_binary_in_role(
+        "parent",
+        &pid_file.to_string_lossy(),
+        TokenChoice::Restricted(&token),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let grandchild: u32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started its grandchild"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let child = running.pid;
+    drop(running);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(process_has_ended(child) && process_has_ended(grandchild)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child or grandchild outlived the closed job"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_child_runs_on_a_private_desktop() {
     let token = token_for_one_root();
