@@ -252,6 +252,52 @@ fn acl_composition_puts_denies_first_with_masks_and_inheritance() {
     assert_eq!(compose_acl(&[file_deny]).unwrap()[0].flags, 0);
 }
 
+/// What keeps DACLs from growing run after run, shown on a DACL composed
+/// in memory (Wine stores none on files): every ACE of a plan is found in
+/// the DACL that holds it; a narrower mask, another SID, other inheritance
+/// or an inherited copy are not taken for it.
+#[test]
+fn aces_already_in_a_dacl_are_recognized_for_reuse() {
+    let sid = CapabilitySid::random().unwrap();
+    let ace = AcePlan {
+        path: WinPath::parse(r"C:\work").unwrap(),
+        kind: AceKind::Allow,
+        sid,
+        mask: mask::ROOT_ALLOW,
+        inheritance: Inheritance::FoldersAndFiles,
+        lifetime: AceLifetime::Kept,
+    };
+    let deny = AcePlan {
+        kind: AceKind::Deny,
+        mask: mask::DENY_WRITE,
+        ..ace.clone()
+    };
+    let present = compose_acl(&[ace.clone(), deny.clone()]).unwrap();
+    assert!(already_there(&present, &ace));
+    assert!(already_there(&present, &deny));
+    let other_sid = AcePlan {
+        sid: CapabilitySid::random().unwrap(),
+        ..ace.clone()
+    };
+    let file_only = AcePlan {
+        inheritance: Inheritance::None,
+        ..ace.clone()
+    };
+    let narrower = compose_acl(&[AcePlan {
+        mask: mask::FILE_GENERIC_READ,
+        ..ace.clone()
+    }])
+    .unwrap();
+    let mut inherited = present.clone();
+    for record in &mut inherited {
+        record.flags |= INHERITED_ACE;
+    }
+    assert!(!already_there(&present, &other_sid));
+    assert!(!already_there(&present, &file_only));
+    assert!(!already_there(&narrower, &ace));
+    assert!(!already_there(&inherited, &ace));
+}
+
 #[test]
 fn restricted_token_runs_a_process_with_pipes_and_exit_code() {
     let token = token_for_one_root();
