@@ -24,6 +24,10 @@
 //! write is an error the caller sees. (An error the kernel meets later,
 //! writing cached pages back to disk, is seen only by a sync: configure
 //! `sync_escalations` where that matters.)
+//!
+//! Unix only for now (its records are built from the escalation server's
+//! events); the Windows backend writes its own records in the same form.
+#![cfg(unix)]
 
 mod log;
 mod read;

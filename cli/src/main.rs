@@ -6,34 +6,61 @@
 //! command's end to an exit status. It must never run a command outside the
 //! sandbox its profile asks for.
 
+// On Windows there is no patched zsh: `windows.rs` is the whole CLI there.
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+fn main() -> std::process::ExitCode {
+    windows::main()
+}
+
+#[cfg(unix)]
 mod audit;
+#[cfg(unix)]
 mod config;
+#[cfg(unix)]
 mod ending;
+#[cfg(unix)]
 mod mcp;
+#[cfg(unix)]
 mod policy;
+#[cfg(unix)]
 mod prompt;
 
+#[cfg(unix)]
 use std::ffi::OsString;
+#[cfg(unix)]
 use std::path::PathBuf;
+#[cfg(unix)]
 use std::process::ExitCode;
+#[cfg(unix)]
 use std::sync::Arc;
 
+#[cfg(unix)]
 use anyhow::{bail, Context, Result};
+#[cfg(unix)]
 use clap::{CommandFactory, Parser, Subcommand};
+#[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
     AdditionalPermissions, Launcher, MachineReport, PermissionProfile, ResolvedPolicy,
     SandboxContext,
 };
+#[cfg(unix)]
 use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
+#[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
     ShellSessionConfig, SkillRegistry, Stdio3, Tools,
 };
+#[cfg(unix)]
 use std::io::IsTerminal;
 
+#[cfg(unix)]
 use crate::config::Config;
+#[cfg(unix)]
 use crate::ending::{EndSignals, TerminalInterrupt, TerminalModes};
 
+#[cfg(unix)]
 /// Run shell commands with every exec decided by a policy, inside a sandbox.
 #[derive(Parser)]
 #[command(name = "execgate", version, about)]
@@ -42,6 +69,7 @@ struct Cli {
     command: Command,
 }
 
+#[cfg(unix)]
 #[derive(Subcommand)]
 enum Command {
     /// Run a command string in the patched zsh under a session.
@@ -80,6 +108,7 @@ enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+#[cfg(unix)]
 /// What every session-starting command takes.
 #[derive(clap::Args)]
 struct SessionArgs {
@@ -122,6 +151,7 @@ struct SessionArgs {
     nice: Option<u8>,
 }
 
+#[cfg(unix)]
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ApprovalMode {
     Ask,
@@ -129,6 +159,7 @@ enum ApprovalMode {
     Approve,
 }
 
+#[cfg(unix)]
 impl SessionArgs {
     /// The session these arguments ask for. Everything that can fail for a
     /// reason the user must fix fails here, before anything starts.
@@ -218,6 +249,7 @@ impl SessionArgs {
     }
 }
 
+#[cfg(unix)]
 #[derive(clap::Args)]
 struct RunArgs {
     #[command(flatten)]
@@ -231,6 +263,7 @@ struct RunArgs {
     command: Vec<String>,
 }
 
+#[cfg(unix)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -265,6 +298,7 @@ fn main() -> ExitCode {
     }
 }
 
+#[cfg(unix)]
 /// Warns about policy files the session's sandbox could rewrite: the next
 /// session would load what the sandboxed command wrote.
 fn warn_if_sandbox_writable<'a>(
@@ -291,6 +325,7 @@ fn warn_if_sandbox_writable<'a>(
     }
 }
 
+#[cfg(unix)]
 fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
     let cwd = match cwd {
         Some(cwd) => cwd,
@@ -299,6 +334,7 @@ fn current_dir(cwd: Option<PathBuf>) -> Result<PathBuf> {
     std::fs::canonicalize(&cwd).with_context(|| format!("working directory {}", cwd.display()))
 }
 
+#[cfg(unix)]
 /// Makes this process the reaper of everything the command leaves behind:
 /// a process that leaves the command's group and session (`setsid`, a
 /// daemon's double fork) is re-parented here instead of to init, so that
@@ -308,6 +344,7 @@ fn adopt_orphans() -> Result<()> {
         .context("cannot become the reaper of the command's processes")
 }
 
+#[cfg(unix)]
 /// Kills and reaps every child still left: with the sandbox's pid
 /// namespace there are none; without it, whatever escaped the command's
 /// process group.
@@ -339,6 +376,7 @@ fn end_leftovers() {
     }
 }
 
+#[cfg(unix)]
 /// The pids whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -356,6 +394,7 @@ fn children_of(parent: u32) -> Vec<i32> {
         .collect()
 }
 
+#[cfg(unix)]
 fn run(args: RunArgs) -> Result<i32> {
     adopt_orphans()?;
     let code = run_in_session(args);
@@ -363,6 +402,7 @@ fn run(args: RunArgs) -> Result<i32> {
     code
 }
 
+#[cfg(unix)]
 fn run_in_session(args: RunArgs) -> Result<i32> {
     let request_permissions = args
         .request_permissions
@@ -401,6 +441,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     })
 }
 
+#[cfg(unix)]
 fn shell(args: SessionArgs) -> Result<i32> {
     let session_config = args.session_config()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -426,6 +467,7 @@ fn shell(args: SessionArgs) -> Result<i32> {
     })
 }
 
+#[cfg(unix)]
 fn show_event(event: &SessionEvent) {
     match event {
         SessionEvent::Decided {
@@ -456,6 +498,7 @@ fn show_event(event: &SessionEvent) {
     }
 }
 
+#[cfg(unix)]
 fn sandbox(
     profile_name: &str,
     cwd: Option<PathBuf>,
@@ -484,6 +527,7 @@ fn sandbox(
     }))
 }
 
+#[cfg(unix)]
 /// The doctor's findings, as printed with `--json`.
 #[derive(serde::Serialize)]
 struct DoctorReport {
@@ -510,6 +554,7 @@ struct DoctorReport {
     session_scope_detail: String,
 }
 
+#[cfg(unix)]
 fn doctor(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());

@@ -2,6 +2,7 @@
 //! sandbox helper beside it (`cargo build --workspace --bins`, which
 //! `scripts/test` runs first).
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;

@@ -53,32 +53,65 @@
 //! from files the sandbox could have planted (a repository, a Makefile, a
 //! script: the table in `planted.rs`).
 
+//!
+//! # Windows
+//!
+//! There is no patched zsh on Windows: the zsh-based session above is
+//! Unix only, and `windows` runs one command at a time through the
+//! restricted-token backend, deciding on the resolved program.
+//! Its `sandbox` re-export is the sandbox crate itself there.
+
+// The zsh-based session.
+#[cfg(unix)]
 mod approval;
+#[cfg(unix)]
 mod environment;
+#[cfg(unix)]
 mod planted;
+#[cfg(unix)]
 mod policy;
+#[cfg(unix)]
 mod session;
+#[cfg(unix)]
 mod skills;
+#[cfg(unix)]
 mod sys;
+#[cfg(unix)]
 mod tools;
+#[cfg(unix)]
 mod unified;
 
+#[cfg(unix)]
 use std::path::PathBuf;
 
+// One command through the restricted-token backend.
+#[cfg(windows)]
+pub mod windows;
+
+#[cfg(unix)]
 pub use approval::{
     ApprovalAnswer, ApprovalClock, ApprovalFuture, ApprovalReason, ApprovalRequest, ApproveAll,
     Approver, DenyAll,
 };
+#[cfg(unix)]
 pub use environment::{EnvInherit, EnvPolicy, CORE_VARIABLES, DEFAULT_EXCLUDES};
+#[cfg(unix)]
 pub use execgate_escalate_server as server;
 pub use execgate_rules as rules;
+#[cfg(windows)]
+pub use execgate_sandbox as sandbox;
+#[cfg(unix)]
 pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
+#[cfg(unix)]
 pub use session::{
     CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
     ShellSessionConfig, Stdio3,
 };
+#[cfg(unix)]
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
+#[cfg(unix)]
 pub use tools::{Tools, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH};
+#[cfg(unix)]
 pub use unified::{
     ExecError, ExecOptions, ExecOutput, ExecResponse, ExecStdio, Exited, ProcessId, ProcessInfo,
     ProcessState, Running, DEFAULT_PROCESS_LIMIT, DEFAULT_TERMINAL_SIZE, DEFAULT_YIELD_TIME,
@@ -86,6 +119,7 @@ pub use unified::{
 };
 
 /// Why a session or command could not start.
+#[cfg(unix)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BridgeError {

@@ -35,6 +35,9 @@
 //!
 //! Linux only. Unit tests sit beside the code; the end-to-end suite in
 //! `tests/` drives it through the real patched zsh and exec wrapper.
+//!
+//! Unix only (the patched zsh's escalation protocol): empty elsewhere.
+#![cfg(unix)]
 
 mod conversation;
 mod environment;

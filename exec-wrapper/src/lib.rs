@@ -29,6 +29,9 @@
 //! got the decision on, which the wrapper carries on from there (`shell.rs`).
 //!
 //! Tested end to end through the real patched zsh in `tests/`.
+//!
+//! Unix only (it is the exec hook of the patched zsh): empty elsewhere.
+#![cfg(unix)]
 
 mod arena;
 mod escalate;

@@ -58,7 +58,9 @@
 //! (which also floods a live session with hostile requests), and by a
 //! libFuzzer target for every decoder in `fuzz/` (`scripts/fuzz`, run by
 //! `scripts/test`).
-
+//!
+//! Unix only (descriptor passing over a Unix socket): empty elsewhere.
+#![cfg(unix)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod codec;

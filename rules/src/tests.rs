@@ -118,6 +118,7 @@ fn alternatives_in_first_position_make_one_rule_each() {
     assert_eq!(decision(&set, "rg x", false), None);
 }
 
+#[cfg(unix)]
 #[test]
 fn non_utf8_arguments_match_no_token() {
     use std::ffi::OsString;

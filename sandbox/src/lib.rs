@@ -42,27 +42,52 @@
 //!
 //! What it does not cover is listed in the README's security model.
 
+//!
+//! # Windows
+//!
+//! On Windows there is no patched zsh and no bubblewrap: [`windows_plan`]
+//! plans a restricted-token run (pure Rust, built and tested everywhere)
+//! and `windows` applies it with Win32 calls (`cfg(windows)`). The Linux
+//! modules are `cfg(target_os = "linux")`.
+
+// The Linux backend.
+#[cfg(target_os = "linux")]
 mod bwrap;
+#[cfg(target_os = "linux")]
 mod doctor;
+#[cfg(target_os = "linux")]
 mod helper;
-mod profile;
+#[cfg(target_os = "linux")]
 mod resolve;
+#[cfg(target_os = "linux")]
 mod supervisor;
+#[cfg(target_os = "linux")]
 mod sys;
+
+mod profile;
+// The Windows backend.
+#[cfg(windows)]
+pub mod windows;
+pub mod windows_plan;
 
 use std::path::PathBuf;
 
+#[cfg(target_os = "linux")]
 pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
+#[cfg(target_os = "linux")]
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
+#[cfg(target_os = "linux")]
 pub use helper::{helper_main, SETUP_FAILED};
 pub use profile::{
     parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,
-    NetworkPolicy, PermissionProfile, ProfileSet, SpecialRoot,
+    NetworkPolicy, PermissionProfile, ProfileSet, SpecialRoot, PROTECTED_NAMES,
 };
+#[cfg(target_os = "linux")]
 pub use resolve::{
     GlobExpansion, PathRule, ResolvedPolicy, SandboxContext, GLOB_MAX_DEPTH, GLOB_MAX_MATCHES,
-    GLOB_MAX_VISITED, MINIMAL_ROOTS, PROTECTED_NAMES,
+    GLOB_MAX_VISITED, MINIMAL_ROOTS,
 };
+#[cfg(target_os = "linux")]
 pub use supervisor::UNCREATABLE_NAMES;
 
 /// Why a profile cannot be loaded, resolved or enforced.
@@ -91,7 +116,7 @@ pub enum SandboxError {
     Config { file: String, reason: String },
     #[error("this profile is not sandboxed by execgate; there is nothing to resolve")]
     NotManaged,
-    #[error("bubblewrap not found at {BWRAP_PATHS:?}; install Debian's `bubblewrap` package")]
+    #[error("bubblewrap not found at [\"/usr/bin/bwrap\", \"/usr/local/bin/bwrap\"]; install Debian's `bubblewrap` package")]
     NoBubblewrap,
     #[error("{} is missing or not an absolute path to a file", .0.display())]
     MissingBinary(PathBuf),

@@ -7,6 +7,11 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::SandboxError;
 
+/// Names under every writable root that stay read-only unless a profile
+/// names them explicitly: git metadata (hooks and config run code) and our
+/// own and agents' configuration. Both backends protect them.
+pub const PROTECTED_NAMES: [&str; 3] = [".git", ".agents", ".execgate"];
+
 /// What a file-system entry grants. At equal specificity the strictest
 /// wins: `None` beats `Write` beats `Read` (the declaration order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,14 +67,17 @@ impl AbsolutePath {
                 _ => return Err(SandboxError::RelativePath(path.to_path_buf())),
             }
         };
-        let mut normal = PathBuf::from("/");
+        // Windows paths keep their drive or share (`Prefix`); on Unix the
+        // first component of an absolute path is always the root.
+        let mut normal = PathBuf::new();
         for component in joined.components() {
             match component {
                 Component::Normal(part) => normal.push(part),
                 Component::ParentDir => {
                     normal.pop();
                 }
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                Component::Prefix(_) | Component::RootDir => normal.push(component.as_os_str()),
+                Component::CurDir => {}
             }
         }
         Ok(AbsolutePath(normal))
@@ -405,6 +413,16 @@ struct ProfileSpec {
     #[serde(default)]
     filesystem: BTreeMap<String, AccessSpec>,
     network: Option<NetworkSpec>,
+    /// `"best-effort"`: on Windows, run a restricted-network profile with
+    /// proxy variables pointing nowhere instead of refusing it.
+    windows_network: Option<WindowsNetworkSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum WindowsNetworkSpec {
+    Refuse,
+    BestEffort,
 }
 
 #[derive(Debug, Clone, Copy, serde::Deserialize)]
@@ -461,6 +479,23 @@ impl ProfileSet {
     /// followed.
     pub fn get(&self, name: &str) -> Result<PermissionProfile, SandboxError> {
         self.get_inner(name, 0)
+    }
+
+    /// Whether the named profile (or one it extends) opts in to a
+    /// best-effort network restriction on Windows
+    /// (`windows_network = "best-effort"`); the nearest setting wins.
+    pub fn windows_network_best_effort(&self, name: &str) -> bool {
+        let mut current = Some(name);
+        for _ in 0..=16 {
+            let Some((spec, _)) = current.and_then(|name| self.specs.get(name)) else {
+                return false;
+            };
+            if let Some(setting) = spec.windows_network {
+                return setting == WindowsNetworkSpec::BestEffort;
+            }
+            current = spec.extends.as_deref();
+        }
+        false
     }
 
     fn get_inner(&self, name: &str, depth: usize) -> Result<PermissionProfile, SandboxError> {
@@ -524,6 +559,8 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
 mod tests {
     use super::*;
 
+    // Unix paths: not absolute on Windows.
+    #[cfg(unix)]
     #[test]
     fn relative_paths_need_a_base() {
         assert!(AbsolutePath::new("a/b", None).is_err());
@@ -539,6 +576,23 @@ mod tests {
         );
     }
 
+    /// Windows paths keep their drive or share through normalization.
+    #[cfg(windows)]
+    #[test]
+    fn windows_paths_keep_their_prefix() {
+        let cases = [
+            (r"C:\work\..\x\.\y", None, r"C:\x\y"),
+            (r"..\b", Some(r"C:\repo\sub"), r"C:\repo\b"),
+            (r"C:\..\..", None, r"C:\"),
+            (r"\\server\share\a\..\b", None, r"\\server\share\b"),
+        ];
+        for (input, base, expected) in cases {
+            let path = AbsolutePath::new(input, base.map(Path::new)).unwrap();
+            assert_eq!(path.as_path(), Path::new(expected), "{input}");
+        }
+        assert!(AbsolutePath::new(r"\work", None).is_err());
+    }
+
     #[test]
     fn deny_globs_only_deny() {
         let mut policy = FileSystemPolicy::default();
@@ -550,6 +604,8 @@ mod tests {
             .is_ok());
     }
 
+    // Unix paths: not absolute on Windows.
+    #[cfg(unix)]
     #[test]
     fn profiles_load_with_extends_and_file_relative_paths() {
         let mut set = ProfileSet::default();
@@ -589,6 +645,38 @@ mod tests {
     }
 
     #[test]
+    fn windows_network_opt_in_is_inherited_and_overridable() {
+        let mut set = ProfileSet::default();
+        set.add_toml(
+            r#"
+            [profiles.offline]
+            extends = "workspace-write"
+            windows_network = "best-effort"
+            [profiles.child]
+            extends = "offline"
+            [profiles.strict]
+            extends = "offline"
+            windows_network = "refuse"
+            "#,
+            None,
+        )
+        .unwrap();
+        let cases = [
+            ("offline", true),
+            ("child", true),
+            ("strict", false),
+            ("workspace-write", false),
+            ("unknown", false),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(set.windows_network_best_effort(name), expected, "{name}");
+        }
+        assert!(set
+            .add_toml("[profiles.x]\nwindows_network = \"maybe\"\n", None)
+            .is_err());
+    }
+
+    #[test]
     fn config_errors_name_the_problem() {
         let cases = [
             ("[profiles.a]\nbogus = 1\n", "bogus"),
@@ -621,6 +709,8 @@ mod tests {
         }
     }
 
+    // Unix paths: not absolute on Windows.
+    #[cfg(unix)]
     #[test]
     fn merge_is_a_union_and_intersection_never_widens() {
         let base = PermissionProfile::preset("read-only").unwrap();

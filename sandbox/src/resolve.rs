@@ -10,14 +10,9 @@ use std::path::{Path, PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::profile::{
-    AbsolutePath, Access, FsTarget, NetworkPolicy, PermissionProfile, SpecialRoot,
+    AbsolutePath, Access, FsTarget, NetworkPolicy, PermissionProfile, SpecialRoot, PROTECTED_NAMES,
 };
 use crate::SandboxError;
-
-/// Names under every writable root that stay read-only unless a profile
-/// names them explicitly: git metadata (hooks and config run code) and our
-/// own and agents' configuration.
-pub const PROTECTED_NAMES: [&str; 3] = [".git", ".agents", ".execgate"];
 
 /// The platform's read roots for running programs (`:minimal`).
 pub const MINIMAL_ROOTS: [&str; 7] = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];

@@ -1,0 +1,197 @@
+//! `execgate.exe` on Windows, run for real (under Wine in CI): the rules
+//! decide on the resolved program, the command runs with the restricted
+//! token, the audit record names the sandbox, and what the backend cannot
+//! enforce is refused. Wine enforces no token or DACL, so nothing here
+//! shows a write being denied: that is `scripts/windows-smoke.ps1`'s part.
+
+#![cfg(windows)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const PROFILES: &str = r#"
+[profiles.offline]
+extends = "workspace-write"
+windows_network = "best-effort"
+"#;
+
+const RULES: &str = r#"
+prefix_rule(pattern = ["cmd", "/d", "/c", "exit 9"], decision = "forbidden", justification = "no nines")
+prefix_rule(pattern = ["whoami"], decision = "allow")
+"#;
+
+fn execgate(dir: &Path, args: &[&str]) -> Output {
+    std::fs::write(dir.join("profiles.toml"), PROFILES).unwrap();
+    std::fs::write(dir.join("team.rules"), RULES).unwrap();
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
+    command.env("LOCALAPPDATA", dir.join("state"));
+    if args.first() == Some(&"run") {
+        command
+            .args(["run", "--profiles"])
+            .arg(dir.join("profiles.toml"));
+        command.arg("--rules").arg(dir.join("team.rules"));
+        command.arg("--cwd").arg(&ws);
+        command.args(&args[1..]);
+    } else {
+        command.args(args);
+    }
+    command.output().unwrap()
+}
+
+fn audit(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("state").join("execgate").join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).to_string()
+}
+
+#[test]
+fn a_program_runs_with_the_restricted_token_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--",
+            "cmd",
+            "/d",
+            "/c",
+            "echo hi& exit 4",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "hi");
+    assert!(
+        text(&output.stderr).contains("best effort"),
+        "{}",
+        text(&output.stderr)
+    );
+    let records = audit(dir.path());
+    let last = records.last().unwrap();
+    assert_eq!(last["execgate"]["sandbox"], "windows-restricted-token");
+    assert_eq!(last["execgate"]["decision"], "run");
+    assert_eq!(last["process"]["exit_code"], 4);
+    assert!(last["process"]["executable"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .ends_with(r"\cmd.exe"));
+    // The capability SIDs were kept for the next run.
+    assert!(dir
+        .path()
+        .join("state")
+        .join("execgate")
+        .join("windows-capability-sids")
+        .exists());
+}
+
+#[test]
+fn a_forbidden_program_is_denied_on_its_resolved_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--",
+            "cmd",
+            "/d",
+            "/c",
+            "exit 9",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("no nines"));
+    let last = audit(dir.path()).pop().unwrap();
+    assert_eq!(last["execgate"]["decision"], "deny");
+    assert!(last["rule"]["id"].as_str().unwrap().contains("team.rules"));
+}
+
+#[test]
+fn what_the_token_cannot_enforce_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // workspace-write restricts the network and does not opt in.
+    let output = execgate(dir.path(), &["run", "--", "cmd", "/d", "/c", "echo no"]);
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        text(&output.stderr).contains("best-effort"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(text(&output.stdout).is_empty());
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "read-only",
+            "--",
+            "cmd",
+            "/d",
+            "/c",
+            "echo no",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_cmd_script_is_decided_as_cmd_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--shell",
+            "cmd",
+            "--",
+            "echo a& echo b",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(text(&output.stderr).contains("not decided one by one"));
+    let last = audit(dir.path()).pop().unwrap();
+    assert!(last["execgate"]["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("not decided one by one"));
+}
+
+#[test]
+fn an_unsandboxed_rule_runs_with_the_callers_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = execgate(dir.path(), &["run", "--profile", "offline", "--", "whoami"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let last = audit(dir.path()).pop().unwrap();
+    assert_eq!(last["execgate"]["execution"], "unsandboxed");
+    assert_eq!(last["execgate"]["sandbox"], "none");
+}
+
+#[test]
+fn doctor_reports_token_acl_job_and_desktop() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = execgate(dir.path(), &["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sandbox"], "windows-restricted-token");
+    assert_eq!(report["ACL composition"], "ok");
+    assert_eq!(report["job objects (kill on close)"], "ok");
+    assert_eq!(report["private desktop"], "ok");
+    assert!(report["restricted token"].as_str().unwrap().len() > 2);
+}

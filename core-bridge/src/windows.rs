@@ -1,0 +1,410 @@
+//! One command on Windows: decided by the rules on the resolved program,
+//! then run with the restricted token of its profile (or, when a rule
+//! escalates it unsandboxed, with the caller's token).
+//!
+//! Windows has no exec hook like the patched zsh's: what a program starts
+//! is not decided one by one. A script given to `cmd` or `pwsh` is decided
+//! as that shell, and the result says so in its warnings. Everything it
+//! starts runs with the same restricted token, in the same job object.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::windows::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use execgate_rules::{MatchOptions, RuleDecision, RuleExecution, RuleSet};
+use execgate_sandbox::windows::{
+    self as backend, Command, Finished, PrivateDesktop, RestrictedToken, Running, TokenChoice,
+};
+use execgate_sandbox::windows_plan::{
+    cmd_command_line, cmd_script_line, command_line, environment_block, pwsh_script_line, SidStore,
+    WinPath, WindowsContext, WindowsNetwork, WindowsPlan, WindowsPlanError, WINDOWS_SANDBOX_NAME,
+};
+use execgate_sandbox::PermissionProfile;
+
+/// Why a Windows command could not be decided or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WindowsRunError {
+    #[error("{0}: not found on PATH (with PATHEXT) or not a file")]
+    NotFound(String),
+    #[error(transparent)]
+    Plan(#[from] WindowsPlanError),
+    #[error(transparent)]
+    Backend(#[from] backend::WindowsError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Which shell interprets a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScriptShell {
+    Cmd,
+    Pwsh,
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowsCommand {
+    /// A program and its arguments.
+    Program(Vec<OsString>),
+    /// A script for `cmd` or `pwsh`.
+    Script {
+        shell: ScriptShell,
+        script: OsString,
+    },
+}
+
+/// The session around one command.
+pub struct WindowsRunConfig {
+    pub profile: PermissionProfile,
+    pub network: WindowsNetwork,
+    /// Profiles that rules may name as their `execution`.
+    pub execution_profiles: BTreeMap<String, PermissionProfile>,
+    pub rules: RuleSet,
+    pub cwd: PathBuf,
+    pub workspace_roots: Vec<PathBuf>,
+    /// Where capability SIDs are kept.
+    pub state_dir: PathBuf,
+    pub timeout: Duration,
+}
+
+/// What the rules decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowsVerdict {
+    /// The session's profile, plus a rule's named profile when it has one.
+    Sandboxed {
+        execution: Option<(String, PermissionProfile)>,
+    },
+    /// A rule escalates it out of the sandbox: the caller's token.
+    Unsandboxed,
+    Denied(String),
+}
+
+/// A decision and what it was made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowsDecision {
+    /// The resolved program (for a script: the shell).
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    pub verdict: WindowsVerdict,
+    /// `file:line` and justification of the deciding rule.
+    pub rule: Option<(String, Option<String>)>,
+    pub warnings: Vec<String>,
+}
+
+/// How a command ended, for the CLI and the audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowsOutcome {
+    pub finished: Finished,
+    /// `windows-restricted-token`, or `none` for an unsandboxed run.
+    pub sandbox: &'static str,
+    pub warnings: Vec<String>,
+}
+
+fn wide(text: &OsStr) -> Vec<u16> {
+    text.encode_wide().collect()
+}
+
+/// `\\?\C:\x` as `C:\x` (what CreateProcess and people expect).
+fn plain(path: PathBuf) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.strip_prefix(r"\\?\") {
+        Some(rest) if !rest.starts_with("UNC\\") => PathBuf::from(rest),
+        _ => path,
+    }
+}
+
+/// The program `name` stands for: a path (against `cwd`) when it holds a
+/// separator, else the first `PATH` entry holding it, trying `PATHEXT`'s
+/// extensions. The current directory is not searched (unlike
+/// `CreateProcess`), so a file planted in the workspace cannot stand in for
+/// a program.
+pub fn resolve_program(name: &OsStr, cwd: &Path) -> Result<PathBuf, WindowsRunError> {
+    let text = name.to_string_lossy();
+    let not_found = || WindowsRunError::NotFound(text.to_string());
+    let candidates: Vec<PathBuf> = if text.contains(['\\', '/', ':']) {
+        vec![cwd.join(name)]
+    } else {
+        let extensions: Vec<String> = std::env::var("PATHEXT")
+            .unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into())
+            .split(';')
+            .filter(|ext| !ext.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let has_extension = Path::new(name).extension().is_some();
+        let mut candidates = Vec::new();
+        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+            if !dir.is_absolute() {
+                continue;
+            }
+            if has_extension {
+                candidates.push(dir.join(name));
+            }
+            for ext in &extensions {
+                let mut file = name.to_os_string();
+                file.push(ext);
+                candidates.push(dir.join(file));
+            }
+        }
+        candidates
+    };
+    for candidate in candidates {
+        if candidate.is_file() {
+            return std::fs::canonicalize(&candidate)
+                .map(plain)
+                .map_err(|source| WindowsRunError::Io {
+                    what: format!("cannot resolve {}", candidate.display()),
+                    source,
+                });
+        }
+    }
+    Err(not_found())
+}
+
+/// Decides `command`: the rules see the resolved program's path first,
+/// then its name without extension (`git` for `C:\...\git.exe`) when
+/// `host_executable` lists that path for the name or lists nothing.
+pub fn decide(
+    config: &WindowsRunConfig,
+    command: &WindowsCommand,
+) -> Result<WindowsDecision, WindowsRunError> {
+    let mut warnings = Vec::new();
+    let (program, mut argv) = match command {
+        WindowsCommand::Program(argv) => {
+            let Some(first) = argv.first() else {
+                return Err(WindowsRunError::NotFound("(empty command)".into()));
+            };
+            (resolve_program(first, &config.cwd)?, argv.clone())
+        }
+        WindowsCommand::Script { shell, script } => {
+            let name = match shell {
+                ScriptShell::Cmd => "cmd.exe",
+                ScriptShell::Pwsh => "pwsh.exe",
+            };
+            warnings.push(format!(
+                "the script's inner commands are not decided one by one on Windows: the rules \
+                 decided on {name}, and everything the script starts runs as it does"
+            ));
+            (
+                resolve_program(OsStr::new(name), &config.cwd)?,
+                vec![OsString::from(name), script.clone()],
+            )
+        }
+    };
+    argv[0] = program.clone().into_os_string();
+    let mut evaluation = config.rules.check_os(
+        &argv,
+        MatchOptions {
+            resolve_host_executables: true,
+        },
+    );
+    if evaluation.matched.is_empty() {
+        if let Some(stem) = program.file_stem() {
+            let stem_text = stem.to_string_lossy().to_lowercase();
+            let listed = config.rules.host_executable(&stem_text);
+            let allowed = listed.is_none_or(|paths| {
+                paths.iter().any(|path| {
+                    path.to_string_lossy()
+                        .eq_ignore_ascii_case(&program.to_string_lossy())
+                })
+            });
+            if allowed {
+                let mut by_name = argv.clone();
+                by_name[0] = OsString::from(stem_text);
+                evaluation = config.rules.check_os(&by_name, MatchOptions::default());
+            }
+        }
+    }
+    let Some(rule) = evaluation.deciding_rule() else {
+        return Ok(WindowsDecision {
+            program,
+            argv,
+            verdict: WindowsVerdict::Sandboxed { execution: None },
+            rule: None,
+            warnings,
+        });
+    };
+    let rule_ref = Some((rule.origin.to_string(), rule.justification.clone()));
+    let verdict = match (rule.decision, &rule.execution) {
+        (RuleDecision::Forbidden, _) => WindowsVerdict::Denied(match &rule.justification {
+            Some(why) => format!("forbidden by {}: {why}", rule.origin),
+            None => format!("forbidden by {}", rule.origin),
+        }),
+        (RuleDecision::Prompt, _) => WindowsVerdict::Denied(format!(
+            "{} asks for approval, and the Windows CLI cannot ask yet",
+            rule.origin
+        )),
+        (RuleDecision::Allow, None | Some(RuleExecution::Unsandboxed)) => {
+            WindowsVerdict::Unsandboxed
+        }
+        (RuleDecision::Allow, Some(RuleExecution::TurnDefault)) => {
+            WindowsVerdict::Sandboxed { execution: None }
+        }
+        (RuleDecision::Allow, Some(RuleExecution::Profile(name))) => {
+            match config.execution_profiles.get(name) {
+                Some(profile) => WindowsVerdict::Sandboxed {
+                    execution: Some((name.clone(), profile.clone())),
+                },
+                None => WindowsVerdict::Denied(format!(
+                    "rule {} names unknown profile {name:?}",
+                    rule.origin
+                )),
+            }
+        }
+    };
+    Ok(WindowsDecision {
+        program,
+        argv,
+        verdict,
+        rule: rule_ref,
+        warnings,
+    })
+}
+
+fn win_path(path: &Path) -> Result<WinPath, WindowsRunError> {
+    let canonical =
+        std::fs::canonicalize(path)
+            .map(plain)
+            .map_err(|source| WindowsRunError::Io {
+                what: format!("cannot resolve {}", path.display()),
+                source,
+            })?;
+    Ok(WinPath::parse(&canonical.to_string_lossy())?)
+}
+
+/// Runs a decided command. Denied commands are not passed here.
+pub fn run(
+    config: &WindowsRunConfig,
+    command: &WindowsCommand,
+    decision: &WindowsDecision,
+    stdin: Vec<u8>,
+) -> Result<WindowsOutcome, WindowsRunError> {
+    let mut warnings = decision.warnings.clone();
+    let mut variables: Vec<(Vec<u16>, Vec<u16>)> = std::env::vars_os()
+        .map(|(name, value)| (wide(&name), wide(&value)))
+        .collect();
+    let program = wide(decision.program.as_os_str());
+    let (application, line) = match command {
+        WindowsCommand::Script {
+            shell: ScriptShell::Cmd,
+            script,
+        } => (program.clone(), cmd_script_line(&program, &wide(script))?),
+        WindowsCommand::Script {
+            shell: ScriptShell::Pwsh,
+            script,
+        } => (program.clone(), pwsh_script_line(&program, &wide(script))?),
+        WindowsCommand::Program(argv) => {
+            let mut args: Vec<Vec<u16>> = argv.iter().map(|arg| wide(arg)).collect();
+            args[0] = program.clone();
+            let extension = decision
+                .program
+                .extension()
+                .map(|ext| ext.to_string_lossy().to_lowercase());
+            if matches!(extension.as_deref(), Some("bat" | "cmd")) {
+                let cmd = resolve_program(OsStr::new("cmd.exe"), &config.cwd)?;
+                let cmd = wide(cmd.as_os_str());
+                (cmd.clone(), cmd_command_line(&cmd, &args)?)
+            } else {
+                (program.clone(), command_line(&args)?)
+            }
+        }
+    };
+    let cwd = wide(config.cwd.as_os_str());
+    let (sandbox, plan) = match &decision.verdict {
+        WindowsVerdict::Denied(reason) => {
+            return Err(WindowsRunError::Io {
+                what: reason.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            })
+        }
+        WindowsVerdict::Unsandboxed => ("none", None),
+        WindowsVerdict::Sandboxed { execution } => {
+            let probe = |path: &WinPath| backend::probe(path);
+            let mut temp_dirs = Vec::new();
+            for variable in ["TEMP", "TMP"] {
+                if let Some(dir) = std::env::var_os(variable) {
+                    let dir = win_path(Path::new(&dir))?;
+                    if !temp_dirs.contains(&dir) {
+                        temp_dirs.push(dir);
+                    }
+                }
+            }
+            let workspace_roots = config
+                .workspace_roots
+                .iter()
+                .map(|root| win_path(root))
+                .collect::<Result<Vec<_>, _>>()?;
+            let context = WindowsContext {
+                cwd: win_path(&config.cwd)?,
+                temp_dirs,
+                workspace_roots,
+                probe: &probe,
+            };
+            let mut sids = SidStore::load(&config.state_dir)?;
+            let plan = WindowsPlan::new(
+                &config.profile,
+                execution.as_ref().map(|(_, profile)| profile),
+                &context,
+                config.network,
+                &mut sids,
+            )?;
+            sids.save(&config.state_dir)?;
+            if let Some(warning) = plan.network.warning() {
+                warnings.push(warning.to_owned());
+            }
+            if let execgate_sandbox::windows_plan::NetworkPlan::BestEffort { environment } =
+                &plan.network
+            {
+                for (name, value) in environment {
+                    variables.retain(|(existing, _)| {
+                        !String::from_utf16_lossy(existing).eq_ignore_ascii_case(name)
+                    });
+                    variables.push((
+                        name.encode_utf16().collect(),
+                        value.encode_utf16().collect(),
+                    ));
+                }
+            }
+            backend::apply_acls(&plan)?;
+            (WINDOWS_SANDBOX_NAME, Some(plan))
+        }
+    };
+    let environment = environment_block(&variables)?;
+    let token = match &plan {
+        Some(plan) => Some(RestrictedToken::create(&plan.token)?),
+        None => None,
+    };
+    let desktop = match &plan {
+        Some(plan) if PrivateDesktop::wanted() => {
+            Some(PrivateDesktop::create(&plan.token.restricting_sids)?)
+        }
+        Some(_) | None => None,
+    };
+    let started = Running::start(Command {
+        token: match &token {
+            Some(token) => TokenChoice::Restricted(token),
+            None => TokenChoice::Caller,
+        },
+        application: Some(application),
+        command_line: line,
+        environment,
+        current_directory: cwd,
+        desktop: desktop.as_ref(),
+        stdin,
+    });
+    let finished = started.and_then(|running| running.wait(config.timeout));
+    if let Some(plan) = &plan {
+        backend::remove_temporary_acls(plan)?;
+    }
+    Ok(WindowsOutcome {
+        finished: finished?,
+        sandbox,
+        warnings,
+    })
+}

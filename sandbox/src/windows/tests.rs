@@ -1,0 +1,543 @@
+//! The backend's Win32 calls, run for real. In CI they run under Wine,
+//! which makes the calls and honours pipes, jobs and desktops, but
+//! enforces neither restricted tokens nor file DACLs: the tests at the end
+//! that need enforcement are `#[ignore]`d and run on a real Windows
+//! machine with `cargo test -p execgate-sandbox -- --ignored windows::`
+//! (or `scripts/windows-smoke.ps1`).
+
+use std::ffi::OsString;
+use std::os::windows::ffi::OsStrExt;
+use std::time::Duration;
+
+use super::*;
+use crate::windows_plan::{
+    command_line, environment_block, Inheritance, SidStore, WindowsContext, WindowsNetwork,
+};
+use crate::PermissionProfile;
+
+/// Set in the environment of this test binary when it is started as a
+/// child by the tests below: what to do instead of running tests.
+const ROLE: &str = "EXECGATE_WINDOWS_TEST_ROLE";
+
+fn units(text: &std::ffi::OsStr) -> Vec<u16> {
+    text.encode_wide().collect()
+}
+
+fn environment(extra: &[(&str, &str)]) -> Vec<u16> {
+    let mut pairs: Vec<(Vec<u16>, Vec<u16>)> = std::env::vars_os()
+        .filter(|(name, _)| {
+            !extra
+                .iter()
+                .any(|(extra, _)| name.to_string_lossy().eq_ignore_ascii_case(extra))
+        })
+        .map(|(name, value)| (units(&name), units(&value)))
+        .collect();
+    pairs.extend(extra.iter().map(|(name, value)| (wide(name), wide(value))));
+    environment_block(&pairs).unwrap()
+}
+
+fn cwd() -> Vec<u16> {
+    units(std::env::current_dir().unwrap().as_os_str())
+}
+
+fn cmd_exe() -> Vec<u16> {
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| OsString::from(r"C:\windows"));
+    let mut path = units(&root);
+    path.extend(wide(r"\system32\cmd.exe"));
+    path
+}
+
+fn token_for_one_root() -> RestrictedToken {
+    let sid = CapabilitySid::random().unwrap();
+    RestrictedToken::create(&TokenPlan {
+        flags: mask::DISABLE_MAX_PRIVILEGE | mask::LUA_TOKEN | mask::WRITE_RESTRICTED,
+        restricting_sids: vec![sid],
+        default_dacl: vec![
+            DefaultDaclEntry::TokenUser,
+            DefaultDaclEntry::Capability(sid),
+        ],
+    })
+    .unwrap()
+}
+
+/// Where a `parent` child writes its grandchild's pid.
+const PID_FILE: &str = "EXECGATE_WINDOWS_TEST_PID_FILE";
+
+/// This test binary, started again in `role` (see `child_role`).
+fn this_binary_in_role(role: &str, pid_file: &str, token: TokenChoice<'_>) -> Running {
+    let exe = units(std::env::current_exe().unwrap().as_os_str());
+    let line = command_line(&[
+        exe.clone(),
+        wide("--exact"),
+        wide("windows::tests::child_role"),
+        wide("--ignored"),
+        wide("--nocapture"),
+    ])
+    .unwrap();
+    Running::start(Command {
+        token,
+        application: Some(exe),
+        command_line: line,
+        environment: environment(&[(ROLE, role), (PID_FILE, pid_file)]),
+        current_directory: cwd(),
+        desktop: None,
+        stdin: Vec::new(),
+    })
+    .unwrap()
+}
+
+/// Not a test: what this binary does when a test starts it as a child.
+/// `sleep` sleeps ten minutes (longer than any test waits, so only a kill
+/// ends it in time); `parent` starts a `sleep` grandchild, writes its pid
+/// to the pid file and sleeps.
+#[test]
+#[ignore = "started as a child by the job-object tests"]
+fn child_role() {
+    let sleep = || std::thread::sleep(Duration::from_secs(600));
+    match std::env::var(ROLE).as_deref() {
+        Ok("sleep") => sleep(),
+        Ok("parent") => {
+            let mut grandchild = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "windows::tests::child_role", "--ignored"])
+                .env(ROLE, "sleep")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let pid_file = std::env::var_os(PID_FILE).unwrap();
+            std::fs::write(
+                format!("{}.partial", pid_file.to_string_lossy()),
+                grandchild.id().to_string(),
+            )
+            .unwrap();
+            std::fs::rename(format!("{}.partial", pid_file.to_string_lossy()), &pid_file).unwrap();
+            sleep();
+            // Only reached if nothing killed the job.
+            let _ = grandchild.kill();
+            let _ = grandchild.wait();
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn plan_masks_are_the_windows_constants() {
+    use windows_sys::Win32::Foundation::GENERIC_WRITE;
+    use windows_sys::Win32::Security::{
+        CONTAINER_INHERIT_ACE, DISABLE_MAX_PRIVILEGE, LUA_TOKEN, OBJECT_INHERIT_ACE,
+        WRITE_RESTRICTED,
+    };
+    use windows_sys::Win32::Storage::FileSystem::{
+        DELETE, FILE_APPEND_DATA, FILE_DELETE_CHILD, FILE_GENERIC_EXECUTE, FILE_GENERIC_READ,
+        FILE_GENERIC_WRITE, FILE_WRITE_ATTRIBUTES, FILE_WRITE_DATA, FILE_WRITE_EA,
+    };
+    assert_eq!(
+        [
+            mask::FILE_GENERIC_READ,
+            mask::FILE_GENERIC_WRITE,
+            mask::FILE_GENERIC_EXECUTE,
+            mask::DELETE,
+            mask::FILE_DELETE_CHILD,
+            mask::FILE_WRITE_DATA,
+            mask::FILE_APPEND_DATA,
+            mask::FILE_WRITE_EA,
+            mask::FILE_WRITE_ATTRIBUTES,
+            mask::GENERIC_WRITE,
+        ],
+        [
+            FILE_GENERIC_READ,
+            FILE_GENERIC_WRITE,
+            FILE_GENERIC_EXECUTE,
+            DELETE,
+            FILE_DELETE_CHILD,
+            FILE_WRITE_DATA,
+            FILE_APPEND_DATA,
+            FILE_WRITE_EA,
+            FILE_WRITE_ATTRIBUTES,
+            GENERIC_WRITE,
+        ]
+    );
+    assert_eq!(
+        [
+            mask::DISABLE_MAX_PRIVILEGE,
+            mask::LUA_TOKEN,
+            mask::WRITE_RESTRICTED
+        ],
+        [DISABLE_MAX_PRIVILEGE, LUA_TOKEN, WRITE_RESTRICTED]
+    );
+    assert_eq!(
+        [
+            u32::from(mask::OBJECT_INHERIT_ACE),
+            u32::from(mask::CONTAINER_INHERIT_ACE)
+        ],
+        [OBJECT_INHERIT_ACE, CONTAINER_INHERIT_ACE]
+    );
+}
+
+#[test]
+fn quoting_round_trips_through_command_line_to_argv() {
+    let cases: &[&[&str]] = &[
+        &["prog", "a", "b c", ""],
+        &[
+            r"C:\Program Files\x.exe",
+            r#"say "hi""#,
+            r"C:\dir\",
+            r"C:\my dir\",
+        ],
+        &["prog", r#"a\"b"#, r"a\\b", "tab\tin", r#"\\""#, r"\"],
+        &["prog", "héllo wörld", "日本"],
+    ];
+    for argv in cases {
+        let argv: Vec<Vec<u16>> = argv.iter().map(|arg| wide(arg)).collect();
+        let line = command_line(&argv).unwrap();
+        assert_eq!(
+            split_command_line(&line).unwrap(),
+            argv,
+            "{}",
+            String::from_utf16_lossy(&line)
+        );
+    }
+}
+
+#[test]
+fn acl_composition_puts_denies_first_with_masks_and_inheritance() {
+    let mut sids = SidStore::default();
+    let root = WinPath::parse(r"C:\work").unwrap();
+    let probe = |_: &WinPath| PathKind::Missing;
+    let context = WindowsContext {
+        cwd: root.clone(),
+        temp_dirs: vec![],
+        workspace_roots: vec![],
+        probe: &probe,
+    };
+    let plan = WindowsPlan::new(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &context,
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    )
+    .unwrap();
+    // One DACL holding the root's allow and `.agents`'s deny, in the plan's
+    // order reversed: composition must still put the deny first.
+    let mut aces: Vec<AcePlan> = plan
+        .aces
+        .iter()
+        .filter(|ace| ace.path == root || ace.path.file_name() == Some(".agents"))
+        .cloned()
+        .collect();
+    aces.reverse();
+    let sid = plan.roots[0].sid.to_string();
+    let read_back = compose_acl(&aces).unwrap();
+    assert_eq!(
+        read_back,
+        vec![
+            AceRecord {
+                ace_type: DENIED_ACE,
+                flags: 0x3,
+                mask: mask::DENY_WRITE,
+                sid: sid.clone()
+            },
+            AceRecord {
+                ace_type: ALLOWED_ACE,
+                flags: 0x3,
+                mask: mask::ROOT_ALLOW,
+                sid
+            },
+        ]
+    );
+    let file_deny = AcePlan {
+        inheritance: Inheritance::None,
+        ..aces[1].clone()
+    };
+    assert_eq!(compose_acl(&[file_deny]).unwrap()[0].flags, 0);
+}
+
+/// What keeps DACLs from growing run after run, shown on a DACL composed
+/// in memory (Wine stores none on files): every ACE of a plan is found in
+/// the DACL that holds it; a narrower mask, another SID, other inheritance
+/// or an inherited copy are not taken for it.
+#[test]
+fn aces_already_in_a_dacl_are_recognized_for_reuse() {
+    let sid = CapabilitySid::random().unwrap();
+    let ace = AcePlan {
+        path: WinPath::parse(r"C:\work").unwrap(),
+        kind: AceKind::Allow,
+        sid,
+        mask: mask::ROOT_ALLOW,
+        inheritance: Inheritance::FoldersAndFiles,
+        lifetime: AceLifetime::Kept,
+    };
+    let deny = AcePlan {
+        kind: AceKind::Deny,
+        mask: mask::DENY_WRITE,
+        ..ace.clone()
+    };
+    let present = compose_acl(&[ace.clone(), deny.clone()]).unwrap();
+    assert!(already_there(&present, &ace));
+    assert!(already_there(&present, &deny));
+    let other_sid = AcePlan {
+        sid: CapabilitySid::random().unwrap(),
+        ..ace.clone()
+    };
+    let file_only = AcePlan {
+        inheritance: Inheritance::None,
+        ..ace.clone()
+    };
+    let narrower = compose_acl(&[AcePlan {
+        mask: mask::FILE_GENERIC_READ,
+        ..ace.clone()
+    }])
+    .unwrap();
+    let mut inherited = present.clone();
+    for record in &mut inherited {
+        record.flags |= INHERITED_ACE;
+    }
+    assert!(!already_there(&present, &other_sid));
+    assert!(!already_there(&present, &file_only));
+    assert!(!already_there(&narrower, &ace));
+    assert!(!already_there(&inherited, &ace));
+}
+
+#[test]
+fn restricted_token_runs_a_process_with_pipes_and_exit_code() {
+    let token = token_for_one_root();
+    let running = Running::start(Command {
+        token: TokenChoice::Restricted(&token),
+        application: Some(cmd_exe()),
+        command_line: crate::windows_plan::cmd_script_line(
+            &cmd_exe(),
+            &wide("set /p LINE=& call echo got %LINE%& echo to-stderr 1>&2& exit /b 7"),
+        )
+        .unwrap(),
+        environment: environment(&[]),
+        current_directory: cwd(),
+        desktop: None,
+        stdin: b"hello\r\n".to_vec(),
+    })
+    .unwrap();
+    let finished = running.wait(Duration::from_secs(60)).unwrap();
+    assert_eq!(finished.exit_code, 7, "{finished:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&finished.stdout).trim(),
+        "got hello"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&finished.stderr).trim(),
+        "to-stderr"
+    );
+    assert!(!finished.timed_out);
+}
+
+#[test]
+fn a_timeout_terminates_the_job() {
+    let token = token_for_one_root();
+    let started = std::time::Instant::now();
+    let finished = this_binary_in_role("sleep", "", TokenChoice::Restricted(&token))
+        .wait(Duration::from_millis(1500))
+        .unwrap();
+    assert!(finished.timed_out);
+    assert_eq!(finished.exit_code, KILLED_EXIT_CODE);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn killing_the_job_ends_the_child_and_its_grandchild() {
+    let token = token_for_one_root();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let running = this_binary_in_role(
+        "parent",
+        &pid_file.to_string_lossy(),
+        TokenChoice::Restricted(&token),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let grandchild: u32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started its grandchild"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let child = running.pid;
+    assert!(!process_has_ended(child) && !process_has_ended(grandchild));
+    running.kill().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(process_has_ended(child) && process_has_ended(grandchild)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child or grandchild survived the job"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        running.wait(Duration::from_secs(10)).unwrap().exit_code,
+        KILLED_EXIT_CODE
+    );
+}
+
+/// Session-scoped cancellation: dropping the command (its job handle with
+/// it, as when execgate itself dies) ends the whole tree through
+/// `KILL_ON_JOB_CLOSE`, with no call to terminate anything.
+#[test]
+fn closing_the_job_ends_the_child_and_its_grandchild() {
+    let token = token_for_one_root();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("grandchild.pid");
+    let running = this_binary_in_role(
+        "parent",
+        &pid_file.to_string_lossy(),
+        TokenChoice::Restricted(&token),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let grandchild: u32 = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file) {
+            break text.trim().parse().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started its grandchild"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let child = running.pid;
+    drop(running);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(process_has_ended(child) && process_has_ended(grandchild)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child or grandchild outlived the closed job"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_child_runs_on_a_private_desktop() {
+    let token = token_for_one_root();
+    let desktop = PrivateDesktop::create(&token_sids(&token)).unwrap();
+    assert!(desktop.qualified_name.starts_with(r"winsta0\execgate-"));
+    let finished = Running::start(Command {
+        token: TokenChoice::Restricted(&token),
+        application: Some(cmd_exe()),
+        command_line: crate::windows_plan::cmd_script_line(&cmd_exe(), &wide("exit /b 3")).unwrap(),
+        environment: environment(&[]),
+        current_directory: cwd(),
+        desktop: Some(&desktop),
+        stdin: Vec::new(),
+    })
+    .unwrap()
+    .wait(Duration::from_secs(60))
+    .unwrap();
+    assert_eq!(finished.exit_code, 3);
+}
+
+fn token_sids(_token: &RestrictedToken) -> Vec<CapabilitySid> {
+    vec![CapabilitySid::random().unwrap()]
+}
+
+#[test]
+fn doctor_probe_finds_token_acl_job_and_desktop_support() {
+    let report = WindowsReport::probe();
+    assert!(report.restricted_token.is_ok(), "{report:?}");
+    assert!(report.acl_composition.is_ok(), "{report:?}");
+    assert!(report.job_objects.is_ok(), "{report:?}");
+    assert!(report.private_desktop.is_ok(), "{report:?}");
+}
+
+// Enforcement: only a real Windows machine shows these (Wine stores no
+// file DACLs and ignores restricting SIDs).
+
+/// A workspace-write plan for a fresh directory, applied.
+fn applied_plan(root: &std::path::Path, state: &std::path::Path) -> (WindowsPlan, AclReport) {
+    let root = WinPath::parse(&root.to_string_lossy()).unwrap();
+    let probe_fn = |path: &WinPath| probe(path);
+    let context = WindowsContext {
+        cwd: root,
+        temp_dirs: vec![],
+        workspace_roots: vec![],
+        probe: &probe_fn,
+    };
+    let mut sids = SidStore::load(state).unwrap();
+    let plan = WindowsPlan::new(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &context,
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    )
+    .unwrap();
+    sids.save(state).unwrap();
+    let report = apply_acls(&plan).unwrap();
+    (plan, report)
+}
+
+fn run_restricted(plan: &WindowsPlan, cwd: &std::path::Path, script: &str) -> Finished {
+    let token = RestrictedToken::create(&plan.token).unwrap();
+    Running::start(Command {
+        token: TokenChoice::Restricted(&token),
+        application: Some(cmd_exe()),
+        command_line: crate::windows_plan::cmd_script_line(&cmd_exe(), &wide(script)).unwrap(),
+        environment: environment(&[]),
+        current_directory: units(cwd.as_os_str()),
+        desktop: None,
+        stdin: Vec::new(),
+    })
+    .unwrap()
+    .wait(Duration::from_secs(60))
+    .unwrap()
+}
+
+#[test]
+#[ignore = "enforcement: real Windows only (Wine enforces no token or DACL)"]
+fn enforcement_a_write_outside_the_roots_is_denied() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (plan, _) = applied_plan(root.path(), state.path());
+    let inside = run_restricted(&plan, root.path(), "echo x> inside.txt");
+    assert_eq!(inside.exit_code, 0, "{inside:?}");
+    let target = outside.path().join("outside.txt");
+    let denied = run_restricted(
+        &plan,
+        root.path(),
+        &format!("echo x> \"{}\"", target.display()),
+    );
+    assert_ne!(denied.exit_code, 0, "{denied:?}");
+    assert!(!target.exists());
+}
+
+#[test]
+#[ignore = "enforcement: real Windows only (Wine enforces no token or DACL)"]
+fn enforcement_git_is_not_writable() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join(".git")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (plan, _) = applied_plan(root.path(), state.path());
+    let denied = run_restricted(&plan, root.path(), "echo x> .git\\config");
+    assert_ne!(denied.exit_code, 0, "{denied:?}");
+    assert!(!root.path().join(".git").join("config").exists());
+    let created = run_restricted(&plan, root.path(), "mkdir .agents\\x");
+    assert_ne!(created.exit_code, 0, "{created:?}");
+}
+
+#[test]
+#[ignore = "enforcement: real Windows only (Wine stores no file DACLs)"]
+fn enforcement_aces_are_reused_and_temporary_ones_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (plan, first) = applied_plan(root.path(), state.path());
+    assert!(first.added > 0);
+    let (again, second) = applied_plan(root.path(), state.path());
+    assert_eq!(plan.aces, again.aces);
+    assert_eq!(second.added, 0, "{second:?}");
+    let mut temporary = plan.clone();
+    for ace in &mut temporary.aces {
+        ace.lifetime = AceLifetime::Temporary;
+    }
+    assert!(remove_temporary_acls(&temporary).unwrap() > 0);
+    let (_, third) = applied_plan(root.path(), state.path());
+    assert!(third.added > 0, "{third:?}");
+}

@@ -1,0 +1,778 @@
+//! The planner's cases, table-driven: paths, quoting, environment blocks,
+//! refusals, roots and their SIDs, ACEs and the token.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::profile::{FileSystemPolicy, FsEntry};
+
+fn path(text: &str) -> WinPath {
+    WinPath::parse(text).unwrap()
+}
+
+fn narrow(units: &[u16]) -> String {
+    String::from_utf16(units).unwrap()
+}
+
+#[test]
+fn windows_paths_parse_to_one_normal_form() {
+    let cases: &[(&str, Option<&str>)] = &[
+        (r"C:\work", Some(r"C:\work")),
+        (r"c:/work/./src/../lib/", Some(r"C:\work\lib")),
+        (r"C:\", Some(r"C:\")),
+        ("D:", Some(r"D:\")),
+        (r"C:\..\..", Some(r"C:\")),
+        (r"\\?\C:\Work", Some(r"C:\Work")),
+        (r"\\Server\Share\dir", Some(r"\\server\share\dir")),
+        (r"\\?\UNC\server\share\x", Some(r"\\server\share\x")),
+        (r"work\src", None),
+        (r"\work", None),
+        ("C:work", None),
+        (r"\\server", None),
+        (r"\\.\NUL", None),
+        ("/usr/bin", None),
+        (r"C:\a:b", None),
+        ("C:\\a\0b", None),
+    ];
+    for (input, expected) in cases {
+        let parsed = WinPath::parse(input).ok().map(|parsed| parsed.to_string());
+        assert_eq!(parsed.as_deref(), *expected, "{input:?}");
+    }
+}
+
+#[test]
+fn windows_paths_compare_without_case_and_by_component() {
+    assert_eq!(path(r"C:\Work\SRC"), path(r"c:\work\src"));
+    assert!(path(r"C:\Work\src\x").starts_with(&path(r"c:\WORK")));
+    assert!(path(r"C:\work").starts_with(&path(r"C:\work")));
+    assert!(!path(r"C:\workspace").starts_with(&path(r"C:\work")));
+    assert!(!path(r"D:\work\x").starts_with(&path(r"C:\work")));
+    assert!(path(r"C:\x").starts_with(&path(r"C:\")));
+    assert!(path(r"C:\x").join("..").is_err());
+    assert!(path(r"C:\x").join(r"a\b").is_err());
+    assert_eq!(path(r"C:\Ärger").key(), path(r"c:\äRGER").key());
+}
+
+/// `CommandLineToArgvW`'s rules (the 2008 C runtime's), written from its
+/// documentation to check quoting by a round trip.
+fn split_command_line(line: &str) -> Vec<String> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut args = Vec::new();
+    let mut index = 0;
+    // The program name: up to white space, or quoted without escapes.
+    let mut program = String::new();
+    if chars.first() == Some(&'"') {
+        index = 1;
+        while index < chars.len() && chars[index] != '"' {
+            program.push(chars[index]);
+            index += 1;
+        }
+        index += 1;
+    } else {
+        while index < chars.len() && chars[index] != ' ' && chars[index] != '\t' {
+            program.push(chars[index]);
+            index += 1;
+        }
+    }
+    args.push(program);
+    loop {
+        while index < chars.len() && (chars[index] == ' ' || chars[index] == '\t') {
+            index += 1;
+        }
+        if index >= chars.len() {
+            return args;
+        }
+        let mut argument = String::new();
+        let mut quoted = false;
+        while index < chars.len() {
+            let c = chars[index];
+            if c == '\\' {
+                let start = index;
+                while index < chars.len() && chars[index] == '\\' {
+                    index += 1;
+                }
+                let count = index - start;
+                if index < chars.len() && chars[index] == '"' {
+                    argument.extend(std::iter::repeat_n('\\', count / 2));
+                    if count % 2 == 1 {
+                        argument.push('"');
+                        index += 1;
+                    }
+                } else {
+                    argument.extend(std::iter::repeat_n('\\', count));
+                }
+                continue;
+            }
+            if c == '"' {
+                if quoted && chars.get(index + 1) == Some(&'"') {
+                    argument.push('"');
+                    index += 2;
+                    continue;
+                }
+                quoted = !quoted;
+                index += 1;
+                continue;
+            }
+            if !quoted && (c == ' ' || c == '\t') {
+                break;
+            }
+            argument.push(c);
+            index += 1;
+        }
+        args.push(argument);
+    }
+}
+
+#[test]
+fn command_lines_quote_as_command_line_to_argv_splits() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["prog", "a", "b"], "prog a b"),
+        (&["prog", ""], r#"prog """#),
+        (&["prog", "a b"], r#"prog "a b""#),
+        (&["prog", r#"say "hi""#], r#"prog "say \"hi\"""#),
+        (&["prog", r"C:\dir\"], r"prog C:\dir\"),
+        (&["prog", r"C:\my dir\"], r#"prog "C:\my dir\\""#),
+        (&["prog", r#"a\"b"#], r#"prog "a\\\"b""#),
+        (&["prog", r"a\\b"], r"prog a\\b"),
+        (&["prog", "tab\there"], "prog \"tab\there\""),
+        (
+            &[r"C:\Program Files\x.exe", "-v"],
+            r#""C:\Program Files\x.exe" -v"#,
+        ),
+    ];
+    for (argv, expected) in cases {
+        let argv: Vec<Vec<u16>> = argv.iter().map(|arg| wide(arg)).collect();
+        let line = narrow(&command_line(&argv).unwrap());
+        assert_eq!(line, *expected);
+        let back: Vec<Vec<u16>> = split_command_line(&line)
+            .iter()
+            .map(|arg| wide(arg))
+            .collect();
+        assert_eq!(back, argv, "round trip of {line:?}");
+    }
+}
+
+#[test]
+fn command_lines_refuse_what_cannot_be_spelled() {
+    let cases: &[&[&str]] = &[&[], &[""], &["pro\"g"], &["prog", "a\0b"]];
+    for argv in cases {
+        let argv: Vec<Vec<u16>> = argv.iter().map(|arg| wide(arg)).collect();
+        assert!(
+            matches!(command_line(&argv), Err(WindowsPlanError::BadCommand(_))),
+            "{argv:?}"
+        );
+    }
+}
+
+#[test]
+fn batch_arguments_are_escaped_for_cmd_or_refused() {
+    let cmd = wide(r"C:\Windows\System32\cmd.exe");
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (
+            &["build.bat", "a&b", "x|y"],
+            Some(r"C:\Windows\System32\cmd.exe /d /v:off /c build.bat a^&b x^|y"),
+        ),
+        (
+            &["build.bat", "two words", "(x)"],
+            Some(r#"C:\Windows\System32\cmd.exe /d /v:off /c build.bat ^"two words^" ^(x^)"#),
+        ),
+        (
+            &[r"C:\my tools\b.cmd", r#"q"uote"#, "^!<>"],
+            Some(
+                r#"C:\Windows\System32\cmd.exe /d /v:off /c ^"C:\my tools\b.cmd^" ^"q\^"uote^" ^^^!^<^>"#,
+            ),
+        ),
+        (&["build.bat", "100%"], None),
+        (&["build.bat", "a\nb"], None),
+        (&["build.bat", "a\rb"], None),
+        (&["bu\"ild.bat"], None),
+    ];
+    for (argv, expected) in cases {
+        let argv: Vec<Vec<u16>> = argv.iter().map(|arg| wide(arg)).collect();
+        let line = cmd_command_line(&cmd, &argv).ok().map(|line| narrow(&line));
+        assert_eq!(line.as_deref(), *expected, "{argv:?}");
+    }
+}
+
+#[test]
+fn scripts_go_to_cmd_verbatim_and_to_pwsh_encoded() {
+    let line = cmd_script_line(&wide("cmd.exe"), &wide("echo a & echo b")).unwrap();
+    assert_eq!(narrow(&line), r#"cmd.exe /d /s /c "echo a & echo b""#);
+    let line = pwsh_script_line(&wide("pwsh.exe"), &wide("Write-Output 'hé'")).unwrap();
+    // Base64 of the UTF-16LE script.
+    assert_eq!(
+        narrow(&line),
+        "pwsh.exe -NoLogo -NoProfile -NonInteractive -EncodedCommand \
+         VwByAGkAdABlAC0ATwB1AHQAcAB1AHQAIAAnAGgA6QAnAA=="
+    );
+    assert!(cmd_script_line(&wide("cmd.exe"), &wide("a\0b")).is_err());
+}
+
+#[test]
+fn environment_blocks_are_sorted_without_case_and_refuse_ambiguity() {
+    let block = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(Vec<u16>, Vec<u16>)> = pairs
+            .iter()
+            .map(|(name, value)| (wide(name), wide(value)))
+            .collect();
+        environment_block(&pairs).map(|block| narrow(&block))
+    };
+    assert_eq!(
+        block(&[
+            ("path", "x"),
+            ("A", "1"),
+            ("_U", "2"),
+            ("=C:", r"C:\"),
+            ("b", "")
+        ])
+        .unwrap(),
+        "=C:=C:\\\0A=1\0b=\0path=x\0_U=2\0\0"
+    );
+    assert_eq!(block(&[]).unwrap(), "\0\0");
+    for bad in [
+        &[("Path", "a"), ("PATH", "b")][..],
+        &[("", "x")],
+        &[("A=B", "x")],
+        &[("A", "x\0y")],
+    ] {
+        assert!(
+            matches!(block(bad), Err(WindowsPlanError::BadEnvironment(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn capability_sids_are_domain_sids_and_nothing_else() {
+    let sid = CapabilitySid::random().unwrap();
+    assert_eq!(CapabilitySid::parse(&sid.to_string()), Some(sid));
+    assert_ne!(sid, CapabilitySid::random().unwrap());
+    for bad in [
+        "S-1-1-0",
+        "S-1-5-5-0-12345",
+        "S-1-5-21-1-2-3",
+        "S-1-5-21-1-2-3-4-5",
+        "S-1-5-21-1-2-3-x",
+        "S-1-5-21-1-2-3-+4",
+        "S-1-5-21-1-2-3-4294967296",
+    ] {
+        assert_eq!(CapabilitySid::parse(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn sid_store_persists_and_refuses_a_tampered_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SidStore::load(dir.path()).unwrap();
+    let sid = store.sid_for(&path(r"C:\Work")).unwrap();
+    assert!(store.is_changed());
+    store.save(dir.path()).unwrap();
+    let mut again = SidStore::load(dir.path()).unwrap();
+    assert_eq!(again.sid_for(&path(r"c:\work")).unwrap(), sid);
+    assert!(!again.is_changed());
+
+    for tampered in [
+        "S-1-1-0\tC:\\work\n",
+        "garbage\n",
+        "S-1-5-21-1-2-3-4\trelative\n",
+    ] {
+        std::fs::write(dir.path().join(CAPABILITY_SID_FILE), tampered).unwrap();
+        assert!(
+            matches!(
+                SidStore::load(dir.path()),
+                Err(WindowsPlanError::SidStore { .. })
+            ),
+            "{tampered:?}"
+        );
+    }
+}
+
+/// A context at `C:\work` with `%TEMP%` at `C:\Users\u\AppData\Local\Temp`
+/// and what the table says exists.
+fn plan_with(
+    profile: &PermissionProfile,
+    additional: Option<&PermissionProfile>,
+    workspace_roots: &[&str],
+    existing: &[(&str, PathKind)],
+    network: WindowsNetwork,
+    sids: &mut SidStore,
+) -> Result<WindowsPlan, WindowsPlanError> {
+    let existing: BTreeMap<String, PathKind> = existing
+        .iter()
+        .map(|(at, kind)| (path(at).key(), *kind))
+        .collect();
+    let probe = move |at: &WinPath| {
+        existing
+            .get(&at.key())
+            .copied()
+            .unwrap_or(PathKind::Missing)
+    };
+    let context = WindowsContext {
+        cwd: path(r"C:\work"),
+        temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
+        workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
+        probe: &probe,
+    };
+    WindowsPlan::new(profile, additional, &context, network, sids)
+}
+
+fn managed(entries: &[(FsTarget, Access)], network: NetworkPolicy) -> PermissionProfile {
+    PermissionProfile::Managed {
+        file_system: FileSystemPolicy {
+            entries: entries
+                .iter()
+                .map(|(target, access)| FsEntry {
+                    target: target.clone(),
+                    access: *access,
+                })
+                .collect(),
+        },
+        network,
+    }
+}
+
+fn special(root: SpecialRoot) -> FsTarget {
+    FsTarget::Special(root)
+}
+
+#[test]
+fn profiles_the_token_cannot_enforce_are_refused() {
+    let root_read = (special(SpecialRoot::Root), Access::Read);
+    let cwd_write = (special(SpecialRoot::Cwd), Access::Write);
+    let cases: Vec<(&str, PermissionProfile, WindowsNetwork, &str)> = vec![
+        (
+            "reads narrower than the disk",
+            managed(std::slice::from_ref(&cwd_write), NetworkPolicy::Enabled),
+            WindowsNetwork::Refuse,
+            "cannot restrict reads",
+        ),
+        (
+            ":minimal",
+            managed(
+                &[
+                    (special(SpecialRoot::Minimal), Access::Read),
+                    cwd_write.clone(),
+                ],
+                NetworkPolicy::Enabled,
+            ),
+            WindowsNetwork::Refuse,
+            ":minimal",
+        ),
+        (
+            "a none entry",
+            managed(
+                &[
+                    root_read.clone(),
+                    (special(SpecialRoot::Tmpdir), Access::None),
+                ],
+                NetworkPolicy::Enabled,
+            ),
+            WindowsNetwork::Refuse,
+            ":tmpdir = none",
+        ),
+        (
+            "a deny glob",
+            managed(
+                &[
+                    root_read.clone(),
+                    (FsTarget::DenyGlob("**/*.env".into()), Access::None),
+                ],
+                NetworkPolicy::Enabled,
+            ),
+            WindowsNetwork::Refuse,
+            "**/*.env",
+        ),
+        (
+            "restricted network without the opt-in",
+            PermissionProfile::preset("workspace-write").unwrap(),
+            WindowsNetwork::Refuse,
+            "best-effort",
+        ),
+        (
+            ":root = write",
+            managed(
+                &[(special(SpecialRoot::Root), Access::Write)],
+                NetworkPolicy::Enabled,
+            ),
+            WindowsNetwork::Refuse,
+            "danger-full-access",
+        ),
+        (
+            "external sandbox",
+            PermissionProfile::External {
+                network: NetworkPolicy::Enabled,
+            },
+            WindowsNetwork::BestEffort,
+            "external",
+        ),
+        (
+            "unsandboxed",
+            PermissionProfile::Disabled,
+            WindowsNetwork::BestEffort,
+            "caller's token",
+        ),
+    ];
+    for (name, profile, network, expected) in cases {
+        let error = plan_with(&profile, None, &[], &[], network, &mut SidStore::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{name}: {error}");
+    }
+    // A read-restricting grant arriving with additional permissions is
+    // refused the same way.
+    let base = managed(&[root_read, cwd_write], NetworkPolicy::Enabled);
+    let extra = managed(
+        &[(FsTarget::DenyGlob("*.pem".into()), Access::None)],
+        NetworkPolicy::Enabled,
+    );
+    assert!(matches!(
+        plan_with(
+            &base,
+            Some(&extra),
+            &[],
+            &[],
+            WindowsNetwork::Refuse,
+            &mut SidStore::default()
+        ),
+        Err(WindowsPlanError::ReadsRestricted(_))
+    ));
+}
+
+#[test]
+fn workspace_write_plans_roots_protected_names_aces_and_token() {
+    let mut sids = SidStore::default();
+    let (cwd, temp) = (path(r"C:\work"), path(r"C:\Users\u\AppData\Local\Temp"));
+    let (cwd_sid, temp_sid) = (
+        CapabilitySid::from_parts([1, 1, 1, 1]),
+        CapabilitySid::from_parts([2, 2, 2, 2]),
+    );
+    sids.insert(&cwd, cwd_sid);
+    sids.insert(&temp, temp_sid);
+    let plan = plan_with(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &[],
+        &[
+            (r"C:\work\.git", PathKind::File),
+            (r"C:\work\.agents", PathKind::Directory),
+        ],
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    )
+    .unwrap();
+
+    assert_eq!(
+        plan.roots,
+        vec![
+            WritableRoot {
+                path: temp.clone(),
+                sid: temp_sid,
+                lifetime: AceLifetime::Kept
+            },
+            WritableRoot {
+                path: cwd.clone(),
+                sid: cwd_sid,
+                lifetime: AceLifetime::Kept
+            },
+        ]
+    );
+    let protected: Vec<(String, PathKind)> = plan
+        .protected
+        .iter()
+        .map(|item| (item.path.to_string(), item.found))
+        .collect();
+    assert_eq!(
+        protected,
+        vec![
+            // A missing `.git` stays creatable: `git init` must work.
+            (
+                r"C:\Users\u\AppData\Local\Temp\.agents".to_owned(),
+                PathKind::Missing
+            ),
+            (
+                r"C:\Users\u\AppData\Local\Temp\.execgate".to_owned(),
+                PathKind::Missing
+            ),
+            (r"C:\work\.git".to_owned(), PathKind::File),
+            (r"C:\work\.agents".to_owned(), PathKind::Directory),
+            (r"C:\work\.execgate".to_owned(), PathKind::Missing),
+        ]
+    );
+    let deny = |at: &str, sid, inheritance| AcePlan {
+        path: path(at),
+        kind: AceKind::Deny,
+        sid,
+        mask: mask::DENY_WRITE,
+        inheritance,
+        lifetime: AceLifetime::Kept,
+    };
+    let allow = |at: &WinPath, sid| AcePlan {
+        path: at.clone(),
+        kind: AceKind::Allow,
+        sid,
+        mask: mask::ROOT_ALLOW,
+        inheritance: Inheritance::FoldersAndFiles,
+        lifetime: AceLifetime::Kept,
+    };
+    let both = Inheritance::FoldersAndFiles;
+    assert_eq!(
+        plan.aces,
+        vec![
+            deny(r"C:\Users\u\AppData\Local\Temp\.agents", temp_sid, both),
+            deny(r"C:\Users\u\AppData\Local\Temp\.execgate", temp_sid, both),
+            // A `.git` file (a worktree's) is denied without inheritance.
+            deny(r"C:\work\.git", cwd_sid, Inheritance::None),
+            deny(r"C:\work\.agents", cwd_sid, both),
+            deny(r"C:\work\.execgate", cwd_sid, both),
+            allow(&temp, temp_sid),
+            allow(&cwd, cwd_sid),
+        ]
+    );
+    assert_eq!(
+        plan.token,
+        TokenPlan {
+            flags: 0x1 | 0x4 | 0x8,
+            restricting_sids: vec![cwd_sid, temp_sid],
+            default_dacl: vec![
+                DefaultDaclEntry::TokenUser,
+                DefaultDaclEntry::Capability(cwd_sid),
+                DefaultDaclEntry::Capability(temp_sid),
+            ],
+        }
+    );
+    let NetworkPlan::BestEffort { environment } = &plan.network else {
+        panic!("best effort expected");
+    };
+    let names: Vec<&str> = environment.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "NO_PROXY",
+            "PIP_NO_INDEX",
+            "CARGO_NET_OFFLINE",
+            "NPM_CONFIG_OFFLINE",
+            "GIT_ALLOW_PROTOCOL"
+        ]
+    );
+    assert!(plan.network.warning().is_some());
+}
+
+#[test]
+fn a_missing_git_stays_creatable_but_agents_is_created_first() {
+    let plan = plan_with(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &[],
+        &[],
+        WindowsNetwork::BestEffort,
+        &mut SidStore::default(),
+    )
+    .unwrap();
+    let names: Vec<&str> = plan
+        .protected
+        .iter()
+        .filter(|item| item.path.starts_with(&path(r"C:\work")))
+        .filter_map(|item| item.path.file_name())
+        .collect();
+    assert_eq!(names, [".agents", ".execgate"]);
+    assert!(!plan
+        .aces
+        .iter()
+        .any(|ace| ace.path.file_name() == Some(".git")));
+}
+
+#[test]
+fn the_token_never_restricts_with_everyone_or_the_logon_sid() {
+    // Restricting SIDs are typed as capability SIDs: S-1-5-21 domain SIDs
+    // with four sub-authorities, which neither Everyone (S-1-1-0) nor a
+    // logon SID (S-1-5-5-x-y) is. The plan holds exactly the roots' SIDs.
+    let mut sids = SidStore::default();
+    let plan = plan_with(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &[r"D:\shared"],
+        &[],
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    )
+    .unwrap();
+    let mut root_sids: Vec<CapabilitySid> = plan.roots.iter().map(|root| root.sid).collect();
+    root_sids.sort();
+    assert_eq!(plan.token.restricting_sids, root_sids);
+    assert_eq!(root_sids.len(), 3);
+    for sid in &plan.token.restricting_sids {
+        assert!(sid.to_string().starts_with("S-1-5-21-"));
+    }
+}
+
+#[test]
+fn a_path_belongs_to_the_most_specific_root() {
+    let mut sids = SidStore::default();
+    let plan = plan_with(
+        &PermissionProfile::preset("workspace-write").unwrap(),
+        None,
+        &[r"C:\", r"C:\work\sub", r"C:\Work\sub\deeper"],
+        &[(r"C:\work\sub\.git", PathKind::Directory)],
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    );
+    // `C:\` as a workspace root is an ordinary writable root (it is not
+    // `:root`); the table checks which root each path lands in.
+    let plan = plan.unwrap();
+    let cases = [
+        (r"C:\work\sub\deeper\x\y", Some(r"C:\Work\sub\deeper")),
+        (r"C:\work\sub\x", Some(r"C:\work\sub")),
+        (r"c:\WORK\subway", Some(r"C:\work")),
+        (r"C:\work", Some(r"C:\work")),
+        (r"C:\elsewhere", Some(r"C:\")),
+        (r"D:\elsewhere", None),
+    ];
+    for (at, expected) in cases {
+        let found = plan.root_for(&path(at)).map(|root| root.path.to_string());
+        assert_eq!(found.as_deref(), expected, "{at}");
+    }
+    // A protected name inside a nested root is denied with the SID of the
+    // root that holds it.
+    let sub_git = plan
+        .aces
+        .iter()
+        .find(|ace| ace.path == path(r"C:\work\sub\.git"))
+        .unwrap();
+    assert_eq!(
+        sub_git.sid,
+        plan.root_for(&path(r"C:\work\sub")).unwrap().sid
+    );
+    assert_eq!(sub_git.kind, AceKind::Deny);
+}
+
+#[test]
+fn sids_are_reused_across_plans_so_aces_do_not_pile_up() {
+    let mut sids = SidStore::default();
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let first = plan_with(
+        &profile,
+        None,
+        &[],
+        &[],
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    )
+    .unwrap();
+    let second = plan_with(
+        &profile,
+        None,
+        &[],
+        &[],
+        WindowsNetwork::BestEffort,
+        &mut sids,
+    )
+    .unwrap();
+    assert_eq!(first.aces, second.aces);
+    let text = sids.to_text();
+    let reloaded = SidStore::parse(&text, std::path::Path::new("x")).unwrap();
+    assert_eq!(reloaded.to_text(), text);
+}
+
+#[test]
+fn additional_write_roots_are_temporary_and_base_roots_kept() {
+    let mut sids = SidStore::default();
+    let base = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::Cwd), Access::Write),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    let extra = managed(
+        &[
+            (special(SpecialRoot::Tmpdir), Access::Write),
+            (special(SpecialRoot::Cwd), Access::Write),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    let plan = plan_with(
+        &base,
+        Some(&extra),
+        &[],
+        &[],
+        WindowsNetwork::Refuse,
+        &mut sids,
+    )
+    .unwrap();
+    let lifetimes: Vec<(String, AceLifetime)> = plan
+        .roots
+        .iter()
+        .map(|root| (root.path.to_string(), root.lifetime))
+        .collect();
+    assert_eq!(
+        lifetimes,
+        vec![
+            (
+                r"C:\Users\u\AppData\Local\Temp".to_owned(),
+                AceLifetime::Temporary
+            ),
+            (r"C:\work".to_owned(), AceLifetime::Kept),
+        ]
+    );
+    assert!(plan
+        .aces
+        .iter()
+        .filter(|ace| ace
+            .path
+            .starts_with(&path(r"C:\Users\u\AppData\Local\Temp")))
+        .all(|ace| ace.lifetime == AceLifetime::Temporary));
+    assert_eq!(plan.network, NetworkPlan::Enabled);
+}
+
+/// Paths in profiles are host paths: only a Windows build can hold
+/// `C:\...` in an `AbsolutePath`, so these cases run under Wine in CI.
+#[cfg(windows)]
+#[test]
+fn read_carve_outs_and_explicit_protected_paths() {
+    use crate::profile::AbsolutePath;
+    let at = |text: &str| FsTarget::Path(AbsolutePath::new(text, None).unwrap());
+    let mut sids = SidStore::default();
+    let profile = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::Cwd), Access::Write),
+            (at(r"C:\work\vendor"), Access::Read),
+            (at(r"C:\work\vendor\gen"), Access::Write),
+            (at(r"C:\work\.execgate"), Access::Write),
+            (at(r"C:\elsewhere"), Access::Read),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    let plan = plan_with(
+        &profile,
+        None,
+        &[],
+        &[(r"C:\work\vendor", PathKind::Directory)],
+        WindowsNetwork::Refuse,
+        &mut sids,
+    )
+    .unwrap();
+    let cwd_sid = plan.root_for(&path(r"C:\work")).unwrap().sid;
+    let vendor = plan
+        .aces
+        .iter()
+        .find(|ace| ace.path == path(r"C:\work\vendor"))
+        .unwrap();
+    assert_eq!((vendor.kind, vendor.sid), (AceKind::Deny, cwd_sid));
+    assert!(plan
+        .aces
+        .iter()
+        .any(|ace| ace.path == path(r"C:\work\vendor\gen") && ace.kind == AceKind::Allow));
+    // Named writable by the profile: not protected.
+    assert!(!plan
+        .aces
+        .iter()
+        .any(|ace| ace.path == path(r"C:\work\.execgate") && ace.kind == AceKind::Deny));
+    assert!(!plan
+        .aces
+        .iter()
+        .any(|ace| ace.path == path(r"C:\elsewhere")));
+}
