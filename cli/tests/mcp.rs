@@ -5,6 +5,7 @@
 //! then disconnects (and, with a second server, sends SIGTERM) and checks
 //! that every process is gone, escalated children included.
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;

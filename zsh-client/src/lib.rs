@@ -21,6 +21,9 @@
 //!
 //! Tested through the real patched zsh in `tests/suite/` (spine, escape,
 //! fidelity and zsh's own test suite by `scripts/zsh-parity.sh`).
+//! There is no patched zsh on Windows: there the crate is empty.
+
+#![cfg(unix)]
 
 mod sys;
 
