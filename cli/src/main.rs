@@ -9,6 +9,7 @@
 mod audit;
 mod config;
 mod ending;
+mod logging;
 mod policy;
 mod prompt;
 
@@ -25,8 +26,9 @@ use execgate_core_bridge::server::sandbox::{
 };
 use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
 use execgate_core_bridge::{
-    ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
-    ShellSessionConfig, SkillRegistry, Stdio3, Tools,
+    ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
+    PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry, StartupFiles,
+    Stdio3, Tools,
 };
 use std::io::IsTerminal;
 
@@ -39,6 +41,8 @@ use crate::ending::{EndSignals, TerminalInterrupt, TerminalModes};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -46,7 +50,7 @@ enum Command {
     /// Run a command string in the patched zsh under a session.
     Run(RunArgs),
     /// Start an interactive patched zsh under a session, in its sandbox.
-    Shell(SessionArgs),
+    Shell(ShellArgs),
     /// Run one program in a sandbox profile (for debugging a profile).
     Sandbox {
         /// Profile name: a preset or one from the config file.
@@ -74,6 +78,26 @@ enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Write the man pages (execgate.1, execgate-run.1, ...) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct ShellArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Skip your zsh startup files (.zshenv, .zshrc from $ZDOTDIR or
+    /// $HOME), which are read by default as `zsh -i` does.
+    #[arg(long)]
+    no_rcs: bool,
+    /// No `[execgate:PROFILE]` on the right of the prompt (or set
+    /// EXECGATE_PROMPT_MARKER=0 in your .zshrc).
+    #[arg(long)]
+    no_prompt_marker: bool,
+    /// Print neither the start line nor the summary at exit.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// What every session-starting command takes.
@@ -128,7 +152,7 @@ enum ApprovalMode {
 impl SessionArgs {
     /// The session these arguments ask for. Everything that can fail for a
     /// reason the user must fix fails here, before anything starts.
-    fn session_config(self) -> Result<ShellSessionConfig> {
+    fn session_config(self) -> Result<(ShellSessionConfig, SessionLabels)> {
         let config = Config::load(self.config.as_deref())?;
         let profile_name = self
             .profile
@@ -168,6 +192,7 @@ impl SessionArgs {
         })?;
         let mut session = ShellSessionConfig::with_exec_policy(&cwd, Tools::locate()?, policy);
         session.profile = profile;
+        session.profile_name = profile_name.clone();
         session.env = config.env;
         session.niceness = self.nice.unwrap_or(0);
         if self.verbose {
@@ -205,8 +230,20 @@ impl SessionArgs {
         if config.audit.warn_on_failure {
             session.audit_failure = AuditFailure::Warn;
         }
-        Ok(session)
+        let labels = SessionLabels {
+            profile: profile_name,
+            rules: rule_files,
+            audit_log: log_path,
+        };
+        Ok((session, labels))
     }
+}
+
+/// What the shell's start line names.
+struct SessionLabels {
+    profile: String,
+    rules: Vec<PathBuf>,
+    audit_log: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -224,6 +261,10 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = logging::init(&cli.log) {
+        eprintln!("execgate: {error:#}");
+        return ExitCode::from(125);
+    }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Shell(args) => shell(args),
@@ -245,6 +286,7 @@ fn main() -> ExitCode {
             );
             Ok(0)
         }
+        Command::Man { dir } => man_pages(&dir),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -359,7 +401,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         .as_deref()
         .map(AdditionalPermissions::load)
         .transpose()?;
-    let session_config = args.session.session_config()?;
+    let (session_config, _) = args.session.session_config()?;
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -391,29 +433,98 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     })
 }
 
-fn shell(args: SessionArgs) -> Result<i32> {
-    let session_config = args.session_config()?;
+fn shell(args: ShellArgs) -> Result<i32> {
+    let (session_config, labels) = args.session.session_config()?;
+    let interactive = Interactive {
+        startup_files: if args.no_rcs {
+            StartupFiles::Skipped
+        } else {
+            StartupFiles::User
+        },
+        prompt_marker: if args.no_prompt_marker {
+            PromptMarker::Hidden
+        } else {
+            PromptMarker::Shown
+        },
+    };
+    let quiet = args.quiet;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let session = ShellSession::start(session_config)?;
+        let session = ShellSession::start(session_config)
+            .context("the shell's session could not be started")?;
+        if !quiet {
+            eprintln!("{}", start_line(&labels));
+        }
         // The terminal's Ctrl-C is for the shell's jobs; this process waits
         // it out. SIGTERM, SIGHUP and an interrupt sent to this process
         // itself end the session.
         let mut signals = EndSignals::new(TerminalInterrupt::BelongsToShell)?;
         let modes = TerminalModes::save();
         let status = tokio::select! {
-            status = session.interactive() => status,
+            status = session.interactive_with(&interactive) => status,
             signal = signals.recv() => {
                 // Dropping the shell's future kills it.
                 session.terminate(signal);
+                let metrics = session.metrics();
                 session.shutdown().await;
                 modes.restore();
+                if !quiet {
+                    eprintln!("{}", end_line(&metrics));
+                }
                 return Ok(128 + signal);
             }
         };
+        let metrics = session.metrics();
         session.shutdown().await;
-        Ok(status?.code())
+        if !quiet {
+            eprintln!("{}", end_line(&metrics));
+        }
+        Ok(status.context("the interactive shell failed")?.code())
     })
+}
+
+/// `execgate shell`'s first line: where its decisions come from and go.
+fn start_line(labels: &SessionLabels) -> String {
+    let rules = if labels.rules.is_empty() {
+        "none (everything runs in place)".to_owned()
+    } else {
+        labels
+            .rules
+            .iter()
+            .map(|rule| rule.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "execgate: shell in profile {}; rules: {rules}; audit log: {}",
+        labels.profile,
+        labels.audit_log.display()
+    )
+}
+
+/// `execgate shell`'s last line.
+fn end_line(metrics: &Metrics) -> String {
+    let mut line = format!(
+        "execgate: shell ended: {} commands decided, {} escalated, {} denied",
+        metrics.decided(),
+        metrics.decided_escalate,
+        metrics.decided_deny
+    );
+    let failures = metrics.spawn_failures
+        + metrics.sandbox_start_failures.values().sum::<u64>();
+    if failures > 0 {
+        line.push_str(&format!(", {failures} failed to start"));
+    }
+    line
+}
+
+/// Writes a man page per command into `dir`.
+fn man_pages(dir: &std::path::Path) -> Result<i32> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+    Ok(0)
 }
 
 fn show_event(event: &SessionEvent) {

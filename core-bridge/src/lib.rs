@@ -51,10 +51,12 @@
 
 mod approval;
 mod environment;
+mod metrics;
 mod planted;
 mod policy;
 mod session;
 mod skills;
+mod startup;
 mod tools;
 
 use std::path::PathBuf;
@@ -67,12 +69,17 @@ pub use environment::{EnvInherit, EnvPolicy, CORE_VARIABLES, DEFAULT_EXCLUDES};
 pub use execgate_escalate_server as server;
 pub use execgate_rules as rules;
 pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
+pub use metrics::Metrics;
 pub use session::{
     CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
-    ShellSessionConfig, Stdio3,
+    ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
 };
+pub use startup::{Interactive, PromptMarker, StartupFiles, PROMPT_MARKER_VARIABLE};
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
-pub use tools::{Tools, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH};
+pub use tools::{
+    LocatedTools, Tools, ToolsOrigin, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH,
+    INSTALLED_TOOLS_DIR,
+};
 
 /// Why a session or command could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +97,15 @@ pub enum BridgeError {
         .0.display()
     )]
     MissingTool(PathBuf),
+    #[error(
+        "execgate's tools were not found: {} is missing from the build tree, and no \
+         complete installation is in {}; build the workspace and scripts/build-zsh.sh, \
+         or install the package (or set EXECGATE_ZSH, EXECGATE_WRAPPER_BINARY and \
+         EXECGATE_SANDBOX_HELPER)",
+        .missing.display(),
+        .installed.display()
+    )]
+    NoTools { missing: PathBuf, installed: PathBuf },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
     #[error(transparent)]
