@@ -12,6 +12,9 @@ packages=(
     # Used by the end-to-end suites as ordinary programs to run; setsid (from
     # util-linux) starts the interactive shell the fidelity suite drives.
     coreutils procps util-linux git python3 libc6-dev
+    # execgate shell's tests drive a real terminal; the package check reads
+    # the installed man page.
+    tmux man-db
 )
 
 missing=()

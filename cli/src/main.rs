@@ -510,8 +510,7 @@ fn end_line(metrics: &Metrics) -> String {
         metrics.decided_escalate,
         metrics.decided_deny
     );
-    let failures = metrics.spawn_failures
-        + metrics.sandbox_start_failures.values().sum::<u64>();
+    let failures = metrics.spawn_failures + metrics.sandbox_start_failures.values().sum::<u64>();
     if failures > 0 {
         line.push_str(&format!(", {failures} failed to start"));
     }
@@ -520,8 +519,7 @@ fn end_line(metrics: &Metrics) -> String {
 
 /// Writes a man page per command into `dir`.
 fn man_pages(dir: &std::path::Path) -> Result<i32> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     clap_mangen::generate_to(Cli::command(), dir)
         .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
     Ok(0)
@@ -603,6 +601,9 @@ struct DoctorReport {
     zsh_patched: bool,
     /// Built from this source's patch and build script.
     zsh_current: bool,
+    /// Where the tools were found: `environment`, `build tree` or
+    /// `installed` (`../libexec/execgate/` beside the binary).
+    tools_origin: Option<&'static str>,
     tools_problem: Option<String>,
     /// `cgroup` or `process-groups`: how sessions' processes are killed
     /// when their owner dies (see the README's security model).
@@ -614,7 +615,9 @@ struct DoctorReport {
 fn doctor(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());
-    let tools = Tools::locate();
+    let located = Tools::locate_with_origin();
+    let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
+    let tools = located.map(|located| located.tools);
     let zsh_patched = tools.as_ref().is_ok_and(|tools| {
         // The patch's own message is compiled into the binary.
         std::fs::read(&tools.zsh).is_ok_and(|bytes| {
@@ -657,6 +660,7 @@ fn doctor(json: bool) -> Result<i32> {
             .map(|tools| tools.zsh.display().to_string()),
         zsh_patched,
         zsh_current,
+        tools_origin,
         tools_problem: tools.as_ref().err().map(|error| error.to_string()),
         session_scope,
         session_scope_detail,
@@ -700,6 +704,16 @@ fn doctor(json: bool) -> Result<i32> {
             "patched zsh       {}",
             report.zsh.clone().unwrap_or_else(|| "not found".into())
         );
+        if let Some(origin) = report.tools_origin {
+            println!(
+                "tools             {origin}; zsh {} this build",
+                if report.zsh_current {
+                    "matches"
+                } else {
+                    "does not match"
+                }
+            );
+        }
         match (&report.sandbox_problem, &report.tools_problem) {
             (None, None) if report.zsh_patched => {
                 if !report.zsh_current {

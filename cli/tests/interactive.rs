@@ -156,7 +156,10 @@ fn a_tutorial_zshrc_works_and_tab_completes_commands_and_files() {
         "Enter",
     ]);
     let screen = terminal.wait_for("rc=yes profile=workspace-write", 1);
-    assert!(screen.contains("\nroot\nrc=yes"), "whoami did not run: {screen}");
+    assert!(
+        screen.contains("\nroot\nrc=yes"),
+        "whoami did not run: {screen}"
+    );
 
     terminal.keys(&["exit", "Enter"]);
     let screen = terminal.wait_for("execgate-exit=0", 1);
@@ -183,11 +186,18 @@ fn no_rcs_quiet_and_no_prompt_marker() {
         &shell_command(home.path(), "--no-rcs --quiet --no-prompt-marker"),
         &ws,
     );
-    terminal.keys(&["print -r -- rc=${RC_READ:-unread} profile=$EXECGATE_PROFILE", "Enter"]);
+    terminal.keys(&[
+        "print -r -- rc=${RC_READ:-unread} profile=$EXECGATE_PROFILE",
+        "Enter",
+    ]);
     terminal.wait_for("rc=unread profile=workspace-write", 1);
     terminal.keys(&["exit 3", "Enter"]);
     let screen = terminal.wait_for("execgate-exit=3", 1);
-    for absent in ["[execgate:", "execgate: shell in profile", "execgate: shell ended"] {
+    for absent in [
+        "[execgate:",
+        "execgate: shell in profile",
+        "execgate: shell ended",
+    ] {
         assert!(!screen.contains(absent), "{absent:?} on screen:\n{screen}");
     }
 }
@@ -202,4 +212,33 @@ fn the_marker_can_be_turned_off_from_the_zshrc() {
     assert!(!screen.contains("[execgate:"), "{screen}");
     terminal.keys(&["exit", "Enter"]);
     terminal.wait_for("execgate-exit=0", 1);
+}
+
+#[test]
+fn the_function_library_and_modules_are_readable_in_a_minimal_profile() {
+    let (home, ws) = home("");
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.bare]\nfilesystem = { \":minimal\" = \"read\", \":cwd\" = \"write\" }\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--profile", "bare", "--config"])
+        .arg(&config)
+        .args([
+            "--",
+            "autoload -U colors && colors && zmodload zsh/datetime && print -r -- ok $+functions[colors] ${+EPOCHSECONDS}",
+        ])
+        .current_dir(&ws)
+        .env("XDG_STATE_HOME", home.path().join("state"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        (output.status.code(), stdout.trim()),
+        (Some(0), "ok 1 1"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

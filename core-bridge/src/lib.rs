@@ -68,14 +68,14 @@ pub use approval::{
 pub use environment::{EnvInherit, EnvPolicy, CORE_VARIABLES, DEFAULT_EXCLUDES};
 pub use execgate_escalate_server as server;
 pub use execgate_rules as rules;
-pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
 pub use metrics::Metrics;
+pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
 pub use session::{
     CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
     ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
 };
-pub use startup::{Interactive, PromptMarker, StartupFiles, PROMPT_MARKER_VARIABLE};
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
+pub use startup::{Interactive, PromptMarker, StartupFiles, PROMPT_MARKER_VARIABLE};
 pub use tools::{
     LocatedTools, Tools, ToolsOrigin, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH,
     INSTALLED_TOOLS_DIR,
@@ -105,7 +105,10 @@ pub enum BridgeError {
         .missing.display(),
         .installed.display()
     )]
-    NoTools { missing: PathBuf, installed: PathBuf },
+    NoTools {
+        missing: PathBuf,
+        installed: PathBuf,
+    },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
     #[error(transparent)]

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use crate::approval::{sleep_excluding_approvals, ApprovalClock};
 use crate::environment::EnvPolicy;
 use crate::metrics::{Metrics, Telemetry};
-use crate::startup::{self, Interactive};
 use crate::policy::ExecPolicy;
+use crate::startup::{self, Interactive};
 use crate::tools::Tools;
 use crate::BridgeError;
 
@@ -267,6 +267,9 @@ impl ShellSession {
             Ok(mut launcher) => {
                 // Read-only inside, so nothing sandboxed can swap the zsh.
                 launcher.expose(zsh_dir.path());
+                for dir in tools.zsh_library_dirs() {
+                    launcher.expose(dir);
+                }
                 let mut context = SandboxContext::new(&cwd);
                 context.workspace_roots = workspace_roots;
                 server.sandbox = Some(SessionSandbox {

@@ -103,10 +103,7 @@ pub(crate) fn write(dir: &Path, options: &Interactive) -> std::io::Result<()> {
 
 /// The variables that make zsh read the files in `dir`: `ZDOTDIR`, and the
 /// user's own `ZDOTDIR` (from `env`, the shell's environment) to go back to.
-pub(crate) fn environment(
-    dir: &Path,
-    env: &[(OsString, OsString)],
-) -> Vec<(OsString, OsString)> {
+pub(crate) fn environment(dir: &Path, env: &[(OsString, OsString)]) -> Vec<(OsString, OsString)> {
     let mut variables = vec![("ZDOTDIR".into(), dir.as_os_str().to_owned())];
     if let Some((_, user)) = env.iter().find(|(name, _)| name == "ZDOTDIR") {
         variables.push((USER_ZDOTDIR.into(), user.clone()));

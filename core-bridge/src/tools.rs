@@ -182,16 +182,19 @@ impl Tools {
         Tools::discover(&exe, |name| std::env::var_os(name))
     }
 
-    /// The directory of zsh's function library for this zsh: where
-    /// `scripts/build-zsh.sh` installs it under the zsh's prefix
-    /// (`PREFIX/share/zsh/VERSION/functions`). `None` when absent.
-    pub fn zsh_functions(&self) -> Option<PathBuf> {
-        let prefix = self.zsh.parent()?.parent()?;
-        let share = std::fs::read_dir(prefix.join("share/zsh")).ok()?;
-        share
-            .filter_map(Result::ok)
-            .map(|entry| entry.path().join("functions"))
-            .find(|functions| functions.is_dir())
+    /// The zsh's module and function directories (`PREFIX/lib/zsh`,
+    /// `PREFIX/share/zsh`, where `scripts/build-zsh.sh` installs them), those
+    /// that exist. zsh has their paths compiled in; a sandbox must let the
+    /// shell read them whatever the profile (`:minimal` has only `/usr`).
+    pub fn zsh_library_dirs(&self) -> Vec<PathBuf> {
+        let Some(prefix) = self.zsh.parent().and_then(Path::parent) else {
+            return Vec::new();
+        };
+        ["lib/zsh", "share/zsh"]
+            .iter()
+            .map(|relative| prefix.join(relative))
+            .filter(|dir| dir.is_dir())
+            .collect()
     }
 }
 
