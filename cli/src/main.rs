@@ -10,6 +10,8 @@ mod audit;
 mod config;
 mod ending;
 mod logging;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod policy;
 mod prompt;
 
@@ -43,6 +45,9 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     log: logging::LogArgs,
+    #[cfg(feature = "otlp")]
+    #[command(flatten)]
+    otlp: otlp::OtlpArgs,
 }
 
 #[derive(Subcommand)]
@@ -288,6 +293,10 @@ fn main() -> ExitCode {
         }
         Command::Man { dir } => man_pages(&dir),
     };
+    #[cfg(feature = "otlp")]
+    if let Some(metrics) = SESSION_METRICS.get() {
+        otlp::export_if_configured(&cli.otlp, metrics);
+    }
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
@@ -424,10 +433,12 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
                 session.terminate(signal);
                 cancel.cancel();
                 let _ = outcome.await;
+                keep_session_metrics(&session);
                 session.shutdown().await;
                 return Ok(128 + signal);
             }
         };
+        keep_session_metrics(&session);
         session.shutdown().await;
         Ok(outcome?.status.code())
     })
@@ -465,7 +476,7 @@ fn shell(args: ShellArgs) -> Result<i32> {
             signal = signals.recv() => {
                 // Dropping the shell's future kills it.
                 session.terminate(signal);
-                let metrics = session.metrics();
+                let metrics = keep_session_metrics(&session);
                 session.shutdown().await;
                 modes.restore();
                 if !quiet {
@@ -474,13 +485,23 @@ fn shell(args: ShellArgs) -> Result<i32> {
                 return Ok(128 + signal);
             }
         };
-        let metrics = session.metrics();
+        let metrics = keep_session_metrics(&session);
         session.shutdown().await;
         if !quiet {
             eprintln!("{}", end_line(&metrics));
         }
         Ok(status.context("the interactive shell failed")?.code())
     })
+}
+
+/// The counters of the session this process ran, kept at its end for the
+/// export that follows once the async runtime is gone.
+static SESSION_METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+
+fn keep_session_metrics(session: &ShellSession) -> Metrics {
+    let metrics = session.metrics();
+    let _ = SESSION_METRICS.set(metrics.clone());
+    metrics
 }
 
 /// `execgate shell`'s first line: where its decisions come from and go.

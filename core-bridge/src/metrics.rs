@@ -18,6 +18,10 @@ use execgate_escalate_server::{Decision, Execution, SessionEvent};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Metrics {
+    /// The session's sandbox: `bubblewrap`, `none` or `external`.
+    pub sandbox: &'static str,
+    /// The session's profile name.
+    pub profile: String,
     /// Decisions that ran the program in place, in the sandbox.
     pub decided_run: u64,
     /// Decisions that escalated the program (started by the server).
@@ -58,9 +62,15 @@ pub(crate) struct Telemetry {
 
 impl Telemetry {
     pub(crate) fn new(profile: &PermissionProfile, profile_name: &str) -> Telemetry {
+        let sandbox_type = sandbox_type(profile);
+        let counters = Metrics {
+            sandbox: sandbox_type,
+            profile: profile_name.to_owned(),
+            ..Metrics::default()
+        };
         Telemetry {
-            counters: Arc::default(),
-            sandbox_type: sandbox_type(profile),
+            counters: Arc::new(Mutex::new(counters)),
+            sandbox_type,
             profile: profile_name.into(),
             session: Arc::from(""),
         }
