@@ -7,6 +7,8 @@
 //! `--log-format`, no subscriber is installed, so a session's stderr is
 //! the command's own. `--log-format` alone shows `info` and above.
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, Result};
 use tracing_subscriber::EnvFilter;
 
@@ -40,6 +42,7 @@ pub fn init(args: &LogArgs) -> Result<()> {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match args.log_format.unwrap_or(LogFormat::Text) {
         LogFormat::Text => builder.try_init(),

@@ -6,6 +6,7 @@ mod confine;
 mod fidelity;
 mod hostile;
 mod lifetime;
+mod metrics;
 mod planted;
 mod policy;
 mod sandbox;
