@@ -100,7 +100,7 @@ impl Tools {
                 sandbox_helper: installed.join("execgate-sandbox-helper"),
             },
         ];
-        let overrides = [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER].map(|name| env(name));
+        let overrides = [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER].map(&env);
         if let [Some(zsh), Some(wrapper), Some(sandbox_helper)] = &overrides {
             let tools = Tools {
                 zsh: clean(Path::new(zsh)),
