@@ -198,9 +198,16 @@ impl Tools {
     }
 }
 
-/// Absolute and without `..`, following symlinks where the path exists.
+/// Absolute and without `..`, following symlinks as far as the path
+/// exists (a missing tool is named by where it would be).
 fn clean(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        return canonical;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => clean(parent).join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 #[cfg(test)]
