@@ -14,6 +14,15 @@
 # from the same source, with its build tree in target/zsh-build/stock (used by
 # the shell fidelity tests and scripts/zsh-parity.sh); it is cached the same
 # way, by the hash of this script.
+#
+# With --package, builds the patched zsh for the Debian package: configured
+# for /usr/libexec/execgate/zsh (zsh compiles its module and function
+# directories in) and installed under target/zsh-package/root, from where
+# scripts/package takes it. Its build tree is target/zsh-build/package.
+#
+# Every variant installs zsh's function library (Functions/, Completion/:
+# compinit, promptinit, colors, vcs_info) into PREFIX/share/zsh/5.9/functions,
+# the fpath compiled into the binary, so the interactive shell finds it.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,23 +31,29 @@ work="$target/zsh-build"
 patch="$repo/zsh-patch/execgate-exec-hook.patch"
 variant=patched
 prefix="$target/zsh"
+# Where `make install` writes: the prefix itself, except for the package.
+destdir=""
 if [[ "${1:-}" == "--stock" ]]; then
     variant=stock
     prefix="$target/zsh-stock"
+elif [[ "${1:-}" == "--package" ]]; then
+    variant=package
+    prefix=/usr/libexec/execgate/zsh
+    destdir="$target/zsh-package/root"
 fi
 
-# The patched zsh links the exec wrapper's client (zsh-client/, a Rust static
+# The patched zsh (and the package's) links the exec wrapper's client (zsh-client/, a Rust static
 # library with a C interface): built first, release (panic = "abort", so no
 # unwinding can reach zsh's C). Its hash is kept in .client-stamp beside
 # .stamp (which `execgate doctor` compares with the source), so that a change
 # to the client relinks zsh.
 client_lib="$target/release/libexecgate_zsh_client.a"
-if [[ $variant == patched ]]; then
+if [[ $variant != stock ]]; then
     (cd "$repo" && cargo build -q --locked --release -p execgate-zsh-client)
 fi
 
 stamp_value() {
-    if [[ $variant == patched ]]; then
+    if [[ $variant != stock ]]; then
         cat "$patch" "$0"
     else
         cat "$0"
@@ -46,7 +61,7 @@ stamp_value() {
 }
 
 client_stamp_value() {
-    if [[ $variant == patched ]]; then
+    if [[ $variant != stock ]]; then
         sha256sum "$client_lib" | cut -d' ' -f1
     fi
 }
@@ -54,10 +69,11 @@ client_stamp_value() {
 tree="$work/$variant"
 want=$(stamp_value)
 want_client=$(client_stamp_value)
-if [[ -z "${EXECGATE_ZSH_FORCE:-}" && -x "$prefix/bin/zsh" && -f "$prefix/.stamp" \
-      && "$(cat "$prefix/.stamp")" == "$want" && -x "$tree/Src/zsh" \
-      && "$(cat "$prefix/.client-stamp" 2>/dev/null)" == "$want_client" ]]; then
-    echo "build-zsh: $prefix is current ($variant)"
+installed="$destdir$prefix"
+if [[ -z "${EXECGATE_ZSH_FORCE:-}" && -x "$installed/bin/zsh" && -f "$installed/.stamp" \
+      && "$(cat "$installed/.stamp")" == "$want" && -x "$tree/Src/zsh" \
+      && "$(cat "$installed/.client-stamp" 2>/dev/null)" == "$want_client" ]]; then
+    echo "build-zsh: $installed is current ($variant)"
     exit 0
 fi
 
@@ -109,11 +125,11 @@ src=$(ls -d "$work"/src/zsh-5.9 | head -n1)
 
 rm -rf "$tree"
 cp -a "$src" "$tree"
-if [[ $variant == patched ]]; then
+if [[ $variant != stock ]]; then
     patch -d "$tree" -p1 --forward --quiet <"$patch"
 fi
 
-echo "build-zsh: building $variant zsh into $prefix"
+echo "build-zsh: building $variant zsh into $installed"
 cd "$tree"
 
 # Runs one build step with its output in a log; on failure shows the log's end.
@@ -131,7 +147,7 @@ step autoconf sh -c 'autoconf && autoheader && touch stamp-h.in'
 # -O1: half the compile time of -O2 on this machine; the shell's own speed is
 # dwarfed by the fork, exec and wrapper round trip of every command it runs.
 link_libs=()
-if [[ $variant == patched ]]; then
+if [[ $variant != stock ]]; then
     # A private copy, so that a later cargo build cannot change what zsh's
     # make links behind the stamp; then the system libraries Rust's std needs
     # (`--print native-static-libs`).
@@ -142,11 +158,11 @@ step configure ./configure --prefix="$prefix" --enable-etcdir="$prefix/etc" \
     --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
     --with-term-lib="ncursesw tinfo" CFLAGS="-O1" "${link_libs[@]}"
 step make make -j"$(nproc)"
-rm -rf "$prefix"
-# Binary and modules only: the autoloadable function library (compinit, zmv,
-# ...) serves interactive users, costs a tenth of the build, and zsh's own test
-# suite runs from the build tree.
-step install make install.bin install.modules
-echo "$want" >"$prefix/.stamp"
-echo "$want_client" >"$prefix/.client-stamp"
-echo "build-zsh: done: $prefix/bin/zsh"
+rm -rf "$installed"
+# The function library too (install.fns: compinit, promptinit, colors,
+# vcs_info, ...): `execgate shell` users' .zshrc autoloads them from the
+# fpath compiled in (PREFIX/share/zsh/5.9/functions).
+step install make DESTDIR="$destdir" install.bin install.modules install.fns
+echo "$want" >"$installed/.stamp"
+echo "$want_client" >"$installed/.client-stamp"
+echo "build-zsh: done: $installed/bin/zsh"

@@ -16,6 +16,9 @@ packages=(
     python3-venv
     # Debian's own zsh: the baseline of the benchmarks (scripts/bench, case a0).
     zsh
+    # execgate shell's tests drive a real terminal; the package check reads
+    # the installed man page.
+    tmux man-db
 )
 
 missing=()

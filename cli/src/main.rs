@@ -21,7 +21,11 @@ mod config;
 #[cfg(unix)]
 mod ending;
 #[cfg(unix)]
+mod logging;
+#[cfg(unix)]
 mod mcp;
+#[cfg(all(unix, feature = "otlp"))]
+mod otlp;
 #[cfg(unix)]
 mod policy;
 #[cfg(unix)]
@@ -49,8 +53,9 @@ use execgate_core_bridge::server::sandbox::{
 use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
 #[cfg(unix)]
 use execgate_core_bridge::{
-    ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOptions, ShellSession,
-    ShellSessionConfig, SkillRegistry, Stdio3, Tools,
+    ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
+    PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry, StartupFiles,
+    Stdio3, Tools,
 };
 #[cfg(unix)]
 use std::io::IsTerminal;
@@ -67,6 +72,11 @@ use crate::ending::{EndSignals, TerminalInterrupt, TerminalModes};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: logging::LogArgs,
+    #[cfg(feature = "otlp")]
+    #[command(flatten)]
+    otlp: otlp::OtlpArgs,
 }
 
 #[cfg(unix)]
@@ -75,7 +85,7 @@ enum Command {
     /// Run a command string in the patched zsh under a session.
     Run(RunArgs),
     /// Start an interactive patched zsh under a session, in its sandbox.
-    Shell(SessionArgs),
+    Shell(ShellArgs),
     /// Run one program in a sandbox profile (for debugging a profile).
     Sandbox {
         /// Profile name: a preset or one from the config file.
@@ -106,6 +116,26 @@ enum Command {
     Mcp(mcp::McpArgs),
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+    /// Write the man pages (execgate.1, execgate-run.1, ...) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct ShellArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Skip your zsh startup files (.zshenv, .zshrc from $ZDOTDIR or
+    /// $HOME), which are read by default as `zsh -i` does.
+    #[arg(long)]
+    no_rcs: bool,
+    /// No `[execgate:PROFILE]` on the right of the prompt (or set
+    /// EXECGATE_PROMPT_MARKER=0 in your .zshrc).
+    #[arg(long)]
+    no_prompt_marker: bool,
+    /// Print neither the start line nor the summary at exit.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[cfg(unix)]
@@ -163,7 +193,7 @@ enum ApprovalMode {
 impl SessionArgs {
     /// The session these arguments ask for. Everything that can fail for a
     /// reason the user must fix fails here, before anything starts.
-    fn session_config(self) -> Result<ShellSessionConfig> {
+    fn session_config(self) -> Result<(ShellSessionConfig, SessionLabels)> {
         let mode = self.approval.unwrap_or(if std::io::stdin().is_terminal() {
             ApprovalMode::Ask
         } else {
@@ -178,7 +208,10 @@ impl SessionArgs {
     }
 
     /// [`session_config`](Self::session_config) with `approver` answering.
-    fn session_config_approved_by(self, approver: Arc<dyn Approver>) -> Result<ShellSessionConfig> {
+    fn session_config_approved_by(
+        self,
+        approver: Arc<dyn Approver>,
+    ) -> Result<(ShellSessionConfig, SessionLabels)> {
         let config = Config::load(self.config.as_deref())?;
         let profile_name = self
             .profile
@@ -208,6 +241,7 @@ impl SessionArgs {
         })?;
         let mut session = ShellSessionConfig::with_exec_policy(&cwd, Tools::locate()?, policy);
         session.profile = profile;
+        session.profile_name = profile_name.clone();
         session.env = config.env;
         session.niceness = self.nice.unwrap_or(0);
         if self.verbose {
@@ -245,8 +279,21 @@ impl SessionArgs {
         if config.audit.warn_on_failure {
             session.audit_failure = AuditFailure::Warn;
         }
-        Ok(session)
+        let labels = SessionLabels {
+            profile: profile_name,
+            rules: rule_files,
+            audit_log: log_path,
+        };
+        Ok((session, labels))
     }
+}
+
+/// What the shell's start line names.
+#[cfg(unix)]
+struct SessionLabels {
+    profile: String,
+    rules: Vec<PathBuf>,
+    audit_log: PathBuf,
 }
 
 #[cfg(unix)]
@@ -266,6 +313,10 @@ struct RunArgs {
 #[cfg(unix)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(error) = logging::init(&cli.log) {
+        eprintln!("execgate: {error:#}");
+        return ExitCode::from(125);
+    }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Shell(args) => shell(args),
@@ -288,7 +339,12 @@ fn main() -> ExitCode {
             );
             Ok(0)
         }
+        Command::Man { dir } => man_pages(&dir),
     };
+    #[cfg(feature = "otlp")]
+    if let Some(metrics) = SESSION_METRICS.get() {
+        otlp::export_if_configured(&cli.otlp, metrics);
+    }
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
@@ -409,7 +465,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         .as_deref()
         .map(AdditionalPermissions::load)
         .transpose()?;
-    let session_config = args.session.session_config()?;
+    let (session_config, _) = args.session.session_config()?;
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -432,39 +488,123 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
                 session.terminate(signal);
                 cancel.cancel();
                 let _ = outcome.await;
+                keep_session_metrics(&session);
                 session.shutdown().await;
                 return Ok(128 + signal);
             }
         };
+        keep_session_metrics(&session);
         session.shutdown().await;
         Ok(outcome?.status.code())
     })
 }
 
 #[cfg(unix)]
-fn shell(args: SessionArgs) -> Result<i32> {
-    let session_config = args.session_config()?;
+fn shell(args: ShellArgs) -> Result<i32> {
+    let (session_config, labels) = args.session.session_config()?;
+    let interactive = Interactive {
+        startup_files: if args.no_rcs {
+            StartupFiles::Skipped
+        } else {
+            StartupFiles::User
+        },
+        prompt_marker: if args.no_prompt_marker {
+            PromptMarker::Hidden
+        } else {
+            PromptMarker::Shown
+        },
+    };
+    let quiet = args.quiet;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let session = ShellSession::start(session_config)?;
+        let session = ShellSession::start(session_config)
+            .context("the shell's session could not be started")?;
+        if !quiet {
+            eprintln!("{}", start_line(&labels));
+        }
         // The terminal's Ctrl-C is for the shell's jobs; this process waits
         // it out. SIGTERM, SIGHUP and an interrupt sent to this process
         // itself end the session.
         let mut signals = EndSignals::new(TerminalInterrupt::BelongsToShell)?;
         let modes = TerminalModes::save();
         let status = tokio::select! {
-            status = session.interactive() => status,
+            status = session.interactive_with(&interactive) => status,
             signal = signals.recv() => {
                 // Dropping the shell's future kills it.
                 session.terminate(signal);
+                let metrics = keep_session_metrics(&session);
                 session.shutdown().await;
                 modes.restore();
+                if !quiet {
+                    eprintln!("{}", end_line(&metrics));
+                }
                 return Ok(128 + signal);
             }
         };
+        let metrics = keep_session_metrics(&session);
         session.shutdown().await;
-        Ok(status?.code())
+        if !quiet {
+            eprintln!("{}", end_line(&metrics));
+        }
+        Ok(status.context("the interactive shell failed")?.code())
     })
+}
+
+/// The counters of the session this process ran, kept at its end for the
+/// export that follows once the async runtime is gone.
+#[cfg(unix)]
+static SESSION_METRICS: std::sync::OnceLock<Metrics> = std::sync::OnceLock::new();
+
+#[cfg(unix)]
+fn keep_session_metrics(session: &ShellSession) -> Metrics {
+    let metrics = session.metrics();
+    let _ = SESSION_METRICS.set(metrics.clone());
+    metrics
+}
+
+/// `execgate shell`'s first line: where its decisions come from and go.
+#[cfg(unix)]
+fn start_line(labels: &SessionLabels) -> String {
+    let rules = if labels.rules.is_empty() {
+        "none (everything runs in place)".to_owned()
+    } else {
+        labels
+            .rules
+            .iter()
+            .map(|rule| rule.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "execgate: shell in profile {}; rules: {rules}; audit log: {}",
+        labels.profile,
+        labels.audit_log.display()
+    )
+}
+
+/// `execgate shell`'s last line.
+#[cfg(unix)]
+fn end_line(metrics: &Metrics) -> String {
+    let mut line = format!(
+        "execgate: shell ended: {} commands decided, {} escalated, {} denied",
+        metrics.decided(),
+        metrics.decided_escalate,
+        metrics.decided_deny
+    );
+    let failures = metrics.spawn_failures + metrics.sandbox_start_failures.values().sum::<u64>();
+    if failures > 0 {
+        line.push_str(&format!(", {failures} failed to start"));
+    }
+    line
+}
+
+/// Writes a man page per command into `dir`.
+#[cfg(unix)]
+fn man_pages(dir: &std::path::Path) -> Result<i32> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir)
+        .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+    Ok(0)
 }
 
 #[cfg(unix)]
@@ -546,6 +686,9 @@ struct DoctorReport {
     zsh_patched: bool,
     /// Built from this source's patch and build script.
     zsh_current: bool,
+    /// Where the tools were found: `environment`, `build tree` or
+    /// `installed` (`../libexec/execgate/` beside the binary).
+    tools_origin: Option<&'static str>,
     tools_problem: Option<String>,
     /// `cgroup` or `process-groups`: how sessions' processes are killed
     /// when their owner dies (see the README's security model).
@@ -558,7 +701,9 @@ struct DoctorReport {
 fn doctor(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());
-    let tools = Tools::locate();
+    let located = Tools::locate_with_origin();
+    let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
+    let tools = located.map(|located| located.tools);
     let zsh_patched = tools.as_ref().is_ok_and(|tools| {
         // The patch's own message is compiled into the binary.
         std::fs::read(&tools.zsh).is_ok_and(|bytes| {
@@ -601,6 +746,7 @@ fn doctor(json: bool) -> Result<i32> {
             .map(|tools| tools.zsh.display().to_string()),
         zsh_patched,
         zsh_current,
+        tools_origin,
         tools_problem: tools.as_ref().err().map(|error| error.to_string()),
         session_scope,
         session_scope_detail,
@@ -644,6 +790,16 @@ fn doctor(json: bool) -> Result<i32> {
             "patched zsh       {}",
             report.zsh.clone().unwrap_or_else(|| "not found".into())
         );
+        if let Some(origin) = report.tools_origin {
+            println!(
+                "tools             {origin}; zsh {} this build",
+                if report.zsh_current {
+                    "matches"
+                } else {
+                    "does not match"
+                }
+            );
+        }
         match (&report.sandbox_problem, &report.tools_problem) {
             (None, None) if report.zsh_patched => {
                 if !report.zsh_current {

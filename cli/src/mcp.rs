@@ -55,7 +55,7 @@ pub fn serve(args: McpArgs) -> Result<i32> {
         peer: peer.clone(),
         fallback,
     });
-    let session_config = args.session.session_config_approved_by(approver)?;
+    let (session_config, _labels) = args.session.session_config_approved_by(approver)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         let session = Arc::new(ShellSession::start(session_config)?);

@@ -52,7 +52,6 @@
 //! program the sandbox could have written, or one that reads what to run
 //! from files the sandbox could have planted (a repository, a Makefile, a
 //! script: the table in `planted.rs`).
-
 //!
 //! # Windows
 //!
@@ -67,6 +66,8 @@ mod approval;
 #[cfg(unix)]
 mod environment;
 #[cfg(unix)]
+mod metrics;
+#[cfg(unix)]
 mod planted;
 #[cfg(unix)]
 mod policy;
@@ -74,6 +75,8 @@ mod policy;
 mod session;
 #[cfg(unix)]
 mod skills;
+#[cfg(unix)]
+mod startup;
 #[cfg(unix)]
 mod sys;
 #[cfg(unix)]
@@ -101,16 +104,23 @@ pub use execgate_rules as rules;
 #[cfg(windows)]
 pub use execgate_sandbox as sandbox;
 #[cfg(unix)]
+pub use metrics::Metrics;
+#[cfg(unix)]
 pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
     CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
-    ShellSessionConfig, Stdio3,
+    ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
 };
 #[cfg(unix)]
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
 #[cfg(unix)]
-pub use tools::{Tools, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH};
+pub use startup::{Interactive, PromptMarker, StartupFiles, PROMPT_MARKER_VARIABLE};
+#[cfg(unix)]
+pub use tools::{
+    LocatedTools, Tools, ToolsOrigin, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH,
+    INSTALLED_TOOLS_DIR,
+};
 #[cfg(unix)]
 pub use unified::{
     ExecError, ExecOptions, ExecOutput, ExecResponse, ExecStdio, Exited, ProcessId, ProcessInfo,
@@ -135,6 +145,18 @@ pub enum BridgeError {
         .0.display()
     )]
     MissingTool(PathBuf),
+    #[error(
+        "execgate's tools were not found: {} is missing from the build tree, and no \
+         complete installation is in {}; build the workspace and scripts/build-zsh.sh, \
+         or install the package (or set EXECGATE_ZSH, EXECGATE_WRAPPER_BINARY and \
+         EXECGATE_SANDBOX_HELPER)",
+        .missing.display(),
+        .installed.display()
+    )]
+    NoTools {
+        missing: PathBuf,
+        installed: PathBuf,
+    },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
     #[error(transparent)]

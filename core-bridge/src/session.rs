@@ -12,7 +12,8 @@ use execgate_escalate_server::sandbox::{
     AdditionalPermissions, Launcher, PermissionProfile, SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
-    AuditFailure, AuditSink, EventSink, Policy, Session, SessionConfig, SessionSandbox,
+    AuditFailure, AuditSink, EventSink, Policy, Session, SessionConfig, SessionEvent,
+    SessionSandbox,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -20,9 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::approval::{sleep_excluding_approvals, ApprovalClock};
 use crate::environment::EnvPolicy;
+use crate::metrics::{Metrics, Telemetry};
 use crate::policy::ExecPolicy;
+use crate::startup::{self, Interactive};
 use crate::tools::Tools;
 use crate::BridgeError;
+
+/// The shell's variable naming its profile, for prompts and scripts.
+pub const PROFILE_VARIABLE: &str = "EXECGATE_PROFILE";
 
 /// How a session is set up.
 #[derive(Clone)]
@@ -33,6 +39,9 @@ pub struct ShellSessionConfig {
     pub workspace_roots: Vec<PathBuf>,
     /// The profile the shell and `TurnDefault` escalations run in.
     pub profile: PermissionProfile,
+    /// The profile's name: the shell's `EXECGATE_PROFILE` and a label of
+    /// every telemetry event.
+    pub profile_name: String,
     /// Decides every exec.
     pub policy: Arc<dyn Policy>,
     /// The shell's environment.
@@ -61,6 +70,7 @@ impl ShellSessionConfig {
             workspace_roots: Vec::new(),
             profile: PermissionProfile::preset("workspace-write")
                 .unwrap_or(PermissionProfile::Disabled),
+            profile_name: "workspace-write".into(),
             policy,
             env: EnvPolicy::default(),
             tools,
@@ -90,6 +100,7 @@ pub struct ShellSession {
     pub(crate) exec_policy: Option<ExecPolicy>,
     /// The long-lived processes of unified exec (`unified/`).
     pub(crate) processes: crate::unified::ProcessTable,
+    telemetry: Telemetry,
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
     /// `#!/usr/bin/env zsh` scripts run the patched zsh.
     _zsh_dir: tempfile::TempDir,
@@ -208,6 +219,7 @@ impl ShellSession {
             cwd,
             workspace_roots,
             profile,
+            profile_name,
             policy,
             env,
             tools,
@@ -238,13 +250,26 @@ impl ShellSession {
         // One policy builds the shell's environment and what unsandboxed
         // escalated children start from (PATH aside: the server's own).
         let mut env = env.build(std::env::vars_os())?;
+        env.retain(|(name, _)| name != PROFILE_VARIABLE);
+        env.push((PROFILE_VARIABLE.into(), profile_name.clone().into()));
+        let mut telemetry = Telemetry::new(&profile, &profile_name);
         let mut server = SessionConfig::new(&tools.wrapper, policy);
         server.escalation_env = env
             .iter()
             .filter(|(name, _)| name != "PATH")
             .cloned()
             .collect();
-        server.events = events;
+        // Counted and traced first, then the caller's sink. The session's
+        // id is known only once it has started: a shared cell names it.
+        let named: Arc<std::sync::OnceLock<Telemetry>> = Arc::default();
+        let observer = Arc::clone(&named);
+        let unnamed = telemetry.clone();
+        server.events = Some(Arc::new(move |event: &SessionEvent| {
+            observer.get().unwrap_or(&unnamed).observe(event);
+            if let Some(events) = &events {
+                events(event);
+            }
+        }));
         server.audit = audit;
         server.audit_failure = audit_failure;
         server.shell_niceness = niceness;
@@ -254,6 +279,9 @@ impl ShellSession {
             Ok(mut launcher) => {
                 // Read-only inside, so nothing sandboxed can swap the zsh.
                 launcher.expose(zsh_dir.path());
+                for dir in tools.zsh_library_dirs() {
+                    launcher.expose(dir);
+                }
                 let mut context = SandboxContext::new(&cwd);
                 context.workspace_roots = workspace_roots;
                 server.sandbox = Some(SessionSandbox {
@@ -266,6 +294,8 @@ impl ShellSession {
             Err(error) => return Err(error.into()),
         }
         let session = Session::start(server)?;
+        telemetry.set_session(session.id());
+        let _ = named.set(telemetry.clone());
 
         let path = std::env::join_paths(
             std::iter::once(zsh_dir.path().to_path_buf()).chain(
@@ -293,6 +323,7 @@ impl ShellSession {
             cwd,
             exec_policy,
             processes: crate::unified::ProcessTable::default(),
+            telemetry,
             _zsh_dir: zsh_dir,
         })
     }
@@ -303,6 +334,12 @@ impl ShellSession {
 
     pub fn cwd(&self) -> &Path {
         &self.cwd
+    }
+
+    /// The session's counters so far: decisions by outcome, escalations by
+    /// execution, spawn and sandbox start failures, approvals.
+    pub fn metrics(&self) -> Metrics {
+        self.telemetry.snapshot()
     }
 
     /// Runs `command` with `zsh -f -c` in the session. With requested
@@ -318,6 +355,7 @@ impl ShellSession {
         let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
         let session_shell = self.shell_factory(args.to_vec(), ShellGroup::OwnGroup);
         let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
+        let telemetry = self.telemetry.clone();
         let (sender, chunks) = mpsc::unbounded_channel();
         let outcome = tokio::spawn(async move {
             let granted = match requested {
@@ -333,8 +371,10 @@ impl ShellSession {
                     .await
                     .map_err(|_| BridgeError::Aborted)?,
             };
-            let shell = session_shell(granted.as_ref())?;
-            run_shell(shell, options, clock, sender).await
+            let shell = session_shell(granted.as_ref()).inspect_err(|error| {
+                telemetry.shell_start_failed("command", &error.to_string());
+            })?;
+            run_shell(shell, options, clock, &telemetry, sender).await
         });
         Ok(RunHandle { chunks, outcome })
     }
@@ -380,24 +420,55 @@ impl ShellSession {
     }
 
     /// Runs an interactive `zsh -i` on the caller's terminal, in the
-    /// session, until it exits. The caller should ignore SIGINT and SIGTSTP
-    /// meanwhile: the terminal's signals belong to the shell's jobs.
+    /// session, until it exits, with the user's startup files and the
+    /// prompt marker (see [`Interactive`]). The caller should ignore SIGINT
+    /// and SIGTSTP meanwhile: the terminal's signals belong to the shell's
+    /// jobs.
     pub async fn interactive(&self) -> Result<CommandStatus, BridgeError> {
+        self.interactive_with(&Interactive::default()).await
+    }
+
+    /// [`ShellSession::interactive`] with a choice of startup files.
+    pub async fn interactive_with(
+        &self,
+        options: &Interactive,
+    ) -> Result<CommandStatus, BridgeError> {
+        let zdotdir = self
+            ._zsh_dir
+            .path()
+            .join("startup")
+            .join(options.dir_name());
+        startup::write(&zdotdir, options).map_err(|source| BridgeError::Io {
+            what: "cannot write the shell's startup files".into(),
+            source,
+        })?;
         let args = [OsString::from("-i")];
         let mut shell = self
             .session
             .shell_command_on(&self.zsh, &args, Terminal::Shared);
         shell.env_clear().envs(self.env.iter().cloned());
+        shell.envs(startup::environment(&zdotdir, &self.env));
         shell.envs(self.session.shell_env());
         shell.current_dir(&self.cwd);
-        let status = tokio::process::Command::from(shell)
+        let mut child = match tokio::process::Command::from(shell)
             .kill_on_drop(true)
-            .status()
-            .await
-            .map_err(|source| BridgeError::Io {
-                what: "cannot start the shell".into(),
-                source,
-            })?;
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(source) => {
+                self.telemetry
+                    .shell_start_failed("interactive", &source.to_string());
+                return Err(BridgeError::Io {
+                    what: "cannot start the shell".into(),
+                    source,
+                });
+            }
+        };
+        self.telemetry.shell_started("interactive", child.id());
+        let status = child.wait().await.map_err(|source| BridgeError::Io {
+            what: "cannot wait for the shell".into(),
+            source,
+        })?;
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => CommandStatus::Exited(code),
             (None, Some(signal)) => CommandStatus::Signaled(signal),
@@ -436,6 +507,7 @@ async fn run_shell(
     mut shell: std::process::Command,
     options: RunOptions,
     clock: Option<ApprovalClock>,
+    telemetry: &Telemetry,
     sender: mpsc::UnboundedSender<OutputChunk>,
 ) -> Result<RunOutcome, BridgeError> {
     match options.stdio {
@@ -452,13 +524,20 @@ async fn run_shell(
                 .stderr(Stdio::inherit());
         }
     }
-    let mut child = tokio::process::Command::from(shell)
+    let mut child = match tokio::process::Command::from(shell)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| BridgeError::Io {
-            what: "cannot start the shell".into(),
-            source,
-        })?;
+    {
+        Ok(child) => child,
+        Err(source) => {
+            telemetry.shell_start_failed("command", &source.to_string());
+            return Err(BridgeError::Io {
+                what: "cannot start the shell".into(),
+                source,
+            });
+        }
+    };
+    telemetry.shell_started("command", child.id());
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
     let stdout = child

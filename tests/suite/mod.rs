@@ -7,6 +7,7 @@ mod fastpath;
 mod fidelity;
 mod hostile;
 mod lifetime;
+mod metrics;
 mod planted;
 mod policy;
 mod sandbox;

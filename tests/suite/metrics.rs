@@ -1,0 +1,95 @@
+//! `ShellSession::metrics()`: a session's counters, by outcome, execution
+//! and failure, from real decisions in a sandboxed session.
+
+use std::collections::BTreeMap;
+
+use execgate_core_bridge::server::{Decision, Execution};
+use execgate_core_bridge::{RunOptions, ShellSession, ShellSessionConfig, Tools};
+
+use super::*;
+
+fn tools() -> Tools {
+    Tools {
+        zsh: zsh(),
+        wrapper: wrapper(),
+        sandbox_helper: sandbox_helper(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_decisions_escalations_and_denials() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[
+        ("/usr/bin/uname", escalate()),
+        ("/usr/bin/id", Decision::Escalate(Execution::TurnDefault)),
+        (
+            "/usr/bin/rm",
+            Decision::Deny {
+                reason: "no".into(),
+            },
+        ),
+    ]);
+    let mut config = ShellSessionConfig::new(dir.path(), tools(), policy);
+    config.profile_name = "workspace-write".into();
+    let session = ShellSession::start(config).unwrap();
+    assert_eq!(session.metrics().decided(), 0);
+    let outcome = session
+        .run(
+            "/bin/true; /bin/true; uname -s; id -u; rm -f x; print $EXECGATE_PROFILE",
+            RunOptions::default(),
+        )
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.stdout, b"Linux\n0\nworkspace-write\n",
+        "{outcome:?}"
+    );
+    let metrics = session.metrics();
+    assert_eq!(
+        (
+            metrics.decided_run,
+            metrics.decided_escalate,
+            metrics.decided_deny,
+            metrics.decided()
+        ),
+        (2, 2, 1, 5),
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics.escalations_by_execution,
+        BTreeMap::from([("turn-default", 1), ("unsandboxed", 1)])
+    );
+    assert_eq!(
+        (metrics.sandbox, metrics.profile.as_str()),
+        ("bubblewrap", "workspace-write")
+    );
+    assert_eq!(metrics.spawn_failures, 0);
+    assert!(metrics.sandbox_start_failures.is_empty());
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_that_cannot_start_is_counted_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ShellSessionConfig::new(dir.path(), tools(), policy_by_path(&[]));
+    let session = ShellSession::start(config).unwrap();
+    // The working directory vanishes: the shell cannot start in it.
+    drop(dir);
+    let error = session
+        .run("/bin/true", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    let metrics = session.metrics();
+    assert_eq!(
+        metrics.sandbox_start_failures.values().sum::<u64>(),
+        1,
+        "{error}: {metrics:?}"
+    );
+    let reason = metrics.sandbox_start_failures.keys().next().unwrap();
+    assert!(reason.contains("No such file"), "{reason}");
+    session.shutdown().await;
+}
