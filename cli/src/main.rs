@@ -121,6 +121,7 @@ enum Command {
     Man { dir: PathBuf },
 }
 
+#[cfg(unix)]
 #[derive(clap::Args)]
 struct ShellArgs {
     #[command(flatten)]

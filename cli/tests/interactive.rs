@@ -3,6 +3,7 @@
 //! `.zshrc` that uses zsh's function library (compinit, promptinit, colors,
 //! vcs_info), Tab completion, the prompt marker, and the start and end lines.
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};

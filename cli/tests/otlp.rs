@@ -3,7 +3,7 @@
 //! (`tests/otlp/receiver.py`, run in the venv `scripts/test-otlp` makes
 //! under target/). Built only with `--features otlp`.
 
-#![cfg(feature = "otlp")]
+#![cfg(all(unix, feature = "otlp"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::BufRead;

@@ -2,6 +2,7 @@
 //! spawn and sandbox start as a `tracing` event carrying the sandbox type,
 //! the profile, the decision and who decided.
 
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
