@@ -30,7 +30,7 @@
 //! restricted network, no socket family but `AF_UNIX` and no datagram
 //! `AF_UNIX` socket), then executes the target. What must be decided call
 //! by call is left to a supervisor, the helper's parent half after a fork
-//! (`supervisor.rs`): with a restricted network, `connect` to a pathname
+//! (`linux/supervisor.rs`): with a restricted network, `connect` to a pathname
 //! socket succeeds only for a socket bound inside the sandbox; under
 //! writable roots, `.agents` and `.execgate` cannot be created; with deny
 //! globs, every open is matched against them, whenever the file appeared.
@@ -51,18 +51,12 @@
 //! modules are `cfg(target_os = "linux")`.
 
 // The Linux backend.
+// Enforcement, one directory per platform; the profile model and the
+// Windows planner compile everywhere.
 #[cfg(target_os = "linux")]
-mod bwrap;
-#[cfg(target_os = "linux")]
-mod doctor;
-#[cfg(target_os = "linux")]
-mod helper;
+mod linux;
 #[cfg(target_os = "linux")]
 mod resolve;
-#[cfg(target_os = "linux")]
-mod supervisor;
-#[cfg(target_os = "linux")]
-mod sys;
 
 mod profile;
 // The Windows backend.
@@ -73,11 +67,10 @@ pub mod windows_plan;
 use std::path::PathBuf;
 
 #[cfg(target_os = "linux")]
-pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
-#[cfg(target_os = "linux")]
-pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
-#[cfg(target_os = "linux")]
-pub use helper::{helper_main, SETUP_FAILED};
+pub use linux::{
+    helper_main, Launcher, MachineReport, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS,
+    REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
+};
 pub use profile::{
     parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,
     NetworkPolicy, PermissionProfile, ProfileSet, SpecialRoot, PROTECTED_NAMES,
@@ -87,8 +80,6 @@ pub use resolve::{
     GlobExpansion, PathRule, ResolvedPolicy, SandboxContext, GLOB_MAX_DEPTH, GLOB_MAX_MATCHES,
     GLOB_MAX_VISITED, MINIMAL_ROOTS,
 };
-#[cfg(target_os = "linux")]
-pub use supervisor::UNCREATABLE_NAMES;
 
 /// Why a profile cannot be loaded, resolved or enforced.
 #[derive(Debug, thiserror::Error)]

@@ -57,7 +57,7 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
 };
 
-use crate::sys;
+use super::sys;
 
 /// Names that cannot be created directly under a writable root unless the
 /// profile names them. `.git` is not among them: `git init` must work.
@@ -179,7 +179,7 @@ pub(crate) fn notifying_program(supervision: &Supervision) -> Result<BpfProgram,
             }
         }
     }
-    let mut program = crate::helper::compile_filter(rules, SeccompAction::Trace(NOTIFY_MARK))?;
+    let mut program = super::helper::compile_filter(rules, SeccompAction::Trace(NOTIFY_MARK))?;
     const BPF_RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let marked = libc::SECCOMP_RET_TRACE | NOTIFY_MARK;
     let mut patched = 0;
@@ -361,7 +361,7 @@ fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask:
             eprintln!("execgate: cannot supervise the sandbox: {reason}; nothing was run");
             let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(child, None);
-            std::process::exit(i32::from(crate::helper::SETUP_FAILED));
+            std::process::exit(i32::from(super::helper::SETUP_FAILED));
         }
     };
     drop(channel);
@@ -491,7 +491,7 @@ fn exit_as(child: Pid) -> ! {
             }
             Err(Errno::EINTR) => continue,
             Ok(_) => continue,
-            Err(_) => std::process::exit(i32::from(crate::helper::SETUP_FAILED)),
+            Err(_) => std::process::exit(i32::from(super::helper::SETUP_FAILED)),
         }
     }
 }

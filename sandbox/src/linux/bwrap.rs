@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
-use crate::doctor;
+use super::doctor;
 use crate::profile::{Access, NetworkPolicy};
 use crate::resolve::{ResolvedPolicy, MINIMAL_ROOTS};
 use crate::SandboxError;

@@ -3,8 +3,9 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::bwrap::BWRAP_PATHS;
-use crate::{sys, SandboxError};
+use super::bwrap::BWRAP_PATHS;
+use super::sys;
+use crate::SandboxError;
 
 /// The lowest Landlock ABI the file-system rules need (`TRUNCATE`).
 pub const REQUIRED_LANDLOCK_ABI: u32 = 3;

@@ -29,9 +29,9 @@ use seccompiler::{
     SeccompRule,
 };
 
-use crate::doctor::{REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
-use crate::supervisor::{self, DenyGlobs, Supervision};
-use crate::sys;
+use super::doctor::{REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
+use super::supervisor::{self, DenyGlobs, Supervision};
+use super::sys;
 
 /// Exit status when the sandbox cannot be completed (as for a command that
 /// cannot be executed).
