@@ -989,6 +989,23 @@ fn a_killed_warden_stops_escalations() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    // kill() returns before the warden has died; the promise is about a
+    // warden that has gone (a zombie or reaped), so wait for that.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{warden}/stat")).map_or(true, |stat| {
+            stat.rfind(')')
+                .and_then(|end| stat[end + 1..].split_whitespace().next())
+                == Some("Z")
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !gone() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the warden outlived SIGKILL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     std::fs::write(&go, b"").unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
