@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -148,7 +148,7 @@ fn refused(request: Option<ConnectRequest>, reason: &str) -> ConnectionReport {
 async fn decide_and_connect(
     request: &ConnectRequest,
     decider: &dyn Decider,
-) -> Result<TcpStream, ConnectionOutcome> {
+) -> Result<(TcpStream, SocketAddr), ConnectionOutcome> {
     let non_public = match decider.decide(request).await {
         Verdict::Allow(non_public) => non_public,
         Verdict::Deny { reason } => return Err(ConnectionOutcome::Denied { reason }),
@@ -176,7 +176,7 @@ async fn decide_and_connect(
             continue;
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Ok(stream)) => return Ok((stream, address)),
             Ok(Err(error)) => last_problem = format!("cannot connect to {address}: {error}"),
             Err(_) => last_problem = format!("connecting to {address} timed out"),
         }
@@ -259,10 +259,7 @@ where
             };
         }
     };
-    let address = upstream
-        .peer_addr()
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
-    let mut upstream = upstream;
+    let (mut upstream, address) = upstream;
     let greeting = match &parsed.forward {
         Some(forward) => upstream.write_all(forward).await,
         None => {
@@ -498,10 +495,7 @@ where
         Err(_) => return refused(None, "the client sent no complete SOCKS request in time"),
     };
     match decide_and_connect(&request, decider).await {
-        Ok(upstream) => {
-            let address = upstream
-                .peer_addr()
-                .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        Ok((upstream, address)) => {
             if let Err(error) = socks_reply(&mut client, REPLY_SUCCEEDED).await {
                 return ConnectionReport {
                     request: Some(request),

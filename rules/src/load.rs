@@ -143,6 +143,18 @@ fn example_tokens(value: Value) -> anyhow::Result<Vec<String>> {
     strings(value, "example")
 }
 
+/// A rule's `decision`: `allow` when absent.
+fn decision_or_allow(decision: Option<&str>) -> anyhow::Result<RuleDecision> {
+    match decision {
+        None => Ok(RuleDecision::Allow),
+        Some(text) => RuleDecision::parse(text).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown decision {text:?}: expected \"allow\", \"prompt\" or \"forbidden\""
+            )
+        }),
+    }
+}
+
 // Starlark keyword arguments become Rust parameters, one each.
 #[allow(clippy::too_many_arguments)]
 #[starlark_module]
@@ -161,14 +173,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
     ) -> anyhow::Result<NoneType> {
         let collector = collector(eval)?;
         let line = current_line(eval);
-        let decision = match decision {
-            None => RuleDecision::Allow,
-            Some(text) => RuleDecision::parse(text).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown decision {text:?}: expected \"allow\", \"prompt\" or \"forbidden\""
-                )
-            })?,
-        };
+        let decision = decision_or_allow(decision)?;
         let mut elements = pattern.items.into_iter();
         let first = elements
             .next()
@@ -254,14 +259,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
     ) -> anyhow::Result<NoneType> {
         let collector = collector(eval)?;
         let line = current_line(eval);
-        let decision = match decision {
-            None => RuleDecision::Allow,
-            Some(text) => RuleDecision::parse(text).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unknown decision {text:?}: expected \"allow\", \"prompt\" or \"forbidden\""
-                )
-            })?,
-        };
+        let decision = decision_or_allow(decision)?;
         let host: execgate_network_proxy::DomainPattern = host
             .parse()
             .map_err(|error| anyhow::anyhow!("host: {error}"))?;
