@@ -234,10 +234,13 @@ impl ShellSession {
             source,
         })?;
         // Not in /tmp: sandboxes of other sessions can write there, and
-        // could swap this session's zsh. /var/tmp is read-only in them.
+        // could swap this session's zsh. Not straight in /var/tmp either: a
+        // sandbox started there may write it. Every session's directory is
+        // in one per-user directory that every sandbox sees read-only.
+        let sessions_dir = private_sessions_dir()?;
         let zsh_dir = tempfile::Builder::new()
             .prefix("execgate-zsh")
-            .tempdir_in("/var/tmp")
+            .tempdir_in(&sessions_dir)
             .map_err(|source| BridgeError::Io {
                 what: "cannot create the session's PATH directory".into(),
                 source,
@@ -277,8 +280,9 @@ impl ShellSession {
         // cannot get one does not start.
         match Launcher::new(&tools.sandbox_helper) {
             Ok(mut launcher) => {
-                // Read-only inside, so nothing sandboxed can swap the zsh.
-                launcher.expose(zsh_dir.path());
+                // Read-only inside, so nothing sandboxed can swap the zsh
+                // of this session or of any other.
+                launcher.expose(&sessions_dir);
                 for dir in tools.zsh_library_dirs() {
                     launcher.expose(dir);
                 }
@@ -674,4 +678,29 @@ async fn join_collector(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let truncated = kept.1 || !finished;
     (std::mem::take(&mut kept.0), truncated)
+}
+
+/// Where the sessions' private directories live: `/var/tmp/execgate-UID`,
+/// created owner-only, and refused unless it is a real directory of this
+/// user that nobody else may write (a planted one could hold another zsh).
+fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = PathBuf::from(format!("/var/tmp/execgate-{uid}"));
+    let failed = |source| BridgeError::Io {
+        what: format!("cannot create the sessions' directory {}", dir.display()),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(failed(error)),
+    }
+    let meta = std::fs::symlink_metadata(&dir).map_err(failed)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(failed(std::io::Error::other(
+            "not a directory of this user that only it can write",
+        )));
+    }
+    Ok(dir)
 }

@@ -182,3 +182,56 @@ async fn a_process_that_left_the_group_cannot_hold_run_open() {
     assert!(waited < Duration::from_secs(20), "{waited:?}");
     session.shutdown().await;
 }
+
+/// Every session keeps the link to its patched zsh (and its startup files)
+/// in a private directory under /var/tmp, read-only inside its own
+/// sandbox. A sandbox whose writable roots take in /var/tmp (a session
+/// started there) must not be able to replace another session's: that
+/// session would run the planted program as its shell, with its own
+/// grants.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_cannot_replace_the_zsh_of_another_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let victim = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let found = victim
+        .run("print -rn -- $path[1]", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let victim_dir = String::from_utf8(found.stdout).unwrap();
+    assert!(victim_dir.starts_with("/var/tmp/"), "{victim_dir}");
+
+    let attacker = session_in(
+        Path::new("/var/tmp"),
+        &Recorder::default(),
+        EnvPolicy::default(),
+    );
+    let plant = format!(
+        "print '#!/bin/sh\\necho planted shell' > {victim_dir}/planted && \
+         chmod +x {victim_dir}/planted && mv -f {victim_dir}/planted {victim_dir}/zsh"
+    );
+    let planted = attacker
+        .run(&plant, RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    attacker.shutdown().await;
+
+    let outcome = victim
+        .run("print still patched", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    victim.shutdown().await;
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        "still patched\n",
+        "{}",
+        String::from_utf8_lossy(&outcome.stderr)
+    );
+    assert_ne!(planted.status, CommandStatus::Exited(0));
+}

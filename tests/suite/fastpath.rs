@@ -221,3 +221,36 @@ async fn the_conversation_the_wrapper_takes_over_is_not_handed_to_the_escalated_
     assert!(output.stdout.contains(" 0 -> "), "{}", output.stderr);
     assert!(!output.stdout.contains("socket:"), "{}", output.stdout);
 }
+
+/// zsh's `$PWD` is what the shell believes, not where it is: once the
+/// directory it is in has been renamed, a relative command named from
+/// there must still be decided on the file execve runs, not on whatever
+/// now sits at the old name (here a symbolic link to `/usr/bin`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relative_command_is_decided_on_the_real_working_directory_not_pwd() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let planted = root.join("a");
+    fs::create_dir(&planted).unwrap();
+    let program = planted.join("true");
+    fs::write(&program, "#!/bin/sh\necho planted ran\n").unwrap();
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    let moved = root.join("b").join("true");
+    let moved_text = moved.display().to_string();
+    let policy = policy_by_path(&[(
+        moved_text.as_str(),
+        Decision::Deny {
+            reason: "planted".into(),
+        },
+    )]);
+    let script = "cd a && /usr/bin/mv ../a ../b && /usr/bin/ln -s /usr/bin ../a && \
+                  ./true; print status=$?";
+    let (output, recorder) = run(policy, script, &root).await;
+    assert!(!output.stdout.contains("planted ran"), "{}", output.stdout);
+    assert_eq!(output.stdout, "status=126\n", "{}", output.stderr);
+    assert!(
+        recorder.decided_programs().contains(&moved_text),
+        "{:?}",
+        recorder.decided_programs()
+    );
+}
