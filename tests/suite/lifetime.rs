@@ -58,7 +58,19 @@ fn embedding_owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u3
             signal,
         )
         .unwrap();
-        let status = owner.wait().unwrap();
+        // A bounded wait: an owner that survives the signal fails the test
+        // rather than hanging it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = owner.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = owner.kill();
+                panic!("{scope}, round {round}: the owner outlived {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(signal as i32),

@@ -18,7 +18,20 @@ use std::time::Duration;
 use execgate_core_bridge::server::{Decision, ExecContext, Execution, SessionEvent};
 use execgate_core_bridge::{RunOptions, ShellSession, ShellSessionConfig, Tools};
 
+/// Gives the signals the lifetime suite sends their default action, as an
+/// agent that never thought about them has, whatever this process
+/// inherited: a test run started in the background of a non-interactive
+/// shell inherits `SIGINT` and `SIGQUIT` ignored.
+fn default_signal_actions() {
+    for signal in [libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: SIG_DFL installs no handler, so none of our code runs in
+        // signal context; this runs first in main, before any thread.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
 fn main() -> ExitCode {
+    default_signal_actions();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [zsh, wrapper, helper, workspace, seconds] = args.as_slice() else {
         eprintln!("usage: bridge-host ZSH WRAPPER SANDBOX-HELPER WORKSPACE SECONDS");
