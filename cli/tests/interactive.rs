@@ -21,29 +21,41 @@ precmd() { vcs_info }
 RC_READ=yes
 ";
 
-/// A tmux server of its own (its own socket), killed on drop.
+/// A tmux server of its own, its socket in a directory of its own: killed
+/// and removed on drop (tmux leaves the socket file of a killed server
+/// behind, and every later sandbox start would cover it with a bind mount).
 struct Terminal {
     socket: String,
+    _socket_dir: tempfile::TempDir,
 }
 
 impl Terminal {
     /// Starts `command` (a `sh -c` string) in a 200x50 terminal.
     fn start(command: &str, cwd: &Path) -> Terminal {
-        let socket = format!("execgate-test-{}-{}", std::process::id(), unique());
+        let socket_dir = tempfile::tempdir().unwrap();
+        let socket = socket_dir
+            .path()
+            .join(format!("tmux-{}", unique()))
+            .to_str()
+            .unwrap()
+            .to_owned();
         let status = Command::new("tmux")
-            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-S", &socket, "-f", "/dev/null", "new-session", "-d"])
             .args(["-x", "200", "-y", "50", "-c"])
             .arg(cwd)
             .arg(command)
             .status()
             .expect("tmux is installed by scripts/setup-debian.sh");
         assert!(status.success());
-        Terminal { socket }
+        Terminal {
+            socket,
+            _socket_dir: socket_dir,
+        }
     }
 
     fn keys(&self, keys: &[&str]) {
         let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "0"])
+            .args(["-S", &self.socket, "send-keys", "-t", "0"])
             .args(keys)
             .status()
             .unwrap();
@@ -52,7 +64,7 @@ impl Terminal {
 
     fn screen(&self) -> String {
         let output = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-t", "0"])
+            .args(["-S", &self.socket, "capture-pane", "-p", "-J", "-t", "0"])
             .args(["-S", "-200"])
             .output()
             .unwrap();
@@ -80,7 +92,7 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
+            .args(["-S", &self.socket, "kill-server"])
             .status();
     }
 }
