@@ -21,21 +21,7 @@ packages=(
     tmux man-db
 )
 
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
-        || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "setup-debian: missing packages: ${missing[*]}; run this script as root" >&2
-        exit 1
-    fi
-    echo "setup-debian: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -qq update
-    apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$(dirname "$0")/install-packages" setup-debian "${packages[@]}"
 
 # The sandbox suite also runs as this unprivileged user.
 if [[ $(id -u) -eq 0 ]] && ! id execgate-ci >/dev/null 2>&1; then

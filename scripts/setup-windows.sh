@@ -7,21 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc-mingw-w64-x86-64 wine wine64)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
-        || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        echo "setup-windows: missing packages: ${missing[*]}; run this script as root" >&2
-        exit 1
-    fi
-    echo "setup-windows: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -qq update
-    apt-get -qq install -y --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/install-packages setup-windows "${packages[@]}"
 
 rustup target list --installed | grep -qx x86_64-pc-windows-gnu \
     || rustup target add x86_64-pc-windows-gnu
