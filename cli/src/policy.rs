@@ -77,20 +77,6 @@ fn print_json(report: &impl serde::Serialize, pretty: bool) -> Result<()> {
     Ok(())
 }
 
-/// `host:port` or `[v6]:port`.
-fn parse_host_port(text: &str) -> Result<(Destination, u16)> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .filter(|(host, _)| !host.is_empty())
-        .with_context(|| format!("`{text}` is not HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|port| *port != 0)
-        .with_context(|| format!("`{port}` is not a port from 1 to 65535"))?;
-    Ok((Destination::parse(host)?, port))
-}
-
 pub fn run(command: PolicyCommand) -> Result<i32> {
     match command {
         PolicyCommand::Check {
@@ -101,7 +87,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             ..
         } => {
             let rules = RuleSet::load(&rules)?;
-            let (destination, port) = parse_host_port(&network)?;
+            let (destination, port) = Destination::parse_authority(&network, None)?;
             let protocol = match protocol {
                 NetworkProtocol::Https => Protocol::Https,
                 NetworkProtocol::Http => Protocol::Http,

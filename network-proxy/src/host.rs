@@ -57,6 +57,11 @@ pub enum DestinationError {
     NotAscii(String),
     #[error("`{host}` is not a valid host name: {reason}")]
     BadName { host: String, reason: &'static str },
+    #[error("`{authority}` is not a host and port: {reason}")]
+    BadAuthority {
+        authority: String,
+        reason: &'static str,
+    },
 }
 
 impl Destination {
@@ -95,6 +100,44 @@ impl Destination {
                 host: host.to_owned(),
                 reason,
             })
+    }
+}
+
+impl Destination {
+    /// Reads `host:port` or `[v6]:port`, or a host alone when
+    /// `default_port` says which port that means; the host as
+    /// [`Destination::parse`] reads it, the port from 1 to 65535.
+    pub fn parse_authority(
+        authority: &str,
+        default_port: Option<u16>,
+    ) -> Result<(Destination, u16), DestinationError> {
+        let bad = |reason| DestinationError::BadAuthority {
+            authority: authority.to_owned(),
+            reason,
+        };
+        let (host, port) = if authority.starts_with('[') {
+            let end = authority.rfind(']').ok_or_else(|| bad("no closing `]`"))?;
+            let port = authority[end + 1..].strip_prefix(':');
+            if port.is_none() && end + 1 != authority.len() {
+                return Err(bad("text after the address"));
+            }
+            (&authority[..=end], port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            }
+        };
+        let port = match (port, default_port) {
+            (Some(port), _) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+            (None, Some(default)) => default,
+            (None, None) => return Err(bad("no port")),
+        };
+        Ok((Destination::parse(host)?, port))
     }
 }
 

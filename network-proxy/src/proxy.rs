@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::address::{classify, AddressClass};
-use crate::host::{Destination, DestinationError};
+use crate::host::Destination;
 
 /// How the client asked: the protocol names of `network_rule`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -342,7 +342,8 @@ fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
         return Err("the request has no method or target".into());
     };
     if method == "CONNECT" {
-        let (destination, port) = parse_authority(target, None)?;
+        let (destination, port) =
+            Destination::parse_authority(target, None).map_err(|error| error.to_string())?;
         return Ok(HttpRequest {
             request: ConnectRequest {
                 destination,
@@ -372,7 +373,8 @@ fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
     let authority = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
-    let (destination, port) = parse_authority(authority, Some(80))?;
+    let (destination, port) =
+        Destination::parse_authority(authority, Some(80)).map_err(|error| error.to_string())?;
     let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
     let mut has_host = false;
     for header in request.headers.iter() {
@@ -406,43 +408,6 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
     let head = text.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &text[prefix.len()..])
-}
-
-/// `host:port`, `[v6]:port`, or a host alone when a default port is given.
-fn parse_authority(
-    authority: &str,
-    default_port: Option<u16>,
-) -> Result<(Destination, u16), String> {
-    let bad = |why: &str| format!("`{authority}` is not a host and port: {why}");
-    let (host, port) = if authority.starts_with('[') {
-        match authority.rfind(']') {
-            Some(end) => {
-                let port = authority[end + 1..].strip_prefix(':');
-                if port.is_none() && end + 1 != authority.len() {
-                    return Err(bad("text after the address"));
-                }
-                (&authority[..=end], port)
-            }
-            None => return Err(bad("no closing `]`")),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port = match (port, default_port) {
-        (Some(port), _) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
-        (None, Some(default)) => default,
-        (None, None) => return Err(bad("no port")),
-    };
-    let destination =
-        Destination::parse(host).map_err(|error: DestinationError| error.to_string())?;
-    Ok((destination, port))
 }
 
 async fn respond<S: AsyncRead + AsyncWrite + Unpin>(
