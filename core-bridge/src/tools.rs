@@ -61,14 +61,6 @@ pub struct LocatedTools {
     pub origin: ToolsOrigin,
 }
 
-/// One place the tools may be, before the overrides apply.
-struct Layout {
-    origin: ToolsOrigin,
-    zsh: PathBuf,
-    wrapper: PathBuf,
-    sandbox_helper: PathBuf,
-}
-
 /// The directory of installed tools, relative to the binary's directory.
 pub const INSTALLED_TOOLS_DIR: &str = "../libexec/execgate";
 
@@ -87,18 +79,22 @@ impl Tools {
         let dir = exe.parent().unwrap_or(Path::new("/"));
         let installed = dir.join(INSTALLED_TOOLS_DIR);
         let layouts = [
-            Layout {
-                origin: ToolsOrigin::BuildTree,
-                zsh: dir.join("../zsh/bin/zsh"),
-                wrapper: dir.join("execgate-exec-wrapper"),
-                sandbox_helper: dir.join("execgate-sandbox-helper"),
-            },
-            Layout {
-                origin: ToolsOrigin::Installed,
-                zsh: installed.join("zsh/bin/zsh"),
-                wrapper: installed.join("execgate-exec-wrapper"),
-                sandbox_helper: installed.join("execgate-sandbox-helper"),
-            },
+            (
+                ToolsOrigin::BuildTree,
+                Tools {
+                    zsh: dir.join("../zsh/bin/zsh"),
+                    wrapper: dir.join("execgate-exec-wrapper"),
+                    sandbox_helper: dir.join("execgate-sandbox-helper"),
+                },
+            ),
+            (
+                ToolsOrigin::Installed,
+                Tools {
+                    zsh: installed.join("zsh/bin/zsh"),
+                    wrapper: installed.join("execgate-exec-wrapper"),
+                    sandbox_helper: installed.join("execgate-sandbox-helper"),
+                },
+            ),
         ];
         let overrides = [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER].map(&env);
         if let [Some(zsh), Some(wrapper), Some(sandbox_helper)] = &overrides {
@@ -115,7 +111,7 @@ impl Tools {
         }
         let [zsh_override, wrapper_override, helper_override] = overrides;
         let mut first_problem = None;
-        for layout in layouts {
+        for (origin, layout) in layouts {
             let pick = |over: &Option<std::ffi::OsString>, default: &Path| {
                 clean(over.as_deref().map_or(default, Path::new))
             };
@@ -125,12 +121,7 @@ impl Tools {
                 sandbox_helper: pick(&helper_override, &layout.sandbox_helper),
             };
             match tools.check() {
-                Ok(()) => {
-                    return Ok(LocatedTools {
-                        tools,
-                        origin: layout.origin,
-                    })
-                }
+                Ok(()) => return Ok(LocatedTools { tools, origin }),
                 Err(problem) => {
                     first_problem.get_or_insert(problem);
                 }
