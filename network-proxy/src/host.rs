@@ -337,6 +337,56 @@ impl DomainList {
         Ok(list)
     }
 
+    /// The entries, deny entries first, as a `domains` table would hold
+    /// them.
+    pub fn entries(&self) -> impl Iterator<Item = (&DomainPattern, ListDecision)> {
+        let deny = self.deny.iter().map(|pattern| (pattern, ListDecision::Deny));
+        deny.chain(self.allow.iter().map(|pattern| (pattern, ListDecision::Allow)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    /// Every entry of both lists: what a profile with extra grants allows.
+    /// A deny entry of either still wins.
+    pub fn union(&self, other: &DomainList) -> DomainList {
+        let mut union = self.clone();
+        for (pattern, decision) in other.entries() {
+            union.insert(pattern, decision);
+        }
+        union
+    }
+
+    /// The allow entries of `self` that `granted` holds too, and the deny
+    /// entries of both: what is left of a requested list once a person or
+    /// a skill granted part of it.
+    pub fn intersection(&self, granted: &DomainList) -> DomainList {
+        let mut kept = DomainList {
+            allow: Vec::new(),
+            deny: self.deny.clone(),
+        };
+        for pattern in &self.allow {
+            if granted.allow.contains(pattern) {
+                kept.insert(pattern, ListDecision::Allow);
+            }
+        }
+        for pattern in &granted.deny {
+            kept.insert(pattern, ListDecision::Deny);
+        }
+        kept
+    }
+
+    fn insert(&mut self, pattern: &DomainPattern, decision: ListDecision) {
+        let patterns = match decision {
+            ListDecision::Allow => &mut self.allow,
+            ListDecision::Deny => &mut self.deny,
+        };
+        if !patterns.contains(pattern) {
+            patterns.push(pattern.clone());
+        }
+    }
+
     /// The entry that decides `destination`, if any: the first deny entry
     /// that matches, else the most explicit allow entry that matches.
     pub fn decide(&self, destination: &Destination) -> Option<ListMatch> {
@@ -525,5 +575,41 @@ mod tests {
             "maybe".parse::<ListDecision>(),
             Err(DomainListError::BadDecision("maybe".into()))
         );
+    }
+
+    #[test]
+    fn lists_combine_with_deny_entries_kept() {
+        let list = |entries: &[(&str, ListDecision)]| {
+            DomainList::new(entries.iter().copied()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (allow, deny) = (ListDecision::Allow, ListDecision::Deny);
+        let session = list(&[("crates.io", allow), ("evil.example", deny)]);
+        let requested = list(&[
+            ("crates.io", allow),
+            ("**.npmjs.org", allow),
+            ("pypi.org", allow),
+        ]);
+        let granted = list(&[("**.npmjs.org", allow), ("ads.npmjs.org", deny)]);
+
+        let kept = requested.intersection(&granted);
+        let text: Vec<String> = kept
+            .entries()
+            .map(|(pattern, decision)| format!("{pattern}={decision:?}"))
+            .collect();
+        assert_eq!(text, ["ads.npmjs.org=Deny", "**.npmjs.org=Allow"]);
+
+        let merged = session.union(&kept);
+        let decide = |host: &str| {
+            merged
+                .decide(&Destination::parse(host).unwrap_or_else(|e| panic!("{e}")))
+                .map(|found| found.decision)
+        };
+        assert_eq!(decide("crates.io"), Some(allow));
+        assert_eq!(decide("registry.npmjs.org"), Some(allow));
+        assert_eq!(decide("ads.npmjs.org"), Some(deny));
+        assert_eq!(decide("evil.example"), Some(deny));
+        assert_eq!(decide("pypi.org"), None);
+        assert_eq!(session.union(&session), session);
+        assert!(DomainList::default().is_empty() && !merged.is_empty());
     }
 }
