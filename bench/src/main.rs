@@ -509,10 +509,10 @@ async fn p3(tools: &Tools, reps: usize) -> Result<()> {
             .status()?;
         bare.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
-        launcher.command(&policy, &cwd, &argv).status()?;
+        launcher.command(&policy, &cwd, None, &argv).status()?;
         sandboxed.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
-        launcher.command(&denying, &cwd, &argv).status()?;
+        launcher.command(&denying, &cwd, None, &argv).status()?;
         with_glob.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let (bare, sandboxed, with_glob) = (

@@ -46,8 +46,8 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 #[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
-    AdditionalPermissions, Launcher, MachineReport, PermissionProfile, ResolvedPolicy,
-    SandboxContext,
+    AdditionalPermissions, Launcher, MachineReport, NetworkPolicy, PermissionProfile,
+    ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
 use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
@@ -657,7 +657,13 @@ fn sandbox(
         let tools = Tools::locate()?;
         let launcher = Launcher::new(&tools.sandbox_helper)?;
         let policy = ResolvedPolicy::resolve(&profile, &SandboxContext::new(&cwd))?;
-        launcher.command(&policy, &cwd, &argv)
+        if policy.network() == NetworkPolicy::Limited {
+            anyhow::bail!(
+                "profile {profile_name:?} has a limited network, whose proxy lives in a session: \
+                 use `execgate run --profile {profile_name} -- COMMAND`"
+            );
+        }
+        launcher.command(&policy, &cwd, None, &argv)
     };
     let status = command
         .current_dir(&cwd)

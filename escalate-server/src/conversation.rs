@@ -13,6 +13,8 @@ use execgate_protocol::{
     ServerMessage, Termination, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{Launcher, ResolvedPolicy};
+
+use crate::network::SandboxOrigin;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -492,10 +494,28 @@ fn spawn_plan(
         let exec_number = script_number + 1;
         let bwrap = std::fs::File::open(launcher.bwrap())
             .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
+        // The link to the proxy of a limited network, above that.
+        let link_number = exec_number + 1;
+        let link = crate::session::network_link(
+            shared,
+            &policy,
+            SandboxOrigin::Escalation {
+                request_id: context.request_id,
+            },
+        );
         let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
-        argv.extend(launcher.arguments(&policy, &context.cwd, Some(exec_number), &launch.argv));
+        argv.extend(launcher.arguments(
+            &policy,
+            &context.cwd,
+            Some(exec_number),
+            link.is_some().then_some(link_number),
+            &launch.argv,
+        ));
         require_held_directory(&mut argv, context)?;
         fds.push((launch.executable, exec_number));
+        if let Some(link) = link {
+            fds.push((link, link_number));
+        }
         launch = LaunchPlan {
             executable: bwrap.into(),
             argv,

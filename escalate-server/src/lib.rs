@@ -20,6 +20,8 @@
 //!   same way, inside a sandbox built from the session's profile (plus the
 //!   extra grants) by the [`sandbox`] crate's launcher. A session without a
 //!   sandbox configured refuses them: never run unsandboxed instead.
+//!   A sandbox whose network is `limited` is linked to the proxy through
+//!   the session's [`NetworkBridge`], or runs nothing.
 //!
 //! The session's shell belongs inside the session's profile too:
 //! [`Session::shell_command`] builds that command.
@@ -43,6 +45,7 @@ mod conversation;
 mod environment;
 mod events;
 mod lineage;
+mod network;
 mod policy;
 mod resolve;
 mod scope;
@@ -53,6 +56,7 @@ pub use environment::is_injection_variable;
 pub use events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
+pub use network::{NetworkBridge, SandboxOrigin};
 pub use policy::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy,
     Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,

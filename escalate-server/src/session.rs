@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::conversation;
 use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
+use crate::network::{NetworkBridge, SandboxOrigin};
 use crate::policy::Policy;
 use crate::scope::{Scope, ScopeError};
 use crate::sys;
@@ -69,6 +70,9 @@ pub struct SessionConfig {
     /// with the server's group as an equal whatever its niceness; so do
     /// sandboxed escalated children.
     pub shell_niceness: u8,
+    /// Hosts the proxy of sandboxes whose network is `limited`. Without
+    /// one, such sandboxes run nothing.
+    pub network: Option<Arc<dyn NetworkBridge>>,
 }
 
 /// The sandbox a session's shell and its sandboxed escalations run in.
@@ -156,6 +160,7 @@ impl SessionConfig {
             audit: None,
             audit_failure: AuditFailure::Deny,
             shell_niceness: 0,
+            network: None,
         }
     }
 }
@@ -407,7 +412,15 @@ impl Session {
                 launcher.set_terminal(terminal);
                 let mut argv = vec![shell.into_os_string()];
                 argv.extend(args.iter().cloned());
-                launcher.command(&policy, &context.cwd, &argv)
+                let link = self.network_link(&policy, SandboxOrigin::Shell);
+                let link_number = link.as_ref().map(AsRawFd::as_raw_fd);
+                let mut command = launcher.command(&policy, &context.cwd, link_number, &argv);
+                if let Some(link) = link {
+                    // The command owns the sandbox's end until it is
+                    // dropped (after the spawn).
+                    sys::inherit_owned_in_child(&mut command, link);
+                }
+                command
             }
             _ => {
                 let mut command = std::process::Command::new(shell);
@@ -417,6 +430,14 @@ impl Session {
         };
         self.prepare_shell(&mut command);
         command
+    }
+
+    /// The sandbox's end of a link to the proxy, for a limited sandbox
+    /// with a bridge configured. `None` otherwise, and when the bridge
+    /// fails: the helper then refuses to start a limited sandbox without
+    /// one, saying why.
+    fn network_link(&self, policy: &ResolvedPolicy, origin: SandboxOrigin) -> Option<OwnedFd> {
+        network_link(&self.shared, policy, origin)
     }
 
     /// Closes the server's copy of the shell's socket. After this, the
@@ -660,6 +681,25 @@ impl Children {
         for (_, child) in live.drain() {
             self.scope.untrack(child.pid);
             let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
+        }
+    }
+}
+
+/// See [`Session::network_link`].
+pub(crate) fn network_link(
+    shared: &Shared,
+    policy: &ResolvedPolicy,
+    origin: SandboxOrigin,
+) -> Option<OwnedFd> {
+    if policy.network() != execgate_sandbox::NetworkPolicy::Limited {
+        return None;
+    }
+    let bridge = shared.config.network.as_ref()?;
+    match bridge.open(policy, origin) {
+        Ok(link) => Some(link),
+        Err(error) => {
+            tracing::warn!(%error, "cannot link a limited sandbox to the proxy");
+            None
         }
     }
 }

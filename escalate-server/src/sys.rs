@@ -58,6 +58,24 @@ pub(crate) fn inherit_in_child(command: &mut std::process::Command, fd: RawFd) {
     unsafe { command.pre_exec(clear_cloexec) };
 }
 
+/// [`inherit_in_child`] for a descriptor the command then owns: it is
+/// closed in this process when `command` is dropped.
+pub(crate) fn inherit_owned_in_child(command: &mut std::process::Command, fd: OwnedFd) {
+    let number = fd.as_raw_fd();
+    let clear_cloexec = move || {
+        // Kept alive by the closure, which lives as long as the command.
+        let _owned = &fd;
+        // SAFETY: as in `inherit_in_child`: one async-signal-safe fcntl on
+        // a descriptor this process owns.
+        if unsafe { libc::fcntl(number, libc::F_SETFD, 0) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: as in `inherit_in_child`.
+    unsafe { command.pre_exec(clear_cloexec) };
+}
+
 /// Makes the program `command` executes join the cgroup whose
 /// `cgroup.procs` is open at `procs`, before it executes.
 pub(crate) fn join_cgroup_in_child(command: &mut std::process::Command, procs: RawFd) {

@@ -340,8 +340,15 @@ impl DomainList {
     /// The entries, deny entries first, as a `domains` table would hold
     /// them.
     pub fn entries(&self) -> impl Iterator<Item = (&DomainPattern, ListDecision)> {
-        let deny = self.deny.iter().map(|pattern| (pattern, ListDecision::Deny));
-        deny.chain(self.allow.iter().map(|pattern| (pattern, ListDecision::Allow)))
+        let deny = self
+            .deny
+            .iter()
+            .map(|pattern| (pattern, ListDecision::Deny));
+        deny.chain(
+            self.allow
+                .iter()
+                .map(|pattern| (pattern, ListDecision::Allow)),
+        )
     }
 
     pub fn is_empty(&self) -> bool {

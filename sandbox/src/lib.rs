@@ -69,11 +69,12 @@ use std::path::PathBuf;
 #[cfg(target_os = "linux")]
 pub use linux::{
     helper_main, Launcher, MachineReport, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS,
-    REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
+    LISTENER_MESSAGE, PROXY_MARKER, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED,
+    UNCREATABLE_NAMES,
 };
 pub use profile::{
     parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,
-    NetworkPolicy, PermissionProfile, ProfileSet, SpecialRoot, PROTECTED_NAMES,
+    NetworkLists, NetworkPolicy, PermissionProfile, ProfileSet, SpecialRoot, PROTECTED_NAMES,
 };
 #[cfg(target_os = "linux")]
 pub use resolve::{

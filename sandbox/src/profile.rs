@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use execgate_network_proxy::{DomainList, ListDecision};
+
 use crate::SandboxError;
 
 /// Names under every writable root that stay read-only unless a profile
@@ -133,11 +135,90 @@ impl FileSystemPolicy {
     }
 }
 
+/// How far a sandbox reaches on the network, narrowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum NetworkPolicy {
+    /// A network namespace of its own with nothing in it, and no socket
+    /// family but `AF_UNIX`.
     #[default]
     Restricted,
+    /// A network namespace of its own whose only way out is execgate's
+    /// proxy, which decides every connection on its destination
+    /// ([`NetworkLists`], then rules and approvals).
+    Limited,
+    /// The host's network.
     Enabled,
+}
+
+impl NetworkPolicy {
+    /// As written in profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkPolicy::Restricted => "restricted",
+            NetworkPolicy::Limited => "limited",
+            NetworkPolicy::Enabled => "enabled",
+        }
+    }
+}
+
+/// What a `limited` network may reach without asking: the `domains` table
+/// the proxy decides connections on, and the host Unix sockets the sandbox
+/// may connect to (`unix_sockets`; every other host socket stays out of
+/// reach). Meaningless, and refused in profiles, for other modes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkLists {
+    pub domains: DomainList,
+    pub unix_sockets: Vec<(AbsolutePath, ListDecision)>,
+}
+
+impl NetworkLists {
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty() && self.unix_sockets.is_empty()
+    }
+
+    /// The host sockets the sandbox may connect to: allowed by an entry
+    /// and denied by none.
+    pub fn allowed_unix_sockets(&self) -> impl Iterator<Item = &AbsolutePath> {
+        self.unix_sockets.iter().filter_map(|(path, decision)| {
+            let denied = self
+                .unix_sockets
+                .contains(&(path.clone(), ListDecision::Deny));
+            (*decision == ListDecision::Allow && !denied).then_some(path)
+        })
+    }
+
+    /// Both lists' entries (extra grants); a deny entry of either wins.
+    pub fn union(&self, other: &NetworkLists) -> NetworkLists {
+        let mut unix_sockets = self.unix_sockets.clone();
+        for entry in &other.unix_sockets {
+            if !unix_sockets.contains(entry) {
+                unix_sockets.push(entry.clone());
+            }
+        }
+        NetworkLists {
+            domains: self.domains.union(&other.domains),
+            unix_sockets,
+        }
+    }
+
+    /// The allow entries `granted` holds too, and every deny entry.
+    pub fn intersection(&self, granted: &NetworkLists) -> NetworkLists {
+        let mut unix_sockets: Vec<_> = self
+            .unix_sockets
+            .iter()
+            .filter(|entry| entry.1 == ListDecision::Deny || granted.unix_sockets.contains(entry))
+            .cloned()
+            .collect();
+        for entry in &granted.unix_sockets {
+            if entry.1 == ListDecision::Deny && !unix_sockets.contains(entry) {
+                unix_sockets.push(entry.clone());
+            }
+        }
+        NetworkLists {
+            domains: self.domains.intersection(&granted.domains),
+            unix_sockets,
+        }
+    }
 }
 
 /// How commands are confined.
@@ -147,6 +228,9 @@ pub enum PermissionProfile {
     Managed {
         file_system: FileSystemPolicy,
         network: NetworkPolicy,
+        /// What a `limited` network reaches without asking; empty for
+        /// the other modes.
+        network_lists: NetworkLists,
     },
     /// No sandbox at all.
     Disabled,
@@ -166,6 +250,7 @@ impl PermissionProfile {
         let managed = |entries: Vec<FsEntry>| PermissionProfile::Managed {
             file_system: FileSystemPolicy { entries },
             network: NetworkPolicy::Restricted,
+            network_lists: NetworkLists::default(),
         };
         Some(match name {
             "read-only" => managed(vec![special(SpecialRoot::Root, Access::Read)]),
@@ -191,10 +276,12 @@ impl PermissionProfile {
                 Managed {
                     file_system,
                     network,
+                    network_lists,
                 },
                 Managed {
                     file_system: more,
                     network: more_network,
+                    network_lists: more_lists,
                 },
             ) => {
                 let mut merged = file_system.clone();
@@ -206,17 +293,20 @@ impl PermissionProfile {
                 Managed {
                     file_system: merged,
                     network: (*network).max(*more_network),
+                    network_lists: network_lists.union(more_lists),
                 }
             }
             (
                 Managed {
                     file_system,
                     network,
+                    network_lists,
                 },
                 External { network: more },
             ) => Managed {
                 file_system: file_system.clone(),
                 network: (*network).max(*more),
+                network_lists: network_lists.clone(),
             },
             (External { network }, External { network: more } | Managed { network: more, .. }) => {
                 External {
@@ -236,10 +326,12 @@ impl PermissionProfile {
                 Managed {
                     file_system,
                     network,
+                    network_lists,
                 },
                 Managed {
                     file_system: other,
                     network: other_network,
+                    network_lists: other_lists,
                 },
             ) => {
                 let mut kept = FileSystemPolicy::default();
@@ -256,6 +348,7 @@ impl PermissionProfile {
                 Managed {
                     file_system: kept,
                     network: (*network).min(*other_network),
+                    network_lists: network_lists.intersection(other_lists),
                 }
             }
             (Managed { network, .. } | External { network }, External { network: other })
@@ -293,32 +386,45 @@ impl PermissionProfile {
     /// The grants, one line each (`TARGET=ACCESS`, then `network=...`), for
     /// prompts and audit records.
     pub fn grants(&self) -> Vec<String> {
-        let network = |network: &NetworkPolicy| match network {
-            NetworkPolicy::Enabled => "network=enabled".to_owned(),
-            NetworkPolicy::Restricted => "network=restricted".to_owned(),
-        };
+        let network = |network: &NetworkPolicy| format!("network={}", network.as_str());
         match self {
             PermissionProfile::Managed {
                 file_system,
                 network: net,
-            } => file_system
-                .entries
-                .iter()
-                .map(|entry| {
+                network_lists,
+            } => {
+                let files = file_system.entries.iter().map(|entry| {
                     let target = match &entry.target {
                         FsTarget::Path(path) => path.to_string(),
                         FsTarget::Special(root) => root.as_str().to_owned(),
                         FsTarget::DenyGlob(glob) => glob.clone(),
                     };
                     format!("{target}={}", entry.access.as_str())
-                })
-                .chain(std::iter::once(network(net)))
-                .collect(),
+                });
+                let domains = network_lists.domains.entries().map(|(pattern, decision)| {
+                    format!("domain:{pattern}={}", decision_name(decision))
+                });
+                let sockets = network_lists.unix_sockets.iter().map(|(path, decision)| {
+                    format!("unix_socket:{path}={}", decision_name(*decision))
+                });
+                files
+                    .chain(std::iter::once(network(net)))
+                    .chain(domains)
+                    .chain(sockets)
+                    .collect()
+            }
             PermissionProfile::Disabled => vec!["sandbox=disabled".into()],
             PermissionProfile::External { network: net } => {
                 vec!["sandbox=external".into(), network(net)]
             }
         }
+    }
+}
+
+fn decision_name(decision: ListDecision) -> &'static str {
+    match decision {
+        ListDecision::Allow => "allow",
+        ListDecision::Deny => "deny",
     }
 }
 
@@ -346,7 +452,7 @@ struct AdditionalSpec {
     justification: Option<String>,
     #[serde(default)]
     filesystem: BTreeMap<String, AccessSpec>,
-    network: Option<NetworkSpec>,
+    network: Option<toml::Value>,
 }
 
 impl AdditionalPermissions {
@@ -360,13 +466,26 @@ impl AdditionalPermissions {
             let access = Access::from(*access);
             file_system.push(parse_target(target, base)?, access)?;
         }
+        let mut network = NetworkPolicy::Restricted;
+        let mut network_lists = NetworkLists::default();
+        if let Some(value) = &spec.network {
+            let setting =
+                NetworkSetting::parse(value, base).map_err(|reason| SandboxError::Config {
+                    file: origin.map_or_else(|| "<inline>".into(), |o| o.display().to_string()),
+                    reason,
+                })?;
+            setting
+                .apply(&mut network, &mut network_lists)
+                .map_err(|reason| SandboxError::Config {
+                    file: origin.map_or_else(|| "<inline>".into(), |o| o.display().to_string()),
+                    reason,
+                })?;
+        }
         Ok(AdditionalPermissions {
             profile: PermissionProfile::Managed {
                 file_system,
-                network: match spec.network {
-                    Some(NetworkSpec::Enabled) => NetworkPolicy::Enabled,
-                    Some(NetworkSpec::Restricted) | None => NetworkPolicy::Restricted,
-                },
+                network,
+                network_lists,
             },
             justification: spec.justification,
         })
@@ -412,7 +531,9 @@ struct ProfileSpec {
     /// `none`.
     #[serde(default)]
     filesystem: BTreeMap<String, AccessSpec>,
-    network: Option<NetworkSpec>,
+    /// `"restricted"`, `"limited"`, `"enabled"`, or a table with `mode`,
+    /// `domains` and `unix_sockets` ([`NetworkSetting`]).
+    network: Option<toml::Value>,
     /// `"best-effort"`: on Windows, run a restricted-network profile with
     /// proxy variables pointing nowhere instead of refusing it.
     windows_network: Option<WindowsNetworkSpec>,
@@ -433,11 +554,115 @@ enum AccessSpec {
     None,
 }
 
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum NetworkSpec {
-    Restricted,
-    Enabled,
+/// A `network` setting as written: a mode, or a table
+///
+/// ```toml
+/// [profiles.build.network]
+/// mode = "limited"
+/// domains = { "crates.io" = "allow", "**.github.com" = "allow", "evil.example" = "deny" }
+/// unix_sockets = { "/var/run/docker.sock" = "allow" }
+/// ```
+///
+/// A table without `mode` keeps the mode it extends. Lists only mean
+/// something to a `limited` network and are refused with any other mode.
+struct NetworkSetting {
+    mode: Option<NetworkPolicy>,
+    lists: NetworkLists,
+}
+
+impl NetworkSetting {
+    fn parse(value: &toml::Value, base: Option<&Path>) -> Result<NetworkSetting, String> {
+        let mode = |value: &toml::Value| match value.as_str() {
+            Some("restricted") => Ok(NetworkPolicy::Restricted),
+            Some("limited") => Ok(NetworkPolicy::Limited),
+            Some("enabled") => Ok(NetworkPolicy::Enabled),
+            _ => Err(format!(
+                "network mode {value} is none of \"restricted\", \"limited\", \"enabled\""
+            )),
+        };
+        let table = match value {
+            toml::Value::Table(table) => table,
+            _ => {
+                return Ok(NetworkSetting {
+                    mode: Some(mode(value)?),
+                    lists: NetworkLists::default(),
+                })
+            }
+        };
+        let entries = |key: &str| -> Result<Vec<(String, ListDecision)>, String> {
+            let Some(value) = table.get(key) else {
+                return Ok(Vec::new());
+            };
+            let toml::Value::Table(entries) = value else {
+                return Err(format!(
+                    "network.{key} must be a table of \"allow\" or \"deny\""
+                ));
+            };
+            entries
+                .iter()
+                .map(|(name, decision)| {
+                    let decision = decision
+                        .as_str()
+                        .ok_or_else(|| {
+                            format!("network.{key}.{name:?} must be \"allow\" or \"deny\"")
+                        })?
+                        .parse::<ListDecision>()
+                        .map_err(|error| format!("network.{key}.{name:?}: {error}"))?;
+                    Ok((name.clone(), decision))
+                })
+                .collect()
+        };
+        if let Some(key) = table
+            .keys()
+            .find(|key| !["mode", "domains", "unix_sockets"].contains(&key.as_str()))
+        {
+            return Err(format!(
+                "unknown key network.{key} (expected mode, domains, unix_sockets)"
+            ));
+        }
+        let domains = entries("domains")?;
+        let domains = DomainList::new(
+            domains
+                .iter()
+                .map(|(pattern, decision)| (pattern.as_str(), *decision)),
+        )
+        .map_err(|error| format!("network.domains: {error}"))?;
+        let unix_sockets = entries("unix_sockets")?
+            .into_iter()
+            .map(|(path, decision)| {
+                AbsolutePath::new(&path, base)
+                    .map(|path| (path, decision))
+                    .map_err(|error| format!("network.unix_sockets: {error}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(NetworkSetting {
+            mode: table.get("mode").map(mode).transpose()?,
+            lists: NetworkLists {
+                domains,
+                unix_sockets,
+            },
+        })
+    }
+
+    /// Sets this on top of an inherited mode and lists.
+    fn apply(self, mode: &mut NetworkPolicy, lists: &mut NetworkLists) -> Result<(), String> {
+        if let Some(own) = self.mode {
+            *mode = own;
+        }
+        if *mode != NetworkPolicy::Limited {
+            if !self.lists.is_empty() {
+                return Err(format!(
+                    "network.domains and network.unix_sockets need mode = \"limited\" (the mode is \"{}\")",
+                    mode.as_str()
+                ));
+            }
+            // Inherited lists mean nothing once the mode is not limited.
+            *lists = NetworkLists::default();
+            return Ok(());
+        }
+        *lists = lists.union(&self.lists);
+        Ok(())
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -511,11 +736,13 @@ impl ProfileSet {
             None => PermissionProfile::Managed {
                 file_system: FileSystemPolicy::default(),
                 network: NetworkPolicy::Restricted,
+                network_lists: NetworkLists::default(),
             },
         };
         let PermissionProfile::Managed {
             file_system,
             network,
+            network_lists,
         } = &mut profile
         else {
             return Err(SandboxError::Config {
@@ -527,11 +754,13 @@ impl ProfileSet {
             let access = Access::from(*access);
             file_system.push(parse_target(target, base.as_deref())?, access)?;
         }
-        if let Some(spec_network) = spec.network {
-            *network = match spec_network {
-                NetworkSpec::Restricted => NetworkPolicy::Restricted,
-                NetworkSpec::Enabled => NetworkPolicy::Enabled,
-            };
+        if let Some(value) = &spec.network {
+            NetworkSetting::parse(value, base.as_deref())
+                .and_then(|setting| setting.apply(network, network_lists))
+                .map_err(|reason| SandboxError::Config {
+                    file: format!("profile {name}"),
+                    reason,
+                })?;
         }
         Ok(profile)
     }
@@ -625,6 +854,7 @@ mod tests {
         let PermissionProfile::Managed {
             file_system,
             network,
+            ..
         } = set.get("build").unwrap()
         else {
             panic!("managed");
@@ -730,11 +960,13 @@ mod tests {
         let requested = PermissionProfile::Managed {
             file_system: extra,
             network: NetworkPolicy::Enabled,
+            network_lists: NetworkLists::default(),
         };
         let merged = base.merged_with(&requested);
         let PermissionProfile::Managed {
             file_system,
             network,
+            ..
         } = &merged
         else {
             panic!("managed");
@@ -752,13 +984,130 @@ mod tests {
         let granted = PermissionProfile::Managed {
             file_system: partial.clone(),
             network: NetworkPolicy::Restricted,
+            network_lists: NetworkLists::default(),
         };
         assert_eq!(
             requested.intersected_with(&granted),
             PermissionProfile::Managed {
                 file_system: partial,
                 network: NetworkPolicy::Restricted,
+                network_lists: NetworkLists::default(),
             }
+        );
+    }
+
+    #[test]
+    fn network_settings_are_read_as_mode_or_table() {
+        let profiles = r#"
+            [profiles.old]
+            network = "enabled"
+
+            [profiles.build]
+            extends = "workspace-write"
+            [profiles.build.network]
+            mode = "limited"
+            domains = { "Crates.IO." = "allow", "**.github.com" = "allow", "evil.example" = "deny" }
+            unix_sockets = { "/var/run/docker.sock" = "allow" }
+
+            [profiles.more]
+            extends = "build"
+            network = { domains = { "pypi.org" = "allow" } }
+
+            [profiles.open]
+            extends = "build"
+            network = "enabled"
+        "#;
+        let mut set = ProfileSet::default();
+        set.add_toml(profiles, Some(Path::new("/etc/execgate/config.toml")))
+            .unwrap();
+        let grants = |name: &str| set.get(name).unwrap().grants();
+        assert!(grants("old").contains(&"network=enabled".to_owned()));
+        let build = grants("build");
+        for line in [
+            "network=limited",
+            "domain:evil.example=deny",
+            "domain:crates.io=allow",
+            "domain:**.github.com=allow",
+            "unix_socket:/var/run/docker.sock=allow",
+        ] {
+            assert!(build.contains(&line.to_owned()), "{line} in {build:?}");
+        }
+        let more = grants("more");
+        assert!(
+            more.contains(&"domain:pypi.org=allow".to_owned()),
+            "{more:?}"
+        );
+        assert!(
+            more.contains(&"domain:crates.io=allow".to_owned()),
+            "{more:?}"
+        );
+        // Lists end with the limited mode.
+        assert!(!grants("open")
+            .iter()
+            .any(|line| line.starts_with("domain:")));
+
+        let refused = [
+            (
+                "[profiles.x.network]\ndomains = { \"a.example\" = \"allow\" }\n",
+                "need mode = \"limited\"",
+            ),
+            (
+                "[profiles.x.network]\nmode = \"limited\"\ndomains = { \"*\" = \"deny\" }\n",
+                "bare `*`",
+            ),
+            (
+                "[profiles.x.network]\nmode = \"limited\"\ndomains = { \"a.example\" = \"maybe\" }\n",
+                "neither",
+            ),
+            ("[profiles.x]\nnetwork = \"open\"\n", "none of"),
+            (
+                "[profiles.x.network]\nmode = \"limited\"\nports = [80]\n",
+                "unknown key network.ports",
+            ),
+            (
+                "[profiles.x.network]\nmode = \"limited\"\ndomains = { \"*.1.2.3.4\" = \"allow\" }\n",
+                "not a domain pattern",
+            ),
+        ];
+        for (text, expected) in refused {
+            let mut set = ProfileSet::default();
+            set.add_toml(text, None).unwrap();
+            let error = set.get("x").unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn requested_networks_keep_only_what_was_granted() {
+        let requested = AdditionalPermissions::from_toml(
+            "[network]\nmode = \"limited\"\ndomains = { \"crates.io\" = \"allow\", \"pypi.org\" = \"allow\" }\n",
+            None,
+        )
+        .unwrap()
+        .profile;
+        let granted = AdditionalPermissions::from_toml(
+            "network = { mode = \"limited\", domains = { \"pypi.org\" = \"allow\" } }\n",
+            None,
+        )
+        .unwrap()
+        .profile;
+        let kept = requested.intersected_with(&granted).grants();
+        assert!(kept.contains(&"network=limited".to_owned()), "{kept:?}");
+        assert!(
+            kept.contains(&"domain:pypi.org=allow".to_owned()),
+            "{kept:?}"
+        );
+        assert!(
+            !kept.contains(&"domain:crates.io=allow".to_owned()),
+            "{kept:?}"
+        );
+
+        let session = PermissionProfile::preset("workspace-write").unwrap();
+        let merged = session.merged_with(&requested).grants();
+        assert!(merged.contains(&"network=limited".to_owned()), "{merged:?}");
+        assert!(
+            merged.contains(&"domain:crates.io=allow".to_owned()),
+            "{merged:?}"
         );
     }
 }

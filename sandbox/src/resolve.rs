@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::profile::{
-    AbsolutePath, Access, FsTarget, NetworkPolicy, PermissionProfile, SpecialRoot, PROTECTED_NAMES,
+    AbsolutePath, Access, FsTarget, NetworkLists, NetworkPolicy, PermissionProfile, SpecialRoot,
+    PROTECTED_NAMES,
 };
 use crate::SandboxError;
 
@@ -109,6 +110,7 @@ pub struct ResolvedPolicy {
     /// 9 controls, so the backend covers them.
     host_sockets: Vec<PathBuf>,
     network: NetworkPolicy,
+    network_lists: NetworkLists,
 }
 
 impl ResolvedPolicy {
@@ -121,6 +123,7 @@ impl ResolvedPolicy {
         let PermissionProfile::Managed {
             file_system,
             network,
+            network_lists,
         } = profile
         else {
             return Err(SandboxError::NotManaged);
@@ -225,10 +228,19 @@ impl ResolvedPolicy {
             expansion: GlobExpansion::default(),
             host_sockets: Vec::new(),
             network: *network,
+            network_lists: network_lists.clone(),
         };
         policy.expand_deny_globs()?;
         if policy.can_read(&context.tmpdir) {
             policy.host_sockets = sockets_under(&context.tmpdir, 2);
+            // A socket the profile allows stays where it is.
+            let allowed: Vec<PathBuf> = policy
+                .allowed_unix_sockets()
+                .map(Path::to_path_buf)
+                .collect();
+            policy
+                .host_sockets
+                .retain(|socket| !allowed.contains(socket));
         }
         Ok(policy)
     }
@@ -240,6 +252,20 @@ impl ResolvedPolicy {
 
     pub fn network(&self) -> NetworkPolicy {
         self.network
+    }
+
+    /// What a `limited` network reaches without asking (empty otherwise).
+    pub fn network_lists(&self) -> &NetworkLists {
+        &self.network_lists
+    }
+
+    /// The host Unix sockets a `limited` sandbox may connect to.
+    pub fn allowed_unix_sockets(&self) -> impl Iterator<Item = &Path> {
+        let limited = self.network == NetworkPolicy::Limited;
+        self.network_lists
+            .allowed_unix_sockets()
+            .filter(move |_| limited)
+            .map(AbsolutePath::as_path)
     }
 
     /// Only the `:minimal` roots (and explicit grants) are visible, not `/`.
@@ -503,6 +529,7 @@ mod tests {
         PermissionProfile::Managed {
             file_system,
             network: NetworkPolicy::Restricted,
+            network_lists: NetworkLists::default(),
         }
     }
 

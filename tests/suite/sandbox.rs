@@ -489,6 +489,7 @@ async fn permissions_escalations_get_exactly_the_extra_grants() {
     let extra = PermissionProfile::Managed {
         file_system: extra,
         network: NetworkPolicy::Restricted,
+        network_lists: Default::default(),
     };
     let policy = policy_by_path(&[(
         "/usr/bin/touch",
@@ -676,6 +677,7 @@ async fn nested_regrants_and_minimal_roots_hold_in_the_mount_view() {
     let profile = PermissionProfile::Managed {
         file_system,
         network: NetworkPolicy::Restricted,
+        network_lists: Default::default(),
     };
     let script = world.script(
         "cat a/hidden.txt; touch a/new; print a=$?; touch a/b/new; print b=$?

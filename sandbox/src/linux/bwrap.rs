@@ -91,12 +91,16 @@ impl Launcher {
     /// inside `policy` with `cwd` as working directory. With `exec_fd`, the
     /// inner helper executes that inherited descriptor (the file the
     /// escalation server checked); otherwise it looks `argv[0]` up in
-    /// `PATH` inside the view.
+    /// `PATH` inside the view. A `limited` network needs `network_fd`, an
+    /// inherited socket on which the helper hands the proxy its listener
+    /// (see [`crate::LISTENER_MESSAGE`]); without one the helper refuses to run
+    /// anything.
     pub fn arguments(
         &self,
         policy: &ResolvedPolicy,
         cwd: &Path,
         exec_fd: Option<RawFd>,
+        network_fd: Option<RawFd>,
         argv: &[OsString],
     ) -> Vec<OsString> {
         let mut args = Args::default();
@@ -113,7 +117,7 @@ impl Launcher {
             "--cap-drop",
             "ALL",
         ]);
-        if policy.network() == NetworkPolicy::Restricted {
+        if policy.network() != NetworkPolicy::Enabled {
             args.push(["--unshare-net"]);
         }
 
@@ -169,6 +173,12 @@ impl Launcher {
         for path in self.exposed.iter().chain([&self.helper]) {
             args.bind("--ro-bind", path);
         }
+        // Allowed host sockets, wherever they are (`/run` is covered).
+        for socket in policy.allowed_unix_sockets() {
+            if socket.exists() {
+                args.bind("--ro-bind", socket);
+            }
+        }
         // Covering tmpfs mounts turn read-only only now, after re-grants
         // inside them got their mount points.
         let remounts = std::mem::take(&mut args.remounts);
@@ -201,8 +211,16 @@ impl Launcher {
                 ]);
             }
         }
-        if policy.network() == NetworkPolicy::Restricted {
-            args.push(["--restrict-network"]);
+        match policy.network() {
+            NetworkPolicy::Restricted => args.push(["--restrict-network"]),
+            NetworkPolicy::Limited => {
+                let link = network_fd.map_or_else(|| "none".to_owned(), |fd| fd.to_string());
+                args.push_os(["--limited-network".into(), link.into()]);
+                for socket in policy.allowed_unix_sockets() {
+                    args.push_os(["--allow-unix-socket".into(), socket.as_os_str().to_owned()]);
+                }
+            }
+            NetworkPolicy::Enabled => {}
         }
         // The supervisor matches files opened after launch against these.
         for glob in policy.deny_globs() {
@@ -227,10 +245,11 @@ impl Launcher {
         &self,
         policy: &ResolvedPolicy,
         cwd: &Path,
+        network_fd: Option<RawFd>,
         argv: &[OsString],
     ) -> std::process::Command {
         let mut command = std::process::Command::new(&self.bwrap);
-        command.args(self.arguments(policy, cwd, None, argv));
+        command.args(self.arguments(policy, cwd, None, network_fd, argv));
         command
     }
 }

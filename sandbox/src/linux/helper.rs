@@ -11,8 +11,17 @@
 //! the other filters, which match x86-64 numbers, would let them all pass.
 //!
 //! `execgate-sandbox-helper [--read PATH]... [--write PATH]...
-//! [--deny-glob GLOB]... [--glob-root PATH]... [--restrict-network]
-//! [--exec-fd N] -- ARGV0 ARGS...`
+//! [--deny-glob GLOB]... [--glob-root PATH]... [--restrict-network |
+//! --limited-network FD [--allow-unix-socket PATH]...] [--exec-fd N] --
+//! ARGV0 ARGS...`
+//!
+//! With a limited network, the view's network namespace is as empty as a
+//! restricted one's, but for loopback. The helper listens there on
+//! `127.0.0.1` and hands that listening socket, over the inherited socket
+//! `FD`, to execgate's proxy outside, which then accepts the sandbox's
+//! connections itself: no process of the sandbox relays them, and nothing
+//! in the sandbox can reach the proxy's side. The proxy variables that
+//! ordinary tools read point at that address.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -30,6 +39,7 @@ use seccompiler::{
 };
 
 use super::doctor::{REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
+use super::proxy_link;
 use super::supervisor::{self, DenyGlobs, Supervision};
 use super::sys;
 
@@ -42,6 +52,9 @@ struct HelperArgs {
     read: Vec<PathBuf>,
     write: Vec<PathBuf>,
     restrict_network: bool,
+    /// `Some(None)`: limited, but the launcher had no link to a proxy.
+    limited_network: Option<Option<RawFd>>,
+    allowed_unix_sockets: Vec<PathBuf>,
     deny_globs: Vec<String>,
     glob_roots: Vec<PathBuf>,
     exec_fd: Option<RawFd>,
@@ -59,6 +72,19 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
             Some("--read") => parsed.read.push(value("--read")?.into()),
             Some("--write") => parsed.write.push(value("--write")?.into()),
             Some("--restrict-network") => parsed.restrict_network = true,
+            Some("--limited-network") => {
+                let link = value("--limited-network")?;
+                parsed.limited_network = Some(match link.to_str() {
+                    Some("none") => None,
+                    link => Some(
+                        link.and_then(|fd| fd.parse().ok())
+                            .ok_or("bad --limited-network")?,
+                    ),
+                });
+            }
+            Some("--allow-unix-socket") => parsed
+                .allowed_unix_sockets
+                .push(value("--allow-unix-socket")?.into()),
             Some("--deny-glob") => {
                 let glob = value("--deny-glob")?;
                 let glob = glob.to_str().ok_or("a deny glob is not UTF-8")?;
@@ -107,6 +133,17 @@ pub fn helper_main() -> std::process::ExitCode {
 fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, String> {
     require_no_capabilities()?;
     require_same_files(&args.checks)?;
+    let network = match args.limited_network {
+        Some(link) => {
+            let link =
+                link.ok_or("a limited network needs execgate's proxy, and none was linked")?;
+            SocketFilter::Limited {
+                proxy: proxy_link::hand_over_listener(link)?,
+            }
+        }
+        None if args.restrict_network => SocketFilter::UnixOnly,
+        None => SocketFilter::Host,
+    };
     nix::sys::prctl::set_no_new_privs().map_err(|errno| format!("no_new_privs: {errno}"))?;
     apply_landlock(args)?;
     refuse_x32()?;
@@ -115,7 +152,8 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
     } else {
         Some(DenyGlobs::new(&args.deny_globs, args.glob_roots.clone())?)
     };
-    let supervision = Supervision::new(args.restrict_network, &args.write, deny);
+    let mut supervision = Supervision::new(network.confines_connect(), &args.write, deny);
+    supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets));
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         let refuses_openat2 = supervision.refuses_openat2();
@@ -125,10 +163,10 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
             .map_err(|errno| format!("seccomp listener: {errno}"))?;
-        apply_seccomp(args.restrict_network, Supervised::Yes { refuses_openat2 })?;
+        apply_seccomp(&network, Supervised::Yes { refuses_openat2 })?;
         hand_over.send(listener)?;
     } else {
-        apply_seccomp(args.restrict_network, Supervised::No)?;
+        apply_seccomp(&network, Supervised::No)?;
     }
     let argv: Vec<CString> = args
         .argv
@@ -136,7 +174,12 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         .map(|arg| CString::new(arg.clone().into_vec()))
         .collect::<Result<_, _>>()
         .map_err(|_| "an argument contains a NUL byte".to_owned())?;
-    let env: Vec<CString> = std::env::vars_os()
+    let proxy = match &network {
+        SocketFilter::Limited { proxy } => Some(proxy.as_str()),
+        SocketFilter::UnixOnly | SocketFilter::Host => None,
+    };
+    let env: Vec<CString> = proxy_link::environment(std::env::vars_os(), proxy)
+        .into_iter()
         .filter_map(|(name, value)| {
             let mut entry = name.into_vec();
             entry.push(b'=');
@@ -152,6 +195,36 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         },
     };
     Err(format!("cannot execute {:?}: {error}", args.argv[0]))
+}
+
+/// What `socket()` may make.
+enum SocketFilter {
+    /// The host's network: anything.
+    Host,
+    /// A restricted network: Unix stream sockets only.
+    UnixOnly,
+    /// A limited network: also inet sockets, which can only reach loopback,
+    /// where the proxy listens at `proxy` (`127.0.0.1:PORT`).
+    Limited { proxy: String },
+}
+
+impl SocketFilter {
+    /// Whether `connect` goes through the supervisor (pathname Unix sockets
+    /// of the host are refused unless allowed).
+    fn confines_connect(&self) -> bool {
+        !matches!(self, SocketFilter::Host)
+    }
+}
+
+/// (device, inode) of each allowed host socket that exists in the view.
+fn socket_identities(paths: &[PathBuf]) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    paths
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .filter(|meta| meta.file_type().is_socket())
+        .map(|meta| (meta.dev(), meta.ino()))
+        .collect()
 }
 
 /// The view must hold the files the policy was resolved on: a path swapped
@@ -253,11 +326,14 @@ enum Supervised {
 /// Denies what the mount view and Landlock cannot: kernel interfaces that
 /// reach other processes' memory or make sockets without `socket()`, and,
 /// with a restricted network, every socket family but AF_UNIX and datagram
-/// Unix sockets (which reach a host socket by `sendto`, without the
-/// `connect` the supervisor checks). Under a supervisor, no new seccomp
+/// sockets (a Unix one reaches a host socket by `sendto`, without the
+/// `connect` the supervisor checks). A limited network also allows inet
+/// stream sockets, and still no datagram or raw ones: UDP (DNS included)
+/// and raw packets have nowhere to go but the proxy, which does not take
+/// them. Under a supervisor, no new seccomp
 /// listener (a later filter's listener would receive the calls first and
 /// could let them through) and, when opens are watched, no `openat2`.
-fn apply_seccomp(restrict_network: bool, supervised: Supervised) -> Result<(), String> {
+fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), String> {
     let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for syscall in [
@@ -281,17 +357,30 @@ fn apply_seccomp(restrict_network: bool, supervised: Supervised) -> Result<(), S
         ioctl_rules.push(SeccompRule::new(vec![is_request]).map_err(|e| seccomp_error(&e))?);
     }
     rules.insert(libc::SYS_ioctl, ioctl_rules);
-    if restrict_network {
+    if network.confines_connect() {
+        let limited = matches!(network, SocketFilter::Limited { .. });
         for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
-            let not_unix = SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Ne,
-                libc::AF_UNIX as u64,
-            )
-            .map_err(|e| seccomp_error(&e))?;
-            let mut socket_rules =
-                vec![SeccompRule::new(vec![not_unix]).map_err(|e| seccomp_error(&e))?];
+            // Allowed families: Unix, and for a limited network inet (its
+            // namespace only has loopback, where the proxy listens).
+            let allowed: &[i32] = if limited && syscall == libc::SYS_socket {
+                &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6]
+            } else {
+                &[libc::AF_UNIX]
+            };
+            let mut socket_rules = Vec::new();
+            let others = allowed
+                .iter()
+                .map(|family| {
+                    SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Dword,
+                        SeccompCmpOp::Ne,
+                        *family as u64,
+                    )
+                    .map_err(|e| seccomp_error(&e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            socket_rules.push(SeccompRule::new(others).map_err(|e| seccomp_error(&e))?);
             // AF_UNIX SOCK_RAW is a datagram socket too. The type argument
             // carries SOCK_NONBLOCK / SOCK_CLOEXEC above the type bits.
             const SOCK_TYPE_MASK: u64 = 0xf;

@@ -100,7 +100,11 @@ impl DenyGlobs {
 
 /// What the supervisor enforces for one sandbox.
 pub(crate) struct Supervision {
+    /// Whether `connect` is decided here (restricted and limited networks).
     restrict_network: bool,
+    /// Host sockets a limited network may connect to: (device, inode) as
+    /// `stat` gives them, taken when the sandbox started.
+    allowed_sockets: Vec<(u64, u64)>,
     /// `ROOT/.agents` and `ROOT/.execgate` for each writable root, unless
     /// the profile grants that path itself.
     uncreatable: Vec<PathBuf>,
@@ -120,9 +124,16 @@ impl Supervision {
             .collect();
         Supervision {
             restrict_network,
+            allowed_sockets: Vec::new(),
             uncreatable,
             deny,
         }
+    }
+
+    /// Lets `connect` reach these host sockets too (a limited network's
+    /// `unix_sockets`).
+    pub(crate) fn allow_sockets(&mut self, identities: Vec<(u64, u64)>) {
+        self.allowed_sockets = identities;
     }
 
     /// Whether there is anything to supervise at all.
@@ -1213,7 +1224,11 @@ impl Call<'_> {
         if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
             return Err(Errno::ECONNREFUSED);
         }
-        if !sandbox_socket_inodes()?.contains(&kernel_identity(&stat)) {
+        let allowed = self
+            .supervision
+            .allowed_sockets
+            .contains(&(stat.st_dev, stat.st_ino));
+        if !allowed && !sandbox_socket_inodes()?.contains(&kernel_identity(&stat)) {
             // Bound outside the sandbox: a host service.
             return Err(Errno::EACCES);
         }

@@ -409,3 +409,34 @@ pub(crate) fn own_received(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
     // message just received; nothing else refers to it.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
+
+/// Takes ownership of descriptor `fd`, which the launcher arranged to be
+/// open in this process for us alone (the link to the proxy), or EBADF.
+pub(crate) fn take_inherited(fd: std::os::fd::RawFd) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only reads the descriptor's flags; it fails with
+    // EBADF for a number that is not open, and touches nothing else.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(nix::Error::EBADF);
+    }
+    // SAFETY: the descriptor is open (checked above), and the launcher's
+    // contract is that nothing else in this process refers to it: it was
+    // passed for this helper to use once and close.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// A pidfd for this process: it stays valid across `execve`, and turns
+/// readable when the process (the sandbox's first, whose end is the
+/// sandbox's) has exited.
+pub(crate) fn own_pidfd() -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if fd < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: the kernel just created this descriptor (close-on-exec) for us
+    // alone.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
+}

@@ -101,6 +101,11 @@ pub enum WindowsPlanError {
          point nowhere in place of a block"
     )]
     NetworkRestricted,
+    #[error(
+        "the Windows backend has no managed proxy: a `limited` network cannot be enforced; set \
+         `network = \"enabled\"` or run this profile on Linux"
+    )]
+    NetworkLimited,
     #[error("`:root = write` leaves writes unrestricted; use the `danger-full-access` profile")]
     RootWritable,
     #[error("{0}")]
@@ -329,6 +334,7 @@ impl WindowsPlan {
             PermissionProfile::Managed {
                 file_system,
                 network,
+                ..
             } => (file_system, *network),
             PermissionProfile::Disabled => return Err(WindowsPlanError::NotManaged(
                 "this profile is not sandboxed; it runs with the caller's token, without a plan",
@@ -345,6 +351,7 @@ impl WindowsPlan {
             (NetworkPolicy::Restricted, WindowsNetwork::Refuse) => {
                 return Err(WindowsPlanError::NetworkRestricted)
             }
+            (NetworkPolicy::Limited, _) => return Err(WindowsPlanError::NetworkLimited),
         };
 
         let temporary_keys: Vec<String> = match additional {

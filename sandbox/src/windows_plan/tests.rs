@@ -328,6 +328,7 @@ fn managed(entries: &[(FsTarget, Access)], network: NetworkPolicy) -> Permission
                 .collect(),
         },
         network,
+        network_lists: Default::default(),
     }
 }
 
