@@ -9,6 +9,14 @@
 //! extends = "workspace-write"
 //! network = "enabled"
 //!
+//! [profiles.fetch]            # a network that reaches only what it names
+//! extends = "workspace-write"
+//! network = { mode = "limited", domains = { "crates.io" = "allow", "**.crates.io" = "allow" } }
+//!
+//! # A connection denied once a person was asked ends the command
+//! # ("cancel", the default), or only fails ("fail-connection").
+//! on_network_denial = "cancel"
+//!
 //! [env]
 //! inherit = "core"            # all | core | none
 //! exclude = ["*KEY*", "*TOKEN*"]
@@ -33,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use execgate_core_bridge::server::sandbox::ProfileSet;
-use execgate_core_bridge::{EnvInherit, EnvPolicy};
+use execgate_core_bridge::{EnvInherit, EnvPolicy, OnNetworkDenial};
 
 #[derive(Default)]
 pub struct Config {
@@ -43,6 +51,7 @@ pub struct Config {
     pub rules: Vec<PathBuf>,
     pub skills: Vec<PathBuf>,
     pub audit: AuditSettings,
+    pub on_network_denial: OnNetworkDenial,
 }
 
 /// `[audit]`.
@@ -68,6 +77,14 @@ struct ConfigFile {
     #[serde(default)]
     skills: Vec<PathBuf>,
     audit: Option<AuditSection>,
+    on_network_denial: Option<DenialSpec>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum DenialSpec {
+    Cancel,
+    FailConnection,
 }
 
 #[derive(serde::Deserialize)]
@@ -185,6 +202,10 @@ impl Config {
             rules: file.rules.iter().map(|rules| base.join(rules)).collect(),
             skills: file.skills.iter().map(|skills| base.join(skills)).collect(),
             audit,
+            on_network_denial: match file.on_network_denial {
+                Some(DenialSpec::FailConnection) => OnNetworkDenial::FailConnection,
+                Some(DenialSpec::Cancel) | None => OnNetworkDenial::Cancel,
+            },
         })
     }
 }

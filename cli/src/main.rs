@@ -245,6 +245,7 @@ impl SessionArgs {
         session.profile_name = profile_name.clone();
         session.env = config.env;
         session.niceness = self.nice.unwrap_or(0);
+        session.on_network_denial = config.on_network_denial;
         if self.verbose {
             session.events = Some(Arc::new(show_event));
         }
@@ -496,7 +497,12 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         };
         keep_session_metrics(&session);
         session.shutdown().await;
-        Ok(outcome?.status.code())
+        let outcome = outcome?;
+        if let Some(denied) = &outcome.network_denied {
+            eprintln!("execgate: {denied}");
+            return Ok(126);
+        }
+        Ok(outcome.status.code())
     })
 }
 

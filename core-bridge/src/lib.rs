@@ -68,6 +68,8 @@ mod environment;
 #[cfg(unix)]
 mod metrics;
 #[cfg(unix)]
+mod network;
+#[cfg(unix)]
 mod planted;
 #[cfg(unix)]
 mod policy;
@@ -105,6 +107,8 @@ pub use execgate_rules as rules;
 pub use execgate_sandbox as sandbox;
 #[cfg(unix)]
 pub use metrics::Metrics;
+#[cfg(unix)]
+pub use network::OnNetworkDenial;
 #[cfg(unix)]
 pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]

@@ -13,7 +13,7 @@ use execgate_escalate_server::sandbox::{
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventSink, Policy, Session, SessionConfig, SessionEvent,
-    SessionSandbox,
+    SessionSandbox, StartError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::approval::{sleep_excluding_approvals, ApprovalClock};
 use crate::environment::EnvPolicy;
 use crate::metrics::{Metrics, Telemetry};
+use crate::network::{OnNetworkDenial, ProxyHost};
 use crate::policy::ExecPolicy;
 use crate::startup::{self, Interactive};
 use crate::tools::Tools;
@@ -59,6 +60,9 @@ pub struct ShellSessionConfig {
     /// How much nicer than the caller the shell and escalated commands run
     /// (`SessionConfig::shell_niceness`). Default 0.
     pub niceness: u8,
+    /// What a connection denied after a person was asked does to the
+    /// command that made it (`limited` networks). Default: cancel it.
+    pub on_network_denial: OnNetworkDenial,
 }
 
 impl ShellSessionConfig {
@@ -79,6 +83,7 @@ impl ShellSessionConfig {
             audit_failure: AuditFailure::Deny,
             exec_policy: None,
             niceness: 0,
+            on_network_denial: OnNetworkDenial::default(),
         }
     }
 
@@ -101,6 +106,8 @@ pub struct ShellSession {
     /// The long-lived processes of unified exec (`unified/`).
     pub(crate) processes: crate::unified::ProcessTable,
     telemetry: Telemetry,
+    /// Serves the session's `limited` sandboxes.
+    network: Arc<ProxyHost>,
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
     /// `#!/usr/bin/env zsh` scripts run the patched zsh.
     _zsh_dir: tempfile::TempDir,
@@ -186,6 +193,10 @@ pub struct RunOutcome {
     pub truncated: bool,
     pub timed_out: bool,
     pub cancelled: bool,
+    /// The command was ended because a connection it made was denied once
+    /// a person had been asked (`limited` networks,
+    /// [`OnNetworkDenial::Cancel`]): `network denied: HOST:PORT (reason)`.
+    pub network_denied: Option<String>,
 }
 
 /// A command in flight.
@@ -228,6 +239,7 @@ impl ShellSession {
             audit_failure,
             exec_policy,
             niceness,
+            on_network_denial,
         } = config;
         let cwd = std::fs::canonicalize(&cwd).map_err(|source| BridgeError::Io {
             what: format!("working directory {}", cwd.display()),
@@ -276,6 +288,12 @@ impl ShellSession {
         server.audit = audit;
         server.audit_failure = audit_failure;
         server.shell_niceness = niceness;
+        let network = Arc::new(ProxyHost::new(
+            tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?,
+            crate::network::sandbox_networks(exec_policy.clone()),
+            on_network_denial,
+        ));
+        server.network = Some(network.clone());
         // A disabled profile needs no launcher; any other profile that
         // cannot get one does not start.
         match Launcher::new(&tools.sandbox_helper) {
@@ -328,6 +346,7 @@ impl ShellSession {
             exec_policy,
             processes: crate::unified::ProcessTable::default(),
             telemetry,
+            network,
             _zsh_dir: zsh_dir,
         })
     }
@@ -360,6 +379,7 @@ impl ShellSession {
         let session_shell = self.shell_factory(args.to_vec(), ShellGroup::OwnGroup);
         let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
         let telemetry = self.telemetry.clone();
+        let network = self.network.clone();
         let (sender, chunks) = mpsc::unbounded_channel();
         let outcome = tokio::spawn(async move {
             let granted = match requested {
@@ -378,7 +398,7 @@ impl ShellSession {
             let shell = session_shell(granted.as_ref()).inspect_err(|error| {
                 telemetry.shell_start_failed("command", &error.to_string());
             })?;
-            run_shell(shell, options, clock, &telemetry, sender).await
+            run_shell(shell, options, clock, &telemetry, &network, sender).await
         });
         Ok(RunHandle { chunks, outcome })
     }
@@ -492,6 +512,7 @@ impl ShellSession {
     pub async fn shutdown(self) {
         // Long-lived shells hold the session socket: they go first.
         self.processes.kill_all();
+        self.network.shut_down();
         self.session.cancel();
         self.session.finished().await;
     }
@@ -512,6 +533,7 @@ async fn run_shell(
     options: RunOptions,
     clock: Option<ApprovalClock>,
     telemetry: &Telemetry,
+    network: &ProxyHost,
     sender: mpsc::UnboundedSender<OutputChunk>,
 ) -> Result<RunOutcome, BridgeError> {
     match options.stdio {
@@ -597,6 +619,9 @@ async fn run_shell(
         truncated: out_truncated || err_truncated,
         timed_out,
         cancelled,
+        network_denied: pgid
+            .and_then(|pid| u32::try_from(pid).ok())
+            .and_then(|pid| network.take_denial(pid)),
     })
 }
 

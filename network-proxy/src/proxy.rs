@@ -245,13 +245,22 @@ where
     let upstream = match decide_and_connect(&parsed.request, decider).await {
         Ok(upstream) => upstream,
         Err(outcome) => {
-            let (code, text, reason) = match &outcome {
-                ConnectionOutcome::Denied { reason } => (403, "Forbidden", reason),
-                ConnectionOutcome::Unreachable { reason } => (502, "Bad Gateway", reason),
-                ConnectionOutcome::Refused { reason } => (400, "Bad Request", reason),
-                ConnectionOutcome::Relayed { .. } => (502, "Bad Gateway", &String::new()),
+            let (code, text, what, reason) = match &outcome {
+                ConnectionOutcome::Denied { reason } => {
+                    (403, "Forbidden", "network denied", reason)
+                }
+                ConnectionOutcome::Unreachable { reason } => {
+                    (502, "Bad Gateway", "unreachable", reason)
+                }
+                ConnectionOutcome::Refused { reason } => (400, "Bad Request", "refused", reason),
+                ConnectionOutcome::Relayed { .. } => {
+                    (502, "Bad Gateway", "unreachable", &String::new())
+                }
             };
-            let message = format!("execgate: {}: {reason}", describe(&parsed.request));
+            let message = format!(
+                "execgate: {what}: {}:{}: {reason}",
+                parsed.request.destination, parsed.request.port
+            );
             let _ = respond(&mut client, code, text, &message).await;
             return ConnectionReport {
                 request: Some(parsed.request),
@@ -280,10 +289,6 @@ where
     // What the client sent after its head (a body, a TLS hello) is still in
     // the buffer: the BufReader relays it first.
     relay(client, upstream, parsed.request, address).await
-}
-
-fn describe(request: &ConnectRequest) -> String {
-    format!("network denied: {}:{}", request.destination, request.port)
 }
 
 /// Reads up to the blank line that ends an HTTP head.

@@ -1,0 +1,317 @@
+//! The proxy's host: one per session, serving every `limited` sandbox of
+//! it (shells and sandboxed escalations alike).
+//!
+//! For each limited sandbox the server starts, it asks for a link
+//! ([`NetworkBridge::open`]): a socket pair whose one end goes to the
+//! sandbox's helper. The helper listens on the sandbox's own loopback and
+//! sends that listener back, with a pidfd of itself. From then on this host
+//! accepts the sandbox's connections in the session's process, decides each
+//! one on its destination and relays it; when the pidfd says the sandbox
+//! has ended, or the session ends, the listener is closed (it holds the
+//! sandbox's network namespace).
+//!
+//! A connection that waited for a person and was then denied cancels the
+//! sandbox's command ([`OnNetworkDenial::Cancel`], the default): the
+//! sandbox's first process is killed, which ends its pid namespace, and
+//! the run that started it reports `network denied: HOST:PORT (reason)`.
+//!
+//! This module must never accept a connection from anything but a
+//! sandbox's own listener, relay a connection without a decision, or keep
+//! a listener after its sandbox has ended.
+
+use std::future::Future;
+use std::io;
+use std::net::TcpListener as StdTcpListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use nix::sys::socket::{getsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
+use tokio_util::sync::CancellationToken;
+
+use execgate_escalate_server::sandbox::{ResolvedPolicy, LISTENER_MESSAGE};
+use execgate_escalate_server::{NetworkBridge, SandboxOrigin};
+use execgate_network_proxy::{
+    serve_connection, ConnectRequest, ConnectionReport, Decider, Verdict,
+};
+use execgate_protocol::recv_with_fds;
+
+/// What happens when a connection is denied after it was held for a
+/// person's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnNetworkDenial {
+    /// Kill the sandbox's command and report `network denied: ...`.
+    #[default]
+    Cancel,
+    /// Only fail that connection (the client gets a 403 or a SOCKS
+    /// refusal), and let the command go on.
+    FailConnection,
+}
+
+/// One connection's decision, as the host needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct HostDecision {
+    pub(crate) verdict: Verdict,
+    /// The connection was held while a person was asked.
+    pub(crate) asked_person: bool,
+}
+
+pub(crate) type HostDecisionFuture<'a> = Pin<Box<dyn Future<Output = HostDecision> + Send + 'a>>;
+
+/// Decides and records one sandbox's connections: its profile's lists, the
+/// session's rules, approver and cache, the audit log.
+pub(crate) trait SandboxNetwork: Send + Sync {
+    fn decide<'a>(&'a self, request: &'a ConnectRequest) -> HostDecisionFuture<'a>;
+    /// A connection ended; `decision` is `None` when it never got one (an
+    /// unreadable request).
+    fn closed(&self, report: &ConnectionReport, decision: Option<&HostDecision>);
+}
+
+/// Makes the [`SandboxNetwork`] of one sandbox.
+pub(crate) type SandboxNetworkFactory =
+    Box<dyn Fn(&ResolvedPolicy, SandboxOrigin) -> Arc<dyn SandboxNetwork> + Send + Sync>;
+
+/// The session's proxy host.
+pub(crate) struct ProxyHost {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: tokio::runtime::Handle,
+    networks: SandboxNetworkFactory,
+    on_denial: OnNetworkDenial,
+    /// Sandboxes ended for a denied connection: the pids, in this process's
+    /// namespace, of the sandbox's first process and its ancestors when it
+    /// linked, and the message for the run.
+    denials: Mutex<Vec<(Vec<u32>, String)>>,
+    ended: CancellationToken,
+}
+
+impl ProxyHost {
+    pub(crate) fn new(
+        runtime: tokio::runtime::Handle,
+        networks: SandboxNetworkFactory,
+        on_denial: OnNetworkDenial,
+    ) -> ProxyHost {
+        ProxyHost {
+            inner: Arc::new(Inner {
+                runtime,
+                networks,
+                on_denial,
+                denials: Mutex::default(),
+                ended: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Stops serving every sandbox (the session ended).
+    pub(crate) fn shut_down(&self) {
+        self.inner.ended.cancel();
+    }
+
+    /// Why the sandbox started by process `pid` (a shell's bubblewrap) was
+    /// ended for a denied connection, if it was.
+    pub(crate) fn take_denial(&self, pid: u32) -> Option<String> {
+        let mut denials = self
+            .inner
+            .denials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let found = denials.iter().position(|(pids, _)| pids.contains(&pid))?;
+        Some(denials.swap_remove(found).1)
+    }
+}
+
+impl Drop for ProxyHost {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+impl NetworkBridge for ProxyHost {
+    fn open(&self, policy: &ResolvedPolicy, origin: SandboxOrigin) -> io::Result<OwnedFd> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        set_nonblocking(&ours)?;
+        let network = (self.inner.networks)(policy, origin);
+        let inner = self.inner.clone();
+        self.inner.runtime.spawn(async move {
+            if let Err(error) = serve_sandbox(&inner, ours, network).await {
+                tracing::warn!(%error, ?origin, "a limited sandbox's proxy link failed");
+            }
+        });
+        Ok(theirs)
+    }
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// One sandbox: its listener, until the sandbox or the session ends.
+async fn serve_sandbox(
+    inner: &Arc<Inner>,
+    link: OwnedFd,
+    network: Arc<dyn SandboxNetwork>,
+) -> io::Result<()> {
+    let Some((listener, pidfd)) = receive_listener(link).await? else {
+        // The sandbox never linked (it failed to start, or was not started).
+        return Ok(());
+    };
+    let sandbox = Arc::new(Sandbox {
+        ancestors: ancestors_of(&pidfd),
+        pidfd,
+    });
+    let ended = crate::sys::watch_owned(sandbox.pidfd.try_clone()?)?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of descriptors, most likely: let some close.
+                        tracing::warn!(%error, "cannot accept a sandbox's connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (inner, network, sandbox) = (inner.clone(), network.clone(), sandbox.clone());
+                tokio::spawn(async move {
+                    serve_one(&inner, stream, network, &sandbox).await;
+                });
+            }
+            // A pidfd turns readable when its process has exited.
+            _ = ended.readable() => return Ok(()),
+            () = inner.ended.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// The sandbox's first process (the helper, then the command it became).
+struct Sandbox {
+    pidfd: OwnedFd,
+    /// Its pid and its ancestors' in this process's namespace, for
+    /// [`ProxyHost::take_denial`].
+    ancestors: Vec<u32>,
+}
+
+async fn serve_one(
+    inner: &Inner,
+    stream: tokio::net::TcpStream,
+    network: Arc<dyn SandboxNetwork>,
+    sandbox: &Sandbox,
+) {
+    let held = HeldDecision {
+        network: network.as_ref(),
+        decision: Mutex::new(None),
+    };
+    let report = serve_connection(stream, &held).await;
+    let decision = held
+        .decision
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    network.closed(&report, decision.as_ref());
+    let Some(HostDecision {
+        verdict: Verdict::Deny { reason },
+        asked_person: true,
+    }) = &decision
+    else {
+        return;
+    };
+    if inner.on_denial != OnNetworkDenial::Cancel {
+        return;
+    }
+    let what = report.request.as_ref().map_or_else(
+        || "a connection".to_owned(),
+        |request| format!("{}:{}", request.destination, request.port),
+    );
+    let message = format!("network denied: {what} ({reason})");
+    inner
+        .denials
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((sandbox.ancestors.clone(), message));
+    // The first process's end ends the sandbox's pid namespace, and every
+    // process in it.
+    if let Err(error) = crate::sys::pidfd_kill(sandbox.pidfd.as_fd(), libc::SIGKILL) {
+        tracing::warn!(%error, "cannot end a sandbox whose connection was denied");
+    }
+}
+
+/// Keeps the whole decision while the proxy only wants the verdict.
+struct HeldDecision<'a> {
+    network: &'a dyn SandboxNetwork,
+    decision: Mutex<Option<HostDecision>>,
+}
+
+impl Decider for HeldDecision<'_> {
+    fn decide<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin(async move {
+            let decision = self.network.decide(request).await;
+            let verdict = decision.verdict.clone();
+            *self.decision.lock().unwrap_or_else(PoisonError::into_inner) = Some(decision);
+            verdict
+        })
+    }
+}
+
+/// Waits for the helper's message: the listener and the helper's pidfd.
+/// `None` when the link closed without one.
+async fn receive_listener(link: OwnedFd) -> io::Result<Option<(tokio::net::TcpListener, OwnedFd)>> {
+    let link = crate::sys::watch_owned(link)?;
+    let mut buffer = [0u8; 64];
+    let received = loop {
+        let mut ready = link.readable().await?;
+        match ready.try_io(|link| recv_with_fds(link.get_ref().as_fd(), &mut buffer)) {
+            Ok(received) => break received?,
+            Err(_would_block) => continue,
+        }
+    };
+    if received.len == 0 && received.fds.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
+    if buffer.get(..received.len) != Some(LISTENER_MESSAGE) || received.truncated {
+        return Err(invalid(
+            "the sandbox sent something other than its listener",
+        ));
+    }
+    let [listener, pidfd]: [OwnedFd; 2] = received
+        .fds
+        .try_into()
+        .map_err(|_| invalid("the sandbox's listener came without its pidfd"))?;
+    if !getsockopt(&listener, sockopt::AcceptConn)? {
+        return Err(invalid("the sandbox sent a socket that is not listening"));
+    }
+    let listener = StdTcpListener::from(listener);
+    listener.set_nonblocking(true)?;
+    Ok(Some((tokio::net::TcpListener::from_std(listener)?, pidfd)))
+}
+
+/// The pid a pidfd refers to, and its parent's and grandparent's (the
+/// sandbox's init and bubblewrap itself), read while they are alive.
+fn ancestors_of(pidfd: &OwnedFd) -> Vec<u32> {
+    let field = |path: String, prefix: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|value| value.trim().parse().ok())
+    };
+    let mut pids = Vec::new();
+    let mut next = field(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()), "Pid:");
+    while let Some(pid) = next.filter(|pid| *pid > 1 && pids.len() < 4) {
+        pids.push(pid);
+        next = field(format!("/proc/{pid}/status"), "PPid:");
+    }
+    pids
+}
