@@ -16,6 +16,9 @@ packages=(
     python3-venv
     # Debian's own zsh: the baseline of the benchmarks (scripts/bench, case a0).
     zsh
+    # Ordinary network clients the limited-network suite sends through the
+    # proxy to origins it starts on loopback.
+    curl python3-pip
     # execgate shell's tests drive a real terminal; the package check reads
     # the installed man page.
     tmux man-db

@@ -8,6 +8,7 @@ mod fidelity;
 mod hostile;
 mod lifetime;
 mod metrics;
+mod network;
 mod planted;
 mod policy;
 mod sandbox;

@@ -1,0 +1,379 @@
+//! Limited networks, through the real zsh, sandbox and proxy: ordinary
+//! tools reach an allowed origin through the proxy, everything else is
+//! refused with a reason, and nothing in the sandbox has another way out.
+//!
+//! Every origin here is a server this test starts on the host's loopback;
+//! no test sends a packet anywhere else (the addresses that stand for "the
+//! outside" are never routed: the sandbox's namespace has no route, and
+//! the proxy refuses them before connecting).
+
+use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use execgate_core_bridge::rules::RuleSet;
+use execgate_core_bridge::server::sandbox::ProfileSet;
+use execgate_core_bridge::{
+    Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOutcome, ShellSession, ShellSessionConfig,
+    SkillRegistry, Tools,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::policy::{run, text, Place};
+use super::*;
+
+/// A static file server on the host's loopback: the "internet" of these
+/// tests. Counts the requests it answered.
+struct Origin {
+    port: u16,
+    served: Arc<AtomicUsize>,
+    _root: tempfile::TempDir,
+}
+
+impl Origin {
+    async fn start(files: &[(&str, &[u8])]) -> Origin {
+        let root = tempfile::tempdir().unwrap();
+        for (path, body) in files {
+            let file = root.path().join(path);
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            fs::write(file, body).unwrap();
+        }
+        Origin::serve(root).await
+    }
+
+    async fn serve(root: tempfile::TempDir) -> Origin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = Arc::new(AtomicUsize::new(0));
+        let (counter, dir) = (served.clone(), root.path().to_path_buf());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (counter, dir) = (counter.clone(), dir.clone());
+                tokio::spawn(async move { serve_file(stream, &dir, &counter).await });
+            }
+        });
+        Origin {
+            port,
+            served,
+            _root: root,
+        }
+    }
+
+    fn served(&self) -> usize {
+        self.served.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve_file(mut stream: tokio::net::TcpStream, root: &Path, served: &AtomicUsize) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let path = target
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .trim_start_matches('/');
+    let file = root.join(path);
+    let file = if file.is_dir() {
+        file.join("index.html")
+    } else {
+        file
+    };
+    let reply = match (path.contains(".."), fs::read(&file)) {
+        (false, Ok(body)) => {
+            served.fetch_add(1, Ordering::SeqCst);
+            let kind = if file.extension().is_some_and(|ext| ext == "html") {
+                "text/html"
+            } else {
+                "application/octet-stream"
+            };
+            let mut reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            reply.extend(body);
+            reply
+        }
+        _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+    };
+    let _ = stream.write_all(&reply).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A wheel pip accepts for download.
+fn toy_wheel() -> Vec<u8> {
+    let output = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import io, sys, zipfile\n\
+             b = io.BytesIO()\n\
+             with zipfile.ZipFile(b, 'w') as z:\n\
+             \x20   z.writestr('egtoy/__init__.py', '')\n\
+             \x20   z.writestr('egtoy-1.0.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: egtoy\\nVersion: 1.0\\n')\n\
+             \x20   z.writestr('egtoy-1.0.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+             \x20   z.writestr('egtoy-1.0.dist-info/RECORD', '')\n\
+             sys.stdout.buffer.write(b.getvalue())",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    output.stdout
+}
+
+/// A bare repository served over git's dumb HTTP protocol.
+fn served_repository(root: &Path) {
+    let work = root.join("work");
+    fs::create_dir_all(&work).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", root)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&work, &["init", "-q", "-b", "main"]);
+    fs::write(work.join("README"), "fetched through the proxy\n").unwrap();
+    git(&work, &["add", "README"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    );
+    git(root, &["clone", "-q", "--bare", "work", "repo.git"]);
+    git(&root.join("repo.git"), &["update-server-info"]);
+}
+
+const PROFILES: &str = r#"
+[profiles.net]
+extends = "workspace-write"
+[profiles.net.network]
+mode = "limited"
+domains = { "127.0.0.1" = "allow", "localhost" = "allow", "evil.example" = "deny", "**.denied.example" = "deny" }
+
+[profiles.wild]
+extends = "workspace-write"
+network = { mode = "limited", domains = { "**.localhost" = "allow" } }
+"#;
+
+/// A session in profile `name` of [`PROFILES`].
+fn limited_session(place: &Place, name: &str, approver: impl Approver) -> ShellSession {
+    let mut profiles = ProfileSet::default();
+    profiles.add_toml(PROFILES, None).unwrap();
+    let profile = profiles.get(name).unwrap();
+    let policy = ExecPolicy::new(ExecPolicyConfig {
+        rules: Arc::new(RuleSet::default()),
+        skills: SkillRegistry::default(),
+        profiles: Arc::new(profiles),
+        approver: Arc::new(approver),
+    })
+    .unwrap();
+    let tools = Tools {
+        zsh: zsh(),
+        wrapper: wrapper(),
+        sandbox_helper: sandbox_helper(),
+    };
+    let mut config = ShellSessionConfig::with_exec_policy(&place.ws, tools, policy);
+    config.profile = profile;
+    config.profile_name = name.into();
+    ShellSession::start(config).unwrap()
+}
+
+/// `script` with the origin's port as `{port}`, loopback sent through the
+/// proxy (the test's origins are on the host's loopback, which the
+/// sandbox's own loopback is not).
+async fn run_proxied(session: &ShellSession, origin: &Origin, script: &str) -> RunOutcome {
+    let script = format!(
+        "export NO_PROXY= no_proxy= npm_config_noproxy= PIP_DISABLE_PIP_VERSION_CHECK=1\n{}",
+        script.replace("{port}", &origin.port.to_string())
+    );
+    run(session, &script).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ordinary_tools_reach_an_allowed_origin_through_the_proxy() {
+    let wheel = toy_wheel();
+    let root = tempfile::tempdir().unwrap();
+    served_repository(root.path());
+    for (path, body) in [
+        ("hello.txt", b"hello through the proxy\n".as_slice()),
+        (
+            "simple/egtoy/index.html",
+            b"<html><body><a href=\"../../files/egtoy-1.0-py3-none-any.whl\">egtoy-1.0-py3-none-any.whl</a></body></html>",
+        ),
+        ("files/egtoy-1.0-py3-none-any.whl", &wheel),
+    ] {
+        let file = root.path().join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, body).unwrap();
+    }
+    let origin = Origin::serve(root).await;
+    let place = Place::new();
+    let session = limited_session(&place, "net", DenyAll);
+
+    let outcome = run_proxied(
+        &session,
+        &origin,
+        r#"set -e
+curl -sS http://127.0.0.1:{port}/hello.txt
+curl -sS --proxytunnel http://localhost:{port}/hello.txt
+/usr/bin/python3 -c 'import urllib.request; print(urllib.request.urlopen("http://localhost:{port}/hello.txt").read().decode().strip(), "(urllib)")'
+git clone -q http://127.0.0.1:{port}/repo.git cloned && cat cloned/README
+/usr/bin/python3 -m pip download -q --no-deps --no-cache-dir --index-url http://127.0.0.1:{port}/simple/ --trusted-host 127.0.0.1 -d wheels egtoy
+ls wheels
+"#,
+    )
+    .await;
+    let stdout = text(&outcome.stdout);
+    assert_eq!(
+        outcome.status.code(),
+        0,
+        "{stdout}\n{}",
+        text(&outcome.stderr)
+    );
+    for expected in [
+        "hello through the proxy\nhello through the proxy\n",
+        "hello through the proxy (urllib)",
+        "fetched through the proxy",
+        "egtoy-1.0-py3-none-any.whl",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
+    session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_destinations_get_a_reason_and_no_connection() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let session = limited_session(&place, "net", DenyAll);
+    let outcome = run_proxied(
+        &session,
+        &origin,
+        // (what, command): each prints the status line or body it got.
+        r#"
+for url in http://evil.example/ http://api.denied.example:8080/ http://127.0.0.2:{port}/hello.txt http://2130706434:{port}/hello.txt 'http://[::ffff:127.0.0.2]:{port}/hello.txt'; do
+  curl -s -o /dev/stderr -w "$url %{http_code}\n" "$url"
+done
+curl -s -o /dev/null -w "tunnel %{http_connect}\n" --proxytunnel http://evil.example/
+curl -s -o /dev/null -w "socks %{exitcode}\n" --proxy socks5h://${EXECGATE_PROXY#http://} http://evil.example/
+"#,
+    )
+    .await;
+    let (stdout, stderr) = (text(&outcome.stdout), text(&outcome.stderr));
+    for line in [
+        "http://evil.example/ 403",
+        "http://api.denied.example:8080/ 403",
+        "http://127.0.0.2:{port}/hello.txt 403",
+        "http://2130706434:{port}/hello.txt 403",
+        "http://[::ffff:127.0.0.2]:{port}/hello.txt 403",
+        "tunnel 403",
+        // curl: "proxy handshake error" for a SOCKS refusal.
+        "socks 97",
+    ] {
+        let line = line.replace("{port}", &origin.port.to_string());
+        assert!(stdout.contains(&line), "{line:?} in {stdout}\n{stderr}");
+    }
+    for reason in [
+        "network denied: evil.example:80",
+        "network denied: api.denied.example:8080",
+        "network denied: 127.0.0.2:",
+    ] {
+        assert!(stderr.contains(reason), "{reason:?} in {stderr}");
+    }
+    assert_eq!(origin.served(), 0, "nothing reached the origin");
+
+    // A wildcard names no address: loopback behind it stays refused.
+    let wild = limited_session(&place, "wild", DenyAll);
+    let outcome = run_proxied(
+        &wild,
+        &origin,
+        "curl -s -w ' %{http_code}' http://localhost:{port}/hello.txt",
+    )
+    .await;
+    let stdout = text(&outcome.stdout);
+    assert!(stdout.ends_with(" 403"), "{stdout}");
+    assert!(stdout.contains("not public"), "{stdout}");
+    assert_eq!(origin.served(), 0);
+    session.shutdown().await;
+    wild.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn programs_that_ignore_the_proxy_have_no_way_out() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    // A host service on loopback and a host socket, neither the proxy.
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let service_port = service.local_addr().unwrap().port();
+    let place = Place::new();
+    let host_socket = place.outside.join("host.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&host_socket).unwrap();
+    let session = limited_session(&place, "net", DenyAll);
+    let script = format!(
+        r#"
+curl -s --noproxy '*' --max-time 5 http://127.0.0.1:{{port}}/hello.txt; echo "direct $?"
+/usr/bin/python3 - <<'EOF'
+import socket
+def attempt(what, make, use):
+    try:
+        s = make()
+        use(s)
+        print(what, "reached")
+    except OSError as error:
+        print(what, "failed", error.errno)
+inet = lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+attempt("host-service", inet, lambda s: s.connect(("127.0.0.1", {service_port})))
+attempt("outside", inet, lambda s: s.connect(("192.0.2.1", 80)))
+attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM), lambda s: s.sendto(b"x", ("127.0.0.1", 53)))
+attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), lambda s: None)
+attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW), lambda s: None)
+attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW), lambda s: None)
+attempt("host-socket", lambda: socket.socket(socket.AF_UNIX), lambda s: s.connect("{host_socket}"))
+try:
+    socket.getaddrinfo("example.org", 80)
+    print("dns reached")
+except OSError as error:
+    print("dns failed")
+EOF
+"#,
+        host_socket = host_socket.display()
+    );
+    let outcome = run_proxied(&session, &origin, &script).await;
+    let stdout = text(&outcome.stdout);
+    let stderr = text(&outcome.stderr);
+    for line in [
+        "direct 7",
+        "host-service failed 111",
+        "outside failed 101",
+        "udp failed 1",
+        "raw failed 1",
+        "packet failed 1",
+        "netlink failed 1",
+        "host-socket failed 13",
+        "dns failed",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in {stdout}\n{stderr}");
+    }
+    assert!(!stdout.contains("reached"), "{stdout}");
+    assert_eq!(origin.served(), 0);
+    drop(service);
+    session.shutdown().await;
+}
