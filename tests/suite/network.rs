@@ -169,6 +169,9 @@ extends = "workspace-write"
 mode = "limited"
 domains = { "127.0.0.1" = "allow", "localhost" = "allow", "evil.example" = "deny", "**.denied.example" = "deny" }
 
+[profiles.more]
+network = { mode = "limited", domains = { "127.0.0.2" = "allow" } }
+
 [profiles.wild]
 extends = "workspace-write"
 network = { mode = "limited", domains = { "**.localhost" = "allow" } }
@@ -176,11 +179,32 @@ network = { mode = "limited", domains = { "**.localhost" = "allow" } }
 
 /// A session in profile `name` of [`PROFILES`].
 fn limited_session(place: &Place, name: &str, approver: impl Approver) -> ShellSession {
+    limited_session_with(place, name, approver, Arc::new(RuleSet::default()), None)
+}
+
+fn limited_session_with(
+    place: &Place,
+    name: &str,
+    approver: impl Approver,
+    rules: Arc<RuleSet>,
+    recorder: Option<&Recorder>,
+) -> ShellSession {
+    limited_session_from(PROFILES, place, name, approver, rules, recorder)
+}
+
+fn limited_session_from(
+    profiles_toml: &str,
+    place: &Place,
+    name: &str,
+    approver: impl Approver,
+    rules: Arc<RuleSet>,
+    recorder: Option<&Recorder>,
+) -> ShellSession {
     let mut profiles = ProfileSet::default();
-    profiles.add_toml(PROFILES, None).unwrap();
+    profiles.add_toml(profiles_toml, None).unwrap();
     let profile = profiles.get(name).unwrap();
     let policy = ExecPolicy::new(ExecPolicyConfig {
-        rules: Arc::new(RuleSet::default()),
+        rules,
         skills: SkillRegistry::default(),
         profiles: Arc::new(profiles),
         approver: Arc::new(approver),
@@ -194,6 +218,7 @@ fn limited_session(place: &Place, name: &str, approver: impl Approver) -> ShellS
     let mut config = ShellSessionConfig::with_exec_policy(&place.ws, tools, policy);
     config.profile = profile;
     config.profile_name = name.into();
+    config.events = recorder.map(Recorder::sink);
     ShellSession::start(config).unwrap()
 }
 
@@ -376,4 +401,107 @@ EOF
     assert_eq!(origin.served(), 0);
     drop(service);
     session.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalations_carry_their_own_network() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    // curl escalated into the session's sandbox (TurnDefault) or into it
+    // plus the `more` profile's grants (Permissions); env unsandboxed.
+    let escalations = |curl: &str| {
+        format!(
+            "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"{curl}\")\n\
+             prefix_rule(pattern = [\"env\"], decision = \"allow\")\n"
+        )
+    };
+    let script = r#"
+shell_proxy=$EXECGATE_PROXY
+# A sandbox of its own, whose helper replaced the shell's proxy variables
+# with its own proxy's (the shell's address means nothing in the new
+# sandbox's namespace).
+curl --noproxy '' -sS -w ' %{http_code}\n' http://127.0.0.1:{port}/hello.txt
+# 127.0.0.2 is only in the `more` profile's list; nothing listens there, so
+# the proxy, once it allows it, fails to connect (502).
+curl -s -o /dev/null -w 'other %{http_code}\n' http://127.0.0.2:{port}/
+# Unsandboxed: the host's network, and none of the sandbox's proxy
+# variables, which would point at nothing (or at a host service).
+echo "unsandboxed $(env | grep -cF -- "${shell_proxy#http://}")"
+"#;
+    for (execution, other) in [("turn-default", "403"), ("more", "502")] {
+        let recorder = Recorder::default();
+        let rules = place.rules(&escalations(execution));
+        let session = limited_session_with(&place, "net", DenyAll, rules, Some(&recorder));
+        let outcome = run_proxied(&session, &origin, script).await;
+        let (stdout, stderr) = (text(&outcome.stdout), text(&outcome.stderr));
+        let escalated: Vec<String> = super::policy::provenances(&recorder)
+            .into_iter()
+            .filter(|(_, decision, ..)| decision.starts_with("escalate"))
+            .map(|(program, decision, ..)| format!("{program} {decision}"))
+            .collect();
+        let other = format!("other {other}\n");
+        for line in ["hello\n 200\n", &other, "unsandboxed 0\n"] {
+            assert!(
+                stdout.contains(line),
+                "{execution}: {line:?} in {stdout}\n{stderr}\n{escalated:#?}"
+            );
+        }
+        assert_eq!(escalated.len(), 3, "{escalated:?}");
+        session.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_host_sockets_a_profile_allows_are_reachable() {
+    let place = Place::new();
+    let (allowed, other) = (
+        place.outside.join("allowed.sock"),
+        place.outside.join("other.sock"),
+    );
+    let listeners = [&allowed, &other].map(|path| {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let _ =
+                    stream.and_then(|mut stream| std::io::Write::write_all(&mut stream, b"pong"));
+            }
+        })
+    });
+    let profiles = format!(
+        "[profiles.sock]\nextends = \"workspace-write\"\n\
+         network = {{ mode = \"limited\", unix_sockets = {{ \"{}\" = \"allow\" }} }}\n",
+        allowed.display()
+    );
+    let session = limited_session_from(
+        &profiles,
+        &place,
+        "sock",
+        DenyAll,
+        Arc::new(RuleSet::default()),
+        None,
+    );
+    let script = format!(
+        r#"/usr/bin/python3 - <<'EOF'
+import socket
+for name in ("{allowed}", "{other}"):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(name)
+        print(name.rsplit("/", 1)[1], s.recv(4).decode())
+    except OSError as error:
+        print(name.rsplit("/", 1)[1], "failed", error.errno)
+EOF
+"#,
+        allowed = allowed.display(),
+        other = other.display()
+    );
+    let outcome = run(&session, &script).await;
+    let (stdout, stderr) = (text(&outcome.stdout), text(&outcome.stderr));
+    assert!(stdout.contains("allowed.sock pong"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("other.sock failed 13"),
+        "{stdout}\n{stderr}"
+    );
+    session.shutdown().await;
+    drop(listeners);
 }
