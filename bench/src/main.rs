@@ -6,6 +6,7 @@
 //! `execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]`
 
 mod growth;
+mod network;
 mod unified;
 
 use std::os::fd::AsRawFd;
@@ -98,6 +99,17 @@ async fn main() -> Result<()> {
             scratch: tools.scratch.path(),
         };
         return unified::unified(&paths, if quick { 10 } else { 30 }).await;
+    }
+    if args.iter().any(|arg| arg == "--network") {
+        let client = std::env::current_exe()?.with_file_name("execgate-netbench-client");
+        let paths = network::Paths {
+            wrapper: &tools.wrapper,
+            helper: &tools.helper,
+            zsh: &tools.zsh,
+            client,
+            scratch: tools.scratch.path(),
+        };
+        return network::network(&paths, if quick { 3 } else { 7 }, 1).await;
     }
     if args.iter().any(|arg| arg == "--p3") {
         return p3(&tools, if quick { 10 } else { 30 }).await;

@@ -36,6 +36,8 @@
 mod address;
 mod host;
 mod proxy;
+#[cfg(target_os = "linux")]
+mod splice;
 
 pub use address::{classify, AddressClass, NonPublicRange};
 pub use host::{

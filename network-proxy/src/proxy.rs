@@ -105,11 +105,14 @@ const MAX_HEAD: usize = 32 * 1024;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each direction's relay buffer: large enough that a bulk download costs
+/// few system calls per megabyte (tokio's default is 8 KiB).
+const RELAY_BUFFER: usize = 128 * 1024;
 
 /// Serves one client connection to its end and says how it went.
 pub async fn serve_connection<S>(client: S, decider: &dyn Decider) -> ConnectionReport
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let mut client = tokio::io::BufReader::new(client);
     let first = match tokio::time::timeout(REQUEST_TIMEOUT, peek_byte(&mut client)).await {
@@ -176,7 +179,12 @@ async fn decide_and_connect(
             continue;
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => return Ok((stream, address)),
+            Ok(Ok(stream)) => {
+                // Heads and small replies go out at once, not after a
+                // delayed acknowledgement.
+                let _ = stream.set_nodelay(true);
+                return Ok((stream, address));
+            }
             Ok(Err(error)) => last_problem = format!("cannot connect to {address}: {error}"),
             Err(_) => last_problem = format!("connecting to {address} timed out"),
         }
@@ -195,24 +203,42 @@ async fn decide_and_connect(
     })
 }
 
-async fn relay<C, U>(
-    mut client: C,
-    mut upstream: U,
+/// Relays `client` and `upstream` both ways until both have ended. What
+/// the client sent past its request (a TLS hello right behind `CONNECT`)
+/// goes first.
+async fn relay<S>(
+    client: tokio::io::BufReader<S>,
+    mut upstream: TcpStream,
     request: ConnectRequest,
     address: SocketAddr,
 ) -> ConnectionReport
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (bytes_sent, bytes_received) = tokio::io::copy_bidirectional(&mut client, &mut upstream)
+    let ahead = client.buffer().len();
+    let relayed = async {
+        if ahead > 0 {
+            upstream.write_all(client.buffer()).await?;
+        }
+        let mut client = client.into_inner();
+        #[cfg(target_os = "linux")]
+        if let Some(tcp) = (&mut client as &mut dyn std::any::Any).downcast_mut::<TcpStream>() {
+            return crate::splice::relay(tcp, &upstream).await;
+        }
+        tokio::io::copy_bidirectional_with_sizes(
+            &mut client,
+            &mut upstream,
+            RELAY_BUFFER,
+            RELAY_BUFFER,
+        )
         .await
-        .unwrap_or((0, 0));
+    };
+    let (bytes_sent, bytes_received) = relayed.await.unwrap_or((0, 0));
     ConnectionReport {
         request: Some(request),
         outcome: ConnectionOutcome::Relayed {
             address,
-            bytes_sent,
+            bytes_sent: bytes_sent + ahead as u64,
             bytes_received,
         },
     }
@@ -225,7 +251,7 @@ async fn serve_http<S>(
     decider: &dyn Decider,
 ) -> ConnectionReport
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut client)).await {
         Ok(Ok(head)) => head,
@@ -451,7 +477,7 @@ async fn serve_socks<S>(
     decider: &dyn Decider,
 ) -> ConnectionReport
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_socks_request(&mut client)).await
     {
@@ -499,7 +525,7 @@ async fn read_socks_request<S>(
     client: &mut tokio::io::BufReader<S>,
 ) -> Result<ConnectRequest, SocksFailure>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let io = |error: io::Error| (None, format!("cannot read the SOCKS request: {error}"));
     let mut greeting = [0u8; 2];

@@ -174,7 +174,10 @@ async fn serve_sandbox(
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        stream
+                    }
                     Err(error) => {
                         // Out of descriptors, most likely: let some close.
                         tracing::warn!(%error, "cannot accept a sandbox's connection");

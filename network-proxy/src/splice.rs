@@ -1,0 +1,56 @@
+//! The relay on Linux: bytes go from one TCP socket to the other through a
+//! pipe with `splice(2)`, never entering this process. A bulk download
+//! through the proxy then costs two system calls per chunk and no copy.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use nix::sys::socket::{shutdown, Shutdown};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Bytes moved per `splice` call at most (a pipe holds 64 KiB by default;
+/// the kernel moves what fits).
+const CHUNK: usize = 1 << 20;
+
+/// Relays both ways until both directions have ended; returns the bytes
+/// sent by `client` and the bytes sent to it.
+pub(crate) async fn relay(client: &TcpStream, upstream: &TcpStream) -> io::Result<(u64, u64)> {
+    tokio::try_join!(one_way(client, upstream), one_way(upstream, client))
+}
+
+async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let (pipe_read, pipe_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    let mut total = 0;
+    loop {
+        let moved = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || {
+                Ok(splice(from, None, &pipe_write, None, CHUNK, flags)?)
+            }) {
+                Ok(moved) => break moved,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Err(error),
+            }
+        };
+        if moved == 0 {
+            // The sender is done: so is the receiver's input.
+            let _ = shutdown(to.as_raw_fd(), Shutdown::Write);
+            return Ok(total);
+        }
+        let mut left = moved;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe_read, None, to, None, left, flags)?)
+            }) {
+                Ok(written) => left -= written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        total += moved as u64;
+    }
+}
