@@ -54,8 +54,8 @@ use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, Sessi
 #[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
-    PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry, StartupFiles,
-    Stdio3, Tools,
+    OnNetworkDenial, PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry,
+    StartupFiles, Stdio3, Tools,
 };
 #[cfg(unix)]
 use std::io::IsTerminal;
@@ -508,7 +508,10 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
 
 #[cfg(unix)]
 fn shell(args: ShellArgs) -> Result<i32> {
-    let (session_config, labels) = args.session.session_config()?;
+    let (mut session_config, labels) = args.session.session_config()?;
+    // The person who answers is at the terminal, and the command is the
+    // whole interactive shell: a late denial only fails the connection.
+    session_config.on_network_denial = OnNetworkDenial::FailConnection;
     let interactive = Interactive {
         startup_files: if args.no_rcs {
             StartupFiles::Skipped
