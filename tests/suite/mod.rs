@@ -200,6 +200,7 @@ pub fn spawn_zsh(session: &mut Session, script: &str, cwd: &Path) -> tokio::proc
     child
 }
 
+#[derive(Debug)]
 pub struct ShellOutput {
     pub status: ExitStatus,
     pub stdout: String,

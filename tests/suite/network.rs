@@ -505,3 +505,28 @@ EOF
     session.shutdown().await;
     drop(listeners);
 }
+
+/// A limited sandbox without a proxy to reach runs nothing: the network is
+/// never opened wider than the profile says, and the error says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limited_sandbox_without_a_proxy_runs_nothing() {
+    let place = Place::new();
+    let mut profiles = ProfileSet::default();
+    profiles.add_toml(PROFILES, None).unwrap();
+    // The escalation server alone: no core-bridge, so no proxy host.
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        profiles.get("net").unwrap(),
+        &format!("touch {}/ran", place.ws.display()),
+        &place.ws,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(126), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("a limited network needs execgate's proxy, and none was linked"),
+        "{output:?}"
+    );
+    assert!(!place.ws.join("ran").exists());
+}
