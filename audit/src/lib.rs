@@ -1,6 +1,8 @@
 //! execgate's audit log: one JSON object per line for every exec decision,
-//! every escalated child's start and end, and every request that could not
-//! be decided.
+//! every escalated child's start and end, every request that could not be
+//! decided, and every connection a `limited` sandbox makes through the
+//! proxy (its decision, and for allowed ones its end with the bytes
+//! relayed).
 //!
 //! [`SessionAudit`] plugs into a session (`SessionConfig::audit`); the
 //! server records each decision before carrying it out and, by default,
@@ -36,8 +38,9 @@ mod record;
 pub use log::{AuditLog, Rotation, SessionAudit};
 pub use read::{read_records, Filter, Summary};
 pub use record::{
-    AuditRecord, Bytes, DecisionFields, EventFields, FileIdentity, ProcessFields, RecordOptions,
-    Requester, RuleFields, SessionFields,
+    AuditRecord, Bytes, DecisionFields, DestinationFields, EventFields, FileIdentity,
+    NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,
+    SourceFields, NETWORK_CLOSE, NETWORK_DECISION,
 };
 
 /// Why the audit log could not be written or read.

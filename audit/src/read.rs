@@ -52,6 +52,9 @@ pub struct Filter {
     pub until: Option<String>,
     /// Exit records with this exit code.
     pub exit_code: Option<i32>,
+    /// Only connections through the proxy (`network-decision` and
+    /// `network-close` records).
+    pub network: bool,
 }
 
 impl Filter {
@@ -105,15 +108,22 @@ impl Filter {
             && self
                 .exit_code
                 .is_none_or(|code| record.process.exit_code == Some(code))
+            && (!self.network || record.is_network())
     }
 }
 
-/// Decisions counted per program and per rule, and every escalation and
-/// denial listed.
+/// Decisions counted per program, per destination host and per rule, and
+/// every escalation and denial listed.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Summary {
     /// program → decision → count.
     pub per_program: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Connections through the proxy: destination host → count per
+    /// outcome. Decisions count as `allowed` or `denied`; an allowed
+    /// connection that then failed counts again as `unreachable` or
+    /// `denied-at-connect` (a non-public address the decision did not
+    /// permit).
+    pub per_host: BTreeMap<String, BTreeMap<String, usize>>,
     /// rule id (or `none`) → count.
     pub per_rule: BTreeMap<String, usize>,
     pub escalations: Vec<String>,
@@ -131,6 +141,10 @@ impl Summary {
             let Some(fields) = &record.execgate else {
                 continue;
             };
+            if record.is_network() {
+                summary.add_network(record, fields);
+                continue;
+            }
             let program = record
                 .process
                 .executable
@@ -175,5 +189,49 @@ impl Summary {
             }
         }
         summary
+    }
+
+    fn add_network(&mut self, record: &AuditRecord, fields: &crate::DecisionFields) {
+        let outcome = fields.network_outcome.as_deref().unwrap_or("?");
+        let counted = match (record.event.action.as_str(), outcome) {
+            (crate::NETWORK_DECISION, outcome) => outcome,
+            (_, "unreachable") => "unreachable",
+            (_, "denied") => "denied-at-connect",
+            (_, "refused") => "refused",
+            // A connection that closed as allowed was counted at its
+            // decision.
+            _ => return,
+        };
+        let host = record
+            .destination
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), |destination| destination.address.clone());
+        *self
+            .per_host
+            .entry(host.clone())
+            .or_default()
+            .entry(counted.to_owned())
+            .or_default() += 1;
+        if record.event.action == crate::NETWORK_DECISION {
+            let rule = record
+                .rule
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |rule| rule.id.clone());
+            *self.per_rule.entry(rule).or_default() += 1;
+        }
+        if counted != "allowed" {
+            let (port, protocol) = match (&record.destination, &record.network) {
+                (Some(destination), Some(network)) => {
+                    (destination.port.to_string(), network.protocol.as_str())
+                }
+                _ => ("?".to_owned(), "?"),
+            };
+            self.denials.push(format!(
+                "{} {} network {host}:{port} ({protocol}): {counted} ({})",
+                record.timestamp,
+                record.session_id,
+                fields.reason.as_deref().unwrap_or("")
+            ));
+        }
     }
 }

@@ -6,7 +6,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::SystemTime;
 
 use base64::Engine;
-use execgate_escalate_server::{Decision, Execution, SessionEnd, SessionEvent, Termination};
+use execgate_escalate_server::{
+    Decision, Execution, NetworkDecidedBy, NetworkEvent, NetworkOutcome, NetworkStage, SessionEnd,
+    SessionEvent, Termination,
+};
+use execgate_network_proxy::Destination;
 use globset::GlobSet;
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +113,10 @@ pub struct Requester {
 /// who decided; the default policy leaves them `None` / `default`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionFields {
-    /// `run`, `escalate` or `deny`.
+    /// `run`, `escalate` or `deny`; for connections `allow` or `deny`.
+    /// Empty (and absent on disk) when nothing was decided: a proxy request
+    /// that could not be read.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub decision: String,
     /// For `escalate`: `unsandboxed`, `turn-default` or `permissions`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,13 +126,54 @@ pub struct DecisionFields {
     pub grants: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `rule`, `user`, `session-cache`, `skill` or `default`.
+    /// `rule`, `user`, `session-cache`, `skill`, `list` (connections) or
+    /// `default`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub decided_by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval_ms: Option<u64>,
     /// Why the decision is not what the rule asked for, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For connections decided by a profile's `domains` list: the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_entry: Option<String>,
+    /// For connections: `allowed`, `denied`, `unreachable` or `refused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_outcome: Option<String>,
+}
+
+/// `destination.*`: where a connection through the proxy went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationFields {
+    /// The destination as the client named it, canonical: a lowercase
+    /// name without trailing dot, an IPv4 address, or `[v6]`.
+    pub address: String,
+    /// The name, when the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The address connected to (or the address the client gave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub port: u16,
+    /// Bytes from the destination to the client, on `network-close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// `source.*`: the sandboxed client's side of a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFields {
+    /// Bytes from the client to the destination, on `network-close`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+/// `network.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkFields {
+    /// `http`, `https` (a `CONNECT` tunnel) or `socks5-tcp`.
+    pub protocol: String,
 }
 
 /// `rule.*`.
@@ -183,7 +231,21 @@ pub struct AuditRecord {
     /// For `error` records: why the request was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For connections through the proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<DestinationFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkFields>,
 }
+
+/// `event.action` of a connection's decision, written before the proxy
+/// connects.
+pub const NETWORK_DECISION: &str = "network-decision";
+/// `event.action` of an allowed connection's end (or of a proxy request
+/// that could not be read).
+pub const NETWORK_CLOSE: &str = "network-close";
 
 /// What goes into records beyond the event itself.
 #[derive(Debug, Clone, Default)]
@@ -257,6 +319,9 @@ impl AuditRecord {
             environment: None,
             redacted_args: None,
             error: None,
+            destination: None,
+            source: None,
+            network: None,
         };
         match event {
             SessionEvent::Decided {
@@ -321,6 +386,8 @@ impl AuditRecord {
                         .approval_wait
                         .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
                     note: provenance.note.clone(),
+                    list_entry: None,
+                    network_outcome: None,
                 });
                 record.rule = provenance.rule.as_ref().map(|rule| RuleFields {
                     id: rule.id.clone(),
@@ -396,11 +463,93 @@ impl AuditRecord {
                     running_children: *running,
                 });
             }
+            SessionEvent::Network(event) => network(&mut record, event),
             // A future event kind is still recorded, as an error to look at.
             other => record.error = Some(format!("unrecognised event: {other:?}")),
         }
         record
     }
+}
+
+impl AuditRecord {
+    /// Whether this records a connection through the proxy.
+    pub fn is_network(&self) -> bool {
+        matches!(self.event.action.as_str(), NETWORK_DECISION | NETWORK_CLOSE)
+    }
+}
+
+fn network(record: &mut AuditRecord, event: &NetworkEvent) {
+    record.event = EventFields {
+        action: match event.stage {
+            NetworkStage::Decided => NETWORK_DECISION,
+            NetworkStage::Closed => NETWORK_CLOSE,
+        }
+        .into(),
+        outcome: match event.outcome {
+            NetworkOutcome::Allowed => "success",
+            NetworkOutcome::Denied | NetworkOutcome::Unreachable | NetworkOutcome::Refused => {
+                "failure"
+            }
+        }
+        .into(),
+    };
+    record.request_id = event.request_id;
+    let bytes = event.bytes;
+    if let Some(request) = &event.request {
+        let (domain, literal) = match &request.destination {
+            Destination::Name(name) => (Some(name.to_string()), None),
+            Destination::Address(address) => (None, Some(address.to_string())),
+        };
+        record.destination = Some(DestinationFields {
+            address: request.destination.to_string(),
+            domain,
+            ip: event.address.map(|ip| ip.to_string()).or(literal),
+            port: request.port,
+            bytes: bytes.map(|bytes| bytes.received),
+        });
+        record.network = Some(NetworkFields {
+            protocol: request.protocol.to_string(),
+        });
+    }
+    if let Some(bytes) = bytes {
+        record.source = Some(SourceFields {
+            bytes: Some(bytes.sent),
+        });
+    }
+    let decided_by = event.decided_by.as_ref();
+    // A close record carries the decision it followed: allow.
+    let decision = match (event.stage, event.outcome, decided_by) {
+        (_, _, None) => "",
+        (NetworkStage::Decided, NetworkOutcome::Allowed, _) | (NetworkStage::Closed, _, _) => {
+            "allow"
+        }
+        (NetworkStage::Decided, _, _) => "deny",
+    };
+    record.execgate = Some(DecisionFields {
+        decision: decision.into(),
+        execution: None,
+        grants: None,
+        reason: event.reason.clone(),
+        decided_by: decided_by.map_or("", NetworkDecidedBy::as_str).into(),
+        approval_ms: match decided_by {
+            Some(NetworkDecidedBy::User { waited, .. }) => {
+                Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => None,
+        },
+        note: None,
+        list_entry: match decided_by {
+            Some(NetworkDecidedBy::List { pattern }) => Some(pattern.clone()),
+            _ => None,
+        },
+        network_outcome: Some(event.outcome.as_str().into()),
+    });
+    record.rule = decided_by
+        .and_then(NetworkDecidedBy::rule)
+        .map(|rule| RuleFields {
+            id: rule.id.clone(),
+            justification: rule.justification.clone(),
+        });
 }
 
 type Described = (

@@ -396,3 +396,205 @@ fn reading_filters_and_summarises() {
     let error = read_records(&path).unwrap_err().to_string();
     assert!(error.contains("a.jsonl:1"), "{error}");
 }
+
+fn connect_request(host: &str, port: u16) -> execgate_network_proxy::ConnectRequest {
+    execgate_network_proxy::ConnectRequest {
+        destination: execgate_network_proxy::Destination::parse(host).unwrap(),
+        port,
+        protocol: execgate_network_proxy::Protocol::Https,
+    }
+}
+
+/// A decision, and for allowed ones the close after relaying.
+fn network_events() -> Vec<SessionEvent> {
+    use execgate_escalate_server::{NetworkDecidedBy, NetworkEvent, RuleRef};
+    use execgate_network_proxy::{
+        ConnectionOutcome, ConnectionReport, NonPublicAddresses, Verdict,
+    };
+    let crates = connect_request("crates.io", 443);
+    let by_list = NetworkDecidedBy::List {
+        pattern: "crates.io".into(),
+    };
+    let by_rule = NetworkDecidedBy::Rule(RuleRef {
+        id: "team.rules:4".into(),
+        justification: Some("paste site".into()),
+    });
+    let by_user = NetworkDecidedBy::User {
+        rule: None,
+        waited: Duration::from_millis(1500),
+    };
+    let allowed = Verdict::Allow(NonPublicAddresses::Refuse);
+    let denied = |reason: &str| Verdict::Deny {
+        reason: reason.into(),
+    };
+    let events = vec![
+        NetworkEvent::decided(&crates, &allowed, &by_list, Some(7)),
+        NetworkEvent::closed(
+            &ConnectionReport {
+                request: Some(crates.clone()),
+                outcome: ConnectionOutcome::Relayed {
+                    address: "192.0.2.10:443".parse().unwrap(),
+                    bytes_sent: 517,
+                    bytes_received: 40960,
+                },
+            },
+            Some(&by_list),
+            Some(7),
+        ),
+        NetworkEvent::decided(
+            &connect_request("paste.example", 443),
+            &denied("forbidden by network rule at team.rules:4: paste site"),
+            &by_rule,
+            Some(8),
+        ),
+        NetworkEvent::decided(&connect_request("[::1]", 8080), &allowed, &by_user, None),
+        NetworkEvent::closed(
+            &ConnectionReport {
+                request: Some(connect_request("[::1]", 8080)),
+                outcome: ConnectionOutcome::Denied {
+                    reason: "[::1] is not public".into(),
+                },
+            },
+            Some(&by_user),
+            None,
+        ),
+        NetworkEvent::closed(
+            &ConnectionReport {
+                request: None,
+                outcome: ConnectionOutcome::Refused {
+                    reason: "the client sent nothing".into(),
+                },
+            },
+            None,
+            None,
+        ),
+    ];
+    events.into_iter().map(SessionEvent::Network).collect()
+}
+
+#[test]
+fn network_events_become_ecs_records() {
+    let records: Vec<serde_json::Value> = network_events()
+        .iter()
+        .map(|event| {
+            let record = AuditRecord::of(event, "s1", SystemTime::UNIX_EPOCH, &Default::default());
+            let mut value = serde_json::to_value(&record).unwrap();
+            let object = value.as_object_mut().unwrap();
+            for always in ["@timestamp", "session_id", "process"] {
+                object.remove(always);
+            }
+            value
+        })
+        .collect();
+    let expected = serde_json::json!([
+        {
+            "event": {"action": "network-decision", "outcome": "success"},
+            "request_id": 7,
+            "destination": {"address": "crates.io", "domain": "crates.io", "port": 443},
+            "network": {"protocol": "https"},
+            "execgate": {"decision": "allow", "decided_by": "list", "list_entry": "crates.io",
+                         "network_outcome": "allowed"}
+        },
+        {
+            "event": {"action": "network-close", "outcome": "success"},
+            "request_id": 7,
+            "destination": {"address": "crates.io", "domain": "crates.io", "ip": "192.0.2.10",
+                            "port": 443, "bytes": 40960},
+            "source": {"bytes": 517},
+            "network": {"protocol": "https"},
+            "execgate": {"decision": "allow", "decided_by": "list", "list_entry": "crates.io",
+                         "network_outcome": "allowed"}
+        },
+        {
+            "event": {"action": "network-decision", "outcome": "failure"},
+            "request_id": 8,
+            "destination": {"address": "paste.example", "domain": "paste.example", "port": 443},
+            "network": {"protocol": "https"},
+            "execgate": {"decision": "deny", "decided_by": "rule", "network_outcome": "denied",
+                         "reason": "forbidden by network rule at team.rules:4: paste site"},
+            "rule": {"id": "team.rules:4", "justification": "paste site"}
+        },
+        {
+            "event": {"action": "network-decision", "outcome": "success"},
+            "destination": {"address": "[::1]", "ip": "::1", "port": 8080},
+            "network": {"protocol": "https"},
+            "execgate": {"decision": "allow", "decided_by": "user", "approval_ms": 1500,
+                         "network_outcome": "allowed"}
+        },
+        {
+            "event": {"action": "network-close", "outcome": "failure"},
+            "destination": {"address": "[::1]", "ip": "::1", "port": 8080},
+            "network": {"protocol": "https"},
+            "execgate": {"decision": "allow", "decided_by": "user", "approval_ms": 1500,
+                         "network_outcome": "denied", "reason": "[::1] is not public"}
+        },
+        {
+            "event": {"action": "network-close", "outcome": "failure"},
+            "execgate": {"network_outcome": "refused", "reason": "the client sent nothing"}
+        },
+    ]);
+    assert_eq!(serde_json::Value::Array(records), expected);
+}
+
+#[test]
+fn network_records_read_back_filter_and_count_per_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let log = AuditLog::open(&path, Rotation::default()).unwrap();
+    let exec = decided(vec!["ls".into()], Decision::Run);
+    let mut written = Vec::new();
+    for event in std::iter::once(&exec).chain(network_events().iter()) {
+        let record = AuditRecord::of(event, "s1", SystemTime::now(), &RecordOptions::default());
+        log.append(&record, false).unwrap();
+        written.push(record);
+    }
+    let records = read_records(&path).unwrap();
+    assert_eq!(records, written);
+    let network = Filter {
+        network: true,
+        ..Filter::default()
+    };
+    let kept: Vec<&str> = records
+        .iter()
+        .filter(|record| network.matches(record))
+        .map(|record| record.event.action.as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            NETWORK_DECISION,
+            NETWORK_CLOSE,
+            NETWORK_DECISION,
+            NETWORK_DECISION,
+            NETWORK_CLOSE,
+            NETWORK_CLOSE
+        ]
+    );
+    let denials = Filter {
+        network: true,
+        decision: Some("deny".into()),
+        ..Filter::default()
+    };
+    assert_eq!(records.iter().filter(|r| denials.matches(r)).count(), 1);
+
+    let summary = Summary::of(&records);
+    let counts = |pairs: &[(&str, usize)]| -> std::collections::BTreeMap<String, usize> {
+        pairs.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect()
+    };
+    let expected: std::collections::BTreeMap<String, _> = [
+        ("crates.io".to_owned(), counts(&[("allowed", 1)])),
+        ("paste.example".to_owned(), counts(&[("denied", 1)])),
+        (
+            "[::1]".to_owned(),
+            counts(&[("allowed", 1), ("denied-at-connect", 1)]),
+        ),
+        ("?".to_owned(), counts(&[("refused", 1)])),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(summary.per_host, expected);
+    // The exec record alone is counted per program.
+    assert_eq!(summary.per_program.len(), 1);
+    assert_eq!(summary.per_rule["team.rules:4"], 1);
+    assert_eq!(summary.denials.len(), 3, "{:?}", summary.denials);
+}

@@ -14,16 +14,19 @@ pub struct AuditArgs {
     /// Print matching records unchanged, one JSON object per line.
     #[arg(long)]
     json: bool,
-    /// Count decisions per program and per rule; list escalations and
-    /// denials.
+    /// Count decisions per program, per network host and per rule; list
+    /// escalations and denials.
     #[arg(long)]
     summary: bool,
+    /// Only connections through the managed network's proxy.
+    #[arg(long)]
+    network: bool,
     /// Keep reading as records are appended.
     #[arg(long, short)]
     follow: bool,
     #[arg(long)]
     session: Option<String>,
-    /// run, escalate or deny.
+    /// run, escalate or deny; for connections allow or deny.
     #[arg(long)]
     decision: Option<String>,
     /// A glob on the program's path or file name.
@@ -56,8 +59,8 @@ pub fn default_log_path() -> Result<PathBuf> {
 
 pub fn run(args: AuditArgs) -> Result<i32> {
     if let Some(decision) = &args.decision {
-        if !["run", "escalate", "deny"].contains(&decision.as_str()) {
-            bail!("--decision must be run, escalate or deny, not {decision:?}");
+        if !["run", "escalate", "deny", "allow"].contains(&decision.as_str()) {
+            bail!("--decision must be run, escalate, deny or allow, not {decision:?}");
         }
     }
     let filter = Filter {
@@ -72,6 +75,7 @@ pub fn run(args: AuditArgs) -> Result<i32> {
         since: args.since.clone(),
         until: args.until.clone(),
         exit_code: args.exit_code,
+        network: args.network,
     };
     let files = if args.files.is_empty() {
         vec![default_log_path()?]
@@ -112,6 +116,9 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
     if json {
         writeln!(out, "{}", serde_json::to_string(record)?)?;
         return Ok(());
+    }
+    if record.is_network() {
+        return print_connection(out, record);
     }
     let decision = record
         .execgate
@@ -163,6 +170,76 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
     Ok(())
 }
 
+/// A connection's line: what was asked, what decided, how it went.
+fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
+    let fields = record.execgate.as_ref();
+    let decision = fields.map_or("", |fields| fields.decision.as_str());
+    let target = match (&record.destination, &record.network) {
+        (Some(destination), Some(network)) => format!(
+            "{} {}:{}",
+            network.protocol, destination.address, destination.port
+        ),
+        _ => "?".to_owned(),
+    };
+    let decided_by = match (fields, &record.rule) {
+        (_, Some(rule)) => rule.id.clone(),
+        (Some(fields), None) => match &fields.list_entry {
+            Some(entry) => format!("domains \"{entry}\""),
+            None if fields.decided_by.is_empty() => "-".to_owned(),
+            None => fields.decided_by.clone(),
+        },
+        (None, None) => "-".to_owned(),
+    };
+    let outcome = fields
+        .and_then(|fields| fields.network_outcome.as_deref())
+        .unwrap_or(record.event.outcome.as_str());
+    let mut detail = outcome.to_owned();
+    if let Some(reason) = fields.and_then(|fields| fields.reason.as_deref()) {
+        detail = format!("{detail}: {reason}");
+    }
+    if let (Some(sent), Some(received)) = (
+        record.source.as_ref().and_then(|source| source.bytes),
+        record
+            .destination
+            .as_ref()
+            .and_then(|destination| destination.bytes),
+    ) {
+        let ip = record
+            .destination
+            .as_ref()
+            .and_then(|destination| destination.ip.as_deref())
+            .unwrap_or("?");
+        detail = format!("{detail} via {ip}, {sent} bytes sent, {received} received");
+    }
+    // The host and reasons came through the sandbox: escaped.
+    writeln!(
+        out,
+        "{}  {}  {:<16} {:<8} {}  [{}]  {}",
+        record.timestamp,
+        record.session_id,
+        record.event.action,
+        decision,
+        escape_controls(&target),
+        escape_controls(&decided_by),
+        escape_controls(&detail)
+    )?;
+    Ok(())
+}
+
+/// `text` with control characters escaped (and nothing else: quotes in
+/// a list entry stay readable).
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// A `session-end` record's outcome column.
 fn session_end(record: &AuditRecord) -> String {
     let Some(end) = &record.session else {
@@ -180,6 +257,13 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
     for (program, counts) in &summary.per_program {
         let counts: Vec<String> = counts.iter().map(|(d, n)| format!("{d} {n}")).collect();
         writeln!(out, "  {}  {}", program.escape_debug(), counts.join(", "))?;
+    }
+    if !summary.per_host.is_empty() {
+        writeln!(out, "connections per host:")?;
+        for (host, counts) in &summary.per_host {
+            let counts: Vec<String> = counts.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            writeln!(out, "  {}  {}", host.escape_debug(), counts.join(", "))?;
+        }
     }
     writeln!(out, "decisions per rule:")?;
     for (rule, count) in &summary.per_rule {

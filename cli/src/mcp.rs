@@ -6,6 +6,9 @@
 //! them (the program, its arguments, the directory, the rule and its
 //! justification, the grants; the answer maps to once, session or
 //! decline); otherwise `--approval approve|deny` answers (default deny).
+//! Network destinations a `limited` sandbox asks for are elicited the same
+//! way (host, protocol, port; allow once or for the session, deny once or
+//! for the session).
 //!
 //! It must never run a command outside the session's sandbox and policy,
 //! write anything but protocol messages to stdout, exit on a bad request,
@@ -18,7 +21,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalRequest, ApproveAll, Approver, DenyAll, ExecError,
-    ExecOptions, ExecResponse, ExecStdio, ProcessId, ProcessState, ShellSession,
+    ExecOptions, ExecResponse, ExecStdio, NetworkApprovalRequest, ProcessId, ProcessState,
+    ShellSession,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -129,13 +133,97 @@ enum Grant {
     Session,
 }
 
+/// The network elicitation form: one choice, `decision`.
+fn network_form() -> Result<ElicitationSchema, &'static str> {
+    let decision = EnumSchema::builder(vec![
+        "allow-once".into(),
+        "allow-session".into(),
+        "deny".into(),
+        "deny-session".into(),
+    ])
+    .description(
+        "allow-once: this connection only; allow-session: this host, protocol and port for the \
+         rest of the session; deny: this connection; deny-session: without asking again",
+    )
+    .build();
+    ElicitationSchema::builder()
+        .required_enum_schema("decision", decision)
+        .build()
+}
+
+/// What an accepted network form answered.
+#[derive(Debug, Deserialize)]
+struct NetworkForm {
+    decision: NetworkChoice,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum NetworkChoice {
+    AllowOnce,
+    AllowSession,
+    Deny,
+    DenySession,
+}
+
+/// The answer an elicitation result gives to a network question: only an
+/// accepted form with a readable choice allows.
+fn network_answer(action: ElicitationAction, content: Option<serde_json::Value>) -> ApprovalAnswer {
+    let form = content.and_then(|content| serde_json::from_value::<NetworkForm>(content).ok());
+    match (action, form) {
+        (ElicitationAction::Accept, Some(NetworkForm { decision })) => match decision {
+            NetworkChoice::AllowOnce => ApprovalAnswer::ApproveOnce,
+            NetworkChoice::AllowSession => ApprovalAnswer::ApproveForSession,
+            NetworkChoice::Deny => ApprovalAnswer::Decline,
+            NetworkChoice::DenySession => ApprovalAnswer::DeclineForSession,
+        },
+        // Declined, cancelled, or accepted without a readable choice.
+        _ => ApprovalAnswer::Decline,
+    }
+}
+
+impl ElicitingApprover {
+    /// The peer, when it can answer form elicitations.
+    fn eliciting_peer(&self) -> Option<&Peer<RoleServer>> {
+        self.peer.get().filter(|peer| {
+            peer.supported_elicitation_modes()
+                .contains(&ElicitationMode::Form)
+        })
+    }
+
+    /// Sends one form; `None` (and a line on stderr) when it could not be
+    /// asked.
+    async fn elicit(
+        peer: &Peer<RoleServer>,
+        message: String,
+        form: Result<ElicitationSchema, &'static str>,
+    ) -> Option<rmcp::model::ElicitResult> {
+        let asked = match form {
+            Ok(requested_schema) => peer
+                .create_elicitation(ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message,
+                    requested_schema,
+                })
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_owned()),
+        };
+        match asked {
+            Ok(result) => Some(result),
+            // Lost: not approved either, and the log says why.
+            Err(error) => {
+                eprintln!("execgate mcp: the approval could not be asked ({error}): declined");
+                None
+            }
+        }
+    }
+}
+
 impl Approver for ElicitingApprover {
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(async move {
-            let Some(peer) = self.peer.get().filter(|peer| {
-                peer.supported_elicitation_modes()
-                    .contains(&ElicitationMode::Form)
-            }) else {
+            let Some(peer) = self.eliciting_peer() else {
                 return self.fallback.approve(request).await;
             };
             let message = format!(
@@ -143,24 +231,8 @@ impl Approver for ElicitingApprover {
                  decline to refuse.",
                 crate::prompt::describe(request).join("\n")
             );
-            let asked = match approval_form() {
-                Ok(requested_schema) => peer
-                    .create_elicitation(ElicitRequestParams::FormElicitationParams {
-                        meta: None,
-                        message,
-                        requested_schema,
-                    })
-                    .await
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_owned()),
-            };
-            let answer = match asked {
-                Ok(result) => result,
-                // Lost: not approved either, and the log says why.
-                Err(error) => {
-                    eprintln!("execgate mcp: the approval could not be asked ({error}): declined");
-                    return ApprovalAnswer::Decline;
-                }
+            let Some(answer) = Self::elicit(peer, message, approval_form()).await else {
+                return ApprovalAnswer::Decline;
             };
             let form = answer
                 .content
@@ -179,6 +251,54 @@ impl Approver for ElicitingApprover {
                 _ => ApprovalAnswer::Decline,
             }
         })
+    }
+
+    fn approve_network<'a>(&'a self, request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            let Some(peer) = self.eliciting_peer() else {
+                return self.fallback.approve_network(request).await;
+            };
+            let message = format!(
+                "execgate asks before a sandboxed command connects:\n{}\nAccept with decision = \
+                 allow-once, allow-session, deny or deny-session; decline to deny.",
+                crate::prompt::describe_network(request).join("\n")
+            );
+            match Self::elicit(peer, message, network_form()).await {
+                Some(answer) => network_answer(answer.action, answer.content),
+                None => ApprovalAnswer::Decline,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_elicitation_answers_map_and_fail_closed() {
+        let accepted = |decision: &str| {
+            network_answer(
+                ElicitationAction::Accept,
+                Some(json!({ "decision": decision })),
+            )
+        };
+        assert_eq!(accepted("allow-once"), ApprovalAnswer::ApproveOnce);
+        assert_eq!(accepted("allow-session"), ApprovalAnswer::ApproveForSession);
+        assert_eq!(accepted("deny"), ApprovalAnswer::Decline);
+        assert_eq!(accepted("deny-session"), ApprovalAnswer::DeclineForSession);
+        assert_eq!(accepted("always"), ApprovalAnswer::Decline);
+        assert_eq!(
+            network_answer(ElicitationAction::Accept, None),
+            ApprovalAnswer::Decline
+        );
+        for action in [ElicitationAction::Decline, ElicitationAction::Cancel] {
+            assert_eq!(
+                network_answer(action, Some(json!({ "decision": "allow-once" }))),
+                ApprovalAnswer::Decline
+            );
+        }
+        assert!(network_form().is_ok());
     }
 }
 

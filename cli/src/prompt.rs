@@ -13,6 +13,7 @@ use std::os::fd::AsFd;
 use execgate_core_bridge::server::Execution;
 use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
+    NetworkApprovalRequest,
 };
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::termios::{
@@ -28,20 +29,108 @@ pub struct TerminalApprover {
 
 impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
-        Box::pin(async move {
-            let _turn = self.one_at_a_time.lock().await;
-            let request = request.clone();
-            tokio::task::spawn_blocking(move || match ask(&request) {
-                Ok(answer) => answer,
-                Err(error) => {
-                    eprintln!("execgate: cannot ask on the terminal ({error}); declined");
-                    ApprovalAnswer::Decline
-                }
-            })
-            .await
-            .unwrap_or(ApprovalAnswer::Decline)
-        })
+        let question = Question {
+            title: "approval needed",
+            lines: describe(request),
+            choices: EXEC_CHOICES,
+        };
+        Box::pin(self.ask_in_turn(question))
     }
+
+    fn approve_network<'a>(&'a self, request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
+        let question = Question {
+            title: "network access needed",
+            lines: describe_network(request),
+            choices: NETWORK_CHOICES,
+        };
+        Box::pin(self.ask_in_turn(question))
+    }
+}
+
+impl TerminalApprover {
+    /// Asks `question` once the prompts before it are answered.
+    async fn ask_in_turn(&self, question: Question) -> ApprovalAnswer {
+        let _turn = self.one_at_a_time.lock().await;
+        tokio::task::spawn_blocking(move || match ask(&question) {
+            Ok(answer) => answer,
+            Err(error) => {
+                eprintln!("execgate: cannot ask on the terminal ({error}); declined");
+                ApprovalAnswer::Decline
+            }
+        })
+        .await
+        .unwrap_or(ApprovalAnswer::Decline)
+    }
+}
+
+/// One prompt: what it is about, and the keys that answer it.
+struct Question {
+    title: &'static str,
+    lines: Vec<String>,
+    choices: &'static [Choice],
+}
+
+/// A key (and its spellings), what the prompt calls it, what it answers.
+struct Choice {
+    keys: &'static [&'static str],
+    label: &'static str,
+    answer: fn() -> ApprovalAnswer,
+}
+
+/// Empty input declines: a stray Enter must not approve.
+const EXEC_CHOICES: &[Choice] = &[
+    Choice {
+        keys: &["y", "Y", "yes"],
+        label: "[y] once",
+        answer: || ApprovalAnswer::ApproveOnce,
+    },
+    Choice {
+        keys: &["a", "A"],
+        label: "[a] for this session",
+        answer: || ApprovalAnswer::ApproveForSession,
+    },
+    Choice {
+        keys: &["n", "N", "no", ""],
+        label: "[n] decline",
+        answer: || ApprovalAnswer::Decline,
+    },
+    Choice {
+        keys: &["!"],
+        label: "[!] abort the command",
+        answer: || ApprovalAnswer::Abort,
+    },
+];
+
+const NETWORK_CHOICES: &[Choice] = &[
+    Choice {
+        keys: &["y", "Y", "yes"],
+        label: "[y] allow once",
+        answer: || ApprovalAnswer::ApproveOnce,
+    },
+    Choice {
+        keys: &["a", "A"],
+        label: "[a] allow for this session",
+        answer: || ApprovalAnswer::ApproveForSession,
+    },
+    Choice {
+        keys: &["n", "N", "no", ""],
+        label: "[n] deny",
+        answer: || ApprovalAnswer::Decline,
+    },
+    Choice {
+        keys: &["d", "D"],
+        label: "[d] deny for this session",
+        answer: || ApprovalAnswer::DeclineForSession,
+    },
+];
+
+/// The answer `line` (as typed, with its newline) gives, if it is one.
+fn answer_of(choices: &[Choice], line: &str) -> Option<ApprovalAnswer> {
+    let typed = line.trim();
+    choices
+        .iter()
+        .find(|choice| choice.keys.contains(&typed))
+        .map(|choice| (choice.answer)())
 }
 
 /// Text from the request as the terminal may show it: control characters
@@ -113,7 +202,39 @@ pub fn describe(request: &ApprovalRequest) -> Vec<String> {
     lines
 }
 
-fn ask(request: &ApprovalRequest) -> std::io::Result<ApprovalAnswer> {
+/// What the network prompt shows: the destination exactly as it will be
+/// decided (canonical), the protocol and the port, and why it asks.
+pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "connect  {}",
+            shown(request.destination.to_string().as_ref())
+        ),
+        format!("port     {}", request.port),
+        format!(
+            "using    {}",
+            match request.protocol.to_string().as_str() {
+                "https" => "https (an HTTP CONNECT tunnel, usually TLS)".to_owned(),
+                "http" => "http (a plain HTTP request)".to_owned(),
+                other => other.to_owned(),
+            }
+        ),
+    ];
+    lines.push(match &request.rule {
+        Some(rule) => match &rule.justification {
+            Some(why) => format!(
+                "because  rule {}: {}",
+                shown(rule.id.as_ref()),
+                shown(why.as_ref())
+            ),
+            None => format!("because  rule {}", shown(rule.id.as_ref())),
+        },
+        None => "because  no domains entry or network rule decides it".to_owned(),
+    });
+    lines
+}
+
+fn ask(question: &Question) -> std::io::Result<ApprovalAnswer> {
     let tty = File::options().read(true).write(true).open("/dev/tty")?;
     let _foreground = Foreground::take(&tty);
     let _modes = SaneModes::set(&tty);
@@ -121,29 +242,22 @@ fn ask(request: &ApprovalRequest) -> std::io::Result<ApprovalAnswer> {
     // answer it.
     let _ = tcflush(tty.as_fd(), FlushArg::TCIFLUSH);
     let mut out = &tty;
-    write!(out, "\r\nexecgate: approval needed\r\n")?;
-    for line in describe(request) {
+    write!(out, "\r\nexecgate: {}\r\n", question.title)?;
+    for line in &question.lines {
         write!(out, "  {line}\r\n")?;
     }
+    let labels: Vec<&str> = question.choices.iter().map(|choice| choice.label).collect();
     let mut reader = BufReader::new(&tty);
     loop {
-        write!(
-            out,
-            "  [y] once  [a] for this session  [n] decline  [!] abort the command: "
-        )?;
+        write!(out, "  {}: ", labels.join("  "))?;
         out.flush()?;
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
             return Ok(ApprovalAnswer::Decline);
         }
-        let answer = match line.trim() {
-            "y" | "Y" | "yes" => ApprovalAnswer::ApproveOnce,
-            "a" | "A" => ApprovalAnswer::ApproveForSession,
-            "n" | "N" | "no" | "" => ApprovalAnswer::Decline,
-            "!" => ApprovalAnswer::Abort,
-            _ => continue,
-        };
-        return Ok(answer);
+        if let Some(answer) = answer_of(question.choices, &line) {
+            return Ok(answer);
+        }
     }
 }
 
@@ -214,7 +328,72 @@ impl Drop for Foreground<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use execgate_core_bridge::rules::{Destination, Protocol};
     use execgate_core_bridge::server::RuleRef;
+
+    #[test]
+    fn the_network_question_names_host_protocol_and_port() {
+        let request = NetworkApprovalRequest {
+            destination: Destination::parse("Registry.NPMjs.org.").unwrap(),
+            protocol: Protocol::Https,
+            port: 443,
+            rule: Some(RuleRef {
+                id: "team.rules:9".into(),
+                justification: Some("npm\u{1b}[1A".into()),
+            }),
+        };
+        assert_eq!(
+            describe_network(&request),
+            [
+                "connect  registry.npmjs.org",
+                "port     443",
+                "using    https (an HTTP CONNECT tunnel, usually TLS)",
+                "because  rule team.rules:9: npm\\u{1b}[1A",
+            ]
+        );
+        let unruled = NetworkApprovalRequest {
+            destination: Destination::parse("::1").unwrap(),
+            protocol: Protocol::Socks5Tcp,
+            port: 8080,
+            rule: None,
+        };
+        assert_eq!(
+            describe_network(&unruled),
+            [
+                "connect  [::1]",
+                "port     8080",
+                "using    socks5-tcp",
+                "because  no domains entry or network rule decides it",
+            ]
+        );
+    }
+
+    #[test]
+    fn typed_answers_map_to_their_choices() {
+        let cases = [
+            (NETWORK_CHOICES, "y\n", Some(ApprovalAnswer::ApproveOnce)),
+            (
+                NETWORK_CHOICES,
+                "a\n",
+                Some(ApprovalAnswer::ApproveForSession),
+            ),
+            (NETWORK_CHOICES, "\n", Some(ApprovalAnswer::Decline)),
+            (
+                NETWORK_CHOICES,
+                "d\n",
+                Some(ApprovalAnswer::DeclineForSession),
+            ),
+            // No abort for a connection: ask again.
+            (NETWORK_CHOICES, "!\n", None),
+            (NETWORK_CHOICES, "maybe\n", None),
+            (EXEC_CHOICES, "!\n", Some(ApprovalAnswer::Abort)),
+            (EXEC_CHOICES, " yes \n", Some(ApprovalAnswer::ApproveOnce)),
+            (EXEC_CHOICES, "d\n", None),
+        ];
+        for (choices, typed, expected) in cases {
+            assert_eq!(answer_of(choices, typed), expected, "{typed:?}");
+        }
+    }
 
     #[test]
     fn control_characters_cannot_reach_the_terminal() {

@@ -1023,3 +1023,154 @@ fn a_killed_warden_stops_escalations() {
     let abandoned = probe.parent().unwrap().join(format!("execgate-{owner}"));
     assert!(!abandoned.exists(), "{} was left", abandoned.display());
 }
+
+/// A log holding connections through the proxy beside other records,
+/// written by the audit crate itself.
+fn network_log(path: &Path) {
+    use execgate_audit::{AuditLog, AuditRecord, RecordOptions, Rotation};
+    use execgate_core_bridge::server::{
+        NetworkDecidedBy, NetworkEvent, RuleRef, SessionEnd, SessionEvent,
+    };
+    use execgate_network_proxy::{
+        ConnectRequest, ConnectionOutcome, ConnectionReport, Destination, NonPublicAddresses,
+        Protocol, Verdict,
+    };
+    let request = |host: &str, port, protocol| ConnectRequest {
+        destination: Destination::parse(host).unwrap(),
+        port,
+        protocol,
+    };
+    let crates = request("crates.io", 443, Protocol::Https);
+    let by_list = NetworkDecidedBy::List {
+        pattern: "**.crates.io".into(),
+    };
+    let by_rule = NetworkDecidedBy::Rule(RuleRef {
+        id: "team.rules:2".into(),
+        justification: Some("paste site".into()),
+    });
+    let allowed = Verdict::Allow(NonPublicAddresses::Refuse);
+    let events = [
+        SessionEvent::RequestRefused {
+            request_id: Some(1),
+            reason: "malformed request".into(),
+        },
+        SessionEvent::Network(NetworkEvent::decided(&crates, &allowed, &by_list, Some(2))),
+        SessionEvent::Network(NetworkEvent::closed(
+            &ConnectionReport {
+                request: Some(crates.clone()),
+                outcome: ConnectionOutcome::Relayed {
+                    address: "127.0.0.1:443".parse().unwrap(),
+                    bytes_sent: 300,
+                    bytes_received: 9000,
+                },
+            },
+            Some(&by_list),
+            Some(2),
+        )),
+        SessionEvent::Network(NetworkEvent::decided(
+            &request("crates.io", 80, Protocol::Http),
+            &allowed,
+            &by_list,
+            Some(3),
+        )),
+        SessionEvent::Network(NetworkEvent::decided(
+            &request("paste.example", 443, Protocol::Https),
+            &Verdict::Deny {
+                reason: "forbidden by network rule at team.rules:2: paste site".into(),
+            },
+            &by_rule,
+            Some(4),
+        )),
+        SessionEvent::Network(NetworkEvent::closed(
+            &ConnectionReport {
+                request: None,
+                outcome: ConnectionOutcome::Refused {
+                    reason: "not HTTP: \u{1b}[2J".into(),
+                },
+            },
+            None,
+            None,
+        )),
+        SessionEvent::Ended {
+            reason: SessionEnd::Closed,
+            running: 0,
+        },
+    ];
+    let log = AuditLog::open(path, Rotation::default()).unwrap();
+    for event in &events {
+        let record = AuditRecord::of(
+            event,
+            "s1",
+            std::time::SystemTime::now(),
+            &RecordOptions::default(),
+        );
+        log.append(&record, false).unwrap();
+    }
+}
+
+#[test]
+fn audit_network_shows_only_connections_and_summary_counts_them_per_host() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("network.jsonl");
+    network_log(&log);
+    let log = log.to_str().unwrap();
+
+    let output = execgate(&ws, &["audit", "--network", "--json", log]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let actions: Vec<String> = text(&output.stdout)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["event"]["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "network-decision",
+            "network-close",
+            "network-decision",
+            "network-decision",
+            "network-close"
+        ]
+    );
+
+    let output = execgate(&ws, &["audit", "--network", log]);
+    let table = text(&output.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(
+        lines[1].contains("https crates.io:443")
+            && lines[1].contains("[domains \"**.crates.io\"]")
+            && lines[1].contains("via 127.0.0.1, 300 bytes sent, 9000 received"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("deny") && lines[3].contains("[team.rules:2]"),
+        "{table}"
+    );
+    // A reason the sandbox's client chose cannot drive the terminal.
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+
+    let output = execgate(&ws, &["audit", "--network", "--decision", "deny", log]);
+    assert_eq!(text(&output.stdout).lines().count(), 1);
+
+    let output = execgate(&ws, &["audit", "--summary", "--json", log]);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        summary["per_host"],
+        serde_json::json!({
+            "crates.io": {"allowed": 2},
+            "paste.example": {"denied": 1},
+            "?": {"refused": 1}
+        })
+    );
+    let output = execgate(&ws, &["audit", "--summary", log]);
+    let table = text(&output.stdout);
+    assert!(
+        table.contains("connections per host:\n")
+            && table.contains("  crates.io  allowed 2\n")
+            && table.contains("  paste.example  denied 1\n"),
+        "{table}"
+    );
+}

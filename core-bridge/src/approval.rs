@@ -1,5 +1,12 @@
 //! Asking a person: the approver trait, its answers, and the clock that
 //! keeps approval time out of command timeouts.
+//!
+//! An approver is asked two kinds of question: may this command run
+//! ([`Approver::approve`]), and may a `limited` sandbox connect to this
+//! host, protocol and port ([`Approver::approve_network`]). The network
+//! question has a default answer, decline, so that an approver written
+//! before it existed (a closure, say) fails closed instead of letting
+//! connections through.
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -13,6 +20,7 @@ use tokio::time::Instant;
 
 use execgate_escalate_server::sandbox::PermissionProfile;
 use execgate_escalate_server::{Execution, RuleRef};
+use execgate_network_proxy::{Destination, Protocol};
 
 /// Why a request needs a person's approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +62,24 @@ pub enum ApprovalAnswer {
     /// was requested as well is kept.
     ApprovePartly(PermissionProfile),
     Decline,
+    /// Decline, and decline this exact request for the rest of the session
+    /// without asking again. Offered for network destinations; an exec
+    /// approval takes it as [`ApprovalAnswer::Decline`].
+    DeclineForSession,
     /// Decline, and stop the whole command that asked.
     Abort,
+}
+
+/// What the approver is asked about a connection from a `limited` sandbox
+/// that no list or rule allowed: the destination as the client named it
+/// (canonical: lowercase, no trailing dot), the protocol and the port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkApprovalRequest {
+    pub destination: Destination,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// The `prompt` rule that asks, if one does (otherwise nothing decided).
+    pub rule: Option<RuleRef>,
 }
 
 /// A boxed answer, so that approvers can be async and trait objects.
@@ -65,6 +89,15 @@ pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = ApprovalAnswer> + Send
 /// arrive while one is pending are asked once.
 pub trait Approver: Send + Sync + 'static {
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a>;
+
+    /// May a `limited` sandbox connect to this destination? Answers:
+    /// [`ApprovalAnswer::ApproveOnce`], [`ApprovalAnswer::ApproveForSession`],
+    /// [`ApprovalAnswer::Decline`], [`ApprovalAnswer::DeclineForSession`]
+    /// (anything else declines). The default declines: an approver that
+    /// does not know about networks must not open one.
+    fn approve_network<'a>(&'a self, _request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(std::future::ready(ApprovalAnswer::Decline))
+    }
 }
 
 /// Declines everything: for scripts and tests (`--approval deny`).
@@ -83,6 +116,10 @@ pub struct ApproveAll;
 
 impl Approver for ApproveAll {
     fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(std::future::ready(ApprovalAnswer::ApproveOnce))
+    }
+
+    fn approve_network<'a>(&'a self, _: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(std::future::ready(ApprovalAnswer::ApproveOnce))
     }
 }

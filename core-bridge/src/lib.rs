@@ -96,7 +96,7 @@ pub mod windows;
 #[cfg(unix)]
 pub use approval::{
     ApprovalAnswer, ApprovalClock, ApprovalFuture, ApprovalReason, ApprovalRequest, ApproveAll,
-    Approver, DenyAll,
+    Approver, DenyAll, NetworkApprovalRequest,
 };
 #[cfg(unix)]
 pub use environment::{EnvInherit, EnvPolicy, CORE_VARIABLES, DEFAULT_EXCLUDES};

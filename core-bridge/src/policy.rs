@@ -176,6 +176,16 @@ impl ExecPolicy {
         self.inner.clock.clone()
     }
 
+    /// The rules, for the network decisions of the session's sandboxes.
+    pub(crate) fn rules(&self) -> Arc<RuleSet> {
+        self.inner.rules.clone()
+    }
+
+    /// The approver, for the questions the network proxy asks.
+    pub(crate) fn approver(&self) -> Arc<dyn Approver> {
+        self.inner.approver.clone()
+    }
+
     /// Asks whether one command may run with `requested` on top of the
     /// session's profile. Returns what it runs with: the requested grants
     /// the approver kept (all, part, or `None` for none).
@@ -199,7 +209,7 @@ impl ExecPolicy {
         let granted = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
             ApprovalAnswer::ApprovePartly(granted) => requested.intersected_with(&granted),
-            ApprovalAnswer::Decline => return Ok(None),
+            ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => return Ok(None),
             ApprovalAnswer::Abort => return Err(Aborted),
         };
         self.inner
@@ -494,7 +504,7 @@ impl Inner {
                     reason: "declined by the approver (a partial answer to a whole request)".into(),
                 },
             },
-            ApprovalAnswer::Decline => Decision::Deny {
+            ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => Decision::Deny {
                 reason: "declined by the approver".into(),
             },
             ApprovalAnswer::Abort => {

@@ -12,8 +12,8 @@ use execgate_escalate_server::sandbox::{
     AdditionalPermissions, Launcher, PermissionProfile, SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
-    AuditFailure, AuditSink, EventSink, Policy, Session, SessionConfig, SessionEvent,
-    SessionSandbox, StartError,
+    AuditFailure, AuditSink, EventReporter, EventSink, Policy, Session, SessionConfig,
+    SessionEvent, SessionSandbox, StartError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -288,9 +288,10 @@ impl ShellSession {
         server.audit = audit;
         server.audit_failure = audit_failure;
         server.shell_niceness = niceness;
+        let reporter: Arc<std::sync::OnceLock<EventReporter>> = Arc::default();
         let network = Arc::new(ProxyHost::new(
             tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?,
-            crate::network::sandbox_networks(exec_policy.clone()),
+            crate::network::sandbox_networks(exec_policy.as_ref(), reporter.clone()),
             on_network_denial,
         ));
         server.network = Some(network.clone());
@@ -316,6 +317,8 @@ impl ShellSession {
             Err(error) => return Err(error.into()),
         }
         let session = Session::start(server)?;
+        // Before any sandbox can link: the shell starts after this returns.
+        let _ = reporter.set(session.event_reporter());
         telemetry.set_session(session.id());
         let _ = named.set(telemetry.clone());
 

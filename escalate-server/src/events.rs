@@ -1,12 +1,14 @@
 //! What a session reports as it works: the raw material for audit logs and
 //! for the events an agent shows its user.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use execgate_network_proxy::{ConnectRequest, ConnectionOutcome, ConnectionReport, Verdict};
 use execgate_protocol::Termination;
 
-use crate::policy::{Decision, ExecContext, Provenance};
+use crate::policy::{Decision, ExecContext, Provenance, RuleRef};
 
 /// Receives a session's events, synchronously, on the worker that produced
 /// them: keep it quick (hand off to a channel for slow work).
@@ -61,6 +63,9 @@ pub enum SessionEvent {
     /// The session ended; `running` escalated children were still running
     /// and are being killed.
     Ended { reason: SessionEnd, running: usize },
+    /// A connection through the managed network's proxy was decided (before
+    /// it is made) or has closed.
+    Network(NetworkEvent),
 }
 
 /// How a session ended.
@@ -71,4 +76,243 @@ pub enum SessionEnd {
     Closed,
     /// Its owner received this signal and ended it.
     Signal(i32),
+}
+
+/// One connection through a `limited` sandbox's proxy, at one of two
+/// moments: when it was decided ([`NetworkStage::Decided`], recorded before
+/// the proxy connects, so that an unrecordable decision refuses the
+/// connection) and, for allowed connections, when it closed
+/// ([`NetworkStage::Closed`], with the address reached and the bytes
+/// relayed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkEvent {
+    pub stage: NetworkStage,
+    /// What the client asked for; `None` when its request could not be read
+    /// (the outcome is then [`NetworkOutcome::Refused`]).
+    pub request: Option<ConnectRequest>,
+    /// The address connected to, once there is one.
+    pub address: Option<IpAddr>,
+    pub outcome: NetworkOutcome,
+    /// `None` when nothing was decided (a request that could not be read).
+    pub decided_by: Option<NetworkDecidedBy>,
+    /// Why it was denied, unreachable or refused.
+    pub reason: Option<String>,
+    /// The command whose process opened the connection, when known.
+    pub request_id: Option<u64>,
+    /// On [`NetworkStage::Closed`] after relaying: the client's payload
+    /// each way.
+    pub bytes: Option<RelayedBytes>,
+}
+
+/// When a [`NetworkEvent`] was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkStage {
+    Decided,
+    Closed,
+}
+
+/// How a connection went (or, when decided, what was decided).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkOutcome {
+    Allowed,
+    Denied,
+    /// Allowed, but no permitted address could be reached.
+    Unreachable,
+    /// The client sent something the proxy does not serve.
+    Refused,
+}
+
+impl NetworkOutcome {
+    /// `allowed`, `denied`, `unreachable` or `refused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkOutcome::Allowed => "allowed",
+            NetworkOutcome::Denied => "denied",
+            NetworkOutcome::Unreachable => "unreachable",
+            NetworkOutcome::Refused => "refused",
+        }
+    }
+}
+
+/// Bytes relayed through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayedBytes {
+    /// From the client to the destination.
+    pub sent: u64,
+    /// From the destination to the client.
+    pub received: u64,
+}
+
+/// What decided a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkDecidedBy {
+    /// An entry of the profile's `domains` table, as written there.
+    List { pattern: String },
+    /// A `network_rule` that allows or forbids.
+    Rule(RuleRef),
+    /// A person answered; `rule` is the `prompt` rule that asked, if one did.
+    User {
+        rule: Option<RuleRef>,
+        waited: Duration,
+    },
+    /// An earlier "for the session" answer.
+    SessionCache { rule: Option<RuleRef> },
+    /// Nothing decided and nobody could be asked: denied.
+    Default { rule: Option<RuleRef> },
+}
+
+impl NetworkDecidedBy {
+    /// `list`, `rule`, `user`, `session-cache` or `default`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NetworkDecidedBy::List { .. } => "list",
+            NetworkDecidedBy::Rule(_) => "rule",
+            NetworkDecidedBy::User { .. } => "user",
+            NetworkDecidedBy::SessionCache { .. } => "session-cache",
+            NetworkDecidedBy::Default { .. } => "default",
+        }
+    }
+
+    /// The rule involved: the one that decided, or the `prompt` rule that
+    /// asked.
+    pub fn rule(&self) -> Option<&RuleRef> {
+        match self {
+            NetworkDecidedBy::List { .. } => None,
+            NetworkDecidedBy::Rule(rule) => Some(rule),
+            NetworkDecidedBy::User { rule, .. }
+            | NetworkDecidedBy::SessionCache { rule }
+            | NetworkDecidedBy::Default { rule } => rule.as_ref(),
+        }
+    }
+}
+
+impl NetworkEvent {
+    /// The decision about `request`, before the proxy acts on it.
+    pub fn decided(
+        request: &ConnectRequest,
+        verdict: &Verdict,
+        decided_by: &NetworkDecidedBy,
+        request_id: Option<u64>,
+    ) -> NetworkEvent {
+        let (outcome, reason) = match verdict {
+            Verdict::Allow(_) => (NetworkOutcome::Allowed, None),
+            Verdict::Deny { reason } => (NetworkOutcome::Denied, Some(reason.clone())),
+        };
+        NetworkEvent {
+            stage: NetworkStage::Decided,
+            request: Some(request.clone()),
+            address: None,
+            outcome,
+            decided_by: Some(decided_by.clone()),
+            reason,
+            request_id,
+            bytes: None,
+        }
+    }
+
+    /// How a connection ended; `decided_by` is what decided it (`None` when
+    /// the request could not be read, so nothing was decided).
+    pub fn closed(
+        report: &ConnectionReport,
+        decided_by: Option<&NetworkDecidedBy>,
+        request_id: Option<u64>,
+    ) -> NetworkEvent {
+        let (outcome, address, reason, bytes) = match &report.outcome {
+            ConnectionOutcome::Relayed {
+                address,
+                bytes_sent,
+                bytes_received,
+            } => (
+                NetworkOutcome::Allowed,
+                Some(address.ip()),
+                None,
+                Some(RelayedBytes {
+                    sent: *bytes_sent,
+                    received: *bytes_received,
+                }),
+            ),
+            ConnectionOutcome::Denied { reason } => {
+                (NetworkOutcome::Denied, None, Some(reason.clone()), None)
+            }
+            ConnectionOutcome::Unreachable { reason } => (
+                NetworkOutcome::Unreachable,
+                None,
+                Some(reason.clone()),
+                None,
+            ),
+            ConnectionOutcome::Refused { reason } => {
+                (NetworkOutcome::Refused, None, Some(reason.clone()), None)
+            }
+        };
+        NetworkEvent {
+            stage: NetworkStage::Closed,
+            request: report.request.clone(),
+            address,
+            outcome,
+            decided_by: decided_by.cloned(),
+            reason,
+            request_id,
+            bytes,
+        }
+    }
+}
+
+/// Reports a session's events from tasks that do not hold the
+/// [`Session`](crate::Session) (the network proxy's connections): records
+/// each in the audit log, then hands it to the event sink, as the session
+/// does with its own. Keeps working after the session has ended, so that
+/// a connection closing late is still recorded.
+#[derive(Clone)]
+pub struct EventReporter {
+    session_id: Arc<str>,
+    audit: Option<Arc<dyn AuditSink>>,
+    events: Option<EventSink>,
+    audit_failure: AuditFailure,
+}
+
+impl EventReporter {
+    /// A reporter for session `session_id` (usually from
+    /// [`Session::event_reporter`](crate::Session::event_reporter)).
+    pub fn new(
+        session_id: &str,
+        audit: Option<Arc<dyn AuditSink>>,
+        events: Option<EventSink>,
+        audit_failure: AuditFailure,
+    ) -> EventReporter {
+        EventReporter {
+            session_id: session_id.into(),
+            audit,
+            events,
+            audit_failure,
+        }
+    }
+
+    /// Records `event`, then reports it. An error means the audit log
+    /// could not be written and the session's [`AuditFailure`] is `Deny`:
+    /// the caller must not carry out what the event records.
+    pub fn report(&self, event: &SessionEvent) -> Result<(), String> {
+        let recorded = match &self.audit {
+            Some(audit) => audit.record(&self.session_id, event),
+            None => Ok(()),
+        };
+        if let Some(sink) = &self.events {
+            sink(event);
+        }
+        match (recorded, self.audit_failure) {
+            (Err(reason), AuditFailure::Warn) => {
+                tracing::warn!(session = %self.session_id, %reason, "audit log write failed; going on");
+                Ok(())
+            }
+            (result, _) => result,
+        }
+    }
+}
+
+impl std::fmt::Debug for EventReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReporter")
+            .field("session_id", &self.session_id)
+            .field("audit_failure", &self.audit_failure)
+            .finish_non_exhaustive()
+    }
 }

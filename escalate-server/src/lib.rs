@@ -53,7 +53,10 @@ mod session;
 mod sys;
 
 pub use environment::is_injection_variable;
-pub use events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
+pub use events::{
+    AuditFailure, AuditSink, EventReporter, EventSink, NetworkDecidedBy, NetworkEvent,
+    NetworkOutcome, NetworkStage, RelayedBytes, SessionEnd, SessionEvent,
+};
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use network::{NetworkBridge, SandboxOrigin};

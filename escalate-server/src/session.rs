@@ -308,6 +308,18 @@ impl Session {
         &self.shared.id
     }
 
+    /// Records and reports events for this session from elsewhere (the
+    /// network proxy's tasks), with its audit sink, event sink and
+    /// [`AuditFailure`].
+    pub fn event_reporter(&self) -> crate::EventReporter {
+        crate::EventReporter::new(
+            &self.shared.id,
+            self.shared.config.audit.clone(),
+            self.shared.config.events.clone(),
+            self.shared.config.audit_failure,
+        )
+    }
+
     /// Variables to merge into the shell's environment: where the wrapper
     /// is and which descriptor is the session socket. Empty once the
     /// shell's socket has been handed over.

@@ -19,11 +19,9 @@
 //! sandbox's own listener, relay a connection without a decision, or keep
 //! a listener after its sandbox has ended.
 
-use std::future::Future;
 use std::io;
 use std::net::TcpListener as StdTcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::socket::{getsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
@@ -31,9 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use execgate_escalate_server::sandbox::{ResolvedPolicy, LISTENER_MESSAGE};
 use execgate_escalate_server::{NetworkBridge, SandboxOrigin};
-use execgate_network_proxy::{
-    serve_connection, ConnectRequest, ConnectionReport, Decider, Verdict,
-};
+use execgate_network_proxy::{serve_connection, Verdict};
+
+use super::decide::{NetworkConnection, NetworkDecider, NetworkDecision};
 use execgate_protocol::recv_with_fds;
 
 /// What happens when a connection is denied after it was held for a
@@ -48,28 +46,11 @@ pub enum OnNetworkDenial {
     FailConnection,
 }
 
-/// One connection's decision, as the host needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct HostDecision {
-    pub(crate) verdict: Verdict,
-    /// The connection was held while a person was asked.
-    pub(crate) asked_person: bool,
-}
-
-pub(crate) type HostDecisionFuture<'a> = Pin<Box<dyn Future<Output = HostDecision> + Send + 'a>>;
-
-/// Decides and records one sandbox's connections: its profile's lists, the
-/// session's rules, approver and cache, the audit log.
-pub(crate) trait SandboxNetwork: Send + Sync {
-    fn decide<'a>(&'a self, request: &'a ConnectRequest) -> HostDecisionFuture<'a>;
-    /// A connection ended; `decision` is `None` when it never got one (an
-    /// unreadable request).
-    fn closed(&self, report: &ConnectionReport, decision: Option<&HostDecision>);
-}
-
-/// Makes the [`SandboxNetwork`] of one sandbox.
+/// Makes the decider of one sandbox (its profile's lists; the session's
+/// rules, approver, cache and audit log), and says which request the
+/// sandbox belongs to (an escalation's) when that is known.
 pub(crate) type SandboxNetworkFactory =
-    Box<dyn Fn(&ResolvedPolicy, SandboxOrigin) -> Arc<dyn SandboxNetwork> + Send + Sync>;
+    Box<dyn Fn(&ResolvedPolicy, SandboxOrigin) -> (Arc<NetworkDecider>, Option<u64>) + Send + Sync>;
 
 /// The session's proxy host.
 pub(crate) struct ProxyHost {
@@ -137,10 +118,10 @@ impl NetworkBridge for ProxyHost {
             SockFlag::SOCK_CLOEXEC,
         )?;
         set_nonblocking(&ours)?;
-        let network = (self.inner.networks)(policy, origin);
+        let (decider, request_id) = (self.inner.networks)(policy, origin);
         let inner = self.inner.clone();
         self.inner.runtime.spawn(async move {
-            if let Err(error) = serve_sandbox(&inner, ours, network).await {
+            if let Err(error) = serve_sandbox(&inner, ours, decider, request_id).await {
                 tracing::warn!(%error, ?origin, "a limited sandbox's proxy link failed");
             }
         });
@@ -159,7 +140,8 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 async fn serve_sandbox(
     inner: &Arc<Inner>,
     link: OwnedFd,
-    network: Arc<dyn SandboxNetwork>,
+    decider: Arc<NetworkDecider>,
+    request_id: Option<u64>,
 ) -> io::Result<()> {
     let Some((listener, pidfd)) = receive_listener(link).await? else {
         // The sandbox never linked (it failed to start, or was not started).
@@ -185,9 +167,10 @@ async fn serve_sandbox(
                         continue;
                     }
                 };
-                let (inner, network, sandbox) = (inner.clone(), network.clone(), sandbox.clone());
+                let (inner, sandbox) = (inner.clone(), sandbox.clone());
+                let connection = decider.connection(request_id);
                 tokio::spawn(async move {
-                    serve_one(&inner, stream, network, &sandbox).await;
+                    serve_one(&inner, stream, connection, &sandbox).await;
                 });
             }
             // A pidfd turns readable when its process has exited.
@@ -208,23 +191,16 @@ struct Sandbox {
 async fn serve_one(
     inner: &Inner,
     stream: tokio::net::TcpStream,
-    network: Arc<dyn SandboxNetwork>,
+    connection: NetworkConnection,
     sandbox: &Sandbox,
 ) {
-    let held = HeldDecision {
-        network: network.as_ref(),
-        decision: Mutex::new(None),
-    };
-    let report = serve_connection(stream, &held).await;
-    let decision = held
-        .decision
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
-    network.closed(&report, decision.as_ref());
-    let Some(HostDecision {
+    let report = serve_connection(stream, &connection).await;
+    connection.closed(&report);
+    let Some(NetworkDecision {
         verdict: Verdict::Deny { reason },
         asked_person: true,
-    }) = &decision
+        ..
+    }) = connection.decision()
     else {
         return;
     };
@@ -245,26 +221,6 @@ async fn serve_one(
     // process in it.
     if let Err(error) = crate::sys::pidfd_kill(sandbox.pidfd.as_fd(), libc::SIGKILL) {
         tracing::warn!(%error, "cannot end a sandbox whose connection was denied");
-    }
-}
-
-/// Keeps the whole decision while the proxy only wants the verdict.
-struct HeldDecision<'a> {
-    network: &'a dyn SandboxNetwork,
-    decision: Mutex<Option<HostDecision>>,
-}
-
-impl Decider for HeldDecision<'_> {
-    fn decide<'a>(
-        &'a self,
-        request: &'a ConnectRequest,
-    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
-        Box::pin(async move {
-            let decision = self.network.decide(request).await;
-            let verdict = decision.verdict.clone();
-            *self.decision.lock().unwrap_or_else(PoisonError::into_inner) = Some(decision);
-            verdict
-        })
     }
 }
 
