@@ -10,11 +10,13 @@
 use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use execgate_audit::{read_records, AuditLog, RecordOptions, Rotation, SessionAudit};
 use execgate_core_bridge::rules::RuleSet;
 use execgate_core_bridge::server::sandbox::ProfileSet;
 use execgate_core_bridge::{
-    Approver, DenyAll, ExecPolicy, ExecPolicyConfig, RunOutcome, ShellSession, ShellSessionConfig,
-    SkillRegistry, Tools,
+    ApprovalAnswer, ApprovalFuture, ApprovalRequest, Approver, DenyAll, ExecPolicy,
+    ExecPolicyConfig, NetworkApprovalRequest, OnNetworkDenial, RunOutcome, ShellSession,
+    ShellSessionConfig, SkillRegistry, Tools,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -200,6 +202,22 @@ fn limited_session_from(
     rules: Arc<RuleSet>,
     recorder: Option<&Recorder>,
 ) -> ShellSession {
+    let mut config = limited_config(profiles_toml, place, name, approver, rules, recorder);
+    // These sessions probe several destinations in one command: one the
+    // approver declines must not end the command (the late-denial test
+    // keeps the default).
+    config.on_network_denial = OnNetworkDenial::FailConnection;
+    ShellSession::start(config).unwrap()
+}
+
+fn limited_config(
+    profiles_toml: &str,
+    place: &Place,
+    name: &str,
+    approver: impl Approver,
+    rules: Arc<RuleSet>,
+    recorder: Option<&Recorder>,
+) -> ShellSessionConfig {
     let mut profiles = ProfileSet::default();
     profiles.add_toml(profiles_toml, None).unwrap();
     let profile = profiles.get(name).unwrap();
@@ -219,7 +237,7 @@ fn limited_session_from(
     config.profile = profile;
     config.profile_name = name.into();
     config.events = recorder.map(Recorder::sink);
-    ShellSession::start(config).unwrap()
+    config
 }
 
 /// `script` with the origin's port as `{port}`, loopback sent through the
@@ -529,4 +547,217 @@ async fn a_limited_sandbox_without_a_proxy_runs_nothing() {
         "{output:?}"
     );
     assert!(!place.ws.join("ran").exists());
+}
+
+/// Answers exec questions no, network questions with `answer` after
+/// `delay`, and counts the network questions.
+#[derive(Clone)]
+struct NetworkAnswers {
+    asked: Arc<Mutex<Vec<String>>>,
+    answer: ApprovalAnswer,
+    delay: Duration,
+}
+
+impl NetworkAnswers {
+    fn new(answer: ApprovalAnswer, delay: Duration) -> NetworkAnswers {
+        NetworkAnswers {
+            asked: Arc::default(),
+            answer,
+            delay,
+        }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+impl Approver for NetworkAnswers {
+    fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(std::future::ready(ApprovalAnswer::Decline))
+    }
+
+    fn approve_network<'a>(&'a self, request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
+        Box::pin(async move {
+            self.asked.lock().unwrap().push(format!(
+                "{}:{} {}",
+                request.destination, request.port, request.protocol
+            ));
+            tokio::time::sleep(self.delay).await;
+            self.answer.clone()
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecided_destination_is_asked_about_once_per_answer() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    // 127.0.0.2 is in no list: a person decides. Loopback origins on
+    // 127.0.0.1 answer there too.
+    let fetch = "curl -s -o /dev/null -w '%{http_code}\\n' http://127.0.0.2:{port}/hello.txt";
+    let twice_at_once = format!("{fetch} & {fetch} & wait\n{fetch}\n");
+    let cases = [
+        // (answer, status lines, questions asked)
+        (ApprovalAnswer::ApproveOnce, "502", 2),
+        (ApprovalAnswer::ApproveForSession, "502", 1),
+        (ApprovalAnswer::Decline, "403", 2),
+        (ApprovalAnswer::DeclineForSession, "403", 1),
+    ];
+    for (answer, status, questions) in cases {
+        // Slow enough that the two concurrent requests meet in flight.
+        let approver = NetworkAnswers::new(answer.clone(), Duration::from_millis(300));
+        let mut session_config = limited_config(
+            PROFILES,
+            &place,
+            "net",
+            approver.clone(),
+            Arc::new(RuleSet::default()),
+            None,
+        );
+        session_config.on_network_denial = OnNetworkDenial::FailConnection;
+        let session = ShellSession::start(session_config).unwrap();
+        let outcome = run_proxied(&session, &origin, &twice_at_once).await;
+        let stdout = text(&outcome.stdout);
+        // Allowed, the proxy connects to 127.0.0.2, where nothing listens.
+        assert_eq!(
+            stdout,
+            format!("{status}\n{status}\n{status}\n"),
+            "{answer:?}: {}",
+            text(&outcome.stderr)
+        );
+        let asked = approver.asked();
+        assert_eq!(asked.len(), questions, "{answer:?}: {asked:?}");
+        assert!(asked[0].starts_with("127.0.0.2:"), "{asked:?}");
+        assert!(asked[0].ends_with(" http"), "{asked:?}");
+        session.shutdown().await;
+    }
+    assert_eq!(origin.served(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_denial_ends_the_command_and_everything_it_started() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let approver = NetworkAnswers::new(ApprovalAnswer::Decline, Duration::from_millis(500));
+    let session = ShellSession::start(limited_config(
+        PROFILES,
+        &place,
+        "net",
+        approver.clone(),
+        Arc::new(RuleSet::default()),
+        None,
+    ))
+    .unwrap();
+    // A background job with an argument no other process has.
+    let marker = format!("{}.{}", 600, std::process::id());
+    let script = format!(
+        "sleep {marker} &\n\
+         curl -s http://127.0.0.2:{{port}}/hello.txt\n\
+         echo still-running > {ws}/after\n",
+        ws = place.ws.display()
+    );
+    let outcome = run_proxied(&session, &origin, &script).await;
+    assert_eq!(
+        outcome.network_denied.as_deref(),
+        Some(
+            format!(
+                "network denied: 127.0.0.2:{} (declined by the user)",
+                origin.port
+            )
+            .as_str()
+        ),
+        "{}",
+        text(&outcome.stderr)
+    );
+    assert!(
+        !place.ws.join("after").exists(),
+        "the command went on after the denial"
+    );
+    assert_eq!(approver.asked().len(), 1);
+    assert!(
+        !process_with_args(&["sleep", &marker]),
+        "a process of the denied command survived"
+    );
+    session.shutdown().await;
+}
+
+/// Whether a process runs with exactly these arguments.
+fn process_with_args(args: &[&str]) -> bool {
+    let wanted: Vec<u8> = args
+        .iter()
+        .flat_map(|arg| [arg.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|entry| fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_connection_is_in_the_audit_log() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let log = place.root.join("audit.jsonl");
+    let mut config = limited_config(
+        PROFILES,
+        &place,
+        "net",
+        DenyAll,
+        Arc::new(RuleSet::default()),
+        None,
+    );
+    let audit = Arc::new(AuditLog::open(&log, Rotation::default()).unwrap());
+    config.audit = Some(Arc::new(SessionAudit::new(audit, RecordOptions::default())));
+    let session = ShellSession::start(config).unwrap();
+    let outcome = run_proxied(
+        &session,
+        &origin,
+        "curl -s http://127.0.0.1:{port}/hello.txt; curl -s -o /dev/null http://evil.example/",
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout), "hello\n");
+    session.shutdown().await;
+    let records: Vec<_> = read_records(&log)
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.destination.is_some())
+        .collect();
+    let summary: Vec<String> = records
+        .iter()
+        .map(|record| {
+            let destination = record.destination.as_ref().unwrap();
+            let decision = record.execgate.as_ref().unwrap();
+            format!(
+                "{} {}:{} {} {} {} {:?}/{:?}",
+                record.event.action,
+                destination.address,
+                destination.port,
+                record.network.as_ref().unwrap().protocol,
+                decision.decided_by,
+                decision.network_outcome.as_deref().unwrap_or("-"),
+                record.source.as_ref().and_then(|source| source.bytes),
+                destination.bytes,
+            )
+        })
+        .collect();
+    let port = origin.port;
+    assert_eq!(summary.len(), 3, "{summary:#?}");
+    assert_eq!(
+        summary[0],
+        format!("network-decision 127.0.0.1:{port} http list allowed None/None")
+    );
+    assert!(
+        summary[1].starts_with(&format!(
+            "network-close 127.0.0.1:{port} http list allowed Some("
+        )),
+        "{summary:#?}"
+    );
+    assert_eq!(
+        summary[2],
+        "network-decision evil.example:80 http list denied None/None"
+    );
+    let close = records[1].destination.as_ref().unwrap();
+    assert_eq!(close.ip.as_deref(), Some("127.0.0.1"));
+    assert!(close.bytes.unwrap() > "hello\n".len() as u64);
 }
