@@ -1,7 +1,8 @@
 //! `execgate mcp` against the official MCP Python SDK (installed in
 //! target/venv-mcp by scripts/setup-python.sh): tests/mcp/client.py
 //! initializes, lists tools, runs and types into processes, answers
-//! elicitations (accept and decline), makes denied and malformed calls,
+//! elicitations (accept and decline, for a command and for a connection
+//! from its limited sandbox), makes denied and malformed calls,
 //! then disconnects (and, with a second server, sends SIGTERM) and checks
 //! that every process is gone, escalated children included.
 
@@ -32,6 +33,17 @@ fn the_official_python_client_passes_every_check() {
     let ws = dir.path().join("ws");
     std::fs::create_dir(&ws).unwrap();
     std::fs::write(ws.join("precious"), "keep").unwrap();
+    // The session's profile is limited: the client checks a network
+    // question too. A late denial only fails the connection, so that the
+    // client sees the proxy's 403.
+    let config = dir.path().join("config/execgate");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        "default_profile = \"fetch\"\non_network_denial = \"fail-connection\"\n\
+         [profiles.fetch]\nextends = \"workspace-write\"\nnetwork = \"limited\"\n",
+    )
+    .unwrap();
     let rules = dir.path().join("mcp.rules");
     std::fs::write(
         &rules,

@@ -6,9 +6,11 @@ Exits 0 when every check passed; prints each check as it goes.
 """
 
 import asyncio
+import http.server
 import os
 import signal
 import sys
+import threading
 import time
 
 import mcp.types as types
@@ -67,8 +69,12 @@ class Elicitations:
 
     async def __call__(self, context, params):
         self.asked.append(params)
-        action, grant = self.answers.pop(0)
-        content = {"grant": grant} if action == "accept" else None
+        action, answer = self.answers.pop(0)
+        # An exec question's form has `grant`, a network question's
+        # `decision`; a dict is sent as it is.
+        content = None
+        if action == "accept":
+            content = answer if isinstance(answer, dict) else {"grant": answer}
         return types.ElicitResult(action=action, content=content)
 
 
@@ -100,7 +106,8 @@ def server_parameters():
         command=EXECGATE,
         args=["mcp", "--cwd", WORKSPACE, "--rules", RULES],
         env={
-            "XDG_CONFIG_HOME": os.path.join(WORKSPACE, "..", "no-config"),
+            # config.toml there: the session's profile is `limited`.
+            "XDG_CONFIG_HOME": os.path.join(WORKSPACE, "..", "config"),
             "XDG_STATE_HOME": os.path.join(WORKSPACE, "..", "state"),
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         },
@@ -168,6 +175,21 @@ async def main():
                 and not os.path.exists(os.path.join(WORKSPACE, "declined")),
                 text_of(result),
             )
+
+            # Network: the session's profile is limited, and 127.0.0.2 is in
+            # no list: the proxy asks, by elicitation.
+            origin = http.server.ThreadingHTTPServer(("127.0.0.2", 0), http.server.SimpleHTTPRequestHandler)
+            threading.Thread(target=origin.serve_forever, daemon=True).start()
+            fetch = f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.2:{origin.server_address[1]}/"
+            elicitations.asked = []
+            elicitations.answers = [("accept", {"decision": "allow-once"}), ("accept", {"decision": "deny"})]
+            result = await call(session, "exec_command", cmd=fetch)
+            check("an allowed network question lets the connection through", structured(result).get("stdout") == "200", structured(result))
+            asked = elicitations.asked[0].message if elicitations.asked else ""
+            check("the network question names host, port and protocol", "127.0.0.2" in asked and "http" in asked, asked)
+            result = await call(session, "exec_command", cmd=fetch)
+            check("a denied one gets the proxy's refusal", structured(result).get("stdout") == "403", structured(result))
+            origin.shutdown()
 
             result = await call(session, "exec_command", cmd="rm -f precious")
             check(
