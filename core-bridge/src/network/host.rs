@@ -19,9 +19,11 @@
 //! sandbox's own listener, relay a connection without a decision, or keep
 //! a listener after its sandbox has ended.
 
+use std::future::Future;
 use std::io;
 use std::net::TcpListener as StdTcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::socket::{getsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
@@ -29,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use execgate_escalate_server::sandbox::{ResolvedPolicy, LISTENER_MESSAGE};
 use execgate_escalate_server::{NetworkBridge, SandboxOrigin};
-use execgate_network_proxy::{serve_connection, Verdict};
+use execgate_network_proxy::{serve_connection, ConnectRequest, Decider, Verdict};
 
 use super::decide::{NetworkConnection, NetworkDecider, NetworkDecision};
 use execgate_protocol::recv_with_fds;
@@ -194,31 +196,58 @@ async fn serve_one(
     connection: NetworkConnection,
     sandbox: &Sandbox,
 ) {
-    let report = serve_connection(stream, &connection).await;
-    connection.closed(&report);
-    let Some(NetworkDecision {
-        verdict: Verdict::Deny { reason },
-        asked_person: true,
-        ..
-    }) = connection.decision()
-    else {
-        return;
+    let deciding = EndingOnLateDenial {
+        connection: &connection,
+        inner,
+        sandbox,
     };
-    if inner.on_denial != OnNetworkDenial::Cancel {
-        return;
+    let report = serve_connection(stream, &deciding).await;
+    connection.closed(&report);
+}
+
+/// The connection's decider, which ends the sandbox on a late denial
+/// before the proxy answers the client: nothing of the command runs on
+/// after hearing it was refused.
+struct EndingOnLateDenial<'a> {
+    connection: &'a NetworkConnection,
+    inner: &'a Inner,
+    sandbox: &'a Sandbox,
+}
+
+impl Decider for EndingOnLateDenial<'_> {
+    fn decide<'a>(
+        &'a self,
+        request: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin(async move {
+            let verdict = self.connection.decide(request).await;
+            if let Some(NetworkDecision {
+                verdict: Verdict::Deny { reason },
+                asked_person: true,
+                ..
+            }) = self.connection.decision()
+            {
+                if self.inner.on_denial == OnNetworkDenial::Cancel {
+                    let message = format!(
+                        "network denied: {}:{} ({reason})",
+                        request.destination, request.port
+                    );
+                    end_sandbox(self.inner, self.sandbox, message);
+                }
+            }
+            verdict
+        })
     }
-    let what = report.request.as_ref().map_or_else(
-        || "a connection".to_owned(),
-        |request| format!("{}:{}", request.destination, request.port),
-    );
-    let message = format!("network denied: {what} ({reason})");
+}
+
+/// Kills the sandbox's first process, which ends its pid namespace and
+/// every process in it, and keeps `message` for the run that started it.
+fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
     inner
         .denials
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push((sandbox.ancestors.clone(), message));
-    // The first process's end ends the sandbox's pid namespace, and every
-    // process in it.
     if let Err(error) = crate::sys::pidfd_kill(sandbox.pidfd.as_fd(), libc::SIGKILL) {
         tracing::warn!(%error, "cannot end a sandbox whose connection was denied");
     }
