@@ -369,6 +369,13 @@ async fn programs_that_ignore_the_proxy_have_no_way_out() {
     let place = Place::new();
     let host_socket = place.outside.join("host.sock");
     let _unix = std::os::unix::net::UnixListener::bind(&host_socket).unwrap();
+    // And an abstract socket of the host's network namespace.
+    let abstract_name = format!("execgate-network-test-{}", std::process::id());
+    let _abstract = {
+        use std::os::linux::net::SocketAddrExt;
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&address).unwrap()
+    };
     let session = limited_session(&place, "net", DenyAll);
     let script = format!(
         r#"
@@ -390,6 +397,7 @@ attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPP
 attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW), lambda s: None)
 attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW), lambda s: None)
 attempt("host-socket", lambda: socket.socket(socket.AF_UNIX), lambda s: s.connect("{host_socket}"))
+attempt("host-abstract", lambda: socket.socket(socket.AF_UNIX), lambda s: s.connect("\0{abstract_name}"))
 try:
     socket.getaddrinfo("example.org", 80)
     print("dns reached")
@@ -411,6 +419,7 @@ EOF
         "packet failed 1",
         "netlink failed 1",
         "host-socket failed 13",
+        "host-abstract failed 111",
         "dns failed",
     ] {
         assert!(stdout.contains(line), "{line:?} in {stdout}\n{stderr}");
