@@ -5,14 +5,16 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::sys::socket::{shutdown, Shutdown};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// Bytes moved per `splice` call at most (a pipe holds 64 KiB by default;
-/// the kernel moves what fits).
+/// Bytes moved per `splice` call at most: what the pipe holds.
 const CHUNK: usize = 1 << 20;
+/// The pipe's size, as large as an unprivileged process may make it by
+/// default (`/proc/sys/fs/pipe-max-size`).
+const PIPE_SIZE: i32 = 1 << 20;
 
 /// Relays both ways until both directions have ended; returns the bytes
 /// sent by `client` and the bytes sent to it.
@@ -22,6 +24,9 @@ pub(crate) async fn relay(client: &TcpStream, upstream: &TcpStream) -> io::Resul
 
 async fn one_way(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let (pipe_read, pipe_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    // A larger pipe moves more per call (the default holds 64 KiB); where
+    // the system refuses, the default does.
+    let _ = fcntl(&pipe_write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut total = 0;
     loop {
