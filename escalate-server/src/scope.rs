@@ -6,8 +6,10 @@
 //!
 //! - **cgroup** (cgroup v2, a hierarchy this process may write to: root, or
 //!   a delegated subtree): the server makes `execgate-PID` beside itself in
-//!   its own cgroup and one child cgroup per session; escalated children and
-//!   the session's shells join it before they execute. `cgroup.kill` then
+//!   its own cgroup and one child cgroup per session; escalated children
+//!   are started in it (`clone3` with `CLONE_INTO_CGROUP`, or join it by a
+//!   write where the kernel cannot) and the session's shells join it, all
+//!   before they execute. `cgroup.kill` then
 //!   reaches every process of the session, however it left its process
 //!   group or session.
 //! - **process groups** (anything else): the server tells the warden the
