@@ -542,6 +542,7 @@ fn spawn_plan(
         fds,
         niceness: shared.config.shell_niceness,
         cgroup_procs: shared.children.scope.cgroup_procs(),
+        cgroup_dir: shared.children.scope.cgroup_dir(),
         warden_pipe: shared.children.scope.warden_pipe(),
     })
 }

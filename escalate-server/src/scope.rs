@@ -6,8 +6,10 @@
 //!
 //! - **cgroup** (cgroup v2, a hierarchy this process may write to: root, or
 //!   a delegated subtree): the server makes `execgate-PID` beside itself in
-//!   its own cgroup and one child cgroup per session; escalated children and
-//!   the session's shells join it before they execute. `cgroup.kill` then
+//!   its own cgroup and one child cgroup per session; escalated children
+//!   are started in it (`clone3` with `CLONE_INTO_CGROUP`, or join it by a
+//!   write where the kernel cannot) and the session's shells join it, all
+//!   before they execute. `cgroup.kill` then
 //!   reaches every process of the session, however it left its process
 //!   group or session.
 //! - **process groups** (anything else): the server tells the warden the
@@ -136,6 +138,9 @@ struct SessionCgroup {
     dir: PathBuf,
     /// `cgroup.procs`, open for writing: a process joins by writing `0`.
     procs: OwnedFd,
+    /// The cgroup's directory, for starting children in it
+    /// (`CLONE_INTO_CGROUP`) rather than moving them there.
+    handle: OwnedFd,
 }
 
 impl Scope {
@@ -147,15 +152,22 @@ impl Scope {
             Some(parent) => {
                 let dir = parent.join(format!("session-{session_id}"));
                 let made = std::fs::create_dir(&dir).and_then(|()| {
-                    nix::fcntl::open(
+                    let open = |path: &Path, flags: OFlag| {
+                        nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
+                            .map_err(io::Error::from)
+                    };
+                    let procs = open(
                         &dir.join("cgroup.procs"),
                         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                        nix::sys::stat::Mode::empty(),
-                    )
-                    .map_err(io::Error::from)
+                    )?;
+                    let handle = open(
+                        &dir,
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    )?;
+                    Ok((procs, handle))
                 });
                 match made {
-                    Ok(procs) => Some(SessionCgroup { dir, procs }),
+                    Ok((procs, handle)) => Some(SessionCgroup { dir, procs, handle }),
                     Err(source) => {
                         let _ = std::fs::remove_dir(&dir);
                         return Err(ScopeError::SessionCgroup { path: dir, source });
@@ -171,6 +183,14 @@ impl Scope {
     /// cgroup before it executes anything.
     pub(crate) fn cgroup_procs(&self) -> Option<RawFd> {
         self.cgroup.as_ref().map(|cgroup| cgroup.procs.as_raw_fd())
+    }
+
+    /// The session cgroup's directory, for `CLONE_INTO_CGROUP`: a child
+    /// started in the cgroup need not be moved there, and a move waits for
+    /// an RCU grace period (3-4 ms per sandboxed escalation measured,
+    /// BENCHMARKS.md).
+    pub(crate) fn cgroup_dir(&self) -> Option<RawFd> {
+        self.cgroup.as_ref().map(|cgroup| cgroup.handle.as_raw_fd())
     }
 
     /// The warden's pipe, when the warden must be told each escalated
@@ -311,6 +331,7 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         fds: vec![(read, 3)],
         niceness: 0,
         cgroup_procs: None,
+        cgroup_dir: None,
         warden_pipe: None,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error)?;

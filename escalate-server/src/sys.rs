@@ -152,6 +152,10 @@ pub(crate) struct SpawnPlan {
     pub(crate) niceness: u8,
     /// The session's `cgroup.procs`: the child joins before it executes.
     pub(crate) cgroup_procs: Option<RawFd>,
+    /// The session cgroup's directory: the child is started in it
+    /// (`clone3` with `CLONE_INTO_CGROUP`) when the kernel can, and joins
+    /// through `cgroup_procs` when it cannot.
+    pub(crate) cgroup_dir: Option<RawFd>,
     /// The warden's pipe: the child tells the warden its own process group
     /// before it executes (when the session has no cgroup).
     pub(crate) warden_pipe: Option<RawFd>,
@@ -163,6 +167,9 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
     let argv = null_terminated(&plan.argv);
     let env = null_terminated(&plan.env);
     let targets: Vec<RawFd> = plan.fds.iter().map(|(_, target)| *target).collect();
+    let mut kept_below_floor = targets.clone();
+    kept_below_floor.sort_unstable();
+    kept_below_floor.dedup();
     let sources: Vec<RawFd> = plan.fds.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
     let mut moved: Vec<RawFd> = vec![-1; plan.fds.len()];
     let (report_read, report_write) =
@@ -187,6 +194,7 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
         cwd: plan.cwd.as_raw_fd(),
         sources: &sources,
         targets: &targets,
+        kept_below_floor: &kept_below_floor,
         moved: &mut moved,
         report: report_write.as_raw_fd(),
         floor,
@@ -217,23 +225,42 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
             error: errno.into(),
         });
     }
-    // SAFETY: the stack is ours and outlives the child's use of it (this
-    // thread is suspended until the child executes or exits; the stack
-    // grows down from its end, 16-byte aligned). `start_child` gets a
-    // pointer to `child`, which lives on this frame for as long, and never
-    // returns. The child makes only async-signal-safe system calls on
-    // memory prepared above.
-    let pid = unsafe {
-        let top = stack.as_mut_ptr().add(CHILD_STACK_BYTES);
-        let top = top.sub(top as usize % 16);
-        libc::clone(
-            start_child,
-            top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&raw mut child).cast(),
-        )
-    };
-    let clone_error = io::Error::last_os_error();
+    let mut clone_error = io::Error::from_raw_os_error(0);
+    let mut pid = -1;
+    if let Some(cgroup) = plan.cgroup_dir {
+        // Started inside the session's cgroup: nothing to move, so the
+        // child skips the `cgroup.procs` write.
+        child.cgroup_procs = -1;
+        match clone_vfork_into_cgroup(&mut stack, &mut child, cgroup) {
+            Ok(started) => pid = started,
+            // An older kernel (no clone3 or no CLONE_INTO_CGROUP) or a
+            // cgroup that refuses it: the child joins by writing instead.
+            Err(errno) => {
+                child.cgroup_procs = plan.cgroup_procs.unwrap_or(-1);
+                clone_error = errno.into();
+            }
+        }
+    }
+    if pid == -1 {
+        // SAFETY: as for `clone_vfork_into_cgroup`: the stack is ours and
+        // outlives the child's use of it (this thread is suspended until
+        // the child executes or exits; the stack grows down from its end,
+        // 16-byte aligned). `start_child` gets a pointer to `child`, which
+        // lives on this frame for as long, and never returns. The child
+        // makes only async-signal-safe system calls on memory prepared
+        // above.
+        pid = unsafe {
+            let top = stack.as_mut_ptr().add(CHILD_STACK_BYTES);
+            let top = top.sub(top as usize % 16);
+            libc::clone(
+                start_child,
+                top.cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&raw mut child).cast(),
+            )
+        };
+        clone_error = io::Error::last_os_error();
+    }
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&saved), None);
     drop(stack);
     if pid == -1 {
@@ -264,6 +291,131 @@ pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
 /// The child's stack while it shares our memory: it only makes a few
 /// system calls, far less than this.
 const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// `clone3`'s argument block (`struct clone_args`, the kernel's UAPI; the
+/// first 11 fields, `CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), not in every libc crate version.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The `vfork`-style clone of [`spawn`], with the child started inside the
+/// cgroup `cgroup` (a directory descriptor) instead of moved there after:
+/// a move (`cgroup.procs`) takes the kernel's threadgroup lock for
+/// writing, which waits for an RCU grace period, milliseconds on a busy
+/// machine. glibc has no `clone3` wrapper for a child that runs a function
+/// on its own stack, hence the few instructions of
+/// `execgate_clone3_run`. Returns the child's pid; the errno when the
+/// kernel refuses (ENOSYS before 5.3, E2BIG / EINVAL without
+/// `CLONE_INTO_CGROUP`, or a cgroup that cannot take processes).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn clone_vfork_into_cgroup(
+    stack: &mut [u8],
+    child: &mut ChildSetup<'_>,
+    cgroup: RawFd,
+) -> Result<i32, nix::errno::Errno> {
+    let Ok(cgroup) = u64::try_from(cgroup) else {
+        return Err(nix::errno::Errno::EBADF);
+    };
+    let base = stack.as_mut_ptr() as u64;
+    // The kernel starts the child at `stack + stack_size`; keep that
+    // 16-byte aligned as the ABI wants at a call.
+    let top = (base + stack.len() as u64) & !15;
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: base,
+        stack_size: top - base,
+        cgroup,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed. The child
+    // runs `start_child` on `stack`, which outlives its use (CLONE_VFORK
+    // suspends this thread until the child executes or exits), with a
+    // pointer to `child`, alive on the caller's frame for as long; it
+    // never returns, and makes only async-signal-safe system calls on
+    // memory prepared before the clone. Signals are blocked by the caller.
+    let result = unsafe {
+        execgate_clone3_run(
+            &raw mut args,
+            std::mem::size_of::<CloneArgs>(),
+            start_child,
+            (child as *mut ChildSetup<'_>).cast(),
+        )
+    };
+    if result < 0 {
+        let errno = i32::try_from(-result).unwrap_or(libc::EINVAL);
+        return Err(nix::errno::Errno::from_raw(errno));
+    }
+    i32::try_from(result).map_err(|_| nix::errno::Errno::EOVERFLOW)
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn clone_vfork_into_cgroup(
+    _stack: &mut [u8],
+    _child: &mut ChildSetup<'_>,
+    _cgroup: RawFd,
+) -> Result<i32, nix::errno::Errno> {
+    Err(nix::errno::Errno::ENOSYS)
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+extern "C" {
+    /// `clone3(args, size)`; in the child (on the stack `args` names),
+    /// `exit(run(arg))`. Returns the child's pid or `-errno`.
+    fn execgate_clone3_run(
+        args: *mut CloneArgs,
+        size: usize,
+        run: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        arg: *mut libc::c_void,
+    ) -> i64;
+}
+
+// The kernel gives the child the parent's registers but `rax` (0) and
+// `rsp` (the new stack); `syscall` itself clobbers `rcx` and `r11`, so the
+// function and its argument travel in `r8` and `r9`. The child must not
+// return into the parent's frames: it calls `run` and exits with its
+// result (start_child never returns; the exit is a guard).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+std::arch::global_asm!(
+    ".pushsection .text.execgate_clone3_run,\"ax\",@progbits",
+    ".globl execgate_clone3_run",
+    ".hidden execgate_clone3_run",
+    ".type execgate_clone3_run,@function",
+    ".p2align 4",
+    "execgate_clone3_run:",
+    "    mov r8, rdx",
+    "    mov r9, rcx",
+    "    mov eax, 435",
+    "    syscall",
+    "    test rax, rax",
+    "    jz 2f",
+    "    ret",
+    "2:",
+    "    xor ebp, ebp",
+    "    mov rdi, r9",
+    "    call r8",
+    "    mov edi, eax",
+    "    mov eax, 60",
+    "    syscall",
+    "    ud2",
+    ".size execgate_clone3_run, .-execgate_clone3_run",
+    ".popsection",
+);
 
 extern "C" fn start_child(setup: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `spawn` passes a pointer to its `ChildSetup`, which stays
@@ -318,6 +470,8 @@ struct ChildSetup<'a> {
     cwd: RawFd,
     sources: &'a [RawFd],
     targets: &'a [RawFd],
+    /// `targets` sorted, without repeats: what stays open below `floor`.
+    kept_below_floor: &'a [RawFd],
     moved: &'a mut [RawFd],
     report: RawFd,
     floor: RawFd,
@@ -385,10 +539,19 @@ impl ChildSetup<'_> {
             // Close whatever else sits below the floor (descriptors the
             // server itself inherited without close-on-exec), and mark
             // everything above it close-on-exec.
-            for fd in 0..self.floor {
-                if !self.targets.contains(&fd) {
-                    libc::close(fd);
+            // One close_range per gap between the targets rather than a
+            // close per number: zsh's descriptors sit near 255, so the
+            // floor is there, and closing each number below it cost about
+            // 250 system calls per escalation.
+            let mut gap_start: RawFd = 0;
+            for kept in self.kept_below_floor {
+                if *kept > gap_start {
+                    close_range(gap_start, *kept - 1);
                 }
+                gap_start = *kept + 1;
+            }
+            if self.floor > gap_start {
+                close_range(gap_start, self.floor - 1);
             }
             libc::syscall(
                 libc::SYS_close_range,
@@ -429,6 +592,32 @@ impl ChildSetup<'_> {
             buf[4..].copy_from_slice(&errno.to_ne_bytes());
             libc::write(self.report, buf.as_ptr().cast(), buf.len());
             libc::_exit(127)
+        }
+    }
+}
+
+/// Closes the descriptors `first..=last`; in the cloned child.
+///
+/// # Safety
+///
+/// Nothing in the range may be in use by anyone else sharing the
+/// descriptor table (the cloned child has its own).
+unsafe fn close_range(first: RawFd, last: RawFd) {
+    // SAFETY: close_range only closes descriptors in the range (the
+    // caller's promise) and has no other effect; an empty range (a closed
+    // one) is a no-op. Before Linux 5.9 it fails with ENOSYS: fall back to
+    // one close per number.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0 as libc::c_uint,
+        ) != 0
+        {
+            for fd in first..=last {
+                libc::close(fd);
+            }
         }
     }
 }

@@ -72,7 +72,7 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
         ServerMessage::SpawnFailed { reason } => return Err(Failure::SpawnFailed(reason)),
         other => {
             return Err(Failure::BeforeStart(WrapperError::UnexpectedReply(
-                format!("{other:?}"),
+                other.name().to_owned(),
             )))
         }
     }
@@ -129,7 +129,7 @@ fn relay_until_exit(
         if server_ready {
             match conversation.receive()? {
                 ServerMessage::Exited(termination) => return Ok(termination),
-                other => return Err(WrapperError::UnexpectedReply(format!("{other:?}"))),
+                other => return Err(WrapperError::UnexpectedReply(other.name().to_owned())),
             }
         }
     }

@@ -49,6 +49,7 @@ use execgate_protocol::{ServerMessage, WrapperArgs};
 pub use crate::arena::Arena;
 use crate::server::WrapperError;
 pub use crate::shell::{ask_from_shell, ShellVerdict, ESCALATED_FLAG};
+pub use crate::sys::{abort_on_failed_assertion, describe_errno_into};
 
 /// Exit status for anything that stops a command from running: the same
 /// number a shell uses for "found but not executable".
@@ -93,7 +94,7 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
         Ok((conversation, ServerMessage::Escalate)) => escalate::escalate(&args, conversation),
         Ok((_, other)) => refuse(
             &args.path,
-            &WrapperError::UnexpectedReply(format!("{other:?}")),
+            &WrapperError::UnexpectedReply(other.name().to_owned()),
         ),
         Err(error) => refuse(&args.path, &error),
     }

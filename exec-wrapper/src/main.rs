@@ -15,6 +15,34 @@ extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc:
     unsafe { execgate_exec_wrapper::main_from_c(argc, argv) }
 }
 
+/// The static glibc build's own `__xpg_strerror_r` and `__assert_fail`
+/// (see `describe_errno_into`): defined here, in the binary, never in the
+/// library, which is also linked into zsh and the tests, where they would
+/// replace the C library's for the whole process.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+mod static_libc {
+    #[no_mangle]
+    extern "C" fn __xpg_strerror_r(
+        errnum: libc::c_int,
+        buffer: *mut libc::c_char,
+        length: libc::size_t,
+    ) -> libc::c_int {
+        // SAFETY: the C contract of strerror_r: `buffer` holds `length`
+        // writable bytes.
+        unsafe { execgate_exec_wrapper::describe_errno_into(errnum, buffer, length) }
+    }
+
+    #[no_mangle]
+    extern "C" fn __assert_fail(
+        _assertion: *const libc::c_char,
+        _file: *const libc::c_char,
+        _line: libc::c_uint,
+        _function: *const libc::c_char,
+    ) -> ! {
+        execgate_exec_wrapper::abort_on_failed_assertion()
+    }
+}
+
 /// Windows has no exec hook to be: there, commands go through the
 /// restricted-token backend (`execgate run`).
 #[cfg(not(unix))]

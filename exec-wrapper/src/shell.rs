@@ -63,7 +63,7 @@ pub fn ask_from_shell(
         Ok((conversation, ServerMessage::Escalate)) => {
             ShellVerdict::Escalate(conversation.into_socket())
         }
-        Ok((_, other)) => refused(&WrapperError::UnexpectedReply(format!("{other:?}"))),
+        Ok((_, other)) => refused(&WrapperError::UnexpectedReply(other.name().to_owned())),
         Err(error) => refused(&error),
     }
 }

@@ -165,3 +165,50 @@ pub(crate) fn adopt_socket(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
     // named once on its command line.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// glibc's `__xpg_strerror_r` (std's `strerror_r`, behind every
+/// `io::Error` message) for the static wrapper binary, which defines it so
+/// that the linker does not take glibc's: that one translates through
+/// gettext, and with it come iconv, the locale loader and `dlopen`, about
+/// 30 KiB of the static binary (P4 caps it at 1 MiB). The texts are nix's
+/// table of the same C library messages; untranslated, as the wrapper
+/// never set a locale anyway.
+///
+/// # Safety
+///
+/// `buffer` must be valid for writes of `length` bytes.
+pub unsafe fn describe_errno_into(
+    errnum: libc::c_int,
+    buffer: *mut libc::c_char,
+    length: libc::size_t,
+) -> libc::c_int {
+    if length == 0 {
+        return libc::ERANGE;
+    }
+    let text = nix::errno::Errno::from_raw(errnum).desc().as_bytes();
+    let copied = text.len().min(length - 1);
+    // SAFETY: `copied + 1 <= length` bytes of `buffer`, which the caller
+    // guarantees writable; `text` is a distinct static string.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buffer.cast::<u8>(), copied);
+        *buffer.add(copied) = 0;
+    }
+    if copied < text.len() {
+        libc::ERANGE
+    } else {
+        0
+    }
+}
+
+/// glibc's `__assert_fail` for the static wrapper binary, defined there for
+/// the reason given at [`describe_errno_into`] (glibc's prints through
+/// `printf` and gettext): a failed assertion inside glibc says so and
+/// aborts, as glibc's does, without the file and line.
+pub fn abort_on_failed_assertion() -> ! {
+    let message = b"execgate: internal C library assertion failed\n";
+    // SAFETY: writes a static buffer to stderr; abort has no preconditions.
+    unsafe {
+        libc::write(libc::STDERR_FILENO, message.as_ptr().cast(), message.len());
+        libc::abort()
+    }
+}

@@ -61,3 +61,19 @@ pub enum ServerMessage {
     /// The escalated child ended.
     Exited(Termination),
 }
+
+impl ServerMessage {
+    /// The frame's name, for messages about a frame that came out of turn:
+    /// the wrapper says which one it got without the derived `Debug`, whose
+    /// formatting code it would otherwise carry (P4: its size).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Run => "Run",
+            Self::Deny { .. } => "Deny",
+            Self::Escalate => "Escalate",
+            Self::Started { .. } => "Started",
+            Self::SpawnFailed { .. } => "SpawnFailed",
+            Self::Exited(_) => "Exited",
+        }
+    }
+}

@@ -140,3 +140,29 @@ async fn a_session_records_its_end_once_and_says_how() {
         [execgate_escalate_server::SessionEnd::Closed]
     );
 }
+
+/// An escalated child runs in its session's cgroup (started there with `CLONE_INTO_CGROUP` since issue 19, joined by
+/// a write before): the cgroup that kills it with the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn escalated_children_run_in_their_sessions_cgroup() {
+    let execgate_escalate_server::ScopeSupport::Cgroup(parent) =
+        execgate_escalate_server::scope_support()
+    else {
+        panic!("this machine has a cgroup for sessions; the test needs it");
+    };
+    let parent = parent.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/cat", escalate())]);
+    let (output, recorder) = run(policy, "cat /proc/self/cgroup", dir.path()).await;
+    assert!(!recorder.started_pids().is_empty(), "nothing escalated");
+    let unified = output
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup v2 line: {} / {}", output.stdout, output.stderr));
+    let session = unified.rsplit('/').next().unwrap_or_default();
+    assert!(
+        session.starts_with("session-"),
+        "{unified} (parent {parent})"
+    );
+}

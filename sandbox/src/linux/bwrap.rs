@@ -170,7 +170,7 @@ impl Launcher {
         for file in policy.denied_files().iter().chain(policy.host_sockets()) {
             args.cover(file);
         }
-        for path in self.exposed.iter().chain([&self.helper]) {
+        for path in exposed_needing_binds(policy, self.exposed.iter().chain([&self.helper])) {
             args.bind("--ro-bind", path);
         }
         // Allowed host sockets, wherever they are (`/run` is covered).
@@ -284,5 +284,143 @@ impl Args {
         } else {
             self.push_os(["--ro-bind".into(), "/dev/null".into(), target]);
         }
+    }
+}
+
+/// The exposed files (the wrapper, zsh, the helper) that need a bind mount
+/// of their own, each once: not those the view already shows read-only at
+/// the same path. Each bind costs bubblewrap a mount, a remount and a
+/// parse of the whole mount table (measured: P1 d, BENCHMARKS.md), and a
+/// sandbox per escalation pays it every time.
+fn exposed_needing_binds<'a>(
+    policy: &ResolvedPolicy,
+    exposed: impl Iterator<Item = &'a PathBuf>,
+) -> Vec<&'a PathBuf> {
+    let mut needed: Vec<&PathBuf> = Vec::new();
+    for path in exposed {
+        if !needed.contains(&path) && !already_visible_read_only(policy, path) {
+            needed.push(path);
+        }
+    }
+    needed
+}
+
+/// Whether `path` shows in the view, read-only, without a bind of its own:
+/// the deepest rule above it grants exactly `Read` and is bound (not under
+/// `/proc` or `/dev`, which bubblewrap mounts afresh), nothing covers it
+/// (a hidden service directory, a denied file, a host socket), and the path
+/// is canonical (a symlink on the way could lead elsewhere than the rules
+/// say). Anything else keeps its bind: a file under a writable root must
+/// still be bound read-only.
+fn already_visible_read_only(policy: &ResolvedPolicy, path: &Path) -> bool {
+    if std::fs::canonicalize(path).ok().as_deref() != Some(path) {
+        return false;
+    }
+    let covered = |cover: &PathBuf| path.starts_with(cover);
+    if HIDDEN_SERVICE_DIRS.iter().any(|dir| path.starts_with(dir))
+        || policy.denied_files().iter().any(covered)
+        || policy.host_sockets().iter().any(covered)
+    {
+        return false;
+    }
+    let deepest = policy
+        .rules()
+        .iter()
+        .filter(|rule| path.starts_with(&rule.path))
+        .max_by_key(|rule| rule.path.components().count());
+    match deepest {
+        Some(rule) => {
+            rule.access == Access::Read
+                && rule.exists
+                && !rule.path.starts_with("/proc")
+                && !rule.path.starts_with("/dev")
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::profile::{parse_target, FileSystemPolicy, PermissionProfile};
+    use crate::resolve::SandboxContext;
+
+    fn resolved(entries: &[(&str, Access)], cwd: &Path) -> ResolvedPolicy {
+        let mut file_system = FileSystemPolicy::default();
+        for (target, access) in entries {
+            file_system
+                .push(parse_target(target, None).unwrap(), *access)
+                .unwrap();
+        }
+        let profile = PermissionProfile::Managed {
+            file_system,
+            network: NetworkPolicy::Restricted,
+        };
+        ResolvedPolicy::resolve(&profile, &SandboxContext::new(cwd)).unwrap()
+    }
+
+    fn binds_of(arguments: &[OsString], path: &Path) -> usize {
+        arguments
+            .windows(3)
+            .filter(|w| w[0] == "--ro-bind" && w[1] == path.as_os_str() && w[2] == path.as_os_str())
+            .count()
+    }
+
+    #[test]
+    fn exposed_files_are_bound_once_and_only_where_the_view_lacks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let workspace = root.join("ws");
+        let tools = root.join("tools");
+        let hidden = root.join("hidden");
+        for sub in [&workspace, &tools, &hidden] {
+            std::fs::create_dir_all(sub).unwrap();
+        }
+        let file = |dir: &Path, name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, "").unwrap();
+            path
+        };
+        let helper = file(&tools, "helper");
+        let readable = file(&tools, "wrapper");
+        let writable = file(&workspace, "wrapper-in-workspace");
+        let covered = file(&hidden, "zsh");
+        let link = root.join("link-to-tools");
+        std::os::unix::fs::symlink(&tools, &link).unwrap();
+        let through_link = link.join("wrapper");
+
+        let mut launcher = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
+        for path in [&readable, &readable, &writable, &covered, &through_link] {
+            launcher.expose(path.clone());
+        }
+        let policy = resolved(
+            &[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                (hidden.to_str().unwrap(), Access::None),
+            ],
+            &workspace,
+        );
+        let arguments = launcher.arguments(&policy, &workspace, None, &["true".into()]);
+        // Readable at the same path through the root's bind: no bind.
+        assert_eq!(binds_of(&arguments, &readable), 0, "{arguments:?}");
+        assert_eq!(binds_of(&arguments, &helper), 0, "{arguments:?}");
+        // Under a writable root: still bound read-only, once.
+        assert_eq!(binds_of(&arguments, &writable), 1, "{arguments:?}");
+        // Under a covered directory, or named through a symlink: bound.
+        assert_eq!(binds_of(&arguments, &covered), 1, "{arguments:?}");
+        assert_eq!(binds_of(&arguments, &through_link), 1, "{arguments:?}");
+
+        // With only the minimal roots, nothing above shows: each is bound,
+        // duplicates once.
+        let minimal = resolved(
+            &[(":minimal", Access::Read), (":cwd", Access::Write)],
+            &workspace,
+        );
+        let arguments = launcher.arguments(&minimal, &workspace, None, &["true".into()]);
+        assert_eq!(binds_of(&arguments, &readable), 1, "{arguments:?}");
+        assert_eq!(binds_of(&arguments, &helper), 1, "{arguments:?}");
     }
 }
