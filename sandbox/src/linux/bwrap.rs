@@ -357,6 +357,7 @@ mod tests {
         let profile = PermissionProfile::Managed {
             file_system,
             network: NetworkPolicy::Restricted,
+            network_lists: Default::default(),
         };
         ResolvedPolicy::resolve(&profile, &SandboxContext::new(cwd)).unwrap()
     }
@@ -403,7 +404,7 @@ mod tests {
             ],
             &workspace,
         );
-        let arguments = launcher.arguments(&policy, &workspace, None, &["true".into()]);
+        let arguments = launcher.arguments(&policy, &workspace, None, None, &["true".into()]);
         // Readable at the same path through the root's bind: no bind.
         assert_eq!(binds_of(&arguments, &readable), 0, "{arguments:?}");
         assert_eq!(binds_of(&arguments, &helper), 0, "{arguments:?}");
@@ -419,7 +420,7 @@ mod tests {
             &[(":minimal", Access::Read), (":cwd", Access::Write)],
             &workspace,
         );
-        let arguments = launcher.arguments(&minimal, &workspace, None, &["true".into()]);
+        let arguments = launcher.arguments(&minimal, &workspace, None, None, &["true".into()]);
         assert_eq!(binds_of(&arguments, &readable), 1, "{arguments:?}");
         assert_eq!(binds_of(&arguments, &helper), 1, "{arguments:?}");
     }
