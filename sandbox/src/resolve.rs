@@ -111,6 +111,9 @@ pub struct ResolvedPolicy {
     host_sockets: Vec<PathBuf>,
     network: NetworkPolicy,
     network_lists: NetworkLists,
+    /// The host sockets a limited network may connect to, as found on the
+    /// host at resolution: (path, (device, inode)).
+    unix_sockets: Vec<(PathBuf, (u64, u64))>,
 }
 
 impl ResolvedPolicy {
@@ -229,14 +232,16 @@ impl ResolvedPolicy {
             host_sockets: Vec::new(),
             network: *network,
             network_lists: network_lists.clone(),
+            unix_sockets: Vec::new(),
         };
         policy.expand_deny_globs()?;
+        policy.unix_sockets = policy.check_allowed_sockets()?;
         if policy.can_read(&context.tmpdir) {
             policy.host_sockets = sockets_under(&context.tmpdir, 2);
             // A socket the profile allows stays where it is.
             let allowed: Vec<PathBuf> = policy
                 .allowed_unix_sockets()
-                .map(Path::to_path_buf)
+                .map(|(path, _)| path.to_path_buf())
                 .collect();
             policy
                 .host_sockets
@@ -259,13 +264,49 @@ impl ResolvedPolicy {
         &self.network_lists
     }
 
-    /// The host Unix sockets a `limited` sandbox may connect to.
-    pub fn allowed_unix_sockets(&self) -> impl Iterator<Item = &Path> {
-        let limited = self.network == NetworkPolicy::Limited;
-        self.network_lists
-            .allowed_unix_sockets()
-            .filter(move |_| limited)
-            .map(AbsolutePath::as_path)
+    /// The host Unix sockets a `limited` sandbox may connect to, with the
+    /// (device, inode) each had at resolution: the helper connects only to
+    /// that socket, whatever the path shows later.
+    pub fn allowed_unix_sockets(&self) -> impl Iterator<Item = (&Path, (u64, u64))> {
+        self.unix_sockets
+            .iter()
+            .map(|(path, identity)| (path.as_path(), *identity))
+    }
+
+    /// The allowed sockets that exist now. Each must be a socket itself (a
+    /// symlink would let whoever controls it point the grant at any host
+    /// socket) outside every writable root (where the sandbox could put
+    /// one of its choosing).
+    fn check_allowed_sockets(&self) -> Result<Vec<(PathBuf, (u64, u64))>, SandboxError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if self.network != NetworkPolicy::Limited {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for path in self.network_lists.allowed_unix_sockets() {
+            let path = path.as_path();
+            let refuse = |reason: &str| SandboxError::Config {
+                file: format!("unix_sockets entry {}", path.display()),
+                reason: reason.to_owned(),
+            };
+            if self.may_write(path) {
+                return Err(refuse(
+                    "it is under a writable root, where the sandbox could put a socket (or a \
+                     link to one) of its choosing; allow a socket outside the writable roots",
+                ));
+            }
+            let Ok(meta) = fs::symlink_metadata(path) else {
+                // Not there (yet): nothing to reach.
+                continue;
+            };
+            if !meta.file_type().is_socket() {
+                return Err(refuse(
+                    "it is not a socket (a symbolic link is not followed); name the socket itself",
+                ));
+            }
+            found.push((path.to_path_buf(), (meta.dev(), meta.ino())));
+        }
+        Ok(found)
     }
 
     /// Only the `:minimal` roots (and explicit grants) are visible, not `/`.

@@ -770,3 +770,39 @@ async fn every_connection_is_in_the_audit_log() {
     assert_eq!(close.ip.as_deref(), Some("127.0.0.1"));
     assert!(close.bytes.unwrap() > "hello\n".len() as u64);
 }
+
+/// An allowed socket must be the socket itself, out of the sandbox's
+/// reach: a symlink (which bubblewrap would follow) or a path under a
+/// writable root would let the sandbox point the grant at any host socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allowed_socket_the_sandbox_could_replace_is_refused() {
+    let place = Place::new();
+    let host_socket = place.outside.join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&host_socket).unwrap();
+    let link = place.outside.join("dev.sock");
+    std::os::unix::fs::symlink(&host_socket, &link).unwrap();
+    let in_workspace = place.ws.join("ws.sock");
+    let _other = std::os::unix::net::UnixListener::bind(&in_workspace).unwrap();
+    for (path, reason) in [
+        (&link, "it is not a socket"),
+        (&in_workspace, "it is under a writable root"),
+    ] {
+        let profiles = format!(
+            "[profiles.sock]\nextends = \"workspace-write\"\n\
+             network = {{ mode = \"limited\", unix_sockets = {{ \"{}\" = \"allow\" }} }}\n",
+            path.display()
+        );
+        let config = limited_config(
+            &profiles,
+            &place,
+            "sock",
+            DenyAll,
+            Arc::new(RuleSet::default()),
+            None,
+        );
+        let error = ShellSession::start(config)
+            .err()
+            .expect("the session is refused");
+        assert!(error.to_string().contains(reason), "{path:?}: {error}");
+    }
+}

@@ -174,10 +174,8 @@ impl Launcher {
             args.bind("--ro-bind", path);
         }
         // Allowed host sockets, wherever they are (`/run` is covered).
-        for socket in policy.allowed_unix_sockets() {
-            if socket.exists() {
-                args.bind("--ro-bind", socket);
-            }
+        for (socket, _) in policy.allowed_unix_sockets() {
+            args.bind("--ro-bind", socket);
         }
         // Covering tmpfs mounts turn read-only only now, after re-grants
         // inside them got their mount points.
@@ -216,8 +214,12 @@ impl Launcher {
             NetworkPolicy::Limited => {
                 let link = network_fd.map_or_else(|| "none".to_owned(), |fd| fd.to_string());
                 args.push_os(["--limited-network".into(), link.into()]);
-                for socket in policy.allowed_unix_sockets() {
-                    args.push_os(["--allow-unix-socket".into(), socket.as_os_str().to_owned()]);
+                for (socket, (device, inode)) in policy.allowed_unix_sockets() {
+                    args.push_os([
+                        "--allow-unix-socket".into(),
+                        socket.as_os_str().to_owned(),
+                        format!("{device}:{inode}").into(),
+                    ]);
                 }
             }
             NetworkPolicy::Enabled => {}

@@ -54,7 +54,8 @@ struct HelperArgs {
     restrict_network: bool,
     /// `Some(None)`: limited, but the launcher had no link to a proxy.
     limited_network: Option<Option<RawFd>>,
-    allowed_unix_sockets: Vec<PathBuf>,
+    /// Paths and the (device, inode) they had on the host.
+    allowed_unix_sockets: Vec<(PathBuf, (u64, u64))>,
     deny_globs: Vec<String>,
     glob_roots: Vec<PathBuf>,
     exec_fd: Option<RawFd>,
@@ -62,6 +63,12 @@ struct HelperArgs {
     /// on.
     checks: Vec<(PathBuf, (u64, u64))>,
     argv: Vec<OsString>,
+}
+
+/// `DEV:INO`.
+fn parse_identity(text: &std::ffi::OsStr) -> Option<(u64, u64)> {
+    let (device, inode) = text.to_str()?.split_once(':')?;
+    Some((device.parse().ok()?, inode.parse().ok()?))
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String> {
@@ -82,9 +89,12 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
                     ),
                 });
             }
-            Some("--allow-unix-socket") => parsed
-                .allowed_unix_sockets
-                .push(value("--allow-unix-socket")?.into()),
+            Some("--allow-unix-socket") => {
+                let path = PathBuf::from(value("--allow-unix-socket")?);
+                let identity = parse_identity(&value("--allow-unix-socket")?)
+                    .ok_or("bad --allow-unix-socket identity")?;
+                parsed.allowed_unix_sockets.push((path, identity));
+            }
             Some("--deny-glob") => {
                 let glob = value("--deny-glob")?;
                 let glob = glob.to_str().ok_or("a deny glob is not UTF-8")?;
@@ -93,12 +103,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
             Some("--glob-root") => parsed.glob_roots.push(value("--glob-root")?.into()),
             Some("--check") => {
                 let path = PathBuf::from(value("--check")?);
-                let identity = value("--check")?;
-                let identity = identity
-                    .to_str()
-                    .and_then(|text| text.split_once(':'))
-                    .and_then(|(dev, ino)| Some((dev.parse().ok()?, ino.parse().ok()?)))
-                    .ok_or("bad --check identity")?;
+                let identity = parse_identity(&value("--check")?).ok_or("bad --check identity")?;
                 parsed.checks.push((path, identity));
             }
             Some("--exec-fd") => {
@@ -153,7 +158,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         Some(DenyGlobs::new(&args.deny_globs, args.glob_roots.clone())?)
     };
     let mut supervision = Supervision::new(network.confines_connect(), &args.write, deny);
-    supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets));
+    supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets)?);
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         let refuses_openat2 = supervision.refuses_openat2();
@@ -216,14 +221,23 @@ impl SocketFilter {
     }
 }
 
-/// (device, inode) of each allowed host socket that exists in the view.
-fn socket_identities(paths: &[PathBuf]) -> Vec<(u64, u64)> {
+/// (device, inode) of each allowed host socket, which the view must show
+/// at its path as the very socket the policy was resolved on.
+fn socket_identities(sockets: &[(PathBuf, (u64, u64))]) -> Result<Vec<(u64, u64)>, String> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    paths
+    sockets
         .iter()
-        .filter_map(|path| std::fs::metadata(path).ok())
-        .filter(|meta| meta.file_type().is_socket())
-        .map(|meta| (meta.dev(), meta.ino()))
+        .map(|(path, identity)| {
+            let meta = std::fs::symlink_metadata(path)
+                .map_err(|error| format!("allowed socket {}: {error}", path.display()))?;
+            if !meta.file_type().is_socket() || (meta.dev(), meta.ino()) != *identity {
+                return Err(format!(
+                    "allowed socket {} is not the socket the policy was resolved on",
+                    path.display()
+                ));
+            }
+            Ok(*identity)
+        })
         .collect()
 }
 
