@@ -396,6 +396,9 @@ attempt("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM), lambda 
 attempt("raw", lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), lambda s: None)
 attempt("packet", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW), lambda s: None)
 attempt("netlink", lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW), lambda s: None)
+attempt("sctp", lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM, 132), lambda s: None)
+attempt("seqpacket", lambda: socket.socket(socket.AF_INET6, socket.SOCK_SEQPACKET), lambda s: None)
+attempt("inet-packet", lambda: socket.socket(socket.AF_INET, 10), lambda s: None)
 attempt("host-socket", lambda: socket.socket(socket.AF_UNIX), lambda s: s.connect("{host_socket}"))
 attempt("host-abstract", lambda: socket.socket(socket.AF_UNIX), lambda s: s.connect("\0{abstract_name}"))
 try:
@@ -418,6 +421,9 @@ EOF
         "raw failed 1",
         "packet failed 1",
         "netlink failed 1",
+        "sctp failed 1",
+        "seqpacket failed 1",
+        "inet-packet failed 1",
         "host-socket failed 13",
         "host-abstract failed 111",
         "dns failed",

@@ -409,6 +409,9 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
                 socket_rules
                     .push(SeccompRule::new(vec![is_datagram]).map_err(|e| seccomp_error(&e))?);
             }
+            if limited && syscall == libc::SYS_socket {
+                socket_rules.extend(inet_beyond_tcp().map_err(|e| seccomp_error(&e))?);
+            }
             rules.insert(syscall, socket_rules);
         }
     }
@@ -430,6 +433,40 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
     }
     let program = compile_filter(rules, SeccompAction::Errno(libc::EPERM as u32))?;
     seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
+}
+
+/// Rules matching inet sockets other than TCP streams: the other socket
+/// types (the datagram and raw ones are refused for every family already)
+/// and any protocol but 0 and TCP (SCTP streams, for one), which would only
+/// widen the kernel code a limited sandbox reaches.
+fn inet_beyond_tcp() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    const SOCK_TYPE_MASK: u64 = 0xf;
+    // The obsolete packet type (libc deprecates its name), which the kernel
+    // turns into a packet socket.
+    const SOCK_PACKET: i32 = 10;
+    let arg =
+        |index, op, value: u64| SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value);
+    let mut matched = Vec::new();
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let is_family = || arg(0, SeccompCmpOp::Eq, family as u64);
+        for kind in [
+            libc::SOCK_RDM,
+            libc::SOCK_SEQPACKET,
+            libc::SOCK_DCCP,
+            SOCK_PACKET,
+        ] {
+            matched.push(SeccompRule::new(vec![
+                is_family()?,
+                arg(1, SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK), kind as u64)?,
+            ])?);
+        }
+        matched.push(SeccompRule::new(vec![
+            is_family()?,
+            arg(2, SeccompCmpOp::Ne, 0)?,
+            arg(2, SeccompCmpOp::Ne, libc::IPPROTO_TCP as u64)?,
+        ])?);
+    }
+    Ok(matched)
 }
 
 /// A filter for this machine's architecture that lets every call through
