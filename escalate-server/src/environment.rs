@@ -173,7 +173,10 @@ pub(crate) fn escalated_environment(
                 return false;
             };
             if sandboxed {
-                name.as_bytes() != b"PATH" && !is_injection_variable(&name)
+                // The marker of a limited sandbox's proxy variables: the
+                // child's helper replaces or removes them by it.
+                name == execgate_sandbox::PROXY_MARKER
+                    || (name.as_bytes() != b"PATH" && !is_injection_variable(&name))
             } else {
                 kept_unsandboxed(&name)
             }

@@ -174,6 +174,9 @@ domains = { "127.0.0.1" = "allow", "localhost" = "allow", "evil.example" = "deny
 [profiles.more]
 network = { mode = "limited", domains = { "127.0.0.2" = "allow" } }
 
+[profiles.wide]
+network = "enabled"
+
 [profiles.wild]
 extends = "workspace-write"
 network = { mode = "limited", domains = { "**.localhost" = "allow" } }
@@ -445,7 +448,8 @@ async fn escalations_carry_their_own_network() {
     let escalations = |curl: &str| {
         format!(
             "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"{curl}\")\n\
-             prefix_rule(pattern = [\"env\"], decision = \"allow\")\n"
+             prefix_rule(pattern = [\"env\"], decision = \"allow\")\n\
+             prefix_rule(pattern = [\"printenv\"], decision = \"allow\", execution = \"wide\")\n"
         )
     };
     let script = r#"
@@ -460,6 +464,8 @@ curl -s -o /dev/null -w 'other %{http_code}\n' http://127.0.0.2:{port}/
 # Unsandboxed: the host's network, and none of the sandbox's proxy
 # variables, which would point at nothing (or at a host service).
 echo "unsandboxed $(env | grep -cF -- "${shell_proxy#http://}")"
+# A sandbox with the host's network: none either.
+echo "enabled $(printenv | grep -cF -- "${shell_proxy#http://}")"
 "#;
     for (execution, other) in [("turn-default", "403"), ("more", "502")] {
         let recorder = Recorder::default();
@@ -473,13 +479,13 @@ echo "unsandboxed $(env | grep -cF -- "${shell_proxy#http://}")"
             .map(|(program, decision, ..)| format!("{program} {decision}"))
             .collect();
         let other = format!("other {other}\n");
-        for line in ["hello\n 200\n", &other, "unsandboxed 0\n"] {
+        for line in ["hello\n 200\n", &other, "unsandboxed 0\n", "enabled 0\n"] {
             assert!(
                 stdout.contains(line),
                 "{execution}: {line:?} in {stdout}\n{stderr}\n{escalated:#?}"
             );
         }
-        assert_eq!(escalated.len(), 3, "{escalated:?}");
+        assert_eq!(escalated.len(), 4, "{escalated:?}");
         session.shutdown().await;
     }
 }
