@@ -194,14 +194,18 @@ pub enum DomainPattern {
     Subdomains(HostName),
     /// `**.example.com`: the apex and the names under it.
     ApexAndSubdomains(HostName),
-    /// `*`: every destination.
+    /// `*`: every host name (addresses must be named).
     Everything,
 }
 
 impl DomainPattern {
     pub fn matches(&self, destination: &Destination) -> bool {
         match (self, destination) {
-            (DomainPattern::Everything, _) => true,
+            // Every name, not addresses: an address must be named (or
+            // approved), else `*` beside a deny entry for a name would let
+            // that name's own address through.
+            (DomainPattern::Everything, Destination::Name(_)) => true,
+            (DomainPattern::Everything, Destination::Address(_)) => false,
             (DomainPattern::Exact(exact), _) => exact == destination,
             (DomainPattern::Subdomains(apex), Destination::Name(name)) => {
                 name.is_strictly_under(apex)
@@ -618,5 +622,24 @@ mod tests {
         assert_eq!(decide("pypi.org"), None);
         assert_eq!(session.union(&session), session);
         assert!(DomainList::default().is_empty() && !merged.is_empty());
+    }
+
+    #[test]
+    fn a_star_names_no_address() {
+        let list = DomainList::new([
+            ("*", ListDecision::Allow),
+            ("paste.example", ListDecision::Deny),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let decide = |host: &str| {
+            list.decide(&Destination::parse(host).unwrap_or_else(|e| panic!("{e}")))
+                .map(|found| found.decision)
+        };
+        assert_eq!(decide("crates.io"), Some(ListDecision::Allow));
+        assert_eq!(decide("paste.example"), Some(ListDecision::Deny));
+        // The denied name's own address is not let through by `*`: it is
+        // left undecided (a rule or a person decides).
+        assert_eq!(decide("203.0.113.9"), None);
+        assert_eq!(decide("[2001:db8::1]"), None);
     }
 }

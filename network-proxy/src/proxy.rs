@@ -406,21 +406,19 @@ fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
         .map_or(authority, |(_, host)| host);
     let (destination, port) =
         Destination::parse_authority(authority, Some(80)).map_err(|error| error.to_string())?;
-    let mut forward = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
-    let mut has_host = false;
+    // The decided authority names the origin's virtual host too: a `Host`
+    // of the client's choosing could reach another site behind the same
+    // address (a CDN's), which nothing decided.
+    let mut forward = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
     for header in request.headers.iter() {
         let name = header.name.to_ascii_lowercase();
-        if HOP_HEADERS.contains(&name.as_str()) {
+        if HOP_HEADERS.contains(&name.as_str()) || name == "host" {
             continue;
         }
-        has_host |= name == "host";
         forward.extend_from_slice(header.name.as_bytes());
         forward.extend_from_slice(b": ");
         forward.extend_from_slice(header.value);
         forward.extend_from_slice(b"\r\n");
-    }
-    if !has_host {
-        forward.extend_from_slice(format!("Host: {authority}\r\n").as_bytes());
     }
     // One request per upstream connection: the connection was decided for
     // this destination, and closing after it keeps the relay a plain copy.

@@ -120,7 +120,7 @@ async fn an_absolute_form_request_is_forwarded_in_origin_form_without_proxy_head
     let (mut client, report) = proxy(decider.clone());
     let request = format!(
         "GET http://user:secret@127.0.0.1:{port}/crates/index?q=1#frag HTTP/1.1\r\n\
-         Host: 127.0.0.1:{port}\r\nProxy-Authorization: Basic eDp5\r\n\
+         Host: other-site.example\r\nProxy-Authorization: Basic eDp5\r\n\
          Proxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n"
     );
     client
@@ -129,6 +129,8 @@ async fn an_absolute_form_request_is_forwarded_in_origin_form_without_proxy_head
         .unwrap_or_else(|e| panic!("{e}"));
     let answer = read_to_end(client).await;
     assert!(answer.ends_with("hello"), "{answer}");
+    // The origin sees the decided authority as its virtual host, whatever
+    // `Host` the client sent.
     let seen =
         String::from_utf8_lossy(&seen.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     assert_eq!(
@@ -219,15 +221,16 @@ async fn a_denied_host_gets_403_with_the_reason_and_no_connection() {
 #[tokio::test]
 async fn non_public_addresses_need_an_entry_naming_them_exactly() {
     let (port, seen) = origin(b"").await;
-    // Every spelling of loopback, allowed only by a wildcard: refused
-    // before any connection.
-    for host in [
-        "127.0.0.1",
-        "2130706433",
-        "0x7f.1",
-        "[::1]",
-        "[::ffff:127.0.0.1]",
-        "localhost",
+    // Every spelling of loopback, with only a wildcard allowing: refused
+    // before any connection. A wildcard names no address; a name it allows
+    // is refused for what it resolves to.
+    for (host, reason) in [
+        ("127.0.0.1", "no entry allows it"),
+        ("2130706433", "no entry allows it"),
+        ("0x7f.1", "no entry allows it"),
+        ("[::1]", "no entry allows it"),
+        ("[::ffff:127.0.0.1]", "no entry allows it"),
+        ("localhost", "is a loopback address"),
     ] {
         let (mut client, report) = proxy(ListDecider::new(&[("*", ListDecision::Allow)]));
         let connect = format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n");
@@ -240,7 +243,7 @@ async fn non_public_addresses_need_an_entry_naming_them_exactly() {
             answer.starts_with("HTTP/1.1 403 Forbidden\r\n"),
             "{host}: {answer}"
         );
-        assert!(answer.contains("is a loopback address"), "{host}: {answer}");
+        assert!(answer.contains(reason), "{host}: {answer}");
         assert!(
             matches!(
                 finished(report).await.outcome,
