@@ -15,6 +15,7 @@ use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
     NetworkApprovalRequest,
 };
+use execgate_network_proxy::{classify, AddressClass, Destination};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::termios::{
     tcflush, tcgetattr, tcsetattr, FlushArg, InputFlags, LocalFlags, OutputFlags, SetArg, Termios,
@@ -220,6 +221,15 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
             }
         ),
     ];
+    // An address outside the public internet is reached from the host:
+    // say so, for a loopback address looks like the sandbox's own.
+    if let Destination::Address(address) = &request.destination {
+        if let AddressClass::NonPublic(range) = classify(*address) {
+            lines.push(format!(
+                "note     {range}, reached from this machine (not from inside the sandbox)"
+            ));
+        }
+    }
     lines.push(match &request.rule {
         Some(rule) => match &rule.justification {
             Some(why) => format!(
@@ -328,7 +338,7 @@ impl Drop for Foreground<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use execgate_core_bridge::rules::{Destination, Protocol};
+    use execgate_core_bridge::rules::Protocol;
     use execgate_core_bridge::server::RuleRef;
 
     #[test]
@@ -363,6 +373,7 @@ mod tests {
                 "connect  [::1]",
                 "port     8080",
                 "using    socks5-tcp",
+                "note     a loopback address, reached from this machine (not from inside the sandbox)",
                 "because  no domains entry or network rule decides it",
             ]
         );

@@ -553,6 +553,8 @@ async fn run_shell(
                 .stderr(Stdio::inherit());
         }
     }
+    // Before the spawn: a denial of this run's sandbox comes after it.
+    let started = std::time::Instant::now();
     let mut child = match tokio::process::Command::from(shell)
         .kill_on_drop(true)
         .spawn()
@@ -624,7 +626,7 @@ async fn run_shell(
         cancelled,
         network_denied: pgid
             .and_then(|pid| u32::try_from(pid).ok())
-            .and_then(|pid| network.take_denial(pid)),
+            .and_then(|pid| network.take_denial(pid, started)),
     })
 }
 

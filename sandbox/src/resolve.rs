@@ -112,9 +112,13 @@ pub struct ResolvedPolicy {
     network: NetworkPolicy,
     network_lists: NetworkLists,
     /// The host sockets a limited network may connect to, as found on the
-    /// host at resolution: (path, (device, inode)).
-    unix_sockets: Vec<(PathBuf, (u64, u64))>,
+    /// host at resolution.
+    unix_sockets: Vec<AllowedSocket>,
 }
+
+/// A host socket a limited network may connect to: its path and the
+/// (device, inode) it had at resolution.
+type AllowedSocket = (PathBuf, (u64, u64));
 
 impl ResolvedPolicy {
     /// Resolves a managed profile. `Disabled` and `External` profiles have
@@ -277,7 +281,7 @@ impl ResolvedPolicy {
     /// symlink would let whoever controls it point the grant at any host
     /// socket) outside every writable root (where the sandbox could put
     /// one of its choosing).
-    fn check_allowed_sockets(&self) -> Result<Vec<(PathBuf, (u64, u64))>, SandboxError> {
+    fn check_allowed_sockets(&self) -> Result<Vec<AllowedSocket>, SandboxError> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         if self.network != NetworkPolicy::Limited {
             return Ok(Vec::new());

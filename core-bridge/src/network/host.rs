@@ -54,6 +54,23 @@ pub enum OnNetworkDenial {
 pub(crate) type SandboxNetworkFactory =
     Box<dyn Fn(&ResolvedPolicy, SandboxOrigin) -> (Arc<NetworkDecider>, Option<u64>) + Send + Sync>;
 
+/// A sandbox ended for a denied connection.
+struct Denial {
+    /// Its first process's pid and its ancestors', as they were when it
+    /// linked.
+    pids: Vec<u32>,
+    at: std::time::Instant,
+    message: String,
+}
+
+/// Connections of one sandbox in flight at most: past it, the sandbox's
+/// next connection waits in its listener's backlog until one ends (each
+/// holds up to six of the session process's descriptors).
+const CONNECTIONS_PER_SANDBOX: usize = 256;
+
+/// How long a denial waits to be taken by the run it ended.
+const DENIAL_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The session's proxy host.
 pub(crate) struct ProxyHost {
     inner: Arc<Inner>,
@@ -66,7 +83,7 @@ struct Inner {
     /// Sandboxes ended for a denied connection: the pids, in this process's
     /// namespace, of the sandbox's first process and its ancestors when it
     /// linked, and the message for the run.
-    denials: Mutex<Vec<(Vec<u32>, String)>>,
+    denials: Mutex<Vec<Denial>>,
     ended: CancellationToken,
 }
 
@@ -92,16 +109,20 @@ impl ProxyHost {
         self.inner.ended.cancel();
     }
 
-    /// Why the sandbox started by process `pid` (a shell's bubblewrap) was
-    /// ended for a denied connection, if it was.
-    pub(crate) fn take_denial(&self, pid: u32) -> Option<String> {
+    /// Why the sandbox started by process `pid` (a shell's bubblewrap)
+    /// since `started` was ended for a denied connection, if it was. The
+    /// time tells a later process that got the same pid from the one the
+    /// denial was about.
+    pub(crate) fn take_denial(&self, pid: u32, started: std::time::Instant) -> Option<String> {
         let mut denials = self
             .inner
             .denials
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let found = denials.iter().position(|(pids, _)| pids.contains(&pid))?;
-        Some(denials.swap_remove(found).1)
+        let found = denials
+            .iter()
+            .position(|denial| denial.at >= started && denial.pids.contains(&pid))?;
+        Some(denials.swap_remove(found).message)
     }
 }
 
@@ -154,7 +175,14 @@ async fn serve_sandbox(
         pidfd,
     });
     let ended = crate::sys::watch_owned(sandbox.pidfd.try_clone()?)?;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_SANDBOX));
     loop {
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => permit,
+            _ = ended.readable() => return Ok(()),
+            () = inner.ended.cancelled() => return Ok(()),
+        };
+        let Ok(permit) = permit else { return Ok(()) };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -173,6 +201,7 @@ async fn serve_sandbox(
                 let connection = decider.connection(request_id);
                 tokio::spawn(async move {
                     serve_one(&inner, stream, connection, &sandbox).await;
+                    drop(permit);
                 });
             }
             // A pidfd turns readable when its process has exited.
@@ -243,11 +272,16 @@ impl Decider for EndingOnLateDenial<'_> {
 /// Kills the sandbox's first process, which ends its pid namespace and
 /// every process in it, and keeps `message` for the run that started it.
 fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
-    inner
-        .denials
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push((sandbox.ancestors.clone(), message));
+    {
+        let mut denials = inner.denials.lock().unwrap_or_else(PoisonError::into_inner);
+        // Denials no run took (long-lived processes, escalations) go.
+        denials.retain(|denial| denial.at.elapsed() < DENIAL_KEPT);
+        denials.push(Denial {
+            pids: sandbox.ancestors.clone(),
+            at: std::time::Instant::now(),
+            message,
+        });
+    }
     if let Err(error) = crate::sys::pidfd_kill(sandbox.pidfd.as_fd(), libc::SIGKILL) {
         tracing::warn!(%error, "cannot end a sandbox whose connection was denied");
     }
