@@ -211,7 +211,9 @@ async fn serve_sandbox(
     }
 }
 
-/// The sandbox's first process (the helper, then the command it became).
+/// The sandbox's first process: the helper, which became the command or,
+/// when calls are supervised, the command's supervisor. Either way its end
+/// is the sandbox's.
 struct Sandbox {
     pidfd: OwnedFd,
     /// Its pid and its ancestors' in this process's namespace, for

@@ -17,7 +17,7 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
 use super::sys;
 
 /// The one message on the link: this tag, with the listener and a pidfd of
-/// the helper (the process that becomes the sandbox's command) attached.
+/// the helper (which becomes the command, or its supervisor) attached.
 pub const LISTENER_MESSAGE: &[u8] = b"EXGT-PROXY-LISTENER";
 
 /// Marks an environment whose proxy variables execgate set: a later sandbox
