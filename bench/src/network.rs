@@ -17,6 +17,8 @@ use execgate_core_bridge::{RunOptions, ShellSession, ShellSessionConfig};
 use execgate_escalate_server::{Decision, ExecContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::{median, spread};
+
 pub(crate) struct Paths<'a> {
     pub(crate) wrapper: &'a Path,
     pub(crate) helper: &'a Path,
@@ -121,17 +123,6 @@ async fn proxied(session: &ShellSession, client: &Path, args: &[String]) -> Resu
         );
     }
     Ok(String::from_utf8_lossy(&outcome.stdout).trim().to_owned())
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn spread(values: &[f64]) -> (f64, f64) {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    (min, max)
 }
 
 pub(crate) async fn network(paths: &Paths<'_>, rounds: usize, gib: u64) -> Result<()> {

@@ -490,6 +490,15 @@ echo "enabled $(printenv | grep -cF -- "${shell_proxy#http://}")"
     }
 }
 
+/// Profile `sock`: workspace-write, limited, allowed to reach `socket`.
+fn socket_profile(socket: &Path) -> String {
+    format!(
+        "[profiles.sock]\nextends = \"workspace-write\"\n\
+         network = {{ mode = \"limited\", unix_sockets = {{ \"{}\" = \"allow\" }} }}\n",
+        socket.display()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_host_sockets_a_profile_allows_are_reachable() {
     let place = Place::new();
@@ -506,13 +515,8 @@ async fn only_the_host_sockets_a_profile_allows_are_reachable() {
             }
         })
     });
-    let profiles = format!(
-        "[profiles.sock]\nextends = \"workspace-write\"\n\
-         network = {{ mode = \"limited\", unix_sockets = {{ \"{}\" = \"allow\" }} }}\n",
-        allowed.display()
-    );
     let session = limited_session_from(
-        &profiles,
+        &socket_profile(&allowed),
         &place,
         "sock",
         DenyAll,
@@ -799,13 +803,8 @@ async fn an_allowed_socket_the_sandbox_could_replace_is_refused() {
         (&link, "it is not a socket"),
         (&in_workspace, "it is under a writable root"),
     ] {
-        let profiles = format!(
-            "[profiles.sock]\nextends = \"workspace-write\"\n\
-             network = {{ mode = \"limited\", unix_sockets = {{ \"{}\" = \"allow\" }} }}\n",
-            path.display()
-        );
         let config = limited_config(
-            &profiles,
+            &socket_profile(path),
             &place,
             "sock",
             DenyAll,
