@@ -996,6 +996,9 @@ mod tests {
         );
     }
 
+    // Unix paths: the sockets a limited network names are Unix sockets, and
+    // Windows refuses a limited network anyway.
+    #[cfg(unix)]
     #[test]
     fn network_settings_are_read_as_mode_or_table() {
         let profiles = r#"
