@@ -3,8 +3,9 @@
 //!
 //! A [`PermissionProfile`] says what commands may touch: file-system entries
 //! (a path, a special root such as `:cwd`, or a deny glob) with access
-//! `read`, `write` or `none`, and whether the network is `restricted` or
-//! `enabled`. Presets (`read-only`, `workspace-write`,
+//! `read`, `write` or `none`, and whether the network is `restricted`,
+//! `limited` (only through execgate's proxy, which decides each connection
+//! on the profile's [`NetworkLists`], rules and approvals) or `enabled`. Presets (`read-only`, `workspace-write`,
 //! `danger-full-access`) cover the common cases; [`ProfileSet`] loads named
 //! profiles from TOML with `extends`.
 //!
@@ -21,17 +22,22 @@
 //! or only the `:minimal` roots, writable roots bound read-write, carve-outs
 //! bound read-only on top, denied files covered by an empty file and denied
 //! directories by an empty tmpfs, `/run` hidden), new user, pid, ipc and uts
-//! namespaces (and network when restricted), every capability dropped, and
+//! namespaces (and network unless enabled), every capability dropped, and
 //! a fresh `/proc`. Inside, the helper ([`helper_main`]) checks that no
 //! capability is left, sets no-new-privs, adds Landlock (ABI 3 or later
 //! required; the ABI 6 scopes for abstract unix sockets and signals when the
 //! kernel has them) and a seccomp filter (no `ptrace`, `process_vm_*`,
 //! `io_uring_*`, no `TIOCSTI`/`TIOCLINUX` terminal injection; with a
 //! restricted network, no socket family but `AF_UNIX` and no datagram
-//! `AF_UNIX` socket), then executes the target. What must be decided call
+//! `AF_UNIX` socket; with a limited one, also inet sockets as TCP streams),
+//! then executes the target. A limited sandbox's helper first listens on
+//! the sandbox's own loopback and hands that listener to the proxy over an
+//! inherited link (`linux/proxy_link.rs`): the proxy accepts the sandbox's
+//! connections itself. What must be decided call
 //! by call is left to a supervisor, the helper's parent half after a fork
-//! (`linux/supervisor.rs`): with a restricted network, `connect` to a pathname
-//! socket succeeds only for a socket bound inside the sandbox; under
+//! (`linux/supervisor.rs`): with a restricted or limited network, `connect`
+//! to a pathname socket succeeds only for a socket bound inside the sandbox
+//! (or, limited, one the profile's `unix_sockets` allows); under
 //! writable roots, `.agents` and `.execgate` cannot be created; with deny
 //! globs, every open is matched against them, whenever the file appeared.
 //!
