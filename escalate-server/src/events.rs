@@ -291,20 +291,39 @@ impl EventReporter {
     /// could not be written and the session's [`AuditFailure`] is `Deny`:
     /// the caller must not carry out what the event records.
     pub fn report(&self, event: &SessionEvent) -> Result<(), String> {
-        let recorded = match &self.audit {
-            Some(audit) => audit.record(&self.session_id, event),
-            None => Ok(()),
-        };
-        if let Some(sink) = &self.events {
-            sink(event);
+        record_and_report(
+            &self.session_id,
+            self.audit.as_deref(),
+            self.events.as_ref(),
+            self.audit_failure,
+            event,
+        )
+    }
+}
+
+/// Records `event` in `audit`, then hands it to `events`; an audit error
+/// is returned unless `audit_failure` says to warn and go on. The one way
+/// a session's events are reported, from its workers or its proxy.
+pub(crate) fn record_and_report(
+    session_id: &str,
+    audit: Option<&dyn AuditSink>,
+    events: Option<&EventSink>,
+    audit_failure: AuditFailure,
+    event: &SessionEvent,
+) -> Result<(), String> {
+    let recorded = match audit {
+        Some(audit) => audit.record(session_id, event),
+        None => Ok(()),
+    };
+    if let Some(sink) = events {
+        sink(event);
+    }
+    match (recorded, audit_failure) {
+        (Err(reason), AuditFailure::Warn) => {
+            tracing::warn!(session = %session_id, %reason, "audit log write failed; going on");
+            Ok(())
         }
-        match (recorded, self.audit_failure) {
-            (Err(reason), AuditFailure::Warn) => {
-                tracing::warn!(session = %self.session_id, %reason, "audit log write failed; going on");
-                Ok(())
-            }
-            (result, _) => result,
-        }
+        (result, _) => result,
     }
 }
 

@@ -228,20 +228,13 @@ impl Shared {
     /// the audit log could not be written (and the failure mode says to
     /// refuse).
     pub(crate) fn record(&self, event: &SessionEvent) -> Result<(), String> {
-        let recorded = match &self.config.audit {
-            Some(audit) => audit.record(&self.id, event),
-            None => Ok(()),
-        };
-        if let Some(sink) = &self.config.events {
-            sink(event);
-        }
-        match (recorded, self.config.audit_failure) {
-            (Err(reason), AuditFailure::Warn) => {
-                tracing::warn!(session = %self.id, %reason, "audit log write failed; going on");
-                Ok(())
-            }
-            (result, _) => result,
-        }
+        crate::events::record_and_report(
+            &self.id,
+            self.config.audit.as_deref(),
+            self.config.events.as_ref(),
+            self.config.audit_failure,
+            event,
+        )
     }
 }
 
