@@ -469,15 +469,10 @@ impl AdditionalPermissions {
         let mut network = NetworkPolicy::Restricted;
         let mut network_lists = NetworkLists::default();
         if let Some(value) = &spec.network {
-            let setting =
-                NetworkSetting::parse(value, base).map_err(|reason| SandboxError::Config {
-                    file: origin.map_or_else(|| "<inline>".into(), |o| o.display().to_string()),
-                    reason,
-                })?;
-            setting
-                .apply(&mut network, &mut network_lists)
+            NetworkSetting::parse(value, base)
+                .and_then(|setting| setting.apply(&mut network, &mut network_lists))
                 .map_err(|reason| SandboxError::Config {
-                    file: origin.map_or_else(|| "<inline>".into(), |o| o.display().to_string()),
+                    file: origin_name(origin),
                     reason,
                 })?;
         }
@@ -507,9 +502,14 @@ fn parse_toml<T: serde::de::DeserializeOwned>(
     origin: Option<&Path>,
 ) -> Result<T, SandboxError> {
     toml::from_str(text).map_err(|error| SandboxError::Config {
-        file: origin.map_or_else(|| "<inline>".to_owned(), |path| path.display().to_string()),
+        file: origin_name(origin),
         reason: error.to_string(),
     })
+}
+
+/// A TOML document's origin as errors name it.
+fn origin_name(origin: Option<&Path>) -> String {
+    origin.map_or_else(|| "<inline>".to_owned(), |path| path.display().to_string())
 }
 
 impl From<AccessSpec> for Access {
