@@ -353,9 +353,11 @@ async fn a_session_keeps_at_most_sixty_four_processes() {
     let recorder = Recorder::default();
     let session = Arc::new(session_with(dir.path(), &recorder, &[]));
     let mut started = tokio::task::JoinSet::new();
+    // Every start waits long enough for all 65 to be under way at once: no
+    // call may answer with the end of a process pruned under it.
     for _ in 0..65 {
         let session = session.clone();
-        started.spawn(async move { session.exec_command("sleep 60", pipes(250)).await });
+        started.spawn(async move { session.exec_command("sleep 60", pipes(5000)).await });
     }
     while let Some(result) = started.join_next().await {
         running_id(&result.unwrap().unwrap());

@@ -303,7 +303,8 @@ impl ShellSession {
     }
 
     /// Sets how many processes the session keeps (default
-    /// [`DEFAULT_PROCESS_LIMIT`]); starting one more prunes one.
+    /// [`DEFAULT_PROCESS_LIMIT`]); starting one more prunes one that no
+    /// call is waiting on.
     pub fn set_process_limit(&self, limit: usize) {
         self.processes.set_limit(limit.max(1));
     }

@@ -50,6 +50,34 @@ impl Default for TableState {
 struct Entry {
     process: Arc<LiveProcess>,
     last_used: u64,
+    /// Calls waiting on the process now: pruning passes it over, so that
+    /// no call answers with the end of a process it was promised.
+    calls: usize,
+}
+
+/// A process a call is waiting on; dropping it ends the wait, and prunes
+/// whatever the wait kept over the limit.
+pub(crate) struct InUse<'a> {
+    table: &'a ProcessTable,
+    process: Arc<LiveProcess>,
+}
+
+impl std::ops::Deref for InUse<'_> {
+    type Target = Arc<LiveProcess>;
+
+    fn deref(&self) -> &Arc<LiveProcess> {
+        &self.process
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        let mut state = self.table.lock();
+        if let Some(entry) = state.entries.get_mut(&self.process.id) {
+            entry.calls -= 1;
+        }
+        state.trim();
+    }
 }
 
 /// One process: its output so far and how it ended. Dropping the last
@@ -81,14 +109,14 @@ impl ProcessTable {
         self.lock().limit = limit;
     }
 
-    /// Spawns `shell` with `stdio` and keeps it, pruning one process first
-    /// when the table is full.
+    /// Spawns `shell` with `stdio` and keeps it, in use by the calling
+    /// call, pruning others when the table is over its limit.
     pub(crate) fn start(
         &self,
         command: &str,
         mut shell: std::process::Command,
         stdio: ExecStdio,
-    ) -> Result<Arc<LiveProcess>, BridgeError> {
+    ) -> Result<InUse<'_>, BridgeError> {
         let io_error = |what: &str| {
             let what = what.to_owned();
             move |source| BridgeError::Io { what, source }
@@ -143,18 +171,6 @@ impl ProcessTable {
         let follower = tokio::spawn(follow(child, pgid, readers, shared.clone(), ended_sender));
 
         let mut state = self.lock();
-        if state.entries.len() >= state.limit {
-            let chosen = prune_choice(
-                state
-                    .entries
-                    .iter()
-                    .map(|(id, entry)| (*id, entry.last_used, entry.process.has_exited())),
-            );
-            // Dropped outside the lock: the drop kills its group.
-            if let Some(pruned) = chosen.and_then(|id| state.entries.remove(&id)) {
-                tokio::spawn(async move { pruned.process.kill_and_wait().await });
-            }
-        }
         let id = ProcessId(state.next_id);
         state.next_id = state.next_id.wrapping_add(1);
         state.uses += 1;
@@ -174,13 +190,19 @@ impl ProcessTable {
             Entry {
                 process: process.clone(),
                 last_used,
+                calls: 1,
             },
         );
-        Ok(process)
+        state.trim();
+        drop(state);
+        Ok(InUse {
+            table: self,
+            process,
+        })
     }
 
-    /// The process `id`, now the most recently used.
-    pub(crate) fn touch(&self, id: ProcessId) -> Result<Arc<LiveProcess>, ExecError> {
+    /// The process `id`, now the most recently used, in use by the caller.
+    pub(crate) fn touch(&self, id: ProcessId) -> Result<InUse<'_>, ExecError> {
         let mut state = self.lock();
         state.uses += 1;
         let uses = state.uses;
@@ -189,7 +211,13 @@ impl ProcessTable {
             .get_mut(&id)
             .ok_or(ExecError::UnknownProcess(id))?;
         entry.last_used = uses;
-        Ok(entry.process.clone())
+        entry.calls += 1;
+        let process = entry.process.clone();
+        drop(state);
+        Ok(InUse {
+            table: self,
+            process,
+        })
     }
 
     pub(crate) fn remove(&self, id: ProcessId) -> Option<Arc<LiveProcess>> {
@@ -236,6 +264,36 @@ impl ProcessTable {
     }
 }
 
+impl TableState {
+    /// Prunes processes no call waits on until the table is within its
+    /// limit; it stays over while every candidate is in use.
+    fn trim(&mut self) {
+        while self.entries.len() > self.limit {
+            let chosen = prune_choice(self.entries.iter().map(|(id, entry)| Candidate {
+                id: *id,
+                last_used: entry.last_used,
+                exited: entry.process.has_exited(),
+                in_use: entry.calls > 0,
+            }));
+            let Some(pruned) = chosen.and_then(|id| self.entries.remove(&id)) else {
+                return;
+            };
+            // The process dies when its last handle drops; the task only
+            // waits for its end outside the lock.
+            tokio::spawn(async move { pruned.process.kill_and_wait().await });
+        }
+    }
+}
+
+/// What pruning knows of one process.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Candidate {
+    id: ProcessId,
+    last_used: u64,
+    exited: bool,
+    in_use: bool,
+}
+
 impl Drop for ProcessTable {
     fn drop(&mut self) {
         self.kill_all();
@@ -244,20 +302,23 @@ impl Drop for ProcessTable {
 
 /// Which process goes when the table is full: among all but the
 /// [`PROTECTED_RECENT`] most recently used, the least recently used one
-/// that has exited, else the least recently used one.
-pub(crate) fn prune_choice(
-    entries: impl Iterator<Item = (ProcessId, u64, bool)>,
-) -> Option<ProcessId> {
-    let mut entries: Vec<(ProcessId, u64, bool)> = entries.collect();
-    entries.sort_by_key(|(_, last_used, _)| *last_used);
+/// that has exited, else the least recently used one. A process some call
+/// is waiting on is never chosen.
+pub(crate) fn prune_choice(entries: impl Iterator<Item = Candidate>) -> Option<ProcessId> {
+    let mut entries: Vec<Candidate> = entries.collect();
+    entries.sort_by_key(|entry| entry.last_used);
     let unprotected = entries.len().saturating_sub(PROTECTED_RECENT);
-    let candidates = &entries[..unprotected];
-    candidates
-        .iter()
-        .find(|(_, _, exited)| *exited)
-        .or_else(|| candidates.first())
-        .or_else(|| entries.first())
-        .map(|(id, _, _)| *id)
+    let idle: Vec<(usize, Candidate)> = entries
+        .into_iter()
+        .enumerate()
+        .filter(|(_, entry)| !entry.in_use)
+        .collect();
+    let unprotected_idle = || idle.iter().filter(|(place, _)| *place < unprotected);
+    unprotected_idle()
+        .find(|(_, entry)| entry.exited)
+        .or_else(|| unprotected_idle().next())
+        .or_else(|| idle.first())
+        .map(|(_, entry)| entry.id)
 }
 
 impl LiveProcess {
@@ -416,29 +477,29 @@ async fn follow(
 mod tests {
     use super::*;
 
-    /// (id, last used, exited) of each entry → the one pruned.
-    type Case = (Vec<(ProcessId, u64, bool)>, Option<ProcessId>);
+    /// (id, which is also its last use, exited, in use) → the id pruned.
+    type Case = (Vec<(u32, bool, bool)>, Option<u32>);
 
     #[test]
     fn pruning_prefers_old_exited_processes_outside_the_recent_eight() {
-        let id = ProcessId;
-        // (entries as (id, last_used, exited)) → pruned.
-        let running = |n: u32| (id(n), u64::from(n), false);
-        let exited = |n: u32| (id(n), u64::from(n), true);
+        // Entries as (id = last used, exited, in use) → the id pruned.
+        let running = |n: u32| (n, false, false);
+        let exited = |n: u32| (n, true, false);
+        let waited_on = |n: u32| (n, false, true);
         let cases: Vec<Case> = vec![
-            ((1..=10).map(running).collect(), Some(id(1))),
+            ((1..=10).map(running).collect(), Some(1)),
             (
                 (1..=10)
                     .map(|n| if n == 2 { exited(n) } else { running(n) })
                     .collect(),
-                Some(id(2)),
+                Some(2),
             ),
             // An exited process among the eight most recent is kept.
             (
                 (1..=10)
                     .map(|n| if n == 9 { exited(n) } else { running(n) })
                     .collect(),
-                Some(id(1)),
+                Some(1),
             ),
             // The oldest exited one outside them goes first.
             (
@@ -451,16 +512,43 @@ mod tests {
                         }
                     })
                     .collect(),
-                Some(id(3)),
+                Some(3),
             ),
             // A limit at or below eight: the least recently used.
-            ((1..=3).map(running).collect(), Some(id(1))),
+            ((1..=3).map(running).collect(), Some(1)),
+            // A process a call waits on is passed over, even exited.
+            (
+                (1..=10)
+                    .map(|n| match n {
+                        1 => waited_on(n),
+                        2 => (n, true, true),
+                        _ => running(n),
+                    })
+                    .collect(),
+                Some(3),
+            ),
+            // Outside the recent eight every one is waited on: the least
+            // recently used idle one among them.
+            (
+                (1..=10)
+                    .map(|n| if n <= 2 { waited_on(n) } else { running(n) })
+                    .collect(),
+                Some(3),
+            ),
+            // Every one waited on: none.
+            ((1..=10).map(waited_on).collect(), None),
             (Vec::new(), None),
         ];
         for (entries, pruned) in cases {
+            let candidates = entries.iter().map(|&(n, exited, in_use)| Candidate {
+                id: ProcessId(n),
+                last_used: u64::from(n),
+                exited,
+                in_use,
+            });
             assert_eq!(
-                prune_choice(entries.clone().into_iter()),
-                pruned,
+                prune_choice(candidates),
+                pruned.map(ProcessId),
                 "{entries:?}"
             );
         }
