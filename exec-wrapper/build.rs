@@ -1,8 +1,10 @@
 //! Links the wrapper binary statically (glibc, static-pie), so that the
-//! wrapper a plain `cargo build` leaves beside `execgate` is the fast one:
+//! wrapper a plain `cargo build` leaves beside `execgate` is a fast one:
 //! it runs for every escalation (and did for every exec before zsh asked
 //! itself), and a dynamic one pays the loader (mapping and relocating libc)
-//! each time, about 0.5 ms here (BENCHMARKS.md).
+//! each time, about 0.5 ms here (BENCHMARKS.md). The static musl build of
+//! `scripts/build-wrapper` is faster still, and `execgate` prefers it when
+//! it carries the key of the same sources (`tools_key.rs`), set here.
 //!
 //! rustc links the GNU target's system libraries dynamically
 //! (`-Wl,-Bdynamic -lgcc_s ... -lc`) and a crate cannot set
@@ -14,9 +16,16 @@
 //! is untouched. If the compiler has no static archive for one of them, the
 //! build fails: a silently dynamic wrapper is what this exists to prevent.
 include!("static_glibc.rs");
+include!("tools_key.rs");
+include!("tools_sources.rs");
 
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=static_glibc.rs");
+    println!("cargo:rerun-if-changed=tools_key.rs");
+    println!("cargo:rerun-if-changed=tools_sources.rs");
+    let key = tools_key(&workspace_root(), WRAPPER_SOURCES)?;
+    println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={TOOLS_KEY_MARKER}{key}");
     link_bins_statically();
+    Ok(())
 }

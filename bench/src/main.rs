@@ -26,10 +26,11 @@ use nix::sys::resource::{getrusage, UsageWho};
 
 struct Tools {
     wrapper: PathBuf,
-    /// Another build of the wrapper (`--musl-wrapper`, the static musl one
-    /// of `scripts/build-wrapper`): case c once more, for comparison (a
+    /// Another build of the wrapper (`--other-wrapper`: the static glibc one
+    /// `cargo build` puts beside `execgate`, which is used when the musl
+    /// build is missing or stale): case c once more, for comparison (a
     /// `Run` command no longer goes through a wrapper).
-    musl_wrapper: Option<PathBuf>,
+    other_wrapper: Option<PathBuf>,
     /// Which P1 cases to run (`--cases=abc`), all when empty.
     cases: String,
     helper: PathBuf,
@@ -41,9 +42,9 @@ struct Tools {
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|arg| arg == "--quick");
-    let musl_wrapper = args
+    let other_wrapper = args
         .iter()
-        .find_map(|arg| arg.strip_prefix("--musl-wrapper="))
+        .find_map(|arg| arg.strip_prefix("--other-wrapper="))
         .map(PathBuf::from);
     let cases = args
         .iter()
@@ -54,11 +55,11 @@ async fn main() -> Result<()> {
     let [wrapper, helper, zsh] = paths.as_slice() else {
         bail!(
             "usage: execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick] [--p1] \
-             [--p2] [--p3] [--p5] [--cases=abcdef] [--musl-wrapper=PATH]"
+             [--p2] [--p3] [--p5] [--cases=abcdef] [--other-wrapper=PATH]"
         );
     };
     let tools = Tools {
-        musl_wrapper,
+        other_wrapper,
         cases,
         wrapper: PathBuf::from(wrapper),
         helper: PathBuf::from(helper),
@@ -353,10 +354,10 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             execs,
         ),
     ];
-    if let Some(musl_wrapper) = &tools.musl_wrapper {
+    if let Some(other_wrapper) = &tools.other_wrapper {
         cases.push((
-            "c, static musl wrapper",
-            musl_wrapper,
+            "c, cargo build's static glibc wrapper",
+            other_wrapper,
             Mode::Session,
             by_path("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
             execs,
@@ -560,11 +561,11 @@ impl Policy for Undecided {
 }
 
 async fn p4(tools: &Tools) -> Result<()> {
-    // Each build of the wrapper: the one `cargo build` makes and, when
-    // given, the static musl one to install.
+    // Each build of the wrapper: the static musl one execgate uses and,
+    // when given, the one `cargo build` makes.
     let mut rows = Vec::new();
-    for (build, wrapper) in std::iter::once(("cargo build", &tools.wrapper))
-        .chain(tools.musl_wrapper.iter().map(|path| ("musl", path)))
+    for (build, wrapper) in std::iter::once(("musl (used)", &tools.wrapper))
+        .chain(tools.other_wrapper.iter().map(|path| ("cargo build", path)))
     {
         let size = std::fs::metadata(wrapper)?.len();
         let rss = wrapper_peak_rss(wrapper).await?;

@@ -702,6 +702,13 @@ struct DoctorReport {
     zsh_patched: bool,
     /// Built from this source's patch and build script.
     zsh_current: bool,
+    /// The exec wrapper and sandbox helper found, and whether each was
+    /// built from this binary's sources (the static musl builds of
+    /// `scripts/build-wrapper` are used only then).
+    wrapper: Option<String>,
+    wrapper_current: bool,
+    sandbox_helper: Option<String>,
+    sandbox_helper_current: bool,
     /// Where the tools were found: `environment`, `build tree` or
     /// `installed` (`../libexec/execgate/` beside the binary).
     tools_origin: Option<&'static str>,
@@ -762,6 +769,16 @@ fn doctor(json: bool) -> Result<i32> {
             .map(|tools| tools.zsh.display().to_string()),
         zsh_patched,
         zsh_current,
+        wrapper: tools
+            .as_ref()
+            .ok()
+            .map(|tools| tools.wrapper.display().to_string()),
+        wrapper_current: tools.as_ref().is_ok_and(Tools::wrapper_is_current),
+        sandbox_helper: tools
+            .as_ref()
+            .ok()
+            .map(|tools| tools.sandbox_helper.display().to_string()),
+        sandbox_helper_current: tools.as_ref().is_ok_and(Tools::sandbox_helper_is_current),
         tools_origin,
         tools_problem: tools.as_ref().err().map(|error| error.to_string()),
         session_scope,
@@ -806,14 +823,29 @@ fn doctor(json: bool) -> Result<i32> {
             "patched zsh       {}",
             report.zsh.clone().unwrap_or_else(|| "not found".into())
         );
+        let matches = |current: bool| {
+            if current {
+                "matches"
+            } else {
+                "does not match"
+            }
+        };
+        for (name, path, current) in [
+            ("exec wrapper", &report.wrapper, report.wrapper_current),
+            (
+                "sandbox helper",
+                &report.sandbox_helper,
+                report.sandbox_helper_current,
+            ),
+        ] {
+            if let Some(path) = path {
+                println!("{name:<18}{path} ({} this build)", matches(current));
+            }
+        }
         if let Some(origin) = report.tools_origin {
             println!(
                 "tools             {origin}; zsh {} this build",
-                if report.zsh_current {
-                    "matches"
-                } else {
-                    "does not match"
-                }
+                matches(report.zsh_current)
             );
         }
         match (&report.sandbox_problem, &report.tools_problem) {
@@ -822,6 +854,12 @@ fn doctor(json: bool) -> Result<i32> {
                     println!(
                         "warning           the patched zsh was not built from this source's \
                          patch; rebuild it with scripts/build-zsh.sh"
+                    );
+                }
+                if !(report.wrapper_current && report.sandbox_helper_current) {
+                    println!(
+                        "warning           the exec wrapper or the sandbox helper was not \
+                         built from this binary's sources; rebuild them with cargo build"
                     );
                 }
                 println!("ready             yes");

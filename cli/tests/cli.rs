@@ -183,6 +183,10 @@ fn doctor_reports_json() {
     assert_eq!(report["sandbox_ready"], true);
     assert_eq!(report["zsh_patched"], true);
     assert_eq!(report["zsh_current"], true, "the build is from this source");
+    // Whichever build of each it takes (cargo's beside it, or the static
+    // musl one), it is one of these sources.
+    assert_eq!(report["wrapper_current"], true, "{report}");
+    assert_eq!(report["sandbox_helper_current"], true, "{report}");
     assert!(report["landlock_abi"].as_u64().unwrap() >= 3);
     assert_eq!(report["user_namespaces"], true);
 }

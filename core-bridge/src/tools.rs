@@ -5,7 +5,12 @@
 //! 1. an environment override per tool (`EXECGATE_ZSH`, ...);
 //! 2. the build tree: the wrapper and helper beside the running binary, the
 //!    zsh where `scripts/build-zsh.sh` puts it (`target/zsh/bin/zsh` for
-//!    `target/debug/execgate`);
+//!    `target/debug/execgate`). The static musl builds of the wrapper and
+//!    helper (`scripts/build-wrapper`, in
+//!    `target/x86_64-unknown-linux-musl/release/`) are taken instead of the
+//!    ones beside the binary when they were built from the same sources:
+//!    each binary carries the key of its sources (`exec-wrapper/tools_key.rs`),
+//!    and a stale one is passed over, never paired with a newer `execgate`;
 //! 3. the installed layout: `../libexec/execgate/` relative to the binary
 //!    (`/usr/bin/execgate` uses `/usr/libexec/execgate/`), with the zsh at
 //!    `zsh/bin/zsh` there.
@@ -64,6 +69,31 @@ pub struct LocatedTools {
 /// The directory of installed tools, relative to the binary's directory.
 pub const INSTALLED_TOOLS_DIR: &str = "../libexec/execgate";
 
+/// Where `scripts/build-wrapper` leaves the static musl builds, relative to
+/// a build tree's binary directory (`target/debug`, `target/release`).
+const FAST_BUILD_DIR: &str = "../x86_64-unknown-linux-musl/release";
+
+/// The keys of the sources of this build's wrapper and helper, as their
+/// binaries carry them.
+const WRAPPER_KEY: &str = env!("EXECGATE_WRAPPER_TOOLS_KEY");
+const HELPER_KEY: &str = env!("EXECGATE_HELPER_TOOLS_KEY");
+
+/// The build tree's `name`: the fast build's when it carries `key`, else
+/// the one beside the binary.
+fn build_tree_tool(dir: &Path, name: &str, key: &str) -> PathBuf {
+    let fast = dir.join(FAST_BUILD_DIR).join(name);
+    if carries_key(&fast, key) {
+        fast
+    } else {
+        dir.join(name)
+    }
+}
+
+/// Whether the file at `path` carries `key` (reading about 1 MiB).
+fn carries_key(path: &Path, key: &str) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
+}
+
 impl Tools {
     /// Finds the tools for the binary `exe`, in the order of the module doc.
     pub fn locate_from(exe: &Path) -> Result<Tools, BridgeError> {
@@ -83,8 +113,8 @@ impl Tools {
                 ToolsOrigin::BuildTree,
                 Tools {
                     zsh: dir.join("../zsh/bin/zsh"),
-                    wrapper: dir.join("execgate-exec-wrapper"),
-                    sandbox_helper: dir.join("execgate-sandbox-helper"),
+                    wrapper: build_tree_tool(dir, "execgate-exec-wrapper", WRAPPER_KEY),
+                    sandbox_helper: build_tree_tool(dir, "execgate-sandbox-helper", HELPER_KEY),
                 },
             ),
             (
@@ -144,6 +174,16 @@ impl Tools {
                 installed: clean(&installed),
             },
         })
+    }
+
+    /// Whether the wrapper was built from this build's sources.
+    pub fn wrapper_is_current(&self) -> bool {
+        carries_key(&self.wrapper, WRAPPER_KEY)
+    }
+
+    /// Whether the sandbox helper was built from this build's sources.
+    pub fn sandbox_helper_is_current(&self) -> bool {
+        carries_key(&self.sandbox_helper, HELPER_KEY)
     }
 
     /// Every tool is a file.
@@ -233,6 +273,101 @@ mod tests {
         let located = Tools::discover(&exe, no_env).unwrap();
         assert_eq!(located.origin, ToolsOrigin::BuildTree);
         assert_eq!(located.tools.zsh, root.join("usr/zsh/bin/zsh"));
+    }
+
+    /// Makes `relative` under `root`, as a file holding `contents`.
+    fn file_with(root: &Path, relative: &str, contents: &str) -> PathBuf {
+        let path = file(root, relative);
+        std::fs::write(&path, format!("\0ELF...{contents}...")).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_fast_build_is_taken_only_when_built_from_the_same_sources() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path().canonicalize().unwrap();
+        let exe = file(&root, "target/debug/execgate");
+        file(&root, "target/debug/execgate-exec-wrapper");
+        file(&root, "target/debug/execgate-sandbox-helper");
+        file(&root, "target/zsh/bin/zsh");
+        let fast = "target/x86_64-unknown-linux-musl/release";
+        let stale = "execgate-tools-key:0000";
+        // (wrapper's contents, helper's contents) → (fast wrapper, fast helper)
+        let cases = [
+            (None, None, false, false),
+            (Some(WRAPPER_KEY), Some(HELPER_KEY), true, true),
+            (Some(WRAPPER_KEY), None, true, false),
+            (Some(stale), Some(HELPER_KEY), false, true),
+            // Each carries the other's key: neither is this build's.
+            (Some(HELPER_KEY), Some(WRAPPER_KEY), false, false),
+        ];
+        for (wrapper, helper, fast_wrapper, fast_helper) in cases {
+            let _ = std::fs::remove_dir_all(root.join(fast));
+            if let Some(key) = wrapper {
+                file_with(&root, &format!("{fast}/execgate-exec-wrapper"), key);
+            }
+            if let Some(key) = helper {
+                file_with(&root, &format!("{fast}/execgate-sandbox-helper"), key);
+            }
+            let tools = Tools::discover(&exe, no_env).unwrap().tools;
+            let expected = |is_fast: bool, name: &str| {
+                root.join(if is_fast { fast } else { "target/debug" })
+                    .join(name)
+            };
+            let case = format!("{wrapper:?} {helper:?}");
+            assert_eq!(
+                tools.wrapper,
+                expected(fast_wrapper, "execgate-exec-wrapper"),
+                "{case}"
+            );
+            assert_eq!(tools.wrapper_is_current(), fast_wrapper, "{case}");
+            assert_eq!(
+                tools.sandbox_helper,
+                expected(fast_helper, "execgate-sandbox-helper"),
+                "{case}"
+            );
+            assert_eq!(tools.sandbox_helper_is_current(), fast_helper, "{case}");
+        }
+    }
+
+    /// The lists the build scripts hash (`exec-wrapper/tools_sources.rs`).
+    mod sources {
+        #![allow(dead_code)]
+        include!("../../exec-wrapper/tools_sources.rs");
+        pub(super) const WRAPPER: &[&str] = WRAPPER_SOURCES;
+        pub(super) const HELPER: &[&str] = HELPER_SOURCES;
+    }
+
+    /// The workspace crates (by directory) `package` is built from.
+    fn workspace_crates_of(package: &str) -> Vec<String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = root.canonicalize().unwrap();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let output = std::process::Command::new(cargo)
+            .args(["tree", "--offline", "--locked", "--prefix", "none"])
+            .args(["--edges", "normal,build", "--package", package])
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let prefix = format!("({}/", root.display());
+        let mut crates: Vec<String> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| Some(line.split_once(&prefix)?.1.split_once(')')?.0.to_owned()))
+            .collect();
+        crates.sort();
+        crates.dedup();
+        crates
+    }
+
+    #[test]
+    fn tools_keys_cover_every_workspace_crate_the_tools_use() {
+        assert_eq!(
+            workspace_crates_of("execgate-exec-wrapper"),
+            sources::WRAPPER
+        );
+        assert_eq!(workspace_crates_of("execgate-sandbox"), sources::HELPER);
     }
 
     #[test]

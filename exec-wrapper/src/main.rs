@@ -8,9 +8,17 @@
 #[global_allocator]
 static ALLOCATOR: execgate_exec_wrapper::Arena = execgate_exec_wrapper::Arena::new();
 
+/// The key of the sources this binary was built from, which `execgate`
+/// looks for in a wrapper from another build directory before it uses it
+/// (core-bridge/src/tools.rs).
+#[cfg(unix)]
+static TOOLS_KEY: &str = env!("EXECGATE_TOOLS_KEY");
+
 #[cfg(unix)]
 #[no_mangle]
 extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // Keeps the key in the binary: nothing else refers to it.
+    std::hint::black_box(TOOLS_KEY);
     // SAFETY: the C runtime's own argc and argv.
     unsafe { execgate_exec_wrapper::main_from_c(argc, argv) }
 }

@@ -364,7 +364,12 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
     // Typing into the terminal's input queue would run commands outside
     // the sandbox, in whatever reads the terminal next.
     let mut ioctl_rules = Vec::new();
+    // The request's type differs between C libraries (`c_ulong` in glibc,
+    // `c_int` in musl); both numbers are small and positive.
     for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+        #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+        let request = u64::try_from(request)
+            .map_err(|_| seccomp_error(&format!("ioctl request {request} is negative")))?;
         let is_request =
             SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
                 .map_err(|e| seccomp_error(&e))?;

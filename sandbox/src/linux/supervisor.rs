@@ -1120,8 +1120,11 @@ impl Call<'_> {
             self.refuse_uncreatable(&old)?;
             self.refuse_denied_beneath(&new)?;
         }
-        let flags = nix::fcntl::RenameFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
-        nix::fcntl::renameat2(
+        let known = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
+        if flags & !known != 0 {
+            return Err(Errno::EINVAL);
+        }
+        sys::renameat2(
             old.parent.as_fd(),
             old.name_as_given.as_c_str(),
             new.parent.as_fd(),

@@ -440,3 +440,28 @@ pub(crate) fn own_pidfd() -> nix::Result<std::os::fd::OwnedFd> {
     // alone.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as std::os::fd::RawFd) })
 }
+
+/// renameat2(2), which nix wraps on glibc only and the musl that Rust
+/// links lacks (the helper is also built with musl, `scripts/build-wrapper`).
+pub(crate) fn renameat2(
+    old_dir: std::os::fd::BorrowedFd<'_>,
+    old_name: &std::ffi::CStr,
+    new_dir: std::os::fd::BorrowedFd<'_>,
+    new_name: &std::ffi::CStr,
+    flags: libc::c_uint,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both names are NUL-terminated strings and both descriptors
+    // are open for the whole call; the kernel reads nothing else.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            old_dir.as_raw_fd(),
+            old_name.as_ptr(),
+            new_dir.as_raw_fd(),
+            new_name.as_ptr(),
+            flags,
+        )
+    };
+    nix::errno::Errno::result(result).map(drop)
+}

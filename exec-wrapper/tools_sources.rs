@@ -1,0 +1,18 @@
+// What the keys of tools_key.rs cover: `include!`d beside it by the build
+// scripts, and by core-bridge's test that checks these lists against
+// `cargo tree` (`tools_keys_cover_every_workspace_crate_the_tools_use`).
+
+/// The workspace crates the exec wrapper binary is built from.
+#[allow(dead_code)] // each build script uses one of the two lists
+const WRAPPER_SOURCES: &[&str] = &["exec-wrapper", "protocol"];
+
+/// The workspace crates the sandbox helper binary is built from.
+#[allow(dead_code)]
+const HELPER_SOURCES: &[&str] = &["network-proxy", "sandbox"];
+
+/// What every build depends on besides the crates: dependency versions,
+/// profiles, the musl target's flags.
+const BUILD_INPUTS: &[&str] = &["Cargo.lock", "Cargo.toml", ".cargo/config.toml"];
+
+/// What precedes the key in a tool's binary.
+const TOOLS_KEY_MARKER: &str = "execgate-tools-key:";
