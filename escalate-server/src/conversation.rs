@@ -23,6 +23,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::Channel;
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
@@ -34,7 +35,7 @@ use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
 
 /// Why a conversation ended before a decision could be carried out.
 #[derive(Debug, thiserror::Error)]
-enum ConversationError {
+pub(crate) enum ConversationError {
     #[error("the client closed the connection")]
     Closed,
     #[error("the client sent no request in time")]
@@ -65,11 +66,10 @@ pub(crate) async fn serve_request(
         Ok(peer) => peer,
         Err(error) => return refuse(format!("cannot read peer credentials: {error}")),
     };
-    let stream = match into_tokio_stream(private) {
-        Ok(stream) => stream,
+    let mut channel = match Channel::new(private) {
+        Ok(channel) => channel,
         Err(error) => return refuse(format!("cannot serve the request socket: {error}")),
     };
-    let (mut reader, mut writer) = stream.into_split();
 
     let server_uid = nix::unistd::geteuid().as_raw();
     if peer.uid != server_uid {
@@ -77,17 +77,15 @@ pub(crate) async fn serve_request(
             "requester uid {} is not the session's uid {server_uid}",
             peer.uid
         );
-        deny(&mut writer, &reason).await;
+        deny(&mut channel, &reason).await;
         return refuse(reason);
     }
 
-    // Found while the requester is still writing its request: the hello
-    // comes first so that this work overlaps with the wrapper's own.
     let parent_request_id = shared.lineage.parent_of(peer.pid);
 
     let frame = tokio::select! {
         () = cancel.cancelled() => return,
-        frame = tokio::time::timeout(shared.config.request_timeout, read_frame(&mut reader)) => {
+        frame = tokio::time::timeout(shared.config.request_timeout, channel.read_frame()) => {
             frame.unwrap_or(Err(ConversationError::Timeout))
         }
     };
@@ -99,7 +97,7 @@ pub(crate) async fn serve_request(
         Ok(request) => request,
         Err(error) => {
             let reason = format!("malformed request: {error}");
-            deny(&mut writer, &reason).await;
+            deny(&mut channel, &reason).await;
             return refuse(reason);
         }
     };
@@ -107,7 +105,7 @@ pub(crate) async fn serve_request(
         Ok(opened) => opened,
         Err(error) => {
             let reason = format!("cannot check the executable: {error}");
-            deny(&mut writer, &reason).await;
+            deny(&mut channel, &reason).await;
             return refuse(reason);
         }
     };
@@ -150,7 +148,7 @@ pub(crate) async fn serve_request(
     };
     if let Err(error) = shared.record(&decided) {
         let reason = format!("cannot write the audit log ({error}); nothing runs unrecorded");
-        deny(&mut writer, &reason).await;
+        deny(&mut channel, &reason).await;
         return;
     }
     let reply = match decision {
@@ -163,6 +161,12 @@ pub(crate) async fn serve_request(
         Decision::Escalate(execution) => {
             match launch_for(&shared, &execution, opened, held_directory, &context).await {
                 Ok(launch) => {
+                    let (reader, writer) = match channel.into_split() {
+                        Ok(halves) => halves,
+                        Err(error) => {
+                            return refuse(format!("cannot serve the request socket: {error}"))
+                        }
+                    };
                     return escalate(&shared, &context, launch, reader, writer, cancel).await;
                 }
                 Err(reason) => {
@@ -175,7 +179,7 @@ pub(crate) async fn serve_request(
             }
         }
     };
-    let _ = send(&mut writer, &reply).await;
+    let _ = channel.send(&reply).await;
 }
 
 /// What an approved escalation starts from: the checked executable, the
@@ -246,18 +250,12 @@ async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<Sand
     }
 }
 
-fn into_tokio_stream(private: OwnedFd) -> io::Result<UnixStream> {
-    let stream = std::os::unix::net::UnixStream::from(private);
-    stream.set_nonblocking(true)?;
-    UnixStream::from_std(stream)
-}
-
 /// Answers `Deny`; a requester that has gone away misses nothing.
-async fn deny(writer: &mut OwnedWriteHalf, reason: &str) {
+async fn deny(channel: &mut Channel, reason: &str) {
     let denial = ServerMessage::Deny {
         reason: reason.to_owned(),
     };
-    let _ = send(writer, &denial).await;
+    let _ = channel.send(&denial).await;
 }
 
 async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {

@@ -41,6 +41,7 @@
 //! Unix only (the patched zsh's escalation protocol): empty elsewhere.
 #![cfg(unix)]
 
+mod channel;
 mod conversation;
 mod environment;
 mod events;

@@ -7,8 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use execgate_protocol::{
-    decode_server, encode_client, read_frame, send_all, send_hello, ClientMessage, DecodeError,
-    ExecRequest, FrameIoError, ServerMessage, WrapperArgs,
+    decode_server, encode_client, read_frame, send_all, send_hello, send_without_waiting,
+    ClientMessage, DecodeError, ExecRequest, FrameIoError, ServerMessage, WrapperArgs,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::sched_yield;
@@ -152,6 +152,8 @@ fn ask_for(
     let session = socket_fd.ok_or(WrapperError::NoSession)?;
     let session =
         sys::borrow_open_fd(session).ok_or(WrapperError::SessionSocketClosed { fd: session })?;
+    let frame =
+        encode_client(&ClientMessage::Request(request)).map_err(WrapperError::RequestTooLarge)?;
 
     let (mine, theirs) = socketpair(
         AddressFamily::Unix,
@@ -166,6 +168,11 @@ fn ask_for(
     );
     setsockopt(&mine, sockopt::ReceiveTimeout, &timeout)
         .map_err(|errno| WrapperError::Unreachable(errno.into()))?;
+    // The request goes into the private socket before the hello announces
+    // it: the server then finds all of it (unless it exceeds the socket's
+    // buffer) the moment it takes the socket, however long this process
+    // waits for a CPU in between, as it does behind many busy shells.
+    let early = send_without_waiting(mine.as_fd(), &frame).map_err(WrapperError::Unreachable)?;
     send_hello(session, theirs.as_fd()).map_err(|error| match error.raw_os_error() {
         Some(libc::ENOTSOCK) | Some(libc::EBADF) => WrapperError::SessionSocketClosed {
             fd: socket_fd.unwrap_or(-1),
@@ -176,7 +183,7 @@ fn ask_for(
     drop(theirs);
 
     let conversation = Conversation { socket: mine };
-    let sent = conversation.send(&ClientMessage::Request(request));
+    let sent = send_all(conversation.socket(), &frame[early..]).map_err(WrapperError::Lost);
     if sent.is_ok() {
         conversation.poll_briefly(DECISION_POLL);
     }

@@ -79,6 +79,23 @@ pub fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends as much of `bytes` as the socket takes now, without waiting for
+/// room; returns how much that was (0 when its buffer is full).
+pub fn send_without_waiting(sock: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match send(
+            sock.as_raw_fd(),
+            bytes,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(n) => return Ok(n),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(0),
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
 /// Sends `bytes` with `fds` attached to the first byte, then the rest.
 pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if fds.len() > MAX_PASSED_FDS {

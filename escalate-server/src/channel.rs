@@ -1,0 +1,204 @@
+//! A request's private socket, used without the reactor for as long as the
+//! conversation does not have to wait on it.
+//!
+//! The client writes its request before the hello that hands the socket
+//! over, so the request is nearly always there in full when the server
+//! takes the socket; and the answer to it fits the socket's empty buffer.
+//! A `Run` or `Deny` then costs two plain reads and one write: no
+//! registration with the reactor and no turn through it. Anything that has
+//! to wait (a request still arriving, an escalation's conversation) moves
+//! the socket to tokio, with the bytes already read.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+
+use execgate_protocol::{
+    decode_client, encode_server, frame_body_len, send_without_waiting, ClientMessage,
+    ServerMessage, FRAME_HEADER_LEN,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use crate::conversation::ConversationError;
+
+pub(crate) enum Channel {
+    Plain(std::os::unix::net::UnixStream),
+    Async(UnixStream),
+    /// Moving to tokio failed; every use is an error.
+    Lost,
+}
+
+impl Channel {
+    /// The socket a hello carried, non-blocking from now on.
+    pub(crate) fn new(private: OwnedFd) -> io::Result<Channel> {
+        let plain = std::os::unix::net::UnixStream::from(private);
+        plain.set_nonblocking(true)?;
+        Ok(Channel::Plain(plain))
+    }
+
+    fn asynchronous(&mut self) -> io::Result<&mut UnixStream> {
+        if matches!(self, Channel::Plain(_)) {
+            if let Channel::Plain(plain) = std::mem::replace(self, Channel::Lost) {
+                *self = Channel::Async(UnixStream::from_std(plain)?);
+            }
+        }
+        match self {
+            Channel::Async(stream) => Ok(stream),
+            _ => Err(io::Error::other("the request socket could not be watched")),
+        }
+    }
+
+    /// Reads one whole frame: what is already there without waiting, the
+    /// rest through tokio. Never reads past the frame.
+    pub(crate) async fn read_frame(&mut self) -> Result<ClientMessage, ConversationError> {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        let mut filled = self.read_waiting(&mut header)?;
+        if filled < header.len() {
+            let stream = self.asynchronous()?;
+            match stream.read_exact(&mut header[filled..]).await {
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(ConversationError::Closed)
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let mut body = vec![0u8; frame_body_len(header)?];
+        filled = self.read_waiting(&mut body)?;
+        if filled < body.len() {
+            self.asynchronous()?.read_exact(&mut body[filled..]).await?;
+        }
+        Ok(decode_client(&body)?)
+    }
+
+    /// Fills as much of `buffer` as has arrived, while the socket is plain.
+    fn read_waiting(&mut self, buffer: &mut [u8]) -> Result<usize, ConversationError> {
+        let Channel::Plain(plain) = self else {
+            return Ok(0);
+        };
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match plain.read(&mut buffer[filled..]) {
+                Ok(0) => return Err(ConversationError::Closed),
+                Ok(n) => filled += n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(filled)
+    }
+
+    /// Sends one frame: as much as the socket takes now, the rest through
+    /// tokio.
+    pub(crate) async fn send(&mut self, message: &ServerMessage) -> io::Result<()> {
+        let frame = encode_server(message).map_err(io::Error::other)?;
+        let mut sent = 0;
+        if let Channel::Plain(plain) = self {
+            while sent < frame.len() {
+                match send_without_waiting(plain.as_fd(), &frame[sent..])? {
+                    0 => break,
+                    n => sent += n,
+                }
+            }
+        }
+        if sent < frame.len() {
+            self.asynchronous()?.write_all(&frame[sent..]).await?;
+        }
+        Ok(())
+    }
+
+    /// The socket's two halves, for a conversation that goes on.
+    pub(crate) fn into_split(mut self) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+        self.asynchronous()?;
+        match self {
+            Channel::Async(stream) => Ok(stream.into_split()),
+            _ => Err(io::Error::other("the request socket could not be watched")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::Write;
+    use std::os::unix::net::UnixStream as PlainStream;
+    use std::time::Duration;
+
+    use execgate_protocol::{decode_server, encode_client, ExecRequest};
+
+    use super::*;
+
+    fn request_frame() -> Vec<u8> {
+        encode_client(&ClientMessage::Request(ExecRequest {
+            path: "/usr/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            env: vec!["A=1".into(); 64],
+        }))
+        .unwrap()
+    }
+
+    /// The frame reaches the server's end in pieces: (bytes there before
+    /// the server looks, then the rest after a pause). Each way gives the
+    /// same request, and bytes after the frame stay unread.
+    #[tokio::test]
+    async fn a_request_is_read_whole_however_it_arrives() {
+        let frame = request_frame();
+        let cases = [
+            frame.len(),      // all there: no reactor
+            0,                // nothing yet
+            2,                // part of the header
+            FRAME_HEADER_LEN, // the header alone
+            frame.len() - 1,  // all but the last byte
+        ];
+        for early in cases {
+            let (mut client, server) = PlainStream::pair().unwrap();
+            client.write_all(&frame[..early]).unwrap();
+            let mut channel = Channel::new(server.into()).unwrap();
+            let rest = frame[early..].to_vec();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                client.write_all(&rest).unwrap();
+                client.write_all(b"after").unwrap();
+                client
+            });
+            let message = channel.read_frame().await.unwrap();
+            assert!(
+                matches!(&message, ClientMessage::Request(request) if request.env.len() == 64),
+                "{early}: {message:?}"
+            );
+            assert_eq!(
+                matches!(channel, Channel::Plain(_)),
+                early == frame.len(),
+                "{early}: moved to tokio only when it had to wait"
+            );
+            let mut client = writer.join().unwrap();
+            // The answer reaches the client, and "after" is still unread.
+            channel.send(&ServerMessage::Run).await.unwrap();
+            let (mut reader, _) = channel.into_split().unwrap();
+            let mut after = [0u8; 5];
+            reader.read_exact(&mut after).await.unwrap();
+            assert_eq!(&after, b"after", "{early}");
+            client.set_nonblocking(false).unwrap();
+            let mut header = [0u8; FRAME_HEADER_LEN];
+            client.read_exact(&mut header).unwrap();
+            let mut body = vec![0u8; frame_body_len(header).unwrap()];
+            client.read_exact(&mut body).unwrap();
+            assert!(matches!(decode_server(&body), Ok(ServerMessage::Run)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_before_its_request_is_closed_not_an_error() {
+        let (client, server) = PlainStream::pair().unwrap();
+        drop(client);
+        let mut channel = Channel::new(server.into()).unwrap();
+        assert!(matches!(
+            channel.read_frame().await,
+            Err(ConversationError::Closed)
+        ));
+    }
+}
