@@ -11,8 +11,16 @@ const WRAPPER_SOURCES: &[&str] = &["exec-wrapper", "protocol"];
 const HELPER_SOURCES: &[&str] = &["network-proxy", "sandbox"];
 
 /// What every build depends on besides the crates: dependency versions,
-/// profiles, the musl target's flags.
-const BUILD_INPUTS: &[&str] = &["Cargo.lock", "Cargo.toml", ".cargo/config.toml"];
+/// profiles, the musl target's flags, and the build scripts' shared files
+/// (the helper's build script includes them from `exec-wrapper/`).
+const BUILD_INPUTS: &[&str] = &[
+    "Cargo.lock",
+    "Cargo.toml",
+    ".cargo/config.toml",
+    "exec-wrapper/static_glibc.rs",
+    "exec-wrapper/tools_key.rs",
+    "exec-wrapper/tools_sources.rs",
+];
 
 /// What precedes the key in a tool's binary.
 const TOOLS_KEY_MARKER: &str = "execgate-tools-key:";

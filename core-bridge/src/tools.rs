@@ -10,7 +10,8 @@
 //!    `target/x86_64-unknown-linux-musl/release/`) are taken instead of the
 //!    ones beside the binary when they were built from the same sources:
 //!    each binary carries the key of its sources (`exec-wrapper/tools_key.rs`),
-//!    and a stale one is passed over, never paired with a newer `execgate`;
+//!    checked here, when the tools are located; a stale one is passed over,
+//!    not paired with a newer `execgate`;
 //! 3. the installed layout: `../libexec/execgate/` relative to the binary
 //!    (`/usr/bin/execgate` uses `/usr/libexec/execgate/`), with the zsh at
 //!    `zsh/bin/zsh` there.

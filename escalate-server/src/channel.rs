@@ -141,14 +141,14 @@ mod tests {
         .unwrap()
     }
 
-    /// The frame reaches the server's end in pieces: (bytes there before
-    /// the server looks, then the rest after a pause). Each way gives the
-    /// same request, and bytes after the frame stay unread.
+    /// The frame reaches the server's end in pieces: the bytes there
+    /// before the server looks, then the rest after a pause, then more.
+    /// Each way gives the same request, and what follows the frame stays
+    /// unread.
     #[tokio::test]
     async fn a_request_is_read_whole_however_it_arrives() {
         let frame = request_frame();
         let cases = [
-            frame.len(),      // all there: no reactor
             0,                // nothing yet
             2,                // part of the header
             FRAME_HEADER_LEN, // the header alone
@@ -170,25 +170,37 @@ mod tests {
                 matches!(&message, ClientMessage::Request(request) if request.env.len() == 64),
                 "{early}: {message:?}"
             );
-            assert_eq!(
-                matches!(channel, Channel::Plain(_)),
-                early == frame.len(),
-                "{early}: moved to tokio only when it had to wait"
-            );
-            let mut client = writer.join().unwrap();
-            // The answer reaches the client, and "after" is still unread.
-            channel.send(&ServerMessage::Run).await.unwrap();
-            let (mut reader, _) = channel.into_split().unwrap();
-            let mut after = [0u8; 5];
-            reader.read_exact(&mut after).await.unwrap();
-            assert_eq!(&after, b"after", "{early}");
-            client.set_nonblocking(false).unwrap();
-            let mut header = [0u8; FRAME_HEADER_LEN];
-            client.read_exact(&mut header).unwrap();
-            let mut body = vec![0u8; frame_body_len(header).unwrap()];
-            client.read_exact(&mut body).unwrap();
-            assert!(matches!(decode_server(&body), Ok(ServerMessage::Run)));
+            let client = writer.join().unwrap();
+            answer_and_check_what_follows(channel, client).await;
         }
+    }
+
+    /// The usual case: the whole request, and more after it, is there when
+    /// the server looks. It is read without tokio, and only the frame.
+    #[tokio::test]
+    async fn a_request_already_there_is_read_without_the_reactor() {
+        let (mut client, server) = PlainStream::pair().unwrap();
+        client.write_all(&request_frame()).unwrap();
+        client.write_all(b"after").unwrap();
+        let mut channel = Channel::new(server.into()).unwrap();
+        let message = channel.read_frame().await.unwrap();
+        assert!(matches!(message, ClientMessage::Request(_)));
+        assert!(matches!(channel, Channel::Plain(_)), "moved to tokio");
+        answer_and_check_what_follows(channel, client).await;
+    }
+
+    /// Answers `Run`; the client gets it, and "after" is still unread.
+    async fn answer_and_check_what_follows(mut channel: Channel, mut client: PlainStream) {
+        channel.send(&ServerMessage::Run).await.unwrap();
+        let (mut reader, _) = channel.into_split().unwrap();
+        let mut after = [0u8; 5];
+        reader.read_exact(&mut after).await.unwrap();
+        assert_eq!(&after, b"after");
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        client.read_exact(&mut header).unwrap();
+        let mut body = vec![0u8; frame_body_len(header).unwrap()];
+        client.read_exact(&mut body).unwrap();
+        assert!(matches!(decode_server(&body), Ok(ServerMessage::Run)));
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ pub(crate) async fn serve_request(
             "requester uid {} is not the session's uid {server_uid}",
             peer.uid
         );
-        deny(&mut channel, &reason).await;
+        deny(&shared, &mut channel, &cancel, &reason).await;
         return refuse(reason);
     }
 
@@ -97,7 +97,7 @@ pub(crate) async fn serve_request(
         Ok(request) => request,
         Err(error) => {
             let reason = format!("malformed request: {error}");
-            deny(&mut channel, &reason).await;
+            deny(&shared, &mut channel, &cancel, &reason).await;
             return refuse(reason);
         }
     };
@@ -105,7 +105,7 @@ pub(crate) async fn serve_request(
         Ok(opened) => opened,
         Err(error) => {
             let reason = format!("cannot check the executable: {error}");
-            deny(&mut channel, &reason).await;
+            deny(&shared, &mut channel, &cancel, &reason).await;
             return refuse(reason);
         }
     };
@@ -148,7 +148,7 @@ pub(crate) async fn serve_request(
     };
     if let Err(error) = shared.record(&decided) {
         let reason = format!("cannot write the audit log ({error}); nothing runs unrecorded");
-        deny(&mut channel, &reason).await;
+        deny(&shared, &mut channel, &cancel, &reason).await;
         return;
     }
     let reply = match decision {
@@ -179,7 +179,7 @@ pub(crate) async fn serve_request(
             }
         }
     };
-    let _ = channel.send(&reply).await;
+    answer(&shared, &mut channel, &cancel, &reply).await;
 }
 
 /// What an approved escalation starts from: the checked executable, the
@@ -251,11 +251,26 @@ async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<Sand
 }
 
 /// Answers `Deny`; a requester that has gone away misses nothing.
-async fn deny(channel: &mut Channel, reason: &str) {
+async fn deny(shared: &Shared, channel: &mut Channel, cancel: &CancellationToken, reason: &str) {
     let denial = ServerMessage::Deny {
         reason: reason.to_owned(),
     };
-    let _ = channel.send(&denial).await;
+    answer(shared, channel, cancel, &denial).await;
+}
+
+/// Sends the decision, giving up after the request timeout or when the
+/// session ends: a requester that does not read its answer must not keep
+/// this task, and the session's shutdown, waiting.
+async fn answer(
+    shared: &Shared,
+    channel: &mut Channel,
+    cancel: &CancellationToken,
+    message: &ServerMessage,
+) {
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        _ = tokio::time::timeout(shared.config.request_timeout, channel.send(message)) => {}
+    }
 }
 
 async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {

@@ -712,3 +712,22 @@ fn flood() {
     );
     assert_eq!(recorder.started_pids().len(), 1);
 }
+
+/// A requester that never reads its answer must not hold up the session:
+/// an answer too large for the socket's buffer (a denial quoting a 1 MiB
+/// path) is given up when the session ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_nobody_reads_does_not_hold_up_the_session() {
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    // Longer than the test waits: only the session's end can free it.
+    config.request_timeout = Duration::from_secs(600);
+    let session = Session::start(config).unwrap();
+    let private = open(session.shell_socket().unwrap());
+    let long_relative_path = "x".repeat(1 << 20);
+    say(&private, &request_frame(&long_relative_path, &["x"]));
+    // Let the server read the request and fill the socket with its denial.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
+    assert!(shutdown.is_ok(), "the session waited for an unread answer");
+    drop(private);
+}

@@ -279,8 +279,11 @@ impl TableState {
                 return;
             };
             // The process dies when its last handle drops; the task only
-            // waits for its end outside the lock.
-            tokio::spawn(async move { pruned.process.kill_and_wait().await });
+            // waits for its end outside the lock. Without a runtime (a
+            // `resize` from a plain thread) the drop alone does it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { pruned.process.kill_and_wait().await });
+            }
         }
     }
 }
