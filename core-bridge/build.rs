@@ -6,8 +6,6 @@ include!("../exec-wrapper/tools_sources.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=../exec-wrapper/tools_key.rs");
-    println!("cargo:rerun-if-changed=../exec-wrapper/tools_sources.rs");
     let root = workspace_root();
     let wrapper = tools_key(&root, WRAPPER_SOURCES)?;
     let helper = tools_key(&root, HELPER_SOURCES)?;

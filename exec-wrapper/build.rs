@@ -21,9 +21,6 @@ include!("tools_sources.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=static_glibc.rs");
-    println!("cargo:rerun-if-changed=tools_key.rs");
-    println!("cargo:rerun-if-changed=tools_sources.rs");
     let key = tools_key(&workspace_root(), WRAPPER_SOURCES)?;
     println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={TOOLS_KEY_MARKER}{key}");
     link_bins_statically();

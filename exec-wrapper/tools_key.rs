@@ -16,13 +16,11 @@ fn tools_key(root: &std::path::Path, crates: &[&str]) -> std::io::Result<String>
     let mut files = Vec::new();
     for input in BUILD_INPUTS {
         files.push(std::path::PathBuf::from(input));
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
     for krate in crates {
         collect_files(root, std::path::Path::new(krate), &mut files)?;
         println!("cargo:rerun-if-changed={}", root.join(krate).display());
-    }
-    for input in BUILD_INPUTS {
-        println!("cargo:rerun-if-changed={}", root.join(input).display());
     }
     files.sort();
     let mut hasher = sha2::Sha256::new();

@@ -10,9 +10,6 @@ include!("../exec-wrapper/tools_sources.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=../exec-wrapper/static_glibc.rs");
-    println!("cargo:rerun-if-changed=../exec-wrapper/tools_key.rs");
-    println!("cargo:rerun-if-changed=../exec-wrapper/tools_sources.rs");
     let key = tools_key(&workspace_root(), HELPER_SOURCES)?;
     println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={TOOLS_KEY_MARKER}{key}");
     link_bins_statically();

@@ -45,7 +45,7 @@ impl Channel {
         }
         match self {
             Channel::Async(stream) => Ok(stream),
-            _ => Err(io::Error::other("the request socket could not be watched")),
+            _ => Err(lost()),
         }
     }
 
@@ -53,10 +53,18 @@ impl Channel {
     /// rest through tokio. Never reads past the frame.
     pub(crate) async fn read_frame(&mut self) -> Result<ClientMessage, ConversationError> {
         let mut header = [0u8; FRAME_HEADER_LEN];
-        let mut filled = self.read_waiting(&mut header)?;
-        if filled < header.len() {
-            let stream = self.asynchronous()?;
-            match stream.read_exact(&mut header[filled..]).await {
+        self.fill(&mut header).await?;
+        let mut body = vec![0u8; frame_body_len(header)?];
+        self.fill(&mut body).await?;
+        Ok(decode_client(&body)?)
+    }
+
+    /// Fills `buffer`: what has arrived without waiting, the rest through
+    /// tokio. The client hanging up first is [`ConversationError::Closed`].
+    async fn fill(&mut self, buffer: &mut [u8]) -> Result<(), ConversationError> {
+        let filled = self.read_waiting(buffer)?;
+        if filled < buffer.len() {
+            match self.asynchronous()?.read_exact(&mut buffer[filled..]).await {
                 Ok(_) => {}
                 Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
                     return Err(ConversationError::Closed)
@@ -64,12 +72,7 @@ impl Channel {
                 Err(error) => return Err(error.into()),
             }
         }
-        let mut body = vec![0u8; frame_body_len(header)?];
-        filled = self.read_waiting(&mut body)?;
-        if filled < body.len() {
-            self.asynchronous()?.read_exact(&mut body[filled..]).await?;
-        }
-        Ok(decode_client(&body)?)
+        Ok(())
     }
 
     /// Fills as much of `buffer` as has arrived, while the socket is plain.
@@ -114,9 +117,13 @@ impl Channel {
         self.asynchronous()?;
         match self {
             Channel::Async(stream) => Ok(stream.into_split()),
-            _ => Err(io::Error::other("the request socket could not be watched")),
+            _ => Err(lost()),
         }
     }
+}
+
+fn lost() -> io::Error {
+    io::Error::other("the request socket could not be watched")
 }
 
 #[cfg(test)]
