@@ -371,23 +371,29 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
         });
     }
     let mut per_exec: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    // This process's CPU time per exec: the server's work (in a0 and a,
+    // where there is no server, what driving the shell costs).
+    let mut server_cpu: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     // Alternate the cases within each repetition, so drift hits all alike.
     for _ in 0..reps {
         for (index, (_, wrapper, mode, policy, count)) in cases.iter().enumerate() {
             let script = format!("repeat {count} /bin/true");
+            let cpu_before = cpu_seconds(UsageWho::RUSAGE_SELF)?;
             let run = run_shells(tools, wrapper, *mode, policy.clone(), &[script], &cwd, 0).await?;
+            let cpu = cpu_seconds(UsageWho::RUSAGE_SELF)? - cpu_before;
             if run.errors > 0 {
                 bail!("P1 {}: {} errors", cases[index].0, run.errors);
             }
             per_exec[index].push(run.wall.as_secs_f64() * 1000.0 / *count as f64);
+            server_cpu[index].push(cpu * 1e6 / *count as f64);
         }
     }
     println!("## P1: {execs} x /bin/true in one zsh loop ({sandboxed_execs} for d), {reps} alternating runs\n");
     println!(
         "| case | ms per exec (median) | min-max | ratio to a0 (median) | ratio to a0 min-max \
-         | ratio to a (median) | ratio to a min-max |"
+         | ratio to a (median) | ratio to a min-max | server CPU µs per exec (median) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     // Ratios are taken run by run (the cases alternate), against a0 and a.
     let ratio_columns = |values: &[f64], base: &[f64]| {
         let ratios: Vec<f64> = values.iter().zip(base).map(|(v, b)| v / b).collect();
@@ -402,10 +408,11 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
         let values = &per_exec[index];
         let (min, max) = spread(values);
         println!(
-            "| {name} | {:.3} | {min:.3}-{max:.3} | {} | {} |",
+            "| {name} | {:.3} | {min:.3}-{max:.3} | {} | {} | {:.0} |",
             median(&mut values.clone()),
             ratio_columns(values, &per_exec[0]),
             ratio_columns(values, &per_exec[1]),
+            median(&mut server_cpu[index].clone()),
         );
     }
     println!();

@@ -8,16 +8,29 @@
 //! a pid names that decision as its parent. Best effort: a recorded pid
 //! reused after its program ended can point at the wrong parent, which the
 //! audit schema says.
+//!
+//! Every request walks this ancestry, and a `/proc/PID/stat` read was a
+//! fifth of the server's work per request. The requester is new each time,
+//! but the processes above it (its shell, the shell's parent) are the same
+//! ones request after request: their parents are remembered, each with a
+//! pidfd that says whether the pid still names the process it was read
+//! from. A remembered process keeps the parent it had when first read,
+//! even if it has been reparented since: that one started it.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::sync::{Mutex, PoisonError};
+
+use crate::sys;
 
 /// How many programs are remembered; the oldest are forgotten first.
 const REMEMBERED: usize = 4096;
 /// How far up the requester's ancestry the search goes.
 const MAX_DEPTH: usize = 8;
+/// How many ancestors' parents are remembered (one pidfd each).
+const REMEMBERED_ANCESTORS: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct Lineage {
@@ -28,6 +41,14 @@ pub(crate) struct Lineage {
 struct Inner {
     request_by_pid: HashMap<i32, u64>,
     order: VecDeque<i32>,
+    ancestors: HashMap<i32, Ancestor>,
+}
+
+/// A process above some requester, and its parent when it was read.
+struct Ancestor {
+    /// Readable once the process has ended, and its pid may name another.
+    pidfd: OwnedFd,
+    parent: i32,
 }
 
 impl Lineage {
@@ -60,7 +81,7 @@ impl Lineage {
         // Above the server itself lies nothing a session started.
         let server = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
         let mut pid = requester;
-        for _ in 0..MAX_DEPTH {
+        for depth in 0..MAX_DEPTH {
             if pid <= 1 || pid == server {
                 return None;
             }
@@ -74,9 +95,44 @@ impl Lineage {
             if found.is_some() {
                 return found;
             }
-            pid = parent_pid(pid)?;
+            // The requester itself is new each time: not worth a pidfd.
+            pid = if depth == 0 {
+                parent_pid(pid)?
+            } else {
+                self.ancestor_parent(pid)?
+            };
         }
         None
+    }
+
+    /// The parent of `pid`, remembered from an earlier request while the
+    /// process lives, else read and remembered.
+    fn ancestor_parent(&self, pid: i32) -> Option<i32> {
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(ancestor) = inner.ancestors.get(&pid) {
+                if !sys::has_ended(&ancestor.pidfd) {
+                    return Some(ancestor.parent);
+                }
+                inner.ancestors.remove(&pid);
+            }
+        }
+        // The pidfd first: if the process still lives after the read, the
+        // line read was its own and not a successor's with the same pid.
+        let pidfd = sys::pidfd_open(pid).ok();
+        let parent = parent_pid(pid)?;
+        if let Some(pidfd) = pidfd.filter(|pidfd| !sys::has_ended(pidfd)) {
+            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if inner.ancestors.len() >= REMEMBERED_ANCESTORS {
+                inner
+                    .ancestors
+                    .retain(|_, ancestor| !sys::has_ended(&ancestor.pidfd));
+            }
+            if inner.ancestors.len() < REMEMBERED_ANCESTORS {
+                inner.ancestors.insert(pid, Ancestor { pidfd, parent });
+            }
+        }
+        Some(parent)
     }
 }
 
@@ -103,6 +159,21 @@ fn parent_pid(pid: i32) -> Option<i32> {
 mod tests {
     use super::*;
 
+    /// The first child `pid` has, once it has one.
+    fn first_child(pid: i32) -> i32 {
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        for _ in 0..500 {
+            let child = std::fs::read_to_string(&children)
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse::<i32>().ok());
+            if let Some(child) = child {
+                return child;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("{pid} started no child");
+    }
+
     #[test]
     fn the_nearest_recorded_ancestor_is_the_parent() {
         // A shell (standing for a program run in place) with a child of its
@@ -112,18 +183,7 @@ mod tests {
             .spawn()
             .expect("sh");
         let shell_pid = shell.id() as i32;
-        let children = format!("/proc/{shell_pid}/task/{shell_pid}/children");
-        let mut wrapper = None;
-        for _ in 0..200 {
-            wrapper = std::fs::read_to_string(&children)
-                .ok()
-                .and_then(|text| text.split_whitespace().next()?.parse::<i32>().ok());
-            if wrapper.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        let wrapper = wrapper.expect("the shell's child");
+        let wrapper = first_child(shell_pid);
         let lineage = Lineage::default();
         assert_eq!(lineage.parent_of(wrapper), None);
         lineage.record(shell_pid, 7);
@@ -137,6 +197,49 @@ mod tests {
         assert_eq!(lineage.parent_of(me), None);
         let _ = shell.kill();
         let _ = shell.wait();
+    }
+
+    #[test]
+    fn an_ancestor_is_read_once_and_forgotten_when_it_ends() {
+        // outer shell -> inner shell -> sleep: the requester is the sleep,
+        // the inner shell the ancestor remembered.
+        let mut outer = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'sleep 5 & wait' & wait"])
+            .spawn()
+            .expect("sh");
+        let outer_pid = outer.id() as i32;
+        let inner_pid = first_child(outer_pid);
+        let requester = first_child(inner_pid);
+        let lineage = Lineage::default();
+        lineage.record(outer_pid, 7);
+        assert_eq!(lineage.parent_of(requester), Some(7));
+        let remembered = |pid| {
+            let inner = lineage.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            inner.ancestors.get(&pid).map(|ancestor| ancestor.parent)
+        };
+        assert_eq!(remembered(inner_pid), Some(outer_pid));
+        // Asked again, the remembered parent gives the same answer.
+        assert_eq!(lineage.parent_of(requester), Some(7));
+        // Once the inner shell has ended, its pid names nothing remembered.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(inner_pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the inner shell");
+        for _ in 0..500 {
+            if std::fs::metadata(format!("/proc/{inner_pid}")).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(lineage.ancestor_parent(inner_pid), None);
+        assert_eq!(remembered(inner_pid), None);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(requester),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = outer.kill();
+        let _ = outer.wait();
     }
 
     #[test]

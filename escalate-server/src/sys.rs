@@ -29,7 +29,8 @@ pub(crate) fn peer_credentials(socket: &OwnedFd) -> io::Result<PeerCredentials> 
     })
 }
 
-/// A pidfd for a child of ours that has not been reaped yet.
+/// A pidfd for `pid`: a child of ours that has not been reaped yet, or any
+/// process, which the caller then checks is still the one it meant.
 pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
     // or -1; it touches no memory of ours.
@@ -40,6 +41,15 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: the kernel just returned this new descriptor; we own it alone.
     // pidfds are created close-on-exec.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the process behind `pidfd` has ended (its pid may then be
+/// reused). A pidfd that cannot be polled counts as ended.
+pub(crate) fn has_ended(pidfd: &OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
 /// Makes `fd` survive into the program `command` executes (and only that
