@@ -9,17 +9,19 @@
 //! reused after its program ended can point at the wrong parent, which the
 //! audit schema says.
 //!
-//! Every request walks this ancestry, and a `/proc/PID/stat` read was a
-//! fifth of the server's work per request. The requester is new each time,
-//! but the processes above it (its shell, the shell's parent) are the same
-//! ones request after request: their parents are remembered, each with a
-//! pidfd that says whether the pid still names the process it was read
-//! from. A remembered process keeps the parent it had when first read,
-//! even if it has been reparented since: that one started it.
+//! Every request walks this ancestry, and its `/proc/PID/stat` reads were
+//! a fifth of the server's work per request. The requester's parent now
+//! comes from a pidfd for the requester, which the request socket gives
+//! (where the kernel can: else `/proc`). The processes above it (its
+//! shell, the shell's parent) are the same ones request after request:
+//! their parents are remembered, each with a pidfd that says whether the
+//! pid still names the process it was read from. A remembered process
+//! keeps the parent it had when first read, even if it has been reparented
+//! since: that one started it.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::sync::{Mutex, PoisonError};
 
@@ -68,7 +70,14 @@ impl Lineage {
     /// The request whose program is `requester` or its nearest recorded
     /// ancestor. The requester itself counts: a shell run in place that
     /// executes its last command without forking asks from its own pid.
-    pub(crate) fn parent_of(&self, requester: i32) -> Option<u64> {
+    ///
+    /// `requester_parent` is the requester's parent as its pidfd told it,
+    /// `None` where the kernel cannot tell (then `/proc` is read).
+    pub(crate) fn parent_of(
+        &self,
+        requester: i32,
+        requester_parent: Option<io::Result<i32>>,
+    ) -> Option<u64> {
         if self
             .inner
             .lock()
@@ -95,9 +104,13 @@ impl Lineage {
             if found.is_some() {
                 return found;
             }
-            // The requester itself is new each time: not worth a pidfd.
+            // The requester itself is new each time: not worth remembering.
             pid = if depth == 0 {
-                parent_pid(pid)?
+                match &requester_parent {
+                    Some(Ok(parent)) => *parent,
+                    Some(Err(_)) => return None,
+                    None => parent_pid(pid)?,
+                }
             } else {
                 self.ancestor_parent(pid)?
             };
@@ -185,18 +198,31 @@ mod tests {
         let shell_pid = shell.id() as i32;
         let wrapper = first_child(shell_pid);
         let lineage = Lineage::default();
-        assert_eq!(lineage.parent_of(wrapper), None);
+        assert_eq!(lineage.parent_of(wrapper, None), None);
         lineage.record(shell_pid, 7);
-        assert_eq!(lineage.parent_of(wrapper), Some(7));
+        assert_eq!(lineage.parent_of(wrapper, None), Some(7));
         // The requester itself is the nearest.
         lineage.record(wrapper, 9);
-        assert_eq!(lineage.parent_of(wrapper), Some(9));
+        assert_eq!(lineage.parent_of(wrapper, None), Some(9));
         // The search stops at the server: its own ancestors are not looked at.
         let me = std::process::id() as i32;
         lineage.record(parent_pid(me).expect("a parent"), 11);
-        assert_eq!(lineage.parent_of(me), None);
+        assert_eq!(lineage.parent_of(me, None), None);
         let _ = shell.kill();
         let _ = shell.wait();
+    }
+
+    #[test]
+    fn the_requesters_parent_from_its_pidfd_is_taken_as_given() {
+        let lineage = Lineage::default();
+        lineage.record(4_000_000, 3);
+        // Any process but the server's own stands for the requester.
+        let requester = nix::unistd::getppid().as_raw();
+        // Its parent as the pidfd told it, not as /proc says.
+        assert_eq!(lineage.parent_of(requester, Some(Ok(4_000_000))), Some(3));
+        // A requester the kernel no longer knows has no parent.
+        let gone = Some(Err(io::Error::from_raw_os_error(libc::ESRCH)));
+        assert_eq!(lineage.parent_of(requester, gone), None);
     }
 
     #[test]
@@ -212,14 +238,14 @@ mod tests {
         let requester = first_child(inner_pid);
         let lineage = Lineage::default();
         lineage.record(outer_pid, 7);
-        assert_eq!(lineage.parent_of(requester), Some(7));
+        assert_eq!(lineage.parent_of(requester, None), Some(7));
         let remembered = |pid| {
             let inner = lineage.inner.lock().unwrap_or_else(PoisonError::into_inner);
             inner.ancestors.get(&pid).map(|ancestor| ancestor.parent)
         };
         assert_eq!(remembered(inner_pid), Some(outer_pid));
         // Asked again, the remembered parent gives the same answer.
-        assert_eq!(lineage.parent_of(requester), Some(7));
+        assert_eq!(lineage.parent_of(requester, None), Some(7));
         // Once the inner shell has ended, its pid names nothing remembered.
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(inner_pid),

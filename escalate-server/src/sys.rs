@@ -7,9 +7,10 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
@@ -27,6 +28,68 @@ pub(crate) fn peer_credentials(socket: &OwnedFd) -> io::Result<PeerCredentials> 
         uid: creds.uid(),
         gid: creds.gid(),
     })
+}
+
+/// The parent pid of the process at the other end of `socket`, as the
+/// kernel reports it through a pidfd for that very process (`SO_PEERPIDFD`,
+/// then `PIDFD_GET_INFO`): no `/proc` lookup, and no pid that could name a
+/// successor. `None` where the kernel has neither (before Linux 6.13);
+/// that is remembered, and the caller reads `/proc` instead.
+pub(crate) fn peer_parent_pid(socket: BorrowedFd<'_>) -> Option<io::Result<i32>> {
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let missing = |error: &io::Error| {
+        matches!(
+            error.raw_os_error(),
+            Some(libc::ENOPROTOOPT | libc::ENOTTY | libc::EINVAL)
+        )
+    };
+    let mut pidfd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `pidfd`, an int
+    // with `len` its size; the socket is borrowed for the call.
+    let got = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            ptr::addr_of_mut!(pidfd).cast(),
+            &mut len,
+        )
+    };
+    if got != 0 {
+        let error = io::Error::last_os_error();
+        if missing(&error) {
+            MISSING.store(true, Ordering::Relaxed);
+            return None;
+        }
+        return Some(Err(error));
+    }
+    // SAFETY: the kernel just returned this new descriptor; we own it alone.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    // SAFETY: all-zero is a valid pidfd_info (integers only); the ioctl
+    // fills at most the struct's size, which the request number encodes.
+    let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
+    info.mask = libc::PIDFD_INFO_PID as u64;
+    // SAFETY: as above; `info` lives across the call.
+    let got = unsafe {
+        libc::ioctl(
+            pidfd.as_raw_fd(),
+            libc::PIDFD_GET_INFO,
+            ptr::addr_of_mut!(info),
+        )
+    };
+    if got != 0 {
+        let error = io::Error::last_os_error();
+        if missing(&error) {
+            MISSING.store(true, Ordering::Relaxed);
+            return None;
+        }
+        return Some(Err(error));
+    }
+    Some(i32::try_from(info.ppid).map_err(io::Error::other))
 }
 
 /// A pidfd for `pid`: a child of ours that has not been reaped yet, or any
@@ -659,4 +722,34 @@ pub(crate) fn register_shared(
     // SAFETY: the AsyncFd holds one of the Arc's references, so the
     // descriptor stays open and unchanged until the AsyncFd is dropped.
     Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// The running kernel's (major, minor).
+    fn kernel_version() -> (u32, u32) {
+        let release =
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("the kernel's release");
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse().unwrap_or(0));
+        (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+    }
+
+    #[test]
+    fn a_peers_parent_comes_from_its_pidfd() {
+        // Both ends are ours: the peer is this process.
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+        let parent = nix::unistd::getppid().as_raw();
+        match peer_parent_pid(ours.as_fd()) {
+            Some(result) => assert_eq!(result.expect("the peer's parent"), parent),
+            None => assert!(
+                kernel_version() < (6, 13),
+                "Linux 6.13 has SO_PEERPIDFD and PIDFD_GET_INFO"
+            ),
+        }
+    }
 }
