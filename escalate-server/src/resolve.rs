@@ -48,8 +48,17 @@ pub enum ResolveError {
 pub(crate) struct OpenedExecutable {
     pub(crate) file: File,
     pub(crate) resolved: ResolvedExecutable,
-    /// The file's first bytes, for `#!` handling.
-    head: Vec<u8>,
+}
+
+impl OpenedExecutable {
+    /// The file's first bytes, for `#!` handling: read only for an
+    /// escalation (a `Run` never needs them).
+    fn head(&self) -> Vec<u8> {
+        let mut head = vec![0u8; SHEBANG_LIMIT];
+        let len = self.file.read_at(&mut head, 0).unwrap_or(0);
+        head.truncate(len);
+        head
+    }
 }
 
 /// Opens `path` and identifies the file it names.
@@ -83,9 +92,6 @@ pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveEr
     let canonical_path = std::fs::read_link(format!("/proc/self/fd/{}", fd_number(&file)))
         .or_else(|_| path.canonicalize())
         .map_err(open_error)?;
-    let mut head = vec![0u8; SHEBANG_LIMIT];
-    let len = file.read_at(&mut head, 0).unwrap_or(0);
-    head.truncate(len);
     Ok(OpenedExecutable {
         resolved: ResolvedExecutable {
             requested_path: path.to_owned(),
@@ -97,7 +103,6 @@ pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveEr
             gid: meta.gid(),
         },
         file,
-        head,
     })
 }
 
@@ -178,7 +183,8 @@ pub(crate) fn launch_plan(
     let script = opened.resolved.canonical_path.clone();
     let by_descriptor = OsString::from(format!("/dev/fd/{script_number}"));
     let script_args = || std::iter::once(by_descriptor.clone()).chain(argv.iter().skip(1).cloned());
-    if let Some(shebang) = parse_shebang(&opened.head) {
+    let head = opened.head();
+    if let Some(shebang) = parse_shebang(&head) {
         let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
             PathBuf::from(&shebang.interpreter)
         } else {
@@ -192,7 +198,7 @@ pub(crate) fn launch_plan(
                 })?
         };
         let interpreter = open_executable(&interpreter_path)?;
-        if parse_shebang(&interpreter.head).is_some() {
+        if parse_shebang(&interpreter.head()).is_some() {
             return Err(ResolveError::NestedInterpreter {
                 script,
                 interpreter: interpreter_path,
@@ -207,7 +213,7 @@ pub(crate) fn launch_plan(
             script: Some((opened.file.into(), script_number)),
         });
     }
-    if !opened.head.starts_with(b"\x7fELF") && looks_like_shell_text(&opened.head) {
+    if !head.starts_with(b"\x7fELF") && looks_like_shell_text(&head) {
         let shell = open_executable(Path::new("/bin/sh"))?;
         let new_argv = std::iter::once(OsString::from("sh"))
             .chain(script_args())
