@@ -10,7 +10,7 @@
 //! the socket to tokio, with the bytes already read.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{recv, MsgFlags};
@@ -40,6 +40,15 @@ impl Channel {
         Ok(Channel::Plain(std::os::unix::net::UnixStream::from(
             private,
         )))
+    }
+
+    /// The socket, for questions to the kernel about its peer.
+    pub(crate) fn socket(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Channel::Plain(plain) => Some(plain.as_fd()),
+            Channel::Async(stream) => Some(stream.as_fd()),
+            Channel::Lost => None,
+        }
     }
 
     fn asynchronous(&mut self) -> io::Result<&mut UnixStream> {

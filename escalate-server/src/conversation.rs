@@ -66,7 +66,6 @@ pub(crate) async fn serve_request(
         Ok(peer) => peer,
         Err(error) => return refuse(format!("cannot read peer credentials: {error}")),
     };
-    let requester_parent = sys::peer_parent_pid(private.as_fd());
     let mut channel = match Channel::new(private) {
         Ok(channel) => channel,
         Err(error) => return refuse(format!("cannot serve the request socket: {error}")),
@@ -82,7 +81,9 @@ pub(crate) async fn serve_request(
         return refuse(reason);
     }
 
-    let parent_request_id = shared.lineage.parent_of(peer.pid, requester_parent);
+    let parent_request_id = shared
+        .lineage
+        .parent_of(peer.pid, || channel.socket().and_then(sys::peer_parent_pid));
 
     let frame = tokio::select! {
         () = cancel.cancelled() => return,

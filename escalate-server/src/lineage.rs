@@ -10,19 +10,17 @@
 //! audit schema says.
 //!
 //! Every request walks this ancestry, and its `/proc/PID/stat` reads were
-//! a fifth of the server's work per request. The requester's parent now
-//! comes from a pidfd for the requester, which the request socket gives
-//! (where the kernel can: else `/proc`). The processes above it (its
-//! shell, the shell's parent) are the same ones request after request:
-//! their parents are remembered, each with a pidfd that says whether the
-//! pid still names the process it was read from. A remembered process
-//! keeps the parent it had when first read, even if it has been reparented
-//! since: that one started it.
+//! a fifth of the server's work per request. Where the kernel can tell a
+//! process's parent through a pidfd (Linux 6.13), no `/proc` file is read:
+//! the requester's pidfd comes with the request socket, and the processes
+//! above it (its shell, the shell's parent), the same request after
+//! request, are remembered by pidfd. A pidfd names one process whatever
+//! becomes of its pid, and the parent it tells is the current one.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, PoisonError};
 
 use crate::sys;
@@ -31,7 +29,8 @@ use crate::sys;
 const REMEMBERED: usize = 4096;
 /// How far up the requester's ancestry the search goes.
 const MAX_DEPTH: usize = 8;
-/// How many ancestors' parents are remembered (one pidfd each).
+/// How many ancestors are remembered (one pidfd each); the oldest are
+/// forgotten first.
 const REMEMBERED_ANCESTORS: usize = 64;
 
 #[derive(Default)]
@@ -43,14 +42,27 @@ pub(crate) struct Lineage {
 struct Inner {
     request_by_pid: HashMap<i32, u64>,
     order: VecDeque<i32>,
-    ancestors: HashMap<i32, Ancestor>,
+    /// Processes above requesters, by pid, each with a pidfd for it.
+    ancestors: HashMap<i32, OwnedFd>,
+    ancestor_order: VecDeque<i32>,
 }
 
-/// A process above some requester, and its parent when it was read.
-struct Ancestor {
-    /// Readable once the process has ended, and its pid may name another.
-    pidfd: OwnedFd,
-    parent: i32,
+impl Inner {
+    fn remember_ancestor(&mut self, pid: i32, pidfd: OwnedFd) {
+        if self.ancestors.insert(pid, pidfd).is_none() {
+            self.ancestor_order.push_back(pid);
+        }
+        while self.ancestor_order.len() > REMEMBERED_ANCESTORS {
+            if let Some(oldest) = self.ancestor_order.pop_front() {
+                self.ancestors.remove(&oldest);
+            }
+        }
+    }
+
+    fn forget_ancestor(&mut self, pid: i32) {
+        self.ancestors.remove(&pid);
+        self.ancestor_order.retain(|&remembered| remembered != pid);
+    }
 }
 
 impl Lineage {
@@ -71,12 +83,13 @@ impl Lineage {
     /// ancestor. The requester itself counts: a shell run in place that
     /// executes its last command without forking asks from its own pid.
     ///
-    /// `requester_parent` is the requester's parent as its pidfd told it,
-    /// `None` where the kernel cannot tell (then `/proc` is read).
+    /// `requester_parent` asks the kernel for the requester's parent
+    /// through its pidfd (`None` where it cannot tell: `/proc` is read);
+    /// it is called only when some program has been recorded.
     pub(crate) fn parent_of(
         &self,
         requester: i32,
-        requester_parent: Option<io::Result<i32>>,
+        requester_parent: impl FnOnce() -> Option<io::Result<i32>>,
     ) -> Option<u64> {
         if self
             .inner
@@ -89,8 +102,9 @@ impl Lineage {
         }
         // Above the server itself lies nothing a session started.
         let server = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let mut requester_parent = Some(requester_parent);
         let mut pid = requester;
-        for depth in 0..MAX_DEPTH {
+        for _ in 0..MAX_DEPTH {
             if pid <= 1 || pid == server {
                 return None;
             }
@@ -104,48 +118,50 @@ impl Lineage {
             if found.is_some() {
                 return found;
             }
-            // The requester itself is new each time: not worth remembering.
-            pid = if depth == 0 {
-                match &requester_parent {
-                    Some(Ok(parent)) => *parent,
-                    Some(Err(_)) => return None,
-                    None => parent_pid(pid)?,
-                }
-            } else {
-                self.ancestor_parent(pid)?
+            // The requester is new each time: not worth remembering.
+            pid = match requester_parent.take() {
+                Some(ask) => match ask() {
+                    Some(Ok(parent)) => parent,
+                    Some(Err(error)) if sys::process_gone(&error) => return None,
+                    _ => parent_pid(pid)?,
+                },
+                None => self.ancestor_parent(pid)?,
             };
         }
         None
     }
 
-    /// The parent of `pid`, remembered from an earlier request while the
-    /// process lives, else read and remembered.
+    /// The current parent of `pid`, a process above some requester: asked
+    /// through the pidfd remembered for it, else through a new one, which
+    /// is remembered; from `/proc` where the kernel cannot tell.
     fn ancestor_parent(&self, pid: i32) -> Option<i32> {
         {
             let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(ancestor) = inner.ancestors.get(&pid) {
-                if !sys::has_ended(&ancestor.pidfd) {
-                    return Some(ancestor.parent);
-                }
-                inner.ancestors.remove(&pid);
+            match inner
+                .ancestors
+                .get(&pid)
+                .and_then(|pidfd| sys::pidfd_parent(pidfd.as_fd()))
+            {
+                Some(Ok(parent)) => return Some(parent),
+                // It has ended: the pid may name another process now.
+                Some(Err(_)) => inner.forget_ancestor(pid),
+                None => {}
             }
         }
-        // The pidfd first: if the process still lives after the read, the
-        // line read was its own and not a successor's with the same pid.
-        let pidfd = sys::pidfd_open(pid).ok();
-        let parent = parent_pid(pid)?;
-        if let Some(pidfd) = pidfd.filter(|pidfd| !sys::has_ended(pidfd)) {
-            let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            if inner.ancestors.len() >= REMEMBERED_ANCESTORS {
-                inner
-                    .ancestors
-                    .retain(|_, ancestor| !sys::has_ended(&ancestor.pidfd));
+        let Ok(pidfd) = sys::pidfd_open(pid) else {
+            return parent_pid(pid);
+        };
+        match sys::pidfd_parent(pidfd.as_fd()) {
+            Some(Ok(parent)) => {
+                self.inner
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remember_ancestor(pid, pidfd);
+                Some(parent)
             }
-            if inner.ancestors.len() < REMEMBERED_ANCESTORS {
-                inner.ancestors.insert(pid, Ancestor { pidfd, parent });
-            }
+            Some(Err(error)) if sys::process_gone(&error) => None,
+            _ => parent_pid(pid),
         }
-        Some(parent)
     }
 }
 
@@ -198,16 +214,16 @@ mod tests {
         let shell_pid = shell.id() as i32;
         let wrapper = first_child(shell_pid);
         let lineage = Lineage::default();
-        assert_eq!(lineage.parent_of(wrapper, None), None);
+        assert_eq!(lineage.parent_of(wrapper, || None), None);
         lineage.record(shell_pid, 7);
-        assert_eq!(lineage.parent_of(wrapper, None), Some(7));
+        assert_eq!(lineage.parent_of(wrapper, || None), Some(7));
         // The requester itself is the nearest.
         lineage.record(wrapper, 9);
-        assert_eq!(lineage.parent_of(wrapper, None), Some(9));
+        assert_eq!(lineage.parent_of(wrapper, || None), Some(9));
         // The search stops at the server: its own ancestors are not looked at.
         let me = std::process::id() as i32;
         lineage.record(parent_pid(me).expect("a parent"), 11);
-        assert_eq!(lineage.parent_of(me, None), None);
+        assert_eq!(lineage.parent_of(me, || None), None);
         let _ = shell.kill();
         let _ = shell.wait();
     }
@@ -219,14 +235,23 @@ mod tests {
         // Any process but the server's own stands for the requester.
         let requester = nix::unistd::getppid().as_raw();
         // Its parent as the pidfd told it, not as /proc says.
-        assert_eq!(lineage.parent_of(requester, Some(Ok(4_000_000))), Some(3));
-        // A requester the kernel no longer knows has no parent.
-        let gone = Some(Err(io::Error::from_raw_os_error(libc::ESRCH)));
+        assert_eq!(
+            lineage.parent_of(requester, || Some(Ok(4_000_000))),
+            Some(3)
+        );
+        // A requester that has ended has no parent.
+        let gone = || Some(Err(io::Error::from_raw_os_error(libc::ESRCH)));
         assert_eq!(lineage.parent_of(requester, gone), None);
+        // Any other failure falls back to /proc.
+        let real_parent = parent_pid(requester).expect("the requester's parent");
+        lineage.record(real_parent, 5);
+        let failed = || Some(Err(io::Error::from_raw_os_error(libc::EMFILE)));
+        assert_eq!(lineage.parent_of(requester, failed), Some(5));
+        assert_eq!(lineage.parent_of(requester, || None), Some(5));
     }
 
     #[test]
-    fn an_ancestor_is_read_once_and_forgotten_when_it_ends() {
+    fn an_ancestor_is_remembered_by_pidfd_and_forgotten_when_it_ends() {
         // outer shell -> inner shell -> sleep: the requester is the sleep,
         // the inner shell the ancestor remembered.
         let mut outer = std::process::Command::new("sh")
@@ -238,14 +263,15 @@ mod tests {
         let requester = first_child(inner_pid);
         let lineage = Lineage::default();
         lineage.record(outer_pid, 7);
-        assert_eq!(lineage.parent_of(requester, None), Some(7));
+        assert_eq!(lineage.parent_of(requester, || None), Some(7));
         let remembered = |pid| {
             let inner = lineage.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            inner.ancestors.get(&pid).map(|ancestor| ancestor.parent)
+            inner.ancestors.contains_key(&pid)
         };
-        assert_eq!(remembered(inner_pid), Some(outer_pid));
-        // Asked again, the remembered parent gives the same answer.
-        assert_eq!(lineage.parent_of(requester, None), Some(7));
+        // Remembered only where the kernel tells parents through pidfds.
+        assert_eq!(remembered(inner_pid), sys::pidfd_info_available());
+        // Asked again, the remembered pidfd gives the same answer.
+        assert_eq!(lineage.parent_of(requester, || None), Some(7));
         // Once the inner shell has ended, its pid names nothing remembered.
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(inner_pid),
@@ -259,13 +285,29 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(lineage.ancestor_parent(inner_pid), None);
-        assert_eq!(remembered(inner_pid), None);
+        assert!(!remembered(inner_pid));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(requester),
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = outer.kill();
         let _ = outer.wait();
+    }
+
+    #[test]
+    fn the_oldest_ancestors_are_forgotten_first() {
+        let lineage = Lineage::default();
+        let mut inner = lineage.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        for pid in 0..(REMEMBERED_ANCESTORS as i32 + 3) {
+            let pidfd = sys::pidfd_open(std::process::id() as i32).expect("a pidfd");
+            inner.remember_ancestor(pid + 100_000, pidfd);
+        }
+        assert_eq!(inner.ancestors.len(), REMEMBERED_ANCESTORS);
+        assert_eq!(inner.ancestor_order.len(), REMEMBERED_ANCESTORS);
+        assert!(!inner.ancestors.contains_key(&100_002));
+        assert!(inner.ancestors.contains_key(&100_003));
+        inner.forget_ancestor(100_003);
+        assert!(!inner.ancestor_order.contains(&100_003));
     }
 
     #[test]

@@ -7,10 +7,10 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
@@ -30,22 +30,43 @@ pub(crate) fn peer_credentials(socket: &OwnedFd) -> io::Result<PeerCredentials> 
     })
 }
 
+/// Whether this kernel hands out a socket peer's pidfd (`SO_PEERPIDFD`,
+/// Linux 6.5) and tells a process's parent through its pidfd
+/// (`PIDFD_GET_INFO`, 6.13). Probed once, on a socket pair of our own, so
+/// that nothing a requester does can change the answer.
+pub(crate) fn pidfd_info_available() -> bool {
+    static PROBED: OnceLock<bool> = OnceLock::new();
+    *PROBED.get_or_init(|| {
+        std::os::unix::net::UnixStream::pair()
+            .and_then(|(ours, _theirs)| peer_pidfd(ours.as_fd()))
+            .and_then(|pidfd| parent_through(pidfd.as_fd()))
+            .is_ok()
+    })
+}
+
 /// The parent pid of the process at the other end of `socket`, as the
-/// kernel reports it through a pidfd for that very process (`SO_PEERPIDFD`,
-/// then `PIDFD_GET_INFO`): no `/proc` lookup, and no pid that could name a
-/// successor. `None` where the kernel has neither (before Linux 6.13);
-/// that is remembered, and the caller reads `/proc` instead.
+/// kernel reports it through a pidfd for that very process: no `/proc`
+/// lookup, and no pid that could name a successor. `None` where the kernel
+/// cannot tell ([`pidfd_info_available`]); the caller reads `/proc`.
 pub(crate) fn peer_parent_pid(socket: BorrowedFd<'_>) -> Option<io::Result<i32>> {
-    static MISSING: AtomicBool = AtomicBool::new(false);
-    if MISSING.load(Ordering::Relaxed) {
-        return None;
-    }
-    let missing = |error: &io::Error| {
-        matches!(
-            error.raw_os_error(),
-            Some(libc::ENOPROTOOPT | libc::ENOTTY | libc::EINVAL)
-        )
-    };
+    pidfd_info_available()
+        .then(|| peer_pidfd(socket).and_then(|pidfd| parent_through(pidfd.as_fd())))
+}
+
+/// The current parent of the process behind `pidfd`; `None` where the
+/// kernel cannot tell.
+pub(crate) fn pidfd_parent(pidfd: BorrowedFd<'_>) -> Option<io::Result<i32>> {
+    pidfd_info_available().then(|| parent_through(pidfd))
+}
+
+/// Whether an error of [`peer_parent_pid`] or [`pidfd_parent`] means that
+/// the process has ended (Linux before 6.16 says `EINVAL` for a socket
+/// peer already reaped).
+pub(crate) fn process_gone(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ESRCH | libc::EINVAL))
+}
+
+fn peer_pidfd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut pidfd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `pidfd`, an int
@@ -60,19 +81,17 @@ pub(crate) fn peer_parent_pid(socket: BorrowedFd<'_>) -> Option<io::Result<i32>>
         )
     };
     if got != 0 {
-        let error = io::Error::last_os_error();
-        if missing(&error) {
-            MISSING.store(true, Ordering::Relaxed);
-            return None;
-        }
-        return Some(Err(error));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned this new descriptor; we own it alone.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(pidfd) })
+}
+
+fn parent_through(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
     // SAFETY: all-zero is a valid pidfd_info (integers only); the ioctl
     // fills at most the struct's size, which the request number encodes.
     let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
-    info.mask = libc::PIDFD_INFO_PID as u64;
+    info.mask = u64::from(libc::PIDFD_INFO_PID);
     // SAFETY: as above; `info` lives across the call.
     let got = unsafe {
         libc::ioctl(
@@ -82,14 +101,9 @@ pub(crate) fn peer_parent_pid(socket: BorrowedFd<'_>) -> Option<io::Result<i32>>
         )
     };
     if got != 0 {
-        let error = io::Error::last_os_error();
-        if missing(&error) {
-            MISSING.store(true, Ordering::Relaxed);
-            return None;
-        }
-        return Some(Err(error));
+        return Err(io::Error::last_os_error());
     }
-    Some(i32::try_from(info.ppid).map_err(io::Error::other))
+    i32::try_from(info.ppid).map_err(io::Error::other)
 }
 
 /// A pidfd for `pid`: a child of ours that has not been reaped yet, or any
@@ -104,15 +118,6 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: the kernel just returned this new descriptor; we own it alone.
     // pidfds are created close-on-exec.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Whether the process behind `pidfd` has ended (its pid may then be
-/// reused). A pidfd that cannot be polled counts as ended.
-pub(crate) fn has_ended(pidfd: &OwnedFd) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
 /// Makes `fd` survive into the program `command` executes (and only that
@@ -727,7 +732,6 @@ pub(crate) fn register_shared(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     /// The running kernel's (major, minor).
     fn kernel_version() -> (u32, u32) {
@@ -751,5 +755,6 @@ mod tests {
                 "Linux 6.13 has SO_PEERPIDFD and PIDFD_GET_INFO"
             ),
         }
+        assert_eq!(pidfd_info_available(), kernel_version() >= (6, 13));
     }
 }
