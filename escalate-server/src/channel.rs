@@ -8,18 +8,25 @@
 //! registration with the reactor and no turn through it. Anything that has
 //! to wait (a request still arriving, an escalation's conversation) moves
 //! the socket to tokio, with the bytes already read.
+//!
+//! The requester made this socket and may keep a copy of the server's end,
+//! whose file flags (`O_NONBLOCK`) it shares and can change. So no read or
+//! write here may ever wait in the kernel: each one is `MSG_DONTWAIT`, and
+//! what has to wait waits in tokio. Every read and write of a request
+//! socket, the escalation's conversation included, goes through this
+//! module.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recv, MsgFlags};
+use nix::sys::socket::{recv, send, MsgFlags};
 
 use execgate_protocol::{
     decode_client, encode_server, frame_body_len, send_without_waiting, ClientMessage,
     ServerMessage, FRAME_HEADER_LEN,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::Interest;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
@@ -79,13 +86,7 @@ impl Channel {
     async fn fill(&mut self, buffer: &mut [u8]) -> Result<(), ConversationError> {
         let filled = self.read_waiting(buffer)?;
         if filled < buffer.len() {
-            match self.asynchronous()?.read_exact(&mut buffer[filled..]).await {
-                Ok(_) => {}
-                Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(ConversationError::Closed)
-                }
-                Err(error) => return Err(error.into()),
-            }
+            read_exact(self.asynchronous()?, &mut buffer[filled..]).await?;
         }
         Ok(())
     }
@@ -126,7 +127,7 @@ impl Channel {
             }
         }
         if sent < frame.len() {
-            self.asynchronous()?.write_all(&frame[sent..]).await?;
+            write_all(self.asynchronous()?, &frame[sent..]).await?;
         }
         Ok(())
     }
@@ -139,6 +140,55 @@ impl Channel {
             _ => Err(lost()),
         }
     }
+}
+
+/// Fills `buffer` from a socket tokio watches. Every read is `MSG_DONTWAIT`:
+/// the requester made this socket and may keep a copy of our end, whose
+/// file flags it shares, so `O_NONBLOCK` is its to clear; a read that
+/// waited in the kernel would hold a worker thread of the server for as
+/// long as it likes. The client hanging up first is
+/// [`ConversationError::Closed`].
+pub(crate) async fn read_exact(
+    stream: &UnixStream,
+    buffer: &mut [u8],
+) -> Result<(), ConversationError> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let read = stream
+            .async_io(Interest::READABLE, || {
+                recv(
+                    stream.as_raw_fd(),
+                    &mut buffer[filled..],
+                    MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(io::Error::from)
+            })
+            .await?;
+        if read == 0 {
+            return Err(ConversationError::Closed);
+        }
+        filled += read;
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to a socket tokio watches, each write
+/// `MSG_DONTWAIT` (see [`read_exact`]).
+pub(crate) async fn write_all(stream: &UnixStream, bytes: &[u8]) -> io::Result<()> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        sent += stream
+            .async_io(Interest::WRITABLE, || {
+                send(
+                    stream.as_raw_fd(),
+                    &bytes[sent..],
+                    MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+                )
+                .map_err(io::Error::from)
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 fn lost() -> io::Error {
@@ -218,9 +268,9 @@ mod tests {
     /// Answers `Run`; the client gets it, and "after" is still unread.
     async fn answer_and_check_what_follows(mut channel: Channel, mut client: PlainStream) {
         channel.send(&ServerMessage::Run).await.unwrap();
-        let (mut reader, _) = channel.into_split().unwrap();
+        let (reader, _) = channel.into_split().unwrap();
         let mut after = [0u8; 5];
-        reader.read_exact(&mut after).await.unwrap();
+        read_exact(reader.as_ref(), &mut after).await.unwrap();
         assert_eq!(&after, b"after");
         let mut header = [0u8; FRAME_HEADER_LEN];
         client.read_exact(&mut header).unwrap();

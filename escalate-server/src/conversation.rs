@@ -9,21 +9,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use execgate_protocol::{
-    decode_client, encode_server, frame_body_len, recv_with_fds, ClientMessage, ExecRequest,
-    ServerMessage, Termination, FRAME_HEADER_LEN, MAX_PASSED_FDS,
+    decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
+    ExecRequest, ServerMessage, Termination, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{Launcher, ResolvedPolicy};
 
 use crate::network::SandboxOrigin;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::Channel;
+use crate::channel::{self, Channel};
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
@@ -275,22 +275,18 @@ async fn answer(
     }
 }
 
+// Every read and write of a request socket goes through `channel`'s, which
+// never wait in the kernel: the requester shares the socket's file flags.
 async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {
     let frame = encode_server(message).map_err(io::Error::other)?;
-    writer.write_all(&frame).await
+    channel::write_all(writer.as_ref(), &frame).await
 }
 
 async fn read_frame(reader: &mut OwnedReadHalf) -> Result<ClientMessage, ConversationError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-            return Err(ConversationError::Closed)
-        }
-        Err(error) => return Err(error.into()),
-    }
+    channel::read_exact(reader.as_ref(), &mut header).await?;
     let mut body = vec![0u8; frame_body_len(header)?];
-    reader.read_exact(&mut body).await?;
+    channel::read_exact(reader.as_ref(), &mut body).await?;
     Ok(decode_client(&body)?)
 }
 
@@ -306,7 +302,7 @@ async fn read_descriptors(
     while filled < header.len() {
         let received = stream
             .async_io(Interest::READABLE, || {
-                recv_with_fds(stream.as_fd(), &mut header[filled..])
+                recv_with_fds_without_waiting(stream.as_fd(), &mut header[filled..])
             })
             .await?;
         if received.len == 0 {
@@ -319,7 +315,7 @@ async fn read_descriptors(
         fds.extend(received.fds);
     }
     let mut body = vec![0u8; frame_body_len(header)?];
-    reader.read_exact(&mut body).await?;
+    channel::read_exact(reader.as_ref(), &mut body).await?;
     let ClientMessage::Descriptors(numbers) = decode_client(&body)? else {
         return Err(ConversationError::Unexpected("expected descriptors"));
     };

@@ -133,6 +133,21 @@ pub fn send_hello(session: BorrowedFd<'_>, private_end: BorrowedFd<'_>) -> io::R
 /// One `recvmsg`, descriptors received close-on-exec. The socket's blocking
 /// mode is the caller's: a non-blocking socket reports `WouldBlock`.
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
+    recv_with_fds_flagged(sock, buf, MsgFlags::empty())
+}
+
+/// [`recv_with_fds`] that never waits, whatever the socket's mode
+/// (`MSG_DONTWAIT`; nothing there is `WouldBlock`): for a socket whose file
+/// flags another process shares and may change.
+pub fn recv_with_fds_without_waiting(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
+    recv_with_fds_flagged(sock, buf, MsgFlags::MSG_DONTWAIT)
+}
+
+fn recv_with_fds_flagged(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+) -> io::Result<Received> {
     let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
     let mut iov = [IoSliceMut::new(buf)];
     let message = loop {
@@ -140,7 +155,7 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Receive
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg_space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            MsgFlags::MSG_CMSG_CLOEXEC | flags,
         ) {
             Ok(message) => break message,
             Err(Errno::EINTR) => continue,

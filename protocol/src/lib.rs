@@ -75,8 +75,8 @@ pub use codec::{
     FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use fdpass::{
-    accept_hello, read_frame, recv_with_fds, send_all, send_hello, send_with_fds,
-    send_without_waiting, FrameIoError, HelloError, Received, HELLO, MAX_PASSED_FDS,
+    accept_hello, read_frame, recv_with_fds, recv_with_fds_without_waiting, send_all, send_hello,
+    send_with_fds, send_without_waiting, FrameIoError, HelloError, Received, HELLO, MAX_PASSED_FDS,
 };
 pub use message::{ClientMessage, ExecRequest, ServerMessage, Termination};
 pub use shebang::{looks_like_shell_text, parse_shebang, Shebang, SHEBANG_LIMIT};

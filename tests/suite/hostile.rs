@@ -16,7 +16,8 @@ use execgate_audit::{read_records, AuditLog, RecordOptions, Rotation, SessionAud
 use execgate_escalate_server::{Decision, SessionConfig, SessionEvent};
 use execgate_protocol::{
     decode_client, decode_server, encode_client, read_frame, send_all, send_with_fds,
-    ClientMessage, ExecRequest, FrameIoError, ServerMessage, HELLO, MAX_FRAME_LEN, MAX_PASSED_FDS,
+    ClientMessage, ExecRequest, FrameIoError, ServerMessage, FRAME_HEADER_LEN, HELLO,
+    MAX_FRAME_LEN, MAX_PASSED_FDS,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -730,4 +731,58 @@ async fn an_answer_nobody_reads_does_not_hold_up_the_session() {
     let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
     assert!(shutdown.is_ok(), "the session waited for an unread answer");
     drop(private);
+}
+
+/// The server's end of a request socket shares its file flags with any
+/// copy the requester keeps. A requester that clears `O_NONBLOCK` on its
+/// copy mid-conversation, then stops sending, must not block a worker
+/// thread of the server: with every worker blocked, no session is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_that_makes_the_servers_socket_blocking_stalls_nothing() {
+    let policy = policy_by_path(&[(ESCALATED, escalate())]);
+    let mut config = SessionConfig::new(wrapper(), policy);
+    config.request_timeout = Duration::from_secs(600);
+    let session = Session::start(config).unwrap();
+    let session_socket = session.shell_socket().unwrap();
+    let descriptors = frame(&ClientMessage::Descriptors(vec![0]));
+    let filler: OwnedFd = fs::File::open("/dev/null").unwrap().into();
+    // One such requester per worker thread.
+    let hostile: Vec<(OwnedFd, OwnedFd)> = (0..2)
+        .map(|_| {
+            let (mine, theirs) = stream_pair();
+            setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+            say(&mine, &request_frame(ESCALATED, &["true"]));
+            hello(session_socket, HELLO, &[theirs.as_fd()]);
+            let escalate = read_frame(mine.as_fd()).expect("an answer");
+            assert!(matches!(
+                decode_server(&escalate),
+                Ok(ServerMessage::Escalate)
+            ));
+            // The server's end, as it shares flags with our copy.
+            let flags = nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+            let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+            flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+            nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+            // Half of the descriptors frame: the server reads on.
+            say_with(&mine, &descriptors[..FRAME_HEADER_LEN], &[filler.as_fd()]);
+            (mine, theirs)
+        })
+        .collect();
+    // A plain request, from a thread that does not need the runtime.
+    let socket = session_socket.try_clone_to_owned().unwrap();
+    let answered = std::thread::spawn(move || {
+        let private = open(socket.as_fd());
+        say(&private, &request_frame("/bin/echo", &["echo"]));
+        read_frame(private.as_fd()).map(|body| decode_server(&body))
+    })
+    .join()
+    .unwrap();
+    // Free whatever is blocked before judging, so that a failure ends.
+    drop(hostile);
+    assert!(
+        matches!(answered, Ok(Ok(ServerMessage::Run))),
+        "the session stopped answering: {answered:?}"
+    );
+    let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
+    assert!(shutdown.is_ok(), "the session did not end");
 }
