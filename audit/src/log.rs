@@ -8,12 +8,12 @@
 //! was rotated); rotation takes the lock exclusively. So no record is ever
 //! written to a file after it was rotated away.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use execgate_escalate_server::{AuditSink, Decision, SessionEvent};
 
@@ -57,6 +57,50 @@ struct SharedLock<'a>(MutexGuard<'a, Files>);
 impl Drop for SharedLock<'_> {
     fn drop(&mut self) {
         let _ = self.0.lock.unlock();
+    }
+}
+
+/// How long a writer waits for the lock file before it gives up (and the
+/// record fails, which denies what it was about by default). Writers hold
+/// the lock for one append, rotation for a few renames; anything longer is
+/// someone holding it on purpose: any process that can open the lock file
+/// can `flock` it, and a writer that waited in the kernel would hold a
+/// thread of the server until that process let go.
+const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+enum Sharing {
+    Shared,
+    Exclusive,
+}
+
+/// `flock`s `file` without ever waiting in the kernel: tries, then sleeps
+/// a little longer each time, for at most [`LOCK_WAIT_LIMIT`].
+fn lock_within(file: &File, sharing: Sharing) -> std::io::Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let tried = match sharing {
+            Sharing::Shared => file.try_lock_shared(),
+            Sharing::Exclusive => file.try_lock(),
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::Error(error)) => return Err(error),
+            Err(TryLockError::WouldBlock) if started.elapsed() >= LOCK_WAIT_LIMIT => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "another process has held the lock for over {} s",
+                        LOCK_WAIT_LIMIT.as_secs()
+                    ),
+                ))
+            }
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+        }
     }
 }
 
@@ -107,10 +151,7 @@ impl AuditLog {
             .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        files
-            .lock
-            .lock_shared()
-            .map_err(|error| self.io("cannot lock", error))?;
+        lock_within(&files.lock, Sharing::Shared).map_err(|error| self.io("cannot lock", error))?;
         let mut held = SharedLock(files);
         self.append_locked(&mut held.0, &line, durable)
     }
@@ -170,12 +211,11 @@ impl AuditLog {
         if named.ok() != held {
             *lock = open_lock(&self.lock_path)?;
         }
-        lock.lock().map_err(|error| self.io("cannot lock", error))?;
+        lock_within(lock, Sharing::Exclusive).map_err(|error| self.io("cannot lock", error))?;
         let rotated = self.rotate_exclusive();
         let _ = lock.unlock();
-        let relocked = lock
-            .lock_shared()
-            .map_err(|error| self.io("cannot lock", error));
+        let relocked =
+            lock_within(lock, Sharing::Shared).map_err(|error| self.io("cannot lock", error));
         rotated.and(relocked)
     }
 

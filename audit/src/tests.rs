@@ -346,6 +346,39 @@ fn a_log_that_cannot_be_written_is_an_error() {
     .is_err());
 }
 
+/// Anyone who can open the lock file can hold it (a sandboxed process
+/// that can read the log's directory, say): an append then fails after a
+/// bounded wait instead of waiting in the kernel for as long as it likes.
+#[test]
+fn a_lock_held_elsewhere_fails_the_append_instead_of_hanging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let log = AuditLog::open(&path, Rotation::default()).unwrap();
+    let record = AuditRecord::of(
+        &decided(vec!["x".into()], Decision::Run),
+        "s",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    // A read-only descriptor is enough to lock a file.
+    let holder = std::fs::File::open(dir.path().join("a.jsonl.lock")).unwrap();
+    holder.lock().unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(
+            log.append(&record, false)
+                .map_err(|error| error.to_string()),
+        );
+    });
+    let appended = finished
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the append waited for the lock with no end");
+    let error = appended.expect_err("appended under a lock held elsewhere");
+    assert!(error.contains("held the lock"), "{error}");
+    assert!(all_lines(dir.path()).is_empty());
+    drop(holder);
+}
+
 #[test]
 fn reading_filters_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
