@@ -282,6 +282,24 @@ async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Resul
     channel::write_all(writer.as_ref(), &frame).await
 }
 
+/// [`send`] for at most the request timeout, and not past the session's
+/// end: a requester that stops reading (and can fill the socket's buffer
+/// itself, through its copy of our end) must not keep an escalation's task
+/// from watching the child it started.
+async fn send_within(
+    shared: &Shared,
+    cancel: &CancellationToken,
+    writer: &mut OwnedWriteHalf,
+    message: &ServerMessage,
+) -> io::Result<()> {
+    tokio::select! {
+        () = cancel.cancelled() => Err(io::Error::other("the session ended")),
+        sent = tokio::time::timeout(shared.config.request_timeout, send(writer, message)) => {
+            sent.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        }
+    }
+}
+
 async fn read_frame(reader: &mut OwnedReadHalf) -> Result<ClientMessage, ConversationError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     channel::read_exact(reader.as_ref(), &mut header).await?;
@@ -354,7 +372,10 @@ async fn escalate(
         });
         ServerMessage::SpawnFailed { reason }
     };
-    if send(&mut writer, &ServerMessage::Escalate).await.is_err() {
+    if send_within(shared, &cancel, &mut writer, &ServerMessage::Escalate)
+        .await
+        .is_err()
+    {
         return;
     }
     let fds = tokio::select! {
@@ -367,7 +388,7 @@ async fn escalate(
         Ok(fds) => fds,
         Err(error) => {
             let reply = fail(format!("bad descriptor hand-over: {error}"));
-            let _ = send(&mut writer, &reply).await;
+            let _ = send_within(shared, &cancel, &mut writer, &reply).await;
             return;
         }
     };
@@ -375,7 +396,7 @@ async fn escalate(
     let plan = match spawn_plan(shared, context, launch, fds) {
         Ok(plan) => plan,
         Err(reason) => {
-            let _ = send(&mut writer, &fail(reason)).await;
+            let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
             return;
         }
     };
@@ -395,11 +416,13 @@ async fn escalate(
         Ok(Ok(pid)) => pid,
         Ok(Err(failure)) => {
             let reason = describe_spawn_failure(&failure, context);
-            let _ = send(&mut writer, &fail(reason)).await;
+            let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
             return;
         }
         Err(join_error) => {
-            let _ = send(
+            let _ = send_within(
+                shared,
+                &cancel,
                 &mut writer,
                 &fail(format!("spawn task failed: {join_error}")),
             )
@@ -414,7 +437,9 @@ async fn escalate(
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             shared.children.scope.untrack(pid);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            let _ = send(
+            let _ = send_within(
+                shared,
+                &cancel,
                 &mut writer,
                 &fail(format!("cannot watch the child: {error}")),
             )
@@ -431,9 +456,14 @@ async fn escalate(
         },
     );
     shared.emit(SessionEvent::Started { request_id, pid });
-    let mut wrapper_present = send(&mut writer, &ServerMessage::Started { pid })
-        .await
-        .is_ok();
+    let mut wrapper_present = send_within(
+        shared,
+        &cancel,
+        &mut writer,
+        &ServerMessage::Started { pid },
+    )
+    .await
+    .is_ok();
 
     let termination = match watch_child(
         shared,
@@ -441,7 +471,7 @@ async fn escalate(
         pidfd,
         reader,
         &mut wrapper_present,
-        cancel,
+        cancel.clone(),
     )
     .await
     {
@@ -462,7 +492,13 @@ async fn escalate(
         run_time: started.elapsed(),
     });
     if wrapper_present {
-        let _ = send(&mut writer, &ServerMessage::Exited(termination)).await;
+        let _ = send_within(
+            shared,
+            &cancel,
+            &mut writer,
+            &ServerMessage::Exited(termination),
+        )
+        .await;
     }
 }
 

@@ -786,3 +786,58 @@ async fn a_requester_that_makes_the_servers_socket_blocking_stalls_nothing() {
     let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
     assert!(shutdown.is_ok(), "the session did not end");
 }
+
+/// A requester that fills the server's send buffer (writing into its copy
+/// of the server's end, whose buffer is charged to that end) and never
+/// reads must not keep the escalation's task from watching its child:
+/// after the request timeout, the child is watched and its end recorded
+/// without the requester.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_whose_requester_reads_nothing_is_still_watched() {
+    let recorder = Recorder::default();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[(ESCALATED, escalate())]));
+    config.events = Some(recorder.sink());
+    config.request_timeout = Duration::from_secs(1);
+    let session = Session::start(config).unwrap();
+    let (mine, theirs) = stream_pair();
+    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    say(&mine, &request_frame(ESCALATED, &["true"]));
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    let escalate = read_frame(mine.as_fd()).expect("an answer");
+    assert!(matches!(
+        decode_server(&escalate),
+        Ok(ServerMessage::Escalate)
+    ));
+    // Fill what the server's end may have in flight (it is non-blocking
+    // now: the server made it so).
+    let filler = vec![0u8; 64 << 10];
+    let fill = || {
+        nix::sys::socket::send(
+            theirs.as_raw_fd(),
+            &filler,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        )
+    };
+    while fill().is_ok() {}
+    let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
+    say_with(
+        &mine,
+        &frame(&ClientMessage::Descriptors(vec![0, 1, 2])),
+        &[null.as_fd(), null.as_fd(), null.as_fd()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exited = loop {
+        let exited = recorder
+            .events()
+            .iter()
+            .any(|event| matches!(event, SessionEvent::Exited { .. }));
+        if exited || Instant::now() > deadline {
+            break exited;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop((mine, theirs));
+    assert!(exited, "the child's end was never recorded");
+    let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
+    assert!(shutdown.is_ok(), "the session did not end");
+}
