@@ -46,8 +46,8 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 #[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
-    AdditionalPermissions, Launcher, MachineReport, NetworkPolicy, PermissionProfile,
-    ResolvedPolicy, SandboxContext,
+    AbsolutePath, Access, AdditionalPermissions, FsTarget, Launcher, MachineReport, NetworkPolicy,
+    PermissionProfile, ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
 use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
@@ -261,6 +261,7 @@ impl SessionArgs {
                     dir.display()
                 )
             })?;
+            hide_audit_directory(&mut session.profile, dir, &cwd);
         }
         let mut rotation = execgate_audit::Rotation::default();
         if let Some(max_bytes) = config.audit.max_bytes {
@@ -380,6 +381,28 @@ fn warn_if_sandbox_writable<'a>(
                 file.display()
             );
         }
+    }
+}
+
+/// Hides the audit log's directory from every sandbox of the session: the
+/// log is the reviewers', and a sandbox that could open its lock file
+/// could hold the lock (see the README's audit section). Not where that
+/// directory holds the working directory: that would hide the work itself.
+#[cfg(unix)]
+fn hide_audit_directory(
+    profile: &mut PermissionProfile,
+    dir: &std::path::Path,
+    cwd: &std::path::Path,
+) {
+    let PermissionProfile::Managed { file_system, .. } = profile else {
+        return;
+    };
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if cwd.starts_with(&dir) {
+        return;
+    }
+    if let Ok(dir) = AbsolutePath::new(&dir, None) {
+        let _ = file_system.push(FsTarget::Path(dir), Access::None);
     }
 }
 

@@ -1178,3 +1178,25 @@ fn audit_network_shows_only_connections_and_summary_counts_them_per_host() {
         "{table}"
     );
 }
+
+/// The audit log is the reviewers': a sandboxed command sees an empty
+/// directory where it lies (so it cannot read it, nor hold its lock),
+/// even with the log inside the writable working directory, as here.
+#[test]
+fn the_sandbox_sees_no_audit_log() {
+    let (_dir, ws) = workspace();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--",
+            "ls -A state/execgate; cat state/execgate/audit.jsonl.lock && echo readable",
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert!(!stdout.contains("audit"), "{stdout}");
+    assert!(!stdout.contains("readable"), "{stdout}");
+    // The log itself was written, outside the sandbox.
+    let log = std::fs::read_to_string(ws.join("state/execgate/audit.jsonl")).unwrap();
+    assert!(log.contains("\"decision\""), "{log}");
+}
