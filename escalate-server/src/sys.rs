@@ -67,24 +67,7 @@ pub(crate) fn process_gone(error: &io::Error) -> bool {
 }
 
 fn peer_pidfd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut pidfd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `pidfd`, an int
-    // with `len` its size; the socket is borrowed for the call.
-    let got = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERPIDFD,
-            ptr::addr_of_mut!(pidfd).cast(),
-            &mut len,
-        )
-    };
-    if got != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this new descriptor; we own it alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(pidfd) })
+    Ok(getsockopt(&socket, sockopt::PeerPidfd)?)
 }
 
 fn parent_through(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
