@@ -15,24 +15,30 @@
 //! what has to wait waits in tokio. Every read and write of a request
 //! socket, the escalation's conversation included, goes through this
 //! module.
+//!
+//! Nor may a close: descriptors sent with bytes a read takes are taken
+//! too, refused, and left to the [`closer`](crate::closer) threads, and so
+//! is a socket left with anything queued when the conversation ends.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::errno::Errno;
-use nix::sys::socket::{recv, send, MsgFlags};
+use nix::sys::socket::{send, MsgFlags};
 
 use execgate_protocol::{
-    decode_client, encode_server, frame_body_len, send_without_waiting, ClientMessage,
-    ServerMessage, FRAME_HEADER_LEN,
+    decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting,
+    send_without_waiting, ClientMessage, ServerMessage, FRAME_HEADER_LEN,
 };
 use tokio::io::Interest;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
+use crate::closer;
 use crate::conversation::ConversationError;
 
-pub(crate) enum Channel {
+pub(crate) struct Channel(Socket);
+
+enum Socket {
     Plain(std::os::unix::net::UnixStream),
     Async(UnixStream),
     /// Moving to tokio failed; every use is an error.
@@ -44,29 +50,29 @@ impl Channel {
     /// (`MSG_DONTWAIT`), so the socket is left as it came until tokio
     /// takes it: one system call fewer for every `Run`.
     pub(crate) fn new(private: OwnedFd) -> io::Result<Channel> {
-        Ok(Channel::Plain(std::os::unix::net::UnixStream::from(
-            private,
+        Ok(Channel(Socket::Plain(
+            std::os::unix::net::UnixStream::from(private),
         )))
     }
 
     /// The socket, for questions to the kernel about its peer.
     pub(crate) fn socket(&self) -> Option<BorrowedFd<'_>> {
-        match self {
-            Channel::Plain(plain) => Some(plain.as_fd()),
-            Channel::Async(stream) => Some(stream.as_fd()),
-            Channel::Lost => None,
+        match &self.0 {
+            Socket::Plain(plain) => Some(plain.as_fd()),
+            Socket::Async(stream) => Some(stream.as_fd()),
+            Socket::Lost => None,
         }
     }
 
     fn asynchronous(&mut self) -> io::Result<&mut UnixStream> {
-        if matches!(self, Channel::Plain(_)) {
-            if let Channel::Plain(plain) = std::mem::replace(self, Channel::Lost) {
+        if matches!(self.0, Socket::Plain(_)) {
+            if let Socket::Plain(plain) = std::mem::replace(&mut self.0, Socket::Lost) {
                 plain.set_nonblocking(true)?;
-                *self = Channel::Async(UnixStream::from_std(plain)?);
+                self.0 = Socket::Async(UnixStream::from_std(plain)?);
             }
         }
-        match self {
-            Channel::Async(stream) => Ok(stream),
+        match &mut self.0 {
+            Socket::Async(stream) => Ok(stream),
             _ => Err(lost()),
         }
     }
@@ -93,21 +99,18 @@ impl Channel {
 
     /// Fills as much of `buffer` as has arrived, while the socket is plain.
     fn read_waiting(&mut self, buffer: &mut [u8]) -> Result<usize, ConversationError> {
-        let Channel::Plain(plain) = self else {
+        let Socket::Plain(plain) = &self.0 else {
             return Ok(0);
         };
         let mut filled = 0;
         while filled < buffer.len() {
-            match recv(
-                plain.as_raw_fd(),
-                &mut buffer[filled..],
-                MsgFlags::MSG_DONTWAIT,
-            ) {
+            match read_some(plain.as_fd(), &mut buffer[filled..]) {
                 Ok(0) => return Err(ConversationError::Closed),
                 Ok(n) => filled += n,
-                Err(Errno::EAGAIN) => break,
-                Err(Errno::EINTR) => {}
-                Err(errno) => return Err(io::Error::from(errno).into()),
+                Err(ConversationError::Io(error)) if error.kind() == io::ErrorKind::WouldBlock => {
+                    break
+                }
+                Err(error) => return Err(error),
             }
         }
         Ok(filled)
@@ -118,7 +121,7 @@ impl Channel {
     pub(crate) async fn send(&mut self, message: &ServerMessage) -> io::Result<()> {
         let frame = encode_server(message).map_err(io::Error::other)?;
         let mut sent = 0;
-        if let Channel::Plain(plain) = self {
+        if let Socket::Plain(plain) = &self.0 {
             while sent < frame.len() {
                 match send_without_waiting(plain.as_fd(), &frame[sent..])? {
                     0 => break,
@@ -132,14 +135,63 @@ impl Channel {
         Ok(())
     }
 
-    /// The socket's two halves, for a conversation that goes on.
-    pub(crate) fn into_split(mut self) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+    /// The socket's two halves, for a conversation that goes on, and a
+    /// reference to it that the caller keeps until both halves are gone:
+    /// dropped last, it retires the socket as a [`Channel`] does.
+    pub(crate) fn into_split(
+        mut self,
+    ) -> io::Result<(OwnedReadHalf, OwnedWriteHalf, RequestSocket)> {
         self.asynchronous()?;
-        match self {
-            Channel::Async(stream) => Ok(stream.into_split()),
+        match std::mem::replace(&mut self.0, Socket::Lost) {
+            Socket::Async(stream) => {
+                let last = RequestSocket(Some(stream.as_fd().try_clone_to_owned()?));
+                let (reader, writer) = stream.into_split();
+                Ok((reader, writer, last))
+            }
             _ => Err(lost()),
         }
     }
+}
+
+/// Whatever the requester queued on the socket and the server never read
+/// is closed with the socket's last close: see [`closer::retire`].
+impl Drop for Channel {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.0, Socket::Lost) {
+            Socket::Plain(plain) => closer::retire(plain.into()),
+            Socket::Async(stream) => match stream.into_std() {
+                Ok(plain) => closer::retire(plain.into()),
+                Err(error) => tracing::warn!(%error, "request socket not deregistered"),
+            },
+            Socket::Lost => {}
+        }
+    }
+}
+
+/// A request socket's last reference in the server, once its halves are
+/// gone: retires it when dropped.
+pub(crate) struct RequestSocket(Option<OwnedFd>);
+
+impl Drop for RequestSocket {
+    fn drop(&mut self) {
+        if let Some(socket) = self.0.take() {
+            closer::retire(socket);
+        }
+    }
+}
+
+/// One read that never waits. Descriptors sent with the bytes are refused:
+/// only the descriptors frame of an escalation carries any, and
+/// [`read_descriptors`](crate::conversation) reads that one itself.
+fn read_some(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> Result<usize, ConversationError> {
+    let received = recv_with_fds_without_waiting(socket, buffer)?;
+    if !received.fds.is_empty() || received.truncated {
+        closer::close_later(received.fds);
+        return Err(ConversationError::Unexpected(
+            "descriptors sent outside the hand-over",
+        ));
+    }
+    Ok(received.len)
 }
 
 /// Fills `buffer` from a socket tokio watches. Every read is `MSG_DONTWAIT`:
@@ -154,16 +206,22 @@ pub(crate) async fn read_exact(
 ) -> Result<(), ConversationError> {
     let mut filled = 0;
     while filled < buffer.len() {
+        let mut refused = None;
         let read = stream
             .async_io(Interest::READABLE, || {
-                recv(
-                    stream.as_raw_fd(),
-                    &mut buffer[filled..],
-                    MsgFlags::MSG_DONTWAIT,
-                )
-                .map_err(io::Error::from)
+                match read_some(stream.as_fd(), &mut buffer[filled..]) {
+                    Ok(read) => Ok(read),
+                    Err(ConversationError::Io(error)) => Err(error),
+                    Err(other) => {
+                        refused = Some(other);
+                        Ok(0)
+                    }
+                }
             })
             .await?;
+        if let Some(error) = refused {
+            return Err(error);
+        }
         if read == 0 {
             return Err(ConversationError::Closed);
         }
@@ -261,14 +319,14 @@ mod tests {
         let mut channel = Channel::new(server.into()).unwrap();
         let message = channel.read_frame().await.unwrap();
         assert!(matches!(message, ClientMessage::Request(_)));
-        assert!(matches!(channel, Channel::Plain(_)), "moved to tokio");
+        assert!(matches!(channel.0, Socket::Plain(_)), "moved to tokio");
         answer_and_check_what_follows(channel, client).await;
     }
 
     /// Answers `Run`; the client gets it, and "after" is still unread.
     async fn answer_and_check_what_follows(mut channel: Channel, mut client: PlainStream) {
         channel.send(&ServerMessage::Run).await.unwrap();
-        let (reader, _) = channel.into_split().unwrap();
+        let (reader, _, _socket) = channel.into_split().unwrap();
         let mut after = [0u8; 5];
         read_exact(reader.as_ref(), &mut after).await.unwrap();
         assert_eq!(&after, b"after");

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{self, Channel};
+use crate::closer::Deferred;
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
@@ -163,7 +164,7 @@ pub(crate) async fn serve_request(
         Decision::Escalate(execution) => {
             match launch_for(&shared, &execution, opened, held_directory, &context).await {
                 Ok(launch) => {
-                    let (reader, writer) = match channel.into_split() {
+                    let (reader, writer, _socket) = match channel.into_split() {
                         Ok(halves) => halves,
                         Err(error) => {
                             return refuse(format!("cannot serve the request socket: {error}"))
@@ -309,10 +310,12 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> Result<ClientMessage, Convers
 }
 
 /// Reads the descriptors frame: the descriptors ride on its first bytes, so
-/// the header is read with `recvmsg` and the body with plain reads.
+/// the header is read with `recvmsg` and the body with plain reads. What
+/// it receives is closed by the [`closer`](crate::closer) threads, however
+/// this ends.
 async fn read_descriptors(
     reader: &mut OwnedReadHalf,
-) -> Result<Vec<(OwnedFd, RawFd)>, ConversationError> {
+) -> Result<Vec<(Deferred, RawFd)>, ConversationError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut filled = 0;
     let mut fds = Vec::new();
@@ -326,11 +329,12 @@ async fn read_descriptors(
         if received.len == 0 {
             return Err(ConversationError::Closed);
         }
-        if received.truncated || fds.len() + received.fds.len() > MAX_PASSED_FDS {
+        let too_many = received.truncated || fds.len() + received.fds.len() > MAX_PASSED_FDS;
+        fds.extend(received.fds.into_iter().map(Deferred::from));
+        if too_many {
             return Err(ConversationError::Unexpected("too many descriptors"));
         }
         filled += received.len;
-        fds.extend(received.fds);
     }
     let mut body = vec![0u8; frame_body_len(header)?];
     channel::read_exact(reader.as_ref(), &mut body).await?;
@@ -506,7 +510,7 @@ fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
     launch: Launch,
-    mut fds: Vec<(OwnedFd, RawFd)>,
+    mut fds: Vec<(Deferred, RawFd)>,
 ) -> Result<SpawnPlan, String> {
     shared.children.scope.check()?;
     let Launch {
@@ -530,8 +534,8 @@ fn spawn_plan(
         script_number,
     )
     .map_err(|error| error.to_string())?;
-    if let Some(script) = launch.script.take() {
-        fds.push(script);
+    if let Some((script, number)) = launch.script.take() {
+        fds.push((script.into(), number));
     }
     let sandboxed = sandbox.is_some();
     if let Some((launcher, policy)) = sandbox {
@@ -559,9 +563,9 @@ fn spawn_plan(
             &launch.argv,
         ));
         require_held_directory(&mut argv, context)?;
-        fds.push((launch.executable, exec_number));
+        fds.push((launch.executable.into(), exec_number));
         if let Some(link) = link {
-            fds.push((link, link_number));
+            fds.push((link.into(), link_number));
         }
         launch = LaunchPlan {
             executable: bwrap.into(),

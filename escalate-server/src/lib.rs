@@ -31,9 +31,10 @@
 //! denied and reported as a [`SessionEvent::RequestRefused`], and the
 //! session keeps serving. It must never run a command whose decision was
 //! not `Escalate`, never leak a server descriptor (the session socket least
-//! of all) into a child, and never leave a child behind: dropping or
-//! cancelling a [`Session`] kills every escalated child's process group and
-//! reaps it.
+//! of all) into a child, never close a descriptor a requester sent on a
+//! thread that serves sessions (a close can wait), and never leave a child
+//! behind: dropping or cancelling a [`Session`] kills every escalated
+//! child's process group and reaps it.
 //!
 //! Linux only. Unit tests sit beside the code; the end-to-end suite in
 //! `tests/` drives it through the real patched zsh and exec wrapper.
@@ -42,6 +43,7 @@
 #![cfg(unix)]
 
 mod channel;
+mod closer;
 mod conversation;
 mod environment;
 mod events;

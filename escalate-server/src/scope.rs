@@ -319,7 +319,7 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         .into_iter()
         .map(|arg| CString::new(arg.as_bytes()).map_err(io::Error::other))
         .collect::<io::Result<Vec<_>>>()?;
-    let plan = SpawnPlan {
+    let plan: SpawnPlan<OwnedFd> = SpawnPlan {
         executable: executable.into(),
         argv,
         env: Vec::new(),

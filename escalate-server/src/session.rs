@@ -22,12 +22,12 @@ use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::conversation;
 use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
 use crate::network::{NetworkBridge, SandboxOrigin};
 use crate::policy::Policy;
 use crate::scope::{Scope, ScopeError};
 use crate::sys;
+use crate::{closer, conversation};
 
 /// How a session is set up.
 #[derive(Clone)]
@@ -513,6 +513,17 @@ async fn serve(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    accept_hellos(&shared, &listener, &cancel, &tracker).await;
+    // Hellos still queued on it carry descriptors, closed with it.
+    closer::close_later([listener.into_inner()]);
+}
+
+async fn accept_hellos(
+    shared: &Arc<Shared>,
+    listener: &AsyncFd<OwnedFd>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     let mut buf = [0u8; 64];
     loop {
         let mut guard = tokio::select! {
@@ -526,7 +537,7 @@ async fn serve(
             },
         };
         let hung_up = guard.ready().is_read_closed();
-        let received = match guard.try_io(|fd| recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
+        let mut received = match guard.try_io(|fd| recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
             Ok(Ok(received)) => received,
             Ok(Err(error)) => {
                 shared.emit(SessionEvent::RequestRefused {
@@ -537,7 +548,10 @@ async fn serve(
             }
             Err(_would_block) => continue,
         };
-        match accept_hello(&buf, received) {
+        let accepted = accept_hello(&buf, &mut received);
+        // Whatever else the hello carried.
+        closer::close_later(received.fds);
+        match accepted {
             Ok(private) => {
                 tracker.spawn(conversation::serve_request(
                     shared.clone(),

@@ -18,6 +18,7 @@ use nix::sys::socket::{getsockopt, sockopt};
 
 use execgate_protocol::WardenRecord;
 
+use crate::closer::Deferred;
 use crate::policy::PeerCredentials;
 
 /// The kernel's view of who is on the other end of a unix socket.
@@ -198,8 +199,11 @@ pub(crate) struct SpawnFailure {
     pub(crate) error: io::Error,
 }
 
-/// Everything the child needs, prepared before the clone.
-pub(crate) struct SpawnPlan {
+/// Everything the child needs, prepared before the clone. An escalation's
+/// descriptors came from its requester, so it plans with [`Deferred`] ones,
+/// closed off the server's threads when the plan is dropped (see
+/// [`crate::closer`]).
+pub(crate) struct SpawnPlan<Fd: AsRawFd = Deferred> {
     /// The checked executable, opened close-on-exec.
     pub(crate) executable: OwnedFd,
     pub(crate) argv: Vec<CString>,
@@ -208,7 +212,7 @@ pub(crate) struct SpawnPlan {
     /// request was read (`O_PATH`, close-on-exec).
     pub(crate) cwd: OwnedFd,
     /// Received descriptors and the numbers the child must see them at.
-    pub(crate) fds: Vec<(OwnedFd, RawFd)>,
+    pub(crate) fds: Vec<(Fd, RawFd)>,
     /// How much nicer than the server the child runs.
     pub(crate) niceness: u8,
     /// The session's `cgroup.procs`: the child joins before it executes.
@@ -224,7 +228,7 @@ pub(crate) struct SpawnPlan {
 
 /// Starts the child in its own process group, with exactly the planned
 /// descriptors open, and returns its pid once `execveat` has succeeded.
-pub(crate) fn spawn(plan: &SpawnPlan) -> Result<i32, SpawnFailure> {
+pub(crate) fn spawn<Fd: AsRawFd>(plan: &SpawnPlan<Fd>) -> Result<i32, SpawnFailure> {
     let argv = null_terminated(&plan.argv);
     let env = null_terminated(&plan.env);
     let targets: Vec<RawFd> = plan.fds.iter().map(|(_, target)| *target).collect();

@@ -45,12 +45,12 @@ fuzz_target!(|input: &[u8]| {
     };
 
     // By hand: any length, any flags, a buffer of any size.
-    let by_hand = Received {
+    let mut by_hand = Received {
         len: usize::from(*claimed_len),
         fds: Vec::new(),
         truncated: flags & 1 != 0,
     };
-    if let Ok(_private) = accept_hello(datagram, by_hand) {
+    if let Ok(_private) = accept_hello(datagram, &mut by_hand) {
         panic!("a hello without a descriptor was accepted");
     }
 
@@ -66,10 +66,10 @@ fuzz_target!(|input: &[u8]| {
         return;
     }
     let mut buf = [0u8; SERVER_BUFFER];
-    let Ok(received) = recv_with_fds(server.as_fd(), &mut buf) else {
+    let Ok(mut received) = recv_with_fds(server.as_fd(), &mut buf) else {
         return;
     };
-    if accept_hello(&buf, received).is_ok() {
+    if accept_hello(&buf, &mut received).is_ok() {
         assert_eq!(datagram, HELLO, "accepted a hello with the wrong bytes");
         assert_eq!(
             fds.len(),

@@ -182,9 +182,11 @@ fn recv_with_fds_flagged(
     })
 }
 
-/// Checks a received hello datagram and returns the private socket it
-/// carried. Every descriptor that is not returned is closed.
-pub fn accept_hello(data: &[u8], received: Received) -> Result<OwnedFd, HelloError> {
+/// Checks a received hello datagram and takes the private socket it
+/// carried out of `received`. The descriptors left in `received` are the
+/// caller's to close: a server closes what a requester sent where a close
+/// that waits (a lingering socket) holds up nothing.
+pub fn accept_hello(data: &[u8], received: &mut Received) -> Result<OwnedFd, HelloError> {
     if received.len == 0 && received.fds.is_empty() {
         return Err(HelloError::Closed);
     }
@@ -195,20 +197,17 @@ pub fn accept_hello(data: &[u8], received: Received) -> Result<OwnedFd, HelloErr
     if datagram != HELLO {
         return Err(HelloError::BadMagic);
     }
-    let mut fds = received.fds;
-    if fds.len() != 1 {
-        return Err(HelloError::WrongDescriptorCount { count: fds.len() });
-    }
-    let private = fds.remove(0);
-    let is_stream = matches!(
-        getsockopt(&private, sockopt::SockType),
-        Ok(SockType::Stream)
-    );
+    let [private] = received.fds.as_slice() else {
+        return Err(HelloError::WrongDescriptorCount {
+            count: received.fds.len(),
+        });
+    };
+    let is_stream = matches!(getsockopt(private, sockopt::SockType), Ok(SockType::Stream));
     let is_unix = getsockname::<UnixAddr>(private.as_raw_fd()).is_ok();
     if !(is_stream && is_unix) {
         return Err(HelloError::NotUnixStream);
     }
-    Ok(private)
+    Ok(received.fds.remove(0))
 }
 
 /// Reads one frame body from a blocking socket.
@@ -258,8 +257,8 @@ mod tests {
         let (_mine, theirs) = pair(SockType::Stream);
         send_hello(session_client.as_fd(), theirs.as_fd()).unwrap();
         let mut buf = [0u8; 64];
-        let received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
-        let private = accept_hello(&buf, received).unwrap();
+        let mut received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
+        let private = accept_hello(&buf, &mut received).unwrap();
         let flags = nix::fcntl::fcntl(&private, nix::fcntl::FcntlArg::F_GETFD).unwrap();
         assert!(
             nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC),
@@ -273,9 +272,9 @@ mod tests {
         let (_mine, theirs) = pair(SockType::Datagram);
         send_hello(session_client.as_fd(), theirs.as_fd()).unwrap();
         let mut buf = [0u8; 64];
-        let received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
+        let mut received = recv_with_fds(session_server.as_fd(), &mut buf).unwrap();
         assert!(matches!(
-            accept_hello(&buf, received),
+            accept_hello(&buf, &mut received),
             Err(HelloError::NotUnixStream)
         ));
     }
@@ -285,16 +284,16 @@ mod tests {
         let (client, server) = pair(SockType::SeqPacket);
         let mut buf = [0u8; 64];
         send_all(client.as_fd(), HELLO).unwrap();
-        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        let mut received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
         assert!(matches!(
-            accept_hello(&buf, received),
+            accept_hello(&buf, &mut received),
             Err(HelloError::WrongDescriptorCount { count: 0 })
         ));
         let (_mine, theirs) = pair(SockType::Stream);
         send_with_fds(client.as_fd(), b"EXGT\x02\x00", &[theirs.as_fd()]).unwrap();
-        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        let mut received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
         assert!(matches!(
-            accept_hello(&buf, received),
+            accept_hello(&buf, &mut received),
             Err(HelloError::BadMagic)
         ));
     }
@@ -305,13 +304,13 @@ mod tests {
     #[test]
     fn hello_whose_length_exceeds_its_buffer_is_refused_not_a_panic() {
         let (_mine, theirs) = pair(SockType::Stream);
-        let received = Received {
+        let mut received = Received {
             len: HELLO.len() + 1,
             fds: vec![theirs],
             truncated: false,
         };
         assert!(matches!(
-            accept_hello(&HELLO[..], received),
+            accept_hello(&HELLO[..], &mut received),
             Err(HelloError::Truncated)
         ));
     }
@@ -321,9 +320,9 @@ mod tests {
         let (client, server) = pair(SockType::SeqPacket);
         drop(client);
         let mut buf = [0u8; 64];
-        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        let mut received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
         assert!(matches!(
-            accept_hello(&buf, received),
+            accept_hello(&buf, &mut received),
             Err(HelloError::Closed)
         ));
     }

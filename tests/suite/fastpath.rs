@@ -128,8 +128,8 @@ async fn against_broken_server(broken: Broken, dir: &Path) -> ShellOutput {
 
 fn serve_badly(server_end: &OwnedFd, broken: Broken) {
     let mut buf = [0u8; 64];
-    let received = recv_with_fds(server_end.as_fd(), &mut buf).unwrap();
-    let private = accept_hello(&buf, received).unwrap();
+    let mut received = recv_with_fds(server_end.as_fd(), &mut buf).unwrap();
+    let private = accept_hello(&buf, &mut received).unwrap();
     read_frame(private.as_fd()).unwrap();
     let reply: Vec<u8> = match broken {
         Broken::Gone | Broken::ClosesWithoutAnswer => return,

@@ -841,3 +841,137 @@ async fn an_escalation_whose_requester_reads_nothing_is_still_watched() {
     let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
     assert!(shutdown.is_ok(), "the session did not end");
 }
+
+/// Longer than a request waits for its answer in
+/// [`a_descriptor_whose_close_waits_stalls_nothing`], short enough that a
+/// close which does wait (ours, should the server have let go of its copy
+/// first) ends soon.
+const LINGER: Duration = Duration::from_secs(20);
+
+/// Where a requester can put a descriptor the server ends up closing.
+#[derive(Debug, Clone, Copy)]
+enum Planted {
+    /// Beside the private socket in the hello.
+    OnTheHelloBeside,
+    /// In the hello, in place of the private socket.
+    OnTheHelloInstead,
+    /// On the request's own bytes (a request carries none).
+    OnTheRequest,
+    /// On bytes sent after the request, which the server never reads: they
+    /// are still queued on its end when it closes the socket.
+    QueuedAfterTheRequest,
+    /// On a descriptors frame that does not match its descriptors.
+    OnABadHandOver,
+}
+
+/// A TCP socket whose last close waits for as long as its linger time
+/// ([`LINGER`]): `SO_LINGER` is on and data its peer never reads is still
+/// unsent. Dropping the peer (its data unread, so the connection is reset)
+/// ends that wait.
+fn lingering_socket() -> (OwnedFd, std::net::TcpStream) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    while socket.write(&chunk).is_ok() {}
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: LINGER.as_secs() as i32,
+    };
+    setsockopt(&socket, sockopt::Linger, &linger).unwrap();
+    (socket.into(), peer)
+}
+
+/// Closing a file can wait in the kernel: the last close of a TCP socket
+/// with `SO_LINGER` and unsent data waits for its linger time. A requester
+/// that sends such sockets wherever the server would close them must not
+/// stall a worker thread, or the session's accept loop: with the two
+/// workers stalled, no session is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_whose_close_waits_stalls_nothing() {
+    use Planted::*;
+    for planted in [
+        OnTheHelloBeside,
+        OnTheHelloInstead,
+        OnTheRequest,
+        QueuedAfterTheRequest,
+        OnABadHandOver,
+    ] {
+        let policy = policy_by_path(&[(ESCALATED, escalate())]);
+        let mut config = SessionConfig::new(wrapper(), policy);
+        config.request_timeout = Duration::from_secs(600);
+        let session = Session::start(config).unwrap();
+        let session_socket = session.shell_socket().unwrap();
+        let mut peers = Vec::new();
+        let mut kept = Vec::new();
+        // One per worker thread.
+        for _ in 0..2 {
+            // Ours is dropped the moment it is sent, while the server
+            // still has its copy to close.
+            let (lingering, peer) = lingering_socket();
+            peers.push(peer);
+            let (mine, theirs) = stream_pair();
+            setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+            let request = request_frame(ESCALATED, &["true"]);
+            match planted {
+                OnTheHelloBeside => {
+                    say(&mine, &request);
+                    hello(session_socket, HELLO, &[theirs.as_fd(), lingering.as_fd()]);
+                    drop(lingering);
+                }
+                OnTheHelloInstead => {
+                    hello(session_socket, HELLO, &[lingering.as_fd()]);
+                    drop(lingering);
+                }
+                OnTheRequest => {
+                    say_with(&mine, &request, &[lingering.as_fd()]);
+                    drop(lingering);
+                    hello(session_socket, HELLO, &[theirs.as_fd()]);
+                }
+                QueuedAfterTheRequest => {
+                    let run = request_frame("/bin/echo", &["echo"]);
+                    say(&mine, &run);
+                    say_with(&mine, b"x", &[lingering.as_fd()]);
+                    drop(lingering);
+                    hello(session_socket, HELLO, &[theirs.as_fd()]);
+                }
+                OnABadHandOver => {
+                    say(&mine, &request);
+                    hello(session_socket, HELLO, &[theirs.as_fd()]);
+                    let answer = read_frame(mine.as_fd()).expect("an answer");
+                    assert!(matches!(
+                        decode_server(&answer),
+                        Ok(ServerMessage::Escalate)
+                    ));
+                    let numbers = frame(&ClientMessage::Descriptors(vec![0, 1]));
+                    say_with(&mine, &numbers, &[lingering.as_fd()]);
+                    drop(lingering);
+                }
+            }
+            kept.push(mine);
+        }
+        // A plain request, from a thread that does not need the runtime.
+        let socket = session_socket.try_clone_to_owned().unwrap();
+        let answered = std::thread::spawn(move || {
+            let private = open(socket.as_fd());
+            let wait = TimeVal::new(LINGER.as_secs() as i64 / 2, 0);
+            setsockopt(&private, sockopt::ReceiveTimeout, &wait).unwrap();
+            say(&private, &request_frame("/bin/echo", &["echo"]));
+            read_frame(private.as_fd()).map(|body| decode_server(&body))
+        })
+        .join()
+        .unwrap();
+        // Release every waiting close before judging, so that a failure
+        // ends.
+        drop(peers);
+        drop(kept);
+        assert!(
+            matches!(answered, Ok(Ok(ServerMessage::Run))),
+            "{planted:?}: the session stopped answering: {answered:?}"
+        );
+        let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
+        assert!(shutdown.is_ok(), "{planted:?}: the session did not end");
+    }
+}
