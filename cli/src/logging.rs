@@ -6,6 +6,10 @@
 //! Nothing is printed unless asked for: without `EXECGATE_LOG` and
 //! `--log-format`, no subscriber is installed, so a session's stderr is
 //! the command's own. `--log-format` alone shows `info` and above.
+//!
+//! The lines go through [`crate::stderr`]'s queue: a thread that logs never
+//! waits on stderr, which the sandboxed command can suspend (it shares the
+//! terminal), and a line that cannot be queued is dropped and counted.
 
 use std::io::IsTerminal;
 
@@ -43,7 +47,7 @@ pub fn init(args: &LogArgs) -> Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(crate::stderr::EventWriter::default);
     let installed = match args.log_format.unwrap_or(LogFormat::Text) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

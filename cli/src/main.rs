@@ -30,6 +30,8 @@ mod otlp;
 mod policy;
 #[cfg(unix)]
 mod prompt;
+#[cfg(unix)]
+mod stderr;
 
 #[cfg(unix)]
 use std::ffi::OsString;
@@ -315,9 +317,18 @@ struct RunArgs {
 
 #[cfg(unix)]
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let code = execgate(Cli::parse());
+    // What is still queued for stderr, for as long as stderr takes it.
+    stderr::drain();
+    code
+}
+
+/// The command `cli` names. Its lines for stderr go through [`stderr`]:
+/// the sandboxed command may have suspended the terminal's output.
+#[cfg(unix)]
+fn execgate(cli: Cli) -> ExitCode {
     if let Err(error) = logging::init(&cli.log) {
-        eprintln!("execgate: {error:#}");
+        stderr::line(&format!("execgate: {error:#}"));
         return ExitCode::from(125);
     }
     let result = match cli.command {
@@ -351,7 +362,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
-            eprintln!("execgate: {error:#}");
+            stderr::line(&format!("execgate: {error:#}"));
             ExitCode::from(125)
         }
     }
@@ -374,12 +385,12 @@ fn warn_if_sandbox_writable<'a>(
     for file in files {
         let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
         if view.may_write(&path) {
-            eprintln!(
+            stderr::line(&format!(
                 "execgate: warning: {} is writable from this session's sandbox, so the \
                  commands run here could change the policy of later sessions; keep policy \
                  files outside the writable roots",
                 file.display()
-            );
+            ));
         }
     }
 }
@@ -493,7 +504,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     let (session_config, _) = args.session.session_config()?;
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let session = ShellSession::start(session_config)?;
         let options = RunOptions {
             stdio: Stdio3::Inherited,
@@ -522,12 +533,21 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         session.shutdown().await;
         let outcome = outcome?;
         if let Some(denied) = &outcome.network_denied {
-            eprintln!("execgate: {denied}");
+            stderr::line(&format!("execgate: {denied}"));
             return Ok(126);
         }
         Ok(outcome.status.code())
-    })
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
 }
+
+/// How long the end of `run` and `shell` waits for blocking tasks still
+/// running when the session is over (dropping the runtime would wait for
+/// them without end). The prompt's thread stops when its request is
+/// dropped; this bounds whatever else a sandboxed command could hold up.
+#[cfg(unix)]
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(unix)]
 fn shell(args: ShellArgs) -> Result<i32> {
@@ -549,11 +569,11 @@ fn shell(args: ShellArgs) -> Result<i32> {
     };
     let quiet = args.quiet;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let session = ShellSession::start(session_config)
             .context("the shell's session could not be started")?;
         if !quiet {
-            eprintln!("{}", start_line(&labels));
+            stderr::line(&start_line(&labels));
         }
         // The terminal's Ctrl-C is for the shell's jobs; this process waits
         // it out. SIGTERM, SIGHUP and an interrupt sent to this process
@@ -569,7 +589,7 @@ fn shell(args: ShellArgs) -> Result<i32> {
                 session.shutdown().await;
                 modes.restore();
                 if !quiet {
-                    eprintln!("{}", end_line(&metrics));
+                    stderr::line(&end_line(&metrics));
                 }
                 return Ok(128 + signal);
             }
@@ -577,10 +597,12 @@ fn shell(args: ShellArgs) -> Result<i32> {
         let metrics = keep_session_metrics(&session);
         session.shutdown().await;
         if !quiet {
-            eprintln!("{}", end_line(&metrics));
+            stderr::line(&end_line(&metrics));
         }
         Ok(status.context("the interactive shell failed")?.code())
-    })
+    });
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    code
 }
 
 /// The counters of the session this process ran, kept at its end for the
@@ -640,14 +662,16 @@ fn man_pages(dir: &std::path::Path) -> Result<i32> {
     Ok(0)
 }
 
+/// `--verbose`: one line per event. Called on the escalation server's
+/// threads, so the line is queued, never written there.
 #[cfg(unix)]
 fn show_event(event: &SessionEvent) {
-    match event {
+    let line = match event {
         SessionEvent::Decided {
             request,
             decision,
             provenance,
-        } => eprintln!(
+        } => format!(
             "execgate: {} {:?} -> {decision:?} (by {}{})",
             request.executable.canonical_path.display(),
             request.argv,
@@ -658,7 +682,7 @@ fn show_event(event: &SessionEvent) {
                 .map(|rule| format!(", rule {}", rule.id))
                 .unwrap_or_default()
         ),
-        SessionEvent::Ended { reason, running } => eprintln!(
+        SessionEvent::Ended { reason, running } => format!(
             "execgate: session ended ({}); escalated children still running, killed: {running}",
             match reason {
                 SessionEnd::Signal(signal) => format!("signal {signal}"),
@@ -667,8 +691,9 @@ fn show_event(event: &SessionEvent) {
                 other => format!("{other:?}"),
             }
         ),
-        other => eprintln!("execgate: {other:?}"),
-    }
+        other => format!("execgate: {other:?}"),
+    };
+    stderr::line(&line);
 }
 
 #[cfg(unix)]

@@ -46,7 +46,9 @@ pub fn export_if_configured(args: &OtlpArgs, metrics: &Metrics) {
         return;
     };
     if let Err(error) = export(&endpoint, metrics) {
-        eprintln!("execgate: the session's metrics were not exported to {endpoint}: {error:#}");
+        crate::stderr::line(&format!(
+            "execgate: the session's metrics were not exported to {endpoint}: {error:#}"
+        ));
     }
 }
 

@@ -5,10 +5,19 @@
 //! wrapper, so nothing of the shell's own output interleaves; one prompt is
 //! shown at a time. An interactive shell's job owns the terminal meanwhile:
 //! the prompt takes the foreground for itself and hands it back after.
+//!
+//! The command shares the terminal and can suspend its output
+//! (`tcflow(TCOOFF)`), after which every write to it would wait. The prompt
+//! resumes the output before it writes, writes without blocking, and
+//! declines if the question cannot be written within [`WRITE_DEADLINE`].
+//! Reading the answer waits for the person for as long as they take, but
+//! stops when the request is abandoned (its session ended).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsFd;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
 
 use execgate_core_bridge::server::Execution;
 use execgate_core_bridge::{
@@ -16,9 +25,13 @@ use execgate_core_bridge::{
     NetworkApprovalRequest,
 };
 use execgate_network_proxy::{classify, AddressClass, Destination};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::termios::{
-    tcflush, tcgetattr, tcsetattr, FlushArg, InputFlags, LocalFlags, OutputFlags, SetArg, Termios,
+    tcflow, tcflush, tcgetattr, tcsetattr, FlowArg, FlushArg, InputFlags, LocalFlags, OutputFlags,
+    SetArg, Termios,
 };
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
 
@@ -52,16 +65,47 @@ impl TerminalApprover {
     /// Asks `question` once the prompts before it are answered.
     async fn ask_in_turn(&self, question: Question) -> ApprovalAnswer {
         let _turn = self.one_at_a_time.lock().await;
-        tokio::task::spawn_blocking(move || match ask(&question) {
-            Ok(answer) => answer,
+        // The write end lives as long as this future: once the request is
+        // abandoned (the session ended, the runtime shuts down), the
+        // prompt's thread sees the pipe close and stops waiting for a key.
+        let (abandoned, asking) = match std::io::pipe() {
+            Ok(pipe) => pipe,
             Err(error) => {
-                eprintln!("execgate: cannot ask on the terminal ({error}); declined");
+                crate::stderr::line(&format!(
+                    "execgate: cannot ask on the terminal ({error}); declined"
+                ));
+                return ApprovalAnswer::Decline;
+            }
+        };
+        let answer = tokio::task::spawn_blocking(move || match ask(&question, abandoned.as_fd()) {
+            Ok(Asked::Answered(answer)) => answer,
+            // Nobody waits for the answer any more.
+            Ok(Asked::Abandoned) => ApprovalAnswer::Decline,
+            Err(error) => {
+                // Not `eprintln!`: stderr may be the very terminal that
+                // takes no output.
+                crate::stderr::line(&format!(
+                    "execgate: cannot ask on the terminal ({error}); declined"
+                ));
                 ApprovalAnswer::Decline
             }
         })
         .await
-        .unwrap_or(ApprovalAnswer::Decline)
+        .unwrap_or(ApprovalAnswer::Decline);
+        drop(asking);
+        answer
     }
+}
+
+/// How long writing the question (or the choices again, after an answer
+/// that is none of them) may take before the request is declined.
+const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How a prompt ended.
+enum Asked {
+    Answered(ApprovalAnswer),
+    /// The request was abandoned before an answer.
+    Abandoned,
 }
 
 /// One prompt: what it is about, and the keys that answer it.
@@ -244,29 +288,170 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
     lines
 }
 
-fn ask(question: &Question) -> std::io::Result<ApprovalAnswer> {
-    let tty = File::options().read(true).write(true).open("/dev/tty")?;
+fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked> {
+    // An open file description of our own: O_NONBLOCK on it does not reach
+    // the command's descriptors for the same terminal.
+    let tty = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open("/dev/tty")?;
     let _foreground = Foreground::take(&tty);
     let _modes = SaneModes::set(&tty);
     // Keys typed before the question (meant for the command) must not
     // answer it.
     let _ = tcflush(tty.as_fd(), FlushArg::TCIFLUSH);
-    let mut out = &tty;
-    write!(out, "\r\nexecgate: {}\r\n", question.title)?;
+    // The command may have suspended the terminal's output (TCOOFF), which
+    // would hold the question back, and the request with it, until someone
+    // resumed it. The terminal is the person's who answers, and the prompt
+    // must reach them: resume it. It stays resumed, since whether it was
+    // suspended cannot be read back. A command that suspends it again
+    // before the question is out gets the request declined at the deadline.
+    let _ = tcflow(tty.as_fd(), FlowArg::TCOON);
+    let mut text = format!("\r\nexecgate: {}\r\n", question.title);
     for line in &question.lines {
-        write!(out, "  {line}\r\n")?;
+        text.push_str(&format!("  {line}\r\n"));
     }
     let labels: Vec<&str> = question.choices.iter().map(|choice| choice.label).collect();
-    let mut reader = BufReader::new(&tty);
+    text.push_str(&format!("  {}: ", labels.join("  ")));
+    let mut keys = Keys::default();
     loop {
-        write!(out, "  {}: ", labels.join("  "))?;
-        out.flush()?;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(ApprovalAnswer::Decline);
+        if let Ready::Abandoned = write_by(&tty, text.as_bytes(), abandoned, WRITE_DEADLINE)? {
+            return Ok(Asked::Abandoned);
         }
+        let line = match keys.line(&tty, abandoned)? {
+            Typed::Line(line) => line,
+            Typed::End => return Ok(Asked::Answered(ApprovalAnswer::Decline)),
+            Typed::Abandoned => return Ok(Asked::Abandoned),
+        };
         if let Some(answer) = answer_of(question.choices, &line) {
-            return Ok(answer);
+            return Ok(Asked::Answered(answer));
+        }
+        text = format!("  {}: ", labels.join("  "));
+    }
+}
+
+/// What waiting on the terminal came to.
+enum Ready {
+    Ready,
+    Abandoned,
+}
+
+/// Until when [`wait_until`] waits for the terminal.
+#[derive(Clone, Copy)]
+enum Until {
+    Deadline(Instant),
+    /// The person's answer: they take the time they need.
+    Answered,
+}
+
+/// Waits until `tty` has one of `events` (or hung up), or the request is
+/// abandoned; `TimedOut` once `until`'s deadline passes.
+fn wait_until(
+    tty: &File,
+    events: PollFlags,
+    abandoned: BorrowedFd<'_>,
+    until: Until,
+) -> std::io::Result<Ready> {
+    loop {
+        let timeout = match until {
+            Until::Answered => PollTimeout::NONE,
+            Until::Deadline(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        "the terminal took no output for a while (suspended?)",
+                    ));
+                }
+                // Rounded up: a timeout truncated to 0 ms would spin.
+                PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [
+            PollFd::new(tty.as_fd(), events),
+            PollFd::new(abandoned, PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Ok(Ready::Abandoned);
+        }
+        if fds[0].any().unwrap_or(false) {
+            return Ok(Ready::Ready);
+        }
+    }
+}
+
+/// Writes all of `bytes` to `tty` (non-blocking) within `deadline`.
+fn write_by(
+    mut tty: &File,
+    mut bytes: &[u8],
+    abandoned: BorrowedFd<'_>,
+    deadline: Duration,
+) -> std::io::Result<Ready> {
+    let until = Until::Deadline(Instant::now() + deadline);
+    while !bytes.is_empty() {
+        match tty.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                if let Ready::Abandoned = wait_until(tty, PollFlags::POLLOUT, abandoned, until)? {
+                    return Ok(Ready::Abandoned);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Ready::Ready)
+}
+
+/// What the person typed.
+enum Typed {
+    /// A line, with its newline.
+    Line(String),
+    /// End of input (Ctrl-D on an empty line).
+    End,
+    Abandoned,
+}
+
+/// Keys read from the terminal and not yet taken as a line.
+#[derive(Default)]
+struct Keys {
+    pending: Vec<u8>,
+}
+
+impl Keys {
+    /// The next line typed on `tty` (non-blocking), however long it takes.
+    fn line(&mut self, mut tty: &File, abandoned: BorrowedFd<'_>) -> std::io::Result<Typed> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Ok(Typed::Line(String::from_utf8_lossy(&line).into_owned()));
+            }
+            let mut buffer = [0; 256];
+            match tty.read(&mut buffer) {
+                Ok(0) if self.pending.is_empty() => return Ok(Typed::End),
+                // The last line, without a newline.
+                Ok(0) => {
+                    let line = std::mem::take(&mut self.pending);
+                    return Ok(Typed::Line(String::from_utf8_lossy(&line).into_owned()));
+                }
+                Ok(read) => self.pending.extend_from_slice(&buffer[..read]),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    if let Ready::Abandoned =
+                        wait_until(tty, PollFlags::POLLIN, abandoned, Until::Answered)?
+                    {
+                        return Ok(Typed::Abandoned);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 }
@@ -340,6 +525,76 @@ mod tests {
     use super::*;
     use execgate_core_bridge::rules::Protocol;
     use execgate_core_bridge::server::RuleRef;
+    use nix::fcntl::{fcntl, FcntlArg};
+
+    /// A pseudo-terminal: its master, and its slave opened non-blocking as
+    /// the prompt opens `/dev/tty`.
+    fn terminal() -> (File, File) {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        fcntl(&pty.slave, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+        (File::from(pty.master), File::from(pty.slave))
+    }
+
+    /// Regression test: with the terminal's output suspended (as a command
+    /// sharing it can do), writing the question gives up at its deadline
+    /// instead of waiting for someone to resume it; it stops when the
+    /// request is abandoned; and it goes through once output is resumed.
+    #[test]
+    fn writing_the_question_to_a_suspended_terminal_gives_up() {
+        let (mut master, tty) = terminal();
+        let (abandoned, asking) = std::io::pipe().unwrap();
+        tcflow(tty.as_fd(), FlowArg::TCOOFF).unwrap();
+        let error = write_by(
+            &tty,
+            b"question",
+            abandoned.as_fd(),
+            Duration::from_millis(200),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(error.kind(), ErrorKind::TimedOut, "{error}");
+
+        tcflow(tty.as_fd(), FlowArg::TCOON).unwrap();
+        let written = write_by(&tty, b"question", abandoned.as_fd(), WRITE_DEADLINE).unwrap();
+        assert!(matches!(written, Ready::Ready));
+        let mut shown = [0; 8];
+        master.read_exact(&mut shown).unwrap();
+        assert_eq!(&shown, b"question");
+
+        tcflow(tty.as_fd(), FlowArg::TCOOFF).unwrap();
+        drop(asking);
+        let written = write_by(&tty, b"question", abandoned.as_fd(), WRITE_DEADLINE).unwrap();
+        assert!(matches!(written, Ready::Abandoned));
+    }
+
+    /// The answer is read line by line from a non-blocking terminal, for as
+    /// long as it takes, until the request is abandoned.
+    #[test]
+    fn answers_are_read_line_by_line_until_the_request_is_abandoned() {
+        let (mut master, tty) = terminal();
+        let (abandoned, asking) = std::io::pipe().unwrap();
+        let typist = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            master.write_all(b"maybe\n").unwrap();
+            master.write_all(b"y\n").unwrap();
+            master
+        });
+        let mut keys = Keys::default();
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            match keys.line(&tty, abandoned.as_fd()).unwrap() {
+                Typed::Line(line) => lines.push(line),
+                Typed::End | Typed::Abandoned => panic!("no line"),
+            }
+        }
+        assert_eq!(lines, ["maybe\n", "y\n"]);
+        let _master = typist.join().unwrap();
+        drop(asking);
+        assert!(matches!(
+            keys.line(&tty, abandoned.as_fd()).unwrap(),
+            Typed::Abandoned
+        ));
+    }
 
     #[test]
     fn the_network_question_names_host_protocol_and_port() {

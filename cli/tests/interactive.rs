@@ -71,6 +71,25 @@ impl Terminal {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The pid of the `execgate` the pane's `sh -c` started.
+    fn execgate_pid(&self) -> i32 {
+        let output = Command::new("tmux")
+            .args(["-S", &self.socket, "display-message", "-p", "-t", "0"])
+            .arg("#{pane_pid}")
+            .output()
+            .unwrap();
+        let shell = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap()
+            .split_whitespace()
+            .map(|pid| pid.parse().unwrap())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "execgate")
+            })
+            .unwrap_or_else(|| panic!("no execgate under the pane's shell {shell}"))
+    }
+
     /// Waits until the screen holds `text` `times` times; fails with the
     /// screen after 20 s.
     fn wait_for(&self, text: &str, times: usize) -> String {
@@ -253,5 +272,139 @@ fn the_function_library_and_modules_are_readable_in_a_minimal_profile() {
         (Some(0), "ok 1 1"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What a sandboxed command runs to suspend the terminal's output: from
+/// then on every write to the terminal waits in the kernel until someone
+/// resumes it (`TCOON`), whoever writes.
+const SUSPEND_OUTPUT: &str = "\
+import sys, termios
+termios.tcflow(sys.stderr.fileno(), termios.TCOOFF)
+";
+
+/// A home as [`home`] makes, with `suspend-output.py` in the workspace and
+/// `prompt.rules`, which asks before `touch`.
+fn suspending_home() -> (tempfile::TempDir, PathBuf) {
+    let (dir, ws) = home("");
+    std::fs::write(ws.join("suspend-output.py"), SUSPEND_OUTPUT).unwrap();
+    std::fs::write(
+        dir.path().join("prompt.rules"),
+        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    (dir, ws)
+}
+
+/// The `sh -c` line that runs `VARIABLES execgate run ARGS` with `home` as
+/// HOME, writes its exit status into `home/exit` (the terminal's output may
+/// be suspended: the screen cannot be relied on) and on screen, and stays.
+fn run_command(home: &Path, variables: &str, args: &str) -> String {
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let home = home.display();
+    format!(
+        "env -u ZDOTDIR -u EXECGATE_LOG HOME={home} XDG_CONFIG_HOME={home}/no-config \
+         XDG_STATE_HOME={home}/state {variables} \
+         {binary} run {args}; echo $? > {home}/exit.tmp; mv {home}/exit.tmp {home}/exit; \
+         echo execgate-exit=$(cat {home}/exit); sleep 60"
+    )
+}
+
+/// The exit status `execgate run` wrote into `home/exit`; fails after
+/// `limit` (a hang detector, not a speed target: the old behaviour never
+/// ends at all).
+fn exit_status(home: &Path, limit: Duration, terminal: &Terminal) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(home.join("exit")) {
+            return status.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execgate run did not end within {limit:?}; the screen:\n{}",
+            terminal.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Regression test: a command that suspended the terminal's output
+/// (`tcflow(TCOOFF)`) and then asks for an approval still gets its prompt
+/// shown (the prompt resumes the output: the terminal is the person's who
+/// answers), and the answer is taken.
+#[test]
+fn a_prompt_is_shown_after_the_command_suspended_the_terminals_output() {
+    let (home, ws) = suspending_home();
+    let rules = home.path().join("prompt.rules");
+    let terminal = Terminal::start(
+        &run_command(
+            home.path(),
+            "",
+            &format!(
+                "--rules {} -- '/usr/bin/python3 suspend-output.py; touch ../approved; \
+                 print touched=$?'",
+                rules.display()
+            ),
+        ),
+        &ws,
+    );
+    terminal.wait_for("[!] abort the command", 1);
+    terminal.keys(&["y", "Enter"]);
+    let screen = terminal.wait_for("execgate-exit=", 1);
+    assert!(screen.contains("touched=0"), "{screen}");
+    assert_eq!(
+        exit_status(home.path(), Duration::from_secs(60), &terminal),
+        "0"
+    );
+    assert!(home.path().join("approved").exists(), "{screen}");
+}
+
+/// Regression test: `execgate run` ended by a signal while its prompt waits
+/// for a key exits without one: the prompt's thread must not hold the
+/// runtime's shutdown.
+#[test]
+fn a_run_ended_while_its_prompt_waits_exits_without_an_answer() {
+    let (home, ws) = suspending_home();
+    let rules = home.path().join("prompt.rules");
+    let terminal = Terminal::start(
+        &run_command(
+            home.path(),
+            "",
+            &format!("--rules {} -- 'touch ../approved'", rules.display()),
+        ),
+        &ws,
+    );
+    terminal.wait_for("[!] abort the command", 1);
+    let run = terminal.execgate_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(
+        exit_status(home.path(), Duration::from_secs(60), &terminal),
+        "143"
+    );
+    assert!(!home.path().join("approved").exists());
+}
+
+/// Regression test: with the terminal's output suspended by the command,
+/// execgate's own lines on stderr (`EXECGATE_LOG` events, `--verbose`
+/// decisions) must not stall the escalation server that writes them, nor
+/// keep `execgate run` from ending.
+#[test]
+fn logging_while_the_command_suspended_the_terminals_output_does_not_stall_the_run() {
+    let (home, ws) = suspending_home();
+    let terminal = Terminal::start(
+        &run_command(
+            home.path(),
+            "EXECGATE_LOG=debug",
+            "--verbose -- '/usr/bin/python3 suspend-output.py; /bin/true; /bin/true; exit 7'",
+        ),
+        &ws,
+    );
+    assert_eq!(
+        exit_status(home.path(), Duration::from_secs(60), &terminal),
+        "7"
     );
 }
