@@ -31,19 +31,19 @@ const FORWARDED: [Signal; 9] = [
 
 pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
     match stand_in(args, &conversation) {
-        Ok(Termination::Exited(code)) => std::process::exit(code),
+        Ok(Termination::Exited(code)) => sys::exit_now(code),
         Ok(Termination::Signaled { signal, .. }) => sys::die_of(signal),
         Err(Failure::BeforeStart(error)) => refuse(&args.path, &error),
         Err(Failure::SpawnFailed(reason)) => {
             report(&format!("cannot start {}: {reason}", args.path.display()));
-            std::process::exit(EXIT_CANNOT_RUN)
+            sys::exit_now(EXIT_CANNOT_RUN)
         }
         Err(Failure::AfterStart(error)) => {
             report(&format!(
                 "{error} while {} was running",
                 args.path.display()
             ));
-            std::process::exit(EXIT_CANNOT_RUN)
+            sys::exit_now(EXIT_CANNOT_RUN)
         }
     }
 }

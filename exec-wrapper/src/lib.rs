@@ -24,9 +24,10 @@
 //!
 //! The patched zsh asks the server itself through [`ask_from_shell`]
 //! (linked into zsh from the `execgate-zsh-client` static library), runs a
-//! `Run` command with no wrapper at all, and executes the wrapper only on
-//! `Escalate`, with `--escalated=FD` first: the conversation it opened and
-//! got the decision on, which the wrapper carries on from there (`shell.rs`).
+//! `Run` command with no wrapper at all, and on `Escalate` stands in for the
+//! command itself through [`escalate_from_shell`], this crate's escalation
+//! code, on the conversation it opened (`shell.rs`): zsh never executes the
+//! wrapper binary.
 //!
 //! Tested end to end through the real patched zsh in `tests/`.
 //!
@@ -48,7 +49,7 @@ use execgate_protocol::{ServerMessage, WrapperArgs};
 
 pub use crate::arena::Arena;
 use crate::server::WrapperError;
-pub use crate::shell::{ask_from_shell, ShellVerdict, ESCALATED_FLAG};
+pub use crate::shell::{ask_from_shell, escalate_from_shell, ShellVerdict};
 pub use crate::sys::{abort_on_failed_assertion, describe_errno_into};
 
 /// Exit status for anything that stops a command from running: the same
@@ -78,9 +79,6 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
     {
         warden::watch(&arguments)
     }
-    if let Some(conversation) = arguments.get(1).and_then(shell::escalated_fd) {
-        shell::carry_on_escalation(conversation, arguments)
-    }
     let args = match WrapperArgs::parse(arguments.into_iter()) {
         Ok(args) => args,
         Err(error) => fail(&error.to_string()),
@@ -89,7 +87,7 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
         Ok((_, ServerMessage::Run)) => run::run_in_place(&args),
         Ok((_, ServerMessage::Deny { reason })) => {
             report(&format!("denied: {}: {reason}", args.path.display()));
-            std::process::exit(EXIT_CANNOT_RUN)
+            sys::exit_now(EXIT_CANNOT_RUN)
         }
         Ok((conversation, ServerMessage::Escalate)) => escalate::escalate(&args, conversation),
         Ok((_, other)) => refuse(
@@ -107,7 +105,7 @@ pub(crate) fn refuse(path: &Path, error: &WrapperError) -> ! {
 
 pub(crate) fn fail(message: &str) -> ! {
     report(message);
-    std::process::exit(EXIT_CANNOT_RUN)
+    sys::exit_now(EXIT_CANNOT_RUN)
 }
 
 fn report(message: &str) {

@@ -15,7 +15,7 @@ use execgate_protocol::{looks_like_shell_text, WrapperArgs};
 use nix::errno::Errno;
 use nix::unistd::execv;
 
-use crate::EXIT_CANNOT_RUN;
+use crate::{sys, EXIT_CANNOT_RUN};
 
 /// Exit status for "not found", as in zsh.
 const EXIT_NOT_FOUND: i32 = 127;
@@ -40,7 +40,7 @@ pub(crate) fn run_in_place(args: &WrapperArgs) -> ! {
             args.command_name.as_bytes(),
         ],
     );
-    std::process::exit(exit_status(errno))
+    sys::exit_now(exit_status(errno))
 }
 
 /// What zsh's `zexecve()` does after execve failed with ENOEXEC or ENOENT:
@@ -67,7 +67,7 @@ fn replay_fallbacks(args: &WrapperArgs, errno: Errno, head: &[u8]) {
         );
         // zsh's own report of the command is then suppressed (its error
         // flag is set); the status still follows the script's errno.
-        std::process::exit(exit_status(errno))
+        sys::exit_now(exit_status(errno))
     };
     match zsh_shebang(head) {
         Some(ZshShebang::Unterminated(text)) => bad_interpreter(text),

@@ -3,10 +3,11 @@
 //! command costs one execve (its own) and no wrapper.
 //!
 //! The child gets back what to do: execute the command itself (`Run`),
-//! execute the wrapper with the open conversation (`Escalate`), or exit 126
+//! stand in for it on the open conversation (`Escalate`), or exit 126
 //! (denied, or no answer: the reason is already printed, in the wrapper's
-//! words). The wrapper then carries the escalation on exactly as if it had
-//! asked itself: descriptors, signals and exit status are its business.
+//! words). Standing in is the wrapper's own escalation, run in the child
+//! ([`escalate_from_shell`]): descriptors, signals and exit status as if
+//! the wrapper had asked itself, without executing it.
 
 use std::ffi::OsString;
 use std::os::fd::{OwnedFd, RawFd};
@@ -17,18 +18,13 @@ use execgate_protocol::{ExecRequest, ServerMessage, WrapperArgs};
 use crate::server::{self, Conversation, WrapperError};
 use crate::{escalate, fail, report, sys};
 
-/// The wrapper's first argument when the shell hands it a conversation
-/// already decided `Escalate`, followed by that conversation's descriptor.
-pub const ESCALATED_FLAG: &str = "--escalated=";
-
 /// What the shell's child does with a command it asked about.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ShellVerdict {
     /// Execute it in place.
     Run,
-    /// Execute the wrapper with `--escalated=FD` (this socket, which the
-    /// child must let the wrapper inherit) before the usual arguments.
+    /// Stand in for it on this conversation: [`escalate_from_shell`].
     Escalate(OwnedFd),
     /// Exit 126 running nothing; why has been printed.
     Refused,
@@ -68,23 +64,21 @@ pub fn ask_from_shell(
     }
 }
 
-/// The conversation descriptor named by `--escalated=FD`, if `flag` is that.
-pub(crate) fn escalated_fd(flag: &OsString) -> Option<RawFd> {
-    flag.to_str()?
-        .strip_prefix(ESCALATED_FLAG)
-        .map(|fd| fd.parse().unwrap_or(-1))
-}
-
-/// The wrapper's life after the shell's child got `Escalate` on the
-/// conversation `fd`: the rest of `arguments` are the usual ones.
-pub(crate) fn carry_on_escalation(fd: RawFd, mut arguments: Vec<OsString>) -> ! {
+/// Carries the escalation decided on the conversation `fd` on in the
+/// shell's forked child itself, in place of an executed wrapper: one execve
+/// fewer for every escalated command. `arguments` are the wrapper's usual
+/// ones, its path first. The shell's signal handlers go back to their
+/// defaults, as an execve would have put them; from there on it is the
+/// wrapper's escalation, the same code: descriptors, forwarded signals and
+/// the child's end.
+pub fn escalate_from_shell(fd: RawFd, arguments: Vec<OsString>) -> ! {
+    sys::reset_handled_signals();
     let Some(socket) = sys::adopt_socket(fd) else {
         fail(&format!(
             "the escalated conversation (descriptor {fd}) is not an open socket; \
              not running anything"
         ))
     };
-    arguments.remove(1);
     let args = match WrapperArgs::parse(arguments.into_iter()) {
         Ok(args) => args,
         Err(error) => fail(&error.to_string()),

@@ -121,7 +121,47 @@ pub(crate) fn die_of(signal: i32) -> ! {
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
         let _ = raise(signal);
     }
-    std::process::exit(128 + signal)
+    exit_now(128 + signal)
+}
+
+/// Ends the process now: no `atexit` handlers, no flush of C stdio
+/// buffers. The wrapper has nothing buffered; a shell's forked child that
+/// carries an escalation on holds copies of the shell's buffers, which are
+/// the shell's to write, once.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Puts every signal that has a handler back to its default action, as an
+/// execve would (ignored signals stay ignored): for a shell's forked child
+/// that carries an escalation on, with the shell's handlers still
+/// installed.
+pub(crate) fn reset_handled_signals() {
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a query only (no new action); `current` is writable.
+        let queried = unsafe {
+            libc::sigaction(
+                signal as libc::c_int,
+                std::ptr::null(),
+                current.as_mut_ptr(),
+            )
+        };
+        if queried != 0 {
+            continue;
+        }
+        // SAFETY: zero-initialised, then filled in by the kernel.
+        let handler = unsafe { current.assume_init() }.sa_sigaction;
+        if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
+            let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+            // SAFETY: installing the default disposition runs no handler code.
+            let _ = unsafe { sigaction(signal, &default) };
+        }
+    }
 }
 
 /// Ignores the signals that a terminal, or a kill aimed at the server's
@@ -144,10 +184,10 @@ pub(crate) fn ignore_termination_signals() {
     }
 }
 
-/// Takes ownership of a socket inherited by number (the conversation the
-/// shell's child opened), close-on-exec from now on so that it is not
-/// handed over with the command's descriptors. `None` if it is not an open
-/// socket.
+/// Takes ownership of a socket known by number (the conversation the
+/// shell's child opened, given back by zsh), close-on-exec so that it is
+/// not handed over with the command's descriptors. `None` if it is not an
+/// open socket.
 pub(crate) fn adopt_socket(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     let borrowed = borrow_open_fd(fd)?;
@@ -161,8 +201,8 @@ pub(crate) fn adopt_socket(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
         return None;
     }
     // SAFETY: the descriptor is open, and nothing else in this process
-    // owns it: the wrapper was started with it as its own conversation,
-    // named once on its command line.
+    // owns it: `ask_from_shell` gave it up (`into_raw_fd`) to zsh, which
+    // hands it back here once, as the process's last act.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 

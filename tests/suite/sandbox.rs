@@ -526,11 +526,11 @@ async fn cancelling_kills_sandboxed_escalations_and_what_they_started() {
         &world.ws,
     );
     let pids = recorder.wait_for_started(1).await;
-    // The requester's pid is the server's view of the wrapper, which runs
-    // in the shell's pid namespace.
+    // The requester's pid is the server's view of the shell's child that
+    // stands in for the command, in the shell's pid namespace.
     let peer = recorder.decided()[0].peer.pid;
     let cmdline = fs::read_to_string(format!("/proc/{peer}/cmdline")).unwrap();
-    assert!(cmdline.contains("exec-wrapper"), "{cmdline:?}");
+    assert!(cmdline.contains("zsh"), "{cmdline:?}");
     let sleepers = |root: i32| -> Vec<i32> {
         let mut found = Vec::new();
         let mut queue = vec![root];

@@ -1,8 +1,10 @@
 //! The exec wrapper's client (`execgate_exec_wrapper::ask_from_shell`)
 //! behind a C interface, for the patched zsh: its forked child asks the
 //! escalation server itself and executes a `Run` command directly, one
-//! execve per command as in stock zsh. One implementation of the protocol's
-//! client side serves the wrapper and the shell.
+//! execve per command as in stock zsh; on `Escalate` it carries the
+//! escalation on itself (`execgate_exec_wrapper::escalate_from_shell`), as
+//! the wrapper would, without executing it. One implementation of the
+//! protocol's client side serves the wrapper and the shell.
 //!
 //! It must never let a panic unwind into C (it is built with
 //! `panic = "abort"` by `scripts/build-zsh.sh`, and catches unwinding
@@ -12,11 +14,14 @@
 //! own `malloc` (zsh's), which is safe in zsh's single-threaded child.
 //!
 //! ```c
-//! /* 0: execute the command; 1: execute the wrapper with --escalated=FD
-//!    (*conversation, inheritable) first; 2: exit 126, the reason has been
-//!    printed. */
+//! /* 0: execute the command; 1: escalate: call execgate_escalate() with
+//!    *conversation; 2: exit 126, the reason has been printed. */
 //! int execgate_ask(int session_fd, const char *path, char *const *argv,
 //!                  char *const *envp, int *conversation);
+//! /* Never returns: hands the descriptors over, forwards signals, and
+//!    ends as the escalated child ended. wrapper_argv is the wrapper's
+//!    command line, its path first. */
+//! void execgate_escalate(int conversation, char *const *wrapper_argv);
 //! ```
 //!
 //! Tested through the real patched zsh in `tests/suite/` (spine, escape,
@@ -29,7 +34,7 @@ mod sys;
 
 use std::os::fd::IntoRawFd;
 
-use execgate_exec_wrapper::{ask_from_shell, ShellVerdict};
+use execgate_exec_wrapper::{ask_from_shell, escalate_from_shell, ShellVerdict, EXIT_CANNOT_RUN};
 
 /// `execgate_ask()`'s answers, as the C side tests them.
 const ASK_RUN: libc::c_int = 0;
@@ -71,4 +76,23 @@ pub unsafe extern "C" fn execgate_ask(
         }
         Err(_) => ASK_REFUSED,
     }
+}
+
+/// Carries the escalation decided on `conversation` on in this process, in
+/// place of the wrapper; never returns.
+///
+/// # Safety
+///
+/// `wrapper_argv` must be a NULL-terminated array of NUL-terminated
+/// strings, only read during the call.
+#[no_mangle]
+pub unsafe extern "C" fn execgate_escalate(
+    conversation: libc::c_int,
+    wrapper_argv: *const *const libc::c_char,
+) -> ! {
+    // SAFETY: the caller's contract, passed on.
+    let arguments = unsafe { sys::strings(wrapper_argv) };
+    let _ = std::panic::catch_unwind(move || escalate_from_shell(conversation, arguments));
+    // Only a caught panic gets here: it fails closed.
+    sys::exit_now(EXIT_CANNOT_RUN)
 }

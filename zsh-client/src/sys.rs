@@ -1,4 +1,5 @@
-//! Turning the C caller's pointers into owned values.
+//! Turning the C caller's pointers into owned values, and ending the
+//! shell's forked child.
 
 use std::ffi::{CStr, OsString};
 use std::os::unix::ffi::OsStringExt;
@@ -50,4 +51,11 @@ pub(crate) unsafe fn set(target: *mut libc::c_int, value: libc::c_int) {
         // SAFETY: valid for one write by the caller's contract.
         unsafe { *target = value };
     }
+}
+
+/// Ends the shell's forked child as zsh's own children end: `_exit`, so
+/// that the copies of the shell's stdio buffers are never written twice.
+pub(crate) fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: `_exit` has no preconditions.
+    unsafe { libc::_exit(code) }
 }
