@@ -65,9 +65,12 @@ impl Channel {
     }
 
     fn asynchronous(&mut self) -> io::Result<&mut UnixStream> {
-        if matches!(self.0, Socket::Plain(_)) {
+        if let Socket::Plain(plain) = &self.0 {
+            plain.set_nonblocking(true)?;
             if let Socket::Plain(plain) = std::mem::replace(&mut self.0, Socket::Lost) {
-                plain.set_nonblocking(true)?;
+                // Fails only when the reactor cannot register the socket
+                // (out of memory, or of epoll watches), and then closes
+                // it here: the one close of a request socket not retired.
                 self.0 = Socket::Async(UnixStream::from_std(plain)?);
             }
         }
@@ -141,10 +144,11 @@ impl Channel {
     pub(crate) fn into_split(
         mut self,
     ) -> io::Result<(OwnedReadHalf, OwnedWriteHalf, RequestSocket)> {
-        self.asynchronous()?;
+        let stream = self.asynchronous()?;
+        // On failure the channel, whole, retires the socket as it drops.
+        let last = RequestSocket(Some(stream.as_fd().try_clone_to_owned()?));
         match std::mem::replace(&mut self.0, Socket::Lost) {
             Socket::Async(stream) => {
-                let last = RequestSocket(Some(stream.as_fd().try_clone_to_owned()?));
                 let (reader, writer) = stream.into_split();
                 Ok((reader, writer, last))
             }

@@ -3,66 +3,116 @@
 //! Closing a file can wait in the kernel. The last close of a TCP socket
 //! with `SO_LINGER` set and data still unsent waits up to its linger time;
 //! the last close of a Unix socket closes every descriptor still queued on
-//! it, with the same effect, and theirs in turn. A requester chooses the
-//! files it sends and what it queues on the sockets it shares with us. A
-//! close done by a tokio worker, or by one of tokio's blocking threads
-//! (which every session shares, and whose number is bounded), could then be
-//! held for as long as the requester likes, and with the workers held no
-//! session is served.
+//! it, with the same effect, and theirs in turn. A requester chooses the files it sends and
+//! what it queues on the sockets it shares with us. A close done by a tokio
+//! worker, or by one of tokio's blocking threads (which every session
+//! shares, and whose number is bounded), could then be held for as long as
+//! the requester likes, and with the workers held no session is served.
 //!
-//! So every descriptor a requester sent is closed here, by a few threads
-//! that do nothing else, and a request socket the server is done with is
-//! closed here whenever anything is left in its queue. When every closer
-//! thread is held, descriptors wait their turn: the server keeps them open
+//! So a descriptor a requester sent is closed where it is dropped only when
+//! its kind cannot wait on the requester (a file, a pipe, `/dev/null` and
+//! its kin, a pseudo-terminal: what an escalated command's standard
+//! streams nearly always are), and by a few threads that do nothing else
+//! otherwise (sockets above all); a request socket the
+//! server is done with goes to them whenever anything is left in its queue.
+//! One thread serves; another starts only when every one has been held by
+//! a single close for [`HELD`], up to [`MOST_THREADS`]. When all of them
+//! are held, descriptors wait their turn: the server keeps them open
 //! (descriptors held too long, never a decision held up).
 //!
 //! This module must never block its caller, and never read, write or
-//! otherwise use a descriptor it is given: it only closes them.
+//! otherwise use a descriptor it is given: it only looks at its kind, and
+//! closes it.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-use nix::sys::socket::{recv, shutdown, MsgFlags, Shutdown};
+use nix::sys::socket::{shutdown, Shutdown};
+use nix::sys::stat::{fstat, major, SFlag};
 
 /// Threads that close, at most. Each one a requester holds (with a socket
 /// that lingers) is one fewer; past these, descriptors queue.
 const MOST_THREADS: usize = 8;
+/// How long one close takes before its thread counts as held.
+const HELD: Duration = Duration::from_millis(100);
 /// A close needs very little stack.
 const STACK_SIZE: usize = 64 << 10;
 
-/// A descriptor whose close, when it is dropped, is left to the closer
-/// threads: one a requester sent, or one that travels with such ones.
+/// A descriptor that is closed, when dropped, where that cannot wait, and
+/// by the closer threads otherwise.
 #[derive(Debug)]
-pub(crate) struct Deferred(Option<OwnedFd>);
-
-impl From<OwnedFd> for Deferred {
-    fn from(fd: OwnedFd) -> Deferred {
-        Deferred(Some(fd))
-    }
+pub(crate) struct SafeClose {
+    fd: Option<OwnedFd>,
+    /// Closed where dropped: its kind's last close cannot wait.
+    here: bool,
 }
 
-impl AsFd for Deferred {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match &self.0 {
-            Some(fd) => fd.as_fd(),
-            // Only `drop` takes the descriptor out, and nothing can borrow
-            // a value being dropped.
-            None => unreachable!("a deferred descriptor is used after its drop"),
+impl SafeClose {
+    /// One a requester sent.
+    pub(crate) fn sent(fd: OwnedFd) -> SafeClose {
+        let here = closes_without_waiting(fd.as_fd());
+        SafeClose { fd: Some(fd), here }
+    }
+
+    /// One the server opened itself, travelling with sent ones.
+    pub(crate) fn own(fd: OwnedFd) -> SafeClose {
+        SafeClose {
+            fd: Some(fd),
+            here: true,
         }
     }
 }
 
-impl AsRawFd for Deferred {
+impl AsFd for SafeClose {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.fd {
+            Some(fd) => fd.as_fd(),
+            // Only `drop` takes the descriptor out, and nothing can borrow
+            // a value being dropped.
+            None => unreachable!("a descriptor is used after its drop"),
+        }
+    }
+}
+
+impl AsRawFd for SafeClose {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
     }
 }
 
-impl Drop for Deferred {
+impl Drop for SafeClose {
     fn drop(&mut self) {
-        close_later(self.0.take());
+        if !self.here {
+            close_later(self.fd.take());
+        }
     }
+}
+
+/// Kinds whose last close returns at once, or waits on nothing a
+/// requester serves: regular files and directories (a FUSE file's is
+/// flushed by its server, which a sandbox cannot start), pipes, the memory
+/// devices (`/dev/null`, `/dev/zero`, `/dev/urandom`; major 1) and
+/// pseudo-terminal ends (`/dev/ptmx`, `/dev/pts/N`: majors 136-143). Not
+/// sockets, whose last close lingers or closes what is queued on them, and
+/// not other devices (a serial line waits for its output to drain). These
+/// are closed where they are dropped, so that what an escalated command
+/// wrote to a pipe or held locked is never held open behind a closer
+/// thread.
+fn closes_without_waiting(fd: BorrowedFd<'_>) -> bool {
+    let Ok(stat) = fstat(fd) else {
+        return false;
+    };
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    if [SFlag::S_IFREG, SFlag::S_IFDIR, SFlag::S_IFIFO].contains(&kind) {
+        return true;
+    }
+    if kind != SFlag::S_IFCHR {
+        return false;
+    }
+    let ptmx = nix::sys::stat::makedev(5, 2);
+    matches!(major(stat.st_rdev), 1 | 136..=143) || stat.st_rdev == ptmx
 }
 
 /// Hands `fds` to the closer threads. Never waits.
@@ -74,13 +124,17 @@ pub(crate) fn close_later(fds: impl IntoIterator<Item = OwnedFd>) {
     let closers = closer();
     let mut state = closers.lock();
     state.pending.extend(fds);
-    if state.idle == 0 && state.threads < MOST_THREADS {
+    if state.idle == 0 && state.threads < MOST_THREADS && state.all_held() {
+        let number = state.threads;
         let started = std::thread::Builder::new()
             .name("execgate-closer".into())
             .stack_size(STACK_SIZE)
-            .spawn(|| closer().work());
+            .spawn(move || closer().work(number));
         match started {
-            Ok(_) => state.threads += 1,
+            Ok(_) => {
+                state.threads += 1;
+                state.closing_since[number] = None;
+            }
             // The descriptors wait for a thread that exists, or the next
             // call's attempt to start one.
             Err(error) => tracing::warn!(%error, "cannot start a closer thread"),
@@ -96,19 +150,19 @@ pub(crate) fn close_later(fds: impl IntoIterator<Item = OwnedFd>) {
 /// with anything left in its queue goes to the closer threads. An empty
 /// one, nearly always, is closed here.
 pub(crate) fn retire(socket: OwnedFd) {
-    let _ = shutdown(socket.as_raw_fd(), Shutdown::Read);
-    let mut probe = [0u8; 1];
-    // Shut for reading, an empty queue reads as the end of the stream.
-    let peeked = recv(
-        socket.as_raw_fd(),
-        &mut probe,
-        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-    );
-    if peeked == Ok(0) {
-        drop(socket);
-    } else {
+    if left_queued(socket.as_fd()) {
         close_later([socket]);
+    } else {
+        drop(socket);
     }
+}
+
+/// Shuts `socket` for reading, then tells whether anything is left in its
+/// queue: `FIONREAD` counts an out-of-band byte too, which a peek skips.
+/// Any doubt counts as something left.
+fn left_queued(socket: BorrowedFd<'_>) -> bool {
+    let _ = shutdown(socket.as_raw_fd(), Shutdown::Read);
+    !matches!(crate::sys::bytes_queued(socket), Ok(0))
 }
 
 struct Closer {
@@ -121,6 +175,18 @@ struct State {
     pending: VecDeque<OwnedFd>,
     threads: usize,
     idle: usize,
+    /// When each thread started the close it is in, if it is in one.
+    closing_since: [Option<Instant>; MOST_THREADS],
+}
+
+impl State {
+    /// Every thread is in a close that has taken [`HELD`] already (true
+    /// when there is no thread yet).
+    fn all_held(&self) -> bool {
+        self.closing_since[..self.threads]
+            .iter()
+            .all(|since| since.is_some_and(|since| since.elapsed() >= HELD))
+    }
 }
 
 fn closer() -> &'static Closer {
@@ -138,14 +204,16 @@ impl Closer {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn work(&self) {
+    fn work(&self, number: usize) {
         let mut state = self.lock();
         loop {
             match state.pending.pop_front() {
                 Some(fd) => {
+                    state.closing_since[number] = Some(Instant::now());
                     drop(state);
                     drop(fd);
                     state = self.lock();
+                    state.closing_since[number] = None;
                 }
                 None => {
                     state.idle += 1;
@@ -167,7 +235,7 @@ mod tests {
     use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use nix::sys::socket::{recv, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 
     use super::*;
 
@@ -195,10 +263,24 @@ mod tests {
     }
 
     #[test]
-    fn a_deferred_descriptor_is_closed_by_a_closer_thread() {
+    fn a_sent_socket_is_closed_by_a_closer_thread() {
         let (ours, theirs) = stream_pair();
-        drop(Deferred::from(theirs));
+        drop(SafeClose::sent(theirs));
         assert!(closed_soon(&ours));
+    }
+
+    #[test]
+    fn kinds_whose_close_cannot_wait_are_closed_where_they_are_dropped() {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let null: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        let file: OwnedFd = std::fs::File::open("/proc/self/status").unwrap().into();
+        let (socket, _) = stream_pair();
+        let here = |fd: OwnedFd| SafeClose::sent(fd).here;
+        assert!(here(read));
+        assert!(here(write));
+        assert!(here(null));
+        assert!(here(file));
+        assert!(!here(socket));
     }
 
     #[test]
@@ -215,6 +297,16 @@ mod tests {
             // What was queued on it went with it.
             assert!(closed_soon(&kept), "queued: {queued}");
         }
+    }
+
+    #[test]
+    fn an_out_of_band_byte_is_left_queued() {
+        let (ours, theirs) = stream_pair();
+        let sent = nix::sys::socket::send(ours.as_raw_fd(), b"x", MsgFlags::MSG_OOB);
+        assert_eq!(sent, Ok(1));
+        assert!(left_queued(theirs.as_fd()));
+        let (_, empty) = stream_pair();
+        assert!(!left_queued(empty.as_fd()));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{self, Channel};
-use crate::closer::Deferred;
+use crate::closer::SafeClose;
 use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
@@ -315,7 +315,7 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> Result<ClientMessage, Convers
 /// this ends.
 async fn read_descriptors(
     reader: &mut OwnedReadHalf,
-) -> Result<Vec<(Deferred, RawFd)>, ConversationError> {
+) -> Result<Vec<(SafeClose, RawFd)>, ConversationError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     let mut filled = 0;
     let mut fds = Vec::new();
@@ -330,7 +330,7 @@ async fn read_descriptors(
             return Err(ConversationError::Closed);
         }
         let too_many = received.truncated || fds.len() + received.fds.len() > MAX_PASSED_FDS;
-        fds.extend(received.fds.into_iter().map(Deferred::from));
+        fds.extend(received.fds.into_iter().map(SafeClose::sent));
         if too_many {
             return Err(ConversationError::Unexpected("too many descriptors"));
         }
@@ -510,7 +510,7 @@ fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
     launch: Launch,
-    mut fds: Vec<(Deferred, RawFd)>,
+    mut fds: Vec<(SafeClose, RawFd)>,
 ) -> Result<SpawnPlan, String> {
     shared.children.scope.check()?;
     let Launch {
@@ -535,7 +535,7 @@ fn spawn_plan(
     )
     .map_err(|error| error.to_string())?;
     if let Some((script, number)) = launch.script.take() {
-        fds.push((script.into(), number));
+        fds.push((SafeClose::own(script), number));
     }
     let sandboxed = sandbox.is_some();
     if let Some((launcher, policy)) = sandbox {
@@ -563,9 +563,9 @@ fn spawn_plan(
             &launch.argv,
         ));
         require_held_directory(&mut argv, context)?;
-        fds.push((launch.executable.into(), exec_number));
+        fds.push((SafeClose::own(launch.executable), exec_number));
         if let Some(link) = link {
-            fds.push((link.into(), link_number));
+            fds.push((SafeClose::own(link), link_number));
         }
         launch = LaunchPlan {
             executable: bwrap.into(),
@@ -666,39 +666,47 @@ async fn watch_child(
         }
     });
     let mut killed = false;
-    let termination = loop {
-        tokio::select! {
-            () = cancel.cancelled(), if !killed => {
-                shared.children.signal(request_id, Signal::SIGKILL);
-                killed = true;
-            }
-            guard = exited.readable() => {
-                let mut guard = guard?;
-                match shared.children.try_reap(request_id) {
-                    Some(status) => break termination_of(status),
-                    None => guard.clear_ready(),
-                }
-            }
-            frame = frames.recv(), if *wrapper_present => match frame {
-                Some(Ok(ClientMessage::Signal(signo))) => {
-                    if let Ok(signal) = Signal::try_from(signo) {
-                        shared.children.signal(request_id, signal);
-                    }
-                }
-                Some(Ok(_)) => {
-                    tracing::warn!(session = %shared.id, request_id, "ignoring an unexpected frame");
-                }
-                Some(Err(_)) | None => {
-                    // The wrapper is gone: nobody waits for this child.
-                    *wrapper_present = false;
+    let termination = async {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled(), if !killed => {
                     shared.children.signal(request_id, Signal::SIGKILL);
                     killed = true;
                 }
-            },
+                guard = exited.readable() => {
+                    let mut guard = guard?;
+                    match shared.children.try_reap(request_id) {
+                        Some(status) => return Ok(termination_of(status)),
+                        None => guard.clear_ready(),
+                    }
+                }
+                frame = frames.recv(), if *wrapper_present => match frame {
+                    Some(Ok(ClientMessage::Signal(signo))) => {
+                        if let Ok(signal) = Signal::try_from(signo) {
+                            shared.children.signal(request_id, signal);
+                        }
+                    }
+                    Some(Ok(_)) => {
+                        tracing::warn!(session = %shared.id, request_id, "ignoring an unexpected frame");
+                    }
+                    Some(Err(_)) | None => {
+                        // The wrapper is gone: nobody waits for this child.
+                        *wrapper_present = false;
+                        shared.children.signal(request_id, Signal::SIGKILL);
+                        killed = true;
+                    }
+                },
+            }
         }
-    };
+    }
+    .await;
+    // The reader's half is dropped before this returns, so that the
+    // request socket's last reference is the one its conversation retires
+    // (see `channel::RequestSocket`), never a half dropped later by
+    // whichever worker cancels the task.
     reader_task.abort();
-    Ok(termination)
+    let _ = reader_task.await;
+    termination
 }
 
 fn termination_of(status: WaitStatus) -> Termination {

@@ -18,7 +18,7 @@ use nix::sys::socket::{getsockopt, sockopt};
 
 use execgate_protocol::WardenRecord;
 
-use crate::closer::Deferred;
+use crate::closer::SafeClose;
 use crate::policy::PeerCredentials;
 
 /// The kernel's view of who is on the other end of a unix socket.
@@ -200,10 +200,10 @@ pub(crate) struct SpawnFailure {
 }
 
 /// Everything the child needs, prepared before the clone. An escalation's
-/// descriptors came from its requester, so it plans with [`Deferred`] ones,
-/// closed off the server's threads when the plan is dropped (see
+/// descriptors came from its requester, so it plans with [`SafeClose`]
+/// ones, closed where that cannot wait when the plan is dropped (see
 /// [`crate::closer`]).
-pub(crate) struct SpawnPlan<Fd: AsRawFd = Deferred> {
+pub(crate) struct SpawnPlan<Fd: AsRawFd = SafeClose> {
     /// The checked executable, opened close-on-exec.
     pub(crate) executable: OwnedFd,
     pub(crate) argv: Vec<CString>,
@@ -714,6 +714,19 @@ pub(crate) fn register_shared(
     // SAFETY: the AsyncFd holds one of the Arc's references, so the
     // descriptor stays open and unchanged until the AsyncFd is dropped.
     Ok(unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }?)
+}
+
+/// Bytes waiting in a socket's receive queue (`FIONREAD`), a Unix stream
+/// socket's out-of-band byte included.
+pub(crate) fn bytes_queued(socket: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points to
+    // one.
+    let result = unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut queued) };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(queued).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::libc;
 use nix::sys::socket::{
     getsockname, getsockopt, recvmsg, send, sendmsg, sockopt, ControlMessage, ControlMessageOwned,
-    MsgFlags, SockType, UnixAddr,
+    MsgFlags, SockType, UnixAddr, UnknownCmsg,
 };
 
 use crate::codec::{frame_body_len, DecodeError, FRAME_HEADER_LEN};
@@ -148,7 +149,17 @@ fn recv_with_fds_flagged(
     buf: &mut [u8],
     flags: MsgFlags,
 ) -> io::Result<Received> {
-    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
+    // Room for everything the kernel may add to the descriptors: the
+    // sender's credentials, its pidfd and its security label, which a
+    // peer sharing the socket can ask for (`SO_PASSCRED`, `SO_PASSPIDFD`,
+    // `SO_PASSSEC`). Descriptors that did not fit would be closed by the
+    // kernel, in this thread.
+    let mut cmsg_space = nix::cmsg_space!(
+        [RawFd; MAX_PASSED_FDS],
+        libc::ucred,
+        RawFd,
+        [u8; SECURITY_LABEL_ROOM]
+    );
     let mut iov = [IoSliceMut::new(buf)];
     let message = loop {
         match recvmsg::<()>(
@@ -164,12 +175,29 @@ fn recv_with_fds_flagged(
     };
     let mut fds = Vec::new();
     for cmsg in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            for fd in raw {
-                // SAFETY: the kernel has just installed `fd` in our table for
-                // this message; nothing else in the process knows it exists.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+        match cmsg {
+            ControlMessageOwned::ScmRights(raw) => {
+                for fd in raw {
+                    // SAFETY: the kernel has just installed `fd` in our table
+                    // for this message; nothing else in the process knows it
+                    // exists.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
             }
+            ControlMessageOwned::Unknown(UnknownCmsg {
+                cmsg_header,
+                data_bytes,
+            }) if cmsg_header.cmsg_level == libc::SOL_SOCKET
+                && cmsg_header.cmsg_type == SCM_PIDFD =>
+            {
+                if let Some(bytes) = data_bytes.get(..4).and_then(|b| b.try_into().ok()) {
+                    // SAFETY: as above: a pidfd the kernel has just installed
+                    // for this message. Owned only to be closed, which
+                    // never waits for a pidfd.
+                    drop(unsafe { OwnedFd::from_raw_fd(RawFd::from_ne_bytes(bytes)) });
+                }
+            }
+            _ => {}
         }
     }
     let truncated = message
@@ -181,6 +209,14 @@ fn recv_with_fds_flagged(
         truncated,
     })
 }
+
+/// Linux's `SCM_PIDFD` (since 6.5): the sender's pidfd, added to every
+/// message when the receiving socket has `SO_PASSPIDFD`. Not named by the
+/// `libc` crate yet.
+const SCM_PIDFD: libc::c_int = 4;
+
+/// Room for an `SCM_SECURITY` label (`SO_PASSSEC`).
+const SECURITY_LABEL_ROOM: usize = 4096;
 
 /// Checks a received hello datagram and takes the private socket it
 /// carried out of `received`. The descriptors left in `received` are the
@@ -313,6 +349,46 @@ mod tests {
             accept_hello(&HELLO[..], &mut received),
             Err(HelloError::Truncated)
         ));
+    }
+
+    /// A peer that shares the socket can ask the kernel to add its pidfd
+    /// (`SO_PASSPIDFD`) or its credentials (`SO_PASSCRED`) to every
+    /// message: neither may cost the receiver a descriptor, nor the room
+    /// of the ones passed.
+    #[test]
+    fn what_a_peer_has_the_kernel_add_is_neither_kept_nor_in_the_way() {
+        let (client, server) = pair(SockType::Stream);
+        let on: libc::c_int = 1;
+        for option in [libc::SO_PASSPIDFD, libc::SO_PASSCRED] {
+            // SAFETY: a valid socket and a pointer to an int of that size.
+            let set = unsafe {
+                libc::setsockopt(
+                    server.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    std::ptr::from_ref(&on).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(set, 0, "setsockopt {option}");
+        }
+        let pidfds = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().contains("pidfd"))
+                .count()
+        };
+        let before = pidfds();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let many = vec![null.as_fd(); MAX_PASSED_FDS];
+        send_with_fds(client.as_fd(), b"x", &many).unwrap();
+        let mut buf = [0u8; 1];
+        let received = recv_with_fds(server.as_fd(), &mut buf).unwrap();
+        assert_eq!(received.fds.len(), MAX_PASSED_FDS);
+        assert!(!received.truncated);
+        drop(received);
+        assert_eq!(pidfds(), before, "a pidfd was kept");
     }
 
     #[test]

@@ -846,10 +846,10 @@ async fn an_escalation_whose_requester_reads_nothing_is_still_watched() {
 /// [`a_descriptor_whose_close_waits_stalls_nothing`], short enough that a
 /// close which does wait (ours, should the server have let go of its copy
 /// first) ends soon.
-const LINGER: Duration = Duration::from_secs(20);
+const LINGER: Duration = Duration::from_secs(10);
 
 /// Where a requester can put a descriptor the server ends up closing.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Planted {
     /// Beside the private socket in the hello.
     OnTheHelloBeside,
@@ -884,6 +884,15 @@ fn lingering_socket() -> (OwnedFd, std::net::TcpStream) {
     (socket.into(), peer)
 }
 
+/// Drops our copy of a planted socket; `false` when that waited, which
+/// means ours was the last: the server had let go of its copy first, and
+/// the attempt showed nothing.
+fn let_go(lingering: OwnedFd) -> bool {
+    let started = Instant::now();
+    drop(lingering);
+    started.elapsed() < LINGER / 2
+}
+
 /// Closing a file can wait in the kernel: the last close of a TCP socket
 /// with `SO_LINGER` and unsent data waits for its linger time. A requester
 /// that sends such sockets wherever the server would close them must not
@@ -891,14 +900,25 @@ fn lingering_socket() -> (OwnedFd, std::net::TcpStream) {
 /// workers stalled, no session is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_descriptor_whose_close_waits_stalls_nothing() {
+    let mut done = Vec::new();
     use Planted::*;
-    for planted in [
+    let planted_all = [
         OnTheHelloBeside,
         OnTheHelloInstead,
         OnTheRequest,
         QueuedAfterTheRequest,
         OnABadHandOver,
-    ] {
+    ];
+    // An attempt where the server let go of a copy before we did shows
+    // nothing (see `let_go`); it is tried again.
+    for (planted, attempt) in planted_all
+        .iter()
+        .flat_map(|planted| (1..=3).map(move |attempt| (*planted, attempt)))
+    {
+        if done.contains(&planted) {
+            continue;
+        }
+        let mut conclusive = true;
         let policy = policy_by_path(&[(ESCALATED, escalate())]);
         let mut config = SessionConfig::new(wrapper(), policy);
         config.request_timeout = Duration::from_secs(600);
@@ -919,22 +939,22 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
                 OnTheHelloBeside => {
                     say(&mine, &request);
                     hello(session_socket, HELLO, &[theirs.as_fd(), lingering.as_fd()]);
-                    drop(lingering);
+                    conclusive &= let_go(lingering);
                 }
                 OnTheHelloInstead => {
                     hello(session_socket, HELLO, &[lingering.as_fd()]);
-                    drop(lingering);
+                    conclusive &= let_go(lingering);
                 }
                 OnTheRequest => {
                     say_with(&mine, &request, &[lingering.as_fd()]);
-                    drop(lingering);
+                    conclusive &= let_go(lingering);
                     hello(session_socket, HELLO, &[theirs.as_fd()]);
                 }
                 QueuedAfterTheRequest => {
                     let run = request_frame("/bin/echo", &["echo"]);
                     say(&mine, &run);
                     say_with(&mine, b"x", &[lingering.as_fd()]);
-                    drop(lingering);
+                    conclusive &= let_go(lingering);
                     hello(session_socket, HELLO, &[theirs.as_fd()]);
                 }
                 OnABadHandOver => {
@@ -947,7 +967,7 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
                     ));
                     let numbers = frame(&ClientMessage::Descriptors(vec![0, 1]));
                     say_with(&mine, &numbers, &[lingering.as_fd()]);
-                    drop(lingering);
+                    conclusive &= let_go(lingering);
                 }
             }
             kept.push(mine);
@@ -967,10 +987,15 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
         // ends.
         drop(peers);
         drop(kept);
-        assert!(
-            matches!(answered, Ok(Ok(ServerMessage::Run))),
-            "{planted:?}: the session stopped answering: {answered:?}"
-        );
+        if conclusive {
+            done.push(planted);
+            assert!(
+                matches!(answered, Ok(Ok(ServerMessage::Run))),
+                "{planted:?}: the session stopped answering: {answered:?}"
+            );
+        } else {
+            assert!(attempt < 3, "{planted:?}: the server always let go first");
+        }
         let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
         assert!(shutdown.is_ok(), "{planted:?}: the session did not end");
     }

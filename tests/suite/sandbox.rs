@@ -333,6 +333,8 @@ const ESCAPES: &[(&str, &str)] = &[
     ("ptrace an outside process", "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, {victim}, 0, 0) != 0)' && print ESCAPED"),
     ("ptrace a child", "python3 -c 'import ctypes,os,sys; p=os.fork() or os._exit(0); sys.exit(ctypes.CDLL(None, use_errno=True).ptrace(16, p, 0, 0) != 0)' && print ESCAPED"),
     ("io_uring", "python3 -c 'import ctypes,sys; p=ctypes.create_string_buffer(120); sys.exit(ctypes.CDLL(None).syscall(425, 4, p) < 0)' && print ESCAPED"),
+    ("out-of-band data on a unix socket", "python3 -c 'import socket; a,b=socket.socketpair(); a.send(b\"x\", socket.MSG_OOB)' && print ESCAPED"),
+    ("out-of-band data by sendmsg", "python3 -c 'import socket; a,b=socket.socketpair(); a.sendmsg([b\"x\"], [], socket.MSG_OOB)' && print ESCAPED"),
     ("capabilities", "grep -E '^Cap(Inh|Prm|Eff|Amb):' /proc/self/status | grep -v '0000000000000000$' && print ESCAPED"),
     ("no-new-privs", "grep -q '^NoNewPrivs:.*1' /proc/self/status || print ESCAPED"),
     ("mount", "mount -t tmpfs none {outside} && print x > {outside}/target.txt && print ESCAPED"),

@@ -338,7 +338,8 @@ enum Supervised {
 }
 
 /// Denies what the mount view and Landlock cannot: kernel interfaces that
-/// reach other processes' memory or make sockets without `socket()`, and,
+/// reach other processes' memory or make sockets without `socket()`,
+/// out-of-band data (`MSG_OOB`), and,
 /// with a restricted network, every socket family but AF_UNIX and datagram
 /// sockets (a Unix one reaches a host socket by `sendto`, without the
 /// `connect` the supervisor checks). A limited network also allows inet
@@ -376,6 +377,28 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
         ioctl_rules.push(SeccompRule::new(vec![is_request]).map_err(|e| seccomp_error(&e))?);
     }
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+    // Out-of-band data: on a Unix stream socket, a byte that an ordinary
+    // read skips and drops, with the descriptors it carries, closing them
+    // in the reader's thread. Sent on a request socket, that reader is the
+    // escalation server, and a descriptor whose close waits (a lingering
+    // TCP socket) would hold it. TCP's urgent data goes with it.
+    for (syscall, flags_argument) in [
+        (libc::SYS_sendto, 3),
+        (libc::SYS_sendmsg, 2),
+        (libc::SYS_sendmmsg, 3),
+    ] {
+        let out_of_band = SeccompCondition::new(
+            flags_argument,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::MaskedEq(libc::MSG_OOB as u64),
+            libc::MSG_OOB as u64,
+        )
+        .map_err(|e| seccomp_error(&e))?;
+        rules.insert(
+            syscall,
+            vec![SeccompRule::new(vec![out_of_band]).map_err(|e| seccomp_error(&e))?],
+        );
+    }
     if network.confines_connect() {
         let limited = matches!(network, SocketFilter::Limited { .. });
         for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
