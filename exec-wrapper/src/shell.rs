@@ -10,7 +10,7 @@
 //! the wrapper had asked itself, without executing it.
 
 use std::ffi::OsString;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use execgate_protocol::{ExecRequest, ServerMessage, WrapperArgs};
@@ -64,24 +64,26 @@ pub fn ask_from_shell(
     }
 }
 
-/// Carries the escalation decided on the conversation `fd` on in the
+/// Carries the escalation decided on `conversation` on in the
 /// shell's forked child itself, in place of an executed wrapper: one execve
 /// fewer for every escalated command. `arguments` are the wrapper's usual
 /// ones, its path first. The shell's signal handlers go back to their
-/// defaults, as an execve would have put them; from there on it is the
-/// wrapper's escalation, the same code: descriptors, forwarded signals and
-/// the child's end.
-pub fn escalate_from_shell(fd: RawFd, arguments: Vec<OsString>) -> ! {
+/// defaults and its close-on-exec descriptors are closed, as an execve
+/// would have done; from there on it is the wrapper's escalation, the same
+/// code: descriptors, forwarded signals and the child's end.
+pub fn escalate_from_shell(conversation: OwnedFd, arguments: Vec<OsString>) -> ! {
     sys::reset_handled_signals();
-    let Some(socket) = sys::adopt_socket(fd) else {
+    if !sys::check_conversation(&conversation) {
+        fail("the escalated conversation is not an open socket; not running anything")
+    }
+    if let Err(error) = sys::close_what_exec_would_close(conversation.as_raw_fd()) {
         fail(&format!(
-            "the escalated conversation (descriptor {fd}) is not an open socket; \
-             not running anything"
+            "cannot close the shell's close-on-exec descriptors ({error}); not running anything"
         ))
-    };
+    }
     let args = match WrapperArgs::parse(arguments.into_iter()) {
         Ok(args) => args,
         Err(error) => fail(&error.to_string()),
     };
-    escalate::escalate(&args, Conversation::adopt(socket))
+    escalate::escalate(&args, Conversation::adopt(conversation))
 }

@@ -2,7 +2,7 @@
 //! pointer from outside Rust's ownership model is turned into a safe value.
 
 use std::ffi::{CStr, OsString};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 
 use nix::sys::resource::{setrlimit, Resource};
@@ -50,6 +50,36 @@ pub(crate) fn inheritable_fds(except: Option<RawFd>) -> std::io::Result<Vec<RawF
     }
     fds.sort_unstable();
     Ok(fds)
+}
+
+/// Closes every close-on-exec descriptor but `keep`, as the execve of a
+/// wrapper would have: for the shell's forked child that stands in for an
+/// escalated command instead, so that what the shell opened close-on-exec
+/// (a `zsystem flock` lock, `sysopen -o cloexec`) is let go as with any
+/// other command.
+pub(crate) fn close_what_exec_would_close(keep: RawFd) -> std::io::Result<()> {
+    let mut listed = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        if let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        {
+            listed.push(fd);
+        }
+    }
+    for fd in listed.into_iter().filter(|&fd| fd != keep) {
+        // SAFETY: F_GETFD only reads flags; one closed since the listing
+        // (the directory's own) fails with EBADF and is skipped.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
+            // SAFETY: the shell's descriptors, which nothing in this
+            // process uses again: the stand-in never returns to zsh, and
+            // owns nothing yet but `keep`.
+            unsafe { libc::close(fd) };
+        }
+    }
+    Ok(())
 }
 
 /// The C `main`'s argument vector as owned strings.
@@ -134,32 +164,28 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// Puts every signal that has a handler back to its default action, as an
-/// execve would (ignored signals stay ignored): for a shell's forked child
-/// that carries an escalation on, with the shell's handlers still
-/// installed.
+/// execve would (ignored signals stay ignored), real-time ones included:
+/// for a shell's forked child that carries an escalation on, with the
+/// shell's handlers still installed.
 pub(crate) fn reset_handled_signals() {
-    for signal in Signal::iterator() {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
         let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
         // SAFETY: a query only (no new action); `current` is writable.
-        let queried = unsafe {
-            libc::sigaction(
-                signal as libc::c_int,
-                std::ptr::null(),
-                current.as_mut_ptr(),
-            )
-        };
+        let queried = unsafe { libc::sigaction(signal, std::ptr::null(), current.as_mut_ptr()) };
         if queried != 0 {
             continue;
         }
         // SAFETY: zero-initialised, then filled in by the kernel.
-        let handler = unsafe { current.assume_init() }.sa_sigaction;
-        if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
-            let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-            // SAFETY: installing the default disposition runs no handler code.
-            let _ = unsafe { sigaction(signal, &default) };
+        let mut action = unsafe { current.assume_init() };
+        if action.sa_sigaction != libc::SIG_DFL && action.sa_sigaction != libc::SIG_IGN {
+            action.sa_sigaction = libc::SIG_DFL;
+            action.sa_flags = 0;
+            // SAFETY: installs the default disposition, which runs no
+            // handler code; `action` is a valid sigaction.
+            unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
         }
     }
 }
@@ -184,26 +210,13 @@ pub(crate) fn ignore_termination_signals() {
     }
 }
 
-/// Takes ownership of a socket known by number (the conversation the
-/// shell's child opened, given back by zsh), close-on-exec so that it is
-/// not handed over with the command's descriptors. `None` if it is not an
-/// open socket.
-pub(crate) fn adopt_socket(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let borrowed = borrow_open_fd(fd)?;
-    let is_socket = nix::sys::stat::fstat(borrowed)
+/// Whether `conversation` is a socket; if so it is made close-on-exec, so
+/// that it is not handed over with the command's descriptors.
+pub(crate) fn check_conversation(conversation: &OwnedFd) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let is_socket = nix::sys::stat::fstat(conversation)
         .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFSOCK);
-    if !is_socket {
-        return None;
-    }
-    // SAFETY: F_SETFD only changes the flags of a descriptor checked open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return None;
-    }
-    // SAFETY: the descriptor is open, and nothing else in this process
-    // owns it: `ask_from_shell` gave it up (`into_raw_fd`) to zsh, which
-    // hands it back here once, as the process's last act.
-    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    is_socket && fcntl(conversation, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_ok()
 }
 
 /// glibc's `__xpg_strerror_r` (std's `strerror_r`, behind every

@@ -63,17 +63,30 @@ async fn neither_a_run_nor_an_escalation_executes_the_wrapper() {
 
 /// The shell's child that stands in for an escalated command is left as an
 /// executed wrapper would be: no handler of the shell's installed for any
-/// signal (an execve resets them; the stand-in must, itself).
+/// signal, and none of its close-on-exec descriptors open (an execve resets
+/// the one and closes the other; the stand-in must do both itself). A lock
+/// the shell took close-on-exec would otherwise stay held by the stand-in
+/// while the command runs.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_shells_child_stands_in_for_an_escalation_with_no_handler_of_the_shell() {
+async fn the_shells_child_stands_in_with_nothing_an_exec_would_have_dropped() {
     let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened close-on-exec");
+    fs::write(&opened, "").unwrap();
     let policy = policy_by_path(&[("/usr/bin/sleep", escalate())]);
     let (mut session, recorder) = start_session(policy);
-    let script = "trap 'print caught' USR1 ALRM CHLD PIPE; /usr/bin/sleep 1000";
-    let shell = spawn_zsh(&mut session, script, dir.path());
+    let script = format!(
+        "zmodload zsh/system && sysopen -o cloexec -r -u fd '{}' && \
+         trap 'print caught' USR1 ALRM CHLD PIPE && /usr/bin/sleep 1000",
+        opened.display()
+    );
+    let shell = spawn_zsh(&mut session, &script, dir.path());
     recorder.wait_for_started(1).await;
     let stand_in = recorder.decided()[0].peer.pid;
     let status = fs::read_to_string(format!("/proc/{stand_in}/status")).unwrap();
+    let open: Vec<_> = fs::read_dir(format!("/proc/{stand_in}/fd"))
+        .unwrap()
+        .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+        .collect();
     session.shutdown().await;
     let _ = finish(shell).await;
     let caught = status
@@ -81,6 +94,7 @@ async fn the_shells_child_stands_in_for_an_escalation_with_no_handler_of_the_she
         .find_map(|line| line.strip_prefix("SigCgt:"))
         .map(str::trim);
     assert_eq!(caught, Some("0000000000000000"), "{status}");
+    assert!(!open.contains(&opened), "{open:?}");
 }
 
 /// How the fake server treats the one request it gets.

@@ -32,7 +32,7 @@
 
 mod sys;
 
-use std::os::fd::IntoRawFd;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use execgate_exec_wrapper::{ask_from_shell, escalate_from_shell, ShellVerdict, EXIT_CANNOT_RUN};
 
@@ -83,16 +83,27 @@ pub unsafe extern "C" fn execgate_ask(
 ///
 /// # Safety
 ///
-/// `wrapper_argv` must be a NULL-terminated array of NUL-terminated
+/// `conversation` must be the descriptor `execgate_ask()` gave back, which
+/// the caller gives up here: nothing else in the process may use or close
+/// it. `wrapper_argv` must be a NULL-terminated array of NUL-terminated
 /// strings, only read during the call.
 #[no_mangle]
 pub unsafe extern "C" fn execgate_escalate(
     conversation: libc::c_int,
     wrapper_argv: *const *const libc::c_char,
 ) -> ! {
+    if conversation < 0 {
+        eprintln!("execgate: lost the conversation with the escalation server; not running it");
+        sys::exit_now(EXIT_CANNOT_RUN)
+    }
+    // SAFETY: an open descriptor the caller gives up (the contract above);
+    // -1 was refused just now.
+    let conversation = unsafe { OwnedFd::from_raw_fd(conversation) };
     // SAFETY: the caller's contract, passed on.
     let arguments = unsafe { sys::strings(wrapper_argv) };
+    // Release builds abort on a panic (SIGABRT), which fails closed as
+    // well: nothing ran yet, or the server kills the child of a stand-in
+    // that died.
     let _ = std::panic::catch_unwind(move || escalate_from_shell(conversation, arguments));
-    // Only a caught panic gets here: it fails closed.
     sys::exit_now(EXIT_CANNOT_RUN)
 }
