@@ -44,9 +44,12 @@
 //!
 //! # The shell's side
 //!
-//! The patched zsh executes the wrapper as
+//! The wrapper's command line is
 //! `WRAPPER SOCKET-FD ABSOLUTE-PATH EXEC-PATH MESSAGE-PREFIX NAME ARGV0 ARGS...`
 //! with the environment the command would have had; see [`WrapperArgs`].
+//! The patched zsh executes no wrapper: its forked child asks and, on
+//! `Escalate`, stands in for the command with the wrapper's code, given
+//! that same command line.
 //!
 //! # The warden's side
 //!

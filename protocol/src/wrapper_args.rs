@@ -1,4 +1,5 @@
-//! The command line the patched zsh gives the exec wrapper.
+//! The exec wrapper's command line, as the patched zsh builds it (for the
+//! stand-in it runs in its own child on `Escalate`).
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::RawFd;
