@@ -893,9 +893,9 @@ fn keep_the_accept_loop_busy(session: BorrowedFd<'_>) {
     }
 }
 
-/// Drops our copy of a planted socket; `false` when that waited, which
-/// means ours was the last: the server had let go of its copy first, and
-/// the attempt showed nothing.
+/// Drops our copy of a planted socket (or of a socket with one queued on
+/// it); `false` when that waited, which means ours was the last: the
+/// server had let go of its copy first, and the attempt showed nothing.
 fn let_go(lingering: OwnedFd) -> bool {
     let started = Instant::now();
     drop(lingering);
@@ -950,6 +950,7 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
                     keep_the_accept_loop_busy(session_socket);
                     hello(session_socket, HELLO, &[theirs.as_fd(), lingering.as_fd()]);
                     conclusive &= let_go(lingering);
+                    conclusive &= let_go(theirs);
                 }
                 OnTheHelloInstead => {
                     keep_the_accept_loop_busy(session_socket);
@@ -959,14 +960,20 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
                 OnTheRequest => {
                     say_with(&mine, &request, &[lingering.as_fd()]);
                     conclusive &= let_go(lingering);
+                    keep_the_accept_loop_busy(session_socket);
                     hello(session_socket, HELLO, &[theirs.as_fd()]);
+                    // Its queue holds the planted socket until the server
+                    // reads it: ours must not be the last copy either.
+                    conclusive &= let_go(theirs);
                 }
                 QueuedAfterTheRequest => {
                     let run = request_frame("/bin/echo", &["echo"]);
                     say(&mine, &run);
                     say_with(&mine, b"x", &[lingering.as_fd()]);
                     conclusive &= let_go(lingering);
+                    keep_the_accept_loop_busy(session_socket);
                     hello(session_socket, HELLO, &[theirs.as_fd()]);
+                    conclusive &= let_go(theirs);
                 }
                 OnABadHandOver => {
                     say(&mine, &request);
