@@ -29,35 +29,13 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
 /// Descriptors a program executed now would inherit: open and not
 /// close-on-exec, in ascending order, without `except`.
 pub(crate) fn inheritable_fds(except: Option<RawFd>) -> std::io::Result<Vec<RawFd>> {
-    let mut fds = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let Some(fd) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
-        if Some(fd) == except {
-            continue;
-        }
-        // SAFETY: F_GETFD only reads flags; a descriptor closed since the
-        // listing (the directory's own) fails with EBADF and is skipped.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-            fds.push(fd);
-        }
-    }
-    fds.sort_unstable();
-    Ok(fds)
+    open_fds(false, except)
 }
 
-/// Closes every close-on-exec descriptor but `keep`, as the execve of a
-/// wrapper would have: for the shell's forked child that stands in for an
-/// escalated command instead, so that what the shell opened close-on-exec
-/// (a `zsystem flock` lock, `sysopen -o cloexec`) is let go as with any
-/// other command.
-pub(crate) fn close_what_exec_would_close(keep: RawFd) -> std::io::Result<()> {
+/// Open descriptors whose close-on-exec flag is `close_on_exec`, in
+/// ascending order, without `except`. Listed first and checked after, so
+/// that the listing's own descriptor, closed by then, is never among them.
+fn open_fds(close_on_exec: bool, except: Option<RawFd>) -> std::io::Result<Vec<RawFd>> {
     let mut listed = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
         if let Some(fd) = entry?
@@ -68,16 +46,27 @@ pub(crate) fn close_what_exec_would_close(keep: RawFd) -> std::io::Result<()> {
             listed.push(fd);
         }
     }
-    for fd in listed.into_iter().filter(|&fd| fd != keep) {
-        // SAFETY: F_GETFD only reads flags; one closed since the listing
-        // (the directory's own) fails with EBADF and is skipped.
+    listed.retain(|&fd| {
+        // SAFETY: F_GETFD only reads flags; a descriptor closed since the
+        // listing (the directory's own) fails with EBADF and is left out.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags >= 0 && flags & libc::FD_CLOEXEC != 0 {
-            // SAFETY: the shell's descriptors, which nothing in this
-            // process uses again: the stand-in never returns to zsh, and
-            // owns nothing yet but `keep`.
-            unsafe { libc::close(fd) };
-        }
+        Some(fd) != except && flags >= 0 && (flags & libc::FD_CLOEXEC != 0) == close_on_exec
+    });
+    listed.sort_unstable();
+    Ok(listed)
+}
+
+/// Closes every close-on-exec descriptor but `keep`, as the execve of a
+/// wrapper would have: for the shell's forked child that stands in for an
+/// escalated command instead, so that what the shell opened close-on-exec
+/// (a `zsystem flock` lock, `sysopen -o cloexec`) is let go as with any
+/// other command.
+pub(crate) fn close_what_exec_would_close(keep: RawFd) -> std::io::Result<()> {
+    for fd in open_fds(true, Some(keep))? {
+        // SAFETY: the shell's descriptors, which nothing in this process
+        // uses again: the stand-in never returns to zsh, and owns nothing
+        // yet but `keep`.
+        unsafe { libc::close(fd) };
     }
     Ok(())
 }
