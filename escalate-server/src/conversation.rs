@@ -32,6 +32,7 @@ use crate::resolve::{
     launch_plan, open_executable, open_working_directory, LaunchPlan, OpenedExecutable,
 };
 use crate::session::{LiveChild, Shared};
+use crate::spawner;
 use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
 
 /// Why a conversation ended before a decision could be carried out.
@@ -406,12 +407,13 @@ async fn escalate(
     };
     let started = Instant::now();
     // The child is recorded as soon as it exists: its own requests may
-    // arrive before this task runs again.
-    let spawner = shared.clone();
-    let spawned = tokio::task::spawn_blocking(move || {
+    // arrive before this task runs again. It is started on the spawner's
+    // thread, whose end bubblewrap's `--die-with-parent` watches.
+    let recorder = shared.clone();
+    let spawned = spawner::run(move || {
         let spawned = sys::spawn(&plan);
         if let Ok(pid) = spawned {
-            spawner.lineage.record(pid, request_id);
+            recorder.lineage.record(pid, request_id);
         }
         spawned
     })
@@ -423,14 +425,8 @@ async fn escalate(
             let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
             return;
         }
-        Err(join_error) => {
-            let _ = send_within(
-                shared,
-                &cancel,
-                &mut writer,
-                &fail(format!("spawn task failed: {join_error}")),
-            )
-            .await;
+        Err(reason) => {
+            let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
             return;
         }
     };

@@ -53,6 +53,7 @@ mod policy;
 mod resolve;
 mod scope;
 mod session;
+mod spawner;
 mod sys;
 
 pub use environment::is_injection_variable;

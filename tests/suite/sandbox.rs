@@ -784,3 +784,15 @@ async fn absolute_deny_globs_outside_writable_roots_are_covered() {
         output.stderr
     );
 }
+
+/// bubblewrap's `--die-with-parent` watches the thread that started it. A
+/// child started on one of tokio's blocking threads was killed when that
+/// thread ended, ten idle seconds later (status 137).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_escalation_outlives_the_thread_that_started_it() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let script = world.script("dash -c 'sleep 12; echo survived'; print status=$?");
+    let (output, _) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
+    assert_eq!(output.stdout, "survived\nstatus=0\n", "{}", output.stderr);
+}

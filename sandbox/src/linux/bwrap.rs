@@ -95,6 +95,11 @@ impl Launcher {
     /// inherited socket on which the helper hands the proxy its listener
     /// (see [`crate::LISTENER_MESSAGE`]); without one the helper refuses to run
     /// anything.
+    ///
+    /// The sandbox dies with the *thread* that starts bubblewrap
+    /// (`--die-with-parent` is `PR_SET_PDEATHSIG`): start it from one that
+    /// lives as long as the sandbox should, never from a pool's thread
+    /// that may end when idle.
     pub fn arguments(
         &self,
         policy: &ResolvedPolicy,
