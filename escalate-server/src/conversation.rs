@@ -32,6 +32,7 @@ use crate::resolve::{
     launch_plan, open_executable, open_working_directory, LaunchPlan, OpenedExecutable,
 };
 use crate::session::{LiveChild, Shared};
+use crate::spare;
 use crate::spawner;
 use crate::sys::{self, SharedFd, SpawnFailure, SpawnPlan, SpawnStage};
 
@@ -398,54 +399,52 @@ async fn escalate(
         }
     };
     let sandboxed = launch.sandbox.is_some();
-    let plan = match spawn_plan(shared, context, launch, fds) {
-        Ok(plan) => plan,
+    let (plan, spare_command) = match spawn_plan(shared, context, launch, fds) {
+        Ok(planned) => planned,
         Err(reason) => {
             let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
             return;
         }
     };
     let started = Instant::now();
-    // The child is recorded as soon as it exists: its own requests may
-    // arrive before this task runs again. It is started on the spawner's
-    // thread, whose end bubblewrap's `--die-with-parent` watches.
-    let recorder = shared.clone();
-    let spawned = spawner::run(move || {
-        let spawned = sys::spawn(&plan);
-        if let Ok(pid) = spawned {
-            recorder.lineage.record(pid, request_id);
-        }
-        spawned
-    })
-    .await;
-    let pid = match spawned {
-        Ok(Ok(pid)) => pid,
-        Ok(Err(failure)) => {
-            let reason = describe_spawn_failure(&failure, context);
-            let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
-            return;
-        }
-        Err(reason) => {
-            let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
-            return;
-        }
-    };
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(pidfd) => Arc::new(pidfd),
-        Err(error) => {
-            // Cannot watch it, so it must not run.
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            shared.children.scope.untrack(pid);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            let _ = send_within(
-                shared,
-                &cancel,
-                &mut writer,
-                &fail(format!("cannot watch the child: {error}")),
-            )
+    let mut plan = Some(plan);
+    let mut child = None;
+    if let Some(command) = spare_command {
+        if let Some(spare) = shared.children.spares.take() {
+            // Recorded before it runs anything, as a started child is.
+            shared.lineage.record(spare.pid, request_id);
+            let holder = shared.clone();
+            let Some(offered) = plan.take() else { return };
+            let handed = tokio::task::spawn_blocking(move || {
+                let handed = spare::hand(spare, &offered, &command, &holder.children.scope);
+                (handed, offered)
+            })
             .await;
-            return;
+            match handed {
+                Ok((Ok(handed), _)) => child = Some(handed),
+                Ok((Err(reason), offered)) => {
+                    tracing::warn!(session = %shared.id, request_id, %reason, "a spare sandbox was not used");
+                    plan = Some(offered);
+                }
+                Err(join_error) => {
+                    let reason = format!("spawn task failed: {join_error}");
+                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                    return;
+                }
+            }
         }
+        spare::replenish(shared);
+    }
+    let (pid, pidfd) = match (child, plan) {
+        (Some(child), _) => child,
+        (None, Some(plan)) => match start_child(shared, context, plan).await {
+            Ok(child) => child,
+            Err(reason) => {
+                let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                return;
+            }
+        },
+        (None, None) => return,
     };
     shared.children.insert(
         request_id,
@@ -502,12 +501,45 @@ async fn escalate(
     }
 }
 
+/// Starts the child `plan` describes on the spawner's thread, whose end
+/// bubblewrap's `--die-with-parent` watches. It is recorded as soon as it
+/// exists: its own requests may arrive before this task runs again.
+async fn start_child(
+    shared: &Arc<Shared>,
+    context: &ExecContext,
+    plan: SpawnPlan,
+) -> Result<(i32, Arc<OwnedFd>), String> {
+    let request_id = context.request_id;
+    let recorder = shared.clone();
+    let spawned = spawner::run(move || {
+        let spawned = sys::spawn(&plan);
+        if let Ok(pid) = spawned {
+            recorder.lineage.record(pid, request_id);
+        }
+        spawned
+    })
+    .await?;
+    let pid = spawned.map_err(|failure| describe_spawn_failure(&failure, context))?;
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => Ok((pid, Arc::new(pidfd))),
+        Err(error) => {
+            // Cannot watch it, so it must not run.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            shared.children.scope.untrack(pid);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            Err(format!("cannot watch the child: {error}"))
+        }
+    }
+}
+
+/// The child's plan; for a `TurnDefault` escalation that a spare sandbox
+/// may run, also what to tell the spare.
 fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
     launch: Launch,
     mut fds: Vec<(SafeClose, RawFd)>,
-) -> Result<SpawnPlan, String> {
+) -> Result<(SpawnPlan, Option<spare::Command>), String> {
     shared.children.scope.check()?;
     let Launch {
         opened,
@@ -534,6 +566,7 @@ fn spawn_plan(
         fds.push((SafeClose::own(script), number));
     }
     let sandboxed = sandbox.is_some();
+    let mut spare_command = None;
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
@@ -560,6 +593,18 @@ fn spawn_plan(
         ));
         require_held_directory(&mut argv, context)?;
         fds.push((SafeClose::own(launch.executable), exec_number));
+        let spare_may_run = link.is_none()
+            && fds.len() <= execgate_sandbox::MOST_DESCRIPTORS
+            && spare::serves(shared, &policy);
+        if let (true, Ok(directory)) = (spare_may_run, &context.working_directory) {
+            spare_command = Some(spare::Command {
+                argv: launch.argv.clone(),
+                env: Vec::new(),
+                cwd: context.cwd.clone(),
+                cwd_identity: (directory.device, directory.inode),
+                exec_fd: exec_number,
+            });
+        }
         if let Some(link) = link {
             fds.push((SafeClose::own(link), link_number));
         }
@@ -581,7 +626,10 @@ fn spawn_plan(
         sandboxed,
         &shared.config.escalation_env,
     );
-    Ok(SpawnPlan {
+    if let Some(command) = &mut spare_command {
+        command.env.clone_from(&env);
+    }
+    let plan = SpawnPlan {
         executable: launch.executable,
         argv: c_strings(launch.argv)?,
         env: c_strings(env)?,
@@ -591,7 +639,8 @@ fn spawn_plan(
         cgroup_procs: shared.children.scope.cgroup_procs(),
         cgroup_dir: shared.children.scope.cgroup_dir(),
         warden_pipe: shared.children.scope.warden_pipe(),
-    })
+    };
+    Ok((plan, spare_command))
 }
 
 /// bubblewrap enters the working directory by path, inside its new view:

@@ -53,6 +53,7 @@ mod policy;
 mod resolve;
 mod scope;
 mod session;
+mod spare;
 mod spawner;
 mod sys;
 

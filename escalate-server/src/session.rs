@@ -26,6 +26,7 @@ use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent
 use crate::network::{NetworkBridge, SandboxOrigin};
 use crate::policy::Policy;
 use crate::scope::{Scope, ScopeError};
+use crate::spare::Spares;
 use crate::sys;
 use crate::{closer, conversation};
 
@@ -576,6 +577,8 @@ async fn accept_hellos(
 /// unrelated process.
 pub(crate) struct Children {
     live: Mutex<HashMap<u64, LiveChild>>,
+    /// Sandboxes started ahead of `TurnDefault` escalations.
+    pub(crate) spares: Spares,
     pub(crate) scope: Scope,
 }
 
@@ -600,6 +603,7 @@ impl Children {
     fn new(scope: Scope) -> Children {
         Children {
             live: Mutex::default(),
+            spares: Spares::default(),
             scope,
         }
     }
@@ -691,6 +695,7 @@ impl Children {
         for child in self.lock().values() {
             let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
         }
+        self.spares.close();
         self.scope.kill_all();
     }
 
@@ -701,6 +706,8 @@ impl Children {
             self.scope.untrack(child.pid);
             let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
         }
+        drop(live);
+        self.spares.reap(&self.scope);
     }
 }
 

@@ -39,6 +39,14 @@ pub(crate) async fn run<T: Send + 'static>(
         .map_err(|_| "the start of the child failed on the spawner thread".to_owned())
 }
 
+/// Runs `job` on the spawner thread, without waiting for it. `Err` says
+/// why it will not run.
+pub(crate) fn submit(job: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    jobs()?
+        .send(Box::new(job))
+        .map_err(|_| "the spawner thread has ended".to_owned())
+}
+
 fn jobs() -> Result<&'static mpsc::Sender<Job>, String> {
     static JOBS: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
     JOBS.get_or_init(|| {

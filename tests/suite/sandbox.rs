@@ -796,3 +796,77 @@ async fn a_sandboxed_escalation_outlives_the_thread_that_started_it() {
     let (output, _) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
     assert_eq!(output.stdout, "survived\nstatus=0\n", "{}", output.stderr);
 }
+
+/// Spare sandboxes whose command line names `dir`: their first bubblewrap
+/// process (its child, the namespace's init, has the same command line).
+fn spares_for(dir: &Path) -> Vec<i32> {
+    let dir = dir.to_str().unwrap();
+    let bwraps: Vec<i32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.first().is_some_and(|arg0| arg0.ends_with(b"bwrap"))
+                && args.contains(&&b"--spare"[..])
+                && args.contains(&dir.as_bytes())
+        })
+        .collect();
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    };
+    bwraps
+        .iter()
+        .copied()
+        .filter(|pid| parent(*pid).is_some_and(|parent| !bwraps.contains(&parent)))
+        .collect()
+}
+
+/// After a session's first `TurnDefault` escalation, the next ones run in
+/// sandboxes started ahead of them (spares), with their own working
+/// directory, arguments, environment, descriptors and exit status; no
+/// spare outlives the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
+    let world = World::new();
+    fs::create_dir(world.ws.join("spare-cwd")).unwrap();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let script = "dash -c 'echo first'; sleep 1; \
+        (cd spare-cwd && dash -c pwd); \
+        GREETING=hi dash -c 'echo $GREETING'; \
+        dash -c 'echo to-three >&3' 3>three.txt; cat three.txt; \
+        echo from-stdin | dash -c 'read line; echo $line'; \
+        dash -c 'echo \"$0\" \"$1\"; exit 7' a b; print status=$?; \
+        dash -c 'touch {outside}/escaped'; print outside=$?; \
+        dash -c 'sleep 2'";
+    let shell = spawn_session_shell(&mut session, &world.script(script), &world.ws);
+    let pids = recorder.wait_for_started(8).await;
+    let last = fs::read(format!("/proc/{}/cmdline", pids[7])).unwrap_or_default();
+    assert!(
+        last.split(|&b| b == 0).any(|arg| arg == b"--spare"),
+        "the last escalation ran in a spare: {:?}",
+        String::from_utf8_lossy(&last)
+    );
+    let output = finish(shell).await;
+    assert_eq!(
+        output.stdout,
+        format!(
+            "first\n{}/spare-cwd\nhi\nto-three\nfrom-stdin\na b\nstatus=7\noutside=1\n",
+            world.ws.display()
+        ),
+        "{}",
+        output.stderr
+    );
+    assert!(!world.outside.join("escaped").exists());
+    assert_eq!(
+        spares_for(&world.ws).len(),
+        2,
+        "the session keeps two spares"
+    );
+    session.shutdown().await;
+    assert_eq!(spares_for(&world.ws), Vec::<i32>::new(), "none outlives it");
+}

@@ -108,6 +108,25 @@ impl Launcher {
         network_fd: Option<RawFd>,
         argv: &[OsString],
     ) -> Vec<OsString> {
+        self.build(policy, network_fd, Command::Now { cwd, exec_fd, argv })
+    }
+
+    /// bubblewrap's arguments for a spare: a sandbox of `policy` started
+    /// ahead of its command, whose helper confines itself and then takes
+    /// the command (working directory, arguments, environment, descriptors)
+    /// from the inherited socket `control_fd` ([`crate::hand_order`]). Not
+    /// for a `limited` network, whose link to the proxy belongs to one
+    /// command.
+    pub fn spare_arguments(&self, policy: &ResolvedPolicy, control_fd: RawFd) -> Vec<OsString> {
+        self.build(policy, None, Command::Spare { control_fd })
+    }
+
+    fn build(
+        &self,
+        policy: &ResolvedPolicy,
+        network_fd: Option<RawFd>,
+        command: Command<'_>,
+    ) -> Vec<OsString> {
         let mut args = Args::default();
         args.push(["--die-with-parent"]);
         if self.terminal == Terminal::Detached {
@@ -188,7 +207,9 @@ impl Launcher {
         for path in remounts {
             args.push_os(["--remount-ro".into(), path]);
         }
-        args.push_os(["--chdir".into(), cwd.as_os_str().to_owned()]);
+        if let Command::Now { cwd, .. } = command {
+            args.push_os(["--chdir".into(), cwd.as_os_str().to_owned()]);
+        }
 
         args.push_os(["--".into(), self.helper.clone().into_os_string()]);
         for rule in policy.rules() {
@@ -238,11 +259,18 @@ impl Launcher {
                 args.push_os(["--glob-root".into(), root.clone().into_os_string()]);
             }
         }
-        if let Some(fd) = exec_fd {
-            args.push_os(["--exec-fd".into(), fd.to_string().into()]);
+        match command {
+            Command::Now { exec_fd, argv, .. } => {
+                if let Some(fd) = exec_fd {
+                    args.push_os(["--exec-fd".into(), fd.to_string().into()]);
+                }
+                args.push(["--"]);
+                args.items.extend(argv.iter().cloned());
+            }
+            Command::Spare { control_fd } => {
+                args.push_os(["--spare".into(), control_fd.to_string().into()]);
+            }
         }
-        args.push(["--"]);
-        args.items.extend(argv.iter().cloned());
         args.items
     }
 
@@ -259,6 +287,19 @@ impl Launcher {
         command.args(self.arguments(policy, cwd, None, network_fd, argv));
         command
     }
+}
+
+/// What the helper runs: a command known now, or one a spare is told of
+/// later.
+enum Command<'a> {
+    Now {
+        cwd: &'a Path,
+        exec_fd: Option<RawFd>,
+        argv: &'a [OsString],
+    },
+    Spare {
+        control_fd: RawFd,
+    },
 }
 
 #[derive(Default)]

@@ -12,8 +12,11 @@
 //!
 //! `execgate-sandbox-helper [--read PATH]... [--write PATH]...
 //! [--deny-glob GLOB]... [--glob-root PATH]... [--restrict-network |
-//! --limited-network FD [--allow-unix-socket PATH]...] [--exec-fd N] --
-//! ARGV0 ARGS...`
+//! --limited-network FD [--allow-unix-socket PATH]...] ([--exec-fd N] --
+//! ARGV0 ARGS... | --spare FD)`
+//!
+//! With `--spare`, the helper confines itself first, then takes its
+//! command from the socket `FD` (`spare.rs`).
 //!
 //! With a limited network, the view's network namespace is as empty as a
 //! restricted one's, but for loopback. The helper listens there on
@@ -40,6 +43,7 @@ use seccompiler::{
 
 use super::doctor::{REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 use super::proxy_link;
+use super::spare;
 use super::supervisor::{self, DenyGlobs, Supervision};
 use super::sys;
 
@@ -59,6 +63,8 @@ struct HelperArgs {
     deny_globs: Vec<String>,
     glob_roots: Vec<PathBuf>,
     exec_fd: Option<RawFd>,
+    /// A spare's control socket: the command comes from there.
+    spare: Option<RawFd>,
     /// Paths that must be the file (device, inode) the policy was resolved
     /// on.
     checks: Vec<(PathBuf, (u64, u64))>,
@@ -114,6 +120,14 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
                     .ok_or("bad --exec-fd")?;
                 parsed.exec_fd = Some(fd);
             }
+            Some("--spare") => {
+                let fd = value("--spare")?;
+                let fd = fd
+                    .to_str()
+                    .and_then(|fd| fd.parse().ok())
+                    .ok_or("bad --spare")?;
+                parsed.spare = Some(fd);
+            }
             Some("--") => {
                 parsed.argv = args.collect();
                 break;
@@ -121,8 +135,10 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
     }
-    if parsed.argv.is_empty() {
-        return Err("no program to run".into());
+    match (&parsed.spare, parsed.argv.is_empty()) {
+        (None, true) => return Err("no program to run".into()),
+        (Some(_), false) => return Err("a spare takes its program from its order".into()),
+        _ => {}
     }
     Ok(parsed)
 }
@@ -173,17 +189,28 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
     } else {
         apply_seccomp(&network, Supervised::No)?;
     }
-    let argv: Vec<CString> = args
-        .argv
-        .iter()
-        .map(|arg| CString::new(arg.clone().into_vec()))
+    let (argv, inherited_env, exec_fd) = match args.spare {
+        Some(control) => {
+            let order = spare::take_order(control)?;
+            (order.argv, order.env, Some(order.exec_fd))
+        }
+        None => (
+            args.argv.clone(),
+            std::env::vars_os().collect(),
+            args.exec_fd,
+        ),
+    };
+    let program = argv[0].clone();
+    let argv: Vec<CString> = argv
+        .into_iter()
+        .map(|arg| CString::new(arg.into_vec()))
         .collect::<Result<_, _>>()
         .map_err(|_| "an argument contains a NUL byte".to_owned())?;
     let proxy = match &network {
         SocketFilter::Limited { proxy } => Some(proxy.as_str()),
         SocketFilter::UnixOnly | SocketFilter::Host => None,
     };
-    let env: Vec<CString> = proxy_link::environment(std::env::vars_os(), proxy)
+    let env: Vec<CString> = proxy_link::environment(inherited_env.into_iter(), proxy)
         .into_iter()
         .filter_map(|(name, value)| {
             let mut entry = name.into_vec();
@@ -192,14 +219,14 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
             CString::new(entry).ok()
         })
         .collect();
-    let error = match args.exec_fd {
+    let error = match exec_fd {
         Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),
         None => match nix::unistd::execvpe(&argv[0], &argv, &env) {
             Ok(never) => match never {},
             Err(errno) => errno,
         },
     };
-    Err(format!("cannot execute {:?}: {error}", args.argv[0]))
+    Err(format!("cannot execute {program:?}: {error}"))
 }
 
 /// What `socket()` may make.
@@ -244,7 +271,7 @@ fn socket_identities(sockets: &[(PathBuf, (u64, u64))]) -> Result<Vec<(u64, u64)
 /// The view must hold the files the policy was resolved on: a path swapped
 /// for a symlink (or another directory) since then was mounted from
 /// somewhere else, and nothing may run in that view.
-fn require_same_files(checks: &[(PathBuf, (u64, u64))]) -> Result<(), String> {
+pub(crate) fn require_same_files(checks: &[(PathBuf, (u64, u64))]) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     for (path, (device, inode)) in checks {
         let meta = std::fs::metadata(path)

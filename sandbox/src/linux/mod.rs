@@ -2,13 +2,15 @@
 //! helper that runs inside it and adds Landlock and seccomp (`helper.rs`),
 //! the supervisor that decides what must be decided call by call
 //! (`supervisor.rs`), the hand-over of a limited network's listener to the
-//! proxy (`proxy_link.rs`), what the machine provides (`doctor.rs`), and the raw
+//! proxy (`proxy_link.rs`), the order that completes a sandbox started
+//! ahead of its command (`spare.rs`), what the machine provides (`doctor.rs`), and the raw
 //! calls they need (`sys.rs`, the only `unsafe` on this side).
 
 mod bwrap;
 mod doctor;
 mod helper;
 mod proxy_link;
+mod spare;
 mod supervisor;
 mod sys;
 
@@ -16,4 +18,5 @@ pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
+pub use spare::{hand_order, SpareOrder, MOST_DESCRIPTORS};
 pub use supervisor::UNCREATABLE_NAMES;

@@ -465,3 +465,41 @@ pub(crate) fn renameat2(
     };
     nix::errno::Errno::result(result).map(drop)
 }
+
+/// A close-on-exec copy of `fd` at the lowest free number from `above` up.
+pub(crate) fn duplicate_above(
+    fd: &std::os::fd::OwnedFd,
+    above: std::os::fd::RawFd,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor, which nothing
+    // else refers to yet; it is owned from here on.
+    let copy = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above) };
+    nix::errno::Errno::result(copy).map(|copy| unsafe {
+        // SAFETY: `copy` was just created for us (see above).
+        std::os::fd::OwnedFd::from_raw_fd(copy)
+    })
+}
+
+/// Makes number `target` a copy of `fd` that stays open across `execve`:
+/// a spare's command inherits it there. Whatever `target` was is closed.
+pub(crate) fn duplicate_onto(
+    fd: &std::os::fd::OwnedFd,
+    target: std::os::fd::RawFd,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the spare's helper owns its descriptor table until it
+    // executes; no object of this process refers to `target` (its own
+    // descriptors were moved above every target, see `spare::place`), so
+    // replacing it breaks no ownership.
+    nix::errno::Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
+}
+
+/// Closes number `fd` (a standard stream the spare's command must not
+/// inherit), if it is open.
+pub(crate) fn close_number(fd: std::os::fd::RawFd) {
+    // SAFETY: called only for 0, 1 and 2 in the spare's helper before it
+    // executes, which has no object owning them (its standard streams are
+    // `/dev/null`, left unused).
+    unsafe { libc::close(fd) };
+}

@@ -1,0 +1,283 @@
+//! Sandboxes started ahead of `TurnDefault` escalations.
+//!
+//! A sandbox's start is mostly bubblewrap's (namespaces, mounts: about
+//! 6.5 ms here), and a `TurnDefault` escalation's sandbox is the same for
+//! every command of a session: the session's policy, resolved once at its
+//! start. So after a session's first such escalation the server keeps
+//! [`KEPT`] spares: sandboxes started, confined, and waiting on a socket
+//! for their command (`execgate_sandbox::hand_order`). An escalation takes
+//! one, and another starts in the background.
+//!
+//! A spare runs one command and ends with it: escalations share no
+//! namespace, view or process, exactly as when each starts its own.
+//! A spare that is not ready in time, or ended before, is killed, and the
+//! escalation starts its sandbox afresh (where its errors are seen).
+//!
+//! This module must never hand a spare a second command, give one to any
+//! escalation but a `TurnDefault` one of its own session, or leave one
+//! running or unreaped after its session.
+
+use std::collections::VecDeque;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use execgate_sandbox::{NetworkPolicy, SpareOrder};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
+
+use crate::scope::Scope;
+use crate::session::Shared;
+use crate::sys::{self, SpawnPlan};
+
+/// Spares kept per session. Two, so that back-to-back escalations find
+/// one ready while the one started after the last is still starting.
+pub(crate) const KEPT: usize = 2;
+/// How long an escalation waits for a spare that is still starting before
+/// it starts its own sandbox instead.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+/// The helper's control socket, in bubblewrap and in the helper.
+const CONTROL_FD: i32 = 3;
+
+/// A sandbox waiting for its command.
+pub(crate) struct Spare {
+    /// bubblewrap's pid, the leader of the spare's process group.
+    pub(crate) pid: i32,
+    pub(crate) pidfd: Arc<OwnedFd>,
+    control: OwnedFd,
+}
+
+/// A session's spares.
+#[derive(Default)]
+pub(crate) struct Spares {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Spare>,
+    starting: usize,
+    /// The session has ended: no spare is kept any more.
+    closed: bool,
+}
+
+impl Spares {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The oldest spare, the most likely to be ready.
+    pub(crate) fn take(&self) -> Option<Spare> {
+        self.lock().ready.pop_front()
+    }
+
+    /// Kills every spare; none is kept from now on.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        for spare in &state.ready {
+            let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+        }
+    }
+
+    /// Reaps the spares [`Spares::close`] killed.
+    pub(crate) fn reap(&self, scope: &Scope) {
+        let spares: Vec<Spare> = self.lock().ready.drain(..).collect();
+        for spare in spares {
+            reap(spare, scope);
+        }
+    }
+
+    /// How many to start now, counted as starting.
+    fn reserve(&self) -> usize {
+        let mut state = self.lock();
+        if state.closed {
+            return 0;
+        }
+        let wanted = KEPT.saturating_sub(state.ready.len() + state.starting);
+        state.starting += wanted;
+        wanted
+    }
+
+    fn settle(&self, started: Result<Spare, String>, scope: &Scope) {
+        let mut state = self.lock();
+        state.starting -= 1;
+        match started {
+            Ok(spare) if !state.closed => state.ready.push_back(spare),
+            Ok(spare) => {
+                drop(state);
+                discard(spare, scope);
+            }
+            Err(reason) => tracing::warn!(%reason, "cannot start a spare sandbox"),
+        }
+    }
+}
+
+/// Starts spares until the session keeps [`KEPT`], on the spawner's
+/// thread (see `spawner.rs`: a sandbox dies with the thread that
+/// started it). Returns at once.
+pub(crate) fn replenish(shared: &Arc<Shared>) {
+    for _ in 0..shared.children.spares.reserve() {
+        let starter = shared.clone();
+        let submitted = crate::spawner::submit(move || {
+            let started = start(&starter);
+            starter
+                .children
+                .spares
+                .settle(started, &starter.children.scope);
+        });
+        if let Err(reason) = submitted {
+            let children = &shared.children;
+            children.spares.settle(Err(reason), &children.scope);
+        }
+    }
+}
+
+/// Whether escalations under `policy` may take a spare: the session's
+/// own resolved policy, without a link to the proxy (which belongs to one
+/// command).
+pub(crate) fn serves(shared: &Shared, policy: &Arc<execgate_sandbox::ResolvedPolicy>) -> bool {
+    shared
+        .sandbox
+        .as_ref()
+        .and_then(|sandbox| sandbox.resolved_default.as_ref())
+        .is_some_and(|default| Arc::ptr_eq(default, policy))
+        && policy.network() != NetworkPolicy::Limited
+}
+
+fn start(shared: &Shared) -> Result<Spare, String> {
+    shared.children.scope.check()?;
+    let sandbox = shared
+        .sandbox
+        .as_ref()
+        .ok_or("the session has no sandbox")?;
+    let policy = sandbox
+        .resolved_default
+        .as_ref()
+        .ok_or("the session's sandbox is not enforced by execgate")?;
+    let launcher = &sandbox.launcher;
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| format!("socketpair: {errno}"))?;
+    let bwrap = std::fs::File::open(launcher.bwrap())
+        .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
+    let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
+    argv.extend(launcher.spare_arguments(policy, CONTROL_FD));
+    // Its standard streams until it has its command's: bubblewrap and the
+    // helper must not find 0-2 free for files of their own.
+    let null = || -> Result<OwnedFd, String> {
+        std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|error| format!("cannot open /dev/null: {error}"))
+    };
+    let plan: SpawnPlan<OwnedFd> = SpawnPlan {
+        executable: bwrap.into(),
+        argv: c_strings(argv)?,
+        env: Vec::new(),
+        cwd: nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|errno| format!("cannot open /: {errno}"))?,
+        fds: vec![
+            (null()?, 0),
+            (null()?, 1),
+            (null()?, 2),
+            (theirs, CONTROL_FD),
+        ],
+        niceness: shared.config.shell_niceness,
+        cgroup_procs: shared.children.scope.cgroup_procs(),
+        cgroup_dir: shared.children.scope.cgroup_dir(),
+        warden_pipe: shared.children.scope.warden_pipe(),
+    };
+    let pid = sys::spawn(&plan).map_err(|failure| failure.error.to_string())?;
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => Ok(Spare {
+            pid,
+            pidfd: Arc::new(pidfd),
+            control: ours,
+        }),
+        Err(error) => {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            shared.children.scope.untrack(pid);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            Err(format!("cannot watch the spare: {error}"))
+        }
+    }
+}
+
+/// What an escalation tells a spare, besides the descriptors of its plan.
+pub(crate) struct Command {
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) env: Vec<OsString>,
+    pub(crate) cwd: PathBuf,
+    pub(crate) cwd_identity: (u64, u64),
+    pub(crate) exec_fd: i32,
+}
+
+/// Hands `command`, with `plan`'s descriptors, to `spare`. On failure the
+/// spare is killed and reaped, and the escalation starts its own sandbox.
+/// Blocks: call off the reactor.
+pub(crate) fn hand(
+    spare: Spare,
+    plan: &SpawnPlan,
+    command: &Command,
+    scope: &Scope,
+) -> Result<(i32, Arc<OwnedFd>), String> {
+    let fds: Vec<_> = plan
+        .fds
+        .iter()
+        .map(|(fd, number)| (fd.as_fd(), *number))
+        .collect();
+    let order = SpareOrder {
+        cwd: &command.cwd,
+        cwd_identity: command.cwd_identity,
+        argv: &command.argv,
+        env: &command.env,
+        exec_fd: command.exec_fd,
+        fds: &fds,
+    };
+    match execgate_sandbox::hand_order(spare.control.as_fd(), &order, READY_WITHIN) {
+        Ok(()) => Ok((spare.pid, spare.pidfd)),
+        Err(error) => {
+            let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+            reap(spare, scope);
+            Err(error.to_string())
+        }
+    }
+}
+
+fn discard(spare: Spare, scope: &Scope) {
+    let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+    reap(spare, scope);
+}
+
+/// Waits for a killed spare. Its group is forgotten by the warden first:
+/// once reaped, the number may be given to another process.
+fn reap(spare: Spare, scope: &Scope) {
+    scope.untrack(spare.pid);
+    let _ = waitid(Id::PIDFd(spare.pidfd.as_fd()), WaitPidFlag::WEXITED);
+}
+
+fn c_strings(items: Vec<OsString>) -> Result<Vec<CString>, String> {
+    items
+        .into_iter()
+        .map(|item| CString::new(item.as_bytes()).map_err(|error| error.to_string()))
+        .collect()
+}

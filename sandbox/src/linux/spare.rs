@@ -1,0 +1,364 @@
+//! A sandbox started ahead of its command: the order that completes it.
+//!
+//! bubblewrap takes most of a sandbox's start (namespaces, mounts), and
+//! none of that depends on the command. A spare is a sandbox started with
+//! [`crate::Launcher::spare_arguments`]: its helper confines itself as for
+//! any command (no-new-privs, Landlock, seccomp, the supervisor), writes
+//! one byte, [`READY`], on its inherited control socket, and waits there
+//! for the order: the command's working directory (by path, inside the
+//! view, and the identity it must have), arguments, environment, and
+//! descriptors with the numbers they must have. It places them, enters
+//! the directory, checks it, and executes the descriptor named for that.
+//!
+//! One spare runs one command: it is never reused, so escalations share
+//! no namespace, mount view or process.
+//!
+//! Nothing here may give the command anything the order did not: the
+//! control socket and the spare's own standard streams are closed before
+//! it runs.
+
+use std::ffi::OsString;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::cmsg_space;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    recv, recvmsg, send, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned,
+    MsgFlags, UnixAddr,
+};
+use nix::sys::time::TimeVal;
+
+use super::sys;
+
+/// What the helper writes once it is confined and waits for its order.
+pub const READY: u8 = b'R';
+const MAGIC: &[u8; 8] = b"EXSPARE1";
+/// Arguments and environment together, at most (the wire protocol's
+/// frames are at most 4 MiB).
+const MOST_BODY: usize = 8 << 20;
+/// Descriptors one `SCM_RIGHTS` message carries, at most.
+pub const MOST_DESCRIPTORS: usize = 253;
+
+/// What a spare needs to become its command's sandbox.
+#[derive(Debug)]
+pub struct SpareOrder<'a> {
+    /// The working directory, by its path inside the view.
+    pub cwd: &'a Path,
+    /// (device, inode) it must have there: the directory the decision was
+    /// made in.
+    pub cwd_identity: (u64, u64),
+    pub argv: &'a [OsString],
+    /// `NAME=VALUE` entries.
+    pub env: &'a [OsString],
+    /// The number, among `fds`' targets, of the file to execute.
+    pub exec_fd: RawFd,
+    /// Each descriptor and the number it gets.
+    pub fds: &'a [(BorrowedFd<'a>, RawFd)],
+}
+
+/// Waits up to `within` for the spare behind `control` to say it is ready,
+/// then sends it `order`. An error means the spare ran nothing and must be
+/// killed: it ended before it was ready (its own errors went nowhere, so
+/// start the sandbox afresh to see them), or it did not answer in time.
+pub fn hand_order(
+    control: BorrowedFd<'_>,
+    order: &SpareOrder<'_>,
+    within: Duration,
+) -> io::Result<()> {
+    if order.fds.len() > MOST_DESCRIPTORS {
+        return Err(io::Error::other("too many descriptors for a spare sandbox"));
+    }
+    let mut ready = [PollFd::new(control, PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(within).unwrap_or(PollTimeout::MAX);
+    if poll(&mut ready, timeout)? == 0 {
+        return Err(io::Error::other("the spare sandbox was not ready in time"));
+    }
+    let mut byte = [0u8; 1];
+    match recv(control.as_raw_fd(), &mut byte, MsgFlags::MSG_DONTWAIT)? {
+        1 if byte[0] == READY => {}
+        0 => {
+            return Err(io::Error::other(
+                "the spare sandbox ended before it was ready",
+            ))
+        }
+        _ => {
+            return Err(io::Error::other(
+                "the spare sandbox said something unexpected",
+            ))
+        }
+    }
+    let message = encode(order)?;
+    let timeout = TimeVal::new(within.as_secs().try_into().unwrap_or(i64::MAX), 0);
+    setsockopt(&control, sockopt::SendTimeout, &timeout)?;
+    let fds: Vec<RawFd> = order.fds.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    let mut sent = sendmsg::<UnixAddr>(
+        control.as_raw_fd(),
+        &[IoSlice::new(&message)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    while sent < message.len() {
+        sent += send(
+            control.as_raw_fd(),
+            &message[sent..],
+            MsgFlags::MSG_NOSIGNAL,
+        )?;
+    }
+    Ok(())
+}
+
+fn encode(order: &SpareOrder<'_>) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&order.exec_fd.to_le_bytes());
+    put_count(&mut body, order.fds.len())?;
+    for (_, target) in order.fds {
+        body.extend_from_slice(&target.to_le_bytes());
+    }
+    put_bytes(&mut body, order.cwd.as_os_str().as_bytes())?;
+    body.extend_from_slice(&order.cwd_identity.0.to_le_bytes());
+    body.extend_from_slice(&order.cwd_identity.1.to_le_bytes());
+    for list in [order.argv, order.env] {
+        put_count(&mut body, list.len())?;
+        for item in list {
+            put_bytes(&mut body, item.as_bytes())?;
+        }
+    }
+    if body.len() > MOST_BODY {
+        return Err(io::Error::other(
+            "the command is too large for a spare sandbox",
+        ));
+    }
+    let mut message = MAGIC.to_vec();
+    put_count(&mut message, body.len())?;
+    message.extend(body);
+    Ok(message)
+}
+
+fn put_count(into: &mut Vec<u8>, count: usize) -> io::Result<()> {
+    let count = u32::try_from(count).map_err(|_| io::Error::other("too large"))?;
+    into.extend_from_slice(&count.to_le_bytes());
+    Ok(())
+}
+
+fn put_bytes(into: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+    put_count(into, bytes.len())?;
+    into.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// The command a spare was ordered to run, its descriptors in place and
+/// its working directory entered.
+pub(crate) struct Ordered {
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) exec_fd: RawFd,
+}
+
+/// The helper's side: says it is ready on `control`, takes the order,
+/// closes `control`, places the descriptors, enters the directory and
+/// checks that it is the one the decision was made in.
+pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
+    let control = sys::take_inherited(control)
+        .map_err(|errno| format!("the spare's control socket is not open: {errno}"))?;
+    let broken =
+        |error: &dyn std::fmt::Display| format!("the spare's order was not received: {error}");
+    send(control.as_raw_fd(), &[READY], MsgFlags::MSG_NOSIGNAL).map_err(|e| broken(&e))?;
+    let (head, received) = read_head(&control).map_err(|e| broken(&e))?;
+    let length = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    if &head[..8] != MAGIC || length > MOST_BODY {
+        return Err(broken(&"not an order"));
+    }
+    let mut body = vec![0u8; length];
+    read_exact(&control, &mut body).map_err(|e| broken(&e))?;
+    drop(control);
+    let order = decode(&body).ok_or_else(|| broken(&"malformed"))?;
+    if order.targets.len() != received.len() || !order.targets.contains(&order.exec_fd) {
+        return Err(broken(&"its descriptors do not match it"));
+    }
+    place(received, &order.targets)
+        .map_err(|errno| format!("cannot place the descriptors: {errno}"))?;
+    std::env::set_current_dir(&order.cwd).map_err(|error| {
+        format!(
+            "cannot change to directory {}: {error}",
+            order.cwd.display()
+        )
+    })?;
+    super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])?;
+    let env = order
+        .env
+        .into_iter()
+        .map(|entry| {
+            let bytes = entry.into_vec();
+            match bytes.iter().position(|&b| b == b'=') {
+                Some(at) => (
+                    OsString::from_vec(bytes[..at].to_vec()),
+                    OsString::from_vec(bytes[at + 1..].to_vec()),
+                ),
+                None => (OsString::from_vec(bytes), OsString::new()),
+            }
+        })
+        .collect();
+    Ok(Ordered {
+        argv: order.argv,
+        env,
+        exec_fd: order.exec_fd,
+    })
+}
+
+/// The order's fixed head, and every descriptor that came with it.
+fn read_head(control: &OwnedFd) -> nix::Result<([u8; 12], Vec<OwnedFd>)> {
+    let mut head = [0u8; 12];
+    let mut filled = 0;
+    let mut fds = Vec::new();
+    let mut space = cmsg_space!([RawFd; MOST_DESCRIPTORS]);
+    while filled < head.len() {
+        let mut buffer = [IoSliceMut::new(&mut head[filled..])];
+        let message = recvmsg::<UnixAddr>(
+            control.as_raw_fd(),
+            &mut buffer,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for cmsg in message.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                fds.extend(received.into_iter().map(sys::own_received));
+            }
+        }
+        if message.bytes == 0 {
+            return Err(nix::Error::ECONNRESET);
+        }
+        filled += message.bytes;
+    }
+    Ok((head, fds))
+}
+
+fn read_exact(control: &OwnedFd, mut into: &mut [u8]) -> nix::Result<()> {
+    while !into.is_empty() {
+        match nix::unistd::read(control, into)? {
+            0 => return Err(nix::Error::ECONNRESET),
+            read => into = &mut into[read..],
+        }
+    }
+    Ok(())
+}
+
+struct Decoded {
+    exec_fd: RawFd,
+    targets: Vec<RawFd>,
+    cwd: PathBuf,
+    cwd_identity: (u64, u64),
+    argv: Vec<OsString>,
+    env: Vec<OsString>,
+}
+
+fn decode(body: &[u8]) -> Option<Decoded> {
+    let mut rest = body;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let exec_fd = i32::from_le_bytes(take(4)?.try_into().ok()?);
+    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let mut targets = Vec::with_capacity(count.min(MOST_DESCRIPTORS));
+    for _ in 0..count {
+        targets.push(i32::from_le_bytes(take(4)?.try_into().ok()?));
+    }
+    let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let cwd = PathBuf::from(OsString::from_vec(take(length)?.to_vec()));
+    let device = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let inode = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        for _ in 0..count {
+            let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+            list.push(OsString::from_vec(take(length)?.to_vec()));
+        }
+    }
+    let [argv, env] = lists;
+    let mut sorted = targets.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let valid = rest.is_empty()
+        && !argv.is_empty()
+        && sorted.len() == targets.len()
+        && targets.iter().all(|&target| target >= 0);
+    valid.then_some(Decoded {
+        exec_fd,
+        targets,
+        cwd,
+        cwd_identity: (device, inode),
+        argv,
+        env,
+    })
+}
+
+/// Gives each received descriptor its number. They first move above every
+/// target, so that placing one never closes another; the spare's own
+/// standard streams (`/dev/null`) go unless the order replaces them.
+fn place(received: Vec<OwnedFd>, targets: &[RawFd]) -> nix::Result<()> {
+    let above = targets.iter().copied().max().unwrap_or(2).max(2) + 1;
+    let moved: Vec<OwnedFd> = received
+        .iter()
+        .map(|fd| sys::duplicate_above(fd, above))
+        .collect::<nix::Result<_>>()?;
+    drop(received);
+    for standard in 0..=2 {
+        if !targets.contains(&standard) {
+            sys::close_number(standard);
+        }
+    }
+    for (fd, &target) in moved.iter().zip(targets) {
+        sys::duplicate_onto(fd, target)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_decodes_to_what_was_encoded_and_nothing_shorter_decodes() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds = [
+            (std::os::fd::AsFd::as_fd(&null), 0),
+            (std::os::fd::AsFd::as_fd(&null), 9),
+        ];
+        let argv = [OsString::from("/bin/echo"), OsString::from("a b")];
+        let env = [OsString::from("A=1=2"), OsString::from("B=")];
+        let order = SpareOrder {
+            cwd: Path::new("/work/dir"),
+            cwd_identity: (7, 42),
+            argv: &argv,
+            env: &env,
+            exec_fd: 9,
+            fds: &fds,
+        };
+        let message = encode(&order).unwrap();
+        assert_eq!(&message[..8], MAGIC);
+        let body = &message[12..];
+        let decoded = decode(body).unwrap();
+        assert_eq!(decoded.exec_fd, 9);
+        assert_eq!(decoded.targets, [0, 9]);
+        assert_eq!(decoded.cwd, Path::new("/work/dir"));
+        assert_eq!(decoded.cwd_identity, (7, 42));
+        assert_eq!(decoded.argv, argv);
+        assert_eq!(decoded.env, env);
+        for cut in 0..body.len() {
+            assert!(
+                decode(&body[..cut]).is_none(),
+                "a body cut at {cut} decoded"
+            );
+        }
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert!(decode(&longer).is_none());
+    }
+}
