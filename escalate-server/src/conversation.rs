@@ -409,35 +409,40 @@ async fn escalate(
     let started = Instant::now();
     let mut plan = Some(plan);
     let mut child = None;
-    if let Some(command) = spare_command {
-        if let Some(spare) = shared.children.spares.take() {
-            // Recorded before it runs anything, as a started child is.
-            shared.lineage.record(spare.pid, request_id);
-            let holder = shared.clone();
-            let Some(offered) = plan.take() else { return };
-            let handed = tokio::task::spawn_blocking(move || {
-                let handed = spare::hand(spare, &offered, &command, &holder.children.scope);
-                (handed, offered)
-            })
-            .await;
-            match handed {
-                Ok((Ok(handed), _)) => child = Some(handed),
-                Ok((Err(reason), offered)) => {
-                    tracing::warn!(session = %shared.id, request_id, %reason, "a spare sandbox was not used");
-                    plan = Some(offered);
-                }
-                Err(join_error) => {
-                    let reason = format!("spawn task failed: {join_error}");
-                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
-                    return;
-                }
+    let spare_served = spare_command.is_some();
+    if let (Some(command), Some(spare)) = (spare_command, shared.children.spares.take()) {
+        // Recorded before it runs anything, as a started child is.
+        shared.lineage.record(spare.pid, request_id);
+        let holder = shared.clone();
+        let Some(offered) = plan.take() else { return };
+        let spare_pid = spare.pid;
+        let handed = tokio::task::spawn_blocking(move || {
+            let handed = spare::hand(spare, &offered, &command, &holder.children.scope);
+            holder.children.spares.handed(spare_pid);
+            (handed, offered)
+        })
+        .await;
+        match handed {
+            Ok((Ok(handed), offered)) => {
+                child = Some(handed);
+                close_elsewhere(offered);
+            }
+            Ok((Err(reason), offered)) => {
+                tracing::warn!(session = %shared.id, request_id, %reason, "a spare sandbox was not used");
+                plan = Some(offered);
+            }
+            Err(join_error) => {
+                let reason = format!("spawn task failed: {join_error}");
+                let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                return;
             }
         }
-        spare::replenish(shared);
     }
     let (pid, pidfd) = match (child, plan) {
         (Some(child), _) => child,
-        (None, Some(plan)) => match start_child(shared, context, plan).await {
+        // A session that ended meanwhile starts nothing more.
+        (None, Some(_)) if cancel.is_cancelled() => return,
+        (None, Some(plan)) => match start_child(shared, context, plan, sandboxed).await {
             Ok(child) => child,
             Err(reason) => {
                 let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
@@ -446,7 +451,10 @@ async fn escalate(
         },
         (None, None) => return,
     };
-    shared.children.insert(
+    if spare_served {
+        spare::replenish(shared);
+    }
+    let listed = shared.children.insert(
         request_id,
         LiveChild {
             pid,
@@ -454,6 +462,10 @@ async fn escalate(
             sandboxed,
         },
     );
+    if !listed {
+        // The session ended while it started: killed and reaped already.
+        return;
+    }
     shared.emit(SessionEvent::Started { request_id, pid });
     let mut wrapper_present = send_within(
         shared,
@@ -501,24 +513,36 @@ async fn escalate(
     }
 }
 
-/// Starts the child `plan` describes on the spawner's thread, whose end
-/// bubblewrap's `--die-with-parent` watches. It is recorded as soon as it
-/// exists: its own requests may arrive before this task runs again.
+/// Starts the child `plan` describes. It is recorded as soon as it exists:
+/// its own requests may arrive before this task runs again. A sandbox is
+/// started on the spawner's thread, whose end bubblewrap's
+/// `--die-with-parent` watches; an unsandboxed child on a blocking thread
+/// (its start waits for its executable, which may sit on a slow mount, and
+/// must hold up no other session).
 async fn start_child(
     shared: &Arc<Shared>,
     context: &ExecContext,
     plan: SpawnPlan,
+    sandboxed: bool,
 ) -> Result<(i32, Arc<OwnedFd>), String> {
     let request_id = context.request_id;
     let recorder = shared.clone();
-    let spawned = spawner::run(move || {
+    let start = move || {
         let spawned = sys::spawn(&plan);
         if let Ok(pid) = spawned {
             recorder.lineage.record(pid, request_id);
         }
+        (spawned, plan)
+    };
+    let spawned = if sandboxed {
+        let (spawned, plan) = spawner::run(start).await?;
+        close_elsewhere(plan);
         spawned
-    })
-    .await?;
+    } else {
+        tokio::task::spawn_blocking(move || start().0)
+            .await
+            .map_err(|join_error| format!("spawn task failed: {join_error}"))?
+    };
     let pid = spawned.map_err(|failure| describe_spawn_failure(&failure, context))?;
     match sys::pidfd_open(pid) {
         Ok(pidfd) => Ok((pid, Arc::new(pidfd))),
@@ -530,6 +554,13 @@ async fn start_child(
             Err(format!("cannot watch the child: {error}"))
         }
     }
+}
+
+/// Drops a used plan on a blocking thread: closing what the requester
+/// handed over (a file on a FUSE mount, say) can wait, and must hold up
+/// neither a worker nor the spawner's thread.
+fn close_elsewhere(plan: SpawnPlan) {
+    drop(tokio::task::spawn_blocking(move || drop(plan)));
 }
 
 /// The child's plan; for a `TurnDefault` escalation that a spare sandbox

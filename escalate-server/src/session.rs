@@ -481,6 +481,13 @@ impl Session {
     pub async fn finished(&self) {
         self.tracker.close();
         self.tracker.wait().await;
+        // No request can come any more: the spares go now, not at the drop.
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            shared.children.spares.close();
+            shared.children.spares.reap(&shared.children.scope);
+        })
+        .await;
     }
 }
 
@@ -577,6 +584,9 @@ async fn accept_hellos(
 /// unrelated process.
 pub(crate) struct Children {
     live: Mutex<HashMap<u64, LiveChild>>,
+    /// Set (under `live`'s lock) once the session has killed its children:
+    /// no child is listed after that.
+    closed: AtomicBool,
     /// Sandboxes started ahead of `TurnDefault` escalations.
     pub(crate) spares: Spares,
     pub(crate) scope: Scope,
@@ -603,6 +613,7 @@ impl Children {
     fn new(scope: Scope) -> Children {
         Children {
             live: Mutex::default(),
+            closed: AtomicBool::new(false),
             spares: Spares::default(),
             scope,
         }
@@ -618,8 +629,20 @@ impl Children {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn insert(&self, request_id: u64, child: LiveChild) {
-        self.lock().insert(request_id, child);
+    /// Lists a started child. Once the session has killed its children,
+    /// kills and reaps this one instead, and returns `false`: nothing a
+    /// session started outlives it, however late its start completed.
+    pub(crate) fn insert(&self, request_id: u64, child: LiveChild) -> bool {
+        let mut live = self.lock();
+        if !self.closed.load(Ordering::SeqCst) {
+            live.insert(request_id, child);
+            return true;
+        }
+        drop(live);
+        let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
+        self.scope.untrack(child.pid);
+        let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
+        false
     }
 
     /// Sends `signal` to the child's process group, if it is still listed.
@@ -692,9 +715,12 @@ impl Children {
     /// Kills every listed child's process group, and everything in the
     /// session's cgroup.
     pub(crate) fn kill_all(&self) {
-        for child in self.lock().values() {
+        let live = self.lock();
+        self.closed.store(true, Ordering::SeqCst);
+        for child in live.values() {
             let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
         }
+        drop(live);
         self.spares.close();
         self.scope.kill_all();
     }

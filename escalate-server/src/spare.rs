@@ -62,6 +62,8 @@ pub(crate) struct Spares {
 #[derive(Default)]
 struct State {
     ready: VecDeque<Spare>,
+    /// Groups of spares taken and being handed their command.
+    handing: Vec<i32>,
     starting: usize,
     /// The session has ended: no spare is kept any more.
     closed: bool,
@@ -74,17 +76,31 @@ impl Spares {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The oldest spare, the most likely to be ready.
+    /// The oldest spare, the most likely to be ready; none once the
+    /// session has ended. Until [`Spares::handed`], closing kills it too.
     pub(crate) fn take(&self) -> Option<Spare> {
-        self.lock().ready.pop_front()
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let spare = state.ready.pop_front()?;
+        state.handing.push(spare.pid);
+        Some(spare)
     }
 
-    /// Kills every spare; none is kept from now on.
+    /// The spare `pid` has its command, or was discarded.
+    pub(crate) fn handed(&self, pid: i32) {
+        self.lock().handing.retain(|&handing| handing != pid);
+    }
+
+    /// Kills every spare, those being handed a command included; none is
+    /// kept from now on.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        for spare in &state.ready {
-            let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+        let groups = state.ready.iter().map(|spare| spare.pid);
+        for group in groups.chain(state.handing.iter().copied()) {
+            let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
         }
     }
 
@@ -107,17 +123,20 @@ impl Spares {
         wanted
     }
 
-    fn settle(&self, started: Result<Spare, String>, scope: &Scope) {
+    /// Keeps a spare that has started, or gives it back killed when the
+    /// session has ended since.
+    fn settle(&self, started: Result<Spare, String>) -> Option<Spare> {
         let mut state = self.lock();
         state.starting -= 1;
         match started {
             Ok(spare) if !state.closed => state.ready.push_back(spare),
             Ok(spare) => {
-                drop(state);
-                discard(spare, scope);
+                let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+                return Some(spare);
             }
             Err(reason) => tracing::warn!(%reason, "cannot start a spare sandbox"),
         }
+        None
     }
 }
 
@@ -129,14 +148,14 @@ pub(crate) fn replenish(shared: &Arc<Shared>) {
         let starter = shared.clone();
         let submitted = crate::spawner::submit(move || {
             let started = start(&starter);
-            starter
-                .children
-                .spares
-                .settle(started, &starter.children.scope);
+            if let Some(late) = starter.children.spares.settle(started) {
+                // Not on the spawner's thread, which must never wait on
+                // anything but a start.
+                std::thread::spawn(move || reap(late, &starter.children.scope));
+            }
         });
         if let Err(reason) = submitted {
-            let children = &shared.children;
-            children.spares.settle(Err(reason), &children.scope);
+            shared.children.spares.settle(Err(reason));
         }
     }
 }
@@ -261,11 +280,6 @@ pub(crate) fn hand(
             Err(error.to_string())
         }
     }
-}
-
-fn discard(spare: Spare, scope: &Scope) {
-    let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
-    reap(spare, scope);
 }
 
 /// Waits for a killed spare. Its group is forgotten by the warden first:

@@ -3,13 +3,15 @@
 //! bubblewrap's `--die-with-parent` (`PR_SET_PDEATHSIG`) fires when the
 //! *thread* that created the process ends, not its process. tokio's
 //! blocking threads end after ten idle seconds, so a sandboxed escalation
-//! started on one was killed ten seconds into a quiet session. Children
-//! are started here instead, on a thread that lives as long as the process:
-//! its end is the server's.
+//! started on one was killed ten seconds into a quiet session. Sandboxes
+//! (escalations' and spares') are started here instead, on a thread that
+//! lives as long as the process: its end is the server's.
 //!
-//! Starts are serialized. Each one returns as soon as the child has
+//! Starts are serialized. Each one returns as soon as bubblewrap has
 //! executed (the clone is vfork-style), so a start waits behind others for
-//! a fraction of a millisecond each.
+//! a fraction of a millisecond each. Unsandboxed children are not started
+//! here: their start waits for their own executable, which may sit on a
+//! slow mount.
 //!
 //! This module must never run a job that waits on anything but a child's
 //! start, and never end its thread.

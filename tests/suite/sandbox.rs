@@ -827,16 +827,21 @@ fn spares_for(dir: &Path) -> Vec<i32> {
 
 /// After a session's first `TurnDefault` escalation, the next ones run in
 /// sandboxes started ahead of them (spares), with their own working
-/// directory, arguments, environment, descriptors and exit status; no
-/// spare outlives the session.
+/// directory (and `PWD`, as bubblewrap's `--chdir` sets it), arguments,
+/// environment, descriptors and exit status; no spare outlives the
+/// session, and each is reaped.
 #[tokio::test(flavor = "multi_thread")]
 async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
     let world = World::new();
     fs::create_dir(world.ws.join("spare-cwd")).unwrap();
-    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let policy = policy_by_path(&[
+        ("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault)),
+        ("/usr/bin/env", Decision::Escalate(Execution::TurnDefault)),
+    ]);
     let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
     let script = "dash -c 'echo first'; sleep 1; \
         (cd spare-cwd && dash -c pwd); \
+        (cd spare-cwd && PWD=/bogus env | grep '^PWD='); \
         GREETING=hi dash -c 'echo $GREETING'; \
         dash -c 'echo to-three >&3' 3>three.txt; cat three.txt; \
         echo from-stdin | dash -c 'read line; echo $line'; \
@@ -844,29 +849,33 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
         dash -c 'touch {outside}/escaped'; print outside=$?; \
         dash -c 'sleep 2'";
     let shell = spawn_session_shell(&mut session, &world.script(script), &world.ws);
-    let pids = recorder.wait_for_started(8).await;
-    let last = fs::read(format!("/proc/{}/cmdline", pids[7])).unwrap_or_default();
+    let pids = recorder.wait_for_started(9).await;
+    let last = fs::read(format!("/proc/{}/cmdline", pids[8])).unwrap_or_default();
     assert!(
         last.split(|&b| b == 0).any(|arg| arg == b"--spare"),
         "the last escalation ran in a spare: {:?}",
         String::from_utf8_lossy(&last)
     );
     let output = finish(shell).await;
+    let cwd = world.ws.join("spare-cwd");
     assert_eq!(
         output.stdout,
         format!(
-            "first\n{}/spare-cwd\nhi\nto-three\nfrom-stdin\na b\nstatus=7\noutside=1\n",
-            world.ws.display()
+            "first\n{0}\nPWD={0}\nhi\nto-three\nfrom-stdin\na b\nstatus=7\noutside=1\n",
+            cwd.display()
         ),
         "{}",
         output.stderr
     );
     assert!(!world.outside.join("escaped").exists());
-    assert_eq!(
-        spares_for(&world.ws).len(),
-        2,
-        "the session keeps two spares"
-    );
+    let spares = spares_for(&world.ws);
+    assert_eq!(spares.len(), 2, "the session keeps two spares");
     session.shutdown().await;
     assert_eq!(spares_for(&world.ws), Vec::<i32>::new(), "none outlives it");
+    for pid in spares {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "spare {pid} was reaped"
+        );
+    }
 }

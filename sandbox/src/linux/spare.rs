@@ -189,9 +189,13 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
         )
     })?;
     super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])?;
+    // As bubblewrap's `--chdir` does for a sandbox started for its command.
+    let pwd = OsString::from_vec([b"PWD=", order.cwd.as_os_str().as_bytes()].concat());
     let env = order
         .env
         .into_iter()
+        .filter(|entry| !entry.as_bytes().starts_with(b"PWD="))
+        .chain([pwd])
         .map(|entry| {
             let bytes = entry.into_vec();
             match bytes.iter().position(|&b| b == b'=') {

@@ -488,10 +488,12 @@ pub(crate) fn duplicate_onto(
     target: std::os::fd::RawFd,
 ) -> nix::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: the spare's helper owns its descriptor table until it
-    // executes; no object of this process refers to `target` (its own
-    // descriptors were moved above every target, see `spare::place`), so
-    // replacing it breaks no ownership.
+    // SAFETY: called by the spare's helper just before it executes. At
+    // that point the helper owns no descriptor but the received ones, which
+    // `spare::place` moved above every target, and its standard streams,
+    // which no object owns (std's handles borrow them); so no object of
+    // this process refers to `target`, and replacing it breaks no
+    // ownership.
     nix::errno::Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop)
 }
 
