@@ -318,7 +318,11 @@ fn place(received: Vec<OwnedFd>, targets: &[RawFd]) -> nix::Result<()> {
             sys::close_number(standard);
         }
     }
-    for (fd, &target) in moved.iter().zip(targets) {
+    // Standard error first: a later failure is then told to the
+    // requester, as a sandbox started for its command would tell it.
+    let mut placing: Vec<(&OwnedFd, RawFd)> = moved.iter().zip(targets.iter().copied()).collect();
+    placing.sort_by_key(|&(_, target)| target != 2);
+    for (fd, target) in placing {
         sys::duplicate_onto(fd, target)?;
     }
     Ok(())
