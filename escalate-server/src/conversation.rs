@@ -407,37 +407,38 @@ async fn escalate(
         }
     };
     let started = Instant::now();
-    let mut plan = Some(plan);
-    let mut child = None;
     let spare_served = spare_command.is_some();
-    if let (Some(command), Some(spare)) = (spare_command, shared.children.spares.take()) {
-        // Recorded before it runs anything, as a started child is.
-        shared.lineage.record(spare.pid, request_id);
-        let holder = shared.clone();
-        let Some(offered) = plan.take() else { return };
-        let spare_pid = spare.pid;
-        let handed = tokio::task::spawn_blocking(move || {
-            let handed = spare::hand(spare, &offered, &command, &holder.children.scope);
-            holder.children.spares.handed(spare_pid);
-            (handed, offered)
-        })
-        .await;
-        match handed {
-            Ok((Ok(handed), offered)) => {
-                child = Some(handed);
-                close_elsewhere(offered);
-            }
-            Ok((Err(reason), offered)) => {
-                tracing::warn!(session = %shared.id, request_id, %reason, "a spare sandbox was not used");
-                plan = Some(offered);
-            }
-            Err(join_error) => {
-                let reason = format!("spawn task failed: {join_error}");
-                let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
-                return;
+    let taken = spare_command.and_then(|command| Some((command, shared.children.spares.take()?)));
+    let (child, plan) = match taken {
+        Some((command, spare)) => {
+            let spare_pid = spare.pid;
+            // Recorded before it runs anything, as a started child is.
+            shared.lineage.record(spare_pid, request_id);
+            let holder = shared.clone();
+            let handed = tokio::task::spawn_blocking(move || {
+                let children = &holder.children;
+                match spare::hand(spare, &plan, &command, &children.spares, &children.scope) {
+                    // The plan's descriptors close here, off the reactor.
+                    Ok(child) => (Some(child), None),
+                    Err(reason) => {
+                        tracing::warn!(session = %holder.id, request_id, %reason, "a spare sandbox was not used");
+                        holder.lineage.forget(spare_pid, request_id);
+                        (None, Some(plan))
+                    }
+                }
+            })
+            .await;
+            match handed {
+                Ok(handed) => handed,
+                Err(join_error) => {
+                    let reason = format!("spawn task failed: {join_error}");
+                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                    return;
+                }
             }
         }
-    }
+        None => (None, Some(plan)),
+    };
     let (pid, pidfd) = match (child, plan) {
         (Some(child), _) => child,
         // A session that ended meanwhile starts nothing more.
@@ -454,7 +455,7 @@ async fn escalate(
     if spare_served {
         spare::replenish(shared);
     }
-    let listed = shared.children.insert(
+    shared.children.insert(
         request_id,
         LiveChild {
             pid,
@@ -462,10 +463,6 @@ async fn escalate(
             sandboxed,
         },
     );
-    if !listed {
-        // The session ended while it started: killed and reaped already.
-        return;
-    }
     shared.emit(SessionEvent::Started { request_id, pid });
     let mut wrapper_present = send_within(
         shared,

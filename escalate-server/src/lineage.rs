@@ -79,6 +79,17 @@ impl Lineage {
         }
     }
 
+    /// `pid` never ran the program `request_id` decided after all (a spare
+    /// sandbox that failed before its command): its record goes, so that
+    /// a process given the number later is not taken for its descendant.
+    pub(crate) fn forget(&self, pid: i32, request_id: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.request_by_pid.get(&pid) == Some(&request_id) {
+            inner.request_by_pid.remove(&pid);
+            inner.order.retain(|&remembered| remembered != pid);
+        }
+    }
+
     /// The request whose program is `requester` or its nearest recorded
     /// ancestor. The requester itself counts: a shell run in place that
     /// executes its last command without forking asks from its own pid.
@@ -224,6 +235,11 @@ mod tests {
         let me = std::process::id() as i32;
         lineage.record(parent_pid(me).expect("a parent"), 11);
         assert_eq!(lineage.parent_of(me, || None), None);
+        // A record forgotten for another request stays; for its own, goes.
+        lineage.forget(wrapper, 7);
+        assert_eq!(lineage.parent_of(wrapper, || None), Some(9));
+        lineage.forget(wrapper, 9);
+        assert_eq!(lineage.parent_of(wrapper, || None), Some(7));
         let _ = shell.kill();
         let _ = shell.wait();
     }

@@ -630,19 +630,15 @@ impl Children {
     }
 
     /// Lists a started child. Once the session has killed its children,
-    /// kills and reaps this one instead, and returns `false`: nothing a
-    /// session started outlives it, however late its start completed.
-    pub(crate) fn insert(&self, request_id: u64, child: LiveChild) -> bool {
+    /// kills this one too as it is listed: nothing a session started
+    /// outlives it, however late its start completed; its conversation
+    /// reaps it (and records its end) as any other's.
+    pub(crate) fn insert(&self, request_id: u64, child: LiveChild) {
         let mut live = self.lock();
-        if !self.closed.load(Ordering::SeqCst) {
-            live.insert(request_id, child);
-            return true;
+        if self.closed.load(Ordering::SeqCst) {
+            let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
         }
-        drop(live);
-        let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
-        self.scope.untrack(child.pid);
-        let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
-        false
+        live.insert(request_id, child);
     }
 
     /// Sends `signal` to the child's process group, if it is still listed.

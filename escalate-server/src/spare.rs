@@ -150,8 +150,22 @@ pub(crate) fn replenish(shared: &Arc<Shared>) {
             let started = start(&starter);
             if let Some(late) = starter.children.spares.settle(started) {
                 // Not on the spawner's thread, which must never wait on
-                // anything but a start.
-                std::thread::spawn(move || reap(late, &starter.children.scope));
+                // anything but a start, unless no other thread can be had.
+                let slot = Arc::new(Mutex::new(Some(late)));
+                let (theirs, reaper) = (slot.clone(), starter.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("execgate-reaper".into())
+                    .spawn(move || {
+                        if let Some(late) = lock_slot(&theirs).take() {
+                            reap(late, &reaper.children.scope);
+                        }
+                    });
+                if let Err(error) = spawned {
+                    tracing::warn!(%error, "no thread to reap a spare on; reaping it here");
+                    if let Some(late) = lock_slot(&slot).take() {
+                        reap(late, &starter.children.scope);
+                    }
+                }
             }
         });
         if let Err(reason) = submitted {
@@ -250,13 +264,14 @@ pub(crate) struct Command {
     pub(crate) exec_fd: i32,
 }
 
-/// Hands `command`, with `plan`'s descriptors, to `spare`. On failure the
-/// spare is killed and reaped, and the escalation starts its own sandbox.
-/// Blocks: call off the reactor.
+/// Hands `command`, with `plan`'s descriptors, to `spare`, one of
+/// `spares` taken for it. On failure the spare is killed and reaped, and
+/// the escalation starts its own sandbox. Blocks: call off the reactor.
 pub(crate) fn hand(
     spare: Spare,
     plan: &SpawnPlan,
     command: &Command,
+    spares: &Spares,
     scope: &Scope,
 ) -> Result<(i32, Arc<OwnedFd>), String> {
     let fds: Vec<_> = plan
@@ -272,14 +287,17 @@ pub(crate) fn hand(
         exec_fd: command.exec_fd,
         fds: &fds,
     };
-    match execgate_sandbox::hand_order(spare.control.as_fd(), &order, READY_WITHIN) {
-        Ok(()) => Ok((spare.pid, spare.pidfd)),
-        Err(error) => {
-            let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
-            reap(spare, scope);
-            Err(error.to_string())
-        }
+    let handed = execgate_sandbox::hand_order(spare.control.as_fd(), &order, READY_WITHIN);
+    if let Err(error) = handed {
+        let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+        // No longer closing's to kill before it is reaped: once reaped,
+        // its number may name another group.
+        spares.handed(spare.pid);
+        reap(spare, scope);
+        return Err(error.to_string());
     }
+    spares.handed(spare.pid);
+    Ok((spare.pid, spare.pidfd))
 }
 
 /// Waits for a killed spare. Its group is forgotten by the warden first:
@@ -287,6 +305,10 @@ pub(crate) fn hand(
 fn reap(spare: Spare, scope: &Scope) {
     scope.untrack(spare.pid);
     let _ = waitid(Id::PIDFd(spare.pidfd.as_fd()), WaitPidFlag::WEXITED);
+}
+
+fn lock_slot(slot: &Mutex<Option<Spare>>) -> MutexGuard<'_, Option<Spare>> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn c_strings(items: Vec<OsString>) -> Result<Vec<CString>, String> {

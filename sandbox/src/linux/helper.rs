@@ -71,6 +71,14 @@ struct HelperArgs {
     argv: Vec<OsString>,
 }
 
+/// A descriptor number given as `name`'s value.
+fn parse_fd(name: &str, value: OsString) -> Result<RawFd, String> {
+    value
+        .to_str()
+        .and_then(|fd| fd.parse().ok())
+        .ok_or(format!("bad {name}"))
+}
+
 /// `DEV:INO`.
 fn parse_identity(text: &std::ffi::OsStr) -> Option<(u64, u64)> {
     let (device, inode) = text.to_str()?.split_once(':')?;
@@ -112,22 +120,8 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
                 let identity = parse_identity(&value("--check")?).ok_or("bad --check identity")?;
                 parsed.checks.push((path, identity));
             }
-            Some("--exec-fd") => {
-                let fd = value("--exec-fd")?;
-                let fd = fd
-                    .to_str()
-                    .and_then(|fd| fd.parse().ok())
-                    .ok_or("bad --exec-fd")?;
-                parsed.exec_fd = Some(fd);
-            }
-            Some("--spare") => {
-                let fd = value("--spare")?;
-                let fd = fd
-                    .to_str()
-                    .and_then(|fd| fd.parse().ok())
-                    .ok_or("bad --spare")?;
-                parsed.spare = Some(fd);
-            }
+            Some("--exec-fd") => parsed.exec_fd = Some(parse_fd("--exec-fd", value("--exec-fd")?)?),
+            Some("--spare") => parsed.spare = Some(parse_fd("--spare", value("--spare")?)?),
             Some("--") => {
                 parsed.argv = args.collect();
                 break;
