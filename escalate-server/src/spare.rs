@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use execgate_sandbox::{NetworkPolicy, SpareOrder};
 use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
@@ -287,14 +288,22 @@ pub(crate) fn hand(
         exec_fd: command.exec_fd,
         fds: &fds,
     };
-    let handed = execgate_sandbox::hand_order(spare.control.as_fd(), &order, READY_WITHIN);
+    // A spare killed since it said it was ready (from outside: nothing in
+    // the session kills one it has not discarded) would take the order and
+    // run nothing; one whose end is already seen is passed over.
+    let mut end = [PollFd::new(spare.pidfd.as_fd(), PollFlags::POLLIN)];
+    let handed = match poll(&mut end, PollTimeout::ZERO) {
+        Ok(0) => execgate_sandbox::hand_order(spare.control.as_fd(), &order, READY_WITHIN)
+            .map_err(|error| error.to_string()),
+        _ => Err("the spare sandbox has ended".to_owned()),
+    };
     if let Err(error) = handed {
         let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
         // No longer closing's to kill before it is reaped: once reaped,
         // its number may name another group.
         spares.handed(spare.pid);
         reap(spare, scope);
-        return Err(error.to_string());
+        return Err(error);
     }
     spares.handed(spare.pid);
     Ok((spare.pid, spare.pidfd))

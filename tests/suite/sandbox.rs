@@ -798,7 +798,9 @@ async fn a_sandboxed_escalation_outlives_the_thread_that_started_it() {
 }
 
 /// Spare sandboxes whose command line names `dir`: their first bubblewrap
-/// process (its child, the namespace's init, has the same command line).
+/// process, the server's child (its own child, the namespace's init, has
+/// the same command line, and may outlive it for an instant when a spare
+/// ends).
 fn spares_for(dir: &Path) -> Vec<i32> {
     let dir = dir.to_str().unwrap();
     let bwraps: Vec<i32> = fs::read_dir("/proc")
@@ -818,10 +820,10 @@ fn spares_for(dir: &Path) -> Vec<i32> {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
     };
+    let server = std::process::id() as i32;
     bwraps
-        .iter()
-        .copied()
-        .filter(|pid| parent(*pid).is_some_and(|parent| !bwraps.contains(&parent)))
+        .into_iter()
+        .filter(|pid| parent(*pid) == Some(server))
         .collect()
 }
 
@@ -876,6 +878,56 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
             "spare {pid} was reaped"
+        );
+    }
+}
+
+/// A spare that ended before its command came (killed from outside) is not
+/// used: it is reaped, and the escalation starts a sandbox of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_whose_spare_ended_starts_its_own_sandbox() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let go = world.ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = "dash -c 'echo first'; read -r _ < go; dash -c 'sleep 1; echo second'";
+    let shell = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started(1).await;
+    let mut spares = Vec::new();
+    for _ in 0..500 {
+        spares = spares_for(&world.ws);
+        if spares.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(spares.len(), 2, "the session started its spares");
+    for pid in &spares {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    tokio::task::spawn_blocking(move || fs::write(go, "go\n").unwrap())
+        .await
+        .unwrap();
+    let pids = recorder.wait_for_started(2).await;
+    let second = fs::read(format!("/proc/{}/cmdline", pids[1])).unwrap_or_default();
+    let output = finish(shell).await;
+    assert!(
+        second.split(|&b| b == 0).any(|arg| arg == b"--exec-fd"),
+        "the second escalation started its own sandbox: {:?} {output:?}",
+        String::from_utf8_lossy(&second)
+    );
+    assert_eq!(output.stdout, "first\nsecond\n", "{}", output.stderr);
+    assert_eq!(output.code(), Some(0), "{}", output.stderr);
+    session.shutdown().await;
+    for pid in spares {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the dead spare {pid} was reaped"
         );
     }
 }
