@@ -409,7 +409,8 @@ async fn escalate(
     let started = Instant::now();
     let spare_served = spare_command.is_some();
     let taken = spare_command.and_then(|command| Some((command, shared.children.spares.take()?)));
-    let (child, plan) = match taken {
+    // The child a spare runs, or the plan to start one with.
+    let handed = match taken {
         Some((command, spare)) => {
             let spare_pid = spare.pid;
             // Recorded before it runs anything, as a started child is.
@@ -417,15 +418,15 @@ async fn escalate(
             let holder = shared.clone();
             let handed = tokio::task::spawn_blocking(move || {
                 let children = &holder.children;
-                match spare::hand(spare, &plan, &command, &children.spares, &children.scope) {
-                    // The plan's descriptors close here, off the reactor.
-                    Ok(child) => (Some(child), None),
-                    Err(reason) => {
+                // On success the plan's descriptors close here, off the
+                // reactor.
+                spare::hand(spare, &plan, &command, &children.spares, &children.scope).map_err(
+                    |reason| {
                         tracing::warn!(session = %holder.id, request_id, %reason, "a spare sandbox was not used");
                         holder.lineage.forget(spare_pid, request_id);
-                        (None, Some(plan))
-                    }
-                }
+                        plan
+                    },
+                )
             })
             .await;
             match handed {
@@ -437,20 +438,19 @@ async fn escalate(
                 }
             }
         }
-        None => (None, Some(plan)),
+        None => Err(plan),
     };
-    let (pid, pidfd) = match (child, plan) {
-        (Some(child), _) => child,
+    let (pid, pidfd) = match handed {
+        Ok(child) => child,
         // A session that ended meanwhile starts nothing more.
-        (None, Some(_)) if cancel.is_cancelled() => return,
-        (None, Some(plan)) => match start_child(shared, context, plan, sandboxed).await {
+        Err(_) if cancel.is_cancelled() => return,
+        Err(plan) => match start_child(shared, context, plan, sandboxed).await {
             Ok(child) => child,
             Err(reason) => {
                 let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
                 return;
             }
         },
-        (None, None) => return,
     };
     if spare_served {
         spare::replenish(shared);
@@ -594,6 +594,12 @@ fn spawn_plan(
         fds.push((SafeClose::own(script), number));
     }
     let sandboxed = sandbox.is_some();
+    let env = escalated_environment(
+        &context.env,
+        &shared.config.escalation_path,
+        sandboxed,
+        &shared.config.escalation_env,
+    );
     let mut spare_command = None;
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked
@@ -627,7 +633,7 @@ fn spawn_plan(
         if let (true, Ok(directory)) = (spare_may_run, &context.working_directory) {
             spare_command = Some(spare::Command {
                 argv: launch.argv.clone(),
-                env: Vec::new(),
+                env: env.clone(),
                 cwd: context.cwd.clone(),
                 cwd_identity: (directory.device, directory.inode),
                 exec_fd: exec_number,
@@ -642,21 +648,6 @@ fn spawn_plan(
             script: None,
         };
     }
-    let c_strings = |items: Vec<OsString>| -> Result<Vec<CString>, String> {
-        items
-            .into_iter()
-            .map(|item| CString::new(item.into_vec()).map_err(|e| e.to_string()))
-            .collect()
-    };
-    let env = escalated_environment(
-        &context.env,
-        &shared.config.escalation_path,
-        sandboxed,
-        &shared.config.escalation_env,
-    );
-    if let Some(command) = &mut spare_command {
-        command.env.clone_from(&env);
-    }
     let plan = SpawnPlan {
         executable: launch.executable,
         argv: c_strings(launch.argv)?,
@@ -669,6 +660,14 @@ fn spawn_plan(
         warden_pipe: shared.children.scope.warden_pipe(),
     };
     Ok((plan, spare_command))
+}
+
+/// `items` as C strings, for `execve`.
+pub(crate) fn c_strings(items: Vec<OsString>) -> Result<Vec<CString>, String> {
+    items
+        .into_iter()
+        .map(|item| CString::new(item.into_vec()).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// bubblewrap enters the working directory by path, inside its new view:

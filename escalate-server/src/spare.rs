@@ -18,9 +18,8 @@
 //! running or unreaped after its session.
 
 use std::collections::VecDeque;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -33,6 +32,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
 use nix::unistd::Pid;
 
+use crate::conversation::c_strings;
 use crate::scope::Scope;
 use crate::session::Shared;
 use crate::sys::{self, SpawnPlan};
@@ -318,11 +318,4 @@ fn reap(spare: Spare, scope: &Scope) {
 
 fn lock_slot(slot: &Mutex<Option<Spare>>) -> MutexGuard<'_, Option<Spare>> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn c_strings(items: Vec<OsString>) -> Result<Vec<CString>, String> {
-    items
-        .into_iter()
-        .map(|item| CString::new(item.as_bytes()).map_err(|error| error.to_string()))
-        .collect()
 }

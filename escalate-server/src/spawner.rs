@@ -29,13 +29,10 @@ type Job = Box<dyn FnOnce() + Send>;
 pub(crate) async fn run<T: Send + 'static>(
     job: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    let jobs = jobs()?;
     let (done, result) = oneshot::channel();
-    let job: Job = Box::new(move || {
+    submit(move || {
         let _ = done.send(job());
-    });
-    jobs.send(job)
-        .map_err(|_| "the spawner thread has ended".to_owned())?;
+    })?;
     result
         .await
         .map_err(|_| "the start of the child failed on the spawner thread".to_owned())

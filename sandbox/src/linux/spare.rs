@@ -189,13 +189,9 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
         )
     })?;
     super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])?;
-    // As bubblewrap's `--chdir` does for a sandbox started for its command.
-    let pwd = OsString::from_vec([b"PWD=", order.cwd.as_os_str().as_bytes()].concat());
-    let env = order
+    let mut env: Vec<(OsString, OsString)> = order
         .env
         .into_iter()
-        .filter(|entry| !entry.as_bytes().starts_with(b"PWD="))
-        .chain([pwd])
         .map(|entry| {
             let bytes = entry.into_vec();
             match bytes.iter().position(|&b| b == b'=') {
@@ -207,6 +203,9 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
             }
         })
         .collect();
+    // As bubblewrap's `--chdir` does for a sandbox started for its command.
+    env.retain(|(name, _)| name != "PWD");
+    env.push(("PWD".into(), order.cwd.into_os_string()));
     Ok(Ordered {
         argv: order.argv,
         env,
@@ -260,36 +259,50 @@ struct Decoded {
     env: Vec<OsString>,
 }
 
+/// Reads an order's body front to back; `None` past its end.
+struct Body<'a>(&'a [u8]);
+
+impl<'a> Body<'a> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, tail) = self.0.split_first_chunk::<N>()?;
+        self.0 = tail;
+        Some(*head)
+    }
+
+    fn count(&mut self) -> Option<usize> {
+        Some(u32::from_le_bytes(self.take()?) as usize)
+    }
+
+    fn bytes(&mut self) -> Option<OsString> {
+        let length = self.count()?;
+        let (head, tail) = self.0.split_at_checked(length)?;
+        self.0 = tail;
+        Some(OsString::from_vec(head.to_vec()))
+    }
+}
+
 fn decode(body: &[u8]) -> Option<Decoded> {
-    let mut rest = body;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = rest.split_at_checked(n)?;
-        rest = tail;
-        Some(head)
-    };
-    let exec_fd = i32::from_le_bytes(take(4)?.try_into().ok()?);
-    let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let mut body = Body(body);
+    let exec_fd = i32::from_le_bytes(body.take()?);
+    let count = body.count()?;
     let mut targets = Vec::with_capacity(count.min(MOST_DESCRIPTORS));
     for _ in 0..count {
-        targets.push(i32::from_le_bytes(take(4)?.try_into().ok()?));
+        targets.push(i32::from_le_bytes(body.take()?));
     }
-    let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-    let cwd = PathBuf::from(OsString::from_vec(take(length)?.to_vec()));
-    let device = u64::from_le_bytes(take(8)?.try_into().ok()?);
-    let inode = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let cwd = PathBuf::from(body.bytes()?);
+    let device = u64::from_le_bytes(body.take()?);
+    let inode = u64::from_le_bytes(body.take()?);
     let mut lists = [Vec::new(), Vec::new()];
     for list in &mut lists {
-        let count = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        for _ in 0..count {
-            let length = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-            list.push(OsString::from_vec(take(length)?.to_vec()));
+        for _ in 0..body.count()? {
+            list.push(body.bytes()?);
         }
     }
     let [argv, env] = lists;
     let mut sorted = targets.clone();
     sorted.sort_unstable();
     sorted.dedup();
-    let valid = rest.is_empty()
+    let valid = body.0.is_empty()
         && !argv.is_empty()
         && sorted.len() == targets.len()
         && targets.iter().all(|&target| target >= 0);
