@@ -330,6 +330,8 @@ const ESCAPES: &[(&str, &str)] = &[
     // Other processes and the kernel.
     ("signal an outside process", "kill -TERM {victim} && print ESCAPED"),
     ("kill every process", "kill -KILL -1; print done"),
+    // The supervisor is the shell's parent and the namespace's init.
+    ("stop the supervisor", "kill -STOP $PPID; sleep 0.2; grep -q '^State:.*stopped' /proc/$PPID/status && print ESCAPED"),
     ("ptrace an outside process", "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, {victim}, 0, 0) != 0)' && print ESCAPED"),
     ("ptrace a child", "python3 -c 'import ctypes,os,sys; p=os.fork() or os._exit(0); sys.exit(ctypes.CDLL(None, use_errno=True).ptrace(16, p, 0, 0) != 0)' && print ESCAPED"),
     ("io_uring", "python3 -c 'import ctypes,sys; p=ctypes.create_string_buffer(120); sys.exit(ctypes.CDLL(None).syscall(425, 4, p) < 0)' && print ESCAPED"),
@@ -744,6 +746,43 @@ async fn signals_reach_the_program_inside_a_sandboxed_escalation() {
     session.shutdown().await;
     assert_eq!(output.stdout, "got-int\nstatus=3\n", "{}", output.stderr);
     assert!(processes_named("sleep 1000.75").is_empty());
+}
+
+/// A sandbox with nothing for a supervisor to watch (read-only, the host's
+/// network): its program is still not the pid namespace's init, which
+/// would ignore every signal it has no handler for (`sleep` has none).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle() {
+    let world = World::new();
+    let mut profile = PermissionProfile::preset("read-only").unwrap();
+    let PermissionProfile::Managed { network, .. } = &mut profile else {
+        unreachable!()
+    };
+    *network = NetworkPolicy::Enabled;
+    let policy = policy_by_path(&[("/usr/bin/sleep", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, profile, &world.ws);
+    let script = "sleep 1000.5; print status=$?";
+    let child = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started(1).await;
+    for _ in 0..500 {
+        if !processes_named("/usr/bin/sleep 1000.5").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !processes_named("/usr/bin/sleep 1000.5").is_empty(),
+        "the program never ran"
+    );
+    let wrapper_pid = recorder.decided()[0].peer.pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(wrapper_pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
 }
 
 /// Pids whose command line, spaces for NULs, is `cmdline`.

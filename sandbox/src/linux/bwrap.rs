@@ -135,6 +135,11 @@ impl Launcher {
         args.push([
             "--unshare-user",
             "--unshare-pid",
+            // The helper is the namespace's init: no process of
+            // bubblewrap's between it and bubblewrap, one fewer to start and
+            // to wait for when the command ends. The helper keeps a parent
+            // as init whatever the policy (`helper.rs`).
+            "--as-pid-1",
             "--unshare-ipc",
             "--unshare-uts",
             "--unshare-cgroup-try",

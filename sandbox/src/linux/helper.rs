@@ -181,6 +181,14 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         apply_seccomp(&network, Supervised::Yes { refuses_openat2 })?;
         hand_over.send(listener)?;
     } else {
+        if nix::unistd::getpid().as_raw() == 1 {
+            // As the pid namespace's init (bubblewrap's `--as-pid-1`), the
+            // target would ignore every signal it has no handler for, and
+            // take in every orphan. A parent stays init instead: it reaps
+            // and exits as the target does, as a supervisor with nothing to
+            // watch.
+            drop(supervisor::fork_supervisor(supervision)?);
+        }
         apply_seccomp(&network, Supervised::No)?;
     }
     let (argv, inherited_env, exec_fd) = match args.spare {

@@ -35,8 +35,12 @@
 //!   against the globs, and `link`/`rename` sources, which could give a
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
 //!
-//! If the supervisor dies, the kernel fails every watched call with ENOSYS
-//! and the target is killed (parent-death signal): closed, not open.
+//! The helper, and so the supervisor, is the pid namespace's init
+//! (bubblewrap's `--as-pid-1`): no signal sent from inside the sandbox
+//! reaches it, not even `SIGSTOP` or `SIGKILL`. As init it also reaps the
+//! sandbox's orphans, and its end ends every process of the sandbox. If it
+//! dies all the same, the kernel fails every watched call with ENOSYS and
+//! the target is killed (parent-death signal): closed, not open.
 //!
 //! Tested end to end in `tests/suite/confine.rs`.
 
@@ -485,10 +489,13 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 }
 
 /// Waits for the target and ends the same way: its exit code, or its
-/// signal raised again here.
+/// signal raised again here (as the pid namespace's init, which a signal it
+/// raises itself cannot end, exit status 128 plus the signal). Reaps every
+/// other child on the way: as init, it inherits the sandbox's orphans.
 fn exit_as(child: Pid) -> ! {
     loop {
-        match nix::sys::wait::waitpid(child, None) {
+        match nix::sys::wait::waitpid(None, None) {
+            Ok(status) if status.pid() != Some(child) => continue,
             Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
             Ok(WaitStatus::Signaled(_, signal, _)) => {
                 let _ = sys::default_signal(signal);
