@@ -599,10 +599,10 @@ pub(crate) struct LiveChild {
     pub(crate) sandboxed: bool,
 }
 
-/// The pid (in our namespace) of the init process bubblewrap started for
-/// the sandbox `bwrap_pid` runs. bubblewrap reaps its init only on its way
-/// out, so the number can name something else only in the instant between
-/// that and bubblewrap's own exit.
+/// The pid (in our namespace) of the sandbox's init, the helper that
+/// bubblewrap `bwrap_pid` started (`--as-pid-1`). bubblewrap reaps it only
+/// on its way out, so the number can name something else only in the
+/// instant between that and bubblewrap's own exit.
 fn sandbox_init(bwrap_pid: i32) -> Option<i32> {
     let children =
         std::fs::read_to_string(format!("/proc/{bwrap_pid}/task/{bwrap_pid}/children")).ok()?;

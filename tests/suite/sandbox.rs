@@ -836,10 +836,9 @@ async fn a_sandboxed_escalation_outlives_the_thread_that_started_it() {
     assert_eq!(output.stdout, "survived\nstatus=0\n", "{}", output.stderr);
 }
 
-/// Spare sandboxes whose command line names `dir`: their first bubblewrap
-/// process, the server's child (its own child, the namespace's init, has
-/// the same command line, and may outlive it for an instant when a spare
-/// ends).
+/// Spare sandboxes whose command line names `dir`: their bubblewrap
+/// process, the server's child (its own child, the helper, names `dir`
+/// too).
 fn spares_for(dir: &Path) -> Vec<i32> {
     let dir = dir.to_str().unwrap();
     let bwraps: Vec<i32> = fs::read_dir("/proc")

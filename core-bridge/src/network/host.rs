@@ -322,8 +322,9 @@ async fn receive_listener(link: OwnedFd) -> io::Result<Option<(tokio::net::TcpLi
     Ok(Some((tokio::net::TcpListener::from_std(listener)?, pidfd)))
 }
 
-/// The pid a pidfd refers to, and its parent's and grandparent's (the
-/// sandbox's init and bubblewrap itself), read while they are alive.
+/// The pid a pidfd refers to, and its parent's and grandparent's (for the
+/// shell: the sandbox's init, which is the helper, and bubblewrap), read
+/// while they are alive.
 fn ancestors_of(pidfd: &OwnedFd) -> Vec<u32> {
     let field = |path: String, prefix: &str| -> Option<u32> {
         let text = std::fs::read_to_string(path).ok()?;

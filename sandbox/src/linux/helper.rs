@@ -4,7 +4,10 @@
 //! with exit status 126: the target never runs half-confined.
 //!
 //! When something must be decided per call (a restricted network, writable
-//! roots, deny globs), it first forks the supervisor (`supervisor.rs`).
+//! roots, deny globs), it first forks the supervisor (`supervisor.rs`). As
+//! the pid namespace's init (bubblewrap's `--as-pid-1`) it forks in any
+//! case: the parent stays init, with nothing to watch, and the target,
+//! which as init would ignore every signal it has no handler for, is not.
 //!
 //! On x86-64, a first filter fails every x32 system call (call numbers with
 //! bit 30 set) with ENOSYS: x32 shares the x86-64 audit architecture, so

@@ -36,11 +36,13 @@
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
 //!
 //! The helper, and so the supervisor, is the pid namespace's init
-//! (bubblewrap's `--as-pid-1`): no signal sent from inside the sandbox
-//! reaches it, not even `SIGSTOP` or `SIGKILL`. As init it also reaps the
-//! sandbox's orphans, and its end ends every process of the sandbox. If it
-//! dies all the same, the kernel fails every watched call with ENOSYS and
-//! the target is killed (parent-death signal): closed, not open.
+//! (bubblewrap's `--as-pid-1`): a signal sent from inside the sandbox does
+//! not stop or kill it, not even `SIGSTOP` or `SIGKILL` (a resource limit
+//! lowered with `prlimit` still can). As init it also reaps the sandbox's
+//! orphans, and its end ends every process of the sandbox. It keeps none of
+//! the descriptors inherited for the target. If it dies, the kernel fails
+//! every watched call with ENOSYS and the target is killed (parent-death
+//! signal): closed, not open.
 //!
 //! Tested end to end in `tests/suite/confine.rs`.
 
@@ -359,6 +361,7 @@ const IGNORED_SIGNALS: [Signal; 10] = [
 ];
 
 fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask: &SigSet) -> ! {
+    sys::close_inherited_except(channel.as_fd());
     let setup = || -> Result<Option<OwnedFd>, String> {
         for signal in IGNORED_SIGNALS {
             sys::ignore_signal(signal).map_err(|errno| format!("ignoring {signal}: {errno}"))?;

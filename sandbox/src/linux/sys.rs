@@ -505,3 +505,22 @@ pub(crate) fn close_number(fd: std::os::fd::RawFd) {
     // `/dev/null`, left unused).
     unsafe { libc::close(fd) };
 }
+
+/// Closes every descriptor from 3 up but `keep`: what the supervisor, the
+/// target's parent and the sandbox's init, inherited for the target. Held
+/// there, a pipe or a lock the target closes would stay open until it ends.
+pub(crate) fn close_inherited_except(keep: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let keep = keep.as_raw_fd().max(2) as libc::c_uint;
+    let close_range = |first: libc::c_uint, last: libc::c_uint| {
+        // SAFETY: called by the supervisor right after the fork, before it
+        // opens anything. The helper's objects that own descriptors belong
+        // to the frames it left for `supervise`, which never returns or
+        // unwinds (it exits), so none is used or closed again.
+        unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    };
+    if keep > 3 {
+        close_range(3, keep - 1);
+    }
+    close_range(keep + 1, libc::c_uint::MAX);
+}
