@@ -719,31 +719,11 @@ async fn a_deny_glob_file_created_after_launch_is_unreadable() {
 async fn signals_reach_the_program_inside_a_sandboxed_escalation() {
     let world = World::new();
     let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
-    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
     // The program must see the signal itself (its trap runs), not just die
     // with the sandbox around it.
     let script = "sh -c 'trap \"echo got-int; exit 3\" INT; sleep 1000.75 & wait'; print status=$?";
-    let child = spawn_session_shell(&mut session, script, &world.ws);
-    recorder.wait_for_started(1).await;
-    // Up to 10 s: a loaded machine starts a sandbox slowly.
-    for _ in 0..500 {
-        if !processes_named("sleep 1000.75").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        !processes_named("sleep 1000.75").is_empty(),
-        "the program never ran"
-    );
-    let wrapper_pid = recorder.decided()[0].peer.pid;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(wrapper_pid),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let output = finish(child).await;
-    session.shutdown().await;
+    let output =
+        interrupt_escalation(policy, world.profile(), &world.ws, script, "sleep 1000.75").await;
     assert_eq!(output.stdout, "got-int\nstatus=3\n", "{}", output.stderr);
     assert!(processes_named("sleep 1000.75").is_empty());
 }
@@ -760,18 +740,33 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
     };
     *network = NetworkPolicy::Enabled;
     let policy = policy_by_path(&[("/usr/bin/sleep", Decision::Escalate(Execution::TurnDefault))]);
-    let (mut session, recorder) = start_sandboxed_session(policy, profile, &world.ws);
     let script = "sleep 1000.5; print status=$?";
-    let child = spawn_session_shell(&mut session, script, &world.ws);
+    let output =
+        interrupt_escalation(policy, profile, &world.ws, script, "/usr/bin/sleep 1000.5").await;
+    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
+}
+
+/// Runs `script` in a sandboxed session and, once a process runs
+/// `cmdline`, sends SIGINT to the wrapper of its first escalation.
+async fn interrupt_escalation(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    profile: PermissionProfile,
+    ws: &Path,
+    script: &str,
+    cmdline: &str,
+) -> ShellOutput {
+    let (mut session, recorder) = start_sandboxed_session(policy, profile, ws);
+    let child = spawn_session_shell(&mut session, script, ws);
     recorder.wait_for_started(1).await;
+    // Up to 10 s: a loaded machine starts a sandbox slowly.
     for _ in 0..500 {
-        if !processes_named("/usr/bin/sleep 1000.5").is_empty() {
+        if !processes_named(cmdline).is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        !processes_named("/usr/bin/sleep 1000.5").is_empty(),
+        !processes_named(cmdline).is_empty(),
         "the program never ran"
     );
     let wrapper_pid = recorder.decided()[0].peer.pid;
@@ -782,7 +777,7 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
     .unwrap();
     let output = finish(child).await;
     session.shutdown().await;
-    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
+    output
 }
 
 /// Pids whose command line, spaces for NULs, is `cmdline`.
