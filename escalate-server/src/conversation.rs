@@ -658,6 +658,7 @@ fn spawn_plan(
         cgroup_procs: shared.children.scope.cgroup_procs(),
         cgroup_dir: shared.children.scope.cgroup_dir(),
         warden_pipe: shared.children.scope.warden_pipe(),
+        network: None,
     };
     Ok((plan, spare_command))
 }
@@ -702,6 +703,7 @@ fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> Stri
         SpawnStage::Descriptors => "cannot place the descriptors".to_owned(),
         SpawnStage::Priority => "cannot lower the priority".to_owned(),
         SpawnStage::Scope => "cannot join the session's scope".to_owned(),
+        SpawnStage::Network => "cannot enter the sandbox's network".to_owned(),
         SpawnStage::WorkingDirectory => {
             format!("cannot change to directory {}", context.cwd.display())
         }

@@ -333,6 +333,7 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         cgroup_procs: None,
         cgroup_dir: None,
         warden_pipe: None,
+        network: None,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error)?;
     // The warden is our child until we die and exits only after us, unless

@@ -8,20 +8,24 @@
 //! for their command (`execgate_sandbox::hand_order`). An escalation takes
 //! one, and another starts in the background.
 //!
-//! A spare runs one command and ends with it: escalations share no
-//! namespace, view or process, exactly as when each starts its own.
+//! A spare runs one command and ends with it: escalations share no view
+//! or process, exactly as when each starts its own. With a `restricted`
+//! network they share one namespace, an empty network namespace made once
+//! per session ([`Spares`]): bubblewrap making one per sandbox cost about
+//! a millisecond of CPU each.
 //! A spare that is not ready in time, or ended before, is killed, and the
 //! escalation starts its sandbox afresh (where its errors are seen).
 //!
 //! This module must never hand a spare a second command, give one to any
-//! escalation but a `TurnDefault` one of its own session, or leave one
+//! escalation but a `TurnDefault` one of its own session, start one in a
+//! network namespace but its own or its session's empty one, or leave one
 //! running or unreaped after its session.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use execgate_sandbox::{NetworkPolicy, SpareOrder};
@@ -58,6 +62,15 @@ pub(crate) struct Spare {
 #[derive(Default)]
 pub(crate) struct Spares {
     state: Mutex<State>,
+    /// The empty network namespace the spares of a `restricted` policy
+    /// start in, made at the first one's start; `None` inside when the
+    /// server may not make one (without `CAP_SYS_ADMIN`), and each spare's
+    /// bubblewrap makes its own as before. Shared by the session's spares
+    /// only: a `restricted` sandbox makes no socket but a Unix one, and
+    /// Landlock's scope keeps abstract ones to their own sandbox, so a
+    /// namespace in common shows them nothing of each other's but the
+    /// sockets listed in `/proc/net`.
+    network: OnceLock<Option<OwnedFd>>,
 }
 
 #[derive(Default)]
@@ -111,6 +124,22 @@ impl Spares {
         for spare in spares {
             reap(spare, scope);
         }
+    }
+
+    /// The namespace a spare of `policy` starts in, if it is not the one
+    /// bubblewrap makes.
+    fn network(&self, policy: &execgate_sandbox::ResolvedPolicy) -> Option<BorrowedFd<'_>> {
+        if policy.network() != NetworkPolicy::Restricted {
+            return None;
+        }
+        let made = self.network.get_or_init(|| {
+            sys::empty_network()
+                .inspect_err(
+                    |error| tracing::debug!(%error, "spares make their own network namespaces"),
+                )
+                .ok()
+        });
+        made.as_ref().map(AsFd::as_fd)
     }
 
     /// How many to start now, counted as starting.
@@ -207,8 +236,9 @@ fn start(shared: &Shared) -> Result<Spare, String> {
     .map_err(|errno| format!("socketpair: {errno}"))?;
     let bwrap = std::fs::File::open(launcher.bwrap())
         .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
+    let network = shared.children.spares.network(policy);
     let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
-    argv.extend(launcher.spare_arguments(policy, CONTROL_FD));
+    argv.extend(launcher.spare_arguments(policy, CONTROL_FD, network.is_some()));
     // Its standard streams until it has its command's: bubblewrap and the
     // helper must not find 0-2 free for files of their own.
     let null = || -> Result<OwnedFd, String> {
@@ -239,6 +269,7 @@ fn start(shared: &Shared) -> Result<Spare, String> {
         cgroup_procs: shared.children.scope.cgroup_procs(),
         cgroup_dir: shared.children.scope.cgroup_dir(),
         warden_pipe: shared.children.scope.warden_pipe(),
+        network: network.map(|network| network.as_raw_fd()),
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error.to_string())?;
     match sys::pidfd_open(pid) {

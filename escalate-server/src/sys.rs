@@ -90,6 +90,25 @@ fn parent_through(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
     i32::try_from(info.ppid).map_err(io::Error::other)
 }
 
+/// A new network namespace with nothing in it, not even a running
+/// loopback: what a `restricted` sandbox gets, made once and entered by
+/// many (see `spare.rs`). Needs `CAP_SYS_ADMIN`; without it, each sandbox
+/// has bubblewrap make its own.
+pub(crate) fn empty_network() -> io::Result<OwnedFd> {
+    // On a thread of its own, which ends with it: a namespace unshared is
+    // the calling thread's, and no other thread of the server may ever be
+    // in one but the host's, or children it starts would be too.
+    std::thread::Builder::new()
+        .name("execgate-netns".into())
+        .spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            let namespace = std::fs::File::open("/proc/thread-self/ns/net")?;
+            Ok(OwnedFd::from(namespace))
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the namespace's thread panicked")))
+}
+
 /// A pidfd for `pid`: a child of ours that has not been reaped yet, or any
 /// process, which the caller then checks is still the one it meant.
 pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -189,6 +208,7 @@ pub(crate) enum SpawnStage {
     WorkingDirectory,
     Priority,
     Scope,
+    Network,
     Exec,
 }
 
@@ -224,6 +244,8 @@ pub(crate) struct SpawnPlan<Fd: AsRawFd = SafeClose> {
     /// The warden's pipe: the child tells the warden its own process group
     /// before it executes (when the session has no cgroup).
     pub(crate) warden_pipe: Option<RawFd>,
+    /// A network namespace the child enters before it executes.
+    pub(crate) network: Option<RawFd>,
 }
 
 /// Starts the child in its own process group, with exactly the planned
@@ -266,6 +288,7 @@ pub(crate) fn spawn<Fd: AsRawFd>(plan: &SpawnPlan<Fd>) -> Result<i32, SpawnFailu
         niceness: plan.niceness,
         cgroup_procs: plan.cgroup_procs.unwrap_or(-1),
         warden_pipe: plan.warden_pipe.unwrap_or(-1),
+        network: plan.network.unwrap_or(-1),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
 
@@ -519,6 +542,7 @@ fn read_report(report: &OwnedFd) -> Option<SpawnFailure> {
         3 => SpawnStage::WorkingDirectory,
         5 => SpawnStage::Priority,
         6 => SpawnStage::Scope,
+        7 => SpawnStage::Network,
         _ => SpawnStage::Exec,
     };
     let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -545,6 +569,8 @@ struct ChildSetup<'a> {
     cgroup_procs: RawFd,
     /// -1 for none.
     warden_pipe: RawFd,
+    /// -1 for none.
+    network: RawFd,
 }
 
 impl ChildSetup<'_> {
@@ -572,6 +598,9 @@ impl ChildSetup<'_> {
                 {
                     self.fail(6);
                 }
+            }
+            if self.network >= 0 && libc::setns(self.network, libc::CLONE_NEWNET) != 0 {
+                self.fail(7);
             }
             // While the held directory's descriptor cannot have been
             // overwritten by a forwarded one.

@@ -915,6 +915,37 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
     }
 }
 
+/// A `restricted` session's spares start in one empty network namespace
+/// the server made for them, not in one bubblewrap makes for each: never
+/// the host's, and no socket but a Unix one inside it either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn restricted_spares_share_an_empty_network_namespace_of_their_own() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let script = "dash -c 'echo first'; sleep 1; \
+        dash -c 'readlink /proc/self/ns/net; cat /proc/self/net/dev | tail -n +3'; \
+        dash -c 'readlink /proc/self/ns/net'";
+    let shell = spawn_session_shell(&mut session, script, &world.ws);
+    let output = finish(shell).await;
+    recorder.wait_for_started(3).await;
+    session.shutdown().await;
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    let host = fs::read_link("/proc/self/ns/net").unwrap();
+    let host = host.to_str().unwrap();
+    assert_eq!(lines.len(), 4, "{output:?}");
+    assert_eq!(lines[0], "first");
+    assert!(lines[1].starts_with("net:["), "{output:?}");
+    assert_ne!(lines[1], host, "a spare's network is not the host's");
+    assert!(
+        lines[2].trim_start().starts_with("lo:"),
+        "only a loopback: {output:?}"
+    );
+    // Each sandbox bubblewrap starts has a namespace of its own: the
+    // same one twice means both ran in spares.
+    assert_eq!(lines[3], lines[1], "the spares share one namespace");
+}
+
 /// A spare that ended before its command came (killed from outside) is not
 /// used: it is reaped, and the escalation starts a sandbox of its own.
 #[tokio::test(flavor = "multi_thread")]

@@ -117,8 +117,23 @@ impl Launcher {
     /// from the inherited socket `control_fd` ([`crate::hand_order`]). Not
     /// for a `limited` network, whose link to the proxy belongs to one
     /// command.
-    pub fn spare_arguments(&self, policy: &ResolvedPolicy, control_fd: RawFd) -> Vec<OsString> {
-        self.build(policy, None, Command::Spare { control_fd })
+    ///
+    /// With `in_prepared_network`, the caller starts bubblewrap inside a
+    /// network namespace made for the policy (an empty one for a
+    /// `restricted` network) rather than having bubblewrap create one: a
+    /// new namespace is about a millisecond of a sandbox's start. Such a
+    /// namespace must never be the host's: bubblewrap does not unshare it.
+    pub fn spare_arguments(
+        &self,
+        policy: &ResolvedPolicy,
+        control_fd: RawFd,
+        in_prepared_network: bool,
+    ) -> Vec<OsString> {
+        let command = Command::Spare {
+            control_fd,
+            in_prepared_network,
+        };
+        self.build(policy, None, command)
     }
 
     fn build(
@@ -146,7 +161,14 @@ impl Launcher {
             "--cap-drop",
             "ALL",
         ]);
-        if policy.network() != NetworkPolicy::Enabled {
+        let in_prepared_network = matches!(
+            command,
+            Command::Spare {
+                in_prepared_network: true,
+                ..
+            }
+        );
+        if policy.network() != NetworkPolicy::Enabled && !in_prepared_network {
             args.push(["--unshare-net"]);
         }
 
@@ -272,7 +294,7 @@ impl Launcher {
                 args.push(["--"]);
                 args.items.extend(argv.iter().cloned());
             }
-            Command::Spare { control_fd } => {
+            Command::Spare { control_fd, .. } => {
                 args.push_os(["--spare".into(), control_fd.to_string().into()]);
             }
         }
@@ -304,6 +326,8 @@ enum Command<'a> {
     },
     Spare {
         control_fd: RawFd,
+        /// Started inside a network namespace prepared for the policy.
+        in_prepared_network: bool,
     },
 }
 
@@ -476,5 +500,21 @@ mod tests {
         let arguments = launcher.arguments(&minimal, &workspace, None, None, &["true".into()]);
         assert_eq!(binds_of(&arguments, &readable), 1, "{arguments:?}");
         assert_eq!(binds_of(&arguments, &helper), 1, "{arguments:?}");
+    }
+
+    /// A spare started inside a prepared namespace must not get bubblewrap's
+    /// own; every other `restricted` sandbox must.
+    #[test]
+    fn only_a_spare_in_a_prepared_network_skips_unsharing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("helper");
+        std::fs::write(&helper, "").unwrap();
+        let launcher = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
+        let policy = resolved(&[(":root", Access::Read)], dir.path());
+        let unshares = |arguments: Vec<OsString>| arguments.iter().any(|a| a == "--unshare-net");
+        assert!(unshares(launcher.spare_arguments(&policy, 3, false)));
+        assert!(!unshares(launcher.spare_arguments(&policy, 3, true)));
+        let now = launcher.arguments(&policy, dir.path(), None, None, &["true".into()]);
+        assert!(unshares(now));
     }
 }

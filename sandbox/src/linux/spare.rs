@@ -11,7 +11,8 @@
 //! the directory, checks it, and executes the descriptor named for that.
 //!
 //! One spare runs one command: it is never reused, so escalations share
-//! no namespace, mount view or process.
+//! no mount view or process, and no namespace but the empty network one
+//! their server may start them in (see `Launcher::spare_arguments`).
 //!
 //! Nothing here may give the command anything the order did not: the
 //! control socket and the spare's own standard streams are closed before
