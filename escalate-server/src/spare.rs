@@ -63,13 +63,10 @@ pub(crate) struct Spare {
 pub(crate) struct Spares {
     state: Mutex<State>,
     /// The empty network namespace the spares of a `restricted` policy
-    /// start in, made at the first one's start; `None` inside when the
+    /// start in (see `Launcher::spares_may_share_network` for what they
+    /// then share), made at the first one's start; `None` inside when the
     /// server may not make one (without `CAP_SYS_ADMIN`), and each spare's
-    /// bubblewrap makes its own as before. Shared by the session's spares
-    /// only: a `restricted` sandbox makes no socket but a Unix one, and
-    /// Landlock's scope keeps abstract ones to their own sandbox, so a
-    /// namespace in common shows them nothing of each other's but the
-    /// sockets listed in `/proc/net`.
+    /// bubblewrap makes its own as before.
     network: OnceLock<Option<OwnedFd>>,
 }
 
@@ -128,8 +125,12 @@ impl Spares {
 
     /// The namespace a spare of `policy` starts in, if it is not the one
     /// bubblewrap makes.
-    fn network(&self, policy: &execgate_sandbox::ResolvedPolicy) -> Option<BorrowedFd<'_>> {
-        if policy.network() != NetworkPolicy::Restricted {
+    fn network(
+        &self,
+        launcher: &execgate_sandbox::Launcher,
+        policy: &execgate_sandbox::ResolvedPolicy,
+    ) -> Option<BorrowedFd<'_>> {
+        if !launcher.spares_may_share_network(policy) {
             return None;
         }
         let made = self.network.get_or_init(|| {
@@ -236,7 +237,7 @@ fn start(shared: &Shared) -> Result<Spare, String> {
     .map_err(|errno| format!("socketpair: {errno}"))?;
     let bwrap = std::fs::File::open(launcher.bwrap())
         .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
-    let network = shared.children.spares.network(policy);
+    let network = shared.children.spares.network(launcher, policy);
     let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
     argv.extend(launcher.spare_arguments(policy, CONTROL_FD, network.is_some()));
     // Its standard streams until it has its command's: bubblewrap and the

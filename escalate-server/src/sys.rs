@@ -101,9 +101,18 @@ pub(crate) fn empty_network() -> io::Result<OwnedFd> {
     std::thread::Builder::new()
         .name("execgate-netns".into())
         .spawn(|| {
+            let identity = |stat: nix::sys::stat::FileStat| (stat.st_dev, stat.st_ino);
+            let host = identity(nix::sys::stat::stat("/proc/thread-self/ns/net")?);
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-            let namespace = std::fs::File::open("/proc/thread-self/ns/net")?;
-            Ok(OwnedFd::from(namespace))
+            let namespace = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net")?);
+            // What a sandbox without bubblewrap's own namespace gets: never
+            // the one it was made from.
+            if identity(nix::sys::stat::fstat(&namespace)?) == host {
+                return Err(io::Error::other(
+                    "unshare left the host's network namespace",
+                ));
+            }
+            Ok(namespace)
         })?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("the namespace's thread panicked")))

@@ -916,8 +916,9 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
 }
 
 /// A `restricted` session's spares start in one empty network namespace
-/// the server made for them, not in one bubblewrap makes for each: never
-/// the host's, and no socket but a Unix one inside it either way.
+/// the server made for them (it may: the tests run as root, on a kernel
+/// with Landlock's scopes), not in one bubblewrap makes for each; never
+/// the host's.
 #[tokio::test(flavor = "multi_thread")]
 async fn restricted_spares_share_an_empty_network_namespace_of_their_own() {
     let world = World::new();

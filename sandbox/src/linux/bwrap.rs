@@ -5,7 +5,8 @@ use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
-use super::doctor;
+use super::doctor::{self, SCOPES_LANDLOCK_ABI};
+use super::sys;
 use crate::profile::{Access, NetworkPolicy};
 use crate::resolve::{ResolvedPolicy, MINIMAL_ROOTS};
 use crate::SandboxError;
@@ -118,11 +119,13 @@ impl Launcher {
     /// for a `limited` network, whose link to the proxy belongs to one
     /// command.
     ///
-    /// With `in_prepared_network`, the caller starts bubblewrap inside a
-    /// network namespace made for the policy (an empty one for a
-    /// `restricted` network) rather than having bubblewrap create one: a
-    /// new namespace is about a millisecond of a sandbox's start. Such a
-    /// namespace must never be the host's: bubblewrap does not unshare it.
+    /// With `in_prepared_network`, for a policy that
+    /// [`Launcher::spares_may_share_network`], the caller starts bubblewrap
+    /// inside an empty network namespace it made for the session's spares
+    /// rather than having bubblewrap create one: a new namespace is about
+    /// a millisecond of a sandbox's start. It must never be the host's:
+    /// bubblewrap does not unshare it. For any other policy the flag is
+    /// ignored.
     pub fn spare_arguments(
         &self,
         policy: &ResolvedPolicy,
@@ -134,6 +137,18 @@ impl Launcher {
             in_prepared_network,
         };
         self.build(policy, None, command)
+    }
+
+    /// Whether the spares of `policy` may start in one empty network
+    /// namespace, shared by a session's spares: a `restricted` network,
+    /// where a sandbox makes no socket but a Unix stream one, on a kernel
+    /// whose Landlock keeps abstract Unix sockets to the sandbox that made
+    /// them. Spares of one session can then reach each other's pathname
+    /// sockets (the supervisor allows those bound in the sandbox's network
+    /// namespace), and see them in `/proc/net`.
+    pub fn spares_may_share_network(&self, policy: &ResolvedPolicy) -> bool {
+        policy.network() == NetworkPolicy::Restricted
+            && sys::landlock_abi().is_some_and(|abi| abi >= SCOPES_LANDLOCK_ABI)
     }
 
     fn build(
@@ -167,7 +182,7 @@ impl Launcher {
                 in_prepared_network: true,
                 ..
             }
-        );
+        ) && self.spares_may_share_network(policy);
         if policy.network() != NetworkPolicy::Enabled && !in_prepared_network {
             args.push(["--unshare-net"]);
         }
@@ -513,8 +528,21 @@ mod tests {
         let policy = resolved(&[(":root", Access::Read)], dir.path());
         let unshares = |arguments: Vec<OsString>| arguments.iter().any(|a| a == "--unshare-net");
         assert!(unshares(launcher.spare_arguments(&policy, 3, false)));
-        assert!(!unshares(launcher.spare_arguments(&policy, 3, true)));
+        assert_eq!(
+            unshares(launcher.spare_arguments(&policy, 3, true)),
+            !launcher.spares_may_share_network(&policy)
+        );
+        // This machine's kernel has Landlock's scopes (CI's too).
+        assert!(launcher.spares_may_share_network(&policy));
         let now = launcher.arguments(&policy, dir.path(), None, None, &["true".into()]);
         assert!(unshares(now));
+        let limited = PermissionProfile::Managed {
+            file_system: FileSystemPolicy::default(),
+            network: NetworkPolicy::Limited,
+            network_lists: Default::default(),
+        };
+        let limited = ResolvedPolicy::resolve(&limited, &SandboxContext::new(dir.path())).unwrap();
+        assert!(!launcher.spares_may_share_network(&limited));
+        assert!(unshares(launcher.spare_arguments(&limited, 3, true)));
     }
 }

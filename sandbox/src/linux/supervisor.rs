@@ -24,7 +24,8 @@
 //! What it watches:
 //! - with a restricted network, `connect`: a pathname Unix socket is
 //!   connected only when its inode is bound by a socket of the sandbox's own
-//!   network namespace (a `sock_diag` dump), and through the descriptor that
+//!   network namespace (a `sock_diag` dump; a session's spares may share
+//!   one, `Launcher::spares_may_share_network`), and through the descriptor that
 //!   was checked; a host listener anywhere in the tree is refused (EACCES).
 //!   Datagram Unix sockets, which reach a host socket by `sendto` without
 //!   `connect`, cannot be created at all (seccomp, in the helper).
@@ -1217,7 +1218,8 @@ impl Call<'_> {
         if !is_pathname {
             self.target.confirm()?;
             // Abstract addresses belong to the sandbox's own network
-            // namespace (and Landlock scopes them); other families cannot
+            // namespace (shared only by a session's spares, and only where
+            // Landlock scopes them to each sandbox); other families cannot
             // be made here. Connected with the bytes checked.
             sys::connect_raw(socket.as_fd(), &address)?;
             return Ok(Answer::Value(0));
