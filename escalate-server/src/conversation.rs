@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use execgate_protocol::{
     decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
-    ExecRequest, ServerMessage, Termination, FRAME_HEADER_LEN, MAX_PASSED_FDS,
+    ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{Launcher, ResolvedPolicy};
 
@@ -756,8 +756,14 @@ async fn watch_child(
                 }
                 frame = frames.recv(), if *wrapper_present => match frame {
                     Some(Ok(ClientMessage::Signal(signo))) => {
-                        if let Ok(signal) = Signal::try_from(signo) {
-                            shared.children.signal(request_id, signal);
+                        match Signal::try_from(signo) {
+                            Ok(signal) if FORWARDED_SIGNALS.contains(&signo) => {
+                                shared.children.signal(request_id, signal);
+                            }
+                            _ => tracing::warn!(
+                                session = %shared.id, request_id, signo,
+                                "ignoring a signal no stand-in forwards"
+                            ),
                         }
                     }
                     Some(Ok(_)) => {

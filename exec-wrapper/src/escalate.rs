@@ -7,7 +7,8 @@
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 
 use execgate_protocol::{
-    send_with_fds, ClientMessage, ServerMessage, Termination, WrapperArgs, MAX_PASSED_FDS,
+    send_with_fds, ClientMessage, ServerMessage, Termination, WrapperArgs, FORWARDED_SIGNALS,
+    MAX_PASSED_FDS,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{raise, SigSet, Signal};
@@ -15,19 +16,6 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::server::{Conversation, WrapperError};
 use crate::{refuse, report, sys, EXIT_CANNOT_RUN};
-
-/// Signals a job receives that belong to the escalated child.
-const FORWARDED: [Signal; 9] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGWINCH,
-    Signal::SIGTSTP,
-    Signal::SIGCONT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
 
 pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
     match stand_in(args, &conversation) {
@@ -58,7 +46,10 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
     // Block the forwarded signals before the child exists, so that none
     // arriving in between is lost: they queue for the signalfd instead.
     let mut mask = SigSet::empty();
-    for signal in FORWARDED {
+    for signal in FORWARDED_SIGNALS
+        .into_iter()
+        .filter_map(|n| Signal::try_from(n).ok())
+    {
         mask.add(signal);
     }
     mask.thread_block()

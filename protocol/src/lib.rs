@@ -81,7 +81,7 @@ pub use fdpass::{
     accept_hello, read_frame, recv_with_fds, recv_with_fds_without_waiting, send_all, send_hello,
     send_with_fds, send_without_waiting, FrameIoError, HelloError, Received, HELLO, MAX_PASSED_FDS,
 };
-pub use message::{ClientMessage, ExecRequest, ServerMessage, Termination};
+pub use message::{ClientMessage, ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS};
 pub use shebang::{looks_like_shell_text, parse_shebang, Shebang, SHEBANG_LIMIT};
 pub use warden::{WardenRecord, WARDEN_FLAG, WARDEN_RECORD_LEN};
 pub use wrapper_args::{WrapperArgs, WrapperArgsError, ENV_SOCKET_FD, ENV_WRAPPER};

@@ -40,9 +40,26 @@ pub enum ClientMessage {
     /// After [`ServerMessage::Escalate`]: the descriptor numbers the target
     /// must see, in the order of the descriptors attached with `SCM_RIGHTS`.
     Descriptors(Vec<i32>),
-    /// A signal the wrapper received and forwards to the escalated child.
+    /// A signal the wrapper received and forwards to the escalated child:
+    /// one of [`FORWARDED_SIGNALS`], or the server ignores it.
     Signal(i32),
 }
+
+/// The signals a stand-in (the wrapper, or the shell's child) forwards to
+/// its escalated child: what a job gets from its terminal or its shell.
+/// The server relays these and no others: a `SIGSTOP` would stop the child
+/// behind the back of the stand-in, which waits for its end.
+pub const FORWARDED_SIGNALS: [i32; 9] = [
+    nix::libc::SIGINT,
+    nix::libc::SIGTERM,
+    nix::libc::SIGHUP,
+    nix::libc::SIGQUIT,
+    nix::libc::SIGWINCH,
+    nix::libc::SIGTSTP,
+    nix::libc::SIGCONT,
+    nix::libc::SIGUSR1,
+    nix::libc::SIGUSR2,
+];
 
 /// Frames the server sends on a request's private socket.
 #[derive(Debug, Clone, PartialEq, Eq)]

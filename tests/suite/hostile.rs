@@ -842,6 +842,61 @@ async fn an_escalation_whose_requester_reads_nothing_is_still_watched() {
     assert!(shutdown.is_ok(), "the session did not end");
 }
 
+/// A requester relays to its escalated child only what a stand-in
+/// forwards (`FORWARDED_SIGNALS`): a `SIGSTOP` would stop the child behind
+/// the stand-in's back, which waits for its end. A forwarded signal still
+/// reaches it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() {
+    let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
+    let (mine, theirs) = stream_pair();
+    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    say(&mine, &request_frame("/usr/bin/sleep", &["sleep", "30"]));
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    let escalate = read_frame(mine.as_fd()).expect("an answer");
+    assert!(matches!(
+        decode_server(&escalate),
+        Ok(ServerMessage::Escalate)
+    ));
+    let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
+    say_with(
+        &mine,
+        &frame(&ClientMessage::Descriptors(vec![0, 1, 2])),
+        &[null.as_fd(), null.as_fd(), null.as_fd()],
+    );
+    let pid = recorder.wait_for_started(1).await[0];
+    say(&mine, &frame(&ClientMessage::Signal(libc::SIGSTOP)));
+    // The server reads frames in order: once a later one has had its
+    // effect, the SIGSTOP has had its chance.
+    say(&mine, &frame(&ClientMessage::Signal(libc::SIGWINCH)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let state = state.rsplit_once(") ").unwrap().1.chars().next();
+    assert_eq!(state, Some('S'), "the child was not stopped");
+    say(&mine, &frame(&ClientMessage::Signal(libc::SIGTERM)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let termination = loop {
+        let ended = recorder.events().into_iter().find_map(|event| match event {
+            SessionEvent::Exited { termination, .. } => Some(termination),
+            _ => None,
+        });
+        if ended.is_some() || Instant::now() > deadline {
+            break ended;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop((mine, theirs));
+    assert_eq!(
+        termination,
+        Some(execgate_protocol::Termination::Signaled {
+            signal: libc::SIGTERM,
+            core_dumped: false
+        }),
+        "a forwarded signal still reaches it"
+    );
+    session.shutdown().await;
+}
+
 /// Longer than a request waits for its answer in
 /// [`a_descriptor_whose_close_waits_stalls_nothing`], short enough that a
 /// close which does wait (ours, should the server have let go of its copy
