@@ -57,9 +57,9 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|errno| Failure::BeforeStart(WrapperError::Lost(errno.into())))?;
 
-    hand_over_descriptors(args, conversation).map_err(Failure::BeforeStart)?;
+    let handed = hand_over_descriptors(args, conversation).map_err(Failure::BeforeStart)?;
     match conversation.receive().map_err(Failure::BeforeStart)? {
-        ServerMessage::Started { .. } => {}
+        ServerMessage::Started { .. } => sys::let_go_of_streams(&handed),
         ServerMessage::SpawnFailed { reason } => return Err(Failure::SpawnFailed(reason)),
         other => {
             return Err(Failure::BeforeStart(WrapperError::UnexpectedReply(
@@ -73,10 +73,12 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
     relay_until_exit(conversation, &signals).map_err(Failure::AfterStart)
 }
 
+/// Sends the server every descriptor the command would inherit; returns
+/// their numbers.
 fn hand_over_descriptors(
     args: &WrapperArgs,
     conversation: &Conversation,
-) -> Result<(), WrapperError> {
+) -> Result<Vec<RawFd>, WrapperError> {
     let numbers = sys::inheritable_fds(args.socket_fd).map_err(WrapperError::Lost)?;
     if numbers.len() > MAX_PASSED_FDS {
         return Err(WrapperError::Lost(std::io::Error::other(format!(
@@ -93,9 +95,10 @@ fn hand_over_descriptors(
             "a descriptor closed while listing",
         )));
     }
-    let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers))
+    let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers.clone()))
         .map_err(WrapperError::RequestTooLarge)?;
-    send_with_fds(conversation.socket(), &frame, &fds).map_err(WrapperError::Lost)
+    send_with_fds(conversation.socket(), &frame, &fds).map_err(WrapperError::Lost)?;
+    Ok(numbers)
 }
 
 fn relay_until_exit(

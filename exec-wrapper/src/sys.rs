@@ -26,6 +26,37 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
     Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
+/// Points each of `numbers` that is a pipe or a socket at `/dev/null`.
+/// Once the escalated child has its own copies, the reader of such a pipe
+/// must see its end when the child closes it, as when the command runs in
+/// place, not when its stand-in exits. Terminals and files stay: holding
+/// them shows nowhere, and the stand-in's own messages still reach them.
+pub(crate) fn let_go_of_streams(numbers: &[RawFd]) {
+    let Ok(null) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    for &number in numbers {
+        let Some(fd) = borrow_open_fd(number) else {
+            continue;
+        };
+        let Ok(stat) = nix::sys::stat::fstat(fd) else {
+            continue;
+        };
+        let kind = stat.st_mode & libc::S_IFMT;
+        if kind == libc::S_IFIFO || kind == libc::S_IFSOCK {
+            // SAFETY: dup2 replaces the open file behind a number this
+            // process holds (the child has its own copy) with /dev/null in
+            // one step: the number stays open, as `borrow_open_fd` relies
+            // on, and names no other file of ours at any moment.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), number) };
+        }
+    }
+}
+
 /// Descriptors a program executed now would inherit: open and not
 /// close-on-exec, in ascending order, without `except`.
 pub(crate) fn inheritable_fds(except: Option<RawFd>) -> std::io::Result<Vec<RawFd>> {

@@ -915,6 +915,21 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
     }
 }
 
+/// As for an unsandboxed escalation (`spine.rs`): the reader of a pipe a
+/// sandboxed escalation in a spare closes sees its end then. (A sandbox
+/// started for its command does not let go yet: bubblewrap keeps the
+/// standard streams it was started with; see the README.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_an_escalation_in_a_spare_closes_ends_for_its_reader() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let script = "dash -c true; sleep 1; dash -c 'echo hi; exec >&-; \
+            for i in $(seq 40); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
+            echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result";
+    let (output, _) = run_sandboxed(policy, world.profile(), script, &world.ws).await;
+    assert_eq!(output.stdout, "seen\n", "{}", output.stderr);
+}
+
 /// A `restricted` session's spares start in one empty network namespace
 /// the server made for them (it may: the tests run as root, on a kernel
 /// with Landlock's scopes), not in one bubblewrap makes for each; never

@@ -341,6 +341,22 @@ async fn escalated_children_see_a_cleaned_environment_and_no_session_socket() {
     }
 }
 
+/// The reader of a pipe an escalated program writes to sees its end when
+/// the program closes it, as when the program runs in place, not only when
+/// the program exits: its stand-in lets go of the pipes it handed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_an_escalated_program_closes_ends_for_its_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_by_path(&[("/usr/bin/dash", escalate())]);
+    let script = "dash -c 'echo hi; exec >&-; \
+            for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+                [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; \
+            done; echo not-seen >result; exit 1' | { cat >/dev/null; touch eof; }
+        print status=$pipestatus; cat result";
+    let (output, _) = run(policy, script, dir.path()).await;
+    assert_eq!(output.stdout, "status=0 0\nseen\n", "{}", output.stderr);
+}
+
 /// Runs `sleep 1000` escalated, sends `signal` to the process `target`
 /// picks, and returns what the shell printed afterwards.
 async fn interrupt_escalated_sleep(
