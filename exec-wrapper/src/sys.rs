@@ -21,8 +21,9 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
         return None;
     }
     // SAFETY: the descriptor is open (checked above), and the wrapper never
-    // closes descriptors it did not create, so it stays open for the rest of
-    // the process's life.
+    // closes descriptors it did not create (`let_go_of_streams` replaces
+    // some, in one step), so it stays open for the rest of the process's
+    // life.
     Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
@@ -30,8 +31,19 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
 /// Once the escalated child has its own copies, the reader of such a pipe
 /// must see its end when the child closes it, as when the command runs in
 /// place, not when its stand-in exits. Terminals and files stay: holding
-/// them shows nowhere, and the stand-in's own messages still reach them.
+/// them shows nowhere. Standard error stays too unless it is standard
+/// output's pipe (`2>&1`): the stand-in's own late messages go there.
+///
+/// Each is told apart by its `/proc/self/fd` link (`pipe:[…]`,
+/// `socket:[…]`), which touches no file system a file may hang on;
+/// without `/proc`, nothing is let go of.
 pub(crate) fn let_go_of_streams(numbers: &[RawFd]) {
+    let stream = |fd: RawFd| {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        let link = link.into_os_string().into_string().ok()?;
+        (link.starts_with("pipe:[") || link.starts_with("socket:[")).then_some(link)
+    };
+    let output = stream(1);
     let Ok(null) = std::fs::File::options()
         .read(true)
         .write(true)
@@ -40,20 +52,17 @@ pub(crate) fn let_go_of_streams(numbers: &[RawFd]) {
         return;
     };
     for &number in numbers {
-        let Some(fd) = borrow_open_fd(number) else {
+        let Some(link) = stream(number) else {
             continue;
         };
-        let Ok(stat) = nix::sys::stat::fstat(fd) else {
+        if number == 2 && output.as_ref() != Some(&link) {
             continue;
-        };
-        let kind = stat.st_mode & libc::S_IFMT;
-        if kind == libc::S_IFIFO || kind == libc::S_IFSOCK {
-            // SAFETY: dup2 replaces the open file behind a number this
-            // process holds (the child has its own copy) with /dev/null in
-            // one step: the number stays open, as `borrow_open_fd` relies
-            // on, and names no other file of ours at any moment.
-            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), number) };
         }
+        // SAFETY: dup2 swaps the open file behind `number`, a descriptor the
+        // child now has its own copy of, for /dev/null in one step. No
+        // `BorrowedFd` of it is alive (the hand-over's were dropped), and
+        // the number stays open, as `borrow_open_fd` requires.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), number) };
     }
 }
 

@@ -848,10 +848,19 @@ async fn an_escalation_whose_requester_reads_nothing_is_still_watched() {
 /// reaches it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() {
-    let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
+    let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/dash", escalate())]));
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("usr1");
+    let trap = format!(
+        "trap 'echo > {}' USR1; while :; do /usr/bin/sleep 0.05; done",
+        mark.display()
+    );
     let (mine, theirs) = stream_pair();
     setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
-    say(&mine, &request_frame("/usr/bin/sleep", &["sleep", "30"]));
+    say(
+        &mine,
+        &request_frame("/usr/bin/dash", &["dash", "-c", &trap]),
+    );
     hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
     let escalate = read_frame(mine.as_fd()).expect("an answer");
     assert!(matches!(
@@ -866,13 +875,19 @@ async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() 
     );
     let pid = recorder.wait_for_started(1).await[0];
     say(&mine, &frame(&ClientMessage::Signal(libc::SIGSTOP)));
-    // The server reads frames in order: once a later one has had its
-    // effect, the SIGSTOP has had its chance.
-    say(&mine, &frame(&ClientMessage::Signal(libc::SIGWINCH)));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Frames are relayed in order: the trap runs only if the child was not
+    // stopped before this one came.
+    say(&mine, &frame(&ClientMessage::Signal(libc::SIGUSR1)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !mark.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let state = state.rsplit_once(") ").unwrap().1.chars().next();
-    assert_eq!(state, Some('S'), "the child was not stopped");
+    assert!(
+        mark.exists() && !matches!(state, Some('T' | 't')),
+        "the child was stopped: state {state:?}"
+    );
     say(&mine, &frame(&ClientMessage::Signal(libc::SIGTERM)));
     let deadline = Instant::now() + Duration::from_secs(20);
     let termination = loop {

@@ -923,10 +923,31 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
 async fn a_pipe_an_escalation_in_a_spare_closes_ends_for_its_reader() {
     let world = World::new();
     let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
-    let script = "dash -c true; sleep 1; dash -c 'echo hi; exec >&-; \
-            for i in $(seq 40); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
+    let (mut session, _recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let go = world.ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = "dash -c true; read -r _ < go; dash -c 'echo hi; exec >&-; \
+            for i in $(seq 100); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
             echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result";
-    let (output, _) = run_sandboxed(policy, world.profile(), script, &world.ws).await;
+    let shell = spawn_session_shell(&mut session, script, &world.ws);
+    // Both spares started: the escalation takes one (waiting for it to be
+    // ready), not a sandbox of its own.
+    for _ in 0..1000 {
+        if spares_for(&world.ws).len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        spares_for(&world.ws).len(),
+        2,
+        "the session started its spares"
+    );
+    tokio::task::spawn_blocking(move || fs::write(go, "go\n").unwrap())
+        .await
+        .unwrap();
+    let output = finish(shell).await;
+    session.shutdown().await;
     assert_eq!(output.stdout, "seen\n", "{}", output.stderr);
 }
 
