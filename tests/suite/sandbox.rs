@@ -860,6 +860,20 @@ fn spares_for(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// The session's spares under `dir` once both have started ([`spares_for`]),
+/// or what there is after 10 s.
+async fn both_spares(dir: &Path) -> Vec<i32> {
+    let mut spares = Vec::new();
+    for _ in 0..1000 {
+        spares = spares_for(dir);
+        if spares.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spares
+}
+
 /// After a session's first `TurnDefault` escalation, the next ones run in
 /// sandboxes started ahead of them (spares), with their own working
 /// directory (and `PWD`, as bubblewrap's `--chdir` sets it), arguments,
@@ -932,14 +946,8 @@ async fn a_pipe_an_escalation_in_a_spare_closes_ends_for_its_reader() {
     let shell = spawn_session_shell(&mut session, script, &world.ws);
     // Both spares started: the escalation takes one (waiting for it to be
     // ready), not a sandbox of its own.
-    for _ in 0..1000 {
-        if spares_for(&world.ws).len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     assert_eq!(
-        spares_for(&world.ws).len(),
+        both_spares(&world.ws).await.len(),
         2,
         "the session started its spares"
     );
@@ -995,14 +1003,7 @@ async fn an_escalation_whose_spare_ended_starts_its_own_sandbox() {
     let script = "dash -c 'echo first'; read -r _ < go; dash -c 'sleep 1; echo second'";
     let shell = spawn_session_shell(&mut session, script, &world.ws);
     recorder.wait_for_started(1).await;
-    let mut spares = Vec::new();
-    for _ in 0..500 {
-        spares = spares_for(&world.ws);
-        if spares.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let spares = both_spares(&world.ws).await;
     assert_eq!(spares.len(), 2, "the session started its spares");
     for pid in &spares {
         nix::sys::signal::kill(
