@@ -399,7 +399,7 @@ async fn escalate(
         }
     };
     let sandboxed = launch.sandbox.is_some();
-    let (plan, spare_command) = match spawn_plan(shared, context, launch, fds) {
+    let (plan, order) = match spawn_plan(shared, context, launch, fds) {
         Ok(planned) => planned,
         Err(reason) => {
             let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
@@ -407,8 +407,13 @@ async fn escalate(
         }
     };
     let started = Instant::now();
-    let spare_served = spare_command.is_some();
-    let taken = spare_command.and_then(|command| Some((command, shared.children.spares.take()?)));
+    let spare_served = order.as_ref().is_some_and(|order| order.kept);
+    let taken = match order {
+        Some(order) => waiting_sandbox(shared, &order)
+            .await
+            .map(|spare| (order.command, spare)),
+        None => None,
+    };
     // The child a spare runs, or the plan to start one with.
     let handed = match taken {
         Some((command, spare)) => {
@@ -510,6 +515,28 @@ async fn escalate(
     }
 }
 
+/// A sandbox waiting for `order`'s command: a kept spare when one serves
+/// it and is ready, else one started for it now. `None` when none could be
+/// started: the escalation then starts its sandbox with the command (where
+/// its errors are seen).
+async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<spare::Spare> {
+    if order.kept {
+        if let Some(spare) = shared.children.spares.take() {
+            return Some(spare);
+        }
+    }
+    let (starter, launcher, policy) =
+        (shared.clone(), order.launcher.clone(), order.policy.clone());
+    let started = spawner::run(move || spare::start_for_one(&starter, &launcher, &policy)).await;
+    match started.and_then(|started| started) {
+        Ok(spare) => Some(spare),
+        Err(reason) => {
+            tracing::warn!(session = %shared.id, %reason, "cannot start a sandbox ahead of its command");
+            None
+        }
+    }
+}
+
 /// Starts the child `plan` describes. It is recorded as soon as it exists:
 /// its own requests may arrive before this task runs again. A sandbox is
 /// started on the spawner's thread, whose end bubblewrap's
@@ -560,14 +587,26 @@ fn close_elsewhere(plan: SpawnPlan) {
     drop(tokio::task::spawn_blocking(move || drop(plan)));
 }
 
-/// The child's plan; for a `TurnDefault` escalation that a spare sandbox
-/// may run, also what to tell the spare.
+/// How a sandboxed escalation gets a sandbox that bubblewrap started
+/// without the command's descriptors: what to order it, and from which
+/// launcher and policy to start one.
+struct SandboxOrder {
+    command: spare::Command,
+    /// A kept spare of the session may serve it (`spare::serves`).
+    kept: bool,
+    launcher: Launcher,
+    policy: Arc<ResolvedPolicy>,
+}
+
+/// The child's plan; for a sandboxed escalation, also what to order a
+/// sandbox started ahead of its command (a spare), when one may run it:
+/// one without a link to the proxy and with a held working directory.
 fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
     launch: Launch,
     mut fds: Vec<(SafeClose, RawFd)>,
-) -> Result<(SpawnPlan, Option<spare::Command>), String> {
+) -> Result<(SpawnPlan, Option<SandboxOrder>), String> {
     shared.children.scope.check()?;
     let Launch {
         opened,
@@ -600,7 +639,7 @@ fn spawn_plan(
         sandboxed,
         &shared.config.escalation_env,
     );
-    let mut spare_command = None;
+    let mut order = None;
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
@@ -627,16 +666,19 @@ fn spawn_plan(
         ));
         require_held_directory(&mut argv, context)?;
         fds.push((SafeClose::own(launch.executable), exec_number));
-        let spare_may_run = link.is_none()
-            && fds.len() <= execgate_sandbox::MOST_DESCRIPTORS
-            && spare::serves(shared, &policy);
+        let spare_may_run = link.is_none() && fds.len() <= execgate_sandbox::MOST_DESCRIPTORS;
         if let (true, Ok(directory)) = (spare_may_run, &context.working_directory) {
-            spare_command = Some(spare::Command {
-                argv: launch.argv.clone(),
-                env: env.clone(),
-                cwd: context.cwd.clone(),
-                cwd_identity: (directory.device, directory.inode),
-                exec_fd: exec_number,
+            order = Some(SandboxOrder {
+                command: spare::Command {
+                    argv: launch.argv.clone(),
+                    env: env.clone(),
+                    cwd: context.cwd.clone(),
+                    cwd_identity: (directory.device, directory.inode),
+                    exec_fd: exec_number,
+                },
+                kept: spare::serves(shared, &policy),
+                launcher: launcher.clone(),
+                policy: policy.clone(),
             });
         }
         if let Some(link) = link {
@@ -660,7 +702,7 @@ fn spawn_plan(
         warden_pipe: shared.children.scope.warden_pipe(),
         network: None,
     };
-    Ok((plan, spare_command))
+    Ok((plan, order))
 }
 
 /// `items` as C strings, for `execve`.

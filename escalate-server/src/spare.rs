@@ -16,10 +16,19 @@
 //! A spare that is not ready in time, or ended before, is killed, and the
 //! escalation starts its sandbox afresh (where its errors are seen).
 //!
-//! This module must never hand a spare a second command, give one to any
-//! escalation but a `TurnDefault` one of its own session, start one in a
-//! network namespace but its own or its session's empty one, or leave one
-//! running or unreaped after its session.
+//! Any other sandboxed escalation (a `Permissions` one, the session's
+//! first `TurnDefault` one, one that found no spare ready) starts a spare
+//! of its own policy and hands it its command at once
+//! ([`start_for_one`]): bubblewrap keeps the standard streams it was
+//! started with until the sandbox ends, and a spare's are `/dev/null`, so
+//! the command's pipes end when the command closes them. A `limited`
+//! network's sandbox is not started this way: its link to the proxy
+//! belongs to the command.
+//!
+//! This module must never hand a spare a second command, give a kept one
+//! to any escalation but a `TurnDefault` one of its own session, start one
+//! in a network namespace but its own or its session's empty one (kept
+//! spares only), or leave one running or unreaped after its session.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -228,6 +237,33 @@ fn start(shared: &Shared) -> Result<Spare, String> {
         .as_ref()
         .ok_or("the session's sandbox is not enforced by execgate")?;
     let launcher = &sandbox.launcher;
+    let network = shared.children.spares.network(launcher, policy);
+    launch(shared, launcher, policy, network)
+}
+
+/// Starts a sandbox of `policy` for one escalation that found no spare
+/// (or that no spare serves), to be handed its command at once with
+/// [`hand`]. So bubblewrap, which keeps the standard streams it started
+/// with until the sandbox ends, never holds the command's: a pipe's reader
+/// sees its end when the command closes it. Not for a `limited` network.
+/// Call on the spawner's thread, as [`replenish`] does.
+pub(crate) fn start_for_one(
+    shared: &Shared,
+    launcher: &execgate_sandbox::Launcher,
+    policy: &execgate_sandbox::ResolvedPolicy,
+) -> Result<Spare, String> {
+    shared.children.scope.check()?;
+    // bubblewrap makes its network namespace: the session's empty one is
+    // its kept spares' alone.
+    launch(shared, launcher, policy, None)
+}
+
+fn launch(
+    shared: &Shared,
+    launcher: &execgate_sandbox::Launcher,
+    policy: &execgate_sandbox::ResolvedPolicy,
+    network: Option<BorrowedFd<'_>>,
+) -> Result<Spare, String> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -237,7 +273,6 @@ fn start(shared: &Shared) -> Result<Spare, String> {
     .map_err(|errno| format!("socketpair: {errno}"))?;
     let bwrap = std::fs::File::open(launcher.bwrap())
         .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
-    let network = shared.children.spares.network(launcher, policy);
     let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
     argv.extend(launcher.spare_arguments(policy, CONTROL_FD, network.is_some()));
     // Its standard streams until it has its command's: bubblewrap and the
