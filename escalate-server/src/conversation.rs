@@ -12,7 +12,7 @@ use execgate_protocol::{
     decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
     ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
-use execgate_sandbox::{Launcher, ResolvedPolicy};
+use execgate_sandbox::{Launcher, NetworkPolicy, ResolvedPolicy};
 
 use crate::network::SandboxOrigin;
 use nix::sys::signal::Signal;
@@ -525,9 +525,19 @@ async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<s
             return Some(spare);
         }
     }
+    // A link of its own: the plan's stays for the start that shows errors.
+    let proxy_link = if order.policy.network() == NetworkPolicy::Limited {
+        let origin = SandboxOrigin::Escalation {
+            request_id: order.request_id,
+        };
+        Some(crate::session::network_link(shared, &order.policy, origin)?)
+    } else {
+        None
+    };
     let (starter, launcher, policy) =
         (shared.clone(), order.launcher.clone(), order.policy.clone());
-    let started = spawner::run(move || spare::start_for_one(&starter, &launcher, &policy)).await;
+    let started =
+        spawner::run(move || spare::start_for_one(&starter, &launcher, &policy, proxy_link)).await;
     match started.and_then(|started| started) {
         Ok(spare) => Some(spare),
         Err(reason) => {
@@ -592,6 +602,7 @@ fn close_elsewhere(plan: SpawnPlan) {
 /// launcher and policy to start one.
 struct SandboxOrder {
     command: spare::Command,
+    request_id: u64,
     /// A kept spare of the session may serve it (`spare::serves`).
     kept: bool,
     launcher: Launcher,
@@ -600,7 +611,7 @@ struct SandboxOrder {
 
 /// The child's plan; for a sandboxed escalation, also what to order a
 /// sandbox started ahead of its command (a spare), when one may run it:
-/// one without a link to the proxy and with a held working directory.
+/// one with a held working directory.
 fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
@@ -666,7 +677,7 @@ fn spawn_plan(
         ));
         require_held_directory(&mut argv, context)?;
         fds.push((SafeClose::own(launch.executable), exec_number));
-        let spare_may_run = link.is_none() && fds.len() <= execgate_sandbox::MOST_DESCRIPTORS;
+        let spare_may_run = fds.len() <= execgate_sandbox::MOST_DESCRIPTORS;
         if let (true, Ok(directory)) = (spare_may_run, &context.working_directory) {
             order = Some(SandboxOrder {
                 command: spare::Command {
@@ -676,6 +687,7 @@ fn spawn_plan(
                     cwd_identity: (directory.device, directory.inode),
                     exec_fd: exec_number,
                 },
+                request_id: context.request_id,
                 kept: spare::serves(shared, &policy),
                 launcher: launcher.clone(),
                 policy: policy.clone(),

@@ -21,9 +21,9 @@
 //! of its own policy and hands it its command at once
 //! ([`start_for_one`]): bubblewrap keeps the standard streams it was
 //! started with until the sandbox ends, and a spare's are `/dev/null`, so
-//! the command's pipes end when the command closes them. A `limited`
-//! network's sandbox is not started this way: its link to the proxy
-//! belongs to the command.
+//! the command's pipes end when the command closes them. Only such a
+//! spare may have a `limited` network: its link to the proxy belongs to
+//! one sandbox.
 //!
 //! This module must never hand a spare a second command, give a kept one
 //! to any escalation but a `TurnDefault` one of its own session, start one
@@ -58,6 +58,8 @@ pub(crate) const KEPT: usize = 2;
 const READY_WITHIN: Duration = Duration::from_secs(5);
 /// The helper's control socket, in bubblewrap and in the helper.
 const CONTROL_FD: i32 = 3;
+/// A limited network's link to the proxy, likewise.
+const PROXY_LINK_FD: i32 = 4;
 
 /// A sandbox waiting for its command.
 pub(crate) struct Spare {
@@ -238,24 +240,26 @@ fn start(shared: &Shared) -> Result<Spare, String> {
         .ok_or("the session's sandbox is not enforced by execgate")?;
     let launcher = &sandbox.launcher;
     let network = shared.children.spares.network(launcher, policy);
-    launch(shared, launcher, policy, network)
+    launch(shared, launcher, policy, network, None)
 }
 
 /// Starts a sandbox of `policy` for one escalation that found no spare
 /// (or that no spare serves), to be handed its command at once with
 /// [`hand`]. So bubblewrap, which keeps the standard streams it started
 /// with until the sandbox ends, never holds the command's: a pipe's reader
-/// sees its end when the command closes it. Not for a `limited` network.
-/// Call on the spawner's thread, as [`replenish`] does.
+/// sees its end when the command closes it. A `limited` network needs
+/// `proxy_link`, this sandbox's own. Call on the spawner's thread, as
+/// [`replenish`] does.
 pub(crate) fn start_for_one(
     shared: &Shared,
     launcher: &execgate_sandbox::Launcher,
     policy: &execgate_sandbox::ResolvedPolicy,
+    proxy_link: Option<OwnedFd>,
 ) -> Result<Spare, String> {
     shared.children.scope.check()?;
     // bubblewrap makes its network namespace: the session's empty one is
     // its kept spares' alone.
-    launch(shared, launcher, policy, None)
+    launch(shared, launcher, policy, None, proxy_link)
 }
 
 fn launch(
@@ -263,6 +267,7 @@ fn launch(
     launcher: &execgate_sandbox::Launcher,
     policy: &execgate_sandbox::ResolvedPolicy,
     network: Option<BorrowedFd<'_>>,
+    proxy_link: Option<OwnedFd>,
 ) -> Result<Spare, String> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
@@ -274,7 +279,8 @@ fn launch(
     let bwrap = std::fs::File::open(launcher.bwrap())
         .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
     let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
-    argv.extend(launcher.spare_arguments(policy, CONTROL_FD, network.is_some()));
+    let link_number = proxy_link.as_ref().map(|_| PROXY_LINK_FD);
+    argv.extend(launcher.spare_arguments(policy, CONTROL_FD, link_number, network.is_some()));
     // Its standard streams until it has its command's: bubblewrap and the
     // helper must not find 0-2 free for files of their own.
     let null = || -> Result<OwnedFd, String> {
@@ -285,6 +291,13 @@ fn launch(
             .map(OwnedFd::from)
             .map_err(|error| format!("cannot open /dev/null: {error}"))
     };
+    let mut fds = vec![
+        (null()?, 0),
+        (null()?, 1),
+        (null()?, 2),
+        (theirs, CONTROL_FD),
+    ];
+    fds.extend(proxy_link.map(|link| (link, PROXY_LINK_FD)));
     let plan: SpawnPlan<OwnedFd> = SpawnPlan {
         executable: bwrap.into(),
         argv: c_strings(argv)?,
@@ -295,12 +308,7 @@ fn launch(
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|errno| format!("cannot open /: {errno}"))?,
-        fds: vec![
-            (null()?, 0),
-            (null()?, 1),
-            (null()?, 2),
-            (theirs, CONTROL_FD),
-        ],
+        fds,
         niceness: shared.config.shell_niceness,
         cgroup_procs: shared.children.scope.cgroup_procs(),
         cgroup_dir: shared.children.scope.cgroup_dir(),

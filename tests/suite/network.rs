@@ -490,6 +490,32 @@ echo "enabled $(printenv | grep -cF -- "${shell_proxy#http://}")"
     }
 }
 
+/// A limited network's escalation, like every sandboxed one, runs in a
+/// sandbox started before it is handed the command's descriptors (with a
+/// link to the proxy of its own): the reader of a pipe the command closes
+/// sees its end then, not when the sandbox ends (bubblewrap keeps the
+/// streams it was started with).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipe_a_limited_escalation_closes_ends_for_its_reader() {
+    let place = Place::new();
+    let rules = place.rules(
+        "prefix_rule(pattern = [\"dash\"], decision = \"allow\", execution = \"turn-default\")\n",
+    );
+    let recorder = Recorder::default();
+    let session = limited_session_with(&place, "net", DenyAll, rules, Some(&recorder));
+    let script = "dash -c 'echo hi; exec >&-; \
+        for i in $(seq 100); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
+        echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result";
+    let outcome = run(&session, script).await;
+    session.shutdown().await;
+    let escalated = super::policy::provenances(&recorder)
+        .into_iter()
+        .filter(|(_, decision, ..)| decision.starts_with("escalate"))
+        .count();
+    assert_eq!(escalated, 1, "dash was escalated");
+    assert_eq!(text(&outcome.stdout), "seen\n", "{}", text(&outcome.stderr));
+}
+
 /// Profile `sock`: workspace-write, limited, allowed to reach `socket`.
 fn socket_profile(socket: &Path) -> String {
     format!(

@@ -115,9 +115,10 @@ impl Launcher {
     /// bubblewrap's arguments for a spare: a sandbox of `policy` started
     /// ahead of its command, whose helper confines itself and then takes
     /// the command (working directory, arguments, environment, descriptors)
-    /// from the inherited socket `control_fd` ([`crate::hand_order`]). Not
-    /// for a `limited` network, whose link to the proxy belongs to one
-    /// command.
+    /// from the inherited socket `control_fd` ([`crate::hand_order`]). A
+    /// `limited` network needs `network_fd`, as for [`Launcher::arguments`]:
+    /// a link to the proxy belongs to one sandbox, so such a spare is
+    /// started for a command known already.
     ///
     /// With `in_prepared_network`, for a policy that
     /// [`Launcher::spares_may_share_network`], the caller starts bubblewrap
@@ -130,13 +131,14 @@ impl Launcher {
         &self,
         policy: &ResolvedPolicy,
         control_fd: RawFd,
+        network_fd: Option<RawFd>,
         in_prepared_network: bool,
     ) -> Vec<OsString> {
         let command = Command::Spare {
             control_fd,
             in_prepared_network,
         };
-        self.build(policy, None, command)
+        self.build(policy, network_fd, command)
     }
 
     /// Whether the spares of `policy` may start in one empty network
@@ -527,9 +529,9 @@ mod tests {
         let launcher = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
         let policy = resolved(&[(":root", Access::Read)], dir.path());
         let unshares = |arguments: Vec<OsString>| arguments.iter().any(|a| a == "--unshare-net");
-        assert!(unshares(launcher.spare_arguments(&policy, 3, false)));
+        assert!(unshares(launcher.spare_arguments(&policy, 3, None, false)));
         assert_eq!(
-            unshares(launcher.spare_arguments(&policy, 3, true)),
+            unshares(launcher.spare_arguments(&policy, 3, None, true)),
             !launcher.spares_may_share_network(&policy)
         );
         // This machine's kernel has Landlock's scopes (CI's too).
@@ -543,6 +545,11 @@ mod tests {
         };
         let limited = ResolvedPolicy::resolve(&limited, &SandboxContext::new(dir.path())).unwrap();
         assert!(!launcher.spares_may_share_network(&limited));
-        assert!(unshares(launcher.spare_arguments(&limited, 3, true)));
+        assert!(unshares(launcher.spare_arguments(
+            &limited,
+            3,
+            Some(4),
+            true
+        )));
     }
 }
