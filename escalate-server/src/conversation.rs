@@ -399,7 +399,7 @@ async fn escalate(
         }
     };
     let sandboxed = launch.sandbox.is_some();
-    let (plan, order) = match spawn_plan(shared, context, launch, fds) {
+    let (plan, order, pending_link) = match spawn_plan(shared, context, launch, fds) {
         Ok(planned) => planned,
         Err(reason) => {
             let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
@@ -449,13 +449,19 @@ async fn escalate(
         Ok(child) => child,
         // A session that ended meanwhile starts nothing more.
         Err(_) if cancel.is_cancelled() => return,
-        Err(plan) => match start_child(shared, context, plan, sandboxed).await {
-            Ok(child) => child,
-            Err(reason) => {
-                let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
-                return;
+        Err(plan) => {
+            let started = match with_proxy_link(shared, context, plan, pending_link) {
+                Ok(plan) => start_child(shared, context, plan, sandboxed).await,
+                Err(reason) => Err(reason),
+            };
+            match started {
+                Ok(child) => child,
+                Err(reason) => {
+                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                    return;
+                }
             }
-        },
+        }
     };
     if spare_served {
         spare::replenish(shared);
@@ -525,7 +531,7 @@ async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<s
             return Some(spare);
         }
     }
-    // A link of its own: the plan's stays for the start that shows errors.
+    // A link of its own, never among the command's descriptors.
     let proxy_link = if order.policy.network() == NetworkPolicy::Limited {
         let origin = SandboxOrigin::Escalation {
             request_id: order.request_id,
@@ -545,6 +551,32 @@ async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<s
             None
         }
     }
+}
+
+/// The number a limited sandbox started with its command finds its link to
+/// the proxy at: opened only for that start, as a spare opens its own.
+struct PendingLink {
+    number: RawFd,
+    policy: Arc<ResolvedPolicy>,
+}
+
+/// `plan` with its link to the proxy, if its sandbox needs one; an error
+/// when it cannot be had (the sandbox would refuse to run anything).
+fn with_proxy_link(
+    shared: &Shared,
+    context: &ExecContext,
+    mut plan: SpawnPlan,
+    pending: Option<PendingLink>,
+) -> Result<SpawnPlan, String> {
+    if let Some(pending) = pending {
+        let origin = SandboxOrigin::Escalation {
+            request_id: context.request_id,
+        };
+        let link = crate::session::network_link(shared, &pending.policy, origin)
+            .ok_or("cannot link the limited sandbox to execgate's proxy; nothing was run")?;
+        plan.fds.push((SafeClose::own(link), pending.number));
+    }
+    Ok(plan)
 }
 
 /// Starts the child `plan` describes. It is recorded as soon as it exists:
@@ -610,14 +642,15 @@ struct SandboxOrder {
 }
 
 /// The child's plan; for a sandboxed escalation, also what to order a
-/// sandbox started ahead of its command (a spare), when one may run it:
-/// one with a held working directory.
+/// sandbox started ahead of its command (a spare), when one may run it
+/// (one with a held working directory), and for a limited network the
+/// link the plan's sandbox needs (see [`with_proxy_link`]).
 fn spawn_plan(
     shared: &Shared,
     context: &ExecContext,
     launch: Launch,
     mut fds: Vec<(SafeClose, RawFd)>,
-) -> Result<(SpawnPlan, Option<SandboxOrder>), String> {
+) -> Result<(SpawnPlan, Option<SandboxOrder>, Option<PendingLink>), String> {
     shared.children.scope.check()?;
     let Launch {
         opened,
@@ -650,7 +683,7 @@ fn spawn_plan(
         sandboxed,
         &shared.config.escalation_env,
     );
-    let mut order = None;
+    let (mut order, mut pending_link) = (None, None);
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
@@ -658,21 +691,16 @@ fn spawn_plan(
         let exec_number = script_number + 1;
         let bwrap = std::fs::File::open(launcher.bwrap())
             .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
-        // The link to the proxy of a limited network, above that.
+        // The link to the proxy of a limited network, above that; without
+        // a proxy, the helper says so and runs nothing.
         let link_number = exec_number + 1;
-        let link = crate::session::network_link(
-            shared,
-            &policy,
-            SandboxOrigin::Escalation {
-                request_id: context.request_id,
-            },
-        );
+        let linked = policy.network() == NetworkPolicy::Limited && shared.config.network.is_some();
         let mut argv = vec![launcher.bwrap().as_os_str().to_owned()];
         argv.extend(launcher.arguments(
             &policy,
             &context.cwd,
             Some(exec_number),
-            link.is_some().then_some(link_number),
+            linked.then_some(link_number),
             &launch.argv,
         ));
         require_held_directory(&mut argv, context)?;
@@ -693,8 +721,11 @@ fn spawn_plan(
                 policy: policy.clone(),
             });
         }
-        if let Some(link) = link {
-            fds.push((SafeClose::own(link), link_number));
+        if linked {
+            pending_link = Some(PendingLink {
+                number: link_number,
+                policy: policy.clone(),
+            });
         }
         launch = LaunchPlan {
             executable: bwrap.into(),
@@ -714,7 +745,7 @@ fn spawn_plan(
         warden_pipe: shared.children.scope.warden_pipe(),
         network: None,
     };
-    Ok((plan, order))
+    Ok((plan, order, pending_link))
 }
 
 /// `items` as C strings, for `execve`.

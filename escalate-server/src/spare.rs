@@ -1,4 +1,4 @@
-//! Sandboxes started ahead of `TurnDefault` escalations.
+//! Sandboxes started ahead of their escalation's command.
 //!
 //! A sandbox's start is mostly bubblewrap's (namespaces, mounts: about
 //! 6.5 ms here), and a `TurnDefault` escalation's sandbox is the same for
@@ -17,13 +17,16 @@
 //! escalation starts its sandbox afresh (where its errors are seen).
 //!
 //! Any other sandboxed escalation (a `Permissions` one, the session's
-//! first `TurnDefault` one, one that found no spare ready) starts a spare
+//! first `TurnDefault` one, one that found no kept spare) starts a spare
 //! of its own policy and hands it its command at once
 //! ([`start_for_one`]): bubblewrap keeps the standard streams it was
 //! started with until the sandbox ends, and a spare's are `/dev/null`, so
 //! the command's pipes end when the command closes them. Only such a
 //! spare may have a `limited` network: its link to the proxy belongs to
-//! one sandbox.
+//! one sandbox. When a spare fails (before it was ready, so its errors
+//! went nowhere), or the command has more descriptors than an order
+//! carries, the sandbox is started with its command, and bubblewrap holds
+//! its streams.
 //!
 //! This module must never hand a spare a second command, give a kept one
 //! to any escalation but a `TurnDefault` one of its own session, start one
@@ -53,9 +56,13 @@ use crate::sys::{self, SpawnPlan};
 /// Spares kept per session. Two, so that back-to-back escalations find
 /// one ready while the one started after the last is still starting.
 pub(crate) const KEPT: usize = 2;
-/// How long an escalation waits for a spare that is still starting before
-/// it starts its own sandbox instead.
+/// How long an escalation waits for a kept spare that is still starting
+/// before it starts its own sandbox instead.
 const READY_WITHIN: Duration = Duration::from_secs(5);
+/// How long an escalation waits for the sandbox started for it: as long
+/// as a start takes (one started afresh would take as long), within
+/// reason.
+const ONE_READY_WITHIN: Duration = Duration::from_secs(60);
 /// The helper's control socket, in bubblewrap and in the helper.
 const CONTROL_FD: i32 = 3;
 /// A limited network's link to the proxy, likewise.
@@ -67,6 +74,8 @@ pub(crate) struct Spare {
     pub(crate) pid: i32,
     pub(crate) pidfd: Arc<OwnedFd>,
     control: OwnedFd,
+    /// How long its order waits for it to be ready.
+    ready_within: Duration,
 }
 
 /// A session's spares.
@@ -108,6 +117,18 @@ impl Spares {
         let spare = state.ready.pop_front()?;
         state.handing.push(spare.pid);
         Some(spare)
+    }
+
+    /// Counts the sandbox `pid`, started for one escalation, among those
+    /// being handed their command, so that closing kills it too. False
+    /// once the session has ended: it must not run anything.
+    fn adopt(&self, pid: i32) -> bool {
+        let mut state = self.lock();
+        if state.closed {
+            return false;
+        }
+        state.handing.push(pid);
+        true
     }
 
     /// The spare `pid` has its command, or was discarded.
@@ -259,7 +280,14 @@ pub(crate) fn start_for_one(
     shared.children.scope.check()?;
     // bubblewrap makes its network namespace: the session's empty one is
     // its kept spares' alone.
-    launch(shared, launcher, policy, None, proxy_link)
+    let mut spare = launch(shared, launcher, policy, None, proxy_link)?;
+    spare.ready_within = ONE_READY_WITHIN;
+    if !shared.children.spares.adopt(spare.pid) {
+        let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
+        reap(spare, &shared.children.scope);
+        return Err("the session has ended".into());
+    }
+    Ok(spare)
 }
 
 fn launch(
@@ -321,6 +349,7 @@ fn launch(
             pid,
             pidfd: Arc::new(pidfd),
             control: ours,
+            ready_within: READY_WITHIN,
         }),
         Err(error) => {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -340,9 +369,10 @@ pub(crate) struct Command {
     pub(crate) exec_fd: i32,
 }
 
-/// Hands `command`, with `plan`'s descriptors, to `spare`, one of
-/// `spares` taken for it. On failure the spare is killed and reaped, and
-/// the escalation starts its own sandbox. Blocks: call off the reactor.
+/// Hands `command`, with `plan`'s descriptors, to `spare`: one of `spares`
+/// taken for it, or started for it ([`start_for_one`]). On failure the
+/// spare is killed and reaped, and the escalation starts a sandbox with its
+/// command. Blocks: call off the reactor.
 pub(crate) fn hand(
     spare: Spare,
     plan: &SpawnPlan,
@@ -368,7 +398,7 @@ pub(crate) fn hand(
     // run nothing; one whose end is already seen is passed over.
     let mut end = [PollFd::new(spare.pidfd.as_fd(), PollFlags::POLLIN)];
     let handed = match poll(&mut end, PollTimeout::ZERO) {
-        Ok(0) => execgate_sandbox::hand_order(spare.control.as_fd(), &order, READY_WITHIN)
+        Ok(0) => execgate_sandbox::hand_order(spare.control.as_fd(), &order, spare.ready_within)
             .map_err(|error| error.to_string()),
         _ => Err("the spare sandbox has ended".to_owned()),
     };

@@ -505,15 +505,24 @@ async fn a_pipe_a_limited_escalation_closes_ends_for_its_reader() {
     let session = limited_session_with(&place, "net", DenyAll, rules, Some(&recorder));
     let script = "dash -c 'echo hi; exec >&-; \
         for i in $(seq 100); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
-        echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result";
+        echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result; \
+        dash -c 'ls -l /proc/$$/fd'";
     let outcome = run(&session, script).await;
     session.shutdown().await;
     let escalated = super::policy::provenances(&recorder)
         .into_iter()
         .filter(|(_, decision, ..)| decision.starts_with("escalate"))
         .count();
-    assert_eq!(escalated, 1, "dash was escalated");
-    assert_eq!(text(&outcome.stdout), "seen\n", "{}", text(&outcome.stderr));
+    assert_eq!(escalated, 2, "dash was escalated");
+    let stdout = text(&outcome.stdout);
+    assert!(
+        stdout.starts_with("seen\n"),
+        "{stdout}{}",
+        text(&outcome.stderr)
+    );
+    // What the shell passed on, and no link to the proxy among it.
+    assert!(stdout.contains(" 1 -> pipe:"), "{stdout}");
+    assert!(!stdout.contains("socket:"), "{stdout}");
 }
 
 /// Profile `sock`: workspace-write, limited, allowed to reach `socket`.
@@ -586,6 +595,43 @@ async fn a_limited_sandbox_without_a_proxy_runs_nothing() {
     let (output, _) = run_sandboxed(
         policy_by_path(&[]),
         profiles.get("net").unwrap(),
+        &format!("touch {}/ran", place.ws.display()),
+        &place.ws,
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(126), "{output:?}");
+    assert!(
+        output
+            .stderr
+            .contains("a limited network needs execgate's proxy, and none was linked"),
+        "{output:?}"
+    );
+    assert!(!place.ws.join("ran").exists());
+}
+
+/// The same for an escalation into a limited network: no spare can be
+/// linked to a proxy either, so its sandbox is started with its command,
+/// and the helper says why it runs nothing on the command's own stderr.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limited_escalation_without_a_proxy_runs_nothing_and_says_why() {
+    use execgate_escalate_server::sandbox::{NetworkPolicy, PermissionProfile};
+    let place = Place::new();
+    let mut profiles = ProfileSet::default();
+    profiles.add_toml(PROFILES, None).unwrap();
+    let limited = PermissionProfile::Managed {
+        file_system: Default::default(),
+        network: NetworkPolicy::Limited,
+        network_lists: Default::default(),
+    };
+    let policy = policy_by_path(&[(
+        "/usr/bin/touch",
+        execgate_escalate_server::Decision::Escalate(
+            execgate_escalate_server::Execution::Permissions(limited),
+        ),
+    )]);
+    let (output, _) = run_sandboxed(
+        policy,
+        profiles.get("workspace-write").unwrap(),
         &format!("touch {}/ran", place.ws.display()),
         &place.ws,
     )
