@@ -585,37 +585,14 @@ EOF
 }
 
 /// A limited sandbox without a proxy to reach runs nothing: the network is
-/// never opened wider than the profile says, and the error says why.
+/// never opened wider than the profile says, and the error says why. The
+/// same for an escalation into a limited network: no spare can be linked
+/// to a proxy either, so its sandbox is started with its command, and the
+/// helper says why on the command's own stderr.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_limited_sandbox_without_a_proxy_runs_nothing() {
-    let place = Place::new();
-    let mut profiles = ProfileSet::default();
-    profiles.add_toml(PROFILES, None).unwrap();
-    // The escalation server alone: no core-bridge, so no proxy host.
-    let (output, _) = run_sandboxed(
-        policy_by_path(&[]),
-        profiles.get("net").unwrap(),
-        &format!("touch {}/ran", place.ws.display()),
-        &place.ws,
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(126), "{output:?}");
-    assert!(
-        output
-            .stderr
-            .contains("a limited network needs execgate's proxy, and none was linked"),
-        "{output:?}"
-    );
-    assert!(!place.ws.join("ran").exists());
-}
-
-/// The same for an escalation into a limited network: no spare can be
-/// linked to a proxy either, so its sandbox is started with its command,
-/// and the helper says why it runs nothing on the command's own stderr.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_limited_escalation_without_a_proxy_runs_nothing_and_says_why() {
     use execgate_escalate_server::sandbox::{NetworkPolicy, PermissionProfile};
-    let place = Place::new();
+    use execgate_escalate_server::{Decision, Execution};
     let mut profiles = ProfileSet::default();
     profiles.add_toml(PROFILES, None).unwrap();
     let limited = PermissionProfile::Managed {
@@ -623,27 +600,36 @@ async fn a_limited_escalation_without_a_proxy_runs_nothing_and_says_why() {
         network: NetworkPolicy::Limited,
         network_lists: Default::default(),
     };
-    let policy = policy_by_path(&[(
+    let escalated = [(
         "/usr/bin/touch",
-        execgate_escalate_server::Decision::Escalate(
-            execgate_escalate_server::Execution::Permissions(limited),
-        ),
-    )]);
-    let (output, _) = run_sandboxed(
-        policy,
-        profiles.get("workspace-write").unwrap(),
-        &format!("touch {}/ran", place.ws.display()),
-        &place.ws,
-    )
-    .await;
-    assert_eq!(output.status.code(), Some(126), "{output:?}");
-    assert!(
-        output
-            .stderr
-            .contains("a limited network needs execgate's proxy, and none was linked"),
-        "{output:?}"
-    );
-    assert!(!place.ws.join("ran").exists());
+        Decision::Escalate(Execution::Permissions(limited)),
+    )];
+    // The escalation server alone: no core-bridge, so no proxy host.
+    for (shell_profile, policy) in [
+        ("net", policy_by_path(&[])),
+        ("workspace-write", policy_by_path(&escalated)),
+    ] {
+        let place = Place::new();
+        let (output, _) = run_sandboxed(
+            policy,
+            profiles.get(shell_profile).unwrap(),
+            &format!("touch {}/ran", place.ws.display()),
+            &place.ws,
+        )
+        .await;
+        assert_eq!(
+            output.status.code(),
+            Some(126),
+            "{shell_profile}: {output:?}"
+        );
+        assert!(
+            output
+                .stderr
+                .contains("a limited network needs execgate's proxy, and none was linked"),
+            "{shell_profile}: {output:?}"
+        );
+        assert!(!place.ws.join("ran").exists(), "{shell_profile}");
+    }
 }
 
 /// Answers exec questions no, network questions with `answer` after
