@@ -24,9 +24,9 @@
 //! the command's pipes end when the command closes them. Only such a
 //! spare may have a `limited` network: its link to the proxy belongs to
 //! one sandbox. When a spare fails (before it was ready, so its errors
-//! went nowhere), or the command has more descriptors than an order
-//! carries, the sandbox is started with its command, and bubblewrap holds
-//! its streams.
+//! went nowhere), the command has more descriptors than an order carries,
+//! or a limited network's spare cannot be linked to a proxy, the sandbox
+//! is started with its command, and bubblewrap holds its streams.
 //!
 //! This module must never hand a spare a second command, give a kept one
 //! to any escalation but a `TurnDefault` one of its own session, start one
@@ -212,27 +212,32 @@ pub(crate) fn replenish(shared: &Arc<Shared>) {
         let submitted = crate::spawner::submit(move || {
             let started = start(&starter);
             if let Some(late) = starter.children.spares.settle(started) {
-                // Not on the spawner's thread, which must never wait on
-                // anything but a start, unless no other thread can be had.
-                let slot = Arc::new(Mutex::new(Some(late)));
-                let (theirs, reaper) = (slot.clone(), starter.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("execgate-reaper".into())
-                    .spawn(move || {
-                        if let Some(late) = lock_slot(&theirs).take() {
-                            reap(late, &reaper.children.scope);
-                        }
-                    });
-                if let Err(error) = spawned {
-                    tracing::warn!(%error, "no thread to reap a spare on; reaping it here");
-                    if let Some(late) = lock_slot(&slot).take() {
-                        reap(late, &starter.children.scope);
-                    }
-                }
+                reap_elsewhere(late, &starter);
             }
         });
         if let Err(reason) = submitted {
             shared.children.spares.settle(Err(reason));
+        }
+    }
+}
+
+/// Reaps a killed spare on a thread of its own: called on the spawner's
+/// thread, which must never wait on anything but a start, unless no other
+/// thread can be had.
+fn reap_elsewhere(killed: Spare, shared: &Arc<Shared>) {
+    let slot = Arc::new(Mutex::new(Some(killed)));
+    let (theirs, reaper) = (slot.clone(), shared.clone());
+    let spawned = std::thread::Builder::new()
+        .name("execgate-reaper".into())
+        .spawn(move || {
+            if let Some(killed) = lock_slot(&theirs).take() {
+                reap(killed, &reaper.children.scope);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no thread to reap a spare on; reaping it here");
+        if let Some(killed) = lock_slot(&slot).take() {
+            reap(killed, &shared.children.scope);
         }
     }
 }
@@ -272,7 +277,7 @@ fn start(shared: &Shared) -> Result<Spare, String> {
 /// `proxy_link`, this sandbox's own. Call on the spawner's thread, as
 /// [`replenish`] does.
 pub(crate) fn start_for_one(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     launcher: &execgate_sandbox::Launcher,
     policy: &execgate_sandbox::ResolvedPolicy,
     proxy_link: Option<OwnedFd>,
@@ -284,7 +289,7 @@ pub(crate) fn start_for_one(
     spare.ready_within = ONE_READY_WITHIN;
     if !shared.children.spares.adopt(spare.pid) {
         let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
-        reap(spare, &shared.children.scope);
+        reap_elsewhere(spare, shared);
         return Err("the session has ended".into());
     }
     Ok(spare)
@@ -393,9 +398,9 @@ pub(crate) fn hand(
         exec_fd: command.exec_fd,
         fds: &fds,
     };
-    // A spare killed since it said it was ready (from outside: nothing in
-    // the session kills one it has not discarded) would take the order and
-    // run nothing; one whose end is already seen is passed over.
+    // A spare killed since it said it was ready (from outside, or by its
+    // session's end) would take the order and run nothing; one whose end
+    // is already seen is passed over.
     let mut end = [PollFd::new(spare.pidfd.as_fd(), PollFlags::POLLIN)];
     let handed = match poll(&mut end, PollTimeout::ZERO) {
         Ok(0) => execgate_sandbox::hand_order(spare.control.as_fd(), &order, spare.ready_within)
