@@ -249,9 +249,13 @@ fn all_lines(dir: &std::path::Path) -> Vec<String> {
 fn concurrent_writers_with_rotation_keep_every_record_whole() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
+    // Enough old files to keep every record (about 40 rotations), and not
+    // so many that each rotation, which looks for every one of them under
+    // the exclusive lock, keeps the other writers waiting: with 10,000, a
+    // writer on a loaded machine waited past the lock's 1 s limit.
     let rotation = Rotation {
         max_bytes: 16 * 1024,
-        keep: 10_000,
+        keep: 400,
     };
     // Separate logs stand for separate processes (each has its own file
     // descriptions and lock); two threads share each log, as a server's
