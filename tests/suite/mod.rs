@@ -147,6 +147,19 @@ impl Recorder {
 }
 
 /// A policy that decides by canonical path; everything else runs in place.
+/// A pipeline whose writer, `program -c` (a shell), writes a line to the
+/// pipe, closes its standard output and waits up to 10 s for its reader to
+/// have seen the pipe's end: it writes `seen` to the file `result` and
+/// exits 0, or `not-seen` and exits 1. The probe of every test that an
+/// escalation's pipes end when the program closes them.
+pub fn pipe_closed_early(program: &str) -> String {
+    format!(
+        "{program} -c 'echo hi; exec >&-; \
+         for i in $(seq 100); do [ -e eof ] && {{ echo seen >result; exit 0; }}; sleep 0.1; done; \
+         echo not-seen >result; exit 1' | {{ cat >/dev/null; touch eof; }}"
+    )
+}
+
 pub fn policy_by_path(rules: &[(&str, Decision)]) -> Arc<dyn execgate_escalate_server::Policy> {
     let rules: HashMap<PathBuf, Decision> = rules
         .iter()

@@ -503,11 +503,11 @@ async fn a_pipe_a_limited_escalation_closes_ends_for_its_reader() {
     );
     let recorder = Recorder::default();
     let session = limited_session_with(&place, "net", DenyAll, rules, Some(&recorder));
-    let script = "dash -c 'echo hi; exec >&-; \
-        for i in $(seq 100); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
-        echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result; \
-        dash -c 'ls -l /proc/$$/fd'";
-    let outcome = run(&session, script).await;
+    let script = format!(
+        "{}; cat result; dash -c 'ls -l /proc/$$/fd'",
+        pipe_closed_early("dash")
+    );
+    let outcome = run(&session, &script).await;
     session.shutdown().await;
     let escalated = super::policy::provenances(&recorder)
         .into_iter()

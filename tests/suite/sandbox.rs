@@ -938,10 +938,11 @@ async fn a_pipe_an_escalation_in_a_spare_closes_ends_for_its_reader() {
     let (mut session, _recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
     let go = world.ws.join("go");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let script = "dash -c true; read -r _ < go; dash -c 'echo hi; exec >&-; \
-            for i in $(seq 100); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
-            echo not-seen >result' | { cat >/dev/null; touch eof; }; cat result";
-    let shell = spawn_session_shell(&mut session, script, &world.ws);
+    let script = format!(
+        "dash -c true; read -r _ < go; {}; cat result",
+        pipe_closed_early("dash")
+    );
+    let shell = spawn_session_shell(&mut session, &script, &world.ws);
     // Both spares started: the escalation takes one (waiting for it to be
     // ready), not a sandbox of its own.
     assert_eq!(
@@ -976,13 +977,10 @@ async fn a_pipe_an_escalation_in_a_sandbox_of_its_own_closes_ends_for_its_reader
             Decision::Escalate(Execution::Permissions(extra)),
         ),
     ]);
-    let closes_early = "'echo hi; exec >&-; \
-        for i in $(seq 100); do [ -e eof ] && { echo seen >result; exit 0; }; sleep 0.1; done; \
-        echo not-seen >result'";
-    let reader = "{ cat >/dev/null; touch eof; }";
     let script = format!(
-        "dash -c {closes_early} | {reader}; cat result; rm -f eof result; \
-         bash -c {closes_early} | {reader}; cat result"
+        "{}; cat result; rm -f eof result; {}; cat result",
+        pipe_closed_early("dash"),
+        pipe_closed_early("bash")
     );
     let (output, recorder) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
     assert_eq!(output.stdout, "seen\nseen\n", "{}", output.stderr);
