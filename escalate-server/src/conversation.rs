@@ -533,10 +533,7 @@ async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<s
     }
     // A link of its own, never among the command's descriptors.
     let proxy_link = if order.policy.network() == NetworkPolicy::Limited {
-        let origin = SandboxOrigin::Escalation {
-            request_id: order.request_id,
-        };
-        Some(crate::session::network_link(shared, &order.policy, origin)?)
+        Some(escalation_link(shared, &order.policy, order.request_id)?)
     } else {
         None
     };
@@ -569,14 +566,17 @@ fn with_proxy_link(
     pending: Option<PendingLink>,
 ) -> Result<SpawnPlan, String> {
     if let Some(pending) = pending {
-        let origin = SandboxOrigin::Escalation {
-            request_id: context.request_id,
-        };
-        let link = crate::session::network_link(shared, &pending.policy, origin)
+        let link = escalation_link(shared, &pending.policy, context.request_id)
             .ok_or("cannot link the limited sandbox to execgate's proxy; nothing was run")?;
         plan.fds.push((SafeClose::own(link), pending.number));
     }
     Ok(plan)
+}
+
+/// A new link to the proxy for one sandbox of escalation `request_id`
+/// (whose `policy` is limited); `None` when none can be had.
+fn escalation_link(shared: &Shared, policy: &ResolvedPolicy, request_id: u64) -> Option<OwnedFd> {
+    crate::session::network_link(shared, policy, SandboxOrigin::Escalation { request_id })
 }
 
 /// Starts the child `plan` describes. It is recorded as soon as it exists:
