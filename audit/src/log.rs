@@ -295,16 +295,19 @@ impl SessionAudit {
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
         let record = AuditRecord::of(event, session_id, SystemTime::now(), &self.options);
-        let durable = self.options.sync_escalations
+        self.log
+            .append(&record, self.waits_for_disk(event))
+            .map_err(|error| error.to_string())
+    }
+
+    fn waits_for_disk(&self, event: &SessionEvent) -> bool {
+        self.options.sync_escalations
             && matches!(
                 event,
                 SessionEvent::Decided {
                     decision: Decision::Escalate(_),
                     ..
                 }
-            );
-        self.log
-            .append(&record, durable)
-            .map_err(|error| error.to_string())
+            )
     }
 }

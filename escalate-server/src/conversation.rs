@@ -151,7 +151,7 @@ pub(crate) async fn serve_request(
         decision: decision.clone(),
         provenance,
     };
-    if let Err(error) = shared.record(&decided) {
+    if let Err(error) = shared.record_off_serving_thread(decided).await {
         let reason = format!("cannot write the audit log ({error}); nothing runs unrecorded");
         deny(&shared, &mut channel, &cancel, &reason).await;
         return;

@@ -10,8 +10,9 @@ use execgate_protocol::Termination;
 
 use crate::policy::{Decision, ExecContext, Provenance, RuleRef};
 
-/// Receives a session's events, synchronously, on the worker that produced
-/// them: keep it quick (hand off to a channel for slow work).
+/// Receives a session's events, synchronously, mostly on the one thread
+/// every session of the process is served on: keep it quick (hand off to a
+/// channel for slow work), or every session's decisions wait.
 pub type EventSink = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
 
 /// Keeps the durable record of a session's events (the audit log). Called
@@ -20,6 +21,14 @@ pub type EventSink = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
 /// server deny the request (see [`AuditFailure`]).
 pub trait AuditSink: Send + Sync {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String>;
+
+    /// Whether recording `event` waits for the disk (a synced write). The
+    /// server then records it on a blocking thread, never on the thread
+    /// every session's decisions share.
+    fn waits_for_disk(&self, event: &SessionEvent) -> bool {
+        let _ = event;
+        false
+    }
 }
 
 /// What the server does when a decision cannot be recorded.

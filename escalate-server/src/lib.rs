@@ -1,8 +1,8 @@
 //! execgate's escalation server: it decides every exec a session's shell
 //! makes, and starts the escalated ones itself.
 //!
-//! [`Session::start`] creates a session socket, serves it on the current
-//! tokio runtime, and hands the caller what the shell needs: environment
+//! [`Session::start`] creates a session socket, serves it on a thread all
+//! sessions share (with a tokio runtime of its own), and hands the caller what the shell needs: environment
 //! variables naming the exec wrapper and the socket's descriptor
 //! ([`Session::prepare_shell`] does both for a `Command`). Each request the
 //! wrapper sends is parsed, its executable opened and identified
@@ -52,6 +52,7 @@ mod network;
 mod policy;
 mod resolve;
 mod scope;
+mod serving;
 mod session;
 mod spare;
 mod spawner;

@@ -174,6 +174,8 @@ pub enum StartError {
     NoRuntime,
     #[error("cannot create the session socket: {0}")]
     Socket(#[source] io::Error),
+    #[error("cannot start the thread sessions are served on: {0}")]
+    Serving(#[source] io::Error),
     #[error("exec wrapper {path:?} is not usable: {source}")]
     Wrapper { path: PathBuf, source: io::Error },
     #[error("the session's sandbox cannot be set up: {0}")]
@@ -225,6 +227,27 @@ impl Shared {
         }
     }
 
+    /// [`Shared::record`], on a blocking thread if the audit sink waits for
+    /// the disk to record it (`fdatasync`): the serving thread is every
+    /// session's.
+    pub(crate) async fn record_off_serving_thread(
+        self: &Arc<Self>,
+        event: SessionEvent,
+    ) -> Result<(), String> {
+        let waits = self
+            .config
+            .audit
+            .as_ref()
+            .is_some_and(|audit| audit.waits_for_disk(&event));
+        if !waits {
+            return self.record(&event);
+        }
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || shared.record(&event))
+            .await
+            .unwrap_or_else(|error| Err(format!("the audit record was not written: {error}")))
+    }
+
     /// Records an event in the audit log, then reports it. An error means
     /// the audit log could not be written (and the failure mode says to
     /// refuse).
@@ -240,10 +263,11 @@ impl Shared {
 }
 
 impl Session {
-    /// Starts serving a new session socket. Call from inside a tokio
-    /// runtime; the workers run on it.
+    /// Starts serving a new session socket. Its workers run on a thread
+    /// every session of the process shares, not on the caller's runtime
+    /// (why: `serving.rs`).
     pub fn start(config: SessionConfig) -> Result<Session, StartError> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let runtime = crate::serving::handle().map_err(StartError::Serving)?;
         std::fs::metadata(&config.wrapper).map_err(|source| StartError::Wrapper {
             path: config.wrapper.clone(),
             source,

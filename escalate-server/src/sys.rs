@@ -208,6 +208,77 @@ fn lower_priority(niceness: u8) -> io::Result<()> {
     Ok(())
 }
 
+/// `struct sched_attr` up to its first version's end (`SCHED_ATTR_SIZE_VER0`);
+/// the kernel reads and writes no further than the size it is told.
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+/// Asks the kernel to give the calling thread slices of `slice` (EEVDF's
+/// custom slice, `sched_attr::sched_runtime` for the normal policies, Linux
+/// 6.12; clamped to 0.1-100 ms): a thread that asks for short slices gets
+/// early deadlines, so it runs soon after it wakes, at its usual weight.
+/// Its policy and niceness stay as they are, so no privilege is needed, and
+/// threads and processes it creates start with the default slice
+/// (`SCHED_FLAG_RESET_ON_FORK`). Earlier kernels accept and ignore it.
+pub(crate) fn ask_for_short_slices(slice: std::time::Duration) -> io::Result<()> {
+    const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
+    let mut attr = scheduling()?;
+    if attr.policy != libc::SCHED_OTHER as u32 && attr.policy != libc::SCHED_BATCH as u32 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "slices can be asked for only under the normal policies",
+        ));
+    }
+    attr.size = SCHED_ATTR_SIZE_VER0;
+    attr.runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
+    attr.flags |= SCHED_FLAG_RESET_ON_FORK;
+    // SAFETY: sched_setattr reads `attr.size` bytes, the size of `attr`, and
+    // changes only the calling thread's scheduling.
+    let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The slice the calling thread runs with.
+#[cfg(test)]
+pub(crate) fn current_slice() -> io::Result<std::time::Duration> {
+    Ok(std::time::Duration::from_nanos(scheduling()?.runtime))
+}
+
+const SCHED_ATTR_SIZE_VER0: u32 = 48;
+
+/// The calling thread's scheduling attributes.
+fn scheduling() -> io::Result<SchedAttr> {
+    let mut attr = SchedAttr::default();
+    // SAFETY: sched_getattr writes at most `SCHED_ATTR_SIZE_VER0` bytes,
+    // the size of `attr`, about the calling thread (pid 0).
+    let read = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getattr,
+            0,
+            &mut attr as *mut SchedAttr,
+            SCHED_ATTR_SIZE_VER0,
+            0,
+        )
+    };
+    if read != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(attr)
+}
+
 /// Where starting a child failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SpawnStage {

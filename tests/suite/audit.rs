@@ -265,3 +265,59 @@ async fn execs_of_a_nested_shell_point_at_the_exec_that_started_it() {
         "{lineage:?}"
     );
 }
+
+/// Which thread recorded each decision, by the decision's name.
+struct ThreadsOfRecords {
+    inner: SessionAudit,
+    threads: Mutex<Vec<(String, String)>>,
+}
+
+impl execgate_escalate_server::AuditSink for ThreadsOfRecords {
+    fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
+        if let SessionEvent::Decided { decision, .. } = event {
+            let kind = match decision {
+                Decision::Run => "run",
+                Decision::Escalate(_) => "escalate",
+                _ => "other",
+            };
+            let thread = std::thread::current().name().unwrap_or("").to_owned();
+            self.threads.lock().unwrap().push((kind.to_owned(), thread));
+        }
+        self.inner.record(session_id, event)
+    }
+
+    fn waits_for_disk(&self, event: &SessionEvent) -> bool {
+        self.inner.waits_for_disk(event)
+    }
+}
+
+/// Sessions share one serving thread, so a record that waits for the disk
+/// (`sync = "escalations"`) is written beside it, not on it: there it
+/// would hold every session's decisions for an `fdatasync`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_synced_record_is_written_off_the_thread_sessions_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let log =
+        Arc::new(AuditLog::open(dir.path().join("audit.jsonl"), Rotation::default()).unwrap());
+    let options = RecordOptions {
+        sync_escalations: true,
+        ..RecordOptions::default()
+    };
+    let audit = Arc::new(ThreadsOfRecords {
+        inner: SessionAudit::new(log, options),
+        threads: Mutex::default(),
+    });
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[("/usr/bin/id", escalate())]));
+    config.audit = Some(audit.clone());
+    let mut session = Session::start(config).unwrap();
+    let child = spawn_zsh(&mut session, "id -u >/dev/null; /bin/true", dir.path());
+    assert_eq!(finish(child).await.code(), Some(0));
+    session.shutdown().await;
+    let threads = audit.threads.lock().unwrap().clone();
+    let [(first, escalated), (second, ran)] = threads.as_slice() else {
+        panic!("two decisions expected: {threads:?}");
+    };
+    assert_eq!((first.as_str(), second.as_str()), ("escalate", "run"));
+    assert_eq!(ran, "execgate-sessions");
+    assert_ne!(escalated, "execgate-sessions");
+}

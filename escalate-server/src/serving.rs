@@ -1,0 +1,86 @@
+//! The one thread every session in the process is served on.
+//!
+//! A decision sits on the path of every exec a shell makes, and its shells
+//! are what it competes with for a CPU. On the embedder's runtime it
+//! waited behind the embedder's own tasks, and with more than one worker
+//! each worker was one more thread queued behind the shells: with 64 shells
+//! on two CPUs, a tenth of the decisions took more than a millisecond to
+//! come out. Sessions are served here instead: on one thread, with a
+//! current-thread runtime, which asks the kernel for short slices
+//! ([`sys::ask_for_short_slices`]) so that it runs soon after a request
+//! wakes it, at its usual weight and without any privilege. A kernel
+//! without custom slices (before 6.12) ignores the request; the thread of
+//! its own still helps.
+//!
+//! Blocking work (resolving a sandbox, a hand-over, an unsandboxed start)
+//! goes to this runtime's blocking threads, which get the default slice.
+//! This module must never end the thread (tasks of live sessions run on
+//! it), and the tasks it runs must never wait in the kernel on anything a
+//! requester controls.
+
+use std::io;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use crate::sys;
+
+/// The slice asked for: the kernel's minimum. A decision takes a few tens
+/// of microseconds of CPU.
+const SLICE: Duration = Duration::from_micros(100);
+
+/// The serving runtime, started by the first session that needs it.
+pub(crate) fn handle() -> io::Result<Handle> {
+    static HANDLE: Mutex<Option<Handle>> = Mutex::new(None);
+    let mut handle = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = &*handle {
+        return Ok(handle.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("execgate-blocking")
+        .build()?;
+    let started = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("execgate-sessions".into())
+        .spawn(move || {
+            if let Err(error) = sys::ask_for_short_slices(SLICE) {
+                tracing::debug!(%error, "sessions are served with the default slice");
+            }
+            runtime.block_on(std::future::pending::<()>());
+        })?;
+    *handle = Some(started.clone());
+    Ok(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_share_one_thread_that_asks_for_short_slices() {
+        let (first, second) = (handle().unwrap(), handle().unwrap());
+        let on = |handle: &Handle| {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            handle.spawn(async move {
+                let slice = sys::current_slice().unwrap();
+                sender.send((std::thread::current().id(), slice)).unwrap()
+            });
+            receiver.recv().unwrap()
+        };
+        let (thread, slice) = on(&first);
+        assert_eq!(on(&second).0, thread);
+        assert_ne!(thread, std::thread::current().id());
+        // Linux 6.12 and later, as every machine this is tested on.
+        assert_eq!(slice, SLICE);
+        // What the thread starts gets the default slice again.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        first.spawn(async move {
+            let started = std::thread::spawn(sys::current_slice).join().unwrap();
+            sender.send(started.unwrap()).unwrap()
+        });
+        let default = receiver.recv().unwrap();
+        assert!(default > SLICE, "{default:?}");
+    }
+}
