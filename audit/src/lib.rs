@@ -38,7 +38,7 @@ mod record;
 pub use log::{AuditLog, Rotation, SessionAudit};
 pub use read::{read_records, Filter, Summary};
 pub use record::{
-    AuditRecord, Bytes, DecisionFields, DestinationFields, EventFields, FileIdentity,
+    AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,
     NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,
     SourceFields, NETWORK_CLOSE, NETWORK_DECISION,
 };

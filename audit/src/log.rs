@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use execgate_escalate_server::{AuditSink, Decision, SessionEvent};
+use execgate_escalate_server::{AuditSink, Decision, ExecContext, SessionEvent};
 
-use crate::record::{AuditRecord, RecordOptions};
+use crate::record::{environment, AuditRecord, Environment, RecordOptions};
 use crate::AuditError;
 
 /// When to rotate and how many old files to keep.
@@ -284,17 +284,48 @@ fn open_lock(path: &Path) -> Result<File, AuditError> {
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
+    /// The last decision's request and its environment as recorded: a
+    /// shell sends the same environment with nearly every request, and
+    /// recording it anew was a third of a record's cost.
+    last_environment: Mutex<Option<(Arc<ExecContext>, Arc<Environment>)>>,
 }
 
 impl SessionAudit {
     pub fn new(log: Arc<AuditLog>, options: RecordOptions) -> Self {
-        SessionAudit { log, options }
+        SessionAudit {
+            log,
+            options,
+            last_environment: Mutex::default(),
+        }
+    }
+
+    /// `request`'s environment as recorded: the last one's, if it is the
+    /// same (compared in full), else recorded anew.
+    fn environment_of(&self, request: &Arc<ExecContext>) -> Arc<Environment> {
+        let mut last = self
+            .last_environment
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((previous, recorded)) = &*last {
+            if previous.env == request.env {
+                return recorded.clone();
+            }
+        }
+        let recorded = Arc::new(environment(&request.env, &self.options));
+        *last = Some((request.clone(), recorded.clone()));
+        recorded
     }
 }
 
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
-        let record = AuditRecord::of(event, session_id, SystemTime::now(), &self.options);
+        let record = AuditRecord::of_with(
+            event,
+            session_id,
+            SystemTime::now(),
+            &self.options,
+            |request| self.environment_of(request),
+        );
         self.log
             .append(&record, self.waits_for_disk(event))
             .map_err(|error| error.to_string())

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
 use execgate_escalate_server::{
-    Decision, Execution, NetworkDecidedBy, NetworkEvent, NetworkOutcome, NetworkStage, SessionEnd,
-    SessionEvent, Termination,
+    Decision, ExecContext, Execution, NetworkDecidedBy, NetworkEvent, NetworkOutcome, NetworkStage,
+    SessionEnd, SessionEvent, Termination,
 };
 use execgate_network_proxy::Destination;
 use globset::GlobSet;
@@ -53,6 +54,10 @@ impl Bytes {
         }
     }
 }
+
+/// A request's environment as recorded: every variable's name, and the
+/// value of those `RecordOptions::env_values` names.
+pub type Environment = BTreeMap<String, Option<Bytes>>;
 
 /// `event.*`: what happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,7 +228,7 @@ pub struct AuditRecord {
     pub session: Option<SessionFields>,
     /// Environment: names only, values for configured names.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment: Option<BTreeMap<String, Option<Bytes>>>,
+    pub environment: Option<Arc<Environment>>,
     /// Indexes into `process.args` whose values were replaced by
     /// `[REDACTED]`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -300,6 +305,20 @@ impl AuditRecord {
         session_id: &str,
         now: SystemTime,
         options: &RecordOptions,
+    ) -> AuditRecord {
+        Self::of_with(event, session_id, now, options, |request| {
+            Arc::new(environment(&request.env, options))
+        })
+    }
+
+    /// [`AuditRecord::of`], with a decision's environment recorded by
+    /// `environment_of` (which may give one recorded before).
+    pub(crate) fn of_with(
+        event: &SessionEvent,
+        session_id: &str,
+        now: SystemTime,
+        options: &RecordOptions,
+        environment_of: impl FnOnce(&Arc<ExecContext>) -> Arc<Environment>,
     ) -> AuditRecord {
         let mut record = AuditRecord {
             timestamp: humantime::format_rfc3339_nanos(now).to_string(),
@@ -393,7 +412,7 @@ impl AuditRecord {
                     id: rule.id.clone(),
                     justification: rule.justification.clone(),
                 });
-                record.environment = Some(environment(&request.env, options));
+                record.environment = Some(environment_of(request));
             }
             SessionEvent::Exited {
                 request_id,
@@ -589,7 +608,7 @@ fn describe(decision: &Decision) -> Described {
     }
 }
 
-fn environment(entries: &[OsString], options: &RecordOptions) -> BTreeMap<String, Option<Bytes>> {
+pub(crate) fn environment(entries: &[OsString], options: &RecordOptions) -> Environment {
     entries
         .iter()
         .filter_map(|entry| {

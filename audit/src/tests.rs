@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use execgate_escalate_server::{
-    Decision, ExecContext, Execution, PeerCredentials, ResolvedExecutable, SessionEvent,
+    AuditSink, Decision, ExecContext, Execution, PeerCredentials, ResolvedExecutable, SessionEvent,
     Termination,
 };
 
@@ -226,6 +226,64 @@ fn environment_names_only_and_redaction_is_marked() {
     assert_eq!(env["LANG"], Some(Bytes::Text("C".into())));
     assert_eq!(env["API_TOKEN"], None);
     assert!(env.contains_key("HOME"));
+}
+
+/// A session's records reuse the environment they recorded last only while
+/// the shell sends the same one: any change, a value the options record
+/// included, shows in the next record.
+#[test]
+fn each_record_has_its_own_requests_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = Arc::new(AuditLog::open(&path, Rotation::default()).unwrap());
+    let options = RecordOptions {
+        env_values: vec!["LANG".into()],
+        ..RecordOptions::default()
+    };
+    let audit = SessionAudit::new(log, options);
+    let with_env = |env: &[&str]| {
+        let mut request = (*request(vec!["ls".into()])).clone();
+        request.env = env.iter().map(OsString::from).collect();
+        SessionEvent::Decided {
+            request: Arc::new(request),
+            decision: Decision::Run,
+            provenance: Default::default(),
+        }
+    };
+    let sent: [&[&str]; 5] = [
+        &["HOME=/root", "LANG=C"],
+        &["HOME=/root", "LANG=C"],
+        &["HOME=/root", "LANG=C.UTF-8"],
+        &["HOME=/root", "LANG=C.UTF-8", "EXTRA=1"],
+        &["HOME=/root", "LANG=C"],
+    ];
+    for env in sent {
+        audit.record("s1", &with_env(env)).unwrap();
+    }
+    let recorded: Vec<Vec<(String, Option<String>)>> = read_records(&path)
+        .unwrap()
+        .into_iter()
+        .map(|record| {
+            record
+                .environment
+                .unwrap()
+                .iter()
+                .map(|(name, value)| (name.clone(), value.as_ref().map(Bytes::lossy)))
+                .collect()
+        })
+        .collect();
+    let c = |lang: &str| ("LANG".to_owned(), Some(lang.to_owned()));
+    let home = ("HOME".to_owned(), None);
+    assert_eq!(
+        recorded,
+        [
+            vec![home.clone(), c("C")],
+            vec![home.clone(), c("C")],
+            vec![home.clone(), c("C.UTF-8")],
+            vec![("EXTRA".to_owned(), None), home.clone(), c("C.UTF-8")],
+            vec![home, c("C")],
+        ]
+    );
 }
 
 fn all_lines(dir: &std::path::Path) -> Vec<String> {
