@@ -170,6 +170,9 @@ impl SessionConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// Not returned by [`Session::start`], which serves sessions on a thread
+    /// of its own; kept for embedders (the bridge) that need the caller's
+    /// runtime for their own tasks.
     #[error("sessions must be started inside a tokio runtime")]
     NoRuntime,
     #[error("cannot create the session socket: {0}")]
@@ -745,14 +748,19 @@ impl Children {
         self.scope.kill_all();
     }
 
-    /// Waits for every listed child (after [`Children::kill_all`]).
+    /// Waits for every listed child (after [`Children::kill_all`]). The
+    /// list is emptied first and the waits happen after its lock is
+    /// released: other sessions' conversations share the serving thread,
+    /// and one of this session's, still watching a child, must not hold it
+    /// waiting on the lock while a killed child takes its time to exit. A
+    /// conversation that finds its child gone from the list reports it
+    /// killed, which it was.
     fn reap_all(&self) {
-        let mut live = self.lock();
-        for (_, child) in live.drain() {
+        let killed: Vec<LiveChild> = self.lock().drain().map(|(_, child)| child).collect();
+        for child in killed {
             self.scope.untrack(child.pid);
             let _ = waitid(Id::PIDFd(child.pidfd.as_fd()), WaitPidFlag::WEXITED);
         }
-        drop(live);
         self.spares.reap(&self.scope);
     }
 }
