@@ -8,6 +8,7 @@
 //! was rotated); rotation takes the lock exclusively. So no record is ever
 //! written to a file after it was rotated away.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -112,7 +113,8 @@ fn identity(file: &File) -> std::io::Result<((u64, u64), u64)> {
 
 #[derive(Debug)]
 struct Files {
-    log: File,
+    /// Shared with appends that sync it after they let go of the locks.
+    log: Arc<File>,
     /// `<log>.lock`, open for the log's life: one `flock` per record and
     /// no path lookup.
     lock: File,
@@ -126,7 +128,7 @@ impl AuditLog {
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
         let files = Files {
-            log: open_append(&path)?,
+            log: Arc::new(open_append(&path)?),
             lock: open_lock(&lock_path)?,
         };
         Ok(AuditLog {
@@ -142,7 +144,9 @@ impl AuditLog {
     }
 
     /// Appends one record as one line. With `durable`, the line is on disk
-    /// (`fdatasync`) when this returns.
+    /// (`fdatasync`) when this returns. The sync happens after the locks
+    /// are released: a record that need not wait for the disk (from
+    /// another session, or a `Run`) must not wait behind one that does.
     pub fn append(&self, record: &AuditRecord, durable: bool) -> Result<(), AuditError> {
         let mut line =
             serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
@@ -153,32 +157,36 @@ impl AuditLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         lock_within(&files.lock, Sharing::Shared).map_err(|error| self.io("cannot lock", error))?;
         let mut held = SharedLock(files);
-        self.append_locked(&mut held.0, &line, durable)
+        let written_to = self.append_locked(&mut held.0, &line)?;
+        drop(held);
+        if durable {
+            // The file the line went to, renamed by a rotation since or not.
+            written_to
+                .sync_data()
+                .map_err(|error| self.io("cannot sync", error))?;
+        }
+        Ok(())
     }
 
-    /// The append itself, under the shared lock.
-    fn append_locked(
-        &self,
-        files: &mut Files,
-        line: &[u8],
-        durable: bool,
-    ) -> Result<(), AuditError> {
+    /// The append itself, under the shared lock; returns the file written.
+    fn append_locked(&self, files: &mut Files, line: &[u8]) -> Result<Arc<File>, AuditError> {
         let (open, mut size) =
             identity(&files.log).map_err(|error| self.io("cannot stat", error))?;
         let named = std::fs::metadata(&self.path).map(|meta| (meta.dev(), meta.ino()));
         if named.ok() != Some(open) {
             // Rotated (or removed) since we opened it.
-            files.log = open_append(&self.path)?;
+            files.log = Arc::new(open_append(&self.path)?);
             size = identity(&files.log)
                 .map_err(|error| self.io("cannot stat", error))?
                 .1;
         }
         if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
             self.rotate(&mut files.lock)?;
-            files.log = open_append(&self.path)?;
+            files.log = Arc::new(open_append(&self.path)?);
         }
         let written = files
             .log
+            .as_ref()
             .write(line)
             .map_err(|error| self.io("cannot write", error))?;
         if written != line.len() {
@@ -187,13 +195,7 @@ impl AuditLog {
                 std::io::Error::new(std::io::ErrorKind::WriteZero, "the record was cut"),
             ));
         }
-        if durable {
-            files
-                .log
-                .sync_data()
-                .map_err(|error| self.io("cannot sync", error))?;
-        }
-        Ok(())
+        Ok(files.log.clone())
     }
 
     /// `<log>` → `<log>.1` → ... → `<log>.keep` (dropped), under the
@@ -284,10 +286,11 @@ fn open_lock(path: &Path) -> Result<File, AuditError> {
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
-    /// The last decision's request and its environment as recorded: a
-    /// shell sends the same environment with nearly every request, and
-    /// recording it anew was a third of a record's cost.
-    last_environment: Mutex<Option<(Arc<ExecContext>, Arc<Environment>)>>,
+    /// The last decision's environment, as sent and as recorded: a shell
+    /// sends the same environment with nearly every request, and recording
+    /// it anew was a third of a record's cost. Only the entries are kept,
+    /// not the request (whose argv may be large).
+    last_environment: Mutex<Option<(Vec<OsString>, Arc<Environment>)>>,
 }
 
 impl SessionAudit {
@@ -307,12 +310,12 @@ impl SessionAudit {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((previous, recorded)) = &*last {
-            if previous.env == request.env {
+            if *previous == request.env {
                 return recorded.clone();
             }
         }
         let recorded = Arc::new(environment(&request.env, &self.options));
-        *last = Some((request.clone(), recorded.clone()));
+        *last = Some((request.env.clone(), recorded.clone()));
         recorded
     }
 }

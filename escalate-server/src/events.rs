@@ -23,8 +23,10 @@ pub trait AuditSink: Send + Sync {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String>;
 
     /// Whether recording `event` waits for the disk (a synced write). The
-    /// server then records it on a blocking thread, never on the thread
-    /// every session's decisions share.
+    /// server records a [`SessionEvent::Decided`] that does on a blocking
+    /// thread, not on the thread every session's decisions share. Other
+    /// events are recorded where they happen, that thread included: a sink
+    /// should sync only decisions.
     fn waits_for_disk(&self, event: &SessionEvent) -> bool {
         let _ = event;
         false
