@@ -129,7 +129,7 @@ pub use tools::{
 pub use unified::{
     ExecError, ExecOptions, ExecOutput, ExecResponse, ExecStdio, Exited, ProcessId, ProcessInfo,
     ProcessState, Running, DEFAULT_PROCESS_LIMIT, DEFAULT_TERMINAL_SIZE, DEFAULT_YIELD_TIME,
-    LONGEST_APPROVAL_WAIT, OUTPUT_BUFFER_BYTES, YIELD_TIME_RANGE,
+    INPUT_PATIENCE, LONGEST_APPROVAL_WAIT, OUTPUT_BUFFER_BYTES, YIELD_TIME_RANGE,
 };
 
 /// Why a session or command could not start.

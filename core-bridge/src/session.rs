@@ -224,7 +224,9 @@ impl RunHandle {
 }
 
 impl ShellSession {
-    /// Starts a session on the current tokio runtime.
+    /// Starts a session from within a tokio runtime: the bridge's tasks
+    /// (the shell, its output) run on it; the escalation server serves the
+    /// session on a thread of its own.
     pub fn start(config: ShellSessionConfig) -> Result<ShellSession, BridgeError> {
         let ShellSessionConfig {
             cwd,

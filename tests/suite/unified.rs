@@ -6,7 +6,7 @@ use std::time::Instant;
 use execgate_core_bridge::rules::RuleSet;
 use execgate_core_bridge::{
     ApprovalAnswer, ApprovalRequest, CommandStatus, ExecError, ExecOptions, ExecResponse,
-    ExecStdio, ProcessId, ProcessState, ShellSession, ShellSessionConfig, Tools,
+    ExecStdio, ProcessId, ProcessState, ShellSession, ShellSessionConfig, Tools, INPUT_PATIENCE,
 };
 use execgate_escalate_server::Decision;
 
@@ -229,6 +229,53 @@ async fn pipes_keep_streams_apart_and_a_terminal_merges_them() {
         .unwrap_err();
     assert!(matches!(error, ExecError::StdinClosed(_)));
     assert!(error.to_string().contains("tty = true"), "{error}");
+    session.shutdown().await;
+}
+
+/// A process that never reads its terminal fills the input queue; typing
+/// more must end in an error that says how much was typed, not hold the
+/// call (and every call after it) for as long as the process runs. (Raw
+/// mode: in canonical mode the line discipline drops what does not fit in
+/// a line, so the queue never fills.)
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let id = running_id(
+        &session
+            .exec_command("stty raw -echo && sleep 60", terminal(250))
+            .await
+            .unwrap(),
+    );
+    let input = vec![b'x'; 1 << 20];
+    let error = tokio::time::timeout(
+        INPUT_PATIENCE * 4,
+        session.write_stdin(id, &input, Duration::ZERO, 100),
+    )
+    .await
+    .expect("write_stdin returned")
+    .unwrap_err();
+    let ExecError::InputNotRead {
+        process_id,
+        written,
+        total,
+    } = error
+    else {
+        panic!("{error}");
+    };
+    assert_eq!((process_id, total), (id, input.len()));
+    assert!(written < total, "{written}");
+    assert!(
+        error.to_string().contains("not reading its terminal"),
+        "{error}"
+    );
+    // The process is still there to be polled and killed.
+    assert!(matches!(
+        session.write_stdin(id, b"", Duration::ZERO, 100).await,
+        Ok(ExecResponse::Running(_))
+    ));
+    session.kill(id).await.unwrap();
     session.shutdown().await;
 }
 

@@ -51,6 +51,9 @@ pub const DEFAULT_YIELD_TIME: Duration = Duration::from_secs(10);
 /// How long a call waits at most, by default, while approvals keep its
 /// clock stopped.
 pub const LONGEST_APPROVAL_WAIT: Duration = Duration::from_secs(600);
+/// How long `write_stdin` waits for a terminal whose input queue is full
+/// to take more: a process that reads nothing must not hold the call.
+pub const INPUT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Names a process of one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -188,6 +191,19 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
+    /// The terminal's input queue stayed full for [`INPUT_PATIENCE`]: the
+    /// process does not read what is typed. The first `written` bytes were
+    /// typed; the rest were not.
+    #[error(
+        "process {process_id} is not reading its terminal: {written} of {total} bytes were \
+         typed, then nothing more was taken for {} s; read its output or kill it",
+        INPUT_PATIENCE.as_secs()
+    )]
+    InputNotRead {
+        process_id: ProcessId,
+        written: usize,
+        total: usize,
+    },
     #[error(transparent)]
     Bridge(#[from] BridgeError),
 }
@@ -263,10 +279,17 @@ impl ShellSession {
             let terminal = process
                 .terminal()
                 .ok_or(ExecError::StdinClosed(process_id))?;
-            terminal
-                .write_all(input)
+            let written = terminal
+                .write_within(input, INPUT_PATIENCE)
                 .await
                 .map_err(|source| ExecError::Write { process_id, source })?;
+            if written < input.len() {
+                return Err(ExecError::InputNotRead {
+                    process_id,
+                    written,
+                    total: input.len(),
+                });
+            }
             clamp_yield(yield_time)
         };
         let wait = Wait {

@@ -59,19 +59,28 @@ impl Master {
         }
     }
 
-    /// Writes all of `bytes`, as typed.
-    pub(crate) async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            let mut ready = self.fd.writable().await?;
-            match ready
-                .try_io(|fd| nix::unistd::write(fd.get_ref(), bytes).map_err(io::Error::from))
-            {
-                Ok(Ok(written)) => bytes = &bytes[written..],
+    /// Writes `bytes`, as typed, until all are written or the terminal has
+    /// taken nothing for `patience` (its input queue is full: the process
+    /// does not read it). Returns how many bytes were written.
+    pub(crate) async fn write_within(
+        &self,
+        bytes: &[u8],
+        patience: std::time::Duration,
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        while written < bytes.len() {
+            let Ok(ready) = tokio::time::timeout(patience, self.fd.writable()).await else {
+                break;
+            };
+            match ready?.try_io(|fd| {
+                nix::unistd::write(fd.get_ref(), &bytes[written..]).map_err(io::Error::from)
+            }) {
+                Ok(Ok(count)) => written += count,
                 Ok(Err(error)) => return Err(error),
                 Err(_would_block) => continue,
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     pub(crate) fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
