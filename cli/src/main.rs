@@ -543,9 +543,11 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
 }
 
 /// How long the end of `run` and `shell` waits for blocking tasks still
-/// running when the session is over (dropping the runtime would wait for
-/// them without end). The prompt's thread stops when its request is
-/// dropped; this bounds whatever else a sandboxed command could hold up.
+/// running on their runtime when the session is over (dropping the runtime
+/// would wait for them without end): the bridge's, reading the command's
+/// output, which a sandboxed command could hold up. The session's own
+/// tasks, the prompt's thread among them, run on the thread sessions are
+/// served on and stop with the session.
 #[cfg(unix)]
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(2);
 

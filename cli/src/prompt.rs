@@ -66,8 +66,10 @@ impl TerminalApprover {
     async fn ask_in_turn(&self, question: Question) -> ApprovalAnswer {
         let _turn = self.one_at_a_time.lock().await;
         // The write end lives as long as this future: once the request is
-        // abandoned (the session ended, the runtime shuts down), the
-        // prompt's thread sees the pipe close and stops waiting for a key.
+        // abandoned (its session ended or was dropped), the prompt's thread
+        // sees the pipe close and stops waiting for a key. That thread is
+        // one of the sessions' blocking threads (the approver is asked on
+        // the thread sessions are served on), not the caller runtime's.
         let (abandoned, asking) = match std::io::pipe() {
             Ok(pipe) => pipe,
             Err(error) => {

@@ -201,8 +201,8 @@ fn read_some(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> Result<usize, Convers
 /// Fills `buffer` from a socket tokio watches. Every read is `MSG_DONTWAIT`:
 /// the requester made this socket and may keep a copy of our end, whose
 /// file flags it shares, so `O_NONBLOCK` is its to clear; a read that
-/// waited in the kernel would hold a worker thread of the server for as
-/// long as it likes. The client hanging up first is
+/// waited in the kernel would hold the thread every session is served on
+/// for as long as it likes. The client hanging up first is
 /// [`ConversationError::Closed`].
 pub(crate) async fn read_exact(
     stream: &UnixStream,

@@ -867,8 +867,8 @@ async fn watch_child(
     .await;
     // The reader's half is dropped before this returns, so that the
     // request socket's last reference is the one its conversation retires
-    // (see `channel::RequestSocket`), never a half dropped later by
-    // whichever worker cancels the task.
+    // (see `channel::RequestSocket`), never a half dropped later, whenever
+    // the runtime gets to the cancelled task.
     reader_task.abort();
     let _ = reader_task.await;
     termination

@@ -2,8 +2,9 @@
 //! makes, and starts the escalated ones itself.
 //!
 //! [`Session::start`] creates a session socket, serves it on a thread all
-//! sessions share (with a tokio runtime of its own), and hands the caller what the shell needs: environment
-//! variables naming the exec wrapper and the socket's descriptor
+//! sessions share (with a tokio runtime of its own), and hands the caller
+//! what the shell needs: environment variables naming the exec wrapper and
+//! the socket's descriptor
 //! ([`Session::prepare_shell`] does both for a `Command`). Each request the
 //! wrapper sends is parsed, its executable opened and identified
 //! ([`ResolvedExecutable`]), and put to the session's [`Policy`]:

@@ -12,11 +12,19 @@
 //! without custom slices (before 6.12) ignores the request; the thread of
 //! its own still helps.
 //!
-//! Blocking work (resolving a sandbox, a hand-over, an unsandboxed start)
-//! goes to this runtime's blocking threads, which get the default slice.
-//! This module must never end the thread (tasks of live sessions run on
-//! it), and the tasks it runs must never wait in the kernel on anything a
-//! requester controls.
+//! Blocking work (resolving a sandbox, a hand-over, an unsandboxed start, a
+//! synced audit record) goes to this runtime's blocking threads, which get
+//! the default slice.
+//!
+//! This module must never end the thread: tasks of live sessions run on
+//! it. Whatever a task does on it, every session waits for, so the tasks
+//! keep long waits off it. What can still hold it, known and bounded or
+//! left to the embedder: opening a request's executable and working
+//! directory (a hung network mount holds the open), an audit record
+//! waiting for another process's lock on the log (at most a second), the
+//! embedder's policy, approver and event callbacks (which must not call
+//! `block_in_place`: this runtime has one thread; a task they spawn runs
+//! here too).
 
 use std::io;
 use std::sync::{Mutex, PoisonError};
@@ -45,8 +53,14 @@ pub(crate) fn handle() -> io::Result<Handle> {
     std::thread::Builder::new()
         .name("execgate-sessions".into())
         .spawn(move || {
-            if let Err(error) = sys::ask_for_short_slices(SLICE) {
-                tracing::debug!(%error, "sessions are served with the default slice");
+            match sys::ask_for_short_slices(SLICE) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+                    tracing::warn!(%error, "sessions are served with the default slice");
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "sessions are served with the default slice");
+                }
             }
             runtime.block_on(std::future::pending::<()>());
         })?;

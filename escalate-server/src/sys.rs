@@ -229,15 +229,22 @@ struct SchedAttr {
 /// early deadlines, so it runs soon after it wakes, at its usual weight.
 /// Its policy and niceness stay as they are, so no privilege is needed, and
 /// threads and processes it creates start with the default slice
-/// (`SCHED_FLAG_RESET_ON_FORK`). Earlier kernels accept and ignore it.
+/// (`SCHED_FLAG_RESET_ON_FORK`; the same flag starts them at niceness 0 if
+/// the thread's was negative). Earlier kernels accept and ignore it. A
+/// thread under a real-time policy is left as it is: it already runs
+/// before every normal one.
 pub(crate) fn ask_for_short_slices(slice: std::time::Duration) -> io::Result<()> {
     const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
     let mut attr = scheduling()?;
-    if attr.policy != libc::SCHED_OTHER as u32 && attr.policy != libc::SCHED_BATCH as u32 {
+    if attr.policy == libc::SCHED_IDLE as u32 {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "slices can be asked for only under the normal policies",
+            "the thread runs under SCHED_IDLE, inherited from the process that started it: \
+             decisions wait until nothing else wants a CPU",
         ));
+    }
+    if attr.policy != libc::SCHED_OTHER as u32 && attr.policy != libc::SCHED_BATCH as u32 {
+        return Ok(());
     }
     attr.size = SCHED_ATTR_SIZE_VER0;
     attr.runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);

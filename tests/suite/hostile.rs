@@ -32,7 +32,7 @@ const REQUESTS: usize = 100_000;
 /// Clients that open a request and never send a byte: the server must time
 /// them out, not wait for them.
 const SILENT: usize = 200;
-/// Threads sending the flood (the server's own workers need the cores too).
+/// Threads sending the flood (the server's own threads need the cores too).
 const CLIENT_THREADS: usize = 3;
 /// Set in the process that runs the flood.
 const ALONE: &str = "EXECGATE_TEST_HOSTILE_ALONE";
@@ -735,8 +735,8 @@ async fn an_answer_nobody_reads_does_not_hold_up_the_session() {
 
 /// The server's end of a request socket shares its file flags with any
 /// copy the requester keeps. A requester that clears `O_NONBLOCK` on its
-/// copy mid-conversation, then stops sending, must not block a worker
-/// thread of the server: with every worker blocked, no session is served.
+/// copy mid-conversation, then stops sending, must not block the thread
+/// sessions are served on: with it blocked, no session is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requester_that_makes_the_servers_socket_blocking_stalls_nothing() {
     let policy = policy_by_path(&[(ESCALATED, escalate())]);
@@ -746,7 +746,7 @@ async fn a_requester_that_makes_the_servers_socket_blocking_stalls_nothing() {
     let session_socket = session.shell_socket().unwrap();
     let descriptors = frame(&ClientMessage::Descriptors(vec![0]));
     let filler: OwnedFd = fs::File::open("/dev/null").unwrap().into();
-    // One such requester per worker thread.
+    // Two such requesters: one would be enough to block the serving thread.
     let hostile: Vec<(OwnedFd, OwnedFd)> = (0..2)
         .map(|_| {
             let (mine, theirs) = stream_pair();
@@ -975,8 +975,8 @@ fn let_go(lingering: OwnedFd) -> bool {
 /// Closing a file can wait in the kernel: the last close of a TCP socket
 /// with `SO_LINGER` and unsent data waits for its linger time. A requester
 /// that sends such sockets wherever the server would close them must not
-/// stall a worker thread, or the session's accept loop: with the two
-/// workers stalled, no session is served.
+/// stall the thread sessions are served on, or the session's accept loop:
+/// with it stalled, no session is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_descriptor_whose_close_waits_stalls_nothing() {
     let mut done = Vec::new();
@@ -1005,7 +1005,7 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
         let session_socket = session.shell_socket().unwrap();
         let mut peers = Vec::new();
         let mut kept = Vec::new();
-        // One per worker thread.
+        // Two: one would be enough to stall the serving thread.
         for _ in 0..2 {
             // Ours is dropped the moment it is sent, while the server
             // still has its copy to close.
