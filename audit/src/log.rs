@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,6 +50,9 @@ pub struct AuditLog {
     /// does its use of the one lock description (a `flock` belongs to the
     /// open file, not to the thread).
     files: Mutex<Files>,
+    /// Set while a rotation is put off (see [`AuditLog::rotate`]), so that
+    /// it is reported once.
+    rotation_put_off: AtomicBool,
 }
 
 /// The shared lock on the lock file, released when dropped (a panic
@@ -63,29 +67,20 @@ impl Drop for SharedLock<'_> {
 
 /// How long a writer waits for the lock file before it gives up (and the
 /// record fails, which denies what it was about by default). Writers hold
-/// the lock for one append, rotation for a few renames; anything longer is
+/// it shared for one append, a rotation exclusively for a few renames;
+/// anything longer is
 /// someone holding it on purpose: any process that can open the lock file
 /// can `flock` it, and a writer that waited in the kernel would hold a
 /// thread of the server until that process let go.
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, Copy)]
-enum Sharing {
-    Shared,
-    Exclusive,
-}
-
-/// `flock`s `file` without ever waiting in the kernel: tries, then sleeps
-/// a little longer each time, for at most [`LOCK_WAIT_LIMIT`].
-fn lock_within(file: &File, sharing: Sharing) -> std::io::Result<()> {
+/// `flock`s `file` shared without ever waiting in the kernel: tries, then
+/// sleeps a little longer each time, for at most [`LOCK_WAIT_LIMIT`].
+fn lock_shared_within(file: &File) -> std::io::Result<()> {
     let started = Instant::now();
     let mut pause = Duration::from_micros(100);
     loop {
-        let tried = match sharing {
-            Sharing::Shared => file.try_lock_shared(),
-            Sharing::Exclusive => file.try_lock(),
-        };
-        match tried {
+        match file.try_lock_shared() {
             Ok(()) => return Ok(()),
             Err(TryLockError::Error(error)) => return Err(error),
             Err(TryLockError::WouldBlock) if started.elapsed() >= LOCK_WAIT_LIMIT => {
@@ -135,6 +130,7 @@ impl AuditLog {
             lock_path,
             rotation,
             files: Mutex::new(files),
+            rotation_put_off: AtomicBool::new(false),
             path,
         })
     }
@@ -155,7 +151,7 @@ impl AuditLog {
             .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        lock_within(&files.lock, Sharing::Shared).map_err(|error| self.io("cannot lock", error))?;
+        lock_shared_within(&files.lock).map_err(|error| self.io("cannot lock", error))?;
         let mut held = SharedLock(files);
         let written_to = self.append_locked(&mut held.0, &line)?;
         drop(held);
@@ -203,6 +199,13 @@ impl AuditLog {
     /// shared lock held; returns with it held again (on a lock file opened
     /// anew if the one we held was replaced: writers must lock the same
     /// file to exclude each other).
+    ///
+    /// The exclusive lock is tried once, not waited for: while another
+    /// writer holds the lock (busy writers in other processes, or anyone
+    /// who can open the lock file, holding it on purpose), the rotation is
+    /// put off to a later record and this one still goes in. A record is
+    /// never refused, nor held, for the sake of the log's size; the log
+    /// grows past it until a rotation gets through, and says so once.
     fn rotate(&self, lock: &mut File) -> Result<(), AuditError> {
         // flock cannot turn a shared lock into an exclusive one atomically;
         // say so, and let `rotate_exclusive` check whether someone else
@@ -213,11 +216,25 @@ impl AuditLog {
         if named.ok() != held {
             *lock = open_lock(&self.lock_path)?;
         }
-        lock_within(lock, Sharing::Exclusive).map_err(|error| self.io("cannot lock", error))?;
-        let rotated = self.rotate_exclusive();
+        let rotated = match lock.try_lock() {
+            Ok(()) => {
+                self.rotation_put_off.store(false, Ordering::Relaxed);
+                self.rotate_exclusive()
+            }
+            Err(TryLockError::WouldBlock) => {
+                if !self.rotation_put_off.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        log = %self.path.display(),
+                        "the audit log is over its size limit, and its rotation is put off \
+                         while another writer holds its lock"
+                    );
+                }
+                Ok(())
+            }
+            Err(TryLockError::Error(error)) => Err(self.io("cannot lock", error)),
+        };
         let _ = lock.unlock();
-        let relocked =
-            lock_within(lock, Sharing::Shared).map_err(|error| self.io("cannot lock", error));
+        let relocked = lock_shared_within(lock).map_err(|error| self.io("cannot lock", error));
         rotated.and(relocked)
     }
 

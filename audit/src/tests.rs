@@ -441,6 +441,40 @@ fn a_lock_held_elsewhere_fails_the_append_instead_of_hanging_it() {
     drop(holder);
 }
 
+/// A writer that keeps the lock shared (another busy server, or anyone who
+/// can open the lock file) leaves no moment for the exclusive lock a
+/// rotation needs. The records still go in, past the size limit; the
+/// rotation happens with the first record after it lets go.
+#[test]
+fn a_rotation_put_off_by_a_lock_held_elsewhere_refuses_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let rotation = Rotation {
+        max_bytes: 1024,
+        keep: 2,
+    };
+    let log = AuditLog::open(&path, rotation).unwrap();
+    let record = AuditRecord::of(
+        &decided(vec!["x".into()], Decision::Run),
+        "s",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    let holder = std::fs::File::open(dir.path().join("a.jsonl.lock")).unwrap();
+    holder.lock_shared().unwrap();
+    for _ in 0..20 {
+        log.append(&record, false).expect("a record refused");
+    }
+    assert!(std::fs::metadata(&path).unwrap().len() > rotation.max_bytes);
+    assert!(!dir.path().join("a.jsonl.1").exists());
+    assert_eq!(all_lines(dir.path()).len(), 20);
+
+    drop(holder);
+    log.append(&record, false).unwrap();
+    assert!(dir.path().join("a.jsonl.1").exists());
+    assert_eq!(all_lines(dir.path()).len(), 21);
+}
+
 #[test]
 fn reading_filters_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
