@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,7 +25,10 @@ use crate::AuditError;
 /// When to rotate and how many old files to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {
-    /// Rotate before a record would take the file past this size.
+    /// Rotate before a record would take the file past this size. While
+    /// another writer holds the log's lock, a rotation is put off and the
+    /// file may grow to twice this size; past that, a record waits for the
+    /// rotation (see [`AuditLog`]'s `rotate`).
     pub max_bytes: u64,
     /// Old files kept as `<log>.1` (newest) to `<log>.N`.
     pub keep: usize,
@@ -53,6 +56,14 @@ pub struct AuditLog {
     /// Set while a rotation is put off (see [`AuditLog::rotate`]), so that
     /// it is reported once.
     rotation_put_off: AtomicBool,
+    /// Records written through this log, counted under `files`' lock.
+    written: AtomicU64,
+    /// Syncs go one at a time, and this holds the count of records written
+    /// when one last failed. The kernel reports a failed write-back once
+    /// per open file, to whichever sync comes first: every record written
+    /// before that failure must be taken as lost, not only the record
+    /// whose sync saw it.
+    failed_through: Mutex<u64>,
 }
 
 /// The shared lock on the lock file, released when dropped (a panic
@@ -74,13 +85,23 @@ impl Drop for SharedLock<'_> {
 /// thread of the server until that process let go.
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
-/// `flock`s `file` shared without ever waiting in the kernel: tries, then
-/// sleeps a little longer each time, for at most [`LOCK_WAIT_LIMIT`].
-fn lock_shared_within(file: &File) -> std::io::Result<()> {
+#[derive(Debug, Clone, Copy)]
+enum Lock {
+    Shared,
+    Exclusive,
+}
+
+/// `flock`s `file` without ever waiting in the kernel: tries, then sleeps
+/// a little longer each time, for at most [`LOCK_WAIT_LIMIT`].
+fn lock_within(file: &File, lock: Lock) -> std::io::Result<()> {
     let started = Instant::now();
     let mut pause = Duration::from_micros(100);
     loop {
-        match file.try_lock_shared() {
+        let tried = match lock {
+            Lock::Shared => file.try_lock_shared(),
+            Lock::Exclusive => file.try_lock(),
+        };
+        match tried {
             Ok(()) => return Ok(()),
             Err(TryLockError::Error(error)) => return Err(error),
             Err(TryLockError::WouldBlock) if started.elapsed() >= LOCK_WAIT_LIMIT => {
@@ -131,6 +152,8 @@ impl AuditLog {
             rotation,
             files: Mutex::new(files),
             rotation_put_off: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+            failed_through: Mutex::new(0),
             path,
         })
     }
@@ -151,15 +174,36 @@ impl AuditLog {
             .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        lock_shared_within(&files.lock).map_err(|error| self.io("cannot lock", error))?;
+        lock_within(&files.lock, Lock::Shared).map_err(|error| self.io("cannot lock", error))?;
         let mut held = SharedLock(files);
         let written_to = self.append_locked(&mut held.0, &line)?;
+        let record_number = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         drop(held);
         if durable {
-            // The file the line went to, renamed by a rotation since or not.
-            written_to
-                .sync_data()
-                .map_err(|error| self.io("cannot sync", error))?;
+            self.sync(&written_to, record_number)?;
+        }
+        Ok(())
+    }
+
+    /// Syncs `file`, the one record `record_number` went to (renamed by a
+    /// rotation since or not), and fails if this or any sync since that
+    /// record was written failed.
+    fn sync(&self, file: &File, record_number: u64) -> Result<(), AuditError> {
+        let mut failed_through = self
+            .failed_through
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(error) = file.sync_data() {
+            *failed_through = self.written.load(Ordering::SeqCst);
+            return Err(self.io("cannot sync", error));
+        }
+        if *failed_through >= record_number {
+            return Err(self.io(
+                "cannot sync",
+                std::io::Error::other(
+                    "a sync after this record was written failed, so it may not be on disk",
+                ),
+            ));
         }
         Ok(())
     }
@@ -177,8 +221,10 @@ impl AuditLog {
                 .1;
         }
         if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
-            self.rotate(&mut files.lock)?;
-            files.log = Arc::new(open_append(&self.path)?);
+            let wait = size + line.len() as u64 > self.rotation.max_bytes.saturating_mul(2);
+            if self.rotate(&mut files.lock, wait)? {
+                files.log = Arc::new(open_append(&self.path)?);
+            }
         }
         let written = files
             .log
@@ -200,13 +246,15 @@ impl AuditLog {
     /// anew if the one we held was replaced: writers must lock the same
     /// file to exclude each other).
     ///
-    /// The exclusive lock is tried once, not waited for: while another
-    /// writer holds the lock (busy writers in other processes, or anyone
-    /// who can open the lock file, holding it on purpose), the rotation is
-    /// put off to a later record and this one still goes in. A record is
-    /// never refused, nor held, for the sake of the log's size; the log
-    /// grows past it until a rotation gets through, and says so once.
-    fn rotate(&self, lock: &mut File) -> Result<(), AuditError> {
+    /// Unless told to `wait`, the exclusive lock is tried once: while
+    /// another writer holds the lock (busy writers in other processes, or
+    /// anyone who can open the lock file, holding it on purpose), the
+    /// rotation is put off to a later record and this one still goes in;
+    /// a warning says so, once. Once the file would pass twice its limit,
+    /// the record waits for the lock as for the shared one, and fails
+    /// without it: the log's size stays bounded. Returns whether the log
+    /// may have been rotated (by us or another writer).
+    fn rotate(&self, lock: &mut File, wait: bool) -> Result<bool, AuditError> {
         // flock cannot turn a shared lock into an exclusive one atomically;
         // say so, and let `rotate_exclusive` check whether someone else
         // rotated in between.
@@ -216,10 +264,15 @@ impl AuditLog {
         if named.ok() != held {
             *lock = open_lock(&self.lock_path)?;
         }
-        let rotated = match lock.try_lock() {
+        let exclusive = if wait {
+            lock_within(lock, Lock::Exclusive).map_err(TryLockError::Error)
+        } else {
+            lock.try_lock()
+        };
+        let rotated = match exclusive {
             Ok(()) => {
                 self.rotation_put_off.store(false, Ordering::Relaxed);
-                self.rotate_exclusive()
+                self.rotate_exclusive().map(|()| true)
             }
             Err(TryLockError::WouldBlock) => {
                 if !self.rotation_put_off.swap(true, Ordering::Relaxed) {
@@ -229,13 +282,14 @@ impl AuditLog {
                          while another writer holds its lock"
                     );
                 }
-                Ok(())
+                Ok(false)
             }
             Err(TryLockError::Error(error)) => Err(self.io("cannot lock", error)),
         };
         let _ = lock.unlock();
-        let relocked = lock_shared_within(lock).map_err(|error| self.io("cannot lock", error));
-        rotated.and(relocked)
+        let relocked =
+            lock_within(lock, Lock::Shared).map_err(|error| self.io("cannot lock", error));
+        rotated.and_then(|rotated| relocked.map(|()| rotated))
     }
 
     fn rotate_exclusive(&self) -> Result<(), AuditError> {

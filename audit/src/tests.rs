@@ -443,36 +443,46 @@ fn a_lock_held_elsewhere_fails_the_append_instead_of_hanging_it() {
 
 /// A writer that keeps the lock shared (another busy server, or anyone who
 /// can open the lock file) leaves no moment for the exclusive lock a
-/// rotation needs. The records still go in, past the size limit; the
-/// rotation happens with the first record after it lets go.
+/// rotation needs. The records still go in, past the size limit, up to
+/// twice it; past that a record waits for the rotation as for any lock,
+/// and fails without it. The rotation happens with the first record
+/// after the holder lets go.
 #[test]
-fn a_rotation_put_off_by_a_lock_held_elsewhere_refuses_no_record() {
+fn a_rotation_put_off_by_a_lock_held_elsewhere_refuses_no_record_until_twice_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.jsonl");
-    let rotation = Rotation {
-        max_bytes: 1024,
-        keep: 2,
-    };
-    let log = AuditLog::open(&path, rotation).unwrap();
     let record = AuditRecord::of(
         &decided(vec!["x".into()], Decision::Run),
         "s",
         SystemTime::now(),
         &RecordOptions::default(),
     );
+    let mut line = serde_json::to_vec(&record).unwrap();
+    line.push(b'\n');
+    let line = line.len() as u64;
+    let path = dir.path().join("a.jsonl");
+    let rotation = Rotation {
+        max_bytes: 5 * line,
+        keep: 2,
+    };
+    let log = AuditLog::open(&path, rotation).unwrap();
     let holder = std::fs::File::open(dir.path().join("a.jsonl.lock")).unwrap();
     holder.lock_shared().unwrap();
-    for _ in 0..20 {
+    for _ in 0..10 {
         log.append(&record, false).expect("a record refused");
     }
-    assert!(std::fs::metadata(&path).unwrap().len() > rotation.max_bytes);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 10 * line);
     assert!(!dir.path().join("a.jsonl.1").exists());
-    assert_eq!(all_lines(dir.path()).len(), 20);
+    let error = log
+        .append(&record, false)
+        .expect_err("the log grew past twice its limit")
+        .to_string();
+    assert!(error.contains("held the lock"), "{error}");
+    assert_eq!(all_lines(dir.path()).len(), 10);
 
     drop(holder);
     log.append(&record, false).unwrap();
     assert!(dir.path().join("a.jsonl.1").exists());
-    assert_eq!(all_lines(dir.path()).len(), 21);
+    assert_eq!(all_lines(dir.path()).len(), 11);
 }
 
 #[test]

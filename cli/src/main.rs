@@ -546,8 +546,8 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
 /// running on their runtime when the session is over (dropping the runtime
 /// would wait for them without end): the bridge's, reading the command's
 /// output, which a sandboxed command could hold up. The session's own
-/// tasks, the prompt's thread among them, run on the thread sessions are
-/// served on and stop with the session.
+/// tasks run on the thread sessions are served on, and the prompt's thread
+/// is one of that runtime's blocking threads; both stop with the session.
 #[cfg(unix)]
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -21,7 +21,7 @@
 //! keep long waits off it. What can still hold it, known and bounded or
 //! left to the embedder: opening a request's executable and working
 //! directory (a hung network mount holds the open), an audit record
-//! waiting for another process's lock on the log (at most a second), the
+//! waiting for another process's lock on the log (a second or two), the
 //! embedder's policy, approver and event callbacks (which must not call
 //! `block_in_place`: this runtime has one thread; a task they spawn runs
 //! here too).
@@ -55,7 +55,11 @@ pub(crate) fn handle() -> io::Result<Handle> {
         .spawn(move || {
             match sys::ask_for_short_slices(SLICE) {
                 Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+                // SCHED_IDLE (a kernel without the call says ENOSYS).
+                Err(error)
+                    if error.kind() == io::ErrorKind::Unsupported
+                        && error.raw_os_error().is_none() =>
+                {
                     tracing::warn!(%error, "sessions are served with the default slice");
                 }
                 Err(error) => {

@@ -242,12 +242,15 @@ async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
-    let id = running_id(
-        &session
-            .exec_command("stty raw -echo && sleep 60", terminal(250))
-            .await
-            .unwrap(),
-    );
+    let started = session
+        .exec_command("stty raw -echo && echo raw && sleep 60", terminal(250))
+        .await
+        .unwrap();
+    let id = running_id(&started);
+    // Raw before typing: what canonical mode would drop must fill the queue.
+    if !text(&started.output().stdout).contains("raw") {
+        type_until(&session, id, "", "raw").await;
+    }
     let input = vec![b'x'; 1 << 20];
     let error = tokio::time::timeout(
         INPUT_PATIENCE * 4,
