@@ -3,11 +3,12 @@
 //! Closing a file can wait in the kernel. The last close of a TCP socket
 //! with `SO_LINGER` set and data still unsent waits up to its linger time;
 //! the last close of a Unix socket closes every descriptor still queued on
-//! it, with the same effect, and theirs in turn. A requester chooses the files it sends and
-//! what it queues on the sockets it shares with us. A close done by a tokio
-//! worker, or by one of tokio's blocking threads (which every session
-//! shares, and whose number is bounded), could then be held for as long as
-//! the requester likes, and with the workers held no session is served.
+//! it, with the same effect, and theirs in turn. A requester chooses the
+//! files it sends and what it queues on the sockets it shares with us. A
+//! close done on the thread every session is served on, or by one of
+//! tokio's blocking threads (which every session shares, and whose number
+//! is bounded), could then be held for as long as the requester likes, and
+//! with that thread held no session is served.
 //!
 //! So a descriptor a requester sent is closed where it is dropped only when
 //! its kind cannot wait on the requester (a file, a pipe, `/dev/null` and

@@ -624,7 +624,7 @@ async fn start_child(
 
 /// Drops a used plan on a blocking thread: closing what the requester
 /// handed over (a file on a FUSE mount, say) can wait, and must hold up
-/// neither a worker nor the spawner's thread.
+/// neither the serving thread nor the spawner's.
 fn close_elsewhere(plan: SpawnPlan) {
     drop(tokio::task::spawn_blocking(move || drop(plan)));
 }
