@@ -79,10 +79,9 @@ impl Drop for SharedLock<'_> {
 /// How long a writer waits for the lock file before it gives up (and the
 /// record fails, which denies what it was about by default). Writers hold
 /// it shared for one append, a rotation exclusively for a few renames;
-/// anything longer is
-/// someone holding it on purpose: any process that can open the lock file
-/// can `flock` it, and a writer that waited in the kernel would hold a
-/// thread of the server until that process let go.
+/// anything longer is someone holding it on purpose: any process that can
+/// open the lock file can `flock` it, and a writer that waited in the
+/// kernel would hold a thread of the server until that process let go.
 const LOCK_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]

@@ -54,14 +54,11 @@ pub(crate) fn handle() -> io::Result<Handle> {
         .name("execgate-sessions".into())
         .spawn(move || {
             match sys::ask_for_short_slices(SLICE) {
-                Ok(()) => {}
-                // SCHED_IDLE (a kernel without the call says ENOSYS).
-                Err(error)
-                    if error.kind() == io::ErrorKind::Unsupported
-                        && error.raw_os_error().is_none() =>
-                {
-                    tracing::warn!(%error, "sessions are served with the default slice");
-                }
+                Ok(sys::Slices::Asked | sys::Slices::RealTime) => {}
+                Ok(sys::Slices::Idle) => tracing::warn!(
+                    "sessions are served under SCHED_IDLE, inherited from the process that \
+                     started them: decisions wait until nothing else wants a CPU"
+                ),
                 Err(error) => {
                     tracing::debug!(%error, "sessions are served with the default slice");
                 }

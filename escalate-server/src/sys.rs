@@ -208,6 +208,18 @@ fn lower_priority(niceness: u8) -> io::Result<()> {
     Ok(())
 }
 
+/// What [`ask_for_short_slices`] found the thread's policy to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slices {
+    /// A normal policy: short slices were asked for.
+    Asked,
+    /// A real-time policy: it already runs before every normal thread.
+    RealTime,
+    /// `SCHED_IDLE`, inherited from whatever started the thread: it runs
+    /// only when nothing else wants a CPU, and no slice changes that.
+    Idle,
+}
+
 /// `struct sched_attr` up to its first version's end (`SCHED_ATTR_SIZE_VER0`);
 /// the kernel reads and writes no further than the size it is told.
 #[repr(C)]
@@ -231,20 +243,15 @@ struct SchedAttr {
 /// threads and processes it creates start with the default slice
 /// (`SCHED_FLAG_RESET_ON_FORK`; the same flag starts them at niceness 0 if
 /// the thread's was negative). Earlier kernels accept and ignore it. A
-/// thread under a real-time policy is left as it is: it already runs
-/// before every normal one.
-pub(crate) fn ask_for_short_slices(slice: std::time::Duration) -> io::Result<()> {
+/// thread under another policy is left as it is (see [`Slices`]).
+pub(crate) fn ask_for_short_slices(slice: std::time::Duration) -> io::Result<Slices> {
     const SCHED_FLAG_RESET_ON_FORK: u64 = 0x01;
     let mut attr = scheduling()?;
     if attr.policy == libc::SCHED_IDLE as u32 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the thread runs under SCHED_IDLE, inherited from the process that started it: \
-             decisions wait until nothing else wants a CPU",
-        ));
+        return Ok(Slices::Idle);
     }
     if attr.policy != libc::SCHED_OTHER as u32 && attr.policy != libc::SCHED_BATCH as u32 {
-        return Ok(());
+        return Ok(Slices::RealTime);
     }
     attr.size = SCHED_ATTR_SIZE_VER0;
     attr.runtime = u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX);
@@ -255,7 +262,7 @@ pub(crate) fn ask_for_short_slices(slice: std::time::Duration) -> io::Result<()>
     if set != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(Slices::Asked)
 }
 
 /// The slice the calling thread runs with.
