@@ -282,6 +282,101 @@ async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
     session.shutdown().await;
 }
 
+/// A process that reads a little now and then frees room in the queue
+/// before the patience runs out each time: typing must still end within
+/// `INPUT_PATIENCE` of the call, not when the last byte is read (here,
+/// after minutes). It reads 8 KiB a second: the terminal takes more only
+/// once its reader has nearly emptied the line discipline's 4 KiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_into_a_process_that_reads_slowly_gives_up_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let started = session
+        .exec_command(
+            "stty raw -echo && echo raw && while :; do head -c 8192 >/dev/null; sleep 1; done",
+            terminal(250),
+        )
+        .await
+        .unwrap();
+    let id = running_id(&started);
+    if !text(&started.output().stdout).contains("raw") {
+        type_until(&session, id, "", "raw").await;
+    }
+    let input = vec![b'x'; 1 << 20];
+    let typing = Instant::now();
+    let error = tokio::time::timeout(
+        INPUT_PATIENCE * 4,
+        session.write_stdin(id, &input, Duration::ZERO, 100),
+    )
+    .await
+    .expect("write_stdin returned")
+    .unwrap_err();
+    let spent = typing.elapsed();
+    let ExecError::InputNotRead { written, total, .. } = error else {
+        panic!("{error}");
+    };
+    assert_eq!(total, input.len());
+    // The queue's worth and a few slow reads went in: more than nothing.
+    assert!(0 < written && written < total, "{written}");
+    assert!(spent >= INPUT_PATIENCE, "gave up after {spent:?}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("{written} of {total} bytes")),
+        "{error}"
+    );
+    session.kill(id).await.unwrap();
+    session.shutdown().await;
+}
+
+/// A process that ends while its input queue is full leaves a terminal
+/// nobody reads, which the kernel keeps reporting writable: typing must
+/// fail at once, saying how much went in, not spin until the patience
+/// runs out. (It once spun for ever: should that come back, this test
+/// hangs, named by the harness after 60 s, as the spin never lets the
+/// timeout below run.)
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_into_a_process_that_ends_fails_at_once_with_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let started = session
+        .exec_command(
+            "stty raw -echo && echo raw && head -c 10 >/dev/null",
+            terminal(250),
+        )
+        .await
+        .unwrap();
+    let id = running_id(&started);
+    if !text(&started.output().stdout).contains("raw") {
+        type_until(&session, id, "", "raw").await;
+    }
+    let input = vec![b'x'; 1 << 20];
+    let typing = Instant::now();
+    let error = tokio::time::timeout(
+        INPUT_PATIENCE * 4,
+        session.write_stdin(id, &input, Duration::ZERO, 100),
+    )
+    .await
+    .expect("write_stdin returned")
+    .unwrap_err();
+    let spent = typing.elapsed();
+    let ExecError::Typing { written, total, .. } = error else {
+        panic!("{error}");
+    };
+    assert_eq!(total, input.len());
+    assert!(10 <= written && written < total, "{written}");
+    assert!(spent < INPUT_PATIENCE, "gave up after {spent:?}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("took {written} of {total} bytes")),
+        "{error}"
+    );
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn output_over_the_buffer_keeps_head_and_tail_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,8 +51,8 @@ pub const DEFAULT_YIELD_TIME: Duration = Duration::from_secs(10);
 /// How long a call waits at most, by default, while approvals keep its
 /// clock stopped.
 pub const LONGEST_APPROVAL_WAIT: Duration = Duration::from_secs(600);
-/// How long `write_stdin` waits for a terminal whose input queue is full
-/// to take more: a process that reads nothing must not hold the call.
+/// How long `write_stdin` types at most: a process that reads its
+/// terminal slowly, or not at all, must not hold the call.
 pub const INPUT_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Names a process of one session.
@@ -185,18 +185,32 @@ pub enum ExecError {
     StdinClosed(ProcessId),
     #[error("process {0} has no terminal to resize: start it with tty = true")]
     NoTerminal(ProcessId),
+    /// Setting the terminal's size failed.
     #[error("process {process_id}'s terminal: {source}")]
     Write {
         process_id: ProcessId,
         #[source]
         source: std::io::Error,
     },
-    /// The terminal's input queue stayed full for [`INPUT_PATIENCE`]: the
-    /// process does not read what is typed. The first `written` bytes were
-    /// typed; the rest were not.
+    /// Typing into the terminal failed (the process ended while its input
+    /// queue was full, say) after the first `written` bytes went in.
     #[error(
-        "process {process_id} is not reading its terminal: {written} of {total} bytes were \
-         typed, then nothing more was taken for {} s; read its output or kill it",
+        "process {process_id}'s terminal took {written} of {total} bytes, then failed: {source}"
+    )]
+    Typing {
+        process_id: ProcessId,
+        written: usize,
+        total: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The terminal did not take all the input within [`INPUT_PATIENCE`]:
+    /// the process reads too little, or nothing. The first `written` bytes
+    /// were typed; the rest were not.
+    #[error(
+        "process {process_id} is not reading its terminal fast enough: {written} of {total} \
+         bytes were typed in {} s, the rest were not; read its output, type the rest later, \
+         or kill it",
         INPUT_PATIENCE.as_secs()
     )]
     InputNotRead {
@@ -282,7 +296,12 @@ impl ShellSession {
             let written = terminal
                 .write_within(input, INPUT_PATIENCE)
                 .await
-                .map_err(|source| ExecError::Write { process_id, source })?;
+                .map_err(|failed| ExecError::Typing {
+                    process_id,
+                    written: failed.written,
+                    total: input.len(),
+                    source: failed.source,
+                })?;
             if written < input.len() {
                 return Err(ExecError::InputNotRead {
                     process_id,

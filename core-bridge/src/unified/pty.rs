@@ -45,6 +45,13 @@ pub(crate) fn open(rows: u16, cols: u16) -> io::Result<(Master, File)> {
     ))
 }
 
+/// A write to the terminal failed after `written` bytes went in.
+#[derive(Debug)]
+pub(crate) struct TypingFailed {
+    pub(crate) written: usize,
+    pub(crate) source: io::Error,
+}
+
 impl Master {
     /// Reads what the process wrote; `Ok(0)` once no process holds the
     /// slave end any more (the kernel answers EIO then).
@@ -59,24 +66,36 @@ impl Master {
         }
     }
 
-    /// Writes `bytes`, as typed, until all are written or the terminal has
-    /// taken nothing for `patience` (its input queue is full: the process
-    /// does not read it). Returns how many bytes were written.
+    /// Writes `bytes`, as typed, until all are written or `patience` has
+    /// passed (the process reads too little, or nothing: its input queue
+    /// stays full). Returns how many bytes were written, also when a write
+    /// fails. Once no process holds the terminal, the kernel reports the
+    /// master writable for good while every write would wait: that fails
+    /// here, rather than turning the wait into a busy loop.
     pub(crate) async fn write_within(
         &self,
         bytes: &[u8],
         patience: std::time::Duration,
-    ) -> io::Result<usize> {
+    ) -> Result<usize, TypingFailed> {
+        let deadline = tokio::time::Instant::now() + patience;
         let mut written = 0;
-        while written < bytes.len() {
-            let Ok(ready) = tokio::time::timeout(patience, self.fd.writable()).await else {
+        while written < bytes.len() && tokio::time::Instant::now() < deadline {
+            let failed = |source| TypingFailed { written, source };
+            let Ok(ready) = tokio::time::timeout_at(deadline, self.fd.writable()).await else {
                 break;
             };
-            match ready?.try_io(|fd| {
+            let mut ready = ready.map_err(failed)?;
+            if ready.ready().is_write_closed() {
+                return Err(failed(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "no process has the terminal open any more",
+                )));
+            }
+            match ready.try_io(|fd| {
                 nix::unistd::write(fd.get_ref(), &bytes[written..]).map_err(io::Error::from)
             }) {
                 Ok(Ok(count)) => written += count,
-                Ok(Err(error)) => return Err(error),
+                Ok(Err(error)) => return Err(failed(error)),
                 Err(_would_block) => continue,
             }
         }
