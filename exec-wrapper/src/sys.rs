@@ -52,7 +52,11 @@ pub(crate) fn let_go_of_streams(numbers: &[RawFd]) {
         return;
     };
     for &number in numbers {
-        let Some(link) = stream(number) else {
+        let link = match number {
+            1 => output.clone(),
+            _ => stream(number),
+        };
+        let Some(link) = link else {
             continue;
         };
         if number == 2 && output.as_ref() != Some(&link) {
