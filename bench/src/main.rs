@@ -5,6 +5,7 @@
 //!
 //! `execgate-bench WRAPPER SANDBOX-HELPER ZSH [--quick]`
 
+mod floor;
 mod growth;
 mod network;
 mod unified;
@@ -162,6 +163,8 @@ enum Mode {
     Debian,
     /// Stock behaviour: the patched zsh with no wrapper configured.
     Bare,
+    /// The patched zsh asking a server that only answers `Run` (b0).
+    Floor,
     /// Under a session, shell unsandboxed.
     Session,
     /// Under a session, shell inside the workspace-write sandbox.
@@ -198,9 +201,16 @@ async fn run_shells(
         Rotation::default(),
     )?);
     let mut sessions = Vec::new();
+    let mut floors = Vec::new();
     let mut commands = Vec::new();
     for script in scripts {
         let args = ["-f".into(), "-c".into(), script.into()];
+        if mode == Mode::Floor {
+            let (command, floor) = floor::Floor::start(&tools.zsh, wrapper, &args)?;
+            commands.push(command);
+            floors.push(floor);
+            continue;
+        }
         if matches!(mode, Mode::Bare | Mode::Debian) {
             let zsh = if mode == Mode::Debian {
                 Path::new(DEBIAN_ZSH)
@@ -267,6 +277,9 @@ async fn run_shells(
     for session in &mut sessions {
         session.shell_spawned();
     }
+    for floor in &mut floors {
+        floor.shell_spawned();
+    }
     let mut failed = 0;
     for mut child in children {
         if !child.wait().await?.success() {
@@ -276,6 +289,9 @@ async fn run_shells(
     let wall = started.elapsed();
     for session in sessions {
         session.shutdown().await;
+    }
+    for floor in floors {
+        floor.join();
     }
     let latencies = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
     let errors = failed + *errors.lock().unwrap_or_else(|e| e.into_inner());
@@ -315,6 +331,13 @@ async fn p1(tools: &Tools, reps: usize, execs: usize) -> Result<()> {
             "a: no wrapper",
             &tools.wrapper,
             Mode::Bare,
+            by_path("/", Decision::Run),
+            execs,
+        ),
+        (
+            "b0: Run, from a server that only answers",
+            &tools.wrapper,
+            Mode::Floor,
             by_path("/", Decision::Run),
             execs,
         ),
