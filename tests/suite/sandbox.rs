@@ -746,6 +746,29 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
     assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
 }
 
+/// Programs in a sandbox start with the signal dispositions a program
+/// started outside one gets: none ignored. The helper is a Rust program,
+/// whose start-up ignores SIGPIPE, and ignored signals survive execve: a
+/// producer piped into `head` then reported a broken pipe instead of
+/// dying of it, and one that ignores write errors would never end.
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxed_programs_start_with_no_signal_ignored() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/env", Decision::Escalate(Execution::TurnDefault))]);
+    let script = "grep SigIgn /proc/self/status; env grep SigIgn /proc/self/status; \
+                  seq 1 1000000 | head -1; env seq 1 1000000 | head -1";
+    let (output, recorder) = run_sandboxed(policy, world.profile(), script, &world.ws).await;
+    let none = "SigIgn:\t0000000000000000\n";
+    assert_eq!(
+        output.stdout,
+        format!("{none}{none}1\n1\n"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(output.stderr, "");
+    assert_eq!(recorder.started_pids().len(), 2, "the server started env");
+}
+
 /// Runs `script` in a sandboxed session and, once a process runs
 /// `cmdline`, sends SIGINT to the wrapper of its first escalation.
 async fn interrupt_escalation(

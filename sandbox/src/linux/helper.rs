@@ -224,6 +224,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
             CString::new(entry).ok()
         })
         .collect();
+    sys::stop_ignoring_startup_signals();
     let error = match exec_fd {
         Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),
         None => match nix::unistd::execvpe(&argv[0], &argv, &env) {

@@ -402,6 +402,40 @@ pub(crate) fn default_signal(signal: nix::sys::signal::Signal) -> nix::Result<()
     unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) }.map(drop)
 }
 
+/// Signals ignored here that the target must not inherit ignored (an
+/// ignored signal stays ignored across execve): SIGPIPE, which Rust's
+/// start-up ignores in the helper itself, and glibc's two internal
+/// signals (32 and 33), which glibc's `posix_spawn` leaves ignored in the
+/// programs it starts, bubblewrap and so the helper among them. Programs
+/// started outside a sandbox by the same callers get them at their
+/// defaults.
+const NOT_INHERITED_IGNORED: [libc::c_int; 3] = [libc::SIGPIPE, 32, 33];
+
+/// Puts [`NOT_INHERITED_IGNORED`] back to their default action, just
+/// before the target is executed. By system call: the C libraries'
+/// `sigaction` refuses the signals they keep for themselves (32 and 33),
+/// which nothing in this process uses before it executes the target.
+pub(crate) fn stop_ignoring_startup_signals() {
+    // The kernel's `struct sigaction`, all zeros: SIG_DFL, no flags, no
+    // restorer, an empty mask (32 bytes cover every 64-bit layout).
+    let default = [0u64; 4];
+    for signal in NOT_INHERITED_IGNORED {
+        // SAFETY: rt_sigaction reads one kernel sigaction from `default`,
+        // which outlives the call, and writes nothing (no old action
+        // asked for); SIG_DFL installs no handler code. The last argument
+        // is the kernel's signal set size, 8 bytes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+}
+
 /// Owns a descriptor `recvmsg` just installed in this process.
 pub(crate) fn own_received(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
