@@ -36,7 +36,7 @@ mod read;
 mod record;
 
 pub use log::{AuditLog, Rotation, SessionAudit};
-pub use read::{read_records, Filter, Summary};
+pub use read::{read_log, read_records, Filter, ReadLog, Summary};
 pub use record::{
     AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,
     NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,
@@ -61,6 +61,11 @@ pub enum AuditError {
         line: usize,
         reason: String,
     },
+    #[error(
+        "{text:?} is not an RFC 3339 time (for example 2026-12-01T13:09:40Z or \
+         2026-12-01T14:09:40+01:00)"
+    )]
+    Time { text: String },
     #[error("bad pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
 }

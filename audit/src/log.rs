@@ -133,6 +133,11 @@ struct Files {
     /// `<log>.lock`, open for the log's life: one `flock` per record and
     /// no path lookup.
     lock: File,
+    /// The log may end in a line cut short: it was just opened (a writer
+    /// may have died or crashed mid-line), or a write of ours failed.
+    /// Checked before the next record, so that it starts a line of its
+    /// own instead of being merged into the cut one.
+    maybe_cut: bool,
 }
 
 impl AuditLog {
@@ -145,6 +150,7 @@ impl AuditLog {
         let files = Files {
             log: Arc::new(open_append(&path)?),
             lock: open_lock(&lock_path)?,
+            maybe_cut: true,
         };
         Ok(AuditLog {
             lock_path,
@@ -215,6 +221,7 @@ impl AuditLog {
         if named.ok() != Some(open) {
             // Rotated (or removed) since we opened it.
             files.log = Arc::new(open_append(&self.path)?);
+            files.maybe_cut = true;
             size = identity(&files.log)
                 .map_err(|error| self.io("cannot stat", error))?
                 .1;
@@ -223,14 +230,19 @@ impl AuditLog {
             let wait = size + line.len() as u64 > self.rotation.max_bytes.saturating_mul(2);
             if self.rotate(&mut files.lock, wait)? {
                 files.log = Arc::new(open_append(&self.path)?);
+                files.maybe_cut = true;
             }
         }
-        let written = files
-            .log
-            .as_ref()
-            .write(line)
-            .map_err(|error| self.io("cannot write", error))?;
+        if files.maybe_cut {
+            end_cut_line(&files.log).map_err(|error| self.io("cannot end a cut line in", error))?;
+            files.maybe_cut = false;
+        }
+        let written = files.log.as_ref().write(line).map_err(|error| {
+            files.maybe_cut = true;
+            self.io("cannot write", error)
+        })?;
         if written != line.len() {
+            files.maybe_cut = true;
             return Err(self.io(
                 "short write",
                 std::io::Error::new(std::io::ErrorKind::WriteZero, "the record was cut"),
@@ -325,9 +337,26 @@ impl AuditLog {
     }
 }
 
+/// Ends the line `log` ends in, if it was cut short (no newline at the
+/// end), so that what is appended next starts a line of its own. Another
+/// process's record being written at the same moment costs at most an
+/// empty line (appends never interleave), which readers skip.
+fn end_cut_line(log: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let size = log.metadata()?.len();
+    let mut last = [0u8; 1];
+    if size == 0 || (log.read_at(&mut last, size - 1)? == 1 && last[0] == b'\n') {
+        return Ok(());
+    }
+    let mut log = log;
+    log.write_all(b"\n")
+}
+
+/// Opens the log to append; readable too, for [`end_cut_line`].
 fn open_append(path: &Path) -> Result<File, AuditError> {
     OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o600)
         .open(path)

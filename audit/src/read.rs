@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use globset::{Glob, GlobMatcher};
 
@@ -12,28 +13,54 @@ use crate::AuditError;
 
 /// Every record in `path`, in order. A line that is not a record is an
 /// error naming the file and line: a reviewer must not miss one silently.
+/// [`read_log`] reads past such lines instead.
 pub fn read_records(path: &Path) -> Result<Vec<AuditRecord>, AuditError> {
+    let log = read_log(path)?;
+    match log.skipped.into_iter().next() {
+        Some(malformed) => Err(malformed),
+        None => Ok(log.records),
+    }
+}
+
+/// What [`read_log`] found in a log file.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ReadLog {
+    /// Every record, in order.
+    pub records: Vec<AuditRecord>,
+    /// The lines that are not records (one cut short by a crash, say), as
+    /// [`AuditError::Malformed`], each naming the file and line: skipped,
+    /// to be reported, never to be dropped silently.
+    pub skipped: Vec<AuditError>,
+}
+
+/// Every record in `path`, in order, and every line that is not one.
+pub fn read_log(path: &Path) -> Result<ReadLog, AuditError> {
     let file = std::fs::File::open(path).map_err(|source| AuditError::Io {
         what: format!("cannot open {}", path.display()),
         source,
     })?;
-    let mut records = Vec::new();
-    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+    let mut log = ReadLog::default();
+    // Bytes, not UTF-8 lines: a line cut in the middle of a character is
+    // one malformed line, not the end of the reading.
+    for (index, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(|source| AuditError::Io {
             what: format!("cannot read {}", path.display()),
             source,
         })?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let record = serde_json::from_str(&line).map_err(|error| AuditError::Malformed {
-            file: path.display().to_string(),
-            line: index + 1,
-            reason: error.to_string(),
-        })?;
-        records.push(record);
+        match serde_json::from_slice(&line) {
+            Ok(record) => log.records.push(record),
+            Err(error) => log.skipped.push(AuditError::Malformed {
+                file: path.display().to_string(),
+                line: index + 1,
+                reason: error.to_string(),
+            }),
+        }
     }
-    Ok(records)
+    Ok(log)
 }
 
 /// Which records to keep. Empty fields match everything.
@@ -47,9 +74,9 @@ pub struct Filter {
     pub program: Option<GlobMatcher>,
     /// A `file:line` rule id.
     pub rule: Option<String>,
-    /// RFC 3339 bounds, inclusive.
-    pub since: Option<String>,
-    pub until: Option<String>,
+    /// Time bounds, inclusive: [`Filter::time_bound`] reads them.
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
     /// Exit records with this exit code.
     pub exit_code: Option<i32>,
     /// Only connections through the proxy (`network-decision` and
@@ -68,22 +95,48 @@ impl Filter {
             })
     }
 
+    /// Reads an RFC 3339 time for [`Filter::since`] or [`Filter::until`]:
+    /// in UTC (`Z`) or at any offset (`+01:00`), with or without fractions
+    /// of a second. Anything else is an error, never a bound compared as
+    /// text.
+    pub fn time_bound(text: &str) -> Result<SystemTime, AuditError> {
+        let wrong = || AuditError::Time {
+            text: text.to_owned(),
+        };
+        let upper = text.to_ascii_uppercase();
+        let (time, offset) = match upper.strip_suffix('Z') {
+            Some(time) => (time, 0),
+            None => {
+                let split = upper.len().checked_sub(6).ok_or_else(wrong)?;
+                let (time, offset) = (upper.get(..split), upper.get(split..));
+                (
+                    time.ok_or_else(wrong)?,
+                    utc_offset(offset.ok_or_else(wrong)?).ok_or_else(wrong)?,
+                )
+            }
+        };
+        let local = humantime::parse_rfc3339(&format!("{time}Z")).map_err(|_| wrong())?;
+        let shift = Duration::from_secs(offset.unsigned_abs());
+        let utc = if offset >= 0 {
+            local.checked_sub(shift)
+        } else {
+            local.checked_add(shift)
+        };
+        utc.ok_or_else(wrong)
+    }
+
     pub fn matches(&self, record: &AuditRecord) -> bool {
         let decision = record
             .execgate
             .as_ref()
             .map(|fields| fields.decision.as_str());
         let executable = record.process.executable.as_ref().map(|path| path.lossy());
-        let time_ok = |bound: &Option<String>, after: bool| {
-            bound.as_ref().is_none_or(|bound| {
-                // RFC 3339 timestamps in UTC compare as strings.
-                if after {
-                    record.timestamp.as_str() >= bound.as_str()
-                } else {
-                    record.timestamp.as_str() <= bound.as_str()
-                }
-            })
-        };
+        // A record whose time cannot be read is outside every bound.
+        let within_time = (self.since.is_none() && self.until.is_none())
+            || humantime::parse_rfc3339(&record.timestamp).is_ok_and(|time| {
+                self.since.is_none_or(|since| time >= since)
+                    && self.until.is_none_or(|until| time <= until)
+            });
         self.session
             .as_ref()
             .is_none_or(|id| &record.session_id == id)
@@ -103,13 +156,31 @@ impl Filter {
                 .rule
                 .as_ref()
                 .is_none_or(|id| record.rule.as_ref().is_some_and(|rule| &rule.id == id))
-            && time_ok(&self.since, true)
-            && time_ok(&self.until, false)
+            && within_time
             && self
                 .exit_code
                 .is_none_or(|code| record.process.exit_code == Some(code))
             && (!self.network || record.is_network())
     }
+}
+
+/// Seconds east of UTC for an offset written `+hh:mm` or `-hh:mm`.
+fn utc_offset(offset: &str) -> Option<i64> {
+    let bytes = offset.as_bytes();
+    let sign = match bytes.first()? {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = offset.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (hours, minutes) = (digits(1..3)?, digits(4..6)?);
+    (bytes.get(3) == Some(&b':') && bytes.len() == 6 && hours < 24 && minutes < 60)
+        .then_some(sign * (hours * 3600 + minutes * 60))
 }
 
 /// Decisions counted per program, per destination host and per rule, and

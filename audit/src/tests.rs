@@ -536,6 +536,119 @@ fn reading_filters_and_summarises() {
     assert!(error.contains("a.jsonl:1"), "{error}");
 }
 
+fn run_record() -> AuditRecord {
+    AuditRecord::of(
+        &decided(vec!["ls".into()], Decision::Run),
+        "s1",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    )
+}
+
+/// A writer that died mid-line (a crash, a full disk) leaves a cut line
+/// at the end: the next record must start a line of its own, not be
+/// merged into it, and reading must go on past the cut line.
+#[test]
+fn a_record_after_a_cut_line_starts_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let first = serde_json::to_string(&run_record()).unwrap();
+    std::fs::write(&path, format!("{first}\n{{\"@timestamp\":\"2026-12-")).unwrap();
+    let log = AuditLog::open(&path, Rotation::default()).unwrap();
+    log.append(&run_record(), false).unwrap();
+    log.append(&run_record(), false).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    let read = read_log(&path).unwrap();
+    assert_eq!(read.records.len(), 3);
+    let [skipped] = read.skipped.as_slice() else {
+        panic!("{:?}", read.skipped);
+    };
+    assert!(skipped.to_string().contains("a.jsonl:2"), "{skipped}");
+    // The strict reading names the same line.
+    let error = read_records(&path).unwrap_err().to_string();
+    assert!(error.contains("a.jsonl:2"), "{error}");
+}
+
+#[test]
+fn reading_goes_on_past_lines_that_are_not_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let record = serde_json::to_string(&run_record()).unwrap();
+    let lines = [
+        record.as_str(),
+        "{\"unknown\":\"record\"}",
+        record.as_str(),
+        "\u{ff}\u{fe} not even UTF-8",
+        "",
+        record.as_str(),
+    ];
+    let mut bytes = lines.join("\n").into_bytes();
+    // A line cut in the middle of a character.
+    bytes.extend_from_slice(b"\n\xe2\x82\n");
+    std::fs::write(&path, bytes).unwrap();
+    let read = read_log(&path).unwrap();
+    assert_eq!(read.records.len(), 3);
+    let skipped: Vec<String> = read.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(skipped.len(), 3, "{skipped:?}");
+    for (found, line) in skipped.iter().zip([2, 4, 7]) {
+        assert!(found.contains(&format!("a.jsonl:{line}:")), "{found}");
+    }
+}
+
+#[test]
+fn time_bounds_compare_instants_whatever_their_offset() {
+    let record = run_record();
+    let at = |text: &str| Filter::time_bound(text).unwrap();
+    // The record's own time, written three ways, is within both bounds.
+    let stamp = humantime::parse_rfc3339(&record.timestamp).unwrap();
+    let utc = humantime::format_rfc3339_nanos(stamp).to_string();
+    let plus_one = shift_offset(&utc, "+01:00", 3600);
+    let minus_five = shift_offset(&utc, "-05:00", -5 * 3600);
+    for bound in [&utc, &plus_one, &minus_five] {
+        let filter = Filter {
+            since: Some(at(bound)),
+            until: Some(at(bound)),
+            ..Filter::default()
+        };
+        assert!(
+            filter.matches(&record),
+            "{bound} against {}",
+            record.timestamp
+        );
+    }
+    let later = Filter {
+        since: Some(stamp + Duration::from_secs(1)),
+        ..Filter::default()
+    };
+    assert!(!later.matches(&record));
+    assert_eq!(at("2026-12-01T14:09:40+01:00"), at("2026-12-01T13:09:40Z"));
+    assert_eq!(at("2026-12-01t13:09:40.5z"), at("2026-12-01T13:09:40.500Z"));
+    for wrong in [
+        "yesterday",
+        "2026-12-01",
+        "2026-12-01T13:09:40",
+        "garbage",
+        "2026-12-01T13:09:40+1",
+    ] {
+        let error = Filter::time_bound(wrong).unwrap_err().to_string();
+        assert!(error.contains("RFC 3339"), "{wrong}: {error}");
+    }
+}
+
+/// `utc` (`...Z`) as the same instant at `offset` (`+hh:mm`), `seconds`
+/// east of UTC.
+fn shift_offset(utc: &str, offset: &str, seconds: i64) -> String {
+    let instant = humantime::parse_rfc3339(utc).unwrap();
+    let local = if seconds >= 0 {
+        instant + Duration::from_secs(seconds.unsigned_abs())
+    } else {
+        instant - Duration::from_secs(seconds.unsigned_abs())
+    };
+    let text = humantime::format_rfc3339_nanos(local).to_string();
+    format!("{}{offset}", text.trim_end_matches('Z'))
+}
+
 fn connect_request(host: &str, port: u16) -> execgate_network_proxy::ConnectRequest {
     execgate_network_proxy::ConnectRequest {
         destination: execgate_network_proxy::Destination::parse(host).unwrap(),

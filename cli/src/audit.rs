@@ -2,15 +2,21 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use execgate_audit::{read_records, AuditRecord, Filter, Summary};
+use execgate_audit::{read_log, AuditRecord, Filter, Summary};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
-    /// Log files to read. Default: the default audit log.
+    /// Log files to read. Default: the config file's `[audit] log`, else
+    /// the default audit log.
     files: Vec<PathBuf>,
+    /// Config file whose `[audit] log` is read when no file is given.
+    /// Default: $XDG_CONFIG_HOME/execgate/config.toml (a missing default
+    /// file is fine).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Print matching records unchanged, one JSON object per line.
     #[arg(long)]
     json: bool,
@@ -35,11 +41,13 @@ pub struct AuditArgs {
     /// A rule id (`file:line`).
     #[arg(long)]
     rule: Option<String>,
-    /// RFC 3339 time, inclusive.
-    #[arg(long)]
-    since: Option<String>,
-    #[arg(long)]
-    until: Option<String>,
+    /// Only records at or after this RFC 3339 time (for example
+    /// 2026-12-01T13:09:40Z or 2026-12-01T14:09:40+01:00).
+    #[arg(long, value_parser = time_bound)]
+    since: Option<SystemTime>,
+    /// Only records at or before this RFC 3339 time.
+    #[arg(long, value_parser = time_bound)]
+    until: Option<SystemTime>,
     /// Exit records with this exit code.
     #[arg(long)]
     exit_code: Option<i32>,
@@ -57,7 +65,30 @@ pub fn default_log_path() -> Result<PathBuf> {
     }
 }
 
+fn time_bound(text: &str) -> Result<SystemTime, String> {
+    Filter::time_bound(text).map_err(|error| error.to_string())
+}
+
+/// Exit status when some lines were not records (they are reported, and
+/// the records around them shown).
+const SKIPPED_LINES: i32 = 1;
+
 pub fn run(args: AuditArgs) -> Result<i32> {
+    match show(args) {
+        // The reader went away (`execgate audit | head`): nothing to say.
+        Err(error) if is_broken_pipe(&error) => Ok(0),
+        shown => shown,
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn show(args: AuditArgs) -> Result<i32> {
     if let Some(decision) = &args.decision {
         if !["run", "escalate", "deny", "allow"].contains(&decision.as_str()) {
             bail!("--decision must be run, escalate, deny or allow, not {decision:?}");
@@ -72,13 +103,19 @@ pub fn run(args: AuditArgs) -> Result<i32> {
             .map(Filter::program_glob)
             .transpose()?,
         rule: args.rule.clone(),
-        since: args.since.clone(),
-        until: args.until.clone(),
+        since: args.since,
+        until: args.until,
         exit_code: args.exit_code,
         network: args.network,
     };
     let files = if args.files.is_empty() {
-        vec![default_log_path()?]
+        let configured = crate::config::Config::load(args.config.as_deref())?
+            .audit
+            .log;
+        vec![match configured {
+            Some(log) => log,
+            None => default_log_path()?,
+        }]
     } else {
         args.files.clone()
     };
@@ -89,8 +126,14 @@ pub fn run(args: AuditArgs) -> Result<i32> {
         return follow(file, &filter, args.json);
     }
     let mut records = Vec::new();
+    let mut skipped = 0;
     for file in &files {
-        records.extend(read_records(file)?);
+        let read = read_log(file)?;
+        for malformed in &read.skipped {
+            eprintln!("execgate: {malformed} (skipped)");
+        }
+        skipped += read.skipped.len();
+        records.extend(read.records);
     }
     let matching: Vec<&AuditRecord> = records
         .iter()
@@ -108,6 +151,13 @@ pub fn run(args: AuditArgs) -> Result<i32> {
         for record in matching {
             print_record(&mut out, record, args.json)?;
         }
+    }
+    out.flush()?;
+    if skipped > 0 {
+        eprintln!(
+            "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
+        );
+        return Ok(SKIPPED_LINES);
     }
     Ok(0)
 }
@@ -297,10 +347,11 @@ fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
         std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
     );
     reader.seek(std::io::SeekFrom::End(0))?;
-    let mut line = String::new();
+    // Bytes, not UTF-8: a line cut inside a character is one line skipped.
+    let mut line = Vec::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 || !line.ends_with('\n') {
+        if reader.read_until(b'\n', &mut line)? == 0 || !line.ends_with(b"\n") {
             // Nothing (or half a line) yet: come back for the rest.
             let back = line.len() as i64;
             reader.seek_relative(-back)?;
@@ -314,10 +365,15 @@ fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
             }
             continue;
         }
-        let record: AuditRecord = serde_json::from_str(&line)
-            .with_context(|| format!("{}: not an audit record", file.display()))?;
-        if filter.matches(&record) {
-            print_record(&mut std::io::stdout().lock(), &record, json)?;
+        match serde_json::from_slice::<AuditRecord>(&line) {
+            Ok(record) if filter.matches(&record) => {
+                print_record(&mut std::io::stdout().lock(), &record, json)?;
+            }
+            Ok(_) => {}
+            Err(error) => eprintln!(
+                "execgate: {}: a line that is not an audit record (skipped): {error}",
+                file.display()
+            ),
         }
     }
 }

@@ -354,9 +354,106 @@ fn every_run_is_audited_and_audit_reads_it_back() {
     let bad = ws.join("bad.jsonl");
     std::fs::write(&bad, "not json\n").unwrap();
     let output = execgate(&ws, &["audit", bad.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(125));
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("bad.jsonl:1"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// What a reviewer meets after a crash and in a configured setup: the
+/// config file's log is the one read, a line cut short hides nothing
+/// around it (and the next record does not merge into it), time bounds
+/// are instants whatever their offset, and a reader that goes away early
+/// is no error.
+#[test]
+fn audit_reads_the_configured_log_past_a_cut_line_by_instant() {
+    let (_dir, ws) = workspace();
+    let log = ws.join("custom.jsonl");
+    let config = ws.join("no-config/execgate");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.toml"),
+        format!("[audit]\nlog = {:?}\n", log.to_str().unwrap()),
+    )
+    .unwrap();
+    let output = execgate(&ws, &["run", "--", "id -u >/dev/null"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    // A writer that died mid-line.
+    let mut cut = std::fs::read(&log).unwrap();
+    cut.extend_from_slice(b"{\"@timestamp\":\"2026-12-");
+    std::fs::write(&log, cut).unwrap();
+    let output = execgate(&ws, &["run", "--", "ls >/dev/null"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+
+    let output = execgate(&ws, &["audit", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("custom.jsonl:3: not an audit record"),
+        "{}",
+        text(&output.stderr)
+    );
+    let records: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let programs: Vec<&str> = records
+        .iter()
+        .filter_map(|record| record["process"]["executable"].as_str())
+        .collect();
+    assert_eq!(programs, ["/usr/bin/id", "/usr/bin/ls"]);
+
+    // The `ls` decision's own time, written at +01:00, bounds it in.
+    let stamp = records[2]["@timestamp"].as_str().unwrap();
+    assert_eq!(records[2]["process"]["executable"], "/usr/bin/ls");
+    // An offset written out, not a zone name: no time zone data needed.
+    let output = Command::new("date")
+        .args(["-d", stamp, "+%Y-%m-%dT%H:%M:%S.%N%:z"])
+        .env("TZ", "EXG-1")
+        .output()
+        .unwrap();
+    let plus_one = text(&output.stdout).trim().to_owned();
+    assert!(plus_one.ends_with("+01:00"), "{plus_one}");
+    for bound in ["--since", "--until"] {
+        let output = execgate(
+            &ws,
+            &[
+                "audit",
+                "--json",
+                "--program",
+                "ls",
+                bound,
+                &plus_one,
+                log.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(
+            text(&output.stdout).lines().count(),
+            1,
+            "{bound} {plus_one}: {}",
+            text(&output.stderr)
+        );
+    }
+    let output = execgate(&ws, &["audit", "--since", "yesterday"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("RFC 3339"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // `execgate audit | head -0`: the reader is gone before anything is written.
+    let mut reading = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["audit", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(reading.stdout.take());
+    let output = reading.wait_with_output().unwrap();
+    assert!(
+        !text(&output.stderr).contains("Broken pipe"),
         "{}",
         text(&output.stderr)
     );
