@@ -213,6 +213,14 @@ fn sandbox_runs_one_program_in_a_profile() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(ws.join("x").exists());
+    // A program that is not there: the sandbox stood, the lookup failed,
+    // and it is said as a shell says it.
+    let output = execgate(&ws, &["sandbox", "--", "no-such-program-here"]);
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr),
+        "execgate: command not found: no-such-program-here\n"
+    );
 }
 
 #[test]

@@ -142,13 +142,64 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
 
 /// The helper binary's whole life. Returns only on failure.
 pub fn helper_main() -> std::process::ExitCode {
-    let result = parse(std::env::args_os().skip(1)).and_then(|args| confine_and_exec(&args));
-    let Err(reason) = result;
-    eprintln!("execgate: cannot enforce the sandbox: {reason}; nothing was run");
-    std::process::ExitCode::from(SETUP_FAILED)
+    let Err(failure) = parse(std::env::args_os().skip(1))
+        .map_err(Failure::Confine)
+        .and_then(|args| confine_and_exec(&args));
+    match failure {
+        Failure::Confine(reason) => {
+            eprintln!("execgate: cannot enforce the sandbox: {reason}; nothing was run");
+            std::process::ExitCode::from(SETUP_FAILED)
+        }
+        // The sandbox stands; the program is what failed, reported as a
+        // shell reports it.
+        Failure::Execute {
+            program,
+            errno: nix::Error::ENOENT,
+            searched: true,
+        } => {
+            eprintln!("execgate: command not found: {}", program.to_string_lossy());
+            std::process::ExitCode::from(NOT_FOUND)
+        }
+        Failure::Execute { program, errno, .. } => {
+            eprintln!(
+                "execgate: cannot execute {}: {}",
+                program.to_string_lossy(),
+                errno.desc()
+            );
+            std::process::ExitCode::from(SETUP_FAILED)
+        }
+    }
 }
 
-fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, String> {
+/// Exit status when the program is not found (as a shell's).
+const NOT_FOUND: u8 = 127;
+
+/// Why the helper did not become its target.
+enum Failure {
+    /// The sandbox could not be completed.
+    Confine(String),
+    /// The sandbox is in place, and executing the target failed.
+    Execute {
+        program: std::ffi::OsString,
+        errno: nix::Error,
+        /// Looked up in `PATH` (not given as a descriptor).
+        searched: bool,
+    },
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure::Confine(reason)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Failure {
+        Failure::Confine(reason.to_owned())
+    }
+}
+
+fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failure> {
     require_no_capabilities()?;
     require_same_files(&args.checks)?;
     let network = match args.limited_network {
@@ -225,14 +276,18 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Strin
         })
         .collect();
     sys::stop_ignoring_startup_signals();
-    let error = match exec_fd {
+    let errno = match exec_fd {
         Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),
         None => match nix::unistd::execvpe(&argv[0], &argv, &env) {
             Ok(never) => match never {},
             Err(errno) => errno,
         },
     };
-    Err(format!("cannot execute {program:?}: {error}"))
+    Err(Failure::Execute {
+        program,
+        errno,
+        searched: exec_fd.is_none(),
+    })
 }
 
 /// What `socket()` may make.
