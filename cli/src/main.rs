@@ -328,7 +328,7 @@ fn main() -> ExitCode {
 #[cfg(unix)]
 fn execgate(cli: Cli) -> ExitCode {
     if let Err(error) = logging::init(&cli.log) {
-        stderr::line(&format!("execgate: {error:#}"));
+        stderr::line(&format!("execgate: {}", describe(&error)));
         return ExitCode::from(125);
     }
     let result = match cli.command {
@@ -362,10 +362,27 @@ fn execgate(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
-            stderr::line(&format!("execgate: {error:#}"));
+            stderr::line(&format!("execgate: {}", describe(&error)));
             ExitCode::from(125)
         }
     }
+}
+
+/// `error` and its causes, joined by ": ", each cause left out when the
+/// text so far already ends with it: many errors show their source in
+/// their own message too, and the reason would be said twice.
+#[cfg(unix)]
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.ends_with(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
 
 #[cfg(unix)]

@@ -553,6 +553,26 @@ fn a_broken_rules_file_runs_nothing_and_names_file_and_line() {
         "{stderr}"
     );
     assert!(!ws.join("ran").exists());
+    // A missing one: the reason, once.
+    let missing = dir.path().join("missing.rules");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            missing.to_str().unwrap(),
+            "--",
+            "touch ran",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!ws.join("ran").exists());
 }
 
 #[test]
