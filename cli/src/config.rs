@@ -183,6 +183,11 @@ impl Config {
             env.set = section.set;
             env.include_only = section.include_only;
         }
+        if let Some(audit) = &file.audit {
+            audit
+                .check()
+                .with_context(|| format!("config file {}", path.display()))?;
+        }
         let base = path.parent().unwrap_or(Path::new("/"));
         let audit = file
             .audit
@@ -210,6 +215,33 @@ impl Config {
     }
 }
 
+/// The smallest `[audit] max_bytes`: about fifty records. Below it the log
+/// rotates every few records, and old records are soon dropped.
+const LEAST_AUDIT_BYTES: u64 = 64 << 10;
+
+impl AuditSection {
+    /// Refuses settings under which rotation drops records as fast as they
+    /// are written.
+    fn check(&self) -> Result<()> {
+        if self
+            .max_bytes
+            .is_some_and(|bytes| bytes < LEAST_AUDIT_BYTES)
+        {
+            anyhow::bail!(
+                "[audit] max_bytes must be at least {LEAST_AUDIT_BYTES} (64 KiB): below that \
+                 the log rotates every few records"
+            );
+        }
+        if self.keep == Some(0) {
+            anyhow::bail!(
+                "[audit] keep must be at least 1: with 0, each rotation deletes every record \
+                 in the log"
+            );
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +254,11 @@ mod tests {
             ("colour = true\n", "colour"),
             ("[env]\ninherit = \"some\"\n", "some"),
             ("[profiles.a]\nextend = \"read-only\"\n", "extend"),
+            (
+                "[audit]\nmax_bytes = 0\n",
+                "max_bytes must be at least 65536",
+            ),
+            ("[audit]\nkeep = 0\n", "keep must be at least 1"),
         ];
         for (text, words) in cases {
             let error = format!("{:#}", Config::parse(text, path).err().unwrap());
