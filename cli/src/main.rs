@@ -733,6 +733,7 @@ fn sandbox(
         let tools = Tools::locate()?;
         let launcher = Launcher::new(&tools.sandbox_helper)?;
         let policy = ResolvedPolicy::resolve(&profile, &SandboxContext::new(&cwd))?;
+        policy.check_working_directory(&cwd)?;
         if policy.network() == NetworkPolicy::Limited {
             anyhow::bail!(
                 "profile {profile_name:?} has a limited network, whose proxy lives in a session: \

@@ -146,6 +146,33 @@ fn config_errors_name_the_key_and_the_file() {
     assert!(text(&output.stderr).contains("unknown profile \"no-such-profile\""));
 }
 
+/// A profile that hides the working directory is refused before anything
+/// starts, saying what to change (bubblewrap's own words were "Can't chdir
+/// to ...: No such file or directory", with exit status 1).
+#[test]
+fn a_profile_that_hides_the_working_directory_is_refused() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.p]\nfilesystem = { \":minimal\" = \"read\" }\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    for command in ["run", "sandbox"] {
+        let output = execgate(
+            &ws,
+            &[command, "--config", config, "--profile", "p", "--", "true"],
+        );
+        assert_eq!(output.status.code(), Some(125), "{command}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("is hidden in the sandbox") && stderr.contains(":cwd"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();

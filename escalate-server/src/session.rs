@@ -108,6 +108,7 @@ impl ActiveSandbox {
         let resolved_default = match &turn_default {
             PermissionProfile::Managed { .. } => {
                 let resolved = ResolvedPolicy::resolve(&turn_default, &context)?;
+                resolved.check_working_directory(&context.cwd)?;
                 let limited = &resolved.glob_expansion().depth_limited;
                 if !limited.is_empty() {
                     tracing::warn!(

@@ -120,4 +120,11 @@ pub enum SandboxError {
     MissingBinary(PathBuf),
     #[error("this machine cannot enforce the sandbox: {0}")]
     Unsupported(String),
+    #[error(
+        "the working directory {} is hidden in the sandbox: the profile grants no access to \
+         it; grant it (for example \":cwd\" = \"read\") or start from a directory the \
+         profile shows",
+        .0.display()
+    )]
+    HiddenWorkingDirectory(PathBuf),
 }

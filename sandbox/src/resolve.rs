@@ -382,6 +382,18 @@ impl ResolvedPolicy {
             && self.rule_access(path) == Access::Write
     }
 
+    /// Refuses a working directory the sandbox hides: bubblewrap would
+    /// fail to change into it (or land in an empty directory covering
+    /// it), saying so in its own words.
+    pub fn check_working_directory(&self, cwd: &Path) -> Result<(), SandboxError> {
+        let canonical = std::fs::canonicalize(cwd);
+        if self.can_read(cwd) || canonical.is_ok_and(|cwd| self.can_read(&cwd)) {
+            Ok(())
+        } else {
+            Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()))
+        }
+    }
+
     pub fn can_read(&self, path: &Path) -> bool {
         self.access(path) != Access::None
     }
