@@ -127,4 +127,10 @@ pub enum SandboxError {
         .0.display()
     )]
     HiddenWorkingDirectory(PathBuf),
+    #[error(
+        "the working directory is /, and the profile makes the working directory \
+         writable: that would be the whole file system; start from the workspace (--cwd), \
+         or choose danger-full-access if the whole file system is meant"
+    )]
+    WritableFileSystem,
 }

@@ -156,6 +156,14 @@ impl ResolvedPolicy {
                     }
                 }
                 FsTarget::Special(SpecialRoot::Cwd) => {
+                    // Started from `/` by mistake, a workspace profile
+                    // would make the whole file system writable.
+                    let root = fs::canonicalize(&context.cwd)
+                        .is_ok_and(|cwd| cwd == Path::new("/"))
+                        || context.cwd == Path::new("/");
+                    if root && entry.access == Access::Write {
+                        return Err(SandboxError::WritableFileSystem);
+                    }
                     add_rule(&mut rules, &context.cwd, entry.access)
                 }
                 FsTarget::Special(SpecialRoot::Tmpdir) => {
@@ -627,6 +635,19 @@ mod tests {
             };
             assert_eq!(policy.access(&path), expected, "{}", path.display());
         }
+    }
+
+    /// A workspace profile started from `/` would make the whole file
+    /// system writable; read access from there is fine.
+    #[test]
+    fn a_writable_working_directory_cannot_be_the_root() {
+        let workspace_write = managed(&[(":root", Access::Read), (":cwd", Access::Write)]);
+        let error = ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new("/"))
+            .err()
+            .unwrap();
+        assert!(matches!(error, SandboxError::WritableFileSystem), "{error}");
+        let read_only = managed(&[(":root", Access::Read), (":cwd", Access::Read)]);
+        assert!(ResolvedPolicy::resolve(&read_only, &SandboxContext::new("/")).is_ok());
     }
 
     #[test]
