@@ -133,7 +133,7 @@ impl Filter {
         let executable = record.process.executable.as_ref().map(|path| path.lossy());
         // A record whose time cannot be read is outside every bound.
         let within_time = (self.since.is_none() && self.until.is_none())
-            || humantime::parse_rfc3339(&record.timestamp).is_ok_and(|time| {
+            || record.time().is_some_and(|time| {
                 self.since.is_none_or(|since| time >= since)
                     && self.until.is_none_or(|until| time <= until)
             });

@@ -491,6 +491,12 @@ impl AuditRecord {
 }
 
 impl AuditRecord {
+    /// When it was recorded; `None` when `@timestamp` is not an RFC 3339
+    /// time in UTC.
+    pub fn time(&self) -> Option<std::time::SystemTime> {
+        humantime::parse_rfc3339(&self.timestamp).ok()
+    }
+
     /// Whether this records a connection through the proxy.
     pub fn is_network(&self) -> bool {
         matches!(self.event.action.as_str(), NETWORK_DECISION | NETWORK_CLOSE)

@@ -135,6 +135,12 @@ fn show(args: AuditArgs) -> Result<i32> {
         skipped += read.skipped.len();
         records.extend(read.records);
     }
+    if files.len() > 1 {
+        // Rotated files named in any order (`audit.jsonl*` lists the
+        // newest first): one history, oldest first. Within a file, the
+        // order written stays (the sort is stable).
+        records.sort_by_cached_key(AuditRecord::time);
+    }
     let matching: Vec<&AuditRecord> = records
         .iter()
         .filter(|record| filter.matches(record))

@@ -478,6 +478,35 @@ fn audit_reads_the_configured_log_past_a_cut_line_by_instant() {
         text(&output.stderr)
     );
 
+    // Rotated files in the order a glob lists them (newest first) read
+    // as one history, oldest first.
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|line| line.ends_with('}'))
+        .map(str::to_owned)
+        .collect();
+    let (older, newer) = (ws.join("a.jsonl.1"), ws.join("a.jsonl"));
+    std::fs::write(&older, format!("{}\n", lines[..2].join("\n"))).unwrap();
+    std::fs::write(&newer, format!("{}\n", lines[2..].join("\n"))).unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "audit",
+            "--json",
+            newer.to_str().unwrap(),
+            older.to_str().unwrap(),
+        ],
+    );
+    let programs: Vec<String> = text(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["process"]["executable"].as_str().map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(programs, ["/usr/bin/id", "/usr/bin/ls"]);
+
     // `execgate audit | head -0`: the reader is gone before anything is written.
     let mut reading = Command::new(env!("CARGO_BIN_EXE_execgate"))
         .args(["audit", log.to_str().unwrap()])
