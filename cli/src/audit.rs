@@ -371,6 +371,9 @@ fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
             }
             continue;
         }
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
         match serde_json::from_slice::<AuditRecord>(&line) {
             Ok(record) if filter.matches(&record) => {
                 print_record(&mut std::io::stdout().lock(), &record, json)?;
