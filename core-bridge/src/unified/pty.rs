@@ -8,8 +8,13 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::pty::PtyMaster;
 use tokio::io::unix::AsyncFd;
+
+/// How often typing looks again at a full terminal that was hung up and
+/// has been reopened.
+const HUNG_UP_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 use crate::sys;
 
@@ -69,9 +74,10 @@ impl Master {
     /// Writes `bytes`, as typed, until all are written or `patience` has
     /// passed (the process reads too little, or nothing: its input queue
     /// stays full). Returns how many bytes were written, also when a write
-    /// fails. Once no process holds the terminal, the kernel reports the
-    /// master writable for good while every write would wait: that fails
-    /// here, rather than turning the wait into a busy loop.
+    /// fails. A terminal no process holds any more fails at once: the
+    /// kernel then reports the master writable while every write would
+    /// wait, and tokio keeps it ready for good once it saw the hang-up, so
+    /// waiting for room would turn into a busy loop.
     pub(crate) async fn write_within(
         &self,
         bytes: &[u8],
@@ -85,21 +91,37 @@ impl Master {
                 break;
             };
             let mut ready = ready.map_err(failed)?;
-            if ready.ready().is_write_closed() {
-                return Err(failed(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "no process has the terminal open any more",
-                )));
-            }
+            let seen_hung_up = ready.ready().is_write_closed();
             match ready.try_io(|fd| {
                 nix::unistd::write(fd.get_ref(), &bytes[written..]).map_err(io::Error::from)
             }) {
                 Ok(Ok(count)) => written += count,
                 Ok(Err(error)) => return Err(failed(error)),
-                Err(_would_block) => continue,
+                Err(_would_block) if seen_hung_up => {
+                    if self.hung_up() {
+                        return Err(failed(io::Error::new(
+                            io::ErrorKind::BrokenPipe,
+                            "no process has the terminal open any more",
+                        )));
+                    }
+                    // Reopened since (the hang-up is over), and full:
+                    // tokio still says ready, so look again a little later.
+                    let later = tokio::time::Instant::now() + HUNG_UP_RECHECK;
+                    tokio::time::sleep_until(later.min(deadline)).await;
+                }
+                Err(_would_block) => {}
             }
         }
         Ok(written)
+    }
+
+    /// Whether no process holds the terminal now (the kernel's hang-up).
+    fn hung_up(&self) -> bool {
+        let mut poll = [PollFd::new(self.fd.get_ref().as_fd(), PollFlags::POLLOUT)];
+        nix::poll::poll(&mut poll, PollTimeout::ZERO).is_ok()
+            && poll[0]
+                .revents()
+                .is_some_and(|events| events.contains(PollFlags::POLLHUP))
     }
 
     pub(crate) fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
