@@ -36,7 +36,7 @@ mod read;
 mod record;
 
 pub use log::{AuditLog, Rotation, SessionAudit};
-pub use read::{read_log, read_records, Filter, ReadLog, Summary};
+pub use read::{parse_line, read_log, read_records, Filter, ParsedLine, ReadLog, Summary};
 pub use record::{
     AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,
     NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,

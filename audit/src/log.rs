@@ -346,21 +346,36 @@ fn end_cut_line(log: &File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let size = log.metadata()?.len();
     let mut last = [0u8; 1];
-    if size == 0 || (log.read_at(&mut last, size - 1)? == 1 && last[0] == b'\n') {
+    let ended = match log.read_at(&mut last, size.saturating_sub(1)) {
+        _ if size == 0 => true,
+        Ok(read) => read == 1 && last[0] == b'\n',
+        // Opened write-only (see `open_append`): it cannot be checked.
+        Err(error) if error.raw_os_error() == Some(nix::libc::EBADF) => true,
+        Err(error) => return Err(error),
+    };
+    if ended {
         return Ok(());
     }
     let mut log = log;
     log.write_all(b"\n")
 }
 
-/// Opens the log to append; readable too, for [`end_cut_line`].
+/// Opens the log to append; readable too, for [`end_cut_line`], unless
+/// its mode lets us write it only.
 fn open_append(path: &Path) -> Result<File, AuditError> {
-    OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
+    let open = |read| {
+        OpenOptions::new()
+            .create(true)
+            .read(read)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+    };
+    open(true)
+        .or_else(|error| match error.kind() {
+            std::io::ErrorKind::PermissionDenied => open(false),
+            _ => Err(error),
+        })
         .map_err(|source| AuditError::Io {
             what: format!("cannot open {}", path.display()),
             source,

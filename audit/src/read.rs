@@ -51,16 +51,61 @@ pub fn read_log(path: &Path) -> Result<ReadLog, AuditError> {
         if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_slice(&line) {
-            Ok(record) => log.records.push(record),
-            Err(error) => log.skipped.push(AuditError::Malformed {
+        let parsed = parse_line(&line);
+        if let Some(reason) = parsed.malformed {
+            log.skipped.push(AuditError::Malformed {
                 file: path.display().to_string(),
                 line: index + 1,
-                reason: error.to_string(),
-            }),
+                reason,
+            });
         }
+        log.records.extend(parsed.record);
     }
     Ok(log)
+}
+
+/// What one line of a log holds.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ParsedLine {
+    pub record: Option<AuditRecord>,
+    /// Why the line is not one whole record, if it is not.
+    pub malformed: Option<String>,
+}
+
+/// Reads one line of a log. A writer that was appending when another
+/// died mid-line put its record right after the cut one, on the same
+/// line: that record is recovered (it starts at the line's last
+/// `{"@timestamp"`), and the cut part is reported as malformed.
+pub fn parse_line(line: &[u8]) -> ParsedLine {
+    let error = match serde_json::from_slice(line) {
+        Ok(record) => {
+            return ParsedLine {
+                record: Some(record),
+                malformed: None,
+            }
+        }
+        Err(error) => error,
+    };
+    const START: &[u8] = b"{\"@timestamp\"";
+    let appended = line
+        .windows(START.len())
+        .rposition(|window| window == START)
+        .filter(|&start| start > 0)
+        .and_then(|start| serde_json::from_slice(&line[start..]).ok());
+    match appended {
+        Some(record) => ParsedLine {
+            record: Some(record),
+            malformed: Some(
+                "a cut line, then a whole record (kept) written after it on the same line"
+                    .to_owned(),
+            ),
+        },
+        None => ParsedLine {
+            record: None,
+            malformed: Some(error.to_string()),
+        },
+    }
 }
 
 /// Which records to keep. Empty fields match everything.

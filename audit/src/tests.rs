@@ -581,6 +581,8 @@ fn reading_goes_on_past_lines_that_are_not_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");
     let record = serde_json::to_string(&run_record()).unwrap();
+    // Another writer's record, appended right after a line cut short.
+    let after_cut = format!("{{\"@timestamp\":\"2026-12-{record}");
     let lines = [
         record.as_str(),
         "{\"unknown\":\"record\"}",
@@ -588,18 +590,20 @@ fn reading_goes_on_past_lines_that_are_not_records() {
         "\u{ff}\u{fe} not even UTF-8",
         "",
         record.as_str(),
+        after_cut.as_str(),
     ];
     let mut bytes = lines.join("\n").into_bytes();
     // A line cut in the middle of a character.
     bytes.extend_from_slice(b"\n\xe2\x82\n");
     std::fs::write(&path, bytes).unwrap();
     let read = read_log(&path).unwrap();
-    assert_eq!(read.records.len(), 3);
+    assert_eq!(read.records.len(), 4);
     let skipped: Vec<String> = read.skipped.iter().map(ToString::to_string).collect();
-    assert_eq!(skipped.len(), 3, "{skipped:?}");
-    for (found, line) in skipped.iter().zip([2, 4, 7]) {
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    for (found, line) in skipped.iter().zip([2, 4, 7, 8]) {
         assert!(found.contains(&format!("a.jsonl:{line}:")), "{found}");
     }
+    assert!(skipped[2].contains("whole record (kept)"), "{}", skipped[2]);
 }
 
 #[test]

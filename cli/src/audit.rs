@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use execgate_audit::{read_log, AuditRecord, Filter, Summary};
+use execgate_audit::{parse_line, read_log, AuditRecord, Filter, Summary};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
@@ -125,22 +125,25 @@ fn show(args: AuditArgs) -> Result<i32> {
         };
         return follow(file, &filter, args.json);
     }
-    let mut records = Vec::new();
+    let mut logs = Vec::new();
     let mut skipped = 0;
     for file in &files {
         let read = read_log(file)?;
         for malformed in &read.skipped {
-            eprintln!("execgate: {malformed} (skipped)");
+            warn(&format!("execgate: {malformed} (skipped)"));
         }
         skipped += read.skipped.len();
-        records.extend(read.records);
+        logs.push(read.records);
     }
-    if files.len() > 1 {
-        // Rotated files named in any order (`audit.jsonl*` lists the
-        // newest first): one history, oldest first. Within a file, the
-        // order written stays (the sort is stable).
-        records.sort_by_cached_key(AuditRecord::time);
-    }
+    // Rotated files named in any order (`audit.jsonl*` lists the newest
+    // first) make one history: the files ordered by their first record's
+    // time (a file with none last), each file's records in the order
+    // written (which a stepped clock can leave out of time order).
+    logs.sort_by_cached_key(|records| {
+        let first = records.first().and_then(AuditRecord::time);
+        (first.is_none(), first)
+    });
+    let records: Vec<AuditRecord> = logs.into_iter().flatten().collect();
     let matching: Vec<&AuditRecord> = records
         .iter()
         .filter(|record| filter.matches(record))
@@ -160,12 +163,17 @@ fn show(args: AuditArgs) -> Result<i32> {
     }
     out.flush()?;
     if skipped > 0 {
-        eprintln!(
+        warn(&format!(
             "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
-        );
+        ));
         return Ok(SKIPPED_LINES);
     }
     Ok(0)
+}
+
+/// A line for stderr, which may be closed: the listing goes on.
+fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Result<()> {
@@ -374,15 +382,15 @@ fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
         if line.trim_ascii().is_empty() {
             continue;
         }
-        match serde_json::from_slice::<AuditRecord>(&line) {
-            Ok(record) if filter.matches(&record) => {
-                print_record(&mut std::io::stdout().lock(), &record, json)?;
-            }
-            Ok(_) => {}
-            Err(error) => eprintln!(
-                "execgate: {}: a line that is not an audit record (skipped): {error}",
+        let parsed = parse_line(&line);
+        if let Some(reason) = parsed.malformed {
+            warn(&format!(
+                "execgate: {}: a line that is not an audit record (skipped): {reason}",
                 file.display()
-            ),
+            ));
+        }
+        if let Some(record) = parsed.record.filter(|record| filter.matches(record)) {
+            print_record(&mut std::io::stdout().lock(), &record, json)?;
         }
     }
 }
