@@ -139,6 +139,9 @@ impl ResolvedPolicy {
         let mut deny_globs = Vec::new();
         let mut readable_root = false;
         let mut minimal = false;
+        let writable_root = file_system.entries.iter().any(|entry| {
+            entry.target == FsTarget::Special(SpecialRoot::Root) && entry.access == Access::Write
+        });
         for entry in &file_system.entries {
             match &entry.target {
                 FsTarget::Path(path) => add_rule(&mut rules, path.as_path(), entry.access),
@@ -157,11 +160,12 @@ impl ResolvedPolicy {
                 }
                 FsTarget::Special(SpecialRoot::Cwd) => {
                     // Started from `/` by mistake, a workspace profile
-                    // would make the whole file system writable.
+                    // would make the whole file system writable (unless
+                    // the profile says so itself, with `:root`).
                     let root = fs::canonicalize(&context.cwd)
                         .is_ok_and(|cwd| cwd == Path::new("/"))
                         || context.cwd == Path::new("/");
-                    if root && entry.access == Access::Write {
+                    if root && entry.access == Access::Write && !writable_root {
                         return Err(SandboxError::WritableFileSystem);
                     }
                     add_rule(&mut rules, &context.cwd, entry.access)
@@ -393,9 +397,13 @@ impl ResolvedPolicy {
     /// Refuses a working directory the sandbox hides: bubblewrap would
     /// fail to change into it (or land in an empty directory covering
     /// it), saying so in its own words.
+    /// Deny globs are left out: they hide the files they match, never a
+    /// directory.
     pub fn check_working_directory(&self, cwd: &Path) -> Result<(), SandboxError> {
-        let canonical = std::fs::canonicalize(cwd);
-        if self.can_read(cwd) || canonical.is_ok_and(|cwd| self.can_read(&cwd)) {
+        let canonical = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
+        let visible = AbsolutePath::new(&canonical, None)
+            .is_ok_and(|path| self.rule_access(path.as_path()) != Access::None);
+        if visible {
             Ok(())
         } else {
             Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()))
@@ -648,6 +656,33 @@ mod tests {
         assert!(matches!(error, SandboxError::WritableFileSystem), "{error}");
         let read_only = managed(&[(":root", Access::Read), (":cwd", Access::Read)]);
         assert!(ResolvedPolicy::resolve(&read_only, &SandboxContext::new("/")).is_ok());
+        let everything = managed(&[(":root", Access::Write), (":cwd", Access::Write)]);
+        assert!(ResolvedPolicy::resolve(&everything, &SandboxContext::new("/")).is_ok());
+    }
+
+    /// The working directory must be visible; a deny glob hides only the
+    /// files it matches, so a directory it matches still is.
+    #[test]
+    fn a_working_directory_is_checked_for_visibility_not_against_deny_globs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(root.join("ws/secrets/sub")).unwrap();
+        let inside = root.join("ws/secrets/sub");
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[
+                (":minimal", Access::Read),
+                (":cwd", Access::Write),
+                ("**/secrets/**", Access::None),
+            ]),
+            &SandboxContext::new(&inside),
+        )
+        .unwrap();
+        policy.check_working_directory(&inside).unwrap();
+        let error = policy.check_working_directory(&root).unwrap_err();
+        assert!(
+            matches!(error, SandboxError::HiddenWorkingDirectory(_)),
+            "{error}"
+        );
     }
 
     #[test]
