@@ -248,6 +248,20 @@ fn sandbox_runs_one_program_in_a_profile() {
         text(&output.stderr),
         "execgate: command not found: no-such-program-here\n"
     );
+    // One that is there, whose interpreter is not.
+    let script = ws.join("script");
+    std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = execgate(
+        &ws,
+        &["sandbox", "--profile", "workspace-write", "--", "./script"],
+    );
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("./script: its interpreter or loader is not in the sandbox"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]

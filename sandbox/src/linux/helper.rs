@@ -1,7 +1,9 @@
 //! The inner stage, run by bubblewrap inside the view: it checks that no
 //! capability is left, sets no-new-privs, adds Landlock as a second layer
-//! and a seccomp filter, then executes the target. Any failure stops here
-//! with exit status 126: the target never runs half-confined.
+//! and a seccomp filter, then executes the target. Any failure to confine
+//! stops here with exit status 126: the target never runs half-confined.
+//! A target that cannot be executed in the finished sandbox is reported as
+//! a shell reports it (126, or 127 when nothing by its name is there).
 //!
 //! When something must be decided per call (a restricted network, writable
 //! roots, deny globs), it first forks the supervisor (`supervisor.rs`). As
@@ -145,6 +147,9 @@ pub fn helper_main() -> std::process::ExitCode {
     let Err(failure) = parse(std::env::args_os().skip(1))
         .map_err(Failure::Confine)
         .and_then(|args| confine_and_exec(&args));
+    // SIGPIPE was set back to its default for the target: a closed stderr
+    // must not turn this report into a death by signal.
+    let _ = sys::ignore_signal(nix::sys::signal::Signal::SIGPIPE);
     match failure {
         Failure::Confine(reason) => {
             eprintln!("execgate: cannot enforce the sandbox: {reason}; nothing was run");
@@ -155,10 +160,27 @@ pub fn helper_main() -> std::process::ExitCode {
         Failure::Execute {
             program,
             errno: nix::Error::ENOENT,
-            searched: true,
+            absent: true,
         } => {
-            eprintln!("execgate: command not found: {}", program.to_string_lossy());
+            let program = program.to_string_lossy();
+            if program.contains('/') {
+                eprintln!("execgate: {program}: No such file or directory");
+            } else {
+                eprintln!("execgate: command not found: {program}");
+            }
             std::process::ExitCode::from(NOT_FOUND)
+        }
+        Failure::Execute {
+            program,
+            errno: nix::Error::ENOENT,
+            ..
+        } => {
+            eprintln!(
+                "execgate: cannot execute {}: its interpreter or loader is not in the sandbox \
+                 (No such file or directory)",
+                program.to_string_lossy()
+            );
+            std::process::ExitCode::from(SETUP_FAILED)
         }
         Failure::Execute { program, errno, .. } => {
             eprintln!(
@@ -182,8 +204,10 @@ enum Failure {
     Execute {
         program: std::ffi::OsString,
         errno: nix::Error,
-        /// Looked up in `PATH` (not given as a descriptor).
-        searched: bool,
+        /// Nothing by its name is there (looked up as the exec did, in
+        /// `PATH` unless it has a slash); not for a target given as a
+        /// descriptor.
+        absent: bool,
     },
 }
 
@@ -283,10 +307,32 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             Err(errno) => errno,
         },
     };
+    let absent =
+        exec_fd.is_none() && errno == nix::Error::ENOENT && !exists_in_path(&program, &env);
     Err(Failure::Execute {
         program,
         errno,
-        searched: exec_fd.is_none(),
+        absent,
+    })
+}
+
+/// Whether a file named `program` exists where `execvpe` looked for it:
+/// the name itself when it has a slash, else each directory of the
+/// environment's `PATH` (or the C library's default).
+fn exists_in_path(program: &std::ffi::OsStr, env: &[CString]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    if program.as_bytes().contains(&b'/') {
+        return std::path::Path::new(program).exists();
+    }
+    let path = env
+        .iter()
+        .find_map(|entry| entry.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/bin:/usr/bin");
+    path.split(|&byte| byte == b':').any(|dir| {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        std::path::Path::new(std::ffi::OsStr::from_bytes(dir))
+            .join(program)
+            .exists()
     })
 }
 
