@@ -4,6 +4,12 @@
 //! What b costs over b0 is the server's work; what b0 costs over a is the
 //! design's floor on this machine (the client's socket, the hello, the
 //! request and one round trip), which no server can go under.
+//!
+//! For P1's one shell only: the shell's end of the socket is inheritable
+//! from its creation (so every shell started meanwhile would get it too),
+//! the shell joins no session cgroup (b's does, once, at its start), and
+//! the thread answers one request at a time, trusting the shell to send
+//! each whole.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -369,8 +369,8 @@ fn execgate(cli: Cli) -> ExitCode {
 }
 
 /// `error` and its causes, joined by ": ", each cause left out when the
-/// text so far already ends with it: many errors show their source in
-/// their own message too, and the reason would be said twice.
+/// text so far already ends with it (after a ": "): many errors show their
+/// source in their own message too, and the reason would be said twice.
 #[cfg(unix)]
 fn describe(error: &anyhow::Error) -> String {
     let mut text = String::new();
@@ -378,7 +378,7 @@ fn describe(error: &anyhow::Error) -> String {
         let cause = cause.to_string();
         if text.is_empty() {
             text = cause;
-        } else if !text.ends_with(&cause) {
+        } else if text != cause && !text.ends_with(&format!(": {cause}")) {
             text = format!("{text}: {cause}");
         }
     }
