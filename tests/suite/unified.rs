@@ -232,26 +232,25 @@ async fn pipes_keep_streams_apart_and_a_terminal_merges_them() {
     session.shutdown().await;
 }
 
-/// A process that never reads its terminal fills the input queue; typing
-/// more must end in an error that says how much was typed, not hold the
-/// call (and every call after it) for as long as the process runs. (Raw
-/// mode: in canonical mode the line discipline drops what does not fit in
-/// a line, so the queue never fills.)
-#[tokio::test(flavor = "multi_thread")]
-async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
-    let dir = tempfile::tempdir().unwrap();
-    let recorder = Recorder::default();
-    let session = session_with(dir.path(), &recorder, &[]);
+/// Typing one mebibyte into a process that puts its terminal in raw mode
+/// (in canonical mode the line discipline drops what does not fit in a
+/// line, so the queue never fills) and then runs `then`: the call's error
+/// and how long it took, at most 4 times `INPUT_PATIENCE`.
+async fn type_a_mebibyte(session: &ShellSession, then: &str) -> (ProcessId, ExecError, Duration) {
     let started = session
-        .exec_command("stty raw -echo && echo raw && sleep 60", terminal(250))
+        .exec_command(
+            &format!("stty raw -echo && echo raw && {then}"),
+            terminal(250),
+        )
         .await
         .unwrap();
     let id = running_id(&started);
     // Raw before typing: what canonical mode would drop must fill the queue.
     if !text(&started.output().stdout).contains("raw") {
-        type_until(&session, id, "", "raw").await;
+        type_until(session, id, "", "raw").await;
     }
     let input = vec![b'x'; 1 << 20];
+    let typing = Instant::now();
     let error = tokio::time::timeout(
         INPUT_PATIENCE * 4,
         session.write_stdin(id, &input, Duration::ZERO, 100),
@@ -259,6 +258,18 @@ async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
     .await
     .expect("write_stdin returned")
     .unwrap_err();
+    (id, error, typing.elapsed())
+}
+
+/// A process that never reads its terminal fills the input queue; typing
+/// more must end in an error that says how much was typed, not hold the
+/// call (and every call after it) for as long as the process runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let (id, error, _) = type_a_mebibyte(&session, "sleep 60").await;
     let ExecError::InputNotRead {
         process_id,
         written,
@@ -267,7 +278,7 @@ async fn typing_into_a_process_that_reads_nothing_fails_with_what_was_typed() {
     else {
         panic!("{error}");
     };
-    assert_eq!((process_id, total), (id, input.len()));
+    assert_eq!((process_id, total), (id, 1 << 20));
     assert!(written < total, "{written}");
     assert!(
         error.to_string().contains("not reading its terminal"),
@@ -292,31 +303,15 @@ async fn typing_into_a_process_that_reads_slowly_gives_up_in_time() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
-    let started = session
-        .exec_command(
-            "stty raw -echo && echo raw && while :; do head -c 8192 >/dev/null; sleep 1; done",
-            terminal(250),
-        )
-        .await
-        .unwrap();
-    let id = running_id(&started);
-    if !text(&started.output().stdout).contains("raw") {
-        type_until(&session, id, "", "raw").await;
-    }
-    let input = vec![b'x'; 1 << 20];
-    let typing = Instant::now();
-    let error = tokio::time::timeout(
-        INPUT_PATIENCE * 4,
-        session.write_stdin(id, &input, Duration::ZERO, 100),
+    let (id, error, spent) = type_a_mebibyte(
+        &session,
+        "while :; do head -c 8192 >/dev/null; sleep 1; done",
     )
-    .await
-    .expect("write_stdin returned")
-    .unwrap_err();
-    let spent = typing.elapsed();
+    .await;
     let ExecError::InputNotRead { written, total, .. } = error else {
         panic!("{error}");
     };
-    assert_eq!(total, input.len());
+    assert_eq!(total, 1 << 20);
     // The queue's worth and a few slow reads went in: more than nothing.
     assert!(0 < written && written < total, "{written}");
     assert!(spent >= INPUT_PATIENCE, "gave up after {spent:?}");
@@ -341,31 +336,11 @@ async fn typing_into_a_process_that_ends_fails_at_once_with_what_was_typed() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
-    let started = session
-        .exec_command(
-            "stty raw -echo && echo raw && head -c 10 >/dev/null",
-            terminal(250),
-        )
-        .await
-        .unwrap();
-    let id = running_id(&started);
-    if !text(&started.output().stdout).contains("raw") {
-        type_until(&session, id, "", "raw").await;
-    }
-    let input = vec![b'x'; 1 << 20];
-    let typing = Instant::now();
-    let error = tokio::time::timeout(
-        INPUT_PATIENCE * 4,
-        session.write_stdin(id, &input, Duration::ZERO, 100),
-    )
-    .await
-    .expect("write_stdin returned")
-    .unwrap_err();
-    let spent = typing.elapsed();
+    let (_, error, spent) = type_a_mebibyte(&session, "head -c 10 >/dev/null").await;
     let ExecError::Typing { written, total, .. } = error else {
         panic!("{error}");
     };
-    assert_eq!(total, input.len());
+    assert_eq!(total, 1 << 20);
     assert!(10 <= written && written < total, "{written}");
     assert!(spent < INPUT_PATIENCE, "gave up after {spent:?}");
     assert!(
