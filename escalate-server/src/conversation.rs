@@ -666,23 +666,20 @@ fn spawn_plan(
         .unwrap_or(2)
         .max(2);
     let script_number = forwarded_max + 1;
-    let mut launch = launch_plan(
-        opened,
-        &context.argv,
-        &shared.config.escalation_path,
-        script_number,
-    )
-    .map_err(|error| error.to_string())?;
+    let sandboxed = sandbox.is_some();
+    // A sandboxed child runs what it finds inside its sandbox; one outside
+    // must not find what the sandbox planted.
+    let path = if sandboxed {
+        &shared.config.escalation_path
+    } else {
+        &shared.unsandboxed_path
+    };
+    let mut launch = launch_plan(opened, &context.argv, path, script_number)
+        .map_err(|error| error.to_string())?;
     if let Some((script, number)) = launch.script.take() {
         fds.push((SafeClose::own(script), number));
     }
-    let sandboxed = sandbox.is_some();
-    let env = escalated_environment(
-        &context.env,
-        &shared.config.escalation_path,
-        sandboxed,
-        &shared.config.escalation_env,
-    );
+    let env = escalated_environment(&context.env, path, sandboxed, &shared.config.escalation_env);
     let (mut order, mut pending_link) = (None, None);
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked

@@ -4,9 +4,10 @@
 //! a variable that makes an escalated program load or run code of its
 //! choosing. Such variables are removed (the list below is the reference;
 //! README.md's security model summarizes it), the session's own plumbing is
-//! removed, and `PATH` is replaced by the session's escalation `PATH`, so
-//! that an escalated program that runs others by name cannot be pointed at
-//! binaries planted in a directory the sandbox can write.
+//! removed, and `PATH` is replaced by the session's escalation `PATH`
+//! without the directories the session's sandbox can write
+//! ([`path_outside`]), so that an escalated program that runs others by
+//! name cannot be pointed at binaries planted in one.
 //!
 //! An unsandboxed child gets less of the request: only the variables of
 //! [`UNSANDBOXED_KEPT`]. The rest comes from the session's configured
@@ -19,6 +20,9 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use execgate_sandbox::ResolvedPolicy;
 
 /// Variables removed by exact name.
 const REMOVED_NAMES: &[&str] = &[
@@ -136,6 +140,32 @@ const FROM_SERVER: &[&str] = &[
     "XDG_CONFIG_DIRS",
     "XDG_DATA_DIRS",
 ];
+
+/// `path` without the directories `sandbox` could have put a program in
+/// (a writable root, or below one: a project's `.venv/bin` or
+/// `node_modules/.bin`) and without relative entries (the escalated
+/// child's working directory may be one). An escalated program that runs
+/// others by name (`#!/usr/bin/env python3`, `execvp`, shims) must not be
+/// pointed at what the sandbox planted. Returns the path and the
+/// directories left out.
+pub(crate) fn path_outside(path: &OsStr, sandbox: &ResolvedPolicy) -> (OsString, Vec<PathBuf>) {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for dir in std::env::split_paths(path) {
+        let canonical = std::fs::canonicalize(&dir);
+        let planted = !dir.is_absolute()
+            || sandbox.may_write(&dir)
+            || canonical.is_ok_and(|canonical| sandbox.may_write(&canonical));
+        if planted {
+            dropped.push(dir);
+        } else {
+            kept.push(dir);
+        }
+    }
+    // Joining fails only on a `:` inside an entry, which splitting removed.
+    let kept = std::env::join_paths(kept).unwrap_or_default();
+    (kept, dropped)
+}
 
 /// The default escalation environment: [`FROM_SERVER`]'s variables.
 pub(crate) fn server_defaults() -> Vec<(OsString, OsString)> {

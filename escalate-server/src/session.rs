@@ -201,6 +201,10 @@ pub struct Session {
 /// What the workers share.
 pub(crate) struct Shared {
     pub(crate) id: String,
+    /// `PATH` for unsandboxed escalated children, and where their relative
+    /// `#!` interpreters are looked up: the configured escalation `PATH`
+    /// without what the session's sandbox can write.
+    pub(crate) unsandboxed_path: OsString,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -300,11 +304,27 @@ impl Session {
             Some(sandbox) => Some(ActiveSandbox::new(sandbox, &config.wrapper)?),
             None => None,
         };
+        let unsandboxed_path = match sandbox.as_ref().and_then(|s| s.resolved_default.as_ref()) {
+            Some(policy) => {
+                let (path, dropped) =
+                    crate::environment::path_outside(&config.escalation_path, policy);
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        left_out = ?dropped,
+                        "directories the sandbox can write are left out of the PATH of \
+                         programs escalated out of it"
+                    );
+                }
+                path
+            }
+            None => config.escalation_path.clone(),
+        };
         let id = new_session_id();
         let scope = Scope::new(&id, &config.wrapper)?;
         let shared = Arc::new(Shared {
             id,
             config,
+            unsandboxed_path,
             children: Children::new(scope),
             sandbox,
             lineage: crate::lineage::Lineage::default(),

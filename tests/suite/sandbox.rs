@@ -746,6 +746,53 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
     assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
 }
 
+/// An unsandboxed escalation that runs another program by name (`env`, a
+/// `#!/usr/bin/env python3` script, a shim) must not find one the sandbox
+/// planted: directories of the escalation `PATH` that the sandbox can
+/// write (a project's `.venv/bin` put first in `PATH`, say) are left out
+/// of it. A sandboxed escalation keeps them: what it finds runs inside.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsandboxed_escalations_find_nothing_the_sandbox_planted_in_path() {
+    use execgate_escalate_server::sandbox::{Launcher, SandboxContext};
+    use execgate_escalate_server::{SessionConfig, SessionSandbox};
+    let world = World::new();
+    let planted_bin = world.ws.join(".venv/bin");
+    let policy = policy_by_path(&[
+        ("/usr/bin/env", Decision::Escalate(Execution::Unsandboxed)),
+        ("/usr/bin/nice", Decision::Escalate(Execution::TurnDefault)),
+    ]);
+    let mut config = SessionConfig::new(wrapper(), policy);
+    let recorder = Recorder::default();
+    config.events = Some(recorder.sink());
+    config.escalation_path = format!("{}:/usr/bin:/bin", planted_bin.display()).into();
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: world.profile(),
+        context: SandboxContext::new(&world.ws),
+    });
+    let mut session = Session::start(config).unwrap();
+    let pwned = world.outside.join("pwned");
+    let script = format!(
+        "mkdir -p .venv/bin && printf '#!/bin/sh\\ntouch {pwned}\\necho planted\\n' \
+         > .venv/bin/tool && chmod +x .venv/bin/tool && \
+         env tool; print env=$?; nice tool; print nice=$?",
+        pwned = pwned.display()
+    );
+    let child = spawn_session_shell(&mut session, &script, &world.ws);
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(
+        !pwned.exists(),
+        "the planted program ran outside the sandbox"
+    );
+    assert_eq!(
+        output.stdout, "env=127\nplanted\nnice=0\n",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(recorder.started_pids().len(), 2, "both were escalated");
+}
+
 /// Programs in a sandbox start with the signal dispositions a program
 /// started outside one gets. The helper is a Rust program, whose start-up
 /// ignores SIGPIPE, glibc's `posix_spawn` leaves its signals 32 and 33
