@@ -948,6 +948,8 @@ impl ArgumentWalk<'_> {
                 *base = base.join(directory);
                 Step::Next
             }
+            // `-` for a file is standard input, the sandbox's to fill.
+            Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
             Meaning::Path => {
                 match writable_place(Path::new(OsStr::from_bytes(value)), base, self.writable) {
                     Some(place) => self.refused_at(&place),
@@ -1070,6 +1072,18 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
 /// component by component, so if a prefix cannot be resolved, no longer
 /// one can.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    // What is reached through a descriptor or another process
+    // (`/dev/stdin`, `/dev/fd/N`, anything under `/proc`) is whatever the
+    // requester hands the program: the sandbox fills it, and the server,
+    // looking from its own process, cannot tell what it will be.
+    let handed = path.starts_with("/proc")
+        || path.starts_with("/dev/fd")
+        || ["/dev/stdin", "/dev/stdout", "/dev/stderr"]
+            .iter()
+            .any(|stream| path.starts_with(stream));
+    if handed {
+        return Some(path.to_path_buf());
+    }
     let full = base.join(path);
     // Deepest first.
     let ancestors: Vec<&Path> = full.ancestors().collect();

@@ -326,6 +326,14 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/make", "-kC {w}"),
         refused("/usr/bin/make", "-sC {w}/sub"),
         refused("/usr/bin/make", "CC={w}/evil"),
+        // Standard input and other descriptors are the sandbox's to fill,
+        // wherever the working directory is.
+        refused("/usr/bin/make", "test -f -"),
+        refused("/usr/bin/make", "-f /dev/stdin"),
+        refused("/usr/bin/make", "-f /dev/fd/0"),
+        refused("/usr/bin/make", "--file=/proc/self/fd/0"),
+        refused("/usr/bin/make", "-f /proc/thread-self/fd/3"),
+        refused("/usr/bin/make", "-f /proc/1/cwd/Makefile"),
         allowed("/usr/bin/git", "-C /usr/share status"),
         allowed("/usr/bin/git", "--namespace x status"),
         allowed("/usr/bin/git", "-p log -c"),
@@ -347,6 +355,8 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         allowed("/usr/bin/make", "-sf /usr/share/tool.mk"),
         allowed("/usr/bin/make", "-kC /usr/share all"),
         allowed("/usr/bin/make", "CFLAGS=-O2"),
+        // `-` as an operand is not a file read (`git checkout -`).
+        allowed("/usr/bin/git", "checkout -"),
     ];
     let mut cases: Vec<Case<'_>> = from_ro
         .into_iter()
