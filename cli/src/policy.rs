@@ -1,6 +1,7 @@
 //! `execgate policy check|lint`: what the rules say, without running
 //! anything.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,12 @@ pub enum PolicyCommand {
         /// paths `host_executable` lists, where it lists any).
         #[arg(long)]
         resolve_host_executables: bool,
+        /// Decide as `execgate run` does: a program without a slash looked
+        /// up in PATH, its path canonicalized (symlinks resolved), then the
+        /// rules of that exact path, else its basename's (implies
+        /// --resolve-host-executables).
+        #[arg(long)]
+        as_run: bool,
         /// Indent the JSON.
         #[arg(long)]
         pretty: bool,
@@ -100,16 +107,22 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
         PolicyCommand::Check {
             rules,
             resolve_host_executables,
+            as_run,
             pretty,
-            argv,
+            mut argv,
             network: None,
             ..
         } => {
             let rules = RuleSet::load(&rules)?;
+            if as_run {
+                if let Some(program) = argv.first_mut() {
+                    *program = program_as_run(program)?;
+                }
+            }
             let evaluation = rules.check(
                 &argv,
                 MatchOptions {
-                    resolve_host_executables,
+                    resolve_host_executables: resolve_host_executables || as_run,
                 },
             );
             print_json(&CheckReport::from(&evaluation), pretty)?;
@@ -158,4 +171,28 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
 /// Loads rules for a session, with errors that say which file.
 pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
     RuleSet::load(files).context("the rules cannot be loaded; nothing runs until they are fixed")
+}
+
+/// `program` as a session's server sees it: looked up in `PATH` when it has
+/// no slash, then canonicalized.
+fn program_as_run(program: &str) -> Result<String> {
+    let found = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| {
+                candidate
+                    .metadata()
+                    .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            })
+            .with_context(|| format!("{program} is not found in PATH"))?
+    };
+    let canonical = std::fs::canonicalize(&found)
+        .with_context(|| format!("cannot resolve {}", found.display()))?;
+    canonical
+        .into_os_string()
+        .into_string()
+        .map_err(|path| anyhow::anyhow!("{} is not UTF-8", path.to_string_lossy()))
 }

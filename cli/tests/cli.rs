@@ -645,6 +645,52 @@ fn a_broken_rules_file_runs_nothing_and_names_file_and_line() {
     assert!(!ws.join("ran").exists());
 }
 
+/// `policy check` checks the command line as written (as codex does);
+/// `--as-run` decides as a session does, on the program found in PATH and
+/// canonicalized, where a rule for the exact path comes first. They
+/// disagree when a basename rule and an exact-path rule do, and `run`
+/// follows the second.
+#[test]
+fn policy_check_as_run_decides_on_the_resolved_program() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("prec.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"uname\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"/usr/bin/uname\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let decision = |args: &[&str]| {
+        let mut all = vec!["policy", "check", "--rules", rules];
+        all.extend(args);
+        let output = execgate(&ws, &all);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["decision"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(decision(&["--", "uname", "-a"]), "forbidden");
+    assert_eq!(decision(&["--as-run", "--", "uname", "-a"]), "allow");
+    // /bin is a link to /usr/bin here: canonicalized, it is the same file.
+    assert_eq!(decision(&["--as-run", "--", "/bin/uname", "-a"]), "allow");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--verbose",
+            "--rules",
+            rules,
+            "--",
+            "uname -a >/dev/null",
+        ],
+    );
+    assert!(
+        text(&output.stderr).contains("/usr/bin/uname [\"uname\", \"-a\"] -> Escalate"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
 #[test]
 fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     let (dir, ws) = workspace();
