@@ -549,6 +549,12 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         keep_session_metrics(&session);
         session.shutdown().await;
         let outcome = outcome?;
+        if outcome.permissions_declined {
+            stderr::line(
+                "execgate: the requested permissions were declined; the command ran with the \
+                 session's own",
+            );
+        }
         if let Some(denied) = &outcome.network_denied {
             stderr::line(&format!("execgate: {denied}"));
             return Ok(126);

@@ -835,6 +835,13 @@ fn requested_permissions_widen_one_command_only_when_granted() {
             "{mode}: {}",
             text(&output.stderr)
         );
+        // A declined request is said, not only seen in the command's failure.
+        assert_eq!(
+            text(&output.stderr).contains("requested permissions were declined"),
+            mode == "deny",
+            "{mode}: {}",
+            text(&output.stderr)
+        );
     }
     assert!(shared.join("out").exists());
 }

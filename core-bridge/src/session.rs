@@ -197,6 +197,9 @@ pub struct RunOutcome {
     /// a person had been asked (`limited` networks,
     /// [`OnNetworkDenial::Cancel`]): `network denied: HOST:PORT (reason)`.
     pub network_denied: Option<String>,
+    /// Permissions were requested ([`RunOptions::request_permissions`])
+    /// and declined: the command ran with the session's own.
+    pub permissions_declined: bool,
 }
 
 /// A command in flight.
@@ -387,23 +390,30 @@ impl ShellSession {
         let network = self.network.clone();
         let (sender, chunks) = mpsc::unbounded_channel();
         let outcome = tokio::spawn(async move {
-            let granted = match requested {
-                None => None,
-                Some((requested, policy)) => policy
-                    .grant_permissions(
-                        &zsh,
-                        &command,
-                        &cwd,
-                        &requested.profile,
-                        requested.justification.clone(),
-                    )
-                    .await
-                    .map_err(|_| BridgeError::Aborted)?,
+            let (granted, declined) = match requested {
+                None => (None, false),
+                Some((requested, policy)) => {
+                    let granted = policy
+                        .grant_permissions(
+                            &zsh,
+                            &command,
+                            &cwd,
+                            &requested.profile,
+                            requested.justification.clone(),
+                        )
+                        .await
+                        .map_err(|_| BridgeError::Aborted)?;
+                    let declined = granted.is_none();
+                    (granted, declined)
+                }
             };
             let shell = session_shell(granted.as_ref()).inspect_err(|error| {
                 telemetry.shell_start_failed("command", &error.to_string());
             })?;
-            run_shell(shell, options, clock, &telemetry, &network, sender).await
+            let mut outcome =
+                run_shell(shell, options, clock, &telemetry, &network, sender).await?;
+            outcome.permissions_declined = declined;
+            Ok(outcome)
         });
         Ok(RunHandle { chunks, outcome })
     }
@@ -629,6 +639,7 @@ async fn run_shell(
         network_denied: pgid
             .and_then(|pid| u32::try_from(pid).ok())
             .and_then(|pid| network.take_denial(pid, started)),
+        permissions_declined: false,
     })
 }
 
