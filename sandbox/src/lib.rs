@@ -133,4 +133,11 @@ pub enum SandboxError {
          or choose danger-full-access if the whole file system is meant"
     )]
     WritableFileSystem,
+    #[error(
+        "the working directory {} is inside {name}, which workspace profiles keep read-only \
+         (what it holds can run code outside the sandbox later); start from the workspace \
+         (--cwd), or grant that path by name in the profile",
+        .cwd.display()
+    )]
+    ProtectedWorkingDirectory { cwd: PathBuf, name: &'static str },
 }

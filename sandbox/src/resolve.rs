@@ -168,6 +168,20 @@ impl ResolvedPolicy {
                     if root && entry.access == Access::Write && !writable_root {
                         return Err(SandboxError::WritableFileSystem);
                     }
+                    // Started inside `.git`, a workspace profile would
+                    // make writable what it keeps read-only below every
+                    // writable root: hooks and config that run code
+                    // outside the sandbox later.
+                    if entry.access == Access::Write {
+                        let cwd =
+                            fs::canonicalize(&context.cwd).unwrap_or_else(|_| context.cwd.clone());
+                        if cwd.components().any(|part| part.as_os_str() == ".git") {
+                            return Err(SandboxError::ProtectedWorkingDirectory {
+                                cwd: context.cwd.clone(),
+                                name: ".git",
+                            });
+                        }
+                    }
                     add_rule(&mut rules, &context.cwd, entry.access)
                 }
                 FsTarget::Special(SpecialRoot::Tmpdir) => {
@@ -658,6 +672,34 @@ mod tests {
         assert!(ResolvedPolicy::resolve(&read_only, &SandboxContext::new("/")).is_ok());
         let everything = managed(&[(":root", Access::Write), (":cwd", Access::Write)]);
         assert!(ResolvedPolicy::resolve(&everything, &SandboxContext::new("/")).is_ok());
+    }
+
+    /// `.git` stays read-only below a writable working directory; started
+    /// inside it, a workspace profile would make it writable: refused.
+    /// Read access from there is fine.
+    #[test]
+    fn a_writable_working_directory_cannot_be_inside_a_protected_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(root.join("ws/.git/hooks")).unwrap();
+        let hooks = root.join("ws/.git/hooks");
+        let workspace_write = managed(&[(":root", Access::Read), (":cwd", Access::Write)]);
+        let error = ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(&hooks))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                error,
+                SandboxError::ProtectedWorkingDirectory { name: ".git", .. }
+            ),
+            "{error}"
+        );
+        let read_only = managed(&[(":root", Access::Read), (":cwd", Access::Read)]);
+        assert!(ResolvedPolicy::resolve(&read_only, &SandboxContext::new(&hooks)).is_ok());
+        assert!(
+            ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(root.join("ws")))
+                .is_ok()
+        );
     }
 
     /// The working directory must be visible; a deny glob hides only the
