@@ -345,9 +345,11 @@ impl AuditLog {
 fn end_cut_line(log: &File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let size = log.metadata()?.len();
+    if size == 0 {
+        return Ok(());
+    }
     let mut last = [0u8; 1];
-    let ended = match log.read_at(&mut last, size.saturating_sub(1)) {
-        _ if size == 0 => true,
+    let ended = match log.read_at(&mut last, size - 1) {
         Ok(read) => read == 1 && last[0] == b'\n',
         // Opened write-only (see `open_append`): it cannot be checked.
         Err(error) if error.raw_os_error() == Some(nix::libc::EBADF) => true,

@@ -48,9 +48,6 @@ pub fn read_log(path: &Path) -> Result<ReadLog, AuditError> {
             what: format!("cannot read {}", path.display()),
             source,
         })?;
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
         let parsed = parse_line(&line);
         if let Some(reason) = parsed.malformed {
             log.skipped.push(AuditError::Malformed {
@@ -73,11 +70,18 @@ pub struct ParsedLine {
     pub malformed: Option<String>,
 }
 
-/// Reads one line of a log. A writer that was appending when another
-/// died mid-line put its record right after the cut one, on the same
-/// line: that record is recovered (it starts at the line's last
-/// `{"@timestamp"`), and the cut part is reported as malformed.
+/// Reads one line of a log; a blank one holds nothing. A writer that was
+/// appending when another died mid-line put its record right after the
+/// cut one, on the same line: that record is recovered (it starts at the
+/// line's last `{"@timestamp"`), and the cut part is reported as malformed.
 pub fn parse_line(line: &[u8]) -> ParsedLine {
+    // Blank lines are skipped (see SCHEMA.md): neither record nor fault.
+    if line.trim_ascii().is_empty() {
+        return ParsedLine {
+            record: None,
+            malformed: None,
+        };
+    }
     let error = match serde_json::from_slice(line) {
         Ok(record) => {
             return ParsedLine {

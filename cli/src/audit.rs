@@ -379,9 +379,6 @@ fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
             }
             continue;
         }
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
         let parsed = parse_line(&line);
         if let Some(reason) = parsed.malformed {
             warn(&format!(

@@ -159,22 +159,19 @@ impl ResolvedPolicy {
                     }
                 }
                 FsTarget::Special(SpecialRoot::Cwd) => {
-                    // Started from `/` by mistake, a workspace profile
-                    // would make the whole file system writable (unless
-                    // the profile says so itself, with `:root`).
-                    let root = fs::canonicalize(&context.cwd)
-                        .is_ok_and(|cwd| cwd == Path::new("/"))
-                        || context.cwd == Path::new("/");
-                    if root && entry.access == Access::Write && !writable_root {
-                        return Err(SandboxError::WritableFileSystem);
-                    }
-                    // Started inside `.git`, a workspace profile would
-                    // make writable what it keeps read-only below every
-                    // writable root: hooks and config that run code
-                    // outside the sandbox later.
+                    let cwd =
+                        fs::canonicalize(&context.cwd).unwrap_or_else(|_| context.cwd.clone());
                     if entry.access == Access::Write {
-                        let cwd =
-                            fs::canonicalize(&context.cwd).unwrap_or_else(|_| context.cwd.clone());
+                        // Started from `/` by mistake, a workspace profile
+                        // would make the whole file system writable
+                        // (unless the profile says so itself, with `:root`).
+                        if cwd == Path::new("/") && !writable_root {
+                            return Err(SandboxError::WritableFileSystem);
+                        }
+                        // Started inside `.git`, it would make writable
+                        // what it keeps read-only below every writable
+                        // root: hooks and config that run code outside the
+                        // sandbox later.
                         if cwd.components().any(|part| part.as_os_str() == ".git") {
                             return Err(SandboxError::ProtectedWorkingDirectory {
                                 cwd: context.cwd.clone(),
