@@ -154,9 +154,14 @@ if [[ $variant != stock ]]; then
     cp "$client_lib" "$work/libexecgate_zsh_client.a"
     link_libs=(LIBS="$work/libexecgate_zsh_client.a -lpthread -ldl -lm -lrt -lutil -lgcc_s")
 fi
+# -z now, as Debian links its zsh: every symbol is bound once at start-up.
+# Lazily bound, each forked child would look up (and page in) again every
+# library function the shell had not called yet: the client's socket calls
+# for every command.
 step configure ./configure --prefix="$prefix" --enable-etcdir="$prefix/etc" \
     --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
-    --with-term-lib="ncursesw tinfo" CFLAGS="-O1" "${link_libs[@]}"
+    --with-term-lib="ncursesw tinfo" CFLAGS="-O1" LDFLAGS="-Wl,-z,now -Wl,-z,relro" \
+    "${link_libs[@]}"
 step make make -j"$(nproc)"
 rm -rf "$installed"
 # The function library too (install.fns: compinit, promptinit, colors,

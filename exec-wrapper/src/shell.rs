@@ -9,11 +9,12 @@
 //! ([`escalate_from_shell`]): descriptors, signals and exit status as if
 //! the wrapper had asked itself, without executing it.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
-use execgate_protocol::{ExecRequest, ServerMessage, WrapperArgs};
+use execgate_protocol::{encode_request, ServerMessage, WrapperArgs};
 
 use crate::server::{self, Conversation, WrapperError};
 use crate::{escalate, fail, report, sys};
@@ -33,27 +34,30 @@ pub enum ShellVerdict {
 /// Asks the server on the session socket `socket_fd` about executing `path`
 /// (absolute) with `argv` and `env` from the current directory. Never
 /// panics on anything the server sends; every failure is a refusal.
-pub fn ask_from_shell(
+///
+/// The request is encoded straight from the borrowed strings (walked
+/// twice), with no copy of them: the caller is a forked child whose every
+/// allocation touches pages of its parent's heap.
+pub fn ask_from_shell<'a>(
     socket_fd: Option<RawFd>,
-    path: PathBuf,
-    argv: Vec<OsString>,
-    env: Vec<OsString>,
+    path: &'a [u8],
+    argv: impl Iterator<Item = &'a [u8]> + Clone,
+    env: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> ShellVerdict {
-    let request = ExecRequest {
-        cwd: std::env::current_dir().unwrap_or_default(),
-        path,
-        argv,
-        env,
-    };
-    let path = request.path.clone();
+    let shown = Path::new(OsStr::from_bytes(path));
     let refused = |error: &WrapperError| {
-        report(&format!("{error}; not running {}", path.display()));
+        report(&format!("{error}; not running {}", shown.display()));
         ShellVerdict::Refused
     };
-    match server::ask_for_request(socket_fd, request) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let frame = match encode_request(path, argv, cwd.as_os_str().as_bytes(), env.clone()) {
+        Ok(frame) => frame,
+        Err(error) => return refused(&WrapperError::RequestTooLarge(error)),
+    };
+    match server::ask_for(socket_fd, frame, server::reply_timeout_in(env)) {
         Ok((_, ServerMessage::Run)) => ShellVerdict::Run,
         Ok((_, ServerMessage::Deny { reason })) => {
-            report(&format!("denied: {}: {reason}", path.display()));
+            report(&format!("denied: {}: {reason}", shown.display()));
             ShellVerdict::Refused
         }
         Ok((conversation, ServerMessage::Escalate)) => {

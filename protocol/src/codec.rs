@@ -62,32 +62,51 @@ pub fn frame_body_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, DecodeErr
 
 /// Encodes a client frame, header included.
 pub fn encode_client(message: &ClientMessage) -> Result<Vec<u8>, DecodeError> {
-    let body_len = match message {
-        ClientMessage::Request(request) => 1 + request_len(request),
-        ClientMessage::Descriptors(numbers) => 1 + 4 + 4 * numbers.len(),
-        ClientMessage::Signal(_) => 1 + 4,
-    };
-    let mut out = Frame::with_body_len(body_len)?;
     match message {
-        ClientMessage::Request(request) => {
-            out.u8(TAG_REQUEST);
-            out.bytes(request.path.as_os_str().as_bytes());
-            out.list(&request.argv);
-            out.bytes(request.cwd.as_os_str().as_bytes());
-            out.list(&request.env);
-        }
+        ClientMessage::Request(request) => encode_request(
+            request.path.as_os_str().as_bytes(),
+            request.argv.iter().map(|arg| arg.as_bytes()),
+            request.cwd.as_os_str().as_bytes(),
+            request.env.iter().map(|entry| entry.as_bytes()),
+        ),
         ClientMessage::Descriptors(numbers) => {
+            let mut out = Frame::with_body_len(1 + 4 + 4 * numbers.len())?;
             out.u8(TAG_DESCRIPTORS);
             out.u32(numbers.len() as u32);
             for number in numbers {
                 out.i32(*number);
             }
+            Ok(out.finish())
         }
         ClientMessage::Signal(signal) => {
+            let mut out = Frame::with_body_len(1 + 4)?;
             out.u8(TAG_SIGNAL);
             out.i32(*signal);
+            Ok(out.finish())
         }
     }
+}
+
+/// Encodes a request frame, header included, from borrowed parts: the
+/// frame `encode_client` gives for the [`ExecRequest`] of the same bytes,
+/// with no copy of them but the frame (the patched zsh's forked child
+/// encodes straight from its C strings). `argv` and `env` are walked
+/// twice: once to size the frame, once to fill it.
+pub fn encode_request<'a>(
+    path: &[u8],
+    argv: impl Iterator<Item = &'a [u8]> + Clone,
+    cwd: &[u8],
+    env: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Result<Vec<u8>, DecodeError> {
+    let (argc, argv_len) = list_size(argv.clone());
+    let (envc, env_len) = list_size(env.clone());
+    let body_len = 1 + 4 + path.len() + argv_len + 4 + cwd.len() + env_len;
+    let mut out = Frame::with_body_len(body_len)?;
+    out.u8(TAG_REQUEST);
+    out.bytes(path);
+    out.list(argc, argv);
+    out.bytes(cwd);
+    out.list(envc, env);
     Ok(out.finish())
 }
 
@@ -217,13 +236,12 @@ pub fn decode_server(body: &[u8]) -> Result<ServerMessage, DecodeError> {
     Ok(message)
 }
 
-fn request_len(request: &ExecRequest) -> usize {
-    let list_len = |items: &[OsString]| 4 + items.iter().map(|i| 4 + i.len()).sum::<usize>();
-    4 + request.path.as_os_str().len()
-        + list_len(&request.argv)
-        + 4
-        + request.cwd.as_os_str().len()
-        + list_len(&request.env)
+/// A list's item count and encoded length (its count and every item's
+/// length prefix included).
+fn list_size<'a>(items: impl Iterator<Item = &'a [u8]>) -> (usize, usize) {
+    items.fold((0, 4), |(count, len), item| {
+        (count + 1, len + 4 + item.len())
+    })
 }
 
 struct Frame(Vec<u8>);
@@ -255,10 +273,10 @@ impl Frame {
         self.0.extend_from_slice(value);
     }
 
-    fn list(&mut self, items: &[OsString]) {
-        self.u32(items.len() as u32);
+    fn list<'a>(&mut self, count: usize, items: impl Iterator<Item = &'a [u8]>) {
+        self.u32(count as u32);
         for item in items {
-            self.bytes(item.as_bytes());
+            self.bytes(item);
         }
     }
 

@@ -1,5 +1,6 @@
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
 use super::*;
 
@@ -169,6 +170,53 @@ fn oversized_frames_are_refused_both_ways() {
     };
     assert!(matches!(
         encode_client(&ClientMessage::Request(huge)),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn a_request_encoded_from_borrowed_parts_decodes_to_those_parts() {
+    let argv: [&[u8]; 3] = [b"printf", b"\xff not utf-8", b""];
+    let env: [&[u8]; 2] = [b"PATH=/bin", b"NO_EQUALS_SIGN"];
+    let frame = encode_request(
+        b"/usr/bin/printf",
+        argv.iter().copied(),
+        b"/tmp/\xc3\x28",
+        env.iter().copied(),
+    )
+    .unwrap();
+    let ClientMessage::Request(request) = decode_client(body(&frame)).unwrap() else {
+        panic!("not a request");
+    };
+    assert_eq!(request.path, Path::new("/usr/bin/printf"));
+    assert_eq!(
+        request.argv,
+        argv.map(|arg| OsString::from_vec(arg.to_vec()))
+    );
+    assert_eq!(request.cwd.as_os_str().as_bytes(), b"/tmp/\xc3\x28");
+    assert_eq!(
+        request.env,
+        env.map(|entry| OsString::from_vec(entry.to_vec()))
+    );
+
+    // No environment at all is a valid request too.
+    let frame = encode_request(
+        b"/bin/true",
+        [&b"true"[..]].into_iter(),
+        b"/",
+        [].into_iter(),
+    );
+    assert!(decode_client(body(&frame.unwrap())).is_ok());
+
+    // Too large for a frame: refused before anything is copied.
+    let big = vec![b'x'; MAX_FRAME_LEN];
+    assert!(matches!(
+        encode_request(
+            b"/bin/true",
+            [&b"true"[..]].into_iter(),
+            b"/",
+            [&big[..]].into_iter()
+        ),
         Err(DecodeError::TooLarge { .. })
     ));
 }

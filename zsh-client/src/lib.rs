@@ -57,11 +57,17 @@ pub unsafe extern "C" fn execgate_ask(
     envp: *const *const libc::c_char,
     conversation: *mut libc::c_int,
 ) -> libc::c_int {
-    // SAFETY: the caller's contract, passed on.
-    let (path, argv, env) = unsafe { (sys::string(path), sys::strings(argv), sys::strings(envp)) };
+    // SAFETY: the caller's contract, passed on: all are only read, and
+    // only during this call.
+    let (path, argv, env) = unsafe {
+        (
+            sys::bytes(path),
+            sys::CStrings::new(argv),
+            sys::CStrings::new(envp),
+        )
+    };
     let socket_fd = (session_fd >= 0).then_some(session_fd);
-    let verdict =
-        std::panic::catch_unwind(move || ask_from_shell(socket_fd, path.into(), argv, env));
+    let verdict = std::panic::catch_unwind(move || ask_from_shell(socket_fd, path, argv, env));
     match verdict {
         Ok(ShellVerdict::Run) => ASK_RUN,
         Ok(ShellVerdict::Escalate(socket)) => {
