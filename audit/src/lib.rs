@@ -31,6 +31,7 @@
 //! events); the Windows backend writes its own records in the same form.
 #![cfg(unix)]
 
+mod dir;
 mod log;
 mod read;
 mod record;

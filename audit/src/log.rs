@@ -8,10 +8,10 @@
 //! was rotated); rotation takes the lock exclusively. So no record is ever
 //! written to a file after it was rotated away.
 
-use std::ffi::OsString;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use execgate_escalate_server::{AuditSink, Decision, ExecContext, SessionEvent};
 
+use crate::dir::{Access, LogDir};
 use crate::record::{environment, AuditRecord, Environment, RecordOptions};
 use crate::AuditError;
 
@@ -47,7 +48,11 @@ impl Default for Rotation {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    lock_path: PathBuf,
+    /// The log's directory, opened once: the log (`name`), its lock file
+    /// and its rotated files are only ever reached through it.
+    dir: LogDir,
+    name: OsString,
+    lock_name: OsString,
     rotation: Rotation,
     /// Behind one mutex: this process's appends go one at a time, and so
     /// does its use of the one lock description (a `flock` belongs to the
@@ -141,19 +146,39 @@ struct Files {
 }
 
 impl AuditLog {
-    /// Opens (creating, mode 0600) the log at `path`.
+    /// Opens (creating, mode 0600) the log at `path`, in a directory that
+    /// exists. Its directory is held open from here on (see `dir.rs`): the
+    /// log stays the one opened here, whatever is renamed on the way to
+    /// it later. The log and its lock file must be regular files, never
+    /// symbolic links.
     pub fn open(path: impl Into<PathBuf>, rotation: Rotation) -> Result<AuditLog, AuditError> {
         let path = path.into();
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
-        let lock_path = PathBuf::from(lock_path);
+        let name = match path.file_name() {
+            Some(name) => name.to_os_string(),
+            None => {
+                return Err(AuditError::Io {
+                    what: format!("cannot open {}", path.display()),
+                    source: std::io::Error::other("it does not name a file"),
+                })
+            }
+        };
+        let dir = LogDir::open(path.parent().unwrap_or(Path::new("."))).map_err(|source| {
+            AuditError::Io {
+                what: format!("cannot open the directory of {}", path.display()),
+                source,
+            }
+        })?;
+        let mut lock_name = name.clone();
+        lock_name.push(".lock");
         let files = Files {
-            log: Arc::new(open_append(&path)?),
-            lock: open_lock(&lock_path)?,
+            log: Arc::new(open_append(&dir, &name)?),
+            lock: open_lock(&dir, &lock_name)?,
             maybe_cut: true,
         };
         Ok(AuditLog {
-            lock_path,
+            dir,
+            name,
+            lock_name,
             rotation,
             files: Mutex::new(files),
             rotation_put_off: AtomicBool::new(false),
@@ -217,10 +242,10 @@ impl AuditLog {
     fn append_locked(&self, files: &mut Files, line: &[u8]) -> Result<Arc<File>, AuditError> {
         let (open, mut size) =
             identity(&files.log).map_err(|error| self.io("cannot stat", error))?;
-        let named = std::fs::metadata(&self.path).map(|meta| (meta.dev(), meta.ino()));
+        let named = self.dir.identity(&self.name);
         if named.ok() != Some(open) {
             // Rotated (or removed) since we opened it.
-            files.log = Arc::new(open_append(&self.path)?);
+            files.log = Arc::new(open_append(&self.dir, &self.name)?);
             files.maybe_cut = true;
             size = identity(&files.log)
                 .map_err(|error| self.io("cannot stat", error))?
@@ -229,7 +254,7 @@ impl AuditLog {
         if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
             let wait = size + line.len() as u64 > self.rotation.max_bytes.saturating_mul(2);
             if self.rotate(&mut files.lock, wait)? {
-                files.log = Arc::new(open_append(&self.path)?);
+                files.log = Arc::new(open_append(&self.dir, &self.name)?);
                 files.maybe_cut = true;
             }
         }
@@ -271,9 +296,9 @@ impl AuditLog {
         // rotated in between.
         let _ = lock.unlock();
         let held = identity(lock).ok().map(|(identity, _)| identity);
-        let named = std::fs::metadata(&self.lock_path).map(|meta| (meta.dev(), meta.ino()));
+        let named = self.dir.identity(&self.lock_name);
         if named.ok() != held {
-            *lock = open_lock(&self.lock_path)?;
+            *lock = open_lock(&self.dir, &self.lock_name)?;
         }
         let exclusive = if wait {
             lock_within(lock, Lock::Exclusive).map_err(TryLockError::Error)
@@ -304,29 +329,32 @@ impl AuditLog {
     }
 
     fn rotate_exclusive(&self) -> Result<(), AuditError> {
-        let size = std::fs::metadata(&self.path)
-            .map(|meta| meta.len())
-            .unwrap_or(0);
+        let size = self.dir.size(&self.name).unwrap_or(0);
         if size < self.rotation.max_bytes / 2 {
             return Ok(()); // Someone else just rotated.
         }
         let numbered = |n: usize| {
-            let mut name = self.path.clone().into_os_string();
+            let mut name = self.name.clone();
             name.push(format!(".{n}"));
-            PathBuf::from(name)
+            name
         };
         if self.rotation.keep == 0 {
-            return std::fs::remove_file(&self.path)
+            return self
+                .dir
+                .remove(&self.name)
                 .map_err(|error| self.io("cannot rotate", error));
         }
         for n in (1..self.rotation.keep).rev() {
             let from = numbered(n);
-            if from.exists() {
-                std::fs::rename(&from, numbered(n + 1))
+            if self.dir.exists(&from) {
+                self.dir
+                    .rename(&from, &numbered(n + 1))
                     .map_err(|error| self.io("cannot rotate", error))?;
             }
         }
-        std::fs::rename(&self.path, numbered(1)).map_err(|error| self.io("cannot rotate", error))
+        self.dir
+            .rename(&self.name, &numbered(1))
+            .map_err(|error| self.io("cannot rotate", error))
     }
 
     fn io(&self, what: &str, source: std::io::Error) -> AuditError {
@@ -364,37 +392,25 @@ fn end_cut_line(log: &File) -> std::io::Result<()> {
 
 /// Opens the log to append; readable too, for [`end_cut_line`], unless
 /// its mode lets us write it only.
-fn open_append(path: &Path) -> Result<File, AuditError> {
-    let open = |read| {
-        OpenOptions::new()
-            .create(true)
-            .read(read)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-    };
-    open(true)
+fn open_append(dir: &LogDir, name: &OsStr) -> Result<File, AuditError> {
+    dir.open_file(name, Access::AppendAndRead)
         .or_else(|error| match error.kind() {
-            std::io::ErrorKind::PermissionDenied => open(false),
+            std::io::ErrorKind::PermissionDenied => dir.open_file(name, Access::Append),
             _ => Err(error),
         })
-        .map_err(|source| AuditError::Io {
-            what: format!("cannot open {}", path.display()),
-            source,
-        })
+        .map_err(|source| open_error(dir, name, source))
 }
 
-fn open_lock(path: &Path) -> Result<File, AuditError> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| AuditError::Io {
-            what: format!("cannot open {}", path.display()),
-            source,
-        })
+fn open_lock(dir: &LogDir, name: &OsStr) -> Result<File, AuditError> {
+    dir.open_file(name, Access::Write)
+        .map_err(|source| open_error(dir, name, source))
+}
+
+fn open_error(dir: &LogDir, name: &OsStr, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        what: format!("cannot open {}", dir.path().join(name).display()),
+        source,
+    }
 }
 
 /// The session-facing side: turns events into records and appends them.

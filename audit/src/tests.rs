@@ -392,21 +392,63 @@ fn rotation_keeps_the_configured_number_of_files() {
     assert_eq!(names, ["a.jsonl", "a.jsonl.1", "a.jsonl.2", "a.jsonl.lock"]);
 }
 
+/// The log and its lock file are regular files, reached through the
+/// directory opened with the log: a symbolic link or a FIFO planted at
+/// their names (by a command whose sandbox can write that directory) is
+/// refused, not followed; a directory renamed on the way to the log, with
+/// another put in its place, does not move the records.
 #[test]
-fn a_log_that_cannot_be_written_is_an_error() {
-    // A log that is /dev/full under another name, so that its lock file
-    // lands in a directory of our own.
+fn the_log_stays_in_the_directory_it_was_opened_in_and_follows_no_link() {
     let dir = tempfile::tempdir().unwrap();
-    let full = dir.path().join("a.jsonl");
-    std::os::unix::fs::symlink("/dev/full", &full).unwrap();
-    let log = AuditLog::open(&full, Rotation::default()).unwrap();
-    let record = AuditRecord::of(
-        &decided(vec!["x".into()], Decision::Run),
-        "s",
-        SystemTime::now(),
-        &RecordOptions::default(),
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "").unwrap();
+
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let path = logs.join("a.jsonl");
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    let error = AuditLog::open(&path, Rotation::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("symbolic link"), "{error}");
+    std::fs::remove_file(&path).unwrap();
+
+    std::os::unix::fs::symlink(&victim, logs.join("a.jsonl.lock")).unwrap();
+    let error = AuditLog::open(&path, Rotation::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("a.jsonl.lock") && error.contains("symbolic link"),
+        "{error}"
     );
-    assert!(log.append(&record, false).is_err());
+    std::fs::remove_file(logs.join("a.jsonl.lock")).unwrap();
+    std::fs::remove_file(&path).unwrap();
+
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let error = AuditLog::open(&path, Rotation::default())
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("not a regular file"), "{error}");
+    std::fs::remove_file(&path).unwrap();
+
+    let log = AuditLog::open(&path, Rotation::default()).unwrap();
+    log.append(&run_record(), false).unwrap();
+    // The directory moves away; a new one at its path sends its log
+    // elsewhere.
+    let moved = dir.path().join("moved");
+    std::fs::rename(&logs, &moved).unwrap();
+    std::fs::create_dir(&logs).unwrap();
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    log.append(&run_record(), false).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"");
+    assert_eq!(read_records(&moved.join("a.jsonl")).unwrap().len(), 2);
+    // Even once the log itself is replaced by a link (in the directory
+    // held open), it is refused rather than followed.
+    std::fs::rename(moved.join("a.jsonl"), moved.join("old")).unwrap();
+    std::os::unix::fs::symlink(&victim, moved.join("a.jsonl")).unwrap();
+    assert!(log.append(&run_record(), false).is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"");
+
     assert!(AuditLog::open(
         PathBuf::from("/nonexistent/dir/a.jsonl"),
         Rotation::default()

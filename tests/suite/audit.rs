@@ -12,13 +12,40 @@ fn audited_session(
     log: &Path,
     failure: AuditFailure,
 ) -> (Session, Recorder) {
+    audited_session_rotating(policy, log, failure, Rotation::default())
+}
+
+fn audited_session_rotating(
+    policy: Arc<dyn execgate_escalate_server::Policy>,
+    log: &Path,
+    failure: AuditFailure,
+    rotation: Rotation,
+) -> (Session, Recorder) {
     let recorder = Recorder::default();
     let mut config = SessionConfig::new(wrapper(), policy);
     config.events = Some(recorder.sink());
-    let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
+    let log = Arc::new(AuditLog::open(log, rotation).unwrap());
     config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
     config.audit_failure = failure;
     (Session::start(config).unwrap(), recorder)
+}
+
+/// A log every append to fails (`EFBIG`): a sparse file as large as its
+/// file system allows (the log must be a regular file: `/dev/full` is
+/// refused). Never to be rotated.
+fn log_at_the_largest_size(dir: &Path) -> PathBuf {
+    let log = dir.join("audit.jsonl");
+    let file = std::fs::File::create(&log).unwrap();
+    let (mut fits, mut too_big) = (0u64, i64::MAX as u64 + 1);
+    while too_big - fits > 1 {
+        let size = fits + (too_big - fits) / 2;
+        match file.set_len(size) {
+            Ok(()) => fits = size,
+            Err(_) => too_big = size,
+        }
+    }
+    file.set_len(fits).unwrap();
+    log
 }
 
 fn decisions(records: &[AuditRecord]) -> Vec<(u64, String)> {
@@ -165,12 +192,13 @@ async fn a_rogue_request_is_recorded_as_an_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
     let dir = tempfile::tempdir().unwrap();
-    // Every write to /dev/full fails.
-    let (mut session, _) = audited_session(
-        policy_by_path(&[]),
-        Path::new("/dev/full"),
-        AuditFailure::Deny,
-    );
+    let log = log_at_the_largest_size(dir.path());
+    let never = Rotation {
+        max_bytes: u64::MAX,
+        keep: 1,
+    };
+    let (mut session, _) =
+        audited_session_rotating(policy_by_path(&[]), &log, AuditFailure::Deny, never);
     let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
     let output = finish(child).await;
     session.shutdown().await;
@@ -182,11 +210,8 @@ async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
     );
     assert!(!dir.path().join("marker").exists());
 
-    let (mut session, _) = audited_session(
-        policy_by_path(&[]),
-        Path::new("/dev/full"),
-        AuditFailure::Warn,
-    );
+    let (mut session, _) =
+        audited_session_rotating(policy_by_path(&[]), &log, AuditFailure::Warn, never);
     let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
     let output = finish(child).await;
     session.shutdown().await;
