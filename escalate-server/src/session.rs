@@ -450,7 +450,7 @@ impl Session {
         terminal: Terminal,
         policy: Option<Arc<ResolvedPolicy>>,
     ) -> std::process::Command {
-        let mut command = match (&self.shared.sandbox, policy) {
+        let (mut command, link) = match (&self.shared.sandbox, policy) {
             (
                 Some(ActiveSandbox {
                     launcher, context, ..
@@ -468,20 +468,23 @@ impl Session {
                 argv.extend(args.iter().cloned());
                 let link = self.network_link(&policy, SandboxOrigin::Shell);
                 let link_number = link.as_ref().map(AsRawFd::as_raw_fd);
-                let mut command = launcher.command(&policy, &context.cwd, link_number, &argv);
-                if let Some(link) = link {
-                    // The command owns the sandbox's end until it is
-                    // dropped (after the spawn).
-                    sys::inherit_owned_in_child(&mut command, link);
-                }
-                command
+                let command = launcher.command(&policy, &context.cwd, link_number, &argv);
+                (command, link)
             }
             _ => {
                 let mut command = std::process::Command::new(shell);
                 command.args(args);
-                command
+                (command, None)
             }
         };
+        // First: whatever this process inherited without close-on-exec
+        // stays out of the shell; the hooks after it choose what goes in.
+        sys::inherit_only_chosen_in_child(&mut command);
+        if let Some(link) = link {
+            // The command owns the sandbox's end until it is dropped
+            // (after the spawn).
+            sys::inherit_owned_in_child(&mut command, link);
+        }
         self.prepare_shell(&mut command);
         command
     }

@@ -132,6 +132,59 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Marks every descriptor from 3 up close-on-exec: `close_range` with
+/// `CLOSE_RANGE_CLOEXEC` (Linux 5.11), else one `fcntl` per number up to
+/// the descriptor limit. Async-signal-safe, allocates nothing: also for a
+/// child between fork and exec.
+fn close_on_exec_from_3() -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets the
+    // close-on-exec flag of descriptors in the range; it closes nothing.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if marked == 0 {
+        return Ok(());
+    }
+    let mut limit: libc::rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let last = limit.rlim_cur.min(libc::c_int::MAX as libc::rlim_t) as libc::c_int;
+    for fd in 3..last {
+        // SAFETY: fcntl(F_SETFD) only sets a descriptor's flags; a number
+        // that is not open fails with EBADF, which is fine.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}
+
+/// Makes every descriptor this process has from 3 up close-on-exec, so
+/// that none it inherited without the flag from whoever started it (a
+/// shell's `3<secret`, a harness's pipe) reaches a program it starts: a
+/// sandbox must get only what its profile grants. Call it first thing in
+/// `main`, before anything is started.
+pub fn close_inherited_descriptors_on_exec() -> io::Result<()> {
+    close_on_exec_from_3()
+}
+
+/// Lets only the descriptors chosen afterwards (by [`inherit_in_child`]
+/// and the like, whose hooks run after this one) and the standard streams
+/// reach the program `command` executes: register it first.
+pub(crate) fn inherit_only_chosen_in_child(command: &mut std::process::Command) {
+    // SAFETY: the hook runs between fork and exec, and is
+    // async-signal-safe and allocates nothing (`close_on_exec_from_3`).
+    unsafe { command.pre_exec(close_on_exec_from_3) };
+}
+
 /// Makes `fd` survive into the program `command` executes (and only that
 /// one: the parent's copy stays close-on-exec).
 pub(crate) fn inherit_in_child(command: &mut std::process::Command, fd: RawFd) {

@@ -235,3 +235,29 @@ async fn a_sandbox_cannot_replace_the_zsh_of_another_session() {
     );
     assert_ne!(planted.status, CommandStatus::Exited(0));
 }
+
+/// A descriptor the embedding process holds without close-on-exec (an
+/// agent's open file, a harness's pipe) does not reach the sandboxed
+/// shell: the sandbox gets only what its profile grants.
+#[tokio::test(flavor = "multi_thread")]
+async fn descriptors_the_embedder_left_inheritable_stay_out_of_the_shell() {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsRawFd;
+
+    let dir = tempfile::tempdir().unwrap();
+    let inheritable = open("/etc/hostname", OFlag::O_RDONLY, Mode::empty()).unwrap();
+    let number = inheritable.as_raw_fd();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let script =
+        format!("if {{ : <&{number} }} 2>/dev/null; then print open; else print closed; fi");
+    let outcome = session
+        .run(&script, RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(outcome.stdout, b"closed\n", "{:?}", outcome.stderr);
+    drop(inheritable);
+}
