@@ -464,7 +464,7 @@ impl AdditionalPermissions {
         let mut file_system = FileSystemPolicy::default();
         for (target, access) in &spec.filesystem {
             let access = Access::from(*access);
-            file_system.push(parse_target(target, base)?, access)?;
+            file_system.push(resolved(parse_target(target, base)?), access)?;
         }
         let mut network = NetworkPolicy::Restricted;
         let mut network_lists = NetworkLists::default();
@@ -763,6 +763,20 @@ impl ProfileSet {
                 })?;
         }
         Ok(profile)
+    }
+}
+
+/// A path target as it resolves now, symbolic links followed, when it
+/// exists: what a request asks for is what the person approving it is
+/// shown, what the audit log records and what is granted, not a link
+/// that points somewhere else (or may later).
+fn resolved(target: FsTarget) -> FsTarget {
+    match target {
+        FsTarget::Path(path) => match std::fs::canonicalize(path.as_path()) {
+            Ok(canonical) => FsTarget::Path(AbsolutePath::new(&canonical, None).unwrap_or(path)),
+            Err(_) => FsTarget::Path(path),
+        },
+        other => other,
     }
 }
 
@@ -1111,6 +1125,36 @@ mod tests {
         assert!(
             merged.contains(&"domain:crates.io=allow".to_owned()),
             "{merged:?}"
+        );
+    }
+
+    /// A requested path that is a symbolic link is granted, shown and
+    /// recorded as where it leads when the request is read: never a link
+    /// whose target the approver did not see.
+    #[cfg(unix)]
+    #[test]
+    fn requested_paths_are_granted_as_they_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        let skill = dir.path().join("skill");
+        std::fs::create_dir(&skill).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, skill.join("data")).unwrap();
+        let file = skill.join("permissions.toml");
+        let text = "filesystem = { \"data\" = \"write\", \"missing\" = \"read\" }\n";
+        let grants = AdditionalPermissions::from_toml(text, Some(&file))
+            .unwrap()
+            .profile
+            .grants();
+        let elsewhere = std::fs::canonicalize(&elsewhere).unwrap();
+        assert!(
+            grants.contains(&format!("{}=write", elsewhere.display())),
+            "{grants:?}"
+        );
+        // What does not exist yet stays as written.
+        assert!(
+            grants.contains(&format!("{}=read", skill.join("missing").display())),
+            "{grants:?}"
         );
     }
 }
