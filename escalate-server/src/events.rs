@@ -326,7 +326,12 @@ pub(crate) fn record_and_report(
         Some(audit) => audit.record(session_id, event),
         None => Ok(()),
     };
-    if let Some(sink) = events {
+    // A decision whose record failed is turned into a denial by the
+    // caller (unless told to warn): the sink must not be told it stands.
+    let overturned = recorded.is_err()
+        && matches!(audit_failure, AuditFailure::Deny)
+        && matches!(event, SessionEvent::Decided { .. });
+    if let (Some(sink), false) = (events, overturned) {
         sink(event);
     }
     match (recorded, audit_failure) {

@@ -197,7 +197,7 @@ async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
         max_bytes: u64::MAX,
         keep: 1,
     };
-    let (mut session, _) =
+    let (mut session, recorder) =
         audited_session_rotating(policy_by_path(&[]), &log, AuditFailure::Deny, never);
     let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
     let output = finish(child).await;
@@ -209,14 +209,17 @@ async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
         output.stderr
     );
     assert!(!dir.path().join("marker").exists());
+    // Overturned: no one watching the session is told it ran.
+    assert!(recorder.decided().is_empty());
 
-    let (mut session, _) =
+    let (mut session, recorder) =
         audited_session_rotating(policy_by_path(&[]), &log, AuditFailure::Warn, never);
     let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
     let output = finish(child).await;
     session.shutdown().await;
     assert_eq!(output.stdout, "status=0\n");
     assert!(dir.path().join("marker").exists());
+    assert_eq!(recorder.decided().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
