@@ -318,9 +318,13 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
 
 /// Whether a file named `program` exists where `execvpe` looked for it:
 /// the name itself when it has a slash, else each directory of the
-/// environment's `PATH` (or the C library's default).
+/// environment's `PATH` (or the C library's default). An empty name names
+/// nothing (joined to a directory, it would name the directory).
 fn exists_in_path(program: &std::ffi::OsStr, env: &[CString]) -> bool {
     use std::os::unix::ffi::OsStrExt;
+    if program.is_empty() {
+        return false;
+    }
     if program.as_bytes().contains(&b'/') {
         return std::path::Path::new(program).exists();
     }
