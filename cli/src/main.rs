@@ -19,6 +19,8 @@ mod audit;
 #[cfg(unix)]
 mod config;
 #[cfg(unix)]
+mod doctor;
+#[cfg(unix)]
 mod ending;
 #[cfg(unix)]
 mod logging;
@@ -26,6 +28,7 @@ mod logging;
 mod mcp;
 #[cfg(all(unix, feature = "otlp"))]
 mod otlp;
+mod output;
 #[cfg(unix)]
 mod policy;
 #[cfg(unix)]
@@ -43,16 +46,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[cfg(unix)]
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 #[cfg(unix)]
 use clap::{CommandFactory, Parser, Subcommand};
 #[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
-    AbsolutePath, Access, AdditionalPermissions, FsTarget, Launcher, MachineReport, NetworkPolicy,
+    AbsolutePath, Access, AdditionalPermissions, FsTarget, Launcher, NetworkPolicy,
     PermissionProfile, ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
-use execgate_core_bridge::server::{AuditFailure, ScopeSupport, SessionEnd, SessionEvent};
+use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
 #[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
@@ -263,6 +266,7 @@ impl SessionArgs {
                     dir.display()
                 )
             })?;
+            warn_if_log_reachable(&session.profile, &cwd, &log_path);
             hide_audit_directory(&mut session.profile, dir, &cwd);
         }
         let mut rotation = execgate_audit::Rotation::default();
@@ -327,6 +331,14 @@ fn main() -> ExitCode {
 /// the sandboxed command may have suspended the terminal's output.
 #[cfg(unix)]
 fn execgate(cli: Cli) -> ExitCode {
+    // Nothing execgate was given beyond its standard streams reaches a
+    // command (a sandbox gets only what its profile grants).
+    if let Err(error) = execgate_core_bridge::server::close_inherited_descriptors_on_exec() {
+        stderr::line(&format!(
+            "execgate: cannot keep inherited descriptors from the commands: {error}"
+        ));
+        return ExitCode::from(125);
+    }
     if let Err(error) = logging::init(&cli.log) {
         stderr::line(&format!("execgate: {}", describe(&error)));
         return ExitCode::from(125);
@@ -340,7 +352,7 @@ fn execgate(cli: Cli) -> ExitCode {
             config,
             argv,
         } => sandbox(&profile, cwd, config, argv),
-        Command::Doctor { json } => doctor(json),
+        Command::Doctor { json } => doctor::run(json),
         Command::Audit(args) => audit::run(args),
         Command::Policy(command) => policy::run(command),
         Command::Mcp(args) => mcp::serve(args),
@@ -386,30 +398,90 @@ fn describe(error: &anyhow::Error) -> String {
 }
 
 #[cfg(unix)]
-/// Warns about policy files the session's sandbox could rewrite: the next
-/// session would load what the sandboxed command wrote.
+/// Warns about policy files the session's sandbox could rewrite, or move
+/// away and replace (it can write a directory on the way to them): the
+/// next session would load what the sandboxed command wrote.
 fn warn_if_sandbox_writable<'a>(
     profile: &PermissionProfile,
     cwd: &std::path::Path,
     files: impl Iterator<Item = &'a std::path::Path>,
 ) {
-    if !matches!(profile, PermissionProfile::Managed { .. }) {
-        return;
-    }
-    let Ok(view) = ResolvedPolicy::resolve(profile, &SandboxContext::new(cwd)) else {
+    let Some(view) = sandbox_view(profile, cwd) else {
         return;
     };
     for file in files {
         let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-        if view.may_write(&path) {
+        if let Some(writable) = writable_on_the_way(&view, &path) {
+            let how = if writable == path {
+                "is writable from this session's sandbox".to_owned()
+            } else {
+                format!(
+                    "can be replaced from this session's sandbox (it can write {})",
+                    writable.display()
+                )
+            };
             stderr::line(&format!(
-                "execgate: warning: {} is writable from this session's sandbox, so the \
-                 commands run here could change the policy of later sessions; keep policy \
-                 files outside the writable roots",
-                file.display()
+                "execgate: warning: {} {how}, so the commands run here could change the \
+                 policy of later sessions; keep policy files outside the writable roots",
+                file.display(),
             ));
         }
     }
+}
+
+/// Warns when the session's sandbox can write the audit log's directory
+/// (it holds the working directory, so it is not hidden) or a directory
+/// on the way to it: commands run here could then forge records, or move
+/// the log away and put another in its place, where later sessions would
+/// write and `execgate audit` read. This session keeps to the log it
+/// opened (the audit crate holds its directory open).
+#[cfg(unix)]
+fn warn_if_log_reachable(
+    profile: &PermissionProfile,
+    cwd: &std::path::Path,
+    log: &std::path::Path,
+) {
+    let (Some(view), Some(dir)) = (sandbox_view(profile, cwd), log.parent()) else {
+        return;
+    };
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    // A directory that is hidden (see `hide_audit_directory`) is out of
+    // reach itself, but not its place in its parent.
+    let first = if cwd.starts_with(&dir) {
+        Some(dir.as_path())
+    } else {
+        dir.parent()
+    };
+    let Some(writable) = first.and_then(|first| writable_on_the_way(&view, first)) else {
+        return;
+    };
+    stderr::line(&format!(
+        "execgate: warning: the audit log {} is in reach of this session's sandbox: it can \
+         write {}, so the commands run here could forge records, or move the log away and \
+         put another in its place for later sessions; keep the log outside the writable \
+         roots (--audit-log, or [audit] log in the config)",
+        log.display(),
+        writable.display()
+    ));
+}
+
+/// What the sandbox of a managed profile may do; `None` for others.
+#[cfg(unix)]
+fn sandbox_view(profile: &PermissionProfile, cwd: &std::path::Path) -> Option<ResolvedPolicy> {
+    if !matches!(profile, PermissionProfile::Managed { .. }) {
+        return None;
+    }
+    ResolvedPolicy::resolve(profile, &SandboxContext::new(cwd)).ok()
+}
+
+/// `path` itself, or the nearest directory on the way to it, if the
+/// sandbox may write it.
+#[cfg(unix)]
+fn writable_on_the_way<'a>(
+    view: &ResolvedPolicy,
+    path: &'a std::path::Path,
+) -> Option<&'a std::path::Path> {
+    path.ancestors().find(|place| view.may_write(place))
 }
 
 /// Hides the audit log's directory from every sandbox of the session: the
@@ -755,202 +827,4 @@ fn sandbox(
     Ok(status.code().unwrap_or_else(|| {
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
-}
-
-#[cfg(unix)]
-/// The doctor's findings, as printed with `--json`.
-#[derive(serde::Serialize)]
-struct DoctorReport {
-    kernel: String,
-    landlock_abi: Option<u32>,
-    user_namespaces: bool,
-    seccomp: bool,
-    /// Seccomp user notification and thread pidfds: the sandbox's
-    /// supervisor (host sockets, late deny-glob files, protected names).
-    seccomp_supervisor: bool,
-    bubblewrap: Option<String>,
-    bubblewrap_version: Option<String>,
-    sandbox_ready: bool,
-    sandbox_problem: Option<String>,
-    zsh: Option<String>,
-    zsh_patched: bool,
-    /// Built from this source's patch and build script.
-    zsh_current: bool,
-    /// The exec wrapper and sandbox helper found, and whether each was
-    /// built from this binary's sources (the static musl builds of
-    /// `scripts/build-wrapper` are used only then).
-    wrapper: Option<String>,
-    wrapper_current: bool,
-    sandbox_helper: Option<String>,
-    sandbox_helper_current: bool,
-    /// Where the tools were found: `environment`, `build tree` or
-    /// `installed` (`../libexec/execgate/` beside the binary).
-    tools_origin: Option<&'static str>,
-    tools_problem: Option<String>,
-    /// `cgroup` or `process-groups`: how sessions' processes are killed
-    /// when their owner dies (see the README's security model).
-    session_scope: &'static str,
-    /// The cgroup, or why there is none.
-    session_scope_detail: String,
-}
-
-#[cfg(unix)]
-fn doctor(json: bool) -> Result<i32> {
-    let machine = MachineReport::probe();
-    let sandbox_problem = machine.require().err().map(|error| error.to_string());
-    let located = Tools::locate_with_origin();
-    let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
-    let tools = located.map(|located| located.tools);
-    let zsh_patched = tools.as_ref().is_ok_and(|tools| {
-        // The patch's own message is compiled into the binary.
-        std::fs::read(&tools.zsh).is_ok_and(|bytes| {
-            bytes
-                .windows(b"execgate: cannot run the exec wrapper".len())
-                .any(|window| window == b"execgate: cannot run the exec wrapper")
-        })
-    });
-    let zsh_current = tools.as_ref().is_ok_and(|tools| {
-        let stamp = std::fs::canonicalize(&tools.zsh)
-            .ok()
-            .and_then(|zsh| zsh.parent()?.parent().map(|prefix| prefix.join(".stamp")));
-        stamp
-            .and_then(|stamp| std::fs::read_to_string(stamp).ok())
-            .is_some_and(|stamp| stamp.trim() == env!("EXECGATE_ZSH_STAMP"))
-    });
-    let (session_scope, session_scope_detail) = match execgate_core_bridge::server::scope_support()
-    {
-        ScopeSupport::Cgroup(path) => ("cgroup", path.display().to_string()),
-        ScopeSupport::ProcessGroups { why } => ("process-groups", why),
-        // `ScopeSupport` is non-exhaustive: a mechanism added later.
-        other => ("unknown", format!("{other:?}")),
-    };
-    let report = DoctorReport {
-        kernel: machine.kernel.clone(),
-        landlock_abi: machine.landlock_abi,
-        user_namespaces: machine.user_namespaces,
-        seccomp: machine.seccomp,
-        seccomp_supervisor: machine.seccomp_supervisor,
-        bubblewrap: machine
-            .bwrap
-            .as_ref()
-            .map(|path| path.display().to_string()),
-        bubblewrap_version: machine.bwrap_version.clone(),
-        sandbox_ready: sandbox_problem.is_none(),
-        sandbox_problem,
-        zsh: tools
-            .as_ref()
-            .ok()
-            .map(|tools| tools.zsh.display().to_string()),
-        zsh_patched,
-        zsh_current,
-        wrapper: tools
-            .as_ref()
-            .ok()
-            .map(|tools| tools.wrapper.display().to_string()),
-        wrapper_current: tools.as_ref().is_ok_and(Tools::wrapper_is_current),
-        sandbox_helper: tools
-            .as_ref()
-            .ok()
-            .map(|tools| tools.sandbox_helper.display().to_string()),
-        sandbox_helper_current: tools.as_ref().is_ok_and(Tools::sandbox_helper_is_current),
-        tools_origin,
-        tools_problem: tools.as_ref().err().map(|error| error.to_string()),
-        session_scope,
-        session_scope_detail,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let yes_no = |value: bool| if value { "yes" } else { "no" };
-        println!("kernel            {}", report.kernel);
-        println!(
-            "landlock          {}",
-            report
-                .landlock_abi
-                .map_or("not enabled".into(), |abi| format!("ABI {abi}"))
-        );
-        println!("user namespaces   {}", yes_no(report.user_namespaces));
-        println!("seccomp           {}", yes_no(report.seccomp));
-        println!(
-            "supervisor        {} (seccomp user notification, thread pidfds: Linux 6.9)",
-            yes_no(report.seccomp_supervisor)
-        );
-        println!(
-            "bubblewrap        {}",
-            match (&report.bubblewrap, &report.bubblewrap_version) {
-                (Some(path), Some(version)) => format!("{path} ({version})"),
-                (Some(path), None) => path.clone(),
-                _ => "not found".into(),
-            }
-        );
-        println!(
-            "session scope     {} ({}){}",
-            report.session_scope,
-            report.session_scope_detail,
-            if report.session_scope == "cgroup" {
-                ""
-            } else {
-                "; a process that leaves its process group outlives an owner killed by SIGKILL"
-            }
-        );
-        println!(
-            "patched zsh       {}",
-            report.zsh.clone().unwrap_or_else(|| "not found".into())
-        );
-        let matches = |current: bool| {
-            if current {
-                "matches"
-            } else {
-                "does not match"
-            }
-        };
-        for (name, path, current) in [
-            ("exec wrapper", &report.wrapper, report.wrapper_current),
-            (
-                "sandbox helper",
-                &report.sandbox_helper,
-                report.sandbox_helper_current,
-            ),
-        ] {
-            if let Some(path) = path {
-                println!("{name:<18}{path} ({} this build)", matches(current));
-            }
-        }
-        if let Some(origin) = report.tools_origin {
-            println!(
-                "tools             {origin}; zsh {} this build",
-                matches(report.zsh_current)
-            );
-        }
-        match (&report.sandbox_problem, &report.tools_problem) {
-            (None, None) if report.zsh_patched => {
-                if !report.zsh_current {
-                    println!(
-                        "warning           the patched zsh was not built from this source's \
-                         patch; rebuild it with scripts/build-zsh.sh"
-                    );
-                }
-                if !(report.wrapper_current && report.sandbox_helper_current) {
-                    println!(
-                        "warning           the exec wrapper or the sandbox helper was not \
-                         built from this binary's sources; rebuild them with cargo build"
-                    );
-                }
-                println!("ready             yes");
-            }
-            (sandbox, tools) => {
-                for problem in [sandbox, tools].into_iter().flatten() {
-                    println!("problem           {problem}");
-                }
-                if report.zsh.is_some() && !report.zsh_patched {
-                    println!("problem           the zsh found is not the patched one");
-                }
-            }
-        }
-    }
-    let ready = report.sandbox_ready && report.tools_problem.is_none() && report.zsh_patched;
-    if !ready && !json {
-        bail!("this machine is not ready; see the problems above");
-    }
-    Ok(if ready { 0 } else { 1 })
 }

@@ -1,13 +1,16 @@
 //! `execgate policy check|lint`: what the rules say, without running
 //! anything.
 
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use execgate_core_bridge::rules::{
-    lint, CheckReport, Destination, MatchOptions, NetworkCheckReport, Protocol, RuleSet,
+    lint_with, CheckReport, Destination, LintContext, MatchOptions, NetworkCheckReport, PathState,
+    Protocol, RuleSet, Severity,
 };
+use execgate_core_bridge::server::sandbox::{PermissionProfile, ProfileSet};
 
 use crate::config::Config;
 
@@ -49,16 +52,23 @@ pub enum PolicyCommand {
         argv: Vec<String>,
     },
     /// Warn about allow and prompt rules on programs that run whatever
-    /// their arguments say (interpreters, shells, command runners), and
-    /// about network rules open to every host. Exits 1 when there are
-    /// warnings.
+    /// their arguments say (interpreters, shells, command runners), about
+    /// network rules open to every host, and about absolute paths a
+    /// session never sees (symlinks, paths that do not exist here); report
+    /// as errors `execution` profiles the config (or, without one, the
+    /// presets) does not define. Exits 1 when there are warnings, 2 when
+    /// there are errors.
     Lint {
         /// A rules file; repeat for several. Default: the config file's.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
+        /// The config file whose profiles `execution` may name (and whose
+        /// rules are linted without --rules). Default:
+        /// $XDG_CONFIG_HOME/execgate/config.toml (a missing default file
+        /// is fine: then only the presets are profiles).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// One JSON object per warning.
+        /// One JSON object per finding.
         #[arg(long)]
         json: bool,
     },
@@ -80,9 +90,12 @@ fn print_json(report: &impl serde::Serialize, pretty: bool) -> Result<()> {
     } else {
         serde_json::to_string(report)?
     };
-    println!("{json}");
-    Ok(())
+    crate::output::stdout(|out| writeln!(out, "{json}"))
 }
+
+/// `policy lint`'s exit status with warnings only, and with an error.
+const LINT_WARNINGS: i32 = 1;
+const LINT_ERRORS: i32 = 2;
 
 pub fn run(command: PolicyCommand) -> Result<i32> {
     match command {
@@ -132,38 +145,104 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             rules,
             config,
             json,
-        } => {
-            let files = if rules.is_empty() {
-                Config::load(config.as_deref())?.rules
+        } => lint_files(rules, config.as_deref(), json),
+    }
+}
+
+fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<i32> {
+    // The profiles are the config's even when --rules names the files: a
+    // session loads both.
+    let config = Config::load(config)?;
+    let files = if rules.is_empty() {
+        config.rules
+    } else {
+        rules
+    };
+    if files.is_empty() {
+        bail!("no rules files: pass --rules FILE or list them under `rules` in the config file");
+    }
+    let rules = RuleSet::load(&files)?;
+    let findings = lint_with(
+        &rules,
+        &Machine {
+            profiles: &config.profiles,
+        },
+    );
+    crate::output::stdout(|out| {
+        for finding in &findings {
+            if json {
+                let object = serde_json::json!({
+                    "rule": finding.origin.to_string(),
+                    "pattern": finding.pattern,
+                    "severity": finding.severity.as_str(),
+                    "message": finding.message,
+                });
+                writeln!(out, "{object}")?;
             } else {
-                rules
-            };
-            if files.is_empty() {
-                bail!("no rules files: pass --rules FILE or list them under `rules` in the config file");
+                writeln!(out, "{finding}")?;
             }
-            let rules = RuleSet::load(&files)?;
-            let warnings = lint(&rules);
-            for warning in &warnings {
-                if json {
-                    let object = serde_json::json!({
-                        "rule": warning.origin.to_string(),
-                        "pattern": warning.pattern,
-                        "message": warning.message,
-                    });
-                    println!("{object}");
+        }
+        Ok(())
+    })?;
+    let errors = findings
+        .iter()
+        .filter(|finding| finding.severity == Severity::Error)
+        .count();
+    if !json {
+        // Not `eprintln!`, which panics when stderr is closed or full.
+        let _ = writeln!(
+            std::io::stderr(),
+            "execgate: {} rule(s) in {} file(s), {} warning(s), {errors} error(s)",
+            rules.len(),
+            files.len(),
+            findings.len() - errors,
+        );
+    }
+    Ok(if errors > 0 {
+        LINT_ERRORS
+    } else if findings.is_empty() {
+        0
+    } else {
+        LINT_WARNINGS
+    })
+}
+
+/// What lint asks of this machine and the config, answered as a session
+/// would: the profiles of `ExecPolicy::new`, the paths of the server's
+/// resolution (`/proc/self/fd` of the file it opened: the canonical path).
+struct Machine<'a> {
+    profiles: &'a ProfileSet,
+}
+
+impl LintContext for Machine<'_> {
+    fn check_profile(&self, name: &str) -> Result<(), String> {
+        match self.profiles.get(name) {
+            Ok(PermissionProfile::Managed { .. }) => Ok(()),
+            Ok(PermissionProfile::Disabled | PermissionProfile::External { .. }) => Err(format!(
+                "profile {name:?} is not sandboxed by execgate; use execution = \"unsandboxed\" \
+                 to run outside the sandbox"
+            )),
+            Err(error) => Err(format!(
+                "{error}; define it under [profiles.{name}] in the config file, or pass the \
+                 config that does with --config"
+            )),
+        }
+    }
+
+    fn inspect_path(&self, path: &Path) -> PathState {
+        match std::fs::canonicalize(path) {
+            Ok(canonical) if canonical.as_os_str() == path.as_os_str() => PathState::Canonical,
+            Ok(canonical) => {
+                if path.symlink_metadata().is_ok_and(|meta| meta.is_symlink()) {
+                    PathState::Symlink { canonical }
                 } else {
-                    println!("{warning}");
+                    PathState::NotCanonical { canonical }
                 }
             }
-            if !json {
-                eprintln!(
-                    "execgate: {} rule(s) in {} file(s), {} warning(s)",
-                    rules.len(),
-                    files.len(),
-                    warnings.len()
-                );
-            }
-            Ok(i32::from(!warnings.is_empty()))
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => PathState::Missing,
+            Err(error) => PathState::Unknown {
+                reason: error.to_string(),
+            },
         }
     }
 }

@@ -284,14 +284,19 @@ fn doctor(json: bool) -> Result<i32> {
                 .to_owned(),
         ),
     ];
-    if json {
-        let map: BTreeMap<&str, &String> = lines.iter().map(|(key, value)| (*key, value)).collect();
-        println!("{}", serde_json::to_string_pretty(&map)?);
-    } else {
-        for (key, value) in &lines {
-            println!("{key}: {value}");
+    crate::output::stdout(|out| {
+        if json {
+            let map: BTreeMap<&str, &String> =
+                lines.iter().map(|(key, value)| (*key, value)).collect();
+            serde_json::to_writer_pretty(&mut *out, &map)?;
+            writeln!(out)
+        } else {
+            for (key, value) in &lines {
+                writeln!(out, "{key}: {value}")?;
+            }
+            Ok(())
         }
-    }
+    })?;
     let usable = matches!(report.restricted_token, Ok(true))
         && report.acl_composition.is_ok()
         && report.job_objects.is_ok();

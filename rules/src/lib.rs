@@ -34,7 +34,9 @@
 //! `host_executable` lists that path for the name (or lists nothing for
 //! it). The strictest matching decision wins: `forbidden` > `prompt` >
 //! `allow`. [`lint`] names `allow` and `prompt` rules on programs that run
-//! whatever their arguments say.
+//! whatever their arguments say; [`lint_with`] also rules that never match
+//! or cannot run, from what its caller found on the machine and in the
+//! config (non-canonical or missing paths, undefined profiles).
 //!
 //! This crate decides nothing about a live session: it never runs or
 //! resolves a program. What a decision means for an exec (the sandbox,
@@ -48,12 +50,12 @@ mod rule;
 
 pub use check::{CheckReport, NetworkCheckReport};
 pub use execgate_network_proxy::{Destination, DomainPattern, Protocol};
-pub use lint::{lint, LintWarning};
+pub use lint::{lint, lint_with, LintContext, LintFinding, PathState, Severity};
 pub use load::LoadError;
 pub use network::{NetworkEvaluation, NetworkRule};
 pub use rule::{
-    Evaluation, MatchOptions, PrefixRule, RuleDecision, RuleExecution, RuleMatch, RuleOrigin,
-    RuleSet,
+    Evaluation, HostExecutable, MatchOptions, PrefixRule, RuleDecision, RuleExecution, RuleMatch,
+    RuleOrigin, RuleSet,
 };
 
 #[cfg(test)]

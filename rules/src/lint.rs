@@ -1,32 +1,89 @@
-//! Rules that are escape hatches in disguise.
+//! Rules that are escape hatches in disguise, and rules that cannot work
+//! as written.
 //!
 //! An `allow` or `prompt` rule on a program that runs other programs (an
 //! interpreter, a shell, a command runner) lets the command line choose
 //! what really runs, outside the sandbox once approved. Lint names them.
+//!
+//! With a [`LintContext`] (what the machine and the config say: this crate
+//! resolves nothing itself), [`lint_with`] also names rules that never
+//! match or cannot run: an absolute path that is not canonical (a session
+//! decides on the canonical path of the program it opened, so a rule on a
+//! symlink never matches), a path that does not exist, an `execution`
+//! profile that is not defined.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::rule::{PrefixRule, RuleDecision, RuleExecution, RuleOrigin, RuleSet};
 
-/// One warning about one rule.
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Severity {
+    /// Worth a second look: the rule works, perhaps not as meant.
+    Warning,
+    /// A session refuses these rules.
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+/// One finding about one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LintWarning {
+pub struct LintFinding {
     pub origin: RuleOrigin,
     /// The rule's pattern, as written (alternatives joined with `|`).
     pub pattern: Vec<String>,
+    pub severity: Severity,
     pub message: String,
 }
 
-impl fmt::Display for LintWarning {
+impl fmt::Display for LintFinding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: warning: {} [{}]",
+            "{}: {}: {} [{}]",
             self.origin,
+            self.severity.as_str(),
             self.message,
             self.pattern.join(" ")
         )
     }
+}
+
+/// What an absolute path in a rule is on this machine, as a session's
+/// server would see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PathState {
+    /// The path is its own canonical path: a session sees it as written.
+    Canonical,
+    /// Nothing is there (or a symlink that leads nowhere).
+    Missing,
+    /// The path is a symbolic link; `canonical` is where it ends.
+    Symlink { canonical: PathBuf },
+    /// Another spelling of `canonical`: a symlinked directory on the way,
+    /// `..`, or a doubled `/`.
+    NotCanonical { canonical: PathBuf },
+    /// It could not be looked at (permissions, ...).
+    Unknown { reason: String },
+}
+
+/// What lint cannot know from the rules alone.
+pub trait LintContext {
+    /// `Ok` when `execution = "name"` names a profile a session can run a
+    /// rule's command in; otherwise why not.
+    fn check_profile(&self, name: &str) -> Result<(), String>;
+    /// What `path` (absolute) is on this machine.
+    fn inspect_path(&self, path: &Path) -> PathState;
 }
 
 /// Programs that execute code given on their command line or in files
@@ -130,38 +187,173 @@ const RUNNERS: &[(&str, &[&str], &str)] = &[
 ];
 
 /// Warnings for every `allow` and `prompt` rule that lets its command line
-/// pick what runs.
-pub fn lint(rules: &RuleSet) -> Vec<LintWarning> {
-    let mut warnings: Vec<LintWarning> = rules
+/// pick what runs, in file and line order.
+pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
+    let mut findings = escape_hatches(rules);
+    sort(&mut findings);
+    findings
+}
+
+/// [`lint`]'s warnings, and what `context` shows: rule paths that are not
+/// canonical or do not exist (warnings), `execution` profiles that are not
+/// defined or not sandboxed (errors).
+pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding> {
+    let mut findings = escape_hatches(rules);
+    findings.extend(rules.rules().filter_map(|rule| {
+        let program = Path::new(rule.program());
+        if !program.is_absolute() {
+            return None;
+        }
+        let state = context.inspect_path(program);
+        let message = match &state {
+            PathState::Canonical => return None,
+            PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => format!(
+                "{}, so this rule never matches as written; write \"{}\" instead",
+                not_canonical(program, &state)?,
+                canonical.display()
+            ),
+            PathState::Missing | PathState::Unknown { .. } => missing_or_unknown(program, &state)?,
+        };
+        Some(LintFinding {
+            origin: rule.origin.clone(),
+            pattern: pattern_text(rule),
+            severity: Severity::Warning,
+            message,
+        })
+    }));
+    findings.extend(rules.host_executables().iter().filter_map(|pin| {
+        let state = context.inspect_path(&pin.path);
+        let message = match &state {
+            PathState::Canonical => return None,
+            PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => format!(
+                "host_executable path {}{}",
+                not_canonical(&pin.path, &state)?,
+                pin_advice(&pin.name, canonical)
+            ),
+            PathState::Missing | PathState::Unknown { .. } => format!(
+                "host_executable path {}",
+                missing_or_unknown(&pin.path, &state)?
+            ),
+        };
+        Some(LintFinding {
+            origin: pin.origin.clone(),
+            pattern: vec![
+                "host_executable".into(),
+                format!("name={}", pin.name),
+                format!("path={}", pin.path.display()),
+            ],
+            severity: Severity::Warning,
+            message,
+        })
+    }));
+    findings.extend(rules.rules().filter_map(|rule| {
+        let Some(RuleExecution::Profile(name)) = &rule.execution else {
+            return None;
+        };
+        let reason = context.check_profile(name).err()?;
+        Some(LintFinding {
+            origin: rule.origin.clone(),
+            pattern: pattern_text(rule),
+            severity: Severity::Error,
+            message: format!(
+                "execution = {name:?} cannot be used: {reason}; a session refuses to start \
+                 with these rules"
+            ),
+        })
+    }));
+    sort(&mut findings);
+    findings
+}
+
+fn escape_hatches(rules: &RuleSet) -> Vec<LintFinding> {
+    rules
         .rules()
         .filter(|rule| rule.decision != RuleDecision::Forbidden)
         .filter_map(|rule| warning(rule).map(|message| (rule, message)))
-        .map(|(rule, message)| LintWarning {
+        .map(|(rule, message)| LintFinding {
             origin: rule.origin.clone(),
             pattern: pattern_text(rule),
+            severity: Severity::Warning,
             message,
         })
         .chain(rules.network_rules().iter().filter_map(network_warning))
-        .collect();
-    warnings.sort_by(|a, b| {
-        (&a.origin.file, a.origin.line, &a.pattern).cmp(&(
+        .collect()
+}
+
+fn sort(findings: &mut [LintFinding]) {
+    findings.sort_by(|a, b| {
+        (&a.origin.file, a.origin.line, &a.pattern, &a.message).cmp(&(
             &b.origin.file,
             b.origin.line,
             &b.pattern,
+            &b.message,
         ))
     });
-    warnings
+}
+
+/// Why a rule on `path` is never reached when it is not canonical
+/// (`state` is [`PathState::Symlink`] or [`PathState::NotCanonical`]). A
+/// session decides on the canonical path of the file it opened and never
+/// follows a rule's link (where a link points can change, and may be
+/// writable): a path that is not canonical is never seen.
+fn not_canonical(path: &Path, state: &PathState) -> Option<String> {
+    let path = path.display();
+    let (how, canonical) = match state {
+        PathState::Symlink { canonical } => ("is a symlink to", canonical),
+        PathState::NotCanonical { canonical } => ("resolves to", canonical),
+        PathState::Canonical | PathState::Missing | PathState::Unknown { .. } => return None,
+    };
+    Some(format!(
+        "{path} {how} {}: a session decides on the canonical path",
+        canonical.display()
+    ))
+}
+
+/// A missing path, or one lint could not look at; `None` for others.
+fn missing_or_unknown(path: &Path, state: &PathState) -> Option<String> {
+    let path = path.display();
+    match state {
+        PathState::Missing => Some(format!(
+            "{path} does not exist on this machine: a session never sees it here"
+        )),
+        PathState::Unknown { reason } => Some(format!(
+            "{path} cannot be looked at ({reason}): lint cannot tell whether a session sees it"
+        )),
+        PathState::Canonical | PathState::Symlink { .. } | PathState::NotCanonical { .. } => None,
+    }
+}
+
+/// What to write instead of pinning `name` to a path that resolves to
+/// `canonical`. A session looks up the rules for the canonical path's own
+/// name, and only if the pins for that name list the canonical path: a
+/// pin on a link shuts out the very program it means, and a link whose
+/// name differs from its target's (`awk` -> `mawk`) can never be pinned,
+/// nor reached by rules on its name.
+fn pin_advice(name: &str, canonical: &Path) -> String {
+    let target = canonical.display();
+    match canonical.file_name().and_then(|file| file.to_str()) {
+        Some(real) if real == name => {
+            format!(", so the rules on {name} never match it; pin {target} instead")
+        }
+        Some(real) => format!(
+            ", named {real}, so neither this pin nor the rules on {name} ever match it; \
+             pin host_executable(name = \"{real}\", paths = [\"{target}\"]) and write \
+             the rules on {real}, or write them on \"{target}\""
+        ),
+        None => format!("; write the rules on \"{target}\""),
+    }
 }
 
 /// An `allow` or `prompt` on every host turns the proxy into an open
 /// door; an `allow` on a whole domain's subdomains is worth a second look
 /// only when that domain hosts anyone's content, which lint cannot know.
-fn network_warning(rule: &crate::network::NetworkRule) -> Option<LintWarning> {
+fn network_warning(rule: &crate::network::NetworkRule) -> Option<LintFinding> {
     use execgate_network_proxy::DomainPattern;
     (rule.host == DomainPattern::Everything && rule.decision != RuleDecision::Forbidden).then(
-        || LintWarning {
+        || LintFinding {
             origin: rule.origin.clone(),
             pattern: vec!["network_rule".into(), format!("host={}", rule.host)],
+            severity: Severity::Warning,
             message: format!(
                 "{} on every host: the sandbox reaches the whole network through the proxy; \
                  name the hosts instead",

@@ -315,6 +315,10 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<NoneType> {
         let collector = collector(eval)?;
+        let origin = RuleOrigin {
+            file: collector.file.clone(),
+            line: current_line(eval),
+        };
         if name.is_empty() || name.contains('/') {
             anyhow::bail!("host_executable name {name:?} must be a bare program name");
         }
@@ -342,7 +346,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         collector
             .rules
             .borrow_mut()
-            .add_host_executable(name.to_owned(), resolved);
+            .add_host_executable(name.to_owned(), resolved, &origin);
         Ok(NoneType)
     }
 }

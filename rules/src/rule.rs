@@ -79,6 +79,15 @@ impl fmt::Display for RuleOrigin {
     }
 }
 
+/// One path a `host_executable` pins a name to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostExecutable {
+    pub name: String,
+    /// Absolute, `~` expanded, as written otherwise.
+    pub path: PathBuf,
+    pub origin: RuleOrigin,
+}
+
 /// One position of a pattern: a token, or alternatives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PatternToken {
@@ -205,6 +214,8 @@ pub struct RuleSet {
     by_program: HashMap<String, ProgramRules>,
     network: Vec<crate::network::NetworkRule>,
     host_executables: HashMap<String, Vec<PathBuf>>,
+    /// The same paths, each with where it was written, in load order.
+    host_executable_paths: Vec<HostExecutable>,
     count: usize,
     files: Vec<PathBuf>,
 }
@@ -273,6 +284,11 @@ impl RuleSet {
         self.host_executables.get(name).map(Vec::as_slice)
     }
 
+    /// Every path `host_executable` pins a name to, in load order.
+    pub fn host_executables(&self) -> &[HostExecutable] {
+        &self.host_executable_paths
+    }
+
     pub(crate) fn add_rule(&mut self, rule: PrefixRule) {
         self.count += 1;
         self.by_program
@@ -281,7 +297,18 @@ impl RuleSet {
             .push(rule);
     }
 
-    pub(crate) fn add_host_executable(&mut self, name: String, paths: Vec<PathBuf>) {
+    pub(crate) fn add_host_executable(
+        &mut self,
+        name: String,
+        paths: Vec<PathBuf>,
+        origin: &RuleOrigin,
+    ) {
+        self.host_executable_paths
+            .extend(paths.iter().map(|path| HostExecutable {
+                name: name.clone(),
+                path: path.clone(),
+                origin: origin.clone(),
+            }));
         self.host_executables.entry(name).or_default().extend(paths);
     }
 
@@ -320,8 +347,10 @@ impl RuleSet {
             self.add_rule(rule);
         }
         for (name, paths) in other.host_executables {
-            self.add_host_executable(name, paths);
+            self.host_executables.entry(name).or_default().extend(paths);
         }
+        self.host_executable_paths
+            .extend(other.host_executable_paths);
         self.network.extend(other.network);
         self.files.extend(other.files);
     }

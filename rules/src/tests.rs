@@ -392,3 +392,127 @@ fn lint_names_network_rules_open_to_every_host() {
         ]
     );
 }
+
+/// A machine where `/usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk`,
+/// `/bin` is a link to `/usr/bin`, and only `net` is a profile.
+struct FakeMachine;
+
+impl crate::LintContext for FakeMachine {
+    fn check_profile(&self, name: &str) -> Result<(), String> {
+        match name {
+            "net" => Ok(()),
+            "danger-full-access" => Err("not sandboxed".into()),
+            _ => Err(format!("unknown profile {name:?}")),
+        }
+    }
+
+    fn inspect_path(&self, path: &Path) -> crate::PathState {
+        use crate::PathState;
+        match path.to_str().unwrap_or_default() {
+            "/usr/bin/awk" => PathState::Symlink {
+                canonical: "/usr/bin/mawk".into(),
+            },
+            "/bin/git" => PathState::NotCanonical {
+                canonical: "/usr/bin/git".into(),
+            },
+            "/usr/bin/mawk" | "/usr/bin/git" => PathState::Canonical,
+            "/locked/tool" => PathState::Unknown {
+                reason: "Permission denied".into(),
+            },
+            _ => PathState::Missing,
+        }
+    }
+}
+
+/// Regression: a rule or pin on a symlink never matched (a session decides
+/// on the canonical path) and lint said nothing.
+#[test]
+fn lint_with_names_paths_a_session_never_sees() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["/usr/bin/awk"], decision = "forbidden")
+host_executable(name = "awk", paths = ["/usr/bin/awk"])
+host_executable(name = "git", paths = ["/bin/git", "/usr/bin/git"])
+prefix_rule(pattern = ["/usr/bin/mawk"], decision = "forbidden")
+prefix_rule(pattern = ["/opt/none/tool"], decision = "prompt")
+prefix_rule(pattern = ["/locked/tool"], decision = "forbidden")
+prefix_rule(pattern = ["awk"], decision = "forbidden")
+"#,
+    );
+    let findings: Vec<String> = crate::lint_with(&set, &FakeMachine)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            "test.rules:2: warning: /usr/bin/awk is a symlink to /usr/bin/mawk: a session \
+             decides on the canonical path, so this rule never matches as written; write \
+             \"/usr/bin/mawk\" instead [/usr/bin/awk]",
+            "test.rules:3: warning: host_executable path /usr/bin/awk is a symlink to \
+             /usr/bin/mawk: a session decides on the canonical path, named mawk, so neither \
+             this pin nor the rules on awk ever match it; pin host_executable(name = \"mawk\", \
+             paths = [\"/usr/bin/mawk\"]) and write the rules on mawk, or write them on \
+             \"/usr/bin/mawk\" [host_executable name=awk path=/usr/bin/awk]",
+            "test.rules:4: warning: host_executable path /bin/git resolves to /usr/bin/git: a \
+             session decides on the canonical path, so the rules on git never match it; pin \
+             /usr/bin/git instead [host_executable name=git path=/bin/git]",
+            "test.rules:6: warning: /opt/none/tool does not exist on this machine: a session \
+             never sees it here [/opt/none/tool]",
+            "test.rules:7: warning: /locked/tool cannot be looked at (Permission denied): lint \
+             cannot tell whether a session sees it [/locked/tool]",
+        ]
+    );
+    // Without a context, none of that: the rules crate resolves nothing.
+    assert!(lint(&set).is_empty());
+}
+
+/// Regression: `execution = "nett"` passed lint, and `execgate run` then
+/// refused the rules.
+#[test]
+fn lint_with_reports_undefined_execution_profiles_as_errors() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["cargo", "fetch"], execution = "net")
+prefix_rule(pattern = ["cargo", "fetch"], execution = "nett")
+prefix_rule(pattern = ["ls"], execution = "danger-full-access")
+prefix_rule(pattern = ["ls", "-l"], execution = "turn-default")
+prefix_rule(pattern = ["python3"], execution = "nett")
+"#,
+    );
+    let findings: Vec<(usize, crate::Severity, String)> = crate::lint_with(&set, &FakeMachine)
+        .into_iter()
+        .map(|finding| (finding.origin.line, finding.severity, finding.message))
+        .collect();
+    let refused = |profile: &str, reason: &str| {
+        format!(
+            "execution = \"{profile}\" cannot be used: {reason}; a session refuses to start \
+             with these rules"
+        )
+    };
+    assert_eq!(
+        findings,
+        [
+            (
+                3,
+                crate::Severity::Error,
+                refused("nett", "unknown profile \"nett\"")
+            ),
+            (
+                4,
+                crate::Severity::Error,
+                refused("danger-full-access", "not sandboxed")
+            ),
+            (
+                6,
+                crate::Severity::Warning,
+                "allow on python3: an interpreter runs any code".into()
+            ),
+            (
+                6,
+                crate::Severity::Error,
+                refused("nett", "unknown profile \"nett\"")
+            ),
+        ]
+    );
+}

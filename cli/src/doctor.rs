@@ -1,0 +1,226 @@
+//! `execgate doctor`: what this machine offers the sandbox and where the
+//! tools are. Its output goes through [`crate::output`]: a write that
+//! fails is an error, never a panic.
+
+use std::io::{self, Write};
+
+use anyhow::{bail, Result};
+use execgate_core_bridge::server::sandbox::MachineReport;
+use execgate_core_bridge::server::ScopeSupport;
+use execgate_core_bridge::Tools;
+
+/// The doctor's findings, as printed with `--json`.
+#[derive(serde::Serialize)]
+struct DoctorReport {
+    kernel: String,
+    landlock_abi: Option<u32>,
+    user_namespaces: bool,
+    seccomp: bool,
+    /// Seccomp user notification and thread pidfds: the sandbox's
+    /// supervisor (host sockets, late deny-glob files, protected names).
+    seccomp_supervisor: bool,
+    bubblewrap: Option<String>,
+    bubblewrap_version: Option<String>,
+    sandbox_ready: bool,
+    sandbox_problem: Option<String>,
+    zsh: Option<String>,
+    zsh_patched: bool,
+    /// Built from this source's patch and build script.
+    zsh_current: bool,
+    /// The exec wrapper and sandbox helper found, and whether each was
+    /// built from this binary's sources (the static musl builds of
+    /// `scripts/build-wrapper` are used only then).
+    wrapper: Option<String>,
+    wrapper_current: bool,
+    sandbox_helper: Option<String>,
+    sandbox_helper_current: bool,
+    /// Where the tools were found: `environment`, `build tree` or
+    /// `installed` (`../libexec/execgate/` beside the binary).
+    tools_origin: Option<&'static str>,
+    tools_problem: Option<String>,
+    /// `cgroup` or `process-groups`: how sessions' processes are killed
+    /// when their owner dies (see the README's security model).
+    session_scope: &'static str,
+    /// The cgroup, or why there is none.
+    session_scope_detail: String,
+}
+
+/// `execgate doctor`: 0 when the machine is ready, 1 (or, without
+/// `--json`, an error) when not.
+pub fn run(json: bool) -> Result<i32> {
+    let machine = MachineReport::probe();
+    let sandbox_problem = machine.require().err().map(|error| error.to_string());
+    let located = Tools::locate_with_origin();
+    let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
+    let tools = located.map(|located| located.tools);
+    let zsh_patched = tools.as_ref().is_ok_and(|tools| {
+        // The patch's own message is compiled into the binary.
+        std::fs::read(&tools.zsh).is_ok_and(|bytes| {
+            bytes
+                .windows(b"execgate: cannot run the exec wrapper".len())
+                .any(|window| window == b"execgate: cannot run the exec wrapper")
+        })
+    });
+    let zsh_current = tools.as_ref().is_ok_and(|tools| {
+        let stamp = std::fs::canonicalize(&tools.zsh)
+            .ok()
+            .and_then(|zsh| zsh.parent()?.parent().map(|prefix| prefix.join(".stamp")));
+        stamp
+            .and_then(|stamp| std::fs::read_to_string(stamp).ok())
+            .is_some_and(|stamp| stamp.trim() == env!("EXECGATE_ZSH_STAMP"))
+    });
+    let (session_scope, session_scope_detail) = match execgate_core_bridge::server::scope_support()
+    {
+        ScopeSupport::Cgroup(path) => ("cgroup", path.display().to_string()),
+        ScopeSupport::ProcessGroups { why } => ("process-groups", why),
+        // `ScopeSupport` is non-exhaustive: a mechanism added later.
+        other => ("unknown", format!("{other:?}")),
+    };
+    let report = DoctorReport {
+        kernel: machine.kernel.clone(),
+        landlock_abi: machine.landlock_abi,
+        user_namespaces: machine.user_namespaces,
+        seccomp: machine.seccomp,
+        seccomp_supervisor: machine.seccomp_supervisor,
+        bubblewrap: machine
+            .bwrap
+            .as_ref()
+            .map(|path| path.display().to_string()),
+        bubblewrap_version: machine.bwrap_version.clone(),
+        sandbox_ready: sandbox_problem.is_none(),
+        sandbox_problem,
+        zsh: tools
+            .as_ref()
+            .ok()
+            .map(|tools| tools.zsh.display().to_string()),
+        zsh_patched,
+        zsh_current,
+        wrapper: tools
+            .as_ref()
+            .ok()
+            .map(|tools| tools.wrapper.display().to_string()),
+        wrapper_current: tools.as_ref().is_ok_and(Tools::wrapper_is_current),
+        sandbox_helper: tools
+            .as_ref()
+            .ok()
+            .map(|tools| tools.sandbox_helper.display().to_string()),
+        sandbox_helper_current: tools.as_ref().is_ok_and(Tools::sandbox_helper_is_current),
+        tools_origin,
+        tools_problem: tools.as_ref().err().map(|error| error.to_string()),
+        session_scope,
+        session_scope_detail,
+    };
+    crate::output::stdout(|out| print(out, &report, json))?;
+    let ready = report.sandbox_ready && report.tools_problem.is_none() && report.zsh_patched;
+    if !ready && !json {
+        bail!("this machine is not ready; see the problems above");
+    }
+    Ok(if ready { 0 } else { 1 })
+}
+
+/// The report on `out`: as JSON, or as the table people read.
+fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report)?;
+        writeln!(out)?;
+    } else {
+        let yes_no = |value: bool| if value { "yes" } else { "no" };
+        writeln!(out, "kernel            {}", report.kernel)?;
+        writeln!(
+            out,
+            "landlock          {}",
+            report
+                .landlock_abi
+                .map_or("not enabled".into(), |abi| format!("ABI {abi}"))
+        )?;
+        writeln!(out, "user namespaces   {}", yes_no(report.user_namespaces))?;
+        writeln!(out, "seccomp           {}", yes_no(report.seccomp))?;
+        writeln!(
+            out,
+            "supervisor        {} (seccomp user notification, thread pidfds: Linux 6.9)",
+            yes_no(report.seccomp_supervisor)
+        )?;
+        writeln!(
+            out,
+            "bubblewrap        {}",
+            match (&report.bubblewrap, &report.bubblewrap_version) {
+                (Some(path), Some(version)) => format!("{path} ({version})"),
+                (Some(path), None) => path.clone(),
+                _ => "not found".into(),
+            }
+        )?;
+        writeln!(
+            out,
+            "session scope     {} ({}){}",
+            report.session_scope,
+            report.session_scope_detail,
+            if report.session_scope == "cgroup" {
+                ""
+            } else {
+                "; a process that leaves its process group outlives an owner killed by SIGKILL"
+            }
+        )?;
+        writeln!(
+            out,
+            "patched zsh       {}",
+            report.zsh.clone().unwrap_or_else(|| "not found".into())
+        )?;
+        let matches = |current: bool| {
+            if current {
+                "matches"
+            } else {
+                "does not match"
+            }
+        };
+        for (name, path, current) in [
+            ("exec wrapper", &report.wrapper, report.wrapper_current),
+            (
+                "sandbox helper",
+                &report.sandbox_helper,
+                report.sandbox_helper_current,
+            ),
+        ] {
+            if let Some(path) = path {
+                writeln!(out, "{name:<18}{path} ({} this build)", matches(current))?;
+            }
+        }
+        if let Some(origin) = report.tools_origin {
+            writeln!(
+                out,
+                "tools             {origin}; zsh {} this build",
+                matches(report.zsh_current)
+            )?;
+        }
+        match (&report.sandbox_problem, &report.tools_problem) {
+            (None, None) if report.zsh_patched => {
+                if !report.zsh_current {
+                    writeln!(
+                        out,
+                        "warning           the patched zsh was not built from this source's \
+                         patch; rebuild it with scripts/build-zsh.sh"
+                    )?;
+                }
+                if !(report.wrapper_current && report.sandbox_helper_current) {
+                    writeln!(
+                        out,
+                        "warning           the exec wrapper or the sandbox helper was not \
+                         built from this binary's sources; rebuild them with cargo build"
+                    )?;
+                }
+                writeln!(out, "ready             yes")?;
+            }
+            (sandbox, tools) => {
+                for problem in [sandbox, tools].into_iter().flatten() {
+                    writeln!(out, "problem           {problem}")?;
+                }
+                if report.zsh.is_some() && !report.zsh_patched {
+                    writeln!(
+                        out,
+                        "problem           the zsh found is not the patched one"
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
