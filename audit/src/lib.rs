@@ -36,7 +36,7 @@ mod log;
 mod read;
 mod record;
 
-pub use log::{AuditLog, Rotation, SessionAudit};
+pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
 pub use read::{parse_line, read_log, read_records, Filter, ParsedLine, ReadLog, Summary};
 pub use record::{
     AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,

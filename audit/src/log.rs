@@ -125,6 +125,15 @@ fn lock_within(file: &File, lock: Lock) -> std::io::Result<()> {
     }
 }
 
+/// Where rotation puts the log's `n`th older file: `<log>.n`, 1 the
+/// newest (the log becomes `<log>.1`, each `<log>.n` becomes `<log>.n+1`,
+/// up to [`Rotation::keep`]).
+pub fn rotated_path(log: &Path, n: usize) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
 /// An open file's (device, inode) and size, from one `fstat`.
 fn identity(file: &File) -> std::io::Result<((u64, u64), u64)> {
     file.metadata()
@@ -333,11 +342,7 @@ impl AuditLog {
         if size < self.rotation.max_bytes / 2 {
             return Ok(()); // Someone else just rotated.
         }
-        let numbered = |n: usize| {
-            let mut name = self.name.clone();
-            name.push(format!(".{n}"));
-            name
-        };
+        let numbered = |n: usize| rotated_path(Path::new(&self.name), n).into_os_string();
         if self.rotation.keep == 0 {
             return self
                 .dir

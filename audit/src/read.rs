@@ -40,25 +40,35 @@ pub fn read_log(path: &Path) -> Result<ReadLog, AuditError> {
         what: format!("cannot open {}", path.display()),
         source,
     })?;
-    let mut log = ReadLog::default();
-    // Bytes, not UTF-8 lines: a line cut in the middle of a character is
-    // one malformed line, not the end of the reading.
-    for (index, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|source| AuditError::Io {
-            what: format!("cannot read {}", path.display()),
-            source,
-        })?;
-        let parsed = parse_line(&line);
-        if let Some(reason) = parsed.malformed {
-            log.skipped.push(AuditError::Malformed {
-                file: path.display().to_string(),
-                line: index + 1,
-                reason,
-            });
+    ReadLog::read(file, path)
+}
+
+impl ReadLog {
+    /// Every record in `file`, already open (a rotated log is read from
+    /// the descriptor that was checked to be it, not by a name a rotation
+    /// may have given another file since), from where it stands to its
+    /// end; `path` names it in errors.
+    pub fn read(file: impl std::io::Read, path: &Path) -> Result<ReadLog, AuditError> {
+        let mut log = ReadLog::default();
+        // Bytes, not UTF-8 lines: a line cut in the middle of a character
+        // is one malformed line, not the end of the reading.
+        for (index, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(|source| AuditError::Io {
+                what: format!("cannot read {}", path.display()),
+                source,
+            })?;
+            let parsed = parse_line(&line);
+            if let Some(reason) = parsed.malformed {
+                log.skipped.push(AuditError::Malformed {
+                    file: path.display().to_string(),
+                    line: index + 1,
+                    reason,
+                });
+            }
+            log.records.extend(parsed.record);
         }
-        log.records.extend(parsed.record);
+        Ok(log)
     }
-    Ok(log)
 }
 
 /// What one line of a log holds.

@@ -1,16 +1,20 @@
 //! `execgate audit`: what reviewers read the log with.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use execgate_audit::{parse_line, read_log, AuditRecord, Filter, Summary};
+use execgate_audit::{parse_line, read_log, AuditRecord, Filter, ReadLog, Summary};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
-    /// Log files to read. Default: the config file's `[audit] log`, else
-    /// the default audit log.
+    /// Log files to read, as one history. Default: the config file's
+    /// `[audit] log` (else the default audit log) and its rotated files
+    /// (LOG.1, LOG.2, ...), oldest first.
     files: Vec<PathBuf>,
     /// Config file whose `[audit] log` is read when no file is given.
     /// Default: $XDG_CONFIG_HOME/execgate/config.toml (a missing default
@@ -27,7 +31,8 @@ pub struct AuditArgs {
     /// Only connections through the managed network's proxy.
     #[arg(long)]
     network: bool,
-    /// Keep reading as records are appended.
+    /// Keep reading as records are appended, from the log's end; when it
+    /// rotates, what was still unread in the files rotated is read first.
     #[arg(long, short)]
     follow: bool,
     #[arg(long)]
@@ -108,60 +113,71 @@ fn show(args: AuditArgs) -> Result<i32> {
         exit_code: args.exit_code,
         network: args.network,
     };
-    let files = if args.files.is_empty() {
+    // Before anything is read: output that could not go anywhere is an
+    // error, not an empty listing.
+    let mut out = stdout()?;
+    let configured_log = if args.files.is_empty() {
         let configured = crate::config::Config::load(args.config.as_deref())?
             .audit
             .log;
-        vec![match configured {
+        Some(match configured {
             Some(log) => log,
             None => default_log_path()?,
-        }]
+        })
     } else {
-        args.files.clone()
+        None
     };
     if args.follow {
-        let [file] = files.as_slice() else {
-            bail!("--follow reads exactly one file");
+        let file = match (&configured_log, args.files.as_slice()) {
+            (Some(log), _) => log,
+            (None, [file]) => file,
+            (None, _) => bail!("--follow reads exactly one file"),
         };
-        return follow(file, &filter, args.json);
+        return follow(file, &filter, args.json, &mut out);
     }
     let mut logs = Vec::new();
     let mut skipped = 0;
-    for file in &files {
-        let read = read_log(file)?;
+    let mut add = |read: ReadLog| {
         for malformed in &read.skipped {
             warn(&format!("execgate: {malformed} (skipped)"));
         }
         skipped += read.skipped.len();
         logs.push(read.records);
+    };
+    match &configured_log {
+        // The rotation's own order: `<log>.N` (oldest) to `<log>.1`, then
+        // the log.
+        Some(log) => {
+            let files = history(log)?;
+            if files.is_empty() {
+                // Neither the log nor a rotated file: say why it cannot be read.
+                File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
+            }
+            for (path, file) in files {
+                add(ReadLog::read(file, &path)?);
+            }
+        }
+        None => {
+            for file in &args.files {
+                add(read_log(file)?);
+            }
+            // Rotated files named in any order (`audit.jsonl*` lists the
+            // newest first) make one history: the files ordered by their
+            // first record's time (a file with none last), each file's
+            // records in the order written (which a stepped clock can
+            // leave out of time order).
+            logs.sort_by_cached_key(|records| {
+                let first = records.first().and_then(AuditRecord::time);
+                (first.is_none(), first)
+            });
+        }
     }
-    // Rotated files named in any order (`audit.jsonl*` lists the newest
-    // first) make one history: the files ordered by their first record's
-    // time (a file with none last), each file's records in the order
-    // written (which a stepped clock can leave out of time order).
-    logs.sort_by_cached_key(|records| {
-        let first = records.first().and_then(AuditRecord::time);
-        (first.is_none(), first)
-    });
     let records: Vec<AuditRecord> = logs.into_iter().flatten().collect();
     let matching: Vec<&AuditRecord> = records
         .iter()
         .filter(|record| filter.matches(record))
         .collect();
-    let mut out = std::io::stdout().lock();
-    if args.summary {
-        let summary = Summary::of(matching.iter().copied());
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
-        } else {
-            print_summary(&mut out, &summary)?;
-        }
-    } else {
-        for record in matching {
-            print_record(&mut out, record, args.json)?;
-        }
-    }
-    out.flush()?;
+    print_listing(&mut out, &matching, &args).context("cannot write to standard output")?;
     if skipped > 0 {
         warn(&format!(
             "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
@@ -171,9 +187,47 @@ fn show(args: AuditArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The records, or their summary.
+fn print_listing(out: &mut impl Write, matching: &[&AuditRecord], args: &AuditArgs) -> Result<()> {
+    if args.summary {
+        let summary = Summary::of(matching.iter().copied());
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+        } else {
+            print_summary(out, &summary)?;
+        }
+    } else {
+        for record in matching {
+            print_record(out, record, args.json)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// A line for stderr, which may be closed: the listing goes on.
 fn warn(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Where the listing goes: standard output through a descriptor of its
+/// own (a `dup` of 1), because `std::io::Stdout` takes a write that fails
+/// with `EBADF` for done: a listing written nowhere must fail, not end
+/// with status 0.
+fn stdout() -> Result<BufWriter<File>> {
+    let closed = || anyhow::Error::from(std::io::Error::from_raw_os_error(nix::libc::EBADF));
+    let stdout = std::io::stdout();
+    let flags = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_GETFL)
+        .context("cannot write to standard output")?;
+    if flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
+        return Err(closed())
+            .context("cannot write to standard output: it is open for reading only");
+    }
+    let own = stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .context("cannot write to standard output")?;
+    Ok(BufWriter::new(File::from(own)))
 }
 
 fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Result<()> {
@@ -345,49 +399,299 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` now names another file than `open` (the log rotated).
-fn rotated(open: &std::fs::File, path: &std::path::Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (open.metadata(), std::fs::metadata(path)) {
-        (Ok(open), Ok(current)) => (open.dev(), open.ino()) != (current.dev(), current.ino()),
-        _ => false,
+/// A file's device and inode: what names it across renames.
+type Identity = (u64, u64);
+
+fn identity_of(meta: &std::fs::Metadata) -> Identity {
+    (meta.dev(), meta.ino())
+}
+
+/// The identity of the file at `path` now, if there is one.
+fn identity_at(path: &Path) -> Option<Identity> {
+    std::fs::metadata(path).ok().map(|meta| identity_of(&meta))
+}
+
+/// `<log>.N` ([`execgate_audit::rotated_path`]).
+fn numbered(log: &Path, n: u64) -> PathBuf {
+    execgate_audit::rotated_path(log, usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// The N of every rotated file `<log>.N` there is, smallest (newest)
+/// first. From the directory's entries, so that a gap (a file removed by
+/// hand) hides none past it, and files past `keep` (left by a larger
+/// `keep` before) are found too; probed one by one from 1 where the
+/// directory cannot be listed.
+fn rotated_numbers(log: &Path) -> Vec<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(name) = log.file_name() else {
+        return Vec::new();
+    };
+    let dir = match log.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut numbers: Vec<u64> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let entry_name = entry.file_name();
+                let suffix = entry_name
+                    .as_bytes()
+                    .strip_prefix(name.as_bytes())?
+                    .strip_prefix(b".")?;
+                // As the rotation writes them: decimal, no leading zero.
+                if suffix.first() == Some(&b'0') || !suffix.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                std::str::from_utf8(suffix).ok()?.parse().ok()
+            })
+            .collect(),
+        Err(_) => (1..)
+            .take_while(|&n| std::fs::symlink_metadata(numbered(log, n)).is_ok())
+            .collect(),
+    };
+    numbers.sort_unstable();
+    numbers
+}
+
+/// How many times a look at the log's files is taken again when a
+/// rotation came in the middle of it.
+const LOOKS: usize = 50;
+
+/// The log and its rotated files that there are, oldest first, each open:
+/// one history. The files are opened, then their names looked at again: a
+/// rotation in between (which renames every file) would have had one read
+/// twice or missed, so then the whole look is taken again.
+fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
+    for _ in 0..LOOKS {
+        let numbers = rotated_numbers(log);
+        let mut paths: Vec<PathBuf> = numbers.iter().rev().map(|&n| numbered(log, n)).collect();
+        paths.push(log.to_owned());
+        let mut opened = Vec::new();
+        let mut seen = Vec::new();
+        for path in paths {
+            match File::open(&path) {
+                Ok(file) => {
+                    seen.push(Some(identity_of(&file.metadata()?)));
+                    opened.push((path, file));
+                }
+                // Renamed in a rotation since the directory was listed,
+                // or the log itself not there (yet).
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => seen.push(None),
+                Err(error) => {
+                    return Err(error).with_context(|| format!("cannot open {}", path.display()))
+                }
+            }
+        }
+        let settled = rotated_numbers(log) == numbers
+            && numbers
+                .iter()
+                .rev()
+                .map(|&n| identity_at(&numbered(log, n)))
+                .chain([identity_at(log)])
+                .eq(seen);
+        if settled {
+            return Ok(opened);
+        }
+    }
+    bail!(
+        "{} rotated during each of {LOOKS} attempts to read it",
+        log.display()
+    )
+}
+
+/// How often `--follow` looks for new records.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Whether a file read to its end may still grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileEnd {
+    /// The log: a last line without its newline is being written; it is
+    /// left for later.
+    Growing,
+    /// Rotated: no writer appends to it any more (writers append under the
+    /// log's shared lock, to the file at its name; rotation renames under
+    /// the exclusive one), so a last line without its newline was cut
+    /// short, and is reported as such.
+    Final,
+}
+
+/// A file `--follow` reads, by its descriptor, and the name it was
+/// opened by (for the messages about its lines).
+struct Followed {
+    reader: BufReader<File>,
+    path: PathBuf,
+}
+
+impl Followed {
+    fn new(path: PathBuf, file: File) -> Followed {
+        Followed {
+            reader: BufReader::new(file),
+            path,
+        }
+    }
+
+    /// Prints the matching records from where the reading stands to the
+    /// file's end.
+    fn print_to_end(
+        &mut self,
+        end: FileEnd,
+        filter: &Filter,
+        json: bool,
+        out: &mut impl Write,
+    ) -> Result<()> {
+        // Bytes, not UTF-8: a line cut inside a character is one line
+        // skipped.
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if self.reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if !line.ends_with(b"\n") && end == FileEnd::Growing {
+                // Half a line: come back for the rest.
+                let back = i64::try_from(line.len())?;
+                self.reader.seek_relative(-back)?;
+                break;
+            }
+            let parsed = parse_line(&line);
+            if let Some(reason) = parsed.malformed {
+                warn(&format!(
+                    "execgate: {}: a line that is not an audit record (skipped): {reason}",
+                    self.path.display()
+                ));
+            }
+            if let Some(record) = parsed.record.filter(|record| filter.matches(record)) {
+                print_record(out, &record, json).context("cannot write to standard output")?;
+            }
+        }
+        out.flush().context("cannot write to standard output")
     }
 }
 
+/// What became of the file `--follow` reads.
+enum Successor {
+    /// Nothing yet: it is still the log (or the log that replaces it is
+    /// not there yet).
+    NotYet,
+    /// It was rotated; this is the file rotated right after it (complete),
+    /// or the log.
+    Next(Followed),
+    /// It was deleted (rotated past `keep`) before the file rotated after
+    /// it could be found.
+    Deleted,
+    /// It is neither the log nor a rotated file any more (moved away).
+    Gone,
+}
+
+/// Finds the file that came after `followed` in `log`'s history: where
+/// `followed` is now, by device and inode (`<log>.K`), then `<log>.K-1` (or
+/// the log, for K = 1), opened, and checked to have been that while
+/// `followed` was still `<log>.K` (a rotation moves every file).
+fn successor(log: &Path, followed: &File) -> Result<Successor> {
+    let pause = || std::thread::sleep(Duration::from_millis(10));
+    for _ in 0..LOOKS {
+        let ours = followed.metadata()?;
+        let id = identity_of(&ours);
+        if identity_at(log) == Some(id) {
+            return Ok(Successor::NotYet);
+        }
+        if ours.nlink() == 0 {
+            return Ok(Successor::Deleted);
+        }
+        let Some(at) = rotated_numbers(log)
+            .into_iter()
+            .find(|&n| identity_at(&numbered(log, n)) == Some(id))
+        else {
+            // In the middle of a rotation's renames, or moved away.
+            pause();
+            continue;
+        };
+        let next = match at {
+            1 => log.to_owned(),
+            _ => numbered(log, at - 1),
+        };
+        match File::open(&next) {
+            Ok(file) if identity_at(&numbered(log, at)) == Some(id) => {
+                return Ok(Successor::Next(Followed::new(next, file)));
+            }
+            // Rotated again meanwhile: look again.
+            Ok(_) => {}
+            // In the middle of a rotation's renames, or the new log not
+            // created yet.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => pause(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot open {}", next.display()))
+            }
+        }
+    }
+    let ours = followed.metadata()?;
+    Ok(if identity_at(log).is_none() {
+        Successor::NotYet
+    } else if ours.nlink() == 0 {
+        Successor::Deleted
+    } else {
+        Successor::Gone
+    })
+}
+
 /// Prints matching records as they are appended, from the current end.
-fn follow(file: &std::path::Path, filter: &Filter, json: bool) -> Result<i32> {
-    use std::io::{BufRead, Seek};
-    let mut reader = std::io::BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
-    );
-    reader.seek(std::io::SeekFrom::End(0))?;
-    // Bytes, not UTF-8: a line cut inside a character is one line skipped.
-    let mut line = Vec::new();
+/// When the log rotates, the rest of the file followed is read, then each
+/// file rotated after it, oldest first, then the new log: every record
+/// once, and a warning for what could not be read.
+fn follow(log: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> Result<i32> {
+    let file = File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
+    let mut followed = Followed::new(log.to_owned(), file);
+    followed.reader.seek(std::io::SeekFrom::End(0))?;
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 || !line.ends_with(b"\n") {
-            // Nothing (or half a line) yet: come back for the rest.
-            let back = line.len() as i64;
-            reader.seek_relative(-back)?;
-            std::thread::sleep(Duration::from_millis(200));
-            // Rotated: everything of the old file has been read (a writer
-            // never appends to a rotated file), so go on with the new one.
-            if line.is_empty() && rotated(reader.get_ref(), file) {
-                if let Ok(fresh) = std::fs::File::open(file) {
-                    reader = std::io::BufReader::new(fresh);
+        followed.print_to_end(FileEnd::Growing, filter, json, out)?;
+        match successor(log, followed.reader.get_ref())? {
+            Successor::NotYet => std::thread::sleep(FOLLOW_POLL),
+            Successor::Next(next) => {
+                followed.print_to_end(FileEnd::Final, filter, json, out)?;
+                // A rotated file is read whole at the loop's next turn,
+                // which then finds the one after it.
+                followed = next;
+            }
+            Successor::Deleted => {
+                followed.print_to_end(FileEnd::Final, filter, json, out)?;
+                let mut files = history(log)?;
+                while files.is_empty() {
+                    // Removed, log and all: wait for a writer to make it anew.
+                    std::thread::sleep(FOLLOW_POLL);
+                    files = history(log)?;
+                }
+                let oldest = files.first().map(|(path, _)| path.display().to_string());
+                // How many files went is not known: the rotations that
+                // deleted the followed file may or may not have deleted
+                // others after it.
+                warn(&format!(
+                    "execgate: {}: rotated more than `keep` times between two looks: the \
+                     file followed (opened as {}) was read to its end, then deleted, and \
+                     the files rotated between it and {}, if any, were deleted before they \
+                     could be read: their records are missing here",
+                    log.display(),
+                    followed.path.display(),
+                    oldest.as_deref().unwrap_or("the log"),
+                ));
+                let (path, file) = files.pop().context("no log file left")?;
+                for (path, file) in files {
+                    Followed::new(path, file).print_to_end(FileEnd::Final, filter, json, out)?;
+                }
+                followed = Followed::new(path, file);
+            }
+            Successor::Gone => {
+                warn(&format!(
+                    "execgate: {}: {} is neither the log nor one of its rotated files any \
+                     more; going on with the log, from its start",
+                    log.display(),
+                    followed.path.display(),
+                ));
+                match File::open(log) {
+                    Ok(file) => followed = Followed::new(log.to_owned(), file),
+                    Err(_) => std::thread::sleep(FOLLOW_POLL),
                 }
             }
-            continue;
-        }
-        let parsed = parse_line(&line);
-        if let Some(reason) = parsed.malformed {
-            warn(&format!(
-                "execgate: {}: a line that is not an audit record (skipped): {reason}",
-                file.display()
-            ));
-        }
-        if let Some(record) = parsed.record.filter(|record| filter.matches(record)) {
-            print_record(&mut std::io::stdout().lock(), &record, json)?;
         }
     }
 }
