@@ -248,6 +248,10 @@ fn sandbox_runs_one_program_in_a_profile() {
         text(&output.stderr),
         "execgate: command not found: no-such-program-here\n"
     );
+    // An empty name is no program (not a directory on the PATH).
+    let output = execgate(&ws, &["sandbox", "--", ""]);
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "execgate: command not found: \n");
     // One that is there, whose interpreter is not.
     let script = ws.join("script");
     std::fs::write(&script, "#!/no/such/interpreter\n").unwrap();
@@ -557,6 +561,75 @@ fn an_audit_log_that_cannot_be_opened_runs_nothing() {
         text(&output.stderr)
     );
     assert!(!dir.path().join("marker").exists());
+}
+
+/// A command whose sandbox can write a directory on the way to the log
+/// (here the workspace holds `var/log/`) moves that directory away and
+/// plants a link to a file it cannot write where the log was: the
+/// session's records still go to the log it opened, and the session
+/// warned at its start that the log was in reach.
+#[test]
+fn a_sandboxed_command_cannot_divert_the_audit_log() {
+    let (dir, ws) = workspace();
+    std::fs::create_dir_all(ws.join("var/log")).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "").unwrap();
+    let script = format!(
+        "zmodload zsh/files; mv var var.old && mkdir -p var/log && \
+         ln -s {victim} var/log/audit.jsonl && /bin/echo diverted-or-not",
+        victim = victim.display()
+    );
+    let output = execgate(
+        &ws,
+        &["run", "--audit-log", "var/log/audit.jsonl", "--", &script],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("is in reach of this session's sandbox"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"",
+        "nothing went through the link"
+    );
+    let log = std::fs::read_to_string(ws.join("var.old/log/audit.jsonl")).unwrap();
+    assert!(
+        log.contains("diverted-or-not") && log.contains("session-end"),
+        "{log}"
+    );
+}
+
+/// A descriptor execgate's caller left open without close-on-exec (here
+/// fd 7, opened by the calling shell) reaches no command: not the shell of
+/// `run`, not the program of `sandbox`.
+#[test]
+fn descriptors_the_caller_left_open_reach_no_command() {
+    let (_dir, ws) = workspace();
+    let probe = "if cat <&7 >/dev/null 2>&1; then echo open; else echo closed; fi";
+    for args in [
+        vec!["run", "--", probe],
+        vec!["sandbox", "--", "/bin/sh", "-c", probe],
+    ] {
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(r#"exec 7</etc/hostname; exec "$@""#)
+            .arg("bash")
+            .arg(env!("CARGO_BIN_EXE_execgate"))
+            .args(&args)
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .env("XDG_STATE_HOME", ws.join("state"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            text(&output.stdout),
+            "closed\n",
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
 }
 
 const TEAM_RULES: &str = r#"
@@ -953,6 +1026,300 @@ fn audit_follow_goes_on_across_a_rotation() {
         [lines[0].as_str(), lines[1].as_str()],
         "{seen}"
     );
+}
+
+/// `execgate audit --follow --json LOG`, on a log that exists, given time
+/// to open it and reach its end.
+fn follow_json(log: &Path) -> std::process::Child {
+    let follower = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["audit", "--follow", "--json", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    follower
+}
+
+/// Appends a refused request numbered `id` through the audit crate's own
+/// writer, which rotates as configured.
+fn append_refused(log: &execgate_audit::AuditLog, id: u64) {
+    use execgate_audit::{AuditRecord, RecordOptions};
+    use execgate_core_bridge::server::SessionEvent;
+    let event = SessionEvent::RequestRefused {
+        request_id: Some(id),
+        reason: format!("refused {id}"),
+    };
+    let record = AuditRecord::of(
+        &event,
+        "s1",
+        std::time::SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    log.append(&record, false).unwrap();
+}
+
+/// Stops `child` (SIGSTOP) while `during` runs, then lets it go on: what
+/// `during` does happens, for the child, between two of its looks.
+fn while_stopped(child: &std::process::Child, during: impl FnOnce()) {
+    use nix::sys::signal::{kill, Signal};
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    during();
+    kill(pid, Signal::SIGCONT).unwrap();
+}
+
+/// The request ids of a follower's `--json` lines, once it has had time
+/// to read what was written, and what it said on stderr.
+fn followed_ids(mut follower: std::process::Child) -> (Vec<u64>, String) {
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    follower.kill().unwrap();
+    let output = follower.wait_with_output().unwrap();
+    let ids = text(&output.stdout)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["request_id"].as_u64().unwrap()
+        })
+        .collect();
+    (ids, text(&output.stderr))
+}
+
+/// Records appended to the followed file just before it rotates, and whole
+/// files rotated between two looks, are read (in order, each once) before
+/// the new log is.
+#[test]
+fn audit_follow_reads_every_file_rotated_between_two_looks() {
+    use execgate_audit::{AuditLog, Rotation};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // Every record but the first starts a file of its own.
+    let log = AuditLog::open(
+        &path,
+        Rotation {
+            max_bytes: 1,
+            keep: 8,
+        },
+    )
+    .unwrap();
+    let follower = follow_json(&path);
+    append_refused(&log, 1);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    while_stopped(&follower, || {
+        for id in 2..=4 {
+            append_refused(&log, id);
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    append_refused(&log, 5);
+    let (ids, stderr) = followed_ids(follower);
+    assert_eq!(ids, [1, 2, 3, 4, 5], "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+/// With `keep` too small for the rotations between two looks, files are
+/// deleted before the follower could read them: it says so, and shows all
+/// that is left.
+#[test]
+fn audit_follow_says_when_rotated_files_were_deleted_unread() {
+    use execgate_audit::{AuditLog, Rotation};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(
+        &path,
+        Rotation {
+            max_bytes: 1,
+            keep: 1,
+        },
+    )
+    .unwrap();
+    let follower = follow_json(&path);
+    append_refused(&log, 1);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // 2 goes to the followed file's successor, which 3's rotation moves to
+    // audit.jsonl.1 and 4's deletes.
+    while_stopped(&follower, || {
+        for id in 2..=4 {
+            append_refused(&log, id);
+        }
+    });
+    let (ids, stderr) = followed_ids(follower);
+    assert_eq!(ids, [1, 3, 4], "{stderr}");
+    assert!(
+        stderr.contains("audit.jsonl.1") && stderr.contains("deleted"),
+        "{stderr}"
+    );
+}
+
+/// The user's case, for real: sessions write a log that rotates under a
+/// follower, and a reviewer reads it afterwards without naming files.
+/// Every record is followed, once, and the whole history read back,
+/// the denial in a rotated file included.
+#[test]
+fn audit_without_a_file_reads_the_rotated_files_and_follow_misses_none() {
+    let (dir, ws) = workspace();
+    let logs = dir.path().join("log");
+    let log = logs.join("audit.jsonl");
+    let rules = dir.path().join("deny.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"uname\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules = [{:?}]\n[audit]\nlog = {:?}\nmax_bytes = 65536\n",
+            rules.to_str().unwrap(),
+            log.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(&ws, &["run", "--config", config, "--", "uname; /bin/true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let before = std::fs::read_to_string(&log).unwrap().lines().count();
+
+    // Into files: a pipe read only at the end would fill and stop it.
+    let (followed_out, followed_err) = (dir.path().join("f.out"), dir.path().join("f.err"));
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["audit", "--config", config, "--follow", "--json"])
+        .stdout(std::fs::File::create(&followed_out).unwrap())
+        .stderr(std::fs::File::create(&followed_err).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    // About 16 KiB a session: a rotation every fourth one.
+    for _ in 0..16 {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--config",
+                config,
+                "--",
+                "for i in {1..12}; do /bin/true h$i; done",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+
+    // The history on disk, oldest file first.
+    let mut files: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&logs)
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name()?.to_str()?.to_owned();
+            let number = match name.strip_prefix("audit.jsonl") {
+                Some("") => 0,
+                Some(suffix) => suffix.strip_prefix('.')?.parse().ok()?,
+                None => return None,
+            };
+            Some((number, path))
+        })
+        .collect();
+    files.sort_by_key(|(number, _)| std::cmp::Reverse(*number));
+    assert!(files.len() >= 3, "{files:?}");
+    let history: Vec<String> = files
+        .iter()
+        .flat_map(|(_, path)| {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|line| line.contains("\"h12\""))
+            .count(),
+        16
+    );
+    // Lines compared by their time stamps (unique here): whole, they
+    // would fill the screen.
+    let stamps = |lines: &[&str]| -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                record["@timestamp"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let history: Vec<&str> = history.iter().map(String::as_str).collect();
+    let output = execgate(&ws, &["audit", "--config", config, "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let read = text(&output.stdout);
+    let read_lines: Vec<&str> = read.lines().collect();
+    assert_eq!(stamps(&read_lines), stamps(&history));
+    assert_eq!(read_lines, history);
+    let output = execgate(
+        &ws,
+        &["audit", "--config", config, "--json", "--decision", "deny"],
+    );
+    let denied: Vec<serde_json::Value> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(denied.len(), 1, "{}", text(&output.stderr));
+    assert_eq!(denied[0]["process"]["executable"], "/usr/bin/uname");
+
+    let followed = std::fs::read_to_string(&followed_out).unwrap();
+    let followed_lines: Vec<&str> = followed.lines().collect();
+    assert_eq!(
+        stamps(&followed_lines),
+        stamps(&history[before..]),
+        "{}",
+        std::fs::read_to_string(&followed_err).unwrap()
+    );
+    assert_eq!(followed_lines, history[before..]);
+}
+
+/// Output that cannot be written is an error (standard output open for
+/// reading only: every write fails with `EBADF`, which `std::io::Stdout`
+/// takes for done); a reader that goes away is not (see above).
+#[test]
+fn audit_fails_when_its_standard_output_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.jsonl");
+    network_log(&log);
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let audit = |redirect: &str| {
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!("exec \"$0\" audit --json \"$1\" {redirect}"),
+                binary,
+                log.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    // (A closed descriptor 1, `>&-`, is /dev/null by the time execgate
+    // runs: Rust's runtime opens it there.)
+    {
+        let redirect = "1</dev/null";
+        let output = audit(redirect);
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "{redirect}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains("standard output"),
+            "{redirect}: {}",
+            text(&output.stderr)
+        );
+    }
+    let output = audit(">/dev/null");
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
 }
 
 /// Whether `pid` is still a live (not zombie) process whose command line
@@ -1447,4 +1814,218 @@ fn the_sandbox_sees_no_audit_log() {
     // The log itself was written, outside the sandbox.
     let log = std::fs::read_to_string(ws.join("state/execgate/audit.jsonl")).unwrap();
     assert!(log.contains("\"decision\""), "{log}");
+}
+
+/// `execgate ARGS` with stdout going to `stdout` (stderr captured).
+fn execgate_writing_to(cwd: &Path, args: &[&str], stdout: std::process::Stdio) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(args)
+        .current_dir(cwd)
+        .env("XDG_CONFIG_HOME", cwd.join("no-config"))
+        .env("XDG_STATE_HOME", cwd.join("state"))
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// Regression: a rule or a `host_executable` pin on a symlink never
+/// matches (a session decides on the canonical path, and never follows
+/// the rule's link), and lint said nothing about it.
+#[test]
+fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    // As Debian's /usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk.
+    let mawk = base.join("mawk");
+    std::fs::write(&mawk, "#!/bin/sh\n").unwrap();
+    let alternative = base.join("alternative-awk");
+    std::os::unix::fs::symlink(&mawk, &alternative).unwrap();
+    let awk = base.join("awk");
+    std::os::unix::fs::symlink(&alternative, &awk).unwrap();
+    let (awk, mawk) = (awk.to_str().unwrap(), mawk.to_str().unwrap());
+    let missing = base.join("no-such-program");
+    let missing = missing.to_str().unwrap();
+    let rules = base.join("paths.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "prefix_rule(pattern = [\"{awk}\"], decision = \"forbidden\")\n\
+             host_executable(name = \"awk\", paths = [\"{awk}\"])\n\
+             prefix_rule(pattern = [\"{missing}\"], decision = \"forbidden\")\n\
+             prefix_rule(pattern = [\"{mawk}\", \"-f\"], decision = \"forbidden\")\n"
+        ),
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+
+    // Matching does not follow the rule's link: the rule on the link does
+    // not decide the program it points to.
+    let output = execgate(
+        &ws,
+        &["policy", "check", "--rules", rules, "--as-run", "--", awk],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json, serde_json::json!({"matchedRules": []}));
+
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "{rules}:1: warning: {awk} is a symlink to {mawk}: a session decides on the \
+                 canonical path, so this rule never matches as written; write \"{mawk}\" \
+                 instead [{awk}]"
+            ),
+            format!(
+                "{rules}:2: warning: host_executable path {awk} is a symlink to {mawk}: a \
+                 session decides on the canonical path, named mawk, so neither this pin nor \
+                 the rules on awk ever match it; pin host_executable(name = \"mawk\", paths = \
+                 [\"{mawk}\"]) and write the rules on mawk, or write them on \"{mawk}\" \
+                 [host_executable name=awk path={awk}]"
+            ),
+            format!(
+                "{rules}:3: warning: {missing} does not exist on this machine: a session never \
+                 sees it here [{missing}]"
+            ),
+        ],
+    );
+    assert!(
+        text(&output.stderr).contains("3 warning(s), 0 error(s)"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// Regression: `execution = "nett"` (a typo) passed lint with exit 0, and
+/// `execgate run` then refused the rules. The profiles are the config's
+/// (--config, else the default file) and the presets.
+#[test]
+fn policy_lint_reports_execution_profiles_that_are_not_defined() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("profiles.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"cargo\", \"fetch\"], execution = \"net\")\n\
+         prefix_rule(pattern = [\"cargo\", \"fetch\"], execution = \"nett\")\n\
+         prefix_rule(pattern = [\"uname\"], execution = \"read-only\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.net]\nextends = \"workspace-write\"\nnetwork = \"enabled\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    let output = execgate(
+        &ws,
+        &["policy", "lint", "--rules", rules, "--config", config],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "{rules}:2: error: execution = \"nett\" cannot be used: unknown profile \"nett\""
+        )),
+        "{stdout}"
+    );
+    assert!(
+        text(&output.stderr).contains("0 warning(s), 1 error(s)"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = execgate(
+        &ws,
+        &[
+            "policy", "lint", "--rules", rules, "--config", config, "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let finding: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(finding["severity"], "error");
+    assert_eq!(finding["rule"], format!("{rules}:2"));
+
+    // The default config counts as --config does.
+    let default = ws.join("no-config/execgate");
+    std::fs::create_dir_all(&default).unwrap();
+    std::fs::copy(config, default.join("config.toml")).unwrap();
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+    assert_eq!(text(&output.stdout).lines().count(), 1);
+    std::fs::remove_file(default.join("config.toml")).unwrap();
+
+    // Without a config, only the presets are profiles.
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{rules}:1: error: execution = \"net\"")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+}
+
+/// Regression: `policy check`, `policy lint` and `doctor` panicked (exit
+/// 101, a backtrace) when stdout could not be written. Now: one line on
+/// stderr and exit 125, as `execgate audit`; a reader that went away is
+/// no error, and the status is the one the command decided.
+#[test]
+fn policy_and_doctor_say_when_stdout_cannot_be_written() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(&rules, TEAM_RULES).unwrap();
+    let rules = rules.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["policy", "check", "--rules", rules, "--", "rm", "-rf", "x"],
+        &[
+            "policy",
+            "check",
+            "--rules",
+            rules,
+            "--network",
+            "crates.io:443",
+        ],
+        &["policy", "lint", "--rules", rules],
+        &["doctor"],
+        &["doctor", "--json"],
+    ];
+    for args in commands {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let output = execgate_writing_to(&ws, args, full.into());
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(
+            stderr.ends_with(
+                "execgate: cannot write to standard output: No space left on device (os error \
+                 28)\n"
+            ),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // (command, its status; doctor's depends on the machine: 0 or 1)
+    for (args, status) in [
+        (commands[0], &[0][..]),
+        (commands[2], &[1]),
+        (commands[4], &[0, 1]),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = execgate_writing_to(&ws, args, writer.into());
+        let stderr = text(&output.stderr);
+        let code = output.status.code().unwrap();
+        assert!(status.contains(&code), "{args:?}: {code}: {stderr}");
+        assert!(!stderr.contains("standard output"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
