@@ -66,8 +66,12 @@ impl LogDir {
         };
         // O_NONBLOCK: opening a FIFO must not wait for a reader; it is
         // refused below. It changes nothing for a regular file.
-        let flags =
-            access | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let flags = access
+            | OFlag::O_CREAT
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
         let fd =
             openat(&self.fd, name, flags, Mode::from_bits_truncate(0o600)).map_err(|errno| {
                 match errno {
@@ -116,7 +120,7 @@ impl LogDir {
 
 fn not_regular() -> io::Error {
     io::Error::other(
-        "it is not a regular file (a FIFO, a device or a directory): the audit log and its \
-         lock file must be regular files",
+        "it is not a regular file (a FIFO, a socket, a device or a directory): the audit \
+         log and its lock file must be regular files",
     )
 }

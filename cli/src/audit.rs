@@ -1,8 +1,7 @@
 //! `execgate audit`: what reviewers read the log with.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
-use std::os::fd::AsFd;
+use std::io::{BufRead, BufReader, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -81,16 +80,9 @@ const SKIPPED_LINES: i32 = 1;
 pub fn run(args: AuditArgs) -> Result<i32> {
     match show(args) {
         // The reader went away (`execgate audit | head`): nothing to say.
-        Err(error) if is_broken_pipe(&error) => Ok(0),
+        Err(error) if crate::output::is_broken_pipe(&error) => Ok(0),
         shown => shown,
     }
-}
-
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
-        .any(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn show(args: AuditArgs) -> Result<i32> {
@@ -115,7 +107,7 @@ fn show(args: AuditArgs) -> Result<i32> {
     };
     // Before anything is read: output that could not go anywhere is an
     // error, not an empty listing.
-    let mut out = stdout()?;
+    let mut out = crate::output::writer()?;
     let configured_log = if args.files.is_empty() {
         let configured = crate::config::Config::load(args.config.as_deref())?
             .audit
@@ -151,7 +143,7 @@ fn show(args: AuditArgs) -> Result<i32> {
             let files = history(log)?;
             if files.is_empty() {
                 // Neither the log nor a rotated file: say why it cannot be read.
-                File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
+                open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
             }
             for (path, file) in files {
                 add(ReadLog::read(file, &path)?);
@@ -208,26 +200,6 @@ fn print_listing(out: &mut impl Write, matching: &[&AuditRecord], args: &AuditAr
 /// A line for stderr, which may be closed: the listing goes on.
 fn warn(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// Where the listing goes: standard output through a descriptor of its
-/// own (a `dup` of 1), because `std::io::Stdout` takes a write that fails
-/// with `EBADF` for done: a listing written nowhere must fail, not end
-/// with status 0.
-fn stdout() -> Result<BufWriter<File>> {
-    let closed = || anyhow::Error::from(std::io::Error::from_raw_os_error(nix::libc::EBADF));
-    let stdout = std::io::stdout();
-    let flags = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_GETFL)
-        .context("cannot write to standard output")?;
-    if flags & nix::libc::O_ACCMODE == nix::libc::O_RDONLY {
-        return Err(closed())
-            .context("cannot write to standard output: it is open for reading only");
-    }
-    let own = stdout
-        .as_fd()
-        .try_clone_to_owned()
-        .context("cannot write to standard output")?;
-    Ok(BufWriter::new(File::from(own)))
 }
 
 fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Result<()> {
@@ -470,7 +442,7 @@ fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
         let mut opened = Vec::new();
         let mut seen = Vec::new();
         for path in paths {
-            match File::open(&path) {
+            match open_log_file(&path) {
                 Ok(file) => {
                     seen.push(Some(identity_of(&file.metadata()?)));
                     opened.push((path, file));
@@ -611,7 +583,7 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
             1 => log.to_owned(),
             _ => numbered(log, at - 1),
         };
-        match File::open(&next) {
+        match open_log_file(&next) {
             Ok(file) if identity_at(&numbered(log, at)) == Some(id) => {
                 return Ok(Successor::Next(Followed::new(next, file)));
             }
@@ -635,12 +607,36 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
     })
 }
 
+/// Opens a file of the log (the log or a rotated one) to read: never
+/// through a symbolic link, never waiting on a FIFO (where the sandbox
+/// could write the log's directory, it could have put either there), and
+/// only a regular file, as the writer makes them.
+fn open_log_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(nix::libc::ELOOP) => {
+                std::io::Error::other("it is a symbolic link, which an audit log file never is")
+            }
+            _ => error,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file, which an audit log file always is",
+        ));
+    }
+    Ok(file)
+}
+
 /// Prints matching records as they are appended, from the current end.
 /// When the log rotates, the rest of the file followed is read, then each
 /// file rotated after it, oldest first, then the new log: every record
 /// once, and a warning for what could not be read.
 fn follow(log: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> Result<i32> {
-    let file = File::open(log).with_context(|| format!("cannot open {}", log.display()))?;
+    let file = open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
     let mut followed = Followed::new(log.to_owned(), file);
     followed.reader.seek(std::io::SeekFrom::End(0))?;
     loop {
@@ -687,7 +683,7 @@ fn follow(log: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> Resu
                     log.display(),
                     followed.path.display(),
                 ));
-                match File::open(log) {
+                match open_log_file(log) {
                     Ok(file) => followed = Followed::new(log.to_owned(), file),
                     Err(_) => std::thread::sleep(FOLLOW_POLL),
                 }

@@ -258,6 +258,10 @@ impl SessionArgs {
             Some(path) => path,
             None => audit::default_log_path()?,
         };
+        // Absolute (links kept as written), so that a bare name's directory
+        // is this one, to hide and to check, not "".
+        let log_path = std::path::absolute(&log_path)
+            .with_context(|| format!("the audit log {}", log_path.display()))?;
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).with_context(|| {
                 format!(

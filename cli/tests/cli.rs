@@ -599,6 +599,16 @@ fn a_sandboxed_command_cannot_divert_the_audit_log() {
         log.contains("diverted-or-not") && log.contains("session-end"),
         "{log}"
     );
+
+    // A bare name is a log in the working directory, which the sandbox
+    // writes: warned about too.
+    let output = execgate(&ws, &["run", "--audit-log", "here.jsonl", "--", "true"]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("is in reach of this session's sandbox"),
+        "{stderr}"
+    );
+    assert!(ws.join("here.jsonl").exists());
 }
 
 /// A descriptor execgate's caller left open without close-on-exec (here
@@ -607,10 +617,13 @@ fn a_sandboxed_command_cannot_divert_the_audit_log() {
 #[test]
 fn descriptors_the_caller_left_open_reach_no_command() {
     let (_dir, ws) = workspace();
-    let probe = "if cat <&7 >/dev/null 2>&1; then echo open; else echo closed; fi";
+    // Builtins only: a program the policy refused would look closed too.
+    // (In sh, a failed redirection of a special builtin ends the shell.)
+    let in_zsh = "if { : <&7 } 2>/dev/null; then echo open; else echo closed; fi";
+    let in_sh = "if command : 2>/dev/null <&7; then echo open; else echo closed; fi";
     for args in [
-        vec!["run", "--", probe],
-        vec!["sandbox", "--", "/bin/sh", "-c", probe],
+        vec!["run", "--", in_zsh],
+        vec!["sandbox", "--", "/bin/sh", "-c", in_sh],
     ] {
         let output = Command::new("bash")
             .arg("-c")
@@ -2012,6 +2025,15 @@ fn policy_and_doctor_say_when_stdout_cannot_be_written() {
             "{args:?}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // Open for reading only: every write fails with EBADF.
+        let read_only = std::fs::File::open("/dev/null").unwrap();
+        let output = execgate_writing_to(&ws, args, read_only.into());
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("open for reading only"),
+            "{args:?}: {stderr}"
+        );
     }
     // (command, its status; doctor's depends on the machine: 0 or 1)
     for (args, status) in [

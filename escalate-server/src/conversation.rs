@@ -152,7 +152,7 @@ pub(crate) async fn serve_request(
         provenance,
     };
     if let Err(error) = shared.record_off_serving_thread(decided).await {
-        let reason = format!("cannot write the audit log ({error}); nothing runs unrecorded");
+        let reason = crate::events::unrecorded_denial(&error);
         deny(&shared, &mut channel, &cancel, &reason).await;
         return;
     }

@@ -326,13 +326,16 @@ pub(crate) fn record_and_report(
         Some(audit) => audit.record(session_id, event),
         None => Ok(()),
     };
-    // A decision whose record failed is turned into a denial by the
-    // caller (unless told to warn): the sink must not be told it stands.
-    let overturned = recorded.is_err()
-        && matches!(audit_failure, AuditFailure::Deny)
-        && matches!(event, SessionEvent::Decided { .. });
-    if let (Some(sink), false) = (events, overturned) {
-        sink(event);
+    if let Some(sink) = events {
+        // A decision whose record failed is turned into a denial by the
+        // caller (unless told to warn): the sink is told the denial.
+        match (&recorded, audit_failure) {
+            (Err(error), AuditFailure::Deny) => match overturned(event, error) {
+                Some(denial) => sink(&denial),
+                None => sink(event),
+            },
+            _ => sink(event),
+        }
     }
     match (recorded, audit_failure) {
         (Err(reason), AuditFailure::Warn) => {
@@ -340,6 +343,42 @@ pub(crate) fn record_and_report(
             Ok(())
         }
         (result, _) => result,
+    }
+}
+
+/// Why a decision that could not be recorded is denied: nothing goes
+/// ahead unrecorded. `error` says why the record failed.
+pub fn unrecorded_denial(error: &str) -> String {
+    format!("cannot write the audit log ({error}); nothing goes ahead unrecorded")
+}
+
+/// `event` as it ends when its record failed: a decision to let something
+/// go ahead, turned into a denial. `None` for events that are not such a
+/// decision (what happened still happened).
+fn overturned(event: &SessionEvent, error: &str) -> Option<SessionEvent> {
+    match event {
+        SessionEvent::Decided {
+            request,
+            decision,
+            provenance,
+        } if !matches!(decision, Decision::Deny { .. }) => Some(SessionEvent::Decided {
+            request: request.clone(),
+            decision: Decision::Deny {
+                reason: unrecorded_denial(error),
+            },
+            provenance: provenance.clone(),
+        }),
+        SessionEvent::Network(network)
+            if network.stage == NetworkStage::Decided
+                && network.outcome == NetworkOutcome::Allowed =>
+        {
+            Some(SessionEvent::Network(NetworkEvent {
+                outcome: NetworkOutcome::Denied,
+                reason: Some(unrecorded_denial(error)),
+                ..network.clone()
+            }))
+        }
+        _ => None,
     }
 }
 

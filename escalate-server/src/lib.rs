@@ -61,8 +61,8 @@ mod sys;
 
 pub use environment::is_injection_variable;
 pub use events::{
-    AuditFailure, AuditSink, EventReporter, EventSink, NetworkDecidedBy, NetworkEvent,
-    NetworkOutcome, NetworkStage, RelayedBytes, SessionEnd, SessionEvent,
+    unrecorded_denial, AuditFailure, AuditSink, EventReporter, EventSink, NetworkDecidedBy,
+    NetworkEvent, NetworkOutcome, NetworkStage, RelayedBytes, SessionEnd, SessionEvent,
 };
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;

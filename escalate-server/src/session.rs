@@ -386,8 +386,12 @@ impl Session {
 
     /// Prepares `command` to start the session's shell: merges
     /// [`Session::shell_env`] and makes the socket inheritable in the child
-    /// only. Call [`Session::shell_spawned`] once it has been spawned.
+    /// only, after keeping every other descriptor from 3 up out of it
+    /// (whatever this process inherited or opened without close-on-exec).
+    /// So call it before adding hooks of your own that pass a descriptor
+    /// on. Call [`Session::shell_spawned`] once it has been spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
+        sys::inherit_only_chosen_in_child(command);
         command.envs(self.shell_env());
         if let Some(socket) = &self.shell_socket {
             sys::inherit_in_child(command, socket.as_raw_fd());
@@ -479,13 +483,12 @@ impl Session {
         };
         // First: whatever this process inherited without close-on-exec
         // stays out of the shell; the hooks after it choose what goes in.
-        sys::inherit_only_chosen_in_child(&mut command);
+        self.prepare_shell(&mut command);
         if let Some(link) = link {
             // The command owns the sandbox's end until it is dropped
             // (after the spawn).
             sys::inherit_owned_in_child(&mut command, link);
         }
-        self.prepare_shell(&mut command);
         command
     }
 

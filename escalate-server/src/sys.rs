@@ -132,39 +132,29 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Marks every descriptor from 3 up close-on-exec: `close_range` with
-/// `CLOSE_RANGE_CLOEXEC` (Linux 5.11), else one `fcntl` per number up to
-/// the descriptor limit. Async-signal-safe, allocates nothing: also for a
-/// child between fork and exec.
-fn close_on_exec_from_3() -> io::Result<()> {
+/// Marks every descriptor from `first` up close-on-exec: `close_range`
+/// with `CLOSE_RANGE_CLOEXEC` (Linux 5.11). Async-signal-safe, allocates
+/// nothing: for a child between fork and exec too, where an error must
+/// stop the exec (there is no other way to mark every descriptor there).
+fn close_on_exec_from(first: RawFd) -> io::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets the
     // close-on-exec flag of descriptors in the range; it closes nothing.
     let marked = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3 as libc::c_uint,
+            first as libc::c_uint,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         )
     };
-    if marked == 0 {
-        return Ok(());
-    }
-    let mut limit: libc::rlimit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    if marked != 0 {
         return Err(io::Error::last_os_error());
     }
-    let last = limit.rlim_cur.min(libc::c_int::MAX as libc::rlim_t) as libc::c_int;
-    for fd in 3..last {
-        // SAFETY: fcntl(F_SETFD) only sets a descriptor's flags; a number
-        // that is not open fails with EBADF, which is fine.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
     Ok(())
+}
+
+fn close_on_exec_from_3() -> io::Result<()> {
+    close_on_exec_from(3)
 }
 
 /// Makes every descriptor this process has from 3 up close-on-exec, so
@@ -173,7 +163,20 @@ fn close_on_exec_from_3() -> io::Result<()> {
 /// sandbox must get only what its profile grants. Call it first thing in
 /// `main`, before anything is started.
 pub fn close_inherited_descriptors_on_exec() -> io::Result<()> {
-    close_on_exec_from_3()
+    if close_on_exec_from_3().is_ok() {
+        return Ok(());
+    }
+    // A kernel before 5.11: one flag at a time, for each descriptor open.
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in open {
+        // SAFETY: fcntl(F_SETFD) only sets a descriptor's flags; the
+        // listing's own descriptor, closed by now, fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }
 
 /// Lets only the descriptors chosen afterwards (by [`inherit_in_child`]
@@ -794,12 +797,9 @@ impl ChildSetup<'_> {
             if self.floor > gap_start {
                 close_range(gap_start, self.floor - 1);
             }
-            libc::syscall(
-                libc::SYS_close_range,
-                self.floor as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
+            if close_on_exec_from(self.floor).is_err() {
+                self.fail(2);
+            }
             // Signal dispositions and mask as a fresh process has them: the
             // server ignores SIGPIPE, and ignored signals survive exec.
             let mut default: libc::sigaction = std::mem::zeroed();

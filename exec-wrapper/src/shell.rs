@@ -36,8 +36,9 @@ pub enum ShellVerdict {
 /// panics on anything the server sends; every failure is a refusal.
 ///
 /// The request is encoded straight from the borrowed strings (walked
-/// twice), with no copy of them: the caller is a forked child whose every
-/// allocation touches pages of its parent's heap.
+/// twice, the environment a third time for the reply timeout), with no
+/// copy of them: the caller is a forked child whose every allocation
+/// touches pages of its parent's heap.
 pub fn ask_from_shell<'a>(
     socket_fd: Option<RawFd>,
     path: &'a [u8],

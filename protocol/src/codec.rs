@@ -49,6 +49,8 @@ pub enum DecodeError {
     InvalidValue { field: &'static str, value: i64 },
     #[error("empty argument vector")]
     EmptyArgv,
+    #[error("frame body of {actual} bytes, where its header says {declared}")]
+    LengthMismatch { declared: usize, actual: usize },
 }
 
 /// Reads the body length from a frame header, refusing oversized frames.
@@ -76,13 +78,13 @@ pub fn encode_client(message: &ClientMessage) -> Result<Vec<u8>, DecodeError> {
             for number in numbers {
                 out.i32(*number);
             }
-            Ok(out.finish())
+            out.finish()
         }
         ClientMessage::Signal(signal) => {
             let mut out = Frame::with_body_len(1 + 4)?;
             out.u8(TAG_SIGNAL);
             out.i32(*signal);
-            Ok(out.finish())
+            out.finish()
         }
     }
 }
@@ -107,7 +109,7 @@ pub fn encode_request<'a>(
     out.list(argc, argv);
     out.bytes(cwd);
     out.list(envc, env);
-    Ok(out.finish())
+    out.finish()
 }
 
 /// Encodes a server frame, header included.
@@ -155,7 +157,7 @@ pub fn encode_server(message: &ServerMessage) -> Result<Vec<u8>, DecodeError> {
             }
         }
     }
-    Ok(out.finish())
+    out.finish()
 }
 
 /// Decodes a client frame body (without its header).
@@ -280,12 +282,16 @@ impl Frame {
         }
     }
 
-    fn finish(self) -> Vec<u8> {
-        debug_assert_eq!(
-            self.0.len() - FRAME_HEADER_LEN,
-            u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as usize
-        );
-        self.0
+    /// The frame, once its body is as long as its header says: parts
+    /// that read differently the second time (`encode_request`'s
+    /// iterators) must not make a frame the peer would misread.
+    fn finish(self) -> Result<Vec<u8>, DecodeError> {
+        let declared = u32::from_le_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as usize;
+        let actual = self.0.len() - FRAME_HEADER_LEN;
+        if actual != declared {
+            return Err(DecodeError::LengthMismatch { declared, actual });
+        }
+        Ok(self.0)
     }
 }
 

@@ -220,3 +220,20 @@ fn a_request_encoded_from_borrowed_parts_decodes_to_those_parts() {
         Err(DecodeError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn parts_that_read_differently_the_second_time_make_no_frame() {
+    let walks = std::cell::Cell::new(0);
+    let argv = std::iter::once(()).map(|()| {
+        walks.set(walks.get() + 1);
+        if walks.get() == 1 {
+            &b"true"[..]
+        } else {
+            &b"true --longer"[..]
+        }
+    });
+    assert!(matches!(
+        encode_request(b"/bin/true", argv, b"/", std::iter::empty()),
+        Err(DecodeError::LengthMismatch { .. })
+    ));
+}

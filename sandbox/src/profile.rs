@@ -766,17 +766,24 @@ impl ProfileSet {
     }
 }
 
-/// A path target as it resolves now, symbolic links followed, when it
-/// exists: what a request asks for is what the person approving it is
-/// shown, what the audit log records and what is granted, not a link
-/// that points somewhere else (or may later).
+/// A path target as it resolves now, symbolic links followed (those of
+/// its longest part that exists; the rest, not there yet, as written):
+/// what a request asks for is what the person approving it is shown, what
+/// the audit log records and what is granted, not a link that points
+/// somewhere else (or may later).
 fn resolved(target: FsTarget) -> FsTarget {
-    match target {
-        FsTarget::Path(path) => match std::fs::canonicalize(path.as_path()) {
-            Ok(canonical) => FsTarget::Path(AbsolutePath::new(&canonical, None).unwrap_or(path)),
-            Err(_) => FsTarget::Path(path),
-        },
-        other => other,
+    let FsTarget::Path(path) = target else {
+        return target;
+    };
+    let whole = path.as_path();
+    let canonical = whole.ancestors().find_map(|existing| {
+        let canonical = std::fs::canonicalize(existing).ok()?;
+        let rest = whole.strip_prefix(existing).ok()?;
+        Some(canonical.join(rest))
+    });
+    match canonical.map(|canonical| AbsolutePath::new(canonical, None)) {
+        Some(Ok(canonical)) => FsTarget::Path(canonical),
+        _ => FsTarget::Path(path),
     }
 }
 
@@ -1141,7 +1148,8 @@ mod tests {
         std::fs::create_dir(&skill).unwrap();
         std::os::unix::fs::symlink(&elsewhere, skill.join("data")).unwrap();
         let file = skill.join("permissions.toml");
-        let text = "filesystem = { \"data\" = \"write\", \"missing\" = \"read\" }\n";
+        let text = "filesystem = { \"data\" = \"write\", \"data/new\" = \"read\", \
+                    \"missing\" = \"read\" }\n";
         let grants = AdditionalPermissions::from_toml(text, Some(&file))
             .unwrap()
             .profile
@@ -1151,7 +1159,12 @@ mod tests {
             grants.contains(&format!("{}=write", elsewhere.display())),
             "{grants:?}"
         );
-        // What does not exist yet stays as written.
+        // What does not exist yet is where it would be made.
+        assert!(
+            grants.contains(&format!("{}=read", elsewhere.join("new").display())),
+            "{grants:?}"
+        );
+        let skill = std::fs::canonicalize(&skill).unwrap();
         assert!(
             grants.contains(&format!("{}=read", skill.join("missing").display())),
             "{grants:?}"

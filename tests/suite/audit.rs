@@ -3,7 +3,7 @@
 use std::os::unix::ffi::OsStrExt;
 
 use execgate_audit::{read_records, AuditLog, AuditRecord, RecordOptions, Rotation, SessionAudit};
-use execgate_escalate_server::{AuditFailure, Decision};
+use execgate_escalate_server::{AuditFailure, Decision, SessionEvent};
 
 use super::*;
 
@@ -209,8 +209,19 @@ async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
         output.stderr
     );
     assert!(!dir.path().join("marker").exists());
-    // Overturned: no one watching the session is told it ran.
-    assert!(recorder.decided().is_empty());
+    // Overturned: whoever watches the session is told the denial.
+    let decisions: Vec<Decision> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::Decided { decision, .. } => Some(decision),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(&decisions[..], [Decision::Deny { reason }] if reason.contains("cannot write the audit log")),
+        "{decisions:?}"
+    );
 
     let (mut session, recorder) =
         audited_session_rotating(policy_by_path(&[]), &log, AuditFailure::Warn, never);

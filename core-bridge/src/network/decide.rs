@@ -316,7 +316,7 @@ impl NetworkDecider {
         if let Some(reporter) = &self.reporter {
             if let Err(error) = reporter.report(&decision.decided_event(request, request_id)) {
                 decision.verdict = Verdict::Deny {
-                    reason: format!("the decision cannot be recorded in the audit log: {error}"),
+                    reason: execgate_escalate_server::unrecorded_denial(&error),
                 };
             }
         }

@@ -647,7 +647,7 @@ async fn a_decision_that_cannot_be_recorded_is_denied_unless_told_to_warn() {
             assert_eq!(
                 report.outcome,
                 ConnectionOutcome::Denied {
-                    reason: "the decision cannot be recorded in the audit log: disk full".into()
+                    reason: execgate_escalate_server::unrecorded_denial("disk full")
                 }
             );
             assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
