@@ -27,16 +27,16 @@ const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// only make commands fail sooner, never run.
 const ENV_REPLY_TIMEOUT_MS: &str = "EXECGATE_REPLY_TIMEOUT_MS";
 
-/// How many times the wrapper polls for the decision before it sleeps on
-/// it: about 0.4 ms on this project's 2-core test machine, where a turn (a
-/// `poll` and a `sched_yield`) takes 0.3 µs when nothing else wants the
-/// CPU. On a virtual machine a CPU that has gone idle takes about 0.1 ms to
-/// wake again, as long as a `Run` decision takes; polling keeps this CPU
-/// awake for the answer. Each turn yields the CPU to anything else
-/// runnable, and the shell that started the wrapper is waiting for it
-/// anyway. Counted in turns, not time: reading the clock would page in the
-/// vDSO's data in every forked child that asks.
-const DECISION_POLL_TURNS: u32 = 1200;
+/// How long the wrapper polls for the decision before it sleeps on it. On
+/// a virtual machine a CPU that has gone idle takes about 0.1 ms to wake
+/// again, as long as a `Run` decision takes; polling keeps this CPU awake
+/// for the answer. Each turn yields the CPU to anything else runnable, and
+/// the shell that started the wrapper is waiting for it anyway. Bounded in
+/// time, not in turns: on a busy machine a turn lasts as long as the other
+/// tasks run, and a poller that stayed runnable for long would compete
+/// with the server for the CPU it needs to answer (P2's decision p99 went
+/// from 1 to 2-5 ms with a bound of 1200 turns).
+const DECISION_POLL: Duration = Duration::from_micros(400);
 
 /// Everything that stops the wrapper from getting an answer.
 #[derive(Debug, thiserror::Error)]
@@ -99,9 +99,10 @@ impl Conversation {
         decode_server(&body).map_err(|error| WrapperError::Malformed(error.to_string()))
     }
 
-    /// Returns when an answer is waiting or after `turns` polls.
-    fn poll_briefly(&self, turns: u32) {
-        for _ in 0..turns {
+    /// Returns when an answer is waiting or `limit` has passed.
+    fn poll_briefly(&self, limit: Duration) {
+        let start = sys::monotonic_now();
+        while sys::monotonic_now().saturating_sub(start) < limit {
             let mut ready = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
             if poll(&mut ready, PollTimeout::ZERO) != Ok(0) {
                 return;
@@ -187,7 +188,7 @@ pub(crate) fn ask_for(
     let conversation = Conversation { socket: mine };
     let sent = send_all(conversation.socket(), &frame[early..]).map_err(WrapperError::Lost);
     if sent.is_ok() {
-        conversation.poll_briefly(DECISION_POLL_TURNS);
+        conversation.poll_briefly(DECISION_POLL);
     }
     // The server may refuse a peer before reading its request and close
     // (a different uid, say): show that reason rather than the broken pipe.

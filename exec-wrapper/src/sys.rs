@@ -298,3 +298,18 @@ pub fn abort_on_failed_assertion() -> ! {
         libc::abort()
     }
 }
+
+/// The monotonic clock, read by the system call itself: the vDSO's
+/// `clock_gettime` would page in the kernel's clock data in every forked
+/// child of the patched zsh that asks (a fault each), for a clock read a
+/// few hundred times at most.
+pub(crate) fn monotonic_now() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the one we own; with
+    // CLOCK_MONOTONIC it cannot fail.
+    unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut now) };
+    std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
