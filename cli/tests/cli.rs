@@ -1100,68 +1100,41 @@ fn followed_ids(mut follower: std::process::Child) -> (Vec<u64>, String) {
 
 /// Records appended to the followed file just before it rotates, and whole
 /// files rotated between two looks, are read (in order, each once) before
-/// the new log is.
+/// the new log is. With `keep` too small for the rotations between two
+/// looks, files are deleted before the follower could read them: it says
+/// so, and shows all that is left.
 #[test]
 fn audit_follow_reads_every_file_rotated_between_two_looks() {
     use execgate_audit::{AuditLog, Rotation};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    // Every record but the first starts a file of its own.
-    let log = AuditLog::open(
-        &path,
-        Rotation {
-            max_bytes: 1,
-            keep: 8,
-        },
-    )
-    .unwrap();
-    let follower = follow_json(&path);
-    append_refused(&log, 1);
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    while_stopped(&follower, || {
-        for id in 2..=4 {
-            append_refused(&log, id);
+    // (keep, the records shown, whether a file was deleted unread). With
+    // keep = 1, 2 goes to the followed file's successor, which 3's
+    // rotation moves to audit.jsonl.1 and 4's deletes.
+    for (keep, shown, deleted) in [(8, &[1, 2, 3, 4, 5][..], false), (1, &[1, 3, 4, 5], true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        // Every record but the first starts a file of its own.
+        let log = AuditLog::open(&path, Rotation { max_bytes: 1, keep }).unwrap();
+        let follower = follow_json(&path);
+        append_refused(&log, 1);
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        while_stopped(&follower, || {
+            for id in 2..=4 {
+                append_refused(&log, id);
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        append_refused(&log, 5);
+        let (ids, stderr) = followed_ids(follower);
+        assert_eq!(ids, shown, "keep {keep}: {stderr}");
+        if deleted {
+            assert!(
+                stderr.contains("audit.jsonl.1") && stderr.contains("deleted"),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(stderr, "");
         }
-    });
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    append_refused(&log, 5);
-    let (ids, stderr) = followed_ids(follower);
-    assert_eq!(ids, [1, 2, 3, 4, 5], "{stderr}");
-    assert_eq!(stderr, "");
-}
-
-/// With `keep` too small for the rotations between two looks, files are
-/// deleted before the follower could read them: it says so, and shows all
-/// that is left.
-#[test]
-fn audit_follow_says_when_rotated_files_were_deleted_unread() {
-    use execgate_audit::{AuditLog, Rotation};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(
-        &path,
-        Rotation {
-            max_bytes: 1,
-            keep: 1,
-        },
-    )
-    .unwrap();
-    let follower = follow_json(&path);
-    append_refused(&log, 1);
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    // 2 goes to the followed file's successor, which 3's rotation moves to
-    // audit.jsonl.1 and 4's deletes.
-    while_stopped(&follower, || {
-        for id in 2..=4 {
-            append_refused(&log, id);
-        }
-    });
-    let (ids, stderr) = followed_ids(follower);
-    assert_eq!(ids, [1, 3, 4], "{stderr}");
-    assert!(
-        stderr.contains("audit.jsonl.1") && stderr.contains("deleted"),
-        "{stderr}"
-    );
+    }
 }
 
 /// The user's case, for real: sessions write a log that rotates under a
