@@ -102,3 +102,77 @@ impl TerminalModes {
         let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, modes);
     }
 }
+
+/// Job control for `execgate run` on a terminal.
+///
+/// The command runs in a sandbox with a session of its own (bubblewrap's
+/// `--new-session`, so that it cannot push input into the terminal), which
+/// puts it outside the terminal's job control: Ctrl-Z would stop only
+/// execgate, and a command left running while the shell has the terminal
+/// back could read what is typed there (a password for `sudo` included),
+/// with no `SIGTTIN` to stop it. So while execgate's group is not the
+/// terminal's foreground group, the session's processes are frozen (its
+/// cgroup's freezer): stopped with execgate, started in the background,
+/// or sent there with `bg`, the command waits for `fg`.
+pub struct TerminalJob {
+    /// The terminal, as one of the standard streams holds it.
+    terminal: std::os::fd::OwnedFd,
+    stop: Signal,
+    resume: Signal,
+}
+
+/// What happened to execgate's job.
+pub enum JobEvent {
+    /// Ctrl-Z (`SIGTSTP`): stop, as a job does.
+    Stop,
+    /// `SIGCONT`: `fg` or `bg`; [`TerminalJob::in_foreground`] tells which.
+    Resumed,
+}
+
+impl TerminalJob {
+    /// `None` when no standard stream is this process's controlling
+    /// terminal: there is no job control to follow.
+    pub fn new() -> Result<Option<TerminalJob>> {
+        use std::os::fd::BorrowedFd;
+        let streams = [
+            std::io::stdin().as_fd().try_clone_to_owned(),
+            std::io::stdout().as_fd().try_clone_to_owned(),
+            std::io::stderr().as_fd().try_clone_to_owned(),
+        ];
+        let controlling =
+            |fd: BorrowedFd<'_>| nix::unistd::isatty(fd).unwrap_or(false) && tcgetpgrp(fd).is_ok();
+        let Some(terminal) = streams
+            .into_iter()
+            .flatten()
+            .find(|fd| controlling(fd.as_fd()))
+        else {
+            return Ok(None);
+        };
+        let take = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("cannot take over {name}"))
+        };
+        Ok(Some(TerminalJob {
+            terminal,
+            stop: take(SignalKind::from_raw(nix::libc::SIGTSTP), "SIGTSTP")?,
+            resume: take(SignalKind::from_raw(nix::libc::SIGCONT), "SIGCONT")?,
+        }))
+    }
+
+    /// Whether execgate's group has the terminal.
+    pub fn in_foreground(&self) -> bool {
+        tcgetpgrp(self.terminal.as_fd()).is_ok_and(|group| group == getpgrp())
+    }
+
+    pub async fn next(&mut self) -> JobEvent {
+        tokio::select! {
+            _ = self.stop.recv() => JobEvent::Stop,
+            _ = self.resume.recv() => JobEvent::Resumed,
+        }
+    }
+
+    /// Stops this process as `SIGTSTP`'s default action would; returns
+    /// once it is continued.
+    pub fn stop_self() {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}

@@ -68,7 +68,7 @@ use std::io::IsTerminal;
 #[cfg(unix)]
 use crate::config::Config;
 #[cfg(unix)]
-use crate::ending::{EndSignals, TerminalInterrupt, TerminalModes};
+use crate::ending::{EndSignals, JobEvent, TerminalInterrupt, TerminalJob, TerminalModes};
 
 #[cfg(unix)]
 /// Run shell commands with every exec decided by a policy, inside a sandbox.
@@ -608,18 +608,53 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         // Ctrl-C reaches us, not the command (it has its own process
         // group); it, SIGTERM and SIGHUP end the command and the session.
         let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
+        // On a terminal, the command runs only while execgate is in the
+        // foreground (see `TerminalJob`).
+        let mut job = TerminalJob::new()?;
+        let mut waiting = job
+            .as_ref()
+            .is_some_and(|job| follow_the_job(&session, job, false, true));
         let handle = session.run(&command, options)?;
         let outcome = handle.wait();
         tokio::pin!(outcome);
-        let outcome = tokio::select! {
-            outcome = &mut outcome => outcome,
-            signal = signals.recv() => {
-                session.terminate(signal);
-                cancel.cancel();
-                let _ = outcome.await;
-                keep_session_metrics(&session);
-                session.shutdown().await;
-                return Ok(128 + signal);
+        let outcome = loop {
+            let next_job_event = async {
+                match job.as_mut() {
+                    Some(job) => job.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                outcome = &mut outcome => break outcome,
+                signal = signals.recv() => {
+                    session.terminate(signal);
+                    cancel.cancel();
+                    let _ = outcome.await;
+                    keep_session_metrics(&session);
+                    session.shutdown().await;
+                    return Ok(128 + signal);
+                }
+                event = next_job_event => match event {
+                    JobEvent::Stop => {
+                        waiting = matches!(session.freeze(true), Ok(true));
+                        if !waiting {
+                            stderr::line(UNFROZEN);
+                        }
+                        TerminalJob::stop_self();
+                    }
+                    JobEvent::Resumed => {
+                        if let Some(job) = &job {
+                            waiting = follow_the_job(&session, job, waiting, true);
+                        }
+                    }
+                },
+                // A running background job brought back by `fg` gets the
+                // terminal but no signal: look.
+                () = tokio::time::sleep(FOREGROUND_LOOK), if waiting => {
+                    if let Some(job) = &job {
+                        waiting = follow_the_job(&session, job, waiting, false);
+                    }
+                }
             }
         };
         keep_session_metrics(&session);
@@ -640,6 +675,55 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     code
 }
+
+/// How often a command frozen in the background looks whether it is in
+/// the foreground again.
+#[cfg(unix)]
+const FOREGROUND_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Freezes the session's processes while execgate is not in the
+/// terminal's foreground, thaws them when it is. `waiting`: they are
+/// frozen now. With `announce`, says so when they stay or become frozen.
+/// Returns whether they are frozen.
+#[cfg(unix)]
+fn follow_the_job(
+    session: &ShellSession,
+    job: &TerminalJob,
+    waiting: bool,
+    announce: bool,
+) -> bool {
+    let foreground = job.in_foreground();
+    let mut frozen = !foreground;
+    if foreground == waiting {
+        match session.freeze(!foreground) {
+            Ok(true) => {}
+            Ok(false) => {
+                frozen = false;
+                if !foreground {
+                    stderr::line(UNFROZEN);
+                }
+            }
+            Err(error) => {
+                frozen = waiting;
+                stderr::line(&format!("execgate: warning: {}", describe(&error.into())));
+            }
+        }
+    }
+    if frozen && announce {
+        stderr::line(
+            "execgate: in the background, the command waits until it is brought back \
+             (fg): it holds the terminal, and could read what is typed there (redirect \
+             its standard streams away from the terminal to let it run meanwhile)",
+        );
+    }
+    frozen
+}
+
+/// Said when the command cannot be frozen with execgate.
+#[cfg(unix)]
+const UNFROZEN: &str = "execgate: warning: without a session cgroup the command cannot be \
+                        stopped with execgate: it goes on running, and can read what is typed \
+                        on the terminal";
 
 /// How long the end of `run` and `shell` waits for blocking tasks still
 /// running on their runtime when the session is over (dropping the runtime

@@ -354,6 +354,45 @@ fn an_interactive_shell_on_a_terminal() {
     }
 }
 
+/// A run left in the background of a terminal (`&`, or Ctrl-Z then `bg`)
+/// would still hold the terminal, outside its job control (the sandbox has
+/// a session of its own), and could read what is typed to the shell: it
+/// waits, frozen, until `fg` brings it back.
+#[test]
+fn a_run_in_the_background_of_a_terminal_waits_for_the_foreground() {
+    let (dir, ws) = workspace();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let input = format!(
+        "{binary} run --audit-log {log} -- 'touch ran' &\n\
+         sleep 2; echo \"state-$(test -e ran && echo ran || echo waited)\"\n\
+         fg\n\
+         echo \"state-$(test -e ran && echo ran-after-fg)\"\n\
+         exit\n",
+        log = dir.path().join("audit.jsonl").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", "bash --norc --noprofile -i", "/dev/null"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open until the shell exits: at its end `script` ends the session.
+    let mut typing = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut typing, input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(typing);
+    let seen = text(&output.stdout);
+    assert!(seen.contains("state-waited"), "{seen}");
+    assert!(seen.contains("state-ran-after-fg"), "{seen}");
+    assert!(
+        seen.contains("waits until it is brought back (fg)"),
+        "{seen}"
+    );
+}
+
 #[test]
 fn every_run_is_audited_and_audit_reads_it_back() {
     let (_dir, ws) = workspace();

@@ -523,6 +523,18 @@ impl ShellSession {
         self.session.terminate(signal);
     }
 
+    /// Freezes every process of the session, or thaws them (its cgroup's
+    /// freezer): for a caller that must stop the command as a job is
+    /// stopped. `Ok(false)`, and nothing done, without a session cgroup.
+    pub fn freeze(&self, frozen: bool) -> Result<bool, BridgeError> {
+        self.session
+            .freeze(frozen)
+            .map_err(|source| BridgeError::Io {
+                what: "cannot freeze or thaw the session's processes".into(),
+                source,
+            })
+    }
+
     /// Ends the session: every escalated child is killed and reaped.
     pub async fn shutdown(self) {
         // Long-lived shells hold the session socket: they go first.

@@ -227,6 +227,19 @@ impl Scope {
         }
     }
 
+    /// Freezes (or thaws) every process in the session's cgroup; `false`
+    /// when the session has none.
+    pub(crate) fn freeze(&self, frozen: bool) -> io::Result<bool> {
+        let Some(cgroup) = &self.cgroup else {
+            return Ok(false);
+        };
+        std::fs::write(
+            cgroup.dir.join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+        )?;
+        Ok(true)
+    }
+
     /// Kills every process in the session's cgroup (nothing without one).
     pub(crate) fn kill_all(&self) {
         if let Some(cgroup) = &self.cgroup {

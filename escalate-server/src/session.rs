@@ -507,6 +507,14 @@ impl Session {
         self.shell_socket = None;
     }
 
+    /// Freezes every process of the session (its shells, what they run,
+    /// its escalated children), or thaws them: its cgroup's freezer.
+    /// `Ok(false)`, and nothing done, when the session has no cgroup
+    /// ([`scope_support`](crate::scope_support)).
+    pub fn freeze(&self, frozen: bool) -> std::io::Result<bool> {
+        self.shared.children.scope.freeze(frozen)
+    }
+
     /// Stops the workers and kills every escalated child now (and, where
     /// the session has a cgroup, every process of it).
     pub fn cancel(&self) {
