@@ -31,7 +31,7 @@ use rmcp::model::{
 };
 use rmcp::model::{ElicitRequestParams, ElicitationAction, ElicitationSchema, EnumSchema};
 use rmcp::schemars::JsonSchema;
-use rmcp::service::{ElicitationMode, Peer, RoleServer};
+use rmcp::service::{ElicitationMode, Peer, RequestContext, RoleServer};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -350,7 +350,11 @@ impl ExecServer {
                        is decided by policy). Answers with its output once it exits, or after \
                        yield_time_ms with a process_id to poll or type into with write_stdin."
     )]
-    async fn exec_command(&self, Parameters(args): Parameters<ExecCommandArgs>) -> CallToolResult {
+    async fn exec_command(
+        &self,
+        Parameters(args): Parameters<ExecCommandArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let defaults = ExecOptions::default();
         let options = ExecOptions {
             workdir: args.workdir.map(Into::into),
@@ -364,7 +368,15 @@ impl ExecServer {
             max_output_bytes: args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
             ..defaults
         };
-        answer(self.session.exec_command(&args.cmd, options).await)
+        // A cancelled call (`notifications/cancelled`) drops the command's
+        // call, which kills it (`ShellSession::exec_command`); the answer
+        // goes nowhere.
+        tokio::select! {
+            response = self.session.exec_command(&args.cmd, options) => answer(response),
+            () = context.ct.cancelled() => CallToolResult::error(vec![ContentBlock::text(
+                "execgate: cancelled: the command was killed",
+            )]),
+        }
     }
 
     #[tool(

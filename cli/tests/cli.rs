@@ -718,10 +718,16 @@ fn approval_modes_decide_prompts_and_rules_deny_with_their_justification() {
         );
         assert_eq!(dir.path().join("outside").exists(), created, "{mode}");
     }
-    // Not a terminal, no --approval: prompts are declined.
+    // Not a terminal, no --approval: prompts are declined, by no one: the
+    // record says so rather than crediting a person.
     let _ = std::fs::remove_file(dir.path().join("outside"));
     let output = execgate(&ws, &["run", "--rules", rules, "--", "touch ../outside"]);
-    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{stderr}");
+    assert!(stderr.contains("nobody is asked in this session"), "{stderr}");
+    let log = std::fs::read_to_string(ws.join("state/execgate/audit.jsonl")).unwrap();
+    let touch = log.lines().rev().find(|line| line.contains("\"touch\"")).unwrap();
+    assert!(touch.contains("\"decided_by\":\"rule\""), "{touch}");
     let output = execgate(&ws, &["run", "--rules", rules, "--", "rm -rf ."]);
     assert_eq!(output.status.code(), Some(126));
     let stderr = text(&output.stderr);

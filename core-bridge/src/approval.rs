@@ -98,6 +98,13 @@ pub trait Approver: Send + Sync + 'static {
     fn approve_network<'a>(&'a self, _request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(std::future::ready(ApprovalAnswer::Decline))
     }
+
+    /// Whether a person answers. [`DenyAll`] and [`ApproveAll`] answer by
+    /// themselves: what they decide is recorded as the rule's or the
+    /// policy's default, never as a person's.
+    fn asks_a_person(&self) -> bool {
+        true
+    }
 }
 
 /// Declines everything: for scripts and tests (`--approval deny`).
@@ -107,6 +114,10 @@ pub struct DenyAll;
 impl Approver for DenyAll {
     fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(std::future::ready(ApprovalAnswer::Decline))
+    }
+
+    fn asks_a_person(&self) -> bool {
+        false
     }
 }
 
@@ -121,6 +132,10 @@ impl Approver for ApproveAll {
 
     fn approve_network<'a>(&'a self, _: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(std::future::ready(ApprovalAnswer::ApproveOnce))
+    }
+
+    fn asks_a_person(&self) -> bool {
+        false
     }
 }
 

@@ -479,11 +479,24 @@ impl Inner {
             };
         }
         let (answer, waited) = self.ask(Some(key.clone()), &approval).await;
+        // Answered by no one (`DenyAll`, `ApproveAll`): the rule's (or
+        // the default's) decision, not a person's.
+        let person = self.approver.asks_a_person();
         let provenance = Provenance {
-            decided_by: DecidedBy::User,
+            decided_by: match (person, &rule) {
+                (true, _) => DecidedBy::User,
+                (false, Some(_)) => DecidedBy::Rule,
+                (false, None) => DecidedBy::Default,
+            },
             rule,
-            approval_wait: Some(waited),
-            note: None,
+            approval_wait: person.then_some(waited),
+            note: (!person)
+                .then(|| "no person was asked: the session's approver answers alone".into()),
+        };
+        let declined = if person {
+            "declined by the approver"
+        } else {
+            "declined: nobody is asked in this session (its approver declines every request)"
         };
         let decision = match answer {
             ApprovalAnswer::ApproveForSession => {
@@ -505,7 +518,7 @@ impl Inner {
                 },
             },
             ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => Decision::Deny {
-                reason: "declined by the approver".into(),
+                reason: declined.into(),
             },
             ApprovalAnswer::Abort => {
                 abort_command(request.peer.pid);

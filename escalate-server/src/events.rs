@@ -168,7 +168,8 @@ pub enum NetworkDecidedBy {
     },
     /// An earlier "for the session" answer.
     SessionCache { rule: Option<RuleRef> },
-    /// Nothing decided and nobody could be asked: denied.
+    /// Nothing decided and no person asked: denied (or, with an approver
+    /// that approves everything by itself, for tests, allowed).
     Default { rule: Option<RuleRef> },
 }
 

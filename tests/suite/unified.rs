@@ -609,3 +609,28 @@ async fn dropping_the_session_kills_its_processes_and_their_escalated_children()
     assert!(gone_soon(&escalated).await, "escalated children survived");
     assert!(gone_soon(&inside).await, "sandboxed processes survived");
 }
+
+/// A call dropped before it answers (an MCP client's cancellation) takes
+/// its command with it: not left running, unreported.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_dropped_before_it_answers_kills_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let script = "while :; do print tick >> ticks; sleep 0.1; done";
+    let call = session.exec_command(script, pipes(20_000));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(800), call)
+            .await
+            .is_err(),
+        "answered early"
+    );
+    assert!(session.list().is_empty(), "{:?}", session.list());
+    let ticks = || std::fs::read_to_string(dir.path().join("ticks")).unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = ticks();
+    assert!(!before.is_empty(), "it never ran");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ticks(), before, "still running");
+    session.shutdown().await;
+}

@@ -281,6 +281,26 @@ impl NetworkDecider {
                 pending.remove(request);
             }
         }
+        if !approver.asks_a_person() {
+            // Answered by no one (`DenyAll`, `ApproveAll`): not a user's.
+            let verdict = match answer {
+                ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => {
+                    approved(request)
+                }
+                _ => Verdict::Deny {
+                    reason: format!(
+                        "no list entry or network rule allows {}:{} ({}), and nobody is asked \
+                         in this session (its approver declines every request)",
+                        request.destination, request.port, request.protocol
+                    ),
+                },
+            };
+            return NetworkDecision {
+                verdict,
+                decided_by: NetworkDecidedBy::Default { rule },
+                asked_person: false,
+            };
+        }
         let verdict = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => approved(request),
             ApprovalAnswer::Decline => Verdict::Deny {

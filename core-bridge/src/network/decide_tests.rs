@@ -331,15 +331,24 @@ async fn without_an_approver_undecided_destinations_are_denied_saying_why() {
 #[tokio::test]
 async fn an_approver_that_knows_no_network_question_declines() {
     let closure = |_: ApprovalRequest| async { ApprovalAnswer::ApproveOnce };
-    for approver in [
-        Arc::new(closure) as Arc<dyn Approver>,
-        Arc::new(crate::DenyAll),
-    ] {
-        let decision = decider(Some(approver), Arc::default())
-            .decide(&request("unknown.example", 443, Protocol::Https))
-            .await;
-        assert_eq!(decision.verdict, deny("declined by the user"));
-    }
+    let decision = decider(Some(Arc::new(closure)), Arc::default())
+        .decide(&request("unknown.example", 443, Protocol::Https))
+        .await;
+    assert_eq!(decision.verdict, deny("declined by the user"));
+    assert_eq!(decision.decided_by.as_str(), "user");
+    // DenyAll asks no one: its denial is not a user's.
+    let decision = decider(Some(Arc::new(crate::DenyAll)), Arc::default())
+        .decide(&request("unknown.example", 443, Protocol::Https))
+        .await;
+    assert_eq!(
+        decision.verdict,
+        deny(
+            "no list entry or network rule allows unknown.example:443 (https), and nobody is \
+             asked in this session (its approver declines every request)"
+        )
+    );
+    assert_eq!(decision.decided_by.as_str(), "default");
+    assert!(!decision.asked_person);
     let decision = decider(Some(Arc::new(crate::ApproveAll)), Arc::default())
         .decide(&request("unknown.example", 443, Protocol::Https))
         .await;

@@ -224,7 +224,8 @@ pub enum ExecError {
 
 impl ShellSession {
     /// Starts `command` with `zsh -f -c` in the session, and answers with
-    /// its output after the yield time, or once it has exited.
+    /// its output after the yield time, or once it has exited. Dropped
+    /// before it answers (a cancelled call), it kills the command.
     pub async fn exec_command(
         &self,
         command: &str,
@@ -266,13 +267,22 @@ impl ShellSession {
             .processes
             .start(command, shell, options.stdio)
             .map_err(ExecError::from)?;
+        // A call dropped before it answers (an MCP client's cancellation)
+        // takes its command with it: left running, it would end with no
+        // one to report it to, or escalate on an approval given after.
+        let mut abandoned = KillUnlessAnswered {
+            processes: &self.processes,
+            process_id: Some(process.id()),
+        };
         let wait = Wait {
             yield_time: clamp_yield(options.yield_time),
             longest: options.longest_approval_wait,
         };
-        Ok(self
+        let response = self
             .answer(&process, wait, options.max_output_bytes, called)
-            .await)
+            .await;
+        abandoned.process_id = None;
+        Ok(response)
     }
 
     /// Types `input` into a process started with a terminal (empty: only
@@ -406,4 +416,20 @@ fn clamp_yield(yield_time: Duration) -> Duration {
 /// `text` as one single-quoted zsh word.
 fn zsh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// Kills the process `process_id` names when dropped, unless its call
+/// answered first (then `process_id` is `None`).
+struct KillUnlessAnswered<'a> {
+    processes: &'a process::ProcessTable,
+    process_id: Option<ProcessId>,
+}
+
+impl Drop for KillUnlessAnswered<'_> {
+    fn drop(&mut self) {
+        if let Some(process_id) = self.process_id {
+            // Its last owner gone, the process kills its group (its Drop).
+            drop(self.processes.remove(process_id));
+        }
+    }
 }
