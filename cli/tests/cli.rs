@@ -724,9 +724,16 @@ fn approval_modes_decide_prompts_and_rules_deny_with_their_justification() {
     let output = execgate(&ws, &["run", "--rules", rules, "--", "touch ../outside"]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(126), "{stderr}");
-    assert!(stderr.contains("nobody is asked in this session"), "{stderr}");
+    assert!(
+        stderr.contains("nobody is asked in this session"),
+        "{stderr}"
+    );
     let log = std::fs::read_to_string(ws.join("state/execgate/audit.jsonl")).unwrap();
-    let touch = log.lines().rev().find(|line| line.contains("\"touch\"")).unwrap();
+    let touch = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("\"touch\""))
+        .unwrap();
     assert!(touch.contains("\"decided_by\":\"rule\""), "{touch}");
     let output = execgate(&ws, &["run", "--rules", rules, "--", "rm -rf ."]);
     assert_eq!(output.status.code(), Some(126));

@@ -634,3 +634,34 @@ async fn a_call_dropped_before_it_answers_kills_its_command() {
     assert_eq!(ticks(), before, "still running");
     session.shutdown().await;
 }
+
+/// Killing a process that has already ended kills nothing and says so; its
+/// end and last output are still there for a poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_process_that_ended_keeps_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let response = session
+        .exec_command("sleep 0.4; print last words; exit 3", pipes(250))
+        .await
+        .unwrap();
+    let id = running_id(&response);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(matches!(
+        session.kill(id).await,
+        Err(ExecError::AlreadyExited(killed)) if killed == id
+    ));
+    match session
+        .write_stdin(id, b"", Duration::from_millis(250), 1 << 20)
+        .await
+        .unwrap()
+    {
+        ExecResponse::Exited(exited) => {
+            assert_eq!(exited.status, CommandStatus::Exited(3));
+            assert_eq!(text(&exited.output.stdout), "last words\n");
+        }
+        running => panic!("still running: {running:?}"),
+    }
+    session.shutdown().await;
+}

@@ -181,6 +181,13 @@ pub struct ProcessInfo {
 pub enum ExecError {
     #[error("unknown process {0} (it ended and was reported, was killed, or was pruned)")]
     UnknownProcess(ProcessId),
+    /// Nothing to kill: it ended by itself, and its end and last output
+    /// wait for a poll (`write_stdin` with no input).
+    #[error(
+        "process {0} has already exited: nothing was killed; poll it (write_stdin with no \
+         input) for its exit status and last output"
+    )]
+    AlreadyExited(ProcessId),
     #[error("process {0} has no stdin: start it with tty = true to write to it")]
     StdinClosed(ProcessId),
     #[error("process {0} has no terminal to resize: start it with tty = true")]
@@ -339,8 +346,12 @@ impl ShellSession {
             .map_err(|source| ExecError::Write { process_id, source })
     }
 
-    /// Kills a process and all it started; its id is forgotten.
+    /// Kills a process and all it started; its id is forgotten. One that
+    /// has already exited is left for a poll to report ([`ExecError::AlreadyExited`]).
     pub async fn kill(&self, process_id: ProcessId) -> Result<(), ExecError> {
+        if self.processes.touch(process_id)?.has_exited() {
+            return Err(ExecError::AlreadyExited(process_id));
+        }
         let process = self
             .processes
             .remove(process_id)

@@ -341,7 +341,7 @@ impl LiveProcess {
         self.lock().status
     }
 
-    fn has_exited(&self) -> bool {
+    pub(crate) fn has_exited(&self) -> bool {
         self.status().is_some()
     }
 
