@@ -47,6 +47,37 @@ pub struct McpArgs {
 
 /// Serves MCP on stdin and stdout until the client goes or a signal ends
 /// the session.
+/// Resolves once the client can no longer read what the server writes
+/// (the read end of standard output closed): it has gone, even if
+/// standard input is still held open (by a process it left behind, say).
+async fn client_stopped_reading() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let gone = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
+    let watched = tokio::task::spawn_blocking(move || loop {
+        let stdout = std::io::stdout();
+        // No event asked for: only an error or a hang-up wakes it (a
+        // regular file or a terminal never does).
+        let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|events| events.intersects(gone)) =>
+            {
+                return true
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            // Cannot watch: the client's end is left to stdin's.
+            Err(_) => return false,
+        }
+    })
+    .await;
+    if !matches!(watched, Ok(true)) {
+        std::future::pending::<()>().await;
+    }
+}
+
 pub fn serve(args: McpArgs) -> Result<i32> {
     let peer: Arc<OnceLock<Peer<RoleServer>>> = Arc::default();
     // Without elicitation, and never asking on a terminal: stdin is the
@@ -81,6 +112,10 @@ pub fn serve(args: McpArgs) -> Result<i32> {
         let cancel = service.cancellation_token();
         let code = tokio::select! {
             _ = service.waiting() => 0,
+            () = client_stopped_reading() => {
+                cancel.cancel();
+                0
+            }
             signal = signals.recv() => {
                 cancel.cancel();
                 session.terminate(signal);

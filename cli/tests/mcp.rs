@@ -68,3 +68,63 @@ fn the_official_python_client_passes_every_check() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// A client that stops reading (closes its end of the server's stdout)
+/// has gone, even while something still holds the server's stdin: the
+/// server ends, and every process of its session with it.
+#[test]
+fn a_client_that_stops_reading_ends_the_session() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["mcp", "--audit-log"])
+        .arg(dir.path().join("audit.jsonl"))
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let messages = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"exec_command","arguments":{"cmd":"sleep 9317","yield_time_ms":250}}}"#,
+    ];
+    for message in messages {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    let mut line = String::new();
+    while !line.contains("\"id\":2") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the server ended early"
+        );
+    }
+    assert!(line.contains("process_id"), "{line}");
+    drop(stdout);
+    let started = std::time::Instant::now();
+    while server.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the server still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(stdin);
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 9317"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+}
