@@ -188,7 +188,7 @@ fn shown(text: &std::ffi::OsStr) -> String {
     text.to_string_lossy()
         .chars()
         .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
+            let escaped: Vec<char> = if c.is_control() || reorders_text(c) {
                 c.escape_default().collect()
             } else {
                 vec![c]
@@ -196,6 +196,12 @@ fn shown(text: &std::ffi::OsStr) -> String {
             escaped
         })
         .collect()
+}
+
+/// Unicode's bidirectional controls: shown as they are, they would reorder
+/// what follows on the line (`U+202E` makes `txt.exe` read `exe.txt`).
+fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// What the prompt shows: one fact per line.
@@ -687,6 +693,15 @@ mod tests {
         assert_eq!(
             lines[0],
             "run      /ws/\\u{1b}[2Jmake 'ok\\n  run      /bin/true' '\\u{1b}]0;x\\u{7}'"
+        );
+        // Nor can bidirectional controls reorder what a person reads.
+        let reordering = ApprovalRequest {
+            argv: vec!["make".into(), "safe\u{202e}txt.exe".into()],
+            ..request
+        };
+        assert_eq!(
+            describe(&reordering)[0],
+            "run      /ws/\\u{1b}[2Jmake 'safe\\u{202e}txt.exe'"
         );
     }
 }
