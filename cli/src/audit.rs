@@ -219,8 +219,10 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         .executable
         .as_ref()
         .map_or_else(String::new, |path| path.lossy());
-    // Arguments are shown with control characters escaped: a log line must
-    // not be able to rewrite the reviewer's terminal.
+    // Arguments are shown with control characters escaped (a log line must
+    // not be able to rewrite the reviewer's terminal), and quoted where a
+    // space or nothing would hide where one ends (`escape_debug` escapes
+    // the quotes inside).
     let args: String = record
         .process
         .args
@@ -228,7 +230,14 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         .map(|args| {
             args.iter()
                 .skip(1)
-                .map(|arg| arg.lossy().escape_debug().to_string())
+                .map(|arg| {
+                    let shown = arg.lossy().escape_debug().to_string();
+                    if shown.is_empty() || shown.contains(char::is_whitespace) {
+                        format!("\"{shown}\"")
+                    } else {
+                        shown
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         })

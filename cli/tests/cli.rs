@@ -401,7 +401,7 @@ fn every_run_is_audited_and_audit_reads_it_back() {
         &[
             "run",
             "--",
-            "ls >/dev/null; id -u >/dev/null; touch $'bad\\e[31mname'",
+            "ls >/dev/null; id -u >/dev/null; touch $'bad\\e[31mname' 'two words'",
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -433,6 +433,8 @@ fn every_run_is_audited_and_audit_reads_it_back() {
         table.contains("/usr/bin/touch") && !table.contains('\u{1b}'),
         "{table:?}"
     );
+    // and quotes where a space would hide an argument's end.
+    assert!(table.contains("\"two words\""), "{table:?}");
 
     let output = execgate(&ws, &["audit", "--summary", "--json"]);
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
