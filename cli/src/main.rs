@@ -361,13 +361,10 @@ fn execgate(cli: Cli) -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Mcp(args) => mcp::serve(args),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "execgate",
-                &mut std::io::stdout(),
-            );
-            Ok(0)
+            // Made whole first: `generate` panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "execgate", &mut script);
+            output::stdout(|out| out.write_all(&script)).map(|()| 0)
         }
         Command::Man { dir } => man_pages(&dir),
     };

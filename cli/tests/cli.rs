@@ -2022,7 +2022,7 @@ fn policy_and_doctor_say_when_stdout_cannot_be_written() {
     let rules = dir.path().join("team.rules");
     std::fs::write(&rules, TEAM_RULES).unwrap();
     let rules = rules.to_str().unwrap();
-    let commands: [&[&str]; 5] = [
+    let commands: [&[&str]; 6] = [
         &["policy", "check", "--rules", rules, "--", "rm", "-rf", "x"],
         &[
             "policy",
@@ -2035,6 +2035,7 @@ fn policy_and_doctor_say_when_stdout_cannot_be_written() {
         &["policy", "lint", "--rules", rules],
         &["doctor"],
         &["doctor", "--json"],
+        &["completions", "bash"],
     ];
     for args in commands {
         let full = std::fs::OpenOptions::new()
