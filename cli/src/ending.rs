@@ -1,7 +1,9 @@
 //! How `execgate run` and `execgate shell` end when they are told to from
 //! outside: `SIGTERM`, `SIGHUP` and `SIGINT` end the session (every
 //! escalated child killed and reaped, the end recorded in the audit log)
-//! and the exit status is 128 + the signal's number.
+//! and the exit status is 128 + the signal's number. And how `run` on a
+//! terminal follows its job ([`TerminalJob`]): the command runs only while
+//! execgate is in the foreground.
 //!
 //! In `execgate shell` the terminal's Ctrl-C belongs to the shell's jobs: a
 //! `SIGINT` that arrives while this process's group holds the terminal's
@@ -37,13 +39,10 @@ pub struct EndSignals {
 
 impl EndSignals {
     pub fn new(terminal_interrupt: TerminalInterrupt) -> Result<EndSignals> {
-        let take = |kind: SignalKind, name: &str| {
-            signal(kind).with_context(|| format!("cannot take over {name}"))
-        };
         Ok(EndSignals {
-            terminate: take(SignalKind::terminate(), "SIGTERM")?,
-            hangup: take(SignalKind::hangup(), "SIGHUP")?,
-            interrupt: take(SignalKind::interrupt(), "SIGINT")?,
+            terminate: take_over(SignalKind::terminate(), "SIGTERM")?,
+            hangup: take_over(SignalKind::hangup(), "SIGHUP")?,
+            interrupt: take_over(SignalKind::interrupt(), "SIGINT")?,
             terminal_interrupt,
         })
     }
@@ -62,6 +61,11 @@ impl EndSignals {
             }
         }
     }
+}
+
+/// A signal's stream, its default action replaced.
+fn take_over(kind: SignalKind, name: &str) -> Result<Signal> {
+    signal(kind).with_context(|| format!("cannot take over {name}"))
 }
 
 /// Whether an interrupt just received most likely came from the terminal:
@@ -110,10 +114,11 @@ impl TerminalModes {
 /// puts it outside the terminal's job control: Ctrl-Z would stop only
 /// execgate, and a command left running while the shell has the terminal
 /// back could read what is typed there (a password for `sudo` included),
-/// with no `SIGTTIN` to stop it. So while execgate's group is not the
-/// terminal's foreground group, the session's processes are frozen (its
-/// cgroup's freezer): stopped with execgate, started in the background,
-/// or sent there with `bg`, the command waits for `fg`.
+/// with no `SIGTTIN` to stop it. So `run` follows its own job: Ctrl-Z
+/// freezes the session's processes (its cgroup's freezer) before execgate
+/// stops, and while another group has the terminal (`&`, `bg`; `timeout`
+/// without `--foreground`) the command waits for the foreground: not
+/// started yet, or frozen.
 pub struct TerminalJob {
     /// The terminal, as one of the standard streams holds it.
     terminal: std::os::fd::OwnedFd,
@@ -125,9 +130,31 @@ pub struct TerminalJob {
 pub enum JobEvent {
     /// Ctrl-Z (`SIGTSTP`): stop, as a job does.
     Stop,
-    /// `SIGCONT`: `fg` or `bg`; [`TerminalJob::in_foreground`] tells which.
+    /// `SIGCONT`: `fg` or `bg`.
     Resumed,
+    /// Time to look again: a running background job brought back by `fg`
+    /// gets the terminal, no signal.
+    Look,
 }
+
+/// Where execgate's job stands on the terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobPlace {
+    /// Execgate's group has the terminal.
+    Foreground,
+    /// Another group has it (the shell at its prompt, another job; or
+    /// `timeout`, which runs its command in a group of its own): what is
+    /// typed is for someone else.
+    Background,
+    /// A prompt of ours took it for a moment, from the background: as it
+    /// was.
+    Prompting,
+    /// No terminal any more (hung up): nothing to protect.
+    Gone,
+}
+
+/// How often a waiting job looks whether it is in the foreground again.
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl TerminalJob {
     /// `None` when no standard stream is this process's controlling
@@ -148,31 +175,39 @@ impl TerminalJob {
         else {
             return Ok(None);
         };
-        let take = |kind: SignalKind, name: &str| {
-            signal(kind).with_context(|| format!("cannot take over {name}"))
-        };
         Ok(Some(TerminalJob {
             terminal,
-            stop: take(SignalKind::from_raw(nix::libc::SIGTSTP), "SIGTSTP")?,
-            resume: take(SignalKind::from_raw(nix::libc::SIGCONT), "SIGCONT")?,
+            stop: take_over(SignalKind::from_raw(nix::libc::SIGTSTP), "SIGTSTP")?,
+            resume: take_over(SignalKind::from_raw(nix::libc::SIGCONT), "SIGCONT")?,
         }))
     }
 
-    /// Whether execgate's group has the terminal.
-    pub fn in_foreground(&self) -> bool {
-        tcgetpgrp(self.terminal.as_fd()).is_ok_and(|group| group == getpgrp())
-    }
-
-    pub async fn next(&mut self) -> JobEvent {
-        tokio::select! {
-            _ = self.stop.recv() => JobEvent::Stop,
-            _ = self.resume.recv() => JobEvent::Resumed,
+    pub fn place(&self) -> JobPlace {
+        if crate::prompt::PROMPT_HOLDS_FOREGROUND.load(std::sync::atomic::Ordering::SeqCst) {
+            return JobPlace::Prompting;
+        }
+        match tcgetpgrp(self.terminal.as_fd()) {
+            Ok(group) if group == getpgrp() => JobPlace::Foreground,
+            Ok(_) => JobPlace::Background,
+            Err(_) => JobPlace::Gone,
         }
     }
 
-    /// Stops this process as `SIGTSTP`'s default action would; returns
-    /// once it is continued.
+    /// The next thing to act on; `looking`: time is one too.
+    pub async fn next(&mut self, looking: bool) -> JobEvent {
+        tokio::select! {
+            _ = self.stop.recv() => JobEvent::Stop,
+            _ = self.resume.recv() => JobEvent::Resumed,
+            () = tokio::time::sleep(LOOK_EVERY), if looking => JobEvent::Look,
+        }
+    }
+
+    /// Stops this process as `SIGTSTP`'s default action would (with
+    /// `SIGSTOP`: the handler stays), and returns once it is continued. Not
+    /// when nothing would continue it: adopted by init, its shell gone.
     pub fn stop_self() {
-        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        if nix::unistd::getppid().as_raw() != 1 {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        }
     }
 }

@@ -68,7 +68,9 @@ use std::io::IsTerminal;
 #[cfg(unix)]
 use crate::config::Config;
 #[cfg(unix)]
-use crate::ending::{EndSignals, JobEvent, TerminalInterrupt, TerminalJob, TerminalModes};
+use crate::ending::{
+    EndSignals, JobEvent, JobPlace, TerminalInterrupt, TerminalJob, TerminalModes,
+};
 
 #[cfg(unix)]
 /// Run shell commands with every exec decided by a policy, inside a sandbox.
@@ -606,18 +608,39 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         // group); it, SIGTERM and SIGHUP end the command and the session.
         let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
         // On a terminal, the command runs only while execgate is in the
-        // foreground (see `TerminalJob`).
+        // foreground (see `TerminalJob`): started in the background, it
+        // waits for `fg` before it starts.
         let mut job = TerminalJob::new()?;
-        let mut waiting = job
-            .as_ref()
-            .is_some_and(|job| follow_the_job(&session, job, false, true));
+        if let Some(waiting) = job.as_mut() {
+            if waiting.place() == JobPlace::Background {
+                stderr::line(WAITS_FOR_FOREGROUND);
+                loop {
+                    tokio::select! {
+                        signal = signals.recv() => {
+                            session.terminate(signal);
+                            session.shutdown().await;
+                            return Ok(128 + signal);
+                        }
+                        event = waiting.next(true) => {
+                            if let JobEvent::Stop = event {
+                                TerminalJob::stop_self();
+                            }
+                        }
+                    }
+                    if matches!(waiting.place(), JobPlace::Foreground | JobPlace::Gone) {
+                        break;
+                    }
+                }
+            }
+        }
         let handle = session.run(&command, options)?;
         let outcome = handle.wait();
         tokio::pin!(outcome);
+        let mut frozen = false;
         let outcome = loop {
             let next_job_event = async {
                 match job.as_mut() {
-                    Some(job) => job.next().await,
+                    Some(job) => job.next(true).await,
                     None => std::future::pending().await,
                 }
             };
@@ -631,25 +654,34 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
                     session.shutdown().await;
                     return Ok(128 + signal);
                 }
-                event = next_job_event => match event {
-                    JobEvent::Stop => {
-                        waiting = matches!(session.freeze(true), Ok(true));
-                        if !waiting {
-                            stderr::line(UNFROZEN);
+                event = next_job_event => {
+                    let Some(following) = &job else { continue };
+                    let place = following.place();
+                    let wanted = match (&event, place) {
+                        (JobEvent::Stop, _) | (_, JobPlace::Background) => Freezer::Frozen,
+                        (_, JobPlace::Foreground | JobPlace::Gone) => Freezer::Thawed,
+                        (_, JobPlace::Prompting) if frozen => Freezer::Frozen,
+                        (_, JobPlace::Prompting) => Freezer::Thawed,
+                    };
+                    if (wanted == Freezer::Frozen) != frozen {
+                        match set_freezer(&session, wanted) {
+                            Ok(()) => frozen = wanted == Freezer::Frozen,
+                            // Nothing to follow the job with: it runs on.
+                            Err(()) => job = None,
                         }
+                        if frozen && matches!(event, JobEvent::Look) {
+                            stderr::line(WAITS_FOR_FOREGROUND);
+                        }
+                    }
+                    // Continued in the background (`bg`): say why nothing runs.
+                    if frozen && matches!(event, JobEvent::Resumed) {
+                        stderr::line(WAITS_FOR_FOREGROUND);
+                    }
+                    if place == JobPlace::Gone {
+                        job = None;
+                    }
+                    if let JobEvent::Stop = event {
                         TerminalJob::stop_self();
-                    }
-                    JobEvent::Resumed => {
-                        if let Some(job) = &job {
-                            waiting = follow_the_job(&session, job, waiting, true);
-                        }
-                    }
-                },
-                // A running background job brought back by `fg` gets the
-                // terminal but no signal: look.
-                () = tokio::time::sleep(FOREGROUND_LOOK), if waiting => {
-                    if let Some(job) = &job {
-                        waiting = follow_the_job(&session, job, waiting, false);
                     }
                 }
             }
@@ -673,54 +705,45 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     code
 }
 
-/// How often a command frozen in the background looks whether it is in
-/// the foreground again.
+/// Whether the session's processes are to be frozen.
 #[cfg(unix)]
-const FOREGROUND_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Freezes the session's processes while execgate is not in the
-/// terminal's foreground, thaws them when it is. `waiting`: they are
-/// frozen now. With `announce`, says so when they stay or become frozen.
-/// Returns whether they are frozen.
-#[cfg(unix)]
-fn follow_the_job(
-    session: &ShellSession,
-    job: &TerminalJob,
-    waiting: bool,
-    announce: bool,
-) -> bool {
-    let foreground = job.in_foreground();
-    let mut frozen = !foreground;
-    if foreground == waiting {
-        match session.freeze(!foreground) {
-            Ok(true) => {}
-            Ok(false) => {
-                frozen = false;
-                if !foreground {
-                    stderr::line(UNFROZEN);
-                }
-            }
-            Err(error) => {
-                frozen = waiting;
-                stderr::line(&format!("execgate: warning: {}", describe(&error.into())));
-            }
-        }
-    }
-    if frozen && announce {
-        stderr::line(
-            "execgate: in the background, the command waits until it is brought back \
-             (fg): it holds the terminal, and could read what is typed there (redirect \
-             its standard streams away from the terminal to let it run meanwhile)",
-        );
-    }
-    frozen
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freezer {
+    Frozen,
+    Thawed,
 }
 
-/// Said when the command cannot be frozen with execgate.
+/// Freezes or thaws the session's processes; says why it cannot (no
+/// session cgroup, or the cgroup's error): the caller stops following the
+/// job.
 #[cfg(unix)]
-const UNFROZEN: &str = "execgate: warning: without a session cgroup the command cannot be \
-                        stopped with execgate: it goes on running, and can read what is typed \
-                        on the terminal";
+fn set_freezer(session: &ShellSession, wanted: Freezer) -> Result<(), ()> {
+    match session.freeze(wanted == Freezer::Frozen) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            stderr::line(
+                "execgate: warning: without a session cgroup the command cannot be stopped \
+                 with execgate: it goes on running, and can read what is typed on the terminal",
+            );
+            Err(())
+        }
+        Err(error) => {
+            stderr::line(&format!(
+                "execgate: warning: {}; the command goes on as it is",
+                describe(&error.into())
+            ));
+            Err(())
+        }
+    }
+}
+
+/// Said when the command waits for `fg`.
+#[cfg(unix)]
+const WAITS_FOR_FOREGROUND: &str = "execgate: in the background, the command waits until it \
+                                    is brought back (fg): it holds the terminal, and could \
+                                    read what is typed there (redirect its standard streams \
+                                    away from the terminal to let it run meanwhile; under \
+                                    timeout, use timeout --foreground)";
 
 /// How long the end of `run` and `shell` waits for blocking tasks still
 /// running on their runtime when the session is over (dropping the runtime

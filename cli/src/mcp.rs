@@ -45,8 +45,6 @@ pub struct McpArgs {
     session: SessionArgs,
 }
 
-/// Serves MCP on stdin and stdout until the client goes or a signal ends
-/// the session.
 /// Resolves once the client can no longer read what the server writes
 /// (the read end of standard output closed): it has gone, even if
 /// standard input is still held open (by a process it left behind, say).
@@ -78,6 +76,8 @@ async fn client_stopped_reading() {
     }
 }
 
+/// Serves MCP on stdin and stdout until the client goes or a signal ends
+/// the session.
 pub fn serve(args: McpArgs) -> Result<i32> {
     let peer: Arc<OnceLock<Peer<RoleServer>>> = Arc::default();
     // Without elicitation, and never asking on a terminal: stdin is the
@@ -256,6 +256,12 @@ impl ElicitingApprover {
 }
 
 impl Approver for ElicitingApprover {
+    /// A person answers through the client's elicitation; without it, the
+    /// fallback answers alone.
+    fn asks_a_person(&self) -> bool {
+        self.eliciting_peer().is_some() || self.fallback.asks_a_person()
+    }
+
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(async move {
             let Some(peer) = self.eliciting_peer() else {

@@ -492,6 +492,12 @@ impl Drop for SaneModes<'_> {
     }
 }
 
+/// Set while a prompt holds the terminal's foreground that it took (from
+/// the background): `execgate run`'s job is not in the foreground for
+/// that (see `ending::TerminalJob`).
+pub static PROMPT_HOLDS_FOREGROUND: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Holds the terminal's foreground for this process group, and gives it
 /// back when dropped.
 struct Foreground<'a> {
@@ -510,6 +516,7 @@ impl<'a> Foreground<'a> {
             .ok()
             .filter(|group| *group != getpgrp());
         if previous.is_some() {
+            PROMPT_HOLDS_FOREGROUND.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = tcsetpgrp(tty.as_fd(), getpgrp());
         }
         Foreground { tty, previous }
@@ -520,6 +527,7 @@ impl Drop for Foreground<'_> {
     fn drop(&mut self) {
         if let Some(previous) = self.previous {
             let _ = tcsetpgrp(self.tty.as_fd(), previous);
+            PROMPT_HOLDS_FOREGROUND.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         // The thread goes back to the blocking pool: leave its mask as found.
         let mut ttou = SigSet::empty();

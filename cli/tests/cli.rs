@@ -370,8 +370,15 @@ fn a_run_in_the_background_of_a_terminal_waits_for_the_foreground() {
          exit\n",
         log = dir.path().join("audit.jsonl").display()
     );
-    let mut child = Command::new("script")
-        .args(["-qec", "bash --norc --noprofile -i", "/dev/null"])
+    // A watchdog: a command that never thaws must fail the test, not hang it.
+    let mut child = Command::new("timeout")
+        .args([
+            "60",
+            "script",
+            "-qec",
+            "bash --norc --noprofile -i",
+            "/dev/null",
+        ])
         .current_dir(&ws)
         .env("XDG_CONFIG_HOME", ws.join("no-config"))
         .stdin(std::process::Stdio::piped())

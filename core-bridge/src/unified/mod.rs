@@ -438,9 +438,8 @@ struct KillUnlessAnswered<'a> {
 
 impl Drop for KillUnlessAnswered<'_> {
     fn drop(&mut self) {
-        if let Some(process_id) = self.process_id {
-            // Its last owner gone, the process kills its group (its Drop).
-            drop(self.processes.remove(process_id));
+        if let Some(process) = self.process_id.and_then(|id| self.processes.remove(id)) {
+            process.kill();
         }
     }
 }

@@ -382,6 +382,13 @@ impl LiveProcess {
         (output, status)
     }
 
+    /// Kills the process group now, unless the process has exited.
+    pub(crate) fn kill(&self) {
+        if !self.has_exited() {
+            kill_group(self.pgid);
+        }
+    }
+
     /// Kills the process group and waits (briefly) for the end.
     pub(crate) async fn kill_and_wait(&self) {
         if !self.has_exited() {
