@@ -45,6 +45,13 @@ pub struct McpArgs {
     session: SessionArgs,
 }
 
+/// The client's elicitation failed (or went unanswered): nobody answered.
+fn elicitation_lost() -> ApprovalAnswer {
+    ApprovalAnswer::Unanswered {
+        reason: "the client's elicitation request failed".into(),
+    }
+}
+
 /// Resolves once the client can no longer read what the server writes
 /// (the read end of standard output closed): it has gone, even if
 /// standard input is still held open (by a process it left behind, say).
@@ -273,7 +280,7 @@ impl Approver for ElicitingApprover {
                 crate::prompt::describe(request).join("\n")
             );
             let Some(answer) = Self::elicit(peer, message, approval_form()).await else {
-                return ApprovalAnswer::Decline;
+                return elicitation_lost();
             };
             let form = answer
                 .content
@@ -306,7 +313,7 @@ impl Approver for ElicitingApprover {
             );
             match Self::elicit(peer, message, network_form()).await {
                 Some(answer) => network_answer(answer.action, answer.content),
-                None => ApprovalAnswer::Decline,
+                None => elicitation_lost(),
             }
         })
     }

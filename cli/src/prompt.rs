@@ -61,6 +61,18 @@ impl Approver for TerminalApprover {
     }
 }
 
+/// The question could not be put on the terminal: declined, as no one's
+/// answer, and said (not with `eprintln!`: stderr may be the very terminal
+/// that takes no output).
+fn cannot_ask(error: &dyn std::fmt::Display) -> ApprovalAnswer {
+    crate::stderr::line(&format!(
+        "execgate: cannot ask on the terminal ({error}); declined"
+    ));
+    ApprovalAnswer::Unanswered {
+        reason: format!("cannot ask on the terminal: {error}"),
+    }
+}
+
 impl TerminalApprover {
     /// Asks `question` once the prompts before it are answered.
     async fn ask_in_turn(&self, question: Question) -> ApprovalAnswer {
@@ -72,28 +84,16 @@ impl TerminalApprover {
         // the thread sessions are served on), not the caller runtime's.
         let (abandoned, asking) = match std::io::pipe() {
             Ok(pipe) => pipe,
-            Err(error) => {
-                crate::stderr::line(&format!(
-                    "execgate: cannot ask on the terminal ({error}); declined"
-                ));
-                return ApprovalAnswer::Decline;
-            }
+            Err(error) => return cannot_ask(&error),
         };
         let answer = tokio::task::spawn_blocking(move || match ask(&question, abandoned.as_fd()) {
             Ok(Asked::Answered(answer)) => answer,
             // Nobody waits for the answer any more.
             Ok(Asked::Abandoned) => ApprovalAnswer::Decline,
-            Err(error) => {
-                // Not `eprintln!`: stderr may be the very terminal that
-                // takes no output.
-                crate::stderr::line(&format!(
-                    "execgate: cannot ask on the terminal ({error}); declined"
-                ));
-                ApprovalAnswer::Decline
-            }
+            Err(error) => cannot_ask(&error),
         })
         .await
-        .unwrap_or(ApprovalAnswer::Decline);
+        .unwrap_or_else(|error| cannot_ask(&error));
         drop(asking);
         answer
     }

@@ -68,6 +68,12 @@ pub enum ApprovalAnswer {
     DeclineForSession,
     /// Decline, and stop the whole command that asked.
     Abort,
+    /// Nobody answered: the question could not be put (no terminal, a
+    /// client's elicitation failed). Declined, and recorded as no one's
+    /// answer, with `reason`.
+    Unanswered {
+        reason: String,
+    },
 }
 
 /// What the approver is asked about a connection from a `limited` sandbox

@@ -209,7 +209,9 @@ impl ExecPolicy {
         let granted = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
             ApprovalAnswer::ApprovePartly(granted) => requested.intersected_with(&granted),
-            ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => return Ok(None),
+            ApprovalAnswer::Decline
+            | ApprovalAnswer::DeclineForSession
+            | ApprovalAnswer::Unanswered { .. } => return Ok(None),
             ApprovalAnswer::Abort => return Err(Aborted),
         };
         self.inner
@@ -481,7 +483,8 @@ impl Inner {
         let (answer, waited) = self.ask(Some(key.clone()), &approval).await;
         // Answered by no one (`DenyAll`, `ApproveAll`): the rule's (or
         // the default's) decision, not a person's.
-        let person = self.approver.asks_a_person();
+        let person =
+            self.approver.asks_a_person() && !matches!(answer, ApprovalAnswer::Unanswered { .. });
         let provenance = Provenance {
             decided_by: match (person, &rule) {
                 (true, _) => DecidedBy::User,
@@ -519,6 +522,9 @@ impl Inner {
             },
             ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => Decision::Deny {
                 reason: declined.into(),
+            },
+            ApprovalAnswer::Unanswered { reason } => Decision::Deny {
+                reason: format!("declined: nobody answered ({reason})"),
             },
             ApprovalAnswer::Abort => {
                 abort_command(request.peer.pid);

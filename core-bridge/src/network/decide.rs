@@ -281,28 +281,21 @@ impl NetworkDecider {
                 pending.remove(request);
             }
         }
-        if !approver.asks_a_person() {
-            // Answered by no one (`DenyAll`, `ApproveAll`): not a user's.
-            let verdict = match answer {
-                ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => {
-                    approved(request)
-                }
-                _ => Verdict::Deny {
-                    reason: format!(
-                        "no list entry or network rule allows {}:{} ({}), and nobody is asked \
-                         in this session (its approver declines every request)",
-                        request.destination, request.port, request.protocol
-                    ),
-                },
-            };
-            return NetworkDecision {
-                verdict,
-                decided_by: NetworkDecidedBy::Default { rule },
-                asked_person: false,
-            };
-        }
+        let person = approver.asks_a_person();
+        let unanswered = matches!(answer, ApprovalAnswer::Unanswered { .. });
         let verdict = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => approved(request),
+            ApprovalAnswer::Unanswered { reason } => Verdict::Deny {
+                reason: format!("declined: nobody answered ({reason})"),
+            },
+            // Answered by no one (`DenyAll`): not a user's.
+            _ if !person => Verdict::Deny {
+                reason: format!(
+                    "no list entry or network rule allows {}:{} ({}), and nobody is asked in \
+                     this session (its approver declines every request)",
+                    request.destination, request.port, request.protocol
+                ),
+            },
             ApprovalAnswer::Decline => Verdict::Deny {
                 reason: "declined by the user".into(),
             },
@@ -317,6 +310,13 @@ impl NetworkDecider {
                 reason: "declined by the user (a partial answer to a network question)".into(),
             },
         };
+        if !person || unanswered {
+            return NetworkDecision {
+                verdict,
+                decided_by: NetworkDecidedBy::Default { rule },
+                asked_person: false,
+            };
+        }
         NetworkDecision {
             verdict,
             decided_by: NetworkDecidedBy::User { rule, waited },

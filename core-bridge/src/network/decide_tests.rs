@@ -349,6 +349,20 @@ async fn an_approver_that_knows_no_network_question_declines() {
     );
     assert_eq!(decision.decided_by.as_str(), "default");
     assert!(!decision.asked_person);
+    // A person's approver that could not put the question: no one's answer.
+    let lost = |_: NetworkApprovalRequest| async {
+        ApprovalAnswer::Unanswered {
+            reason: "no terminal".into(),
+        }
+    };
+    let decision = decider(Some(Arc::new(NetworkOnly(lost))), Arc::default())
+        .decide(&request("unknown.example", 443, Protocol::Https))
+        .await;
+    assert_eq!(
+        decision.verdict,
+        deny("declined: nobody answered (no terminal)")
+    );
+    assert_eq!(decision.decided_by.as_str(), "default");
     let decision = decider(Some(Arc::new(crate::ApproveAll)), Arc::default())
         .decide(&request("unknown.example", 443, Protocol::Https))
         .await;
@@ -661,5 +675,26 @@ async fn a_decision_that_cannot_be_recorded_is_denied_unless_told_to_warn() {
             );
             assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
         }
+    }
+}
+
+/// An approver that answers network questions with `F`, and declines the
+/// rest.
+struct NetworkOnly<F>(F);
+
+impl<F, Fut> Approver for NetworkOnly<F>
+where
+    F: Fn(NetworkApprovalRequest) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ApprovalAnswer> + Send + 'static,
+{
+    fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> crate::ApprovalFuture<'a> {
+        Box::pin(std::future::ready(ApprovalAnswer::Decline))
+    }
+
+    fn approve_network<'a>(
+        &'a self,
+        request: &'a NetworkApprovalRequest,
+    ) -> crate::ApprovalFuture<'a> {
+        Box::pin((self.0)(request.clone()))
     }
 }
