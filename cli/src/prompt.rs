@@ -180,28 +180,13 @@ fn answer_of(choices: &[Choice], line: &str) -> Option<ApprovalAnswer> {
         .map(|choice| (choice.answer)())
 }
 
-/// Text from the request as the terminal may show it: control characters
-/// (escape sequences that could redraw the prompt, newlines that could fake
-/// a line) are escaped. The sandboxed shell chooses arguments, directory
-/// names and, through them, paths.
+/// `text` as a person may safely read it: control characters (that could
+/// move the cursor or rewrite the screen), Unicode's format characters
+/// (bidirectional controls that reorder the line, zero-width ones that
+/// hide), quotes and backslashes escaped, as `escape_debug` does; the
+/// audit table shows arguments the same way.
 fn shown(text: &std::ffi::OsStr) -> String {
-    text.to_string_lossy()
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() || reorders_text(c) {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
-
-/// Unicode's bidirectional controls: shown as they are, they would reorder
-/// what follows on the line (`U+202E` makes `txt.exe` read `exe.txt`).
-fn reorders_text(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    text.to_string_lossy().escape_debug().to_string()
 }
 
 /// What the prompt shows: one fact per line.
@@ -702,14 +687,15 @@ mod tests {
             lines[0],
             "run      /ws/\\u{1b}[2Jmake 'ok\\n  run      /bin/true' '\\u{1b}]0;x\\u{7}'"
         );
-        // Nor can bidirectional controls reorder what a person reads.
+        // Nor can bidirectional controls reorder what a person reads, or
+        // zero-width characters hide in it.
         let reordering = ApprovalRequest {
-            argv: vec!["make".into(), "safe\u{202e}txt.exe".into()],
+            argv: vec!["make".into(), "safe\u{202e}txt.exe\u{200b}".into()],
             ..request
         };
         assert_eq!(
             describe(&reordering)[0],
-            "run      /ws/\\u{1b}[2Jmake 'safe\\u{202e}txt.exe'"
+            "run      /ws/\\u{1b}[2Jmake 'safe\\u{202e}txt.exe\\u{200b}'"
         );
     }
 }
