@@ -5,7 +5,8 @@
 //! can write a directory on the way to the log (rename it, put another in
 //! its place) cannot send the records anywhere else. A name that is a
 //! symbolic link, or anything but a regular file (a FIFO someone reads, a
-//! device), is refused, never followed or written.
+//! device), is refused, never followed or written; `execgate audit` opens
+//! the log's files by the same rule ([`open_log_file`]).
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -64,29 +65,7 @@ impl LogDir {
             Access::Append => OFlag::O_WRONLY | OFlag::O_APPEND,
             Access::Write => OFlag::O_WRONLY,
         };
-        // O_NONBLOCK: opening a FIFO must not wait for a reader; it is
-        // refused below. It changes nothing for a regular file.
-        let flags = access
-            | OFlag::O_CREAT
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC
-            | OFlag::O_NONBLOCK
-            | OFlag::O_NOCTTY;
-        let fd =
-            openat(&self.fd, name, flags, Mode::from_bits_truncate(0o600)).map_err(|errno| {
-                match errno {
-                    Errno::ELOOP => io::Error::other(
-                        "it is a symbolic link, which is never followed: the audit log and its \
-                     lock file must be regular files",
-                    ),
-                    Errno::ENXIO => not_regular(),
-                    errno => errno.into(),
-                }
-            })?;
-        if SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
-            return Err(not_regular());
-        }
-        Ok(File::from(fd))
+        open_regular(&self.fd, name, access | OFlag::O_CREAT)
     }
 
     /// The (device, inode) of `name` itself, a symbolic link not followed.
@@ -116,6 +95,38 @@ impl LogDir {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens a file of the log (the log or a rotated one) at `path` to read
+/// it, as its writer opens them: never through a symbolic link at its
+/// name, never waiting on a FIFO, and only a regular file.
+pub fn open_log_file(path: &Path) -> io::Result<File> {
+    open_regular(AT_FDCWD, path, OFlag::O_RDONLY)
+}
+
+/// `openat(dir, name, flags)` for a file of the log: a symbolic link at
+/// `name` refused, not followed; anything but a regular file refused.
+fn open_regular<P: ?Sized + nix::NixPath>(
+    dir: impl std::os::fd::AsFd,
+    name: &P,
+    flags: OFlag,
+) -> io::Result<File> {
+    // O_NONBLOCK: opening a FIFO must not wait for a reader; it is
+    // refused below. It changes nothing for a regular file.
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let fd =
+        openat(dir, name, flags, Mode::from_bits_truncate(0o600)).map_err(|errno| match errno {
+            Errno::ELOOP => io::Error::other(
+                "it is a symbolic link, which is never followed: the audit log and its lock \
+                 file must be regular files",
+            ),
+            Errno::ENXIO => not_regular(),
+            errno => errno.into(),
+        })?;
+    if SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(not_regular());
+    }
+    Ok(File::from(fd))
 }
 
 fn not_regular() -> io::Error {

@@ -36,6 +36,7 @@ mod log;
 mod read;
 mod record;
 
+pub use dir::open_log_file;
 pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
 pub use read::{parse_line, read_log, read_records, Filter, ParsedLine, ReadLog, Summary};
 pub use record::{

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use execgate_audit::{parse_line, read_log, AuditRecord, Filter, ReadLog, Summary};
+use execgate_audit::{open_log_file, parse_line, read_log, AuditRecord, Filter, ReadLog, Summary};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
@@ -614,30 +614,6 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
     } else {
         Successor::Gone
     })
-}
-
-/// Opens a file of the log (the log or a rotated one) to read: never
-/// through a symbolic link, never waiting on a FIFO (where the sandbox
-/// could write the log's directory, it could have put either there), and
-/// only a regular file, as the writer makes them.
-fn open_log_file(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(nix::libc::ELOOP) => {
-                std::io::Error::other("it is a symbolic link, which an audit log file never is")
-            }
-            _ => error,
-        })?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other(
-            "it is not a regular file, which an audit log file always is",
-        ));
-    }
-    Ok(file)
 }
 
 /// Prints matching records as they are appended, from the current end.
