@@ -1,7 +1,6 @@
 //! `execgate policy check|lint`: what the rules say, without running
 //! anything.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -189,14 +188,12 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         .filter(|finding| finding.severity == Severity::Error)
         .count();
     if !json {
-        // Not `eprintln!`, which panics when stderr is closed or full.
-        let _ = writeln!(
-            std::io::stderr(),
+        crate::stderr::line(&format!(
             "execgate: {} rule(s) in {} file(s), {} warning(s), {errors} error(s)",
             rules.len(),
             files.len(),
             findings.len() - errors,
-        );
+        ));
     }
     Ok(if errors > 0 {
         LINT_ERRORS
