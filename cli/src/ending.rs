@@ -193,12 +193,12 @@ impl TerminalJob {
         }
     }
 
-    /// The next thing to act on; `looking`: time is one too.
-    pub async fn next(&mut self, looking: bool) -> JobEvent {
+    /// The next thing to act on: a signal, or time to look again.
+    pub async fn next(&mut self) -> JobEvent {
         tokio::select! {
             _ = self.stop.recv() => JobEvent::Stop,
             _ = self.resume.recv() => JobEvent::Resumed,
-            () = tokio::time::sleep(LOOK_EVERY), if looking => JobEvent::Look,
+            () = tokio::time::sleep(LOOK_EVERY) => JobEvent::Look,
         }
     }
 

@@ -621,7 +621,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
                             session.shutdown().await;
                             return Ok(128 + signal);
                         }
-                        event = waiting.next(true) => {
+                        event = waiting.next() => {
                             if let JobEvent::Stop = event {
                                 TerminalJob::stop_self();
                             }
@@ -640,7 +640,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         let outcome = loop {
             let next_job_event = async {
                 match job.as_mut() {
-                    Some(job) => job.next(true).await,
+                    Some(job) => job.next().await,
                     None => std::future::pending().await,
                 }
             };
