@@ -88,6 +88,16 @@ pub struct NetworkApprovalRequest {
     pub rule: Option<RuleRef>,
 }
 
+/// Why a request is denied that no person answered: the session's
+/// approver declines alone (`NOBODY_IS_ASKED`), or the question could not
+/// be put ([`ApprovalAnswer::Unanswered`]'s reason).
+pub(crate) const NOBODY_IS_ASKED: &str =
+    "nobody is asked in this session (its approver declines every request)";
+
+pub(crate) fn nobody_answered(reason: &str) -> String {
+    format!("declined: nobody answered ({reason})")
+}
+
 /// A boxed answer, so that approvers can be async and trait objects.
 pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = ApprovalAnswer> + Send + 'a>>;
 

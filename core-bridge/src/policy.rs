@@ -39,7 +39,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::approval::{
-    ApprovalAnswer, ApprovalClock, ApprovalReason, ApprovalRequest, Approver, DenyAll,
+    nobody_answered, ApprovalAnswer, ApprovalClock, ApprovalReason, ApprovalRequest, Approver,
+    DenyAll, NOBODY_IS_ASKED,
 };
 use crate::planted::{planted_instructions, Request as PlantedRequest};
 use crate::skills::{Skill, SkillRegistry};
@@ -497,9 +498,9 @@ impl Inner {
                 .then(|| "no person was asked: the session's approver answers alone".into()),
         };
         let declined = if person {
-            "declined by the approver"
+            "declined by the approver".to_owned()
         } else {
-            "declined: nobody is asked in this session (its approver declines every request)"
+            format!("declined: {NOBODY_IS_ASKED}")
         };
         let decision = match answer {
             ApprovalAnswer::ApproveForSession => {
@@ -520,11 +521,11 @@ impl Inner {
                     reason: "declined by the approver (a partial answer to a whole request)".into(),
                 },
             },
-            ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => Decision::Deny {
-                reason: declined.into(),
-            },
+            ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => {
+                Decision::Deny { reason: declined }
+            }
             ApprovalAnswer::Unanswered { reason } => Decision::Deny {
-                reason: format!("declined: nobody answered ({reason})"),
+                reason: nobody_answered(&reason),
             },
             ApprovalAnswer::Abort => {
                 abort_command(request.peer.pid);

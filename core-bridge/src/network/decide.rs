@@ -45,7 +45,10 @@ use execgate_rules::{RuleDecision, RuleSet};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::approval::{ApprovalAnswer, ApprovalClock, Approver, NetworkApprovalRequest};
+use crate::approval::{
+    nobody_answered, ApprovalAnswer, ApprovalClock, Approver, NetworkApprovalRequest,
+    NOBODY_IS_ASKED,
+};
 
 /// A session's network answers, shared by every sandbox of the session:
 /// the "for the session" answers, and the questions waiting for one.
@@ -286,13 +289,12 @@ impl NetworkDecider {
         let verdict = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => approved(request),
             ApprovalAnswer::Unanswered { reason } => Verdict::Deny {
-                reason: format!("declined: nobody answered ({reason})"),
+                reason: nobody_answered(&reason),
             },
             // Answered by no one (`DenyAll`): not a user's.
             _ if !person => Verdict::Deny {
                 reason: format!(
-                    "no list entry or network rule allows {}:{} ({}), and nobody is asked in \
-                     this session (its approver declines every request)",
+                    "no list entry or network rule allows {}:{} ({}), and {NOBODY_IS_ASKED}",
                     request.destination, request.port, request.protocol
                 ),
             },
