@@ -205,14 +205,13 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
             return None;
         }
         let state = context.inspect_path(program);
-        let message = match &state {
-            PathState::Canonical => return None,
-            PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => format!(
-                "{}, so this rule never matches as written; write \"{}\" instead",
-                not_canonical(program, &state)?,
+        let (problem, canonical) = path_problem(program, &state)?;
+        let message = match canonical {
+            Some(canonical) => format!(
+                "{problem}, so this rule never matches as written; write \"{}\" instead",
                 canonical.display()
             ),
-            PathState::Missing | PathState::Unknown { .. } => missing_or_unknown(program, &state)?,
+            None => problem,
         };
         Some(LintFinding {
             origin: rule.origin.clone(),
@@ -223,18 +222,10 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
     }));
     findings.extend(rules.host_executables().iter().filter_map(|pin| {
         let state = context.inspect_path(&pin.path);
-        let message = match &state {
-            PathState::Canonical => return None,
-            PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => format!(
-                "host_executable path {}{}",
-                not_canonical(&pin.path, &state)?,
-                pin_advice(&pin.name, canonical)
-            ),
-            PathState::Missing | PathState::Unknown { .. } => format!(
-                "host_executable path {}",
-                missing_or_unknown(&pin.path, &state)?
-            ),
-        };
+        let (problem, canonical) = path_problem(&pin.path, &state)?;
+        let advice =
+            canonical.map_or_else(String::new, |canonical| pin_advice(&pin.name, canonical));
+        let message = format!("host_executable path {problem}{advice}");
         Some(LintFinding {
             origin: pin.origin.clone(),
             pattern: vec![
@@ -291,36 +282,36 @@ fn sort(findings: &mut [LintFinding]) {
     });
 }
 
-/// Why a rule on `path` is never reached when it is not canonical
-/// (`state` is [`PathState::Symlink`] or [`PathState::NotCanonical`]). A
-/// session decides on the canonical path of the file it opened and never
-/// follows a rule's link (where a link points can change, and may be
-/// writable): a path that is not canonical is never seen.
-fn not_canonical(path: &Path, state: &PathState) -> Option<String> {
+/// What a session makes of `path` when it is not its canonical path or
+/// is not there: the sentence, and the canonical path when there is one;
+/// `None` for a canonical path. A session decides on the canonical path of
+/// the file it opened and never follows a rule's link (where a link points
+/// can change, and may be writable): a path that is not canonical is never
+/// seen.
+fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option<&'a Path>)> {
     let path = path.display();
-    let (how, canonical) = match state {
-        PathState::Symlink { canonical } => ("is a symlink to", canonical),
-        PathState::NotCanonical { canonical } => ("resolves to", canonical),
-        PathState::Canonical | PathState::Missing | PathState::Unknown { .. } => return None,
+    let not_canonical = |how: &str, canonical: &'a PathBuf| {
+        let sentence = format!(
+            "{path} {how} {}: a session decides on the canonical path",
+            canonical.display()
+        );
+        (sentence, Some(canonical.as_path()))
     };
-    Some(format!(
-        "{path} {how} {}: a session decides on the canonical path",
-        canonical.display()
-    ))
-}
-
-/// A missing path, or one lint could not look at; `None` for others.
-fn missing_or_unknown(path: &Path, state: &PathState) -> Option<String> {
-    let path = path.display();
-    match state {
-        PathState::Missing => Some(format!(
-            "{path} does not exist on this machine: a session never sees it here"
-        )),
-        PathState::Unknown { reason } => Some(format!(
-            "{path} cannot be looked at ({reason}): lint cannot tell whether a session sees it"
-        )),
-        PathState::Canonical | PathState::Symlink { .. } | PathState::NotCanonical { .. } => None,
-    }
+    Some(match state {
+        PathState::Canonical => return None,
+        PathState::Symlink { canonical } => not_canonical("is a symlink to", canonical),
+        PathState::NotCanonical { canonical } => not_canonical("resolves to", canonical),
+        PathState::Missing => (
+            format!("{path} does not exist on this machine: a session never sees it here"),
+            None,
+        ),
+        PathState::Unknown { reason } => (
+            format!(
+                "{path} cannot be looked at ({reason}): lint cannot tell whether a session sees it"
+            ),
+            None,
+        ),
+    })
 }
 
 /// What to write instead of pinning `name` to a path that resolves to
