@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use execgate_audit::{open_log_file, parse_line, read_log, AuditRecord, Filter, ReadLog, Summary};
+use execgate_audit::{
+    open_log_file, parse_line, read_log, rotated_path, AuditRecord, Filter, ReadLog, Summary,
+};
 
 #[derive(clap::Args)]
 pub struct AuditArgs {
@@ -392,17 +394,12 @@ fn identity_at(path: &Path) -> Option<Identity> {
     std::fs::metadata(path).ok().map(|meta| identity_of(&meta))
 }
 
-/// `<log>.N` ([`execgate_audit::rotated_path`]).
-fn numbered(log: &Path, n: u64) -> PathBuf {
-    execgate_audit::rotated_path(log, usize::try_from(n).unwrap_or(usize::MAX))
-}
-
 /// The N of every rotated file `<log>.N` there is, smallest (newest)
 /// first. From the directory's entries, so that a gap (a file removed by
 /// hand) hides none past it, and files past `keep` (left by a larger
 /// `keep` before) are found too; probed one by one from 1 where the
 /// directory cannot be listed.
-fn rotated_numbers(log: &Path) -> Vec<u64> {
+fn rotated_numbers(log: &Path) -> Vec<usize> {
     use std::os::unix::ffi::OsStrExt;
     let Some(name) = log.file_name() else {
         return Vec::new();
@@ -411,7 +408,7 @@ fn rotated_numbers(log: &Path) -> Vec<u64> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut numbers: Vec<u64> = match std::fs::read_dir(dir) {
+    let mut numbers: Vec<usize> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|entry| {
                 let entry = entry.ok()?;
@@ -428,7 +425,7 @@ fn rotated_numbers(log: &Path) -> Vec<u64> {
             })
             .collect(),
         Err(_) => (1..)
-            .take_while(|&n| std::fs::symlink_metadata(numbered(log, n)).is_ok())
+            .take_while(|&n| std::fs::symlink_metadata(rotated_path(log, n)).is_ok())
             .collect(),
     };
     numbers.sort_unstable();
@@ -446,7 +443,11 @@ const LOOKS: usize = 50;
 fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
     for _ in 0..LOOKS {
         let numbers = rotated_numbers(log);
-        let mut paths: Vec<PathBuf> = numbers.iter().rev().map(|&n| numbered(log, n)).collect();
+        let mut paths: Vec<PathBuf> = numbers
+            .iter()
+            .rev()
+            .map(|&n| rotated_path(log, n))
+            .collect();
         paths.push(log.to_owned());
         let mut opened = Vec::new();
         let mut seen = Vec::new();
@@ -468,7 +469,7 @@ fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
             && numbers
                 .iter()
                 .rev()
-                .map(|&n| identity_at(&numbered(log, n)))
+                .map(|&n| identity_at(&rotated_path(log, n)))
                 .chain([identity_at(log)])
                 .eq(seen);
         if settled {
@@ -582,7 +583,7 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
         }
         let Some(at) = rotated_numbers(log)
             .into_iter()
-            .find(|&n| identity_at(&numbered(log, n)) == Some(id))
+            .find(|&n| identity_at(&rotated_path(log, n)) == Some(id))
         else {
             // In the middle of a rotation's renames, or moved away.
             pause();
@@ -590,10 +591,10 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
         };
         let next = match at {
             1 => log.to_owned(),
-            _ => numbered(log, at - 1),
+            _ => rotated_path(log, at - 1),
         };
         match open_log_file(&next) {
-            Ok(file) if identity_at(&numbered(log, at)) == Some(id) => {
+            Ok(file) if identity_at(&rotated_path(log, at)) == Some(id) => {
                 return Ok(Successor::Next(Followed::new(next, file)));
             }
             // Rotated again meanwhile: look again.
