@@ -242,6 +242,23 @@ impl LintContext for Machine<'_> {
             },
         }
     }
+
+    fn find_program(&self, name: &str) -> Option<PathBuf> {
+        find_in_path(name)
+    }
+}
+
+/// The first executable file named `program` in `PATH`, as the shell
+/// finds it.
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Loads rules for a session, with errors that say which file.
@@ -255,15 +272,7 @@ fn program_as_run(program: &str) -> Result<String> {
     let found = if program.contains('/') {
         PathBuf::from(program)
     } else {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| {
-                candidate
-                    .metadata()
-                    .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-            })
-            .with_context(|| format!("{program} is not found in PATH"))?
+        find_in_path(program).with_context(|| format!("{program} is not found in PATH"))?
     };
     let canonical = std::fs::canonicalize(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;

@@ -9,6 +9,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn execgate(cwd: &Path, args: &[&str]) -> Output {
+    execgate_with_env(cwd, args, &[])
+}
+
+fn execgate_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let binary = env!("CARGO_BIN_EXE_execgate");
     let dir = Path::new(binary).parent().unwrap();
     for sibling in ["execgate-exec-wrapper", "execgate-sandbox-helper"] {
@@ -22,6 +26,7 @@ fn execgate(cwd: &Path, args: &[&str]) -> Output {
         .current_dir(cwd)
         .env("XDG_CONFIG_HOME", cwd.join("no-config"))
         .env("XDG_STATE_HOME", cwd.join("state"))
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -1876,9 +1881,10 @@ fn execgate_writing_to(cwd: &Path, args: &[&str], stdout: std::process::Stdio) -
         .unwrap()
 }
 
-/// Regression: a rule or a `host_executable` pin on a symlink never
-/// matches (a session decides on the canonical path, and never follows
-/// the rule's link), and lint said nothing about it.
+/// Regression: a rule or a `host_executable` pin on a symlink, or a rule
+/// on a name found in `PATH` as a link to a program of another name, never
+/// matches (a session decides on the canonical path, and never follows the
+/// rule's link), and lint said nothing about it.
 #[test]
 fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     let (dir, ws) = workspace();
@@ -1886,6 +1892,7 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     // As Debian's /usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk.
     let mawk = base.join("mawk");
     std::fs::write(&mawk, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&mawk, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let alternative = base.join("alternative-awk");
     std::os::unix::fs::symlink(&mawk, &alternative).unwrap();
     let awk = base.join("awk");
@@ -1900,7 +1907,8 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
             "prefix_rule(pattern = [\"{awk}\"], decision = \"forbidden\")\n\
              host_executable(name = \"awk\", paths = [\"{awk}\"])\n\
              prefix_rule(pattern = [\"{missing}\"], decision = \"forbidden\")\n\
-             prefix_rule(pattern = [\"{mawk}\", \"-f\"], decision = \"forbidden\")\n"
+             prefix_rule(pattern = [\"{mawk}\", \"-f\"], decision = \"forbidden\")\n\
+             prefix_rule(pattern = [\"awk\"], decision = \"forbidden\")\n"
         ),
     )
     .unwrap();
@@ -1916,7 +1924,13 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json, serde_json::json!({"matchedRules": []}));
 
-    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    // `awk` as the shell finds it in this `PATH`.
+    let search_path = base.to_str().unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["policy", "lint", "--rules", rules],
+        &[("PATH", search_path)],
+    );
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert_eq!(
@@ -1938,10 +1952,16 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
                 "{rules}:3: warning: {missing} does not exist on this machine: a session never \
                  sees it here [{missing}]"
             ),
+            format!(
+                "{rules}:5: warning: awk is {awk} here, which resolves to {mawk}, named mawk: a \
+                 session looks up rules by the name of the program it runs, so this rule never \
+                 matches it; write it on \"{mawk}\", or on mawk (where it covers every name \
+                 that leads there) [awk]"
+            ),
         ],
     );
     assert!(
-        text(&output.stderr).contains("3 warning(s), 0 error(s)"),
+        text(&output.stderr).contains("4 warning(s), 0 error(s)"),
         "{}",
         text(&output.stderr)
     );
@@ -1969,11 +1989,11 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
+    // No `cargo` in `PATH`: what it is here (rustup's link, say) is
+    // another lint's business.
+    let lint = |args: &[&str]| execgate_with_env(&ws, args, &[("PATH", "/nonexistent")]);
 
-    let output = execgate(
-        &ws,
-        &["policy", "lint", "--rules", rules, "--config", config],
-    );
+    let output = lint(&["policy", "lint", "--rules", rules, "--config", config]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "{stdout}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -1988,12 +2008,9 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
         "{}",
         text(&output.stderr)
     );
-    let output = execgate(
-        &ws,
-        &[
-            "policy", "lint", "--rules", rules, "--config", config, "--json",
-        ],
-    );
+    let output = lint(&[
+        "policy", "lint", "--rules", rules, "--config", config, "--json",
+    ]);
     assert_eq!(output.status.code(), Some(2));
     let finding: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(finding["severity"], "error");
@@ -2003,13 +2020,13 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
     let default = ws.join("no-config/execgate");
     std::fs::create_dir_all(&default).unwrap();
     std::fs::copy(config, default.join("config.toml")).unwrap();
-    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    let output = lint(&["policy", "lint", "--rules", rules]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
     assert_eq!(text(&output.stdout).lines().count(), 1);
     std::fs::remove_file(default.join("config.toml")).unwrap();
 
     // Without a config, only the presets are profiles.
-    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    let output = lint(&["policy", "lint", "--rules", rules]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(2), "{stdout}");
     assert!(

@@ -84,6 +84,9 @@ pub trait LintContext {
     fn check_profile(&self, name: &str) -> Result<(), String>;
     /// What `path` (absolute) is on this machine.
     fn inspect_path(&self, path: &Path) -> PathState;
+    /// Where the bare program name `name` is found in `PATH` on this
+    /// machine, if anywhere.
+    fn find_program(&self, name: &str) -> Option<PathBuf>;
 }
 
 /// Programs that execute code given on their command line or in files
@@ -195,14 +198,20 @@ pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
 }
 
 /// [`lint`]'s warnings, and what `context` shows: rule paths that are not
-/// canonical or do not exist (warnings), `execution` profiles that are not
+/// canonical or do not exist, and rules on a name that is a link to a
+/// program of another name (warnings), `execution` profiles that are not
 /// defined or not sandboxed (errors).
 pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
     findings.extend(rules.rules().filter_map(|rule| {
         let program = Path::new(rule.program());
         if !program.is_absolute() {
-            return None;
+            return Some(LintFinding {
+                origin: rule.origin.clone(),
+                pattern: pattern_text(rule),
+                severity: Severity::Warning,
+                message: renamed_program(rule.program(), context)?,
+            });
         }
         let state = context.inspect_path(program);
         let (problem, canonical) = path_problem(program, &state)?;
@@ -311,6 +320,33 @@ fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option
             ),
             None,
         ),
+    })
+}
+
+/// Why rules on the bare name `name` never match the program found under
+/// that name here: it is a link to a program of another name (`sh` ->
+/// `dash`, `awk` -> `mawk`), and a session falls back from the canonical
+/// path only to the canonical path's own name.
+fn renamed_program(name: &str, context: &dyn LintContext) -> Option<String> {
+    if name.contains('/') {
+        return None;
+    }
+    let found = context.find_program(name)?;
+    let (PathState::Symlink { canonical } | PathState::NotCanonical { canonical }) =
+        context.inspect_path(&found)
+    else {
+        return None;
+    };
+    let real = canonical.file_name()?.to_str()?;
+    (real != name).then(|| {
+        format!(
+            "{name} is {found} here, which resolves to {canonical}, named {real}: a session \
+             looks up rules by the name of the program it runs, so this rule never matches \
+             it; write it on \"{canonical}\", or on {real} (where it covers every name \
+             that leads there)",
+            found = found.display(),
+            canonical = canonical.display(),
+        )
     })
 }
 

@@ -394,7 +394,8 @@ fn lint_names_network_rules_open_to_every_host() {
 }
 
 /// A machine where `/usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk`,
-/// `/bin` is a link to `/usr/bin`, and only `net` is a profile.
+/// `/bin` is a link to `/usr/bin` and comes first in `PATH`, and only `net`
+/// is a profile.
 struct FakeMachine;
 
 impl crate::LintContext for FakeMachine {
@@ -422,9 +423,18 @@ impl crate::LintContext for FakeMachine {
             _ => PathState::Missing,
         }
     }
+
+    fn find_program(&self, name: &str) -> Option<std::path::PathBuf> {
+        match name {
+            "awk" => Some("/usr/bin/awk".into()),
+            "git" => Some("/bin/git".into()),
+            _ => None,
+        }
+    }
 }
 
-/// Regression: a rule or pin on a symlink never matched (a session decides
+/// Regression: a rule or pin on a symlink, or a rule on a name that is a
+/// link to a program of another name, never matched (a session decides
 /// on the canonical path) and lint said nothing.
 #[test]
 fn lint_with_names_paths_a_session_never_sees() {
@@ -437,6 +447,9 @@ prefix_rule(pattern = ["/usr/bin/mawk"], decision = "forbidden")
 prefix_rule(pattern = ["/opt/none/tool"], decision = "prompt")
 prefix_rule(pattern = ["/locked/tool"], decision = "forbidden")
 prefix_rule(pattern = ["awk"], decision = "forbidden")
+prefix_rule(pattern = ["git", "push"], decision = "forbidden")
+prefix_rule(pattern = ["mawk"], decision = "forbidden")
+prefix_rule(pattern = ["nowhere"], decision = "forbidden")
 "#,
     );
     let findings: Vec<String> = crate::lint_with(&set, &FakeMachine)
@@ -461,6 +474,10 @@ prefix_rule(pattern = ["awk"], decision = "forbidden")
              never sees it here [/opt/none/tool]",
             "test.rules:7: warning: /locked/tool cannot be looked at (Permission denied): lint \
              cannot tell whether a session sees it [/locked/tool]",
+            "test.rules:8: warning: awk is /usr/bin/awk here, which resolves to /usr/bin/mawk, \
+             named mawk: a session looks up rules by the name of the program it runs, so this \
+             rule never matches it; write it on \"/usr/bin/mawk\", or on mawk (where it covers \
+             every name that leads there) [awk]",
         ]
     );
     // Without a context, none of that: the rules crate resolves nothing.
