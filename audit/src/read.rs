@@ -126,7 +126,8 @@ pub fn parse_line(line: &[u8]) -> ParsedLine {
 #[derive(Debug, Default)]
 pub struct Filter {
     pub session: Option<String>,
-    /// `run`, `escalate` or `deny`.
+    /// `run`, `escalate` or `deny`; for connections `allow` or `deny`.
+    /// `deny` keeps connections refused at connect time too.
     pub decision: Option<String>,
     /// A glob on the executable's canonical path (or its file name when
     /// the glob has no `/`).
@@ -199,10 +200,9 @@ impl Filter {
         self.session
             .as_ref()
             .is_none_or(|id| &record.session_id == id)
-            && self
-                .decision
-                .as_deref()
-                .is_none_or(|wanted| decision == Some(wanted))
+            && self.decision.as_deref().is_none_or(|wanted| {
+                decision == Some(wanted) || (wanted == "deny" && record.denied_at_connect())
+            })
             && self.program.as_ref().is_none_or(|glob| {
                 executable.as_ref().is_some_and(|path| {
                     let name = Path::new(path)

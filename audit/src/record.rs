@@ -501,6 +501,17 @@ impl AuditRecord {
     pub fn is_network(&self) -> bool {
         matches!(self.event.action.as_str(), NETWORK_DECISION | NETWORK_CLOSE)
     }
+
+    /// Whether this records a connection the proxy refused at connect
+    /// time, after an `allow` (the name resolved to a non-public address
+    /// the decision did not permit).
+    pub fn denied_at_connect(&self) -> bool {
+        self.event.action == NETWORK_CLOSE
+            && self
+                .execgate
+                .as_ref()
+                .is_some_and(|fields| fields.network_outcome.as_deref() == Some("denied"))
+    }
 }
 
 fn network(record: &mut AuditRecord, event: &NetworkEvent) {

@@ -879,7 +879,25 @@ fn network_records_read_back_filter_and_count_per_host() {
         decision: Some("deny".into()),
         ..Filter::default()
     };
-    assert_eq!(records.iter().filter(|r| denials.matches(r)).count(), 1);
+    // The denial, and the connection refused at connect time after an
+    // allow.
+    let denied: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .filter(|r| denials.matches(r))
+        .map(|r| {
+            (
+                r.event.action.as_str(),
+                r.execgate.as_ref().unwrap().network_outcome.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        denied,
+        [
+            (NETWORK_DECISION, Some("denied")),
+            (NETWORK_CLOSE, Some("denied"))
+        ]
+    );
 
     let summary = Summary::of(&records);
     let counts = |pairs: &[(&str, usize)]| -> std::collections::BTreeMap<String, usize> {

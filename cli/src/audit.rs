@@ -38,7 +38,8 @@ pub struct AuditArgs {
     follow: bool,
     #[arg(long)]
     session: Option<String>,
-    /// run, escalate or deny; for connections allow or deny.
+    /// run, escalate or deny; for connections allow or deny (deny takes in
+    /// connections refused at connect time, after an allow).
     #[arg(long)]
     decision: Option<String>,
     /// A glob on the program's path or file name.
