@@ -4,6 +4,16 @@
 //! The executable is opened once, and both the decision (device, inode,
 //! canonical path) and the escalated exec (`execveat` on the same
 //! descriptor) use that one open file, so nothing can be swapped in between.
+//!
+//! Paths come from the requester and are resolved in the server's own
+//! mount namespace, never through a magic link (`/proc/PID/fd/N`,
+//! `/proc/PID/cwd`, `/proc/PID/root`, `/proc/self/...`): those lead into
+//! other namespaces (a sandbox's private `/dev/shm`, whose contents the
+//! sandbox chose) and to the server's own descriptors, where a path no
+//! longer names what the host sees under it. Nothing is opened for more
+//! than a path (`O_PATH`) until it is known to be a regular file or a
+//! directory: opening a device can act on it (a watchdog arms, a tape
+//! rewinds).
 //! The same holds for an escalated script (its interpreter reads it through
 //! the checked descriptor, `/dev/fd/N`) and for the working directory
 //! (opened when the request is read, checked against the requester's own,
@@ -13,10 +23,11 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use execgate_protocol::{looks_like_shell_text, parse_shebang, SHEBANG_LIMIT};
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 
 use crate::policy::{ResolvedExecutable, WorkingDirectory};
 
@@ -52,13 +63,26 @@ pub(crate) struct OpenedExecutable {
 
 impl OpenedExecutable {
     /// The file's first bytes, for `#!` handling: read only for an
-    /// escalation (a `Run` never needs them).
+    /// escalation (a `Run` never needs them), through the checked
+    /// descriptor reopened for reading (a regular file: opening it does
+    /// nothing else).
     fn head(&self) -> Vec<u8> {
         let mut head = vec![0u8; SHEBANG_LIMIT];
-        let len = self.file.read_at(&mut head, 0).unwrap_or(0);
+        let len = File::open(format!("/proc/self/fd/{}", fd_number(&self.file)))
+            .and_then(|file| file.read_at(&mut head, 0))
+            .unwrap_or(0);
         head.truncate(len);
         head
     }
+}
+
+/// Opens `path` for nothing but a path (`O_PATH`, close-on-exec), following
+/// symbolic links but no magic link.
+fn open_path(path: &Path, flags: OFlag) -> io::Result<File> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(File::from(openat2(AT_FDCWD, path, how)?))
 }
 
 /// Opens `path` and identifies the file it names.
@@ -72,12 +96,7 @@ pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveEr
         path: path.to_owned(),
         source,
     };
-    // O_NONBLOCK: a request naming a FIFO must not hang the server.
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(open_error)?;
+    let file = open_path(path, OFlag::empty()).map_err(open_error)?;
     let meta = file.metadata().map_err(open_error)?;
     if !meta.is_file() {
         return Err(ResolveError::NotRegularFile {
@@ -89,9 +108,8 @@ pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveEr
             path: path.to_owned(),
         });
     }
-    let canonical_path = std::fs::read_link(format!("/proc/self/fd/{}", fd_number(&file)))
-        .or_else(|_| path.canonicalize())
-        .map_err(open_error)?;
+    let canonical_path =
+        std::fs::read_link(format!("/proc/self/fd/{}", fd_number(&file))).map_err(open_error)?;
     Ok(OpenedExecutable {
         resolved: ResolvedExecutable {
             requested_path: path.to_owned(),
@@ -123,10 +141,7 @@ pub(crate) fn open_working_directory(
     if !cwd.is_absolute() {
         return Err(format!("working directory {cwd:?} is not an absolute path"));
     }
-    let directory = File::options()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(cwd)
+    let directory = open_path(cwd, OFlag::O_DIRECTORY)
         .map_err(|error| format!("cannot open working directory {}: {error}", cwd.display()))?;
     let held = directory.metadata().map_err(|error| {
         format!(

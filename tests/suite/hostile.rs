@@ -210,12 +210,16 @@ fn kind_of(index: usize) -> Hostile {
 }
 
 fn request_frame(path: &str, argv: &[&str]) -> Vec<u8> {
+    // The requester's real directory: the server holds it by descriptor
+    // and refuses to escalate from a claimed one.
+    request_frame_in(path, argv, std::env::current_dir().unwrap())
+}
+
+fn request_frame_in(path: &str, argv: &[&str], cwd: PathBuf) -> Vec<u8> {
     encode_client(&ClientMessage::Request(ExecRequest {
         path: path.into(),
         argv: argv.iter().map(|arg| os(arg)).collect(),
-        // The requester's real directory: the server holds it by
-        // descriptor and refuses to escalate from a claimed one.
-        cwd: std::env::current_dir().unwrap(),
+        cwd,
         env: vec![os("PATH=/usr/bin:/bin")],
     }))
     .unwrap()
@@ -731,6 +735,66 @@ async fn an_answer_nobody_reads_does_not_hold_up_the_session() {
     let shutdown = tokio::time::timeout(Duration::from_secs(20), session.shutdown()).await;
     assert!(shutdown.is_ok(), "the session waited for an unread answer");
     drop(private);
+}
+
+/// Regression: a request could name its executable or its working
+/// directory through a magic link (`/proc/PID/fd/N`, `/proc/PID/cwd`), and
+/// those lead into other mount namespaces. A sandbox's private `/dev/shm`,
+/// reached through a descriptor of it that an escalated child held, was
+/// taken for the host's `/dev/shm`, and a Makefile planted there ran
+/// unsandboxed. The server resolves a request's paths without magic links:
+/// such a request is denied, and nothing escalates from such a directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_through_magic_links_name_nothing() {
+    let session = Session::start(SessionConfig::new(
+        wrapper(),
+        policy_by_path(&[(ESCALATED, escalate())]),
+    ))
+    .unwrap();
+    let socket = session.shell_socket().unwrap();
+    let pid = std::process::id();
+    let escalated = fs::File::open(ESCALATED).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let ask = |path: &str, cwd: &Path| {
+        let private = open(socket);
+        say(&private, &request_frame_in(path, &["true"], cwd.to_owned()));
+        done(&private);
+        replies(&private).unwrap()
+    };
+    // The same requests, named plainly, escalate.
+    assert!(matches!(
+        ask(ESCALATED, &cwd).as_slice(),
+        [ServerMessage::Escalate, ..]
+    ));
+    let through_links = [
+        // The executable, through the requester's descriptor of it.
+        (
+            format!("/proc/{pid}/fd/{}", escalated.as_raw_fd()),
+            cwd.clone(),
+        ),
+        (
+            format!("/proc/self/fd/{}", escalated.as_raw_fd()),
+            cwd.clone(),
+        ),
+        // The working directory, through the requester's own link to it.
+        (
+            ESCALATED.to_owned(),
+            PathBuf::from(format!("/proc/{pid}/cwd")),
+        ),
+        (
+            ESCALATED.to_owned(),
+            Path::new(&format!("/proc/{pid}/root")).join(cwd.strip_prefix("/").unwrap()),
+        ),
+    ];
+    for (path, cwd) in through_links {
+        let replies = ask(&path, &cwd);
+        assert!(
+            matches!(replies.as_slice(), [ServerMessage::Deny { .. }]),
+            "{path} in {}: {replies:?}",
+            cwd.display()
+        );
+    }
+    session.shutdown().await;
 }
 
 /// The server's end of a request socket shares its file flags with any
