@@ -1015,7 +1015,8 @@ fn split_once(word: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
 }
 
 /// Where a configuration file entry points, for every home the program
-/// might use: the server's and the one in the request.
+/// might use: the server's and the one in the request. A relative value
+/// is taken from the working directory, as the program would take it.
 fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
     let requested = |name: &str| -> Option<PathBuf> {
         request.env.iter().find_map(|entry| {
@@ -1029,7 +1030,7 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
             .map(PathBuf::from)
             .into_iter()
             .chain(requested(name))
-            .filter(|path| path.is_absolute())
+            .map(|path| request.cwd.join(path))
             .collect()
     };
     let homes = variable("HOME");

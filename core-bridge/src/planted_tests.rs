@@ -104,11 +104,22 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
         ),
         ("/usr/bin/git", "log -c", &ro, &[], false, false),
         ("/usr/bin/git", "status", &ro, &["HOME={w}"], false, true),
+        // A relative home is the working directory's (git joins them).
+        ("/usr/bin/git", "status", &ro, &["HOME=../w"], false, true),
+        ("/usr/bin/git", "status", &ro, &["HOME=."], false, false),
         (
             "/usr/bin/git",
             "status",
             &ro,
             &["XDG_CONFIG_HOME={w}/cfg"],
+            false,
+            true,
+        ),
+        (
+            "/usr/bin/git",
+            "status",
+            &ro,
+            &["XDG_CONFIG_HOME=../w/cfg"],
             false,
             true,
         ),
