@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use execgate_core_bridge::{
-    ApprovalAnswer, ApprovalFuture, ApprovalRequest, ApproveAll, Approver, DenyAll, ExecError,
-    ExecOptions, ExecResponse, ExecStdio, NetworkApprovalRequest, ProcessId, ProcessState,
-    ShellSession,
+    ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, ApproveAll, Approver, DenyAll,
+    ExecError, ExecOptions, ExecResponse, ExecStdio, NetworkApprovalRequest, ProcessId,
+    ProcessState, ShellSession,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -152,10 +152,19 @@ struct ElicitingApprover {
     fallback: Arc<dyn Approver>,
 }
 
-/// The elicitation form: one choice, `grant`.
-fn approval_form() -> Result<ElicitationSchema, &'static str> {
+/// The elicitation form: one choice, `grant`, saying what "session"
+/// covers for this request (a skill's approval covers its script whatever
+/// the arguments).
+fn approval_form(reason: &ApprovalReason) -> Result<ElicitationSchema, &'static str> {
+    let description = match reason {
+        ApprovalReason::Skill { .. } => {
+            "once: this run only; session: this script of the skill, with any arguments, for the \
+             rest of the session"
+        }
+        _ => "once: this run only; session: this exact command for the rest of the session",
+    };
     let grant = EnumSchema::builder(vec!["once".into(), "session".into()])
-        .description("once: this run only; session: this exact command for the rest of the session")
+        .description(description)
         .build();
     ElicitationSchema::builder()
         .required_enum_schema("grant", grant)
@@ -279,7 +288,8 @@ impl Approver for ElicitingApprover {
                  decline to refuse.",
                 crate::prompt::describe(request).join("\n")
             );
-            let Some(answer) = Self::elicit(peer, message, approval_form()).await else {
+            let Some(answer) = Self::elicit(peer, message, approval_form(&request.reason)).await
+            else {
                 return elicitation_lost();
             };
             let form = answer

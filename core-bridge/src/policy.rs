@@ -215,22 +215,50 @@ impl ExecPolicy {
             | ApprovalAnswer::Unanswered { .. } => return Ok(None),
             ApprovalAnswer::Abort => return Err(Aborted),
         };
-        self.inner
-            .granted_write_roots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(write_roots(&granted, cwd));
+        self.inner.writable_through(&granted, cwd);
         Ok(Some(granted))
     }
 }
 
 impl Policy for ExecPolicy {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
-        Box::pin(self.inner.decide(request))
+        Box::pin(async move {
+            let verdict = self.inner.decide(request).await;
+            // A skill's script, or a rule's command, with grants of its
+            // own: what it may write, the sandbox may have written.
+            if let Decision::Escalate(Execution::Permissions(granted)) = &verdict.decision {
+                let cwd = request
+                    .working_directory
+                    .as_ref()
+                    .map_or(request.cwd.as_path(), |held| held.canonical_path.as_path());
+                self.inner.writable_through(granted, cwd);
+            }
+            verdict
+        })
     }
 }
 
 impl Inner {
+    /// Counts what `granted` lets a sandboxed command write as writable
+    /// from the sandbox, for every later escalation's checks: the command
+    /// holds the session socket, and its files may be what they run.
+    fn writable_through(&self, granted: &PermissionProfile, cwd: &Path) {
+        let mut roots = self
+            .granted_write_roots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for root in write_roots(granted, cwd) {
+            // As written and as resolved now: the checks compare canonical
+            // paths.
+            let canonical = std::fs::canonicalize(&root).ok();
+            for root in std::iter::once(root).chain(canonical) {
+                if !roots.contains(&root) {
+                    roots.push(root);
+                }
+            }
+        }
+    }
+
     async fn decide(&self, request: &ExecContext) -> Verdict {
         let program = &request.executable.canonical_path;
         if let Some(skill) = self.skills.owner_of(program) {
@@ -356,8 +384,16 @@ impl Inner {
             execution: execution.clone(),
             permissions: Some(grants.clone()),
         };
-        self.approved_or_asked(request, key, approval, execution, None)
-            .await
+        let mut verdict = self
+            .approved_or_asked(request, key, approval, execution, None)
+            .await;
+        // Whoever answered, the record says whose script it was.
+        let of_skill = format!("script of skill {}", skill.name);
+        verdict.provenance.note = Some(match verdict.provenance.note.take() {
+            Some(note) => format!("{of_skill}; {note}"),
+            None => of_skill,
+        });
+        verdict
     }
 
     /// Why this escalation must not happen: it would leave the sandbox

@@ -519,10 +519,74 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
         }
         assert!(matches!(&asked[0].reason, ApprovalReason::Skill { name, .. } if name == "writer"));
         assert!(asked[0].permissions.is_some());
-        let by: Vec<DecidedBy> = provenances(&recorder).into_iter().map(|p| p.2).collect();
-        assert_eq!(by[0], DecidedBy::Skill, "{by:?}");
+        let decided = provenances(&recorder);
+        let by: Vec<&DecidedBy> = decided.iter().map(|p| &p.2).collect();
+        assert_eq!(*by[0], DecidedBy::Skill, "{by:?}");
+        // Every decision on a skill's script names the skill, whoever
+        // answered (regression: with grants, none did).
+        let notes: Vec<Option<&str>> = decided.iter().map(|p| p.4.as_deref()).collect();
+        assert_eq!(notes[0], Some("script of skill plain"), "{notes:?}");
+        for note in &notes[1..4] {
+            assert!(
+                note.is_some_and(|note| note.starts_with("script of skill writer")),
+                "{notes:?}"
+            );
+        }
         session.shutdown().await;
     }
+}
+
+/// Regression: what an approved skill may write was not counted as
+/// writable from the sandbox, as requested permissions are. The sandbox
+/// rewrote, through the skill, a script a rule lets out, and the script
+/// then ran unsandboxed.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_granted_skill_may_write_is_never_trusted_by_an_escalation() {
+    let place = Place::new();
+    let granted = place.outside.join("granted");
+    fs::create_dir(&granted).unwrap();
+    let publish = granted.join("publish.sh");
+    fs::write(
+        &publish,
+        "#!/bin/sh
+touch \"$1\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        &publish,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let writer = skill(
+        &place,
+        "writer",
+        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
+    );
+    let rules = place.rules(&format!(
+        "prefix_rule(pattern = [\"{}\"])\n",
+        publish.display()
+    ));
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(rules).approver(Scripted::new(ApprovalAnswer::ApproveForSession));
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let script = place.script(&format!(
+        "{publish} {{outside}}/before; {writer} {granted}/ok; {publish} {{outside}}/after \
+         2>/dev/null; print done",
+        publish = publish.display(),
+        writer = writer.display(),
+        granted = granted.display(),
+    ));
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    // Let out before the skill could write it; not after.
+    assert!(place.outside.join("before").exists());
+    assert!(granted.join("ok").exists());
+    assert!(!place.outside.join("after").exists());
+    let decisions: Vec<String> = provenances(&recorder).into_iter().map(|p| p.1).collect();
+    assert_eq!(decisions[0], "escalate Unsandboxed", "{decisions:?}");
+    assert_eq!(decisions[2], "run", "{decisions:?}");
+    session.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
