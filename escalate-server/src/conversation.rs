@@ -193,6 +193,9 @@ struct Launch {
     opened: OpenedExecutable,
     directory: OwnedFd,
     sandbox: SandboxPlan,
+    /// It may do more than the session's sandbox (unsandboxed, or with
+    /// grants): it must not run what the sandbox planted.
+    beyond_the_sandbox: bool,
 }
 
 /// Everything an escalation needs before the wrapper hands its descriptors
@@ -215,6 +218,7 @@ async fn launch_for(
         opened,
         directory,
         sandbox,
+        beyond_the_sandbox: *execution != Execution::TurnDefault,
     })
 }
 
@@ -656,6 +660,7 @@ fn spawn_plan(
         opened,
         directory,
         sandbox,
+        beyond_the_sandbox,
     } = launch;
     // Numbers above every forwarded descriptor: the script an interpreter
     // reads by descriptor, then (sandboxed) the file the helper executes.
@@ -667,12 +672,13 @@ fn spawn_plan(
         .max(2);
     let script_number = forwarded_max + 1;
     let sandboxed = sandbox.is_some();
-    // A sandboxed child runs what it finds inside its sandbox; one outside
-    // must not find what the sandbox planted.
-    let path = if sandboxed {
-        &shared.config.escalation_path
+    // A child in the session's own sandbox runs what it finds there with
+    // no more than the sandbox has; one outside it or with grants must not
+    // find what the sandbox planted.
+    let path = if beyond_the_sandbox {
+        &shared.outside_path
     } else {
-        &shared.unsandboxed_path
+        &shared.config.escalation_path
     };
     let mut launch = launch_plan(opened, &context.argv, path, script_number)
         .map_err(|error| error.to_string())?;

@@ -4,8 +4,9 @@
 //! a variable that makes an escalated program load or run code of its
 //! choosing. Such variables are removed (the list below is the reference;
 //! README.md's security model summarizes it), the session's own plumbing is
-//! removed, and `PATH` is replaced by the session's escalation `PATH`
-//! without the directories the session's sandbox can write
+//! removed, and `PATH` is replaced by the session's escalation `PATH`,
+//! for a child that may do more than the session's sandbox (unsandboxed,
+//! or with grants) without the directories the sandbox can write
 //! ([`path_outside`]), so that an escalated program that runs others by
 //! name cannot be pointed at binaries planted in one.
 //!

@@ -201,10 +201,11 @@ pub struct Session {
 /// What the workers share.
 pub(crate) struct Shared {
     pub(crate) id: String,
-    /// `PATH` for unsandboxed escalated children, and where their relative
+    /// `PATH` for escalated children that may do more than the session's
+    /// sandbox (unsandboxed, or with grants), and where their relative
     /// `#!` interpreters are looked up: the configured escalation `PATH`
     /// without what the session's sandbox can write.
-    pub(crate) unsandboxed_path: OsString,
+    pub(crate) outside_path: OsString,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -304,7 +305,7 @@ impl Session {
             Some(sandbox) => Some(ActiveSandbox::new(sandbox, &config.wrapper)?),
             None => None,
         };
-        let unsandboxed_path = match sandbox.as_ref().and_then(|s| s.resolved_default.as_ref()) {
+        let outside_path = match sandbox.as_ref().and_then(|s| s.resolved_default.as_ref()) {
             Some(policy) => {
                 let (path, dropped) =
                     crate::environment::path_outside(&config.escalation_path, policy);
@@ -324,7 +325,7 @@ impl Session {
         let shared = Arc::new(Shared {
             id,
             config,
-            unsandboxed_path,
+            outside_path,
             children: Children::new(scope),
             sandbox,
             lineage: crate::lineage::Lineage::default(),

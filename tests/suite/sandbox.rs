@@ -746,20 +746,39 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
     assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
 }
 
-/// An unsandboxed escalation that runs another program by name (`env`, a
-/// `#!/usr/bin/env python3` script, a shim) must not find one the sandbox
-/// planted: directories of the escalation `PATH` that the sandbox can
-/// write (a project's `.venv/bin` put first in `PATH`, say) are left out
-/// of it. A sandboxed escalation keeps them: what it finds runs inside.
+/// An escalation that runs another program by name (`env`, a
+/// `#!/usr/bin/env python3` script, a shim) with more than the sandbox may
+/// do (unsandboxed, or with grants) must not find one the sandbox planted:
+/// directories of the escalation `PATH` that the sandbox can write (a
+/// project's `.venv/bin` put first in `PATH`, say) are left out of it. An
+/// escalation into the session's own sandbox keeps them: what it finds
+/// runs with no more than the sandbox has. (Regression: an escalation with
+/// grants kept them, and ran what the sandbox planted with its grants.)
 #[tokio::test(flavor = "multi_thread")]
-async fn unsandboxed_escalations_find_nothing_the_sandbox_planted_in_path() {
+async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
     use execgate_escalate_server::sandbox::{Launcher, SandboxContext};
     use execgate_escalate_server::{SessionConfig, SessionSandbox};
     let world = World::new();
     let planted_bin = world.ws.join(".venv/bin");
+    let mut grant = execgate_escalate_server::sandbox::FileSystemPolicy::default();
+    grant
+        .push(
+            parse_target(world.outside.to_str().unwrap(), None).unwrap(),
+            Access::Write,
+        )
+        .unwrap();
+    let grant = PermissionProfile::Managed {
+        file_system: grant,
+        network: NetworkPolicy::Restricted,
+        network_lists: Default::default(),
+    };
     let policy = policy_by_path(&[
         ("/usr/bin/env", Decision::Escalate(Execution::Unsandboxed)),
         ("/usr/bin/nice", Decision::Escalate(Execution::TurnDefault)),
+        (
+            "/usr/bin/timeout",
+            Decision::Escalate(Execution::Permissions(grant)),
+        ),
     ]);
     let mut config = SessionConfig::new(wrapper(), policy);
     let recorder = Recorder::default();
@@ -775,7 +794,7 @@ async fn unsandboxed_escalations_find_nothing_the_sandbox_planted_in_path() {
     let script = format!(
         "mkdir -p .venv/bin && printf '#!/bin/sh\\ntouch {pwned}\\necho planted\\n' \
          > .venv/bin/tool && chmod +x .venv/bin/tool && \
-         env tool; print env=$?; nice tool; print nice=$?",
+         env tool; print env=$?; nice tool; print nice=$?; timeout 10 tool; print timeout=$?",
         pwned = pwned.display()
     );
     let child = spawn_session_shell(&mut session, &script, &world.ws);
@@ -783,14 +802,14 @@ async fn unsandboxed_escalations_find_nothing_the_sandbox_planted_in_path() {
     session.shutdown().await;
     assert!(
         !pwned.exists(),
-        "the planted program ran outside the sandbox"
+        "the planted program ran outside the sandbox or with the grants"
     );
     assert_eq!(
-        output.stdout, "env=127\nplanted\nnice=0\n",
+        output.stdout, "env=127\nplanted\nnice=0\ntimeout=127\n",
         "{}",
         output.stderr
     );
-    assert_eq!(recorder.started_pids().len(), 2, "both were escalated");
+    assert_eq!(recorder.started_pids().len(), 3, "all three were escalated");
 }
 
 /// Programs in a sandbox start with the signal dispositions a program
