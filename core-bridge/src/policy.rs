@@ -155,7 +155,9 @@ impl ExecPolicy {
                         name: name.clone(),
                     });
                 }
-                executions.insert(name.clone(), profile);
+                // Pinned now, before any sandbox runs: a path the sandbox
+                // later points elsewhere refuses the escalation.
+                executions.insert(name.clone(), profile.pinned());
             }
         }
         Ok(ExecPolicy {

@@ -138,9 +138,18 @@ impl ActiveSandbox {
             return Ok(self.resolved_default.clone());
         };
         match self.turn_default.merged_with(extra) {
-            merged @ PermissionProfile::Managed { .. } => Ok(Some(Arc::new(
-                ResolvedPolicy::resolve(&merged, &self.context)?,
-            ))),
+            merged @ PermissionProfile::Managed { .. } => {
+                let resolved = ResolvedPolicy::resolve(&merged, &self.context)?;
+                // Grants are pinned when made (a skill's when it loads, a
+                // rule's profile when the session starts): one the sandbox
+                // has since pointed elsewhere with a link grants nothing.
+                // Checked on the resolution itself, whose identities the
+                // sandbox's helper checks again after bubblewrap's binds.
+                if let Some((path, now)) = extra.moved_from(&resolved) {
+                    return Err(SandboxError::GrantMoved { path, now });
+                }
+                Ok(Some(Arc::new(resolved)))
+            }
             PermissionProfile::Disabled | PermissionProfile::External { .. } => Ok(None),
         }
     }

@@ -140,4 +140,11 @@ pub enum SandboxError {
         .cwd.display()
     )]
     ProtectedWorkingDirectory { cwd: PathBuf, name: &'static str },
+    #[error(
+        "{} now leads to {}: a link was put on its way since it was granted, so nothing runs \
+         with the grant",
+        .path.display(),
+        .now.display()
+    )]
+    GrantMoved { path: PathBuf, now: PathBuf },
 }

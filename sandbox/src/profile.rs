@@ -265,6 +265,41 @@ impl PermissionProfile {
         })
     }
 
+    /// The same grants, with every path as it resolves now (links
+    /// followed, see `resolved`): what a grant means when it is made.
+    /// [`PermissionProfile::moved_from`] later tells whether a path still
+    /// means that.
+    pub fn pinned(&self) -> PermissionProfile {
+        let mut pinned = self.clone();
+        if let PermissionProfile::Managed { file_system, .. } = &mut pinned {
+            for entry in &mut file_system.entries {
+                entry.target = resolved(entry.target.clone());
+            }
+        }
+        pinned
+    }
+
+    /// The first of this profile's paths that `policy`, resolved from it,
+    /// did not take as written (a link now on its way), and where it led:
+    /// for a [`pinned`](PermissionProfile::pinned) profile, a grant the
+    /// sandbox pointed elsewhere.
+    pub fn moved_from(&self, policy: &crate::ResolvedPolicy) -> Option<(PathBuf, PathBuf)> {
+        let PermissionProfile::Managed { file_system, .. } = self else {
+            return None;
+        };
+        file_system.entries.iter().find_map(|entry| {
+            let FsTarget::Path(path) = &entry.target else {
+                return None;
+            };
+            let path = path.as_path();
+            if policy.rules().iter().any(|rule| rule.path == path) {
+                return None;
+            }
+            let now = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            Some((path.to_path_buf(), now))
+        })
+    }
+
     /// The union of both profiles' grants: what an escalation with
     /// additional permissions runs with. Denials of either stay denials
     /// at their own specificity; a disabled side disables the result.

@@ -589,6 +589,48 @@ touch \"$1\"\n",
     session.shutdown().await;
 }
 
+/// Regression: a skill's declared paths were resolved again at each
+/// escalation, so the sandbox, which could write the declared directory's
+/// parent, replaced the directory with a link to somewhere else, and the
+/// script wrote there with the grant. A grant is pinned when the skill
+/// loads; one that now leads elsewhere runs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_granted_path_the_sandbox_points_elsewhere_grants_nothing() {
+    let place = Place::new();
+    let target = place.outside.join("target");
+    fs::create_dir(&target).unwrap();
+    fs::create_dir(place.ws.join("out")).unwrap();
+    let writer = skill(
+        &place,
+        "writer",
+        Some(&format!(
+            "filesystem = {{ \"{}\" = \"write\" }}\n",
+            place.ws.join("out").display()
+        )),
+    );
+    let recorder = Recorder::default();
+    let mut setup =
+        Setup::rules(place.rules("")).approver(Scripted::new(ApprovalAnswer::ApproveForSession));
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let script = place.script(&format!(
+        "{writer} {{ws}}/out/first; print first=$?; mv {{ws}}/out {{ws}}/out.real && \
+         ln -s {target} {{ws}}/out && {writer} {{ws}}/out/second 2>/dev/null; print second=$?",
+        writer = writer.display(),
+        target = target.display(),
+    ));
+    let outcome = run(&session, &script).await;
+    let stdout = text(&outcome.stdout);
+    assert!(stdout.starts_with("first=0\nsecond="), "{stdout}");
+    assert_ne!(stdout, "first=0\nsecond=0\n", "{}", text(&outcome.stderr));
+    assert!(place.ws.join("out.real/first").exists());
+    assert!(
+        !target.join("second").exists(),
+        "the grant followed the link"
+    );
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requested_permissions_are_cut_to_what_the_approver_grants() {
     let place = Place::new();
