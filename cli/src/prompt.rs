@@ -31,7 +31,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::termios::{
     tcflow, tcflush, tcgetattr, tcsetattr, FlowArg, FlushArg, InputFlags, LocalFlags, OutputFlags,
-    SetArg, Termios,
+    SetArg, SpecialCharacterIndices, Termios,
 };
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
 
@@ -290,7 +290,7 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
         .custom_flags(OFlag::O_NONBLOCK.bits())
         .open("/dev/tty")?;
     let _foreground = Foreground::take(&tty);
-    let _modes = SaneModes::set(&tty);
+    let modes = SaneModes::set(&tty);
     // Keys typed before the question (meant for the command) must not
     // answer it.
     let _ = tcflush(tty.as_fd(), FlushArg::TCIFLUSH);
@@ -307,7 +307,10 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
     }
     let labels: Vec<&str> = question.choices.iter().map(|choice| choice.label).collect();
     text.push_str(&format!("  {}: ", labels.join("  ")));
-    let mut keys = Keys::default();
+    let mut keys = Keys {
+        ends: modes.interrupts.clone(),
+        ..Keys::default()
+    };
     loop {
         if let Ready::Abandoned = write_by(&tty, text.as_bytes(), abandoned, WRITE_DEADLINE)? {
             return Ok(Asked::Abandoned);
@@ -317,6 +320,9 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
             Typed::End => return Ok(Asked::Answered(ApprovalAnswer::Decline)),
             Typed::Abandoned => return Ok(Asked::Abandoned),
         };
+        if line.bytes().any(|key| modes.interrupts.contains(&key)) {
+            return Ok(Asked::Answered(ApprovalAnswer::Abort));
+        }
         if let Some(answer) = answer_of(question.choices, &line) {
             return Ok(Asked::Answered(answer));
         }
@@ -416,13 +422,20 @@ enum Typed {
 #[derive(Default)]
 struct Keys {
     pending: Vec<u8>,
+    /// Keys that end a line besides the newline (the terminal's extra
+    /// end-of-line keys).
+    ends: Vec<u8>,
 }
 
 impl Keys {
     /// The next line typed on `tty` (non-blocking), however long it takes.
     fn line(&mut self, mut tty: &File, abandoned: BorrowedFd<'_>) -> std::io::Result<Typed> {
         loop {
-            if let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
+            let end = self
+                .pending
+                .iter()
+                .position(|byte| *byte == b'\n' || self.ends.contains(byte));
+            if let Some(end) = end {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 return Ok(Typed::Line(String::from_utf8_lossy(&line).into_owned()));
             }
@@ -451,21 +464,45 @@ impl Keys {
 
 /// Line editing and echo on, whatever the command left (raw mode, no echo),
 /// and the command's modes back afterwards.
+///
+/// No signal comes from the keyboard meanwhile: the foreground is
+/// execgate's process group, and under `execgate shell` the shell's own
+/// sandbox (bubblewrap, the helper) is in it, so a Ctrl-C there would end
+/// the session. The interrupt and quit keys end the line instead, and
+/// abort the command that asked, as `!` does.
 struct SaneModes<'a> {
     tty: &'a File,
     saved: Option<Termios>,
+    /// The interrupt and quit keys (Ctrl-C, Ctrl-\), as the terminal had
+    /// them.
+    interrupts: Vec<u8>,
 }
 
 impl<'a> SaneModes<'a> {
     fn set(tty: &'a File) -> SaneModes<'a> {
+        use SpecialCharacterIndices::{VEOL, VEOL2, VINTR, VQUIT};
         let saved = tcgetattr(tty.as_fd()).ok();
+        let mut interrupts = Vec::new();
         if let Some(mut modes) = saved.clone() {
-            modes.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG;
+            modes.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::IEXTEN;
+            modes.local_flags.remove(LocalFlags::ISIG);
             modes.input_flags |= InputFlags::ICRNL;
             modes.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
+            let keys = &mut modes.control_chars;
+            // A key of 0 is a disabled one.
+            interrupts = [keys[VINTR as usize], keys[VQUIT as usize]]
+                .into_iter()
+                .filter(|&key| key != 0)
+                .collect();
+            (keys[VEOL as usize], keys[VEOL2 as usize]) =
+                (keys[VINTR as usize], keys[VQUIT as usize]);
             let _ = tcsetattr(tty.as_fd(), SetArg::TCSANOW, &modes);
         }
-        SaneModes { tty, saved }
+        SaneModes {
+            tty,
+            saved,
+            interrupts,
+        }
     }
 }
 
@@ -595,6 +632,42 @@ mod tests {
             keys.line(&tty, abandoned.as_fd()).unwrap(),
             Typed::Abandoned
         ));
+    }
+
+    /// Regression: Ctrl-C at the prompt was a signal to execgate's process
+    /// group, which under `execgate shell` holds the shell's own sandbox,
+    /// and ended the session. While the prompt holds the terminal, the
+    /// interrupt and quit keys end the line instead (the prompt takes them
+    /// as an abort), and the modes come back afterwards.
+    #[test]
+    fn interrupt_keys_end_the_answer_instead_of_signalling() {
+        let (mut master, tty) = terminal();
+        let (abandoned, _asking) = std::io::pipe().unwrap();
+        assert!(tcgetattr(tty.as_fd())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ISIG));
+        {
+            let modes = SaneModes::set(&tty);
+            let set = tcgetattr(tty.as_fd()).unwrap();
+            assert!(!set.local_flags.contains(LocalFlags::ISIG));
+            assert_eq!(modes.interrupts, [0x03, 0x1c]);
+            let mut keys = Keys {
+                ends: modes.interrupts.clone(),
+                ..Keys::default()
+            };
+            for typed in [&b"y\x03"[..], b"\x1c"] {
+                master.write_all(typed).unwrap();
+                match keys.line(&tty, abandoned.as_fd()).unwrap() {
+                    Typed::Line(line) => assert_eq!(line.as_bytes(), typed),
+                    Typed::End | Typed::Abandoned => panic!("no line"),
+                }
+            }
+        }
+        assert!(tcgetattr(tty.as_fd())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ISIG));
     }
 
     #[test]

@@ -1006,12 +1006,18 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     let binary = env!("CARGO_BIN_EXE_execgate");
     // The answers are typed ahead: the prompt reads them from the terminal
     // after zsh has read the command line before each.
+    // Ctrl-C at the prompt aborts the command that asked, not the session
+    // (regression: it reached the shell's own sandbox, in execgate's
+    // process group while the prompt held the terminal, and ended it).
     let input = "touch ../first\n\
                  a\n\
                  touch ../first; print again=$?\n\
                  touch ../second\n\
                  n\n\
                  print second=$?\n\
+                 touch ../third\n\
+                 \x03\n\
+                 print third=$?\n\
                  exit\n";
     let mut child = Command::new("script")
         .args([
@@ -1043,12 +1049,15 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
         "{seen}\n{}",
         text(&output.stderr)
     );
-    assert_eq!(seen.matches("approval needed").count(), 2, "{seen}");
+    assert_eq!(seen.matches("approval needed").count(), 3, "{seen}");
     assert!(seen.contains("team.rules:2: writes files"), "{seen}");
     assert!(seen.contains("again=0"), "{seen}");
     assert!(seen.contains("second=126"), "{seen}");
+    // Killed with its process group, as `!` does.
+    assert!(seen.contains("third=137"), "{seen}");
     assert!(dir.path().join("first").exists());
     assert!(!dir.path().join("second").exists());
+    assert!(!dir.path().join("third").exists());
 }
 
 #[test]
