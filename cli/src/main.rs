@@ -845,9 +845,10 @@ fn start_line(labels: &SessionLabels) -> String {
 /// `execgate shell`'s last line.
 #[cfg(unix)]
 fn end_line(metrics: &Metrics) -> String {
+    let decided = metrics.decided();
     let mut line = format!(
-        "execgate: shell ended: {} commands decided, {} escalated, {} denied",
-        metrics.decided(),
+        "execgate: shell ended: {decided} command{} decided, {} escalated, {} denied",
+        if decided == 1 { "" } else { "s" },
         metrics.decided_escalate,
         metrics.decided_deny
     );

@@ -37,6 +37,12 @@ pub enum SkillError {
     },
     #[error(transparent)]
     Permissions(#[from] execgate_escalate_server::sandbox::SandboxError),
+    #[error(
+        "{}: scripts/ is a symbolic link; a skill's scripts must be in the skill's own \
+         directory (a link would make whatever it points to the skill's)",
+        .0.display()
+    )]
+    LinkedScripts(PathBuf),
 }
 
 /// The skills of a session.
@@ -112,9 +118,13 @@ impl Skill {
         } else {
             None
         };
+        let scripts = root.join("scripts");
+        if std::fs::symlink_metadata(&scripts).is_ok_and(|meta| meta.is_symlink()) {
+            return Err(SkillError::LinkedScripts(root));
+        }
         Ok(Skill {
             name,
-            scripts: root.join("scripts"),
+            scripts,
             root,
             permissions,
         })
@@ -177,5 +187,23 @@ mod tests {
             SkillRegistry::load(&[plain.join("scripts")]),
             Err(SkillError::NotASkill(_))
         ));
+    }
+
+    /// Regression: a skill whose `scripts/` was a link loaded, and its
+    /// scripts (found under the link's target) were silently no skill's:
+    /// they ran in place, without the grants or the question.
+    #[cfg(unix)]
+    #[test]
+    fn a_skill_whose_scripts_are_a_link_does_not_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let skill = dir.path().join("linked");
+        std::fs::create_dir_all(dir.path().join("elsewhere")).expect("mkdir");
+        std::fs::create_dir_all(&skill).expect("mkdir");
+        std::fs::write(skill.join("SKILL.md"), "# Linked\n").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), skill.join("scripts"))
+            .expect("symlink");
+        let error = SkillRegistry::load(&[&skill]).expect_err("loaded");
+        assert!(matches!(error, SkillError::LinkedScripts(_)), "{error}");
+        assert!(error.to_string().contains("scripts/ is a symbolic link"));
     }
 }

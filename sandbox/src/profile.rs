@@ -283,6 +283,7 @@ impl PermissionProfile {
     /// did not take as written (a link now on its way), and where it led:
     /// for a [`pinned`](PermissionProfile::pinned) profile, a grant the
     /// sandbox pointed elsewhere.
+    #[cfg(target_os = "linux")]
     pub fn moved_from(&self, policy: &crate::ResolvedPolicy) -> Option<(PathBuf, PathBuf)> {
         let PermissionProfile::Managed { file_system, .. } = self else {
             return None;
