@@ -875,7 +875,13 @@ fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json, serde_json::json!({"matchedRules": []}));
 
-    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    // No `python3` in `PATH`: what it is here (a link to python3.11, say)
+    // is another lint's business.
+    let output = execgate_with_env(
+        &ws,
+        &["policy", "lint", "--rules", rules],
+        &[("PATH", "/nonexistent")],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
     assert!(
