@@ -111,6 +111,9 @@ pub struct ShellSession {
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
     /// `#!/usr/bin/env zsh` scripts run the patched zsh.
     _zsh_dir: tempfile::TempDir,
+    /// `.lock` in it, locked while the session lives: see
+    /// [`remove_abandoned_session_dirs`].
+    _zsh_dir_lock: Option<std::fs::File>,
 }
 
 /// How a shell relates to process groups and terminals.
@@ -255,13 +258,20 @@ impl ShellSession {
         // sandbox started there may write it. Every session's directory is
         // in one per-user directory that every sandbox sees read-only.
         let sessions_dir = private_sessions_dir()?;
+        remove_abandoned_session_dirs(&sessions_dir);
         let zsh_dir = tempfile::Builder::new()
-            .prefix("execgate-zsh")
+            .prefix(SESSION_DIR_PREFIX)
             .tempdir_in(&sessions_dir)
             .map_err(|source| BridgeError::Io {
                 what: "cannot create the session's PATH directory".into(),
                 source,
             })?;
+        // Unlocked, the directory is only left to this session's own end.
+        let zsh_dir_lock = lock_session_dir(zsh_dir.path())
+            .inspect_err(|error| {
+                tracing::warn!(%error, "the session's PATH directory is not locked");
+            })
+            .ok();
         symlink(&tools.zsh, zsh_dir.path().join("zsh")).map_err(|source| BridgeError::Io {
             what: "cannot link the patched zsh".into(),
             source,
@@ -356,6 +366,7 @@ impl ShellSession {
             telemetry,
             network,
             _zsh_dir: zsh_dir,
+            _zsh_dir_lock: zsh_dir_lock,
         })
     }
 
@@ -738,6 +749,53 @@ async fn join_collector(
 /// Where the sessions' private directories live: `/var/tmp/execgate-UID`,
 /// created owner-only, and refused unless it is a real directory of this
 /// user that nobody else may write (a planted one could hold another zsh).
+/// What every session's own directory in the sessions' directory is named
+/// after.
+const SESSION_DIR_PREFIX: &str = "execgate-zsh";
+
+/// How old a session's directory must be before another session may judge
+/// it abandoned: older than the moment between its making and its lock.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
+
+/// Locks `dir/.lock` for as long as the returned file is open.
+fn lock_session_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    let lock = std::fs::File::create(dir.join(".lock"))?;
+    lock.try_lock().map_err(std::io::Error::from)?;
+    Ok(lock)
+}
+
+/// Removes the directories of sessions whose process ended without
+/// removing its own (killed, or ended by `exit` with the session alive):
+/// those whose lock nobody holds. One without a lock (made before sessions
+/// locked theirs, or by one that could not) is left alone: nothing tells
+/// whether its session lives. The warden ends a killed session's
+/// processes; its directory is left to the next session.
+fn remove_abandoned_session_dirs(sessions: &Path) {
+    let Ok(entries) = std::fs::read_dir(sessions) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let ours = entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(SESSION_DIR_PREFIX.as_bytes());
+        let age = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok());
+        if !ours || age.is_none_or(|age| age < ABANDONED_AFTER) {
+            continue;
+        }
+        let dir = entry.path();
+        let abandoned =
+            std::fs::File::open(dir.join(".lock")).is_ok_and(|lock| lock.try_lock().is_ok());
+        if abandoned {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let uid = nix::unistd::getuid().as_raw();
@@ -758,4 +816,52 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
         )));
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a session whose process was killed left its directory
+    /// (the zsh link, start-up files) in the sessions' directory for good,
+    /// thousands of them after a day of tests. The next session removes
+    /// those whose lock nobody holds, and no other.
+    #[test]
+    fn abandoned_session_dirs_are_removed_and_no_other() {
+        let sessions = tempfile::tempdir().unwrap();
+        let make = |name: &str, locked: bool| {
+            let dir = sessions.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("zsh"), "").unwrap();
+            let lock = locked.then(|| lock_session_dir(&dir).unwrap());
+            (dir, lock)
+        };
+        let (live, _held) = make("execgate-zsh-live", true);
+        let (dead, _) = make("execgate-zsh-dead", true);
+        let (unlocked, _) = make("execgate-zsh-unlocked", false);
+        let (other, _) = make("other-dead", true);
+        let (_young, _) = make("execgate-zsh-young", true);
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for dir in [&live, &dead, &unlocked, &other] {
+            std::fs::File::open(dir)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        remove_abandoned_session_dirs(sessions.path());
+        let mut left: Vec<String> = std::fs::read_dir(sessions.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "execgate-zsh-live",
+                "execgate-zsh-unlocked",
+                "execgate-zsh-young",
+                "other-dead"
+            ]
+        );
+    }
 }
