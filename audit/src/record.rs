@@ -146,6 +146,11 @@ pub struct DecisionFields {
     /// For connections: `allowed`, `denied`, `unreachable` or `refused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_outcome: Option<String>,
+    /// Why `process.working_directory` is only what the requester said:
+    /// the server could not confirm it is the requester's own (absent when
+    /// it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory_unverified: Option<String>,
 }
 
 /// `destination.*`: where a connection through the proxy went.
@@ -407,6 +412,7 @@ impl AuditRecord {
                     note: provenance.note.clone(),
                     list_entry: None,
                     network_outcome: None,
+                    working_directory_unverified: request.working_directory.as_ref().err().cloned(),
                 });
                 record.rule = provenance.rule.as_ref().map(|rule| RuleFields {
                     id: rule.id.clone(),
@@ -579,6 +585,7 @@ fn network(record: &mut AuditRecord, event: &NetworkEvent) {
             _ => None,
         },
         network_outcome: Some(event.outcome.as_str().into()),
+        working_directory_unverified: None,
     });
     record.rule = decided_by
         .and_then(NetworkDecidedBy::rule)

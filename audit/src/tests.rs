@@ -920,3 +920,44 @@ fn network_records_read_back_filter_and_count_per_host() {
     assert_eq!(summary.per_rule["team.rules:4"], 1);
     assert_eq!(summary.denials.len(), 3, "{:?}", summary.denials);
 }
+
+/// Regression: a decision's record gave the working directory the
+/// requester claimed with nothing to say the server could not confirm it
+/// (a sandbox could claim any path, `/proc/PID/fd/N` among them). The
+/// reason now goes with it; a confirmed one has none.
+#[test]
+fn an_unconfirmed_working_directory_is_recorded_as_such() {
+    let unconfirmed = decided(vec!["ls".into()], Decision::Run);
+    let record = AuditRecord::of(
+        &unconfirmed,
+        "s1",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    let fields = record.execgate.as_ref().unwrap();
+    assert_eq!(
+        fields.working_directory_unverified.as_deref(),
+        Some("not held in this test")
+    );
+    let mut confirmed = request(vec!["ls".into()]);
+    Arc::get_mut(&mut confirmed).unwrap().working_directory =
+        Ok(execgate_escalate_server::WorkingDirectory {
+            canonical_path: "/work".into(),
+            device: 1,
+            inode: 3,
+        });
+    let confirmed = SessionEvent::Decided {
+        request: confirmed,
+        decision: Decision::Run,
+        provenance: Default::default(),
+    };
+    let record = AuditRecord::of(
+        &confirmed,
+        "s1",
+        SystemTime::now(),
+        &RecordOptions::default(),
+    );
+    assert_eq!(record.execgate.unwrap().working_directory_unverified, None);
+    let line = serde_json::to_string(&record.process).unwrap();
+    assert!(line.contains("\"working_directory\":\"/work\""), "{line}");
+}
