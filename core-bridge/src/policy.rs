@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use execgate_escalate_server::sandbox::{
-    Access, FsTarget, PermissionProfile, ProfileSet, SpecialRoot,
+    Access, FsTarget, PermissionProfile, ProfileSet, ResolvedPolicy, SandboxContext, SpecialRoot,
 };
 use execgate_escalate_server::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, Policy, Provenance, RuleRef,
@@ -217,7 +217,7 @@ impl ExecPolicy {
             | ApprovalAnswer::Unanswered { .. } => return Ok(None),
             ApprovalAnswer::Abort => return Err(Aborted),
         };
-        self.inner.writable_through(&granted, cwd);
+        self.inner.writable_through(write_roots(&granted, cwd));
         Ok(Some(granted))
     }
 }
@@ -227,13 +227,19 @@ impl Policy for ExecPolicy {
         Box::pin(async move {
             let verdict = self.inner.decide(request).await;
             // A skill's script, or a rule's command, with grants of its
-            // own: what it may write, the sandbox may have written.
-            if let Decision::Escalate(Execution::Permissions(granted)) = &verdict.decision {
-                let cwd = request
-                    .working_directory
-                    .as_ref()
-                    .map_or(request.cwd.as_path(), |held| held.canonical_path.as_path());
-                self.inner.writable_through(granted, cwd);
+            // own: what it may write, the sandbox may have written. As the
+            // server will resolve them, where the session's sandboxes are.
+            if let (Decision::Escalate(Execution::Permissions(granted)), Some(view)) =
+                (&verdict.decision, request.sandbox.as_deref())
+            {
+                let (granted, context) = (granted.clone(), view.context().clone());
+                // Resolving may walk the file system (deny globs): not on
+                // the thread sessions are served on.
+                let paths =
+                    tokio::task::spawn_blocking(move || granted_write_paths(&granted, &context))
+                        .await
+                        .unwrap_or_default();
+                self.inner.writable_through(paths);
             }
             verdict
         })
@@ -241,15 +247,16 @@ impl Policy for ExecPolicy {
 }
 
 impl Inner {
-    /// Counts what `granted` lets a sandboxed command write as writable
-    /// from the sandbox, for every later escalation's checks: the command
-    /// holds the session socket, and its files may be what they run.
-    fn writable_through(&self, granted: &PermissionProfile, cwd: &Path) {
+    /// Counts `paths`, which a grant lets a sandboxed command write, as
+    /// writable from the sandbox for every later escalation's checks: the
+    /// command holds the session socket, and its files may be what they
+    /// run.
+    fn writable_through(&self, paths: Vec<PathBuf>) {
         let mut roots = self
             .granted_write_roots
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for root in write_roots(granted, cwd) {
+        for root in paths {
             // As written and as resolved now: the checks compare canonical
             // paths.
             let canonical = std::fs::canonicalize(&root).ok();
@@ -632,6 +639,23 @@ fn shebang_interpreter(program: &Path) -> std::io::Result<Option<PathBuf>> {
 /// The roots a granted profile lets a shell write, as far as they can be
 /// told without the session's context: special roots other than `:cwd`
 /// count as everything.
+/// The paths `granted` lets a sandbox write, resolved in `context` (its
+/// special roots where the session's sandboxes have them). None when it
+/// cannot be resolved: then the server cannot resolve the escalation's
+/// sandbox either, and nothing runs with it.
+fn granted_write_paths(granted: &PermissionProfile, context: &SandboxContext) -> Vec<PathBuf> {
+    ResolvedPolicy::resolve(granted, context)
+        .map(|policy| {
+            policy
+                .rules()
+                .iter()
+                .filter(|rule| rule.access == Access::Write)
+                .map(|rule| rule.path.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn write_roots(granted: &PermissionProfile, cwd: &Path) -> Vec<PathBuf> {
     match granted {
         PermissionProfile::Managed { file_system, .. } => file_system

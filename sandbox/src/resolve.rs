@@ -114,6 +114,8 @@ pub struct ResolvedPolicy {
     /// The host sockets a limited network may connect to, as found on the
     /// host at resolution.
     unix_sockets: Vec<AllowedSocket>,
+    /// What its special roots stood for.
+    context: SandboxContext,
 }
 
 /// A host socket a limited network may connect to: its path and the
@@ -260,6 +262,7 @@ impl ResolvedPolicy {
             network: *network,
             network_lists: network_lists.clone(),
             unix_sockets: Vec::new(),
+            context: context.clone(),
         };
         policy.expand_deny_globs()?;
         policy.unix_sockets = policy.check_allowed_sockets()?;
@@ -280,6 +283,12 @@ impl ResolvedPolicy {
     /// Concrete rules, shallowest first.
     pub fn rules(&self) -> &[PathRule] {
         &self.rules
+    }
+
+    /// Where it was resolved: what `:cwd`, `:tmpdir` and
+    /// `:workspace_roots` stood for.
+    pub fn context(&self) -> &SandboxContext {
+        &self.context
     }
 
     pub fn network(&self) -> NetworkPolicy {

@@ -631,6 +631,43 @@ async fn a_granted_path_the_sandbox_points_elsewhere_grants_nothing() {
     session.shutdown().await;
 }
 
+/// Regression (found in review): counting a rule profile's grants as
+/// writable from the sandbox took its special roots other than `:cwd` for
+/// `/`, so after one escalation in a profile that extends
+/// `workspace-write`, every escalation out of the sandbox was refused as
+/// writable from it. A grant counts as what it resolves to, where the
+/// session's sandboxes resolve it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profiles_grants_count_as_what_they_are_not_the_whole_file_system() {
+    let place = Place::new();
+    let rules = place.rules(
+        r#"
+prefix_rule(pattern = ["touch"], execution = "build")
+prefix_rule(pattern = ["mkdir"])
+"#,
+    );
+    let mut setup = Setup::rules(rules);
+    setup
+        .profiles
+        .add_toml("[profiles.build]\nextends = \"workspace-write\"\n", None)
+        .unwrap();
+    let recorder = Recorder::default();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script("touch {ws}/built; mkdir {outside}/made; print done"),
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    assert!(place.ws.join("built").exists());
+    let decisions: Vec<String> = provenances(&recorder).into_iter().map(|p| p.1).collect();
+    assert!(
+        place.outside.join("made").exists(),
+        "the escalation after the profile's was refused: {decisions:?}"
+    );
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requested_permissions_are_cut_to_what_the_approver_grants() {
     let place = Place::new();
