@@ -23,7 +23,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use execgate_protocol::{looks_like_shell_text, parse_shebang, SHEBANG_LIMIT};
@@ -62,17 +62,38 @@ pub(crate) struct OpenedExecutable {
 }
 
 impl OpenedExecutable {
-    /// The file's first bytes, for `#!` handling: read only for an
-    /// escalation (a `Run` never needs them), through the checked
-    /// descriptor reopened for reading (a regular file: opening it does
-    /// nothing else).
+    /// The checked file, open for reading: the descriptor reopened, never
+    /// the path (a regular file, so opening it does nothing else; without
+    /// waiting, should someone hold a lease on it). Only an escalation
+    /// reads: a `Run` never needs to.
+    fn readable(&self) -> io::Result<File> {
+        File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("/proc/self/fd/{}", fd_number(&self.file)))
+    }
+
+    /// The file's first bytes, for `#!` handling.
     fn head(&self) -> Vec<u8> {
         let mut head = vec![0u8; SHEBANG_LIMIT];
-        let len = File::open(format!("/proc/self/fd/{}", fd_number(&self.file)))
+        let len = self
+            .readable()
             .and_then(|file| file.read_at(&mut head, 0))
             .unwrap_or(0);
         head.truncate(len);
         head
+    }
+
+    /// What an interpreter reads the script through, at `/dev/fd/N`: open
+    /// for reading, as perl and gawk read the descriptor itself rather
+    /// than reopen the path.
+    fn script(&self) -> Result<OwnedFd, ResolveError> {
+        self.readable()
+            .map(OwnedFd::from)
+            .map_err(|source| ResolveError::Open {
+                path: self.resolved.canonical_path.clone(),
+                source,
+            })
     }
 }
 
@@ -225,7 +246,7 @@ pub(crate) fn launch_plan(
         return Ok(LaunchPlan {
             executable: interpreter.file.into(),
             argv: new_argv,
-            script: Some((opened.file.into(), script_number)),
+            script: Some((opened.script()?, script_number)),
         });
     }
     if !head.starts_with(b"\x7fELF") && looks_like_shell_text(&head) {
@@ -236,7 +257,7 @@ pub(crate) fn launch_plan(
         return Ok(LaunchPlan {
             executable: shell.file.into(),
             argv: new_argv,
-            script: Some((opened.file.into(), script_number)),
+            script: Some((opened.script()?, script_number)),
         });
     }
     // argv[0] is the canonical path, not what the request said: programs

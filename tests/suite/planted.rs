@@ -493,6 +493,56 @@ async fn a_sandboxed_escalation_runs_in_the_directory_it_was_decided_on_or_not_a
     );
 }
 
+/// Regression (found in review): an escalated script's interpreter was
+/// handed the checked descriptor as it was opened, for its path only
+/// (`O_PATH`). Interpreters that reopen `/dev/fd/N` read it; perl, which
+/// reads the descriptor itself, read nothing and ran an empty script.
+#[tokio::test(flavor = "multi_thread")]
+async fn escalated_scripts_are_read_whatever_their_interpreter() {
+    let place = Place::new();
+    let scripts = [
+        ("sh", "#!/bin/sh\necho sh ran\n"),
+        ("perl", "#!/usr/bin/perl\nprint \"perl ran\\n\";\n"),
+        ("python", "#!/usr/bin/python3\nprint('python ran')\n"),
+    ];
+    let mut rules = String::new();
+    for (name, text) in scripts {
+        let path = place.outside.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        rules.push_str(&format!(
+            "prefix_rule(pattern = [\"{}\"])\n",
+            path.display()
+        ));
+    }
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
+    // From a directory the sandbox cannot write: python would read its
+    // modules from the working directory.
+    let outcome = run(
+        &session,
+        &place.script("cd {outside} && {outside}/sh; {outside}/perl; {outside}/python"),
+    )
+    .await;
+    session.shutdown().await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "sh ran\nperl ran\npython ran\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    let decisions: Vec<(String, Option<String>)> = provenances(&recorder)
+        .into_iter()
+        .map(|p| (p.1, p.4))
+        .collect();
+    assert!(
+        decisions
+            .iter()
+            .all(|(decision, _)| decision == "escalate Unsandboxed"),
+        "{decisions:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_escalated_script_is_the_file_that_was_checked() {
     let place = Place::new();
