@@ -685,6 +685,14 @@ fn reader_refusal(
     }
     for file in reader.config_files {
         for candidate in config_candidates(file, request) {
+            if candidate.is_relative() {
+                return Some(format!(
+                    "escalation refused: {name} reads {} from {}, a relative path: from \
+                     wherever it runs, which the sandbox may choose",
+                    reader.reads,
+                    candidate.display()
+                ));
+            }
             if let Some(place) = writable_place(&candidate, request.cwd, writable) {
                 return refused(&place, &format!(" (for {})", candidate.display()));
             }
@@ -1016,7 +1024,8 @@ fn split_once(word: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
 
 /// Where a configuration file entry points, for every home the program
 /// might use: the server's and the one in the request. A relative value
-/// is taken from the working directory, as the program would take it.
+/// gives a relative path: the program takes it from wherever it is then
+/// (git from the top of the work tree, or from `-C`'s directory).
 fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
     let requested = |name: &str| -> Option<PathBuf> {
         request.env.iter().find_map(|entry| {
@@ -1030,7 +1039,6 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
             .map(PathBuf::from)
             .into_iter()
             .chain(requested(name))
-            .map(|path| request.cwd.join(path))
             .collect()
     };
     let homes = variable("HOME");

@@ -104,9 +104,10 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
         ),
         ("/usr/bin/git", "log -c", &ro, &[], false, false),
         ("/usr/bin/git", "status", &ro, &["HOME={w}"], false, true),
-        // A relative home is the working directory's (git joins them).
+        // A relative home is wherever git is when it reads it (the top of
+        // the work tree, `-C`'s directory): never trusted.
         ("/usr/bin/git", "status", &ro, &["HOME=../w"], false, true),
-        ("/usr/bin/git", "status", &ro, &["HOME=."], false, false),
+        ("/usr/bin/git", "status", &ro, &["HOME=."], false, true),
         (
             "/usr/bin/git",
             "status",

@@ -354,14 +354,25 @@ impl Inner {
         }
     }
 
+    /// A skill script's verdict, whose record says whose script it was,
+    /// whoever decided.
     async fn decide_skill(&self, skill: &Skill, request: &ExecContext) -> Verdict {
+        let mut verdict = self.decide_skill_script(skill, request).await;
+        let of_skill = format!("script of skill {}", skill.name);
+        verdict.provenance.note = Some(match verdict.provenance.note.take() {
+            Some(note) => format!("{of_skill}; {note}"),
+            None => of_skill,
+        });
+        verdict
+    }
+
+    async fn decide_skill_script(&self, skill: &Skill, request: &ExecContext) -> Verdict {
         let Some(grants) = &skill.permissions else {
             // Its own sandbox, the session's: nothing gained, nothing to ask.
             return Verdict {
                 decision: Decision::Escalate(Execution::TurnDefault),
                 provenance: Provenance {
                     decided_by: DecidedBy::Skill,
-                    note: Some(format!("script of skill {}", skill.name)),
                     ..Provenance::default()
                 },
             };
@@ -393,16 +404,8 @@ impl Inner {
             execution: execution.clone(),
             permissions: Some(grants.clone()),
         };
-        let mut verdict = self
-            .approved_or_asked(request, key, approval, execution, None)
-            .await;
-        // Whoever answered, the record says whose script it was.
-        let of_skill = format!("script of skill {}", skill.name);
-        verdict.provenance.note = Some(match verdict.provenance.note.take() {
-            Some(note) => format!("{of_skill}; {note}"),
-            None => of_skill,
-        });
-        verdict
+        self.approved_or_asked(request, key, approval, execution, None)
+            .await
     }
 
     /// Why this escalation must not happen: it would leave the sandbox
@@ -629,8 +632,13 @@ fn run_instead(mut provenance: Provenance, why: String) -> Verdict {
 
 /// The interpreter a `#!` line names (`Ok(None)`: no `#!` line).
 fn shebang_interpreter(program: &Path) -> std::io::Result<Option<PathBuf>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut head = Vec::with_capacity(execgate_protocol::SHEBANG_LIMIT);
-    std::fs::File::open(program)?
+    // Never waiting: on a FIFO put in its place, nor on a lease.
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(program)?
         .take(execgate_protocol::SHEBANG_LIMIT as u64)
         .read_to_end(&mut head)?;
     Ok(execgate_protocol::parse_shebang(&head).map(|shebang| PathBuf::from(shebang.interpreter)))

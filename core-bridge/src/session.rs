@@ -746,9 +746,6 @@ async fn join_collector(
     (std::mem::take(&mut kept.0), truncated)
 }
 
-/// Where the sessions' private directories live: `/var/tmp/execgate-UID`,
-/// created owner-only, and refused unless it is a real directory of this
-/// user that nobody else may write (a planted one could hold another zsh).
 /// What every session's own directory in the sessions' directory is named
 /// after.
 const SESSION_DIR_PREFIX: &str = "execgate-zsh";
@@ -757,10 +754,16 @@ const SESSION_DIR_PREFIX: &str = "execgate-zsh";
 /// it abandoned: older than the moment between its making and its lock.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
-/// Locks `dir/.lock` for as long as the returned file is open.
+/// Locks `dir/.lock` for as long as the returned file is open. A lock file
+/// it could not lock is removed: unlocked, it would mark a live session's
+/// directory abandoned.
 fn lock_session_dir(dir: &Path) -> std::io::Result<std::fs::File> {
-    let lock = std::fs::File::create(dir.join(".lock"))?;
-    lock.try_lock().map_err(std::io::Error::from)?;
+    let path = dir.join(".lock");
+    let lock = std::fs::File::create(&path)?;
+    if let Err(error) = lock.try_lock() {
+        let _ = std::fs::remove_file(&path);
+        return Err(error.into());
+    }
     Ok(lock)
 }
 
@@ -796,6 +799,9 @@ fn remove_abandoned_session_dirs(sessions: &Path) {
     }
 }
 
+/// Where the sessions' private directories live: `/var/tmp/execgate-UID`,
+/// created owner-only, and refused unless it is a real directory of this
+/// user that nobody else may write (a planted one could hold another zsh).
 fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let uid = nix::unistd::getuid().as_raw();

@@ -536,6 +536,48 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
     }
 }
 
+/// A skill the sandbox can write is refused its grants: its script runs
+/// in place, and the record says whose script it was and why (regression:
+/// the refusal's record did not name the skill).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skill_the_sandbox_can_write_runs_in_place_and_says_so() {
+    let place = Place::new();
+    let dir = place.ws.join("skills/planted");
+    fs::create_dir_all(dir.join("scripts")).unwrap();
+    fs::write(dir.join("SKILL.md"), "---\nname: planted\n---\n").unwrap();
+    fs::write(
+        dir.join("permissions.toml"),
+        "filesystem = { \"../../../outside\" = \"write\" }\n",
+    )
+    .unwrap();
+    let script = dir.join("scripts/write.sh");
+    fs::write(&script, "#!/bin/sh\ntouch \"$@\"\n").unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let recorder = Recorder::default();
+    let mut setup =
+        Setup::rules(place.rules("")).approver(Scripted::new(ApprovalAnswer::ApproveOnce));
+    setup.skills = SkillRegistry::load(&[place.ws.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script(&format!(
+            "{} {{outside}}/x 2>/dev/null; print done",
+            script.display()
+        )),
+    )
+    .await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    assert!(!place.outside.join("x").exists());
+    let decided = provenances(&recorder);
+    assert_eq!(decided[0].1, "run", "{decided:?}");
+    let note = decided[0].4.as_deref().unwrap_or_default();
+    assert!(
+        note.starts_with("script of skill planted; escalation refused:"),
+        "{note}"
+    );
+    session.shutdown().await;
+}
+
 /// Regression: what an approved skill may write was not counted as
 /// writable from the sandbox, as requested permissions are. The sandbox
 /// rewrote, through the skill, a script a rule lets out, and the script
