@@ -5,14 +5,14 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use execgate_protocol::{
     decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
     ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
-use execgate_sandbox::{Launcher, NetworkPolicy, ResolvedPolicy};
+use execgate_sandbox::{Access, Launcher, NetworkPolicy, ResolvedPolicy};
 
 use crate::network::SandboxOrigin;
 use nix::sys::signal::Signal;
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{self, Channel};
 use crate::closer::SafeClose;
-use crate::environment::escalated_environment;
+use crate::environment::{escalated_environment, path_without};
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
 use crate::resolve::{
@@ -253,7 +253,20 @@ async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<Sand
     .await
     .map_err(|error| format!("sandbox resolution failed: {error}"))?;
     match resolved {
-        Some(Ok(plan)) => Ok(plan),
+        Some(Ok(plan)) => {
+            if let (Execution::Permissions(_), Some((_, policy))) = (execution, &plan) {
+                let mut granted = shared
+                    .granted_writable
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for rule in policy.rules() {
+                    if rule.access == Access::Write && !granted.contains(&rule.path) {
+                        granted.push(rule.path.clone());
+                    }
+                }
+            }
+            Ok(plan)
+        }
         Some(Err(error)) => Err(format!("the sandbox cannot be set up: {error}")),
         None => Err("the session has no sandbox".into()),
     }
@@ -674,12 +687,26 @@ fn spawn_plan(
     let sandboxed = sandbox.is_some();
     // A child in the session's own sandbox runs what it finds there with
     // no more than the sandbox has; one outside it or with grants must not
-    // find what the sandbox planted.
+    // find what the sandbox planted, nor what an escalation with grants
+    // could have.
     let path = if beyond_the_sandbox {
-        &shared.outside_path
+        let granted = shared
+            .granted_writable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if granted.is_empty() {
+            shared.outside_path.clone()
+        } else {
+            path_without(&shared.outside_path, |dir| {
+                granted.iter().any(|root| dir.starts_with(root))
+            })
+            .0
+        }
     } else {
-        &shared.config.escalation_path
+        shared.config.escalation_path.clone()
     };
+    let path = path.as_os_str();
     let mut launch = launch_plan(opened, &context.argv, path, script_number)
         .map_err(|error| error.to_string())?;
     if let Some((script, number)) = launch.script.take() {

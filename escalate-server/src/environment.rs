@@ -21,7 +21,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use execgate_sandbox::ResolvedPolicy;
 
@@ -150,13 +150,23 @@ const FROM_SERVER: &[&str] = &[
 /// pointed at what the sandbox planted. Returns the path and the
 /// directories left out.
 pub(crate) fn path_outside(path: &OsStr, sandbox: &ResolvedPolicy) -> (OsString, Vec<PathBuf>) {
+    path_without(path, |dir| sandbox.may_write(dir))
+}
+
+/// `path` without relative entries and the directories `writable` says a
+/// sandbox could have put a program in (as written or resolved), and the
+/// directories left out.
+pub(crate) fn path_without(
+    path: &OsStr,
+    writable: impl Fn(&Path) -> bool,
+) -> (OsString, Vec<PathBuf>) {
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for dir in std::env::split_paths(path) {
         let canonical = std::fs::canonicalize(&dir);
         let planted = !dir.is_absolute()
-            || sandbox.may_write(&dir)
-            || canonical.is_ok_and(|canonical| sandbox.may_write(&canonical));
+            || writable(&dir)
+            || canonical.is_ok_and(|canonical| writable(&canonical));
         if planted {
             dropped.push(dir);
         } else {

@@ -215,6 +215,9 @@ pub(crate) struct Shared {
     /// `#!` interpreters are looked up: the configured escalation `PATH`
     /// without what the session's sandbox can write.
     pub(crate) outside_path: OsString,
+    /// What escalations with grants could write beyond the session's own
+    /// sandbox: left out of [`Shared::outside_path`] too, once granted.
+    pub(crate) granted_writable: Mutex<Vec<PathBuf>>,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -335,6 +338,7 @@ impl Session {
             id,
             config,
             outside_path,
+            granted_writable: Mutex::default(),
             children: Children::new(scope),
             sandbox,
             lineage: crate::lineage::Lineage::default(),

@@ -783,7 +783,14 @@ async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
     let mut config = SessionConfig::new(wrapper(), policy);
     let recorder = Recorder::default();
     config.events = Some(recorder.sink());
-    config.escalation_path = format!("{}:/usr/bin:/bin", planted_bin.display()).into();
+    // And a directory no sandbox but the granted one can write.
+    let granted_bin = world.outside.join("bin");
+    config.escalation_path = format!(
+        "{}:{}:/usr/bin:/bin",
+        planted_bin.display(),
+        granted_bin.display()
+    )
+    .into();
     config.sandbox = Some(SessionSandbox {
         launcher: Launcher::new(sandbox_helper()).unwrap(),
         turn_default: world.profile(),
@@ -791,11 +798,21 @@ async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
     });
     let mut session = Session::start(config).unwrap();
     let pwned = world.outside.join("pwned");
+    let pwned_later = world.home.join("pwned-later");
+    // The granted escalation plants `tool2` where it may write, a directory
+    // in the escalation `PATH`; the unsandboxed one after it must not find
+    // it (regression, found in review: only what the session's own
+    // sandbox can write was left out).
     let script = format!(
         "mkdir -p .venv/bin && printf '#!/bin/sh\\ntouch {pwned}\\necho planted\\n' \
          > .venv/bin/tool && chmod +x .venv/bin/tool && \
-         env tool; print env=$?; nice tool; print nice=$?; timeout 10 tool; print timeout=$?",
-        pwned = pwned.display()
+         env tool; print env=$?; nice tool; print nice=$?; timeout 10 tool; print timeout=$?; \
+         timeout 10 /bin/sh -c 'mkdir -p {granted_bin} && \
+         printf \"#!/bin/sh\\ntouch {pwned_later}\\n\" > {granted_bin}/tool2 && \
+         chmod +x {granted_bin}/tool2'; env tool2; print env2=$?",
+        pwned = pwned.display(),
+        granted_bin = granted_bin.display(),
+        pwned_later = pwned_later.display(),
     );
     let child = spawn_session_shell(&mut session, &script, &world.ws);
     let output = finish(child).await;
@@ -804,12 +821,17 @@ async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
         !pwned.exists(),
         "the planted program ran outside the sandbox or with the grants"
     );
+    assert!(granted_bin.join("tool2").exists(), "{}", output.stderr);
+    assert!(
+        !pwned_later.exists(),
+        "what a grant let the sandbox plant ran unsandboxed"
+    );
     assert_eq!(
-        output.stdout, "env=127\nplanted\nnice=0\ntimeout=127\n",
+        output.stdout, "env=127\nplanted\nnice=0\ntimeout=127\nenv2=127\n",
         "{}",
         output.stderr
     );
-    assert_eq!(recorder.started_pids().len(), 3, "all three were escalated");
+    assert_eq!(recorder.started_pids().len(), 5, "all five were escalated");
 }
 
 /// Programs in a sandbox start with the signal dispositions a program
