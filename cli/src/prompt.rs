@@ -196,12 +196,12 @@ pub fn describe(request: &ApprovalRequest) -> Vec<String> {
         .argv
         .iter()
         .skip(1)
-        .map(|arg| format!("'{}'", shown(arg)))
+        .map(|arg| format!(" '{}'", shown(arg)))
         .collect();
     lines.push(format!(
-        "run      {} {}",
+        "run      {}{}",
         shown(request.program.as_os_str()),
-        args.join(" ")
+        args.concat()
     ));
     lines.push(format!("in       {}", shown(request.cwd.as_os_str())));
     lines.push(match &request.reason {
