@@ -444,7 +444,13 @@ async fn argv0_cannot_name_the_program_a_rule_allows() {
 }
 
 fn skill(place: &Place, name: &str, permissions: Option<&str>) -> PathBuf {
-    let dir = place.root.join("skills").join(name);
+    skill_in(&place.root.join("skills"), name, permissions)
+}
+
+/// A skill `name` in `skills`, whose `scripts/write.sh` touches its
+/// arguments.
+fn skill_in(skills: &Path, name: &str, permissions: Option<&str>) -> PathBuf {
+    let dir = skills.join(name);
     fs::create_dir_all(dir.join("scripts")).unwrap();
     fs::write(dir.join("SKILL.md"), format!("---\nname: {name}\n---\n")).unwrap();
     if let Some(permissions) = permissions {
@@ -542,17 +548,11 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_skill_the_sandbox_can_write_runs_in_place_and_says_so() {
     let place = Place::new();
-    let dir = place.ws.join("skills/planted");
-    fs::create_dir_all(dir.join("scripts")).unwrap();
-    fs::write(dir.join("SKILL.md"), "---\nname: planted\n---\n").unwrap();
-    fs::write(
-        dir.join("permissions.toml"),
-        "filesystem = { \"../../../outside\" = \"write\" }\n",
-    )
-    .unwrap();
-    let script = dir.join("scripts/write.sh");
-    fs::write(&script, "#!/bin/sh\ntouch \"$@\"\n").unwrap();
-    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let script = skill_in(
+        &place.ws.join("skills"),
+        "planted",
+        Some("filesystem = { \"../../../outside\" = \"write\" }\n"),
+    );
     let recorder = Recorder::default();
     let mut setup =
         Setup::rules(place.rules("")).approver(Scripted::new(ApprovalAnswer::ApproveOnce));
