@@ -61,7 +61,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// One program (or family) that reads its instructions from files.
 struct InstructionReader {
@@ -1071,29 +1071,43 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
 }
 
 /// The first place at or above `path` (relative to `base`) the sandbox
-/// could write, symlinks resolved. A path that does not exist is judged by
-/// its nearest existing ancestor; one that cannot be resolved at all
-/// counts as writable.
+/// could write or fill, on the way the kernel walks it and once links are
+/// resolved.
 ///
-/// Every word of a request may come here, so the nearest existing ancestor
-/// is found by bisection rather than parent by parent (a 4 MiB `a/a/...`
+/// On the way: every directory the walk passes, before any link is
+/// followed and with `..` taken as written. One the sandbox can write may
+/// hold a link it planted (and may re-point after this check), and a `..`
+/// can lead anywhere (`/usr/../proc`, `../dev/fd/7` from `/usr`). What is
+/// reached through a descriptor or another process (`/dev/stdin`,
+/// `/dev/fd/N`, anything under `/proc`) is whatever the requester hands
+/// the program: the server, looking from its own process, cannot tell
+/// what it will be.
+///
+/// Resolved: a path that does not exist is judged by its nearest existing
+/// ancestor; one that cannot be resolved at all counts as writable. Every
+/// word of a request may come here, so the nearest existing ancestor is
+/// found by bisection rather than parent by parent (a 4 MiB `a/a/...`
 /// word would otherwise cost millions of lookups): resolution goes
 /// component by component, so if a prefix cannot be resolved, no longer
 /// one can.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
-    // What is reached through a descriptor or another process
-    // (`/dev/stdin`, `/dev/fd/N`, anything under `/proc`) is whatever the
-    // requester hands the program: the sandbox fills it, and the server,
-    // looking from its own process, cannot tell what it will be.
-    let handed = path.starts_with("/proc")
-        || path.starts_with("/dev/fd")
-        || ["/dev/stdin", "/dev/stdout", "/dev/stderr"]
-            .iter()
-            .any(|stream| path.starts_with(stream));
-    if handed {
-        return Some(path.to_path_buf());
-    }
     let full = base.join(path);
+    // A longer path is not one the kernel walks in one go: opening it
+    // fails (`ENAMETOOLONG`).
+    let walkable = full.as_os_str().len() < PATH_LIMIT;
+    let mut walked = PathBuf::from("/");
+    for component in full.components().take_while(|_| walkable) {
+        match component {
+            Component::Normal(name) => walked.push(name),
+            Component::ParentDir => {
+                walked.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+        }
+        if is_handed(&walked) || writable(&walked) {
+            return Some(walked);
+        }
+    }
     // Deepest first.
     let ancestors: Vec<&Path> = full.ancestors().collect();
     let nearest = ancestors.partition_point(|ancestor| std::fs::canonicalize(ancestor).is_err());
@@ -1103,10 +1117,27 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
     else {
         return Some(full);
     };
+    if is_handed(&existing) {
+        return Some(existing);
+    }
     existing
         .ancestors()
         .find(|ancestor| writable(ancestor))
         .map(Path::to_path_buf)
+}
+
+/// The longest path the kernel takes (`PATH_MAX`, its terminating NUL
+/// included).
+const PATH_LIMIT: usize = 4096;
+
+/// Whether `path` is reached through a descriptor or a process: filled by
+/// whoever starts the program, not found on the file system.
+fn is_handed(path: &Path) -> bool {
+    path.starts_with("/proc")
+        || path.starts_with("/dev/fd")
+        || ["/dev/stdin", "/dev/stdout", "/dev/stderr"]
+            .iter()
+            .any(|stream| path.starts_with(stream))
 }
 
 #[cfg(test)]

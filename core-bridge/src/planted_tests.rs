@@ -65,6 +65,7 @@ type Case<'a> = (&'a str, &'a str, &'a Path, &'a [&'a str], bool, bool);
 fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
     let place = place();
     let (ro, w) = (place.ro.clone(), place.w.clone());
+    let (root, usr) = (Path::new("/"), Path::new("/usr"));
     let cases: &[Case<'_>] = &[
         ("/usr/bin/git", "status", &ro, &[], false, false),
         ("/usr/bin/git", "status", &w, &[], false, true),
@@ -137,6 +138,16 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
         ("/usr/bin/make", "-f {w}/Makefile", &ro, &[], false, true),
         ("/usr/bin/make", "--directory={w}", &ro, &[], false, true),
         ("/usr/bin/make", "--eval=x:", &ro, &[], false, true),
+        // A descriptor or `/proc`, however spelled (regression: only the
+        // absolute spelling was caught), and a walk through a place the
+        // sandbox can write, wherever its `..` leads.
+        ("/usr/bin/make", "-f proc/self/fd/7", root, &[], false, true),
+        ("/usr/bin/make", "-f ../dev/fd/7", usr, &[], false, true),
+        ("/usr/bin/make", "-f ../../proc/self/fd/7", usr, &[], false, true),
+        ("/usr/bin/make", "-f /dev/../proc/self/fd/7", &ro, &[], false, true),
+        ("/usr/bin/make", "-C proc/self/fd/8", root, &[], false, true),
+        ("/usr/bin/make", "-f {w}/../ro/Makefile", &ro, &[], false, true),
+        ("/usr/bin/make", "-f ../ro/Makefile", &ro, &[], false, false),
         ("/usr/bin/make", "", &ro, &["MAKEFLAGS=-f/x"], true, true),
         (
             "/usr/lib/node_modules/npm/bin/npm-cli.js",
