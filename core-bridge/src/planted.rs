@@ -381,6 +381,8 @@ const READERS: &[InstructionReader] = &[
             "/etc/npmrc",
             "/usr/etc/npmrc",
             "/usr/local/etc/npmrc",
+            // npm's global config when `PREFIX` names its prefix.
+            "$PREFIX/etc/npmrc",
         ],
         environment: &["npm_config_", "NPM_CONFIG_", "YARN_", "PNPM_", "COREPACK_"],
         ..READER

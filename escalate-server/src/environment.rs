@@ -79,6 +79,12 @@ const REMOVED_NAMES: &[&str] = &[
     "JAVA_TOOL_OPTIONS",
     "_JAVA_OPTIONS",
     "JDK_JAVA_OPTIONS",
+    // Libraries' own configuration that names code to load: OpenSSL's
+    // providers and engines (pip, curl, node through `nodejs_conf`).
+    "OPENSSL_CONF",
+    "OPENSSL_CONF_INCLUDE",
+    "OPENSSL_MODULES",
+    "OPENSSL_ENGINES",
     // The C library's loader and locale machinery.
     "GCONV_PATH",
     "GLIBC_TUNABLES",
@@ -265,6 +271,8 @@ mod tests {
             "GIT_SSH_COMMAND=evil",
             "PYTHONPATH=/tmp",
             "NODE_OPTIONS=--require /tmp/x.js",
+            "OPENSSL_CONF=/tmp/ocnf",
+            "OPENSSL_MODULES=/tmp",
             "EXECGATE_SOCKET_FD=64",
             "PATH=/tmp/planted:/usr/bin",
             "LANG=C.UTF-8",
