@@ -5,6 +5,7 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
@@ -84,6 +85,8 @@ pub(crate) async fn serve_request(
         return refuse(reason);
     }
 
+    // Read before the decision: what grants it could have known of.
+    let grants_seen = shared.grants_made.load(Ordering::SeqCst);
     let parent_request_id = shared
         .lineage
         .parent_of(peer.pid, || channel.socket().and_then(sys::peer_parent_pid));
@@ -164,7 +167,16 @@ pub(crate) async fn serve_request(
         }
         Decision::Deny { reason } => ServerMessage::Deny { reason },
         Decision::Escalate(execution) => {
-            match launch_for(&shared, &execution, opened, held_directory, &context).await {
+            match launch_for(
+                &shared,
+                &execution,
+                opened,
+                held_directory,
+                &context,
+                grants_seen,
+            )
+            .await
+            {
                 Ok(launch) => {
                     let (reader, writer, _socket) = match channel.into_split() {
                         Ok(halves) => halves,
@@ -196,6 +208,10 @@ struct Launch {
     /// It may do more than the session's sandbox (unsandboxed, or with
     /// grants): it must not run what the sandbox planted.
     beyond_the_sandbox: bool,
+    /// [`Shared::grants_made`] as the decision found it, and what this
+    /// escalation adds to it itself.
+    grants_seen: u64,
+    grants_own: u64,
 }
 
 /// Everything an escalation needs before the wrapper hands its descriptors
@@ -207,6 +223,7 @@ async fn launch_for(
     opened: OpenedExecutable,
     held_directory: Option<OwnedFd>,
     context: &ExecContext,
+    grants_seen: u64,
 ) -> Result<Launch, String> {
     let directory = match (held_directory, &context.working_directory) {
         (Some(directory), Ok(_)) => directory,
@@ -219,6 +236,8 @@ async fn launch_for(
         directory,
         sandbox,
         beyond_the_sandbox: *execution != Execution::TurnDefault,
+        grants_seen,
+        grants_own: u64::from(matches!(execution, Execution::Permissions(_))),
     })
 }
 
@@ -255,6 +274,7 @@ async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<Sand
     match resolved {
         Some(Ok(plan)) => {
             if let (Execution::Permissions(_), Some((_, policy))) = (execution, &plan) {
+                shared.grants_made.fetch_add(1, Ordering::SeqCst);
                 let mut granted = shared
                     .granted_writable
                     .lock()
@@ -415,6 +435,23 @@ async fn escalate(
             return;
         }
     };
+    // A sandbox with grants that started since the decision may have
+    // written what this escalation runs, reads or finds in its PATH: the
+    // checks were made without it. It runs nothing; asked again, it is
+    // decided knowing of the grant.
+    let grants_since = shared
+        .grants_made
+        .load(Ordering::SeqCst)
+        .saturating_sub(launch.grants_seen);
+    if launch.beyond_the_sandbox && grants_since > launch.grants_own {
+        let reply = fail(
+            "not started: a sandbox with grants started after this was decided and may have \
+             changed what it runs; run it again"
+                .into(),
+        );
+        let _ = send_within(shared, &cancel, &mut writer, &reply).await;
+        return;
+    }
     let sandboxed = launch.sandbox.is_some();
     let (plan, order, pending_link) = match spawn_plan(shared, context, launch, fds) {
         Ok(planned) => planned,
@@ -674,6 +711,7 @@ fn spawn_plan(
         directory,
         sandbox,
         beyond_the_sandbox,
+        ..
     } = launch;
     // Numbers above every forwarded descriptor: the script an interpreter
     // reads by descriptor, then (sandboxed) the file the helper executes.

@@ -218,6 +218,9 @@ pub(crate) struct Shared {
     /// What escalations with grants could write beyond the session's own
     /// sandbox: left out of [`Shared::outside_path`] too, once granted.
     pub(crate) granted_writable: Mutex<Vec<PathBuf>>,
+    /// Sandboxes with grants set up so far: an escalation decided before
+    /// one of them started does not start after it (see `escalate`).
+    pub(crate) grants_made: AtomicU64,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -339,6 +342,7 @@ impl Session {
             config,
             outside_path,
             granted_writable: Mutex::default(),
+            grants_made: AtomicU64::new(0),
             children: Children::new(scope),
             sandbox,
             lineage: crate::lineage::Lineage::default(),

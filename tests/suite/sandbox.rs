@@ -834,6 +834,102 @@ async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
     assert_eq!(recorder.started_pids().len(), 5, "all five were escalated");
 }
 
+/// Regression (found by an outside-in probe): an escalation decided
+/// before a sandbox with grants started, and handed its descriptors after,
+/// ran what that sandbox could have written since (a Makefile in the
+/// granted directory), on checks made without knowing of the grant. It now
+/// runs nothing, and says to run it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() {
+    use execgate_escalate_server::sandbox::{FileSystemPolicy, Launcher, SandboxContext};
+    use execgate_escalate_server::{SessionConfig, SessionSandbox};
+    use execgate_protocol::{
+        decode_server, encode_client, read_frame, send_all, send_with_fds, ClientMessage,
+        ExecRequest, ServerMessage, HELLO,
+    };
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::{AsFd, OwnedFd};
+    let world = World::new();
+    let mut grant = FileSystemPolicy::default();
+    grant
+        .push(
+            parse_target(world.outside.to_str().unwrap(), None).unwrap(),
+            Access::Write,
+        )
+        .unwrap();
+    let grant = PermissionProfile::Managed {
+        file_system: grant,
+        network: NetworkPolicy::Restricted,
+        network_lists: Default::default(),
+    };
+    let policy = policy_by_path(&[
+        ("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
+        (
+            "/usr/bin/env",
+            Decision::Escalate(Execution::Permissions(grant)),
+        ),
+    ]);
+    let mut config = SessionConfig::new(wrapper(), policy);
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: world.profile(),
+        context: SandboxContext::new(&world.ws),
+    });
+    let session = Session::start(config).unwrap();
+    let socket = session.shell_socket().unwrap();
+    // The server checks the working directory against the requester's own:
+    // this process's.
+    let cwd = std::env::current_dir().unwrap();
+    let ask = |path: &str| -> OwnedFd {
+        let (mine, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let request = ClientMessage::Request(ExecRequest {
+            path: path.into(),
+            argv: vec![path.into()],
+            cwd: cwd.clone(),
+            env: vec!["PATH=/usr/bin:/bin".into()],
+        });
+        send_all(mine.as_fd(), &encode_client(&request).unwrap()).unwrap();
+        send_with_fds(socket, HELLO, &[theirs.as_fd()]).unwrap();
+        let reply = decode_server(&read_frame(mine.as_fd()).unwrap()).unwrap();
+        assert!(
+            matches!(reply, ServerMessage::Escalate),
+            "{path}: {reply:?}"
+        );
+        mine
+    };
+    let hand_over = |private: &OwnedFd| -> ServerMessage {
+        let null = fs::File::open("/dev/null").unwrap();
+        let descriptors = encode_client(&ClientMessage::Descriptors(vec![0, 1, 2])).unwrap();
+        let fds = [null.as_fd(), null.as_fd(), null.as_fd()];
+        send_with_fds(private.as_fd(), &descriptors, &fds).unwrap();
+        decode_server(&read_frame(private.as_fd()).unwrap()).unwrap()
+    };
+    // With no grant between its decision and its hand-over, it starts.
+    let first = ask("/usr/bin/true");
+    let started = hand_over(&first);
+    assert!(
+        matches!(started, ServerMessage::Started { .. }),
+        "{started:?}"
+    );
+    let decided = ask("/usr/bin/true");
+    // The granted escalation's sandbox is set up before it is answered.
+    drop(ask("/usr/bin/env"));
+    match hand_over(&decided) {
+        ServerMessage::SpawnFailed { reason } => {
+            assert!(reason.contains("run it again"), "{reason}")
+        }
+        other => panic!("it started after the grant: {other:?}"),
+    }
+    drop((first, decided));
+    session.shutdown().await;
+}
+
 /// Programs in a sandbox start with the signal dispositions a program
 /// started outside one gets. The helper is a Rust program, whose start-up
 /// ignores SIGPIPE, glibc's `posix_spawn` leaves its signals 32 and 33
