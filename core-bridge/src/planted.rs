@@ -59,6 +59,7 @@
 //! read is the program text itself: `bash -c '. /w/x'` is judged by the
 //! rule that matched it, not here.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -1072,65 +1073,87 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
     vec![PathBuf::from(file)]
 }
 
-/// The first place at or above `path` (relative to `base`) the sandbox
-/// could write or fill, on the way the kernel walks it and once links are
-/// resolved.
+/// The first place on the way to `path` (relative to `base`) the sandbox
+/// could write or fill, walked as the kernel walks it: name by name, each
+/// link followed where it stands and `..` taken from the directory it is
+/// in. A directory on the way the sandbox can write may hold a link it
+/// planted (and may re-point after this check); what is reached through a
+/// descriptor or another process (`/dev/stdin`, `/dev/fd/N`, anything
+/// under `/proc`) is whatever the requester hands the program, which the
+/// server, looking from its own process, cannot see.
 ///
-/// On the way: every directory the walk passes, before any link is
-/// followed and with `..` taken as written. One the sandbox can write may
-/// hold a link it planted (and may re-point after this check), and a `..`
-/// can lead anywhere (`/usr/../proc`, `../dev/fd/7` from `/usr`). What is
-/// reached through a descriptor or another process (`/dev/stdin`,
-/// `/dev/fd/N`, anything under `/proc`) is whatever the requester hands
-/// the program: the server, looking from its own process, cannot tell
-/// what it will be.
-///
-/// Resolved: a path that does not exist is judged by its nearest existing
-/// ancestor; one that cannot be resolved at all counts as writable. Every
-/// word of a request may come here, so the nearest existing ancestor is
-/// found by bisection rather than parent by parent (a 4 MiB `a/a/...`
-/// word would otherwise cost millions of lookups): resolution goes
-/// component by component, so if a prefix cannot be resolved, no longer
-/// one can.
+/// The walk ends at the first name that does not exist (nothing below it
+/// can be opened either): the path is then judged by where it got to. A
+/// walk of more than [`WALK_LIMIT`] names and links is no path a program
+/// is given in earnest, and counts as writable. Every word of a request
+/// may come here: each name costs one `lstat`, and `.` none.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     let full = base.join(path);
-    // A longer path is not one the kernel walks in one go: opening it
-    // fails (`ENAMETOOLONG`).
-    let walkable = full.as_os_str().len() < PATH_LIMIT;
-    let mut walked = PathBuf::from("/");
-    for component in full.components().take_while(|_| walkable) {
-        match component {
-            Component::Normal(name) => walked.push(name),
-            Component::ParentDir => {
-                walked.pop();
+    let mut pending: VecDeque<WalkStep> = steps(&full).collect();
+    let mut real = PathBuf::from("/");
+    if writable(&real) {
+        return Some(real);
+    }
+    let mut walked = 0;
+    while let Some(step) = pending.pop_front() {
+        walked += 1;
+        if walked > WALK_LIMIT {
+            return Some(full);
+        }
+        match step {
+            WalkStep::Up => {
+                real.pop();
             }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+            WalkStep::Into(name) => {
+                let next = real.join(&name);
+                if is_handed(&next) {
+                    return Some(next);
+                }
+                match std::fs::symlink_metadata(&next) {
+                    Ok(meta) if meta.is_symlink() => {
+                        let Ok(target) = std::fs::read_link(&next) else {
+                            return Some(next);
+                        };
+                        if target.is_absolute() {
+                            real = PathBuf::from("/");
+                        }
+                        let followed: Vec<WalkStep> = steps(&target).collect();
+                        for step in followed.into_iter().rev() {
+                            pending.push_front(step);
+                        }
+                        continue;
+                    }
+                    Ok(_) => real = next,
+                    Err(_) => break,
+                }
+            }
         }
-        if is_handed(&walked) || writable(&walked) {
-            return Some(walked);
+        if is_handed(&real) || writable(&real) {
+            return Some(real);
         }
     }
-    // Deepest first.
-    let ancestors: Vec<&Path> = full.ancestors().collect();
-    let nearest = ancestors.partition_point(|ancestor| std::fs::canonicalize(ancestor).is_err());
-    let Some(existing) = ancestors
-        .get(nearest)
-        .and_then(|ancestor| std::fs::canonicalize(ancestor).ok())
-    else {
-        return Some(full);
-    };
-    if is_handed(&existing) {
-        return Some(existing);
-    }
-    existing
-        .ancestors()
-        .find(|ancestor| writable(ancestor))
-        .map(Path::to_path_buf)
+    None
 }
 
-/// The longest path the kernel takes (`PATH_MAX`, its terminating NUL
-/// included).
-const PATH_LIMIT: usize = 4096;
+/// Names and links a walk may take before it counts as writable: far more
+/// than any real path (`PATH_MAX` is 4096 bytes; the kernel follows 40
+/// links).
+const WALK_LIMIT: usize = 4096;
+
+/// One step of a walk.
+enum WalkStep {
+    Into(OsString),
+    Up,
+}
+
+/// `path`'s steps: its names and `..`, without `/` and `.`.
+fn steps(path: &Path) -> impl Iterator<Item = WalkStep> + '_ {
+    path.components().filter_map(|component| match component {
+        Component::Normal(name) => Some(WalkStep::Into(name.to_owned())),
+        Component::ParentDir => Some(WalkStep::Up),
+        Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+    })
+}
 
 /// Whether `path` is reached through a descriptor or a process: filled by
 /// whoever starts the program, not found on the file system.

@@ -66,6 +66,10 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
     let place = place();
     let (ro, w) = (place.ro.clone(), place.w.clone());
     let (root, usr) = (Path::new("/"), Path::new("/usr"));
+    // Links the host made, where the sandbox cannot write: `..` after one
+    // is taken from where it leads (as after `/var/run -> /run`).
+    std::os::unix::fs::symlink("/usr", ro.join("up")).unwrap();
+    std::os::unix::fs::symlink(&w, ro.join("to-w")).unwrap();
     let cases: &[Case<'_>] = &[
         ("/usr/bin/git", "status", &ro, &[], false, false),
         ("/usr/bin/git", "status", &w, &[], false, true),
@@ -169,6 +173,24 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             true,
         ),
         ("/usr/bin/make", "-f ../ro/Makefile", &ro, &[], false, false),
+        (
+            "/usr/bin/make",
+            "-f {ro}/up/../dev/fd/7",
+            &ro,
+            &[],
+            false,
+            true,
+        ),
+        ("/usr/bin/make", "-f up/../dev/fd/7", &ro, &[], false, true),
+        ("/usr/bin/make", "-f to-w/Makefile", &ro, &[], false, true),
+        (
+            "/usr/bin/make",
+            "-f up/share/Makefile",
+            &ro,
+            &[],
+            false,
+            false,
+        ),
         ("/usr/bin/make", "", &ro, &["MAKEFLAGS=-f/x"], true, true),
         // npm's global config under `PREFIX` (regression: not looked at).
         (
