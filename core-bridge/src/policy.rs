@@ -108,6 +108,9 @@ struct Inner {
     /// What shells granted more permissions could write, beyond the
     /// session's own view: they hold the session socket too.
     granted_write_roots: Mutex<Vec<PathBuf>>,
+    /// Set once what every grant known in advance (skills, rules'
+    /// profiles) may write has been counted in `granted_write_roots`.
+    known_grants_counted: tokio::sync::OnceCell<()>,
 }
 
 /// One answer, and how long it took, for everyone waiting on it.
@@ -170,6 +173,7 @@ impl ExecPolicy {
                 approved: Mutex::new(HashSet::new()),
                 pending: Mutex::new(HashMap::new()),
                 granted_write_roots: Mutex::new(Vec::new()),
+                known_grants_counted: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -225,6 +229,9 @@ impl ExecPolicy {
 impl Policy for ExecPolicy {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
         Box::pin(async move {
+            if let Some(view) = request.sandbox.as_deref() {
+                self.inner.count_known_grants(view).await;
+            }
             let verdict = self.inner.decide(request).await;
             // A skill's script, or a rule's command, with grants of its
             // own: what it may write, the sandbox may have written. As the
@@ -247,6 +254,37 @@ impl Policy for ExecPolicy {
 }
 
 impl Inner {
+    /// Counts what every grant the session knows of in advance (each
+    /// skill's, each rule's profile) may write as writable from the
+    /// sandbox, once, before the first decision: a grant used later must
+    /// not have let the sandbox write what an escalation decided (or
+    /// already running) before it then reads. Requested permissions are
+    /// counted as they are granted.
+    async fn count_known_grants(&self, view: &ResolvedPolicy) {
+        self.known_grants_counted
+            .get_or_init(|| async {
+                let profiles: Vec<PermissionProfile> = self
+                    .skills
+                    .skills()
+                    .iter()
+                    .filter_map(|skill| skill.permissions.clone())
+                    .chain(self.executions.values().cloned())
+                    .collect();
+                let context = view.context().clone();
+                // Resolving may walk the file system (deny globs).
+                let paths = tokio::task::spawn_blocking(move || {
+                    profiles
+                        .iter()
+                        .flat_map(|granted| granted_write_paths(granted, &context))
+                        .collect()
+                })
+                .await
+                .unwrap_or_default();
+                self.writable_through(paths);
+            })
+            .await;
+    }
+
     /// Counts `paths`, which a grant lets a sandboxed command write, as
     /// writable from the sandbox for every later escalation's checks: the
     /// command holds the session socket, and its files may be what they

@@ -13,7 +13,7 @@ use execgate_protocol::{
     decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
     ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
-use execgate_sandbox::{Access, Launcher, NetworkPolicy, ResolvedPolicy};
+use execgate_sandbox::{Launcher, NetworkPolicy, ResolvedPolicy};
 
 use crate::network::SandboxOrigin;
 use nix::sys::signal::Signal;
@@ -274,16 +274,7 @@ async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<Sand
     match resolved {
         Some(Ok(plan)) => {
             if let (Execution::Permissions(_), Some((_, policy))) = (execution, &plan) {
-                shared.grants_made.fetch_add(1, Ordering::SeqCst);
-                let mut granted = shared
-                    .granted_writable
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                for rule in policy.rules() {
-                    if rule.access == Access::Write && !granted.contains(&rule.path) {
-                        granted.push(rule.path.clone());
-                    }
-                }
+                shared.granted(policy);
             }
             Ok(plan)
         }

@@ -7,12 +7,12 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use execgate_protocol::{accept_hello, recv_with_fds, HelloError, ENV_SOCKET_FD, ENV_WRAPPER};
 use execgate_sandbox::{
-    Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError, Terminal,
+    Access, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError, Terminal,
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -272,6 +272,22 @@ impl Shared {
             .unwrap_or_else(|error| Err(format!("the audit record was not written: {error}")))
     }
 
+    /// Counts a sandbox with grants about to start: what it may write is
+    /// left out of later escalations' `PATH`, and an escalation decided
+    /// before it does not start after it.
+    pub(crate) fn granted(&self, policy: &ResolvedPolicy) {
+        self.grants_made.fetch_add(1, Ordering::SeqCst);
+        let mut granted = self
+            .granted_writable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for rule in policy.rules() {
+            if rule.access == Access::Write && !granted.contains(&rule.path) {
+                granted.push(rule.path.clone());
+            }
+        }
+    }
+
     /// Records an event in the audit log, then reports it. An error means
     /// the audit log could not be written (and the failure mode says to
     /// refuse).
@@ -462,6 +478,9 @@ impl Session {
             Some(sandbox) => sandbox.policy_with(Some(extra))?,
             None => None,
         };
+        if let Some(policy) = &policy {
+            self.shared.granted(policy);
+        }
         Ok(self.shell_command_in(shell, args, terminal, policy))
     }
 

@@ -581,7 +581,8 @@ async fn a_skill_the_sandbox_can_write_runs_in_place_and_says_so() {
 /// Regression: what an approved skill may write was not counted as
 /// writable from the sandbox, as requested permissions are. The sandbox
 /// rewrote, through the skill, a script a rule lets out, and the script
-/// then ran unsandboxed.
+/// then ran unsandboxed. What every skill may write counts from the
+/// session's first decision on.
 #[tokio::test(flavor = "multi_thread")]
 async fn what_a_granted_skill_may_write_is_never_trusted_by_an_escalation() {
     let place = Place::new();
@@ -608,10 +609,6 @@ touch \"$1\"\n",
         "prefix_rule(pattern = [\"{}\"])\n",
         publish.display()
     ));
-    let recorder = Recorder::default();
-    let mut setup = Setup::rules(rules).approver(Scripted::new(ApprovalAnswer::ApproveForSession));
-    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
-    let session = setup.start(&place, &recorder);
     let script = place.script(&format!(
         "{publish} {{outside}}/before; {writer} {granted}/ok; {publish} {{outside}}/after \
          2>/dev/null; print done",
@@ -619,14 +616,31 @@ touch \"$1\"\n",
         writer = writer.display(),
         granted = granted.display(),
     ));
+    // Without the skill the rule lets the script out: the test can fail.
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules.clone()).start(&place, &recorder);
     let outcome = run(&session, &script).await;
     assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
-    // Let out before the skill could write it; not after.
+    session.shutdown().await;
     assert!(place.outside.join("before").exists());
+    assert!(place.outside.join("after").exists());
+    for made in ["before", "after"] {
+        fs::remove_file(place.outside.join(made)).unwrap();
+    }
+    // With it, never: not after the skill wrote there, nor before (a
+    // decision made before a grant is used may still be carried out
+    // after it).
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(rules).approver(Scripted::new(ApprovalAnswer::ApproveForSession));
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
     assert!(granted.join("ok").exists());
+    assert!(!place.outside.join("before").exists());
     assert!(!place.outside.join("after").exists());
     let decisions: Vec<String> = provenances(&recorder).into_iter().map(|p| p.1).collect();
-    assert_eq!(decisions[0], "escalate Unsandboxed", "{decisions:?}");
+    assert_eq!(decisions[0], "run", "{decisions:?}");
     assert_eq!(decisions[2], "run", "{decisions:?}");
     session.shutdown().await;
 }
