@@ -68,6 +68,7 @@ const REMOVED_NAMES: &[&str] = &[
     "PYTHONPATH",
     "PYTHONHOME",
     "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
     "PYTHONINSPECT",
     "NODE_OPTIONS",
     "NODE_PATH",
@@ -85,6 +86,10 @@ const REMOVED_NAMES: &[&str] = &[
     "OPENSSL_CONF_INCLUDE",
     "OPENSSL_MODULES",
     "OPENSSL_ENGINES",
+    // Other libraries' modules and configuration with code in it.
+    "KRB5_CONFIG",
+    "SASL_PATH",
+    "GIO_EXTRA_MODULES",
     // The C library's loader and locale machinery.
     "GCONV_PATH",
     "GLIBC_TUNABLES",
