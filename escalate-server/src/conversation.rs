@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use execgate_protocol::{
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{self, Channel};
 use crate::closer::SafeClose;
-use crate::environment::{escalated_environment, path_without};
+use crate::environment::escalated_environment;
 use crate::events::SessionEvent;
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
 use crate::resolve::{
@@ -719,19 +719,7 @@ fn spawn_plan(
     // find what the sandbox planted, nor what an escalation with grants
     // could have.
     let path = if beyond_the_sandbox {
-        let granted = shared
-            .granted_writable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if granted.is_empty() {
-            shared.outside_path.clone()
-        } else {
-            path_without(&shared.outside_path, |dir| {
-                granted.iter().any(|root| dir.starts_with(root))
-            })
-            .0
-        }
+        shared.path_beyond_the_sandbox()
     } else {
         shared.config.escalation_path.clone()
     };

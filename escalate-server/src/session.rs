@@ -288,6 +288,24 @@ impl Shared {
         }
     }
 
+    /// `PATH` for an escalated child that may do more than the session's
+    /// sandbox: [`Shared::outside_path`] without what the grants so far
+    /// may write either.
+    pub(crate) fn path_beyond_the_sandbox(&self) -> OsString {
+        let granted = self
+            .granted_writable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if granted.is_empty() {
+            return self.outside_path.clone();
+        }
+        crate::environment::path_without(&self.outside_path, |dir| {
+            granted.iter().any(|root| dir.starts_with(root))
+        })
+        .0
+    }
+
     /// Records an event in the audit log, then reports it. An error means
     /// the audit log could not be written (and the failure mode says to
     /// refuse).
