@@ -1089,16 +1089,19 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
 /// may come here: each name costs one `lstat`, and `.` none.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
     let full = base.join(path);
-    let mut pending: VecDeque<WalkStep> = steps(&full).collect();
+    // The path's own steps as they come (a word may be megabytes of
+    // `./`); those of the links on the way, in front of them.
+    let mut given = steps(&full);
+    let mut followed: VecDeque<WalkStep> = VecDeque::new();
     let mut real = PathBuf::from("/");
     if writable(&real) {
         return Some(real);
     }
     let mut walked = 0;
-    while let Some(step) = pending.pop_front() {
+    while let Some(step) = followed.pop_front().or_else(|| given.next()) {
         walked += 1;
         if walked > WALK_LIMIT {
-            return Some(full);
+            return Some(full.clone());
         }
         match step {
             WalkStep::Up => {
@@ -1117,9 +1120,9 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
                         if target.is_absolute() {
                             real = PathBuf::from("/");
                         }
-                        let followed: Vec<WalkStep> = steps(&target).collect();
-                        for step in followed.into_iter().rev() {
-                            pending.push_front(step);
+                        let link: Vec<WalkStep> = steps(&target).collect();
+                        for step in link.into_iter().rev() {
+                            followed.push_front(step);
                         }
                         continue;
                     }
