@@ -483,18 +483,7 @@ async fn permissions_escalations_get_exactly_the_extra_grants() {
     let world = World::new();
     let granted = world.outside.join("granted");
     fs::create_dir(&granted).unwrap();
-    let mut extra = execgate_escalate_server::sandbox::FileSystemPolicy::default();
-    extra
-        .push(
-            parse_target(granted.to_str().unwrap(), None).unwrap(),
-            Access::Write,
-        )
-        .unwrap();
-    let extra = PermissionProfile::Managed {
-        file_system: extra,
-        network: NetworkPolicy::Restricted,
-        network_lists: Default::default(),
-    };
+    let extra = write_grant(&granted);
     let policy = policy_by_path(&[(
         "/usr/bin/touch",
         Decision::Escalate(Execution::Permissions(extra)),
@@ -746,6 +735,22 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
     assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
 }
 
+/// Grants beyond the session's profile: writing `path`, nothing else.
+fn write_grant(path: &Path) -> PermissionProfile {
+    let mut file_system = execgate_escalate_server::sandbox::FileSystemPolicy::default();
+    file_system
+        .push(
+            parse_target(path.to_str().unwrap(), None).unwrap(),
+            Access::Write,
+        )
+        .unwrap();
+    PermissionProfile::Managed {
+        file_system,
+        network: NetworkPolicy::Restricted,
+        network_lists: Default::default(),
+    }
+}
+
 /// An escalation that runs another program by name (`env`, a
 /// `#!/usr/bin/env python3` script, a shim) with more than the sandbox may
 /// do (unsandboxed, or with grants) must not find one the sandbox planted:
@@ -760,18 +765,7 @@ async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
     use execgate_escalate_server::{SessionConfig, SessionSandbox};
     let world = World::new();
     let planted_bin = world.ws.join(".venv/bin");
-    let mut grant = execgate_escalate_server::sandbox::FileSystemPolicy::default();
-    grant
-        .push(
-            parse_target(world.outside.to_str().unwrap(), None).unwrap(),
-            Access::Write,
-        )
-        .unwrap();
-    let grant = PermissionProfile::Managed {
-        file_system: grant,
-        network: NetworkPolicy::Restricted,
-        network_lists: Default::default(),
-    };
+    let grant = write_grant(&world.outside);
     let policy = policy_by_path(&[
         ("/usr/bin/env", Decision::Escalate(Execution::Unsandboxed)),
         ("/usr/bin/nice", Decision::Escalate(Execution::TurnDefault)),
@@ -841,7 +835,7 @@ async fn granted_escalations_find_nothing_the_sandbox_planted_in_path() {
 /// runs nothing, and says to run it again.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() {
-    use execgate_escalate_server::sandbox::{FileSystemPolicy, Launcher, SandboxContext};
+    use execgate_escalate_server::sandbox::{Launcher, SandboxContext};
     use execgate_escalate_server::{SessionConfig, SessionSandbox};
     use execgate_protocol::{
         decode_server, encode_client, read_frame, send_all, send_with_fds, ClientMessage,
@@ -850,18 +844,7 @@ async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() 
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use std::os::fd::{AsFd, OwnedFd};
     let world = World::new();
-    let mut grant = FileSystemPolicy::default();
-    grant
-        .push(
-            parse_target(world.outside.to_str().unwrap(), None).unwrap(),
-            Access::Write,
-        )
-        .unwrap();
-    let grant = PermissionProfile::Managed {
-        file_system: grant,
-        network: NetworkPolicy::Restricted,
-        network_lists: Default::default(),
-    };
+    let grant = write_grant(&world.outside);
     let policy = policy_by_path(&[
         ("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
         (
