@@ -232,23 +232,9 @@ impl Policy for ExecPolicy {
             if let Some(view) = request.sandbox.as_deref() {
                 self.inner.count_known_grants(view).await;
             }
-            let verdict = self.inner.decide(request).await;
-            // A skill's script, or a rule's command, with grants of its
-            // own: what it may write, the sandbox may have written. As the
-            // server will resolve them, where the session's sandboxes are.
-            if let (Decision::Escalate(Execution::Permissions(granted)), Some(view)) =
-                (&verdict.decision, request.sandbox.as_deref())
-            {
-                let (granted, context) = (granted.clone(), view.context().clone());
-                // Resolving may walk the file system (deny globs): not on
-                // the thread sessions are served on.
-                let paths =
-                    tokio::task::spawn_blocking(move || granted_write_paths(&granted, &context))
-                        .await
-                        .unwrap_or_default();
-                self.inner.writable_through(paths);
-            }
-            verdict
+            // Every grant a decision here can make (a skill's, a rule's
+            // profile, or part of one) is counted there, in advance.
+            self.inner.decide(request).await
         })
     }
 }
