@@ -773,7 +773,18 @@ impl Children {
             // the program inside runs in: signal that group (init itself
             // ignores what it has no handler for). SIGKILL still goes to
             // bubblewrap, whose death tears the namespace down.
+            //
+            // That group has no member whose parent is in another group of
+            // its session: it is orphaned, and the kernel drops a `SIGTSTP`
+            // sent to it. A stand-in forwards one as it stops itself
+            // (Ctrl-Z), so the sandbox stops with `SIGSTOP`, init included
+            // (a signal the kernel lets an ancestor namespace send it);
+            // the `SIGCONT` of `fg` or `bg` continues them all.
             (pid, true) if signal != Signal::SIGKILL => {
+                let signal = match signal {
+                    Signal::SIGTSTP => Signal::SIGSTOP,
+                    other => other,
+                };
                 if let Some(init) = sandbox_init(pid) {
                     let _ = killpg(Pid::from_raw(init), signal);
                 }

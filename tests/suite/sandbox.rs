@@ -980,6 +980,57 @@ async fn interrupt_escalation(
 }
 
 /// Pids whose command line, spaces for NULs, is `cmdline`.
+/// Ctrl-Z stops a sandboxed escalation as it stops the stand-in, and `fg`
+/// (`SIGCONT`) continues it. Its sandbox leads a session of its own, so
+/// the program's process group is orphaned, and the kernel drops a
+/// `SIGTSTP` sent there. (Regression: the job showed as suspended while
+/// the program ran on.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_stand_in_stops_its_sandboxed_escalation() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/sleep", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let child = spawn_session_shell(&mut session, "sleep 1000.25; print status=$?", &world.ws);
+    recorder.wait_for_started(1).await;
+    let program = wait_for_state("/usr/bin/sleep 1000.25", |state| state != 'T').await;
+    let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
+    kill(stand_in, Signal::SIGTSTP).unwrap();
+    wait_for_state("/usr/bin/sleep 1000.25", |state| state == 'T').await;
+    assert_eq!(process_state(stand_in.as_raw()), Some('T'));
+    kill(stand_in, Signal::SIGCONT).unwrap();
+    wait_for_state("/usr/bin/sleep 1000.25", |state| state != 'T').await;
+    kill(stand_in, Signal::SIGINT).unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
+    assert!(!process_exists(program));
+}
+
+/// The state letter of `pid` (`R`, `S`, `T`...), while it exists.
+fn process_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// Waits up to 10 s for the one process running `cmdline` to be in a state
+/// `wanted` accepts; returns its pid.
+async fn wait_for_state(cmdline: &str, wanted: impl Fn(char) -> bool) -> i32 {
+    for _ in 0..500 {
+        if let [pid] = processes_named(cmdline)[..] {
+            if process_state(pid).is_some_and(&wanted) {
+                return pid;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "{cmdline}: not in the state awaited: {:?}",
+        processes_named(cmdline)
+    );
+}
+
 fn processes_named(cmdline: &str) -> Vec<i32> {
     fs::read_dir("/proc")
         .unwrap()
