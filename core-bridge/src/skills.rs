@@ -43,6 +43,13 @@ pub enum SkillError {
         .0.display()
     )]
     LinkedScripts(PathBuf),
+    #[error(
+        "{}: its front matter declares permissions, which execgate does not read; \
+         declare them in {SKILL_PERMISSIONS_FILE} beside it (README, \"For rule writers\") \
+         and remove them from SKILL.md",
+        .0.display()
+    )]
+    FrontMatterPermissions(PathBuf),
 }
 
 /// The skills of a session.
@@ -112,6 +119,9 @@ impl Skill {
                     .map(|name| name.to_string_lossy().into_owned())
             })
             .unwrap_or_else(|| root.display().to_string());
+        if front_matter_declares_permissions(&text) {
+            return Err(SkillError::FrontMatterPermissions(manifest));
+        }
         let permissions_file = root.join(SKILL_PERMISSIONS_FILE);
         let permissions = if permissions_file.exists() {
             Some(AdditionalPermissions::load(&permissions_file)?.profile)
@@ -131,17 +141,30 @@ impl Skill {
     }
 }
 
-/// `name:` in a `---`-delimited front matter.
-fn front_matter_name(text: &str) -> Option<String> {
+/// The lines of a `---`-delimited front matter (none without one).
+fn front_matter(text: &str) -> impl Iterator<Item = &str> {
     let mut lines = text.lines();
-    if lines.next()?.trim() != "---" {
-        return None;
-    }
+    let opened = lines.next().is_some_and(|line| line.trim() == "---");
     lines
         .take_while(|line| line.trim() != "---")
+        .filter(move |_| opened)
+}
+
+/// `name:` in the front matter.
+fn front_matter_name(text: &str) -> Option<String> {
+    front_matter(text)
         .find_map(|line| line.strip_prefix("name:"))
         .map(|name| name.trim().trim_matches(['"', '\'']).to_owned())
         .filter(|name| !name.is_empty())
+}
+
+/// Whether the front matter has a `permissions` key of its own, which some
+/// skill formats read and execgate does not.
+fn front_matter_declares_permissions(text: &str) -> bool {
+    front_matter(text).any(|line| {
+        line.strip_prefix("permissions")
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })
 }
 
 #[cfg(test)]
@@ -205,5 +228,38 @@ mod tests {
         let error = SkillRegistry::load(&[&skill]).expect_err("loaded");
         assert!(matches!(error, SkillError::LinkedScripts(_)), "{error}");
         assert!(error.to_string().contains("scripts/ is a symbolic link"));
+    }
+
+    /// Permissions written in `SKILL.md`'s front matter (a format some
+    /// agents read) are refused, not silently dropped: the skill would run
+    /// with less than its author declared, or with nothing to approve.
+    #[test]
+    fn permissions_in_the_front_matter_are_refused() {
+        let cases = [
+            (
+                "---\nname: n\npermissions:\n  network: enabled\n---\n",
+                true,
+            ),
+            ("---\npermissions : {}\n---\n", true),
+            (
+                "---\nname: n\n---\npermissions: in the body, not the front matter\n",
+                false,
+            ),
+            ("permissions: no front matter\n", false),
+            ("---\npermissions_note: a key of another name\n---\n", false),
+            ("---\n  permissions: nested under another key\n---\n", false),
+        ];
+        for (text, refused) in cases {
+            assert_eq!(front_matter_declares_permissions(text), refused, "{text:?}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+        std::fs::write(dir.path().join("SKILL.md"), cases[0].0).expect("write");
+        let error = SkillRegistry::load(&[dir.path()]).expect_err("loaded");
+        assert!(
+            matches!(error, SkillError::FrontMatterPermissions(_)),
+            "{error}"
+        );
+        assert!(error.to_string().contains("permissions.toml"), "{error}");
     }
 }
