@@ -1290,6 +1290,16 @@ async fn an_escalation_whose_spare_ended_starts_its_own_sandbox() {
         )
         .unwrap();
     }
+    // Ended, not only sent its death: a spare the kill has not yet reached
+    // when its command comes takes the command and dies with it.
+    for pid in &spares {
+        for _ in 0..500 {
+            if process_state(*pid).is_none_or(|state| state == 'Z') {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     tokio::task::spawn_blocking(move || fs::write(go, "go\n").unwrap())
         .await
         .unwrap();
