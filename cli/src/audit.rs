@@ -255,18 +255,18 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         (Some(code), _, _) => format!("exit {code}"),
         (_, Some(signal), _) => format!("signal {signal}"),
         (_, _, Some(error)) => error.escape_debug().to_string(),
-        _ => record.event.outcome.clone(),
+        _ => escape_controls(&record.event.outcome),
     };
     writeln!(
         out,
         "{}  {}  {:<8} {:<8} {} {}  [{}]  {}",
-        record.timestamp,
-        record.session_id,
-        record.event.action,
-        decision,
+        escape_controls(&record.timestamp),
+        escape_controls(&record.session_id),
+        escape_controls(&record.event.action),
+        escape_controls(decision),
         program.escape_debug(),
         args,
-        rule,
+        escape_controls(rule),
         outcome
     )?;
     Ok(())
@@ -317,10 +317,10 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
     writeln!(
         out,
         "{}  {}  {:<16} {:<8} {}  [{}]  {}",
-        record.timestamp,
-        record.session_id,
-        record.event.action,
-        decision,
+        escape_controls(&record.timestamp),
+        escape_controls(&record.session_id),
+        escape_controls(&record.event.action),
+        escape_controls(decision),
         escape_controls(&target),
         escape_controls(&decided_by),
         escape_controls(&detail)
@@ -328,15 +328,18 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
-/// `text` with control characters escaped (and nothing else: quotes in
-/// a list entry stay readable).
+/// `text` as safe to put on a terminal: what `escape_debug` escapes
+/// (control characters, Unicode's format characters that reorder or hide
+/// text) escaped, and nothing else: quotes in a list entry stay readable.
+/// Every field of a log is someone's text: a log is read from wherever a
+/// reviewer got it, and a sandbox names its own files and hosts.
 fn escape_controls(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
+            if matches!(c, '"' | '\'' | '\\') {
                 c.to_string()
+            } else {
+                c.escape_debug().to_string()
             }
         })
         .collect()
@@ -357,19 +360,25 @@ fn session_end(record: &AuditRecord) -> String {
 fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
     writeln!(out, "decisions per program:")?;
     for (program, counts) in &summary.per_program {
-        let counts: Vec<String> = counts.iter().map(|(d, n)| format!("{d} {n}")).collect();
+        let counts: Vec<String> = counts
+            .iter()
+            .map(|(d, n)| format!("{} {n}", escape_controls(d)))
+            .collect();
         writeln!(out, "  {}  {}", program.escape_debug(), counts.join(", "))?;
     }
     if !summary.per_host.is_empty() {
         writeln!(out, "connections per host:")?;
         for (host, counts) in &summary.per_host {
-            let counts: Vec<String> = counts.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            let counts: Vec<String> = counts
+                .iter()
+                .map(|(o, n)| format!("{} {n}", escape_controls(o)))
+                .collect();
             writeln!(out, "  {}  {}", host.escape_debug(), counts.join(", "))?;
         }
     }
     writeln!(out, "decisions per rule:")?;
     for (rule, count) in &summary.per_rule {
-        writeln!(out, "  {rule}  {count}")?;
+        writeln!(out, "  {}  {count}", escape_controls(rule))?;
     }
     writeln!(out, "escalations ({}):", summary.escalations.len())?;
     for line in &summary.escalations {

@@ -207,12 +207,15 @@ impl SessionArgs {
         } else {
             ApprovalMode::Deny
         });
+        let freezer = prompt::FreezerSlot::default();
         let approver: Arc<dyn Approver> = match mode {
-            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::default()),
+            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::new(freezer.clone())),
             ApprovalMode::Deny => Arc::new(DenyAll),
             ApprovalMode::Approve => Arc::new(ApproveAll),
         };
-        self.session_config_approved_by(approver)
+        let (config, mut labels) = self.session_config_approved_by(approver)?;
+        labels.question_freezer = freezer;
+        Ok((config, labels))
     }
 
     /// [`session_config`](Self::session_config) with `approver` answering.
@@ -298,6 +301,7 @@ impl SessionArgs {
             profile: profile_name,
             rules: rule_files,
             audit_log: log_path,
+            question_freezer: prompt::FreezerSlot::default(),
         };
         Ok((session, labels))
     }
@@ -309,6 +313,17 @@ struct SessionLabels {
     profile: String,
     rules: Vec<PathBuf>,
     audit_log: PathBuf,
+    /// Where the terminal's approver learns how to freeze the session
+    /// while it asks (set once the session has started).
+    question_freezer: prompt::FreezerSlot,
+}
+
+#[cfg(unix)]
+impl SessionLabels {
+    /// Lets the terminal's approver freeze `session` while it asks.
+    fn attach(&self, session: &ShellSession) {
+        let _ = self.question_freezer.set(session.question_freezer());
+    }
 }
 
 #[cfg(unix)]
@@ -593,11 +608,12 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         .as_deref()
         .map(AdditionalPermissions::load)
         .transpose()?;
-    let (session_config, _) = args.session.session_config()?;
+    let (session_config, labels) = args.session.session_config()?;
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         let session = ShellSession::start(session_config)?;
+        labels.attach(&session);
         let options = RunOptions {
             stdio: Stdio3::Inherited,
             request_permissions,
@@ -777,6 +793,7 @@ fn shell(args: ShellArgs) -> Result<i32> {
     let code = runtime.block_on(async move {
         let session = ShellSession::start(session_config)
             .context("the shell's session could not be started")?;
+        labels.attach(&session);
         if !quiet {
             stderr::line(&start_line(&labels));
         }

@@ -17,9 +17,10 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use execgate_core_bridge::server::Execution;
+use execgate_core_bridge::server::{Execution, QuestionFreezeError, QuestionFreezer};
 use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
     NetworkApprovalRequest,
@@ -36,9 +37,25 @@ use nix::sys::termios::{
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
 
 /// Asks on the controlling terminal.
-#[derive(Default)]
 pub struct TerminalApprover {
     one_at_a_time: tokio::sync::Mutex<()>,
+    freezer: FreezerSlot,
+}
+
+/// How the approver freezes its session while it asks: set once the
+/// session has started.
+pub type FreezerSlot = Arc<OnceLock<QuestionFreezer>>;
+
+/// How long the session's processes may take to freeze before a question.
+const FREEZE_LIMIT: Duration = Duration::from_secs(2);
+
+impl TerminalApprover {
+    pub fn new(freezer: FreezerSlot) -> TerminalApprover {
+        TerminalApprover {
+            one_at_a_time: tokio::sync::Mutex::default(),
+            freezer,
+        }
+    }
 }
 
 impl Approver for TerminalApprover {
@@ -46,6 +63,7 @@ impl Approver for TerminalApprover {
         let question = Question {
             title: "approval needed",
             lines: describe(request),
+            asks: exec_question(request),
             choices: EXEC_CHOICES,
         };
         Box::pin(self.ask_in_turn(question))
@@ -55,6 +73,11 @@ impl Approver for TerminalApprover {
         let question = Question {
             title: "network access needed",
             lines: describe_network(request),
+            asks: format!(
+                "connect to {} port {}?",
+                shown_within(request.destination.to_string().as_ref(), PATH_SHOWN),
+                request.port
+            ),
             choices: NETWORK_CHOICES,
         };
         Box::pin(self.ask_in_turn(question))
@@ -86,11 +109,23 @@ impl TerminalApprover {
             Ok(pipe) => pipe,
             Err(error) => return cannot_ask(&error),
         };
-        let answer = tokio::task::spawn_blocking(move || match ask(&question, abandoned.as_fd()) {
-            Ok(Asked::Answered(answer)) => answer,
-            // Nobody waits for the answer any more.
-            Ok(Asked::Abandoned) => ApprovalAnswer::Decline,
-            Err(error) => cannot_ask(&error),
+        let freezer = self.freezer.get().cloned();
+        let answer = tokio::task::spawn_blocking(move || {
+            // The session's processes share the terminal: frozen, none can
+            // draw over the question or take the keys that answer it.
+            // Without a cgroup nothing can freeze them (README says so);
+            // with one that would not freeze, nobody is asked.
+            let _hold = match freezer.map(|freezer| freezer.hold(FREEZE_LIMIT)) {
+                Some(Ok(hold)) => Some(hold),
+                None | Some(Err(QuestionFreezeError::Unsupported)) => None,
+                Some(Err(error)) => return cannot_ask(&error),
+            };
+            match ask(&question, abandoned.as_fd()) {
+                Ok(Asked::Answered(answer)) => answer,
+                // Nobody waits for the answer any more.
+                Ok(Asked::Abandoned) => ApprovalAnswer::Decline,
+                Err(error) => cannot_ask(&error),
+            }
         })
         .await
         .unwrap_or_else(|error| cannot_ask(&error));
@@ -114,7 +149,26 @@ enum Asked {
 struct Question {
     title: &'static str,
     lines: Vec<String>,
+    /// The question itself, on the line of the choices: what is approved
+    /// stays beside the keys that approve it, however far the lines above
+    /// scroll.
+    asks: String,
     choices: &'static [Choice],
+}
+
+impl Question {
+    /// What is written: the whole question, and the line of choices alone
+    /// (written again after an answer that is none of them).
+    fn text(&self) -> (String, String) {
+        let labels: Vec<&str> = self.choices.iter().map(|choice| choice.label).collect();
+        let choices = format!("  {} {}: ", self.asks, labels.join("  "));
+        let mut text = format!("{TERMINAL_RESET}\r\nexecgate: {}\r\n", self.title);
+        for line in &self.lines {
+            text.push_str(&format!("  {line}\r\n"));
+        }
+        text.push_str(&choices);
+        (text, choices)
+    }
 }
 
 /// A key (and its spellings), what the prompt calls it, what it answers.
@@ -189,21 +243,64 @@ fn shown(text: &std::ffi::OsStr) -> String {
     text.to_string_lossy().escape_debug().to_string()
 }
 
+/// The most characters of one argument a prompt shows.
+const ARGUMENT_SHOWN: usize = 200;
+/// The most characters of a path (the program, the directory) it shows.
+const PATH_SHOWN: usize = 400;
+/// The most characters of all arguments together: beyond, the rest are
+/// counted, not shown. Padding could otherwise scroll the facts that
+/// matter off the screen, and what scrolled in their place would be the
+/// command's own text.
+const ARGUMENTS_SHOWN: usize = 2000;
+
+/// [`shown`], its middle cut out past `limit` characters (and said so).
+fn shown_within(text: &std::ffi::OsStr, limit: usize) -> String {
+    let shown = shown(text);
+    let count = shown.chars().count();
+    if count <= limit {
+        return shown;
+    }
+    let head: String = shown.chars().take(limit / 2).collect();
+    let tail: String = shown.chars().skip(count - limit / 2).collect();
+    format!(
+        "{head}[... {} characters not shown ...]{tail}",
+        count - limit
+    )
+}
+
+/// The question on the line of an exec prompt's choices.
+fn exec_question(request: &ApprovalRequest) -> String {
+    let count = request.argv.len().saturating_sub(1);
+    format!(
+        "run {} with {count} argument{}?",
+        shown_within(request.program.as_os_str(), PATH_SHOWN),
+        if count == 1 { "" } else { "s" }
+    )
+}
+
 /// What the prompt shows: one fact per line.
 pub fn describe(request: &ApprovalRequest) -> Vec<String> {
     let mut lines = Vec::new();
-    let args: Vec<String> = request
-        .argv
-        .iter()
-        .skip(1)
-        .map(|arg| format!(" '{}'", shown(arg)))
-        .collect();
+    let mut args = String::new();
+    for (index, arg) in request.argv.iter().enumerate().skip(1) {
+        if args.chars().count() > ARGUMENTS_SHOWN {
+            let left = request.argv.len() - index;
+            args.push_str(&format!(
+                " [... {left} more argument{} not shown; the audit log has them all]",
+                if left == 1 { "" } else { "s" }
+            ));
+            break;
+        }
+        args.push_str(&format!(" '{}'", shown_within(arg, ARGUMENT_SHOWN)));
+    }
     lines.push(format!(
-        "run      {}{}",
-        shown(request.program.as_os_str()),
-        args.concat()
+        "run      {}{args}",
+        shown_within(request.program.as_os_str(), PATH_SHOWN),
     ));
-    lines.push(format!("in       {}", shown(request.cwd.as_os_str())));
+    lines.push(format!(
+        "in       {}",
+        shown_within(request.cwd.as_os_str(), PATH_SHOWN)
+    ));
     lines.push(match &request.reason {
         ApprovalReason::Rule(rule) => match &rule.justification {
             Some(why) => format!(
@@ -301,12 +398,7 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
     // suspended cannot be read back. A command that suspends it again
     // before the question is out gets the request declined at the deadline.
     let _ = tcflow(tty.as_fd(), FlowArg::TCOON);
-    let mut text = format!("\r\nexecgate: {}\r\n", question.title);
-    for line in &question.lines {
-        text.push_str(&format!("  {line}\r\n"));
-    }
-    let labels: Vec<&str> = question.choices.iter().map(|choice| choice.label).collect();
-    text.push_str(&format!("  {}: ", labels.join("  ")));
+    let (mut text, choices) = question.text();
     let mut keys = Keys {
         ends: modes.interrupts.clone(),
         ..Keys::default()
@@ -326,9 +418,24 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
         if let Some(answer) = answer_of(question.choices, &line) {
             return Ok(Asked::Answered(answer));
         }
-        text = format!("  {}: ", labels.join("  "));
+        text.clone_from(&choices);
     }
 }
+
+/// Written before a question: undoes what the command may have left set on
+/// the terminal to hide the question or show another in its place. Text
+/// attributes (concealed, colours alike), the character set (a line
+/// drawing set shown for letters), the colour palette, a scroll region
+/// (kept the cursor where it is: `DECSTBM` homes it), origin mode, wrapping
+/// (off, a long line's end is never shown), insert mode, a hidden cursor.
+/// What a terminal does not know it ignores.
+const TERMINAL_RESET: &str = concat!(
+    "\x1b[0m",                              // attributes
+    "\x1b(B\x0f",                           // G0 is ASCII, and in use
+    "\x1b]104\x07\x1b]110\x07\x1b]111\x07", // palette, default colours
+    "\x1b7\x1b[r\x1b[?6l\x1b8",             // whole screen scrolls, no origin mode
+    "\x1b[?7h\x1b[4l\x1b[?25h",             // wrapping, replace mode, cursor shown
+);
 
 /// What waiting on the terminal came to.
 enum Ready {
@@ -486,7 +593,12 @@ impl<'a> SaneModes<'a> {
         if let Some(mut modes) = saved.clone() {
             modes.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::IEXTEN;
             modes.local_flags.remove(LocalFlags::ISIG);
+            // Enter (CR) and Ctrl-J (NL) both end the line, whatever a
+            // line editor left set.
             modes.input_flags |= InputFlags::ICRNL;
+            modes
+                .input_flags
+                .remove(InputFlags::INLCR | InputFlags::IGNCR);
             modes.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
             let keys = &mut modes.control_chars;
             // A key of 0 is a disabled one.
@@ -770,5 +882,61 @@ mod tests {
             describe(&reordering)[0],
             "run      /ws/\\u{1b}[2Jmake 'safe\\u{202e}txt.exe\\u{200b}'"
         );
+    }
+
+    /// Regression: a command could hide the real question and show another
+    /// in its place: leave the terminal concealing text (`ESC [8m`) after
+    /// printing a fake prompt, or pad an argument until the real `run` line
+    /// scrolled away. The question now resets the terminal's state first,
+    /// cuts long arguments and paths, and says what it approves on the line
+    /// of the keys.
+    #[test]
+    fn a_command_cannot_hide_the_question_or_push_it_away() {
+        let padding = format!("{}  run      /usr/bin/touch notes.txt", " ".repeat(3500));
+        let mut argv = vec!["touch".into(), "/ws/target".into(), padding.into()];
+        argv.extend((0..100).map(|n| format!("{n:>150}").into()));
+        let request = ApprovalRequest {
+            program: "/usr/bin/touch".into(),
+            argv,
+            cwd: "/ws".into(),
+            reason: ApprovalReason::Rule(RuleRef {
+                id: "team.rules:3".into(),
+                justification: None,
+            }),
+            execution: Execution::TurnDefault,
+            permissions: None,
+        };
+        let question = Question {
+            title: "approval needed",
+            lines: describe(&request),
+            asks: exec_question(&request),
+            choices: EXEC_CHOICES,
+        };
+        let (text, choices) = question.text();
+        assert!(text.starts_with(TERMINAL_RESET), "{text:?}");
+        assert!(TERMINAL_RESET.contains("\x1b[0m") && TERMINAL_RESET.contains("\x1b[?7h"));
+        assert_eq!(
+            choices,
+            "  run /usr/bin/touch with 102 arguments? \
+             [y] once  [a] for this session  [n] decline  [!] abort the command: "
+        );
+        let run = &question.lines[0];
+        assert!(
+            run.starts_with("run      /usr/bin/touch '/ws/target' '"),
+            "{run}"
+        );
+        assert!(run.contains("[... 3335 characters not shown ...]"), "{run}");
+        assert!(
+            run.ends_with(" more arguments not shown; the audit log has them all]"),
+            "{run}"
+        );
+        assert!(run.chars().count() < ARGUMENTS_SHOWN + 300, "{}", run.len());
+        let long_path = format!("/ws/{}/tool", "d".repeat(1000));
+        let shown = shown_within(long_path.as_ref(), PATH_SHOWN);
+        assert!(
+            shown.starts_with("/ws/ddd") && shown.ends_with("ddd/tool"),
+            "{shown}"
+        );
+        assert_eq!(shown_within("short".as_ref(), PATH_SHOWN), "short");
     }
 }

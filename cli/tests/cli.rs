@@ -5,7 +5,7 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn execgate(cwd: &Path, args: &[&str]) -> Output {
@@ -1056,6 +1056,19 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
         text(&output.stderr)
     );
     assert_eq!(seen.matches("approval needed").count(), 3, "{seen}");
+    // What was left set on the terminal is undone before each question,
+    // and the line of the keys says what they approve.
+    assert_eq!(
+        seen.replace('\r', "")
+            .matches("\x1b[?25h\nexecgate: approval needed")
+            .count(),
+        3,
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains("run /usr/bin/touch with 1 argument? [y] once"),
+        "{seen}"
+    );
     assert!(seen.contains("team.rules:2: writes files"), "{seen}");
     assert!(seen.contains("again=0"), "{seen}");
     assert!(seen.contains("second=126"), "{seen}");
@@ -2117,4 +2130,144 @@ fn policy_and_doctor_say_when_stdout_cannot_be_written() {
         assert!(!stderr.contains("standard output"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// Every field of a log is shown escaped, in the table and the summary: a
+/// log is read from wherever a reviewer got it, and one field left raw
+/// (concealed text, a cleared screen, a line reordered) hides or rewrites
+/// the genuine records around it. (Regression: the time, session, action,
+/// decision and rule were printed as they were, and a network record's
+/// reason kept bidirectional controls.)
+#[test]
+fn no_field_of_a_log_reaches_the_terminal_raw() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("handed.jsonl");
+    let exec = serde_json::json!({
+        "@timestamp": "2026-12-01T10:00:00Z\u{1b}[8m",
+        "event": {"action": "decision\u{1b}[2J", "outcome": "success\r"},
+        "session_id": "s\u{1b}[H",
+        "process": {"executable": "/usr/bin/true", "args": ["true"]},
+        "execgate": {"decision": "run\u{1b}[2K", "decided_by": "rule"},
+        "rule": {"id": "team.rules:1\u{202e}"}
+    });
+    let connection = serde_json::json!({
+        "@timestamp": "2026-12-01T10:00:01Z",
+        "event": {"action": "network-decision", "outcome": "failure"},
+        "session_id": "s",
+        "process": {},
+        "destination": {"address": "moc.live\u{202e}", "port": 443},
+        "network": {"protocol": "https"},
+        "execgate": {"decision": "deny", "decided_by": "proxy", "reason": "`\u{202e}moc.live` is not ASCII"}
+    });
+    std::fs::write(&log, format!("{exec}\n{connection}\n")).unwrap();
+    let log = log.to_str().unwrap();
+    for args in [
+        vec!["audit", log],
+        vec!["audit", "--network", log],
+        vec!["audit", "--summary", log],
+    ] {
+        let output = execgate(&ws, &args);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let shown = text(&output.stdout);
+        assert!(shown.lines().count() >= 1, "{args:?}: nothing shown");
+        for raw in ['\u{1b}', '\r', '\u{202e}'] {
+            assert!(!shown.contains(raw), "{args:?}: {raw:?} in {shown:?}");
+        }
+    }
+}
+
+/// While a question is on the terminal, the session's processes are
+/// frozen: none can draw over it (another program or host in its place) or
+/// take the keys that answer it. (Regression: a background job of the
+/// command redrew the question's lines while it waited for the answer.)
+#[test]
+fn the_session_is_frozen_while_a_question_is_asked() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(&rules, TEAM_RULES).unwrap();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let command = "sleep 1000.125 & touch ../asked";
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{binary} run --rules {} --audit-log {} -- '{command}'",
+                rules.display(),
+                dir.path().join("audit.jsonl").display()
+            ),
+            "/dev/null",
+        ])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let frozen = loop {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "the question never froze the session: {}",
+                text(&output.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // The session's cgroup, through a process in it: the sandboxed
+        // shell running the command (execgate itself has it among its
+        // arguments too, outside).
+        let session = pids_running("sleep 1000.125 & touch ../asked")
+            .into_iter()
+            .filter_map(|pid| {
+                let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+                let path = cgroup.lines().find_map(|line| line.strip_prefix("0::"))?;
+                path.contains("/session-")
+                    .then(|| cgroup2_mount().join(path.trim_start_matches('/')))
+            })
+            .next();
+        let Some(dir) = session else { continue };
+        let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+        if events.lines().any(|line| line == "frozen 1") {
+            break dir;
+        }
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let seen = text(&output.stdout);
+    assert!(seen.contains("approval needed"), "{seen}");
+    assert!(seen.contains("declined by the approver"), "{seen}");
+    assert!(!dir.path().join("asked").exists());
+    assert!(!frozen.exists(), "the session's cgroup outlived it");
+}
+
+/// The pids of the processes with `arg` among their arguments.
+fn pids_running(arg: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let seen = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            seen.split(|&byte| byte == 0)
+                .any(|seen| seen == arg.as_bytes())
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` beside v1 controllers).
+fn cgroup2_mount() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
+        })
+        .expect("a cgroup v2 hierarchy is mounted")
 }

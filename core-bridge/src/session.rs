@@ -534,6 +534,12 @@ impl ShellSession {
         self.session.terminate(signal);
     }
 
+    /// A handle that freezes the session while a question is asked on its
+    /// terminal: see [`server::QuestionFreezer`](crate::server::QuestionFreezer).
+    pub fn question_freezer(&self) -> crate::server::QuestionFreezer {
+        self.session.question_freezer()
+    }
+
     /// Freezes every process of the session, or thaws them (its cgroup's
     /// freezer): for a caller that must stop the command as a job is
     /// stopped. `Ok(false)`, and nothing done, without a session cgroup.

@@ -132,6 +132,33 @@ pub fn scope_support() -> ScopeSupport {
 pub(crate) struct Scope {
     warden: Arc<Warden>,
     cgroup: Option<SessionCgroup>,
+    /// Who wants the session frozen: the cgroup is frozen while anyone
+    /// does.
+    holds: std::sync::Mutex<FreezeHolds>,
+}
+
+/// The reasons a session is frozen, each held on its own: a job stopped
+/// or sent to the background, and an approval asked on its terminal. One
+/// letting go never thaws what the other still holds.
+#[derive(Debug, Default, Clone, Copy)]
+struct FreezeHolds {
+    job: bool,
+    asking: usize,
+}
+
+impl FreezeHolds {
+    fn any(self) -> bool {
+        self.job || self.asking > 0
+    }
+}
+
+/// Why [`Scope::hold`] is called.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FreezeReason {
+    /// The owner follows a terminal job ([`crate::Session::freeze`]).
+    Job(bool),
+    /// A question on the terminal starts (`true`) or ends (`false`).
+    Asking(bool),
 }
 
 struct SessionCgroup {
@@ -176,7 +203,11 @@ impl Scope {
             }
             None => None,
         };
-        Ok(Scope { warden, cgroup })
+        Ok(Scope {
+            warden,
+            cgroup,
+            holds: std::sync::Mutex::default(),
+        })
     }
 
     /// The descriptor a new process writes `0` to, to join the session's
@@ -227,17 +258,50 @@ impl Scope {
         }
     }
 
-    /// Freezes (or thaws) every process in the session's cgroup; `false`
-    /// when the session has none.
-    pub(crate) fn freeze(&self, frozen: bool) -> io::Result<bool> {
+    /// Freezes every process in the session's cgroup while any reason
+    /// holds, thaws it once none does; `false` when the session has none.
+    pub(crate) fn hold(&self, reason: FreezeReason) -> io::Result<bool> {
         let Some(cgroup) = &self.cgroup else {
             return Ok(false);
         };
-        std::fs::write(
-            cgroup.dir.join("cgroup.freeze"),
-            if frozen { "1" } else { "0" },
-        )?;
+        let mut holds = self
+            .holds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut wanted = *holds;
+        match reason {
+            FreezeReason::Job(frozen) => wanted.job = frozen,
+            FreezeReason::Asking(true) => wanted.asking += 1,
+            FreezeReason::Asking(false) => wanted.asking = wanted.asking.saturating_sub(1),
+        }
+        if wanted.any() != holds.any() {
+            std::fs::write(
+                cgroup.dir.join("cgroup.freeze"),
+                if wanted.any() { "1" } else { "0" },
+            )?;
+        }
+        *holds = wanted;
         Ok(true)
+    }
+
+    /// Waits (up to `limit`) until every process of the session's cgroup
+    /// is frozen: writing `cgroup.freeze` only starts it. `false` when it
+    /// is not frozen by then.
+    pub(crate) fn wait_frozen(&self, limit: std::time::Duration) -> bool {
+        let Some(cgroup) = &self.cgroup else {
+            return false;
+        };
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let events = std::fs::read_to_string(cgroup.dir.join("cgroup.events"));
+            if events.is_ok_and(|events| events.lines().any(|line| line == "frozen 1")) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 
     /// Kills every process in the session's cgroup (nothing without one).

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
 use crate::network::{NetworkBridge, SandboxOrigin};
 use crate::policy::Policy;
-use crate::scope::{Scope, ScopeError};
+use crate::scope::{FreezeReason, Scope, ScopeError};
 use crate::spare::Spares;
 use crate::sys;
 use crate::{closer, conversation};
@@ -205,6 +205,62 @@ pub struct Session {
     shell_socket: Option<OwnedFd>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+}
+
+/// Freezes a session's processes while a question is asked on the
+/// terminal they share with the person who answers: none of them can then
+/// draw over the question (another question in its place, a different host
+/// or program) or take the keys that answer it. A job's own freezing
+/// ([`Session::freeze`]) is held apart: the end of a question never thaws a
+/// job stopped meanwhile.
+#[derive(Clone)]
+pub struct QuestionFreezer {
+    shared: std::sync::Weak<Shared>,
+}
+
+/// Thaws (unless something else holds the session frozen) when dropped.
+pub struct QuestionHold {
+    shared: Arc<Shared>,
+}
+
+/// Why a session could not be frozen for a question.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuestionFreezeError {
+    /// The session has no cgroup (or has ended): nothing can freeze it.
+    #[error("the session has no cgroup to freeze")]
+    Unsupported,
+    /// Its processes were not all frozen in time (it is thawed again).
+    #[error("the session's processes did not freeze within {0:?}")]
+    NotFrozen(Duration),
+    #[error("cannot freeze the session's processes: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl QuestionFreezer {
+    /// Freezes the session and waits until all its processes are frozen
+    /// (up to `limit`). Blocks: call it off the reactor.
+    pub fn hold(&self, limit: Duration) -> Result<QuestionHold, QuestionFreezeError> {
+        let shared = self
+            .shared
+            .upgrade()
+            .ok_or(QuestionFreezeError::Unsupported)?;
+        if !shared.children.scope.hold(FreezeReason::Asking(true))? {
+            return Err(QuestionFreezeError::Unsupported);
+        }
+        let hold = QuestionHold { shared };
+        if hold.shared.children.scope.wait_frozen(limit) {
+            Ok(hold)
+        } else {
+            Err(QuestionFreezeError::NotFrozen(limit))
+        }
+    }
+}
+
+impl Drop for QuestionHold {
+    fn drop(&mut self) {
+        let _ = self.shared.children.scope.hold(FreezeReason::Asking(false));
+    }
 }
 
 /// What the workers share.
@@ -567,7 +623,15 @@ impl Session {
     /// `Ok(false)`, and nothing done, when the session has no cgroup
     /// ([`scope_support`](crate::scope_support)).
     pub fn freeze(&self, frozen: bool) -> std::io::Result<bool> {
-        self.shared.children.scope.freeze(frozen)
+        self.shared.children.scope.hold(FreezeReason::Job(frozen))
+    }
+
+    /// A handle that freezes the session while a question is on its
+    /// terminal ([`QuestionFreezer::hold`]); it does not keep the session.
+    pub fn question_freezer(&self) -> QuestionFreezer {
+        QuestionFreezer {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Stops the workers and kills every escalated child now (and, where
