@@ -321,11 +321,16 @@ where
 async fn read_head<S: AsyncRead + Unpin>(
     client: &mut tokio::io::BufReader<S>,
 ) -> Result<Vec<u8>, String> {
-    use tokio::io::AsyncBufReadExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut head = Vec::new();
     loop {
         let before = head.len();
-        let read = client
+        // Never more than one byte past the limit: a line without its end
+        // must not grow the head in this process (outside the sandbox) for
+        // as long as the client keeps sending.
+        let room = (MAX_HEAD + 1 - head.len()) as u64;
+        let read = (&mut *client)
+            .take(room)
             .read_until(b'\n', &mut head)
             .await
             .map_err(|error| format!("cannot read the request: {error}"))?;

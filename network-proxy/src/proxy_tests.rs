@@ -455,3 +455,18 @@ async fn a_tcp_client_is_relayed_whole_both_ways() {
         "{report:?}"
     );
 }
+
+/// Regression: a request line without its end was read whole, however
+/// long, before the head's limit was checked: a sandboxed client grew the
+/// proxy's process (outside the sandbox) by gigabytes in a second.
+#[tokio::test]
+async fn an_endless_request_line_is_refused_at_the_heads_limit() {
+    let endless = tokio::io::repeat(b'A').take(64 << 20);
+    let mut client = tokio::io::BufReader::new(endless);
+    let error = read_head(&mut client).await.err().unwrap();
+    assert!(error.contains("longer than"), "{error}");
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    // What was read is the limit and a buffer's worth, not the stream.
+    assert!(rest.len() > (64 << 20) - 2 * MAX_HEAD, "{}", rest.len());
+}
