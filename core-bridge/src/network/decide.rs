@@ -3,14 +3,16 @@
 //!
 //! For every [`ConnectRequest`] (host, protocol, port), in order:
 //!
-//! 1. The profile's `domains` list. A deny entry denies; an allow entry
+//! 1. A `forbidden` `network_rule` denies, whatever else would allow: a
+//!    rule can forbid one port of a host a `domains` entry allows.
+//! 2. The profile's `domains` list. A deny entry denies; an allow entry
 //!    allows, and lets a non-public address through only when it names the
 //!    destination exactly.
-//! 2. The `network_rule`s: `forbidden` wins over `prompt` over `allow`. An
+//! 3. The other `network_rule`s: `prompt` wins over `allow`. An
 //!    `allow` rule never opens non-public addresses (a rule names hosts by
 //!    pattern, not the addresses they resolve to).
-//! 3. The session's earlier "for the session" answers ([`NetworkCache`]).
-//! 4. The approver, for a `prompt` rule or when nothing decided. Without
+//! 4. The session's earlier "for the session" answers ([`NetworkCache`]).
+//! 5. The approver, for a `prompt` rule or when nothing decided. Without
 //!    one, the connection is denied, saying nobody could be asked.
 //!    Identical questions (same host, protocol and port) in flight at once
 //!    are asked once; while one waits, command timeouts stand still (the
@@ -154,6 +156,27 @@ impl NetworkDecider {
     /// Decides `request`: lists, rules, the session cache, the approver.
     /// Records nothing; [`NetworkDecider::connection`] does.
     pub(crate) async fn decide(&self, request: &ConnectRequest) -> NetworkDecision {
+        let evaluation =
+            self.rules
+                .check_network(&request.destination, request.port, request.protocol);
+        let deciding_rule = evaluation.deciding_rule().map(|rule| {
+            let rule_ref = RuleRef {
+                id: rule.origin.to_string(),
+                justification: rule.justification.clone(),
+            };
+            (rule.decision, rule_ref)
+        });
+        if let Some((RuleDecision::Forbidden, rule_ref)) = deciding_rule {
+            let reason = match &rule_ref.justification {
+                Some(why) => format!("forbidden by network rule at {}: {why}", rule_ref.id),
+                None => format!("forbidden by network rule at {}", rule_ref.id),
+            };
+            return NetworkDecision {
+                verdict: Verdict::Deny { reason },
+                decided_by: NetworkDecidedBy::Rule(rule_ref),
+                asked_person: false,
+            };
+        }
         if let Some(found) = self.lists.decide(&request.destination) {
             let verdict = match found.decision {
                 ListDecision::Deny => Verdict::Deny {
@@ -172,40 +195,16 @@ impl NetworkDecider {
                 asked_person: false,
             };
         }
-        let evaluation =
-            self.rules
-                .check_network(&request.destination, request.port, request.protocol);
-        let prompt_rule = match evaluation.deciding_rule() {
+        let prompt_rule = match deciding_rule {
             None => None,
-            Some(rule) => {
-                let rule_ref = RuleRef {
-                    id: rule.origin.to_string(),
-                    justification: rule.justification.clone(),
+            Some((RuleDecision::Allow, rule_ref)) => {
+                return NetworkDecision {
+                    verdict: Verdict::Allow(NonPublicAddresses::Refuse),
+                    decided_by: NetworkDecidedBy::Rule(rule_ref),
+                    asked_person: false,
                 };
-                match rule.decision {
-                    RuleDecision::Forbidden => {
-                        let reason = match &rule_ref.justification {
-                            Some(why) => {
-                                format!("forbidden by network rule at {}: {why}", rule_ref.id)
-                            }
-                            None => format!("forbidden by network rule at {}", rule_ref.id),
-                        };
-                        return NetworkDecision {
-                            verdict: Verdict::Deny { reason },
-                            decided_by: NetworkDecidedBy::Rule(rule_ref),
-                            asked_person: false,
-                        };
-                    }
-                    RuleDecision::Allow => {
-                        return NetworkDecision {
-                            verdict: Verdict::Allow(NonPublicAddresses::Refuse),
-                            decided_by: NetworkDecidedBy::Rule(rule_ref),
-                            asked_person: false,
-                        };
-                    }
-                    RuleDecision::Prompt => Some(rule_ref),
-                }
             }
+            Some((_, rule_ref)) => Some(rule_ref),
         };
         self.cached_or_asked(request, prompt_rule).await
     }

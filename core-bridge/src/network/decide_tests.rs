@@ -21,6 +21,7 @@ network_rule(host = "**.example.net", decision = "allow")
 network_rule(host = "*.example.net", decision = "prompt")
 network_rule(host = "bad.example.net", decision = "forbidden")
 network_rule(host = "evil.example", decision = "allow")
+network_rule(host = "127.0.0.1", port = 8081, decision = "forbidden", justification = "admin port")
 "#;
 
 fn rules() -> Arc<RuleSet> {
@@ -132,6 +133,21 @@ async fn lists_then_rules_then_the_approver_decide() {
                 deny("denied by domains entry \"evil.example\""),
                 "list",
                 None,
+                false,
+            ),
+            0,
+        ),
+        // A forbidden rule wins over a list entry that allows the host.
+        // (Regression: the list decided first, and the rule was never read.)
+        (
+            "127.0.0.1",
+            8081,
+            Http,
+            once.clone(),
+            (
+                deny("forbidden by network rule at test.rules:9: admin port"),
+                "rule",
+                rule(9),
                 false,
             ),
             0,
