@@ -68,6 +68,15 @@ pub trait Decider: Send + Sync {
         &'a self,
         request: &'a ConnectRequest,
     ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+
+    /// Resolves when an allowed connection's relay must end whatever its
+    /// ends do (its client's sandbox has gone): an upstream that never
+    /// closes would otherwise hold the relay, and its descriptors, for
+    /// good. The relay then shuts both sockets and reports what it
+    /// relayed. The default never resolves.
+    fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// How one connection ended, for the audit log.
@@ -203,19 +212,29 @@ async fn decide_and_connect(
     })
 }
 
-/// Relays `client` and `upstream` both ways until both have ended. What
-/// the client sent past its request (a TLS hello right behind `CONNECT`)
-/// goes first.
+/// Relays `client` and `upstream` both ways until both have ended, or
+/// the decider says the relay ends ([`Decider::relay_ends`]). What the
+/// client sent past its request (a TLS hello right behind `CONNECT`) goes
+/// first.
 async fn relay<S>(
     client: tokio::io::BufReader<S>,
     mut upstream: TcpStream,
     request: ConnectRequest,
     address: SocketAddr,
+    decider: &dyn Decider,
 ) -> ConnectionReport
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let ahead = client.buffer().len();
+    #[cfg(target_os = "linux")]
+    let sockets = {
+        use std::os::fd::AsRawFd;
+        let client = (client.get_ref() as &dyn std::any::Any)
+            .downcast_ref::<TcpStream>()
+            .map(AsRawFd::as_raw_fd);
+        (client, upstream.as_raw_fd())
+    };
     let relayed = async {
         if ahead > 0 {
             upstream.write_all(client.buffer()).await?;
@@ -233,7 +252,28 @@ where
         )
         .await
     };
-    let (bytes_sent, bytes_received) = relayed.await.unwrap_or((0, 0));
+    tokio::pin!(relayed);
+    let (bytes_sent, bytes_received) = tokio::select! {
+        relayed = &mut relayed => relayed.unwrap_or((0, 0)),
+        () = decider.relay_ends() => {
+            // Both ends shut: each direction reads its end and the relay
+            // finishes with its counts. The sockets live in `relayed`,
+            // still held here.
+            #[cfg(target_os = "linux")]
+            {
+                use nix::sys::socket::{shutdown, Shutdown};
+                let (client, upstream) = sockets;
+                let _ = shutdown(upstream, Shutdown::Both);
+                if let Some(client) = client {
+                    let _ = shutdown(client, Shutdown::Both);
+                }
+            }
+            match tokio::time::timeout(Duration::from_secs(1), relayed).await {
+                Ok(relayed) => relayed.unwrap_or((0, 0)),
+                Err(_) => (0, 0),
+            }
+        }
+    };
     ConnectionReport {
         request: Some(request),
         outcome: ConnectionOutcome::Relayed {
@@ -314,7 +354,14 @@ where
     }
     // What the client sent after its head (a body, a TLS hello) is still in
     // the buffer: the BufReader relays it first.
-    relay(client, upstream, parsed.request, address).await
+    let forwarded = parsed.forward.as_ref().map_or(0, Vec::len) as u64;
+    let mut report = relay(client, upstream, parsed.request, address, decider).await;
+    // The head sent upstream is the client's too (its request line, its
+    // headers), as rewritten.
+    if let ConnectionOutcome::Relayed { bytes_sent, .. } = &mut report.outcome {
+        *bytes_sent += forwarded;
+    }
+    report
 }
 
 /// Reads up to the blank line that ends an HTTP head.
@@ -503,7 +550,7 @@ where
                     },
                 };
             }
-            relay(client, upstream, request, address).await
+            relay(client, upstream, request, address, decider).await
         }
         Err(outcome) => {
             let reply = match outcome {

@@ -138,8 +138,10 @@ async fn an_absolute_form_request_is_forwarded_in_origin_form_without_proxy_head
         format!("GET /crates/index?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
     );
     let report = finished(report).await;
+    // The head sent upstream counts as sent (it was not counted).
+    let sent = seen.len() as u64;
     assert!(
-        matches!(report.outcome, ConnectionOutcome::Relayed { bytes_received, .. } if bytes_received > 0),
+        matches!(report.outcome, ConnectionOutcome::Relayed { bytes_received, bytes_sent, .. } if bytes_received > 0 && bytes_sent == sent),
         "{report:?}"
     );
     assert_eq!(
@@ -469,4 +471,73 @@ async fn an_endless_request_line_is_refused_at_the_heads_limit() {
     client.read_to_end(&mut rest).await.unwrap();
     // What was read is the limit and a buffer's worth, not the stream.
     assert!(rest.len() > (64 << 20) - 2 * MAX_HEAD, "{}", rest.len());
+}
+
+/// Allows everything; its relays end when `ends` is notified.
+struct EndingDecider {
+    ends: tokio::sync::Notify,
+}
+
+impl Decider for EndingDecider {
+    fn decide<'a>(
+        &'a self,
+        _: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin(std::future::ready(Verdict::Allow(
+            NonPublicAddresses::Permit,
+        )))
+    }
+
+    fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.ends.notified())
+    }
+}
+
+/// Regression: an upstream that never closes held its relay (and four
+/// descriptors) after the client had gone, for good, beyond the end of
+/// the client's sandbox. The decider can now end it, and the relay reports
+/// what it relayed. Through TCP on both sides, as the proxy's host serves.
+#[tokio::test]
+async fn a_relay_the_decider_ends_finishes_though_its_upstream_never_closes() {
+    let sticky = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sticky_port = sticky.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = sticky.accept().await {
+            held.push(stream);
+        }
+    });
+    let decider = Arc::new(EndingDecider {
+        ends: tokio::sync::Notify::new(),
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let serving = decider.clone();
+    let report = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        serve_connection(stream, serving.as_ref()).await
+    });
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", proxy_port))
+        .await
+        .unwrap();
+    client
+        .write_all(format!("CONNECT 127.0.0.1:{sticky_port} HTTP/1.1\r\n\r\nhi").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = [0u8; 39];
+    client.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 Connection established\r\n\r\n");
+    drop(client);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!report.is_finished(), "the relay ended before it was told");
+    decider.ends.notify_one();
+    let report = finished(report).await;
+    assert!(
+        matches!(
+            report.outcome,
+            ConnectionOutcome::Relayed { bytes_sent: 2, .. }
+        ),
+        "{report:?}"
+    );
+    held.abort();
 }

@@ -175,6 +175,14 @@ async fn serve_sandbox(
         pidfd,
     });
     let ended = crate::sys::watch_owned(sandbox.pidfd.try_clone()?)?;
+    // Its relays outlive it by [`RELAYS_GRACE`] at most: an upstream that
+    // never closes must not hold them (and this process's descriptors)
+    // after it.
+    let relays_end = CancellationToken::new();
+    let _ending = EndRelays {
+        relays: relays_end.clone(),
+        session: inner.ended.clone(),
+    };
     let in_flight = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_SANDBOX));
     loop {
         let permit = tokio::select! {
@@ -199,14 +207,47 @@ async fn serve_sandbox(
                 };
                 let (inner, sandbox) = (inner.clone(), sandbox.clone());
                 let connection = decider.connection(request_id);
+                let relays_end = relays_end.clone();
                 tokio::spawn(async move {
-                    serve_one(&inner, stream, connection, &sandbox).await;
+                    serve_one(&inner, stream, connection, &sandbox, &relays_end).await;
                     drop(permit);
                 });
             }
             // A pidfd turns readable when its process has exited.
             _ = ended.readable() => return Ok(()),
             () = inner.ended.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// How long a sandbox's relays may go on after it has ended: long enough
+/// to pass on what its last writes left in the sockets.
+const RELAYS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends a sandbox's relays once it stops being served: at once if the
+/// session has ended, else after [`RELAYS_GRACE`].
+struct EndRelays {
+    relays: CancellationToken,
+    session: CancellationToken,
+}
+
+impl Drop for EndRelays {
+    fn drop(&mut self) {
+        if self.session.is_cancelled() {
+            self.relays.cancel();
+            return;
+        }
+        let (relays, session) = (self.relays.clone(), self.session.clone());
+        // Dropped outside a runtime (the runtime itself going away): its
+        // tasks, relays included, go with it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(RELAYS_GRACE) => {}
+                    () = session.cancelled() => {}
+                }
+                relays.cancel();
+            });
         }
     }
 }
@@ -226,11 +267,13 @@ async fn serve_one(
     stream: tokio::net::TcpStream,
     connection: NetworkConnection,
     sandbox: &Sandbox,
+    relays_end: &CancellationToken,
 ) {
     let deciding = EndingOnLateDenial {
         connection: &connection,
         inner,
         sandbox,
+        relays_end,
     };
     let report = serve_connection(stream, &deciding).await;
     connection.closed(&report);
@@ -243,6 +286,7 @@ struct EndingOnLateDenial<'a> {
     connection: &'a NetworkConnection,
     inner: &'a Inner,
     sandbox: &'a Sandbox,
+    relays_end: &'a CancellationToken,
 }
 
 impl Decider for EndingOnLateDenial<'_> {
@@ -268,6 +312,10 @@ impl Decider for EndingOnLateDenial<'_> {
             }
             verdict
         })
+    }
+
+    fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.relays_end.cancelled())
     }
 }
 
