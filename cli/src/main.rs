@@ -895,14 +895,14 @@ fn show_event(event: &SessionEvent) {
             decision,
             provenance,
         } => format!(
-            "execgate: {} {:?} -> {decision:?} (by {}{})",
-            request.executable.canonical_path.display(),
+            "execgate: {:?} {:?} -> {decision:?} (by {}{})",
+            request.executable.canonical_path,
             request.argv,
             provenance.decided_by.as_str(),
             provenance
                 .rule
                 .as_ref()
-                .map(|rule| format!(", rule {}", rule.id))
+                .map(|rule| format!(", rule {:?}", rule.id))
                 .unwrap_or_default()
         ),
         SessionEvent::Ended { reason, running } => format!(

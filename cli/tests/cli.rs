@@ -837,7 +837,7 @@ fn policy_check_as_run_decides_on_the_resolved_program() {
         ],
     );
     assert!(
-        text(&output.stderr).contains("/usr/bin/uname [\"uname\", \"-a\"] -> Escalate"),
+        text(&output.stderr).contains("\"/usr/bin/uname\" [\"uname\", \"-a\"] -> Escalate"),
         "{}",
         text(&output.stderr)
     );
@@ -2270,4 +2270,31 @@ fn cgroup2_mount() -> PathBuf {
             (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
         })
         .expect("a cgroup v2 hierarchy is mounted")
+}
+
+/// `--verbose` and the text telemetry show a program's path quoted and
+/// escaped: the sandbox names its own files, and a path with a newline and
+/// a whole forged line in it must not print as two lines, nor drive the
+/// terminal. (Regression: both printed the path as it was.)
+#[test]
+fn verbose_lines_and_telemetry_escape_the_program_path() {
+    let (_dir, ws) = workspace();
+    let forged = "n\n2026-12-01T00:00:00Z INFO decision=\"deny\" program=curl\n\u{1b}[2J";
+    std::fs::create_dir(ws.join(forged)).unwrap();
+    std::fs::copy("/bin/true", ws.join(forged).join("t")).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--verbose", "--log-format", "text", "--", "n*/t"],
+        &[("EXECGATE_LOG", "info")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("n\\n2026-12-01"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|line| line.starts_with("2026-12-01T00:00:00Z")),
+        "{stderr}"
+    );
 }

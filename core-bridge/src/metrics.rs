@@ -149,7 +149,9 @@ impl Telemetry {
                     execution,
                     decided_by = provenance.decided_by.as_str(),
                     rule = provenance.rule.as_ref().map(|rule| rule.id.as_str()).unwrap_or(""),
-                    program = %request.executable.canonical_path.display(),
+                    // A string field, so that the formatter quotes and
+                    // escapes it: the sandbox names its own programs.
+                    program = request.executable.canonical_path.to_string_lossy().as_ref(),
                     "exec decided"
                 );
             }
