@@ -328,21 +328,9 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
-/// `text` as safe to put on a terminal: what `escape_debug` escapes
-/// (control characters, Unicode's format characters that reorder or hide
-/// text) escaped, and nothing else: quotes in a list entry stay readable.
-/// Every field of a log is someone's text: a log is read from wherever a
-/// reviewer got it, and a sandbox names its own files and hosts.
+/// A log's text on one line of the table.
 fn escape_controls(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if matches!(c, '"' | '\'' | '\\') {
-                c.to_string()
-            } else {
-                c.escape_debug().to_string()
-            }
-        })
-        .collect()
+    crate::output::terminal_safe(text, crate::output::Lines::Escaped)
 }
 
 /// A `session-end` record's outcome column.

@@ -412,7 +412,9 @@ fn describe(error: &anyhow::Error) -> String {
             text = format!("{text}: {cause}");
         }
     }
-    text
+    // Errors quote files (a rules file's bytes, a config's keys) that may
+    // come with a repository.
+    output::terminal_safe(&text, output::Lines::Kept)
 }
 
 #[cfg(unix)]

@@ -57,3 +57,54 @@ pub fn writer() -> Result<io::BufWriter<std::fs::File>> {
 pub fn writer() -> Result<io::StdoutLock<'static>> {
     Ok(io::stdout().lock())
 }
+
+/// `text` as safe to put on a terminal: what `escape_debug` escapes
+/// (control characters, Unicode's format characters that reorder or hide
+/// text) escaped, and nothing else: quotes stay readable. Line breaks are
+/// kept only where `lines` says so. Text read from files, logs and the
+/// sandbox's own names is someone else's: escaped, it cannot move the
+/// cursor, clear the screen or reorder what is read after it.
+pub fn terminal_safe(text: &str, lines: Lines) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\'' | '\\' => c.to_string(),
+            '\n' if lines == Lines::Kept => c.to_string(),
+            _ => c.escape_debug().to_string(),
+        })
+        .collect()
+}
+
+/// Whether [`terminal_safe`] keeps line breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    Kept,
+    Escaped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_safe_text_escapes_controls_and_format_characters_only() {
+        let cases = [
+            (
+                "plain \"quoted\" 'text'",
+                Lines::Escaped,
+                "plain \"quoted\" 'text'",
+            ),
+            ("a\nb", Lines::Kept, "a\nb"),
+            ("a\nb", Lines::Escaped, "a\\nb"),
+            ("\u{1b}[2J\r", Lines::Kept, "\\u{1b}[2J\\r"),
+            (
+                "safe\u{202e}txt\u{200b}",
+                Lines::Kept,
+                "safe\\u{202e}txt\\u{200b}",
+            ),
+            ("caf\u{e9} \u{1f600}", Lines::Kept, "caf\u{e9} \u{1f600}"),
+        ];
+        for (text, lines, shown) in cases {
+            assert_eq!(terminal_safe(text, lines), shown, "{text:?}");
+        }
+    }
+}

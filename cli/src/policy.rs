@@ -178,7 +178,13 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
                 });
                 writeln!(out, "{object}")?;
             } else {
-                writeln!(out, "{finding}")?;
+                // A finding quotes the rules and the paths they name.
+                let finding = finding.to_string();
+                writeln!(
+                    out,
+                    "{}",
+                    crate::output::terminal_safe(&finding, crate::output::Lines::Kept)
+                )?;
             }
         }
         Ok(())

@@ -82,7 +82,11 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
-            eprintln!("execgate: {error:#}");
+            let error = format!("{error:#}");
+            eprintln!(
+                "execgate: {}",
+                crate::output::terminal_safe(&error, crate::output::Lines::Kept)
+            );
             ExitCode::from(125)
         }
     }
@@ -147,7 +151,10 @@ fn run_command(args: RunArgs) -> Result<i32> {
     }
     if let WindowsVerdict::Denied(reason) = &decision.verdict {
         record(&audit_log, &config, &decision, None, Some(reason))?;
-        eprintln!("execgate: denied: {reason}");
+        eprintln!(
+            "execgate: denied: {}",
+            crate::output::terminal_safe(reason, crate::output::Lines::Escaped)
+        );
         return Ok(126);
     }
     let mut stdin = Vec::new();
