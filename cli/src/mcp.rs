@@ -286,7 +286,7 @@ impl Approver for ElicitingApprover {
             let message = format!(
                 "execgate asks before this runs:\n{}\nAccept with grant = once or session; \
                  decline to refuse.",
-                crate::prompt::describe(request).join("\n")
+                crate::prompt::describe(request, crate::prompt::Length::Whole).join("\n")
             );
             let Some(answer) = Self::elicit(peer, message, approval_form(&request.reason)).await
             else {

@@ -60,9 +60,12 @@ impl TerminalApprover {
 
 impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        let lines = describe(request, Length::Cut);
+        let whole = describe(request, Length::Whole);
         let question = Question {
             title: "approval needed",
-            lines: describe(request),
+            whole: (whole != lines).then_some(whole),
+            lines,
             asks: exec_question(request),
             choices: EXEC_CHOICES,
         };
@@ -73,6 +76,7 @@ impl Approver for TerminalApprover {
         let question = Question {
             title: "network access needed",
             lines: describe_network(request),
+            whole: None,
             asks: format!(
                 "connect to {} port {}?",
                 shown_within(request.destination.to_string().as_ref(), PATH_SHOWN),
@@ -153,6 +157,8 @@ struct Question {
     /// stays beside the keys that approve it, however far the lines above
     /// scroll.
     asks: String,
+    /// The lines uncut, when `lines` cut something: `v` shows them.
+    whole: Option<Vec<String>>,
     choices: &'static [Choice],
 }
 
@@ -160,7 +166,10 @@ impl Question {
     /// What is written: the whole question, and the line of choices alone
     /// (written again after an answer that is none of them).
     fn text(&self) -> (String, String) {
-        let labels: Vec<&str> = self.choices.iter().map(|choice| choice.label).collect();
+        let mut labels: Vec<&str> = self.choices.iter().map(|choice| choice.label).collect();
+        if self.whole.is_some() {
+            labels.push(VIEW_LABEL);
+        }
         let choices = format!("  {} {}: ", self.asks, labels.join("  "));
         let mut text = format!("{TERMINAL_RESET}\r\nexecgate: {}\r\n", self.title);
         for line in &self.lines {
@@ -170,6 +179,11 @@ impl Question {
         (text, choices)
     }
 }
+
+/// The key that shows a question's lines uncut, and what the prompt calls
+/// it.
+const VIEW_KEY: &str = "v";
+const VIEW_LABEL: &str = "[v] view it whole";
 
 /// A key (and its spellings), what the prompt calls it, what it answers.
 struct Choice {
@@ -243,21 +257,31 @@ fn shown(text: &std::ffi::OsStr) -> String {
     text.to_string_lossy().escape_debug().to_string()
 }
 
-/// The most characters of one argument a prompt shows.
-const ARGUMENT_SHOWN: usize = 200;
-/// The most characters of a path (the program, the directory) it shows.
+/// The most characters of a path (the program, the directory) a prompt
+/// shows at first.
 const PATH_SHOWN: usize = 400;
-/// The most characters of all arguments together: beyond, the rest are
-/// counted, not shown. Padding could otherwise scroll the facts that
-/// matter off the screen, and what scrolled in their place would be the
-/// command's own text.
+/// About the most characters of all arguments together it shows at first:
+/// each argument gets its share (at least [`ARGUMENT_LEAST`]), its start
+/// and end kept, and no argument is left out. Padding could otherwise
+/// scroll the facts that matter off the screen, and what scrolled in their
+/// place would be the command's own text. What was cut, `v` shows.
 const ARGUMENTS_SHOWN: usize = 2000;
+const ARGUMENT_LEAST: usize = 40;
+
+/// How much of a command a description shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Length {
+    /// Long arguments and paths cut in the middle (and said so).
+    Cut,
+    /// Everything.
+    Whole,
+}
 
 /// [`shown`], its middle cut out past `limit` characters (and said so).
 fn shown_within(text: &std::ffi::OsStr, limit: usize) -> String {
     let shown = shown(text);
     let count = shown.chars().count();
-    if count <= limit {
+    if count <= limit || limit == usize::MAX {
         return shown;
     }
     let head: String = shown.chars().take(limit / 2).collect();
@@ -279,27 +303,28 @@ fn exec_question(request: &ApprovalRequest) -> String {
 }
 
 /// What the prompt shows: one fact per line.
-pub fn describe(request: &ApprovalRequest) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut args = String::new();
-    for (index, arg) in request.argv.iter().enumerate().skip(1) {
-        if args.chars().count() > ARGUMENTS_SHOWN {
-            let left = request.argv.len() - index;
-            args.push_str(&format!(
-                " [... {left} more argument{} not shown; the audit log has them all]",
-                if left == 1 { "" } else { "s" }
-            ));
-            break;
+pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
+    let (path_limit, argument_limit) = match length {
+        Length::Cut => {
+            let count = request.argv.len().saturating_sub(1).max(1);
+            (PATH_SHOWN, (ARGUMENTS_SHOWN / count).max(ARGUMENT_LEAST))
         }
-        args.push_str(&format!(" '{}'", shown_within(arg, ARGUMENT_SHOWN)));
-    }
+        Length::Whole => (usize::MAX, usize::MAX),
+    };
+    let mut lines = Vec::new();
+    let args: String = request
+        .argv
+        .iter()
+        .skip(1)
+        .map(|arg| format!(" '{}'", shown_within(arg, argument_limit)))
+        .collect();
     lines.push(format!(
         "run      {}{args}",
-        shown_within(request.program.as_os_str(), PATH_SHOWN),
+        shown_within(request.program.as_os_str(), path_limit),
     ));
     lines.push(format!(
         "in       {}",
-        shown_within(request.cwd.as_os_str(), PATH_SHOWN)
+        shown_within(request.cwd.as_os_str(), path_limit)
     ));
     lines.push(match &request.reason {
         ApprovalReason::Rule(rule) => match &rule.justification {
@@ -419,22 +444,36 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
             return Ok(Asked::Answered(answer));
         }
         text.clone_from(&choices);
+        if let (Some(whole), VIEW_KEY) = (&question.whole, line.trim()) {
+            text = whole
+                .iter()
+                .map(|line| format!("  {line}\r\n"))
+                .chain([choices.clone()])
+                .collect();
+        }
     }
 }
 
 /// Written before a question: undoes what the command may have left set on
-/// the terminal to hide the question or show another in its place. Text
+/// the terminal to hide the question, show another in its place, or keep
+/// the answer from being typed. A held synchronized update, text
 /// attributes (concealed, colours alike), the character set (a line
 /// drawing set shown for letters), the colour palette, a scroll region
-/// (kept the cursor where it is: `DECSTBM` homes it), origin mode, wrapping
-/// (off, a long line's end is never shown), insert mode, a hidden cursor.
-/// What a terminal does not know it ignores.
+/// (the cursor kept where it is: `DECSTBM` homes it), origin mode, wrapping
+/// (off, a long line's end is never shown), insert mode, a hidden cursor;
+/// key encodings that would send `y` and Enter as escape sequences. What a
+/// terminal does not know it ignores. A line editor sets its own again.
 const TERMINAL_RESET: &str = concat!(
+    "\x1b[?2026l",                          // a synchronized update ended
     "\x1b[0m",                              // attributes
     "\x1b(B\x0f",                           // G0 is ASCII, and in use
     "\x1b]104\x07\x1b]110\x07\x1b]111\x07", // palette, default colours
-    "\x1b7\x1b[r\x1b[?6l\x1b8",             // whole screen scrolls, no origin mode
+    "\x1b7\x1b[r\x1b8\x1b[?6l",             // whole screen scrolls, no origin mode
     "\x1b[?7h\x1b[4l\x1b[?25h",             // wrapping, replace mode, cursor shown
+    // Keys as typed: no kitty keyboard flags, modifyOtherKeys, mouse
+    // reports or paste brackets around the answer.
+    "\x1b[=0;1u\x1b[>4;0m",
+    "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l",
 );
 
 /// What waiting on the terminal came to.
@@ -864,7 +903,7 @@ mod tests {
             execution: Execution::Unsandboxed,
             permissions: None,
         };
-        let lines = describe(&request);
+        let lines = describe(&request, Length::Cut);
         for line in &lines {
             assert!(!line.chars().any(char::is_control), "{line:?}");
         }
@@ -879,7 +918,7 @@ mod tests {
             ..request
         };
         assert_eq!(
-            describe(&reordering)[0],
+            describe(&reordering, Length::Cut)[0],
             "run      /ws/\\u{1b}[2Jmake 'safe\\u{202e}txt.exe\\u{200b}'"
         );
     }
@@ -906,9 +945,12 @@ mod tests {
             execution: Execution::TurnDefault,
             permissions: None,
         };
+        let lines = describe(&request, Length::Cut);
+        let whole = describe(&request, Length::Whole);
         let question = Question {
             title: "approval needed",
-            lines: describe(&request),
+            whole: (whole != lines).then_some(whole),
+            lines,
             asks: exec_question(&request),
             choices: EXEC_CHOICES,
         };
@@ -918,19 +960,23 @@ mod tests {
         assert_eq!(
             choices,
             "  run /usr/bin/touch with 102 arguments? \
-             [y] once  [a] for this session  [n] decline  [!] abort the command: "
+             [y] once  [a] for this session  [n] decline  [!] abort the command  \
+             [v] view it whole: "
         );
+        // Every argument is there, each cut to its share: none is left out
+        // (a target hidden among padding would be).
         let run = &question.lines[0];
         assert!(
             run.starts_with("run      /usr/bin/touch '/ws/target' '"),
             "{run}"
         );
-        assert!(run.contains("[... 3335 characters not shown ...]"), "{run}");
-        assert!(
-            run.ends_with(" more arguments not shown; the audit log has them all]"),
-            "{run}"
-        );
-        assert!(run.chars().count() < ARGUMENTS_SHOWN + 300, "{}", run.len());
+        assert!(run.contains("[... 3495 characters not shown ...]"), "{run}");
+        assert_eq!(run.matches(" '").count(), 102, "{run}");
+        assert!(run.ends_with("99'"), "{run}");
+        // `v` shows them whole.
+        let whole = question.whole.as_ref().expect("something was cut");
+        assert!(whole[0].contains(&" ".repeat(3500)), "{}", whole[0]);
+        assert!(!whole[0].contains("not shown"), "{}", whole[0]);
         let long_path = format!("/ws/{}/tool", "d".repeat(1000));
         let shown = shown_within(long_path.as_ref(), PATH_SHOWN);
         assert!(

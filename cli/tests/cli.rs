@@ -1056,11 +1056,12 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
         text(&output.stderr)
     );
     assert_eq!(seen.matches("approval needed").count(), 3, "{seen}");
-    // What was left set on the terminal is undone before each question,
+    // What was left set on the terminal is undone before each question (the
+    // reset ends with bracketed paste off),
     // and the line of the keys says what they approve.
     assert_eq!(
         seen.replace('\r', "")
-            .matches("\x1b[?25h\nexecgate: approval needed")
+            .matches("\x1b[?2004l\nexecgate: approval needed")
             .count(),
         3,
         "{seen:?}"

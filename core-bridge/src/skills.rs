@@ -143,7 +143,7 @@ impl Skill {
 
 /// The lines of a `---`-delimited front matter (none without one).
 fn front_matter(text: &str) -> impl Iterator<Item = &str> {
-    let mut lines = text.lines();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
     let opened = lines.next().is_some_and(|line| line.trim() == "---");
     lines
         .take_while(|line| line.trim() != "---")
@@ -162,8 +162,12 @@ fn front_matter_name(text: &str) -> Option<String> {
 /// skill formats read and execgate does not.
 fn front_matter_declares_permissions(text: &str) -> bool {
     front_matter(text).any(|line| {
-        line.strip_prefix("permissions")
-            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        ["permissions", "\"permissions\"", "'permissions'"]
+            .iter()
+            .any(|key| {
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
     })
 }
 
@@ -241,6 +245,9 @@ mod tests {
                 true,
             ),
             ("---\npermissions : {}\n---\n", true),
+            ("\u{feff}---\npermissions: {}\n---\n", true),
+            ("---\n\"permissions\": {}\n---\n", true),
+            ("---\n'permissions': {}\n---\n", true),
             (
                 "---\nname: n\n---\npermissions: in the body, not the front matter\n",
                 false,

@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use execgate_protocol::{
     decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
@@ -872,12 +872,20 @@ async fn watch_child(
         }
     });
     let mut killed = false;
+    // When a sandboxed escalation that got `SIGTSTP` is stopped for sure
+    // (see `Children::stop_sandboxed`); a `SIGCONT` first calls it off.
+    let mut stop_due: Option<tokio::time::Instant> = None;
     let termination = async {
         loop {
+            let stop_at = stop_due;
             tokio::select! {
                 () = cancel.cancelled(), if !killed => {
                     shared.children.signal(request_id, Signal::SIGKILL);
                     killed = true;
+                }
+                () = async { tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)).await }, if stop_at.is_some() => {
+                    stop_due = None;
+                    shared.children.stop_sandboxed(request_id);
                 }
                 guard = exited.readable() => {
                     let mut guard = guard?;
@@ -891,6 +899,13 @@ async fn watch_child(
                         match Signal::try_from(signo) {
                             Ok(signal) if FORWARDED_SIGNALS.contains(&signo) => {
                                 shared.children.signal(request_id, signal);
+                                match signal {
+                                    Signal::SIGTSTP => {
+                                        stop_due = Some(tokio::time::Instant::now() + STOP_AFTER_TSTP);
+                                    }
+                                    Signal::SIGCONT => stop_due = None,
+                                    _ => {}
+                                }
                             }
                             _ => tracing::warn!(
                                 session = %shared.id, request_id, signo,
@@ -920,6 +935,10 @@ async fn watch_child(
     let _ = reader_task.await;
     termination
 }
+
+/// How long a sandboxed escalation has to act on `SIGTSTP` (a program
+/// that handles it restores the terminal) before it is stopped anyway.
+const STOP_AFTER_TSTP: Duration = Duration::from_millis(100);
 
 fn termination_of(status: WaitStatus) -> Termination {
     match status {

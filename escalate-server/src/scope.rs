@@ -150,6 +150,16 @@ impl FreezeHolds {
     fn any(self) -> bool {
         self.job || self.asking > 0
     }
+
+    /// The holds once `reason` has come.
+    fn after(mut self, reason: FreezeReason) -> FreezeHolds {
+        match reason {
+            FreezeReason::Job(frozen) => self.job = frozen,
+            FreezeReason::Asking(true) => self.asking += 1,
+            FreezeReason::Asking(false) => self.asking = self.asking.saturating_sub(1),
+        }
+        self
+    }
 }
 
 /// Why [`Scope::hold`] is called.
@@ -268,20 +278,25 @@ impl Scope {
             .holds
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut wanted = *holds;
-        match reason {
-            FreezeReason::Job(frozen) => wanted.job = frozen,
-            FreezeReason::Asking(true) => wanted.asking += 1,
-            FreezeReason::Asking(false) => wanted.asking = wanted.asking.saturating_sub(1),
-        }
-        if wanted.any() != holds.any() {
+        let wanted = holds.after(reason);
+        let written = if wanted.any() != holds.any() {
             std::fs::write(
                 cgroup.dir.join("cgroup.freeze"),
                 if wanted.any() { "1" } else { "0" },
-            )?;
+            )
+        } else {
+            Ok(())
+        };
+        // A hold let go of is gone even if the thaw failed: counted on, it
+        // would keep every later thaw from being written.
+        let letting_go = matches!(
+            reason,
+            FreezeReason::Job(false) | FreezeReason::Asking(false)
+        );
+        if written.is_ok() || letting_go {
+            *holds = wanted;
         }
-        *holds = wanted;
-        Ok(true)
+        written.map(|()| true)
     }
 
     /// Waits (up to `limit`) until every process of the session's cgroup
@@ -489,4 +504,31 @@ fn cgroup2_mount() -> Option<PathBuf> {
         // cgroup2; one that has them is not ours to guess at.
         (!mount_point.contains('\\')).then(|| PathBuf::from(mount_point))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's freeze and the questions' holds are counted apart: the end
+    /// of a question never thaws a job stopped meanwhile, nor a job's
+    /// `fg` a question still on the terminal.
+    #[test]
+    fn freeze_holds_thaw_only_once_none_is_left() {
+        use FreezeReason::{Asking, Job};
+        let cases: [(&[FreezeReason], bool); 6] = [
+            (&[Asking(true)], true),
+            (&[Asking(true), Asking(false)], false),
+            (&[Asking(true), Job(true), Asking(false)], true),
+            (&[Job(true), Asking(true), Job(false)], true),
+            (&[Asking(true), Asking(true), Asking(false)], true),
+            (&[Asking(false), Asking(true)], true),
+        ];
+        for (reasons, frozen) in cases {
+            let holds = reasons
+                .iter()
+                .fold(FreezeHolds::default(), |holds, reason| holds.after(*reason));
+            assert_eq!(holds.any(), frozen, "{reasons:?}");
+        }
+    }
 }

@@ -837,18 +837,7 @@ impl Children {
             // the program inside runs in: signal that group (init itself
             // ignores what it has no handler for). SIGKILL still goes to
             // bubblewrap, whose death tears the namespace down.
-            //
-            // That group has no member whose parent is in another group of
-            // its session: it is orphaned, and the kernel drops a `SIGTSTP`
-            // sent to it. A stand-in forwards one as it stops itself
-            // (Ctrl-Z), so the sandbox stops with `SIGSTOP`, init included
-            // (a signal the kernel lets an ancestor namespace send it);
-            // the `SIGCONT` of `fg` or `bg` continues them all.
             (pid, true) if signal != Signal::SIGKILL => {
-                let signal = match signal {
-                    Signal::SIGTSTP => Signal::SIGSTOP,
-                    other => other,
-                };
                 if let Some(init) = sandbox_init(pid) {
                     let _ = killpg(Pid::from_raw(init), signal);
                 }
@@ -856,6 +845,28 @@ impl Children {
             (pid, _) => {
                 let _ = killpg(Pid::from_raw(pid), signal);
             }
+        }
+    }
+
+    /// Stops a sandboxed escalation with `SIGSTOP`, init included (a
+    /// signal the kernel lets an ancestor namespace send it): its process
+    /// group has no member whose parent is in another group of its
+    /// session, so it is orphaned, and the kernel drops a `SIGTSTP` there
+    /// unless the program handles it. A stand-in forwards `SIGTSTP` as it
+    /// stops itself (Ctrl-Z); the program gets it first, and this after
+    /// (see the conversation); the `SIGCONT` of `fg` or `bg` continues
+    /// them all. Nothing for an unsandboxed child.
+    pub(crate) fn stop_sandboxed(&self, request_id: u64) {
+        let Some(pid) = self
+            .lock()
+            .get(&request_id)
+            .filter(|child| child.sandboxed)
+            .map(|child| child.pid)
+        else {
+            return;
+        };
+        if let Some(init) = sandbox_init(pid) {
+            let _ = killpg(Pid::from_raw(init), Signal::SIGSTOP);
         }
     }
 

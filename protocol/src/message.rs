@@ -47,8 +47,10 @@ pub enum ClientMessage {
 
 /// The signals a stand-in (the wrapper, or the shell's child) forwards to
 /// its escalated child: what a job gets from its terminal or its shell.
-/// The server relays these and no others: a `SIGSTOP` would stop the child
-/// behind the back of the stand-in, which waits for its end.
+/// The server relays these and no others: a `SIGSTOP` from a client would
+/// stop the child behind the back of the stand-in, which waits for its
+/// end. (After a `SIGTSTP` the server itself stops a sandboxed escalation,
+/// which the kernel would not stop for it.)
 pub const FORWARDED_SIGNALS: [i32; 9] = [
     nix::libc::SIGINT,
     nix::libc::SIGTERM,

@@ -979,7 +979,6 @@ async fn interrupt_escalation(
     output
 }
 
-/// Pids whose command line, spaces for NULs, is `cmdline`.
 /// Ctrl-Z stops a sandboxed escalation as it stops the stand-in, and `fg`
 /// (`SIGCONT`) continues it. Its sandbox leads a session of its own, so
 /// the program's process group is orphaned, and the kernel drops a
@@ -1008,6 +1007,44 @@ async fn a_stopped_stand_in_stops_its_sandboxed_escalation() {
     assert!(!process_exists(program));
 }
 
+/// A sandboxed escalation that handles `SIGTSTP` gets it before it is
+/// stopped (vim, less: they restore the terminal first), and runs on after
+/// `SIGCONT`. (Regression of the fix above: it was stopped with `SIGSTOP`
+/// alone, and its handler never ran.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_escalation_handles_sigtstp_before_it_stops() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let script = "dash -c 'trap \"echo got-tstp > tstp.txt\" TSTP; \
+        /usr/bin/sleep 1000.375 & wait; wait'; print status=$?";
+    let child = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started(1).await;
+    wait_for_state("/usr/bin/sleep 1000.375", |state| state != 'T').await;
+    let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
+    kill(stand_in, Signal::SIGTSTP).unwrap();
+    wait_for_state("/usr/bin/sleep 1000.375", |state| state == 'T').await;
+    kill(stand_in, Signal::SIGCONT).unwrap();
+    wait_for_state("/usr/bin/sleep 1000.375", |state| state != 'T').await;
+    let handled = world.ws.join("tstp.txt");
+    for _ in 0..500 {
+        if handled.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        fs::read_to_string(&handled).unwrap_or_default(),
+        "got-tstp\n"
+    );
+    kill(stand_in, Signal::SIGINT).unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(output.stdout.starts_with("status="), "{}", output.stderr);
+}
+
 /// The state letter of `pid` (`R`, `S`, `T`...), while it exists.
 fn process_state(pid: i32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -1031,6 +1068,7 @@ async fn wait_for_state(cmdline: &str, wanted: impl Fn(char) -> bool) -> i32 {
     );
 }
 
+/// Pids whose command line, spaces for NULs, is `cmdline`.
 fn processes_named(cmdline: &str) -> Vec<i32> {
     fs::read_dir("/proc")
         .unwrap()
