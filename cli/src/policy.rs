@@ -10,6 +10,7 @@ use execgate_core_bridge::rules::{
     Protocol, RuleSet, Severity,
 };
 use execgate_core_bridge::server::sandbox::{PermissionProfile, ProfileSet};
+use execgate_network_proxy::{DomainPattern, ListDecision};
 
 use crate::config::Config;
 
@@ -251,6 +252,22 @@ impl LintContext for Machine<'_> {
 
     fn find_program(&self, name: &str) -> Option<PathBuf> {
         find_in_path(name)
+    }
+
+    fn allowed_domains(&self) -> Vec<(String, DomainPattern)> {
+        let mut allowed = Vec::new();
+        for name in self.profiles.names() {
+            let Ok(PermissionProfile::Managed { network_lists, .. }) = self.profiles.get(name)
+            else {
+                continue;
+            };
+            for (pattern, decision) in network_lists.domains.entries() {
+                if decision == ListDecision::Allow {
+                    allowed.push((format!("profile {name:?}'s domains entry"), pattern.clone()));
+                }
+            }
+        }
+        allowed
     }
 }
 

@@ -16,6 +16,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::rule::{PrefixRule, RuleDecision, RuleExecution, RuleOrigin, RuleSet};
+use execgate_network_proxy::{Destination, DomainPattern};
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,6 +88,11 @@ pub trait LintContext {
     /// Where the bare program name `name` is found in `PATH` on this
     /// machine, if anywhere.
     fn find_program(&self, name: &str) -> Option<PathBuf>;
+    /// The `domains` entries that allow, with where each is (a profile):
+    /// a `forbidden` network rule overrides them.
+    fn allowed_domains(&self) -> Vec<(String, DomainPattern)> {
+        Vec::new()
+    }
 }
 
 /// Programs that execute code given on their command line or in files
@@ -246,6 +252,13 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
             message,
         })
     }));
+    let allowed = context.allowed_domains();
+    findings.extend(rules.network_rules().iter().flat_map(|rule| {
+        allowed
+            .iter()
+            .filter_map(|(place, entry)| overridden_entry(rule, place, entry))
+            .collect::<Vec<_>>()
+    }));
     findings.extend(rules.rules().filter_map(|rule| {
         let Some(RuleExecution::Profile(name)) = &rule.execution else {
             return None;
@@ -375,7 +388,6 @@ fn pin_advice(name: &str, canonical: &Path) -> String {
 /// door; an `allow` on a whole domain's subdomains is worth a second look
 /// only when that domain hosts anyone's content, which lint cannot know.
 fn network_warning(rule: &crate::network::NetworkRule) -> Option<LintFinding> {
-    use execgate_network_proxy::DomainPattern;
     (rule.host == DomainPattern::Everything && rule.decision != RuleDecision::Forbidden).then(
         || LintFinding {
             origin: rule.origin.clone(),
@@ -388,6 +400,40 @@ fn network_warning(rule: &crate::network::NetworkRule) -> Option<LintFinding> {
             ),
         },
     )
+}
+
+/// A `forbidden` rule decides before the `domains` lists: one on every port
+/// and protocol that covers what an allow entry names leaves that entry
+/// allowing nothing, which is easy to miss when the two sit in different
+/// files. A rule narrower than the entry (one subdomain of an allowed
+/// wildcard, one port of an allowed host) is what rules are for, and is not
+/// flagged.
+fn overridden_entry(
+    rule: &crate::network::NetworkRule,
+    place: &str,
+    entry: &DomainPattern,
+) -> Option<LintFinding> {
+    if rule.decision != RuleDecision::Forbidden || rule.port.is_some() || rule.protocol.is_some() {
+        return None;
+    }
+    let named = match entry {
+        DomainPattern::Exact(destination) => destination.clone(),
+        DomainPattern::ApexAndSubdomains(apex) => Destination::parse(apex.as_str()).ok()?,
+        DomainPattern::Subdomains(apex) => Destination::parse(&format!("a.{apex}")).ok()?,
+        DomainPattern::Everything => return None,
+    };
+    if !rule.host.matches(&named) {
+        return None;
+    }
+    Some(LintFinding {
+        origin: rule.origin.clone(),
+        pattern: vec!["network_rule".into(), format!("host={}", rule.host)],
+        severity: Severity::Warning,
+        message: format!(
+            "forbids what {place} \"{entry}\" allows: a forbidden rule decides before the \
+             domains lists, so that entry opens nothing the rule covers"
+        ),
+    })
 }
 
 fn pattern_text(rule: &PrefixRule) -> Vec<String> {

@@ -533,3 +533,92 @@ prefix_rule(pattern = ["python3"], execution = "nett")
         ]
     );
 }
+
+/// A machine whose profiles' `domains` allow `127.0.0.1`,
+/// `api.example.com`, `**.crates.io` and `*.github.com`.
+struct ListsMachine;
+
+impl crate::LintContext for ListsMachine {
+    fn check_profile(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn inspect_path(&self, _: &Path) -> crate::PathState {
+        crate::PathState::Canonical
+    }
+
+    fn find_program(&self, _: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    fn allowed_domains(&self) -> Vec<(String, crate::DomainPattern)> {
+        [
+            "127.0.0.1",
+            "api.example.com",
+            "**.crates.io",
+            "*.github.com",
+        ]
+        .into_iter()
+        .map(|entry| {
+            let pattern: crate::DomainPattern = entry.parse().unwrap();
+            ("profile \"lim\"'s domains entry".to_owned(), pattern)
+        })
+        .collect()
+    }
+}
+
+/// A `forbidden` network rule decides before the `domains` lists, so one
+/// that covers what an allow entry names closes it; lint says so. A rule
+/// narrower than the entry, or one that does not forbid, is not flagged.
+#[test]
+fn lint_names_forbidden_rules_that_close_an_allowed_domains_entry() {
+    let cases = [
+        (
+            r#"network_rule(host = "127.0.0.1", decision = "forbidden")"#,
+            Some("forbids what profile \"lim\"'s domains entry \"127.0.0.1\" allows"),
+        ),
+        (
+            r#"network_rule(host = "**.example.com", decision = "forbidden")"#,
+            Some("forbids what profile \"lim\"'s domains entry \"api.example.com\" allows"),
+        ),
+        (
+            r#"network_rule(host = "**.crates.io", decision = "forbidden")"#,
+            Some("forbids what profile \"lim\"'s domains entry \"**.crates.io\" allows"),
+        ),
+        // One port or protocol of an allowed host: what rules are for.
+        (
+            r#"network_rule(host = "127.0.0.1", port = 8081, decision = "forbidden")"#,
+            None,
+        ),
+        (
+            r#"network_rule(host = "**.crates.io", protocol = "http", decision = "forbidden")"#,
+            None,
+        ),
+        (
+            r#"network_rule(host = "bad.github.com", decision = "forbidden")"#,
+            None,
+        ),
+        (
+            r#"network_rule(host = "api.example.com", decision = "prompt")"#,
+            None,
+        ),
+        (
+            r#"network_rule(host = "other.example", decision = "forbidden")"#,
+            None,
+        ),
+    ];
+    for (source, expected) in cases {
+        let set = rules(source);
+        let findings: Vec<String> = crate::lint_with(&set, &ListsMachine)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        match expected {
+            Some(expected) => assert!(
+                findings.len() == 1 && findings[0].contains(expected),
+                "{source}: {findings:?}"
+            ),
+            None => assert!(findings.is_empty(), "{source}: {findings:?}"),
+        }
+    }
+}

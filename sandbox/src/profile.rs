@@ -736,6 +736,11 @@ impl ProfileSet {
         Ok(())
     }
 
+    /// The names of the loaded profiles (not the presets).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.specs.keys().map(String::as_str)
+    }
+
     /// The named profile (a preset or a loaded one), with `extends` chains
     /// followed.
     pub fn get(&self, name: &str) -> Result<PermissionProfile, SandboxError> {
