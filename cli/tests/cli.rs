@@ -8,6 +8,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// `program` with `args` in `ws`, its standard streams piped, no user
+/// config.
+fn spawn_piped(ws: &Path, program: &str, args: &[&str]) -> std::process::Child {
+    Command::new(program)
+        .args(args)
+        .current_dir(ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn execgate(cwd: &Path, args: &[&str]) -> Output {
     execgate_with_env(cwd, args, &[])
 }
@@ -376,21 +390,17 @@ fn a_run_in_the_background_of_a_terminal_waits_for_the_foreground() {
         log = dir.path().join("audit.jsonl").display()
     );
     // A watchdog: a command that never thaws must fail the test, not hang it.
-    let mut child = Command::new("timeout")
-        .args([
+    let mut child = spawn_piped(
+        &ws,
+        "timeout",
+        &[
             "60",
             "script",
             "-qec",
             "bash --norc --noprofile -i",
             "/dev/null",
-        ])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    );
     // Held open until the shell exits: at its end `script` ends the session.
     let mut typing = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut typing, input.as_bytes()).unwrap();
@@ -2188,23 +2198,12 @@ fn the_session_is_frozen_while_a_question_is_asked() {
     std::fs::write(&rules, TEAM_RULES).unwrap();
     let binary = env!("CARGO_BIN_EXE_execgate");
     let command = "sleep 1000.125 & touch ../asked";
-    let mut child = Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-                "{binary} run --rules {} --audit-log {} -- '{command}'",
-                rules.display(),
-                dir.path().join("audit.jsonl").display()
-            ),
-            "/dev/null",
-        ])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let line = format!(
+        "{binary} run --rules {} --audit-log {} -- '{command}'",
+        rules.display(),
+        dir.path().join("audit.jsonl").display()
+    );
+    let mut child = spawn_piped(&ws, "script", &["-qec", &line, "/dev/null"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let frozen = loop {
         if std::time::Instant::now() > deadline {
