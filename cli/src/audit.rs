@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::output::debug_escaped;
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
     open_log_file, parse_line, read_log, rotated_path, AuditRecord, Filter, ReadLog, Summary,
@@ -234,7 +235,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
             args.iter()
                 .skip(1)
                 .map(|arg| {
-                    let shown = arg.lossy().escape_debug().to_string();
+                    let shown = debug_escaped(&arg.lossy());
                     if shown.is_empty() || shown.contains(char::is_whitespace) {
                         format!("\"{shown}\"")
                     } else {
@@ -254,7 +255,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         _ if record.session.is_some() => session_end(record),
         (Some(code), _, _) => format!("exit {code}"),
         (_, Some(signal), _) => format!("signal {signal}"),
-        (_, _, Some(error)) => error.escape_debug().to_string(),
+        (_, _, Some(error)) => debug_escaped(error),
         _ => escape_controls(&record.event.outcome),
     };
     writeln!(
@@ -264,7 +265,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         escape_controls(&record.session_id),
         escape_controls(&record.event.action),
         escape_controls(decision),
-        program.escape_debug(),
+        debug_escaped(&program),
         args,
         escape_controls(rule),
         outcome
@@ -352,7 +353,7 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
             .iter()
             .map(|(d, n)| format!("{} {n}", escape_controls(d)))
             .collect();
-        writeln!(out, "  {}  {}", program.escape_debug(), counts.join(", "))?;
+        writeln!(out, "  {}  {}", debug_escaped(program), counts.join(", "))?;
     }
     if !summary.per_host.is_empty() {
         writeln!(out, "connections per host:")?;
@@ -361,7 +362,7 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
                 .iter()
                 .map(|(o, n)| format!("{} {n}", escape_controls(o)))
                 .collect();
-            writeln!(out, "  {}  {}", host.escape_debug(), counts.join(", "))?;
+            writeln!(out, "  {}  {}", debug_escaped(host), counts.join(", "))?;
         }
     }
     writeln!(out, "decisions per rule:")?;
@@ -370,11 +371,11 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
     }
     writeln!(out, "escalations ({}):", summary.escalations.len())?;
     for line in &summary.escalations {
-        writeln!(out, "  {}", line.escape_debug())?;
+        writeln!(out, "  {}", debug_escaped(line))?;
     }
     writeln!(out, "denials ({}):", summary.denials.len())?;
     for line in &summary.denials {
-        writeln!(out, "  {}", line.escape_debug())?;
+        writeln!(out, "  {}", debug_escaped(line))?;
     }
     writeln!(out, "errors: {}", summary.errors)?;
     Ok(())

@@ -69,9 +69,29 @@ pub fn terminal_safe(text: &str, lines: Lines) -> String {
         .map(|c| match c {
             '"' | '\'' | '\\' => c.to_string(),
             '\n' if lines == Lines::Kept => c.to_string(),
-            _ => c.escape_debug().to_string(),
+            _ => escaped_char(c),
         })
         .collect()
+}
+
+/// `text` as `escape_debug` shows it (quotes and backslashes escaped too),
+/// with [`escaped_char`]'s blank letters escaped.
+pub fn debug_escaped(text: &str) -> String {
+    text.chars().map(escaped_char).collect()
+}
+
+/// `c` as `escape_debug` shows it, and escaped too when it is a letter
+/// that is drawn blank (`escape_debug` escapes Unicode's spaces, not
+/// these): padding made of them would pass for empty space.
+pub fn escaped_char(c: char) -> String {
+    const DRAWN_BLANK: [char; 7] = [
+        '\u{115f}', '\u{1160}', '\u{17b4}', '\u{17b5}', '\u{2800}', '\u{3164}', '\u{ffa0}',
+    ];
+    if DRAWN_BLANK.contains(&c) {
+        format!("\\u{{{:x}}}", u32::from(c))
+    } else {
+        c.escape_debug().to_string()
+    }
 }
 
 /// Whether [`terminal_safe`] keeps line breaks.
@@ -102,6 +122,11 @@ mod tests {
                 "safe\\u{202e}txt\\u{200b}",
             ),
             ("caf\u{e9} \u{1f600}", Lines::Kept, "caf\u{e9} \u{1f600}"),
+            (
+                "\u{a0}\u{3000}\u{2800}\u{3164}",
+                Lines::Kept,
+                "\\u{a0}\\u{3000}\\u{2800}\\u{3164}",
+            ),
         ];
         for (text, lines, shown) in cases {
             assert_eq!(terminal_safe(text, lines), shown, "{text:?}");

@@ -254,7 +254,7 @@ fn answer_of(choices: &[Choice], line: &str) -> Option<ApprovalAnswer> {
 /// hide), quotes and backslashes escaped, as `escape_debug` does; the
 /// audit table shows arguments the same way.
 fn shown(text: &std::ffi::OsStr) -> String {
-    text.to_string_lossy().escape_debug().to_string()
+    crate::output::debug_escaped(&text.to_string_lossy())
 }
 
 /// The most characters of a path (the program, the directory) a prompt
