@@ -76,6 +76,7 @@ pub fn terminal_safe(text: &str, lines: Lines) -> String {
 
 /// `text` as `escape_debug` shows it (quotes and backslashes escaped too),
 /// with [`escaped_char`]'s blank letters escaped.
+#[cfg(unix)]
 pub fn debug_escaped(text: &str) -> String {
     text.chars().map(escaped_char).collect()
 }

@@ -170,10 +170,17 @@ impl Question {
         if self.whole.is_some() {
             labels.push(VIEW_LABEL);
         }
-        let choices = format!("  {} {}: ", self.asks, labels.join("  "));
-        let mut text = format!("{TERMINAL_RESET}\r\nexecgate: {}\r\n", self.title);
+        // Each line single-width, and everything right of it and, at the
+        // end, below it erased: nothing the command drew around the
+        // question (a fake one below, an answer beside it) stays on the
+        // screen with it.
+        let choices = format!("\x1b#5  {} {}: \x1b[J", self.asks, labels.join("  "));
+        let mut text = format!(
+            "{TERMINAL_RESET}\r\n\x1b[J\x1b#5execgate: {}\x1b[K\r\n",
+            self.title
+        );
         for line in &self.lines {
-            text.push_str(&format!("  {line}\r\n"));
+            text.push_str(&format!("\x1b#5  {line}\x1b[K\r\n"));
         }
         text.push_str(&choices);
         (text, choices)
@@ -267,6 +274,13 @@ const PATH_SHOWN: usize = 400;
 /// place would be the command's own text. What was cut, `v` shows.
 const ARGUMENTS_SHOWN: usize = 2000;
 const ARGUMENT_LEAST: usize = 40;
+/// Arguments shown at most before the rest are counted, not shown: the
+/// first ones and the last ones, so that padding cannot push the first off
+/// the screen. `v` shows them all.
+const ARGUMENTS_FIRST: usize = 24;
+const ARGUMENTS_LAST: usize = 8;
+/// About the length of the marker that stands for what was cut.
+const CUT_MARKER: usize = 40;
 
 /// How much of a command a description shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +295,8 @@ pub enum Length {
 fn shown_within(text: &std::ffi::OsStr, limit: usize) -> String {
     let shown = shown(text);
     let count = shown.chars().count();
-    if count <= limit || limit == usize::MAX {
+    // The marker takes about 40 characters: cutting fewer saves nothing.
+    if count <= limit.saturating_add(CUT_MARKER) {
         return shown;
     }
     let head: String = shown.chars().take(limit / 2).collect();
@@ -306,18 +321,33 @@ fn exec_question(request: &ApprovalRequest) -> String {
 pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
     let (path_limit, argument_limit) = match length {
         Length::Cut => {
-            let count = request.argv.len().saturating_sub(1).max(1);
+            let count = request
+                .argv
+                .len()
+                .saturating_sub(1)
+                .clamp(1, ARGUMENTS_FIRST + ARGUMENTS_LAST);
             (PATH_SHOWN, (ARGUMENTS_SHOWN / count).max(ARGUMENT_LEAST))
         }
         Length::Whole => (usize::MAX, usize::MAX),
     };
     let mut lines = Vec::new();
-    let args: String = request
-        .argv
-        .iter()
-        .skip(1)
-        .map(|arg| format!(" '{}'", shown_within(arg, argument_limit)))
-        .collect();
+    let arguments = request.argv.get(1..).unwrap_or_default();
+    let hidden = match length {
+        Length::Cut => arguments
+            .len()
+            .saturating_sub(ARGUMENTS_FIRST + ARGUMENTS_LAST),
+        Length::Whole => 0,
+    };
+    let mut args = String::new();
+    for (index, arg) in arguments.iter().enumerate() {
+        if hidden > 0 && (ARGUMENTS_FIRST..ARGUMENTS_FIRST + hidden).contains(&index) {
+            if index == ARGUMENTS_FIRST {
+                args.push_str(&format!(" [... {hidden} arguments not shown ...]"));
+            }
+            continue;
+        }
+        args.push_str(&format!(" '{}'", shown_within(arg, argument_limit)));
+    }
     lines.push(format!(
         "run      {}{args}",
         shown_within(request.program.as_os_str(), path_limit),
@@ -456,20 +486,26 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
 
 /// Written before a question: undoes what the command may have left set on
 /// the terminal to hide the question, show another in its place, or keep
-/// the answer from being typed. A held synchronized update, text
+/// the answer from being typed. An unfinished string (a `DCS` would take
+/// the whole question in), a held synchronized update, text
 /// attributes (concealed, colours alike), the character set (a line
 /// drawing set shown for letters), the colour palette, a scroll region
-/// (the cursor kept where it is: `DECSTBM` homes it), origin mode, wrapping
+/// (the cursor kept where it is: `DECSTBM` homes it), wrapping
 /// (off, a long line's end is never shown), insert mode, a hidden cursor;
 /// key encodings that would send `y` and Enter as escape sequences. What a
 /// terminal does not know it ignores. A line editor sets its own again.
 const TERMINAL_RESET: &str = concat!(
+    "\x18\x1b\\",                           // any string (DCS, OSC, APC) ended
     "\x1b[?2026l",                          // a synchronized update ended
     "\x1b[0m",                              // attributes
     "\x1b(B\x0f",                           // G0 is ASCII, and in use
     "\x1b]104\x07\x1b]110\x07\x1b]111\x07", // palette, default colours
-    "\x1b7\x1b[r\x1b8\x1b[?6l",             // whole screen scrolls, no origin mode
-    "\x1b[?7h\x1b[4l\x1b[?25h",             // wrapping, replace mode, cursor shown
+    // The whole screen scrolls; the cursor stays where it was (a change of
+    // origin mode would move it home, where the command knows the question
+    // would land; with the whole screen as the region, origin mode moves
+    // nothing).
+    "\x1b7\x1b[r\x1b8",
+    "\x1b[?7h\x1b[4l\x1b[?25h", // wrapping, replace mode, cursor shown
     // Keys as typed: no kitty keyboard flags, modifyOtherKeys, mouse
     // reports or paste brackets around the answer.
     "\x1b[=0;1u\x1b[>4;0m",
@@ -626,20 +662,45 @@ struct SaneModes<'a> {
 
 impl<'a> SaneModes<'a> {
     fn set(tty: &'a File) -> SaneModes<'a> {
-        use SpecialCharacterIndices::{VEOL, VEOL2, VINTR, VQUIT};
+        use SpecialCharacterIndices::{
+            VDISCARD, VEOF, VEOL, VEOL2, VERASE, VINTR, VKILL, VLNEXT, VQUIT, VREPRINT, VSTART,
+            VSTOP, VWERASE,
+        };
         let saved = tcgetattr(tty.as_fd()).ok();
         let mut interrupts = Vec::new();
         if let Some(mut modes) = saved.clone() {
             modes.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::IEXTEN;
             modes.local_flags.remove(LocalFlags::ISIG);
             // Enter (CR) and Ctrl-J (NL) both end the line, whatever a
-            // line editor left set.
+            // line editor left set; letters arrive and show as typed (the
+            // command shares the terminal, and could have had them shown
+            // in upper case, or stripped).
             modes.input_flags |= InputFlags::ICRNL;
+            // (nix names no `IUCLC`.)
+            let upper_case_in = InputFlags::from_bits_retain(nix::libc::IUCLC);
             modes
                 .input_flags
-                .remove(InputFlags::INLCR | InputFlags::IGNCR);
+                .remove(InputFlags::INLCR | InputFlags::IGNCR | InputFlags::ISTRIP | upper_case_in);
             modes.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
+            modes.output_flags.remove(
+                OutputFlags::OLCUC | OutputFlags::OCRNL | OutputFlags::ONLRET | OutputFlags::ONOCR,
+            );
             let keys = &mut modes.control_chars;
+            // The editing keys a terminal starts with: the command could
+            // have made `y` the end of file, the erase key or the stop key.
+            for (key, default) in [
+                (VEOF, 0x04),
+                (VERASE, 0x7f),
+                (VKILL, 0x15),
+                (VWERASE, 0x17),
+                (VLNEXT, 0x16),
+                (VREPRINT, 0x12),
+                (VSTART, 0x11),
+                (VSTOP, 0x13),
+                (VDISCARD, 0x0f),
+            ] {
+                keys[key as usize] = default;
+            }
             // A key of 0 is a disabled one.
             interrupts = [keys[VINTR as usize], keys[VQUIT as usize]]
                 .into_iter()
@@ -821,6 +882,31 @@ mod tests {
             .contains(LocalFlags::ISIG));
     }
 
+    /// Regression: the command shares the terminal and could set its modes
+    /// so that `y` ended the file (a decline), stopped the output, or
+    /// showed the question in upper case. The prompt sets the keys and the
+    /// letters' handling it reads with, and gives the command's back.
+    #[test]
+    fn the_prompt_reads_with_the_keys_a_terminal_starts_with() {
+        use SpecialCharacterIndices::{VEOF, VSTOP};
+        let (_master, tty) = terminal();
+        let mut hostile = tcgetattr(tty.as_fd()).unwrap();
+        hostile.control_chars[VEOF as usize] = b'y';
+        hostile.control_chars[VSTOP as usize] = b'y';
+        hostile.output_flags |= OutputFlags::OLCUC;
+        tcsetattr(tty.as_fd(), SetArg::TCSANOW, &hostile).unwrap();
+        {
+            let _modes = SaneModes::set(&tty);
+            let set = tcgetattr(tty.as_fd()).unwrap();
+            assert_eq!(set.control_chars[VEOF as usize], 0x04);
+            assert_eq!(set.control_chars[VSTOP as usize], 0x13);
+            assert!(!set.output_flags.contains(OutputFlags::OLCUC));
+        }
+        let back = tcgetattr(tty.as_fd()).unwrap();
+        assert_eq!(back.control_chars[VEOF as usize], b'y');
+        assert!(back.output_flags.contains(OutputFlags::OLCUC));
+    }
+
     #[test]
     fn the_network_question_names_host_protocol_and_port() {
         let request = NetworkApprovalRequest {
@@ -956,12 +1042,18 @@ mod tests {
         };
         let (text, choices) = question.text();
         assert!(text.starts_with(TERMINAL_RESET), "{text:?}");
+        // An unfinished string ends first; nothing around the question's
+        // lines stays on the screen.
+        assert!(TERMINAL_RESET.starts_with("\x18\x1b\\"));
+        assert!(!TERMINAL_RESET.contains("?6l"), "moves the cursor home");
+        assert!(text.contains("\r\n\x1b[J"), "{text:?}");
+        assert!(choices.ends_with(": \x1b[J"), "{choices:?}");
         assert!(TERMINAL_RESET.contains("\x1b[0m") && TERMINAL_RESET.contains("\x1b[?7h"));
         assert_eq!(
             choices,
-            "  run /usr/bin/touch with 102 arguments? \
+            "\x1b#5  run /usr/bin/touch with 102 arguments? \
              [y] once  [a] for this session  [n] decline  [!] abort the command  \
-             [v] view it whole: "
+             [v] view it whole: \x1b[J"
         );
         // Every argument is there, each cut to its share: none is left out
         // (a target hidden among padding would be).
@@ -970,9 +1062,15 @@ mod tests {
             run.starts_with("run      /usr/bin/touch '/ws/target' '"),
             "{run}"
         );
-        assert!(run.contains("[... 3495 characters not shown ...]"), "{run}");
-        assert_eq!(run.matches(" '").count(), 102, "{run}");
+        assert!(run.contains("[... 3473 characters not shown ...]"), "{run}");
+        // The first and the last are shown, the middle counted: padding
+        // cannot push the first off the screen.
+        assert_eq!(run.matches(" '").count(), 32, "{run}");
+        assert!(run.contains(" [... 70 arguments not shown ...] "), "{run}");
         assert!(run.ends_with("99'"), "{run}");
+        // An argument a little over its share is shown whole: the marker
+        // would be longer than what it cut.
+        assert_eq!(shown_within("x".repeat(70).as_ref(), 62), "x".repeat(70));
         // `v` shows them whole.
         let whole = question.whole.as_ref().expect("something was cut");
         assert!(whole[0].contains(&" ".repeat(3500)), "{}", whole[0]);

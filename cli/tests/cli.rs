@@ -1071,7 +1071,7 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     // and the line of the keys says what they approve.
     assert_eq!(
         seen.replace('\r', "")
-            .matches("\x1b[?2004l\nexecgate: approval needed")
+            .matches("\x1b[?2004l\n\x1b[J\x1b#5execgate: approval needed")
             .count(),
         3,
         "{seen:?}"
