@@ -266,19 +266,17 @@ fn shown(text: &std::ffi::OsStr) -> String {
 
 /// The most characters of a path (the program, the directory) a prompt
 /// shows at first.
-const PATH_SHOWN: usize = 400;
+const PATH_SHOWN: usize = 200;
 /// About the most characters of all arguments together it shows at first:
-/// each argument gets its share (at least [`ARGUMENT_LEAST`]), its start
-/// and end kept, and no argument is left out. Padding could otherwise
-/// scroll the facts that matter off the screen, and what scrolled in their
-/// place would be the command's own text. What was cut, `v` shows.
-const ARGUMENTS_SHOWN: usize = 2000;
-const ARGUMENT_LEAST: usize = 40;
+/// each argument gets its share, its start and end kept. Padding could
+/// otherwise scroll the facts that matter off the screen, and what
+/// scrolled in their place would be the command's own text. What was cut,
+/// `v` shows.
+const ARGUMENTS_SHOWN: usize = 1000;
 /// Arguments shown at most before the rest are counted, not shown: the
-/// first ones and the last ones, so that padding cannot push the first off
-/// the screen. `v` shows them all.
-const ARGUMENTS_FIRST: usize = 24;
-const ARGUMENTS_LAST: usize = 8;
+/// first ones and the last ones. `v` shows them all.
+const ARGUMENTS_FIRST: usize = 12;
+const ARGUMENTS_LAST: usize = 4;
 /// About the length of the marker that stands for what was cut.
 const CUT_MARKER: usize = 40;
 
@@ -299,12 +297,22 @@ fn shown_within(text: &std::ffi::OsStr, limit: usize) -> String {
     if count <= limit.saturating_add(CUT_MARKER) {
         return shown;
     }
-    let head: String = shown.chars().take(limit / 2).collect();
-    let tail: String = shown.chars().skip(count - limit / 2).collect();
+    let kept = limit / 2;
+    let head: String = shown.chars().take(kept).collect();
+    let tail: String = shown.chars().skip(count - kept).collect();
     format!(
         "{head}[... {} characters not shown ...]{tail}",
-        count - limit
+        count - 2 * kept
     )
+}
+
+/// A shown path, quoted when a space in it would blur where it ends.
+fn quoted_if_spaced(shown: String) -> String {
+    if shown.is_empty() || shown.contains(' ') {
+        format!("'{shown}'")
+    } else {
+        shown
+    }
 }
 
 /// The question on the line of an exec prompt's choices.
@@ -312,7 +320,7 @@ fn exec_question(request: &ApprovalRequest) -> String {
     let count = request.argv.len().saturating_sub(1);
     format!(
         "run {} with {count} argument{}?",
-        shown_within(request.program.as_os_str(), PATH_SHOWN),
+        quoted_if_spaced(shown_within(request.program.as_os_str(), PATH_SHOWN)),
         if count == 1 { "" } else { "s" }
     )
 }
@@ -326,7 +334,7 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
                 .len()
                 .saturating_sub(1)
                 .clamp(1, ARGUMENTS_FIRST + ARGUMENTS_LAST);
-            (PATH_SHOWN, (ARGUMENTS_SHOWN / count).max(ARGUMENT_LEAST))
+            (PATH_SHOWN, ARGUMENTS_SHOWN / count)
         }
         Length::Whole => (usize::MAX, usize::MAX),
     };
@@ -350,11 +358,11 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
     }
     lines.push(format!(
         "run      {}{args}",
-        shown_within(request.program.as_os_str(), path_limit),
+        quoted_if_spaced(shown_within(request.program.as_os_str(), path_limit)),
     ));
     lines.push(format!(
         "in       {}",
-        shown_within(request.cwd.as_os_str(), path_limit)
+        quoted_if_spaced(shown_within(request.cwd.as_os_str(), path_limit))
     ));
     lines.push(match &request.reason {
         ApprovalReason::Rule(rule) => match &rule.justification {
@@ -452,6 +460,9 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
     // must reach them: resume it. It stays resumed, since whether it was
     // suspended cannot be read back. A command that suspends it again
     // before the question is out gets the request declined at the deadline.
+    // Off then on: a stop by the stop key (which a terminal's reply to a
+    // query can carry, with a stop key the command chose) is undone too.
+    let _ = tcflow(tty.as_fd(), FlowArg::TCOOFF);
     let _ = tcflow(tty.as_fd(), FlowArg::TCOON);
     let (mut text, choices) = question.text();
     let mut keys = Keys {
@@ -477,7 +488,7 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
         if let (Some(whole), VIEW_KEY) = (&question.whole, line.trim()) {
             text = whole
                 .iter()
-                .map(|line| format!("  {line}\r\n"))
+                .map(|line| format!("\x1b#5  {line}\x1b[K\r\n"))
                 .chain([choices.clone()])
                 .collect();
         }
@@ -495,21 +506,24 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
 /// key encodings that would send `y` and Enter as escape sequences. What a
 /// terminal does not know it ignores. A line editor sets its own again.
 const TERMINAL_RESET: &str = concat!(
-    "\x18\x1b\\",                           // any string (DCS, OSC, APC) ended
-    "\x1b[?2026l",                          // a synchronized update ended
-    "\x1b[0m",                              // attributes
-    "\x1b(B\x0f",                           // G0 is ASCII, and in use
-    "\x1b]104\x07\x1b]110\x07\x1b]111\x07", // palette, default colours
-    // The whole screen scrolls; the cursor stays where it was (a change of
-    // origin mode would move it home, where the command knows the question
-    // would land; with the whole screen as the region, origin mode moves
-    // nothing).
-    "\x1b7\x1b[r\x1b8",
+    "\x18\x1b\\",  // any string (DCS, OSC, APC) ended
+    "\x1b<\x1b%G", // ANSI mode (not VT52); UTF-8, so no 8-bit controls
+    "\x1b[?2026l", // a synchronized update ended
+    "\x1b[0m",     // attributes
+    "\x1b(B\x0f",  // G0 is ASCII, and in use
+    // The palette and default colours; the Linux console's palette.
+    "\x1b]104\x07\x1b]110\x07\x1b]111\x07\x1b]R\x1b\\",
+    // The whole screen scrolls, with no left and right margins; the cursor
+    // stays where it was (a change of origin mode would move it home,
+    // where the command knows the question would land; with the whole
+    // screen as the region, origin mode moves nothing).
+    "\x1b[?69l\x1b7\x1b[r\x1b8",
     "\x1b[?7h\x1b[4l\x1b[?25h", // wrapping, replace mode, cursor shown
-    // Keys as typed: no kitty keyboard flags, modifyOtherKeys, mouse
-    // reports or paste brackets around the answer.
-    "\x1b[=0;1u\x1b[>4;0m",
-    "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l",
+    // Keys as typed: the keyboard unlocked, the keypad numeric, no kitty
+    // keyboard flags, modifyOtherKeys, win32 input, focus or mouse
+    // reports, or paste brackets around the answer.
+    "\x1b[2l\x1b>\x1b[=0;1u\x1b[>4;0m\x1b[?9001l\x1b[?1004l",
+    "\x1b[?9l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l",
 );
 
 /// What waiting on the terminal came to.
@@ -669,8 +683,19 @@ impl<'a> SaneModes<'a> {
         let saved = tcgetattr(tty.as_fd()).ok();
         let mut interrupts = Vec::new();
         if let Some(mut modes) = saved.clone() {
-            modes.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::IEXTEN;
-            modes.local_flags.remove(LocalFlags::ISIG);
+            // Control keys echo as `^X`, never raw (an arrow key would move
+            // the cursor over the question); no external line discipline
+            // takes the line editing away.
+            modes.local_flags |= LocalFlags::ICANON
+                | LocalFlags::ECHO
+                | LocalFlags::IEXTEN
+                | LocalFlags::ECHOCTL
+                | LocalFlags::ECHOE
+                | LocalFlags::ECHOK
+                | LocalFlags::ECHOKE;
+            modes
+                .local_flags
+                .remove(LocalFlags::ISIG | LocalFlags::EXTPROC);
             // Enter (CR) and Ctrl-J (NL) both end the line, whatever a
             // line editor left set; letters arrive and show as typed (the
             // command shares the terminal, and could have had them shown
@@ -701,7 +726,15 @@ impl<'a> SaneModes<'a> {
             ] {
                 keys[key as usize] = default;
             }
-            // A key of 0 is a disabled one.
+            // One that is no control key, or ends a line, was set by the
+            // command to turn every answer into an abort: the terminal's
+            // usual one instead. A key of 0 is a disabled one.
+            for (key, usual) in [(VINTR, 0x03), (VQUIT, 0x1c)] {
+                let set = keys[key as usize];
+                if set >= 0x20 || set == b'\n' || set == b'\r' {
+                    keys[key as usize] = usual;
+                }
+            }
             interrupts = [keys[VINTR as usize], keys[VQUIT as usize]]
                 .into_iter()
                 .filter(|&key| key != 0)
@@ -893,14 +926,21 @@ mod tests {
         let mut hostile = tcgetattr(tty.as_fd()).unwrap();
         hostile.control_chars[VEOF as usize] = b'y';
         hostile.control_chars[VSTOP as usize] = b'y';
+        hostile.control_chars[SpecialCharacterIndices::VINTR as usize] = b'y';
         hostile.output_flags |= OutputFlags::OLCUC;
+        hostile.local_flags |= LocalFlags::EXTPROC;
+        hostile.local_flags.remove(LocalFlags::ECHOCTL);
         tcsetattr(tty.as_fd(), SetArg::TCSANOW, &hostile).unwrap();
         {
-            let _modes = SaneModes::set(&tty);
+            let modes = SaneModes::set(&tty);
             let set = tcgetattr(tty.as_fd()).unwrap();
             assert_eq!(set.control_chars[VEOF as usize], 0x04);
             assert_eq!(set.control_chars[VSTOP as usize], 0x13);
             assert!(!set.output_flags.contains(OutputFlags::OLCUC));
+            assert!(!set.local_flags.contains(LocalFlags::EXTPROC));
+            assert!(set.local_flags.contains(LocalFlags::ECHOCTL));
+            // `y` is no interrupt key while asking.
+            assert_eq!(modes.interrupts[0], 0x03);
         }
         let back = tcgetattr(tty.as_fd()).unwrap();
         assert_eq!(back.control_chars[VEOF as usize], b'y');
@@ -1044,7 +1084,7 @@ mod tests {
         assert!(text.starts_with(TERMINAL_RESET), "{text:?}");
         // An unfinished string ends first; nothing around the question's
         // lines stays on the screen.
-        assert!(TERMINAL_RESET.starts_with("\x18\x1b\\"));
+        assert!(TERMINAL_RESET.starts_with("\x18\x1b\\\x1b<\x1b%G"));
         assert!(!TERMINAL_RESET.contains("?6l"), "moves the cursor home");
         assert!(text.contains("\r\n\x1b[J"), "{text:?}");
         assert!(choices.ends_with(": \x1b[J"), "{choices:?}");
@@ -1065,8 +1105,14 @@ mod tests {
         assert!(run.contains("[... 3473 characters not shown ...]"), "{run}");
         // The first and the last are shown, the middle counted: padding
         // cannot push the first off the screen.
-        assert_eq!(run.matches(" '").count(), 32, "{run}");
-        assert!(run.contains(" [... 70 arguments not shown ...] "), "{run}");
+        assert_eq!(run.matches(" '").count(), 16, "{run}");
+        assert!(run.contains(" [... 86 arguments not shown ...] "), "{run}");
+        // An odd share: the count is of what was cut.
+        assert!(
+            shown_within("y".repeat(200).as_ref(), 61).contains("[... 140 characters"),
+            "{}",
+            shown_within("y".repeat(200).as_ref(), 61)
+        );
         assert!(run.ends_with("99'"), "{run}");
         // An argument a little over its share is shown whole: the marker
         // would be longer than what it cut.
@@ -1075,6 +1121,11 @@ mod tests {
         let whole = question.whole.as_ref().expect("something was cut");
         assert!(whole[0].contains(&" ".repeat(3500)), "{}", whole[0]);
         assert!(!whole[0].contains("not shown"), "{}", whole[0]);
+        assert_eq!(
+            quoted_if_spaced("/ws/a b/tool".into()),
+            "'/ws/a b/tool'",
+            "a space would blur where the program ends"
+        );
         let long_path = format!("/ws/{}/tool", "d".repeat(1000));
         let shown = shown_within(long_path.as_ref(), PATH_SHOWN);
         assert!(
