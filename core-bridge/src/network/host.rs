@@ -178,11 +178,9 @@ async fn serve_sandbox(
     // Its relays outlive it by [`RELAYS_GRACE`] at most: an upstream that
     // never closes must not hold them (and this process's descriptors)
     // after it.
-    let relays_end = CancellationToken::new();
-    let _ending = EndRelays {
-        relays: relays_end.clone(),
-        session: inner.ended.clone(),
-    };
+    // The session's end ends them at once.
+    let relays_end = inner.ended.child_token();
+    let _ending = EndRelays(relays_end.clone());
     let in_flight = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_SANDBOX));
     loop {
         let permit = tokio::select! {
@@ -224,29 +222,22 @@ async fn serve_sandbox(
 /// to pass on what its last writes left in the sockets.
 const RELAYS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Ends a sandbox's relays once it stops being served: at once if the
-/// session has ended, else after [`RELAYS_GRACE`].
-struct EndRelays {
-    relays: CancellationToken,
-    session: CancellationToken,
-}
+/// Ends a sandbox's relays [`RELAYS_GRACE`] after it stops being served
+/// (they end with the session anyway: the token is the session's child).
+struct EndRelays(CancellationToken);
 
 impl Drop for EndRelays {
     fn drop(&mut self) {
-        if self.session.is_cancelled() {
-            self.relays.cancel();
-            return;
-        }
-        let (relays, session) = (self.relays.clone(), self.session.clone());
+        let relays = self.0.clone();
         // Dropped outside a runtime (the runtime itself going away): its
         // tasks, relays included, go with it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        if let (false, Ok(runtime)) = (relays.is_cancelled(), tokio::runtime::Handle::try_current())
+        {
             runtime.spawn(async move {
                 tokio::select! {
-                    () = tokio::time::sleep(RELAYS_GRACE) => {}
-                    () = session.cancelled() => {}
+                    () = tokio::time::sleep(RELAYS_GRACE) => relays.cancel(),
+                    () = relays.cancelled() => {}
                 }
-                relays.cancel();
             });
         }
     }
