@@ -38,7 +38,10 @@ mod record;
 
 pub use dir::open_log_file;
 pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
-pub use read::{parse_line, read_log, read_records, Filter, ParsedLine, ReadLog, Summary};
+pub use read::{
+    parse_line, read_each, read_log, read_records, skip_line, Filter, ParsedLine, ReadLog, Summary,
+    LONGEST_LINE,
+};
 pub use record::{
     AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,
     NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,

@@ -2,7 +2,7 @@
 //! `execgate audit` prints is built from these.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -50,24 +50,92 @@ impl ReadLog {
     /// end; `path` names it in errors.
     pub fn read(file: impl std::io::Read, path: &Path) -> Result<ReadLog, AuditError> {
         let mut log = ReadLog::default();
-        // Bytes, not UTF-8 lines: a line cut in the middle of a character
-        // is one malformed line, not the end of the reading.
-        for (index, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-            let line = line.map_err(|source| AuditError::Io {
-                what: format!("cannot read {}", path.display()),
-                source,
-            })?;
-            let parsed = parse_line(&line);
-            if let Some(reason) = parsed.malformed {
-                log.skipped.push(AuditError::Malformed {
-                    file: path.display().to_string(),
-                    line: index + 1,
-                    reason,
-                });
+        read_each(file, path, |line| {
+            match line {
+                Ok(record) => log.records.push(record),
+                Err(malformed) => log.skipped.push(malformed),
             }
-            log.records.extend(parsed.record);
-        }
+            Ok::<_, AuditError>(())
+        })?;
         Ok(log)
+    }
+}
+
+/// The longest line read as a record. A request is at most 4 MiB and its
+/// JSON at most six times that (`\u00XX` for a control byte), so no record
+/// the log's writer makes comes near it; a longer line is reported and
+/// skipped without being held in memory.
+pub const LONGEST_LINE: usize = 64 << 20;
+
+/// Hands `each`, in order, every record in `file` and every line that is
+/// not one (as [`AuditError::Malformed`], naming `path` and the line),
+/// holding one line at a time: a reader of a long history keeps only what
+/// it wants. Stops at the first error `each` returns.
+pub fn read_each<E: From<AuditError>>(
+    file: impl std::io::Read,
+    path: &Path,
+    mut each: impl FnMut(Result<AuditRecord, AuditError>) -> Result<(), E>,
+) -> Result<(), E> {
+    let cannot_read = |source| AuditError::Io {
+        what: format!("cannot read {}", path.display()),
+        source,
+    };
+    let malformed = |line, reason| AuditError::Malformed {
+        file: path.display().to_string(),
+        line,
+        reason,
+    };
+    let mut reader = std::io::BufReader::new(file);
+    // Bytes, not UTF-8 lines: a line cut in the middle of a character is
+    // one malformed line, not the end of the reading.
+    let mut line = Vec::new();
+    for number in 1.. {
+        line.clear();
+        let read = (&mut reader)
+            .take(LONGEST_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(cannot_read)?;
+        if read == 0 {
+            break;
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > LONGEST_LINE {
+            skip_line(&mut reader).map_err(cannot_read)?;
+            let reason = format!("longer than {} MiB: not read", LONGEST_LINE >> 20);
+            each(Err(malformed(number, reason)))?;
+            continue;
+        }
+        let parsed = parse_line(&line);
+        if let Some(reason) = parsed.malformed {
+            each(Err(malformed(number, reason)))?;
+        }
+        if let Some(record) = parsed.record {
+            each(Ok(record))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads past the rest of a line without keeping it: true when its end
+/// was found, false when the file's came first (a line still being
+/// written, or cut).
+pub fn skip_line(reader: &mut impl BufRead) -> std::io::Result<bool> {
+    loop {
+        let buffered = reader.fill_buf()?;
+        if buffered.is_empty() {
+            return Ok(false);
+        }
+        match buffered.iter().position(|&byte| byte == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(true);
+            }
+            None => {
+                let len = buffered.len();
+                reader.consume(len);
+            }
+        }
     }
 }
 
@@ -265,60 +333,65 @@ impl Summary {
     pub fn of<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Summary {
         let mut summary = Summary::default();
         for record in records {
-            if record.event.action == "error" {
-                summary.errors += 1;
-            }
-            let Some(fields) = &record.execgate else {
-                continue;
-            };
-            if record.is_network() {
-                summary.add_network(record, fields);
-                continue;
-            }
-            let program = record
-                .process
-                .executable
-                .as_ref()
-                .map_or_else(|| "?".to_owned(), |path| path.lossy());
-            *summary
-                .per_program
-                .entry(program.clone())
-                .or_default()
-                .entry(fields.decision.clone())
-                .or_default() += 1;
-            let rule = record
-                .rule
-                .as_ref()
-                .map_or_else(|| "none".to_owned(), |rule| rule.id.clone());
-            *summary.per_rule.entry(rule).or_default() += 1;
-            let args = record
-                .process
-                .args
-                .as_ref()
-                .map(|args| {
-                    args.iter()
-                        .map(|arg| arg.lossy())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            let line = format!(
-                "{} {} {program}: {args}",
-                record.timestamp, record.session_id
-            );
-            match fields.decision.as_str() {
-                "escalate" => summary.escalations.push(format!(
-                    "{line} ({})",
-                    fields.execution.as_deref().unwrap_or("?")
-                )),
-                "deny" => summary.denials.push(format!(
-                    "{line} ({})",
-                    fields.reason.as_deref().unwrap_or("")
-                )),
-                _ => {}
-            }
+            summary.add(record);
         }
         summary
+    }
+
+    /// Counts one more record in.
+    pub fn add(&mut self, record: &AuditRecord) {
+        if record.event.action == "error" {
+            self.errors += 1;
+        }
+        let Some(fields) = &record.execgate else {
+            return;
+        };
+        if record.is_network() {
+            self.add_network(record, fields);
+            return;
+        }
+        let program = record
+            .process
+            .executable
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), |path| path.lossy());
+        *self
+            .per_program
+            .entry(program.clone())
+            .or_default()
+            .entry(fields.decision.clone())
+            .or_default() += 1;
+        let rule = record
+            .rule
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |rule| rule.id.clone());
+        *self.per_rule.entry(rule).or_default() += 1;
+        let args = record
+            .process
+            .args
+            .as_ref()
+            .map(|args| {
+                args.iter()
+                    .map(|arg| arg.lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let line = format!(
+            "{} {} {program}: {args}",
+            record.timestamp, record.session_id
+        );
+        match fields.decision.as_str() {
+            "escalate" => self.escalations.push(format!(
+                "{line} ({})",
+                fields.execution.as_deref().unwrap_or("?")
+            )),
+            "deny" => self.denials.push(format!(
+                "{line} ({})",
+                fields.reason.as_deref().unwrap_or("")
+            )),
+            _ => {}
+        }
     }
 
     fn add_network(&mut self, record: &AuditRecord, fields: &crate::DecisionFields) {

@@ -648,6 +648,36 @@ fn reading_goes_on_past_lines_that_are_not_records() {
     assert!(skipped[2].contains("whole record (kept)"), "{}", skipped[2]);
 }
 
+/// A line longer than any record (written by someone with the log's
+/// permissions) is reported and read past, not held in memory whole; the
+/// records around it are read. A line of exactly the limit is read.
+#[test]
+fn a_line_longer_than_any_record_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let record = serde_json::to_string(&run_record()).unwrap();
+    let mut bytes = format!("{record}\n").into_bytes();
+    bytes.resize(bytes.len() + LONGEST_LINE + 1, b'x');
+    bytes.push(b'\n');
+    bytes.extend_from_slice(record.as_bytes());
+    bytes.push(b'\n');
+    bytes.resize(bytes.len() + LONGEST_LINE, b' ');
+    bytes.push(b'\n');
+    bytes.extend_from_slice(record.as_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let read = read_log(&path).unwrap();
+    assert_eq!(read.records.len(), 3);
+    let [skipped] = read.skipped.as_slice() else {
+        panic!("{:?}", read.skipped);
+    };
+    assert!(
+        skipped
+            .to_string()
+            .contains("a.jsonl:2: not an audit record: longer than 64 MiB"),
+        "{skipped}"
+    );
+}
+
 #[test]
 fn time_bounds_compare_instants_whatever_their_offset() {
     let record = run_record();

@@ -1,7 +1,7 @@
 //! `execgate audit`: what reviewers read the log with.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use crate::output::debug_escaped;
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
-    open_log_file, parse_line, read_log, rotated_path, AuditRecord, Filter, ReadLog, Summary,
+    open_log_file, parse_line, read_each, rotated_path, skip_line, AuditError, AuditRecord, Filter,
+    Summary, LONGEST_LINE,
 };
 
 #[derive(clap::Args)]
@@ -131,49 +132,73 @@ fn show(args: AuditArgs) -> Result<i32> {
         };
         return follow(file, &filter, args.json, &mut out);
     }
-    let mut logs = Vec::new();
-    let mut skipped = 0;
-    let mut add = |read: ReadLog| {
-        for malformed in &read.skipped {
-            warn(&format!("execgate: {malformed} (skipped)"));
-        }
-        skipped += read.skipped.len();
-        logs.push(read.records);
+    // Records are taken as they are read, one line at a time: a long
+    // history is never held whole, only what a summary counts or, for
+    // files that must be put in order first, the records that match.
+    let mut listing = Listing {
+        out: &mut out,
+        json: args.json,
+        summary: args.summary.then(Summary::default),
     };
-    match &configured_log {
+    let mut skipped = 0;
+    let mut malformed = |error: AuditError| {
+        warn(&format!("execgate: {error} (skipped)"));
+        skipped += 1;
+    };
+    let mut each = |line: Result<AuditRecord, AuditError>| -> Result<()> {
+        match line {
+            Ok(record) if filter.matches(&record) => listing.add(&record)?,
+            Ok(_) => {}
+            Err(error) => malformed(error),
+        }
+        Ok(())
+    };
+    match (&configured_log, args.files.as_slice()) {
         // The rotation's own order: `<log>.N` (oldest) to `<log>.1`, then
         // the log.
-        Some(log) => {
+        (Some(log), _) => {
             let files = history(log)?;
             if files.is_empty() {
                 // Neither the log nor a rotated file: say why it cannot be read.
                 open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
             }
             for (path, file) in files {
-                add(ReadLog::read(file, &path)?);
+                read_each(file, &path, &mut each)?;
             }
         }
-        None => {
-            for file in &args.files {
-                add(read_log(file)?);
-            }
+        (None, [path]) => read_each(open(path)?, path, &mut each)?,
+        (None, paths) => {
             // Rotated files named in any order (`audit.jsonl*` lists the
             // newest first) make one history: the files ordered by their
             // first record's time (a file with none last), each file's
             // records in the order written (which a stepped clock can
             // leave out of time order).
-            logs.sort_by_cached_key(|records| {
-                let first = records.first().and_then(AuditRecord::time);
-                (first.is_none(), first)
-            });
+            let mut logs = Vec::new();
+            for path in paths {
+                let mut first: Option<Option<SystemTime>> = None;
+                let mut kept = Vec::new();
+                read_each(open(path)?, path, |line| {
+                    match line {
+                        Ok(record) => {
+                            first.get_or_insert_with(|| record.time());
+                            if filter.matches(&record) {
+                                kept.push(record);
+                            }
+                        }
+                        Err(error) => malformed(error),
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })?;
+                let first = first.flatten();
+                logs.push(((first.is_none(), first), kept));
+            }
+            logs.sort_by_key(|(first, _)| *first);
+            for record in logs.iter().flat_map(|(_, kept)| kept) {
+                listing.add(record)?;
+            }
         }
     }
-    let records: Vec<AuditRecord> = logs.into_iter().flatten().collect();
-    let matching: Vec<&AuditRecord> = records
-        .iter()
-        .filter(|record| filter.matches(record))
-        .collect();
-    print_listing(&mut out, &matching, &args).context("cannot write to standard output")?;
+    listing.finish()?;
     if skipped > 0 {
         warn(&format!(
             "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
@@ -183,22 +208,41 @@ fn show(args: AuditArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The records, or their summary.
-fn print_listing(out: &mut impl Write, matching: &[&AuditRecord], args: &AuditArgs) -> Result<()> {
-    if args.summary {
-        let summary = Summary::of(matching.iter().copied());
-        if args.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
-        } else {
-            print_summary(out, &summary)?;
-        }
-    } else {
-        for record in matching {
-            print_record(out, record, args.json)?;
+fn open(path: &Path) -> Result<File> {
+    File::open(path).with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Where the matching records go: printed as they come, or counted into
+/// a summary printed at the end.
+struct Listing<'a, W: Write> {
+    out: &'a mut W,
+    json: bool,
+    summary: Option<Summary>,
+}
+
+impl<W: Write> Listing<'_, W> {
+    fn add(&mut self, record: &AuditRecord) -> Result<()> {
+        match &mut self.summary {
+            Some(summary) => {
+                summary.add(record);
+                Ok(())
+            }
+            None => {
+                print_record(self.out, record, self.json).context("cannot write to standard output")
+            }
         }
     }
-    out.flush()?;
-    Ok(())
+
+    fn finish(self) -> Result<()> {
+        if let Some(summary) = &self.summary {
+            if self.json {
+                writeln!(self.out, "{}", serde_json::to_string_pretty(summary)?)?;
+            } else {
+                print_summary(self.out, summary)?;
+            }
+        }
+        self.out.flush().context("cannot write to standard output")
+    }
 }
 
 /// A line for stderr, which may be closed: the listing goes on.
@@ -502,6 +546,8 @@ enum FileEnd {
 struct Followed {
     reader: BufReader<File>,
     path: PathBuf,
+    /// In a line too long to be a record, to be read past up to its end.
+    skipping: bool,
 }
 
 impl Followed {
@@ -509,6 +555,7 @@ impl Followed {
         Followed {
             reader: BufReader::new(file),
             path,
+            skipping: false,
         }
     }
 
@@ -525,9 +572,27 @@ impl Followed {
         // skipped.
         let mut line = Vec::new();
         loop {
+            if self.skipping {
+                if !skip_line(&mut self.reader)? {
+                    break;
+                }
+                self.skipping = false;
+            }
             line.clear();
-            if self.reader.read_until(b'\n', &mut line)? == 0 {
+            let read = (&mut self.reader)
+                .take(LONGEST_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            if read == 0 {
                 break;
+            }
+            if line.len() > LONGEST_LINE && !line.ends_with(b"\n") {
+                warn(&format!(
+                    "execgate: {}: a line longer than {} MiB, not an audit record (skipped)",
+                    self.path.display(),
+                    LONGEST_LINE >> 20
+                ));
+                self.skipping = true;
+                continue;
             }
             if !line.ends_with(b"\n") && end == FileEnd::Growing {
                 // Half a line: come back for the rest.
