@@ -46,7 +46,11 @@
 //! - When the escalated program takes the requester's environment (a
 //!   sandboxed escalation with extra grants), variables that point it at
 //!   other files or commands (`GIT_*`, `MAKEFLAGS`, `npm_config_*`,
-//!   `CARGO_*`, `PIP_*`, `PYTHON*`) refuse it too.
+//!   `CARGO_*`, `PIP_*`, `PYTHON*`) refuse it too. So, for every program,
+//!   in the table or not, does a `HOME`, `XDG_CONFIG_HOME` (and the other
+//!   XDG base directories) or `ZDOTDIR` where the sandbox can write: what
+//!   the program runs (a script's `git`, its interpreter's `.pth` files)
+//!   reads its per-user configuration there.
 //!
 //! A path that does not exist is judged by its nearest existing ancestor:
 //! what the sandbox cannot create cannot be planted. Programs not in the
@@ -639,12 +643,18 @@ pub(crate) struct Request<'a> {
 
 /// Why escalating `request` would run instructions the sandbox could have
 /// planted, or `None` when it would not (or the program is not in the
-/// table). `writable` says whether the sandbox could create or change a
-/// path (already resolved).
+/// table and takes no per-user configuration from the sandbox). `writable`
+/// says whether the sandbox could create or change a path (already
+/// resolved).
 pub(crate) fn planted_instructions(
     request: &Request<'_>,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
+    if request.takes_requester_environment {
+        if let Some(reason) = planted_home(request, writable) {
+            return Some(reason);
+        }
+    }
     let reader = reader_of(request.program)?;
     let name = request
         .program
@@ -714,6 +724,61 @@ fn reader_refusal(
                     "escalation refused: {name} would take {} from the sandbox's environment, \
                      which can point it at other files or commands",
                     String::from_utf8_lossy(variable)
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Variables naming the directories every program, in the table or not,
+/// reads its per-user configuration from (a script's `git` reads
+/// `$HOME/.gitconfig`, its `python3` the `.pth` files under
+/// `$HOME/.local/lib`); lists are `:`-separated.
+const CONFIG_HOMES: &[&str] = &[
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_CONFIG_DIRS",
+    "XDG_DATA_HOME",
+    "XDG_DATA_DIRS",
+    "XDG_STATE_HOME",
+    "ZDOTDIR",
+];
+
+/// Why an escalation that takes the requester's environment would read
+/// per-user configuration from where the sandbox can write: the sandboxed
+/// shell chose those variables, and whatever the program runs (a script's
+/// commands included) reads its configuration there with the escalation's
+/// grants. A relative entry is relative to wherever it runs: refused too.
+fn planted_home(request: &Request<'_>, writable: &dyn Fn(&Path) -> bool) -> Option<String> {
+    for entry in request.env {
+        let entry = entry.as_bytes();
+        let Some(equals) = entry.iter().position(|&byte| byte == b'=') else {
+            continue;
+        };
+        let (variable, value) = (&entry[..equals], &entry[equals + 1..]);
+        if !CONFIG_HOMES.iter().any(|name| name.as_bytes() == variable) {
+            continue;
+        }
+        let variable = String::from_utf8_lossy(variable);
+        for directory in value.split(|&byte| byte == b':') {
+            let directory = Path::new(OsStr::from_bytes(directory));
+            if directory.as_os_str().is_empty() {
+                continue;
+            }
+            if directory.is_relative() {
+                return Some(format!(
+                    "escalation refused: {variable} names {}, a relative path: per-user \
+                     configuration from wherever it runs, which the sandbox may choose",
+                    directory.display()
+                ));
+            }
+            if let Some(place) = writable_place(directory, request.cwd, writable) {
+                return Some(format!(
+                    "escalation refused: {variable} is {}, and the sandbox can write {}: \
+                     programs read their per-user configuration there",
+                    directory.display(),
+                    place.display()
                 ));
             }
         }

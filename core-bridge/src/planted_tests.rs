@@ -300,6 +300,49 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
 
+/// An escalation that takes the requester's environment is refused when
+/// that environment puts per-user configuration where the sandbox can
+/// write, whatever the program: a script (not in the table) run with a
+/// skill's grants runs `git` and `python3`, which read `$HOME/.gitconfig`
+/// and `$HOME/.local/lib/python3.X/site-packages/*.pth` (a probe planted
+/// both). With the session's environment (unsandboxed), the request's
+/// values are not used.
+#[test]
+fn a_home_the_sandbox_can_write_refuses_any_program_that_takes_it() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let script = "/opt/skills/notes/report.py";
+    let cases: &[Case<'_>] = &[
+        (script, "", &w, &["HOME={ro}"], true, false),
+        (script, "", &w, &["HOME={w}/fakehome"], true, true),
+        (script, "", &w, &["HOME={w}/fakehome"], false, false),
+        (script, "", &ro, &["HOME={ro}/../w/home"], true, true),
+        (script, "", &ro, &["HOME=home"], true, true),
+        (script, "", &ro, &["HOME="], true, false),
+        (script, "", &ro, &["XDG_CONFIG_HOME={w}/cfg"], true, true),
+        (
+            script,
+            "",
+            &ro,
+            &["XDG_DATA_DIRS=/usr/share:{w}/share"],
+            true,
+            true,
+        ),
+        (
+            script,
+            "",
+            &ro,
+            &["XDG_DATA_DIRS=/usr/share:{ro}"],
+            true,
+            false,
+        ),
+        (script, "", &ro, &["ZDOTDIR={w}"], true, true),
+        (script, "", &ro, &["MYHOME={w}"], true, false),
+        ("/usr/bin/touch", "{w}/x", &w, &["HOME={w}"], true, true),
+    ];
+    assert_eq!(failures(&place, cases), Vec::<String>::new());
+}
+
 /// The cases that are not as expected, described.
 fn failures(place: &Place, cases: &[Case<'_>]) -> Vec<String> {
     cases

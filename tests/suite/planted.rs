@@ -582,3 +582,73 @@ async fn an_escalated_script_is_the_file_that_was_checked() {
     let decisions = provenances(&recorder);
     assert_eq!(decisions[0].1, "escalate Unsandboxed", "{decisions:#?}");
 }
+
+/// A probe found: a script escalated with a profile's grants (not in the
+/// table, so its own name was judged) took the sandboxed shell's `HOME`,
+/// which the shell had pointed into the workspace, and its `python3`
+/// loaded a `.pth` file planted there, with the grants. An escalation that
+/// takes the requester's environment is refused when that environment puts
+/// per-user configuration where the sandbox can write; with a `HOME` the
+/// sandbox cannot write, the same script escalates.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_escalated_with_grants_does_not_read_a_planted_home() {
+    let place = Place::new();
+    let (tools, home) = (place.root.join("tools"), place.root.join("home"));
+    fs::create_dir(&tools).unwrap();
+    fs::create_dir(&home).unwrap();
+    let script = tools.join("report.py");
+    let source = place.script(
+        "#!/usr/bin/python3\nimport os\nopen('{outside}/granted-' + os.environ['RUN'], 'w')\n",
+    );
+    fs::write(&script, source).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut setup =
+        Setup::rules(place.rules(r#"prefix_rule(pattern = ["report.py"], execution = "grant")"#));
+    let grant = format!(
+        "[profiles.grant]\nextends = \"workspace-write\"\nfilesystem = {{ \"{}\" = \"write\" }}\n",
+        place.outside.display()
+    );
+    setup.profiles.add_toml(&grant, None).unwrap();
+    let recorder = Recorder::default();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script(&format!(
+            "HOME={home} RUN=first {script}; \
+             export HOME={{ws}}/home; \
+             site=$(/usr/bin/python3 -c 'import site; print(site.getusersitepackages())') && \
+             mkdir -p $site && \
+             print -r -- 'import os; open(\"{{outside}}/planted\", \"w\")' > $site/planted.pth && \
+             RUN=second {script}",
+            home = home.display(),
+            script = script.display()
+        )),
+    )
+    .await;
+    session.shutdown().await;
+    let decisions = provenances(&recorder);
+    let stderr = text(&outcome.stderr);
+    assert!(
+        place.outside.join("granted-first").exists(),
+        "with a home the sandbox cannot write, the script did not escalate: {decisions:#?}\n{stderr}"
+    );
+    assert!(
+        !place.outside.join("planted").exists() && !place.outside.join("granted-second").exists(),
+        "the planted .pth ran with the grants: {decisions:#?}\n{stderr}"
+    );
+    let reports: Vec<_> = decisions
+        .iter()
+        .filter(|decided| decided.0 == script.to_str().unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "{decisions:#?}");
+    assert!(
+        reports[0].1.starts_with("escalate Permissions"),
+        "{decisions:#?}"
+    );
+    assert_eq!(reports[1].1, "run", "{decisions:#?}");
+    let note = reports[1].4.as_deref().unwrap_or_default();
+    assert!(
+        note.starts_with("escalation refused: HOME is ") && note.contains("the sandbox can write"),
+        "{note}"
+    );
+}

@@ -96,7 +96,7 @@ pub(super) struct Setup {
     rules: Arc<RuleSet>,
     approver: Arc<dyn Approver>,
     skills: SkillRegistry,
-    profiles: ProfileSet,
+    pub(super) profiles: ProfileSet,
     audit: Option<PathBuf>,
 }
 
