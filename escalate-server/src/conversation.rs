@@ -883,7 +883,7 @@ async fn watch_child(
                     shared.children.signal(request_id, Signal::SIGKILL);
                     killed = true;
                 }
-                () = async { tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)).await }, if stop_at.is_some() => {
+                () = tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)), if stop_at.is_some() => {
                     stop_due = None;
                     shared.children.stop_sandboxed(request_id);
                 }
