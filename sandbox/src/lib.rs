@@ -96,6 +96,8 @@ pub enum SandboxError {
         "path {0:?} is relative and nothing says what it is relative to; use an absolute path"
     )]
     RelativePath(PathBuf),
+    #[error("{entry:?}: {reason}; write the path in full")]
+    Home { entry: String, reason: &'static str },
     #[error("deny glob {0:?} can only have access `none`")]
     GlobNotDeny(String),
     #[error("bad glob {glob:?}: {reason}")]

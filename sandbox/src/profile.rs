@@ -101,7 +101,8 @@ impl fmt::Display for AbsolutePath {
 pub enum FsTarget {
     Path(AbsolutePath),
     Special(SpecialRoot),
-    /// A git-style glob (`**/*.env`) of files that must not be read.
+    /// A glob of files that must not be read, read as a `.gitignore` line
+    /// (see `deny_glob_patterns`).
     /// Only valid with [`Access::None`].
     DenyGlob(String),
 }
@@ -829,13 +830,17 @@ fn resolved(target: FsTarget) -> FsTarget {
 }
 
 /// `:name` is a special root, text with glob characters a deny glob,
-/// anything else a path (relative to `base`).
+/// anything else a path (relative to `base`). A leading `~/` is the home
+/// directory, as in a shell: taken as a name under `base` it would
+/// silently grant or hide nothing.
 pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, SandboxError> {
     if text.starts_with(':') {
         return SpecialRoot::parse(text)
             .map(FsTarget::Special)
             .ok_or_else(|| SandboxError::UnknownSpecialRoot(text.to_owned()));
     }
+    let expanded = expand_home(text)?;
+    let text = expanded.as_deref().unwrap_or(text);
     if text.contains(['*', '?', '[']) {
         globset::Glob::new(text).map_err(|error| SandboxError::BadGlob {
             glob: text.to_owned(),
@@ -844,6 +849,43 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
         return Ok(FsTarget::DenyGlob(text.to_owned()));
     }
     Ok(FsTarget::Path(AbsolutePath::new(text, base)?))
+}
+
+/// `~` or `~/...` with the home directory in front; `None` for text that
+/// does not start with `~`.
+fn expand_home(text: &str) -> Result<Option<String>, SandboxError> {
+    let Some(rest) = text.strip_prefix('~') else {
+        return Ok(None);
+    };
+    let refused = |reason| SandboxError::Home {
+        entry: text.to_owned(),
+        reason,
+    };
+    if !rest.is_empty() && !rest.starts_with(['/', '\\']) {
+        return Err(refused("`~user` is not expanded"));
+    }
+    let home = std::env::home_dir()
+        .filter(|home| home.is_absolute())
+        .ok_or_else(|| refused("no home directory is known (HOME)"))?;
+    let home = home
+        .to_str()
+        .ok_or_else(|| refused("the home directory's name is not UTF-8"))?;
+    Ok(Some(format!("{home}{rest}")))
+}
+
+/// The patterns a deny glob stands for, read as `.gitignore` reads its
+/// lines: one without a `/` (a trailing one aside) matches a name at any
+/// depth (`*.env` is `**/*.env`), and whatever a glob matches, everything
+/// under it is matched too (`**/private` hides the files inside). `*`
+/// never crosses a `/`, `**` does.
+pub(crate) fn deny_glob_patterns(glob: &str) -> [String; 2] {
+    let glob = glob.strip_suffix('/').unwrap_or(glob);
+    let anchored = if glob.contains('/') {
+        glob.to_owned()
+    } else {
+        format!("**/{glob}")
+    };
+    [format!("{anchored}/**"), anchored]
 }
 
 #[cfg(test)]
@@ -882,6 +924,65 @@ mod tests {
             assert_eq!(path.as_path(), Path::new(expected), "{input}");
         }
         assert!(AbsolutePath::new(r"\work", None).is_err());
+    }
+
+    #[test]
+    fn deny_globs_read_as_gitignore_reads_them() {
+        let matches = |glob: &str, path: &str| {
+            deny_glob_patterns(glob).iter().any(|pattern| {
+                globset::GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .unwrap()
+                    .compile_matcher()
+                    .is_match(path)
+            })
+        };
+        // (glob, path relative to a writable root, matched)
+        let cases = [
+            ("*.env", ".env", true),
+            ("*.env", "sub/deep/nested.env", true),
+            ("*.env", "sub/env", false),
+            ("*.env", "sub/x.env/inside", true),
+            ("**/private", "private", true),
+            ("**/private", "a/private/key", true),
+            ("**/private", "a/privateer/key", false),
+            ("private/", "a/private/key", true),
+            ("config/*.key", "config/a.key", true),
+            ("config/*.key", "sub/config/a.key", false),
+            ("config/*.key", "config/sub/a.key", false),
+            ("/home/*/.ssh", "/home/u/.ssh/id_rsa", true),
+            ("/home/*/.ssh", "/home/u/v/.ssh/id_rsa", false),
+        ];
+        let wrong: Vec<_> = cases
+            .iter()
+            .filter(|(glob, path, matched)| matches(glob, path) != *matched)
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    #[test]
+    fn a_tilde_is_the_home_directory() {
+        let home = std::env::home_dir().unwrap();
+        let base = Path::new("/etc/execgate");
+        assert_eq!(
+            parse_target("~/.ssh", Some(base)).unwrap(),
+            FsTarget::Path(AbsolutePath::new(home.join(".ssh"), None).unwrap())
+        );
+        assert_eq!(
+            parse_target("~/**/*.key", Some(base)).unwrap(),
+            FsTarget::DenyGlob(format!("{}/**/*.key", home.display()))
+        );
+        let error = parse_target("~root/.ssh", Some(base)).unwrap_err();
+        assert!(
+            error.to_string().contains("`~user` is not expanded"),
+            "{error}"
+        );
+        // Only a leading `~` is the home directory.
+        assert_eq!(
+            parse_target("a~/b", Some(base)).unwrap(),
+            FsTarget::Path(AbsolutePath::new("/etc/execgate/a~/b", None).unwrap())
+        );
     }
 
     #[test]

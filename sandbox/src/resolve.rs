@@ -227,14 +227,16 @@ impl ResolvedPolicy {
 
         let mut builder = GlobSetBuilder::new();
         for glob in &deny_globs {
-            let compiled = GlobBuilder::new(glob)
-                .literal_separator(true)
-                .build()
-                .map_err(|error| SandboxError::BadGlob {
-                    glob: glob.clone(),
-                    reason: error.to_string(),
-                })?;
-            builder.add(compiled);
+            for pattern in crate::profile::deny_glob_patterns(glob) {
+                let compiled = GlobBuilder::new(&pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|error| SandboxError::BadGlob {
+                        glob: glob.clone(),
+                        reason: error.to_string(),
+                    })?;
+                builder.add(compiled);
+            }
         }
         let deny_set = builder.build().map_err(|error| SandboxError::BadGlob {
             glob: deny_globs.join(", "),

@@ -357,6 +357,56 @@ async fn a_deny_glob_file_the_host_creates_after_launch_is_unreadable() {
     );
 }
 
+/// A probe found `"*.env"` hiding only `.env` files directly in a
+/// writable root, and `"**/private"` refusing the directory's listing but
+/// not the files in it. Deny globs read as `.gitignore` lines: a glob
+/// without `/` matches at any depth, and a matched directory hides what is
+/// under it, files there from the start and files made later alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_globs_match_names_at_any_depth_and_what_is_under_a_matched_directory() {
+    let place = Place::new();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    for glob in ["*.env", "**/private"] {
+        file_system
+            .push(parse_target(glob, None).unwrap(), Access::None)
+            .unwrap();
+    }
+    for dir in ["sub/deep", "a/private"] {
+        fs::create_dir_all(place.ws.join(dir)).unwrap();
+    }
+    for file in [".env", "sub/.env", "sub/deep/nested.env", "a/private/key"] {
+        fs::write(place.ws.join(file), SECRET).unwrap();
+    }
+    fs::write(place.ws.join("sub/notes.txt"), "readable\n").unwrap();
+    let marker = place.ws.join("marker");
+    let script = after_marker(
+        &marker,
+        "for f in .env sub/.env sub/deep/nested.env a/private/key sub/deep/late.env a/private/late; do
+           cat $f 2>/dev/null; print $f=$?
+         done
+         cat sub/notes.txt",
+    );
+    let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
+    let child = spawn_session_shell(&mut session, &script, &place.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(place.ws.join("sub/deep/late.env"), SECRET).unwrap();
+    fs::write(place.ws.join("a/private/late"), SECRET).unwrap();
+    fs::write(&marker, "").unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(!output.stdout.contains(SECRET), "{}", output.stdout);
+    assert_eq!(
+        output.stdout,
+        ".env=1\nsub/.env=1\nsub/deep/nested.env=1\na/private/key=1\n\
+         sub/deep/late.env=1\na/private/late=1\nreadable\n",
+        "{}",
+        output.stderr
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deny_glob_file_made_inside_the_sandbox_is_neither_written_nor_read() {
     let place = Place::new();

@@ -81,11 +81,13 @@ impl DenyGlobs {
     pub(crate) fn new(globs: &[String], roots: Vec<PathBuf>) -> Result<DenyGlobs, String> {
         let mut builder = GlobSetBuilder::new();
         for glob in globs {
-            let compiled = GlobBuilder::new(glob)
-                .literal_separator(true)
-                .build()
-                .map_err(|error| format!("deny glob {glob:?}: {error}"))?;
-            builder.add(compiled);
+            for pattern in crate::profile::deny_glob_patterns(glob) {
+                let compiled = GlobBuilder::new(&pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|error| format!("deny glob {glob:?}: {error}"))?;
+                builder.add(compiled);
+            }
         }
         let set = builder
             .build()
