@@ -199,6 +199,7 @@ const RUNNERS: &[(&str, &[&str], &str)] = &[
 /// pick what runs, in file and line order.
 pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
+    findings.extend(shadowed(rules));
     sort(&mut findings);
     findings
 }
@@ -209,6 +210,7 @@ pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
 /// defined or not sandboxed (errors).
 pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
+    findings.extend(shadowed(rules));
     findings.extend(rules.rules().filter_map(|rule| {
         let program = Path::new(rule.program());
         if !program.is_absolute() {
@@ -291,6 +293,58 @@ fn escape_hatches(rules: &RuleSet) -> Vec<LintFinding> {
         })
         .chain(rules.network_rules().iter().filter_map(network_warning))
         .collect()
+}
+
+/// Rules on a name stricter than a rule on a path with that name, for
+/// command lines both match: a session consults the path's rules first and
+/// the name's only when none of those match, so the stricter rule never
+/// applies to that path there.
+fn shadowed(rules: &RuleSet) -> Vec<LintFinding> {
+    let by_path: Vec<&PrefixRule> = rules
+        .rules()
+        .filter(|rule| Path::new(rule.program()).is_absolute())
+        .collect();
+    rules
+        .rules()
+        .filter(|rule| !Path::new(rule.program()).is_absolute())
+        .filter_map(|rule| {
+            let path_rule = by_path.iter().find(|path_rule| {
+                Path::new(path_rule.program()).file_name()
+                    == Some(std::ffi::OsStr::new(rule.program()))
+                    && path_rule.decision < rule.decision
+                    && may_match_alike(path_rule, rule)
+            })?;
+            Some(LintFinding {
+                origin: rule.origin.clone(),
+                pattern: pattern_text(rule),
+                severity: Severity::Warning,
+                message: format!(
+                    "{} on {} does not apply to {} where the {} rule at {} matches: a \
+                     session consults the rules on a path before those on its name",
+                    rule.decision.as_str(),
+                    rule.program(),
+                    path_rule.program(),
+                    path_rule.decision.as_str(),
+                    path_rule.origin
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Whether some argument list matches both rules' patterns (after the
+/// program): every position both patterns have shares a choice, and
+/// neither is `exact` with fewer positions than the other has.
+fn may_match_alike(one: &PrefixRule, other: &PrefixRule) -> bool {
+    let (one_len, other_len) = (one.rest().len(), other.rest().len());
+    if (one.exact && other_len > one_len) || (other.exact && one_len > other_len) {
+        return false;
+    }
+    one.rest().iter().zip(other.rest()).all(|(mine, theirs)| {
+        mine.choices()
+            .iter()
+            .any(|choice| theirs.choices().contains(choice))
+    })
 }
 
 fn sort(findings: &mut [LintFinding]) {

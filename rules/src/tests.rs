@@ -243,6 +243,41 @@ prefix_rule(pattern = ["git", "log"])
     assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9, 13]);
 }
 
+/// A probe found `forbidden` on `perl` dead beside `allow` on
+/// `/usr/bin/perl`: the path's rules come first. Lint names a rule on a
+/// name that a weaker rule on a path of that name shadows, where one
+/// command line can match both.
+#[test]
+fn lint_names_rules_on_a_name_that_a_path_rule_shadows() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["/usr/bin/perl"])
+prefix_rule(pattern = ["perl"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/git", "status"])
+prefix_rule(pattern = ["git", "push"], decision = "forbidden")
+prefix_rule(pattern = ["git", ["status", "log"], "-p"], decision = "prompt")
+prefix_rule(pattern = ["/usr/bin/tar", "-x"], exact = True, decision = "prompt")
+prefix_rule(pattern = ["tar", "-x", "-f"], decision = "forbidden")
+prefix_rule(pattern = ["tar"], decision = "forbidden")
+prefix_rule(pattern = ["ls"], decision = "forbidden")
+"#,
+    );
+    let shadowed: Vec<(usize, String)> = lint(&set)
+        .into_iter()
+        .filter(|finding| finding.message.contains("does not apply"))
+        .map(|finding| (finding.origin.line, finding.message))
+        .collect();
+    let lines: Vec<usize> = shadowed.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [3, 6, 9], "{shadowed:#?}");
+    assert!(
+        shadowed[0].1.starts_with(
+            "forbidden on perl does not apply to /usr/bin/perl where the allow rule at "
+        ),
+        "{}",
+        shadowed[0].1
+    );
+}
+
 const NETWORK_RULES: &str = r#"
 network_rule(host = "**.crates.io", protocol = "https", port = 443, justification = "cargo fetch")
 network_rule(host = "*.github.com", decision = "prompt")
