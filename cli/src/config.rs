@@ -146,7 +146,10 @@ pub fn default_path() -> Option<PathBuf> {
 impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
         let path = match explicit {
-            Some(path) => path.to_path_buf(),
+            // Relative paths in it are relative to its directory, which a
+            // relative name does not give.
+            Some(path) => std::path::absolute(path)
+                .with_context(|| format!("cannot find config file {}", path.display()))?,
             None => match default_path() {
                 Some(path) if path.exists() => path,
                 _ => return Ok(Config::default()),
@@ -161,12 +164,9 @@ impl Config {
         let file: ConfigFile =
             toml::from_str(text).with_context(|| format!("config file {}", path.display()))?;
         let mut profiles = ProfileSet::default();
-        if let Some(table) = file.profiles {
-            let mut wrapper = toml::Table::new();
-            wrapper.insert("profiles".into(), toml::Value::Table(table));
-            profiles
-                .add_toml(&wrapper.to_string(), Some(path))
-                .with_context(|| format!("config file {}", path.display()))?;
+        if file.profiles.is_some() {
+            // Its errors name the file.
+            profiles.add_toml_within(text, Some(path))?;
         }
         let mut env = EnvPolicy::default();
         if let Some(section) = file.env {

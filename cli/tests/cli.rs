@@ -163,6 +163,24 @@ fn config_errors_name_the_key_and_the_file() {
     let output = execgate(&ws, &["run", "--profile", "no-such-profile", "--", "true"]);
     assert_eq!(output.status.code(), Some(125));
     assert!(text(&output.stderr).contains("unknown profile \"no-such-profile\""));
+
+    // A profile's error names the file's own line (it named a line of the
+    // profiles written out again, past the file's end).
+    std::fs::write(
+        &config,
+        "rules = []\n[profiles.x]\nextends = \"read-only\"\nfilesystem = { \"/tmp\" = \"rw\" }\n",
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--config", config.to_str().unwrap(), "--", "true"],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("line 4") && stderr.contains("\"/tmp\" = \"rw\""),
+        "{stderr}"
+    );
 }
 
 /// A profile that hides the working directory is refused before anything
@@ -203,13 +221,14 @@ fn a_config_profile_is_used() {
         "[profiles.more]\nextends = \"workspace-write\"\nfilesystem = { \"extra\" = \"write\" }\n",
     )
     .unwrap();
-    let config = config.to_str().unwrap();
+    // Named relative to the working directory: its entries are still
+    // relative to its own directory.
     let output = execgate(
         &ws,
         &[
             "run",
             "--config",
-            config,
+            "../config.toml",
             "--profile",
             "more",
             "--",

@@ -529,7 +529,13 @@ impl AdditionalPermissions {
             file: file.display().to_string(),
             reason: error.to_string(),
         })?;
-        Self::from_toml(&text, Some(file))
+        // Relative entries are relative to the file's directory, which a
+        // relative name does not give.
+        let file = std::path::absolute(file).map_err(|error| SandboxError::Config {
+            file: file.display().to_string(),
+            reason: error.to_string(),
+        })?;
+        Self::from_toml(&text, Some(&file))
     }
 }
 
@@ -709,6 +715,13 @@ struct ProfilesFile {
     profiles: BTreeMap<String, ProfileSpec>,
 }
 
+/// [`ProfilesFile`] inside a document with other tables.
+#[derive(Debug, serde::Deserialize)]
+struct ProfilesWithin {
+    #[serde(default)]
+    profiles: BTreeMap<String, ProfileSpec>,
+}
+
 /// Named profiles loaded from TOML, on top of the presets.
 ///
 /// ```toml
@@ -730,11 +743,28 @@ impl ProfileSet {
     /// from (its directory is the base for relative paths).
     pub fn add_toml(&mut self, text: &str, origin: Option<&Path>) -> Result<(), SandboxError> {
         let file: ProfilesFile = parse_toml(text, origin)?;
+        self.add(file.profiles, origin);
+        Ok(())
+    }
+
+    /// Adds the `[profiles]` of a larger TOML document (a config file, whose
+    /// other tables its reader checks), so that an error points at the
+    /// document's own line.
+    pub fn add_toml_within(
+        &mut self,
+        text: &str,
+        origin: Option<&Path>,
+    ) -> Result<(), SandboxError> {
+        let file: ProfilesWithin = parse_toml(text, origin)?;
+        self.add(file.profiles, origin);
+        Ok(())
+    }
+
+    fn add(&mut self, profiles: BTreeMap<String, ProfileSpec>, origin: Option<&Path>) {
         let base = origin.and_then(Path::parent).map(Path::to_path_buf);
-        for (profile, spec) in file.profiles {
+        for (profile, spec) in profiles {
             self.specs.insert(profile, (spec, base.clone()));
         }
-        Ok(())
     }
 
     /// The names of the loaded profiles (not the presets).
