@@ -712,10 +712,10 @@ fn follow(log: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> Resu
                 // deleted the followed file may or may not have deleted
                 // others after it.
                 warn(&format!(
-                    "execgate: {}: rotated more than `keep` times between two looks: the \
-                     file followed (opened as {}) was read to its end, then deleted, and \
-                     the files rotated between it and {}, if any, were deleted before they \
-                     could be read: their records are missing here",
+                    "execgate: {}: the file followed (opened as {}) was read to its end, \
+                     then deleted: by hand, or by more than `keep` rotations between two \
+                     looks, which may also have deleted files rotated between it and {} \
+                     before they could be read (their records would be missing here)",
                     log.display(),
                     followed.path.display(),
                     oldest.as_deref().unwrap_or("the log"),
