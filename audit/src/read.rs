@@ -254,11 +254,12 @@ impl Filter {
     }
 
     pub fn matches(&self, record: &AuditRecord) -> bool {
-        let decision = record
-            .execgate
-            .as_ref()
-            .map(|fields| fields.decision.as_str());
-        let executable = record.process.executable.as_ref().map(|path| path.lossy());
+        self.matches_own(record) && self.matches_decision(record)
+    }
+
+    /// What any record can be judged on by itself: session, time, exit
+    /// code, network.
+    fn matches_own(&self, record: &AuditRecord) -> bool {
         // A record whose time cannot be read is outside every bound.
         let within_time = (self.since.is_none() && self.until.is_none())
             || record.time().is_some_and(|time| {
@@ -268,26 +269,87 @@ impl Filter {
         self.session
             .as_ref()
             .is_none_or(|id| &record.session_id == id)
-            && self.decision.as_deref().is_none_or(|wanted| {
-                decision == Some(wanted) || (wanted == "deny" && record.denied_at_connect())
-            })
-            && self.program.as_ref().is_none_or(|glob| {
-                executable.as_ref().is_some_and(|path| {
-                    let name = Path::new(path)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned());
-                    glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
-                })
-            })
-            && self
-                .rule
-                .as_ref()
-                .is_none_or(|id| record.rule.as_ref().is_some_and(|rule| &rule.id == id))
             && within_time
             && self
                 .exit_code
                 .is_none_or(|code| record.process.exit_code == Some(code))
             && (!self.network || record.is_network())
+    }
+
+    /// What only a decision names: the decision, the program, the rule.
+    fn matches_decision(&self, record: &AuditRecord) -> bool {
+        let decision = record
+            .execgate
+            .as_ref()
+            .map(|fields| fields.decision.as_str());
+        let executable = record.process.executable.as_ref().map(|path| path.lossy());
+        self.decision.as_deref().is_none_or(|wanted| {
+            decision == Some(wanted) || (wanted == "deny" && record.denied_at_connect())
+        }) && self.program.as_ref().is_none_or(|glob| {
+            executable.as_ref().is_some_and(|path| {
+                let name = Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
+            })
+        }) && self
+            .rule
+            .as_ref()
+            .is_none_or(|id| record.rule.as_ref().is_some_and(|rule| &rule.id == id))
+    }
+
+    /// Whether this filter names anything only a decision has.
+    fn names_decisions(&self) -> bool {
+        self.decision.is_some() || self.program.is_some() || self.rule.is_some()
+    }
+}
+
+/// A [`Filter`] over a log read in order, which also keeps what followed a
+/// kept escalation (its start, its exit, a failure to start): those name no
+/// program, rule or decision of their own, and `--program git` without
+/// them would lose every escalated git's exit status.
+#[derive(Debug)]
+pub struct RequestFilter {
+    filter: Filter,
+    /// (session, request) of the escalations kept so far.
+    escalations: std::collections::HashSet<(String, u64)>,
+}
+
+impl RequestFilter {
+    pub fn new(filter: Filter) -> RequestFilter {
+        RequestFilter {
+            filter,
+            escalations: std::collections::HashSet::new(),
+        }
+    }
+
+    pub fn matches(&mut self, record: &AuditRecord) -> bool {
+        let Some(fields) = &record.execgate else {
+            // A start or an exit: kept when its escalation's decision was
+            // (and the filter names anything that only a decision has).
+            let key = record
+                .request_id
+                .map(|request| (record.session_id.clone(), request));
+            let follows = self.filter.names_decisions()
+                && key.as_ref().is_some_and(|key| {
+                    // Its exit (or failure to start) is the last there is.
+                    let last = matches!(record.event.action.as_str(), "exit" | "error");
+                    match last {
+                        true => self.escalations.remove(key),
+                        false => self.escalations.contains(key),
+                    }
+                });
+            return (follows || !self.filter.names_decisions()) && self.filter.matches_own(record);
+        };
+        // `--program git --exit-code 1` keeps the exits of git's
+        // escalations: the decision is remembered for what it decided.
+        if let (true, Some(request)) = (fields.decision == "escalate", record.request_id) {
+            if self.filter.matches_decision(record) {
+                self.escalations
+                    .insert((record.session_id.clone(), request));
+            }
+        }
+        self.filter.matches(record)
     }
 }
 

@@ -303,6 +303,38 @@ impl RecordOptions {
 
 pub(crate) const REDACTED: &str = "[REDACTED]";
 
+/// A request's arguments (redacted where `options` say, the indices noted
+/// in `record`) and working directory.
+fn asked_process(
+    record: &mut AuditRecord,
+    argv: &[std::ffi::OsString],
+    cwd: &std::path::Path,
+    options: &RecordOptions,
+) -> ProcessFields {
+    let mut redacted = Vec::new();
+    let args = argv
+        .iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            if index > 0 && options.redact_args.is_match(arg.to_string_lossy().as_ref()) {
+                redacted.push(index);
+                Bytes::Text(REDACTED.into())
+            } else {
+                Bytes::of(arg.as_bytes())
+            }
+        })
+        .collect();
+    if !redacted.is_empty() {
+        record.redacted_args = Some(redacted);
+    }
+    ProcessFields {
+        args: Some(args),
+        args_count: Some(argv.len()),
+        working_directory: Some(Bytes::of(cwd.as_os_str().as_bytes())),
+        ..ProcessFields::default()
+    }
+}
+
 impl AuditRecord {
     /// The record of `event`, stamped `now`.
     pub fn of(
@@ -360,33 +392,12 @@ impl AuditRecord {
                 };
                 record.request_id = Some(request.request_id);
                 record.parent_request_id = request.parent_request_id;
-                let mut redacted = Vec::new();
-                let args = request
-                    .argv
-                    .iter()
-                    .enumerate()
-                    .map(|(index, arg)| {
-                        if index > 0 && options.redact_args.is_match(arg.to_string_lossy().as_ref())
-                        {
-                            redacted.push(index);
-                            Bytes::Text(REDACTED.into())
-                        } else {
-                            Bytes::of(arg.as_bytes())
-                        }
-                    })
-                    .collect();
                 record.process = ProcessFields {
                     executable: Some(Bytes::of(
                         request.executable.canonical_path.as_os_str().as_bytes(),
                     )),
-                    args: Some(args),
-                    args_count: Some(request.argv.len()),
-                    working_directory: Some(Bytes::of(request.cwd.as_os_str().as_bytes())),
-                    ..ProcessFields::default()
+                    ..asked_process(&mut record, &request.argv, &request.cwd, options)
                 };
-                if !redacted.is_empty() {
-                    record.redacted_args = Some(redacted);
-                }
                 let identity = &request.executable;
                 record.file = Some(FileIdentity {
                     requested_path: Bytes::of(identity.requested_path.as_os_str().as_bytes()),
@@ -459,9 +470,34 @@ impl AuditRecord {
                 record.request_id = Some(*request_id);
                 record.error = Some(reason.clone());
             }
-            SessionEvent::RequestRefused { request_id, reason } => {
+            SessionEvent::RequestRefused {
+                request_id,
+                reason,
+                asked,
+            } => {
                 record.request_id = *request_id;
                 record.error = Some(reason.clone());
+                // A request read and then refused was denied: it is listed
+                // with the denials, with what it asked for.
+                if let Some(asked) = asked {
+                    record.process = asked_process(&mut record, &asked.argv, &asked.cwd, options);
+                    record.requester = Some(Requester {
+                        pid: asked.peer.pid,
+                        uid: asked.peer.uid,
+                    });
+                    record.execgate = Some(DecisionFields {
+                        decision: "deny".into(),
+                        execution: None,
+                        grants: None,
+                        reason: Some(reason.clone()),
+                        decided_by: "server".into(),
+                        approval_ms: None,
+                        note: None,
+                        list_entry: None,
+                        network_outcome: None,
+                        working_directory_unverified: None,
+                    });
+                }
             }
             SessionEvent::Ended { reason, running } => {
                 let (end_reason, signal) = match reason {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use execgate_escalate_server::{
-    AuditSink, Decision, ExecContext, Execution, PeerCredentials, ResolvedExecutable, SessionEvent,
-    Termination,
+    AuditSink, Decision, ExecContext, Execution, PeerCredentials, RefusedRequest,
+    ResolvedExecutable, SessionEvent, Termination,
 };
 
 use crate::*;
@@ -138,6 +138,7 @@ fn each_event_becomes_its_record() {
             SessionEvent::RequestRefused {
                 request_id: None,
                 reason: "bad frame".into(),
+                asked: None,
             },
             "error",
             "failure",
@@ -161,6 +162,115 @@ fn each_event_becomes_its_record() {
             execution
         );
     }
+}
+
+/// A probe found a request refused before its decision (a magic-link
+/// path) recorded with nothing but the reason: no arguments, and not among
+/// the denials. It is a denial, with what it asked for.
+#[test]
+fn a_refused_request_is_a_denial_with_what_it_asked() {
+    let options = RecordOptions::new(Vec::new(), &["*s3cret*".into()]).unwrap();
+    let asked = RefusedRequest {
+        peer: PeerCredentials {
+            pid: 42,
+            uid: 1000,
+            gid: 1000,
+        },
+        path: "/proc/self/exe".into(),
+        argv: vec!["zsh".into(), "-c".into(), "s3cret".into()],
+        cwd: "/work".into(),
+    };
+    let event = SessionEvent::RequestRefused {
+        request_id: Some(3),
+        reason: "cannot check the executable: /proc/self/exe".into(),
+        asked: Some(Arc::new(asked)),
+    };
+    let record = AuditRecord::of(&event, "s1", SystemTime::now(), &options);
+    assert_eq!(record.event.action, "error");
+    let args: Vec<String> = record
+        .process
+        .args
+        .iter()
+        .flatten()
+        .map(Bytes::lossy)
+        .collect();
+    assert_eq!(args, ["zsh", "-c", "[REDACTED]"]);
+    assert_eq!(record.redacted_args, Some(vec![2]));
+    assert_eq!(
+        record.requester.as_ref().map(|requester| requester.pid),
+        Some(42)
+    );
+    let filter = Filter {
+        decision: Some("deny".into()),
+        ..Filter::default()
+    };
+    assert!(filter.matches(&record));
+    let summary = Summary::of([&record]);
+    assert_eq!(summary.denials.len(), 1, "{summary:?}");
+    assert!(summary.denials[0].contains("/proc/self/exe"), "{summary:?}");
+}
+
+/// `--program ls` keeps the start and exit of the escalations it keeps
+/// (they name no program), `--exit-code` applies to those; a run of other
+/// programs' records stays out.
+#[test]
+fn a_kept_escalation_keeps_its_start_and_exit() {
+    let options = RecordOptions::default();
+    let escalated = decided(
+        vec!["ls".into()],
+        Decision::Escalate(Execution::Unsandboxed),
+    );
+    let started = SessionEvent::Started {
+        request_id: 7,
+        pid: 99,
+    };
+    let exited = |code| SessionEvent::Exited {
+        request_id: 7,
+        pid: 99,
+        termination: Termination::Exited(code),
+        run_time: Duration::from_millis(5),
+    };
+    let record = |event: &SessionEvent| AuditRecord::of(event, "s1", SystemTime::now(), &options);
+    let log = [
+        record(&escalated),
+        record(&started),
+        record(&exited(1)),
+        record(&started),
+        record(&exited(1)),
+    ];
+    let kept = |filter: Filter| -> Vec<&str> {
+        let mut filter = RequestFilter::new(filter);
+        log.iter()
+            .filter(|record| filter.matches(record))
+            .map(|record| record.event.action.as_str())
+            .collect()
+    };
+    let ls = || Some(Filter::program_glob("ls").unwrap());
+    assert_eq!(
+        kept(Filter {
+            program: ls(),
+            ..Filter::default()
+        }),
+        // The second start and exit follow no kept decision (the first
+        // exit ended that escalation).
+        ["decision", "start", "exit"]
+    );
+    assert_eq!(
+        kept(Filter {
+            program: ls(),
+            exit_code: Some(1),
+            ..Filter::default()
+        }),
+        ["exit"]
+    );
+    assert_eq!(
+        kept(Filter {
+            program: Some(Filter::program_glob("git").unwrap()),
+            ..Filter::default()
+        }),
+        Vec::<&str>::new()
+    );
+    assert_eq!(kept(Filter::default()).len(), 5);
 }
 
 #[test]

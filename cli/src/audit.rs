@@ -10,7 +10,7 @@ use crate::output::debug_escaped;
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
     open_log_file, parse_line, read_each, rotated_path, skip_line, AuditError, AuditRecord, Filter,
-    Summary, LONGEST_LINE,
+    RequestFilter, Summary, LONGEST_LINE,
 };
 
 #[derive(clap::Args)]
@@ -130,7 +130,7 @@ fn show(args: AuditArgs) -> Result<i32> {
             (None, [file]) => file,
             (None, _) => bail!("--follow reads exactly one file"),
         };
-        return follow(file, &filter, args.json, &mut out);
+        return follow(file, filter, args.json, &mut out);
     }
     // Records are taken as they are read, one line at a time: a long
     // history is never held whole, only what a summary counts or, for
@@ -145,6 +145,7 @@ fn show(args: AuditArgs) -> Result<i32> {
         warn(&format!("execgate: {error} (skipped)"));
         skipped += 1;
     };
+    let mut filter = RequestFilter::new(filter);
     let mut each = |line: Result<AuditRecord, AuditError>| -> Result<()> {
         match line {
             Ok(record) if filter.matches(&record) => listing.add(&record)?,
@@ -564,7 +565,7 @@ impl Followed {
     fn print_to_end(
         &mut self,
         end: FileEnd,
-        filter: &Filter,
+        filter: &mut RequestFilter,
         json: bool,
         out: &mut impl Write,
     ) -> Result<()> {
@@ -685,7 +686,8 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
 /// When the log rotates, the rest of the file followed is read, then each
 /// file rotated after it, oldest first, then the new log: every record
 /// once, and a warning for what could not be read.
-fn follow(log: &Path, filter: &Filter, json: bool, out: &mut impl Write) -> Result<i32> {
+fn follow(log: &Path, filter: Filter, json: bool, out: &mut impl Write) -> Result<i32> {
+    let filter = &mut RequestFilter::new(filter);
     let file = open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
     let mut followed = Followed::new(log.to_owned(), file);
     followed.reader.seek(std::io::SeekFrom::End(0))?;

@@ -1186,6 +1186,7 @@ fn append_refused(log: &execgate_audit::AuditLog, id: u64) {
     let event = SessionEvent::RequestRefused {
         request_id: Some(id),
         reason: format!("refused {id}"),
+        asked: None,
     };
     let record = AuditRecord::of(
         &event,
@@ -1782,6 +1783,7 @@ fn network_log(path: &Path) {
         SessionEvent::RequestRefused {
             request_id: Some(1),
             reason: "malformed request".into(),
+            asked: None,
         },
         SessionEvent::Network(NetworkEvent::decided(&crates, &allowed, &by_list, Some(2))),
         SessionEvent::Network(NetworkEvent::closed(

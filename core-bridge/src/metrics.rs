@@ -192,7 +192,9 @@ impl Telemetry {
                 run_time_ms = u64::try_from(run_time.as_millis()).unwrap_or(u64::MAX),
                 "escalated child ended"
             ),
-            SessionEvent::RequestRefused { request_id, reason } => {
+            SessionEvent::RequestRefused {
+                request_id, reason, ..
+            } => {
                 self.lock().requests_refused += 1;
                 tracing::warn!(
                     target: "execgate::decision",

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{self, Channel};
 use crate::closer::SafeClose;
 use crate::environment::escalated_environment;
-use crate::events::SessionEvent;
+use crate::events::{RefusedRequest, SessionEvent};
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
 use crate::resolve::{
     launch_plan, open_executable, open_working_directory, LaunchPlan, OpenedExecutable,
@@ -59,13 +59,15 @@ pub(crate) async fn serve_request(
 ) {
     let received = Instant::now();
     let request_id = shared.next_request_id();
-    let refuse = |reason: String| {
+    let refuse_asked = |reason: String, asked: Option<Arc<RefusedRequest>>| {
         tracing::warn!(session = %shared.id, request_id, %reason, "request refused");
         shared.emit(SessionEvent::RequestRefused {
             request_id: Some(request_id),
             reason,
+            asked,
         });
     };
+    let refuse = |reason: String| refuse_asked(reason, None);
     let peer = match sys::peer_credentials(&private) {
         Ok(peer) => peer,
         Err(error) => return refuse(format!("cannot read peer credentials: {error}")),
@@ -114,7 +116,13 @@ pub(crate) async fn serve_request(
         Err(error) => {
             let reason = format!("cannot check the executable: {error}");
             deny(&shared, &mut channel, &cancel, &reason).await;
-            return refuse(reason);
+            let asked = RefusedRequest {
+                peer,
+                path: request.path,
+                argv: request.argv,
+                cwd: request.cwd,
+            };
+            return refuse_asked(reason, Some(Arc::new(asked)));
         }
     };
     let ExecRequest { argv, cwd, env, .. } = request;

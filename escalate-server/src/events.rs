@@ -8,7 +8,19 @@ use std::time::Duration;
 use execgate_network_proxy::{ConnectRequest, ConnectionOutcome, ConnectionReport, Verdict};
 use execgate_protocol::Termination;
 
-use crate::policy::{Decision, ExecContext, Provenance, RuleRef};
+use crate::policy::{Decision, ExecContext, PeerCredentials, Provenance, RuleRef};
+
+/// A refused request as its requester sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRequest {
+    /// From the socket's peer credentials.
+    pub peer: PeerCredentials,
+    /// The path the requester resolved, which the server could not check.
+    pub path: std::path::PathBuf,
+    pub argv: Vec<std::ffi::OsString>,
+    /// As the requester said it.
+    pub cwd: std::path::PathBuf,
+}
 
 /// Receives a session's events, synchronously, mostly on the one thread
 /// every session of the process is served on: keep it quick (hand off to a
@@ -70,6 +82,10 @@ pub enum SessionEvent {
     RequestRefused {
         request_id: Option<u64>,
         reason: String,
+        /// What it asked for, when it got as far as being read: as sent,
+        /// unchecked (the executable could not be, or the request would not
+        /// have been refused).
+        asked: Option<Arc<RefusedRequest>>,
     },
     /// The session ended; `running` escalated children were still running
     /// and are being killed.

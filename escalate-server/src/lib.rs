@@ -62,7 +62,8 @@ mod sys;
 pub use environment::is_injection_variable;
 pub use events::{
     unrecorded_denial, AuditFailure, AuditSink, EventReporter, EventSink, NetworkDecidedBy,
-    NetworkEvent, NetworkOutcome, NetworkStage, RelayedBytes, SessionEnd, SessionEvent,
+    NetworkEvent, NetworkOutcome, NetworkStage, RefusedRequest, RelayedBytes, SessionEnd,
+    SessionEvent,
 };
 pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;

@@ -732,6 +732,7 @@ async fn accept_hellos(
                 shared.emit(SessionEvent::RequestRefused {
                     request_id: None,
                     reason: format!("session socket read failed: {error}"),
+                    asked: None,
                 });
                 continue;
             }
@@ -754,6 +755,7 @@ async fn accept_hellos(
             Err(error) => shared.emit(SessionEvent::RequestRefused {
                 request_id: None,
                 reason: error.to_string(),
+                asked: None,
             }),
         }
     }
