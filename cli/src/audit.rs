@@ -301,7 +301,16 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         (Some(code), _, _) => format!("exit {code}"),
         (_, Some(signal), _) => format!("signal {signal}"),
         (_, _, Some(error)) => debug_escaped(error),
-        _ => escape_controls(&record.event.outcome),
+        // Why a decision is not what its rule asked for (an escalation
+        // refused, so the command ran in place).
+        _ => match record
+            .execgate
+            .as_ref()
+            .and_then(|fields| fields.note.as_ref())
+        {
+            Some(note) => escape_controls(&format!("{}: {note}", record.event.outcome)),
+            None => escape_controls(&record.event.outcome),
+        },
     };
     writeln!(
         out,

@@ -256,9 +256,11 @@ impl SessionArgs {
         session.env = config.env;
         session.niceness = self.nice.unwrap_or(0);
         session.on_network_denial = config.on_network_denial;
-        if self.verbose {
-            session.events = Some(Arc::new(show_event));
-        }
+        session.events = Some(Arc::new(if self.verbose {
+            show_event
+        } else {
+            show_refused_escalation
+        }));
         let log_path = match self.audit_log.or(config.audit.log) {
             Some(path) => path,
             None => audit::default_log_path()?,
@@ -887,6 +889,33 @@ fn man_pages(dir: &std::path::Path) -> Result<i32> {
     Ok(0)
 }
 
+/// Without `--verbose`: a line for each escalation the policy refused. The
+/// command runs in place, in the sandbox, without what the escalation would
+/// have given it, and may fail there ("Read-only file system") for a
+/// reason only the audit log said.
+#[cfg(unix)]
+fn show_refused_escalation(event: &SessionEvent) {
+    let SessionEvent::Decided {
+        request,
+        provenance,
+        ..
+    } = event
+    else {
+        return;
+    };
+    let Some(note) = provenance.note.as_deref() else {
+        return;
+    };
+    // A skill's note names the skill first.
+    if note.contains("escalation refused: ") {
+        stderr::line(&format!(
+            "execgate: {} runs in place, in the sandbox: {}",
+            output::debug_escaped(&request.executable.canonical_path.to_string_lossy()),
+            output::terminal_safe(note, output::Lines::Escaped)
+        ));
+    }
+}
+
 /// `--verbose`: one line per event. Called on the escalation server's
 /// threads, so the line is queued, never written there.
 #[cfg(unix)]
@@ -897,7 +926,7 @@ fn show_event(event: &SessionEvent) {
             decision,
             provenance,
         } => format!(
-            "execgate: {:?} {:?} -> {decision:?} (by {}{})",
+            "execgate: {:?} {:?} -> {decision:?} (by {}{}{})",
             request.executable.canonical_path,
             request.argv,
             provenance.decided_by.as_str(),
@@ -905,6 +934,11 @@ fn show_event(event: &SessionEvent) {
                 .rule
                 .as_ref()
                 .map(|rule| format!(", rule {:?}", rule.id))
+                .unwrap_or_default(),
+            provenance
+                .note
+                .as_ref()
+                .map(|note| format!("; {note:?}"))
                 .unwrap_or_default()
         ),
         SessionEvent::Ended { reason, running } => format!(

@@ -733,6 +733,35 @@ prefix_rule(pattern = ["rm"], decision = "forbidden", justification = "use git c
 prefix_rule(pattern = ["python3"], decision = "allow")
 "#;
 
+/// A refused escalation runs the command in place, where it may fail for
+/// want of what it was to be given: the terminal says why (only the audit
+/// log did), and the audit table shows the note.
+#[test]
+fn a_refused_escalation_says_why_on_stderr_and_in_the_table() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("tool.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"tool.sh\"])\n").unwrap();
+    let tool = ws.join("tool.sh");
+    std::fs::write(&tool, "#!/bin/sh\ntouch ../outside\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--rules", rules.to_str().unwrap(), "--", "./tool.sh"],
+    );
+    let stderr = text(&output.stderr);
+    assert!(!dir.path().join("outside").exists(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "execgate: {} runs in place, in the sandbox: escalation refused: ",
+            tool.display()
+        )) && stderr.contains("is writable from the sandbox"),
+        "{stderr}"
+    );
+    let log = ws.join("state/execgate/audit.jsonl");
+    let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
+    assert!(table.contains("success: escalation refused: "), "{table}");
+}
+
 #[test]
 fn approval_modes_decide_prompts_and_rules_deny_with_their_justification() {
     let (dir, ws) = workspace();
