@@ -734,16 +734,17 @@ fn reader_refusal(
 /// Variables naming the directories every program, in the table or not,
 /// reads its per-user configuration from (a script's `git` reads
 /// `$HOME/.gitconfig`, its `python3` the `.pth` files under
-/// `$HOME/.local/lib`); lists are `:`-separated.
+/// `$HOME/.local/lib`).
 const CONFIG_HOMES: &[&str] = &[
     "HOME",
     "XDG_CONFIG_HOME",
-    "XDG_CONFIG_DIRS",
     "XDG_DATA_HOME",
-    "XDG_DATA_DIRS",
     "XDG_STATE_HOME",
     "ZDOTDIR",
 ];
+
+/// The same, as `:`-separated lists.
+const CONFIG_HOME_LISTS: &[&str] = &["XDG_CONFIG_DIRS", "XDG_DATA_DIRS"];
 
 /// Why an escalation that takes the requester's environment would read
 /// per-user configuration from where the sandbox can write: the sandboxed
@@ -757,11 +758,16 @@ fn planted_home(request: &Request<'_>, writable: &dyn Fn(&Path) -> bool) -> Opti
             continue;
         };
         let (variable, value) = (&entry[..equals], &entry[equals + 1..]);
-        if !CONFIG_HOMES.iter().any(|name| name.as_bytes() == variable) {
+        let named = |names: &[&str]| names.iter().any(|name| name.as_bytes() == variable);
+        let directories: Vec<&[u8]> = if named(CONFIG_HOMES) {
+            vec![value]
+        } else if named(CONFIG_HOME_LISTS) {
+            value.split(|&byte| byte == b':').collect()
+        } else {
             continue;
-        }
+        };
         let variable = String::from_utf8_lossy(variable);
-        for directory in value.split(|&byte| byte == b':') {
+        for directory in directories {
             let directory = Path::new(OsStr::from_bytes(directory));
             if directory.as_os_str().is_empty() {
                 continue;

@@ -338,6 +338,8 @@ fn a_home_the_sandbox_can_write_refuses_any_program_that_takes_it() {
         ),
         (script, "", &ro, &["ZDOTDIR={w}"], true, true),
         (script, "", &ro, &["MYHOME={w}"], true, false),
+        // A colon in a home is part of its name, not a list.
+        (script, "", &ro, &["HOME={ro}:x"], true, false),
         ("/usr/bin/touch", "{w}/x", &w, &["HOME={w}"], true, true),
     ];
     assert_eq!(failures(&place, cases), Vec::<String>::new());
