@@ -138,6 +138,32 @@ impl Channel {
         Ok(())
     }
 
+    /// Returns once the requester has hung up (its end closed: the command
+    /// was killed, its call cancelled) with nothing queued; never when it
+    /// has sent something, which the conversation reads in its turn.
+    pub(crate) async fn hung_up(&mut self) {
+        let Ok(stream) = self.asynchronous() else {
+            return std::future::pending().await;
+        };
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            let mut byte = [0u8; 1];
+            let peeked = stream.try_io(Interest::READABLE, || {
+                let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+                nix::sys::socket::recv(stream.as_raw_fd(), &mut byte, flags)
+                    .map_err(io::Error::from)
+            });
+            match peeked {
+                Ok(0) => return,
+                Ok(_) => return std::future::pending().await,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
     /// The socket's two halves, for a conversation that goes on, and a
     /// reference to it that the caller keeps until both halves are gone:
     /// dropped last, it retires the socket as a [`Channel`] does.

@@ -150,13 +150,42 @@ pub(crate) async fn serve_request(
             .and_then(|sandbox| sandbox.resolved_default.clone()),
     });
 
+    let mut deciding = std::pin::pin!(shared.config.policy.decide(&context));
+    // Most decisions are made at the first poll; only one that waits (for a
+    // person) watches the requester, whose socket must then join the
+    // reactor.
+    let ready = tokio::select! {
+        biased;
+        verdict = &mut deciding => Some(verdict),
+        () = std::future::ready(()) => None,
+    };
+    let verdict = match ready {
+        Some(verdict) => verdict,
+        None => tokio::select! {
+            () = cancel.cancelled() => return,
+            verdict = &mut deciding => verdict,
+            // Its command was killed or its call cancelled while a person
+            // was being asked: the question is withdrawn (the approver's
+            // future dropped), and an answer that comes later decides and
+            // caches nothing.
+            () = channel.hung_up() => {
+                let asked = RefusedRequest {
+                    peer,
+                    path: context.executable.requested_path.clone(),
+                    argv: context.argv.clone(),
+                    cwd: context.cwd.clone(),
+                };
+                return refuse_asked(
+                    "the requester went away before the decision".to_owned(),
+                    Some(Arc::new(asked)),
+                );
+            }
+        },
+    };
     let Verdict {
         decision,
         provenance,
-    } = tokio::select! {
-        () = cancel.cancelled() => return,
-        verdict = shared.config.policy.decide(&context) => verdict,
-    };
+    } = verdict;
     let decided = SessionEvent::Decided {
         request: context.clone(),
         decision: decision.clone(),

@@ -306,6 +306,86 @@ async fn session_approvals_cover_exactly_what_was_approved() {
     session.shutdown().await;
 }
 
+/// A probe found: an MCP call cancelled while its approval was asked
+/// killed the command, but the question stayed, and a late "for the
+/// session" answer was recorded as a decision and cached, so the next
+/// identical command escalated without asking. The server now stops
+/// deciding when the requester hangs up: the approver's future is dropped,
+/// the request is recorded as refused, and nothing is cached.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_whose_requester_went_away_is_withdrawn_and_caches_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    struct Withdrawn(Arc<AtomicBool>);
+    impl Drop for Withdrawn {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let (asked, withdrawn) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let approver = {
+        let (asked, withdrawn) = (asked.clone(), withdrawn.clone());
+        move |_request: ApprovalRequest| {
+            let first = asked.fetch_add(1, Ordering::SeqCst) == 0;
+            let guard = Withdrawn(withdrawn.clone());
+            async move {
+                let _guard = guard;
+                if first {
+                    // A person who answers "for the session", too late.
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    return ApprovalAnswer::ApproveForSession;
+                }
+                ApprovalAnswer::Decline
+            }
+        }
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let script = place.script("touch {outside}/a");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let options = RunOptions {
+        cancel: cancel.clone(),
+        ..RunOptions::default()
+    };
+    let handle = session.run(&script, options).unwrap();
+    while asked.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    let outcome = handle.wait().await.unwrap();
+    assert!(outcome.cancelled);
+    // The server sees the hang-up at once, not after the answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        withdrawn.load(Ordering::SeqCst),
+        "the question was not withdrawn"
+    );
+    let refusals = recorder.refusals();
+    assert_eq!(
+        refusals,
+        ["the requester went away before the decision"],
+        "{:?}",
+        recorder.events()
+    );
+    assert!(
+        provenances(&recorder).is_empty(),
+        "{:?}",
+        provenances(&recorder)
+    );
+    // Asked again, not taken from a cache.
+    let outcome = run(&session, &script).await;
+    assert_eq!(outcome.status.code(), 126, "{}", text(&outcome.stderr));
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert!(!place.outside.join("a").exists());
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn identical_requests_pending_together_share_one_prompt() {
     let place = Place::new();
