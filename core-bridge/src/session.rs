@@ -114,6 +114,15 @@ pub struct ShellSession {
     /// `.lock` in it, locked while the session lives: see
     /// [`remove_abandoned_session_dirs`].
     _zsh_dir_lock: Option<std::fs::File>,
+    /// Cancelled when the session ends: every [`ShellSession::run`] stops
+    /// then (without a session cgroup nothing else would kill its shell).
+    runs: CancellationToken,
+}
+
+impl Drop for ShellSession {
+    fn drop(&mut self) {
+        self.runs.cancel();
+    }
 }
 
 /// How a shell relates to process groups and terminals.
@@ -205,10 +214,20 @@ pub struct RunOutcome {
     pub permissions_declined: bool,
 }
 
-/// A command in flight.
+/// A command in flight. Dropping it, or the future of [`RunHandle::wait`]
+/// before it is done (a `tokio::time::timeout` around it, say), kills the
+/// command and its process group, as [`RunOptions::cancel`] does; so does
+/// the end of its session.
 pub struct RunHandle {
     chunks: mpsc::UnboundedReceiver<OutputChunk>,
     outcome: tokio::task::JoinHandle<Result<RunOutcome, BridgeError>>,
+    stop: CancellationToken,
+}
+
+impl Drop for RunHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl RunHandle {
@@ -218,8 +237,8 @@ impl RunHandle {
     }
 
     /// Waits for the end. Everything the command started is gone by then.
-    pub async fn wait(self) -> Result<RunOutcome, BridgeError> {
-        match self.outcome.await {
+    pub async fn wait(mut self) -> Result<RunOutcome, BridgeError> {
+        match (&mut self.outcome).await {
             Ok(outcome) => outcome,
             Err(error) => Err(BridgeError::Io {
                 what: "the command's task failed".into(),
@@ -367,6 +386,7 @@ impl ShellSession {
             network,
             _zsh_dir: zsh_dir,
             _zsh_dir_lock: zsh_dir_lock,
+            runs: CancellationToken::new(),
         })
     }
 
@@ -400,20 +420,30 @@ impl ShellSession {
         let telemetry = self.telemetry.clone();
         let network = self.network.clone();
         let (sender, chunks) = mpsc::unbounded_channel();
+        let stop = self.runs.child_token();
+        let run_stop = stop.clone();
         let outcome = tokio::spawn(async move {
+            let (cancel, stop) = (options.cancel.clone(), run_stop.clone());
+            let stopped = async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = stop.cancelled() => {}
+                }
+            };
             let (granted, declined) = match requested {
                 None => (None, false),
                 Some((requested, policy)) => {
-                    let granted = policy
-                        .grant_permissions(
-                            &zsh,
-                            &command,
-                            &cwd,
-                            &requested.profile,
-                            requested.justification.clone(),
-                        )
-                        .await
-                        .map_err(|_| BridgeError::Aborted)?;
+                    let granting = policy.grant_permissions(
+                        &zsh,
+                        &command,
+                        &cwd,
+                        &requested.profile,
+                        requested.justification.clone(),
+                    );
+                    let granted = tokio::select! {
+                        granted = granting => granted.map_err(|_| BridgeError::Aborted)?,
+                        () = stopped => return Err(BridgeError::Aborted),
+                    };
                     let declined = granted.is_none();
                     (granted, declined)
                 }
@@ -421,12 +451,18 @@ impl ShellSession {
             let shell = session_shell(granted.as_ref()).inspect_err(|error| {
                 telemetry.shell_start_failed("command", &error.to_string());
             })?;
-            let mut outcome =
-                run_shell(shell, options, clock, &telemetry, &network, sender).await?;
+            let mut outcome = run_shell(
+                shell, options, run_stop, clock, &telemetry, &network, sender,
+            )
+            .await?;
             outcome.permissions_declined = declined;
             Ok(outcome)
         });
-        Ok(RunHandle { chunks, outcome })
+        Ok(RunHandle {
+            chunks,
+            outcome,
+            stop,
+        })
     }
 
     /// Builds shell commands later, from a task that cannot borrow `self`.
@@ -554,7 +590,8 @@ impl ShellSession {
 
     /// Ends the session: every escalated child is killed and reaped.
     pub async fn shutdown(self) {
-        // Long-lived shells hold the session socket: they go first.
+        // Shells hold the session socket: they go first.
+        self.runs.cancel();
         self.processes.kill_all();
         self.network.shut_down();
         self.session.cancel();
@@ -575,6 +612,7 @@ fn kill_group(pgid: Option<i32>) {
 async fn run_shell(
     mut shell: std::process::Command,
     options: RunOptions,
+    stop: CancellationToken,
     clock: Option<ApprovalClock>,
     telemetry: &Telemetry,
     network: &ProxyHost,
@@ -636,6 +674,12 @@ async fn run_shell(
             child.wait().await
         }
         () = options.cancel.cancelled() => {
+            cancelled = true;
+            kill_group(pgid);
+            child.wait().await
+        }
+        // Its handle dropped, or its session ended.
+        () = stop.cancelled() => {
             cancelled = true;
             kill_group(pgid);
             child.wait().await

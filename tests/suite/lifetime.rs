@@ -95,6 +95,44 @@ fn embedding_owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u3
     }
 }
 
+/// What `bridge-host ... drop-session|drop-handle` reports under `scope`.
+fn dropped_run(what: &str, scope: &str) -> String {
+    let workspace = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_bridge-host"))
+        .arg(zsh())
+        .arg(wrapper())
+        .arg(sandbox_helper())
+        .arg(workspace.path())
+        .arg("0")
+        .arg(what)
+        .env("EXECGATE_SCOPE", scope)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A probe found, without a session cgroup: a dropped `ShellSession` left
+/// its `run()`'s shell running (every exec then failing closed, so the loop
+/// spun) and the kept handle's `wait()` hung; and a dropped `RunHandle`
+/// (the future of a timed-out `wait()`) left its command running. Each now
+/// ends the command, with a cgroup or without.
+#[test]
+fn dropping_a_session_or_a_run_handle_ends_the_command() {
+    for scope in ["process-groups", "cgroup"] {
+        assert_eq!(
+            dropped_run("drop-session", scope),
+            "stopped\nended\n",
+            "{scope}"
+        );
+        assert_eq!(dropped_run("drop-handle", scope), "stopped\n", "{scope}");
+    }
+}
+
 #[test]
 fn an_embedding_owner_killed_by_sigterm_leaves_no_escalated_child() {
     embedding_owner_killed_leaves_nothing(Signal::SIGTERM, "cgroup", 20);

@@ -3,7 +3,12 @@
 //! escalated children's pids once they run, and then waits to be killed.
 //!
 //! `bridge-host ZSH WRAPPER SANDBOX-HELPER WORKSPACE SECONDS` prints
-//! `started PID PID` on stdout. It takes no signal over: `SIGTERM`,
+//! `started PID PID` on stdout. With a sixth argument, `drop-session` or
+//! `drop-handle`, it instead runs a loop that appends to `WORKSPACE/ticks`,
+//! drops the session (keeping the run's handle) or the run's handle, and
+//! prints whether the loop stopped (`stopped`, else `running`), then for
+//! `drop-session` whether the kept handle's wait ended (`ended`, else
+//! `hung`). It takes no signal over: `SIGTERM`,
 //! `SIGINT` and `SIGHUP` end it by their default action, as they would an
 //! agent that never thought about them, and `SIGKILL` ends it however it
 //! was written. The lifetime suite checks that no escalated child outlives
@@ -33,9 +38,22 @@ fn default_signal_actions() {
 fn main() -> ExitCode {
     default_signal_actions();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [zsh, wrapper, helper, workspace, seconds] = args.as_slice() else {
-        eprintln!("usage: bridge-host ZSH WRAPPER SANDBOX-HELPER WORKSPACE SECONDS");
-        return ExitCode::from(2);
+    let (zsh, wrapper, helper, workspace, seconds, drop) = match args.as_slice() {
+        [zsh, wrapper, helper, workspace, seconds] => {
+            (zsh, wrapper, helper, workspace, seconds, None)
+        }
+        [zsh, wrapper, helper, workspace, seconds, drop] => (
+            zsh,
+            wrapper,
+            helper,
+            workspace,
+            seconds,
+            Some(drop.as_str()),
+        ),
+        _ => {
+            eprintln!("usage: bridge-host ZSH WRAPPER SANDBOX-HELPER WORKSPACE SECONDS [drop-session|drop-handle]");
+            return ExitCode::from(2);
+        }
     };
     let Ok(runtime) = tokio::runtime::Runtime::new() else {
         eprintln!("bridge-host: cannot start a runtime");
@@ -72,6 +90,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if let Some(what) = drop {
+            return dropped(session, workspace, what).await;
+        }
         let command = format!("sleep {seconds} & sleep {seconds} & wait");
         let _run = match session.run(&command, RunOptions::default()) {
             Ok(run) => run,
@@ -96,4 +117,45 @@ fn main() -> ExitCode {
         // Until a signal ends the process.
         std::future::pending::<ExitCode>().await
     })
+}
+
+/// Runs a loop in `session`, drops the session or the run's handle, and
+/// says what became of the loop (and of the kept handle's wait).
+async fn dropped(session: ShellSession, workspace: &str, what: &str) -> ExitCode {
+    let ticks = std::path::Path::new(workspace).join("ticks");
+    let size = || std::fs::metadata(&ticks).map_or(0, |meta| meta.len());
+    let command = "while :; do print x >> ticks; /usr/bin/true; done";
+    let run = match session.run(command, RunOptions::default()) {
+        Ok(run) => run,
+        Err(error) => {
+            eprintln!("bridge-host: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    while size() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut out = std::io::stdout();
+    let kept = match what {
+        "drop-session" => {
+            drop(session);
+            Some(run)
+        }
+        _ => {
+            // As `tokio::time::timeout(.., run.wait())` does.
+            let _ = tokio::time::timeout(Duration::from_millis(100), run.wait()).await;
+            None
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = size();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = size() == before;
+    let _ = writeln!(out, "{}", if stopped { "stopped" } else { "running" });
+    if let Some(run) = kept {
+        let ended = tokio::time::timeout(Duration::from_secs(5), run.wait()).await;
+        let _ = writeln!(out, "{}", if ended.is_ok() { "ended" } else { "hung" });
+    }
+    let _ = out.flush();
+    ExitCode::SUCCESS
 }
