@@ -367,8 +367,8 @@ fn execgate(cli: Cli) -> ExitCode {
         return ExitCode::from(125);
     }
     let result = match cli.command {
-        Command::Run(args) => run(args),
-        Command::Shell(args) => shell(args),
+        Command::Run(args) => reaping(|| run_in_session(args)),
+        Command::Shell(args) => reaping(|| shell(args)),
         Command::Sandbox {
             profile,
             cwd,
@@ -378,7 +378,7 @@ fn execgate(cli: Cli) -> ExitCode {
         Command::Doctor { json } => doctor::run(json),
         Command::Audit(args) => audit::run(args),
         Command::Policy(command) => policy::run(command),
-        Command::Mcp(args) => mcp::serve(args),
+        Command::Mcp(args) => reaping(|| mcp::serve(args)),
         Command::Completions { shell } => {
             // Made whole first: `generate` panics on a failed write.
             let mut script = Vec::new();
@@ -597,10 +597,14 @@ fn children_of(parent: u32) -> Vec<i32> {
         .collect()
 }
 
+/// Runs a command that starts a session (`run`, `shell`, `mcp`) as the
+/// reaper of what its session leaves behind: without a session cgroup, a
+/// process that left its process group and session (an unsandboxed
+/// escalation's `setsid`, a daemon's double fork) would outlive it.
 #[cfg(unix)]
-fn run(args: RunArgs) -> Result<i32> {
+fn reaping(session: impl FnOnce() -> Result<i32>) -> Result<i32> {
     adopt_orphans()?;
-    let code = run_in_session(args);
+    let code = session();
     end_leftovers();
     code
 }

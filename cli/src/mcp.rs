@@ -106,8 +106,14 @@ pub fn serve(args: McpArgs) -> Result<i32> {
             session: session.clone(),
             tool_router: ExecServer::tool_router(),
         };
+        let (input, output) = rmcp::transport::stdio_pipes();
+        let input = UntilEnd {
+            input,
+            ended: tokio_util::sync::CancellationToken::new(),
+        };
+        let input_ended = input.ended.clone();
         let service = tokio::select! {
-            service = server.serve(rmcp::transport::stdio_pipes()) => {
+            service = server.serve((input, output)) => {
                 service.context("the MCP handshake failed")?
             }
             signal = signals.recv() => {
@@ -119,6 +125,13 @@ pub fn serve(args: McpArgs) -> Result<i32> {
         let cancel = service.cancellation_token();
         let code = tokio::select! {
             _ = service.waiting() => 0,
+            // rmcp lets calls in flight run up to 5 s more after the input
+            // ends: the client has gone, and so do the session's processes,
+            // now.
+            () = input_ended.cancelled() => {
+                cancel.cancel();
+                0
+            }
             () = client_stopped_reading() => {
                 cancel.cancel();
                 0
@@ -144,6 +157,31 @@ pub fn serve(args: McpArgs) -> Result<i32> {
     // A read still pending on stdin must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
+}
+
+/// Standard input, which says when it has ended: the client has gone (or
+/// asks the server to stop, as MCP's stdio transport has it).
+struct UntilEnd<R> {
+    input: R,
+    ended: tokio_util::sync::CancellationToken,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilEnd<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buffer.filled().len();
+        let polled = std::pin::Pin::new(&mut self.input).poll_read(context, buffer);
+        let at_end = matches!(polled, std::task::Poll::Ready(Ok(())))
+            && buffer.filled().len() == before
+            && buffer.remaining() > 0;
+        if at_end {
+            self.ended.cancel();
+        }
+        polled
+    }
 }
 
 /// Asks the MCP client (elicitation), else the fallback.

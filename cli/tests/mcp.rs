@@ -128,3 +128,92 @@ fn a_client_that_stops_reading_ends_the_session() {
         String::from_utf8_lossy(&left.stdout)
     );
 }
+
+/// A probe found, without a session cgroup: an unsandboxed escalation's
+/// `setsid` child outlived `execgate mcp`, however it ended; and after the
+/// client closed standard input, a call still in flight kept the session
+/// (and its escalations) going for 5 s more. The server is the reaper of
+/// what its session leaves, and the end of its input ends the session
+/// at once.
+#[test]
+fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let rules = dir.path().join("setsid.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["mcp", "--rules"])
+        .arg(&rules)
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .env("EXECGATE_SCOPE", "process-groups")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let messages = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"exec_command","arguments":{"cmd":"setsid -f sleep 9318; print started","yield_time_ms":2000}}}"#,
+    ];
+    for message in messages {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    let mut line = String::new();
+    while !line.contains("\"id\":2") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the server ended early"
+        );
+    }
+    assert!(line.contains("started"), "{line}");
+    let sleeping = || {
+        let found = Command::new("pgrep")
+            .args(["-f", "sleep 9318"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&found.stdout).into_owned()
+    };
+    assert!(!sleeping().is_empty(), "the escalated setsid did not start");
+    // A call in flight: it would go on for 30 s.
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"exec_command","arguments":{{"cmd":"while :; do print x >> ticks; /usr/bin/true; done","yield_time_ms":30000}}}}}}"#
+    )
+    .unwrap();
+    let ticks = ws.join("ticks");
+    let size = || std::fs::metadata(&ticks).map_or(0, |meta| meta.len());
+    while size() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(stdin);
+    let closed = std::time::Instant::now();
+    while server.try_wait().unwrap().is_none() {
+        assert!(
+            closed.elapsed() < std::time::Duration::from_secs(10),
+            "the server still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = closed.elapsed();
+    let left = size();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(size(), left, "the loop still runs");
+    assert_eq!(sleeping(), "", "the setsid child outlived the server");
+    // rmcp's own wait for calls in flight is 5 s.
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the server took {took:?} to end"
+    );
+}
