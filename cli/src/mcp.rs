@@ -184,6 +184,27 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilEnd<R> {
     }
 }
 
+/// An approval's text is shown whole up to this many characters; past it
+/// (arguments the sandboxed command chose, padded so that the directory
+/// and the execution would come megabytes later), as the terminal prompt
+/// first shows it: long arguments cut in the middle, the middle ones
+/// counted.
+const WHOLE_DESCRIPTION: usize = 4000;
+
+fn elicited_description(request: &ApprovalRequest) -> String {
+    use crate::prompt::{describe, Length};
+    let whole = describe(request, Length::Whole).join("\n");
+    if whole.chars().count() <= WHOLE_DESCRIPTION {
+        return whole;
+    }
+    format!(
+        "{}\n(shortened: the whole command line is {} characters; decline unless the part \
+         shown is enough to decide)",
+        describe(request, Length::Cut).join("\n"),
+        whole.chars().count()
+    )
+}
+
 /// Asks the MCP client (elicitation), else the fallback.
 struct ElicitingApprover {
     peer: Arc<OnceLock<Peer<RoleServer>>>,
@@ -324,7 +345,7 @@ impl Approver for ElicitingApprover {
             let message = format!(
                 "execgate asks before this runs:\n{}\nAccept with grant = once or session; \
                  decline to refuse.",
-                crate::prompt::describe(request, crate::prompt::Length::Whole).join("\n")
+                elicited_description(request)
             );
             let Some(answer) = Self::elicit(peer, message, approval_form(&request.reason)).await
             else {
@@ -370,6 +391,44 @@ impl Approver for ElicitingApprover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe made the question 1.8 MB, the directory and the execution
+    /// after all of it.
+    #[test]
+    fn a_long_command_line_is_elicited_shortened_with_every_fact() {
+        let padding = "x".repeat(100_000);
+        let mut argv: Vec<std::ffi::OsString> = vec!["touch".into()];
+        argv.extend(std::iter::repeat_n(padding.clone().into(), 18));
+        let request = ApprovalRequest {
+            program: "/usr/bin/touch".into(),
+            argv,
+            cwd: "/work".into(),
+            reason: ApprovalReason::RequestedPermissions {
+                justification: None,
+            },
+            execution: execgate_core_bridge::server::Execution::Unsandboxed,
+            permissions: None,
+        };
+        let text = elicited_description(&request);
+        assert!(
+            text.chars().count() < 3 * WHOLE_DESCRIPTION,
+            "{}",
+            text.len()
+        );
+        for fact in [
+            "in       /work",
+            "as       unsandboxed",
+            "2 arguments not shown",
+        ] {
+            assert!(text.contains(fact), "{fact}: {text}");
+        }
+        assert!(text.contains("the whole command line is 1800"), "{text}");
+        let short = ApprovalRequest {
+            argv: vec!["touch".into(), "a".into()],
+            ..request
+        };
+        assert!(!elicited_description(&short).contains("shortened"));
+    }
 
     #[test]
     fn network_elicitation_answers_map_and_fail_closed() {
@@ -494,7 +553,10 @@ impl ExecServer {
         )
     }
 
-    #[tool(description = "Kill a process and everything it started.")]
+    #[tool(
+        description = "Kill a process and everything it started, escalated programs included \
+                       (one that left its process group, with setsid, ends with the session)."
+    )]
     async fn kill_process(&self, Parameters(args): Parameters<ProcessArgs>) -> CallToolResult {
         let process_id = ProcessId(args.process_id);
         match self.session.kill(process_id).await {
