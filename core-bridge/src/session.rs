@@ -272,6 +272,13 @@ impl ShellSession {
             what: format!("working directory {}", cwd.display()),
             source,
         })?;
+        // Refused now, not at each command's start.
+        if !cwd.is_dir() {
+            return Err(BridgeError::Io {
+                what: format!("working directory {}", cwd.display()),
+                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            });
+        }
         // Not in /tmp: sandboxes of other sessions can write there, and
         // could swap this session's zsh. Not straight in /var/tmp either: a
         // sandbox started there may write it. Every session's directory is

@@ -261,3 +261,21 @@ async fn descriptors_the_embedder_left_inheritable_stay_out_of_the_shell() {
     assert_eq!(outcome.stdout, b"closed\n", "{:?}", outcome.stderr);
     drop(inheritable);
 }
+
+/// A probe started a session in a regular file: it started, and every
+/// command then failed with "cannot start the shell: Not a directory".
+/// Refused at the start instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_in_a_file_is_refused_at_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let config = ShellSessionConfig::new(&file, tools(), policy_by_path(&[]));
+    let Err(error) = ShellSession::start(config) else {
+        panic!("a session started in a file");
+    };
+    assert!(
+        error.to_string().contains("working directory") && error.to_string().contains("directory"),
+        "{error}"
+    );
+}

@@ -188,9 +188,9 @@ pub enum ExecError {
          input) for its exit status and last output"
     )]
     AlreadyExited(ProcessId),
-    #[error("process {0} has no stdin: start it with tty = true to write to it")]
+    #[error("process {0} has no stdin: start it on a terminal (ExecStdio::Terminal; MCP: tty = true) to write to it")]
     StdinClosed(ProcessId),
-    #[error("process {0} has no terminal to resize: start it with tty = true")]
+    #[error("process {0} has no terminal to resize: start it on one (ExecStdio::Terminal; MCP: tty = true)")]
     NoTerminal(ProcessId),
     /// Setting the terminal's size failed.
     #[error("process {process_id}'s terminal: {source}")]
