@@ -309,14 +309,16 @@ impl ElicitingApprover {
         form: Result<ElicitationSchema, &'static str>,
     ) -> Option<rmcp::model::ElicitResult> {
         let asked = match form {
-            Ok(requested_schema) => peer
-                .create_elicitation(ElicitRequestParams::FormElicitationParams {
+            Ok(requested_schema) => Self::ask_withdrawably(
+                peer,
+                ElicitRequestParams::FormElicitationParams {
                     meta: None,
                     message,
                     requested_schema,
-                })
-                .await
-                .map_err(|error| error.to_string()),
+                },
+            )
+            .await
+            .map_err(|error| error.to_string()),
             Err(error) => Err(error.to_owned()),
         };
         match asked {
@@ -326,6 +328,58 @@ impl ElicitingApprover {
                 eprintln!("execgate mcp: the approval could not be asked ({error}): declined");
                 None
             }
+        }
+    }
+}
+
+impl ElicitingApprover {
+    /// Sends the elicitation; if this future is dropped before the answer
+    /// (the server stopped deciding: the command's call was cancelled),
+    /// tells the client the question is withdrawn
+    /// (`notifications/cancelled`), so that it stops asking a person.
+    async fn ask_withdrawably(
+        peer: &Peer<RoleServer>,
+        params: ElicitRequestParams,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ServiceError> {
+        use rmcp::model::{ClientResult, ElicitRequest, ServerRequest};
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        let handle = peer
+            .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+            .await?;
+        let mut withdrawn = Withdrawn {
+            peer: peer.clone(),
+            id: Some(handle.id.clone()),
+        };
+        let answered = handle.await_response().await;
+        withdrawn.id = None;
+        match answered? {
+            ClientResult::ElicitResult(result) => Ok(result),
+            _ => Err(rmcp::ServiceError::UnexpectedResponse),
+        }
+    }
+}
+
+/// Withdraws an elicitation still unanswered when dropped.
+struct Withdrawn {
+    peer: Peer<RoleServer>,
+    id: Option<rmcp::model::RequestId>,
+}
+
+impl Drop for Withdrawn {
+    fn drop(&mut self) {
+        use rmcp::model::{CancelledNotification, CancelledNotificationParam};
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let notification = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(id),
+            Some("the command that asked has ended".into()),
+        ));
+        let peer = self.peer.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = peer.send_notification(notification.into()).await;
+            });
         }
     }
 }

@@ -217,3 +217,118 @@ fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
         "the server took {took:?} to end"
     );
 }
+
+/// Reads lines from the server until one contains every part of `wanted`.
+fn read_until(
+    stdout: &mut impl std::io::BufRead,
+    wanted: &[&str],
+    seen: &mut Vec<String>,
+) -> String {
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the server ended; it said {seen:#?}"
+        );
+        seen.push(line.clone());
+        if wanted.iter().all(|part| line.contains(part)) {
+            return line;
+        }
+    }
+}
+
+/// A probe found: a call cancelled while its approval was being elicited
+/// left the question with the client, and a late "session" answer was
+/// recorded and cached, so the next identical command escalated without
+/// asking. The server withdraws the question (`notifications/cancelled`
+/// for its elicitation) and a late answer changes nothing: the same
+/// command is asked about again.
+#[test]
+fn a_cancelled_call_withdraws_its_question() {
+    use std::io::{BufReader, Write};
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let rules = dir.path().join("touch.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["mcp", "--rules"])
+        .arg(&rules)
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    // A server that never says what is awaited fails the test, not hangs it.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let (done, pid) = (done.clone(), server.id());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(20));
+            if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        })
+    };
+    let touch = dir.path().join("touched");
+    let call = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"exec_command","arguments":{{"cmd":"touch {}","yield_time_ms":20000}}}}}}"#,
+            touch.display()
+        )
+    };
+    for message in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+        call(2),
+    ] {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    let asked = read_until(&mut stdout, &["elicitation/create"], &mut seen);
+    let question: serde_json::Value = serde_json::from_str(&asked).unwrap();
+    let question_id = question["id"].clone();
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":2}}}}"#
+    )
+    .unwrap();
+    let withdrawn = read_until(&mut stdout, &["notifications/cancelled"], &mut seen);
+    let withdrawn: serde_json::Value = serde_json::from_str(&withdrawn).unwrap();
+    assert_eq!(withdrawn["params"]["requestId"], question_id, "{seen:#?}");
+    // The late answer, for the session.
+    let late = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": question_id,
+        "result": {"action": "accept", "content": {"grant": "session"}},
+    });
+    writeln!(stdin, "{late}").unwrap();
+    writeln!(stdin, "{}", call(3)).unwrap();
+    let asked_again = read_until(&mut stdout, &["elicitation/create"], &mut seen);
+    let again: serde_json::Value = serde_json::from_str(&asked_again).unwrap();
+    let decline = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": again["id"],
+        "result": {"action": "decline"},
+    });
+    writeln!(stdin, "{decline}").unwrap();
+    read_until(&mut stdout, &["\"id\":3"], &mut seen);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(stdin);
+    let _ = server.wait();
+    drop(watchdog);
+    assert!(!touch.exists(), "{seen:#?}");
+}
