@@ -173,6 +173,11 @@ pub enum BridgeError {
     Aborted,
     #[error("the session has ended")]
     SessionEnded,
+    #[error(
+        "the command is {len} bytes: the shell gets it as one argument, which Linux limits \
+         to 128 KiB; write it to a script file and run that"
+    )]
+    CommandTooLong { len: usize },
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -486,6 +486,16 @@ impl ShellSession {
         let session = Arc::downgrade(&self.session);
         let (zsh, env, cwd) = (self.zsh.clone(), self.env.clone(), self.cwd.clone());
         move |extra| {
+            // The kernel's limit on one argument (`MAX_ARG_STRLEN`, with
+            // its NUL): past it, `execve` says only "Argument list too long".
+            let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                .ok()
+                .flatten()
+                .and_then(|page| usize::try_from(page).ok())
+                .unwrap_or(4096);
+            if let Some(long) = args.iter().find(|arg| arg.len() >= 32 * page) {
+                return Err(BridgeError::CommandTooLong { len: long.len() });
+            }
             let session = session.upgrade().ok_or(BridgeError::SessionEnded)?;
             let terminal = match group {
                 ShellGroup::OwnGroup => Terminal::Detached,

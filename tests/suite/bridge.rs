@@ -279,3 +279,35 @@ async fn a_session_in_a_file_is_refused_at_its_start() {
         "{error}"
     );
 }
+
+/// A probe's 128 KiB command failed with the kernel's "Argument list too
+/// long": the error now says what limits it and what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_past_the_argument_limit_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let command = format!(": {}", "x".repeat(200 * 1024));
+    let error = session
+        .run(&command, RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("write it to a script file and run that"),
+        "{error}"
+    );
+    // Under the limit, it runs.
+    let command = format!(": {}; print ran", "x".repeat(100 * 1024));
+    let outcome = session
+        .run(&command, RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(outcome.stdout, b"ran\n");
+    session.shutdown().await;
+}
