@@ -76,45 +76,96 @@ pub fn read_each<E: From<AuditError>>(
     path: &Path,
     mut each: impl FnMut(Result<AuditRecord, AuditError>) -> Result<(), E>,
 ) -> Result<(), E> {
-    let cannot_read = |source| AuditError::Io {
-        what: format!("cannot read {}", path.display()),
-        source,
-    };
-    let malformed = |line, reason| AuditError::Malformed {
-        file: path.display().to_string(),
-        line,
-        reason,
-    };
-    let mut reader = std::io::BufReader::new(file);
-    // Bytes, not UTF-8 lines: a line cut in the middle of a character is
-    // one malformed line, not the end of the reading.
-    let mut line = Vec::new();
-    for number in 1.. {
-        line.clear();
-        let read = (&mut reader)
-            .take(LONGEST_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(cannot_read)?;
-        if read == 0 {
-            break;
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        } else if line.len() > LONGEST_LINE {
-            skip_line(&mut reader).map_err(cannot_read)?;
-            let reason = format!("longer than {} MiB: not read", LONGEST_LINE >> 20);
-            each(Err(malformed(number, reason)))?;
-            continue;
-        }
-        let parsed = parse_line(&line);
-        if let Some(reason) = parsed.malformed {
-            each(Err(malformed(number, reason)))?;
-        }
-        if let Some(record) = parsed.record {
-            each(Ok(record))?;
-        }
+    for line in LogLines::new(file, path) {
+        each(line?)?;
     }
     Ok(())
+}
+
+/// A log's records, one line read at a time, as an iterator: each item is
+/// a record or a line that is not one (`Ok(Err(AuditError::Malformed))`,
+/// naming the file and line); `Err` ends the reading (the file could not
+/// be read).
+pub struct LogLines<R> {
+    reader: std::io::BufReader<R>,
+    path: std::path::PathBuf,
+    number: usize,
+    line: Vec<u8>,
+    /// A record recovered from after a cut line, given after the cut
+    /// line's report.
+    recovered: Option<AuditRecord>,
+}
+
+impl<R: std::io::Read> LogLines<R> {
+    pub fn new(file: R, path: &Path) -> LogLines<R> {
+        LogLines {
+            reader: std::io::BufReader::new(file),
+            path: path.to_owned(),
+            number: 0,
+            line: Vec::new(),
+            recovered: None,
+        }
+    }
+
+    fn malformed(&self, reason: String) -> AuditError {
+        AuditError::Malformed {
+            file: self.path.display().to_string(),
+            line: self.number,
+            reason,
+        }
+    }
+
+    fn cannot_read(&self, source: std::io::Error) -> AuditError {
+        AuditError::Io {
+            what: format!("cannot read {}", self.path.display()),
+            source,
+        }
+    }
+}
+
+impl<R: std::io::Read> Iterator for LogLines<R> {
+    type Item = Result<Result<AuditRecord, AuditError>, AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(record) = self.recovered.take() {
+            return Some(Ok(Ok(record)));
+        }
+        loop {
+            // Bytes, not UTF-8 lines: a line cut in the middle of a
+            // character is one malformed line, not the end of the reading.
+            self.line.clear();
+            let read = (&mut self.reader)
+                .take(LONGEST_LINE as u64 + 1)
+                .read_until(b'\n', &mut self.line);
+            let read = match read {
+                Ok(read) => read,
+                Err(error) => return Some(Err(self.cannot_read(error))),
+            };
+            if read == 0 {
+                return None;
+            }
+            self.number += 1;
+            if self.line.last() == Some(&b'\n') {
+                self.line.pop();
+            } else if self.line.len() > LONGEST_LINE {
+                if let Err(error) = skip_line(&mut self.reader) {
+                    return Some(Err(self.cannot_read(error)));
+                }
+                let reason = format!("longer than {} MiB: not read", LONGEST_LINE >> 20);
+                return Some(Ok(Err(self.malformed(reason))));
+            }
+            let parsed = parse_line(&self.line);
+            match (parsed.malformed, parsed.record) {
+                (Some(reason), record) => {
+                    self.recovered = record;
+                    return Some(Ok(Err(self.malformed(reason))));
+                }
+                (None, Some(record)) => return Some(Ok(Ok(record))),
+                // A blank line.
+                (None, None) => continue,
+            }
+        }
+    }
 }
 
 /// Reads past the rest of a line without keeping it: true when its end

@@ -303,6 +303,18 @@ impl RecordOptions {
 
 pub(crate) const REDACTED: &str = "[REDACTED]";
 
+/// The identity of the file a decision was made on.
+fn file_identity(identity: &execgate_escalate_server::ResolvedExecutable) -> FileIdentity {
+    FileIdentity {
+        requested_path: Bytes::of(identity.requested_path.as_os_str().as_bytes()),
+        device: identity.device,
+        inode: identity.inode,
+        mode: format!("{:o}", identity.mode),
+        uid: identity.uid,
+        gid: identity.gid,
+    }
+}
+
 /// A request's arguments (redacted where `options` say, the indices noted
 /// in `record`) and working directory.
 fn asked_process(
@@ -398,15 +410,7 @@ impl AuditRecord {
                     )),
                     ..asked_process(&mut record, &request.argv, &request.cwd, options)
                 };
-                let identity = &request.executable;
-                record.file = Some(FileIdentity {
-                    requested_path: Bytes::of(identity.requested_path.as_os_str().as_bytes()),
-                    device: identity.device,
-                    inode: identity.inode,
-                    mode: format!("{:o}", identity.mode),
-                    uid: identity.uid,
-                    gid: identity.gid,
-                });
+                record.file = Some(file_identity(&request.executable));
                 record.requester = Some(Requester {
                     pid: request.peer.pid,
                     uid: request.peer.uid,
@@ -481,6 +485,11 @@ impl AuditRecord {
                 // with the denials, with what it asked for.
                 if let Some(asked) = asked {
                     record.process = asked_process(&mut record, &asked.argv, &asked.cwd, options);
+                    if let Some(identity) = &asked.executable {
+                        record.process.executable =
+                            Some(Bytes::of(identity.canonical_path.as_os_str().as_bytes()));
+                        record.file = Some(file_identity(identity));
+                    }
                     record.requester = Some(Requester {
                         pid: asked.peer.pid,
                         uid: asked.peer.uid,

@@ -177,6 +177,7 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
             gid: 1000,
         },
         path: "/proc/self/exe".into(),
+        executable: None,
         argv: vec!["zsh".into(), "-c".into(), "s3cret".into()],
         cwd: "/work".into(),
     };
@@ -207,7 +208,38 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
     assert!(filter.matches(&record));
     let summary = Summary::of([&record]);
     assert_eq!(summary.denials.len(), 1, "{summary:?}");
-    assert!(summary.denials[0].contains("/proc/self/exe"), "{summary:?}");
+    assert!(record.process.executable.is_none() && record.file.is_none());
+
+    // Refused when its requester went away while a person was asked: the
+    // executable was checked, and is recorded.
+    let checked = request(vec!["ls".into()]);
+    let event = SessionEvent::RequestRefused {
+        request_id: Some(4),
+        reason: "the requester went away before the decision".into(),
+        asked: Some(Arc::new(RefusedRequest {
+            peer: checked.peer,
+            path: "/bin/ls".into(),
+            executable: Some(checked.executable.clone()),
+            argv: vec!["ls".into()],
+            cwd: "/work".into(),
+        })),
+    };
+    let record = AuditRecord::of(&event, "s1", SystemTime::now(), &options);
+    assert_eq!(
+        record
+            .process
+            .executable
+            .as_ref()
+            .map(Bytes::lossy)
+            .as_deref(),
+        Some("/usr/bin/ls")
+    );
+    assert_eq!(record.file.as_ref().map(|file| file.inode), Some(2));
+    let filter = Filter {
+        program: Some(Filter::program_glob("ls").unwrap()),
+        ..Filter::default()
+    };
+    assert!(filter.matches(&record));
 }
 
 /// `--program ls` keeps the start and exit of the escalations it keeps

@@ -10,7 +10,7 @@ use crate::output::debug_escaped;
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
     open_log_file, parse_line, read_each, rotated_path, skip_line, AuditError, AuditRecord, Filter,
-    RequestFilter, Summary, LONGEST_LINE,
+    LogLines, RequestFilter, Summary, LONGEST_LINE,
 };
 
 #[derive(clap::Args)]
@@ -173,29 +173,30 @@ fn show(args: AuditArgs) -> Result<i32> {
             // newest first) make one history: the files ordered by their
             // first record's time (a file with none last), each file's
             // records in the order written (which a stepped clock can
-            // leave out of time order).
+            // leave out of time order). Each is read up to its first
+            // record, then, in that order, on from there: the filter sees
+            // a decision before the exit that follows it in a later file.
             let mut logs = Vec::new();
             for path in paths {
-                let mut first: Option<Option<SystemTime>> = None;
-                let mut kept = Vec::new();
-                read_each(open(path)?, path, |line| {
-                    match line {
+                let mut lines = LogLines::new(open(path)?, path);
+                let mut first = None;
+                for line in lines.by_ref() {
+                    match line? {
                         Ok(record) => {
-                            first.get_or_insert_with(|| record.time());
-                            if filter.matches(&record) {
-                                kept.push(record);
-                            }
+                            first = Some(record);
+                            break;
                         }
-                        Err(error) => malformed(error),
+                        Err(error) => each(Err(error))?,
                     }
-                    Ok::<_, anyhow::Error>(())
-                })?;
-                let first = first.flatten();
-                logs.push(((first.is_none(), first), kept));
+                }
+                let time = first.as_ref().and_then(AuditRecord::time);
+                logs.push(((first.is_none(), time), first, lines));
             }
-            logs.sort_by_key(|(first, _)| *first);
-            for record in logs.iter().flat_map(|(_, kept)| kept) {
-                listing.add(record)?;
+            logs.sort_by_key(|(order, _, _)| *order);
+            for (_, first, lines) in logs {
+                for line in first.map(|record| Ok(Ok(record))).into_iter().chain(lines) {
+                    each(line?)?;
+                }
             }
         }
     }

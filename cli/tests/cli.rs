@@ -762,6 +762,56 @@ fn a_refused_escalation_says_why_on_stderr_and_in_the_table() {
     assert!(table.contains("success: escalation refused: "), "{table}");
 }
 
+/// `--program` keeps the start and exit of the escalations it keeps, also
+/// when the exit is in a rotated file named before the decision's (as
+/// `audit.jsonl*` names them, newest first): a review found the exit
+/// dropped when files were read in the order named.
+#[test]
+fn audit_keeps_an_escalations_exit_across_files_named_in_any_order() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("true.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"true\"])\n").unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "/bin/true; print done",
+        ],
+    );
+    assert_eq!(text(&output.stdout), "done\n", "{}", text(&output.stderr));
+    let log = std::fs::read_to_string(ws.join("state/execgate/audit.jsonl")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    let decision = lines
+        .iter()
+        .position(|line| line.contains("\"decision\":\"escalate\""))
+        .unwrap();
+    let (old, new) = (
+        dir.path().join("audit.jsonl.1"),
+        dir.path().join("audit.jsonl"),
+    );
+    std::fs::write(&old, lines[..=decision].join("\n") + "\n").unwrap();
+    std::fs::write(&new, lines[decision + 1..].join("\n") + "\n").unwrap();
+    let listed = execgate(
+        &ws,
+        &[
+            "audit",
+            "--program",
+            "true",
+            new.to_str().unwrap(),
+            old.to_str().unwrap(),
+        ],
+    );
+    let table = text(&listed.stdout);
+    let actions: Vec<&str> = table
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(actions, ["decision", "start", "exit"], "{table}");
+}
+
 #[test]
 fn approval_modes_decide_prompts_and_rules_deny_with_their_justification() {
     let (dir, ws) = workspace();

@@ -47,8 +47,9 @@
 //!   sandboxed escalation with extra grants), variables that point it at
 //!   other files or commands (`GIT_*`, `MAKEFLAGS`, `npm_config_*`,
 //!   `CARGO_*`, `PIP_*`, `PYTHON*`) refuse it too. So, for every program,
-//!   in the table or not, does a `HOME`, `XDG_CONFIG_HOME` (and the other
-//!   XDG base directories) or `ZDOTDIR` where the sandbox can write: what
+//!   in the table or not, does a `HOME` (or its `.config`, `.local`,
+//!   `.gitconfig`, ...) or an XDG base directory where the sandbox can
+//!   write: what
 //!   the program runs (a script's `git`, its interpreter's `.pth` files)
 //!   reads its per-user configuration there.
 //!
@@ -734,13 +735,26 @@ fn reader_refusal(
 /// Variables naming the directories every program, in the table or not,
 /// reads its per-user configuration from (a script's `git` reads
 /// `$HOME/.gitconfig`, its `python3` the `.pth` files under
-/// `$HOME/.local/lib`).
+/// `$HOME/.local/lib`). (`ZDOTDIR` never reaches an escalation.)
 const CONFIG_HOMES: &[&str] = &[
     "HOME",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
     "XDG_STATE_HOME",
-    "ZDOTDIR",
+    "XDG_CACHE_HOME",
+];
+
+/// What programs read under a home itself: a home the sandbox cannot write
+/// may hold a directory it can (a profile's `~/.config` grant).
+const IN_HOME: &[&str] = &[
+    ".config",
+    ".local",
+    ".cache",
+    ".gitconfig",
+    ".ssh",
+    ".zshenv",
+    ".profile",
+    ".bashrc",
 ];
 
 /// The same, as `:`-separated lists.
@@ -766,11 +780,25 @@ fn planted_home(request: &Request<'_>, writable: &dyn Fn(&Path) -> bool) -> Opti
         } else {
             continue;
         };
+        let home = variable == b"HOME";
         let variable = String::from_utf8_lossy(variable);
         for directory in directories {
             let directory = Path::new(OsStr::from_bytes(directory));
             if directory.as_os_str().is_empty() {
                 continue;
+            }
+            if home && directory.is_absolute() {
+                for name in IN_HOME {
+                    let inside = directory.join(name);
+                    if let Some(place) = writable_place(&inside, request.cwd, writable) {
+                        return Some(format!(
+                            "escalation refused: HOME is {}, and the sandbox can write {}: \
+                             programs read their per-user configuration there",
+                            directory.display(),
+                            place.display()
+                        ));
+                    }
+                }
             }
             if directory.is_relative() {
                 return Some(format!(

@@ -312,6 +312,8 @@ fn a_home_the_sandbox_can_write_refuses_any_program_that_takes_it() {
     let place = place();
     let (ro, w) = (place.ro.clone(), place.w.clone());
     let script = "/opt/skills/notes/report.py";
+    std::fs::create_dir_all(ro.join("home")).unwrap();
+    std::os::unix::fs::symlink(&w, ro.join("home/.config")).unwrap();
     let cases: &[Case<'_>] = &[
         (script, "", &w, &["HOME={ro}"], true, false),
         (script, "", &w, &["HOME={w}/fakehome"], true, true),
@@ -336,7 +338,9 @@ fn a_home_the_sandbox_can_write_refuses_any_program_that_takes_it() {
             true,
             false,
         ),
-        (script, "", &ro, &["ZDOTDIR={w}"], true, true),
+        (script, "", &ro, &["XDG_CACHE_HOME={w}/cache"], true, true),
+        // A home the sandbox cannot write, with a part of it that it can.
+        (script, "", &ro, &["HOME={ro}/home"], true, true),
         (script, "", &ro, &["MYHOME={w}"], true, false),
         // A colon in a home is part of its name, not a list.
         (script, "", &ro, &["HOME={ro}:x"], true, false),

@@ -142,8 +142,9 @@ impl Channel {
     /// was killed, its call cancelled) with nothing queued; never when it
     /// has sent something, which the conversation reads in its turn.
     pub(crate) async fn hung_up(&mut self) {
+        // A socket tokio could not take is closed: as good as hung up.
         let Ok(stream) = self.asynchronous() else {
-            return std::future::pending().await;
+            return;
         };
         loop {
             if stream.readable().await.is_err() {

@@ -119,6 +119,7 @@ pub(crate) async fn serve_request(
             let asked = RefusedRequest {
                 peer,
                 path: request.path,
+                executable: None,
                 argv: request.argv,
                 cwd: request.cwd,
             };
@@ -172,6 +173,7 @@ pub(crate) async fn serve_request(
                 let asked = RefusedRequest {
                     peer,
                     path: context.executable.requested_path.clone(),
+                    executable: Some(context.executable.clone()),
                     argv: context.argv.clone(),
                     cwd: context.cwd.clone(),
                 };

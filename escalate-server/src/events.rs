@@ -15,8 +15,11 @@ use crate::policy::{Decision, ExecContext, PeerCredentials, Provenance, RuleRef}
 pub struct RefusedRequest {
     /// From the socket's peer credentials.
     pub peer: PeerCredentials,
-    /// The path the requester resolved, which the server could not check.
+    /// The path the requester resolved.
     pub path: std::path::PathBuf,
+    /// The executable the server found there, when it got that far (the
+    /// requester went away while a person was asked).
+    pub executable: Option<crate::policy::ResolvedExecutable>,
     pub argv: Vec<std::ffi::OsString>,
     /// As the requester said it.
     pub cwd: std::path::PathBuf,

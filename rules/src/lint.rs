@@ -308,11 +308,20 @@ fn shadowed(rules: &RuleSet) -> Vec<LintFinding> {
         .rules()
         .filter(|rule| !Path::new(rule.program()).is_absolute())
         .filter_map(|rule| {
-            let path_rule = by_path.iter().find(|path_rule| {
+            let same_name = |path_rule: &&&PrefixRule| {
                 Path::new(path_rule.program()).file_name()
                     == Some(std::ffi::OsStr::new(rule.program()))
-                    && path_rule.decision < rule.decision
-                    && may_match_alike(path_rule, rule)
+            };
+            // A path rule as strict that matches all it matches keeps it.
+            let kept = by_path
+                .iter()
+                .filter(same_name)
+                .any(|path_rule| path_rule.decision >= rule.decision && covers(path_rule, rule));
+            if kept {
+                return None;
+            }
+            let path_rule = by_path.iter().filter(same_name).find(|path_rule| {
+                path_rule.decision < rule.decision && may_match_alike(path_rule, rule)
             })?;
             Some(LintFinding {
                 origin: rule.origin.clone(),
@@ -330,6 +339,19 @@ fn shadowed(rules: &RuleSet) -> Vec<LintFinding> {
             })
         })
         .collect()
+}
+
+/// Whether every argument list `narrower` matches, `wider` matches too.
+fn covers(wider: &PrefixRule, narrower: &PrefixRule) -> bool {
+    let (wide, narrow) = (wider.rest(), narrower.rest());
+    wide.len() <= narrow.len()
+        && (!wider.exact || (narrower.exact && wide.len() == narrow.len()))
+        && wide.iter().zip(narrow).all(|(wide, narrow)| {
+            narrow
+                .choices()
+                .iter()
+                .all(|choice| wide.choices().contains(choice))
+        })
 }
 
 /// Whether some argument list matches both rules' patterns (after the

@@ -260,6 +260,9 @@ prefix_rule(pattern = ["/usr/bin/tar", "-x"], exact = True, decision = "prompt")
 prefix_rule(pattern = ["tar", "-x", "-f"], decision = "forbidden")
 prefix_rule(pattern = ["tar"], decision = "forbidden")
 prefix_rule(pattern = ["ls"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/ruby"])
+prefix_rule(pattern = ["/usr/bin/ruby", "-e"], decision = "forbidden")
+prefix_rule(pattern = ["ruby", "-e"], decision = "forbidden")
 "#,
     );
     let shadowed: Vec<(usize, String)> = lint(&set)

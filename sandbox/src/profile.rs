@@ -904,18 +904,68 @@ fn expand_home(text: &str) -> Result<Option<String>, SandboxError> {
 }
 
 /// The patterns a deny glob stands for, read as `.gitignore` reads its
-/// lines: one without a `/` (a trailing one aside) matches a name at any
-/// depth (`*.env` is `**/*.env`), and whatever a glob matches, everything
-/// under it is matched too (`**/private` hides the files inside). `*`
-/// never crosses a `/`, `**` does.
-pub(crate) fn deny_glob_patterns(glob: &str) -> [String; 2] {
-    let glob = glob.strip_suffix('/').unwrap_or(glob);
+/// lines: one without a `/` matches a name at any depth (`*.env` is
+/// `**/*.env`), and whatever a glob matches, everything under it is
+/// matched too (`**/private` hides the files inside). `*` never crosses a
+/// `/`, `**` does.
+fn deny_glob_patterns(glob: &str) -> [String; 2] {
     let anchored = if glob.contains('/') {
         glob.to_owned()
     } else {
         format!("**/{glob}")
     };
     [format!("{anchored}/**"), anchored]
+}
+
+/// Deny globs compiled: an absolute one (`/home/*/.ssh`) judges absolute
+/// paths, a relative one only paths under the roots it is given (the
+/// writable roots), never the rest of the file system (`*.conf` must not
+/// hide `/etc/resolv.conf`).
+#[derive(Debug, Clone)]
+pub(crate) struct DenyGlobMatcher {
+    absolute: globset::GlobSet,
+    relative: globset::GlobSet,
+}
+
+impl DenyGlobMatcher {
+    /// Compiles `globs`; the error names the glob and why.
+    pub(crate) fn new(globs: &[String]) -> Result<DenyGlobMatcher, (String, String)> {
+        let (mut absolute, mut relative) = (
+            globset::GlobSetBuilder::new(),
+            globset::GlobSetBuilder::new(),
+        );
+        for glob in globs {
+            let set = match glob.starts_with('/') {
+                true => &mut absolute,
+                false => &mut relative,
+            };
+            for pattern in deny_glob_patterns(glob) {
+                let compiled = globset::GlobBuilder::new(&pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|error| (glob.clone(), error.to_string()))?;
+                set.add(compiled);
+            }
+        }
+        let build = |set: globset::GlobSetBuilder| {
+            set.build()
+                .map_err(|error| (globs.join(", "), error.to_string()))
+        };
+        Ok(DenyGlobMatcher {
+            absolute: build(absolute)?,
+            relative: build(relative)?,
+        })
+    }
+
+    /// Whether `path` (absolute) is denied, relative globs judging it
+    /// relative to each of `roots` it lies under.
+    pub(crate) fn denies(&self, path: &Path, roots: &[PathBuf]) -> bool {
+        self.absolute.is_match(path)
+            || roots
+                .iter()
+                .filter_map(|root| path.strip_prefix(root).ok())
+                .any(|relative| self.relative.is_match(relative))
+    }
 }
 
 #[cfg(test)]
@@ -958,15 +1008,11 @@ mod tests {
 
     #[test]
     fn deny_globs_read_as_gitignore_reads_them() {
+        let root = PathBuf::from("/w");
         let matches = |glob: &str, path: &str| {
-            deny_glob_patterns(glob).iter().any(|pattern| {
-                globset::GlobBuilder::new(pattern)
-                    .literal_separator(true)
-                    .build()
-                    .unwrap()
-                    .compile_matcher()
-                    .is_match(path)
-            })
+            DenyGlobMatcher::new(&[glob.to_owned()])
+                .unwrap()
+                .denies(&root.join(path), std::slice::from_ref(&root))
         };
         // (glob, path relative to a writable root, matched)
         let cases = [
@@ -977,7 +1023,9 @@ mod tests {
             ("**/private", "private", true),
             ("**/private", "a/private/key", true),
             ("**/private", "a/privateer/key", false),
-            ("private/", "a/private/key", true),
+            // Relative globs judge only what lies under a root.
+            ("*.conf", "/etc/resolv.conf", false),
+            ("**/*.conf", "/etc/resolv.conf", false),
             ("config/*.key", "config/a.key", true),
             ("config/*.key", "sub/config/a.key", false),
             ("config/*.key", "config/sub/a.key", false),

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use crate::profile::DenyGlobMatcher;
 
 use crate::profile::{
     AbsolutePath, Access, FsTarget, NetworkLists, NetworkPolicy, PermissionProfile, SpecialRoot,
@@ -100,7 +100,7 @@ pub struct ResolvedPolicy {
     /// Only `:minimal` is readable, not `/`.
     minimal_only: bool,
     deny_globs: Vec<String>,
-    deny_set: GlobSet,
+    deny_set: DenyGlobMatcher,
     /// Roots the deny globs are relative to (the writable roots).
     glob_roots: Vec<PathBuf>,
     denied_files: Vec<PathBuf>,
@@ -225,23 +225,8 @@ impl ResolvedPolicy {
                 .then(a.path.cmp(&b.path))
         });
 
-        let mut builder = GlobSetBuilder::new();
-        for glob in &deny_globs {
-            for pattern in crate::profile::deny_glob_patterns(glob) {
-                let compiled = GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|error| SandboxError::BadGlob {
-                        glob: glob.clone(),
-                        reason: error.to_string(),
-                    })?;
-                builder.add(compiled);
-            }
-        }
-        let deny_set = builder.build().map_err(|error| SandboxError::BadGlob {
-            glob: deny_globs.join(", "),
-            reason: error.to_string(),
-        })?;
+        let deny_set = DenyGlobMatcher::new(&deny_globs)
+            .map_err(|(glob, reason)| SandboxError::BadGlob { glob, reason })?;
         // Relative globs apply under the writable roots; an absolute glob
         // is also searched from its literal start, wherever that is, so
         // that what it names is covered in the view, not only refused by
@@ -445,12 +430,7 @@ impl ResolvedPolicy {
             return false;
         }
         self.denied_files.iter().any(|file| file == path)
-            || self.deny_set.is_match(path)
-            || self
-                .glob_roots
-                .iter()
-                .filter_map(|root| path.strip_prefix(root).ok())
-                .any(|relative| self.deny_set.is_match(relative))
+            || self.deny_set.denies(path, &self.glob_roots)
     }
 
     /// Finds the existing files the deny globs match under the writable
@@ -501,8 +481,10 @@ impl ResolvedPolicy {
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            if !kind.is_dir() && (self.deny_set.is_match(relative) || self.deny_set.is_match(&path))
+            if !kind.is_dir()
+                && self
+                    .deny_set
+                    .denies(&path, std::slice::from_ref(&root.to_path_buf()))
             {
                 found.push(path.clone());
                 if found.len() > GLOB_MAX_MATCHES {

@@ -361,7 +361,8 @@ async fn a_deny_glob_file_the_host_creates_after_launch_is_unreadable() {
 /// writable root, and `"**/private"` refusing the directory's listing but
 /// not the files in it. Deny globs read as `.gitignore` lines: a glob
 /// without `/` matches at any depth, and a matched directory hides what is
-/// under it, files there from the start and files made later alike.
+/// under it, files there from the start and files made later alike; but
+/// only under the writable roots (`*.conf` must not hide `/etc`'s).
 #[tokio::test(flavor = "multi_thread")]
 async fn deny_globs_match_names_at_any_depth_and_what_is_under_a_matched_directory() {
     let place = Place::new();
@@ -369,7 +370,7 @@ async fn deny_globs_match_names_at_any_depth_and_what_is_under_a_matched_directo
     let PermissionProfile::Managed { file_system, .. } = &mut profile else {
         unreachable!()
     };
-    for glob in ["*.env", "**/private"] {
+    for glob in ["*.env", "**/private", "*.conf"] {
         file_system
             .push(parse_target(glob, None).unwrap(), Access::None)
             .unwrap();
@@ -387,7 +388,8 @@ async fn deny_globs_match_names_at_any_depth_and_what_is_under_a_matched_directo
         "for f in .env sub/.env sub/deep/nested.env a/private/key sub/deep/late.env a/private/late; do
            cat $f 2>/dev/null; print $f=$?
          done
-         cat sub/notes.txt",
+         cat sub/notes.txt
+         cat /etc/host.conf > /dev/null; print etc=$?",
     );
     let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
     let child = spawn_session_shell(&mut session, &script, &place.ws);
@@ -401,7 +403,7 @@ async fn deny_globs_match_names_at_any_depth_and_what_is_under_a_matched_directo
     assert_eq!(
         output.stdout,
         ".env=1\nsub/.env=1\nsub/deep/nested.env=1\na/private/key=1\n\
-         sub/deep/late.env=1\na/private/late=1\nreadable\n",
+         sub/deep/late.env=1\na/private/late=1\nreadable\netc=0\n",
         "{}",
         output.stderr
     );

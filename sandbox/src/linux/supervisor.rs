@@ -53,7 +53,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use crate::profile::DenyGlobMatcher;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -73,37 +73,20 @@ pub const UNCREATABLE_NAMES: [&str; 2] = [".agents", ".execgate"];
 /// Deny globs as the helper receives them: the patterns and the roots that
 /// relative patterns apply under.
 pub(crate) struct DenyGlobs {
-    set: GlobSet,
+    matcher: DenyGlobMatcher,
     roots: Vec<PathBuf>,
 }
 
 impl DenyGlobs {
     pub(crate) fn new(globs: &[String], roots: Vec<PathBuf>) -> Result<DenyGlobs, String> {
-        let mut builder = GlobSetBuilder::new();
-        for glob in globs {
-            for pattern in crate::profile::deny_glob_patterns(glob) {
-                let compiled = GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|error| format!("deny glob {glob:?}: {error}"))?;
-                builder.add(compiled);
-            }
-        }
-        let set = builder
-            .build()
-            .map_err(|error| format!("deny globs: {error}"))?;
-        Ok(DenyGlobs { set, roots })
+        let matcher = DenyGlobMatcher::new(globs)
+            .map_err(|(glob, error)| format!("deny glob {glob:?}: {error}"))?;
+        Ok(DenyGlobs { matcher, roots })
     }
 
-    /// As `ResolvedPolicy::access` matches: the absolute path, or the path
-    /// relative to one of the roots.
+    /// As `ResolvedPolicy::access` matches.
     fn denies(&self, path: &Path) -> bool {
-        self.set.is_match(path)
-            || self
-                .roots
-                .iter()
-                .filter_map(|root| path.strip_prefix(root).ok())
-                .any(|relative| self.set.is_match(relative))
+        self.matcher.denies(path, &self.roots)
     }
 }
 
