@@ -102,7 +102,7 @@ pub enum FsTarget {
     Path(AbsolutePath),
     Special(SpecialRoot),
     /// A glob of files that must not be read, read as a `.gitignore` line
-    /// (see `deny_glob_patterns`).
+    /// (see `DenyGlobMatcher` in `resolve.rs`).
     /// Only valid with [`Access::None`].
     DenyGlob(String),
 }
@@ -903,71 +903,6 @@ fn expand_home(text: &str) -> Result<Option<String>, SandboxError> {
     Ok(Some(format!("{home}{rest}")))
 }
 
-/// The patterns a deny glob stands for, read as `.gitignore` reads its
-/// lines: one without a `/` matches a name at any depth (`*.env` is
-/// `**/*.env`), and whatever a glob matches, everything under it is
-/// matched too (`**/private` hides the files inside). `*` never crosses a
-/// `/`, `**` does.
-fn deny_glob_patterns(glob: &str) -> [String; 2] {
-    let anchored = if glob.contains('/') {
-        glob.to_owned()
-    } else {
-        format!("**/{glob}")
-    };
-    [format!("{anchored}/**"), anchored]
-}
-
-/// Deny globs compiled: an absolute one (`/home/*/.ssh`) judges absolute
-/// paths, a relative one only paths under the roots it is given (the
-/// writable roots), never the rest of the file system (`*.conf` must not
-/// hide `/etc/resolv.conf`).
-#[derive(Debug, Clone)]
-pub(crate) struct DenyGlobMatcher {
-    absolute: globset::GlobSet,
-    relative: globset::GlobSet,
-}
-
-impl DenyGlobMatcher {
-    /// Compiles `globs`; the error names the glob and why.
-    pub(crate) fn new(globs: &[String]) -> Result<DenyGlobMatcher, (String, String)> {
-        let (mut absolute, mut relative) = (
-            globset::GlobSetBuilder::new(),
-            globset::GlobSetBuilder::new(),
-        );
-        for glob in globs {
-            let set = match glob.starts_with('/') {
-                true => &mut absolute,
-                false => &mut relative,
-            };
-            for pattern in deny_glob_patterns(glob) {
-                let compiled = globset::GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|error| (glob.clone(), error.to_string()))?;
-                set.add(compiled);
-            }
-        }
-        let build = |set: globset::GlobSetBuilder| {
-            set.build()
-                .map_err(|error| (globs.join(", "), error.to_string()))
-        };
-        Ok(DenyGlobMatcher {
-            absolute: build(absolute)?,
-            relative: build(relative)?,
-        })
-    }
-
-    /// Whether `path` (absolute) is denied, relative globs judging it
-    /// relative to each of `roots` it lies under.
-    pub(crate) fn denies(&self, path: &Path, roots: &[PathBuf]) -> bool {
-        self.absolute.is_match(path)
-            || roots
-                .iter()
-                .filter_map(|root| path.strip_prefix(root).ok())
-                .any(|relative| self.relative.is_match(relative))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1004,39 +939,6 @@ mod tests {
             assert_eq!(path.as_path(), Path::new(expected), "{input}");
         }
         assert!(AbsolutePath::new(r"\work", None).is_err());
-    }
-
-    #[test]
-    fn deny_globs_read_as_gitignore_reads_them() {
-        let root = PathBuf::from("/w");
-        let matches = |glob: &str, path: &str| {
-            DenyGlobMatcher::new(&[glob.to_owned()])
-                .unwrap()
-                .denies(&root.join(path), std::slice::from_ref(&root))
-        };
-        // (glob, path relative to a writable root, matched)
-        let cases = [
-            ("*.env", ".env", true),
-            ("*.env", "sub/deep/nested.env", true),
-            ("*.env", "sub/env", false),
-            ("*.env", "sub/x.env/inside", true),
-            ("**/private", "private", true),
-            ("**/private", "a/private/key", true),
-            ("**/private", "a/privateer/key", false),
-            // Relative globs judge only what lies under a root.
-            ("*.conf", "/etc/resolv.conf", false),
-            ("**/*.conf", "/etc/resolv.conf", false),
-            ("config/*.key", "config/a.key", true),
-            ("config/*.key", "sub/config/a.key", false),
-            ("config/*.key", "config/sub/a.key", false),
-            ("/home/*/.ssh", "/home/u/.ssh/id_rsa", true),
-            ("/home/*/.ssh", "/home/u/v/.ssh/id_rsa", false),
-        ];
-        let wrong: Vec<_> = cases
-            .iter()
-            .filter(|(glob, path, matched)| matches(glob, path) != *matched)
-            .collect();
-        assert!(wrong.is_empty(), "{wrong:?}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::profile::DenyGlobMatcher;
+use crate::resolve::DenyGlobMatcher;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
