@@ -43,15 +43,10 @@
 //! - Per-user and system configuration files the program reads
 //!   (`~/.gitconfig`, `~/.npmrc`, `~/.cargo/config.toml`, ...) are checked
 //!   for both the server's home and the one the request names.
-//! - When the escalated program takes the requester's environment (a
-//!   sandboxed escalation with extra grants), variables that point it at
-//!   other files or commands (`GIT_*`, `MAKEFLAGS`, `npm_config_*`,
-//!   `CARGO_*`, `PIP_*`, `PYTHON*`) refuse it too. So, for every program,
-//!   in the table or not, does a `HOME` (or its `.config`, `.local`,
-//!   `.gitconfig`, ...) or an XDG base directory where the sandbox can
-//!   write: what
-//!   the program runs (a script's `git`, its interpreter's `.pth` files)
-//!   reads its per-user configuration there.
+//! - No escalation out of the sandbox takes the variables the sandboxed
+//!   shell set (`GIT_*`, `HOME`, `npm_config_*`): it gets the session's
+//!   environment (`escalate-server`'s `environment.rs`), so none is judged
+//!   here; a `HOME` in the request names one more place to check.
 //!
 //! A path that does not exist is judged by its nearest existing ancestor:
 //! what the sandbox cannot create cannot be planted. Programs not in the
@@ -97,8 +92,6 @@ struct InstructionReader {
     /// XDG config directory, `$NAME/` from a variable, `@prefix/` from the
     /// program's installation prefix, or absolute.
     config_files: &'static [&'static str],
-    /// Variables (by prefix) that point it at other files or commands.
-    environment: &'static [&'static str],
 }
 
 /// What a program's options mean. Every word the walk does not skip
@@ -159,7 +152,6 @@ const READER: InstructionReader = InstructionReader {
     subcommands: &[],
     plus_options: false,
     config_files: NONE,
-    environment: NONE,
 };
 
 /// git's subcommands with options or operands that name a command to run
@@ -337,7 +329,6 @@ const READERS: &[InstructionReader] = &[
             "/etc/gitconfig",
             "@prefix/etc/gitconfig",
         ],
-        environment: &["GIT_"],
         ..READER
     },
     InstructionReader {
@@ -354,7 +345,6 @@ const READERS: &[InstructionReader] = &[
             ],
             ..OPTIONS
         },
-        environment: &["MAKEFILES", "MAKEFLAGS", "GNUMAKEFLAGS", "MFLAGS"],
         ..READER
     },
     InstructionReader {
@@ -390,7 +380,6 @@ const READERS: &[InstructionReader] = &[
             // npm's global config when `PREFIX` names its prefix.
             "$PREFIX/etc/npmrc",
         ],
-        environment: &["npm_config_", "NPM_CONFIG_", "YARN_", "PNPM_", "COREPACK_"],
         ..READER
     },
     InstructionReader {
@@ -412,7 +401,6 @@ const READERS: &[InstructionReader] = &[
             "~/.rustup/settings.toml",
             "$RUSTUP_HOME/settings.toml",
         ],
-        environment: &["CARGO_", "RUSTC", "RUSTFLAGS", "RUSTDOCFLAGS", "RUSTUP_"],
         ..READER
     },
     InstructionReader {
@@ -451,7 +439,6 @@ const READERS: &[InstructionReader] = &[
             "~/.ant",
             "~/.sbt",
         ],
-        environment: &["MAVEN_", "M2_", "GRADLE_", "ANT_", "SBT_", "JAVA_"],
         ..READER
     },
     InstructionReader {
@@ -484,16 +471,6 @@ const READERS: &[InstructionReader] = &[
             path: &["-f", "--file", "--justfile", "--config", "-c", "--rakefile"],
             ..OPTIONS
         },
-        environment: &[
-            "GO",
-            "CMAKE_",
-            "BUNDLE_",
-            "COMPOSER",
-            "POETRY_",
-            "UV_",
-            "TOX_",
-            "PRE_COMMIT",
-        ],
         ..READER
     },
     InstructionReader {
@@ -523,7 +500,6 @@ const READERS: &[InstructionReader] = &[
             "~/.pyenv/version",
             "$PYENV_ROOT/version",
         ],
-        environment: &["PIP_", "PYTHON", "VIRTUAL_ENV", "PYENV"],
         ..READER
     },
     InstructionReader {
@@ -543,7 +519,6 @@ const READERS: &[InstructionReader] = &[
         },
         options_end_at_operand: true,
         config_files: &["~/.local/lib", "~/.pyenv/version", "$PYENV_ROOT/version"],
-        environment: &["PYTHON", "PYENV"],
         ..READER
     },
     InstructionReader {
@@ -637,25 +612,16 @@ pub(crate) struct Request<'a> {
     pub(crate) cwd: &'a Path,
     /// The requester's environment (`NAME=value`).
     pub(crate) env: &'a [OsString],
-    /// The escalated program gets (a filtered copy of) the requester's
-    /// environment, not the session's.
-    pub(crate) takes_requester_environment: bool,
 }
 
 /// Why escalating `request` would run instructions the sandbox could have
 /// planted, or `None` when it would not (or the program is not in the
-/// table and takes no per-user configuration from the sandbox). `writable`
-/// says whether the sandbox could create or change a path (already
-/// resolved).
+/// table). `writable` says whether the sandbox could create or change a
+/// path (already resolved).
 pub(crate) fn planted_instructions(
     request: &Request<'_>,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
-    if request.takes_requester_environment {
-        if let Some(reason) = planted_home(request, writable) {
-            return Some(reason);
-        }
-    }
     let reader = reader_of(request.program)?;
     let name = request
         .program
@@ -709,111 +675,6 @@ fn reader_refusal(
             }
             if let Some(place) = writable_place(&candidate, request.cwd, writable) {
                 return refused(&place, &format!(" (for {})", candidate.display()));
-            }
-        }
-    }
-    if request.takes_requester_environment {
-        for entry in request.env {
-            let entry = entry.as_bytes();
-            let variable = entry.split(|byte| *byte == b'=').next().unwrap_or(entry);
-            if reader
-                .environment
-                .iter()
-                .any(|prefix| variable.starts_with(prefix.as_bytes()))
-            {
-                return Some(format!(
-                    "escalation refused: {name} would take {} from the sandbox's environment, \
-                     which can point it at other files or commands",
-                    String::from_utf8_lossy(variable)
-                ));
-            }
-        }
-    }
-    None
-}
-
-/// Variables naming the directories every program, in the table or not,
-/// reads its per-user configuration from (a script's `git` reads
-/// `$HOME/.gitconfig`, its `python3` the `.pth` files under
-/// `$HOME/.local/lib`). (`ZDOTDIR` never reaches an escalation.)
-const CONFIG_HOMES: &[&str] = &[
-    "HOME",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "XDG_STATE_HOME",
-    "XDG_CACHE_HOME",
-];
-
-/// What programs read under a home itself: a home the sandbox cannot write
-/// may hold a directory it can (a profile's `~/.config` grant).
-const IN_HOME: &[&str] = &[
-    ".config",
-    ".local",
-    ".cache",
-    ".gitconfig",
-    ".ssh",
-    ".zshenv",
-    ".profile",
-    ".bashrc",
-];
-
-/// The same, as `:`-separated lists.
-const CONFIG_HOME_LISTS: &[&str] = &["XDG_CONFIG_DIRS", "XDG_DATA_DIRS"];
-
-/// Why an escalation that takes the requester's environment would read
-/// per-user configuration from where the sandbox can write: the sandboxed
-/// shell chose those variables, and whatever the program runs (a script's
-/// commands included) reads its configuration there with the escalation's
-/// grants. A relative entry is relative to wherever it runs: refused too.
-fn planted_home(request: &Request<'_>, writable: &dyn Fn(&Path) -> bool) -> Option<String> {
-    for entry in request.env {
-        let entry = entry.as_bytes();
-        let Some(equals) = entry.iter().position(|&byte| byte == b'=') else {
-            continue;
-        };
-        let (variable, value) = (&entry[..equals], &entry[equals + 1..]);
-        let named = |names: &[&str]| names.iter().any(|name| name.as_bytes() == variable);
-        let directories: Vec<&[u8]> = if named(CONFIG_HOMES) {
-            vec![value]
-        } else if named(CONFIG_HOME_LISTS) {
-            value.split(|&byte| byte == b':').collect()
-        } else {
-            continue;
-        };
-        let home = variable == b"HOME";
-        let variable = String::from_utf8_lossy(variable);
-        for directory in directories {
-            let directory = Path::new(OsStr::from_bytes(directory));
-            if directory.as_os_str().is_empty() {
-                continue;
-            }
-            if home && directory.is_absolute() {
-                for name in IN_HOME {
-                    let inside = directory.join(name);
-                    if let Some(place) = writable_place(&inside, request.cwd, writable) {
-                        return Some(format!(
-                            "escalation refused: HOME is {}, and the sandbox can write {}: \
-                             programs read their per-user configuration there",
-                            directory.display(),
-                            place.display()
-                        ));
-                    }
-                }
-            }
-            if directory.is_relative() {
-                return Some(format!(
-                    "escalation refused: {variable} names {}, a relative path: per-user \
-                     configuration from wherever it runs, which the sandbox may choose",
-                    directory.display()
-                ));
-            }
-            if let Some(place) = writable_place(directory, request.cwd, writable) {
-                return Some(format!(
-                    "escalation refused: {variable} is {}, and the sandbox can write {}: \
-                     programs read their per-user configuration there",
-                    directory.display(),
-                    place.display()
-                ));
             }
         }
     }

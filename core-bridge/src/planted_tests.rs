@@ -22,14 +22,7 @@ fn place() -> Place {
 }
 
 /// `{w}` and `{ro}` replaced in each argument.
-fn check(
-    place: &Place,
-    program: &str,
-    args: &str,
-    cwd: &Path,
-    env: &[&str],
-    own_env: bool,
-) -> bool {
+fn check(place: &Place, program: &str, args: &str, cwd: &Path, env: &[&str]) -> bool {
     let expand = |text: &str| {
         text.replace("{w}", place.w.to_str().unwrap())
             .replace("{ro}", place.ro.to_str().unwrap())
@@ -51,15 +44,14 @@ fn check(
             argv: &argv,
             cwd,
             env: &env,
-            takes_requester_environment: own_env,
         },
         &|path: &Path| path.starts_with(&writable_root),
     )
     .is_some()
 }
 
-/// (program, arguments, cwd, environment, takes the requester's, refused)
-type Case<'a> = (&'a str, &'a str, &'a Path, &'a [&'a str], bool, bool);
+/// (program, arguments, cwd, environment, refused)
+type Case<'a> = (&'a str, &'a str, &'a Path, &'a [&'a str], bool);
 
 #[test]
 fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
@@ -71,54 +63,31 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
     std::os::unix::fs::symlink("/usr", ro.join("up")).unwrap();
     std::os::unix::fs::symlink(&w, ro.join("to-w")).unwrap();
     let cases: &[Case<'_>] = &[
-        ("/usr/bin/git", "status", &ro, &[], false, false),
-        ("/usr/bin/git", "status", &w, &[], false, true),
-        (
-            "/usr/lib/git-core/git-upload-pack",
-            ".",
-            &w,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/git", "-C {w} status", &ro, &[], false, true),
-        ("/usr/bin/git", "-C{w} status", &ro, &[], false, true),
-        (
-            "/usr/bin/git",
-            "--git-dir={w}/repo status",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
+        ("/usr/bin/git", "status", &ro, &[], false),
+        ("/usr/bin/git", "status", &w, &[], true),
+        ("/usr/lib/git-core/git-upload-pack", ".", &w, &[], true),
+        ("/usr/bin/git", "-C {w} status", &ro, &[], true),
+        ("/usr/bin/git", "-C{w} status", &ro, &[], true),
+        ("/usr/bin/git", "--git-dir={w}/repo status", &ro, &[], true),
         (
             "/usr/bin/git",
             "--work-tree {w}/new/deeper status",
             &ro,
             &[],
-            false,
             true,
         ),
-        (
-            "/usr/bin/git",
-            "-c core.pager=true log",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/git", "log -c", &ro, &[], false, false),
-        ("/usr/bin/git", "status", &ro, &["HOME={w}"], false, true),
+        ("/usr/bin/git", "-c core.pager=true log", &ro, &[], true),
+        ("/usr/bin/git", "log -c", &ro, &[], false),
+        ("/usr/bin/git", "status", &ro, &["HOME={w}"], true),
         // A relative home is wherever git is when it reads it (the top of
         // the work tree, `-C`'s directory): never trusted.
-        ("/usr/bin/git", "status", &ro, &["HOME=../w"], false, true),
-        ("/usr/bin/git", "status", &ro, &["HOME=."], false, true),
+        ("/usr/bin/git", "status", &ro, &["HOME=../w"], true),
+        ("/usr/bin/git", "status", &ro, &["HOME=."], true),
         (
             "/usr/bin/git",
             "status",
             &ro,
             &["XDG_CONFIG_HOME={w}/cfg"],
-            false,
             true,
         ),
         (
@@ -126,79 +95,32 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             "status",
             &ro,
             &["XDG_CONFIG_HOME=../w/cfg"],
-            false,
             true,
         ),
-        ("/usr/bin/git", "status", &ro, &["GIT_TRACE=1"], true, true),
-        (
-            "/usr/bin/git",
-            "status",
-            &ro,
-            &["GIT_TRACE=1"],
-            false,
-            false,
-        ),
-        ("/usr/bin/make", "", &ro, &[], false, false),
-        ("/usr/bin/make", "-f {w}/Makefile", &ro, &[], false, true),
-        ("/usr/bin/make", "--directory={w}", &ro, &[], false, true),
-        ("/usr/bin/make", "--eval=x:", &ro, &[], false, true),
+        ("/usr/bin/make", "", &ro, &[], false),
+        ("/usr/bin/make", "-f {w}/Makefile", &ro, &[], true),
+        ("/usr/bin/make", "--directory={w}", &ro, &[], true),
+        ("/usr/bin/make", "--eval=x:", &ro, &[], true),
         // A descriptor or `/proc`, however spelled (regression: only the
         // absolute spelling was caught), and a walk through a place the
         // sandbox can write, wherever its `..` leads.
-        ("/usr/bin/make", "-f proc/self/fd/7", root, &[], false, true),
-        ("/usr/bin/make", "-f ../dev/fd/7", usr, &[], false, true),
-        (
-            "/usr/bin/make",
-            "-f ../../proc/self/fd/7",
-            usr,
-            &[],
-            false,
-            true,
-        ),
-        (
-            "/usr/bin/make",
-            "-f /dev/../proc/self/fd/7",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/make", "-C proc/self/fd/8", root, &[], false, true),
-        (
-            "/usr/bin/make",
-            "-f {w}/../ro/Makefile",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/make", "-f ../ro/Makefile", &ro, &[], false, false),
-        (
-            "/usr/bin/make",
-            "-f {ro}/up/../dev/fd/7",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/make", "-f up/../dev/fd/7", &ro, &[], false, true),
-        ("/usr/bin/make", "-f to-w/Makefile", &ro, &[], false, true),
-        (
-            "/usr/bin/make",
-            "-f up/share/Makefile",
-            &ro,
-            &[],
-            false,
-            false,
-        ),
-        ("/usr/bin/make", "", &ro, &["MAKEFLAGS=-f/x"], true, true),
+        ("/usr/bin/make", "-f proc/self/fd/7", root, &[], true),
+        ("/usr/bin/make", "-f ../dev/fd/7", usr, &[], true),
+        ("/usr/bin/make", "-f ../../proc/self/fd/7", usr, &[], true),
+        ("/usr/bin/make", "-f /dev/../proc/self/fd/7", &ro, &[], true),
+        ("/usr/bin/make", "-C proc/self/fd/8", root, &[], true),
+        ("/usr/bin/make", "-f {w}/../ro/Makefile", &ro, &[], true),
+        ("/usr/bin/make", "-f ../ro/Makefile", &ro, &[], false),
+        ("/usr/bin/make", "-f {ro}/up/../dev/fd/7", &ro, &[], true),
+        ("/usr/bin/make", "-f up/../dev/fd/7", &ro, &[], true),
+        ("/usr/bin/make", "-f to-w/Makefile", &ro, &[], true),
+        ("/usr/bin/make", "-f up/share/Makefile", &ro, &[], false),
         // npm's global config under `PREFIX` (regression: not looked at).
         (
             "/usr/lib/node_modules/npm/bin/npm-cli.js",
             "run build",
             &ro,
             &["PREFIX={w}/p"],
-            false,
             true,
         ),
         (
@@ -206,17 +128,15 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             "test",
             &w,
             &[],
-            false,
             true,
         ),
-        ("/usr/bin/npm", "--prefix {w} test", &ro, &[], false, true),
-        ("/usr/bin/cargo", "build", &w, &[], false, true),
+        ("/usr/bin/npm", "--prefix {w} test", &ro, &[], true),
+        ("/usr/bin/cargo", "build", &w, &[], true),
         (
             "/usr/bin/cargo",
             "--config build.rustc-wrapper=x build",
             &ro,
             &[],
-            false,
             true,
         ),
         (
@@ -224,127 +144,46 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             "build --manifest-path {w}/Cargo.toml",
             &ro,
             &[],
-            false,
             true,
         ),
-        ("/usr/bin/pip3", "install ./pkg", &w, &[], false, true),
-        ("/usr/bin/pip3", "install {w}/pkg", &ro, &[], false, true),
-        ("/usr/bin/pip3", "install requests", &ro, &[], false, false),
-        (
-            "/usr/bin/python3.11",
-            "-m http.server",
-            &w,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/python3", "{w}/setup.py", &ro, &[], false, true),
+        ("/usr/bin/pip3", "install ./pkg", &w, &[], true),
+        ("/usr/bin/pip3", "install {w}/pkg", &ro, &[], true),
+        ("/usr/bin/pip3", "install requests", &ro, &[], false),
+        ("/usr/bin/python3.11", "-m http.server", &w, &[], true),
+        ("/usr/bin/python3", "{w}/setup.py", &ro, &[], true),
         // The program text's arguments may name what it reads.
-        ("/usr/bin/python3", "-c pass {w}", &ro, &[], false, true),
-        ("/usr/bin/python3", "-c pass", &ro, &[], false, false),
-        ("/usr/bin/bash", "{w}/script.sh", &ro, &[], false, true),
-        (
-            "/usr/bin/bash",
-            "-c true {w}/script.sh",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/bash", "script.sh", &w, &[], false, true),
-        ("/usr/bin/bash", "-c true", &w, &[], false, false),
-        ("/usr/bin/perl", "-e 1", &w, &[], false, false),
-        ("/usr/bin/node", "-e 1", &w, &[], false, true),
-        ("/usr/share/maven/bin/mvn", "-v", &w, &[], false, true),
+        ("/usr/bin/python3", "-c pass {w}", &ro, &[], true),
+        ("/usr/bin/python3", "-c pass", &ro, &[], false),
+        ("/usr/bin/bash", "{w}/script.sh", &ro, &[], true),
+        ("/usr/bin/bash", "-c true {w}/script.sh", &ro, &[], true),
+        ("/usr/bin/bash", "script.sh", &w, &[], true),
+        ("/usr/bin/bash", "-c true", &w, &[], false),
+        ("/usr/bin/perl", "-e 1", &w, &[], false),
+        ("/usr/bin/node", "-e 1", &w, &[], true),
+        ("/usr/share/maven/bin/mvn", "-v", &w, &[], true),
         (
             "/usr/share/maven/bin/mvn",
             "-f {w}/pom.xml package",
             &ro,
             &[],
-            false,
             true,
         ),
-        (
-            "/usr/bin/mvn",
-            "package",
-            &ro,
-            &["MAVEN_OPTS=-Dx"],
-            true,
-            true,
-        ),
-        ("/usr/bin/gradle", "-p {w} build", &ro, &[], false, true),
-        ("/usr/bin/go", "generate ./...", &w, &[], false, true),
-        ("/usr/bin/go", "build", &ro, &[], false, false),
-        ("/usr/bin/cmake", "--build build", &w, &[], false, true),
-        ("/usr/bin/ninja", "-C {w}/build", &ro, &[], false, true),
-        (
-            "/usr/bin/just",
-            "--justfile {w}/justfile",
-            &ro,
-            &[],
-            false,
-            true,
-        ),
-        ("/usr/bin/rake", "", &w, &[], false, true),
-        ("/usr/bin/bundle", "exec rspec", &w, &[], false, true),
-        ("/usr/bin/composer", "install", &w, &[], false, true),
-        ("/usr/bin/poetry", "install", &w, &[], false, true),
-        ("/usr/bin/uv", "run x", &w, &[], false, true),
-        ("/usr/bin/tox", "", &w, &[], false, true),
-        ("/usr/bin/pre-commit", "run", &w, &[], false, true),
-        ("/usr/bin/deno", "task build", &w, &[], false, true),
-        ("/usr/bin/bun", "run build", &w, &[], false, true),
-        ("/usr/bin/zsh", "-c true", &ro, &["HOME={w}"], false, true),
-        ("/usr/bin/touch", "{w}/x", &w, &["GIT_DIR=x"], true, false),
-    ];
-    assert_eq!(failures(&place, cases), Vec::<String>::new());
-}
-
-/// An escalation that takes the requester's environment is refused when
-/// that environment puts per-user configuration where the sandbox can
-/// write, whatever the program: a script (not in the table) run with a
-/// skill's grants runs `git` and `python3`, which read `$HOME/.gitconfig`
-/// and `$HOME/.local/lib/python3.X/site-packages/*.pth` (a probe planted
-/// both). With the session's environment (unsandboxed), the request's
-/// values are not used.
-#[test]
-fn a_home_the_sandbox_can_write_refuses_any_program_that_takes_it() {
-    let place = place();
-    let (ro, w) = (place.ro.clone(), place.w.clone());
-    let script = "/opt/skills/notes/report.py";
-    std::fs::create_dir_all(ro.join("home")).unwrap();
-    std::os::unix::fs::symlink(&w, ro.join("home/.config")).unwrap();
-    let cases: &[Case<'_>] = &[
-        (script, "", &w, &["HOME={ro}"], true, false),
-        (script, "", &w, &["HOME={w}/fakehome"], true, true),
-        (script, "", &w, &["HOME={w}/fakehome"], false, false),
-        (script, "", &ro, &["HOME={ro}/../w/home"], true, true),
-        (script, "", &ro, &["HOME=home"], true, true),
-        (script, "", &ro, &["HOME="], true, false),
-        (script, "", &ro, &["XDG_CONFIG_HOME={w}/cfg"], true, true),
-        (
-            script,
-            "",
-            &ro,
-            &["XDG_DATA_DIRS=/usr/share:{w}/share"],
-            true,
-            true,
-        ),
-        (
-            script,
-            "",
-            &ro,
-            &["XDG_DATA_DIRS=/usr/share:{ro}"],
-            true,
-            false,
-        ),
-        (script, "", &ro, &["XDG_CACHE_HOME={w}/cache"], true, true),
-        // A home the sandbox cannot write, with a part of it that it can.
-        (script, "", &ro, &["HOME={ro}/home"], true, true),
-        (script, "", &ro, &["MYHOME={w}"], true, false),
-        // A colon in a home is part of its name, not a list.
-        (script, "", &ro, &["HOME={ro}:x"], true, false),
-        ("/usr/bin/touch", "{w}/x", &w, &["HOME={w}"], true, true),
+        ("/usr/bin/gradle", "-p {w} build", &ro, &[], true),
+        ("/usr/bin/go", "generate ./...", &w, &[], true),
+        ("/usr/bin/go", "build", &ro, &[], false),
+        ("/usr/bin/cmake", "--build build", &w, &[], true),
+        ("/usr/bin/ninja", "-C {w}/build", &ro, &[], true),
+        ("/usr/bin/just", "--justfile {w}/justfile", &ro, &[], true),
+        ("/usr/bin/rake", "", &w, &[], true),
+        ("/usr/bin/bundle", "exec rspec", &w, &[], true),
+        ("/usr/bin/composer", "install", &w, &[], true),
+        ("/usr/bin/poetry", "install", &w, &[], true),
+        ("/usr/bin/uv", "run x", &w, &[], true),
+        ("/usr/bin/tox", "", &w, &[], true),
+        ("/usr/bin/pre-commit", "run", &w, &[], true),
+        ("/usr/bin/deno", "task build", &w, &[], true),
+        ("/usr/bin/bun", "run build", &w, &[], true),
+        ("/usr/bin/zsh", "-c true", &ro, &["HOME={w}"], true),
     ];
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
@@ -353,10 +192,10 @@ fn a_home_the_sandbox_can_write_refuses_any_program_that_takes_it() {
 fn failures(place: &Place, cases: &[Case<'_>]) -> Vec<String> {
     cases
         .iter()
-        .filter(|(program, args, cwd, env, own, refused)| {
-            check(place, program, args, cwd, env, *own) != *refused
+        .filter(|(program, args, cwd, env, refused)| {
+            check(place, program, args, cwd, env) != *refused
         })
-        .map(|(program, args, cwd, env, _, refused)| {
+        .map(|(program, args, cwd, env, refused)| {
             format!(
                 "{program} {args} in {} with {env:?}: expected refused={refused}",
                 cwd.display()
@@ -374,10 +213,10 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
     let place = place();
     let (ro, w) = (place.ro.clone(), place.w.clone());
     let refused = |program: &'static str, args: &'static str| -> Case<'static> {
-        (program, args, Path::new(""), &[], false, true)
+        (program, args, Path::new(""), &[], true)
     };
     let allowed = |program: &'static str, args: &'static str| -> Case<'static> {
-        (program, args, Path::new(""), &[], false, false)
+        (program, args, Path::new(""), &[], false)
     };
     let from_ro: Vec<Case<'static>> = vec![
         refused("/usr/bin/python3", "-W ignore {w}/evil.py"),
@@ -484,9 +323,7 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
     ];
     let mut cases: Vec<Case<'_>> = from_ro
         .into_iter()
-        .map(|(program, args, _, env, own, refused)| {
-            (program, args, ro.as_path(), env, own, refused)
-        })
+        .map(|(program, args, _, env, refused)| (program, args, ro.as_path(), env, refused))
         .collect();
     cases.extend([
         // Flags a shell knows hide nothing, even where it runs in a place
@@ -497,15 +334,6 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
             w.as_path(),
             &[][..],
             false,
-            false,
-        ),
-        (
-            "/usr/bin/python3",
-            "-m pip install requests",
-            ro.as_path(),
-            &["PIP_INDEX_URL=x"][..],
-            true,
-            true,
         ),
     ]);
     assert_eq!(failures(&place, &cases), Vec::<String>::new());
@@ -530,7 +358,6 @@ fn a_huge_argument_is_judged_in_few_lookups() {
             argv: &argv,
             cwd: &place.ro,
             env: &[],
-            takes_requester_environment: false,
         },
         &|path: &Path| path.starts_with(&place.w),
     );
@@ -554,7 +381,6 @@ fn a_chain_of_python_dash_m_is_judged_without_recursing() {
             argv: &argv,
             cwd: &place.ro,
             env: &[],
-            takes_requester_environment: false,
         },
         &|path: &Path| path.starts_with(&place.w),
     );

@@ -457,7 +457,7 @@ impl Inner {
                 program.display()
             ));
         }
-        if let Some(planted) = self.planted(request, execution, &writable) {
+        if let Some(planted) = self.planted(request, &writable) {
             return Some(planted);
         }
         let interpreter = match shebang_interpreter(program) {
@@ -494,12 +494,7 @@ impl Inner {
 
     /// Why the program would run instructions the sandbox could have
     /// planted (only for programs the table in `planted.rs` knows).
-    fn planted(
-        &self,
-        request: &ExecContext,
-        execution: &Execution,
-        writable: &dyn Fn(&Path) -> bool,
-    ) -> Option<String> {
+    fn planted(&self, request: &ExecContext, writable: &dyn Fn(&Path) -> bool) -> Option<String> {
         let cwd = match &request.working_directory {
             Ok(directory) => directory.canonical_path.as_path(),
             // The server will not escalate it anyway; say why here too.
@@ -510,7 +505,6 @@ impl Inner {
                         argv: &request.argv,
                         cwd: Path::new("/"),
                         env: &request.env,
-                        takes_requester_environment: true,
                     },
                     &|_| true,
                 )
@@ -523,7 +517,6 @@ impl Inner {
                 argv: &request.argv,
                 cwd,
                 env: &request.env,
-                takes_requester_environment: *execution != Execution::Unsandboxed,
             },
             writable,
         )

@@ -768,7 +768,13 @@ fn spawn_plan(
     if let Some((script, number)) = launch.script.take() {
         fds.push((SafeClose::own(script), number));
     }
-    let env = escalated_environment(&context.env, path, sandboxed, &shared.config.escalation_env);
+    let env = escalated_environment(
+        &context.env,
+        path,
+        sandboxed,
+        beyond_the_sandbox,
+        &shared.config.escalation_env,
+    );
     let (mut order, mut pending_link) = (None, None);
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked

@@ -10,7 +10,8 @@
 //! ([`path_outside`]), so that an escalated program that runs others by
 //! name cannot be pointed at binaries planted in one.
 //!
-//! An unsandboxed child gets less of the request: only the variables of
+//! A child beyond the session's sandbox (unsandboxed, or with a profile's
+//! or a skill's grants) gets less of the request: only the variables of
 //! [`UNSANDBOXED_KEPT`]. The rest comes from the session's configured
 //! escalation environment (the caller's own, shaped by its environment
 //! policy; by default `HOME`, the XDG directories, `USER`, `LOGNAME`,
@@ -197,13 +198,18 @@ pub(crate) fn server_defaults() -> Vec<(OsString, OsString)> {
         .collect()
 }
 
-/// Builds an escalated child's environment: for a sandboxed child, the
-/// requester's entries without injection variables; for an unsandboxed
-/// one, the requester's harmless entries and the session's `base`.
+/// Builds an escalated child's environment: for a child in the session's
+/// own sandbox, the requester's entries without injection variables; for
+/// one beyond it (unsandboxed, or with grants), the requester's harmless
+/// entries and the session's `base`: the shell could have pointed any
+/// other variable at what it planted (`GIT_TEST_FSMONITOR`,
+/// `PYTHONPYCACHEPREFIX`, `npm_config_script_shell`, a `HOME` in the
+/// workspace), for whatever the program runs.
 pub(crate) fn escalated_environment(
     requested: &[OsString],
     path: &OsStr,
     sandboxed: bool,
+    beyond_the_sandbox: bool,
     base: &[(OsString, OsString)],
 ) -> Vec<OsString> {
     let name_of = |entry: &OsString| -> Option<OsString> {
@@ -224,18 +230,17 @@ pub(crate) fn escalated_environment(
             let Some(name) = name_of(entry) else {
                 return false;
             };
-            if sandboxed {
-                // The marker of a limited sandbox's proxy variables: the
-                // child's helper replaces or removes them by it.
-                name == execgate_sandbox::PROXY_MARKER
-                    || (name.as_bytes() != b"PATH" && !is_injection_variable(&name))
-            } else {
-                kept_unsandboxed(&name)
-            }
+            // The marker of a limited sandbox's proxy variables: the
+            // child's helper replaces or removes them by it.
+            (sandboxed && name == execgate_sandbox::PROXY_MARKER)
+                || match beyond_the_sandbox {
+                    true => kept_unsandboxed(&name),
+                    false => name.as_bytes() != b"PATH" && !is_injection_variable(&name),
+                }
         })
         .cloned()
         .collect();
-    if !sandboxed {
+    if beyond_the_sandbox {
         let taken: Vec<OsString> = env.iter().filter_map(name_of).collect();
         for (name, value) in base {
             if name.as_bytes() == b"PATH"
@@ -287,7 +292,7 @@ mod tests {
         .iter()
         .map(OsString::from)
         .collect();
-        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), true, &[]);
+        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), true, false, &[]);
         let expected: Vec<OsString> = [
             "HOME=/root",
             "LANG=C.UTF-8",
@@ -308,6 +313,7 @@ mod tests {
             &requested,
             OsStr::new("/usr/bin:/bin"),
             false,
+            true,
             &server_defaults(),
         );
         let names: Vec<String> = env

@@ -42,7 +42,8 @@ pub struct SessionConfig {
     /// `PATH` for escalated children (the requester's is not trusted), and
     /// where relative `#!` interpreters of escalated scripts are looked up.
     pub escalation_path: OsString,
-    /// What unsandboxed escalated children start from, instead of the
+    /// What escalated children beyond the sandbox (unsandboxed, or with
+    /// grants) start from, instead of the
     /// requester's environment (which the sandbox controls): the caller's
     /// own, as its environment policy shapes it. Injection variables and
     /// `PATH` are removed from it all the same. Default: the server's

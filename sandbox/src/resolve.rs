@@ -99,8 +99,11 @@ pub struct ResolvedPolicy {
     minimal_only: bool,
     deny_globs: Vec<String>,
     deny_set: DenyGlobMatcher,
-    /// Roots the deny globs are relative to (the writable roots).
+    /// Where the deny globs are searched for at the start: the writable
+    /// roots and each absolute glob's literal start.
     glob_roots: Vec<PathBuf>,
+    /// Roots relative deny globs apply under: the writable roots only.
+    relative_glob_roots: Vec<PathBuf>,
     denied_files: Vec<PathBuf>,
     expansion: GlobExpansion,
     /// Unix sockets of other programs in the temp dir (X11, ssh-agent, ...):
@@ -229,6 +232,7 @@ impl ResolvedPolicy {
         // is also searched from its literal start, wherever that is, so
         // that what it names is covered in the view, not only refused by
         // the query API. A start of `/` hits the search limits: refused.
+        let relative_glob_roots = writable.clone();
         let mut glob_roots = writable;
         for base in deny_globs.iter().filter_map(|glob| literal_base(glob)) {
             if base.exists() && !glob_roots.iter().any(|root| base.starts_with(root)) {
@@ -238,6 +242,7 @@ impl ResolvedPolicy {
         let mut policy = ResolvedPolicy {
             minimal_only: minimal && !readable_root,
             glob_roots,
+            relative_glob_roots,
             rules,
             deny_globs,
             deny_set,
@@ -353,10 +358,9 @@ impl ResolvedPolicy {
         &self.deny_globs
     }
 
-    /// The roots relative deny globs apply under (the writable roots, and
-    /// the literal start of each absolute glob).
-    pub fn glob_roots(&self) -> &[PathBuf] {
-        &self.glob_roots
+    /// The roots relative deny globs apply under: the writable roots.
+    pub fn relative_glob_roots(&self) -> &[PathBuf] {
+        &self.relative_glob_roots
     }
 
     /// What the profile allows on `path` (absolute; canonicalize it first
@@ -428,7 +432,7 @@ impl ResolvedPolicy {
             return false;
         }
         self.denied_files.iter().any(|file| file == path)
-            || self.deny_set.denies(path, &self.glob_roots)
+            || self.deny_set.denies(path, &self.relative_glob_roots)
     }
 
     /// Finds the existing files the deny globs match under the writable
@@ -479,11 +483,12 @@ impl ResolvedPolicy {
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
-            if !kind.is_dir()
-                && self
-                    .deny_set
-                    .denies(&path, std::slice::from_ref(&root.to_path_buf()))
-            {
+            // A symlink is neither covered nor followed: its target is
+            // covered where it lives, or not readable at all. Covering
+            // the link would hide its target under another name, and a
+            // dangling one (which any sandbox can plant in the shared
+            // temp dir) would stop every later sandbox from starting.
+            if kind.is_file() && self.deny_set.denies(&path, &self.relative_glob_roots) {
                 found.push(path.clone());
                 if found.len() > GLOB_MAX_MATCHES {
                     return Err(SandboxError::GlobLimit(format!(
@@ -492,8 +497,6 @@ impl ResolvedPolicy {
                     )));
                 }
             }
-            // Symlinks are not followed: their targets are covered where
-            // they live, or not readable at all.
             if kind.is_dir() {
                 self.walk(root, &path, level + 1, found)?;
             }
@@ -935,6 +938,67 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, SandboxError::GlobLimit(_)), "{error}");
+    }
+
+    /// A probe found a relative glob applied under an absolute glob's
+    /// start too: `*.cnf` beside `/etc/ssl/nothing*` hid
+    /// `/etc/ssl/openssl.cnf`. Relative globs judge only what lies under
+    /// the writable roots.
+    #[test]
+    fn relative_globs_stay_under_the_writable_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let (ws, outside) = (root.join("ws"), root.join("outside"));
+        fs::create_dir(&ws).unwrap();
+        fs::create_dir(&outside).unwrap();
+        for file in [
+            ws.join("a.cnf"),
+            outside.join("b.cnf"),
+            outside.join("nothing"),
+        ] {
+            fs::write(file, "").unwrap();
+        }
+        let absolute = format!("{}/nothing*", outside.display());
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                ("*.cnf", Access::None),
+                (&absolute, Access::None),
+            ]),
+            &SandboxContext::new(&ws),
+        )
+        .unwrap();
+        assert!(!policy.can_read(&ws.join("a.cnf")));
+        assert!(policy.can_read(&outside.join("b.cnf")));
+        assert!(!policy.can_read(&outside.join("nothing")));
+        assert_eq!(policy.relative_glob_roots(), std::slice::from_ref(&ws));
+    }
+
+    /// A probe planted `host.env -> /etc/hostname` in the shared temp
+    /// dir: with `*.env` denied, every later sandbox failed to start
+    /// (bubblewrap cannot cover a link's path), and `link.env ->
+    /// readme.txt` hid `readme.txt`. Links are not covered.
+    #[test]
+    fn links_named_like_a_deny_glob_are_not_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        fs::write(root.join("readme.txt"), "").unwrap();
+        fs::write(root.join("real.env"), "").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("host.env")).unwrap();
+        std::os::unix::fs::symlink("readme.txt", root.join("link.env")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", root.join("gone.env")).unwrap();
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                ("*.env", Access::None),
+            ]),
+            &SandboxContext::new(&root),
+        )
+        .unwrap();
+        assert_eq!(policy.denied_files(), [root.join("real.env")]);
+        assert!(policy.can_read(&root.join("readme.txt")));
     }
 
     #[test]

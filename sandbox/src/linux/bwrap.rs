@@ -299,7 +299,7 @@ impl Launcher {
             args.push_os(["--deny-glob".into(), glob.into()]);
         }
         if !policy.deny_globs().is_empty() {
-            for root in policy.glob_roots() {
+            for root in policy.relative_glob_roots() {
                 args.push_os(["--glob-root".into(), root.clone().into_os_string()]);
             }
         }
