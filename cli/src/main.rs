@@ -598,14 +598,22 @@ fn children_of(parent: u32) -> Vec<i32> {
 }
 
 /// Runs a command that starts a session (`run`, `shell`, `mcp`) as the
-/// reaper of what its session leaves behind: without a session cgroup, a
+/// reaper of what its session leaves behind when it has no cgroup: a
 /// process that left its process group and session (an unsandboxed
-/// escalation's `setsid`, a daemon's double fork) would outlive it.
+/// escalation's `setsid`, a daemon's double fork) would outlive it. With a
+/// cgroup, `cgroup.kill` ends those, and orphans go to init, which reaps
+/// them; here they stay zombies until this process ends (README says so).
 #[cfg(unix)]
 fn reaping(session: impl FnOnce() -> Result<i32>) -> Result<i32> {
-    adopt_orphans()?;
+    use execgate_core_bridge::server::{scope_support, ScopeSupport};
+    let adopting = matches!(scope_support(), ScopeSupport::ProcessGroups { .. });
+    if adopting {
+        adopt_orphans()?;
+    }
     let code = session();
-    end_leftovers();
+    if adopting {
+        end_leftovers();
+    }
     code
 }
 

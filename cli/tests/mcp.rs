@@ -69,44 +69,75 @@ fn the_official_python_client_passes_every_check() {
     );
 }
 
-/// A client that stops reading (closes its end of the server's stdout)
-/// has gone, even while something still holds the server's stdin: the
-/// server ends, and every process of its session with it.
-#[test]
-fn a_client_that_stops_reading_ends_the_session() {
-    use std::io::{BufRead, BufReader, Write};
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
+/// `execgate mcp` on pipes, started in `cwd` with the config file of
+/// `dir` (none), its audit log there, `args` and `env` added; its stdin,
+/// and its stdout by lines.
+fn mcp_server(
+    dir: &Path,
+    cwd: &Path,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
-        .args(["mcp", "--audit-log"])
-        .arg(dir.path().join("audit.jsonl"))
-        .current_dir(dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .arg("mcp")
+        .args(args)
+        .arg("--audit-log")
+        .arg(dir.join("audit.jsonl"))
+        .current_dir(cwd)
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdin = server.stdin.take().unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let messages = [
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"exec_command","arguments":{"cmd":"sleep 9317","yield_time_ms":250}}}"#,
-    ];
-    for message in messages {
+    let stdin = server.stdin.take().unwrap();
+    let stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    (server, stdin, stdout)
+}
+
+/// Writes the handshake, offering the client `capabilities`, then
+/// `messages`.
+fn say_after_handshake(stdin: &mut impl std::io::Write, capabilities: &str, messages: &[String]) {
+    let initialize = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{capabilities},"clientInfo":{{"name":"t","version":"1"}}}}}}"#
+    );
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned();
+    for message in [&initialize, &initialized].into_iter().chain(messages) {
         writeln!(stdin, "{message}").unwrap();
     }
-    let mut line = String::new();
-    while !line.contains("\"id\":2") {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "the server ended early"
-        );
-    }
+}
+
+/// An `exec_command` call.
+fn exec_call(id: u32, cmd: &str, yield_time_ms: u32) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {
+            "name": "exec_command",
+            "arguments": {"cmd": cmd, "yield_time_ms": yield_time_ms},
+        },
+    })
+    .to_string()
+}
+
+/// A client that stops reading (closes its end of the server's stdout)
+/// has gone, even while something still holds the server's stdin: the
+/// server ends, and every process of its session with it.
+#[test]
+fn a_client_that_stops_reading_ends_the_session() {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let (mut server, mut stdin, mut stdout) = mcp_server(dir.path(), dir.path(), &[], &[]);
+    say_after_handshake(&mut stdin, "{}", &[exec_call(2, "sleep 9317", 250)]);
+    let line = read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
     assert!(line.contains("process_id"), "{line}");
     drop(stdout);
     let started = std::time::Instant::now();
@@ -137,7 +168,7 @@ fn a_client_that_stops_reading_ends_the_session() {
 /// at once.
 #[test]
 fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let dir = tempfile::Builder::new()
         .prefix("execgate-mcp")
         .tempdir_in("/var/tmp")
@@ -146,37 +177,15 @@ fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
     std::fs::create_dir(&ws).unwrap();
     let rules = dir.path().join("setsid.rules");
     std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
-        .args(["mcp", "--rules"])
-        .arg(&rules)
-        .arg("--audit-log")
-        .arg(dir.path().join("audit.jsonl"))
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
-        .env("EXECGATE_SCOPE", "process-groups")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = server.stdin.take().unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let messages = [
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"exec_command","arguments":{"cmd":"setsid -f sleep 9318; print started","yield_time_ms":2000}}}"#,
-    ];
-    for message in messages {
-        writeln!(stdin, "{message}").unwrap();
-    }
-    let mut line = String::new();
-    while !line.contains("\"id\":2") {
-        line.clear();
-        assert!(
-            stdout.read_line(&mut line).unwrap() > 0,
-            "the server ended early"
-        );
-    }
+    let (mut server, mut stdin, mut stdout) = mcp_server(
+        dir.path(),
+        &ws,
+        &["--rules".as_ref(), rules.as_os_str()],
+        &[("EXECGATE_SCOPE", "process-groups")],
+    );
+    let setsid = exec_call(2, "setsid -f sleep 9318; print started", 2000);
+    say_after_handshake(&mut stdin, "{}", &[setsid]);
+    let line = read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
     assert!(line.contains("started"), "{line}");
     let sleeping = || {
         let found = Command::new("pgrep")
@@ -187,11 +196,8 @@ fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
     };
     assert!(!sleeping().is_empty(), "the escalated setsid did not start");
     // A call in flight: it would go on for 30 s.
-    writeln!(
-        stdin,
-        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"exec_command","arguments":{{"cmd":"while :; do print x >> ticks; /usr/bin/true; done","yield_time_ms":30000}}}}}}"#
-    )
-    .unwrap();
+    let looping = "while :; do print x >> ticks; /usr/bin/true; done";
+    writeln!(stdin, "{}", exec_call(3, looping, 30000)).unwrap();
     let ticks = ws.join("ticks");
     let size = || std::fs::metadata(&ticks).map_or(0, |meta| meta.len());
     while size() == 0 {
@@ -245,7 +251,7 @@ fn read_until(
 /// command is asked about again.
 #[test]
 fn a_cancelled_call_withdraws_its_question() {
-    use std::io::{BufReader, Write};
+    use std::io::Write;
     let dir = tempfile::Builder::new()
         .prefix("execgate-mcp")
         .tempdir_in("/var/tmp")
@@ -258,20 +264,12 @@ fn a_cancelled_call_withdraws_its_question() {
         "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
     )
     .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
-        .args(["mcp", "--rules"])
-        .arg(&rules)
-        .arg("--audit-log")
-        .arg(dir.path().join("audit.jsonl"))
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = server.stdin.take().unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let (mut server, mut stdin, mut stdout) = mcp_server(
+        dir.path(),
+        &ws,
+        &["--rules".as_ref(), rules.as_os_str()],
+        &[],
+    );
     let mut seen = Vec::new();
     // A server that never says what is awaited fails the test, not hangs it.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -285,19 +283,8 @@ fn a_cancelled_call_withdraws_its_question() {
         })
     };
     let touch = dir.path().join("touched");
-    let call = |id: u32| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"exec_command","arguments":{{"cmd":"touch {}","yield_time_ms":20000}}}}}}"#,
-            touch.display()
-        )
-    };
-    for message in [
-        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}"#.to_owned(),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
-        call(2),
-    ] {
-        writeln!(stdin, "{message}").unwrap();
-    }
+    let call = |id: u32| exec_call(id, &format!("touch {}", touch.display()), 20000);
+    say_after_handshake(&mut stdin, r#"{"elicitation":{}}"#, &[call(2)]);
     let asked = read_until(&mut stdout, &["elicitation/create"], &mut seen);
     let question: serde_json::Value = serde_json::from_str(&asked).unwrap();
     let question_id = question["id"].clone();

@@ -38,6 +38,12 @@ use crate::conversation::ConversationError;
 
 pub(crate) struct Channel(Socket);
 
+/// How a requester stopped waiting for its answer.
+pub(crate) enum StoppedWaiting {
+    HungUp,
+    SentMore,
+}
+
 enum Socket {
     Plain(std::os::unix::net::UnixStream),
     Async(UnixStream),
@@ -138,17 +144,17 @@ impl Channel {
         Ok(())
     }
 
-    /// Returns once the requester has hung up (its end closed: the command
-    /// was killed, its call cancelled) with nothing queued; never when it
-    /// has sent something, which the conversation reads in its turn.
-    pub(crate) async fn hung_up(&mut self) {
+    /// Returns once the requester stops waiting for its answer: it hangs
+    /// up (its end closed: the command was killed, its call cancelled) or
+    /// sends anything more, which no requester does before its answer.
+    pub(crate) async fn stopped_waiting(&mut self) -> StoppedWaiting {
         // A socket tokio could not take is closed: as good as hung up.
         let Ok(stream) = self.asynchronous() else {
-            return;
+            return StoppedWaiting::HungUp;
         };
         loop {
             if stream.readable().await.is_err() {
-                return;
+                return StoppedWaiting::HungUp;
             }
             let mut byte = [0u8; 1];
             let peeked = stream.try_io(Interest::READABLE, || {
@@ -157,10 +163,10 @@ impl Channel {
                     .map_err(io::Error::from)
             });
             match peeked {
-                Ok(0) => return,
-                Ok(_) => return std::future::pending().await,
+                Ok(0) => return StoppedWaiting::HungUp,
+                Ok(_) => return StoppedWaiting::SentMore,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return,
+                Err(_) => return StoppedWaiting::HungUp,
             }
         }
     }

@@ -24,7 +24,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::channel::{self, Channel};
+use crate::channel::{self, Channel, StoppedWaiting};
 use crate::closer::SafeClose;
 use crate::environment::escalated_environment;
 use crate::events::{RefusedRequest, SessionEvent};
@@ -166,10 +166,14 @@ pub(crate) async fn serve_request(
             () = cancel.cancelled() => return,
             verdict = &mut deciding => verdict,
             // Its command was killed or its call cancelled while a person
-            // was being asked: the question is withdrawn (the approver's
-            // future dropped), and an answer that comes later decides and
-            // caches nothing.
-            () = channel.hung_up() => {
+            // was being asked (or it broke the protocol): the question is
+            // withdrawn (the approver's future dropped), and an answer
+            // that comes later decides and caches nothing.
+            stopped = channel.stopped_waiting() => {
+                let reason = match stopped {
+                    StoppedWaiting::HungUp => "the requester went away before the decision",
+                    StoppedWaiting::SentMore => "the requester sent more before the decision",
+                };
                 let asked = RefusedRequest {
                     peer,
                     path: context.executable.requested_path.clone(),
@@ -177,10 +181,7 @@ pub(crate) async fn serve_request(
                     argv: context.argv.clone(),
                     cwd: context.cwd.clone(),
                 };
-                return refuse_asked(
-                    "the requester went away before the decision".to_owned(),
-                    Some(Arc::new(asked)),
-                );
+                return refuse_asked(reason.to_owned(), Some(Arc::new(asked)));
             }
         },
     };

@@ -137,6 +137,17 @@ where
     }
 }
 
+/// Returns once the client has closed its end with nothing more sent;
+/// never when it has sent more (a pipelined request, a body), which is
+/// read in its turn.
+async fn hung_up<S: AsyncRead + Unpin>(client: &mut tokio::io::BufReader<S>) {
+    use tokio::io::AsyncBufReadExt;
+    match client.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 async fn peek_byte<S: AsyncRead + Unpin>(
     client: &mut tokio::io::BufReader<S>,
 ) -> io::Result<Option<u8>> {
@@ -157,11 +168,23 @@ fn refused(request: Option<ConnectRequest>, reason: &str) -> ConnectionReport {
 /// verdict permits. The address connected to is the one checked: a name is
 /// resolved once, here, so an answer that changes between the decision and
 /// the connection cannot slip a non-public address through.
-async fn decide_and_connect(
+/// A client that hangs up while the decision waits (for a person) ends
+/// it: the question is withdrawn (the decider's future dropped), and an
+/// answer that comes later decides and caches nothing.
+async fn decide_and_connect<S: AsyncRead + Unpin>(
     request: &ConnectRequest,
     decider: &dyn Decider,
+    client: &mut tokio::io::BufReader<S>,
 ) -> Result<(TcpStream, SocketAddr), ConnectionOutcome> {
-    let non_public = match decider.decide(request).await {
+    let verdict = tokio::select! {
+        verdict = decider.decide(request) => verdict,
+        () = hung_up(client) => {
+            return Err(ConnectionOutcome::Refused {
+                reason: "the client went away before the decision".to_owned(),
+            })
+        }
+    };
+    let non_public = match verdict {
         Verdict::Allow(non_public) => non_public,
         Verdict::Deny { reason } => return Err(ConnectionOutcome::Denied { reason }),
     };
@@ -308,7 +331,7 @@ where
             return refused(None, &reason);
         }
     };
-    let upstream = match decide_and_connect(&parsed.request, decider).await {
+    let upstream = match decide_and_connect(&parsed.request, decider, &mut client).await {
         Ok(upstream) => upstream,
         Err(outcome) => {
             let (code, text, what, reason) = match &outcome {
@@ -540,7 +563,7 @@ where
         }
         Err(_) => return refused(None, "the client sent no complete SOCKS request in time"),
     };
-    match decide_and_connect(&request, decider).await {
+    match decide_and_connect(&request, decider, &mut client).await {
         Ok((upstream, address)) => {
             if let Err(error) = socks_reply(&mut client, REPLY_SUCCEEDED).await {
                 return ConnectionReport {

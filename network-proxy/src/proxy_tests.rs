@@ -541,3 +541,60 @@ async fn a_relay_the_decider_ends_finishes_though_its_upstream_never_closes() {
     );
     held.abort();
 }
+
+/// Asks a person who never answers; says when its question was dropped.
+struct NeverAnswers {
+    withdrawn: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct Withdrawn(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Withdrawn {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Decider for NeverAnswers {
+    fn decide<'a>(
+        &'a self,
+        _request: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        let guard = Withdrawn(self.withdrawn.clone());
+        Box::pin(async move {
+            let _guard = guard;
+            std::future::pending().await
+        })
+    }
+}
+
+/// A probe found: a client killed while a person was asked about its
+/// connection left the question open, and a late "for the session" answer
+/// was recorded and cached. The client's hang-up ends the decision.
+#[tokio::test]
+async fn a_client_that_hangs_up_while_a_person_is_asked_withdraws_the_question() {
+    for head in [
+        &b"CONNECT undecided.example:443 HTTP/1.1\r\nHost: undecided.example:443\r\n\r\n"[..],
+        &[
+            5, 1, 0, 5, 1, 0, 3, 17, b'u', b'n', b'd', b'e', b'c', b'i', b'd', b'e', b'd', b'.',
+            b'e', b'x', b'a', b'm', b'p', b'l', b'e', 1, 187,
+        ][..],
+    ] {
+        let withdrawn = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let decider = Arc::new(NeverAnswers {
+            withdrawn: withdrawn.clone(),
+        });
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let report = tokio::spawn(async move { serve_connection(server, decider.as_ref()).await });
+        client.write_all(head).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!withdrawn.load(std::sync::atomic::Ordering::SeqCst));
+        drop(client);
+        let report = finished(report).await;
+        assert!(
+            matches!(&report.outcome, ConnectionOutcome::Refused { reason } if reason.contains("went away")),
+            "{report:?}"
+        );
+        assert!(withdrawn.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}

@@ -1158,3 +1158,67 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
         assert!(shutdown.is_ok(), "{planted:?}: the session did not end");
     }
 }
+
+/// A policy that asks a person who never answers, and says when its
+/// question is dropped.
+struct Asking(Arc<std::sync::atomic::AtomicUsize>);
+
+struct Dropped(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl execgate_escalate_server::Policy for Asking {
+    fn decide<'a>(
+        &'a self,
+        _request: &'a execgate_escalate_server::ExecContext,
+    ) -> execgate_escalate_server::DecisionFuture<'a> {
+        let dropped = Dropped(self.0.clone());
+        Box::pin(async move {
+            let _dropped = dropped;
+            std::future::pending().await
+        })
+    }
+}
+
+/// A probe kept its question open after its requester ended by sending
+/// one byte more than its request first (the server stopped watching a
+/// requester that had sent anything). A requester sends nothing before
+/// its answer: one that does, or hangs up, ends the decision, and the
+/// question with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_requester_that_stops_waiting_ends_its_question() {
+    let withdrawn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let recorder = Recorder::default();
+    let mut config = SessionConfig::new(wrapper(), Arc::new(Asking(withdrawn.clone())));
+    config.events = Some(recorder.sink());
+    let session = Session::start(config).unwrap();
+    let socket = session.shell_socket().unwrap();
+    let (one_more, hung_up) = (open(socket), open(socket));
+    say(&one_more, &request_frame("/usr/bin/true", &["true"]));
+    say(&one_more, b"x");
+    say(&hung_up, &request_frame("/usr/bin/true", &["true"]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(hung_up);
+    for _ in 0..250 {
+        if withdrawn.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(withdrawn.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let mut refusals = recorder.refusals();
+    refusals.sort();
+    assert_eq!(
+        refusals,
+        [
+            "the requester sent more before the decision",
+            "the requester went away before the decision"
+        ]
+    );
+    drop(one_more);
+    session.shutdown().await;
+}
