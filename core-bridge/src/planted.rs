@@ -681,6 +681,73 @@ fn reader_refusal(
     None
 }
 
+/// Where every program, in the table or not, reads per-user configuration
+/// under the home directory: a grant that makes one writable (`"~/.local"
+/// = "write"`) lets one escalation with grants plant what a later one's
+/// `python3` (`.pth` files) or `git` (`.gitconfig`) runs.
+const IN_HOME: &[&str] = &[
+    ".config",
+    ".local",
+    ".cache",
+    ".gitconfig",
+    ".ssh",
+    ".zshenv",
+    ".profile",
+    ".bashrc",
+];
+
+/// The XDG base directories, which name the same places elsewhere.
+const XDG_HOMES: &[&str] = &[
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
+    "XDG_CACHE_HOME",
+];
+
+/// The variables [`planted_home`] reads, from this process's environment
+/// (which escalations start from).
+pub(crate) fn home_variables() -> Vec<(&'static str, PathBuf)> {
+    std::iter::once("HOME")
+        .chain(XDG_HOMES.iter().copied())
+        .filter_map(|name| Some((name, PathBuf::from(std::env::var_os(name)?))))
+        .collect()
+}
+
+/// Why an escalation with grants would read per-user configuration the
+/// sandbox (or a grant) could have written: a place under the home
+/// directory or an XDG base directory of `variables` (the environment
+/// escalations start from, [`home_variables`]). `cwd` resolves what is
+/// relative.
+pub(crate) fn planted_home(
+    variables: &[(&str, PathBuf)],
+    cwd: &Path,
+    writable: &dyn Fn(&Path) -> bool,
+    writable_roots: &[PathBuf],
+) -> Option<String> {
+    let places = variables.iter().flat_map(|(name, value)| match *name {
+        "HOME" => IN_HOME.iter().map(|place| value.join(place)).collect(),
+        _ => vec![value.clone()],
+    });
+    for place in places {
+        // The place itself or a way to it, or a root deeper in it.
+        let deeper = || {
+            writable_roots
+                .iter()
+                .find(|root| root.starts_with(cwd.join(&place)))
+                .cloned()
+        };
+        if let Some(writable) = writable_place(&place, cwd, writable).or_else(deeper) {
+            return Some(format!(
+                "escalation refused: programs read their per-user configuration from {}, \
+                 and the sandbox or a grant can write {}",
+                place.display(),
+                writable.display()
+            ));
+        }
+    }
+    None
+}
+
 /// What an option means to the walk.
 #[derive(Clone, Copy)]
 enum Meaning {

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{planted_instructions, Request};
+use super::{planted_home, planted_instructions, Request};
 
 struct Place {
     _dir: tempfile::TempDir,
@@ -385,4 +385,31 @@ fn a_chain_of_python_dash_m_is_judged_without_recursing() {
         &|path: &Path| path.starts_with(&place.w),
     );
     assert_eq!(refusal, None);
+}
+
+/// A review found: with grants taking the session's environment, nothing
+/// checked whether a grant let the sandbox write under the real home (a
+/// `"~/.local" = "write"` grant, then a planted `.pth` that a later
+/// escalated python script loads). An escalation with grants is refused
+/// when a per-user configuration place under the home, or an XDG base
+/// directory, is writable.
+#[test]
+fn a_home_whose_configuration_the_sandbox_can_write_refuses_grants() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let home = ro.join("home");
+    std::fs::create_dir_all(home.join(".local")).unwrap();
+    std::fs::create_dir_all(home.join("projects")).unwrap();
+    let refused = |variables: &[(&str, PathBuf)], writable_root: &Path| {
+        let writable = |path: &Path| path.starts_with(writable_root);
+        planted_home(variables, &ro, &writable, &[writable_root.to_path_buf()]).is_some()
+    };
+    let home_only = [("HOME", home.clone())];
+    // A project under the home: nothing it reads there is writable.
+    assert!(!refused(&home_only, &home.join("projects")));
+    assert!(refused(&home_only, &home.join(".local")));
+    assert!(refused(&home_only, &home.join(".local/lib")));
+    assert!(refused(&home_only, &home));
+    assert!(refused(&[("XDG_CONFIG_HOME", w.join("cfg"))], &w));
+    assert!(!refused(&[("XDG_CONFIG_HOME", ro.join("cfg"))], &w));
 }

@@ -42,7 +42,9 @@ use crate::approval::{
     nobody_answered, ApprovalAnswer, ApprovalClock, ApprovalReason, ApprovalRequest, Approver,
     DenyAll, NOBODY_IS_ASKED,
 };
-use crate::planted::{planted_instructions, Request as PlantedRequest};
+use crate::planted::{
+    home_variables, planted_home, planted_instructions, Request as PlantedRequest,
+};
 use crate::skills::{Skill, SkillRegistry};
 
 /// What an [`ExecPolicy`] is built from.
@@ -459,6 +461,23 @@ impl Inner {
         }
         if let Some(planted) = self.planted(request, &writable) {
             return Some(planted);
+        }
+        if matches!(execution, Execution::Permissions(_)) {
+            let cwd = match &request.working_directory {
+                Ok(directory) => directory.canonical_path.as_path(),
+                Err(_) => Path::new("/"),
+            };
+            let writable_roots: Vec<PathBuf> = view
+                .rules()
+                .iter()
+                .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
+                .map(|rule| rule.path.clone())
+                .chain(granted.iter().cloned())
+                .collect();
+            if let Some(planted) = planted_home(&home_variables(), cwd, &writable, &writable_roots)
+            {
+                return Some(planted);
+            }
         }
         let interpreter = match shebang_interpreter(program) {
             Ok(None) => return None,

@@ -303,8 +303,8 @@ impl ShellSession {
             source,
         })?;
 
-        // One policy builds the shell's environment and what unsandboxed
-        // escalated children start from (PATH aside: the server's own).
+        // One policy builds the shell's environment and what escalated
+        // children beyond the sandbox start from (PATH aside: the server's own).
         let mut env = env.build(std::env::vars_os())?;
         env.retain(|(name, _)| name != PROFILE_VARIABLE);
         env.push((PROFILE_VARIABLE.into(), profile_name.clone().into()));

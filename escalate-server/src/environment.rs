@@ -124,8 +124,9 @@ pub fn is_injection_variable(name: &OsStr) -> bool {
             .any(|prefix| name.starts_with(prefix.as_bytes()))
 }
 
-/// What an unsandboxed child keeps of the request's environment: how to
-/// talk to the user, nothing that names files or programs.
+/// What a child beyond the sandbox (unsandboxed, or with grants) keeps of
+/// the request's environment: how to talk to the user, nothing that names
+/// files or programs.
 pub const UNSANDBOXED_KEPT: &[&str] = &[
     "LANG",
     "LANGUAGE",
@@ -137,8 +138,8 @@ pub const UNSANDBOXED_KEPT: &[&str] = &[
     "LINES",
 ];
 
-/// Taken from the server's environment for an unsandboxed child when the
-/// session configures nothing else.
+/// Taken from the server's environment for a child beyond the sandbox
+/// when the session configures nothing else.
 const FROM_SERVER: &[&str] = &[
     "HOME",
     "USER",
@@ -231,8 +232,10 @@ pub(crate) fn escalated_environment(
                 return false;
             };
             // The marker of a limited sandbox's proxy variables: the
-            // child's helper replaces or removes them by it.
-            (sandboxed && name == execgate_sandbox::PROXY_MARKER)
+            // helper of a child in the same sandbox replaces or removes
+            // them by it. One beyond it starts from the session's
+            // variables, which the shell's marker does not describe.
+            (sandboxed && !beyond_the_sandbox && name == execgate_sandbox::PROXY_MARKER)
                 || match beyond_the_sandbox {
                     true => kept_unsandboxed(&name),
                     false => name.as_bytes() != b"PATH" && !is_injection_variable(&name),
@@ -332,6 +335,25 @@ mod tests {
             || name == "PATH"
             || FROM_SERVER.contains(&name.as_str())));
         assert!(names.contains(&"LC_ALL".to_owned()));
+        // With grants (sandboxed, beyond the session's sandbox): the same,
+        // and not the shell's proxy marker either.
+        let mut with_marker = requested.clone();
+        with_marker.push(format!("{}=1", execgate_sandbox::PROXY_MARKER).into());
+        let granted = escalated_environment(
+            &with_marker,
+            OsStr::new("/usr/bin:/bin"),
+            true,
+            true,
+            &server_defaults(),
+        );
+        let unsandboxed = escalated_environment(
+            &requested,
+            OsStr::new("/usr/bin:/bin"),
+            false,
+            true,
+            &server_defaults(),
+        );
+        assert_eq!(granted, unsandboxed);
         assert!(!names.contains(&"GIT_AUTHOR_NAME".to_owned()));
         let home = std::env::var_os("HOME").map(|home| {
             let mut entry = OsString::from("HOME=");

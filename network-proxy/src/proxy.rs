@@ -170,19 +170,32 @@ fn refused(request: Option<ConnectRequest>, reason: &str) -> ConnectionReport {
 /// the connection cannot slip a non-public address through.
 /// A client that hangs up while the decision waits (for a person) ends
 /// it: the question is withdrawn (the decider's future dropped), and an
-/// answer that comes later decides and caches nothing.
+/// answer that comes later decides and caches nothing. One that sent more
+/// than its request first (a body) is not watched.
 async fn decide_and_connect<S: AsyncRead + Unpin>(
     request: &ConnectRequest,
     decider: &dyn Decider,
     client: &mut tokio::io::BufReader<S>,
 ) -> Result<(TcpStream, SocketAddr), ConnectionOutcome> {
-    let verdict = tokio::select! {
-        verdict = decider.decide(request) => verdict,
-        () = hung_up(client) => {
-            return Err(ConnectionOutcome::Refused {
-                reason: "the client went away before the decision".to_owned(),
-            })
-        }
+    let mut deciding = std::pin::pin!(decider.decide(request));
+    // Most decisions are made at the first poll: only one that waits (for
+    // a person) watches the client, which then must not half-close.
+    let ready = tokio::select! {
+        biased;
+        verdict = &mut deciding => Some(verdict),
+        () = std::future::ready(()) => None,
+    };
+    let verdict = match ready {
+        Some(verdict) => verdict,
+        None => tokio::select! {
+            biased;
+            verdict = &mut deciding => verdict,
+            () = hung_up(client) => {
+                return Err(ConnectionOutcome::Refused {
+                    reason: "the client went away before the decision".to_owned(),
+                })
+            }
+        },
     };
     let non_public = match verdict {
         Verdict::Allow(non_public) => non_public,

@@ -598,3 +598,25 @@ async fn a_client_that_hangs_up_while_a_person_is_asked_withdraws_the_question()
         assert!(withdrawn.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
+
+/// A client that half-closes after its request, decided at once, is
+/// relayed as before (a review found the hang-up watch refusing it about
+/// half the time): only a decision still pending watches the client.
+#[tokio::test]
+async fn a_client_that_half_closes_after_a_decided_request_is_relayed() {
+    for _ in 0..20 {
+        let (port, _) = origin(b"").await;
+        let (mut client, report) = proxy(ListDecider::new(&[("localhost", ListDecision::Allow)]));
+        let connect =
+            format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+        client.write_all(connect.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let answer = read_to_end(client).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let report = finished(report).await;
+        assert!(
+            matches!(report.outcome, ConnectionOutcome::Relayed { .. }),
+            "{report:?}"
+        );
+    }
+}

@@ -488,7 +488,10 @@ impl ResolvedPolicy {
             // the link would hide its target under another name, and a
             // dangling one (which any sandbox can plant in the shared
             // temp dir) would stop every later sandbox from starting.
-            if kind.is_file() && self.deny_set.denies(&path, &self.relative_glob_roots) {
+            if !kind.is_dir()
+                && !kind.is_symlink()
+                && self.deny_set.denies(&path, &self.relative_glob_roots)
+            {
                 found.push(path.clone());
                 if found.len() > GLOB_MAX_MATCHES {
                     return Err(SandboxError::GlobLimit(format!(
@@ -988,6 +991,9 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", root.join("host.env")).unwrap();
         std::os::unix::fs::symlink("readme.txt", root.join("link.env")).unwrap();
         std::os::unix::fs::symlink("/nonexistent", root.join("gone.env")).unwrap();
+        // A socket is covered, as a file is (a review found the first fix
+        // skipping everything but regular files).
+        let _socket = std::os::unix::net::UnixListener::bind(root.join("agent.env")).unwrap();
         let policy = ResolvedPolicy::resolve(
             &managed(&[
                 (":root", Access::Read),
@@ -997,7 +1003,10 @@ mod tests {
             &SandboxContext::new(&root),
         )
         .unwrap();
-        assert_eq!(policy.denied_files(), [root.join("real.env")]);
+        assert_eq!(
+            policy.denied_files(),
+            [root.join("agent.env"), root.join("real.env")]
+        );
         assert!(policy.can_read(&root.join("readme.txt")));
     }
 
