@@ -39,8 +39,8 @@ mod record;
 pub use dir::open_log_file;
 pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
 pub use read::{
-    parse_line, read_each, read_log, read_records, skip_line, Filter, LogLines, ParsedLine,
-    ReadLog, RequestFilter, Summary, LONGEST_LINE,
+    read_each, read_log, read_records, Filter, LogLines, ReadLog, RequestFilter, Summary,
+    LONGEST_LINE,
 };
 pub use record::{
     AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,

@@ -86,14 +86,24 @@ pub fn read_each<E: From<AuditError>>(
 /// a record or a line that is not one (`Ok(Err(AuditError::Malformed))`,
 /// naming the file and line); `Err` ends the reading (the file could not
 /// be read).
+///
+/// A file still being written is read with [`LogLines::growing`]: a last
+/// line without its newline is held back (the writer is in the middle of
+/// it) and the iterator ends there; called again once the file has grown,
+/// it goes on from that line.
 pub struct LogLines<R> {
     reader: std::io::BufReader<R>,
     path: std::path::PathBuf,
     number: usize,
+    /// The line being read; between calls, a growing file's unfinished
+    /// last line.
     line: Vec<u8>,
     /// A record recovered from after a cut line, given after the cut
     /// line's report.
     recovered: Option<AuditRecord>,
+    /// In a line too long to be a record, to be read past up to its end.
+    skipping: bool,
+    growing: bool,
 }
 
 impl<R: std::io::Read> LogLines<R> {
@@ -104,7 +114,27 @@ impl<R: std::io::Read> LogLines<R> {
             number: 0,
             line: Vec::new(),
             recovered: None,
+            skipping: false,
+            growing: false,
         }
+    }
+
+    /// Reads a file that a writer may still be appending to (see above).
+    /// Its line numbers count from where `file` stood.
+    pub fn growing(mut self) -> LogLines<R> {
+        self.growing = true;
+        self
+    }
+
+    /// The file will not grow any more: a last line without its newline
+    /// was cut short, and is read as one.
+    pub fn finished(&mut self) {
+        self.growing = false;
+    }
+
+    /// The file being read.
+    pub fn file(&self) -> &R {
+        self.reader.get_ref()
     }
 
     fn malformed(&self, reason: String) -> AuditError {
@@ -131,30 +161,45 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
             return Some(Ok(Ok(record)));
         }
         loop {
+            if self.skipping {
+                match skip_line(&mut self.reader) {
+                    Ok(true) => self.skipping = false,
+                    // The file ends inside the long line: a growing one
+                    // will go on with it.
+                    Ok(false) => {
+                        self.skipping = self.growing;
+                        return None;
+                    }
+                    Err(error) => return Some(Err(self.cannot_read(error))),
+                }
+            }
             // Bytes, not UTF-8 lines: a line cut in the middle of a
             // character is one malformed line, not the end of the reading.
-            self.line.clear();
+            let room = (LONGEST_LINE + 1).saturating_sub(self.line.len());
             let read = (&mut self.reader)
-                .take(LONGEST_LINE as u64 + 1)
+                .take(room as u64)
                 .read_until(b'\n', &mut self.line);
-            let read = match read {
-                Ok(read) => read,
-                Err(error) => return Some(Err(self.cannot_read(error))),
-            };
-            if read == 0 {
+            if let Err(error) = read {
+                return Some(Err(self.cannot_read(error)));
+            }
+            if self.line.is_empty() {
                 return None;
             }
-            self.number += 1;
             if self.line.last() == Some(&b'\n') {
                 self.line.pop();
             } else if self.line.len() > LONGEST_LINE {
-                if let Err(error) = skip_line(&mut self.reader) {
-                    return Some(Err(self.cannot_read(error)));
-                }
+                self.number += 1;
+                self.line.clear();
+                self.skipping = true;
                 let reason = format!("longer than {} MiB: not read", LONGEST_LINE >> 20);
                 return Some(Ok(Err(self.malformed(reason))));
+            } else if self.growing {
+                // Half a line: the rest is still to be written.
+                return None;
             }
+            self.number += 1;
             let parsed = parse_line(&self.line);
+            self.line.clear();
             match (parsed.malformed, parsed.record) {
                 (Some(reason), record) => {
                     self.recovered = record;
@@ -171,7 +216,7 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
 /// Reads past the rest of a line without keeping it: true when its end
 /// was found, false when the file's came first (a line still being
 /// written, or cut).
-pub fn skip_line(reader: &mut impl BufRead) -> std::io::Result<bool> {
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<bool> {
     loop {
         let buffered = reader.fill_buf()?;
         if buffered.is_empty() {
@@ -192,18 +237,17 @@ pub fn skip_line(reader: &mut impl BufRead) -> std::io::Result<bool> {
 
 /// What one line of a log holds.
 #[derive(Debug)]
-#[non_exhaustive]
-pub struct ParsedLine {
-    pub record: Option<AuditRecord>,
+struct ParsedLine {
+    record: Option<AuditRecord>,
     /// Why the line is not one whole record, if it is not.
-    pub malformed: Option<String>,
+    malformed: Option<String>,
 }
 
 /// Reads one line of a log; a blank one holds nothing. A writer that was
 /// appending when another died mid-line put its record right after the
 /// cut one, on the same line: that record is recovered (it starts at the
 /// line's last `{"@timestamp"`), and the cut part is reported as malformed.
-pub fn parse_line(line: &[u8]) -> ParsedLine {
+fn parse_line(line: &[u8]) -> ParsedLine {
     // Blank lines are skipped (see SCHEMA.md): neither record nor fault.
     if line.trim_ascii().is_empty() {
         return ParsedLine {

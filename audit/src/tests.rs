@@ -820,6 +820,52 @@ fn a_line_longer_than_any_record_is_skipped() {
     );
 }
 
+/// A file still being written (`--follow`): a last line without its
+/// newline is held back until it is whole, a long line is reported once
+/// however many reads it spans, and once the file is finished a cut last
+/// line is reported.
+#[test]
+fn a_growing_file_is_read_a_whole_line_at_a_time() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let record = serde_json::to_string(&run_record()).unwrap();
+    let (first, rest) = record.split_at(record.len() / 2);
+    let mut writer = std::fs::File::create(&path).unwrap();
+    let mut lines = LogLines::new(std::fs::File::open(&path).unwrap(), &path).growing();
+    let read = |lines: &mut LogLines<std::fs::File>| -> Vec<Result<(), String>> {
+        lines
+            .by_ref()
+            .map(|line| line.unwrap().map(drop).map_err(|error| error.to_string()))
+            .collect()
+    };
+    writer.write_all(first.as_bytes()).unwrap();
+    assert!(read(&mut lines).is_empty());
+    writeln!(writer, "{rest}").unwrap();
+    assert_eq!(read(&mut lines), [Ok(())]);
+
+    writer.write_all(&vec![b'x'; LONGEST_LINE]).unwrap();
+    assert!(read(&mut lines).is_empty());
+    writer.write_all(b"xx").unwrap();
+    let long = read(&mut lines);
+    let [Err(long)] = long.as_slice() else {
+        panic!("the long line is not reported once");
+    };
+    assert!(long.contains("longer than 64 MiB"), "{long}");
+    writer.write_all(b"xxx\n").unwrap();
+    writeln!(writer, "{record}").unwrap();
+    assert_eq!(read(&mut lines), [Ok(())]);
+
+    writer.write_all(first.as_bytes()).unwrap();
+    assert!(read(&mut lines).is_empty());
+    lines.finished();
+    let cut = read(&mut lines);
+    let [Err(cut)] = cut.as_slice() else {
+        panic!("the cut line is not reported");
+    };
+    assert!(cut.contains("not an audit record"), "{cut}");
+}
+
 #[test]
 fn time_bounds_compare_instants_whatever_their_offset() {
     let record = run_record();

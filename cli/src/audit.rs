@@ -1,7 +1,7 @@
 //! `execgate audit`: what reviewers read the log with.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use crate::output::debug_escaped;
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
-    open_log_file, parse_line, read_each, rotated_path, skip_line, AuditError, AuditRecord, Filter,
-    LogLines, RequestFilter, Summary, LONGEST_LINE,
+    open_log_file, read_each, rotated_path, AuditError, AuditRecord, Filter, LogLines,
+    RequestFilter, Summary,
 };
 
 #[derive(clap::Args)]
@@ -167,7 +167,6 @@ fn show(args: AuditArgs) -> Result<i32> {
                 read_each(file, &path, &mut each)?;
             }
         }
-        (None, [path]) => read_each(open(path)?, path, &mut each)?,
         (None, paths) => {
             // Rotated files named in any order (`audit.jsonl*` lists the
             // newest first) make one history: the files ordered by their
@@ -555,18 +554,15 @@ enum FileEnd {
 /// A file `--follow` reads, by its descriptor, and the name it was
 /// opened by (for the messages about its lines).
 struct Followed {
-    reader: BufReader<File>,
+    lines: LogLines<File>,
     path: PathBuf,
-    /// In a line too long to be a record, to be read past up to its end.
-    skipping: bool,
 }
 
 impl Followed {
     fn new(path: PathBuf, file: File) -> Followed {
         Followed {
-            reader: BufReader::new(file),
+            lines: LogLines::new(file, &path).growing(),
             path,
-            skipping: false,
         }
     }
 
@@ -579,47 +575,22 @@ impl Followed {
         json: bool,
         out: &mut impl Write,
     ) -> Result<()> {
-        // Bytes, not UTF-8: a line cut inside a character is one line
-        // skipped.
-        let mut line = Vec::new();
-        loop {
-            if self.skipping {
-                if !skip_line(&mut self.reader)? {
-                    break;
+        if end == FileEnd::Final {
+            self.lines.finished();
+        }
+        for line in self.lines.by_ref() {
+            match line? {
+                Ok(record) if filter.matches(&record) => {
+                    print_record(out, &record, json).context("cannot write to standard output")?
                 }
-                self.skipping = false;
-            }
-            line.clear();
-            let read = (&mut self.reader)
-                .take(LONGEST_LINE as u64 + 1)
-                .read_until(b'\n', &mut line)?;
-            if read == 0 {
-                break;
-            }
-            if line.len() > LONGEST_LINE && !line.ends_with(b"\n") {
-                warn(&format!(
-                    "execgate: {}: a line longer than {} MiB, not an audit record (skipped)",
-                    self.path.display(),
-                    LONGEST_LINE >> 20
-                ));
-                self.skipping = true;
-                continue;
-            }
-            if !line.ends_with(b"\n") && end == FileEnd::Growing {
-                // Half a line: come back for the rest.
-                let back = i64::try_from(line.len())?;
-                self.reader.seek_relative(-back)?;
-                break;
-            }
-            let parsed = parse_line(&line);
-            if let Some(reason) = parsed.malformed {
-                warn(&format!(
+                Ok(_) => {}
+                // Its line number counts from where the following
+                // started, which says nothing: the reason alone.
+                Err(AuditError::Malformed { reason, .. }) => warn(&format!(
                     "execgate: {}: a line that is not an audit record (skipped): {reason}",
                     self.path.display()
-                ));
-            }
-            if let Some(record) = parsed.record.filter(|record| filter.matches(record)) {
-                print_record(out, &record, json).context("cannot write to standard output")?;
+                )),
+                Err(error) => return Err(error.into()),
             }
         }
         out.flush().context("cannot write to standard output")
@@ -698,12 +669,12 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
 /// once, and a warning for what could not be read.
 fn follow(log: &Path, filter: Filter, json: bool, out: &mut impl Write) -> Result<i32> {
     let filter = &mut RequestFilter::new(filter);
-    let file = open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
+    let mut file = open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
+    file.seek(std::io::SeekFrom::End(0))?;
     let mut followed = Followed::new(log.to_owned(), file);
-    followed.reader.seek(std::io::SeekFrom::End(0))?;
     loop {
         followed.print_to_end(FileEnd::Growing, filter, json, out)?;
-        match successor(log, followed.reader.get_ref())? {
+        match successor(log, followed.lines.file())? {
             Successor::NotYet => std::thread::sleep(FOLLOW_POLL),
             Successor::Next(next) => {
                 followed.print_to_end(FileEnd::Final, filter, json, out)?;
