@@ -43,6 +43,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
         received: std::time::Instant::now(),
         request_read: std::time::Instant::now(),
         sandbox: None,
+        escalation_env: Arc::from([]),
     })
 }
 

@@ -62,6 +62,7 @@ fn request(argv: &[&str]) -> ExecContext {
         received: Instant::now(),
         request_read: Instant::now(),
         sandbox: None,
+        escalation_env: Arc::from([]),
     }
 }
 

@@ -704,13 +704,28 @@ const XDG_HOMES: &[&str] = &[
     "XDG_CACHE_HOME",
 ];
 
-/// The variables [`planted_home`] reads, from this process's environment
-/// (which escalations start from).
-pub(crate) fn home_variables() -> Vec<(&'static str, PathBuf)> {
-    std::iter::once("HOME")
-        .chain(XDG_HOMES.iter().copied())
-        .filter_map(|name| Some((name, PathBuf::from(std::env::var_os(name)?))))
-        .collect()
+/// The variables [`planted_home`] reads: from `escalation_env`, the
+/// session's environment that escalations start from, and from this
+/// process's own, which names the same places unless an embedder's
+/// environment policy set them apart (and where a program without `HOME`
+/// looks: the user's home in the password database is, as a rule, the
+/// server's `HOME`).
+pub(crate) fn home_variables(
+    escalation_env: &[(OsString, OsString)],
+) -> Vec<(&'static str, PathBuf)> {
+    let names = || std::iter::once("HOME").chain(XDG_HOMES.iter().copied());
+    let session = names().filter_map(|name| {
+        let (_, value) = escalation_env.iter().find(|(set, _)| set == name)?;
+        Some((name, PathBuf::from(value)))
+    });
+    let own = names().filter_map(|name| Some((name, PathBuf::from(std::env::var_os(name)?))));
+    let mut variables: Vec<(&'static str, PathBuf)> = Vec::new();
+    for variable in session.chain(own) {
+        if !variables.contains(&variable) {
+            variables.push(variable);
+        }
+    }
+    variables
 }
 
 /// Why an escalation with grants would read per-user configuration the

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{planted_home, planted_instructions, Request};
+use super::{home_variables, planted_home, planted_instructions, Request};
 
 struct Place {
     _dir: tempfile::TempDir,
@@ -412,4 +412,26 @@ fn a_home_whose_configuration_the_sandbox_can_write_refuses_grants() {
     assert!(refused(&home_only, &home));
     assert!(refused(&[("XDG_CONFIG_HOME", w.join("cfg"))], &w));
     assert!(!refused(&[("XDG_CONFIG_HOME", ro.join("cfg"))], &w));
+}
+
+/// A last read found the places judged from this process's `HOME`, while
+/// escalations take the session's (an embedder's environment policy may
+/// set it elsewhere): both are judged now.
+#[test]
+fn the_homes_judged_are_the_sessions_and_this_processs() {
+    let session = [
+        (OsString::from("HOME"), OsString::from("/srv/agent-home")),
+        (
+            OsString::from("XDG_CONFIG_HOME"),
+            OsString::from("/srv/cfg"),
+        ),
+        (OsString::from("LANG"), OsString::from("C.UTF-8")),
+    ];
+    let variables = home_variables(&session);
+    assert!(variables.contains(&("HOME", PathBuf::from("/srv/agent-home"))));
+    assert!(variables.contains(&("XDG_CONFIG_HOME", PathBuf::from("/srv/cfg"))));
+    if let Some(own) = std::env::var_os("HOME") {
+        assert!(variables.contains(&("HOME", PathBuf::from(own))));
+    }
+    assert!(variables.iter().all(|(name, _)| *name != "LANG"));
 }

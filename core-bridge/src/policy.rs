@@ -474,8 +474,12 @@ impl Inner {
                 .map(|rule| rule.path.clone())
                 .chain(granted.iter().cloned())
                 .collect();
-            if let Some(planted) = planted_home(&home_variables(), cwd, &writable, &writable_roots)
-            {
+            if let Some(planted) = planted_home(
+                &home_variables(&request.escalation_env),
+                cwd,
+                &writable,
+                &writable_roots,
+            ) {
                 return Some(planted);
             }
         }

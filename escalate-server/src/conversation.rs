@@ -149,6 +149,7 @@ pub(crate) async fn serve_request(
             .sandbox
             .as_ref()
             .and_then(|sandbox| sandbox.resolved_default.clone()),
+        escalation_env: shared.escalation_env.clone(),
     });
 
     let mut deciding = std::pin::pin!(shared.config.policy.decide(&context));

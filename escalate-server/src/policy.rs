@@ -82,6 +82,11 @@ pub struct ExecContext {
     /// confine the shell. Policies ask it whether the sandbox could have
     /// written a file (an executable the shell could have swapped).
     pub sandbox: Option<Arc<ResolvedPolicy>>,
+    /// What an escalation beyond the sandbox (unsandboxed, or with grants)
+    /// takes its environment from, besides a few harmless entries of
+    /// `env`: the session's [`SessionConfig::escalation_env`](crate::SessionConfig).
+    /// Policies judge by it what such a child will read (its `HOME`).
+    pub escalation_env: Arc<[(OsString, OsString)]>,
 }
 
 /// How an escalated command runs.

@@ -278,6 +278,9 @@ pub(crate) struct Shared {
     /// Sandboxes with grants set up so far: an escalation decided before
     /// one of them started does not start after it (see `escalate`).
     pub(crate) grants_made: AtomicU64,
+    /// [`SessionConfig::escalation_env`], shared with every request's
+    /// context.
+    pub(crate) escalation_env: Arc<[(OsString, OsString)]>,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -430,6 +433,7 @@ impl Session {
         let scope = Scope::new(&id, &config.wrapper)?;
         let shared = Arc::new(Shared {
             id,
+            escalation_env: config.escalation_env.clone().into(),
             config,
             outside_path,
             granted_writable: Mutex::default(),
