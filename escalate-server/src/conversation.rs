@@ -1,6 +1,7 @@
 //! Serving one request: from the private socket a hello carried to the
 //! decision, and for an escalation, to the child's end.
 
+use futures_util::FutureExt as _;
 use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
@@ -156,12 +157,7 @@ pub(crate) async fn serve_request(
     // Most decisions are made at the first poll; only one that waits (for a
     // person) watches the requester, whose socket must then join the
     // reactor.
-    let ready = tokio::select! {
-        biased;
-        verdict = &mut deciding => Some(verdict),
-        () = std::future::ready(()) => None,
-    };
-    let verdict = match ready {
+    let verdict = match deciding.as_mut().now_or_never() {
         Some(verdict) => verdict,
         None => tokio::select! {
             () = cancel.cancelled() => return,

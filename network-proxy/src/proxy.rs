@@ -3,6 +3,7 @@
 //! connection is decided before a byte leaves, and the address it goes to
 //! is the one that was checked.
 
+use futures_util::FutureExt as _;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -180,12 +181,7 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
     let mut deciding = std::pin::pin!(decider.decide(request));
     // Most decisions are made at the first poll: only one that waits (for
     // a person) watches the client, which then must not half-close.
-    let ready = tokio::select! {
-        biased;
-        verdict = &mut deciding => Some(verdict),
-        () = std::future::ready(()) => None,
-    };
-    let verdict = match ready {
+    let verdict = match deciding.as_mut().now_or_never() {
         Some(verdict) => verdict,
         None => tokio::select! {
             biased;
