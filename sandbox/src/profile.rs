@@ -872,13 +872,36 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
     let expanded = expand_home(text)?;
     let text = expanded.as_deref().unwrap_or(text);
     if text.contains(['*', '?', '[']) {
-        globset::Glob::new(text).map_err(|error| SandboxError::BadGlob {
-            glob: text.to_owned(),
-            reason: error.to_string(),
-        })?;
-        return Ok(FsTarget::DenyGlob(text.to_owned()));
+        return deny_glob(text).map(FsTarget::DenyGlob);
     }
     Ok(FsTarget::Path(AbsolutePath::new(text, base)?))
+}
+
+/// A deny glob as it is matched, or why it would hide nothing. Globs are
+/// matched against normalized paths, where no `.`, `..` or empty component
+/// is left: a glob with one would silently hide nothing. A trailing `/`
+/// (a `.gitignore` line's "directories only") is dropped: the name is
+/// hidden whether it is a directory or a file, which hides more, never
+/// less.
+fn deny_glob(text: &str) -> Result<String, SandboxError> {
+    let bad = |reason: &str| SandboxError::BadGlob {
+        glob: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let trimmed = text.trim_end_matches('/');
+    let relative = trimmed.strip_prefix('/').unwrap_or(trimmed);
+    if relative
+        .split('/')
+        .any(|component| matches!(component, "" | "." | ".."))
+    {
+        return Err(bad(
+            "it has a `.`, `..` or empty component, which no path it is matched against \
+             has, so it would hide nothing; write the glob without it (a glob with a `/` \
+             is already taken from each writable root)",
+        ));
+    }
+    globset::Glob::new(trimmed).map_err(|error| bad(&error.to_string()))?;
+    Ok(trimmed.to_owned())
 }
 
 /// `~` or `~/...` with the home directory in front; `None` for text that
@@ -976,6 +999,32 @@ mod tests {
         assert!(policy
             .push(FsTarget::DenyGlob("**/*.env".into()), Access::None)
             .is_ok());
+    }
+
+    /// A probe found globs that silently hid nothing: `"./*.env"`,
+    /// `"sub/../x/*.key"` and `"secret*/"` never matched a path. The first
+    /// two are refused, the last hides the name as a file or a directory.
+    #[test]
+    fn globs_that_could_hide_nothing_are_refused_or_read_as_meant() {
+        let glob = |text: &str| match parse_target(text, None) {
+            Ok(FsTarget::DenyGlob(glob)) => Ok(glob),
+            Ok(other) => panic!("{text}: {other:?}"),
+            Err(error) => Err(error.to_string()),
+        };
+        for refused in [
+            "./*.env",
+            "sub/../x/*.key",
+            "a//*.key",
+            "/home/*/./.ssh",
+            "*.env/..",
+        ] {
+            let error = glob(refused).expect_err(refused);
+            assert!(error.contains("would hide nothing"), "{refused}: {error}");
+        }
+        assert_eq!(glob("secret*/").as_deref(), Ok("secret*"));
+        assert_eq!(glob("/home/*/.ssh/").as_deref(), Ok("/home/*/.ssh"));
+        assert_eq!(glob("**/.git*").as_deref(), Ok("**/.git*"));
+        assert_eq!(glob(".*.env").as_deref(), Ok(".*.env"));
     }
 
     // Unix paths: not absolute on Windows.
