@@ -612,6 +612,8 @@ pub(crate) struct Request<'a> {
     pub(crate) cwd: &'a Path,
     /// The requester's environment (`NAME=value`).
     pub(crate) env: &'a [OsString],
+    /// What the sandbox or a grant may write, as roots (canonical).
+    pub(crate) writable_roots: &'a [PathBuf],
 }
 
 /// Why escalating `request` would run instructions the sandbox could have
@@ -651,6 +653,9 @@ fn reader_refusal(
         if let Some(place) = writable_place(request.cwd, request.cwd, writable) {
             return refused(&place, "");
         }
+        if let Some(root) = writable_root_within(request.cwd, request.writable_roots) {
+            return refused(root, " (inside the project it works on)");
+        }
     }
     let walk = ArgumentWalk {
         reader,
@@ -679,6 +684,20 @@ fn reader_refusal(
         }
     }
     None
+}
+
+/// A writable root inside the project a program that searches upwards
+/// works on from `cwd`: below `cwd` (the subdirectories a build recurses
+/// into, the packages an interpreter imports) or, inside a git
+/// repository, below its top (git reads every submodule's own
+/// repository; a build's workspace members lie there too). `cwd` is
+/// canonical, and neither it nor a way to it is writable.
+fn writable_root_within<'a>(cwd: &Path, writable_roots: &'a [PathBuf]) -> Option<&'a PathBuf> {
+    let top = cwd
+        .ancestors()
+        .find(|directory| std::fs::symlink_metadata(directory.join(".git")).is_ok())
+        .unwrap_or(cwd);
+    writable_roots.iter().find(|root| root.starts_with(top))
 }
 
 /// Where every program, in the table or not, reads per-user configuration
@@ -999,6 +1018,14 @@ impl ArgumentWalk<'_> {
                     return self.refused_at(&place);
                 }
                 *base = base.join(directory);
+                // Not writable, nor any way to it: what it names now is
+                // what it will be.
+                let within = std::fs::canonicalize(&*base).ok().and_then(|directory| {
+                    writable_root_within(&directory, self.request.writable_roots).cloned()
+                });
+                if let Some(root) = within {
+                    return self.refused_at(&root);
+                }
                 Step::Next
             }
             // `-` for a file is standard input, the sandbox's to fill.

@@ -44,6 +44,7 @@ fn check(place: &Place, program: &str, args: &str, cwd: &Path, env: &[&str]) -> 
             argv: &argv,
             cwd,
             env: &env,
+            writable_roots: std::slice::from_ref(&writable_root),
         },
         &|path: &Path| path.starts_with(&writable_root),
     )
@@ -358,6 +359,7 @@ fn a_huge_argument_is_judged_in_few_lookups() {
             argv: &argv,
             cwd: &place.ro,
             env: &[],
+            writable_roots: std::slice::from_ref(&place.w),
         },
         &|path: &Path| path.starts_with(&place.w),
     );
@@ -381,6 +383,7 @@ fn a_chain_of_python_dash_m_is_judged_without_recursing() {
             argv: &argv,
             cwd: &place.ro,
             env: &[],
+            writable_roots: std::slice::from_ref(&place.w),
         },
         &|path: &Path| path.starts_with(&place.w),
     );
@@ -434,4 +437,72 @@ fn the_homes_judged_are_the_sessions_and_this_processs() {
         assert!(variables.contains(&("HOME", PathBuf::from(own))));
     }
     assert!(variables.iter().all(|(name, _)| *name != "LANG"));
+}
+
+/// A probe ran an allowed `git status` unsandboxed from a repository the
+/// sandbox could not write, whose submodule lay in a writable root below:
+/// git ran the `core.fsmonitor` the sandbox had written into the
+/// submodule's repository. A program that searches upwards is refused
+/// when a writable root lies inside the project it works on.
+#[test]
+fn a_writable_root_inside_the_project_refuses_its_readers() {
+    let place = place();
+    let project = place.ro.join("P");
+    let writable = project.join("sub");
+    std::fs::create_dir_all(project.join(".git")).unwrap();
+    std::fs::create_dir_all(project.join("docs")).unwrap();
+    std::fs::create_dir_all(writable.join("lib")).unwrap();
+    let outside = place.ro.join("Q");
+    std::fs::create_dir_all(outside.join("build")).unwrap();
+    let refused = |program: &str, args: &[&str], cwd: &Path, root: &Path| {
+        let argv: Vec<OsString> = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        let root = root.to_path_buf();
+        planted_instructions(
+            &Request {
+                program: Path::new(program),
+                argv: &argv,
+                cwd,
+                env: &[],
+                writable_roots: std::slice::from_ref(&root),
+            },
+            &|path: &Path| path.starts_with(&root),
+        )
+        .is_some()
+    };
+    let project_str = project.to_str().unwrap();
+    // (program, arguments, cwd, writable root, refused)
+    let cases: &[(&str, &[&str], &Path, &Path, bool)] = &[
+        ("git", &["status"], &project, &writable, true),
+        ("git", &["status"], &project.join("docs"), &writable, true),
+        (
+            "git",
+            &["-C", project_str, "status"],
+            &place.ro,
+            &writable,
+            true,
+        ),
+        ("git", &["status"], &project, &place.w, false),
+        ("make", &[], &outside, &outside.join("build"), true),
+        (
+            "python3",
+            &["-m", "pytest"],
+            &outside,
+            &outside.join("build"),
+            true,
+        ),
+        ("make", &[], &outside, &writable, false),
+        ("ls", &["-R"], &project, &writable, false),
+    ];
+    for (program, args, cwd, root, expected) in cases {
+        assert_eq!(
+            refused(program, args, cwd, root),
+            *expected,
+            "{program} {args:?} in {} with {} writable",
+            cwd.display(),
+            root.display()
+        );
+    }
 }

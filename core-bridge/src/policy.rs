@@ -459,7 +459,14 @@ impl Inner {
                 program.display()
             ));
         }
-        if let Some(planted) = self.planted(request, &writable) {
+        let writable_roots: Vec<PathBuf> = view
+            .rules()
+            .iter()
+            .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
+            .map(|rule| rule.path.clone())
+            .chain(granted.iter().cloned())
+            .collect();
+        if let Some(planted) = self.planted(request, &writable, &writable_roots) {
             return Some(planted);
         }
         if matches!(execution, Execution::Permissions(_)) {
@@ -467,13 +474,6 @@ impl Inner {
                 Ok(directory) => directory.canonical_path.as_path(),
                 Err(_) => Path::new("/"),
             };
-            let writable_roots: Vec<PathBuf> = view
-                .rules()
-                .iter()
-                .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
-                .map(|rule| rule.path.clone())
-                .chain(granted.iter().cloned())
-                .collect();
             if let Some(planted) = planted_home(
                 &home_variables(&request.escalation_env),
                 cwd,
@@ -517,7 +517,12 @@ impl Inner {
 
     /// Why the program would run instructions the sandbox could have
     /// planted (only for programs the table in `planted.rs` knows).
-    fn planted(&self, request: &ExecContext, writable: &dyn Fn(&Path) -> bool) -> Option<String> {
+    fn planted(
+        &self,
+        request: &ExecContext,
+        writable: &dyn Fn(&Path) -> bool,
+        writable_roots: &[PathBuf],
+    ) -> Option<String> {
         let cwd = match &request.working_directory {
             Ok(directory) => directory.canonical_path.as_path(),
             // The server will not escalate it anyway; say why here too.
@@ -528,6 +533,7 @@ impl Inner {
                         argv: &request.argv,
                         cwd: Path::new("/"),
                         env: &request.env,
+                        writable_roots,
                     },
                     &|_| true,
                 )
@@ -540,6 +546,7 @@ impl Inner {
                 argv: &request.argv,
                 cwd,
                 env: &request.env,
+                writable_roots,
             },
             writable,
         )
