@@ -125,8 +125,8 @@ pub fn is_injection_variable(name: &OsStr) -> bool {
 }
 
 /// What a child beyond the sandbox (unsandboxed, or with grants) keeps of
-/// the request's environment: how to talk to the user, nothing that names
-/// files or programs.
+/// the request's environment (and `LC_*`): how to talk to the user, and
+/// only with a value that names no file ([`names_no_file`]).
 pub const UNSANDBOXED_KEPT: &[&str] = &[
     "LANG",
     "LANGUAGE",
@@ -137,6 +137,22 @@ pub const UNSANDBOXED_KEPT: &[&str] = &[
     "COLUMNS",
     "LINES",
 ];
+
+/// Whether a kept variable's value names no file. glibc reads a message
+/// catalog from a `LANGUAGE` or `LC_*` value with a `/` in it (a probe had
+/// an unsandboxed `uname --help` print the format string of a catalog the
+/// sandbox wrote: its stack, then a write through `%n`), a time zone from
+/// an absolute `TZ` or one with `..` in it, and terminfo names no
+/// directories. Locale, terminal and colour names have no `/`; `TZ` keeps
+/// zone names (`Europe/Paris`, read under the session's `TZDIR`) and POSIX
+/// rules (`CET-1CEST,M3.5.0/2`).
+fn names_no_file(name: &[u8], value: &[u8]) -> bool {
+    if name != b"TZ" {
+        return !value.contains(&b'/');
+    }
+    let zone = value.strip_prefix(b":").unwrap_or(value);
+    !zone.starts_with(b"/") && !zone.split(|&byte| byte == b'/').any(|part| part == b"..")
+}
 
 /// Taken from the server's environment for a child beyond the sandbox
 /// when the session configures nothing else.
@@ -218,11 +234,13 @@ pub(crate) fn escalated_environment(
         let eq = bytes.iter().position(|&b| b == b'=')?;
         Some(OsStr::from_bytes(&bytes[..eq]).to_owned())
     };
-    let kept_unsandboxed = |name: &OsStr| {
-        UNSANDBOXED_KEPT
+    let kept_unsandboxed = |name: &OsStr, entry: &OsString| {
+        let kept = UNSANDBOXED_KEPT
             .iter()
             .any(|kept| name.as_bytes() == kept.as_bytes())
-            || name.as_bytes().starts_with(b"LC_")
+            || name.as_bytes().starts_with(b"LC_");
+        let value = &entry.as_bytes()[name.len() + 1..];
+        kept && names_no_file(name.as_bytes(), value)
     };
     // Entries without `=` are not variables at all; nothing reads them.
     let mut env: Vec<OsString> = requested
@@ -237,7 +255,7 @@ pub(crate) fn escalated_environment(
             // variables, which the shell's marker does not describe.
             (sandboxed && !beyond_the_sandbox && name == execgate_sandbox::PROXY_MARKER)
                 || match beyond_the_sandbox {
-                    true => kept_unsandboxed(&name),
+                    true => kept_unsandboxed(&name, entry),
                     false => name.as_bytes() != b"PATH" && !is_injection_variable(&name),
                 }
         })
@@ -365,5 +383,43 @@ mod tests {
                 .find(|entry| entry.as_bytes().starts_with(b"HOME=")),
             home.as_ref()
         );
+    }
+
+    /// A probe had an unsandboxed `uname --help` read a message catalog
+    /// the sandbox wrote, through `LANGUAGE=../../../tmp/x`: a kept
+    /// variable whose value names a file is not kept.
+    #[test]
+    fn kept_variables_name_no_file() {
+        // (entry, kept beyond the sandbox)
+        let cases = [
+            ("LANG=C.UTF-8", true),
+            ("LANGUAGE=de:en", true),
+            ("LC_ALL=de_DE.UTF-8@euro", true),
+            ("TERM=xterm-256color", true),
+            ("TZ=Europe/Paris", true),
+            ("TZ=:Asia/Tokyo", true),
+            ("TZ=CET-1CEST,M3.5.0/2,M10.5.0/3", true),
+            ("LANGUAGE=../../../../tmp/x", false),
+            ("LC_MESSAGES=/tmp/x", false),
+            ("LANG=./planted", false),
+            ("TERM=../../tmp/terminfo", false),
+            ("TZ=/tmp/zone", false),
+            ("TZ=:/tmp/zone", false),
+            ("TZ=Europe/../../../tmp/zone", false),
+        ];
+        for (entry, kept) in cases {
+            let env = escalated_environment(
+                &[OsString::from(entry)],
+                OsStr::new("/usr/bin:/bin"),
+                false,
+                true,
+                &[],
+            );
+            assert_eq!(
+                env.iter().any(|found| found == entry),
+                kept,
+                "{entry}: {env:?}"
+            );
+        }
     }
 }
