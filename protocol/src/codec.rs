@@ -16,6 +16,11 @@ pub const FRAME_HEADER_LEN: usize = 4;
 /// so every real request fits.
 pub const MAX_FRAME_LEN: usize = 4 << 20;
 
+/// No descriptor has a number at or above this: Linux's ceiling for
+/// `fs.nr_open` (`INT_MAX` rounded down to a multiple of 64). The server
+/// numbers what it adds to an escalation above the numbers it is sent.
+pub const DESCRIPTOR_NUMBER_LIMIT: i32 = i32::MAX & !63;
+
 const TAG_REQUEST: u8 = 0x01;
 const TAG_DESCRIPTORS: u8 = 0x02;
 const TAG_SIGNAL: u8 = 0x03;
@@ -184,7 +189,7 @@ pub fn decode_client(body: &[u8]) -> Result<ClientMessage, DecodeError> {
             let mut numbers = Vec::with_capacity(count);
             for _ in 0..count {
                 let number = input.i32()?;
-                if number < 0 {
+                if !(0..DESCRIPTOR_NUMBER_LIMIT).contains(&number) {
                     return Err(DecodeError::InvalidValue {
                         field: "descriptor number",
                         value: number.into(),

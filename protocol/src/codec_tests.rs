@@ -109,6 +109,15 @@ fn hostile_fields_are_refused() {
                 value: -1,
             },
         ),
+        // A probe's `i32::MAX` overflowed the numbers the server adds above
+        // the ones it is sent.
+        (
+            &[TAG_DESCRIPTORS, 1, 0, 0, 0, 0xc0, 0xff, 0xff, 0x7f],
+            DecodeError::InvalidValue {
+                field: "descriptor number",
+                value: i64::from(DESCRIPTOR_NUMBER_LIMIT),
+            },
+        ),
         // A path with an embedded NUL could never come from a real exec.
         (
             &[TAG_REQUEST, 3, 0, 0, 0, b'/', 0, b'x'],

@@ -75,7 +75,7 @@ mod wrapper_args;
 
 pub use codec::{
     decode_client, decode_server, encode_client, encode_request, encode_server, frame_body_len,
-    DecodeError, FRAME_HEADER_LEN, MAX_FRAME_LEN,
+    DecodeError, DESCRIPTOR_NUMBER_LIMIT, FRAME_HEADER_LEN, MAX_FRAME_LEN,
 };
 pub use fdpass::{
     accept_hello, read_frame, recv_with_fds, recv_with_fds_without_waiting, send_all, send_hello,
