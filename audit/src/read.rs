@@ -100,7 +100,7 @@ pub struct LogLines<R> {
     line: Vec<u8>,
     /// A record recovered from after a cut line, given after the cut
     /// line's report.
-    recovered: Option<AuditRecord>,
+    recovered: Option<Box<AuditRecord>>,
     /// In a line too long to be a record, to be read past up to its end.
     skipping: bool,
     growing: bool,
@@ -158,7 +158,7 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(record) = self.recovered.take() {
-            return Some(Ok(Ok(record)));
+            return Some(Ok(Ok(*record)));
         }
         loop {
             if self.skipping {
@@ -202,7 +202,7 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
             self.line.clear();
             match (parsed.malformed, parsed.record) {
                 (Some(reason), record) => {
-                    self.recovered = record;
+                    self.recovered = record.map(Box::new);
                     return Some(Ok(Err(self.malformed(reason))));
                 }
                 (None, Some(record)) => return Some(Ok(Ok(record))),

@@ -22,6 +22,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::sys::socket::{send, MsgFlags};
 
@@ -37,6 +38,63 @@ use crate::closer;
 use crate::conversation::ConversationError;
 
 pub(crate) struct Channel(Socket);
+
+/// A frame body this long or shorter is read without asking the session's
+/// budget: no more than the socket's own buffer holds in the kernel.
+pub(crate) const SMALL_FRAME: usize = 64 << 10;
+
+/// What the session's requests being read may hold in frames longer than
+/// [`SMALL_FRAME`], together. A request may be 4 MiB; without a bound, a
+/// sandboxed process holding thousands of requests half-sent made the
+/// server (the agent) hold gigabytes, and the kernel's out-of-memory
+/// killer would pick it, ending every session it serves.
+pub(crate) const LARGE_FRAMES_LIMIT: usize = 64 << 20;
+
+/// The bytes of large frames being read, session-wide.
+#[derive(Default)]
+pub(crate) struct LargeFrames(AtomicUsize);
+
+impl LargeFrames {
+    /// Holds `len` bytes until the guard is dropped; a small frame holds
+    /// nothing, and one that does not fit is refused.
+    pub(crate) fn hold(&self, len: usize) -> Result<Option<HeldFrame<'_>>, ConversationError> {
+        if len <= SMALL_FRAME {
+            return Ok(None);
+        }
+        let before = self.0.fetch_add(len, Ordering::Relaxed);
+        if before + len > LARGE_FRAMES_LIMIT {
+            self.0.fetch_sub(len, Ordering::Relaxed);
+            return Err(ConversationError::Busy(
+                "the session's other requests being read hold the 64 MiB allowed for \
+                 requests over 64 KiB; try again when they are done",
+            ));
+        }
+        Ok(Some(HeldFrame { frames: self, len }))
+    }
+}
+
+/// Bytes of a large frame, held in [`LargeFrames`] while it is read.
+pub(crate) struct HeldFrame<'a> {
+    frames: &'a LargeFrames,
+    len: usize,
+}
+
+impl Drop for HeldFrame<'_> {
+    fn drop(&mut self) {
+        self.frames.0.fetch_sub(self.len, Ordering::Relaxed);
+    }
+}
+
+/// A frame of the escalation's conversation (descriptor numbers, a
+/// signal) has no business being long: its body's length, or an error.
+pub(crate) fn small_frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, ConversationError> {
+    match frame_body_len(header)? {
+        len if len <= SMALL_FRAME => Ok(len),
+        _ => Err(ConversationError::Unexpected(
+            "a frame too long for its message",
+        )),
+    }
+}
 
 /// How a requester stopped waiting for its answer.
 pub(crate) enum StoppedWaiting {
@@ -87,11 +145,17 @@ impl Channel {
     }
 
     /// Reads one whole frame: what is already there without waiting, the
-    /// rest through tokio. Never reads past the frame.
-    pub(crate) async fn read_frame(&mut self) -> Result<ClientMessage, ConversationError> {
+    /// rest through tokio. Never reads past the frame. A body longer than
+    /// [`SMALL_FRAME`] is held against `large`, the session's budget.
+    pub(crate) async fn read_frame(
+        &mut self,
+        large: &LargeFrames,
+    ) -> Result<ClientMessage, ConversationError> {
         let mut header = [0u8; FRAME_HEADER_LEN];
         self.fill(&mut header).await?;
-        let mut body = vec![0u8; frame_body_len(header)?];
+        let len = frame_body_len(header)?;
+        let _held = large.hold(len)?;
+        let mut body = vec![0u8; len];
         self.fill(&mut body).await?;
         Ok(decode_client(&body)?)
     }
@@ -336,7 +400,7 @@ mod tests {
                 client.write_all(b"after").unwrap();
                 client
             });
-            let message = channel.read_frame().await.unwrap();
+            let message = channel.read_frame(&LargeFrames::default()).await.unwrap();
             assert!(
                 matches!(&message, ClientMessage::Request(request) if request.env.len() == 64),
                 "{early}: {message:?}"
@@ -344,6 +408,23 @@ mod tests {
             let client = writer.join().unwrap();
             answer_and_check_what_follows(channel, client).await;
         }
+    }
+
+    /// A probe held 250 requests of 4 MiB half-sent and the server held a
+    /// gigabyte. Large frames being read share a session-wide budget;
+    /// small ones are always read.
+    #[test]
+    fn large_frames_being_read_share_a_budget() {
+        let large = LargeFrames::default();
+        let request = 4 << 20;
+        let held: Vec<_> = (0..LARGE_FRAMES_LIMIT / request)
+            .map(|_| large.hold(request).unwrap())
+            .collect();
+        assert!(matches!(large.hold(request), Err(ConversationError::Busy(_))));
+        assert!(matches!(large.hold(SMALL_FRAME), Ok(None)));
+        drop(held);
+        assert!(matches!(large.hold(request), Ok(Some(_))));
+        assert_eq!(large.0.load(Ordering::Relaxed), 0);
     }
 
     /// The usual case: the whole request, and more after it, is there when
@@ -354,7 +435,7 @@ mod tests {
         client.write_all(&request_frame()).unwrap();
         client.write_all(b"after").unwrap();
         let mut channel = Channel::new(server.into()).unwrap();
-        let message = channel.read_frame().await.unwrap();
+        let message = channel.read_frame(&LargeFrames::default()).await.unwrap();
         assert!(matches!(message, ClientMessage::Request(_)));
         assert!(matches!(channel.0, Socket::Plain(_)), "moved to tokio");
         answer_and_check_what_follows(channel, client).await;
@@ -396,7 +477,7 @@ mod tests {
         drop(client);
         let mut channel = Channel::new(server.into()).unwrap();
         assert!(matches!(
-            channel.read_frame().await,
+            channel.read_frame(&LargeFrames::default()).await,
             Err(ConversationError::Closed)
         ));
     }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use execgate_protocol::{
-    decode_client, encode_server, frame_body_len, recv_with_fds_without_waiting, ClientMessage,
-    ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
+    decode_client, encode_server, recv_with_fds_without_waiting, ClientMessage, ExecRequest,
+    ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{Launcher, NetworkPolicy, ResolvedPolicy};
 
@@ -49,6 +49,8 @@ pub(crate) enum ConversationError {
     Malformed(#[from] execgate_protocol::DecodeError),
     #[error("unexpected message: {0}")]
     Unexpected(&'static str),
+    #[error("{0}")]
+    Busy(&'static str),
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -96,7 +98,10 @@ pub(crate) async fn serve_request(
 
     let frame = tokio::select! {
         () = cancel.cancelled() => return,
-        frame = tokio::time::timeout(shared.config.request_timeout, channel.read_frame()) => {
+        frame = tokio::time::timeout(
+            shared.config.request_timeout,
+            channel.read_frame(&shared.large_frames),
+        ) => {
             frame.unwrap_or(Err(ConversationError::Timeout))
         }
     };
@@ -107,7 +112,10 @@ pub(crate) async fn serve_request(
     }) {
         Ok(request) => request,
         Err(error) => {
-            let reason = format!("malformed request: {error}");
+            let reason = match error {
+                ConversationError::Busy(_) => format!("request refused: {error}"),
+                _ => format!("malformed request: {error}"),
+            };
             deny(&shared, &mut channel, &cancel, &reason).await;
             return refuse(reason);
         }
@@ -371,7 +379,7 @@ async fn send_within(
 async fn read_frame(reader: &mut OwnedReadHalf) -> Result<ClientMessage, ConversationError> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     channel::read_exact(reader.as_ref(), &mut header).await?;
-    let mut body = vec![0u8; frame_body_len(header)?];
+    let mut body = vec![0u8; channel::small_frame_len(header)?];
     channel::read_exact(reader.as_ref(), &mut body).await?;
     Ok(decode_client(&body)?)
 }
@@ -403,7 +411,7 @@ async fn read_descriptors(
         }
         filled += received.len;
     }
-    let mut body = vec![0u8; frame_body_len(header)?];
+    let mut body = vec![0u8; channel::small_frame_len(header)?];
     channel::read_exact(reader.as_ref(), &mut body).await?;
     let ClientMessage::Descriptors(numbers) = decode_client(&body)? else {
         return Err(ConversationError::Unexpected("expected descriptors"));

@@ -281,6 +281,8 @@ pub(crate) struct Shared {
     /// [`SessionConfig::escalation_env`], shared with every request's
     /// context.
     pub(crate) escalation_env: Arc<[(OsString, OsString)]>,
+    /// Requests over 64 KiB being read, and their bytes.
+    pub(crate) large_frames: crate::channel::LargeFrames,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -434,6 +436,7 @@ impl Session {
         let shared = Arc::new(Shared {
             id,
             escalation_env: config.escalation_env.clone().into(),
+            large_frames: crate::channel::LargeFrames::default(),
             config,
             outside_path,
             granted_writable: Mutex::default(),
