@@ -201,11 +201,20 @@ impl AuditLog {
         &self.path
     }
 
+    /// What the log keeps at most: the log and its `keep` older files.
+    pub fn history_bytes(&self) -> u64 {
+        let files = u64::try_from(self.rotation.keep).unwrap_or(u64::MAX);
+        self.rotation
+            .max_bytes
+            .saturating_mul(files.saturating_add(1))
+    }
+
     /// Appends one record as one line. With `durable`, the line is on disk
     /// (`fdatasync`) when this returns. The sync happens after the locks
     /// are released: a record that need not wait for the disk (from
     /// another session, or a `Run`) must not wait behind one that does.
-    pub fn append(&self, record: &AuditRecord, durable: bool) -> Result<(), AuditError> {
+    /// Returns the line's length.
+    pub fn append(&self, record: &AuditRecord, durable: bool) -> Result<u64, AuditError> {
         let mut line =
             serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
         line.push(b'\n');
@@ -221,7 +230,7 @@ impl AuditLog {
         if durable {
             self.sync(&written_to, record_number)?;
         }
-        Ok(())
+        Ok(line.len() as u64)
     }
 
     /// Syncs `file`, the one record `record_number` went to (renamed by a
@@ -421,9 +430,19 @@ fn open_error(dir: &LogDir, name: &OsStr, source: std::io::Error) -> AuditError 
 /// The session-facing side: turns events into records and appends them.
 /// Every record is written before the server acts on its event; with
 /// `RecordOptions::sync_escalations`, escalation decisions are synced too.
+///
+/// A session writes at most half of what the log keeps
+/// ([`AuditLog::history_bytes`]); past that, its records fail (and so,
+/// unless the session is told to warn and go on, its requests are
+/// denied). Rotation drops the oldest file: without a share, a sandboxed
+/// program asking for commands with megabytes of arguments in a loop
+/// pushed every older record, of every session, out of the log in 20 s.
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
+    /// Bytes this session has appended, and its share.
+    written: AtomicU64,
+    share: u64,
     /// The last decision's environment, as sent and as recorded: a shell
     /// sends the same environment with nearly every request, and recording
     /// it anew was a third of a record's cost. Only the entries are kept,
@@ -434,6 +453,8 @@ pub struct SessionAudit {
 impl SessionAudit {
     pub fn new(log: Arc<AuditLog>, options: RecordOptions) -> Self {
         SessionAudit {
+            share: log.history_bytes() / 2,
+            written: AtomicU64::new(0),
             log,
             options,
             last_environment: Mutex::default(),
@@ -460,6 +481,16 @@ impl SessionAudit {
 
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
+        let written = self.written.load(Ordering::Relaxed);
+        // The session's end is recorded whatever it wrote before.
+        if written >= self.share && !matches!(event, SessionEvent::Ended { .. }) {
+            return Err(format!(
+                "this session has written {} MiB of audit records, half of what the log keeps \
+                 (max_bytes x (keep + 1)); it records nothing more, so that it cannot push \
+                 older records out; raise max_bytes or keep for sessions this long",
+                written >> 20
+            ));
+        }
         let record = AuditRecord::of_with(
             event,
             session_id,
@@ -467,9 +498,12 @@ impl AuditSink for SessionAudit {
             &self.options,
             |request| self.environment_of(request),
         );
-        self.log
+        let appended = self
+            .log
             .append(&record, self.waits_for_disk(event))
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string())?;
+        self.written.fetch_add(appended, Ordering::Relaxed);
+        Ok(())
     }
 
     fn waits_for_disk(&self, event: &SessionEvent) -> bool {

@@ -1180,3 +1180,44 @@ fn an_unconfirmed_working_directory_is_recorded_as_such() {
     let line = serde_json::to_string(&record.process).unwrap();
     assert!(line.contains("\"working_directory\":\"/work\""), "{line}");
 }
+
+/// A probe pushed every older record out of the log in 20 s, from inside
+/// the sandbox, with requests of megabytes of arguments in a loop. A
+/// session records at most half of what the log keeps; its end is still
+/// recorded, and another session's records before it are still there.
+#[test]
+fn a_session_records_at_most_half_of_what_the_log_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let rotation = Rotation {
+        max_bytes: 64 << 10,
+        keep: 3,
+    };
+    let log = Arc::new(AuditLog::open(&path, rotation).unwrap());
+    let earlier = SessionAudit::new(log.clone(), RecordOptions::default());
+    let witness = decided(vec!["witness".into()], Decision::Run);
+    earlier.record("earlier", &witness).unwrap();
+
+    let flood = SessionAudit::new(log.clone(), RecordOptions::default());
+    let big = decided(vec!["x".repeat(4 << 10).into()], Decision::Run);
+    let recorded = (0..1000)
+        .take_while(|_| flood.record("flood", &big).is_ok())
+        .count();
+    let error = flood.record("flood", &big).unwrap_err();
+    assert!(error.contains("half of what the log keeps"), "{error}");
+    // Half of 4 x 64 KiB, in records of a little over 4 KiB.
+    assert!((25..=32).contains(&recorded), "{recorded}");
+    let ended = SessionEvent::Ended {
+        reason: execgate_escalate_server::SessionEnd::Closed,
+        running: 0,
+    };
+    flood.record("flood", &ended).unwrap();
+
+    let mut sessions = Vec::new();
+    for file in std::iter::once(path.clone()).chain((1..=3).map(|n| rotated_path(&path, n))) {
+        if let Ok(read) = read_log(&file) {
+            sessions.extend(read.records.into_iter().map(|record| record.session_id));
+        }
+    }
+    assert!(sessions.iter().any(|session| session == "earlier"));
+}

@@ -420,7 +420,10 @@ mod tests {
         let held: Vec<_> = (0..LARGE_FRAMES_LIMIT / request)
             .map(|_| large.hold(request).unwrap())
             .collect();
-        assert!(matches!(large.hold(request), Err(ConversationError::Busy(_))));
+        assert!(matches!(
+            large.hold(request),
+            Err(ConversationError::Busy(_))
+        ));
         assert!(matches!(large.hold(SMALL_FRAME), Ok(None)));
         drop(held);
         assert!(matches!(large.hold(request), Ok(Some(_))));
