@@ -1031,8 +1031,24 @@ impl ArgumentWalk<'_> {
             // `-` for a file is standard input, the sandbox's to fill.
             Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
             Meaning::Path => {
-                match writable_place(Path::new(OsStr::from_bytes(value)), base, self.writable) {
-                    Some(place) => self.refused_at(&place),
+                let path = Path::new(OsStr::from_bytes(value));
+                if let Some(place) = writable_place(path, base, self.writable) {
+                    return self.refused_at(&place);
+                }
+                // A project named by a file in it (`cargo --manifest-path`,
+                // `git --work-tree`, `make -f`): its own tree counts too.
+                let project = std::fs::canonicalize(base.join(path))
+                    .ok()
+                    .and_then(|path| match path.is_dir() {
+                        true => Some(path),
+                        false => path.parent().map(Path::to_path_buf),
+                    })
+                    .filter(|_| self.reader.searches_upwards);
+                let within = project.and_then(|directory| {
+                    writable_root_within(&directory, self.request.writable_roots).cloned()
+                });
+                match within {
+                    Some(root) => self.refused_at(&root),
                     None => Step::Next,
                 }
             }

@@ -473,6 +473,9 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
         .is_some()
     };
     let project_str = project.to_str().unwrap();
+    std::fs::write(project.join("Cargo.toml"), "").unwrap();
+    let manifest = format!("--manifest-path={project_str}/Cargo.toml");
+    let work_tree = format!("--work-tree={project_str}");
     // (program, arguments, cwd, writable root, refused)
     let cases: &[(&str, &[&str], &Path, &Path, bool)] = &[
         ("git", &["status"], &project, &writable, true),
@@ -480,11 +483,14 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
         (
             "git",
             &["-C", project_str, "status"],
-            &place.ro,
+            &outside,
             &writable,
             true,
         ),
         ("git", &["status"], &project, &place.w, false),
+        ("git", &[&work_tree, "status"], &outside, &writable, true),
+        ("cargo", &["build", &manifest], &outside, &writable, true),
+        ("cargo", &["build", &manifest], &outside, &place.w, false),
         ("make", &[], &outside, &outside.join("build"), true),
         (
             "python3",
