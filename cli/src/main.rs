@@ -233,8 +233,10 @@ impl SessionArgs {
         let rule_files: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
         let rules = policy::load_rules(&rule_files)?;
         let skill_dirs: Vec<PathBuf> = config.skills.iter().chain(&self.skills).cloned().collect();
-        let skills = SkillRegistry::load(&skill_dirs)
-            .context("the skills cannot be registered; fix or drop --skills")?;
+        let skills = SkillRegistry::load(&skill_dirs).context(
+            "the skills cannot be registered; fix or drop them (--skills, or skills in the config)",
+        )?;
+        warn_if_tmpdir_not_taken(&profile, &cwd);
         warn_if_sandbox_writable(
             &profile,
             &cwd,
@@ -448,6 +450,30 @@ fn warn_if_sandbox_writable<'a>(
                 file.display(),
             ));
         }
+    }
+}
+
+/// Warns when `TMPDIR` is not the temporary directory the sandbox writes
+/// (its name does not look like one, see the sandbox's `:tmpdir`): the
+/// shell gets the one it writes instead.
+#[cfg(unix)]
+fn warn_if_tmpdir_not_taken(profile: &PermissionProfile, cwd: &std::path::Path) {
+    let Some(asked) = std::env::var_os("TMPDIR") else {
+        return;
+    };
+    if !matches!(profile, PermissionProfile::Managed { .. }) {
+        return;
+    }
+    let taken = SandboxContext::new(cwd).tmpdir;
+    if std::fs::canonicalize(&asked).ok().as_ref() != Some(&taken) {
+        stderr::line(&format!(
+            "execgate: warning: TMPDIR={} is not the sandbox's temporary directory: only an \
+             existing directory named like one (tmp, temp, tmp.*, tmp-*, tmp_*, *-tmp, \
+             *_tmp, *.tmp) is, so that TMPDIR=$HOME cannot open the home; the shell gets \
+             TMPDIR={}",
+            std::path::Path::new(&asked).display(),
+            taken.display()
+        ));
     }
 }
 

@@ -2398,3 +2398,36 @@ fn verbose_lines_and_telemetry_escape_the_program_path() {
         "{stderr}"
     );
 }
+
+/// A probe's `TMPDIR=/var/tmp/job` was not made writable (its name does
+/// not look like a temporary directory's), and every `mktemp` in the
+/// sandbox failed, silently. The shell gets the temporary directory the
+/// sandbox writes, with a warning.
+#[test]
+fn a_tmpdir_the_sandbox_does_not_take_is_replaced_with_a_warning() {
+    let (dir, ws) = workspace();
+    let job = dir.path().join("job");
+    std::fs::create_dir(&job).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--", "echo \"$TMPDIR\"; mktemp -u"],
+        &[("TMPDIR", job.to_str().unwrap())],
+    );
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("/tmp\n/tmp/"), "{stdout}");
+    assert!(
+        stderr.contains("is not the sandbox's temporary directory"),
+        "{stderr}"
+    );
+
+    let taken = dir.path().join("tmp.job");
+    std::fs::create_dir(&taken).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--", "echo \"$TMPDIR\""],
+        &[("TMPDIR", taken.to_str().unwrap())],
+    );
+    assert_eq!(text(&output.stdout).trim(), taken.to_str().unwrap());
+    assert!(!text(&output.stderr).contains("temporary directory"));
+}

@@ -315,6 +315,17 @@ impl ShellSession {
             .filter(|(name, _)| name != "PATH")
             .cloned()
             .collect();
+        // A sandboxed shell's `TMPDIR` is the one its sandbox may write: a
+        // `TMPDIR` the sandbox did not take (its name does not look like a
+        // temporary directory's) would fail every `mktemp`.
+        if profile != PermissionProfile::Disabled {
+            let tmpdir = SandboxContext::new(&cwd).tmpdir;
+            for (name, value) in &mut env {
+                if name == "TMPDIR" && std::fs::canonicalize(&*value).ok() != Some(tmpdir.clone()) {
+                    *value = tmpdir.clone().into();
+                }
+            }
+        }
         // Counted and traced first, then the caller's sink. The session's
         // id is known only once it has started: a shared cell names it.
         let named: Arc<std::sync::OnceLock<Telemetry>> = Arc::default();
