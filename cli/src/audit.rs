@@ -36,7 +36,7 @@ pub struct AuditArgs {
     network: bool,
     /// Keep reading as records are appended, from the log's end; when it
     /// rotates, what was still unread in the files rotated is read first.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "summary")]
     follow: bool,
     #[arg(long)]
     session: Option<String>,
@@ -161,7 +161,14 @@ fn show(args: AuditArgs) -> Result<i32> {
             let files = history(log)?;
             if files.is_empty() {
                 // Neither the log nor a rotated file: say why it cannot be read.
-                open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
+                match open_log_file(log) {
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
+                        "no audit log at {} yet: sessions make it with their first record \
+                         (`execgate audit FILE` reads another, `--follow` waits for it)",
+                        log.display()
+                    ),
+                    opened => opened.with_context(|| format!("cannot open {}", log.display()))?,
+                };
             }
             for (path, file) in files {
                 read_each(file, &path, &mut each)?;
@@ -176,8 +183,22 @@ fn show(args: AuditArgs) -> Result<i32> {
             // record, then, in that order, on from there: the filter sees
             // a decision before the exit that follows it in a later file.
             let mut logs = Vec::new();
+            let mut named = Vec::new();
             for path in paths {
-                let mut lines = LogLines::new(open(path)?, path);
+                let file = open(path)?;
+                // `a.jsonl ./a.jsonl`: one history holds a file once.
+                let identity = identity_of(&file.metadata()?);
+                if let Some(first) = named.iter().find(|(seen, _)| *seen == identity) {
+                    let (_, first): &(_, &PathBuf) = first;
+                    warn(&format!(
+                        "execgate: {} is {}, named before: read once",
+                        path.display(),
+                        first.display()
+                    ));
+                    continue;
+                }
+                named.push((identity, path));
+                let mut lines = LogLines::new(file, path);
                 let mut first = None;
                 for line in lines.by_ref() {
                     match line? {
@@ -312,9 +333,14 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
             None => escape_controls(&record.event.outcome),
         },
     };
+    // The request's number ties an escalation's start and exit, which name
+    // no program, to its decision.
+    let request = record
+        .request_id
+        .map_or_else(String::new, |id| format!("#{id}"));
     writeln!(
         out,
-        "{}  {}  {:<8} {:<8} {} {}  [{}]  {}",
+        "{}  {}{request}  {:<8} {:<8} {} {}  [{}]  {}",
         escape_controls(&record.timestamp),
         escape_controls(&record.session_id),
         escape_controls(&record.event.action),
@@ -669,8 +695,28 @@ fn successor(log: &Path, followed: &File) -> Result<Successor> {
 /// once, and a warning for what could not be read.
 fn follow(log: &Path, filter: Filter, json: bool, out: &mut impl Write) -> Result<i32> {
     let filter = &mut RequestFilter::new(filter);
-    let mut file = open_log_file(log).with_context(|| format!("cannot open {}", log.display()))?;
-    file.seek(std::io::SeekFrom::End(0))?;
+    let mut waited = false;
+    let mut file = loop {
+        match open_log_file(log) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if !waited {
+                    warn(&format!(
+                        "execgate: no audit log at {} yet: waiting for a session to make it",
+                        log.display()
+                    ));
+                    waited = true;
+                }
+                std::thread::sleep(FOLLOW_POLL);
+            }
+            opened => {
+                break opened.with_context(|| format!("cannot open {}", log.display()))?;
+            }
+        }
+    };
+    // A log that was not there when the following began is read whole.
+    if !waited {
+        file.seek(std::io::SeekFrom::End(0))?;
+    }
     let mut followed = Followed::new(log.to_owned(), file);
     loop {
         followed.print_to_end(FileEnd::Growing, filter, json, out)?;

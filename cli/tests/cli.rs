@@ -2431,3 +2431,41 @@ fn a_tmpdir_the_sandbox_does_not_take_is_replaced_with_a_warning() {
     assert_eq!(text(&output.stdout).trim(), taken.to_str().unwrap());
     assert!(!text(&output.stderr).contains("temporary directory"));
 }
+
+/// From a probe: `--follow` on a log no session had made yet failed (a
+/// fresh user), a file named twice was read twice (every count doubled),
+/// and `--follow --summary` ignored `--summary`.
+#[test]
+fn audit_waits_for_a_log_to_follow_and_reads_a_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("later.jsonl");
+    let follower = follow_json(&path);
+    let log = execgate_audit::AuditLog::open(&path, execgate_audit::Rotation::default()).unwrap();
+    append_refused(&log, 1);
+    append_refused(&log, 2);
+    let (ids, stderr) = followed_ids(follower);
+    assert_eq!(ids, [1, 2], "{stderr}");
+    assert!(
+        stderr.contains("waiting for a session to make it"),
+        "{stderr}"
+    );
+
+    let twice = path.with_file_name(".").join("later.jsonl");
+    let output = execgate(
+        dir.path(),
+        &[
+            "audit",
+            "--json",
+            path.to_str().unwrap(),
+            twice.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(text(&output.stdout).lines().count(), 2);
+    assert!(text(&output.stderr).contains("named before: read once"));
+
+    let output = execgate(
+        dir.path(),
+        &["audit", "--follow", "--summary", path.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+}
