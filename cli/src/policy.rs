@@ -1,13 +1,14 @@
 //! `execgate policy check|lint`: what the rules say, without running
 //! anything.
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use execgate_core_bridge::rules::{
-    lint_with, CheckReport, Destination, LintContext, MatchOptions, NetworkCheckReport, PathState,
-    Protocol, RuleSet, Severity,
+    lint_with, CheckReport, Destination, LintContext, LintFinding, MatchOptions,
+    NetworkCheckReport, PathState, Protocol, RuleSet, Severity,
 };
 use execgate_core_bridge::server::sandbox::{PermissionProfile, ProfileSet};
 use execgate_network_proxy::{DomainPattern, ListDecision};
@@ -128,6 +129,15 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
         } => {
             let rules = RuleSet::load(&rules)?;
             if as_run {
+                if let Some(program) = argv.first().filter(|program| !program.contains('/')) {
+                    if shell_builtins([program.as_str()]).contains(program) {
+                        crate::stderr::line(&format!(
+                            "execgate: {program} is a zsh builtin: in a session the shell runs \
+                             it itself, and never asks; what follows is for an executable \
+                             named {program} run by path or by another program"
+                        ));
+                    }
+                }
                 if let Some(program) = argv.first_mut() {
                     *program = program_as_run(program)?;
                 }
@@ -162,12 +172,36 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         bail!("no rules files: pass --rules FILE or list them under `rules` in the config file");
     }
     let rules = RuleSet::load(&files)?;
-    let findings = lint_with(
+    let mut findings = lint_with(
         &rules,
         &Machine {
             profiles: &config.profiles,
         },
     );
+    let names = rules
+        .rules()
+        .map(|rule| rule.program())
+        .filter(|program| !program.contains('/'));
+    let builtins = shell_builtins(names);
+    let mut on_builtins: Vec<_> = rules
+        .rules()
+        .filter(|rule| builtins.contains(rule.program()))
+        .collect();
+    // In the order written.
+    on_builtins.sort_by_key(|rule| (rule.origin.file.clone(), rule.origin.line));
+    for rule in on_builtins {
+        let program = rule.program();
+        findings.push(LintFinding {
+            origin: rule.origin.clone(),
+            pattern: vec![program.to_owned()],
+            severity: Severity::Warning,
+            message: format!(
+                "{program} is a zsh builtin: in a session `{program}` runs inside the shell \
+                 and is never asked about; this rule applies only to an executable named \
+                 {program} run by path or by another program (env, xargs, find -exec)"
+            ),
+        });
+    }
     crate::output::stdout(|out| {
         for finding in &findings {
             if json {
@@ -282,6 +316,36 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
                 .metadata()
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// Which of `names` the session's zsh runs itself (builtins and reserved
+/// words), as `whence -w` in the patched zsh says: a session never asks
+/// about them. Empty when the zsh cannot be run (lint and check then say
+/// nothing about builtins).
+fn shell_builtins<'a>(names: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+    let names: Vec<&str> = names.into_iter().collect();
+    let Ok(tools) = execgate_core_bridge::Tools::locate() else {
+        return HashSet::new();
+    };
+    if names.is_empty() {
+        return HashSet::new();
+    }
+    let Ok(output) = std::process::Command::new(&tools.zsh)
+        .args(["-fc", r#"whence -w -- "$@""#, "zsh"])
+        .args(&names)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return HashSet::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (name, kind) = line.rsplit_once(": ")?;
+            matches!(kind, "builtin" | "reserved").then(|| name.to_owned())
+        })
+        .collect()
 }
 
 /// Loads rules for a session, with errors that say which file.

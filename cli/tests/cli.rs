@@ -2469,3 +2469,45 @@ fn audit_waits_for_a_log_to_follow_and_reads_a_file_once() {
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
+
+/// A probe's rules forbade `echo`, `printf` and `kill`: a session never
+/// asks about zsh builtins, yet `policy check --as-run` answered
+/// "forbidden" and lint said nothing. Lint warns, and check says so.
+#[test]
+fn rules_on_zsh_builtins_are_named_by_lint_and_check() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("builtins.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"git\", \"push\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"echo\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"kill\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let warned: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.contains("is a zsh builtin"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{stdout}");
+    assert!(warned[0].contains(":2: warning: echo"), "{stdout}");
+    assert!(warned[1].contains(":3: warning: kill"), "{stdout}");
+
+    let output = execgate(
+        &ws,
+        &[
+            "policy", "check", "--as-run", "--rules", rules, "--", "echo", "hi",
+        ],
+    );
+    assert!(text(&output.stderr).contains("echo is a zsh builtin"));
+    let output = execgate(
+        &ws,
+        &[
+            "policy", "check", "--as-run", "--rules", rules, "--", "git", "push",
+        ],
+    );
+    assert!(!text(&output.stderr).contains("builtin"));
+}
