@@ -287,8 +287,21 @@ fn network_answer(action: ElicitationAction, content: Option<serde_json::Value>)
             NetworkChoice::Deny => ApprovalAnswer::Decline,
             NetworkChoice::DenySession => ApprovalAnswer::DeclineForSession,
         },
-        // Declined, cancelled, or accepted without a readable choice.
+        (ElicitationAction::Accept, None) => unreadable_acceptance(
+            "decision = \"allow-once\", \"allow-session\", \"deny\" or \"deny-session\"",
+        ),
+        // Declined or cancelled.
         _ => ApprovalAnswer::Decline,
+    }
+}
+
+/// An accepted form whose content is not the form's: nobody's answer (not
+/// a user's refusal), and it allows nothing.
+fn unreadable_acceptance(expected: &str) -> ApprovalAnswer {
+    ApprovalAnswer::Unanswered {
+        reason: format!(
+            "the client accepted the form without a readable answer (expected {expected})"
+        ),
     }
 }
 
@@ -418,7 +431,10 @@ impl Approver for ElicitingApprover {
                         grant: Grant::Session,
                     }),
                 ) => ApprovalAnswer::ApproveForSession,
-                // Declined, cancelled, or accepted without a readable grant.
+                (ElicitationAction::Accept, None) => {
+                    unreadable_acceptance("grant = \"once\" or \"session\"")
+                }
+                // Declined or cancelled.
                 _ => ApprovalAnswer::Decline,
             }
         })
@@ -496,11 +512,18 @@ mod tests {
         assert_eq!(accepted("allow-session"), ApprovalAnswer::ApproveForSession);
         assert_eq!(accepted("deny"), ApprovalAnswer::Decline);
         assert_eq!(accepted("deny-session"), ApprovalAnswer::DeclineForSession);
-        assert_eq!(accepted("always"), ApprovalAnswer::Decline);
-        assert_eq!(
-            network_answer(ElicitationAction::Accept, None),
-            ApprovalAnswer::Decline
-        );
+        // Accepted, but not the form's answer (a probe sent the exec
+        // form's `grant`): nobody's answer, not the user's refusal.
+        for unreadable in [
+            Some(json!({ "decision": "always" })),
+            Some(json!({ "grant": "once" })),
+            None,
+        ] {
+            assert!(matches!(
+                network_answer(ElicitationAction::Accept, unreadable),
+                ApprovalAnswer::Unanswered { .. }
+            ));
+        }
         for action in [ElicitationAction::Decline, ElicitationAction::Cancel] {
             assert_eq!(
                 network_answer(action, Some(json!({ "decision": "allow-once" }))),
@@ -697,11 +720,17 @@ fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
                 .lines()
                 .chain(stdout.lines())
                 .find(|line| line.starts_with("execgate: denied: "))
-                .map(str::to_owned);
+                .map(str::to_owned)
+                .filter(|_| exited.status.code() == 126);
+            // Ended for a connection a person denied: say so, as `run` does.
+            let network = exited
+                .network_denied
+                .as_ref()
+                .map(|denied| format!("execgate: {denied}"));
             (
                 format!("exited with status {}", exited.status.code()),
                 exited.wall_time,
-                denial.filter(|_| exited.status.code() == 126),
+                network.or(denial),
             )
         }
         ExecResponse::Running(running) => {

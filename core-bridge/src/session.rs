@@ -107,7 +107,7 @@ pub struct ShellSession {
     pub(crate) processes: crate::unified::ProcessTable,
     telemetry: Telemetry,
     /// Serves the session's `limited` sandboxes.
-    network: Arc<ProxyHost>,
+    pub(crate) network: Arc<ProxyHost>,
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
     /// `#!/usr/bin/env zsh` scripts run the patched zsh.
     _zsh_dir: tempfile::TempDir,

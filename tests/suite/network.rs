@@ -765,6 +765,51 @@ async fn a_late_denial_ends_the_command_and_everything_it_started() {
     session.shutdown().await;
 }
 
+/// From a probe of `execgate mcp`: a command that unified exec started,
+/// ended for a connection a person denied, came back as "exited with
+/// status 137" and no reason. It says why, as `run` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_denial_says_why_to_unified_exec_too() {
+    use execgate_core_bridge::{ExecOptions, ExecResponse};
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let approver = NetworkAnswers::new(ApprovalAnswer::Decline, Duration::from_millis(100));
+    let session = ShellSession::start(limited_config(
+        PROFILES,
+        &place,
+        "net",
+        approver.clone(),
+        Arc::new(RuleSet::default()),
+        None,
+    ))
+    .unwrap();
+    let script = format!(
+        "export NO_PROXY= no_proxy=\ncurl -s http://127.0.0.2:{}/hello.txt\necho went on\n",
+        origin.port
+    );
+    let options = ExecOptions {
+        yield_time: Duration::from_secs(10),
+        ..ExecOptions::default()
+    };
+    let ExecResponse::Exited(exited) = session.exec_command(&script, options).await.unwrap() else {
+        panic!("still running after 10 s");
+    };
+    assert_eq!(
+        exited.network_denied.as_deref(),
+        Some(
+            format!(
+                "network denied: 127.0.0.2:{} (declined by the user)",
+                origin.port
+            )
+            .as_str()
+        ),
+        "{}",
+        text(&exited.output.stdout)
+    );
+    assert!(!text(&exited.output.stdout).contains("went on"));
+    session.shutdown().await;
+}
+
 /// Whether a process runs with exactly these arguments.
 fn process_with_args(args: &[&str]) -> bool {
     let wanted: Vec<u8> = args

@@ -125,6 +125,10 @@ pub struct Exited {
     pub status: CommandStatus,
     pub output: ExecOutput,
     pub wall_time: Duration,
+    /// It was ended because a connection it made was denied once a person
+    /// had been asked (`limited` networks, [`OnNetworkDenial::Cancel`]):
+    /// `network denied: HOST:PORT (reason)`.
+    pub network_denied: Option<String>,
 }
 
 /// A process still running.
@@ -402,6 +406,9 @@ impl ShellSession {
                     status,
                     output,
                     wall_time: called.elapsed(),
+                    network_denied: process
+                        .group_since()
+                        .and_then(|(pgid, since)| self.network.take_denial(pgid, since)),
                 })
             }
             None => ExecResponse::Running(Running {

@@ -86,6 +86,8 @@ pub(crate) struct LiveProcess {
     id: ProcessId,
     command: String,
     started: SystemTime,
+    /// When it started, on the clock network denials are told apart by.
+    started_at: std::time::Instant,
     pgid: Option<i32>,
     terminal: Option<Arc<Master>>,
     shared: Arc<Mutex<Collected>>,
@@ -178,6 +180,7 @@ impl ProcessTable {
             id,
             command: command.to_owned(),
             started: SystemTime::now(),
+            started_at: std::time::Instant::now(),
             pgid,
             terminal,
             shared,
@@ -327,6 +330,14 @@ pub(crate) fn prune_choice(entries: impl Iterator<Item = Candidate>) -> Option<P
 impl LiveProcess {
     pub(crate) fn id(&self) -> ProcessId {
         self.id
+    }
+
+    /// Its process group (its sandbox's first process), and when it
+    /// started: what [`ProxyHost::take_denial`](crate::network::ProxyHost)
+    /// asks.
+    pub(crate) fn group_since(&self) -> Option<(u32, std::time::Instant)> {
+        let pgid = u32::try_from(self.pgid?).ok()?;
+        Some((pgid, self.started_at))
     }
 
     pub(crate) fn terminal(&self) -> Option<&Master> {
