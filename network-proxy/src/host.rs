@@ -65,10 +65,27 @@ pub enum DestinationError {
 }
 
 impl Destination {
+    /// `address` as a destination, in canonical form: a v4-mapped IPv6
+    /// address (`::ffff:1.1.1.99`, `::ffff:101:163`) is the IPv4 address it
+    /// maps, since a connection to it reaches that IPv4 host. Rules, lists,
+    /// prompts and the audit then see one address, however it was spelled.
+    ///
+    /// An IPv4-compatible address (`::1.1.1.99`, deprecated since 2006)
+    /// stays IPv6: nothing delivers it to the IPv4 host (the kernel sends
+    /// it as IPv6 to `::/96`), and [`classify`](crate::classify) refuses it
+    /// as non-public unless a list entry names it exactly. NAT64
+    /// (`64:ff9b::/96`) and 6to4 addresses stay IPv6 too: they are other
+    /// addresses, judged by the IPv4 address they carry only for whether
+    /// they are public.
+    pub fn address(address: IpAddr) -> Destination {
+        Destination::Address(address.to_canonical())
+    }
+
     /// Reads a host as a client sent it: `[v6]` or a bare IPv6 address (a
-    /// zone such as `%eth0` is dropped: the address alone decides), an IPv4
-    /// address in any form `inet_aton` accepts, or a host name, lowercased
-    /// and without its trailing dot.
+    /// zone such as `%eth0` is dropped: the address alone decides; a
+    /// v4-mapped one is its IPv4 address, see [`Destination::address`]), an
+    /// IPv4 address in any form `inet_aton` accepts, or a host name,
+    /// lowercased and without its trailing dot.
     pub fn parse(host: &str) -> Result<Destination, DestinationError> {
         if host.is_empty() {
             return Err(DestinationError::Empty);
@@ -78,11 +95,11 @@ impl Destination {
                 .strip_suffix(']')
                 .ok_or_else(|| DestinationError::BadIpv6(host.to_owned()))?;
             return parse_ipv6(inner)
-                .map(Destination::Address)
+                .map(Destination::address)
                 .map_err(|_| DestinationError::BadIpv6(host.to_owned()));
         }
         if host.contains(':') {
-            return parse_ipv6(host).map(Destination::Address);
+            return parse_ipv6(host).map(Destination::address);
         }
         if !host.is_ascii() {
             return Err(DestinationError::NotAscii(host.to_owned()));
@@ -91,7 +108,7 @@ impl Destination {
         let name = lowered.strip_suffix('.').unwrap_or(&lowered);
         if ends_in_number(name) {
             return parse_ipv4_shorthand(name)
-                .map(|v4| Destination::Address(IpAddr::V4(v4)))
+                .map(|v4| Destination::address(IpAddr::V4(v4)))
                 .ok_or_else(|| DestinationError::NumericHost(host.to_owned()));
         }
         check_labels(name)
@@ -206,7 +223,10 @@ impl DomainPattern {
             // that name's own address through.
             (DomainPattern::Everything, Destination::Name(_)) => true,
             (DomainPattern::Everything, Destination::Address(_)) => false,
-            (DomainPattern::Exact(exact), _) => exact == destination,
+            // Compared as [`Destination::parse`] reads them: the variants
+            // are public, and a v4-mapped address built by hand is still
+            // the IPv4 host a rule or entry on that address names.
+            (DomainPattern::Exact(exact), _) => same_destination(exact, destination),
             (DomainPattern::Subdomains(apex), Destination::Name(name)) => {
                 name.is_strictly_under(apex)
             }
@@ -221,6 +241,36 @@ impl DomainPattern {
     }
 }
 
+fn same_destination(one: &Destination, other: &Destination) -> bool {
+    match (one, other) {
+        (Destination::Address(one), Destination::Address(other)) => {
+            one.to_canonical() == other.to_canonical()
+        }
+        _ => one == other,
+    }
+}
+
+/// Reads the host of a pattern (after its `*.` or `**.`, given as
+/// `wildcard`). One written with a port (`a.com:443`, `[::1]:8080`) is
+/// refused for that, with what to write, rather than as a bad IPv6 address
+/// (its `:` makes it look like one).
+fn pattern_host(pattern: &str, wildcard: &str, host: &str) -> Result<Destination, DomainListError> {
+    let invalid = |reason: String| DomainListError::BadPattern {
+        pattern: pattern.to_owned(),
+        reason,
+    };
+    Destination::parse(host).map_err(|error| match Destination::parse_authority(host, None) {
+        Ok((Destination::Address(_), _)) if !wildcard.is_empty() => {
+            invalid("a wildcard needs a domain, not an address".into())
+        }
+        Ok((without_port, port)) => invalid(format!(
+            "entries name hosts, not ports; write `{wildcard}{without_port}`, which \
+             covers every port (a network_rule with `port = {port}` decides one port)"
+        )),
+        Err(_) => invalid(error.to_string()),
+    })
+}
+
 impl FromStr for DomainPattern {
     type Err = DomainListError;
 
@@ -232,22 +282,20 @@ impl FromStr for DomainPattern {
         if pattern == "*" {
             return Ok(DomainPattern::Everything);
         }
-        let (apex, make): (&str, fn(HostName) -> DomainPattern) = if let Some(apex) =
-            pattern.strip_prefix("**.")
-        {
-            (apex, DomainPattern::ApexAndSubdomains)
-        } else if let Some(apex) = pattern.strip_prefix("*.") {
-            (apex, DomainPattern::Subdomains)
-        } else {
-            let exact = Destination::parse(pattern).map_err(|error| invalid(error.to_string()))?;
-            return Ok(DomainPattern::Exact(exact));
-        };
+        let (wildcard, apex, make): (&str, &str, fn(HostName) -> DomainPattern) =
+            if let Some(apex) = pattern.strip_prefix("**.") {
+                ("**.", apex, DomainPattern::ApexAndSubdomains)
+            } else if let Some(apex) = pattern.strip_prefix("*.") {
+                ("*.", apex, DomainPattern::Subdomains)
+            } else {
+                return pattern_host(pattern, "", pattern).map(DomainPattern::Exact);
+            };
         if apex.contains('*') {
             return Err(invalid(
                 "`*` may only stand alone or as `*.` or `**.` before a domain".into(),
             ));
         }
-        match Destination::parse(apex).map_err(|error| invalid(error.to_string()))? {
+        match pattern_host(pattern, wildcard, apex)? {
             Destination::Name(name) => Ok(make(name)),
             Destination::Address(_) => {
                 Err(invalid("a wildcard needs a domain, not an address".into()))
@@ -436,7 +484,7 @@ mod tests {
             ("[::1]", Ok(address("::1"))),
             ("::1", Ok(address("::1"))),
             ("[fe80::1%eth0]", Ok(address("fe80::1"))),
-            ("[::ffff:127.0.0.1]", Ok(address("::ffff:127.0.0.1"))),
+            ("[::ffff:127.0.0.1]", Ok(address("127.0.0.1"))),
             ("2852039166", Ok(address("169.254.169.254"))),
             ("0x7f.1", Ok(address("127.0.0.1"))),
             ("127.1.", Ok(address("127.0.0.1"))),
@@ -507,6 +555,14 @@ mod tests {
             ("127.0.0.1", "127.1", true),
             ("[::1]", "::1", true),
             ("*.example.com", "93.184.216.34", false),
+            // A v4-mapped address is its IPv4 address, in a pattern and in
+            // a destination alike.
+            ("1.1.1.99", "[::ffff:1.1.1.99]", true),
+            ("1.1.1.99", "::ffff:0101:0163", true),
+            ("[::ffff:1.1.1.99]", "1.1.1.99", true),
+            ("[::ffff:101:163]", "16843107", true),
+            ("1.1.1.99", "[::1.1.1.99]", false),
+            ("1.1.1.99", "[64:ff9b::1.1.1.99]", false),
         ];
         for (pattern, host, expected) in cases {
             let pattern: DomainPattern = pattern.parse().unwrap_or_else(|e| panic!("{e}"));
@@ -517,6 +573,127 @@ mod tests {
                 "{pattern} vs {host}"
             );
         }
+    }
+
+    /// Regression: a forbidden rule on 1.1.1.99 let `[::ffff:1.1.1.99]`
+    /// through, a person was asked about `[::ffff:1.1.1.99]`, and a list
+    /// entry so written allowed it: the mapped form was kept as IPv6.
+    #[test]
+    fn a_v4_mapped_address_is_read_as_its_ipv4_address() {
+        // (as written, as a destination shows, as a pattern shows)
+        let cases = [
+            ("[::ffff:1.1.1.99]", "1.1.1.99", "1.1.1.99"),
+            ("::ffff:1.1.1.99", "1.1.1.99", "1.1.1.99"),
+            ("[::FFFF:0101:0163]", "1.1.1.99", "1.1.1.99"),
+            ("[0:0:0:0:0:ffff:1.1.1.99]", "1.1.1.99", "1.1.1.99"),
+            ("[::ffff:1.1.1.99%eth0]", "1.1.1.99", "1.1.1.99"),
+            ("[::ffff:127.0.0.1]", "127.0.0.1", "127.0.0.1"),
+            // Not the IPv4 host: IPv4-compatible (deprecated, refused as
+            // non-public), NAT64 and 6to4 stay IPv6.
+            ("[::1.1.1.99]", "[::101:163]", "[::101:163]"),
+            (
+                "[64:ff9b::1.1.1.99]",
+                "[64:ff9b::101:163]",
+                "[64:ff9b::101:163]",
+            ),
+            (
+                "[2002:101:163::1]",
+                "[2002:101:163::1]",
+                "[2002:101:163::1]",
+            ),
+        ];
+        let got: Vec<(&str, String, String)> = cases
+            .iter()
+            .map(|(text, ..)| {
+                let destination = Destination::parse(text)
+                    .map_or_else(|error| error.to_string(), |found| found.to_string());
+                let pattern = text
+                    .parse::<DomainPattern>()
+                    .map_or_else(|error| error.to_string(), |found| found.to_string());
+                (*text, destination, pattern)
+            })
+            .collect();
+        let want: Vec<(&str, String, String)> = cases
+            .iter()
+            .map(|(text, destination, pattern)| {
+                (*text, destination.to_string(), pattern.to_string())
+            })
+            .collect();
+        assert_eq!(got, want);
+
+        let mapped: IpAddr = "::ffff:1.1.1.99".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Destination::address(mapped), address("1.1.1.99"));
+        // Built by hand, without `parse`: still the IPv4 host.
+        let exact: DomainPattern = "1.1.1.99".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(exact.matches(&Destination::Address(mapped)));
+
+        let list =
+            DomainList::new([("1.1.1.99", ListDecision::Deny)]).unwrap_or_else(|e| panic!("{e}"));
+        let decided = list
+            .decide(&Destination::parse("[::ffff:1.1.1.99]").unwrap_or_else(|e| panic!("{e}")))
+            .map(|found| found.decision);
+        assert_eq!(decided, Some(ListDecision::Deny));
+    }
+
+    /// Regression: `"a.com:443"` was refused as "not an IPv6 address".
+    #[test]
+    fn a_pattern_with_a_port_is_told_to_name_the_host() {
+        let cases = [
+            (
+                "a.com:443",
+                "`a.com:443` is not a domain pattern: entries name hosts, not ports; write \
+                 `a.com`, which covers every port (a network_rule with `port = 443` decides \
+                 one port)",
+            ),
+            (
+                "localhost:8000",
+                "`localhost:8000` is not a domain pattern: entries name hosts, not ports; \
+                 write `localhost`, which covers every port (a network_rule with `port = \
+                 8000` decides one port)",
+            ),
+            (
+                "**.a.com:443",
+                "`**.a.com:443` is not a domain pattern: entries name hosts, not ports; write \
+                 `**.a.com`, which covers every port (a network_rule with `port = 443` \
+                 decides one port)",
+            ),
+            (
+                "[::1]:8080",
+                "`[::1]:8080` is not a domain pattern: entries name hosts, not ports; write \
+                 `[::1]`, which covers every port (a network_rule with `port = 8080` decides \
+                 one port)",
+            ),
+            (
+                "127.0.0.1:80",
+                "`127.0.0.1:80` is not a domain pattern: entries name hosts, not ports; write \
+                 `127.0.0.1`, which covers every port (a network_rule with `port = 80` \
+                 decides one port)",
+            ),
+            (
+                "*.1.2.3.4:80",
+                "`*.1.2.3.4:80` is not a domain pattern: a wildcard needs a domain, not an \
+                 address",
+            ),
+            // No port 0: read as the address it is not.
+            (
+                "a.com:0",
+                "`a.com:0` is not a domain pattern: `a.com:0` is not an IPv6 address",
+            ),
+        ];
+        let got: Vec<(&str, String)> = cases
+            .iter()
+            .map(|(pattern, _)| {
+                let error = pattern
+                    .parse::<DomainPattern>()
+                    .map_or_else(|error| error.to_string(), |ok| format!("accepted: {ok}"));
+                (*pattern, error)
+            })
+            .collect();
+        let want: Vec<(&str, String)> = cases
+            .iter()
+            .map(|(pattern, message)| (*pattern, message.to_string()))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

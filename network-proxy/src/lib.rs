@@ -10,7 +10,8 @@
 //!
 //! - [`Destination::parse`] turns what a client sent (`Example.COM.`,
 //!   `[::1]`, `2852039166`, `0x7f.1`) into one canonical form: a lowercase
-//!   host name without its trailing dot, or an IP address. Numeric host
+//!   host name without its trailing dot, or an IP address (a v4-mapped
+//!   IPv6 address as the IPv4 address it maps). Numeric host
 //!   names are read the way the C library's `inet_aton` reads them, because
 //!   that is how the tools behind the proxy would reach them; a host name
 //!   that ends in a numeric label but is no valid address is refused rather

@@ -1,7 +1,7 @@
 //! The proxy: HTTP (absolute-form requests and `CONNECT`) and SOCKS5
-//! `CONNECT`, on whatever stream the sandbox's bridge hands over. Every
-//! connection is decided before a byte leaves, and the address it goes to
-//! is the one that was checked.
+//! `CONNECT`, on whatever stream the sandbox's bridge hands over (SOCKS4
+//! and SOCKS4a are refused at once). Every connection is decided before a
+//! byte leaves, and the address it goes to is the one that was checked.
 
 use futures_util::FutureExt as _;
 use std::fmt;
@@ -131,10 +131,10 @@ where
         Ok(Err(error)) => return refused(None, &format!("cannot read the request: {error}")),
         Err(_) => return refused(None, "the client sent no request in time"),
     };
-    if first == SOCKS_VERSION {
-        serve_socks(client, decider).await
-    } else {
-        serve_http(client, decider).await
+    match first {
+        SOCKS_VERSION => serve_socks(client, decider).await,
+        SOCKS4_VERSION => refuse_socks4(client).await,
+        _ => serve_http(client, decider).await,
     }
 }
 
@@ -642,12 +642,12 @@ where
         1 => {
             let mut octets = [0u8; 4];
             client.read_exact(&mut octets).await.map_err(io)?;
-            Destination::Address(IpAddr::from(octets))
+            Destination::address(IpAddr::from(octets))
         }
         4 => {
             let mut octets = [0u8; 16];
             client.read_exact(&mut octets).await.map_err(io)?;
-            Destination::Address(IpAddr::from(octets))
+            Destination::address(IpAddr::from(octets))
         }
         3 => {
             let mut length = [0u8; 1];
@@ -693,6 +693,75 @@ where
             format!("SOCKS command {other} is not supported; only CONNECT is"),
         )),
     }
+}
+
+// SOCKS4 and SOCKS4a: refused at once. Read as HTTP, such a request has no
+// line end, and its client would wait for an answer until it gave up.
+
+const SOCKS4_VERSION: u8 = 4;
+/// SOCKS4's "request rejected or failed".
+const SOCKS4_REJECTED: u8 = 0x5b;
+/// How long the request is read after the refusal: for the record, and so
+/// that the close finds nothing unread (closing a socket with unread bytes
+/// resets the connection, and the client may lose the refusal with it).
+const SOCKS4_LINGER: Duration = Duration::from_secs(1);
+/// The longest user id or SOCKS4a host name read, its NUL included.
+const SOCKS4_MAX_FIELD: u64 = 256;
+
+async fn refuse_socks4<S>(mut client: tokio::io::BufReader<S>) -> ConnectionReport
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let stream = client.get_mut();
+    let _ = stream
+        .write_all(&[0, SOCKS4_REJECTED, 0, 0, 0, 0, 0, 0])
+        .await;
+    let _ = stream.shutdown().await;
+    let asked = match tokio::time::timeout(SOCKS4_LINGER, read_socks4_request(&mut client)).await {
+        Ok(Some((destination, port))) => format!(" (the client asked for {destination}:{port})"),
+        Ok(None) | Err(_) => String::new(),
+    };
+    refused(
+        None,
+        &format!(
+            "SOCKS4 is not served{asked}; use SOCKS5 (ALL_PROXY) or HTTP (HTTP_PROXY, \
+             HTTPS_PROXY)"
+        ),
+    )
+}
+
+/// The destination of a SOCKS4 or SOCKS4a request, once it has arrived
+/// whole and names one the proxy can read.
+async fn read_socks4_request<S: AsyncRead + Unpin>(
+    client: &mut tokio::io::BufReader<S>,
+) -> Option<(Destination, u16)> {
+    let mut header = [0u8; 8];
+    client.read_exact(&mut header).await.ok()?;
+    let [_version, _command, port_high, port_low, a, b, c, d] = header;
+    let _user_id = read_socks4_field(client).await?;
+    // SOCKS4a: 0.0.0.x (x not 0) says a host name follows the user id.
+    let destination = if [a, b, c] == [0, 0, 0] && d != 0 {
+        let name = read_socks4_field(client).await?;
+        Destination::parse(std::str::from_utf8(&name).ok()?).ok()?
+    } else {
+        Destination::address(IpAddr::from([a, b, c, d]))
+    };
+    Some((destination, u16::from_be_bytes([port_high, port_low])))
+}
+
+/// One NUL-terminated field, without its NUL.
+async fn read_socks4_field<S: AsyncRead + Unpin>(
+    client: &mut tokio::io::BufReader<S>,
+) -> Option<Vec<u8>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut field = Vec::new();
+    (&mut *client)
+        .take(SOCKS4_MAX_FIELD)
+        .read_until(0, &mut field)
+        .await
+        .ok()?;
+    field.pop().filter(|last| *last == 0)?;
+    Some(field)
 }
 
 async fn socks_reply<S: AsyncRead + AsyncWrite + Unpin>(

@@ -620,3 +620,154 @@ async fn a_client_that_half_closes_after_a_decided_request_is_relayed() {
         );
     }
 }
+
+/// Regression: with 1.1.1.99 denied, `http://[::ffff:1.1.1.99]/` got
+/// through, and was asked about as `[::ffff:1.1.1.99]`: a v4-mapped
+/// address is its IPv4 address whichever way the client asks.
+#[tokio::test]
+async fn a_v4_mapped_destination_is_decided_as_its_ipv4_address() {
+    let mut socks_mapped = vec![5, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    socks_mapped.extend_from_slice(&[1, 1, 1, 99, 0, 80]);
+    let mut socks_named = vec![5, 1, 0, 3, 15];
+    socks_named.extend_from_slice(b"::ffff:1.1.1.99");
+    socks_named.extend_from_slice(&[0, 80]);
+    let denied = ConnectionOutcome::Denied {
+        reason: "the profile's domains list denies `1.1.1.99`".into(),
+    };
+    // (how the client asks, the bytes after a SOCKS5 greeting or the HTTP
+    // head, the port asked for)
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "http",
+            b"GET http://[::ffff:1.1.1.99]/ HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            80,
+        ),
+        (
+            "connect",
+            b"CONNECT [::FFFF:0101:0163]:443 HTTP/1.1\r\n\r\n".to_vec(),
+            443,
+        ),
+        ("socks5 address", socks_mapped, 80),
+        ("socks5 name", socks_named, 80),
+    ];
+    let mut got = Vec::new();
+    for (how, request, _) in &cases {
+        let decider = ListDecider::new(&[("1.1.1.99", ListDecision::Deny)]);
+        let (mut client, report) = proxy(decider.clone());
+        if how.starts_with("socks5") {
+            client
+                .write_all(&[5, 1, 0])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        client
+            .write_all(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = read_bytes_to_end(client).await;
+        let report = finished(report).await;
+        let asked: Vec<String> = decider
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|request| format!("{}:{}", request.destination, request.port))
+            .collect();
+        let reported = report
+            .request
+            .map(|request| format!("{}:{}", request.destination, request.port));
+        let told = if how.starts_with("socks5") {
+            format!("SOCKS reply {:?}", answer.get(3))
+        } else {
+            let answer = String::from_utf8_lossy(&answer);
+            answer.lines().last().unwrap_or_default().to_owned()
+        };
+        got.push((*how, asked, reported, report.outcome, told));
+    }
+    let want: Vec<_> = cases
+        .iter()
+        .map(|(how, _, port)| {
+            let told = if how.starts_with("socks5") {
+                format!("SOCKS reply {:?}", Some(&REPLY_NOT_ALLOWED))
+            } else {
+                format!(
+                    "execgate: network denied: 1.1.1.99:{port}: the profile's domains list \
+                     denies `1.1.1.99`"
+                )
+            };
+            (
+                *how,
+                vec![format!("1.1.1.99:{port}")],
+                Some(format!("1.1.1.99:{port}")),
+                denied.clone(),
+                told,
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Regression: a SOCKS4 request was read as an HTTP head that never
+/// ended; the client hung until it gave up, and the record said it closed
+/// inside its request. It is refused at once, as SOCKS4 says "rejected".
+#[tokio::test]
+async fn socks4_requests_are_refused_at_once() {
+    let mut socks4a = vec![4, 1, 1, 187, 0, 0, 0, 1];
+    socks4a.extend_from_slice(b"me\0Crates.IO\0");
+    let advice = "; use SOCKS5 (ALL_PROXY) or HTTP (HTTP_PROXY, HTTPS_PROXY)";
+    // (request, the reason recorded)
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (
+            vec![4, 1, 0, 80, 1, 1, 1, 99, 0],
+            format!("SOCKS4 is not served (the client asked for 1.1.1.99:80){advice}"),
+        ),
+        (
+            socks4a,
+            format!("SOCKS4 is not served (the client asked for crates.io:443){advice}"),
+        ),
+        // Not all of it: refused all the same, without a destination.
+        (vec![4, 1, 0, 80], format!("SOCKS4 is not served{advice}")),
+    ];
+    let mut got = Vec::new();
+    for (request, _) in &cases {
+        let decider = ListDecider::new(&[("*", ListDecision::Allow)]);
+        let (mut client, report) = proxy(decider.clone());
+        client
+            .write_all(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // At once: well before any request timeout, with the client still
+        // there.
+        let mut reply = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.read_to_end(&mut reply),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{request:?}: no refusal in time: {reply:?}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let report = finished(report).await;
+        let asked = decider
+            .asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        got.push((reply, report, asked));
+    }
+    let want: Vec<_> = cases
+        .iter()
+        .map(|(_, reason)| {
+            (
+                vec![0, 0x5b, 0, 0, 0, 0, 0, 0],
+                ConnectionReport {
+                    request: None,
+                    outcome: ConnectionOutcome::Refused {
+                        reason: reason.clone(),
+                    },
+                },
+                0,
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}

@@ -3,7 +3,10 @@
 //!
 //! An `allow` or `prompt` rule on a program that runs other programs (an
 //! interpreter, a shell, a command runner) lets the command line choose
-//! what really runs, outside the sandbox once approved. Lint names them.
+//! what really runs, outside the sandbox once approved. Lint names them,
+//! and network rules that read stricter than they are: an `allow` or
+//! `prompt` on every host, a `forbidden` narrowed by `protocol` (which the
+//! client in the sandbox picks).
 //!
 //! With a [`LintContext`] (what the machine and the config say: this crate
 //! resolves nothing itself), [`lint_with`] also names rules that never
@@ -463,19 +466,37 @@ fn pin_advice(name: &str, canonical: &Path) -> String {
 /// An `allow` or `prompt` on every host turns the proxy into an open
 /// door; an `allow` on a whole domain's subdomains is worth a second look
 /// only when that domain hosts anyone's content, which lint cannot know.
+/// A `forbidden` narrowed by protocol closes less than it reads: the
+/// client in the sandbox picks how it asks the proxy, so it reaches the
+/// host by another protocol (an `allow` or `prompt` so narrowed only
+/// gives less, and is not flagged).
 fn network_warning(rule: &crate::network::NetworkRule) -> Option<LintFinding> {
-    (rule.host == DomainPattern::Everything && rule.decision != RuleDecision::Forbidden).then(
-        || LintFinding {
-            origin: rule.origin.clone(),
-            pattern: vec!["network_rule".into(), format!("host={}", rule.host)],
-            severity: Severity::Warning,
-            message: format!(
-                "{} on every host: the sandbox reaches the whole network through the proxy; \
-                 name the hosts instead",
-                rule.decision.as_str()
-            ),
-        },
-    )
+    let mut pattern = vec!["network_rule".into(), format!("host={}", rule.host)];
+    let message = if rule.decision == RuleDecision::Forbidden {
+        let protocol = rule.protocol?;
+        pattern.push(format!("protocol={protocol}"));
+        format!(
+            "forbidden for protocol = \"{protocol}\" only: the client in the sandbox picks \
+             how it asks the proxy (an http:// request is \"http\", CONNECT \"https\", \
+             SOCKS5 \"socks5-tcp\"), so it reaches {} the other ways; leave protocol out \
+             to forbid it",
+            rule.host
+        )
+    } else if rule.host == DomainPattern::Everything {
+        format!(
+            "{} on every host: the sandbox reaches the whole network through the proxy; \
+             name the hosts instead",
+            rule.decision.as_str()
+        )
+    } else {
+        return None;
+    };
+    Some(LintFinding {
+        origin: rule.origin.clone(),
+        pattern,
+        severity: Severity::Warning,
+        message,
+    })
 }
 
 /// A `forbidden` rule decides before the `domains` lists: one on every port

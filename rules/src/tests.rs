@@ -287,6 +287,8 @@ network_rule(host = "*.github.com", decision = "prompt")
 network_rule(host = "gist.github.com", decision = "forbidden", justification = "paste site")
 network_rule(host = "127.0.0.1", protocol = "http", port = 8080)
 network_rule(host = "*", protocol = "socks5-tcp", decision = "prompt")
+network_rule(host = "1.1.1.99", decision = "forbidden")
+network_rule(host = "[::ffff:1.1.1.98]", decision = "forbidden")
 "#;
 
 #[test]
@@ -365,6 +367,32 @@ fn network_rules_decide_on_host_protocol_and_port() {
             Some(6),
         ),
         ("example.org", 443, Protocol::Https, None, None),
+        // A v4-mapped address is its IPv4 address, asked for or written
+        // in a rule (regression: `[::ffff:1.1.1.99]` matched no rule).
+        (
+            "[::ffff:1.1.1.99]",
+            80,
+            Protocol::Http,
+            Some(RuleDecision::Forbidden),
+            Some(7),
+        ),
+        (
+            "::ffff:0101:0163",
+            443,
+            Protocol::Https,
+            Some(RuleDecision::Forbidden),
+            Some(7),
+        ),
+        (
+            "1.1.1.98",
+            443,
+            Protocol::Socks5Tcp,
+            Some(RuleDecision::Forbidden),
+            Some(8),
+        ),
+        // IPv4-compatible is another (IPv6) address, refused as
+        // non-public by the proxy instead.
+        ("[::1.1.1.99]", 80, Protocol::Http, None, None),
     ];
     for (host, port, protocol, decision, line) in cases {
         assert_eq!(
@@ -427,6 +455,39 @@ fn lint_names_network_rules_open_to_every_host() {
             "test.rules:6: warning: prompt on every host: the sandbox reaches the whole network \
               through the proxy; name the hosts instead [network_rule host=*]"
                 .to_owned()
+        ]
+    );
+}
+
+/// Regression: `protocol = "http"` on a forbidden rule read as closing
+/// the host, and the client reached it by CONNECT or SOCKS5 instead: the
+/// client, not the rule, picks the protocol. Lint says so.
+#[test]
+fn lint_names_forbidden_network_rules_narrowed_by_protocol() {
+    let set = rules(
+        r#"
+network_rule(host = "paste.example", protocol = "http", decision = "forbidden")
+network_rule(host = "**.paste.example", protocol = "https", port = 443, decision = "forbidden")
+network_rule(host = "paste.example", port = 80, decision = "forbidden")
+network_rule(host = "crates.io", protocol = "https", decision = "allow")
+network_rule(host = "api.example", protocol = "socks5-tcp", decision = "prompt")
+"#,
+    );
+    let warnings: Vec<String> = lint(&set).iter().map(ToString::to_string).collect();
+    let warning = |line: usize, host: &str, protocol: &str| {
+        format!(
+            "test.rules:{line}: warning: forbidden for protocol = \"{protocol}\" only: the \
+             client in the sandbox picks how it asks the proxy (an http:// request is \
+             \"http\", CONNECT \"https\", SOCKS5 \"socks5-tcp\"), so it reaches {host} the \
+             other ways; leave protocol out to forbid it [network_rule host={host} \
+             protocol={protocol}]"
+        )
+    };
+    assert_eq!(
+        warnings,
+        vec![
+            warning(2, "paste.example", "http"),
+            warning(3, "**.paste.example", "https"),
         ]
     );
 }
@@ -623,14 +684,16 @@ fn lint_names_forbidden_rules_that_close_an_allowed_domains_entry() {
             r#"network_rule(host = "**.crates.io", decision = "forbidden")"#,
             Some("forbids what profile \"lim\"'s domains entry \"**.crates.io\" allows"),
         ),
-        // One port or protocol of an allowed host: what rules are for.
+        // One port of an allowed host: what rules are for.
         (
             r#"network_rule(host = "127.0.0.1", port = 8081, decision = "forbidden")"#,
             None,
         ),
+        // One protocol: not the entry's business, but the client picks
+        // the protocol (below).
         (
             r#"network_rule(host = "**.crates.io", protocol = "http", decision = "forbidden")"#,
-            None,
+            Some("forbidden for protocol = \"http\" only"),
         ),
         (
             r#"network_rule(host = "bad.github.com", decision = "forbidden")"#,
