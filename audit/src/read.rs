@@ -295,8 +295,10 @@ pub struct Filter {
     /// A glob on the executable's canonical path (or its file name when
     /// the glob has no `/`).
     pub program: Option<GlobMatcher>,
-    /// A `file:line` rule id.
-    pub rule: Option<String>,
+    /// `file:line` rule ids, any of which matches (the rules file as
+    /// written, and its canonical path: sessions record their rules files
+    /// so, older logs as they were typed).
+    pub rule: Vec<String>,
     /// Time bounds, inclusive: [`Filter::time_bound`] reads them.
     pub since: Option<SystemTime>,
     pub until: Option<SystemTime>,
@@ -387,15 +389,16 @@ impl Filter {
                     .map(|n| n.to_string_lossy().into_owned());
                 glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
             })
-        }) && self
-            .rule
-            .as_ref()
-            .is_none_or(|id| record.rule.as_ref().is_some_and(|rule| &rule.id == id))
+        }) && (self.rule.is_empty()
+            || record
+                .rule
+                .as_ref()
+                .is_some_and(|rule| self.rule.contains(&rule.id)))
     }
 
     /// Whether this filter names anything only a decision has.
     fn names_decisions(&self) -> bool {
-        self.decision.is_some() || self.program.is_some() || self.rule.is_some()
+        self.decision.is_some() || self.program.is_some() || !self.rule.is_empty()
     }
 }
 

@@ -104,7 +104,7 @@ fn show(args: AuditArgs) -> Result<i32> {
             .as_deref()
             .map(Filter::program_glob)
             .transpose()?,
-        rule: args.rule.clone(),
+        rule: args.rule.iter().flat_map(|id| rule_ids(id)).collect(),
         since: args.since,
         until: args.until,
         exit_code: args.exit_code,
@@ -228,6 +228,21 @@ fn show(args: AuditArgs) -> Result<i32> {
         return Ok(SKIPPED_LINES);
     }
     Ok(0)
+}
+
+/// A rule id as typed, and with its file's canonical path (as sessions
+/// record it) when that differs.
+fn rule_ids(id: &str) -> Vec<String> {
+    let mut ids = vec![id.to_owned()];
+    if let Some((file, line)) = id.rsplit_once(':') {
+        if let Ok(canonical) = std::fs::canonicalize(file) {
+            let canonical = format!("{}:{line}", canonical.display());
+            if canonical != id {
+                ids.push(canonical);
+            }
+        }
+    }
+    ids
 }
 
 fn open(path: &Path) -> Result<File> {

@@ -230,8 +230,10 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         .count();
     if !json {
         crate::stderr::line(&format!(
-            "execgate: {} rule(s) in {} file(s), {} warning(s), {errors} error(s)",
+            "execgate: {} prefix rule(s) and {} network rule(s) in {} file(s), {} warning(s), \
+             {errors} error(s)",
             rules.len(),
+            rules.network_rules().len(),
             files.len(),
             findings.len() - errors,
         ));
@@ -349,8 +351,14 @@ fn shell_builtins<'a>(names: impl IntoIterator<Item = &'a str>) -> HashSet<Strin
 }
 
 /// Loads rules for a session, with errors that say which file.
+/// Their ids name the files by canonical path: the same rule is one id in
+/// every session's records, wherever each was started.
 pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
-    RuleSet::load(files).context("the rules cannot be loaded; nothing runs until they are fixed")
+    let files: Vec<PathBuf> = files
+        .iter()
+        .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()))
+        .collect();
+    RuleSet::load(&files).context("the rules cannot be loaded; nothing runs until they are fixed")
 }
 
 /// `program` as a session's server sees it: looked up in `PATH` when it has

@@ -2511,3 +2511,44 @@ fn rules_on_zsh_builtins_are_named_by_lint_and_check() {
     );
     assert!(!text(&output.stderr).contains("builtin"));
 }
+
+/// A probe found a rule recorded under its file as typed (`../t1.rules:4`),
+/// so one rule had other ids in other sessions, and `audit --rule` found
+/// it only as typed then. Sessions record rules files by absolute path,
+/// and `--rule` takes a relative file from where it is run.
+#[test]
+fn rule_ids_name_their_file_wherever_the_session_started() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("deny.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"uname\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let log = log.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--audit-log",
+            log,
+            "--rules",
+            "../deny.rules",
+            "--",
+            "uname",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    let id = format!("{}:1", rules.display());
+    let recorded = std::fs::read_to_string(log).unwrap();
+    assert!(recorded.contains(&format!("\"id\":\"{id}\"")), "{recorded}");
+    for (cwd, typed) in [
+        (dir.path(), "deny.rules:1"),
+        (ws.as_path(), "../deny.rules:1"),
+        (ws.as_path(), id.as_str()),
+    ] {
+        let output = execgate(cwd, &["audit", "--json", "--rule", typed, log]);
+        assert_eq!(text(&output.stdout).lines().count(), 1, "{typed}");
+    }
+}
