@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use execgate_core_bridge::rules::{
     lint_with, CheckReport, Destination, LintContext, LintFinding, MatchOptions,
-    NetworkCheckReport, PathState, Protocol, RuleSet, Severity,
+    NetworkCheckReport, PathState, Protocol, RuleDecision, RuleExecution, RuleSet, Severity,
 };
 use execgate_core_bridge::server::sandbox::{PermissionProfile, ProfileSet};
 use execgate_network_proxy::{DomainPattern, ListDecision};
@@ -149,6 +149,18 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                 },
             );
             print_json(&CheckReport::from(&evaluation), pretty)?;
+            let leaves_the_sandbox = evaluation.deciding_rule().is_some_and(|rule| {
+                rule.decision != RuleDecision::Forbidden
+                    && !matches!(rule.execution, Some(RuleExecution::TurnDefault))
+            });
+            if as_run && leaves_the_sandbox {
+                crate::stderr::line(
+                    "execgate: in a session this escalation is still refused, and the command \
+                     runs in place, when the sandbox can write the program, its #! \
+                     interpreter, or what the program reads its instructions from (its \
+                     project, its configuration): see \"Security model\" in the README",
+                );
+            }
             Ok(0)
         }
         PolicyCommand::Lint {

@@ -2552,3 +2552,36 @@ fn rule_ids_name_their_file_wherever_the_session_started() {
         assert_eq!(text(&output.stdout).lines().count(), 1, "{typed}");
     }
 }
+
+/// From a probe: `policy check --as-run` answered "allow, unsandboxed"
+/// for a `git status` that the session then ran in place (its repository
+/// was writable from the sandbox). Check says a session may still refuse
+/// such an escalation; not for what stays in the sandbox.
+#[test]
+fn check_as_run_says_an_escalation_may_still_be_refused() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("escalate.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"git\", \"status\"], decision = \"allow\", execution = \"unsandboxed\")\n\
+         prefix_rule(pattern = [\"git\", \"log\"], decision = \"allow\", execution = \"turn-default\")\n\
+         prefix_rule(pattern = [\"git\", \"push\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    for (argv, noted) in [
+        (["git", "status"], true),
+        (["git", "log"], false),
+        (["git", "push"], false),
+    ] {
+        let mut args = vec!["policy", "check", "--as-run", "--rules", rules, "--"];
+        args.extend(argv);
+        let output = execgate(&ws, &args);
+        let stderr = text(&output.stderr);
+        assert_eq!(
+            stderr.contains("still refused"),
+            noted,
+            "{argv:?}: {stderr}"
+        );
+    }
+}
