@@ -167,6 +167,19 @@ impl Config {
         if file.profiles.is_some() {
             // Its errors name the file.
             profiles.add_toml_within(text, Some(path))?;
+            // What a profile's entries mean is read when it is used; read
+            // every one now, so that a mistake names this file, and is
+            // found before a session needs the profile.
+            for name in profiles.names() {
+                profiles
+                    .get(name)
+                    .with_context(|| format!("config file {}", path.display()))?;
+            }
+        }
+        if let Some(name) = &file.default_profile {
+            profiles.get(name).with_context(|| {
+                format!("config file {}: default_profile = {name:?}", path.display())
+            })?;
         }
         let mut env = EnvPolicy::default();
         if let Some(section) = file.env {
@@ -259,6 +272,14 @@ mod tests {
                 "max_bytes must be at least 65536",
             ),
             ("[audit]\nkeep = 0\n", "keep must be at least 1"),
+            // A probe found these three without the file's name: a
+            // profile's entries were read only when a session used it.
+            (
+                "[profiles.x]\nnetwork = { mode = \"limited\", domian = {} }\n",
+                "network.domian",
+            ),
+            ("[profiles.x]\nnetwork = \"limitted\"\n", "limitted"),
+            ("default_profile = \"nosuch\"\n", "nosuch"),
         ];
         for (text, words) in cases {
             let error = format!("{:#}", Config::parse(text, path).err().unwrap());
