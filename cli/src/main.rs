@@ -237,6 +237,7 @@ impl SessionArgs {
             "the skills cannot be registered; fix or drop them (--skills, or skills in the config)",
         )?;
         warn_if_tmpdir_not_taken(&profile, &cwd);
+        warn_if_grants_name_nothing(&profile, &cwd);
         warn_if_sandbox_writable(
             &profile,
             &cwd,
@@ -448,6 +449,41 @@ fn warn_if_sandbox_writable<'a>(
                 "execgate: warning: {} {how}, so the commands run here could change the \
                  policy of later sessions; keep policy files outside the writable roots",
                 file.display(),
+            ));
+        }
+    }
+}
+
+/// Warns about what the profile grants that is not there: a read or write
+/// root that does not exist grants nothing (nothing can be mounted on it),
+/// and a `unix_sockets` entry with no socket reaches nothing, even once one
+/// is made there (a socket is allowed by its identity at the start).
+#[cfg(unix)]
+fn warn_if_grants_name_nothing(profile: &PermissionProfile, cwd: &std::path::Path) {
+    let Some(view) = sandbox_view(profile, cwd) else {
+        return;
+    };
+    for rule in view.rules() {
+        if !rule.exists && rule.access != Access::None {
+            stderr::line(&format!(
+                "execgate: warning: the profile grants {} access to {}, which does not \
+                 exist: nothing is granted there",
+                if rule.access == Access::Write {
+                    "write"
+                } else {
+                    "read"
+                },
+                rule.path.display()
+            ));
+        }
+    }
+    for socket in view.network_lists().allowed_unix_sockets() {
+        if std::fs::symlink_metadata(socket.as_path()).is_err() {
+            stderr::line(&format!(
+                "execgate: warning: the profile's unix_sockets entry {} names no socket: \
+                 nothing is reached there, even once a socket is made there (sockets are \
+                 allowed as they are found when the session starts)",
+                socket.as_path().display()
             ));
         }
     }

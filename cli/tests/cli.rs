@@ -2585,3 +2585,48 @@ fn check_as_run_says_an_escalation_may_still_be_refused() {
         );
     }
 }
+
+/// From a probe: a write grant on a directory that does not exist, and a
+/// `unix_sockets` entry with no socket, started a session without a word,
+/// and granted nothing.
+#[test]
+fn grants_that_name_nothing_are_warned_about() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    let missing = dir.path().join("missing");
+    let socket = dir.path().join("none.sock");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.y]\nextends = \"workspace-write\"\nfilesystem = {{ {:?} = \"write\" }}\n\
+             network = {{ mode = \"limited\", unix_sockets = {{ {:?} = \"allow\" }} }}\n",
+            missing.to_str().unwrap(),
+            socket.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--config", config, "--profile", "y", "--", "true"],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "write access to {}, which does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("entry {} names no socket", socket.display())),
+        "{stderr}"
+    );
+    let output = execgate(&ws, &["run", "--", "true"]);
+    let stderr = text(&output.stderr);
+    assert!(
+        !stderr.contains("does not exist") && !stderr.contains("names no"),
+        "{stderr}"
+    );
+}
