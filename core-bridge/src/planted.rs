@@ -806,11 +806,35 @@ impl Options {
             (self.values, Meaning::Value),
             (self.flags, Meaning::Flag),
         ];
-        lists.iter().find_map(|(list, meaning)| {
+        lists
+            .iter()
+            .find_map(|(list, meaning)| {
+                list.iter()
+                    .any(|listed| listed.as_bytes() == option)
+                    .then_some(*meaning)
+            })
+            .or_else(|| self.abbreviated(option, &lists))
+    }
+
+    /// A long option cut short (`--upload-pa`, `--ev`): git, GNU getopt and
+    /// npm take a prefix of a long option as the option. Read as the most
+    /// dangerous option it may stand for, and only for the meanings that
+    /// judge or refuse more: one that would skip its value (`values`,
+    /// `inline`) is left unknown, which judges it.
+    fn abbreviated(&self, option: &[u8], lists: &[(&[&str], Meaning)]) -> Option<Meaning> {
+        if !option.starts_with(b"--") || option.len() < 3 {
+            return None;
+        }
+        let meaning = lists.iter().find_map(|(list, meaning)| {
             list.iter()
-                .any(|listed| listed.as_bytes() == option)
+                .any(|listed| listed.starts_with("--") && listed.as_bytes().starts_with(option))
                 .then_some(*meaning)
-        })
+        })?;
+        matches!(
+            meaning,
+            Meaning::Instruction | Meaning::Directory | Meaning::Path
+        )
+        .then_some(meaning)
     }
 }
 
@@ -1058,13 +1082,35 @@ impl ArgumentWalk<'_> {
         }
     }
 
-    /// A word that may name a file: itself, and the value of a `NAME=value`
-    /// or `--option=value` word.
+    /// A word that may name a file: itself, each of its space-separated
+    /// parts, and what follows each `=` in them (`NAME=value`,
+    /// `--option=value`, and an option's value that is itself one, as in
+    /// `--node-options=--require=/w/x.js`).
     fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
-        let value = split_once(word, b'=').map(|(_, value)| value);
-        [Some(word), value]
-            .into_iter()
-            .flatten()
+        // Each part is a walk of the file system, as long as the part: a
+        // word of megabytes of `=` is refused rather than walked for each.
+        const MOST_BYTES: usize = 16 << 20;
+        let equals = word.iter().filter(|&&byte| byte == b'=').count();
+        if equals.saturating_mul(word.len()) / 2 > MOST_BYTES {
+            return Some(format!(
+                "escalation refused: {} has an argument with too many `=` to judge what \
+                 it names",
+                self.name
+            ));
+        }
+        let parts = std::iter::once(word).chain(
+            word.split(|byte| byte.is_ascii_whitespace())
+                .filter(|part| part.len() < word.len()),
+        );
+        parts
+            .flat_map(|part| {
+                std::iter::once(part).chain(
+                    part.iter()
+                        .enumerate()
+                        .filter(|(_, &byte)| byte == b'=')
+                        .map(move |(at, _)| &part[at + 1..]),
+                )
+            })
             .filter(|word| !word.is_empty())
             .find_map(|word| {
                 writable_place(Path::new(OsStr::from_bytes(word)), base, self.writable)

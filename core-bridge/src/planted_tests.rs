@@ -512,3 +512,32 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
         );
     }
 }
+
+/// A re-probe got around the instruction options with their prefixes
+/// (`--upload-pa`, `--node-opt`, `--ev`), which git, npm and GNU make take
+/// for the options, and a path hidden in an unknown option's value that is
+/// itself an option (`--node-opt=--require=/w/x.js`).
+#[test]
+fn abbreviated_options_and_nested_values_are_judged() {
+    let place = place();
+    let ro = place.ro.clone();
+    // (program, arguments, refused)
+    let cases = [
+        ("git", "ls-remote --upload-pa=sh {ro}", true),
+        ("git", "ls-remote --upload-pack=sh {ro}", true),
+        ("git", "fetch --upload-p sh origin", true),
+        ("git", "ls-remote --heads {ro}", false),
+        ("make", "--ev=x:=1", true),
+        ("make", "--directory={ro}", false),
+        ("npm", "test --node-opt=--require={ro}/x.js", true),
+        ("npm", "test --foo=--require={w}/x.js", true),
+        ("npm", "test --foo=--require={ro}/x.js", false),
+    ];
+    for (program, args, refused) in cases {
+        assert_eq!(
+            check(&place, program, args, &ro, &[]),
+            refused,
+            "{program} {args}"
+        );
+    }
+}
