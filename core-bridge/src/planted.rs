@@ -686,17 +686,49 @@ fn reader_refusal(
     None
 }
 
+/// What marks a project's directory: a repository, or a build's own file.
+/// A build found from a directory below reads the whole project from the
+/// top (a Cargo or npm workspace's members, a Gradle build's
+/// subprojects).
+const PROJECT_MARKERS: &[&str] = &[
+    ".git",
+    ".hg",
+    "Cargo.toml",
+    "package.json",
+    "pnpm-workspace.yaml",
+    "pom.xml",
+    "build.gradle",
+    "build.gradle.kts",
+    "settings.gradle",
+    "settings.gradle.kts",
+    "build.xml",
+    "build.sbt",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "Makefile",
+    "GNUmakefile",
+    "makefile",
+];
+
 /// A writable root inside the project a program that searches upwards
 /// works on from `cwd`: below `cwd` (the subdirectories a build recurses
-/// into, the packages an interpreter imports) or, inside a git
-/// repository, below its top (git reads every submodule's own
-/// repository; a build's workspace members lie there too). `cwd` is
+/// into, the packages an interpreter imports) or below the project's top,
+/// the highest directory above it with a [`PROJECT_MARKERS`] file, but not
+/// above the git repository it is in (git reads every submodule's own
+/// repository; a workspace's members lie beside `cwd`). `cwd` is
 /// canonical, and neither it nor a way to it is writable.
 fn writable_root_within<'a>(cwd: &Path, writable_roots: &'a [PathBuf]) -> Option<&'a PathBuf> {
-    let top = cwd
-        .ancestors()
-        .find(|directory| std::fs::symlink_metadata(directory.join(".git")).is_ok())
-        .unwrap_or(cwd);
+    let mut top = cwd;
+    for directory in cwd.ancestors() {
+        let holds = |name: &str| std::fs::symlink_metadata(directory.join(name)).is_ok();
+        if PROJECT_MARKERS.iter().any(|marker| holds(marker)) {
+            top = directory;
+        }
+        if holds(".git") {
+            break;
+        }
+    }
     writable_roots.iter().find(|root| root.starts_with(top))
 }
 

@@ -472,6 +472,17 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
         )
         .is_some()
     };
+    // A Cargo workspace without a repository: its top is its Cargo.toml's.
+    let workspace = place.ro.join("cw");
+    std::fs::create_dir_all(workspace.join("a")).unwrap();
+    std::fs::create_dir_all(workspace.join("b")).unwrap();
+    std::fs::write(workspace.join("Cargo.toml"), "[workspace]\n").unwrap();
+    std::fs::write(workspace.join("a/Cargo.toml"), "").unwrap();
+    // A marker above a repository does not widen it.
+    let outer = place.ro.join("outer");
+    std::fs::create_dir_all(outer.join("repo/.git")).unwrap();
+    std::fs::create_dir_all(outer.join("side")).unwrap();
+    std::fs::write(outer.join("package.json"), "{}").unwrap();
     let project_str = project.to_str().unwrap();
     std::fs::write(project.join("Cargo.toml"), "").unwrap();
     let manifest = format!("--manifest-path={project_str}/Cargo.toml");
@@ -500,6 +511,21 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
             true,
         ),
         ("make", &[], &outside, &writable, false),
+        (
+            "cargo",
+            &["test"],
+            &workspace.join("a"),
+            &workspace.join("b"),
+            true,
+        ),
+        (
+            "git",
+            &["status"],
+            &outer.join("repo"),
+            &outer.join("side"),
+            false,
+        ),
+        ("npm", &["test"], &outer, &outer.join("side"), true),
         ("ls", &["-R"], &project, &writable, false),
     ];
     for (program, args, cwd, root, expected) in cases {
