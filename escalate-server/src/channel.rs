@@ -39,43 +39,41 @@ use crate::conversation::ConversationError;
 
 pub(crate) struct Channel(Socket);
 
-/// A frame body this long or shorter is read without asking the session's
-/// budget: no more than the socket's own buffer holds in the kernel.
+/// The longest frame of an escalation's conversation (descriptor numbers,
+/// a signal): such messages are a few bytes.
 pub(crate) const SMALL_FRAME: usize = 64 << 10;
 
-/// What the session's requests being read may hold in frames longer than
-/// [`SMALL_FRAME`], together. A request may be 4 MiB; without a bound, a
-/// sandboxed process holding thousands of requests half-sent made the
-/// server (the agent) hold gigabytes, and the kernel's out-of-memory
-/// killer would pick it, ending every session it serves.
-pub(crate) const LARGE_FRAMES_LIMIT: usize = 64 << 20;
+/// What the session's requests being read may hold, together. A request
+/// may be 4 MiB; without a bound, a sandboxed process holding thousands of
+/// requests half-sent made the server (the agent) hold gigabytes (of large
+/// ones, or of many small ones), and the kernel's out-of-memory killer
+/// would pick it, ending every session it serves. Only the session that
+/// holds it all is refused; the shell's own requests are a few KiB each.
+pub(crate) const FRAMES_BEING_READ_LIMIT: usize = 64 << 20;
 
-/// The bytes of large frames being read, session-wide.
+/// The bytes of the request frames being read, session-wide.
 #[derive(Default)]
-pub(crate) struct LargeFrames(AtomicUsize);
+pub(crate) struct FramesBeingRead(AtomicUsize);
 
-impl LargeFrames {
-    /// Holds `len` bytes until the guard is dropped; a small frame holds
-    /// nothing, and one that does not fit is refused.
-    pub(crate) fn hold(&self, len: usize) -> Result<Option<HeldFrame<'_>>, ConversationError> {
-        if len <= SMALL_FRAME {
-            return Ok(None);
-        }
+impl FramesBeingRead {
+    /// Holds `len` bytes until the guard is dropped; a frame that does not
+    /// fit is refused.
+    pub(crate) fn hold(&self, len: usize) -> Result<HeldFrame<'_>, ConversationError> {
         let before = self.0.fetch_add(len, Ordering::Relaxed);
-        if before + len > LARGE_FRAMES_LIMIT {
+        if before + len > FRAMES_BEING_READ_LIMIT {
             self.0.fetch_sub(len, Ordering::Relaxed);
             return Err(ConversationError::Busy(
-                "the session's other requests being read hold the 64 MiB allowed for \
-                 requests over 64 KiB; try again when they are done",
+                "the session's other requests being read hold the 64 MiB allowed; try \
+                 again when they are done",
             ));
         }
-        Ok(Some(HeldFrame { frames: self, len }))
+        Ok(HeldFrame { frames: self, len })
     }
 }
 
-/// Bytes of a large frame, held in [`LargeFrames`] while it is read.
+/// Bytes of a frame, held in [`FramesBeingRead`] while it is read.
 pub(crate) struct HeldFrame<'a> {
-    frames: &'a LargeFrames,
+    frames: &'a FramesBeingRead,
     len: usize,
 }
 
@@ -145,16 +143,16 @@ impl Channel {
     }
 
     /// Reads one whole frame: what is already there without waiting, the
-    /// rest through tokio. Never reads past the frame. A body longer than
-    /// [`SMALL_FRAME`] is held against `large`, the session's budget.
+    /// rest through tokio. Never reads past the frame. Its body is held
+    /// against `being_read`, the session's budget.
     pub(crate) async fn read_frame(
         &mut self,
-        large: &LargeFrames,
+        being_read: &FramesBeingRead,
     ) -> Result<ClientMessage, ConversationError> {
         let mut header = [0u8; FRAME_HEADER_LEN];
         self.fill(&mut header).await?;
         let len = frame_body_len(header)?;
-        let _held = large.hold(len)?;
+        let _held = being_read.hold(len)?;
         let mut body = vec![0u8; len];
         self.fill(&mut body).await?;
         Ok(decode_client(&body)?)
@@ -400,7 +398,10 @@ mod tests {
                 client.write_all(b"after").unwrap();
                 client
             });
-            let message = channel.read_frame(&LargeFrames::default()).await.unwrap();
+            let message = channel
+                .read_frame(&FramesBeingRead::default())
+                .await
+                .unwrap();
             assert!(
                 matches!(&message, ClientMessage::Request(request) if request.env.len() == 64),
                 "{early}: {message:?}"
@@ -410,24 +411,28 @@ mod tests {
         }
     }
 
-    /// A probe held 250 requests of 4 MiB half-sent and the server held a
-    /// gigabyte. Large frames being read share a session-wide budget;
-    /// small ones are always read.
+    /// A probe held 250 requests of 4 MiB half-sent, and a re-probe 18,000
+    /// of 64 KiB, and the server held over a gigabyte. Frames being read
+    /// share a session-wide budget, whatever their size.
     #[test]
-    fn large_frames_being_read_share_a_budget() {
-        let large = LargeFrames::default();
-        let request = 4 << 20;
-        let held: Vec<_> = (0..LARGE_FRAMES_LIMIT / request)
-            .map(|_| large.hold(request).unwrap())
-            .collect();
-        assert!(matches!(
-            large.hold(request),
-            Err(ConversationError::Busy(_))
-        ));
-        assert!(matches!(large.hold(SMALL_FRAME), Ok(None)));
-        drop(held);
-        assert!(matches!(large.hold(request), Ok(Some(_))));
-        assert_eq!(large.0.load(Ordering::Relaxed), 0);
+    fn frames_being_read_share_a_budget() {
+        let being_read = FramesBeingRead::default();
+        for size in [4 << 20, 64 << 10] {
+            let held: Vec<_> = (0..FRAMES_BEING_READ_LIMIT / size)
+                .map(|_| being_read.hold(size).unwrap())
+                .collect();
+            assert!(matches!(
+                being_read.hold(size),
+                Err(ConversationError::Busy(_))
+            ));
+            assert!(matches!(
+                being_read.hold(1),
+                Err(ConversationError::Busy(_))
+            ));
+            drop(held);
+            assert!(being_read.hold(size).is_ok());
+            assert_eq!(being_read.0.load(Ordering::Relaxed), 0);
+        }
     }
 
     /// The usual case: the whole request, and more after it, is there when
@@ -438,7 +443,10 @@ mod tests {
         client.write_all(&request_frame()).unwrap();
         client.write_all(b"after").unwrap();
         let mut channel = Channel::new(server.into()).unwrap();
-        let message = channel.read_frame(&LargeFrames::default()).await.unwrap();
+        let message = channel
+            .read_frame(&FramesBeingRead::default())
+            .await
+            .unwrap();
         assert!(matches!(message, ClientMessage::Request(_)));
         assert!(matches!(channel.0, Socket::Plain(_)), "moved to tokio");
         answer_and_check_what_follows(channel, client).await;
@@ -480,7 +488,7 @@ mod tests {
         drop(client);
         let mut channel = Channel::new(server.into()).unwrap();
         assert!(matches!(
-            channel.read_frame(&LargeFrames::default()).await,
+            channel.read_frame(&FramesBeingRead::default()).await,
             Err(ConversationError::Closed)
         ));
     }

@@ -100,7 +100,7 @@ pub(crate) async fn serve_request(
         () = cancel.cancelled() => return,
         frame = tokio::time::timeout(
             shared.config.request_timeout,
-            channel.read_frame(&shared.large_frames),
+            channel.read_frame(&shared.frames_being_read),
         ) => {
             frame.unwrap_or(Err(ConversationError::Timeout))
         }

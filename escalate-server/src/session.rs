@@ -281,8 +281,8 @@ pub(crate) struct Shared {
     /// [`SessionConfig::escalation_env`], shared with every request's
     /// context.
     pub(crate) escalation_env: Arc<[(OsString, OsString)]>,
-    /// Requests over 64 KiB being read, and their bytes.
-    pub(crate) large_frames: crate::channel::LargeFrames,
+    /// The bytes of the requests being read.
+    pub(crate) frames_being_read: crate::channel::FramesBeingRead,
     pub(crate) config: SessionConfig,
     pub(crate) children: Children,
     pub(crate) sandbox: Option<ActiveSandbox>,
@@ -436,7 +436,7 @@ impl Session {
         let shared = Arc::new(Shared {
             id,
             escalation_env: config.escalation_env.clone().into(),
-            large_frames: crate::channel::LargeFrames::default(),
+            frames_being_read: crate::channel::FramesBeingRead::default(),
             config,
             outside_path,
             granted_writable: Mutex::default(),
