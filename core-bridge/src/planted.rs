@@ -92,6 +92,9 @@ struct InstructionReader {
     /// XDG config directory, `$NAME/` from a variable, `@prefix/` from the
     /// program's installation prefix, or absolute.
     config_files: &'static [&'static str],
+    /// Its configuration files include others (git's `[include]` and
+    /// `[includeIf]`), and so does its repository's own `.git/config`.
+    config_includes: bool,
 }
 
 /// What a program's options mean. Every word the walk does not skip
@@ -152,6 +155,7 @@ const READER: InstructionReader = InstructionReader {
     subcommands: &[],
     plus_options: false,
     config_files: NONE,
+    config_includes: false,
 };
 
 /// git's subcommands with options or operands that name a command to run
@@ -329,6 +333,7 @@ const READERS: &[InstructionReader] = &[
             "/etc/gitconfig",
             "@prefix/etc/gitconfig",
         ],
+        config_includes: true,
         ..READER
     },
     InstructionReader {
@@ -668,8 +673,38 @@ fn reader_refusal(
     if let Some(reason) = walk.refusal() {
         return Some(reason);
     }
+    let mut included = Vec::new();
+    let mut include = |config: &Path| match config_includes(config, request) {
+        Ok(found) => {
+            included.extend(found);
+            None
+        }
+        Err(file) => Some(format!(
+            "escalation refused: {name} reads configuration that {} includes, through more \
+             files than the check follows",
+            file.display()
+        )),
+    };
+    if reader.config_includes {
+        // The repository's own configuration: not writable itself (its
+        // directory is checked above), but what it includes may be.
+        if let Some(repository) = request
+            .cwd
+            .ancestors()
+            .find(|dir| dir.join(".git").is_dir())
+        {
+            if let Some(refusal) = include(&repository.join(".git/config")) {
+                return Some(refusal);
+            }
+        }
+    }
     for file in reader.config_files {
         for candidate in config_candidates(file, request) {
+            if reader.config_includes {
+                if let Some(refusal) = include(&candidate) {
+                    return Some(refusal);
+                }
+            }
             if candidate.is_relative() {
                 return Some(format!(
                     "escalation refused: {name} reads {} from {}, a relative path: from \
@@ -683,7 +718,104 @@ fn reader_refusal(
             }
         }
     }
+    for (file, from) in included {
+        if let Some(place) = writable_place(&file, request.cwd, writable) {
+            return refused(
+                &place,
+                &format!(" (for {}, which {} names)", file.display(), from.display()),
+            );
+        }
+    }
     None
+}
+
+/// The files `config` includes (`[include]` and `[includeIf "..."]`
+/// `path = ...` lines), and those they include in turn, and every file
+/// their values name by an absolute or `~/` path (a hooks directory, an
+/// fsmonitor or ssh command), each with the file that names it. A path is taken as git takes it: `~/` from each home,
+/// relative from the including file's directory. Every `includeIf` is
+/// followed whatever its condition: the check does not judge conditions.
+/// More than 256 are not judged: `Err` names the file that went past.
+fn config_includes(
+    config: &Path,
+    request: &Request<'_>,
+) -> Result<Vec<(PathBuf, PathBuf)>, PathBuf> {
+    /// Paths listed at most, and bytes read of each file: a configuration
+    /// is small.
+    const MOST_FILES: usize = 256;
+    const MOST_BYTES: u64 = 1 << 20;
+    let homes = config_candidates("~/", request);
+    let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut pending = vec![config.to_path_buf()];
+    while let Some(file) = pending.pop() {
+        let Ok(opened) = std::fs::File::open(&file) else {
+            continue;
+        };
+        let mut text = Vec::new();
+        if std::io::Read::read_to_end(&mut std::io::Read::take(opened, MOST_BYTES), &mut text)
+            .is_err()
+        {
+            continue;
+        }
+        let directory = file.parent().unwrap_or(Path::new("/"));
+        let (mut in_include, mut in_safe) = (false, false);
+        for line in text.split(|&byte| byte == b'\n') {
+            let line = String::from_utf8_lossy(line);
+            let line = line.trim();
+            if let Some(section) = line.strip_prefix('[') {
+                let name: String = section
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                in_include =
+                    name.eq_ignore_ascii_case("include") || name.eq_ignore_ascii_case("includeif");
+                in_safe = name.eq_ignore_ascii_case("safe");
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            // `safe.directory` lists repositories git may open, often a
+            // workspace: it names what to trust, nothing to read.
+            if in_safe {
+                continue;
+            }
+            if !in_include || !key.trim().eq_ignore_ascii_case("path") {
+                // Any other value that names a file by an absolute path
+                // (`core.hooksPath`, `core.fsmonitor`, `core.sshCommand`,
+                // a helper's command line): judged, not followed.
+                for word in value.split(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                    let named: Vec<PathBuf> = match word.strip_prefix("~/") {
+                        Some(relative) => homes.iter().map(|home| home.join(relative)).collect(),
+                        None if word.starts_with('/') => vec![PathBuf::from(word)],
+                        None => Vec::new(),
+                    };
+                    for path in named {
+                        if found.len() >= MOST_FILES {
+                            return Err(file);
+                        }
+                        found.push((path, file.clone()));
+                    }
+                }
+                continue;
+            }
+            let value = value.trim().trim_matches('"');
+            let paths: Vec<PathBuf> = match value.strip_prefix("~/") {
+                Some(relative) => homes.iter().map(|home| home.join(relative)).collect(),
+                None => vec![directory.join(value)],
+            };
+            for path in paths {
+                if found.len() >= MOST_FILES {
+                    return Err(file);
+                }
+                if !found.iter().any(|(seen, _)| *seen == path) {
+                    pending.push(path.clone());
+                    found.push((path, file.clone()));
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// What marks a project's directory: a repository, or a build's own file.

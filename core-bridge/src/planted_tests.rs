@@ -567,3 +567,45 @@ fn abbreviated_options_and_nested_values_are_judged() {
         );
     }
 }
+
+/// A re-probe's `~/.gitconfig` included a file in a writable root, whose
+/// `core.fsmonitor` an unsandboxed `git status` ran. What git's
+/// configuration files include, and what the repository's own includes,
+/// is judged as they are.
+#[test]
+fn what_git_configuration_includes_is_judged() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let home = ro.join("home");
+    let repo = ro.join("repo");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let env = format!("HOME={}", home.display());
+    let refused = |gitconfig: &str, repo_config: &str| {
+        std::fs::write(home.join(".gitconfig"), gitconfig).unwrap();
+        std::fs::write(repo.join(".git/config"), repo_config).unwrap();
+        check(&place, "git", "status", &repo, &[&env])
+    };
+    let w = w.display();
+    assert!(!refused("[user]\n\tname = a\n", ""));
+    assert!(refused(&format!("[include]\n\tpath = {w}/inc.cfg\n"), ""));
+    assert!(refused(
+        &format!("[includeIf \"gitdir:~/x/\"]\n  PATH = \"{w}/inc.cfg\"\n"),
+        ""
+    ));
+    assert!(refused("", &format!("[include]\npath={w}/inc.cfg\n")));
+    // Relative to the including file, and on through what it includes.
+    std::fs::write(home.join("more.cfg"), format!("[include]\npath = {w}/x\n")).unwrap();
+    assert!(refused("[include]\npath = more.cfg\n", ""));
+    std::fs::write(home.join("more.cfg"), "[core]\neditor = vi\n").unwrap();
+    assert!(!refused("[include]\npath = more.cfg\n", ""));
+    // Any value naming a file by an absolute path (hooks, commands).
+    assert!(refused(&format!("[core]\n\thooksPath = {w}/hooks\n"), ""));
+    assert!(refused(
+        "",
+        &format!("[core]\nsshCommand = \"{w}/ssh -v\"\n")
+    ));
+    let ro = ro.display();
+    assert!(!refused(&format!("[core]\nhooksPath = {ro}/hooks\n"), ""));
+    assert!(!refused(&format!("[safe]\n\tdirectory = {w}\n"), ""));
+}
