@@ -95,6 +95,11 @@ struct InstructionReader {
     /// Its configuration files include others (git's `[include]` and
     /// `[includeIf]`), and so does its repository's own `.git/config`.
     config_includes: bool,
+    /// Its operands name projects it reads from their own directory (an
+    /// interpreter's script: `sys.path` and `node_modules` start beside
+    /// it; `pip install DIR`): for an interpreter the script, for the
+    /// others each operand.
+    operands_name_projects: bool,
 }
 
 /// What a program's options mean. Every word the walk does not skip
@@ -156,6 +161,7 @@ const READER: InstructionReader = InstructionReader {
     plus_options: false,
     config_files: NONE,
     config_includes: false,
+    operands_name_projects: false,
 };
 
 /// git's subcommands with options or operands that name a command to run
@@ -367,6 +373,7 @@ const READERS: &[InstructionReader] = &[
             "corepack",
         ],
         reads: "package.json scripts and .npmrc",
+        operands_name_projects: true,
         searches_upwards: true,
         options: Options {
             directory: &["-C", "--dir", "--cwd", "--prefix"],
@@ -470,6 +477,7 @@ const READERS: &[InstructionReader] = &[
             "bun",
         ],
         reads: "the project files it finds from its working directory",
+        operands_name_projects: true,
         searches_upwards: true,
         options: Options {
             directory: &["-C", "--directory", "--project", "--cwd"],
@@ -482,6 +490,7 @@ const READERS: &[InstructionReader] = &[
         names: &["pip", "pip3"],
         prefixes: &["pip3."],
         reads: "the packages it builds (setup.py, pyproject.toml) and pip.conf",
+        operands_name_projects: true,
         searches_upwards: true,
         options: Options {
             path: &[
@@ -511,6 +520,7 @@ const READERS: &[InstructionReader] = &[
         names: &["python", "python2", "python3"],
         prefixes: &["python3.", "python2."],
         reads: "its script and modules (sys.path starts in the working directory)",
+        operands_name_projects: true,
         searches_upwards: true,
         options: Options {
             inline: &["-c"],
@@ -529,6 +539,7 @@ const READERS: &[InstructionReader] = &[
     InstructionReader {
         names: &["node", "nodejs"],
         reads: "its script and the modules it requires (node_modules up the tree)",
+        operands_name_projects: true,
         searches_upwards: true,
         options: Options {
             path: &[
@@ -1047,6 +1058,7 @@ impl ArgumentWalk<'_> {
             }
         }
         let mut options_done = false;
+        let mut operands = 0;
         let mut index = 0;
         while let Some(arg) = self.args.get(index) {
             index += 1;
@@ -1061,6 +1073,16 @@ impl ArgumentWalk<'_> {
             if !is_option {
                 if let Some(reason) = self.judge_word(text, &base) {
                     return Some(reason);
+                }
+                operands += 1;
+                let names_a_project = self.reader.operands_name_projects
+                    && (operands == 1 || !self.reader.options_end_at_operand);
+                if names_a_project {
+                    if let Step::Refused(reason) =
+                        self.project_step(&base.join(OsStr::from_bytes(text)))
+                    {
+                        return Some(reason);
+                    }
                 }
                 match phase {
                     Phase::Global if !self.reader.subcommands.is_empty() => {
@@ -1097,7 +1119,12 @@ impl ArgumentWalk<'_> {
             match self.option(options, text, refuses_unknown, &mut base, &mut next_word) {
                 Step::Next => {}
                 Step::Refused(reason) => return Some(reason),
-                Step::OptionsEnd => options_done = true,
+                Step::OptionsEnd => {
+                    options_done = true;
+                    // The program came inline (`-c`): no operand is its
+                    // script.
+                    operands = operands.max(1);
+                }
                 Step::HandOver(module) => {
                     // Never to another interpreter (`python -m python -m
                     // ...`): one hand-over at most, however long the
@@ -1205,16 +1232,17 @@ impl ArgumentWalk<'_> {
                 if let Some(place) = writable_place(directory, base, self.writable) {
                     return self.refused_at(&place);
                 }
-                *base = base.join(directory);
                 // Not writable, nor any way to it: what it names now is
-                // what it will be.
-                let within = std::fs::canonicalize(&*base).ok().and_then(|directory| {
-                    writable_root_within(&directory, self.request.writable_roots).cloned()
-                });
-                if let Some(root) = within {
-                    return self.refused_at(&root);
-                }
-                Step::Next
+                // what it will be. Resolved one `-C` at a time, as the
+                // program changes directory: a chain of them resolved
+                // whole could pass the kernel's limit on links.
+                let joined = base.join(directory);
+                *base = match std::fs::canonicalize(&joined) {
+                    Ok(resolved) => resolved,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => joined,
+                    Err(error) => return Step::Refused(self.unresolved(&joined, &error)),
+                };
+                self.project_step(&base.clone())
             }
             // `-` for a file is standard input, the sandbox's to fill.
             Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
@@ -1225,25 +1253,43 @@ impl ArgumentWalk<'_> {
                 }
                 // A project named by a file in it (`cargo --manifest-path`,
                 // `git --work-tree`, `make -f`): its own tree counts too.
-                let project = std::fs::canonicalize(base.join(path))
-                    .ok()
-                    .and_then(|path| match path.is_dir() {
-                        true => Some(path),
-                        false => path.parent().map(Path::to_path_buf),
-                    })
-                    .filter(|_| self.reader.searches_upwards);
-                let within = project.and_then(|directory| {
-                    writable_root_within(&directory, self.request.writable_roots).cloned()
-                });
-                match within {
-                    Some(root) => self.refused_at(&root),
-                    None => Step::Next,
+                match self.reader.searches_upwards {
+                    true => self.project_step(&base.join(path)),
+                    false => Step::Next,
                 }
             }
             Meaning::Inline => Step::OptionsEnd,
             Meaning::HandOver => Step::HandOver(OsStr::from_bytes(value).to_owned()),
             Meaning::Value | Meaning::Flag | Meaning::Instruction => Step::Next,
         }
+    }
+
+    /// The project `named` is in (itself if a directory, else its
+    /// directory): a writable root inside it refuses, as one inside the
+    /// working directory's does. Nothing there is no project; a path that
+    /// cannot be resolved (a loop of links) is refused.
+    fn project_step(&self, named: &Path) -> Step {
+        let resolved = match std::fs::canonicalize(named) {
+            Ok(resolved) => resolved,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Step::Next,
+            Err(error) => return Step::Refused(self.unresolved(named, &error)),
+        };
+        let directory = match resolved.is_dir() {
+            true => resolved.as_path(),
+            false => resolved.parent().unwrap_or(Path::new("/")),
+        };
+        match writable_root_within(directory, self.request.writable_roots) {
+            Some(root) => self.refused_at(root),
+            None => Step::Next,
+        }
+    }
+
+    fn unresolved(&self, path: &Path, error: &std::io::Error) -> String {
+        format!(
+            "escalation refused: {} works on {}, which cannot be resolved to check it: {error}",
+            self.name,
+            path.display()
+        )
     }
 
     /// A word that may name a file: itself, each of its space-separated

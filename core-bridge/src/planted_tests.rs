@@ -484,6 +484,15 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
     std::fs::create_dir_all(outer.join("side")).unwrap();
     std::fs::write(outer.join("package.json"), "{}").unwrap();
     let project_str = project.to_str().unwrap();
+    std::fs::write(project.join("tool.py"), "").unwrap();
+    std::fs::write(project.join("app.js"), "").unwrap();
+    let (tool, app) = (
+        format!("{project_str}/tool.py"),
+        format!("{project_str}/app.js"),
+    );
+    let looped = place.ro.join("loop");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let looped = looped.to_str().unwrap().to_owned();
     std::fs::write(project.join("Cargo.toml"), "").unwrap();
     let manifest = format!("--manifest-path={project_str}/Cargo.toml");
     let work_tree = format!("--work-tree={project_str}");
@@ -511,6 +520,21 @@ fn a_writable_root_inside_the_project_refuses_its_readers() {
             true,
         ),
         ("make", &[], &outside, &writable, false),
+        // A script, a package directory, named from elsewhere.
+        ("python3", &[&tool, "-v"], &outside, &writable, true),
+        (
+            "python3",
+            &["-c", "pass", project_str],
+            &outside,
+            &writable,
+            false,
+        ),
+        ("node", &[&app], &outside, &writable, true),
+        ("pip", &["install", project_str], &outside, &writable, true),
+        ("pip", &["install", "requests"], &outside, &writable, false),
+        // A directory that cannot be resolved is refused, not passed.
+        ("make", &["-C", &looped], &outside, &place.w, true),
+        ("git", &["-C", &looped, "status"], &outside, &place.w, true),
         (
             "cargo",
             &["test"],
