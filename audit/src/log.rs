@@ -436,12 +436,15 @@ fn open_error(dir: &LogDir, name: &OsStr, source: std::io::Error) -> AuditError 
 /// unless the session is told to warn and go on, its requests are
 /// denied). Rotation drops the oldest file: without a share, a sandboxed
 /// program asking for commands with megabytes of arguments in a loop
-/// pushed every older record, of every session, out of the log in 20 s.
+/// pushed every older record, of every session, out of the log in 20 s;
+/// with it, one session pushes out at most half. Shares are counted by
+/// session id, so one sink may serve many sessions; a session may go
+/// past its share by the records being written when it is reached.
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
-    /// Bytes this session has appended, and its share.
-    written: AtomicU64,
+    /// Bytes each session has appended (until its end), and the share.
+    written: Mutex<std::collections::HashMap<String, u64>>,
     share: u64,
     /// The last decision's environment, as sent and as recorded: a shell
     /// sends the same environment with nearly every request, and recording
@@ -454,7 +457,7 @@ impl SessionAudit {
     pub fn new(log: Arc<AuditLog>, options: RecordOptions) -> Self {
         SessionAudit {
             share: log.history_bytes() / 2,
-            written: AtomicU64::new(0),
+            written: Mutex::default(),
             log,
             options,
             last_environment: Mutex::default(),
@@ -481,13 +484,23 @@ impl SessionAudit {
 
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
-        let written = self.written.load(Ordering::Relaxed);
+        let ended = matches!(event, SessionEvent::Ended { .. });
+        let written = {
+            let mut shares = self
+                .written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match ended {
+                true => shares.remove(session_id).unwrap_or(0),
+                false => shares.get(session_id).copied().unwrap_or(0),
+            }
+        };
         // The session's end is recorded whatever it wrote before.
-        if written >= self.share && !matches!(event, SessionEvent::Ended { .. }) {
+        if written >= self.share && !ended {
             return Err(format!(
                 "this session has written {} MiB of audit records, half of what the log keeps \
                  (max_bytes x (keep + 1)); it records nothing more, so that it cannot push \
-                 older records out; raise max_bytes or keep for sessions this long",
+                 the other half out; raise max_bytes or keep for sessions this long",
                 written >> 20
             ));
         }
@@ -502,7 +515,18 @@ impl AuditSink for SessionAudit {
             .log
             .append(&record, self.waits_for_disk(event))
             .map_err(|error| error.to_string())?;
-        self.written.fetch_add(appended, Ordering::Relaxed);
+        if !ended {
+            let mut shares = self
+                .written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match shares.get_mut(session_id) {
+                Some(written) => *written += appended,
+                None => {
+                    shares.insert(session_id.to_owned(), appended);
+                }
+            }
+        }
         Ok(())
     }
 

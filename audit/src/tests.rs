@@ -1205,6 +1205,9 @@ fn a_session_records_at_most_half_of_what_the_log_keeps() {
         .count();
     let error = flood.record("flood", &big).unwrap_err();
     assert!(error.contains("half of what the log keeps"), "{error}");
+    // Shares are by session: another session through the same sink
+    // records on.
+    flood.record("another", &witness).unwrap();
     // Half of 4 x 64 KiB, in records of a little over 4 KiB.
     assert!((25..=32).contains(&recorded), "{recorded}");
     let ended = SessionEvent::Ended {

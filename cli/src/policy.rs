@@ -334,24 +334,33 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 
 /// Which of `names` the session's zsh runs itself (builtins and reserved
 /// words), as `whence -w` in the patched zsh says: a session never asks
-/// about them. Empty when the zsh cannot be run (lint and check then say
-/// nothing about builtins).
+/// about them. Empty, with a line on stderr saying so, when the zsh
+/// cannot be run.
 fn shell_builtins<'a>(names: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
     let names: Vec<&str> = names.into_iter().collect();
-    let Ok(tools) = execgate_core_bridge::Tools::locate() else {
-        return HashSet::new();
-    };
     if names.is_empty() {
         return HashSet::new();
     }
-    let Ok(output) = std::process::Command::new(&tools.zsh)
-        .args(["-fc", r#"whence -w -- "$@""#, "zsh"])
-        .args(&names)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-    else {
-        return HashSet::new();
+    let output = execgate_core_bridge::Tools::locate()
+        .map_err(|error| error.to_string())
+        .and_then(|tools| {
+            std::process::Command::new(&tools.zsh)
+                .args(["-fc", r#"whence -w -- "$@""#, "zsh"])
+                .args(&names)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .map_err(|error| format!("cannot run {}: {error}", tools.zsh.display()))
+        });
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => {
+            crate::stderr::line(&format!(
+                "execgate: rules on zsh builtins, which a session never asks about, are not \
+                 looked for: {error}"
+            ));
+            return HashSet::new();
+        }
     };
     String::from_utf8_lossy(&output.stdout)
         .lines()

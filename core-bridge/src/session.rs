@@ -318,7 +318,7 @@ impl ShellSession {
         // A sandboxed shell's `TMPDIR` is the one its sandbox may write: a
         // `TMPDIR` the sandbox did not take (its name does not look like a
         // temporary directory's) would fail every `mktemp`.
-        if profile != PermissionProfile::Disabled {
+        if matches!(profile, PermissionProfile::Managed { .. }) {
             let tmpdir = SandboxContext::new(&cwd).tmpdir;
             for (name, value) in &mut env {
                 if name == "TMPDIR" && std::fs::canonicalize(&*value).ok() != Some(tmpdir.clone()) {

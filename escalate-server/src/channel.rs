@@ -144,18 +144,20 @@ impl Channel {
 
     /// Reads one whole frame: what is already there without waiting, the
     /// rest through tokio. Never reads past the frame. Its body is held
-    /// against `being_read`, the session's budget.
-    pub(crate) async fn read_frame(
+    /// against `being_read`, the session's budget, for as long as the
+    /// guard returned with it lives: the request it holds lives on in
+    /// what is decided.
+    pub(crate) async fn read_frame<'b>(
         &mut self,
-        being_read: &FramesBeingRead,
-    ) -> Result<ClientMessage, ConversationError> {
+        being_read: &'b FramesBeingRead,
+    ) -> Result<(ClientMessage, HeldFrame<'b>), ConversationError> {
         let mut header = [0u8; FRAME_HEADER_LEN];
         self.fill(&mut header).await?;
         let len = frame_body_len(header)?;
-        let _held = being_read.hold(len)?;
+        let held = being_read.hold(len)?;
         let mut body = vec![0u8; len];
         self.fill(&mut body).await?;
-        Ok(decode_client(&body)?)
+        Ok((decode_client(&body)?, held))
     }
 
     /// Fills `buffer`: what has arrived without waiting, the rest through
@@ -401,7 +403,8 @@ mod tests {
             let message = channel
                 .read_frame(&FramesBeingRead::default())
                 .await
-                .unwrap();
+                .unwrap()
+                .0;
             assert!(
                 matches!(&message, ClientMessage::Request(request) if request.env.len() == 64),
                 "{early}: {message:?}"
@@ -446,7 +449,8 @@ mod tests {
         let message = channel
             .read_frame(&FramesBeingRead::default())
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert!(matches!(message, ClientMessage::Request(_)));
         assert!(matches!(channel.0, Socket::Plain(_)), "moved to tokio");
         answer_and_check_what_follows(channel, client).await;
@@ -488,7 +492,10 @@ mod tests {
         drop(client);
         let mut channel = Channel::new(server.into()).unwrap();
         assert!(matches!(
-            channel.read_frame(&FramesBeingRead::default()).await,
+            channel
+                .read_frame(&FramesBeingRead::default())
+                .await
+                .map(|(message, _)| message),
             Err(ConversationError::Closed)
         ));
     }

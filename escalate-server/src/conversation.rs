@@ -106,8 +106,10 @@ pub(crate) async fn serve_request(
         }
     };
     let request_read = Instant::now();
-    let request = match frame.and_then(|message| match message {
-        ClientMessage::Request(request) => Ok(request),
+    // The request's bytes count in the session's budget until it is
+    // decided, a person's answer included.
+    let (request, held_request) = match frame.and_then(|(message, held)| match message {
+        ClientMessage::Request(request) => Ok((request, held)),
         _ => Err(ConversationError::Unexpected("expected a request")),
     }) {
         Ok(request) => request,
@@ -190,6 +192,7 @@ pub(crate) async fn serve_request(
             }
         },
     };
+    drop(held_request);
     let Verdict {
         decision,
         provenance,

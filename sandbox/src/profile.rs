@@ -890,10 +890,17 @@ fn deny_glob(text: &str) -> Result<String, SandboxError> {
     };
     let trimmed = text.trim_end_matches('/');
     let relative = trimmed.strip_prefix('/').unwrap_or(trimmed);
-    if relative
-        .split('/')
-        .any(|component| matches!(component, "" | "." | ".."))
-    {
+    // Alternatives (`{a,b}`) are components too: `{sub/..,x}` holds `..`.
+    let alternatives =
+        |part: &str| -> Vec<String> { part.split(['{', '}', ',']).map(str::to_owned).collect() };
+    let bad_component = relative.split('/').any(|component| {
+        matches!(component, "" | "." | "..")
+            || (component.contains(['{', '}', ','])
+                && alternatives(component)
+                    .iter()
+                    .any(|part| matches!(part.as_str(), "." | "..")))
+    });
+    if bad_component {
         return Err(bad(
             "it has a `.`, `..` or empty component, which no path it is matched against \
              has, so it would hide nothing; write the glob without it (a glob with a `/` \
@@ -1017,6 +1024,8 @@ mod tests {
             "a//*.key",
             "/home/*/./.ssh",
             "*.env/..",
+            "{sub/..,x}/*.key",
+            "{.,x}/*.key",
         ] {
             let error = glob(refused).expect_err(refused);
             assert!(error.contains("would hide nothing"), "{refused}: {error}");
