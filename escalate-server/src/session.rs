@@ -49,6 +49,12 @@ pub struct SessionConfig {
     /// `PATH` are removed from it all the same. Default: the server's
     /// `HOME`, `USER`, `LOGNAME`, `SHELL`, `TMPDIR` and XDG directories.
     pub escalation_env: Vec<(OsString, OsString)>,
+    /// `TMPDIR` for children outside any sandbox, in place of
+    /// `escalation_env`'s: a directory the session's sandbox cannot write.
+    /// Programs write sources and scripts there and run them (pip builds
+    /// a package there); in a temporary directory the sandbox shares, it
+    /// could swap them first. Default: none (`escalation_env`'s).
+    pub unsandboxed_tmpdir: Option<PathBuf>,
     /// How long a client may take to send its request.
     pub request_timeout: Duration,
     /// The session's sandbox. `None` refuses every sandboxed escalation.
@@ -167,6 +173,7 @@ impl SessionConfig {
             escalation_path: std::env::var_os("PATH")
                 .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
             escalation_env: crate::environment::server_defaults(),
+            unsandboxed_tmpdir: None,
             request_timeout: Duration::from_secs(10),
             sandbox: None,
             audit: None,

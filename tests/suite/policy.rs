@@ -986,6 +986,17 @@ prefix_rule(pattern = ["env"])
         !env.iter().any(|entry| entry.starts_with("GIT_AUTHOR_NAME")),
         "{env:?}"
     );
+    // A temporary directory of its own, which no sandbox can write (a
+    // re-probe swapped the setup.py an escalated pip unpacked in the
+    // TMPDIR it shared with the sandbox).
+    let tmpdir = env
+        .iter()
+        .find_map(|entry| entry.strip_prefix("TMPDIR="))
+        .unwrap_or_else(|| panic!("{env:?}"));
+    assert!(
+        tmpdir.contains("/execgate-zsh") && tmpdir.ends_with("/tmp"),
+        "{tmpdir}"
+    );
     assert!(
         !env.iter().any(|entry| entry.starts_with("EXECGATE")),
         "{env:?}"
