@@ -697,16 +697,8 @@ fn reader_refusal(
         )),
     };
     if reader.config_includes {
-        // The repository's own configuration: not writable itself (its
-        // directory is checked above), but what it includes may be.
-        if let Some(repository) = request
-            .cwd
-            .ancestors()
-            .find(|dir| dir.join(".git").is_dir())
-        {
-            if let Some(refusal) = include(&repository.join(".git/config")) {
-                return Some(refusal);
-            }
+        if let Some(refusal) = repository_refusal(name, request.cwd, request, writable) {
+            return Some(refusal);
         }
     }
     for file in reader.config_files {
@@ -738,6 +730,82 @@ fn reader_refusal(
         }
     }
     None
+}
+
+/// Why git, working from `start`, would read a repository the sandbox
+/// could have written: each git directory it finds from there (see
+/// [`git_directories`]) with the way to it, and what its configuration
+/// includes or names.
+fn repository_refusal(
+    name: &str,
+    start: &Path,
+    request: &Request<'_>,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    for gitdir in git_directories(start) {
+        if let Some(place) = writable_place(&gitdir, start, writable) {
+            return Some(format!(
+                "escalation refused: {name} reads its repository from {} (through {}), which \
+                 the sandbox can write",
+                gitdir.display(),
+                place.display()
+            ));
+        }
+        let named = match config_includes(&gitdir.join("config"), request) {
+            Ok(named) => named,
+            Err(file) => {
+                return Some(format!(
+                    "escalation refused: {name} reads configuration that {} includes, through \
+                     more files than the check follows",
+                    file.display()
+                ))
+            }
+        };
+        for (file, from) in named {
+            if let Some(place) = writable_place(&file, start, writable) {
+                return Some(format!(
+                    "escalation refused: {name} reads {} (which {} names), and the sandbox can \
+                     write {}",
+                    file.display(),
+                    from.display(),
+                    place.display()
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The git directories git uses from `start`: `start` itself when it is
+/// one (`--git-dir`, a bare repository), else the first `.git` found
+/// walking up: the directory, or where a `.git` file's `gitdir:` points
+/// (a worktree, a submodule), with a worktree's common directory.
+fn git_directories(start: &Path) -> Vec<PathBuf> {
+    let is_git_directory = |dir: &Path| dir.join("HEAD").is_file() && dir.join("config").is_file();
+    if is_git_directory(start) {
+        return vec![start.to_path_buf()];
+    }
+    for directory in start.ancestors() {
+        let dot_git = directory.join(".git");
+        let Ok(meta) = std::fs::metadata(&dot_git) else {
+            continue;
+        };
+        if meta.is_dir() {
+            return vec![dot_git];
+        }
+        let text = std::fs::read_to_string(&dot_git).unwrap_or_default();
+        let Some(pointed) = text.trim().strip_prefix("gitdir:") else {
+            // Not a gitfile git reads: the file itself is judged.
+            return vec![dot_git];
+        };
+        let gitdir = directory.join(pointed.trim());
+        let mut found = vec![gitdir.clone()];
+        if let Ok(common) = std::fs::read_to_string(gitdir.join("commondir")) {
+            found.push(gitdir.join(common.trim()));
+        }
+        return found;
+    }
+    Vec::new()
 }
 
 /// The files `config` includes (`[include]` and `[includeIf "..."]`
@@ -1242,6 +1310,9 @@ impl ArgumentWalk<'_> {
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => joined,
                     Err(error) => return Step::Refused(self.unresolved(&joined, &error)),
                 };
+                if let Some(reason) = self.repository(&base.clone()) {
+                    return Step::Refused(reason);
+                }
                 self.project_step(&base.clone())
             }
             // `-` for a file is standard input, the sandbox's to fill.
@@ -1250,6 +1321,10 @@ impl ArgumentWalk<'_> {
                 let path = Path::new(OsStr::from_bytes(value));
                 if let Some(place) = writable_place(path, base, self.writable) {
                     return self.refused_at(&place);
+                }
+                // A repository named (`git --git-dir`, `--work-tree`).
+                if let Some(reason) = self.repository(&base.join(path)) {
+                    return Step::Refused(reason);
                 }
                 // A project named by a file in it (`cargo --manifest-path`,
                 // `git --work-tree`, `make -f`): its own tree counts too.
@@ -1282,6 +1357,15 @@ impl ArgumentWalk<'_> {
             Some(root) => self.refused_at(root),
             None => Step::Next,
         }
+    }
+
+    /// For git, the repository it would use from `directory` (`-C`,
+    /// `--git-dir`, `--work-tree`), judged as the working directory's is.
+    fn repository(&self, directory: &Path) -> Option<String> {
+        if !self.reader.config_includes {
+            return None;
+        }
+        repository_refusal(self.name, directory, self.request, self.writable)
     }
 
     fn unresolved(&self, path: &Path, error: &std::io::Error) -> String {

@@ -633,3 +633,66 @@ fn what_git_configuration_includes_is_judged() {
     assert!(!refused(&format!("[core]\nhooksPath = {ro}/hooks\n"), ""));
     assert!(!refused(&format!("[safe]\n\tdirectory = {w}\n"), ""));
 }
+
+/// A second re-probe reached a repository's configuration that the check
+/// never read: one named with `-C` or `--git-dir` (its config included a
+/// file in a writable root), and one a `.git` file points to (`gitdir:`,
+/// a worktree), in a writable root or naming a planted fsmonitor.
+#[test]
+fn the_repository_git_is_sent_to_is_judged_too() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let plain = ro.join("A");
+    let including = ro.join("B");
+    for repo in [&plain, &including] {
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(repo.join(".git/config"), "[core]\n\tbare = false\n").unwrap();
+    }
+    std::fs::write(
+        including.join(".git/config"),
+        format!("[include]\n\tpath = {}/inc.cfg\n", w.display()),
+    )
+    .unwrap();
+    // A worktree whose git directory is in a writable root, and one whose
+    // git directory is B's.
+    let (pointing_out, pointing_at_b) = (ro.join("W1"), ro.join("W2"));
+    std::fs::create_dir_all(&pointing_out).unwrap();
+    std::fs::create_dir_all(&pointing_at_b).unwrap();
+    std::fs::write(
+        pointing_out.join(".git"),
+        format!("gitdir: {}/evil.git\n", w.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        pointing_at_b.join(".git"),
+        format!("gitdir: {}/.git\n", including.display()),
+    )
+    .unwrap();
+    let b = including.to_str().unwrap();
+    let b_git = format!("--git-dir={b}/.git");
+    // (arguments, cwd, refused)
+    let cases: &[(&str, &Path, bool)] = &[
+        ("status", &plain, false),
+        ("status", &including, true),
+        ("-C ../B status", &plain, true),
+        ("-C B status", &ro, true),
+        (&b_git, &ro, true),
+        ("status", &pointing_out, true),
+        ("status", &pointing_at_b, true),
+        ("-C A status", &ro, false),
+    ];
+    for (args, cwd, refused) in cases {
+        let args = if args.starts_with("--git-dir") {
+            format!("{args} status")
+        } else {
+            (*args).to_owned()
+        };
+        assert_eq!(
+            check(&place, "git", &args, cwd, &[]),
+            *refused,
+            "git {args} in {}",
+            cwd.display()
+        );
+    }
+}

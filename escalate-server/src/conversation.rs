@@ -784,8 +784,15 @@ fn spawn_plan(
         beyond_the_sandbox,
         &shared.config.escalation_env,
     );
-    if let Some(tmpdir) = shared.config.unsandboxed_tmpdir.as_ref().filter(|_| !sandboxed) {
-        env.retain(|entry| !std::os::unix::ffi::OsStrExt::as_bytes(entry.as_os_str()).starts_with(b"TMPDIR="));
+    if let Some(tmpdir) = shared
+        .config
+        .unsandboxed_tmpdir
+        .as_ref()
+        .filter(|_| !sandboxed)
+    {
+        env.retain(|entry| {
+            !std::os::unix::ffi::OsStrExt::as_bytes(entry.as_os_str()).starts_with(b"TMPDIR=")
+        });
         let mut entry = OsString::from("TMPDIR=");
         entry.push(tmpdir);
         env.push(entry);
