@@ -298,7 +298,7 @@ impl Decider for EndingOnLateDenial<'_> {
                         "network denied: {}:{} ({reason})",
                         request.destination, request.port
                     );
-                    end_sandbox(self.inner, self.sandbox, message);
+                    end_sandbox(self.inner, self.sandbox, message).await;
                 }
             }
             verdict
@@ -312,7 +312,11 @@ impl Decider for EndingOnLateDenial<'_> {
 
 /// Kills the sandbox's first process, which ends its pid namespace and
 /// every process in it, and keeps `message` for the run that started it.
-fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
+/// Records why the sandbox ends, and ends it: the connection's refusal is
+/// answered only once every process in it is gone (its init reaps them
+/// all before it can be reaped itself), so the command cannot go on for a
+/// moment after the answer (a test saw its next line printed).
+async fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
     {
         let mut denials = inner.denials.lock().unwrap_or_else(PoisonError::into_inner);
         // Denials no run took (long-lived processes, escalations) go.
@@ -325,8 +329,27 @@ fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
     }
     if let Err(error) = crate::sys::pidfd_kill(sandbox.pidfd.as_fd(), libc::SIGKILL) {
         tracing::warn!(%error, "cannot end a sandbox whose connection was denied");
+        return;
+    }
+    let ended = sandbox
+        .pidfd
+        .try_clone()
+        .and_then(crate::sys::watch_owned)
+        .map(|watched| async move {
+            let _ = watched.readable().await;
+        });
+    match ended {
+        Ok(ended) => {
+            if tokio::time::timeout(SANDBOX_END_WAIT, ended).await.is_err() {
+                tracing::warn!("a sandbox whose connection was denied took over 2 s to end");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot wait for a denied sandbox's end"),
     }
 }
+
+/// How long a late denial waits for its sandbox to end before it answers.
+const SANDBOX_END_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waits for the helper's message: the listener and the helper's pidfd.
 /// `None` when the link closed without one.
