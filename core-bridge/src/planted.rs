@@ -793,14 +793,16 @@ fn git_directories(start: &Path) -> Vec<PathBuf> {
         if meta.is_dir() {
             return vec![dot_git];
         }
-        let text = std::fs::read_to_string(&dot_git).unwrap_or_default();
+        let text = read_small_file(&dot_git, 4096).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
         let Some(pointed) = text.trim().strip_prefix("gitdir:") else {
             // Not a gitfile git reads: the file itself is judged.
             return vec![dot_git];
         };
         let gitdir = directory.join(pointed.trim());
         let mut found = vec![gitdir.clone()];
-        if let Ok(common) = std::fs::read_to_string(gitdir.join("commondir")) {
+        if let Some(common) = read_small_file(&gitdir.join("commondir"), 4096) {
+            let common = String::from_utf8_lossy(&common);
             found.push(gitdir.join(common.trim()));
         }
         return found;
@@ -827,20 +829,14 @@ fn config_includes(
     let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut pending = vec![config.to_path_buf()];
     while let Some(file) = pending.pop() {
-        let Ok(opened) = std::fs::File::open(&file) else {
+        let Some(text) = read_small_file(&file, MOST_BYTES) else {
             continue;
         };
-        let mut text = Vec::new();
-        if std::io::Read::read_to_end(&mut std::io::Read::take(opened, MOST_BYTES), &mut text)
-            .is_err()
-        {
-            continue;
-        }
         let directory = file.parent().unwrap_or(Path::new("/"));
         let (mut in_include, mut in_safe) = (false, false);
         for line in text.split(|&byte| byte == b'\n') {
             let line = String::from_utf8_lossy(line);
-            let line = line.trim();
+            let mut line = line.trim();
             if let Some(section) = line.strip_prefix('[') {
                 let name: String = section
                     .chars()
@@ -849,11 +845,25 @@ fn config_includes(
                 in_include =
                     name.eq_ignore_ascii_case("include") || name.eq_ignore_ascii_case("includeif");
                 in_safe = name.eq_ignore_ascii_case("safe");
-                continue;
+                // A key may follow on the same line: `[include] path = x`.
+                match section.split_once(']') {
+                    Some((_, rest)) if !rest.trim().is_empty() => line = rest.trim(),
+                    _ => continue,
+                }
             }
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
+            // A comment ends the value where it starts outside quotes.
+            let mut quoted = false;
+            let end = value
+                .char_indices()
+                .find(|&(_, c)| {
+                    quoted ^= c == '"';
+                    !quoted && matches!(c, '#' | ';')
+                })
+                .map_or(value.len(), |(at, _)| at);
+            let value = &value[..end];
             // `safe.directory` lists repositories git may open, often a
             // workspace: it names what to trust, nothing to read.
             if in_safe {
@@ -863,7 +873,11 @@ fn config_includes(
                 // Any other value that names a file by an absolute path
                 // (`core.hooksPath`, `core.fsmonitor`, `core.sshCommand`,
                 // a helper's command line): judged, not followed.
-                for word in value.split(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
+                // Words, their `=` values (`--lesskey-src=/w/k`), and a
+                // shell alias's command (`!/w/x.sh`).
+                let words =
+                    value.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | '!'));
+                for word in words {
                     let named: Vec<PathBuf> = match word.strip_prefix("~/") {
                         Some(relative) => homes.iter().map(|home| home.join(relative)).collect(),
                         None if word.starts_with('/') => vec![PathBuf::from(word)],
@@ -897,6 +911,26 @@ fn config_includes(
     Ok(found)
 }
 
+/// Up to `most` bytes of `path` if it is a regular file, else `None`. The
+/// open does not wait (a FIFO the sandbox made where a configuration file
+/// is looked for would block it) and nothing but a regular file is read
+/// (`/dev/zero`).
+fn read_small_file(path: &Path, most: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(most).read_to_end(&mut text).ok()?;
+    Some(text)
+}
+
 /// What marks a project's directory: a repository, or a build's own file.
 /// A build found from a directory below reads the whole project from the
 /// top (a Cargo or npm workspace's members, a Gradle build's
@@ -926,7 +960,8 @@ const PROJECT_MARKERS: &[&str] = &[
 /// works on from `cwd`: below `cwd` (the subdirectories a build recurses
 /// into, the packages an interpreter imports) or below the project's top,
 /// the highest directory above it with a [`PROJECT_MARKERS`] file, but not
-/// above the git repository it is in (git reads every submodule's own
+/// above the git repository it is in, a submodule's superproject included
+/// (git reads every submodule's own
 /// repository; a workspace's members lie beside `cwd`). `cwd` is
 /// canonical, and neither it nor a way to it is writable.
 fn writable_root_within<'a>(cwd: &Path, writable_roots: &'a [PathBuf]) -> Option<&'a PathBuf> {
@@ -936,7 +971,10 @@ fn writable_root_within<'a>(cwd: &Path, writable_roots: &'a [PathBuf]) -> Option
         if PROJECT_MARKERS.iter().any(|marker| holds(marker)) {
             top = directory;
         }
-        if holds(".git") {
+        // A repository's own directory bounds the project; a `.git` file
+        // (a submodule, a worktree) does not: a workspace's member may be
+        // a submodule.
+        if directory.join(".git").is_dir() {
             break;
         }
     }
@@ -1063,7 +1101,8 @@ impl Options {
     /// npm take a prefix of a long option as the option. Read as the most
     /// dangerous option it may stand for, and only for the meanings that
     /// judge or refuse more: one that would skip its value (`values`,
-    /// `inline`) is left unknown, which judges it.
+    /// `inline`) is left unknown, which judges it, and a directory is only
+    /// judged, not gone into (the program may not take it for one).
     fn abbreviated(&self, option: &[u8], lists: &[(&[&str], Meaning)]) -> Option<Meaning> {
         if !option.starts_with(b"--") || option.len() < 3 {
             return None;
@@ -1073,11 +1112,11 @@ impl Options {
                 .any(|listed| listed.starts_with("--") && listed.as_bytes().starts_with(option))
                 .then_some(*meaning)
         })?;
-        matches!(
-            meaning,
-            Meaning::Instruction | Meaning::Directory | Meaning::Path
-        )
-        .then_some(meaning)
+        match meaning {
+            Meaning::Instruction | Meaning::Path => Some(meaning),
+            Meaning::Directory => Some(Meaning::Path),
+            _ => None,
+        }
     }
 }
 
@@ -1146,10 +1185,23 @@ impl ArgumentWalk<'_> {
                 let names_a_project = self.reader.operands_name_projects
                     && (operands == 1 || !self.reader.options_end_at_operand);
                 if names_a_project {
-                    if let Step::Refused(reason) =
-                        self.project_step(&base.join(OsStr::from_bytes(text)))
-                    {
-                        return Some(reason);
+                    // Each is a walk up its ancestors: a request of a
+                    // million operands is refused, not walked.
+                    const MOST_PROJECT_OPERANDS: usize = 1024;
+                    if operands > MOST_PROJECT_OPERANDS {
+                        return Some(format!(
+                            "escalation refused: {} is given more than {MOST_PROJECT_OPERANDS} \
+                             operands, too many to judge the projects they name",
+                            self.name
+                        ));
+                    }
+                    let named = OsStr::from_bytes(text);
+                    let cwd = self.request.cwd;
+                    let froms = [Some(base.as_path()), (base != cwd).then_some(cwd)];
+                    for from in froms.into_iter().flatten() {
+                        if let Step::Refused(reason) = self.project_step(&from.join(named)) {
+                            return Some(reason);
+                        }
                     }
                 }
                 match phase {
@@ -1381,6 +1433,17 @@ impl ArgumentWalk<'_> {
     /// `--option=value`, and an option's value that is itself one, as in
     /// `--node-options=--require=/w/x.js`).
     fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
+        // From where the walk believes the program works, and from where
+        // it started: an option the walk takes for a directory may not be
+        // one to the program (npm's `--dir`).
+        self.judge_word_from(word, base).or_else(|| {
+            (base != self.request.cwd)
+                .then(|| self.judge_word_from(word, self.request.cwd))
+                .flatten()
+        })
+    }
+
+    fn judge_word_from(&self, word: &[u8], base: &Path) -> Option<String> {
         // Each part is a walk of the file system, as long as the part: a
         // word of megabytes of `=` is refused rather than walked for each.
         const MOST_BYTES: usize = 16 << 20;

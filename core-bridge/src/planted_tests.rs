@@ -696,3 +696,114 @@ fn the_repository_git_is_sent_to_is_judged_too() {
         );
     }
 }
+
+/// From a review of the fixes above: a FIFO where git's configuration is
+/// looked for hung the check (and a server worker) for good; a long option
+/// taken for a directory moved where the next words were judged from; a
+/// workspace member that is a submodule stopped the search for the
+/// workspace; a chain of links `-C` resolved whole was never refused for
+/// being unresolvable; a worktree's common directory and some spellings of
+/// git configuration were not read.
+#[test]
+fn what_a_review_of_the_project_checks_found() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    // A FIFO as the requester's ~/.gitconfig: judged without waiting.
+    let home = w.join("h");
+    std::fs::create_dir_all(&home).unwrap();
+    nix::unistd::mkfifo(&home.join(".gitconfig"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let started = std::time::Instant::now();
+    let env = format!("HOME={}", home.display());
+    assert!(check(&place, "git", "status", &ro, &[&env]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // npm may not take `--dir` (or `--pre`) for a directory: what follows
+    // is judged from where it starts too.
+    std::fs::create_dir_all(ro.join("proj")).unwrap();
+    std::fs::create_dir_all(ro.join("a/b")).unwrap();
+    std::fs::create_dir_all(w.join("pkg")).unwrap();
+    for option in ["--dir", "--pre"] {
+        let args = format!("install {option} {{ro}}/a/b ../../w/pkg");
+        assert!(check(&place, "npm", &args, &ro.join("proj"), &[]), "{args}");
+    }
+
+    // A chain of 41 links, each fine, that no `realpath` resolves.
+    std::os::unix::fs::symlink(".", ro.join("s")).unwrap();
+    let chain = vec!["s"; 41].join("/");
+    assert!(check(&place, "make", &format!("-C {chain}"), &ro, &[]));
+    assert!(!check(&place, "make", "-C s/s", &ro, &[]));
+}
+
+/// A workspace whose member is a submodule, with another member writable.
+#[test]
+fn a_workspace_member_that_is_a_submodule_sees_the_workspace() {
+    let place = place();
+    let workspace = place.ro.join("ws");
+    std::fs::create_dir_all(workspace.join(".git")).unwrap();
+    std::fs::create_dir_all(workspace.join("a")).unwrap();
+    std::fs::write(workspace.join("Cargo.toml"), "[workspace]\n").unwrap();
+    std::fs::write(workspace.join("a/Cargo.toml"), "").unwrap();
+    std::fs::write(workspace.join("a/.git"), "gitdir: ../.git/modules/a\n").unwrap();
+    let writable = workspace.join("b");
+    std::fs::create_dir_all(&writable).unwrap();
+    let argv = [OsString::from("cargo"), OsString::from("build")];
+    let refusal = planted_instructions(
+        &Request {
+            program: Path::new("/usr/bin/cargo"),
+            argv: &argv,
+            cwd: &workspace.join("a"),
+            env: &[],
+            writable_roots: std::slice::from_ref(&writable),
+        },
+        &|path: &Path| path.starts_with(&writable),
+    );
+    assert!(refusal.is_some());
+}
+
+/// git configuration as git reads it: a key on its section's line, a
+/// shell alias, an option's value, a comment after a value; a worktree's
+/// common directory.
+#[test]
+fn git_configuration_is_read_in_its_other_spellings() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let repo = ro.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    let refused = |config: &str| {
+        std::fs::write(repo.join(".git/config"), config).unwrap();
+        check(&place, "git", "status", &repo, &[])
+    };
+    let w = w.display();
+    assert!(refused(&format!("[include] path = {w}/inc\n")));
+    assert!(refused(&format!("[alias]\n\tx = !{w}/x.sh\n")));
+    assert!(refused(&format!(
+        "[core]\n\tpager = less --lesskey-src={w}/k\n"
+    )));
+    std::fs::write(ro.join("more.cfg"), format!("[core]\nhooksPath = {w}/h\n")).unwrap();
+    assert!(refused(&format!(
+        "[include]\n\tpath = {}/more.cfg ; a comment\n",
+        ro.display()
+    )));
+    assert!(!refused("[core]\n\tbare = false # a comment\n"));
+
+    // A worktree: its .git file points at a git directory whose commondir
+    // is the main repository's, whose configuration names a planted hook.
+    let main = ro.join("main");
+    std::fs::create_dir_all(main.join(".git/worktrees/wt")).unwrap();
+    std::fs::write(main.join(".git/worktrees/wt/commondir"), "../..\n").unwrap();
+    std::fs::write(main.join(".git/worktrees/wt/HEAD"), "ref: refs/heads/x\n").unwrap();
+    std::fs::write(
+        main.join(".git/config"),
+        format!("[core]\nhooksPath = {w}/hooks\n"),
+    )
+    .unwrap();
+    let worktree = ro.join("wt");
+    std::fs::create_dir_all(&worktree).unwrap();
+    std::fs::write(
+        worktree.join(".git"),
+        format!("gitdir: {}/.git/worktrees/wt\n", main.display()),
+    )
+    .unwrap();
+    assert!(check(&place, "git", "status", &worktree, &[]));
+}
