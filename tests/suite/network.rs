@@ -718,20 +718,27 @@ async fn an_undecided_destination_is_asked_about_once_per_answer() {
     assert_eq!(origin.served(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_late_denial_ends_the_command_and_everything_it_started() {
-    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
-    let place = Place::new();
-    let approver = NetworkAnswers::new(ApprovalAnswer::Decline, Duration::from_millis(500));
+/// A session with the `net` profile whose every network question a person
+/// declines after `delay`: a late denial, which ends the command.
+fn declining_session(place: &Place, delay: Duration) -> (ShellSession, NetworkAnswers) {
+    let approver = NetworkAnswers::new(ApprovalAnswer::Decline, delay);
     let session = ShellSession::start(limited_config(
         PROFILES,
-        &place,
+        place,
         "net",
         approver.clone(),
         Arc::new(RuleSet::default()),
         None,
     ))
     .unwrap();
+    (session, approver)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_denial_ends_the_command_and_everything_it_started() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let (session, approver) = declining_session(&place, Duration::from_millis(500));
     // A background job with an argument no other process has.
     let marker = format!("{}.{}", 600, std::process::id());
     let script = format!(
@@ -773,16 +780,7 @@ async fn a_late_denial_says_why_to_unified_exec_too() {
     use execgate_core_bridge::{ExecOptions, ExecResponse};
     let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
     let place = Place::new();
-    let approver = NetworkAnswers::new(ApprovalAnswer::Decline, Duration::from_millis(100));
-    let session = ShellSession::start(limited_config(
-        PROFILES,
-        &place,
-        "net",
-        approver.clone(),
-        Arc::new(RuleSet::default()),
-        None,
-    ))
-    .unwrap();
+    let (session, _) = declining_session(&place, Duration::from_millis(100));
     let script = format!(
         "export NO_PROXY= no_proxy=\ncurl -s http://127.0.0.2:{}/hello.txt\necho went on\n",
         origin.port
