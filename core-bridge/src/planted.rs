@@ -837,6 +837,9 @@ fn config_includes(
         for line in text.split(|&byte| byte == b'\n') {
             let line = String::from_utf8_lossy(line);
             let mut line = line.trim();
+            if line.starts_with(['#', ';']) {
+                continue;
+            }
             if let Some(section) = line.strip_prefix('[') {
                 let name: String = section
                     .chars()
@@ -872,8 +875,8 @@ fn config_includes(
             if !in_include || !key.trim().eq_ignore_ascii_case("path") {
                 // Any other value that names a file by an absolute path
                 // (`core.hooksPath`, `core.fsmonitor`, `core.sshCommand`,
-                // a helper's command line): judged, not followed.
-                // Words, their `=` values (`--lesskey-src=/w/k`), and a
+                // a helper's command line): judged, not followed. Its
+                // words, their `=` values (`--lesskey-src=/w/k`), and a
                 // shell alias's command (`!/w/x.sh`).
                 let words =
                     value.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | '!'));
@@ -884,6 +887,9 @@ fn config_includes(
                         None => Vec::new(),
                     };
                     for path in named {
+                        if found.iter().any(|(seen, _)| *seen == path) {
+                            continue;
+                        }
                         if found.len() >= MOST_FILES {
                             return Err(file);
                         }

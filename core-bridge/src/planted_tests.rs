@@ -786,6 +786,7 @@ fn git_configuration_is_read_in_its_other_spellings() {
         ro.display()
     )));
     assert!(!refused("[core]\n\tbare = false # a comment\n"));
+    assert!(!refused(&format!("# hooksPath = {w}/h\n; path = {w}/x\n")));
 
     // A worktree: its .git file points at a git directory whose commondir
     // is the main repository's, whose configuration names a planted hook.
