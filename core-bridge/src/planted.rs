@@ -669,7 +669,7 @@ fn reader_refusal(
         if let Some(place) = writable_place(request.cwd, request.cwd, writable) {
             return refused(&place, "");
         }
-        if let Some(root) = writable_root_within(request.cwd, request.writable_roots) {
+        if let Some(root) = writable_root_within(request.cwd, request) {
             return refused(root, " (inside the project it works on)");
         }
     }
@@ -968,11 +968,36 @@ const PROJECT_MARKERS: &[&str] = &[
 /// the highest directory above it with a [`PROJECT_MARKERS`] file, but not
 /// above the git repository it is in, a submodule's superproject included
 /// (git reads every submodule's own
-/// repository; a workspace's members lie beside `cwd`). `cwd` is
-/// canonical, and neither it nor a way to it is writable.
-fn writable_root_within<'a>(cwd: &Path, writable_roots: &'a [PathBuf]) -> Option<&'a PathBuf> {
+/// repository; a workspace's members lie beside `cwd`). A home directory
+/// or `/` is no project's top unless it is a repository (a `package.json`
+/// left in the home would make every project under it one). `cwd` is canonical, and neither it
+/// nor a way to it is writable.
+fn writable_root_within<'a>(cwd: &Path, request: &Request<'a>) -> Option<&'a PathBuf> {
+    // This process's home only: the requester's `HOME` is the sandbox's to
+    // choose, and would stop the search below a writable member.
+    let homes: Vec<PathBuf> = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    writable_root_under_top(cwd, request.writable_roots, &homes)
+}
+
+/// [`writable_root_within`], with the home directories given.
+fn writable_root_under_top<'a>(
+    cwd: &Path,
+    writable_roots: &'a [PathBuf],
+    homes: &[PathBuf],
+) -> Option<&'a PathBuf> {
     let mut top = cwd;
     for directory in cwd.ancestors() {
+        let outside_any_project = directory == Path::new("/")
+            || homes
+                .iter()
+                .any(|home| home.as_path() == directory || home.starts_with(directory));
+        // A home that is a repository (dotfiles) is one project still.
+        if outside_any_project && directory != cwd && !directory.join(".git").is_dir() {
+            break;
+        }
         let holds = |name: &str| std::fs::symlink_metadata(directory.join(name)).is_ok();
         if PROJECT_MARKERS.iter().any(|marker| holds(marker)) {
             top = directory;
@@ -1411,7 +1436,7 @@ impl ArgumentWalk<'_> {
             true => resolved.as_path(),
             false => resolved.parent().unwrap_or(Path::new("/")),
         };
-        match writable_root_within(directory, self.request.writable_roots) {
+        match writable_root_within(directory, self.request) {
             Some(root) => self.refused_at(root),
             None => Step::Next,
         }

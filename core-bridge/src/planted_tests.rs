@@ -808,3 +808,25 @@ fn git_configuration_is_read_in_its_other_spellings() {
     .unwrap();
     assert!(check(&place, "git", "status", &worktree, &[]));
 }
+
+/// From a review: a `package.json` left in the home made the home the top
+/// of every project under it, and every escalated build there was refused
+/// for any writable root in the home. A home is no project's top, unless
+/// it is a repository (and the home is this process's, not the
+/// requester's, whose `HOME` the sandbox chooses).
+#[test]
+fn a_marker_in_the_home_does_not_make_it_a_project() {
+    let place = place();
+    let home = place.ro.join("home");
+    let (scratch, work) = (home.join("scratch"), home.join("work"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(home.join("package.json"), "{}").unwrap();
+    let roots = std::slice::from_ref(&work);
+    let within = |homes: &[PathBuf]| super::writable_root_under_top(&scratch, roots, homes);
+    assert_eq!(within(std::slice::from_ref(&home)), None);
+    // Another home: the package.json makes this directory a project.
+    assert_eq!(within(&[PathBuf::from("/nonexistent")]), Some(&work));
+    std::fs::create_dir_all(home.join(".git")).unwrap();
+    assert_eq!(within(std::slice::from_ref(&home)), Some(&work));
+}
