@@ -751,8 +751,13 @@ fn repository_refusal(
                 place.display()
             ));
         }
-        let named = match config_includes(&gitdir.join("config"), request) {
-            Ok(named) => named,
+        let configs = [gitdir.join("config"), gitdir.join("config.worktree")];
+        let named = match configs
+            .iter()
+            .map(|config| config_includes(config, request))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(named) => named.into_iter().flatten().collect::<Vec<_>>(),
             Err(file) => {
                 return Some(format!(
                     "escalation refused: {name} reads configuration that {} includes, through \
@@ -776,36 +781,44 @@ fn repository_refusal(
     None
 }
 
-/// The git directories git uses from `start`: `start` itself when it is
-/// one (`--git-dir`, a bare repository), else the first `.git` found
-/// walking up: the directory, or where a `.git` file's `gitdir:` points
-/// (a worktree, a submodule), with a worktree's common directory.
+/// The git directories git uses from `start`, found as git finds them:
+/// walking up, in each directory first its `.git` (the directory, or where
+/// a `.git` file's `gitdir:` points, with a worktree's common directory),
+/// then the directory itself if it is a bare repository (`--git-dir`, or
+/// a directory inside a bare repository). `start` may itself be a gitfile
+/// (`--git-dir=FILE`).
 fn git_directories(start: &Path) -> Vec<PathBuf> {
-    let is_git_directory = |dir: &Path| dir.join("HEAD").is_file() && dir.join("config").is_file();
-    if is_git_directory(start) {
-        return vec![start.to_path_buf()];
-    }
-    for directory in start.ancestors() {
-        let dot_git = directory.join(".git");
-        let Ok(meta) = std::fs::metadata(&dot_git) else {
-            continue;
-        };
-        if meta.is_dir() {
-            return vec![dot_git];
-        }
-        let text = read_small_file(&dot_git, 4096).unwrap_or_default();
+    let is_git_directory = |dir: &Path| {
+        dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
+    };
+    let gitfile = |file: &Path, from: &Path| -> Option<Vec<PathBuf>> {
+        let text = read_small_file(file, 4096)?;
         let text = String::from_utf8_lossy(&text);
-        let Some(pointed) = text.trim().strip_prefix("gitdir:") else {
-            // Not a gitfile git reads: the file itself is judged.
-            return vec![dot_git];
-        };
-        let gitdir = directory.join(pointed.trim());
+        let pointed = text.trim().strip_prefix("gitdir:")?;
+        let gitdir = from.join(pointed.trim());
         let mut found = vec![gitdir.clone()];
         if let Some(common) = read_small_file(&gitdir.join("commondir"), 4096) {
             let common = String::from_utf8_lossy(&common);
             found.push(gitdir.join(common.trim()));
         }
-        return found;
+        Some(found)
+    };
+    if start.is_file() {
+        let from = start.parent().unwrap_or(Path::new("/"));
+        return gitfile(start, from).unwrap_or_else(|| vec![start.to_path_buf()]);
+    }
+    for directory in start.ancestors() {
+        let dot_git = directory.join(".git");
+        if let Ok(meta) = std::fs::metadata(&dot_git) {
+            if meta.is_dir() {
+                return vec![dot_git];
+            }
+            // Not a gitfile git reads: the file itself is judged.
+            return gitfile(&dot_git, directory).unwrap_or_else(|| vec![dot_git]);
+        }
+        if is_git_directory(directory) {
+            return vec![directory.to_path_buf()];
+        }
     }
     Vec::new()
 }
@@ -834,8 +847,8 @@ fn config_includes(
         };
         let directory = file.parent().unwrap_or(Path::new("/"));
         let (mut in_include, mut in_safe) = (false, false);
-        for line in text.split(|&byte| byte == b'\n') {
-            let line = String::from_utf8_lossy(line);
+        let text = String::from_utf8_lossy(&text);
+        for line in logical_lines(&text) {
             let mut line = line.trim();
             if line.starts_with(['#', ';']) {
                 continue;
@@ -848,25 +861,18 @@ fn config_includes(
                 in_include =
                     name.eq_ignore_ascii_case("include") || name.eq_ignore_ascii_case("includeif");
                 in_safe = name.eq_ignore_ascii_case("safe");
-                // A key may follow on the same line: `[include] path = x`.
-                match section.split_once(']') {
-                    Some((_, rest)) if !rest.trim().is_empty() => line = rest.trim(),
+                // A key may follow on the same line: `[include] path = x`;
+                // the header ends at the first `]` outside quotes.
+                match unquoted_position(section, |c| c == ']') {
+                    Some(end) if !section[end + 1..].trim().is_empty() => {
+                        line = section[end + 1..].trim();
+                    }
                     _ => continue,
                 }
             }
             let Some((key, value)) = line.split_once('=') else {
                 continue;
             };
-            // A comment ends the value where it starts outside quotes.
-            let mut quoted = false;
-            let end = value
-                .char_indices()
-                .find(|&(_, c)| {
-                    quoted ^= c == '"';
-                    !quoted && matches!(c, '#' | ';')
-                })
-                .map_or(value.len(), |(at, _)| at);
-            let value = &value[..end];
             // `safe.directory` lists repositories git may open, often a
             // workspace: it names what to trust, nothing to read.
             if in_safe {
@@ -898,6 +904,11 @@ fn config_includes(
                 }
                 continue;
             }
+            // An include's path is followed, so its comment is cut off
+            // (other values are judged whole: a comment cut wrongly there
+            // would hide a path).
+            let value = &value
+                [..unquoted_position(value, |c| matches!(c, '#' | ';')).unwrap_or(value.len())];
             let value = value.trim().trim_matches('"');
             let paths: Vec<PathBuf> = match value.strip_prefix("~/") {
                 Some(relative) => homes.iter().map(|home| home.join(relative)).collect(),
@@ -915,6 +926,43 @@ fn config_includes(
         }
     }
     Ok(found)
+}
+
+/// A git configuration's lines, a line ending in `\\` joined to the next.
+fn logical_lines(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut pending = String::new();
+    for line in text.split('\n') {
+        match line.trim_end().strip_suffix('\\') {
+            Some(continued) => pending.push_str(continued),
+            None => {
+                pending.push_str(line);
+                lines.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    if !pending.is_empty() {
+        lines.push(pending);
+    }
+    lines
+}
+
+/// Where the first character matching `wanted` outside double quotes is,
+/// git's `\\` escapes (`\\"` is no quote) honoured.
+fn unquoted_position(text: &str, wanted: impl Fn(char) -> bool) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (at, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && wanted(c) {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Up to `most` bytes of `path` if it is a regular file, else `None`. The
@@ -1380,7 +1428,7 @@ impl ArgumentWalk<'_> {
         match meaning {
             Meaning::Directory => {
                 let directory = Path::new(OsStr::from_bytes(value));
-                if let Some(place) = writable_place(directory, base, self.writable) {
+                if let Some(place) = self.writable_from_either(directory, base) {
                     return self.refused_at(&place);
                 }
                 // Not writable, nor any way to it: what it names now is
@@ -1402,7 +1450,7 @@ impl ArgumentWalk<'_> {
             Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
             Meaning::Path => {
                 let path = Path::new(OsStr::from_bytes(value));
-                if let Some(place) = writable_place(path, base, self.writable) {
+                if let Some(place) = self.writable_from_either(path, base) {
                     return self.refused_at(&place);
                 }
                 // A repository named (`git --git-dir`, `--work-tree`).
@@ -1440,6 +1488,17 @@ impl ArgumentWalk<'_> {
             Some(root) => self.refused_at(root),
             None => Step::Next,
         }
+    }
+
+    /// [`writable_place`] of `path` from `base`, and from where the program
+    /// started when the walk moved `base`: a program may resolve an option
+    /// from its own working directory (npm's `--prefix` changes none).
+    fn writable_from_either(&self, path: &Path, base: &Path) -> Option<PathBuf> {
+        writable_place(path, base, self.writable).or_else(|| {
+            (base != self.request.cwd)
+                .then(|| writable_place(path, self.request.cwd, self.writable))
+                .flatten()
+        })
     }
 
     /// For git, the repository it would use from `directory` (`-C`,

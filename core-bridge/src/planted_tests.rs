@@ -712,10 +712,27 @@ fn what_a_review_of_the_project_checks_found() {
     let home = w.join("h");
     std::fs::create_dir_all(&home).unwrap();
     nix::unistd::mkfifo(&home.join(".gitconfig"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let started = std::time::Instant::now();
     let env = format!("HOME={}", home.display());
-    assert!(check(&place, "git", "status", &ro, &[&env]));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (sender, judged) = std::sync::mpsc::channel();
+    let (w_root, ro_dir) = (w.clone(), ro.clone());
+    std::thread::spawn(move || {
+        let writable = |path: &Path| path.starts_with(&w_root);
+        let argv = [OsString::from("git"), OsString::from("status")];
+        let env = [OsString::from(env)];
+        let refusal = planted_instructions(
+            &Request {
+                program: Path::new("/usr/bin/git"),
+                argv: &argv,
+                cwd: &ro_dir,
+                env: &env,
+                writable_roots: std::slice::from_ref(&w_root),
+            },
+            &writable,
+        );
+        let _ = sender.send(refusal.is_some());
+    });
+    let refused = judged.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(refused, Ok(true), "the check waits on a FIFO");
 
     // npm may not take `--dir` (or `--pre`) for a directory: what follows
     // is judged from where it starts too.
@@ -829,4 +846,74 @@ fn a_marker_in_the_home_does_not_make_it_a_project() {
     assert_eq!(within(&[PathBuf::from("/nonexistent")]), Some(&work));
     std::fs::create_dir_all(home.join(".git")).unwrap();
     assert_eq!(within(std::slice::from_ref(&home)), Some(&work));
+}
+
+/// A second quick review: git's `\\"` is no quote, so a comment cut there
+/// hid a path; a work tree holding files named like a git directory's was
+/// taken for one; a bare repository above, `config.worktree`, continued
+/// lines and a `]` inside a header's quotes were not read; and options'
+/// values were judged only from where the walk had moved.
+#[test]
+fn git_configuration_as_git_reads_it_and_options_from_both_places() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let repo = ro.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    let refused_with = |config: &str, worktree: &str| {
+        std::fs::write(repo.join(".git/config"), config).unwrap();
+        std::fs::write(repo.join(".git/config.worktree"), worktree).unwrap();
+        check(&place, "git", "status", &repo, &[])
+    };
+    let w_text = w.display().to_string();
+    assert!(refused_with(
+        &format!("[core]\n\tpager = \"\\\" ; {w_text}/evil #\"\n"),
+        ""
+    ));
+    assert!(refused_with(
+        &format!("[core]\n\tsshCommand = ssh -i \\\n{w_text}/key\n"),
+        ""
+    ));
+    assert!(refused_with(
+        "",
+        &format!("[core]\nhooksPath = {w_text}/h\n")
+    ));
+    std::fs::write(
+        ro.join("inc.cfg"),
+        format!("[core]\nhooksPath = {w_text}/h\n"),
+    )
+    .unwrap();
+    assert!(refused_with(
+        &format!(
+            "[includeIf \"onbranch:a]b\"] path = {}/inc.cfg\n",
+            ro.display()
+        ),
+        ""
+    ));
+    // Files named HEAD and config in the work tree: its .git still counts.
+    std::fs::write(repo.join("HEAD"), "x").unwrap();
+    std::fs::write(repo.join("config"), "").unwrap();
+    assert!(refused_with(
+        &format!("[core]\nhooksPath = {w_text}/h\n"),
+        ""
+    ));
+    assert!(!refused_with("[core]\n\tbare = false\n", ""));
+
+    // A directory inside a bare repository.
+    let bare = ro.join("bare.git");
+    for dir in ["objects", "refs/heads"] {
+        std::fs::create_dir_all(bare.join(dir)).unwrap();
+    }
+    std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(
+        bare.join("config"),
+        format!("[core]\nhooksPath = {w_text}/h\n"),
+    )
+    .unwrap();
+    assert!(check(&place, "git", "status", &bare.join("refs"), &[]));
+
+    // npm resolves --userconfig from where it runs, whatever --prefix says.
+    std::fs::create_dir_all(ro.join("proj")).unwrap();
+    std::fs::create_dir_all(ro.join("a/b")).unwrap();
+    let args = "--prefix {ro}/a/b --userconfig ../../w/npmrc install";
+    assert!(check(&place, "npm", args, &ro.join("proj"), &[]), "{args}");
 }
