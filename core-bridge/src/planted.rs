@@ -684,18 +684,6 @@ fn reader_refusal(
     if let Some(reason) = walk.refusal() {
         return Some(reason);
     }
-    let mut included = Vec::new();
-    let mut include = |config: &Path| match config_includes(config, request) {
-        Ok(found) => {
-            included.extend(found);
-            None
-        }
-        Err(file) => Some(format!(
-            "escalation refused: {name} reads configuration that {} includes, through more \
-             files than the check follows",
-            file.display()
-        )),
-    };
     if reader.config_includes {
         if let Some(refusal) = repository_refusal(name, request.cwd, request, writable) {
             return Some(refusal);
@@ -703,11 +691,6 @@ fn reader_refusal(
     }
     for file in reader.config_files {
         for candidate in config_candidates(file, request) {
-            if reader.config_includes {
-                if let Some(refusal) = include(&candidate) {
-                    return Some(refusal);
-                }
-            }
             if candidate.is_relative() {
                 return Some(format!(
                     "escalation refused: {name} reads {} from {}, a relative path: from \
@@ -719,17 +702,46 @@ fn reader_refusal(
             if let Some(place) = writable_place(&candidate, request.cwd, writable) {
                 return refused(&place, &format!(" (for {})", candidate.display()));
             }
-        }
-    }
-    for (file, from) in included {
-        if let Some(place) = writable_place(&file, request.cwd, writable) {
-            return refused(
-                &place,
-                &format!(" (for {}, which {} names)", file.display(), from.display()),
-            );
+            // Read only once it is known the sandbox could not have
+            // written it (nor chosen what it names, then).
+            if reader.config_includes {
+                if let Some(refusal) = named_refusal(name, &candidate, request, writable) {
+                    return Some(refusal);
+                }
+            }
         }
     }
     None
+}
+
+/// Why a configuration file, which the sandbox cannot write, names a file
+/// it could have (through `[include]`, or a value's path: see
+/// [`config_includes`]).
+fn named_refusal(
+    name: &str,
+    config: &Path,
+    request: &Request<'_>,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    let named = match config_includes(config, request) {
+        Ok(named) => named,
+        Err(file) => {
+            return Some(format!(
+                "escalation refused: {name} reads configuration that {} includes, through \
+                 more files than the check follows",
+                file.display()
+            ))
+        }
+    };
+    named.into_iter().find_map(|(file, from)| {
+        let place = writable_place(&file, request.cwd, writable)?;
+        Some(format!(
+            "escalation refused: {name} reads {} (which {} names), and the sandbox can write {}",
+            file.display(),
+            from.display(),
+            place.display()
+        ))
+    })
 }
 
 /// Why git, working from `start`, would read a repository the sandbox
@@ -751,30 +763,9 @@ fn repository_refusal(
                 place.display()
             ));
         }
-        let configs = [gitdir.join("config"), gitdir.join("config.worktree")];
-        let named = match configs
-            .iter()
-            .map(|config| config_includes(config, request))
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(named) => named.into_iter().flatten().collect::<Vec<_>>(),
-            Err(file) => {
-                return Some(format!(
-                    "escalation refused: {name} reads configuration that {} includes, through \
-                     more files than the check follows",
-                    file.display()
-                ))
-            }
-        };
-        for (file, from) in named {
-            if let Some(place) = writable_place(&file, start, writable) {
-                return Some(format!(
-                    "escalation refused: {name} reads {} (which {} names), and the sandbox can \
-                     write {}",
-                    file.display(),
-                    from.display(),
-                    place.display()
-                ));
+        for config in [gitdir.join("config"), gitdir.join("config.worktree")] {
+            if let Some(refusal) = named_refusal(name, &config, request, writable) {
+                return Some(refusal);
             }
         }
     }
@@ -1441,10 +1432,10 @@ impl ArgumentWalk<'_> {
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => joined,
                     Err(error) => return Step::Refused(self.unresolved(&joined, &error)),
                 };
-                if let Some(reason) = self.repository(&base.clone()) {
+                if let Some(reason) = self.repository(base) {
                     return Step::Refused(reason);
                 }
-                self.project_step(&base.clone())
+                self.project_step(base)
             }
             // `-` for a file is standard input, the sandbox's to fill.
             Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
