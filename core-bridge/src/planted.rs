@@ -1266,12 +1266,14 @@ impl ArgumentWalk<'_> {
                         ));
                     }
                     let named = OsStr::from_bytes(text);
-                    let cwd = self.request.cwd;
-                    let froms = [Some(base.as_path()), (base != cwd).then_some(cwd)];
-                    for from in froms.into_iter().flatten() {
-                        if let Step::Refused(reason) = self.project_step(&from.join(named)) {
-                            return Some(reason);
+                    let refusal = self.on_either_base(&base, |from| {
+                        match self.project_step(&from.join(named)) {
+                            Step::Refused(reason) => Some(reason),
+                            _ => None,
                         }
+                    });
+                    if refusal.is_some() {
+                        return refusal;
                     }
                 }
                 match phase {
@@ -1481,13 +1483,14 @@ impl ArgumentWalk<'_> {
         }
     }
 
-    /// [`writable_place`] of `path` from `base`, and from where the program
-    /// started when the walk moved `base`: a program may resolve an option
-    /// from its own working directory (npm's `--prefix` changes none).
-    fn writable_from_either(&self, path: &Path, base: &Path) -> Option<PathBuf> {
-        writable_place(path, base, self.writable).or_else(|| {
+    /// `judge` from where the walk believes the program works, then from
+    /// where it started when the walk moved that: an option the walk takes
+    /// for a directory may not be one to the program (npm's `--dir` and
+    /// `--prefix` change none).
+    fn on_either_base<T>(&self, base: &Path, judge: impl Fn(&Path) -> Option<T>) -> Option<T> {
+        judge(base).or_else(|| {
             (base != self.request.cwd)
-                .then(|| writable_place(path, self.request.cwd, self.writable))
+                .then(|| judge(self.request.cwd))
                 .flatten()
         })
     }
@@ -1513,15 +1516,13 @@ impl ArgumentWalk<'_> {
     /// parts, and what follows each `=` in them (`NAME=value`,
     /// `--option=value`, and an option's value that is itself one, as in
     /// `--node-options=--require=/w/x.js`).
+    /// [`writable_place`] of `path`, from either base.
+    fn writable_from_either(&self, path: &Path, base: &Path) -> Option<PathBuf> {
+        self.on_either_base(base, |from| writable_place(path, from, self.writable))
+    }
+
     fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
-        // From where the walk believes the program works, and from where
-        // it started: an option the walk takes for a directory may not be
-        // one to the program (npm's `--dir`).
-        self.judge_word_from(word, base).or_else(|| {
-            (base != self.request.cwd)
-                .then(|| self.judge_word_from(word, self.request.cwd))
-                .flatten()
-        })
+        self.on_either_base(base, |from| self.judge_word_from(word, from))
     }
 
     fn judge_word_from(&self, word: &[u8], base: &Path) -> Option<String> {
