@@ -777,26 +777,14 @@ fn spawn_plan(
     if let Some((script, number)) = launch.script.take() {
         fds.push((SafeClose::own(script), number));
     }
-    let mut env = escalated_environment(
+    let env = escalated_environment(
         &context.env,
         path,
         sandboxed,
         beyond_the_sandbox,
         &shared.config.escalation_env,
+        shared.config.unsandboxed_tmpdir.as_deref(),
     );
-    if let Some(tmpdir) = shared
-        .config
-        .unsandboxed_tmpdir
-        .as_ref()
-        .filter(|_| !sandboxed)
-    {
-        env.retain(|entry| {
-            !std::os::unix::ffi::OsStrExt::as_bytes(entry.as_os_str()).starts_with(b"TMPDIR=")
-        });
-        let mut entry = OsString::from("TMPDIR=");
-        entry.push(tmpdir);
-        env.push(entry);
-    }
     let (mut order, mut pending_link) = (None, None);
     if let Some((launcher, policy)) = sandbox {
         // bubblewrap starts the inner helper, which executes the checked

@@ -221,13 +221,16 @@ pub(crate) fn server_defaults() -> Vec<(OsString, OsString)> {
 /// entries and the session's `base`: the shell could have pointed any
 /// other variable at what it planted (`GIT_TEST_FSMONITOR`,
 /// `PYTHONPYCACHEPREFIX`, `npm_config_script_shell`, a `HOME` in the
-/// workspace), for whatever the program runs.
+/// workspace), for whatever the program runs. An unsandboxed child gets
+/// `unsandboxed_tmpdir` for `TMPDIR` when the session has one: not the
+/// sandbox's, where the shell could have left files for it to find.
 pub(crate) fn escalated_environment(
     requested: &[OsString],
     path: &OsStr,
     sandboxed: bool,
     beyond_the_sandbox: bool,
     base: &[(OsString, OsString)],
+    unsandboxed_tmpdir: Option<&Path>,
 ) -> Vec<OsString> {
     let name_of = |entry: &OsString| -> Option<OsString> {
         let bytes = entry.as_bytes();
@@ -278,6 +281,12 @@ pub(crate) fn escalated_environment(
             env.push(entry);
         }
     }
+    if let Some(tmpdir) = unsandboxed_tmpdir.filter(|_| !sandboxed) {
+        env.retain(|entry| !entry.as_bytes().starts_with(b"TMPDIR="));
+        let mut entry = OsString::from("TMPDIR=");
+        entry.push(tmpdir);
+        env.push(entry);
+    }
     let mut path_entry = OsString::from("PATH=");
     path_entry.push(path);
     env.push(path_entry);
@@ -313,7 +322,14 @@ mod tests {
         .iter()
         .map(OsString::from)
         .collect();
-        let env = escalated_environment(&requested, OsStr::new("/usr/bin:/bin"), true, false, &[]);
+        let env = escalated_environment(
+            &requested,
+            OsStr::new("/usr/bin:/bin"),
+            true,
+            false,
+            &[],
+            None,
+        );
         let expected: Vec<OsString> = [
             "HOME=/root",
             "LANG=C.UTF-8",
@@ -336,6 +352,7 @@ mod tests {
             false,
             true,
             &server_defaults(),
+            None,
         );
         let names: Vec<String> = env
             .iter()
@@ -363,6 +380,7 @@ mod tests {
             true,
             true,
             &server_defaults(),
+            None,
         );
         let unsandboxed = escalated_environment(
             &requested,
@@ -370,6 +388,7 @@ mod tests {
             false,
             true,
             &server_defaults(),
+            None,
         );
         assert_eq!(granted, unsandboxed);
         assert!(!names.contains(&"GIT_AUTHOR_NAME".to_owned()));
@@ -414,6 +433,7 @@ mod tests {
                 false,
                 true,
                 &[],
+                None,
             );
             assert_eq!(
                 env.iter().any(|found| found == entry),
@@ -421,5 +441,38 @@ mod tests {
                 "{entry}: {env:?}"
             );
         }
+    }
+
+    /// An unsandboxed child gets the session's own TMPDIR, never the
+    /// shell's (the sandbox's, which it could fill); a sandboxed one keeps
+    /// the sandbox's.
+    #[test]
+    fn unsandboxed_children_get_the_sessions_tmpdir() {
+        let requested = [OsString::from("TMPDIR=/work/planted")];
+        let own = Path::new("/run/session/tmp");
+        let tmpdirs = |env: Vec<OsString>| -> Vec<OsString> {
+            env.into_iter()
+                .filter(|entry| entry.as_bytes().starts_with(b"TMPDIR="))
+                .collect()
+        };
+        let base = [(OsString::from("TMPDIR"), OsString::from("/server/tmp"))];
+        let unsandboxed = escalated_environment(
+            &requested,
+            OsStr::new("/usr/bin:/bin"),
+            false,
+            true,
+            &base,
+            Some(own),
+        );
+        assert_eq!(tmpdirs(unsandboxed), ["TMPDIR=/run/session/tmp"]);
+        let in_the_sandbox = escalated_environment(
+            &requested,
+            OsStr::new("/usr/bin:/bin"),
+            true,
+            false,
+            &[],
+            Some(own),
+        );
+        assert_eq!(tmpdirs(in_the_sandbox), ["TMPDIR=/work/planted"]);
     }
 }
