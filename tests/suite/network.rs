@@ -734,6 +734,21 @@ fn declining_session(place: &Place, delay: Duration) -> (ShellSession, NetworkAn
     (session, approver)
 }
 
+/// The reason a command ended for the connection to `origin` a person
+/// declined; `output` is shown if it is not.
+fn assert_declined(reason: Option<String>, origin: &Origin, output: &[u8]) {
+    let expected = format!(
+        "network denied: 127.0.0.2:{} (declined by the user)",
+        origin.port
+    );
+    assert_eq!(
+        reason.as_deref(),
+        Some(expected.as_str()),
+        "{}",
+        text(output)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_denial_ends_the_command_and_everything_it_started() {
     let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
@@ -748,18 +763,7 @@ async fn a_late_denial_ends_the_command_and_everything_it_started() {
         ws = place.ws.display()
     );
     let outcome = run_proxied(&session, &origin, &script).await;
-    assert_eq!(
-        outcome.network_denied.as_deref(),
-        Some(
-            format!(
-                "network denied: 127.0.0.2:{} (declined by the user)",
-                origin.port
-            )
-            .as_str()
-        ),
-        "{}",
-        text(&outcome.stderr)
-    );
+    assert_declined(outcome.network_denied, &origin, &outcome.stderr);
     assert!(
         !place.ws.join("after").exists(),
         "the command went on after the denial"
@@ -792,18 +796,7 @@ async fn a_late_denial_says_why_to_unified_exec_too() {
     let ExecResponse::Exited(exited) = session.exec_command(&script, options).await.unwrap() else {
         panic!("still running after 10 s");
     };
-    assert_eq!(
-        exited.network_denied.as_deref(),
-        Some(
-            format!(
-                "network denied: 127.0.0.2:{} (declined by the user)",
-                origin.port
-            )
-            .as_str()
-        ),
-        "{}",
-        text(&exited.output.stdout)
-    );
+    assert_declined(exited.network_denied, &origin, &exited.output.stdout);
     assert!(!text(&exited.output.stdout).contains("went on"));
     session.shutdown().await;
 }
