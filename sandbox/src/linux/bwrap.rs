@@ -238,8 +238,21 @@ impl Launcher {
         for file in policy.denied_files().iter().chain(policy.host_sockets()) {
             args.cover(file);
         }
-        for path in exposed_needing_binds(policy, self.exposed.iter().chain([&self.helper])) {
+        let exposed_binds =
+            exposed_needing_binds(policy, self.exposed.iter().chain([&self.helper]));
+        for path in &exposed_binds {
             args.bind("--ro-bind", path);
+        }
+        // A writable root inside an exposed directory (an escalation's own
+        // temporary directory, in the session's) is bound again over it:
+        // the later mount is the one the sandbox sees.
+        for rule in policy.rules() {
+            let inside_exposed = exposed_binds
+                .iter()
+                .any(|exposed| rule.path.starts_with(exposed) && rule.path != **exposed);
+            if rule.access == Access::Write && rule.exists && inside_exposed {
+                args.bind("--bind", &rule.path);
+            }
         }
         // Allowed host sockets, wherever they are (`/run` is covered).
         for (socket, _) in policy.allowed_unix_sockets() {
@@ -507,6 +520,32 @@ mod tests {
         // Under a covered directory, or named through a symlink: bound.
         assert_eq!(binds_of(&arguments, &covered), 1, "{arguments:?}");
         assert_eq!(binds_of(&arguments, &through_link), 1, "{arguments:?}");
+
+        // A writable root inside an exposed directory is bound writable
+        // again after it, so that the read-only bind does not hide it.
+        let session = root.join("session");
+        let own_tmp = session.join("tmp");
+        std::fs::create_dir_all(&own_tmp).unwrap();
+        launcher.expose(session.clone());
+        let granted = resolved(
+            &[
+                (":root", Access::Read),
+                (own_tmp.to_str().unwrap(), Access::Write),
+                (session.to_str().unwrap(), Access::Write),
+            ],
+            &workspace,
+        );
+        let arguments = launcher.arguments(&granted, &workspace, None, None, &["true".into()]);
+        let position = |flag: &str, path: &Path| {
+            arguments
+                .windows(3)
+                .rposition(|w| w[0] == flag && w[1] == path.as_os_str() && w[2] == path.as_os_str())
+        };
+        let session_read_only = position("--ro-bind", &session).unwrap();
+        assert!(
+            position("--bind", &own_tmp).is_some_and(|at| at > session_read_only),
+            "{arguments:?}"
+        );
 
         // With only the minimal roots, nothing above shows: each is bound,
         // duplicates once.
