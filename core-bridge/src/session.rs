@@ -315,22 +315,26 @@ impl ShellSession {
             .filter(|(name, _)| name != "PATH")
             .cloned()
             .collect();
-        // Unsandboxed children get a temporary directory of their own, in
-        // the session's directory, which every sandbox sees read-only:
-        // in one the sandbox shares, it could swap what they write there
-        // and then run (a re-probe swapped the `setup.py` an escalated pip
-        // had unpacked there).
+        // Unsandboxed children get a temporary directory of their own, and
+        // each escalation with grants one made for it, in the session's
+        // directory, which every sandbox sees read-only: in one the sandbox
+        // shares, it could swap what they write there and then run (a
+        // re-probe swapped the `setup.py` an escalated pip had unpacked
+        // there).
         if matches!(profile, PermissionProfile::Managed { .. }) {
             use std::os::unix::fs::DirBuilderExt;
-            let tmpdir = zsh_dir.path().join("tmp");
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&tmpdir)
-                .map_err(|source| BridgeError::Io {
-                    what: "cannot create the temporary directory of unsandboxed children".into(),
-                    source,
-                })?;
-            server.unsandboxed_tmpdir = Some(tmpdir);
+            let [unsandboxed, granted] = ["tmp", "granted"].map(|name| zsh_dir.path().join(name));
+            for dir in [&unsandboxed, &granted] {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| BridgeError::Io {
+                        what: format!("cannot create {}", dir.display()),
+                        source,
+                    })?;
+            }
+            server.unsandboxed_tmpdir = Some(unsandboxed);
+            server.granted_tmpdirs = Some(granted);
         }
         // A sandboxed shell's `TMPDIR` is the one its sandbox may write: a
         // `TMPDIR` the sandbox did not take (its name does not look like a

@@ -6,6 +6,7 @@ use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +15,12 @@ use execgate_protocol::{
     decode_client, encode_server, recv_with_fds_without_waiting, ClientMessage, ExecRequest,
     ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
-use execgate_sandbox::{Launcher, NetworkPolicy, ResolvedPolicy};
+use execgate_sandbox::{
+    AbsolutePath, Access, FsTarget, Launcher, NetworkPolicy, PermissionProfile, ResolvedPolicy,
+};
 
 use crate::network::SandboxOrigin;
+use crate::own_tmpdir::OwnTmpdir;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use tokio::io::Interest;
@@ -260,6 +264,8 @@ struct Launch {
     /// escalation adds to it itself.
     grants_seen: u64,
     grants_own: u64,
+    /// With grants, its own `TMPDIR`, removed when this is dropped.
+    own_tmpdir: Option<OwnTmpdir>,
 }
 
 /// Everything an escalation needs before the wrapper hands its descriptors
@@ -278,7 +284,7 @@ async fn launch_for(
         (_, Err(reason)) => return Err(format!("not escalated: {reason}")),
         (None, Ok(_)) => return Err("not escalated: the working directory is not held".into()),
     };
-    let sandbox = sandbox_for(shared, execution).await?;
+    let (sandbox, own_tmpdir) = sandbox_for(shared, execution, context.request_id).await?;
     Ok(Launch {
         opened,
         directory,
@@ -286,6 +292,7 @@ async fn launch_for(
         beyond_the_sandbox: *execution != Execution::TurnDefault,
         grants_seen,
         grants_own: u64::from(matches!(execution, Execution::Permissions(_))),
+        own_tmpdir,
     })
 }
 
@@ -293,11 +300,16 @@ async fn launch_for(
 /// the resolved policy of its sandbox.
 type SandboxPlan = Option<(Launcher, Arc<ResolvedPolicy>)>;
 
-/// The sandbox an escalation runs in, or why it cannot run at all. A
+/// The sandbox an escalation runs in, and with grants the temporary
+/// directory of its own it is granted, or why it cannot run at all. A
 /// sandboxed execution never falls back to running unsandboxed.
-async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<SandboxPlan, String> {
+async fn sandbox_for(
+    shared: &Arc<Shared>,
+    execution: &Execution,
+    request_id: u64,
+) -> Result<(SandboxPlan, Option<OwnTmpdir>), String> {
     let extra = match execution {
-        Execution::Unsandboxed => return Ok(None),
+        Execution::Unsandboxed => return Ok((None, None)),
         Execution::TurnDefault => None,
         Execution::Permissions(extra) => Some(extra.clone()),
     };
@@ -311,24 +323,49 @@ async fn sandbox_for(shared: &Arc<Shared>, execution: &Execution) -> Result<Sand
     let worker = shared.clone();
     let resolved = tokio::task::spawn_blocking(move || {
         let sandbox = worker.sandbox.as_ref()?;
+        let (extra, own_tmpdir) = match (extra, &worker.config.granted_tmpdirs) {
+            (Some(extra), Some(root)) => match with_own_tmpdir(extra, root, request_id) {
+                Ok((extra, own_tmpdir)) => (Some(extra), Some(own_tmpdir)),
+                Err(reason) => return Some(Err(reason)),
+            },
+            (extra, _) => (extra, None),
+        };
         Some(
             sandbox
                 .policy_with(extra.as_ref())
-                .map(|policy| policy.map(|policy| (sandbox.launcher.clone(), policy))),
+                .map(|policy| policy.map(|policy| (sandbox.launcher.clone(), policy)))
+                .map(|plan| (plan, own_tmpdir))
+                .map_err(|error| format!("the sandbox cannot be set up: {error}")),
         )
     })
     .await
     .map_err(|error| format!("sandbox resolution failed: {error}"))?;
     match resolved {
-        Some(Ok(plan)) => {
+        Some(Ok((plan, own_tmpdir))) => {
             if let (Execution::Permissions(_), Some((_, policy))) = (execution, &plan) {
                 shared.granted(policy);
             }
-            Ok(plan)
+            Ok((plan, own_tmpdir))
         }
-        Some(Err(error)) => Err(format!("the sandbox cannot be set up: {error}")),
+        Some(Err(reason)) => Err(reason),
         None => Err("the session has no sandbox".into()),
     }
+}
+
+/// `extra` granting, besides, a temporary directory made for this
+/// escalation in `root`.
+fn with_own_tmpdir(
+    mut extra: PermissionProfile,
+    root: &Path,
+    request_id: u64,
+) -> Result<(PermissionProfile, OwnTmpdir), String> {
+    let own_tmpdir = OwnTmpdir::create(root, request_id)?;
+    if let PermissionProfile::Managed { file_system, .. } = &mut extra {
+        AbsolutePath::new(own_tmpdir.path(), None)
+            .and_then(|path| file_system.push(FsTarget::Path(path), Access::Write))
+            .map_err(|error| format!("the sandbox cannot be set up: {error}"))?;
+    }
+    Ok((extra, own_tmpdir))
 }
 
 /// Answers `Deny`; a requester that has gone away misses nothing.
@@ -441,7 +478,7 @@ async fn read_descriptors(
 async fn escalate(
     shared: &Arc<Shared>,
     context: &Arc<ExecContext>,
-    launch: Launch,
+    mut launch: Launch,
     mut reader: OwnedReadHalf,
     mut writer: OwnedWriteHalf,
     cancel: CancellationToken,
@@ -492,13 +529,17 @@ async fn escalate(
         return;
     }
     let sandboxed = launch.sandbox.is_some();
-    let (plan, order, pending_link) = match spawn_plan(shared, context, launch, fds) {
-        Ok(planned) => planned,
-        Err(reason) => {
-            let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
-            return;
-        }
-    };
+    // Kept until the child has ended, then removed.
+    let own_tmpdir = launch.own_tmpdir.take();
+    let own_tmpdir_path = own_tmpdir.as_ref().map(OwnTmpdir::path);
+    let (plan, order, pending_link) =
+        match spawn_plan(shared, context, launch, fds, own_tmpdir_path) {
+            Ok(planned) => planned,
+            Err(reason) => {
+                let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                return;
+            }
+        };
     let started = Instant::now();
     let spare_served = order.as_ref().is_some_and(|order| order.kept);
     let taken = match order {
@@ -743,6 +784,7 @@ fn spawn_plan(
     context: &ExecContext,
     launch: Launch,
     mut fds: Vec<(SafeClose, RawFd)>,
+    granted_tmpdir: Option<&Path>,
 ) -> Result<(SpawnPlan, Option<SandboxOrder>, Option<PendingLink>), String> {
     shared.children.scope.check()?;
     let Launch {
@@ -783,7 +825,10 @@ fn spawn_plan(
         sandboxed,
         beyond_the_sandbox,
         &shared.config.escalation_env,
-        shared.config.unsandboxed_tmpdir.as_deref(),
+        match sandboxed {
+            false => shared.config.unsandboxed_tmpdir.as_deref(),
+            true => granted_tmpdir,
+        },
     );
     let (mut order, mut pending_link) = (None, None);
     if let Some((launcher, policy)) = sandbox {

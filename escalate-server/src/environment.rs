@@ -221,16 +221,16 @@ pub(crate) fn server_defaults() -> Vec<(OsString, OsString)> {
 /// entries and the session's `base`: the shell could have pointed any
 /// other variable at what it planted (`GIT_TEST_FSMONITOR`,
 /// `PYTHONPYCACHEPREFIX`, `npm_config_script_shell`, a `HOME` in the
-/// workspace), for whatever the program runs. An unsandboxed child gets
-/// `unsandboxed_tmpdir` for `TMPDIR` when the session has one: not the
-/// sandbox's, where the shell could have left files for it to find.
+/// workspace), for whatever the program runs. A child given a temporary
+/// directory of its own (`own_tmpdir`) gets it for `TMPDIR`: not the
+/// sandbox's, where the shell could swap what the child writes there.
 pub(crate) fn escalated_environment(
     requested: &[OsString],
     path: &OsStr,
     sandboxed: bool,
     beyond_the_sandbox: bool,
     base: &[(OsString, OsString)],
-    unsandboxed_tmpdir: Option<&Path>,
+    own_tmpdir: Option<&Path>,
 ) -> Vec<OsString> {
     let name_of = |entry: &OsString| -> Option<OsString> {
         let bytes = entry.as_bytes();
@@ -281,7 +281,7 @@ pub(crate) fn escalated_environment(
             env.push(entry);
         }
     }
-    if let Some(tmpdir) = unsandboxed_tmpdir.filter(|_| !sandboxed) {
+    if let Some(tmpdir) = own_tmpdir {
         env.retain(|entry| !entry.as_bytes().starts_with(b"TMPDIR="));
         let mut entry = OsString::from("TMPDIR=");
         entry.push(tmpdir);
@@ -443,11 +443,11 @@ mod tests {
         }
     }
 
-    /// An unsandboxed child gets the session's own TMPDIR, never the
-    /// shell's (the sandbox's, which it could fill); a sandboxed one keeps
-    /// the sandbox's.
+    /// A child with a temporary directory of its own gets it, never the
+    /// shell's (the sandbox's, which it could fill); one in the session's
+    /// sandbox keeps the sandbox's.
     #[test]
-    fn unsandboxed_children_get_the_sessions_tmpdir() {
+    fn children_beyond_the_sandbox_get_their_own_tmpdir() {
         let requested = [OsString::from("TMPDIR=/work/planted")];
         let own = Path::new("/run/session/tmp");
         let tmpdirs = |env: Vec<OsString>| -> Vec<OsString> {
@@ -465,13 +465,22 @@ mod tests {
             Some(own),
         );
         assert_eq!(tmpdirs(unsandboxed), ["TMPDIR=/run/session/tmp"]);
+        let granted = escalated_environment(
+            &requested,
+            OsStr::new("/usr/bin:/bin"),
+            true,
+            true,
+            &base,
+            Some(own),
+        );
+        assert_eq!(tmpdirs(granted), ["TMPDIR=/run/session/tmp"]);
         let in_the_sandbox = escalated_environment(
             &requested,
             OsStr::new("/usr/bin:/bin"),
             true,
             false,
             &[],
-            Some(own),
+            None,
         );
         assert_eq!(tmpdirs(in_the_sandbox), ["TMPDIR=/work/planted"]);
     }

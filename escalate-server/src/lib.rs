@@ -50,6 +50,7 @@ mod environment;
 mod events;
 mod lineage;
 mod network;
+mod own_tmpdir;
 mod policy;
 mod resolve;
 mod scope;

@@ -55,6 +55,12 @@ pub struct SessionConfig {
     /// a package there); in a temporary directory the sandbox shares, it
     /// could swap them first. Default: none (`escalation_env`'s).
     pub unsandboxed_tmpdir: Option<PathBuf>,
+    /// Where each escalation with grants gets a temporary directory of its
+    /// own, for `TMPDIR` (made when it starts, removed when it ends), for
+    /// the same reason. It must be a directory the session's sandbox cannot
+    /// write, though one of its sandboxes may be granted a directory in
+    /// it. Default: none (the escalation shares the session's).
+    pub granted_tmpdirs: Option<PathBuf>,
     /// How long a client may take to send its request.
     pub request_timeout: Duration,
     /// The session's sandbox. `None` refuses every sandboxed escalation.
@@ -174,6 +180,7 @@ impl SessionConfig {
                 .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
             escalation_env: crate::environment::server_defaults(),
             unsandboxed_tmpdir: None,
+            granted_tmpdirs: None,
             request_timeout: Duration::from_secs(10),
             sandbox: None,
             audit: None,
@@ -350,9 +357,16 @@ impl Shared {
             .granted_writable
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // An escalation's own temporary directory counts as the directory
+        // all of them are made in: one entry, however many escalations.
+        let own_tmpdirs = self.config.granted_tmpdirs.as_deref();
         for rule in policy.rules() {
-            if rule.access == Access::Write && !granted.contains(&rule.path) {
-                granted.push(rule.path.clone());
+            let path = match own_tmpdirs {
+                Some(root) if rule.path.starts_with(root) => root,
+                _ => rule.path.as_path(),
+            };
+            if rule.access == Access::Write && !granted.iter().any(|known| known == path) {
+                granted.push(path.to_path_buf());
             }
         }
     }

@@ -804,6 +804,58 @@ prefix_rule(pattern = ["mkdir"])
     session.shutdown().await;
 }
 
+/// An escalation with grants shared the sandbox's `TMPDIR`, where the
+/// shell could swap what it wrote there before it ran it with its grants.
+/// It gets one of its own, which it may write and the shell may not, gone
+/// when it ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_with_grants_gets_a_temporary_directory_of_its_own() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["dash"], execution = "build")"#);
+    let mut setup = Setup::rules(rules);
+    setup
+        .profiles
+        .add_toml(
+            // With the sessions' directory under a writable root, which its
+            // read-only bind must not hide the escalation's directory in.
+            "[profiles.build]\nextends = \"workspace-write\"\n\
+             filesystem = { \"/var/tmp\" = \"write\" }\n",
+            None,
+        )
+        .unwrap();
+    let recorder = Recorder::default();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        "dash -c 'echo \"$TMPDIR\"; echo written > \"$TMPDIR/f\" && cat \"$TMPDIR/f\"'\n\
+         print -r -- $TMPDIR\n\
+         mkdir $(dirname $(dash -c 'echo $TMPDIR'))/planted 2>/dev/null; print shell=$?",
+    )
+    .await;
+    let stdout = text(&outcome.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let [own, written, shells, shell_wrote] = lines[..] else {
+        panic!("{stdout}\n{}", text(&outcome.stderr));
+    };
+    assert_eq!(written, "written", "{}", text(&outcome.stderr));
+    assert_ne!(own, shells);
+    assert!(
+        own.contains("/execgate-zsh") && own.contains("/granted/"),
+        "{own}"
+    );
+    assert_eq!(
+        shell_wrote, "shell=1",
+        "the shell wrote where grants get their TMPDIR"
+    );
+    // Removed off the serving thread, after the escalation's answer.
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        !std::path::Path::new(own).exists()
+    });
+    assert!(gone, "{own} outlived its escalation");
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn requested_permissions_are_cut_to_what_the_approver_grants() {
     let place = Place::new();
