@@ -130,6 +130,13 @@ pub enum SandboxError {
     )]
     HiddenWorkingDirectory(PathBuf),
     #[error(
+        "the working directory {} matches a deny glob of the profile ({globs}): nothing in it \
+         could be opened, the directory itself included; start from another directory or \
+         narrow the glob",
+        .cwd.display()
+    )]
+    DeniedWorkingDirectory { cwd: PathBuf, globs: String },
+    #[error(
         "the working directory is /, and the profile makes the working directory \
          writable: that would be the whole file system; start from the workspace (--cwd), \
          or choose danger-full-access if the whole file system is meant"

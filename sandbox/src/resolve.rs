@@ -405,18 +405,25 @@ impl ResolvedPolicy {
 
     /// Refuses a working directory the sandbox hides: bubblewrap would
     /// fail to change into it (or land in an empty directory covering
-    /// it), saying so in its own words.
-    /// Deny globs are left out: they hide the files they match, never a
-    /// directory.
+    /// it), saying so in its own words. One a deny glob matches is refused
+    /// too: the sandbox would start in it and could open nothing there,
+    /// not even the directory itself.
     pub fn check_working_directory(&self, cwd: &Path) -> Result<(), SandboxError> {
         let canonical = std::fs::canonicalize(cwd).unwrap_or_else(|_| cwd.to_path_buf());
-        let visible = AbsolutePath::new(&canonical, None)
-            .is_ok_and(|path| self.rule_access(path.as_path()) != Access::None);
-        if visible {
-            Ok(())
-        } else {
-            Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()))
+        let Ok(canonical) = AbsolutePath::new(&canonical, None) else {
+            return Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()));
+        };
+        let canonical = canonical.as_path();
+        if self.rule_access(canonical) == Access::None {
+            return Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()));
         }
+        if self.is_glob_denied(canonical) {
+            return Err(SandboxError::DeniedWorkingDirectory {
+                cwd: cwd.to_path_buf(),
+                globs: self.deny_globs.join(", "),
+            });
+        }
+        Ok(())
     }
 
     pub fn can_read(&self, path: &Path) -> bool {
@@ -794,25 +801,53 @@ mod tests {
         );
     }
 
-    /// The working directory must be visible; a deny glob hides only the
-    /// files it matches, so a directory it matches still is.
+    /// The working directory must be visible, and no deny glob may match
+    /// it: a person at the terminal found the shell started in a directory
+    /// `**/secret` matched, where even `ls` was refused.
     #[test]
-    fn a_working_directory_is_checked_for_visibility_not_against_deny_globs() {
+    fn a_working_directory_is_checked_for_visibility_and_against_deny_globs() {
         let dir = tempfile::tempdir().unwrap();
         let root = fs::canonicalize(dir.path()).unwrap();
         fs::create_dir_all(root.join("ws/secrets/sub")).unwrap();
+        fs::create_dir_all(root.join("ws/public")).unwrap();
+        // Relative globs apply under writable roots: the workspace is one.
+        let workspace = root.join("ws");
+        let policy_in = |cwd: &Path, glob: &str| {
+            ResolvedPolicy::resolve(
+                &managed(&[
+                    (":minimal", Access::Read),
+                    (":cwd", Access::Write),
+                    (workspace.to_str().unwrap(), Access::Write),
+                    (glob, Access::None),
+                ]),
+                &SandboxContext::new(cwd),
+            )
+            .unwrap()
+        };
+        // (working directory, deny glob, refused)
+        let cases = [
+            ("ws/public", "**/secrets/**", false),
+            ("ws/public", "*.env", false),
+            ("ws/secrets/sub", "**/secrets/**", true),
+            ("ws/secrets", "**/secrets", true),
+            ("ws/secrets", "secret*", true),
+            ("ws/secrets/sub", "*.env", false),
+        ];
+        for (cwd, glob, refused) in cases {
+            let cwd = root.join(cwd);
+            let checked = policy_in(&cwd, glob).check_working_directory(&cwd);
+            match refused {
+                true => assert!(
+                    matches!(checked, Err(SandboxError::DeniedWorkingDirectory { .. })),
+                    "{cwd:?} {glob}: {checked:?}"
+                ),
+                false => assert!(checked.is_ok(), "{cwd:?} {glob}: {checked:?}"),
+            }
+        }
         let inside = root.join("ws/secrets/sub");
-        let policy = ResolvedPolicy::resolve(
-            &managed(&[
-                (":minimal", Access::Read),
-                (":cwd", Access::Write),
-                ("**/secrets/**", Access::None),
-            ]),
-            &SandboxContext::new(&inside),
-        )
-        .unwrap();
-        policy.check_working_directory(&inside).unwrap();
-        let error = policy.check_working_directory(&root).unwrap_err();
+        let error = policy_in(&inside, "*.env")
+            .check_working_directory(&root)
+            .unwrap_err();
         assert!(
             matches!(error, SandboxError::HiddenWorkingDirectory(_)),
             "{error}"
