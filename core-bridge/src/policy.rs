@@ -106,7 +106,7 @@ struct Inner {
     /// "Approve for the session" answers.
     approved: Mutex<HashSet<ApprovalKey>>,
     /// Prompts in flight: identical requests wait for the same answer.
-    pending: Mutex<HashMap<ApprovalKey, SharedAnswer>>,
+    pending: Mutex<HashMap<QuestionKey, SharedAnswer>>,
     /// What shells granted more permissions could write, beyond the
     /// session's own view: they hold the session socket too.
     granted_write_roots: Mutex<Vec<PathBuf>>,
@@ -137,6 +137,18 @@ enum ApprovalKey {
         device: u64,
         inode: u64,
     },
+}
+
+/// What identical questions in flight share one answer by: the approval,
+/// and the run the question shows (arguments, directory), which a skill's
+/// approval leaves out. An answer "once" approves the run the person saw
+/// (a probe had one question about a harmless run answer for another run
+/// of the same script, with other arguments, that nobody saw).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct QuestionKey {
+    approval: ApprovalKey,
+    argv: Vec<OsString>,
+    cwd: PathBuf,
 }
 
 impl ExecPolicy {
@@ -450,13 +462,20 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let writable =
-            |path: &Path| view.may_write(path) || granted.iter().any(|root| path.starts_with(root));
+        let by_a_grant = |path: &Path| granted.iter().any(|root| path.starts_with(root));
+        let writable = |path: &Path| view.may_write(path) || by_a_grant(path);
+        // Said as it is: a probe was told a system binary was "writable from
+        // the sandbox" when a skill's grant of `/` could write it.
+        let writable_how = |paths: &[&Path]| match paths.iter().any(|path| view.may_write(path)) {
+            true => "writable from the sandbox",
+            false => "writable by a grant this session made (a skill's or a profile's)",
+        };
         let program = &request.executable.canonical_path;
         if writable(program) {
             return Some(format!(
-                "escalation refused: {} is writable from the sandbox",
-                program.display()
+                "escalation refused: {} is {}",
+                program.display(),
+                writable_how(&[program])
             ));
         }
         let writable_roots: Vec<PathBuf> = view
@@ -503,9 +522,10 @@ impl Inner {
         match std::fs::canonicalize(&interpreter) {
             Ok(canonical) if !writable(&canonical) && !writable(&interpreter) => None,
             Ok(canonical) => Some(format!(
-                "escalation refused: {}'s interpreter {} is writable from the sandbox",
+                "escalation refused: {}'s interpreter {} is {}",
                 program.display(),
-                canonical.display()
+                canonical.display(),
+                writable_how(&[&canonical, &interpreter])
             )),
             Err(error) => Some(format!(
                 "escalation refused: {}'s interpreter {}: {error}",
@@ -576,7 +596,31 @@ impl Inner {
                 },
             };
         }
-        let (answer, waited) = self.ask(Some(key.clone()), &approval).await;
+        // Nobody is asked about what cannot happen: an escalation from a
+        // working directory the server could not hold does not start,
+        // whatever the answer.
+        if let Err(reason) = &request.working_directory {
+            return Verdict {
+                decision: Decision::Deny {
+                    reason: format!("not escalated: {reason}"),
+                },
+                provenance: Provenance {
+                    decided_by: match rule {
+                        Some(_) => DecidedBy::Rule,
+                        None => DecidedBy::Default,
+                    },
+                    rule,
+                    note: Some("no one was asked: the escalation could not start".into()),
+                    ..Provenance::default()
+                },
+            };
+        }
+        let question = QuestionKey {
+            approval: key.clone(),
+            argv: approval.argv.clone(),
+            cwd: approval.cwd.clone(),
+        };
+        let (answer, waited) = self.ask(Some(question), &approval).await;
         // Answered by no one (`DenyAll`, `ApproveAll`): the rule's (or
         // the default's) decision, not a person's.
         let person =
@@ -589,8 +633,16 @@ impl Inner {
             },
             rule,
             approval_wait: person.then_some(waited),
-            note: (!person)
-                .then(|| "no person was asked: the session's approver answers alone".into()),
+            // A question for a person may go unanswered (no terminal, a
+            // client whose prompt failed): no person decided, yet the
+            // approver is not one that answers alone.
+            note: match (person, self.approver.asks_a_person()) {
+                (true, _) => None,
+                (false, true) => Some("the question was for a person, and no answer came".into()),
+                (false, false) => {
+                    Some("no person was asked: the session's approver answers alone".into())
+                }
+            },
         };
         let declined = if person {
             "declined by the approver".to_owned()
@@ -638,7 +690,7 @@ impl Inner {
     /// Asks the approver, once for identical requests in flight.
     async fn ask(
         &self,
-        key: Option<ApprovalKey>,
+        key: Option<QuestionKey>,
         approval: &ApprovalRequest,
     ) -> (ApprovalAnswer, std::time::Duration) {
         let _pending = self.clock.pending();

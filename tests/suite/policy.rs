@@ -622,6 +622,92 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
     }
 }
 
+/// From a probe: a skill's question about a harmless run, from a
+/// directory the server could not hold, answered "once", let another run
+/// of the script, with other arguments nobody saw, run with the grants
+/// (the two waited for one answer). Each run is asked about as it is, and
+/// one that cannot start is asked about not at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_once_approves_only_the_run_the_person_saw() {
+    let place = Place::new();
+    let granted = place.outside.join("granted");
+    fs::create_dir(&granted).unwrap();
+    let writer = skill(
+        &place,
+        "writer",
+        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
+    );
+    let mut approver = Scripted::new(ApprovalAnswer::ApproveOnce);
+    approver.delay = Duration::from_millis(800);
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(Arc::new(RuleSet::default())).approver(approver.clone());
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let script = format!(
+        "(cd /run && {writer} {granted}/shown) & sleep 0.3; {writer} {granted}/unseen & wait; print done",
+        writer = writer.display(),
+        granted = granted.display(),
+    );
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    let asked: Vec<String> = approver
+        .asked()
+        .iter()
+        .map(|request| format!("{:?} in {}", request.argv, request.cwd.display()))
+        .collect();
+    for name in ["shown", "unseen"] {
+        let made = granted.join(name);
+        if made.exists() {
+            assert!(
+                asked
+                    .iter()
+                    .any(|question| question.contains(made.to_str().unwrap())),
+                "{name} ran with the grants unseen: {asked:?}"
+            );
+        }
+    }
+    assert!(
+        !asked.iter().any(|question| question.ends_with(" in /run")),
+        "asked about a run that could not start: {asked:?}"
+    );
+    assert!(
+        granted.join("unseen").exists(),
+        "{asked:?}: {}",
+        text(&outcome.stderr)
+    );
+    session.shutdown().await;
+}
+
+/// From a probe of `execgate mcp`: a client whose prompt failed left a
+/// record saying no person was asked, beside a reason saying nobody
+/// answered. The record says the question was for a person.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_nobody_answered_is_recorded_as_asked() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = Scripted::new(ApprovalAnswer::Unanswered {
+        reason: "the client's elicitation request failed".into(),
+    });
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let outcome = run(&session, &place.script("touch {outside}/x; print $?")).await;
+    assert_eq!(text(&outcome.stdout), "126\n", "{}", text(&outcome.stderr));
+    assert_eq!(approver.asked().len(), 1);
+    let decided = provenances(&recorder);
+    let touch = decided
+        .iter()
+        .find(|decided| decided.0.ends_with("/touch"))
+        .unwrap();
+    assert_eq!(
+        touch.4.as_deref(),
+        Some("the question was for a person, and no answer came"),
+        "{decided:?}"
+    );
+    session.shutdown().await;
+}
+
 /// A skill the sandbox can write is refused its grants: its script runs
 /// in place, and the record says whose script it was and why (regression:
 /// the refusal's record did not name the skill).
@@ -719,9 +805,17 @@ touch \"$1\"\n",
     assert!(granted.join("ok").exists());
     assert!(!place.outside.join("before").exists());
     assert!(!place.outside.join("after").exists());
-    let decisions: Vec<String> = provenances(&recorder).into_iter().map(|p| p.1).collect();
+    let decided = provenances(&recorder);
+    let decisions: Vec<&str> = decided.iter().map(|p| p.1.as_str()).collect();
     assert_eq!(decisions[0], "run", "{decisions:?}");
     assert_eq!(decisions[2], "run", "{decisions:?}");
+    // Said as it is: the grant could write it, not the sandbox (a probe
+    // was told a system binary was writable from the sandbox).
+    let why = decided[2].4.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("is writable by a grant this session made"),
+        "{why}"
+    );
     session.shutdown().await;
 }
 
