@@ -240,6 +240,16 @@ impl ExecPolicy {
     }
 }
 
+impl ExecPolicy {
+    /// Counts `root`, where the session makes each escalation with grants
+    /// a temporary directory of its own, as writable by grants: what a
+    /// sandbox with grants leaves there must not be what a later
+    /// escalation runs.
+    pub(crate) fn count_granted_tmpdirs(&self, root: &Path) {
+        self.inner.writable_through(vec![root.to_path_buf()]);
+    }
+}
+
 impl Policy for ExecPolicy {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
         Box::pin(async move {

@@ -333,6 +333,9 @@ impl ShellSession {
                         source,
                     })?;
             }
+            if let Some(policy) = &exec_policy {
+                policy.count_granted_tmpdirs(&granted);
+            }
             server.unsandboxed_tmpdir = Some(unsandboxed);
             server.granted_tmpdirs = Some(granted);
         }
