@@ -21,11 +21,20 @@
 //!   search, npm's package root, Python's `sys.path`) are refused when the
 //!   working directory or any ancestor up to `/` is writable from the
 //!   sandbox: a repository, Makefile or `package.json` could have been
-//!   created there, even during an approval.
+//!   created there, even during an approval. So are they when a writable
+//!   root lies inside the project, or a link the host left there leads
+//!   into one (`Makefile.inc -> /w/x`, `.git/hooks -> /w/hooks`, `sub ->
+//!   /w`): only the entries of the working directory, of each directory
+//!   above it in the project that holds a build file or repository, and
+//!   of a git directory and its `hooks` and `info` are looked at, not
+//!   deeper (`sub/dir/x.mk -> /w` is not seen), and a directory with more
+//!   than [`MOST_ENTRIES`] entries is refused rather than read in part.
 //! - Arguments are walked as the program reads them, and every word the
 //!   walk cannot show to be harmless is judged as a path it may read:
-//!   directories and files named by options (`git -C`, `--git-dir`, `make
-//!   -f`, `npm --prefix`, `cargo --manifest-path`), every operand (a
+//!   directories and files named by options (`git -C`, `--git-dir`, `git
+//!   init --separate-git-dir`, `make -f`, `npm --prefix`, `cargo
+//!   --manifest-path`), the repository a local path names to `git push`,
+//!   `fetch`, `pull`, `ls-remote` or `clone` (git runs there), every operand (a
 //!   script and its arguments, pip's packages, git's pathspecs), the value
 //!   of `NAME=value` and `--option=value` words, whatever is attached to an
 //!   option the walk does not know, and the word after it (which the walk
@@ -42,7 +51,12 @@
 //!   ...).
 //! - Per-user and system configuration files the program reads
 //!   (`~/.gitconfig`, `~/.npmrc`, `~/.cargo/config.toml`, ...) are checked
-//!   for both the server's home and the one the request names.
+//!   for both the server's home and the one the request names, and so is
+//!   every path git's configuration names, as git interpolates it (`~/`,
+//!   `~user/` from the password database, `%(prefix)/` from the prefix
+//!   its executable is under and from `/usr` and `/usr/local`). Each is
+//!   judged by the writable roots, wherever it is: no program in the table
+//!   is known to read a fixed path in a temporary directory.
 //! - No escalation out of the sandbox takes the variables the sandboxed
 //!   shell set (`GIT_*`, `HOME`, `npm_config_*`): it gets the session's
 //!   environment (`escalate-server`'s `environment.rs`), so none is judged
@@ -59,7 +73,8 @@
 //! read is the program text itself: `bash -c '. /w/x'` is judged by the
 //! rule that matched it, not here.
 
-use std::collections::VecDeque;
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -135,6 +150,10 @@ struct Subcommand {
     options: Options,
     /// Operands that make it run a command line (`submodule foreach`).
     instruction_operands: &'static [&'static str],
+    /// Its first operand may name a repository on this machine that git
+    /// runs in (`git push /r`: `receive-pack` runs `/r`'s hooks, and
+    /// `upload-pack` reads its configuration): judged as `--git-dir` is.
+    repository_operand: bool,
 }
 
 const NONE: &[&str] = &[];
@@ -170,18 +189,23 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
     Subcommand {
         names: &["clone"],
         options: Options {
+            // The repository git makes, where a planted one may be.
+            path: &["--separate-git-dir"],
             instruction: &["-c", "--config", "--template", "-u", "--upload-pack"],
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: true,
     },
     Subcommand {
         names: &["init"],
         options: Options {
+            path: &["--separate-git-dir"],
             instruction: &["--template"],
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: true,
     },
     Subcommand {
         names: &["fetch", "pull", "ls-remote", "fetch-pack"],
@@ -190,6 +214,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: true,
     },
     Subcommand {
         names: &["push", "send-pack", "archive"],
@@ -198,6 +223,15 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: true,
+    },
+    Subcommand {
+        // What the commands above run in the repository they name
+        // (`git-upload-pack /r`).
+        names: &["upload-pack", "receive-pack", "upload-archive"],
+        options: OPTIONS,
+        instruction_operands: NONE,
+        repository_operand: true,
     },
     Subcommand {
         names: &["rebase"],
@@ -206,6 +240,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: false,
     },
     Subcommand {
         names: &["difftool", "mergetool"],
@@ -214,6 +249,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: false,
     },
     Subcommand {
         names: &["grep"],
@@ -222,6 +258,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: false,
     },
     Subcommand {
         names: &["send-email"],
@@ -236,6 +273,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: false,
     },
     Subcommand {
         names: &["filter-branch"],
@@ -252,6 +290,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: false,
     },
     Subcommand {
         names: &["daemon"],
@@ -260,16 +299,19 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: NONE,
+        repository_operand: false,
     },
     Subcommand {
         names: &["submodule"],
         options: OPTIONS,
         instruction_operands: &["foreach"],
+        repository_operand: false,
     },
     Subcommand {
         names: &["bisect"],
         options: OPTIONS,
         instruction_operands: &["run"],
+        repository_operand: false,
     },
 ];
 
@@ -665,12 +707,15 @@ fn reader_refusal(
             place.display()
         ))
     };
+    let scanned = Scanned::default();
     if reader.searches_upwards {
         if let Some(place) = writable_place(request.cwd, request.cwd, writable) {
             return refused(&place, "");
         }
-        if let Some(root) = writable_root_within(request.cwd, request) {
-            return refused(root, " (inside the project it works on)");
+        if let Some(refusal) =
+            project_refusal(request.cwd, name, reader, request, writable, &scanned)
+        {
+            return Some(refusal);
         }
     }
     let walk = ArgumentWalk {
@@ -680,12 +725,13 @@ fn reader_refusal(
         args,
         writable,
         refused: &refused,
+        scanned: &scanned,
     };
     if let Some(reason) = walk.refusal() {
         return Some(reason);
     }
     if reader.config_includes {
-        if let Some(refusal) = repository_refusal(name, request.cwd, request, writable) {
+        if let Some(refusal) = repository_refusal(name, request.cwd, request, writable, &scanned) {
             return Some(refusal);
         }
     }
@@ -725,10 +771,10 @@ fn named_refusal(
 ) -> Option<String> {
     let named = match config_includes(config, request) {
         Ok(named) => named,
-        Err(file) => {
+        Err(Unjudged { file, why }) => {
             return Some(format!(
-                "escalation refused: {name} reads configuration that {} includes, through \
-                 more files than the check follows",
+                "escalation refused: {name} reads configuration that {} includes or names, \
+                 which the check cannot judge: {why}",
                 file.display()
             ))
         }
@@ -746,13 +792,16 @@ fn named_refusal(
 
 /// Why git, working from `start`, would read a repository the sandbox
 /// could have written: each git directory it finds from there (see
-/// [`git_directories`]) with the way to it, and what its configuration
-/// includes or names.
+/// [`git_directories`]) with the way to it, the links among its entries
+/// and those of its `hooks` and `info` ([`linked_out`]; not those of
+/// `modules` or `worktrees`, which git reads for a submodule or a
+/// worktree from there), and what its configuration includes or names.
 fn repository_refusal(
     name: &str,
     start: &Path,
     request: &Request<'_>,
     writable: &dyn Fn(&Path) -> bool,
+    scanned: &Scanned,
 ) -> Option<String> {
     for gitdir in git_directories(start) {
         if let Some(place) = writable_place(&gitdir, start, writable) {
@@ -762,6 +811,12 @@ fn repository_refusal(
                 gitdir.display(),
                 place.display()
             ));
+        }
+        // Before its configuration is read: a link there may lead to a
+        // file the sandbox writes (and may rewrite after the check).
+        let linked = [gitdir.clone(), gitdir.join("hooks"), gitdir.join("info")];
+        if let Some(found) = linked_out(linked.iter().map(PathBuf::as_path), writable, scanned) {
+            return Some(found.refusal(name, "its repository"));
         }
         for config in [gitdir.join("config"), gitdir.join("config.worktree")] {
             if let Some(refusal) = named_refusal(name, &config, request, writable) {
@@ -814,22 +869,40 @@ fn git_directories(start: &Path) -> Vec<PathBuf> {
     Vec::new()
 }
 
+/// Why what a configuration file includes or names was not judged, and
+/// the file where the check stopped.
+struct Unjudged {
+    file: PathBuf,
+    why: String,
+}
+
 /// The files `config` includes (`[include]` and `[includeIf "..."]`
 /// `path = ...` lines), and those they include in turn, and every file
-/// their values name by an absolute or `~/` path (a hooks directory, an
-/// fsmonitor or ssh command), each with the file that names it. A path is taken as git takes it: `~/` from each home,
-/// relative from the including file's directory. Every `includeIf` is
-/// followed whatever its condition: the check does not judge conditions.
-/// More than 256 are not judged: `Err` names the file that went past.
+/// their values name by an absolute path or one git interpolates (a hooks
+/// directory, an fsmonitor or ssh command), each with the file that names
+/// it. A path is taken as git takes it ([`GitPaths`]): `~/` from each
+/// home, `~user/` from the password database, `%(prefix)/` from each
+/// prefix git may have; an include's relative path from the including
+/// file's directory. Every `includeIf` is followed whatever its
+/// condition: the check does not judge conditions. More than 256 files,
+/// or 64 users, are not judged: `Err` names the file that went past.
 fn config_includes(
     config: &Path,
     request: &Request<'_>,
-) -> Result<Vec<(PathBuf, PathBuf)>, PathBuf> {
+) -> Result<Vec<(PathBuf, PathBuf)>, Unjudged> {
     /// Paths listed at most, and bytes read of each file: a configuration
     /// is small.
     const MOST_FILES: usize = 256;
     const MOST_BYTES: u64 = 1 << 20;
-    let homes = config_candidates("~/", request);
+    let mut git_paths = GitPaths {
+        homes: config_candidates("~/", request),
+        prefixes: runtime_prefixes(request.program),
+        users: Vec::new(),
+    };
+    let too_many = |file: PathBuf| Unjudged {
+        file,
+        why: format!("more than {MOST_FILES} files"),
+    };
     let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut pending = vec![config.to_path_buf()];
     while let Some(file) = pending.pop() {
@@ -878,17 +951,16 @@ fn config_includes(
                 let words =
                     value.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '=' | '!'));
                 for word in words {
-                    let named: Vec<PathBuf> = match word.strip_prefix("~/") {
-                        Some(relative) => homes.iter().map(|home| home.join(relative)).collect(),
-                        None if word.starts_with('/') => vec![PathBuf::from(word)],
-                        None => Vec::new(),
+                    let named = match git_paths.interpolated(word) {
+                        Ok(named) => named.unwrap_or_default(),
+                        Err(why) => return Err(Unjudged { file, why }),
                     };
                     for path in named {
                         if found.iter().any(|(seen, _)| *seen == path) {
                             continue;
                         }
                         if found.len() >= MOST_FILES {
-                            return Err(file);
+                            return Err(too_many(file));
                         }
                         found.push((path, file.clone()));
                     }
@@ -901,13 +973,14 @@ fn config_includes(
             let value = &value
                 [..unquoted_position(value, |c| matches!(c, '#' | ';')).unwrap_or(value.len())];
             let value = value.trim().trim_matches('"');
-            let paths: Vec<PathBuf> = match value.strip_prefix("~/") {
-                Some(relative) => homes.iter().map(|home| home.join(relative)).collect(),
-                None => vec![directory.join(value)],
+            let paths = match git_paths.interpolated(value) {
+                Ok(Some(paths)) => paths,
+                Ok(None) => vec![directory.join(value.strip_prefix(OPTIONAL).unwrap_or(value))],
+                Err(why) => return Err(Unjudged { file, why }),
             };
             for path in paths {
                 if found.len() >= MOST_FILES {
-                    return Err(file);
+                    return Err(too_many(file));
                 }
                 if !found.iter().any(|(seen, _)| *seen == path) {
                     pending.push(path.clone());
@@ -917,6 +990,96 @@ fn config_includes(
         }
     }
     Ok(found)
+}
+
+/// What marks a path value as one git skips when it is missing (git
+/// 2.52): the path follows.
+const OPTIONAL: &str = ":(optional)";
+
+/// How git interpolates a path value (`interpolate_path`), for the homes
+/// and prefixes it may have.
+struct GitPaths {
+    homes: Vec<PathBuf>,
+    prefixes: Vec<PathBuf>,
+    /// Users looked up so far, with their home if the password database
+    /// knows them.
+    users: Vec<(String, Option<PathBuf>)>,
+}
+
+impl GitPaths {
+    /// Users looked up at most: each is a query of the password database,
+    /// which may be a network service.
+    const MOST_USERS: usize = 64;
+
+    /// Where git takes `value` to be: `~` and `~/` from each home, `~user`
+    /// and `~user/` from the user's home in the password database (none
+    /// for a user it does not know: git fails then), `%(prefix)/` from
+    /// each prefix, an absolute path as it is; `None` for a relative one.
+    /// `Err` when the database cannot answer, or for too many users.
+    fn interpolated(&mut self, value: &str) -> Result<Option<Vec<PathBuf>>, String> {
+        let value = value.strip_prefix(OPTIONAL).unwrap_or(value);
+        if let Some(relative) = value.strip_prefix("%(prefix)/") {
+            return Ok(Some(
+                self.prefixes
+                    .iter()
+                    .map(|prefix| prefix.join(relative))
+                    .collect(),
+            ));
+        }
+        if value.starts_with('/') {
+            return Ok(Some(vec![PathBuf::from(value)]));
+        }
+        let Some(tilde) = value.strip_prefix('~') else {
+            return Ok(None);
+        };
+        let (user, rest) = match tilde.split_once('/') {
+            Some((user, rest)) => (user, rest),
+            None => (tilde, ""),
+        };
+        if user.is_empty() {
+            return Ok(Some(
+                self.homes.iter().map(|home| home.join(rest)).collect(),
+            ));
+        }
+        let home = match self.users.iter().find(|(known, _)| known == user) {
+            Some((_, home)) => home.clone(),
+            None => {
+                if self.users.len() >= Self::MOST_USERS {
+                    return Err(format!("more than {} users' homes", Self::MOST_USERS));
+                }
+                let home = nix::unistd::User::from_name(user)
+                    .map_err(|error| format!("the home of {user} cannot be looked up: {error}"))?
+                    .map(|found| found.dir);
+                self.users.push((user.to_owned(), home.clone()));
+                home
+            }
+        };
+        Ok(Some(home.map(|home| home.join(rest)).into_iter().collect()))
+    }
+}
+
+/// The prefixes git may take `%(prefix)/` and its system configuration
+/// from: the one its executable is installed under (`PREFIX/bin/git`,
+/// `PREFIX/libexec/git-core/git-*`, `PREFIX/lib/git-core/git-*`), and
+/// `/usr` and `/usr/local`, where git built without a runtime prefix
+/// looks whatever its path.
+fn runtime_prefixes(program: &Path) -> Vec<PathBuf> {
+    let installed = program.parent().and_then(|directory| {
+        let above = directory.parent()?;
+        let in_git_core = directory.file_name() == Some(OsStr::new("git-core"))
+            && matches!(above.file_name(), Some(name) if name == "libexec" || name == "lib");
+        match in_git_core {
+            true => above.parent(),
+            false => Some(above),
+        }
+    });
+    let mut prefixes: Vec<PathBuf> = installed.map(Path::to_path_buf).into_iter().collect();
+    for usual in ["/usr", "/usr/local"] {
+        if !prefixes.iter().any(|prefix| prefix == Path::new(usual)) {
+            prefixes.push(PathBuf::from(usual));
+        }
+    }
+    prefixes
 }
 
 /// A git configuration's lines, a line ending in `\\` joined to the next.
@@ -1001,33 +1164,49 @@ const PROJECT_MARKERS: &[&str] = &[
     "makefile",
 ];
 
-/// A writable root inside the project a program that searches upwards
-/// works on from `cwd`: below `cwd` (the subdirectories a build recurses
-/// into, the packages an interpreter imports) or below the project's top,
-/// the highest directory above it with a [`PROJECT_MARKERS`] file, but not
-/// above the git repository it is in, a submodule's superproject included
-/// (git reads every submodule's own
-/// repository; a workspace's members lie beside `cwd`). A home directory
-/// or `/` is no project's top unless it is a repository (a `package.json`
-/// left in the home would make every project under it one). `cwd` is canonical, and neither it
-/// nor a way to it is writable.
-fn writable_root_within<'a>(cwd: &Path, request: &Request<'a>) -> Option<&'a PathBuf> {
+/// Why a program working on the project at `directory` (canonical, and
+/// neither it nor a way to it writable) would read what the sandbox could
+/// have written there: a writable root inside the project
+/// ([`writable_root_under_top`]), or a link among the entries of
+/// `directory` or of a directory above it in the project that leads where
+/// the sandbox can write ([`linked_out`]).
+fn project_refusal(
+    directory: &Path,
+    name: &str,
+    reader: &InstructionReader,
+    request: &Request<'_>,
+    writable: &dyn Fn(&Path) -> bool,
+    scanned: &Scanned,
+) -> Option<String> {
     // This process's home only: the requester's `HOME` is the sandbox's to
     // choose, and would stop the search below a writable member.
     let homes: Vec<PathBuf> = std::env::var_os("HOME")
         .map(PathBuf::from)
         .into_iter()
         .collect();
-    writable_root_under_top(cwd, request.writable_roots, &homes)
+    let layers = project_layers(directory, &homes);
+    if let Some(root) = writable_root_under_top(&layers, request.writable_roots) {
+        return Some(format!(
+            "escalation refused: {name} reads {} from {} (inside the project it works on), \
+             which the sandbox can write",
+            reader.reads,
+            root.display()
+        ));
+    }
+    linked_out(layers, writable, scanned).map(|found| found.refusal(name, reader.reads))
 }
 
-/// [`writable_root_within`], with the home directories given.
-fn writable_root_under_top<'a>(
-    cwd: &Path,
-    writable_roots: &'a [PathBuf],
-    homes: &[PathBuf],
-) -> Option<&'a PathBuf> {
-    let mut top = cwd;
+/// The directories of the project a program that searches upwards works
+/// on from `cwd` whose own files it reads: `cwd`, then each directory
+/// above it with a [`PROJECT_MARKERS`] file, up to the project's top (the
+/// last): the highest of them, but not above the git repository `cwd` is
+/// in, a submodule's superproject included (git reads every submodule's
+/// own repository; a workspace's members lie beside `cwd`). A home
+/// directory or `/` is no project's top unless it is a repository (a
+/// `package.json` left in the home would make every project under it
+/// one).
+fn project_layers<'p>(cwd: &'p Path, homes: &[PathBuf]) -> Vec<&'p Path> {
+    let mut layers = vec![cwd];
     for directory in cwd.ancestors() {
         let outside_any_project = directory == Path::new("/")
             || homes
@@ -1038,8 +1217,8 @@ fn writable_root_under_top<'a>(
             break;
         }
         let holds = |name: &str| std::fs::symlink_metadata(directory.join(name)).is_ok();
-        if PROJECT_MARKERS.iter().any(|marker| holds(marker)) {
-            top = directory;
+        if directory != cwd && PROJECT_MARKERS.iter().any(|marker| holds(marker)) {
+            layers.push(directory);
         }
         // A repository's own directory bounds the project; a `.git` file
         // (a submodule, a worktree) does not: a workspace's member may be
@@ -1048,7 +1227,112 @@ fn writable_root_under_top<'a>(
             break;
         }
     }
+    layers
+}
+
+/// A writable root inside the project whose [`project_layers`] are
+/// `layers`: below the working directory (the subdirectories a build
+/// recurses into, the packages an interpreter imports) or below the
+/// project's top.
+fn writable_root_under_top<'a>(
+    layers: &[&Path],
+    writable_roots: &'a [PathBuf],
+) -> Option<&'a PathBuf> {
+    let top = layers.last()?;
     writable_roots.iter().find(|root| root.starts_with(top))
+}
+
+/// Entries read of one directory when looking for links out of it: far
+/// more than a project's directory or a git directory holds. Only
+/// directories the sandbox cannot write are read (one it can write refuses
+/// before), so it cannot fill one past this; a host's directory with more
+/// is refused rather than read in part.
+const MOST_ENTRIES: usize = 16384;
+
+/// Directories [`linked_out`] found no link out of, for one request: a
+/// directory named by a thousand operands is listed once.
+type Scanned = RefCell<HashSet<PathBuf>>;
+
+/// What [`linked_out`] found.
+enum LinkedOut {
+    /// `link` leads to (or through) `place`, which the sandbox can write.
+    Link { link: PathBuf, place: PathBuf },
+    /// `directory` could not be read whole.
+    Unread { directory: PathBuf, why: String },
+}
+
+impl LinkedOut {
+    fn refusal(&self, name: &str, reads: &str) -> String {
+        match self {
+            LinkedOut::Link { link, place } => format!(
+                "escalation refused: {name} reads {reads} through the link {}, which leads \
+                 to {}, which the sandbox can write",
+                link.display(),
+                place.display()
+            ),
+            LinkedOut::Unread { directory, why } => format!(
+                "escalation refused: {name} reads {reads} from {}, whose links cannot all be \
+                 checked: {why}",
+                directory.display()
+            ),
+        }
+    }
+}
+
+/// The first link among the entries of `directories` (not below them)
+/// whose way leads where the sandbox can write: the host may have linked a
+/// project's `Makefile.inc`, `target` or `.git/hooks` into a writable
+/// root, and the program follows the link to what the sandbox wrote there.
+/// Each directory is listed once, and each link costs one walk
+/// ([`writable_place`]); deeper links are not looked for. A directory that
+/// is not there holds nothing; one that cannot be listed, or has more than
+/// [`MOST_ENTRIES`], is [`LinkedOut::Unread`] (the program may still open
+/// a name in it).
+fn linked_out<'p>(
+    directories: impl IntoIterator<Item = &'p Path>,
+    writable: &dyn Fn(&Path) -> bool,
+    scanned: &Scanned,
+) -> Option<LinkedOut> {
+    let unread = |directory: &Path, why: String| LinkedOut::Unread {
+        directory: directory.to_path_buf(),
+        why,
+    };
+    for directory in directories {
+        if scanned.borrow().contains(directory) {
+            continue;
+        }
+        let entries = match std::fs::read_dir(directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) if error.raw_os_error() == Some(libc::ENOTDIR) => continue,
+            Err(error) => return Some(unread(directory, error.to_string())),
+        };
+        for (read, entry) in entries.enumerate() {
+            if read >= MOST_ENTRIES {
+                return Some(unread(
+                    directory,
+                    format!("it has more than {MOST_ENTRIES} entries"),
+                ));
+            }
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => return Some(unread(directory, error.to_string())),
+            };
+            let is_link = match entry.file_type() {
+                Ok(kind) => kind.is_symlink(),
+                Err(error) => return Some(unread(directory, error.to_string())),
+            };
+            if !is_link {
+                continue;
+            }
+            let link = entry.path();
+            if let Some(place) = writable_place(&link, directory, writable) {
+                return Some(LinkedOut::Link { link, place });
+            }
+        }
+        scanned.borrow_mut().insert(directory.to_path_buf());
+    }
+    None
 }
 
 /// Where every program, in the table or not, reads per-user configuration
@@ -1207,6 +1491,7 @@ struct ArgumentWalk<'a> {
     args: &'a [OsString],
     writable: &'a dyn Fn(&Path) -> bool,
     refused: &'a dyn Fn(&Path, &str) -> Option<String>,
+    scanned: &'a Scanned,
 }
 
 /// What judging one option decided.
@@ -1236,6 +1521,8 @@ impl ArgumentWalk<'_> {
         }
         let mut options_done = false;
         let mut operands = 0;
+        // Operands after git's subcommand.
+        let mut subcommand_operands = 0;
         let mut index = 0;
         while let Some(arg) = self.args.get(index) {
             index += 1;
@@ -1292,6 +1579,16 @@ impl ArgumentWalk<'_> {
                             .any(|word| word.as_bytes() == text)
                         {
                             return Some(self.instruction(text));
+                        }
+                        subcommand_operands += 1;
+                        if subcommand.repository_operand && subcommand_operands == 1 {
+                            let named = text.strip_prefix(b"file://").unwrap_or(text);
+                            let named = Path::new(OsStr::from_bytes(named));
+                            let refusal = self
+                                .on_either_base(&base, |from| self.repository(&from.join(named)));
+                            if refusal.is_some() {
+                                return refusal;
+                            }
                         }
                     }
                     Phase::Subcommand(None) => {}
@@ -1464,8 +1761,8 @@ impl ArgumentWalk<'_> {
     }
 
     /// The project `named` is in (itself if a directory, else its
-    /// directory): a writable root inside it refuses, as one inside the
-    /// working directory's does. Nothing there is no project; a path that
+    /// directory): judged as the working directory's is
+    /// ([`project_refusal`]). Nothing there is no project; a path that
     /// cannot be resolved (a loop of links) is refused.
     fn project_step(&self, named: &Path) -> Step {
         let resolved = match std::fs::canonicalize(named) {
@@ -1477,8 +1774,15 @@ impl ArgumentWalk<'_> {
             true => resolved.as_path(),
             false => resolved.parent().unwrap_or(Path::new("/")),
         };
-        match writable_root_within(directory, self.request) {
-            Some(root) => self.refused_at(root),
+        match project_refusal(
+            directory,
+            self.name,
+            self.reader,
+            self.request,
+            self.writable,
+            self.scanned,
+        ) {
+            Some(reason) => Step::Refused(reason),
             None => Step::Next,
         }
     }
@@ -1501,7 +1805,13 @@ impl ArgumentWalk<'_> {
         if !self.reader.config_includes {
             return None;
         }
-        repository_refusal(self.name, directory, self.request, self.writable)
+        repository_refusal(
+            self.name,
+            directory,
+            self.request,
+            self.writable,
+            self.scanned,
+        )
     }
 
     fn unresolved(&self, path: &Path, error: &std::io::Error) -> String {
@@ -1632,12 +1942,9 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
     }
     if let Some(relative) = file.strip_prefix("@prefix/") {
         // /usr/local/bin/git reads /usr/local/etc/gitconfig.
-        return request
-            .program
-            .parent()
-            .and_then(Path::parent)
+        return runtime_prefixes(request.program)
+            .iter()
             .map(|prefix| prefix.join(relative))
-            .into_iter()
             .collect();
     }
     vec![PathBuf::from(file)]

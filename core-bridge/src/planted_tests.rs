@@ -62,7 +62,10 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
     // Links the host made, where the sandbox cannot write: `..` after one
     // is taken from where it leads (as after `/var/run -> /run`).
     std::os::unix::fs::symlink("/usr", ro.join("up")).unwrap();
-    std::os::unix::fs::symlink(&w, ro.join("to-w")).unwrap();
+    // One into `w/` one level down: among the working directory's own
+    // entries, it would refuse every case run there.
+    std::fs::create_dir(ro.join("links")).unwrap();
+    std::os::unix::fs::symlink(&w, ro.join("links/to-w")).unwrap();
     let cases: &[Case<'_>] = &[
         ("/usr/bin/git", "status", &ro, &[], false),
         ("/usr/bin/git", "status", &w, &[], true),
@@ -114,7 +117,7 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
         ("/usr/bin/make", "-f ../ro/Makefile", &ro, &[], false),
         ("/usr/bin/make", "-f {ro}/up/../dev/fd/7", &ro, &[], true),
         ("/usr/bin/make", "-f up/../dev/fd/7", &ro, &[], true),
-        ("/usr/bin/make", "-f to-w/Makefile", &ro, &[], true),
+        ("/usr/bin/make", "-f links/to-w/Makefile", &ro, &[], true),
         ("/usr/bin/make", "-f up/share/Makefile", &ro, &[], false),
         // npm's global config under `PREFIX` (regression: not looked at).
         (
@@ -840,7 +843,9 @@ fn a_marker_in_the_home_does_not_make_it_a_project() {
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(home.join("package.json"), "{}").unwrap();
     let roots = std::slice::from_ref(&work);
-    let within = |homes: &[PathBuf]| super::writable_root_under_top(&scratch, roots, homes);
+    let within = |homes: &[PathBuf]| {
+        super::writable_root_under_top(&super::project_layers(&scratch, homes), roots)
+    };
     assert_eq!(within(std::slice::from_ref(&home)), None);
     // Another home: the package.json makes this directory a project.
     assert_eq!(within(&[PathBuf::from("/nonexistent")]), Some(&work));
@@ -916,4 +921,276 @@ fn git_configuration_as_git_reads_it_and_options_from_both_places() {
     std::fs::create_dir_all(ro.join("a/b")).unwrap();
     let args = "--prefix {ro}/a/b --userconfig ../../w/npmrc install";
     assert!(check(&place, "npm", args, &ro.join("proj"), &[]), "{args}");
+}
+
+/// A link the host left in a project the sandbox cannot write, leading
+/// into a writable root (`Makefile.inc -> /w/x`, `.git/hooks -> /w/hooks`,
+/// `sub -> /w`): the program follows it and reads what the sandbox wrote
+/// there. Links among the entries of the working directory, of the
+/// project's top, and of the git directory (its `hooks` and `info` too)
+/// are judged; links that stay out of writable roots are not refused.
+#[test]
+fn a_link_in_the_project_into_a_writable_root_is_judged() {
+    // (link, where it points: `{w}` or `{ro}` first, program, arguments,
+    // working directory, from the project, refused)
+    let cases: &[(&str, &str, &str, &str, &str, bool)] = &[
+        ("Makefile.inc", "{w}/x", "make", "", ".", true),
+        ("sub", "{w}", "cargo", "build", ".", true),
+        ("sub", "{w}/deeper/not-yet", "cargo", "build", ".", true),
+        (
+            ".gitattributes",
+            "{w}/attributes",
+            "git",
+            "status",
+            ".",
+            true,
+        ),
+        (".gitmodules", "{w}/modules", "git", "status", "docs", true),
+        (".git/config", "{w}/config", "git", "status", ".", true),
+        (
+            ".git/hooks",
+            "{w}/hooks",
+            "git",
+            "commit -m x",
+            "docs",
+            true,
+        ),
+        (
+            ".git/hooks/pre-commit",
+            "{w}/pc",
+            "git",
+            "commit -m x",
+            ".",
+            true,
+        ),
+        (".git/info/attributes", "{w}/a", "git", "diff", ".", true),
+        ("docs/local.mk", "{w}/local.mk", "make", "", "docs", true),
+        (
+            "helper.py",
+            "{w}/helper.py",
+            "python3",
+            "tool.py",
+            ".",
+            true,
+        ),
+        // From elsewhere, through an option or an operand.
+        ("Makefile.inc", "{w}/x", "make", "-C {p}", "{ro}/Q", true),
+        (
+            "helper.py",
+            "{w}/helper.py",
+            "python3",
+            "{p}/tool.py",
+            "{ro}/Q",
+            true,
+        ),
+        (
+            "Makefile.inc",
+            "{w}/x",
+            "git",
+            "-C {p} status",
+            "{ro}/Q",
+            true,
+        ),
+        // Links that stay where the sandbox cannot write.
+        ("Makefile.inc", "{ro}/x", "make", "", ".", false),
+        ("lib", "/usr/lib", "cargo", "build", ".", false),
+        (".git/hooks", "{ro}/hooks", "git", "commit -m x", ".", false),
+        ("docs/local.mk", "{w}/local.mk", "make", "", ".", false),
+    ];
+    let mut failed = Vec::new();
+    for (link, target, program, args, cwd, refused) in cases {
+        let place = place();
+        let project = place.ro.join("P");
+        for dir in [".git/hooks", ".git/info", "docs", "../Q"] {
+            std::fs::create_dir_all(project.join(dir)).unwrap();
+        }
+        std::fs::create_dir_all(place.ro.join("hooks")).unwrap();
+        std::fs::write(project.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(project.join(".git/config"), "[core]\n\tbare = false\n").unwrap();
+        std::fs::write(project.join("Makefile"), "include Makefile.inc\n").unwrap();
+        std::fs::write(project.join("tool.py"), "import helper\n").unwrap();
+        let expand = |text: &str| {
+            text.replace("{w}", place.w.to_str().unwrap())
+                .replace("{ro}", place.ro.to_str().unwrap())
+                .replace("{p}", project.to_str().unwrap())
+        };
+        let at = project.join(link);
+        let _ = std::fs::remove_file(&at);
+        let _ = std::fs::remove_dir(&at);
+        std::os::unix::fs::symlink(expand(target), &at).unwrap();
+        let cwd = project.join(expand(cwd));
+        if check(&place, program, &expand(args), &cwd, &[]) != *refused {
+            failed.push(format!(
+                "{program} {args} in {} with {link} -> {target}: expected refused={refused}",
+                cwd.display()
+            ));
+        }
+    }
+    assert_eq!(failed, Vec::<String>::new());
+}
+
+/// `git init --separate-git-dir` and `git clone --separate-git-dir` name
+/// the repository git then works in, and `git push`, `fetch`, `pull`,
+/// `ls-remote` and `clone` run git in the repository a local path names
+/// (`receive-pack` runs its hooks): each is judged as a repository, as
+/// `--git-dir` is, not only as a path.
+#[test]
+fn a_repository_a_subcommand_names_is_judged_as_one() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    for (name, config) in [
+        ("A", "[core]\n\tbare = false\n".to_owned()),
+        (
+            "B",
+            format!("[include]\n\tpath = {}/inc.cfg\n", w.display()),
+        ),
+    ] {
+        let repo = ro.join(name);
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(repo.join(".git/config"), config).unwrap();
+    }
+    // A bare repository whose hooks directory leads into a writable root.
+    let bare = ro.join("C.git");
+    for dir in ["objects", "refs/heads"] {
+        std::fs::create_dir_all(bare.join(dir)).unwrap();
+    }
+    std::fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(bare.join("config"), "[core]\n\tbare = true\n").unwrap();
+    std::os::unix::fs::symlink(w.join("hooks"), bare.join("hooks")).unwrap();
+    let work = ro.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // (arguments, refused)
+    let cases = [
+        ("init --separate-git-dir {ro}/B/.git", true),
+        ("init --separate-git-dir={ro}/B/.git", true),
+        ("init --separate-git={ro}/B/.git", true),
+        (
+            "clone --separate-git-dir {ro}/B/.git https://example.org/r d",
+            true,
+        ),
+        ("init --separate-git-dir {ro}/A/.git", false),
+        ("init --separate-git-dir {ro}/new.git", false),
+        ("push {ro}/C.git main", true),
+        ("push file://{ro}/C.git main", true),
+        ("fetch {ro}/B", true),
+        ("pull {ro}/B main", true),
+        ("ls-remote {ro}/B", true),
+        ("clone {ro}/B d", true),
+        ("clone {ro}/A d", false),
+        ("push {ro}/A main", false),
+        ("push origin main", false),
+        ("fetch https://example.org/r", false),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter(|(args, refused)| check(&place, "git", args, &work, &[]) != *refused)
+        .map(|(args, refused)| format!("git {args}: expected refused={refused}"))
+        .collect();
+    assert_eq!(failed, Vec::<String>::new());
+}
+
+/// git interpolates a path value's `~user/` through the password database
+/// and `%(prefix)/` from its runtime prefix; both were taken for paths
+/// relative to the including file (or, in other values, not judged).
+#[test]
+fn git_paths_from_another_users_home_or_the_prefix_are_judged() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    // Another user's home that exists and is not this process's: it plays
+    // a place the sandbox can write.
+    let own_home = std::env::var_os("HOME").map(PathBuf::from);
+    let (user, other_home) = ["daemon", "bin", "sys", "nobody", "root"]
+        .iter()
+        .find_map(|name| {
+            let user = nix::unistd::User::from_name(name).ok()??;
+            let usable = user.dir.is_dir()
+                && user.dir != Path::new("/")
+                && own_home
+                    .as_ref()
+                    .is_none_or(|own| !own.starts_with(&user.dir));
+            usable.then(|| (name.to_string(), std::fs::canonicalize(&user.dir).unwrap()))
+        })
+        .expect("a user whose home exists and is not this process's");
+    let repo = ro.join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    let refused = |config: &str, program: &str| {
+        std::fs::write(repo.join(".git/config"), config).unwrap();
+        let argv = [OsString::from("git"), OsString::from("status")];
+        let writable = |path: &Path| path.starts_with(&w) || path.starts_with(&other_home);
+        planted_instructions(
+            &Request {
+                program: Path::new(program),
+                argv: &argv,
+                cwd: &repo,
+                env: &[],
+                writable_roots: std::slice::from_ref(&w),
+            },
+            &writable,
+        )
+        .is_some()
+    };
+    let git = "/usr/bin/git";
+    assert!(refused(
+        &format!("[include]\n\tpath = ~{user}/inc.cfg\n"),
+        git
+    ));
+    assert!(refused(
+        &format!("[core]\n\thooksPath = ~{user}/hooks\n"),
+        git
+    ));
+    assert!(refused(&format!("[include]\n\tpath = ~{user}\n"), git));
+    assert!(!refused(
+        "[include]\n\tpath = ~no-such-user-here/inc.cfg\n",
+        git
+    ));
+    // `%(prefix)/` is the prefix of wherever git runs from (and the usual
+    // ones): a place under it the sandbox can write refuses.
+    let prefix = ro.join("prefix");
+    std::fs::create_dir_all(prefix.join("bin")).unwrap();
+    std::os::unix::fs::symlink(w.join("share"), prefix.join("share")).unwrap();
+    let prefixed_git = prefix.join("bin/git");
+    let prefixed_git = prefixed_git.to_str().unwrap();
+    let including = "[include]\n\tpath = %(prefix)/share/inc.cfg\n";
+    assert!(refused(including, prefixed_git));
+    assert!(refused(
+        "[core]\n\thooksPath = %(prefix)/share/hooks\n",
+        prefixed_git
+    ));
+    assert!(!refused(including, git));
+    // What a file under the prefix includes is followed on.
+    std::fs::create_dir_all(prefix.join("etc")).unwrap();
+    std::fs::write(
+        prefix.join("etc/inc.cfg"),
+        format!("[core]\nhooksPath = {}/h\n", w.display()),
+    )
+    .unwrap();
+    assert!(refused(
+        "[include]\n\tpath = %(prefix)/etc/inc.cfg\n",
+        prefixed_git
+    ));
+    // git 2.52's optional includes.
+    assert!(refused(
+        &format!("[include]\n\tpath = :(optional)~{user}/inc.cfg\n"),
+        git
+    ));
+}
+
+/// git found as `libexec/git-core/git-*` or `lib/git-core/git-*` reads
+/// its prefix's `etc/gitconfig`, not one under `libexec` or `lib`.
+#[test]
+fn gits_prefix_is_found_from_its_helpers_too() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let prefix = ro.join("prefix");
+    std::fs::create_dir_all(prefix.join("libexec/git-core")).unwrap();
+    std::fs::create_dir_all(prefix.join("etc")).unwrap();
+    std::fs::write(
+        prefix.join("etc/gitconfig"),
+        format!("[core]\nhooksPath = {}/h\n", w.display()),
+    )
+    .unwrap();
+    let program = prefix.join("libexec/git-core/git-upload-pack");
+    assert!(check(&place, program.to_str().unwrap(), ".", &ro, &[]));
 }
