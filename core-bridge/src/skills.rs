@@ -50,6 +50,17 @@ pub enum SkillError {
         .0.display()
     )]
     FrontMatterPermissions(PathBuf),
+    #[error(
+        "two skills are named {name}: {} and {}; questions and the audit log name a skill \
+         by its name, so each must have its own (`name:` in SKILL.md)",
+        .first.display(),
+        .second.display()
+    )]
+    DuplicateName {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 /// The skills of a session.
@@ -66,7 +77,7 @@ impl SkillRegistry {
         for dir in dirs {
             let dir = dir.as_ref();
             if dir.join("SKILL.md").is_file() {
-                registry.skills.push(Skill::load(dir)?);
+                registry.add(Skill::load(dir)?)?;
                 continue;
             }
             let entries = std::fs::read_dir(dir).map_err(|source| SkillError::Io {
@@ -81,7 +92,7 @@ impl SkillRegistry {
                 .collect();
             children.sort();
             for child in children {
-                registry.skills.push(Skill::load(&child)?);
+                registry.add(Skill::load(&child)?)?;
                 found = true;
             }
             if !found {
@@ -89,6 +100,24 @@ impl SkillRegistry {
             }
         }
         Ok(registry)
+    }
+
+    /// Adds `skill`: once, when it is named twice (the same directory), and
+    /// never beside another skill of the same name, which no question or
+    /// record could tell from it.
+    fn add(&mut self, skill: Skill) -> Result<(), SkillError> {
+        match self.skills.iter().find(|known| known.name == skill.name) {
+            Some(known) if known.root == skill.root => Ok(()),
+            Some(known) => Err(SkillError::DuplicateName {
+                name: skill.name,
+                first: known.root.clone(),
+                second: skill.root,
+            }),
+            None => {
+                self.skills.push(skill);
+                Ok(())
+            }
+        }
     }
 
     pub fn skills(&self) -> &[Skill] {
@@ -214,6 +243,28 @@ mod tests {
             SkillRegistry::load(&[plain.join("scripts")]),
             Err(SkillError::NotASkill(_))
         ));
+    }
+
+    /// From a probe: two skills named alike both loaded, and no question
+    /// or record could tell which one's script ran. The same directory
+    /// named twice is one skill.
+    #[test]
+    fn two_skills_of_one_name_do_not_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (directory, name) in [("a", "same"), ("b", "same"), ("c", "other")] {
+            let skill = dir.path().join(directory);
+            std::fs::create_dir_all(skill.join("scripts")).expect("mkdir");
+            std::fs::write(skill.join("SKILL.md"), format!("---\nname: {name}\n---\n"))
+                .expect("write");
+        }
+        let error = SkillRegistry::load(&[dir.path()]).expect_err("loaded");
+        assert!(
+            matches!(&error, SkillError::DuplicateName { name, .. } if name == "same"),
+            "{error}"
+        );
+        let c = dir.path().join("c");
+        let once = SkillRegistry::load(&[&c, &c]).expect("load");
+        assert_eq!(once.skills().len(), 1);
     }
 
     /// Regression: a skill whose `scripts/` was a link loaded, and its
