@@ -60,7 +60,7 @@ use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
     OnNetworkDenial, PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry,
-    StartupFiles, Stdio3, Tools,
+    StartupFiles, Stdio3, Tools, SKILL_PERMISSIONS_FILE,
 };
 #[cfg(unix)]
 use std::io::IsTerminal;
@@ -237,7 +237,26 @@ impl SessionArgs {
             "the skills cannot be registered; fix or drop them (--skills, or skills in the config)",
         )?;
         warn_if_tmpdir_not_taken(&profile, &cwd);
-        warn_if_grants_name_nothing(&profile, &cwd);
+        warn_if_grants_name_nothing(&profile, "the profile", &cwd);
+        for skill in skills.skills() {
+            if let Some(grants) = &skill.permissions {
+                warn_if_grants_name_nothing(grants, &format!("skill {}", skill.name), &cwd);
+            }
+        }
+        // Each skill as loaded too: one a skills directory links to, or
+        // whose files are links, may lie elsewhere than the directory named.
+        let skill_files: Vec<PathBuf> = skills
+            .skills()
+            .iter()
+            .flat_map(|skill| {
+                [
+                    skill.root.clone(),
+                    skill.root.join("SKILL.md"),
+                    skill.root.join(SKILL_PERMISSIONS_FILE),
+                ]
+            })
+            .filter(|file| std::fs::symlink_metadata(file).is_ok())
+            .collect();
         warn_if_sandbox_writable(
             &profile,
             &cwd,
@@ -245,6 +264,7 @@ impl SessionArgs {
                 .iter()
                 .chain(&skill_dirs)
                 .chain(self.config.iter())
+                .chain(&skill_files)
                 .map(PathBuf::as_path),
         );
         let policy = ExecPolicy::new(ExecPolicyConfig {
@@ -434,9 +454,16 @@ fn warn_if_sandbox_writable<'a>(
     let Some(view) = sandbox_view(profile, cwd) else {
         return;
     };
+    // Once for a place: a skill inside a writable skills directory is
+    // warned about with the directory.
+    let mut warned: Vec<std::path::PathBuf> = Vec::new();
     for file in files {
         let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        if warned.iter().any(|place| path.starts_with(place)) {
+            continue;
+        }
         if let Some(writable) = writable_on_the_way(&view, &path) {
+            warned.push(path.clone());
             let how = if writable == path {
                 "is writable from this session's sandbox".to_owned()
             } else {
@@ -459,14 +486,14 @@ fn warn_if_sandbox_writable<'a>(
 /// and a `unix_sockets` entry with no socket reaches nothing, even once one
 /// is made there (a socket is allowed by its identity at the start).
 #[cfg(unix)]
-fn warn_if_grants_name_nothing(profile: &PermissionProfile, cwd: &std::path::Path) {
+fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &std::path::Path) {
     let Some(view) = sandbox_view(profile, cwd) else {
         return;
     };
     for rule in view.rules() {
         if !rule.exists && rule.access != Access::None {
             stderr::line(&format!(
-                "execgate: warning: the profile grants {} access to {}, which does not \
+                "execgate: warning: {whose} grants {} access to {}, which does not \
                  exist: nothing is granted there",
                 if rule.access == Access::Write {
                     "write"
@@ -480,7 +507,7 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, cwd: &std::path::Pat
     for socket in view.network_lists().allowed_unix_sockets() {
         if std::fs::symlink_metadata(socket.as_path()).is_err() {
             stderr::line(&format!(
-                "execgate: warning: the profile's unix_sockets entry {} names no socket: \
+                "execgate: warning: {whose}'s unix_sockets entry {} names no socket: \
                  nothing is reached there, even once a socket is made there (sockets are \
                  allowed as they are found when the session starts)",
                 socket.as_path().display()

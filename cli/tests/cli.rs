@@ -2630,3 +2630,50 @@ fn grants_that_name_nothing_are_warned_about() {
         "{stderr}"
     );
 }
+
+/// From a probe of skills: a skill a skills directory links to from a
+/// writable workspace loaded without the warning the directory itself
+/// would have had, and a skill's grant on nothing was granted silently.
+#[test]
+fn skills_are_warned_about_as_loaded() {
+    let (dir, ws) = workspace();
+    let skills = dir.path().join("skills");
+    let planted = ws.join("planted");
+    let granting = skills.join("granting");
+    for skill in [&planted, &granting] {
+        std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    }
+    std::fs::write(planted.join("SKILL.md"), "---\nname: planted\n---\n").unwrap();
+    std::fs::write(granting.join("SKILL.md"), "---\nname: granting\n---\n").unwrap();
+    let missing = dir.path().join("missing");
+    std::fs::write(
+        granting.join("permissions.toml"),
+        format!(
+            "filesystem = {{ {:?} = \"write\" }}\n",
+            missing.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&planted, skills.join("linked")).unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--skills", skills.to_str().unwrap(), "--", "true"],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is writable from this session's sandbox",
+            planted.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "skill granting grants write access to {}, which does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&skills.display().to_string()), "{stderr}");
+}
