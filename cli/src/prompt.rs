@@ -373,9 +373,17 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
             ),
             None => format!("because  rule {}", shown(rule.id.as_ref())),
         },
-        ApprovalReason::Skill { name, .. } => format!(
-            "because  it is a script of skill {}, which declares permissions",
-            shown(name.as_ref())
+        ApprovalReason::Skill {
+            name,
+            justification,
+            ..
+        } => format!(
+            "because  it is a script of skill {}, which declares permissions{}",
+            shown(name.as_ref()),
+            justification
+                .as_ref()
+                .map(|why| format!(": {}", shown(why.as_ref())))
+                .unwrap_or_default()
         ),
         ApprovalReason::RequestedPermissions { justification } => format!(
             "because  the command asks for more permissions{}",
@@ -1046,6 +1054,21 @@ mod tests {
         assert_eq!(
             describe(&reordering, Length::Cut)[0],
             "run      /ws/\\u{1b}[2Jmake 'safe\\u{202e}txt.exe\\u{200b}'"
+        );
+        // A skill's justification is shown, as safely (a probe found it
+        // read and never shown).
+        let skill = ApprovalRequest {
+            reason: ApprovalReason::Skill {
+                name: "notes".into(),
+                script: "/skills/notes/scripts/write.sh".into(),
+                justification: Some("writes notes\u{1b}[1A".into()),
+            },
+            ..reordering
+        };
+        assert_eq!(
+            describe(&skill, Length::Cut)[2],
+            "because  it is a script of skill notes, which declares permissions: \
+             writes notes\\u{1b}[1A"
         );
     }
 

@@ -28,8 +28,13 @@ use execgate_network_proxy::{Destination, Protocol};
 pub enum ApprovalReason {
     /// A `prompt` rule matched.
     Rule(RuleRef),
-    /// A skill's script, whose skill declares permissions.
-    Skill { name: String, script: PathBuf },
+    /// A skill's script, whose skill declares permissions, and why it
+    /// says it needs them.
+    Skill {
+        name: String,
+        script: PathBuf,
+        justification: Option<String>,
+    },
     /// The caller asked that one command run with more permissions.
     RequestedPermissions { justification: Option<String> },
 }

@@ -448,6 +448,7 @@ impl Inner {
             reason: ApprovalReason::Skill {
                 name: skill.name.clone(),
                 script: request.executable.canonical_path.clone(),
+                justification: skill.justification.clone(),
             },
             execution: execution.clone(),
             permissions: Some(grants.clone()),

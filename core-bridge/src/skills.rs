@@ -21,6 +21,9 @@ pub struct Skill {
     pub scripts: PathBuf,
     /// What its scripts need beyond the session's profile; `None`: nothing.
     pub permissions: Option<PermissionProfile>,
+    /// Why, as its permissions file says (`justification`): shown with
+    /// every question about its scripts.
+    pub justification: Option<String>,
 }
 
 /// Why a skill could not be registered.
@@ -152,10 +155,11 @@ impl Skill {
             return Err(SkillError::FrontMatterPermissions(manifest));
         }
         let permissions_file = root.join(SKILL_PERMISSIONS_FILE);
-        let permissions = if permissions_file.exists() {
-            Some(AdditionalPermissions::load(&permissions_file)?.profile)
+        let (permissions, justification) = if permissions_file.exists() {
+            let declared = AdditionalPermissions::load(&permissions_file)?;
+            (Some(declared.profile), declared.justification)
         } else {
-            None
+            (None, None)
         };
         let scripts = root.join("scripts");
         if std::fs::symlink_metadata(&scripts).is_ok_and(|meta| meta.is_symlink()) {
@@ -166,6 +170,7 @@ impl Skill {
             scripts,
             root,
             permissions,
+            justification,
         })
     }
 }
@@ -216,10 +221,15 @@ mod tests {
         std::fs::write(granted.join("SKILL.md"), "---\nname: release-notes\n---\n").expect("write");
         std::fs::write(
             granted.join(SKILL_PERMISSIONS_FILE),
-            "filesystem = { \"../notes\" = \"write\" }\n",
+            "justification = \"writes the release notes\"\n\
+             filesystem = { \"../notes\" = \"write\" }\n",
         )
         .expect("write");
         let registry = SkillRegistry::load(&[dir.path()]).expect("load");
+        assert_eq!(
+            registry.skills()[0].justification.as_deref(),
+            Some("writes the release notes")
+        );
         let names: Vec<&str> = registry.skills().iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["release-notes", "plain"]);
         let root = std::fs::canonicalize(dir.path()).expect("canonical");
