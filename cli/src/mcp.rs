@@ -107,10 +107,7 @@ pub fn serve(args: McpArgs) -> Result<i32> {
             tool_router: ExecServer::tool_router(),
         };
         let (input, output) = rmcp::transport::stdio_pipes();
-        let input = UntilEnd {
-            input,
-            ended: tokio_util::sync::CancellationToken::new(),
-        };
+        let input = UntilEnd::new(input);
         let input_ended = input.ended.clone();
         let service = tokio::select! {
             service = server.serve((input, output)) => {
@@ -160,10 +157,46 @@ pub fn serve(args: McpArgs) -> Result<i32> {
 }
 
 /// Standard input, which says when it has ended: the client has gone (or
-/// asks the server to stop, as MCP's stdio transport has it).
+/// asks the server to stop, as MCP's stdio transport has it), and says on
+/// stderr when a message is too long for the transport, which drops it
+/// unanswered (a probe's client waited forever for its answer).
 struct UntilEnd<R> {
     input: R,
     ended: tokio_util::sync::CancellationToken,
+    /// Bytes of the line being read so far.
+    line_length: usize,
+}
+
+impl<R> UntilEnd<R> {
+    fn new(input: R) -> UntilEnd<R> {
+        UntilEnd {
+            input,
+            ended: tokio_util::sync::CancellationToken::new(),
+            line_length: 0,
+        }
+    }
+
+    /// Counts `read` into the line lengths: how many lines it made pass
+    /// `limit`.
+    fn passed(&mut self, read: &[u8], limit: usize) -> usize {
+        let mut passed = 0;
+        let mut rest = read;
+        loop {
+            let newline = rest.iter().position(|&byte| byte == b'\n');
+            let before = self.line_length;
+            self.line_length = before.saturating_add(newline.unwrap_or(rest.len()));
+            if before <= limit && self.line_length > limit {
+                passed += 1;
+            }
+            match newline {
+                Some(at) => {
+                    self.line_length = 0;
+                    rest = &rest[at + 1..];
+                }
+                None => return passed,
+            }
+        }
+    }
 }
 
 impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilEnd<R> {
@@ -179,6 +212,14 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilEnd<R> {
             && buffer.remaining() > 0;
         if at_end {
             self.ended.cancel();
+        }
+        let limit = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
+        for _ in 0..self.passed(&buffer.filled()[before..], limit) {
+            crate::stderr::line(&format!(
+                "execgate mcp: a message longer than {} MiB was dropped unanswered: the MCP \
+                 transport takes lines up to that size; send less at a time",
+                limit >> 20
+            ));
         }
         polled
     }
@@ -461,6 +502,26 @@ impl Approver for ElicitingApprover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe's client sent a message over the transport's limit and
+    /// waited forever: it is dropped unanswered, and now said so, once for
+    /// each such line, however it arrives in reads.
+    #[test]
+    fn lines_past_the_transports_limit_are_counted_once_each() {
+        let mut input = UntilEnd::new(());
+        // (read, lines it makes pass a limit of 4 bytes)
+        let reads: [(&[u8], usize); 6] = [
+            (b"abc\n", 0),
+            (b"abcd", 0),
+            (b"e", 1),
+            (b"fgh\nabcdefgh\n12", 1),
+            (b"345678", 1),
+            (b"9\nok\n", 0),
+        ];
+        for (read, passed) in reads {
+            assert_eq!(input.passed(read, 4), passed, "{read:?}");
+        }
+    }
 
     /// A probe made the question 1.8 MB, the directory and the execution
     /// after all of it.
