@@ -248,6 +248,17 @@ impl ExecPolicy {
     pub(crate) fn count_granted_tmpdirs(&self, root: &Path) {
         self.inner.writable_through(vec![root.to_path_buf()]);
     }
+
+    /// What every grant known in advance lets a sandbox write, resolved in
+    /// `context`: the server counts it from the start, as this policy
+    /// does before its first decision.
+    pub(crate) fn known_grant_roots(&self, context: &SandboxContext) -> Vec<PathBuf> {
+        self.inner
+            .known_grants()
+            .iter()
+            .flat_map(|granted| granted_write_paths(granted, context))
+            .collect()
+    }
 }
 
 impl Policy for ExecPolicy {
@@ -273,13 +284,7 @@ impl Inner {
     async fn count_known_grants(&self, view: &ResolvedPolicy) {
         self.known_grants_counted
             .get_or_init(|| async {
-                let profiles: Vec<PermissionProfile> = self
-                    .skills
-                    .skills()
-                    .iter()
-                    .filter_map(|skill| skill.permissions.clone())
-                    .chain(self.executions.values().cloned())
-                    .collect();
+                let profiles = self.known_grants();
                 let context = view.context().clone();
                 // Resolving may walk the file system (deny globs).
                 let paths = tokio::task::spawn_blocking(move || {
@@ -293,6 +298,16 @@ impl Inner {
                 self.writable_through(paths);
             })
             .await;
+    }
+
+    /// Every grant known in advance: each skill's, each rule's profile.
+    fn known_grants(&self) -> Vec<PermissionProfile> {
+        self.skills
+            .skills()
+            .iter()
+            .filter_map(|skill| skill.permissions.clone())
+            .chain(self.executions.values().cloned())
+            .collect()
     }
 
     /// Counts `paths`, which a grant lets a sandboxed command write, as

@@ -383,6 +383,9 @@ impl ShellSession {
                 }
                 let mut context = SandboxContext::new(&cwd);
                 context.workspace_roots = workspace_roots;
+                if let Some(policy) = &exec_policy {
+                    server.known_grant_roots = policy.known_grant_roots(&context);
+                }
                 server.sandbox = Some(SessionSandbox {
                     launcher,
                     turn_default: profile,

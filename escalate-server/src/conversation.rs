@@ -284,14 +284,15 @@ async fn launch_for(
         (_, Err(reason)) => return Err(format!("not escalated: {reason}")),
         (None, Ok(_)) => return Err("not escalated: the working directory is not held".into()),
     };
-    let (sandbox, own_tmpdir) = sandbox_for(shared, execution, context.request_id).await?;
+    let (sandbox, own_tmpdir, grants_own) =
+        sandbox_for(shared, execution, context.request_id).await?;
     Ok(Launch {
         opened,
         directory,
         sandbox,
         beyond_the_sandbox: *execution != Execution::TurnDefault,
         grants_seen,
-        grants_own: u64::from(matches!(execution, Execution::Permissions(_))),
+        grants_own,
         own_tmpdir,
     })
 }
@@ -300,16 +301,17 @@ async fn launch_for(
 /// the resolved policy of its sandbox.
 type SandboxPlan = Option<(Launcher, Arc<ResolvedPolicy>)>;
 
-/// The sandbox an escalation runs in, and with grants the temporary
-/// directory of its own it is granted, or why it cannot run at all. A
-/// sandboxed execution never falls back to running unsandboxed.
+/// The sandbox an escalation runs in, with grants the temporary directory
+/// of its own it is granted and whether its grants were new ones
+/// ([`Shared::granted`]), or why it cannot run at all. A sandboxed
+/// execution never falls back to running unsandboxed.
 async fn sandbox_for(
     shared: &Arc<Shared>,
     execution: &Execution,
     request_id: u64,
-) -> Result<(SandboxPlan, Option<OwnTmpdir>), String> {
+) -> Result<(SandboxPlan, Option<OwnTmpdir>, u64), String> {
     let extra = match execution {
-        Execution::Unsandboxed => return Ok((None, None)),
+        Execution::Unsandboxed => return Ok((None, None, 0)),
         Execution::TurnDefault => None,
         Execution::Permissions(extra) => Some(extra.clone()),
     };
@@ -342,10 +344,11 @@ async fn sandbox_for(
     .map_err(|error| format!("sandbox resolution failed: {error}"))?;
     match resolved {
         Some(Ok((plan, own_tmpdir))) => {
-            if let (Execution::Permissions(_), Some((_, policy))) = (execution, &plan) {
-                shared.granted(policy);
-            }
-            Ok((plan, own_tmpdir))
+            let new_grants = match (execution, &plan) {
+                (Execution::Permissions(_), Some((_, policy))) => shared.granted(policy),
+                _ => 0,
+            };
+            Ok((plan, own_tmpdir, new_grants))
         }
         Some(Err(reason)) => Err(reason),
         None => Err("the session has no sandbox".into()),

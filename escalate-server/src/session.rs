@@ -61,6 +61,13 @@ pub struct SessionConfig {
     /// write, though one of its sandboxes may be granted a directory in
     /// it. Default: none (the escalation shares the session's).
     pub granted_tmpdirs: Option<PathBuf>,
+    /// What every grant the policy can make lets a sandbox write, as far
+    /// as known when the session starts (a skill's, a rule's profile).
+    /// Counted from the start: left out of the `PATH` of escalations
+    /// beyond the sandbox, and a sandbox started with grants only there
+    /// does not make escalations decided before it stale (the policy
+    /// counted them when it decided). Default: none.
+    pub known_grant_roots: Vec<PathBuf>,
     /// How long a client may take to send its request.
     pub request_timeout: Duration,
     /// The session's sandbox. `None` refuses every sandboxed escalation.
@@ -181,6 +188,7 @@ impl SessionConfig {
             escalation_env: crate::environment::server_defaults(),
             unsandboxed_tmpdir: None,
             granted_tmpdirs: None,
+            known_grant_roots: Vec::new(),
             request_timeout: Duration::from_secs(10),
             sandbox: None,
             audit: None,
@@ -289,8 +297,9 @@ pub(crate) struct Shared {
     /// What escalations with grants could write beyond the session's own
     /// sandbox: left out of [`Shared::outside_path`] too, once granted.
     pub(crate) granted_writable: Mutex<Vec<PathBuf>>,
-    /// Sandboxes with grants set up so far: an escalation decided before
-    /// one of them started does not start after it (see `escalate`).
+    /// Sandboxes with grants set up so far that could write more than
+    /// those before them: an escalation decided before one of them started
+    /// does not start after it (see `escalate`).
     pub(crate) grants_made: AtomicU64,
     /// [`SessionConfig::escalation_env`], shared with every request's
     /// context.
@@ -349,14 +358,16 @@ impl Shared {
     }
 
     /// Counts a sandbox with grants about to start: what it may write is
-    /// left out of later escalations' `PATH`, and an escalation decided
-    /// before it does not start after it.
-    pub(crate) fn granted(&self, policy: &ResolvedPolicy) {
-        self.grants_made.fetch_add(1, Ordering::SeqCst);
+    /// left out of later escalations' `PATH`, and when that is more than
+    /// the grants so far (or known from the start) could write, an
+    /// escalation decided before it does not start after it. Returns how
+    /// many new grants it counted (0 or 1).
+    pub(crate) fn granted(&self, policy: &ResolvedPolicy) -> u64 {
         let mut granted = self
             .granted_writable
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let known = granted.len();
         // An escalation's own temporary directory counts as the directory
         // all of them are made in: one entry, however many escalations.
         let own_tmpdirs = self.config.granted_tmpdirs.as_deref();
@@ -369,6 +380,11 @@ impl Shared {
                 granted.push(path.to_path_buf());
             }
         }
+        // Under the lock: an escalation that reads the count after this
+        // sandbox's roots were added sees this grant counted too.
+        let new = u64::from(granted.len() > known);
+        self.grants_made.fetch_add(new, Ordering::SeqCst);
+        new
     }
 
     /// `PATH` for an escalated child that may do more than the session's
@@ -454,13 +470,29 @@ impl Session {
         };
         let id = new_session_id();
         let scope = Scope::new(&id, &config.wrapper)?;
+        // The session's own sandbox's writable roots too: every sandbox
+        // with grants can write them, and the shell could already.
+        let sandbox_writable = sandbox
+            .as_ref()
+            .and_then(|sandbox| sandbox.resolved_default.as_deref())
+            .into_iter()
+            .flat_map(|policy| policy.rules())
+            .filter(|rule| rule.access == Access::Write)
+            .map(|rule| rule.path.clone());
+        let granted_writable = config
+            .known_grant_roots
+            .iter()
+            .chain(&config.granted_tmpdirs)
+            .cloned()
+            .chain(sandbox_writable)
+            .collect();
         let shared = Arc::new(Shared {
             id,
             escalation_env: config.escalation_env.clone().into(),
             frames_being_read: crate::channel::FramesBeingRead::default(),
             config,
             outside_path,
-            granted_writable: Mutex::default(),
+            granted_writable: Mutex::new(granted_writable),
             grants_made: AtomicU64::new(0),
             children: Children::new(scope),
             sandbox,

@@ -678,6 +678,43 @@ async fn an_answer_once_approves_only_the_run_the_person_saw() {
     session.shutdown().await;
 }
 
+/// From a probe: two runs of a skill's script at once, approved, both
+/// refused to start ("a sandbox with grants started after this was
+/// decided"): each counted the other's sandbox, though neither could
+/// write anything the policy had not counted as writable before it
+/// decided. Both run.
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_of_a_granted_skill_at_once_both_start() {
+    let place = Place::new();
+    let granted = place.outside.join("granted");
+    fs::create_dir(&granted).unwrap();
+    let writer = skill(
+        &place,
+        "writer",
+        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
+    );
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(Scripted::new(ApprovalAnswer::ApproveOnce));
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let script = format!(
+        "{writer} {granted}/a & {writer} {granted}/b & {writer} {granted}/c & wait; print done",
+        writer = writer.display(),
+        granted = granted.display(),
+    );
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    for name in ["a", "b", "c"] {
+        assert!(
+            granted.join(name).exists(),
+            "{name}: {}",
+            text(&outcome.stderr)
+        );
+    }
+    session.shutdown().await;
+}
+
 /// From a probe of `execgate mcp`: a client whose prompt failed left a
 /// record saying no person was asked, beside a reason saying nobody
 /// answered. The record says the question was for a person.

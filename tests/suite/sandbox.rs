@@ -909,7 +909,18 @@ async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() 
         }
         other => panic!("it started after the grant: {other:?}"),
     }
-    drop((first, decided));
+    // A grant that writes nothing the grants before it could not adds
+    // nothing the decision did not know of: what was decided before it
+    // starts (a probe's two runs of one skill's script, approved together,
+    // both refused to start).
+    let decided_again = ask("/usr/bin/true");
+    drop(ask("/usr/bin/env"));
+    let started = hand_over(&decided_again);
+    assert!(
+        matches!(started, ServerMessage::Started { .. }),
+        "{started:?}"
+    );
+    drop((first, decided, decided_again));
     session.shutdown().await;
 }
 
