@@ -22,19 +22,25 @@
 //!   working directory or any ancestor up to `/` is writable from the
 //!   sandbox: a repository, Makefile or `package.json` could have been
 //!   created there, even during an approval. So are they when a writable
-//!   root lies inside the project, or a link the host left there leads
-//!   into one (`Makefile.inc -> /w/x`, `.git/hooks -> /w/hooks`, `sub ->
-//!   /w`): only the entries of the working directory, of each directory
-//!   above it in the project that holds a build file or repository, and
-//!   of a git directory and its `hooks` and `info` are looked at, not
+//!   root lies inside the project or a git directory, or a link the host
+//!   left there leads into one or to a directory above one
+//!   (`Makefile.inc -> /w/x`, `.git/hooks -> /w/hooks`, `sub -> /w`): only
+//!   the entries of the working directory, of each directory above it in
+//!   the project that holds a build file or repository, and of a git
+//!   directory and its `hooks`, `info` and `modules` are looked at, not
 //!   deeper (`sub/dir/x.mk -> /w` is not seen), and a directory with more
-//!   than [`MOST_ENTRIES`] entries is refused rather than read in part.
+//!   than [`MOST_ENTRIES`] entries, or past the request's
+//!   [`MOST_ENTRIES_PER_REQUEST`], is refused rather than read in part.
+//!   A repository's submodules (`.git/modules`) and `commondir` are judged
+//!   as it is.
 //! - Arguments are walked as the program reads them, and every word the
 //!   walk cannot show to be harmless is judged as a path it may read:
 //!   directories and files named by options (`git -C`, `--git-dir`, `git
 //!   init --separate-git-dir`, `make -f`, `npm --prefix`, `cargo
-//!   --manifest-path`), the repository a local path names to `git push`,
-//!   `fetch`, `pull`, `ls-remote` or `clone` (git runs there), every operand (a
+//!   --manifest-path`), the repository a local path or `file://` address
+//!   names among the operands of `git push`, `fetch`, `pull`,
+//!   `ls-remote`, `archive` or `clone`, or in any word (git runs there),
+//!   every operand (a
 //!   script and its arguments, pip's packages, git's pathspecs), the value
 //!   of `NAME=value` and `--option=value` words, whatever is attached to an
 //!   option the walk does not know, and the word after it (which the walk
@@ -45,10 +51,12 @@
 //!   options are all listed and an unknown one is refused, so the
 //!   subcommand is never misread; `python -m pip` is judged as pip.
 //! - Arguments that are instructions themselves are refused outright:
-//!   `git -c`, `cargo --config`, `make --eval`, and git's per-subcommand
-//!   ones (`clone -c`/`--template`/`-u`, `fetch --upload-pack`, `push
-//!   --receive-pack`, `rebase -x`, `difftool -x`, `submodule foreach`,
-//!   ...).
+//!   `git -c`, `cargo --config`, `make --eval`, a variable on make's
+//!   command line, `npm -c`, and git's per-subcommand ones (`clone
+//!   -c`/`--template`/`-u`, `fetch --upload-pack`, `push --receive-pack`,
+//!   `rebase -x`, `difftool -x`, `submodule foreach`, ...); so are those
+//!   that write one for a later git (`git config NAME VALUE`, `remote
+//!   add`, `submodule add`).
 //! - Per-user and system configuration files the program reads
 //!   (`~/.gitconfig`, `~/.npmrc`, `~/.cargo/config.toml`, ...) are checked
 //!   for both the server's home and the one the request names, and so is
@@ -110,6 +118,9 @@ struct InstructionReader {
     /// Its configuration files include others (git's `[include]` and
     /// `[includeIf]`), and so does its repository's own `.git/config`.
     config_includes: bool,
+    /// An operand `NAME=value` sets a variable the program runs (make's
+    /// `SHELL=`, `.SHELLFLAGS=`, `CC=`): an instruction.
+    assignments_instruct: bool,
     /// Its operands name projects it reads from their own directory (an
     /// interpreter's script: `sys.path` and `node_modules` start beside
     /// it; `pip install DIR`): for an interpreter the script, for the
@@ -150,10 +161,14 @@ struct Subcommand {
     options: Options,
     /// Operands that make it run a command line (`submodule foreach`).
     instruction_operands: &'static [&'static str],
-    /// Its first operand may name a repository on this machine that git
-    /// runs in (`git push /r`: `receive-pack` runs `/r`'s hooks, and
+    /// Its operands may name a repository on this machine that git runs
+    /// in (`git push /r`: `receive-pack` runs `/r`'s hooks, and
     /// `upload-pack` reads its configuration): judged as `--git-dir` is.
     repository_operand: bool,
+    /// Given a name and a value (`git config alias.st '!cmd'`), it writes
+    /// configuration: the lasting form of `git -c`, an instruction for
+    /// every later git.
+    writes_configuration: bool,
 }
 
 const NONE: &[&str] = &[];
@@ -180,6 +195,7 @@ const READER: InstructionReader = InstructionReader {
     plus_options: false,
     config_files: NONE,
     config_includes: false,
+    assignments_instruct: false,
     operands_name_projects: false,
 };
 
@@ -196,6 +212,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: true,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["init"],
@@ -206,6 +223,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: true,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["fetch", "pull", "ls-remote", "fetch-pack"],
@@ -215,15 +233,18 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: true,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["push", "send-pack", "archive"],
         options: Options {
+            path: &["--repo", "--remote"],
             instruction: &["--receive-pack", "--exec"],
             ..OPTIONS
         },
         instruction_operands: NONE,
         repository_operand: true,
+        writes_configuration: false,
     },
     Subcommand {
         // What the commands above run in the repository they name
@@ -232,6 +253,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         options: OPTIONS,
         instruction_operands: NONE,
         repository_operand: true,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["rebase"],
@@ -241,6 +263,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["difftool", "mergetool"],
@@ -250,6 +273,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["grep"],
@@ -259,6 +283,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["send-email"],
@@ -274,6 +299,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["filter-branch"],
@@ -291,6 +317,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["daemon"],
@@ -300,18 +327,50 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: false,
+        writes_configuration: false,
+    },
+    Subcommand {
+        names: &["config"],
+        options: Options {
+            path: &["-f", "--file"],
+            // Each writes (or removes) a value.
+            instruction: &[
+                "--add",
+                "--replace-all",
+                "--unset",
+                "--unset-all",
+                "--rename-section",
+                "--remove-section",
+                "-e",
+                "--edit",
+            ],
+            ..OPTIONS
+        },
+        instruction_operands: &["set", "unset", "rename-section", "remove-section", "edit"],
+        repository_operand: false,
+        writes_configuration: true,
+    },
+    Subcommand {
+        // A remote's address is where `push` and `fetch` then run.
+        names: &["remote"],
+        options: OPTIONS,
+        instruction_operands: &["add", "set-url"],
+        repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["submodule"],
         options: OPTIONS,
-        instruction_operands: &["foreach"],
+        instruction_operands: &["foreach", "add", "set-url"],
         repository_operand: false,
+        writes_configuration: false,
     },
     Subcommand {
         names: &["bisect"],
         options: OPTIONS,
         instruction_operands: &["run"],
         repository_operand: false,
+        writes_configuration: false,
     },
 ];
 
@@ -388,10 +447,11 @@ const READERS: &[InstructionReader] = &[
         names: &["make", "gmake", "remake"],
         reads: "its makefiles",
         searches_upwards: true,
+        assignments_instruct: true,
         options: Options {
             directory: &["-C", "--directory"],
             path: &["-f", "--file", "--makefile", "-I", "--include-dir"],
-            instruction: &["--eval"],
+            instruction: &["--eval", "-E"],
             flags: &[
                 "-b", "-B", "-d", "-e", "-i", "-k", "-L", "-n", "-p", "-q", "-r", "-R", "-s", "-S",
                 "-t", "-v", "-w",
@@ -420,7 +480,15 @@ const READERS: &[InstructionReader] = &[
         options: Options {
             directory: &["-C", "--dir", "--cwd", "--prefix"],
             path: &["--userconfig", "--globalconfig"],
-            instruction: &["--call", "--node-options", "--script-shell"],
+            // npm reads `_` in a name as `-`.
+            instruction: &[
+                "-c",
+                "--call",
+                "--node-options",
+                "--node_options",
+                "--script-shell",
+                "--script_shell",
+            ],
             ..OPTIONS
         },
         config_files: &[
@@ -567,7 +635,9 @@ const READERS: &[InstructionReader] = &[
         options: Options {
             inline: &["-c"],
             hand_over: &["-m"],
-            values: &["-W", "-X", "--check-hash-based-pycs"],
+            // Not `-X`: its value may name a directory
+            // (`pycache_prefix=`), judged as any word.
+            values: &["-W", "--check-hash-based-pycs"],
             flags: &[
                 "-b", "-B", "-d", "-E", "-h", "-i", "-I", "-O", "-P", "-q", "-s", "-S", "-u", "-v",
                 "-V", "-x", "-R",
@@ -792,10 +862,12 @@ fn named_refusal(
 
 /// Why git, working from `start`, would read a repository the sandbox
 /// could have written: each git directory it finds from there (see
-/// [`git_directories`]) with the way to it, the links among its entries
-/// and those of its `hooks` and `info` ([`linked_out`]; not those of
-/// `modules` or `worktrees`, which git reads for a submodule or a
-/// worktree from there), and what its configuration includes or names.
+/// [`git_directories`]) with the way to it, a writable root inside it,
+/// the links among its entries and those of its `hooks` and `info`
+/// ([`linked_out`]; not those of `worktrees`), and what its configuration
+/// includes or names; the same for each submodule's git directory in its
+/// `modules` ([`module_directories`]). Each git directory is judged once
+/// a request.
 fn repository_refusal(
     name: &str,
     start: &Path,
@@ -803,7 +875,25 @@ fn repository_refusal(
     writable: &dyn Fn(&Path) -> bool,
     scanned: &Scanned,
 ) -> Option<String> {
-    for gitdir in git_directories(start) {
+    let mut gitdirs = git_directories(start);
+    let mut modules = Vec::new();
+    for gitdir in &gitdirs {
+        match module_directories(gitdir) {
+            Ok(found) => modules.extend(found),
+            Err(why) => {
+                return Some(format!(
+                    "escalation refused: {name} reads the submodules of {}, which the check \
+                     cannot all judge: {why}",
+                    gitdir.display()
+                ))
+            }
+        }
+    }
+    gitdirs.extend(modules);
+    for gitdir in gitdirs {
+        if !scanned.judged_gitdirs.borrow_mut().insert(gitdir.clone()) {
+            continue;
+        }
         if let Some(place) = writable_place(&gitdir, start, writable) {
             return Some(format!(
                 "escalation refused: {name} reads its repository from {} (through {}), which \
@@ -812,10 +902,31 @@ fn repository_refusal(
                 place.display()
             ));
         }
+        // A hooks directory (or any other) inside it that the sandbox may
+        // write, as a separate git directory's may be.
+        let canonical = std::fs::canonicalize(&gitdir).unwrap_or_else(|_| gitdir.clone());
+        if let Some(root) = request
+            .writable_roots
+            .iter()
+            .find(|root| root.starts_with(&canonical))
+        {
+            return Some(format!(
+                "escalation refused: {name} reads its repository {}, inside which the sandbox \
+                 can write {}",
+                gitdir.display(),
+                root.display()
+            ));
+        }
         // Before its configuration is read: a link there may lead to a
         // file the sandbox writes (and may rewrite after the check).
-        let linked = [gitdir.clone(), gitdir.join("hooks"), gitdir.join("info")];
-        if let Some(found) = linked_out(linked.iter().map(PathBuf::as_path), writable, scanned) {
+        let linked = ["", "hooks", "info", "modules"].map(|entry| gitdir.join(entry));
+        let found = linked_out(
+            linked.iter().map(PathBuf::as_path),
+            writable,
+            request.writable_roots,
+            scanned,
+        );
+        if let Some(found) = found {
             return Some(found.refusal(name, "its repository"));
         }
         for config in [gitdir.join("config"), gitdir.join("config.worktree")] {
@@ -849,6 +960,13 @@ fn git_directories(start: &Path) -> Vec<PathBuf> {
         }
         Some(found)
     };
+    // A git directory's `commondir`, which git honours in any git
+    // directory, not only a worktree's.
+    let with_common = |gitdir: PathBuf| -> Vec<PathBuf> {
+        let common = read_small_file(&gitdir.join("commondir"), 4096)
+            .map(|common| gitdir.join(String::from_utf8_lossy(&common).trim()));
+        std::iter::once(gitdir).chain(common).collect()
+    };
     if start.is_file() {
         let from = start.parent().unwrap_or(Path::new("/"));
         return gitfile(start, from).unwrap_or_else(|| vec![start.to_path_buf()]);
@@ -857,16 +975,52 @@ fn git_directories(start: &Path) -> Vec<PathBuf> {
         let dot_git = directory.join(".git");
         if let Ok(meta) = std::fs::metadata(&dot_git) {
             if meta.is_dir() {
-                return vec![dot_git];
+                return with_common(dot_git);
             }
             // Not a gitfile git reads: the file itself is judged.
             return gitfile(&dot_git, directory).unwrap_or_else(|| vec![dot_git]);
         }
         if is_git_directory(directory) {
-            return vec![directory.to_path_buf()];
+            return with_common(directory.to_path_buf());
         }
     }
     Vec::new()
+}
+
+/// The git directories of a repository's submodules, in its `modules`
+/// (`modules/NAME`, a name possibly with `/`, and theirs in turn): git
+/// reads each one's configuration and runs its hooks when it recurses
+/// into submodules. At most [`MOST_MODULES`] directories looked at, four
+/// levels deep: more is an error, not a part judged.
+fn module_directories(gitdir: &Path) -> Result<Vec<PathBuf>, String> {
+    const MOST_MODULES: usize = 1024;
+    let is_git_directory = |dir: &Path| dir.join("HEAD").is_file() && dir.join("objects").is_dir();
+    let mut found = Vec::new();
+    let mut looked_at = 0;
+    let mut pending = vec![(gitdir.join("modules"), 0)];
+    while let Some((directory, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            looked_at += 1;
+            if looked_at > MOST_MODULES {
+                return Err(format!("more than {MOST_MODULES} directories in modules"));
+            }
+            let path = entry.path();
+            // Not through links: a submodule's directory git made is one.
+            if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                continue;
+            }
+            if is_git_directory(&path) {
+                pending.push((path.join("modules"), 0));
+                found.push(path);
+            } else if depth < 4 {
+                pending.push((path, depth + 1));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Why what a configuration file includes or names was not judged, and
@@ -1018,6 +1172,11 @@ impl GitPaths {
     /// `Err` when the database cannot answer, or for too many users.
     fn interpolated(&mut self, value: &str) -> Result<Option<Vec<PathBuf>>, String> {
         let value = value.strip_prefix(OPTIONAL).unwrap_or(value);
+        // A remote's address on this machine (`url = file:///w/r.git`).
+        if value.starts_with("file://") {
+            let path = Path::new(OsStr::from_bytes(repository_address(value.as_bytes())));
+            return Ok(path.is_absolute().then(|| vec![path.to_path_buf()]));
+        }
         if let Some(relative) = value.strip_prefix("%(prefix)/") {
             return Ok(Some(
                 self.prefixes
@@ -1193,7 +1352,8 @@ fn project_refusal(
             root.display()
         ));
     }
-    linked_out(layers, writable, scanned).map(|found| found.refusal(name, reader.reads))
+    linked_out(layers, writable, request.writable_roots, scanned)
+        .map(|found| found.refusal(name, reader.reads))
 }
 
 /// The directories of the project a program that searches upwards works
@@ -1249,9 +1409,21 @@ fn writable_root_under_top<'a>(
 /// is refused rather than read in part.
 const MOST_ENTRIES: usize = 16384;
 
-/// Directories [`linked_out`] found no link out of, for one request: a
-/// directory named by a thousand operands is listed once.
-type Scanned = RefCell<HashSet<PathBuf>>;
+/// Entries read of all directories for one request: what a request of a
+/// thousand operands, each naming a large directory, may cost the server.
+const MOST_ENTRIES_PER_REQUEST: usize = 65536;
+
+/// What one request's checks have looked at already: directories
+/// [`linked_out`] found no link out of (a directory named by a thousand
+/// operands is listed once), the entries read so far, and the git
+/// directories judged (a thousand pathspecs in one repository judge it
+/// once).
+#[derive(Default)]
+struct Scanned {
+    link_free: RefCell<HashSet<PathBuf>>,
+    entries_read: std::cell::Cell<usize>,
+    judged_gitdirs: RefCell<HashSet<PathBuf>>,
+}
 
 /// What [`linked_out`] found.
 enum LinkedOut {
@@ -1280,17 +1452,20 @@ impl LinkedOut {
 }
 
 /// The first link among the entries of `directories` (not below them)
-/// whose way leads where the sandbox can write: the host may have linked a
-/// project's `Makefile.inc`, `target` or `.git/hooks` into a writable
-/// root, and the program follows the link to what the sandbox wrote there.
-/// Each directory is listed once, and each link costs one walk
-/// ([`writable_place`]); deeper links are not looked for. A directory that
-/// is not there holds nothing; one that cannot be listed, or has more than
-/// [`MOST_ENTRIES`], is [`LinkedOut::Unread`] (the program may still open
-/// a name in it).
+/// whose way leads where the sandbox can write, or to a directory that
+/// holds one of `writable_roots`: the host may have linked a project's
+/// `Makefile.inc`, `target` or `.git/hooks` into a writable root (or `sub`
+/// to its parent), and the program follows the link to what the sandbox
+/// wrote there. Each directory is listed once, and each link costs one
+/// walk ([`writable_place`]); deeper links are not looked for. A directory
+/// that is not there holds nothing; one that cannot be listed, or has
+/// more than [`MOST_ENTRIES`] (or more than the request's
+/// [`MOST_ENTRIES_PER_REQUEST`] so far), is [`LinkedOut::Unread`] (the
+/// program may still open a name in it).
 fn linked_out<'p>(
     directories: impl IntoIterator<Item = &'p Path>,
     writable: &dyn Fn(&Path) -> bool,
+    writable_roots: &[PathBuf],
     scanned: &Scanned,
 ) -> Option<LinkedOut> {
     let unread = |directory: &Path, why: String| LinkedOut::Unread {
@@ -1298,13 +1473,13 @@ fn linked_out<'p>(
         why,
     };
     for directory in directories {
-        if scanned.borrow().contains(directory) {
+        if scanned.link_free.borrow().contains(directory) {
             continue;
         }
         let entries = match std::fs::read_dir(directory) {
             Ok(entries) => entries,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) if error.raw_os_error() == Some(libc::ENOTDIR) => continue,
+            Err(error) if error.kind() == std::io::ErrorKind::NotADirectory => continue,
             Err(error) => return Some(unread(directory, error.to_string())),
         };
         for (read, entry) in entries.enumerate() {
@@ -1312,6 +1487,17 @@ fn linked_out<'p>(
                 return Some(unread(
                     directory,
                     format!("it has more than {MOST_ENTRIES} entries"),
+                ));
+            }
+            let read_so_far = scanned.entries_read.get() + 1;
+            scanned.entries_read.set(read_so_far);
+            if read_so_far > MOST_ENTRIES_PER_REQUEST {
+                return Some(unread(
+                    directory,
+                    format!(
+                        "the check reads at most {MOST_ENTRIES_PER_REQUEST} entries for one \
+                         request"
+                    ),
                 ));
             }
             let entry = match entry {
@@ -1329,8 +1515,21 @@ fn linked_out<'p>(
             if let Some(place) = writable_place(&link, directory, writable) {
                 return Some(LinkedOut::Link { link, place });
             }
+            // A link to a directory above a writable root leads into it
+            // by a name below the link (`sub -> /srv`, `sub/w/x.mk`).
+            if let Ok(target) = std::fs::canonicalize(&link) {
+                if let Some(root) = writable_roots.iter().find(|root| root.starts_with(&target)) {
+                    return Some(LinkedOut::Link {
+                        link,
+                        place: root.clone(),
+                    });
+                }
+            }
         }
-        scanned.borrow_mut().insert(directory.to_path_buf());
+        scanned
+            .link_free
+            .borrow_mut()
+            .insert(directory.to_path_buf());
     }
     None
 }
@@ -1523,6 +1722,7 @@ impl ArgumentWalk<'_> {
         let mut operands = 0;
         // Operands after git's subcommand.
         let mut subcommand_operands = 0;
+        let mut first_subcommand_operand: &[u8] = b"";
         let mut index = 0;
         while let Some(arg) = self.args.get(index) {
             index += 1;
@@ -1535,6 +1735,9 @@ impl ArgumentWalk<'_> {
                 && text.len() > 1
                 && (text.starts_with(b"-") || (self.reader.plus_options && text.starts_with(b"+")));
             if !is_option {
+                if self.reader.assignments_instruct && text.contains(&b'=') {
+                    return Some(self.instruction(text));
+                }
                 if let Some(reason) = self.judge_word(text, &base) {
                     return Some(reason);
                 }
@@ -1581,14 +1784,26 @@ impl ArgumentWalk<'_> {
                             return Some(self.instruction(text));
                         }
                         subcommand_operands += 1;
-                        if subcommand.repository_operand && subcommand_operands == 1 {
-                            let named = text.strip_prefix(b"file://").unwrap_or(text);
-                            let named = Path::new(OsStr::from_bytes(named));
-                            let refusal = self
-                                .on_either_base(&base, |from| self.repository(&from.join(named)));
-                            if refusal.is_some() {
-                                return refusal;
+                        if subcommand_operands == 1 {
+                            first_subcommand_operand = text;
+                        }
+                        // Every operand: an option's value before the
+                        // address (`fetch --depth 1 /r`, `push -o x /r`)
+                        // reads as one to the walk.
+                        if subcommand.repository_operand {
+                            if let Some(refusal) = self.repository_at(text, &base) {
+                                return Some(refusal);
                             }
+                        }
+                        // `NAME VALUE` sets; `get NAME`, `list`, and `--get*
+                        // NAME PATTERN` read.
+                        let reads = matches!(first_subcommand_operand, b"get" | b"list")
+                            || self.args.iter().any(|arg| {
+                                let arg = arg.as_bytes();
+                                arg.starts_with(b"--get") || arg == b"-l" || arg == b"--list"
+                            });
+                        if subcommand.writes_configuration && subcommand_operands == 2 && !reads {
+                            return Some(self.instruction(text));
                         }
                     }
                     Phase::Subcommand(None) => {}
@@ -1743,8 +1958,9 @@ impl ArgumentWalk<'_> {
                 if let Some(place) = self.writable_from_either(path, base) {
                     return self.refused_at(&place);
                 }
-                // A repository named (`git --git-dir`, `--work-tree`).
-                if let Some(reason) = self.repository(&base.join(path)) {
+                // A repository named (`git --git-dir`, `--work-tree`,
+                // `push --repo`).
+                if let Some(reason) = self.repository_at(value, base) {
                     return Step::Refused(reason);
                 }
                 // A project named by a file in it (`cargo --manifest-path`,
@@ -1833,6 +2049,35 @@ impl ArgumentWalk<'_> {
 
     fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
         self.on_either_base(base, |from| self.judge_word_from(word, from))
+            .or_else(|| self.file_addresses(word, base))
+    }
+
+    /// For git, each `file://` address in `word` (`--remote=file:///r`),
+    /// judged as the repository git would run in.
+    fn file_addresses(&self, word: &[u8], base: &Path) -> Option<String> {
+        if !self.reader.config_includes {
+            return None;
+        }
+        let mut rest = word;
+        while let Some(at) = memchr::memmem::find(rest, b"file://") {
+            if let Some(refusal) = self.repository_at(&rest[at..], base) {
+                return Some(refusal);
+            }
+            rest = &rest[at + b"file://".len()..];
+        }
+        None
+    }
+
+    /// For git, the repository `word` names (a path or a `file://`
+    /// address, from either base), judged when it is there: git runs its
+    /// hooks and reads its configuration.
+    fn repository_at(&self, word: &[u8], base: &Path) -> Option<String> {
+        let address = Path::new(OsStr::from_bytes(repository_address(word)));
+        self.on_either_base(base, |from| {
+            let path = from.join(address);
+            std::fs::symlink_metadata(&path).ok()?;
+            self.repository(&path)
+        })
     }
 
     fn judge_word_from(&self, word: &[u8], base: &Path) -> Option<String> {
@@ -1896,6 +2141,18 @@ impl ArgumentWalk<'_> {
             self.name,
             String::from_utf8_lossy(word)
         )
+    }
+}
+
+/// The path a repository address names: a `file://` URL's path (after
+/// its host, which git lets be `localhost` or empty), else the word.
+fn repository_address(word: &[u8]) -> &[u8] {
+    let Some(url) = word.strip_prefix(b"file://") else {
+        return word;
+    };
+    match url.iter().position(|&byte| byte == b'/') {
+        Some(at) => &url[at..],
+        None => url,
     }
 }
 

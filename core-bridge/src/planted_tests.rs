@@ -321,7 +321,9 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         allowed("/usr/bin/ruby", "-r json /usr/lib/tool.rb"),
         allowed("/usr/bin/make", "-sf /usr/share/tool.mk"),
         allowed("/usr/bin/make", "-kC /usr/share all"),
-        allowed("/usr/bin/make", "CFLAGS=-O2"),
+        // A variable set on make's command line is what its recipes run
+        // (`CFLAGS='-O2; id'`): an instruction, whatever its name.
+        refused("/usr/bin/make", "CFLAGS=-O2"),
         // `-` as an operand is not a file read (`git checkout -`).
         allowed("/usr/bin/git", "checkout -"),
     ];
@@ -1081,6 +1083,20 @@ fn a_repository_a_subcommand_names_is_judged_as_one() {
         ("push {ro}/A main", false),
         ("push origin main", false),
         ("fetch https://example.org/r", false),
+        // From a re-probe and a review: an option's value before the
+        // address, an address with a host, an option naming it, and an
+        // address attached to an option.
+        ("fetch --depth 1 {ro}/B", true),
+        ("clone -b main {ro}/B d", true),
+        ("push -o ci.skip {ro}/C.git main", true),
+        ("fetch --multiple origin {ro}/B", true),
+        ("push file://localhost{ro}/C.git main", true),
+        ("push --repo={ro}/C.git", true),
+        ("push --repo {ro}/C.git", true),
+        ("archive --remote=file://{ro}/B HEAD", true),
+        ("archive --remote={ro}/B HEAD", true),
+        ("fetch --depth 1 {ro}/A", false),
+        ("push file://localhost{ro}/A main", false),
     ];
     let failed: Vec<String> = cases
         .iter()
@@ -1193,4 +1209,113 @@ fn gits_prefix_is_found_from_its_helpers_too() {
     .unwrap();
     let program = prefix.join("libexec/git-core/git-upload-pack");
     assert!(check(&place, program.to_str().unwrap(), ".", &ro, &[]));
+}
+
+/// From a re-probe: an allowed git wrote its own configuration (`git config
+/// alias.st '!cmd'`, `git remote add`), which the next allowed git ran;
+/// make ran what a variable given on its command line said
+/// (`.SHELLFLAGS=`, `SHELL=`, `CC=`); npm took `-c` for `--call`; and
+/// python's `-X pycache_prefix=` was not judged. Each is refused, and what
+/// only reads is not.
+#[test]
+fn writing_configuration_and_setting_variables_are_instructions() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    std::fs::create_dir_all(ro.join(".git")).unwrap();
+    std::fs::write(ro.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    // (program, arguments, refused)
+    let cases = [
+        ("/usr/bin/git", "config alias.st !id", true),
+        ("/usr/bin/git", "config --global core.pager less", true),
+        ("/usr/bin/git", "config set alias.st x", true),
+        ("/usr/bin/git", "config --add remote.o.url /x", true),
+        ("/usr/bin/git", "config --unset core.hooksPath", true),
+        ("/usr/bin/git", "config -e", true),
+        ("/usr/bin/git", "config edit", true),
+        ("/usr/bin/git", "remote add x file:///tmp/r.git", true),
+        ("/usr/bin/git", "remote set-url origin /tmp/r.git", true),
+        ("/usr/bin/git", "submodule add /tmp/r.git sub", true),
+        ("/usr/bin/git", "config user.name", false),
+        ("/usr/bin/git", "config get user.name", false),
+        ("/usr/bin/git", "config --get-regexp alias", false),
+        (
+            "/usr/bin/git",
+            "config --get-all remote.origin.url x",
+            false,
+        ),
+        ("/usr/bin/git", "config --list", false),
+        ("/usr/bin/git", "config list", false),
+        ("/usr/bin/git", "remote -v", false),
+        ("/usr/bin/make", ".SHELLFLAGS=-c", true),
+        ("/usr/bin/make", "SHELL=/bin/sh", true),
+        ("/usr/bin/make", "CC=cc all", true),
+        ("/usr/bin/make", "-E x", true),
+        ("/usr/bin/make", "all", false),
+        ("/usr/bin/make", "-j4 all install", false),
+        ("/usr/bin/npm", "exec -c id", true),
+        ("/usr/bin/npm", "exec --script_shell=/bin/sh x", true),
+        ("/usr/bin/npm", "ci", false),
+        ("/usr/bin/python3", "-X pycache_prefix={w}/c -V", true),
+        ("/usr/bin/python3", "-X importtime -V", false),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter(|(program, args, refused)| check(&place, program, args, &ro, &[]) != *refused)
+        .map(|(program, args, refused)| format!("{program} {args}: expected refused={refused}"))
+        .collect();
+    assert_eq!(failed, Vec::<String>::new());
+    let _ = w;
+}
+
+/// From a review and a re-probe: a link to a directory above a writable
+/// root, a git directory with a writable root inside it, a plain `.git`
+/// directory's `commondir`, and a submodule's git directory whose
+/// configuration names a writable place were not judged.
+#[test]
+fn what_lies_beyond_a_repository_is_judged() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let git_directory = |dir: &Path, config: &str| {
+        for sub in ["objects", "refs/heads"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(dir.join("config"), config).unwrap();
+    };
+    let including = format!("[include]\n\tpath = {}/inc.cfg\n", w.display());
+    // (a repository's name, how it is set up)
+    let parent = ro.join("parent");
+    std::fs::create_dir_all(&parent).unwrap();
+    std::os::unix::fs::symlink(w.parent().unwrap(), parent.join("sub")).unwrap();
+    let hooks_writable = ro.join("separate");
+    std::fs::create_dir_all(&hooks_writable).unwrap();
+    std::fs::write(
+        hooks_writable.join(".git"),
+        format!("gitdir: {}\n", w.display()),
+    )
+    .unwrap();
+    let common = ro.join("common");
+    git_directory(&common.join(".git"), "");
+    git_directory(&ro.join("common-target"), &including);
+    std::fs::write(common.join(".git/commondir"), "../../common-target\n").unwrap();
+    let module = ro.join("module");
+    git_directory(&module.join(".git"), "");
+    git_directory(&module.join(".git/modules/lib/inner"), &including);
+    let clean = ro.join("clean");
+    git_directory(&clean.join(".git"), "");
+    git_directory(&clean.join(".git/modules/lib"), "");
+    for (directory, refused) in [
+        (&parent, true),
+        (&hooks_writable, true),
+        (&common, true),
+        (&module, true),
+        (&clean, false),
+    ] {
+        assert_eq!(
+            check(&place, "/usr/bin/git", "status", directory, &[]),
+            refused,
+            "{}",
+            directory.display()
+        );
+    }
 }
