@@ -333,6 +333,15 @@ impl ShellSession {
                         source,
                     })?;
             }
+            // Canonical, as the sandboxes' rules are (a review: with
+            // `/var/tmp` a link, every grant of one was taken for moved).
+            let canonical = |dir: PathBuf| {
+                std::fs::canonicalize(&dir).map_err(|source| BridgeError::Io {
+                    what: format!("cannot resolve {}", dir.display()),
+                    source,
+                })
+            };
+            let (unsandboxed, granted) = (canonical(unsandboxed)?, canonical(granted)?);
             if let Some(policy) = &exec_policy {
                 policy.count_granted_tmpdirs(&granted);
             }
