@@ -387,6 +387,15 @@ impl ShellSession {
                 // Read-only inside, so nothing sandboxed can swap the zsh
                 // of this session or of any other.
                 launcher.expose(&sessions_dir);
+                // Each escalation's temporary directory is its own: no
+                // sandbox sees what another escalation, or an unsandboxed
+                // one, keeps there.
+                for private in [&server.unsandboxed_tmpdir, &server.granted_tmpdirs]
+                    .into_iter()
+                    .flatten()
+                {
+                    launcher.hide(private);
+                }
                 for dir in tools.zsh_library_dirs() {
                     launcher.expose(dir);
                 }

@@ -334,7 +334,7 @@ async fn sandbox_for(
         };
         Some(
             sandbox
-                .policy_with(extra.as_ref())
+                .policy_with(extra.as_ref(), own_tmpdir.as_ref().map(OwnTmpdir::path))
                 .map(|policy| policy.map(|policy| (sandbox.launcher.clone(), policy)))
                 .map(|plan| (plan, own_tmpdir))
                 .map_err(|error| format!("the sandbox cannot be set up: {error}")),

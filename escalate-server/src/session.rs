@@ -150,16 +150,20 @@ impl ActiveSandbox {
 
     /// The policy for an escalation with `extra` grants on top of the
     /// session's profile; `None` means unconfined by us.
+    /// The session's policy with `extra` grants, and `private_root` (one
+    /// of them, in a directory every sandbox has hidden) shown to this
+    /// sandbox alone.
     pub(crate) fn policy_with(
         &self,
         extra: Option<&PermissionProfile>,
+        private_root: Option<&Path>,
     ) -> Result<Option<Arc<ResolvedPolicy>>, SandboxError> {
         let Some(extra) = extra else {
             return Ok(self.resolved_default.clone());
         };
         match self.turn_default.merged_with(extra) {
             merged @ PermissionProfile::Managed { .. } => {
-                let resolved = ResolvedPolicy::resolve(&merged, &self.context)?;
+                let mut resolved = ResolvedPolicy::resolve(&merged, &self.context)?;
                 // Grants are pinned when made (a skill's when it loads, a
                 // rule's profile when the session starts): one the sandbox
                 // has since pointed elsewhere with a link grants nothing.
@@ -167,6 +171,9 @@ impl ActiveSandbox {
                 // sandbox's helper checks again after bubblewrap's binds.
                 if let Some((path, now)) = extra.moved_from(&resolved) {
                     return Err(SandboxError::GrantMoved { path, now });
+                }
+                if let Some(root) = private_root {
+                    resolved.show_private_root(root.to_path_buf());
                 }
                 Ok(Some(Arc::new(resolved)))
             }
@@ -610,7 +617,7 @@ impl Session {
         extra: &PermissionProfile,
     ) -> Result<std::process::Command, SandboxError> {
         let policy = match &self.shared.sandbox {
-            Some(sandbox) => sandbox.policy_with(Some(extra))?,
+            Some(sandbox) => sandbox.policy_with(Some(extra), None)?,
             None => None,
         };
         if let Some(policy) = &policy {

@@ -117,6 +117,9 @@ pub struct ResolvedPolicy {
     unix_sockets: Vec<AllowedSocket>,
     /// What its special roots stood for.
     context: SandboxContext,
+    /// Writable roots of this sandbox alone inside a directory every
+    /// sandbox has hidden (see [`crate::Launcher::hide`]).
+    private_roots: Vec<PathBuf>,
 }
 
 /// A host socket a limited network may connect to: its path and the
@@ -253,6 +256,7 @@ impl ResolvedPolicy {
             network_lists: network_lists.clone(),
             unix_sockets: Vec::new(),
             context: context.clone(),
+            private_roots: Vec::new(),
         };
         policy.expand_deny_globs()?;
         policy.unix_sockets = policy.check_allowed_sockets()?;
@@ -279,6 +283,20 @@ impl ResolvedPolicy {
     /// `:workspace_roots` stood for.
     pub fn context(&self) -> &SandboxContext {
         &self.context
+    }
+
+    /// Shows `root`, one of this policy's writable roots, inside a
+    /// directory the launcher hides from every sandbox: this sandbox's own
+    /// (an escalation's temporary directory). Not a writable root of the
+    /// policy: nothing is shown.
+    pub fn show_private_root(&mut self, root: PathBuf) {
+        if self.may_write(&root) {
+            self.private_roots.push(root);
+        }
+    }
+
+    pub fn private_roots(&self) -> &[PathBuf] {
+        &self.private_roots
     }
 
     pub fn network(&self) -> NetworkPolicy {

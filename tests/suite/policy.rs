@@ -935,6 +935,37 @@ prefix_rule(pattern = ["mkdir"])
     session.shutdown().await;
 }
 
+/// From a review: what an unsandboxed escalation kept in its temporary
+/// directory (a token, a key it unpacked) was readable from the sandbox,
+/// which sees the session's directory. The directory is hidden from every
+/// sandbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_an_escalation_keeps_in_its_tmpdir_the_sandbox_cannot_read() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["dash"])"#);
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        "tmp=$(dash -c 'echo secret > \"$TMPDIR/token\"; echo \"$TMPDIR\"')\n\
+         print -r -- $tmp\n\
+         cat $tmp/token 2>/dev/null; print read=$?",
+    )
+    .await;
+    let stdout = text(&outcome.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let [tmpdir, read] = lines[..] else {
+        panic!("{stdout}\n{}", text(&outcome.stderr));
+    };
+    assert!(tmpdir.contains("/execgate-zsh"), "{tmpdir}");
+    assert_eq!(
+        fs::read_to_string(std::path::Path::new(tmpdir).join("token")).unwrap(),
+        "secret\n"
+    );
+    assert_eq!(read, "read=1", "the sandbox read the escalation's file");
+    session.shutdown().await;
+}
+
 /// An escalation with grants shared the sandbox's `TMPDIR`, where the
 /// shell could swap what it wrote there before it ran it with its grants.
 /// It gets one of its own, which it may write and the shell may not, gone

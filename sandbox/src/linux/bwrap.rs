@@ -26,6 +26,7 @@ pub struct Launcher {
     bwrap: PathBuf,
     helper: PathBuf,
     exposed: Vec<PathBuf>,
+    hidden: Vec<PathBuf>,
     terminal: Terminal,
 }
 
@@ -69,6 +70,7 @@ impl Launcher {
             bwrap,
             helper,
             exposed: Vec::new(),
+            hidden: Vec::new(),
             terminal: Terminal::Detached,
         })
     }
@@ -77,6 +79,14 @@ impl Launcher {
     /// exec wrapper) readable inside every sandbox, whatever the profile.
     pub fn expose(&mut self, path: impl Into<PathBuf>) {
         self.exposed.push(path.into());
+    }
+
+    /// Makes the directory `path` (one inside an exposed directory: the
+    /// temporary directories of a session's escalations) empty in every
+    /// sandbox, but for a policy's private root inside it
+    /// ([`ResolvedPolicy::show_private_root`]).
+    pub fn hide(&mut self, path: impl Into<PathBuf>) {
+        self.hidden.push(path.into());
     }
 
     /// Sets how sandboxed programs relate to the caller's terminal.
@@ -238,20 +248,20 @@ impl Launcher {
         for file in policy.denied_files().iter().chain(policy.host_sockets()) {
             args.cover(file);
         }
-        let exposed_binds =
-            exposed_needing_binds(policy, self.exposed.iter().chain([&self.helper]));
-        for path in &exposed_binds {
+        for path in exposed_needing_binds(policy, self.exposed.iter().chain([&self.helper])) {
             args.bind("--ro-bind", path);
         }
-        // A writable root inside an exposed directory (an escalation's own
-        // temporary directory, in the session's) is bound again over it:
-        // the later mount is the one the sandbox sees.
-        for rule in policy.rules() {
-            let inside_exposed = exposed_binds
-                .iter()
-                .any(|exposed| rule.path.starts_with(exposed) && rule.path != **exposed);
-            if rule.access == Access::Write && rule.exists && inside_exposed {
-                args.bind("--bind", &rule.path);
+        // After the exposed directories they lie in: the hidden ones, then
+        // the policy's own roots in them (the later mount is the one the
+        // sandbox sees).
+        for hidden in &self.hidden {
+            if hidden.is_dir() {
+                args.cover(hidden);
+            }
+        }
+        for root in policy.private_roots() {
+            if root.is_dir() {
+                args.bind("--bind", root);
             }
         }
         // Allowed host sockets, wherever they are (`/run` is covered).
@@ -521,20 +531,29 @@ mod tests {
         assert_eq!(binds_of(&arguments, &covered), 1, "{arguments:?}");
         assert_eq!(binds_of(&arguments, &through_link), 1, "{arguments:?}");
 
-        // A writable root inside an exposed directory is bound writable
-        // again after it, so that the read-only bind does not hide it.
+        // A hidden directory inside an exposed one is empty, but for a
+        // private root of the policy, bound writable after both; another
+        // writable root there is not shown (a review: re-binding every one
+        // opened the session's directory to any grant inside it).
         let session = root.join("session");
-        let own_tmp = session.join("tmp");
-        std::fs::create_dir_all(&own_tmp).unwrap();
+        let hidden = session.join("granted");
+        let own_tmp = hidden.join("1");
+        let others = hidden.join("2");
+        for dir in [&own_tmp, &others] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         launcher.expose(session.clone());
-        let granted = resolved(
+        launcher.hide(hidden.clone());
+        let mut granted = resolved(
             &[
                 (":root", Access::Read),
                 (own_tmp.to_str().unwrap(), Access::Write),
+                (others.to_str().unwrap(), Access::Write),
                 (session.to_str().unwrap(), Access::Write),
             ],
             &workspace,
         );
+        granted.show_private_root(own_tmp.clone());
         let arguments = launcher.arguments(&granted, &workspace, None, None, &["true".into()]);
         let position = |flag: &str, path: &Path| {
             arguments
@@ -542,8 +561,17 @@ mod tests {
                 .rposition(|w| w[0] == flag && w[1] == path.as_os_str() && w[2] == path.as_os_str())
         };
         let session_read_only = position("--ro-bind", &session).unwrap();
+        let covered = arguments
+            .windows(2)
+            .rposition(|w| w[0] == "--tmpfs" && w[1] == hidden.as_os_str())
+            .unwrap();
+        assert!(covered > session_read_only, "{arguments:?}");
         assert!(
-            position("--bind", &own_tmp).is_some_and(|at| at > session_read_only),
+            position("--bind", &own_tmp).is_some_and(|at| at > covered),
+            "{arguments:?}"
+        );
+        assert!(
+            position("--bind", &others).is_none_or(|at| at <= covered),
             "{arguments:?}"
         );
 
