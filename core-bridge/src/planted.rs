@@ -2038,15 +2038,16 @@ impl ArgumentWalk<'_> {
         )
     }
 
-    /// A word that may name a file: itself, each of its space-separated
-    /// parts, and what follows each `=` in them (`NAME=value`,
-    /// `--option=value`, and an option's value that is itself one, as in
-    /// `--node-options=--require=/w/x.js`).
     /// [`writable_place`] of `path`, from either base.
     fn writable_from_either(&self, path: &Path, base: &Path) -> Option<PathBuf> {
         self.on_either_base(base, |from| writable_place(path, from, self.writable))
     }
 
+    /// A word that may name a file: itself, each of its space-separated
+    /// parts, and what follows each `=` in them (`NAME=value`,
+    /// `--option=value`, and an option's value that is itself one, as in
+    /// `--node-options=--require=/w/x.js`), from either base; for git, a
+    /// `file://` address in it too.
     fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
         self.on_either_base(base, |from| self.judge_word_from(word, from))
             .or_else(|| self.file_addresses(word, base))

@@ -735,15 +735,40 @@ impl Inner {
             .entry(key.clone())
             .or_default()
             .clone();
-        let answer = cell.get_or_init(ask).await.clone();
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending
-            .get(&key)
-            .is_some_and(|current| Arc::ptr_eq(current, &cell))
-        {
-            pending.remove(&key);
-        }
+        let mut waiting = WaitingForAnswer {
+            pending: &self.pending,
+            key,
+            cell,
+            answered: false,
+        };
+        let answer = waiting.cell.get_or_init(ask).await.clone();
+        waiting.answered = true;
         answer
+    }
+}
+
+/// One requester waiting for a question's answer. The question leaves the
+/// map of those in flight once answered, or once the last requester
+/// waiting for it has gone away (a review: one given up stayed there for
+/// the session, and a sandbox could leave one per distinct command line).
+struct WaitingForAnswer<'a> {
+    pending: &'a Mutex<HashMap<QuestionKey, SharedAnswer>>,
+    key: QuestionKey,
+    cell: SharedAnswer,
+    answered: bool,
+}
+
+impl Drop for WaitingForAnswer<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(current) = pending.get(&self.key) else {
+            return;
+        };
+        // The map's reference and this one: nobody else waits for it.
+        let abandoned = Arc::strong_count(&self.cell) <= 2;
+        if Arc::ptr_eq(current, &self.cell) && (self.answered || abandoned) {
+            pending.remove(&self.key);
+        }
     }
 }
 
@@ -814,5 +839,74 @@ fn abort_command(pid: i32) {
     };
     if group != getpgrp() && group.as_raw() > 1 {
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::approval::ApprovalFuture;
+    use std::time::Duration;
+
+    /// Never answers: its questions are given up by their requesters.
+    struct Silent;
+
+    impl Approver for Silent {
+        fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// A review: a question whose requesters all went away stayed among
+    /// those in flight for the session; one still awaited by another
+    /// requester stays, for it.
+    #[tokio::test]
+    async fn a_question_leaves_when_its_last_requester_goes() {
+        let policy = ExecPolicy::new(ExecPolicyConfig {
+            approver: Arc::new(Silent),
+            ..ExecPolicyConfig::default()
+        })
+        .unwrap();
+        let request = ApprovalRequest {
+            program: "/usr/bin/touch".into(),
+            argv: vec!["touch".into(), "x".into()],
+            cwd: "/ws".into(),
+            reason: ApprovalReason::RequestedPermissions {
+                justification: None,
+            },
+            execution: Execution::Unsandboxed,
+            permissions: None,
+        };
+        let key = QuestionKey {
+            approval: ApprovalKey::Command {
+                program: request.program.clone(),
+                device: 1,
+                inode: 2,
+                args: request.argv.clone(),
+                cwd: request.cwd.clone(),
+                execution: "Unsandboxed".into(),
+            },
+            argv: request.argv.clone(),
+            cwd: request.cwd.clone(),
+        };
+        let inner = &policy.inner;
+        let in_flight = || inner.pending.lock().unwrap().len();
+        let ask = || inner.ask(Some(key.clone()), &request);
+        let given_up = tokio::time::timeout(Duration::from_millis(10), ask()).await;
+        assert!(given_up.is_err());
+        assert_eq!(in_flight(), 0);
+        // Two wait; one goes: the question stays for the other.
+        let mut first = Box::pin(ask());
+        let mut second = Box::pin(ask());
+        for waiting in [&mut first, &mut second] {
+            let polled = tokio::time::timeout(Duration::from_millis(1), waiting.as_mut()).await;
+            assert!(polled.is_err());
+        }
+        drop(first);
+        assert_eq!(in_flight(), 1);
+        drop(second);
+        assert_eq!(in_flight(), 0);
     }
 }
