@@ -331,7 +331,7 @@ impl Inner {
         }
     }
 
-    async fn decide(&self, request: &ExecContext) -> Verdict {
+    async fn decide(self: &Arc<Self>, request: &ExecContext) -> Verdict {
         let program = &request.executable.canonical_path;
         if let Some(skill) = self.skills.owner_of(program) {
             return self.decide_skill(skill, request).await;
@@ -373,7 +373,7 @@ impl Inner {
             },
         };
         if rule.decision != RuleDecision::Forbidden {
-            if let Some(refused) = self.refusal(request, &execution) {
+            if let Some(refused) = self.refusal_elsewhere(request, &execution).await {
                 return run_instead(by_rule, refused);
             }
         }
@@ -419,7 +419,7 @@ impl Inner {
 
     /// A skill script's verdict, whose record says whose script it was,
     /// whoever decided.
-    async fn decide_skill(&self, skill: &Skill, request: &ExecContext) -> Verdict {
+    async fn decide_skill(self: &Arc<Self>, skill: &Skill, request: &ExecContext) -> Verdict {
         let mut verdict = self.decide_skill_script(skill, request).await;
         let of_skill = format!("script of skill {}", skill.name);
         verdict.provenance.note = Some(match verdict.provenance.note.take() {
@@ -429,7 +429,11 @@ impl Inner {
         verdict
     }
 
-    async fn decide_skill_script(&self, skill: &Skill, request: &ExecContext) -> Verdict {
+    async fn decide_skill_script(
+        self: &Arc<Self>,
+        skill: &Skill,
+        request: &ExecContext,
+    ) -> Verdict {
         let Some(grants) = &skill.permissions else {
             // Its own sandbox, the session's: nothing gained, nothing to ask.
             return Verdict {
@@ -441,7 +445,7 @@ impl Inner {
             };
         };
         let execution = Execution::Permissions(grants.clone());
-        if let Some(refused) = self.refusal(request, &execution) {
+        if let Some(refused) = self.refusal_elsewhere(request, &execution).await {
             return run_instead(
                 Provenance {
                     decided_by: DecidedBy::Skill,
@@ -470,6 +474,28 @@ impl Inner {
         };
         self.approved_or_asked(request, key, approval, execution, None)
             .await
+    }
+
+    /// [`Inner::refusal`] on a blocking thread: it walks the file system
+    /// as far as the request's arguments lead (bounded, but far), reads
+    /// configuration files and may ask the password database, and must
+    /// hold up no other request of the session's serving thread.
+    async fn refusal_elsewhere(
+        self: &Arc<Self>,
+        request: &ExecContext,
+        execution: &Execution,
+    ) -> Option<String> {
+        if *execution == Execution::TurnDefault || request.sandbox.is_none() {
+            return None;
+        }
+        let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
+        tokio::task::spawn_blocking(move || inner.refusal(&request, &execution))
+            .await
+            .unwrap_or_else(|error| {
+                Some(format!(
+                    "escalation refused: its check did not finish: {error}"
+                ))
+            })
     }
 
     /// Why this escalation must not happen: it would leave the sandbox
