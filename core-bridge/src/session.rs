@@ -321,10 +321,14 @@ impl ShellSession {
         // shares, it could swap what they write there and then run (a
         // re-probe swapped the `setup.py` an escalated pip had unpacked
         // there).
+        // Both in one directory that every sandbox sees empty (one mount
+        // to hide them, a sandbox's start pays for it).
+        let mut private_dir = None;
         if matches!(profile, PermissionProfile::Managed { .. }) {
             use std::os::unix::fs::DirBuilderExt;
-            let [unsandboxed, granted] = ["tmp", "granted"].map(|name| zsh_dir.path().join(name));
-            for dir in [&unsandboxed, &granted] {
+            let private = zsh_dir.path().join("private");
+            let [unsandboxed, granted] = ["tmp", "granted"].map(|name| private.join(name));
+            for dir in [&private, &unsandboxed, &granted] {
                 std::fs::DirBuilder::new()
                     .mode(0o700)
                     .create(dir)
@@ -342,6 +346,7 @@ impl ShellSession {
                 })
             };
             let (unsandboxed, granted) = (canonical(unsandboxed)?, canonical(granted)?);
+            private_dir = Some(canonical(private)?);
             if let Some(policy) = &exec_policy {
                 policy.count_granted_tmpdirs(&granted);
             }
@@ -390,10 +395,7 @@ impl ShellSession {
                 // Each escalation's temporary directory is its own: no
                 // sandbox sees what another escalation, or an unsandboxed
                 // one, keeps there.
-                for private in [&server.unsandboxed_tmpdir, &server.granted_tmpdirs]
-                    .into_iter()
-                    .flatten()
-                {
+                if let Some(private) = &private_dir {
                     launcher.hide(private);
                 }
                 for dir in tools.zsh_library_dirs() {
