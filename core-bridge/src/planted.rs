@@ -47,9 +47,13 @@
 //!   then takes for an operand). Only options listed as taking a plain
 //!   value (`python -W ignore`, `bash -o posix`, `git --namespace name`)
 //!   or program text (`-c`, `-e`) skip a word. Clustered short options are
-//!   split (`make -sf file`); `+` options count for shells. git's global
-//!   options are all listed and an unknown one is refused, so the
-//!   subcommand is never misread; `python -m pip` is judged as pip.
+//!   split (`make -sf file`), and an instruction's letter after one the
+//!   walk does not know refuses (`-qx cmd`); `+` options count for shells.
+//!   git's global options are all listed and an unknown one is refused, so
+//!   the subcommand is never misread, and so is a subcommand in neither of
+//!   its lists (an alias, `submodule--helper`, a `git-NAME` from `PATH`);
+//!   `python -m pip` is judged as pip. A `file:` URL is judged as the path
+//!   it names.
 //! - Arguments that are instructions themselves are refused outright:
 //!   `git -c`, `cargo --config`, `make --eval`, a variable on make's
 //!   command line, `npm -c`, and git's per-subcommand ones (`clone
@@ -109,6 +113,9 @@ struct InstructionReader {
     refuses_unknown_options: bool,
     /// Its first operand is a subcommand with options of its own.
     subcommands: &'static [Subcommand],
+    /// With `subcommands`, those with nothing to judge but what every one
+    /// reads; a subcommand in neither is refused.
+    plain_subcommands: &'static [&'static str],
     /// Shells: `+x`, `+o name` are options too.
     plus_options: bool,
     /// Configuration files: `~/` from a home directory, `xdg:` from the
@@ -192,12 +199,134 @@ const READER: InstructionReader = InstructionReader {
     options_end_at_operand: false,
     refuses_unknown_options: false,
     subcommands: &[],
+    plain_subcommands: NONE,
     plus_options: false,
     config_files: NONE,
     config_includes: false,
     assignments_instruct: false,
     operands_name_projects: false,
 };
+
+/// The options that make `git config` read rather than write.
+const CONFIG_READ_MODES: &[&[u8]] = &[
+    b"--get",
+    b"--get-all",
+    b"--get-regexp",
+    b"--get-urlmatch",
+    b"--get-color",
+    b"--get-colorbool",
+    b"-l",
+    b"--list",
+];
+
+/// git's subcommands that neither take an instruction as an argument nor
+/// name a repository to run in (what they read of the repository is
+/// judged as the working directory's is). Any subcommand in neither list
+/// (an alias, an internal command such as `submodule--helper`, a
+/// `git-NAME` found in `PATH`) is refused: the check cannot know what it
+/// runs.
+const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
+    "add",
+    "am",
+    "annotate",
+    "apply",
+    "blame",
+    "branch",
+    "bugreport",
+    "bundle",
+    "cat-file",
+    "check-attr",
+    "check-ignore",
+    "check-mailmap",
+    "check-ref-format",
+    "checkout",
+    "checkout-index",
+    "cherry",
+    "cherry-pick",
+    "clean",
+    "column",
+    "commit",
+    "commit-graph",
+    "commit-tree",
+    "count-objects",
+    "describe",
+    "diagnose",
+    "diff",
+    "diff-files",
+    "diff-index",
+    "diff-tree",
+    "fast-export",
+    "fast-import",
+    "fmt-merge-msg",
+    "for-each-ref",
+    "format-patch",
+    "fsck",
+    "gc",
+    "get-tar-commit-id",
+    "help",
+    "index-pack",
+    "interpret-trailers",
+    "log",
+    "ls-files",
+    "ls-tree",
+    "mailinfo",
+    "mailsplit",
+    "merge",
+    "merge-base",
+    "merge-file",
+    "merge-tree",
+    "mktag",
+    "mktree",
+    "multi-pack-index",
+    "mv",
+    "name-rev",
+    "notes",
+    "pack-objects",
+    "pack-refs",
+    "patch-id",
+    "prune",
+    "prune-packed",
+    "range-diff",
+    "read-tree",
+    "reflog",
+    "refs",
+    "repack",
+    "replace",
+    "replay",
+    "rerere",
+    "reset",
+    "restore",
+    "rev-list",
+    "rev-parse",
+    "revert",
+    "rm",
+    "shortlog",
+    "show",
+    "show-branch",
+    "show-index",
+    "show-ref",
+    "sparse-checkout",
+    "stage",
+    "stash",
+    "status",
+    "stripspace",
+    "switch",
+    "symbolic-ref",
+    "tag",
+    "unpack-file",
+    "unpack-objects",
+    "update-index",
+    "update-ref",
+    "update-server-info",
+    "var",
+    "verify-commit",
+    "verify-pack",
+    "verify-tag",
+    "version",
+    "whatchanged",
+    "worktree",
+    "write-tree",
+];
 
 /// git's subcommands with options or operands that name a command to run
 /// or a template whose hooks run.
@@ -433,6 +562,7 @@ const READERS: &[InstructionReader] = &[
         options_end_at_operand: true,
         refuses_unknown_options: true,
         subcommands: GIT_SUBCOMMANDS,
+        plain_subcommands: GIT_PLAIN_SUBCOMMANDS,
         config_files: &[
             "~/.gitconfig",
             "xdg:git/config",
@@ -1715,7 +1845,10 @@ impl ArgumentWalk<'_> {
                 .iter()
                 .find_map(|prefix| self.name.strip_prefix(prefix))
             {
-                phase = Phase::Subcommand(self.subcommand(subcommand.as_bytes()));
+                match self.known_subcommand(subcommand.as_bytes()) {
+                    Ok(known) => phase = Phase::Subcommand(known),
+                    Err(refusal) => return Some(refusal),
+                }
             }
         }
         let mut options_done = false;
@@ -1723,6 +1856,9 @@ impl ArgumentWalk<'_> {
         // Operands after git's subcommand.
         let mut subcommand_operands = 0;
         let mut first_subcommand_operand: &[u8] = b"";
+        // `git config` given a mode that only reads, as an option the walk
+        // read as one (not an option's value, not after `--`).
+        let mut reads_configuration = false;
         let mut index = 0;
         while let Some(arg) = self.args.get(index) {
             index += 1;
@@ -1768,7 +1904,10 @@ impl ArgumentWalk<'_> {
                 }
                 match phase {
                     Phase::Global if !self.reader.subcommands.is_empty() => {
-                        phase = Phase::Subcommand(self.subcommand(text));
+                        match self.known_subcommand(text) {
+                            Ok(known) => phase = Phase::Subcommand(known),
+                            Err(refusal) => return Some(refusal),
+                        }
                     }
                     Phase::Global => {
                         if self.reader.options_end_at_operand {
@@ -1797,11 +1936,8 @@ impl ArgumentWalk<'_> {
                         }
                         // `NAME VALUE` sets; `get NAME`, `list`, and `--get*
                         // NAME PATTERN` read.
-                        let reads = matches!(first_subcommand_operand, b"get" | b"list")
-                            || self.args.iter().any(|arg| {
-                                let arg = arg.as_bytes();
-                                arg.starts_with(b"--get") || arg == b"-l" || arg == b"--list"
-                            });
+                        let reads = reads_configuration
+                            || matches!(first_subcommand_operand, b"get" | b"list");
                         if subcommand.writes_configuration && subcommand_operands == 2 && !reads {
                             return Some(self.instruction(text));
                         }
@@ -1809,6 +1945,11 @@ impl ArgumentWalk<'_> {
                     Phase::Subcommand(None) => {}
                 }
                 continue;
+            }
+            if let Phase::Subcommand(Some(subcommand)) = phase {
+                if subcommand.writes_configuration && CONFIG_READ_MODES.contains(&text) {
+                    reads_configuration = true;
+                }
             }
             let (options, refuses_unknown) = match phase {
                 Phase::Global => (&self.reader.options, self.reader.refuses_unknown_options),
@@ -1850,6 +1991,29 @@ impl ArgumentWalk<'_> {
             }
         }
         None
+    }
+
+    /// The subcommand `word` names: one of the table (`Some`), a plain one
+    /// (`None`), or a refusal for one the check does not know (an alias
+    /// such as `rb = rebase` would take `-x`; `submodule--helper foreach`).
+    fn known_subcommand(&self, word: &[u8]) -> Result<Option<&'static Subcommand>, String> {
+        if let Some(subcommand) = self.subcommand(word) {
+            return Ok(Some(subcommand));
+        }
+        if self
+            .reader
+            .plain_subcommands
+            .iter()
+            .any(|plain| plain.as_bytes() == word)
+        {
+            return Ok(None);
+        }
+        Err(format!(
+            "escalation refused: {} {} is a subcommand the check does not know (an alias, an \
+             internal command or a program found in PATH), which may run what it is given",
+            self.name,
+            String::from_utf8_lossy(word)
+        ))
     }
 
     fn subcommand(&self, word: &[u8]) -> Option<&'static Subcommand> {
@@ -1905,8 +2069,18 @@ impl ArgumentWalk<'_> {
                     return self.apply(meaning, &option, attached, base, next_word);
                 }
                 None if refuses_unknown => return Step::Refused(self.unknown(text)),
-                // An option we do not know may carry a path attached.
-                None => return self.judged(rest, base),
+                // An option we do not know may carry a path attached, or
+                // be a flag with more options after it (`-qx cmd`): an
+                // instruction's letter anywhere after it refuses.
+                None => {
+                    let instruction_after = rest.iter().find(|&&later| {
+                        matches!(options.meaning(&[b'-', later]), Some(Meaning::Instruction))
+                    });
+                    if let Some(&later) = instruction_after {
+                        return Step::Refused(self.instruction(&[b'-', later]));
+                    }
+                    return self.judged(rest, base);
+                }
             }
         }
         Step::Next
@@ -2106,6 +2280,9 @@ impl ArgumentWalk<'_> {
                         .map(move |(at, _)| &part[at + 1..]),
                 )
             })
+            // A `file:` URL's path, as pip and npm read one (`file:///w/x`,
+            // `file:/w/x`, `git+file://`, `name @ file://...`).
+            .flat_map(|word| std::iter::once(word).chain(file_url_path(word)))
             .filter(|word| !word.is_empty())
             .find_map(|word| {
                 writable_place(Path::new(OsStr::from_bytes(word)), base, self.writable)
@@ -2143,6 +2320,18 @@ impl ArgumentWalk<'_> {
             String::from_utf8_lossy(word)
         )
     }
+}
+
+/// The path a `file:` URL in `word` names: after `file://` and a host, or
+/// after `file:` alone (npm's `file:../x`).
+fn file_url_path(word: &[u8]) -> Option<&[u8]> {
+    let at = memchr::memmem::find(word, b"file:")?;
+    let rest = &word[at + b"file:".len()..];
+    let path = match rest.strip_prefix(b"//") {
+        Some(authority) => &authority[authority.iter().position(|&byte| byte == b'/')?..],
+        None => rest,
+    };
+    (!path.is_empty()).then_some(path)
 }
 
 /// The path a repository address names: a `file://` URL's path (after

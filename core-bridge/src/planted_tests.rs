@@ -1319,3 +1319,53 @@ fn what_lies_beyond_a_repository_is_judged() {
         );
     }
 }
+
+/// From a second re-probe: an instruction letter after a letter the walk
+/// does not know in a cluster (`clone -qu CMD`, `rebase -qx CMD`), a
+/// subcommand the table does not know (an alias `rb = rebase`,
+/// `submodule--helper foreach`), a `git config` write with `--getx` for a
+/// value or after `--`, and `file:` URLs to pip and npm all got through.
+#[test]
+fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    std::fs::create_dir_all(ro.join(".git")).unwrap();
+    std::fs::write(ro.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::create_dir_all(w.join("evil")).unwrap();
+    // (program, arguments, refused)
+    let cases = [
+        ("/usr/bin/git", "clone -qu cmd /r d", true),
+        ("/usr/bin/git", "rebase -qx cmd --root", true),
+        ("/usr/bin/git", "difftool -yx cmd", true),
+        ("/usr/bin/git", "grep -nOcmd hi", true),
+        ("/usr/bin/git", "submodule--helper foreach cmd", true),
+        ("/usr/bin/git", "rb -x cmd --root", true),
+        ("/usr/bin/git", "lfs pull", true),
+        ("/usr/bin/git-lfs", "pull", true),
+        (
+            "/usr/bin/git",
+            "config --global --comment --getx core.fsmonitor cmd",
+            true,
+        ),
+        ("/usr/bin/git", "config --global -- core.pager --getx", true),
+        ("/usr/bin/git", "config --get core.pager", false),
+        ("/usr/bin/git", "config --get-regexp alias x", false),
+        ("/usr/bin/git", "rebase -q main", false),
+        ("/usr/bin/git", "cherry-pick -x abc", false),
+        ("/usr/bin/git", "log --oneline", false),
+        ("/usr/bin/pip3", "install file://{w}/evil", true),
+        ("/usr/bin/pip3", "install file://localhost{w}/evil", true),
+        ("/usr/bin/pip3", "install -i file://{w}/simple x", true),
+        ("/usr/bin/pip3", "install evil@file://{w}/evil", true),
+        ("/usr/bin/npm", "pack file:{w}/evil", true),
+        ("/usr/bin/npm", "install git+file://{w}/evil", true),
+        ("/usr/bin/pip3", "install file:///usr/share/doc", false),
+        ("/usr/bin/npm", "install left-pad", false),
+    ];
+    let failed: Vec<String> = cases
+        .iter()
+        .filter(|(program, args, refused)| check(&place, program, args, &ro, &[]) != *refused)
+        .map(|(program, args, refused)| format!("{program} {args}: expected refused={refused}"))
+        .collect();
+    assert_eq!(failed, Vec::<String>::new());
+}
