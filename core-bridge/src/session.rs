@@ -389,9 +389,11 @@ impl ShellSession {
         // cannot get one does not start.
         match Launcher::new(&tools.sandbox_helper) {
             Ok(mut launcher) => {
-                // Read-only inside, so nothing sandboxed can swap the zsh
-                // of this session or of any other.
-                launcher.expose(&sessions_dir);
+                // Empty inside, but for this session's own, read-only: no
+                // sandbox can swap the zsh of this session or of any
+                // other, nor read what another session keeps there.
+                launcher.hide(&sessions_dir);
+                launcher.expose(zsh_dir.path());
                 // Each escalation's temporary directory is its own: no
                 // sandbox sees what another escalation, or an unsandboxed
                 // one, keeps there.

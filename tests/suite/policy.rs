@@ -966,6 +966,48 @@ async fn what_an_escalation_keeps_in_its_tmpdir_the_sandbox_cannot_read() {
     session.shutdown().await;
 }
 
+/// From a second re-probe: another session's escalations' temporary
+/// directories (and the rest of its directory) were readable from this
+/// session's sandbox, through the sessions' directory every sandbox saw.
+/// A sandbox sees only its own session's directory there.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_sessions_directory_is_not_seen() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["dash"])"#);
+    let (recorder, other_recorder) = (Recorder::default(), Recorder::default());
+    let other = Setup::rules(rules.clone()).start(&place, &other_recorder);
+    let outcome = run(
+        &other,
+        "dash -c 'echo secret > \"$TMPDIR/token\"; echo \"$TMPDIR\"'",
+    )
+    .await;
+    let theirs = text(&outcome.stdout).trim().to_owned();
+    assert!(theirs.contains("/execgate-zsh"), "{theirs}");
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &format!(
+            "cat {theirs}/token 2>/dev/null; print read=$?\n\
+             ls {} 2>/dev/null | wc -l",
+            std::path::Path::new(&theirs)
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .display()
+        ),
+    )
+    .await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "read=1\n0\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    session.shutdown().await;
+    other.shutdown().await;
+}
+
 /// An escalation with grants shared the sandbox's `TMPDIR`, where the
 /// shell could swap what it wrote there before it ran it with its grants.
 /// It gets one of its own, which it may write and the shell may not, gone

@@ -81,10 +81,11 @@ impl Launcher {
         self.exposed.push(path.into());
     }
 
-    /// Makes the directory `path` (one inside an exposed directory: the
-    /// temporary directories of a session's escalations) empty in every
-    /// sandbox, but for a policy's private root inside it
-    /// ([`ResolvedPolicy::show_private_root`]).
+    /// Makes the directory `path` empty in every sandbox, but for the
+    /// exposed paths inside it (the sessions' directory, but for this
+    /// session's) and a policy's private root inside it
+    /// ([`ResolvedPolicy::show_private_root`]); one inside an exposed
+    /// directory (a session's private directory) is hidden in it.
     pub fn hide(&mut self, path: impl Into<PathBuf>) {
         self.hidden.push(path.into());
     }
@@ -248,13 +249,27 @@ impl Launcher {
         for file in policy.denied_files().iter().chain(policy.host_sockets()) {
             args.cover(file);
         }
-        for path in exposed_needing_binds(policy, self.exposed.iter().chain([&self.helper])) {
+        // A hidden directory that holds exposed ones (the sessions'
+        // directory, holding this session's) is covered before they are
+        // bound in it; one inside an exposed directory (the session's
+        // private one) after it. The later mount is the one the sandbox
+        // sees, and the policy's own roots inside come last.
+        let (holding, inside): (Vec<&PathBuf>, Vec<&PathBuf>) =
+            self.hidden.iter().partition(|hidden| {
+                self.exposed
+                    .iter()
+                    .any(|exposed| exposed.starts_with(hidden) && exposed != *hidden)
+            });
+        for hidden in holding {
+            if hidden.is_dir() {
+                args.cover(hidden);
+            }
+        }
+        let exposed = self.exposed.iter().chain([&self.helper]);
+        for path in exposed_needing_binds(policy, exposed, &self.hidden) {
             args.bind("--ro-bind", path);
         }
-        // After the exposed directories they lie in: the hidden ones, then
-        // the policy's own roots in them (the later mount is the one the
-        // sandbox sees).
-        for hidden in &self.hidden {
+        for hidden in inside {
             if hidden.is_dir() {
                 args.cover(hidden);
             }
@@ -412,10 +427,12 @@ impl Args {
 fn exposed_needing_binds<'a>(
     policy: &ResolvedPolicy,
     exposed: impl Iterator<Item = &'a PathBuf>,
+    hidden: &[PathBuf],
 ) -> Vec<&'a PathBuf> {
     let mut needed: Vec<&PathBuf> = Vec::new();
     for path in exposed {
-        if !needed.contains(&path) && !already_visible_read_only(policy, path) {
+        let in_hidden = hidden.iter().any(|hidden| path.starts_with(hidden));
+        if !needed.contains(&path) && (in_hidden || !already_visible_read_only(policy, path)) {
             needed.push(path);
         }
     }
