@@ -274,8 +274,16 @@ pub fn stage_for_other_users(files: &[(&Path, &str)]) -> tempfile::TempDir {
     std::fs::set_permissions(stage.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for (from, name) in files {
         let to = stage.path().join(name);
-        std::fs::copy(from, &to)
+        // Copied by another process: a copy written here is open for
+        // writing in every child another test thread forks meanwhile,
+        // until that child executes, and executing the copy then fails
+        // with ETXTBSY (seen in CI).
+        let copied = std::process::Command::new("cp")
+            .arg("--")
+            .args([*from, to.as_path()])
+            .status()
             .unwrap_or_else(|error| panic!("cannot stage {}: {error}", from.display()));
+        assert!(copied.success(), "cannot stage {}", from.display());
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     stage
