@@ -261,8 +261,10 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "for-each-ref",
     "format-patch",
     "fsck",
+    "fsck-objects",
     "gc",
     "get-tar-commit-id",
+    "hash-object",
     "help",
     "index-pack",
     "interpret-trailers",
@@ -289,6 +291,7 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "range-diff",
     "read-tree",
     "reflog",
+    "request-pull",
     "refs",
     "repack",
     "replace",
@@ -344,7 +347,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         writes_configuration: false,
     },
     Subcommand {
-        names: &["init"],
+        names: &["init", "init-db"],
         options: Options {
             path: &["--separate-git-dir"],
             instruction: &["--template"],
@@ -462,6 +465,15 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         names: &["config"],
         options: Options {
             path: &["-f", "--file"],
+            // Their values are never modes (`--comment --get` writes).
+            values: &[
+                "--comment",
+                "--default",
+                "--type",
+                "--value",
+                "--blob",
+                "--url",
+            ],
             // Each writes (or removes) a value.
             instruction: &[
                 "--add",
@@ -2223,6 +2235,15 @@ impl ArgumentWalk<'_> {
     /// `--node-options=--require=/w/x.js`), from either base; for git, a
     /// `file://` address in it too.
     fn judge_word(&self, word: &[u8], base: &Path) -> Option<String> {
+        // git and pip decode `%XX` in a `file:` URL's path; the check does
+        // not, so it judges none (a review: `file:///w%2Fx` named `/w/x`).
+        if file_url_path(word).is_some_and(|path| path.contains(&b'%')) {
+            return Some(format!(
+                "escalation refused: {} is given a file: URL with %-escapes, which the check \
+                 does not decode",
+                self.name
+            ));
+        }
         self.on_either_base(base, |from| self.judge_word_from(word, from))
             .or_else(|| self.file_addresses(word, base))
     }

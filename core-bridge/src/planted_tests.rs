@@ -1347,6 +1347,13 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
             "config --global --comment --getx core.fsmonitor cmd",
             true,
         ),
+        // A review: `--get` as `--comment`'s value is no mode.
+        ("/usr/bin/git", "config --comment --get alias.zz !cmd", true),
+        ("/usr/bin/git", "config --type bool --get core.bare", false),
+        ("/usr/bin/git", "init-db --template {ro}", true),
+        ("/usr/bin/git", "hash-object x", false),
+        ("/usr/bin/git", "ls-remote file://{w}/%72.git", true),
+        ("/usr/bin/pip3", "install file://{w}/%65vil", true),
         ("/usr/bin/git", "config --global -- core.pager --getx", true),
         ("/usr/bin/git", "config --get core.pager", false),
         ("/usr/bin/git", "config --get-regexp alias x", false),
