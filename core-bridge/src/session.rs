@@ -948,7 +948,8 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
             "not a directory of this user that only it can write",
         )));
     }
-    Ok(dir)
+    // Canonical, as the sandboxes' rules are, when `/var/tmp` is a link.
+    std::fs::canonicalize(&dir).map_err(failed)
 }
 
 #[cfg(test)]

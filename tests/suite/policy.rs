@@ -1008,6 +1008,45 @@ async fn another_sessions_directory_is_not_seen() {
     other.shutdown().await;
 }
 
+/// From a review: a session started from an unsandboxed escalation works
+/// in the outer session's temporary directory, inside the sessions'
+/// directory every sandbox sees empty: its sandboxes lost their working
+/// directory. A policy's own roots there are shown again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_working_in_another_sessions_directory_starts() {
+    use std::os::unix::fs::DirBuilderExt;
+    let sessions = PathBuf::from(format!("/var/tmp/execgate-{}", nix::unistd::getuid()));
+    match fs::DirBuilder::new().mode(0o700).create(&sessions) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => panic!("{error}"),
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("nested-")
+        .tempdir_in(&sessions)
+        .unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let (ws, outside) = (root.join("ws"), root.join("outside"));
+    fs::create_dir(&ws).unwrap();
+    fs::create_dir(&outside).unwrap();
+    let place = Place {
+        _dir: dir,
+        root,
+        ws,
+        outside,
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(Arc::new(RuleSet::default())).start(&place, &recorder);
+    let outcome = run(&session, "pwd; echo made > x; cat x").await;
+    assert_eq!(
+        text(&outcome.stdout),
+        format!("{}\nmade\n", place.ws.display()),
+        "{}",
+        text(&outcome.stderr)
+    );
+    session.shutdown().await;
+}
+
 /// An escalation with grants shared the sandbox's `TMPDIR`, where the
 /// shell could swap what it wrote there before it ran it with its grants.
 /// It gets one of its own, which it may write and the shell may not, gone

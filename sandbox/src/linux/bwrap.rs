@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::doctor::{self, SCOPES_LANDLOCK_ABI};
 use super::sys;
 use crate::profile::{Access, NetworkPolicy};
-use crate::resolve::{ResolvedPolicy, MINIMAL_ROOTS};
+use crate::resolve::{PathRule, ResolvedPolicy, MINIMAL_ROOTS};
 use crate::SandboxError;
 
 /// Where bubblewrap is looked for: absolute paths only, never `PATH` and
@@ -260,7 +260,7 @@ impl Launcher {
                     .iter()
                     .any(|exposed| exposed.starts_with(hidden) && exposed != *hidden)
             });
-        for hidden in holding {
+        for hidden in &holding {
             if hidden.is_dir() {
                 args.cover(hidden);
             }
@@ -269,6 +269,7 @@ impl Launcher {
         for path in exposed_needing_binds(policy, exposed, &self.hidden) {
             args.bind("--ro-bind", path);
         }
+        self.rebind_inside(policy, &holding, &mut args);
         for hidden in inside {
             if hidden.is_dir() {
                 args.cover(hidden);
@@ -415,6 +416,48 @@ impl Args {
             self.remounts.push(target);
         } else {
             self.push_os(["--ro-bind".into(), "/dev/null".into(), target]);
+        }
+    }
+}
+
+impl Launcher {
+    /// Binds again the policy's own roots that a hidden directory holding
+    /// exposed ones covered (`holding`), outside what is exposed there (a
+    /// review: a session started from an unsandboxed escalation works in
+    /// the outer session's temporary directory, which its sandboxes lost),
+    /// shallowest first, and covers again what the policy hides inside
+    /// them.
+    fn rebind_inside(&self, policy: &ResolvedPolicy, holding: &[&PathBuf], args: &mut Args) {
+        let covered = |path: &Path| {
+            holding.iter().any(|hidden| path.starts_with(hidden))
+                && !self.exposed.iter().any(|exposed| path.starts_with(exposed))
+        };
+        let mut shown: Vec<&PathRule> = policy
+            .rules()
+            .iter()
+            .filter(|rule| rule.exists && rule.access != Access::None && covered(&rule.path))
+            .collect();
+        if shown.is_empty() {
+            return;
+        }
+        shown.sort_by_key(|rule| rule.path.components().count());
+        for rule in &shown {
+            match rule.access {
+                Access::Write => args.bind("--bind", &rule.path),
+                _ => args.bind("--ro-bind", &rule.path),
+            }
+        }
+        let inside_shown = |path: &Path| shown.iter().any(|rule| path.starts_with(&rule.path));
+        let hidden_rules = policy
+            .rules()
+            .iter()
+            .filter(|rule| rule.exists && rule.access == Access::None)
+            .map(|rule| &rule.path);
+        let files = policy.denied_files().iter().chain(policy.host_sockets());
+        for path in hidden_rules.chain(files) {
+            if inside_shown(path) {
+                args.cover(path);
+            }
         }
     }
 }
@@ -591,6 +634,44 @@ mod tests {
             position("--bind", &others).is_none_or(|at| at <= covered),
             "{arguments:?}"
         );
+
+        // A directory holding exposed ones is hidden before they are bound;
+        // the policy's own roots there (a nested session's working and
+        // temporary directories, in another session's) are bound again
+        // after it, and what the policy hides in them hidden again.
+        let sessions = root.join("sessions");
+        let this_session = sessions.join("this");
+        let outer_tmp = sessions.join("outer/private/tmp");
+        let secret = outer_tmp.join("secret");
+        for dir in [&this_session, &secret] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let mut nested = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
+        nested.hide(sessions.clone());
+        nested.expose(this_session.clone());
+        let policy = resolved(
+            &[
+                (":root", Access::Read),
+                (outer_tmp.to_str().unwrap(), Access::Write),
+                (secret.to_str().unwrap(), Access::None),
+            ],
+            &workspace,
+        );
+        let arguments = nested.arguments(&policy, &workspace, None, None, &["true".into()]);
+        let last = |flag: &str, path: &Path| {
+            arguments
+                .windows(2)
+                .rposition(|w| w[0] == flag && w[1] == path.as_os_str())
+        };
+        let sessions_hidden = last("--tmpfs", &sessions).unwrap();
+        let this_shown = last("--ro-bind", &this_session).unwrap();
+        let outer_shown = last("--bind", &outer_tmp).unwrap();
+        let secret_hidden = last("--tmpfs", &secret).unwrap();
+        assert!(
+            sessions_hidden < this_shown && sessions_hidden < outer_shown,
+            "{arguments:?}"
+        );
+        assert!(outer_shown < secret_hidden, "{arguments:?}");
 
         // With only the minimal roots, nothing above shows: each is bound,
         // duplicates once.
