@@ -149,10 +149,9 @@ impl ActiveSandbox {
     }
 
     /// The policy for an escalation with `extra` grants on top of the
-    /// session's profile; `None` means unconfined by us.
-    /// The session's policy with `extra` grants, and `private_root` (one
-    /// of them, in a directory every sandbox has hidden) shown to this
-    /// sandbox alone.
+    /// session's profile, with `private_root` (one of those grants, in a
+    /// directory every sandbox has hidden) shown to this sandbox alone;
+    /// `None` means unconfined by us.
     pub(crate) fn policy_with(
         &self,
         extra: Option<&PermissionProfile>,
@@ -180,6 +179,20 @@ impl ActiveSandbox {
             PermissionProfile::Disabled | PermissionProfile::External { .. } => Ok(None),
         }
     }
+}
+
+/// What a sandbox reaches beyond its files, one entry a thing: its network
+/// mode with its lists, and each host socket it may connect to.
+fn network_reach(policy: &ResolvedPolicy) -> Vec<String> {
+    let network = format!(
+        "network {:?} {:?}",
+        policy.network(),
+        policy.network_lists()
+    );
+    let sockets = policy
+        .allowed_unix_sockets()
+        .map(|(socket, _)| format!("socket {}", socket.display()));
+    std::iter::once(network).chain(sockets).collect()
 }
 
 impl SessionConfig {
@@ -304,6 +317,10 @@ pub(crate) struct Shared {
     /// What escalations with grants could write beyond the session's own
     /// sandbox: left out of [`Shared::outside_path`] too, once granted.
     pub(crate) granted_writable: Mutex<Vec<PathBuf>>,
+    /// What sandboxes with grants (and the session's own) could reach
+    /// beyond files ([`network_reach`]): a grant reaching more (a daemon's
+    /// socket, a wider network) could have had something else write.
+    pub(crate) granted_reach: Mutex<Vec<String>>,
     /// Sandboxes with grants set up so far that could write more than
     /// those before them: an escalation decided before one of them started
     /// does not start after it (see `escalate`).
@@ -387,9 +404,19 @@ impl Shared {
                 granted.push(path.to_path_buf());
             }
         }
-        // Under the lock: an escalation that reads the count after this
+        let mut reach = self
+            .granted_reach
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let known_reach = reach.len();
+        for reached in network_reach(policy) {
+            if !reach.contains(&reached) {
+                reach.push(reached);
+            }
+        }
+        // Under the locks: an escalation that reads the count after this
         // sandbox's roots were added sees this grant counted too.
-        let new = u64::from(granted.len() > known);
+        let new = u64::from(granted.len() > known || reach.len() > known_reach);
         self.grants_made.fetch_add(new, Ordering::SeqCst);
         new
     }
@@ -486,6 +513,11 @@ impl Session {
             .flat_map(|policy| policy.rules())
             .filter(|rule| rule.access == Access::Write)
             .map(|rule| rule.path.clone());
+        let granted_reach = sandbox
+            .as_ref()
+            .and_then(|sandbox| sandbox.resolved_default.as_deref())
+            .map(network_reach)
+            .unwrap_or_default();
         let granted_writable = config
             .known_grant_roots
             .iter()
@@ -500,6 +532,7 @@ impl Session {
             config,
             outside_path,
             granted_writable: Mutex::new(granted_writable),
+            granted_reach: Mutex::new(granted_reach),
             grants_made: AtomicU64::new(0),
             children: Children::new(scope),
             sandbox,

@@ -845,11 +845,22 @@ async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() 
     use std::os::fd::{AsFd, OwnedFd};
     let world = World::new();
     let grant = write_grant(&world.outside);
+    // Nothing more to write, but the whole network (a daemon on this
+    // machine may write for it).
+    let network = PermissionProfile::Managed {
+        file_system: Default::default(),
+        network: NetworkPolicy::Enabled,
+        network_lists: Default::default(),
+    };
     let policy = policy_by_path(&[
         ("/usr/bin/true", Decision::Escalate(Execution::Unsandboxed)),
         (
             "/usr/bin/env",
             Decision::Escalate(Execution::Permissions(grant)),
+        ),
+        (
+            "/usr/bin/id",
+            Decision::Escalate(Execution::Permissions(network)),
         ),
     ]);
     let mut config = SessionConfig::new(wrapper(), policy);
@@ -920,7 +931,17 @@ async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() 
         matches!(started, ServerMessage::Started { .. }),
         "{started:?}"
     );
-    drop((first, decided, decided_again));
+    // A review: a grant that reaches more than files (the network here,
+    // a daemon's socket) makes what was decided before it stale too.
+    let decided_before_network = ask("/usr/bin/true");
+    drop(ask("/usr/bin/id"));
+    match hand_over(&decided_before_network) {
+        ServerMessage::SpawnFailed { reason } => {
+            assert!(reason.contains("run it again"), "{reason}")
+        }
+        other => panic!("it started after the network grant: {other:?}"),
+    }
+    drop((first, decided, decided_again, decided_before_network));
     session.shutdown().await;
 }
 
