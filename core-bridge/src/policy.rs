@@ -485,7 +485,7 @@ impl Inner {
         request: &ExecContext,
         execution: &Execution,
     ) -> Option<String> {
-        if *execution == Execution::TurnDefault || request.sandbox.is_none() {
+        if !leaves_the_sandbox(request, execution) {
             return None;
         }
         let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
@@ -502,13 +502,10 @@ impl Inner {
     /// with a file the sandbox could have written (the program, or the
     /// interpreter its `#!` line names), or one that cannot be checked.
     fn refusal(&self, request: &ExecContext, execution: &Execution) -> Option<String> {
-        if *execution == Execution::TurnDefault {
-            return None;
-        }
-        let Some(view) = request.sandbox.as_deref() else {
-            // No sandbox to leave: the shell runs unconfined anyway.
-            return None;
-        };
+        let view = request
+            .sandbox
+            .as_deref()
+            .filter(|_| leaves_the_sandbox(request, execution))?;
         let granted = self
             .granted_write_roots
             .lock()
@@ -796,6 +793,13 @@ impl Drop for WaitingForAnswer<'_> {
             pending.remove(&self.key);
         }
     }
+}
+
+/// Whether `execution` takes the request out of its sandbox: not in the
+/// session's own (`TurnDefault`), and not where there is no sandbox to
+/// leave (the shell runs unconfined anyway).
+fn leaves_the_sandbox(request: &ExecContext, execution: &Execution) -> bool {
+    *execution != Execution::TurnDefault && request.sandbox.is_some()
 }
 
 fn run_instead(mut provenance: Provenance, why: String) -> Verdict {

@@ -295,6 +295,7 @@ impl ResolvedPolicy {
         }
     }
 
+    /// The roots [`ResolvedPolicy::show_private_root`] showed.
     pub fn private_roots(&self) -> &[PathBuf] {
         &self.private_roots
     }
