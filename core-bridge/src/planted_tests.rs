@@ -193,6 +193,16 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
 }
 
 /// The cases that are not as expected, described.
+/// The cases (program, arguments, refused) run from `cwd` that the check
+/// decides otherwise.
+fn failures_in(place: &Place, cwd: &Path, cases: &[(&str, &str, bool)]) -> Vec<String> {
+    cases
+        .iter()
+        .filter(|(program, args, refused)| check(place, program, args, cwd, &[]) != *refused)
+        .map(|(program, args, refused)| format!("{program} {args}: expected refused={refused}"))
+        .collect()
+}
+
 fn failures(place: &Place, cases: &[Case<'_>]) -> Vec<String> {
     cases
         .iter()
@@ -1258,12 +1268,7 @@ fn writing_configuration_and_setting_variables_are_instructions() {
         ("/usr/bin/python3", "-X pycache_prefix={w}/c -V", true),
         ("/usr/bin/python3", "-X importtime -V", false),
     ];
-    let failed: Vec<String> = cases
-        .iter()
-        .filter(|(program, args, refused)| check(&place, program, args, &ro, &[]) != *refused)
-        .map(|(program, args, refused)| format!("{program} {args}: expected refused={refused}"))
-        .collect();
-    assert_eq!(failed, Vec::<String>::new());
+    assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
     let _ = w;
 }
 
@@ -1369,10 +1374,5 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
         ("/usr/bin/pip3", "install file:///usr/share/doc", false),
         ("/usr/bin/npm", "install left-pad", false),
     ];
-    let failed: Vec<String> = cases
-        .iter()
-        .filter(|(program, args, refused)| check(&place, program, args, &ro, &[]) != *refused)
-        .map(|(program, args, refused)| format!("{program} {args}: expected refused={refused}"))
-        .collect();
-    assert_eq!(failed, Vec::<String>::new());
+    assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
 }

@@ -622,6 +622,22 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
     }
 }
 
+/// A session with no rules and one skill, `writer`, whose script may write
+/// `outside/granted` once `approver` agrees: the session, the script and
+/// that directory.
+fn writer_skill_session(place: &Place, approver: &Scripted) -> (ShellSession, PathBuf, PathBuf) {
+    let granted = place.outside.join("granted");
+    fs::create_dir(&granted).unwrap();
+    let writer = skill(
+        place,
+        "writer",
+        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
+    );
+    let mut setup = Setup::rules(Arc::new(RuleSet::default())).approver(approver.clone());
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    (setup.start(place, &Recorder::default()), writer, granted)
+}
+
 /// From a probe: a skill's question about a harmless run, from a
 /// directory the server could not hold, answered "once", let another run
 /// of the script, with other arguments nobody saw, run with the grants
@@ -630,19 +646,9 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_once_approves_only_the_run_the_person_saw() {
     let place = Place::new();
-    let granted = place.outside.join("granted");
-    fs::create_dir(&granted).unwrap();
-    let writer = skill(
-        &place,
-        "writer",
-        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
-    );
     let mut approver = Scripted::new(ApprovalAnswer::ApproveOnce);
     approver.delay = Duration::from_millis(800);
-    let recorder = Recorder::default();
-    let mut setup = Setup::rules(Arc::new(RuleSet::default())).approver(approver.clone());
-    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
-    let session = setup.start(&place, &recorder);
+    let (session, writer, granted) = writer_skill_session(&place, &approver);
     let script = format!(
         "(cd /run && {writer} {granted}/shown) & sleep 0.3; {writer} {granted}/unseen & wait; print done",
         writer = writer.display(),
@@ -686,18 +692,8 @@ async fn an_answer_once_approves_only_the_run_the_person_saw() {
 #[tokio::test(flavor = "multi_thread")]
 async fn runs_of_a_granted_skill_at_once_both_start() {
     let place = Place::new();
-    let granted = place.outside.join("granted");
-    fs::create_dir(&granted).unwrap();
-    let writer = skill(
-        &place,
-        "writer",
-        Some("filesystem = { \"../../outside/granted\" = \"write\" }\n"),
-    );
-    let recorder = Recorder::default();
-    let mut setup = Setup::rules(Arc::new(RuleSet::default()))
-        .approver(Scripted::new(ApprovalAnswer::ApproveOnce));
-    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
-    let session = setup.start(&place, &recorder);
+    let approver = Scripted::new(ApprovalAnswer::ApproveOnce);
+    let (session, writer, granted) = writer_skill_session(&place, &approver);
     let script = format!(
         "{writer} {granted}/a & {writer} {granted}/b & {writer} {granted}/c & wait; print done",
         writer = writer.display(),
