@@ -116,6 +116,9 @@ struct InstructionReader {
     /// With `subcommands`, those with nothing to judge but what every one
     /// reads; a subcommand in neither is refused.
     plain_subcommands: &'static [&'static str],
+    /// Subcommands whose operands are a command they run (`rustup run`):
+    /// instructions themselves.
+    instruction_subcommands: &'static [&'static str],
     /// Shells: `+x`, `+o name` are options too.
     plus_options: bool,
     /// Configuration files: `~/` from a home directory, `xdg:` from the
@@ -200,6 +203,7 @@ const READER: InstructionReader = InstructionReader {
     refuses_unknown_options: false,
     subcommands: &[],
     plain_subcommands: NONE,
+    instruction_subcommands: NONE,
     plus_options: false,
     config_files: NONE,
     config_includes: false,
@@ -330,6 +334,15 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "worktree",
     "write-tree",
 ];
+
+/// rustup's subcommands that run a command or record a toolchain to run.
+const RUSTUP_SUBCOMMANDS: &[Subcommand] = &[Subcommand {
+    names: &["toolchain"],
+    options: OPTIONS,
+    instruction_operands: &["link"],
+    repository_operand: false,
+    writes_configuration: false,
+}];
 
 /// git's subcommands with options or operands that name a command to run
 /// or a template whose hooks run.
@@ -621,8 +634,10 @@ const READERS: &[InstructionReader] = &[
         searches_upwards: true,
         options: Options {
             directory: &["-C", "--dir", "--cwd", "--prefix"],
-            path: &["--userconfig", "--globalconfig"],
+            path: &["--userconfig", "--globalconfig", "--init-module"],
             // npm reads `_` in a name as `-`.
+            // Each names a program npm runs (a probe ran `config edit`
+            // with `--editor=sh -c ...`).
             instruction: &[
                 "-c",
                 "--call",
@@ -630,6 +645,11 @@ const READERS: &[InstructionReader] = &[
                 "--node_options",
                 "--script-shell",
                 "--script_shell",
+                "--editor",
+                "--shell",
+                "--git",
+                "--browser",
+                "--viewer",
             ],
             ..OPTIONS
         },
@@ -647,7 +667,42 @@ const READERS: &[InstructionReader] = &[
         ..READER
     },
     InstructionReader {
-        names: &["cargo", "rustup"],
+        // Escalated, rustup runs as itself (an escalation's `argv[0]` is
+        // its canonical path), never as the `cargo` it stands for:
+        // `rustup run` and `toolchain link` say what it runs.
+        names: &["rustup"],
+        reads: "rust-toolchain files and its settings",
+        searches_upwards: true,
+        options: Options {
+            instruction: &["--config", "-Z"],
+            ..OPTIONS
+        },
+        subcommands: RUSTUP_SUBCOMMANDS,
+        instruction_subcommands: &["run"],
+        plain_subcommands: &[
+            "show",
+            "update",
+            "check",
+            "default",
+            "target",
+            "component",
+            "override",
+            "self",
+            "set",
+            "completions",
+            "doc",
+            "man",
+            "which",
+            "help",
+            "install",
+            "uninstall",
+            "up",
+        ],
+        config_files: &["~/.rustup/settings.toml", "$RUSTUP_HOME/settings.toml"],
+        ..READER
+    },
+    InstructionReader {
+        names: &["cargo"],
         prefixes: &["cargo-"],
         reads: "Cargo.toml, build scripts, .cargo/config.toml and rust-toolchain files",
         searches_upwards: true,
@@ -2009,6 +2064,14 @@ impl ArgumentWalk<'_> {
     /// (`None`), or a refusal for one the check does not know (an alias
     /// such as `rb = rebase` would take `-x`; `submodule--helper foreach`).
     fn known_subcommand(&self, word: &[u8]) -> Result<Option<&'static Subcommand>, String> {
+        if self
+            .reader
+            .instruction_subcommands
+            .iter()
+            .any(|name| name.as_bytes() == word)
+        {
+            return Err(self.instruction(word));
+        }
         if let Some(subcommand) = self.subcommand(word) {
             return Ok(Some(subcommand));
         }
@@ -2082,16 +2145,22 @@ impl ArgumentWalk<'_> {
                 }
                 None if refuses_unknown => return Step::Refused(self.unknown(text)),
                 // An option we do not know may carry a path attached, or
-                // be a flag with more options after it (`-qx cmd`): an
-                // instruction's letter anywhere after it refuses.
+                // be a flag with more options after it (`-qx cmd`, `-qr
+                // file`, `-mf file`): a later letter that means more than
+                // a flag cannot be told from a value's, so the cluster is
+                // refused (an instruction's letter as one).
                 None => {
-                    let instruction_after = rest.iter().find(|&&later| {
-                        matches!(options.meaning(&[b'-', later]), Some(Meaning::Instruction))
+                    let meaning_after = rest.iter().find_map(|&later| {
+                        let meaning = options.meaning(&[b'-', later])?;
+                        (!matches!(meaning, Meaning::Flag)).then_some((later, meaning))
                     });
-                    if let Some(&later) = instruction_after {
-                        return Step::Refused(self.instruction(&[b'-', later]));
-                    }
-                    return self.judged(rest, base);
+                    return match meaning_after {
+                        Some((later, Meaning::Instruction)) => {
+                            Step::Refused(self.instruction(&[b'-', later]))
+                        }
+                        Some(_) => Step::Refused(self.unsplit(text)),
+                        None => self.judged(rest, base),
+                    };
                 }
             }
         }
@@ -2328,6 +2397,15 @@ impl ArgumentWalk<'_> {
     fn instruction(&self, word: &[u8]) -> String {
         format!(
             "escalation refused: {} {} gives it instructions to run outside the sandbox",
+            self.name,
+            String::from_utf8_lossy(word)
+        )
+    }
+
+    fn unsplit(&self, word: &[u8]) -> String {
+        format!(
+            "escalation refused: {} {} joins an option the check does not know with one that \
+             names what it reads, which it cannot tell apart",
             self.name,
             String::from_utf8_lossy(word)
         )

@@ -1372,6 +1372,22 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
         ("/usr/bin/npm", "pack file:{w}/evil", true),
         ("/usr/bin/npm", "install git+file://{w}/evil", true),
         ("/usr/bin/pip3", "install file:///usr/share/doc", false),
+        // A third probe: a path option after an unknown letter, and npm's
+        // other command options.
+        ("/usr/bin/make", "-mf{w}/evil.mk", true),
+        ("/usr/bin/make", "-mC{w}", true),
+        ("/usr/bin/perl", "-lI{w} {ro}/tool.pl", true),
+        ("/usr/bin/pip3", "install -qr{w}/req.txt", true),
+        ("/usr/bin/pip3", "install -q requests", false),
+        ("/usr/bin/make", "-sj4 all", false),
+        ("/usr/bin/npm", "--editor=vi config edit", true),
+        ("/usr/bin/npm", "explore x --shell=sh", true),
+        ("/usr/bin/npm", "init --init-module={w}/init.js", true),
+        ("/usr/bin/rustup", "run stable sh -c id", true),
+        ("/usr/bin/rustup", "toolchain link mine {ro}", true),
+        ("/usr/bin/rustup", "show", false),
+        ("/usr/bin/rustup", "update stable", false),
+        ("/usr/bin/cargo", "build --release", false),
         ("/usr/bin/npm", "install left-pad", false),
     ];
     assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
