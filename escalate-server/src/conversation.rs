@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{self, Channel, StoppedWaiting};
 use crate::closer::SafeClose;
-use crate::environment::escalated_environment;
+use crate::environment::{escalated_environment, ChildPlace};
 use crate::events::{RefusedRequest, SessionEvent};
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
 use crate::resolve::{
@@ -824,13 +824,16 @@ fn spawn_plan(
     }
     let env = escalated_environment(
         &context.env,
-        path,
-        sandboxed,
-        beyond_the_sandbox,
-        &shared.config.escalation_env,
-        match sandboxed {
-            false => shared.config.unsandboxed_tmpdir.as_deref(),
-            true => granted_tmpdir,
+        &ChildPlace {
+            path,
+            sandboxed,
+            beyond_the_sandbox,
+            base: &shared.config.escalation_env,
+            own_tmpdir: match sandboxed {
+                false => shared.config.unsandboxed_tmpdir.as_deref(),
+                true => granted_tmpdir,
+            },
+            cwd: &context.cwd,
         },
     );
     let (mut order, mut pending_link) = (None, None);

@@ -226,12 +226,16 @@ pub(crate) fn server_defaults() -> Vec<(OsString, OsString)> {
 /// sandbox's, where the shell could swap what the child writes there.
 pub(crate) fn escalated_environment(
     requested: &[OsString],
-    path: &OsStr,
-    sandboxed: bool,
-    beyond_the_sandbox: bool,
-    base: &[(OsString, OsString)],
-    own_tmpdir: Option<&Path>,
+    child: &ChildPlace<'_>,
 ) -> Vec<OsString> {
+    let ChildPlace {
+        path,
+        sandboxed,
+        beyond_the_sandbox,
+        base,
+        own_tmpdir,
+        cwd,
+    } = *child;
     let name_of = |entry: &OsString| -> Option<OsString> {
         let bytes = entry.as_bytes();
         let eq = bytes.iter().position(|&b| b == b'=')?;
@@ -267,7 +271,12 @@ pub(crate) fn escalated_environment(
     if beyond_the_sandbox {
         let taken: Vec<OsString> = env.iter().filter_map(name_of).collect();
         for (name, value) in base {
+            // Where the session started, not where the child does (a
+            // probe's read-only Makefile ran `$(PWD)/hook.sh` from the
+            // workspace): its own, below.
             if name.as_bytes() == b"PATH"
+                || name.as_bytes() == b"PWD"
+                || name.as_bytes() == b"OLDPWD"
                 || is_injection_variable(name)
                 || name.is_empty()
                 || name.as_bytes().contains(&b'=')
@@ -287,10 +296,34 @@ pub(crate) fn escalated_environment(
         entry.push(tmpdir);
         env.push(entry);
     }
+    if beyond_the_sandbox {
+        let mut pwd = OsString::from("PWD=");
+        pwd.push(cwd);
+        env.push(pwd);
+    }
     let mut path_entry = OsString::from("PATH=");
     path_entry.push(path);
     env.push(path_entry);
     env
+}
+
+/// Where an escalated child runs, as far as its environment goes.
+#[derive(Clone, Copy)]
+pub(crate) struct ChildPlace<'a> {
+    /// Its `PATH`.
+    pub(crate) path: &'a OsStr,
+    /// In a sandbox (the session's, or one with grants).
+    pub(crate) sandboxed: bool,
+    /// Able to do more than the session's sandbox: unsandboxed, or with
+    /// grants.
+    pub(crate) beyond_the_sandbox: bool,
+    /// What a child beyond the sandbox starts from (the session's
+    /// escalation environment).
+    pub(crate) base: &'a [(OsString, OsString)],
+    /// Its own temporary directory, if it has one.
+    pub(crate) own_tmpdir: Option<&'a Path>,
+    /// The directory it starts in (its `PWD` beyond the sandbox).
+    pub(crate) cwd: &'a Path,
 }
 
 #[cfg(test)]
@@ -324,11 +357,14 @@ mod tests {
         .collect();
         let env = escalated_environment(
             &requested,
-            OsStr::new("/usr/bin:/bin"),
-            true,
-            false,
-            &[],
-            None,
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: true,
+                beyond_the_sandbox: false,
+                base: &[],
+                own_tmpdir: None,
+                cwd: Path::new("/ws"),
+            },
         );
         let expected: Vec<OsString> = [
             "HOME=/root",
@@ -348,11 +384,14 @@ mod tests {
         requested.push("LC_ALL=C".into());
         let env = escalated_environment(
             &requested,
-            OsStr::new("/usr/bin:/bin"),
-            false,
-            true,
-            &server_defaults(),
-            None,
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: false,
+                beyond_the_sandbox: true,
+                base: &server_defaults(),
+                own_tmpdir: None,
+                cwd: Path::new("/ws"),
+            },
         );
         let names: Vec<String> = env
             .iter()
@@ -368,6 +407,7 @@ mod tests {
         assert!(names.iter().all(|name| name == "LANG"
             || name == "LC_ALL"
             || name == "PATH"
+            || name == "PWD"
             || FROM_SERVER.contains(&name.as_str())));
         assert!(names.contains(&"LC_ALL".to_owned()));
         // With grants (sandboxed, beyond the session's sandbox): the same,
@@ -376,19 +416,25 @@ mod tests {
         with_marker.push(format!("{}=1", execgate_sandbox::PROXY_MARKER).into());
         let granted = escalated_environment(
             &with_marker,
-            OsStr::new("/usr/bin:/bin"),
-            true,
-            true,
-            &server_defaults(),
-            None,
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: true,
+                beyond_the_sandbox: true,
+                base: &server_defaults(),
+                own_tmpdir: None,
+                cwd: Path::new("/ws"),
+            },
         );
         let unsandboxed = escalated_environment(
             &requested,
-            OsStr::new("/usr/bin:/bin"),
-            false,
-            true,
-            &server_defaults(),
-            None,
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: false,
+                beyond_the_sandbox: true,
+                base: &server_defaults(),
+                own_tmpdir: None,
+                cwd: Path::new("/ws"),
+            },
         );
         assert_eq!(granted, unsandboxed);
         assert!(!names.contains(&"GIT_AUTHOR_NAME".to_owned()));
@@ -429,11 +475,14 @@ mod tests {
         for (entry, kept) in cases {
             let env = escalated_environment(
                 &[OsString::from(entry)],
-                OsStr::new("/usr/bin:/bin"),
-                false,
-                true,
-                &[],
-                None,
+                &ChildPlace {
+                    path: OsStr::new("/usr/bin:/bin"),
+                    sandboxed: false,
+                    beyond_the_sandbox: true,
+                    base: &[],
+                    own_tmpdir: None,
+                    cwd: Path::new("/ws"),
+                },
             );
             assert_eq!(
                 env.iter().any(|found| found == entry),
@@ -458,30 +507,77 @@ mod tests {
         let base = [(OsString::from("TMPDIR"), OsString::from("/server/tmp"))];
         let unsandboxed = escalated_environment(
             &requested,
-            OsStr::new("/usr/bin:/bin"),
-            false,
-            true,
-            &base,
-            Some(own),
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: false,
+                beyond_the_sandbox: true,
+                base: &base,
+                own_tmpdir: Some(own),
+                cwd: Path::new("/ws"),
+            },
         );
         assert_eq!(tmpdirs(unsandboxed), ["TMPDIR=/run/session/tmp"]);
         let granted = escalated_environment(
             &requested,
-            OsStr::new("/usr/bin:/bin"),
-            true,
-            true,
-            &base,
-            Some(own),
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: true,
+                beyond_the_sandbox: true,
+                base: &base,
+                own_tmpdir: Some(own),
+                cwd: Path::new("/ws"),
+            },
         );
         assert_eq!(tmpdirs(granted), ["TMPDIR=/run/session/tmp"]);
         let in_the_sandbox = escalated_environment(
             &requested,
-            OsStr::new("/usr/bin:/bin"),
-            true,
-            false,
-            &[],
-            None,
+            &ChildPlace {
+                path: OsStr::new("/usr/bin:/bin"),
+                sandboxed: true,
+                beyond_the_sandbox: false,
+                base: &[],
+                own_tmpdir: None,
+                cwd: Path::new("/ws"),
+            },
         );
         assert_eq!(tmpdirs(in_the_sandbox), ["TMPDIR=/work/planted"]);
+    }
+
+    /// A probe: a child beyond the sandbox got the `PWD` of wherever the
+    /// session started (the writable workspace), and a read-only Makefile's
+    /// `$(PWD)/hook.sh` ran what the sandbox wrote there. It gets its own.
+    #[test]
+    fn a_child_beyond_the_sandbox_gets_its_own_pwd() {
+        let base = [
+            (OsString::from("PWD"), OsString::from("/workspace")),
+            (OsString::from("OLDPWD"), OsString::from("/workspace/old")),
+        ];
+        let requested = [OsString::from("PWD=/ro/project")];
+        let place = |sandboxed, beyond_the_sandbox| ChildPlace {
+            path: OsStr::new("/usr/bin:/bin"),
+            sandboxed,
+            beyond_the_sandbox,
+            base: &base,
+            own_tmpdir: None,
+            cwd: Path::new("/ro/project"),
+        };
+        let pwds = |env: Vec<OsString>| -> Vec<OsString> {
+            env.into_iter()
+                .filter(|entry| {
+                    entry.as_bytes().starts_with(b"PWD=")
+                        || entry.as_bytes().starts_with(b"OLDPWD=")
+                })
+                .collect()
+        };
+        for beyond in [place(false, true), place(true, true)] {
+            assert_eq!(
+                pwds(escalated_environment(&requested, &beyond)),
+                ["PWD=/ro/project"]
+            );
+        }
+        assert_eq!(
+            pwds(escalated_environment(&requested, &place(true, false))),
+            ["PWD=/ro/project"]
+        );
     }
 }
