@@ -859,6 +859,14 @@ const READERS: &[InstructionReader] = &[
                 "--experimental-loader",
             ],
             inline: &["-e", "--eval", "-p", "--print"],
+            // A debugger's port: whoever connects runs code in it.
+            instruction: &[
+                "--inspect",
+                "--inspect-brk",
+                "--inspect-wait",
+                "--inspect-port",
+                "--debug-port",
+            ],
             ..OPTIONS
         },
         options_end_at_operand: true,

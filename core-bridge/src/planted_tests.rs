@@ -1388,6 +1388,8 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
         ("/usr/bin/rustup", "show", false),
         ("/usr/bin/rustup", "update stable", false),
         ("/usr/bin/cargo", "build --release", false),
+        ("/usr/bin/node", "--inspect=127.0.0.1:9229 {ro}/x.js", true),
+        ("/usr/bin/node", "--inspect-brk {ro}/x.js", true),
         ("/usr/bin/npm", "install left-pad", false),
     ];
     assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
