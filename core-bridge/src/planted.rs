@@ -161,6 +161,13 @@ struct Options {
     /// A value that is neither a path nor an instruction (`python -W
     /// ignore`, `bash -o posix`, `git --namespace name`).
     values: &'static [&'static str],
+    /// A value judged as any word, the rest of a cluster else the next
+    /// word (`perl -MModule`, `python -Xname=value`): knowing the letter
+    /// keeps a cluster from being refused as one the walk cannot split.
+    words: &'static [&'static str],
+    /// Digits attached or none, then more options in a cluster (`perl
+    /// -l0pe`).
+    digits: &'static [&'static str],
     /// No value: in a cluster (`-sf`) the next letter is another option.
     flags: &'static [&'static str],
 }
@@ -190,6 +197,8 @@ const OPTIONS: Options = Options {
     inline: NONE,
     hand_over: NONE,
     values: NONE,
+    words: NONE,
+    digits: NONE,
     flags: NONE,
 };
 
@@ -534,8 +543,8 @@ const SHELL_OPTIONS: Options = Options {
     inline: &["-c"],
     values: &["-o", "-O"],
     flags: &[
-        "-a", "-b", "-e", "-f", "-h", "-i", "-k", "-l", "-m", "-n", "-p", "-r", "-s", "-t", "-u",
-        "-v", "-x", "-B", "-C", "-D", "-E", "-H", "-P", "-T",
+        "-a", "-b", "-d", "-e", "-f", "-g", "-h", "-i", "-k", "-l", "-m", "-n", "-p", "-r", "-s",
+        "-t", "-u", "-v", "-x", "-B", "-C", "-D", "-E", "-H", "-N", "-P", "-T",
     ],
     ..OPTIONS
 };
@@ -607,9 +616,11 @@ const READERS: &[InstructionReader] = &[
             directory: &["-C", "--directory"],
             path: &["-f", "--file", "--makefile", "-I", "--include-dir"],
             instruction: &["--eval", "-E"],
+            values: &["-j", "-l", "-O"],
+            words: &["-W", "-o"],
             flags: &[
-                "-b", "-B", "-d", "-e", "-i", "-k", "-L", "-n", "-p", "-q", "-r", "-R", "-s", "-S",
-                "-t", "-v", "-w",
+                "-b", "-B", "-d", "-e", "-i", "-k", "-L", "-m", "-n", "-p", "-q", "-r", "-R", "-s",
+                "-S", "-t", "-v", "-w",
             ],
             ..OPTIONS
         },
@@ -673,10 +684,6 @@ const READERS: &[InstructionReader] = &[
         names: &["rustup"],
         reads: "rust-toolchain files and its settings",
         searches_upwards: true,
-        options: Options {
-            instruction: &["--config", "-Z"],
-            ..OPTIONS
-        },
         subcommands: RUSTUP_SUBCOMMANDS,
         instruction_subcommands: &["run"],
         plain_subcommands: &[
@@ -811,6 +818,7 @@ const READERS: &[InstructionReader] = &[
                 "--find-links",
                 "--src",
             ],
+            flags: &["-q", "-v", "-U", "-I", "-y", "-V", "-h"],
             ..OPTIONS
         },
         config_files: &[
@@ -832,9 +840,9 @@ const READERS: &[InstructionReader] = &[
         options: Options {
             inline: &["-c"],
             hand_over: &["-m"],
-            // Not `-X`: its value may name a directory
-            // (`pycache_prefix=`), judged as any word.
             values: &["-W", "--check-hash-based-pycs"],
+            // Its value may name a directory (`pycache_prefix=`).
+            words: &["-X"],
             flags: &[
                 "-b", "-B", "-d", "-E", "-h", "-i", "-I", "-O", "-P", "-q", "-s", "-S", "-u", "-v",
                 "-V", "-x", "-R",
@@ -880,6 +888,10 @@ const READERS: &[InstructionReader] = &[
         options: Options {
             path: &["-I"],
             inline: &["-e", "-E"],
+            // A module (`-MData::Dumper`, `-Mlib=/w`), the debugger's, a
+            // directory to enter, a split pattern, an in-place suffix.
+            words: &["-M", "-m", "-d", "-D", "-x", "-C", "-F", "-i"],
+            digits: &["-l", "-0"],
             flags: &[
                 "-a", "-c", "-g", "-n", "-p", "-s", "-S", "-t", "-T", "-u", "-U", "-v", "-w", "-W",
                 "-X",
@@ -897,6 +909,8 @@ const READERS: &[InstructionReader] = &[
             path: &["-I", "-r"],
             inline: &["-e"],
             values: &["-E", "--encoding"],
+            words: &["-W", "-T", "-x", "-K", "-F", "-i"],
+            digits: &["-0"],
             flags: &[
                 "-a", "-c", "-d", "-h", "-l", "-n", "-p", "-s", "-S", "-v", "-w", "-y",
             ],
@@ -1830,6 +1844,10 @@ enum Meaning {
     Inline,
     HandOver,
     Value,
+    /// A value judged as any word.
+    Word,
+    /// Digits attached, or none.
+    Digits,
     Flag,
 }
 
@@ -1843,6 +1861,8 @@ impl Options {
             (self.inline, Meaning::Inline),
             (self.hand_over, Meaning::HandOver),
             (self.values, Meaning::Value),
+            (self.words, Meaning::Word),
+            (self.digits, Meaning::Digits),
             (self.flags, Meaning::Flag),
         ];
         lists
@@ -2022,7 +2042,15 @@ impl ArgumentWalk<'_> {
                 continue;
             }
             if let Phase::Subcommand(Some(subcommand)) = phase {
-                if subcommand.writes_configuration && CONFIG_READ_MODES.contains(&text) {
+                // Not right after another option, which may take it for
+                // its value (`--comm --get`: git reads `--comment`).
+                let after_an_option = index >= 2
+                    && self.args[index - 2].as_bytes().starts_with(b"-")
+                    && !CONFIG_READ_MODES.contains(&self.args[index - 2].as_bytes());
+                if subcommand.writes_configuration
+                    && CONFIG_READ_MODES.contains(&text)
+                    && !after_an_option
+                {
                     reads_configuration = true;
                 }
             }
@@ -2142,11 +2170,18 @@ impl ArgumentWalk<'_> {
             return self.judged(text, base);
         }
         // Clustered short options (`-sf file`, `-kC dir`, `-Wignore`).
-        for (offset, letter) in spelled.iter().enumerate().skip(1) {
+        let mut offset = 1;
+        while let Some(letter) = spelled.get(offset) {
             let option = [b'-', *letter];
             let rest = &text[offset + 1..];
+            offset += 1;
             match options.meaning(&option) {
                 Some(Meaning::Flag) => continue,
+                // Its digits, if any, then more options (`-l0pe`).
+                Some(Meaning::Digits) => {
+                    offset += rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+                    continue;
+                }
                 Some(meaning) => {
                     let attached = (!rest.is_empty()).then_some(rest);
                     return self.apply(meaning, &option, attached, base, next_word);
@@ -2217,6 +2252,13 @@ impl ArgumentWalk<'_> {
             // `-` for a file is standard input, the sandbox's to fill.
             Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
             Meaning::Path => {
+                // As any word first (a `file:` URL, its `%`-escapes, the
+                // repository a `file://` address names), then as the path
+                // it names.
+                if let Some(reason) = self.judge_word(value, base) {
+                    return Step::Refused(reason);
+                }
+                let value = file_url_path(value).unwrap_or(value);
                 let path = Path::new(OsStr::from_bytes(value));
                 if let Some(place) = self.writable_from_either(path, base) {
                     return self.refused_at(&place);
@@ -2235,7 +2277,8 @@ impl ArgumentWalk<'_> {
             }
             Meaning::Inline => Step::OptionsEnd,
             Meaning::HandOver => Step::HandOver(OsStr::from_bytes(value).to_owned()),
-            Meaning::Value | Meaning::Flag | Meaning::Instruction => Step::Next,
+            Meaning::Word => self.judged(value, base),
+            Meaning::Value | Meaning::Flag | Meaning::Instruction | Meaning::Digits => Step::Next,
         }
     }
 

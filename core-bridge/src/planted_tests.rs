@@ -192,7 +192,6 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
 
-/// The cases that are not as expected, described.
 /// The cases (program, arguments, refused) run from `cwd` that the check
 /// decides otherwise.
 fn failures_in(place: &Place, cwd: &Path, cases: &[(&str, &str, bool)]) -> Vec<String> {
@@ -203,6 +202,7 @@ fn failures_in(place: &Place, cwd: &Path, cases: &[(&str, &str, bool)]) -> Vec<S
         .collect()
 }
 
+/// The cases that are not as expected, described.
 fn failures(place: &Place, cases: &[Case<'_>]) -> Vec<String> {
     cases
         .iter()
@@ -1355,6 +1355,12 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
         // A review: `--get` as `--comment`'s value is no mode.
         ("/usr/bin/git", "config --comment --get alias.zz !cmd", true),
         ("/usr/bin/git", "config --type bool --get core.bare", false),
+        // A last review: an abbreviated value option before `--get`, and a
+        // `file:` URL as a path option's value.
+        ("/usr/bin/git", "config --comm --get alias.x !cmd", true),
+        ("/usr/bin/pip3", "install -r file://{w}/req.txt", true),
+        ("/usr/bin/pip3", "install -e file://{w}/evil", true),
+        ("/usr/bin/git", "push --repo=file://{w}/%72epo", true),
         ("/usr/bin/git", "init-db --template {ro}", true),
         ("/usr/bin/git", "hash-object x", false),
         ("/usr/bin/git", "ls-remote file://{w}/%72.git", true),
@@ -1379,6 +1385,23 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
         ("/usr/bin/perl", "-lI{w} {ro}/tool.pl", true),
         ("/usr/bin/pip3", "install -qr{w}/req.txt", true),
         ("/usr/bin/pip3", "install -q requests", false),
+        // Clusters people write, from the last review: allowed.
+        ("/usr/bin/perl", "-lne print {ro}/x", false),
+        ("/usr/bin/perl", "-wle print", false),
+        ("/usr/bin/perl", "-0pe s/a/b/", false),
+        ("/usr/bin/perl", "-MData::Dumper -e 1", false),
+        ("/usr/bin/perl", "-MIO::Handle -e 1", false),
+        ("/usr/bin/perl", "-Mlib={w} {ro}/tool.pl", true),
+        ("/usr/bin/perl", "-l0I{w} {ro}/tool.pl", true),
+        ("/usr/bin/pip3", "install -Ur {ro}/req.txt", false),
+        ("/usr/bin/pip3", "install -qe {ro}", false),
+        ("/usr/bin/pip3", "install -Ur{w}/req.txt", true),
+        ("/usr/bin/python3", "-Ximporttime -c 1", false),
+        ("/usr/bin/python3", "-Xpycache_prefix={w} -c 1", true),
+        ("/usr/bin/zsh", "-dfc true", false),
+        ("/usr/bin/make", "-Wfoo.c all", false),
+        ("/usr/bin/make", "-sj4 -O all", false),
+        ("/usr/bin/ruby", "-W:no-deprecated {ro}/x.rb", false),
         ("/usr/bin/make", "-sj4 all", false),
         ("/usr/bin/npm", "--editor=vi config edit", true),
         ("/usr/bin/npm", "explore x --shell=sh", true),
