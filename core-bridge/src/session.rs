@@ -357,7 +357,7 @@ impl ShellSession {
         // `TMPDIR` the sandbox did not take (its name does not look like a
         // temporary directory's) would fail every `mktemp`.
         if matches!(profile, PermissionProfile::Managed { .. }) {
-            let tmpdir = SandboxContext::new(&cwd).tmpdir;
+            let tmpdir = sandbox_context(&cwd, &sessions_dir).tmpdir;
             for (name, value) in &mut env {
                 if name == "TMPDIR" && std::fs::canonicalize(&*value).ok() != Some(tmpdir.clone()) {
                     *value = tmpdir.clone().into();
@@ -403,7 +403,7 @@ impl ShellSession {
                 for dir in tools.zsh_library_dirs() {
                     launcher.expose(dir);
                 }
-                let mut context = SandboxContext::new(&cwd);
+                let mut context = sandbox_context(&cwd, &sessions_dir);
                 context.workspace_roots = workspace_roots;
                 if let Some(policy) = &exec_policy {
                     server.known_grant_roots = policy.known_grant_roots(&context);
@@ -924,6 +924,19 @@ fn remove_abandoned_session_dirs(sessions: &Path) {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// The sandbox's context for `cwd`, but never with a temporary directory
+/// in the sessions' directory: a session started from an unsandboxed
+/// escalation inherits that escalation's own, which the outer session's
+/// other unsandboxed escalations use (a review: its sandbox could swap
+/// what they unpack there). `/tmp` then, as with no `TMPDIR`.
+fn sandbox_context(cwd: &Path, sessions_dir: &Path) -> SandboxContext {
+    let mut context = SandboxContext::new(cwd);
+    if context.tmpdir.starts_with(sessions_dir) {
+        context.tmpdir = PathBuf::from("/tmp");
+    }
+    context
 }
 
 /// Where the sessions' private directories live: `/var/tmp/execgate-UID`,

@@ -833,7 +833,11 @@ fn spawn_plan(
                 false => shared.config.unsandboxed_tmpdir.as_deref(),
                 true => granted_tmpdir,
             },
-            cwd: &context.cwd,
+            cwd: context
+                .working_directory
+                .as_ref()
+                .ok()
+                .map(|directory| directory.canonical_path.as_path()),
         },
     );
     let (mut order, mut pending_link) = (None, None);

@@ -296,7 +296,7 @@ pub(crate) fn escalated_environment(
         entry.push(tmpdir);
         env.push(entry);
     }
-    if beyond_the_sandbox {
+    if let Some(cwd) = cwd.filter(|_| beyond_the_sandbox) {
         let mut pwd = OsString::from("PWD=");
         pwd.push(cwd);
         env.push(pwd);
@@ -322,8 +322,9 @@ pub(crate) struct ChildPlace<'a> {
     pub(crate) base: &'a [(OsString, OsString)],
     /// Its own temporary directory, if it has one.
     pub(crate) own_tmpdir: Option<&'a Path>,
-    /// The directory it starts in (its `PWD` beyond the sandbox).
-    pub(crate) cwd: &'a Path,
+    /// The canonical path of the directory it starts in, as the server
+    /// checked it (its `PWD` beyond the sandbox; none when unknown).
+    pub(crate) cwd: Option<&'a Path>,
 }
 
 #[cfg(test)]
@@ -363,7 +364,7 @@ mod tests {
                 beyond_the_sandbox: false,
                 base: &[],
                 own_tmpdir: None,
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         let expected: Vec<OsString> = [
@@ -390,7 +391,7 @@ mod tests {
                 beyond_the_sandbox: true,
                 base: &server_defaults(),
                 own_tmpdir: None,
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         let names: Vec<String> = env
@@ -422,7 +423,7 @@ mod tests {
                 beyond_the_sandbox: true,
                 base: &server_defaults(),
                 own_tmpdir: None,
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         let unsandboxed = escalated_environment(
@@ -433,7 +434,7 @@ mod tests {
                 beyond_the_sandbox: true,
                 base: &server_defaults(),
                 own_tmpdir: None,
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         assert_eq!(granted, unsandboxed);
@@ -481,7 +482,7 @@ mod tests {
                     beyond_the_sandbox: true,
                     base: &[],
                     own_tmpdir: None,
-                    cwd: Path::new("/ws"),
+                    cwd: Some(Path::new("/ws")),
                 },
             );
             assert_eq!(
@@ -513,7 +514,7 @@ mod tests {
                 beyond_the_sandbox: true,
                 base: &base,
                 own_tmpdir: Some(own),
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         assert_eq!(tmpdirs(unsandboxed), ["TMPDIR=/run/session/tmp"]);
@@ -525,7 +526,7 @@ mod tests {
                 beyond_the_sandbox: true,
                 base: &base,
                 own_tmpdir: Some(own),
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         assert_eq!(tmpdirs(granted), ["TMPDIR=/run/session/tmp"]);
@@ -537,7 +538,7 @@ mod tests {
                 beyond_the_sandbox: false,
                 base: &[],
                 own_tmpdir: None,
-                cwd: Path::new("/ws"),
+                cwd: Some(Path::new("/ws")),
             },
         );
         assert_eq!(tmpdirs(in_the_sandbox), ["TMPDIR=/work/planted"]);
@@ -552,14 +553,16 @@ mod tests {
             (OsString::from("PWD"), OsString::from("/workspace")),
             (OsString::from("OLDPWD"), OsString::from("/workspace/old")),
         ];
-        let requested = [OsString::from("PWD=/ro/project")];
+        // The shell's `PWD` may be a link the sandbox can point elsewhere:
+        // the child's is the canonical path the server checked.
+        let requested = [OsString::from("PWD=/workspace/link-to-project")];
         let place = |sandboxed, beyond_the_sandbox| ChildPlace {
             path: OsStr::new("/usr/bin:/bin"),
             sandboxed,
             beyond_the_sandbox,
             base: &base,
             own_tmpdir: None,
-            cwd: Path::new("/ro/project"),
+            cwd: Some(Path::new("/ro/project")),
         };
         let pwds = |env: Vec<OsString>| -> Vec<OsString> {
             env.into_iter()
@@ -577,7 +580,7 @@ mod tests {
         }
         assert_eq!(
             pwds(escalated_environment(&requested, &place(true, false))),
-            ["PWD=/ro/project"]
+            ["PWD=/workspace/link-to-project"]
         );
     }
 }

@@ -265,11 +265,11 @@ impl Launcher {
                 args.cover(hidden);
             }
         }
+        self.rebind_inside(policy, &holding, &mut args);
         let exposed = self.exposed.iter().chain([&self.helper]);
         for path in exposed_needing_binds(policy, exposed, &self.hidden) {
             args.bind("--ro-bind", path);
         }
-        self.rebind_inside(policy, &holding, &mut args);
         for hidden in inside {
             if hidden.is_dir() {
                 args.cover(hidden);
@@ -422,39 +422,45 @@ impl Args {
 
 impl Launcher {
     /// Binds again the policy's own roots that a hidden directory holding
-    /// exposed ones covered (`holding`), outside what is exposed there (a
-    /// review: a session started from an unsandboxed escalation works in
-    /// the outer session's temporary directory, which its sandboxes lost),
-    /// shallowest first, and covers again what the policy hides inside
-    /// them.
+    /// exposed ones covered (`holding`), outside what is exposed or hidden
+    /// there (a review: a session started from an unsandboxed escalation
+    /// works in the outer session's temporary directory, which its
+    /// sandboxes lost), with the rules below them in depth order, as the
+    /// view's own, and covers again what the policy hides inside them. A
+    /// root at or above a hidden or exposed path is not bound again: it
+    /// would show what the hiding hides, over what is exposed.
     fn rebind_inside(&self, policy: &ResolvedPolicy, holding: &[&PathBuf], args: &mut Args) {
         let covered = |path: &Path| {
             holding.iter().any(|hidden| path.starts_with(hidden))
+                && !self
+                    .hidden
+                    .iter()
+                    .chain(&self.exposed)
+                    .any(|kept| kept.starts_with(path))
                 && !self.exposed.iter().any(|exposed| path.starts_with(exposed))
         };
-        let mut shown: Vec<&PathRule> = policy
+        let shown: Vec<&Path> = policy
             .rules()
             .iter()
             .filter(|rule| rule.exists && rule.access != Access::None && covered(&rule.path))
+            .map(|rule| rule.path.as_path())
             .collect();
-        if shown.is_empty() {
-            return;
-        }
-        shown.sort_by_key(|rule| rule.path.components().count());
-        for rule in &shown {
-            match rule.access {
-                Access::Write => args.bind("--bind", &rule.path),
-                _ => args.bind("--ro-bind", &rule.path),
-            }
-        }
-        let inside_shown = |path: &Path| shown.iter().any(|rule| path.starts_with(&rule.path));
-        let hidden_rules = policy
+        let inside_shown = |path: &Path| shown.iter().any(|root| path.starts_with(root));
+        let mut again: Vec<&PathRule> = policy
             .rules()
             .iter()
-            .filter(|rule| rule.exists && rule.access == Access::None)
-            .map(|rule| &rule.path);
+            .filter(|rule| rule.exists && inside_shown(&rule.path))
+            .collect();
+        again.sort_by_key(|rule| rule.path.components().count());
+        for rule in again {
+            match rule.access {
+                Access::Write => args.bind("--bind", &rule.path),
+                Access::Read => args.bind("--ro-bind", &rule.path),
+                Access::None => args.cover(&rule.path),
+            }
+        }
         let files = policy.denied_files().iter().chain(policy.host_sockets());
-        for path in hidden_rules.chain(files) {
+        for path in files {
             if inside_shown(path) {
                 args.cover(path);
             }
@@ -672,6 +678,26 @@ mod tests {
             "{arguments:?}"
         );
         assert!(outer_shown < secret_hidden, "{arguments:?}");
+        // A root at or above the hidden directory is not bound again over
+        // it (a last review: it would show every session's directory).
+        let policy = resolved(
+            &[
+                (":root", Access::Read),
+                (sessions.to_str().unwrap(), Access::Write),
+            ],
+            &workspace,
+        );
+        let arguments = nested.arguments(&policy, &workspace, None, None, &["true".into()]);
+        let sessions_hidden = arguments
+            .windows(2)
+            .rposition(|w| w[0] == "--tmpfs" && w[1] == sessions.as_os_str())
+            .unwrap();
+        assert!(
+            !arguments[sessions_hidden..]
+                .windows(2)
+                .any(|w| w[0] == "--bind" && w[1] == sessions.as_os_str()),
+            "{arguments:?}"
+        );
 
         // With only the minimal roots, nothing above shows: each is bound,
         // duplicates once.
