@@ -240,15 +240,9 @@ impl Launcher {
             {
                 continue;
             }
-            match rule.access {
-                Access::Write => args.bind("--bind", path),
-                Access::Read => args.bind("--ro-bind", path),
-                Access::None => args.cover(path),
-            }
+            args.mount_rule(path, rule.access);
         }
-        for file in policy.denied_files().iter().chain(policy.host_sockets()) {
-            args.cover(file);
-        }
+        args.cover_files(policy, |_| true);
         // A hidden directory that holds exposed ones (the sessions'
         // directory, holding this session's) is covered before they are
         // bound in it; one inside an exposed directory (the session's
@@ -407,6 +401,25 @@ impl Args {
         self.push_os([how.into(), path.clone(), path]);
     }
 
+    /// Shows `path` as a rule with `access` has it: bound writable or
+    /// read-only, or covered.
+    fn mount_rule(&mut self, path: &Path, access: Access) {
+        match access {
+            Access::Write => self.bind("--bind", path),
+            Access::Read => self.bind("--ro-bind", path),
+            Access::None => self.cover(path),
+        }
+    }
+
+    /// Covers the files `policy` hides (denied files, host sockets) that
+    /// `within` selects.
+    fn cover_files(&mut self, policy: &ResolvedPolicy, within: impl Fn(&Path) -> bool) {
+        let files = policy.denied_files().iter().chain(policy.host_sockets());
+        for file in files.filter(|file| within(file)) {
+            self.cover(file);
+        }
+    }
+
     /// Makes `path` unreadable: an empty read-only tmpfs on a directory, the
     /// empty `/dev/null` on anything else.
     fn cover(&mut self, path: &Path) {
@@ -453,18 +466,9 @@ impl Launcher {
             .collect();
         again.sort_by_key(|rule| rule.path.components().count());
         for rule in again {
-            match rule.access {
-                Access::Write => args.bind("--bind", &rule.path),
-                Access::Read => args.bind("--ro-bind", &rule.path),
-                Access::None => args.cover(&rule.path),
-            }
+            args.mount_rule(&rule.path, rule.access);
         }
-        let files = policy.denied_files().iter().chain(policy.host_sockets());
-        for path in files {
-            if inside_shown(path) {
-                args.cover(path);
-            }
-        }
+        args.cover_files(policy, inside_shown);
     }
 }
 
