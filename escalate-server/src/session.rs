@@ -181,6 +181,17 @@ impl ActiveSandbox {
     }
 }
 
+/// Adds to `known` what of `items` it lacks; whether there was any.
+fn add_unknown<T: PartialEq>(known: &mut Vec<T>, items: impl IntoIterator<Item = T>) -> bool {
+    let before = known.len();
+    for item in items {
+        if !known.contains(&item) {
+            known.push(item);
+        }
+    }
+    known.len() > before
+}
+
 /// What a sandbox reaches beyond its files, one entry a thing: its network
 /// mode with its lists, and each host socket it may connect to.
 fn network_reach(policy: &ResolvedPolicy) -> Vec<String> {
@@ -391,32 +402,26 @@ impl Shared {
             .granted_writable
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let known = granted.len();
         // An escalation's own temporary directory counts as the directory
         // all of them are made in: one entry, however many escalations.
         let own_tmpdirs = self.config.granted_tmpdirs.as_deref();
-        for rule in policy.rules() {
-            let path = match own_tmpdirs {
-                Some(root) if rule.path.starts_with(root) => root,
-                _ => rule.path.as_path(),
-            };
-            if rule.access == Access::Write && !granted.iter().any(|known| known == path) {
-                granted.push(path.to_path_buf());
-            }
-        }
+        let writes = policy
+            .rules()
+            .iter()
+            .filter(|rule| rule.access == Access::Write)
+            .map(|rule| match own_tmpdirs {
+                Some(root) if rule.path.starts_with(root) => root.to_path_buf(),
+                _ => rule.path.clone(),
+            });
+        let writes_more = add_unknown(&mut granted, writes);
         let mut reach = self
             .granted_reach
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let known_reach = reach.len();
-        for reached in network_reach(policy) {
-            if !reach.contains(&reached) {
-                reach.push(reached);
-            }
-        }
+        let reaches_more = add_unknown(&mut reach, network_reach(policy));
         // Under the locks: an escalation that reads the count after this
         // sandbox's roots were added sees this grant counted too.
-        let new = u64::from(granted.len() > known || reach.len() > known_reach);
+        let new = u64::from(writes_more || reaches_more);
         self.grants_made.fetch_add(new, Ordering::SeqCst);
         new
     }
@@ -506,18 +511,15 @@ impl Session {
         let scope = Scope::new(&id, &config.wrapper)?;
         // The session's own sandbox's writable roots too: every sandbox
         // with grants can write them, and the shell could already.
-        let sandbox_writable = sandbox
+        let default_policy = sandbox
             .as_ref()
-            .and_then(|sandbox| sandbox.resolved_default.as_deref())
+            .and_then(|sandbox| sandbox.resolved_default.as_deref());
+        let sandbox_writable = default_policy
             .into_iter()
             .flat_map(|policy| policy.rules())
             .filter(|rule| rule.access == Access::Write)
             .map(|rule| rule.path.clone());
-        let granted_reach = sandbox
-            .as_ref()
-            .and_then(|sandbox| sandbox.resolved_default.as_deref())
-            .map(network_reach)
-            .unwrap_or_default();
+        let granted_reach = default_policy.map(network_reach).unwrap_or_default();
         let granted_writable = config
             .known_grant_roots
             .iter()
