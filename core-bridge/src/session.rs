@@ -316,13 +316,12 @@ impl ShellSession {
             .cloned()
             .collect();
         // Unsandboxed children get a temporary directory of their own, and
-        // each escalation with grants one made for it, in the session's
-        // directory, which every sandbox sees read-only: in one the sandbox
+        // each escalation with grants one made for it: in one the sandbox
         // shares, it could swap what they write there and then run (a
         // re-probe swapped the `setup.py` an escalated pip had unpacked
-        // there).
-        // Both in one directory that every sandbox sees empty (one mount
-        // to hide them, a sandbox's start pays for it).
+        // there). Both lie in one directory of the session's that every
+        // sandbox sees empty (one mount to hide them, a sandbox's start
+        // pays for it).
         let mut private_dir = None;
         if matches!(profile, PermissionProfile::Managed { .. }) {
             use std::os::unix::fs::DirBuilderExt;
@@ -356,10 +355,12 @@ impl ShellSession {
         // A sandboxed shell's `TMPDIR` is the one its sandbox may write: a
         // `TMPDIR` the sandbox did not take (its name does not look like a
         // temporary directory's) would fail every `mktemp`.
+        let mut context = sandbox_context(&cwd, &sessions_dir);
         if matches!(profile, PermissionProfile::Managed { .. }) {
-            let tmpdir = sandbox_context(&cwd, &sessions_dir).tmpdir;
+            let tmpdir = &context.tmpdir;
             for (name, value) in &mut env {
-                if name == "TMPDIR" && std::fs::canonicalize(&*value).ok() != Some(tmpdir.clone()) {
+                if name == "TMPDIR" && std::fs::canonicalize(&*value).ok().as_ref() != Some(tmpdir)
+                {
                     *value = tmpdir.clone().into();
                 }
             }
@@ -403,7 +404,6 @@ impl ShellSession {
                 for dir in tools.zsh_library_dirs() {
                     launcher.expose(dir);
                 }
-                let mut context = sandbox_context(&cwd, &sessions_dir);
                 context.workspace_roots = workspace_roots;
                 if let Some(policy) = &exec_policy {
                     server.known_grant_roots = policy.known_grant_roots(&context);
