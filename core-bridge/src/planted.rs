@@ -2252,17 +2252,14 @@ impl ArgumentWalk<'_> {
             // `-` for a file is standard input, the sandbox's to fill.
             Meaning::Path if value == b"-" => self.refused_at(Path::new("standard input")),
             Meaning::Path => {
-                // As any word first (a `file:` URL, its `%`-escapes, the
-                // repository a `file://` address names), then as the path
-                // it names.
+                // As any word first: the place it names, from either base,
+                // a `file:` URL's too, its `%`-escapes, the repository a
+                // `file://` address names. Then what the path leads to.
                 if let Some(reason) = self.judge_word(value, base) {
                     return Step::Refused(reason);
                 }
                 let value = file_url_path(value).unwrap_or(value);
                 let path = Path::new(OsStr::from_bytes(value));
-                if let Some(place) = self.writable_from_either(path, base) {
-                    return self.refused_at(&place);
-                }
                 // A repository named (`git --git-dir`, `--work-tree`,
                 // `push --repo`).
                 if let Some(reason) = self.repository_at(value, base) {
