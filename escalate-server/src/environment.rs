@@ -506,42 +506,24 @@ mod tests {
                 .collect()
         };
         let base = [(OsString::from("TMPDIR"), OsString::from("/server/tmp"))];
-        let unsandboxed = escalated_environment(
-            &requested,
-            &ChildPlace {
-                path: OsStr::new("/usr/bin:/bin"),
-                sandboxed: false,
-                beyond_the_sandbox: true,
-                base: &base,
-                own_tmpdir: Some(own),
-                cwd: Some(Path::new("/ws")),
-            },
-        );
-        assert_eq!(tmpdirs(unsandboxed), ["TMPDIR=/run/session/tmp"]);
-        let granted = escalated_environment(
-            &requested,
-            &ChildPlace {
-                path: OsStr::new("/usr/bin:/bin"),
-                sandboxed: true,
-                beyond_the_sandbox: true,
-                base: &base,
-                own_tmpdir: Some(own),
-                cwd: Some(Path::new("/ws")),
-            },
-        );
-        assert_eq!(tmpdirs(granted), ["TMPDIR=/run/session/tmp"]);
-        let in_the_sandbox = escalated_environment(
-            &requested,
-            &ChildPlace {
-                path: OsStr::new("/usr/bin:/bin"),
-                sandboxed: true,
-                beyond_the_sandbox: false,
-                base: &[],
-                own_tmpdir: None,
-                cwd: Some(Path::new("/ws")),
-            },
-        );
-        assert_eq!(tmpdirs(in_the_sandbox), ["TMPDIR=/work/planted"]);
+        let place = |sandboxed, beyond_the_sandbox, own_tmpdir| ChildPlace {
+            path: OsStr::new("/usr/bin:/bin"),
+            sandboxed,
+            beyond_the_sandbox,
+            base: &base,
+            own_tmpdir,
+            cwd: Some(Path::new("/ws")),
+        };
+        // (sandboxed, beyond the sandbox, own temporary directory, TMPDIR)
+        let cases = [
+            (false, true, Some(own), "TMPDIR=/run/session/tmp"),
+            (true, true, Some(own), "TMPDIR=/run/session/tmp"),
+            (true, false, None, "TMPDIR=/work/planted"),
+        ];
+        for (sandboxed, beyond, own_tmpdir, expected) in cases {
+            let env = escalated_environment(&requested, &place(sandboxed, beyond, own_tmpdir));
+            assert_eq!(tmpdirs(env), [expected], "{sandboxed} {beyond}");
+        }
     }
 
     /// A probe: a child beyond the sandbox got the `PWD` of wherever the
