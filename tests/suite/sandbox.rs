@@ -911,36 +911,36 @@ async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() 
         matches!(started, ServerMessage::Started { .. }),
         "{started:?}"
     );
-    let decided = ask("/usr/bin/true");
-    // The granted escalation's sandbox is set up before it is answered.
-    drop(ask("/usr/bin/env"));
-    match hand_over(&decided) {
+    // An escalation decided, then one with grants (whose sandbox is set
+    // up before it is answered), then the first handed over: its answer,
+    // and its socket, kept open until the end.
+    let after_grant = |granted: &str| {
+        let decided = ask("/usr/bin/true");
+        drop(ask(granted));
+        let answer = hand_over(&decided);
+        (answer, decided)
+    };
+    let stale = |answer: ServerMessage, after: &str| match answer {
         ServerMessage::SpawnFailed { reason } => {
             assert!(reason.contains("run it again"), "{reason}")
         }
-        other => panic!("it started after the grant: {other:?}"),
-    }
+        other => panic!("it started after the {after}: {other:?}"),
+    };
+    let (answer, decided) = after_grant("/usr/bin/env");
+    stale(answer, "grant");
     // A grant that writes nothing the grants before it could not adds
     // nothing the decision did not know of: what was decided before it
     // starts (a probe's two runs of one skill's script, approved together,
     // both refused to start).
-    let decided_again = ask("/usr/bin/true");
-    drop(ask("/usr/bin/env"));
-    let started = hand_over(&decided_again);
+    let (started, decided_again) = after_grant("/usr/bin/env");
     assert!(
         matches!(started, ServerMessage::Started { .. }),
         "{started:?}"
     );
     // A review: a grant that reaches more than files (the network here,
     // a daemon's socket) makes what was decided before it stale too.
-    let decided_before_network = ask("/usr/bin/true");
-    drop(ask("/usr/bin/id"));
-    match hand_over(&decided_before_network) {
-        ServerMessage::SpawnFailed { reason } => {
-            assert!(reason.contains("run it again"), "{reason}")
-        }
-        other => panic!("it started after the network grant: {other:?}"),
-    }
+    let (answer, decided_before_network) = after_grant("/usr/bin/id");
+    stale(answer, "network grant");
     drop((first, decided, decided_again, decided_before_network));
     session.shutdown().await;
 }
