@@ -129,6 +129,9 @@ enum ApprovalKey {
         inode: u64,
         args: Vec<OsString>,
         cwd: PathBuf,
+        /// The working directory's device and inode: the same directory,
+        /// not one made later under its name.
+        directory: Option<(u64, u64)>,
         execution: String,
     },
     Skill {
@@ -398,6 +401,11 @@ impl Inner {
                     inode: request.executable.inode,
                     args: request.argv.iter().skip(1).cloned().collect(),
                     cwd: request.cwd.clone(),
+                    directory: request
+                        .working_directory
+                        .as_ref()
+                        .ok()
+                        .map(|directory| (directory.device, directory.inode)),
                     execution: format!("{execution:?}"),
                 };
                 let approval = ApprovalRequest {
@@ -630,21 +638,6 @@ impl Inner {
         execution: Execution,
         rule: Option<RuleRef>,
     ) -> Verdict {
-        let cached = self
-            .approved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&key);
-        if cached {
-            return Verdict {
-                decision: Decision::Escalate(execution),
-                provenance: Provenance {
-                    decided_by: DecidedBy::SessionCache,
-                    rule,
-                    ..Provenance::default()
-                },
-            };
-        }
         // Nobody is asked about what cannot happen: an escalation from a
         // working directory the server could not hold does not start,
         // whatever the answer.
@@ -660,6 +653,21 @@ impl Inner {
                     },
                     rule,
                     note: Some("no one was asked: the escalation could not start".into()),
+                    ..Provenance::default()
+                },
+            };
+        }
+        let cached = self
+            .approved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key);
+        if cached {
+            return Verdict {
+                decision: Decision::Escalate(execution),
+                provenance: Provenance {
+                    decided_by: DecidedBy::SessionCache,
+                    rule,
                     ..Provenance::default()
                 },
             };
@@ -916,6 +924,7 @@ mod tests {
                 inode: 2,
                 args: request.argv.clone(),
                 cwd: request.cwd.clone(),
+                directory: Some((3, 4)),
                 execution: "Unsandboxed".into(),
             },
             argv: request.argv.clone(),

@@ -144,9 +144,15 @@ pub(crate) async fn serve_request(
     let ExecRequest { argv, cwd, env, .. } = request;
     // Held from now on: an escalation starts in this directory even if
     // the path is swapped while the policy (or a person) decides.
-    let (held_directory, working_directory) = match open_working_directory(&cwd, peer.pid) {
-        Ok((held, identified)) => (Some(held), Ok(identified)),
-        Err(reason) => (None, Err(reason)),
+    // Named from now on as the server found it: a name the requester
+    // chose (a link to the directory) would otherwise key approvals, show
+    // in questions and go to the record while the command runs elsewhere.
+    let (held_directory, working_directory, cwd) = match open_working_directory(&cwd, peer.pid) {
+        Ok((held, identified)) => {
+            let canonical = identified.canonical_path.clone();
+            (Some(held), Ok(identified), canonical)
+        }
+        Err(reason) => (None, Err(reason), cwd),
     };
     let context = Arc::new(ExecContext {
         session_id: shared.id.clone(),

@@ -61,6 +61,8 @@ pub struct ExecContext {
     /// The argument vector as the shell built it; `argv[0]` is whatever the
     /// shell was told to pass (`exec -a`, `ARGV0`) and names nothing.
     pub argv: Vec<OsString>,
+    /// The working directory's name: `working_directory`'s canonical path
+    /// when the server could hold it, else the path the request named.
     pub cwd: PathBuf,
     /// The directory the requester really runs in, as the server opened it
     /// when the request was read: `cwd`, checked against the requester's

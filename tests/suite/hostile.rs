@@ -1222,3 +1222,40 @@ async fn a_requester_that_stops_waiting_ends_its_question() {
     drop(one_more);
     session.shutdown().await;
 }
+
+/// A probe named its working directory through a symbolic link to the
+/// directory it ran in: the server held the right directory, but the
+/// approval's key, the question and the audit record took the name as
+/// sent, so an answer "for the session" in one directory covered another,
+/// and the record named a place the command never ran in. What policies
+/// and records see is the directory the server checked, by its canonical
+/// name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_working_directory_is_named_as_the_server_checked_it() {
+    let recorder = Recorder::default();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    config.events = Some(recorder.sink());
+    let session = Session::start(config).unwrap();
+    let links = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let claimed = links.path().join("elsewhere");
+    std::os::unix::fs::symlink(&cwd, &claimed).unwrap();
+    let private = open(session.shell_socket().unwrap());
+    say(&private, &request_frame_in("/usr/bin/true", &["true"], claimed));
+    done(&private);
+    assert!(matches!(
+        replies(&private).unwrap().as_slice(),
+        [ServerMessage::Run]
+    ));
+    session.shutdown().await;
+    let decided = recorder.decided();
+    let [request] = decided.as_slice() else {
+        panic!("one decision: {decided:?}");
+    };
+    let canonical = fs::canonicalize(&cwd).unwrap();
+    assert_eq!(request.cwd, canonical);
+    assert_eq!(
+        request.working_directory.as_ref().unwrap().canonical_path,
+        canonical
+    );
+}

@@ -306,6 +306,45 @@ async fn session_approvals_cover_exactly_what_was_approved() {
     session.shutdown().await;
 }
 
+/// An approval for the session covers the directory it was given in, not
+/// its name: a directory made later under the same name (a probe swapped
+/// one for a link) is asked about anew, and the question names the
+/// directory by its canonical path, not by the link the shell went through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_approval_covers_the_directory_not_its_name() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let approver = Scripted::new(ApprovalAnswer::ApproveForSession);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let script = place.script(
+        "mkdir {ws}/d && cd {ws}/d && touch {outside}/a && touch {outside}/a && cd {ws} && \
+         mv d d.old && mkdir d && cd d && touch {outside}/a && \
+         ln -s {ws}/d {ws}/link && cd {ws}/link && touch {outside}/a",
+    );
+    let outcome = run(&session, &script).await;
+    assert_eq!(outcome.status.code(), 0, "{}", text(&outcome.stderr));
+    let by: Vec<DecidedBy> = provenances(&recorder)
+        .into_iter()
+        .filter(|decided| decided.0.ends_with("/touch"))
+        .map(|decided| decided.2)
+        .collect();
+    assert_eq!(
+        by,
+        [
+            DecidedBy::User,
+            DecidedBy::SessionCache,
+            DecidedBy::User,
+            DecidedBy::SessionCache
+        ]
+    );
+    let asked: Vec<PathBuf> = approver.asked().into_iter().map(|asked| asked.cwd).collect();
+    assert_eq!(asked, [place.ws.join("d"), place.ws.join("d")]);
+    session.shutdown().await;
+}
+
 /// A probe found: an MCP call cancelled while its approval was asked
 /// killed the command, but the question stayed, and a late "for the
 /// session" answer was recorded as a decision and cached, so the next
