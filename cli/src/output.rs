@@ -82,13 +82,17 @@ pub fn debug_escaped(text: &str) -> String {
 }
 
 /// `c` as `escape_debug` shows it, and escaped too when it is a letter
-/// that is drawn blank (`escape_debug` escapes Unicode's spaces, not
-/// these): padding made of them would pass for empty space.
+/// that is drawn blank or with no width at all (`escape_debug` escapes
+/// Unicode's spaces, not these): padding made of them would pass for empty
+/// space, and two names that differ by them would look alike. The
+/// zero-width ones are Hangul's vowel and final jamo, which terminals draw
+/// over the letter before them (glibc's `wcwidth` gives them 0).
 pub fn escaped_char(c: char) -> String {
-    const DRAWN_BLANK: [char; 7] = [
-        '\u{115f}', '\u{1160}', '\u{17b4}', '\u{17b5}', '\u{2800}', '\u{3164}', '\u{ffa0}',
+    const DRAWN_BLANK: [char; 6] = [
+        '\u{115f}', '\u{17b4}', '\u{17b5}', '\u{2800}', '\u{3164}', '\u{ffa0}',
     ];
-    if DRAWN_BLANK.contains(&c) {
+    let zero_width = matches!(c, '\u{1160}'..='\u{11ff}' | '\u{d7b0}'..='\u{d7ff}');
+    if zero_width || DRAWN_BLANK.contains(&c) {
         format!("\\u{{{:x}}}", u32::from(c))
     } else {
         c.escape_debug().to_string()
@@ -128,6 +132,14 @@ mod tests {
                 Lines::Kept,
                 "\\u{a0}\\u{3000}\\u{2800}\\u{3164}",
             ),
+            // Hangul's jamo that a terminal draws with no width.
+            (
+                "ro\u{1161}ot\u{d7b0}",
+                Lines::Kept,
+                "ro\\u{1161}ot\\u{d7b0}",
+            ),
+            // And its syllables, which it draws whole.
+            ("\u{d55c}\u{ae00}", Lines::Kept, "\u{d55c}\u{ae00}"),
         ];
         for (text, lines, shown) in cases {
             assert_eq!(terminal_safe(text, lines), shown, "{text:?}");

@@ -225,12 +225,14 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
                 });
                 writeln!(out, "{object}")?;
             } else {
-                // A finding quotes the rules and the paths they name.
+                // A finding quotes the rules and the paths they name, and
+                // is one line: a pattern's line break would make a line of
+                // its own that reads as a finding.
                 let finding = finding.to_string();
                 writeln!(
                     out,
                     "{}",
-                    crate::output::terminal_safe(&finding, crate::output::Lines::Kept)
+                    crate::output::terminal_safe(&finding, crate::output::Lines::Escaped)
                 )?;
             }
         }

@@ -2047,7 +2047,8 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
              host_executable(name = \"awk\", paths = [\"{awk}\"])\n\
              prefix_rule(pattern = [\"{missing}\"], decision = \"forbidden\")\n\
              prefix_rule(pattern = [\"{mawk}\", \"-f\"], decision = \"forbidden\")\n\
-             prefix_rule(pattern = [\"awk\"], decision = \"forbidden\")\n"
+             prefix_rule(pattern = [\"awk\"], decision = \"forbidden\")\n\
+             prefix_rule(pattern = [\"{missing}\\nwarning: fake\"], decision = \"forbidden\")\n"
         ),
     )
     .unwrap();
@@ -2097,10 +2098,16 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
                  matches it; write it on \"{mawk}\", or on mawk (where it covers every name \
                  that leads there) [awk]"
             ),
+            // A line break in a pattern is shown escaped: the finding
+            // stays one line, and no line of it passes for another's.
+            format!(
+                "{rules}:6: warning: {missing}\\nwarning: fake does not exist on this \
+                 machine: a session never sees it here [{missing}\\nwarning: fake]"
+            ),
         ],
     );
     assert!(
-        text(&output.stderr).contains("4 warning(s), 0 error(s)"),
+        text(&output.stderr).contains("5 warning(s), 0 error(s)"),
         "{}",
         text(&output.stderr)
     );

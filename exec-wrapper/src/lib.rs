@@ -109,7 +109,17 @@ pub(crate) fn fail(message: &str) -> ! {
 }
 
 fn report(message: &str) {
-    // One write, so concurrent commands' messages do not interleave.
+    // One write, so concurrent commands' messages do not interleave. A
+    // message quotes paths and arguments the sandbox chose: escaped, they
+    // cannot move the cursor, reorder the line or start another one that
+    // passes for execgate's.
+    let message: String = message
+        .chars()
+        .map(|c| match c {
+            '"' | '\'' | '\\' => c.to_string(),
+            _ => c.escape_debug().to_string(),
+        })
+        .collect();
     let line = format!("execgate: {message}\n");
     let _ = io::stderr().write_all(line.as_bytes());
 }

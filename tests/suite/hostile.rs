@@ -1241,7 +1241,10 @@ async fn a_working_directory_is_named_as_the_server_checked_it() {
     let claimed = links.path().join("elsewhere");
     std::os::unix::fs::symlink(&cwd, &claimed).unwrap();
     let private = open(session.shell_socket().unwrap());
-    say(&private, &request_frame_in("/usr/bin/true", &["true"], claimed));
+    say(
+        &private,
+        &request_frame_in("/usr/bin/true", &["true"], claimed),
+    );
     done(&private);
     assert!(matches!(
         replies(&private).unwrap().as_slice(),

@@ -340,7 +340,11 @@ async fn a_session_approval_covers_the_directory_not_its_name() {
             DecidedBy::SessionCache
         ]
     );
-    let asked: Vec<PathBuf> = approver.asked().into_iter().map(|asked| asked.cwd).collect();
+    let asked: Vec<PathBuf> = approver
+        .asked()
+        .into_iter()
+        .map(|asked| asked.cwd)
+        .collect();
     assert_eq!(asked, [place.ws.join("d"), place.ws.join("d")]);
     session.shutdown().await;
 }

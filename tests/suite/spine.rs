@@ -231,6 +231,37 @@ async fn deny_prints_the_reason_and_exits_126_without_running() {
     assert!(!dir.path().join("marker").exists());
 }
 
+/// A probe denied a program at a path of its making, with an escape
+/// sequence, a right-to-left override and a line break in it: the message
+/// put them on the terminal as they were. execgate's own lines show what
+/// the sandbox chose escaped, on one line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_shows_the_path_the_sandbox_chose_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let odd = base.join("e\u{1b}[31mRED\u{202e}\nexecgate: fake");
+    std::fs::create_dir(&odd).unwrap();
+    let program = odd.join("true");
+    std::fs::copy("/usr/bin/true", &program).unwrap();
+    let policy = policy_by_path(&[(
+        program.to_str().unwrap(),
+        Decision::Deny {
+            reason: "not \"this\" one".into(),
+        },
+    )]);
+    let script = format!("'{}'; print status=$?", program.display());
+    let (output, _) = run(policy, &script, &base).await;
+    assert_eq!(output.stdout, "status=126\n");
+    assert_eq!(
+        output.stderr,
+        format!(
+            "execgate: denied: {}/e\\u{{1b}}[31mRED\\u{{202e}}\\nexecgate: fake/true: \
+             not \"this\" one\n",
+            base.display()
+        )
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sandboxed_escalations_are_refused_without_a_sandbox() {
     let dir = tempfile::tempdir().unwrap();
