@@ -19,6 +19,9 @@ packages=(
     # Ordinary network clients the limited-network suite sends through the
     # proxy to origins it starts on loopback.
     curl python3-pip
+    # The proxy's test of this machine's own addresses gives loopback one in
+    # a network namespace of its own.
+    iproute2
     # execgate shell's tests drive a real terminal; the package check reads
     # the installed man page.
     tmux man-db

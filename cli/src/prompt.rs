@@ -25,7 +25,7 @@ use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
     NetworkApprovalRequest,
 };
-use execgate_network_proxy::{classify, AddressClass, Destination};
+use execgate_network_proxy::{classify_from_here, AddressClass, Destination};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -429,7 +429,7 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
     // An address outside the public internet is reached from the host:
     // say so, for a loopback address looks like the sandbox's own.
     if let Destination::Address(address) = &request.destination {
-        if let AddressClass::NonPublic(range) = classify(*address) {
+        if let AddressClass::NonPublic(range) = classify_from_here(*address) {
             lines.push(format!(
                 "note     {range}, reached from this machine (not from inside the sandbox)"
             ));

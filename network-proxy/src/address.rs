@@ -36,12 +36,16 @@ pub enum NonPublicRange {
     Ipv4Compatible,
     /// 64:ff9b:1::/48, translation inside one network.
     LocalTranslation,
+    /// A public address of one of this machine's own interfaces: whatever
+    /// listens on every address (`0.0.0.0`, `::`) answers there, as on
+    /// loopback.
+    ThisMachine,
 }
 
 impl fmt::Display for NonPublicRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            NonPublicRange::Unspecified => "an unspecified address",
+            NonPublicRange::Unspecified => "an unspecified address (this machine itself)",
             NonPublicRange::Loopback => "a loopback address",
             NonPublicRange::Private => "a private address",
             NonPublicRange::SharedAddressSpace => "a shared (carrier-grade NAT) address",
@@ -56,8 +60,44 @@ impl fmt::Display for NonPublicRange {
             NonPublicRange::Discard => "a discard-only address",
             NonPublicRange::Ipv4Compatible => "an IPv4-compatible IPv6 address",
             NonPublicRange::LocalTranslation => "a local-use NAT64 address",
+            NonPublicRange::ThisMachine => "this machine's own address",
         })
     }
+}
+
+/// [`classify`], and a public address that is one of this machine's own
+/// is [`NonPublicRange::ThisMachine`]: what a connection made from here
+/// reaches. Reads the interfaces' addresses at each call (they change);
+/// one that cannot be read counts as none.
+pub fn classify_from_here(address: IpAddr) -> AddressClass {
+    match classify(address) {
+        AddressClass::Public if is_own_address(address) => {
+            AddressClass::NonPublic(NonPublicRange::ThisMachine)
+        }
+        class => class,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn is_own_address(address: IpAddr) -> bool {
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return false;
+    };
+    interfaces
+        .filter_map(|interface| interface.address)
+        .any(|own| {
+            let own = match (own.as_sockaddr_in(), own.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return false,
+            };
+            own == address
+        })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_own_address(_address: IpAddr) -> bool {
+    false
 }
 
 /// Says whether `address` is public. An IPv6 address that carries an IPv4

@@ -25,14 +25,17 @@
 //!   link-local, shared (CGNAT), documentation, benchmarking, multicast,
 //!   reserved and unspecified ranges are not, in IPv4 and IPv6 alike, and an
 //!   IPv6 address that embeds an IPv4 one (v4-mapped, v4-compatible, NAT64,
-//!   6to4) is judged by the address it embeds. The proxy refuses non-public
-//!   destinations unless a list names them exactly, and checks the address
-//!   again at connect time, so a name that resolves differently the second
-//!   time is caught.
+//!   6to4) is judged by the address it embeds. [`classify_from_here`] adds
+//!   this machine's own public addresses (a connection to one reaches what
+//!   listens on every address, as loopback does), read from its interfaces.
+//! - [`serve_connection`] is the proxy's one connection: it reads the
+//!   request, asks a [`Decider`], resolves a name once and connects only to
+//!   an address it checked, refusing non-public ones (this machine's own
+//!   included) unless a list names the destination exactly.
 //!
-//! What this crate must never do: open a socket, resolve a name, or turn an
-//! input it cannot read into a default decision. Anything it cannot parse is
-//! an error, and the caller refuses the connection.
+//! What this crate must never do: connect anywhere it has not checked, or
+//! turn an input it cannot read into a default decision. Anything it cannot
+//! parse is an error, and the connection is refused.
 
 mod address;
 mod host;
@@ -40,7 +43,7 @@ mod proxy;
 #[cfg(target_os = "linux")]
 mod splice;
 
-pub use address::{classify, AddressClass, NonPublicRange};
+pub use address::{classify, classify_from_here, AddressClass, NonPublicRange};
 pub use host::{
     Destination, DestinationError, DomainList, DomainListError, DomainPattern, HostName,
     ListDecision, ListMatch,

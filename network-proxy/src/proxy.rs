@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::address::{classify, AddressClass};
+use crate::address::{classify_from_here, AddressClass, NonPublicRange};
 use crate::host::Destination;
 
 /// How the client asked: the protocol names of `network_rule`.
@@ -214,17 +214,30 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
     let mut refused_ranges = Vec::new();
     for address in addresses {
         if let (AddressClass::NonPublic(range), NonPublicAddresses::Refuse) =
-            (classify(address.ip()), non_public)
+            (classify_from_here(address.ip()), non_public)
         {
             refused_ranges.push(format!("{} is {range}", address.ip()));
             continue;
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
+                // An address this machine took after the check above: the
+                // kernel connected it to itself.
+                let reached = stream.peer_addr().unwrap_or(address);
+                let to_itself = stream
+                    .local_addr()
+                    .is_ok_and(|local| local.ip() == reached.ip());
+                if to_itself && non_public == NonPublicAddresses::Refuse {
+                    let range = NonPublicRange::ThisMachine;
+                    refused_ranges.push(format!("{} is {range}", address.ip()));
+                    continue;
+                }
                 // Heads and small replies go out at once, not after a
                 // delayed acknowledgement.
                 let _ = stream.set_nodelay(true);
-                return Ok((stream, address));
+                // Recorded as the peer that answered: `0.0.0.0`, allowed,
+                // is this machine's loopback.
+                return Ok((stream, reached));
             }
             Ok(Err(error)) => last_problem = format!("cannot connect to {address}: {error}"),
             Err(_) => last_problem = format!("connecting to {address} timed out"),

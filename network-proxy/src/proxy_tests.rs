@@ -771,3 +771,111 @@ async fn socks4_requests_are_refused_at_once() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// Allows every destination as a wildcard or a person who saw only the
+/// name would: non-public addresses refused.
+#[cfg(target_os = "linux")]
+struct AllowsNamesOnly;
+
+#[cfg(target_os = "linux")]
+impl Decider for AllowsNamesOnly {
+    fn decide<'a>(
+        &'a self,
+        _request: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin(async { Verdict::Allow(NonPublicAddresses::Refuse) })
+    }
+}
+
+/// A probe reached services listening on every address (`0.0.0.0`)
+/// through a name under an allowed wildcard that resolved to the machine's
+/// own public address: only non-public ranges were refused. This
+/// machine's own addresses are refused as loopback is, and the peer
+/// recorded for an allowed `0.0.0.0` is the loopback address that
+/// answered. Run in a network namespace of its own (the test thread's),
+/// where loopback carries a public address.
+#[cfg(target_os = "linux")]
+#[test]
+fn this_machines_own_public_address_is_refused_like_loopback() {
+    const OWN: &str = "100.128.0.5";
+    let probe = std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("a network namespace of its own (as root): {e}"));
+        for command in [
+            &["link", "set", "lo", "up"][..],
+            &["address", "add", &format!("{OWN}/32"), "dev", "lo"],
+        ] {
+            let status = std::process::Command::new("ip")
+                .args(command)
+                .status()
+                .unwrap_or_else(|e| panic!("ip (iproute2): {e}"));
+            assert!(status.success(), "ip {command:?}");
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        runtime.block_on(async {
+            let listener = TcpListener::bind("0.0.0.0:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let port = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .port();
+            let accepted = tokio::spawn(async move {
+                let mut count = 0;
+                while let Ok((_stream, _)) = listener.accept().await {
+                    count += 1;
+                }
+                count
+            });
+            let ask = |host: &'static str, decider: Arc<dyn Decider>| async move {
+                let (mut client, server) = tokio::io::duplex(64 * 1024);
+                let report =
+                    tokio::spawn(async move { serve_connection(server, decider.as_ref()).await });
+                let connect = format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n");
+                client
+                    .write_all(connect.as_bytes())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut head = [0u8; 12];
+                client
+                    .read_exact(&mut head)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                drop(client);
+                let report = finished(report).await;
+                (String::from_utf8_lossy(&head).into_owned(), report.outcome)
+            };
+            let (head, outcome) = ask(OWN, Arc::new(AllowsNamesOnly)).await;
+            assert_eq!(head, "HTTP/1.1 403");
+            assert!(
+                matches!(&outcome, ConnectionOutcome::Denied { reason }
+                    if reason.contains("this machine's own address")),
+                "{outcome:?}"
+            );
+            // Named exactly, it is reached: the refusal was the address's.
+            let exact = ListDecider::new(&[(OWN, ListDecision::Allow)]);
+            let (head, outcome) = ask(OWN, exact).await;
+            assert_eq!(head, "HTTP/1.1 200");
+            assert!(
+                matches!(outcome, ConnectionOutcome::Relayed { address, .. }
+                    if address.ip().to_string() == OWN),
+                "{outcome:?}"
+            );
+            let unspecified = ListDecider::new(&[("0.0.0.0", ListDecision::Allow)]);
+            let (head, outcome) = ask("0.0.0.0", unspecified).await;
+            assert_eq!(head, "HTTP/1.1 200");
+            assert!(
+                matches!(outcome, ConnectionOutcome::Relayed { address, .. }
+                    if address.ip().to_string() == "127.0.0.1"),
+                "{outcome:?}"
+            );
+            accepted.abort();
+        });
+    });
+    probe
+        .join()
+        .unwrap_or_else(|_| panic!("the probe thread failed"));
+}
