@@ -294,7 +294,8 @@ fn network_form() -> Result<ElicitationSchema, &'static str> {
     ])
     .description(
         "allow-once: this connection only; allow-session: this host, protocol and port for the \
-         rest of the session; deny: this connection; deny-session: without asking again",
+         rest of the session; deny: this connection; deny-session: this host on every port, \
+         without asking again",
     )
     .build();
     ElicitationSchema::builder()

@@ -241,7 +241,7 @@ const NETWORK_CHOICES: &[Choice] = &[
     },
     Choice {
         keys: &["d", "D"],
-        label: "[d] deny for this session",
+        label: "[d] deny this host for this session",
         answer: || ApprovalAnswer::DeclineForSession,
     },
 ];

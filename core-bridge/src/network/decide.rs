@@ -30,7 +30,7 @@
 //! This module must never allow on an answer it does not understand: any
 //! answer other than the two approvals declines.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,18 +57,18 @@ use crate::approval::{
 #[derive(Debug, Default)]
 pub(crate) struct NetworkCache {
     clock: ApprovalClock,
-    answered: Mutex<HashMap<ConnectRequest, SessionAnswer>>,
+    /// Allowed for the session: the host, protocol and port the person saw.
+    allowed: Mutex<HashSet<ConnectRequest>>,
+    /// Denied for the session: the host, on every protocol and port. Keyed
+    /// as narrowly as an allowance, a denial let a probe ask again about
+    /// the same host through SOCKS, `CONNECT` and other ports, each one
+    /// another chance for a tired "yes".
+    denied: Mutex<HashSet<Destination>>,
     pending: Mutex<HashMap<ConnectRequest, SharedAnswer>>,
 }
 
 /// One answer, and how long it took, for everyone waiting on it.
 type SharedAnswer = Arc<OnceCell<(ApprovalAnswer, Duration)>>;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SessionAnswer {
-    Allow,
-    Deny,
-}
 
 impl NetworkCache {
     /// A cache whose questions pause `clock` (the session's approval clock,
@@ -218,17 +218,24 @@ impl NetworkDecider {
     ) -> NetworkDecision {
         let cell = {
             // Under the pending lock, a question is either still pending or
-            // its session answer is already in `answered` (it is put there
+            // its session answer is already in `allowed` or `denied` (it is put there
             // before the question leaves `pending`): never asked twice.
             let mut pending = lock(&self.cache.pending);
-            if let Some(answer) = lock(&self.cache.answered).get(request).copied() {
+            let verdict = if lock(&self.cache.denied).contains(&request.destination) {
+                Some(Verdict::Deny {
+                    reason: format!(
+                        "declined by the user for this session ({} on every port)",
+                        request.destination
+                    ),
+                })
+            } else if lock(&self.cache.allowed).contains(request) {
+                Some(approved(request))
+            } else {
+                None
+            };
+            if let Some(verdict) = verdict {
                 return NetworkDecision {
-                    verdict: match answer {
-                        SessionAnswer::Allow => approved(request),
-                        SessionAnswer::Deny => Verdict::Deny {
-                            reason: "declined by the user for this session".into(),
-                        },
-                    },
+                    verdict,
                     decided_by: NetworkDecidedBy::SessionCache { rule },
                     asked_person: false,
                 };
@@ -261,13 +268,14 @@ impl NetworkDecider {
             cell.get_or_init(|| async {
                 let started = Instant::now();
                 let answer = approver.approve_network(&question).await;
-                let remembered = match answer {
-                    ApprovalAnswer::ApproveForSession => Some(SessionAnswer::Allow),
-                    ApprovalAnswer::DeclineForSession => Some(SessionAnswer::Deny),
-                    _ => None,
-                };
-                if let Some(remembered) = remembered {
-                    lock(&self.cache.answered).insert(request.clone(), remembered);
+                match answer {
+                    ApprovalAnswer::ApproveForSession => {
+                        lock(&self.cache.allowed).insert(request.clone());
+                    }
+                    ApprovalAnswer::DeclineForSession => {
+                        lock(&self.cache.denied).insert(request.destination.clone());
+                    }
+                    _ => {}
                 }
                 (answer, started.elapsed())
             })

@@ -385,17 +385,23 @@ async fn an_approver_that_knows_no_network_question_declines() {
     assert_eq!(decision.verdict, allow(NonPublicAddresses::Refuse));
 }
 
+/// An allowance for the session covers the host, protocol and port the
+/// person saw; a denial covers the host on every protocol and port (a probe
+/// asked again through SOCKS, `CONNECT` and other ports, each question
+/// another chance for a tired "yes"). Both hold in every sandbox of the
+/// session, and in no other session.
 #[tokio::test]
-async fn session_answers_are_kept_per_host_protocol_and_port_for_every_sandbox() {
-    for (answer, verdict) in [
+async fn session_answers_are_kept_for_every_sandbox_a_denial_for_the_whole_host() {
+    let declined = "declined by the user for this session (unknown.example on every port)";
+    // The answer, its verdict, and the questions asked once port 80 and
+    // SOCKS were tried too.
+    for (answer, verdict, asked_with_others) in [
         (
             ApprovalAnswer::ApproveForSession,
             allow(NonPublicAddresses::Refuse),
+            3,
         ),
-        (
-            ApprovalAnswer::DeclineForSession,
-            deny("declined by the user for this session"),
-        ),
+        (ApprovalAnswer::DeclineForSession, deny(declined), 1),
     ] {
         let approver = Scripted::new(answer.clone(), Duration::ZERO);
         let cache = Arc::new(NetworkCache::default());
@@ -409,7 +415,11 @@ async fn session_answers_are_kept_per_host_protocol_and_port_for_every_sandbox()
         );
         let https = request("unknown.example", 443, Protocol::Https);
         let asked = first.decide(&https).await;
-        assert_eq!(summary(&asked), (verdict.clone(), "user", None, true));
+        let first_verdict = match &answer {
+            ApprovalAnswer::DeclineForSession => deny("declined by the user for this session"),
+            _ => verdict.clone(),
+        };
+        assert_eq!(summary(&asked), (first_verdict, "user", None, true));
         let cached = second.decide(&https).await;
         assert_eq!(
             summary(&cached),
@@ -417,19 +427,23 @@ async fn session_answers_are_kept_per_host_protocol_and_port_for_every_sandbox()
             "{answer:?}"
         );
         assert_eq!(approver.asked(), 1);
-        // Port 80 and another protocol are other questions.
         second
             .decide(&request("unknown.example", 80, Protocol::Http))
             .await;
         second
             .decide(&request("unknown.example", 443, Protocol::Socks5Tcp))
             .await;
-        assert_eq!(approver.asked(), 3, "{answer:?}");
+        assert_eq!(approver.asked(), asked_with_others, "{answer:?}");
+        // Another host is another question.
+        second
+            .decide(&request("other.example", 443, Protocol::Https))
+            .await;
+        assert_eq!(approver.asked(), asked_with_others + 1, "{answer:?}");
         // A new session asks again.
         decider(Some(approver.clone()), Arc::default())
             .decide(&https)
             .await;
-        assert_eq!(approver.asked(), 4, "{answer:?}");
+        assert_eq!(approver.asked(), asked_with_others + 2, "{answer:?}");
     }
 }
 
