@@ -915,3 +915,106 @@ async fn an_allowed_socket_the_sandbox_could_replace_is_refused() {
         assert!(error.to_string().contains(reason), "{path:?}: {error}");
     }
 }
+
+/// Set in the process that runs [`held_tunnels_leave_descriptors_for_decisions`]
+/// under a descriptor limit of its own.
+const FEW_DESCRIPTORS: &str = "EXECGATE_TEST_FEW_DESCRIPTORS";
+
+/// A probe's sandbox held 200 idle tunnels under a descriptor limit of
+/// 1024: six descriptors each in the session's process, and the server
+/// could no longer open a request's executable or working directory, for
+/// every sandbox of the session. The relays of a process hold at most half
+/// its limit; the connections past that wait in the sandbox's backlog, and
+/// the shell's commands are decided as before. Runs alone, in a process
+/// whose limit is 512 (the limit is read once per process).
+#[test]
+fn held_tunnels_leave_descriptors_for_decisions() {
+    if std::env::var_os(FEW_DESCRIPTORS).is_some() {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(hold_tunnels_and_decide());
+        return;
+    }
+    let name = "suite::network::held_tunnels_leave_descriptors_for_decisions";
+    let output = std::process::Command::new("prlimit")
+        .arg("--nofile=512:512")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(FEW_DESCRIPTORS, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "it did not run: {stdout}");
+}
+
+async fn hold_tunnels_and_decide() {
+    const TUNNELS: usize = 120;
+    // Half of 512, six descriptors a relay.
+    const RELAYS: usize = 512 / 2 / 6;
+    // An origin that takes connections and never answers: each tunnel
+    // stands until the sandbox closes it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = limited_session_with(
+        &place,
+        "net",
+        DenyAll,
+        Arc::new(RuleSet::default()),
+        Some(&recorder),
+    );
+    // The tunnels are asked for one after another; after a while each
+    // has its answer or still waits for one. The commands run while they
+    // stand.
+    let script = format!(
+        "python3 -c '
+import os, select, socket, time
+proxy = os.environ[\"HTTP_PROXY\"].split(\"//\")[1].rstrip(\"/\")
+host, port = proxy.rsplit(\":\", 1)
+tunnels = []
+for _ in range({TUNNELS}):
+    s = socket.create_connection((host, int(port)))
+    s.sendall(b\"CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\n\\r\\n\")
+    tunnels.append(s)
+    select.select([s], [], [], 0.05)
+time.sleep(2)
+answers = [t.recv(12) if select.select([t], [], [], 0)[0] else b\"waiting\" for t in tunnels]
+open(\"answers\", \"w\").write(\" \".join(sorted(set(\"%s=%d\" % (a.decode(), answers.count(a)) for a in answers))))
+time.sleep(60)
+' &
+while [ ! -e answers ]; do sleep 0.1; done
+for i in $(seq 20); do /usr/bin/true || echo failed $?; done; echo done
+kill $!"
+    );
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    let answers = fs::read_to_string(place.ws.join("answers")).unwrap();
+    assert_eq!(
+        answers,
+        format!("HTTP/1.1 200={RELAYS} waiting={}", TUNNELS - RELAYS)
+    );
+    session.shutdown().await;
+    held.abort();
+    let decided = recorder.decided();
+    let trues: Vec<_> = decided
+        .iter()
+        .filter(|request| request.executable.canonical_path == Path::new("/usr/bin/true"))
+        .collect();
+    assert_eq!(trues.len(), 20);
+    for request in trues {
+        assert!(
+            request.working_directory.is_ok(),
+            "{:?}",
+            request.working_directory
+        );
+    }
+}

@@ -65,8 +65,34 @@ struct Denial {
 
 /// Connections of one sandbox in flight at most: past it, the sandbox's
 /// next connection waits in its listener's backlog until one ends (each
-/// holds up to six of the session process's descriptors).
+/// holds up to [`DESCRIPTORS_PER_RELAY`] of the session process's
+/// descriptors).
 const CONNECTIONS_PER_SANDBOX: usize = 256;
+
+/// The client's socket, the upstream's, and a pipe each way to splice
+/// through.
+const DESCRIPTORS_PER_RELAY: u64 = 6;
+
+/// Connections of every sandbox of this process in flight at most: as many
+/// as half its descriptor limit holds. A probe's sandbox held 200 idle
+/// tunnels under a limit of 1024, and the server could no longer open a
+/// request's executable or working directory: every sandbox's decisions
+/// failed while the tunnels stood. Past it, connections wait in their
+/// listeners' backlogs.
+fn process_connections() -> Arc<tokio::sync::Semaphore> {
+    static CONNECTIONS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    CONNECTIONS
+        .get_or_init(|| {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or(1024, |(soft, _hard)| soft);
+            let connections = usize::try_from(limit / 2 / DESCRIPTORS_PER_RELAY)
+                .unwrap_or(usize::MAX)
+                .clamp(8, 1 << 20);
+            Arc::new(tokio::sync::Semaphore::new(connections))
+        })
+        .clone()
+}
 
 /// How long a denial waits to be taken by the run it ended.
 const DENIAL_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -182,9 +208,15 @@ async fn serve_sandbox(
     let relays_end = inner.ended.child_token();
     let _ending = EndRelays(relays_end.clone());
     let in_flight = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_SANDBOX));
+    let in_process = process_connections();
     loop {
+        let permits = async {
+            let sandbox = in_flight.clone().acquire_owned().await?;
+            let process = in_process.clone().acquire_owned().await?;
+            Ok::<_, tokio::sync::AcquireError>((sandbox, process))
+        };
         let permit = tokio::select! {
-            permit = in_flight.clone().acquire_owned() => permit,
+            permits = permits => permits,
             _ = ended.readable() => return Ok(()),
             () = inner.ended.cancelled() => return Ok(()),
         };
