@@ -626,6 +626,11 @@ async fn escalate(
     )
     .await
     .is_ok();
+    if !wrapper_present {
+        // Its stand-in went (or stopped reading) before it could hear of
+        // the child: nobody waits for it, and no list shows it.
+        shared.children.signal(request_id, Signal::SIGKILL);
+    }
 
     let termination = match watch_child(
         shared,

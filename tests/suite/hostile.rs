@@ -1262,3 +1262,50 @@ async fn a_working_directory_is_named_as_the_server_checked_it() {
         canonical
     );
 }
+
+/// A probe's requester handed its descriptors over and hung up before the
+/// server could say the child had started: the child ran on, unsandboxed,
+/// until the session's end, and no list showed it. A child whose stand-in
+/// cannot hear that it started has nobody waiting for it: it is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_whose_requester_left_before_it_started_is_killed() {
+    let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
+    let (mine, theirs) = stream_pair();
+    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    say(&mine, &request_frame("/usr/bin/sleep", &["sleep", "1000"]));
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    drop(theirs);
+    let escalate = read_frame(mine.as_fd()).expect("an answer");
+    assert!(matches!(
+        decode_server(&escalate),
+        Ok(ServerMessage::Escalate)
+    ));
+    let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
+    say_with(
+        &mine,
+        &frame(&ClientMessage::Descriptors(vec![0, 1, 2])),
+        &[null.as_fd(), null.as_fd(), null.as_fd()],
+    );
+    drop(mine);
+    recorder.wait_for_started(1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let termination = loop {
+        let ended = recorder.events().into_iter().find_map(|event| match event {
+            SessionEvent::Exited { termination, .. } => Some(termination),
+            _ => None,
+        });
+        if ended.is_some() || Instant::now() > deadline {
+            break ended;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        termination,
+        Some(execgate_protocol::Termination::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        }),
+        "the child outlived its requester"
+    );
+    session.shutdown().await;
+}
