@@ -99,6 +99,17 @@ pub struct NetworkApprovalRequest {
 pub(crate) const NOBODY_IS_ASKED: &str =
     "nobody is asked in this session (its approver declines every request)";
 
+/// Distinct questions a session can have waiting for a person at once.
+/// Past them a new one is not put: a probe's sandbox raised 6,600 in
+/// seconds, each one more chance of a mistaken "yes", each holding
+/// descriptors of the server while it waited.
+pub(crate) const QUESTIONS_IN_FLIGHT: usize = 16;
+
+/// Why a question was not put: [`QUESTIONS_IN_FLIGHT`] already wait.
+pub(crate) fn too_many_questions() -> String {
+    format!("not asked: {QUESTIONS_IN_FLIGHT} questions of this session already wait for an answer")
+}
+
 pub(crate) fn nobody_answered(reason: &str) -> String {
     format!("declined: nobody answered ({reason})")
 }

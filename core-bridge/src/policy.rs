@@ -39,8 +39,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::approval::{
-    nobody_answered, ApprovalAnswer, ApprovalClock, ApprovalReason, ApprovalRequest, Approver,
-    DenyAll, NOBODY_IS_ASKED,
+    nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
+    ApprovalRequest, Approver, DenyAll, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
 use crate::planted::{
     home_variables, planted_home, planted_instructions, Request as PlantedRequest,
@@ -759,13 +759,16 @@ impl Inner {
         let Some(key) = key else {
             return ask().await;
         };
-        let cell = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let cell = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if !pending.contains_key(&key) && pending.len() >= QUESTIONS_IN_FLIGHT {
+                let answer = ApprovalAnswer::Unanswered {
+                    reason: too_many_questions(),
+                };
+                return (answer, std::time::Duration::ZERO);
+            }
+            pending.entry(key.clone()).or_default().clone()
+        };
         let mut waiting = WaitingForAnswer {
             pending: &self.pending,
             key,
@@ -895,6 +898,78 @@ mod tests {
         fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
             Box::pin(std::future::pending())
         }
+    }
+
+    /// A probe's sandbox raised 6,600 distinct questions in seconds. Past
+    /// [`QUESTIONS_IN_FLIGHT`] waiting at once, a new one is not put; one
+    /// that joins a question already waiting still waits for its answer.
+    #[tokio::test]
+    async fn questions_past_the_bound_are_not_put() {
+        let policy = ExecPolicy::new(ExecPolicyConfig {
+            approver: Arc::new(Silent),
+            ..ExecPolicyConfig::default()
+        })
+        .unwrap();
+        let question = |index: usize| {
+            let argv: Vec<OsString> = vec!["touch".into(), format!("{index}").into()];
+            let request = ApprovalRequest {
+                program: "/usr/bin/touch".into(),
+                argv: argv.clone(),
+                cwd: "/ws".into(),
+                reason: ApprovalReason::RequestedPermissions {
+                    justification: None,
+                },
+                execution: Execution::Unsandboxed,
+                permissions: None,
+            };
+            let key = QuestionKey {
+                approval: ApprovalKey::Command {
+                    program: request.program.clone(),
+                    device: 1,
+                    inode: 2,
+                    args: argv.clone(),
+                    cwd: request.cwd.clone(),
+                    directory: Some((3, 4)),
+                    execution: "Unsandboxed".into(),
+                },
+                argv,
+                cwd: request.cwd.clone(),
+            };
+            (key, request)
+        };
+        let inner = &policy.inner;
+        let questions: Vec<_> = (0..=QUESTIONS_IN_FLIGHT).map(question).collect();
+        let mut waiting: Vec<_> = questions[..QUESTIONS_IN_FLIGHT]
+            .iter()
+            .map(|(key, request)| Box::pin(inner.ask(Some(key.clone()), request)))
+            .collect();
+        for question in &mut waiting {
+            let polled = tokio::time::timeout(Duration::from_millis(1), question.as_mut()).await;
+            assert!(polled.is_err());
+        }
+        let (key, request) = &questions[QUESTIONS_IN_FLIGHT];
+        let (answer, _) = inner.ask(Some(key.clone()), request).await;
+        assert!(
+            matches!(&answer, ApprovalAnswer::Unanswered { reason } if reason.contains("already wait")),
+            "{answer:?}"
+        );
+        // The same question as one waiting joins it.
+        let (key, request) = &questions[0];
+        let joined = tokio::time::timeout(
+            Duration::from_millis(10),
+            inner.ask(Some(key.clone()), request),
+        )
+        .await;
+        assert!(joined.is_err(), "{joined:?}");
+        // One gone, a new one is put.
+        waiting.pop();
+        let (key, request) = &questions[QUESTIONS_IN_FLIGHT];
+        let put = tokio::time::timeout(
+            Duration::from_millis(10),
+            inner.ask(Some(key.clone()), request),
+        )
+        .await;
+        assert!(put.is_err(), "{put:?}");
     }
 
     /// A review: a question whose requesters all went away stayed among

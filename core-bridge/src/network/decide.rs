@@ -48,8 +48,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::approval::{
-    nobody_answered, ApprovalAnswer, ApprovalClock, Approver, NetworkApprovalRequest,
-    NOBODY_IS_ASKED,
+    nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, Approver,
+    NetworkApprovalRequest, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
 
 /// A session's network answers, shared by every sandbox of the session:
@@ -253,6 +253,15 @@ impl NetworkDecider {
                     asked_person: false,
                 };
             };
+            if !pending.contains_key(request) && pending.len() >= QUESTIONS_IN_FLIGHT {
+                return NetworkDecision {
+                    verdict: Verdict::Deny {
+                        reason: nobody_answered(&too_many_questions()),
+                    },
+                    decided_by: NetworkDecidedBy::Default { rule },
+                    asked_person: false,
+                };
+            }
             let cell = pending.entry(request.clone()).or_default().clone();
             (cell, approver.clone())
         };

@@ -728,3 +728,40 @@ where
         Box::pin((self.0)(request.clone()))
     }
 }
+
+/// As for execs, a sandbox cannot keep more than [`QUESTIONS_IN_FLIGHT`]
+/// distinct questions waiting: one name each under an allowed wildcard's
+/// parent would otherwise be a question each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_past_the_bound_are_not_put() {
+    use crate::approval::QUESTIONS_IN_FLIGHT;
+    let approver = Scripted::new(ApprovalAnswer::ApproveOnce, Duration::from_secs(600));
+    let decider = Arc::new(decider(Some(approver.clone()), Arc::default()));
+    let waiting: Vec<_> = (0..QUESTIONS_IN_FLIGHT)
+        .map(|index| {
+            let decider = decider.clone();
+            tokio::spawn(async move {
+                decider
+                    .decide(&request(&format!("h{index}.example"), 443, Protocol::Https))
+                    .await
+            })
+        })
+        .collect();
+    while approver.asked() < QUESTIONS_IN_FLIGHT {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = decider
+        .decide(&request("one-more.example", 443, Protocol::Https))
+        .await;
+    assert_eq!(
+        summary(&refused).0,
+        deny(&format!(
+            "declined: nobody answered (not asked: {QUESTIONS_IN_FLIGHT} questions of this \
+             session already wait for an answer)"
+        ))
+    );
+    assert_eq!(approver.asked(), QUESTIONS_IN_FLIGHT);
+    for question in waiting {
+        question.abort();
+    }
+}
