@@ -100,6 +100,12 @@ struct Collected {
     stdout: Option<HeadTail>,
     stderr: Option<HeadTail>,
     status: Option<CommandStatus>,
+    /// The shell has been reaped: unless something it left behind is still
+    /// in its process group, the group's id is free for another process.
+    /// Set at once; `status` waits for the output to drain (up to
+    /// [`DRAIN_GRACE`]), and a kill in between could have reached a
+    /// recycled group.
+    reaped: bool,
 }
 
 impl ProcessTable {
@@ -393,27 +399,24 @@ impl LiveProcess {
         (output, status)
     }
 
-    /// Kills the process group now, unless the process has exited.
+    /// Kills the process group now, unless the shell has been reaped (the
+    /// follower killed what was left in the group then).
     pub(crate) fn kill(&self) {
-        if !self.has_exited() {
+        if !self.lock().reaped {
             kill_group(self.pgid);
         }
     }
 
     /// Kills the process group and waits (briefly) for the end.
     pub(crate) async fn kill_and_wait(&self) {
-        if !self.has_exited() {
-            kill_group(self.pgid);
-        }
+        self.kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.ended()).await;
     }
 }
 
 impl Drop for LiveProcess {
     fn drop(&mut self) {
-        if !self.has_exited() {
-            kill_group(self.pgid);
-        }
+        self.kill();
         // Its child is killed on drop: the shell goes even if the group
         // kill missed it.
         self.follower.abort();
@@ -474,8 +477,10 @@ async fn follow(
     ended: watch::Sender<bool>,
 ) {
     let status = child.wait().await;
-    // The group id cannot name another process while any member lives.
+    // The group id cannot name another process while any member lives;
+    // from here on nothing else uses it.
     kill_group(pgid);
+    shared.lock().unwrap_or_else(PoisonError::into_inner).reaped = true;
     let until = tokio::time::Instant::now() + DRAIN_GRACE;
     for mut reader in readers {
         if tokio::time::timeout_at(until, &mut reader).await.is_err() {
