@@ -78,6 +78,13 @@ pub trait Decider: Send + Sync {
     fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::pending())
     }
+
+    /// Why `address`, one that `request`'s allowed name resolved to, must
+    /// not be reached all the same: a rule or list entry that names the
+    /// address itself. The default refuses none.
+    fn refuses_address(&self, _request: &ConnectRequest, _address: IpAddr) -> Option<String> {
+        None
+    }
 }
 
 /// How one connection ended, for the audit log.
@@ -212,12 +219,20 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
     };
     let mut last_problem = format!("{} resolves to no address", request.destination);
     let mut refused_ranges = Vec::new();
+    let mut refused_by_name = Vec::new();
     for address in addresses {
         if let (AddressClass::NonPublic(range), NonPublicAddresses::Refuse) =
             (classify_from_here(address.ip()), non_public)
         {
             refused_ranges.push(format!("{} is {range}", address.ip()));
             continue;
+        }
+        // A rule or entry on the address holds for every name of it.
+        if let Destination::Name(_) = &request.destination {
+            if let Some(reason) = decider.refuses_address(request, address.ip()) {
+                refused_by_name.push(reason);
+                continue;
+            }
         }
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
@@ -242,6 +257,15 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
             Ok(Err(error)) => last_problem = format!("cannot connect to {address}: {error}"),
             Err(_) => last_problem = format!("connecting to {address} timed out"),
         }
+    }
+    if !refused_by_name.is_empty() {
+        return Err(ConnectionOutcome::Denied {
+            reason: format!(
+                "{} resolves to {}",
+                request.destination,
+                refused_by_name.join("; ")
+            ),
+        });
     }
     if !refused_ranges.is_empty() {
         return Err(ConnectionOutcome::Denied {

@@ -32,6 +32,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -383,6 +384,33 @@ impl Decider for NetworkDecider {
     ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
         Box::pin(async move { self.decide_recorded(request, None).await.verdict })
     }
+
+    /// A `forbidden` rule or a deny entry on the address a name resolved
+    /// to: they shut the address, whatever name leads there (a probe
+    /// reached a forbidden address through a name under an allowed
+    /// wildcard).
+    fn refuses_address(&self, request: &ConnectRequest, address: IpAddr) -> Option<String> {
+        let literal = Destination::Address(address);
+        let evaluation = self
+            .rules
+            .check_network(&literal, request.port, request.protocol);
+        if let Some(rule) = evaluation
+            .deciding_rule()
+            .filter(|rule| rule.decision == RuleDecision::Forbidden)
+        {
+            return Some(match &rule.justification {
+                Some(why) => format!(
+                    "{address}, forbidden by network rule at {}: {why}",
+                    rule.origin
+                ),
+                None => format!("{address}, forbidden by network rule at {}", rule.origin),
+            });
+        }
+        self.lists
+            .decide(&literal)
+            .filter(|found| found.decision == ListDecision::Deny)
+            .map(|found| format!("{address}, denied by domains entry \"{}\"", found.pattern))
+    }
 }
 
 /// One connection's decider: records its decision with the request id and
@@ -432,6 +460,10 @@ impl Decider for NetworkConnection {
             *lock(&self.decision) = Some(decision);
             verdict
         })
+    }
+
+    fn refuses_address(&self, request: &ConnectRequest, address: IpAddr) -> Option<String> {
+        self.decider.refuses_address(request, address)
     }
 }
 

@@ -765,3 +765,42 @@ async fn questions_past_the_bound_are_not_put() {
         question.abort();
     }
 }
+
+/// A probe reached an address a `forbidden` rule named through a name
+/// that resolved to it. A rule or a deny entry on an address shuts it
+/// whatever name leads there; the same name to another port goes on.
+#[tokio::test]
+async fn a_rule_or_entry_on_an_address_holds_for_names_that_resolve_to_it() {
+    let ask = |entries: Vec<(&'static str, ListDecision)>, port: u16| async move {
+        let decider = NetworkDecider::new(
+            DomainList::new(entries).unwrap(),
+            rules(),
+            None,
+            Arc::default(),
+        );
+        let (mut client, proxy_end) = tokio::io::duplex(4096);
+        let connect = format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n");
+        client.write_all(connect.as_bytes()).await.unwrap();
+        let report = execgate_network_proxy::serve_connection(proxy_end, &decider).await;
+        report.outcome
+    };
+    let localhost = ("localhost", ListDecision::Allow);
+    let outcome = ask(vec![localhost], 8081).await;
+    assert!(
+        matches!(&outcome, ConnectionOutcome::Denied { reason }
+            if reason.contains("127.0.0.1, forbidden by network rule at test.rules:9: admin port")),
+        "{outcome:?}"
+    );
+    let outcome = ask(vec![localhost, ("127.0.0.1", ListDecision::Deny)], 8082).await;
+    assert!(
+        matches!(&outcome, ConnectionOutcome::Denied { reason }
+            if reason.contains("127.0.0.1, denied by domains entry \"127.0.0.1\"")),
+        "{outcome:?}"
+    );
+    // Port 8082 is no rule's: tried, and nothing listens there.
+    let outcome = ask(vec![localhost], 8082).await;
+    assert!(
+        matches!(&outcome, ConnectionOutcome::Unreachable { .. }),
+        "{outcome:?}"
+    );
+}
