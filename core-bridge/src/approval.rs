@@ -8,6 +8,7 @@
 //! before it existed (a closure, say) fails closed instead of letting
 //! connections through.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
@@ -108,6 +109,50 @@ pub(crate) const QUESTIONS_IN_FLIGHT: usize = 16;
 /// Why a question was not put: [`QUESTIONS_IN_FLIGHT`] already wait.
 pub(crate) fn too_many_questions() -> String {
     format!("not asked: {QUESTIONS_IN_FLIGHT} questions of this session already wait for an answer")
+}
+
+/// One requester waiting for a question's answer, with the others who
+/// asked the same (`cell`, shared through `pending`). The question leaves
+/// `pending` once answered, or once the last requester waiting for it has
+/// gone away: one given up (its requester hung up, its call cancelled)
+/// stayed there for the session, where it counted against
+/// [`QUESTIONS_IN_FLIGHT`] for good.
+pub(crate) struct WaitingForAnswer<'a, K: Eq + std::hash::Hash, V> {
+    pending: &'a Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    pub(crate) cell: Arc<V>,
+    /// Set once the answer came: the question is done with, whoever else
+    /// still holds it.
+    pub(crate) answered: bool,
+}
+
+impl<'a, K: Eq + std::hash::Hash, V> WaitingForAnswer<'a, K, V> {
+    pub(crate) fn new(
+        pending: &'a Mutex<HashMap<K, Arc<V>>>,
+        key: K,
+        cell: Arc<V>,
+    ) -> WaitingForAnswer<'a, K, V> {
+        WaitingForAnswer {
+            pending,
+            key,
+            cell,
+            answered: false,
+        }
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V> Drop for WaitingForAnswer<'_, K, V> {
+    fn drop(&mut self) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(current) = pending.get(&self.key) else {
+            return;
+        };
+        // The map's reference and this one: nobody else waits for it.
+        let abandoned = Arc::strong_count(&self.cell) <= 2;
+        if Arc::ptr_eq(current, &self.cell) && (self.answered || abandoned) {
+            pending.remove(&self.key);
+        }
+    }
 }
 
 pub(crate) fn nobody_answered(reason: &str) -> String {

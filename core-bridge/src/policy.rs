@@ -40,7 +40,7 @@ use tokio::time::Instant;
 
 use crate::approval::{
     nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
-    ApprovalRequest, Approver, DenyAll, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
+    ApprovalRequest, Approver, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
 use crate::planted::{
     home_variables, planted_home, planted_instructions, Request as PlantedRequest,
@@ -769,40 +769,10 @@ impl Inner {
             }
             pending.entry(key.clone()).or_default().clone()
         };
-        let mut waiting = WaitingForAnswer {
-            pending: &self.pending,
-            key,
-            cell,
-            answered: false,
-        };
+        let mut waiting = WaitingForAnswer::new(&self.pending, key, cell);
         let answer = waiting.cell.get_or_init(ask).await.clone();
         waiting.answered = true;
         answer
-    }
-}
-
-/// One requester waiting for a question's answer. The question leaves the
-/// map of those in flight once answered, or once the last requester
-/// waiting for it has gone away (a review: one given up stayed there for
-/// the session, and a sandbox could leave one per distinct command line).
-struct WaitingForAnswer<'a> {
-    pending: &'a Mutex<HashMap<QuestionKey, SharedAnswer>>,
-    key: QuestionKey,
-    cell: SharedAnswer,
-    answered: bool,
-}
-
-impl Drop for WaitingForAnswer<'_> {
-    fn drop(&mut self) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(current) = pending.get(&self.key) else {
-            return;
-        };
-        // The map's reference and this one: nobody else waits for it.
-        let abandoned = Arc::strong_count(&self.cell) <= 2;
-        if Arc::ptr_eq(current, &self.cell) && (self.answered || abandoned) {
-            pending.remove(&self.key);
-        }
     }
 }
 

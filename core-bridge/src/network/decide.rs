@@ -50,7 +50,7 @@ use tokio::time::Instant;
 
 use crate::approval::{
     nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, Approver,
-    NetworkApprovalRequest, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
+    NetworkApprovalRequest, WaitingForAnswer, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
 
 /// A session's network answers, shared by every sandbox of the session:
@@ -66,10 +66,15 @@ pub(crate) struct NetworkCache {
     /// another chance for a tired "yes".
     denied: Mutex<HashSet<Destination>>,
     pending: Mutex<HashMap<ConnectRequest, SharedAnswer>>,
+    /// Held while a question is put: one at a time, as a person answers
+    /// them.
+    asking: tokio::sync::Mutex<()>,
 }
 
-/// One answer, and how long it took, for everyone waiting on it.
-type SharedAnswer = Arc<OnceCell<(ApprovalAnswer, Duration)>>;
+/// One answer, and how long it took, for everyone waiting on it; `None`
+/// when the question was settled by the session's answer to another while
+/// it waited its turn.
+type SharedAnswer = Arc<OnceCell<Option<(ApprovalAnswer, Duration)>>>;
 
 impl NetworkCache {
     /// A cache whose questions pause `clock` (the session's approval clock,
@@ -79,6 +84,21 @@ impl NetworkCache {
             clock,
             ..NetworkCache::default()
         }
+    }
+
+    /// What an answer "for the session" already says of `request`.
+    fn session_answer(&self, request: &ConnectRequest) -> Option<Verdict> {
+        if lock(&self.denied).contains(&request.destination) {
+            return Some(Verdict::Deny {
+                reason: format!(
+                    "declined by the user for this session ({} on every port)",
+                    request.destination
+                ),
+            });
+        }
+        lock(&self.allowed)
+            .contains(request)
+            .then(|| approved(request))
     }
 }
 
@@ -211,96 +231,92 @@ impl NetworkDecider {
     }
 
     /// The session's earlier answer, else the approver's, asked once for
-    /// identical questions in flight.
+    /// identical questions in flight and one question at a time: a
+    /// question that waited its turn while another settled it (a denial of
+    /// its host for the session) is not put.
     async fn cached_or_asked(
         &self,
         request: &ConnectRequest,
         rule: Option<RuleRef>,
     ) -> NetworkDecision {
-        let cell = {
-            // Under the pending lock, a question is either still pending or
-            // its session answer is already in `allowed` or `denied` (it is put there
-            // before the question leaves `pending`): never asked twice.
-            let mut pending = lock(&self.cache.pending);
-            let verdict = if lock(&self.cache.denied).contains(&request.destination) {
-                Some(Verdict::Deny {
-                    reason: format!(
-                        "declined by the user for this session ({} on every port)",
-                        request.destination
-                    ),
-                })
-            } else if lock(&self.cache.allowed).contains(request) {
-                Some(approved(request))
-            } else {
-                None
-            };
-            if let Some(verdict) = verdict {
-                return NetworkDecision {
-                    verdict,
-                    decided_by: NetworkDecidedBy::SessionCache { rule },
-                    asked_person: false,
-                };
-            }
-            let Some(approver) = &self.approver else {
-                return NetworkDecision {
-                    verdict: Verdict::Deny {
-                        reason: format!(
-                            "no list entry or network rule allows {}:{} ({}), and nobody can be \
-                             asked (no approver)",
-                            request.destination, request.port, request.protocol
-                        ),
-                    },
-                    decided_by: NetworkDecidedBy::Default { rule },
-                    asked_person: false,
-                };
-            };
-            if !pending.contains_key(request) && pending.len() >= QUESTIONS_IN_FLIGHT {
-                return NetworkDecision {
-                    verdict: Verdict::Deny {
-                        reason: nobody_answered(&too_many_questions()),
-                    },
-                    decided_by: NetworkDecidedBy::Default { rule },
-                    asked_person: false,
-                };
-            }
-            let cell = pending.entry(request.clone()).or_default().clone();
-            (cell, approver.clone())
-        };
-        let (cell, approver) = cell;
-        let question = NetworkApprovalRequest {
-            destination: request.destination.clone(),
-            protocol: request.protocol,
-            port: request.port,
-            rule: rule.clone(),
-        };
-        let (answer, waited) = {
-            let _paused = self.cache.clock.pending();
-            cell.get_or_init(|| async {
-                let started = Instant::now();
-                let answer = approver.approve_network(&question).await;
-                match answer {
-                    ApprovalAnswer::ApproveForSession => {
-                        lock(&self.cache.allowed).insert(request.clone());
-                    }
-                    ApprovalAnswer::DeclineForSession => {
-                        lock(&self.cache.denied).insert(request.destination.clone());
-                    }
-                    _ => {}
+        let (answer, waited, approver) = loop {
+            let (cell, approver) = {
+                // Under the pending lock, a question is either still
+                // pending or its session answer is already in `allowed` or
+                // `denied` (put there before the question leaves
+                // `pending`): never asked twice.
+                let mut pending = lock(&self.cache.pending);
+                if let Some(verdict) = self.cache.session_answer(request) {
+                    return NetworkDecision {
+                        verdict,
+                        decided_by: NetworkDecidedBy::SessionCache { rule },
+                        asked_person: false,
+                    };
                 }
-                (answer, started.elapsed())
-            })
-            .await
-            .clone()
-        };
-        {
-            let mut pending = lock(&self.cache.pending);
-            if pending
-                .get(request)
-                .is_some_and(|current| Arc::ptr_eq(current, &cell))
-            {
-                pending.remove(request);
+                let Some(approver) = &self.approver else {
+                    return NetworkDecision {
+                        verdict: Verdict::Deny {
+                            reason: format!(
+                                "no list entry or network rule allows {}:{} ({}), and nobody \
+                                 can be asked (no approver)",
+                                request.destination, request.port, request.protocol
+                            ),
+                        },
+                        decided_by: NetworkDecidedBy::Default { rule },
+                        asked_person: false,
+                    };
+                };
+                if !pending.contains_key(request) && pending.len() >= QUESTIONS_IN_FLIGHT {
+                    return NetworkDecision {
+                        verdict: Verdict::Deny {
+                            reason: nobody_answered(&too_many_questions()),
+                        },
+                        decided_by: NetworkDecidedBy::Default { rule },
+                        asked_person: false,
+                    };
+                }
+                let cell = pending.entry(request.clone()).or_default().clone();
+                (cell, approver.clone())
+            };
+            let question = NetworkApprovalRequest {
+                destination: request.destination.clone(),
+                protocol: request.protocol,
+                port: request.port,
+                rule: rule.clone(),
+            };
+            let mut waiting = WaitingForAnswer::new(&self.cache.pending, request.clone(), cell);
+            let asked = {
+                let _paused = self.cache.clock.pending();
+                waiting
+                    .cell
+                    .get_or_init(|| async {
+                        let _turn = self.cache.asking.lock().await;
+                        if self.cache.session_answer(request).is_some() {
+                            return None;
+                        }
+                        let started = Instant::now();
+                        let answer = approver.approve_network(&question).await;
+                        match answer {
+                            ApprovalAnswer::ApproveForSession => {
+                                lock(&self.cache.allowed).insert(request.clone());
+                            }
+                            ApprovalAnswer::DeclineForSession => {
+                                lock(&self.cache.denied).insert(request.destination.clone());
+                            }
+                            _ => {}
+                        }
+                        Some((answer, started.elapsed()))
+                    })
+                    .await
+                    .clone()
+            };
+            waiting.answered = true;
+            drop(waiting);
+            // Settled while it waited its turn: the session's answer, above.
+            if let Some((answer, waited)) = asked {
+                break (answer, waited, approver);
             }
-        }
+        };
         let person = approver.asks_a_person();
         let unanswered = matches!(answer, ApprovalAnswer::Unanswered { .. });
         let verdict = match answer {

@@ -747,7 +747,8 @@ async fn questions_past_the_bound_are_not_put() {
             })
         })
         .collect();
-    while approver.asked() < QUESTIONS_IN_FLIGHT {
+    // One is put; the others wait their turn.
+    while lock(&decider.cache.pending).len() < QUESTIONS_IN_FLIGHT {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let refused = decider
@@ -760,10 +761,66 @@ async fn questions_past_the_bound_are_not_put() {
              session already wait for an answer)"
         ))
     );
-    assert_eq!(approver.asked(), QUESTIONS_IN_FLIGHT);
+    assert_eq!(approver.asked(), 1);
+    // Given up (their clients hung up), they no longer count: a review
+    // found them kept for the session, and the bound then shut every
+    // later question.
     for question in waiting {
         question.abort();
+        let _ = question.await;
     }
+    let approver = Scripted::new(ApprovalAnswer::ApproveOnce, Duration::ZERO);
+    let decider = NetworkDecider::new(
+        DomainList::default(),
+        rules(),
+        Some(approver.clone()),
+        decider.cache.clone(),
+    );
+    let asked = decider
+        .decide(&request("one-more.example", 443, Protocol::Https))
+        .await;
+    assert_eq!(asked.decided_by.as_str(), "user");
+    assert_eq!(approver.asked(), 1);
+}
+
+/// A review: questions about a host on other ports, waiting their turn
+/// while the person denied the host for the session, were put after it
+/// all the same. Questions go one at a time; one the session's answer
+/// settled meanwhile is not put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_settled_while_they_waited_are_not_put() {
+    let approver = Scripted::new(
+        ApprovalAnswer::DeclineForSession,
+        Duration::from_millis(200),
+    );
+    let decider = Arc::new(decider(Some(approver.clone()), Arc::default()));
+    let asks: Vec<_> = [
+        (443, Protocol::Https),
+        (80, Protocol::Http),
+        (443, Protocol::Socks5Tcp),
+    ]
+    .into_iter()
+    .map(|(port, protocol)| {
+        let decider = decider.clone();
+        tokio::spawn(async move {
+            decider
+                .decide(&request("pushy.example", port, protocol))
+                .await
+        })
+    })
+    .collect();
+    let mut by = Vec::new();
+    for ask in asks {
+        let decision = ask.await.unwrap();
+        assert!(
+            matches!(decision.verdict, Verdict::Deny { .. }),
+            "{decision:?}"
+        );
+        by.push(decision.decided_by.as_str());
+    }
+    by.sort_unstable();
+    assert_eq!(by, ["session-cache", "session-cache", "user"]);
+    assert_eq!(approver.asked(), 1);
 }
 
 /// A probe reached an address a `forbidden` rule named through a name
