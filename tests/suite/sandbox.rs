@@ -340,6 +340,15 @@ const ESCAPES: &[(&str, &str)] = &[
     ("capabilities", "grep -E '^Cap(Inh|Prm|Eff|Amb):' /proc/self/status | grep -v '0000000000000000$' && print ESCAPED"),
     ("no-new-privs", "grep -q '^NoNewPrivs:.*1' /proc/self/status || print ESCAPED"),
     ("mount", "mount -t tmpfs none {outside} && print x > {outside}/target.txt && print ESCAPED"),
+    // Set-ID bits: the sandbox's mounts are nosuid, the host's are not (a
+    // probe's root session made a set-user-ID root program any user ran).
+    ("chmod set-user-ID", "print x > su; chmod 4755 su; [[ -u su ]] && print ESCAPED"),
+    ("chmod set-group-ID", "print x > sg; chmod g+s sg; [[ -g sg ]] && print ESCAPED"),
+    ("fchmodat2 set-user-ID", "print x > s2; python3 -c 'import ctypes; ctypes.CDLL(None).syscall(452, -100, b\"s2\", 0o4755, 0)'; [[ -u s2 ]] && print ESCAPED"),
+    ("created set-user-ID", "python3 -c 'import os; os.close(os.open(\"sc\", os.O_CREAT | os.O_WRONLY, 0o4755))'; [[ -u sc ]] && print ESCAPED"),
+    ("mknod set-user-ID", "python3 -c 'import os, stat; os.mknod(\"sm\", stat.S_IFREG | 0o4755)'; [[ -u sm ]] && print ESCAPED"),
+    ("O_TMPFILE set-user-ID", "python3 -c 'import os; f = os.open(\".\", os.O_TMPFILE | os.O_WRONLY, 0o4755); os.link(\"/proc/self/fd/%d\" % f, \"st\")'; [[ -u st ]] && print ESCAPED"),
+    ("openat2 set-user-ID", "python3 -c 'import ctypes, os, struct; ctypes.CDLL(None).syscall(437, -100, b\"so\", struct.pack(\"QQQ\", os.O_CREAT | os.O_WRONLY, 0o4755, 0), 24)'; [[ -u so ]] && print ESCAPED"),
     ("new user namespace", "unshare -Ur sh -c 'mount --bind /tmp {outside}' && print ESCAPED"),
 ];
 

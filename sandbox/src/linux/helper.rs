@@ -249,14 +249,13 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
     supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets)?);
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
-        let refuses_openat2 = supervision.refuses_openat2();
         // The parent serves and never comes back here.
         let hand_over = supervisor::fork_supervisor(supervision)?;
         // First, while the seccomp() call is still allowed: the filter
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
             .map_err(|errno| format!("seccomp listener: {errno}"))?;
-        apply_seccomp(&network, Supervised::Yes { refuses_openat2 })?;
+        apply_seccomp(&network, Supervised::Yes)?;
         hand_over.send(listener)?;
     } else {
         if nix::unistd::getpid().as_raw() == 1 {
@@ -472,7 +471,7 @@ fn apply_landlock(args: &HelperArgs) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Supervised {
     No,
-    Yes { refuses_openat2: bool },
+    Yes,
 }
 
 /// Denies what the mount view and Landlock cannot: kernel interfaces that
@@ -537,6 +536,9 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
             vec![SeccompRule::new(vec![out_of_band]).map_err(|e| seccomp_error(&e))?],
         );
     }
+    for (syscall, rules_of_call) in set_id_bit_rules().map_err(|e| seccomp_error(&e))? {
+        rules.entry(syscall).or_default().extend(rules_of_call);
+    }
     if network.confines_connect() {
         let limited = matches!(network, SocketFilter::Limited { .. });
         for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
@@ -581,7 +583,7 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
             rules.insert(syscall, socket_rules);
         }
     }
-    if let Supervised::Yes { refuses_openat2 } = supervised {
+    if supervised == Supervised::Yes {
         let new_listener = SeccompCondition::new(
             1,
             SeccompCmpArgLen::Dword,
@@ -593,12 +595,68 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
             libc::SYS_seccomp,
             vec![SeccompRule::new(vec![new_listener]).map_err(|e| seccomp_error(&e))?],
         );
-        if refuses_openat2 {
-            apply_errno_filter(libc::SYS_openat2, libc::ENOSYS)?;
-        }
     }
+    // `openat2`'s flags and mode lie behind a pointer, which no filter
+    // reads: a created file's set-ID bits, and with a supervisor the
+    // creations it watches, would pass unseen. Programs take ENOSYS for an
+    // older kernel and fall back to `openat`.
+    apply_errno_filter(libc::SYS_openat2, libc::ENOSYS)?;
     let program = compile_filter(rules, SeccompAction::Errno(libc::EPERM as u32))?;
     seccompiler::apply_filter(&program).map_err(|e| seccomp_error(&e))
+}
+
+/// Rules matching calls that would give a file the set-user-ID or
+/// set-group-ID bit: `chmod` and its kin, and files created with either
+/// bit (`open` and `openat` with `O_CREAT` or `O_TMPFILE`, `creat`,
+/// `mknod`). The sandbox's own mounts are `nosuid`, the host's are not: a
+/// session run as root made a set-user-ID root program in its workspace
+/// that any user of the machine could then run as root. The sandbox holds
+/// no capability, so its files are only ever its own user's to mark.
+/// (`openat2`, whose mode the filter cannot read, is refused apart.)
+fn set_id_bit_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
+    let set_id_bits = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+    let arg =
+        |index, op, value: u64| SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value);
+    // A rule per bit (a filter cannot test "any of these bits" at once),
+    // each with `creating`'s conditions too.
+    let with_bits = |mode_argument: u8, creating: &[(u8, u64)]| {
+        set_id_bits
+            .iter()
+            .map(|&bit| {
+                let mut conditions = vec![arg(mode_argument, SeccompCmpOp::MaskedEq(bit), bit)?];
+                for &(index, flag) in creating {
+                    conditions.push(arg(index, SeccompCmpOp::MaskedEq(flag), flag)?);
+                }
+                SeccompRule::new(conditions)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    // The mode of `open` is read only with these flags: without them the
+    // register holds whatever the caller left there.
+    let creations = |flags_argument: u8, mode_argument: u8| {
+        let mut rules = with_bits(mode_argument, &[(flags_argument, libc::O_CREAT as u64)])?;
+        rules.extend(with_bits(
+            mode_argument,
+            &[(flags_argument, libc::O_TMPFILE as u64)],
+        )?);
+        Ok::<_, seccompiler::BackendError>(rules)
+    };
+    let mut rules = vec![
+        (libc::SYS_fchmod, with_bits(1, &[])?),
+        (libc::SYS_fchmodat, with_bits(2, &[])?),
+        (libc::SYS_fchmodat2, with_bits(2, &[])?),
+        (libc::SYS_mknodat, with_bits(2, &[])?),
+        (libc::SYS_openat, creations(2, 3)?),
+    ];
+    // The calls newer architectures left out.
+    #[cfg(target_arch = "x86_64")]
+    rules.extend([
+        (libc::SYS_chmod, with_bits(1, &[])?),
+        (libc::SYS_creat, with_bits(1, &[])?),
+        (libc::SYS_mknod, with_bits(1, &[])?),
+        (libc::SYS_open, creations(1, 2)?),
+    ]);
+    Ok(rules)
 }
 
 /// Rules matching inet sockets other than TCP streams: the other socket

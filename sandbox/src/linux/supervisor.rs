@@ -136,12 +136,6 @@ impl Supervision {
     fn watches_creation(&self) -> bool {
         !self.uncreatable.is_empty() || self.deny.is_some()
     }
-
-    /// Whether `openat2` must be refused (ENOSYS), because `open` is
-    /// watched and `openat2` would go around it.
-    pub(crate) fn refuses_openat2(&self) -> bool {
-        self.watches_creation()
-    }
 }
 
 /// Marks the rules whose action becomes `SECCOMP_RET_USER_NOTIF`:
@@ -920,8 +914,13 @@ impl Call<'_> {
     }
 
     /// `mode` as the kernel would create with it in the target: less the
-    /// target's umask (the supervisor's own is zero).
+    /// target's umask (the supervisor's own is zero). A set-user-ID or
+    /// set-group-ID bit is refused, as the sandbox's seccomp filter refuses
+    /// it for the calls it sees (see the helper's `set_id_bit_rules`).
     fn creation_mode(&self, mode: u64) -> Result<Mode, Errno> {
+        if mode & u64::from(libc::S_ISUID | libc::S_ISGID) != 0 {
+            return Err(Errno::EPERM);
+        }
         let requested = Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t);
         Ok(requested & !self.target.umask()?)
     }
