@@ -1400,3 +1400,49 @@ async fn an_escalation_whose_spare_ended_starts_its_own_sandbox() {
         );
     }
 }
+
+/// A probe whose profile could write the parent of its workspace moved
+/// that parent aside: under the new name, the workspace's `.agents` could
+/// be created and a late file a glob relative to the workspace denied
+/// could be read (the supervisor judges by path), and moving it back left
+/// them in the real workspace. A directory holding a writable root, a root
+/// of deny globs or a mount of the sandbox does not move (EBUSY); other
+/// directories do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_holding_the_workspace_does_not_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let parent = fs::canonicalize(dir.path()).unwrap();
+    let ws = parent.join("mid/ws");
+    fs::create_dir_all(ws.join("config")).unwrap();
+    fs::create_dir_all(parent.join("other/inner")).unwrap();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(
+            parse_target(parent.to_str().unwrap(), None).unwrap(),
+            Access::Write,
+        )
+        .unwrap();
+    file_system
+        .push(parse_target("config/*.key", None).unwrap(), Access::None)
+        .unwrap();
+    let script = format!(
+        "cd {parent}; \
+         mv mid moved 2>/dev/null || print mid-stays; \
+         mv mid/ws mid/ws2 2>/dev/null || print ws-stays; \
+         mv other elsewhere && print other-moves; \
+         mkdir moved/ws/.agents 2>/dev/null && print ESCAPED; \
+         print the-end",
+        parent = parent.display()
+    );
+    let (output, _) = run_sandboxed(policy_by_path(&[]), profile, &script, &ws).await;
+    assert_eq!(
+        output.stdout, "mid-stays\nws-stays\nother-moves\nthe-end\n",
+        "{}",
+        output.stderr
+    );
+    assert!(ws.is_dir());
+    assert!(!ws.join(".agents").exists());
+}

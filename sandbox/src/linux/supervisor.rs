@@ -31,7 +31,10 @@
 //!   `connect`, cannot be created at all (seccomp, in the helper).
 //! - under writable roots, creating `.agents` or `.execgate` (mkdir, mknod,
 //!   symlink, link, rename targets, `open` with `O_CREAT`) fails with EACCES;
-//!   `.git` stays creatable.
+//!   `.git` stays creatable. Renaming a directory that holds a writable
+//!   root, a root of deny globs or a mount of the sandbox's view fails with
+//!   EBUSY: under its new name, what these checks find by path would be out
+//!   of their sight.
 //! - with deny globs, every `open`: the path of what was opened is matched
 //!   against the globs, and `link`/`rename` sources, which could give a
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
@@ -906,6 +909,58 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// A directory being renamed must hold nothing this supervisor or the
+    /// mount view finds by path: a writable root (whose `.agents` no one
+    /// may create), a root deny globs hang from, a mount of the sandbox's
+    /// view (a writable root bound inside another, a read-only `.git`, the
+    /// tools). Moved, each would be out of the checks' sight under its new
+    /// name. A probe moved the parent of its workspace aside, created
+    /// `.agents` in the workspace under its new name, read a late file a
+    /// glob relative to the workspace denied, and moved it back; another
+    /// moved the execgate binaries' directory aside and put its own in
+    /// their place. Refused as the kernel refuses to rename a mount point
+    /// (EBUSY).
+    fn refuse_moving_anchors(&self, location: &Location) -> Result<(), Errno> {
+        let is_directory = nix::sys::stat::fstatat(
+            location.parent.as_fd(),
+            location.name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        if !is_directory {
+            return Ok(());
+        }
+        let path = location.path();
+        let writable_roots = self
+            .supervision
+            .uncreatable
+            .iter()
+            .filter_map(|name| name.parent());
+        let deny_roots = self
+            .supervision
+            .deny
+            .iter()
+            .flat_map(|deny| deny.roots.iter().map(PathBuf::as_path));
+        if writable_roots
+            .chain(deny_roots)
+            .any(|anchor| anchor.starts_with(&path))
+        {
+            return Err(Errno::EBUSY);
+        }
+        // Unreadable, the mount table could hold anything.
+        let mounts = std::fs::read("/proc/self/mountinfo").map_err(|_| Errno::EBUSY)?;
+        let holds_a_mount = mounts
+            .split(|&byte| byte == b'\n')
+            .filter_map(|line| line.split(|&byte| byte == b' ').nth(4))
+            .any(|mount_point| {
+                Path::new(OsStr::from_bytes(&unescape_mount_point(mount_point))).starts_with(&path)
+            });
+        if holds_a_mount {
+            return Err(Errno::EBUSY);
+        }
+        Ok(())
+    }
+
     fn refuse_denied(&self, path: &Path) -> Result<(), Errno> {
         match &self.supervision.deny {
             Some(deny) if path.is_absolute() && deny.denies(path) => Err(Errno::EACCES),
@@ -1110,10 +1165,12 @@ impl Call<'_> {
         let new = self.locate(new_start)?;
         self.refuse_uncreatable(&new)?;
         self.refuse_denied_beneath(&old)?;
+        self.refuse_moving_anchors(&old)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             // Both names move.
             self.refuse_uncreatable(&old)?;
             self.refuse_denied_beneath(&new)?;
+            self.refuse_moving_anchors(&new)?;
         }
         let known = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
         if flags & !known != 0 {
@@ -1238,6 +1295,32 @@ impl Call<'_> {
         sys::connect_raw(socket.as_fd(), &checked)?;
         Ok(Answer::Value(0))
     }
+}
+
+/// A mount point as `/proc/PID/mountinfo` writes it, with the space, tab,
+/// line feed and backslash it escapes (`\040`...) put back.
+fn unescape_mount_point(escaped: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some((&first, after)) = rest.split_first() {
+        let octal = after.get(..3).filter(|digits| {
+            first == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit))
+        });
+        match octal {
+            Some(digits) => {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
+                bytes.push(value as u8);
+                rest = &after[3..];
+            }
+            None => {
+                bytes.push(first);
+                rest = after;
+            }
+        }
+    }
+    bytes
 }
 
 /// Entries searched under a directory being renamed before the rename is
@@ -1448,6 +1531,20 @@ fn sandbox_socket_inodes() -> Result<Vec<(u32, u64)>, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_read_as_the_mount_table_escapes_them() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            (b"/tmp/plain", b"/tmp/plain"),
+            (b"/tmp/with\\040space\\011tab", b"/tmp/with space\ttab"),
+            (b"/tmp/back\\134slash\\012", b"/tmp/back\\slash\n"),
+            // Not an escape: left as it is.
+            (b"/tmp/odd\\09x\\", b"/tmp/odd\\09x\\"),
+        ];
+        for (escaped, path) in cases {
+            assert_eq!(unescape_mount_point(escaped), path);
+        }
+    }
 
     #[test]
     fn uncreatable_paths_skip_explicit_grants() {
