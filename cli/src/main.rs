@@ -60,7 +60,7 @@ use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
     OnNetworkDenial, PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry,
-    StartupFiles, Stdio3, Tools, SKILL_PERMISSIONS_FILE,
+    StartupFiles, Stdio3, Tools, ToolsOrigin, SKILL_PERMISSIONS_FILE,
 };
 #[cfg(unix)]
 use std::io::IsTerminal;
@@ -266,14 +266,35 @@ impl SessionArgs {
                 .chain(self.config.iter())
                 .chain(&skill_files)
                 .map(PathBuf::as_path),
+            "the commands run here could change the policy of later sessions; keep policy \
+             files outside the writable roots",
         );
+        let located = Tools::locate_with_origin()?;
+        // A probe replaced the execgate its next session ran, from a
+        // sandbox that could write the directory it was installed in. (A
+        // build tree is a developer's, and said so in the README.)
+        if located.origin == ToolsOrigin::Installed {
+            let tools = &located.tools;
+            let execgate = std::env::current_exe().ok();
+            warn_if_sandbox_writable(
+                &profile,
+                &cwd,
+                execgate
+                    .iter()
+                    .chain([&tools.zsh, &tools.wrapper, &tools.sandbox_helper])
+                    .map(PathBuf::as_path),
+                "the commands run here could replace what later sessions run outside any \
+                 sandbox; install execgate outside the writable roots",
+            );
+        }
+        let tools = located.tools;
         let policy = ExecPolicy::new(ExecPolicyConfig {
             rules: Arc::new(rules),
             skills,
             profiles: Arc::new(config.profiles),
             approver,
         })?;
-        let mut session = ShellSessionConfig::with_exec_policy(&cwd, Tools::locate()?, policy);
+        let mut session = ShellSessionConfig::with_exec_policy(&cwd, tools, policy);
         session.profile = profile;
         session.profile_name = profile_name.clone();
         session.env = config.env;
@@ -450,6 +471,7 @@ fn warn_if_sandbox_writable<'a>(
     profile: &PermissionProfile,
     cwd: &std::path::Path,
     files: impl Iterator<Item = &'a std::path::Path>,
+    consequence: &str,
 ) {
     let Some(view) = sandbox_view(profile, cwd) else {
         return;
@@ -473,8 +495,7 @@ fn warn_if_sandbox_writable<'a>(
                 )
             };
             stderr::line(&format!(
-                "execgate: warning: {} {how}, so the commands run here could change the \
-                 policy of later sessions; keep policy files outside the writable roots",
+                "execgate: warning: {} {how}, so {consequence}",
                 file.display(),
             ));
         }

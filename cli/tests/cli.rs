@@ -2684,3 +2684,51 @@ fn skills_are_warned_about_as_loaded() {
     );
     assert!(!stderr.contains(&skills.display().to_string()), "{stderr}");
 }
+
+/// A probe replaced the execgate its next session ran: installed where the
+/// session's sandbox could write, it was the sandbox's to change. An
+/// installed execgate says so when a session starts (a build tree is a
+/// developer's, and the README says it).
+#[test]
+fn an_installation_the_sandbox_can_write_is_warned_about() {
+    let (_dir, ws) = workspace();
+    let binary = Path::new(env!("CARGO_BIN_EXE_execgate"));
+    let built = binary.parent().unwrap();
+    let installed = ws.join("opt");
+    let tools = installed.join("libexec/execgate");
+    std::fs::create_dir_all(installed.join("bin")).unwrap();
+    std::fs::create_dir_all(&tools).unwrap();
+    let copy = |from: &Path, to: &Path| {
+        let status = Command::new("cp")
+            .args(["-a", from.to_str().unwrap(), to.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    copy(binary, &installed.join("bin/execgate"));
+    for tool in ["execgate-exec-wrapper", "execgate-sandbox-helper"] {
+        copy(&built.join(tool), &tools.join(tool));
+    }
+    copy(&built.join("../zsh"), &tools.join("zsh"));
+    let output = Command::new(installed.join("bin/execgate"))
+        .args(["run", "--profile", "workspace-write", "--", "true"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("install execgate outside the writable roots"))
+        .collect();
+    assert_eq!(warned.len(), 4, "{stderr}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "execgate: warning: {}/bin/execgate is writable from this session's sandbox",
+            installed.display()
+        )),
+        "{stderr}"
+    );
+}
