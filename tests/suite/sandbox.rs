@@ -1446,3 +1446,27 @@ async fn a_directory_holding_the_workspace_does_not_move() {
     assert!(ws.is_dir());
     assert!(!ws.join(".agents").exists());
 }
+
+/// A probe's workspace had `.git` as a link to a repository elsewhere: no
+/// directory to mount read-only, so the sandbox removed the link and made
+/// a repository of its own there, with a hook the user's git then ran
+/// outside the sandbox. A `.git` that is a link when the sandbox starts is
+/// never made again once gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_git_link_in_the_workspace_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(dir.path()).unwrap();
+    let (ws, repository) = (base.join("ws"), base.join("repository.git"));
+    fs::create_dir(&ws).unwrap();
+    fs::create_dir(&repository).unwrap();
+    std::os::unix::fs::symlink(&repository, ws.join(".git")).unwrap();
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let script = "rm .git; \
+                  mkdir .git 2>/dev/null && print ESCAPED; \
+                  ln -s /tmp .git 2>/dev/null && print ESCAPED; \
+                  mkdir staged && mv staged .git 2>/dev/null && print ESCAPED; \
+                  print the-end";
+    let (output, _) = run_sandboxed(policy_by_path(&[]), profile, script, &ws).await;
+    assert_eq!(output.stdout, "the-end\n", "{}", output.stderr);
+    assert!(fs::symlink_metadata(ws.join(".git")).is_err());
+}

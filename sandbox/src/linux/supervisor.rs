@@ -31,7 +31,9 @@
 //!   `connect`, cannot be created at all (seccomp, in the helper).
 //! - under writable roots, creating `.agents` or `.execgate` (mkdir, mknod,
 //!   symlink, link, rename targets, `open` with `O_CREAT`) fails with EACCES;
-//!   `.git` stays creatable. Renaming a directory that holds a writable
+//!   `.git` stays creatable, unless it was a link when the sandbox started
+//!   (no directory to mount read-only: once the link is gone, a repository
+//!   of the sandbox's making would take its place). Renaming a directory that holds a writable
 //!   root, a root of deny globs or a mount of the sandbox's view fails with
 //!   EBUSY: under its new name, what these checks find by path would be out
 //!   of their sight.
@@ -101,7 +103,8 @@ pub(crate) struct Supervision {
     /// `stat` gives them, taken when the sandbox started.
     allowed_sockets: Vec<(u64, u64)>,
     /// `ROOT/.agents` and `ROOT/.execgate` for each writable root, unless
-    /// the profile grants that path itself.
+    /// the profile grants that path itself, and `ROOT/.git` where it is a
+    /// link when the sandbox starts.
     uncreatable: Vec<PathBuf>,
     deny: Option<DenyGlobs>,
 }
@@ -112,9 +115,18 @@ impl Supervision {
         writable_roots: &[PathBuf],
         deny: Option<DenyGlobs>,
     ) -> Supervision {
+        // A `.git` that is a link is no directory to mount read-only: the
+        // link itself would go, and a repository of the sandbox's making,
+        // with its hooks, take its place for the user's own git to run (a
+        // probe did). Once gone, nothing of that name is made again.
+        let linked_git = writable_roots
+            .iter()
+            .map(|root| root.join(".git"))
+            .filter(|git| std::fs::symlink_metadata(git).is_ok_and(|meta| meta.is_symlink()));
         let uncreatable = writable_roots
             .iter()
             .flat_map(|root| UNCREATABLE_NAMES.map(|name| root.join(name)))
+            .chain(linked_git)
             .filter(|path| !writable_roots.contains(path))
             .collect();
         Supervision {
@@ -902,6 +914,7 @@ impl Call<'_> {
     fn refuse_uncreatable(&self, location: &Location) -> Result<(), Errno> {
         let is_protected_name = UNCREATABLE_NAMES
             .iter()
+            .chain(&[".git"])
             .any(|name| location.name == OsStr::new(name));
         if is_protected_name && self.supervision.uncreatable.contains(&location.path()) {
             return Err(Errno::EACCES);
