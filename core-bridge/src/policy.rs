@@ -130,7 +130,9 @@ enum ApprovalKey {
         args: Vec<OsString>,
         cwd: PathBuf,
         /// The working directory's device and inode: the same directory,
-        /// not one made later under its name.
+        /// not one made later under its name (unless its file system gives
+        /// the new one the old one's inode number, as ext4 may after
+        /// `rmdir` and `mkdir`).
         directory: Option<(u64, u64)>,
         execution: String,
     },

@@ -221,11 +221,11 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
     let mut refused_ranges = Vec::new();
     let mut refused_by_name = Vec::new();
     for address in addresses {
-        if let (AddressClass::NonPublic(range), NonPublicAddresses::Refuse) =
-            (classify_from_here(address.ip()), non_public)
-        {
-            refused_ranges.push(format!("{} is {range}", address.ip()));
-            continue;
+        if non_public == NonPublicAddresses::Refuse {
+            if let AddressClass::NonPublic(range) = classify_from_here(address.ip()) {
+                refused_ranges.push(format!("{} is {range}", address.ip()));
+                continue;
+            }
         }
         // A rule or entry on the address holds for every name of it.
         if let Destination::Name(_) = &request.destination {

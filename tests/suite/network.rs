@@ -951,8 +951,9 @@ fn held_tunnels_leave_descriptors_for_decisions() {
 
 async fn hold_tunnels_and_decide() {
     const TUNNELS: usize = 120;
-    // Half of 512, six descriptors a relay.
-    const RELAYS: usize = 512 / 2 / 6;
+    // Half of 512, six descriptors a relay, of which one sandbox takes
+    // half.
+    const RELAYS: usize = 512 / 2 / 6 / 2;
     // An origin that takes connections and never answers: each tunnel
     // stands until the sandbox closes it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -79,8 +79,11 @@ const DESCRIPTORS_PER_RELAY: u64 = 6;
 /// request's executable or working directory: every sandbox's decisions
 /// failed while the tunnels stood. Past it, connections wait in their
 /// listeners' backlogs.
-fn process_connections() -> Arc<tokio::sync::Semaphore> {
-    static CONNECTIONS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> =
+/// Also returns how many that is: one sandbox takes at most half of them
+/// (a review: one sandbox holding them all left every other sandbox's
+/// connections waiting, other sessions' in the same process included).
+fn process_connections() -> (Arc<tokio::sync::Semaphore>, usize) {
+    static CONNECTIONS: std::sync::OnceLock<(Arc<tokio::sync::Semaphore>, usize)> =
         std::sync::OnceLock::new();
     CONNECTIONS
         .get_or_init(|| {
@@ -88,8 +91,11 @@ fn process_connections() -> Arc<tokio::sync::Semaphore> {
                 .map_or(1024, |(soft, _hard)| soft);
             let connections = usize::try_from(limit / 2 / DESCRIPTORS_PER_RELAY)
                 .unwrap_or(usize::MAX)
-                .clamp(8, 1 << 20);
-            Arc::new(tokio::sync::Semaphore::new(connections))
+                .clamp(16, 1 << 20);
+            (
+                Arc::new(tokio::sync::Semaphore::new(connections)),
+                connections,
+            )
         })
         .clone()
 }
@@ -207,8 +213,10 @@ async fn serve_sandbox(
     // The session's end ends them at once.
     let relays_end = inner.ended.child_token();
     let _ending = EndRelays(relays_end.clone());
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_PER_SANDBOX));
-    let in_process = process_connections();
+    let (in_process, process_bound) = process_connections();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        CONNECTIONS_PER_SANDBOX.min(process_bound / 2),
+    ));
     loop {
         let permits = async {
             let sandbox = in_flight.clone().acquire_owned().await?;

@@ -162,7 +162,9 @@ pub fn helper_main() -> std::process::ExitCode {
             errno: nix::Error::ENOENT,
             absent: true,
         } => {
-            let program = program.to_string_lossy();
+            // Named by whoever asked for it: escaped, it cannot move the
+            // cursor or start a line that passes for another.
+            let program = program.to_string_lossy().escape_debug().to_string();
             if program.contains('/') {
                 eprintln!("execgate: {program}: No such file or directory");
             } else {
@@ -178,14 +180,14 @@ pub fn helper_main() -> std::process::ExitCode {
             eprintln!(
                 "execgate: cannot execute {}: its interpreter or loader is not in the sandbox \
                  (No such file or directory)",
-                program.to_string_lossy()
+                program.to_string_lossy().escape_debug()
             );
             std::process::ExitCode::from(SETUP_FAILED)
         }
         Failure::Execute { program, errno, .. } => {
             eprintln!(
                 "execgate: cannot execute {}: {}",
-                program.to_string_lossy(),
+                program.to_string_lossy().escape_debug(),
                 errno.desc()
             );
             std::process::ExitCode::from(SETUP_FAILED)
