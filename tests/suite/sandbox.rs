@@ -1470,3 +1470,19 @@ async fn a_git_link_in_the_workspace_is_not_replaced() {
     assert_eq!(output.stdout, "the-end\n", "{}", output.stderr);
     assert!(fs::symlink_metadata(ws.join(".git")).is_err());
 }
+
+/// The set-ID refusal is for files: a directory made with set-ID bits in
+/// its mode (`cp -r` of a set-group-ID directory) is made, as `mkdir`
+/// itself would make it (a probe found it refused). `chmod g+s` on a
+/// directory stays refused: the filter cannot tell it from a file.
+#[tokio::test(flavor = "multi_thread")]
+async fn directories_made_with_set_id_bits_in_their_mode_are_made() {
+    let world = World::new();
+    let shared = world.ws.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o2775)).unwrap();
+    let script = "python3 -c 'import os; os.mkdir(\"other\", 0o6775)' && print made; \
+                  cp -r shared copy && print copied";
+    let (output, _) = run_sandboxed(policy_by_path(&[]), world.profile(), script, &world.ws).await;
+    assert_eq!(output.stdout, "made\ncopied\n", "{}", output.stderr);
+}

@@ -218,13 +218,8 @@ async fn serve_sandbox(
         CONNECTIONS_PER_SANDBOX.min(process_bound / 2),
     ));
     loop {
-        let permits = async {
-            let sandbox = in_flight.clone().acquire_owned().await?;
-            let process = in_process.clone().acquire_owned().await?;
-            Ok::<_, tokio::sync::AcquireError>((sandbox, process))
-        };
         let permit = tokio::select! {
-            permits = permits => permits,
+            permit = in_flight.clone().acquire_owned() => permit,
             _ = ended.readable() => return Ok(()),
             () = inner.ended.cancelled() => return Ok(()),
         };
@@ -246,9 +241,17 @@ async fn serve_sandbox(
                 let (inner, sandbox) = (inner.clone(), sandbox.clone());
                 let connection = decider.connection(request_id);
                 let relays_end = relays_end.clone();
+                let in_process = in_process.clone();
                 tokio::spawn(async move {
+                    // Taken once there is a connection: a sandbox waiting
+                    // for one holds none of the process's (a review).
+                    let process_permit = tokio::select! {
+                        permit = in_process.acquire_owned() => permit,
+                        () = relays_end.cancelled() => return,
+                    };
+                    let Ok(process_permit) = process_permit else { return };
                     serve_one(&inner, stream, connection, &sandbox, &relays_end).await;
-                    drop(permit);
+                    drop((permit, process_permit));
                 });
             }
             // A pidfd turns readable when its process has exited.

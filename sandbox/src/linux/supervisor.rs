@@ -1068,6 +1068,10 @@ impl Call<'_> {
     }
 
     fn mkdir(&self, dirfd: u64, path: u64, mode: u64) -> Result<Answer, Errno> {
+        // A directory's set-ID bits grant nothing (the set-group-ID one
+        // passes the group on), and `mkdir` keeps neither from its mode
+        // anyway: dropped, not refused (`cp -r` of such a directory).
+        let mode = mode & !u64::from(libc::S_ISUID | libc::S_ISGID);
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
         let mode = self.creation_mode(mode)?;
