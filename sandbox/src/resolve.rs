@@ -208,9 +208,26 @@ impl ResolvedPolicy {
         for root in &writable {
             for name in PROTECTED_NAMES {
                 let path = root.join(name);
-                // A symlink here must not turn into a grant on its target:
-                // protection only ever narrows.
-                let is_real = fs::symlink_metadata(&path).is_ok_and(|meta| !meta.is_symlink());
+                let is_link = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_symlink());
+                if is_link {
+                    // A link is no directory to mount read-only: what it
+                    // leads to is, where the sandbox could write it (a
+                    // probe wrote hooks through a `.git` link into the
+                    // workspace). Elsewhere it must not turn into a grant
+                    // on its target: protection only ever narrows.
+                    let target = fs::canonicalize(&path).ok();
+                    // Not a root itself, nor one holding a root: a link
+                    // to `.` would make the workspace read-only.
+                    if let Some(target) = target.filter(|target| {
+                        writable.iter().any(|root| target.starts_with(root))
+                            && !writable.iter().any(|root| root.starts_with(target))
+                            && !explicit.contains(target)
+                    }) {
+                        add_rule(&mut rules, &target, Access::Read);
+                    }
+                    continue;
+                }
+                let is_real = fs::symlink_metadata(&path).is_ok();
                 if explicit.contains(&path) || !is_real {
                     continue;
                 }
@@ -923,6 +940,24 @@ mod tests {
         ]);
         let policy = ResolvedPolicy::resolve(&explicit, &SandboxContext::new(&root)).unwrap();
         assert!(policy.can_write(&root.join(".git/config")));
+
+        // A `.git` link: what it leads to inside the writable root is read
+        // only (a probe wrote hooks through one); a link to the root
+        // itself, or out of the writable roots, grants and takes nothing.
+        let linked = root.join("linked");
+        fs::create_dir_all(linked.join("repo.git/hooks")).unwrap();
+        std::os::unix::fs::symlink("repo.git", linked.join(".git")).unwrap();
+        std::os::unix::fs::symlink(".", linked.join(".agents")).unwrap();
+        std::os::unix::fs::symlink(root.join(".git"), linked.join(".execgate")).unwrap();
+        let policy = ResolvedPolicy::resolve(
+            &managed(&[(":root", Access::Read), (":cwd", Access::Write)]),
+            &SandboxContext::new(&linked),
+        )
+        .unwrap();
+        assert!(!policy.can_write(&linked.join("repo.git/hooks/pre-commit")));
+        assert!(policy.can_write(&linked.join("file")));
+        assert!(policy.can_write(&linked.join("repo.git-sibling")));
+        assert!(!policy.can_write(&root.join(".git/config")));
     }
 
     #[test]
