@@ -1450,8 +1450,9 @@ async fn a_directory_holding_the_workspace_does_not_move() {
 /// A probe's workspace had `.git` as a link to a repository elsewhere: no
 /// directory to mount read-only, so the sandbox removed the link and made
 /// a repository of its own there, with a hook the user's git then ran
-/// outside the sandbox. A `.git` that is a link when the sandbox starts is
-/// never made again once gone.
+/// outside the sandbox; another removed it and made the workspace itself a
+/// bare repository. A `.git` that is a link when the sandbox starts is
+/// neither removed, nor renamed, nor made again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_git_link_in_the_workspace_is_not_replaced() {
     let dir = tempfile::tempdir().unwrap();
@@ -1461,14 +1462,20 @@ async fn a_git_link_in_the_workspace_is_not_replaced() {
     fs::create_dir(&repository).unwrap();
     std::os::unix::fs::symlink(&repository, ws.join(".git")).unwrap();
     let profile = PermissionProfile::preset("workspace-write").unwrap();
-    let script = "rm .git; \
-                  mkdir .git 2>/dev/null && print ESCAPED; \
-                  ln -s /tmp .git 2>/dev/null && print ESCAPED; \
+    let script = "rm .git 2>/dev/null || print kept; \
+                  mv .git moved 2>/dev/null || print kept; \
                   mkdir staged && mv staged .git 2>/dev/null && print ESCAPED; \
+                  python3 -c 'import os; os.rename(\"staged\", \".git\", )' 2>/dev/null \
+                    && print ESCAPED; \
+                  rmdir staged && print other-removals-work; \
                   print the-end";
     let (output, _) = run_sandboxed(policy_by_path(&[]), profile, script, &ws).await;
-    assert_eq!(output.stdout, "the-end\n", "{}", output.stderr);
-    assert!(fs::symlink_metadata(ws.join(".git")).is_err());
+    assert_eq!(
+        output.stdout, "kept\nkept\nother-removals-work\nthe-end\n",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(fs::read_link(ws.join(".git")).unwrap(), repository);
 }
 
 /// The set-ID refusal is for files: a directory made with set-ID bits in
