@@ -137,6 +137,16 @@ pub enum SandboxError {
     )]
     DeniedWorkingDirectory { cwd: PathBuf, globs: String },
     #[error(
+        "{} is a symbolic link (to {}), which the sandbox cannot keep read-only: through it, \
+         or in its place, the commands run here could plant hooks that your own git runs later; \
+         replace it with a file that says `gitdir: {}` (git reads those, and the sandbox keeps \
+         both read-only)",
+        .path.display(),
+        .target.display(),
+        .target.display()
+    )]
+    ProtectedNameIsLink { path: PathBuf, target: PathBuf },
+    #[error(
         "the working directory is /, and the profile makes the working directory \
          writable: that would be the whole file system; start from the workspace (--cwd), \
          or choose danger-full-access if the whole file system is meant"

@@ -208,26 +208,19 @@ impl ResolvedPolicy {
         for root in &writable {
             for name in PROTECTED_NAMES {
                 let path = root.join(name);
+                // A link is no directory to mount read-only: the sandbox
+                // could write through it, replace it, or make what it
+                // leads to (probes did each, and the user's own git then
+                // ran the hooks). Refused rather than half kept: a `.git`
+                // file (`gitdir: PATH`) is protected, and so is its gitdir.
                 let is_link = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_symlink());
                 if is_link {
-                    // A link is no directory to mount read-only: what it
-                    // leads to is, where the sandbox could write it (a
-                    // probe wrote hooks through a `.git` link into the
-                    // workspace). Elsewhere it must not turn into a grant
-                    // on its target: protection only ever narrows.
-                    let target = fs::canonicalize(&path).ok();
-                    // Not a root itself, nor one holding a root: a link
-                    // to `.` would make the workspace read-only.
-                    if let Some(target) = target.filter(|target| {
-                        writable.iter().any(|root| target.starts_with(root))
-                            && !writable.iter().any(|root| root.starts_with(target))
-                            && !explicit.contains(target)
-                    }) {
-                        add_rule(&mut rules, &target, Access::Read);
-                    }
-                    continue;
+                    return Err(SandboxError::ProtectedNameIsLink {
+                        target: fs::read_link(&path).unwrap_or_default(),
+                        path,
+                    });
                 }
-                let is_real = fs::symlink_metadata(&path).is_ok();
+                let is_real = fs::symlink_metadata(&path).is_ok_and(|meta| !meta.is_symlink());
                 if explicit.contains(&path) || !is_real {
                     continue;
                 }
@@ -941,23 +934,21 @@ mod tests {
         let policy = ResolvedPolicy::resolve(&explicit, &SandboxContext::new(&root)).unwrap();
         assert!(policy.can_write(&root.join(".git/config")));
 
-        // A `.git` link: what it leads to inside the writable root is read
-        // only (a probe wrote hooks through one); a link to the root
-        // itself, or out of the writable roots, grants and takes nothing.
+        // A `.git` link: no directory to mount read-only, so no sandbox
+        // (a probe wrote hooks through one, others replaced it or made
+        // what it led to).
         let linked = root.join("linked");
         fs::create_dir_all(linked.join("repo.git/hooks")).unwrap();
         std::os::unix::fs::symlink("repo.git", linked.join(".git")).unwrap();
-        std::os::unix::fs::symlink(".", linked.join(".agents")).unwrap();
-        std::os::unix::fs::symlink(root.join(".git"), linked.join(".execgate")).unwrap();
-        let policy = ResolvedPolicy::resolve(
+        let refused = ResolvedPolicy::resolve(
             &managed(&[(":root", Access::Read), (":cwd", Access::Write)]),
             &SandboxContext::new(&linked),
-        )
-        .unwrap();
-        assert!(!policy.can_write(&linked.join("repo.git/hooks/pre-commit")));
-        assert!(policy.can_write(&linked.join("file")));
-        assert!(policy.can_write(&linked.join("repo.git-sibling")));
-        assert!(!policy.can_write(&root.join(".git/config")));
+        );
+        assert!(
+            matches!(&refused, Err(SandboxError::ProtectedNameIsLink { path, .. })
+                if *path == linked.join(".git")),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -1447,35 +1447,40 @@ async fn a_directory_holding_the_workspace_does_not_move() {
     assert!(!ws.join(".agents").exists());
 }
 
-/// A probe's workspace had `.git` as a link to a repository elsewhere: no
-/// directory to mount read-only, so the sandbox removed the link and made
-/// a repository of its own there, with a hook the user's git then ran
-/// outside the sandbox; another removed it and made the workspace itself a
-/// bare repository. A `.git` that is a link when the sandbox starts is
-/// neither removed, nor renamed, nor made again.
+/// A workspace whose `.git` is a link: no directory to mount read-only.
+/// Probes wrote hooks through such a link into a repository beside the
+/// workspace, removed it and made the workspace itself a repository, made
+/// what a dangling one led to, and redirected a link it led through; the
+/// user's own git then ran what they planted. No sandbox starts there; the
+/// error says to use a `gitdir:` file, which is kept read-only with its
+/// gitdir.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_git_link_in_the_workspace_is_not_replaced() {
+async fn a_workspace_whose_git_is_a_link_starts_no_sandbox() {
+    use execgate_escalate_server::sandbox::{Launcher, SandboxContext};
+    use execgate_escalate_server::SessionSandbox;
     let dir = tempfile::tempdir().unwrap();
     let base = fs::canonicalize(dir.path()).unwrap();
-    let (ws, repository) = (base.join("ws"), base.join("repository.git"));
+    let ws = base.join("ws");
     fs::create_dir(&ws).unwrap();
-    fs::create_dir(&repository).unwrap();
-    std::os::unix::fs::symlink(&repository, ws.join(".git")).unwrap();
-    let profile = PermissionProfile::preset("workspace-write").unwrap();
-    let script = "rm .git 2>/dev/null || print kept; \
-                  mv .git moved 2>/dev/null || print kept; \
-                  mkdir staged && mv staged .git 2>/dev/null && print ESCAPED; \
-                  python3 -c 'import os; os.rename(\"staged\", \".git\", )' 2>/dev/null \
-                    && print ESCAPED; \
-                  rmdir staged && print other-removals-work; \
-                  print the-end";
-    let (output, _) = run_sandboxed(policy_by_path(&[]), profile, script, &ws).await;
-    assert_eq!(
-        output.stdout, "kept\nkept\nother-removals-work\nthe-end\n",
-        "{}",
-        output.stderr
+    std::os::unix::fs::symlink(base.join("repository.git"), ws.join(".git")).unwrap();
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: PermissionProfile::preset("workspace-write").unwrap(),
+        context: SandboxContext::new(&ws),
+    });
+    let refused = Session::start(config).err().map(|error| error.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|error| error.contains(&format!(
+                "{}/.git is a symbolic link (to {}/repository.git), which the sandbox cannot keep \
+             read-only",
+                ws.display(),
+                base.display()
+            )) && error.contains("gitdir: ")),
+        "{refused:?}"
     );
-    assert_eq!(fs::read_link(ws.join(".git")).unwrap(), repository);
 }
 
 /// The set-ID refusal is for files: a directory made with set-ID bits in

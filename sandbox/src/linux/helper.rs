@@ -484,9 +484,10 @@ enum Supervised {
 /// `connect` the supervisor checks). A limited network also allows inet
 /// stream sockets, and still no datagram or raw ones: UDP (DNS included)
 /// and raw packets have nowhere to go but the proxy, which does not take
-/// them. Under a supervisor, no new seccomp
-/// listener (a later filter's listener would receive the calls first and
-/// could let them through) and, when opens are watched, no `openat2`.
+/// them. No set-user-ID or set-group-ID bit (`set_id_bit_rules`), and no
+/// `openat2` (ENOSYS). Under a supervisor, no new seccomp listener (a
+/// later filter's listener would receive the calls first and could let
+/// them through).
 fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), String> {
     let seccomp_error = |error: &dyn std::fmt::Display| format!("seccomp: {error}");
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();

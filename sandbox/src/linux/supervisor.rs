@@ -31,11 +31,8 @@
 //!   `connect`, cannot be created at all (seccomp, in the helper).
 //! - under writable roots, creating `.agents` or `.execgate` (mkdir, mknod,
 //!   symlink, link, rename targets, `open` with `O_CREAT`) fails with EACCES;
-//!   `.git` stays creatable, unless it was a link when the sandbox started
-//!   (no directory to mount read-only): such a link is not removed,
-//!   renamed or made again, or a repository of the sandbox's making would
-//!   take its place (then every removal, `unlink` and `rmdir`, comes here
-//!   too). Renaming a directory that holds a writable
+//!   `.git` stays creatable (a `.git` that is a link refuses the sandbox
+//!   before it starts: see `ResolvedPolicy`). Renaming a directory that holds a writable
 //!   root, a root of deny globs or a mount of the sandbox's view fails with
 //!   EBUSY: under its new name, what these checks find by path would be out
 //!   of their sight.
@@ -105,15 +102,8 @@ pub(crate) struct Supervision {
     /// `stat` gives them, taken when the sandbox started.
     allowed_sockets: Vec<(u64, u64)>,
     /// `ROOT/.agents` and `ROOT/.execgate` for each writable root, unless
-    /// the profile grants that path itself, and `ROOT/.git` where it is a
-    /// link when the sandbox starts.
+    /// the profile grants that path itself.
     uncreatable: Vec<PathBuf>,
-    /// `ROOT/.git` where it is a link when the sandbox starts: it is not
-    /// removed nor renamed either. Gone, it would leave the root itself to
-    /// be made a repository (`HEAD`, `objects/`, `refs/`, a `config` with
-    /// `core.fsmonitor`) that the user's git would find there (a probe
-    /// did), and its target is mounted read-only only while it leads there.
-    kept_links: Vec<PathBuf>,
     deny: Option<DenyGlobs>,
 }
 
@@ -127,23 +117,15 @@ impl Supervision {
         // link itself would go, and a repository of the sandbox's making,
         // with its hooks, take its place for the user's own git to run (a
         // probe did). Once gone, nothing of that name is made again.
-        let kept_links: Vec<PathBuf> = writable_roots
-            .iter()
-            .map(|root| root.join(".git"))
-            .filter(|git| std::fs::symlink_metadata(git).is_ok_and(|meta| meta.is_symlink()))
-            .filter(|git| !writable_roots.contains(git))
-            .collect();
         let uncreatable = writable_roots
             .iter()
             .flat_map(|root| UNCREATABLE_NAMES.map(|name| root.join(name)))
             .filter(|path| !writable_roots.contains(path))
-            .chain(kept_links.iter().cloned())
             .collect();
         Supervision {
             restrict_network,
             allowed_sockets: Vec::new(),
             uncreatable,
-            kept_links,
             deny,
         }
     }
@@ -179,13 +161,6 @@ pub(crate) fn notifying_program(supervision: &Supervision) -> Result<BpfProgram,
     if supervision.watches_creation() {
         for syscall in creating_syscalls() {
             rules.insert(syscall, Vec::new());
-        }
-        // Only where there is a link to keep: every removal then comes
-        // here.
-        if !supervision.kept_links.is_empty() {
-            for syscall in removing_syscalls() {
-                rules.insert(syscall, Vec::new());
-            }
         }
         if supervision.deny.is_some() {
             for syscall in opening_syscalls() {
@@ -252,16 +227,6 @@ fn creating_syscalls() -> Vec<i64> {
         libc::SYS_renameat,
         libc::SYS_renameat2,
     ]
-}
-
-#[cfg(target_arch = "x86_64")]
-fn removing_syscalls() -> Vec<i64> {
-    vec![libc::SYS_unlink, libc::SYS_rmdir, libc::SYS_unlinkat]
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn removing_syscalls() -> Vec<i64> {
-    vec![libc::SYS_unlinkat]
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -583,8 +548,6 @@ fn handle(
             libc::SYS_link => return call.link(cwd, args[0], cwd, args[1], 0),
             libc::SYS_rename => return call.rename(cwd, args[0], cwd, args[1], 0),
             libc::SYS_open => return call.open(cwd, args[0], args[1], args[2]),
-            libc::SYS_unlink => return call.unlink(cwd, args[0], 0),
-            libc::SYS_rmdir => return call.unlink(cwd, args[0], libc::AT_REMOVEDIR as u64),
             libc::SYS_creat => {
                 let flags = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
                 return call.open(cwd, args[0], flags, args[1]);
@@ -601,7 +564,6 @@ fn handle(
         libc::SYS_renameat => call.rename(args[0], args[1], args[2], args[3], 0),
         libc::SYS_renameat2 => call.rename(args[0], args[1], args[2], args[3], args[4]),
         libc::SYS_openat => call.open(args[0], args[1], args[2], args[3]),
-        libc::SYS_unlinkat => call.unlink(args[0], args[1], args[2]),
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -945,7 +907,6 @@ impl Call<'_> {
     fn refuse_uncreatable(&self, location: &Location) -> Result<(), Errno> {
         let is_protected_name = UNCREATABLE_NAMES
             .iter()
-            .chain(&[".git"])
             .any(|name| location.name == OsStr::new(name));
         if is_protected_name && self.supervision.uncreatable.contains(&location.path()) {
             return Err(Errno::EACCES);
@@ -1151,38 +1112,6 @@ impl Call<'_> {
         Ok(Answer::Value(0))
     }
 
-    /// `unlinkat`, and `unlink` and `rmdir` as it: anything but a kept
-    /// link (see [`Supervision::kept_links`]).
-    fn unlink(&self, dirfd: u64, path: u64, flags: u64) -> Result<Answer, Errno> {
-        let flags = flags as u32 as i32;
-        if flags & !libc::AT_REMOVEDIR != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let path = self.target.read_path(path)?;
-        let start = self.start(dirfd, &path)?;
-        self.target.confirm()?;
-        let location = self.locate(start)?;
-        self.refuse_removing_kept(&location)?;
-        let how = if flags & libc::AT_REMOVEDIR != 0 {
-            nix::unistd::UnlinkatFlags::RemoveDir
-        } else {
-            nix::unistd::UnlinkatFlags::NoRemoveDir
-        };
-        nix::unistd::unlinkat(
-            location.parent.as_fd(),
-            location.name_as_given.as_c_str(),
-            how,
-        )?;
-        Ok(Answer::Value(0))
-    }
-
-    fn refuse_removing_kept(&self, location: &Location) -> Result<(), Errno> {
-        if self.supervision.kept_links.contains(&location.path()) {
-            return Err(Errno::EACCES);
-        }
-        Ok(())
-    }
-
     fn link(
         &self,
         old_dirfd: u64,
@@ -1246,13 +1175,11 @@ impl Call<'_> {
         self.refuse_uncreatable(&new)?;
         self.refuse_denied_beneath(&old)?;
         self.refuse_moving_anchors(&old)?;
-        self.refuse_removing_kept(&old)?;
         if flags & libc::RENAME_EXCHANGE != 0 {
             // Both names move.
             self.refuse_uncreatable(&old)?;
             self.refuse_denied_beneath(&new)?;
             self.refuse_moving_anchors(&new)?;
-            self.refuse_removing_kept(&new)?;
         }
         let known = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
         if flags & !known != 0 {
