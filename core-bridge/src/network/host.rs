@@ -82,6 +82,7 @@ const DESCRIPTORS_PER_RELAY: u64 = 6;
 /// Also returns how many that is: one sandbox takes at most half of them
 /// (a review: one sandbox holding them all left every other sandbox's
 /// connections waiting, other sessions' in the same process included).
+/// Past the bound, a sandbox's connection is closed as it comes.
 fn process_connections() -> (Arc<tokio::sync::Semaphore>, usize) {
     static CONNECTIONS: std::sync::OnceLock<(Arc<tokio::sync::Semaphore>, usize)> =
         std::sync::OnceLock::new();
@@ -91,7 +92,7 @@ fn process_connections() -> (Arc<tokio::sync::Semaphore>, usize) {
                 .map_or(1024, |(soft, _hard)| soft);
             let connections = usize::try_from(limit / 2 / DESCRIPTORS_PER_RELAY)
                 .unwrap_or(usize::MAX)
-                .clamp(16, 1 << 20);
+                .clamp(2, 1 << 20);
             (
                 Arc::new(tokio::sync::Semaphore::new(connections)),
                 connections,
@@ -241,15 +242,17 @@ async fn serve_sandbox(
                 let (inner, sandbox) = (inner.clone(), sandbox.clone());
                 let connection = decider.connection(request_id);
                 let relays_end = relays_end.clone();
-                let in_process = in_process.clone();
+                // Taken once there is a connection, so that a sandbox
+                // waiting for one holds none; none left, the connection is
+                // closed at once rather than held waiting, a descriptor
+                // the bound does not count (reviews).
+                let Ok(process_permit) = in_process.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        "a sandbox's connection was closed: this process's relays are all in use"
+                    );
+                    continue;
+                };
                 tokio::spawn(async move {
-                    // Taken once there is a connection: a sandbox waiting
-                    // for one holds none of the process's (a review).
-                    let process_permit = tokio::select! {
-                        permit = in_process.acquire_owned() => permit,
-                        () = relays_end.cancelled() => return,
-                    };
-                    let Ok(process_permit) = process_permit else { return };
                     serve_one(&inner, stream, connection, &sandbox, &relays_end).await;
                     drop((permit, process_permit));
                 });
