@@ -1483,18 +1483,38 @@ async fn a_workspace_whose_git_is_a_link_starts_no_sandbox() {
     );
 }
 
-/// The set-ID refusal is for files: a directory made with set-ID bits in
-/// its mode (`cp -r` of a set-group-ID directory) is made, as `mkdir`
-/// itself would make it (a probe found it refused). `chmod g+s` on a
-/// directory stays refused: the filter cannot tell it from a file.
+/// The set-ID refusal is for files: directories may have the bits, where
+/// they grant nothing and the set-group-ID one is inherited, so that tools
+/// pass it back in every mode they set on a directory of such a tree (a
+/// probe found `chmod 775`, `cp -a`, `shutil.copytree` and `mkdir -m 2775`
+/// refused there). A file still may not.
 #[tokio::test(flavor = "multi_thread")]
-async fn directories_made_with_set_id_bits_in_their_mode_are_made() {
+async fn directories_may_have_set_id_bits() {
     let world = World::new();
     let shared = world.ws.join("shared");
-    fs::create_dir(&shared).unwrap();
+    fs::create_dir_all(shared.join("sub")).unwrap();
     fs::set_permissions(&shared, fs::Permissions::from_mode(0o2775)).unwrap();
+    fs::set_permissions(shared.join("sub"), fs::Permissions::from_mode(0o2775)).unwrap();
     let script = "python3 -c 'import os; os.mkdir(\"other\", 0o6775)' && print made; \
-                  cp -r shared copy && print copied";
+                  cp -r shared copy && print copied; \
+                  cp -a shared archived && print archived; \
+                  chmod 775 shared/sub && print chmod-kept; \
+                  mkdir -m 2775 made && print mkdir-m; \
+                  python3 -c 'import shutil; shutil.copytree(\"shared\", \"tree\")' && print copytree; \
+                  print x > shared/file; chmod g+s shared/file 2>/dev/null || print file-refused";
     let (output, _) = run_sandboxed(policy_by_path(&[]), world.profile(), script, &world.ws).await;
-    assert_eq!(output.stdout, "made\ncopied\n", "{}", output.stderr);
+    assert_eq!(
+        output.stdout, "made\ncopied\narchived\nchmod-kept\nmkdir-m\ncopytree\nfile-refused\n",
+        "{}",
+        output.stderr
+    );
+    let mode = |path: &str| {
+        fs::metadata(world.ws.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("made"), 0o2775);
+    assert_eq!(mode("shared/file") & 0o6000, 0);
 }

@@ -539,7 +539,11 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
             vec![SeccompRule::new(vec![out_of_band]).map_err(|e| seccomp_error(&e))?],
         );
     }
-    for (syscall, rules_of_call) in set_id_bit_rules().map_err(|e| seccomp_error(&e))? {
+    let mut set_id = set_id_bit_rules(false).map_err(|e| seccomp_error(&e))?;
+    if supervised == Supervised::No {
+        set_id.extend(set_id_bit_rules(true).map_err(|e| seccomp_error(&e))?);
+    }
+    for (syscall, rules_of_call) in set_id {
         rules.entry(syscall).or_default().extend(rules_of_call);
     }
     if network.confines_connect() {
@@ -609,14 +613,20 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
 }
 
 /// Rules matching calls that would give a file the set-user-ID or
-/// set-group-ID bit: `chmod` and its kin, and files created with either
-/// bit (`open` and `openat` with `O_CREAT` or `O_TMPFILE`, `creat`,
-/// `mknod`). The sandbox's own mounts are `nosuid`, the host's are not: a
-/// session run as root made a set-user-ID root program in its workspace
-/// that any user of the machine could then run as root. The sandbox holds
-/// no capability, so its files are only ever its own user's to mark.
-/// (`openat2`, whose mode the filter cannot read, is refused apart.)
-fn set_id_bit_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
+/// set-group-ID bit: `chmod` and its kin (`mode_changes`), and files
+/// created with either bit (`open` and `openat` with `O_CREAT` or
+/// `O_TMPFILE`, `creat`, `mknod`). The sandbox's own mounts are `nosuid`,
+/// the host's are not: a session run as root made a set-user-ID root
+/// program in its workspace that any user of the machine could then run as
+/// root. The sandbox holds no capability, so its files are only ever its
+/// own user's to mark. (`openat2`, whose mode the filter cannot read, is
+/// refused apart.) A filter cannot tell a directory, where the bits are
+/// harmless and inherited, from a file: under a supervisor the mode
+/// changes go to it (`supervisor::chmod`), which lets directories have
+/// them; without one they are refused.
+pub(crate) fn set_id_bit_rules(
+    mode_changes: bool,
+) -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::BackendError> {
     let set_id_bits = [libc::S_ISUID as u64, libc::S_ISGID as u64];
     let arg =
         |index, op, value: u64| SeccompCondition::new(index, SeccompCmpArgLen::Dword, op, value);
@@ -634,6 +644,16 @@ fn set_id_bit_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::Backe
             })
             .collect::<Result<Vec<_>, _>>()
     };
+    if mode_changes {
+        let mut rules = vec![
+            (libc::SYS_fchmod, with_bits(1, &[])?),
+            (libc::SYS_fchmodat, with_bits(2, &[])?),
+            (libc::SYS_fchmodat2, with_bits(2, &[])?),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        rules.push((libc::SYS_chmod, with_bits(1, &[])?));
+        return Ok(rules);
+    }
     // The mode of `open` is read only with these flags: without them the
     // register holds whatever the caller left there.
     let creations = |flags_argument: u8, mode_argument: u8| {
@@ -645,16 +665,12 @@ fn set_id_bit_rules() -> Result<Vec<(i64, Vec<SeccompRule>)>, seccompiler::Backe
         Ok::<_, seccompiler::BackendError>(rules)
     };
     let mut rules = vec![
-        (libc::SYS_fchmod, with_bits(1, &[])?),
-        (libc::SYS_fchmodat, with_bits(2, &[])?),
-        (libc::SYS_fchmodat2, with_bits(2, &[])?),
         (libc::SYS_mknodat, with_bits(2, &[])?),
         (libc::SYS_openat, creations(2, 3)?),
     ];
     // The calls newer architectures left out.
     #[cfg(target_arch = "x86_64")]
     rules.extend([
-        (libc::SYS_chmod, with_bits(1, &[])?),
         (libc::SYS_creat, with_bits(1, &[])?),
         (libc::SYS_mknod, with_bits(1, &[])?),
         (libc::SYS_open, creations(1, 2)?),

@@ -158,6 +158,10 @@ pub(crate) fn notifying_program(supervision: &Supervision) -> Result<BpfProgram,
     if supervision.restrict_network {
         rules.insert(libc::SYS_connect, Vec::new());
     }
+    // A set-ID bit in a mode change: allowed here for directories only
+    // (see the helper's `set_id_bit_rules`).
+    let mode_changes = super::helper::set_id_bit_rules(true).map_err(|e| seccomp_error(&e))?;
+    rules.extend(mode_changes);
     if supervision.watches_creation() {
         for syscall in creating_syscalls() {
             rules.insert(syscall, Vec::new());
@@ -548,6 +552,7 @@ fn handle(
             libc::SYS_link => return call.link(cwd, args[0], cwd, args[1], 0),
             libc::SYS_rename => return call.rename(cwd, args[0], cwd, args[1], 0),
             libc::SYS_open => return call.open(cwd, args[0], args[1], args[2]),
+            libc::SYS_chmod => return call.chmod(cwd, args[0], args[1], 0),
             libc::SYS_creat => {
                 let flags = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u64;
                 return call.open(cwd, args[0], flags, args[1]);
@@ -564,6 +569,9 @@ fn handle(
         libc::SYS_renameat => call.rename(args[0], args[1], args[2], args[3], 0),
         libc::SYS_renameat2 => call.rename(args[0], args[1], args[2], args[3], args[4]),
         libc::SYS_openat => call.open(args[0], args[1], args[2], args[3]),
+        libc::SYS_fchmod => call.fchmod(args[0], args[1]),
+        libc::SYS_fchmodat => call.chmod(args[0], args[1], args[2], 0),
+        libc::SYS_fchmodat2 => call.chmod(args[0], args[1], args[2], args[3]),
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -1108,6 +1116,56 @@ impl Call<'_> {
             contents.as_c_str(),
             location.parent.as_fd(),
             location.name_as_given.as_c_str(),
+        )?;
+        Ok(Answer::Value(0))
+    }
+
+    /// `fchmodat2`, and `chmod` and `fchmodat` as it, for a mode with a
+    /// set-ID bit (only those come here): a directory may have them (they
+    /// are harmless there, and the set-group-ID one is inherited, so tools
+    /// pass it back in every mode they set), anything else may not.
+    fn chmod(&self, dirfd: u64, path: u64, mode: u64, flags: u64) -> Result<Answer, Errno> {
+        let flags = flags as u32 as i32;
+        if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let path = self.target.read_path(path)?;
+        let file = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            self.target.descriptor(dirfd)?
+        } else {
+            let start = self.start(dirfd, &path)?;
+            let follow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
+                OFlag::O_NOFOLLOW
+            } else {
+                OFlag::empty()
+            };
+            open_start(start, OFlag::O_PATH | follow, Mode::empty())?
+        };
+        self.target.confirm()?;
+        self.chmod_directory(file.as_fd(), mode)
+    }
+
+    /// `fchmod` with a set-ID bit: as [`Call::chmod`], on the target's
+    /// descriptor.
+    fn fchmod(&self, fd: u64, mode: u64) -> Result<Answer, Errno> {
+        let file = self.target.descriptor(fd)?;
+        self.target.confirm()?;
+        self.chmod_directory(file.as_fd(), mode)
+    }
+
+    fn chmod_directory(&self, file: BorrowedFd<'_>, mode: u64) -> Result<Answer, Errno> {
+        refuse_supervisor_proc(file)?;
+        let stat = nix::sys::stat::fstat(file)?;
+        if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            return Err(Errno::EPERM);
+        }
+        // Through the descriptor the check was made on (an `O_PATH` one,
+        // which `fchmod` does not take).
+        nix::sys::stat::fchmodat(
+            AT_FDCWD,
+            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+            Mode::from_bits_truncate((mode & 0o7777) as libc::mode_t),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
         )?;
         Ok(Answer::Value(0))
     }
