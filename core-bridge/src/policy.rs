@@ -866,6 +866,35 @@ mod tests {
     /// Never answers: its questions are given up by their requesters.
     struct Silent;
 
+    /// The question about an unsandboxed `touch ARG` in `/ws`, and its key.
+    fn touch_question(arg: &str) -> (QuestionKey, ApprovalRequest) {
+        let argv: Vec<OsString> = vec!["touch".into(), arg.into()];
+        let request = ApprovalRequest {
+            program: "/usr/bin/touch".into(),
+            argv: argv.clone(),
+            cwd: "/ws".into(),
+            reason: ApprovalReason::RequestedPermissions {
+                justification: None,
+            },
+            execution: Execution::Unsandboxed,
+            permissions: None,
+        };
+        let key = QuestionKey {
+            approval: ApprovalKey::Command {
+                program: request.program.clone(),
+                device: 1,
+                inode: 2,
+                args: argv.clone(),
+                cwd: request.cwd.clone(),
+                directory: Some((3, 4)),
+                execution: "Unsandboxed".into(),
+            },
+            argv,
+            cwd: request.cwd.clone(),
+        };
+        (key, request)
+    }
+
     impl Approver for Silent {
         fn approve<'a>(&'a self, _: &'a ApprovalRequest) -> ApprovalFuture<'a> {
             Box::pin(std::future::pending())
@@ -882,33 +911,7 @@ mod tests {
             ..ExecPolicyConfig::default()
         })
         .unwrap();
-        let question = |index: usize| {
-            let argv: Vec<OsString> = vec!["touch".into(), format!("{index}").into()];
-            let request = ApprovalRequest {
-                program: "/usr/bin/touch".into(),
-                argv: argv.clone(),
-                cwd: "/ws".into(),
-                reason: ApprovalReason::RequestedPermissions {
-                    justification: None,
-                },
-                execution: Execution::Unsandboxed,
-                permissions: None,
-            };
-            let key = QuestionKey {
-                approval: ApprovalKey::Command {
-                    program: request.program.clone(),
-                    device: 1,
-                    inode: 2,
-                    args: argv.clone(),
-                    cwd: request.cwd.clone(),
-                    directory: Some((3, 4)),
-                    execution: "Unsandboxed".into(),
-                },
-                argv,
-                cwd: request.cwd.clone(),
-            };
-            (key, request)
-        };
+        let question = |index: usize| touch_question(&format!("{index}"));
         let inner = &policy.inner;
         let questions: Vec<_> = (0..=QUESTIONS_IN_FLIGHT).map(question).collect();
         let mut waiting: Vec<_> = questions[..QUESTIONS_IN_FLIGHT]
@@ -954,29 +957,7 @@ mod tests {
             ..ExecPolicyConfig::default()
         })
         .unwrap();
-        let request = ApprovalRequest {
-            program: "/usr/bin/touch".into(),
-            argv: vec!["touch".into(), "x".into()],
-            cwd: "/ws".into(),
-            reason: ApprovalReason::RequestedPermissions {
-                justification: None,
-            },
-            execution: Execution::Unsandboxed,
-            permissions: None,
-        };
-        let key = QuestionKey {
-            approval: ApprovalKey::Command {
-                program: request.program.clone(),
-                device: 1,
-                inode: 2,
-                args: request.argv.clone(),
-                cwd: request.cwd.clone(),
-                directory: Some((3, 4)),
-                execution: "Unsandboxed".into(),
-            },
-            argv: request.argv.clone(),
-            cwd: request.cwd.clone(),
-        };
+        let (key, request) = touch_question("x");
         let inner = &policy.inner;
         let in_flight = || inner.pending.lock().unwrap().len();
         let ask = || inner.ask(Some(key.clone()), &request);

@@ -919,24 +919,7 @@ async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() 
         "trap 'echo > {}' USR1; while :; do /usr/bin/sleep 0.05; done",
         mark.display()
     );
-    let (mine, theirs) = stream_pair();
-    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
-    say(
-        &mine,
-        &request_frame("/usr/bin/dash", &["dash", "-c", &trap]),
-    );
-    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
-    let escalate = read_frame(mine.as_fd()).expect("an answer");
-    assert!(matches!(
-        decode_server(&escalate),
-        Ok(ServerMessage::Escalate)
-    ));
-    let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
-    say_with(
-        &mine,
-        &frame(&ClientMessage::Descriptors(vec![0, 1, 2])),
-        &[null.as_fd(), null.as_fd(), null.as_fd()],
-    );
+    let mine = handed_over(&session, "/usr/bin/dash", &["dash", "-c", &trap]);
     let pid = recorder.wait_for_started(1).await[0];
     say(&mine, &frame(&ClientMessage::Signal(libc::SIGSTOP)));
     // Frames are relayed in order: the trap runs only if the child was not
@@ -953,18 +936,8 @@ async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() 
         "the child was stopped: state {state:?}"
     );
     say(&mine, &frame(&ClientMessage::Signal(libc::SIGTERM)));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let termination = loop {
-        let ended = recorder.events().into_iter().find_map(|event| match event {
-            SessionEvent::Exited { termination, .. } => Some(termination),
-            _ => None,
-        });
-        if ended.is_some() || Instant::now() > deadline {
-            break ended;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    drop((mine, theirs));
+    let termination = exited(&recorder, Duration::from_secs(20)).await;
+    drop(mine);
     assert_eq!(
         termination,
         Some(execgate_protocol::Termination::Signaled {
@@ -1270,9 +1243,26 @@ async fn a_working_directory_is_named_as_the_server_checked_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_escalation_whose_requester_left_before_it_started_is_killed() {
     let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
+    drop(handed_over(&session, "/usr/bin/sleep", &["sleep", "1000"]));
+    recorder.wait_for_started(1).await;
+    let termination = exited(&recorder, Duration::from_secs(10)).await;
+    assert_eq!(
+        termination,
+        Some(execgate_protocol::Termination::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        }),
+        "the child outlived its requester"
+    );
+    session.shutdown().await;
+}
+
+/// A requester's side of an escalation of `path` with `argv`, up to its
+/// descriptors handed over (three of `/dev/null`): the request socket.
+fn handed_over(session: &Session, path: &str, argv: &[&str]) -> OwnedFd {
     let (mine, theirs) = stream_pair();
     setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
-    say(&mine, &request_frame("/usr/bin/sleep", &["sleep", "1000"]));
+    say(&mine, &request_frame(path, argv));
     hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
     drop(theirs);
     let escalate = read_frame(mine.as_fd()).expect("an answer");
@@ -1286,26 +1276,20 @@ async fn an_escalation_whose_requester_left_before_it_started_is_killed() {
         &frame(&ClientMessage::Descriptors(vec![0, 1, 2])),
         &[null.as_fd(), null.as_fd(), null.as_fd()],
     );
-    drop(mine);
-    recorder.wait_for_started(1).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let termination = loop {
+    mine
+}
+
+/// How the first escalated child that ended did, waiting up to `patience`.
+async fn exited(recorder: &Recorder, patience: Duration) -> Option<execgate_protocol::Termination> {
+    let deadline = Instant::now() + patience;
+    loop {
         let ended = recorder.events().into_iter().find_map(|event| match event {
             SessionEvent::Exited { termination, .. } => Some(termination),
             _ => None,
         });
         if ended.is_some() || Instant::now() > deadline {
-            break ended;
+            return ended;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(
-        termination,
-        Some(execgate_protocol::Termination::Signaled {
-            signal: libc::SIGKILL,
-            core_dumped: false
-        }),
-        "the child outlived its requester"
-    );
-    session.shutdown().await;
+    }
 }
