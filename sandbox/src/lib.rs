@@ -138,11 +138,12 @@ pub enum SandboxError {
     DeniedWorkingDirectory { cwd: PathBuf, globs: String },
     #[error(
         "{} is a symbolic link (to {}), which the sandbox cannot keep read-only: through it, \
-         or in its place, the commands run here could plant hooks that your own git runs later; \
-         replace it with a file that says `gitdir: {}` (git reads those, and the sandbox keeps \
-         both read-only)",
+         or in its place, the commands run here could plant what your own tools run later \
+         (git's hooks, an agent's instructions); if it is yours, make it a real directory, or \
+         for `.git` a file that says `gitdir: ` and the repository's path (git reads those, \
+         and the sandbox keeps both read-only); if you did not make it, do not trust what it \
+         leads to",
         .path.display(),
-        .target.display(),
         .target.display()
     )]
     ProtectedNameIsLink { path: PathBuf, target: PathBuf },

@@ -211,10 +211,18 @@ impl ResolvedPolicy {
                 // A link is no directory to mount read-only: the sandbox
                 // could write through it, replace it, or make what it
                 // leads to (probes did each, and the user's own git then
-                // ran the hooks). Refused rather than half kept: a `.git`
-                // file (`gitdir: PATH`) is protected, and so is its gitdir.
+                // ran the hooks). In the working directory, where the
+                // user's git runs, it is refused rather than half kept (a
+                // `.git` file, `gitdir: PATH`, is protected with its
+                // gitdir); elsewhere (the temporary directory anyone may
+                // put a link in) it is left as it was. The sandbox cannot
+                // make one there (the supervisor).
                 let is_link = fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_symlink());
-                if is_link {
+                let in_working_directory =
+                    fs::canonicalize(&context.cwd).is_ok_and(|cwd| cwd == *root);
+                let named = explicit.contains(&path)
+                    || fs::canonicalize(&path).is_ok_and(|target| explicit.contains(&target));
+                if is_link && in_working_directory && !named {
                     return Err(SandboxError::ProtectedNameIsLink {
                         target: fs::read_link(&path).unwrap_or_default(),
                         path,
@@ -949,6 +957,17 @@ mod tests {
                 if *path == linked.join(".git")),
             "{refused:?}"
         );
+        // In another writable root (a shared temporary directory, where
+        // anyone may put one) it is left as it was.
+        let elsewhere = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                (linked.to_str().unwrap(), Access::Write),
+            ]),
+            &SandboxContext::new(&root),
+        );
+        assert!(elsewhere.is_ok(), "{elsewhere:?}");
     }
 
     #[test]

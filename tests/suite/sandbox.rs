@@ -1481,6 +1481,17 @@ async fn a_workspace_whose_git_is_a_link_starts_no_sandbox() {
             )) && error.contains("gitdir: ")),
         "{refused:?}"
     );
+    // Nor can a sandbox make one, for the next session to refuse (a
+    // review planted one); `git init` still works.
+    let clean = base.join("clean");
+    fs::create_dir(&clean).unwrap();
+    let script = "ln -s /tmp .git 2>/dev/null && print ESCAPED; \
+                  mkdir elsewhere && ln -s elsewhere staged && mv staged .git 2>/dev/null \
+                    && print ESCAPED; \
+                  git init -q && print initialized";
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let (output, _) = run_sandboxed(policy_by_path(&[]), profile, script, &clean).await;
+    assert_eq!(output.stdout, "initialized\n", "{}", output.stderr);
 }
 
 /// The set-ID refusal is for files: directories may have the bits, where

@@ -77,8 +77,7 @@ const DESCRIPTORS_PER_RELAY: u64 = 6;
 /// as half its descriptor limit holds. A probe's sandbox held 200 idle
 /// tunnels under a limit of 1024, and the server could no longer open a
 /// request's executable or working directory: every sandbox's decisions
-/// failed while the tunnels stood. Past it, connections wait in their
-/// listeners' backlogs.
+/// failed while the tunnels stood.
 /// Also returns how many that is: one sandbox takes at most half of them
 /// (a review: one sandbox holding them all left every other sandbox's
 /// connections waiting, other sessions' in the same process included).

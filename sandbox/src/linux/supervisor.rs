@@ -974,6 +974,36 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// A link named `.git` directly under a writable root: a sandbox could
+    /// point the user's own git wherever it likes, and a session started
+    /// there would refuse to run (`SandboxError::ProtectedNameIsLink`).
+    /// `git init` and a `gitdir:` file are made as before.
+    fn refuse_git_link(&self, location: &Location) -> Result<(), Errno> {
+        let at_a_root = self
+            .supervision
+            .uncreatable
+            .iter()
+            .any(|name| name.parent() == Some(location.parent_path.as_path()));
+        if location.name == OsStr::new(".git") && at_a_root {
+            return Err(Errno::EACCES);
+        }
+        Ok(())
+    }
+
+    /// [`Call::refuse_git_link`] for a link or rename onto `location` of
+    /// `source`, when it is a link itself.
+    fn refuse_git_link_from(
+        &self,
+        source: BorrowedFd<'_>,
+        location: &Location,
+    ) -> Result<(), Errno> {
+        let stat = nix::sys::stat::fstat(source)?;
+        if stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            self.refuse_git_link(location)?;
+        }
+        Ok(())
+    }
+
     fn refuse_denied(&self, path: &Path) -> Result<(), Errno> {
         match &self.supervision.deny {
             Some(deny) if path.is_absolute() && deny.denies(path) => Err(Errno::EACCES),
@@ -1112,6 +1142,7 @@ impl Call<'_> {
         self.target.confirm()?;
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
+        self.refuse_git_link(&location)?;
         nix::unistd::symlinkat(
             contents.as_c_str(),
             location.parent.as_fd(),
@@ -1131,7 +1162,10 @@ impl Call<'_> {
         }
         let path = self.target.read_path(path)?;
         let file = if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
-            self.target.descriptor(dirfd)?
+            match dirfd as u32 as i32 {
+                libc::AT_FDCWD => self.target.cwd()?,
+                _ => self.target.descriptor(dirfd)?,
+            }
         } else {
             let start = self.start(dirfd, &path)?;
             let follow = if flags & libc::AT_SYMLINK_NOFOLLOW != 0 {
@@ -1149,6 +1183,11 @@ impl Call<'_> {
     /// descriptor.
     fn fchmod(&self, fd: u64, mode: u64) -> Result<Answer, Errno> {
         let file = self.target.descriptor(fd)?;
+        // As the kernel: `fchmod` takes no `O_PATH` descriptor.
+        let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)?;
+        if flags & libc::O_PATH != 0 {
+            return Err(Errno::EBADF);
+        }
         self.target.confirm()?;
         self.chmod_directory(file.as_fd(), mode)
     }
@@ -1156,8 +1195,11 @@ impl Call<'_> {
     fn chmod_directory(&self, file: BorrowedFd<'_>, mode: u64) -> Result<Answer, Errno> {
         refuse_supervisor_proc(file)?;
         let stat = nix::sys::stat::fstat(file)?;
-        if stat.st_mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(Errno::EPERM);
+        match stat.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {}
+            // What the kernel answers for a link's own mode.
+            libc::S_IFLNK => return Err(Errno::EOPNOTSUPP),
+            _ => return Err(Errno::EPERM),
         }
         // Through the descriptor the check was made on (an `O_PATH` one,
         // which `fchmod` does not take).
@@ -1201,6 +1243,7 @@ impl Call<'_> {
         self.target.confirm()?;
         let location = self.locate(new_start)?;
         self.refuse_uncreatable(&location)?;
+        self.refuse_git_link_from(source.as_fd(), &location)?;
         self.refuse_denied(&real_path(source.as_fd())?)?;
         refuse_supervisor_proc(source.as_fd())?;
         let source_link = format!("/proc/self/fd/{}", source.as_raw_fd());
@@ -1233,9 +1276,15 @@ impl Call<'_> {
         self.refuse_uncreatable(&new)?;
         self.refuse_denied_beneath(&old)?;
         self.refuse_moving_anchors(&old)?;
+        if is_link(&old) {
+            self.refuse_git_link(&new)?;
+        }
         if flags & libc::RENAME_EXCHANGE != 0 {
             // Both names move.
             self.refuse_uncreatable(&old)?;
+            if is_link(&new) {
+                self.refuse_git_link(&old)?;
+            }
             self.refuse_denied_beneath(&new)?;
             self.refuse_moving_anchors(&new)?;
         }
@@ -1362,6 +1411,16 @@ impl Call<'_> {
         sys::connect_raw(socket.as_fd(), &checked)?;
         Ok(Answer::Value(0))
     }
+}
+
+/// Whether `location` names a symbolic link.
+fn is_link(location: &Location) -> bool {
+    nix::sys::stat::fstatat(
+        location.parent.as_fd(),
+        location.name.as_os_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
 /// A mount point as `/proc/PID/mountinfo` writes it, with the space, tab,
