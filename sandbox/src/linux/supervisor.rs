@@ -31,11 +31,14 @@
 //!   `connect`, cannot be created at all (seccomp, in the helper).
 //! - under writable roots, creating `.agents` or `.execgate` (mkdir, mknod,
 //!   symlink, link, rename targets, `open` with `O_CREAT`) fails with EACCES;
-//!   `.git` stays creatable (a `.git` that is a link refuses the sandbox
-//!   before it starts: see `ResolvedPolicy`). Renaming a directory that holds a writable
-//!   root, a root of deny globs or a mount of the sandbox's view fails with
-//!   EBUSY: under its new name, what these checks find by path would be out
-//!   of their sight.
+//!   `.git` stays creatable, but not as a link (symlink, or link or rename
+//!   of one): a link there cannot be kept read-only, and one in the working
+//!   directory refuses the next session (`ResolvedPolicy`). Renaming a
+//!   directory that holds a writable root, a root of deny globs or a mount
+//!   of the sandbox's view fails with EBUSY: under its new name, what these
+//!   checks find by path would be out of their sight.
+//! - a mode change with a set-ID bit (`chmod` and its kin): done here for
+//!   a directory, refused for anything else (EPERM).
 //! - with deny globs, every `open`: the path of what was opened is matched
 //!   against the globs, and `link`/`rename` sources, which could give a
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
@@ -113,10 +116,6 @@ impl Supervision {
         writable_roots: &[PathBuf],
         deny: Option<DenyGlobs>,
     ) -> Supervision {
-        // A `.git` that is a link is no directory to mount read-only: the
-        // link itself would go, and a repository of the sandbox's making,
-        // with its hooks, take its place for the user's own git to run (a
-        // probe did). Once gone, nothing of that name is made again.
         let uncreatable = writable_roots
             .iter()
             .flat_map(|root| UNCREATABLE_NAMES.map(|name| root.join(name)))
