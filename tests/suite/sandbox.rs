@@ -1485,10 +1485,11 @@ async fn a_workspace_whose_git_is_a_link_starts_no_sandbox() {
     // review planted one); `git init` still works.
     let clean = base.join("clean");
     fs::create_dir(&clean).unwrap();
-    let script = "ln -s /tmp .git 2>/dev/null && print ESCAPED; \
-                  mkdir elsewhere && ln -s elsewhere staged && mv staged .git 2>/dev/null \
-                    && print ESCAPED; \
-                  git init -q && print initialized";
+    // The links lead into the test's own directory: where one were made,
+    // `git init` would write through it.
+    let script = "mkdir elsewhere; ln -s elsewhere .git 2>/dev/null && print ESCAPED; \
+                  ln -s elsewhere staged && mv staged .git 2>/dev/null && print ESCAPED; \
+                  rm -f .git staged; git init -q && print initialized";
     let profile = PermissionProfile::preset("workspace-write").unwrap();
     let (output, _) = run_sandboxed(policy_by_path(&[]), profile, script, &clean).await;
     assert_eq!(output.stdout, "initialized\n", "{}", output.stderr);
