@@ -44,7 +44,12 @@ impl Decider for ListDecider {
 /// An origin on 127.0.0.1 that records the first request head it gets and
 /// answers `reply`, or echoes when `reply` is empty.
 async fn origin(reply: &'static [u8]) -> (u16, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0")
+    origin_on("127.0.0.1:0", reply).await
+}
+
+/// [`origin`], listening on `address`.
+async fn origin_on(address: &str, reply: &'static [u8]) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind(address)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let port = listener
@@ -83,7 +88,7 @@ async fn origin(reply: &'static [u8]) -> (u16, Arc<Mutex<Vec<u8>>>) {
 
 /// Starts the proxy on one end of an in-memory stream; returns the other
 /// end and the report to come.
-fn proxy(decider: Arc<ListDecider>) -> (DuplexStream, tokio::task::JoinHandle<ConnectionReport>) {
+fn proxy(decider: Arc<dyn Decider>) -> (DuplexStream, tokio::task::JoinHandle<ConnectionReport>) {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let report = tokio::spawn(async move { serve_connection(server, decider.as_ref()).await });
     (client, report)
@@ -816,24 +821,10 @@ fn this_machines_own_public_address_is_refused_like_loopback() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         runtime.block_on(async {
-            let listener = TcpListener::bind("0.0.0.0:0")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let port = listener
-                .local_addr()
-                .unwrap_or_else(|e| panic!("{e}"))
-                .port();
-            let accepted = tokio::spawn(async move {
-                let mut count = 0;
-                while let Ok((_stream, _)) = listener.accept().await {
-                    count += 1;
-                }
-                count
-            });
+            // Listening on every address, as the services the probe reached.
+            let (port, _) = origin_on("0.0.0.0:0", b"").await;
             let ask = |host: &'static str, decider: Arc<dyn Decider>| async move {
-                let (mut client, server) = tokio::io::duplex(64 * 1024);
-                let report =
-                    tokio::spawn(async move { serve_connection(server, decider.as_ref()).await });
+                let (mut client, report) = proxy(decider);
                 let connect = format!("CONNECT {host}:{port} HTTP/1.1\r\n\r\n");
                 client
                     .write_all(connect.as_bytes())
@@ -872,7 +863,6 @@ fn this_machines_own_public_address_is_refused_like_loopback() {
                     if address.ip().to_string() == "127.0.0.1"),
                 "{outcome:?}"
             );
-            accepted.abort();
         });
     });
     probe

@@ -284,26 +284,49 @@ async fn prompts_ask_the_approver_and_its_answer_holds() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn session_approvals_cover_exactly_what_was_approved() {
-    let place = Place::new();
+/// `script` (`{ws}` and `{outside}` replaced) run where `touch` asks and
+/// a person answers "for the session": how each `touch` was decided, and
+/// the directory each question named.
+async fn touches_approved_for_session(
+    place: &Place,
+    script: &str,
+) -> (Vec<DecidedBy>, Vec<PathBuf>) {
     let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
     let recorder = Recorder::default();
     let approver = Scripted::new(ApprovalAnswer::ApproveForSession);
     let session = Setup::rules(rules)
         .approver(approver.clone())
-        .start(&place, &recorder);
-    let script = place.script("touch {outside}/a; touch {outside}/a; touch {outside}/b");
-    let outcome = run(&session, &script).await;
+        .start(place, &recorder);
+    let outcome = run(&session, &place.script(script)).await;
     assert_eq!(outcome.status.code(), 0, "{}", text(&outcome.stderr));
+    session.shutdown().await;
+    let by = provenances(&recorder)
+        .into_iter()
+        .filter(|decided| decided.0.ends_with("/touch"))
+        .map(|decided| decided.2)
+        .collect();
+    let asked = approver
+        .asked()
+        .into_iter()
+        .map(|asked| asked.cwd)
+        .collect();
+    (by, asked)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_approvals_cover_exactly_what_was_approved() {
+    let place = Place::new();
+    let (by, asked) = touches_approved_for_session(
+        &place,
+        "touch {outside}/a; touch {outside}/a; touch {outside}/b",
+    )
+    .await;
     // `touch a` asked once, then came from the cache; `touch b` asked anew.
-    assert_eq!(approver.asked().len(), 2);
-    let by: Vec<DecidedBy> = provenances(&recorder).into_iter().map(|p| p.2).collect();
+    assert_eq!(asked.len(), 2);
     assert_eq!(
         by,
         [DecidedBy::User, DecidedBy::SessionCache, DecidedBy::User]
     );
-    session.shutdown().await;
 }
 
 /// An approval for the session covers the directory it was given in, not
@@ -313,24 +336,13 @@ async fn session_approvals_cover_exactly_what_was_approved() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_approval_covers_the_directory_not_its_name() {
     let place = Place::new();
-    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
-    let recorder = Recorder::default();
-    let approver = Scripted::new(ApprovalAnswer::ApproveForSession);
-    let session = Setup::rules(rules)
-        .approver(approver.clone())
-        .start(&place, &recorder);
-    let script = place.script(
+    let (by, asked) = touches_approved_for_session(
+        &place,
         "mkdir {ws}/d && cd {ws}/d && touch {outside}/a && touch {outside}/a && cd {ws} && \
          mv d d.old && mkdir d && cd d && touch {outside}/a && \
          ln -s {ws}/d {ws}/link && cd {ws}/link && touch {outside}/a",
-    );
-    let outcome = run(&session, &script).await;
-    assert_eq!(outcome.status.code(), 0, "{}", text(&outcome.stderr));
-    let by: Vec<DecidedBy> = provenances(&recorder)
-        .into_iter()
-        .filter(|decided| decided.0.ends_with("/touch"))
-        .map(|decided| decided.2)
-        .collect();
+    )
+    .await;
     assert_eq!(
         by,
         [
@@ -340,13 +352,7 @@ async fn a_session_approval_covers_the_directory_not_its_name() {
             DecidedBy::SessionCache
         ]
     );
-    let asked: Vec<PathBuf> = approver
-        .asked()
-        .into_iter()
-        .map(|asked| asked.cwd)
-        .collect();
     assert_eq!(asked, [place.ws.join("d"), place.ws.join("d")]);
-    session.shutdown().await;
 }
 
 /// A probe found: an MCP call cancelled while its approval was asked
