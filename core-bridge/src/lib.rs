@@ -66,6 +66,8 @@ mod approval;
 #[cfg(unix)]
 mod environment;
 #[cfg(unix)]
+mod interpreter;
+#[cfg(unix)]
 mod metrics;
 #[cfg(unix)]
 mod network;

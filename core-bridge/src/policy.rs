@@ -42,6 +42,7 @@ use crate::approval::{
     nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
     ApprovalRequest, Approver, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
+use crate::interpreter::{interpreted, reads_only_its_script};
 use crate::planted::{
     home_variables, planted_home, planted_instructions, Request as PlantedRequest,
 };
@@ -544,7 +545,13 @@ impl Inner {
             .map(|rule| rule.path.clone())
             .chain(granted.iter().cloned())
             .collect();
-        if let Some(planted) = self.planted(request, &writable, &writable_roots) {
+        if let Some(planted) = self.planted(
+            request,
+            program,
+            &request.argv,
+            &writable,
+            &writable_roots,
+        ) {
             return Some(planted);
         }
         if matches!(execution, Execution::Permissions(_)) {
@@ -561,9 +568,9 @@ impl Inner {
                 return Some(planted);
             }
         }
-        let interpreter = match shebang_interpreter(program) {
+        let shebang = match shebang_of(program) {
             Ok(None) => return None,
-            Ok(Some(interpreter)) => interpreter,
+            Ok(Some(shebang)) => shebang,
             Err(error) => {
                 return Some(format!(
                     "escalation refused: cannot read {} to check its #! line: {error}",
@@ -571,6 +578,7 @@ impl Inner {
                 ))
             }
         };
+        let interpreter = PathBuf::from(&shebang.interpreter);
         if !interpreter.is_absolute() {
             return Some(format!(
                 "escalation refused: {} names a relative #! interpreter {}",
@@ -578,20 +586,65 @@ impl Inner {
                 interpreter.display()
             ));
         }
-        match std::fs::canonicalize(&interpreter) {
-            Ok(canonical) if !writable(&canonical) && !writable(&interpreter) => None,
-            Ok(canonical) => Some(format!(
-                "escalation refused: {}'s interpreter {} is {}",
-                program.display(),
-                canonical.display(),
-                writable_how(&[&canonical, &interpreter])
-            )),
-            Err(error) => Some(format!(
-                "escalation refused: {}'s interpreter {}: {error}",
-                program.display(),
-                interpreter.display()
-            )),
+        let canonical = match std::fs::canonicalize(&interpreter) {
+            Ok(canonical) if !writable(&canonical) && !writable(&interpreter) => canonical,
+            Ok(canonical) => {
+                return Some(format!(
+                    "escalation refused: {}'s interpreter {} is {}",
+                    program.display(),
+                    canonical.display(),
+                    writable_how(&[&canonical, &interpreter])
+                ))
+            }
+            Err(error) => {
+                return Some(format!(
+                    "escalation refused: {}'s interpreter {}: {error}",
+                    program.display(),
+                    interpreter.display()
+                ))
+            }
+        };
+        // What the line runs in the end (through env, a program found in
+        // PATH), judged as if it were escalated itself.
+        let std_path = std::env::var_os("PATH");
+        let interpreted = match interpreted(
+            &interpreter,
+            &canonical,
+            shebang.argument.as_deref(),
+            program,
+            request.argv.get(1..).unwrap_or_default(),
+            std_path.as_deref(),
+        ) {
+            Ok(interpreted) => interpreted,
+            Err(why) => {
+                return Some(format!(
+                    "escalation refused: {}'s #! line: {why}",
+                    program.display()
+                ))
+            }
+        };
+        let runs = match std::fs::canonicalize(&interpreted.program) {
+            Ok(runs) if !writable(&runs) && !writable(&interpreted.program) => runs,
+            Ok(runs) => {
+                return Some(format!(
+                    "escalation refused: {}'s #! line runs {}, which is {}",
+                    program.display(),
+                    runs.display(),
+                    writable_how(&[&runs, &interpreted.program])
+                ))
+            }
+            Err(error) => {
+                return Some(format!(
+                    "escalation refused: {}'s #! line runs {}: {error}",
+                    program.display(),
+                    interpreted.program.display()
+                ))
+            }
+        };
+        if interpreted.bare && reads_only_its_script(&runs) {
+            return None;
         }
+        self.planted(request, &runs, &interpreted.argv, &writable, &writable_roots)
     }
 
     /// Why the program would run instructions the sandbox could have
@@ -599,6 +652,8 @@ impl Inner {
     fn planted(
         &self,
         request: &ExecContext,
+        program: &Path,
+        argv: &[OsString],
         writable: &dyn Fn(&Path) -> bool,
         writable_roots: &[PathBuf],
     ) -> Option<String> {
@@ -608,8 +663,8 @@ impl Inner {
             Err(reason) => {
                 return planted_instructions(
                     &PlantedRequest {
-                        program: &request.executable.canonical_path,
-                        argv: &request.argv,
+                        program,
+                        argv,
                         cwd: Path::new("/"),
                         env: &request.env,
                         writable_roots,
@@ -621,8 +676,8 @@ impl Inner {
         };
         planted_instructions(
             &PlantedRequest {
-                program: &request.executable.canonical_path,
-                argv: &request.argv,
+                program,
+                argv,
                 cwd,
                 env: &request.env,
                 writable_roots,
@@ -793,8 +848,8 @@ fn run_instead(mut provenance: Provenance, why: String) -> Verdict {
     }
 }
 
-/// The interpreter a `#!` line names (`Ok(None)`: no `#!` line).
-fn shebang_interpreter(program: &Path) -> std::io::Result<Option<PathBuf>> {
+/// The `#!` line of `program` (`Ok(None)`: none).
+fn shebang_of(program: &Path) -> std::io::Result<Option<execgate_protocol::Shebang>> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut head = Vec::with_capacity(execgate_protocol::SHEBANG_LIMIT);
     // Never waiting: on a FIFO put in its place, nor on a lease.
@@ -804,7 +859,7 @@ fn shebang_interpreter(program: &Path) -> std::io::Result<Option<PathBuf>> {
         .open(program)?
         .take(execgate_protocol::SHEBANG_LIMIT as u64)
         .read_to_end(&mut head)?;
-    Ok(execgate_protocol::parse_shebang(&head).map(|shebang| PathBuf::from(shebang.interpreter)))
+    Ok(execgate_protocol::parse_shebang(&head))
 }
 
 /// The roots a granted profile lets a shell write, as far as they can be

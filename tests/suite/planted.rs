@@ -411,6 +411,85 @@ async fn programs_not_in_the_table_are_still_escalated_from_the_workspace() {
     assert_eq!(decisions[0].4, None);
 }
 
+/// Writes an executable script `name` in `{outside}`, where the sandbox
+/// cannot write, and a rule that escalates it.
+fn escalated_script(place: &Place, name: &str, text: &str) -> String {
+    let path = place.outside.join(name);
+    fs::write(&path, place.script(text)).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    format!("prefix_rule(pattern = [\"{}\"])\n", path.display())
+}
+
+/// Regression (a probe of skills): a script's `#!` line was checked for the
+/// interpreter it names only; `env -S npx tsx` then ran the `tsx` the
+/// sandbox put in `node_modules/.bin`, escalated. What the line runs is
+/// judged as if escalated itself, through `env` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
+    let place = Place::new();
+    let rules = escalated_script(&place, "ts-tool", "#!/usr/bin/env -S npx --no tsx\n")
+        + &escalated_script(
+            &place,
+            "make-tool",
+            "#!/usr/bin/make -f\nall: ; @echo built\n-include local.mk\n",
+        );
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
+    let plant = "#!/bin/sh\ntouch {outside}/planted\n";
+    let outcome = run(
+        &session,
+        &place.script(&format!(
+            "mkdir -p node_modules/.bin && print -r -- '{{\"name\": \"p\", \"version\": \"1.0.0\"}}' > package.json \
+             && printf '{plant}' > node_modules/.bin/tsx && chmod +x node_modules/.bin/tsx \
+             && printf 'all: ; touch {{outside}}/planted\\n' > local.mk; \
+             {{outside}}/ts-tool; {{outside}}/make-tool"
+        )),
+    )
+    .await;
+    session.shutdown().await;
+    let decisions = provenances(&recorder);
+    assert!(
+        !place.outside.join("planted").exists(),
+        "the planted program ran escalated: {decisions:#?}\nstderr: {}",
+        text(&outcome.stderr)
+    );
+    for tool in ["ts-tool", "make-tool"] {
+        let refused = decisions.iter().find(|decided| decided.0.ends_with(tool));
+        assert!(
+            refused.is_some_and(|decided| decided.1 == "run"
+                && decided.4.as_deref().is_some_and(|note| note.contains("#!")
+                    || note.contains("which the sandbox can write"))),
+            "{tool} was not refused: {decisions:#?}\nstderr: {}",
+            text(&outcome.stderr)
+        );
+    }
+}
+
+/// What the interpreter check leaves escalated: a script run by python or
+/// a shell named bare (through `env` too) reads its script, not the
+/// workspace it is run from.
+#[tokio::test(flavor = "multi_thread")]
+async fn scripts_run_by_a_bare_interpreter_are_escalated_from_the_workspace() {
+    let place = Place::new();
+    let rules = escalated_script(
+        &place,
+        "py-tool",
+        "#!/usr/bin/env python3\nopen('{outside}/py-ran', 'w')\n",
+    ) + &escalated_script(&place, "sh-tool", "#!/bin/sh\ntouch {outside}/sh-ran\n");
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
+    let outcome = run(&session, &place.script("{outside}/py-tool; {outside}/sh-tool")).await;
+    session.shutdown().await;
+    for ran in ["py-ran", "sh-ran"] {
+        assert!(
+            place.outside.join(ran).exists(),
+            "{ran}: {:#?}\nstderr: {}",
+            provenances(&recorder),
+            text(&outcome.stderr)
+        );
+    }
+}
+
 /// A directory `d` in the workspace that the approver swaps, while it
 /// decides, for a symlink to `elsewhere`: the command must run in the
 /// original (`d.orig`) or not at all.
