@@ -228,8 +228,9 @@ impl SessionArgs {
             .profile
             .or(config.default_profile.clone())
             .unwrap_or_else(|| "workspace-write".into());
-        let profile = config.profiles.get(&profile_name)?;
+        let mut profile = config.profiles.get(&profile_name)?;
         let cwd = current_dir(self.cwd)?;
+        let config_kept = protect_config(&mut profile, self.config.as_deref(), &cwd)?;
         let rule_files: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
         let rules = policy::load_rules(&rule_files)?;
         let skill_dirs: Vec<PathBuf> = config.skills.iter().chain(&self.skills).cloned().collect();
@@ -263,7 +264,12 @@ impl SessionArgs {
             rule_files
                 .iter()
                 .chain(&skill_dirs)
-                .chain(self.config.iter())
+                .chain(self.config.iter().filter(|_| !config_kept))
+                .chain(
+                    config::default_path()
+                        .iter()
+                        .filter(|_| self.config.is_none() && !config_kept),
+                )
                 .chain(&skill_files)
                 .map(PathBuf::as_path),
             "the commands run here could change the policy of later sessions; keep policy \
@@ -614,6 +620,68 @@ fn writable_on_the_way<'a>(
     path: &'a std::path::Path,
 ) -> Option<&'a std::path::Path> {
     path.ancestors().find(|place| view.may_write(place))
+}
+
+/// Keeps the config file read-only in every sandbox of the session: it
+/// chooses the profile, the rules and the audit log of every later session
+/// (a probe wrote `default_profile = "danger-full-access"` into it from a
+/// sandbox, and the next session ran unsandboxed). The default one's
+/// directory, `execgate/` in the config home, is kept whole, and made
+/// first when the sandbox could otherwise make it and a config in it; a
+/// file named with `--config`, only itself. Whether it was kept so.
+#[cfg(unix)]
+fn protect_config(
+    profile: &mut PermissionProfile,
+    explicit: Option<&std::path::Path>,
+    cwd: &std::path::Path,
+) -> Result<bool> {
+    let Some(view) = sandbox_view(profile, cwd) else {
+        return Ok(false);
+    };
+    let place = match explicit {
+        Some(file) => std::path::absolute(file)?,
+        None => {
+            let Some(dir) = config::default_path()
+                .as_deref()
+                .and_then(std::path::Path::parent)
+                .map(std::path::Path::to_path_buf)
+            else {
+                return Ok(false);
+            };
+            if !dir.exists() && writable_on_the_way(&view, &dir).is_some() {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&dir)
+                    .with_context(|| {
+                        format!(
+                            "cannot make {}, to keep a config file out of the sandbox's \
+                             reach (set XDG_CONFIG_HOME to a directory it cannot write)",
+                            dir.display()
+                        )
+                    })?;
+            }
+            dir
+        }
+    };
+    let Ok(place) = std::fs::canonicalize(&place) else {
+        return Ok(false);
+    };
+    // Not the work itself (a config in the working directory's own
+    // ancestors would make all of it read-only).
+    if cwd.starts_with(&place) || !view.may_write(&place) {
+        return Ok(false);
+    }
+    let PermissionProfile::Managed { file_system, .. } = profile else {
+        return Ok(false);
+    };
+    let Ok(kept) = AbsolutePath::new(&place, None) else {
+        return Ok(false);
+    };
+    let _ = file_system.push(FsTarget::Path(kept), Access::Read);
+    // Unless the profile names it writable itself.
+    Ok(sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place)))
 }
 
 /// Hides the audit log's directory from every sandbox of the session: the

@@ -210,6 +210,49 @@ fn a_profile_that_hides_the_working_directory_is_refused() {
     }
 }
 
+/// Regression (a probe of the audit log): with the config home in the
+/// workspace, a command wrote `default_profile = "danger-full-access"` to
+/// the default config file, made or not yet, and the next session ran
+/// unsandboxed. The config's directory is read-only in the sandbox; one
+/// named with `--config` is too, where the sandbox could write it.
+#[test]
+fn the_config_file_is_out_of_the_sandboxs_reach() {
+    let (_dir, ws) = workspace();
+    let config_home = ws.join("config-home");
+    let default = config_home.join("execgate/config.toml");
+    let overwrite = |path: &Path| {
+        format!(
+            "mkdir -p {dir} ; print -r -- 'default_profile = \"danger-full-access\"' > {path}",
+            dir = path.parent().unwrap().display(),
+            path = path.display()
+        )
+    };
+    let config_home_env = [("XDG_CONFIG_HOME", config_home.to_str().unwrap())];
+    // Not made yet, then made by the user.
+    for made in [false, true] {
+        if made {
+            std::fs::write(&default, "rules = []\n").unwrap();
+        }
+        let output = execgate_with_env(&ws, &["run", "--", &overwrite(&default)], &config_home_env);
+        assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("read-only file system"),
+            "{}",
+            text(&output.stderr)
+        );
+        let written = std::fs::read_to_string(&default).unwrap_or_default();
+        assert!(!written.contains("danger"), "made: {made}: {written}");
+    }
+    let named = ws.join("execgate.toml");
+    std::fs::write(&named, "rules = []\n").unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--config", "execgate.toml", "--", &overwrite(&named)],
+    );
+    assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&named).unwrap(), "rules = []\n");
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();
