@@ -379,7 +379,10 @@ impl Inner {
             },
         };
         if rule.decision != RuleDecision::Forbidden {
-            if let Some(refused) = self.refusal_elsewhere(request, &execution).await {
+            if let Some(refused) = self
+                .refusal_elsewhere(request, &execution, OtherNames::Allowed)
+                .await
+            {
                 return run_instead(by_rule, refused);
             }
         }
@@ -456,7 +459,10 @@ impl Inner {
             };
         };
         let execution = Execution::Permissions(grants.clone());
-        if let Some(refused) = self.refusal_elsewhere(request, &execution).await {
+        if let Some(refused) = self
+            .refusal_elsewhere(request, &execution, OtherNames::Refused)
+            .await
+        {
             return run_instead(
                 Provenance {
                     decided_by: DecidedBy::Skill,
@@ -495,12 +501,20 @@ impl Inner {
         self: &Arc<Self>,
         request: &ExecContext,
         execution: &Execution,
+        other_names: OtherNames,
     ) -> Option<String> {
         if !leaves_the_sandbox(request, execution) {
             return None;
         }
         let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
-        tokio::task::spawn_blocking(move || inner.refusal(&request, &execution))
+        tokio::task::spawn_blocking(move || {
+            if other_names == OtherNames::Refused {
+                if let Some(refused) = other_names_refusal(&request) {
+                    return Some(refused);
+                }
+            }
+            inner.refusal(&request, &execution)
+        })
             .await
             .unwrap_or_else(|error| {
                 Some(format!(
@@ -830,6 +844,49 @@ impl Inner {
         let answer = waiting.cell.get_or_init(ask).await.clone();
         waiting.answered = true;
         answer
+    }
+}
+
+/// Whether an escalation takes a program that has other names (hard
+/// links): for a skill's script, which its grants follow by where it
+/// lies, they are refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OtherNames {
+    Allowed,
+    Refused,
+}
+
+/// Why a program with other names is not escalated: the check of what the
+/// sandbox can write goes by path, and a hard link in a writable root (a
+/// package manager's link mode, `cp -al`) is the same file under a name
+/// it can write through (a probe rewrote an approved skill script so).
+/// System programs have such names (`/usr/bin/perl`, `gunzip`): not for
+/// them.
+fn other_names_refusal(request: &ExecContext) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let program = &request.executable.canonical_path;
+    match std::fs::metadata(program) {
+        Ok(meta)
+            if meta.dev() == request.executable.device
+                && meta.ino() == request.executable.inode
+                && meta.nlink() <= 1 =>
+        {
+            None
+        }
+        Ok(meta) if meta.nlink() > 1 => Some(format!(
+            "escalation refused: {} has {} names (hard links); the sandbox might write it \
+             through another",
+            program.display(),
+            meta.nlink()
+        )),
+        Ok(_) => Some(format!(
+            "escalation refused: {} was replaced since it was checked",
+            program.display()
+        )),
+        Err(error) => Some(format!(
+            "escalation refused: {}: {error}",
+            program.display()
+        )),
     }
 }
 

@@ -826,6 +826,46 @@ async fn a_skill_the_sandbox_can_write_runs_in_place_and_says_so() {
     session.shutdown().await;
 }
 
+/// Regression (a probe of skills): a skill script with another name (a
+/// hard link) in the workspace was rewritten through it from the sandbox,
+/// and then ran with the skill's grants once approved. A script with
+/// other names is not escalated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skill_script_with_another_name_runs_in_place() {
+    let place = Place::new();
+    let script = skill(
+        &place,
+        "linked",
+        Some("filesystem = { \"../../outside\" = \"write\" }\n"),
+    );
+    fs::hard_link(&script, place.ws.join("shared.sh")).unwrap();
+    let recorder = Recorder::default();
+    let mut setup =
+        Setup::rules(place.rules("")).approver(Scripted::new(ApprovalAnswer::ApproveOnce));
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script(&format!(
+            "print -r -- 'touch {{outside}}/rewritten' >> shared.sh; {} {{outside}}/x 2>/dev/null; \
+             print done",
+            script.display()
+        )),
+    )
+    .await;
+    session.shutdown().await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    assert!(!place.outside.join("rewritten").exists());
+    assert!(!place.outside.join("x").exists());
+    let decided = provenances(&recorder);
+    let note = decided
+        .iter()
+        .find(|decided| decided.0.ends_with("write.sh"))
+        .and_then(|decided| decided.4.clone())
+        .unwrap_or_default();
+    assert!(note.contains("hard links"), "{decided:?}");
+}
+
 /// Regression: what an approved skill may write was not counted as
 /// writable from the sandbox, as requested permissions are. The sandbox
 /// rewrote, through the skill, a script a rule lets out, and the script
