@@ -267,6 +267,10 @@ fn shown(text: &std::ffi::OsStr) -> String {
 /// The most characters of a path (the program, the directory) a prompt
 /// shows at first.
 const PATH_SHOWN: usize = 200;
+/// About the most characters of a rule's or skill's name or justification
+/// it shows: they come with a rules file or a skill, and a padded one
+/// could scroll the real lines off and stand forged ones in their place.
+const REASON_SHOWN: usize = 300;
 /// About the most characters of all arguments together it shows at first:
 /// each argument gets its share, its start and end kept. Padding could
 /// otherwise scroll the facts that matter off the screen, and what
@@ -368,10 +372,10 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
         ApprovalReason::Rule(rule) => match &rule.justification {
             Some(why) => format!(
                 "because  rule {}: {}",
-                shown(rule.id.as_ref()),
-                shown(why.as_ref())
+                shown_within(rule.id.as_ref(), REASON_SHOWN),
+                shown_within(why.as_ref(), REASON_SHOWN)
             ),
-            None => format!("because  rule {}", shown(rule.id.as_ref())),
+            None => format!("because  rule {}", shown_within(rule.id.as_ref(), REASON_SHOWN)),
         },
         ApprovalReason::Skill {
             name,
@@ -379,17 +383,17 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
             ..
         } => format!(
             "because  it is a script of skill {}, which declares permissions{}",
-            shown(name.as_ref()),
+            shown_within(name.as_ref(), REASON_SHOWN),
             justification
                 .as_ref()
-                .map(|why| format!(": {}", shown(why.as_ref())))
+                .map(|why| format!(": {}", shown_within(why.as_ref(), REASON_SHOWN)))
                 .unwrap_or_default()
         ),
         ApprovalReason::RequestedPermissions { justification } => format!(
             "because  the command asks for more permissions{}",
             justification
                 .as_ref()
-                .map(|why| format!(": {}", shown(why.as_ref())))
+                .map(|why| format!(": {}", shown_within(why.as_ref(), REASON_SHOWN)))
                 .unwrap_or_default()
         ),
         other => format!("because  {other:?}"),
@@ -402,7 +406,7 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
     });
     if let Some(grants) = &request.permissions {
         for grant in grants.grants() {
-            lines.push(format!("           {}", shown(grant.as_ref())));
+            lines.push(format!("           {}", shown_within(grant.as_ref(), PATH_SHOWN)));
         }
     }
     lines
@@ -439,10 +443,10 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
         Some(rule) => match &rule.justification {
             Some(why) => format!(
                 "because  rule {}: {}",
-                shown(rule.id.as_ref()),
-                shown(why.as_ref())
+                shown_within(rule.id.as_ref(), REASON_SHOWN),
+                shown_within(why.as_ref(), REASON_SHOWN)
             ),
-            None => format!("because  rule {}", shown(rule.id.as_ref())),
+            None => format!("because  rule {}", shown_within(rule.id.as_ref(), REASON_SHOWN)),
         },
         None => "because  no domains entry or network rule decides it".to_owned(),
     });
@@ -1070,6 +1074,18 @@ mod tests {
             "because  it is a script of skill notes, which declares permissions: \
              writes notes\\u{1b}[1A"
         );
+        // Nor can a padded one scroll the real lines off (a probe's
+        // justification of 5,400 spaces and forged lines).
+        let padded = ApprovalRequest {
+            reason: ApprovalReason::Skill {
+                name: "n".repeat(5000),
+                script: "/skills/notes/scripts/write.sh".into(),
+                justification: Some(format!("notes{}run /bin/true", " ".repeat(5400))),
+            },
+            ..skill
+        };
+        let because = &describe(&padded, Length::Cut)[2];
+        assert!(because.chars().count() < 2 * REASON_SHOWN + 200, "{because}");
     }
 
     /// Regression: a command could hide the real question and show another

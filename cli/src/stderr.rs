@@ -38,8 +38,11 @@ const CAPACITY: usize = 8192;
 /// How long [`drain`] waits without a line written before it gives up.
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
-/// Writes `text` and a newline to stderr, without waiting.
+/// Writes `text` and a newline to stderr, without waiting, its controls
+/// and format characters escaped: our lines quote names that come with a
+/// repository or a skill (a probe's skill name erased and forged lines).
 pub fn line(text: &str) {
+    let text = crate::output::terminal_safe(text, crate::output::Lines::Kept);
     let mut bytes = Vec::with_capacity(text.len() + 1);
     bytes.extend_from_slice(text.as_bytes());
     bytes.push(b'\n');
