@@ -64,6 +64,22 @@ pub enum SkillError {
         first: PathBuf,
         second: PathBuf,
     },
+    #[error(
+        "skill {inner} lies inside skill {outer} ({}); whose grants its scripts get would \
+         depend on the order the skills were named in: keep skills apart",
+        .root.display()
+    )]
+    Nested {
+        outer: String,
+        inner: String,
+        root: PathBuf,
+    },
+    #[error(
+        "{}: not read, as it is not named {SKILL_PERMISSIONS_FILE} exactly; rename it, or \
+         the skill's scripts would run without the permissions it declares",
+        .0.display()
+    )]
+    MisnamedPermissions(PathBuf),
 }
 
 /// The skills of a session.
@@ -109,6 +125,22 @@ impl SkillRegistry {
     /// never beside another skill of the same name, which no question or
     /// record could tell from it.
     fn add(&mut self, skill: Skill) -> Result<(), SkillError> {
+        let nested = self.skills.iter().find_map(|known| {
+            let (outer, inner) = match () {
+                _ if known.root == skill.root => return None,
+                _ if skill.root.starts_with(&known.root) => (known, &skill),
+                _ if known.root.starts_with(&skill.root) => (&skill, known),
+                _ => return None,
+            };
+            Some(SkillError::Nested {
+                outer: outer.name.clone(),
+                inner: inner.name.clone(),
+                root: inner.root.clone(),
+            })
+        });
+        if let Some(nested) = nested {
+            return Err(nested);
+        }
         match self.skills.iter().find(|known| known.name == skill.name) {
             Some(known) if known.root == skill.root => Ok(()),
             Some(known) => Err(SkillError::DuplicateName {
@@ -155,7 +187,23 @@ impl Skill {
             return Err(SkillError::FrontMatterPermissions(manifest));
         }
         let permissions_file = root.join(SKILL_PERMISSIONS_FILE);
-        let (permissions, justification) = if permissions_file.exists() {
+        // Not a pass for what is not read: a dangling link (a probe's
+        // skill then ran with no grants, unasked), or another spelling.
+        let misnamed = std::fs::read_dir(&root)
+            .map_err(io(&root))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .find(|name| {
+                name.to_str().is_some_and(|name| {
+                    name != SKILL_PERMISSIONS_FILE
+                        && name.eq_ignore_ascii_case(SKILL_PERMISSIONS_FILE)
+                })
+            });
+        if let Some(misnamed) = misnamed {
+            return Err(SkillError::MisnamedPermissions(root.join(misnamed)));
+        }
+        let (permissions, justification) = if std::fs::symlink_metadata(&permissions_file).is_ok()
+        {
             let declared = AdditionalPermissions::load(&permissions_file)?;
             (Some(declared.profile), declared.justification)
         } else {
@@ -252,6 +300,44 @@ mod tests {
         assert!(matches!(
             SkillRegistry::load(&[plain.join("scripts")]),
             Err(SkillError::NotASkill(_))
+        ));
+    }
+
+    /// From a probe: a skill inside another's `scripts/` got the outer
+    /// skill's grants or its own, by the order they were named in; a
+    /// dangling or misspelt permissions file loaded the skill with none.
+    #[test]
+    fn nested_skills_and_unread_permissions_do_not_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let skill = |path: &Path, name: &str| {
+            std::fs::create_dir_all(path.join("scripts")).expect("mkdir");
+            std::fs::write(path.join("SKILL.md"), format!("---\nname: {name}\n---\n"))
+                .expect("write");
+        };
+        let outer = dir.path().join("outer");
+        let inner = outer.join("scripts/inner");
+        skill(&outer, "outer");
+        skill(&inner, "inner");
+        for order in [[&outer, &inner], [&inner, &outer]] {
+            assert!(
+                matches!(SkillRegistry::load(&order), Err(SkillError::Nested { .. })),
+                "{order:?}"
+            );
+        }
+        let dangling = dir.path().join("dangling");
+        skill(&dangling, "dangling");
+        std::os::unix::fs::symlink("/nonexistent", dangling.join(SKILL_PERMISSIONS_FILE))
+            .expect("symlink");
+        assert!(matches!(
+            SkillRegistry::load(&[&dangling]),
+            Err(SkillError::Permissions(_) | SkillError::Io { .. })
+        ));
+        let misspelt = dir.path().join("misspelt");
+        skill(&misspelt, "misspelt");
+        std::fs::write(misspelt.join("Permissions.toml"), "").expect("write");
+        assert!(matches!(
+            SkillRegistry::load(&[&misspelt]),
+            Err(SkillError::MisnamedPermissions(_))
         ));
     }
 
