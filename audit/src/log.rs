@@ -401,8 +401,14 @@ fn end_cut_line(log: &File) -> std::io::Result<()> {
         return Ok(());
     }
     let mut log = log;
-    log.write_all(b"\n")
+    log.write_all(CUT_MARK)
 }
+
+/// What ends a cut line: not a newline alone. A record cut just before its
+/// newline is whole JSON, and ended with one it would read as a record
+/// (a probe filled the disk to leave the record of a command that was
+/// denied for want of it so); after this mark no line parses.
+const CUT_MARK: &[u8] = b" (cut)\n";
 
 /// Opens the log to append; readable too, for [`end_cut_line`], unless
 /// its mode lets us write it only.

@@ -761,6 +761,26 @@ fn a_record_after_a_cut_line_starts_its_own() {
     assert!(error.contains("a.jsonl:2"), "{error}");
 }
 
+/// Regression (a probe of the audit log): a record cut just before its
+/// newline (a full disk) is whole JSON; the next writer ended the line
+/// with a newline, and the record of a command that was denied read as
+/// one that ran. A cut line stays a cut line.
+#[test]
+fn a_record_cut_before_its_newline_is_not_read_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let cut = serde_json::to_string(&run_record()).unwrap();
+    std::fs::write(&path, &cut).unwrap();
+    let log = AuditLog::open(&path, Rotation::default()).unwrap();
+    log.append(&run_record(), false).unwrap();
+    let read = read_log(&path).unwrap();
+    assert_eq!(read.records.len(), 1);
+    let [skipped] = read.skipped.as_slice() else {
+        panic!("{:?}", read.skipped);
+    };
+    assert!(skipped.to_string().contains("a.jsonl:1"), "{skipped}");
+}
+
 #[test]
 fn reading_goes_on_past_lines_that_are_not_records() {
     let dir = tempfile::tempdir().unwrap();
