@@ -35,6 +35,13 @@ pub struct EndSignals {
     hangup: Signal,
     interrupt: Signal,
     terminal_interrupt: TerminalInterrupt,
+    /// `SIGXFSZ`, taken over only so that it ends nothing: under a file
+    /// size limit (`ulimit -f`), the audit log's write that passes it
+    /// would kill execgate with the session's children left to their
+    /// fate, where the write's error (`EFBIG`) denies one command and
+    /// says why (a probe). A handler, not an ignored signal: commands
+    /// start with the default action, as they would without execgate.
+    _file_size: Signal,
 }
 
 impl EndSignals {
@@ -44,6 +51,10 @@ impl EndSignals {
             hangup: take_over(SignalKind::hangup(), "SIGHUP")?,
             interrupt: take_over(SignalKind::interrupt(), "SIGINT")?,
             terminal_interrupt,
+            _file_size: take_over(
+                SignalKind::from_raw(nix::sys::signal::Signal::SIGXFSZ as i32),
+                "SIGXFSZ",
+            )?,
         })
     }
 

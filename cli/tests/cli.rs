@@ -281,6 +281,29 @@ fn a_skills_name_cannot_write_to_the_terminal() {
     assert!(!stderr.contains('\u{1b}') && !stderr.contains('\r'), "{stderr:?}");
 }
 
+/// Regression (a probe of the audit log): under a file size limit, the
+/// audit write that passed it killed execgate (`SIGXFSZ`), and the
+/// session's end went unrecorded. The write fails instead: that command
+/// is denied, and execgate ends as the command did.
+#[test]
+fn a_file_size_limit_denies_commands_and_kills_nothing() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("log/audit.jsonl");
+    let output = Command::new("prlimit")
+        .arg("--fsize=3000")
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--audit-log", log.to_str().unwrap(), "--"])
+        .arg("for i in 1 2 3 4 5 6; do /usr/bin/true; done; print -r -- ended")
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{:?}: {stderr}", output.status);
+    assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
+    assert!(stderr.contains("cannot write the audit log"), "{stderr}");
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();
