@@ -139,10 +139,25 @@ pub fn serve(args: McpArgs) -> Result<i32> {
                 128 + signal
             }
         };
-        // Every process of the session goes, escalated children included.
+        // Every process of the session goes, escalated children included:
+        // all at once, and a signal meanwhile ends the session by force
+        // (a probe's host sent SIGTERM while the kills went one by one,
+        // and nothing heard it).
+        let mut kills = tokio::task::JoinSet::new();
         for process in session.list() {
-            let _ = session.kill(process.process_id).await;
+            let session = session.clone();
+            kills.spawn(async move {
+                let _ = session.kill(process.process_id).await;
+            });
         }
+        let code = tokio::select! {
+            () = async { while kills.join_next().await.is_some() {} } => code,
+            signal = signals.recv() => {
+                session.terminate(signal);
+                kills.shutdown().await;
+                128 + signal
+            }
+        };
         match Arc::try_unwrap(session) {
             Ok(session) => session.shutdown().await,
             // A tool call still holds it: end it by force (the warden

@@ -224,6 +224,62 @@ fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
     );
 }
 
+/// A probe found: at the client's disconnect the server killed its
+/// processes one by one, each waiting 0.5 s for output that an escaped
+/// escalated child kept open, and heard no signal meanwhile (32 s for a
+/// full table). They are killed at once now, and a killed process's
+/// output is not waited for.
+#[test]
+fn the_end_of_input_does_not_wait_for_escaped_children_one_by_one() {
+    use std::io::Write;
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let rules = dir.path().join("setsid.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
+    let (mut server, mut stdin, mut stdout) = mcp_server(
+        dir.path(),
+        &ws,
+        &["--rules".as_ref(), rules.as_os_str()],
+        &[("EXECGATE_SCOPE", "process-groups")],
+    );
+    say_after_handshake(&mut stdin, "{}", &[]);
+    const PROCESSES: u32 = 10;
+    for id in 2..2 + PROCESSES {
+        let call = exec_call(id, "setsid -f sleep 9321; sleep 9322", 250);
+        writeln!(stdin, "{call}").unwrap();
+        let line = read_until(&mut stdout, &[&format!("\"id\":{id}")], &mut Vec::new());
+        assert!(line.contains("process_id"), "{line}");
+    }
+    drop(stdin);
+    let closed = std::time::Instant::now();
+    while server.try_wait().unwrap().is_none() {
+        assert!(
+            closed.elapsed() < std::time::Duration::from_secs(20),
+            "the server still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let took = closed.elapsed();
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 932[12]"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    // One by one, with the wait, took 0.5 s for each.
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "the server took {took:?} to end"
+    );
+}
+
 /// Reads lines from the server until one contains every part of `wanted`.
 fn read_until(
     stdout: &mut impl std::io::BufRead,

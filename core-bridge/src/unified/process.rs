@@ -23,6 +23,11 @@ const PROTECTED_RECENT: usize = 8;
 /// How long output is still read after a process's group is gone (a
 /// process that left the group may hold the pipe open).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// The same for a process that was killed: what is already in the pipe is
+/// read, and nobody waits for what a process that left the group may
+/// still write (a probe's MCP client waited 0.5 s per killed process, 32 s
+/// for a full table, at its disconnect).
+const KILLED_DRAIN_GRACE: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
 pub(crate) struct ProcessTable {
@@ -106,6 +111,11 @@ struct Collected {
     /// [`DRAIN_GRACE`]), and a kill in between could have reached a
     /// recycled group.
     reaped: bool,
+    /// It was killed (by request, pruning or its session's end): its
+    /// output is drained for [`KILLED_DRAIN_GRACE`] only, and told so
+    /// while it drains.
+    killed: bool,
+    killing: Arc<tokio::sync::Notify>,
 }
 
 impl ProcessTable {
@@ -402,7 +412,10 @@ impl LiveProcess {
     /// Kills the process group now, unless the shell has been reaped (the
     /// follower killed what was left in the group then).
     pub(crate) fn kill(&self) {
-        if !self.lock().reaped {
+        let mut collected = self.lock();
+        collected.killed = true;
+        collected.killing.notify_one();
+        if !collected.reaped {
             kill_group(self.pgid);
         }
     }
@@ -480,11 +493,28 @@ async fn follow(
     // The group id cannot name another process while any member lives;
     // from here on nothing else uses it.
     kill_group(pgid);
-    shared.lock().unwrap_or_else(PoisonError::into_inner).reaped = true;
-    let until = tokio::time::Instant::now() + DRAIN_GRACE;
+    let (grace, killing) = {
+        let mut collected = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        collected.reaped = true;
+        let grace = match collected.killed {
+            true => KILLED_DRAIN_GRACE,
+            false => DRAIN_GRACE,
+        };
+        (grace, collected.killing.clone())
+    };
+    let mut until = tokio::time::Instant::now() + grace;
     for mut reader in readers {
-        if tokio::time::timeout_at(until, &mut reader).await.is_err() {
-            reader.abort();
+        loop {
+            tokio::select! {
+                _ = &mut reader => break,
+                () = tokio::time::sleep_until(until) => {
+                    reader.abort();
+                    break;
+                }
+                () = killing.notified() => {
+                    until = until.min(tokio::time::Instant::now() + KILLED_DRAIN_GRACE);
+                }
+            }
         }
     }
     let status = match status {
