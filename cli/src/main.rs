@@ -486,6 +486,16 @@ fn warn_if_sandbox_writable<'a>(
     // warned about with the directory.
     let mut warned: Vec<std::path::PathBuf> = Vec::new();
     for file in files {
+        if let Some((link, writable)) = replaceable_link_on_the_way(&view, file) {
+            stderr::line(&format!(
+                "execgate: warning: {} is reached through the link {}, which this session's \
+                 sandbox can replace (it can write {}), so {consequence}",
+                file.display(),
+                link.display(),
+                writable.display()
+            ));
+            continue;
+        }
         let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
         if warned.iter().any(|place| path.starts_with(place)) {
             continue;
@@ -582,6 +592,18 @@ fn warn_if_log_reachable(
     let (Some(view), Some(dir)) = (sandbox_view(profile, cwd), log.parent()) else {
         return;
     };
+    if let Some((link, writable)) = replaceable_link_on_the_way(&view, log) {
+        stderr::line(&format!(
+            "execgate: warning: the audit log {} is reached through the link {}, which this \
+             session's sandbox can replace (it can write {}): later sessions would write, and \
+             `execgate audit` read, wherever it points then; name the log by its real path \
+             (--audit-log, or [audit] log in the config)",
+            log.display(),
+            link.display(),
+            writable.display()
+        ));
+        return;
+    }
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     // A directory that is hidden (see `hide_audit_directory`) is out of
     // reach itself, but not its place in its parent.
@@ -620,6 +642,30 @@ fn writable_on_the_way<'a>(
     path: &'a std::path::Path,
 ) -> Option<&'a std::path::Path> {
     path.ancestors().find(|place| view.may_write(place))
+}
+
+/// A symbolic link on the way to `path` as it is written (absolute) that
+/// the sandbox could replace, and the place it can write to do so: a later
+/// session, or `execgate audit`, follows the path as written, wherever the
+/// sandbox points it (a probe swapped such a link to the audit log's
+/// directory for its own, and the reviewer read forged records).
+#[cfg(unix)]
+fn replaceable_link_on_the_way(
+    view: &ResolvedPolicy,
+    path: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let path = std::path::absolute(path).ok()?;
+    let mut ancestors: Vec<&std::path::Path> = path.ancestors().collect();
+    ancestors.reverse();
+    ancestors.into_iter().find_map(|place| {
+        if !std::fs::symlink_metadata(place).is_ok_and(|meta| meta.is_symlink()) {
+            return None;
+        }
+        // The link lies in its parent, as resolved so far.
+        let parent = std::fs::canonicalize(place.parent()?).ok()?;
+        let writable = writable_on_the_way(view, &parent)?.to_path_buf();
+        Some((place.to_path_buf(), writable))
+    })
 }
 
 /// Keeps the config file read-only in every sandbox of the session: it

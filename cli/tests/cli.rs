@@ -304,6 +304,43 @@ fn a_file_size_limit_denies_commands_and_kills_nothing() {
     assert!(stderr.contains("cannot write the audit log"), "{stderr}");
 }
 
+/// Regression (a probe of the audit log): a log named through a link the
+/// sandbox could replace drew no warning; the probe pointed the link at
+/// its own directory, and `execgate audit` read forged records. So for a
+/// rules file.
+#[test]
+fn a_replaceable_link_on_the_way_to_the_log_or_rules_is_warned_of() {
+    let (dir, ws) = workspace();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("team.rules"), "").unwrap();
+    std::os::unix::fs::symlink(&real, ws.join("logs")).unwrap();
+    let log = ws.join("logs/audit.jsonl");
+    let rules = ws.join("logs/team.rules");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for named in [&log, &rules] {
+        assert!(
+            stderr.lines().any(|line| line.contains(&*named.to_string_lossy())
+                && line.contains("reached through the link")),
+            "{}: {stderr}",
+            named.display()
+        );
+    }
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();
