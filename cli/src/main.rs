@@ -328,7 +328,6 @@ impl SessionArgs {
                 )
             })?;
             warn_if_log_reachable(&session.profile, &cwd, &log_path);
-            hide_audit_directory(&mut session.profile, dir, &cwd);
         }
         let mut rotation = execgate_audit::Rotation::default();
         if let Some(max_bytes) = config.audit.max_bytes {
@@ -339,6 +338,8 @@ impl SessionArgs {
         }
         let log = execgate_audit::AuditLog::open(&log_path, rotation)
             .context("the audit log cannot be opened; nothing runs unrecorded")?;
+        // Once its files exist: where the directory cannot be hidden, they are.
+        hide_audit_log(&mut session.profile, &log_path, rotation.keep, &cwd);
         let mut options =
             execgate_audit::RecordOptions::new(config.audit.env_values, &config.audit.redact_args)?;
         options.sync_escalations = config.audit.sync_escalations;
@@ -732,23 +733,45 @@ fn protect_config(
 
 /// Hides the audit log's directory from every sandbox of the session: the
 /// log is the reviewers', and a sandbox that could open its lock file
-/// could hold the lock (see the README's audit section). Not where that
-/// directory holds the working directory: that would hide the work itself.
+/// could hold the lock (see the README's audit section). Where that
+/// directory holds the working directory, hiding it would hide the work
+/// itself: the log's own files are hidden instead, as they are now (a
+/// probe held the lock from a read-only view of a parent directory, and
+/// every session sharing the log was refused everything; a file rotation
+/// makes later is not hidden, and the README says so).
 #[cfg(unix)]
-fn hide_audit_directory(
+fn hide_audit_log(
     profile: &mut PermissionProfile,
-    dir: &std::path::Path,
+    log: &std::path::Path,
+    keep: usize,
     cwd: &std::path::Path,
 ) {
     let PermissionProfile::Managed { file_system, .. } = profile else {
         return;
     };
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    if cwd.starts_with(&dir) {
+    let Some(dir) = log.parent() else {
         return;
-    }
-    if let Ok(dir) = AbsolutePath::new(&dir, None) {
-        let _ = file_system.push(FsTarget::Path(dir), Access::None);
+    };
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let hidden: Vec<std::path::PathBuf> = if cwd.starts_with(&dir) {
+        let Some(name) = log.file_name() else {
+            return;
+        };
+        let mut lock = name.to_owned();
+        lock.push(".lock");
+        let log = dir.join(name);
+        [log.clone(), dir.join(lock)]
+            .into_iter()
+            .chain((1..=keep).map(|n| execgate_audit::rotated_path(&log, n)))
+            .filter(|file| std::fs::symlink_metadata(file).is_ok())
+            .collect()
+    } else {
+        vec![dir]
+    };
+    for place in hidden {
+        if let Ok(place) = AbsolutePath::new(&place, None) {
+            let _ = file_system.push(FsTarget::Path(place), Access::None);
+        }
     }
 }
 

@@ -341,6 +341,32 @@ fn a_replaceable_link_on_the_way_to_the_log_or_rules_is_warned_of() {
     }
 }
 
+/// Regression (a probe of the audit log): a log in a directory that
+/// holds the working directory was in the sandbox's view: a command read
+/// every session's records, and held the lock from a read-only view, so
+/// that every session sharing the log was refused everything. Its files
+/// are hidden.
+#[test]
+fn a_log_beside_the_work_is_hidden_file_by_file() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("audit.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            "cat ../audit.jsonl && print read; flock -n ../audit.jsonl.lock true && print locked; \
+             print -r -- end",
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(stdout, "end\n", "{}", text(&output.stderr));
+    // The work itself is not hidden.
+    assert!(std::fs::read_to_string(&log).unwrap().contains("cat"));
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();
