@@ -14,7 +14,9 @@
 //!    not paired with a newer `execgate`;
 //! 3. the installed layout: `../libexec/execgate/` relative to the binary
 //!    (`/usr/bin/execgate` uses `/usr/libexec/execgate/`), with the zsh at
-//!    `zsh/bin/zsh` there.
+//!    `zsh/bin/zsh` there;
+//! 4. the package's own place, `/usr/libexec/execgate/`: an agent that
+//!    embeds this library runs from wherever its author put it.
 //!
 //! A layout is taken only when every tool it must supply is there: mixing a
 //! build tree's wrapper with an installed zsh would pair parts of two
@@ -70,6 +72,9 @@ pub struct LocatedTools {
 /// The directory of installed tools, relative to the binary's directory.
 pub const INSTALLED_TOOLS_DIR: &str = "../libexec/execgate";
 
+/// Where the Debian package installs the tools.
+pub const PACKAGE_TOOLS_DIR: &str = "/usr/libexec/execgate";
+
 /// Where `scripts/build-wrapper` leaves the static musl builds, relative to
 /// a build tree's binary directory (`target/debug`, `target/release`).
 const FAST_BUILD_DIR: &str = "../x86_64-unknown-linux-musl/release";
@@ -107,6 +112,16 @@ impl Tools {
         exe: &Path,
         env: impl Fn(&str) -> Option<std::ffi::OsString>,
     ) -> Result<LocatedTools, BridgeError> {
+        Tools::discover_with_package(exe, env, Path::new(PACKAGE_TOOLS_DIR))
+    }
+
+    /// [`Tools::discover`], with the package's place given (tests keep
+    /// what this machine has installed out of their lookups).
+    fn discover_with_package(
+        exe: &Path,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+        package: &Path,
+    ) -> Result<LocatedTools, BridgeError> {
         let dir = exe.parent().unwrap_or(Path::new("/"));
         let installed = dir.join(INSTALLED_TOOLS_DIR);
         let layouts = [
@@ -124,6 +139,14 @@ impl Tools {
                     zsh: installed.join("zsh/bin/zsh"),
                     wrapper: installed.join("execgate-exec-wrapper"),
                     sandbox_helper: installed.join("execgate-sandbox-helper"),
+                },
+            ),
+            (
+                ToolsOrigin::Installed,
+                Tools {
+                    zsh: package.join("zsh/bin/zsh"),
+                    wrapper: package.join("execgate-exec-wrapper"),
+                    sandbox_helper: package.join("execgate-sandbox-helper"),
                 },
             ),
         ];
@@ -256,6 +279,30 @@ mod tests {
         path
     }
 
+    /// [`Tools::discover`] without what this machine has installed.
+    fn discover(
+        exe: &Path,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<LocatedTools, BridgeError> {
+        Tools::discover_with_package(exe, env, Path::new("/nonexistent/execgate-package"))
+    }
+
+    /// From a probe: an agent embedding the library, built anywhere, did
+    /// not find the package's tools in `/usr/libexec/execgate`.
+    #[test]
+    fn the_package_is_found_from_any_binary() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let package = root.join("usr/libexec/execgate");
+        for tool in ["execgate-exec-wrapper", "execgate-sandbox-helper", "zsh/bin/zsh"] {
+            file(root, &format!("usr/libexec/execgate/{tool}"));
+        }
+        let exe = file(root, "home/agent/target/release/agent");
+        let located = Tools::discover_with_package(&exe, no_env, &package).unwrap();
+        assert_eq!(located.origin, ToolsOrigin::Installed);
+        assert_eq!(located.tools.wrapper, package.join("execgate-exec-wrapper"));
+    }
+
     fn no_env(_: &str) -> Option<std::ffi::OsString> {
         None
     }
@@ -271,7 +318,7 @@ mod tests {
         file(&root, "usr/libexec/execgate/execgate-exec-wrapper");
         file(&root, "usr/libexec/execgate/execgate-sandbox-helper");
         file(&root, "usr/libexec/execgate/zsh/bin/zsh");
-        let located = Tools::discover(&exe, no_env).unwrap();
+        let located = discover(&exe, no_env).unwrap();
         assert_eq!(located.origin, ToolsOrigin::BuildTree);
         assert_eq!(located.tools.zsh, root.join("usr/zsh/bin/zsh"));
     }
@@ -310,7 +357,7 @@ mod tests {
             if let Some(key) = helper {
                 file_with(&root, &format!("{fast}/execgate-sandbox-helper"), key);
             }
-            let tools = Tools::discover(&exe, no_env).unwrap().tools;
+            let tools = discover(&exe, no_env).unwrap().tools;
             let expected = |is_fast: bool, name: &str| {
                 root.join(if is_fast { fast } else { "target/debug" })
                     .join(name)
@@ -379,7 +426,7 @@ mod tests {
         file(&root, "usr/libexec/execgate/execgate-exec-wrapper");
         file(&root, "usr/libexec/execgate/execgate-sandbox-helper");
         file(&root, "usr/libexec/execgate/zsh/bin/zsh");
-        let located = Tools::discover(&exe, no_env).unwrap();
+        let located = discover(&exe, no_env).unwrap();
         assert_eq!(
             located,
             LocatedTools {
@@ -403,7 +450,7 @@ mod tests {
         file(&root, "usr/libexec/execgate/execgate-exec-wrapper");
         file(&root, "usr/libexec/execgate/execgate-sandbox-helper");
         file(&root, "usr/libexec/execgate/zsh/bin/zsh");
-        let located = Tools::discover(&exe, no_env).unwrap();
+        let located = discover(&exe, no_env).unwrap();
         assert_eq!(located.origin, ToolsOrigin::Installed);
         assert_eq!(
             located.tools.wrapper,
@@ -421,7 +468,7 @@ mod tests {
         file(&root, "usr/libexec/execgate/zsh/bin/zsh");
         let other_zsh = file(&root, "elsewhere/zsh");
         let env = |name: &str| (name == ENV_ZSH).then(|| other_zsh.clone().into_os_string());
-        let located = Tools::discover(&exe, env).unwrap();
+        let located = discover(&exe, env).unwrap();
         assert_eq!(located.origin, ToolsOrigin::Installed);
         assert_eq!(located.tools.zsh, other_zsh);
     }
@@ -431,7 +478,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let root = root.path().canonicalize().unwrap();
         let exe = file(&root, "usr/bin/execgate");
-        let error = Tools::discover(&exe, no_env).unwrap_err().to_string();
+        let error = discover(&exe, no_env).unwrap_err().to_string();
         assert!(error.contains(&root.join("usr/zsh/bin/zsh").display().to_string()));
         assert!(error.contains("libexec/execgate"), "{error}");
     }

@@ -18,10 +18,12 @@
 //! This module must never start a process outside the session's scope (a
 //! dropped or shut down session leaves none of them, escalated children
 //! included), nor keep more than the session's process limit.
-//! Limits: Ctrl-C on a PTY reaches the programs that run inside the
-//! sandbox, not escalated children, which the server starts in process
-//! groups of their own; whether an approval is pending is known per
-//! session, not per process.
+//! Limits: Ctrl-C on a PTY reaches escalated children only through the
+//! process that stands in for each in the shell (it relays the signal;
+//! the server starts them in process groups of their own); a terminal in
+//! canonical mode keeps at most 4095 bytes of a line not yet ended, and
+//! drops the rest as the kernel does, unreported; whether an approval is
+//! pending is known per session, not per process.
 
 mod buffer;
 mod process;
