@@ -435,6 +435,12 @@ impl Inner {
     /// whoever decided.
     async fn decide_skill(self: &Arc<Self>, skill: &Skill, request: &ExecContext) -> Verdict {
         let mut verdict = self.decide_skill_script(skill, request).await;
+        // Answered by no person (`--approval approve` or `deny`): the
+        // skill's question, not the session's policy without rules (a probe
+        // read `default` and looked for a rule that was not there).
+        if verdict.provenance.decided_by == DecidedBy::Default {
+            verdict.provenance.decided_by = DecidedBy::Skill;
+        }
         let of_skill = format!("script of skill {}", skill.name);
         verdict.provenance.note = Some(match verdict.provenance.note.take() {
             Some(note) => format!("{of_skill}; {note}"),

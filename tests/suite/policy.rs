@@ -826,6 +826,34 @@ async fn a_skill_the_sandbox_can_write_runs_in_place_and_says_so() {
     session.shutdown().await;
 }
 
+/// From a probe: a skill's question answered by no person (`--approval
+/// approve` or `deny`) was recorded as decided by `default`, the session's
+/// policy without rules; it is the skill's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skills_question_answered_by_no_person_is_recorded_as_the_skills() {
+    let place = Place::new();
+    let script = skill(
+        &place,
+        "unasked",
+        Some("filesystem = { \"../../outside\" = \"write\" }\n"),
+    );
+    for approver in [
+        Arc::new(execgate_core_bridge::ApproveAll) as Arc<dyn Approver>,
+        Arc::new(DenyAll),
+    ] {
+        let recorder = Recorder::default();
+        let mut setup = Setup::rules(place.rules(""));
+        setup.approver = approver;
+        setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+        let session = setup.start(&place, &recorder);
+        let outcome = run(&session, &format!("{} {}/x", script.display(), place.ws.display())).await;
+        session.shutdown().await;
+        let decided = provenances(&recorder);
+        assert_eq!(decided.len(), 1, "{decided:?}: {}", text(&outcome.stderr));
+        assert_eq!(decided[0].2, DecidedBy::Skill, "{decided:?}");
+    }
+}
+
 /// Regression (a probe of skills): a skill script with another name (a
 /// hard link) in the workspace was rewritten through it from the sandbox,
 /// and then ran with the skill's grants once approved. A script with
