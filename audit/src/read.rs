@@ -383,12 +383,25 @@ impl Filter {
         self.decision.as_deref().is_none_or(|wanted| {
             decision == Some(wanted) || (wanted == "deny" && record.denied_at_connect())
         }) && self.program.as_ref().is_none_or(|glob| {
-            executable.as_ref().is_some_and(|path| {
-                let name = Path::new(path)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned());
-                glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
-            })
+            // The canonical path, the path as requested, and the name it
+            // was run by (`--program unxz` finds `xz` run as `unxz`).
+            let run_as = record
+                .process
+                .args
+                .as_ref()
+                .and_then(|args| args.first())
+                .map(|first| first.lossy());
+            let requested = record.file.as_ref().map(|file| file.requested_path.lossy());
+            let matched = [executable.as_ref(), requested.as_ref(), run_as.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|path| {
+                    let name = Path::new(path)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned());
+                    glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
+                });
+            matched
         }) && (self.rule.is_empty()
             || record
                 .rule

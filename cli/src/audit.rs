@@ -304,6 +304,32 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         .executable
         .as_ref()
         .map_or_else(String::new, |path| path.lossy());
+    // Quoted where a space would hide where the path ends, and with the
+    // name it was run by when that is another (`unxz` runs `xz`, which
+    // then decompresses: a probe read the line as compressing).
+    let shown_program = {
+        let shown = debug_escaped(&program);
+        let shown = match shown.contains(char::is_whitespace) {
+            true => format!("\"{shown}\""),
+            false => shown,
+        };
+        let run_as = record
+            .process
+            .args
+            .as_ref()
+            .and_then(|args| args.first())
+            .map(|first| first.lossy())
+            .filter(|first| {
+                !first.is_empty()
+                    && first != &program
+                    && Some(first.as_str())
+                        != Path::new(&program).file_name().and_then(|name| name.to_str())
+            });
+        match run_as {
+            Some(name) => format!("{shown} (as \"{}\")", debug_escaped(&name)),
+            None => shown,
+        }
+    };
     // Arguments are shown with control characters escaped (a log line must
     // not be able to rewrite the reviewer's terminal), and quoted where a
     // space or nothing would hide where one ends (`escape_debug` escapes
@@ -360,7 +386,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         escape_controls(&record.session_id),
         escape_controls(&record.event.action),
         escape_controls(decision),
-        debug_escaped(&program),
+        shown_program,
         args,
         escape_controls(rule),
         outcome

@@ -367,6 +367,23 @@ fn a_log_beside_the_work_is_hidden_file_by_file() {
     assert!(std::fs::read_to_string(&log).unwrap().contains("cat"));
 }
 
+/// From a probe: the table showed `/usr/bin/xz -f f.xz` for `unxz -f
+/// f.xz` (reads as compressing), and `--program unxz` found nothing. The
+/// name a program was run by is shown and matched.
+#[test]
+fn the_audit_table_shows_and_finds_the_name_a_program_was_run_by() {
+    let (_dir, ws) = workspace();
+    let output = execgate(&ws, &["run", "--", "ARGV0=renamed /usr/bin/true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let output = execgate(&ws, &["audit", "--program", "renamed"]);
+    let table = text(&output.stdout);
+    assert!(
+        table.contains("/usr/bin/true (as \"renamed\")"),
+        "{table:?}: {}",
+        text(&output.stderr)
+    );
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();
