@@ -195,16 +195,26 @@ pub struct RuleFields {
     pub justification: Option<String>,
 }
 
-/// `session.*`, on `session-end` records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `session.*`, on `session-start` and `session-end` records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionFields {
-    /// `closed` (its owner ended it) or `signal` (its owner was signalled).
+    /// At the start: the name of its profile, if it was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// At the start: its sandbox, as its grants (`sandbox=disabled` for
+    /// none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sandbox: Vec<String>,
+    /// At the end: `closed` (its owner ended it) or `signal` (its owner
+    /// was signalled).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub end_reason: String,
     /// The signal that ended it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
-    /// Escalated children still running at the end, which were killed.
-    pub running_children: usize,
+    /// At the end: escalated children still running, which were killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_children: Option<usize>,
 }
 
 /// One line of the audit log.
@@ -530,7 +540,19 @@ impl AuditRecord {
                 record.session = Some(SessionFields {
                     end_reason: end_reason.into(),
                     signal,
-                    running_children: *running,
+                    running_children: Some(*running),
+                    ..SessionFields::default()
+                });
+            }
+            SessionEvent::Began { profile, sandbox } => {
+                record.event = EventFields {
+                    action: "session-start".into(),
+                    outcome: "success".into(),
+                };
+                record.session = Some(SessionFields {
+                    profile: profile.clone(),
+                    sandbox: sandbox.clone(),
+                    ..SessionFields::default()
                 });
             }
             SessionEvent::Network(event) => network(&mut record, event),

@@ -455,13 +455,20 @@ fn escape_controls(text: &str) -> String {
     crate::output::terminal_safe(text, crate::output::Lines::Escaped)
 }
 
-/// A `session-end` record's outcome column.
+/// A `session-start` or `session-end` record's outcome column: what the
+/// session ran under, or how it ended.
 fn session_end(record: &AuditRecord) -> String {
-    let Some(end) = &record.session else {
+    let Some(session) = &record.session else {
         return String::new();
     };
-    let killed = end.running_children;
-    match end.signal {
+    let Some(killed) = session.running_children else {
+        let profile = session.profile.as_deref().unwrap_or("(unnamed)");
+        return escape_controls(&format!(
+            "profile {profile}: {}",
+            session.sandbox.join(", ")
+        ));
+    };
+    match session.signal {
         Some(signal) => format!("ended by signal {signal}, {killed} running killed"),
         None => format!("closed, {killed} running killed"),
     }

@@ -626,10 +626,21 @@ fn every_run_is_audited_and_audit_reads_it_back() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    // Three decisions, then the session's end.
-    assert_eq!(records.len(), 4);
-    assert_eq!(records[3]["event"]["action"], "session-end");
-    assert_eq!(records[3]["session"]["end_reason"], "closed");
+    // The session's start (what it ran under), three decisions, then its
+    // end.
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[0]["event"]["action"], "session-start");
+    assert_eq!(records[0]["session"]["profile"], "workspace-write");
+    assert!(
+        records[0]["session"]["sandbox"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(":cwd=write")),
+        "{}",
+        records[0]
+    );
+    assert_eq!(records[4]["event"]["action"], "session-end");
+    assert_eq!(records[4]["session"]["end_reason"], "closed");
 
     let output = execgate(&ws, &["audit", "--json", "--program", "id"]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -699,7 +710,7 @@ fn audit_reads_the_configured_log_past_a_cut_line_by_instant() {
     let output = execgate(&ws, &["audit", "--json"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
     assert!(
-        text(&output.stderr).contains("custom.jsonl:3: not an audit record"),
+        text(&output.stderr).contains("custom.jsonl:4: not an audit record"),
         "{}",
         text(&output.stderr)
     );
@@ -714,8 +725,11 @@ fn audit_reads_the_configured_log_past_a_cut_line_by_instant() {
     assert_eq!(programs, ["/usr/bin/id", "/usr/bin/ls"]);
 
     // The `ls` decision's own time, written at +01:00, bounds it in.
-    let stamp = records[2]["@timestamp"].as_str().unwrap();
-    assert_eq!(records[2]["process"]["executable"], "/usr/bin/ls");
+    let ls = records
+        .iter()
+        .find(|record| record["process"]["executable"] == "/usr/bin/ls")
+        .unwrap();
+    let stamp = ls["@timestamp"].as_str().unwrap();
     // An offset written out, not a zone name: no time zone data needed.
     let output = Command::new("date")
         .args(["-d", stamp, "+%Y-%m-%dT%H:%M:%S.%N%:z"])

@@ -310,6 +310,7 @@ impl ShellSession {
         env.push((PROFILE_VARIABLE.into(), profile_name.clone().into()));
         let mut telemetry = Telemetry::new(&profile, &profile_name);
         let mut server = SessionConfig::new(&tools.wrapper, policy);
+        server.profile_name = Some(profile_name.clone());
         server.escalation_env = env
             .iter()
             .filter(|(name, _)| name != "PATH")

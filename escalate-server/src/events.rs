@@ -62,6 +62,15 @@ pub enum AuditFailure {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum SessionEvent {
+    /// The session began: recorded before its shell can ask anything, so
+    /// that a reviewer knows what every later record ran under.
+    Began {
+        /// The name its owner gave its profile, if any.
+        profile: Option<String>,
+        /// Its sandbox, as its grants (`sandbox=disabled` when there is
+        /// none).
+        sandbox: Vec<String>,
+    },
     /// A request was decided. Emitted before the decision takes effect.
     Decided {
         request: Arc<ExecContext>,

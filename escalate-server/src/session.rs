@@ -39,6 +39,9 @@ pub struct SessionConfig {
     pub policy: Arc<dyn Policy>,
     /// Receives an event for every decision, escalated child and error.
     pub events: Option<EventSink>,
+    /// The name of the session's profile, for its first audit record
+    /// (`session-start`). Default: none.
+    pub profile_name: Option<String>,
     /// `PATH` for escalated children (the requester's is not trusted), and
     /// where relative `#!` interpreters of escalated scripts are looked up.
     pub escalation_path: OsString,
@@ -214,6 +217,7 @@ impl SessionConfig {
             wrapper: wrapper.into(),
             policy,
             events: None,
+            profile_name: None,
             escalation_path: std::env::var_os("PATH")
                 .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
             escalation_env: crate::environment::server_defaults(),
@@ -249,6 +253,8 @@ pub enum StartError {
     Sandbox(#[from] SandboxError),
     #[error("the session's processes cannot be kept killable: {0}")]
     Scope(#[from] ScopeError),
+    #[error("the session's start cannot be recorded in the audit log ({0}); nothing runs unrecorded")]
+    Unrecorded(String),
 }
 
 /// A running session. Dropping it (or [`Session::cancel`]) stops its workers
@@ -542,6 +548,16 @@ impl Session {
             next_request: AtomicU64::new(0),
             ended: AtomicBool::new(false),
         });
+        // Before the shell can ask anything; a session whose start cannot
+        // be recorded does not start (with `AuditFailure::Deny`).
+        let began = SessionEvent::Began {
+            profile: shared.config.profile_name.clone(),
+            sandbox: shared.sandbox.as_ref().map_or_else(
+                || vec!["sandbox=disabled".to_owned()],
+                |sandbox| sandbox.turn_default.grants(),
+            ),
+        };
+        shared.record(&began).map_err(StartError::Unrecorded)?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn_on(

@@ -147,11 +147,12 @@ async fn hostile_arguments_from_the_shell_round_trip() {
     finish(child).await;
     session.shutdown().await;
     let text = std::fs::read_to_string(&log).unwrap();
-    // The decision, then the session's end.
-    assert_eq!(text.lines().count(), 2, "{text}");
+    // The session's start, the decision, then the session's end.
+    assert_eq!(text.lines().count(), 3, "{text}");
     let records = read_records(&log).unwrap();
-    assert_eq!(records[1].event.action, "session-end");
-    let recorded: Vec<Vec<u8>> = records[0]
+    assert_eq!(records[0].event.action, "session-start");
+    assert_eq!(records[2].event.action, "session-end");
+    let recorded: Vec<Vec<u8>> = records[1]
         .process
         .args
         .as_ref()
@@ -176,29 +177,32 @@ async fn a_rogue_request_is_recorded_as_an_error() {
     let socket = session.shell_socket().unwrap();
     execgate_protocol::send_with_fds(socket, b"garbage", &[]).unwrap();
     for _ in 0..200 {
-        if std::fs::metadata(&log).is_ok_and(|meta| meta.len() > 0) {
+        if read_records(&log).is_ok_and(|records| records.len() > 1) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     session.shutdown().await;
     let records = read_records(&log).unwrap();
-    assert_eq!(records.len(), 2);
-    assert_eq!(records[0].event.action, "error");
-    assert_eq!(records[1].event.action, "session-end");
-    assert!(records[0].error.is_some());
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0].event.action, "session-start");
+    assert_eq!(records[1].event.action, "error");
+    assert_eq!(records[2].event.action, "session-end");
+    assert!(records[1].error.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
     let dir = tempfile::tempdir().unwrap();
-    let log = log_at_the_largest_size(dir.path());
+    let log = dir.path().join("audit.jsonl");
     let never = Rotation {
         max_bytes: u64::MAX,
         keep: 1,
     };
     let (mut session, recorder) =
         audited_session_rotating(policy_by_path(&[]), &log, AuditFailure::Deny, never);
+    // Once the session has started (its start recorded).
+    assert_eq!(log_at_the_largest_size(dir.path()), log);
     let child = spawn_zsh(&mut session, "touch marker; print status=$?", dir.path());
     let output = finish(child).await;
     session.shutdown().await;
@@ -231,6 +235,16 @@ async fn an_unwritable_log_runs_nothing_unless_told_to_warn() {
     assert_eq!(output.stdout, "status=0\n");
     assert!(dir.path().join("marker").exists());
     assert_eq!(recorder.decided().len(), 1);
+
+    // A session whose start cannot be recorded does not start.
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    let audit = Arc::new(AuditLog::open(&log, never).unwrap());
+    config.audit = Some(Arc::new(SessionAudit::new(audit, RecordOptions::default())));
+    config.audit_failure = AuditFailure::Deny;
+    assert!(matches!(
+        Session::start(config),
+        Err(execgate_escalate_server::StartError::Unrecorded(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,8 +274,13 @@ async fn many_shells_at_once_make_exactly_one_record_per_decision() {
         .iter()
         .filter(|record| record.event.action == "session-end")
         .count();
+    let starts = records
+        .iter()
+        .filter(|record| record.event.action == "session-start")
+        .count();
     assert_eq!(ends, shells, "one end per session");
-    assert_eq!(records.len() - ends, decided);
+    assert_eq!(starts, shells, "one start per session");
+    assert_eq!(records.len() - ends - starts, decided);
 }
 
 #[tokio::test(flavor = "multi_thread")]

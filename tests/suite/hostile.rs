@@ -682,9 +682,10 @@ fn flood() {
         "(refused at the hello, refused in the conversation, decided, spawn failed)"
     );
     // The audit log holds the same: one failure record per request, and
-    // every decision.
+    // every decision (and the session's start, which is no request's).
     let records = read_records(&audit_path).unwrap();
-    assert_eq!(records.len(), events.len());
+    assert_eq!(records.len(), events.len() + 1);
+    assert_eq!(records[0].event.action, "session-start");
     let failures = records
         .iter()
         .filter(|record| record.event.action == "error" && record.event.outcome == "failure")

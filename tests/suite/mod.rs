@@ -61,12 +61,17 @@ impl Recorder {
     }
 
     /// The events of requests and escalated children: everything but the
-    /// session's own end, which [`Recorder::ends`] lists.
+    /// session's own start and end ([`Recorder::ends`] lists the ends).
     pub fn events(&self) -> Vec<SessionEvent> {
         let events = self.0.lock().unwrap();
         events
             .iter()
-            .filter(|event| !matches!(event, SessionEvent::Ended { .. }))
+            .filter(|event| {
+                !matches!(
+                    event,
+                    SessionEvent::Ended { .. } | SessionEvent::Began { .. }
+                )
+            })
             .cloned()
             .collect()
     }
