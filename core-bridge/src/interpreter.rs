@@ -21,21 +21,21 @@ pub(crate) struct Interpreted {
     pub(crate) program: PathBuf,
     /// `argv` as that program receives it (`argv[0]` as named).
     pub(crate) argv: Vec<OsString>,
-    /// Whether the line names nothing but the program: a script runner
-    /// (python, node, a shell) then reads its script, not the directory.
-    pub(crate) bare: bool,
+    /// The words the line gives the program before the script.
+    pub(crate) options: Vec<OsString>,
 }
 
 /// What `interpreter` (absolute, as the `#!` line names it; `canonical`,
 /// resolved) runs for `script` with `args` (the script's own arguments,
-/// without `argv[0]`). `path` is where `env` looks programs up.
+/// without `argv[0]`). `path` is where `env` looks programs up: the
+/// `PATH` the escalated child gets.
 pub(crate) fn interpreted(
     interpreter: &Path,
     canonical: &Path,
     argument: Option<&OsStr>,
     script: &Path,
     args: &[OsString],
-    path: Option<&OsStr>,
+    path: &OsStr,
 ) -> Result<Interpreted, String> {
     let mut argv = vec![interpreter.as_os_str().to_owned()];
     argv.extend(argument.map(OsStr::to_owned));
@@ -47,82 +47,132 @@ pub(crate) fn interpreted(
     if !is_env(interpreter) && !is_env(canonical) {
         return Ok(Interpreted {
             program: canonical.to_path_buf(),
-            bare: argument.is_none(),
+            options: argument.map(OsStr::to_owned).into_iter().collect(),
             argv,
         });
     }
-    let (named, rest) = env_command(&argv[1..])?;
-    let program = look_up(&named, path)?;
+    let command = env_command(&argv[1..])?;
+    // glibc's search path when env was told to clear PATH.
+    let path = match command.clears_path {
+        true => OsStr::new("/bin:/usr/bin"),
+        false => path,
+    };
+    let program = look_up(&command.program, path)?;
+    if program == script {
+        return Err("env runs the script itself again, which the check does not follow".into());
+    }
     if program.file_name() == Some(OsStr::new("env")) {
         return Err("env runs env again, which the check does not follow".into());
     }
     // What follows the program is the script and its arguments, or more
     // words of the line first.
-    let bare = rest.len() == 1 + args.len();
-    let mut argv = vec![named];
-    argv.extend(rest);
+    let options_end = command.rest.len().saturating_sub(1 + args.len());
+    let options = command.rest[..options_end].to_vec();
+    let mut argv = vec![command.program];
+    argv.extend(command.rest);
     Ok(Interpreted {
         program,
         argv,
-        bare,
+        options,
     })
 }
 
-/// The program `env` runs and what follows it, from `env`'s arguments.
-fn env_command(words: &[OsString]) -> Result<(OsString, Vec<OsString>), String> {
+/// What `env` is told to run.
+struct EnvCommand {
+    program: OsString,
+    rest: Vec<OsString>,
+    /// `-i` or `-u PATH`: the program is looked up in the default path.
+    clears_path: bool,
+}
+
+/// The program `env` runs and what follows it, from `env`'s arguments
+/// (GNU coreutils' options; what else it takes is refused).
+fn env_command(words: &[OsString]) -> Result<EnvCommand, String> {
     let mut words: Vec<OsString> = words.to_vec();
+    let mut clears_path = false;
     let mut at = 0;
     let cannot_follow =
         |word: &OsStr| format!("env is given {word:?}, which the check does not follow");
     while let Some(word) = words.get(at).cloned() {
         let bytes = word.as_bytes();
-        let split = match bytes {
-            b"-S" | b"--split-string" => {
-                let Some(string) = words.get(at + 1).cloned() else {
-                    return Err(cannot_follow(&word));
-                };
-                words.drain(at..at + 2);
-                Some(string)
-            }
-            _ if bytes.starts_with(b"--split-string=") => {
-                words.remove(at);
-                Some(OsStr::from_bytes(&bytes[b"--split-string=".len()..]).to_owned())
-            }
-            _ if bytes.starts_with(b"-S") => {
-                words.remove(at);
-                Some(OsStr::from_bytes(&bytes[2..]).to_owned())
-            }
-            _ => None,
-        };
-        if let Some(string) = split {
-            let parts = split_string(&string)?;
-            words.splice(at..at, parts);
-            continue;
-        }
+        // A string to split, and how many words it takes from here.
+        let mut split: Option<(OsString, usize)> = None;
         match bytes {
-            b"-i" | b"--ignore-environment" | b"-" | b"-0" | b"--null" | b"-v" | b"--debug" => {
-                at += 1;
-            }
-            b"-u" | b"--unset" => at += 2,
-            _ if bytes.starts_with(b"--unset=") => at += 1,
-            _ if bytes.starts_with(b"-u") && bytes.len() > 2 => at += 1,
             b"--" => {
                 at += 1;
                 break;
+            }
+            b"-" | b"--ignore-environment" => {
+                clears_path = true;
+                at += 1;
+            }
+            b"--null" | b"--debug" => at += 1,
+            b"--unset" => {
+                clears_path |= words.get(at + 1).is_some_and(|name| name == "PATH");
+                at += 2;
+            }
+            b"--split-string" => {
+                let string = words.get(at + 1).ok_or_else(|| cannot_follow(&word))?;
+                split = Some((string.clone(), 2));
+            }
+            _ if bytes.starts_with(b"--unset=") => {
+                clears_path |= &bytes[b"--unset=".len()..] == b"PATH";
+                at += 1;
+            }
+            _ if bytes.starts_with(b"--split-string=") => {
+                split = Some((OsStr::from_bytes(&bytes[b"--split-string=".len()..]).into(), 1));
+            }
+            // A cluster of short options: `-i`, `-0`, `-v` alone, `-u` and
+            // `-S` taking the rest of the word or the next one.
+            [b'-', cluster @ ..] if !cluster.is_empty() && cluster[0] != b'-' => {
+                let mut taken = 1;
+                for (index, &option) in cluster.iter().enumerate() {
+                    let rest = &cluster[index + 1..];
+                    match option {
+                        b'i' => clears_path = true,
+                        b'0' | b'v' => {}
+                        b'u' | b'S' => {
+                            let value = match rest.is_empty() {
+                                false => OsStr::from_bytes(rest).to_owned(),
+                                true => {
+                                    taken = 2;
+                                    words.get(at + 1).cloned().ok_or_else(|| cannot_follow(&word))?
+                                }
+                            };
+                            match option {
+                                b'u' => clears_path |= value == "PATH",
+                                _ => split = Some((value, taken)),
+                            }
+                            break;
+                        }
+                        _ => return Err(cannot_follow(&word)),
+                    }
+                }
+                if split.is_none() {
+                    at += taken;
+                }
             }
             _ if bytes.starts_with(b"-") || bytes.contains(&b'=') => {
                 return Err(cannot_follow(&word));
             }
             _ => break,
         }
+        if let Some((string, taken)) = split {
+            let parts = split_string(&string)?;
+            words.splice(at..at + taken, parts);
+        }
     }
-    let Some(named) = words.get(at).cloned() else {
+    let Some(program) = words.get(at).cloned() else {
         return Err("env is given no program".into());
     };
-    if named.as_bytes().contains(&b'=') {
-        return Err(cannot_follow(&named));
+    if program.as_bytes().contains(&b'=') {
+        return Err(cannot_follow(&program));
     }
-    Ok((named, words.split_off(at + 1)))
+    Ok(EnvCommand {
+        program,
+        rest: words.split_off(at + 1),
+        clears_path,
+    })
 }
 
 /// `env -S`'s string as words, when it holds nothing but words and blanks:
@@ -137,16 +187,18 @@ fn split_string(string: &OsStr) -> Result<Vec<OsString>, String> {
             "env -S is given {string:?}, whose quoting the check does not follow"
         ));
     }
+    // env splits on the blanks of C's isspace, vertical tab included.
     Ok(bytes
-        .split(u8::is_ascii_whitespace)
+        .split(|b| b.is_ascii_whitespace() || *b == 0x0b)
         .filter(|word| !word.is_empty())
         .map(|word| OsStr::from_bytes(word).to_owned())
         .collect())
 }
 
 /// Where `env` finds `named`: itself when it holds a `/` (absolute only),
-/// else the first executable file of that name in `path`.
-fn look_up(named: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, String> {
+/// else the first executable file of that name in `path` (relative entries
+/// are none of the escalated child's).
+fn look_up(named: &OsStr, path: &OsStr) -> Result<PathBuf, String> {
     let named_path = Path::new(named);
     if named.as_bytes().contains(&b'/') {
         return match named_path.is_absolute() {
@@ -157,17 +209,7 @@ fn look_up(named: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, String> {
             )),
         };
     }
-    let path = path.unwrap_or_default();
-    for directory in std::env::split_paths(path) {
-        // An empty or relative entry is looked in from the working
-        // directory, which the sandbox may write or choose.
-        if !directory.is_absolute() {
-            return Err(format!(
-                "env looks {} up in a PATH with a relative entry ({:?})",
-                named_path.display(),
-                directory
-            ));
-        }
+    for directory in std::env::split_paths(path).filter(|dir| dir.is_absolute()) {
         let candidate = directory.join(named);
         let executable = std::fs::metadata(&candidate)
             .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0);
@@ -181,20 +223,94 @@ fn look_up(named: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, String> {
     ))
 }
 
-/// Whether `program` (canonical), given a script and nothing more, reads
-/// that script and not the directory it runs in: its entry in the planted
-/// table judges the directory for what it does with `-c`, `-m` and the like.
-pub(crate) fn reads_only_its_script(program: &Path) -> bool {
+/// Programs that run another program named in their arguments (a `#!`
+/// line's `env -S nice make` runs make): the check would judge the
+/// wrapper, not what it runs.
+const RUNS_ANOTHER: [&str; 22] = [
+    "nice", "nohup", "timeout", "stdbuf", "setsid", "ionice", "taskset", "chrt", "flock",
+    "xargs", "time", "unshare", "nsenter", "chroot", "setpriv", "runuser", "su", "sudo", "doas",
+    "systemd-run", "busybox", "catchsegv",
+];
+
+/// Why the check cannot judge what `program` (canonical) runs: it runs
+/// another program it is given.
+pub(crate) fn runs_another(program: &Path) -> Option<String> {
+    let name = program.file_name()?.to_str()?;
+    RUNS_ANOTHER.contains(&name).then(|| {
+        format!("it runs {name}, which runs another program the check does not follow")
+    })
+}
+
+/// Whether `program` (canonical), given a script after `options`, reads
+/// that script and not the directory it runs in: a script runner (python,
+/// node, perl, ruby, a shell) with options that name no code, module or
+/// file. Its entry in the planted table judges the directory for what it
+/// does with `-c`, `-m` and the like. Not a runner that is itself a script
+/// (a version manager's shim named `python3` reads `.python-version`):
+/// the caller checks that.
+pub(crate) fn reads_only_its_script(program: &Path, options: &[OsString]) -> bool {
     let Some(name) = program.file_name().and_then(OsStr::to_str) else {
         return false;
     };
-    const RUNNERS: [&str; 10] = [
-        "node", "nodejs", "perl", "ruby", "sh", "bash", "dash", "zsh", "ksh", "mksh",
-    ];
-    RUNNERS.contains(&name)
-        || ["python", "python2", "python3"].contains(&name)
-        || name.starts_with("python2.")
-        || name.starts_with("python3.")
+    // Per family, the short options that take code, a module, a file or a
+    // directory (refused in any cluster), and whether `-o NAME` is one.
+    let (forbidden, shell): (&[u8], bool) = match name {
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" => (b"cs", true),
+        "perl" => (b"eEIMmxd", false),
+        "ruby" => (b"erICxSX", false),
+        "node" | "nodejs" => (b"eprc", false),
+        _ if ["python", "python2", "python3"].contains(&name)
+            || name.starts_with("python2.")
+            || name.starts_with("python3.") =>
+        {
+            (b"cmWX", false)
+        }
+        _ => return false,
+    };
+    let mut words = options.iter().map(|word| word.as_bytes());
+    while let Some(word) = words.next() {
+        match word {
+            // A shell's `-o NAME` / `+o NAME` names an option.
+            [b'-' | b'+', b'o'] if shell => {
+                if words.next().is_none() {
+                    return false;
+                }
+            }
+            // Long options: only node's that name no code or module.
+            [b'-', b'-', long @ ..] => {
+                let refused = long.contains(&b'=')
+                    || [
+                        &b"require"[..],
+                        b"import",
+                        b"loader",
+                        b"experimental-loader",
+                        b"eval",
+                        b"print",
+                        b"env-file",
+                        b"rcfile",
+                        b"init-file",
+                        b"check",
+                    ]
+                    .contains(&long);
+                if refused || name.starts_with("python") || name == "perl" {
+                    return false;
+                }
+            }
+            [b'-' | b'+', cluster @ ..] if !cluster.is_empty() => {
+                let takes_value = cluster.iter().any(|option| forbidden.contains(option));
+                // A shell's cluster ending in `o` (`-euo pipefail`).
+                let ends_in_o = shell && cluster.last() == Some(&b'o');
+                if takes_value || !cluster.iter().all(u8::is_ascii_alphanumeric) {
+                    return false;
+                }
+                if ends_in_o && words.next().is_none() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -208,42 +324,46 @@ mod tests {
             .collect()
     }
 
+    const PATH: &str = "/usr/bin:/bin";
+
     #[test]
     fn what_a_line_runs() {
-        let path = Some(OsStr::new("/usr/bin:/bin"));
         // (interpreter, its argument, the script's arguments) -> (program,
-        // argv after argv[0], bare)
-        let cases: &[(&str, Option<&str>, &str, &str, &str, bool)] = &[
-            ("/usr/bin/python3", None, "a b", "/usr/bin/python3", "/s a b", true),
-            ("/usr/bin/python3", Some("-u"), "", "/usr/bin/python3", "-u /s", false),
-            ("/usr/bin/make", Some("-f"), "all", "/usr/bin/make", "-f /s all", false),
-            ("/usr/bin/env", Some("sh"), "x", "/usr/bin/sh", "/s x", true),
-            ("/usr/bin/env", Some("-S sh -e"), "", "/usr/bin/sh", "-e /s", false),
-            ("/usr/bin/env", Some("-Ssh  -e"), "", "/usr/bin/sh", "-e /s", false),
-            ("/usr/bin/env", Some("--split-string=sh -e"), "", "/usr/bin/sh", "-e /s", false),
-            ("/usr/bin/env", Some("-S -i -u HOME sh"), "", "/usr/bin/sh", "/s", true),
-            ("/usr/bin/env", Some("-S -- sh"), "", "/usr/bin/sh", "/s", true),
-            ("/usr/bin/env", Some("-S /bin/sh -e"), "", "/bin/sh", "-e /s", false),
+        // argv after argv[0], the words before the script)
+        let cases: &[(&str, Option<&str>, &str, &str, &str, &str)] = &[
+            ("/usr/bin/python3", None, "a b", "/usr/bin/python3", "/s a b", ""),
+            ("/usr/bin/python3", Some("-u"), "", "/usr/bin/python3", "-u /s", "-u"),
+            ("/usr/bin/make", Some("-f"), "all", "/usr/bin/make", "-f /s all", "-f"),
+            ("/usr/bin/env", Some("sh"), "x", "/usr/bin/sh", "/s x", ""),
+            ("/usr/bin/env", Some("-S sh -e"), "", "/usr/bin/sh", "-e /s", "-e"),
+            ("/usr/bin/env", Some("-Ssh  -e"), "", "/usr/bin/sh", "-e /s", "-e"),
+            ("/usr/bin/env", Some("-S sh\u{b}-e"), "", "/usr/bin/sh", "-e /s", "-e"),
+            ("/usr/bin/env", Some("--split-string=sh -e"), "", "/usr/bin/sh", "-e /s", "-e"),
+            ("/usr/bin/env", Some("-S -i -u HOME sh"), "", "/bin/sh", "/s", ""),
+            ("/usr/bin/env", Some("-S -- sh"), "", "/usr/bin/sh", "/s", ""),
+            ("/usr/bin/env", Some("-vS sh -e"), "a", "/usr/bin/sh", "-e /s a", "-e"),
+            ("/usr/bin/env", Some("-iS sh"), "", "/bin/sh", "/s", ""),
+            ("/usr/bin/env", Some("-S -u PATH sh"), "", "/bin/sh", "/s", ""),
+            ("/usr/bin/env", Some("-S /bin/sh -e"), "", "/bin/sh", "-e /s", "-e"),
         ];
-        for &(interpreter, argument, args, program, argv, bare) in cases {
+        for &(interpreter, argument, args, program, argv, options) in cases {
             let got = interpreted(
                 Path::new(interpreter),
                 Path::new(interpreter),
                 argument.map(OsStr::new),
                 Path::new("/s"),
                 &words(args),
-                path,
+                OsStr::new(PATH),
             )
             .unwrap_or_else(|error| panic!("{interpreter} {argument:?}: {error}"));
             assert_eq!(got.program, Path::new(program), "{interpreter} {argument:?}");
             assert_eq!(&got.argv[1..], words(argv), "{interpreter} {argument:?}");
-            assert_eq!(got.bare, bare, "{interpreter} {argument:?}");
+            assert_eq!(got.options, words(options), "{interpreter} {argument:?}");
         }
     }
 
     #[test]
     fn what_the_check_does_not_follow_is_refused() {
-        let path = Some(OsStr::new("/usr/bin:/bin"));
         let cases = [
             // Assignments, a directory change, other options.
             "-S NODE_OPTIONS=-r./x node",
@@ -251,10 +371,13 @@ mod tests {
             "--chdir=/tmp sh",
             "-a name sh",
             "-S -a name sh",
+            "-iC/tmp sh",
             // Quoting env -S interprets.
             "-S sh -c 'x'",
             "-S sh ${HOME}",
-            // No program, an unknown one, a relative one, env again.
+            // No program but the script itself; none; an unknown one, a
+            // relative one, env again.
+            "-S -i",
             "-S -i -u",
             "no-such-program-here",
             "./tool",
@@ -267,21 +390,45 @@ mod tests {
                 Some(OsStr::new(argument)),
                 Path::new("/s"),
                 &[],
-                path,
+                OsStr::new(PATH),
             );
             assert!(got.is_err(), "{argument:?}: {got:?}");
         }
-        // A relative PATH entry before the program: env would look there.
-        for relative in [":/usr/bin", ".:/usr/bin", "bin:/usr/bin"] {
-            let got = interpreted(
-                Path::new("/usr/bin/env"),
-                Path::new("/usr/bin/env"),
-                Some(OsStr::new("sh")),
-                Path::new("/s"),
-                &[],
-                Some(OsStr::new(relative)),
+    }
+
+    #[test]
+    fn runners_with_options_that_name_no_code_read_their_script_only() {
+        let python = Path::new("/usr/bin/python3.11");
+        let cases: &[(&Path, &str, bool)] = &[
+            (python, "", true),
+            (python, "-u", true),
+            (python, "-I -B", true),
+            (python, "-m pip", false),
+            (python, "-uc", false),
+            (python, "-Wignore", false),
+            (python, "--check-hash-based-pycs always", false),
+            (Path::new("/usr/bin/dash"), "-e", true),
+            (Path::new("/usr/bin/bash"), "-euo pipefail", true),
+            (Path::new("/usr/bin/bash"), "-o errexit -x", true),
+            (Path::new("/usr/bin/bash"), "-c", false),
+            (Path::new("/usr/bin/bash"), "--rcfile", false),
+            (Path::new("/usr/bin/perl"), "-w -T", true),
+            (Path::new("/usr/bin/perl"), "-Mstrict", false),
+            (Path::new("/usr/bin/node"), "--no-warnings", true),
+            (Path::new("/usr/bin/node"), "--require", false),
+            (Path::new("/usr/bin/node"), "-r", false),
+            (Path::new("/usr/bin/node"), "--import=./x.mjs", false),
+            (Path::new("/usr/bin/make"), "", false),
+        ];
+        for &(program, options, bare) in cases {
+            assert_eq!(
+                reads_only_its_script(program, &words(options)),
+                bare,
+                "{} {options}",
+                program.display()
             );
-            assert!(got.is_err(), "{relative}: {got:?}");
         }
+        assert!(runs_another(Path::new("/usr/bin/nice")).is_some());
+        assert!(runs_another(Path::new("/usr/bin/make")).is_none());
     }
 }

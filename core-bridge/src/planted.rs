@@ -1024,6 +1024,39 @@ fn reader_refusal(
             return Some(refusal);
         }
     }
+    configuration_refusal(reader, name, request, writable)
+}
+
+/// Why a program in the table, started on a script it reads and nothing
+/// else, would still read instructions the sandbox could have planted: its
+/// per-user and system configuration (a shell's `~/.zshenv`), whatever
+/// directory it runs in.
+pub(crate) fn planted_configuration(
+    request: &Request<'_>,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    let reader = reader_of(request.program)?;
+    let name = request
+        .program
+        .file_name()
+        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    configuration_refusal(reader, &name, request, writable)
+}
+
+/// The configuration files of `reader`'s entry, judged.
+fn configuration_refusal(
+    reader: &'static InstructionReader,
+    name: &str,
+    request: &Request<'_>,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    let refused = |place: &Path, how: &str| {
+        Some(format!(
+            "escalation refused: {name} reads {} from {}{how}, which the sandbox can write",
+            reader.reads,
+            place.display()
+        ))
+    };
     for file in reader.config_files {
         for candidate in config_candidates(file, request) {
             if candidate.is_relative() {

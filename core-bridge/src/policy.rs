@@ -42,9 +42,10 @@ use crate::approval::{
     nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
     ApprovalRequest, Approver, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
-use crate::interpreter::{interpreted, reads_only_its_script};
+use crate::interpreter::{interpreted, reads_only_its_script, runs_another};
 use crate::planted::{
-    home_variables, planted_home, planted_instructions, Request as PlantedRequest,
+    home_variables, planted_configuration, planted_home, planted_instructions,
+    Request as PlantedRequest,
 };
 use crate::skills::{Skill, SkillRegistry};
 
@@ -625,46 +626,115 @@ impl Inner {
             }
         };
         // What the line runs in the end (through env, a program found in
-        // PATH), judged as if it were escalated itself.
-        let std_path = std::env::var_os("PATH");
-        let interpreted = match interpreted(
-            &interpreter,
-            &canonical,
-            shebang.argument.as_deref(),
-            program,
-            request.argv.get(1..).unwrap_or_default(),
-            std_path.as_deref(),
-        ) {
-            Ok(interpreted) => interpreted,
-            Err(why) => {
+        // the PATH the child gets; through the `#!` lines of programs that
+        // are scripts themselves, as the kernel follows them), judged as if
+        // it were escalated itself.
+        let child_path = std::env::join_paths(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .filter(|dir| dir.is_absolute() && !writable(dir)),
+        )
+        .unwrap_or_default();
+        let (mut interpreter, mut canonical, mut shebang, mut script) =
+            (interpreter, canonical, shebang, program.clone());
+        let mut args = request.argv.get(1..).unwrap_or_default().to_vec();
+        // The kernel follows four levels of `#!`.
+        for _ in 0..4 {
+            let interpreted = match interpreted(
+                &interpreter,
+                &canonical,
+                shebang.argument.as_deref(),
+                &script,
+                &args,
+                &child_path,
+            ) {
+                Ok(interpreted) => interpreted,
+                Err(why) => {
+                    return Some(format!(
+                        "escalation refused: {}'s #! line: {why}",
+                        program.display()
+                    ))
+                }
+            };
+            let runs = match std::fs::canonicalize(&interpreted.program) {
+                Ok(runs) if !writable(&runs) && !writable(&interpreted.program) => runs,
+                Ok(runs) => {
+                    return Some(format!(
+                        "escalation refused: {}'s #! line runs {}, which is {}",
+                        program.display(),
+                        runs.display(),
+                        writable_how(&[&runs, &interpreted.program])
+                    ))
+                }
+                Err(error) => {
+                    return Some(format!(
+                        "escalation refused: {}'s #! line runs {}: {error}",
+                        program.display(),
+                        interpreted.program.display()
+                    ))
+                }
+            };
+            if let Some(why) = runs_another(&runs) {
                 return Some(format!(
                     "escalation refused: {}'s #! line: {why}",
                     program.display()
-                ))
+                ));
             }
-        };
-        let runs = match std::fs::canonicalize(&interpreted.program) {
-            Ok(runs) if !writable(&runs) && !writable(&interpreted.program) => runs,
-            Ok(runs) => {
+            let inner = match shebang_of(&runs) {
+                Ok(inner) => inner,
+                Err(error) => {
+                    return Some(format!(
+                        "escalation refused: cannot read {} to check its #! line: {error}",
+                        runs.display()
+                    ))
+                }
+            };
+            // A runner that is a script itself (a version manager's shim)
+            // is judged whole; a bare one by what it reads beyond its
+            // script only.
+            let bare = inner.is_none() && reads_only_its_script(&runs, &interpreted.options);
+            let refused = match bare {
+                true => self.planted_configuration(request, &runs, &writable, &writable_roots),
+                false => self.planted(
+                    request,
+                    &runs,
+                    &interpreted.argv,
+                    &writable,
+                    &writable_roots,
+                ),
+            };
+            if refused.is_some() {
+                return refused;
+            }
+            let Some(inner) = inner else {
+                return None;
+            };
+            let next = PathBuf::from(&inner.interpreter);
+            if !next.is_absolute() {
                 return Some(format!(
-                    "escalation refused: {}'s #! line runs {}, which is {}",
-                    program.display(),
+                    "escalation refused: {} names a relative #! interpreter {}",
                     runs.display(),
-                    writable_how(&[&runs, &interpreted.program])
-                ))
+                    next.display()
+                ));
             }
-            Err(error) => {
-                return Some(format!(
-                    "escalation refused: {}'s #! line runs {}: {error}",
-                    program.display(),
-                    interpreted.program.display()
-                ))
-            }
-        };
-        if interpreted.bare && reads_only_its_script(&runs) {
-            return None;
+            canonical = match std::fs::canonicalize(&next) {
+                Ok(next_canonical) => next_canonical,
+                Err(error) => {
+                    return Some(format!(
+                        "escalation refused: {}'s interpreter {}: {error}",
+                        runs.display(),
+                        next.display()
+                    ))
+                }
+            };
+            args = interpreted.argv[1..].to_vec();
+            interpreter = next;
+            shebang = inner;
+            script = runs;
         }
-        self.planted(request, &runs, &interpreted.argv, &writable, &writable_roots)
+        Some(format!(
+            "escalation refused: {}'s #! lines lead through more interpreters than the kernel follows",
+            program.display()
+        ))
     }
 
     /// Why the program would run instructions the sandbox could have
@@ -698,6 +768,30 @@ impl Inner {
             &PlantedRequest {
                 program,
                 argv,
+                cwd,
+                env: &request.env,
+                writable_roots,
+            },
+            writable,
+        )
+    }
+
+    /// [`planted_configuration`] for `program`, where the request runs.
+    fn planted_configuration(
+        &self,
+        request: &ExecContext,
+        program: &Path,
+        writable: &dyn Fn(&Path) -> bool,
+        writable_roots: &[PathBuf],
+    ) -> Option<String> {
+        let cwd = match &request.working_directory {
+            Ok(directory) => directory.canonical_path.as_path(),
+            Err(_) => Path::new("/"),
+        };
+        planted_configuration(
+            &PlantedRequest {
+                program,
+                argv: &request.argv,
                 cwd,
                 env: &request.env,
                 writable_roots,

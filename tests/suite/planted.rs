@@ -420,19 +420,29 @@ fn escalated_script(place: &Place, name: &str, text: &str) -> String {
     format!("prefix_rule(pattern = [\"{}\"])\n", path.display())
 }
 
-/// Regression (a probe of skills): a script's `#!` line was checked for the
-/// interpreter it names only; `env -S npx tsx` then ran the `tsx` the
-/// sandbox put in `node_modules/.bin`, escalated. What the line runs is
-/// judged as if escalated itself, through `env` too.
+/// Regression (a probe of skills, then a review): a script's `#!` line was
+/// checked for the interpreter it names only; `env -S npx tsx` then ran
+/// the `tsx` the sandbox put in `node_modules/.bin`, escalated. What the
+/// line runs is judged as if escalated itself: through `env`, through a
+/// program that runs another (`nice make`), through a program that is a
+/// script itself, and a bare runner by the configuration it reads.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
     let place = Place::new();
-    let rules = escalated_script(&place, "ts-tool", "#!/usr/bin/env -S npx --no tsx\n")
-        + &escalated_script(
-            &place,
+    let tools = [
+        ("ts-tool", "#!/usr/bin/env -S npx --no tsx\n"),
+        (
             "make-tool",
             "#!/usr/bin/make -f\nall: ; @echo built\n-include local.mk\n",
-        );
+        ),
+        ("nice-tool", "#!/usr/bin/env -S nice make -s\n"),
+        ("nested-tool", "#!/usr/bin/env {outside}/make-tool\n"),
+        ("zsh-tool", "#!/usr/bin/env zsh\nprint zsh-tool ran\n"),
+    ];
+    let rules: String = tools
+        .iter()
+        .map(|(name, text)| escalated_script(&place, name, text))
+        .collect();
     let recorder = Recorder::default();
     let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
     let plant = "#!/bin/sh\ntouch {outside}/planted\n";
@@ -441,8 +451,10 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         &place.script(&format!(
             "mkdir -p node_modules/.bin && print -r -- '{{\"name\": \"p\", \"version\": \"1.0.0\"}}' > package.json \
              && printf '{plant}' > node_modules/.bin/tsx && chmod +x node_modules/.bin/tsx \
-             && printf 'all: ; touch {{outside}}/planted\\n' > local.mk; \
-             {{outside}}/ts-tool; {{outside}}/make-tool"
+             && printf 'all: ; touch {{outside}}/planted\\n' > local.mk && cp local.mk Makefile \
+             && print -r -- 'touch {{outside}}/planted' > .zshenv; \
+             {{outside}}/ts-tool; {{outside}}/make-tool; {{outside}}/nice-tool; {{outside}}/nested-tool; \
+             HOME={{ws}} {{outside}}/zsh-tool"
         )),
     )
     .await;
@@ -453,32 +465,49 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         "the planted program ran escalated: {decisions:#?}\nstderr: {}",
         text(&outcome.stderr)
     );
-    for tool in ["ts-tool", "make-tool"] {
+    for (tool, reason) in [
+        ("ts-tool", "which the sandbox can write"),
+        ("make-tool", "which the sandbox can write"),
+        ("nice-tool", "runs another program"),
+        ("nested-tool", "which the sandbox can write"),
+        ("zsh-tool", ".zshenv"),
+    ] {
         let refused = decisions.iter().find(|decided| decided.0.ends_with(tool));
         assert!(
             refused.is_some_and(|decided| decided.1 == "run"
-                && decided.4.as_deref().is_some_and(|note| note.contains("#!")
-                    || note.contains("which the sandbox can write"))),
-            "{tool} was not refused: {decisions:#?}\nstderr: {}",
+                && decided
+                    .4
+                    .as_deref()
+                    .is_some_and(|note| note.starts_with("escalation refused") && note.contains(reason))),
+            "{tool} was not refused for {reason:?}: {decisions:#?}\nstderr: {}",
             text(&outcome.stderr)
         );
     }
 }
 
 /// What the interpreter check leaves escalated: a script run by python or
-/// a shell named bare (through `env` too) reads its script, not the
-/// workspace it is run from.
+/// a shell, named bare (through `env` too) or with options that name no
+/// code, reads its script, not the workspace it is run from; its own
+/// arguments are its own (a review found `#!/bin/sh -e` with an argument
+/// refused).
 #[tokio::test(flavor = "multi_thread")]
 async fn scripts_run_by_a_bare_interpreter_are_escalated_from_the_workspace() {
     let place = Place::new();
     let rules = escalated_script(
         &place,
         "py-tool",
-        "#!/usr/bin/env python3\nopen('{outside}/py-ran', 'w')\n",
-    ) + &escalated_script(&place, "sh-tool", "#!/bin/sh\ntouch {outside}/sh-ran\n");
+        // Not `env python3`: where PATH finds a version manager's shim
+        // first (a bash script that reads `.python-version` here), that
+        // is refused, rightly.
+        "#!/usr/bin/python3 -u\nopen('{outside}/py-ran', 'w')\n",
+    ) + &escalated_script(&place, "sh-tool", "#!/usr/bin/env -S sh -e\ntouch {outside}/sh-ran\n");
     let recorder = Recorder::default();
     let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
-    let outcome = run(&session, &place.script("{outside}/py-tool; {outside}/sh-tool")).await;
+    let outcome = run(
+        &session,
+        &place.script("touch notes; {outside}/py-tool; {outside}/sh-tool notes"),
+    )
+    .await;
     session.shutdown().await;
     for ran in ["py-ran", "sh-ran"] {
         assert!(
