@@ -686,7 +686,13 @@ fn protect_config(
         return Ok(false);
     };
     let place = match explicit {
-        Some(file) => std::path::absolute(file)?,
+        Some(file) => {
+            let file = std::path::absolute(file)?;
+            if replaceable_link_on_the_way(&view, &file).is_some() {
+                return Ok(false);
+            }
+            file
+        }
         None => {
             let Some(dir) = config::default_path()
                 .as_deref()
@@ -695,6 +701,12 @@ fn protect_config(
             else {
                 return Ok(false);
             };
+            // Not through a link the sandbox could replace: that is warned
+            // of, not kept (the directory kept would be the link's target
+            // of today).
+            if replaceable_link_on_the_way(&view, &dir).is_some() {
+                return Ok(false);
+            }
             if !dir.exists() && writable_on_the_way(&view, &dir).is_some() {
                 use std::os::unix::fs::DirBuilderExt;
                 std::fs::DirBuilder::new()

@@ -251,6 +251,18 @@ fn the_config_file_is_out_of_the_sandboxs_reach() {
     );
     assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(std::fs::read_to_string(&named).unwrap(), "rules = []\n");
+
+    // Through a link the sandbox could replace, it cannot be kept: it is
+    // warned of (a review swapped such a link for its own config).
+    let real = ws.join("real.toml");
+    std::fs::write(&real, "rules = []\n").unwrap();
+    std::os::unix::fs::symlink(&real, ws.join("link.toml")).unwrap();
+    let output = execgate(&ws, &["run", "--config", "link.toml", "--", "true"]);
+    assert!(
+        text(&output.stderr).contains("reached through the link"),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 /// Regression (a probe of skills): a skill's name reached the terminal
