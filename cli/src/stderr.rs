@@ -39,10 +39,13 @@ const CAPACITY: usize = 8192;
 pub const PATIENCE: Duration = Duration::from_secs(2);
 
 /// Writes `text` and a newline to stderr, without waiting, its controls
-/// and format characters escaped: our lines quote names that come with a
-/// repository or a skill (a probe's skill name erased and forged lines).
+/// and format characters escaped and its further lines indented: our
+/// lines quote names that come with a repository or a skill (a probe's
+/// skill name erased and forged lines; a review's, with a newline, started
+/// a line of its own with `execgate:`).
 pub fn line(text: &str) {
-    let text = crate::output::terminal_safe(text, crate::output::Lines::Kept);
+    let text =
+        crate::output::terminal_safe(text, crate::output::Lines::Kept).replace('\n', "\n  ");
     let mut bytes = Vec::with_capacity(text.len() + 1);
     bytes.extend_from_slice(text.as_bytes());
     bytes.push(b'\n');
