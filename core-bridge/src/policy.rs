@@ -381,7 +381,7 @@ impl Inner {
         };
         if rule.decision != RuleDecision::Forbidden {
             if let Some(refused) = self
-                .refusal_elsewhere(request, &execution, OtherNames::Allowed)
+                .refusal_elsewhere(request, &execution, OtherNames::InSystemDirectories)
                 .await
             {
                 return run_instead(by_rule, refused);
@@ -515,7 +515,10 @@ impl Inner {
         }
         let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
         tokio::task::spawn_blocking(move || {
-            if other_names == OtherNames::Refused {
+            let in_the_system = SYSTEM_DIRECTORIES
+                .iter()
+                .any(|dir| request.executable.canonical_path.starts_with(dir));
+            if other_names == OtherNames::Refused || !in_the_system {
                 if let Some(refused) = other_names_refusal(&request) {
                     return Some(refused);
                 }
@@ -788,12 +791,24 @@ impl Inner {
             Ok(directory) => directory.canonical_path.as_path(),
             Err(_) => Path::new("/"),
         };
+        // The environment the escalated child starts from, not what the
+        // shell exported (a `HOME` the sandbox chose is not the child's).
+        let env: Vec<OsString> = request
+            .escalation_env
+            .iter()
+            .map(|(name, value)| {
+                let mut entry = name.clone();
+                entry.push("=");
+                entry.push(value);
+                entry
+            })
+            .collect();
         planted_configuration(
             &PlantedRequest {
                 program,
                 argv: &request.argv,
                 cwd,
-                env: &request.env,
+                env: &env,
                 writable_roots,
             },
             writable,
@@ -949,12 +964,19 @@ impl Inner {
 
 /// Whether an escalation takes a program that has other names (hard
 /// links): for a skill's script, which its grants follow by where it
-/// lies, they are refused.
+/// lies, they are refused; for a rule's, outside the system's directories,
+/// whose programs have such names of their own (`/usr/bin/perl`,
+/// `gunzip`) that no session can write.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OtherNames {
-    Allowed,
+    InSystemDirectories,
     Refused,
 }
+
+/// Where a distribution installs programs.
+const SYSTEM_DIRECTORIES: [&str; 8] = [
+    "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/", "/nix/store/", "/snap/",
+];
 
 /// Why a program with other names is not escalated: the check of what the
 /// sandbox can write goes by path, and a hard link in a writable root (a

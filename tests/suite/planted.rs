@@ -437,7 +437,6 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         ),
         ("nice-tool", "#!/usr/bin/env -S nice make -s\n"),
         ("nested-tool", "#!/usr/bin/env {outside}/make-tool\n"),
-        ("zsh-tool", "#!/usr/bin/env zsh\nprint zsh-tool ran\n"),
     ];
     let rules: String = tools
         .iter()
@@ -451,10 +450,8 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         &place.script(&format!(
             "mkdir -p node_modules/.bin && print -r -- '{{\"name\": \"p\", \"version\": \"1.0.0\"}}' > package.json \
              && printf '{plant}' > node_modules/.bin/tsx && chmod +x node_modules/.bin/tsx \
-             && printf 'all: ; touch {{outside}}/planted\\n' > local.mk && cp local.mk Makefile \
-             && print -r -- 'touch {{outside}}/planted' > .zshenv; \
-             {{outside}}/ts-tool; {{outside}}/make-tool; {{outside}}/nice-tool; {{outside}}/nested-tool; \
-             HOME={{ws}} {{outside}}/zsh-tool"
+             && printf 'all: ; touch {{outside}}/planted\\n' > local.mk && cp local.mk Makefile; \
+             {{outside}}/ts-tool; {{outside}}/make-tool; {{outside}}/nice-tool; {{outside}}/nested-tool"
         )),
     )
     .await;
@@ -470,7 +467,6 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         ("make-tool", "which the sandbox can write"),
         ("nice-tool", "runs another program"),
         ("nested-tool", "which the sandbox can write"),
-        ("zsh-tool", ".zshenv"),
     ] {
         let refused = decisions.iter().find(|decided| decided.0.ends_with(tool));
         assert!(
@@ -483,6 +479,69 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
             text(&outcome.stderr)
         );
     }
+}
+
+/// From a review: a script a rule lets out, with another name (a hard
+/// link) in the workspace, was rewritten through it from the sandbox and
+/// ran unsandboxed. Outside the system's directories, a program with
+/// other names is not escalated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_with_another_name_in_the_workspace_stays_in_the_sandbox() {
+    let place = Place::new();
+    let rules = escalated_script(&place, "linked-tool", "#!/bin/sh\necho tool ran\n");
+    fs::hard_link(place.outside.join("linked-tool"), place.ws.join("link.sh")).unwrap();
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script("print -r -- 'touch {outside}/planted' >> link.sh; {outside}/linked-tool"),
+    )
+    .await;
+    session.shutdown().await;
+    let decisions = provenances(&recorder);
+    assert!(
+        !place.outside.join("planted").exists(),
+        "{decisions:#?}\nstderr: {}",
+        text(&outcome.stderr)
+    );
+    let note = decisions
+        .iter()
+        .find(|decided| decided.0.ends_with("linked-tool"))
+        .and_then(|decided| decided.4.clone())
+        .unwrap_or_default();
+    assert!(note.contains("hard links"), "{decisions:#?}");
+}
+
+/// From a review: a bare `#!/usr/bin/env zsh` script, escalated with the
+/// session's home in the workspace, ran the `~/.zshenv` the sandbox put
+/// there. A bare runner is still judged by the configuration it reads,
+/// in the home the escalated child gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bare_runner_is_judged_by_its_configuration() {
+    let place = Place::new();
+    let rules = escalated_script(&place, "zsh-tool", "#!/usr/bin/env zsh\nprint zsh-tool ran\n");
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(place.rules(&rules));
+    setup.env_set = vec![("HOME".into(), place.ws.display().to_string())];
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script("print -r -- 'touch {outside}/planted' > .zshenv; {outside}/zsh-tool"),
+    )
+    .await;
+    session.shutdown().await;
+    let decisions = provenances(&recorder);
+    assert!(!place.outside.join("planted").exists(), "{decisions:#?}");
+    let note = decisions
+        .iter()
+        .find(|decided| decided.0.ends_with("zsh-tool"))
+        .and_then(|decided| decided.4.clone())
+        .unwrap_or_default();
+    assert!(
+        note.starts_with("escalation refused") && note.contains(".zshenv"),
+        "{decisions:#?}\nstderr: {}",
+        text(&outcome.stderr)
+    );
 }
 
 /// What the interpreter check leaves escalated: a script run by python or

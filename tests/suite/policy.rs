@@ -98,6 +98,9 @@ pub(super) struct Setup {
     skills: SkillRegistry,
     pub(super) profiles: ProfileSet,
     audit: Option<PathBuf>,
+    /// Set by the session's environment policy (and so in what escalated
+    /// children start from).
+    pub(super) env_set: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -108,6 +111,7 @@ impl Setup {
             skills: SkillRegistry::default(),
             profiles: ProfileSet::default(),
             audit: None,
+            env_set: Vec::new(),
         }
     }
 
@@ -134,6 +138,7 @@ impl Setup {
         // Set by the session's environment policy: trusted, unlike what
         // the shell exports.
         config.env.set.insert("POLICY_SET".into(), "yes".into());
+        config.env.set.extend(self.env_set);
         if let Some(log) = self.audit {
             let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
             config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
