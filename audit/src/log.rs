@@ -382,8 +382,9 @@ impl AuditLog {
 /// Ends the line `log` ends in, if it was cut short (no newline at the
 /// end), so that what is appended next starts a line of its own. Another
 /// process's record being written at the same moment (the file's size
-/// grows a page at a time) looks cut too; its end is then followed by an
-/// empty line, as appends never interleave, which readers skip.
+/// grows a page at a time) looks cut too; its end is then followed by a
+/// line of only the cut mark, as appends never interleave, which readers
+/// skip.
 fn end_cut_line(log: &File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let size = log.metadata()?.len();

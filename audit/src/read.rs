@@ -248,8 +248,10 @@ struct ParsedLine {
 /// cut one, on the same line: that record is recovered (it starts at the
 /// line's last `{"@timestamp"`), and the cut part is reported as malformed.
 fn parse_line(line: &[u8]) -> ParsedLine {
-    // Blank lines are skipped (see SCHEMA.md): neither record nor fault.
-    if line.trim_ascii().is_empty() {
+    // Blank lines are skipped (see SCHEMA.md): neither record nor fault;
+    // so is a cut mark alone on its line, which a writer that saw another
+    // writer's line half written put after it.
+    if line.trim_ascii().is_empty() || line.trim_ascii() == b"(cut)" {
         return ParsedLine {
             record: None,
             malformed: None,

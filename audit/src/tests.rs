@@ -779,6 +779,12 @@ fn a_record_cut_before_its_newline_is_not_read_as_one() {
         panic!("{:?}", read.skipped);
     };
     assert!(skipped.to_string().contains("a.jsonl:1"), "{skipped}");
+    // A mark after another writer's whole line, alone on its line, is no
+    // fault (a review: it was reported as one).
+    let whole = serde_json::to_string(&run_record()).unwrap();
+    std::fs::write(&path, format!("{whole}\n (cut)\n{whole}\n")).unwrap();
+    let read = read_log(&path).unwrap();
+    assert_eq!((read.records.len(), read.skipped.len()), (2, 0));
 }
 
 #[test]
