@@ -323,7 +323,9 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
                 !first.is_empty()
                     && first != &program
                     && Some(first.as_str())
-                        != Path::new(&program).file_name().and_then(|name| name.to_str())
+                        != Path::new(&program)
+                            .file_name()
+                            .and_then(|name| name.to_str())
             });
         match run_as {
             Some(name) => format!("{shown} (as \"{}\")", debug_escaped(&name)),

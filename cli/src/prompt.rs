@@ -375,7 +375,10 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
                 shown_within(rule.id.as_ref(), REASON_SHOWN),
                 shown_within(why.as_ref(), REASON_SHOWN)
             ),
-            None => format!("because  rule {}", shown_within(rule.id.as_ref(), REASON_SHOWN)),
+            None => format!(
+                "because  rule {}",
+                shown_within(rule.id.as_ref(), REASON_SHOWN)
+            ),
         },
         ApprovalReason::Skill {
             name,
@@ -406,7 +409,10 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
     });
     if let Some(grants) = &request.permissions {
         for grant in grants.grants() {
-            lines.push(format!("           {}", shown_within(grant.as_ref(), PATH_SHOWN)));
+            lines.push(format!(
+                "           {}",
+                shown_within(grant.as_ref(), PATH_SHOWN)
+            ));
         }
     }
     lines
@@ -446,7 +452,10 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
                 shown_within(rule.id.as_ref(), REASON_SHOWN),
                 shown_within(why.as_ref(), REASON_SHOWN)
             ),
-            None => format!("because  rule {}", shown_within(rule.id.as_ref(), REASON_SHOWN)),
+            None => format!(
+                "because  rule {}",
+                shown_within(rule.id.as_ref(), REASON_SHOWN)
+            ),
         },
         None => "because  no domains entry or network rule decides it".to_owned(),
     });
@@ -1085,7 +1094,10 @@ mod tests {
             ..skill
         };
         let because = &describe(&padded, Length::Cut)[2];
-        assert!(because.chars().count() < 2 * REASON_SHOWN + 200, "{because}");
+        assert!(
+            because.chars().count() < 2 * REASON_SHOWN + 200,
+            "{because}"
+        );
     }
 
     /// Regression: a command could hide the real question and show another

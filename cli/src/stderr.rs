@@ -44,8 +44,7 @@ pub const PATIENCE: Duration = Duration::from_secs(2);
 /// skill name erased and forged lines; a review's, with a newline, started
 /// a line of its own with `execgate:`).
 pub fn line(text: &str) {
-    let text =
-        crate::output::terminal_safe(text, crate::output::Lines::Kept).replace('\n', "\n  ");
+    let text = crate::output::terminal_safe(text, crate::output::Lines::Kept).replace('\n', "\n  ");
     let mut bytes = Vec::with_capacity(text.len() + 1);
     bytes.extend_from_slice(text.as_bytes());
     bytes.push(b'\n');

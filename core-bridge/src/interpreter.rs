@@ -120,7 +120,10 @@ fn env_command(words: &[OsString]) -> Result<EnvCommand, String> {
                 at += 1;
             }
             _ if bytes.starts_with(b"--split-string=") => {
-                split = Some((OsStr::from_bytes(&bytes[b"--split-string=".len()..]).into(), 1));
+                split = Some((
+                    OsStr::from_bytes(&bytes[b"--split-string=".len()..]).into(),
+                    1,
+                ));
             }
             // A cluster of short options: `-i`, `-0`, `-v` alone, `-u` and
             // `-S` taking the rest of the word or the next one.
@@ -136,7 +139,10 @@ fn env_command(words: &[OsString]) -> Result<EnvCommand, String> {
                                 false => OsStr::from_bytes(rest).to_owned(),
                                 true => {
                                     taken = 2;
-                                    words.get(at + 1).cloned().ok_or_else(|| cannot_follow(&word))?
+                                    words
+                                        .get(at + 1)
+                                        .cloned()
+                                        .ok_or_else(|| cannot_follow(&word))?
                                 }
                             };
                             match option {
@@ -227,18 +233,37 @@ fn look_up(named: &OsStr, path: &OsStr) -> Result<PathBuf, String> {
 /// line's `env -S nice make` runs make): the check would judge the
 /// wrapper, not what it runs.
 const RUNS_ANOTHER: [&str; 22] = [
-    "nice", "nohup", "timeout", "stdbuf", "setsid", "ionice", "taskset", "chrt", "flock",
-    "xargs", "time", "unshare", "nsenter", "chroot", "setpriv", "runuser", "su", "sudo", "doas",
-    "systemd-run", "busybox", "catchsegv",
+    "nice",
+    "nohup",
+    "timeout",
+    "stdbuf",
+    "setsid",
+    "ionice",
+    "taskset",
+    "chrt",
+    "flock",
+    "xargs",
+    "time",
+    "unshare",
+    "nsenter",
+    "chroot",
+    "setpriv",
+    "runuser",
+    "su",
+    "sudo",
+    "doas",
+    "systemd-run",
+    "busybox",
+    "catchsegv",
 ];
 
 /// Why the check cannot judge what `program` (canonical) runs: it runs
 /// another program it is given.
 pub(crate) fn runs_another(program: &Path) -> Option<String> {
     let name = program.file_name()?.to_str()?;
-    RUNS_ANOTHER.contains(&name).then(|| {
-        format!("it runs {name}, which runs another program the check does not follow")
-    })
+    RUNS_ANOTHER
+        .contains(&name)
+        .then(|| format!("it runs {name}, which runs another program the check does not follow"))
 }
 
 /// Whether `program` (canonical), given a script after `options`, reads
@@ -330,21 +355,106 @@ mod tests {
     fn what_a_line_runs() {
         // (interpreter, its argument, the script's arguments) -> (program,
         // argv after argv[0], the words before the script)
-        let cases: &[(&str, Option<&str>, &str, &str, &str, &str)] = &[
-            ("/usr/bin/python3", None, "a b", "/usr/bin/python3", "/s a b", ""),
-            ("/usr/bin/python3", Some("-u"), "", "/usr/bin/python3", "-u /s", "-u"),
-            ("/usr/bin/make", Some("-f"), "all", "/usr/bin/make", "-f /s all", "-f"),
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, &'a str, &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                "/usr/bin/python3",
+                None,
+                "a b",
+                "/usr/bin/python3",
+                "/s a b",
+                "",
+            ),
+            (
+                "/usr/bin/python3",
+                Some("-u"),
+                "",
+                "/usr/bin/python3",
+                "-u /s",
+                "-u",
+            ),
+            (
+                "/usr/bin/make",
+                Some("-f"),
+                "all",
+                "/usr/bin/make",
+                "-f /s all",
+                "-f",
+            ),
             ("/usr/bin/env", Some("sh"), "x", "/usr/bin/sh", "/s x", ""),
-            ("/usr/bin/env", Some("-S sh -e"), "", "/usr/bin/sh", "-e /s", "-e"),
-            ("/usr/bin/env", Some("-Ssh  -e"), "", "/usr/bin/sh", "-e /s", "-e"),
-            ("/usr/bin/env", Some("-S sh\u{b}-e"), "", "/usr/bin/sh", "-e /s", "-e"),
-            ("/usr/bin/env", Some("--split-string=sh -e"), "", "/usr/bin/sh", "-e /s", "-e"),
-            ("/usr/bin/env", Some("-S -i -u HOME sh"), "", "/bin/sh", "/s", ""),
-            ("/usr/bin/env", Some("-S -- sh"), "", "/usr/bin/sh", "/s", ""),
-            ("/usr/bin/env", Some("-vS sh -e"), "a", "/usr/bin/sh", "-e /s a", "-e"),
+            (
+                "/usr/bin/env",
+                Some("-S sh -e"),
+                "",
+                "/usr/bin/sh",
+                "-e /s",
+                "-e",
+            ),
+            (
+                "/usr/bin/env",
+                Some("-Ssh  -e"),
+                "",
+                "/usr/bin/sh",
+                "-e /s",
+                "-e",
+            ),
+            (
+                "/usr/bin/env",
+                Some("-S sh\u{b}-e"),
+                "",
+                "/usr/bin/sh",
+                "-e /s",
+                "-e",
+            ),
+            (
+                "/usr/bin/env",
+                Some("--split-string=sh -e"),
+                "",
+                "/usr/bin/sh",
+                "-e /s",
+                "-e",
+            ),
+            (
+                "/usr/bin/env",
+                Some("-S -i -u HOME sh"),
+                "",
+                "/bin/sh",
+                "/s",
+                "",
+            ),
+            (
+                "/usr/bin/env",
+                Some("-S -- sh"),
+                "",
+                "/usr/bin/sh",
+                "/s",
+                "",
+            ),
+            (
+                "/usr/bin/env",
+                Some("-vS sh -e"),
+                "a",
+                "/usr/bin/sh",
+                "-e /s a",
+                "-e",
+            ),
             ("/usr/bin/env", Some("-iS sh"), "", "/bin/sh", "/s", ""),
-            ("/usr/bin/env", Some("-S -u PATH sh"), "", "/bin/sh", "/s", ""),
-            ("/usr/bin/env", Some("-S /bin/sh -e"), "", "/bin/sh", "-e /s", "-e"),
+            (
+                "/usr/bin/env",
+                Some("-S -u PATH sh"),
+                "",
+                "/bin/sh",
+                "/s",
+                "",
+            ),
+            (
+                "/usr/bin/env",
+                Some("-S /bin/sh -e"),
+                "",
+                "/bin/sh",
+                "-e /s",
+                "-e",
+            ),
         ];
         for &(interpreter, argument, args, program, argv, options) in cases {
             let got = interpreted(
@@ -356,7 +466,11 @@ mod tests {
                 OsStr::new(PATH),
             )
             .unwrap_or_else(|error| panic!("{interpreter} {argument:?}: {error}"));
-            assert_eq!(got.program, Path::new(program), "{interpreter} {argument:?}");
+            assert_eq!(
+                got.program,
+                Path::new(program),
+                "{interpreter} {argument:?}"
+            );
             assert_eq!(&got.argv[1..], words(argv), "{interpreter} {argument:?}");
             assert_eq!(got.options, words(options), "{interpreter} {argument:?}");
         }

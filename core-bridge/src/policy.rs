@@ -525,12 +525,12 @@ impl Inner {
             }
             inner.refusal(&request, &execution)
         })
-            .await
-            .unwrap_or_else(|error| {
-                Some(format!(
-                    "escalation refused: its check did not finish: {error}"
-                ))
-            })
+        .await
+        .unwrap_or_else(|error| {
+            Some(format!(
+                "escalation refused: its check did not finish: {error}"
+            ))
+        })
     }
 
     /// Why this escalation must not happen: it would leave the sandbox
@@ -569,13 +569,9 @@ impl Inner {
             .map(|rule| rule.path.clone())
             .chain(granted.iter().cloned())
             .collect();
-        if let Some(planted) = self.planted(
-            request,
-            program,
-            &request.argv,
-            &writable,
-            &writable_roots,
-        ) {
+        if let Some(planted) =
+            self.planted(request, program, &request.argv, &writable, &writable_roots)
+        {
             return Some(planted);
         }
         if matches!(execution, Execution::Permissions(_)) {
@@ -708,9 +704,8 @@ impl Inner {
             if refused.is_some() {
                 return refused;
             }
-            let Some(inner) = inner else {
-                return None;
-            };
+            // No `#!` line: the program the kernel runs at last.
+            let inner = inner?;
             let next = PathBuf::from(&inner.interpreter);
             if !next.is_absolute() {
                 return Some(format!(
@@ -975,7 +970,14 @@ enum OtherNames {
 
 /// Where a distribution installs programs.
 const SYSTEM_DIRECTORIES: [&str; 8] = [
-    "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/opt/", "/nix/store/", "/snap/",
+    "/usr/",
+    "/bin/",
+    "/sbin/",
+    "/lib/",
+    "/lib64/",
+    "/opt/",
+    "/nix/store/",
+    "/snap/",
 ];
 
 /// Why a program with other names is not escalated: the check of what the

@@ -202,8 +202,7 @@ impl Skill {
         if let Some(misnamed) = misnamed {
             return Err(SkillError::MisnamedPermissions(root.join(misnamed)));
         }
-        let (permissions, justification) = if std::fs::symlink_metadata(&permissions_file).is_ok()
-        {
+        let (permissions, justification) = if std::fs::symlink_metadata(&permissions_file).is_ok() {
             let declared = AdditionalPermissions::load(&permissions_file)?;
             (Some(declared.profile), declared.justification)
         } else {

@@ -294,7 +294,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let root = root.path();
         let package = root.join("usr/libexec/execgate");
-        for tool in ["execgate-exec-wrapper", "execgate-sandbox-helper", "zsh/bin/zsh"] {
+        for tool in [
+            "execgate-exec-wrapper",
+            "execgate-sandbox-helper",
+            "zsh/bin/zsh",
+        ] {
             file(root, &format!("usr/libexec/execgate/{tool}"));
         }
         let exe = file(root, "home/agent/target/release/agent");

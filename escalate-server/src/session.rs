@@ -253,7 +253,9 @@ pub enum StartError {
     Sandbox(#[from] SandboxError),
     #[error("the session's processes cannot be kept killable: {0}")]
     Scope(#[from] ScopeError),
-    #[error("the session's start cannot be recorded in the audit log ({0}); nothing runs unrecorded")]
+    #[error(
+        "the session's start cannot be recorded in the audit log ({0}); nothing runs unrecorded"
+    )]
     Unrecorded(String),
 }
 

@@ -471,10 +471,9 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         let refused = decisions.iter().find(|decided| decided.0.ends_with(tool));
         assert!(
             refused.is_some_and(|decided| decided.1 == "run"
-                && decided
-                    .4
-                    .as_deref()
-                    .is_some_and(|note| note.starts_with("escalation refused") && note.contains(reason))),
+                && decided.4.as_deref().is_some_and(
+                    |note| note.starts_with("escalation refused") && note.contains(reason)
+                )),
             "{tool} was not refused for {reason:?}: {decisions:#?}\nstderr: {}",
             text(&outcome.stderr)
         );
@@ -519,7 +518,11 @@ async fn a_script_with_another_name_in_the_workspace_stays_in_the_sandbox() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bare_runner_is_judged_by_its_configuration() {
     let place = Place::new();
-    let rules = escalated_script(&place, "zsh-tool", "#!/usr/bin/env zsh\nprint zsh-tool ran\n");
+    let rules = escalated_script(
+        &place,
+        "zsh-tool",
+        "#!/usr/bin/env zsh\nprint zsh-tool ran\n",
+    );
     let recorder = Recorder::default();
     let mut setup = Setup::rules(place.rules(&rules));
     setup.env_set = vec![("HOME".into(), place.ws.display().to_string())];
@@ -559,7 +562,11 @@ async fn scripts_run_by_a_bare_interpreter_are_escalated_from_the_workspace() {
         // first (a bash script that reads `.python-version` here), that
         // is refused, rightly.
         "#!/usr/bin/python3 -u\nopen('{outside}/py-ran', 'w')\n",
-    ) + &escalated_script(&place, "sh-tool", "#!/usr/bin/env -S sh -e\ntouch {outside}/sh-ran\n");
+    ) + &escalated_script(
+        &place,
+        "sh-tool",
+        "#!/usr/bin/env -S sh -e\ntouch {outside}/sh-ran\n",
+    );
     let recorder = Recorder::default();
     let session = Setup::rules(place.rules(&rules)).start(&place, &recorder);
     let outcome = run(

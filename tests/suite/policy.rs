@@ -851,7 +851,11 @@ async fn a_skills_question_answered_by_no_person_is_recorded_as_the_skills() {
         setup.approver = approver;
         setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
         let session = setup.start(&place, &recorder);
-        let outcome = run(&session, &format!("{} {}/x", script.display(), place.ws.display())).await;
+        let outcome = run(
+            &session,
+            &format!("{} {}/x", script.display(), place.ws.display()),
+        )
+        .await;
         session.shutdown().await;
         let decided = provenances(&recorder);
         assert_eq!(decided.len(), 1, "{decided:?}: {}", text(&outcome.stderr));
