@@ -163,6 +163,9 @@ fn run_command(args: RunArgs) -> Result<i32> {
             .read_to_end(&mut stdin)
             .context("cannot read stdin")?;
     }
+    // Recorded before it runs, as on Linux: one that cannot be recorded
+    // does not run.
+    record(&audit_log, &config, &decision, None, None)?;
     let outcome = match run(&config, &command, &decision, stdin) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -219,14 +222,18 @@ fn record(
     if let Some(outcome) = outcome {
         warnings = outcome.warnings.clone();
     }
-    let timestamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs_f64())
-        .unwrap_or_default();
+    // As the Linux records have them, so that `execgate audit` reads both:
+    // an RFC 3339 time in UTC, and a session (one command is one here).
+    let timestamp = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
     let line = serde_json::json!({
         "@timestamp": timestamp,
+        "session_id": session_id(),
         "event": {
-            "action": if outcome.is_some() { "exit" } else { "decision" },
+            "action": match (outcome, error) {
+                (Some(_), _) => "exit",
+                (None, Some(_)) if verdict != "deny" => "error",
+                (None, _) => "decision",
+            },
             "outcome": if error.is_none() && verdict != "deny" { "success" } else { "failure" },
         },
         "process": {
@@ -259,6 +266,18 @@ fn record(
         .with_context(|| format!("cannot open the audit log {}", log.display()))?;
     writeln!(file, "{line}").with_context(|| format!("cannot write {}", log.display()))?;
     Ok(())
+}
+
+/// This process's session id: its pid and when it started.
+fn session_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let started = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        format!("windows-{}-{started:x}", std::process::id())
+    })
 }
 
 fn doctor(json: bool) -> Result<i32> {

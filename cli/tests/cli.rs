@@ -428,6 +428,31 @@ fn the_audit_table_shows_and_finds_the_name_a_program_was_run_by() {
     );
 }
 
+/// From a probe: the Windows backend's records had a number for a time
+/// and no session, and `execgate audit` read none of them. They are
+/// written in the Linux records' shape now (`cli/src/windows.rs`); this
+/// is one as it writes it.
+#[test]
+fn audit_reads_the_windows_backends_records() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("windows.jsonl");
+    let record = |action: &str, exit: &str| {
+        format!(
+            r#"{{"@timestamp":"2026-12-02T14:00:00.123456789Z","session_id":"windows-42-abc","event":{{"action":"{action}","outcome":"success"}},"process":{{"executable":"C:\\Windows\\System32\\cmd.exe","args":["cmd","/d","/c","echo hi"],"working_directory":"C:\\work","exit_code":{exit}}},"execgate":{{"decision":"run","execution":null,"reason":null,"decided_by":"default","sandbox":"windows-restricted-token","warnings":[]}},"rule":null,"error":null}}"#
+        )
+    };
+    std::fs::write(
+        &log,
+        format!("{}\n{}\n", record("decision", "null"), record("exit", "4")),
+    )
+    .unwrap();
+    let output = execgate(&ws, &["audit", log.to_str().unwrap()]);
+    let table = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(table.contains("exit 4") && !table.contains("(as"), "{table}");
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();

@@ -78,6 +78,16 @@ fn a_program_runs_with_the_restricted_token_and_is_audited() {
     );
     let records = audit(dir.path());
     let last = records.last().unwrap();
+    // Decided and recorded before it ran, then its end; in the Linux
+    // records' shape, which `execgate audit` reads (a probe: it read none).
+    let decision = &records[records.len() - 2];
+    assert_eq!(decision["event"]["action"], "decision");
+    assert_eq!(last["event"]["action"], "exit");
+    assert_eq!(decision["session_id"], last["session_id"]);
+    assert!(
+        humantime::parse_rfc3339(last["@timestamp"].as_str().unwrap()).is_ok(),
+        "{last}"
+    );
     assert_eq!(last["execgate"]["sandbox"], "windows-restricted-token");
     assert_eq!(last["execgate"]["decision"], "run");
     assert_eq!(last["process"]["exit_code"], 4);
