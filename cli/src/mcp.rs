@@ -788,6 +788,15 @@ fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
         "stderr": stderr,
         "omitted_bytes": output.omitted_bytes,
     });
+    // Bytes that are not UTF-8 are shown as U+FFFD: say so, for a client
+    // would otherwise take the text for the output (a probe's binary
+    // output came back 125 characters replaced, unflagged).
+    let replaced = [&output.stdout, &output.stderr]
+        .iter()
+        .any(|bytes| std::str::from_utf8(bytes).is_err());
+    if replaced {
+        structured["not_utf8"] = json!(true);
+    }
     let (summary, wall_time, denied) = match &response {
         ExecResponse::Exited(exited) => {
             structured["running"] = json!(false);

@@ -280,6 +280,26 @@ fn the_end_of_input_does_not_wait_for_escaped_children_one_by_one() {
     );
 }
 
+/// From a probe: binary output came back with its bytes replaced by
+/// U+FFFD, and nothing said so. The answer says `not_utf8`.
+#[test]
+fn output_that_is_not_utf8_is_flagged() {
+    use std::io::Write;
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let (mut server, mut stdin, mut stdout) = mcp_server(dir.path(), dir.path(), &[], &[]);
+    say_after_handshake(&mut stdin, "{}", &[exec_call(2, "printf 'a\\377b'", 5000)]);
+    let binary = read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
+    writeln!(stdin, "{}", exec_call(3, "printf 'text'", 5000)).unwrap();
+    let text = read_until(&mut stdout, &["\"id\":3"], &mut Vec::new());
+    drop(stdin);
+    let _ = server.wait();
+    assert!(binary.contains("\"not_utf8\":true"), "{binary}");
+    assert!(!text.contains("not_utf8"), "{text}");
+}
+
 /// Reads lines from the server until one contains every part of `wanted`.
 fn read_until(
     stdout: &mut impl std::io::BufRead,
