@@ -887,6 +887,11 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     let command = args.command.join(" ");
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
+        // Ctrl-C reaches us, not the command (it has its own process
+        // group); it, SIGTERM and SIGHUP end the command and the session.
+        // Taken over before the session starts, whose first record may
+        // pass a file size limit (`SIGXFSZ`, a review).
+        let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
         let session = ShellSession::start(session_config)?;
         labels.attach(&session);
         let options = RunOptions {
@@ -895,9 +900,6 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
             ..RunOptions::default()
         };
         let cancel = options.cancel.clone();
-        // Ctrl-C reaches us, not the command (it has its own process
-        // group); it, SIGTERM and SIGHUP end the command and the session.
-        let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
         // On a terminal, the command runs only while execgate is in the
         // foreground (see `TerminalJob`): started in the background, it
         // waits for `fg` before it starts.
@@ -1066,16 +1068,17 @@ fn shell(args: ShellArgs) -> Result<i32> {
     let quiet = args.quiet;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
+        // The terminal's Ctrl-C is for the shell's jobs; this process waits
+        // it out. SIGTERM, SIGHUP and an interrupt sent to this process
+        // itself end the session. Taken over before the session starts (see
+        // `run_in_session`).
+        let mut signals = EndSignals::new(TerminalInterrupt::BelongsToShell)?;
         let session = ShellSession::start(session_config)
             .context("the shell's session could not be started")?;
         labels.attach(&session);
         if !quiet {
             stderr::line(&start_line(&labels));
         }
-        // The terminal's Ctrl-C is for the shell's jobs; this process waits
-        // it out. SIGTERM, SIGHUP and an interrupt sent to this process
-        // itself end the session.
-        let mut signals = EndSignals::new(TerminalInterrupt::BelongsToShell)?;
         let modes = TerminalModes::save();
         let status = tokio::select! {
             status = session.interactive_with(&interactive) => status,

@@ -100,8 +100,9 @@ pub fn serve(args: McpArgs) -> Result<i32> {
     let (session_config, _labels) = args.session.session_config_approved_by(approver)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
-        let session = Arc::new(ShellSession::start(session_config)?);
+        // Before the session, whose first record may pass a file size limit.
         let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
+        let session = Arc::new(ShellSession::start(session_config)?);
         let server = ExecServer {
             session: session.clone(),
             tool_router: ExecServer::tool_router(),

@@ -344,6 +344,23 @@ fn a_file_size_limit_denies_commands_and_kills_nothing() {
     );
     assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
     assert!(stderr.contains("cannot write the audit log"), "{stderr}");
+    // Past the limit already, the session's first record cannot be
+    // written: it does not start, and says so (a review: it was killed).
+    let output = Command::new("prlimit")
+        .arg("--fsize=3000")
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--audit-log", log.to_str().unwrap(), "--", "true"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        output.status.code().is_some(),
+        "{:?}: {stderr}",
+        output.status
+    );
+    assert!(stderr.contains("cannot be recorded"), "{stderr}");
 }
 
 /// Regression (a probe of the audit log): a log named through a link the
@@ -450,7 +467,10 @@ fn audit_reads_the_windows_backends_records() {
     let table = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(table.lines().count(), 2, "{table}");
-    assert!(table.contains("exit 4") && !table.contains("(as"), "{table}");
+    assert!(
+        table.contains("exit 4") && !table.contains("(as"),
+        "{table}"
+    );
 }
 
 #[test]

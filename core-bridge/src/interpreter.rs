@@ -266,76 +266,115 @@ pub(crate) fn runs_another(program: &Path) -> Option<String> {
         .then(|| format!("it runs {name}, which runs another program the check does not follow"))
 }
 
-/// Whether `program` (canonical), given a script after `options`, reads
-/// that script and not the directory it runs in: a script runner (python,
-/// node, perl, ruby, a shell) with options that name no code, module or
-/// file. Its entry in the planted table judges the directory for what it
-/// does with `-c`, `-m` and the like. Not a runner that is itself a script
-/// (a version manager's shim named `python3` reads `.python-version`):
-/// the caller checks that.
-pub(crate) fn reads_only_its_script(program: &Path, options: &[OsString]) -> bool {
-    let Some(name) = program.file_name().and_then(OsStr::to_str) else {
-        return false;
-    };
-    // Per family, the short options that take code, a module, a file or a
-    // directory (refused in any cluster), and whether `-o NAME` is one.
-    let (forbidden, shell): (&[u8], bool) = match name {
-        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" => (b"cs", true),
-        "perl" => (b"eEIMmxd", false),
-        "ruby" => (b"erICxSX", false),
-        "node" | "nodejs" => (b"eprc", false),
-        _ if ["python", "python2", "python3"].contains(&name)
-            || name.starts_with("python2.")
-            || name.starts_with("python3.") =>
-        {
-            (b"cmWX", false)
-        }
-        _ => return false,
-    };
-    let mut words = options.iter().map(|word| word.as_bytes());
-    while let Some(word) = words.next() {
-        match word {
-            // A shell's `-o NAME` / `+o NAME` names an option.
-            [b'-' | b'+', b'o'] if shell => {
-                if words.next().is_none() {
-                    return false;
-                }
+/// A script runner: a program that, given a script, reads that script,
+/// its own configuration and its modules, as its family does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runner {
+    /// Imports from the script's directory (`sys.path[0]`).
+    Python,
+    /// Requires from `node_modules` in the script's directory and above.
+    Node,
+    Perl,
+    Ruby,
+    Shell,
+}
+
+impl Runner {
+    /// `program`'s family, by its canonical name.
+    pub(crate) fn of(program: &Path) -> Option<Runner> {
+        let name = program.file_name()?.to_str()?;
+        Some(match name {
+            "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" => Runner::Shell,
+            "perl" => Runner::Perl,
+            "ruby" => Runner::Ruby,
+            "node" | "nodejs" => Runner::Node,
+            _ if ["python", "python2", "python3"].contains(&name)
+                || name.starts_with("python2.")
+                || name.starts_with("python3.") =>
+            {
+                Runner::Python
             }
-            // Long options: only node's that name no code or module.
-            [b'-', b'-', long @ ..] => {
-                let refused = long.contains(&b'=')
-                    || [
-                        &b"require"[..],
-                        b"import",
-                        b"loader",
-                        b"experimental-loader",
-                        b"eval",
-                        b"print",
-                        b"env-file",
-                        b"rcfile",
-                        b"init-file",
-                        b"check",
-                    ]
-                    .contains(&long);
-                if refused || name.starts_with("python") || name == "perl" {
-                    return false;
-                }
-            }
-            [b'-' | b'+', cluster @ ..] if !cluster.is_empty() => {
-                let takes_value = cluster.iter().any(|option| forbidden.contains(option));
-                // A shell's cluster ending in `o` (`-euo pipefail`).
-                let ends_in_o = shell && cluster.last() == Some(&b'o');
-                if takes_value || !cluster.iter().all(u8::is_ascii_alphanumeric) {
-                    return false;
-                }
-                if ends_in_o && words.next().is_none() {
-                    return false;
-                }
-            }
-            _ => return false,
-        }
+            _ => return None,
+        })
     }
-    true
+
+    /// Whether, given a script after `options`, it reads that script and
+    /// not the directory it runs in, stdin or anything the options name:
+    /// options from a list known to load nothing (a review found `-l`,
+    /// `-i`, `-o shinstdin`, node's `-C` each running what the sandbox
+    /// wrote). Its entry in the planted table judges the directory for
+    /// what it does with the rest.
+    pub(crate) fn reads_only_its_script(self, options: &[OsString]) -> bool {
+        // Short options that load nothing, per family; a shell's `-o NAME`
+        // only with a name from the list.
+        let (letters, shell): (&[u8], bool) = match self {
+            Runner::Shell => (b"aefhnuvxBCEHPT", true),
+            Runner::Perl => (b"wWXTtUsl", false),
+            Runner::Ruby => (b"wWvU", false),
+            Runner::Node => (b"", false),
+            Runner::Python => (b"bBdEIOPqRsSuvx", false),
+        };
+        const SHELL_OPTIONS: [&str; 9] = [
+            "errexit",
+            "nounset",
+            "pipefail",
+            "xtrace",
+            "verbose",
+            "noglob",
+            "noclobber",
+            "noexec",
+            "allexport",
+        ];
+        const NODE_OPTIONS: [&str; 8] = [
+            "--no-warnings",
+            "--no-deprecation",
+            "--trace-warnings",
+            "--trace-deprecation",
+            "--throw-deprecation",
+            "--pending-deprecation",
+            "--enable-source-maps",
+            "--use-strict",
+        ];
+        const NODE_VALUES: [&str; 3] = [
+            "--max-old-space-size=",
+            "--stack-size=",
+            "--unhandled-rejections=",
+        ];
+        let mut words = options.iter();
+        while let Some(word) = words.next() {
+            let Some(word) = word.to_str() else {
+                return false;
+            };
+            let known = match word.as_bytes() {
+                _ if self == Runner::Node => {
+                    NODE_OPTIONS.contains(&word)
+                        || NODE_VALUES.iter().any(|prefix| {
+                            word.strip_prefix(prefix).is_some_and(|value| {
+                                value.bytes().all(|b| b.is_ascii_alphanumeric())
+                            })
+                        })
+                }
+                [b'-' | b'+', cluster @ ..] if !cluster.is_empty() && cluster[0] != b'-' => {
+                    let (cluster, named) = match (shell, cluster.split_last()) {
+                        (true, Some((b'o', rest))) => (rest, true),
+                        _ => (cluster, false),
+                    };
+                    let letters_known = cluster.iter().all(|option| letters.contains(option));
+                    let name_known = !named
+                        || words
+                            .next()
+                            .and_then(|name| name.to_str())
+                            .is_some_and(|name| SHELL_OPTIONS.contains(&name));
+                    letters_known && name_known
+                }
+                _ => false,
+            };
+            if !known {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -519,29 +558,41 @@ mod tests {
             (python, "-I -B", true),
             (python, "-m pip", false),
             (python, "-uc", false),
+            (python, "-i", false),
             (python, "-Wignore", false),
             (python, "--check-hash-based-pycs always", false),
             (Path::new("/usr/bin/dash"), "-e", true),
             (Path::new("/usr/bin/bash"), "-euo pipefail", true),
             (Path::new("/usr/bin/bash"), "-o errexit -x", true),
+            (Path::new("/usr/bin/zsh"), "-o shinstdin", false),
+            (Path::new("/usr/bin/bash"), "-l", false),
+            (Path::new("/usr/bin/bash"), "-i", false),
+            (Path::new("/usr/bin/bash"), "--login", false),
             (Path::new("/usr/bin/bash"), "-c", false),
             (Path::new("/usr/bin/bash"), "--rcfile", false),
             (Path::new("/usr/bin/perl"), "-w -T", true),
             (Path::new("/usr/bin/perl"), "-Mstrict", false),
             (Path::new("/usr/bin/node"), "--no-warnings", true),
+            (
+                Path::new("/usr/bin/node"),
+                "--max-old-space-size=4096",
+                true,
+            ),
             (Path::new("/usr/bin/node"), "--require", false),
-            (Path::new("/usr/bin/node"), "-r", false),
+            (Path::new("/usr/bin/node"), "-C", false),
+            (Path::new("/usr/bin/node"), "--inspect", false),
             (Path::new("/usr/bin/node"), "--import=./x.mjs", false),
-            (Path::new("/usr/bin/make"), "", false),
         ];
         for &(program, options, bare) in cases {
+            let runner = Runner::of(program).unwrap();
             assert_eq!(
-                reads_only_its_script(program, &words(options)),
+                runner.reads_only_its_script(&words(options)),
                 bare,
                 "{} {options}",
                 program.display()
             );
         }
+        assert_eq!(Runner::of(Path::new("/usr/bin/make")), None);
         assert!(runs_another(Path::new("/usr/bin/nice")).is_some());
         assert!(runs_another(Path::new("/usr/bin/make")).is_none());
     }

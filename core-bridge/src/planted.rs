@@ -950,6 +950,11 @@ fn reader_of(program: &Path) -> Option<&'static InstructionReader> {
     })
 }
 
+/// Whether the table has an entry for `program` (canonical).
+pub(crate) fn in_table(program: &Path) -> bool {
+    reader_of(program).is_some()
+}
+
 /// What the check needs to know about one request.
 pub(crate) struct Request<'a> {
     /// The canonical path of the executable.

@@ -42,9 +42,9 @@ use crate::approval::{
     nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
     ApprovalRequest, Approver, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
 };
-use crate::interpreter::{interpreted, reads_only_its_script, runs_another};
+use crate::interpreter::{interpreted, runs_another, Runner};
 use crate::planted::{
-    home_variables, planted_configuration, planted_home, planted_instructions,
+    home_variables, in_table, planted_configuration, planted_home, planted_instructions,
     Request as PlantedRequest,
 };
 use crate::skills::{Skill, SkillRegistry};
@@ -515,9 +515,7 @@ impl Inner {
         }
         let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
         tokio::task::spawn_blocking(move || {
-            let in_the_system = SYSTEM_DIRECTORIES
-                .iter()
-                .any(|dir| request.executable.canonical_path.starts_with(dir));
+            let in_the_system = in_the_system(&request.executable.canonical_path);
             if other_names == OtherNames::Refused || !in_the_system {
                 if let Some(refused) = other_names_refusal(&request) {
                     return Some(refused);
@@ -678,6 +676,13 @@ impl Inner {
                     program.display()
                 ));
             }
+            // The program written through another name (a review rewrote
+            // a script's interpreter through its hard link).
+            if !in_the_system(&runs) {
+                if let Some(refused) = other_names_of(&runs) {
+                    return Some(refused);
+                }
+            }
             let inner = match shebang_of(&runs) {
                 Ok(inner) => inner,
                 Err(error) => {
@@ -689,17 +694,29 @@ impl Inner {
             };
             // A runner that is a script itself (a version manager's shim)
             // is judged whole; a bare one by what it reads beyond its
-            // script only.
-            let bare = inner.is_none() && reads_only_its_script(&runs, &interpreted.options);
-            let refused = match bare {
-                true => self.planted_configuration(request, &runs, &writable, &writable_roots),
-                false => self.planted(
+            // script only; a program the table does not know, and no
+            // runner, as one that reads where it runs (fail closed: `env
+            // -S prlimit make` ran a planted makefile, a review found).
+            let refused = match (Runner::of(&runs), &inner) {
+                (Some(runner), None) if runner.reads_only_its_script(&interpreted.options) => self
+                    .planted_configuration(request, &runs, &writable, &writable_roots)
+                    .or_else(|| modules_refusal(runner, &runs, &script, &writable)),
+                // `bash -l`, `python3 -i`: what they read besides is theirs
+                // to know.
+                (Some(_), None) => Some(format!(
+                    "escalation refused: {}'s #! line gives {} options the check does not \
+                     follow",
+                    program.display(),
+                    runs.display()
+                )),
+                _ if in_table(&runs) => self.planted(
                     request,
                     &runs,
                     &interpreted.argv,
                     &writable,
                     &writable_roots,
                 ),
+                _ => unknown_interpreter_refusal(request, &runs, &writable),
             };
             if refused.is_some() {
                 return refused;
@@ -980,6 +997,82 @@ const SYSTEM_DIRECTORIES: [&str; 8] = [
     "/snap/",
 ];
 
+/// Whether `program` (canonical) lies where programs are installed
+/// (`/usr/local` too: git built there has 143 names; a workspace under
+/// `/usr` goes unchecked, a limit the README states).
+fn in_the_system(program: &Path) -> bool {
+    SYSTEM_DIRECTORIES
+        .iter()
+        .any(|dir| program.starts_with(dir))
+}
+
+/// [`other_names_refusal`] for an interpreter, by path.
+fn other_names_of(program: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(program) {
+        Ok(meta) if meta.nlink() > 1 => Some(format!(
+            "escalation refused: {} has {} names (hard links); the sandbox might write it \
+             through another",
+            program.display(),
+            meta.nlink()
+        )),
+        Ok(_) => None,
+        Err(error) => Some(format!(
+            "escalation refused: {}: {error}",
+            program.display()
+        )),
+    }
+}
+
+/// Why a bare runner would still load what the sandbox wrote: node
+/// requires from `node_modules` in its script's directory and every one
+/// above; python imports from its script's directory.
+fn modules_refusal(
+    runner: Runner,
+    runs: &Path,
+    script: &Path,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    let directory = script.parent()?;
+    let reaches: Vec<&Path> = match runner {
+        Runner::Node => directory.ancestors().collect(),
+        Runner::Python => vec![directory],
+        Runner::Perl | Runner::Ruby | Runner::Shell => Vec::new(),
+    };
+    let found = reaches.into_iter().find(|place| writable(place))?;
+    Some(format!(
+        "escalation refused: {} loads modules from {}, which the sandbox can write",
+        runs.file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
+        found.display()
+    ))
+}
+
+/// Why a `#!` interpreter the check knows nothing of is not escalated from
+/// where it runs: from a directory the sandbox can write, what it reads
+/// there is unknown (a makefile, an `.Rprofile`, a wrapper's program).
+fn unknown_interpreter_refusal(
+    request: &ExecContext,
+    runs: &Path,
+    writable: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    let cwd = match &request.working_directory {
+        Ok(directory) => directory.canonical_path.as_path(),
+        Err(reason) => {
+            return Some(format!(
+                "escalation refused: cannot tell where it would run: {reason}"
+            ))
+        }
+    };
+    let found = cwd.ancestors().find(|place| writable(place))?;
+    Some(format!(
+        "escalation refused: its #! line runs {}, which the check does not know, from {}, \
+         which the sandbox can write",
+        runs.display(),
+        found.display()
+    ))
+}
+
 /// Why a program with other names is not escalated: the check of what the
 /// sandbox can write goes by path, and a hard link in a writable root (a
 /// package manager's link mode, `cp -al`) is the same file under a name
@@ -1140,6 +1233,22 @@ mod tests {
     /// A probe's sandbox raised 6,600 distinct questions in seconds. Past
     /// [`QUESTIONS_IN_FLIGHT`] waiting at once, a new one is not put; one
     /// that joins a question already waiting still waits for its answer.
+    /// From a review: a bare node script, whose own directory the sandbox
+    /// could not write, required a module the sandbox put in the
+    /// `node_modules` of a directory above it.
+    #[test]
+    fn bare_runners_do_not_load_modules_the_sandbox_wrote() {
+        let writable = |path: &Path| path == Path::new("/w");
+        let script = Path::new("/w/scripts/deploy.js");
+        let node = Path::new("/usr/bin/node");
+        assert!(modules_refusal(Runner::Node, node, script, &writable).is_some());
+        // Python reads the script's own directory only.
+        assert!(modules_refusal(Runner::Python, node, script, &writable).is_none());
+        let in_writable = Path::new("/w/deploy.py");
+        assert!(modules_refusal(Runner::Python, node, in_writable, &writable).is_some());
+        assert!(modules_refusal(Runner::Shell, node, in_writable, &writable).is_none());
+    }
+
     #[tokio::test]
     async fn questions_past_the_bound_are_not_put() {
         let policy = ExecPolicy::new(ExecPolicyConfig {

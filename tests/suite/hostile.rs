@@ -46,6 +46,9 @@ fn a_flood_of_hostile_requests_is_denied_recorded_and_leaks_no_descriptor() {
         flood();
         return;
     }
+    let _alone = super::DESCRIPTORS_IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let name =
         "suite::hostile::a_flood_of_hostile_requests_is_denied_recorded_and_leaks_no_descriptor";
     let output = std::process::Command::new(std::env::current_exe().unwrap())

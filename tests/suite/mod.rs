@@ -49,6 +49,13 @@ pub fn zsh() -> PathBuf {
     path
 }
 
+/// Held by the tests that put many descriptors in flight over Unix
+/// sockets (the hostile flood) or run under a low descriptor limit (held
+/// tunnels): the kernel counts a user's descriptors in flight against the
+/// sender's `RLIMIT_NOFILE`, and the second's hellos failed with
+/// `ETOOMANYREFS` while the first ran beside it.
+pub static DESCRIPTORS_IN_FLIGHT: Mutex<()> = Mutex::new(());
+
 /// Every event a session emitted, in order.
 #[derive(Default, Clone)]
 pub struct Recorder(Arc<Mutex<Vec<SessionEvent>>>);

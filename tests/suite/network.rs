@@ -935,6 +935,9 @@ fn held_tunnels_leave_descriptors_for_decisions() {
             .block_on(hold_tunnels_and_decide());
         return;
     }
+    let _alone = super::DESCRIPTORS_IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let name = "suite::network::held_tunnels_leave_descriptors_for_decisions";
     let output = std::process::Command::new("prlimit")
         .arg("--nofile=512:512")

@@ -437,6 +437,9 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         ),
         ("nice-tool", "#!/usr/bin/env -S nice make -s\n"),
         ("nested-tool", "#!/usr/bin/env {outside}/make-tool\n"),
+        // A wrapper the check does not know, and a login shell.
+        ("prlimit-tool", "#!/usr/bin/env -S prlimit make -s\n"),
+        ("login-tool", "#!/bin/bash -l\ntrue\n"),
     ];
     let rules: String = tools
         .iter()
@@ -451,7 +454,8 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
             "mkdir -p node_modules/.bin && print -r -- '{{\"name\": \"p\", \"version\": \"1.0.0\"}}' > package.json \
              && printf '{plant}' > node_modules/.bin/tsx && chmod +x node_modules/.bin/tsx \
              && printf 'all: ; touch {{outside}}/planted\\n' > local.mk && cp local.mk Makefile; \
-             {{outside}}/ts-tool; {{outside}}/make-tool; {{outside}}/nice-tool; {{outside}}/nested-tool"
+             {{outside}}/ts-tool; {{outside}}/make-tool; {{outside}}/nice-tool; {{outside}}/nested-tool; \
+             {{outside}}/prlimit-tool; {{outside}}/login-tool"
         )),
     )
     .await;
@@ -467,6 +471,8 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         ("make-tool", "which the sandbox can write"),
         ("nice-tool", "runs another program"),
         ("nested-tool", "which the sandbox can write"),
+        ("prlimit-tool", "which the sandbox can write"),
+        ("login-tool", "options the check does not follow"),
     ] {
         let refused = decisions.iter().find(|decided| decided.0.ends_with(tool));
         assert!(
