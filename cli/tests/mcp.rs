@@ -160,6 +160,33 @@ fn a_client_that_stops_reading_ends_the_session() {
     );
 }
 
+/// `execgate mcp` in a workspace of its own, without a session cgroup,
+/// with a rule that lets `setsid` out: its directory (kept while the
+/// test runs), the workspace, the server, its stdin and its stdout.
+fn setsid_server() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::process::Child,
+    std::process::ChildStdin,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let rules = dir.path().join("setsid.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
+    let (server, stdin, stdout) = mcp_server(
+        dir.path(),
+        &ws,
+        &["--rules".as_ref(), rules.as_os_str()],
+        &[("EXECGATE_SCOPE", "process-groups")],
+    );
+    (dir, ws, server, stdin, stdout)
+}
+
 /// A probe found, without a session cgroup: an unsandboxed escalation's
 /// `setsid` child outlived `execgate mcp`, however it ended; and after the
 /// client closed standard input, a call still in flight kept the session
@@ -169,20 +196,7 @@ fn a_client_that_stops_reading_ends_the_session() {
 #[test]
 fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
     use std::io::Write;
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
-    let rules = dir.path().join("setsid.rules");
-    std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
-    let (mut server, mut stdin, mut stdout) = mcp_server(
-        dir.path(),
-        &ws,
-        &["--rules".as_ref(), rules.as_os_str()],
-        &[("EXECGATE_SCOPE", "process-groups")],
-    );
+    let (_dir, ws, mut server, mut stdin, mut stdout) = setsid_server();
     let setsid = exec_call(2, "setsid -f sleep 9318; print started", 2000);
     say_after_handshake(&mut stdin, "{}", &[setsid]);
     let line = read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
@@ -232,20 +246,7 @@ fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
 #[test]
 fn the_end_of_input_does_not_wait_for_escaped_children_one_by_one() {
     use std::io::Write;
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
-    let rules = dir.path().join("setsid.rules");
-    std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
-    let (mut server, mut stdin, mut stdout) = mcp_server(
-        dir.path(),
-        &ws,
-        &["--rules".as_ref(), rules.as_os_str()],
-        &[("EXECGATE_SCOPE", "process-groups")],
-    );
+    let (_dir, _ws, mut server, mut stdin, mut stdout) = setsid_server();
     say_after_handshake(&mut stdin, "{}", &[]);
     const PROCESSES: u32 = 10;
     for id in 2..2 + PROCESSES {

@@ -976,13 +976,18 @@ pub(crate) fn planted_instructions(
     request: &Request<'_>,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
-    let reader = reader_of(request.program)?;
-    let name = request
-        .program
-        .file_name()
-        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    let (reader, name) = entry_of(request.program)?;
     let args = request.argv.get(1..).unwrap_or_default();
     reader_refusal(reader, &name, request, args, writable)
+}
+
+/// The program's entry in the table, and the name refusals call it by.
+fn entry_of(program: &Path) -> Option<(&'static InstructionReader, String)> {
+    let reader = reader_of(program)?;
+    let name = program
+        .file_name()
+        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    Some((reader, name))
 }
 
 /// [`planted_instructions`] for one table entry, `args` being what follows
@@ -1040,11 +1045,7 @@ pub(crate) fn planted_configuration(
     request: &Request<'_>,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
-    let reader = reader_of(request.program)?;
-    let name = request
-        .program
-        .file_name()
-        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    let (reader, name) = entry_of(request.program)?;
     configuration_refusal(reader, &name, request, writable)
 }
 
