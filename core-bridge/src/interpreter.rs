@@ -307,8 +307,9 @@ impl Runner {
     pub(crate) fn reads_only_its_script(self, options: &[OsString]) -> bool {
         // Short options that load nothing, per family; a shell's `-o NAME`
         // only with a name from the list.
+        // Not ksh's `-E` (reads `$ENV`) nor mksh's `-T` (takes a value).
         let (letters, shell): (&[u8], bool) = match self {
-            Runner::Shell => (b"aefhnuvxBCEHPT", true),
+            Runner::Shell => (b"aefhnuvxBCHP", true),
             Runner::Perl => (b"wWXTtUsl", false),
             Runner::Ruby => (b"wWvU", false),
             Runner::Node => (b"", false),
@@ -335,11 +336,14 @@ impl Runner {
             "--enable-source-maps",
             "--use-strict",
         ];
-        const NODE_VALUES: [&str; 3] = [
+        const NODE_VALUES: [&str; 4] = [
             "--max-old-space-size=",
             "--stack-size=",
             "--unhandled-rejections=",
+            "--no-warnings=",
         ];
+        // bash's, which read less.
+        const SHELL_LONG: [&str; 2] = ["--noprofile", "--norc"];
         let mut words = options.iter();
         while let Some(word) = words.next() {
             let Some(word) = word.to_str() else {
@@ -354,6 +358,11 @@ impl Runner {
                             })
                         })
                 }
+                // A shell's `-` ends its options (`#!/bin/sh -`).
+                b"-" if shell => true,
+                _ if shell && SHELL_LONG.contains(&word) => true,
+                // `+` clusters are a shell's; python reads `+u` as a file.
+                [b'+', ..] if !shell => false,
                 [b'-' | b'+', cluster @ ..] if !cluster.is_empty() && cluster[0] != b'-' => {
                     let (cluster, named) = match (shell, cluster.split_last()) {
                         (true, Some((b'o', rest))) => (rest, true),
@@ -570,9 +579,18 @@ mod tests {
             (Path::new("/usr/bin/bash"), "--login", false),
             (Path::new("/usr/bin/bash"), "-c", false),
             (Path::new("/usr/bin/bash"), "--rcfile", false),
+            (Path::new("/usr/bin/bash"), "--noprofile --norc", true),
+            (Path::new("/usr/bin/dash"), "-", true),
+            (python, "+u", false),
+            (Path::new("/usr/bin/ksh"), "-E", false),
             (Path::new("/usr/bin/perl"), "-w -T", true),
             (Path::new("/usr/bin/perl"), "-Mstrict", false),
             (Path::new("/usr/bin/node"), "--no-warnings", true),
+            (
+                Path::new("/usr/bin/node"),
+                "--no-warnings=ExperimentalWarning",
+                true,
+            ),
             (
                 Path::new("/usr/bin/node"),
                 "--max-old-space-size=4096",

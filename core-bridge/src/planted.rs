@@ -878,6 +878,8 @@ const READERS: &[InstructionReader] = &[
             ..OPTIONS
         },
         options_end_at_operand: true,
+        // Node's global folders, searched after every node_modules.
+        config_files: &["~/.node_modules", "~/.node_libraries"],
         ..READER
     },
     InstructionReader {

@@ -695,8 +695,9 @@ impl Inner {
             // A runner that is a script itself (a version manager's shim)
             // is judged whole; a bare one by what it reads beyond its
             // script only; a program the table does not know, and no
-            // runner, as one that reads where it runs (fail closed: `env
-            // -S prlimit make` ran a planted makefile, a review found).
+            // runner, is refused wherever it runs (fail closed: `env -S
+            // prlimit make` ran a planted makefile, and `awk -f` the
+            // program its arguments named, reviews found).
             let refused = match (Runner::of(&runs), &inner) {
                 (Some(runner), None) if runner.reads_only_its_script(&interpreted.options) => self
                     .planted_configuration(request, &runs, &writable, &writable_roots)
@@ -716,7 +717,13 @@ impl Inner {
                     &writable,
                     &writable_roots,
                 ),
-                _ => unknown_interpreter_refusal(request, &runs, &writable),
+                _ => Some(format!(
+                    "escalation refused: {}'s #! line runs {}, which the check does not \
+                     know: what it reads besides (files its arguments name, its own \
+                     configuration) cannot be judged",
+                    program.display(),
+                    runs.display()
+                )),
             };
             if refused.is_some() {
                 return refused;
@@ -1044,31 +1051,6 @@ fn modules_refusal(
         "escalation refused: {} loads modules from {}, which the sandbox can write",
         runs.file_name()
             .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
-        found.display()
-    ))
-}
-
-/// Why a `#!` interpreter the check knows nothing of is not escalated from
-/// where it runs: from a directory the sandbox can write, what it reads
-/// there is unknown (a makefile, an `.Rprofile`, a wrapper's program).
-fn unknown_interpreter_refusal(
-    request: &ExecContext,
-    runs: &Path,
-    writable: &dyn Fn(&Path) -> bool,
-) -> Option<String> {
-    let cwd = match &request.working_directory {
-        Ok(directory) => directory.canonical_path.as_path(),
-        Err(reason) => {
-            return Some(format!(
-                "escalation refused: cannot tell where it would run: {reason}"
-            ))
-        }
-    };
-    let found = cwd.ancestors().find(|place| writable(place))?;
-    Some(format!(
-        "escalation refused: its #! line runs {}, which the check does not know, from {}, \
-         which the sandbox can write",
-        runs.display(),
         found.display()
     ))
 }

@@ -440,6 +440,9 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         // A wrapper the check does not know, and a login shell.
         ("prlimit-tool", "#!/usr/bin/env -S prlimit make -s\n"),
         ("login-tool", "#!/bin/bash -l\ntrue\n"),
+        // An interpreter the check does not know, wherever it runs: awk
+        // runs the program its arguments name.
+        ("awk-tool", "#!/usr/bin/awk -f\nBEGIN {}\n"),
     ];
     let rules: String = tools
         .iter()
@@ -455,7 +458,9 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
              && printf '{plant}' > node_modules/.bin/tsx && chmod +x node_modules/.bin/tsx \
              && printf 'all: ; touch {{outside}}/planted\\n' > local.mk && cp local.mk Makefile; \
              {{outside}}/ts-tool; {{outside}}/make-tool; {{outside}}/nice-tool; {{outside}}/nested-tool; \
-             {{outside}}/prlimit-tool; {{outside}}/login-tool"
+             {{outside}}/prlimit-tool; {{outside}}/login-tool; \
+             print -r -- 'BEGIN {{ system(\"touch {{outside}}/planted\") }}' > evil.awk; \
+             (cd {{outside}} && ./awk-tool -f {{ws}}/evil.awk)"
         )),
     )
     .await;
@@ -470,8 +475,9 @@ async fn a_script_whose_interpreter_reads_the_workspace_stays_in_the_sandbox() {
         ("ts-tool", "which the sandbox can write"),
         ("make-tool", "which the sandbox can write"),
         ("nice-tool", "runs another program"),
-        ("nested-tool", "which the sandbox can write"),
-        ("prlimit-tool", "which the sandbox can write"),
+        ("nested-tool", "which the check does not know"),
+        ("prlimit-tool", "which the check does not know"),
+        ("awk-tool", "which the check does not know"),
         ("login-tool", "options the check does not follow"),
     ] {
         let refused = decisions.iter().find(|decided| decided.0.ends_with(tool));
