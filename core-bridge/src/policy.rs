@@ -586,6 +586,22 @@ impl Inner {
                 return Some(planted);
             }
         }
+        self.script_refusal(request, &writable, &writable_how, &writable_roots)
+    }
+
+    /// Why an escalated script must not leave the sandbox: what its `#!`
+    /// line runs in the end (through `env`, a program found in the `PATH`
+    /// the child gets, and the `#!` lines of programs that are scripts
+    /// themselves, as the kernel follows them), judged as if it were
+    /// escalated itself. `None` for a program with no `#!` line.
+    fn script_refusal(
+        &self,
+        request: &ExecContext,
+        writable: &dyn Fn(&Path) -> bool,
+        writable_how: &dyn Fn(&[&Path]) -> &'static str,
+        writable_roots: &[PathBuf],
+    ) -> Option<String> {
+        let program = &request.executable.canonical_path;
         let shebang = match shebang_of(program) {
             Ok(None) => return None,
             Ok(Some(shebang)) => shebang,
@@ -622,10 +638,6 @@ impl Inner {
                 ))
             }
         };
-        // What the line runs in the end (through env, a program found in
-        // the PATH the child gets; through the `#!` lines of programs that
-        // are scripts themselves, as the kernel follows them), judged as if
-        // it were escalated itself.
         let child_path = std::env::join_paths(
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
                 .filter(|dir| dir.is_absolute() && !writable(dir)),
@@ -700,8 +712,8 @@ impl Inner {
             // program its arguments named, reviews found).
             let refused = match (Runner::of(&runs), &inner) {
                 (Some(runner), None) if runner.reads_only_its_script(&interpreted.options) => self
-                    .planted_configuration(request, &runs, &writable, &writable_roots)
-                    .or_else(|| modules_refusal(runner, &runs, &script, &writable)),
+                    .planted_configuration(request, &runs, writable, writable_roots)
+                    .or_else(|| modules_refusal(runner, &runs, &script, writable)),
                 // `bash -l`, `python3 -i`: what they read besides is theirs
                 // to know.
                 (Some(_), None) => Some(format!(
@@ -710,13 +722,9 @@ impl Inner {
                     program.display(),
                     runs.display()
                 )),
-                _ if in_table(&runs) => self.planted(
-                    request,
-                    &runs,
-                    &interpreted.argv,
-                    &writable,
-                    &writable_roots,
-                ),
+                _ if in_table(&runs) => {
+                    self.planted(request, &runs, &interpreted.argv, writable, writable_roots)
+                }
                 _ => Some(format!(
                     "escalation refused: {}'s #! line runs {}, which the check does not \
                      know: what it reads besides (files its arguments name, its own \
