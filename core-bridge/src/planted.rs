@@ -1001,13 +1001,7 @@ fn reader_refusal(
     args: &[OsString],
     writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
-    let refused = |place: &Path, how: &str| {
-        Some(format!(
-            "escalation refused: {name} reads {} from {}{how}, which the sandbox can write",
-            reader.reads,
-            place.display()
-        ))
-    };
+    let refused = |place: &Path, how: &str| Some(reads_refusal(reader, name, place, how));
     let scanned = Scanned::default();
     if reader.searches_upwards {
         if let Some(place) = writable_place(request.cwd, request.cwd, writable) {
@@ -1039,6 +1033,16 @@ fn reader_refusal(
     configuration_refusal(reader, name, request, writable)
 }
 
+/// The refusal of a program that reads what it runs from `place`, which
+/// the sandbox can write (`how`: the file it stands for, if another).
+fn reads_refusal(reader: &InstructionReader, name: &str, place: &Path, how: &str) -> String {
+    format!(
+        "escalation refused: {name} reads {} from {}{how}, which the sandbox can write",
+        reader.reads,
+        place.display()
+    )
+}
+
 /// Why a program in the table, started on a script it reads and nothing
 /// else, would still read instructions the sandbox could have planted: its
 /// per-user and system configuration (a shell's `~/.zshenv`), whatever
@@ -1058,13 +1062,7 @@ fn configuration_refusal(
     request: &Request<'_>,
     writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
-    let refused = |place: &Path, how: &str| {
-        Some(format!(
-            "escalation refused: {name} reads {} from {}{how}, which the sandbox can write",
-            reader.reads,
-            place.display()
-        ))
-    };
+    let refused = |place: &Path, how: &str| Some(reads_refusal(reader, name, place, how));
     for file in reader.config_files {
         for candidate in config_candidates(file, request) {
             if candidate.is_relative() {
