@@ -141,13 +141,7 @@ fn a_client_that_stops_reading_ends_the_session() {
     assert!(line.contains("process_id"), "{line}");
     drop(stdout);
     let started = std::time::Instant::now();
-    while server.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the server still runs"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_the_end(&mut server, started, 10);
     drop(stdin);
     let left = Command::new("pgrep")
         .args(["-f", "sleep 9317"])
@@ -219,13 +213,7 @@ fn the_end_of_input_ends_everything_at_once_without_a_cgroup() {
     }
     drop(stdin);
     let closed = std::time::Instant::now();
-    while server.try_wait().unwrap().is_none() {
-        assert!(
-            closed.elapsed() < std::time::Duration::from_secs(10),
-            "the server still runs"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_the_end(&mut server, closed, 10);
     let took = closed.elapsed();
     let left = size();
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -257,13 +245,7 @@ fn the_end_of_input_does_not_wait_for_escaped_children_one_by_one() {
     }
     drop(stdin);
     let closed = std::time::Instant::now();
-    while server.try_wait().unwrap().is_none() {
-        assert!(
-            closed.elapsed() < std::time::Duration::from_secs(20),
-            "the server still runs"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for_the_end(&mut server, closed, 20);
     let took = closed.elapsed();
     let left = Command::new("pgrep")
         .args(["-f", "sleep 932[12]"])
@@ -299,6 +281,17 @@ fn output_that_is_not_utf8_is_flagged() {
     let _ = server.wait();
     assert!(binary.contains("\"not_utf8\":true"), "{binary}");
     assert!(!text.contains("not_utf8"), "{text}");
+}
+
+/// Waits for the server to end, for at most `seconds` from `since`.
+fn wait_for_the_end(server: &mut std::process::Child, since: std::time::Instant, seconds: u64) {
+    while server.try_wait().unwrap().is_none() {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(seconds),
+            "the server still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Reads lines from the server until one contains every part of `wanted`.

@@ -612,32 +612,18 @@ impl Inner {
                 ))
             }
         };
-        let interpreter = PathBuf::from(&shebang.interpreter);
-        if !interpreter.is_absolute() {
+        let (interpreter, canonical) = match interpreter_of(program, &shebang) {
+            Ok(found) => found,
+            Err(refused) => return Some(refused),
+        };
+        if writable(&canonical) || writable(&interpreter) {
             return Some(format!(
-                "escalation refused: {} names a relative #! interpreter {}",
+                "escalation refused: {}'s interpreter {} is {}",
                 program.display(),
-                interpreter.display()
+                canonical.display(),
+                writable_how(&[&canonical, &interpreter])
             ));
         }
-        let canonical = match std::fs::canonicalize(&interpreter) {
-            Ok(canonical) if !writable(&canonical) && !writable(&interpreter) => canonical,
-            Ok(canonical) => {
-                return Some(format!(
-                    "escalation refused: {}'s interpreter {} is {}",
-                    program.display(),
-                    canonical.display(),
-                    writable_how(&[&canonical, &interpreter])
-                ))
-            }
-            Err(error) => {
-                return Some(format!(
-                    "escalation refused: {}'s interpreter {}: {error}",
-                    program.display(),
-                    interpreter.display()
-                ))
-            }
-        };
         let child_path = std::env::join_paths(
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
                 .filter(|dir| dir.is_absolute() && !writable(dir)),
@@ -738,26 +724,11 @@ impl Inner {
             }
             // No `#!` line: the program the kernel runs at last.
             let inner = inner?;
-            let next = PathBuf::from(&inner.interpreter);
-            if !next.is_absolute() {
-                return Some(format!(
-                    "escalation refused: {} names a relative #! interpreter {}",
-                    runs.display(),
-                    next.display()
-                ));
-            }
-            canonical = match std::fs::canonicalize(&next) {
-                Ok(next_canonical) => next_canonical,
-                Err(error) => {
-                    return Some(format!(
-                        "escalation refused: {}'s interpreter {}: {error}",
-                        runs.display(),
-                        next.display()
-                    ))
-                }
+            (interpreter, canonical) = match interpreter_of(&runs, &inner) {
+                Ok(found) => found,
+                Err(refused) => return Some(refused),
             };
             args = interpreted.argv[1..].to_vec();
-            interpreter = next;
             shebang = inner;
             script = runs;
         }
@@ -1109,6 +1080,30 @@ fn run_instead(mut provenance: Provenance, why: String) -> Verdict {
     Verdict {
         decision: Decision::Run,
         provenance,
+    }
+}
+
+/// The interpreter `script`'s `#!` line names, as written and resolved;
+/// `Err` is the refusal of one that is relative or cannot be resolved.
+fn interpreter_of(
+    script: &Path,
+    shebang: &execgate_protocol::Shebang,
+) -> Result<(PathBuf, PathBuf), String> {
+    let interpreter = PathBuf::from(&shebang.interpreter);
+    if !interpreter.is_absolute() {
+        return Err(format!(
+            "escalation refused: {} names a relative #! interpreter {}",
+            script.display(),
+            interpreter.display()
+        ));
+    }
+    match std::fs::canonicalize(&interpreter) {
+        Ok(canonical) => Ok((interpreter, canonical)),
+        Err(error) => Err(format!(
+            "escalation refused: {}'s interpreter {}: {error}",
+            script.display(),
+            interpreter.display()
+        )),
     }
 }
 
