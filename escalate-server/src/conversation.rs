@@ -588,8 +588,12 @@ async fn escalate(
         }
         None => Err(plan),
     };
-    let (pid, pidfd) = match handed {
-        Ok(child) => child,
+    let (pid, pidfd, spare_control) = match handed {
+        Ok(spare::Handed {
+            pid,
+            pidfd,
+            control,
+        }) => (pid, pidfd, Some(control)),
         // A session that ended meanwhile starts nothing more.
         Err(_) if cancel.is_cancelled() => return,
         Err(plan) => {
@@ -598,7 +602,7 @@ async fn escalate(
                 Err(reason) => Err(reason),
             };
             match started {
-                Ok(child) => child,
+                Ok((pid, pidfd)) => (pid, pidfd, None),
                 Err(reason) => {
                     let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
                     return;
@@ -652,6 +656,19 @@ async fn escalate(
             }
         }
     };
+    let termination = match (termination, &spare_control) {
+        (Termination::Exited(code), Some(control)) => {
+            match execgate_sandbox::reported_signal(control.as_fd(), code) {
+                Some((signal, core_dumped)) => Termination::Signaled {
+                    signal,
+                    core_dumped,
+                },
+                None => termination,
+            }
+        }
+        _ => termination,
+    };
+    drop(spare_control);
     shared.emit(SessionEvent::Exited {
         request_id,
         pid,

@@ -374,6 +374,15 @@ pub(crate) struct Command {
     pub(crate) exec_fd: i32,
 }
 
+/// A spare that took its command.
+pub(crate) struct Handed {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: Arc<OwnedFd>,
+    /// Where its init says, as it ends, that the command died of a signal
+    /// ([`execgate_sandbox::reported_signal`]).
+    pub(crate) control: OwnedFd,
+}
+
 /// Hands `command`, with `plan`'s descriptors, to `spare`: one of `spares`
 /// taken for it, or started for it ([`start_for_one`]). On failure the
 /// spare is killed and reaped, and the escalation starts a sandbox with its
@@ -384,7 +393,7 @@ pub(crate) fn hand(
     command: &Command,
     spares: &Spares,
     scope: &Scope,
-) -> Result<(i32, Arc<OwnedFd>), String> {
+) -> Result<Handed, String> {
     let fds: Vec<_> = plan
         .fds
         .iter()
@@ -416,7 +425,11 @@ pub(crate) fn hand(
         return Err(error);
     }
     spares.handed(spare.pid);
-    Ok((spare.pid, spare.pidfd))
+    Ok(Handed {
+        pid: spare.pid,
+        pidfd: spare.pidfd,
+        control: spare.control,
+    })
 }
 
 /// Waits for a killed spare. Its group is forgotten by the warden first:

@@ -13,6 +13,7 @@ use std::process::Stdio;
 
 use execgate_escalate_server::sandbox::{parse_target, Access, NetworkPolicy, PermissionProfile};
 use execgate_escalate_server::{Decision, Execution};
+use execgate_protocol::Termination;
 
 use super::*;
 
@@ -485,6 +486,40 @@ async fn turn_default_escalations_run_in_the_sessions_sandbox() {
     assert!(world.ws.join("inside").exists());
     assert!(!world.outside.join("escalated").exists());
     assert_eq!(recorder.started_pids().len(), 3, "the server started them");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_escalation_that_dies_of_a_signal_is_recorded_as_such() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    // Only a signal's death turns into one: an exit with the same code
+    // stays an exit.
+    let script = "/usr/bin/dash -c 'kill -TERM $$'; print killed=$?; \
+                  /usr/bin/dash -c 'exit 143'; print exited=$?";
+    let (output, recorder) = run_sandboxed(policy, world.profile(), script, &world.ws).await;
+    assert_eq!(
+        output.stdout, "killed=143\nexited=143\n",
+        "{}",
+        output.stderr
+    );
+    let ends: Vec<Termination> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::Exited { termination, .. } => Some(termination),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [
+            Termination::Signaled {
+                signal: libc::SIGTERM,
+                core_dumped: false
+            },
+            Termination::Exited(143)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -252,7 +252,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         // The parent serves and never comes back here.
-        let hand_over = supervisor::fork_supervisor(supervision)?;
+        let hand_over = supervisor::fork_supervisor(supervision, args.spare)?;
         // First, while the seccomp() call is still allowed: the filter
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
@@ -266,7 +266,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             // take in every orphan. A parent stays init instead: it reaps
             // and exits as the target does, as a supervisor with nothing to
             // watch.
-            drop(supervisor::fork_supervisor(supervision)?);
+            drop(supervisor::fork_supervisor(supervision, args.spare)?);
         }
         apply_seccomp(&network, Supervised::No)?;
     }

@@ -18,5 +18,5 @@ pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
-pub use spare::{hand_order, SpareOrder, MOST_DESCRIPTORS};
+pub use spare::{hand_order, reported_signal, SpareOrder, MOST_DESCRIPTORS};
 pub use supervisor::UNCREATABLE_NAMES;

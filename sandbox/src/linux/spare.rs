@@ -16,7 +16,9 @@
 //!
 //! Nothing here may give the command anything the order did not: the
 //! control socket and the spare's own standard streams are closed before
-//! it runs.
+//! it runs. The sandbox's init (the supervisor, non-dumpable, so out of the
+//! command's reach) keeps its own copy of the control socket for one
+//! message: that the command died of a signal ([`reported_signal`]).
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -37,6 +39,11 @@ use super::sys;
 
 /// What the helper writes once it is confined and waits for its order.
 pub const READY: u8 = b'R';
+/// What the sandbox's init writes, before it ends, when the command died
+/// of a signal: this byte, the signal and whether it dumped core. Its own
+/// exit status, and bubblewrap's after it, can only say 128 plus the
+/// signal.
+const SIGNALED: u8 = b'S';
 const MAGIC: &[u8; 8] = b"EXSPARE1";
 /// Arguments and environment together, at most (the wire protocol's
 /// frames are at most 4 MiB).
@@ -84,6 +91,11 @@ pub fn hand_order(
         0 => {
             return Err(io::Error::other(
                 "the spare sandbox ended before it was ready",
+            ))
+        }
+        1 if byte[0] == SIGNALED => {
+            return Err(io::Error::other(
+                "the spare sandbox was killed before it was ready",
             ))
         }
         _ => {
@@ -158,6 +170,33 @@ pub(crate) struct Ordered {
     pub(crate) argv: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) exec_fd: RawFd,
+}
+
+/// The init's report that the command died of `signal`.
+pub(crate) fn signal_report(signal: i32, core_dumped: bool) -> [u8; 3] {
+    [
+        SIGNALED,
+        u8::try_from(signal).unwrap_or(0),
+        u8::from(core_dumped),
+    ]
+}
+
+/// How a spare's command ended, from the spare's `control` socket once its
+/// sandbox has ended with `exit_code`: the signal (and whether it dumped
+/// core) the sandbox's init said the command died of, when that is what
+/// the exit code stands for. `None` when it said nothing: the command
+/// exited with that code.
+pub fn reported_signal(control: BorrowedFd<'_>, exit_code: i32) -> Option<(i32, bool)> {
+    let mut report = [0u8; 4];
+    let read = recv(control.as_raw_fd(), &mut report, MsgFlags::MSG_DONTWAIT).ok()?;
+    match report[..read] {
+        [SIGNALED, signal, core @ (0 | 1)]
+            if signal > 0 && exit_code == 128 + i32::from(signal) =>
+        {
+            Some((i32::from(signal), core == 1))
+        }
+        _ => None,
+    }
 }
 
 /// The helper's side: says it is ready on `control`, takes the order,
@@ -345,6 +384,44 @@ fn place(received: Vec<OwnedFd>, targets: &[RawFd]) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_is_taken_only_as_the_exit_code_it_stands_for() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        use std::os::fd::AsFd;
+        type Case<'a> = (&'a [u8], i32, Option<(i32, bool)>);
+        let cases: &[Case] = &[
+            (&signal_report(15, false), 143, Some((15, false))),
+            (&signal_report(11, true), 139, Some((11, true))),
+            // The code says otherwise: the report is not the command's.
+            (&signal_report(15, false), 0, None),
+            (&signal_report(15, false), 142, None),
+            (b"", 143, None),
+            (b"S\x0f", 143, None),
+            (b"S\x0f\x02", 143, None),
+            (b"S\x0f\x00\x00", 143, None),
+            (b"S\x00\x00", 128, None),
+            (b"R\x0f\x00", 143, None),
+        ];
+        for (written, code, expected) in cases {
+            let (ours, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::Stream,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .unwrap();
+            if !written.is_empty() {
+                send(theirs.as_raw_fd(), written, MsgFlags::empty()).unwrap();
+            }
+            drop(theirs);
+            assert_eq!(
+                reported_signal(ours.as_fd(), *code),
+                *expected,
+                "{written:?} with exit code {code}"
+            );
+        }
+    }
 
     #[test]
     fn an_order_decodes_to_what_was_encoded_and_nothing_shorter_decodes() {

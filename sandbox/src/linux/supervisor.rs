@@ -290,8 +290,13 @@ impl HandOver {
 }
 
 /// Forks. In the parent, serves `supervision` until the child ends and
-/// exits as it did (never returns). In the child, returns the hand-over.
-pub(crate) fn fork_supervisor(supervision: Supervision) -> Result<HandOver, String> {
+/// exits as it did (never returns), having said on `report_to` (a spare's
+/// control socket, which the child takes its order from) that it died of
+/// a signal, when it did. In the child, returns the hand-over.
+pub(crate) fn fork_supervisor(
+    supervision: Supervision,
+    report_to: Option<RawFd>,
+) -> Result<HandOver, String> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     if !sys::notification_sizes_match() {
         return Err("the kernel's seccomp notification layout is not the one expected".into());
@@ -330,7 +335,7 @@ pub(crate) fn fork_supervisor(supervision: Supervision) -> Result<HandOver, Stri
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            supervise(supervision, child, parent_end, &saved_mask)
+            supervise(supervision, child, parent_end, &saved_mask, report_to)
         }
     }
 }
@@ -351,8 +356,17 @@ const IGNORED_SIGNALS: [Signal; 10] = [
     Signal::SIGUSR2,
 ];
 
-fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask: &SigSet) -> ! {
-    sys::close_inherited_except(channel.as_fd());
+fn supervise(
+    supervision: Supervision,
+    child: Pid,
+    channel: OwnedFd,
+    saved_mask: &SigSet,
+    report_to: Option<RawFd>,
+) -> ! {
+    let mut kept = vec![channel.as_raw_fd()];
+    kept.extend(report_to);
+    sys::close_inherited_except(&kept);
+    let report_to = report_to.and_then(|fd| sys::take_inherited(fd).ok());
     let setup = || -> Result<Option<OwnedFd>, String> {
         for signal in IGNORED_SIGNALS {
             sys::ignore_signal(signal).map_err(|errno| format!("ignoring {signal}: {errno}"))?;
@@ -389,7 +403,7 @@ fn supervise(supervision: Supervision, child: Pid, channel: OwnedFd, saved_mask:
             }
         }
     }
-    exit_as(child)
+    exit_as(child, report_to.as_ref())
 }
 
 /// Workers started at once; more start whenever all are busy, so that a
@@ -484,14 +498,23 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 
 /// Waits for the target and ends the same way: its exit code, or its
 /// signal raised again here (as the pid namespace's init, which a signal it
-/// raises itself cannot end, exit status 128 plus the signal). Reaps every
+/// raises itself cannot end, exit status 128 plus the signal, and bubblewrap
+/// passes on no more: the signal is said on `report_to` first). Reaps every
 /// other child on the way: as init, it inherits the sandbox's orphans.
-fn exit_as(child: Pid) -> ! {
+fn exit_as(child: Pid, report_to: Option<&OwnedFd>) -> ! {
     loop {
         match nix::sys::wait::waitpid(None, None) {
             Ok(status) if status.pid() != Some(child) => continue,
             Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => {
+            Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
+                if let Some(report_to) = report_to {
+                    let _ = nix::sys::socket::send(
+                        report_to.as_raw_fd(),
+                        &super::spare::signal_report(signal as i32, core_dumped),
+                        nix::sys::socket::MsgFlags::MSG_NOSIGNAL
+                            | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                    );
+                }
                 let _ = sys::default_signal(signal);
                 let _ = nix::sys::signal::sigprocmask(
                     SigmaskHow::SIG_UNBLOCK,

@@ -540,12 +540,11 @@ pub(crate) fn close_number(fd: std::os::fd::RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// Closes every descriptor from 3 up but `keep`: what the supervisor, the
-/// target's parent and the sandbox's init, inherited for the target. Held
-/// there, a pipe or a lock the target closes would stay open until it ends.
-pub(crate) fn close_inherited_except(keep: std::os::fd::BorrowedFd<'_>) {
-    use std::os::fd::AsRawFd;
-    let keep = keep.as_raw_fd().max(2) as libc::c_uint;
+/// Closes every descriptor from 3 up but those in `keep`: what the
+/// supervisor, the target's parent and the sandbox's init, inherited for
+/// the target. Held there, a pipe or a lock the target closes would stay
+/// open until it ends.
+pub(crate) fn close_inherited_except(keep: &[std::os::fd::RawFd]) {
     let close_range = |first: libc::c_uint, last: libc::c_uint| {
         // SAFETY: called by the supervisor right after the fork, before it
         // opens anything. The helper's objects that own descriptors belong
@@ -553,8 +552,18 @@ pub(crate) fn close_inherited_except(keep: std::os::fd::BorrowedFd<'_>) {
         // unwinds (it exits), so none is used or closed again.
         unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
     };
-    if keep > 3 {
-        close_range(3, keep - 1);
+    let mut kept: Vec<libc::c_uint> = keep
+        .iter()
+        .filter_map(|&fd| libc::c_uint::try_from(fd).ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    kept.sort_unstable();
+    let mut first = 3;
+    for fd in kept {
+        if fd > first {
+            close_range(first, fd - 1);
+        }
+        first = first.max(fd + 1);
     }
-    close_range(keep + 1, libc::c_uint::MAX);
+    close_range(first, libc::c_uint::MAX);
 }
