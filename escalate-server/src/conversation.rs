@@ -285,13 +285,13 @@ async fn launch_for(
     context: &ExecContext,
     grants_seen: u64,
 ) -> Result<Launch, String> {
-    let directory = match (held_directory, &context.working_directory) {
-        (Some(directory), Ok(_)) => directory,
+    let (directory, cwd) = match (held_directory, &context.working_directory) {
+        (Some(directory), Ok(checked)) => (directory, checked.canonical_path.clone()),
         (_, Err(reason)) => return Err(format!("not escalated: {reason}")),
         (None, Ok(_)) => return Err("not escalated: the working directory is not held".into()),
     };
     let (sandbox, own_tmpdir, grants_own) =
-        sandbox_for(shared, execution, context.request_id).await?;
+        sandbox_for(shared, execution, context.request_id, cwd).await?;
     Ok(Launch {
         opened,
         directory,
@@ -307,14 +307,17 @@ async fn launch_for(
 /// the resolved policy of its sandbox.
 type SandboxPlan = Option<(Launcher, Arc<ResolvedPolicy>)>;
 
-/// The sandbox an escalation runs in, with grants the temporary directory
-/// of its own it is granted and whether its grants were new ones
-/// ([`Shared::granted`]), or why it cannot run at all. A sandboxed
-/// execution never falls back to running unsandboxed.
+/// The sandbox an escalation in `cwd` runs in, with grants the temporary
+/// directory of its own it is granted and whether its grants were new ones
+/// ([`Shared::granted`]), or why it cannot run at all: a sandboxed
+/// execution never falls back to running unsandboxed, and never starts in
+/// a working directory its sandbox hides (where the sandbox's own check
+/// would fail without saying why).
 async fn sandbox_for(
     shared: &Arc<Shared>,
     execution: &Execution,
     request_id: u64,
+    cwd: std::path::PathBuf,
 ) -> Result<(SandboxPlan, Option<OwnTmpdir>, u64), String> {
     let extra = match execution {
         Execution::Unsandboxed => return Ok((None, None, 0)),
@@ -341,6 +344,12 @@ async fn sandbox_for(
         Some(
             sandbox
                 .policy_with(extra.as_ref(), own_tmpdir.as_ref().map(OwnTmpdir::path))
+                .and_then(|policy| {
+                    if let Some(policy) = &policy {
+                        policy.check_working_directory(&cwd)?;
+                    }
+                    Ok(policy)
+                })
                 .map(|policy| policy.map(|policy| (sandbox.launcher.clone(), policy)))
                 .map(|plan| (plan, own_tmpdir))
                 .map_err(|error| format!("the sandbox cannot be set up: {error}")),

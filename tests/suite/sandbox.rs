@@ -541,6 +541,27 @@ async fn permissions_escalations_get_exactly_the_extra_grants() {
     assert!(!world.outside.join("other").exists());
 }
 
+/// Grants that hide the escalation's working directory refuse it with
+/// that reason, rather than let the sandbox's own check of the directory
+/// fail for a reason it cannot know.
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_that_hide_the_working_directory_say_so() {
+    let world = World::new();
+    let policy = policy_by_path(&[(
+        "/usr/bin/touch",
+        Decision::Escalate(Execution::Permissions(grant(&world.ws, Access::None))),
+    )]);
+    let script = "touch here; print status=$?";
+    let (output, _) = run_sandboxed(policy, world.profile(), script, &world.ws).await;
+    assert_eq!(output.stdout, "status=126\n", "{}", output.stderr);
+    let hidden = format!(
+        "the working directory {} is hidden in the sandbox",
+        world.ws.display()
+    );
+    assert!(output.stderr.contains(&hidden), "{}", output.stderr);
+    assert!(!world.ws.join("here").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unsandboxed_escalations_leave_the_sandbox() {
     let world = World::new();
@@ -781,12 +802,13 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
 
 /// Grants beyond the session's profile: writing `path`, nothing else.
 fn write_grant(path: &Path) -> PermissionProfile {
+    grant(path, Access::Write)
+}
+
+fn grant(path: &Path, access: Access) -> PermissionProfile {
     let mut file_system = execgate_escalate_server::sandbox::FileSystemPolicy::default();
     file_system
-        .push(
-            parse_target(path.to_str().unwrap(), None).unwrap(),
-            Access::Write,
-        )
+        .push(parse_target(path.to_str().unwrap(), None).unwrap(), access)
         .unwrap();
     PermissionProfile::Managed {
         file_system,
