@@ -79,6 +79,25 @@ fn take_over(kind: SignalKind, name: &str) -> Result<Signal> {
     signal(kind).with_context(|| format!("cannot take over {name}"))
 }
 
+/// Keeps the terminal from stopping this process: blocks `SIGTTOU` and
+/// `SIGTTIN` in the calling thread, and so in every thread started after
+/// it (a child's mask is emptied when it is spawned). Call before the
+/// runtime starts.
+///
+/// A sandboxed shell takes the terminal's foreground for its own jobs, so
+/// execgate is a background group while its session runs. Stopped there
+/// (by its own line on stderr with `stty tostop`), it would let the
+/// caller's shell take the terminal back while the sandbox runs on, free to
+/// take the foreground itself and read what is typed to that shell. With
+/// both blocked, a write from the background goes through and a read
+/// fails (`EIO`) instead.
+pub fn never_stopped_by_the_terminal() {
+    let mut stops = SigSet::empty();
+    stops.add(nix::sys::signal::Signal::SIGTTOU);
+    stops.add(nix::sys::signal::Signal::SIGTTIN);
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), None);
+}
+
 /// Whether an interrupt just received most likely came from the terminal:
 /// this process's group is the terminal's foreground group.
 fn from_terminal() -> bool {
@@ -103,7 +122,8 @@ impl TerminalModes {
 
     /// Takes the terminal's foreground back from the killed shell's group
     /// and restores the modes. Call only on the way out: it leaves
-    /// `SIGTTOU` blocked in this thread.
+    /// `SIGTTOU` blocked in this thread (as [`never_stopped_by_the_terminal`]
+    /// has it anyway).
     pub fn restore(&self) {
         let Some(modes) = &self.0 else {
             return;

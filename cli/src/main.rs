@@ -413,6 +413,12 @@ fn execgate(cli: Cli) -> ExitCode {
         ));
         return ExitCode::from(125);
     }
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Shell(_) | Command::Mcp(_)
+    ) {
+        ending::never_stopped_by_the_terminal();
+    }
     if let Err(error) = logging::init(&cli.log) {
         stderr::line(&format!("execgate: {}", describe(&error)));
         return ExitCode::from(125);

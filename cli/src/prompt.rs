@@ -791,6 +791,8 @@ pub static PROMPT_HOLDS_FOREGROUND: std::sync::atomic::AtomicBool =
 struct Foreground<'a> {
     tty: &'a File,
     previous: Option<nix::unistd::Pid>,
+    /// The thread's mask before `SIGTTOU` was blocked.
+    mask: Option<SigSet>,
 }
 
 impl<'a> Foreground<'a> {
@@ -799,7 +801,10 @@ impl<'a> Foreground<'a> {
         // set the foreground group instead of being stopped.
         let mut ttou = SigSet::empty();
         ttou.add(Signal::SIGTTOU);
-        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+        let mut mask = SigSet::empty();
+        let mask = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut mask))
+            .ok()
+            .map(|()| mask);
         let previous = tcgetpgrp(tty.as_fd())
             .ok()
             .filter(|group| *group != getpgrp());
@@ -807,7 +812,11 @@ impl<'a> Foreground<'a> {
             PROMPT_HOLDS_FOREGROUND.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = tcsetpgrp(tty.as_fd(), getpgrp());
         }
-        Foreground { tty, previous }
+        Foreground {
+            tty,
+            previous,
+            mask,
+        }
     }
 }
 
@@ -818,9 +827,9 @@ impl Drop for Foreground<'_> {
             PROMPT_HOLDS_FOREGROUND.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         // The thread goes back to the blocking pool: leave its mask as found.
-        let mut ttou = SigSet::empty();
-        ttou.add(Signal::SIGTTOU);
-        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&ttou), None);
+        if let Some(mask) = &self.mask {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+        }
     }
 }
 

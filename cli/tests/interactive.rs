@@ -234,6 +234,36 @@ fn no_rcs_quiet_and_no_prompt_marker() {
     }
 }
 
+/// Regression test: with `stty tostop`, execgate's own lines, written
+/// while the sandboxed shell holds the terminal's foreground, must not stop
+/// it: stopped, it would hand the terminal back to the caller's shell while
+/// the sandbox runs on (a probe's sandboxed program then took the
+/// foreground and read what was typed to that shell).
+#[test]
+fn execgate_is_not_stopped_by_its_own_lines_from_the_background() {
+    let (home, ws) = home("");
+    // An escalation refused with a note on stderr: the program the rule
+    // allows is a copy the sandbox can write.
+    std::fs::copy("/usr/bin/uname", ws.join("uname")).unwrap();
+    let rules = home.path().join("uname.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"uname\"])\n").unwrap();
+    // Started from an interactive shell, as a person does: execgate is a
+    // job of its own there, a group the shell stops and resumes.
+    let terminal = Terminal::start("exec bash --norc --noprofile -i", &ws);
+    let command = shell_command(
+        home.path(),
+        &format!("--no-rcs --verbose --rules {}", rules.display()),
+    );
+    terminal.keys(&[&format!("stty tostop; {command}"), "Enter"]);
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["./uname; print -r -- ran-$?", "Enter"]);
+    let screen = terminal.wait_for("ran-0", 1);
+    assert!(screen.contains("escalation refused"), "{screen}");
+    terminal.keys(&["exit 4", "Enter"]);
+    let screen = terminal.wait_for("execgate-exit=4", 1);
+    assert!(screen.contains("execgate: shell ended"), "{screen}");
+}
+
 #[test]
 fn the_marker_can_be_turned_off_from_the_zshrc() {
     let (home, ws) = home("EXECGATE_PROMPT_MARKER=0\nPS1='ready> '\n");
