@@ -1102,6 +1102,9 @@ fn shell(args: ShellArgs) -> Result<i32> {
         };
         let metrics = keep_session_metrics(&session);
         session.shutdown().await;
+        // What the shell's programs left set (no echo, another interrupt
+        // key) stays in the sandbox's session, not in the caller's.
+        modes.restore();
         if !quiet {
             stderr::line(&end_line(&metrics));
         }

@@ -621,14 +621,32 @@ fn nothing_started_by_run_outlives_it() {
     }
 }
 
+/// Tries the terminal requests the sandbox denies, and says for each
+/// whether it was denied (EPERM) or done.
+const TERMINAL_IOCTLS: &str = r#"import fcntl, struct, termios
+for name, request, argument in [
+    ("tiocsti", termios.TIOCSTI, b"x"),
+    # N_TTY, the discipline it has: harmless if it is allowed.
+    ("tiocsetd", 0x5423, struct.pack("i", 0)),
+]:
+    try:
+        fcntl.ioctl(0, request, argument)
+        print("allowed-" + name)
+    except PermissionError:
+        print("denied-" + name)
+"#;
+
 #[test]
 fn an_interactive_shell_on_a_terminal() {
     let (_dir, ws) = workspace();
     let binary = env!("CARGO_BIN_EXE_execgate");
+    // Denied by the sandbox, not failed for another reason: typing into
+    // the terminal, and setting its line discipline (to the one it has).
+    std::fs::write(ws.join("terminal-ioctls.py"), TERMINAL_IOCTLS).unwrap();
     // `script` gives the shell a pseudo-terminal and types our input.
     let input = "print -r -- $((6*7))\n\
                  /bin/echo via-wrapper\n\
-                 python3 -c 'import fcntl,termios; fcntl.ioctl(0, termios.TIOCSTI, b\"x\")' || print denied-tiocsti\n\
+                 /usr/bin/python3 terminal-ioctls.py\n\
                  sleep 100 & jobs; kill %1; wait\n\
                  exit 5\n";
     let mut child = Command::new("script")
@@ -650,7 +668,14 @@ fn an_interactive_shell_on_a_terminal() {
         "{seen}\n{}",
         text(&output.stderr)
     );
-    for expected in ["42", "via-wrapper", "-> Run", "denied-tiocsti", "running"] {
+    for expected in [
+        "42",
+        "via-wrapper",
+        "-> Run",
+        "denied-tiocsti",
+        "denied-tiocsetd",
+        "running",
+    ] {
         assert!(seen.contains(expected), "{expected:?} missing from: {seen}");
     }
 }

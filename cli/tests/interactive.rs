@@ -264,6 +264,22 @@ fn execgate_is_not_stopped_by_its_own_lines_from_the_background() {
     assert!(screen.contains("execgate: shell ended"), "{screen}");
 }
 
+/// Regression test: terminal modes set inside the shell (no echo) do not
+/// outlive it (a probe's outer shell was left without echo).
+#[test]
+fn the_terminal_modes_are_given_back_as_they_were() {
+    let (home, ws) = home("");
+    let command = shell_command(home.path(), "--no-rcs").replace(
+        "; sleep 60",
+        "; case $(stty) in *-echo*) echo modes-echo-off;; *) echo modes-echo-on;; esac; sleep 60",
+    );
+    let terminal = Terminal::start(&command, &ws);
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["stty -echo; exit", "Enter"]);
+    let screen = terminal.wait_for("modes-echo-", 1);
+    assert!(screen.contains("modes-echo-on"), "{screen}");
+}
+
 #[test]
 fn the_marker_can_be_turned_off_from_the_zshrc() {
     let (home, ws) = home("EXECGATE_PROMPT_MARKER=0\nPS1='ready> '\n");

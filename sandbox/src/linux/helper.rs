@@ -503,11 +503,13 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
         rules.insert(syscall, Vec::new());
     }
     // Typing into the terminal's input queue would run commands outside
-    // the sandbox, in whatever reads the terminal next.
+    // the sandbox, in whatever reads the terminal next; a line discipline
+    // set on it (`N_NULL`) would outlive the sandbox and leave the caller's
+    // terminal deaf and mute, past what `stty sane` repairs.
     let mut ioctl_rules = Vec::new();
     // The request's type differs between C libraries (`c_ulong` in glibc,
     // `c_int` in musl); both numbers are small and positive.
-    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+    for request in [libc::TIOCSTI, libc::TIOCLINUX, libc::TIOCSETD] {
         #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
         let request = u64::try_from(request)
             .map_err(|_| seccomp_error(&format!("ioctl request {request} is negative")))?;
