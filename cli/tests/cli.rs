@@ -2645,10 +2645,35 @@ fn the_session_is_frozen_while_a_question_is_asked() {
             break dir;
         }
     };
+    // Typed once the question is out: keys typed before it are the
+    // command's, and the prompt discards them.
+    let mut stdout = child.stdout.take().unwrap();
+    let (chunks, seen_chunks) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read @ 1..) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if chunks.send(buffer[..read].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !text(&seen).contains("[!] abort the command") {
+        match seen_chunks.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the question never came: {}", text(&seen));
+            }
+        }
+    }
     let mut stdin = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut stdin, b"n\n").unwrap();
-    let output = child.wait_with_output().unwrap();
-    let seen = text(&output.stdout);
+    drop(stdin);
+    child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(seen_chunks.try_iter().flatten());
+    let seen = text(&seen);
     assert!(seen.contains("approval needed"), "{seen}");
     assert!(seen.contains("declined by the approver"), "{seen}");
     assert!(!dir.path().join("asked").exists());

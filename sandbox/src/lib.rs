@@ -154,6 +154,14 @@ pub enum SandboxError {
     )]
     WritableFileSystem,
     #[error(
+        "the working directory {} holds your home directory, and the profile makes the \
+         working directory writable: the commands run here could rewrite your shell's startup \
+         files, ~/.ssh and ~/.gitconfig, which run outside the sandbox later; start from a \
+         project directory (--cwd), or grant the home in a profile of your own if that is meant",
+        .0.display()
+    )]
+    WritableHome(PathBuf),
+    #[error(
         "the working directory {} is inside {name}, which workspace profiles keep read-only \
          (what it holds can run code outside the sandbox later); start from the workspace \
          (--cwd), or grant that path by name in the profile",

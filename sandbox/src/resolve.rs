@@ -45,6 +45,29 @@ impl SandboxContext {
     }
 }
 
+/// Whether `cwd` is one of `homes` or a directory above one.
+fn holds_a_home(cwd: &Path, homes: &[PathBuf]) -> bool {
+    homes.iter().any(|home| home.starts_with(cwd))
+}
+
+/// This process's home directories, canonical: `$HOME`, and the one the
+/// user database names for its user (they may differ, and either is where
+/// a login reads its startup files).
+fn homes() -> Vec<PathBuf> {
+    let from_passwd = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|user| user.dir);
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(from_passwd)
+        .filter(|home| home.is_absolute())
+        .filter_map(|home| fs::canonicalize(home).ok())
+        .filter(|home| home != Path::new("/"))
+        .collect()
+}
+
 /// `$TMPDIR` becomes a writable root, so it is taken only when it looks
 /// like a temp dir: an existing directory whose own name is `tmp` or
 /// `temp`, starts with `tmp.`, `tmp-` or `tmp_` (mktemp's names), or ends
@@ -173,6 +196,12 @@ impl ResolvedPolicy {
                         // (unless the profile says so itself, with `:root`).
                         if cwd == Path::new("/") && !writable_root {
                             return Err(SandboxError::WritableFileSystem);
+                        }
+                        // Started from the home (or above it), it would
+                        // make writable what runs outside the sandbox at
+                        // the next login or terminal: the user's dotfiles.
+                        if !writable_root && holds_a_home(&cwd, &homes()) {
+                            return Err(SandboxError::WritableHome(context.cwd.clone()));
                         }
                         // Started inside `.git`, it would make writable
                         // what it keeps read-only below every writable
@@ -792,6 +821,24 @@ mod tests {
                 root.join(path)
             };
             assert_eq!(policy.access(&path), expected, "{}", path.display());
+        }
+    }
+
+    /// A working directory that is a home, or above one, is not made
+    /// writable by `:cwd`; below it is a project.
+    #[test]
+    fn a_writable_working_directory_cannot_hold_a_home() {
+        let homes = [PathBuf::from("/home/ann"), PathBuf::from("/srv/users/bob")];
+        for (cwd, holds) in [
+            ("/home/ann", true),
+            ("/home", true),
+            ("/srv/users", true),
+            ("/home/ann/project", false),
+            ("/home/annex", false),
+            ("/srv/users/bobby", false),
+            ("/var/tmp", false),
+        ] {
+            assert_eq!(holds_a_home(Path::new(cwd), &homes), holds, "{cwd}");
         }
     }
 
