@@ -210,6 +210,39 @@ fn a_profile_that_hides_the_working_directory_is_refused() {
     }
 }
 
+/// Regression (a probe of `execgate shell`): started in the home, a
+/// workspace profile made the home writable, and the sandbox rewrote the
+/// shell's startup files. Below the home is a project, as before.
+#[test]
+fn a_writable_working_directory_cannot_be_the_home() {
+    let (_dir, ws) = workspace();
+    let home = ws.to_str().unwrap();
+    for command in ["run", "sandbox"] {
+        let output = execgate_with_env(&ws, &[command, "--", "true"], &[("HOME", home)]);
+        assert_eq!(output.status.code(), Some(125), "{command}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("holds your home directory"),
+            "{command}: {stderr}"
+        );
+        let output = execgate_with_env(
+            &ws,
+            &[command, "--profile", "read-only", "--", "true"],
+            &[("HOME", home)],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{command}: {}",
+            text(&output.stderr)
+        );
+    }
+    let project = ws.join("project");
+    std::fs::create_dir(&project).unwrap();
+    let output = execgate_with_env(&project, &["run", "--", "true"], &[("HOME", home)]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+}
+
 /// Regression (a probe of the audit log): with the config home in the
 /// workspace, a command wrote `default_profile = "danger-full-access"` to
 /// the default config file, made or not yet, and the next session ran
