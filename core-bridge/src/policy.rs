@@ -272,7 +272,11 @@ impl Policy for ExecPolicy {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
         Box::pin(async move {
             if let Some(view) = request.sandbox.as_deref() {
-                self.inner.count_known_grants(view).await;
+                // Not counted, an escalation's checks would not see what a
+                // grant lets the sandbox write: nothing is decided then.
+                if let Err(reason) = self.inner.count_known_grants(view).await {
+                    return Decision::Deny { reason }.into();
+                }
             }
             // Every grant a decision here can make (a skill's, a rule's
             // profile, or part of one) is counted there, in advance.
@@ -288,9 +292,9 @@ impl Inner {
     /// not have let the sandbox write what an escalation decided (or
     /// already running) before it then reads. Requested permissions are
     /// counted as they are granted.
-    async fn count_known_grants(&self, view: &ResolvedPolicy) {
+    async fn count_known_grants(&self, view: &ResolvedPolicy) -> Result<(), String> {
         self.known_grants_counted
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 let profiles = self.known_grants();
                 let context = view.context().clone();
                 // Resolving may walk the file system (deny globs).
@@ -301,10 +305,14 @@ impl Inner {
                         .collect()
                 })
                 .await
-                .unwrap_or_default();
+                .map_err(|error| {
+                    format!("cannot count what the session's grants may write: {error}")
+                })?;
                 self.writable_through(paths);
+                Ok(())
             })
-            .await;
+            .await
+            .map(|_| ())
     }
 
     /// Every grant known in advance: each skill's, each rule's profile.
