@@ -127,7 +127,7 @@ impl<R: std::io::Read> LogLines<R> {
     }
 
     /// The file will not grow any more: a last line without its newline
-    /// was cut short, and is read as one.
+    /// was cut short, and is reported as a cut line.
     pub fn finished(&mut self) {
         self.growing = false;
     }
@@ -196,6 +196,16 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
             } else if self.growing {
                 // Half a line: the rest is still to be written.
                 return None;
+            } else {
+                // The file ends inside this line: its writer stopped before
+                // the newline (a full disk, a crash), so its record was never
+                // whole, even where what was written parses (a denied
+                // command's record cut one byte short would read as one
+                // that ran).
+                self.number += 1;
+                self.line.clear();
+                let reason = "cut short: the file ends before this line's newline".to_owned();
+                return Some(Ok(Err(self.malformed(reason))));
             }
             self.number += 1;
             let parsed = parse_line(&self.line);

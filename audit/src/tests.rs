@@ -780,6 +780,19 @@ fn a_record_cut_before_its_newline_is_not_read_as_one() {
         panic!("{:?}", read.skipped);
     };
     assert!(skipped.to_string().contains("a.jsonl:1"), "{skipped}");
+    // Nobody wrote after it (the disk still full): still a cut line, not
+    // the record it would parse as.
+    std::fs::write(&path, format!("{cut}\n{cut}")).unwrap();
+    let read = read_log(&path).unwrap();
+    assert_eq!(read.records.len(), 1);
+    let [skipped] = read.skipped.as_slice() else {
+        panic!("{:?}", read.skipped);
+    };
+    let skipped = skipped.to_string();
+    assert!(
+        skipped.contains("a.jsonl:2") && skipped.contains("cut short"),
+        "{skipped}"
+    );
     // A mark after another writer's whole line, alone on its line, is no
     // fault (a review: it was reported as one).
     let whole = serde_json::to_string(&run_record()).unwrap();
@@ -834,6 +847,7 @@ fn a_line_longer_than_any_record_is_skipped() {
     bytes.resize(bytes.len() + LONGEST_LINE, b' ');
     bytes.push(b'\n');
     bytes.extend_from_slice(record.as_bytes());
+    bytes.push(b'\n');
     std::fs::write(&path, bytes).unwrap();
     let read = read_log(&path).unwrap();
     assert_eq!(read.records.len(), 3);
