@@ -35,6 +35,8 @@ mod policy;
 mod prompt;
 #[cfg(unix)]
 mod stderr;
+#[cfg(unix)]
+mod unrecorded;
 
 #[cfg(unix)]
 use std::ffi::OsString;
@@ -343,12 +345,12 @@ impl SessionArgs {
         let mut options =
             execgate_audit::RecordOptions::new(config.audit.env_values, &config.audit.redact_args)?;
         options.sync_escalations = config.audit.sync_escalations;
-        session.audit = Some(Arc::new(execgate_audit::SessionAudit::new(
-            Arc::new(log),
-            options,
-        )));
+        let audit = execgate_audit::SessionAudit::new(Arc::new(log), options);
         if config.audit.warn_on_failure {
             session.audit_failure = AuditFailure::Warn;
+            session.audit = Some(Arc::new(unrecorded::SaysWhenUnrecorded::new(audit)));
+        } else {
+            session.audit = Some(Arc::new(audit));
         }
         let labels = SessionLabels {
             profile: profile_name,

@@ -355,6 +355,37 @@ fn a_skills_name_cannot_write_to_the_terminal() {
 /// audit write that passed it killed execgate (`SIGXFSZ`), and the
 /// session's end went unrecorded. The write fails instead: that command
 /// is denied, and execgate ends as the command did.
+/// Regression (a probe): with `on_failure = "warn"`, records that could
+/// not be written were said only to `--log-format`: the person at the
+/// terminal did not know that what ran left no record. Once, when they
+/// start failing, not once per command.
+#[test]
+fn a_warned_audit_failure_is_said_on_stderr_once() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("log/audit.jsonl");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[audit]\non_failure = \"warn\"\n").unwrap();
+    let output = Command::new("prlimit")
+        .arg("--fsize=3000")
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--audit-log", log.to_str().unwrap(), "--"])
+        .arg("for i in 1 2 3 4 5 6; do /usr/bin/true; done; print -r -- ended")
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
+    assert_eq!(
+        stderr.matches("the audit log cannot be written").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("going on without records"), "{stderr}");
+}
+
 #[test]
 fn a_file_size_limit_denies_commands_and_kills_nothing() {
     let (dir, ws) = workspace();
