@@ -13,11 +13,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use execgate_core_bridge::rules::RuleSet;
+use execgate_core_bridge::sandbox::windows::UnenforcedToken;
 use execgate_core_bridge::sandbox::windows::WindowsReport;
 use execgate_core_bridge::sandbox::windows_plan::{WindowsNetwork, WINDOWS_SANDBOX_NAME};
 use execgate_core_bridge::sandbox::ProfileSet;
 use execgate_core_bridge::windows::{
     decide, run, ScriptShell, WindowsCommand, WindowsDecision, WindowsRunConfig, WindowsVerdict,
+    WINE_UNENFORCED_TOKEN,
 };
 
 /// Run commands with the program decided by rules, inside a restricted token.
@@ -133,6 +135,11 @@ fn run_command(args: RunArgs) -> Result<i32> {
         workspace_roots: args.workspace_roots,
         state_dir: state.clone(),
         timeout: Duration::from_secs(args.timeout_seconds),
+        // Honoured under Wine only (the backend checks); see the README.
+        unenforced_token: match std::env::var_os(WINE_UNENFORCED_TOKEN) {
+            Some(value) if value == "1" => UnenforcedToken::RunUnderWine,
+            Some(_) | None => UnenforcedToken::Refuse,
+        },
     };
     let command = match args.shell {
         None => WindowsCommand::Program(args.command),

@@ -21,13 +21,22 @@ prefix_rule(pattern = ["cmd", "/d", "/c", "exit 9"], decision = "forbidden", jus
 prefix_rule(pattern = ["whoami"], decision = "allow")
 "#;
 
+/// Wine reports no token restricted, so every run here says it accepts
+/// that (`EXECGATE_WINE_UNENFORCED_TOKEN`, honoured under Wine only) but
+/// the one that shows the refusal.
 fn execgate(dir: &Path, args: &[&str]) -> Output {
+    execgate_with(dir, args, &[("EXECGATE_WINE_UNENFORCED_TOKEN", "1")])
+}
+
+fn execgate_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     std::fs::write(dir.join("profiles.toml"), PROFILES).unwrap();
     std::fs::write(dir.join("team.rules"), RULES).unwrap();
     let ws = dir.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
     command.env("LOCALAPPDATA", dir.join("state"));
+    command.env_remove("EXECGATE_WINE_UNENFORCED_TOKEN");
+    command.envs(env.iter().copied());
     if args.first() == Some(&"run") {
         command
             .args(["run", "--profiles"])
@@ -154,6 +163,45 @@ fn what_the_token_cannot_enforce_is_refused() {
         ],
     );
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+}
+
+/// Regression: a token Windows did not report restricted (Wine's, or one
+/// with no restricting SID) ran the command unconfined. It is refused
+/// unless the Wine-only opt-in is set, and then every record says so.
+#[test]
+fn a_token_that_is_not_restricted_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--profile",
+        "offline",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "echo ran",
+    ];
+    let output = execgate_with(dir.path(), &args, &[]);
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("IsTokenRestricted is false"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(text(&output.stdout).is_empty());
+    let output = execgate(dir.path(), &args);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("the token is not enforced"),
+        "{}",
+        text(&output.stderr)
+    );
+    let last = audit(dir.path()).pop().unwrap();
+    assert!(last["execgate"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|warning| warning.as_str().unwrap().contains("not enforced")));
 }
 
 #[test]

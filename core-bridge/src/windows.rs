@@ -16,6 +16,7 @@ use std::time::Duration;
 use execgate_rules::{MatchOptions, RuleDecision, RuleExecution, RuleSet};
 use execgate_sandbox::windows::{
     self as backend, Command, Finished, PrivateDesktop, RestrictedToken, Running, TokenChoice,
+    TokenEnforcement, UnenforcedToken,
 };
 use execgate_sandbox::windows_plan::{
     cmd_command_line, cmd_script_line, command_line, environment_block, pwsh_script_line, SidStore,
@@ -72,7 +73,16 @@ pub struct WindowsRunConfig {
     /// Where capability SIDs are kept.
     pub state_dir: PathBuf,
     pub timeout: Duration,
+    /// Whether a token Windows does not report restricted may be used:
+    /// only under Wine, for its tests ([`WINE_UNENFORCED_TOKEN`]).
+    pub unenforced_token: UnenforcedToken,
 }
+
+/// The environment variable that lets `execgate run` use a token Windows
+/// does not report restricted, under Wine only (which enforces no token
+/// and no DACL, so its tests could run nothing otherwise). Set to `1`. On
+/// Windows it changes nothing: such a token is always refused.
+pub const WINE_UNENFORCED_TOKEN: &str = "EXECGATE_WINE_UNENFORCED_TOKEN";
 
 /// What the rules decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,9 +387,20 @@ pub fn run(
     };
     let environment = environment_block(&variables)?;
     let token = match &plan {
-        Some(plan) => Some(RestrictedToken::create(&plan.token)?),
+        Some(plan) => Some(RestrictedToken::create(
+            &plan.token,
+            config.unenforced_token,
+        )?),
         None => None,
     };
+    if token.as_ref().map(RestrictedToken::enforcement)
+        == Some(TokenEnforcement::NotEnforcedUnderWine)
+    {
+        warnings.push(format!(
+            "the token is not enforced: Wine ignores restricting SIDs and file DACLs, so \
+             writes are not confined ({WINE_UNENFORCED_TOKEN} is set)"
+        ));
+    }
     let desktop = match &plan {
         Some(plan) if PrivateDesktop::wanted() => {
             Some(PrivateDesktop::create(&plan.token.restricting_sids)?)

@@ -44,6 +44,11 @@ pub enum WindowsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "Windows does not report the token it made restricted (IsTokenRestricted is false): \
+         its writes would not be confined, so nothing runs with it"
+    )]
+    TokenNotRestricted,
 }
 
 impl From<Win32Error> for WindowsError {
@@ -65,18 +70,67 @@ const DENIED_ACE: u8 = 1;
 const INHERITED_ACE: u8 = 0x10;
 const GENERIC_ALL: u32 = 0x1000_0000;
 
+/// What to do with a token Windows does not report restricted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnenforcedToken {
+    /// Refuse it: nothing runs (the default, and always so on Windows).
+    #[default]
+    Refuse,
+    /// Use it anyway, but only under Wine, which ignores restricting SIDs
+    /// and file DACLs whatever the token: there is nothing to enforce
+    /// there, and the tests that run commands under Wine need a way
+    /// through. On Windows this is the same as `Refuse`.
+    RunUnderWine,
+}
+
+/// What the token confines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEnforcement {
+    /// Windows reports the token restricted.
+    Restricted,
+    /// Wine made it and ignores its restrictions: nothing is confined.
+    NotEnforcedUnderWine,
+}
+
 /// The restricted token of a plan, ready for `CreateProcessAsUserW`.
+/// Only [`RestrictedToken::create`] makes one, and it refuses a token
+/// Windows does not report restricted.
 pub struct RestrictedToken {
     handle: OwnedHandle,
-    /// Kept so doctor and the tests can say what Windows made of it.
-    pub restricted: bool,
+    enforcement: TokenEnforcement,
 }
 
 impl RestrictedToken {
     /// `CreateRestrictedToken` on this process's token with the plan's
     /// flags and restricting SIDs (the capability SIDs only), and a default
-    /// DACL granting the user and those SIDs.
-    pub fn create(plan: &TokenPlan) -> Result<RestrictedToken> {
+    /// DACL granting the user and those SIDs. Fails closed with
+    /// [`WindowsError::TokenNotRestricted`] when Windows does not report
+    /// the result restricted (as with no restricting SID at all), except
+    /// under Wine when `unenforced` says [`UnenforcedToken::RunUnderWine`].
+    pub fn create(plan: &TokenPlan, unenforced: UnenforcedToken) -> Result<RestrictedToken> {
+        let (handle, restricted) = Self::make(plan)?;
+        let enforcement = match (restricted, unenforced) {
+            (true, _) => TokenEnforcement::Restricted,
+            (false, UnenforcedToken::RunUnderWine) if sys::running_under_wine() => {
+                TokenEnforcement::NotEnforcedUnderWine
+            }
+            (false, UnenforcedToken::RunUnderWine | UnenforcedToken::Refuse) => {
+                return Err(WindowsError::TokenNotRestricted)
+            }
+        };
+        Ok(RestrictedToken {
+            handle,
+            enforcement,
+        })
+    }
+
+    pub fn enforcement(&self) -> TokenEnforcement {
+        self.enforcement
+    }
+
+    /// The token and whether Windows reports it restricted, unchecked
+    /// (for `doctor`, which reports what it finds).
+    fn make(plan: &TokenPlan) -> Result<(OwnedHandle, bool)> {
         let own = sys::open_process_token()?;
         let sids = plan
             .restricting_sids
@@ -105,7 +159,7 @@ impl RestrictedToken {
         let dacl = unsafe { sys::set_entries_in_acl(&requests, std::ptr::null()) }?;
         sys::set_default_dacl(&handle, &dacl)?;
         let restricted = sys::is_token_restricted(&handle);
-        Ok(RestrictedToken { handle, restricted })
+        Ok((handle, restricted))
     }
 }
 
@@ -491,15 +545,16 @@ impl WindowsReport {
     pub fn probe() -> WindowsReport {
         let sid = CapabilitySid::random().ok();
         let restricted_token = match sid {
-            Some(sid) => RestrictedToken::create(&TokenPlan {
+            Some(sid) => RestrictedToken::make(&TokenPlan {
                 flags: mask::DISABLE_MAX_PRIVILEGE | mask::LUA_TOKEN | mask::WRITE_RESTRICTED,
+                launch_sid: sid,
                 restricting_sids: vec![sid],
                 default_dacl: vec![
                     DefaultDaclEntry::TokenUser,
                     DefaultDaclEntry::Capability(sid),
                 ],
             })
-            .map(|token| token.restricted)
+            .map(|(_, restricted)| restricted)
             .map_err(|error| error.to_string()),
             None => Err("no random source".to_owned()),
         };

@@ -31,6 +31,7 @@ use windows_sys::Win32::System::JobObjects::{
     SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
 };
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Pipes::CreatePipe;
 use windows_sys::Win32::System::StationsAndDesktops::{CloseDesktop, CreateDesktopW, HDESK};
 use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
@@ -228,6 +229,21 @@ pub fn create_restricted_token(
 pub fn is_token_restricted(token: &OwnedHandle) -> bool {
     // SAFETY: `token` is a valid token handle.
     unsafe { IsTokenRestricted(token.as_raw_handle() as HANDLE) != 0 }
+}
+
+/// Whether this process runs under Wine: its `ntdll.dll` exports
+/// `wine_get_version`, which Windows' never does.
+pub fn running_under_wine() -> bool {
+    let name = nul_terminated(&"ntdll.dll".encode_utf16().collect::<Vec<u16>>());
+    // SAFETY: a NUL-terminated name; the module handle is not owned (no
+    // reference is taken), and ntdll stays loaded for the process's life.
+    let ntdll = unsafe { GetModuleHandleW(name.as_ptr()) };
+    if ntdll.is_null() {
+        return false;
+    }
+    // SAFETY: a valid module handle and a NUL-terminated ANSI name; the
+    // returned pointer is only tested, never called.
+    unsafe { GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()) }.is_some()
 }
 
 /// One token information class, in a buffer aligned for its structures.

@@ -47,17 +47,52 @@ fn cmd_exe() -> Vec<u16> {
     path
 }
 
+/// A token of one capability SID. Under Wine, which reports no token
+/// restricted, it is accepted as not enforced: these tests show the
+/// calls, pipes, jobs and desktops, not confinement.
 fn token_for_one_root() -> RestrictedToken {
     let sid = CapabilitySid::random().unwrap();
-    RestrictedToken::create(&TokenPlan {
-        flags: mask::DISABLE_MAX_PRIVILEGE | mask::LUA_TOKEN | mask::WRITE_RESTRICTED,
-        restricting_sids: vec![sid],
-        default_dacl: vec![
-            DefaultDaclEntry::TokenUser,
-            DefaultDaclEntry::Capability(sid),
-        ],
-    })
+    RestrictedToken::create(
+        &TokenPlan {
+            flags: mask::DISABLE_MAX_PRIVILEGE | mask::LUA_TOKEN | mask::WRITE_RESTRICTED,
+            launch_sid: sid,
+            restricting_sids: vec![sid],
+            default_dacl: vec![
+                DefaultDaclEntry::TokenUser,
+                DefaultDaclEntry::Capability(sid),
+            ],
+        },
+        UnenforcedToken::RunUnderWine,
+    )
     .unwrap()
+}
+
+/// Regression: the backend computed whether the token was restricted and
+/// nobody looked; a token with no restricting SID (which Windows makes
+/// unrestricted) ran the command with writes unconfined.
+#[test]
+fn a_token_windows_does_not_report_restricted_is_refused() {
+    let sid = CapabilitySid::random().unwrap();
+    let unrestricted = TokenPlan {
+        flags: mask::DISABLE_MAX_PRIVILEGE | mask::LUA_TOKEN | mask::WRITE_RESTRICTED,
+        launch_sid: sid,
+        restricting_sids: vec![],
+        default_dacl: vec![DefaultDaclEntry::TokenUser],
+    };
+    assert!(matches!(
+        RestrictedToken::create(&unrestricted, UnenforcedToken::Refuse),
+        Err(WindowsError::TokenNotRestricted)
+    ));
+    // The way through for Wine's tests does not exist on Windows.
+    let under_wine = RestrictedToken::create(&unrestricted, UnenforcedToken::RunUnderWine);
+    if sys::running_under_wine() {
+        assert_eq!(
+            under_wine.unwrap().enforcement(),
+            TokenEnforcement::NotEnforcedUnderWine
+        );
+    } else {
+        assert!(matches!(under_wine, Err(WindowsError::TokenNotRestricted)));
+    }
 }
 
 /// Where a `parent` child writes its grandchild's pid.
@@ -475,7 +510,7 @@ fn applied_plan(root: &std::path::Path, state: &std::path::Path) -> (WindowsPlan
 }
 
 fn run_restricted(plan: &WindowsPlan, cwd: &std::path::Path, script: &str) -> Finished {
-    let token = RestrictedToken::create(&plan.token).unwrap();
+    let token = RestrictedToken::create(&plan.token, UnenforcedToken::Refuse).unwrap();
     Running::start(Command {
         token: TokenChoice::Restricted(&token),
         application: Some(cmd_exe()),

@@ -237,8 +237,15 @@ pub enum DefaultDaclEntry {
 pub struct TokenPlan {
     /// `DISABLE_MAX_PRIVILEGE | LUA_TOKEN | WRITE_RESTRICTED`.
     pub flags: u32,
-    /// The capability SIDs and nothing else: adding the logon SID or
-    /// Everyone would let writes through wherever those have access.
+    /// A capability SID of this launch alone, fresh for every command and
+    /// granted no file ACE. It keeps the restricting SIDs from ever being
+    /// empty: `CreateRestrictedToken` with none makes a token that is not
+    /// restricted at all, so a profile with no writable root (`read-only`)
+    /// would write anywhere its user can.
+    pub launch_sid: CapabilitySid,
+    /// The roots' capability SIDs and the launch SID, nothing else: adding
+    /// the logon SID or Everyone would let writes through wherever those
+    /// have access.
     pub restricting_sids: Vec<CapabilitySid>,
     pub default_dacl: Vec<DefaultDaclEntry>,
 }
@@ -518,7 +525,12 @@ impl WindowsPlan {
             });
         }
 
-        let mut restricting_sids: Vec<CapabilitySid> = roots.iter().map(|root| root.sid).collect();
+        let launch_sid = CapabilitySid::random()?;
+        let mut restricting_sids: Vec<CapabilitySid> = roots
+            .iter()
+            .map(|root| root.sid)
+            .chain(std::iter::once(launch_sid))
+            .collect();
         restricting_sids.sort();
         restricting_sids.dedup();
         let default_dacl = std::iter::once(DefaultDaclEntry::TokenUser)
@@ -535,6 +547,7 @@ impl WindowsPlan {
             aces,
             token: TokenPlan {
                 flags: mask::DISABLE_MAX_PRIVILEGE | mask::LUA_TOKEN | mask::WRITE_RESTRICTED,
+                launch_sid,
                 restricting_sids,
                 default_dacl,
             },

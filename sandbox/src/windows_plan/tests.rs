@@ -533,14 +533,22 @@ fn workspace_write_plans_roots_protected_names_aces_and_token() {
         plan.token,
         TokenPlan {
             flags: 0x1 | 0x4 | 0x8,
-            restricting_sids: vec![cwd_sid, temp_sid],
-            default_dacl: vec![
-                DefaultDaclEntry::TokenUser,
-                DefaultDaclEntry::Capability(cwd_sid),
-                DefaultDaclEntry::Capability(temp_sid),
-            ],
+            launch_sid: plan.token.launch_sid,
+            restricting_sids: {
+                let mut sids = vec![cwd_sid, temp_sid, plan.token.launch_sid];
+                sids.sort();
+                sids
+            },
+            default_dacl: {
+                let mut sids = vec![cwd_sid, temp_sid, plan.token.launch_sid];
+                sids.sort();
+                std::iter::once(DefaultDaclEntry::TokenUser)
+                    .chain(sids.into_iter().map(DefaultDaclEntry::Capability))
+                    .collect()
+            },
         }
     );
+    assert!(![cwd_sid, temp_sid].contains(&plan.token.launch_sid));
     let NetworkPlan::BestEffort { environment } = &plan.network else {
         panic!("best effort expected");
     };
@@ -601,12 +609,57 @@ fn the_token_never_restricts_with_everyone_or_the_logon_sid() {
     )
     .unwrap();
     let mut root_sids: Vec<CapabilitySid> = plan.roots.iter().map(|root| root.sid).collect();
+    assert_eq!(root_sids.len(), 3);
+    root_sids.push(plan.token.launch_sid);
     root_sids.sort();
     assert_eq!(plan.token.restricting_sids, root_sids);
-    assert_eq!(root_sids.len(), 3);
     for sid in &plan.token.restricting_sids {
         assert!(sid.to_string().starts_with("S-1-5-21-"));
     }
+}
+
+/// Regression: a profile with no writable root made an empty list of
+/// restricting SIDs, and `CreateRestrictedToken` with none returns a token
+/// that is not restricted: `read-only` wrote anywhere.
+#[test]
+fn a_profile_with_no_writable_root_still_has_a_restricting_sid() {
+    let read_only = managed(
+        &[(special(SpecialRoot::Root), Access::Read)],
+        NetworkPolicy::Enabled,
+    );
+    let cases = [
+        (read_only, WindowsNetwork::Refuse),
+        (
+            PermissionProfile::preset("read-only").unwrap(),
+            WindowsNetwork::BestEffort,
+        ),
+    ];
+    for (profile, network) in cases {
+        let plan = plan_with(&profile, None, &[], &[], network, &mut SidStore::default()).unwrap();
+        assert!(plan.roots.is_empty(), "{plan:?}");
+        assert_eq!(plan.token.restricting_sids, vec![plan.token.launch_sid]);
+        assert!(
+            plan.aces.is_empty(),
+            "the launch SID is granted no file ACE"
+        );
+    }
+    // Fresh for every launch.
+    let twice: Vec<CapabilitySid> = (0..2)
+        .map(|_| {
+            plan_with(
+                &PermissionProfile::preset("workspace-write").unwrap(),
+                None,
+                &[],
+                &[],
+                WindowsNetwork::BestEffort,
+                &mut SidStore::default(),
+            )
+            .unwrap()
+            .token
+            .launch_sid
+        })
+        .collect();
+    assert_ne!(twice[0], twice[1]);
 }
 
 #[test]
