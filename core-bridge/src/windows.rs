@@ -403,7 +403,7 @@ pub fn run(
     }
     let desktop = match &plan {
         Some(plan) if PrivateDesktop::wanted() => {
-            Some(PrivateDesktop::create(&plan.token.restricting_sids)?)
+            Some(PrivateDesktop::create(&[plan.token.launch_sid])?)
         }
         Some(_) | None => None,
     };

@@ -102,8 +102,8 @@ pub struct RestrictedToken {
 
 impl RestrictedToken {
     /// `CreateRestrictedToken` on this process's token with the plan's
-    /// flags and restricting SIDs (the capability SIDs only), and a default
-    /// DACL granting the user and those SIDs. Fails closed with
+    /// flags and restricting SIDs (the capability SIDs only), and the
+    /// plan's default DACL (the user and the launch SID). Fails closed with
     /// [`WindowsError::TokenNotRestricted`] when Windows does not report
     /// the result restricted (as with no restricting SID at all), except
     /// under Wine when `unenforced` says [`UnenforcedToken::RunUnderWine`].
@@ -338,7 +338,8 @@ pub fn split_command_line(line: &[u16]) -> Result<Vec<Vec<u16>>> {
 
 /// A desktop of our own for the command, so it cannot send messages to
 /// the user's windows. Its DACL admits the caller's logon SID and the
-/// plan's capability SIDs.
+/// SIDs given: the launch SID alone, so that no other sandbox (which may
+/// share a root's SID) can open it.
 pub struct PrivateDesktop {
     _desktop: sys::Desktop,
     /// `winsta0\NAME`, for the startup information.

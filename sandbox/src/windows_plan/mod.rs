@@ -247,6 +247,7 @@ pub struct TokenPlan {
     /// the logon SID or Everyone would let writes through wherever those
     /// have access.
     pub restricting_sids: Vec<CapabilitySid>,
+    /// The token user and the launch SID, no root's SID.
     pub default_dacl: Vec<DefaultDaclEntry>,
 }
 
@@ -533,14 +534,14 @@ impl WindowsPlan {
             .collect();
         restricting_sids.sort();
         restricting_sids.dedup();
-        let default_dacl = std::iter::once(DefaultDaclEntry::TokenUser)
-            .chain(
-                restricting_sids
-                    .iter()
-                    .copied()
-                    .map(DefaultDaclEntry::Capability),
-            )
-            .collect();
+        // The objects the command creates (its processes, threads, pipes)
+        // admit the user and this launch only: a root's SID is shared by
+        // every run that writes that root (all of `%TEMP%`'s), and granting
+        // it here would let one sandbox open another's processes for write.
+        let default_dacl = vec![
+            DefaultDaclEntry::TokenUser,
+            DefaultDaclEntry::Capability(launch_sid),
+        ];
         Ok(WindowsPlan {
             roots,
             protected,

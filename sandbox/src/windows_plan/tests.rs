@@ -539,13 +539,10 @@ fn workspace_write_plans_roots_protected_names_aces_and_token() {
                 sids.sort();
                 sids
             },
-            default_dacl: {
-                let mut sids = vec![cwd_sid, temp_sid, plan.token.launch_sid];
-                sids.sort();
-                std::iter::once(DefaultDaclEntry::TokenUser)
-                    .chain(sids.into_iter().map(DefaultDaclEntry::Capability))
-                    .collect()
-            },
+            default_dacl: vec![
+                DefaultDaclEntry::TokenUser,
+                DefaultDaclEntry::Capability(plan.token.launch_sid),
+            ],
         }
     );
     assert!(![cwd_sid, temp_sid].contains(&plan.token.launch_sid));
@@ -660,6 +657,41 @@ fn a_profile_with_no_writable_root_still_has_a_restricting_sid() {
         })
         .collect();
     assert_ne!(twice[0], twice[1]);
+}
+
+/// Regression: the default DACL granted every capability SID, so two
+/// `workspace-write` runs (which share `%TEMP%`'s SID) could open each
+/// other's processes for write. Only the user and the launch SID now.
+#[test]
+fn the_default_dacl_admits_the_user_and_this_launch_only() {
+    let mut sids = SidStore::default();
+    let plan = |sids: &mut SidStore| {
+        plan_with(
+            &PermissionProfile::preset("workspace-write").unwrap(),
+            None,
+            &[r"D:\shared"],
+            &[],
+            WindowsNetwork::BestEffort,
+            sids,
+        )
+        .unwrap()
+    };
+    let (first, second) = (plan(&mut sids), plan(&mut sids));
+    for plan in [&first, &second] {
+        assert_eq!(
+            plan.token.default_dacl,
+            vec![
+                DefaultDaclEntry::TokenUser,
+                DefaultDaclEntry::Capability(plan.token.launch_sid)
+            ]
+        );
+    }
+    // The two share their roots' SIDs, and nothing of either's DACL.
+    assert_eq!(first.roots, second.roots);
+    assert!(!second
+        .token
+        .default_dacl
+        .contains(&DefaultDaclEntry::Capability(first.token.launch_sid)));
 }
 
 #[test]
