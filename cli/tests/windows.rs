@@ -204,6 +204,65 @@ fn a_token_that_is_not_restricted_runs_nothing() {
         .any(|warning| warning.as_str().unwrap().contains("not enforced")));
 }
 
+/// Regression (BatBadBut, CVE-2024-24576): arguments for a batch file were
+/// escaped with `^` for cmd's first parse only, so a batch file that
+/// expands `%*` (npm.cmd does) ran `a&echo INJECTED`'s second command.
+/// Through the real cmd.exe, every hostile argument reaches the batch file
+/// as one quoted word and nothing else runs.
+#[test]
+fn batch_file_arguments_run_no_command_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(
+        ws.join("show.bat"),
+        "@echo off\r\necho all=%*\r\necho one=%1\r\necho two=%2\r\n",
+    )
+    .unwrap();
+    // Without white space too (`echo.X` prints X): an argument with none
+    // was not even quoted.
+    let hostile = [
+        "a&echo.INJECTED-amp",
+        "a&echo INJECTED-amp-spaced",
+        "b|echo.INJECTED-pipe",
+        "c\"&echo.INJECTED-quote",
+        "\"&echo INJECTED-quote-first",
+        "d)&echo.INJECTED-paren",
+        "(e)&echo.INJECTED-parens",
+        "e^&echo.INJECTED-caret",
+        "f>injected-file",
+        "g<nul&echo.INJECTED-lt",
+        "h!x!&echo.INJECTED-bang",
+        "trailing\\",
+        "trailing\\\"&echo.INJECTED-backslash-quote",
+        "two words",
+        "",
+    ];
+    for argument in hostile {
+        let mut args = vec!["run", "--profile", "offline", "--", r".\show.bat"];
+        args.extend([argument, "second&echo.INJECTED-second"]);
+        let output = execgate(dir.path(), &args);
+        let stdout = text(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{argument:?}: {stdout}{}",
+            text(&output.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+        assert!(
+            !lines.iter().any(|line| line.starts_with("INJECTED")),
+            "{argument:?} ran a command: {stdout}"
+        );
+        assert!(lines[0].starts_with("all="), "{argument:?}: {stdout}");
+        assert_eq!(
+            lines[2], "two=\"second&echo.INJECTED-second\"",
+            "{argument:?}: {stdout}"
+        );
+        assert!(!ws.join("injected-file").exists(), "{argument:?}");
+    }
+}
+
 #[test]
 fn a_cmd_script_is_decided_as_cmd_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();

@@ -91,23 +91,87 @@ fn quote_argument(argument: &[u16], line: &mut Vec<u16>) {
     line.push(QUOTE);
 }
 
-/// Characters `cmd.exe` interprets on its command line.
-const CMD_METACHARACTERS: &[u8] = b"()!^\"<>&|";
+/// ASCII that a batch argument may hold unquoted: letters, digits and
+/// these. Every other ASCII character (white space, `&|<>()^"!` and the
+/// separators `,;=` among them) and every control character makes it
+/// quoted: listing what is safe, not what is special, fails closed for a
+/// character cmd treats specially that we did not think of.
+const BATCH_UNQUOTED: &[u8] = br"#$*+-./:?@\_";
 
-/// The command line for running `argv` through `cmd.exe /d /v:off /c`
-/// (how Windows runs `.bat` and `.cmd` files) with every argument reaching
-/// the batch file as written: first quoted for `CommandLineToArgvW`, then
-/// every `cmd` metacharacter, quotes included, escaped with `^`. The line
-/// starts with `^"`, never with `"`, so `cmd` does not apply its rule of
-/// stripping the outer quotes. `%` (variable expansion runs before `^` is
-/// read, so no escape is reliable) and line breaks (they end the command)
-/// are refused.
+/// Whether a batch argument must be quoted for cmd.
+fn batch_needs_quotes(argument: &[u16]) -> bool {
+    argument.is_empty()
+        // A trailing backslash is doubled inside quotes, so that a batch
+        // file's `"%~1"` or a program given `%*` does not read `\"` as an
+        // escaped quote and take the next arguments into this one.
+        || argument.last() == Some(&BACKSLASH)
+        || argument.iter().any(|&unit| match u8::try_from(unit) {
+            Ok(byte) if byte.is_ascii() => {
+                !(byte.is_ascii_alphanumeric() || BATCH_UNQUOTED.contains(&byte))
+            }
+            // C1 controls; other non-ASCII is plain text to cmd.
+            Ok(_) | Err(_) => (0x80..=0x9f).contains(&unit),
+        })
+}
+
+/// One batch argument: as it is, or quoted with every `"` doubled (`""`,
+/// which keeps cmd inside the quotes and which `CommandLineToArgvW` reads
+/// as one quote) and the backslashes before a quote doubled for the C
+/// runtime of a program the batch file passes it on to.
+fn quote_batch_argument(argument: &[u16], line: &mut Vec<u16>) {
+    if !batch_needs_quotes(argument) {
+        line.extend_from_slice(argument);
+        return;
+    }
+    line.push(QUOTE);
+    let mut backslashes = 0usize;
+    for &unit in argument {
+        if unit == BACKSLASH {
+            backslashes += 1;
+        } else {
+            if unit == QUOTE {
+                line.extend(std::iter::repeat_n(BACKSLASH, backslashes));
+                line.push(QUOTE);
+            }
+            backslashes = 0;
+        }
+        line.push(unit);
+    }
+    line.extend(std::iter::repeat_n(BACKSLASH, backslashes));
+    line.push(QUOTE);
+}
+
+/// The command line for running a batch file through `cmd.exe /d /s
+/// /v:off /c "..."` (how Windows runs `.bat` and `.cmd` files), such that
+/// no argument can make cmd run anything: cmd reads the line twice (once
+/// for `/c`, once more when the batch file expands `%*` or `%1`), and `^`
+/// escapes survive only the first, so nothing is escaped with `^`.
+/// Instead every argument holding anything but letters, digits and
+/// `#$*+-./:?@\_` is quoted (`"` inside doubled), so that no cmd
+/// metacharacter ever stands outside quotes in either reading; the batch
+/// file's path is always quoted, and `/s` has cmd strip exactly the outer
+/// quotes added here (the CVE-2024-24576 fix of Rust's standard library
+/// takes the same approach). Refused, because cmd cannot take them
+/// literally in any spelling: `%` (expanded before any quote or escape is
+/// read), line breaks (they end the command), NUL, and a `"` in the batch
+/// file's path.
 pub fn cmd_command_line<A: AsRef<[u16]>>(
     cmd_exe: &[u16],
     argv: &[A],
 ) -> Result<Vec<u16>, WindowsPlanError> {
+    let Some((script, arguments)) = argv.split_first() else {
+        return Err(WindowsPlanError::BadCommand("no batch file to run".into()));
+    };
+    let script = script.as_ref();
+    if script.is_empty() || script.contains(&QUOTE) {
+        return Err(WindowsPlanError::BadCommand(
+            "a batch file's path cannot be empty or hold a double quote on Windows".into(),
+        ));
+    }
     for argument in argv {
-        if argument.as_ref().iter().any(|&unit| {
+        let argument = argument.as_ref();
+        refuse_nul(argument)?;
+        if argument.iter().any(|&unit| {
             unit == u16::from(b'%') || unit == u16::from(b'\r') || unit == u16::from(b'\n')
         }) {
             return Err(WindowsPlanError::BadCommand(
@@ -117,33 +181,16 @@ pub fn cmd_command_line<A: AsRef<[u16]>>(
             ));
         }
     }
-    let mut quoted = Vec::new();
-    for (index, argument) in argv.iter().enumerate() {
-        let argument = argument.as_ref();
-        refuse_nul(argument)?;
-        if index > 0 {
-            quoted.push(SPACE);
-        }
-        // The program too is quoted as an argument: cmd, not
-        // CommandLineToArgvW, reads it.
-        quote_argument(argument, &mut quoted);
-        if index == 0 && argument.contains(&QUOTE) {
-            return Err(WindowsPlanError::BadCommand(
-                "a program name cannot hold a double quote on Windows".into(),
-            ));
-        }
-    }
     let mut line = command_line(&[cmd_exe])?;
-    line.extend(wide(" /d /v:off /c "));
-    for unit in quoted {
-        if CMD_METACHARACTERS
-            .iter()
-            .any(|&meta| unit == u16::from(meta))
-        {
-            line.push(u16::from(b'^'));
-        }
-        line.push(unit);
+    line.extend(wide(" /d /s /v:off /c \""));
+    line.push(QUOTE);
+    line.extend_from_slice(script);
+    line.push(QUOTE);
+    for argument in arguments {
+        line.push(SPACE);
+        quote_batch_argument(argument.as_ref(), &mut line);
     }
+    line.push(QUOTE);
     Ok(line)
 }
 

@@ -165,32 +165,110 @@ fn command_lines_refuse_what_cannot_be_spelled() {
 }
 
 #[test]
-fn batch_arguments_are_escaped_for_cmd_or_refused() {
+fn batch_arguments_are_quoted_for_cmd_or_refused() {
     let cmd = wide(r"C:\Windows\System32\cmd.exe");
+    let prefix = r"C:\Windows\System32\cmd.exe /d /s /v:off /c ";
     let cases: &[(&[&str], Option<&str>)] = &[
         (
             &["build.bat", "a&b", "x|y"],
-            Some(r"C:\Windows\System32\cmd.exe /d /v:off /c build.bat a^&b x^|y"),
+            Some(r#"""build.bat" "a&b" "x|y"""#),
         ),
         (
-            &["build.bat", "two words", "(x)"],
-            Some(r#"C:\Windows\System32\cmd.exe /d /v:off /c build.bat ^"two words^" ^(x^)"#),
+            &["build.bat", "two words", "(x)", ""],
+            Some(r#"""build.bat" "two words" "(x)" """"#),
         ),
         (
             &[r"C:\my tools\b.cmd", r#"q"uote"#, "^!<>"],
-            Some(
-                r#"C:\Windows\System32\cmd.exe /d /v:off /c ^"C:\my tools\b.cmd^" ^"q\^"uote^" ^^^!^<^>"#,
-            ),
+            Some(r##"""C:\my tools\b.cmd" "q""uote" "^!<>"""##),
+        ),
+        (
+            &["build.bat", "plain-arg_1.txt", r"C:\dir\", r#"a\"b"#],
+            Some(r#"""build.bat" plain-arg_1.txt "C:\dir\\" "a\\""b"""#),
+        ),
+        (
+            &["build.bat", "a,b;c=d"],
+            Some(r#"""build.bat" "a,b;c=d"""#),
         ),
         (&["build.bat", "100%"], None),
+        (&["build.bat", "%PATH%"], None),
         (&["build.bat", "a\nb"], None),
         (&["build.bat", "a\rb"], None),
+        (&["build.bat", "a\0b"], None),
         (&["bu\"ild.bat"], None),
+        (&[""], None),
     ];
     for (argv, expected) in cases {
         let argv: Vec<Vec<u16>> = argv.iter().map(|arg| wide(arg)).collect();
         let line = cmd_command_line(&cmd, &argv).ok().map(|line| narrow(&line));
-        assert_eq!(line.as_deref(), *expected, "{argv:?}");
+        let expected = expected.map(|rest| format!("{prefix}{rest}"));
+        assert_eq!(line, expected, "{argv:?}");
+    }
+}
+
+/// What cmd runs of a line after `/s /c`: the metacharacters it reads
+/// outside quotes (it toggles quoting at every `"`; `^` escapes outside
+/// quotes only for its first reading, so it is counted too).
+fn cmd_metacharacters_outside_quotes(line: &str) -> Vec<char> {
+    let mut quoted = false;
+    let mut found = Vec::new();
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '&' | '|' | '<' | '>' | '(' | ')' | '^' | '!' | '%' | '\n' | '\r' if !quoted => {
+                found.push(c)
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Regression (BatBadBut, CVE-2024-24576): `x&evil.exe` was escaped `x^&evil.exe`,
+/// which cmd's first reading turns back into `x&evil.exe` for a batch file
+/// that expands `%*`. Every hostile argument now stays inside quotes in
+/// both readings, and a program the batch file passes `%*` on to gets
+/// exactly the arguments given.
+#[test]
+fn hostile_batch_arguments_never_stand_outside_quotes() {
+    let cmd = wide(r"C:\Windows\System32\cmd.exe");
+    let corpus = [
+        "x&evil.exe",
+        "x|evil.exe",
+        "x<in",
+        "x>out",
+        "x^&evil.exe",
+        "(x)&evil.exe",
+        r#"x"&evil.exe"#,
+        r#""&evil.exe"#,
+        r#"x\"&evil.exe"#,
+        r#"x\\"&evil.exe"#,
+        "x!PATH!&evil.exe",
+        r"trailing\",
+        r"trailing\\",
+        "two words&evil.exe",
+        "tab\there",
+        "",
+        "\u{85}x",
+        "plain",
+    ];
+    for argument in corpus {
+        let argv = [wide("t.bat"), wide(argument), wide("second")];
+        let line = narrow(&cmd_command_line(&cmd, &argv).unwrap());
+        let (_, after) = line.split_once(" /c ").unwrap();
+        // `/s`: cmd strips exactly the first and the last quote.
+        let inner = &after[1..after.len() - 1];
+        assert_eq!(
+            cmd_metacharacters_outside_quotes(inner),
+            Vec::<char>::new(),
+            "{argument:?}: {line}"
+        );
+        // The batch file's `%*` on a program's command line.
+        let passed_on = format!("program {}", inner.split_once(' ').unwrap().1);
+        assert_eq!(
+            split_command_line(&passed_on)[1..],
+            [argument.to_owned(), "second".to_owned()],
+            "{argument:?}: {line}"
+        );
     }
 }
 
