@@ -263,6 +263,58 @@ fn batch_file_arguments_run_no_command_of_their_own() {
     }
 }
 
+/// Regression: the cmd.exe that runs a batch file was found through
+/// PATH, where a directory the sandbox can write may come first. A
+/// `cmd.exe` planted there (a copy of execgate.exe, which would reject
+/// cmd's options) is not the one that runs.
+#[test]
+fn a_batch_file_runs_with_the_systems_cmd_not_one_on_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("planted");
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_execgate"), planted.join("cmd.exe")).unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("hello.bat"), "@echo off\r\necho from-batch\r\n").unwrap();
+    let path = format!(
+        "{};{}",
+        planted.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for args in [
+        &["run", "--profile", "offline", "--", r".\hello.bat"][..],
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--shell",
+            "cmd",
+            "--",
+            "echo from-script",
+        ][..],
+    ] {
+        let output = execgate_with(
+            dir.path(),
+            args,
+            &[("PATH", &path), ("EXECGATE_WINE_UNENFORCED_TOKEN", "1")],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stdout).contains("from-"),
+            "{}",
+            text(&output.stdout)
+        );
+        let last = audit(dir.path()).pop().unwrap();
+        if args.contains(&"--shell") {
+            let program = last["process"]["executable"]
+                .as_str()
+                .unwrap()
+                .to_lowercase();
+            assert!(program.ends_with(r"\system32\cmd.exe"), "{program}");
+        }
+    }
+}
+
 #[test]
 fn a_cmd_script_is_decided_as_cmd_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();

@@ -193,18 +193,19 @@ pub fn decide(
             (resolve_program(first, &config.cwd)?, argv.clone())
         }
         WindowsCommand::Script { shell, script } => {
-            let name = match shell {
-                ScriptShell::Cmd => "cmd.exe",
-                ScriptShell::Pwsh => "pwsh.exe",
+            let (name, shell) = match shell {
+                // The system's own, never one found on PATH.
+                ScriptShell::Cmd => ("cmd.exe", backend::system_cmd_exe()?),
+                ScriptShell::Pwsh => (
+                    "pwsh.exe",
+                    resolve_program(OsStr::new("pwsh.exe"), &config.cwd)?,
+                ),
             };
             warnings.push(format!(
                 "the script's inner commands are not decided one by one on Windows: the rules \
                  decided on {name}, and everything the script starts runs as it does"
             ));
-            (
-                resolve_program(OsStr::new(name), &config.cwd)?,
-                vec![OsString::from(name), script.clone()],
-            )
+            (shell, vec![OsString::from(name), script.clone()])
         }
     };
     argv[0] = program.clone().into_os_string();
@@ -317,8 +318,9 @@ pub fn run(
                 .extension()
                 .map(|ext| ext.to_string_lossy().to_lowercase());
             if matches!(extension.as_deref(), Some("bat" | "cmd")) {
-                let cmd = resolve_program(OsStr::new("cmd.exe"), &config.cwd)?;
-                let cmd = wide(cmd.as_os_str());
+                // The system's cmd.exe: PATH may hold a directory the
+                // sandbox can write.
+                let cmd = wide(backend::system_cmd_exe()?.as_os_str());
                 (cmd.clone(), cmd_command_line(&cmd, &args)?)
             } else {
                 (program.clone(), command_line(&args)?)

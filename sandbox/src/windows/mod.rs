@@ -331,6 +331,17 @@ pub fn probe(path: &WinPath) -> PathKind {
     }
 }
 
+/// `cmd.exe` in the system directory (`GetSystemDirectoryW`), the one
+/// that runs batch files and `cmd` scripts: never one found through
+/// `PATH` or the current directory, which a sandbox could have planted.
+pub fn system_cmd_exe() -> Result<std::path::PathBuf> {
+    use std::os::windows::ffi::OsStringExt;
+    let mut path =
+        std::path::PathBuf::from(std::ffi::OsString::from_wide(&sys::system_directory()?));
+    path.push("cmd.exe");
+    Ok(path)
+}
+
 /// `CommandLineToArgvW` itself, to check the planner's quoting against.
 pub fn split_command_line(line: &[u16]) -> Result<Vec<Vec<u16>>> {
     Ok(sys::command_line_to_argv(line)?)

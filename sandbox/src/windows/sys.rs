@@ -34,6 +34,7 @@ use windows_sys::Win32::System::JobObjects::{
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Pipes::CreatePipe;
 use windows_sys::Win32::System::StationsAndDesktops::{CloseDesktop, CreateDesktopW, HDESK};
+use windows_sys::Win32::System::SystemInformation::GetSystemDirectoryW;
 use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
 use windows_sys::Win32::System::Threading::{
     CreateProcessAsUserW, DeleteProcThreadAttributeList, GetCurrentProcess, GetExitCodeProcess,
@@ -813,6 +814,27 @@ pub fn command_line_to_argv(line: &[u16]) -> Result<Vec<Vec<u16>>> {
         }
     }
     Ok(out)
+}
+
+/// The system directory (`%SystemRoot%\System32`), from Windows itself,
+/// not from the environment.
+pub fn system_directory() -> Result<Vec<u16>> {
+    let mut buffer = vec![0u16; 260];
+    loop {
+        let capacity = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+        // SAFETY: `buffer` holds `capacity` writable units.
+        let length = unsafe { GetSystemDirectoryW(buffer.as_mut_ptr(), capacity) };
+        if length == 0 {
+            return Err(last_error("GetSystemDirectoryW"));
+        }
+        let length = length as usize;
+        if length < buffer.len() {
+            buffer.truncate(length);
+            return Ok(buffer);
+        }
+        // Too small: `length` is the size needed, NUL included.
+        buffer.resize(length, 0);
+    }
 }
 
 /// Whether process `pid` has ended (or cannot be found).
