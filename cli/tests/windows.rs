@@ -19,6 +19,7 @@ windows_network = "best-effort"
 const RULES: &str = r#"
 prefix_rule(pattern = ["cmd", "/d", "/c", "exit 9"], decision = "forbidden", justification = "no nines")
 prefix_rule(pattern = ["whoami"], decision = "allow")
+prefix_rule(pattern = ["cmd", "/d", "/c", "set&rem", "unsandboxed"], decision = "allow")
 "#;
 
 /// Wine reports no token restricted, so every run here says it accepts
@@ -313,6 +314,93 @@ fn a_batch_file_runs_with_the_systems_cmd_not_one_on_path() {
             assert!(program.ends_with(r"\system32\cmd.exe"), "{program}");
         }
     }
+}
+
+/// Regression: children searched their current directory first for
+/// programs run by name, and an unsandboxed one kept PATH entries the
+/// sandbox can write (and relative ones). Every child now gets
+/// `NoDefaultCurrentDirectoryInExePath=1`; one beyond the sandbox, a PATH
+/// without those entries and a warning naming them.
+#[test]
+fn children_never_search_the_working_directory_and_escalations_get_a_clean_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let venv = ws.join("venv-scripts");
+    std::fs::create_dir_all(&venv).unwrap();
+    let path = format!(
+        "{};relative-bin;{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [
+        ("PATH", path.as_str()),
+        ("EXECGATE_WINE_UNENFORCED_TOKEN", "1"),
+    ];
+    let variable = |stdout: &str, name: &str| {
+        stdout
+            .lines()
+            .find_map(|line| {
+                let (key, value) = line.trim_end().split_once('=')?;
+                key.eq_ignore_ascii_case(name).then(|| value.to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let sandboxed = [
+        "run",
+        "--profile",
+        "offline",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "set",
+    ];
+    let output = execgate_with(dir.path(), &sandboxed, &env);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        variable(&stdout, "NoDefaultCurrentDirectoryInExePath"),
+        "1",
+        "{stdout}"
+    );
+    // In the sandbox, PATH is the caller's: what the sandbox wrote, it runs
+    // in the sandbox.
+    assert!(
+        variable(&stdout, "PATH").contains("venv-scripts"),
+        "{stdout}"
+    );
+
+    let unsandboxed = [
+        "run",
+        "--profile",
+        "offline",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "set&rem",
+        "unsandboxed",
+    ];
+    let output = execgate_with(dir.path(), &unsandboxed, &env);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        variable(&stdout, "NoDefaultCurrentDirectoryInExePath"),
+        "1",
+        "{stdout}"
+    );
+    let child_path = variable(&stdout, "PATH");
+    assert!(!child_path.contains("venv-scripts"), "{child_path}");
+    assert!(
+        !child_path.split(';').any(|entry| entry == "relative-bin"),
+        "{child_path}"
+    );
+    assert!(!child_path.is_empty());
+    assert!(
+        text(&output.stderr).contains("left out of PATH"),
+        "{}",
+        text(&output.stderr)
+    );
+    let last = audit(dir.path()).pop().unwrap();
+    assert_eq!(last["execgate"]["execution"], "unsandboxed");
 }
 
 #[test]

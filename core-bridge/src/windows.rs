@@ -19,8 +19,9 @@ use execgate_sandbox::windows::{
     TokenEnforcement, UnenforcedToken,
 };
 use execgate_sandbox::windows_plan::{
-    cmd_command_line, cmd_script_line, command_line, environment_block, pwsh_script_line, SidStore,
-    WinPath, WindowsContext, WindowsNetwork, WindowsPlan, WindowsPlanError, WINDOWS_SANDBOX_NAME,
+    cmd_command_line, cmd_script_line, command_line, environment_block, path_beyond_sandbox,
+    pwsh_script_line, sandbox_writable_paths, PathKind, SidStore, WinPath, WindowsContext,
+    WindowsNetwork, WindowsPlan, WindowsPlanError, WINDOWS_SANDBOX_NAME,
 };
 use execgate_sandbox::PermissionProfile;
 
@@ -278,6 +279,43 @@ pub fn decide(
     })
 }
 
+/// Replaces `name` (compared without case, as Windows does) with `value`.
+fn set_variable(variables: &mut Vec<(Vec<u16>, Vec<u16>)>, name: &str, value: &str) {
+    variables
+        .retain(|(existing, _)| !String::from_utf16_lossy(existing).eq_ignore_ascii_case(name));
+    variables.push((
+        name.encode_utf16().collect(),
+        value.encode_utf16().collect(),
+    ));
+}
+
+/// What the special roots stand for in this session.
+fn session_context<'probe>(
+    config: &WindowsRunConfig,
+    probe: &'probe dyn Fn(&WinPath) -> PathKind,
+) -> Result<WindowsContext<'probe>, WindowsRunError> {
+    let mut temp_dirs = Vec::new();
+    for variable in ["TEMP", "TMP"] {
+        if let Some(dir) = std::env::var_os(variable) {
+            let dir = win_path(Path::new(&dir))?;
+            if !temp_dirs.contains(&dir) {
+                temp_dirs.push(dir);
+            }
+        }
+    }
+    let workspace_roots = config
+        .workspace_roots
+        .iter()
+        .map(|root| win_path(root))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(WindowsContext {
+        cwd: win_path(&config.cwd)?,
+        temp_dirs,
+        workspace_roots,
+        probe,
+    })
+}
+
 fn win_path(path: &Path) -> Result<WinPath, WindowsRunError> {
     let canonical =
         std::fs::canonicalize(path)
@@ -338,26 +376,7 @@ pub fn run(
         WindowsVerdict::Unsandboxed => ("none", None),
         WindowsVerdict::Sandboxed { execution } => {
             let probe = |path: &WinPath| backend::probe(path);
-            let mut temp_dirs = Vec::new();
-            for variable in ["TEMP", "TMP"] {
-                if let Some(dir) = std::env::var_os(variable) {
-                    let dir = win_path(Path::new(&dir))?;
-                    if !temp_dirs.contains(&dir) {
-                        temp_dirs.push(dir);
-                    }
-                }
-            }
-            let workspace_roots = config
-                .workspace_roots
-                .iter()
-                .map(|root| win_path(root))
-                .collect::<Result<Vec<_>, _>>()?;
-            let context = WindowsContext {
-                cwd: win_path(&config.cwd)?,
-                temp_dirs,
-                workspace_roots,
-                probe: &probe,
-            };
+            let context = session_context(config, &probe)?;
             let mut sids = SidStore::load(&config.state_dir)?;
             let plan = WindowsPlan::new(
                 &config.profile,
@@ -374,19 +393,45 @@ pub fn run(
                 &plan.network
             {
                 for (name, value) in environment {
-                    variables.retain(|(existing, _)| {
-                        !String::from_utf16_lossy(existing).eq_ignore_ascii_case(name)
-                    });
-                    variables.push((
-                        name.encode_utf16().collect(),
-                        value.encode_utf16().collect(),
-                    ));
+                    set_variable(&mut variables, name, value);
                 }
             }
             backend::apply_acls(&plan)?;
             (WINDOWS_SANDBOX_NAME, Some(plan))
         }
     };
+    // No child searches its current directory for the programs it runs by
+    // name (cmd.exe and CreateProcess do by default): the working directory
+    // is the sandbox's to write.
+    set_variable(&mut variables, "NoDefaultCurrentDirectoryInExePath", "1");
+    let beyond_sandbox = match &decision.verdict {
+        WindowsVerdict::Unsandboxed | WindowsVerdict::Sandboxed { execution: Some(_) } => true,
+        WindowsVerdict::Sandboxed { execution: None } | WindowsVerdict::Denied(_) => false,
+    };
+    if beyond_sandbox {
+        // What the session's sandbox and every grant known in advance can
+        // write, as on Linux.
+        let probe = |path: &WinPath| backend::probe(path);
+        let context = session_context(config, &probe)?;
+        let profiles: Vec<&PermissionProfile> = std::iter::once(&config.profile)
+            .chain(config.execution_profiles.values())
+            .collect();
+        let writable = sandbox_writable_paths(&profiles, &context)?;
+        let caller_path = variables
+            .iter()
+            .find(|(name, _)| String::from_utf16_lossy(name).eq_ignore_ascii_case("PATH"))
+            .map(|(_, value)| String::from_utf16_lossy(value));
+        if let Some(caller_path) = caller_path {
+            let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable);
+            if !dropped.is_empty() {
+                warnings.push(format!(
+                    "left out of PATH, as the sandbox can write them or they are relative: {}",
+                    dropped.join(";")
+                ));
+            }
+            set_variable(&mut variables, "PATH", &kept);
+        }
+    }
     let environment = environment_block(&variables)?;
     let token = match &plan {
         Some(plan) => Some(RestrictedToken::create(

@@ -562,6 +562,48 @@ impl WindowsPlan {
     }
 }
 
+/// Every path the sandbox can write under `profiles` in `context`: their
+/// write entries, special roots included. An escalation beyond the sandbox
+/// must not trust what lies there (a program, a `PATH` entry), for the
+/// session's profile and for every grant known in advance.
+pub fn sandbox_writable_paths(
+    profiles: &[&PermissionProfile],
+    context: &WindowsContext<'_>,
+) -> Result<Vec<WinPath>, WindowsPlanError> {
+    let mut writable = Vec::new();
+    for profile in profiles {
+        if let PermissionProfile::Managed { file_system, .. } = profile {
+            for entry in &file_system.entries {
+                if entry.access == Access::Write {
+                    writable.extend(targets(&entry.target, context)?);
+                }
+            }
+        }
+    }
+    writable.sort();
+    writable.dedup();
+    Ok(writable)
+}
+
+/// A `PATH` value for a child beyond the sandbox: without relative entries
+/// (searched from wherever the child stands) and without directories
+/// under `writable`, where the sandbox could have planted a program the
+/// child then runs by name. Returns the value kept and the entries left
+/// out (for a warning).
+pub fn path_beyond_sandbox(path: &str, writable: &[WinPath]) -> (String, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for entry in path.split(';').filter(|entry| !entry.is_empty()) {
+        // Quotes group an entry holding `;`; what they hold is judged.
+        let parsed = WinPath::parse(entry.trim_matches('"'));
+        match parsed {
+            Ok(dir) if !writable.iter().any(|root| dir.starts_with(root)) => kept.push(entry),
+            Ok(_) | Err(_) => dropped.push(entry.to_owned()),
+        }
+    }
+    (kept.join(";"), dropped)
+}
+
 fn root_for<'roots>(roots: &'roots [WritableRoot], path: &WinPath) -> Option<&'roots WritableRoot> {
     roots
         .iter()

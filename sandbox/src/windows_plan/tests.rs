@@ -940,3 +940,50 @@ fn read_carve_outs_and_explicit_protected_paths() {
         .iter()
         .any(|ace| ace.path == path(r"C:\elsewhere")));
 }
+
+/// Regression: an escalation beyond the sandbox kept the caller's `PATH`,
+/// so `.venv\Scripts` or a relative entry first in it let a program the
+/// sandbox planted run unsandboxed by name.
+#[test]
+fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let probe = |_: &WinPath| PathKind::Missing;
+    let context = WindowsContext {
+        cwd: path(r"C:\work"),
+        temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
+        workspace_roots: vec![],
+        probe: &probe,
+    };
+    let writable = sandbox_writable_paths(&[&profile], &context).unwrap();
+    assert_eq!(
+        writable,
+        vec![path(r"C:\Users\u\AppData\Local\Temp"), path(r"C:\work")]
+    );
+    let caller_path = [
+        r"C:\work\.venv\Scripts",
+        ".",
+        "bin",
+        r"C:\Windows\system32",
+        "",
+        r"c:\WORK\node_modules\.bin",
+        r"C:\Users\u\AppData\Local\Temp\x",
+        r#""C:\Program Files\Git\cmd""#,
+        r"C:\workspace",
+    ]
+    .join(";");
+    let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable);
+    assert_eq!(
+        kept,
+        r#"C:\Windows\system32;"C:\Program Files\Git\cmd";C:\workspace"#
+    );
+    assert_eq!(
+        dropped,
+        [
+            r"C:\work\.venv\Scripts",
+            ".",
+            "bin",
+            r"c:\WORK\node_modules\.bin",
+            r"C:\Users\u\AppData\Local\Temp\x"
+        ]
+    );
+}
