@@ -156,6 +156,15 @@ fn run_command(args: RunArgs) -> Result<i32> {
     for warning in &decision.warnings {
         eprintln!("execgate: warning: {warning}");
     }
+    if let Some(note) = &decision.note {
+        // As on Linux: the command may fail in the sandbox for a reason
+        // only this line and the audit record give.
+        eprintln!(
+            "execgate: {} runs in place, in the sandbox: {}",
+            decision.program.display(),
+            crate::output::terminal_safe(note, crate::output::Lines::Escaped)
+        );
+    }
     if let WindowsVerdict::Denied(reason) = &decision.verdict {
         record(&audit_log, &config, &decision, None, Some(reason))?;
         eprintln!(
@@ -253,6 +262,7 @@ fn record(
             "decision": verdict,
             "execution": execution,
             "reason": reason,
+            "note": decision.note,
             "decided_by": if decision.rule.is_some() { "rule" } else { "default" },
             "sandbox": sandbox,
             "warnings": warnings,

@@ -403,6 +403,59 @@ fn children_never_search_the_working_directory_and_escalations_get_a_clean_path(
     assert_eq!(last["execgate"]["execution"], "unsandboxed");
 }
 
+/// Regression: a program the sandbox could have written, resolved in the
+/// working directory, in a writable `PATH` entry or in `%TEMP%`, was
+/// escalated unsandboxed by a rule on its name (`whoami`). It runs in
+/// place, in the sandbox, and stderr and the audit record say why.
+#[test]
+fn a_program_the_sandbox_could_write_is_not_escalated() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let venv = ws.join("venv-scripts");
+    let temp = dir.path().join("temp");
+    for at in [&venv, &temp] {
+        std::fs::create_dir_all(at).unwrap();
+        std::fs::copy(env!("CARGO_BIN_EXE_execgate"), at.join("whoami.exe")).unwrap();
+    }
+    std::fs::copy(env!("CARGO_BIN_EXE_execgate"), ws.join("whoami.exe")).unwrap();
+    let path = format!(
+        "{};{}",
+        venv.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let temp_program = temp.join("WHOAMI.EXE").display().to_string();
+    let temp_text = temp.display().to_string();
+    let cases: [(&str, &[(&str, &str)]); 3] = [
+        (r".\WhoAmI.exe", &[]),
+        ("whoami", &[("PATH", &path)]),
+        (&temp_program, &[("TEMP", &temp_text), ("TMP", &temp_text)]),
+    ];
+    for (program, extra) in cases {
+        let mut env = vec![("EXECGATE_WINE_UNENFORCED_TOKEN", "1")];
+        env.extend_from_slice(extra);
+        let args = ["run", "--profile", "offline", "--", program, "--version"];
+        let output = execgate_with(dir.path(), &args, &env);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{program}: {stderr}");
+        assert!(
+            stderr.contains("runs in place, in the sandbox: escalation refused: ")
+                && stderr.contains("is writable from the sandbox"),
+            "{program}: {stderr}"
+        );
+        let last = audit(dir.path()).pop().unwrap();
+        assert_eq!(last["execgate"]["decision"], "run", "{program}: {last}");
+        assert_eq!(last["execgate"]["sandbox"], "windows-restricted-token");
+        assert_eq!(last["execgate"]["decided_by"], "rule");
+        assert!(
+            last["execgate"]["note"]
+                .as_str()
+                .unwrap()
+                .contains("writable from the sandbox"),
+            "{last}"
+        );
+    }
+}
+
 #[test]
 fn a_cmd_script_is_decided_as_cmd_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,9 +19,9 @@ use execgate_sandbox::windows::{
     TokenEnforcement, UnenforcedToken,
 };
 use execgate_sandbox::windows_plan::{
-    cmd_command_line, cmd_script_line, command_line, environment_block, path_beyond_sandbox,
-    pwsh_script_line, sandbox_writable_paths, PathKind, SidStore, WinPath, WindowsContext,
-    WindowsNetwork, WindowsPlan, WindowsPlanError, WINDOWS_SANDBOX_NAME,
+    cmd_command_line, cmd_script_line, command_line, environment_block, escalation_refusal,
+    path_beyond_sandbox, pwsh_script_line, sandbox_writable_paths, PathKind, SidStore, WinPath,
+    WindowsContext, WindowsNetwork, WindowsPlan, WindowsPlanError, WINDOWS_SANDBOX_NAME,
 };
 use execgate_sandbox::PermissionProfile;
 
@@ -106,6 +106,10 @@ pub struct WindowsDecision {
     pub verdict: WindowsVerdict,
     /// `file:line` and justification of the deciding rule.
     pub rule: Option<(String, Option<String>)>,
+    /// Why the verdict differs from what the rule asked for (an escalation
+    /// refused: the command runs in place, in the sandbox), as the Linux
+    /// records' `execgate.note`.
+    pub note: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -239,6 +243,7 @@ pub fn decide(
             argv,
             verdict: WindowsVerdict::Sandboxed { execution: None },
             rule: None,
+            note: None,
             warnings,
         });
     };
@@ -270,13 +275,68 @@ pub fn decide(
             }
         }
     };
+    // A rule matched on a name or a path escalates what the sandbox could
+    // have planted there: refused, it runs in place, in the sandbox.
+    let beyond_sandbox = match &verdict {
+        WindowsVerdict::Unsandboxed | WindowsVerdict::Sandboxed { execution: Some(_) } => true,
+        WindowsVerdict::Sandboxed { execution: None } | WindowsVerdict::Denied(_) => false,
+    };
+    let mut note = None;
+    let mut verdict = verdict;
+    if beyond_sandbox {
+        let writable = writable_paths(config)?;
+        let resolved = win_path(&program)?;
+        note = escalation_refusal(&resolved, &writable.sandbox, &writable.granted);
+        if note.is_some() {
+            verdict = WindowsVerdict::Sandboxed { execution: None };
+        }
+    }
     Ok(WindowsDecision {
         program,
         argv,
         verdict,
         rule: rule_ref,
+        note,
         warnings,
     })
+}
+
+/// What the session's sandbox can write, and what the rules' profiles
+/// (every grant known in advance) can write besides.
+struct WritablePaths {
+    sandbox: Vec<WinPath>,
+    granted: Vec<WinPath>,
+}
+
+impl WritablePaths {
+    fn all(&self) -> Vec<WinPath> {
+        self.sandbox.iter().chain(&self.granted).cloned().collect()
+    }
+}
+
+fn writable_paths(config: &WindowsRunConfig) -> Result<WritablePaths, WindowsRunError> {
+    let probe = |path: &WinPath| backend::probe(path);
+    let context = session_context(config, &probe)?;
+    let grants: Vec<&PermissionProfile> = config.execution_profiles.values().collect();
+    Ok(WritablePaths {
+        sandbox: with_canonical_forms(sandbox_writable_paths(&[&config.profile], &context)?),
+        granted: with_canonical_forms(sandbox_writable_paths(&grants, &context)?),
+    })
+}
+
+/// `paths` and, for those that exist, their canonical forms: a profile's
+/// path spelled through a junction or an 8.3 name must still cover the
+/// canonical paths that programs and `PATH` entries resolve to.
+fn with_canonical_forms(paths: Vec<WinPath>) -> Vec<WinPath> {
+    let mut all = paths.clone();
+    for path in &paths {
+        if let Ok(canonical) = win_path(Path::new(&path.to_string())) {
+            all.push(canonical);
+        }
+    }
+    all.sort();
+    all.dedup();
+    all
 }
 
 /// Replaces `name` (compared without case, as Windows does) with `value`.
@@ -411,12 +471,7 @@ pub fn run(
     if beyond_sandbox {
         // What the session's sandbox and every grant known in advance can
         // write, as on Linux.
-        let probe = |path: &WinPath| backend::probe(path);
-        let context = session_context(config, &probe)?;
-        let profiles: Vec<&PermissionProfile> = std::iter::once(&config.profile)
-            .chain(config.execution_profiles.values())
-            .collect();
-        let writable = sandbox_writable_paths(&profiles, &context)?;
+        let writable = writable_paths(config)?.all();
         let caller_path = variables
             .iter()
             .find(|(name, _)| String::from_utf16_lossy(name).eq_ignore_ascii_case("PATH"))

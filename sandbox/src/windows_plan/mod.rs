@@ -585,6 +585,29 @@ pub fn sandbox_writable_paths(
     Ok(writable)
 }
 
+/// Why an escalation beyond the sandbox (unsandboxed, or with a rule's
+/// grants) must not run `program`, a canonical path: the sandbox, or a
+/// grant known in advance, could have written it (`.\git.exe` in the
+/// working directory, a tool in `%TEMP%` or in `.venv\Scripts`), and a
+/// rule on its name would then run what the sandbox planted. The command
+/// runs in place, in the session's sandbox, with this as its note, as on
+/// Linux. Paths compare without regard to case, as Windows does.
+pub fn escalation_refusal(
+    program: &WinPath,
+    sandbox_writable: &[WinPath],
+    granted_writable: &[WinPath],
+) -> Option<String> {
+    let under = |roots: &[WinPath]| roots.iter().any(|root| program.starts_with(root));
+    let how = if under(sandbox_writable) {
+        "writable from the sandbox"
+    } else if under(granted_writable) {
+        "writable by a grant this session made (a rule's profile)"
+    } else {
+        return None;
+    };
+    Some(format!("escalation refused: {program} is {how}"))
+}
+
 /// A `PATH` value for a child beyond the sandbox: without relative entries
 /// (searched from wherever the child stands) and without directories
 /// under `writable`, where the sandbox could have planted a program the

@@ -987,3 +987,47 @@ fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
         ]
     );
 }
+
+/// Regression: a program the sandbox could have written (`.\git.exe` in
+/// the working directory, a tool in `%TEMP%` or `.venv\Scripts`) was
+/// escalated beyond the sandbox by a rule on its name. Such an escalation
+/// is refused, whatever the case of the spelling, and says why.
+#[test]
+fn an_escalated_program_the_sandbox_could_write_is_refused() {
+    let sandbox = [path(r"C:\work"), path(r"C:\Users\u\AppData\Local\Temp")];
+    let granted = [path(r"D:\cache")];
+    let cases: &[(&str, Option<&str>)] = &[
+        (r"C:\work\git.exe", Some("writable from the sandbox")),
+        (
+            r"c:\WORK\.venv\Scripts\pip.exe",
+            Some("writable from the sandbox"),
+        ),
+        (
+            r"C:\USERS\U\APPDATA\LOCAL\TEMP\x\tool.exe",
+            Some("writable from the sandbox"),
+        ),
+        (
+            r"d:\Cache\bin\npm.cmd",
+            Some("writable by a grant this session made"),
+        ),
+        (r"C:\Windows\System32\whoami.exe", None),
+        (r"C:\workspace\git.exe", None),
+        (r"C:\Program Files\Git\cmd\git.exe", None),
+    ];
+    for (program, expected) in cases {
+        let refusal = escalation_refusal(&path(program), &sandbox, &granted);
+        match (expected, &refusal) {
+            (None, None) => {}
+            (Some(how), Some(refusal)) => {
+                assert!(
+                    refusal.starts_with("escalation refused: ") && refusal.contains(how),
+                    "{program}: {refusal}"
+                );
+                assert!(refusal.contains(&path(program).to_string()), "{refusal}");
+            }
+            (None, Some(_)) | (Some(_), None) => {
+                panic!("{program}: expected {expected:?}, got {refusal:?}")
+            }
+        }
+    }
+}
