@@ -108,6 +108,26 @@ pub enum WindowsPlanError {
     NetworkLimited,
     #[error("`:root = write` leaves writes unrestricted; use the `danger-full-access` profile")]
     RootWritable,
+    #[error(
+        "the working directory {cwd} is the root of its volume: `:cwd = write` would make all \
+         of it writable, as `:root = write` would; start in a project directory (--cwd)"
+    )]
+    VolumeRootWorkingDirectory { cwd: String },
+    #[error(
+        "the working directory {cwd} is inside .git, which workspace profiles keep read-only \
+         (its hooks and config run code outside the sandbox later); start from the workspace \
+         (--cwd)"
+    )]
+    ProtectedWorkingDirectory { cwd: String },
+    #[error(
+        "the writable root {root} is inside {git}, which stays read-only below the writable root \
+         {owner} (its hooks and config run code outside the sandbox later); write elsewhere"
+    )]
+    WritableInsideGit {
+        root: String,
+        git: String,
+        owner: String,
+    },
     #[error("{0}")]
     NotManaged(&'static str),
     #[error("bad Windows path {path:?}: {reason}")]
@@ -414,6 +434,23 @@ impl WindowsPlan {
                     return Err(WindowsPlanError::RootWritable)
                 }
                 (FsTarget::Special(SpecialRoot::Root), Access::Read) => reads_root = true,
+                (FsTarget::Special(SpecialRoot::Cwd), Access::Write) => {
+                    // Started at `D:\` or `\\server\share\` by mistake, a
+                    // workspace profile would write the whole volume.
+                    if context.cwd.depth() == 0 {
+                        return Err(WindowsPlanError::VolumeRootWorkingDirectory {
+                            cwd: context.cwd.to_string(),
+                        });
+                    }
+                    // Started inside `.git`, it would make writable what
+                    // every writable root keeps read-only.
+                    if context.cwd.has_component(".git") {
+                        return Err(WindowsPlanError::ProtectedWorkingDirectory {
+                            cwd: context.cwd.to_string(),
+                        });
+                    }
+                    writable.push(context.cwd.clone());
+                }
                 (target, Access::Write) => writable.extend(targets(target, context)?),
                 (target, Access::Read) => read_only.extend(targets(target, context)?),
             }
@@ -447,10 +484,22 @@ impl WindowsPlan {
         for root in &roots {
             for name in PROTECTED_NAMES {
                 let path = root.path.join(name)?;
-                // A profile that names the protected path (or something in
-                // it) writable means it.
-                if roots.iter().any(|other| other.path.starts_with(&path)) {
-                    continue;
+                let inside = roots.iter().find(|other| other.path.starts_with(&path));
+                match (inside, name) {
+                    // A writable root in `.git` would take its protection
+                    // away without a word: hooks and config there run code
+                    // outside the sandbox later.
+                    (Some(inside), ".git") => {
+                        return Err(WindowsPlanError::WritableInsideGit {
+                            root: inside.path.to_string(),
+                            git: path.to_string(),
+                            owner: root.path.to_string(),
+                        })
+                    }
+                    // A profile that names `.agents` or `.execgate` (or
+                    // something in it) writable means it.
+                    (Some(_), _) => continue,
+                    (None, _) => {}
                 }
                 if protected
                     .iter()

@@ -136,6 +136,15 @@ impl WinPath {
         key
     }
 
+    /// Whether a component is `name`, compared as Windows opens it:
+    /// without regard to case, and without the trailing dots and spaces
+    /// that Win32 drops from a name (`.GIT.` opens `.git`).
+    pub fn has_component(&self, name: &str) -> bool {
+        self.components
+            .iter()
+            .any(|component| fold(component.trim_end_matches(['.', ' '])) == fold(name))
+    }
+
     /// The last component, if any.
     pub fn file_name(&self) -> Option<&str> {
         self.components.last().map(String::as_str)

@@ -1031,3 +1031,134 @@ fn an_escalated_program_the_sandbox_could_write_is_refused() {
         }
     }
 }
+
+/// Regression: the planner let `:cwd = write` start inside `.git` or at a
+/// volume's root, and a writable root inside a root's `.git` silently
+/// took that `.git`'s protection away. Each is refused, as on Linux.
+#[test]
+fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
+    let root_read = (special(SpecialRoot::Root), Access::Read);
+    let cwd_write = (special(SpecialRoot::Cwd), Access::Write);
+    let cwd_read = (special(SpecialRoot::Cwd), Access::Read);
+    // Profile paths are host paths (a Windows build's only); workspace
+    // roots stand here for any further writable root.
+    let roots_write = (special(SpecialRoot::WorkspaceRoots), Access::Write);
+    let with = |more: Vec<(FsTarget, Access)>| {
+        let mut entries = vec![root_read.clone()];
+        entries.extend(more);
+        managed(&entries, NetworkPolicy::Enabled)
+    };
+    // (case, working directory, profile, workspace roots, refusal or None)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        PermissionProfile,
+        &'a [&'a str],
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "a project",
+            r"C:\work",
+            with(vec![cwd_write.clone()]),
+            &[],
+            None,
+        ),
+        (
+            "inside .git",
+            r"C:\work\.git\hooks",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("is inside .git"),
+        ),
+        (
+            ".git spelled in upper case with a trailing dot",
+            r"C:\work\.GIT.",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("is inside .git"),
+        ),
+        (
+            "inside .git, read only",
+            r"C:\work\.git",
+            with(vec![cwd_read.clone()]),
+            &[],
+            None,
+        ),
+        (
+            "a drive root",
+            r"D:\",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("the root of its volume"),
+        ),
+        (
+            "a share root",
+            r"\\server\share",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("the root of its volume"),
+        ),
+        (
+            "a drive root, read only",
+            r"D:\",
+            with(vec![cwd_read.clone()]),
+            &[],
+            None,
+        ),
+        (
+            "a root inside the working directory's .git",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"C:\work\.git\hooks"],
+            Some(r"C:\work\.git\hooks is inside C:\work\.git"),
+        ),
+        (
+            "the working directory's .git itself",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"c:\WORK\.Git"],
+            Some("is inside"),
+        ),
+        (
+            "a workspace root inside another root's .git",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"C:\work\.git\modules\sub"],
+            Some("is inside"),
+        ),
+        (
+            ".execgate named writable is meant",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"C:\work\.execgate"],
+            None,
+        ),
+    ];
+    for (case, cwd, profile, workspace_roots, refusal) in cases {
+        let probe = |_: &WinPath| PathKind::Directory;
+        let context = WindowsContext {
+            cwd: path(cwd),
+            temp_dirs: vec![],
+            workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
+            probe: &probe,
+        };
+        let planned = WindowsPlan::new(
+            &profile,
+            None,
+            &context,
+            WindowsNetwork::Refuse,
+            &mut SidStore::default(),
+        );
+        match (refusal, planned) {
+            (None, Ok(_)) => {}
+            (Some(expected), Err(error)) => {
+                assert!(error.to_string().contains(expected), "{case}: {error}")
+            }
+            (None, Err(error)) => panic!("{case}: refused: {error}"),
+            (Some(expected), Ok(plan)) => {
+                panic!("{case}: planned, expected {expected:?}: {:?}", plan.roots)
+            }
+        }
+    }
+}
