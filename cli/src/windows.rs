@@ -18,8 +18,8 @@ use execgate_core_bridge::sandbox::windows::WindowsReport;
 use execgate_core_bridge::sandbox::windows_plan::{WindowsNetwork, WINDOWS_SANDBOX_NAME};
 use execgate_core_bridge::sandbox::ProfileSet;
 use execgate_core_bridge::windows::{
-    decide, run, ScriptShell, WindowsCommand, WindowsDecision, WindowsRunConfig, WindowsVerdict,
-    WINE_UNENFORCED_TOKEN,
+    decide, prepare, ScriptShell, WindowsCommand, WindowsDecision, WindowsRunConfig,
+    WindowsVerdict, WINE_UNENFORCED_TOKEN,
 };
 
 /// Run commands with the program decided by rules, inside a restricted token.
@@ -152,7 +152,27 @@ fn run_command(args: RunArgs) -> Result<i32> {
         },
     };
     let audit_log = args.audit_log.unwrap_or_else(|| state.join("audit.jsonl"));
-    let decision = decide(&config, &command)?;
+    let audit = Audit {
+        log: &audit_log,
+        config: &config,
+    };
+    let decision = match decide(&config, &command) {
+        Ok(decision) => decision,
+        // Not found, or not resolvable: denied by execgate itself, as the
+        // Linux server records a request it could not check.
+        Err(error) => {
+            let reason = error.to_string();
+            let argv = requested_argv(&command);
+            return refused(
+                audit.write(&Entry::Refused {
+                    decision: None,
+                    argv: &argv,
+                    reason: &reason,
+                }),
+                error.into(),
+            );
+        }
+    };
     for warning in &decision.warnings {
         eprintln!("execgate: warning: {warning}");
     }
@@ -166,12 +186,35 @@ fn run_command(args: RunArgs) -> Result<i32> {
         );
     }
     if let WindowsVerdict::Denied(reason) = &decision.verdict {
-        record(&audit_log, &config, &decision, None, Some(reason))?;
+        audit.write(&Entry::Decided {
+            decision: &decision,
+            warnings: &decision.warnings,
+        })?;
         eprintln!(
             "execgate: denied: {}",
             crate::output::terminal_safe(reason, crate::output::Lines::Escaped)
         );
         return Ok(126);
+    }
+    // Every refusal of the planner and the backend (a profile it cannot
+    // enforce, a batch argument it cannot quote, a token Windows does not
+    // report restricted) comes before the decision is recorded as a run.
+    let prepared = match prepare(&config, &command, &decision) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let reason = error.to_string();
+            return refused(
+                audit.write(&Entry::Refused {
+                    decision: Some(&decision),
+                    argv: &decision.argv,
+                    reason: &reason,
+                }),
+                error.into(),
+            );
+        }
+    };
+    for warning in prepared.warnings.iter().skip(decision.warnings.len()) {
+        eprintln!("execgate: warning: {warning}");
     }
     let mut stdin = Vec::new();
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -181,26 +224,29 @@ fn run_command(args: RunArgs) -> Result<i32> {
     }
     // Recorded before it runs, as on Linux: one that cannot be recorded
     // does not run.
-    record(&audit_log, &config, &decision, None, None)?;
-    let outcome = match run(&config, &command, &decision, stdin) {
+    audit.write(&Entry::Decided {
+        decision: &decision,
+        warnings: &prepared.warnings,
+    })?;
+    let outcome = match prepared.run(stdin) {
         Ok(outcome) => outcome,
         Err(error) => {
-            record(
-                &audit_log,
-                &config,
-                &decision,
-                None,
-                Some(&error.to_string()),
-            )?;
-            return Err(error.into());
+            let reason = error.to_string();
+            return refused(
+                audit.write(&Entry::Failed {
+                    decision: &decision,
+                    error: &reason,
+                }),
+                error.into(),
+            );
         }
     };
     std::io::stdout().write_all(&outcome.finished.stdout)?;
     std::io::stderr().write_all(&outcome.finished.stderr)?;
-    for warning in outcome.warnings.iter().skip(decision.warnings.len()) {
-        eprintln!("execgate: warning: {warning}");
-    }
-    record(&audit_log, &config, &decision, Some(&outcome), None)?;
+    audit.write(&Entry::Exited {
+        decision: &decision,
+        outcome: &outcome,
+    })?;
     if outcome.finished.timed_out {
         eprintln!(
             "execgate: timed out after {} s; the job was ended",
@@ -211,78 +257,227 @@ fn run_command(args: RunArgs) -> Result<i32> {
     Ok(i32::try_from(outcome.finished.exit_code).unwrap_or(1))
 }
 
-/// One JSON line in the audit log, with the fields of the Linux records
-/// that apply (`event`, `process`, `execgate`, `rule`) and
-/// `execgate.sandbox`.
-fn record(
-    log: &Path,
-    config: &WindowsRunConfig,
-    decision: &WindowsDecision,
-    outcome: Option<&execgate_core_bridge::windows::WindowsOutcome>,
-    error: Option<&str>,
-) -> Result<()> {
-    let (verdict, execution, reason) = match &decision.verdict {
-        WindowsVerdict::Denied(reason) => ("deny", None, Some(reason.clone())),
-        WindowsVerdict::Unsandboxed => ("escalate", Some("unsandboxed".to_owned()), None),
-        WindowsVerdict::Sandboxed { execution: None } => ("run", None, None),
-        WindowsVerdict::Sandboxed {
-            execution: Some((name, _)),
-        } => ("escalate", Some(format!("permissions:{name}")), None),
-    };
-    let sandbox = match (&decision.verdict, outcome) {
-        (_, Some(outcome)) => outcome.sandbox,
-        (WindowsVerdict::Unsandboxed, None) => "none",
-        _ => WINDOWS_SANDBOX_NAME,
-    };
-    let mut warnings = decision.warnings.clone();
-    if let Some(outcome) = outcome {
-        warnings = outcome.warnings.clone();
+/// The error that stopped a command, and, when its record could not be
+/// written either, that too.
+fn refused(recorded: Result<()>, error: anyhow::Error) -> Result<i32> {
+    match recorded {
+        Ok(()) => Err(error),
+        Err(not_recorded) => Err(error.context(format!("(not recorded: {not_recorded:#})"))),
     }
-    // As the Linux records have them, so that `execgate audit` reads both:
-    // an RFC 3339 time in UTC, and a session (one command is one here).
-    let timestamp = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
-    let line = serde_json::json!({
-        "@timestamp": timestamp,
-        "session_id": session_id(),
-        "event": {
-            "action": match (outcome, error) {
-                (Some(_), _) => "exit",
-                (None, Some(_)) if verdict != "deny" => "error",
-                (None, _) => "decision",
+}
+
+/// The words a command was asked with, for a record of one that could not
+/// be decided (for a script: its shell's name and the script).
+fn requested_argv(command: &WindowsCommand) -> Vec<OsString> {
+    match command {
+        WindowsCommand::Program(argv) => argv.clone(),
+        WindowsCommand::Script { shell, script } => vec![
+            OsString::from(match shell {
+                ScriptShell::Cmd => "cmd.exe",
+                ScriptShell::Pwsh => "pwsh.exe",
+            }),
+            script.clone(),
+        ],
+    }
+}
+
+/// What one audit record is about.
+enum Entry<'a> {
+    /// The rules' decision, before the command runs (or its denial).
+    Decided {
+        decision: &'a WindowsDecision,
+        warnings: &'a [String],
+    },
+    /// Execgate refused it before it ran: it could not be decided (no
+    /// `decision`), or not planned, quoted or given a restricted token.
+    /// Listed with the denials (`decision: deny`, `decided_by: server`).
+    Refused {
+        decision: Option<&'a WindowsDecision>,
+        argv: &'a [OsString],
+        reason: &'a str,
+    },
+    /// Decided and recorded, but it could not start (placing its ACEs,
+    /// creating its process) or be waited for.
+    Failed {
+        decision: &'a WindowsDecision,
+        error: &'a str,
+    },
+    /// It ended.
+    Exited {
+        decision: &'a WindowsDecision,
+        outcome: &'a execgate_core_bridge::windows::WindowsOutcome,
+    },
+}
+
+/// Where records go, and the session they belong to.
+struct Audit<'a> {
+    log: &'a Path,
+    config: &'a WindowsRunConfig,
+}
+
+impl Audit<'_> {
+    /// Appends `entry` as one JSON line, in the Linux records' shape
+    /// (`audit/SCHEMA.md`: fields that do not apply are absent) with
+    /// `execgate.sandbox`, written with one write call so that records of
+    /// concurrent runs never interleave.
+    fn write(&self, entry: &Entry<'_>) -> Result<()> {
+        let mut line = self.record(entry).to_string();
+        line.push('\n');
+        if let Some(dir) = self.log.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        // Append mode: Windows moves to the end and writes in one step, for
+        // every writer of the file.
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log)
+            .with_context(|| format!("cannot open the audit log {}", self.log.display()))?;
+        // One call, never `write_all`'s loop: a line written in pieces could
+        // take another writer's between them.
+        let written = file
+            .write(line.as_bytes())
+            .with_context(|| format!("cannot write {}", self.log.display()))?;
+        if written != line.len() {
+            anyhow::bail!(
+                "cannot write {}: the record was cut short ({written} of {} bytes)",
+                self.log.display(),
+                line.len()
+            );
+        }
+        Ok(())
+    }
+
+    fn record(&self, entry: &Entry<'_>) -> serde_json::Value {
+        let decision = match entry {
+            Entry::Decided { decision, .. }
+            | Entry::Failed { decision, .. }
+            | Entry::Exited { decision, .. } => Some(*decision),
+            Entry::Refused { decision, .. } => *decision,
+        };
+        let (verdict, execution) = match decision.map(|decision| &decision.verdict) {
+            Some(WindowsVerdict::Denied(_)) | None => ("deny", None),
+            Some(WindowsVerdict::Unsandboxed) => ("escalate", Some("unsandboxed".to_owned())),
+            Some(WindowsVerdict::Sandboxed { execution: None }) => ("run", None),
+            Some(WindowsVerdict::Sandboxed {
+                execution: Some((name, _)),
+            }) => ("escalate", Some(format!("permissions:{name}"))),
+        };
+        let (action, success, decided, reason, error, warnings) = match entry {
+            Entry::Decided { decision, warnings } => {
+                let reason = match &decision.verdict {
+                    WindowsVerdict::Denied(reason) => Some(reason.as_str()),
+                    WindowsVerdict::Unsandboxed | WindowsVerdict::Sandboxed { .. } => None,
+                };
+                let decided = (verdict, execution.clone());
+                (
+                    "decision",
+                    reason.is_none(),
+                    decided,
+                    reason,
+                    None,
+                    *warnings,
+                )
+            }
+            Entry::Refused {
+                decision, reason, ..
+            } => {
+                let warnings = decision.map_or(&[][..], |decision| &decision.warnings);
+                let decided = ("deny", None);
+                (
+                    "error",
+                    false,
+                    decided,
+                    Some(*reason),
+                    Some(*reason),
+                    warnings,
+                )
+            }
+            Entry::Failed { decision, error } => (
+                "error",
+                false,
+                (verdict, execution.clone()),
+                None,
+                Some(*error),
+                &decision.warnings[..],
+            ),
+            Entry::Exited { outcome, .. } => (
+                "exit",
+                outcome.finished.exit_code == 0 && !outcome.finished.timed_out,
+                (verdict, execution.clone()),
+                None,
+                None,
+                &outcome.warnings[..],
+            ),
+        };
+        let decided_by = match (entry, decision.and_then(|d| d.rule.as_ref())) {
+            (Entry::Refused { .. }, _) => "server",
+            (_, Some(_)) => "rule",
+            (_, None) => "default",
+        };
+        let sandbox = match (entry, decision.map(|decision| &decision.verdict)) {
+            (Entry::Exited { outcome, .. }, _) => outcome.sandbox,
+            (_, Some(WindowsVerdict::Unsandboxed)) => "none",
+            (_, _) => WINDOWS_SANDBOX_NAME,
+        };
+        let argv: Vec<std::borrow::Cow<'_, str>> = match entry {
+            Entry::Refused { argv, .. } => argv.iter().map(|arg| arg.to_string_lossy()).collect(),
+            Entry::Decided { decision, .. }
+            | Entry::Failed { decision, .. }
+            | Entry::Exited { decision, .. } => decision
+                .argv
+                .iter()
+                .map(|arg| arg.to_string_lossy())
+                .collect(),
+        };
+        // As the Linux records have them, so that `execgate audit` reads
+        // both: an RFC 3339 time in UTC, and a session (one command is one
+        // here).
+        let timestamp = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
+        let mut record = serde_json::json!({
+            "@timestamp": timestamp,
+            "session_id": session_id(),
+            "event": {
+                "action": action,
+                "outcome": if success { "success" } else { "failure" },
             },
-            "outcome": if error.is_none() && verdict != "deny" { "success" } else { "failure" },
-        },
-        "process": {
-            "executable": decision.program.to_string_lossy(),
-            "args": decision.argv.iter().map(|arg| arg.to_string_lossy()).collect::<Vec<_>>(),
-            "working_directory": config.cwd.to_string_lossy(),
-            "exit_code": outcome.map(|outcome| outcome.finished.exit_code),
-        },
-        "execgate": {
-            "decision": verdict,
-            "execution": execution,
-            "reason": reason,
-            "note": decision.note,
-            "decided_by": if decision.rule.is_some() { "rule" } else { "default" },
-            "sandbox": sandbox,
-            "warnings": warnings,
-        },
-        "rule": decision.rule.as_ref().map(|(id, justification)| serde_json::json!({
-            "id": id,
-            "justification": justification,
-        })),
-        "error": error,
-    });
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            "process": {
+                "executable": decision.map(|decision| decision.program.to_string_lossy()),
+                "args_count": argv.len(),
+                "args": argv,
+                "working_directory": self.config.cwd.to_string_lossy(),
+                "exit_code": match entry {
+                    Entry::Exited { outcome, .. } => Some(outcome.finished.exit_code),
+                    Entry::Decided { .. } | Entry::Refused { .. } | Entry::Failed { .. } => None,
+                },
+            },
+            "execgate": {
+                "decision": decided.0,
+                "execution": decided.1,
+                "reason": reason,
+                "note": decision.and_then(|decision| decision.note.as_deref()),
+                "decided_by": decided_by,
+                "sandbox": sandbox,
+                "warnings": warnings,
+            },
+            "rule": decision.and_then(|decision| decision.rule.as_ref()).map(|(id, justification)| {
+                serde_json::json!({ "id": id, "justification": justification })
+            }),
+            "error": error,
+        });
+        without_nulls(&mut record);
+        record
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("cannot open the audit log {}", log.display()))?;
-    writeln!(file, "{line}").with_context(|| format!("cannot write {}", log.display()))?;
-    Ok(())
+}
+
+/// Removes the fields that do not apply (`null`), as the Linux records
+/// leave them out.
+fn without_nulls(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(fields) = value {
+        fields.retain(|_, field| !field.is_null());
+        fields.values_mut().for_each(without_nulls);
+    }
 }
 
 /// This process's session id: its pid and when it started.

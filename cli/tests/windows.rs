@@ -456,6 +456,124 @@ fn a_program_the_sandbox_could_write_is_not_escalated() {
     }
 }
 
+/// Regression: a command that could not be decided (not found) left no
+/// record, and one the planner or the quoting refused was recorded as
+/// `decision: run, outcome: success` before its error. Each is now one
+/// record, listed with the denials.
+#[test]
+fn commands_refused_before_they_run_are_recorded_as_denials() {
+    let cases: [(&str, &[&str], &str); 3] = [
+        (
+            "not found",
+            &["run", "--profile", "offline", "--", "no-such-program-here"],
+            "not found",
+        ),
+        (
+            "a network the planner cannot restrict",
+            &["run", "--", "cmd", "/d", "/c", "echo no"],
+            "best-effort",
+        ),
+        (
+            "a batch argument cmd cannot be given",
+            &["run", "--profile", "offline", "--", r".\show.bat", "100%"],
+            "%",
+        ),
+    ];
+    for (case, args, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        std::fs::write(ws.join("show.bat"), "@echo off\r\necho %*\r\n").unwrap();
+        let output = execgate(dir.path(), args);
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "{case}: {}",
+            text(&output.stderr)
+        );
+        assert!(text(&output.stdout).is_empty(), "{case}");
+        let records = audit(dir.path());
+        assert_eq!(records.len(), 1, "{case}: {records:?}");
+        let record = &records[0];
+        assert_eq!(record["event"]["action"], "error", "{case}: {record}");
+        assert_eq!(record["event"]["outcome"], "failure", "{case}: {record}");
+        assert_eq!(record["execgate"]["decision"], "deny", "{case}: {record}");
+        assert_eq!(
+            record["execgate"]["decided_by"], "server",
+            "{case}: {record}"
+        );
+        assert!(
+            record["execgate"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(reason),
+            "{case}: {record}"
+        );
+        assert_eq!(record["execgate"]["reason"], record["error"], "{case}");
+        assert!(!record["process"]["args"].as_array().unwrap().is_empty());
+    }
+}
+
+/// Regression: a record was written with `writeln!` on an unbuffered
+/// file, in many write calls, so records of concurrent runs could
+/// interleave. Each is one write call of the whole line now: every line of
+/// concurrent runs parses.
+#[test]
+fn records_of_concurrent_runs_never_interleave() {
+    let dir = tempfile::tempdir().unwrap();
+    execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--",
+            "cmd",
+            "/d",
+            "/c",
+            "exit 9",
+        ],
+    );
+    // Long arguments make long records, written in many pieces before.
+    let long: Vec<String> = (0..24)
+        .map(|n| format!("{n}{}", "x\"y".repeat(300)))
+        .collect();
+    let runs: Vec<std::process::Child> = (0..8)
+        .map(|_| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
+            command.env("LOCALAPPDATA", dir.path().join("state"));
+            command.env("EXECGATE_WINE_UNENFORCED_TOKEN", "1");
+            command
+                .args(["run", "--profiles"])
+                .arg(dir.path().join("profiles.toml"));
+            command.arg("--rules").arg(dir.path().join("team.rules"));
+            command.arg("--cwd").arg(dir.path().join("ws"));
+            command.args(["--profile", "offline", "--", "cmd", "/d", "/c", "exit 9"]);
+            command.args(&long);
+            command.stdout(std::process::Stdio::null());
+            command.stderr(std::process::Stdio::null());
+            command.spawn().unwrap()
+        })
+        .collect();
+    for mut run in runs {
+        assert_eq!(run.wait().unwrap().code(), Some(126));
+    }
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("state")
+            .join("execgate")
+            .join("audit.jsonl"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 9, "{log}");
+    for line in lines {
+        let record: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("{error}: an interleaved line of {} bytes", line.len()));
+        assert_eq!(record["execgate"]["decision"], "deny");
+    }
+}
+
 #[test]
 fn a_cmd_script_is_decided_as_cmd_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();

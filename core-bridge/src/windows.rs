@@ -31,6 +31,9 @@ use execgate_sandbox::PermissionProfile;
 pub enum WindowsRunError {
     #[error("{0}: not found on PATH (with PATHEXT) or not a file")]
     NotFound(String),
+    /// The rules denied it; it is not prepared.
+    #[error("denied: {0}")]
+    Denied(String),
     #[error(transparent)]
     Plan(#[from] WindowsPlanError),
     #[error(transparent)]
@@ -387,13 +390,32 @@ fn win_path(path: &Path) -> Result<WinPath, WindowsRunError> {
     Ok(WinPath::parse(&canonical.to_string_lossy())?)
 }
 
-/// Runs a decided command. Denied commands are not passed here.
-pub fn run(
+/// A decided command made ready to start: its command line, environment,
+/// plan and token, with every refusal of the planner and the backend
+/// already made. Nothing on disk has changed yet (the capability SIDs
+/// aside), so a command that cannot be prepared is a denial.
+pub struct Prepared {
+    application: Vec<u16>,
+    line: Vec<u16>,
+    environment: Vec<u16>,
+    current_directory: Vec<u16>,
+    plan: Option<WindowsPlan>,
+    token: Option<RestrictedToken>,
+    desktop: Option<PrivateDesktop>,
+    timeout: Duration,
+    /// `windows-restricted-token`, or `none` for an unsandboxed run.
+    pub sandbox: &'static str,
+    /// The decision's warnings and those of preparing it.
+    pub warnings: Vec<String>,
+}
+
+/// Prepares a decided command: everything up to placing ACEs and
+/// starting it. Denied commands are refused here too.
+pub fn prepare(
     config: &WindowsRunConfig,
     command: &WindowsCommand,
     decision: &WindowsDecision,
-    stdin: Vec<u8>,
-) -> Result<WindowsOutcome, WindowsRunError> {
+) -> Result<Prepared, WindowsRunError> {
     let mut warnings = decision.warnings.clone();
     let mut variables: Vec<(Vec<u16>, Vec<u16>)> = std::env::vars_os()
         .map(|(name, value)| (wide(&name), wide(&value)))
@@ -425,14 +447,8 @@ pub fn run(
             }
         }
     };
-    let cwd = wide(config.cwd.as_os_str());
     let (sandbox, plan) = match &decision.verdict {
-        WindowsVerdict::Denied(reason) => {
-            return Err(WindowsRunError::Io {
-                what: reason.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            })
-        }
+        WindowsVerdict::Denied(reason) => return Err(WindowsRunError::Denied(reason.clone())),
         WindowsVerdict::Unsandboxed => ("none", None),
         WindowsVerdict::Sandboxed { execution } => {
             let probe = |path: &WinPath| backend::probe(path);
@@ -456,7 +472,6 @@ pub fn run(
                     set_variable(&mut variables, name, value);
                 }
             }
-            backend::apply_acls(&plan)?;
             (WINDOWS_SANDBOX_NAME, Some(plan))
         }
     };
@@ -509,25 +524,47 @@ pub fn run(
         }
         Some(_) | None => None,
     };
-    let started = Running::start(Command {
-        token: match &token {
-            Some(token) => TokenChoice::Restricted(token),
-            None => TokenChoice::Caller,
-        },
-        application: Some(application),
-        command_line: line,
+    Ok(Prepared {
+        application,
+        line,
         environment,
-        current_directory: cwd,
-        desktop: desktop.as_ref(),
-        stdin,
-    });
-    let finished = started.and_then(|running| running.wait(config.timeout));
-    if let Some(plan) = &plan {
-        backend::remove_temporary_acls(plan)?;
-    }
-    Ok(WindowsOutcome {
-        finished: finished?,
+        current_directory: wide(config.cwd.as_os_str()),
+        plan,
+        token,
+        desktop,
+        timeout: config.timeout,
         sandbox,
         warnings,
     })
+}
+
+impl Prepared {
+    /// Places the plan's ACEs, runs the command and waits for it (at most
+    /// the timeout), then removes the ACEs granted for it alone.
+    pub fn run(self, stdin: Vec<u8>) -> Result<WindowsOutcome, WindowsRunError> {
+        if let Some(plan) = &self.plan {
+            backend::apply_acls(plan)?;
+        }
+        let started = Running::start(Command {
+            token: match &self.token {
+                Some(token) => TokenChoice::Restricted(token),
+                None => TokenChoice::Caller,
+            },
+            application: Some(self.application),
+            command_line: self.line,
+            environment: self.environment,
+            current_directory: self.current_directory,
+            desktop: self.desktop.as_ref(),
+            stdin,
+        });
+        let finished = started.and_then(|running| running.wait(self.timeout));
+        if let Some(plan) = &self.plan {
+            backend::remove_temporary_acls(plan)?;
+        }
+        Ok(WindowsOutcome {
+            finished: finished?,
+            sandbox: self.sandbox,
+            warnings: self.warnings,
+        })
+    }
 }
