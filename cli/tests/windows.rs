@@ -37,6 +37,10 @@ fn execgate_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
     command.env("LOCALAPPDATA", dir.join("state"));
     command.env_remove("EXECGATE_WINE_UNENFORCED_TOKEN");
+    // The private desktop is skipped under SSH: only the test that says
+    // so sets these.
+    command.env_remove("SSH_CONNECTION");
+    command.env_remove("SSH_CLIENT");
     command.envs(env.iter().copied());
     if args.first() == Some(&"run") {
         command
@@ -572,6 +576,49 @@ fn records_of_concurrent_runs_never_interleave() {
             .unwrap_or_else(|error| panic!("{error}: an interleaved line of {} bytes", line.len()));
         assert_eq!(record["execgate"]["decision"], "deny");
     }
+}
+
+/// Regression: under SSH the private desktop was skipped without a word.
+/// The command's stderr and its records say so.
+#[test]
+fn a_skipped_private_desktop_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--profile",
+        "offline",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "echo hi",
+    ];
+    let output = execgate_with(
+        dir.path(),
+        &args,
+        &[
+            ("EXECGATE_WINE_UNENFORCED_TOKEN", "1"),
+            ("SSH_CONNECTION", "192.0.2.1 50000 192.0.2.2 22"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("no private desktop: SSH_CONNECTION or SSH_CLIENT is set"),
+        "{}",
+        text(&output.stderr)
+    );
+    for record in audit(dir.path()) {
+        assert!(
+            record["execgate"]["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|warning| warning.as_str().unwrap().contains("no private desktop")),
+            "{record}"
+        );
+    }
+    let output = execgate(dir.path(), &args);
+    assert!(!text(&output.stderr).contains("no private desktop"));
 }
 
 #[test]

@@ -522,7 +522,16 @@ pub fn prepare(
         Some(plan) if PrivateDesktop::wanted() => {
             Some(PrivateDesktop::create(&[plan.token.launch_sid])?)
         }
-        Some(_) | None => None,
+        Some(_) => {
+            // Said, not silent: the command then shares the desktop of the
+            // session it runs in, with the job's UI limits only.
+            warnings.push(
+                "no private desktop: SSH_CONNECTION or SSH_CLIENT is set, so the command runs                  on the session's desktop, with the job's UI limits (no clipboard, no other                  processes' windows, no desktop switch, no system settings, no log-off)"
+                    .to_owned(),
+            );
+            None
+        }
+        None => None,
     };
     Ok(Prepared {
         application,

@@ -27,9 +27,13 @@ use windows_sys::Win32::Storage::FileSystem::{
     CreateDirectoryW, GetFileAttributesW, FILE_ATTRIBUTE_DIRECTORY, INVALID_FILE_ATTRIBUTES,
 };
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
-    SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
-    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicUIRestrictions,
+    JobObjectExtendedLimitInformation, SetInformationJobObject, TerminateJobObject,
+    JOBOBJECT_BASIC_UI_RESTRICTIONS, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOB_OBJECT_UILIMIT_DESKTOP,
+    JOB_OBJECT_UILIMIT_DISPLAYSETTINGS, JOB_OBJECT_UILIMIT_EXITWINDOWS,
+    JOB_OBJECT_UILIMIT_GLOBALATOMS, JOB_OBJECT_UILIMIT_HANDLES, JOB_OBJECT_UILIMIT_READCLIPBOARD,
+    JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS, JOB_OBJECT_UILIMIT_WRITECLIPBOARD,
 };
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Pipes::CreatePipe;
@@ -557,7 +561,56 @@ pub fn kill_on_close_job() -> Result<OwnedHandle> {
         )
     };
     check("SetInformationJobObject", ok)?;
+    let ui = JOBOBJECT_BASIC_UI_RESTRICTIONS {
+        UIRestrictionsClass: JOB_UI_LIMITS,
+    };
+    // SAFETY: `ui` is the structure this class takes.
+    let ok = unsafe {
+        SetInformationJobObject(
+            job.as_raw_handle() as HANDLE,
+            JobObjectBasicUIRestrictions,
+            &ui as *const JOBOBJECT_BASIC_UI_RESTRICTIONS as *const c_void,
+            std::mem::size_of::<JOBOBJECT_BASIC_UI_RESTRICTIONS>() as u32,
+        )
+    };
+    check("SetInformationJobObject(UI restrictions)", ok)?;
     Ok(job)
+}
+
+/// What the job's processes may not do to the user's session even outside
+/// the private desktop (which is skipped under SSH): switch or create
+/// desktops, change display settings, log off or shut down, use the
+/// global atom table, use window handles of processes outside the job,
+/// read or write the clipboard, change system parameters.
+pub const JOB_UI_LIMITS: u32 = JOB_OBJECT_UILIMIT_DESKTOP
+    | JOB_OBJECT_UILIMIT_DISPLAYSETTINGS
+    | JOB_OBJECT_UILIMIT_EXITWINDOWS
+    | JOB_OBJECT_UILIMIT_GLOBALATOMS
+    | JOB_OBJECT_UILIMIT_HANDLES
+    | JOB_OBJECT_UILIMIT_READCLIPBOARD
+    | JOB_OBJECT_UILIMIT_WRITECLIPBOARD
+    | JOB_OBJECT_UILIMIT_SYSTEMPARAMETERS;
+
+/// The UI restrictions a job carries, as Windows reports them (for the
+/// tests: Wine cannot report them).
+#[cfg(test)]
+pub fn job_ui_limits(job: &OwnedHandle) -> Result<u32> {
+    use windows_sys::Win32::System::JobObjects::QueryInformationJobObject;
+    let mut ui = JOBOBJECT_BASIC_UI_RESTRICTIONS {
+        UIRestrictionsClass: 0,
+    };
+    // SAFETY: `ui` is the structure this class fills; no length wanted back.
+    let ok = unsafe {
+        QueryInformationJobObject(
+            job.as_raw_handle() as HANDLE,
+            JobObjectBasicUIRestrictions,
+            &mut ui as *mut JOBOBJECT_BASIC_UI_RESTRICTIONS as *mut c_void,
+            std::mem::size_of::<JOBOBJECT_BASIC_UI_RESTRICTIONS>() as u32,
+            ptr::null_mut(),
+        )
+    };
+    check("QueryInformationJobObject(UI restrictions)", ok)?;
+    Ok(ui.UIRestrictionsClass)
 }
 
 pub fn assign_to_job(job: &OwnedHandle, process: &OwnedHandle) -> Result<()> {

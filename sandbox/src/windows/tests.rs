@@ -363,6 +363,28 @@ fn restricted_token_runs_a_process_with_pipes_and_exit_code() {
     assert!(!finished.timed_out);
 }
 
+/// Regression: the job limited nothing of the user interface, so a
+/// sandboxed command (on the user's desktop when the private one is
+/// skipped under SSH) could read the clipboard, use other processes'
+/// window handles, change system parameters or log the user off. Every
+/// job carries the eight UI limits.
+#[test]
+fn every_job_carries_the_ui_limits() {
+    assert_eq!(
+        sys::JOB_UI_LIMITS,
+        0xFF,
+        "all eight JOB_OBJECT_UILIMIT_* flags"
+    );
+    // Made with them, or not at all.
+    let job = sys::kill_on_close_job().unwrap();
+    match sys::job_ui_limits(&job) {
+        Ok(limits) => assert_eq!(limits, sys::JOB_UI_LIMITS),
+        // Wine 8 accepts the limits but cannot report them
+        // (ERROR_INVALID_FUNCTION); Windows must.
+        Err(error) => assert!(sys::running_under_wine(), "{error}"),
+    }
+}
+
 #[test]
 fn a_timeout_terminates_the_job() {
     let token = token_for_one_root();
