@@ -228,6 +228,7 @@ fn run_command(args: RunArgs) -> Result<i32> {
         decision: &decision,
         warnings: &prepared.warnings,
     })?;
+    let shown = prepared.warnings.len();
     let outcome = match prepared.run(stdin) {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -243,6 +244,10 @@ fn run_command(args: RunArgs) -> Result<i32> {
     };
     std::io::stdout().write_all(&outcome.finished.stdout)?;
     std::io::stderr().write_all(&outcome.finished.stderr)?;
+    // What running it added (temporary ACEs that could not be removed).
+    for warning in outcome.warnings.iter().skip(shown) {
+        eprintln!("execgate: warning: {warning}");
+    }
     audit.write(&Entry::Exited {
         decision: &decision,
         outcome: &outcome,

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use execgate_rules::{MatchOptions, RuleDecision, RuleExecution, RuleSet};
 use execgate_sandbox::windows::{
-    self as backend, Command, Finished, PrivateDesktop, RestrictedToken, Running, TokenChoice,
-    TokenEnforcement, UnenforcedToken,
+    self as backend, Command, Finished, PlacedAces, PrivateDesktop, RestrictedToken, Running,
+    TokenChoice, TokenEnforcement, UnenforcedToken,
 };
 use execgate_sandbox::windows_plan::{
     cmd_command_line, cmd_script_line, command_line, environment_block, escalation_refusal,
@@ -551,9 +551,11 @@ impl Prepared {
     /// Places the plan's ACEs, runs the command and waits for it (at most
     /// the timeout), then removes the ACEs granted for it alone.
     pub fn run(self, stdin: Vec<u8>) -> Result<WindowsOutcome, WindowsRunError> {
-        if let Some(plan) = &self.plan {
-            backend::apply_acls(plan)?;
-        }
+        // Removed on every way out of here, the `?`s included.
+        let placed = match &self.plan {
+            Some(plan) => Some(PlacedAces::place(plan)?),
+            None => None,
+        };
         let started = Running::start(Command {
             token: match &self.token {
                 Some(token) => TokenChoice::Restricted(token),
@@ -567,13 +569,29 @@ impl Prepared {
             stdin,
         });
         let finished = started.and_then(|running| running.wait(self.timeout));
-        if let Some(plan) = &self.plan {
-            backend::remove_temporary_acls(plan)?;
-        }
+        let removed = placed.map(PlacedAces::remove).transpose();
+        let mut warnings = self.warnings;
+        let finished = match (finished, removed) {
+            (Ok(finished), Ok(_)) => finished,
+            // The command ran: its output and status are kept, and what
+            // was left is said on stderr and in the audit record.
+            (Ok(finished), Err(cleanup)) => {
+                warnings.push(cleanup.to_string());
+                finished
+            }
+            (Err(error), Ok(_)) => return Err(error.into()),
+            (Err(error), Err(cleanup)) => {
+                return Err(backend::WindowsError::CleanupFailed {
+                    error: Box::new(error),
+                    cleanup: Box::new(cleanup),
+                }
+                .into())
+            }
+        };
         Ok(WindowsOutcome {
-            finished: finished?,
+            finished,
             sandbox: self.sandbox,
-            warnings: self.warnings,
+            warnings,
         })
     }
 }

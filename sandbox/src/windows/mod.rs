@@ -49,6 +49,19 @@ pub enum WindowsError {
          its writes would not be confined, so nothing runs with it"
     )]
     TokenNotRestricted,
+    /// Temporary ACEs that could not be removed, each with why: they
+    /// still grant what was granted for one command.
+    #[error(
+        "temporary ACEs were left in place and still grant what one command was given: {}",
+        .0.join("; ")
+    )]
+    TemporaryAcesLeft(Vec<String>),
+    /// An error, and a second one met while cleaning up after it.
+    #[error("{error}; then, cleaning up: {cleanup}")]
+    CleanupFailed {
+        error: Box<WindowsError>,
+        cleanup: Box<WindowsError>,
+    },
 }
 
 impl From<Win32Error> for WindowsError {
@@ -291,9 +304,14 @@ pub fn apply_acls(plan: &WindowsPlan) -> Result<AclReport> {
 }
 
 /// Removes the plan's temporary ACEs (granted for one command): every
-/// explicit ACE of their SIDs on their paths.
+/// explicit ACE of their SIDs on their paths. Every path and SID is tried,
+/// whatever failed before it; the failures are reported together
+/// ([`WindowsError::TemporaryAcesLeft`]). Removing an ACE that was never
+/// placed changes nothing, so this is safe after a partial
+/// [`apply_acls`].
 pub fn remove_temporary_acls(plan: &WindowsPlan) -> Result<usize> {
     let mut removed = 0;
+    let mut left = Vec::new();
     let mut seen: Vec<(&WinPath, CapabilitySid)> = Vec::new();
     for ace in plan
         .aces
@@ -304,22 +322,84 @@ pub fn remove_temporary_acls(plan: &WindowsPlan) -> Result<usize> {
             continue;
         }
         seen.push((&ace.path, ace.sid));
-        let name = wide(&ace.path.to_string());
-        let current = sys::named_dacl(&name)?;
-        let sid = sys::sid_from_string(&ace.sid.to_string())?;
-        let revoke = sys::AceRequest {
-            sid: sid.as_ptr(),
-            mask: 0,
-            deny: false,
-            inheritance: 0,
-            revoke: true,
-        };
-        // SAFETY: `sid` and the old DACL live for the call.
-        let without = unsafe { sys::set_entries_in_acl(&[revoke], current.dacl) }?;
-        sys::set_named_dacl(&name, &without)?;
-        removed += 1;
+        match remove_aces_of(&ace.path, ace.sid) {
+            Ok(()) => removed += 1,
+            Err(error) => left.push(format!("{} ({}): {error}", ace.path, ace.sid)),
+        }
     }
-    Ok(removed)
+    if left.is_empty() {
+        Ok(removed)
+    } else {
+        Err(WindowsError::TemporaryAcesLeft(left))
+    }
+}
+
+/// Revokes every explicit ACE of `sid` on `path`.
+fn remove_aces_of(path: &WinPath, sid: CapabilitySid) -> std::result::Result<(), Win32Error> {
+    let name = wide(&path.to_string());
+    let current = sys::named_dacl(&name)?;
+    let sid = sys::sid_from_string(&sid.to_string())?;
+    let revoke = sys::AceRequest {
+        sid: sid.as_ptr(),
+        mask: 0,
+        deny: false,
+        inheritance: 0,
+        revoke: true,
+    };
+    // SAFETY: `sid` and the old DACL live for the call.
+    let without = unsafe { sys::set_entries_in_acl(&[revoke], current.dacl) }?;
+    sys::set_named_dacl(&name, &without)
+}
+
+/// A plan's ACEs, placed for one command: its temporary ones are removed
+/// on every way out, a failure part-way through placing them, a command
+/// that could not start, an early return or a panic. [`PlacedAces::remove`]
+/// removes them and says what could not be; dropping it unremoved does the
+/// same and writes the failures to stderr, the only place a drop can
+/// report to.
+pub struct PlacedAces<'plan> {
+    plan: &'plan WindowsPlan,
+    pub report: AclReport,
+    removed: bool,
+}
+
+impl<'plan> PlacedAces<'plan> {
+    /// [`apply_acls`], with the temporary ACEs removed again if it fails
+    /// part-way (the error then says what could not be removed, too).
+    pub fn place(plan: &'plan WindowsPlan) -> Result<PlacedAces<'plan>> {
+        match apply_acls(plan) {
+            Ok(report) => Ok(PlacedAces {
+                plan,
+                report,
+                removed: false,
+            }),
+            Err(error) => Err(match remove_temporary_acls(plan) {
+                Ok(_) => error,
+                Err(cleanup) => WindowsError::CleanupFailed {
+                    error: Box::new(error),
+                    cleanup: Box::new(cleanup),
+                },
+            }),
+        }
+    }
+
+    /// Removes the temporary ACEs now; how many (path, SID) pairs were
+    /// cleared, or every one that was left.
+    pub fn remove(mut self) -> Result<usize> {
+        self.removed = true;
+        remove_temporary_acls(self.plan)
+    }
+}
+
+impl Drop for PlacedAces<'_> {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        if let Err(error) = remove_temporary_acls(self.plan) {
+            eprintln!("execgate: {error}");
+        }
+    }
 }
 
 /// What a path holds now, for [`WindowsContext`](crate::windows_plan::WindowsContext)'s probe.

@@ -598,3 +598,91 @@ fn enforcement_aces_are_reused_and_temporary_ones_removed() {
     let (_, third) = applied_plan(root.path(), state.path());
     assert!(third.added > 0, "{third:?}");
 }
+
+/// A plan whose only ACEs are temporary allows, one per path, of one SID.
+fn plan_with_temporary_aces(paths: &[&std::path::Path]) -> WindowsPlan {
+    let state = tempfile::tempdir().unwrap();
+    let (mut plan, _) = {
+        let root = tempfile::tempdir().unwrap();
+        applied_plan(root.path(), state.path())
+    };
+    // Nothing else to place: no protected directory of that plan's root.
+    plan.protected.clear();
+    let sid = CapabilitySid::random().unwrap();
+    plan.aces = paths
+        .iter()
+        .map(|path| AcePlan {
+            path: WinPath::parse(&path.to_string_lossy()).unwrap(),
+            kind: AceKind::Allow,
+            sid,
+            mask: mask::ROOT_ALLOW,
+            inheritance: Inheritance::FoldersAndFiles,
+            lifetime: AceLifetime::Temporary,
+        })
+        .collect();
+    plan
+}
+
+/// Regression: removing temporary ACEs stopped at its first failure, so
+/// one path it could not clear kept every later grant in place. Every
+/// one is tried, and each failure is reported.
+#[test]
+fn removing_temporary_aces_tries_every_one_and_reports_each_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let exists = dir.path().join("b-exists");
+    std::fs::create_dir(&exists).unwrap();
+    let (first, last) = (dir.path().join("a-missing"), dir.path().join("c-missing"));
+    let plan = plan_with_temporary_aces(&[&first, &exists, &last]);
+    match remove_temporary_acls(&plan) {
+        Err(WindowsError::TemporaryAcesLeft(left)) => {
+            assert_eq!(left.len(), 2, "{left:?}");
+            assert!(left[0].contains("a-missing"), "{left:?}");
+            assert!(left[1].contains("c-missing"), "{left:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Regression: ACEs placed before a failure part-way through placing them
+/// (or before any other failure ahead of the removal) were never removed.
+/// Placing fails with the removal already tried, and says what was left.
+#[test]
+fn a_failure_while_placing_aces_removes_the_temporary_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let exists = dir.path().join("a-exists");
+    std::fs::create_dir(&exists).unwrap();
+    let missing = dir.path().join("z-missing");
+    let plan = plan_with_temporary_aces(&[&exists, &missing]);
+    let placed = PlacedAces::place(&plan);
+    match placed {
+        Err(WindowsError::CleanupFailed { error, cleanup }) => {
+            assert!(error.to_string().contains("z-missing"), "{error}");
+            // Only the path that never existed is left; the one placed
+            // was cleared.
+            match *cleanup {
+                WindowsError::TemporaryAcesLeft(left) => {
+                    assert_eq!(left.len(), 1, "{left:?}");
+                    assert!(left[0].contains("z-missing"), "{left:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("placed ACEs on a missing path"),
+    };
+}
+
+#[test]
+#[ignore = "enforcement: real Windows only (Wine stores no file DACLs)"]
+fn enforcement_a_failed_placement_leaves_no_temporary_ace() {
+    let dir = tempfile::tempdir().unwrap();
+    let exists = dir.path().join("a-exists");
+    std::fs::create_dir(&exists).unwrap();
+    let plan = plan_with_temporary_aces(&[&exists, &dir.path().join("z-missing")]);
+    assert!(PlacedAces::place(&plan).is_err());
+    let current = sys::named_dacl(&units(exists.as_os_str())).unwrap();
+    // SAFETY: the DACL lives inside `current`.
+    let present = unsafe { sys::acl_entries(current.dacl) }.unwrap();
+    let sid = plan.aces[0].sid.to_string();
+    assert!(!present.iter().any(|ace| ace.sid == sid), "{present:?}");
+}
