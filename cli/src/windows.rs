@@ -120,9 +120,13 @@ fn run_command(args: RunArgs) -> Result<i32> {
     };
     let rules = RuleSet::load(&args.rules)?;
     let mut execution_profiles = BTreeMap::new();
+    let mut execution_networks = BTreeMap::new();
     for rule in rules.rules() {
         if let Some(execgate_core_bridge::rules::RuleExecution::Profile(name)) = &rule.execution {
             execution_profiles.insert(name.clone(), profiles.get(name)?);
+            if let Some(network) = profiles.windows_network(name) {
+                execution_networks.insert(name.clone(), network);
+            }
         }
     }
     let state = state_dir()?;
@@ -130,6 +134,7 @@ fn run_command(args: RunArgs) -> Result<i32> {
         profile,
         network,
         execution_profiles,
+        execution_networks,
         rules,
         cwd,
         workspace_roots: args.workspace_roots,

@@ -14,12 +14,20 @@ const PROFILES: &str = r#"
 [profiles.offline]
 extends = "workspace-write"
 windows_network = "best-effort"
+[profiles.rule-offline]
+extends = "workspace-write"
+windows_network = "best-effort"
+[profiles.rule-strict]
+extends = "offline"
+windows_network = "refuse"
 "#;
 
 const RULES: &str = r#"
 prefix_rule(pattern = ["cmd", "/d", "/c", "exit 9"], decision = "forbidden", justification = "no nines")
 prefix_rule(pattern = ["whoami"], decision = "allow")
 prefix_rule(pattern = ["cmd", "/d", "/c", "set&rem", "unsandboxed"], decision = "allow")
+prefix_rule(pattern = ["cmd", "/d", "/c", "echo", "rule-offline"], decision = "allow", execution = "rule-offline")
+prefix_rule(pattern = ["cmd", "/d", "/c", "echo", "rule-strict"], decision = "allow", execution = "rule-strict")
 "#;
 
 /// Wine reports no token restricted, so every run here says it accepts
@@ -619,6 +627,43 @@ fn a_skipped_private_desktop_is_said() {
     }
     let output = execgate(dir.path(), &args);
     assert!(!text(&output.stderr).contains("no private desktop"));
+}
+
+/// Regression: a rule's profile's own `windows_network` was ignored; the
+/// session's alone decided. For a command run with a rule's profile, the
+/// profile's own setting wins when it has one.
+#[test]
+fn a_rules_profile_decides_its_own_windows_network() {
+    let dir = tempfile::tempdir().unwrap();
+    // The session (workspace-write) refuses its restricted network; the
+    // rule's profile opts in to best effort for its command.
+    let output = execgate(
+        dir.path(),
+        &["run", "--", "cmd", "/d", "/c", "echo", "rule-offline"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "rule-offline");
+    assert!(text(&output.stderr).contains("best effort"));
+    let last = audit(dir.path()).pop().unwrap();
+    assert_eq!(last["execgate"]["execution"], "permissions:rule-offline");
+    // The session opts in; the rule's profile refuses for its command.
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--",
+            "cmd",
+            "/d",
+            "/c",
+            "echo",
+            "rule-strict",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).is_empty());
+    assert!(text(&output.stderr).contains("cannot block the network"));
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct WindowsRunConfig {
     pub network: WindowsNetwork,
     /// Profiles that rules may name as their `execution`.
     pub execution_profiles: BTreeMap<String, PermissionProfile>,
+    /// The `windows_network` those profiles set themselves: for a command
+    /// with a rule's profile it wins over the session's `network`.
+    pub execution_networks: BTreeMap<String, WindowsNetwork>,
     pub rules: RuleSet,
     pub cwd: PathBuf,
     pub workspace_roots: Vec<PathBuf>,
@@ -453,12 +456,19 @@ pub fn prepare(
         WindowsVerdict::Sandboxed { execution } => {
             let probe = |path: &WinPath| backend::probe(path);
             let context = session_context(config, &probe)?;
+            // The rule's profile's own setting, if it has one: its author
+            // chose for the commands it runs.
+            let network = execution
+                .as_ref()
+                .and_then(|(name, _)| config.execution_networks.get(name))
+                .copied()
+                .unwrap_or(config.network);
             let mut sids = SidStore::load(&config.state_dir)?;
             let plan = WindowsPlan::new(
                 &config.profile,
                 execution.as_ref().map(|(_, profile)| profile),
                 &context,
-                config.network,
+                network,
                 &mut sids,
             )?;
             sids.save(&config.state_dir)?;

@@ -782,17 +782,27 @@ impl ProfileSet {
     /// best-effort network restriction on Windows
     /// (`windows_network = "best-effort"`); the nearest setting wins.
     pub fn windows_network_best_effort(&self, name: &str) -> bool {
+        self.windows_network(name) == Some(crate::windows_plan::WindowsNetwork::BestEffort)
+    }
+
+    /// The named profile's own `windows_network` (or that of the nearest
+    /// profile it extends that sets one); `None` when none does, so that
+    /// a rule's profile can leave the choice to the session's.
+    pub fn windows_network(&self, name: &str) -> Option<crate::windows_plan::WindowsNetwork> {
         let mut current = Some(name);
         for _ in 0..=16 {
-            let Some((spec, _)) = current.and_then(|name| self.specs.get(name)) else {
-                return false;
-            };
+            let (spec, _) = current.and_then(|name| self.specs.get(name))?;
             if let Some(setting) = spec.windows_network {
-                return setting == WindowsNetworkSpec::BestEffort;
+                return Some(match setting {
+                    WindowsNetworkSpec::BestEffort => {
+                        crate::windows_plan::WindowsNetwork::BestEffort
+                    }
+                    WindowsNetworkSpec::Refuse => crate::windows_plan::WindowsNetwork::Refuse,
+                });
             }
             current = spec.extends.as_deref();
         }
-        false
+        None
     }
 
     fn get_inner(&self, name: &str, depth: usize) -> Result<PermissionProfile, SandboxError> {
@@ -1103,6 +1113,16 @@ mod tests {
         ];
         for (name, expected) in cases {
             assert_eq!(set.windows_network_best_effort(name), expected, "{name}");
+        }
+        // Set, or left to whoever uses the profile.
+        use crate::windows_plan::WindowsNetwork;
+        let settings = [
+            ("child", Some(WindowsNetwork::BestEffort)),
+            ("strict", Some(WindowsNetwork::Refuse)),
+            ("workspace-write", None),
+        ];
+        for (name, expected) in settings {
+            assert_eq!(set.windows_network(name), expected, "{name}");
         }
         assert!(set
             .add_toml("[profiles.x]\nwindows_network = \"maybe\"\n", None)
