@@ -264,6 +264,36 @@ fn execgate_is_not_stopped_by_its_own_lines_from_the_background() {
     assert!(screen.contains("execgate: shell ended"), "{screen}");
 }
 
+/// Regression test (a probe): an unsandboxed escalation that reads the
+/// terminal was in a process group of its own in execgate's session, never
+/// the terminal's foreground, and stopped for good at its first read
+/// (`SIGTTIN`). It leads a session of its own now, as a sandboxed one does.
+#[test]
+fn an_unsandboxed_escalation_reads_the_terminal() {
+    let (home, ws) = home("");
+    let rules = home.path().join("head.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"head\"])\n").unwrap();
+    let terminal = Terminal::start(
+        &run_command(
+            home.path(),
+            "",
+            &format!(
+                "--verbose --rules {} -- 'head -n1; print -r -- read=$?'",
+                rules.display()
+            ),
+        ),
+        &ws,
+    );
+    terminal.wait_for("Escalate(Unsandboxed)", 1);
+    terminal.keys(&["typed-line", "Enter"]);
+    let screen = terminal.wait_for("read=0", 1);
+    assert_eq!(screen.matches("typed-line").count(), 2, "{screen}");
+    assert_eq!(
+        exit_status(home.path(), Duration::from_secs(60), &terminal),
+        "0"
+    );
+}
+
 /// Regression test: terminal modes set inside the shell (no echo) do not
 /// outlive it (a probe's outer shell was left without echo).
 #[test]

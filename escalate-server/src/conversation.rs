@@ -938,6 +938,7 @@ fn spawn_plan(
         cgroup_dir: shared.children.scope.cgroup_dir(),
         warden_pipe: shared.children.scope.warden_pipe(),
         network: None,
+        own_session: !sandboxed,
     };
     Ok((plan, order, pending_link))
 }
@@ -1019,8 +1020,8 @@ async fn watch_child(
         }
     });
     let mut killed = false;
-    // When a sandboxed escalation that got `SIGTSTP` is stopped for sure
-    // (see `Children::stop_sandboxed`); a `SIGCONT` first calls it off.
+    // When an escalation that got `SIGTSTP` is stopped for sure
+    // (see `Children::stop_after_tstp`); a `SIGCONT` first calls it off.
     let mut stop_due: Option<tokio::time::Instant> = None;
     let termination = async {
         loop {
@@ -1032,7 +1033,7 @@ async fn watch_child(
                 }
                 () = tokio::time::sleep_until(stop_at.unwrap_or_else(tokio::time::Instant::now)), if stop_at.is_some() => {
                     stop_due = None;
-                    shared.children.stop_sandboxed(request_id);
+                    shared.children.stop_after_tstp(request_id);
                 }
                 guard = exited.readable() => {
                     let mut guard = guard?;
@@ -1083,7 +1084,7 @@ async fn watch_child(
     termination
 }
 
-/// How long a sandboxed escalation has to act on `SIGTSTP` (a program
+/// How long an escalation has to act on `SIGTSTP` (a program
 /// that handles it restores the terminal) before it is stopped anyway.
 const STOP_AFTER_TSTP: Duration = Duration::from_millis(100);
 

@@ -426,6 +426,7 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         cgroup_dir: None,
         warden_pipe: None,
         network: None,
+        own_session: false,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error)?;
     // The warden is our child until we die and exits only after us, unless

@@ -971,25 +971,29 @@ impl Children {
         }
     }
 
-    /// Stops a sandboxed escalation with `SIGSTOP`, init included (a
-    /// signal the kernel lets an ancestor namespace send it): its process
-    /// group has no member whose parent is in another group of its
-    /// session, so it is orphaned, and the kernel drops a `SIGTSTP` there
+    /// Stops an escalation with `SIGSTOP`: a sandboxed one's whole group,
+    /// init included (a signal the kernel lets an ancestor namespace send
+    /// it), an unsandboxed one's process group. Each leads a session of its
+    /// own, so its group is orphaned and the kernel drops a `SIGTSTP` there
     /// unless the program handles it. A stand-in forwards `SIGTSTP` as it
     /// stops itself (Ctrl-Z); the program gets it first, and this after
     /// (see the conversation); the `SIGCONT` of `fg` or `bg` continues
-    /// them all. Nothing for an unsandboxed child.
-    pub(crate) fn stop_sandboxed(&self, request_id: u64) {
-        let Some(pid) = self
+    /// them all.
+    pub(crate) fn stop_after_tstp(&self, request_id: u64) {
+        let Some((pid, sandboxed)) = self
             .lock()
             .get(&request_id)
-            .filter(|child| child.sandboxed)
-            .map(|child| child.pid)
+            .map(|child| (child.pid, child.sandboxed))
         else {
             return;
         };
-        if let Some(init) = sandbox_init(pid) {
-            let _ = killpg(Pid::from_raw(init), Signal::SIGSTOP);
+        let group = if sandboxed {
+            sandbox_init(pid)
+        } else {
+            Some(pid)
+        };
+        if let Some(group) = group {
+            let _ = killpg(Pid::from_raw(group), Signal::SIGSTOP);
         }
     }
 

@@ -347,6 +347,7 @@ fn launch(
         cgroup_dir: shared.children.scope.cgroup_dir(),
         warden_pipe: shared.children.scope.warden_pipe(),
         network: network.map(|network| network.as_raw_fd()),
+        own_session: false,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error.to_string())?;
     match sys::pidfd_open(pid) {

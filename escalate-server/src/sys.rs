@@ -396,6 +396,13 @@ pub(crate) struct SpawnPlan<Fd: AsRawFd = SafeClose> {
     pub(crate) warden_pipe: Option<RawFd>,
     /// A network namespace the child enters before it executes.
     pub(crate) network: Option<RawFd>,
+    /// A session of its own (`setsid`), not only a process group: no
+    /// controlling terminal, so that reading or writing the terminal it is
+    /// handed never stops it (it is never the terminal's foreground group,
+    /// and `SIGTTIN` would stop it for good). As a sandboxed escalation's
+    /// sandbox has (bubblewrap's `--new-session`, which must start one
+    /// itself: false for bubblewrap).
+    pub(crate) own_session: bool,
 }
 
 /// Starts the child in its own process group, with exactly the planned
@@ -439,6 +446,7 @@ pub(crate) fn spawn<Fd: AsRawFd>(plan: &SpawnPlan<Fd>) -> Result<i32, SpawnFailu
         cgroup_procs: plan.cgroup_procs.unwrap_or(-1),
         warden_pipe: plan.warden_pipe.unwrap_or(-1),
         network: plan.network.unwrap_or(-1),
+        own_session: plan.own_session,
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
 
@@ -721,6 +729,7 @@ struct ChildSetup<'a> {
     warden_pipe: RawFd,
     /// -1 for none.
     network: RawFd,
+    own_session: bool,
 }
 
 impl ChildSetup<'_> {
@@ -731,7 +740,12 @@ impl ChildSetup<'_> {
         // allocated before the clone and is not freed while the child
         // shares it.
         unsafe {
-            if libc::setpgid(0, 0) != 0 {
+            let grouped = if self.own_session {
+                libc::setsid() >= 0
+            } else {
+                libc::setpgid(0, 0) == 0
+            };
+            if !grouped {
                 self.fail(1);
             }
             // Into the session's scope before anything else can happen:
