@@ -1162,6 +1162,12 @@ fn end_line(metrics: &Metrics) -> String {
     if failures > 0 {
         line.push_str(&format!(", {failures} failed to start"));
     }
+    if metrics.requests_refused > 0 {
+        line.push_str(&format!(
+            ", {} refused before a decision (see the audit log)",
+            metrics.requests_refused
+        ));
+    }
     line
 }
 

@@ -1131,6 +1131,39 @@ fn a_refused_escalation_says_why_on_stderr_and_in_the_table() {
     assert!(table.contains("success: escalation refused: "), "{table}");
 }
 
+/// Regression (a probe): what the server cannot see is said for what it
+/// is: a program in the sandbox's own /dev/shm ("No such file" of a file
+/// just made), a working directory that was removed (`""` is not an
+/// absolute path). The session's end line counts requests refused before
+/// a decision among what it reports.
+#[test]
+fn requests_the_server_cannot_follow_say_why() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("true.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"true\"])\n").unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "cp /usr/bin/true /dev/shm/t; /dev/shm/t; print shm=$?; \
+             mkdir gone; cd gone; rmdir ../gone; /usr/bin/true; print gone=$?",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(text(&output.stdout), "shm=126\ngone=126\n", "{stderr}");
+    assert!(
+        stderr.contains("a sandbox has its own /dev and /run"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the working directory has no name"),
+        "{stderr}"
+    );
+}
+
 /// `--program` keeps the start and exit of the escalations it keeps, also
 /// when the exit is in a rotated file named before the decision's (as
 /// `audit.jsonl*` names them, newest first): a review found the exit

@@ -37,7 +37,7 @@ use crate::policy::{ResolvedExecutable, WorkingDirectory};
 pub enum ResolveError {
     #[error("{path:?} is not an absolute path")]
     NotAbsolute { path: PathBuf },
-    #[error("cannot open {path:?}: {source}")]
+    #[error("cannot open {path:?}: {source}{}", private_to_the_sandbox(path))]
     Open { path: PathBuf, source: io::Error },
     #[error("{path:?} is not a regular file")]
     NotRegularFile { path: PathBuf },
@@ -53,6 +53,17 @@ pub enum ResolveError {
         script: PathBuf,
         interpreter: PathBuf,
     },
+}
+
+/// What to add to a message about `path` that the server could not find
+/// where a sandbox could: its `/dev` and `/run` are its own.
+fn private_to_the_sandbox(path: &Path) -> &'static str {
+    if path.starts_with("/dev") || path.starts_with("/run") {
+        " (a sandbox has its own /dev and /run, which execgate does not see from \
+         outside: run programs from the workspace or the temporary directory)"
+    } else {
+        ""
+    }
 }
 
 /// An executable, opened and identified.
@@ -159,6 +170,10 @@ pub(crate) fn open_working_directory(
     cwd: &Path,
     requester_pid: i32,
 ) -> Result<(OwnedFd, WorkingDirectory), String> {
+    if cwd.as_os_str().is_empty() {
+        // The shell could not name it: removed, or out of its reach.
+        return Err("the working directory has no name (removed?): cd to one that exists".into());
+    }
     if !cwd.is_absolute() {
         return Err(format!("working directory {cwd:?} is not an absolute path"));
     }
