@@ -386,6 +386,31 @@ fn a_warned_audit_failure_is_said_on_stderr_once() {
     assert!(stderr.contains("going on without records"), "{stderr}");
 }
 
+/// Regression (a probe): under a low descriptor limit every command
+/// failed with a message that named something else ("started without an
+/// execgate session"), and `run` exited 0. It is refused up front now.
+#[test]
+fn a_low_descriptor_limit_is_refused_up_front() {
+    let (_dir, ws) = workspace();
+    for (limit, code) in [("64", Some(125)), ("256", Some(0))] {
+        let output = Command::new("prlimit")
+            .arg(format!("--nofile={limit}"))
+            .arg(env!("CARGO_BIN_EXE_execgate"))
+            .args(["run", "--", "/usr/bin/true"])
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), code, "{limit}: {stderr}");
+        assert_eq!(
+            stderr.contains("the descriptor limit (ulimit -n) is 64"),
+            limit == "64",
+            "{limit}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_file_size_limit_denies_commands_and_kills_nothing() {
     let (dir, ws) = workspace();
