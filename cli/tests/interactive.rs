@@ -294,6 +294,29 @@ fn an_unsandboxed_escalation_reads_the_terminal() {
     );
 }
 
+/// Regression test (a probe): a program the interactive shell `exec`ed
+/// and Ctrl-Z stopped (with its stand-in) had nothing above it to see the
+/// stop or continue it: the session held the terminal, stopped for good.
+/// The sandbox's init continues it.
+#[test]
+fn ctrl_z_of_a_program_the_shell_execed_does_not_wedge_the_session() {
+    let (home, ws) = home("");
+    let rules = home.path().join("sleep.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"sleep\"])\n").unwrap();
+    let terminal = Terminal::start(
+        &shell_command(
+            home.path(),
+            &format!("--no-rcs --rules {}", rules.display()),
+        ),
+        &ws,
+    );
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["exec sleep 2", "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    terminal.keys(&["C-z"]);
+    terminal.wait_for("execgate-exit=0", 1);
+}
+
 /// Regression test: terminal modes set inside the shell (no echo) do not
 /// outlive it (a probe's outer shell was left without echo).
 #[test]

@@ -1077,32 +1077,43 @@ async fn interrupt_escalation(
     output
 }
 
-/// Ctrl-Z stops a sandboxed escalation as it stops the stand-in, and `fg`
-/// (`SIGCONT`) continues it. Its sandbox leads a session of its own, so
-/// the program's process group is orphaned, and the kernel drops a
-/// `SIGTSTP` sent there. (Regression: the job showed as suspended while
-/// the program ran on.)
+/// Ctrl-Z stops an escalation as it stops the stand-in, and `fg`
+/// (`SIGCONT`) continues it. A sandboxed one's sandbox, and an unsandboxed
+/// one, lead a session of their own, so the program's process group is
+/// orphaned, and the kernel drops a `SIGTSTP` sent there. (Regression: the
+/// job showed as suspended while the program ran on.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_stopped_stand_in_stops_its_sandboxed_escalation() {
+async fn a_stopped_stand_in_stops_its_escalation() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let world = World::new();
-    let policy = policy_by_path(&[("/usr/bin/sleep", Decision::Escalate(Execution::TurnDefault))]);
-    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
-    let child = spawn_session_shell(&mut session, "sleep 1000.25; print status=$?", &world.ws);
-    recorder.wait_for_started(1).await;
-    let program = wait_for_state("/usr/bin/sleep 1000.25", |state| state != 'T').await;
-    let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
-    kill(stand_in, Signal::SIGTSTP).unwrap();
-    wait_for_state("/usr/bin/sleep 1000.25", |state| state == 'T').await;
-    assert_eq!(process_state(stand_in.as_raw()), Some('T'));
-    kill(stand_in, Signal::SIGCONT).unwrap();
-    wait_for_state("/usr/bin/sleep 1000.25", |state| state != 'T').await;
-    kill(stand_in, Signal::SIGINT).unwrap();
-    let output = finish(child).await;
-    session.shutdown().await;
-    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
-    assert!(!process_exists(program));
+    for (execution, duration) in [
+        (Execution::TurnDefault, "1000.25"),
+        (Execution::Unsandboxed, "1000.3125"),
+    ] {
+        let world = World::new();
+        let policy = policy_by_path(&[("/usr/bin/sleep", Decision::Escalate(execution.clone()))]);
+        let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+        let script = format!("sleep {duration}; print status=$?");
+        let child = spawn_session_shell(&mut session, &script, &world.ws);
+        recorder.wait_for_started(1).await;
+        let running = format!("/usr/bin/sleep {duration}");
+        let program = wait_for_state(&running, |state| state != 'T').await;
+        let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
+        kill(stand_in, Signal::SIGTSTP).unwrap();
+        wait_for_state(&running, |state| state == 'T').await;
+        assert_eq!(process_state(stand_in.as_raw()), Some('T'), "{execution:?}");
+        kill(stand_in, Signal::SIGCONT).unwrap();
+        wait_for_state(&running, |state| state != 'T').await;
+        kill(stand_in, Signal::SIGINT).unwrap();
+        let output = finish(child).await;
+        session.shutdown().await;
+        assert_eq!(
+            output.stdout, "status=130\n",
+            "{execution:?}: {}",
+            output.stderr
+        );
+        assert!(!process_exists(program), "{execution:?}");
+    }
 }
 
 /// A sandboxed escalation that handles `SIGTSTP` gets it before it is

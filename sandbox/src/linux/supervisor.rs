@@ -500,11 +500,18 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 /// signal raised again here (as the pid namespace's init, which a signal it
 /// raises itself cannot end, exit status 128 plus the signal, and bubblewrap
 /// passes on no more: the signal is said on `report_to` first). Reaps every
-/// other child on the way: as init, it inherits the sandbox's orphans.
+/// other child on the way: as init, it inherits the sandbox's orphans. A
+/// stopped target is continued: nothing above it would.
 fn exit_as(child: Pid, report_to: Option<&OwnedFd>) -> ! {
     loop {
-        match nix::sys::wait::waitpid(None, None) {
+        match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
             Ok(status) if status.pid() != Some(child) => continue,
+            // No job control above the sandbox's init sees the target stop
+            // (a program an interactive shell `exec`ed, stopped by Ctrl-Z,
+            // would hold the terminal stopped for good): it goes on.
+            Ok(WaitStatus::Stopped(..)) => {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGCONT);
+            }
             Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
             Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
                 if let Some(report_to) = report_to {
