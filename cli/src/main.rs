@@ -348,10 +348,11 @@ impl SessionArgs {
         let audit = execgate_audit::SessionAudit::new(Arc::new(log), options);
         if config.audit.warn_on_failure {
             session.audit_failure = AuditFailure::Warn;
-            session.audit = Some(Arc::new(unrecorded::SaysWhenUnrecorded::new(audit)));
-        } else {
-            session.audit = Some(Arc::new(audit));
         }
+        session.audit = Some(Arc::new(unrecorded::SaysWhenUnrecorded::new(
+            audit,
+            config.audit.warn_on_failure,
+        )));
         let labels = SessionLabels {
             profile: profile_name,
             rules: rule_files,

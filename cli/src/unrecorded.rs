@@ -1,7 +1,10 @@
-//! What `on_failure = "warn"` says on stderr: the session goes on when its
-//! audit records cannot be written, and the person at the terminal must
-//! know that what runs now leaves no record. Never turns a failure into a
-//! success or the reverse: it only watches the sink it wraps.
+//! What execgate says on stderr when its session's audit records cannot be
+//! written: with `on_failure = "warn"` the session goes on, and the person
+//! at the terminal must know that what runs now leaves no record; with
+//! `deny`, decisions are refused with the reason, but a record of what
+//! already happened (a child's exit, the session's end) fails silently
+//! otherwise. Never turns a failure into a success or the reverse: it only
+//! watches the sink it wraps.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,13 +16,22 @@ pub struct SaysWhenUnrecorded<S> {
     inner: S,
     /// Records lost since the last one written.
     lost: AtomicU64,
+    /// What the session does meanwhile, as the warning says it.
+    meanwhile: &'static str,
 }
 
 impl<S> SaysWhenUnrecorded<S> {
-    pub fn new(inner: S) -> Self {
+    /// `goes_on`: the session carries decisions out unrecorded
+    /// (`on_failure = "warn"`) rather than refusing them.
+    pub fn new(inner: S, goes_on: bool) -> Self {
         SaysWhenUnrecorded {
             inner,
             lost: AtomicU64::new(0),
+            meanwhile: if goes_on {
+                "going on without records, as on_failure = \"warn\" says"
+            } else {
+                "every command is refused meanwhile, as on_failure = \"deny\" says"
+            },
         }
     }
 }
@@ -31,8 +43,8 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
             Err(reason) => {
                 if self.lost.fetch_add(1, Ordering::SeqCst) == 0 {
                     crate::stderr::line(&format!(
-                        "execgate: warning: the audit log cannot be written ({reason}); going \
-                         on without records, as on_failure = \"warn\" says"
+                        "execgate: warning: the audit log cannot be written ({reason}); {}",
+                        self.meanwhile
                     ));
                 }
             }

@@ -433,6 +433,11 @@ fn a_file_size_limit_denies_commands_and_kills_nothing() {
     );
     assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
     assert!(stderr.contains("cannot write the audit log"), "{stderr}");
+    assert_eq!(
+        stderr.matches("every command is refused meanwhile").count(),
+        1,
+        "{stderr}"
+    );
     // Past the limit already, the session's first record cannot be
     // written: it does not start, and says so (a review: it was killed).
     let output = Command::new("prlimit")
