@@ -208,7 +208,7 @@ const EXEC_CHOICES: &[Choice] = &[
     },
     Choice {
         keys: &["a", "A"],
-        label: "[a] for this session",
+        label: "[a] this command, for the session",
         answer: || ApprovalAnswer::ApproveForSession,
     },
     Choice {
@@ -1152,7 +1152,7 @@ mod tests {
         assert_eq!(
             choices,
             "\x1b#5  run /usr/bin/touch with 102 arguments? \
-             [y] once  [a] for this session  [n] decline  [!] abort the command  \
+             [y] once  [a] this command, for the session  [n] decline  [!] abort the command  \
              [v] view it whole: \x1b[J"
         );
         // Every argument is there, each cut to its share: none is left out
