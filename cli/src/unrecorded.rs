@@ -48,7 +48,8 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
                     ));
                 }
             }
-            Ok(()) => {
+            // A load first: every decision's record passes here.
+            Ok(()) if self.lost.load(Ordering::Relaxed) > 0 => {
                 let lost = self.lost.swap(0, Ordering::SeqCst);
                 if lost > 0 {
                     crate::stderr::line(&format!(
@@ -56,6 +57,7 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
                     ));
                 }
             }
+            Ok(()) => {}
         }
         recorded
     }
