@@ -1164,8 +1164,7 @@ fn a_refused_escalation_says_why_on_stderr_and_in_the_table() {
 /// Regression (a probe): what the server cannot see is said for what it
 /// is: a program in the sandbox's own /dev/shm ("No such file" of a file
 /// just made), a working directory that was removed (`""` is not an
-/// absolute path). The session's end line counts requests refused before
-/// a decision among what it reports.
+/// absolute path).
 #[test]
 fn requests_the_server_cannot_follow_say_why() {
     let (dir, ws) = workspace();
