@@ -1311,3 +1311,28 @@ fn sandbox(
         128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
     }))
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// The end line counts what the session did, requests refused before
+    /// a decision included (a probe's refused program showed as "0
+    /// denied", with nothing else said).
+    #[test]
+    fn the_end_line_counts_refused_requests() {
+        let mut metrics = Metrics::default();
+        metrics.decided_run = 2;
+        metrics.decided_deny = 1;
+        assert_eq!(
+            end_line(&metrics),
+            "execgate: shell ended: 3 commands decided, 0 escalated, 1 denied"
+        );
+        metrics.requests_refused = 2;
+        assert_eq!(
+            end_line(&metrics),
+            "execgate: shell ended: 3 commands decided, 0 escalated, 1 denied, \
+             2 refused before a decision (see the audit log)"
+        );
+    }
+}
