@@ -1193,6 +1193,35 @@ fn requests_the_server_cannot_follow_say_why() {
     );
 }
 
+/// Regression (a probe): a `.git` the sandbox made at the top of the
+/// temporary directory took in every directory below it without a
+/// repository of its own, for the user's git outside the sandbox too (its
+/// `core.fsmonitor` ran there). None can be made there; below it, and in
+/// the workspace, `git init` works.
+#[test]
+fn no_repository_can_be_made_at_the_top_of_the_temporary_directory() {
+    let (dir, ws) = workspace();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--",
+            "mkdir $TMPDIR/.git; print top=$?; mkdir $TMPDIR/x $TMPDIR/x/.git; print below=$?; \
+             mkdir sub sub/.git; print workspace=$?",
+        ],
+        &[("TMPDIR", tmp.to_str().unwrap())],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(
+        text(&output.stdout),
+        "top=1\nbelow=0\nworkspace=0\n",
+        "{stderr}"
+    );
+    assert!(!tmp.join(".git").exists());
+}
+
 /// `--program` keeps the start and exit of the escalations it keeps, also
 /// when the exit is in a rotated file named before the decision's (as
 /// `audit.jsonl*` names them, newest first): a review found the exit

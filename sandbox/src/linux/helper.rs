@@ -16,7 +16,7 @@
 //! the other filters, which match x86-64 numbers, would let them all pass.
 //!
 //! `execgate-sandbox-helper [--read PATH]... [--write PATH]...
-//! [--deny-glob GLOB]... [--glob-root PATH]... [--restrict-network |
+//! [--no-repository-at PATH]... [--deny-glob GLOB]... [--glob-root PATH]... [--restrict-network |
 //! --limited-network FD [--allow-unix-socket PATH]...] ([--exec-fd N] --
 //! ARGV0 ARGS... | --spare FD)`
 //!
@@ -60,6 +60,8 @@ pub const SETUP_FAILED: u8 = 126;
 struct HelperArgs {
     read: Vec<PathBuf>,
     write: Vec<PathBuf>,
+    /// Writable roots where no `.git` may be made.
+    no_repository_at: Vec<PathBuf>,
     restrict_network: bool,
     /// `Some(None)`: limited, but the launcher had no link to a proxy.
     limited_network: Option<Option<RawFd>>,
@@ -97,6 +99,9 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
         match arg.to_str() {
             Some("--read") => parsed.read.push(value("--read")?.into()),
             Some("--write") => parsed.write.push(value("--write")?.into()),
+            Some("--no-repository-at") => parsed
+                .no_repository_at
+                .push(value("--no-repository-at")?.into()),
             Some("--restrict-network") => parsed.restrict_network = true,
             Some("--limited-network") => {
                 let link = value("--limited-network")?;
@@ -247,7 +252,12 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
     } else {
         Some(DenyGlobs::new(&args.deny_globs, args.glob_roots.clone())?)
     };
-    let mut supervision = Supervision::new(network.confines_connect(), &args.write, deny);
+    let mut supervision = Supervision::new(
+        network.confines_connect(),
+        &args.write,
+        &args.no_repository_at,
+        deny,
+    );
     supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets)?);
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;

@@ -105,20 +105,32 @@ pub(crate) struct Supervision {
     /// `stat` gives them, taken when the sandbox started.
     allowed_sockets: Vec<(u64, u64)>,
     /// `ROOT/.agents` and `ROOT/.execgate` for each writable root, unless
-    /// the profile grants that path itself.
+    /// the profile grants that path itself; `ROOT/.git` for each root no
+    /// repository may be made at the top of.
     uncreatable: Vec<PathBuf>,
     deny: Option<DenyGlobs>,
 }
 
 impl Supervision {
+    /// `no_repository_at`: writable roots where `.git` cannot be made
+    /// either (the temporary directory: a repository at its top would take
+    /// in every directory below it that has none of its own, for the user's
+    /// git outside the sandbox too).
     pub(crate) fn new(
         restrict_network: bool,
         writable_roots: &[PathBuf],
+        no_repository_at: &[PathBuf],
         deny: Option<DenyGlobs>,
     ) -> Supervision {
         let uncreatable = writable_roots
             .iter()
             .flat_map(|root| UNCREATABLE_NAMES.map(|name| root.join(name)))
+            .chain(
+                no_repository_at
+                    .iter()
+                    .filter(|root| writable_roots.contains(root))
+                    .map(|root| root.join(".git")),
+            )
             .filter(|path| !writable_roots.contains(path))
             .collect();
         Supervision {
@@ -944,6 +956,7 @@ impl Call<'_> {
     fn refuse_uncreatable(&self, location: &Location) -> Result<(), Errno> {
         let is_protected_name = UNCREATABLE_NAMES
             .iter()
+            .chain(&[".git"])
             .any(|name| location.name == OsStr::new(name));
         if is_protected_name && self.supervision.uncreatable.contains(&location.path()) {
             return Err(Errno::EACCES);
@@ -1704,13 +1717,27 @@ mod tests {
     #[test]
     fn uncreatable_paths_skip_explicit_grants() {
         let roots = [PathBuf::from("/w"), PathBuf::from("/w/.agents")];
-        let supervision = Supervision::new(false, &roots, None);
+        let supervision = Supervision::new(false, &roots, &[], None);
         assert_eq!(
             supervision.uncreatable,
             [
                 PathBuf::from("/w/.execgate"),
                 PathBuf::from("/w/.agents/.agents"),
                 PathBuf::from("/w/.agents/.execgate"),
+            ]
+        );
+        // A repository's top only where asked, and only at a writable root.
+        let roots = [PathBuf::from("/w"), PathBuf::from("/tmp")];
+        let asked = [PathBuf::from("/tmp"), PathBuf::from("/r")];
+        let supervision = Supervision::new(false, &roots, &asked, None);
+        assert_eq!(
+            supervision.uncreatable,
+            [
+                PathBuf::from("/w/.agents"),
+                PathBuf::from("/w/.execgate"),
+                PathBuf::from("/tmp/.agents"),
+                PathBuf::from("/tmp/.execgate"),
+                PathBuf::from("/tmp/.git"),
             ]
         );
     }
@@ -1729,7 +1756,7 @@ mod tests {
 
     #[test]
     fn the_notifying_filter_notifies() {
-        let supervision = Supervision::new(true, &[PathBuf::from("/w")], None);
+        let supervision = Supervision::new(true, &[PathBuf::from("/w")], &[], None);
         let program = notifying_program(&supervision).unwrap();
         assert!(program
             .iter()
