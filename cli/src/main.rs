@@ -277,6 +277,23 @@ impl SessionArgs {
             "the commands run here could change the policy of later sessions; keep policy \
              files outside the writable roots",
         );
+        // Where the user's own shells read their startup files: a sandbox
+        // that writes there plants what they run outside it (a probe's
+        // ZDOTDIR in the workspace took a .zshrc line).
+        let startup_dirs: Vec<PathBuf> = ["ZDOTDIR", "HOME"]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute() && dir.is_dir())
+            .collect();
+        warn_if_sandbox_writable(
+            &profile,
+            &cwd,
+            startup_dirs.iter().map(PathBuf::as_path),
+            "the commands run here could plant what your own shell runs at its next start, \
+             outside any sandbox (.zshrc, .bashrc, .profile); keep ZDOTDIR and your home \
+             outside the writable roots",
+        );
         let located = Tools::locate_with_origin()?;
         // A probe replaced the execgate its next session ran, from a
         // sandbox that could write the directory it was installed in. (A

@@ -1222,6 +1222,29 @@ fn no_repository_can_be_made_at_the_top_of_the_temporary_directory() {
     assert!(!tmp.join(".git").exists());
 }
 
+/// Regression (a probe of the package): a `ZDOTDIR` inside the workspace
+/// took a `.zshrc` line from the sandbox, which the user's own zsh ran
+/// later, with no word from execgate.
+#[test]
+fn a_startup_directory_in_reach_of_the_sandbox_is_warned_of() {
+    let (_dir, ws) = workspace();
+    let dotdir = ws.join("dot");
+    std::fs::create_dir(&dotdir).unwrap();
+    let warning = "could plant what your own shell runs at its next start";
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--", "true"],
+        &[("ZDOTDIR", dotdir.to_str().unwrap())],
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} is writable", dotdir.display())) && stderr.contains(warning),
+        "{stderr}"
+    );
+    let output = execgate(&ws, &["run", "--", "true"]);
+    assert!(!text(&output.stderr).contains(warning));
+}
+
 /// `--program` keeps the start and exit of the escalations it keeps, also
 /// when the exit is in a rotated file named before the decision's (as
 /// `audit.jsonl*` names them, newest first): a review found the exit
