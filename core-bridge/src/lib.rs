@@ -163,6 +163,16 @@ pub enum BridgeError {
         missing: PathBuf,
         installed: PathBuf,
     },
+    #[error(
+        "execgate's installation in {} is incomplete: {} is missing; reinstall the package \
+         (apt-get install --reinstall execgate)",
+        .installation.display(),
+        .missing.display()
+    )]
+    IncompleteInstallation {
+        missing: PathBuf,
+        installation: PathBuf,
+    },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
     #[error(transparent)]

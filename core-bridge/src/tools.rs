@@ -165,7 +165,11 @@ impl Tools {
         }
         let [zsh_override, wrapper_override, helper_override] = overrides;
         let mut first_problem = None;
-        for (origin, layout) in layouts {
+        // An installation's directory that is there, with something missing
+        // from it: the one to name (not the build tree's advice).
+        let mut broken_installation = None;
+        let installation_dirs = [None, Some(clean(&installed)), Some(clean(package))];
+        for ((origin, layout), installation) in layouts.into_iter().zip(installation_dirs) {
             let pick = |over: &Option<std::ffi::OsString>, default: &Path| {
                 clean(over.as_deref().map_or(default, Path::new))
             };
@@ -177,9 +181,25 @@ impl Tools {
             match tools.check() {
                 Ok(()) => return Ok(LocatedTools { tools, origin }),
                 Err(problem) => {
+                    if let (
+                        Some(dir),
+                        None,
+                        BridgeError::NoZsh(missing) | BridgeError::MissingTool(missing),
+                    ) = (&installation, &broken_installation, &problem)
+                    {
+                        if dir.is_dir() {
+                            broken_installation = Some(BridgeError::IncompleteInstallation {
+                                missing: missing.clone(),
+                                installation: dir.clone(),
+                            });
+                        }
+                    }
                     first_problem.get_or_insert(problem);
                 }
             }
+        }
+        if let Some(broken) = broken_installation {
+            return Err(broken);
         }
         // Every layout lacks something: name the build tree's missing tool
         // and where an installed one would be.
@@ -309,6 +329,32 @@ mod tests {
 
     fn no_env(_: &str) -> Option<std::ffi::OsString> {
         None
+    }
+
+    /// From a probe of the package: with a tool gone from an installation,
+    /// the message named a "build tree" under /usr and told a user to build
+    /// the workspace. It names the installation and what to do now.
+    #[test]
+    fn an_incomplete_installation_is_named_as_one() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path().canonicalize().unwrap();
+        let exe = file(&root, "usr/bin/execgate");
+        file(&root, "usr/libexec/execgate/execgate-sandbox-helper");
+        file(&root, "usr/libexec/execgate/zsh/bin/zsh");
+        let error = discover(&exe, no_env).err().unwrap().to_string();
+        assert!(
+            error.contains(&format!(
+                "installation in {} is incomplete: {} is missing",
+                root.join("usr/libexec/execgate").display(),
+                root.join("usr/libexec/execgate/execgate-exec-wrapper").display()
+            )) && error.contains("reinstall the package"),
+            "{error}"
+        );
+        // Nothing installed: the build tree's advice, as before.
+        let bare = tempfile::tempdir().unwrap();
+        let exe = file(bare.path(), "home/dev/target/debug/execgate");
+        let error = discover(&exe, no_env).err().unwrap().to_string();
+        assert!(error.contains("build the workspace"), "{error}");
     }
 
     #[test]
