@@ -178,6 +178,61 @@ fn what_the_token_cannot_enforce_is_refused() {
     assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
 }
 
+/// Regression: `:cwd = write` from the home (or above it) made the whole
+/// profile writable: startup scripts, `.ssh`, `.gitconfig`, which run
+/// outside the sandbox later. Refused, as on Linux; below the home is a
+/// project and runs.
+#[test]
+fn a_writable_working_directory_cannot_hold_the_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(ws.join("project")).unwrap();
+    let args = [
+        "run",
+        "--profile",
+        "offline",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "echo ran",
+    ];
+    let home_at = |home: &Path| {
+        let home = home.to_str().unwrap().replace('/', "\\").to_uppercase();
+        execgate_with(
+            dir.path(),
+            &args,
+            &[
+                ("EXECGATE_WINE_UNENFORCED_TOKEN", "1"),
+                ("USERPROFILE", home.as_str()),
+            ],
+        )
+    };
+    for (case, home) in [
+        ("the home", ws.clone()),
+        ("above the home", ws.join("project")),
+    ] {
+        let output = home_at(&home);
+        assert_eq!(
+            output.status.code(),
+            Some(125),
+            "{case}: {}",
+            text(&output.stderr)
+        );
+        assert!(
+            text(&output.stderr).contains("holds your home directory"),
+            "{case}: {}",
+            text(&output.stderr)
+        );
+        assert!(text(&output.stdout).is_empty(), "{case}");
+        let last = audit(dir.path()).pop().unwrap();
+        assert_eq!(last["execgate"]["decision"], "deny", "{case}: {last}");
+    }
+    let output = home_at(dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "ran");
+}
+
 /// Regression: a token Windows did not report restricted (Wine's, or one
 /// with no restricting SID) ran the command unconfined. It is refused
 /// unless the Wine-only opt-in is set, and then every record says so.

@@ -378,8 +378,27 @@ fn session_context<'probe>(
         cwd: win_path(&config.cwd)?,
         temp_dirs,
         workspace_roots,
+        homes: homes(),
         probe,
     })
+}
+
+/// The user's homes, canonical: `%USERPROFILE%` and the profile directory
+/// Windows reports for this process's user (either is where the user's
+/// startup files are read from). One that does not resolve is left out,
+/// as is a volume's root (which the planner refuses to write anyway).
+fn homes() -> Vec<WinPath> {
+    let mut homes: Vec<WinPath> = std::env::var_os("USERPROFILE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(backend::profile_directory().ok())
+        .filter(|home| home.is_absolute())
+        .filter_map(|home| win_path(&home).ok())
+        .filter(|home| home.depth() > 0)
+        .collect();
+    homes.sort();
+    homes.dedup();
+    homes
 }
 
 fn win_path(path: &Path) -> Result<WinPath, WindowsRunError> {

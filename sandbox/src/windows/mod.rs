@@ -422,6 +422,17 @@ pub fn system_cmd_exe() -> Result<std::path::PathBuf> {
     Ok(path)
 }
 
+/// The profile directory Windows reports for this process's user
+/// (`GetUserProfileDirectoryW`), whatever `USERPROFILE` says: one of the
+/// homes a writable working directory may not hold.
+pub fn profile_directory() -> Result<std::path::PathBuf> {
+    use std::os::windows::ffi::OsStringExt;
+    let token = sys::open_process_token()?;
+    Ok(std::path::PathBuf::from(std::ffi::OsString::from_wide(
+        &sys::user_profile_directory(&token)?,
+    )))
+}
+
 /// `CommandLineToArgvW` itself, to check the planner's quoting against.
 pub fn split_command_line(line: &[u16]) -> Result<Vec<Vec<u16>>> {
     Ok(sys::command_line_to_argv(line)?)

@@ -890,6 +890,36 @@ pub fn system_directory() -> Result<Vec<u16>> {
     }
 }
 
+/// The profile directory Windows reports for `token`'s user
+/// (`GetUserProfileDirectoryW`), not the environment's `USERPROFILE`.
+pub fn user_profile_directory(token: &OwnedHandle) -> Result<Vec<u16>> {
+    use windows_sys::Win32::UI::Shell::GetUserProfileDirectoryW;
+    let mut buffer = vec![0u16; 260];
+    loop {
+        let mut size = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+        // SAFETY: `buffer` holds `size` writable units; the token handle is
+        // alive for the call.
+        let ok = unsafe {
+            GetUserProfileDirectoryW(
+                token.as_raw_handle() as HANDLE,
+                buffer.as_mut_ptr(),
+                &mut size,
+            )
+        };
+        if ok != 0 {
+            let length = buffer.iter().position(|unit| *unit == 0).unwrap_or(0);
+            buffer.truncate(length);
+            return Ok(buffer);
+        }
+        let error = last_error("GetUserProfileDirectoryW");
+        // Too small: `size` is the size needed, NUL included.
+        if error.code != ERROR_INSUFFICIENT_BUFFER || size as usize <= buffer.len() {
+            return Err(error);
+        }
+        buffer.resize(size as usize, 0);
+    }
+}
+
 /// Whether process `pid` has ended (or cannot be found).
 pub fn process_has_ended(pid: u32) -> bool {
     use windows_sys::Win32::System::Threading::{

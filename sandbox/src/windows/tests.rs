@@ -154,6 +154,16 @@ fn child_role() {
     }
 }
 
+/// The profile directory comes from Windows for this process's user: an
+/// existing directory below a volume's root, whatever `USERPROFILE` says.
+#[test]
+fn the_profile_directory_windows_reports_is_a_directory() {
+    let profile = profile_directory().unwrap();
+    assert!(profile.is_absolute(), "{}", profile.display());
+    assert!(profile.is_dir(), "{}", profile.display());
+    assert!(profile.parent().is_some(), "{}", profile.display());
+}
+
 #[test]
 fn plan_masks_are_the_windows_constants() {
     use windows_sys::Win32::Foundation::GENERIC_WRITE;
@@ -242,6 +252,7 @@ fn acl_composition_puts_denies_first_with_masks_and_inheritance() {
         cwd: root.clone(),
         temp_dirs: vec![],
         workspace_roots: vec![],
+        homes: vec![],
         probe: &probe,
     };
     let plan = WindowsPlan::new(
@@ -515,6 +526,7 @@ fn applied_plan(root: &std::path::Path, state: &std::path::Path) -> (WindowsPlan
         cwd: root,
         temp_dirs: vec![],
         workspace_roots: vec![],
+        homes: vec![],
         probe: &probe_fn,
     };
     let mut sids = SidStore::load(state).unwrap();

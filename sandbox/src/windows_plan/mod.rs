@@ -114,6 +114,13 @@ pub enum WindowsPlanError {
     )]
     VolumeRootWorkingDirectory { cwd: String },
     #[error(
+        "the working directory {cwd} holds your home directory, and the profile makes the \
+         working directory writable: the commands run here could rewrite your PowerShell \
+         profile, .ssh and .gitconfig, which run outside the sandbox later; start from a project \
+         directory (--cwd), or grant the home in a profile of your own if that is meant"
+    )]
+    WritableHome { cwd: String },
+    #[error(
         "the working directory {cwd} is inside .git, which workspace profiles keep read-only \
          (its hooks and config run code outside the sandbox later); start from the workspace \
          (--cwd)"
@@ -157,6 +164,10 @@ pub struct WindowsContext<'facts> {
     /// `%TEMP%` and `%TMP%` (one entry when they agree).
     pub temp_dirs: Vec<WinPath>,
     pub workspace_roots: Vec<WinPath>,
+    /// The user's home directories, canonical: `%USERPROFILE%` and the
+    /// profile directory Windows reports for the token (they may differ).
+    /// A writable working directory may not hold one.
+    pub homes: Vec<WinPath>,
     /// Answers what exists at a path.
     pub probe: &'facts dyn Fn(&WinPath) -> PathKind,
 }
@@ -442,6 +453,14 @@ impl WindowsPlan {
                             cwd: context.cwd.to_string(),
                         });
                     }
+                    // Started from the home (or above it), it would make
+                    // writable what runs outside the sandbox later: the
+                    // user's PowerShell profile, `.ssh`, `.gitconfig`.
+                    if holds_a_home(&context.cwd, &context.homes) {
+                        return Err(WindowsPlanError::WritableHome {
+                            cwd: context.cwd.to_string(),
+                        });
+                    }
                     // Started inside `.git`, it would make writable what
                     // every writable root keeps read-only.
                     if context.cwd.has_component(".git") {
@@ -674,6 +693,12 @@ pub fn path_beyond_sandbox(path: &str, writable: &[WinPath]) -> (String, Vec<Str
         }
     }
     (kept.join(";"), dropped)
+}
+
+/// Whether `cwd` is one of `homes` or a directory above one, compared
+/// without regard to case, as Windows does.
+fn holds_a_home(cwd: &WinPath, homes: &[WinPath]) -> bool {
+    homes.iter().any(|home| home.starts_with(cwd))
 }
 
 fn root_for<'roots>(roots: &'roots [WritableRoot], path: &WinPath) -> Option<&'roots WritableRoot> {

@@ -389,6 +389,7 @@ fn plan_with(
         cwd: path(r"C:\work"),
         temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
         workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
+        homes: vec![],
         probe: &probe,
     };
     WindowsPlan::new(profile, additional, &context, network, sids)
@@ -952,6 +953,7 @@ fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
         cwd: path(r"C:\work"),
         temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
         workspace_roots: vec![],
+        homes: vec![],
         probe: &probe,
     };
     let writable = sandbox_writable_paths(&[&profile], &context).unwrap();
@@ -1032,8 +1034,9 @@ fn an_escalated_program_the_sandbox_could_write_is_refused() {
     }
 }
 
-/// Regression: the planner let `:cwd = write` start inside `.git` or at a
-/// volume's root, and a writable root inside a root's `.git` silently
+/// Regression: the planner let `:cwd = write` start inside `.git`, at a
+/// volume's root, or at the home or above it (all the user's startup
+/// files writable), and a writable root inside a root's `.git` silently
 /// took that `.git`'s protection away. Each is refused, as on Linux.
 #[test]
 fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
@@ -1128,6 +1131,55 @@ fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
             Some("is inside"),
         ),
         (
+            "the home",
+            r"C:\Users\me",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("holds your home directory"),
+        ),
+        (
+            "the home, spelled in another case",
+            r"c:\USERS\ME",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("holds your home directory"),
+        ),
+        (
+            "above the home",
+            r"C:\Users",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("holds your home directory"),
+        ),
+        (
+            "above the profile Windows reports",
+            r"D:\Profiles",
+            with(vec![cwd_write.clone()]),
+            &[],
+            Some("holds your home directory"),
+        ),
+        (
+            "the home, read only",
+            r"C:\Users\me",
+            with(vec![cwd_read.clone()]),
+            &[],
+            None,
+        ),
+        (
+            "a project in the home",
+            r"C:\Users\me\src\app",
+            with(vec![cwd_write.clone()]),
+            &[],
+            None,
+        ),
+        (
+            "a sibling whose name extends the home's",
+            r"C:\Users\meg",
+            with(vec![cwd_write.clone()]),
+            &[],
+            None,
+        ),
+        (
             ".execgate named writable is meant",
             r"C:\work",
             with(vec![cwd_write.clone(), roots_write.clone()]),
@@ -1141,6 +1193,7 @@ fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
             cwd: path(cwd),
             temp_dirs: vec![],
             workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
+            homes: vec![path(r"C:\Users\Me"), path(r"D:\Profiles\me")],
             probe: &probe,
         };
         let planned = WindowsPlan::new(
