@@ -470,6 +470,65 @@ fn children_never_search_the_working_directory_and_escalations_get_a_clean_path(
     assert_eq!(last["execgate"]["execution"], "unsandboxed");
 }
 
+/// Regression: PATH entries were compared with the writable roots as
+/// text, so a writable directory spelled another way (a trailing dot or
+/// space on a component, which Windows drops; a junction, `subst`, an 8.3
+/// name) stayed in an escalation's PATH. Each entry is resolved to its
+/// canonical path and both spellings are compared.
+#[test]
+fn an_escalations_path_leaves_out_writable_entries_however_spelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(ws.join("tools")).unwrap();
+    let ws_text = ws.to_str().unwrap().to_owned();
+    let dotted = format!("{ws_text}.\\tools");
+    let spaced = format!("{ws_text} \\tools");
+    let missing = format!("{ws_text}.\\not-yet");
+    let path = format!(
+        "{dotted};{spaced};{missing};{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // %TEMP% elsewhere, so that only the working directory's own
+    // spellings hold these entries.
+    let temp = dir.path().join("temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let temp = temp.to_str().unwrap();
+    let env = [
+        ("PATH", path.as_str()),
+        ("TEMP", temp),
+        ("TMP", temp),
+        ("EXECGATE_WINE_UNENFORCED_TOKEN", "1"),
+    ];
+    let unsandboxed = [
+        "run",
+        "--profile",
+        "offline",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "set&rem",
+        "unsandboxed",
+    ];
+    let output = execgate_with(dir.path(), &unsandboxed, &env);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let child_path = stdout
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.trim_end().split_once('=')?;
+            key.eq_ignore_ascii_case("PATH").then(|| value.to_owned())
+        })
+        .unwrap_or_default();
+    for entry in [&dotted, &spaced, &missing] {
+        assert!(
+            !child_path.split(';').any(|kept| kept == entry.as_str()),
+            "{entry} kept: {child_path}"
+        );
+    }
+    assert!(!child_path.is_empty());
+}
+
 /// Regression: a program the sandbox could have written, resolved in the
 /// working directory, in a writable `PATH` entry or in `%TEMP%`, was
 /// escalated unsandboxed by a rule on its name (`whoami`). It runs in

@@ -20,8 +20,9 @@ use execgate_sandbox::windows::{
 };
 use execgate_sandbox::windows_plan::{
     cmd_command_line, cmd_script_line, command_line, environment_block, escalation_refusal,
-    path_beyond_sandbox, pwsh_script_line, sandbox_writable_paths, PathKind, SidStore, WinPath,
-    WindowsContext, WindowsNetwork, WindowsPlan, WindowsPlanError, WINDOWS_SANDBOX_NAME,
+    path_beyond_sandbox, pwsh_script_line, sandbox_writable_paths, PathEntryFound, PathKind,
+    SidStore, WinPath, WindowsContext, WindowsNetwork, WindowsPlan, WindowsPlanError,
+    WINDOWS_SANDBOX_NAME,
 };
 use execgate_sandbox::PermissionProfile;
 
@@ -401,6 +402,41 @@ fn homes() -> Vec<WinPath> {
     homes
 }
 
+/// A `PATH` entry as it resolves on disk (`std::fs::canonicalize`, which
+/// is `GetFinalPathNameByHandleW`, as for the program): for one that does
+/// not exist yet, its nearest existing ancestor resolved, with the missing
+/// names after it.
+fn resolve_path_entry(entry: &WinPath) -> PathEntryFound {
+    let mut existing = PathBuf::from(entry.to_string());
+    let mut missing: Vec<OsString> = Vec::new();
+    loop {
+        match std::fs::canonicalize(&existing) {
+            Ok(canonical) => {
+                let Ok(mut resolved) = WinPath::parse(&plain(canonical).to_string_lossy()) else {
+                    return PathEntryFound::Unresolvable;
+                };
+                for name in missing.iter().rev() {
+                    match resolved.join(&name.to_string_lossy()) {
+                        Ok(joined) => resolved = joined,
+                        Err(_) => return PathEntryFound::Unresolvable,
+                    }
+                }
+                return PathEntryFound::Canonical(resolved);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let Some(name) = existing.file_name().map(OsStr::to_os_string) else {
+                    return PathEntryFound::Nowhere;
+                };
+                missing.push(name);
+                if !existing.pop() {
+                    return PathEntryFound::Nowhere;
+                }
+            }
+            Err(_) => return PathEntryFound::Unresolvable,
+        }
+    }
+}
+
 fn win_path(path: &Path) -> Result<WinPath, WindowsRunError> {
     let canonical =
         std::fs::canonicalize(path)
@@ -521,7 +557,7 @@ pub fn prepare(
             .find(|(name, _)| String::from_utf16_lossy(name).eq_ignore_ascii_case("PATH"))
             .map(|(_, value)| String::from_utf16_lossy(value));
         if let Some(caller_path) = caller_path {
-            let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable);
+            let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable, &resolve_path_entry);
             if !dropped.is_empty() {
                 warnings.push(format!(
                     "left out of PATH, as the sandbox can write them or they are relative: {}",

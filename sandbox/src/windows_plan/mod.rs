@@ -676,20 +676,54 @@ pub fn escalation_refusal(
     Some(format!("escalation refused: {program} is {how}"))
 }
 
+/// What the backend found at a `PATH` entry, for [`path_beyond_sandbox`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathEntryFound {
+    /// The entry's canonical path (`GetFinalPathNameByHandleW`: junctions,
+    /// `subst` drives, 8.3 names and trailing dots resolved). For an entry
+    /// that does not exist yet: its nearest existing ancestor's canonical
+    /// path with the missing names after it, since the sandbox could
+    /// create them.
+    Canonical(WinPath),
+    /// Nothing on its way exists, not even its volume: judged as spelled.
+    Nowhere,
+    /// It exists but could not be resolved (access denied, a broken
+    /// link): left out, as what it leads to is unknown.
+    Unresolvable,
+}
+
 /// A `PATH` value for a child beyond the sandbox: without relative entries
 /// (searched from wherever the child stands) and without directories
 /// under `writable`, where the sandbox could have planted a program the
-/// child then runs by name. Returns the value kept and the entries left
-/// out (for a warning).
-pub fn path_beyond_sandbox(path: &str, writable: &[WinPath]) -> (String, Vec<String>) {
+/// child then runs by name. Each entry is judged both as spelled and as
+/// `resolve` finds it on disk, so that a writable directory spelled
+/// through a junction, `subst`, an 8.3 name or a trailing dot is left out
+/// too. Returns the value kept and the entries left out (for a warning).
+pub fn path_beyond_sandbox(
+    path: &str,
+    writable: &[WinPath],
+    resolve: &dyn Fn(&WinPath) -> PathEntryFound,
+) -> (String, Vec<String>) {
+    let under_writable = |dir: &WinPath| writable.iter().any(|root| dir.starts_with(root));
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
+    // Split on every `;`, quoted or not: a quoted entry holding `;` falls
+    // apart into pieces judged one by one (a piece left relative is left
+    // out), never into a directory that was not judged.
     for entry in path.split(';').filter(|entry| !entry.is_empty()) {
-        // Quotes group an entry holding `;`; what they hold is judged.
-        let parsed = WinPath::parse(entry.trim_matches('"'));
-        match parsed {
-            Ok(dir) if !writable.iter().any(|root| dir.starts_with(root)) => kept.push(entry),
-            Ok(_) | Err(_) => dropped.push(entry.to_owned()),
+        let keep = match WinPath::parse(entry.trim_matches('"')) {
+            Ok(dir) if under_writable(&dir) => false,
+            Ok(dir) => match resolve(&dir) {
+                PathEntryFound::Canonical(canonical) => !under_writable(&canonical),
+                PathEntryFound::Nowhere => true,
+                PathEntryFound::Unresolvable => false,
+            },
+            Err(_) => false,
+        };
+        if keep {
+            kept.push(entry);
+        } else {
+            dropped.push(entry.to_owned());
         }
     }
     (kept.join(";"), dropped)

@@ -973,7 +973,8 @@ fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
         r"C:\workspace",
     ]
     .join(";");
-    let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable);
+    let as_spelled = |dir: &WinPath| PathEntryFound::Canonical(dir.clone());
+    let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable, &as_spelled);
     assert_eq!(
         kept,
         r#"C:\Windows\system32;"C:\Program Files\Git\cmd";C:\workspace"#
@@ -988,6 +989,88 @@ fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
             r"C:\Users\u\AppData\Local\Temp\x"
         ]
     );
+}
+
+/// Regression: PATH entries were compared with the writable roots as
+/// text only, so `C:\work` spelled through `subst`, a junction, an 8.3
+/// name or a trailing dot stayed in an escalation's PATH. Each entry is
+/// judged as spelled and as resolved on disk; one that exists but cannot
+/// be resolved is left out; one with nothing on its way is judged as
+/// spelled.
+#[test]
+fn path_beyond_the_sandbox_judges_each_entry_as_resolved_on_disk() {
+    let writable = [path(r"C:\work")];
+    let on_disk: BTreeMap<String, PathEntryFound> = [
+        (r"S:\bin", PathEntryFound::Canonical(path(r"C:\work\bin"))),
+        (
+            r"C:\link\bin",
+            PathEntryFound::Canonical(path(r"C:\work\bin")),
+        ),
+        (
+            r"C:\WORK~1\bin",
+            PathEntryFound::Canonical(path(r"C:\work\bin")),
+        ),
+        (
+            r"C:\work.\bin",
+            PathEntryFound::Canonical(path(r"C:\work\bin")),
+        ),
+        (
+            r"S:\later",
+            PathEntryFound::Canonical(path(r"C:\work\later")),
+        ),
+        (r"C:\locked", PathEntryFound::Unresolvable),
+        (r"Q:\absent", PathEntryFound::Nowhere),
+        (
+            r"C:\Windows\System32",
+            PathEntryFound::Canonical(path(r"C:\Windows\System32")),
+        ),
+        // Spelled under the root, leading out of it: the sandbox can
+        // re-point the junction, so the spelling decides.
+        (
+            r"C:\work\junction",
+            PathEntryFound::Canonical(path(r"C:\Windows")),
+        ),
+    ]
+    .into_iter()
+    .map(|(entry, found)| (path(entry).key(), found))
+    .collect();
+    let resolve = |dir: &WinPath| {
+        on_disk
+            .get(&dir.key())
+            .cloned()
+            .unwrap_or(PathEntryFound::Unresolvable)
+    };
+    let caller_path = [
+        r"S:\bin",
+        r"C:\link\bin",
+        r"C:\WORK~1\bin",
+        r"C:\work.\bin",
+        r"S:\later",
+        r"C:\locked",
+        r"Q:\absent",
+        r"C:\Windows\System32",
+        r"C:\work\junction",
+    ]
+    .join(";");
+    let (kept, dropped) = path_beyond_sandbox(&caller_path, &writable, &resolve);
+    assert_eq!(kept, r"Q:\absent;C:\Windows\System32");
+    assert_eq!(
+        dropped,
+        [
+            r"S:\bin",
+            r"C:\link\bin",
+            r"C:\WORK~1\bin",
+            r"C:\work.\bin",
+            r"S:\later",
+            r"C:\locked",
+            r"C:\work\junction",
+        ]
+    );
+    // A quoted entry holding `;` is split first: each piece is judged.
+    let (kept, dropped) =
+        path_beyond_sandbox(r#""C:\work;x";C:\Windows\System32"#, &writable, &resolve);
+    assert_eq!(kept, r"C:\Windows\System32");
+    assert_eq!(dropped, [r#""C:\work"#, r#"x""#]);
 }
 
 /// Regression: a program the sandbox could have written (`.\git.exe` in
