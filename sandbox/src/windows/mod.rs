@@ -232,8 +232,10 @@ pub struct AclReport {
 }
 
 /// Whether `present` already does what `ace` asks: an explicit ACE of the
-/// same kind, SID and inheritance granting or denying at least the mask.
-fn already_there(present: &[AceRecord], ace: &AcePlan) -> bool {
+/// same kind, SID and inheritance denying at least the mask, or granting
+/// exactly it (an allow that grants more, such as an older root ACE with
+/// `FILE_DELETE_CHILD`, is not reused: [`stale_allows`] replaces it).
+pub(crate) fn already_there(present: &[AceRecord], ace: &AcePlan) -> bool {
     let sid = ace.sid.to_string();
     let ace_type = match ace.kind {
         AceKind::Allow => ALLOWED_ACE,
@@ -244,8 +246,31 @@ fn already_there(present: &[AceRecord], ace: &AcePlan) -> bool {
             && record.flags & INHERITED_ACE == 0
             && record.flags & 0x3 == ace.inheritance.flags()
             && record.sid == sid
-            && record.mask & ace.mask == ace.mask
+            && match ace.kind {
+                AceKind::Allow => record.mask == ace.mask,
+                AceKind::Deny => record.mask & ace.mask == ace.mask,
+            }
     })
+}
+
+/// The planned allows whose SID already has an explicit allow of another
+/// mask or inheritance on the path (a root's ACE of an earlier version):
+/// `GRANT_ACCESS` would add the planned rights to it, keeping what it
+/// granted beyond them, so the SID's ACEs there are revoked first.
+pub(crate) fn stale_allows<'a>(present: &[AceRecord], missing: &[&'a AcePlan]) -> Vec<&'a AcePlan> {
+    missing
+        .iter()
+        .copied()
+        .filter(|ace| ace.kind == AceKind::Allow)
+        .filter(|ace| {
+            let sid = ace.sid.to_string();
+            present.iter().any(|record| {
+                record.ace_type == ALLOWED_ACE
+                    && record.flags & INHERITED_ACE == 0
+                    && record.sid == sid
+            })
+        })
+        .collect()
 }
 
 /// Places the plan's ACEs on disk: protected directories first (created
@@ -290,13 +315,36 @@ pub fn apply_acls(plan: &WindowsPlan) -> Result<AclReport> {
         if missing.is_empty() {
             continue;
         }
+        let stale_sids = stale_allows(&present, &missing)
+            .iter()
+            .map(|ace| sys::sid_from_string(&ace.sid.to_string()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let revokes: Vec<sys::AceRequest> = stale_sids
+            .iter()
+            .map(|sid| sys::AceRequest {
+                sid: sid.as_ptr(),
+                mask: 0,
+                deny: false,
+                inheritance: 0,
+                revoke: true,
+            })
+            .collect();
+        let revoked = if revokes.is_empty() {
+            None
+        } else {
+            // SAFETY: the SIDs live in `stale_sids`; the old DACL in
+            // `current`.
+            Some(unsafe { sys::set_entries_in_acl(&revokes, current.dacl) }?)
+        };
+        let base = revoked.as_ref().map_or(current.dacl, |acl| acl.as_ptr());
         let sids = missing
             .iter()
             .map(|ace| sys::sid_from_string(&ace.sid.to_string()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let requests = canonical_requests(missing.iter().copied().zip(&sids));
-        // SAFETY: the SIDs live in `sids`; the old DACL in `current`.
-        let merged = unsafe { sys::set_entries_in_acl(&requests, current.dacl) }?;
+        // SAFETY: the SIDs live in `sids`; the base DACL in `current` or
+        // `revoked`.
+        let merged = unsafe { sys::set_entries_in_acl(&requests, base) }?;
         sys::set_named_dacl(&name, &merged).map_err(|e| path_error("cannot set the DACL of", e))?;
         report.added += missing.len();
     }

@@ -592,6 +592,61 @@ fn enforcement_git_is_not_writable() {
     assert_ne!(created.exit_code, 0, "{created:?}");
 }
 
+/// Regression: a root's allow granted `FILE_DELETE_CHILD`, so the sandbox
+/// could rename `.git` away (its own deny of `DELETE` notwithstanding) and
+/// put one of its own in its place. Renaming it fails; deleting an
+/// ordinary file still works through the inherited `DELETE`.
+#[test]
+#[ignore = "enforcement: real Windows only (Wine enforces no token or DACL)"]
+fn enforcement_git_cannot_be_renamed_away() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join(".git")).unwrap();
+    std::fs::write(root.path().join("old.txt"), "x").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (plan, _) = applied_plan(root.path(), state.path());
+    let renamed = run_restricted(&plan, root.path(), "move .git moved-git");
+    assert!(root.path().join(".git").is_dir(), "{renamed:?}");
+    assert!(!root.path().join("moved-git").exists(), "{renamed:?}");
+    let renamed = run_restricted(&plan, root.path(), "ren .agents moved-agents");
+    assert!(root.path().join(".agents").is_dir(), "{renamed:?}");
+    let deleted = run_restricted(&plan, root.path(), "del old.txt");
+    assert_eq!(deleted.exit_code, 0, "{deleted:?}");
+    assert!(!root.path().join("old.txt").exists(), "{deleted:?}");
+}
+
+/// A root's allow of an earlier version (with `FILE_DELETE_CHILD`) is not
+/// taken as already there: it is revoked and placed anew, or `GRANT_ACCESS`
+/// would keep what it granted beyond the plan. A deny that denies more is
+/// reused.
+#[test]
+fn an_allow_that_grants_more_than_planned_is_replaced() {
+    let sid = CapabilitySid::from_parts([1, 2, 3, 4]);
+    let ace = |kind, mask| AcePlan {
+        path: WinPath::parse(r"C:\work").unwrap(),
+        kind,
+        sid,
+        mask,
+        inheritance: crate::windows_plan::Inheritance::FoldersAndFiles,
+        lifetime: AceLifetime::Kept,
+    };
+    let record = |ace_type, mask| AceRecord {
+        ace_type,
+        flags: 0x3,
+        mask,
+        sid: sid.to_string(),
+    };
+    let allow = ace(AceKind::Allow, mask::ROOT_ALLOW);
+    let older = record(0, mask::ROOT_ALLOW | mask::FILE_DELETE_CHILD);
+    assert!(!already_there(std::slice::from_ref(&older), &allow));
+    assert_eq!(stale_allows(&[older], &[&allow]), vec![&allow]);
+    let same = record(0, mask::ROOT_ALLOW);
+    assert!(already_there(std::slice::from_ref(&same), &allow));
+    let deny = ace(AceKind::Deny, mask::DENY_WRITE);
+    let wider = record(1, mask::DENY_WRITE | 0x8);
+    assert!(already_there(&[wider], &deny));
+    assert!(stale_allows(&[record(1, 0x2)], &[&deny]).is_empty());
+}
+
 #[test]
 #[ignore = "enforcement: real Windows only (Wine stores no file DACLs)"]
 fn enforcement_aces_are_reused_and_temporary_ones_removed() {

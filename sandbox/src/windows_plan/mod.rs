@@ -63,9 +63,14 @@ pub mod mask {
         | SYNCHRONIZE;
     pub const FILE_GENERIC_EXECUTE: u32 =
         READ_CONTROL | FILE_READ_ATTRIBUTES | FILE_EXECUTE | SYNCHRONIZE;
-    /// What a root's capability SID is granted.
+    /// What a root's capability SID is granted, inherited by everything
+    /// below. No `FILE_DELETE_CHILD`: on NTFS it lets a child be deleted
+    /// or renamed through its parent even when the child denies `DELETE`,
+    /// so `.git`, `.agents` and `.execgate` could be renamed away and
+    /// replaced. Each child keeps `DELETE` through the inherited ACE, so
+    /// ordinary deletes still work.
     pub const ROOT_ALLOW: u32 =
-        FILE_GENERIC_READ | FILE_GENERIC_WRITE | FILE_GENERIC_EXECUTE | DELETE | FILE_DELETE_CHILD;
+        FILE_GENERIC_READ | FILE_GENERIC_WRITE | FILE_GENERIC_EXECUTE | DELETE;
     /// What a protected name or a read-only carve-out denies. `READ_CONTROL`
     /// and `SYNCHRONIZE` are left out: denying them would stop reads too.
     pub const DENY_WRITE: u32 = FILE_WRITE_DATA

@@ -645,6 +645,72 @@ fn workspace_write_plans_roots_protected_names_aces_and_token() {
     assert!(plan.network.warning().is_some());
 }
 
+/// Regression: a root's allow ACE granted `FILE_DELETE_CHILD`, with which
+/// NTFS lets a child be deleted or renamed through its parent even when
+/// the child denies `DELETE`: `.git`, `.agents` and `.execgate` could be
+/// renamed away and replaced. Allows grant `DELETE` (inherited, so each
+/// child can still be deleted) and never `FILE_DELETE_CHILD`; denies keep
+/// both.
+#[test]
+fn a_roots_allow_never_grants_delete_child() {
+    let profile = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::Cwd), Access::Write),
+            (special(SpecialRoot::Tmpdir), Access::Write),
+            (special(SpecialRoot::WorkspaceRoots), Access::Write),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    let plan = plan_with(
+        &profile,
+        None,
+        &[r"D:\cache"],
+        &[(r"C:\work\.git", PathKind::Directory)],
+        WindowsNetwork::Refuse,
+        &mut SidStore::default(),
+    )
+    .unwrap();
+    let masks: Vec<(String, AceKind, u32)> = plan
+        .aces
+        .iter()
+        .map(|ace| (ace.path.to_string(), ace.kind, ace.mask))
+        .collect();
+    // read | write | execute | DELETE; the deny: write data, append,
+    // write EA, write attributes, DELETE, FILE_DELETE_CHILD.
+    let allow = 0x0013_01BF;
+    let deny = 0x0001_0156;
+    assert_eq!(
+        masks,
+        vec![
+            (
+                r"C:\Users\u\AppData\Local\Temp\.agents".to_owned(),
+                AceKind::Deny,
+                deny
+            ),
+            (
+                r"C:\Users\u\AppData\Local\Temp\.execgate".to_owned(),
+                AceKind::Deny,
+                deny
+            ),
+            (r"C:\work\.git".to_owned(), AceKind::Deny, deny),
+            (r"C:\work\.agents".to_owned(), AceKind::Deny, deny),
+            (r"C:\work\.execgate".to_owned(), AceKind::Deny, deny),
+            (r"D:\cache\.agents".to_owned(), AceKind::Deny, deny),
+            (r"D:\cache\.execgate".to_owned(), AceKind::Deny, deny),
+            (
+                r"C:\Users\u\AppData\Local\Temp".to_owned(),
+                AceKind::Allow,
+                allow
+            ),
+            (r"C:\work".to_owned(), AceKind::Allow, allow),
+            (r"D:\cache".to_owned(), AceKind::Allow, allow),
+        ]
+    );
+    assert_eq!(mask::ROOT_ALLOW & mask::FILE_DELETE_CHILD, 0);
+    assert_eq!(mask::ROOT_ALLOW & mask::DELETE, mask::DELETE);
+}
+
 #[test]
 fn a_missing_git_stays_creatable_but_agents_is_created_first() {
     let plan = plan_with(
