@@ -676,6 +676,14 @@ impl Running {
     }
 }
 
+/// Whether this process runs under Wine, which enforces neither
+/// restricted tokens nor file DACLs: tests that expect Windows to refuse
+/// something branch on it, as the backend does for
+/// [`UnenforcedToken::RunUnderWine`].
+pub fn running_under_wine() -> bool {
+    sys::running_under_wine()
+}
+
 /// Exposed for the tests of process lifetime: whether process `pid` has
 /// ended (or never existed).
 pub fn process_has_ended(pid: u32) -> bool {

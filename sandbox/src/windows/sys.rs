@@ -920,6 +920,29 @@ pub fn user_profile_directory(token: &OwnedHandle) -> Result<Vec<u16>> {
     }
 }
 
+/// Whether this process can open process `pid` to write its memory or
+/// end it (for the tests that one sandbox cannot reach another).
+#[cfg(test)]
+pub fn can_open_for_write(pid: u32) -> bool {
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, PROCESS_TERMINATE, PROCESS_VM_OPERATION, PROCESS_VM_WRITE,
+    };
+    // SAFETY: opens a handle owned at once, or fails.
+    let handle = unsafe {
+        OpenProcess(
+            PROCESS_VM_WRITE | PROCESS_VM_OPERATION | PROCESS_TERMINATE,
+            0,
+            pid,
+        )
+    };
+    if handle.is_null() {
+        return false;
+    }
+    // SAFETY: a fresh handle nothing else owns; dropped (closed) at once.
+    drop(unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) });
+    true
+}
+
 /// Whether process `pid` has ended (or cannot be found).
 pub fn process_has_ended(pid: u32) -> bool {
     use windows_sys::Win32::System::Threading::{

@@ -124,13 +124,23 @@ fn this_binary_in_role(role: &str, pid_file: &str, token: TokenChoice<'_>) -> Ru
 /// Not a test: what this binary does when a test starts it as a child.
 /// `sleep` sleeps ten minutes (longer than any test waits, so only a kill
 /// ends it in time); `parent` starts a `sleep` grandchild, writes its pid
-/// to the pid file and sleeps.
+/// to the pid file and sleeps; `open-for-write` fails if it can open the
+/// process whose pid the pid file holds to write its memory or end it.
 #[test]
 #[ignore = "started as a child by the job-object tests"]
 fn child_role() {
     let sleep = || std::thread::sleep(Duration::from_secs(600));
     match std::env::var(ROLE).as_deref() {
         Ok("sleep") => sleep(),
+        Ok("open-for-write") => {
+            let pid_file = std::env::var_os(PID_FILE).unwrap();
+            let pid: u32 = std::fs::read_to_string(pid_file)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(!sys::can_open_for_write(pid), "opened process {pid}");
+        }
         Ok("parent") => {
             let mut grandchild = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "windows::tests::child_role", "--ignored"])
@@ -590,6 +600,68 @@ fn enforcement_git_is_not_writable() {
     assert!(!root.path().join(".git").join("config").exists());
     let created = run_restricted(&plan, root.path(), "mkdir .agents\\x");
     assert_ne!(created.exit_code, 0, "{created:?}");
+}
+
+/// A profile with no writable root (`read-only`) writes nowhere: not its
+/// working directory, not `%TEMP%`. Its token's only restricting SID is
+/// the launch's, which no file ACE grants.
+#[test]
+#[ignore = "enforcement: real Windows only (Wine enforces no token or DACL)"]
+fn enforcement_a_read_only_profile_writes_nowhere() {
+    let root = tempfile::tempdir().unwrap();
+    let probe_fn = |path: &WinPath| probe(path);
+    let context = WindowsContext {
+        cwd: WinPath::parse(&root.path().to_string_lossy()).unwrap(),
+        temp_dirs: vec![],
+        workspace_roots: vec![],
+        homes: vec![],
+        probe: &probe_fn,
+    };
+    let plan = WindowsPlan::new(
+        &PermissionProfile::preset("read-only").unwrap(),
+        None,
+        &context,
+        WindowsNetwork::BestEffort,
+        &mut SidStore::default(),
+    )
+    .unwrap();
+    assert!(plan.roots.is_empty(), "{:?}", plan.roots);
+    let temp = std::env::temp_dir().join(format!("execgate-ro-{}", std::process::id()));
+    let denied = run_restricted(
+        &plan,
+        root.path(),
+        &format!("echo x> here.txt & echo x> \"{}\"", temp.display()),
+    );
+    assert!(!root.path().join("here.txt").exists(), "{denied:?}");
+    assert!(!temp.exists(), "{denied:?}");
+}
+
+/// Two sandboxes that share a root (and so its SID, as every run shares
+/// `%TEMP%`'s) cannot open each other's processes for write: what a
+/// command creates admits the user and its own launch SID only.
+#[test]
+#[ignore = "enforcement: real Windows only (Wine enforces no token)"]
+fn enforcement_one_sandbox_cannot_open_anothers_process() {
+    let root = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let (plan, _) = applied_plan(root.path(), state.path());
+    let (other, _) = applied_plan(root.path(), state.path());
+    assert_eq!(plan.roots, other.roots);
+    assert_ne!(plan.token.launch_sid, other.token.launch_sid);
+    let target_token = RestrictedToken::create(&plan.token, UnenforcedToken::Refuse).unwrap();
+    let target = this_binary_in_role("sleep", "", TokenChoice::Restricted(&target_token));
+    let pid_file = root.path().join("target.pid");
+    std::fs::write(&pid_file, target.pid.to_string()).unwrap();
+    let opener_token = RestrictedToken::create(&other.token, UnenforcedToken::Refuse).unwrap();
+    let opener = this_binary_in_role(
+        "open-for-write",
+        &pid_file.to_string_lossy(),
+        TokenChoice::Restricted(&opener_token),
+    )
+    .wait(Duration::from_secs(60))
+    .unwrap();
+    target.kill().unwrap();
+    assert_eq!(opener.exit_code, 0, "{opener:?}");
 }
 
 /// Regression: a root's allow granted `FILE_DELETE_CHILD`, so the sandbox
