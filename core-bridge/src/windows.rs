@@ -381,6 +381,7 @@ fn session_context<'probe>(
         workspace_roots,
         homes: homes(),
         probe,
+        canonical: &canonical,
     })
 }
 
@@ -400,6 +401,15 @@ fn homes() -> Vec<WinPath> {
     homes.sort();
     homes.dedup();
     homes
+}
+
+/// A profile's path as Windows opens it, for the planner: see
+/// [`resolve_path_entry`].
+fn canonical(path: &WinPath) -> Option<WinPath> {
+    match resolve_path_entry(path) {
+        PathEntryFound::Canonical(canonical) => Some(canonical),
+        PathEntryFound::Nowhere | PathEntryFound::Unresolvable => None,
+    }
 }
 
 /// A `PATH` entry as it resolves on disk (`std::fs::canonicalize`, which

@@ -264,6 +264,7 @@ fn acl_composition_puts_denies_first_with_masks_and_inheritance() {
         workspace_roots: vec![],
         homes: vec![],
         probe: &probe,
+        canonical: &|_: &WinPath| None,
     };
     let plan = WindowsPlan::new(
         &PermissionProfile::preset("workspace-write").unwrap(),
@@ -538,6 +539,7 @@ fn applied_plan(root: &std::path::Path, state: &std::path::Path) -> (WindowsPlan
         workspace_roots: vec![],
         homes: vec![],
         probe: &probe_fn,
+        canonical: &|_: &WinPath| None,
     };
     let mut sids = SidStore::load(state).unwrap();
     let plan = WindowsPlan::new(
@@ -616,6 +618,7 @@ fn enforcement_a_read_only_profile_writes_nowhere() {
         workspace_roots: vec![],
         homes: vec![],
         probe: &probe_fn,
+        canonical: &|_: &WinPath| None,
     };
     let plan = WindowsPlan::new(
         &PermissionProfile::preset("read-only").unwrap(),

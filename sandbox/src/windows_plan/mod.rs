@@ -175,6 +175,11 @@ pub struct WindowsContext<'facts> {
     pub homes: Vec<WinPath>,
     /// Answers what exists at a path.
     pub probe: &'facts dyn Fn(&WinPath) -> PathKind,
+    /// The canonical path of a profile's path (`GetFinalPathNameByHandleW`:
+    /// 8.3 names, junctions, `subst` and trailing dots resolved; for one
+    /// that does not exist yet, through its nearest existing ancestor), or
+    /// `None` when it does not resolve and is taken as spelled.
+    pub canonical: &'facts dyn Fn(&WinPath) -> Option<WinPath>,
 }
 
 /// What to do with a profile's restricted network on Windows.
@@ -768,5 +773,10 @@ fn targets(
         FsTarget::Special(SpecialRoot::Root | SpecialRoot::Minimal) | FsTarget::DenyGlob(_) => {
             Vec::new()
         }
-    })
+    }
+    .into_iter()
+    // Compared and granted as Windows opens them: `C:\ws\GIT~1\hooks` is
+    // `C:\ws\.git\hooks`.
+    .map(|path| (context.canonical)(&path).unwrap_or(path))
+    .collect())
 }

@@ -103,7 +103,9 @@ impl WinPath {
     }
 
     /// Whether `self` is `ancestor` or lies below it, component by
-    /// component and without regard to case.
+    /// component, compared as Windows opens them: without regard to case,
+    /// and without the trailing dots and spaces that Win32 drops
+    /// (`C:\ws\.git.\hooks` is below `C:\ws\.git`).
     pub fn starts_with(&self, ancestor: &WinPath) -> bool {
         self.volume == ancestor.volume
             && self.components.len() >= ancestor.components.len()
@@ -111,7 +113,7 @@ impl WinPath {
                 .components
                 .iter()
                 .zip(&ancestor.components)
-                .all(|(mine, theirs)| fold(mine) == fold(theirs))
+                .all(|(mine, theirs)| as_opened(mine) == as_opened(theirs))
     }
 
     /// How many components below the volume root: the specificity of a
@@ -128,7 +130,7 @@ impl WinPath {
         };
         for component in &self.components {
             key.push('\\');
-            key.push_str(&fold(component));
+            key.push_str(&as_opened(component));
         }
         if self.components.is_empty() {
             key.push('\\');
@@ -142,13 +144,19 @@ impl WinPath {
     pub fn has_component(&self, name: &str) -> bool {
         self.components
             .iter()
-            .any(|component| fold(component.trim_end_matches(['.', ' '])) == fold(name))
+            .any(|component| as_opened(component) == as_opened(name))
     }
 
     /// The last component, if any.
     pub fn file_name(&self) -> Option<&str> {
         self.components.last().map(String::as_str)
     }
+}
+
+/// A name as Win32 opens it: without its trailing dots and spaces, and
+/// case-folded.
+fn as_opened(name: &str) -> String {
+    fold(name.trim_end_matches(['.', ' ']))
 }
 
 /// NTFS compares names through an upper-case table; Unicode simple

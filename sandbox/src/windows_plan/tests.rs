@@ -51,6 +51,12 @@ fn windows_paths_compare_without_case_and_by_component() {
     assert!(path(r"C:\x").join("..").is_err());
     assert!(path(r"C:\x").join(r"a\b").is_err());
     assert_eq!(path(r"C:\Ärger").key(), path(r"c:\äRGER").key());
+    // Win32 drops a component's trailing dots and spaces when it opens it.
+    assert!(path(r"C:\ws\.git.\hooks").starts_with(&path(r"C:\ws\.git")));
+    assert!(path(r"C:\ws\.git .\hooks").starts_with(&path(r"C:\ws\.GIT")));
+    assert!(path(r"C:\ws\.git\hooks").starts_with(&path(r"C:\ws\.git..")));
+    assert_eq!(path(r"C:\ws.\x"), path(r"C:\ws\x"));
+    assert!(!path(r"C:\ws\.gitx\hooks").starts_with(&path(r"C:\ws\.git")));
 }
 
 /// `CommandLineToArgvW`'s rules (the 2008 C runtime's), written from its
@@ -391,6 +397,7 @@ fn plan_with(
         workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
         homes: vec![],
         probe: &probe,
+        canonical: &|_: &WinPath| None,
     };
     WindowsPlan::new(profile, additional, &context, network, sids)
 }
@@ -1021,6 +1028,7 @@ fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
         workspace_roots: vec![],
         homes: vec![],
         probe: &probe,
+        canonical: &|_: &WinPath| None,
     };
     let writable = sandbox_writable_paths(&[&profile], &context).unwrap();
     assert_eq!(
@@ -1186,7 +1194,8 @@ fn an_escalated_program_the_sandbox_could_write_is_refused() {
 /// Regression: the planner let `:cwd = write` start inside `.git`, at a
 /// volume's root, or at the home or above it (all the user's startup
 /// files writable), and a writable root inside a root's `.git` silently
-/// took that `.git`'s protection away. Each is refused, as on Linux.
+/// took that `.git`'s protection away, also when spelled with a trailing
+/// dot or space or an 8.3 name. Each is refused, as on Linux.
 #[test]
 fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
     let root_read = (special(SpecialRoot::Root), Access::Read);
@@ -1273,6 +1282,27 @@ fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
             Some("is inside"),
         ),
         (
+            "a root inside .git spelled with a trailing dot",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"C:\work\.git.\hooks"],
+            Some(r"is inside C:\work\.git"),
+        ),
+        (
+            "a root inside .git spelled with a trailing space",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"C:\work\.git \hooks"],
+            Some(r"is inside C:\work\.git"),
+        ),
+        (
+            "a root inside .git spelled with its 8.3 name",
+            r"C:\work",
+            with(vec![cwd_write.clone(), roots_write.clone()]),
+            &[r"C:\work\GIT~1\hooks"],
+            Some(r"C:\work\.git\hooks is inside C:\work\.git"),
+        ),
+        (
             "a workspace root inside another root's .git",
             r"C:\work",
             with(vec![cwd_write.clone(), roots_write.clone()]),
@@ -1336,6 +1366,10 @@ fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
             None,
         ),
     ];
+    // An 8.3 name, as Windows resolves it for the backend.
+    let canonical = |at: &WinPath| {
+        (at.key() == path(r"C:\work\GIT~1\hooks").key()).then(|| path(r"C:\work\.git\hooks"))
+    };
     for (case, cwd, profile, workspace_roots, refusal) in cases {
         let probe = |_: &WinPath| PathKind::Directory;
         let context = WindowsContext {
@@ -1344,6 +1378,7 @@ fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
             workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
             homes: vec![path(r"C:\Users\Me"), path(r"D:\Profiles\me")],
             probe: &probe,
+            canonical: &canonical,
         };
         let planned = WindowsPlan::new(
             &profile,
