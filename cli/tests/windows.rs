@@ -744,6 +744,21 @@ fn a_skipped_private_desktop_is_said() {
         "{}",
         text(&output.stderr)
     );
+    // One sentence, spaced as written (a lost line continuation left runs
+    // of spaces in it).
+    assert!(
+        text(&output.stderr).contains(
+            "the command runs on the session's desktop, with the job's UI limits (no clipboard, \
+             no other processes' windows"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !text(&output.stderr).contains("  "),
+        "{}",
+        text(&output.stderr)
+    );
     for record in audit(dir.path()) {
         assert!(
             record["execgate"]["warnings"]

@@ -601,7 +601,9 @@ pub fn prepare(
             // Said, not silent: the command then shares the desktop of the
             // session it runs in, with the job's UI limits only.
             warnings.push(
-                "no private desktop: SSH_CONNECTION or SSH_CLIENT is set, so the command runs                  on the session's desktop, with the job's UI limits (no clipboard, no other                  processes' windows, no desktop switch, no system settings, no log-off)"
+                "no private desktop: SSH_CONNECTION or SSH_CLIENT is set, so the command runs \
+                 on the session's desktop, with the job's UI limits (no clipboard, no other \
+                 processes' windows, no desktop switch, no system settings, no log-off)"
                     .to_owned(),
             );
             None
