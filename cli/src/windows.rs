@@ -223,9 +223,20 @@ fn run_command(args: RunArgs) -> Result<i32> {
     }
     let mut stdin = Vec::new();
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        std::io::stdin()
-            .read_to_end(&mut stdin)
-            .context("cannot read stdin")?;
+        if let Err(error) = std::io::stdin().read_to_end(&mut stdin) {
+            // It does not run without the input it was given: refused, and
+            // recorded as such.
+            let error = anyhow::Error::new(error).context("cannot read stdin");
+            let reason = format!("{error:#}");
+            return refused(
+                audit.write(&Entry::Refused {
+                    decision: Some(&decision),
+                    argv: &decision.argv,
+                    reason: &reason,
+                }),
+                error,
+            );
+        }
     }
     // Recorded before it runs, as on Linux: one that cannot be recorded
     // does not run.
@@ -247,16 +258,33 @@ fn run_command(args: RunArgs) -> Result<i32> {
             );
         }
     };
-    std::io::stdout().write_all(&outcome.finished.stdout)?;
-    std::io::stderr().write_all(&outcome.finished.stderr)?;
+    let mut outcome = outcome;
+    // The command ran: its end is recorded even when its output cannot be
+    // passed on, and the record says so.
+    let passed_on = std::io::stdout()
+        .write_all(&outcome.finished.stdout)
+        .and_then(|()| std::io::stdout().flush())
+        .context("cannot write the command's output to stdout")
+        .and_then(|()| {
+            std::io::stderr()
+                .write_all(&outcome.finished.stderr)
+                .context("cannot write the command's error output to stderr")
+        });
+    if let Err(error) = &passed_on {
+        outcome.warnings.push(format!("{error:#}"));
+    }
     // What running it added (temporary ACEs that could not be removed).
     for warning in outcome.warnings.iter().skip(shown) {
         eprintln!("execgate: warning: {warning}");
     }
-    audit.write(&Entry::Exited {
+    let recorded = audit.write(&Entry::Exited {
         decision: &decision,
         outcome: &outcome,
-    })?;
+    });
+    if let Err(error) = passed_on {
+        return refused(recorded, error);
+    }
+    recorded?;
     if outcome.finished.timed_out {
         eprintln!(
             "execgate: timed out after {} s; the job was ended",

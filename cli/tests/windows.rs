@@ -655,6 +655,84 @@ fn commands_refused_before_they_run_are_recorded_as_denials() {
     }
 }
 
+/// Regression: a stdin that could not be read, and output that could not
+/// be written, ended `execgate run` with no audit record of the command.
+/// The first is refused and recorded with the denials; the second ran, and
+/// its end is recorded with a warning that its output was not passed on.
+#[test]
+fn stdin_and_output_errors_are_audited() {
+    let command = |dir: &Path, stdin: std::fs::File, stdout: std::fs::File| {
+        std::fs::write(dir.join("profiles.toml"), PROFILES).unwrap();
+        std::fs::write(dir.join("team.rules"), RULES).unwrap();
+        let ws = dir.join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_execgate"))
+            .env("LOCALAPPDATA", dir.join("state"))
+            .env("EXECGATE_WINE_UNENFORCED_TOKEN", "1")
+            .env_remove("SSH_CONNECTION")
+            .env_remove("SSH_CLIENT")
+            .args(["run", "--profiles"])
+            .arg(dir.join("profiles.toml"))
+            .arg("--rules")
+            .arg(dir.join("team.rules"))
+            .arg("--cwd")
+            .arg(&ws)
+            .args(["--profile", "offline", "--", "cmd", "/d", "/c", "echo out"])
+            .stdin(stdin)
+            .stdout(stdout)
+            .output()
+            .unwrap()
+    };
+    // A handle opened for writing only cannot be read, and one opened for
+    // reading only cannot be written.
+    let dir = tempfile::tempdir().unwrap();
+    let write_only = std::fs::File::create(dir.path().join("in")).unwrap();
+    let sink = std::fs::File::create(dir.path().join("out")).unwrap();
+    let output = command(dir.path(), write_only, sink);
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("cannot read stdin"));
+    let records = audit(dir.path());
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["event"]["action"], "error");
+    assert_eq!(records[0]["execgate"]["decision"], "deny");
+    assert!(records[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot read stdin"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out")).unwrap(),
+        "",
+        "it did not run"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in"), "").unwrap();
+    std::fs::write(dir.path().join("out"), "").unwrap();
+    let stdin = std::fs::File::open(dir.path().join("in")).unwrap();
+    let read_only = std::fs::File::open(dir.path().join("out")).unwrap();
+    let output = command(dir.path(), stdin, read_only);
+    assert_eq!(output.status.code(), Some(125), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("cannot write the command's output"),
+        "{}",
+        text(&output.stderr)
+    );
+    let last = audit(dir.path()).pop().unwrap();
+    assert_eq!(last["event"]["action"], "exit", "{last}");
+    assert_eq!(last["process"]["exit_code"], 0, "{last}");
+    assert!(
+        last["execgate"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|warning| warning
+                .as_str()
+                .unwrap()
+                .contains("cannot write the command's output")),
+        "{last}"
+    );
+}
+
 /// Regression: a record was written with `writeln!` on an unbuffered
 /// file, in many write calls, so records of concurrent runs could
 /// interleave. Each is one write call of the whole line now: every line of
