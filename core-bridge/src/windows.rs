@@ -645,9 +645,18 @@ impl Prepared {
             desktop: self.desktop.as_ref(),
             stdin,
         });
-        let finished = started.and_then(|running| running.wait(self.timeout));
-        let removed = placed.map(PlacedAces::remove).transpose();
         let mut warnings = self.warnings;
+        let finished = started.and_then(|running| {
+            // A Ctrl-C ends the command's tree, not execgate, which then
+            // removes the temporary ACEs below.
+            if let Err(error) = running.end_on_console_interrupt() {
+                warnings.push(format!(
+                    "a Ctrl-C would end execgate before it removes temporary ACEs: {error}"
+                ));
+            }
+            running.wait(self.timeout)
+        });
+        let removed = placed.map(PlacedAces::remove).transpose();
         let finished = match (finished, removed) {
             (Ok(finished), Ok(_)) => finished,
             // The command ran: its output and status are kept, and what

@@ -639,6 +639,13 @@ impl Running {
         })
     }
 
+    /// Has a Ctrl-C or Ctrl-Break of the console end the job (the
+    /// command's tree) instead of this process, so that the caller goes on
+    /// to clean up after it: temporary ACEs are removed on that way out too.
+    pub fn end_on_console_interrupt(&self) -> Result<()> {
+        Ok(sys::end_job_on_console_interrupt(&self.job)?)
+    }
+
     /// Ends every process of the job: the command and all it started.
     pub fn kill(&self) -> Result<()> {
         Ok(sys::terminate_job(&self.job, KILLED_EXIT_CODE)?)
@@ -682,6 +689,13 @@ impl Running {
 /// [`UnenforcedToken::RunUnderWine`].
 pub fn running_under_wine() -> bool {
     sys::running_under_wine()
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Before the job handle closes with the fields.
+        sys::forget_interruptible_job(&self.job);
+    }
 }
 
 /// Exposed for the tests of process lifetime: whether process `pid` has

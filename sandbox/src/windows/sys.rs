@@ -943,6 +943,59 @@ pub fn can_open_for_write(pid: u32) -> bool {
     true
 }
 
+/// The jobs a Ctrl-C or Ctrl-Break of the console ends (raw handle values,
+/// each owned by a `Running` that removes it before closing it).
+static INTERRUPTIBLE_JOBS: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+/// The console control handler: on Ctrl-C or Ctrl-Break, ends every
+/// registered job and keeps this process alive (TRUE), so that what
+/// follows the command's end, removing temporary ACEs, runs. Other events
+/// (console close, log-off, shut-down) go on to the default handler:
+/// Windows ends the process then whatever a handler does.
+pub(crate) unsafe extern "system" fn on_console_ctrl(event: u32) -> i32 {
+    use windows_sys::Win32::System::Console::{CTRL_BREAK_EVENT, CTRL_C_EVENT};
+    if event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT {
+        return 0;
+    }
+    let jobs = INTERRUPTIBLE_JOBS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for job in jobs.iter() {
+        // SAFETY: a job handle still open: its owner removes it from the
+        // list, under this lock, before closing it.
+        unsafe { TerminateJobObject(*job as HANDLE, super::KILLED_EXIT_CODE) };
+    }
+    1
+}
+
+/// Has a Ctrl-C or Ctrl-Break of the console end `job` (until
+/// [`forget_interruptible_job`]), installing the handler the first time.
+pub fn end_job_on_console_interrupt(job: &OwnedHandle) -> Result<()> {
+    use windows_sys::Win32::System::Console::SetConsoleCtrlHandler;
+    static INSTALLED: std::sync::OnceLock<Result<()>> = std::sync::OnceLock::new();
+    let installed = *INSTALLED.get_or_init(|| {
+        // SAFETY: a handler that lives as long as the process; adding it
+        // changes nothing else.
+        let ok = unsafe { SetConsoleCtrlHandler(Some(on_console_ctrl), 1) };
+        check("SetConsoleCtrlHandler", ok)
+    });
+    installed?;
+    INTERRUPTIBLE_JOBS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(job.as_raw_handle() as usize);
+    Ok(())
+}
+
+/// Takes `job` out of the jobs a console interrupt ends (before it is
+/// closed); nothing if it was never in.
+pub fn forget_interruptible_job(job: &OwnedHandle) {
+    INTERRUPTIBLE_JOBS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|raw| *raw != job.as_raw_handle() as usize);
+}
+
 /// Whether process `pid` has ended (or cannot be found).
 pub fn process_has_ended(pid: u32) -> bool {
     use windows_sys::Win32::System::Threading::{

@@ -164,6 +164,24 @@ fn child_role() {
     }
 }
 
+/// Regression: a Ctrl-C ended execgate at once, before it removed the
+/// temporary ACEs of the command. The console handler ends the command's
+/// job instead and keeps this process: the wait returns and what follows
+/// it runs. (Called directly: a console event would reach every test.)
+#[test]
+fn a_console_interrupt_ends_the_job_and_keeps_this_process() {
+    use windows_sys::Win32::System::Console::{CTRL_CLOSE_EVENT, CTRL_C_EVENT};
+    let running = this_binary_in_role("sleep", "", TokenChoice::Caller);
+    running.end_on_console_interrupt().unwrap();
+    // SAFETY: the handler takes an event number and nothing else.
+    assert_eq!(unsafe { sys::on_console_ctrl(CTRL_CLOSE_EVENT) }, 0);
+    // SAFETY: as above.
+    assert_eq!(unsafe { sys::on_console_ctrl(CTRL_C_EVENT) }, 1);
+    let finished = running.wait(Duration::from_secs(60)).unwrap();
+    assert!(!finished.timed_out, "{finished:?}");
+    assert_eq!(finished.exit_code, KILLED_EXIT_CODE);
+}
+
 /// The profile directory comes from Windows for this process's user: an
 /// existing directory below a volume's root, whatever `USERPROFILE` says.
 #[test]
