@@ -346,7 +346,8 @@ mod tests {
             error.contains(&format!(
                 "installation in {} is incomplete: {} is missing",
                 root.join("usr/libexec/execgate").display(),
-                root.join("usr/libexec/execgate/execgate-exec-wrapper").display()
+                root.join("usr/libexec/execgate/execgate-exec-wrapper")
+                    .display()
             )) && error.contains("reinstall the package"),
             "{error}"
         );
