@@ -157,7 +157,8 @@ pub enum SandboxError {
         "the working directory {} holds your home directory, and the profile makes the \
          working directory writable: the commands run here could rewrite your shell's startup \
          files, ~/.ssh and ~/.gitconfig, which run outside the sandbox later; start from a \
-         project directory (--cwd), or grant the home in a profile of your own if that is meant",
+         project directory (--cwd), or, if that is meant, use a profile of your own that \
+         grants the home by its path instead of \":cwd\" = \"write\"",
         .0.display()
     )]
     WritableHome(PathBuf),

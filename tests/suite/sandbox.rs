@@ -1116,6 +1116,39 @@ async fn a_stopped_stand_in_stops_its_escalation() {
     }
 }
 
+/// A program in a sandboxed escalation that stops itself (nano and mutt
+/// suspend with `SIGSTOP`) stays stopped until its stand-in continues it:
+/// the sandbox's init continues only a shell sandbox's stopped target.
+/// (Regression of that: a review saw the escalation continued 18 ms
+/// after it stopped itself.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_escalation_that_stops_itself_stays_stopped() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let script = "dash -c 'kill -STOP $$; echo continued > continued.txt'; print status=$?";
+    let child = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started(1).await;
+    let dash = "/usr/bin/dash -c kill -STOP $$; echo continued > continued.txt";
+    wait_for_state(dash, |state| state == 'T').await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        processes_named(dash)
+            .first()
+            .and_then(|pid| process_state(*pid)),
+        Some('T')
+    );
+    assert!(!world.ws.join("continued.txt").exists());
+    let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
+    kill(stand_in, Signal::SIGCONT).unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=0\n", "{}", output.stderr);
+    assert!(world.ws.join("continued.txt").exists());
+}
+
 /// A sandboxed escalation that handles `SIGTSTP` gets it before it is
 /// stopped (vim, less: they restore the terminal first), and runs on after
 /// `SIGCONT`. (Regression of the fix above: it was stopped with `SIGSTOP`

@@ -513,16 +513,21 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 /// raises itself cannot end, exit status 128 plus the signal, and bubblewrap
 /// passes on no more: the signal is said on `report_to` first). Reaps every
 /// other child on the way: as init, it inherits the sandbox's orphans. A
-/// stopped target is continued: nothing above it would.
+/// shell's stopped target is continued: nothing above it would.
 fn exit_as(child: Pid, report_to: Option<&OwnedFd>) -> ! {
     loop {
         match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
             Ok(status) if status.pid() != Some(child) => continue,
-            // No job control above the sandbox's init sees the target stop
-            // (a program an interactive shell `exec`ed, stopped by Ctrl-Z,
-            // would hold the terminal stopped for good): it goes on.
+            // No job control above a shell's sandbox sees its target stop
+            // (a program the interactive shell `exec`ed, stopped by Ctrl-Z,
+            // would hold the terminal stopped for good): it goes on. Not an
+            // escalation's (a spare, with a report to make): its stand-in
+            // stops and continues it, and a program that stops itself there
+            // (nano, mutt) must stay stopped.
             Ok(WaitStatus::Stopped(..)) => {
-                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGCONT);
+                if report_to.is_none() {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGCONT);
+                }
             }
             Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
             Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {

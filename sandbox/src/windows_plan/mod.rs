@@ -122,7 +122,8 @@ pub enum WindowsPlanError {
         "the working directory {cwd} holds your home directory, and the profile makes the \
          working directory writable: the commands run here could rewrite your PowerShell \
          profile, .ssh and .gitconfig, which run outside the sandbox later; start from a project \
-         directory (--cwd), or grant the home in a profile of your own if that is meant"
+         directory (--cwd), or, if that is meant, use a profile of your own that grants the \
+         home by its path instead of \":cwd\" = \"write\""
     )]
     WritableHome { cwd: String },
     #[error(
