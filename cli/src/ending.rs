@@ -98,6 +98,13 @@ pub fn never_stopped_by_the_terminal() {
     let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), None);
 }
 
+/// Whether standard input is a terminal whose foreground group is another
+/// than this process's.
+pub fn in_the_background_of_its_terminal() -> bool {
+    let stdin = std::io::stdin();
+    stdin.is_terminal() && tcgetpgrp(stdin.as_fd()).is_ok_and(|group| group != getpgrp())
+}
+
 /// Whether an interrupt just received most likely came from the terminal:
 /// this process's group is the terminal's foreground group.
 fn from_terminal() -> bool {

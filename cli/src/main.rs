@@ -1079,6 +1079,15 @@ const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(unix)]
 fn shell(args: ShellArgs) -> Result<i32> {
+    // The shell shares the terminal for its job control: started from the
+    // background (`execgate shell &`), it would take the terminal's
+    // foreground from the caller's shell and read what is typed there.
+    if ending::in_the_background_of_its_terminal() {
+        anyhow::bail!(
+            "execgate shell was started in the background of its terminal, where the \
+             sandboxed shell would take the terminal from yours; start it in the foreground"
+        );
+    }
     let (mut session_config, labels) = args.session.session_config()?;
     // The person who answers is at the terminal, and the command is the
     // whole interactive shell: a late denial only fails the connection.

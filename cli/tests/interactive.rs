@@ -317,6 +317,27 @@ fn ctrl_z_of_a_program_the_shell_execed_does_not_wedge_the_session() {
     terminal.wait_for("execgate-exit=0", 1);
 }
 
+/// Regression test (a review): started in the background of a terminal
+/// (`execgate shell &`), the sandboxed shell took the terminal's foreground
+/// from the caller's shell. It refuses to start there.
+#[test]
+fn the_shell_does_not_start_in_the_background() {
+    let (home, ws) = home("");
+    let terminal = Terminal::start("exec bash --norc --noprofile -i", &ws);
+    let command = shell_command(home.path(), "--no-rcs").replace("; sleep 60", "");
+    terminal.keys(&[
+        &format!("{{ {command}; }} & sleep 2; echo still-$((40+2))"),
+        "Enter",
+    ]);
+    terminal.wait_for("execgate-exit=125", 1);
+    let screen = terminal.wait_for("still-42", 1);
+    assert!(
+        screen.contains("started in the background of its terminal")
+            && !screen.contains("[execgate:"),
+        "{screen}"
+    );
+}
+
 /// Regression test: terminal modes set inside the shell (no echo) do not
 /// outlive it (a probe's outer shell was left without echo).
 #[test]
