@@ -98,18 +98,29 @@ pub fn never_stopped_by_the_terminal() {
     let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&stops), None);
 }
 
+/// Whether this process's group holds the foreground of the terminal that
+/// is standard input: `None` when standard input is no terminal (or its
+/// foreground cannot be read).
+fn in_the_foreground() -> Option<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return None;
+    }
+    tcgetpgrp(stdin.as_fd())
+        .ok()
+        .map(|group| group == getpgrp())
+}
+
 /// Whether standard input is a terminal whose foreground group is another
 /// than this process's.
 pub fn in_the_background_of_its_terminal() -> bool {
-    let stdin = std::io::stdin();
-    stdin.is_terminal() && tcgetpgrp(stdin.as_fd()).is_ok_and(|group| group != getpgrp())
+    in_the_foreground() == Some(false)
 }
 
 /// Whether an interrupt just received most likely came from the terminal:
 /// this process's group is the terminal's foreground group.
 fn from_terminal() -> bool {
-    let stdin = std::io::stdin();
-    stdin.is_terminal() && tcgetpgrp(stdin.as_fd()).is_ok_and(|group| group == getpgrp())
+    in_the_foreground() == Some(true)
 }
 
 /// The terminal's modes when the session started, put back if a signal ends
