@@ -124,6 +124,12 @@ impl Tools {
     ) -> Result<LocatedTools, BridgeError> {
         let dir = exe.parent().unwrap_or(Path::new("/"));
         let installed = dir.join(INSTALLED_TOOLS_DIR);
+        let installed_in = |root: &Path| Tools {
+            zsh: root.join("zsh/bin/zsh"),
+            wrapper: root.join("execgate-exec-wrapper"),
+            sandbox_helper: root.join("execgate-sandbox-helper"),
+        };
+        // Each with the installation's directory, where it is one.
         let layouts = [
             (
                 ToolsOrigin::BuildTree,
@@ -132,22 +138,17 @@ impl Tools {
                     wrapper: build_tree_tool(dir, "execgate-exec-wrapper", WRAPPER_KEY),
                     sandbox_helper: build_tree_tool(dir, "execgate-sandbox-helper", HELPER_KEY),
                 },
+                None,
             ),
             (
                 ToolsOrigin::Installed,
-                Tools {
-                    zsh: installed.join("zsh/bin/zsh"),
-                    wrapper: installed.join("execgate-exec-wrapper"),
-                    sandbox_helper: installed.join("execgate-sandbox-helper"),
-                },
+                installed_in(&installed),
+                Some(clean(&installed)),
             ),
             (
                 ToolsOrigin::Installed,
-                Tools {
-                    zsh: package.join("zsh/bin/zsh"),
-                    wrapper: package.join("execgate-exec-wrapper"),
-                    sandbox_helper: package.join("execgate-sandbox-helper"),
-                },
+                installed_in(package),
+                Some(clean(package)),
             ),
         ];
         let overrides = [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER].map(&env);
@@ -168,8 +169,7 @@ impl Tools {
         // An installation's directory that is there, with something missing
         // from it: the one to name (not the build tree's advice).
         let mut broken_installation = None;
-        let installation_dirs = [None, Some(clean(&installed)), Some(clean(package))];
-        for ((origin, layout), installation) in layouts.into_iter().zip(installation_dirs) {
+        for (origin, layout, installation) in layouts {
             let pick = |over: &Option<std::ffi::OsString>, default: &Path| {
                 clean(over.as_deref().map_or(default, Path::new))
             };
