@@ -143,6 +143,10 @@ pub struct ResolvedPolicy {
     /// Writable roots of this sandbox alone inside a directory every
     /// sandbox has hidden (see [`crate::Launcher::hide`]).
     private_roots: Vec<PathBuf>,
+    /// The temporary directory, when it is written but is not where the
+    /// command works: no `.git` may be made at its top, which would make a
+    /// repository of every directory below it that has none.
+    no_repository_at: Option<PathBuf>,
 }
 
 /// A host socket a limited network may connect to: its path and the
@@ -304,7 +308,18 @@ impl ResolvedPolicy {
             unix_sockets: Vec::new(),
             context: context.clone(),
             private_roots: Vec::new(),
+            no_repository_at: None,
         };
+        let tmpdir = fs::canonicalize(&context.tmpdir).unwrap_or_else(|_| context.tmpdir.clone());
+        let works_there = fs::canonicalize(&context.cwd).is_ok_and(|cwd| cwd == tmpdir)
+            || context.workspace_roots.contains(&tmpdir);
+        let tmpdir_written = policy
+            .rules
+            .iter()
+            .any(|rule| rule.exists && rule.access == Access::Write && rule.path == tmpdir);
+        if tmpdir_written && !works_there {
+            policy.no_repository_at = Some(tmpdir);
+        }
         policy.expand_deny_globs()?;
         policy.unix_sockets = policy.check_allowed_sockets()?;
         if policy.can_read(&context.tmpdir) {
@@ -345,6 +360,11 @@ impl ResolvedPolicy {
     /// The roots [`ResolvedPolicy::show_private_root`] showed.
     pub fn private_roots(&self) -> &[PathBuf] {
         &self.private_roots
+    }
+
+    /// The writable root at whose top no `.git` may be made, if any.
+    pub fn no_repository_at(&self) -> Option<&Path> {
+        self.no_repository_at.as_deref()
     }
 
     pub fn network(&self) -> NetworkPolicy {

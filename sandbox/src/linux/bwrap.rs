@@ -301,20 +301,8 @@ impl Launcher {
             };
             args.push_os([flag.into(), rule.path.clone().into_os_string()]);
         }
-        // The temporary directory, when it is written but is not where
-        // the command works: `git init` there would make a repository of
-        // every directory below it that has none.
-        let context = policy.context();
-        let tmpdir =
-            std::fs::canonicalize(&context.tmpdir).unwrap_or_else(|_| context.tmpdir.clone());
-        let works_there = std::fs::canonicalize(&context.cwd).is_ok_and(|cwd| cwd == tmpdir)
-            || context.workspace_roots.contains(&tmpdir);
-        let tmpdir_written = policy
-            .rules()
-            .iter()
-            .any(|rule| rule.exists && rule.access == Access::Write && rule.path == tmpdir);
-        if tmpdir_written && !works_there {
-            args.push_os(["--no-repository-at".into(), tmpdir.into_os_string()]);
+        if let Some(root) = policy.no_repository_at() {
+            args.push_os(["--no-repository-at".into(), root.as_os_str().to_owned()]);
         }
         for path in self.exposed.iter().chain([&self.helper]) {
             args.push_os(["--read".into(), path.clone().into_os_string()]);
