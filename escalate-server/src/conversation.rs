@@ -179,28 +179,34 @@ pub(crate) async fn serve_request(
     // reactor.
     let verdict = match deciding.as_mut().now_or_never() {
         Some(verdict) => verdict,
-        None => tokio::select! {
-            () = cancel.cancelled() => return,
-            verdict = &mut deciding => verdict,
+        None => {
             // Its command was killed or its call cancelled while a person
-            // was being asked (or it broke the protocol): the question is
-            // withdrawn (the approver's future dropped), and an answer
-            // that comes later decides and caches nothing.
-            stopped = channel.stopped_waiting() => {
-                let reason = match stopped {
+            // was being asked (or it broke the protocol), or the session
+            // ended: the question is withdrawn (the approver's future
+            // dropped), an answer that comes later decides and caches
+            // nothing, and the request is recorded as refused.
+            let reason = tokio::select! {
+                verdict = &mut deciding => Ok(verdict),
+                () = cancel.cancelled() => Err("the session ended before the decision"),
+                stopped = channel.stopped_waiting() => Err(match stopped {
                     StoppedWaiting::HungUp => "the requester went away before the decision",
                     StoppedWaiting::SentMore => "the requester sent more before the decision",
-                };
-                let asked = RefusedRequest {
-                    peer,
-                    path: context.executable.requested_path.clone(),
-                    executable: Some(context.executable.clone()),
-                    argv: context.argv.clone(),
-                    cwd: context.cwd.clone(),
-                };
-                return refuse_asked(reason.to_owned(), Some(Arc::new(asked)));
+                }),
+            };
+            match reason {
+                Ok(verdict) => verdict,
+                Err(reason) => {
+                    let asked = RefusedRequest {
+                        peer,
+                        path: context.executable.requested_path.clone(),
+                        executable: Some(context.executable.clone()),
+                        argv: context.argv.clone(),
+                        cwd: context.cwd.clone(),
+                    };
+                    return refuse_asked(reason.to_owned(), Some(Arc::new(asked)));
+                }
             }
-        },
+        }
     };
     drop(held_request);
     let Verdict {
@@ -516,7 +522,10 @@ async fn escalate(
         return;
     }
     let fds = tokio::select! {
-        () = cancel.cancelled() => return,
+        () = cancel.cancelled() => {
+            fail("the session ended before the descriptors were handed over".into());
+            return;
+        }
         fds = tokio::time::timeout(shared.config.request_timeout, read_descriptors(&mut reader)) => {
             fds.unwrap_or(Err(ConversationError::Timeout))
         }

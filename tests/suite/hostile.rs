@@ -1136,15 +1136,33 @@ async fn a_descriptor_whose_close_waits_stalls_nothing() {
     }
 }
 
-/// A policy that asks a person who never answers, and says when its
-/// question is dropped.
-struct Asking(Arc<std::sync::atomic::AtomicUsize>);
+/// A policy that asks a person who never answers, and counts the
+/// questions it asked and those dropped.
+struct Asking(Arc<Questions>);
 
-struct Dropped(Arc<std::sync::atomic::AtomicUsize>);
+#[derive(Default)]
+struct Questions {
+    asked: std::sync::atomic::AtomicUsize,
+    withdrawn: std::sync::atomic::AtomicUsize,
+}
+
+impl Questions {
+    fn asked(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn withdrawn(&self) -> usize {
+        self.withdrawn.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct Dropped(Arc<Questions>);
 
 impl Drop for Dropped {
     fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .withdrawn
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -1153,6 +1171,9 @@ impl execgate_escalate_server::Policy for Asking {
         &'a self,
         _request: &'a execgate_escalate_server::ExecContext,
     ) -> execgate_escalate_server::DecisionFuture<'a> {
+        self.0
+            .asked
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dropped = Dropped(self.0.clone());
         Box::pin(async move {
             let _dropped = dropped;
@@ -1168,7 +1189,7 @@ impl execgate_escalate_server::Policy for Asking {
 /// question with it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_requester_that_stops_waiting_ends_its_question() {
-    let withdrawn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let withdrawn = Arc::new(Questions::default());
     let recorder = Recorder::default();
     let mut config = SessionConfig::new(wrapper(), Arc::new(Asking(withdrawn.clone())));
     config.events = Some(recorder.sink());
@@ -1181,12 +1202,12 @@ async fn a_requester_that_stops_waiting_ends_its_question() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(hung_up);
     for _ in 0..250 {
-        if withdrawn.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+        if withdrawn.withdrawn() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(withdrawn.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(withdrawn.withdrawn(), 2);
     let mut refusals = recorder.refusals();
     refusals.sort();
     assert_eq!(
@@ -1198,6 +1219,70 @@ async fn a_requester_that_stops_waiting_ends_its_question() {
     );
     drop(one_more);
     session.shutdown().await;
+}
+
+/// A session ended while a person was still asked about a request: the
+/// question went with it, and the log said nothing of the request, though
+/// it was read and checked. Its end is recorded as a refusal.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_open_at_the_sessions_end_is_recorded_as_refused() {
+    let withdrawn = Arc::new(Questions::default());
+    let recorder = Recorder::default();
+    let mut config = SessionConfig::new(wrapper(), Arc::new(Asking(withdrawn.clone())));
+    config.events = Some(recorder.sink());
+    let session = Session::start(config).unwrap();
+    let asking = open(session.shell_socket().unwrap());
+    say(&asking, &request_frame("/usr/bin/true", &["true"]));
+    for _ in 0..250 {
+        if withdrawn.asked() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(withdrawn.asked(), 1, "the question was never asked");
+    tokio::time::timeout(Duration::from_secs(20), session.shutdown())
+        .await
+        .expect("the session did not end");
+    assert_eq!(withdrawn.withdrawn(), 1);
+    assert_eq!(
+        recorder.refusals(),
+        ["the session ended before the decision"]
+    );
+    drop(asking);
+}
+
+/// The same for an escalation decided and recorded whose requester had
+/// not handed its descriptors over yet: the log showed the decision and
+/// nothing after it, as if the child were still to start.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_waiting_for_descriptors_at_the_sessions_end_is_recorded_as_not_started() {
+    let (session, recorder) = start_session(policy_by_path(&[(ESCALATED, escalate())]));
+    let (mine, theirs) = stream_pair();
+    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    say(&mine, &request_frame(ESCALATED, &["true"]));
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    drop(theirs);
+    let escalate = read_frame(mine.as_fd()).expect("an answer");
+    assert!(matches!(
+        decode_server(&escalate),
+        Ok(ServerMessage::Escalate)
+    ));
+    tokio::time::timeout(Duration::from_secs(20), session.shutdown())
+        .await
+        .expect("the session did not end");
+    let not_started: Vec<String> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::SpawnFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        not_started,
+        ["the session ended before the descriptors were handed over"]
+    );
+    drop(mine);
 }
 
 /// A probe named its working directory through a symbolic link to the
