@@ -613,7 +613,10 @@ async fn escalate(
             control,
         }) => (pid, pidfd, Some(control)),
         // A session that ended meanwhile starts nothing more.
-        Err(_) if cancel.is_cancelled() => return,
+        Err(_) if cancel.is_cancelled() => {
+            fail("the session ended before the child started".into());
+            return;
+        }
         Err(plan) => {
             let started = match with_proxy_link(shared, context, plan, pending_link) {
                 Ok(plan) => start_child(shared, context, plan, sandboxed).await,
