@@ -72,7 +72,7 @@ pub fn run(json: bool) -> Result<i32> {
     let (session_scope, session_scope_detail) = match execgate_core_bridge::server::scope_support()
     {
         ScopeSupport::Cgroup(path) => ("cgroup", path.display().to_string()),
-        ScopeSupport::ProcessGroups { why } => ("process-groups", why),
+        ScopeSupport::ProcessGroups { why, .. } => ("process-groups", why),
         // `ScopeSupport` is non-exhaustive: a mechanism added later.
         other => ("unknown", format!("{other:?}")),
     };

@@ -895,7 +895,15 @@ fn children_of(parent: u32) -> Vec<i32> {
 #[cfg(unix)]
 fn reaping(session: impl FnOnce() -> Result<i32>) -> Result<i32> {
     use execgate_core_bridge::server::{scope_support, ScopeSupport};
-    let adopting = matches!(scope_support(), ScopeSupport::ProcessGroups { .. });
+    let support = scope_support();
+    if let ScopeSupport::ProcessGroups { why, limited: true } = &support {
+        stderr::line(&format!(
+            "execgate: warning: no cgroup for this session ({why}): a process that leaves its \
+             process group can outlive execgate if it is killed, and Ctrl-Z cannot stop a \
+             command; raise the limit, or set EXECGATE_SCOPE=cgroup to refuse to start instead"
+        ));
+    }
+    let adopting = matches!(support, ScopeSupport::ProcessGroups { .. });
     if adopting {
         adopt_orphans()?;
     }

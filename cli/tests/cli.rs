@@ -411,6 +411,59 @@ fn a_low_descriptor_limit_is_refused_up_front() {
     }
 }
 
+/// Past `cgroup.max.descendants`, the server fell back to process groups
+/// with only a telemetry event nobody sees by default: a session weaker
+/// than the machine offers, without a word. It is warned of.
+#[test]
+fn a_session_without_a_cgroup_by_a_limit_is_warned_of() {
+    let (_dir, ws) = workspace();
+    let mount = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|line| line.contains(" - cgroup2 "))
+        .map(|line| PathBuf::from(line.split(' ').nth(4).unwrap()))
+        .expect("a cgroup v2 hierarchy");
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .unwrap();
+    let limited = mount
+        .join(own.trim_start_matches('/'))
+        .join(format!("execgate-cli-limit-{}", std::process::id()));
+    std::fs::create_dir(&limited).unwrap();
+    std::fs::write(limited.join("cgroup.max.descendants"), "0").unwrap();
+    let procs = limited.join("cgroup.procs");
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "echo 0 > \"$1\" && exec \"$2\" run -- /usr/bin/true",
+            "sh",
+        ])
+        .arg(&procs)
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env_remove("EXECGATE_SCOPE")
+        .output()
+        .unwrap();
+    // The warden leaves the cgroup when it sees execgate gone.
+    for _ in 0..500 {
+        if std::fs::remove_dir(&limited).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("execgate: warning: no cgroup for this session (cannot create")
+            && stderr.contains("EXECGATE_SCOPE=cgroup"),
+        "{stderr}"
+    );
+    assert!(!limited.exists(), "the test's cgroup was left behind");
+}
+
 #[test]
 fn a_file_size_limit_denies_commands_and_kills_nothing() {
     let (dir, ws) = workspace();

@@ -51,7 +51,43 @@ pub enum ScopeSupport {
     /// Sessions get cgroups below this directory.
     Cgroup(PathBuf),
     /// Only process groups, and why no cgroup.
-    ProcessGroups { why: String },
+    ProcessGroups {
+        why: String,
+        /// The machine offers cgroups, but a limit refused one
+        /// (`cgroup.max.descendants`, `cgroup.max.depth`, memory): the
+        /// fallback was not chosen, and a user should hear of it.
+        limited: bool,
+    },
+}
+
+/// Why this process's sessions get no cgroup.
+#[derive(Debug, Clone)]
+struct NoCgroup {
+    why: String,
+    limited: bool,
+}
+
+impl NoCgroup {
+    fn chosen() -> NoCgroup {
+        NoCgroup {
+            why: format!("{ENV_SCOPE}=process-groups"),
+            limited: false,
+        }
+    }
+
+    fn because(why: impl Into<String>) -> NoCgroup {
+        NoCgroup {
+            why: why.into(),
+            limited: false,
+        }
+    }
+
+    fn support(self) -> ScopeSupport {
+        ScopeSupport::ProcessGroups {
+            why: self.why,
+            limited: self.limited,
+        }
+    }
 }
 
 /// Why a session's scope could not be set up.
@@ -73,7 +109,7 @@ struct Warden {
     /// The write end of the warden's pipe; the warden sees end of file when
     /// this process is gone.
     pipe: OwnedFd,
-    cgroup: Option<PathBuf>,
+    cgroup: Result<PathBuf, NoCgroup>,
     pid: i32,
     /// Readable once the warden has exited, whoever reaps it.
     pidfd: OwnedFd,
@@ -108,23 +144,19 @@ pub fn scope_support() -> ScopeSupport {
         .as_ref()
     {
         return match &warden.cgroup {
-            Some(path) => ScopeSupport::Cgroup(path.clone()),
-            None => ScopeSupport::ProcessGroups {
-                why: "chosen when the first session started".into(),
-            },
+            Ok(path) => ScopeSupport::Cgroup(path.clone()),
+            Err(no_cgroup) => no_cgroup.clone().support(),
         };
     }
     if std::env::var(ENV_SCOPE).as_deref() == Ok("process-groups") {
-        return ScopeSupport::ProcessGroups {
-            why: format!("{ENV_SCOPE}=process-groups"),
-        };
+        return NoCgroup::chosen().support();
     }
     match process_cgroup() {
         Ok(path) => {
             let _ = std::fs::remove_dir(&path);
             ScopeSupport::Cgroup(path)
         }
-        Err(why) => ScopeSupport::ProcessGroups { why },
+        Err(no_cgroup) => no_cgroup.support(),
     }
 }
 
@@ -186,7 +218,7 @@ impl Scope {
     pub(crate) fn new(session_id: &str, wrapper: &Path) -> Result<Scope, ScopeError> {
         let warden = warden(wrapper)?;
         let cgroup = match &warden.cgroup {
-            Some(parent) => {
+            Ok(parent) => {
                 let dir = parent.join(format!("session-{session_id}"));
                 let made = std::fs::create_dir(&dir).and_then(|()| {
                     let open = |path: &Path, flags: OFlag| {
@@ -211,7 +243,7 @@ impl Scope {
                     }
                 }
             }
-            None => None,
+            Err(_) => None,
         };
         Ok(Scope {
             warden,
@@ -357,19 +389,22 @@ fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
     };
     let cgroup = match previous_cgroup {
         // A killed warden's cgroup, made again if it was removed.
-        Some(Some(_)) => Some(process_cgroup().map_err(ScopeError::CgroupRequired)?),
-        Some(None) => None,
+        Some(Ok(_)) => {
+            Ok(process_cgroup().map_err(|no_cgroup| ScopeError::CgroupRequired(no_cgroup.why))?)
+        }
+        Some(Err(no_cgroup)) => Err(no_cgroup),
         None => choose_cgroup()?,
     };
-    let warden = start_warden(wrapper, cgroup.as_deref()).map_err(|source| {
-        if let Some(cgroup) = &cgroup {
-            let _ = std::fs::remove_dir(cgroup);
-        }
-        ScopeError::Warden {
-            wrapper: wrapper.to_path_buf(),
-            source,
-        }
-    })?;
+    let warden =
+        start_warden(wrapper, cgroup.as_ref().ok().map(PathBuf::as_path)).map_err(|source| {
+            if let Ok(cgroup) = &cgroup {
+                let _ = std::fs::remove_dir(cgroup);
+            }
+            ScopeError::Warden {
+                wrapper: wrapper.to_path_buf(),
+                source,
+            }
+        })?;
     let (pipe, pid, pidfd) = warden;
     let warden = Arc::new(Warden {
         pipe,
@@ -381,20 +416,21 @@ fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
     Ok(warden)
 }
 
-/// The process's cgroup as `EXECGATE_SCOPE` asks: `None` for process
-/// groups.
-fn choose_cgroup() -> Result<Option<PathBuf>, ScopeError> {
+/// The process's cgroup as `EXECGATE_SCOPE` asks, or why process groups.
+fn choose_cgroup() -> Result<Result<PathBuf, NoCgroup>, ScopeError> {
     Ok(match std::env::var(ENV_SCOPE).as_deref() {
-        Ok("process-groups") => None,
-        Ok("cgroup") => Some(process_cgroup().map_err(ScopeError::CgroupRequired)?),
+        Ok("process-groups") => Err(NoCgroup::chosen()),
+        Ok("cgroup") => {
+            Ok(process_cgroup().map_err(|no_cgroup| ScopeError::CgroupRequired(no_cgroup.why))?)
+        }
         Ok(other) if !other.is_empty() => return Err(ScopeError::BadSetting(other.into())),
-        _ => match process_cgroup() {
-            Ok(path) => Some(path),
-            Err(why) => {
-                tracing::info!(%why, "no cgroup for sessions; process groups only");
-                None
+        _ => process_cgroup().inspect_err(|no_cgroup| {
+            if no_cgroup.limited {
+                tracing::warn!(why = %no_cgroup.why, "no cgroup for sessions; process groups only");
+            } else {
+                tracing::info!(why = %no_cgroup.why, "no cgroup for sessions; process groups only");
             }
-        },
+        }),
     })
 }
 
@@ -438,25 +474,38 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
 
 /// Makes `execgate-PID` in this process's own cgroup v2 and checks that it
 /// can be killed; the error says why not.
-fn process_cgroup() -> Result<PathBuf, String> {
-    let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
+fn process_cgroup() -> Result<PathBuf, NoCgroup> {
+    let mount =
+        cgroup2_mount().ok_or_else(|| NoCgroup::because("no cgroup v2 hierarchy is mounted"))?;
     let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|error| format!("cannot read /proc/self/cgroup: {error}"))?;
+        .map_err(|error| NoCgroup::because(format!("cannot read /proc/self/cgroup: {error}")))?;
     let own = own
         .lines()
         .find_map(|line| line.strip_prefix("0::"))
-        .ok_or("this process is in no cgroup v2")?;
+        .ok_or_else(|| NoCgroup::because("this process is in no cgroup v2"))?;
     let parent = mount.join(own.trim_start_matches('/'));
     remove_abandoned(&parent);
     let dir = parent.join(format!("execgate-{}", std::process::id()));
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(format!("cannot create {}: {error}", dir.display())),
+        Err(error) => {
+            return Err(NoCgroup {
+                why: format!("cannot create {}: {error}", dir.display()),
+                // What the kernel answers past `cgroup.max.descendants` or
+                // `cgroup.max.depth`, or short of memory.
+                limited: matches!(
+                    error.raw_os_error(),
+                    Some(libc::EAGAIN | libc::ENOSPC | libc::ENOMEM)
+                ),
+            });
+        }
     }
     if !dir.join("cgroup.kill").exists() {
         let _ = std::fs::remove_dir(&dir);
-        return Err("the kernel has no cgroup.kill (Linux 5.14 or later)".into());
+        return Err(NoCgroup::because(
+            "the kernel has no cgroup.kill (Linux 5.14 or later)",
+        ));
     }
     Ok(dir)
 }
