@@ -158,7 +158,18 @@ fi
 # Lazily bound, each forked child would look up (and page in) again every
 # library function the shell had not called yet: the client's socket calls
 # for every command.
-step configure ./configure --prefix="$prefix" --enable-etcdir="$prefix/etc" \
+# The package's zsh reads the system's startup files and finds the
+# completions other packages install (its own `_execgate` among them), as
+# Debian's zsh does (debian/rules); the others read nothing outside their
+# prefix, so that tests do not depend on the machine's /etc/zsh.
+if [[ $variant == package ]]; then
+    system_dirs=(--enable-etcdir=/etc/zsh
+        --enable-site-fndir=/usr/local/share/zsh/site-functions
+        --enable-additional-fpath=/usr/share/zsh/vendor-functions,/usr/share/zsh/vendor-completions)
+else
+    system_dirs=(--enable-etcdir="$prefix/etc")
+fi
+step configure ./configure --prefix="$prefix" "${system_dirs[@]}" \
     --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
     --with-term-lib="ncursesw tinfo" CFLAGS="-O1" LDFLAGS="-Wl,-z,now -Wl,-z,relro" \
     "${link_libs[@]}"
