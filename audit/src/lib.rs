@@ -73,6 +73,8 @@ pub enum AuditError {
     Time { text: String },
     #[error("bad pattern {pattern:?}: {reason}")]
     Pattern { pattern: String, reason: String },
+    #[error("the record would take {charge} bytes of the log's history, past the {allowance} left to its writer")]
+    PastAllowance { charge: u64, allowance: u64 },
 }
 
 #[cfg(test)]

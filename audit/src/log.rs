@@ -213,8 +213,24 @@ impl AuditLog {
     /// (`fdatasync`) when this returns. The sync happens after the locks
     /// are released: a record that need not wait for the disk (from
     /// another session, or a `Run`) must not wait behind one that does.
-    /// Returns the line's length.
+    /// Returns what the record took of the log's history: the line's
+    /// length, and, when it rotated the log, the room the rotated file
+    /// left unused (a file holds up to `max_bytes`, and each rotation
+    /// drops the oldest: records of half a file each would otherwise
+    /// rotate every older file out while writing half of what they drop).
     pub fn append(&self, record: &AuditRecord, durable: bool) -> Result<u64, AuditError> {
+        self.append_within(record, durable, u64::MAX)
+    }
+
+    /// [`AuditLog::append`], unless what the record would take of the
+    /// history is more than `allowance`: then nothing is written or
+    /// rotated ([`AuditError::PastAllowance`]).
+    pub fn append_within(
+        &self,
+        record: &AuditRecord,
+        durable: bool,
+        allowance: u64,
+    ) -> Result<u64, AuditError> {
         let mut line =
             serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
         line.push(b'\n');
@@ -224,13 +240,13 @@ impl AuditLog {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         lock_within(&files.lock, Lock::Shared).map_err(|error| self.io("cannot lock", error))?;
         let mut held = SharedLock(files);
-        let written_to = self.append_locked(&mut held.0, &line)?;
+        let (written_to, charge) = self.append_locked(&mut held.0, &line, allowance)?;
         let record_number = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         drop(held);
         if durable {
             self.sync(&written_to, record_number)?;
         }
-        Ok(line.len() as u64)
+        Ok(charge)
     }
 
     /// Syncs `file`, the one record `record_number` went to (renamed by a
@@ -256,8 +272,14 @@ impl AuditLog {
         Ok(())
     }
 
-    /// The append itself, under the shared lock; returns the file written.
-    fn append_locked(&self, files: &mut Files, line: &[u8]) -> Result<Arc<File>, AuditError> {
+    /// The append itself, under the shared lock; returns the file written
+    /// and what the record took of the history (see [`AuditLog::append`]).
+    fn append_locked(
+        &self,
+        files: &mut Files,
+        line: &[u8],
+        allowance: u64,
+    ) -> Result<(Arc<File>, u64), AuditError> {
         let (open, mut size) =
             identity(&files.log).map_err(|error| self.io("cannot stat", error))?;
         let named = self.dir.identity(&self.name);
@@ -269,11 +291,28 @@ impl AuditLog {
                 .map_err(|error| self.io("cannot stat", error))?
                 .1;
         }
-        if size > 0 && size + line.len() as u64 > self.rotation.max_bytes {
-            let wait = size + line.len() as u64 > self.rotation.max_bytes.saturating_mul(2);
-            if self.rotate(&mut files.lock, wait)? {
+        let line_len = line.len() as u64;
+        let rotates = size > 0 && size + line_len > self.rotation.max_bytes;
+        // Judged on the size seen: a rotation by another writer in between
+        // only makes the record take less.
+        let unused = match rotates {
+            true => self.rotation.max_bytes.saturating_sub(size),
+            false => 0,
+        };
+        let charge = line_len.saturating_add(unused);
+        if charge > allowance {
+            return Err(AuditError::PastAllowance { charge, allowance });
+        }
+        let mut charged = line_len;
+        if rotates {
+            let wait = size + line_len > self.rotation.max_bytes.saturating_mul(2);
+            let rotation = self.rotate(&mut files.lock, wait)?;
+            if rotation != Rotated::No {
                 files.log = Arc::new(open_append(&self.dir, &self.name)?);
                 files.maybe_cut = true;
+            }
+            if let Rotated::ByUs(size) = rotation {
+                charged += self.rotation.max_bytes.saturating_sub(size);
             }
         }
         if files.maybe_cut {
@@ -291,7 +330,7 @@ impl AuditLog {
                 std::io::Error::new(std::io::ErrorKind::WriteZero, "the record was cut"),
             ));
         }
-        Ok(files.log.clone())
+        Ok((files.log.clone(), charged))
     }
 
     /// `<log>` → `<log>.1` → ... → `<log>.keep` (dropped), under the
@@ -307,8 +346,8 @@ impl AuditLog {
     /// a warning says so, once. Once the file would pass twice its limit,
     /// the record waits for the lock as for the shared one, and fails
     /// without it: the log's size stays bounded. Returns whether the log
-    /// may have been rotated (by us or another writer).
-    fn rotate(&self, lock: &mut File, wait: bool) -> Result<bool, AuditError> {
+    /// may have been rotated, and by whom.
+    fn rotate(&self, lock: &mut File, wait: bool) -> Result<Rotated, AuditError> {
         // flock cannot turn a shared lock into an exclusive one atomically;
         // say so, and let `rotate_exclusive` check whether someone else
         // rotated in between.
@@ -326,7 +365,7 @@ impl AuditLog {
         let rotated = match exclusive {
             Ok(()) => {
                 self.rotation_put_off.store(false, Ordering::Relaxed);
-                self.rotate_exclusive().map(|()| true)
+                self.rotate_exclusive()
             }
             Err(TryLockError::WouldBlock) => {
                 if !self.rotation_put_off.swap(true, Ordering::Relaxed) {
@@ -336,7 +375,7 @@ impl AuditLog {
                          while another writer holds its lock"
                     );
                 }
-                Ok(false)
+                Ok(Rotated::No)
             }
             Err(TryLockError::Error(error)) => Err(self.io("cannot lock", error)),
         };
@@ -346,16 +385,17 @@ impl AuditLog {
         rotated.and_then(|rotated| relocked.map(|()| rotated))
     }
 
-    fn rotate_exclusive(&self) -> Result<(), AuditError> {
+    fn rotate_exclusive(&self) -> Result<Rotated, AuditError> {
         let size = self.dir.size(&self.name).unwrap_or(0);
         if size < self.rotation.max_bytes / 2 {
-            return Ok(()); // Someone else just rotated.
+            return Ok(Rotated::ByAnother); // Someone else just rotated.
         }
         let numbered = |n: usize| rotated_path(Path::new(&self.name), n).into_os_string();
         if self.rotation.keep == 0 {
             return self
                 .dir
                 .remove(&self.name)
+                .map(|()| Rotated::ByUs(size))
                 .map_err(|error| self.io("cannot rotate", error));
         }
         for n in (1..self.rotation.keep).rev() {
@@ -368,6 +408,7 @@ impl AuditLog {
         }
         self.dir
             .rename(&self.name, &numbered(1))
+            .map(|()| Rotated::ByUs(size))
             .map_err(|error| self.io("cannot rotate", error))
     }
 
@@ -377,6 +418,17 @@ impl AuditLog {
             source,
         }
     }
+}
+
+/// Whether an append rotated the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rotated {
+    /// Not rotated: put off while another writer holds the lock.
+    No,
+    /// Another writer rotated it first: the log's name is a new file.
+    ByAnother,
+    /// Rotated by this append; the rotated file's size.
+    ByUs(u64),
 }
 
 /// Ends the line `log` ends in, if it was cut short (no newline at the
@@ -438,15 +490,19 @@ fn open_error(dir: &LogDir, name: &OsStr, source: std::io::Error) -> AuditError 
 /// Every record is written before the server acts on its event; with
 /// `RecordOptions::sync_escalations`, escalation decisions are synced too.
 ///
-/// A session writes at most half of what the log keeps
-/// ([`AuditLog::history_bytes`]); past that, its records fail (and so,
+/// A session takes at most half of what the log keeps
+/// ([`AuditLog::history_bytes`]), counted as [`AuditLog::append`] says
+/// (a rotation it causes takes the room the rotated file left unused:
+/// records of half a file each would otherwise rotate every file out);
+/// past that, its records fail (and so,
 /// unless the session is told to warn and go on, its requests are
 /// denied). Rotation drops the oldest file: without a share, a sandboxed
 /// program asking for commands with megabytes of arguments in a loop
 /// pushed every older record, of every session, out of the log in 20 s;
 /// with it, one session pushes out at most half. Shares are counted by
 /// session id, so one sink may serve many sessions; a session may go
-/// past its share by the records being written when it is reached.
+/// past its share by the records being written at once when it is
+/// reached.
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
@@ -502,14 +558,21 @@ impl AuditSink for SessionAudit {
                 false => shares.get(session_id).copied().unwrap_or(0),
             }
         };
-        // The session's end is recorded whatever it wrote before.
-        if written >= self.share && !ended {
-            return Err(format!(
+        let share_spent = || {
+            format!(
                 "this session has written {} MiB of audit records, half of what the log keeps \
                  (max_bytes x (keep + 1)); it records nothing more, so that it cannot push \
                  the other half out; raise max_bytes or keep for sessions this long",
                 written >> 20
-            ));
+            )
+        };
+        // The session's end is recorded whatever it wrote before.
+        let allowance = match ended {
+            true => u64::MAX,
+            false => self.share.saturating_sub(written),
+        };
+        if allowance == 0 {
+            return Err(share_spent());
         }
         let record = AuditRecord::of_with(
             event,
@@ -520,8 +583,11 @@ impl AuditSink for SessionAudit {
         );
         let appended = self
             .log
-            .append(&record, self.waits_for_disk(event))
-            .map_err(|error| error.to_string())?;
+            .append_within(&record, self.waits_for_disk(event), allowance)
+            .map_err(|error| match error {
+                AuditError::PastAllowance { .. } => share_spent(),
+                error => error.to_string(),
+            })?;
         if !ended {
             let mut shares = self
                 .written

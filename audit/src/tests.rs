@@ -1265,3 +1265,54 @@ fn a_session_records_at_most_half_of_what_the_log_keeps() {
     }
     assert!(sessions.iter().any(|session| session == "earlier"));
 }
+
+/// A probe's records were each a little over half a file: every one of
+/// them rotated the log, which then kept one record per file, so a share
+/// counted in bytes let one session rotate every older file out. A
+/// rotation charges the session whose record caused it with the room the
+/// rotated file left unused, so that its share counts files too.
+#[test]
+fn records_of_half_a_file_push_out_at_most_half_of_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let rotation = Rotation {
+        max_bytes: 64 << 10,
+        keep: 7,
+    };
+    let log = Arc::new(AuditLog::open(&path, rotation).unwrap());
+    let earlier = SessionAudit::new(log.clone(), RecordOptions::default());
+    let witness = decided(vec!["w".repeat(400).into()], Decision::Run);
+    // The history, full: 8 files of 64 KiB, from sessions short enough
+    // to stay within their shares.
+    let whole_history = (8 * (64 << 10)) / 600;
+    for n in 0..whole_history {
+        earlier
+            .record(&format!("earlier-{}", n / 100), &witness)
+            .unwrap();
+    }
+    let count_earlier = || {
+        let mut count = 0;
+        for file in std::iter::once(path.clone()).chain((1..=7).map(|n| rotated_path(&path, n))) {
+            if let Ok(read) = read_log(&file) {
+                count += read
+                    .records
+                    .iter()
+                    .filter(|record| record.session_id.starts_with("earlier-"))
+                    .count();
+            }
+        }
+        count
+    };
+    let before = count_earlier();
+
+    let flood = SessionAudit::new(log.clone(), RecordOptions::default());
+    let big = decided(vec!["x".repeat(33 << 10).into()], Decision::Run);
+    let recorded = (0..100)
+        .take_while(|_| flood.record("flood", &big).is_ok())
+        .count();
+    let after = count_earlier();
+    assert!(
+        after * 2 >= before,
+        "{recorded} records of half a file left {after} of {before} earlier records"
+    );
+}
