@@ -944,12 +944,28 @@ const READERS: &[InstructionReader] = &[
 fn reader_of(program: &Path) -> Option<&'static InstructionReader> {
     let name = program.file_name()?.to_str()?;
     READERS.iter().find(|reader| {
-        reader.names.contains(&name)
+        reader
+            .names
+            .iter()
+            .any(|known| name == *known || is_versioned(name, known))
             || reader
                 .prefixes
                 .iter()
                 .any(|prefix| name.starts_with(prefix) && name.len() > prefix.len())
     })
+}
+
+/// Whether `name` is `known` with a version after it (`perl5.36.0`, a hard
+/// link to perl; `ruby3.1`, Debian's ruby by its canonical path;
+/// `bash-5.2`): the same interpreter, reading instructions the same way.
+fn is_versioned(name: &str, known: &str) -> bool {
+    let Some(version) = name.strip_prefix(known) else {
+        return false;
+    };
+    let version = version.strip_prefix(['.', '-']).unwrap_or(version);
+    version.starts_with(|c: char| c.is_ascii_digit())
+        && version.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && !version.ends_with('.')
 }
 
 /// Whether the table has an entry for `program` (canonical).

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{home_variables, planted_home, planted_instructions, Request};
+use super::{home_variables, in_table, planted_home, planted_instructions, Request};
 
 struct Place {
     _dir: tempfile::TempDir,
@@ -250,6 +250,15 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/ruby", "-r json {w}/evil.rb"),
         refused("/usr/bin/ruby", "-C {w} evil.rb"),
         refused("/usr/bin/perl", "-x{w}/dir script"),
+        // A probe escalated a script the sandbox wrote through perl's
+        // other name, a hard link (canonical as it is); Debian's ruby is
+        // `ruby3.1` by its canonical path. Versioned names are their
+        // interpreter's.
+        refused("/usr/bin/perl5.36.0", "{w}/tool.pl"),
+        refused("/usr/bin/ruby3.1", "{w}/evil.rb"),
+        refused("/usr/bin/node18", "{w}/evil.js"),
+        refused("/usr/bin/ksh93", "{w}/evil.sh"),
+        refused("/usr/bin/bash-5.2", "{w}/evil.sh"),
         refused("/usr/bin/node", "--input-type module {w}/evil.js"),
         refused("/usr/bin/git", "--namespace x -C {w}/evil status"),
         refused("/usr/bin/git", "--attr-source HEAD -C {w} status"),
@@ -1416,4 +1425,25 @@ fn clusters_unknown_subcommands_read_modes_and_file_urls_are_judged() {
         ("/usr/bin/npm", "install left-pad", false),
     ];
     assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
+}
+
+#[test]
+fn versioned_names_are_their_interpreters_and_only_those() {
+    for (program, known) in [
+        ("/usr/bin/perl5.36.0", true),
+        ("/usr/bin/ruby3.1", true),
+        ("/usr/bin/python3.11", true),
+        ("/usr/bin/python3.12", true),
+        ("/usr/bin/ksh93", true),
+        ("/usr/bin/tclsh8.6", false),
+        ("/usr/bin/sha256sum", false),
+        ("/usr/bin/makeinfo", false),
+        ("/usr/bin/perldoc", false),
+        ("/usr/bin/shred", false),
+        ("/usr/bin/nodejs-x", false),
+        ("/usr/bin/perl.", false),
+        ("/usr/bin/perl-", false),
+    ] {
+        assert_eq!(in_table(Path::new(program)), known, "{program}");
+    }
 }
