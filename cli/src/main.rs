@@ -559,6 +559,15 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
         return;
     };
     for rule in view.rules() {
+        if !rule.exists && rule.access == Access::None {
+            stderr::line(&format!(
+                "execgate: warning: {whose} hides {}, which does not exist: a file made there \
+                 later is not hidden (a relative entry is a path from the config file's \
+                 directory){}",
+                rule.path.display(),
+                glob_hint(&rule.path)
+            ));
+        }
         if !rule.exists && rule.access != Access::None {
             stderr::line(&format!(
                 "execgate: warning: {whose} grants {} access to {}, which does not \
@@ -582,6 +591,31 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
             ));
         }
     }
+}
+
+/// How to hide what `path` names once it exists, and its name wherever
+/// it appears under the writable roots: as a glob, which the sandbox's
+/// supervisor judges at every open (a path is hidden only as it is when
+/// the sandbox starts). Empty when its name has no plain first character
+/// to write as a one-character class.
+fn glob_hint(path: &std::path::Path) -> String {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return String::new();
+    };
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    if !(first.is_ascii_alphanumeric() || first == '.' || first == '_') {
+        return String::new();
+    }
+    let glob = format!("[{first}]{}", chars.as_str());
+    let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+    format!(
+        "; a glob covers files made later: \"{}\" for this one, \"{glob}\" for the name \
+         under every writable root",
+        parent.join(&glob).display()
+    )
 }
 
 /// Warns when `TMPDIR` is not the temporary directory the sandbox writes

@@ -649,6 +649,55 @@ fn a_config_profile_is_used() {
     assert!(extra.join("ok").exists());
 }
 
+/// From a probe: a `none` entry for a file that did not exist yet hid
+/// nothing, and the file the host made during the session was read; a
+/// relative one (`".env"`, as in a `.gitignore`) named a file beside the
+/// config file, not in the work. Neither said a word; a `write` entry on
+/// a missing path did. Both are warned of, with the glob that covers a
+/// file made later.
+#[test]
+fn a_hidden_path_that_does_not_exist_is_warned_of() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    let late = ws.join("late.secret");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.hiding]\nextends = \"workspace-write\"\nfilesystem = {{ \"{}\" = \"none\", \".env\" = \"none\", \"*.pem\" = \"none\" }}\n",
+            late.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config,
+            "--profile",
+            "hiding",
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warned = |path: &std::path::Path, glob: &str| {
+        stderr.contains(&format!(
+            "execgate: warning: the profile hides {}, which does not exist",
+            path.display()
+        )) && stderr.contains(glob)
+    };
+    assert!(
+        warned(&late, &format!("{}/[l]ate.secret", ws.display())),
+        "{stderr}"
+    );
+    assert!(warned(&dir.path().join(".env"), "[.]env"), "{stderr}");
+    // A glob is not a path: nothing to say of it.
+    assert!(!stderr.contains("*.pem"), "{stderr}");
+}
+
 #[test]
 fn doctor_reports_json() {
     let (_dir, ws) = workspace();
