@@ -398,9 +398,18 @@ impl Inner {
         match rule.decision {
             RuleDecision::Forbidden => Verdict {
                 decision: Decision::Deny {
-                    reason: match &rule_ref.justification {
-                        Some(why) => format!("forbidden by {}: {why}", rule_ref.id),
-                        None => format!("forbidden by {}", rule_ref.id),
+                    // The rule matched the program by its canonical path:
+                    // named when the shell's differs (`awk`, a link to
+                    // `mawk`), or the message shows a name no rule has.
+                    reason: {
+                        let matched = match request.executable.requested_path == *program {
+                            true => String::new(),
+                            false => format!(" (as {})", program.display()),
+                        };
+                        match &rule_ref.justification {
+                            Some(why) => format!("forbidden by {}{matched}: {why}", rule_ref.id),
+                            None => format!("forbidden by {}{matched}", rule_ref.id),
+                        }
                     },
                 },
                 provenance: by_rule,

@@ -193,6 +193,33 @@ pub(super) fn provenances(recorder: &Recorder) -> Vec<Decided> {
         .collect()
 }
 
+/// From a probe: a denial named the program as the shell found it
+/// (`/usr/bin/awk`), and the rule it quoted was on another name (`mawk`):
+/// the name the rule matched is said too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_names_the_program_the_rule_matched() {
+    let place = Place::new();
+    let canonical = fs::canonicalize("/usr/bin/awk").unwrap();
+    assert_ne!(canonical, Path::new("/usr/bin/awk"), "awk is a link here");
+    let name = canonical.file_name().unwrap().to_str().unwrap();
+    let rules = place.rules(&format!(
+        "prefix_rule(pattern = [\"{name}\"], decision = \"forbidden\", justification = \"no awk\")\n"
+    ));
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(&session, "/usr/bin/awk 1 </dev/null; print status=$?").await;
+    assert_eq!(text(&outcome.stdout), "status=126\n");
+    let stderr = text(&outcome.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "denied: /usr/bin/awk: forbidden by {}:1 (as {}): no awk",
+            place.root.join("test.rules").display(),
+            canonical.display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn allowed_commands_leave_the_sandbox_forbidden_ones_do_not_run() {
     let place = Place::new();
