@@ -219,28 +219,19 @@ impl AuditLog {
     /// drops the oldest: records of half a file each would otherwise
     /// rotate every older file out while writing half of what they drop).
     pub fn append(&self, record: &AuditRecord, durable: bool) -> Result<u64, AuditError> {
-        self.append_within(record, durable, u64::MAX)
+        self.append_line(&encode(record)?, durable, Limit::None)
     }
 
-    /// [`AuditLog::append`], unless what the record would take of the
-    /// history is more than `allowance`: then nothing is written or
-    /// rotated ([`AuditError::PastAllowance`]).
-    pub fn append_within(
-        &self,
-        record: &AuditRecord,
-        durable: bool,
-        allowance: u64,
-    ) -> Result<u64, AuditError> {
-        let mut line =
-            serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
-        line.push(b'\n');
+    /// [`AuditLog::append`] of a record already encoded as its line,
+    /// within `limit`.
+    fn append_line(&self, line: &[u8], durable: bool, limit: Limit) -> Result<u64, AuditError> {
         let files = self
             .files
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         lock_within(&files.lock, Lock::Shared).map_err(|error| self.io("cannot lock", error))?;
         let mut held = SharedLock(files);
-        let (written_to, charge) = self.append_locked(&mut held.0, &line, allowance)?;
+        let (written_to, charge) = self.append_locked(&mut held.0, line, limit)?;
         let record_number = self.written.fetch_add(1, Ordering::SeqCst) + 1;
         drop(held);
         if durable {
@@ -278,7 +269,7 @@ impl AuditLog {
         &self,
         files: &mut Files,
         line: &[u8],
-        allowance: u64,
+        limit: Limit,
     ) -> Result<(Arc<File>, u64), AuditError> {
         let (open, mut size) =
             identity(&files.log).map_err(|error| self.io("cannot stat", error))?;
@@ -292,16 +283,27 @@ impl AuditLog {
                 .1;
         }
         let line_len = line.len() as u64;
-        let rotates = size > 0 && size + line_len > self.rotation.max_bytes;
-        // Judged on the size seen: a rotation by another writer in between
-        // only makes the record take less.
+        let over = size > 0 && size + line_len > self.rotation.max_bytes;
+        let rotates = match limit {
+            // Put off as when another writer holds the lock, up to the
+            // same bound.
+            Limit::NoRotation => size + line_len > self.rotation.max_bytes.saturating_mul(2),
+            _ => over,
+        };
+        // A rotation takes a whole file's room from the history: the
+        // records in the file it rotates counted already, for their
+        // writers; the room they left counts now, for this one. Judged on
+        // the size seen: a rotation by another writer in between only
+        // makes the record take less.
         let unused = match rotates {
             true => self.rotation.max_bytes.saturating_sub(size),
             false => 0,
         };
         let charge = line_len.saturating_add(unused);
-        if charge > allowance {
-            return Err(AuditError::PastAllowance { charge, allowance });
+        if let Limit::Within(allowance) = limit {
+            if charge > allowance {
+                return Err(AuditError::PastAllowance { charge, allowance });
+            }
         }
         let mut charged = line_len;
         if rotates {
@@ -311,8 +313,8 @@ impl AuditLog {
                 files.log = Arc::new(open_append(&self.dir, &self.name)?);
                 files.maybe_cut = true;
             }
-            if let Rotated::ByUs(size) = rotation {
-                charged += self.rotation.max_bytes.saturating_sub(size);
+            if rotation == Rotated::ByUs {
+                charged += unused;
             }
         }
         if files.maybe_cut {
@@ -395,7 +397,7 @@ impl AuditLog {
             return self
                 .dir
                 .remove(&self.name)
-                .map(|()| Rotated::ByUs(size))
+                .map(|()| Rotated::ByUs)
                 .map_err(|error| self.io("cannot rotate", error));
         }
         for n in (1..self.rotation.keep).rev() {
@@ -408,7 +410,7 @@ impl AuditLog {
         }
         self.dir
             .rename(&self.name, &numbered(1))
-            .map(|()| Rotated::ByUs(size))
+            .map(|()| Rotated::ByUs)
             .map_err(|error| self.io("cannot rotate", error))
     }
 
@@ -420,6 +422,26 @@ impl AuditLog {
     }
 }
 
+/// What an append may take of the log's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    /// As much as it takes.
+    None,
+    /// At most this many bytes, a rotation's unused room included.
+    Within(u64),
+    /// No rotation while the file is under twice its limit: for a record
+    /// that must be written whatever its writer took before.
+    NoRotation,
+}
+
+/// A record as its line in the log.
+fn encode(record: &AuditRecord) -> Result<Vec<u8>, AuditError> {
+    let mut line =
+        serde_json::to_vec(record).map_err(|error| AuditError::Encode(error.to_string()))?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// Whether an append rotated the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rotated {
@@ -427,8 +449,8 @@ enum Rotated {
     No,
     /// Another writer rotated it first: the log's name is a new file.
     ByAnother,
-    /// Rotated by this append; the rotated file's size.
-    ByUs(u64),
+    /// Rotated by this append.
+    ByUs,
 }
 
 /// Ends the line `log` ends in, if it was cut short (no newline at the
@@ -506,8 +528,8 @@ fn open_error(dir: &LogDir, name: &OsStr, source: std::io::Error) -> AuditError 
 pub struct SessionAudit {
     log: Arc<AuditLog>,
     options: RecordOptions,
-    /// Bytes each session has appended (until its end), and the share.
-    written: Mutex<std::collections::HashMap<String, u64>>,
+    /// What each session has taken of the log, and the share.
+    written: Mutex<std::collections::HashMap<String, Taken>>,
     share: u64,
     /// The last decision's environment, as sent and as recorded: a shell
     /// sends the same environment with nearly every request, and recording
@@ -515,6 +537,24 @@ pub struct SessionAudit {
     /// not the request (whose argv may be large).
     last_environment: Mutex<Option<(Vec<OsString>, Arc<Environment>)>>,
 }
+
+/// What one session has taken of the log's history.
+#[derive(Default)]
+struct Taken {
+    /// By the records it has written.
+    bytes: u64,
+    /// Set aside for records being written (each its worst case), so that
+    /// records written at once cannot each see the same room left.
+    set_aside: u64,
+    /// When its end was recorded: records after it (refusals of questions
+    /// left open, exits of children it killed) count against the same
+    /// share; the entry goes a while later.
+    ended: Option<Instant>,
+}
+
+/// How long a session's share is kept after its end: longer than its
+/// conversations take to wind down once it has been cancelled.
+const ENDED_SHARE_KEPT: Duration = Duration::from_secs(60);
 
 impl SessionAudit {
     pub fn new(log: Arc<AuditLog>, options: RecordOptions) -> Self {
@@ -548,32 +588,6 @@ impl SessionAudit {
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
         let ended = matches!(event, SessionEvent::Ended { .. });
-        let written = {
-            let mut shares = self
-                .written
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match ended {
-                true => shares.remove(session_id).unwrap_or(0),
-                false => shares.get(session_id).copied().unwrap_or(0),
-            }
-        };
-        let share_spent = || {
-            format!(
-                "this session has written {} MiB of audit records, half of what the log keeps \
-                 (max_bytes x (keep + 1)); it records nothing more, so that it cannot push \
-                 the other half out; raise max_bytes or keep for sessions this long",
-                written >> 20
-            )
-        };
-        // The session's end is recorded whatever it wrote before.
-        let allowance = match ended {
-            true => u64::MAX,
-            false => self.share.saturating_sub(written),
-        };
-        if allowance == 0 {
-            return Err(share_spent());
-        }
         let record = AuditRecord::of_with(
             event,
             session_id,
@@ -581,26 +595,69 @@ impl AuditSink for SessionAudit {
             &self.options,
             |request| self.environment_of(request),
         );
-        let appended = self
-            .log
-            .append_within(&record, self.waits_for_disk(event), allowance)
-            .map_err(|error| match error {
-                AuditError::PastAllowance { .. } => share_spent(),
-                error => error.to_string(),
-            })?;
-        if !ended {
+        let line = encode(&record).map_err(|error| error.to_string())?;
+        let line_len = line.len() as u64;
+        let share_spent = |taken: u64| {
+            format!(
+                "this session has taken {} KiB of the audit log, and this record would take \
+                 more than the rest of its share, half of what the log keeps (max_bytes x \
+                 (keep + 1)); it is not recorded, so that one session cannot push the other \
+                 half out; raise max_bytes or keep for sessions this long",
+                taken >> 10
+            )
+        };
+        // The session's end is recorded whatever it took before, but
+        // rotates nothing: its own records would otherwise have one more
+        // file's room than their share.
+        let (limit, set_aside) = {
             let mut shares = self
                 .written
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            match shares.get_mut(session_id) {
-                Some(written) => *written += appended,
-                None => {
-                    shares.insert(session_id.to_owned(), appended);
-                }
+            if ended {
+                let now = Instant::now();
+                shares.retain(|_, taken| {
+                    taken
+                        .ended
+                        .is_none_or(|at| now.duration_since(at) < ENDED_SHARE_KEPT)
+                });
             }
+            let taken = shares.entry(session_id.to_owned()).or_default();
+            if ended {
+                taken.ended = Some(Instant::now());
+                (Limit::NoRotation, 0)
+            } else {
+                let left = self
+                    .share
+                    .saturating_sub(taken.bytes.saturating_add(taken.set_aside));
+                if left < line_len {
+                    return Err(share_spent(taken.bytes));
+                }
+                // At most the line and a whole file's room (a rotation of
+                // a file just begun).
+                let worst = line_len.saturating_add(self.log.rotation.max_bytes);
+                let set_aside = left.min(worst);
+                taken.set_aside += set_aside;
+                (Limit::Within(set_aside), set_aside)
+            }
+        };
+        let appended = self
+            .log
+            .append_line(&line, self.waits_for_disk(event), limit);
+        let mut shares = self
+            .written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let taken = shares.entry(session_id.to_owned()).or_default();
+        taken.set_aside = taken.set_aside.saturating_sub(set_aside);
+        match appended {
+            Ok(charge) => {
+                taken.bytes = taken.bytes.saturating_add(charge);
+                Ok(())
+            }
+            Err(AuditError::PastAllowance { .. }) => Err(share_spent(taken.bytes)),
+            Err(error) => Err(error.to_string()),
         }
-        Ok(())
     }
 
     fn waits_for_disk(&self, event: &SessionEvent) -> bool {

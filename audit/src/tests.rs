@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -1266,33 +1267,31 @@ fn a_session_records_at_most_half_of_what_the_log_keeps() {
     assert!(sessions.iter().any(|session| session == "earlier"));
 }
 
-/// A probe's records were each a little over half a file: every one of
-/// them rotated the log, which then kept one record per file, so a share
-/// counted in bytes let one session rotate every older file out. A
-/// rotation charges the session whose record caused it with the room the
-/// rotated file left unused, so that its share counts files too.
-#[test]
-fn records_of_half_a_file_push_out_at_most_half_of_the_files() {
+/// A log of `keep` + 1 files of 64 KiB, full of records of earlier
+/// sessions (short enough to stay within their shares), and `attack`
+/// run on it by one session. Fails if the attack pushed out more earlier
+/// records than the bound: half of the files, and the file being written
+/// when the session began (whose room its writers had taken).
+fn at_most_half_pushed_out(keep: usize, attack: impl FnOnce(&Arc<SessionAudit>)) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");
     let rotation = Rotation {
         max_bytes: 64 << 10,
-        keep: 7,
+        keep,
     };
     let log = Arc::new(AuditLog::open(&path, rotation).unwrap());
     let earlier = SessionAudit::new(log.clone(), RecordOptions::default());
     let witness = decided(vec!["w".repeat(400).into()], Decision::Run);
-    // The history, full: 8 files of 64 KiB, from sessions short enough
-    // to stay within their shares.
-    let whole_history = (8 * (64 << 10)) / 600;
+    let whole_history = ((keep + 1) * (64 << 10)) / 600;
     for n in 0..whole_history {
         earlier
-            .record(&format!("earlier-{}", n / 100), &witness)
+            .record(&format!("earlier-{}", n / 50), &witness)
             .unwrap();
     }
     let count_earlier = || {
         let mut count = 0;
-        for file in std::iter::once(path.clone()).chain((1..=7).map(|n| rotated_path(&path, n))) {
+        for file in std::iter::once(path.clone()).chain((1..=keep).map(|n| rotated_path(&path, n)))
+        {
             if let Ok(read) = read_log(&file) {
                 count += read
                     .records
@@ -1304,15 +1303,110 @@ fn records_of_half_a_file_push_out_at_most_half_of_the_files() {
         count
     };
     let before = count_earlier();
-
-    let flood = SessionAudit::new(log.clone(), RecordOptions::default());
-    let big = decided(vec!["x".repeat(33 << 10).into()], Decision::Run);
-    let recorded = (0..100)
-        .take_while(|_| flood.record("flood", &big).is_ok())
-        .count();
-    let after = count_earlier();
+    let per_file = read_log(&rotated_path(&path, keep)).unwrap().records.len();
+    attack(&Arc::new(SessionAudit::new(log, RecordOptions::default())));
+    let pushed_out = before - count_earlier();
+    // Half of the keep + 1 files, rounded down, and one.
+    let bound = per_file * (keep.div_ceil(2) + 1);
     assert!(
-        after * 2 >= before,
-        "{recorded} records of half a file left {after} of {before} earlier records"
+        pushed_out <= bound,
+        "{pushed_out} of {before} earlier records pushed out, {per_file} a file: more than {bound}"
     );
+}
+
+fn ended() -> SessionEvent {
+    SessionEvent::Ended {
+        reason: execgate_escalate_server::SessionEnd::Closed,
+        running: 0,
+    }
+}
+
+/// A probe's records were each a little over half a file: every one of
+/// them rotated the log, which then kept one record per file, so a share
+/// counted in bytes let one session rotate every older file out. A
+/// rotation charges the session whose record caused it with the room the
+/// rotated file left unused, so that its share counts files too.
+#[test]
+fn records_of_half_a_file_push_out_at_most_half_of_the_files() {
+    let big = decided(vec!["x".repeat(33 << 10).into()], Decision::Run);
+    at_most_half_pushed_out(7, |flood| {
+        let recorded = (0..100)
+            .take_while(|_| flood.record("flood", &big).is_ok())
+            .count();
+        assert!(recorded > 0);
+    });
+}
+
+/// A review: a session's end dropped its count, so the records written
+/// after it (refusals of the questions it left open, exits of the
+/// children it killed) began a share of their own.
+#[test]
+fn records_after_a_sessions_end_count_against_its_share() {
+    let big = decided(vec!["x".repeat(4 << 10).into()], Decision::Run);
+    at_most_half_pushed_out(3, |flood| {
+        while flood.record("flood", &big).is_ok() {}
+        flood.record("flood", &ended()).unwrap();
+        let error = flood.record("flood", &big).unwrap_err();
+        assert!(error.contains("the rest of its share"), "{error}");
+    });
+}
+
+/// A review: records written at once each saw the same room left in the
+/// session's share, and together went far past it.
+#[test]
+fn records_written_at_once_take_no_more_than_the_share() {
+    at_most_half_pushed_out(7, |flood| {
+        std::thread::scope(|scope| {
+            for n in 0..16 {
+                let flood = flood.clone();
+                scope.spawn(move || {
+                    let big = decided(vec![format!("{n}").repeat(9 << 10).into()], Decision::Run);
+                    while flood.record("flood", &big).is_ok() {}
+                });
+            }
+        });
+    });
+}
+
+/// A review: the end of a session that had spent its share still rotated
+/// the log, one file more than the share (with `keep = 1`, every earlier
+/// record). The end is recorded, and rotates nothing under twice the
+/// file's limit.
+#[test]
+fn a_sessions_end_is_recorded_and_rotates_nothing() {
+    let rotation = Rotation {
+        max_bytes: 64 << 10,
+        keep: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let end_line = {
+        let path = dir.path().join("end.jsonl");
+        let log = Arc::new(AuditLog::open(&path, rotation).unwrap());
+        SessionAudit::new(log, RecordOptions::default())
+            .record("flood", &ended())
+            .unwrap();
+        std::fs::metadata(&path).unwrap().len()
+    };
+    // Small records, of sizes until one leaves too little room for the
+    // end's: the share (one file here) is spent as the file fills.
+    let mut judged = false;
+    for size in 100..400 {
+        let path = dir.path().join(format!("{size}.jsonl"));
+        let log = Arc::new(AuditLog::open(&path, rotation).unwrap());
+        let flood = SessionAudit::new(log, RecordOptions::default());
+        let small = decided(vec!["x".repeat(size).into()], Decision::Run);
+        while flood.record("flood", &small).is_ok() {}
+        let before = std::fs::metadata(&path).unwrap();
+        if before.len() + end_line <= rotation.max_bytes {
+            continue;
+        }
+        judged = true;
+        flood.record("flood", &ended()).unwrap();
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(after.ino(), before.ino(), "the end rotated the log");
+        let last = read_log(&path).unwrap().records.pop().unwrap();
+        assert_eq!(last.event.action, "session-end");
+        break;
+    }
+    assert!(judged, "no record size left the file too full for the end");
 }
