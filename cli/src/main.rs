@@ -396,6 +396,23 @@ impl SessionLabels {
     /// Lets the terminal's approver freeze `session` while it asks.
     fn attach(&self, session: &ShellSession) {
         let _ = self.question_freezer.set(session.question_freezer());
+        warn_if_cgroup_refused_by_a_limit();
+    }
+}
+
+/// Says, once a session has started, that its process has no cgroup for
+/// its sessions because a limit refused one: a session weaker than the
+/// machine offers. Read after the start, from the attempt the session
+/// used (a check of its own could disagree with it).
+#[cfg(unix)]
+pub(crate) fn warn_if_cgroup_refused_by_a_limit() {
+    use execgate_core_bridge::server::{scope_support, ScopeSupport};
+    if let ScopeSupport::ProcessGroups { why, limited: true } = scope_support() {
+        stderr::line(&format!(
+            "execgate: warning: no cgroup for this session ({why}): a process that leaves its \
+             process group can outlive execgate if it is killed, and Ctrl-Z cannot stop a \
+             command; raise the limit, or set EXECGATE_SCOPE=cgroup to refuse to start instead"
+        ));
     }
 }
 
@@ -929,15 +946,7 @@ fn children_of(parent: u32) -> Vec<i32> {
 #[cfg(unix)]
 fn reaping(session: impl FnOnce() -> Result<i32>) -> Result<i32> {
     use execgate_core_bridge::server::{scope_support, ScopeSupport};
-    let support = scope_support();
-    if let ScopeSupport::ProcessGroups { why, limited: true } = &support {
-        stderr::line(&format!(
-            "execgate: warning: no cgroup for this session ({why}): a process that leaves its \
-             process group can outlive execgate if it is killed, and Ctrl-Z cannot stop a \
-             command; raise the limit, or set EXECGATE_SCOPE=cgroup to refuse to start instead"
-        ));
-    }
-    let adopting = matches!(support, ScopeSupport::ProcessGroups { .. });
+    let adopting = matches!(scope_support(), ScopeSupport::ProcessGroups { .. });
     if adopting {
         adopt_orphans()?;
     }

@@ -103,6 +103,7 @@ pub fn serve(args: McpArgs) -> Result<i32> {
         // Before the session, whose first record may pass a file size limit.
         let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;
         let session = Arc::new(ShellSession::start(session_config)?);
+        crate::warn_if_cgroup_refused_by_a_limit();
         let server = ExecServer {
             session: session.clone(),
             tool_router: ExecServer::tool_router(),

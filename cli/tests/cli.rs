@@ -434,19 +434,27 @@ fn a_session_without_a_cgroup_by_a_limit_is_warned_of() {
     std::fs::create_dir(&limited).unwrap();
     std::fs::write(limited.join("cgroup.max.descendants"), "0").unwrap();
     let procs = limited.join("cgroup.procs");
-    let output = Command::new("sh")
-        .args([
-            "-c",
-            "echo 0 > \"$1\" && exec \"$2\" run -- /usr/bin/true",
-            "sh",
-        ])
-        .arg(&procs)
-        .arg(env!("CARGO_BIN_EXE_execgate"))
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .env_remove("EXECGATE_SCOPE")
-        .output()
-        .unwrap();
+    let run = |scope: Option<&str>| {
+        let mut command = Command::new("sh");
+        command
+            .args([
+                "-c",
+                "echo 0 > \"$1\" && exec \"$2\" run -- /usr/bin/true",
+                "sh",
+            ])
+            .arg(&procs)
+            .arg(env!("CARGO_BIN_EXE_execgate"))
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .env_remove("EXECGATE_SCOPE");
+        if let Some(scope) = scope {
+            command.env("EXECGATE_SCOPE", scope);
+        }
+        command.output().unwrap()
+    };
+    let warned = run(None);
+    // Asked for, a cgroup is required: no warning that says to ask.
+    let required = run(Some("cgroup"));
     // The warden leaves the cgroup when it sees execgate gone.
     for _ in 0..500 {
         if std::fs::remove_dir(&limited).is_ok() {
@@ -454,11 +462,18 @@ fn a_session_without_a_cgroup_by_a_limit_is_warned_of() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let stderr = text(&warned.stderr);
+    assert_eq!(warned.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("execgate: warning: no cgroup for this session (cannot create")
             && stderr.contains("EXECGATE_SCOPE=cgroup"),
+        "{stderr}"
+    );
+    let stderr = text(&required.stderr);
+    assert_eq!(required.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("EXECGATE_SCOPE=cgroup, but no cgroup can be made")
+            && !stderr.contains("warning"),
         "{stderr}"
     );
     assert!(!limited.exists(), "the test's cgroup was left behind");
