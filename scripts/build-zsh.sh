@@ -158,16 +158,15 @@ fi
 # Lazily bound, each forked child would look up (and page in) again every
 # library function the shell had not called yet: the client's socket calls
 # for every command.
-# The package's zsh reads the system's startup files and finds the
-# completions other packages install (its own `_execgate` among them), as
-# Debian's zsh does (debian/rules); the others read nothing outside their
-# prefix, so that tests do not depend on the machine's /etc/zsh.
+# No zsh of ours reads /etc/zsh: a session's startup is execgate's (a
+# system zshenv that moves ZDOTDIR would undo --no-rcs and the prompt
+# marker, and one that runs programs would ask before every `run`). The
+# package's finds the completions other packages install (its own
+# `_execgate` among them), as Debian's zsh does (debian/rules).
+system_dirs=(--enable-etcdir="$prefix/etc")
 if [[ $variant == package ]]; then
-    system_dirs=(--enable-etcdir=/etc/zsh
-        --enable-site-fndir=/usr/local/share/zsh/site-functions
+    system_dirs+=(--enable-site-fndir=/usr/local/share/zsh/site-functions
         --enable-additional-fpath=/usr/share/zsh/vendor-functions,/usr/share/zsh/vendor-completions)
-else
-    system_dirs=(--enable-etcdir="$prefix/etc")
 fi
 step configure ./configure --prefix="$prefix" "${system_dirs[@]}" \
     --disable-gdbm --disable-pcre --disable-cap --with-tcsetpgrp \
