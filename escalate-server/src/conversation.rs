@@ -519,6 +519,11 @@ async fn escalate(
         .await
         .is_err()
     {
+        // Recorded as decided: the record says why nothing started.
+        fail(match cancel.is_cancelled() {
+            true => "the session ended before the descriptors were handed over".into(),
+            false => "the requester went away before it handed its descriptors over".into(),
+        });
         return;
     }
     let fds = tokio::select! {

@@ -1285,6 +1285,42 @@ async fn an_escalation_waiting_for_descriptors_at_the_sessions_end_is_recorded_a
     drop(mine);
 }
 
+/// A review: an escalation decided and recorded whose requester had gone
+/// before the server could say so left the decision as the last word.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_whose_requester_left_before_its_answer_is_recorded_as_not_started() {
+    let (session, recorder) = start_session(policy_by_path(&[(ESCALATED, escalate())]));
+    let (mine, theirs) = stream_pair();
+    say(&mine, &request_frame(ESCALATED, &["true"]));
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    drop((mine, theirs));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let not_started = loop {
+        let not_started: Vec<String> = recorder
+            .events()
+            .into_iter()
+            .filter_map(|event| match event {
+                SessionEvent::SpawnFailed { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        if !not_started.is_empty() || Instant::now() > deadline {
+            break not_started;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Which one depends on whether the answer still fit in the socket.
+    assert!(
+        matches!(
+            not_started.as_slice(),
+            [reason] if reason == "the requester went away before it handed its descriptors over"
+                || reason.starts_with("bad descriptor hand-over")
+        ),
+        "{not_started:?}"
+    );
+    session.shutdown().await;
+}
+
 /// A probe named its working directory through a symbolic link to the
 /// directory it ran in: the server held the right directory, but the
 /// approval's key, the question and the audit record took the name as
