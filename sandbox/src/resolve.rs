@@ -711,6 +711,28 @@ fn deny_glob_patterns(glob: &str) -> [String; 2] {
 pub(crate) struct DenyGlobMatcher {
     absolute: globset::GlobSet,
     relative: globset::GlobSet,
+    /// The globs' ways: [`DenyGlobMatcher::on_the_way`].
+    ways_absolute: globset::GlobSet,
+    ways_relative: globset::GlobSet,
+}
+
+/// The paths a late file a glob matches is reached by (its directories,
+/// and the file or directory it matches): what the host writes through
+/// them, a link there would take to a name no glob matches. A `**`
+/// between them matches whatever the file's real path holds there, so a
+/// way ends at a named component (`a/**/b/*.key`: `a`, `a/**/b`,
+/// `a/**/b/*.key`).
+fn way_patterns(glob: &str) -> Vec<String> {
+    let anchored = if glob.contains('/') {
+        glob.to_owned()
+    } else {
+        format!("**/{glob}")
+    };
+    let components: Vec<&str> = anchored.split('/').collect();
+    (1..=components.len())
+        .filter(|&end| !matches!(components[end - 1], "" | "**"))
+        .map(|end| components[..end].join("/"))
+        .collect()
 }
 
 impl DenyGlobMatcher {
@@ -720,17 +742,26 @@ impl DenyGlobMatcher {
             globset::GlobSetBuilder::new(),
             globset::GlobSetBuilder::new(),
         );
+        let (mut ways_absolute, mut ways_relative) = (
+            globset::GlobSetBuilder::new(),
+            globset::GlobSetBuilder::new(),
+        );
+        let compile = |glob: &String, pattern: &str| {
+            globset::GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|error| (glob.clone(), error.to_string()))
+        };
         for glob in globs {
-            let set = match glob.starts_with('/') {
-                true => &mut absolute,
-                false => &mut relative,
+            let (set, ways) = match glob.starts_with('/') {
+                true => (&mut absolute, &mut ways_absolute),
+                false => (&mut relative, &mut ways_relative),
             };
             for pattern in deny_glob_patterns(glob) {
-                let compiled = globset::GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|error| (glob.clone(), error.to_string()))?;
-                set.add(compiled);
+                set.add(compile(glob, &pattern)?);
+            }
+            for pattern in way_patterns(glob) {
+                ways.add(compile(glob, &pattern)?);
             }
         }
         let build = |set: globset::GlobSetBuilder| {
@@ -740,7 +771,19 @@ impl DenyGlobMatcher {
         Ok(DenyGlobMatcher {
             absolute: build(absolute)?,
             relative: build(relative)?,
+            ways_absolute: build(ways_absolute)?,
+            ways_relative: build(ways_relative)?,
         })
+    }
+
+    /// Whether `path` (absolute) lies on a glob's way (see
+    /// [`way_patterns`]): no link may be put there.
+    pub(crate) fn on_the_way(&self, path: &Path, roots: &[PathBuf]) -> bool {
+        self.ways_absolute.is_match(path)
+            || roots
+                .iter()
+                .filter_map(|root| path.strip_prefix(root).ok())
+                .any(|relative| self.ways_relative.is_match(relative))
     }
 
     /// Whether `path` (absolute) is denied, relative globs judging it
@@ -788,6 +831,40 @@ mod tests {
         let wrong: Vec<_> = cases
             .iter()
             .filter(|(glob, path, matched)| matches(glob, path) != *matched)
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:?}");
+    }
+
+    #[test]
+    fn a_globs_way_is_each_named_directory_and_what_it_matches() {
+        let root = PathBuf::from("/w");
+        let on_the_way = |glob: &str, path: &str| {
+            DenyGlobMatcher::new(&[glob.to_owned()])
+                .unwrap()
+                .on_the_way(&root.join(path), std::slice::from_ref(&root))
+        };
+        // (glob, path relative to a writable root, on its way)
+        let cases = [
+            ("config/*.key", "config", true),
+            ("config/*.key", "config/a.key", true),
+            ("config/*.key", "configs", false),
+            ("config/*.key", "sub/config", false),
+            ("[v]ault", "vault", true),
+            ("[v]ault", "deep/down/vault", true),
+            ("[v]ault", "deep", false),
+            ("*.env", "a/.env", true),
+            ("*.env", "a", false),
+            ("a/**/b/*.key", "a", true),
+            ("a/**/b/*.key", "a/x/y/b", true),
+            ("a/**/b/*.key", "a/x", false),
+            ("/w/secrets/deep/*.key", "secrets", true),
+            ("/w/secrets/deep/*.key", "secrets/deep", true),
+            ("/w/secrets/deep/*.key", "secrets/other", false),
+            ("/w/secrets/deep/*.key", "/", false),
+        ];
+        let wrong: Vec<_> = cases
+            .iter()
+            .filter(|(glob, path, on)| on_the_way(glob, path) != *on)
             .collect();
         assert!(wrong.is_empty(), "{wrong:?}");
     }

@@ -487,6 +487,50 @@ async fn a_directory_holding_a_denied_late_file_cannot_be_renamed_away() {
     );
 }
 
+/// A probe put a symbolic link where a glob's directory would be made
+/// (`config` for `config/*.key`, `vault` for `[v]ault`), or where its file
+/// would (`config/a.key`): the host's late file went through it to a name
+/// no glob matched, and the sandbox read it there. No link can be put on a
+/// glob's way, by `symlink`, `rename` or `link`; a directory still can.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_link_can_be_put_where_a_glob_would_match_a_late_file() {
+    let place = Place::new();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    for glob in ["config/*.key", "[v]ault"] {
+        file_system
+            .push(parse_target(glob, None).unwrap(), Access::None)
+            .unwrap();
+    }
+    let marker = place.ws.join("marker");
+    let script = after_marker(
+        &marker,
+        "mkdir elsewhere
+         ln -s elsewhere config; print symlink=$?
+         ln -s elsewhere vault; print name=$?
+         ln -s elsewhere other; mv other config; print rename=$?
+         ln other config 2>/dev/null; print link=$?
+         mkdir config; ln -s ../elsewhere/a.key config/a.key; print file=$?
+         rmdir config; print directory=$?
+         mkdir -p x/y; ln -s ../../elsewhere/a.key x/y/a.key; mv x/y config; print carried=$?
+         mkdir -p z; ln -s ../elsewhere z/link; mv z deeper; print plain=$?",
+    );
+    let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
+    let child = spawn_session_shell(&mut session, &script, &place.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fs::write(&marker, "").unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(
+        output.stdout,
+        "symlink=1\nname=1\nrename=1\nlink=1\nfile=1\ndirectory=0\ncarried=1\nplain=0\n",
+        "{}",
+        output.stderr
+    );
+}
+
 /// Python that, given the supervisor's pid, tries to open the `mem` file of
 /// every one of its threads (found by `stat`) by every name (`/proc/TID`, `/proc/PID/task/TID`,
 /// `/proc/TID/task/TID`, a symlink, a directory descriptor) for writing,

@@ -95,6 +95,10 @@ impl DenyGlobs {
     fn denies(&self, path: &Path) -> bool {
         self.matcher.denies(path, &self.roots)
     }
+
+    fn on_the_way(&self, path: &Path) -> bool {
+        self.matcher.on_the_way(path, &self.roots)
+    }
 }
 
 /// What the supervisor enforces for one sandbox.
@@ -1051,6 +1055,16 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// A symbolic link where a glob would match a late file, or on the way
+    /// to one (`config` for `config/*.key`): what the host writes there
+    /// would go through it to a name no glob matches, readable.
+    fn refuse_link_on_a_globs_way(&self, location: &Location) -> Result<(), Errno> {
+        match &self.supervision.deny {
+            Some(deny) if deny.on_the_way(&location.path()) => Err(Errno::EACCES),
+            _ => Ok(()),
+        }
+    }
+
     fn refuse_denied(&self, path: &Path) -> Result<(), Errno> {
         match &self.supervision.deny {
             Some(deny) if path.is_absolute() && deny.denies(path) => Err(Errno::EACCES),
@@ -1098,12 +1112,14 @@ impl Call<'_> {
         Err(Errno::ELOOP)
     }
 
-    /// A rename source: neither it nor, for a directory, anything in it may
-    /// match a deny glob (a glob such as `private/**` matches by place, and
-    /// moving the directory would move the file out from under it). A tree
-    /// too large to search is refused with EXDEV, on which `mv` copies file
-    /// by file, each copy an open the globs are checked on.
-    fn refuse_denied_beneath(&self, location: &Location) -> Result<(), Errno> {
+    /// A rename source, going to `to`: neither it nor, for a directory,
+    /// anything in it may match a deny glob (a glob such as `private/**`
+    /// matches by place, and moving the directory would move the file out
+    /// from under it), and no link in it may land on a glob's way (see
+    /// [`Call::refuse_link_on_a_globs_way`]). A tree too large to search is
+    /// refused with EXDEV, on which `mv` copies file by file, each copy an
+    /// open the globs are checked on.
+    fn refuse_denied_beneath(&self, location: &Location, to: &Path) -> Result<(), Errno> {
         let Some(deny) = &self.supervision.deny else {
             return Ok(());
         };
@@ -1130,6 +1146,10 @@ impl Call<'_> {
                 budget = budget.checked_sub(1).ok_or(Errno::EXDEV)?;
                 let inner = relative.join(entry.file_name());
                 if deny.denies(&path.join(&inner)) {
+                    return Err(Errno::EACCES);
+                }
+                let is_link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
+                if is_link && deny.on_the_way(&to.join(&inner)) {
                     return Err(Errno::EACCES);
                 }
                 let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
@@ -1190,6 +1210,7 @@ impl Call<'_> {
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_git_link(&location)?;
+        self.refuse_link_on_a_globs_way(&location)?;
         nix::unistd::symlinkat(
             contents.as_c_str(),
             location.parent.as_fd(),
@@ -1291,6 +1312,11 @@ impl Call<'_> {
         let location = self.locate(new_start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_git_link_from(source.as_fd(), &location)?;
+        if nix::sys::stat::fstat(source.as_fd())
+            .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        {
+            self.refuse_link_on_a_globs_way(&location)?;
+        }
         self.refuse_denied(&real_path(source.as_fd())?)?;
         refuse_supervisor_proc(source.as_fd())?;
         let source_link = format!("/proc/self/fd/{}", source.as_raw_fd());
@@ -1321,18 +1347,20 @@ impl Call<'_> {
         let old = self.locate(old_start)?;
         let new = self.locate(new_start)?;
         self.refuse_uncreatable(&new)?;
-        self.refuse_denied_beneath(&old)?;
+        self.refuse_denied_beneath(&old, &new.path())?;
         self.refuse_moving_anchors(&old)?;
         if is_link(&old) {
             self.refuse_git_link(&new)?;
+            self.refuse_link_on_a_globs_way(&new)?;
         }
         if flags & libc::RENAME_EXCHANGE != 0 {
             // Both names move.
             self.refuse_uncreatable(&old)?;
             if is_link(&new) {
                 self.refuse_git_link(&old)?;
+                self.refuse_link_on_a_globs_way(&old)?;
             }
-            self.refuse_denied_beneath(&new)?;
+            self.refuse_denied_beneath(&new, &old.path())?;
             self.refuse_moving_anchors(&new)?;
         }
         let known = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
