@@ -53,8 +53,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 #[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
-    AbsolutePath, Access, AdditionalPermissions, FsTarget, Launcher, NetworkPolicy,
-    PermissionProfile, ResolvedPolicy, SandboxContext,
+    AbsolutePath, Access, AdditionalPermissions, FsTarget, NetworkPolicy, PermissionProfile,
+    ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
 use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
@@ -266,16 +266,10 @@ impl SessionArgs {
             rule_files
                 .iter()
                 .chain(&skill_dirs)
-                .chain(self.config.iter().filter(|_| !config_kept))
-                .chain(
-                    config::default_path()
-                        .iter()
-                        .filter(|_| self.config.is_none() && !config_kept),
-                )
+                .chain(&config_left_writable(self.config.as_deref(), config_kept))
                 .chain(&skill_files)
                 .map(PathBuf::as_path),
-            "the commands run here could change the policy of later sessions; keep policy \
-             files outside the writable roots",
+            CHANGES_LATER_POLICY,
         );
         // Where the user's own shells read their startup files: a sandbox
         // that writes there plants what they run outside it (a probe's
@@ -330,35 +324,13 @@ impl SessionArgs {
         } else {
             show_refused_escalation
         }));
-        let log_path = match self.audit_log.or(config.audit.log) {
-            Some(path) => path,
-            None => audit::default_log_path()?,
-        };
-        // Absolute (links kept as written), so that a bare name's directory
-        // is this one, to hide and to check, not "".
-        let log_path = std::path::absolute(&log_path)
-            .with_context(|| format!("the audit log {}", log_path.display()))?;
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| {
-                format!(
-                    "cannot create the audit log's directory {}; nothing runs unrecorded \
-                     (choose another with --audit-log)",
-                    dir.display()
-                )
-            })?;
-            warn_if_log_reachable(&session.profile, &cwd, &log_path);
-        }
-        let mut rotation = execgate_audit::Rotation::default();
-        if let Some(max_bytes) = config.audit.max_bytes {
-            rotation.max_bytes = max_bytes;
-        }
-        if let Some(keep) = config.audit.keep {
-            rotation.keep = keep;
-        }
-        let log = execgate_audit::AuditLog::open(&log_path, rotation)
-            .context("the audit log cannot be opened; nothing runs unrecorded")?;
-        // Once its files exist: where the directory cannot be hidden, they are.
-        hide_audit_log(&mut session.profile, &log_path, rotation.keep, &cwd);
+        let log = open_and_hide_audit_log(
+            &mut session.profile,
+            &cwd,
+            self.audit_log.or(config.audit.log.clone()),
+            &config.audit,
+        )?;
+        let log_path = log.path().to_path_buf();
         let mut options =
             execgate_audit::RecordOptions::new(config.audit.env_values, &config.audit.redact_args)?;
         options.sync_escalations = config.audit.sync_escalations;
@@ -822,6 +794,69 @@ fn protect_config(
     let _ = file_system.push(FsTarget::Path(kept), Access::Read);
     // Unless the profile names it writable itself.
     Ok(sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place)))
+}
+
+/// What `warn_if_sandbox_writable` says of policy files: rules, skills,
+/// and a config file that could not be kept read-only.
+#[cfg(unix)]
+const CHANGES_LATER_POLICY: &str = "the commands run here could change the policy of later \
+                                    sessions; keep policy files outside the writable roots";
+
+/// The config file [`protect_config`] did not keep (`kept` false), to be
+/// warned of: the one named with `--config`, else the default one.
+#[cfg(unix)]
+fn config_left_writable(explicit: Option<&std::path::Path>, kept: bool) -> Option<PathBuf> {
+    if kept {
+        return None;
+    }
+    match explicit {
+        Some(file) => Some(file.to_path_buf()),
+        None => config::default_path(),
+    }
+}
+
+/// Opens the audit log a session writes: `named` (`--audit-log`, else the
+/// config's `[audit] log`), else the default one, its directory made first
+/// (warned of where `profile`'s sandbox reaches it), then hides it from
+/// that sandbox. `execgate sandbox` does the same, so that the program it
+/// runs cannot forge records either.
+#[cfg(unix)]
+fn open_and_hide_audit_log(
+    profile: &mut PermissionProfile,
+    cwd: &std::path::Path,
+    named: Option<PathBuf>,
+    settings: &config::AuditSettings,
+) -> Result<execgate_audit::AuditLog> {
+    let log_path = match named {
+        Some(path) => path,
+        None => audit::default_log_path()?,
+    };
+    // Absolute (links kept as written), so that a bare name's directory
+    // is this one, to hide and to check, not "".
+    let log_path = std::path::absolute(&log_path)
+        .with_context(|| format!("the audit log {}", log_path.display()))?;
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the audit log's directory {}; nothing runs unrecorded \
+                 (choose another with --audit-log, or [audit] log in the config)",
+                dir.display()
+            )
+        })?;
+        warn_if_log_reachable(profile, cwd, &log_path);
+    }
+    let mut rotation = execgate_audit::Rotation::default();
+    if let Some(max_bytes) = settings.max_bytes {
+        rotation.max_bytes = max_bytes;
+    }
+    if let Some(keep) = settings.keep {
+        rotation.keep = keep;
+    }
+    let log = execgate_audit::AuditLog::open(&log_path, rotation)
+        .context("the audit log cannot be opened; nothing runs unrecorded")?;
+    // Once its files exist: where the directory cannot be hidden, they are.
+    hide_audit_log(profile, &log_path, rotation.keep, cwd);
+    Ok(log)
 }
 
 /// Hides the audit log's directory from every sandbox of the session: the
@@ -1353,35 +1388,57 @@ fn show_event(event: &SessionEvent) {
     stderr::line(&line);
 }
 
+/// `execgate sandbox`: one program in a profile's sandbox, kept from what
+/// a session's sandbox is kept from (a probe rewrote the config, forged
+/// audit records and read credentials from here, where a session with the
+/// same profile refused all three): the config read-only, the audit log
+/// hidden, the environment as `[env]` makes it.
 #[cfg(unix)]
 fn sandbox(
     profile_name: &str,
     cwd: Option<PathBuf>,
-    config: Option<PathBuf>,
+    config_path: Option<PathBuf>,
     argv: Vec<OsString>,
 ) -> Result<i32> {
-    let config = Config::load(config.as_deref())?;
-    let profile = config.profiles.get(profile_name)?;
+    let config = Config::load(config_path.as_deref())?;
+    let mut profile = config.profiles.get(profile_name)?;
+    if let PermissionProfile::Managed {
+        network: NetworkPolicy::Limited,
+        ..
+    } = profile
+    {
+        anyhow::bail!(
+            "profile {profile_name:?} has a limited network, whose proxy lives in a session: \
+             use `execgate run --profile {profile_name} -- COMMAND`"
+        );
+    }
     let cwd = current_dir(cwd)?;
-    let mut command = if profile == PermissionProfile::Disabled {
-        let mut command = std::process::Command::new(&argv[0]);
-        command.args(&argv[1..]);
-        command
-    } else {
-        let tools = Tools::locate()?;
-        let launcher = Launcher::new(&tools.sandbox_helper)?;
-        let policy = ResolvedPolicy::resolve(&profile, &SandboxContext::new(&cwd))?;
-        policy.check_working_directory(&cwd)?;
-        if policy.network() == NetworkPolicy::Limited {
-            anyhow::bail!(
-                "profile {profile_name:?} has a limited network, whose proxy lives in a session: \
-                 use `execgate run --profile {profile_name} -- COMMAND`"
-            );
-        }
-        launcher.command(&policy, &cwd, None, &argv)
-    };
+    let config_kept = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
+    warn_if_sandbox_writable(
+        &profile,
+        &cwd,
+        config
+            .rules
+            .iter()
+            .chain(&config.skills)
+            .chain(&config_left_writable(config_path.as_deref(), config_kept))
+            .map(PathBuf::as_path),
+        CHANGES_LATER_POLICY,
+    );
+    warn_if_tmpdir_not_taken(&profile, &cwd);
+    // Opened as a session opens it, only to be hidden: nothing is recorded.
+    let _log =
+        open_and_hide_audit_log(&mut profile, &cwd, config.audit.log.clone(), &config.audit)?;
+    let tools = Tools::locate()?;
+    let mut command = execgate_core_bridge::sandboxed_program(
+        &cwd,
+        &profile,
+        profile_name,
+        &config.env,
+        &tools,
+        &argv,
+    )?;
     let status = command
-        .current_dir(&cwd)
         .status()
         .with_context(|| format!("cannot start {:?}", argv[0]))?;
     Ok(status.code().unwrap_or_else(|| {

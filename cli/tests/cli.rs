@@ -732,7 +732,11 @@ fn doctor_reports_json() {
 
 #[test]
 fn sandbox_runs_one_program_in_a_profile() {
-    let (_dir, ws) = workspace();
+    let (dir, ws) = workspace();
+    // The audit log outside the workspace: a log it could reach is warned of.
+    let state = dir.path().join("state");
+    let state_env = [("XDG_STATE_HOME", state.to_str().unwrap())];
+    let execgate = |ws: &Path, args: &[&str]| execgate_with_env(ws, args, &state_env);
     let output = execgate(
         &ws,
         &["sandbox", "--profile", "read-only", "--", "touch", "x"],
@@ -778,6 +782,203 @@ fn sandbox_runs_one_program_in_a_profile() {
         "{}",
         text(&output.stderr)
     );
+}
+
+/// `run` with `leading` arguments and the zsh command `script`, and
+/// `sandbox` with the same arguments running `script` in `/bin/sh`: the
+/// same protections must hold for both.
+fn in_a_session_and_in_sandbox(leading: &[&str], script: &str) -> [Vec<String>; 2] {
+    let owned = |words: &[&str]| {
+        words
+            .iter()
+            .map(|word| (*word).to_owned())
+            .collect::<Vec<_>>()
+    };
+    let mut run = owned(&["run"]);
+    run.extend(owned(leading));
+    run.extend(owned(&["--", script]));
+    let mut sandbox = owned(&["sandbox"]);
+    sandbox.extend(owned(leading));
+    sandbox.extend(owned(&["--", "/bin/sh", "-c", script]));
+    [run, sandbox]
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Regression (a probe of `execgate sandbox`): a config file named with
+/// `--config` inside the workspace was writable from `execgate sandbox`,
+/// read-only from a session with the same profile; a program could choose
+/// every later session's profile, rules and audit log.
+#[test]
+fn sandbox_keeps_a_named_config_read_only_as_a_session_does() {
+    let (_dir, ws) = workspace();
+    let config = ws.join("my.toml");
+    std::fs::write(&config, "rules = []\n").unwrap();
+    let script = "echo '# x' >> my.toml && echo written; true";
+    for args in in_a_session_and_in_sandbox(&["--config", "my.toml"], script) {
+        let output = execgate(&ws, &as_strs(&args));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert_eq!(
+            text(&output.stdout),
+            "",
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(&config).unwrap(),
+            "rules = []\n",
+            "{args:?}"
+        );
+    }
+}
+
+/// Regression (a probe of `execgate sandbox`): the default config's
+/// directory inside the workspace was writable from `execgate sandbox`,
+/// read-only from a session, whether it was made yet or not.
+#[test]
+fn sandbox_keeps_the_default_config_read_only_as_a_session_does() {
+    let (_dir, ws) = workspace();
+    let config_home = ws.join("config-home");
+    let default = config_home.join("execgate/config.toml");
+    let script = format!(
+        "mkdir -p {dir} ; echo 'default_profile = \"danger-full-access\"' > {path} && \
+         echo written; true",
+        dir = default.parent().unwrap().display(),
+        path = default.display()
+    );
+    let config_home_env = [("XDG_CONFIG_HOME", config_home.to_str().unwrap())];
+    for made in [false, true] {
+        if made {
+            std::fs::write(&default, "rules = []\n").unwrap();
+        }
+        for args in in_a_session_and_in_sandbox(&[], &script) {
+            let output = execgate_with_env(&ws, &as_strs(&args), &config_home_env);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+            assert_eq!(text(&output.stdout), "", "{args:?}, made: {made}: {stderr}");
+            let written = std::fs::read_to_string(&default).unwrap_or_default();
+            assert!(
+                !written.contains("danger"),
+                "{args:?}, made: {made}: {written}"
+            );
+        }
+    }
+}
+
+/// Regression (a probe of `execgate sandbox`): the audit log inside the
+/// workspace, the default one or the one a config names, was writable from
+/// `execgate sandbox` (a program could forge records), hidden from a
+/// session.
+#[test]
+fn sandbox_hides_the_audit_log_as_a_session_does() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[audit]\nlog = \"ws/logs/audit.jsonl\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    // (arguments before the command, the log as the command names it)
+    let cases: [(&[&str], &str); 2] = [
+        (&[], "state/execgate/audit.jsonl"),
+        (&["--config", config], "logs/audit.jsonl"),
+    ];
+    for (leading, log) in cases {
+        // The log exists, made by an earlier session.
+        let mut first = leading.to_vec();
+        first.insert(0, "run");
+        first.extend(["--", "true"]);
+        let output = execgate(&ws, &first);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let script = format!(
+            "echo '{{}}' >> {log} && echo written; cat {log} 2>/dev/null && echo read; true"
+        );
+        for args in in_a_session_and_in_sandbox(leading, &script) {
+            let output = execgate(&ws, &as_strs(&args));
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+            assert_eq!(text(&output.stdout), "", "{args:?}: {stderr}");
+            let records = std::fs::read_to_string(ws.join(log)).unwrap();
+            assert!(
+                !records.lines().any(|line| line == "{}"),
+                "{args:?}: {records}"
+            );
+        }
+    }
+}
+
+/// Regression (a probe of `execgate sandbox`): it passed its caller's
+/// whole environment on, credentials included, and applied no `[env]`
+/// section; a session drops names that look like secrets and applies it.
+#[test]
+fn sandbox_filters_the_environment_as_a_session_does() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[env]\ninherit = \"core\"\nset = { CI_MODE = \"1\" }\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let env = [
+        ("MY_API_KEY", "s"),
+        ("GITHUB_TOKEN", "t"),
+        ("DB_PASSWORD", "p"),
+        ("SOME_CREDENTIAL", "c"),
+        ("PLAIN_VARIABLE", "kept"),
+    ];
+    let script = "env | grep -E 'KEY|TOKEN|PASSWORD|CREDENTIAL|PLAIN|CI_MODE' | sort; true";
+    // (arguments before the command, what the command sees)
+    let cases: [(&[&str], &str); 2] = [
+        (&[], "PLAIN_VARIABLE=kept\n"),
+        (&["--config", config], "CI_MODE=1\n"),
+    ];
+    for (leading, expected) in cases {
+        for args in in_a_session_and_in_sandbox(leading, script) {
+            let output = execgate_with_env(&ws, &as_strs(&args), &env);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+            assert_eq!(text(&output.stdout), expected, "{args:?}: {stderr}");
+        }
+    }
+}
+
+/// `execgate sandbox` sees the sessions' directory empty, as every
+/// session's sandbox does: the zsh of a running session, and what its
+/// unsandboxed escalations keep in their temporary directories, are out of
+/// its reach (it could read them, and swap that zsh where it can write
+/// `/var/tmp`).
+#[test]
+fn sandbox_hides_the_sessions_directory_as_a_session_does() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, ws) = workspace();
+    // A session makes the sessions' directory.
+    let output = execgate(&ws, &["run", "--", "true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let uid = std::fs::metadata(&ws).unwrap().uid();
+    let sessions = format!("/var/tmp/execgate-{uid}");
+    let marker = tempfile::Builder::new()
+        .prefix("cli-test-marker-")
+        .tempfile_in(&sessions)
+        .unwrap();
+    let name = marker.path().file_name().unwrap().to_str().unwrap();
+    let script = format!("ls -a {sessions}; true");
+    for args in in_a_session_and_in_sandbox(&[], &script) {
+        let output = execgate(&ws, &as_strs(&args));
+        let stdout = text(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(stdout.contains(".."), "{args:?}: {stdout}");
+        assert!(!stdout.contains(name), "{args:?}: {stdout}");
+    }
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub use network::OnNetworkDenial;
 pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
-    CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
+    sandboxed_program, CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
     ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
 };
 #[cfg(unix)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::{
-    AdditionalPermissions, Launcher, PermissionProfile, SandboxContext, Terminal,
+    AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventReporter, EventSink, Policy, Session, SessionConfig,
@@ -305,9 +305,7 @@ impl ShellSession {
 
         // One policy builds the shell's environment and what escalated
         // children beyond the sandbox start from (PATH aside: the server's own).
-        let mut env = env.build(std::env::vars_os())?;
-        env.retain(|(name, _)| name != PROFILE_VARIABLE);
-        env.push((PROFILE_VARIABLE.into(), profile_name.clone().into()));
+        let mut env = shell_environment(&env, &profile_name)?;
         let mut telemetry = Telemetry::new(&profile, &profile_name);
         let mut server = SessionConfig::new(&tools.wrapper, policy);
         server.profile_name = Some(profile_name.clone());
@@ -353,19 +351,8 @@ impl ShellSession {
             server.unsandboxed_tmpdir = Some(unsandboxed);
             server.granted_tmpdirs = Some(granted);
         }
-        // A sandboxed shell's `TMPDIR` is the one its sandbox may write: a
-        // `TMPDIR` the sandbox did not take (its name does not look like a
-        // temporary directory's) would fail every `mktemp`.
         let mut context = sandbox_context(&cwd, &sessions_dir);
-        if matches!(profile, PermissionProfile::Managed { .. }) {
-            let tmpdir = &context.tmpdir;
-            for (name, value) in &mut env {
-                if name == "TMPDIR" && std::fs::canonicalize(&*value).ok().as_ref() != Some(tmpdir)
-                {
-                    *value = tmpdir.clone().into();
-                }
-            }
-        }
+        take_sandbox_tmpdir(&mut env, &profile, &context);
         // Counted and traced first, then the caller's sink. The session's
         // id is known only once it has started: a shared cell names it.
         let named: Arc<std::sync::OnceLock<Telemetry>> = Arc::default();
@@ -424,25 +411,7 @@ impl ShellSession {
         telemetry.set_session(session.id());
         let _ = named.set(telemetry.clone());
 
-        let path = std::env::join_paths(
-            std::iter::once(zsh_dir.path().to_path_buf()).chain(
-                env.iter()
-                    .find(|(name, _)| name == "PATH")
-                    .map(|(_, value)| std::env::split_paths(value).collect::<Vec<_>>())
-                    .unwrap_or_else(|| {
-                        ["/usr/local/bin", "/usr/bin", "/bin"]
-                            .iter()
-                            .map(PathBuf::from)
-                            .collect()
-                    }),
-            ),
-        )
-        .map_err(|error| BridgeError::Io {
-            what: "cannot build PATH".into(),
-            source: std::io::Error::other(error),
-        })?;
-        env.retain(|(name, _)| name != "PATH");
-        env.push(("PATH".into(), path));
+        set_path(&mut env, Some(zsh_dir.path()))?;
         Ok(ShellSession {
             session: Arc::new(session),
             env,
@@ -925,6 +894,106 @@ fn remove_abandoned_session_dirs(sessions: &Path) {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// A command that runs `argv` in the sandbox a session's shell gets for
+/// `profile` on `cwd`, without a session: `execgate sandbox`, to try a
+/// profile. It is given what a session's shell is given, but for the
+/// patched zsh first in `PATH`: the environment `env` makes (with
+/// `EXECGATE_PROFILE`, and the sandbox's own `TMPDIR`), the same
+/// temporary directory, and the sessions' directory shown empty (it holds
+/// the running sessions' zsh and what their escalations keep). Nothing it
+/// executes is decided. A disabled profile runs `argv` as it is, in that
+/// environment.
+pub fn sandboxed_program(
+    cwd: &Path,
+    profile: &PermissionProfile,
+    profile_name: &str,
+    env: &EnvPolicy,
+    tools: &Tools,
+    argv: &[OsString],
+) -> Result<std::process::Command, BridgeError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(BridgeError::Io {
+            what: "no program to run".into(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        });
+    };
+    let sessions_dir = private_sessions_dir()?;
+    let context = sandbox_context(cwd, &sessions_dir);
+    let mut env = shell_environment(env, profile_name)?;
+    take_sandbox_tmpdir(&mut env, profile, &context);
+    set_path(&mut env, None)?;
+    let mut command = if *profile == PermissionProfile::Disabled {
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        command
+    } else {
+        let mut launcher = Launcher::new(&tools.sandbox_helper)?;
+        launcher.hide(&sessions_dir);
+        let policy = ResolvedPolicy::resolve(profile, &context)?;
+        policy.check_working_directory(cwd)?;
+        launcher.command(&policy, cwd, None, argv)
+    };
+    command.env_clear().envs(env).current_dir(cwd);
+    Ok(command)
+}
+
+/// The environment a session's shell starts from: `policy` applied to
+/// this process's, and `EXECGATE_PROFILE` naming the profile (never the
+/// caller's).
+fn shell_environment(
+    policy: &EnvPolicy,
+    profile_name: &str,
+) -> Result<Vec<(OsString, OsString)>, BridgeError> {
+    let mut env = policy.build(std::env::vars_os())?;
+    env.retain(|(name, _)| name != PROFILE_VARIABLE);
+    env.push((PROFILE_VARIABLE.into(), profile_name.into()));
+    Ok(env)
+}
+
+/// A sandboxed shell's `TMPDIR` is the one its sandbox may write: a
+/// `TMPDIR` the sandbox did not take (its name does not look like a
+/// temporary directory's) would fail every `mktemp`.
+fn take_sandbox_tmpdir(
+    env: &mut [(OsString, OsString)],
+    profile: &PermissionProfile,
+    context: &SandboxContext,
+) {
+    if !matches!(profile, PermissionProfile::Managed { .. }) {
+        return;
+    }
+    let tmpdir = &context.tmpdir;
+    for (name, value) in env {
+        if name == "TMPDIR" && std::fs::canonicalize(&*value).ok().as_ref() != Some(tmpdir) {
+            *value = tmpdir.clone().into();
+        }
+    }
+}
+
+/// Puts `first` (the session's directory holding the patched zsh) before
+/// the `PATH` of `env`, or of a plain system when it has none.
+fn set_path(env: &mut Vec<(OsString, OsString)>, first: Option<&Path>) -> Result<(), BridgeError> {
+    let path = std::env::join_paths(
+        first.map(Path::to_path_buf).into_iter().chain(
+            env.iter()
+                .find(|(name, _)| name == "PATH")
+                .map(|(_, value)| std::env::split_paths(value).collect::<Vec<_>>())
+                .unwrap_or_else(|| {
+                    ["/usr/local/bin", "/usr/bin", "/bin"]
+                        .iter()
+                        .map(PathBuf::from)
+                        .collect()
+                }),
+        ),
+    )
+    .map_err(|error| BridgeError::Io {
+        what: "cannot build PATH".into(),
+        source: std::io::Error::other(error),
+    })?;
+    env.retain(|(name, _)| name != "PATH");
+    env.push(("PATH".into(), path));
+    Ok(())
 }
 
 /// The sandbox's context for `cwd`, but never with a temporary directory
