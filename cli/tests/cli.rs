@@ -635,6 +635,40 @@ fn audit_reads_the_windows_backends_records() {
     );
 }
 
+/// Regression: the shipped example config set `[env] exclude` to four of
+/// the built-in patterns, and `exclude` replaces the built-in list: a
+/// session run with it, as the README says to, passed `*CREDENTIAL*`,
+/// `*AUTH*` and `*PASSWD*` names on. Every built-in pattern still applies.
+#[test]
+fn the_example_config_keeps_every_built_in_secret_pattern() {
+    let (_dir, ws) = workspace();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config.toml");
+    let env = [
+        ("MY_API_KEY", "s"),
+        ("GITHUB_TOKEN", "s"),
+        ("AWS_SECRET", "s"),
+        ("DB_PASSWORD", "s"),
+        ("MY_CREDENTIAL", "s"),
+        ("NPM_AUTH", "s"),
+        ("DB_PASSWD", "s"),
+        ("PLAIN_VARIABLE", "kept"),
+    ];
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--config",
+            example.to_str().unwrap(),
+            "--",
+            "env | grep -E 'KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH|PASSWD|PLAIN' | sort",
+        ],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&output.stdout), "PLAIN_VARIABLE=kept\n", "{stderr}");
+}
+
 #[test]
 fn a_config_profile_is_used() {
     let (dir, ws) = workspace();
