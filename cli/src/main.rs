@@ -60,9 +60,10 @@ use execgate_core_bridge::server::sandbox::{
 use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
 #[cfg(unix)]
 use execgate_core_bridge::{
-    ApproveAll, Approver, DenyAll, ExecPolicy, ExecPolicyConfig, Interactive, Metrics,
-    OnNetworkDenial, PromptMarker, RunOptions, ShellSession, ShellSessionConfig, SkillRegistry,
-    StartupFiles, Stdio3, Tools, ToolsOrigin, SKILL_PERMISSIONS_FILE,
+    ApproveAll, Approver, DenyAll, EnvInherit, EnvPolicy, ExecPolicy, ExecPolicyConfig,
+    Interactive, Metrics, OnNetworkDenial, PromptMarker, RunOptions, ShellSession,
+    ShellSessionConfig, SkillRegistry, StartupFiles, Stdio3, Tools, ToolsOrigin, DEFAULT_EXCLUDES,
+    SKILL_PERMISSIONS_FILE,
 };
 #[cfg(unix)]
 use std::io::IsTerminal;
@@ -240,6 +241,7 @@ impl SessionArgs {
             "the skills cannot be registered; fix or drop them (--skills, or skills in the config)",
         )?;
         warn_if_tmpdir_not_taken(&profile, &cwd);
+        warn_if_secrets_pass(&config.env);
         warn_if_grants_name_nothing(&profile, "the profile", &cwd);
         for skill in skills.skills() {
             if let Some(grants) = &skill.permissions {
@@ -629,6 +631,23 @@ fn warn_if_tmpdir_not_taken(profile: &PermissionProfile, cwd: &std::path::Path) 
             taken.display()
         ));
     }
+}
+
+/// Warns when `[env] exclude = []` lets every credential of the caller's
+/// environment reach the commands: `exclude` replaces the built-in list,
+/// and an empty one is easily taken for "nothing more to drop". Not when
+/// `inherit` or `include_only` keep such names out anyway.
+#[cfg(unix)]
+fn warn_if_secrets_pass(env: &EnvPolicy) {
+    if !env.exclude.is_empty() || env.inherit != EnvInherit::All || !env.include_only.is_empty() {
+        return;
+    }
+    stderr::line(&format!(
+        "execgate: warning: the config's [env] exclude is empty: no variable is dropped, so \
+         credentials in your environment reach the commands; leave exclude out for the \
+         built-in patterns ({}), or list the ones to drop",
+        DEFAULT_EXCLUDES.join(", ")
+    ));
 }
 
 /// Warns when the session's sandbox can write the audit log's directory
@@ -1426,6 +1445,7 @@ fn sandbox(
         CHANGES_LATER_POLICY,
     );
     warn_if_tmpdir_not_taken(&profile, &cwd);
+    warn_if_secrets_pass(&config.env);
     // Opened as a session opens it, only to be hidden: nothing is recorded.
     let _log =
         open_and_hide_audit_log(&mut profile, &cwd, config.audit.log.clone(), &config.audit)?;

@@ -981,6 +981,37 @@ fn sandbox_filters_the_environment_as_a_session_does() {
     }
 }
 
+/// `[env] exclude = []` turns the dropping of secrets off: every
+/// credential in the caller's environment reaches the commands. A session
+/// (and `execgate sandbox`) says so at its start; not where `inherit` or
+/// `include_only` keep such names out anyway.
+#[test]
+fn an_empty_env_exclude_is_warned_of() {
+    let (dir, ws) = workspace();
+    let warning = "[env] exclude is empty";
+    // (the config's [env], whether the warning is expected)
+    let cases = [
+        ("exclude = []\n", true),
+        ("exclude = [\"*TOKEN*\"]\n", false),
+        ("inherit = \"core\"\nexclude = []\n", false),
+        ("exclude = []\ninclude_only = [\"PATH\"]\n", false),
+    ];
+    for (section, warned) in cases {
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, format!("[env]\n{section}")).unwrap();
+        for args in in_a_session_and_in_sandbox(&["--config", config.to_str().unwrap()], "true") {
+            let output = execgate(&ws, &as_strs(&args));
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+            assert_eq!(
+                stderr.contains(warning),
+                warned,
+                "{section}{args:?}: {stderr}"
+            );
+        }
+    }
+}
+
 /// `execgate sandbox` sees the sessions' directory empty, as every
 /// session's sandbox does: the zsh of a running session, and what its
 /// unsandboxed escalations keep in their temporary directories, are out of
