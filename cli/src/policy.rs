@@ -174,6 +174,9 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
 fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<i32> {
     // The profiles are the config's even when --rules names the files: a
     // session loads both.
+    let config_read = config
+        .map(Path::to_path_buf)
+        .or_else(|| crate::config::default_path().filter(|path| path.exists()));
     let config = Config::load(config)?;
     let files = if rules.is_empty() {
         config.rules
@@ -181,7 +184,23 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         rules
     };
     if files.is_empty() {
-        bail!("no rules files: pass --rules FILE or list them under `rules` in the config file");
+        // Loading the config read every profile in it (a mistake is an
+        // error naming the file): without rules, that is the whole lint.
+        let Some(config_read) = config_read else {
+            bail!(
+                "nothing to lint: no rules files and no config file; pass --rules FILE or \
+                 --config FILE"
+            );
+        };
+        crate::stderr::line(&format!(
+            "execgate: no rules files; {} profile(s) in {}, 0 warning(s), 0 error(s)",
+            config.profiles.names().count(),
+            crate::output::terminal_safe(
+                &config_read.display().to_string(),
+                crate::output::Lines::Escaped
+            )
+        ));
+        return Ok(0);
     }
     let rules = RuleSet::load(&files)?;
     let mut findings = lint_with(

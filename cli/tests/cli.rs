@@ -3048,6 +3048,46 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
 }
 
+/// Regression: `policy lint --config FILE` refused a config that lists no
+/// rules ("no rules files", exit 125), though the README presents it for
+/// checking a config's profiles. Without rules it checks the profiles
+/// alone; with neither rules nor a config there is nothing to lint.
+#[test]
+fn policy_lint_checks_a_configs_profiles_without_rules() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    let lint = |args: &[&str]| execgate(&ws, args);
+    std::fs::write(
+        &config,
+        "[profiles.net]\nextends = \"workspace-write\"\nnetwork = \"enabled\"\n\
+         [profiles.quiet]\nextends = \"read-only\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = lint(&["policy", "lint", "--config", config]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(text(&output.stdout), "", "{stderr}");
+    assert!(stderr.contains("no rules files"), "{stderr}");
+    assert!(stderr.contains("2 profile(s)"), "{stderr}");
+
+    // A mistake in a profile is found, naming the file.
+    std::fs::write(config, "[profiles.x]\nnetwork = \"limitted\"\n").unwrap();
+    let output = lint(&["policy", "lint", "--config", config]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("limitted") && stderr.contains(config),
+        "{stderr}"
+    );
+
+    // No rules and no config: nothing to lint.
+    let output = lint(&["policy", "lint"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("nothing to lint"), "{stderr}");
+}
+
 /// Regression: `policy check`, `policy lint` and `doctor` panicked (exit
 /// 101, a backtrace) when stdout could not be written. Now: one line on
 /// stderr and exit 125, as `execgate audit`; a reader that went away is
