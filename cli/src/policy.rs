@@ -24,8 +24,9 @@ pub enum PolicyCommand {
         /// A rules file; repeat to merge several, in order.
         #[arg(long = "rules", value_name = "FILE", required = true)]
         rules: Vec<PathBuf>,
-        /// Let an absolute program path match its basename's rules (only
-        /// paths `host_executable` lists, where it lists any).
+        /// Let an absolute program path match its basename's rules (their
+        /// allow and prompt rules only for paths `host_executable` lists,
+        /// where it lists any; their forbidden rules for every path).
         #[arg(long)]
         resolve_host_executables: bool,
         /// Decide as `execgate run` does: a program without a slash looked

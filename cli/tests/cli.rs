@@ -1817,6 +1817,65 @@ fn policy_check_as_run_decides_on_the_resolved_program() {
     );
 }
 
+/// Regression: a probe pinned `git` to `/usr/bin/git` and forbade `git
+/// push`; a session ran the git `PATH` found first (`/usr/local/bin/git`)
+/// with no rule matching, while plain `policy check` said forbidden. A pin
+/// narrows what the rules on its name allow, not what they forbid.
+#[test]
+fn a_pin_does_not_take_forbidden_rules_away_from_other_programs_of_its_name() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let bin = base.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let git = bin.join("git");
+    std::fs::write(&git, "#!/bin/sh\necho ran git \"$@\"\n").unwrap();
+    std::fs::set_permissions(&git, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let pin = base.join("pin.rules");
+    std::fs::write(
+        &pin,
+        "host_executable(name = \"git\", paths = [\"/usr/bin/git\"])\n",
+    )
+    .unwrap();
+    let nopush = base.join("nopush.rules");
+    std::fs::write(
+        &nopush,
+        "prefix_rule(pattern = [\"git\", \"push\"], decision = \"forbidden\", \
+         justification = \"no push\")\n",
+    )
+    .unwrap();
+    let (pin, nopush) = (pin.to_str().unwrap(), nopush.to_str().unwrap());
+    let search_path = format!("{}:/usr/bin:/bin", bin.display());
+    let env = [("PATH", search_path.as_str())];
+
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "policy", "check", "--as-run", "--rules", pin, "--rules", nopush, "--", "git", "push",
+        ],
+        &env,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["decision"], "forbidden", "{json}");
+    assert_eq!(
+        json["matchedRules"][0]["prefixRuleMatch"]["resolvedProgram"],
+        git.to_str().unwrap()
+    );
+
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--rules", pin, "--rules", nopush, "--", "git push"],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{stderr}");
+    assert!(
+        stderr.contains(&format!("forbidden by {nopush}:1: no push")),
+        "{stderr}"
+    );
+    assert!(!text(&output.stdout).contains("ran git"));
+}
+
 #[test]
 fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     let (dir, ws) = workspace();

@@ -231,16 +231,22 @@ pub fn decide(
         if let Some(stem) = program.file_stem() {
             let stem_text = stem.to_string_lossy().to_lowercase();
             let listed = config.rules.host_executable(&stem_text);
-            let allowed = listed.is_none_or(|paths| {
+            let pinned_here = listed.is_none_or(|paths| {
                 paths.iter().any(|path| {
                     path.to_string_lossy()
                         .eq_ignore_ascii_case(&program.to_string_lossy())
                 })
             });
-            if allowed {
-                let mut by_name = argv.clone();
-                by_name[0] = OsString::from(stem_text);
-                evaluation = config.rules.check_os(&by_name, MatchOptions::default());
+            let mut by_name = argv.clone();
+            by_name[0] = OsString::from(stem_text);
+            evaluation = config.rules.check_os(&by_name, MatchOptions::default());
+            // A pin keeps what the name's rules loosen to the paths it
+            // lists; what they forbid applies to every program of that
+            // name (as `RuleSet::check` does for a pinned basename).
+            if !pinned_here {
+                evaluation
+                    .matched
+                    .retain(|rule| rule.decision == RuleDecision::Forbidden);
             }
         }
     }

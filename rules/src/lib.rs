@@ -30,10 +30,11 @@
 //!
 //! Matching ([`RuleSet::check`]) looks up the first token exactly; only
 //! when asked ([`MatchOptions::resolve_host_executables`]) does an
-//! absolute path fall back to its basename's rules, and then only if
+//! absolute path fall back to its basename's rules: all of them if
 //! `host_executable` lists that path for the name (or lists nothing for
-//! it). The strictest matching decision wins: `forbidden` > `prompt` >
-//! `allow`. [`lint`] names `allow` and `prompt` rules on programs that run
+//! it), else only the `forbidden` ones (a pin keeps what the name's rules
+//! loosen to its paths, not what they forbid). The strictest matching
+//! decision wins: `forbidden` > `prompt` > `allow`. [`lint`] names `allow` and `prompt` rules on programs that run
 //! whatever their arguments say; [`lint_with`] also rules that never match
 //! or cannot run, from what its caller found on the machine and in the
 //! config (non-canonical or missing paths, undefined profiles).

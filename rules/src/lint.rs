@@ -444,15 +444,18 @@ fn renamed_program(name: &str, context: &dyn LintContext) -> Option<String> {
 
 /// What to write instead of pinning `name` to a path that resolves to
 /// `canonical`. A session looks up the rules for the canonical path's own
-/// name, and only if the pins for that name list the canonical path: a
-/// pin on a link shuts out the very program it means, and a link whose
+/// name, and their allow and prompt rules only if the pins for that name
+/// list the canonical path: a pin on a link shuts out the very program it
+/// means from what it would allow, and a link whose
 /// name differs from its target's (`awk` -> `mawk`) can never be pinned,
 /// nor reached by rules on its name.
 fn pin_advice(name: &str, canonical: &Path) -> String {
     let target = canonical.display();
     match canonical.file_name().and_then(|file| file.to_str()) {
         Some(real) if real == name => {
-            format!(", so the rules on {name} never match it; pin {target} instead")
+            format!(
+                ", so the allow and prompt rules on {name} never match it; pin {target} instead"
+            )
         }
         Some(real) => format!(
             ", named {real}, so neither this pin nor the rules on {name} ever match it; \

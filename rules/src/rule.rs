@@ -201,8 +201,8 @@ impl Evaluation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MatchOptions {
     /// When no rule names the absolute path itself, try the rules for its
-    /// basename, but only if `host_executable` lists the path for that
-    /// name, or lists nothing for it.
+    /// basename: all of them if `host_executable` lists the path for that
+    /// name, or lists nothing for it; only the `forbidden` ones otherwise.
     pub resolve_host_executables: bool,
 }
 
@@ -387,14 +387,24 @@ impl RuleSet {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             return Evaluation::default();
         };
-        if let Some(pinned) = self.host_executables.get(name) {
-            if !pinned.iter().any(|allowed| allowed == path) {
-                return Evaluation::default();
-            }
+        let mut matched = self.matches_for(name, args, Some(path));
+        if self.pins_elsewhere(name, path) {
+            matched.retain(|rule| rule.decision == RuleDecision::Forbidden);
         }
-        Evaluation {
-            matched: self.matches_for(name, args, Some(path)),
-        }
+        Evaluation { matched }
+    }
+
+    /// Whether `host_executable` pins `name` to paths that do not include
+    /// `path`. A pin keeps what the rules on its name loosen (allow and
+    /// prompt escalate the program) to the paths it lists, so that a
+    /// look-alike elsewhere is not escalated; what they forbid applies to
+    /// every program of that name, pinned or not: a pin that took a
+    /// `forbidden` away from `/usr/local/bin/git` would let the very
+    /// look-alike it guards against run where `/usr/bin/git` may not.
+    fn pins_elsewhere(&self, name: &str, path: &Path) -> bool {
+        self.host_executables
+            .get(name)
+            .is_some_and(|pinned| !pinned.iter().any(|allowed| allowed == path))
     }
 
     fn matches_for(

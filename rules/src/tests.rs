@@ -567,8 +567,8 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
              paths = [\"/usr/bin/mawk\"]) and write the rules on mawk, or write them on \
              \"/usr/bin/mawk\" [host_executable name=awk path=/usr/bin/awk]",
             "test.rules:4: warning: host_executable path /bin/git resolves to /usr/bin/git: a \
-             session decides on the canonical path, so the rules on git never match it; pin \
-             /usr/bin/git instead [host_executable name=git path=/bin/git]",
+             session decides on the canonical path, so the allow and prompt rules on git never \
+             match it; pin /usr/bin/git instead [host_executable name=git path=/bin/git]",
             "test.rules:6: warning: /opt/none/tool does not exist on this machine: a session \
              never sees it here [/opt/none/tool]",
             "test.rules:7: warning: /locked/tool cannot be looked at (Permission denied): lint \
@@ -722,4 +722,52 @@ fn lint_names_forbidden_rules_that_close_an_allowed_domains_entry() {
             None => assert!(findings.is_empty(), "{source}: {findings:?}"),
         }
     }
+}
+
+/// Regression: a probe pinned `git` to `/usr/bin/git` and forbade `git
+/// push`, and a session ran `/usr/local/bin/git push` (the git `PATH` found
+/// first) with no rule matching. A pin keeps what a rule on the name would
+/// loosen (allow, prompt) to the pinned paths; `forbidden` on the name
+/// applies to every program of that name.
+#[test]
+fn a_pin_narrows_what_rules_on_its_name_allow_not_what_they_forbid() {
+    let set = rules(
+        r#"
+host_executable(name = "git", paths = ["/usr/bin/git"])
+prefix_rule(pattern = ["git", "status"])
+prefix_rule(pattern = ["git", "fetch"], decision = "prompt")
+prefix_rule(pattern = ["git", "push"], decision = "forbidden", justification = "no push")
+prefix_rule(pattern = ["git", ["push", "pull"]], decision = "prompt")
+"#,
+    );
+    let cases: &[(&str, Option<RuleDecision>)] = &[
+        ("/usr/bin/git status", Some(RuleDecision::Allow)),
+        ("/usr/bin/git fetch", Some(RuleDecision::Prompt)),
+        ("/usr/bin/git push", Some(RuleDecision::Forbidden)),
+        ("/usr/local/bin/git status", None),
+        ("/usr/local/bin/git fetch", None),
+        ("/usr/local/bin/git pull", None),
+        ("/usr/local/bin/git push", Some(RuleDecision::Forbidden)),
+        (
+            "/home/eve/bin/git push --force",
+            Some(RuleDecision::Forbidden),
+        ),
+    ];
+    for (argv, expected) in cases {
+        assert_eq!(decision(&set, argv, true), *expected, "{argv}");
+    }
+    // Only the forbidden rule is reported for an unpinned path: the
+    // prompt on `git push` does not reach it.
+    let evaluation = set.check(
+        &["/usr/local/bin/git", "push"],
+        MatchOptions {
+            resolve_host_executables: true,
+        },
+    );
+    let lines: Vec<usize> = evaluation.matched.iter().map(|m| m.origin.line).collect();
+    assert_eq!(lines, [5]);
+    assert_eq!(
+        evaluation.matched[0].resolved_program.as_deref(),
+        Some(Path::new("/usr/local/bin/git"))
+    );
 }
