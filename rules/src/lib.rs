@@ -17,7 +17,8 @@
 //!
 //! A pattern is a program then arguments; each element is a token or a
 //! list of alternatives, and the rule matches any command line that starts
-//! with it. Two extensions, in the same syntax: `exact = True` (no further
+//! with it. The program is a bare name or an absolute path (`~/` is
+//! `$HOME`); a relative path, which a session never sees, is a load error. Two extensions, in the same syntax: `exact = True` (no further
 //! arguments) and `execution = "unsandboxed" | "turn-default" | PROFILE`
 //! (what an allowed or approved command runs as; `unsandboxed` when
 //! absent). `match` and `not_match` examples are checked against their

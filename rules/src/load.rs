@@ -70,8 +70,19 @@ impl RuleSet {
     }
 
     /// Evaluates one rules file's text; `file` names it in errors and
-    /// rule origins. `~` in `host_executable` paths is `$HOME`.
+    /// rule origins. A leading `~/` in a program path (a pattern's first
+    /// token, a `host_executable` path) is `$HOME`.
     pub fn parse(file: &Path, source: &str) -> Result<RuleSet, LoadError> {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        RuleSet::parse_with_home(file, source, home)
+    }
+
+    /// [`parse`](Self::parse) with the home directory `~/` stands for.
+    pub(crate) fn parse_with_home(
+        file: &Path,
+        source: &str,
+        home: Option<PathBuf>,
+    ) -> Result<RuleSet, LoadError> {
         let invalid = |error: starlark::Error| LoadError::Invalid {
             file: file.to_path_buf(),
             line: error.span().map(|span| span.resolve_span().begin.line + 1),
@@ -87,7 +98,7 @@ impl RuleSet {
         let module = Module::new();
         let collector = Collector {
             file: file.to_path_buf(),
-            home: std::env::var_os("HOME").map(PathBuf::from),
+            home,
             rules: RefCell::new(RuleSet::default()),
         };
         {
@@ -134,13 +145,63 @@ fn strings(value: Value, what: &str) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// An example: a list of tokens, or a string split as a shell would.
-fn example_tokens(value: Value) -> anyhow::Result<Vec<String>> {
-    if let Some(text) = value.unpack_str() {
-        return shlex::split(text)
-            .ok_or_else(|| anyhow::anyhow!("example {text:?} is not a well-formed command line"));
+/// An example: a list of tokens, or a string split as a shell would; its
+/// program's `~/` expanded as the pattern's is.
+fn example_tokens(value: Value, home: Option<&Path>) -> anyhow::Result<Vec<String>> {
+    let mut tokens = match value.unpack_str() {
+        Some(text) => shlex::split(text)
+            .ok_or_else(|| anyhow::anyhow!("example {text:?} is not a well-formed command line"))?,
+        None => strings(value, "example")?,
+    };
+    if let Some(program) = tokens.first_mut() {
+        if program.starts_with("~/") {
+            *program = program_name(program, home)?;
+        }
     }
-    strings(value, "example")
+    Ok(tokens)
+}
+
+/// `path` with a leading `~/` replaced by `home`; as written otherwise.
+fn expand_home(path: &str, home: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match path.strip_prefix("~/") {
+        Some(rest) => Ok(home
+            .ok_or_else(|| anyhow::anyhow!("{path:?}: HOME is not set"))?
+            .join(rest)),
+        None => Ok(PathBuf::from(path)),
+    }
+}
+
+/// A pattern's program: a bare name, matched against the name of the
+/// program a session runs, or an absolute path (`~/` expanded), matched
+/// against its canonical path. A session decides on the absolute path of
+/// the file it opened, never on a path as the command spelled it, so a
+/// relative path (`./prog`, `bin/tool`, `~user/bin/x`) would never match:
+/// refused rather than loaded as a rule that does nothing.
+fn program_name(program: &str, home: Option<&Path>) -> anyhow::Result<String> {
+    if program.is_empty() {
+        anyhow::bail!("pattern[0] must name a program");
+    }
+    if !program.chars().any(std::path::is_separator) {
+        return Ok(program.to_owned());
+    }
+    let path = expand_home(program, home)?;
+    // `/usr/bin/git` is not absolute on Windows, where it never matches
+    // either; refusing it would refuse a rules file shared with Unix.
+    if !(path.is_absolute() || path.starts_with("/")) {
+        let hint = if program.starts_with('~') {
+            " (`~` is expanded only as `~/`, the home directory)"
+        } else {
+            ""
+        };
+        anyhow::bail!(
+            "pattern[0] {program:?} is a relative path{hint}, which a session never matches: \
+             it decides on the absolute, canonical path of the program it runs; write a bare \
+             name (matched against the program's name) or the absolute path"
+        );
+    }
+    path.into_os_string()
+        .into_string()
+        .map_err(|path| anyhow::anyhow!("pattern[0] {:?} is not UTF-8", path.to_string_lossy()))
 }
 
 /// A rule's `decision`: `allow` when absent.
@@ -178,7 +239,10 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         let first = elements
             .next()
             .ok_or_else(|| anyhow::anyhow!("pattern must not be empty"))?;
-        let programs = strings(first, "pattern[0]")?;
+        let programs = strings(first, "pattern[0]")?
+            .iter()
+            .map(|program| program_name(program, collector.home.as_deref()))
+            .collect::<anyhow::Result<Vec<String>>>()?;
         let mut rest = Vec::new();
         for (index, element) in elements.enumerate() {
             let choices = strings(element, &format!("pattern[{}]", index + 1))?;
@@ -188,7 +252,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
                 _ => PatternToken::AnyOf(choices),
             });
         }
-        if programs.is_empty() || programs.iter().any(String::is_empty) {
+        if programs.is_empty() {
             anyhow::bail!("pattern[0] must name a program");
         }
         if justification.is_some_and(|text| text.trim().is_empty()) {
@@ -224,7 +288,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         // Examples are checked against this rule alone, so that a file
         // documents what each rule does.
         for example in r#match.map(|list| list.items).unwrap_or_default() {
-            let tokens = example_tokens(example)?;
+            let tokens = example_tokens(example, collector.home.as_deref())?;
             if new_rules
                 .check(&tokens, MatchOptions::default())
                 .matched
@@ -234,7 +298,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             }
         }
         for example in not_match.map(|list| list.items).unwrap_or_default() {
-            let tokens = example_tokens(example)?;
+            let tokens = example_tokens(example, collector.home.as_deref())?;
             if !new_rules
                 .check(&tokens, MatchOptions::default())
                 .matched
@@ -324,14 +388,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         }
         let mut resolved = Vec::new();
         for path in paths.items {
-            let path = match path.strip_prefix("~/") {
-                Some(rest) => collector
-                    .home
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("{path:?}: HOME is not set"))?
-                    .join(rest),
-                None => PathBuf::from(path),
-            };
+            let path = expand_home(path, collector.home.as_deref())?;
             if !path.is_absolute() {
                 anyhow::bail!("host_executable path {} must be absolute", path.display());
             }

@@ -114,7 +114,8 @@ impl PatternToken {
 /// A `prefix_rule`: one program and the arguments that must follow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixRule {
-    /// The first token, exactly as written: a name or an absolute path.
+    /// The first token: a bare name, or an absolute path (`~/` expanded,
+    /// as written otherwise).
     pub(crate) program: String,
     pub(crate) rest: Vec<PatternToken>,
     /// `exact = True`: no arguments beyond the pattern.

@@ -176,6 +176,12 @@ fn bad_files_name_file_and_line() {
         ("\n\n\n\nhost_executable(name = \"git\", paths = [\"bin/git\"])", 5, "absolute"),
         ("host_executable(name = \"git\", paths = [\"/usr/bin/python3\"])", 1, "does not end"),
         ("prefix_rule(pattern = [\"rm\"], decision = \"forbidden\", execution = \"unsandboxed\")", 1, "no meaning"),
+        // A session decides on an absolute path: a relative one never
+        // matches (a probe's rules on these loaded and did nothing).
+        ("\nprefix_rule(pattern = [\"./prog\"], decision = \"forbidden\")", 2, "pattern[0] \"./prog\" is a relative path"),
+        ("prefix_rule(pattern = [\"bin/tool\"], decision = \"forbidden\")", 1, "write a bare name"),
+        ("prefix_rule(pattern = [[\"rm\", \"../rm\"], \"-rf\"], decision = \"forbidden\")", 1, "\"../rm\" is a relative path"),
+        ("prefix_rule(pattern = [\"~eve/bin/x\"], decision = \"forbidden\")", 1, "expanded only as `~/`"),
     ];
     for (source, line, needle) in cases {
         let error = RuleSet::parse(Path::new("bad.rules"), source).expect_err(source);
@@ -770,4 +776,33 @@ prefix_rule(pattern = ["git", ["push", "pull"]], decision = "prompt")
         evaluation.matched[0].resolved_program.as_deref(),
         Some(Path::new("/usr/local/bin/git"))
     );
+}
+
+/// `~/` is the home directory in a pattern's program, as in a
+/// `host_executable` path (a probe's `["~/bin/x"]` was taken as a relative
+/// path, and never matched); its examples are read the same way.
+#[test]
+fn a_programs_home_prefix_is_the_home_directory() {
+    let source = r#"
+host_executable(name = "git", paths = ["~/bin/git"])
+prefix_rule(pattern = ["~/bin/x", "run"], decision = "forbidden", match = ["~/bin/x run"])
+prefix_rule(pattern = [["~/bin/y", "y"]], decision = "prompt", match = [["~/bin/y"], "y"])
+"#;
+    let set = RuleSet::parse_with_home(Path::new("home.rules"), source, Some("/home/eve".into()))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut programs: Vec<&str> = set.rules().map(|rule| rule.program()).collect();
+    programs.sort_unstable();
+    assert_eq!(programs, ["/home/eve/bin/x", "/home/eve/bin/y", "y"]);
+    assert_eq!(
+        set.host_executable("git"),
+        Some(&[std::path::PathBuf::from("/home/eve/bin/git")][..])
+    );
+    assert_eq!(
+        decision(&set, "/home/eve/bin/x run", false),
+        Some(RuleDecision::Forbidden)
+    );
+    let error =
+        RuleSet::parse_with_home(Path::new("home.rules"), source, None).expect_err("no home");
+    assert_eq!(error.line(), Some(2), "{error}");
+    assert!(error.to_string().contains("HOME is not set"), "{error}");
 }
