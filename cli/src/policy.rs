@@ -55,8 +55,10 @@ pub enum PolicyCommand {
     },
     /// Warn about allow and prompt rules on programs that run whatever
     /// their arguments say (interpreters, shells, command runners), about
-    /// network rules open to every host, and about absolute paths a
-    /// session never sees (symlinks, paths that do not exist here); report
+    /// network rules open to every host, about absolute paths a session
+    /// never sees (symlinks, paths that do not exist here), names not found
+    /// in PATH and tokens only a look-alike matches (whitespace at an end,
+    /// a program name that is not printable ASCII); report
     /// as errors `execution` profiles the config (or, without one, the
     /// presets) does not define. Exits 1 when there are warnings, 2 when
     /// there are errors.

@@ -49,6 +49,24 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A `PATH` of one directory in `dir` that holds an executable file for
+/// each of `names`, so that lint finds them there as programs of their own
+/// name (what they are on this machine is no business of the test).
+fn path_with_programs(dir: &Path, names: &[&str]) -> String {
+    let bin = dir.join("fake-path");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in names {
+        let program = bin.join(name);
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    bin.to_str().unwrap().to_owned()
+}
+
 /// A git workspace in /var/tmp: not under /tmp, which the default profile
 /// makes writable, nor the checkout, which may lie anywhere.
 fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -1908,12 +1926,13 @@ fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json, serde_json::json!({"matchedRules": []}));
 
-    // No `python3` in `PATH`: what it is here (a link to python3.11, say)
-    // is another lint's business.
+    // `python3` a program of its own name: what it is here (a link to
+    // python3.11, say) is another lint's business.
+    let search_path = path_with_programs(dir.path(), &["touch", "rm", "python3"]);
     let output = execgate_with_env(
         &ws,
         &["policy", "lint", "--rules", rules],
-        &[("PATH", "/nonexistent")],
+        &[("PATH", &search_path)],
     );
     assert_eq!(output.status.code(), Some(1));
     let stdout = text(&output.stdout);
@@ -3029,13 +3048,64 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
                 "{rules}:6: warning: {missing}\\nwarning: fake does not exist on this \
                  machine: a session never sees it here [{missing}\\nwarning: fake]"
             ),
+            format!(
+                "{rules}:6: warning: program \"{missing}\\nwarning: fake\" has whitespace in \
+                 its name, so this rule matches no program as the shell splits a command \
+                 line; a pattern takes one word per token (write [\"git\", \"push\"], not \
+                 [\"git push\"]) [{missing}\\nwarning: fake]"
+            ),
         ],
     );
     assert!(
-        text(&output.stderr).contains("5 warning(s), 0 error(s)"),
+        text(&output.stderr).contains("6 warning(s), 0 error(s)"),
         "{}",
         text(&output.stderr)
     );
+}
+
+/// A probe's rules on `gti`, `"rm "` and a Cyrillic `rм` passed lint with
+/// exit 0: none matches what a person types. Lint names each, the first
+/// from the `PATH` it runs with.
+#[test]
+fn policy_lint_names_programs_not_in_path_and_look_alike_tokens() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("typos.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"gti\", \"push\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"rm\", \"-rf \"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"r\u{43c}\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"git\", \"push\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let search_path = path_with_programs(dir.path(), &["git", "rm", "r\u{43c}"]);
+    let output = execgate_with_env(
+        &ws,
+        &["policy", "lint", "--rules", rules],
+        &[("PATH", &search_path)],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let warned: Vec<&str> = stdout
+        .lines()
+        .map(|line| line.split(": warning: ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            format!("{rules}:1"),
+            format!("{rules}:2"),
+            format!("{rules}:3")
+        ],
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"gti\" is not found in PATH"), "{stdout}");
+    assert!(
+        stdout.contains("argument \"-rf \" has leading or trailing"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(U+043C)"), "{stdout}");
 }
 
 /// Regression: `execution = "nett"` (a typo) passed lint with exit 0, and
@@ -3060,9 +3130,10 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    // No `cargo` in `PATH`: what it is here (rustup's link, say) is
-    // another lint's business.
-    let lint = |args: &[&str]| execgate_with_env(&ws, args, &[("PATH", "/nonexistent")]);
+    // `cargo` a program of its own name: what it is here (rustup's link,
+    // say) is another lint's business.
+    let search_path = path_with_programs(dir.path(), &["cargo", "uname"]);
+    let lint = |args: &[&str]| execgate_with_env(&ws, args, &[("PATH", &search_path)]);
 
     let output = lint(&["policy", "lint", "--rules", rules, "--config", config]);
     let stdout = text(&output.stdout);

@@ -38,7 +38,8 @@
 //! decision wins: `forbidden` > `prompt` > `allow`. [`lint`] names `allow` and `prompt` rules on programs that run
 //! whatever their arguments say; [`lint_with`] also rules that never match
 //! or cannot run, from what its caller found on the machine and in the
-//! config (non-canonical or missing paths, undefined profiles).
+//! config (non-canonical or missing paths, names not in `PATH`, undefined
+//! profiles); both name tokens only a look-alike matches.
 //!
 //! This crate decides nothing about a live session: it never runs or
 //! resolves a program. What a decision means for an exec (the sandbox,

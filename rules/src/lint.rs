@@ -13,7 +13,10 @@
 //! match or cannot run: an absolute path that is not canonical (a session
 //! decides on the canonical path of the program it opened, so a rule on a
 //! symlink never matches), a path that does not exist, an `execution`
-//! profile that is not defined.
+//! profile that is not defined, a bare name not found in `PATH`. Without
+//! one, it names tokens that only a look-alike matches: whitespace at a
+//! token's ends, a program name with characters that are not printable
+//! ASCII.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -203,6 +206,7 @@ const RUNNERS: &[(&str, &[&str], &str)] = &[
 pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
     findings.extend(shadowed(rules));
+    findings.extend(unmatchable_tokens(rules));
     sort(&mut findings);
     findings
 }
@@ -214,14 +218,24 @@ pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
 pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
     findings.extend(shadowed(rules));
+    findings.extend(unmatchable_tokens(rules));
     findings.extend(rules.rules().filter_map(|rule| {
         let program = Path::new(rule.program());
-        if !program.is_absolute() {
+        if !rule.program().contains('/') {
+            let name = rule.program();
+            let message = match context.find_program(name) {
+                Some(found) => renamed_program(name, &found, context)?,
+                None => format!(
+                    "{name:?} is not found in PATH here, so this rule matches nothing on this \
+                     machine (a misspelling?); a session matches it only where a program of \
+                     that name is installed"
+                ),
+            };
             return Some(LintFinding {
                 origin: rule.origin.clone(),
                 pattern: pattern_text(rule),
                 severity: Severity::Warning,
-                message: renamed_program(rule.program(), context)?,
+                message,
             });
         }
         let state = context.inspect_path(program);
@@ -372,6 +386,63 @@ fn may_match_alike(one: &PrefixRule, other: &PrefixRule) -> bool {
     })
 }
 
+/// Pattern tokens that no command line has as a person means it: one
+/// with leading or trailing whitespace (the shell splits words on it, so
+/// only an argument quoted with that space matches), and a program name
+/// with whitespace, or with a character that is not printable ASCII (a
+/// homoglyph such as the Cyrillic `м` in `rм`, an invisible one such as a
+/// zero-width space): such a rule matches only a program spelled with
+/// that very character, never the program it looks like.
+fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
+    let mut findings = Vec::new();
+    // A rule with alternatives in first position is one rule per program,
+    // each with the same arguments: their problems are named once.
+    let mut named = std::collections::HashSet::new();
+    for rule in rules.rules() {
+        let program = rule.program();
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let mut messages = Vec::new();
+        if name.chars().any(char::is_whitespace) {
+            messages.push(format!(
+                "program {program:?} has whitespace in its name, so this rule matches no \
+                 program as the shell splits a command line; a pattern takes one word per \
+                 token (write [\"git\", \"push\"], not [\"git push\"])"
+            ));
+        }
+        let strange: Vec<String> = name
+            .chars()
+            .filter(|c| !c.is_ascii_graphic() && !c.is_whitespace())
+            .map(|c| format!("U+{:04X}", u32::from(c)))
+            .collect();
+        if !strange.is_empty() {
+            messages.push(format!(
+                "program {program:?} has characters that are not printable ASCII ({}): a \
+                 look-alike or invisible character, so this rule matches only a program \
+                 whose name has it too, never the ASCII name it resembles",
+                strange.join(", ")
+            ));
+        }
+        for token in rule.rest() {
+            for choice in token.choices() {
+                if choice.trim() != choice && named.insert((rule.origin.clone(), choice.clone())) {
+                    messages.push(format!(
+                        "argument {choice:?} has leading or trailing whitespace: it matches \
+                         only an argument quoted with that whitespace, never the word {:?}",
+                        choice.trim()
+                    ));
+                }
+            }
+        }
+        findings.extend(messages.into_iter().map(|message| LintFinding {
+            origin: rule.origin.clone(),
+            pattern: pattern_text(rule),
+            severity: Severity::Warning,
+            message,
+        }));
+    }
+    findings
+}
+
 fn sort(findings: &mut [LintFinding]) {
     findings.sort_by(|a, b| {
         (&a.origin.file, a.origin.line, &a.pattern, &a.message).cmp(&(
@@ -419,13 +490,9 @@ fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option
 /// that name here: it is a link to a program of another name (`sh` ->
 /// `dash`, `awk` -> `mawk`), and a session falls back from the canonical
 /// path only to the canonical path's own name.
-fn renamed_program(name: &str, context: &dyn LintContext) -> Option<String> {
-    if name.contains('/') {
-        return None;
-    }
-    let found = context.find_program(name)?;
+fn renamed_program(name: &str, found: &Path, context: &dyn LintContext) -> Option<String> {
     let (PathState::Symlink { canonical } | PathState::NotCanonical { canonical }) =
-        context.inspect_path(&found)
+        context.inspect_path(found)
     else {
         return None;
     };

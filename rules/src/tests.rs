@@ -533,6 +533,8 @@ impl crate::LintContext for FakeMachine {
         match name {
             "awk" => Some("/usr/bin/awk".into()),
             "git" => Some("/bin/git".into()),
+            "mawk" => Some("/usr/bin/mawk".into()),
+            "cargo" | "ls" | "python3" => Some(Path::new("/usr/bin").join(name)),
             _ => None,
         }
     }
@@ -583,6 +585,9 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
              named mawk: a session looks up rules by the name of the program it runs, so this \
              rule never matches it; write it on \"/usr/bin/mawk\", or on mawk (where it covers \
              every name that leads there) [awk]",
+            "test.rules:11: warning: \"nowhere\" is not found in PATH here, so this rule \
+             matches nothing on this machine (a misspelling?); a session matches it only where \
+             a program of that name is installed [nowhere]",
         ]
     );
     // Without a context, none of that: the rules crate resolves nothing.
@@ -805,4 +810,86 @@ prefix_rule(pattern = [["~/bin/y", "y"]], decision = "prompt", match = [["~/bin/
         RuleSet::parse_with_home(Path::new("home.rules"), source, None).expect_err("no home");
     assert_eq!(error.line(), Some(2), "{error}");
     assert!(error.to_string().contains("HOME is not set"), "{error}");
+}
+
+/// A probe's rules on `"rm "`, `"-rf "`, a Cyrillic `rм` and `rm` with a
+/// zero-width space passed lint, and matched nothing a person types.
+#[test]
+fn lint_names_tokens_only_a_look_alike_matches() {
+    let set = rules(
+        "
+prefix_rule(pattern = [\"rm \", \"-rf\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"rm\", \"-rf \"], decision = \"forbidden\")
+prefix_rule(pattern = [[\"rm\", \"unlink\"], [\" -r\", \"-f\"]], decision = \"forbidden\")
+prefix_rule(pattern = [\"r\u{43c}\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"rm\u{200b}\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"/usr/bin/\u{440}m\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"git push\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"git\", \"commit\", \"-m\", \"fix the bug\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"rm\", \"-rf\"], decision = \"forbidden\")
+",
+    );
+    let findings: Vec<(usize, String)> = lint(&set)
+        .into_iter()
+        .map(|finding| (finding.origin.line, finding.message))
+        .collect();
+    let whitespace_in = |program: &str| {
+        format!(
+            "program {program:?} has whitespace in its name, so this rule matches no program \
+             as the shell splits a command line; a pattern takes one word per token (write \
+             [\"git\", \"push\"], not [\"git push\"])"
+        )
+    };
+    let argument = |token: &str, word: &str| {
+        format!(
+            "argument {token:?} has leading or trailing whitespace: it matches only an \
+             argument quoted with that whitespace, never the word {word:?}"
+        )
+    };
+    let strange = |program: &str, code: &str| {
+        format!(
+            "program {program:?} has characters that are not printable ASCII ({code}): a \
+             look-alike or invisible character, so this rule matches only a program whose \
+             name has it too, never the ASCII name it resembles"
+        )
+    };
+    assert_eq!(
+        findings,
+        [
+            (2, whitespace_in("rm ")),
+            (3, argument("-rf ", "-rf")),
+            (4, argument(" -r", "-r")),
+            (5, strange("r\u{43c}", "U+043C")),
+            (6, strange("rm\u{200b}", "U+200B")),
+            (7, strange("/usr/bin/\u{440}m", "U+0440")),
+            (8, whitespace_in("git push")),
+        ]
+    );
+}
+
+/// A probe's rule on `gti` (for `git`) passed lint: a bare name found
+/// nowhere in the lint context's `PATH` is named.
+#[test]
+fn lint_with_names_programs_not_found_in_path() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["gti", "push"], decision = "forbidden")
+prefix_rule(pattern = ["git", "push"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "forbidden")
+"#,
+    );
+    let findings: Vec<(usize, String)> = crate::lint_with(&set, &FakeMachine)
+        .into_iter()
+        .map(|finding| (finding.origin.line, finding.message))
+        .collect();
+    assert_eq!(
+        findings,
+        [(
+            2,
+            "\"gti\" is not found in PATH here, so this rule matches nothing on this machine \
+             (a misspelling?); a session matches it only where a program of that name is \
+             installed"
+                .to_owned()
+        )]
+    );
 }
