@@ -102,7 +102,9 @@ pub trait LintContext {
 }
 
 /// Programs that execute code given on their command line or in files
-/// they are pointed at, whatever arguments follow.
+/// they are pointed at, whatever arguments follow. A name with a version
+/// after it (`perl5.36.0`, `node18`, `python3.11`) is looked up without
+/// it: see [`unversioned`].
 const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("sh", "a shell runs any command"),
     ("bash", "a shell runs any command"),
@@ -113,6 +115,8 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("csh", "a shell runs any command"),
     ("tcsh", "a shell runs any command"),
     ("busybox", "busybox contains a shell"),
+    ("python", "an interpreter runs any code"),
+    ("pypy", "an interpreter runs any code"),
     ("node", "an interpreter runs any code"),
     ("nodejs", "an interpreter runs any code"),
     ("deno", "an interpreter runs any code"),
@@ -143,6 +147,29 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("flock", "flock runs the program its arguments name"),
     ("strace", "strace runs the program its arguments name"),
     ("ltrace", "ltrace runs the program its arguments name"),
+    (
+        "systemd-run",
+        "systemd-run runs the program its arguments name",
+    ),
+    ("setpriv", "setpriv runs the program its arguments name"),
+    ("prlimit", "prlimit runs the program its arguments name"),
+    ("chrt", "chrt runs the program its arguments name"),
+    ("taskset", "taskset runs the program its arguments name"),
+    ("ionice", "ionice runs the program its arguments name"),
+    ("bwrap", "bwrap runs the program its arguments name"),
+    (
+        "runuser",
+        "runuser runs a shell command or the program its arguments name",
+    ),
+    ("su", "su runs a shell command its arguments name"),
+    (
+        "capsh",
+        "capsh runs a shell command or the program its arguments name",
+    ),
+    (
+        "run-parts",
+        "run-parts runs every program in the directory its arguments name",
+    ),
     ("gdb", "gdb runs programs and shell commands"),
     ("watch", "watch runs a shell command"),
     ("parallel", "parallel runs shell commands"),
@@ -611,15 +638,13 @@ fn pattern_text(rule: &PrefixRule) -> Vec<String> {
 
 fn warning(rule: &PrefixRule) -> Option<String> {
     let name = rule.program().rsplit('/').next().unwrap_or_default();
+    let program = unversioned(name);
     let verb = rule.decision.as_str();
-    if is_interpreter(name) {
-        return Some(format!("{verb} on {name}: an interpreter runs any code"));
-    }
-    if let Some((_, why)) = RUNS_ANYTHING.iter().find(|(program, _)| *program == name) {
+    if let Some((_, why)) = RUNS_ANYTHING.iter().find(|(known, _)| *known == program) {
         return Some(format!("{verb} on {name}: {why}"));
     }
     let unsandboxed = matches!(rule.execution, None | Some(RuleExecution::Unsandboxed));
-    if name == "git" && unsandboxed {
+    if program == "git" && unsandboxed {
         return Some(format!(
             "{verb} on git, unsandboxed: git runs the hooks and config commands of the \
              repository it is in, outside the sandbox; execgate escalates it only where the \
@@ -627,7 +652,7 @@ fn warning(rule: &PrefixRule) -> Option<String> {
              execution = \"turn-default\" to keep it in the sandbox"
         ));
     }
-    let (_, subcommands, why) = RUNNERS.iter().find(|(program, ..)| *program == name)?;
+    let (_, subcommands, why) = RUNNERS.iter().find(|(known, ..)| *known == program)?;
     match rule.rest().first() {
         // Any first argument: every subcommand, the dangerous ones too.
         None if !rule.is_exact() => Some(format!("{verb} on {name} with any arguments: {why}")),
@@ -640,10 +665,16 @@ fn warning(rule: &PrefixRule) -> Option<String> {
     }
 }
 
-/// `python`, `python3`, `python3.11`, `pypy3`...
-fn is_interpreter(name: &str) -> bool {
-    ["python", "pypy"].iter().any(|prefix| {
-        name.strip_prefix(prefix)
-            .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
-    })
+/// `name` without a version at its end, as packages install interpreters
+/// and runners beside their plain names: `python3.11` and `python3` are
+/// `python`, `perl5.36.0` `perl`, `tclsh8.6` `tclsh`, `node18` `node`,
+/// `go1.22.1` `go`. A version is digits and dots that start with a digit;
+/// a name that is all version stays as it is.
+fn unversioned(name: &str) -> &str {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let version = &name[base.len()..];
+    if base.is_empty() || !version.starts_with(|c: char| c.is_ascii_digit()) {
+        return name;
+    }
+    base
 }

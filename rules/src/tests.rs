@@ -893,3 +893,75 @@ prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "forbidden")
         )]
     );
 }
+
+/// Lint's programs that run any code knew `python3.11` but not the
+/// versioned names of other interpreters it tells users about, nor common
+/// command runners (a probe's list).
+#[test]
+fn lint_names_versioned_interpreters_and_command_runners() {
+    // (program, the reason lint gives; None for no warning)
+    let cases: &[(&str, Option<&str>)] = &[
+        ("perl5.36.0", Some("an interpreter runs any code")),
+        ("ruby3.1", Some("an interpreter runs any code")),
+        ("tclsh8.6", Some("an interpreter runs any code")),
+        ("lua5.4", Some("an interpreter runs any code")),
+        ("php8.2", Some("an interpreter runs any code")),
+        ("node18", Some("an interpreter runs any code")),
+        ("python3.11", Some("an interpreter runs any code")),
+        ("/usr/bin/pypy3", Some("an interpreter runs any code")),
+        ("bash5.2", Some("a shell runs any command")),
+        (
+            "systemd-run",
+            Some("systemd-run runs the program its arguments name"),
+        ),
+        (
+            "setpriv",
+            Some("setpriv runs the program its arguments name"),
+        ),
+        (
+            "prlimit",
+            Some("prlimit runs the program its arguments name"),
+        ),
+        ("chrt", Some("chrt runs the program its arguments name")),
+        (
+            "taskset",
+            Some("taskset runs the program its arguments name"),
+        ),
+        ("ionice", Some("ionice runs the program its arguments name")),
+        ("bwrap", Some("bwrap runs the program its arguments name")),
+        (
+            "runuser",
+            Some("runuser runs a shell command or the program its arguments name"),
+        ),
+        ("su", Some("su runs a shell command its arguments name")),
+        (
+            "capsh",
+            Some("capsh runs a shell command or the program its arguments name"),
+        ),
+        (
+            "run-parts",
+            Some("run-parts runs every program in the directory its arguments name"),
+        ),
+        // Not a version: what follows the name is not digits and dots
+        // from a digit on.
+        ("python3-config", None),
+        ("perl.", None),
+        ("nodemon", None),
+        ("sha256sum", None),
+        ("ls", None),
+        ("2to3", None),
+    ];
+    for (program, reason) in cases {
+        let set = rules(&format!("prefix_rule(pattern = [{program:?}])"));
+        let name = program.rsplit('/').next().unwrap_or_default();
+        let messages: Vec<String> = lint(&set)
+            .into_iter()
+            .map(|finding| finding.message)
+            .collect();
+        let expected: Vec<String> = reason
+            .iter()
+            .map(|reason| format!("allow on {name}: {reason}"))
+            .collect();
+        assert_eq!(messages, expected, "{program}");
+    }
+}
