@@ -280,6 +280,16 @@ mod tests {
             ),
             ("[profiles.x]\nnetwork = \"limitted\"\n", "limitted"),
             ("default_profile = \"nosuch\"\n", "nosuch"),
+            // A probe redefined the presets, and "read-only" in the audit
+            // log meant what its file said.
+            (
+                "[profiles.read-only]\nfilesystem = { \"/\" = \"write\" }\n",
+                "[profiles.read-only]: \"read-only\" is a preset's name",
+            ),
+            (
+                "[profiles.workspace-write]\nextends = \"read-only\"\n",
+                "[profiles.workspace-write]",
+            ),
         ];
         for (text, words) in cases {
             let error = format!("{:#}", Config::parse(text, path).err().unwrap());

@@ -743,8 +743,7 @@ impl ProfileSet {
     /// from (its directory is the base for relative paths).
     pub fn add_toml(&mut self, text: &str, origin: Option<&Path>) -> Result<(), SandboxError> {
         let file: ProfilesFile = parse_toml(text, origin)?;
-        self.add(file.profiles, origin);
-        Ok(())
+        self.add(file.profiles, origin)
     }
 
     /// Adds the `[profiles]` of a larger TOML document (a config file, whose
@@ -756,15 +755,36 @@ impl ProfileSet {
         origin: Option<&Path>,
     ) -> Result<(), SandboxError> {
         let file: ProfilesWithin = parse_toml(text, origin)?;
-        self.add(file.profiles, origin);
-        Ok(())
+        self.add(file.profiles, origin)
     }
 
-    fn add(&mut self, profiles: BTreeMap<String, ProfileSpec>, origin: Option<&Path>) {
+    /// Adds `profiles`, none of which may take a preset's name: a loaded
+    /// profile of that name would shadow the preset, and "read-only" in a
+    /// session's records would mean whatever the file said.
+    fn add(
+        &mut self,
+        profiles: BTreeMap<String, ProfileSpec>,
+        origin: Option<&Path>,
+    ) -> Result<(), SandboxError> {
+        if let Some(name) = profiles
+            .keys()
+            .find(|name| PermissionProfile::preset(name).is_some())
+        {
+            return Err(SandboxError::Config {
+                file: origin_name(origin),
+                reason: format!(
+                    "[profiles.{name}]: \"{name}\" is a preset's name, which a profile cannot \
+                     take (the audit log and the rules name profiles, and \"{name}\" must mean \
+                     the preset there); name yours otherwise, with extends = \"{name}\" to \
+                     start from the preset"
+                ),
+            });
+        }
         let base = origin.and_then(Path::parent).map(Path::to_path_buf);
         for (profile, spec) in profiles {
             self.specs.insert(profile, (spec, base.clone()));
         }
+        Ok(())
     }
 
     /// The names of the loaded profiles (not the presets).
@@ -1149,6 +1169,19 @@ mod tests {
             (
                 "[profiles.a]\nextends = \"danger-full-access\"\n",
                 "extended",
+            ),
+            // A probe's config redefined the presets, silently.
+            (
+                "[profiles.read-only]\nfilesystem = { \"/\" = \"write\" }\n",
+                "[profiles.read-only]: \"read-only\" is a preset's name",
+            ),
+            (
+                "[profiles.a]\n[profiles.workspace-write]\nnetwork = \"enabled\"\n",
+                "[profiles.workspace-write]: \"workspace-write\" is a preset's name",
+            ),
+            (
+                "[profiles.danger-full-access]\n",
+                "[profiles.danger-full-access]: \"danger-full-access\" is a preset's name",
             ),
         ];
         for (text, expected) in cases {
