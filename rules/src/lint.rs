@@ -231,10 +231,17 @@ const RUNNERS: &[(&str, &[&str], &str)] = &[
 /// Warnings for every `allow` and `prompt` rule that lets its command line
 /// pick what runs, in file and line order.
 pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
+    let mut findings = from_the_rules_alone(rules);
+    sort(&mut findings);
+    findings
+}
+
+/// What lint finds in the rules without a context, unsorted.
+fn from_the_rules_alone(rules: &RuleSet) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
     findings.extend(shadowed(rules));
     findings.extend(unmatchable_tokens(rules));
-    sort(&mut findings);
+    findings.extend(rules.rules().filter_map(confining_preset));
     findings
 }
 
@@ -243,9 +250,7 @@ pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
 /// program of another name (warnings), `execution` profiles that are not
 /// defined or not sandboxed (errors).
 pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding> {
-    let mut findings = escape_hatches(rules);
-    findings.extend(shadowed(rules));
-    findings.extend(unmatchable_tokens(rules));
+    let mut findings = from_the_rules_alone(rules);
     findings.extend(rules.rules().filter_map(|rule| {
         let program = Path::new(rule.program());
         if !rule.program().contains('/') {
@@ -468,6 +473,40 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
         }));
     }
     findings
+}
+
+/// The presets whose names promise confinement, with what each grants.
+const CONFINING_PRESETS: &[(&str, &str)] = &[
+    ("read-only", "reading the whole file system"),
+    (
+        "workspace-write",
+        "reading the whole file system and writing the working directory, the temporary \
+         directory and the workspace roots",
+    ),
+];
+
+/// A rule whose `execution` names a preset that reads as confinement
+/// (`read-only`, `workspace-write`): a rule's profile adds its grants to
+/// the session's sandbox and takes none away, so the command runs with
+/// the session's grants or more, never fewer.
+fn confining_preset(rule: &PrefixRule) -> Option<LintFinding> {
+    let Some(RuleExecution::Profile(name)) = &rule.execution else {
+        return None;
+    };
+    let (_, grants) = CONFINING_PRESETS
+        .iter()
+        .find(|(preset, _)| preset == name)?;
+    Some(LintFinding {
+        origin: rule.origin.clone(),
+        pattern: pattern_text(rule),
+        severity: Severity::Warning,
+        message: format!(
+            "execution = {name:?} confines nothing: a rule's profile only adds its grants \
+             ({grants}) to the session's sandbox, and never takes any away; write execution = \
+             \"turn-default\" to run in the session's sandbox as it is, or name a profile \
+             for the grants it adds"
+        ),
+    })
 }
 
 fn sort(findings: &mut [LintFinding]) {

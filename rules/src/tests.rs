@@ -965,3 +965,47 @@ fn lint_names_versioned_interpreters_and_command_runners() {
         assert_eq!(messages, expected, "{program}");
     }
 }
+
+/// A probe's `execution = "read-only"` read as confinement and passed
+/// lint: a rule's profile only adds grants to the session's sandbox.
+#[test]
+fn lint_names_execution_presets_that_promise_confinement() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["curl"], execution = "read-only")
+prefix_rule(pattern = ["make"], decision = "prompt", execution = "workspace-write")
+prefix_rule(pattern = ["ls"], execution = "turn-default")
+prefix_rule(pattern = ["cargo", "fetch"], execution = "net")
+"#,
+    );
+    let findings: Vec<(usize, String)> = lint(&set)
+        .into_iter()
+        .filter(|finding| finding.message.starts_with("execution"))
+        .map(|finding| (finding.origin.line, finding.message))
+        .collect();
+    let confines_nothing = |name: &str, grants: &str| {
+        format!(
+            "execution = \"{name}\" confines nothing: a rule's profile only adds its grants \
+             ({grants}) to the session's sandbox, and never takes any away; write execution = \
+             \"turn-default\" to run in the session's sandbox as it is, or name a profile for \
+             the grants it adds"
+        )
+    };
+    assert_eq!(
+        findings,
+        [
+            (
+                2,
+                confines_nothing("read-only", "reading the whole file system")
+            ),
+            (
+                3,
+                confines_nothing(
+                    "workspace-write",
+                    "reading the whole file system and writing the working directory, the \
+                     temporary directory and the workspace roots"
+                )
+            ),
+        ]
+    );
+}
