@@ -152,6 +152,14 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                 },
             );
             print_json(&CheckReport::from(&evaluation), pretty)?;
+            if !as_run {
+                if let Some(hint) = argv
+                    .first()
+                    .and_then(|program| renamed_in_a_session(program))
+                {
+                    crate::stderr::line(&hint);
+                }
+            }
             let leaves_the_sandbox = evaluation.deciding_rule().is_some_and(|rule| {
                 rule.decision != RuleDecision::Forbidden
                     && !matches!(rule.execution, Some(RuleExecution::TurnDefault))
@@ -404,6 +412,29 @@ pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
         .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()))
         .collect();
     RuleSet::load(&files).context("the rules cannot be loaded; nothing runs until they are fixed")
+}
+
+/// What to say when a session never sees the program a command line
+/// names by that name: a bare name that `PATH` finds as a link to a
+/// program of another name (`python3` -> `python3.11`), whose rules a
+/// session never consults, as it decides on the canonical path and its
+/// name. `None` when the name is the program's own, or not found.
+fn renamed_in_a_session(program: &str) -> Option<String> {
+    if program.contains('/') {
+        return None;
+    }
+    let found = find_in_path(program)?;
+    let canonical = std::fs::canonicalize(&found).ok()?;
+    let real = canonical.file_name()?.to_str()?;
+    (real != program).then(|| {
+        format!(
+            "execgate: {program} is {} here, which resolves to {}: a session decides on \
+             {real} and never matches the rules on {program}; --as-run decides as a session \
+             does",
+            found.display(),
+            canonical.display()
+        )
+    })
 }
 
 /// `program` as a session's server sees it: looked up in `PATH` when it has

@@ -1894,6 +1894,53 @@ fn a_pin_does_not_take_forbidden_rules_away_from_other_programs_of_its_name() {
     assert!(!text(&output.stdout).contains("ran git"));
 }
 
+/// A probe's plain `policy check -- python3` said forbidden for a name a
+/// session never matches: `python3` is a link to `python3.11`, and a
+/// session decides on the canonical path's name. Check says so on stderr.
+#[test]
+fn policy_check_says_when_a_session_decides_on_another_name() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let search_path = path_with_programs(&base, &["tool3.11", "plain"]);
+    let real = Path::new(&search_path).join("tool3.11");
+    let link = Path::new(&search_path).join("tool3");
+    std::os::unix::fs::symlink("tool3.11", &link).unwrap();
+    let rules = base.join("names.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [[\"tool3\", \"plain\"]], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let check = |args: &[&str]| {
+        let mut all = vec!["policy", "check", "--rules", rules];
+        all.extend(args);
+        let output = execgate_with_env(&ws, &all, &[("PATH", &search_path)]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (report["decision"].clone(), text(&output.stderr))
+    };
+    let (decision, stderr) = check(&["--", "tool3", "-x"]);
+    assert_eq!(decision, "forbidden");
+    assert_eq!(
+        stderr,
+        format!(
+            "execgate: tool3 is {} here, which resolves to {}: a session decides on tool3.11 \
+             and never matches the rules on tool3; --as-run decides as a session does\n",
+            link.display(),
+            real.display()
+        )
+    );
+    // As a session decides it: no rule on tool3.11, and nothing to add.
+    let (decision, stderr) = check(&["--as-run", "--", "tool3", "-x"]);
+    assert_eq!(decision, serde_json::Value::Null);
+    assert_eq!(stderr, "");
+    // A program of its own name.
+    let (decision, stderr) = check(&["--", "plain"]);
+    assert_eq!(decision, "forbidden");
+    assert_eq!(stderr, "");
+}
+
 #[test]
 fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     let (dir, ws) = workspace();
