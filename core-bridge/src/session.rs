@@ -1031,6 +1031,13 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
             "not a directory of this user that only it can write",
         )));
     }
+    // Made earlier with another mode (an older execgate, by hand): the
+    // sessions' names and what their escalations keep are this user's
+    // alone.
+    if meta.mode() & 0o077 != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+    }
     // Canonical, as the sandboxes' rules are, when `/var/tmp` is a link.
     std::fs::canonicalize(&dir).map_err(failed)
 }
@@ -1038,6 +1045,18 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// From a probe: a sessions' directory others could read (made by
+    /// hand, or by an older execgate) was taken as it was.
+    #[test]
+    fn the_sessions_directory_is_made_this_users_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_sessions_dir().unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let again = private_sessions_dir().unwrap();
+        let mode = std::fs::metadata(&again).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
 
     /// Regression: a session whose process was killed left its directory
     /// (the zsh link, start-up files) in the sessions' directory for good,
