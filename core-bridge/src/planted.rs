@@ -1811,7 +1811,10 @@ fn linked_out<'p>(
 /// Where every program, in the table or not, reads per-user configuration
 /// under the home directory: a grant that makes one writable (`"~/.local"
 /// = "write"`) lets one escalation with grants plant what a later one's
-/// `python3` (`.pth` files) or `git` (`.gitconfig`) runs.
+/// `python3` (`.pth` files) or `git` (`.gitconfig`) runs. The places
+/// whose files name commands to run are here too (`credential_process`
+/// in `~/.aws/config`, a kubeconfig's `exec`, Docker's `credHelpers`,
+/// Gradle's `init.d`, npm's and cargo's configuration).
 const IN_HOME: &[&str] = &[
     ".config",
     ".local",
@@ -1819,8 +1822,18 @@ const IN_HOME: &[&str] = &[
     ".gitconfig",
     ".ssh",
     ".zshenv",
+    ".zshrc",
+    ".zprofile",
     ".profile",
     ".bashrc",
+    ".bash_profile",
+    ".aws",
+    ".kube",
+    ".docker",
+    ".m2",
+    ".gradle",
+    ".npmrc",
+    ".cargo",
 ];
 
 /// The XDG base directories, which name the same places elsewhere.

@@ -437,6 +437,10 @@ fn a_home_whose_configuration_the_sandbox_can_write_refuses_grants() {
     assert!(refused(&home_only, &home.join(".local")));
     assert!(refused(&home_only, &home.join(".local/lib")));
     assert!(refused(&home_only, &home));
+    // From a probe: places whose files name commands to run.
+    for place in [".aws", ".kube", ".docker", ".gradle", ".cargo", ".zshrc"] {
+        assert!(refused(&home_only, &home.join(place)), "{place}");
+    }
     assert!(refused(&[("XDG_CONFIG_HOME", w.join("cfg"))], &w));
     assert!(!refused(&[("XDG_CONFIG_HOME", ro.join("cfg"))], &w));
 }
