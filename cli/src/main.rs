@@ -276,16 +276,24 @@ impl SessionArgs {
         // Where the user's own shells read their startup files: a sandbox
         // that writes there plants what they run outside it (a probe's
         // ZDOTDIR in the workspace took a .zshrc line).
+        // The files themselves too: a profile may grant one alone.
         let startup_dirs: Vec<PathBuf> = ["ZDOTDIR", "HOME"]
             .iter()
             .filter_map(std::env::var_os)
             .map(PathBuf::from)
             .filter(|dir| dir.is_absolute() && dir.is_dir())
             .collect();
+        let startup_files: Vec<PathBuf> = startup_dirs
+            .iter()
+            .flat_map(|dir| STARTUP_FILES.iter().map(|name| dir.join(name)))
+            .collect();
         warn_if_sandbox_writable(
             &profile,
             &cwd,
-            startup_dirs.iter().map(PathBuf::as_path),
+            startup_dirs
+                .iter()
+                .chain(&startup_files)
+                .map(PathBuf::as_path),
             "the commands run here could plant what your own shell runs at its next start, \
              outside any sandbox (.zshrc, .bashrc, .profile); keep ZDOTDIR and your home \
              outside the writable roots",
@@ -492,6 +500,21 @@ fn describe(error: &anyhow::Error) -> String {
 }
 
 #[cfg(unix)]
+/// What shells read at their start in `$ZDOTDIR` or the home directory.
+const STARTUP_FILES: [&str; 11] = [
+    ".zshenv",
+    ".zprofile",
+    ".zshrc",
+    ".zlogin",
+    ".zlogout",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".config/fish",
+];
+
 /// Warns about policy files the session's sandbox could rewrite, or move
 /// away and replace (it can write a directory on the way to them): the
 /// next session would load what the sandboxed command wrote.

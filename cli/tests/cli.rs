@@ -1644,6 +1644,38 @@ fn a_startup_directory_in_reach_of_the_sandbox_is_warned_of() {
     );
     let output = execgate(&ws, &["run", "--", "true"]);
     assert!(!text(&output.stderr).contains(warning));
+    // From a probe: a profile that grants one startup file alone.
+    let home = ws.parent().unwrap().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join(".zshrc"), "").unwrap();
+    let config = ws.parent().unwrap().join("zshrc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.rc]\nextends = \"workspace-write\"\nfilesystem = {{ \"{}\" = \"write\" }}\n",
+            home.join(".zshrc").display()
+        ),
+    )
+    .unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "rc",
+            "--",
+            "true",
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} is writable", home.join(".zshrc").display()))
+            && stderr.contains(warning),
+        "{stderr}"
+    );
 }
 
 /// `--program` keeps the start and exit of the escalations it keeps, also
