@@ -499,8 +499,8 @@ fn describe(error: &anyhow::Error) -> String {
     output::terminal_safe(&text, output::Lines::Kept)
 }
 
-#[cfg(unix)]
 /// What shells read at their start in `$ZDOTDIR` or the home directory.
+#[cfg(unix)]
 const STARTUP_FILES: [&str; 11] = [
     ".zshenv",
     ".zprofile",
@@ -518,6 +518,7 @@ const STARTUP_FILES: [&str; 11] = [
 /// Warns about policy files the session's sandbox could rewrite, or move
 /// away and replace (it can write a directory on the way to them): the
 /// next session would load what the sandboxed command wrote.
+#[cfg(unix)]
 fn warn_if_sandbox_writable<'a>(
     profile: &PermissionProfile,
     cwd: &std::path::Path,
@@ -607,6 +608,7 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
     }
 }
 
+#[cfg(unix)]
 /// How to hide what `path` names once it exists, and its name wherever
 /// it appears under the writable roots: as a glob, which the sandbox's
 /// supervisor judges at every open (a path is hidden only as it is when
