@@ -30,11 +30,17 @@ pub enum PolicyCommand {
         #[arg(long)]
         resolve_host_executables: bool,
         /// Decide as `execgate run` does: a program without a slash looked
-        /// up in PATH, its path canonicalized (symlinks resolved), then the
-        /// rules of that exact path, else its basename's (implies
-        /// --resolve-host-executables).
+        /// up in the PATH a session's shell gets (the config's `[env]`
+        /// applied to this environment), its path canonicalized (symlinks
+        /// resolved), then the rules of that exact path, else its
+        /// basename's (implies --resolve-host-executables).
         #[arg(long)]
         as_run: bool,
+        /// With --as-run: the config file whose `[env]` makes the
+        /// session's PATH (default: $XDG_CONFIG_HOME/execgate/config.toml,
+        /// if there is one).
+        #[arg(long, value_name = "FILE", requires = "as_run")]
+        config: Option<PathBuf>,
         /// Indent the JSON.
         #[arg(long)]
         pretty: bool,
@@ -125,6 +131,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             rules,
             resolve_host_executables,
             as_run,
+            config,
             pretty,
             mut argv,
             network: None,
@@ -132,6 +139,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
         } => {
             let rules = RuleSet::load(&rules)?;
             if as_run {
+                let session_path = session_path(config.as_deref())?;
                 if let Some(program) = argv.first().filter(|program| !program.contains('/')) {
                     if shell_builtins([program.as_str()]).contains(program) {
                         crate::stderr::line(&format!(
@@ -142,7 +150,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     }
                 }
                 if let Some(program) = argv.first_mut() {
-                    *program = program_as_run(program)?;
+                    *program = program_as_run(program, &session_path)?;
                 }
             }
             let evaluation = rules.check(
@@ -354,8 +362,12 @@ impl LintContext for Machine<'_> {
 /// The first executable file named `program` in `PATH`, as the shell
 /// finds it.
 fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    find_in(program, &std::env::var_os("PATH").unwrap_or_default())
+}
+
+/// `program` in the directories of `path` (a `PATH` value).
+fn find_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .map(|dir| dir.join(program))
         .find(|candidate| {
             candidate
@@ -437,13 +449,30 @@ fn renamed_in_a_session(program: &str) -> Option<String> {
     })
 }
 
-/// `program` as a session's server sees it: looked up in `PATH` when it has
-/// no slash, then canonicalized.
-fn program_as_run(program: &str) -> Result<String> {
+/// The `PATH` a session's shell gets: `config`'s `[env]` applied to this
+/// process's environment, or the session's default when it leaves none.
+fn session_path(config: Option<&Path>) -> Result<std::ffi::OsString> {
+    let config = Config::load(config)?;
+    let env = config.env.build(std::env::vars_os())?;
+    Ok(env
+        .into_iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+}
+
+/// `program` as a session's server sees it: looked up in the session's
+/// `path` when it has no slash, then canonicalized.
+fn program_as_run(program: &str, path: &std::ffi::OsStr) -> Result<String> {
     let found = if program.contains('/') {
         PathBuf::from(program)
     } else {
-        find_in_path(program).with_context(|| format!("{program} is not found in PATH"))?
+        find_in(program, path).with_context(|| {
+            format!(
+                "{program} is not found in the session's PATH ({})",
+                path.to_string_lossy()
+            )
+        })?
     };
     let canonical = std::fs::canonicalize(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;

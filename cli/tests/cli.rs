@@ -1929,6 +1929,46 @@ fn a_pin_does_not_take_forbidden_rules_away_from_other_programs_of_its_name() {
 /// A probe's plain `policy check -- python3` said forbidden for a name a
 /// session never matches: `python3` is a link to `python3.11`, and a
 /// session decides on the canonical path's name. Check says so on stderr.
+/// From a probe: `--as-run` looked the program up in the caller's PATH,
+/// while a session's shell gets the one the config's `[env]` makes, and
+/// so said forbidden where the session ran another program in place.
+#[test]
+fn policy_check_as_run_looks_in_the_sessions_path() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let sessions = path_with_programs(&base, &["tool"]);
+    let config = base.join("path.toml");
+    std::fs::write(
+        &config,
+        format!("[env]\nset = {{ PATH = \"{sessions}\" }}\n"),
+    )
+    .unwrap();
+    let rules = base.join("tool.rules");
+    std::fs::write(
+        &rules,
+        format!("prefix_rule(pattern = [\"{sessions}/tool\"], decision = \"forbidden\")\n"),
+    )
+    .unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "policy",
+            "check",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--as-run",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            "tool",
+        ],
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["decision"], "forbidden", "{report}");
+}
+
 #[test]
 fn policy_check_says_when_a_session_decides_on_another_name() {
     let (dir, ws) = workspace();
