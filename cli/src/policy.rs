@@ -45,7 +45,10 @@ pub enum PolicyCommand {
         #[arg(long)]
         pretty: bool,
         /// Check a connection instead of a command line: the
-        /// `network_rule`s that match HOST:PORT (`[v6]:PORT` for IPv6).
+        /// `network_rule`s that match HOST:PORT (`[v6]:PORT` for IPv6). The
+        /// rules alone: a limited profile's `domains` lists decide before
+        /// every rule but `forbidden` (`policy lint --config` names the
+        /// rules they take over).
         #[arg(long, value_name = "HOST:PORT", conflicts_with = "argv")]
         network: Option<String>,
         /// With --network: how the connection is made.

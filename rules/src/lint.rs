@@ -307,7 +307,9 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
     findings.extend(rules.network_rules().iter().flat_map(|rule| {
         allowed
             .iter()
-            .filter_map(|(place, entry)| overridden_entry(rule, place, entry))
+            .filter_map(|(place, entry)| {
+                overridden_entry(rule, place, entry).or_else(|| unasked_prompt(rule, place, entry))
+            })
             .collect::<Vec<_>>()
     }));
     findings.extend(rules.rules().filter_map(|rule| {
@@ -665,6 +667,38 @@ fn overridden_entry(
         message: format!(
             "forbids what {place} \"{entry}\" allows: a forbidden rule decides before the \
              domains lists, so that entry opens nothing the rule covers"
+        ),
+    })
+}
+
+/// The `domains` lists decide before every rule but `forbidden`: a
+/// `prompt` rule on a host an allow entry names asks nobody there, the
+/// connection is allowed (and `policy check --network`, which sees no
+/// profile, says `prompt`).
+fn unasked_prompt(
+    rule: &crate::network::NetworkRule,
+    place: &str,
+    entry: &DomainPattern,
+) -> Option<LintFinding> {
+    if rule.decision != RuleDecision::Prompt {
+        return None;
+    }
+    let named = match &rule.host {
+        DomainPattern::Exact(destination) => destination.clone(),
+        DomainPattern::ApexAndSubdomains(apex) => Destination::parse(apex.as_str()).ok()?,
+        DomainPattern::Subdomains(apex) => Destination::parse(&format!("a.{apex}")).ok()?,
+        DomainPattern::Everything => return None,
+    };
+    if !entry.matches(&named) {
+        return None;
+    }
+    Some(LintFinding {
+        origin: rule.origin.clone(),
+        pattern: vec!["network_rule".into(), format!("host={}", rule.host)],
+        severity: Severity::Warning,
+        message: format!(
+            "asks about what {place} \"{entry}\" allows: the domains lists decide before \
+             prompt rules, so nobody is asked there and the connection is allowed"
         ),
     })
 }

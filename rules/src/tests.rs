@@ -710,8 +710,14 @@ fn lint_names_forbidden_rules_that_close_an_allowed_domains_entry() {
             r#"network_rule(host = "bad.github.com", decision = "forbidden")"#,
             None,
         ),
+        // From a probe: the domains lists decide before a prompt rule, so
+        // nobody is asked (and `policy check --network` said prompt).
         (
             r#"network_rule(host = "api.example.com", decision = "prompt")"#,
+            Some("asks about what profile \"lim\"'s domains entry \"api.example.com\" allows"),
+        ),
+        (
+            r#"network_rule(host = "other.example", decision = "prompt")"#,
             None,
         ),
         (
