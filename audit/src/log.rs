@@ -552,6 +552,20 @@ struct Taken {
     ended: Option<Instant>,
 }
 
+/// `session_id`'s entry in `shares`, made if it has none (its name copied
+/// only then: every `Run` is recorded through here).
+fn taken_by<'a>(
+    shares: &'a mut std::collections::HashMap<String, Taken>,
+    session_id: &str,
+) -> &'a mut Taken {
+    if !shares.contains_key(session_id) {
+        shares.insert(session_id.to_owned(), Taken::default());
+    }
+    shares
+        .get_mut(session_id)
+        .unwrap_or_else(|| unreachable!("inserted above"))
+}
+
 /// How long a session's share is kept after its end: longer than its
 /// conversations take to wind down once it has been cancelled.
 const ENDED_SHARE_KEPT: Duration = Duration::from_secs(60);
@@ -622,7 +636,7 @@ impl AuditSink for SessionAudit {
                         .is_none_or(|at| now.duration_since(at) < ENDED_SHARE_KEPT)
                 });
             }
-            let taken = shares.entry(session_id.to_owned()).or_default();
+            let taken = taken_by(&mut shares, session_id);
             if ended {
                 taken.ended = Some(Instant::now());
                 (Limit::NoRotation, 0)
@@ -648,7 +662,7 @@ impl AuditSink for SessionAudit {
             .written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let taken = shares.entry(session_id.to_owned()).or_default();
+        let taken = taken_by(&mut shares, session_id);
         taken.set_aside = taken.set_aside.saturating_sub(set_aside);
         match appended {
             Ok(charge) => {
