@@ -718,10 +718,11 @@ pub(crate) struct DenyGlobMatcher {
 
 /// The paths a late file a glob matches is reached by (its directories,
 /// and the file or directory it matches): what the host writes through
-/// them, a link there would take to a name no glob matches. A `**`
-/// between them matches whatever the file's real path holds there, so a
-/// way ends at a named component (`a/**/b/*.key`: `a`, `a/**/b`,
-/// `a/**/b/*.key`).
+/// them, a link there would take to a name no glob matches. Up to the
+/// first named component, a wildcard matches whatever the real path holds
+/// there, so a way begins at it; after one, a wildcard's place is a way
+/// too (`a/**/b/*.key`: `a`, `a/**`, `a/**/b`, `a/**/b/*.key`: a link
+/// anywhere under `a` would take the file out from under it).
 fn way_patterns(glob: &str) -> Vec<String> {
     let anchored = if glob.contains('/') {
         glob.to_owned()
@@ -729,8 +730,16 @@ fn way_patterns(glob: &str) -> Vec<String> {
         format!("**/{glob}")
     };
     let components: Vec<&str> = anchored.split('/').collect();
-    (1..=components.len())
-        .filter(|&end| !matches!(components[end - 1], "" | "**"))
+    let wildcard = |component: &str| {
+        !component.is_empty() && component.chars().all(|c| matches!(c, '*' | '?'))
+    };
+    let first_named = components
+        .iter()
+        .position(|component| !component.is_empty() && !wildcard(component));
+    let Some(first_named) = first_named else {
+        return Vec::new();
+    };
+    (first_named + 1..=components.len())
         .map(|end| components[..end].join("/"))
         .collect()
 }
@@ -856,7 +865,12 @@ mod tests {
             ("*.env", "a", false),
             ("a/**/b/*.key", "a", true),
             ("a/**/b/*.key", "a/x/y/b", true),
-            ("a/**/b/*.key", "a/x", false),
+            // A review: a link at a/x took the host's a/x/b/k.key out.
+            ("a/**/b/*.key", "a/x", true),
+            ("a/**/b/*.key", "c/x", false),
+            // Wildcards before the first name match wherever a link leads.
+            ("*/secrets/*.key", "x", false),
+            ("*/secrets/*.key", "x/secrets", true),
             ("/w/secrets/deep/*.key", "secrets", true),
             ("/w/secrets/deep/*.key", "secrets/deep", true),
             ("/w/secrets/deep/*.key", "secrets/other", false),

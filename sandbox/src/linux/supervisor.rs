@@ -1065,6 +1065,25 @@ impl Call<'_> {
         }
     }
 
+    /// A directory on a glob's way stays where it is (EBUSY, as for the
+    /// anchors): a host program working in it would write its late file
+    /// into the directory's new name, which no glob matches.
+    fn refuse_moving_a_globs_way(&self, location: &Location) -> Result<(), Errno> {
+        let Some(deny) = &self.supervision.deny else {
+            return Ok(());
+        };
+        let is_directory = nix::sys::stat::fstatat(
+            location.parent.as_fd(),
+            location.name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        match is_directory && deny.on_the_way(&location.path()) {
+            true => Err(Errno::EBUSY),
+            false => Ok(()),
+        }
+    }
+
     fn refuse_denied(&self, path: &Path) -> Result<(), Errno> {
         match &self.supervision.deny {
             Some(deny) if path.is_absolute() && deny.denies(path) => Err(Errno::EACCES),
@@ -1312,6 +1331,10 @@ impl Call<'_> {
         let location = self.locate(new_start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_git_link_from(source.as_fd(), &location)?;
+        // A name a glob denies is not made, as `open` would not create it:
+        // a file linked there ahead of the host's write would be read
+        // through its other name.
+        self.refuse_denied(&location.path())?;
         if nix::sys::stat::fstat(source.as_fd())
             .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
         {
@@ -1347,8 +1370,10 @@ impl Call<'_> {
         let old = self.locate(old_start)?;
         let new = self.locate(new_start)?;
         self.refuse_uncreatable(&new)?;
+        self.refuse_denied(&new.path())?;
         self.refuse_denied_beneath(&old, &new.path())?;
         self.refuse_moving_anchors(&old)?;
+        self.refuse_moving_a_globs_way(&old)?;
         if is_link(&old) {
             self.refuse_git_link(&new)?;
             self.refuse_link_on_a_globs_way(&new)?;
@@ -1360,7 +1385,9 @@ impl Call<'_> {
                 self.refuse_git_link(&old)?;
                 self.refuse_link_on_a_globs_way(&old)?;
             }
+            self.refuse_denied(&old.path())?;
             self.refuse_denied_beneath(&new, &old.path())?;
+            self.refuse_moving_a_globs_way(&new)?;
             self.refuse_moving_anchors(&new)?;
         }
         let known = libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE | libc::RENAME_WHITEOUT;
@@ -1413,8 +1440,17 @@ impl Call<'_> {
             }
             other => other,
         };
-        let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS) | OFlag::O_NOCTTY;
+        let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS);
         how.remove(OFlag::O_CLOEXEC);
+        if how.contains(OFlag::O_PATH) {
+            // `openat2` refuses any other flag beside `O_PATH` (`open`
+            // ignores them). The kernel hands no `O_PATH` descriptor over
+            // (`SECCOMP_IOCTL_NOTIF_ADDFD` takes none), so such an open
+            // still fails, with EBADF: README says so.
+            how &= OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+        } else {
+            how.insert(OFlag::O_NOCTTY);
+        }
         if final_component_checked {
             // What was checked is what is opened: a symlink put there since
             // fails the open (ELOOP).
