@@ -98,9 +98,11 @@ enum Command {
     Shell(ShellArgs),
     /// Run one program in a sandbox profile (for debugging a profile).
     Sandbox {
-        /// Profile name: a preset or one from the config file.
-        #[arg(long, default_value = "workspace-write")]
-        profile: String,
+        /// Profile name: a preset or one from the config file (default:
+        /// the config's `default_profile`, else `workspace-write`, as for
+        /// a session).
+        #[arg(long)]
+        profile: Option<String>,
         /// Working directory (`:cwd` in profiles).
         #[arg(long)]
         cwd: Option<PathBuf>,
@@ -454,7 +456,7 @@ fn execgate(cli: Cli) -> ExitCode {
             cwd,
             config,
             argv,
-        } => sandbox(&profile, cwd, config, argv),
+        } => sandbox(profile, cwd, config, argv),
         Command::Doctor { json } => doctor::run(json),
         Command::Audit(args) => audit::run(args),
         Command::Policy(command) => policy::run(command),
@@ -1439,12 +1441,17 @@ fn show_event(event: &SessionEvent) {
 /// hidden, the environment as `[env]` makes it.
 #[cfg(unix)]
 fn sandbox(
-    profile_name: &str,
+    profile_name: Option<String>,
     cwd: Option<PathBuf>,
     config_path: Option<PathBuf>,
     argv: Vec<OsString>,
 ) -> Result<i32> {
     let config = Config::load(config_path.as_deref())?;
+    // A profile is debugged as a session would take it.
+    let profile_name = profile_name
+        .or(config.default_profile.clone())
+        .unwrap_or_else(|| "workspace-write".into());
+    let profile_name = profile_name.as_str();
     let mut profile = config.profiles.get(profile_name)?;
     if let PermissionProfile::Managed {
         network: NetworkPolicy::Limited,

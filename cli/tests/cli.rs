@@ -782,6 +782,47 @@ fn doctor_reports_json() {
     assert_eq!(report["user_namespaces"], true);
 }
 
+/// A review: `execgate sandbox`, for debugging a profile, took
+/// `workspace-write` whatever the config's `default_profile`, so it tried
+/// another profile than the sessions it was debugging.
+#[test]
+fn sandbox_takes_the_configs_default_profile() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("default.toml");
+    std::fs::write(&config, "default_profile = \"read-only\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--config",
+            config,
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch made",
+        ],
+    );
+    assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!ws.join("made").exists());
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--config",
+            config,
+            "--profile",
+            "workspace-write",
+            "--",
+            "/bin/sh",
+            "-c",
+            "touch made",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(ws.join("made").exists());
+}
+
 #[test]
 fn sandbox_runs_one_program_in_a_profile() {
     let (dir, ws) = workspace();
