@@ -774,7 +774,8 @@ fn replaceable_link_on_the_way(
 /// sandbox, and the next session ran unsandboxed). The default one's
 /// directory, `execgate/` in the config home, is kept whole, and made
 /// first when the sandbox could otherwise make it and a config in it; a
-/// file named with `--config`, only itself. Whether it was kept so.
+/// file named with `--config`, only itself, beside the default one's.
+/// Whether it (the one the session reads) was kept so.
 #[cfg(unix)]
 fn protect_config(
     profile: &mut PermissionProfile,
@@ -784,6 +785,11 @@ fn protect_config(
     let Some(view) = sandbox_view(profile, cwd) else {
         return Ok(false);
     };
+    if explicit.is_some() {
+        // The default one chooses the policy of every later session
+        // started without `--config` (a review).
+        protect_config(profile, None, cwd)?;
+    }
     let place = match explicit {
         Some(file) => {
             let file = std::path::absolute(file)?;

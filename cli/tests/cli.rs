@@ -302,6 +302,23 @@ fn the_config_file_is_out_of_the_sandboxs_reach() {
     );
     assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert_eq!(std::fs::read_to_string(&named).unwrap(), "rules = []\n");
+    // A review: with --config, the default one (what every later session
+    // without it reads) was left writable.
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--config",
+            "execgate.toml",
+            "--",
+            &overwrite(&default),
+        ],
+        &config_home_env,
+    );
+    assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!std::fs::read_to_string(&default)
+        .unwrap()
+        .contains("danger"));
 
     // Through a link the sandbox could replace, it cannot be kept: it is
     // warned of (a review swapped such a link for its own config).
