@@ -436,7 +436,9 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
         let program = rule.program();
         let name = program.rsplit('/').next().unwrap_or(program);
         let mut messages = Vec::new();
-        if name.chars().any(char::is_whitespace) {
+        // A path may name a file with a space in it; a bare name is one
+        // word of a command line.
+        if !program.contains('/') && name.chars().any(char::is_whitespace) {
             messages.push(format!(
                 "program {program:?} has whitespace in its name, so this rule matches no \
                  program as the shell splits a command line; a pattern takes one word per \
@@ -458,7 +460,9 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
         }
         for token in rule.rest() {
             for choice in token.choices() {
-                if choice.trim() != choice && named.insert((rule.origin.clone(), choice.clone())) {
+                // A token of whitespace alone (`grep " "`) means it.
+                let padded = choice.trim() != choice && !choice.trim().is_empty();
+                if padded && named.insert((rule.origin.clone(), choice.clone())) {
                     messages.push(format!(
                         "argument {choice:?} has leading or trailing whitespace: it matches \
                          only an argument quoted with that whitespace, never the word {:?}",

@@ -185,9 +185,10 @@ fn program_name(program: &str, home: Option<&Path>) -> anyhow::Result<String> {
         return Ok(program.to_owned());
     }
     let path = expand_home(program, home)?;
-    // `/usr/bin/git` is not absolute on Windows, where it never matches
-    // either; refusing it would refuse a rules file shared with Unix.
-    if !(path.is_absolute() || path.starts_with("/")) {
+    // `/usr/bin/git` is not absolute on Windows, nor `C:/Tools/x.exe` here,
+    // where each never matches either; refusing them would refuse a rules
+    // file shared between the two.
+    if !(path.is_absolute() || path.starts_with("/") || has_a_drive(program)) {
         let hint = if program.starts_with('~') {
             " (`~` is expanded only as `~/`, the home directory)"
         } else {
@@ -202,6 +203,15 @@ fn program_name(program: &str, home: Option<&Path>) -> anyhow::Result<String> {
     path.into_os_string()
         .into_string()
         .map_err(|path| anyhow::anyhow!("pattern[0] {:?} is not UTF-8", path.to_string_lossy()))
+}
+
+/// Whether `program` begins with a Windows drive (`C:/`, `C:\\`).
+fn has_a_drive(program: &str) -> bool {
+    let bytes = program.as_bytes();
+    bytes.len() > 2
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'/' | b'\\')
 }
 
 /// A rule's `decision`: `allow` when absent.

@@ -833,6 +833,9 @@ prefix_rule(pattern = [\"/usr/bin/\u{440}m\"], decision = \"forbidden\")
 prefix_rule(pattern = [\"git push\"], decision = \"forbidden\")
 prefix_rule(pattern = [\"git\", \"commit\", \"-m\", \"fix the bug\"], decision = \"forbidden\")
 prefix_rule(pattern = [\"rm\", \"-rf\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"grep\", \" \"], decision = \"forbidden\")
+prefix_rule(pattern = [\"/opt/My Tool/run tool\"], decision = \"forbidden\")
+prefix_rule(pattern = [\"C:/Tools/x.exe\"], decision = \"forbidden\")
 ",
     );
     let findings: Vec<(usize, String)> = lint(&set)
