@@ -436,9 +436,13 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
         let program = rule.program();
         let name = program.rsplit('/').next().unwrap_or(program);
         let mut messages = Vec::new();
-        // A path may name a file with a space in it; a bare name is one
-        // word of a command line.
-        if !program.contains('/') && name.chars().any(char::is_whitespace) {
+        // A path may name a file with a space in it (not a line break);
+        // a bare name is one word of a command line.
+        let is_path = program.contains('/');
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() && !(is_path && c == ' '))
+        {
             messages.push(format!(
                 "program {program:?} has whitespace in its name, so this rule matches no \
                  program as the shell splits a command line; a pattern takes one word per \
