@@ -659,13 +659,7 @@ fn overridden_entry(
     if rule.decision != RuleDecision::Forbidden || rule.port.is_some() || rule.protocol.is_some() {
         return None;
     }
-    let named = match entry {
-        DomainPattern::Exact(destination) => destination.clone(),
-        DomainPattern::ApexAndSubdomains(apex) => Destination::parse(apex.as_str()).ok()?,
-        DomainPattern::Subdomains(apex) => Destination::parse(&format!("a.{apex}")).ok()?,
-        DomainPattern::Everything => return None,
-    };
-    if !rule.host.matches(&named) {
+    if !rule.host.matches(&a_host_it_names(entry)?) {
         return None;
     }
     Some(LintFinding {
@@ -677,6 +671,17 @@ fn overridden_entry(
              domains lists, so that entry opens nothing the rule covers"
         ),
     })
+}
+
+/// A host `pattern` names (one under it, for a wildcard), to ask another
+/// pattern about; none for `*`.
+fn a_host_it_names(pattern: &DomainPattern) -> Option<Destination> {
+    match pattern {
+        DomainPattern::Exact(destination) => Some(destination.clone()),
+        DomainPattern::ApexAndSubdomains(apex) => Destination::parse(apex.as_str()).ok(),
+        DomainPattern::Subdomains(apex) => Destination::parse(&format!("a.{apex}")).ok(),
+        DomainPattern::Everything => None,
+    }
 }
 
 /// The `domains` lists decide before every rule but `forbidden`: a
@@ -691,13 +696,7 @@ fn unasked_prompt(
     if rule.decision != RuleDecision::Prompt {
         return None;
     }
-    let named = match &rule.host {
-        DomainPattern::Exact(destination) => destination.clone(),
-        DomainPattern::ApexAndSubdomains(apex) => Destination::parse(apex.as_str()).ok()?,
-        DomainPattern::Subdomains(apex) => Destination::parse(&format!("a.{apex}")).ok()?,
-        DomainPattern::Everything => return None,
-    };
-    if !entry.matches(&named) {
+    if !entry.matches(&a_host_it_names(&rule.host)?) {
         return None;
     }
     Some(LintFinding {

@@ -1270,14 +1270,7 @@ async fn an_escalation_waiting_for_descriptors_at_the_sessions_end_is_recorded_a
     tokio::time::timeout(Duration::from_secs(20), session.shutdown())
         .await
         .expect("the session did not end");
-    let not_started: Vec<String> = recorder
-        .events()
-        .into_iter()
-        .filter_map(|event| match event {
-            SessionEvent::SpawnFailed { reason, .. } => Some(reason),
-            _ => None,
-        })
-        .collect();
+    let not_started = recorder.spawn_failures();
     assert_eq!(
         not_started,
         ["the session ended before the descriptors were handed over"]
@@ -1296,14 +1289,7 @@ async fn an_escalation_whose_requester_left_before_its_answer_is_recorded_as_not
     drop((mine, theirs));
     let deadline = Instant::now() + Duration::from_secs(20);
     let not_started = loop {
-        let not_started: Vec<String> = recorder
-            .events()
-            .into_iter()
-            .filter_map(|event| match event {
-                SessionEvent::SpawnFailed { reason, .. } => Some(reason),
-                _ => None,
-            })
-            .collect();
+        let not_started = recorder.spawn_failures();
         if !not_started.is_empty() || Instant::now() > deadline {
             break not_started;
         }

@@ -132,6 +132,17 @@ impl Recorder {
             .collect()
     }
 
+    /// Why escalations could not start, in order.
+    pub fn spawn_failures(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                SessionEvent::SpawnFailed { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn started_pids(&self) -> Vec<i32> {
         self.events()
             .into_iter()
