@@ -18,7 +18,8 @@
 //! A pattern is a program then arguments; each element is a token or a
 //! list of alternatives, and the rule matches any command line that starts
 //! with it. The program is a bare name or an absolute path (`~/` is
-//! `$HOME`); a relative path, which a session never sees, is a load error. Two extensions, in the same syntax: `exact = True` (no further
+//! `$HOME`); a relative path, which a session never sees, is a load
+//! error. Two extensions, in the same syntax: `exact = True` (no further
 //! arguments) and `execution = "unsandboxed" | "turn-default" | PROFILE`
 //! (what an allowed or approved command runs as; `unsandboxed` when
 //! absent). `match` and `not_match` examples are checked against their
@@ -35,7 +36,8 @@
 //! `host_executable` lists that path for the name (or lists nothing for
 //! it), else only the `forbidden` ones (a pin keeps what the name's rules
 //! loosen to its paths, not what they forbid). The strictest matching
-//! decision wins: `forbidden` > `prompt` > `allow`. [`lint`] names `allow` and `prompt` rules on programs that run
+//! decision wins: `forbidden` > `prompt` > `allow`. [`lint`] names
+//! `allow` and `prompt` rules on programs that run
 //! whatever their arguments say; [`lint_with`] also rules that never match
 //! or cannot run, from what its caller found on the machine and in the
 //! config (non-canonical or missing paths, names not in `PATH`, undefined
