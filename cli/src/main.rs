@@ -660,20 +660,39 @@ fn warn_if_tmpdir_not_taken(profile: &PermissionProfile, cwd: &std::path::Path) 
     }
 }
 
-/// Warns when `[env] exclude = []` lets every credential of the caller's
-/// environment reach the commands: `exclude` replaces the built-in list,
-/// and an empty one is easily taken for "nothing more to drop". Not when
-/// `inherit` or `include_only` keep such names out anyway.
+/// Warns when the config's `[env] exclude` lets credentials of the
+/// caller's environment reach the commands: `exclude` replaces the
+/// built-in list, and one of its own is easily taken for "these too". An
+/// empty list is warned of whatever the environment holds now, unless
+/// `inherit` or `include_only` keep such names out anyway; a shorter list,
+/// by the variables that pass because of it (names only), if any do.
 #[cfg(unix)]
 fn warn_if_secrets_pass(env: &EnvPolicy) {
-    if !env.exclude.is_empty() || env.inherit != EnvInherit::All || !env.include_only.is_empty() {
+    let everything = env.inherit == EnvInherit::All && env.include_only.is_empty();
+    if env.exclude.is_empty() && everything {
+        stderr::line(&format!(
+            "execgate: warning: the config's [env] exclude is empty: no variable is dropped, \
+             so credentials in your environment reach the commands; leave exclude out for the \
+             built-in patterns ({}), or list the ones to drop",
+            DEFAULT_EXCLUDES.join(", ")
+        ));
         return;
     }
+    // A pattern that does not build fails the session's start itself.
+    let Ok(passed) = env.credentials_passed(std::env::vars_os()) else {
+        return;
+    };
+    if passed.is_empty() {
+        return;
+    }
+    let names: Vec<_> = passed.iter().map(|name| name.to_string_lossy()).collect();
+    let verb = if names.len() == 1 { "reaches" } else { "reach" };
     stderr::line(&format!(
-        "execgate: warning: the config's [env] exclude is empty: no variable is dropped, so \
-         credentials in your environment reach the commands; leave exclude out for the \
-         built-in patterns ({}), or list the ones to drop",
-        DEFAULT_EXCLUDES.join(", ")
+        "execgate: warning: the config's [env] exclude replaces the built-in patterns ({}) \
+         with its own list, so {} {verb} the commands; add the patterns to exclude, or \
+         leave it out",
+        DEFAULT_EXCLUDES.join(", "),
+        names.join(", ")
     ));
 }
 

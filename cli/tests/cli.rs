@@ -1060,30 +1060,65 @@ fn sandbox_filters_the_environment_as_a_session_does() {
 /// `[env] exclude = []` turns the dropping of secrets off: every
 /// credential in the caller's environment reaches the commands. A session
 /// (and `execgate sandbox`) says so at its start; not where `inherit` or
-/// `include_only` keep such names out anyway.
+/// `include_only` keep such names out anyway. A list of its own that
+/// leaves built-in patterns out is named with the variables that pass
+/// because of it (a probe's `["*TOKEN*"]` let `AWS_SECRET_ACCESS_KEY`
+/// through, unsaid), and only then: a variable the config sets itself is
+/// its own choice.
 #[test]
-fn an_empty_env_exclude_is_warned_of() {
+fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
     let (dir, ws) = workspace();
-    let warning = "[env] exclude is empty";
-    // (the config's [env], whether the warning is expected)
+    let empty = "[env] exclude is empty";
+    let partial = "exclude replaces the built-in patterns";
+    let caller = [("AWS_SECRET_ACCESS_KEY", "s3cr3t"), ("GH_TOKEN", "t")];
+    // (the config's [env], the warning expected, if any)
     let cases = [
-        ("exclude = []\n", true),
-        ("exclude = [\"*TOKEN*\"]\n", false),
-        ("inherit = \"core\"\nexclude = []\n", false),
-        ("exclude = []\ninclude_only = [\"PATH\"]\n", false),
+        ("exclude = []\n", Some(empty)),
+        ("exclude = [\"*TOKEN*\"]\n", Some(partial)),
+        ("exclude = [\"*TOKEN*\", \"*SECRET*\"]\n", None),
+        (
+            "exclude = [\"*TOKEN*\"]\ninclude_only = [\"PATH\", \"GH_*\"]\n",
+            None,
+        ),
+        (
+            "exclude = [\"*TOKEN*\"]\nset = { AWS_SECRET_ACCESS_KEY = \"x\" }\n",
+            None,
+        ),
+        ("inherit = \"core\"\nexclude = []\n", None),
+        ("exclude = []\ninclude_only = [\"PATH\"]\n", None),
     ];
-    for (section, warned) in cases {
+    for (section, warning) in cases {
         let config = dir.path().join("config.toml");
         std::fs::write(&config, format!("[env]\n{section}")).unwrap();
         for args in in_a_session_and_in_sandbox(&["--config", config.to_str().unwrap()], "true") {
-            let output = execgate(&ws, &as_strs(&args));
+            // The caller's environment alone: cargo's own (CARGO_PKG_AUTHORS)
+            // and the machine's would pass too.
+            let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
+                .args(&args)
+                .current_dir(&ws)
+                .env_clear()
+                .envs(["PATH", "HOME"].map(|name| (name, std::env::var_os(name).unwrap())))
+                .env("XDG_CONFIG_HOME", ws.join("no-config"))
+                .env("XDG_STATE_HOME", ws.join("state"))
+                .envs(caller)
+                .output()
+                .unwrap();
             let stderr = text(&output.stderr);
             assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-            assert_eq!(
-                stderr.contains(warning),
-                warned,
-                "{section}{args:?}: {stderr}"
-            );
+            for text in [empty, partial] {
+                assert_eq!(
+                    stderr.contains(text),
+                    warning == Some(text),
+                    "{section}{args:?}: {stderr}"
+                );
+            }
+            if warning == Some(partial) {
+                assert!(
+                    stderr.contains("AWS_SECRET_ACCESS_KEY") && !stderr.contains("GH_TOKEN"),
+                    "{section}{args:?}: {stderr}"
+                );
+            }
+            assert!(!stderr.contains("s3cr3t"), "{section}{args:?}: {stderr}");
         }
     }
 }

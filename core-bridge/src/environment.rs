@@ -86,6 +86,23 @@ impl EnvPolicy {
         }
         Ok(env.into_iter().collect())
     }
+
+    /// The names of `from` that [`DEFAULT_EXCLUDES`] would drop and this
+    /// policy passes on, leaving out those it sets itself (its own
+    /// choice): what a list of its own in `exclude` lets through.
+    pub fn credentials_passed(
+        &self,
+        from: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<Vec<OsString>, BridgeError> {
+        let credential = name_patterns(&DEFAULT_EXCLUDES.map(str::to_owned))?;
+        Ok(self
+            .build(from)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| !self.set.keys().any(|set| name == set.as_str()))
+            .filter(|name| credential.is_match(name.to_string_lossy().as_ref()))
+            .collect())
+    }
 }
 
 fn name_patterns(patterns: &[String]) -> Result<GlobSet, BridgeError> {
@@ -174,6 +191,42 @@ mod tests {
                 expected,
                 "{policy:?}"
             );
+        }
+    }
+
+    #[test]
+    fn credentials_passed_by_a_list_of_its_own() {
+        // (exclude, set, names expected)
+        let cases: Vec<(Vec<&str>, Vec<&str>, Vec<&str>)> = vec![
+            (DEFAULT_EXCLUDES.to_vec(), vec![], vec![]),
+            (
+                vec!["*TOKEN*"],
+                vec![],
+                vec!["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"],
+            ),
+            (
+                vec!["*TOKEN*"],
+                vec!["DB_PASSWORD"],
+                vec!["AWS_SECRET_ACCESS_KEY"],
+            ),
+            (
+                vec![],
+                vec![],
+                vec!["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "github_token"],
+            ),
+        ];
+        for (exclude, set, expected) in cases {
+            let policy = EnvPolicy {
+                exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
+                set: set
+                    .iter()
+                    .map(|s| ((*s).to_owned(), "x".to_owned()))
+                    .collect(),
+                ..EnvPolicy::default()
+            };
+            let passed = policy.credentials_passed(caller()).unwrap();
+            let passed: Vec<_> = passed.iter().map(|n| n.to_string_lossy()).collect();
+            assert_eq!(passed, expected, "{policy:?}");
         }
     }
 
