@@ -495,7 +495,9 @@ async fn a_directory_holding_a_denied_late_file_cannot_be_renamed_away() {
 /// A review: nor can a file be linked or moved to a name a glob denies
 /// (the host's later write in place would be read through its other
 /// name), nor a directory on a glob's way be moved (a host program
-/// working in it would write into the new name).
+/// working in it would write into the new name). Nor can a directory be
+/// moved where a file in it would have a denied name (a third review: the
+/// file's other name, or a descriptor kept open, reads the host's write).
 #[tokio::test(flavor = "multi_thread")]
 async fn no_link_can_be_put_where_a_glob_would_match_a_late_file() {
     let place = Place::new();
@@ -503,7 +505,7 @@ async fn no_link_can_be_put_where_a_glob_would_match_a_late_file() {
     let PermissionProfile::Managed { file_system, .. } = &mut profile else {
         unreachable!()
     };
-    for glob in ["config/*.key", "[v]ault"] {
+    for glob in ["config/*.key", "[v]ault", "held/*.key"] {
         file_system
             .push(parse_target(glob, None).unwrap(), Access::None)
             .unwrap();
@@ -522,7 +524,9 @@ async fn no_link_can_be_put_where_a_glob_would_match_a_late_file() {
          mkdir -p z; ln -s ../elsewhere z/link; mv z deeper; print plain=$?
          mkdir config; touch mine; ln mine config/a.key; print hard=$?
          mv mine config/b.key; print onto=$?
-         mv config moved; print away=$?",
+         mv config moved; print away=$?
+         mkdir h; touch kept; ln kept h/c.key; mv h held; print carried_link=$?
+         rm -rf held; mkdir h2; print > h2/c.key; mv h2 held; print carried_file=$?",
     );
     let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
     let child = spawn_session_shell(&mut session, &script, &place.ws);
@@ -532,10 +536,72 @@ async fn no_link_can_be_put_where_a_glob_would_match_a_late_file() {
     session.shutdown().await;
     assert_eq!(
         output.stdout,
-        "symlink=1\nname=1\nrename=1\nlink=1\nfile=1\ndirectory=0\ncarried=1\nplain=0\nhard=1\nonto=1\naway=1\n",
+        "symlink=1\nname=1\nrename=1\nlink=1\nfile=1\ndirectory=0\ncarried=1\nplain=0\nhard=1\nonto=1\naway=1\ncarried_link=1\ncarried_file=1\n",
         "{}",
         output.stderr
     );
+}
+
+/// A review: the check that no link in a directory lands on a glob's way
+/// when the directory is moved walked it first, and a second process could
+/// add a link in it after the walk, before the move. One process here adds
+/// and removes `d/sub`, a link, as fast as it can; another moves `d` to
+/// `a` (the way of `a/sub/*.key`), and counts the moves that carried the
+/// link. A link is made, or a directory moved, one at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_link_slips_into_a_directory_while_its_move_is_checked() {
+    let place = Place::new();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(parse_target("a/sub/*.key", None).unwrap(), Access::None)
+        .unwrap();
+    let script = r#"mkdir elsewhere; python3 -c '
+import os, time
+os.mkdir("d")
+deadline = time.monotonic() + 3
+if os.fork() == 0:
+    while time.monotonic() < deadline:
+        try:
+            os.symlink("../elsewhere", "d/sub")
+            os.unlink("d/sub")
+        except OSError:
+            pass
+    os._exit(0)
+moved = refused = carried = 0
+while time.monotonic() < deadline:
+    try:
+        os.rename("d", "a")
+    except OSError:
+        refused += 1
+        continue
+    moved += 1
+    # A link may also land in the moved directory just after: one made
+    # through the directory as the other process found it.
+    while True:
+        if os.path.islink("a/sub"):
+            carried += 1
+            try:
+                os.unlink("a/sub")
+            except OSError:
+                pass
+        try:
+            os.rmdir("a")
+            break
+        except OSError:
+            pass
+    os.mkdir("d")
+os.wait()
+print("carried=%d" % carried)
+print("both=%s" % (moved > 0 and refused > 0))
+'"#;
+    let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
+    let child = spawn_session_shell(&mut session, script, &place.ws);
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "carried=0\nboth=True\n", "{}", output.stderr);
 }
 
 /// Python that, given the supervisor's pid, tries to open the `mem` file of

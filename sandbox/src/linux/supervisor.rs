@@ -42,6 +42,8 @@
 //! - with deny globs, every `open`: the path of what was opened is matched
 //!   against the globs, and `link`/`rename` sources, which could give a
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
+//!   A rename runs alone among the calls that make names, so that no
+//!   directory moves between a name's check by its path and its making.
 //!
 //! The helper, and so the supervisor, is the pid namespace's init
 //! (bubblewrap's `--as-pid-1`): a signal sent from inside the sandbox does
@@ -113,6 +115,14 @@ pub(crate) struct Supervision {
     /// repository may be made at the top of.
     uncreatable: Vec<PathBuf>,
     deny: Option<DenyGlobs>,
+    /// Taken alone by a rename, shared by `symlink` and `link`: each
+    /// checks a name by the path to it and makes it through the directory
+    /// found on the way, and a directory moved in between (by another of
+    /// the sandbox's threads, on another worker) would put the name at a
+    /// path nobody checked, or move a link in after the move's own look
+    /// inside (a review's second process did both, thousands of times in
+    /// three seconds).
+    names_made: std::sync::RwLock<()>,
 }
 
 impl Supervision {
@@ -142,6 +152,7 @@ impl Supervision {
             allowed_sockets: Vec::new(),
             uncreatable,
             deny,
+            names_made: std::sync::RwLock::new(()),
         }
     }
 
@@ -1065,6 +1076,15 @@ impl Call<'_> {
         }
     }
 
+    /// Held while a name is checked by its path and made: no directory on
+    /// the way moves meanwhile (see [`Supervision::names_made`]).
+    fn no_move_meanwhile(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.supervision
+            .names_made
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A directory on a glob's way stays where it is (EBUSY, as for the
     /// anchors): a host program working in it would write its late file
     /// into the directory's new name, which no glob matches.
@@ -1132,9 +1152,10 @@ impl Call<'_> {
     }
 
     /// A rename source, going to `to`: neither it nor, for a directory,
-    /// anything in it may match a deny glob (a glob such as `private/**`
-    /// matches by place, and moving the directory would move the file out
-    /// from under it), and no link in it may land on a glob's way (see
+    /// anything in it may match a deny glob, here or there (a glob such as
+    /// `private/**` matches by place, and moving the directory would move
+    /// the file out from under it), and no link in it may land on a glob's
+    /// way (see
     /// [`Call::refuse_link_on_a_globs_way`]). A tree too large to search is
     /// refused with EXDEV, on which `mv` copies file by file, each copy an
     /// open the globs are checked on.
@@ -1164,7 +1185,10 @@ impl Call<'_> {
                 let entry = entry.map_err(|_| Errno::EXDEV)?;
                 budget = budget.checked_sub(1).ok_or(Errno::EXDEV)?;
                 let inner = relative.join(entry.file_name());
-                if deny.denies(&path.join(&inner)) {
+                // Nor may anything in it land on a denied name: a file's
+                // other name, or a descriptor kept open, would read what
+                // the host writes there in place.
+                if deny.denies(&path.join(&inner)) || deny.denies(&to.join(&inner)) {
                     return Err(Errno::EACCES);
                 }
                 let is_link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
@@ -1226,6 +1250,7 @@ impl Call<'_> {
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
         self.target.confirm()?;
+        let _no_move = self.no_move_meanwhile();
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_git_link(&location)?;
@@ -1328,6 +1353,7 @@ impl Call<'_> {
         };
         let new_start = self.start(new_dirfd, &new_path)?;
         self.target.confirm()?;
+        let _no_move = self.no_move_meanwhile();
         let location = self.locate(new_start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_git_link_from(source.as_fd(), &location)?;
@@ -1367,6 +1393,13 @@ impl Call<'_> {
         let old_start = self.start(old_dirfd, &old_path)?;
         let new_start = self.start(new_dirfd, &new_path)?;
         self.target.confirm()?;
+        // Alone: what it moves may be a directory, whose contents it looks
+        // at, and under which other calls find their paths.
+        let _alone = self
+            .supervision
+            .names_made
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.locate(old_start)?;
         let new = self.locate(new_start)?;
         self.refuse_uncreatable(&new)?;
