@@ -168,6 +168,10 @@ struct Options {
     /// Digits attached or none, then more options in a cluster (`perl
     /// -l0pe`).
     digits: &'static [&'static str],
+    /// A value only ever attached, the rest of its cluster (`make -j4`,
+    /// `-Oline`): the next word is never its value. A number there may be
+    /// (`make -j 4`), and is judged as any word.
+    attached: &'static [&'static str],
     /// No value: in a cluster (`-sf`) the next letter is another option.
     flags: &'static [&'static str],
 }
@@ -199,6 +203,7 @@ const OPTIONS: Options = Options {
     values: NONE,
     words: NONE,
     digits: NONE,
+    attached: NONE,
     flags: NONE,
 };
 
@@ -616,7 +621,7 @@ const READERS: &[InstructionReader] = &[
             directory: &["-C", "--directory"],
             path: &["-f", "--file", "--makefile", "-I", "--include-dir"],
             instruction: &["--eval", "-E"],
-            values: &["-j", "-l", "-O"],
+            attached: &["-j", "-l", "-O"],
             words: &["-W", "-o"],
             flags: &[
                 "-b", "-B", "-d", "-e", "-i", "-k", "-L", "-m", "-n", "-p", "-q", "-r", "-R", "-s",
@@ -1916,6 +1921,8 @@ enum Meaning {
     Word,
     /// Digits attached, or none.
     Digits,
+    /// A value attached, or none.
+    Attached,
     Flag,
 }
 
@@ -1931,6 +1938,7 @@ impl Options {
             (self.values, Meaning::Value),
             (self.words, Meaning::Word),
             (self.digits, Meaning::Digits),
+            (self.attached, Meaning::Attached),
             (self.flags, Meaning::Flag),
         ];
         lists
@@ -2293,6 +2301,9 @@ impl ArgumentWalk<'_> {
         if let Meaning::Instruction = meaning {
             return Step::Refused(self.instruction(option));
         }
+        if let Meaning::Attached = meaning {
+            return Step::Next;
+        }
         let Some(value) = attached.or_else(next_word) else {
             return Step::Next;
         };
@@ -2343,7 +2354,11 @@ impl ArgumentWalk<'_> {
             Meaning::Inline => Step::OptionsEnd,
             Meaning::HandOver => Step::HandOver(OsStr::from_bytes(value).to_owned()),
             Meaning::Word => self.judged(value, base),
-            Meaning::Value | Meaning::Flag | Meaning::Instruction | Meaning::Digits => Step::Next,
+            Meaning::Value
+            | Meaning::Flag
+            | Meaning::Instruction
+            | Meaning::Digits
+            | Meaning::Attached => Step::Next,
         }
     }
 

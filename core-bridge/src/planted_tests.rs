@@ -312,6 +312,14 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/make", "-kC {w}"),
         refused("/usr/bin/make", "-sC {w}/sub"),
         refused("/usr/bin/make", "CC={w}/evil"),
+        // `-j`, `-l` and `-O` take a value only attached (or, for `-j`
+        // and `-l`, a number after them): the next word is no value to
+        // skip (a probe's `make install -j -f{w}/evil.mk` was escalated).
+        refused("/usr/bin/make", "install -j -f{w}/evil.mk"),
+        refused("/usr/bin/make", "-l -f {w}/evil.mk"),
+        refused("/usr/bin/make", "-O -f{w}/evil.mk"),
+        refused("/usr/bin/make", "-sj -f{w}/evil.mk"),
+        refused("/usr/bin/make", "-j -C {w}"),
         // Standard input and other descriptors are the sandbox's to fill,
         // wherever the working directory is.
         refused("/usr/bin/make", "test -f -"),
@@ -340,6 +348,8 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         allowed("/usr/bin/ruby", "-r json /usr/lib/tool.rb"),
         allowed("/usr/bin/make", "-sf /usr/share/tool.mk"),
         allowed("/usr/bin/make", "-kC /usr/share all"),
+        allowed("/usr/bin/make", "-j4 -Oline -l2 -C /usr/share all"),
+        allowed("/usr/bin/make", "-j 4 -C /usr/share all"),
         // A variable set on make's command line is what its recipes run
         // (`CFLAGS='-O2; id'`): an instruction, whatever its name.
         refused("/usr/bin/make", "CFLAGS=-O2"),
