@@ -131,6 +131,10 @@ struct InstructionReader {
     /// An operand `NAME=value` sets a variable the program runs (make's
     /// `SHELL=`, `.SHELLFLAGS=`, `CC=`): an instruction.
     assignments_instruct: bool,
+    /// It replaces `${NAME}` in its arguments with the variable's value
+    /// (npm's config): a word holding one names whatever the sandbox set
+    /// the variable to, so it is refused.
+    expands_variables: bool,
     /// Its operands name projects it reads from their own directory (an
     /// interpreter's script: `sys.path` and `node_modules` start beside
     /// it; `pip install DIR`): for an interpreter the script, for the
@@ -142,7 +146,8 @@ struct InstructionReader {
 /// through one of these lists (operands, unknown options and their
 /// attached values, `NAME=value` words) is judged as a path it may read,
 /// so a list only makes the walk more precise, never less safe; the
-/// lists that skip a word (`values`, `inline`) are the ones to keep exact.
+/// lists that skip a word or a cluster's rest (`values`, `inline`,
+/// `digits`, `attached`) are the ones to keep exact.
 struct Options {
     /// A value that is a directory it then works in (and searches from);
     /// relative paths after it are taken from there.
@@ -222,6 +227,7 @@ const READER: InstructionReader = InstructionReader {
     config_files: NONE,
     config_includes: false,
     assignments_instruct: false,
+    expands_variables: false,
     operands_name_projects: false,
 };
 
@@ -647,6 +653,8 @@ const READERS: &[InstructionReader] = &[
         ],
         reads: "package.json scripts and .npmrc",
         operands_name_projects: true,
+        // A probe's `--prefix=/${TZ}`, with `TZ` set in the sandbox.
+        expands_variables: true,
         searches_upwards: true,
         options: Options {
             directory: &["-C", "--dir", "--cwd", "--prefix"],
@@ -2034,6 +2042,9 @@ impl ArgumentWalk<'_> {
         while let Some(arg) = self.args.get(index) {
             index += 1;
             let text = arg.as_bytes();
+            if self.reader.expands_variables && text.windows(2).any(|pair| pair == b"${") {
+                return Some(self.expanded(text));
+            }
             if !options_done && text == b"--" {
                 options_done = true;
                 continue;
@@ -2528,6 +2539,15 @@ impl ArgumentWalk<'_> {
     fn instruction(&self, word: &[u8]) -> String {
         format!(
             "escalation refused: {} {} gives it instructions to run outside the sandbox",
+            self.name,
+            String::from_utf8_lossy(word)
+        )
+    }
+
+    fn expanded(&self, word: &[u8]) -> String {
+        format!(
+            "escalation refused: {} replaces ${{NAME}} in {} with the variable's value, which \
+             the sandbox can set",
             self.name,
             String::from_utf8_lossy(word)
         )

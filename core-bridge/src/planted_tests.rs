@@ -135,6 +135,19 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             true,
         ),
         ("/usr/bin/npm", "--prefix {w} test", &ro, &[], true),
+        // npm replaces `${NAME}` in its options with the variable, which
+        // the sandbox sets (a probe's `TZ=tmp/ws npm install
+        // --prefix=/${TZ}` ran the workspace's package.json outside).
+        ("/usr/bin/npm", "install --prefix=/${TZ}", &ro, &[], true),
+        (
+            "/usr/bin/npm",
+            "test --userconfig=/${TZ}/.npmrc",
+            &ro,
+            &[],
+            true,
+        ),
+        ("/usr/bin/npm", "test -- ${X}", &ro, &[], true),
+        ("/usr/bin/npm", "test -- $X", &ro, &[], false),
         ("/usr/bin/cargo", "build", &w, &[], true),
         (
             "/usr/bin/cargo",
