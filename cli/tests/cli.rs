@@ -4014,3 +4014,46 @@ fn an_installation_the_sandbox_can_write_is_warned_about() {
         "{stderr}"
     );
 }
+
+/// A probe: where the host shows the workspace under a second path (a bind
+/// mount, as container volumes often are), the sandbox wrote a Makefile
+/// through the workspace and ran an escalated `make` from the other name,
+/// which the check by path took for a place it could not write: the
+/// Makefile ran unsandboxed. Both names are judged now. The mount is made
+/// in a mount namespace of the test's own (`unshare -m`), which execgate
+/// runs in.
+#[test]
+fn a_workspace_shown_under_another_name_is_still_the_sandboxs() {
+    let (dir, ws) = workspace();
+    let alias = dir.path().join("alias");
+    std::fs::create_dir(&alias).unwrap();
+    let marker = dir.path().join("ran-outside");
+    let rules = dir.path().join("make.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"make\"], decision = \"allow\", execution = \"unsandboxed\")\n",
+    )
+    .unwrap();
+    let script = format!(
+        "printf 'all:\\n\\ttouch {marker}\\n' > Makefile; cd {alias} && make",
+        marker = marker.display(),
+        alias = alias.display()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
+        .args(["sh", ws.to_str().unwrap(), alias.to_str().unwrap()])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--rules", rules.to_str().unwrap(), "--", &script])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!marker.exists(), "{stderr}");
+    assert!(
+        stderr.contains("make runs in place, in the sandbox: escalation refused"),
+        "{stderr}"
+    );
+}

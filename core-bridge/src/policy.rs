@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use execgate_escalate_server::sandbox::{
-    Access, FsTarget, PermissionProfile, ProfileSet, ResolvedPolicy, SandboxContext, SpecialRoot,
+    Access, FsTarget, MountAliases, PermissionProfile, ProfileSet, ResolvedPolicy, SandboxContext,
+    SpecialRoot,
 };
 use execgate_escalate_server::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, Policy, Provenance, RuleRef,
@@ -561,7 +562,15 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let by_a_grant = |path: &Path| granted.iter().any(|root| path.starts_with(root));
+        // A bind mount shows the same files under another name, which a
+        // check by path must know (a probe's make ran a Makefile the
+        // sandbox wrote, from the workspace's other mount point).
+        let grant_aliases = MountAliases::of(&granted);
+        let by_a_grant = |path: &Path| {
+            std::iter::once(path.to_path_buf())
+                .chain(grant_aliases.other_names(path))
+                .any(|path| granted.iter().any(|root| path.starts_with(root)))
+        };
         let writable = |path: &Path| view.may_write(path) || by_a_grant(path);
         // Said as it is: a probe was told a system binary was "writable from
         // the sandbox" when a skill's grant of `/` could write it.
@@ -583,6 +592,8 @@ impl Inner {
             .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
             .map(|rule| rule.path.clone())
             .chain(granted.iter().cloned())
+            .chain(view.mount_aliases().aliases().map(Path::to_path_buf))
+            .chain(grant_aliases.aliases().map(Path::to_path_buf))
             .collect();
         if let Some(planted) =
             self.planted(request, program, &request.argv, &writable, &writable_roots)

@@ -74,8 +74,8 @@ use std::path::PathBuf;
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    hand_order, helper_main, reported_signal, Launcher, MachineReport, SpareOrder, Terminal,
-    BWRAP_PATHS, HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE, MOST_DESCRIPTORS, PROXY_MARKER,
+    hand_order, helper_main, reported_signal, Launcher, MachineReport, MountAliases, SpareOrder,
+    Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE, MOST_DESCRIPTORS, PROXY_MARKER,
     REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
 };
 pub use profile::{

@@ -11,7 +11,7 @@ use crate::profile::{
     AbsolutePath, Access, FsTarget, NetworkLists, NetworkPolicy, PermissionProfile, SpecialRoot,
     PROTECTED_NAMES,
 };
-use crate::SandboxError;
+use crate::{MountAliases, SandboxError};
 
 /// The platform's read roots for running programs (`:minimal`).
 pub const MINIMAL_ROOTS: [&str; 7] = ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32"];
@@ -147,6 +147,10 @@ pub struct ResolvedPolicy {
     /// command works: no `.git` may be made at its top, which would make a
     /// repository of every directory below it that has none.
     no_repository_at: Option<PathBuf>,
+    /// Other names the host's mounts give the writable roots, as they were
+    /// at resolution: what the sandbox writes through a root, a program
+    /// outside may read through a bind mount of it.
+    aliases: MountAliases,
 }
 
 /// A host socket a limited network may connect to: its path and the
@@ -309,7 +313,15 @@ impl ResolvedPolicy {
             context: context.clone(),
             private_roots: Vec::new(),
             no_repository_at: None,
+            aliases: MountAliases::default(),
         };
+        let written: Vec<PathBuf> = policy
+            .rules
+            .iter()
+            .filter(|rule| rule.access == Access::Write)
+            .map(|rule| rule.path.clone())
+            .collect();
+        policy.aliases = MountAliases::of(&written);
         let tmpdir = fs::canonicalize(&context.tmpdir).unwrap_or_else(|_| context.tmpdir.clone());
         let works_there = fs::canonicalize(&context.cwd).is_ok_and(|cwd| cwd == tmpdir)
             || context.workspace_roots.contains(&tmpdir);
@@ -480,13 +492,24 @@ impl ResolvedPolicy {
     /// `path`. Unlike [`can_write`](Self::can_write), a deny glob does not
     /// make this false: it hides files that existed at start, and one
     /// created later under a writable root is writable.
+    /// A path the host's mounts show under another name counts by each
+    /// of its names (see [`MountAliases`]).
     pub fn may_write(&self, path: &Path) -> bool {
         let Ok(path) = AbsolutePath::new(path, None) else {
             return true;
         };
         let path = path.as_path();
-        !self.denied_files.iter().any(|file| file == path)
-            && self.rule_access(path) == Access::Write
+        let by_name = |path: &Path| {
+            !self.denied_files.iter().any(|file| file == path)
+                && self.rule_access(path) == Access::Write
+        };
+        by_name(path) || self.aliases.other_names(path).any(|other| by_name(&other))
+    }
+
+    /// The other names the host's mounts gave the writable roots (or what
+    /// is in them, or around them) at resolution.
+    pub fn mount_aliases(&self) -> &MountAliases {
+        &self.aliases
     }
 
     /// Refuses a working directory the sandbox hides: bubblewrap would

@@ -3,9 +3,11 @@
 //! the supervisor that decides what must be decided call by call
 //! (`supervisor.rs`), the hand-over of a limited network's listener to the
 //! proxy (`proxy_link.rs`), the order that completes a sandbox started
-//! ahead of its command (`spare.rs`), what the machine provides (`doctor.rs`), and the raw
+//! ahead of its command (`spare.rs`), what the machine provides (`doctor.rs`), the
+//! other names the host's mounts give a directory (`aliases.rs`), and the raw
 //! calls they need (`sys.rs`, the only `unsafe` on this side).
 
+mod aliases;
 mod bwrap;
 mod doctor;
 mod helper;
@@ -14,6 +16,7 @@ mod spare;
 mod supervisor;
 mod sys;
 
+pub use aliases::MountAliases;
 pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};

@@ -1028,7 +1028,10 @@ impl Call<'_> {
             .split(|&byte| byte == b'\n')
             .filter_map(|line| line.split(|&byte| byte == b' ').nth(4))
             .any(|mount_point| {
-                Path::new(OsStr::from_bytes(&unescape_mount_point(mount_point))).starts_with(&path)
+                Path::new(OsStr::from_bytes(&super::aliases::unescape_mount_field(
+                    mount_point,
+                )))
+                .starts_with(&path)
             });
         if holds_a_mount {
             return Err(Errno::EBUSY);
@@ -1567,32 +1570,6 @@ fn is_link(location: &Location) -> bool {
     .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
-/// A mount point as `/proc/PID/mountinfo` writes it, with the space, tab,
-/// line feed and backslash it escapes (`\040`...) put back.
-fn unescape_mount_point(escaped: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(escaped.len());
-    let mut rest = escaped;
-    while let Some((&first, after)) = rest.split_first() {
-        let octal = after.get(..3).filter(|digits| {
-            first == b'\\' && digits.iter().all(|digit| (b'0'..=b'7').contains(digit))
-        });
-        match octal {
-            Some(digits) => {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |value, digit| value * 8 + u32::from(digit - b'0'));
-                bytes.push(value as u8);
-                rest = &after[3..];
-            }
-            None => {
-                bytes.push(first);
-                rest = after;
-            }
-        }
-    }
-    bytes
-}
-
 /// Entries searched under a directory being renamed before the rename is
 /// refused with EXDEV.
 const RENAME_SEARCH_LIMIT: usize = 20_000;
@@ -1801,20 +1778,6 @@ fn sandbox_socket_inodes() -> Result<Vec<(u32, u64)>, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mount_points_are_read_as_the_mount_table_escapes_them() {
-        let cases: [(&[u8], &[u8]); 4] = [
-            (b"/tmp/plain", b"/tmp/plain"),
-            (b"/tmp/with\\040space\\011tab", b"/tmp/with space\ttab"),
-            (b"/tmp/back\\134slash\\012", b"/tmp/back\\slash\n"),
-            // Not an escape: left as it is.
-            (b"/tmp/odd\\09x\\", b"/tmp/odd\\09x\\"),
-        ];
-        for (escaped, path) in cases {
-            assert_eq!(unescape_mount_point(escaped), path);
-        }
-    }
 
     #[test]
     fn uncreatable_paths_skip_explicit_grants() {
