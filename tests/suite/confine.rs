@@ -547,61 +547,82 @@ async fn no_link_can_be_put_where_a_glob_would_match_a_late_file() {
 /// add a link in it after the walk, before the move. One process here adds
 /// and removes `d/sub`, a link, as fast as it can; another moves `d` to
 /// `a` (the way of `a/sub/*.key`), and counts the moves that carried the
-/// link. A link is made, or a directory moved, one at a time.
+/// link. A second review did the same with a file made by `open`, kept
+/// open, and carried to `held/c.key`, a denied name the host writes: its
+/// descriptor read what the host wrote. A name is made, or a directory
+/// moved, one at a time.
 #[tokio::test(flavor = "multi_thread")]
-async fn no_link_slips_into_a_directory_while_its_move_is_checked() {
+async fn nothing_slips_into_a_directory_while_its_move_is_checked() {
     let place = Place::new();
     let mut profile = PermissionProfile::preset("workspace-write").unwrap();
     let PermissionProfile::Managed { file_system, .. } = &mut profile else {
         unreachable!()
     };
-    file_system
-        .push(parse_target("a/sub/*.key", None).unwrap(), Access::None)
-        .unwrap();
+    for glob in ["a/sub/*.key", "held/*.key"] {
+        file_system
+            .push(parse_target(glob, None).unwrap(), Access::None)
+            .unwrap();
+    }
     let script = r#"mkdir elsewhere; python3 -c '
-import os, time
-os.mkdir("d")
-deadline = time.monotonic() + 3
-if os.fork() == 0:
-    while time.monotonic() < deadline:
-        try:
-            os.symlink("../elsewhere", "d/sub")
-            os.unlink("d/sub")
-        except OSError:
-            pass
-    os._exit(0)
-moved = refused = carried = 0
-while time.monotonic() < deadline:
-    try:
-        os.rename("d", "a")
-    except OSError:
-        refused += 1
-        continue
-    moved += 1
-    # A link may also land in the moved directory just after: one made
-    # through the directory as the other process found it.
-    while True:
-        if os.path.islink("a/sub"):
-            carried += 1
+import os, sys, time
+
+def make_link():
+    os.symlink("../elsewhere", "d/sub")
+    os.unlink("d/sub")
+
+def make_file():
+    fd = os.open("d/c.key", os.O_CREAT | os.O_RDWR)
+    if "/held/" in os.readlink("/proc/self/fd/%d" % fd):
+        print("kept a descriptor at a denied name")
+    os.close(fd)
+    os.unlink("d/c.key")
+
+for (to, make) in [("a", make_link), ("held", make_file)]:
+    os.mkdir("d")
+    deadline = time.monotonic() + 2
+    if os.fork() == 0:
+        while time.monotonic() < deadline:
             try:
-                os.unlink("a/sub")
+                make()
             except OSError:
                 pass
+        os._exit(0)
+    moved = refused = carried = 0
+    while time.monotonic() < deadline:
         try:
-            os.rmdir("a")
-            break
+            os.rename("d", to)
         except OSError:
-            pass
-    os.mkdir("d")
-os.wait()
-print("carried=%d" % carried)
-print("both=%s" % (moved > 0 and refused > 0))
+            refused += 1
+            continue
+        moved += 1
+        # A name may also land in the moved directory just after: one made
+        # through the directory as the other process found it.
+        while True:
+            for name in os.listdir(to):
+                carried += 1
+                try:
+                    os.unlink(os.path.join(to, name))
+                except OSError:
+                    pass
+            try:
+                os.rmdir(to)
+                break
+            except OSError:
+                pass
+        os.mkdir("d")
+    os.wait()
+    os.rmdir("d") if os.path.isdir("d") and not os.listdir("d") else None
+    print("%s: carried=%d both=%s" % (to, carried, moved > 0 and refused > 0))
 '"#;
     let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
     let child = spawn_session_shell(&mut session, script, &place.ws);
     let output = finish(child).await;
     session.shutdown().await;
-    assert_eq!(output.stdout, "carried=0\nboth=True\n", "{}", output.stderr);
+    assert_eq!(
+        output.stdout, "a: carried=0 both=True\nheld: carried=0 both=True\n",
+        "{}",
+        output.stderr
+    );
 }
 
 /// Python that, given the supervisor's pid, tries to open the `mem` file of

@@ -42,8 +42,9 @@
 //! - with deny globs, every `open`: the path of what was opened is matched
 //!   against the globs, and `link`/`rename` sources, which could give a
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
-//!   A rename runs alone among the calls that make names, so that no
-//!   directory moves between a name's check by its path and its making.
+//!   A rename runs alone among the calls that make names (an `open` that
+//!   creates makes its file first), so that no directory moves between a
+//!   name's check by its path and its making.
 //!
 //! The helper, and so the supervisor, is the pid namespace's init
 //! (bubblewrap's `--as-pid-1`): a signal sent from inside the sandbox does
@@ -115,13 +116,15 @@ pub(crate) struct Supervision {
     /// repository may be made at the top of.
     uncreatable: Vec<PathBuf>,
     deny: Option<DenyGlobs>,
-    /// Taken alone by a rename, shared by `symlink` and `link`: each
-    /// checks a name by the path to it and makes it through the directory
-    /// found on the way, and a directory moved in between (by another of
-    /// the sandbox's threads, on another worker) would put the name at a
-    /// path nobody checked, or move a link in after the move's own look
-    /// inside (a review's second process did both, thousands of times in
-    /// three seconds).
+    /// Under deny globs, taken alone by a rename, shared by the calls
+    /// that make names (`symlink`, `link`, `mkdir`, `mknod`, `open` that
+    /// creates): each checks a name by the path to it and makes it
+    /// through the directory found on the way, and a directory moved in
+    /// between (by another of the sandbox's threads, on another worker)
+    /// would put the name at a path nobody checked, or move a link or a
+    /// file in after the move's own look inside (reviews' second processes
+    /// did both, thousands of times in three seconds). Nothing that waits
+    /// on another process (a FIFO's open) is done under it.
     names_made: std::sync::RwLock<()>,
 }
 
@@ -1081,11 +1084,18 @@ impl Call<'_> {
 
     /// Held while a name is checked by its path and made: no directory on
     /// the way moves meanwhile (see [`Supervision::names_made`]).
-    fn no_move_meanwhile(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.supervision
-            .names_made
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn no_move_meanwhile(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.supervision.deny.as_ref()?;
+        let guard = self.supervision.names_made.read();
+        Some(guard.unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Held by a rename, from its first look through the move (see
+    /// [`Supervision::names_made`]).
+    fn alone(&self) -> Option<std::sync::RwLockWriteGuard<'_, ()>> {
+        self.supervision.deny.as_ref()?;
+        let guard = self.supervision.names_made.write();
+        Some(guard.unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// A directory on a glob's way stays where it is (EBUSY, as for the
@@ -1219,6 +1229,7 @@ impl Call<'_> {
         let start = self.start(dirfd, &path)?;
         let mode = self.creation_mode(mode)?;
         self.target.confirm()?;
+        let _no_move = self.no_move_meanwhile();
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
         nix::sys::stat::mkdirat(
@@ -1235,6 +1246,7 @@ impl Call<'_> {
         let kind = nix::sys::stat::SFlag::from_bits_truncate(mode as libc::mode_t & libc::S_IFMT);
         let permissions = self.creation_mode(mode)?;
         self.target.confirm()?;
+        let _no_move = self.no_move_meanwhile();
         let location = self.locate(start)?;
         self.refuse_uncreatable(&location)?;
         self.refuse_denied(&location.path())?;
@@ -1398,11 +1410,7 @@ impl Call<'_> {
         self.target.confirm()?;
         // Alone: what it moves may be a directory, whose contents it looks
         // at, and under which other calls find their paths.
-        let _alone = self
-            .supervision
-            .names_made
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _alone = self.alone();
         let old = self.locate(old_start)?;
         let new = self.locate(new_start)?;
         self.refuse_uncreatable(&new)?;
@@ -1453,8 +1461,13 @@ impl Call<'_> {
         self.target.confirm()?;
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let mut final_component_checked = false;
+        let mut made_first = false;
         let start = match start {
             Start::At { base, path } if creates || (writes && self.supervision.deny.is_some()) => {
+                let no_move = match creates {
+                    true => self.no_move_meanwhile(),
+                    false => None,
+                };
                 // Checked by name before anything is created or truncated;
                 // a final symlink is followed here, not by the kernel, so
                 // that a dangling `x -> .agents` creates nothing unchecked.
@@ -1469,6 +1482,15 @@ impl Call<'_> {
                 }
                 self.refuse_denied(&location.path())?;
                 final_component_checked = true;
+                // Under deny globs the file is made here, with no directory
+                // moving meanwhile, and opened after, as it is found then:
+                // an open may wait for another process (a FIFO's), which
+                // must not hold up the sandbox's renames.
+                if no_move.is_some() && flags & libc::O_DIRECTORY == 0 {
+                    create_first(&location, mode, flags & libc::O_EXCL != 0)?;
+                    made_first = true;
+                }
+                drop(no_move);
                 Start::At {
                     base: Some(location.parent),
                     path: location.name_as_given,
@@ -1478,6 +1500,14 @@ impl Call<'_> {
         };
         let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS);
         how.remove(OFlag::O_CLOEXEC);
+        let mut mode = mode;
+        if made_first {
+            // A file made elsewhere since is not made again, outside the
+            // lock: the open fails (ENOENT). (`openat2` takes a mode only
+            // with `O_CREAT`.)
+            how.remove(OFlag::O_CREAT | OFlag::O_EXCL);
+            mode = Mode::empty();
+        }
         if how.contains(OFlag::O_PATH) {
             // `openat2` refuses any other flag beside `O_PATH` (`open`
             // ignores them). The kernel hands no `O_PATH` descriptor over
@@ -1557,6 +1587,28 @@ impl Call<'_> {
         checked.push(0);
         sys::connect_raw(socket.as_fd(), &checked)?;
         Ok(Answer::Value(0))
+    }
+}
+
+/// Makes the regular file an `open` with `O_CREAT` would make at
+/// `location`, unless something is there (with `exclusive`, `O_EXCL`'s
+/// EEXIST then). Never follows a link nor opens what is there.
+fn create_first(location: &Location, mode: Mode, exclusive: bool) -> Result<(), Errno> {
+    let made = nix::fcntl::openat(
+        location.parent.as_fd(),
+        location.name_as_given.as_c_str(),
+        OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_WRONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NOCTTY
+            | OFlag::O_CLOEXEC,
+        mode,
+    );
+    match made {
+        Ok(_) => Ok(()),
+        Err(Errno::EEXIST) if !exclusive => Ok(()),
+        Err(errno) => Err(errno),
     }
 }
 
