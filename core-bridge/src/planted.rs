@@ -135,6 +135,10 @@ struct InstructionReader {
     /// (npm's config): a word holding one names whatever the sandbox set
     /// the variable to, so it is refused.
     expands_variables: bool,
+    /// It reads a `~` that starts a word or a value (`-C ~/p`,
+    /// `--prefix=~/x`, `-f~/m`) as a home directory, which the check does
+    /// not follow: such a word is refused.
+    expands_home: bool,
     /// Its operands name projects it reads from their own directory (an
     /// interpreter's script: `sys.path` and `node_modules` start beside
     /// it; `pip install DIR`): for an interpreter the script, for the
@@ -174,8 +178,9 @@ struct Options {
     /// -l0pe`).
     digits: &'static [&'static str],
     /// A value only ever attached, the rest of its cluster (`make -j4`,
-    /// `-Oline`): the next word is never its value. A number there may be
-    /// (`make -j 4`), and is judged as any word.
+    /// `-Oline`, `perl -i.bak`), judged as any word: the next word is
+    /// never its value (a number there may be, `make -j 4`, and is judged
+    /// as any word too).
     attached: &'static [&'static str],
     /// No value: in a cluster (`-sf`) the next letter is another option.
     flags: &'static [&'static str],
@@ -228,6 +233,7 @@ const READER: InstructionReader = InstructionReader {
     config_includes: false,
     assignments_instruct: false,
     expands_variables: false,
+    expands_home: false,
     operands_name_projects: false,
 };
 
@@ -566,6 +572,8 @@ const READERS: &[InstructionReader] = &[
         names: &["git"],
         prefixes: &["git-"],
         reads: "its repository (config, hooks, attributes, submodules)",
+        // `git push '~/ws'`: receive-pack ran ~/ws's hooks (a review).
+        expands_home: true,
         searches_upwards: true,
         // git's global options (git.c): the ones that take a separate
         // value are all listed; any other is refused.
@@ -621,6 +629,7 @@ const READERS: &[InstructionReader] = &[
     InstructionReader {
         names: &["make", "gmake", "remake"],
         reads: "its makefiles",
+        expands_home: true,
         searches_upwards: true,
         assignments_instruct: true,
         options: Options {
@@ -655,6 +664,7 @@ const READERS: &[InstructionReader] = &[
         operands_name_projects: true,
         // A probe's `--prefix=/${TZ}`, with `TZ` set in the sandbox.
         expands_variables: true,
+        expands_home: true,
         searches_upwards: true,
         options: Options {
             directory: &["-C", "--dir", "--cwd", "--prefix"],
@@ -817,6 +827,7 @@ const READERS: &[InstructionReader] = &[
         names: &["pip", "pip3"],
         prefixes: &["pip3."],
         reads: "the packages it builds (setup.py, pyproject.toml) and pip.conf",
+        expands_home: true,
         operands_name_projects: true,
         searches_upwards: true,
         options: Options {
@@ -904,8 +915,9 @@ const READERS: &[InstructionReader] = &[
             path: &["-I"],
             inline: &["-e", "-E"],
             // A module (`-MData::Dumper`, `-Mlib=/w`), the debugger's, a
-            // directory to enter, a split pattern, an in-place suffix.
-            words: &["-M", "-m", "-d", "-D", "-x", "-C", "-F", "-i"],
+            // directory to enter, a split pattern, an in-place suffix: only
+            // ever attached (a review's `perl -i -I/w/lib` loaded /w/lib).
+            attached: &["-M", "-m", "-d", "-D", "-x", "-C", "-F", "-i"],
             digits: &["-l", "-0"],
             flags: &[
                 "-a", "-c", "-g", "-n", "-p", "-s", "-S", "-t", "-T", "-u", "-U", "-v", "-w", "-W",
@@ -924,7 +936,7 @@ const READERS: &[InstructionReader] = &[
             path: &["-I", "-r"],
             inline: &["-e"],
             values: &["-E", "--encoding"],
-            words: &["-W", "-T", "-x", "-K", "-F", "-i"],
+            attached: &["-W", "-T", "-x", "-K", "-F", "-i"],
             digits: &["-0"],
             flags: &[
                 "-a", "-c", "-d", "-h", "-l", "-n", "-p", "-s", "-S", "-v", "-w", "-y",
@@ -2030,6 +2042,16 @@ impl ArgumentWalk<'_> {
                 }
             }
         }
+        // Words the program itself rewrites, options' values included.
+        for arg in self.args {
+            let text = arg.as_bytes();
+            if self.reader.expands_variables && text.windows(2).any(|pair| pair == b"${") {
+                return Some(self.expanded(text));
+            }
+            if self.reader.expands_home && names_a_home(text) {
+                return Some(self.home_named(text));
+            }
+        }
         let mut options_done = false;
         let mut operands = 0;
         // Operands after git's subcommand.
@@ -2042,9 +2064,6 @@ impl ArgumentWalk<'_> {
         while let Some(arg) = self.args.get(index) {
             index += 1;
             let text = arg.as_bytes();
-            if self.reader.expands_variables && text.windows(2).any(|pair| pair == b"${") {
-                return Some(self.expanded(text));
-            }
             if !options_done && text == b"--" {
                 options_done = true;
                 continue;
@@ -2313,7 +2332,10 @@ impl ArgumentWalk<'_> {
             return Step::Refused(self.instruction(option));
         }
         if let Meaning::Attached = meaning {
-            return Step::Next;
+            return match attached {
+                Some(value) => self.judged(value, base),
+                None => Step::Next,
+            };
         }
         let Some(value) = attached.or_else(next_word) else {
             return Step::Next;
@@ -2553,6 +2575,15 @@ impl ArgumentWalk<'_> {
         )
     }
 
+    fn home_named(&self, word: &[u8]) -> String {
+        format!(
+            "escalation refused: {} reads the ~ in {} as a home directory, which the check \
+             does not follow",
+            self.name,
+            String::from_utf8_lossy(word)
+        )
+    }
+
     fn unsplit(&self, word: &[u8]) -> String {
         format!(
             "escalation refused: {} {} joins an option the check does not know with one that \
@@ -2597,6 +2628,16 @@ fn repository_address(word: &[u8]) -> &[u8] {
 }
 
 /// `word` split at the first `separator`.
+/// A `~` where a program that expands it would read a home directory: at
+/// the word's start, at a value's after `=`, or in a short option's
+/// attached value (`-f~/m`).
+fn names_a_home(word: &[u8]) -> bool {
+    let short_option = word.starts_with(b"-") && !word.starts_with(b"--");
+    word.starts_with(b"~")
+        || word.windows(2).any(|pair| pair == b"=~")
+        || (short_option && word.contains(&b'~'))
+}
+
 fn split_once(word: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
     let at = word.iter().position(|byte| *byte == separator)?;
     Some((&word[..at], &word[at + 1..]))

@@ -147,6 +147,7 @@ fn the_table_refuses_exactly_what_the_sandbox_could_have_planted() {
             true,
         ),
         ("/usr/bin/npm", "test -- ${X}", &ro, &[], true),
+        ("/usr/bin/npm", "install --prefix /${TZ}", &ro, &[], true),
         ("/usr/bin/npm", "test -- $X", &ro, &[], false),
         ("/usr/bin/cargo", "build", &w, &[], true),
         (
@@ -333,6 +334,25 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/make", "-O -f{w}/evil.mk"),
         refused("/usr/bin/make", "-sj -f{w}/evil.mk"),
         refused("/usr/bin/make", "-j -C {w}"),
+        // A `~` these programs expand, which the check would read as a
+        // name in the working directory (a review's `make -C '~/proj'`,
+        // `git push '~/ws'`, `npm --prefix=~/x`).
+        refused("/usr/bin/make", "-C ~/proj"),
+        refused("/usr/bin/make", "-f~/proj/Makefile"),
+        refused("/usr/bin/git", "push ~/ws HEAD:refs/heads/x"),
+        refused("/usr/bin/git", "push ~user/ws HEAD"),
+        refused("/usr/bin/npm", "--prefix=~/x install"),
+        refused("/usr/bin/pip", "install --find-links=~/wheels tool"),
+        allowed("/usr/bin/git", "log HEAD~1"),
+        // perl's and ruby's letters whose value is only ever attached
+        // (a review's `perl -i -I{w}/lib` loaded the planted library).
+        refused("/usr/bin/perl", "-i -I{w}/lib /usr/share/tool.pl"),
+        refused("/usr/bin/perl", "-x -I{w}/lib /usr/share/tool.pl"),
+        refused("/usr/bin/perl", "-d -I{w}/lib /usr/share/tool.pl"),
+        refused("/usr/bin/perl", "-x{w} /usr/share/tool.pl"),
+        refused("/usr/bin/ruby", "-W -C{w} evil.rb"),
+        refused("/usr/bin/ruby", "-i -r{w}/lib/x /usr/lib/tool.rb"),
+        allowed("/usr/bin/perl", "-i.bak -MData::Dumper /usr/share/tool.pl"),
         // Standard input and other descriptors are the sandbox's to fill,
         // wherever the working directory is.
         refused("/usr/bin/make", "test -f -"),
