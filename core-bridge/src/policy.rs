@@ -562,19 +562,26 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
+        let view_roots: Vec<PathBuf> = view
+            .rules()
+            .iter()
+            .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
+            .map(|rule| rule.path.clone())
+            .collect();
         // A bind mount shows the same files under another name, which a
         // check by path must know (a probe's make ran a Makefile the
-        // sandbox wrote, from the workspace's other mount point).
-        let grant_aliases = MountAliases::of(&granted);
-        let by_a_grant = |path: &Path| {
-            std::iter::once(path.to_path_buf())
-                .chain(grant_aliases.other_names(path))
-                .any(|path| granted.iter().any(|root| path.starts_with(root)))
+        // sandbox wrote, from the workspace's other mount point): the
+        // mounts as they are now, at each decision.
+        let roots: Vec<PathBuf> = view_roots.iter().chain(&granted).cloned().collect();
+        let aliases = MountAliases::of(&roots);
+        let by_the_sandbox = |path: &Path| {
+            view.may_write(path) || aliases.other_names(path).any(|name| view.may_write(&name))
         };
-        let writable = |path: &Path| view.may_write(path) || by_a_grant(path);
+        let by_a_grant = |path: &Path| aliases.under_any(path, &granted);
+        let writable = |path: &Path| by_the_sandbox(path) || by_a_grant(path);
         // Said as it is: a probe was told a system binary was "writable from
         // the sandbox" when a skill's grant of `/` could write it.
-        let writable_how = |paths: &[&Path]| match paths.iter().any(|path| view.may_write(path)) {
+        let writable_how = |paths: &[&Path]| match paths.iter().any(|path| by_the_sandbox(path)) {
             true => "writable from the sandbox",
             false => "writable by a grant this session made (a skill's or a profile's)",
         };
@@ -586,14 +593,10 @@ impl Inner {
                 writable_how(&[program])
             ));
         }
-        let writable_roots: Vec<PathBuf> = view
-            .rules()
+        let writable_roots: Vec<PathBuf> = roots
             .iter()
-            .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
-            .map(|rule| rule.path.clone())
-            .chain(granted.iter().cloned())
-            .chain(view.mount_aliases().aliases().map(Path::to_path_buf))
-            .chain(grant_aliases.aliases().map(Path::to_path_buf))
+            .cloned()
+            .chain(aliases.aliases().map(Path::to_path_buf))
             .collect();
         if let Some(planted) =
             self.planted(request, program, &request.argv, &writable, &writable_roots)

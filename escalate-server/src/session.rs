@@ -446,10 +446,10 @@ impl Shared {
         if granted.is_empty() {
             return self.outside_path.clone();
         }
-        crate::environment::path_without(&self.outside_path, |dir| {
-            granted.iter().any(|root| dir.starts_with(root))
-        })
-        .0
+        // By every name the host's mounts give what they may write.
+        let aliases = execgate_sandbox::MountAliases::of(&granted);
+        crate::environment::path_without(&self.outside_path, |dir| aliases.under_any(dir, &granted))
+            .0
     }
 
     /// Records an event in the audit log, then reports it. An error means

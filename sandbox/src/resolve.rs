@@ -506,12 +506,6 @@ impl ResolvedPolicy {
         by_name(path) || self.aliases.other_names(path).any(|other| by_name(&other))
     }
 
-    /// The other names the host's mounts gave the writable roots (or what
-    /// is in them, or around them) at resolution.
-    pub fn mount_aliases(&self) -> &MountAliases {
-        &self.aliases
-    }
-
     /// Refuses a working directory the sandbox hides: bubblewrap would
     /// fail to change into it (or land in an empty directory covering
     /// it), saying so in its own words. One a deny glob matches is refused

@@ -46,15 +46,23 @@ impl MountAliases {
             .split(|&byte| byte == b'\n')
             .filter_map(parse)
             .collect();
+        // What is mounted below a place is written through it too
+        // (bubblewrap binds a writable root with its submounts): each such
+        // mount's files may have other names of their own.
+        let mut places = places.to_vec();
+        let below: Vec<PathBuf> = mounts
+            .iter()
+            .filter(|mount| {
+                places
+                    .iter()
+                    .any(|place| mount.point.starts_with(place) && mount.point != *place)
+            })
+            .map(|mount| mount.point.clone())
+            .collect();
+        places.extend(below);
         let mut names = Vec::new();
-        for place in places {
-            // The mount that shows `place`: the deepest one over it, the
-            // last of those stacked at one point.
-            let Some(own) = mounts
-                .iter()
-                .filter(|mount| place.starts_with(&mount.point))
-                .max_by_key(|mount| mount.point.components().count())
-            else {
+        for place in &places {
+            let Some(own) = shown_at(&mounts, place) else {
                 continue;
             };
             let Ok(inside) = place.strip_prefix(&own.point) else {
@@ -80,6 +88,13 @@ impl MountAliases {
         MountAliases { names }
     }
 
+    /// Whether `path`, by its own name or another, is in one of `roots`.
+    pub fn under_any(&self, path: &Path, roots: &[PathBuf]) -> bool {
+        std::iter::once(path.to_path_buf())
+            .chain(self.other_names(path))
+            .any(|name| roots.iter().any(|root| name.starts_with(root)))
+    }
+
     /// `path` by each other name the mounts give it (never `path` itself).
     pub fn other_names<'a>(&'a self, path: &'a Path) -> impl Iterator<Item = PathBuf> + 'a {
         self.names.iter().filter_map(move |(alias, original)| {
@@ -92,6 +107,24 @@ impl MountAliases {
     pub fn aliases(&self) -> impl Iterator<Item = &Path> {
         self.names.iter().map(|(alias, _)| alias.as_path())
     }
+}
+
+/// The mount that shows `place`: the deepest one over it that no later
+/// mount covers (one on a directory above it, or on the same point, hides
+/// it).
+fn shown_at<'a>(mounts: &'a [Mount], place: &Path) -> Option<&'a Mount> {
+    let over = |mount: &Mount| place.starts_with(&mount.point);
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, mount)| over(mount))
+        .filter(|(index, mount)| {
+            !mounts[index + 1..]
+                .iter()
+                .any(|later| over(later) && mount.point.starts_with(&later.point))
+        })
+        .max_by_key(|(index, mount)| (mount.point.components().count(), *index))
+        .map(|(_, mount)| mount)
 }
 
 /// `base` joined with `below`, which is relative (an empty one is `base`).
@@ -182,6 +215,36 @@ mod tests {
             let expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();
             assert_eq!(names, expected, "{path}");
         }
+    }
+
+    /// A review: a file system mounted below a writable root is written
+    /// through it, and may be shown elsewhere too; a mount hidden by a
+    /// later one above it shows nothing.
+    #[test]
+    fn mounts_below_a_place_and_hidden_mounts() {
+        let mountinfo = "\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+60 22 8:5 /x /home/me/ws/data rw - ext4 /dev/sda5 rw
+61 22 8:5 / /srv rw - ext4 /dev/sda5 rw
+70 22 8:6 / /opt/a/b rw - ext4 /dev/sda6 rw
+71 22 8:7 / /opt/a rw - ext4 /dev/sda7 rw
+72 22 8:7 / /mnt/seven rw - ext4 /dev/sda7 rw
+";
+        let places = [PathBuf::from("/home/me/ws"), PathBuf::from("/opt/a/b/w")];
+        let aliases = MountAliases::from_mountinfo(mountinfo.as_bytes(), &places);
+        let cases: &[(&str, &[&str])] = &[
+            ("/srv/x/Makefile", &["/home/me/ws/data/Makefile"]),
+            // /opt/a/b/w is on sda7 (71 hides 70), also at /mnt/seven.
+            ("/mnt/seven/b/w/f", &["/opt/a/b/w/f"]),
+        ];
+        for (path, expected) in cases {
+            let names: Vec<PathBuf> = aliases.other_names(Path::new(path)).collect();
+            let expected: Vec<PathBuf> = expected.iter().map(PathBuf::from).collect();
+            assert_eq!(names, expected, "{path}");
+        }
+        let roots = [PathBuf::from("/home/me/ws")];
+        assert!(aliases.under_any(Path::new("/srv/x"), &roots));
+        assert!(!aliases.under_any(Path::new("/srv/y"), &roots));
     }
 
     #[test]
