@@ -664,8 +664,9 @@ fn warn_if_tmpdir_not_taken(profile: &PermissionProfile, cwd: &std::path::Path) 
 /// caller's environment reach the commands: `exclude` replaces the
 /// built-in list, and one of its own is easily taken for "these too". An
 /// empty list is warned of whatever the environment holds now, unless
-/// `inherit` or `include_only` keep such names out anyway; a shorter list,
-/// by the variables that pass because of it (names only), if any do.
+/// `inherit` or `include_only` keep such names out anyway; a list of its
+/// own, by the variables that pass because of it (names only), if any do
+/// and `include_only` (an explicit choice) is not given.
 #[cfg(unix)]
 fn warn_if_secrets_pass(env: &EnvPolicy) {
     let everything = env.inherit == EnvInherit::All && env.include_only.is_empty();
@@ -676,6 +677,10 @@ fn warn_if_secrets_pass(env: &EnvPolicy) {
              built-in patterns ({}), or list the ones to drop",
             DEFAULT_EXCLUDES.join(", ")
         ));
+        return;
+    }
+    // `include_only` names what passes, a choice of its own.
+    if !env.include_only.is_empty() {
         return;
     }
     // A pattern that does not build fails the session's start itself.

@@ -1086,6 +1086,11 @@ fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
         ),
         ("inherit = \"core\"\nexclude = []\n", None),
         ("exclude = []\ninclude_only = [\"PATH\"]\n", None),
+        // Named in include_only: chosen (a review).
+        (
+            "exclude = [\"*TOKEN*\"]\ninclude_only = [\"PATH\", \"AWS_*\"]\n",
+            None,
+        ),
     ];
     for (section, warning) in cases {
         let config = dir.path().join("config.toml");
