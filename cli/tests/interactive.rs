@@ -294,6 +294,45 @@ fn an_unsandboxed_escalation_reads_the_terminal() {
     );
 }
 
+/// Regression test (a probe): an escalated program in a session of its own
+/// is never stopped by the terminal, so one started in the background read
+/// what was typed to the shell (`cat > stolen &` took the next lines). One
+/// started in the background with the terminal as its input gets
+/// `/dev/null` instead, as a non-interactive shell's background jobs do.
+#[test]
+fn an_escalation_started_in_the_background_does_not_read_the_terminal() {
+    let (home, ws) = home("");
+    let rules = home.path().join("cat.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"cat\"], decision = \"allow\", execution = \"unsandboxed\")\n",
+    )
+    .unwrap();
+    let stolen = ws.join("stolen");
+    let terminal = Terminal::start(
+        &shell_command(
+            home.path(),
+            &format!("--no-rcs --quiet --rules {}", rules.display()),
+        ),
+        &ws,
+    );
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&[&format!("cat > {} &", stolen.display()), "Enter"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    terminal.keys(&["print ran=$((40+2))", "Enter"]);
+    terminal.wait_for("ran=42", 1);
+    terminal.keys(&[
+        "wait; print size=$(wc -c < ",
+        &stolen.display().to_string(),
+        ")",
+        "Enter",
+    ]);
+    let screen = terminal.wait_for("size=", 2);
+    assert!(screen.contains("size=0"), "{screen}");
+    terminal.keys(&["exit", "Enter"]);
+    terminal.wait_for("execgate-exit=0", 1);
+}
+
 /// Regression test (a probe): a program the interactive shell `exec`ed
 /// and Ctrl-Z stopped (with its stand-in) had nothing above it to see the
 /// stop or continue it: the session held the terminal, stopped for good.

@@ -86,9 +86,20 @@ fn hand_over_descriptors(
             numbers.len()
         ))));
     }
+    // Started in the background with the terminal as its input, it gets
+    // `/dev/null` there, as a non-interactive shell's background jobs do:
+    // in a session of its own, nothing would stop it reading what is typed
+    // to the shell.
+    let quiet_input = match sys::input_is_the_terminal_in_the_background() {
+        true => Some(std::fs::File::open("/dev/null").map_err(WrapperError::Lost)?),
+        false => None,
+    };
     let fds: Vec<BorrowedFd<'_>> = numbers
         .iter()
-        .filter_map(|&fd| sys::borrow_open_fd(fd))
+        .filter_map(|&fd| match (fd, &quiet_input) {
+            (0, Some(null)) => Some(null.as_fd()),
+            _ => sys::borrow_open_fd(fd),
+        })
         .collect();
     if fds.len() != numbers.len() {
         return Err(WrapperError::Lost(std::io::Error::other(

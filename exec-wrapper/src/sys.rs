@@ -27,6 +27,18 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
     Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
+/// Whether standard input is the terminal of this process's session while
+/// its job is in the background: a program of the job that read it would
+/// be stopped (`SIGTTIN`), where an escalated one, leading a session of its
+/// own, would read what is typed to the shell.
+pub(crate) fn input_is_the_terminal_in_the_background() -> bool {
+    // SAFETY: `tcgetpgrp` only reads the terminal's foreground group; on a
+    // descriptor that is not this session's terminal (or not open) it
+    // fails (ENOTTY, EBADF) and has no other effect.
+    let foreground = unsafe { libc::tcgetpgrp(0) };
+    foreground > 0 && foreground != nix::unistd::getpgrp().as_raw()
+}
+
 /// Points each of `numbers` that is a pipe or a socket at `/dev/null`.
 /// Once the escalated child has its own copies, the reader of such a pipe
 /// must see its end when the child closes it, as when the command runs in
