@@ -4062,3 +4062,50 @@ fn a_workspace_shown_under_another_name_is_still_the_sandboxs() {
         "{stderr}"
     );
 }
+
+/// A probe: an escalated program is started by the server, and took the
+/// server's umask, limits and signal dispositions, not what the shell set
+/// for its commands: `umask 077` before writing a secret, `ulimit -n` and
+/// `trap '' TERM` were lost. It gets the shell's now, never looser than
+/// the server's, unsandboxed and in a sandbox of its own (a spare's).
+#[test]
+fn an_escalation_keeps_the_shells_umask_limits_and_ignored_signals() {
+    let (dir, ws) = workspace();
+    for execution in ["unsandboxed", "turn-default"] {
+        let rules = dir.path().join(format!("{execution}.rules"));
+        std::fs::write(
+            &rules,
+            format!(
+                "prefix_rule(pattern = [\"dash\"], decision = \"allow\", execution = \"{execution}\")\n"
+            ),
+        )
+        .unwrap();
+        let script = "umask 077; dash -c 'umask; : > private'; ulimit -n 200; \
+            dash -c 'ulimit -n'; (trap '' TERM USR1; dash -c 'grep SigIgn /proc/self/status'); \
+            stat -c %a private; rm private";
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "-v",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                script,
+            ],
+        );
+        let stdout = text(&output.stdout);
+        assert_eq!(
+            text(&output.stderr).matches("-> Escalate").count(),
+            3,
+            "{}",
+            text(&output.stderr)
+        );
+        assert_eq!(
+            stdout.lines().collect::<Vec<_>>(),
+            ["0077", "200", "SigIgn:\t0000000000004200", "600"],
+            "{execution}: {}",
+            text(&output.stderr)
+        );
+    }
+}

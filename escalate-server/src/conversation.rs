@@ -16,7 +16,8 @@ use execgate_protocol::{
     ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{
-    AbsolutePath, Access, FsTarget, Launcher, NetworkPolicy, PermissionProfile, ResolvedPolicy,
+    AbsolutePath, Access, FsTarget, Inheritance, Launcher, NetworkPolicy, PermissionProfile,
+    ResolvedPolicy,
 };
 
 use crate::network::SandboxOrigin;
@@ -595,7 +596,7 @@ async fn escalate(
                     |reason| {
                         tracing::warn!(session = %holder.id, request_id, %reason, "a spare sandbox was not used");
                         holder.lineage.forget(spare_pid, request_id);
-                        plan
+                        Box::new(plan)
                     },
                 )
             })
@@ -609,7 +610,7 @@ async fn escalate(
                 }
             }
         }
-        None => Err(plan),
+        None => Err(Box::new(plan)),
     };
     let (pid, pidfd, spare_control) = match handed {
         Ok(spare::Handed {
@@ -623,7 +624,7 @@ async fn escalate(
             return;
         }
         Err(plan) => {
-            let started = match with_proxy_link(shared, context, plan, pending_link) {
+            let started = match with_proxy_link(shared, context, *plan, pending_link) {
                 Ok(plan) => start_child(shared, context, plan, sandboxed).await,
                 Err(reason) => Err(reason),
             };
@@ -956,6 +957,11 @@ fn spawn_plan(
         warden_pipe: shared.children.scope.warden_pipe(),
         network: None,
         own_session: !sandboxed,
+        // What the shell set for its commands (`umask 077`, `ulimit`,
+        // `trap '' INT`), as the program would have inherited it.
+        inheritance: Some(Box::new(Inheritance::of(context.peer.pid).map_err(
+            |error| format!("cannot read the requester's umask and limits: {error}"),
+        )?)),
     };
     Ok((plan, order, pending_link))
 }
@@ -1001,6 +1007,7 @@ fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> Stri
         SpawnStage::Priority => "cannot lower the priority".to_owned(),
         SpawnStage::Scope => "cannot join the session's scope".to_owned(),
         SpawnStage::Network => "cannot enter the sandbox's network".to_owned(),
+        SpawnStage::Limits => "cannot set the requester's limits".to_owned(),
         SpawnStage::WorkingDirectory => {
             format!("cannot change to directory {}", context.cwd.display())
         }

@@ -463,6 +463,7 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         warden_pipe: None,
         network: None,
         own_session: false,
+        inheritance: None,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error)?;
     // The warden is our child until we die and exits only after us, unless

@@ -348,6 +348,7 @@ fn launch(
         warden_pipe: shared.children.scope.warden_pipe(),
         network: network.map(|network| network.as_raw_fd()),
         own_session: false,
+        inheritance: None,
     };
     let pid = sys::spawn(&plan).map_err(|failure| failure.error.to_string())?;
     match sys::pidfd_open(pid) {
@@ -400,6 +401,11 @@ pub(crate) fn hand(
         .iter()
         .map(|(fd, number)| (fd.as_fd(), *number))
         .collect();
+    let inheritance = match &plan.inheritance {
+        Some(inheritance) => inheritance.as_ref().clone(),
+        None => execgate_sandbox::Inheritance::of(std::process::id() as i32)
+            .map_err(|error| format!("cannot read the server's umask and limits: {error}"))?,
+    };
     let order = SpareOrder {
         cwd: &command.cwd,
         cwd_identity: command.cwd_identity,
@@ -407,6 +413,7 @@ pub(crate) fn hand(
         env: &command.env,
         exec_fd: command.exec_fd,
         fds: &fds,
+        inheritance: &inheritance,
     };
     // A spare killed since it said it was ready (from outside, or by its
     // session's end) would take the order and run nothing; one whose end

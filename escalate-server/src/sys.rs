@@ -359,6 +359,7 @@ pub(crate) enum SpawnStage {
     Priority,
     Scope,
     Network,
+    Limits,
     Exec,
 }
 
@@ -403,6 +404,11 @@ pub(crate) struct SpawnPlan<Fd: AsRawFd = SafeClose> {
     /// sandbox has (bubblewrap's `--new-session`, which must start one
     /// itself: false for bubblewrap).
     pub(crate) own_session: bool,
+    /// The requester's umask, limits and ignored signals, made no looser
+    /// than the server's: an escalation's. `None` keeps the server's (its
+    /// own helpers, a spare sandbox, which takes its command's with the
+    /// order).
+    pub(crate) inheritance: Option<Box<execgate_sandbox::Inheritance>>,
 }
 
 /// Starts the child in its own process group, with exactly the planned
@@ -447,6 +453,7 @@ pub(crate) fn spawn<Fd: AsRawFd>(plan: &SpawnPlan<Fd>) -> Result<i32, SpawnFailu
         warden_pipe: plan.warden_pipe.unwrap_or(-1),
         network: plan.network.unwrap_or(-1),
         own_session: plan.own_session,
+        inheritance: plan.inheritance.as_deref(),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
 
@@ -701,6 +708,7 @@ fn read_report(report: &OwnedFd) -> Option<SpawnFailure> {
         5 => SpawnStage::Priority,
         6 => SpawnStage::Scope,
         7 => SpawnStage::Network,
+        8 => SpawnStage::Limits,
         _ => SpawnStage::Exec,
     };
     let errno = i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -730,6 +738,7 @@ struct ChildSetup<'a> {
     /// -1 for none.
     network: RawFd,
     own_session: bool,
+    inheritance: Option<&'a execgate_sandbox::Inheritance>,
 }
 
 impl ChildSetup<'_> {
@@ -815,12 +824,52 @@ impl ChildSetup<'_> {
                 self.fail(2);
             }
             // Signal dispositions and mask as a fresh process has them: the
-            // server ignores SIGPIPE, and ignored signals survive exec.
+            // server ignores SIGPIPE, and ignored signals survive exec. But
+            // for what the requester ignores, with its umask and limits.
+            let ignored = self
+                .inheritance
+                .map_or(0, |inheritance| inheritance.ignored);
             let mut default: libc::sigaction = std::mem::zeroed();
             default.sa_sigaction = libc::SIG_DFL;
-            for signal in 1..=64 {
+            let mut ignore: libc::sigaction = std::mem::zeroed();
+            ignore.sa_sigaction = libc::SIG_IGN;
+            for signal in 1..32 {
                 if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                    libc::sigaction(signal, &default, ptr::null_mut());
+                    let action = match ignored & (1 << (signal - 1)) {
+                        0 => &default,
+                        _ => &ignore,
+                    };
+                    libc::sigaction(signal, action, ptr::null_mut());
+                }
+            }
+            // The real-time ones by system call: glibc's `sigaction`
+            // refuses the two it keeps (32 and 33), which a server started
+            // by `posix_spawn` has ignored. The kernel's `struct
+            // sigaction`, all zeros, is SIG_DFL with an empty mask.
+            let kernel_default = [0u64; 4];
+            for signal in 32..=64 {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    kernel_default.as_ptr(),
+                    ptr::null_mut::<u64>(),
+                    8usize,
+                );
+            }
+            if let Some(inheritance) = self.inheritance {
+                libc::umask(inheritance.umask as libc::mode_t);
+                for &(resource, soft, hard) in &inheritance.limits {
+                    let limit = [soft, hard];
+                    if libc::syscall(
+                        libc::SYS_prlimit64,
+                        0,
+                        resource,
+                        limit.as_ptr(),
+                        ptr::null_mut::<u64>(),
+                    ) != 0
+                    {
+                        self.fail(8);
+                    }
                 }
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();

@@ -74,9 +74,9 @@ use std::path::PathBuf;
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    hand_order, helper_main, reported_signal, Launcher, MachineReport, MountAliases, SpareOrder,
-    Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE, MOST_DESCRIPTORS, PROXY_MARKER,
-    REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
+    hand_order, helper_main, reported_signal, Inheritance, Launcher, MachineReport, MountAliases,
+    SpareOrder, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE, MOST_DESCRIPTORS,
+    PROXY_MARKER, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
 };
 pub use profile::{
     parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,

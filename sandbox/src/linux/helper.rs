@@ -280,15 +280,22 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         }
         apply_seccomp(&network, Supervised::No)?;
     }
-    let (argv, inherited_env, exec_fd) = match args.spare {
+    let (argv, inherited_env, exec_fd, inheritance) = match args.spare {
         Some(control) => {
             let order = spare::take_order(control)?;
-            (order.argv, order.env, Some(order.exec_fd))
+            (
+                order.argv,
+                order.env,
+                Some(order.exec_fd),
+                Some(order.inheritance),
+            )
         }
+        // Started for its command: what it inherited is the requester's.
         None => (
             args.argv.clone(),
             std::env::vars_os().collect(),
             args.exec_fd,
+            None,
         ),
     };
     let program = argv[0].clone();
@@ -311,6 +318,11 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         })
         .collect();
     sys::stop_ignoring_startup_signals();
+    if let Some(inheritance) = inheritance {
+        inheritance
+            .apply()
+            .map_err(|error| format!("cannot take the requester's umask and limits: {error}"))?;
+    }
     let errno = match exec_fd {
         Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),
         None => match nix::unistd::execvpe(&argv[0], &argv, &env) {

@@ -4,13 +4,16 @@
 //! (`supervisor.rs`), the hand-over of a limited network's listener to the
 //! proxy (`proxy_link.rs`), the order that completes a sandbox started
 //! ahead of its command (`spare.rs`), what the machine provides (`doctor.rs`), the
-//! other names the host's mounts give a directory (`aliases.rs`), and the raw
+//! other names the host's mounts give a directory (`aliases.rs`), the umask,
+//! limits and ignored signals an escalated program is started with
+//! (`inheritance.rs`), and the raw
 //! calls they need (`sys.rs`, the only `unsafe` on this side).
 
 mod aliases;
 mod bwrap;
 mod doctor;
 mod helper;
+mod inheritance;
 mod proxy_link;
 mod spare;
 mod supervisor;
@@ -20,6 +23,7 @@ pub use aliases::MountAliases;
 pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
+pub use inheritance::Inheritance;
 pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
 pub use spare::{hand_order, reported_signal, SpareOrder, MOST_DESCRIPTORS};
 pub use supervisor::UNCREATABLE_NAMES;

@@ -27,6 +27,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::inheritance::Inheritance;
 use nix::cmsg_space;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
@@ -66,6 +67,8 @@ pub struct SpareOrder<'a> {
     pub exec_fd: RawFd,
     /// Each descriptor and the number it gets.
     pub fds: &'a [(BorrowedFd<'a>, RawFd)],
+    /// The umask, limits and ignored signals to start it with.
+    pub inheritance: &'a Inheritance,
 }
 
 /// Waits up to `within` for the spare behind `control` to say it is ready,
@@ -141,6 +144,7 @@ fn encode(order: &SpareOrder<'_>) -> io::Result<Vec<u8>> {
             put_bytes(&mut body, item.as_bytes())?;
         }
     }
+    order.inheritance.encode(&mut body);
     if body.len() > MOST_BODY {
         return Err(io::Error::other(
             "the command is too large for a spare sandbox",
@@ -170,6 +174,7 @@ pub(crate) struct Ordered {
     pub(crate) argv: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) exec_fd: RawFd,
+    pub(crate) inheritance: Inheritance,
 }
 
 /// The init's report that the command died of `signal`.
@@ -250,6 +255,7 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
         argv: order.argv,
         env,
         exec_fd: order.exec_fd,
+        inheritance: order.inheritance,
     })
 }
 
@@ -297,6 +303,7 @@ struct Decoded {
     cwd_identity: (u64, u64),
     argv: Vec<OsString>,
     env: Vec<OsString>,
+    inheritance: Inheritance,
 }
 
 /// Reads an order's body front to back; `None` past its end.
@@ -339,6 +346,8 @@ fn decode(body: &[u8]) -> Option<Decoded> {
         }
     }
     let [argv, env] = lists;
+    let (inheritance, rest) = Inheritance::decode(body.0)?;
+    body.0 = rest;
     let mut sorted = targets.clone();
     sorted.sort_unstable();
     sorted.dedup();
@@ -353,6 +362,7 @@ fn decode(body: &[u8]) -> Option<Decoded> {
         cwd_identity: (device, inode),
         argv,
         env,
+        inheritance,
     })
 }
 
@@ -439,6 +449,11 @@ mod tests {
             env: &env,
             exec_fd: 9,
             fds: &fds,
+            inheritance: &Inheritance {
+                umask: 0o77,
+                ignored: 6,
+                limits: vec![(7, 200, 4096)],
+            },
         };
         let message = encode(&order).unwrap();
         assert_eq!(&message[..8], MAGIC);
@@ -450,6 +465,7 @@ mod tests {
         assert_eq!(decoded.cwd_identity, (7, 42));
         assert_eq!(decoded.argv, argv);
         assert_eq!(decoded.env, env);
+        assert_eq!(&decoded.inheritance, order.inheritance);
         for cut in 0..body.len() {
             assert!(
                 decode(&body[..cut]).is_none(),

@@ -567,3 +567,63 @@ pub(crate) fn close_inherited_except(keep: &[std::os::fd::RawFd]) {
     }
     close_range(first, libc::c_uint::MAX);
 }
+
+/// A resource limit of process `pid` (0: this one): (soft, hard).
+pub(crate) fn limit_of(pid: libc::pid_t, resource: u32) -> std::io::Result<(u64, u64)> {
+    // The kernel's `struct rlimit64`: soft, hard.
+    let mut limit = [0u64; 2];
+    // SAFETY: prlimit64 with no new limit writes one rlimit64 into `limit`,
+    // which outlives the call.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            pid,
+            resource,
+            std::ptr::null::<u64>(),
+            limit.as_mut_ptr(),
+        )
+    };
+    match result {
+        0 => Ok((limit[0], limit[1])),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Puts `inheritance` into effect in this process: its umask, its limits,
+/// and its ignored signals (those `nix` names: the standard ones).
+pub(crate) fn apply_inheritance(inheritance: &super::Inheritance) -> std::io::Result<()> {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        inheritance.umask as libc::mode_t,
+    ));
+    for &(resource, soft, hard) in &inheritance.limits {
+        let limit = [soft, hard];
+        // SAFETY: prlimit64 reads one rlimit64 from `limit`, which outlives
+        // the call, and writes nothing (no old limit asked for).
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_prlimit64,
+                0,
+                resource,
+                limit.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+            )
+        };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for number in 1..=64 {
+        if inheritance.ignored & (1 << (number - 1)) == 0 {
+            continue;
+        }
+        if let Ok(signal) = nix::sys::signal::Signal::try_from(number) {
+            if !matches!(
+                signal,
+                nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP
+            ) {
+                ignore_signal(signal)?;
+            }
+        }
+    }
+    Ok(())
+}
