@@ -1,14 +1,17 @@
 //! How `execgate run` and `execgate shell` end when they are told to from
-//! outside: `SIGTERM`, `SIGHUP` and `SIGINT` end the session (every
+//! outside: `SIGTERM`, `SIGHUP`, `SIGINT`, `SIGQUIT`, `SIGUSR1`, `SIGUSR2`
+//! and `SIGALRM` (every catchable signal whose default action ends a
+//! process, but for the faults and `SIGPIPE`) end the session (every
 //! escalated child killed and reaped, the end recorded in the audit log)
 //! and the exit status is 128 + the signal's number. And how `run` on a
 //! terminal follows its job ([`TerminalJob`]): the command runs only while
 //! execgate is in the foreground.
 //!
-//! In `execgate shell` the terminal's Ctrl-C belongs to the shell's jobs: a
-//! `SIGINT` that arrives while this process's group holds the terminal's
-//! foreground (so the terminal sent it to everyone in the group) is let
-//! pass; one sent to this process from elsewhere ends the session.
+//! In `execgate shell` the terminal's Ctrl-C and Ctrl-\ belong to the
+//! shell's jobs: a `SIGINT` or `SIGQUIT` that arrives while this process's
+//! group holds the terminal's foreground (so the terminal sent it to
+//! everyone in the group) is let pass; one sent to this process from
+//! elsewhere ends the session.
 
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
@@ -34,6 +37,13 @@ pub struct EndSignals {
     terminate: Signal,
     hangup: Signal,
     interrupt: Signal,
+    quit: Signal,
+    /// `SIGUSR1`, `SIGUSR2`, `SIGALRM`: their default action would end
+    /// execgate with nothing recorded and the children left to the warden
+    /// (a probe).
+    user1: Signal,
+    user2: Signal,
+    alarm: Signal,
     terminal_interrupt: TerminalInterrupt,
     /// `SIGXFSZ`, taken over only so that it ends nothing: under a file
     /// size limit (`ulimit -f`), the audit log's write that passes it
@@ -50,6 +60,10 @@ impl EndSignals {
             terminate: take_over(SignalKind::terminate(), "SIGTERM")?,
             hangup: take_over(SignalKind::hangup(), "SIGHUP")?,
             interrupt: take_over(SignalKind::interrupt(), "SIGINT")?,
+            quit: take_over(SignalKind::quit(), "SIGQUIT")?,
+            user1: take_over(SignalKind::user_defined1(), "SIGUSR1")?,
+            user2: take_over(SignalKind::user_defined2(), "SIGUSR2")?,
+            alarm: take_over(SignalKind::alarm(), "SIGALRM")?,
             terminal_interrupt,
             _file_size: take_over(
                 SignalKind::from_raw(nix::sys::signal::Signal::SIGXFSZ as i32),
@@ -69,6 +83,14 @@ impl EndSignals {
                         return nix::sys::signal::Signal::SIGINT as i32;
                     }
                 }
+                _ = self.quit.recv() => {
+                    if self.terminal_interrupt == TerminalInterrupt::Ends || !from_terminal() {
+                        return nix::sys::signal::Signal::SIGQUIT as i32;
+                    }
+                }
+                _ = self.user1.recv() => return nix::sys::signal::Signal::SIGUSR1 as i32,
+                _ = self.user2.recv() => return nix::sys::signal::Signal::SIGUSR2 as i32,
+                _ = self.alarm.recv() => return nix::sys::signal::Signal::SIGALRM as i32,
             }
         }
     }

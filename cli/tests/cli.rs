@@ -2807,6 +2807,23 @@ fn sighup_of_run_ends_the_session_and_kills_its_escalated_children() {
     signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGHUP, "cgroup", 20);
 }
 
+/// A probe: Ctrl-\ (`SIGQUIT`), and `SIGUSR1`, `SIGUSR2` or `SIGALRM` from
+/// outside, killed `execgate run` by their default action: no
+/// `session-end` record, and each escalated child's start without its
+/// exit. They end the session as `SIGTERM` does.
+#[test]
+fn other_ending_signals_of_run_end_the_session_too() {
+    use nix::sys::signal::Signal;
+    for signal in [
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+    ] {
+        signalled_run_leaves_nothing(signal, "cgroup", 2);
+    }
+}
+
 #[test]
 fn sigkill_of_run_leaves_no_escalated_child() {
     signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGKILL, "cgroup", 20);
