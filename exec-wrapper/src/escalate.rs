@@ -146,9 +146,15 @@ fn forward_pending(conversation: &Conversation, signals: &SignalFd) -> Result<()
         conversation.send(&ClientMessage::Signal(signo))?;
         if signo == Signal::SIGTSTP as i32 {
             // The child stops; so does its stand-in, so that the shell sees
-            // the job stopped. `fg`/`bg` continue us, and the SIGCONT that
-            // comes with them is forwarded on the next turn.
-            let _ = raise(Signal::SIGSTOP);
+            // the job stopped, by the terminal's signal as stock zsh would
+            // ("suspended", 148; `SIGSTOP` read "suspended (signal)").
+            // `fg`/`bg` continue us, and the SIGCONT that comes with them
+            // is forwarded on the next turn.
+            let mut only = SigSet::empty();
+            only.add(Signal::SIGTSTP);
+            let _ = only.thread_unblock();
+            let _ = raise(Signal::SIGTSTP);
+            let _ = only.thread_block();
         }
     }
     Ok(())

@@ -599,3 +599,18 @@ async fn job_control_in_an_interactive_shell_behaves_as_stock_zsh() {
     }
     assert_eq!(recorder.decided_programs(), ["/usr/bin/sleep"]);
 }
+
+/// The same with `sleep` escalated: its stand-in stops as the job would
+/// (a probe saw `suspended (signal)` and 147, a `SIGSTOP`, where stock zsh
+/// says `suspended` for the terminal's `SIGTSTP`).
+#[tokio::test(flavor = "multi_thread")]
+async fn job_control_of_an_escalated_program_behaves_as_stock_zsh() {
+    let (stock_status, stock) = job_control_transcript(&stock_zsh(), None);
+    let (mut session, recorder) =
+        start_session(policy_by_path(&[("/usr/bin/sleep", super::escalate())]));
+    let (patched_status, patched) = job_control_transcript(&zsh(), Some(&mut session));
+    session.shutdown().await;
+    assert_eq!(patched, stock);
+    assert_eq!(patched_status.code(), stock_status.code());
+    assert_eq!(recorder.decided_programs(), ["/usr/bin/sleep"]);
+}
