@@ -150,11 +150,17 @@ fn forward_pending(conversation: &Conversation, signals: &SignalFd) -> Result<()
             // ("suspended", 148; `SIGSTOP` read "suspended (signal)").
             // `fg`/`bg` continue us, and the SIGCONT that comes with them
             // is forwarded on the next turn.
-            let mut only = SigSet::empty();
-            only.add(Signal::SIGTSTP);
-            let _ = only.thread_unblock();
-            let _ = raise(Signal::SIGTSTP);
-            let _ = only.thread_block();
+            // Only where a shell's job control sees it: the kernel drops
+            // it in an orphaned process group, which `SIGSTOP` stops.
+            if sys::holds_the_terminal() {
+                let mut only = SigSet::empty();
+                only.add(Signal::SIGTSTP);
+                let _ = only.thread_unblock();
+                let _ = raise(Signal::SIGTSTP);
+                let _ = only.thread_block();
+            } else {
+                let _ = raise(Signal::SIGSTOP);
+            }
         }
     }
     Ok(())

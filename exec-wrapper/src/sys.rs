@@ -39,6 +39,14 @@ pub(crate) fn input_is_the_terminal_in_the_background() -> bool {
     foreground > 0 && foreground != nix::unistd::getpgrp().as_raw()
 }
 
+/// Whether this process's job holds the foreground of its session's
+/// terminal (standard input).
+pub(crate) fn holds_the_terminal() -> bool {
+    // SAFETY: as in `input_is_the_terminal_in_the_background`.
+    let foreground = unsafe { libc::tcgetpgrp(0) };
+    foreground > 0 && foreground == nix::unistd::getpgrp().as_raw()
+}
+
 /// Points each of `numbers` that is a pipe or a socket at `/dev/null`.
 /// Once the escalated child has its own copies, the reader of such a pipe
 /// must see its end when the child closes it, as when the command runs in

@@ -452,6 +452,39 @@ async fn blocking_opens_under_deny_globs_do_not_hold_up_the_sandbox() {
     assert_eq!(output.stdout, "one\ntwo\n022\n644\n", "{}", output.stderr);
 }
 
+/// A review: under deny globs an open that creates made its file first and
+/// opened it after, so a file made read-only could not be opened for
+/// writing (git's objects: `git add` failed), `O_CREAT` opened a directory
+/// and `O_CREAT | O_EXCL` followed a dangling link. The file is opened by
+/// the call that made it, as the kernel does.
+#[tokio::test(flavor = "multi_thread")]
+async fn opens_that_create_under_deny_globs_behave_as_the_kernels() {
+    let place = Place::new();
+    let script = r#"git init -q repo && cd repo && print hi > a && git add a; print add=$?
+        print x > ro; chmod 444 ro; cp ro ro2; print cp=$?; cd ..
+        mkdir d; ln -s made dangling; python3 -c '
+import errno, os
+for name, flags in [("d", os.O_RDONLY | os.O_CREAT), ("dangling", os.O_WRONLY | os.O_CREAT | os.O_EXCL)]:
+    try:
+        os.close(os.open(name, flags)); print(name + "=opened")
+    except OSError as error:
+        print(name + "=" + errno.errorcode[error.errno])
+print("made=%s" % os.path.lexists("made"))
+'"#;
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        place.profile_with_env_denied(),
+        script,
+        &place.ws,
+    )
+    .await;
+    assert_eq!(
+        output.stdout, "add=0\ncp=0\nd=EISDIR\ndangling=EEXIST\nmade=False\n",
+        "{}",
+        output.stderr
+    );
+}
+
 /// A glob on a directory (`private/**`) matches by where a file is, so
 /// moving the directory would carry a late file out from under it.
 #[tokio::test(flavor = "multi_thread")]

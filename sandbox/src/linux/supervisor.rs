@@ -1117,6 +1117,16 @@ impl Call<'_> {
         }
     }
 
+    /// What `opened` is now, judged by the globs.
+    fn refuse_denied_real_path(&self, opened: BorrowedFd<'_>) -> Result<(), Errno> {
+        let path = real_path(opened)?;
+        // A file unlinked since it was opened reads "PATH (deleted)"; the
+        // name it was opened by is what the globs judge.
+        let bytes = path.as_os_str().as_bytes();
+        let name = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
+        self.refuse_denied(Path::new(OsStr::from_bytes(name)))
+    }
+
     fn refuse_denied(&self, path: &Path) -> Result<(), Errno> {
         match &self.supervision.deny {
             Some(deny) if path.is_absolute() && deny.denies(path) => Err(Errno::EACCES),
@@ -1452,7 +1462,15 @@ impl Call<'_> {
         let flags = flags as u32 as i32;
         let path = self.target.read_path(path)?;
         let start = self.start(dirfd, &path)?;
-        let creates = flags & libc::O_CREAT != 0;
+        // `O_PATH` ignores `O_CREAT`; with `O_DIRECTORY` it is EINVAL, as
+        // kernels since 6.4 answer (older ones made a regular file, which
+        // here would be a name made outside the checks).
+        let creates = flags & libc::O_CREAT != 0 && flags & libc::O_PATH == 0;
+        if creates && flags & libc::O_DIRECTORY != 0 {
+            return Err(Errno::EINVAL);
+        }
+        // `O_CREAT | O_EXCL` never follows a final link: EEXIST.
+        let exclusive = creates && flags & libc::O_EXCL != 0;
         let mode = if creates || flags & libc::O_TMPFILE == libc::O_TMPFILE {
             self.creation_mode(mode)?
         } else {
@@ -1472,7 +1490,7 @@ impl Call<'_> {
                 // a final symlink is followed here, not by the kernel, so
                 // that a dangling `x -> .agents` creates nothing unchecked.
                 let location = self.locate(Start::At { base, path })?;
-                let location = if flags & libc::O_NOFOLLOW != 0 {
+                let location = if flags & libc::O_NOFOLLOW != 0 || exclusive {
                     location
                 } else {
                     self.follow_final_symlinks(location)?
@@ -1482,13 +1500,23 @@ impl Call<'_> {
                 }
                 self.refuse_denied(&location.path())?;
                 final_component_checked = true;
-                // Under deny globs the file is made here, with no directory
-                // moving meanwhile, and opened after, as it is found then:
-                // an open may wait for another process (a FIFO's), which
-                // must not hold up the sandbox's renames.
-                if no_move.is_some() && flags & libc::O_DIRECTORY == 0 {
-                    create_first(&location, mode, flags & libc::O_EXCL != 0)?;
-                    made_first = true;
+                // Under deny globs a file that is not there is made and
+                // opened here, with no directory moving meanwhile; one that
+                // is there is opened after, as it is found then: an open
+                // may wait for another process (a FIFO's), which must not
+                // hold up the sandbox's renames.
+                if no_move.is_some() {
+                    match create_first(&location, flags, mode)? {
+                        Some(made) => {
+                            self.refuse_denied_real_path(made.as_fd())?;
+                            return Ok(Answer::Descriptor {
+                                fd: made,
+                                close_on_exec: flags & libc::O_CLOEXEC != 0,
+                            });
+                        }
+                        None if is_directory(&location) => return Err(Errno::EISDIR),
+                        None => made_first = true,
+                    }
                 }
                 drop(no_move);
                 Start::At {
@@ -1502,9 +1530,9 @@ impl Call<'_> {
         how.remove(OFlag::O_CLOEXEC);
         let mut mode = mode;
         if made_first {
-            // A file made elsewhere since is not made again, outside the
-            // lock: the open fails (ENOENT). (`openat2` takes a mode only
-            // with `O_CREAT`.)
+            // It was there: one removed since is not made again, outside
+            // the lock: the open fails (ENOENT). (`openat2` takes a mode
+            // only with `O_CREAT`.)
             how.remove(OFlag::O_CREAT | OFlag::O_EXCL);
             mode = Mode::empty();
         }
@@ -1524,12 +1552,7 @@ impl Call<'_> {
         }
         let opened = open_start(start, how, mode)?;
         if self.supervision.deny.is_some() {
-            let path = real_path(opened.as_fd())?;
-            // A file unlinked since it was opened reads "PATH (deleted)";
-            // the name it was opened by is what the globs judge.
-            let bytes = path.as_os_str().as_bytes();
-            let name = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
-            self.refuse_denied(Path::new(OsStr::from_bytes(name)))?;
+            self.refuse_denied_real_path(opened.as_fd())?;
         }
         Ok(Answer::Descriptor {
             fd: opened,
@@ -1590,26 +1613,37 @@ impl Call<'_> {
     }
 }
 
-/// Makes the regular file an `open` with `O_CREAT` would make at
-/// `location`, unless something is there (with `exclusive`, `O_EXCL`'s
-/// EEXIST then). Never follows a link nor opens what is there.
-fn create_first(location: &Location, mode: Mode, exclusive: bool) -> Result<(), Errno> {
-    let made = nix::fcntl::openat(
+/// Makes and opens, with the caller's `flags`, the regular file an `open`
+/// with `O_CREAT` would make at `location`, if nothing is there: `None`
+/// then (unless `O_EXCL` asks for EEXIST). Never follows a link. Opened by
+/// the call that made it, as the kernel would (a file made read-only is
+/// still opened for writing: git's objects).
+fn create_first(location: &Location, flags: i32, mode: Mode) -> Result<Option<OwnedFd>, Errno> {
+    let mut how = OFlag::from_bits_truncate(flags & OPEN_FLAGS);
+    how.remove(OFlag::O_CLOEXEC);
+    how.insert(
+        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+    );
+    match nix::fcntl::openat(
         location.parent.as_fd(),
         location.name_as_given.as_c_str(),
-        OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_WRONLY
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_NOCTTY
-            | OFlag::O_CLOEXEC,
+        how,
         mode,
-    );
-    match made {
-        Ok(_) => Ok(()),
-        Err(Errno::EEXIST) if !exclusive => Ok(()),
+    ) {
+        Ok(made) => Ok(Some(made)),
+        Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => Ok(None),
         Err(errno) => Err(errno),
     }
+}
+
+/// Whether `location` names a directory (not following a link).
+fn is_directory(location: &Location) -> bool {
+    nix::sys::stat::fstatat(
+        location.parent.as_fd(),
+        location.name.as_os_str(),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
 /// Whether `location` names a symbolic link.
