@@ -32,19 +32,23 @@ pub(crate) fn borrow_open_fd(fd: RawFd) -> Option<BorrowedFd<'static>> {
 /// be stopped (`SIGTTIN`), where an escalated one, leading a session of its
 /// own, would read what is typed to the shell.
 pub(crate) fn input_is_the_terminal_in_the_background() -> bool {
-    // SAFETY: `tcgetpgrp` only reads the terminal's foreground group; on a
-    // descriptor that is not this session's terminal (or not open) it
-    // fails (ENOTTY, EBADF) and has no other effect.
-    let foreground = unsafe { libc::tcgetpgrp(0) };
-    foreground > 0 && foreground != nix::unistd::getpgrp().as_raw()
+    terminal_foreground().is_some_and(|foreground| foreground != nix::unistd::getpgrp().as_raw())
 }
 
 /// Whether this process's job holds the foreground of its session's
 /// terminal (standard input).
 pub(crate) fn holds_the_terminal() -> bool {
-    // SAFETY: as in `input_is_the_terminal_in_the_background`.
+    terminal_foreground().is_some_and(|foreground| foreground == nix::unistd::getpgrp().as_raw())
+}
+
+/// The foreground process group of the terminal on standard input, if it
+/// is this session's terminal.
+fn terminal_foreground() -> Option<libc::pid_t> {
+    // SAFETY: `tcgetpgrp` only reads the terminal's foreground group; on a
+    // descriptor that is not this session's terminal (or not open) it
+    // fails (ENOTTY, EBADF) and has no other effect.
     let foreground = unsafe { libc::tcgetpgrp(0) };
-    foreground > 0 && foreground == nix::unistd::getpgrp().as_raw()
+    (foreground > 0).then_some(foreground)
 }
 
 /// Points each of `numbers` that is a pipe or a socket at `/dev/null`.

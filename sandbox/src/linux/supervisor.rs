@@ -999,12 +999,7 @@ impl Call<'_> {
     /// their place. Refused as the kernel refuses to rename a mount point
     /// (EBUSY).
     fn refuse_moving_anchors(&self, location: &Location) -> Result<(), Errno> {
-        let is_directory = nix::sys::stat::fstatat(
-            location.parent.as_fd(),
-            location.name.as_os_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let is_directory = names_a(location, libc::S_IFDIR);
         if !is_directory {
             return Ok(());
         }
@@ -1105,12 +1100,7 @@ impl Call<'_> {
         let Some(deny) = &self.supervision.deny else {
             return Ok(());
         };
-        let is_directory = nix::sys::stat::fstatat(
-            location.parent.as_fd(),
-            location.name.as_os_str(),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let is_directory = names_a(location, libc::S_IFDIR);
         match is_directory && deny.on_the_way(&location.path()) {
             true => Err(Errno::EBUSY),
             false => Ok(()),
@@ -1638,22 +1628,23 @@ fn create_first(location: &Location, flags: i32, mode: Mode) -> Result<Option<Ow
 
 /// Whether `location` names a directory (not following a link).
 fn is_directory(location: &Location) -> bool {
-    nix::sys::stat::fstatat(
-        location.parent.as_fd(),
-        location.name.as_os_str(),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    names_a(location, libc::S_IFDIR)
 }
 
 /// Whether `location` names a symbolic link.
 fn is_link(location: &Location) -> bool {
+    names_a(location, libc::S_IFLNK)
+}
+
+/// Whether `location` names a file of `kind` (`S_IFDIR`, ...), not
+/// following a link.
+fn names_a(location: &Location, kind: libc::mode_t) -> bool {
     nix::sys::stat::fstatat(
         location.parent.as_fd(),
         location.name.as_os_str(),
         nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
+    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == kind)
 }
 
 /// Entries searched under a directory being renamed before the rename is

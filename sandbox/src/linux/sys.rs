@@ -570,21 +570,29 @@ pub(crate) fn close_inherited_except(keep: &[std::os::fd::RawFd]) {
 
 /// A resource limit of process `pid` (0: this one): (soft, hard).
 pub(crate) fn limit_of(pid: libc::pid_t, resource: u32) -> std::io::Result<(u64, u64)> {
+    let [soft, hard] = prlimit(pid, resource, None)?;
+    Ok((soft, hard))
+}
+
+/// `prlimit64`: sets `new` (soft, hard) when given; returns the limit as it
+/// was.
+fn prlimit(pid: libc::pid_t, resource: u32, new: Option<[u64; 2]>) -> std::io::Result<[u64; 2]> {
     // The kernel's `struct rlimit64`: soft, hard.
-    let mut limit = [0u64; 2];
-    // SAFETY: prlimit64 with no new limit writes one rlimit64 into `limit`,
-    // which outlives the call.
+    let mut old = [0u64; 2];
+    let new_ptr = new.as_ref().map_or(std::ptr::null(), |new| new.as_ptr());
+    // SAFETY: prlimit64 reads one rlimit64 from `new_ptr` when it is not
+    // null and writes one into `old`; both outlive the call.
     let result = unsafe {
         libc::syscall(
             libc::SYS_prlimit64,
             pid,
             resource,
-            std::ptr::null::<u64>(),
-            limit.as_mut_ptr(),
+            new_ptr,
+            old.as_mut_ptr(),
         )
     };
     match result {
-        0 => Ok((limit[0], limit[1])),
+        0 => Ok(old),
         _ => Err(std::io::Error::last_os_error()),
     }
 }
@@ -596,21 +604,7 @@ pub(crate) fn apply_inheritance(inheritance: &super::Inheritance) -> std::io::Re
         inheritance.umask as libc::mode_t,
     ));
     for &(resource, soft, hard) in &inheritance.limits {
-        let limit = [soft, hard];
-        // SAFETY: prlimit64 reads one rlimit64 from `limit`, which outlives
-        // the call, and writes nothing (no old limit asked for).
-        let result = unsafe {
-            libc::syscall(
-                libc::SYS_prlimit64,
-                0,
-                resource,
-                limit.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-            )
-        };
-        if result != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        prlimit(0, resource, Some([soft, hard]))?;
     }
     for number in 1..=64 {
         if inheritance.ignored & (1 << (number - 1)) == 0 {
