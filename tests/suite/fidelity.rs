@@ -576,9 +576,14 @@ fn job_control_transcript(zsh: &Path, session: Option<&mut Session>) -> (ExitSta
     // From the end of the first step: before it, the default prompt raced
     // with the echo of the first line.
     let text = &text[text.find("step1done").unwrap()..];
+    // The terminal echoes Ctrl-Z as `^Z` when it sends the signal; where
+    // the echo lands beside the shell's report is the scheduler's to say
+    // (a fresh-clone run had stock zsh's after its next line).
     (
         status,
-        text.replace(&pid.to_string(), "PID").replace('\r', ""),
+        text.replace(&pid.to_string(), "PID")
+            .replace('\r', "")
+            .replace("^Z", ""),
     )
 }
 
