@@ -666,7 +666,8 @@ fn warn_if_tmpdir_not_taken(profile: &PermissionProfile, cwd: &std::path::Path) 
 /// empty list is warned of whatever the environment holds now, unless
 /// `inherit` or `include_only` keep such names out anyway; a list of its
 /// own, by the variables that pass because of it (names only), if any do
-/// and `include_only` (an explicit choice) is not given.
+/// and no `include_only` pattern names them (`AWS_*` is a choice, `*` is
+/// not).
 #[cfg(unix)]
 fn warn_if_secrets_pass(env: &EnvPolicy) {
     let everything = env.inherit == EnvInherit::All && env.include_only.is_empty();
@@ -679,10 +680,6 @@ fn warn_if_secrets_pass(env: &EnvPolicy) {
         ));
         return;
     }
-    // `include_only` names what passes, a choice of its own.
-    if !env.include_only.is_empty() {
-        return;
-    }
     // A pattern that does not build fails the session's start itself.
     let Ok(passed) = env.credentials_passed(std::env::vars_os()) else {
         return;
@@ -692,13 +689,24 @@ fn warn_if_secrets_pass(env: &EnvPolicy) {
     }
     let names: Vec<_> = passed.iter().map(|name| name.to_string_lossy()).collect();
     let verb = if names.len() == 1 { "reaches" } else { "reach" };
-    stderr::line(&format!(
-        "execgate: warning: the config's [env] exclude replaces the built-in patterns ({}) \
-         with its own list, so {} {verb} the commands; add the patterns to exclude, or \
-         leave it out",
-        DEFAULT_EXCLUDES.join(", "),
-        names.join(", ")
-    ));
+    if env.include_only.is_empty() {
+        stderr::line(&format!(
+            "execgate: warning: the config's [env] exclude replaces the built-in patterns ({}) \
+             with its own list, so {} {verb} the commands; add the patterns to exclude, or \
+             leave it out",
+            DEFAULT_EXCLUDES.join(", "),
+            names.join(", ")
+        ));
+    } else {
+        stderr::line(&format!(
+            "execgate: warning: the config's [env] include_only passes {} by a pattern that \
+             names no variable, and exclude does not drop {}; name the ones to pass in \
+             include_only, or add the built-in patterns ({}) to exclude",
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+            DEFAULT_EXCLUDES.join(", ")
+        ));
+    }
 }
 
 /// Warns when the session's sandbox can write the audit log's directory

@@ -1064,12 +1064,14 @@ fn sandbox_filters_the_environment_as_a_session_does() {
 /// leaves built-in patterns out is named with the variables that pass
 /// because of it (a probe's `["*TOKEN*"]` let `AWS_SECRET_ACCESS_KEY`
 /// through, unsaid), and only then: a variable the config sets itself is
-/// its own choice.
+/// its own choice, and so is one an `include_only` pattern names; one
+/// passed by `include_only = ["*"]` is not (review 104).
 #[test]
 fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
     let (dir, ws) = workspace();
     let empty = "[env] exclude is empty";
     let partial = "exclude replaces the built-in patterns";
+    let by_any = "include_only passes AWS_SECRET_ACCESS_KEY";
     let caller = [("AWS_SECRET_ACCESS_KEY", "s3cr3t"), ("GH_TOKEN", "t")];
     // (the config's [env], the warning expected, if any)
     let cases = [
@@ -1091,6 +1093,15 @@ fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
             "exclude = [\"*TOKEN*\"]\ninclude_only = [\"PATH\", \"AWS_*\"]\n",
             None,
         ),
+        // Passed by a pattern that names nothing: not chosen (review 104).
+        (
+            "exclude = [\"*TOKEN*\"]\ninclude_only = [\"*\"]\n",
+            Some(by_any),
+        ),
+        (
+            "exclude = []\ninclude_only = [\"PATH\", \"*_*\"]\n",
+            Some(by_any),
+        ),
     ];
     for (section, warning) in cases {
         let config = dir.path().join("config.toml");
@@ -1110,7 +1121,7 @@ fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
                 .unwrap();
             let stderr = text(&output.stderr);
             assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
-            for text in [empty, partial] {
+            for text in [empty, partial, by_any] {
                 assert_eq!(
                     stderr.contains(text),
                     warning == Some(text),

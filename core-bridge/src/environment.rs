@@ -88,21 +88,67 @@ impl EnvPolicy {
     }
 
     /// The names of `from` that [`DEFAULT_EXCLUDES`] would drop and this
-    /// policy passes on, leaving out those it sets itself (its own
-    /// choice): what a list of its own in `exclude` lets through.
+    /// policy passes on unchosen: what a list of its own in `exclude` lets
+    /// through. A name it sets itself is its own choice, and so is one an
+    /// `include_only` pattern names (`AWS_*`, `GH_TOKEN`); one that passes
+    /// only by a pattern naming nothing (`*`, `*_*`, `[A-Z]*`) is not.
     pub fn credentials_passed(
         &self,
         from: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<Vec<OsString>, BridgeError> {
         let credential = name_patterns(&DEFAULT_EXCLUDES.map(str::to_owned))?;
+        let naming: Vec<String> = self
+            .include_only
+            .iter()
+            .filter(|pattern| names_something(pattern))
+            .cloned()
+            .collect();
+        let chosen = name_patterns(&naming)?;
         Ok(self
             .build(from)?
             .into_iter()
             .map(|(name, _)| name)
             .filter(|name| !self.set.keys().any(|set| name == set.as_str()))
             .filter(|name| credential.is_match(name.to_string_lossy().as_ref()))
+            .filter(|name| !chosen.is_match(name.to_string_lossy().as_ref()))
             .collect())
     }
+}
+
+/// Whether a name pattern spells part of a name: two or more characters
+/// in a row that stand for themselves, outside a `[...]` class. `AWS_*`
+/// does; `*`, `?*`, `*_*` and `[A-Z]*` match whatever is there.
+fn names_something(pattern: &str) -> bool {
+    let mut run = 0;
+    let mut in_class = false;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        let literal = if escaped {
+            escaped = false;
+            !in_class
+        } else if in_class {
+            in_class = c != ']';
+            false
+        } else {
+            match c {
+                '\\' => {
+                    escaped = true;
+                    continue;
+                }
+                '[' => {
+                    in_class = true;
+                    false
+                }
+                '*' | '?' | '{' | '}' | ',' => false,
+                _ => true,
+            }
+        };
+        run = if literal { run + 1 } else { 0 };
+        if run >= 2 {
+            return true;
+        }
+    }
+    false
 }
 
 fn name_patterns(patterns: &[String]) -> Result<GlobSet, BridgeError> {
@@ -196,32 +242,54 @@ mod tests {
 
     #[test]
     fn credentials_passed_by_a_list_of_its_own() {
-        // (exclude, set, names expected)
-        let cases: Vec<(Vec<&str>, Vec<&str>, Vec<&str>)> = vec![
-            (DEFAULT_EXCLUDES.to_vec(), vec![], vec![]),
+        // (exclude, set, include_only, names expected)
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(Vec<&str>, Vec<&str>, Vec<&str>, Vec<&str>)> = vec![
+            (DEFAULT_EXCLUDES.to_vec(), vec![], vec![], vec![]),
             (
                 vec!["*TOKEN*"],
+                vec![],
                 vec![],
                 vec!["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"],
             ),
             (
                 vec!["*TOKEN*"],
                 vec!["DB_PASSWORD"],
+                vec![],
                 vec!["AWS_SECRET_ACCESS_KEY"],
             ),
             (
                 vec![],
                 vec![],
+                vec![],
                 vec!["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "github_token"],
             ),
+            // include_only: a pattern that names the variable chooses it;
+            // one that matches anything does not (a review).
+            (vec![], vec![], vec!["PATH", "AWS_*", "db_password"], vec![]),
+            (
+                vec![],
+                vec![],
+                vec!["*"],
+                vec!["AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "github_token"],
+            ),
+            (
+                vec![],
+                vec![],
+                vec!["*_*", "[a-z]*", "AWS_*"],
+                vec!["DB_PASSWORD", "github_token"],
+            ),
+            (vec![], vec![], vec!["*TOKEN*", "?B*"], vec!["DB_PASSWORD"]),
+            (vec!["*TOKEN*"], vec![], vec!["\\A*", "{AWS,GH}_*"], vec![]),
         ];
-        for (exclude, set, expected) in cases {
+        for (exclude, set, include_only, expected) in cases {
             let policy = EnvPolicy {
                 exclude: exclude.iter().map(|s| (*s).to_owned()).collect(),
                 set: set
                     .iter()
                     .map(|s| ((*s).to_owned(), "x".to_owned()))
                     .collect(),
+                include_only: include_only.iter().map(|s| (*s).to_owned()).collect(),
                 ..EnvPolicy::default()
             };
             let passed = policy.credentials_passed(caller()).unwrap();
