@@ -2627,17 +2627,27 @@ fn repository_address(word: &[u8]) -> &[u8] {
     }
 }
 
-/// `word` split at the first `separator`.
 /// A `~` where a program that expands it would read a home directory: at
-/// the word's start, at a value's after `=`, or in a short option's
-/// attached value (`-f~/m`).
+/// the word's start, at a value's after `=`, in npm's `file:~`, or in a
+/// short option's attached value (`-f~/m`). What follows the `~` up to a
+/// `/` is a user's name, which holds no blank: `~ tweak` names no home.
 fn names_a_home(word: &[u8]) -> bool {
     let short_option = word.starts_with(b"-") && !word.starts_with(b"--");
-    word.starts_with(b"~")
-        || word.windows(2).any(|pair| pair == b"=~")
-        || (short_option && word.contains(&b'~'))
+    let at_a_home = |at: usize| {
+        let user = word[at + 1..].split(|&byte| byte == b'/').next();
+        !user.is_some_and(|user| user.iter().any(u8::is_ascii_whitespace))
+    };
+    word.iter().enumerate().any(|(at, &byte)| {
+        byte == b'~'
+            && (at == 0
+                || word[..at].ends_with(b"=")
+                || word[..at].ends_with(b"file:")
+                || short_option)
+            && at_a_home(at)
+    })
 }
 
+/// `word` split at the first `separator`.
 fn split_once(word: &[u8], separator: u8) -> Option<(&[u8], &[u8])> {
     let at = word.iter().position(|byte| *byte == separator)?;
     Some((&word[..at], &word[at + 1..]))

@@ -21,11 +21,12 @@ fn place() -> Place {
     Place { _dir: dir, ro, w }
 }
 
-/// `{w}` and `{ro}` replaced in each argument.
+/// `{w}` and `{ro}` replaced in each argument, and `{sp}` by a blank.
 fn check(place: &Place, program: &str, args: &str, cwd: &Path, env: &[&str]) -> bool {
     let expand = |text: &str| {
         text.replace("{w}", place.w.to_str().unwrap())
             .replace("{ro}", place.ro.to_str().unwrap())
+            .replace("{sp}", " ")
     };
     let argv: Vec<OsString> = std::iter::once(OsString::from(program))
         .chain(
@@ -344,6 +345,17 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/npm", "--prefix=~/x install"),
         refused("/usr/bin/pip", "install --find-links=~/wheels tool"),
         allowed("/usr/bin/git", "log HEAD~1"),
+        // npm reads `file:~/pkg` from the home too (carried from a review).
+        refused("/usr/bin/npm", "install file:~/pkg"),
+        refused("/usr/bin/npm", "install tool@file:~/pkg"),
+        // No user name holds a blank: `~ tweak` names no home (a review's
+        // false refusal of a commit message).
+        allowed("/usr/bin/git", "commit -m ~{sp}tweak"),
+        allowed("/usr/bin/git", "commit --message=~{sp}done"),
+        allowed("/usr/bin/git", "commit -m~{sp}tweak"),
+        refused("/usr/bin/git", "push ~user/{sp}ws HEAD"),
+        refused("/usr/bin/git", "push ~ HEAD"),
+        refused("/usr/bin/make", "-C ~user"),
         // perl's and ruby's letters whose value is only ever attached
         // (a review's `perl -i -I{w}/lib` loaded the planted library).
         refused("/usr/bin/perl", "-i -I{w}/lib /usr/share/tool.pl"),
