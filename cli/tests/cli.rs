@@ -4137,3 +4137,36 @@ fn an_escalation_keeps_the_shells_umask_limits_and_ignored_signals() {
         );
     }
 }
+
+/// An escalation the shell's `ulimit -n` leaves too few descriptors for
+/// does not run, and says why: "lost the escalation server" (what the
+/// stand-in said when its own signal descriptor could not be opened)
+/// sent a user looking for a server that was there.
+#[test]
+fn an_escalation_short_of_descriptors_says_so() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("dash.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"dash\"], decision = \"allow\", execution = \"unsandboxed\")\n",
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "ulimit -n 5; dash -c 'echo ran'",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(126), "{stderr}");
+    assert_eq!(text(&output.stdout), "", "{stderr}");
+    assert!(
+        stderr.contains("Too many open files") && stderr.contains("not running /usr/bin/dash"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("escalation server"), "{stderr}");
+}

@@ -52,10 +52,17 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
     {
         mask.add(signal);
     }
-    mask.thread_block()
-        .map_err(|errno| Failure::BeforeStart(WrapperError::Lost(errno.into())))?;
+    mask.thread_block().map_err(|errno| {
+        Failure::BeforeStart(WrapperError::stand_in("block the signals it forwards")(
+            errno.into(),
+        ))
+    })?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|errno| Failure::BeforeStart(WrapperError::Lost(errno.into())))?;
+        .map_err(|errno| {
+            Failure::BeforeStart(WrapperError::stand_in("open its signal descriptor")(
+                errno.into(),
+            ))
+        })?;
 
     let handed = hand_over_descriptors(args, conversation).map_err(Failure::BeforeStart)?;
     match conversation.receive().map_err(Failure::BeforeStart)? {
@@ -79,19 +86,25 @@ fn hand_over_descriptors(
     args: &WrapperArgs,
     conversation: &Conversation,
 ) -> Result<Vec<RawFd>, WrapperError> {
-    let numbers = sys::inheritable_fds(args.socket_fd).map_err(WrapperError::Lost)?;
+    let numbers = sys::inheritable_fds(args.socket_fd)
+        .map_err(WrapperError::stand_in("list its descriptors"))?;
     if numbers.len() > MAX_PASSED_FDS {
-        return Err(WrapperError::Lost(std::io::Error::other(format!(
-            "{} open descriptors, more than the {MAX_PASSED_FDS} that can be handed over",
-            numbers.len()
-        ))));
+        return Err(WrapperError::stand_in("hand its descriptors over")(
+            std::io::Error::other(format!(
+                "{} open descriptors, more than the {MAX_PASSED_FDS} that can be handed over",
+                numbers.len()
+            )),
+        ));
     }
     // Started in the background with the terminal as its input, it gets
     // `/dev/null` there, as a non-interactive shell's background jobs do:
     // in a session of its own, nothing would stop it reading what is typed
     // to the shell.
     let quiet_input = match sys::input_is_the_terminal_in_the_background() {
-        true => Some(std::fs::File::open("/dev/null").map_err(WrapperError::Lost)?),
+        true => Some(
+            std::fs::File::open("/dev/null")
+                .map_err(WrapperError::stand_in("open /dev/null for its input"))?,
+        ),
         false => None,
     };
     let fds: Vec<BorrowedFd<'_>> = numbers
@@ -102,9 +115,9 @@ fn hand_over_descriptors(
         })
         .collect();
     if fds.len() != numbers.len() {
-        return Err(WrapperError::Lost(std::io::Error::other(
-            "a descriptor closed while listing",
-        )));
+        return Err(WrapperError::stand_in("hand its descriptors over")(
+            std::io::Error::other("a descriptor closed while listing"),
+        ));
     }
     let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers.clone()))
         .map_err(WrapperError::RequestTooLarge)?;

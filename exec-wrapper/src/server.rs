@@ -62,6 +62,21 @@ pub(crate) enum WrapperError {
     UnexpectedReply(String),
     #[error("lost the escalation server: {0}")]
     Lost(#[source] io::Error),
+    /// What failed was the stand-in's own set-up, not the server (a low
+    /// `ulimit -n`, for one).
+    #[error("the stand-in cannot {step}: {error}")]
+    StandIn {
+        step: &'static str,
+        #[source]
+        error: io::Error,
+    },
+}
+
+impl WrapperError {
+    /// A failure of the stand-in's own `step`.
+    pub(crate) fn stand_in(step: &'static str) -> impl FnOnce(io::Error) -> WrapperError {
+        move |error| WrapperError::StandIn { step, error }
+    }
 }
 
 /// The private socket of one request.
