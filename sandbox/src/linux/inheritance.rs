@@ -50,19 +50,16 @@ impl Inheritance {
     /// process's own. An error when `pid` cannot be read (gone, or not
     /// this user's).
     pub fn of(pid: i32) -> io::Result<Inheritance> {
+        let ours = Self::ours()?;
         let theirs = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let ours = std::fs::read_to_string("/proc/self/status")?;
-        let umask = |status: &str| status_field(status, "Umask:", 8);
-        let missing = || io::Error::other("no Umask or SigIgn in /proc/PID/status");
         let mut limits = Vec::with_capacity(LIMITS.len());
-        for resource in LIMITS {
+        for (resource, our_soft, our_hard) in ours.limits.iter().copied() {
             let (their_soft, their_hard) = super::sys::limit_of(pid, resource)?;
-            let (our_soft, our_hard) = super::sys::limit_of(0, resource)?;
             let hard = their_hard.min(our_hard);
             limits.push((resource, their_soft.min(our_soft).min(hard), hard));
         }
         Ok(Inheritance {
-            umask: (umask(&theirs).ok_or_else(missing)? | umask(&ours).ok_or_else(missing)?) as u32
+            umask: (status_field(&theirs, "Umask:", 8).ok_or_else(missing)? as u32 | ours.umask)
                 & 0o777,
             // The standard signals only: glibc leaves two real-time ones
             // of its own ignored in the programs it starts (see the
@@ -70,6 +67,27 @@ impl Inheritance {
             ignored: status_field(&theirs, "SigIgn:", 16).ok_or_else(missing)? & STANDARD_SIGNALS,
             limits,
         })
+    }
+
+    /// This process's own umask and limits, read once: what it passes on
+    /// is never looser than what it had when it first passed anything.
+    fn ours() -> io::Result<&'static Inheritance> {
+        static OURS: std::sync::OnceLock<Inheritance> = std::sync::OnceLock::new();
+        if let Some(ours) = OURS.get() {
+            return Ok(ours);
+        }
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let mut limits = Vec::with_capacity(LIMITS.len());
+        for resource in LIMITS {
+            let (soft, hard) = super::sys::limit_of(0, resource)?;
+            limits.push((resource, soft, hard));
+        }
+        let ours = Inheritance {
+            umask: status_field(&status, "Umask:", 8).ok_or_else(missing)? as u32,
+            ignored: 0,
+            limits,
+        };
+        Ok(OURS.get_or_init(|| ours))
     }
 
     /// Puts these into effect in this process, before it executes the
@@ -118,6 +136,10 @@ impl Inheritance {
         };
         Some((inheritance, rest))
     }
+}
+
+fn missing() -> io::Error {
+    io::Error::other("no Umask or SigIgn in /proc/PID/status")
 }
 
 /// The number after `name` on its line of a `/proc/PID/status`, in `radix`.
