@@ -148,9 +148,11 @@ pub struct ResolvedPolicy {
     /// repository of every directory below it that has none.
     no_repository_at: Option<PathBuf>,
     /// Other names the host's mounts give the writable roots, as they were
-    /// at resolution: what the sandbox writes through a root, a program
-    /// outside may read through a bind mount of it.
-    aliases: MountAliases,
+    /// when first asked (by [`ResolvedPolicy::may_write`]): what the
+    /// sandbox writes through a root, a program outside may read through a
+    /// bind mount of it. Read only when asked: most sandboxes never are,
+    /// and a host's mount table can be long.
+    aliases: std::sync::OnceLock<MountAliases>,
 }
 
 /// A host socket a limited network may connect to: its path and the
@@ -313,15 +315,8 @@ impl ResolvedPolicy {
             context: context.clone(),
             private_roots: Vec::new(),
             no_repository_at: None,
-            aliases: MountAliases::default(),
+            aliases: std::sync::OnceLock::new(),
         };
-        let written: Vec<PathBuf> = policy
-            .rules
-            .iter()
-            .filter(|rule| rule.access == Access::Write)
-            .map(|rule| rule.path.clone())
-            .collect();
-        policy.aliases = MountAliases::of(&written);
         let tmpdir = fs::canonicalize(&context.tmpdir).unwrap_or_else(|_| context.tmpdir.clone());
         let works_there = fs::canonicalize(&context.cwd).is_ok_and(|cwd| cwd == tmpdir)
             || context.workspace_roots.contains(&tmpdir);
@@ -503,7 +498,23 @@ impl ResolvedPolicy {
             !self.denied_files.iter().any(|file| file == path)
                 && self.rule_access(path) == Access::Write
         };
-        by_name(path) || self.aliases.other_names(path).any(|other| by_name(&other))
+        by_name(path)
+            || self
+                .aliases()
+                .other_names(path)
+                .any(|other| by_name(&other))
+    }
+
+    fn aliases(&self) -> &MountAliases {
+        self.aliases.get_or_init(|| {
+            let written: Vec<PathBuf> = self
+                .rules
+                .iter()
+                .filter(|rule| rule.access == Access::Write)
+                .map(|rule| rule.path.clone())
+                .collect();
+            MountAliases::of(&written)
+        })
     }
 
     /// Refuses a working directory the sandbox hides: bubblewrap would
