@@ -4170,3 +4170,66 @@ fn an_escalation_short_of_descriptors_says_so() {
     );
     assert!(!stderr.contains("escalation server"), "{stderr}");
 }
+
+/// A program escalated unsandboxed as root may make cgroups of its own
+/// below its session's (a container tool does). They go with the session:
+/// a probe found the session's cgroup and the server's left behind, the
+/// kernel refusing to remove a cgroup that has others below it.
+#[test]
+fn cgroups_made_below_a_session_go_with_it() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("dash.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"dash\"], decision = \"allow\", execution = \"unsandboxed\")\n",
+    )
+    .unwrap();
+    let mount = cgroup2_mount();
+    // Two levels, the process moved into the deepest: it is killed with
+    // the session, and what it made is removed.
+    let script = format!(
+        "dash -c 'c={}$(sed -n \"s/^0:://p\" /proc/self/cgroup); echo $c; \
+         mkdir -p $c/made/deeper && echo $$ > $c/made/deeper/cgroup.procs && sleep 1000'",
+        mount.display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--rules", rules.to_str().unwrap(), "--", &script])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let session = PathBuf::from(line.trim());
+    let deeper = session.join("made/deeper");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::fs::read_to_string(deeper.join("cgroup.procs")).is_ok_and(|procs| !procs.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", deeper.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let server = session.parent().unwrap().to_path_buf();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while server.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !session.exists(),
+        "{} outlived its session",
+        session.display()
+    );
+    assert!(!server.exists(), "{} outlived its server", server.display());
+}

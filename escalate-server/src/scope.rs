@@ -368,7 +368,7 @@ impl Drop for Scope {
         // Killed processes leave the cgroup as they exit; what is still
         // there after a moment is left for the warden to remove.
         for _ in 0..50 {
-            match std::fs::remove_dir(&cgroup.dir) {
+            match execgate_protocol::remove_cgroup_tree(&cgroup.dir) {
                 Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
@@ -530,14 +530,7 @@ fn remove_abandoned(parent: &Path) {
         if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if let Ok(sessions) = std::fs::read_dir(entry.path()) {
-            for session in sessions.flatten() {
-                if session.file_type().is_ok_and(|kind| kind.is_dir()) {
-                    let _ = std::fs::remove_dir(session.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(entry.path());
+        let _ = execgate_protocol::remove_cgroup_tree(&entry.path());
     }
 }
 

@@ -84,8 +84,8 @@ pub(crate) fn watch(arguments: &[OsString]) -> ! {
     std::process::exit(0)
 }
 
-/// Removes `cgroup` and the sessions' cgroups below it once the killed
-/// processes have left them.
+/// Removes `cgroup` and the sessions' cgroups below it (and any a program
+/// made below those) once the killed processes have left them.
 fn remove_when_empty(cgroup: &Path) {
     let deadline = Instant::now() + EMPTY_WAIT;
     loop {
@@ -97,12 +97,5 @@ fn remove_when_empty(cgroup: &Path) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    if let Ok(entries) = std::fs::read_dir(cgroup) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
-                let _ = std::fs::remove_dir(entry.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(cgroup);
+    let _ = execgate_protocol::remove_cgroup_tree(cgroup);
 }

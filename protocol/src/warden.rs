@@ -53,9 +53,68 @@ impl WardenRecord {
     }
 }
 
+/// How deep and how many cgroups [`remove_cgroup_tree`] looks for below
+/// the one it removes: a program that made more is left what it made
+/// beyond them (the kernel caps neither by default).
+const CGROUP_TREE_DEPTH: usize = 32;
+const CGROUP_TREE_SIZE: usize = 1024;
+
+/// Removes the cgroup `dir` and the cgroups below it, deepest first: the
+/// server at a session's end and the warden at the server's both remove
+/// trees a program started unsandboxed as root may have added to (a
+/// container tool makes cgroups below its own). A cgroup that still holds
+/// a process stays, as does every cgroup above it: the kernel refuses to
+/// remove either. The error is `dir`'s own removal's. Not on any exec's
+/// path: it walks directories, which allocates.
+pub fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    // Breadth first, then removed in the reverse order: every cgroup goes
+    // before the one it is in. No recursion: the depth is the program's.
+    let mut found = vec![(dir.to_path_buf(), 0)];
+    let mut next = 0;
+    while let Some((parent, depth)) = found.get(next).cloned() {
+        next += 1;
+        if depth == CGROUP_TREE_DEPTH {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if found.len() == CGROUP_TREE_SIZE {
+                break;
+            }
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                found.push((entry.path(), depth + 1));
+            }
+        }
+    }
+    for (below, _) in found.iter().skip(1).rev() {
+        let _ = std::fs::remove_dir(below);
+    }
+    std::fs::remove_dir(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On plain directories, which `rmdir` removes only when empty, as it
+    /// removes cgroups only when they have none below them: the walk
+    /// goes deepest first, and stops at its bounds.
+    #[test]
+    fn a_cgroup_tree_goes_deepest_first_within_bounds() {
+        let root = tempfile::tempdir().unwrap();
+        let tree = root.path().join("session");
+        let deep: std::path::PathBuf = (0..CGROUP_TREE_DEPTH).map(|_| "d").collect();
+        std::fs::create_dir_all(tree.join(&deep)).unwrap();
+        std::fs::create_dir_all(tree.join("a/b")).unwrap();
+        remove_cgroup_tree(&tree).unwrap();
+        assert!(!tree.exists());
+
+        std::fs::create_dir_all(tree.join(&deep).join("beyond")).unwrap();
+        assert!(remove_cgroup_tree(&tree).is_err());
+        assert!(tree.join(&deep).join("beyond").exists());
+    }
 
     #[test]
     fn records_round_trip_and_dangerous_groups_are_refused() {
