@@ -19,26 +19,34 @@ use crate::config::Config;
 pub enum PolicyCommand {
     /// Print, as JSON, the rules that match a command line and the decision
     /// (the shape of `codex execpolicy check`, plus each rule's file:line
-    /// and execution).
+    /// and execution, the program decided on and the execution that
+    /// applies).
     Check {
-        /// A rules file; repeat to merge several, in order.
-        #[arg(long = "rules", value_name = "FILE", required = true)]
+        /// A rules file; repeat to merge several, in order. With --as-run,
+        /// added to the config's, as a session adds them.
+        #[arg(
+            long = "rules",
+            value_name = "FILE",
+            required_unless_present = "as_run"
+        )]
         rules: Vec<PathBuf>,
         /// Let an absolute program path match its basename's rules (their
         /// allow and prompt rules only for paths `host_executable` lists,
         /// where it lists any; their forbidden rules for every path).
         #[arg(long)]
         resolve_host_executables: bool,
-        /// Decide as `execgate run` does: a program without a slash looked
-        /// up in the PATH a session's shell gets (the config's `[env]`
-        /// applied to this environment), its path canonicalized (symlinks
-        /// resolved), then the rules of that exact path, else its
-        /// basename's (implies --resolve-host-executables).
+        /// Decide as `execgate run` does: with the config's rules before
+        /// those --rules names, and its profiles; a program without a
+        /// slash looked up in the PATH a session's shell gets (the config's
+        /// `[env]` applied to this environment; `zsh` is the session's
+        /// own), its path canonicalized (symlinks resolved), then the rules
+        /// of that exact path, else its basename's (implies
+        /// --resolve-host-executables).
         #[arg(long)]
         as_run: bool,
-        /// With --as-run: the config file whose `[env]` makes the
-        /// session's PATH (default: $XDG_CONFIG_HOME/execgate/config.toml,
-        /// if there is one).
+        /// With --as-run: the config file whose rules, profiles and `[env]`
+        /// a session would take (default:
+        /// $XDG_CONFIG_HOME/execgate/config.toml, if there is one).
         #[arg(long, value_name = "FILE", requires = "as_run")]
         config: Option<PathBuf>,
         /// Indent the JSON.
@@ -140,7 +148,21 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             network: None,
             ..
         } => {
-            let rules = RuleSet::load(&rules)?;
+            let rules = if as_run {
+                let config = Config::load(config.as_deref())?;
+                let files: Vec<PathBuf> = config.rules.iter().chain(&rules).cloned().collect();
+                let rules = std::sync::Arc::new(load_rules(&files)?);
+                // What `run` refuses to start with, refused alike.
+                execgate_core_bridge::ExecPolicy::new(execgate_core_bridge::ExecPolicyConfig {
+                    rules: rules.clone(),
+                    profiles: std::sync::Arc::new(config.profiles),
+                    ..Default::default()
+                })?;
+                rules
+            } else {
+                say_if_config_rules_are_left_out(&rules);
+                std::sync::Arc::new(RuleSet::load(&rules)?)
+            };
             if as_run {
                 let session_path = session_path(config.as_deref())?;
                 if let Some(program) = argv.first().filter(|program| !program.contains('/')) {
@@ -162,7 +184,11 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     resolve_host_executables: resolve_host_executables || as_run,
                 },
             );
-            print_json(&CheckReport::from(&evaluation), pretty)?;
+            let report = match as_run {
+                true => CheckReport::as_run(&evaluation, argv.first().cloned()),
+                false => CheckReport::from(&evaluation),
+            };
+            print_json(&report, pretty)?;
             if !as_run {
                 if let Some(hint) = argv
                     .first()
@@ -418,6 +444,34 @@ fn shell_builtins<'a>(names: impl IntoIterator<Item = &'a str>) -> HashSet<Strin
         .collect()
 }
 
+/// Says on stderr when the config file has rules that `files` leaves
+/// out: a plain check is of the files named, a session takes the
+/// config's too.
+fn say_if_config_rules_are_left_out(files: &[PathBuf]) {
+    let Ok(config) = Config::load(None) else {
+        return;
+    };
+    let named: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|file| std::fs::canonicalize(file).ok())
+        .collect();
+    let left_out: Vec<String> = config
+        .rules
+        .iter()
+        .filter(|file| {
+            !std::fs::canonicalize(file).is_ok_and(|canonical| named.contains(&canonical))
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    if !left_out.is_empty() {
+        crate::stderr::line(&format!(
+            "execgate: the config's rules ({}) are not checked, only the files --rules names; \
+             a session loads both: --as-run adds them as a session does",
+            left_out.join(", ")
+        ));
+    }
+}
+
 /// Loads rules for a session, with errors that say which file.
 /// Their ids name the files by canonical path: the same rule is one id in
 /// every session's records, wherever each was started.
@@ -465,10 +519,16 @@ fn session_path(config: Option<&Path>) -> Result<std::ffi::OsString> {
 }
 
 /// `program` as a session's server sees it: looked up in the session's
-/// `path` when it has no slash, then canonicalized.
+/// `path` when it has no slash, then canonicalized. A session's `PATH`
+/// starts with a directory of its own that holds its zsh.
 fn program_as_run(program: &str, path: &std::ffi::OsStr) -> Result<String> {
+    let sessions_zsh = (program == "zsh")
+        .then(|| execgate_core_bridge::Tools::locate().ok())
+        .flatten();
     let found = if program.contains('/') {
         PathBuf::from(program)
+    } else if let Some(tools) = sessions_zsh {
+        tools.zsh
     } else {
         find_in(program, path).with_context(|| {
             format!(

@@ -3251,7 +3251,8 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json, serde_json::json!({"matchedRules": []}));
+    assert_eq!(json["matchedRules"], serde_json::json!([]), "{json}");
+    assert_eq!(json["decision"], serde_json::Value::Null, "{json}");
 
     // `awk` as the shell finds it in this `PATH`.
     let search_path = base.to_str().unwrap();
@@ -4232,4 +4233,106 @@ fn cgroups_made_below_a_session_go_with_it() {
         session.display()
     );
     assert!(!server.exists(), "{} outlived its server", server.display());
+}
+
+/// A probe (105): `policy check --as-run` left out the config's own
+/// rules, which a session loads before `--rules`, and said "runs in place"
+/// of a command the session escalated unsandboxed; it took a profile
+/// `run` refuses; it read a bare `zsh` as `PATH`'s, where a session runs
+/// its own; and it did not say which program it decided on, or which of
+/// several matching rules' `execution` applies.
+#[test]
+fn policy_check_as_run_decides_with_the_sessions_rules_profiles_and_zsh() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let user = base.join("user.rules");
+    std::fs::write(
+        &user,
+        "prefix_rule(pattern = [\"id\"], decision = \"allow\", execution = \"unsandboxed\")\n\
+         prefix_rule(pattern = [\"id\", \"-u\"], decision = \"allow\", execution = \"turn-default\")\n\
+         prefix_rule(pattern = [\"/usr/bin/zsh\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let config = base.join("config.toml");
+    std::fs::write(&config, "rules = [\"user.rules\"]\n").unwrap();
+    let empty = base.join("empty.rules");
+    std::fs::write(&empty, "").unwrap();
+    let (config, empty) = (config.to_str().unwrap(), empty.to_str().unwrap());
+    let check = |args: &[&str]| {
+        let mut all = vec!["policy", "check", "--as-run", "--config", config];
+        all.extend(args);
+        let output = execgate(&ws, &all);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    // The config's rules, with --rules and without.
+    for args in [
+        &["--rules", empty, "--", "id", "-u"][..],
+        &["--", "id", "-u"],
+    ] {
+        let report = check(args);
+        assert_eq!(report["decision"], "allow", "{report}");
+        assert_eq!(report["program"], "/usr/bin/id", "{report}");
+        // Of the two allow rules, the one whose execution confines most.
+        assert_eq!(report["execution"], "turn-default", "{report}");
+    }
+    let output = execgate(
+        &ws,
+        &[
+            "run", "--config", config, "--rules", empty, "-v", "--", "id -u",
+        ],
+    );
+    assert!(
+        text(&output.stderr).contains("-> Escalate(TurnDefault)"),
+        "{}",
+        text(&output.stderr)
+    );
+    // A session's `zsh` is its own, never the PATH's.
+    let report = check(&["--", "zsh", "-fc", "true"]);
+    assert_ne!(report["decision"], "forbidden", "{report}");
+    assert_ne!(report["program"], "/usr/bin/zsh", "{report}");
+    // A profile `run` refuses, `check --as-run` refuses too.
+    let undefined = base.join("undefined.rules");
+    std::fs::write(
+        &undefined,
+        "prefix_rule(pattern = [\"id\"], execution = \"nosuch\")\n",
+    )
+    .unwrap();
+    for command in [
+        vec!["run", "--rules", undefined.to_str().unwrap(), "--", "id"],
+        vec![
+            "policy",
+            "check",
+            "--as-run",
+            "--rules",
+            undefined.to_str().unwrap(),
+            "--",
+            "id",
+        ],
+    ] {
+        let output = execgate(&ws, &command);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("\"nosuch\", which is not defined"),
+            "{stderr}"
+        );
+    }
+    // Without --as-run, the named files alone, and a line saying the
+    // config's are left out.
+    std::fs::create_dir_all(base.join("execgate")).unwrap();
+    std::fs::copy(base.join("config.toml"), base.join("execgate/config.toml")).unwrap();
+    std::fs::copy(&user, base.join("execgate/user.rules")).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["policy", "check", "--rules", empty, "--", "id"],
+        &[("XDG_CONFIG_HOME", base.to_str().unwrap())],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["matchedRules"], serde_json::json!([]), "{report}");
+    assert!(
+        text(&output.stderr).contains("--as-run adds them as a session does"),
+        "{}",
+        text(&output.stderr)
+    );
 }

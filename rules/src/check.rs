@@ -14,6 +14,14 @@ pub struct CheckReport {
     pub matched_rules: Vec<MatchedRule>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
+    /// Ours, with `--as-run`: the program decided on, as resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    /// Ours, with `--as-run`: what the command runs as when allowed or
+    /// approved: the execution of the deciding rule that confines most
+    /// ([`Evaluation::deciding_rule`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +67,27 @@ impl From<&Evaluation> for CheckReport {
                 })
                 .collect(),
             decision: evaluation.decision().map(|decision| decision.as_str()),
+            program: None,
+            execution: None,
+        }
+    }
+}
+
+impl CheckReport {
+    /// With what a session adds: the program decided on, and what the
+    /// command runs as when allowed or approved.
+    pub fn as_run(evaluation: &Evaluation, program: Option<String>) -> CheckReport {
+        CheckReport {
+            program,
+            execution: evaluation
+                .deciding_rule()
+                .filter(|rule| rule.decision != crate::RuleDecision::Forbidden)
+                .map(|rule| {
+                    rule.execution
+                        .as_ref()
+                        .map_or_else(|| "unsandboxed".to_owned(), ToString::to_string)
+                }),
+            ..CheckReport::from(evaluation)
         }
     }
 }
