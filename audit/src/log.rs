@@ -550,6 +550,8 @@ struct Taken {
     /// left open, exits of children it killed) count against the same
     /// share; the entry goes a while later.
     ended: Option<Instant>,
+    /// Its records that could not be written, which its end counts.
+    lost: u64,
 }
 
 /// `session_id`'s entry in `shares`, made if it has none (its name copied
@@ -602,13 +604,51 @@ impl SessionAudit {
 impl AuditSink for SessionAudit {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
         let ended = matches!(event, SessionEvent::Ended { .. });
-        let record = AuditRecord::of_with(
+        let shares = || {
+            self.written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        let lost = match ended {
+            true => taken_by(&mut shares(), session_id).lost,
+            false => 0,
+        };
+        let recorded = self.append(session_id, event, lost);
+        if recorded.is_err() {
+            let mut shares = shares();
+            let taken = taken_by(&mut shares, session_id);
+            taken.lost = taken.lost.saturating_add(1);
+        }
+        recorded
+    }
+
+    fn waits_for_disk(&self, event: &SessionEvent) -> bool {
+        self.options.sync_escalations
+            && matches!(
+                event,
+                SessionEvent::Decided {
+                    decision: Decision::Escalate(_),
+                    ..
+                }
+            )
+    }
+}
+
+impl SessionAudit {
+    /// Appends `event`'s record within the session's share; a session's
+    /// end says how many of its records were `lost` before it.
+    fn append(&self, session_id: &str, event: &SessionEvent, lost: u64) -> Result<(), String> {
+        let ended = matches!(event, SessionEvent::Ended { .. });
+        let mut record = AuditRecord::of_with(
             event,
             session_id,
             SystemTime::now(),
             &self.options,
             |request| self.environment_of(request),
         );
+        if let Some(session) = record.session.as_mut().filter(|_| ended && lost > 0) {
+            session.lost_records = Some(lost);
+        }
         let line = encode(&record).map_err(|error| error.to_string())?;
         let line_len = line.len() as u64;
         let share_spent = |taken: u64| {
@@ -672,16 +712,5 @@ impl AuditSink for SessionAudit {
             Err(AuditError::PastAllowance { .. }) => Err(share_spent(taken.bytes)),
             Err(error) => Err(error.to_string()),
         }
-    }
-
-    fn waits_for_disk(&self, event: &SessionEvent) -> bool {
-        self.options.sync_escalations
-            && matches!(
-                event,
-                SessionEvent::Decided {
-                    decision: Decision::Escalate(_),
-                    ..
-                }
-            )
     }
 }

@@ -512,6 +512,8 @@ pub struct Summary {
     pub escalations: Vec<String>,
     pub denials: Vec<String>,
     pub errors: usize,
+    /// Records the sessions' ends say were not written.
+    pub lost: u64,
 }
 
 impl Summary {
@@ -527,6 +529,9 @@ impl Summary {
     pub fn add(&mut self, record: &AuditRecord) {
         if record.event.action == "error" {
             self.errors += 1;
+        }
+        if let Some(lost) = record.session.as_ref().and_then(|s| s.lost_records) {
+            self.lost = self.lost.saturating_add(lost);
         }
         let Some(fields) = &record.execgate else {
             return;

@@ -215,6 +215,10 @@ pub struct SessionFields {
     /// At the end: escalated children still running, which were killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_children: Option<usize>,
+    /// At the end: records of the session that could not be written (its
+    /// share of the log spent, a write failed), when there were any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_records: Option<u64>,
 }
 
 /// One line of the audit log.

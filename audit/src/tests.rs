@@ -1410,3 +1410,37 @@ fn a_sessions_end_is_recorded_and_rotates_nothing() {
     }
     assert!(judged, "no record size left the file too full for the end");
 }
+
+/// A probe (105): records refused past a session's share left no trace in
+/// the log (only a line on stderr), so `execgate audit` counted 54 of 100
+/// escalations with nothing to say the rest were missing. The session's
+/// end says how many of its records were not written.
+#[test]
+fn a_sessions_end_counts_the_records_it_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lost.jsonl");
+    let rotation = Rotation {
+        max_bytes: 64 << 10,
+        keep: 1,
+    };
+    let log = Arc::new(AuditLog::open(&path, rotation).unwrap());
+    let flood = SessionAudit::new(log.clone(), RecordOptions::default());
+    let big = decided(vec!["x".repeat(4 << 10).into()], Decision::Run);
+    while flood.record("flood", &big).is_ok() {}
+    for _ in 0..4 {
+        assert!(flood.record("flood", &big).is_err());
+    }
+    flood.record("flood", &ended()).unwrap();
+    // Another session lost nothing: its end says nothing of it.
+    flood.record("quiet", &ended()).unwrap();
+    let records = read_log(&path).unwrap().records;
+    let end_of = |session: &str| {
+        records
+            .iter()
+            .find(|record| record.session_id == session && record.event.action == "session-end")
+            .and_then(|record| record.session.clone())
+            .unwrap()
+    };
+    assert_eq!(end_of("flood").lost_records, Some(5));
+    assert_eq!(end_of("quiet").lost_records, None);
+}

@@ -484,9 +484,13 @@ fn session_end(record: &AuditRecord) -> String {
             session.sandbox.join(", ")
         ));
     };
-    match session.signal {
+    let ending = match session.signal {
         Some(signal) => format!("ended by signal {signal}, {killed} running killed"),
         None => format!("closed, {killed} running killed"),
+    };
+    match session.lost_records {
+        Some(lost) => format!("{ending}, {lost} record(s) not written"),
+        None => ending,
     }
 }
 
@@ -522,6 +526,14 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
         writeln!(out, "  {}", debug_escaped(line))?;
     }
     writeln!(out, "errors: {}", summary.errors)?;
+    if summary.lost > 0 {
+        writeln!(
+            out,
+            "records not written: {} (the sessions' ends count them: a session's share of \
+             the log spent, or a write that failed)",
+            summary.lost
+        )?;
+    }
     Ok(())
 }
 

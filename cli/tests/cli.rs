@@ -4336,3 +4336,55 @@ fn policy_check_as_run_decides_with_the_sessions_rules_profiles_and_zsh() {
         text(&output.stderr)
     );
 }
+
+/// A probe (105): with `on_failure = "warn"`, a session past its share of
+/// the log ran on unrecorded, and the log itself said nothing of it:
+/// `audit --summary` counted what was written as if it were all. The
+/// session's end counts its records that were not written, and the
+/// summary and the table say so.
+#[test]
+fn records_not_written_are_counted_at_the_sessions_end() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("log/audit.jsonl");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[audit]\non_failure = \"warn\"\nmax_bytes = 65536\nkeep = 1\n",
+    )
+    .unwrap();
+    let log = log.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--audit-log",
+            log,
+            "--",
+            "repeat 300 /usr/bin/true; print -r -- ended",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
+    assert!(stderr.contains("going on without records"), "{stderr}");
+    let summary = text(&execgate(&ws, &["audit", "--summary", log]).stdout);
+    let lost: u64 = summary
+        .lines()
+        .find_map(|line| line.strip_prefix("records not written: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    let written = summary
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("/usr/bin/true  run "))
+        .and_then(|count| count.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(lost > 0, "{summary}");
+    assert_eq!(written + lost, 300, "{summary}");
+    let table = text(&execgate(&ws, &["audit", log]).stdout);
+    assert!(
+        table.contains(&format!("{lost} record(s) not written")),
+        "{table}"
+    );
+}
