@@ -166,11 +166,18 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             if as_run {
                 let session_path = session_path(config.as_deref())?;
                 if let Some(program) = argv.first().filter(|program| !program.contains('/')) {
-                    if shell_builtins([program.as_str()]).contains(program) {
+                    let builtins = ShellBuiltins::of([program.as_str()]);
+                    if builtins.always.contains(program) {
                         crate::stderr::line(&format!(
                             "execgate: {program} is a zsh builtin: in a session the shell runs \
                              it itself, and never asks; what follows is for an executable \
                              named {program} run by path or by another program"
+                        ));
+                    } else if let Some(module) = builtins.by_module.get(program) {
+                        crate::stderr::line(&format!(
+                            "execgate: {program} is a builtin of zsh's {module} module: after \
+                             `zmodload {module}` a session's shell runs it itself (in its \
+                             sandbox), and never asks; what follows is for the program"
                         ));
                     }
                 }
@@ -261,24 +268,39 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         .rules()
         .map(|rule| rule.program())
         .filter(|program| !program.contains('/'));
-    let builtins = shell_builtins(names);
+    let builtins = ShellBuiltins::of(names);
     let mut on_builtins: Vec<_> = rules
         .rules()
-        .filter(|rule| builtins.contains(rule.program()))
+        // A module's builtin sidesteps what a rule holds back; an allow
+        // rule then only runs in place what it would have escalated.
+        .filter(|rule| {
+            builtins.always.contains(rule.program())
+                || (builtins.by_module.contains_key(rule.program())
+                    && rule.decision != RuleDecision::Allow)
+        })
         .collect();
     // In the order written.
     on_builtins.sort_by_key(|rule| (rule.origin.file.clone(), rule.origin.line));
     for rule in on_builtins {
         let program = rule.program();
-        findings.push(LintFinding {
-            origin: rule.origin.clone(),
-            pattern: vec![program.to_owned()],
-            severity: Severity::Warning,
-            message: format!(
+        let message = match builtins.by_module.get(program) {
+            None => format!(
                 "{program} is a zsh builtin: in a session `{program}` runs inside the shell \
                  and is never asked about; this rule applies only to an executable named \
                  {program} run by path or by another program (env, xargs, find -exec)"
             ),
+            Some(module) => format!(
+                "{program} is also a builtin of zsh's {module} module: after `zmodload \
+                 {module}`, `{program}` runs inside the session's shell (in its sandbox, \
+                 with no more than it may do) and is never asked about; this rule decides \
+                 {program} only where it runs as a program"
+            ),
+        };
+        findings.push(LintFinding {
+            origin: rule.origin.clone(),
+            pattern: vec![program.to_owned()],
+            severity: Severity::Warning,
+            message,
         });
     }
     crate::output::stdout(|out| {
@@ -405,43 +427,87 @@ fn find_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
         })
 }
 
-/// Which of `names` the session's zsh runs itself (builtins and reserved
-/// words), as `whence -w` in the patched zsh says: a session never asks
+/// zsh modules a script may load whose builtins take the names of
+/// programs (`zmodload zsh/files` makes `rm`, `mv`, `ln`, `mkdir` and
+/// more builtins).
+const SHADOWING_MODULES: [&str; 2] = ["zsh/files", "zsh/stat"];
+
+/// Which of `names` the session's zsh runs itself, as `whence -w` in the
+/// patched zsh says: builtins and reserved words (always), and builtins
+/// of [`SHADOWING_MODULES`] once loaded (by module). A session never asks
 /// about them. Empty, with a line on stderr saying so, when the zsh
 /// cannot be run.
-fn shell_builtins<'a>(names: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
-    let names: Vec<&str> = names.into_iter().collect();
-    if names.is_empty() {
-        return HashSet::new();
-    }
-    let output = execgate_core_bridge::Tools::locate()
-        .map_err(|error| error.to_string())
-        .and_then(|tools| {
-            std::process::Command::new(&tools.zsh)
-                .args(["-fc", r#"whence -w -- "$@""#, "zsh"])
-                .args(&names)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output()
-                .map_err(|error| format!("cannot run {}: {error}", tools.zsh.display()))
-        });
-    let output = match output {
-        Ok(output) => output,
-        Err(error) => {
-            crate::stderr::line(&format!(
-                "execgate: rules on zsh builtins, which a session never asks about, are not \
-                 looked for: {error}"
-            ));
-            return HashSet::new();
+struct ShellBuiltins {
+    always: HashSet<String>,
+    /// Name -> the module that makes it a builtin.
+    by_module: std::collections::HashMap<String, String>,
+}
+
+impl ShellBuiltins {
+    fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> ShellBuiltins {
+        let mut found = ShellBuiltins {
+            always: HashSet::new(),
+            by_module: std::collections::HashMap::new(),
+        };
+        let names: Vec<&str> = names.into_iter().collect();
+        if names.is_empty() {
+            return found;
         }
-    };
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (name, kind) = line.rsplit_once(": ")?;
-            matches!(kind, "builtin" | "reserved").then(|| name.to_owned())
-        })
-        .collect()
+        // One section per state: as the shell starts, then with each
+        // module loaded in turn.
+        let mut script = String::from(r#"whence -w -- "$@";"#);
+        for module in SHADOWING_MODULES {
+            script.push_str(&format!(
+                r#" zmodload {module} 2>/dev/null; print -r -- "--- {module}"; whence -w -- "$@";"#
+            ));
+        }
+        let output = execgate_core_bridge::Tools::locate()
+            .map_err(|error| error.to_string())
+            .and_then(|tools| {
+                std::process::Command::new(&tools.zsh)
+                    .args(["-fc", &script, "zsh"])
+                    .args(&names)
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .output()
+                    .map_err(|error| format!("cannot run {}: {error}", tools.zsh.display()))
+            });
+        let output = match output {
+            Ok(output) => output,
+            Err(error) => {
+                crate::stderr::line(&format!(
+                    "execgate: rules on zsh builtins, which a session never asks about, are \
+                     not looked for: {error}"
+                ));
+                return found;
+            }
+        };
+        let mut module: Option<String> = None;
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            if let Some(loaded) = line.strip_prefix("--- ") {
+                module = Some(loaded.to_owned());
+                continue;
+            }
+            let Some((name, kind)) = line.rsplit_once(": ") else {
+                continue;
+            };
+            if !matches!(kind, "builtin" | "reserved") || found.always.contains(name) {
+                continue;
+            }
+            match &module {
+                None => {
+                    found.always.insert(name.to_owned());
+                }
+                Some(module) => {
+                    found
+                        .by_module
+                        .entry(name.to_owned())
+                        .or_insert_with(|| module.clone());
+                }
+            }
+        }
+        found
+    }
 }
 
 /// Says on stderr when the config file has rules that `files` leaves

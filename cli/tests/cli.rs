@@ -2168,7 +2168,12 @@ fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
         stdout.contains(&format!("{rules}:4: warning: allow on python3")),
         "{stdout}"
     );
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    // And the forbidden `rm` a `zmodload zsh/files` sidesteps.
+    assert!(
+        stdout.contains(&format!("{rules}:3: warning: rm is also a builtin")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
 }
 
 #[test]
@@ -3335,6 +3340,9 @@ fn policy_lint_names_programs_not_in_path_and_look_alike_tokens() {
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     let warned: Vec<&str> = stdout
         .lines()
+        // The forbidden `rm` a `zmodload zsh/files` sidesteps: another
+        // test's.
+        .filter(|line| !line.contains("zmodload"))
         .map(|line| line.split(": warning: ").next().unwrap_or_default())
         .collect();
     assert_eq!(
@@ -4387,4 +4395,57 @@ fn records_not_written_are_counted_at_the_sessions_end() {
         table.contains(&format!("{lost} record(s) not written")),
         "{table}"
     );
+}
+
+/// A probe (105): after `zmodload zsh/files`, `rm -rf d` ran as a builtin
+/// of the sandboxed shell, with no decision and no record, while lint said
+/// nothing of the rule forbidding `rm`; and `rm -rf ~/`, `ls $HOME` as
+/// pattern tokens match only what a person would have to quote, as the
+/// shell expands them first: the rules never fire.
+#[test]
+fn lint_names_module_builtins_and_tokens_the_shell_expands() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("expanded.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"rm\", \"-rf\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"ls\", \"-d\", \"~/\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"ls\", [\"$HOME\", \"${HOME}/x\"]], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"awk\", \"{print $1}\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"git\", \"show\", \"HEAD~1\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let output = execgate(&ws, &["policy", "lint", "--rules", rules.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let at = |line: usize| -> Vec<&str> {
+        stdout
+            .lines()
+            .filter(|finding| finding.contains(&format!(":{line}: warning: ")))
+            .collect()
+    };
+    assert!(
+        at(1)
+            .iter()
+            .any(|finding| finding.contains("zmodload zsh/files")),
+        "{stdout}"
+    );
+    assert!(
+        at(2).iter().any(|finding| finding.contains("\"~/\"")),
+        "{stdout}"
+    );
+    assert_eq!(
+        at(3)
+            .iter()
+            .filter(|finding| finding.contains("the shell expands"))
+            .count(),
+        2,
+        "{stdout}"
+    );
+    // `$1` and `HEAD~1` are what a person writes quoted or as they are.
+    assert!(
+        at(4).iter().all(|finding| !finding.contains("expands")),
+        "{stdout}"
+    );
+    assert!(at(5).is_empty(), "{stdout}");
 }

@@ -473,6 +473,16 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
                         choice.trim()
                     ));
                 }
+                if let Some(what) = shell_expands(choice) {
+                    if named.insert((rule.origin.clone(), choice.clone())) {
+                        messages.push(format!(
+                            "argument {choice:?} holds {what}, which the shell expands before \
+                             the program runs: this rule matches only an argument quoted as \
+                             written, never the one a command line with it unquoted gives; \
+                             write the expanded word (an absolute path)"
+                        ));
+                    }
+                }
             }
         }
         findings.extend(messages.into_iter().map(|message| LintFinding {
@@ -483,6 +493,23 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
         }));
     }
     findings
+}
+
+/// What in `token` the shell replaces when it is written unquoted: a `~`
+/// that starts it (`~/`, `~user`), or a parameter (`$HOME`, `${HOME}`,
+/// `$(cmd)`). Not a `$` before a digit or nothing (`{print $1}`, `s/$//`),
+/// nor a `~` inside (`HEAD~1`), which people write quoted or as they are.
+fn shell_expands(token: &str) -> Option<&'static str> {
+    let home = token
+        .strip_prefix('~')
+        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_whitespace()));
+    if home {
+        return Some("a leading ~ (a home directory)");
+    }
+    let parameter = token.match_indices('$').any(|(at, _)| {
+        token[at + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || "_{(".contains(c))
+    });
+    parameter.then_some("a $ parameter or command substitution")
 }
 
 /// The presets whose names promise confinement, with what each grants.
