@@ -44,7 +44,9 @@ pub struct AuditArgs {
     /// connections refused at connect time, after an allow).
     #[arg(long)]
     decision: Option<String>,
-    /// A glob on the program's path or file name.
+    /// A glob on the program's path or file name: its canonical path, the
+    /// path asked for, or the name it was run by (argv[0]: `--program
+    /// unxz` finds xz run as unxz, and `exec -a cat id` shows under cat).
     #[arg(long)]
     program: Option<String>,
     /// A rule id (`file:line`).

@@ -74,11 +74,14 @@ pub enum PolicyCommand {
     /// their arguments say (interpreters, shells, command runners), about
     /// network rules open to every host, about absolute paths a session
     /// never sees (symlinks, paths that do not exist here), names not found
-    /// in PATH and tokens only a look-alike matches (whitespace at an end,
-    /// a program name that is not printable ASCII); report
-    /// as errors `execution` profiles the config (or, without one, the
+    /// in PATH, tokens only a look-alike matches (whitespace at an end, a
+    /// program name that is not printable ASCII) or the shell expands
+    /// first (`~/`, `$HOME`), and forbidden or prompt rules on names a zsh
+    /// module makes builtins (`rm` after `zmodload zsh/files`); report as
+    /// errors `execution` profiles the config (or, without one, the
     /// presets) does not define. Exits 1 when there are warnings, 2 when
-    /// there are errors.
+    /// there are errors, 125 when a rules file or the config does not load
+    /// (the error names the file and line).
     Lint {
         /// A rules file; repeat for several. Default: the config file's.
         #[arg(long = "rules", value_name = "FILE")]
