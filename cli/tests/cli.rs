@@ -1688,11 +1688,21 @@ fn requests_the_server_cannot_follow_say_why() {
             rules.to_str().unwrap(),
             "--",
             "cp /usr/bin/true /dev/shm/t; /dev/shm/t; print shm=$?; \
-             mkdir gone; cd gone; rmdir ../gone; /usr/bin/true; print gone=$?",
+             mkdir gone; cd gone; rmdir ../gone; /usr/bin/true; print gone=$?; \
+             cd ..; /proc/self/root/usr/bin/true; print root=$?",
         ],
     );
     let stderr = text(&output.stderr);
-    assert_eq!(text(&output.stdout), "shm=126\ngone=126\n", "{stderr}");
+    assert_eq!(
+        text(&output.stdout),
+        "shm=126\ngone=126\nroot=126\n",
+        "{stderr}"
+    );
+    // A probe (105): "Too many levels of symbolic links" alone.
+    assert!(
+        stderr.contains("a /proc link to a process's root"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("a sandbox has its own /dev and /run"),
         "{stderr}"

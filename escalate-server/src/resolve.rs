@@ -37,7 +37,7 @@ use crate::policy::{ResolvedExecutable, WorkingDirectory};
 pub enum ResolveError {
     #[error("{path:?} is not an absolute path")]
     NotAbsolute { path: PathBuf },
-    #[error("cannot open {path:?}: {source}{}", private_to_the_sandbox(path))]
+    #[error("cannot open {path:?}: {source}{}", why_not_here(path, source))]
     Open { path: PathBuf, source: io::Error },
     #[error("{path:?} is not a regular file")]
     NotRegularFile { path: PathBuf },
@@ -55,12 +55,17 @@ pub enum ResolveError {
     },
 }
 
-/// What to add to a message about `path` that the server could not find
-/// where a sandbox could: its `/dev` and `/run` are its own.
-fn private_to_the_sandbox(path: &Path) -> &'static str {
+/// What to add to a message about `path` that the server could not open
+/// where a sandbox could: its `/dev` and `/run` are its own, and a
+/// `/proc` link to a process's files is one the server never follows
+/// (the kernel's "too many levels of symbolic links" says it poorly).
+fn why_not_here(path: &Path, error: &io::Error) -> &'static str {
     if path.starts_with("/dev") || path.starts_with("/run") {
         " (a sandbox has its own /dev and /run, which execgate does not see from \
          outside: run programs from the workspace or the temporary directory)"
+    } else if path.starts_with("/proc") && error.raw_os_error() == Some(libc::ELOOP) {
+        " (a /proc link to a process's root, directory or descriptors, which execgate \
+         does not follow: run the program by its own path)"
     } else {
         ""
     }

@@ -94,6 +94,18 @@ impl RuleSet {
             &Dialect::Standard,
         )
         .map_err(invalid)?;
+        // Starlark's own message asks for an evaluator's loader.
+        if let Some(load) = ast.loads().first() {
+            return Err(LoadError::Invalid {
+                file: file.to_path_buf(),
+                line: Some(load.span.resolve_span().begin.line + 1),
+                message: format!(
+                    "load({:?}) is not supported: each rules file stands alone; name every \
+                     file with --rules, or in the config's rules = [...]",
+                    load.module_id
+                ),
+            });
+        }
         let globals = GlobalsBuilder::standard().with(rules_builtins).build();
         let module = Module::new();
         let collector = Collector {

@@ -182,6 +182,8 @@ fn bad_files_name_file_and_line() {
         ("prefix_rule(pattern = [\"bin/tool\"], decision = \"forbidden\")", 1, "write a bare name"),
         ("prefix_rule(pattern = [[\"rm\", \"../rm\"], \"-rf\"], decision = \"forbidden\")", 1, "\"../rm\" is a relative path"),
         ("prefix_rule(pattern = [\"~eve/bin/x\"], decision = \"forbidden\")", 1, "expanded only as `~/`"),
+        // A probe (105): starlark's own words asked for `set_loader`.
+        ("\nload(\"x.rules\", \"y\")\n", 2, "each rules file stands alone"),
     ];
     for (source, line, needle) in cases {
         let error = RuleSet::parse(Path::new("bad.rules"), source).expect_err(source);
