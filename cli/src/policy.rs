@@ -237,7 +237,7 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         .or_else(|| crate::config::default_path().filter(|path| path.exists()));
     let config = Config::load(config)?;
     let files = if rules.is_empty() {
-        config.rules
+        config.rules.clone()
     } else {
         rules
     };
@@ -265,6 +265,7 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         &rules,
         &Machine {
             profiles: &config.profiles,
+            path: session_path_of(&config)?,
         },
     );
     let names = rules
@@ -358,6 +359,8 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
 /// resolution (`/proc/self/fd` of the file it opened: the canonical path).
 struct Machine<'a> {
     profiles: &'a ProfileSet,
+    /// The `PATH` a session's shell gets.
+    path: std::ffi::OsString,
 }
 
 impl LintContext for Machine<'_> {
@@ -393,7 +396,7 @@ impl LintContext for Machine<'_> {
     }
 
     fn find_program(&self, name: &str) -> Option<PathBuf> {
-        find_in_path(name)
+        find_in(name, &self.path)
     }
 
     fn allowed_domains(&self) -> Vec<(String, DomainPattern)> {
@@ -578,7 +581,11 @@ fn renamed_in_a_session(program: &str) -> Option<String> {
 /// The `PATH` a session's shell gets: `config`'s `[env]` applied to this
 /// process's environment, or the session's default when it leaves none.
 fn session_path(config: Option<&Path>) -> Result<std::ffi::OsString> {
-    let config = Config::load(config)?;
+    session_path_of(&Config::load(config)?)
+}
+
+/// [`session_path`] of a config already loaded.
+fn session_path_of(config: &Config) -> Result<std::ffi::OsString> {
     let env = config.env.build(std::env::vars_os())?;
     Ok(env
         .into_iter()

@@ -4459,3 +4459,52 @@ fn lint_names_module_builtins_and_tokens_the_shell_expands() {
     );
     assert!(at(5).is_empty(), "{stdout}");
 }
+
+/// A probe (105): lint looked programs up in the caller's `PATH`, not the
+/// one the config's `[env]` gives a session's shell; and a pin that leaves
+/// out the program that `PATH` finds first passed lint silently, while a
+/// session ran that program in place, the allow and prompt rules on its
+/// name out of reach.
+#[test]
+fn lint_looks_in_the_sessions_path_and_names_a_pin_it_leaves_out() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let sessions = path_with_programs(&base, &["git", "tool"]);
+    let config = base.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[env]\nset = {{ PATH = \"{sessions}:/usr/bin:/bin\" }}\n"),
+    )
+    .unwrap();
+    let rules = base.join("pin.rules");
+    std::fs::write(
+        &rules,
+        "host_executable(name = \"git\", paths = [\"/usr/bin/git\"])\n\
+         prefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\", execution = \"turn-default\")\n\
+         prefix_rule(pattern = [\"tool\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "policy",
+            "lint",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    let stdout = text(&output.stdout);
+    // `tool` is in the session's PATH only.
+    assert!(!stdout.contains("\"tool\" is not found"), "{stdout}");
+    let pin = stdout
+        .lines()
+        .find(|line| line.contains(":1: warning: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        pin.contains(&format!("{sessions}/git")) && pin.contains("leave out"),
+        "{stdout}"
+    );
+}

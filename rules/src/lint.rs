@@ -21,7 +21,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::rule::{PrefixRule, RuleDecision, RuleExecution, RuleOrigin, RuleSet};
+use crate::rule::{HostExecutable, PrefixRule, RuleDecision, RuleExecution, RuleOrigin, RuleSet};
 use execgate_network_proxy::{Destination, DomainPattern};
 
 /// How much a finding matters.
@@ -303,6 +303,7 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
             message,
         })
     }));
+    findings.extend(pins_leaving_out_what_path_finds(rules, context));
     let allowed = context.allowed_domains();
     findings.extend(rules.network_rules().iter().flat_map(|rule| {
         allowed
@@ -610,6 +611,64 @@ fn renamed_program(name: &str, found: &Path, context: &dyn LintContext) -> Optio
             canonical = canonical.display(),
         )
     })
+}
+
+/// A name pinned to paths that leave out the program `PATH` finds for it
+/// first: a session runs that program for the bare name, and the allow
+/// and prompt rules on the name never reach it (it runs in place). Named
+/// once per name, at its first pin, and only where such rules exist.
+fn pins_leaving_out_what_path_finds(
+    rules: &RuleSet,
+    context: &dyn LintContext,
+) -> Vec<LintFinding> {
+    let mut findings = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for pin in rules.host_executables() {
+        if !seen.insert(pin.name.as_str()) {
+            continue;
+        }
+        let loosened = rules
+            .rules()
+            .any(|rule| rule.program() == pin.name && rule.decision != RuleDecision::Forbidden);
+        let Some(found) = context.find_program(&pin.name).filter(|_| loosened) else {
+            continue;
+        };
+        let canonical = match context.inspect_path(&found) {
+            PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => canonical,
+            _ => found.clone(),
+        };
+        let pinned: Vec<&HostExecutable> = rules
+            .host_executables()
+            .iter()
+            .filter(|other| other.name == pin.name)
+            .collect();
+        if pinned
+            .iter()
+            .any(|other| other.path == canonical || other.path == found)
+        {
+            continue;
+        }
+        findings.push(LintFinding {
+            origin: pin.origin.clone(),
+            pattern: vec![
+                "host_executable".into(),
+                format!("name={}", pin.name),
+                format!("path={}", pin.path.display()),
+            ],
+            severity: Severity::Warning,
+            message: format!(
+                "a session's PATH finds {name} at {found}, which the pins on {name} leave out: \
+                 a bare `{name}` runs that program, in place, and the allow and prompt rules \
+                 on {name} never reach it; pin {canonical} too if it is meant, or give \
+                 sessions a PATH that finds {first} first",
+                name = pin.name,
+                found = found.display(),
+                canonical = canonical.display(),
+                first = pinned[0].path.display(),
+            ),
+        });
+    }
+    findings
 }
 
 /// What to write instead of pinning `name` to a path that resolves to
