@@ -162,9 +162,13 @@ pub fn serve(args: McpArgs) -> Result<i32> {
         };
         match Arc::try_unwrap(session) {
             Ok(session) => session.shutdown().await,
-            // A tool call still holds it: end it by force (the warden
-            // removes what is left once this process has gone).
-            Err(session) => session.terminate(nix::sys::signal::Signal::SIGKILL as i32),
+            // A tool call (or the service, winding down) still holds it:
+            // end it now, without waiting for its children to be reaped
+            // (the warden removes what is left once this process has
+            // gone). Recorded as what it is, a close, unless a signal
+            // ended it above (a probe found "signal 9" recorded, sent by
+            // no one).
+            Err(session) => session.cancel(),
         }
         Ok(code)
     });

@@ -389,3 +389,38 @@ fn a_cancelled_call_withdraws_its_question() {
     drop(watchdog);
     assert!(!touch.exists(), "{seen:#?}");
 }
+
+/// A probe (106): a client that closed its input after a ping had the
+/// session's end recorded now and then as ended by signal 9, which no one
+/// sent: a handler still holding the session when the server ended it.
+/// The end of the input is a close, every time.
+#[test]
+fn a_closed_input_is_recorded_as_a_close() {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    for _ in 0..20 {
+        let (mut server, mut stdin, mut stdout) = mcp_server(dir.path(), dir.path(), &[], &[]);
+        say_after_handshake(
+            &mut stdin,
+            "{}",
+            &[r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_owned()],
+        );
+        read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
+        drop(stdin);
+        assert!(server.wait().unwrap().success());
+    }
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let ends: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("\"session-end\""))
+        .collect();
+    assert_eq!(ends.len(), 20, "{log}");
+    for end in ends {
+        assert!(
+            end.contains("\"end_reason\":\"closed\"") && !end.contains("\"signal\""),
+            "{end}"
+        );
+    }
+}

@@ -617,6 +617,15 @@ impl ShellSession {
         self.session.terminate(signal);
     }
 
+    /// Ends the session at once, as its owner closing it: every escalated
+    /// child (and, where the session has a cgroup, every process of the
+    /// session) is killed, and the audit log records a close. For an
+    /// owner that cannot wait for [`ShellSession::shutdown`] (another
+    /// holder keeps the session).
+    pub fn cancel(&self) {
+        self.session.cancel();
+    }
+
     /// A handle that freezes the session while a question is asked on its
     /// terminal: see [`server::QuestionFreezer`](crate::server::QuestionFreezer).
     pub fn question_freezer(&self) -> crate::server::QuestionFreezer {
