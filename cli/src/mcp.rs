@@ -635,7 +635,9 @@ struct ExecCommandArgs {
     /// How long to wait for output before answering (250-30000 ms;
     /// default 10000).
     yield_time_ms: Option<u64>,
-    /// Output bytes returned at most (cut in the middle); default 65536.
+    /// Bytes of the command's output returned at most (cut in the
+    /// middle); default 65536. A byte that is not UTF-8 comes back as
+    /// U+FFFD, three bytes in the reply (and `not_utf8` says so).
     max_output_bytes: Option<usize>,
 }
 
