@@ -177,15 +177,32 @@ pub fn serve(args: McpArgs) -> Result<i32> {
     code
 }
 
-/// Standard input, which says when it has ended: the client has gone (or
-/// asks the server to stop, as MCP's stdio transport has it), and says on
-/// stderr when a message is too long for the transport, which drops it
-/// unanswered (a probe's client waited forever for its answer).
+/// Standard input, which says when it has ended (the client has gone, or
+/// asks the server to stop, as MCP's stdio transport has it), and hands
+/// the transport whole lines it can read, and only those. A line it
+/// cannot take is dropped here, and said on stderr: one too long for it
+/// (a probe's client waited forever for its answer), or one it cannot read
+/// (not UTF-8, not JSON, nested deeper than it reads, a lone surrogate in
+/// a string). Given one, the transport held back the next message until
+/// more input came, and sometimes lost it (a probe's).
 struct UntilEnd<R> {
     input: R,
     ended: tokio_util::sync::CancellationToken,
-    /// Bytes of the line being read so far.
+    /// The line being read, while it is no longer than the transport takes.
+    line: Vec<u8>,
+    /// Bytes of the line being read so far (more than `line` holds once
+    /// it is too long).
     line_length: usize,
+    /// Whole lines checked, with their newlines, not yet handed on.
+    ready: Vec<u8>,
+    /// How much of `ready` has been handed on.
+    handed: usize,
+}
+
+/// Why a message was dropped unanswered.
+enum Dropped {
+    TooLong,
+    Unreadable(String),
 }
 
 impl<R> UntilEnd<R> {
@@ -193,30 +210,89 @@ impl<R> UntilEnd<R> {
         UntilEnd {
             input,
             ended: tokio_util::sync::CancellationToken::new(),
+            line: Vec::new(),
             line_length: 0,
+            ready: Vec::new(),
+            handed: 0,
         }
     }
 
-    /// Counts `read` into the line lengths: how many lines it made pass
-    /// `limit`.
-    fn passed(&mut self, read: &[u8], limit: usize) -> usize {
-        let mut passed = 0;
+    /// Takes `read` into the lines being read: whole lines that can be
+    /// read go to `ready`; the others are dropped, and returned.
+    fn take_in(&mut self, read: &[u8], limit: usize) -> Vec<Dropped> {
+        let mut dropped = Vec::new();
         let mut rest = read;
         loop {
             let newline = rest.iter().position(|&byte| byte == b'\n');
+            let part = &rest[..newline.unwrap_or(rest.len())];
             let before = self.line_length;
-            self.line_length = before.saturating_add(newline.unwrap_or(rest.len()));
-            if before <= limit && self.line_length > limit {
-                passed += 1;
+            self.line_length = before.saturating_add(part.len());
+            if self.line_length <= limit {
+                self.line.extend_from_slice(part);
+            } else if before <= limit {
+                dropped.push(Dropped::TooLong);
+                self.line = Vec::new();
             }
-            match newline {
-                Some(at) => {
-                    self.line_length = 0;
-                    rest = &rest[at + 1..];
+            let Some(at) = newline else {
+                return dropped;
+            };
+            self.end_line(&mut dropped, limit);
+            rest = &rest[at + 1..];
+        }
+    }
+
+    /// The line being read has ended: it is handed on, or dropped.
+    fn end_line(&mut self, dropped: &mut Vec<Dropped>, limit: usize) {
+        if self.line_length <= limit {
+            match unreadable(&self.line) {
+                Some(Unreadable::Blank) => {}
+                Some(Unreadable::Because(reason)) => dropped.push(Dropped::Unreadable(reason)),
+                None => {
+                    self.ready.extend_from_slice(&self.line);
+                    self.ready.push(b'\n');
                 }
-                None => return passed,
             }
         }
+        self.line.clear();
+        self.line_length = 0;
+    }
+}
+
+enum Unreadable {
+    /// Nothing but blanks: skipped without a word.
+    Blank,
+    Because(String),
+}
+
+/// Why the transport cannot read `line` as a message, if it cannot: what
+/// it decodes into holds UTF-8 strings and has serde_json's nesting limit.
+fn unreadable(line: &[u8]) -> Option<Unreadable> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Some(Unreadable::Blank);
+    }
+    match std::str::from_utf8(line) {
+        Err(error) => Some(Unreadable::Because(format!("it is not UTF-8 ({error})"))),
+        Ok(text) => serde_json::from_str::<serde_json::Value>(text)
+            .err()
+            .map(|error| {
+                Unreadable::Because(format!("it is not JSON the transport reads ({error})"))
+            }),
+    }
+}
+
+fn say_dropped(dropped: Vec<Dropped>, limit: usize) {
+    for dropped in dropped {
+        crate::stderr::line(&match dropped {
+            Dropped::TooLong => format!(
+                "execgate mcp: a message longer than {} MiB was dropped unanswered: the MCP \
+                 transport takes lines up to that size; send less at a time",
+                limit >> 20
+            ),
+            Dropped::Unreadable(reason) => format!(
+                "execgate mcp: a message was dropped unanswered: {reason}; its caller gets no \
+                 reply"
+            ),
+        });
     }
 }
 
@@ -226,23 +302,45 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilEnd<R> {
         context: &mut std::task::Context<'_>,
         buffer: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buffer.filled().len();
-        let polled = std::pin::Pin::new(&mut self.input).poll_read(context, buffer);
-        let at_end = matches!(polled, std::task::Poll::Ready(Ok(())))
-            && buffer.filled().len() == before
-            && buffer.remaining() > 0;
-        if at_end {
-            self.ended.cancel();
+        use std::task::Poll;
+        if buffer.remaining() == 0 {
+            return Poll::Ready(Ok(()));
         }
         let limit = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
-        for _ in 0..self.passed(&buffer.filled()[before..], limit) {
-            crate::stderr::line(&format!(
-                "execgate mcp: a message longer than {} MiB was dropped unanswered: the MCP \
-                 transport takes lines up to that size; send less at a time",
-                limit >> 20
-            ));
+        let mut chunk = [0u8; 16 << 10];
+        // Until there is a whole line to hand on, or the input ends (an
+        // empty read would tell the transport it has).
+        while self.handed == self.ready.len() {
+            self.ready.clear();
+            self.handed = 0;
+            let mut read = tokio::io::ReadBuf::new(&mut chunk);
+            match std::pin::Pin::new(&mut self.input).poll_read(context, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    // A last line without its newline is one too.
+                    let mut dropped = Vec::new();
+                    if self.line_length > 0 {
+                        self.end_line(&mut dropped, limit);
+                        say_dropped(dropped, limit);
+                    }
+                    if self.handed == self.ready.len() {
+                        self.ended.cancel();
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Ok(())) => {
+                    let filled = read.filled().len();
+                    let dropped = self.take_in(&chunk[..filled], limit);
+                    say_dropped(dropped, limit);
+                }
+            }
         }
-        polled
+        let UntilEnd { ready, handed, .. } = &mut *self;
+        let amount = buffer.remaining().min(ready.len() - *handed);
+        buffer.put_slice(&ready[*handed..*handed + amount]);
+        *handed += amount;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -527,22 +625,30 @@ mod tests {
 
     /// A probe's client sent a message over the transport's limit and
     /// waited forever: it is dropped unanswered, and now said so, once for
-    /// each such line, however it arrives in reads.
+    /// each such line, however it arrives in reads; the lines that can be
+    /// read are handed on whole, and blank ones are skipped.
     #[test]
     fn lines_past_the_transports_limit_are_counted_once_each() {
         let mut input = UntilEnd::new(());
         // (read, lines it makes pass a limit of 4 bytes)
-        let reads: [(&[u8], usize); 6] = [
-            (b"abc\n", 0),
-            (b"abcd", 0),
-            (b"e", 1),
-            (b"fgh\nabcdefgh\n12", 1),
+        let reads: [(&[u8], usize); 7] = [
+            (b"123\n", 0),
+            (b"1234", 0),
+            (b"5", 1),
+            (b"678\n12345678\n12", 1),
             (b"345678", 1),
-            (b"9\nok\n", 0),
+            (b"9\n42\n", 0),
+            (b"\n \n7", 0),
         ];
         for (read, passed) in reads {
-            assert_eq!(input.passed(read, 4), passed, "{read:?}");
+            let dropped = input.take_in(read, 4);
+            assert!(dropped
+                .iter()
+                .all(|dropped| matches!(dropped, Dropped::TooLong)));
+            assert_eq!(dropped.len(), passed, "{read:?}");
         }
+        assert_eq!(input.ready, b"123\n42\n");
+        assert_eq!(input.line, b"7");
     }
 
     /// A probe made the question 1.8 MB, the directory and the execution

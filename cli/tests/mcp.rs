@@ -424,3 +424,74 @@ fn a_closed_input_is_recorded_as_a_close() {
         );
     }
 }
+
+/// A probe (106): a line that is JSON but that the transport cannot take
+/// (nested deeper than it reads, a lone surrogate in a string) or that is
+/// not UTF-8 was dropped with no reply and no word, and its client waited
+/// forever. The server says on stderr that it dropped one, and why; the
+/// next message is answered.
+#[test]
+fn a_message_the_transport_cannot_read_is_said_on_stderr() {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .arg("mcp")
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
+        .current_dir(dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = server.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"ping","params":{{"x":{}1{}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let surrogate = r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"x":"\ud800"}}"#;
+    say_after_handshake(
+        &mut stdin,
+        "{}",
+        &[
+            deep,
+            surrogate.to_owned(),
+            r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#.to_owned(),
+        ],
+    );
+    std::io::Write::write_all(
+        &mut stdin,
+        b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"\xff\"}\n",
+    )
+    .unwrap();
+    std::io::Write::write_all(
+        &mut stdin,
+        b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\"}\n",
+    )
+    .unwrap();
+    // Answered in either order.
+    let mut seen = Vec::new();
+    while !["\"id\":4", "\"id\":6"]
+        .iter()
+        .all(|id| seen.iter().any(|line: &String| line.contains(id)))
+    {
+        read_until(&mut stdout, &["\"result\""], &mut seen);
+    }
+    drop(stdin);
+    let output = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.matches("was dropped unanswered").count(),
+        3,
+        "{stderr}"
+    );
+    assert!(stderr.contains("recursion limit"), "{stderr}");
+    // serde_json's words for a lone surrogate.
+    assert!(stderr.contains("hex escape"), "{stderr}");
+    assert!(stderr.contains("UTF-8"), "{stderr}");
+}
