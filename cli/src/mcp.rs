@@ -197,6 +197,8 @@ struct UntilEnd<R> {
     ready: Vec<u8>,
     /// How much of `ready` has been handed on.
     handed: usize,
+    /// The input has ended: it is not read again.
+    at_end: bool,
 }
 
 /// Why a message was dropped unanswered.
@@ -214,11 +216,14 @@ impl<R> UntilEnd<R> {
             line_length: 0,
             ready: Vec::new(),
             handed: 0,
+            at_end: false,
         }
     }
 
     /// Takes `read` into the lines being read: whole lines that can be
-    /// read go to `ready`; the others are dropped, and returned.
+    /// read go to `ready`; the others are dropped, and returned. The
+    /// transport takes a line of up to `limit` bytes, its newline
+    /// included.
     fn take_in(&mut self, read: &[u8], limit: usize) -> Vec<Dropped> {
         let mut dropped = Vec::new();
         let mut rest = read;
@@ -227,9 +232,9 @@ impl<R> UntilEnd<R> {
             let part = &rest[..newline.unwrap_or(rest.len())];
             let before = self.line_length;
             self.line_length = before.saturating_add(part.len());
-            if self.line_length <= limit {
+            if self.line_length < limit {
                 self.line.extend_from_slice(part);
-            } else if before <= limit {
+            } else if before < limit {
                 dropped.push(Dropped::TooLong);
                 self.line = Vec::new();
             }
@@ -243,7 +248,7 @@ impl<R> UntilEnd<R> {
 
     /// The line being read has ended: it is handed on, or dropped.
     fn end_line(&mut self, dropped: &mut Vec<Dropped>, limit: usize) {
-        if self.line_length <= limit {
+        if self.line_length < limit {
             match unreadable(&self.line) {
                 Some(Unreadable::Blank) => {}
                 Some(Unreadable::Because(reason)) => dropped.push(Dropped::Unreadable(reason)),
@@ -252,6 +257,9 @@ impl<R> UntilEnd<R> {
                     self.ready.push(b'\n');
                 }
             }
+        }
+        if self.line.capacity() > 1 << 20 {
+            self.line = Vec::new();
         }
         self.line.clear();
         self.line_length = 0;
@@ -266,18 +274,56 @@ enum Unreadable {
 
 /// Why the transport cannot read `line` as a message, if it cannot: what
 /// it decodes into holds UTF-8 strings and has serde_json's nesting limit.
+/// It skips a byte order mark first (Windows clients send one), and so
+/// does this; the line is walked, not built.
 fn unreadable(line: &[u8]) -> Option<Unreadable> {
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return Some(Unreadable::Blank);
     }
     match std::str::from_utf8(line) {
         Err(error) => Some(Unreadable::Because(format!("it is not UTF-8 ({error})"))),
-        Ok(text) => serde_json::from_str::<serde_json::Value>(text)
-            .err()
-            .map(|error| {
+        Ok(text) => {
+            let walked = serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ());
+            // Walking does not check that a string's escapes make
+            // characters (a lone surrogate, `\ud800`), nor how deep the
+            // value nests (serde_json builds at most 128 levels): those are
+            // found by building the value, only for a line that may hold
+            // them.
+            let built = || serde_json::from_str::<serde_json::Value>(text).map(|_| ());
+            let read = match walked {
+                Ok(()) if text.contains("\\u") || nests_deep(text.as_bytes()) => built(),
+                walked => walked,
+            };
+            read.err().map(|error| {
                 Unreadable::Because(format!("it is not JSON the transport reads ({error})"))
-            }),
+            })
+        }
     }
+}
+
+/// Whether `json` opens 64 or more arrays or objects inside one another
+/// (outside strings): deep enough to be worth building.
+fn nests_deep(json: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth >= 64 {
+                    return true;
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    false
 }
 
 fn say_dropped(dropped: Vec<Dropped>, limit: usize) {
@@ -311,23 +357,31 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilEnd<R> {
         // Until there is a whole line to hand on, or the input ends (an
         // empty read would tell the transport it has).
         while self.handed == self.ready.len() {
+            // What one long message grew stays only as long as it is used.
+            if self.ready.capacity() > 1 << 20 {
+                self.ready = Vec::new();
+            }
             self.ready.clear();
             self.handed = 0;
+            if self.at_end {
+                return Poll::Ready(Ok(()));
+            }
             let mut read = tokio::io::ReadBuf::new(&mut chunk);
             match std::pin::Pin::new(&mut self.input).poll_read(context, &mut read) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                 Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    // A last line without its newline is one too.
-                    let mut dropped = Vec::new();
+                    // A last line without its newline is no message: the
+                    // client went in the middle of it.
                     if self.line_length > 0 {
-                        self.end_line(&mut dropped, limit);
-                        say_dropped(dropped, limit);
+                        crate::stderr::line(
+                            "execgate mcp: the input ended in the middle of a message, which \
+                             was dropped",
+                        );
                     }
-                    if self.handed == self.ready.len() {
-                        self.ended.cancel();
-                        return Poll::Ready(Ok(()));
-                    }
+                    self.at_end = true;
+                    self.ended.cancel();
+                    return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(Ok(())) => {
                     let filled = read.filled().len();
@@ -630,7 +684,8 @@ mod tests {
     #[test]
     fn lines_past_the_transports_limit_are_counted_once_each() {
         let mut input = UntilEnd::new(());
-        // (read, lines it makes pass a limit of 4 bytes)
+        // (read, lines it makes pass a limit of 5 bytes, the newline's
+        // included)
         let reads: [(&[u8], usize); 7] = [
             (b"123\n", 0),
             (b"1234", 0),
@@ -641,7 +696,7 @@ mod tests {
             (b"\n \n7", 0),
         ];
         for (read, passed) in reads {
-            let dropped = input.take_in(read, 4);
+            let dropped = input.take_in(read, 5);
             assert!(dropped
                 .iter()
                 .all(|dropped| matches!(dropped, Dropped::TooLong)));
@@ -649,6 +704,36 @@ mod tests {
         }
         assert_eq!(input.ready, b"123\n42\n");
         assert_eq!(input.line, b"7");
+        // The transport's limit counts the newline (a review).
+        let mut input = UntilEnd::new(());
+        assert_eq!(input.take_in(b"1234\n", 4).len(), 1);
+        assert_eq!(input.take_in(b"123\n", 4).len(), 0);
+        assert_eq!(input.ready, b"123\n");
+    }
+
+    /// What the transport reads and what it does not, as the filter
+    /// judges it: a byte order mark is skipped, as rmcp skips it (a
+    /// review); a lone surrogate is found without building the value.
+    #[test]
+    fn lines_are_judged_as_the_transport_reads_them() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let shallow = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(unreadable(deep.as_bytes()).is_some());
+        assert!(unreadable(shallow.as_bytes()).is_none());
+        let cases: [(&[u8], bool); 6] = [
+            (
+                b"\xEF\xBB\xBF{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}",
+                true,
+            ),
+            (br#"{"jsonrpc":"2.0","method":"ping","id":1}"#, true),
+            (br#"{"x":"\ud800"}"#, false),
+            (b"{\"x\":\"\xff\"}", false),
+            (b"{\"x\":", false),
+            (b"  ", false),
+        ];
+        for (line, readable) in cases {
+            assert_eq!(unreadable(line).is_none(), readable, "{line:?}");
+        }
     }
 
     /// A probe made the question 1.8 MB, the directory and the execution
