@@ -67,13 +67,18 @@ const CGROUP_TREE_SIZE: usize = 1024;
 /// remove either. The error is `dir`'s own removal's. Not on any exec's
 /// path: it walks directories, which allocates.
 pub fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // Only the cgroup file system's own directories: a root program may
+    // have mounted another file system inside its cgroup, whose empty
+    // directories are not ours to remove.
+    let device = std::fs::symlink_metadata(dir)?.dev();
     // Breadth first, then removed in the reverse order: every cgroup goes
     // before the one it is in. No recursion: the depth is the program's.
     let mut found = vec![(dir.to_path_buf(), 0)];
     let mut next = 0;
     while let Some((parent, depth)) = found.get(next).cloned() {
         next += 1;
-        if depth == CGROUP_TREE_DEPTH {
+        if depth == CGROUP_TREE_DEPTH || found.len() == CGROUP_TREE_SIZE {
             continue;
         }
         let Ok(entries) = std::fs::read_dir(&parent) else {
@@ -83,7 +88,9 @@ pub fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
             if found.len() == CGROUP_TREE_SIZE {
                 break;
             }
-            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            let ours = entry.file_type().is_ok_and(|kind| kind.is_dir())
+                && entry.metadata().is_ok_and(|meta| meta.dev() == device);
+            if ours {
                 found.push((entry.path(), depth + 1));
             }
         }
