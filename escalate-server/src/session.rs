@@ -447,9 +447,13 @@ impl Shared {
             return self.outside_path.clone();
         }
         // By every name the host's mounts give what they may write.
+        // Unknown mounts keep no directory: any may be a grant's under
+        // another name.
         let aliases = execgate_sandbox::MountAliases::of(&granted);
-        crate::environment::path_without(&self.outside_path, |dir| aliases.under_any(dir, &granted))
-            .0
+        crate::environment::path_without(&self.outside_path, |dir| {
+            aliases.unknown() || aliases.under_any(dir, &granted)
+        })
+        .0
     }
 
     /// Records an event in the audit log, then reports it. An error means

@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// place it is the same files as).
 #[derive(Debug, Clone, Default)]
 pub struct MountAliases {
+    /// The mounts could not be read: any place may have names of which
+    /// nothing is known ([`MountAliases::unknown`]).
+    unread: bool,
     names: Vec<(PathBuf, PathBuf)>,
 }
 
@@ -29,16 +32,26 @@ struct Mount {
 
 impl MountAliases {
     /// The other names of `places` (absolute and canonical) and of what is
-    /// in them, as the mounts of this process show them now. Unreadable
-    /// mounts give none.
+    /// in them, as the mounts of this process show them now. Mounts that
+    /// cannot be read make them [`unknown`](MountAliases::unknown).
     pub fn of(places: &[PathBuf]) -> MountAliases {
         if places.is_empty() {
             return MountAliases::default();
         }
         match std::fs::read("/proc/self/mountinfo") {
             Ok(text) => MountAliases::from_mountinfo(&text, places),
-            Err(_) => MountAliases::default(),
+            Err(_) => MountAliases {
+                unread: true,
+                ..MountAliases::default()
+            },
         }
+    }
+
+    /// Whether the mounts could not be read (too many open files, say):
+    /// then no check by path may take a place to have no other name, and
+    /// callers refuse what depends on it.
+    pub fn unknown(&self) -> bool {
+        self.unread
     }
 
     fn from_mountinfo(text: &[u8], places: &[PathBuf]) -> MountAliases {
@@ -85,7 +98,10 @@ impl MountAliases {
                 }
             }
         }
-        MountAliases { names }
+        MountAliases {
+            unread: false,
+            names,
+        }
     }
 
     /// Whether `path`, by its own name or another, is in one of `roots`.
