@@ -435,8 +435,10 @@ fn find_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
 
 /// zsh modules a script may load whose builtins take the names of
 /// programs (`zmodload zsh/files` makes `rm`, `mv`, `ln`, `mkdir` and
-/// more builtins).
-const SHADOWING_MODULES: [&str; 2] = ["zsh/files", "zsh/stat"];
+/// more builtins; `zsh/cap`, `getcap` and `setcap`). A module of the
+/// sandbox's own making, loaded from a `module_path` it writes, can take
+/// any name: lint names the ones zsh ships.
+const SHADOWING_MODULES: [&str; 4] = ["zsh/files", "zsh/stat", "zsh/cap", "zsh/watch"];
 
 /// Which of `names` the session's zsh runs itself, as `whence -w` in the
 /// patched zsh says: builtins and reserved words (always), and builtins

@@ -2630,12 +2630,23 @@ fn repository_address(word: &[u8]) -> &[u8] {
 /// A `~` where a program that expands it would read a home directory: at
 /// the word's start, at a value's after `=`, in npm's `file:~`, or in a
 /// short option's attached value (`-f~/m`). What follows the `~` up to a
-/// `/` is a user's name, which holds no blank: `~ tweak` names no home.
+/// `/` is a user's name; one with a blank in it (`~ tweak`, a commit
+/// message) names a home only where the host has such a user (directory
+/// services can: "john smith"), which is asked then.
 fn names_a_home(word: &[u8]) -> bool {
     let short_option = word.starts_with(b"-") && !word.starts_with(b"--");
     let at_a_home = |at: usize| {
-        let user = word[at + 1..].split(|&byte| byte == b'/').next();
-        !user.is_some_and(|user| user.iter().any(u8::is_ascii_whitespace))
+        let user = word[at + 1..]
+            .split(|&byte| byte == b'/')
+            .next()
+            .unwrap_or_default();
+        if !user.iter().any(u8::is_ascii_whitespace) {
+            return true;
+        }
+        match std::str::from_utf8(user) {
+            Ok(user) => !matches!(nix::unistd::User::from_name(user), Ok(None)),
+            Err(_) => true,
+        }
     };
     word.iter().enumerate().any(|(at, &byte)| {
         byte == b'~'
