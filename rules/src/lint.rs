@@ -294,11 +294,7 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
         let message = format!("host_executable path {problem}{advice}");
         Some(LintFinding {
             origin: pin.origin.clone(),
-            pattern: vec![
-                "host_executable".into(),
-                format!("name={}", pin.name),
-                format!("path={}", pin.path.display()),
-            ],
+            pattern: pin_text(pin),
             severity: Severity::Warning,
             message,
         })
@@ -650,11 +646,7 @@ fn pins_leaving_out_what_path_finds(
         }
         findings.push(LintFinding {
             origin: pin.origin.clone(),
-            pattern: vec![
-                "host_executable".into(),
-                format!("name={}", pin.name),
-                format!("path={}", pin.path.display()),
-            ],
+            pattern: pin_text(pin),
             severity: Severity::Warning,
             message: format!(
                 "a session's PATH finds {name} at {found}, which the pins on {name} leave out: \
@@ -794,6 +786,15 @@ fn unasked_prompt(
              prompt rules, so nobody is asked there and the connection is allowed"
         ),
     })
+}
+
+/// A `host_executable` pin as a finding quotes it.
+fn pin_text(pin: &HostExecutable) -> Vec<String> {
+    vec![
+        "host_executable".into(),
+        format!("name={}", pin.name),
+        format!("path={}", pin.path.display()),
+    ]
 }
 
 fn pattern_text(rule: &PrefixRule) -> Vec<String> {
