@@ -574,6 +574,13 @@ impl Inner {
         // mounts as they are now, at each decision.
         let roots: Vec<PathBuf> = view_roots.iter().chain(&granted).cloned().collect();
         let aliases = MountAliases::of(&roots);
+        if aliases.unknown() {
+            return Some(
+                "escalation refused: the host's mounts cannot be read now, so the check \
+                 cannot know every name the sandbox writes under; run it again"
+                    .to_owned(),
+            );
+        }
         let by_the_sandbox = |path: &Path| {
             view.may_write(path) || aliases.other_names(path).any(|name| view.may_write(&name))
         };

@@ -498,23 +498,34 @@ impl ResolvedPolicy {
             !self.denied_files.iter().any(|file| file == path)
                 && self.rule_access(path) == Access::Write
         };
-        by_name(path)
-            || self
-                .aliases()
-                .other_names(path)
-                .any(|other| by_name(&other))
+        if by_name(path) {
+            return true;
+        }
+        // Mounts that cannot be read leave every path possibly written
+        // under another name: fail closed.
+        match self.aliases() {
+            Some(aliases) => aliases.other_names(path).any(|other| by_name(&other)),
+            None => true,
+        }
     }
 
-    fn aliases(&self) -> &MountAliases {
-        self.aliases.get_or_init(|| {
-            let written: Vec<PathBuf> = self
-                .rules
-                .iter()
-                .filter(|rule| rule.access == Access::Write)
-                .map(|rule| rule.path.clone())
-                .collect();
-            MountAliases::of(&written)
-        })
+    /// The writable roots' other names, read once they can be (`None`
+    /// while the mounts cannot be read: asked again next time).
+    fn aliases(&self) -> Option<&MountAliases> {
+        if let Some(aliases) = self.aliases.get() {
+            return Some(aliases);
+        }
+        let written: Vec<PathBuf> = self
+            .rules
+            .iter()
+            .filter(|rule| rule.access == Access::Write)
+            .map(|rule| rule.path.clone())
+            .collect();
+        let aliases = MountAliases::of(&written);
+        if aliases.unknown() {
+            return None;
+        }
+        Some(self.aliases.get_or_init(|| aliases))
     }
 
     /// Refuses a working directory the sandbox hides: bubblewrap would
