@@ -469,7 +469,15 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
         .read(true)
         .write(true)
         .custom_flags(OFlag::O_NONBLOCK.bits())
-        .open("/dev/tty")?;
+        .open("/dev/tty")
+        .map_err(|error| match error.raw_os_error() {
+            // The kernel's words for it: "No such device or address".
+            Some(code) if code == nix::errno::Errno::ENXIO as i32 => std::io::Error::other(
+                "execgate has no terminal: --approval ask needs one; in scripts use \
+                 --approval deny (or approve)",
+            ),
+            _ => error,
+        })?;
     let _foreground = Foreground::take(&tty);
     let modes = SaneModes::set(&tty);
     // Keys typed before the question (meant for the command) must not

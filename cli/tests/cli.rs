@@ -4508,3 +4508,36 @@ fn lint_looks_in_the_sessions_path_and_names_a_pin_it_leaves_out() {
         "{stdout}"
     );
 }
+
+/// A probe (105): `--approval ask` without a terminal declined with the
+/// kernel's "No such device or address (os error 6)". It says what is
+/// missing, and what scripts use instead.
+#[test]
+fn asking_without_a_terminal_says_so() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(&rules, TEAM_RULES).unwrap();
+    let output = Command::new("setsid")
+        .arg("--wait")
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args([
+            "run",
+            "--approval",
+            "ask",
+            "--rules",
+            rules.to_str().unwrap(),
+        ])
+        .args(["--", "touch made"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("execgate has no terminal: --approval ask needs one"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error 6"), "{stderr}");
+}
