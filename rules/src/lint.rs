@@ -239,6 +239,7 @@ pub fn lint(rules: &RuleSet) -> Vec<LintFinding> {
 /// What lint finds in the rules without a context, unsorted.
 fn from_the_rules_alone(rules: &RuleSet) -> Vec<LintFinding> {
     let mut findings = escape_hatches(rules);
+    findings.extend(pins_from_several_files(rules));
     findings.extend(shadowed(rules));
     findings.extend(unmatchable_tokens(rules));
     findings.extend(rules.rules().filter_map(confining_preset));
@@ -607,6 +608,41 @@ fn renamed_program(name: &str, found: &Path, context: &dyn LintContext) -> Optio
             canonical = canonical.display(),
         )
     })
+}
+
+/// Pins of one name written in more than one file: they merge, so a later
+/// file widens what the allow and prompt rules of an earlier one reach,
+/// and a session's record names only the rule, not the pin that let it
+/// match. Named at the first pin of each file after the first.
+fn pins_from_several_files(rules: &RuleSet) -> Vec<LintFinding> {
+    let pins = rules.host_executables();
+    let mut findings = Vec::new();
+    for (at, pin) in pins.iter().enumerate() {
+        let earlier = &pins[..at];
+        let first_file = earlier.iter().find(|other| other.name == pin.name);
+        let Some(first) = first_file.filter(|first| first.origin.file != pin.origin.file) else {
+            continue;
+        };
+        let already_named = earlier
+            .iter()
+            .any(|other| other.name == pin.name && other.origin.file == pin.origin.file);
+        if already_named {
+            continue;
+        }
+        findings.push(LintFinding {
+            origin: pin.origin.clone(),
+            pattern: pin_text(pin),
+            severity: Severity::Warning,
+            message: format!(
+                "{name} is pinned in {first} too: pins merge, so this file widens what the \
+                 allow and prompt rules on {name} reach, there as here, and a session's \
+                 record names the rule, not the pin; keep a name's pins in one file",
+                name = pin.name,
+                first = first.origin.file.display(),
+            ),
+        });
+    }
+    findings
 }
 
 /// A name pinned to paths that leave out the program `PATH` finds for it

@@ -1020,3 +1020,40 @@ prefix_rule(pattern = ["cargo", "fetch"], execution = "net")
         ]
     );
 }
+
+/// A probe (105): a second rules file's pin widened the first's (pins
+/// merge), and the session's record named only the allow rule, whose
+/// justification read "only /usr/bin/uname". Lint names the pins of one
+/// name that come from more than one file.
+#[test]
+fn lint_names_pins_of_one_name_from_several_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let team = dir.path().join("team.rules");
+    let project = dir.path().join("project.rules");
+    std::fs::write(
+        &team,
+        "host_executable(name = \"uname\", paths = [\"/usr/bin/uname\"])\n\
+         prefix_rule(pattern = [\"uname\"], execution = \"unsandboxed\")\n",
+    )
+    .expect("write");
+    std::fs::write(
+        &project,
+        "host_executable(name = \"uname\", paths = [\"/opt/x/uname\"])\n\
+         host_executable(name = \"git\", paths = [\"/usr/bin/git\"])\n",
+    )
+    .expect("write");
+    let set = RuleSet::load(&[&team, &project]).expect("load");
+    let findings: Vec<String> = lint(&set)
+        .iter()
+        .map(ToString::to_string)
+        .filter(|finding| finding.contains("pins"))
+        .collect();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0].starts_with(&format!("{}:1: warning: ", project.display()))
+            && findings[0].contains(&team.display().to_string()),
+        "{findings:?}"
+    );
+    let alone = RuleSet::load(&[&team]).expect("load");
+    assert!(lint(&alone).iter().all(|f| !f.to_string().contains("pins")));
+}
