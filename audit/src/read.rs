@@ -366,19 +366,27 @@ impl Filter {
         self.matches_own(record) && self.matches_decision(record)
     }
 
-    /// What any record can be judged on by itself: session, time, exit
-    /// code, network.
-    fn matches_own(&self, record: &AuditRecord) -> bool {
-        // A record whose time cannot be read is outside every bound.
+    /// Whether `record` is of the sessions and the time the filter names,
+    /// whatever else it asks: what a summary counts a session's lost
+    /// records over (`--program git` keeps no session's end).
+    pub fn matches_sessions_and_time(&self, record: &AuditRecord) -> bool {
         let within_time = (self.since.is_none() && self.until.is_none())
             || record.time().is_some_and(|time| {
                 self.since.is_none_or(|since| time >= since)
                     && self.until.is_none_or(|until| time <= until)
             });
-        self.session
-            .as_ref()
-            .is_none_or(|id| &record.session_id == id)
-            && within_time
+        within_time
+            && self
+                .session
+                .as_ref()
+                .is_none_or(|id| &record.session_id == id)
+    }
+
+    /// What any record can be judged on by itself: session, time, exit
+    /// code, network.
+    fn matches_own(&self, record: &AuditRecord) -> bool {
+        // A record whose time cannot be read is outside every bound.
+        self.matches_sessions_and_time(record)
             && self
                 .exit_code
                 .is_none_or(|code| record.process.exit_code == Some(code))
@@ -439,6 +447,11 @@ pub struct RequestFilter {
 }
 
 impl RequestFilter {
+    /// See [`Filter::matches_sessions_and_time`].
+    pub fn matches_sessions_and_time(&self, record: &AuditRecord) -> bool {
+        self.filter.matches_sessions_and_time(record)
+    }
+
     pub fn new(filter: Filter) -> RequestFilter {
         RequestFilter {
             filter,
@@ -517,6 +530,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts in the records `record`, a session's end, says were not
+    /// written: for every end of the sessions a summary covers, whether
+    /// the filter keeps the end itself or not.
+    pub fn add_lost(&mut self, record: &AuditRecord) {
+        if let Some(lost) = record.session.as_ref().and_then(|s| s.lost_records) {
+            self.lost = self.lost.saturating_add(lost);
+        }
+    }
+
     pub fn of<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Summary {
         let mut summary = Summary::default();
         for record in records {
@@ -530,9 +552,7 @@ impl Summary {
         if record.event.action == "error" {
             self.errors += 1;
         }
-        if let Some(lost) = record.session.as_ref().and_then(|s| s.lost_records) {
-            self.lost = self.lost.saturating_add(lost);
-        }
+        self.add_lost(record);
         let Some(fields) = &record.execgate else {
             return;
         };

@@ -151,6 +151,13 @@ fn show(args: AuditArgs) -> Result<i32> {
     let mut each = |line: Result<AuditRecord, AuditError>| -> Result<()> {
         match line {
             Ok(record) if filter.matches(&record) => listing.add(&record)?,
+            // A session's end the filter leaves out (`--program git`)
+            // still says what of the session was not written.
+            Ok(record) if filter.matches_sessions_and_time(&record) => {
+                if let Some(summary) = &mut listing.summary {
+                    summary.add_lost(&record);
+                }
+            }
             Ok(_) => {}
             Err(error) => malformed(error),
         }

@@ -4405,6 +4405,18 @@ fn records_not_written_are_counted_at_the_sessions_end() {
         table.contains(&format!("{lost} record(s) not written")),
         "{table}"
     );
+    // A filter that keeps no session's end keeps the count (a review).
+    let filtered = text(
+        &execgate(
+            &ws,
+            &["audit", "--summary", "--program", "/usr/bin/true", log],
+        )
+        .stdout,
+    );
+    assert!(
+        filtered.contains(&format!("records not written: {lost} ")),
+        "{filtered}"
+    );
 }
 
 /// A probe (105): after `zmodload zsh/files`, `rm -rf d` ran as a builtin
