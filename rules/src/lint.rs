@@ -629,18 +629,16 @@ fn pins_from_several_files(rules: &RuleSet) -> Vec<LintFinding> {
         if already_named {
             continue;
         }
-        findings.push(LintFinding {
-            origin: pin.origin.clone(),
-            pattern: pin_text(pin),
-            severity: Severity::Warning,
-            message: format!(
+        findings.push(pin_warning(
+            pin,
+            format!(
                 "{name} is pinned in {first} too: pins merge, so this file widens what the \
                  allow and prompt rules on {name} reach, there as here, and a session's \
                  record names the rule, not the pin; keep a name's pins in one file",
                 name = pin.name,
                 first = first.origin.file.display(),
             ),
-        });
+        ));
     }
     findings
 }
@@ -680,11 +678,9 @@ fn pins_leaving_out_what_path_finds(
         {
             continue;
         }
-        findings.push(LintFinding {
-            origin: pin.origin.clone(),
-            pattern: pin_text(pin),
-            severity: Severity::Warning,
-            message: format!(
+        findings.push(pin_warning(
+            pin,
+            format!(
                 "a session's PATH finds {name} at {found}, which the pins on {name} leave out: \
                  a bare `{name}` runs that program, in place, and the allow and prompt rules \
                  on {name} never reach it; pin {canonical} too if it is meant, or give \
@@ -694,7 +690,7 @@ fn pins_leaving_out_what_path_finds(
                 canonical = canonical.display(),
                 first = pinned[0].path.display(),
             ),
-        });
+        ));
     }
     findings
 }
@@ -822,6 +818,16 @@ fn unasked_prompt(
              prompt rules, so nobody is asked there and the connection is allowed"
         ),
     })
+}
+
+/// A warning about `pin`.
+fn pin_warning(pin: &HostExecutable, message: String) -> LintFinding {
+    LintFinding {
+        origin: pin.origin.clone(),
+        pattern: pin_text(pin),
+        severity: Severity::Warning,
+        message,
+    }
 }
 
 /// A `host_executable` pin as a finding quotes it.
