@@ -151,23 +151,24 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             network: None,
             ..
         } => {
-            let rules = if as_run {
+            // With --as-run, the session's PATH too, from the same config.
+            let (rules, session_path) = if as_run {
                 let config = Config::load(config.as_deref())?;
                 let files: Vec<PathBuf> = config.rules.iter().chain(&rules).cloned().collect();
                 let rules = std::sync::Arc::new(load_rules(&files)?);
+                let session_path = session_path_of(&config)?;
                 // What `run` refuses to start with, refused alike.
                 execgate_core_bridge::ExecPolicy::new(execgate_core_bridge::ExecPolicyConfig {
                     rules: rules.clone(),
                     profiles: std::sync::Arc::new(config.profiles),
                     ..Default::default()
                 })?;
-                rules
+                (rules, Some(session_path))
             } else {
                 say_if_config_rules_are_left_out(&rules);
-                std::sync::Arc::new(RuleSet::load(&rules)?)
+                (std::sync::Arc::new(RuleSet::load(&rules)?), None)
             };
-            if as_run {
-                let session_path = session_path(config.as_deref())?;
+            if let Some(session_path) = &session_path {
                 if let Some(program) = argv.first().filter(|program| !program.contains('/')) {
                     let builtins = ShellBuiltins::of([program.as_str()]);
                     if builtins.always.contains(program) {
@@ -185,7 +186,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     }
                 }
                 if let Some(program) = argv.first_mut() {
-                    *program = program_as_run(program, &session_path)?;
+                    *program = program_as_run(program, session_path)?;
                 }
             }
             let evaluation = rules.check(
@@ -582,11 +583,6 @@ fn renamed_in_a_session(program: &str) -> Option<String> {
 
 /// The `PATH` a session's shell gets: `config`'s `[env]` applied to this
 /// process's environment, or the session's default when it leaves none.
-fn session_path(config: Option<&Path>) -> Result<std::ffi::OsString> {
-    session_path_of(&Config::load(config)?)
-}
-
-/// [`session_path`] of a config already loaded.
 fn session_path_of(config: &Config) -> Result<std::ffi::OsString> {
     let env = config.env.build(std::env::vars_os())?;
     Ok(env
