@@ -68,7 +68,7 @@ pub enum PolicyCommand {
             required_unless_present = "network",
             value_name = "ARGV"
         )]
-        argv: Vec<String>,
+        argv: Vec<std::ffi::OsString>,
     },
     /// Warn about allow and prompt rules on programs that run whatever
     /// their arguments say (interpreters, shells, command runners), about
@@ -168,9 +168,10 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                 say_if_config_rules_are_left_out(&rules);
                 (std::sync::Arc::new(RuleSet::load(&rules)?), None)
             };
+            let program = argv.first().and_then(|program| program.to_str());
             if let Some(session_path) = &session_path {
-                if let Some(program) = argv.first().filter(|program| !program.contains('/')) {
-                    let builtins = ShellBuiltins::of([program.as_str()]);
+                if let Some(program) = program.filter(|program| !program.contains('/')) {
+                    let builtins = ShellBuiltins::of([program]);
                     if builtins.always.contains(program) {
                         crate::stderr::line(&format!(
                             "execgate: {program} is a zsh builtin: in a session the shell runs \
@@ -186,24 +187,29 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     }
                 }
                 if let Some(program) = argv.first_mut() {
-                    *program = program_as_run(program, session_path)?;
+                    *program = program_as_run(program, session_path)?.into_os_string();
                 }
             }
-            let evaluation = rules.check(
+            let evaluation = rules.check_os(
                 &argv,
                 MatchOptions {
                     resolve_host_executables: resolve_host_executables || as_run,
                 },
             );
             let report = match as_run {
-                true => CheckReport::as_run(&evaluation, argv.first().cloned()),
+                true => CheckReport::as_run(
+                    &evaluation,
+                    argv.first()
+                        .map(|program| program.to_string_lossy().into_owned()),
+                ),
                 false => CheckReport::from(&evaluation),
             };
             print_json(&report, pretty)?;
             if !as_run {
                 if let Some(hint) = argv
                     .first()
-                    .and_then(|program| renamed_in_a_session(program))
+                    .and_then(|program| program.to_str())
+                    .and_then(renamed_in_a_session)
                 {
                     crate::stderr::line(&hint);
                 }
@@ -424,9 +430,9 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 }
 
 /// `program` in the directories of `path` (a `PATH` value).
-fn find_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+fn find_in(program: impl AsRef<Path>, path: &std::ffi::OsStr) -> Option<PathBuf> {
     std::env::split_paths(path)
-        .map(|dir| dir.join(program))
+        .map(|dir| dir.join(program.as_ref()))
         .find(|candidate| {
             candidate
                 .metadata()
@@ -594,27 +600,45 @@ fn session_path_of(config: &Config) -> Result<std::ffi::OsString> {
 
 /// `program` as a session's server sees it: looked up in the session's
 /// `path` when it has no slash, then canonicalized. A session's `PATH`
-/// starts with a directory of its own that holds its zsh.
-fn program_as_run(program: &str, path: &std::ffi::OsStr) -> Result<String> {
+/// starts with a directory of its own that holds its zsh. What zsh never
+/// hands on (a directory, a file it may not execute: its `iscom` test) is
+/// an error, as no rule decides it.
+fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<PathBuf> {
+    let shown = program.to_string_lossy();
     let sessions_zsh = (program == "zsh")
         .then(|| execgate_core_bridge::Tools::locate().ok())
         .flatten();
-    let found = if program.contains('/') {
+    let found = if program.as_encoded_bytes().contains(&b'/') {
         PathBuf::from(program)
     } else if let Some(tools) = sessions_zsh {
         tools.zsh
     } else {
         find_in(program, path).with_context(|| {
             format!(
-                "{program} is not found in the session's PATH ({})",
+                "{shown} is not found in the session's PATH ({})",
                 path.to_string_lossy()
             )
         })?
     };
     let canonical = std::fs::canonicalize(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;
-    canonical
-        .into_os_string()
-        .into_string()
-        .map_err(|path| anyhow::anyhow!("{} is not UTF-8", path.to_string_lossy()))
+    let metadata = std::fs::metadata(&canonical)
+        .with_context(|| format!("cannot read {}", canonical.display()))?;
+    let refused = if metadata.is_dir() {
+        Some("is a directory")
+    } else if !metadata.is_file() {
+        Some("is not a regular file")
+    } else if nix::unistd::access(&canonical, nix::unistd::AccessFlags::X_OK).is_err() {
+        Some("is not executable")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        bail!(
+            "{} {why}: in a session, zsh says \"permission denied\" and asks no rule; \
+             nothing runs",
+            found.display()
+        );
+    }
+    Ok(canonical)
 }

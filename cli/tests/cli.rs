@@ -4355,6 +4355,95 @@ fn policy_check_as_run_decides_with_the_sessions_rules_profiles_and_zsh() {
     );
 }
 
+/// A probe (105): `policy check` refused a command line with an argument
+/// that is not UTF-8 (a clap error), where a session decides on it: such
+/// an argument matches no pattern token, and the rules before it still
+/// match.
+#[test]
+fn policy_check_takes_arguments_that_are_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("git.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"git\"], decision = \"prompt\")\n\
+         prefix_rule(pattern = [\"git\", \"push\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"br\xffnch");
+    for (arguments, decision) in [(&["git"][..], "prompt"), (&["git", "push"], "forbidden")] {
+        for as_run in [false, true] {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
+            command
+                .args(["policy", "check", "--rules"])
+                .arg(&rules)
+                .args(as_run.then_some("--as-run"))
+                .arg("--")
+                .args(arguments)
+                .arg(not_utf8)
+                .current_dir(&ws)
+                .env("XDG_CONFIG_HOME", ws.join("no-config"));
+            let output = command.output().unwrap();
+            assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+            let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(report["decision"], decision, "{arguments:?} {report}");
+        }
+    }
+}
+
+/// A probe (105): `check --as-run -- ./dir` reported the rules on `dir`,
+/// where a session's shell says "permission denied" and asks nothing: zsh
+/// hands on only regular files it may execute. Check says so, and decides
+/// nothing.
+#[test]
+fn policy_check_as_run_says_what_a_session_never_runs() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("tool.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"tool\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    std::fs::create_dir(ws.join("tool")).unwrap();
+    std::fs::create_dir(ws.join("plain")).unwrap();
+    std::fs::write(ws.join("plain/tool"), "#!/bin/sh\necho ran\n").unwrap();
+    for (program, why) in [
+        ("./tool", "is a directory"),
+        ("./plain/tool", "is not executable"),
+    ] {
+        let ran = execgate(
+            &ws,
+            &["run", "--rules", rules.to_str().unwrap(), "--", program],
+        );
+        assert_eq!(ran.status.code(), Some(126), "{}", text(&ran.stderr));
+        assert!(
+            text(&ran.stderr).contains("permission denied"),
+            "{}",
+            text(&ran.stderr)
+        );
+        let output = execgate(
+            &ws,
+            &[
+                "policy",
+                "check",
+                "--as-run",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                program,
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{stderr}");
+        assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(
+            stderr.contains("zsh says \"permission denied\" and asks no rule"),
+            "{stderr}"
+        );
+    }
+}
+
 /// A probe (105): with `on_failure = "warn"`, a session past its share of
 /// the log ran on unrecorded, and the log itself said nothing of it:
 /// `audit --summary` counted what was written as if it were all. The
