@@ -80,6 +80,18 @@ pub enum SkillError {
         .0.display()
     )]
     MisnamedPermissions(PathBuf),
+    #[error(
+        "skill {skill}: {} is a link to {}, outside its scripts/; a session decides on \
+         where a link leads, so that would run without the skill's permissions: put the \
+         script itself in scripts/",
+        .link.display(),
+        .target.display()
+    )]
+    ScriptLinksOut {
+        skill: String,
+        link: PathBuf,
+        target: PathBuf,
+    },
 }
 
 /// The skills of a session.
@@ -212,6 +224,15 @@ impl Skill {
         if std::fs::symlink_metadata(&scripts).is_ok_and(|meta| meta.is_symlink()) {
             return Err(SkillError::LinkedScripts(root));
         }
+        if permissions.is_some() {
+            if let Some((link, target)) = link_out_of(&scripts).map_err(io(&scripts))? {
+                return Err(SkillError::ScriptLinksOut {
+                    skill: name,
+                    link: link.strip_prefix(&root).unwrap_or(&link).to_path_buf(),
+                    target,
+                });
+            }
+        }
         Ok(Skill {
             name,
             scripts,
@@ -220,6 +241,35 @@ impl Skill {
             justification,
         })
     }
+}
+
+/// The first link below `scripts` (not followed) that leads out of it,
+/// with where it leads; a dangling link leads nowhere a session could run.
+/// Only for a skill with grants: its scripts are what get them.
+fn link_out_of(scripts: &Path) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
+    let mut directories = vec![scripts.to_path_buf()];
+    while let Some(directory) = directories.pop() {
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                directories.push(path);
+            } else if kind.is_symlink() {
+                if let Ok(target) = std::fs::canonicalize(&path) {
+                    if !target.starts_with(scripts) {
+                        return Ok(Some((path, target)));
+                    }
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The lines of a `---`-delimited front matter (none without one).
@@ -378,6 +428,61 @@ mod tests {
         let error = SkillRegistry::load(&[&skill]).expect_err("loaded");
         assert!(matches!(error, SkillError::LinkedScripts(_)), "{error}");
         assert!(error.to_string().contains("scripts/ is a symbolic link"));
+    }
+
+    /// A probe (106): a script in a skill's `scripts/` that was a link to
+    /// a file elsewhere loaded, and ran in place without the skill's grants
+    /// or its question: a session decides on the resolved path, which is
+    /// no skill's. A skill with permissions does not load so; a link that
+    /// stays inside `scripts/`, or one in a skill without grants (it runs
+    /// in place either way), does.
+    #[cfg(unix)]
+    #[test]
+    fn a_skill_with_grants_whose_script_links_out_does_not_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("lib")).expect("mkdir");
+        std::fs::write(elsewhere.join("run.sh"), "#!/bin/sh\n").expect("write");
+        let skill = |name: &str, granted: bool| {
+            let root = dir.path().join(name);
+            std::fs::create_dir_all(root.join("scripts/sub")).expect("mkdir");
+            std::fs::write(root.join("SKILL.md"), format!("---\nname: {name}\n---\n"))
+                .expect("write");
+            std::fs::write(root.join("scripts/own.sh"), "#!/bin/sh\n").expect("write");
+            std::os::unix::fs::symlink("../own.sh", root.join("scripts/sub/inside.sh"))
+                .expect("symlink");
+            if granted {
+                std::fs::write(
+                    root.join(SKILL_PERMISSIONS_FILE),
+                    "filesystem = { \"../notes\" = \"write\" }\n",
+                )
+                .expect("write");
+            }
+            root
+        };
+        let inside_only = skill("inside-only", true);
+        SkillRegistry::load(&[&inside_only]).expect("a link inside scripts/ loads");
+        for (name, target, link) in [
+            ("file-out", elsewhere.join("run.sh"), "scripts/sub/run.sh"),
+            ("dir-out", elsewhere.join("lib"), "scripts/lib"),
+        ] {
+            let granted = skill(name, true);
+            std::os::unix::fs::symlink(&target, granted.join(link)).expect("symlink");
+            let error = SkillRegistry::load(&[&granted]).expect_err("loaded");
+            assert!(
+                matches!(&error, SkillError::ScriptLinksOut { .. }),
+                "{name}: {error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(link), "{message}");
+            assert!(
+                message.contains("without the skill's permissions"),
+                "{message}"
+            );
+            let plain = skill(&format!("{name}-plain"), false);
+            std::os::unix::fs::symlink(&target, plain.join(link)).expect("symlink");
+            SkillRegistry::load(&[&plain]).expect("a skill without grants loads");
+        }
     }
 
     /// Permissions written in `SKILL.md`'s front matter (a format some
