@@ -4019,6 +4019,72 @@ fn skills_are_warned_about_as_loaded() {
     assert!(!stderr.contains(&skills.display().to_string()), "{stderr}");
 }
 
+/// A probe (106): a skill's `#!/usr/bin/env python3` script, where the
+/// PATH finds a version manager's shim (a shell script) first,
+/// was refused for what python3 reads ("sys.path starts in the working
+/// directory"), where it is the shim that reads its choice from there
+/// (`.python-version`). The refusal names the shim, and what passes.
+#[test]
+fn a_refusal_through_a_shim_names_the_shim() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let shims = base.join("pyenv/shims");
+    std::fs::create_dir_all(&shims).unwrap();
+    let shim = shims.join("python3");
+    std::fs::write(&shim, "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n").unwrap();
+    let skill = base.join("skills/pyskill");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::create_dir_all(base.join("notes")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: pyskill\n---\n").unwrap();
+    std::fs::write(
+        skill.join("permissions.toml"),
+        "filesystem = { \"../../notes\" = \"write\" }\n",
+    )
+    .unwrap();
+    let script = skill.join("scripts/hello.py");
+    std::fs::write(&script, "#!/usr/bin/env python3\nprint('hello')\n").unwrap();
+    for program in [&shim, &script] {
+        std::fs::set_permissions(program, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    // Escalated children get the caller's PATH (the session's shell's is
+    // the sandbox's to change); per-user configuration and the log are
+    // where the sandbox cannot write.
+    let caller_path = format!("{}:/usr/bin:/bin", shims.display());
+    let (config_home, state_home) = (base.join("no-config"), base.join("state"));
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--skills",
+            skill.to_str().unwrap(),
+            "--approval",
+            "approve",
+            "--",
+            script.to_str().unwrap(),
+        ],
+        &[
+            ("PATH", &caller_path),
+            ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+            ("XDG_STATE_HOME", state_home.to_str().unwrap()),
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(text(&output.stdout), "hello\n", "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}'s #! line runs {}, a script standing in for python3",
+            script.display(),
+            shim.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("a #! line that names the interpreter's own path"),
+        "{stderr}"
+    );
+}
+
 /// A probe replaced the execgate its next session ran: installed where the
 /// session's sandbox could write, it was the sandbox's to change. An
 /// installed execgate says so when a session starts (a build tree is a

@@ -746,6 +746,13 @@ impl Inner {
                     program.display(),
                     runs.display()
                 )),
+                // A script named as a program the table knows: a version
+                // manager's shim, judged as that program, which the
+                // refusal must say (a probe's pyenv shim was refused for
+                // what python3 reads).
+                (_, Some(_)) if in_table(&runs) => self
+                    .planted(request, &runs, &interpreted.argv, writable, writable_roots)
+                    .map(|refused| stand_in_refusal(program, &runs, &refused)),
                 _ if in_table(&runs) => {
                     self.planted(request, &runs, &interpreted.argv, writable, writable_roots)
                 }
@@ -1046,6 +1053,25 @@ fn other_names_of(program: &Path) -> Option<String> {
             program.display()
         )),
     }
+}
+
+/// `refused` (the refusal of `runs` as the program of its name) for a
+/// `#!` line that leads to `runs`, a script standing in for that program.
+fn stand_in_refusal(program: &Path, runs: &Path, refused: &str) -> String {
+    let name = runs
+        .file_name()
+        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    format!(
+        "escalation refused: {}'s #! line runs {}, a script standing in for {name} (a \
+         version manager's shim, which may choose what runs from files in the working \
+         directory and those above), judged as {name}: {}; a #! line that names the \
+         interpreter's own path is judged by its script alone",
+        program.display(),
+        runs.display(),
+        refused
+            .strip_prefix("escalation refused: ")
+            .unwrap_or(refused)
+    )
 }
 
 /// Why a bare runner would still load what the sandbox wrote: node
