@@ -215,6 +215,12 @@ pub struct SessionFields {
     /// At the end: escalated children still running, which were killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_children: Option<usize>,
+    /// At the end: every process still in the session (its shells,
+    /// escalated children and what they started, however they left their
+    /// process groups), which were killed; absent where sessions have no
+    /// cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes_killed: Option<usize>,
     /// At the end: records of the session that could not be written (its
     /// share of the log spent, a write failed), when there were any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -522,7 +528,11 @@ impl AuditRecord {
                     });
                 }
             }
-            SessionEvent::Ended { reason, running } => {
+            SessionEvent::Ended {
+                reason,
+                running,
+                processes,
+            } => {
                 let (end_reason, signal) = match reason {
                     SessionEnd::Closed => ("closed", None),
                     SessionEnd::Signal(signal) => ("signal", Some(*signal)),
@@ -545,6 +555,7 @@ impl AuditRecord {
                     end_reason: end_reason.into(),
                     signal,
                     running_children: Some(*running),
+                    processes_killed: *processes,
                     ..SessionFields::default()
                 });
             }

@@ -1255,6 +1255,7 @@ fn a_session_records_at_most_half_of_what_the_log_keeps() {
     let ended = SessionEvent::Ended {
         reason: execgate_escalate_server::SessionEnd::Closed,
         running: 0,
+        processes: Some(0),
     };
     flood.record("flood", &ended).unwrap();
 
@@ -1318,6 +1319,7 @@ fn ended() -> SessionEvent {
     SessionEvent::Ended {
         reason: execgate_escalate_server::SessionEnd::Closed,
         running: 0,
+        processes: Some(0),
     }
 }
 

@@ -493,10 +493,13 @@ fn session_end(record: &AuditRecord) -> String {
             session.sandbox.join(", ")
         ));
     };
-    let ending = match session.signal {
+    let mut ending = match session.signal {
         Some(signal) => format!("ended by signal {signal}, {killed} running killed"),
         None => format!("closed, {killed} running killed"),
     };
+    if let Some(processes) = session.processes_killed {
+        ending.push_str(&format!(", {processes} process(es) in all"));
+    }
     match session.lost_records {
         Some(lost) => format!("{ending}, {lost} record(s) not written"),
         None => ending,

@@ -1458,14 +1458,22 @@ fn show_event(event: &SessionEvent) {
                 .map(|note| format!("; {note:?}"))
                 .unwrap_or_default()
         ),
-        SessionEvent::Ended { reason, running } => format!(
-            "execgate: session ended ({}); escalated children still running, killed: {running}",
+        SessionEvent::Ended {
+            reason,
+            running,
+            processes,
+        } => format!(
+            "execgate: session ended ({}); escalated children still running, killed: \
+             {running}{}",
             match reason {
                 SessionEnd::Signal(signal) => format!("signal {signal}"),
                 SessionEnd::Closed => "closed".into(),
                 // `SessionEnd` is non-exhaustive: a kind of end added later.
                 other => format!("{other:?}"),
-            }
+            },
+            processes
+                .map(|processes| format!("; processes in the session, killed: {processes}"))
+                .unwrap_or_default()
         ),
         other => format!("execgate: {other:?}"),
     };

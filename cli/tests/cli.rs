@@ -1326,6 +1326,66 @@ fn a_run_in_the_background_of_a_terminal_waits_for_the_foreground() {
     );
 }
 
+/// A probe (106): an unsandboxed child that left a process behind
+/// (`setsid sleep &`) and exited; the session's end killed the process,
+/// and its record said `running_children: 0`, as if nothing had been
+/// killed. It now counts every process left in the session's cgroup.
+#[test]
+fn a_sessions_end_counts_the_processes_it_killed() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("sh.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"dash\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let marker = format!("execgate-left-behind-{}", std::process::id());
+    let log = dir.path().join("audit.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            &format!(
+                "/bin/sh -c 'setsid sh -c \"exec -a {marker} sleep 300\" \
+                 >/dev/null 2>&1 </dev/null & echo started'"
+            ),
+        ],
+    );
+    assert_eq!(
+        text(&output.stdout),
+        "started\n",
+        "{}",
+        text(&output.stderr)
+    );
+    let records = std::fs::read_to_string(&log).unwrap();
+    let end: serde_json::Value = serde_json::from_str(records.lines().last().unwrap()).unwrap();
+    assert_eq!(end["event"]["action"], "session-end", "{end}");
+    assert_eq!(end["session"]["running_children"], 0, "{end}");
+    assert_eq!(end["session"]["processes_killed"], 1, "{end}");
+    let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
+    assert!(
+        table.contains("closed, 0 running killed, 1 process(es) in all"),
+        "{table}"
+    );
+    // Killed as the session ended; gone once the kernel has reaped it.
+    let gone = (0..200).any(|_| {
+        let left = Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .unwrap();
+        left.stdout.is_empty() || {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(gone, "{marker} outlived its session");
+}
+
 #[test]
 fn every_run_is_audited_and_audit_reads_it_back() {
     let (_dir, ws) = workspace();
@@ -3108,6 +3168,7 @@ fn network_log(path: &Path) {
         SessionEvent::Ended {
             reason: SessionEnd::Closed,
             running: 0,
+            processes: None,
         },
     ];
     let log = AuditLog::open(path, Rotation::default()).unwrap();

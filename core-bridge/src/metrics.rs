@@ -206,13 +206,18 @@ impl Telemetry {
                     "request refused"
                 );
             }
-            SessionEvent::Ended { reason, running } => tracing::info!(
+            SessionEvent::Ended {
+                reason,
+                running,
+                processes,
+            } => tracing::info!(
                 target: "execgate::session",
                 session = %self.session,
                 sandbox,
                 profile,
                 reason = ?reason,
                 running,
+                processes,
                 "session ended"
             ),
             // `SessionEvent` is non-exhaustive: an event added later.

@@ -100,8 +100,14 @@ pub enum SessionEvent {
         asked: Option<Arc<RefusedRequest>>,
     },
     /// The session ended; `running` escalated children were still running
-    /// and are being killed.
-    Ended { reason: SessionEnd, running: usize },
+    /// and are being killed, with every process in the session's cgroup:
+    /// `processes` of them, escalated children, their descendants and
+    /// shells alike (`None` where sessions have no cgroup).
+    Ended {
+        reason: SessionEnd,
+        running: usize,
+        processes: Option<usize>,
+    },
     /// A connection through the managed network's proxy was decided (before
     /// it is made) or has closed.
     Network(NetworkEvent),

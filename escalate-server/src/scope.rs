@@ -351,6 +351,24 @@ impl Scope {
         }
     }
 
+    /// How many processes the session's cgroup and those below it hold:
+    /// its shells, escalated children and whatever they started, however
+    /// they left their process groups. `None` without a cgroup, or when its
+    /// processes cannot be read.
+    pub(crate) fn processes(&self) -> Option<usize> {
+        let cgroup = self.cgroup.as_ref()?;
+        let mut count = 0;
+        for dir in execgate_protocol::cgroup_tree(&cgroup.dir).ok()? {
+            match std::fs::read_to_string(dir.join("cgroup.procs")) {
+                Ok(procs) => count += procs.lines().count(),
+                // Removed since it was listed: its processes have exited.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => return None,
+            }
+        }
+        Some(count)
+    }
+
     /// Kills every process in the session's cgroup (nothing without one).
     pub(crate) fn kill_all(&self) {
         if let Some(cgroup) = &self.cgroup {

@@ -363,7 +363,12 @@ impl Shared {
     fn end(&self, reason: SessionEnd) {
         if !self.ended.swap(true, Ordering::SeqCst) {
             let running = self.children.count();
-            self.emit(SessionEvent::Ended { reason, running });
+            let processes = self.children.scope.processes();
+            self.emit(SessionEvent::Ended {
+                reason,
+                running,
+                processes,
+            });
         }
         self.children.kill_all();
     }

@@ -83,5 +83,5 @@ pub use fdpass::{
 };
 pub use message::{ClientMessage, ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS};
 pub use shebang::{looks_like_shell_text, parse_shebang, Shebang, SHEBANG_LIMIT};
-pub use warden::{remove_cgroup_tree, WardenRecord, WARDEN_FLAG, WARDEN_RECORD_LEN};
+pub use warden::{cgroup_tree, remove_cgroup_tree, WardenRecord, WARDEN_FLAG, WARDEN_RECORD_LEN};
 pub use wrapper_args::{WrapperArgs, WrapperArgsError, ENV_SOCKET_FD, ENV_WRAPPER};

@@ -53,27 +53,21 @@ impl WardenRecord {
     }
 }
 
-/// How deep and how many cgroups [`remove_cgroup_tree`] looks for below
-/// the one it removes: a program that made more is left what it made
-/// beyond them (the kernel caps neither by default).
+/// How deep and how many cgroups [`cgroup_tree`] looks for below the one
+/// it starts at: a program that made more is left what it made beyond them
+/// (the kernel caps neither by default).
 const CGROUP_TREE_DEPTH: usize = 32;
 const CGROUP_TREE_SIZE: usize = 1024;
 
-/// Removes the cgroup `dir` and the cgroups below it, deepest first: the
-/// server at a session's end and the warden at the server's both remove
-/// trees a program started unsandboxed as root may have added to (a
-/// container tool makes cgroups below its own). A cgroup that still holds
-/// a process stays, as does every cgroup above it: the kernel refuses to
-/// remove either. The error is `dir`'s own removal's. Not on any exec's
-/// path: it walks directories, which allocates.
-pub fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
+/// The cgroup `dir` and the cgroups below it, breadth first (every cgroup
+/// before those below it), within [`CGROUP_TREE_DEPTH`] and
+/// [`CGROUP_TREE_SIZE`]. Only the cgroup file system's own directories: a
+/// root program may have mounted another file system inside its cgroup.
+/// Not on any exec's path: it walks directories, which allocates.
+pub fn cgroup_tree(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     use std::os::unix::fs::MetadataExt;
-    // Only the cgroup file system's own directories: a root program may
-    // have mounted another file system inside its cgroup, whose empty
-    // directories are not ours to remove.
     let device = std::fs::symlink_metadata(dir)?.dev();
-    // Breadth first, then removed in the reverse order: every cgroup goes
-    // before the one it is in. No recursion: the depth is the program's.
+    // No recursion: the depth is the program's.
     let mut found = vec![(dir.to_path_buf(), 0)];
     let mut next = 0;
     while let Some((parent, depth)) = found.get(next).cloned() {
@@ -95,7 +89,17 @@ pub fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
             }
         }
     }
-    for (below, _) in found.iter().skip(1).rev() {
+    Ok(found.into_iter().map(|(dir, _)| dir).collect())
+}
+
+/// Removes the cgroup `dir` and the cgroups below it ([`cgroup_tree`]),
+/// deepest first: the server at a session's end and the warden at the
+/// server's both remove trees a program started unsandboxed as root may
+/// have added to (a container tool makes cgroups below its own). A cgroup
+/// that still holds a process stays, as does every cgroup above it: the
+/// kernel refuses to remove either. The error is `dir`'s own removal's.
+pub fn remove_cgroup_tree(dir: &std::path::Path) -> std::io::Result<()> {
+    for below in cgroup_tree(dir)?.iter().skip(1).rev() {
         let _ = std::fs::remove_dir(below);
     }
     std::fs::remove_dir(dir)
