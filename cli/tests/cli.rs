@@ -1326,6 +1326,69 @@ fn a_run_in_the_background_of_a_terminal_waits_for_the_foreground() {
     );
 }
 
+/// A review (107): the server read its own umask and limits once, at its
+/// first escalation; lowered after that (by its owner, or here by
+/// `prlimit` from outside), every later escalation failed to start
+/// ("cannot set the requester's limits: Operation not permitted"), asking
+/// for the limit as it was. Each escalation now starts no looser than the
+/// server as it is then.
+#[test]
+fn limits_lowered_after_the_first_escalation_reach_the_next() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("cat.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"cat\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"cat\", \"/proc/self/limits\"], decision = \"allow\", \
+         execution = \"turn-default\")\n\
+         prefix_rule(pattern = [\"head\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let fifo = dir.path().join("go");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let child = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--rules", rules.to_str().unwrap(), "--"])
+        .arg(format!(
+            "cat {fifo} >/dev/null; cat /proc/self/limits; head -n 50 /proc/self/limits",
+            fifo = fifo.display()
+        ))
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first `cat` is escalated and waits on the fifo: the server has
+    // read its own limits by then.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let lowered = Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), "--rttime=4242:4242"])
+        .status()
+        .unwrap();
+    assert!(lowered.success());
+    std::fs::write(&fifo, "go\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    let rttime: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("Max realtime timeout"))
+        .collect();
+    // The turn-default escalation (sandboxed), then an unsandboxed one.
+    assert_eq!(rttime.len(), 2, "{stdout}{}", text(&output.stderr));
+    for line in rttime {
+        assert_eq!(
+            line.split_whitespace().collect::<Vec<_>>()[3..5],
+            ["4242", "4242"],
+            "{stdout}"
+        );
+    }
+}
+
 /// A probe (106): an unsandboxed child that left a process behind
 /// (`setsid sleep &`) and exited; the session's end killed the process,
 /// and its record said `running_children: 0`, as if nothing had been

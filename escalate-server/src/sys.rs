@@ -856,10 +856,26 @@ impl ChildSetup<'_> {
                     8usize,
                 );
             }
+            // No looser than the server as it is now, either: what it read
+            // of itself is from its first escalation, and its owner may
+            // have lowered its limits or tightened its umask since.
             if let Some(inheritance) = self.inheritance {
-                libc::umask(inheritance.umask as libc::mode_t);
+                let current_umask = libc::umask(0);
+                libc::umask(inheritance.umask as libc::mode_t | current_umask);
                 for &(resource, soft, hard) in &inheritance.limits {
-                    let limit = [soft, hard];
+                    let mut current = [0u64; 2];
+                    if libc::syscall(
+                        libc::SYS_prlimit64,
+                        0,
+                        resource,
+                        ptr::null::<u64>(),
+                        current.as_mut_ptr(),
+                    ) != 0
+                    {
+                        self.fail(8);
+                    }
+                    let hard = hard.min(current[1]);
+                    let limit = [soft.min(current[0]).min(hard), hard];
                     if libc::syscall(
                         libc::SYS_prlimit64,
                         0,

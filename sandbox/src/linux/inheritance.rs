@@ -70,7 +70,9 @@ impl Inheritance {
     }
 
     /// This process's own umask and limits, read once: what it passes on
-    /// is never looser than what it had when it first passed anything.
+    /// is never looser than what it had when it first passed anything,
+    /// and the process that applies it (forked from this one) clamps it
+    /// again to what it inherited, this process's as they are then.
     fn ours() -> io::Result<&'static Inheritance> {
         static OURS: std::sync::OnceLock<Inheritance> = std::sync::OnceLock::new();
         if let Some(ours) = OURS.get() {

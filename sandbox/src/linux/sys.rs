@@ -598,13 +598,18 @@ fn prlimit(pid: libc::pid_t, resource: u32, new: Option<[u64; 2]>) -> std::io::R
 }
 
 /// Puts `inheritance` into effect in this process: its umask, its limits,
-/// and its ignored signals (those `nix` names: the standard ones).
+/// and its ignored signals (those `nix` names: the standard ones). Never
+/// looser than this process already is (what the server started it with:
+/// its own as they are now, which may be tighter than what it read of
+/// itself at its first escalation).
 pub(crate) fn apply_inheritance(inheritance: &super::Inheritance) -> std::io::Result<()> {
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-        inheritance.umask as libc::mode_t,
-    ));
+    use nix::sys::stat::{umask, Mode};
+    let current_umask = umask(Mode::empty());
+    umask(Mode::from_bits_truncate(inheritance.umask as libc::mode_t) | current_umask);
     for &(resource, soft, hard) in &inheritance.limits {
-        prlimit(0, resource, Some([soft, hard]))?;
+        let [current_soft, current_hard] = prlimit(0, resource, None)?;
+        let hard = hard.min(current_hard);
+        prlimit(0, resource, Some([soft.min(current_soft).min(hard), hard]))?;
     }
     for number in 1..=64 {
         if inheritance.ignored & (1 << (number - 1)) == 0 {
