@@ -27,6 +27,10 @@ impl Decider for DenyAll {
             }
         })
     }
+
+    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
+        None
+    }
 }
 
 fuzz_target!(|input: &[u8]| {

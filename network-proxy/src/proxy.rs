@@ -81,10 +81,10 @@ pub trait Decider: Send + Sync {
 
     /// Why `address`, one that `request`'s allowed name resolved to, must
     /// not be reached all the same: a rule or list entry that names the
-    /// address itself. The default refuses none.
-    fn refuses_address(&self, _request: &ConnectRequest, _address: IpAddr) -> Option<String> {
-        None
-    }
+    /// address itself. No default: a decider that wraps another must pass
+    /// the question on (one that did not let names reach what the rules
+    /// shut, a probe found), and one that refuses none says so.
+    fn refuses_address(&self, request: &ConnectRequest, address: IpAddr) -> Option<String>;
 }
 
 /// How one connection ended, for the audit log.

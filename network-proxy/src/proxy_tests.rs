@@ -39,6 +39,10 @@ impl Decider for ListDecider {
             })
         })
     }
+
+    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
+        None
+    }
 }
 
 /// An origin on 127.0.0.1 that records the first request head it gets and
@@ -496,6 +500,10 @@ impl Decider for EndingDecider {
     fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.ends.notified())
     }
+
+    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
+        None
+    }
 }
 
 /// Regression: an upstream that never closes held its relay (and four
@@ -570,6 +578,10 @@ impl Decider for NeverAnswers {
             let _guard = guard;
             std::future::pending().await
         })
+    }
+
+    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
+        None
     }
 }
 
@@ -789,6 +801,10 @@ impl Decider for AllowsNamesOnly {
         _request: &'a ConnectRequest,
     ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
         Box::pin(async { Verdict::Allow(NonPublicAddresses::Refuse) })
+    }
+
+    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
+        None
     }
 }
 

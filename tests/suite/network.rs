@@ -180,6 +180,10 @@ network = "enabled"
 [profiles.wild]
 extends = "workspace-write"
 network = { mode = "limited", domains = { "**.localhost" = "allow" } }
+
+[profiles.shut]
+extends = "workspace-write"
+network = { mode = "limited", domains = { "localhost" = "allow", "127.0.0.1" = "deny", "::1" = "deny" } }
 "#;
 
 /// A session in profile `name` of [`PROFILES`].
@@ -361,6 +365,48 @@ curl -s -o /dev/null -w "socks %{exitcode}\n" --proxy socks5h://${EXECGATE_PROXY
     assert_eq!(origin.served(), 0);
     session.shutdown().await;
     wild.shutdown().await;
+}
+
+/// A probe (108): a deny entry or a `forbidden` rule on an address shut
+/// only the address as written: a name that resolved to it (the README's
+/// `1.1.1.99.nip.io`) reached it, as the session's proxy asked the
+/// connection's decider, which did not pass the question on, and was told
+/// nothing refused it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_address_shut_by_an_entry_or_a_rule_is_shut_for_its_names() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let forbidden = RuleSet::parse(
+        Path::new("shut.rules"),
+        "network_rule(host = \"127.0.0.1\", decision = \"forbidden\", justification = \"not here\")\n\
+         network_rule(host = \"::1\", decision = \"forbidden\", justification = \"not here\")\n",
+    )
+    .unwrap();
+    let by_entry = limited_session(&place, "shut", DenyAll);
+    let by_rule = limited_session_with(&place, "net", DenyAll, Arc::new(forbidden), None);
+    for (session, reason) in [
+        (
+            &by_entry,
+            "127.0.0.1, denied by domains entry \"127.0.0.1\"",
+        ),
+        (
+            &by_rule,
+            "127.0.0.1, forbidden by network rule at shut.rules:1: not here",
+        ),
+    ] {
+        let outcome = run_proxied(
+            session,
+            &origin,
+            "curl -s -w ' %{http_code}' http://localhost:{port}/hello.txt",
+        )
+        .await;
+        let (stdout, stderr) = (text(&outcome.stdout), text(&outcome.stderr));
+        assert!(stdout.ends_with(" 403"), "{stdout}\n{stderr}");
+        assert!(stdout.contains(reason), "{reason:?} in {stdout}\n{stderr}");
+    }
+    assert_eq!(origin.served(), 0, "the shut address was reached by name");
+    by_entry.shutdown().await;
+    by_rule.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -353,6 +353,14 @@ impl Decider for EndingOnLateDenial<'_> {
     fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(self.relays_end.cancelled())
     }
+
+    fn refuses_address(
+        &self,
+        request: &ConnectRequest,
+        address: std::net::IpAddr,
+    ) -> Option<String> {
+        self.connection.refuses_address(request, address)
+    }
 }
 
 /// Kills the sandbox's first process, which ends its pid namespace and
