@@ -53,8 +53,8 @@ pub enum PolicyCommand {
         #[arg(long)]
         pretty: bool,
         /// Check a connection instead of a command line: the
-        /// `network_rule`s that match HOST:PORT (`[v6]:PORT` for IPv6). The
-        /// rules alone: a limited profile's `domains` lists decide before
+        /// `network_rule`s that match HOST:PORT (`[v6]:PORT` for IPv6), with
+        /// --as-run the config's too. The rules alone: a limited profile's `domains` lists decide before
         /// every rule but `forbidden` (`policy lint --config` names the
         /// rules they take over).
         #[arg(long, value_name = "HOST:PORT", conflicts_with = "argv")]
@@ -125,12 +125,14 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
     match command {
         PolicyCommand::Check {
             rules,
+            as_run,
+            config,
             network: Some(network),
             protocol,
             pretty,
             ..
         } => {
-            let rules = RuleSet::load(&rules)?;
+            let (rules, _) = rules_to_check(&rules, as_run, config.as_deref())?;
             let (destination, port) = Destination::parse_authority(&network, None)?;
             let protocol = match protocol {
                 NetworkProtocol::Https => Protocol::Https,
@@ -151,23 +153,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             network: None,
             ..
         } => {
-            // With --as-run, the session's PATH too, from the same config.
-            let (rules, session_path) = if as_run {
-                let config = Config::load(config.as_deref())?;
-                let files: Vec<PathBuf> = config.rules.iter().chain(&rules).cloned().collect();
-                let rules = std::sync::Arc::new(load_rules(&files)?);
-                let session_path = session_path_of(&config)?;
-                // What `run` refuses to start with, refused alike.
-                execgate_core_bridge::ExecPolicy::new(execgate_core_bridge::ExecPolicyConfig {
-                    rules: rules.clone(),
-                    profiles: std::sync::Arc::new(config.profiles),
-                    ..Default::default()
-                })?;
-                (rules, Some(session_path))
-            } else {
-                say_if_config_rules_are_left_out(&rules);
-                (std::sync::Arc::new(RuleSet::load(&rules)?), None)
-            };
+            let (rules, session_path) = rules_to_check(&rules, as_run, config.as_deref())?;
             let program = argv.first().and_then(|program| program.to_str());
             if let Some(session_path) = &session_path {
                 if let Some(program) = program.filter(|program| !program.contains('/')) {
@@ -234,6 +220,32 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             json,
         } => lint_files(rules, config.as_deref(), json),
     }
+}
+
+/// The rules `policy check` decides with: with `as_run`, the config's
+/// before `files`, as a session loads them, checked as `run` checks them,
+/// and the session's PATH from the same config; else `files` alone, with a
+/// line on stderr when the config has rules they leave out.
+fn rules_to_check(
+    files: &[PathBuf],
+    as_run: bool,
+    config: Option<&Path>,
+) -> Result<(std::sync::Arc<RuleSet>, Option<std::ffi::OsString>)> {
+    if !as_run {
+        say_if_config_rules_are_left_out(files);
+        return Ok((std::sync::Arc::new(RuleSet::load(files)?), None));
+    }
+    let config = Config::load(config)?;
+    let all: Vec<PathBuf> = config.rules.iter().chain(files).cloned().collect();
+    let rules = std::sync::Arc::new(load_rules(&all)?);
+    let session_path = session_path_of(&config)?;
+    // What `run` refuses to start with, refused alike.
+    execgate_core_bridge::ExecPolicy::new(execgate_core_bridge::ExecPolicyConfig {
+        rules: rules.clone(),
+        profiles: std::sync::Arc::new(config.profiles),
+        ..Default::default()
+    })?;
+    Ok((rules, Some(session_path)))
 }
 
 fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<i32> {

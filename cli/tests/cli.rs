@@ -2309,6 +2309,50 @@ fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
 }
 
+/// A probe (108): `check --network` left out the config's rules even with
+/// `--as-run`, and said nothing: it reported no rule for a destination the
+/// team's file forbids, which a session refused.
+#[test]
+fn policy_check_network_takes_the_configs_rules_as_a_command_check_does() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::create_dir_all(base.join("execgate")).unwrap();
+    std::fs::write(
+        base.join("execgate/team.rules"),
+        "network_rule(host = \"evil.example\", decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let config = base.join("execgate/config.toml");
+    std::fs::write(&config, "rules = [\"team.rules\"]\n").unwrap();
+    let empty = base.join("empty.rules");
+    std::fs::write(&empty, "").unwrap();
+    let home = [("XDG_CONFIG_HOME", base.to_str().unwrap())];
+    let check = |args: &[&str]| {
+        let mut all = vec!["policy", "check"];
+        all.extend(args);
+        all.extend(["--network", "evil.example:443"]);
+        let output = execgate_with_env(&ws, &all, &home);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (report["decision"].clone(), text(&output.stderr))
+    };
+    let config = config.to_str().unwrap();
+    for args in [
+        &["--as-run"][..],
+        &["--as-run", "--config", config],
+        &["--as-run", "--rules", empty.to_str().unwrap()],
+    ] {
+        let (decision, stderr) = check(args);
+        assert_eq!(decision, "forbidden", "{args:?}: {stderr}");
+    }
+    let (decision, stderr) = check(&["--rules", empty.to_str().unwrap()]);
+    assert_eq!(decision, serde_json::Value::Null);
+    assert!(
+        stderr.contains("--as-run adds them as a session does"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn policy_check_network_reports_the_deciding_network_rules() {
     let (dir, ws) = workspace();
