@@ -53,14 +53,7 @@ pub fn run(json: bool) -> Result<i32> {
     let located = Tools::locate_with_origin();
     let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
     let tools = located.map(|located| located.tools);
-    let zsh_patched = tools.as_ref().is_ok_and(|tools| {
-        // The patch's own message is compiled into the binary.
-        std::fs::read(&tools.zsh).is_ok_and(|bytes| {
-            bytes
-                .windows(b"execgate: cannot run the exec wrapper".len())
-                .any(|window| window == b"execgate: cannot run the exec wrapper")
-        })
-    });
+    let zsh_patched = tools.as_ref().is_ok_and(Tools::zsh_is_patched);
     let zsh_current = tools.as_ref().is_ok_and(|tools| {
         let stamp = std::fs::canonicalize(&tools.zsh)
             .ok()

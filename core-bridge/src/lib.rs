@@ -146,6 +146,13 @@ pub enum BridgeError {
     )]
     NoZsh(PathBuf),
     #[error(
+        "{} is not the patched zsh: a session's shell must ask execgate before each program \
+         it runs, and this one would run every program in place, with no rule and no \
+         record; build the patched one with scripts/build-zsh.sh (or set EXECGATE_ZSH to it)",
+        .0.display()
+    )]
+    UnpatchedZsh(PathBuf),
+    #[error(
         "{} is missing; build the workspace (cargo build --workspace) so it sits beside \
          this binary",
         .0.display()

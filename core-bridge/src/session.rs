@@ -279,6 +279,10 @@ impl ShellSession {
                 source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
             });
         }
+        // Any other shell would run every program unasked.
+        if !tools.zsh_is_patched() {
+            return Err(BridgeError::UnpatchedZsh(tools.zsh.clone()));
+        }
         // Not in /tmp: sandboxes of other sessions can write there, and
         // could swap this session's zsh. Not straight in /var/tmp either: a
         // sandbox started there may write it. Every session's directory is
@@ -445,6 +449,9 @@ impl ShellSession {
     /// permissions, the approver is asked first; the timeout starts once
     /// the shell does, and stops while approvals are pending.
     pub fn run(&self, command: &str, options: RunOptions) -> Result<RunHandle, BridgeError> {
+        if self.session.has_ended() {
+            return Err(BridgeError::SessionEnded);
+        }
         let args = [OsString::from("-f"), "-c".into(), command.into()];
         let requested = match (&options.request_permissions, &self.exec_policy) {
             (None, _) => None,
@@ -526,7 +533,10 @@ impl ShellSession {
             if let Some(long) = args.iter().find(|arg| arg.len() >= 32 * page) {
                 return Err(BridgeError::CommandTooLong { len: long.len() });
             }
-            let session = session.upgrade().ok_or(BridgeError::SessionEnded)?;
+            let session = session
+                .upgrade()
+                .filter(|session| !session.has_ended())
+                .ok_or(BridgeError::SessionEnded)?;
             let terminal = match group {
                 ShellGroup::OwnGroup => Terminal::Detached,
                 ShellGroup::OwnTerminal => Terminal::Shared,
@@ -623,6 +633,10 @@ impl ShellSession {
     /// owner that cannot wait for [`ShellSession::shutdown`] (another
     /// holder keeps the session).
     pub fn cancel(&self) {
+        // Its commands first, so that each reports itself cancelled.
+        self.runs.cancel();
+        self.processes.kill_all();
+        self.network.shut_down();
         self.session.cancel();
     }
 
@@ -741,6 +755,9 @@ async fn run_shell(
             child.wait().await
         }
     };
+    // The session's cancel kills the shell as it cancels `stop`: the
+    // shell's end may be seen first.
+    cancelled |= !timed_out && (options.cancel.is_cancelled() || stop.is_cancelled());
     // Background jobs the command left in its group go with it. The group
     // id cannot name another process while any member lives.
     kill_group(pgid);

@@ -95,6 +95,10 @@ fn build_tree_tool(dir: &Path, name: &str, key: &str) -> PathBuf {
     }
 }
 
+/// What the patched zsh carries that no other shell does: the patch's own
+/// message, compiled in.
+const ZSH_PATCH_MARKER: &str = "execgate: cannot run the exec wrapper";
+
 /// Whether the file at `path` carries `key` (reading about 1 MiB).
 fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
@@ -218,6 +222,12 @@ impl Tools {
                 installed: clean(&installed),
             },
         })
+    }
+
+    /// Whether `zsh` is the patched one, which asks before every program
+    /// it runs: any other shell runs them all unasked. Reads the file.
+    pub fn zsh_is_patched(&self) -> bool {
+        carries_key(&self.zsh, ZSH_PATCH_MARKER)
     }
 
     /// Whether the wrapper was built from this build's sources.

@@ -771,6 +771,12 @@ impl Session {
         self.shared.end(SessionEnd::Closed);
     }
 
+    /// Whether the session has been cancelled or terminated: it decides
+    /// nothing more, and a shell started in it now could run nothing.
+    pub fn has_ended(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     /// [`Session::cancel`] because the owner received `signal`: the audit
     /// log records that the session ended by it.
     pub fn terminate(&self, signal: i32) {

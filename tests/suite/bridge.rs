@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use execgate_core_bridge::{
-    CommandStatus, EnvInherit, EnvPolicy, OutputChunk, RunOptions, ShellSession,
+    BridgeError, CommandStatus, EnvInherit, EnvPolicy, OutputChunk, RunOptions, ShellSession,
     ShellSessionConfig, Tools,
 };
 
@@ -265,6 +265,51 @@ async fn descriptors_the_embedder_left_inheritable_stay_out_of_the_shell() {
 /// A probe started a session in a regular file: it started, and every
 /// command then failed with "cannot start the shell: Not a directory".
 /// Refused at the start instead.
+/// A probe (109): a session started with a shell that is not the patched
+/// zsh (Debian's, `/bin/sh`) ran every program in place, with no
+/// decision: no rule held, and its audit log showed an empty session. It
+/// is refused at its start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_with_an_unpatched_shell_is_refused_at_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tools = tools();
+    tools.zsh = "/bin/sh".into();
+    let config = ShellSessionConfig::new(dir.path(), tools, policy_by_path(&[]));
+    let Err(error) = ShellSession::start(config) else {
+        panic!("a session started with /bin/sh as its zsh");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("/bin/sh is not the patched zsh"),
+        "{message}"
+    );
+}
+
+/// A probe (109): after `cancel()`, `run` started a shell in the ended
+/// session and returned its exit status 0 (every program it ran failed
+/// closed, unrecorded); and a command that `cancel()` ended said
+/// `cancelled: false`, as if killed by someone else.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_session_says_so_and_runs_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let handle = session.run("sleep 30", RunOptions::default()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    session.cancel();
+    let outcome = handle.wait().await.unwrap();
+    assert!(outcome.cancelled, "{outcome:?}");
+    let refused = match session.run("echo ran", RunOptions::default()) {
+        Ok(handle) => Err(handle.wait().await),
+        Err(error) => Ok(error),
+    };
+    assert!(
+        matches!(refused, Ok(BridgeError::SessionEnded)),
+        "{refused:?}"
+    );
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_in_a_file_is_refused_at_its_start() {
     let dir = tempfile::tempdir().unwrap();
