@@ -574,6 +574,13 @@ async fn escalate(
             }
         };
     let started = Instant::now();
+    // Counted by the session's end from here until listed.
+    let starting = shared.children.starting();
+    // A session that ended before this starts nothing.
+    if cancel.is_cancelled() {
+        fail("the session ended before the child started".into());
+        return;
+    }
     let spare_served = order.as_ref().is_some_and(|order| order.kept);
     let taken = match order {
         Some(order) => waiting_sandbox(shared, &order)
@@ -640,7 +647,7 @@ async fn escalate(
     if spare_served {
         spare::replenish(shared);
     }
-    shared.children.insert(
+    starting.listed(
         request_id,
         LiveChild {
             pid,

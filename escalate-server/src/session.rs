@@ -903,6 +903,11 @@ async fn accept_hellos(
 /// unrelated process.
 pub(crate) struct Children {
     live: Mutex<HashMap<u64, LiveChild>>,
+    /// Children being started: not listed yet, but counted as running by
+    /// a session's end, and killed as they are listed after it. Changed
+    /// under `live`'s lock when listed, so that a count sees each child
+    /// once.
+    starting: std::sync::atomic::AtomicUsize,
     /// Set (under `live`'s lock) once the session has killed its children:
     /// no child is listed after that.
     closed: AtomicBool,
@@ -916,6 +921,34 @@ pub(crate) struct LiveChild {
     pub(crate) pidfd: Arc<OwnedFd>,
     /// Started through bubblewrap: the program runs in a pid namespace.
     pub(crate) sandboxed: bool,
+}
+
+/// A child being started, counted by [`Children::count`] until listed.
+pub(crate) struct Starting<'a> {
+    children: &'a Children,
+    counted: bool,
+}
+
+impl Starting<'_> {
+    /// Lists the started child. Once the session has killed its children,
+    /// kills this one too as it is listed: nothing a session started
+    /// outlives it, however late its start completed; its conversation
+    /// reaps it (and records its end) as any other's.
+    pub(crate) fn listed(mut self, request_id: u64, child: LiveChild) {
+        self.children.insert(request_id, child, &mut self);
+    }
+
+    fn uncount(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.children.starting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.uncount();
+    }
 }
 
 /// The pid (in our namespace) of the sandbox's init, the helper that
@@ -932,14 +965,27 @@ impl Children {
     fn new(scope: Scope) -> Children {
         Children {
             live: Mutex::default(),
+            starting: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             spares: Spares::default(),
             scope,
         }
     }
 
+    /// Listed children and those being started.
     fn count(&self) -> usize {
-        self.lock().len()
+        let live = self.lock();
+        live.len() + self.starting.load(Ordering::SeqCst)
+    }
+
+    /// Counts a child about to be started until it is listed
+    /// ([`Starting::listed`]) or its start fails (the guard's drop).
+    pub(crate) fn starting(&self) -> Starting<'_> {
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        Starting {
+            children: self,
+            counted: true,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, LiveChild>> {
@@ -952,12 +998,17 @@ impl Children {
     /// kills this one too as it is listed: nothing a session started
     /// outlives it, however late its start completed; its conversation
     /// reaps it (and records its end) as any other's.
-    pub(crate) fn insert(&self, request_id: u64, child: LiveChild) {
+    fn insert(&self, request_id: u64, child: LiveChild, starting: &mut Starting<'_>) {
         let mut live = self.lock();
         if self.closed.load(Ordering::SeqCst) {
+            // By its pidfd: it may not have made its process group yet.
+            let _ = sys::pidfd_kill(child.pidfd.as_fd());
             let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
+            // And whatever it started since, in the session's cgroup.
+            self.scope.kill_all();
         }
         live.insert(request_id, child);
+        starting.uncount();
     }
 
     /// Sends `signal` to the child's process group, if it is still listed.

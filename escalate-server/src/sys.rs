@@ -132,6 +132,26 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Sends `SIGKILL` to the process `pidfd` names: it, whatever its
+/// process group, and never another that took its number.
+pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a
+    // null siginfo and flags; it touches no memory of ours.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    match result {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 /// Marks every descriptor from `first` up close-on-exec: `close_range`
 /// with `CLOSE_RANGE_CLOEXEC` (Linux 5.11). Async-signal-safe, allocates
 /// nothing: for a child between fork and exec too, where an error must

@@ -169,6 +169,51 @@ fn an_embedding_owner_without_a_cgroup_leaves_no_escalated_child() {
     }
 }
 
+/// A probe (109): escalations being started as a session ended were
+/// neither counted in its end's `running_children` nor stopped: their
+/// `start` records came after `session-end`, one said 0 running. Each
+/// child started after the end is one the end counted, and is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_starts_as_a_session_ends_is_counted_and_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..12u64 {
+        let (mut session, recorder) =
+            start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
+        let shells: Vec<_> = (0..6)
+            .map(|_| {
+                spawn_zsh(
+                    &mut session,
+                    "while :; do /usr/bin/sleep 0.01; done",
+                    dir.path(),
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300 + 17 * round)).await;
+        session.shutdown().await;
+        drop(shells);
+        let events = recorder.0.lock().unwrap().clone();
+        let end = events
+            .iter()
+            .position(|event| matches!(event, SessionEvent::Ended { .. }))
+            .expect("the session's end is recorded");
+        let SessionEvent::Ended { running, .. } = &events[end] else {
+            unreachable!()
+        };
+        let started_after: Vec<u64> = events[end..]
+            .iter()
+            .filter_map(|event| match event {
+                SessionEvent::Started { request_id, .. } => Some(*request_id),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            started_after.len() <= *running,
+            "round {round}: {} started after the end, which counted {running} running",
+            started_after.len()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_records_its_end_once_and_says_how() {
     let (session, recorder) = start_session(policy_by_path(&[]));
