@@ -1402,7 +1402,8 @@ fn a_sessions_end_counts_the_processes_it_killed() {
         "prefix_rule(pattern = [\"dash\"], decision = \"allow\")\n",
     )
     .unwrap();
-    let marker = format!("execgate-left-behind-{}", std::process::id());
+    // A duration no other test's `sleep` has, to find it by.
+    let marker = format!("sleep 300.{}", std::process::id());
     let log = dir.path().join("audit.jsonl");
     let output = execgate(
         &ws,
@@ -1413,10 +1414,7 @@ fn a_sessions_end_counts_the_processes_it_killed() {
             "--audit-log",
             log.to_str().unwrap(),
             "--",
-            &format!(
-                "/bin/sh -c 'setsid sh -c \"exec -a {marker} sleep 300\" \
-                 >/dev/null 2>&1 </dev/null & echo started'"
-            ),
+            &format!("/bin/sh -c 'setsid {marker} >/dev/null 2>&1 </dev/null & echo started'"),
         ],
     );
     assert_eq!(
@@ -1428,8 +1426,12 @@ fn a_sessions_end_counts_the_processes_it_killed() {
     let records = std::fs::read_to_string(&log).unwrap();
     let end: serde_json::Value = serde_json::from_str(records.lines().last().unwrap()).unwrap();
     assert_eq!(end["event"]["action"], "session-end", "{end}");
-    assert_eq!(end["session"]["running_children"], 0, "{end}");
-    assert_eq!(end["session"]["processes_killed"], 1, "{end}");
+    let stderr = text(&output.stderr);
+    assert_eq!(end["session"]["running_children"], 0, "{end}\n{stderr}");
+    assert_eq!(
+        end["session"]["processes_killed"], 1,
+        "{end}\n{stderr}\n{records}"
+    );
     let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
     assert!(
         table.contains("closed, 0 running killed, 1 process(es) in all"),
