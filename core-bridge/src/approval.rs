@@ -184,6 +184,69 @@ pub trait Approver: Send + Sync + 'static {
     }
 }
 
+/// An approver whose panic is an unanswered question: declined, and on
+/// the record. Left to unwind, the panic took the request's handling with
+/// it, and the audit log kept no trace of the request (a probe's). The
+/// approver is the embedder's code: a bug there must not lose a record.
+pub(crate) struct Contained(pub(crate) Arc<dyn Approver>);
+
+/// What an approver that panicked is taken to have answered.
+fn panicked() -> ApprovalAnswer {
+    tracing::error!("the approver panicked; the request is declined");
+    ApprovalAnswer::Unanswered {
+        reason: "the approver failed (it panicked)".into(),
+    }
+}
+
+/// `answer`, or [`panicked`] once polling it panics.
+struct Unwinding<'a>(Option<ApprovalFuture<'a>>);
+
+impl Future for Unwinding<'_> {
+    type Output = ApprovalAnswer;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ApprovalAnswer> {
+        let Some(answer) = self.0.as_mut() else {
+            return std::task::Poll::Ready(panicked());
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            answer.as_mut().poll(context)
+        })) {
+            Ok(poll) => poll,
+            Err(_) => {
+                // Dropped here: a future that panicked is not polled again.
+                self.0 = None;
+                std::task::Poll::Ready(panicked())
+            }
+        }
+    }
+}
+
+impl Contained {
+    fn contain<'a>(&'a self, ask: impl FnOnce() -> ApprovalFuture<'a>) -> ApprovalFuture<'a> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(ask)) {
+            Ok(answer) => Box::pin(Unwinding(Some(answer))),
+            Err(_) => Box::pin(std::future::ready(panicked())),
+        }
+    }
+}
+
+impl Approver for Contained {
+    fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
+        self.contain(|| self.0.approve(request))
+    }
+
+    fn approve_network<'a>(&'a self, request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
+        self.contain(|| self.0.approve_network(request))
+    }
+
+    fn asks_a_person(&self) -> bool {
+        self.0.asks_a_person()
+    }
+}
+
 /// Declines everything: for scripts and tests (`--approval deny`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DenyAll;

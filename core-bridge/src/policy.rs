@@ -190,7 +190,7 @@ impl ExecPolicy {
                 rules: config.rules,
                 skills: config.skills,
                 executions,
-                approver: config.approver,
+                approver: Arc::new(crate::approval::Contained(config.approver)),
                 clock: ApprovalClock::default(),
                 approved: Mutex::new(HashSet::new()),
                 pending: Mutex::new(HashMap::new()),

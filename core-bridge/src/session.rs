@@ -236,7 +236,12 @@ impl RunHandle {
         self.chunks.recv().await
     }
 
-    /// Waits for the end. Everything the command started is gone by then.
+    /// Waits for the end. Everything the command started in its sandbox
+    /// is gone by then (the sandbox's pid namespace ends with it). What an
+    /// escalated program started and left running outside its own process
+    /// group (`setsid`, a daemon that double-forks) is not: it runs on in
+    /// the session's cgroup until the session ends, which kills it, and
+    /// `session-end`'s `processes_killed` counts it.
     pub async fn wait(mut self) -> Result<RunOutcome, BridgeError> {
         match (&mut self.outcome).await {
             Ok(outcome) => outcome,
@@ -280,6 +285,9 @@ impl ShellSession {
             });
         }
         // Any other shell would run every program unasked.
+        if !tools.zsh.is_file() {
+            return Err(BridgeError::NoZsh(tools.zsh.clone()));
+        }
         if !tools.zsh_is_patched() {
             return Err(BridgeError::UnpatchedZsh(tools.zsh.clone()));
         }
@@ -364,8 +372,13 @@ impl ShellSession {
         let unnamed = telemetry.clone();
         server.events = Some(Arc::new(move |event: &SessionEvent| {
             observer.get().unwrap_or(&unnamed).observe(event);
+            // The caller's code: its panic must not take the request's
+            // handling with it (a probe's left a lone `decision` record).
             if let Some(events) = &events {
-                events(event);
+                let told = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| events(event)));
+                if told.is_err() {
+                    tracing::error!("the session's event callback panicked; the session goes on");
+                }
             }
         }));
         server.audit = audit;

@@ -283,6 +283,46 @@ async fn a_session_with_an_unpatched_shell_is_refused_at_its_start() {
         message.contains("/bin/sh is not the patched zsh"),
         "{message}"
     );
+    // A path with nothing there is a missing zsh, not the wrong one.
+    let mut tools = self::tools();
+    tools.zsh = dir.path().join("no-zsh");
+    let config = ShellSessionConfig::new(dir.path(), tools, policy_by_path(&[]));
+    let Err(error) = ShellSession::start(config) else {
+        panic!("a session started with no zsh");
+    };
+    assert!(matches!(error, BridgeError::NoZsh(_)), "{error}");
+}
+
+/// A probe (109): an event callback that panicked took the request's
+/// handling with it: the escalation never started, and the log kept a
+/// lone `decision`. The session goes on past the callback's panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_event_callback_does_not_stop_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ShellSessionConfig::new(
+        dir.path(),
+        tools(),
+        policy_by_path(&[("/usr/bin/uname", escalate())]),
+    );
+    config.events = Some(Arc::new(|event: &SessionEvent| {
+        if matches!(event, SessionEvent::Decided { .. }) {
+            panic!("an embedder's bug");
+        }
+    }));
+    let session = ShellSession::start(config).unwrap();
+    let outcome = session
+        .run("uname -s; print done", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&outcome.stdout),
+        "Linux\ndone\n",
+        "{}",
+        String::from_utf8_lossy(&outcome.stderr)
+    );
+    session.shutdown().await;
 }
 
 /// A probe (109): after `cancel()`, `run` started a shell in the ended

@@ -822,6 +822,56 @@ async fn a_question_nobody_answered_is_recorded_as_asked() {
     session.shutdown().await;
 }
 
+/// An approver that panics (an embedder's bug).
+struct Panicking;
+
+impl Approver for Panicking {
+    fn approve<'a>(
+        &'a self,
+        _: &'a execgate_core_bridge::ApprovalRequest,
+    ) -> execgate_core_bridge::ApprovalFuture<'a> {
+        Box::pin(async {
+            if std::hint::black_box(true) {
+                panic!("an approver's bug");
+            }
+            ApprovalAnswer::ApproveOnce
+        })
+    }
+}
+
+/// A probe (109): an approver that panicked took its request's handling
+/// with it: the command failed closed, and the audit log had no record of
+/// the request at all. The question is now unanswered, and recorded so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_approver_declines_on_the_record() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(Panicking)
+        .start(&place, &recorder);
+    let outcome = run(&session, &place.script("touch {outside}/x; print $?")).await;
+    let stderr = text(&outcome.stderr);
+    assert_eq!(text(&outcome.stdout), "126\n", "{stderr}");
+    assert!(stderr.contains("the approver failed"), "{stderr}");
+    let denied = recorder.events().into_iter().find_map(|event| match event {
+        SessionEvent::Decided {
+            request,
+            decision: Decision::Deny { reason },
+            ..
+        } if request.executable.canonical_path.ends_with("touch") => Some(reason),
+        _ => None,
+    });
+    assert!(
+        denied
+            .as_deref()
+            .is_some_and(|reason| reason.contains("the approver failed")),
+        "{denied:?}"
+    );
+    assert!(!place.outside.join("x").exists());
+    session.shutdown().await;
+}
+
 /// A skill the sandbox can write is refused its grants: its script runs
 /// in place, and the record says whose script it was and why (regression:
 /// the refusal's record did not name the skill).
