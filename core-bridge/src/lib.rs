@@ -193,6 +193,12 @@ pub enum BridgeError {
     #[error("the session has ended")]
     SessionEnded,
     #[error(
+        "this ExecPolicy already serves a session: its approvals for the session, its \
+         approval clock and what its grants may write are that session's; build one per \
+         session with ExecPolicy::new (a cloned ShellSessionConfig carries the same one)"
+    )]
+    PolicyInUse,
+    #[error(
         "the command is {len} bytes: the shell gets it as one argument, which Linux limits \
          to 128 KiB; write it to a script file and run that"
     )]

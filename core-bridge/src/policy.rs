@@ -49,6 +49,7 @@ use crate::planted::{
     Request as PlantedRequest,
 };
 use crate::skills::{Skill, SkillRegistry};
+use crate::BridgeError;
 
 /// What an [`ExecPolicy`] is built from.
 #[derive(Clone)]
@@ -93,7 +94,10 @@ pub enum PolicyError {
 pub struct Aborted;
 
 /// Rules, skills and approvals as a session [`Policy`]. Cheap to clone:
-/// clones share the session cache and the pending prompts.
+/// clones share the session cache and the pending prompts. One serves one
+/// session: its approvals for the session, its approval clock and what its
+/// grants may write are that session's, and a second session started with
+/// it (or a clone) is refused ([`BridgeError::PolicyInUse`]).
 #[derive(Clone)]
 pub struct ExecPolicy {
     inner: Arc<Inner>,
@@ -116,6 +120,29 @@ struct Inner {
     /// Set once what every grant known in advance (skills, rules'
     /// profiles) may write has been counted in `granted_write_roots`.
     known_grants_counted: tokio::sync::OnceCell<()>,
+    /// Set while a session starts with it, and for good once one has.
+    claimed: std::sync::atomic::AtomicBool,
+}
+
+/// A policy claimed by a session being started: released if the start
+/// fails, kept once the session runs ([`SessionClaim::keep`]).
+pub(crate) struct SessionClaim(Option<ExecPolicy>);
+
+impl SessionClaim {
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for SessionClaim {
+    fn drop(&mut self) {
+        if let Some(policy) = self.0.take() {
+            policy
+                .inner
+                .claimed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// One answer, and how long it took, for everyone waiting on it.
@@ -196,8 +223,22 @@ impl ExecPolicy {
                 pending: Mutex::new(HashMap::new()),
                 granted_write_roots: Mutex::new(Vec::new()),
                 known_grants_counted: tokio::sync::OnceCell::new(),
+                claimed: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Claims the policy for the session being started, unless another
+    /// session has it.
+    pub(crate) fn claim(&self) -> Result<SessionClaim, BridgeError> {
+        if self
+            .inner
+            .claimed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(BridgeError::PolicyInUse);
+        }
+        Ok(SessionClaim(Some(self.clone())))
     }
 
     /// Time spent waiting for approvals, for timeouts that exclude it.

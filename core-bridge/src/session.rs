@@ -284,6 +284,8 @@ impl ShellSession {
                 source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
             });
         }
+        // One session's approvals, clock and grants: never another's.
+        let claim = exec_policy.as_ref().map(ExecPolicy::claim).transpose()?;
         // Any other shell would run every program unasked.
         if !tools.zsh.is_file() {
             return Err(BridgeError::NoZsh(tools.zsh.clone()));
@@ -429,6 +431,9 @@ impl ShellSession {
         let _ = named.set(telemetry.clone());
 
         set_path(&mut env, Some(zsh_dir.path()))?;
+        if let Some(claim) = claim {
+            claim.keep();
+        }
         Ok(ShellSession {
             session: Arc::new(session),
             env,

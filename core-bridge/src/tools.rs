@@ -225,9 +225,35 @@ impl Tools {
     }
 
     /// Whether `zsh` is the patched one, which asks before every program
-    /// it runs: any other shell runs them all unasked. Reads the file.
+    /// it runs: any other shell runs them all unasked. Reads the file (6
+    /// MiB, a few milliseconds) once per process while it stays the same
+    /// file: every session start asks.
     pub fn zsh_is_patched(&self) -> bool {
-        carries_key(&self.zsh, ZSH_PATCH_MARKER)
+        use std::os::unix::fs::MetadataExt;
+        type Identity = (u64, u64, u64, i64, i64);
+        static LAST_READ: std::sync::Mutex<Option<(PathBuf, Identity, bool)>> =
+            std::sync::Mutex::new(None);
+        let Ok(meta) = std::fs::metadata(&self.zsh) else {
+            return false;
+        };
+        let identity = (
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        );
+        let mut last = LAST_READ
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*last {
+            Some((path, known, patched)) if *path == self.zsh && *known == identity => *patched,
+            _ => {
+                let patched = carries_key(&self.zsh, ZSH_PATCH_MARKER);
+                *last = Some((self.zsh.clone(), identity, patched));
+                patched
+            }
+        }
     }
 
     /// Whether the wrapper was built from this build's sources.

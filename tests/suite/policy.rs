@@ -10,7 +10,7 @@ use execgate_core_bridge::rules::RuleSet;
 use execgate_core_bridge::server::sandbox::{AdditionalPermissions, PermissionProfile, ProfileSet};
 use execgate_core_bridge::server::{DecidedBy, SessionEvent};
 use execgate_core_bridge::{
-    ApprovalAnswer, ApprovalReason, ApprovalRequest, Approver, DenyAll, ExecPolicy,
+    ApprovalAnswer, ApprovalReason, ApprovalRequest, Approver, BridgeError, DenyAll, ExecPolicy,
     ExecPolicyConfig, RunOptions, RunOutcome, ShellSession, ShellSessionConfig, SkillRegistry,
     Tools,
 };
@@ -820,6 +820,48 @@ async fn a_question_nobody_answered_is_recorded_as_asked() {
         "{decided:?}"
     );
     session.shutdown().await;
+}
+
+/// A probe (109): one `ExecPolicy` in two sessions (a cloned
+/// `ShellSessionConfig`) shared what is one session's: what the first
+/// session's grants may write was counted against its directory alone, and
+/// the second's escalated `make` ran a makefile its sandbox had written
+/// through a grant; an approval "for the session" outlived the session it
+/// was given in. A policy serves one session: the second start is refused,
+/// with what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_policy_serves_one_session() {
+    let place = Place::new();
+    let policy = ExecPolicy::new(ExecPolicyConfig {
+        rules: place.rules(""),
+        skills: SkillRegistry::default(),
+        profiles: Arc::new(ProfileSet::default()),
+        approver: Arc::new(DenyAll),
+    })
+    .unwrap();
+    let tools = Tools {
+        zsh: zsh(),
+        wrapper: wrapper(),
+        sandbox_helper: sandbox_helper(),
+    };
+    let config = ShellSessionConfig::with_exec_policy(&place.ws, tools, policy);
+    // A start that fails leaves the policy free.
+    let mut in_a_file = config.clone();
+    in_a_file.cwd = place.ws.join("no-such-directory");
+    assert!(ShellSession::start(in_a_file).is_err());
+    let first = ShellSession::start(config.clone()).unwrap();
+    let Err(error) = ShellSession::start(config.clone()) else {
+        panic!("a second session started with the first one's policy");
+    };
+    assert!(
+        error.to_string().contains("build one per session"),
+        "{error}"
+    );
+    first.shutdown().await;
+    let Err(error) = ShellSession::start(config) else {
+        panic!("a session started with an ended one's policy");
+    };
+    assert!(matches!(error, BridgeError::PolicyInUse), "{error}");
 }
 
 /// An approver that panics (an embedder's bug).
