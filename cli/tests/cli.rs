@@ -2311,6 +2311,92 @@ fn policy_check_prints_codex_shaped_json_and_lint_flags_escape_hatches() {
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
 }
 
+/// A DNS responder for [`a_name_is_resolved_as_decided_not_as_the_search_list_makes_it`]:
+/// `priv.allowed.test.corp.example` is 127.0.0.9, every other name does not
+/// exist.
+const DNS_RESPONDER: &str = r#"
+import socket, struct
+names = {b"priv.allowed.test.corp.example": bytes([127, 0, 0, 9])}
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+while True:
+    q, peer = s.recvfrom(512)
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1 : i + 1 + q[i]])
+        i += 1 + q[i]
+    name = b".".join(labels).lower()
+    qtype = struct.unpack(">H", q[i + 1 : i + 3])[0]
+    question = q[12 : i + 5]
+    ip = names.get(name)
+    answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ip if ip and qtype == 1 else b""
+    flags = 0x8180 | (0 if ip else 3)
+    header = q[:2] + struct.pack(">HHHHH", flags, 1, 1 if answers else 0, 0, 0)
+    s.sendto(header + question + answers, peer)
+"#;
+
+/// A probe (108): the proxy resolved a name through the C library, which
+/// tries the names its search list makes of it: an exact entry for a name
+/// that does not resolve (`priv.allowed.test`) reached a loopback service
+/// as `priv.allowed.test.corp.example`, and `db` under `*` reached a denied
+/// `db.corp.example`. In a network and mount namespace of the test's own
+/// (its resolver configuration, a DNS responder and the service on its
+/// loopback), the name is resolved as decided, and nothing is reached.
+#[test]
+fn a_name_is_resolved_as_decided_not_as_the_search_list_makes_it() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::write(base.join("responder.py"), DNS_RESPONDER).unwrap();
+    std::fs::create_dir_all(base.join("www")).unwrap();
+    std::fs::write(base.join("www/index.html"), "reached\n").unwrap();
+    std::fs::write(
+        base.join("config.toml"),
+        "[profiles.lim]\nextends = \"workspace-write\"\nnetwork = { mode = \"limited\", \
+         domains = { \"priv.allowed.test\" = \"allow\" } }\n",
+    )
+    .unwrap();
+    let script = r#"
+set -e
+base=$1 execgate=$2
+ip link set lo up
+printf 'search corp.example\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n' > "$base/resolv.conf"
+printf '127.0.0.1 localhost\n' > "$base/hosts"
+mount --bind "$base/resolv.conf" /etc/resolv.conf
+mount --bind "$base/hosts" /etc/hosts
+python3 "$base/responder.py" & dns=$!
+python3 -m http.server --bind 127.0.0.9 8080 -d "$base/www" >/dev/null 2>&1 & web=$!
+trap 'kill $dns $web' EXIT
+for _ in $(seq 50); do
+    getent ahosts priv.allowed.test >/dev/null && curl -s http://127.0.0.9:8080/ >/dev/null && break
+    sleep 0.1
+done
+# The resolver, as the C library's users get it, goes through the list.
+getent ahosts priv.allowed.test | head -n 1
+"$execgate" run --config "$base/config.toml" --profile lim --approval deny --     'curl -s -w " %{http_code}
+" http://priv.allowed.test:8080/' || true
+"#;
+    let output = Command::new("unshare")
+        .args(["--mount", "--net", "bash", "-c", script, "script"])
+        .arg(&base)
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert!(
+        stdout.starts_with("127.0.0.9 "),
+        "the namespace's resolver: {stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains("reached"), "{stdout}\n{stderr}");
+    // The proxy's answer, as curl prints it: its body, then the status.
+    assert!(
+        stdout.contains("cannot resolve priv.allowed.test") && stdout.ends_with(" 502\n"),
+        "{stdout}\n{stderr}"
+    );
+}
+
 /// A probe (108): `check --network` left out the config's rules even with
 /// `--as-run`, and said nothing: it reported no rule for a destination the
 /// team's file forbids, which a session refused.

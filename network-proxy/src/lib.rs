@@ -29,7 +29,8 @@
 //!   this machine's own public addresses (a connection to one reaches what
 //!   listens on every address, as loopback does), read from its interfaces.
 //! - [`serve_connection`] is the proxy's one connection: it reads the
-//!   request, asks a [`Decider`], resolves a name once and connects only to
+//!   request, asks a [`Decider`], resolves a name once (the name itself,
+//!   never one the resolver's search list makes of it) and connects only to
 //!   an address it checked, refusing non-public ones (this machine's own
 //!   included) unless a list names the destination exactly.
 //!
@@ -40,6 +41,7 @@
 mod address;
 mod host;
 mod proxy;
+mod resolve;
 #[cfg(target_os = "linux")]
 mod splice;
 

@@ -207,8 +207,8 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
     let addresses: Vec<SocketAddr> = match &request.destination {
         Destination::Address(address) => vec![SocketAddr::new(*address, request.port)],
         Destination::Name(name) => {
-            match tokio::net::lookup_host((name.as_str(), request.port)).await {
-                Ok(found) => found.collect(),
+            match crate::resolve::resolve(name.as_str(), request.port).await {
+                Ok(found) => found,
                 Err(error) => {
                     return Err(ConnectionOutcome::Unreachable {
                         reason: format!("cannot resolve {name}: {error}"),
