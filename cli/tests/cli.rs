@@ -1437,6 +1437,34 @@ fn a_sessions_end_counts_the_processes_it_killed() {
         table.contains("closed, 0 running killed, 1 process(es) in all"),
         "{table}"
     );
+    // The session's own spare sandboxes, kept for the next turn-default
+    // escalation, are not something left behind (a review counted them).
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"cat\"], decision = \"allow\", execution = \"turn-default\")\n",
+    )
+    .unwrap();
+    let spares_log = dir.path().join("spares.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--audit-log",
+            spares_log.to_str().unwrap(),
+            "--",
+            "cat /dev/null; print ok",
+        ],
+    );
+    assert_eq!(text(&output.stdout), "ok\n", "{}", text(&output.stderr));
+    let spares_records = std::fs::read_to_string(&spares_log).unwrap();
+    let spares_end: serde_json::Value =
+        serde_json::from_str(spares_records.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        spares_end["session"]["processes_killed"], 0,
+        "{spares_records}"
+    );
     // Killed as the session ended; gone once the kernel has reaped it.
     let gone = (0..200).any(|_| {
         let left = Command::new("pgrep")

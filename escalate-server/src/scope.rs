@@ -353,14 +353,21 @@ impl Scope {
 
     /// How many processes the session's cgroup and those below it hold:
     /// its shells, escalated children and whatever they started, however
-    /// they left their process groups. `None` without a cgroup, or when its
-    /// processes cannot be read.
-    pub(crate) fn processes(&self) -> Option<usize> {
+    /// they left their process groups; not those of `idle` (pids of the
+    /// session's own spare sandboxes) or below them. `None` without a
+    /// cgroup, or when its processes cannot be read.
+    pub(crate) fn processes(&self, idle: &[i32]) -> Option<usize> {
         let cgroup = self.cgroup.as_ref()?;
         let mut count = 0;
         for dir in execgate_protocol::cgroup_tree(&cgroup.dir).ok()? {
             match std::fs::read_to_string(dir.join("cgroup.procs")) {
-                Ok(procs) => count += procs.lines().count(),
+                Ok(procs) => {
+                    count += procs
+                        .lines()
+                        .filter_map(|pid| pid.parse::<i32>().ok())
+                        .filter(|&pid| !descends_from(pid, idle))
+                        .count();
+                }
                 // Removed since it was listed: its processes have exited.
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                 Err(_) => return None,
@@ -375,6 +382,32 @@ impl Scope {
             let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
         }
     }
+}
+
+/// Whether `pid` is one of `ancestors` or below one, by its parents in
+/// `/proc` (a process gone meanwhile is below none).
+fn descends_from(pid: i32, ancestors: &[i32]) -> bool {
+    let mut current = pid;
+    // A chain longer than this is no spare's: theirs are three deep.
+    for _ in 0..64 {
+        if ancestors.contains(&current) {
+            return true;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            return false;
+        };
+        // After the command's name, which may hold anything but ends at the
+        // last `)`: the state, then the parent.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|parent| parent.parse::<i32>().ok());
+        match parent {
+            Some(parent) if parent > 1 => current = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 impl Drop for Scope {

@@ -363,7 +363,8 @@ impl Shared {
     fn end(&self, reason: SessionEnd) {
         if !self.ended.swap(true, Ordering::SeqCst) {
             let running = self.children.count();
-            let processes = self.children.scope.processes();
+            let idle = self.children.spares.idle();
+            let processes = self.children.scope.processes(&idle);
             self.emit(SessionEvent::Ended {
                 reason,
                 running,

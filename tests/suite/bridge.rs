@@ -262,9 +262,6 @@ async fn descriptors_the_embedder_left_inheritable_stay_out_of_the_shell() {
     drop(inheritable);
 }
 
-/// A probe started a session in a regular file: it started, and every
-/// command then failed with "cannot start the shell: Not a directory".
-/// Refused at the start instead.
 /// A probe (109): a session started with a shell that is not the patched
 /// zsh (Debian's, `/bin/sh`) ran every program in place, with no
 /// decision: no rule held, and its audit log showed an empty session. It
@@ -350,6 +347,9 @@ async fn a_cancelled_session_says_so_and_runs_nothing_more() {
     session.shutdown().await;
 }
 
+/// A probe started a session in a regular file: it started, and every
+/// command then failed with "cannot start the shell: Not a directory".
+/// Refused at the start instead.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_in_a_file_is_refused_at_its_start() {
     let dir = tempfile::tempdir().unwrap();
