@@ -2,7 +2,6 @@
 //! anything.
 
 use std::collections::HashSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -445,10 +444,10 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 fn find_in(program: impl AsRef<Path>, path: &std::ffi::OsStr) -> Option<PathBuf> {
     std::env::split_paths(path)
         .map(|dir| dir.join(program.as_ref()))
+        // As zsh looks: a regular file this user may execute, else on.
         .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+            candidate.metadata().is_ok_and(|meta| meta.is_file())
+                && nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok()
         })
 }
 

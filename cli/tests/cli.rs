@@ -1364,8 +1364,19 @@ fn limits_lowered_after_the_first_escalation_reach_the_next() {
         .spawn()
         .unwrap();
     // The first `cat` is escalated and waits on the fifo: the server has
-    // read its own limits by then.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // read its own limits once it runs.
+    let waiting = format!("cat {}", fifo.display());
+    let escalated = (0..1000).any(|_| {
+        let found = Command::new("pgrep")
+            .args(["-f", &waiting])
+            .output()
+            .unwrap();
+        !found.stdout.is_empty() || {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(escalated, "the first escalation never ran");
     let lowered = Command::new("prlimit")
         .args(["--pid", &child.id().to_string(), "--rttime=4242:4242"])
         .status()

@@ -188,6 +188,9 @@ pub trait Approver: Send + Sync + 'static {
 /// the record. Left to unwind, the panic took the request's handling with
 /// it, and the audit log kept no trace of the request (a probe's). The
 /// approver is the embedder's code: a bug there must not lose a record.
+/// Only where panics unwind: built with `panic = "abort"` (execgate's own
+/// release build), a panic ends the process, and the warden kills what
+/// the session started.
 pub(crate) struct Contained(pub(crate) Arc<dyn Approver>);
 
 /// What an approver that panicked is taken to have answered.
@@ -216,8 +219,10 @@ impl Future for Unwinding<'_> {
         })) {
             Ok(poll) => poll,
             Err(_) => {
-                // Dropped here: a future that panicked is not polled again.
-                self.0 = None;
+                // A future that panicked is not polled again; its own drop
+                // may panic too.
+                let broken = self.0.take();
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(broken)));
                 std::task::Poll::Ready(panicked())
             }
         }
@@ -242,8 +247,19 @@ impl Approver for Contained {
         self.contain(|| self.0.approve_network(request))
     }
 
+    /// A person is taken to answer when the approver cannot say: its
+    /// answers are then recorded as a person's.
     fn asks_a_person(&self) -> bool {
-        self.0.asks_a_person()
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.asks_a_person()))
+            .unwrap_or(true)
+    }
+}
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        // An answer dropped before it came (a withdrawn question).
+        let answer = self.0.take();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(answer)));
     }
 }
 

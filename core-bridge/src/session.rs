@@ -539,6 +539,8 @@ impl ShellSession {
         // Weak: a command still waiting for approval must not keep a
         // dropped session alive.
         let session = Arc::downgrade(&self.session);
+        // Cancelled as the session ends, before its server is told.
+        let runs = self.runs.clone();
         let (zsh, env, cwd) = (self.zsh.clone(), self.env.clone(), self.cwd.clone());
         move |extra| {
             // The kernel's limit on one argument (`MAX_ARG_STRLEN`, with
@@ -554,6 +556,7 @@ impl ShellSession {
             let session = session
                 .upgrade()
                 .filter(|session| !session.has_ended())
+                .filter(|_| !runs.is_cancelled())
                 .ok_or(BridgeError::SessionEnded)?;
             let terminal = match group {
                 ShellGroup::OwnGroup => Terminal::Detached,
@@ -642,7 +645,17 @@ impl ShellSession {
     /// of the session) is killed, and the audit log records the end by that
     /// signal. Follow with [`ShellSession::shutdown`] to wait for the reaping.
     pub fn terminate(&self, signal: i32) {
+        self.stop_everything();
         self.session.terminate(signal);
+    }
+
+    /// What every end of the session does first: its commands (each then
+    /// reports itself cancelled), its long-lived processes and its network
+    /// go; shells hold the session socket.
+    fn stop_everything(&self) {
+        self.runs.cancel();
+        self.processes.kill_all();
+        self.network.shut_down();
     }
 
     /// Ends the session at once, as its owner closing it: every escalated
@@ -651,10 +664,7 @@ impl ShellSession {
     /// owner that cannot wait for [`ShellSession::shutdown`] (another
     /// holder keeps the session).
     pub fn cancel(&self) {
-        // Its commands first, so that each reports itself cancelled.
-        self.runs.cancel();
-        self.processes.kill_all();
-        self.network.shut_down();
+        self.stop_everything();
         self.session.cancel();
     }
 
@@ -678,10 +688,7 @@ impl ShellSession {
 
     /// Ends the session: every escalated child is killed and reaped.
     pub async fn shutdown(self) {
-        // Shells hold the session socket: they go first.
-        self.runs.cancel();
-        self.processes.kill_all();
-        self.network.shut_down();
+        self.stop_everything();
         self.session.cancel();
         self.session.finished().await;
     }
@@ -774,8 +781,12 @@ async fn run_shell(
         }
     };
     // The session's cancel kills the shell as it cancels `stop`: the
-    // shell's end may be seen first.
-    cancelled |= !timed_out && (options.cancel.is_cancelled() || stop.is_cancelled());
+    // shell's end may be seen first. Only a death by SIGKILL is one: a
+    // shell that exited by itself was not cancelled, whatever came after.
+    let killed = status
+        .as_ref()
+        .is_ok_and(|status| status.signal() == Some(nix::libc::SIGKILL));
+    cancelled |= killed && !timed_out && (options.cancel.is_cancelled() || stop.is_cancelled());
     // Background jobs the command left in its group go with it. The group
     // id cannot name another process while any member lives.
     kill_group(pgid);

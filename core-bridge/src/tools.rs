@@ -95,9 +95,16 @@ fn build_tree_tool(dir: &Path, name: &str, key: &str) -> PathBuf {
     }
 }
 
-/// What the patched zsh carries that no other shell does: the patch's own
-/// message, compiled in.
-const ZSH_PATCH_MARKER: &str = "execgate: cannot run the exec wrapper";
+/// What the patched zsh carries that no other program does: the patch's
+/// own message, its format compiled in. Kept reversed: written as it reads,
+/// every binary that links this crate would carry it too (two halves were
+/// stored side by side).
+fn zsh_patch_marker() -> String {
+    "e% :s% repparw cexe eht nur tonnac :etagcexe"
+        .chars()
+        .rev()
+        .collect()
+}
 
 /// Whether the file at `path` carries `key` (reading about 1 MiB).
 fn carries_key(path: &Path, key: &str) -> bool {
@@ -249,7 +256,7 @@ impl Tools {
         match &*last {
             Some((path, known, patched)) if *path == self.zsh && *known == identity => *patched,
             _ => {
-                let patched = carries_key(&self.zsh, ZSH_PATCH_MARKER);
+                let patched = carries_key(&self.zsh, &zsh_patch_marker());
                 *last = Some((self.zsh.clone(), identity, patched));
                 patched
             }

@@ -995,14 +995,11 @@ impl Children {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Lists a started child. Once the session has killed its children,
-    /// kills this one too as it is listed: nothing a session started
-    /// outlives it, however late its start completed; its conversation
-    /// reaps it (and records its end) as any other's.
+    /// See [`Starting::listed`].
     fn insert(&self, request_id: u64, child: LiveChild, starting: &mut Starting<'_>) {
         let mut live = self.lock();
         if self.closed.load(Ordering::SeqCst) {
-            // By its pidfd: it may not have made its process group yet.
+            // By its pidfd too: it, whichever group it is in now.
             let _ = sys::pidfd_kill(child.pidfd.as_fd());
             let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
             // And whatever it started since, in the session's cgroup.

@@ -71,8 +71,9 @@ impl Inheritance {
 
     /// This process's own umask and limits, read once: what it passes on
     /// is never looser than what it had when it first passed anything,
-    /// and the process that applies it (forked from this one) clamps it
-    /// again to what it inherited, this process's as they are then.
+    /// and the process that applies it clamps it again to what it
+    /// inherited: this process's as they were when it was started (for a
+    /// spare sandbox, started ahead of its command, that may be earlier).
     fn ours() -> io::Result<&'static Inheritance> {
         static OURS: std::sync::OnceLock<Inheritance> = std::sync::OnceLock::new();
         if let Some(ours) = OURS.get() {

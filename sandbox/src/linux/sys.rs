@@ -599,9 +599,10 @@ fn prlimit(pid: libc::pid_t, resource: u32, new: Option<[u64; 2]>) -> std::io::R
 
 /// Puts `inheritance` into effect in this process: its umask, its limits,
 /// and its ignored signals (those `nix` names: the standard ones). Never
-/// looser than this process already is (what the server started it with:
-/// its own as they are now, which may be tighter than what it read of
-/// itself at its first escalation).
+/// looser than this process already is: what the server had when it
+/// started this sandbox, which may be tighter than what it read of itself
+/// at its first escalation (a spare sandbox, started ahead, has the
+/// server's of that time).
 pub(crate) fn apply_inheritance(inheritance: &super::Inheritance) -> std::io::Result<()> {
     use nix::sys::stat::{umask, Mode};
     let current_umask = umask(Mode::empty());
