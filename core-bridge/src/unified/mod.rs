@@ -352,8 +352,11 @@ impl ShellSession {
             .map_err(|source| ExecError::Write { process_id, source })
     }
 
-    /// Kills a process and all it started; its id is forgotten. One that
-    /// has already exited is left for a poll to report ([`ExecError::AlreadyExited`]).
+    /// Kills a process and all it started in its sandbox and its escalated
+    /// programs' process groups; its id is forgotten. What an escalated
+    /// program left outside its group (`setsid`, a daemon) runs on until
+    /// the session ends. One that has already exited is left for a poll to
+    /// report ([`ExecError::AlreadyExited`]).
     pub async fn kill(&self, process_id: ProcessId) -> Result<(), ExecError> {
         if self.processes.touch(process_id)?.has_exited() {
             return Err(ExecError::AlreadyExited(process_id));
