@@ -80,6 +80,8 @@ pub fn classify_from_here(address: IpAddr) -> AddressClass {
 
 #[cfg(target_os = "linux")]
 fn is_own_address(address: IpAddr) -> bool {
+    // A v4-mapped address reaches the IPv4 one it carries.
+    let address = address.to_canonical();
     let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
         return false;
     };
@@ -91,7 +93,7 @@ fn is_own_address(address: IpAddr) -> bool {
                 (_, Some(v6)) => IpAddr::V6(v6.ip()),
                 _ => return false,
             };
-            own == address
+            own.to_canonical() == address
         })
 }
 
@@ -250,6 +252,21 @@ fn parse_part(part: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// A probe (108): the v4-mapped form of this machine's own address
+    /// passed the check before connecting (and was refused only after, the
+    /// service having seen a connection): an own address in any form is
+    /// this machine's. Loopback is an address of this machine's too.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_machines_addresses_in_every_form_are_its_own() {
+        for address in ["127.0.0.1", "::ffff:127.0.0.1", "::1"] {
+            let address: std::net::IpAddr = address.parse().unwrap();
+            assert!(super::is_own_address(address), "{address}");
+        }
+        let elsewhere: std::net::IpAddr = "::ffff:192.0.2.77".parse().unwrap();
+        assert!(!super::is_own_address(elsewhere));
+    }
+
     use super::*;
 
     #[test]
