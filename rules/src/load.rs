@@ -349,14 +349,6 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         let host: execgate_network_proxy::DomainPattern = host
             .parse()
             .map_err(|error| anyhow::anyhow!("host: {error}"))?;
-        if host == execgate_network_proxy::DomainPattern::Everything
-            && decision == RuleDecision::Forbidden
-        {
-            anyhow::bail!(
-                "a forbidden rule on host \"*\" would forbid every destination; use restricted \
-                 networking instead"
-            );
-        }
         let protocol = protocol
             .map(|text| {
                 crate::network::parse_protocol(text).ok_or_else(|| {
@@ -374,6 +366,18 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
                     .ok_or_else(|| anyhow::anyhow!("port {number} is not from 1 to 65535"))
             })
             .transpose()?;
+        // Narrowed by a port or a protocol, it is a rule ("no plain mail
+        // anywhere"); bare, it is restricted networking written as one.
+        if host == execgate_network_proxy::DomainPattern::Everything
+            && decision == RuleDecision::Forbidden
+            && port.is_none()
+            && protocol.is_none()
+        {
+            anyhow::bail!(
+                "a forbidden rule on host \"*\" would forbid every destination; use restricted \
+                 networking instead, or narrow it with a port or a protocol"
+            );
+        }
         if justification.is_some_and(|text| text.trim().is_empty()) {
             anyhow::bail!("justification must not be empty");
         }

@@ -297,6 +297,7 @@ network_rule(host = "127.0.0.1", protocol = "http", port = 8080)
 network_rule(host = "*", protocol = "socks5-tcp", decision = "prompt")
 network_rule(host = "1.1.1.99", decision = "forbidden")
 network_rule(host = "[::ffff:1.1.1.98]", decision = "forbidden")
+network_rule(host = "*", port = 25, decision = "forbidden", justification = "no mail")
 "#;
 
 #[test]
@@ -375,6 +376,15 @@ fn network_rules_decide_on_host_protocol_and_port() {
             Some(6),
         ),
         ("example.org", 443, Protocol::Https, None, None),
+        // A forbidden rule on every host, narrowed by its port (a probe's
+        // "no plain mail anywhere" was refused at load).
+        (
+            "example.org",
+            25,
+            Protocol::Socks5Tcp,
+            Some(RuleDecision::Forbidden),
+            Some(9),
+        ),
         // A v4-mapped address is its IPv4 address, asked for or written
         // in a rule (regression: `[::ffff:1.1.1.99]` matched no rule).
         (
