@@ -215,10 +215,10 @@ pub struct SessionFields {
     /// At the end: escalated children still running, which were killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_children: Option<usize>,
-    /// At the end: every process still in the session (its shells,
-    /// escalated children and what they started, however they left their
-    /// process groups), which were killed; absent where sessions have no
-    /// cgroup.
+    /// At the end: the processes still in the session (its shells,
+    /// escalated programs and what they started, however they left their
+    /// process groups; not bubblewrap and the sandbox helper), which were
+    /// killed; absent where sessions have no cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes_killed: Option<usize>,
     /// At the end: records of the session that could not be written (its

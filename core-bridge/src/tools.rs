@@ -106,7 +106,7 @@ fn zsh_patch_marker() -> String {
         .collect()
 }
 
-/// Whether the file at `path` carries `key` (reading about 1 MiB).
+/// Whether the file at `path` carries `key` (reading it whole).
 fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
 }

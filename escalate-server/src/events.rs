@@ -100,9 +100,10 @@ pub enum SessionEvent {
         asked: Option<Arc<RefusedRequest>>,
     },
     /// The session ended; `running` escalated children were still running
-    /// and are being killed, with every process in the session's cgroup:
-    /// `processes` of them, escalated children, their descendants and
-    /// shells alike (`None` where sessions have no cgroup).
+    /// or being started, and are being killed, with every process in the
+    /// session's cgroup: `processes` of them, escalated programs, their
+    /// descendants and shells alike, bubblewrap and the sandbox helper left
+    /// out (`None` where sessions have no cgroup).
     Ended {
         reason: SessionEnd,
         running: usize,

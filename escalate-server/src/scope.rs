@@ -352,11 +352,13 @@ impl Scope {
     }
 
     /// How many processes the session's cgroup and those below it hold:
-    /// its shells, escalated children and whatever they started, however
-    /// they left their process groups; not those of `idle` (pids of the
-    /// session's own spare sandboxes) or below them. `None` without a
-    /// cgroup, or when its processes cannot be read.
-    pub(crate) fn processes(&self, idle: &[i32]) -> Option<usize> {
+    /// its shells, escalated programs and whatever they started, however
+    /// they left their process groups; not those running one of
+    /// `machinery` (bubblewrap and the sandbox helper, by device and inode:
+    /// the sandboxes themselves, spares kept ready or starting among them).
+    /// `None` without a cgroup, or when its processes cannot be read.
+    pub(crate) fn processes(&self, machinery: &[(u64, u64)]) -> Option<usize> {
+        use std::os::unix::fs::MetadataExt;
         let cgroup = self.cgroup.as_ref()?;
         let mut count = 0;
         for dir in execgate_protocol::cgroup_tree(&cgroup.dir).ok()? {
@@ -364,8 +366,11 @@ impl Scope {
                 Ok(procs) => {
                     count += procs
                         .lines()
-                        .filter_map(|pid| pid.parse::<i32>().ok())
-                        .filter(|&pid| !descends_from(pid, idle))
+                        .filter(|pid| {
+                            // A process gone meanwhile was killed by nobody.
+                            std::fs::metadata(format!("/proc/{pid}/exe"))
+                                .is_ok_and(|exe| !machinery.contains(&(exe.dev(), exe.ino())))
+                        })
                         .count();
                 }
                 // Removed since it was listed: its processes have exited.
@@ -382,32 +387,6 @@ impl Scope {
             let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
         }
     }
-}
-
-/// Whether `pid` is one of `ancestors` or below one, by its parents in
-/// `/proc` (a process gone meanwhile is below none).
-fn descends_from(pid: i32, ancestors: &[i32]) -> bool {
-    let mut current = pid;
-    // A chain longer than this is no spare's: theirs are three deep.
-    for _ in 0..64 {
-        if ancestors.contains(&current) {
-            return true;
-        }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
-            return false;
-        };
-        // After the command's name, which may hold anything but ends at the
-        // last `)`: the state, then the parent.
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|parent| parent.parse::<i32>().ok());
-        match parent {
-            Some(parent) if parent > 1 => current = parent,
-            _ => return false,
-        }
-    }
-    false
 }
 
 impl Drop for Scope {

@@ -363,8 +363,7 @@ impl Shared {
     fn end(&self, reason: SessionEnd) {
         if !self.ended.swap(true, Ordering::SeqCst) {
             let running = self.children.count();
-            let idle = self.children.spares.idle();
-            let processes = self.children.scope.processes(&idle);
+            let processes = self.children.scope.processes(&self.sandbox_machinery());
             self.emit(SessionEvent::Ended {
                 reason,
                 running,
@@ -372,6 +371,21 @@ impl Shared {
             });
         }
         self.children.kill_all();
+    }
+
+    /// The files of bubblewrap and the sandbox helper, by device and
+    /// inode: the processes that run them are the sandboxes themselves.
+    fn sandbox_machinery(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(sandbox) = &self.sandbox else {
+            return Vec::new();
+        };
+        let launcher = &sandbox.launcher;
+        [launcher.bwrap(), launcher.helper()]
+            .into_iter()
+            .filter_map(|file| std::fs::metadata(file).ok())
+            .map(|file| (file.dev(), file.ino()))
+            .collect()
     }
 
     pub(crate) fn next_request_id(&self) -> u64 {

@@ -147,12 +147,6 @@ impl Spares {
         }
     }
 
-    /// The process groups (bubblewrap's pids) of the spares kept ready:
-    /// the session's own, running nothing of anyone's.
-    pub(crate) fn idle(&self) -> Vec<i32> {
-        self.lock().ready.iter().map(|spare| spare.pid).collect()
-    }
-
     /// Reaps the spares [`Spares::close`] killed.
     pub(crate) fn reap(&self, scope: &Scope) {
         let spares: Vec<Spare> = self.lock().ready.drain(..).collect();

@@ -100,6 +100,11 @@ impl Launcher {
         &self.bwrap
     }
 
+    /// The helper that runs first inside every sandbox.
+    pub fn helper(&self) -> &Path {
+        &self.helper
+    }
+
     /// bubblewrap's arguments (its own `argv[0]` excluded) that run `argv`
     /// inside `policy` with `cwd` as working directory. With `exec_fd`, the
     /// inner helper executes that inherited descriptor (the file the
