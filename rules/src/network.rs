@@ -31,8 +31,15 @@ pub struct NetworkRule {
 
 impl NetworkRule {
     fn matches(&self, destination: &Destination, port: u16, protocol: Protocol) -> bool {
-        self.host.matches(destination)
-            && self.port.is_none_or(|own| own == port)
+        // `*` names no address, so that an allow on it opens none; a
+        // forbidden rule on it shuts addresses too, or writing the address
+        // would reach what it forbids (a review's `1.2.3.4:25` past a rule
+        // against mail anywhere).
+        let host = match (&self.host, self.decision) {
+            (DomainPattern::Everything, RuleDecision::Forbidden) => true,
+            _ => self.host.matches(destination),
+        };
+        host && self.port.is_none_or(|own| own == port)
             && self.protocol.is_none_or(|own| own == protocol)
     }
 }

@@ -385,6 +385,23 @@ fn network_rules_decide_on_host_protocol_and_port() {
             Some(RuleDecision::Forbidden),
             Some(9),
         ),
+        // Addresses too: `*` names none for an allow, but what a forbidden
+        // rule on every host shuts, writing the address does not reach.
+        (
+            "9.9.9.9",
+            25,
+            Protocol::Http,
+            Some(RuleDecision::Forbidden),
+            Some(9),
+        ),
+        (
+            "[::ffff:9.9.9.9]",
+            25,
+            Protocol::Https,
+            Some(RuleDecision::Forbidden),
+            Some(9),
+        ),
+        ("9.9.9.9", 26, Protocol::Http, None, None),
         // A v4-mapped address is its IPv4 address, asked for or written
         // in a rule (regression: `[::ffff:1.1.1.99]` matched no rule).
         (
