@@ -122,6 +122,8 @@ struct Inner {
     known_grants_counted: tokio::sync::OnceCell<()>,
     /// Set while a session starts with it, and for good once one has.
     claimed: std::sync::atomic::AtomicBool,
+    /// The session it decides for: the first that asked.
+    session: std::sync::OnceLock<String>,
 }
 
 /// A policy claimed by a session being started: released if the start
@@ -224,6 +226,7 @@ impl ExecPolicy {
                 granted_write_roots: Mutex::new(Vec::new()),
                 known_grants_counted: tokio::sync::OnceCell::new(),
                 claimed: std::sync::atomic::AtomicBool::new(false),
+                session: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -313,6 +316,22 @@ impl ExecPolicy {
 impl Policy for ExecPolicy {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a> {
         Box::pin(async move {
+            // One session's: the first that asks. A policy put in another
+            // session's config by hand (not through `exec_policy`, which
+            // the start claims) decides nothing there.
+            let serving = self
+                .inner
+                .session
+                .get_or_init(|| request.session_id.clone());
+            if *serving != request.session_id {
+                return Decision::Deny {
+                    reason: format!(
+                        "this session's policy serves another session ({serving}): build one \
+                         ExecPolicy per session"
+                    ),
+                }
+                .into();
+            }
             if let Some(view) = request.sandbox.as_deref() {
                 // Not counted, an escalation's checks would not see what a
                 // grant lets the sandbox write: nothing is decided then.

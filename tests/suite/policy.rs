@@ -844,12 +844,29 @@ async fn an_exec_policy_serves_one_session() {
         wrapper: wrapper(),
         sandbox_helper: sandbox_helper(),
     };
-    let config = ShellSessionConfig::with_exec_policy(&place.ws, tools, policy);
-    // A start that fails leaves the policy free.
-    let mut in_a_file = config.clone();
-    in_a_file.cwd = place.ws.join("no-such-directory");
-    assert!(ShellSession::start(in_a_file).is_err());
+    let config = ShellSessionConfig::with_exec_policy(&place.ws, tools.clone(), policy.clone());
+    // A start that fails after the claim leaves the policy free.
+    let mut without_zsh = config.clone();
+    without_zsh.tools.zsh = place.ws.join("no-zsh");
+    assert!(matches!(
+        ShellSession::start(without_zsh),
+        Err(BridgeError::NoZsh(_))
+    ));
     let first = ShellSession::start(config.clone()).unwrap();
+    // Put in another session as its policy by hand (a review's way round
+    // the claim), it decides nothing there once its own session asked.
+    let outcome = run(&first, "/usr/bin/true; print $?").await;
+    assert_eq!(text(&outcome.stdout), "0\n", "{}", text(&outcome.stderr));
+    let by_hand =
+        ShellSession::start(ShellSessionConfig::new(&place.ws, tools, Arc::new(policy))).unwrap();
+    let outcome = run(&by_hand, "/usr/bin/true; print $?").await;
+    assert_eq!(text(&outcome.stdout), "126\n", "{}", text(&outcome.stderr));
+    assert!(
+        text(&outcome.stderr).contains("build one ExecPolicy per session"),
+        "{}",
+        text(&outcome.stderr)
+    );
+    by_hand.shutdown().await;
     let Err(error) = ShellSession::start(config.clone()) else {
         panic!("a second session started with the first one's policy");
     };
