@@ -1365,8 +1365,10 @@ fn limits_lowered_after_the_first_escalation_reach_the_next() {
         .unwrap();
     // The first `cat` is escalated and waits on the fifo: the server has
     // read its own limits once it runs.
-    let waiting = format!("cat {}", fifo.display());
+    let waiting = format!("^(/usr/bin/)?cat {}$", fifo.display());
     let escalated = (0..1000).any(|_| {
+        // Its whole command line: the session's own shell and execgate
+        // name the fifo too.
         let found = Command::new("pgrep")
             .args(["-f", &waiting])
             .output()
@@ -2402,10 +2404,12 @@ printf 'search corp.example\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\
 printf '127.0.0.1 localhost\n' > "$base/hosts"
 mount --bind "$base/resolv.conf" /etc/resolv.conf
 mount --bind "$base/hosts" /etc/hosts
-python3 "$base/responder.py" & dns=$!
-python3 -m http.server --bind 127.0.0.9 8080 -d "$base/www" >/dev/null 2>&1 & web=$!
+# Killed with this shell, however it ends (the test's own kill included).
+setpriv --pdeathsig KILL python3 "$base/responder.py" & dns=$!
+setpriv --pdeathsig KILL python3 -m http.server --bind 127.0.0.9 8080 -d "$base/www" \
+    >/dev/null 2>&1 & web=$!
 trap 'kill $dns $web' EXIT
-for _ in $(seq 50); do
+for _ in $(seq 200); do
     getent ahosts priv.allowed.test >/dev/null && curl -s http://127.0.0.9:8080/ >/dev/null && break
     sleep 0.1
 done
@@ -2415,7 +2419,16 @@ getent ahosts priv.allowed.test | head -n 1
 " http://priv.allowed.test:8080/' || true
 "#;
     let output = Command::new("unshare")
-        .args(["--mount", "--net", "bash", "-c", script, "script"])
+        .args([
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--net",
+            "bash",
+            "-c",
+            script,
+            "script",
+        ])
         .arg(&base)
         .arg(env!("CARGO_BIN_EXE_execgate"))
         .current_dir(&ws)

@@ -760,7 +760,7 @@ async fn run_shell(
             None => std::future::pending().await,
         }
     };
-    let (mut timed_out, mut cancelled) = (false, false);
+    let mut timed_out = false;
     let status = tokio::select! {
         status = child.wait() => status,
         () = deadline => {
@@ -769,24 +769,22 @@ async fn run_shell(
             child.wait().await
         }
         () = options.cancel.cancelled() => {
-            cancelled = true;
             kill_group(pgid);
             child.wait().await
         }
         // Its handle dropped, or its session ended.
         () = stop.cancelled() => {
-            cancelled = true;
             kill_group(pgid);
             child.wait().await
         }
     };
-    // The session's cancel kills the shell as it cancels `stop`: the
-    // shell's end may be seen first. Only a death by SIGKILL is one: a
-    // shell that exited by itself was not cancelled, whatever came after.
+    // Cancelled: killed, with a cancellation asked for, whichever end was
+    // seen first (the session's cancel kills the shell as it cancels
+    // `stop`). A shell that exited by itself was not, whatever came after.
     let killed = status
         .as_ref()
         .is_ok_and(|status| status.signal() == Some(nix::libc::SIGKILL));
-    cancelled |= killed && !timed_out && (options.cancel.is_cancelled() || stop.is_cancelled());
+    let cancelled = killed && !timed_out && (options.cancel.is_cancelled() || stop.is_cancelled());
     // Background jobs the command left in its group go with it. The group
     // id cannot name another process while any member lives.
     kill_group(pgid);

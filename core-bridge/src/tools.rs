@@ -237,7 +237,9 @@ impl Tools {
     /// file: every session start asks.
     pub fn zsh_is_patched(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        type Identity = (u64, u64, u64, i64, i64);
+        // The change time too: a writer can set the modification time
+        // back, not that.
+        type Identity = (u64, u64, u64, i64, i64, i64, i64);
         static LAST_READ: std::sync::Mutex<Option<(PathBuf, Identity, bool)>> =
             std::sync::Mutex::new(None);
         let Ok(meta) = std::fs::metadata(&self.zsh) else {
@@ -249,6 +251,8 @@ impl Tools {
             meta.size(),
             meta.mtime(),
             meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
         );
         let mut last = LAST_READ
             .lock()
