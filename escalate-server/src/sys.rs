@@ -894,8 +894,10 @@ impl ChildSetup<'_> {
                     {
                         self.fail(8);
                     }
-                    let hard = hard.min(current[1]);
-                    let limit = [soft.min(current[0]).min(hard), hard];
+                    let limit = execgate_sandbox::Inheritance::no_looser(
+                        (soft, hard),
+                        (current[0], current[1]),
+                    );
                     if libc::syscall(
                         libc::SYS_prlimit64,
                         0,

@@ -54,9 +54,9 @@ impl Inheritance {
         let theirs = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let mut limits = Vec::with_capacity(LIMITS.len());
         for (resource, our_soft, our_hard) in ours.limits.iter().copied() {
-            let (their_soft, their_hard) = super::sys::limit_of(pid, resource)?;
-            let hard = their_hard.min(our_hard);
-            limits.push((resource, their_soft.min(our_soft).min(hard), hard));
+            let [soft, hard] =
+                Inheritance::no_looser(super::sys::limit_of(pid, resource)?, (our_soft, our_hard));
+            limits.push((resource, soft, hard));
         }
         Ok(Inheritance {
             umask: (status_field(&theirs, "Umask:", 8).ok_or_else(missing)? as u32 | ours.umask)
@@ -67,6 +67,14 @@ impl Inheritance {
             ignored: status_field(&theirs, "SigIgn:", 16).ok_or_else(missing)? & STANDARD_SIGNALS,
             limits,
         })
+    }
+
+    /// The limit `asked` (soft, hard) made no looser than `bound`: each
+    /// the lower, the soft one no higher than the hard one. Allocates
+    /// nothing: a child between clone and exec calls it too.
+    pub fn no_looser(asked: (u64, u64), bound: (u64, u64)) -> [u64; 2] {
+        let hard = asked.1.min(bound.1);
+        [asked.0.min(bound.0).min(hard), hard]
     }
 
     /// This process's own umask and limits, read once: what it passes on

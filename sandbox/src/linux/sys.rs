@@ -609,8 +609,8 @@ pub(crate) fn apply_inheritance(inheritance: &super::Inheritance) -> std::io::Re
     umask(Mode::from_bits_truncate(inheritance.umask as libc::mode_t) | current_umask);
     for &(resource, soft, hard) in &inheritance.limits {
         let [current_soft, current_hard] = prlimit(0, resource, None)?;
-        let hard = hard.min(current_hard);
-        prlimit(0, resource, Some([soft.min(current_soft).min(hard), hard]))?;
+        let limit = super::Inheritance::no_looser((soft, hard), (current_soft, current_hard));
+        prlimit(0, resource, Some(limit))?;
     }
     for number in 1..=64 {
         if inheritance.ignored & (1 << (number - 1)) == 0 {
