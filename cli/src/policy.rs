@@ -445,10 +445,21 @@ fn find_in(program: impl AsRef<Path>, path: &std::ffi::OsStr) -> Option<PathBuf>
     std::env::split_paths(path)
         .map(|dir| dir.join(program.as_ref()))
         // As zsh looks: a regular file this user may execute, else on.
-        .find(|candidate| {
-            candidate.metadata().is_ok_and(|meta| meta.is_file())
-                && nix::unistd::access(candidate, nix::unistd::AccessFlags::X_OK).is_ok()
-        })
+        .find(|candidate| why_zsh_would_not_run(candidate).is_none())
+}
+
+/// Why zsh would not run the file at `path` (its `iscom` test: a regular
+/// file this user may execute), or `None` when it would.
+fn why_zsh_would_not_run(path: &Path) -> Option<&'static str> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some("is a directory"),
+        Ok(meta) if !meta.is_file() => Some("is not a regular file"),
+        Ok(_) if nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_err() => {
+            Some("is not executable")
+        }
+        Ok(_) => None,
+        Err(_) => Some("cannot be read"),
+    }
 }
 
 /// zsh modules a script may load whose builtins take the names of
@@ -633,18 +644,9 @@ fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<P
     };
     let canonical = std::fs::canonicalize(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;
-    let metadata = std::fs::metadata(&canonical)
+    std::fs::metadata(&canonical)
         .with_context(|| format!("cannot read {}", canonical.display()))?;
-    let refused = if metadata.is_dir() {
-        Some("is a directory")
-    } else if !metadata.is_file() {
-        Some("is not a regular file")
-    } else if nix::unistd::access(&canonical, nix::unistd::AccessFlags::X_OK).is_err() {
-        Some("is not executable")
-    } else {
-        None
-    };
-    if let Some(why) = refused {
+    if let Some(why) = why_zsh_would_not_run(&canonical) {
         bail!(
             "{} {why}: in a session, zsh says \"permission denied\" and asks no rule; \
              nothing runs",
