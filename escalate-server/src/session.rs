@@ -950,7 +950,18 @@ impl Starting<'_> {
     /// outlives it, however late its start completed; its conversation
     /// reaps it (and records its end) as any other's.
     pub(crate) fn listed(mut self, request_id: u64, child: LiveChild) {
-        self.children.insert(request_id, child, &mut self);
+        let children = self.children;
+        let mut live = children.lock();
+        if children.closed.load(Ordering::SeqCst) {
+            // By its pidfd too: it, whichever group it is in now.
+            let _ = sys::pidfd_kill(child.pidfd.as_fd());
+            let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
+            // And whatever it started since, in the session's cgroup.
+            children.scope.kill_all();
+        }
+        live.insert(request_id, child);
+        // Under the lock: a count sees the child once, listed or starting.
+        self.uncount();
     }
 
     fn uncount(&mut self) {
@@ -1007,20 +1018,6 @@ impl Children {
         self.live
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// See [`Starting::listed`].
-    fn insert(&self, request_id: u64, child: LiveChild, starting: &mut Starting<'_>) {
-        let mut live = self.lock();
-        if self.closed.load(Ordering::SeqCst) {
-            // By its pidfd too: it, whichever group it is in now.
-            let _ = sys::pidfd_kill(child.pidfd.as_fd());
-            let _ = killpg(Pid::from_raw(child.pid), Signal::SIGKILL);
-            // And whatever it started since, in the session's cgroup.
-            self.scope.kill_all();
-        }
-        live.insert(request_id, child);
-        starting.uncount();
     }
 
     /// Sends `signal` to the child's process group, if it is still listed.
