@@ -271,6 +271,28 @@ fn pattern_host(pattern: &str, wildcard: &str, host: &str) -> Result<Destination
     })
 }
 
+/// An entry naming one host. An address must be written as it is shown,
+/// in dotted decimal: `inet_aton`'s other spellings (octal, hexadecimal,
+/// fewer parts) are what a client may send, but in an entry they are far
+/// more often a slip (`011.0.0.3` for 11.0.0.3) than meant.
+fn exact_pattern(pattern: &str) -> Result<DomainPattern, DomainListError> {
+    let destination = pattern_host(pattern, "", pattern)?;
+    if let Destination::Address(IpAddr::V4(v4)) = destination {
+        let written = pattern.strip_suffix('.').unwrap_or(pattern);
+        if !written.contains(':') && written != v4.to_string() {
+            return Err(DomainListError::BadPattern {
+                pattern: pattern.to_owned(),
+                reason: format!(
+                    "it reads as the address {v4} (a part with a leading 0 is octal, 0x \
+                     hexadecimal, and missing parts are zeros); write the address in dotted \
+                     decimal, four parts, no leading zeros"
+                ),
+            });
+        }
+    }
+    Ok(DomainPattern::Exact(destination))
+}
+
 impl FromStr for DomainPattern {
     type Err = DomainListError;
 
@@ -288,7 +310,7 @@ impl FromStr for DomainPattern {
             } else if let Some(apex) = pattern.strip_prefix("*.") {
                 ("*.", apex, DomainPattern::Subdomains)
             } else {
-                return pattern_host(pattern, "", pattern).map(DomainPattern::Exact);
+                return exact_pattern(pattern);
             };
         if apex.contains('*') {
             return Err(invalid(
@@ -687,6 +709,59 @@ mod tests {
                     .parse::<DomainPattern>()
                     .map_or_else(|error| error.to_string(), |ok| format!("accepted: {ok}"));
                 (*pattern, error)
+            })
+            .collect();
+        let want: Vec<(&str, String)> = cases
+            .iter()
+            .map(|(pattern, message)| (*pattern, message.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_address_entry_is_written_in_dotted_decimal() {
+        // A client may spell an address any way `inet_aton` reads it, and
+        // is judged by the address; an entry that does so is most likely
+        // a mistake (`011.0.0.3` is 9.0.0.3, octal), so it is refused with
+        // the address it would have meant.
+        let cases = [
+            (
+                "011.0.0.3",
+                "`011.0.0.3` is not a domain pattern: it reads as the address 9.0.0.3 (a \
+                 part with a leading 0 is octal, 0x hexadecimal, and missing parts are \
+                 zeros); write the address in dotted decimal, four parts, no leading zeros",
+            ),
+            (
+                "127.1",
+                "`127.1` is not a domain pattern: it reads as the address 127.0.0.1 (a part \
+                 with a leading 0 is octal, 0x hexadecimal, and missing parts are zeros); \
+                 write the address in dotted decimal, four parts, no leading zeros",
+            ),
+            (
+                "0x7f.0.0.1",
+                "`0x7f.0.0.1` is not a domain pattern: it reads as the address 127.0.0.1 (a \
+                 part with a leading 0 is octal, 0x hexadecimal, and missing parts are \
+                 zeros); write the address in dotted decimal, four parts, no leading zeros",
+            ),
+            (
+                "2130706433",
+                "`2130706433` is not a domain pattern: it reads as the address 127.0.0.1 (a \
+                 part with a leading 0 is octal, 0x hexadecimal, and missing parts are \
+                 zeros); write the address in dotted decimal, four parts, no leading zeros",
+            ),
+            ("11.0.0.3", "accepted: 11.0.0.3"),
+            ("11.0.0.3.", "accepted: 11.0.0.3"),
+            ("0.0.0.0", "accepted: 0.0.0.0"),
+            ("[::ffff:11.0.0.3]", "accepted: 11.0.0.3"),
+            ("::ffff:11.0.0.3", "accepted: 11.0.0.3"),
+        ];
+        let got: Vec<(&str, String)> = cases
+            .iter()
+            .map(|(pattern, _)| {
+                let outcome = pattern
+                    .parse::<DomainPattern>()
+                    .map_or_else(|error| error.to_string(), |ok| format!("accepted: {ok}"));
+                (*pattern, outcome)
             })
             .collect();
         let want: Vec<(&str, String)> = cases
