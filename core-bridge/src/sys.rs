@@ -61,27 +61,6 @@ pub(crate) fn watch_pty_master(
     unsafe { tokio::io::unix::AsyncFd::register(master) }.map_err(io::Error::from)
 }
 
-/// Sends `signal` to the process a pidfd refers to (which cannot be a
-/// recycled pid: the pidfd pins the process).
-pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a null
-    // siginfo (the kernel fills it in as for kill()) and flags; no memory
-    // of ours is read or written.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if result == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// `fd` (a proxy link or a pidfd) registered with tokio's reactor.
 pub(crate) fn watch_owned(
     fd: std::os::fd::OwnedFd,

@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::ptr;
 use std::sync::OnceLock;
@@ -121,35 +121,22 @@ pub(crate) fn empty_network() -> io::Result<OwnedFd> {
 /// A pidfd for `pid`: a child of ours that has not been reaped yet, or any
 /// process, which the caller then checks is still the one it meant.
 pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
-    // or -1; it touches no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this new descriptor; we own it alone.
-    // pidfds are created close-on-exec.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    // Neither 0 (this process) nor a negative number names a process here.
+    let pid = rustix::process::Pid::from_raw(pid.max(0))
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
 /// Sends `SIGKILL` to the process `pidfd` names: it, whatever its
 /// process group, and never another that took its number.
 pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: pidfd_send_signal takes a descriptor, a signal number, a
-    // null siginfo and flags; it touches no memory of ours.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    match result {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
+    Ok(rustix::process::pidfd_send_signal(
+        pidfd,
+        rustix::process::Signal::KILL,
+    )?)
 }
 
 /// Marks every descriptor from `first` up close-on-exec: `close_range`

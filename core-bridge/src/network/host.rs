@@ -380,7 +380,9 @@ async fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
             message,
         });
     }
-    if let Err(error) = crate::sys::pidfd_kill(sandbox.pidfd.as_fd(), libc::SIGKILL) {
+    if let Err(error) =
+        rustix::process::pidfd_send_signal(&sandbox.pidfd, rustix::process::Signal::KILL)
+    {
         tracing::warn!(%error, "cannot end a sandbox whose connection was denied");
         return;
     }
