@@ -113,6 +113,9 @@ struct InstructionReader {
     refuses_unknown_options: bool,
     /// Its first operand is a subcommand with options of its own.
     subcommands: &'static [Subcommand],
+    /// Options every subcommand may take beside its own (git's diff
+    /// options, which `log`, `show` and `diff` share).
+    subcommand_options: Options,
     /// With `subcommands`, those with nothing to judge but what every one
     /// reads; a subcommand in neither is refused.
     plain_subcommands: &'static [&'static str],
@@ -161,6 +164,13 @@ struct Options {
     /// An instruction itself (a config value or command line it runs):
     /// refused outright.
     instruction: &'static [&'static str],
+    /// A value that names a file or directory it writes: refused
+    /// outright, whatever it names. Outside the sandbox the program writes
+    /// with the user's rights wherever the sandbox points it (`git log
+    /// --output=/r/.git/config` plants what the next git runs), and a
+    /// place the sandbox may write can be made a link to one it may not
+    /// between the check and the write.
+    output: &'static [&'static str],
     /// The value is the program text (`-c`, `-e`): the rest are its
     /// arguments.
     inline: &'static [&'static str],
@@ -208,6 +218,7 @@ const OPTIONS: Options = Options {
     directory: NONE,
     path: NONE,
     instruction: NONE,
+    output: NONE,
     inline: NONE,
     hand_over: NONE,
     values: NONE,
@@ -226,6 +237,7 @@ const READER: InstructionReader = InstructionReader {
     options_end_at_operand: false,
     refuses_unknown_options: false,
     subcommands: &[],
+    subcommand_options: OPTIONS,
     plain_subcommands: NONE,
     instruction_subcommands: NONE,
     plus_options: false,
@@ -262,7 +274,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "apply",
     "blame",
     "branch",
-    "bugreport",
     "bundle",
     "cat-file",
     "check-attr",
@@ -270,7 +281,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "check-mailmap",
     "check-ref-format",
     "checkout",
-    "checkout-index",
     "cherry",
     "cherry-pick",
     "clean",
@@ -280,7 +290,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "commit-tree",
     "count-objects",
     "describe",
-    "diagnose",
     "diff",
     "diff-files",
     "diff-index",
@@ -289,7 +298,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "fast-import",
     "fmt-merge-msg",
     "for-each-ref",
-    "format-patch",
     "fsck",
     "fsck-objects",
     "gc",
@@ -407,7 +415,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         writes_configuration: false,
     },
     Subcommand {
-        names: &["push", "send-pack", "archive"],
+        names: &["push", "send-pack"],
         options: Options {
             path: &["--repo", "--remote"],
             instruction: &["--receive-pack", "--exec"],
@@ -415,6 +423,41 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         },
         instruction_operands: NONE,
         repository_operand: true,
+        writes_configuration: false,
+    },
+    Subcommand {
+        names: &["archive"],
+        options: Options {
+            path: &["--remote"],
+            instruction: &["--exec"],
+            output: &["-o"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: true,
+        writes_configuration: false,
+    },
+    Subcommand {
+        // Where they write: `-o` is theirs alone (push's is an option for
+        // the server, commit's `--only`).
+        names: &["format-patch", "bugreport", "diagnose"],
+        options: Options {
+            output: &["-o"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+    },
+    Subcommand {
+        // The files it checks out go to `--prefix` followed by their path.
+        names: &["checkout-index"],
+        options: Options {
+            output: &["--prefix"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
         writes_configuration: false,
     },
     Subcommand {
@@ -483,7 +526,11 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
                 "--msg-filter",
                 "--commit-filter",
                 "--tag-name-filter",
+                // Evaluated once before the others.
+                "--setup",
             ],
+            // Its directory for the rewrite, made and removed.
+            output: &["-d"],
             ..OPTIONS
         },
         instruction_operands: NONE,
@@ -615,6 +662,16 @@ const READERS: &[InstructionReader] = &[
         options_end_at_operand: true,
         refuses_unknown_options: true,
         subcommands: GIT_SUBCOMMANDS,
+        subcommand_options: Options {
+            output: &[
+                "--output",
+                "--output-directory",
+                "--export-marks",
+                "--export-pack-edges",
+                "--index-output",
+            ],
+            ..OPTIONS
+        },
         plain_subcommands: GIT_PLAIN_SUBCOMMANDS,
         config_files: &[
             "~/.gitconfig",
@@ -1934,6 +1991,7 @@ enum Meaning {
     Directory,
     Path,
     Instruction,
+    Output,
     Inline,
     HandOver,
     Value,
@@ -1951,6 +2009,7 @@ impl Options {
     fn meaning(&self, option: &[u8]) -> Option<Meaning> {
         let lists = [
             (self.instruction, Meaning::Instruction),
+            (self.output, Meaning::Output),
             (self.directory, Meaning::Directory),
             (self.path, Meaning::Path),
             (self.inline, Meaning::Inline),
@@ -1987,7 +2046,7 @@ impl Options {
                 .then_some(*meaning)
         })?;
         match meaning {
-            Meaning::Instruction | Meaning::Path => Some(meaning),
+            Meaning::Instruction | Meaning::Output | Meaning::Path => Some(meaning),
             Meaning::Directory => Some(Meaning::Path),
             _ => None,
         }
@@ -2158,6 +2217,12 @@ impl ArgumentWalk<'_> {
                     && !after_an_option
                 {
                     reads_configuration = true;
+                }
+            }
+            if let Phase::Subcommand(_) = phase {
+                let name = split_once(text, b'=').map_or(text, |(name, _)| name);
+                if let Some(Meaning::Output) = self.reader.subcommand_options.meaning(name) {
+                    return Some(self.writes(name));
                 }
             }
             let (options, refuses_unknown) = match phase {
@@ -2331,6 +2396,9 @@ impl ArgumentWalk<'_> {
         if let Meaning::Instruction = meaning {
             return Step::Refused(self.instruction(option));
         }
+        if let Meaning::Output = meaning {
+            return Step::Refused(self.writes(option));
+        }
         if let Meaning::Attached = meaning {
             return match attached {
                 Some(value) => self.judged(value, base),
@@ -2390,6 +2458,7 @@ impl ArgumentWalk<'_> {
             Meaning::Value
             | Meaning::Flag
             | Meaning::Instruction
+            | Meaning::Output
             | Meaning::Digits
             | Meaning::Attached => Step::Next,
         }
@@ -2563,6 +2632,15 @@ impl ArgumentWalk<'_> {
             "escalation refused: {} {} gives it instructions to run outside the sandbox",
             self.name,
             String::from_utf8_lossy(word)
+        )
+    }
+
+    fn writes(&self, option: &[u8]) -> String {
+        format!(
+            "escalation refused: {} {} names a file it would write outside the sandbox, \
+             wherever that is; run it in place, where it writes only what the sandbox may",
+            self.name,
+            String::from_utf8_lossy(option)
         )
     }
 

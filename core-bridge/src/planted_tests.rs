@@ -1506,3 +1506,55 @@ fn versioned_names_are_their_interpreters_and_only_those() {
         assert_eq!(in_table(Path::new(program)), known, "{program}");
     }
 }
+
+/// Probe 114: `filter-branch --setup` is evaluated as a shell command,
+/// and git's options that name a file it writes (`log --output`,
+/// `format-patch -o`) let a rule on a subcommand that only reads write
+/// anywhere with the user's rights: a repository's `.git/config`, whose
+/// `core.fsmonitor` the next escalated `git status` then runs.
+#[test]
+fn git_writes_where_an_option_names_are_refused() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    std::fs::create_dir_all(ro.join(".git")).unwrap();
+    std::fs::write(ro.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    // (program, arguments, refused)
+    let cases = [
+        ("/usr/bin/git", "filter-branch --setup id HEAD", true),
+        ("/usr/bin/git", "filter-branch --setup=id HEAD", true),
+        ("/usr/bin/git", "filter-branch -d /tmp/x HEAD", true),
+        ("/usr/bin/git", "log -1 --output=.git/config", true),
+        ("/usr/bin/git", "log -1 --output .git/config", true),
+        ("/usr/bin/git", "log -1 --outp=.git/config", true),
+        ("/usr/bin/git", "show --output={ro}/x HEAD", true),
+        ("/usr/bin/git", "diff --output={w}/x", true),
+        ("/usr/bin/git", "diff-tree --output=x HEAD", true),
+        ("/usr/bin/git", "range-diff --output=x a...b", true),
+        ("/usr/bin/git", "whatchanged --output=x", true),
+        ("/usr/bin/git", "format-patch -o /tmp/x HEAD~1", true),
+        ("/usr/bin/git", "format-patch -o/tmp/x HEAD~1", true),
+        ("/usr/bin/git", "format-patch --output-directory=/tmp/x HEAD~1", true),
+        ("/usr/bin/git", "format-patch -1 --output=x", true),
+        ("/usr/bin/git", "archive -o /tmp/x.tar HEAD", true),
+        ("/usr/bin/git", "archive --output=/tmp/x.tar HEAD", true),
+        ("/usr/bin/git", "bugreport -o /tmp/x", true),
+        ("/usr/bin/git", "diagnose --output-directory /tmp/x", true),
+        ("/usr/bin/git", "fast-export --export-marks=/tmp/m HEAD", true),
+        ("/usr/bin/git", "fast-import --export-marks=/tmp/m", true),
+        ("/usr/bin/git", "read-tree --index-output=/tmp/i HEAD", true),
+        ("/usr/bin/git", "checkout-index -a --prefix=/tmp/x/", true),
+        ("/usr/lib/git-core/git-log", "--output=x", true),
+        ("/usr/bin/git", "log -1 --oneline", false),
+        ("/usr/bin/git", "show HEAD", false),
+        ("/usr/bin/git", "diff --stat", false),
+        ("/usr/bin/git", "format-patch --stdout -1", false),
+        ("/usr/bin/git", "archive --format=tar HEAD", false),
+        // Other subcommands' `-o` is not an output: push's is an option
+        // for the server, commit's is `--only`, ls-files's `--others`.
+        ("/usr/bin/git", "commit -o -m msg x", false),
+        ("/usr/bin/git", "ls-files -o", false),
+        ("/usr/bin/git", "status --short", false),
+    ];
+    assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
+    let _ = w;
+}
