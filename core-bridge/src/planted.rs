@@ -881,6 +881,17 @@ const READERS: &[InstructionReader] = &[
         ..READER
     },
     InstructionReader {
+        // Infrastructure tools: the configuration in their working
+        // directory runs commands (a `local-exec` provisioner), and the
+        // providers in its `.terraform/` are programs they start.
+        names: &["terraform", "tofu", "terragrunt"],
+        reads: "the configuration and providers in its working directory",
+        operands_name_projects: true,
+        searches_upwards: true,
+        config_files: &["~/.terraformrc", "~/.terraform.d", "~/.tofurc"],
+        ..READER
+    },
+    InstructionReader {
         names: &["pip", "pip3"],
         prefixes: &["pip3."],
         reads: "the packages it builds (setup.py, pyproject.toml) and pip.conf",

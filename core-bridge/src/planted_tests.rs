@@ -1558,3 +1558,21 @@ fn git_writes_where_an_option_names_are_refused() {
     assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
     let _ = w;
 }
+
+/// Probe 114: terraform ran a planted `local-exec` provisioner, and a
+/// provider binary the sandbox put in `.terraform/`, unsandboxed.
+#[test]
+fn infrastructure_tools_read_their_working_directory() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let cases: &[Case<'_>] = &[
+        ("/usr/bin/terraform", "plan", &w, &[], true),
+        ("/usr/local/bin/terraform", "apply -auto-approve", &w, &[], true),
+        ("/usr/bin/tofu", "init", &w, &[], true),
+        ("/usr/bin/terragrunt", "plan", &w, &[], true),
+        ("/usr/bin/terraform", "plan", &ro, &[], false),
+        ("/usr/bin/terraform", "-chdir={w} plan", &ro, &[], true),
+        ("/usr/bin/terraform", "plan {w}", &ro, &[], true),
+    ];
+    assert_eq!(failures(&place, cases), Vec::<String>::new());
+}
