@@ -1533,13 +1533,21 @@ fn git_writes_where_an_option_names_are_refused() {
         ("/usr/bin/git", "whatchanged --output=x", true),
         ("/usr/bin/git", "format-patch -o /tmp/x HEAD~1", true),
         ("/usr/bin/git", "format-patch -o/tmp/x HEAD~1", true),
-        ("/usr/bin/git", "format-patch --output-directory=/tmp/x HEAD~1", true),
+        (
+            "/usr/bin/git",
+            "format-patch --output-directory=/tmp/x HEAD~1",
+            true,
+        ),
         ("/usr/bin/git", "format-patch -1 --output=x", true),
         ("/usr/bin/git", "archive -o /tmp/x.tar HEAD", true),
         ("/usr/bin/git", "archive --output=/tmp/x.tar HEAD", true),
         ("/usr/bin/git", "bugreport -o /tmp/x", true),
         ("/usr/bin/git", "diagnose --output-directory /tmp/x", true),
-        ("/usr/bin/git", "fast-export --export-marks=/tmp/m HEAD", true),
+        (
+            "/usr/bin/git",
+            "fast-export --export-marks=/tmp/m HEAD",
+            true,
+        ),
         ("/usr/bin/git", "fast-import --export-marks=/tmp/m", true),
         ("/usr/bin/git", "read-tree --index-output=/tmp/i HEAD", true),
         ("/usr/bin/git", "checkout-index -a --prefix=/tmp/x/", true),
@@ -1567,7 +1575,13 @@ fn infrastructure_tools_read_their_working_directory() {
     let (ro, w) = (place.ro.clone(), place.w.clone());
     let cases: &[Case<'_>] = &[
         ("/usr/bin/terraform", "plan", &w, &[], true),
-        ("/usr/local/bin/terraform", "apply -auto-approve", &w, &[], true),
+        (
+            "/usr/local/bin/terraform",
+            "apply -auto-approve",
+            &w,
+            &[],
+            true,
+        ),
         ("/usr/bin/tofu", "init", &w, &[], true),
         ("/usr/bin/terragrunt", "plan", &w, &[], true),
         ("/usr/bin/terraform", "plan", &ro, &[], false),

@@ -192,7 +192,63 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
         "find",
         "find runs commands with -exec, -execdir, -ok and -okdir",
     ),
+    // Programs a rule may seem to narrow (`tar -tf`, "list an archive")
+    // whose options, anywhere among the arguments, run commands.
+    (
+        "tar",
+        "tar runs commands through --to-command, -I (--use-compress-program), \
+         --checkpoint-action=exec and --rsh-command",
+    ),
+    ("sort", "sort runs the program --compress-program names"),
+    (
+        "rsync",
+        "rsync runs the commands -e (--rsh) and --rsync-path name",
+    ),
+    ("scp", "scp runs the program -S names"),
+    ("sftp", "sftp runs the program -S names"),
+    ("zip", "zip runs the command -TT (--unzip-command) names"),
+    ("diff3", "diff3 runs the program --diff-program names"),
+    ("sdiff", "sdiff runs the program --diff-program names"),
+    (
+        "man",
+        "man runs the pager -P and the preprocessors it is told to",
+    ),
+    ("less", "less runs shell commands (!, |, LESSOPEN)"),
+    ("more", "more runs shell commands (!)"),
+    ("vi", "an editor runs shell commands"),
+    ("vim", "an editor runs shell commands"),
+    ("nvim", "an editor runs shell commands"),
+    ("emacs", "an editor runs shell commands"),
+    ("nano", "an editor runs shell commands"),
+    ("m4", "m4's syscmd runs shell commands"),
+    ("tcpdump", "tcpdump runs the command -z names"),
+    (
+        "docker",
+        "docker runs containers that can mount and change the host",
+    ),
+    (
+        "podman",
+        "podman runs containers that can mount and change the host",
+    ),
+    ("apt", "apt runs the commands its -o options name"),
+    ("apt-get", "apt-get runs the commands its -o options name"),
+    (
+        "dpkg",
+        "dpkg runs packages' scripts and the commands its options name",
+    ),
+    (
+        "terraform",
+        "terraform runs the provisioners and providers its configuration names",
+    ),
+    (
+        "tofu",
+        "tofu runs the provisioners and providers its configuration names",
+    ),
 ];
+
+/// Compilers, by the last part of their name (`x86_64-linux-gnu-gcc-12`
+/// is gcc): their options run other programs.
+const COMPILERS: &[&str] = &["gcc", "g++", "cc", "c++", "clang", "clang++", "gfortran"];
 
 /// Subcommands that run scripts or programs chosen by the project.
 const RUNNERS: &[(&str, &[&str], &str)] = &[
@@ -847,10 +903,23 @@ fn pattern_text(rule: &PrefixRule) -> Vec<String> {
 
 fn warning(rule: &PrefixRule) -> Option<String> {
     let name = rule.program().rsplit('/').next().unwrap_or_default();
-    let program = unversioned(name);
+    // `gcc-12` is `gcc`, as `python3.11` is `python`.
+    let program = unversioned(name).trim_end_matches('-');
     let verb = rule.decision.as_str();
-    if let Some((_, why)) = RUNS_ANYTHING.iter().find(|(known, _)| *known == program) {
+    // By its own name first: `diff3` and `m4` are no versions.
+    let listed = |wanted: &str| RUNS_ANYTHING.iter().find(|(known, _)| *known == wanted);
+    if let Some((_, why)) = listed(name).or_else(|| listed(program)) {
         return Some(format!("{verb} on {name}: {why}"));
+    }
+    if program
+        .rsplit('-')
+        .next()
+        .is_some_and(|last| COMPILERS.contains(&last))
+    {
+        return Some(format!(
+            "{verb} on {name}: a compiler runs the programs -wrapper, -B, -fplugin, -specs \
+             and @file name"
+        ));
     }
     let unsandboxed = matches!(rule.execution, None | Some(RuleExecution::Unsandboxed));
     if program == "git" && unsandboxed {

@@ -1004,6 +1004,84 @@ fn lint_names_versioned_interpreters_and_command_runners() {
     }
 }
 
+/// Probe 114: narrow-looking rules on programs whose options run
+/// commands (`tar -tf` with `--checkpoint-action=exec`, `sort
+/// --compress-program=sh`, `gcc -wrapper`) passed lint without a word.
+#[test]
+fn lint_names_programs_whose_options_run_commands() {
+    // (pattern, the reason lint gives)
+    let cases: &[(&str, &str)] = &[
+        (
+            r#""tar", "-tf""#,
+            "tar runs commands through --to-command, -I (--use-compress-program), \
+             --checkpoint-action=exec and --rsh-command",
+        ),
+        (
+            r#""sort""#,
+            "sort runs the program --compress-program names",
+        ),
+        (
+            r#""rsync""#,
+            "rsync runs the commands -e (--rsh) and --rsync-path name",
+        ),
+        (r#""scp""#, "scp runs the program -S names"),
+        (
+            r#""zip""#,
+            "zip runs the command -TT (--unzip-command) names",
+        ),
+        (r#""diff3""#, "diff3 runs the program --diff-program names"),
+        (
+            r#""man""#,
+            "man runs the pager -P and the preprocessors it is told to",
+        ),
+        (r#""less""#, "less runs shell commands (!, |, LESSOPEN)"),
+        (r#""vim""#, "an editor runs shell commands"),
+        (
+            r#""docker""#,
+            "docker runs containers that can mount and change the host",
+        ),
+        (
+            r#""apt-get""#,
+            "apt-get runs the commands its -o options name",
+        ),
+        (
+            r#""terraform""#,
+            "terraform runs the provisioners and providers its configuration names",
+        ),
+        (
+            r#""gcc", "-c""#,
+            "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
+        ),
+        (
+            r#""/usr/bin/x86_64-linux-gnu-gcc-12""#,
+            "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
+        ),
+        (
+            r#""clang++""#,
+            "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
+        ),
+    ];
+    for (pattern, reason) in cases {
+        let set = rules(&format!("prefix_rule(pattern = [{pattern}])"));
+        let program: &str = pattern.split('"').nth(1).unwrap_or_default();
+        let name = program.rsplit('/').next().unwrap_or_default();
+        let messages: Vec<String> = lint(&set)
+            .into_iter()
+            .map(|finding| finding.message)
+            .collect();
+        assert_eq!(
+            messages,
+            vec![format!("allow on {name}: {reason}")],
+            "{pattern}"
+        );
+    }
+    // Names that only contain one of them.
+    for program in ["tarball", "gcc-ar-wrapper-x", "sorted", "mandb"] {
+        let set = rules(&format!("prefix_rule(pattern = [{program:?}])"));
+        assert_eq!(lint(&set), Vec::new(), "{program}");
+    }
+}
+
 /// A probe's `execution = "read-only"` read as confinement and passed
 /// lint: a rule's profile only adds grants to the session's sandbox.
 #[test]
