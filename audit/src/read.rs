@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use globset::{Glob, GlobMatcher};
 
-use crate::record::AuditRecord;
+use crate::record::{AuditRecord, Bytes};
 use crate::AuditError;
 
 /// Every record in `path`, in order. A line that is not a record is an
@@ -564,7 +564,7 @@ impl Summary {
             .process
             .executable
             .as_ref()
-            .map_or_else(|| "?".to_owned(), |path| path.lossy());
+            .map_or_else(|| "?".to_owned(), shown_argument);
         *self
             .per_program
             .entry(program.clone())
@@ -582,7 +582,7 @@ impl Summary {
             .as_ref()
             .map(|args| {
                 args.iter()
-                    .map(|arg| arg.lossy())
+                    .map(shown_argument)
                     .collect::<Vec<_>>()
                     .join(" ")
             })
@@ -647,4 +647,33 @@ impl Summary {
             ));
         }
     }
+}
+
+/// An argument (or a program's path) as the summary lists it: as it is
+/// when it is plain text, else in double quotes, with `"` and `\`
+/// escaped and each byte that is not UTF-8 as `\xNN`. So `a b` given as
+/// one argument, an argument that imitates what the summary writes after
+/// it, and a byte that U+FFFD stands for are all told apart.
+fn shown_argument(arg: &Bytes) -> String {
+    let bytes = arg.to_bytes().unwrap_or_else(|| arg.lossy().into_bytes());
+    let plain = std::str::from_utf8(&bytes).ok().filter(|text| {
+        !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+    });
+    if let Some(text) = plain {
+        return text.to_owned();
+    }
+    let mut shown = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if matches!(c, '"' | '\\') {
+                shown.push('\\');
+            }
+            shown.push(c);
+        }
+        for byte in chunk.invalid() {
+            shown.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    shown.push('"');
+    shown
 }

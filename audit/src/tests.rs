@@ -729,6 +729,53 @@ fn reading_filters_and_summarises() {
     assert!(error.contains("a.jsonl:1"), "{error}");
 }
 
+/// Probe 112: the summary joined arguments with blanks, so `id 'a b' c`
+/// and `id a 'b c'` read alike, an argument could imitate the execution
+/// shown after it, and a byte that is not UTF-8 read as U+FFFD.
+#[test]
+fn the_summary_shows_each_argument_whole() {
+    use std::os::unix::ffi::OsStringExt;
+    let escalated = |argv: Vec<OsString>| {
+        let event = decided(argv, Decision::Escalate(Execution::Unsandboxed));
+        AuditRecord::of(
+            &event,
+            "s1",
+            SystemTime::UNIX_EPOCH,
+            &RecordOptions::default(),
+        )
+    };
+    let records = [
+        escalated(vec!["id".into(), "a b".into(), "c".into()]),
+        escalated(vec!["id".into(), "a".into(), "b c".into()]),
+        escalated(vec!["id".into(), "--x (turn-default)".into()]),
+        escalated(vec![
+            "id".into(),
+            "".into(),
+            "say \"hi\"".into(),
+            "back\\slash".into(),
+        ]),
+        escalated(vec!["id".into(), OsString::from_vec(b"bad\xff".to_vec())]),
+        escalated(vec!["id".into(), "bad\u{fffd}".into()]),
+    ];
+    let summary = Summary::of(&records);
+    let shown: Vec<&str> = summary
+        .escalations
+        .iter()
+        .map(|line| line.split_once(": ").map_or("", |(_, args)| args))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "id \"a b\" c (unsandboxed)",
+            "id a \"b c\" (unsandboxed)",
+            "id \"--x (turn-default)\" (unsandboxed)",
+            "id \"\" \"say \\\"hi\\\"\" \"back\\\\slash\" (unsandboxed)",
+            "id \"bad\\xff\" (unsandboxed)",
+            "id bad\u{fffd} (unsandboxed)",
+        ]
+    );
+}
+
 fn run_record() -> AuditRecord {
     AuditRecord::of(
         &decided(vec!["ls".into()], Decision::Run),

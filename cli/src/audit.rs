@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::output::debug_escaped;
+use crate::output::{bytes_escaped, debug_escaped};
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
     open_log_file, read_each, rotated_path, AuditError, AuditRecord, Filter, LogLines,
@@ -317,7 +317,11 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
     // name it was run by when that is another (`unxz` runs `xz`, which
     // then decompresses: a probe read the line as compressing).
     let shown_program = {
-        let shown = debug_escaped(&program);
+        let shown = record
+            .process
+            .executable
+            .as_ref()
+            .map_or_else(String::new, shown_bytes);
         let shown = match shown.contains(char::is_whitespace) {
             true => format!("\"{shown}\""),
             false => shown,
@@ -327,10 +331,12 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
             .args
             .as_ref()
             .and_then(|args| args.first())
-            .map(|first| first.lossy())
-            .filter(|first| !first.is_empty() && !names_the_program(first, &program));
+            .filter(|first| {
+                let first = first.lossy();
+                !first.is_empty() && !names_the_program(&first, &program)
+            });
         match run_as {
-            Some(name) => format!("{shown} (as \"{}\")", debug_escaped(&name)),
+            Some(name) => format!("{shown} (as \"{}\")", shown_bytes(name)),
             None => shown,
         }
     };
@@ -346,7 +352,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
             args.iter()
                 .skip(1)
                 .map(|arg| {
-                    let shown = debug_escaped(&arg.lossy());
+                    let shown = shown_bytes(arg);
                     if shown.is_empty() || shown.contains(char::is_whitespace) {
                         format!("\"{shown}\"")
                     } else {
@@ -476,6 +482,15 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
 }
 
 /// A log's text on one line of the table.
+/// Recorded bytes as the table shows them ([`bytes_escaped`]).
+fn shown_bytes(bytes: &execgate_audit::Bytes) -> String {
+    bytes_escaped(
+        &bytes
+            .to_bytes()
+            .unwrap_or_else(|| bytes.lossy().into_bytes()),
+    )
+}
+
 fn escape_controls(text: &str) -> String {
     crate::output::terminal_safe(text, crate::output::Lines::Escaped)
 }
@@ -513,7 +528,9 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
             .iter()
             .map(|(d, n)| format!("{} {n}", escape_controls(d)))
             .collect();
-        writeln!(out, "  {}  {}", debug_escaped(program), counts.join(", "))?;
+        // The summary quotes and escapes what needs it (`Summary`'s
+        // arguments): only controls are left to escape here.
+        writeln!(out, "  {}  {}", escape_controls(program), counts.join(", "))?;
     }
     if !summary.per_host.is_empty() {
         writeln!(out, "connections per host:")?;
@@ -531,11 +548,11 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
     }
     writeln!(out, "escalations ({}):", summary.escalations.len())?;
     for line in &summary.escalations {
-        writeln!(out, "  {}", debug_escaped(line))?;
+        writeln!(out, "  {}", escape_controls(line))?;
     }
     writeln!(out, "denials ({}):", summary.denials.len())?;
     for line in &summary.denials {
-        writeln!(out, "  {}", debug_escaped(line))?;
+        writeln!(out, "  {}", escape_controls(line))?;
     }
     writeln!(out, "errors: {}", summary.errors)?;
     if summary.lost > 0 {

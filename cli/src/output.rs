@@ -81,6 +81,20 @@ pub fn debug_escaped(text: &str) -> String {
     text.chars().map(escaped_char).collect()
 }
 
+/// `bytes` as [`debug_escaped`] shows text, and each byte that is not
+/// UTF-8 as `\xNN`: not as U+FFFD, which a name may hold itself.
+#[cfg(unix)]
+pub fn bytes_escaped(bytes: &[u8]) -> String {
+    let mut shown = String::new();
+    for chunk in bytes.utf8_chunks() {
+        shown.push_str(&debug_escaped(chunk.valid()));
+        for byte in chunk.invalid() {
+            shown.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    shown
+}
+
 /// `c` as `escape_debug` shows it, and escaped too when it is a letter
 /// that is drawn blank or with no width at all (`escape_debug` escapes
 /// Unicode's spaces, not these): padding made of them would pass for empty
@@ -109,6 +123,22 @@ pub enum Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Probe 112: a byte that is not UTF-8 and a U+FFFD in a name read
+    /// alike in `execgate audit`'s table.
+    #[test]
+    #[cfg(unix)]
+    fn bytes_that_are_not_utf8_are_shown_apart_from_their_stand_in() {
+        let cases: [(&[u8], &str); 4] = [
+            (b"bad\xff", "bad\\xff"),
+            ("bad\u{fffd}".as_bytes(), "bad\u{fffd}"),
+            (b"bad\\xff", "bad\\\\xff"),
+            (b"a\x1b[2J\xc3", "a\\u{1b}[2J\\xc3"),
+        ];
+        for (bytes, shown) in cases {
+            assert_eq!(bytes_escaped(bytes), shown, "{bytes:?}");
+        }
+    }
 
     #[test]
     fn terminal_safe_text_escapes_controls_and_format_characters_only() {

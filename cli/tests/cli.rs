@@ -3911,6 +3911,50 @@ fn no_field_of_a_log_reaches_the_terminal_raw() {
     }
 }
 
+/// Probe 112: in the table, a byte that is not UTF-8 read as U+FFFD, so
+/// two programs (or arguments) that differ there looked the same; in the
+/// summary, arguments were joined with blanks and not quoted.
+#[test]
+fn the_audit_table_and_summary_tell_arguments_apart() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("handed.jsonl");
+    let record = |executable: serde_json::Value, args: serde_json::Value| {
+        serde_json::json!({
+            "@timestamp": "2026-12-01T10:00:00Z",
+            "event": {"action": "decision", "outcome": "success"},
+            "session_id": "s",
+            "process": {"executable": executable, "args": args},
+            "execgate": {"decision": "escalate", "decided_by": "rule", "execution": "unsandboxed"},
+        })
+    };
+    // b"/w/bad\xff" and b"bad\xff", encoded as the log encodes bytes.
+    let lines = [
+        record(
+            serde_json::json!({"base64": "L3cvYmFk/w=="}),
+            serde_json::json!([{"base64": "YmFk/w=="}, "a b", "c"]),
+        ),
+        record(
+            serde_json::json!("/w/bad\u{fffd}"),
+            serde_json::json!(["bad\u{fffd}", "a", "b c"]),
+        ),
+    ];
+    let text_of = |args: &[&str]| text(&execgate(&ws, args).stdout);
+    std::fs::write(&log, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let log = log.to_str().unwrap();
+    let table = text_of(&["audit", log]);
+    assert!(table.contains("/w/bad\\xff"), "{table}");
+    assert!(table.contains("/w/bad\u{fffd} "), "{table}");
+    let summary = text_of(&["audit", "--summary", log]);
+    assert!(
+        summary.contains("\"bad\\xff\" \"a b\" c (unsandboxed)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("bad\u{fffd} a \"b c\" (unsandboxed)"),
+        "{summary}"
+    );
+}
+
 /// While a question is on the terminal, the session's processes are
 /// frozen: none can draw over it (another program or host in its place) or
 /// take the keys that answer it. (Regression: a background job of the
