@@ -148,7 +148,11 @@ fn show(args: AuditArgs) -> Result<i32> {
         skipped += 1;
     };
     let mut filter = RequestFilter::new(filter);
+    let mut beginnings = Beginnings::default();
     let mut each = |line: Result<AuditRecord, AuditError>| -> Result<()> {
+        if let Ok(record) = &line {
+            beginnings.see(record);
+        }
         match line {
             Ok(record) if filter.matches(&record) => listing.add(&record)?,
             // A session's end the filter leaves out (`--program git`)
@@ -230,6 +234,7 @@ fn show(args: AuditArgs) -> Result<i32> {
         }
     }
     listing.finish()?;
+    beginnings.warn();
     if skipped > 0 {
         warn(&format!(
             "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
@@ -237,6 +242,60 @@ fn show(args: AuditArgs) -> Result<i32> {
         return Ok(SKIPPED_LINES);
     }
     Ok(0)
+}
+
+/// The sessions whose records read begin after their `session-start`:
+/// the history holds only part of them, the rest rotated away or in a
+/// file not named, and a reviewer should know it.
+#[derive(Default)]
+struct Beginnings {
+    seen: std::collections::HashSet<String>,
+    cut: Vec<String>,
+}
+
+impl Beginnings {
+    fn see(&mut self, record: &AuditRecord) {
+        if !self.seen.insert(record.session_id.clone()) {
+            return;
+        }
+        let action = record.event.action.as_str();
+        // Windows sessions are one command each, with no `session-start`
+        // and no request numbers.
+        let windows =
+            record.request_id.is_none() && matches!(action, "decision" | "exit" | "error");
+        if action != "session-start" && !windows {
+            self.cut.push(record.session_id.clone());
+        }
+    }
+
+    fn warn(&self) {
+        const NAMED: usize = 5;
+        let (count, whose) = match self.cut.len() {
+            0 => return,
+            1 => (
+                "1 session".to_owned(),
+                "whose start is not among them (its older records were",
+            ),
+            n => (
+                format!("{n} sessions"),
+                "whose starts are not among them (their older records were",
+            ),
+        };
+        let mut names: Vec<String> = self
+            .cut
+            .iter()
+            .take(NAMED)
+            .map(|id| escape_controls(id))
+            .collect();
+        if self.cut.len() > NAMED {
+            names.push("...".into());
+        }
+        warn(&format!(
+            "execgate: the records read begin within {count} {whose} rotated away, or are in a \
+             file not read): {}",
+            names.join(", ")
+        ));
+    }
 }
 
 /// A rule id as typed, and with its file's canonical path (as sessions

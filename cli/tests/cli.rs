@@ -3955,6 +3955,48 @@ fn the_audit_table_and_summary_tell_arguments_apart() {
     );
 }
 
+/// Probe 112: a history whose older files were rotated away began in the
+/// middle of a session, and nothing said so.
+#[test]
+fn audit_says_when_the_records_begin_within_a_session() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("handed.jsonl");
+    let record = |session: &str, action: &str, request: Option<u64>| {
+        serde_json::json!({
+            "@timestamp": "2026-12-01T10:00:00Z",
+            "event": {"action": action, "outcome": "success"},
+            "session_id": session,
+            "request_id": request,
+            "process": {"executable": "/usr/bin/true", "args": ["true"]},
+            "execgate": {"decision": "run", "decided_by": "default"},
+        })
+    };
+    let lines = [
+        record("whole", "session-start", None),
+        record("whole", "decision", Some(1)),
+        record("cut", "decision", Some(3)),
+        record("cut", "decision", Some(4)),
+    ];
+    let written: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&log, written).unwrap();
+    let log = log.to_str().unwrap();
+    for args in [
+        vec!["audit", log],
+        vec!["audit", "--summary", log],
+        vec!["audit", "--program", "nothing-matches", log],
+    ] {
+        let output = execgate(&ws, &args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            "execgate: the records read begin within 1 session whose start is not among \
+             them (its older records were rotated away, or are in a file not read): cut",
+            "{args:?}"
+        );
+    }
+}
+
 /// While a question is on the terminal, the session's processes are
 /// frozen: none can draw over it (another program or host in its place) or
 /// take the keys that answer it. (Regression: a background job of the
