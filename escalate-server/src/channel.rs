@@ -39,6 +39,38 @@ use crate::conversation::ConversationError;
 
 pub(crate) struct Channel(Socket);
 
+/// The most of a reason an answer carries. A denial may quote what the
+/// request named (a path of megabytes, its control characters escaped),
+/// and one too long for a frame would leave the requester with a closed
+/// socket for its answer.
+const MOST_REASON_BYTES: usize = 16 * 1024;
+
+/// `message` as a frame, its reason cut short, saying by how much, when
+/// it is longer than [`MOST_REASON_BYTES`].
+pub(crate) fn encode_answer(message: &ServerMessage) -> io::Result<Vec<u8>> {
+    let cut = |reason: &str| {
+        let mut end = MOST_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}... ({} bytes more)", &reason[..end], reason.len() - end)
+    };
+    let shortened = match message {
+        ServerMessage::Deny { reason } if reason.len() > MOST_REASON_BYTES => {
+            Some(ServerMessage::Deny {
+                reason: cut(reason),
+            })
+        }
+        ServerMessage::SpawnFailed { reason } if reason.len() > MOST_REASON_BYTES => {
+            Some(ServerMessage::SpawnFailed {
+                reason: cut(reason),
+            })
+        }
+        _ => None,
+    };
+    encode_server(shortened.as_ref().unwrap_or(message)).map_err(io::Error::other)
+}
+
 /// The longest frame of an escalation's conversation (descriptor numbers,
 /// a signal): such messages are a few bytes.
 pub(crate) const SMALL_FRAME: usize = 64 << 10;
@@ -192,7 +224,7 @@ impl Channel {
     /// Sends one frame: as much as the socket takes now, the rest through
     /// tokio.
     pub(crate) async fn send(&mut self, message: &ServerMessage) -> io::Result<()> {
-        let frame = encode_server(message).map_err(io::Error::other)?;
+        let frame = encode_answer(message)?;
         let mut sent = 0;
         if let Socket::Plain(plain) = &self.0 {
             while sent < frame.len() {

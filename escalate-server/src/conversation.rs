@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use execgate_protocol::{
-    decode_client, encode_server, recv_with_fds_without_waiting, ClientMessage, ExecRequest,
-    ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
+    decode_client, recv_with_fds_without_waiting, ClientMessage, ExecRequest, ServerMessage,
+    Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{
     AbsolutePath, Access, FsTarget, Inheritance, Launcher, NetworkPolicy, PermissionProfile,
@@ -419,7 +419,7 @@ async fn answer(
 // Every read and write of a request socket goes through `channel`'s, which
 // never wait in the kernel: the requester shares the socket's file flags.
 async fn send(writer: &mut OwnedWriteHalf, message: &ServerMessage) -> io::Result<()> {
-    let frame = encode_server(message).map_err(io::Error::other)?;
+    let frame = crate::channel::encode_answer(message)?;
     channel::write_all(writer.as_ref(), &frame).await
 }
 

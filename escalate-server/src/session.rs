@@ -500,26 +500,7 @@ impl Session {
             path: config.wrapper.clone(),
             source,
         })?;
-        let (server_end, shell_end) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        )
-        .map_err(|errno| StartError::Socket(errno.into()))?;
-        // The shell's end must block: the wrapper uses it synchronously.
-        let flags = nix::fcntl::fcntl(&shell_end, nix::fcntl::FcntlArg::F_GETFL)
-            .map_err(|errno| StartError::Socket(errno.into()))?;
-        let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
-        flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
-        nix::fcntl::fcntl(&shell_end, nix::fcntl::FcntlArg::F_SETFL(flags))
-            .map_err(|errno| StartError::Socket(errno.into()))?;
-
-        let listener = {
-            let _guard = runtime.enter();
-            sys::register_owned(server_end, tokio::io::Interest::READABLE)
-                .map_err(StartError::Socket)?
-        };
+        let (listener, shell_end) = session_socket(&runtime).map_err(StartError::Socket)?;
         let sandbox = match config.sandbox.clone() {
             Some(sandbox) => Some(ActiveSandbox::new(sandbox, &config.wrapper)?),
             None => None,
@@ -647,7 +628,21 @@ impl Session {
         sys::inherit_only_chosen_in_child(command);
         command.envs(self.shell_env());
         if let Some(socket) = &self.shell_socket {
-            sys::inherit_in_child(command, socket.as_raw_fd());
+            // At the number `shell_env` names, which a caller may set
+            // again after clearing the command's environment.
+            match self.socket_of_its_own() {
+                Ok(own) => sys::inherit_owned_at(command, own, socket.as_raw_fd()),
+                // The session's own socket, as before: each shell shares it.
+                Err(error) => {
+                    tracing::warn!(
+                        session = %self.shared.id,
+                        %error,
+                        "cannot make a shell a session socket of its own; it shares the \
+                         session's"
+                    );
+                    sys::inherit_in_child(command, socket.as_raw_fd());
+                }
+            }
         }
         if self.shared.config.shell_niceness > 0 {
             sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
@@ -656,6 +651,28 @@ impl Session {
         if let Some(procs) = self.shared.children.scope.cgroup_procs() {
             sys::join_cgroup_in_child(command, procs);
         }
+    }
+
+    /// A session socket for one shell, served as the session's own is
+    /// (until the session is cancelled, or every holder of its shell end
+    /// has closed it). Each shell gets its own, so that what one shell's
+    /// processes do to theirs reaches no other shell of the session: a
+    /// `shutdown(SHUT_WR)` on a shared one, which no holder can undo, cut
+    /// every later shell off from the server, and hellos queued on it kept
+    /// the others' waiting.
+    fn socket_of_its_own(&self) -> std::io::Result<OwnedFd> {
+        let runtime = crate::serving::handle()?;
+        let (listener, shell_end) = session_socket(&runtime)?;
+        self.tracker.spawn_on(
+            serve(
+                self.shared.clone(),
+                listener,
+                self.cancel.clone(),
+                self.tracker.clone(),
+            ),
+            &runtime,
+        );
+        Ok(shell_end)
     }
 
     /// The command that starts `shell` with `args` for this session: inside
@@ -829,6 +846,26 @@ impl Drop for Session {
         self.shared.end(SessionEnd::Closed);
         self.shared.children.reap_all();
     }
+}
+
+/// A session socket: its server end registered with the serving thread's
+/// reactor, its shell end (blocking: the wrapper uses it synchronously).
+fn session_socket(
+    runtime: &tokio::runtime::Handle,
+) -> std::io::Result<(AsyncFd<OwnedFd>, OwnedFd)> {
+    let (server_end, shell_end) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )?;
+    let flags = nix::fcntl::fcntl(&shell_end, nix::fcntl::FcntlArg::F_GETFL)?;
+    let mut flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+    flags.remove(nix::fcntl::OFlag::O_NONBLOCK);
+    nix::fcntl::fcntl(&shell_end, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    let _guard = runtime.enter();
+    let listener = sys::register_owned(server_end, tokio::io::Interest::READABLE)?;
+    Ok((listener, shell_end))
 }
 
 fn new_session_id() -> String {

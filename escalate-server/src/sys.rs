@@ -229,6 +229,28 @@ pub(crate) fn inherit_owned_in_child(command: &mut std::process::Command, fd: Ow
     unsafe { command.pre_exec(clear_cloexec) };
 }
 
+/// [`inherit_owned_in_child`] at descriptor `number` in the child (where
+/// this process may have another descriptor, closed-on-exec, that the
+/// child's copy replaces).
+pub(crate) fn inherit_owned_at(command: &mut std::process::Command, fd: OwnedFd, number: RawFd) {
+    let own = fd.as_raw_fd();
+    let put = move || {
+        // Kept alive by the closure, which lives as long as the command.
+        let _owned = &fd;
+        // SAFETY: dup2 is async-signal-safe and only changes this (the
+        // forked child's) descriptor table; the new descriptor is not
+        // close-on-exec. `own` is open here (the closure owns it) and is
+        // never `number`, which this process holds open too.
+        if unsafe { libc::dup2(own, number) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and makes one
+    // async-signal-safe call, allocating nothing.
+    unsafe { command.pre_exec(put) };
+}
+
 /// Makes the program `command` executes join the cgroup whose
 /// `cgroup.procs` is open at `procs`, before it executes.
 pub(crate) fn join_cgroup_in_child(command: &mut std::process::Command, procs: RawFd) {

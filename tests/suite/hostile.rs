@@ -1404,3 +1404,73 @@ async fn exited(recorder: &Recorder, patience: Duration) -> Option<execgate_prot
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Probe 113: every shell of a session shared one socket, so one process
+/// that shut it for writing (`shutdown(fd, SHUT_WR)`, which no holder can
+/// undo) cut every later shell of the session off from the server. Each
+/// shell now gets a socket of its own; the one that shut its socket has
+/// only itself to blame.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_that_shuts_its_socket_cuts_off_no_other_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let (session, recorder) = start_session(policy_by_path(&[]));
+    let shell = |script: &str| {
+        let mut command = std::process::Command::new(zsh());
+        command
+            .args(["-f", "-c", script])
+            .current_dir(dir.path())
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        session.prepare_shell(&mut command);
+        tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("zsh starts")
+    };
+    let shut = "/usr/bin/python3 -c 'import os, socket; \
+                socket.socket(fileno=os.dup(int(os.environ[\"EXECGATE_SOCKET_FD\"]))).shutdown(socket.SHUT_WR)'";
+    let first = finish(shell(shut)).await;
+    assert_eq!(first.code(), Some(0), "{}", first.stderr);
+    let second = finish(shell("/usr/bin/true && echo reached")).await;
+    assert_eq!(
+        (second.code(), second.stdout.trim()),
+        (Some(0), "reached"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        recorder
+            .decided_programs()
+            .iter()
+            .any(|program| program == "/usr/bin/true"),
+        "{:?}",
+        recorder.decided_programs()
+    );
+}
+
+/// Probe 113: a denial quoting what the request named (a path of
+/// megabytes of control characters, each escaped in the reason) was too
+/// long to send, and the requester got a closed socket instead of its
+/// answer. It gets the denial, its reason cut short.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_too_long_to_send_is_cut_short_not_dropped() {
+    let (session, _recorder) = start_session(policy_by_path(&[]));
+    let path = format!("/{}", "\u{1}".repeat(3_000_000));
+    let private = open(session.shell_socket().unwrap());
+    say(&private, &request_frame(&path, &["x"]));
+    done(&private);
+    let replies = tokio::task::spawn_blocking(move || replies(&private))
+        .await
+        .unwrap();
+    match replies.as_deref() {
+        Ok([ServerMessage::Deny { reason }]) => assert!(
+            reason.len() <= 17 * 1024 && reason.ends_with("bytes more)"),
+            "{} bytes: {}",
+            reason.len(),
+            &reason[reason.len().saturating_sub(200)..]
+        ),
+        other => panic!("{:?}", other.map(|replies| replies.len())),
+    }
+}
