@@ -210,6 +210,12 @@ struct Subcommand {
     /// configuration: the lasting form of `git -c`, an instruction for
     /// every later git.
     writes_configuration: bool,
+    /// Operands after which it writes where the next one says (`bundle
+    /// create FILE`, `worktree add DIR`): refused, as output options are.
+    output_operands: &'static [&'static str],
+    /// Its operands name files it writes (`mailinfo MSG PATCH`,
+    /// `merge-file CURRENT ...`, `pack-objects BASE`): any is refused.
+    operands_are_outputs: bool,
 }
 
 const NONE: &[&str] = &[];
@@ -271,10 +277,8 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "add",
     "am",
     "annotate",
-    "apply",
     "blame",
     "branch",
-    "bundle",
     "cat-file",
     "check-attr",
     "check-ignore",
@@ -304,16 +308,12 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "get-tar-commit-id",
     "hash-object",
     "help",
-    "index-pack",
     "interpret-trailers",
     "log",
     "ls-files",
     "ls-tree",
-    "mailinfo",
-    "mailsplit",
     "merge",
     "merge-base",
-    "merge-file",
     "merge-tree",
     "mktag",
     "mktree",
@@ -321,7 +321,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "mv",
     "name-rev",
     "notes",
-    "pack-objects",
     "pack-refs",
     "patch-id",
     "prune",
@@ -365,7 +364,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "verify-tag",
     "version",
     "whatchanged",
-    "worktree",
     "write-tree",
 ];
 
@@ -376,6 +374,8 @@ const RUSTUP_SUBCOMMANDS: &[Subcommand] = &[Subcommand {
     instruction_operands: &["link"],
     repository_operand: false,
     writes_configuration: false,
+    output_operands: NONE,
+    operands_are_outputs: false,
 }];
 
 /// git's subcommands with options or operands that name a command to run
@@ -392,6 +392,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: true,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["init", "init-db"],
@@ -403,6 +405,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: true,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["fetch", "pull", "ls-remote", "fetch-pack"],
@@ -413,6 +417,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: true,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["push", "send-pack"],
@@ -424,6 +430,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: true,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["archive"],
@@ -436,6 +444,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: true,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         // Where they write: `-o` is theirs alone (push's is an option for
@@ -448,6 +458,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         // The files it checks out go to `--prefix` followed by their path.
@@ -459,6 +471,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         // What the commands above run in the repository they name
@@ -468,6 +482,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: true,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["rebase"],
@@ -478,6 +494,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["difftool", "mergetool"],
@@ -488,6 +506,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["grep"],
@@ -498,6 +518,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["send-email"],
@@ -514,6 +536,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["filter-branch"],
@@ -536,6 +560,61 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        // Where they write: an option's value.
+        names: &["mailsplit", "index-pack"],
+        options: Options {
+            output: &["-o"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        // Patches may then name files outside the work tree.
+        names: &["apply"],
+        options: Options {
+            output: &["--unsafe-paths"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        names: &["bundle"],
+        options: OPTIONS,
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: &["create"],
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        names: &["worktree"],
+        options: OPTIONS,
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: &["add", "move"],
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        names: &["mailinfo", "merge-file", "pack-objects"],
+        options: OPTIONS,
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: true,
     },
     Subcommand {
         names: &["daemon"],
@@ -546,6 +625,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: NONE,
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["config"],
@@ -576,6 +657,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: &["set", "unset", "rename-section", "remove-section", "edit"],
         repository_operand: false,
         writes_configuration: true,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         // A remote's address is where `push` and `fetch` then run.
@@ -584,6 +667,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: &["add", "set-url"],
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["submodule"],
@@ -591,6 +676,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: &["foreach", "add", "set-url"],
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
     Subcommand {
         names: &["bisect"],
@@ -598,6 +685,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         instruction_operands: &["run"],
         repository_operand: false,
         writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
     },
 ];
 
@@ -2193,6 +2282,14 @@ impl ArgumentWalk<'_> {
                         {
                             return Some(self.instruction(text));
                         }
+                        if subcommand.operands_are_outputs
+                            || subcommand
+                                .output_operands
+                                .iter()
+                                .any(|word| word.as_bytes() == text)
+                        {
+                            return Some(self.writes(text));
+                        }
                         subcommand_operands += 1;
                         if subcommand_operands == 1 {
                             first_subcommand_operand = text;
@@ -2232,7 +2329,13 @@ impl ArgumentWalk<'_> {
             }
             if let Phase::Subcommand(_) = phase {
                 let name = split_once(text, b'=').map_or(text, |(name, _)| name);
-                if let Some(Meaning::Output) = self.reader.subcommand_options.meaning(name) {
+                if self
+                    .reader
+                    .subcommand_options
+                    .output
+                    .iter()
+                    .any(|listed| names_an_output(listed, name))
+                {
                     return Some(self.writes(name));
                 }
             }
@@ -2648,8 +2751,8 @@ impl ArgumentWalk<'_> {
 
     fn writes(&self, option: &[u8]) -> String {
         format!(
-            "escalation refused: {} {} names a file it would write outside the sandbox, \
-             wherever that is; run it in place, where it writes only what the sandbox may",
+            "escalation refused: {} {} writes a file where its arguments say, outside the \
+             sandbox; run it in place, where it writes only what the sandbox may",
             self.name,
             String::from_utf8_lossy(option)
         )
@@ -2690,6 +2793,21 @@ impl ArgumentWalk<'_> {
             String::from_utf8_lossy(word)
         )
     }
+}
+
+/// Whether `option` is `listed`, an option every subcommand may take that
+/// names a file it writes, or `listed` cut short past its first word, as
+/// git's option parser takes it (`read-tree --index-o`). Not a shorter
+/// cut: `--index` is an option of its own (`apply --index`, `stash pop
+/// --index`), and git's diff options (`--output`) take no cut at all.
+fn names_an_output(listed: &str, option: &[u8]) -> bool {
+    let listed = listed.as_bytes();
+    let first_word = listed
+        .iter()
+        .skip(2)
+        .position(|&byte| byte == b'-')
+        .map_or(listed.len(), |at| at + 2);
+    option == listed || (option.len() > first_word && listed.starts_with(option))
 }
 
 /// The path a `file:` URL in `word` names: after `file://` and a host, or
