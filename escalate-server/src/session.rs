@@ -265,6 +265,9 @@ pub enum StartError {
 pub struct Session {
     shared: Arc<Shared>,
     shell_socket: Option<OwnedFd>,
+    /// Whether a shell has been prepared with `shell_socket` itself: every
+    /// later one gets a socket of its own.
+    shell_socket_taken: AtomicBool,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -574,6 +577,7 @@ impl Session {
         Ok(Session {
             shared,
             shell_socket: Some(shell_end),
+            shell_socket_taken: AtomicBool::new(false),
             cancel,
             tracker,
         })
@@ -623,17 +627,28 @@ impl Session {
     /// only, after keeping every other descriptor from 3 up out of it
     /// (whatever this process inherited or opened without close-on-exec).
     /// So call it before adding hooks of your own that pass a descriptor
-    /// on. Call [`Session::shell_spawned`] once it has been spawned.
+    /// on. Call [`Session::shell_spawned`] once it has been spawned. The
+    /// first shell gets the session's socket; each later one a socket of
+    /// its own, whose end `command` holds until it is dropped: drop it once
+    /// spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
         sys::inherit_only_chosen_in_child(command);
         command.envs(self.shell_env());
         if let Some(socket) = &self.shell_socket {
-            // At the number `shell_env` names, which a caller may set
-            // again after clearing the command's environment.
-            match self.socket_of_its_own() {
-                Ok(own) => sys::inherit_owned_at(command, own, socket.as_raw_fd()),
-                // The session's own socket, as before: each shell shares it.
-                Err(error) => {
+            // The first shell takes the session's socket, which leaves no
+            // descriptor in `command` (a caller may keep it past
+            // `finished`); each later one a socket of its own, at the
+            // number `shell_env` names (which a caller may set again after
+            // clearing the command's environment).
+            let own = match self.shell_socket_taken.swap(true, Ordering::SeqCst) {
+                false => None,
+                true => Some(self.socket_of_its_own()),
+            };
+            match own {
+                None => sys::inherit_in_child(command, socket.as_raw_fd()),
+                Some(Ok(own)) => sys::inherit_owned_at(command, own, socket.as_raw_fd()),
+                // The session's own socket: this shell shares it.
+                Some(Err(error)) => {
                     tracing::warn!(
                         session = %self.shared.id,
                         %error,
@@ -824,9 +839,10 @@ impl Session {
         self.tracker.wait().await;
     }
 
-    /// Waits until the shell side has gone (every holder of the session
-    /// socket closed it) and every request has been served, escalated
-    /// children included.
+    /// Waits until the shell side has gone (every holder of the session's
+    /// sockets closed them: its shells, what they left running, and a
+    /// command prepared for a shell after the first that is still kept)
+    /// and every request has been served, escalated children included.
     pub async fn finished(&self) {
         self.tracker.close();
         self.tracker.wait().await;

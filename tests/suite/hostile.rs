@@ -1474,3 +1474,30 @@ async fn a_denial_too_long_to_send_is_cut_short_not_dropped() {
         other => panic!("{:?}", other.map(|replies| replies.len())),
     }
 }
+
+/// Review 115: with a socket of its own for every shell, the `Command` a
+/// caller kept after spawning its one shell held that socket's other end,
+/// and `finished()` waited on it (`session-host` lost 10 s a run). The
+/// first shell takes the session's own socket, as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn finished_does_not_wait_for_a_kept_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut session, _recorder) = start_session(policy_by_path(&[]));
+    let mut command = std::process::Command::new(zsh());
+    command
+        .args(["-f", "-c", "/usr/bin/true"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    session.prepare_shell(&mut command);
+    let mut child = command.spawn().expect("zsh starts");
+    session.shell_spawned();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(5), session.finished())
+        .await
+        .expect("finished() returned while the command was kept");
+    drop(command);
+}
