@@ -258,12 +258,9 @@ impl Beginnings {
         if !self.seen.insert(record.session_id.clone()) {
             return;
         }
-        let action = record.event.action.as_str();
-        // Windows sessions are one command each, with no `session-start`
-        // and no request numbers.
-        let windows =
-            record.request_id.is_none() && matches!(action, "decision" | "exit" | "error");
-        if action != "session-start" && !windows {
+        // Windows sessions are one command each, with no `session-start`.
+        let windows = record.session_id.starts_with("windows-");
+        if record.event.action != "session-start" && !windows {
             self.cut.push(record.session_id.clone());
         }
     }
@@ -540,7 +537,6 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
-/// A log's text on one line of the table.
 /// Recorded bytes as the table shows them ([`bytes_escaped`]).
 fn shown_bytes(bytes: &execgate_audit::Bytes) -> String {
     bytes_escaped(
@@ -550,6 +546,7 @@ fn shown_bytes(bytes: &execgate_audit::Bytes) -> String {
     )
 }
 
+/// A log's text on one line of the table.
 fn escape_controls(text: &str) -> String {
     crate::output::terminal_safe(text, crate::output::Lines::Escaped)
 }

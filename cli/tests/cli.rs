@@ -3971,11 +3971,23 @@ fn audit_says_when_the_records_begin_within_a_session() {
             "execgate": {"decision": "run", "decided_by": "default"},
         })
     };
+    // Review 115: a refused hello (an `error` with no request number)
+    // first read as a Windows session's record.
+    let refused_hello = serde_json::json!({
+        "@timestamp": "2026-12-01T10:00:00Z",
+        "event": {"action": "error", "outcome": "failure"},
+        "session_id": "hello-first",
+        "process": {},
+        "error": "malformed hello",
+    });
     let lines = [
         record("whole", "session-start", None),
         record("whole", "decision", Some(1)),
         record("cut", "decision", Some(3)),
         record("cut", "decision", Some(4)),
+        refused_hello,
+        record("hello-first", "decision", Some(2)),
+        record("windows-12-ab", "decision", None),
     ];
     let written: String = lines.iter().map(|line| format!("{line}\n")).collect();
     std::fs::write(&log, written).unwrap();
@@ -3990,8 +4002,9 @@ fn audit_says_when_the_records_begin_within_a_session() {
         let stderr = text(&output.stderr);
         assert_eq!(
             stderr.trim_end(),
-            "execgate: the records read begin within 1 session whose start is not among \
-             them (its older records were rotated away, or are in a file not read): cut",
+            "execgate: the records read begin within 2 sessions whose starts are not \
+             among them (their older records were rotated away, or are in a file not read): \
+             cut, hello-first",
             "{args:?}"
         );
     }

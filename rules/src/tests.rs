@@ -1036,6 +1036,8 @@ fn lint_names_programs_whose_options_run_commands() {
         ),
         (r#""less""#, "less runs shell commands (!, |, LESSOPEN)"),
         (r#""vim""#, "an editor runs shell commands"),
+        // What lint advises writing a rule on `vim` as (review 115).
+        (r#""vim.basic""#, "an editor runs shell commands"),
         (
             r#""docker""#,
             "docker runs containers that can mount and change the host",
