@@ -299,7 +299,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "diff-index",
     "diff-tree",
     "fast-export",
-    "fast-import",
     "fmt-merge-msg",
     "for-each-ref",
     "fsck",
@@ -326,11 +325,9 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "prune",
     "prune-packed",
     "range-diff",
-    "read-tree",
     "reflog",
     "request-pull",
     "refs",
-    "repack",
     "replace",
     "replay",
     "rerere",
@@ -564,10 +561,49 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         operands_are_outputs: false,
     },
     Subcommand {
-        // Where they write: an option's value.
-        names: &["mailsplit", "index-pack"],
+        // Where it writes: an option's value.
+        names: &["mailsplit"],
         options: Options {
             output: &["-o"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        // Its index, and with an operand the pack's files beside it.
+        names: &["index-pack"],
+        options: Options {
+            output: &["-o"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: true,
+    },
+    Subcommand {
+        // Its parser takes any cut of `--index-output`, `--i` included:
+        // it has no other option that starts so.
+        names: &["read-tree"],
+        options: Options {
+            output: &["--index-output"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        names: &["repack"],
+        options: Options {
+            output: &["--filter-to"],
             ..OPTIONS
         },
         instruction_operands: NONE,
@@ -751,6 +787,9 @@ const READERS: &[InstructionReader] = &[
         options_end_at_operand: true,
         refuses_unknown_options: true,
         subcommands: GIT_SUBCOMMANDS,
+        // Its input stream says which files it writes (`option git
+        // export-pack-edges=FILE`, `feature export-marks=FILE`).
+        instruction_subcommands: &["fast-import"],
         subcommand_options: Options {
             output: &[
                 "--output",
