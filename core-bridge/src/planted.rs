@@ -307,7 +307,6 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "get-tar-commit-id",
     "hash-object",
     "help",
-    "interpret-trailers",
     "log",
     "ls-files",
     "ls-tree",
@@ -592,6 +591,19 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         names: &["read-tree"],
         options: Options {
             output: &["--index-output"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        // Rewrites its operands, wherever they are.
+        names: &["interpret-trailers"],
+        options: Options {
+            output: &["--in-place"],
             ..OPTIONS
         },
         instruction_operands: NONE,

@@ -1573,6 +1573,8 @@ fn git_writes_where_an_option_names_are_refused() {
         ("/usr/bin/git", "index-pack --keep=x /tmp/w2.pack", true),
         ("/usr/bin/git", "repack -a -d --filter-to=/tmp/p", true),
         ("/usr/bin/git", "repack -a -d", false),
+        ("/usr/bin/git", "interpret-trailers --in-place /tmp/x", true),
+        ("/usr/bin/git", "interpret-trailers --trailer a=b", false),
         ("/usr/bin/git", "read-tree HEAD", false),
         ("/usr/bin/git", "bundle verify x.bundle", false),
         ("/usr/bin/git", "worktree list", false),
