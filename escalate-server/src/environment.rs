@@ -102,6 +102,28 @@ const REMOVED_NAMES: &[&str] = &[
     "TERMINFO_DIRS",
 ];
 
+/// The editor a child beyond the sandbox gets from git: one that says why
+/// it refuses. git runs it with `sh -c`, the file to edit after it.
+pub(crate) const REFUSING_EDITOR: &str = "echo 'execgate: a program escalated out of the \
+     sandbox starts no editor (the sandbox could type into it); give git the message with -m \
+     or -F' >&2; false";
+
+/// The editors and pagers of a child beyond the sandbox. Its standard
+/// input and output are the requester's, which the sandbox chooses: an
+/// editor or pager started on them (git's for `commit`, `rebase -i`,
+/// `bugreport`; `less` reads its keys from standard error without a
+/// terminal) would take commands from the sandbox, and vim's `:!` or
+/// less's `!` would run them outside it. So no editor, and `cat`.
+const EDITORS_AND_PAGERS: &[(&str, &str)] = &[
+    ("GIT_EDITOR", REFUSING_EDITOR),
+    ("GIT_SEQUENCE_EDITOR", REFUSING_EDITOR),
+    ("EDITOR", "false"),
+    ("VISUAL", "false"),
+    ("GIT_PAGER", "cat"),
+    ("PAGER", "cat"),
+    ("MANPAGER", "cat"),
+];
+
 /// Variables removed by prefix.
 const REMOVED_PREFIXES: &[&str] = &[
     "LD_",
@@ -290,6 +312,11 @@ pub(crate) fn escalated_environment(
             env.push(entry);
         }
     }
+    if beyond_the_sandbox {
+        for (name, value) in EDITORS_AND_PAGERS {
+            env.push(format!("{name}={value}").into());
+        }
+    }
     if let Some(tmpdir) = own_tmpdir {
         env.retain(|entry| !entry.as_bytes().starts_with(b"TMPDIR="));
         let mut entry = OsString::from("TMPDIR=");
@@ -409,6 +436,7 @@ mod tests {
             || name == "LC_ALL"
             || name == "PATH"
             || name == "PWD"
+            || EDITORS_AND_PAGERS.iter().any(|(set, _)| set == name)
             || FROM_SERVER.contains(&name.as_str())));
         assert!(names.contains(&"LC_ALL".to_owned()));
         // With grants (sandboxed, beyond the session's sandbox): the same,
@@ -449,6 +477,69 @@ mod tests {
                 .find(|entry| entry.as_bytes().starts_with(b"HOME=")),
             home.as_ref()
         );
+    }
+
+    /// Re-probe 117: an unsandboxed `git bugreport` (or `rebase -i`)
+    /// started the host's vim, which read its keys from the sandbox's
+    /// pipe on its standard input: `:!cmd` ran outside the sandbox.
+    #[test]
+    fn a_child_beyond_the_sandbox_gets_no_editor_and_no_pager() {
+        let requested: Vec<OsString> = ["EDITOR=vim", "LANG=C"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let value = |env: &[OsString], name: &str| {
+            let prefix = format!("{name}=");
+            env.iter().find_map(|entry| {
+                entry
+                    .to_str()?
+                    .strip_prefix(prefix.as_str())
+                    .map(str::to_owned)
+            })
+        };
+        for (sandboxed, beyond_the_sandbox) in [(false, true), (true, true), (true, false)] {
+            let env = escalated_environment(
+                &requested,
+                &ChildPlace {
+                    path: OsStr::new("/usr/bin:/bin"),
+                    sandboxed,
+                    beyond_the_sandbox,
+                    base: &[],
+                    own_tmpdir: None,
+                    cwd: None,
+                },
+            );
+            let got: Vec<Option<String>> = [
+                "GIT_EDITOR",
+                "GIT_SEQUENCE_EDITOR",
+                "EDITOR",
+                "VISUAL",
+                "GIT_PAGER",
+                "PAGER",
+                "MANPAGER",
+            ]
+            .iter()
+            .map(|name| value(&env, name))
+            .collect();
+            let refusing = Some(REFUSING_EDITOR.to_owned());
+            let want = match beyond_the_sandbox {
+                true => vec![
+                    refusing.clone(),
+                    refusing,
+                    Some("false".into()),
+                    Some("false".into()),
+                    Some("cat".into()),
+                    Some("cat".into()),
+                    Some("cat".into()),
+                ],
+                // In the session's sandbox, what it could run there anyway.
+                false => vec![None; 7],
+            };
+            assert_eq!(
+                got, want,
+                "sandboxed {sandboxed}, beyond {beyond_the_sandbox}"
+            );
+        }
     }
 
     /// A probe had an unsandboxed `uname --help` read a message catalog
