@@ -327,6 +327,7 @@ const GIT_PLAIN_SUBCOMMANDS: &[&str] = &[
     "reflog",
     "request-pull",
     "refs",
+    "repack",
     "replace",
     "replay",
     "rerere",
@@ -444,11 +445,25 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         operands_are_outputs: false,
     },
     Subcommand {
-        // Where they write: `-o` is theirs alone (push's is an option for
-        // the server, commit's `--only`).
-        names: &["format-patch", "bugreport", "diagnose"],
+        // Where it writes: `-o` is its alone (push's is an option for the
+        // server, commit's `--only`).
+        names: &["format-patch"],
         options: Options {
             output: &["-o"],
+            ..OPTIONS
+        },
+        instruction_operands: NONE,
+        repository_operand: false,
+        writes_configuration: false,
+        output_operands: NONE,
+        operands_are_outputs: false,
+    },
+    Subcommand {
+        // Their parser takes any cut of `--output-directory` (`--o`): no
+        // other option of theirs starts so.
+        names: &["bugreport", "diagnose"],
+        options: Options {
+            output: &["-o", "--output-directory"],
             ..OPTIONS
         },
         instruction_operands: NONE,
@@ -604,18 +619,6 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         names: &["interpret-trailers"],
         options: Options {
             output: &["--in-place"],
-            ..OPTIONS
-        },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
-    },
-    Subcommand {
-        names: &["repack"],
-        options: Options {
-            output: &["--filter-to"],
             ..OPTIONS
         },
         instruction_operands: NONE,
@@ -809,6 +812,8 @@ const READERS: &[InstructionReader] = &[
                 "--export-marks",
                 "--export-pack-edges",
                 "--index-output",
+                // repack's; its `--filter` is an option of its own.
+                "--filter-to",
             ],
             ..OPTIONS
         },
@@ -2267,6 +2272,8 @@ impl ArgumentWalk<'_> {
         // Operands after git's subcommand.
         let mut subcommand_operands = 0;
         let mut first_subcommand_operand: &[u8] = b"";
+        // The subcommand as given, for a refusal of one of its operands.
+        let mut subcommand_word: &[u8] = b"";
         // `git config` given a mode that only reads, as an option the walk
         // read as one (not an option's value, not after `--`).
         let mut reads_configuration = false;
@@ -2316,7 +2323,10 @@ impl ArgumentWalk<'_> {
                 match phase {
                     Phase::Global if !self.reader.subcommands.is_empty() => {
                         match self.known_subcommand(text) {
-                            Ok(known) => phase = Phase::Subcommand(known),
+                            Ok(known) => {
+                                phase = Phase::Subcommand(known);
+                                subcommand_word = text;
+                            }
                             Err(refusal) => return Some(refusal),
                         }
                     }
@@ -2339,7 +2349,12 @@ impl ArgumentWalk<'_> {
                                 .iter()
                                 .any(|word| word.as_bytes() == text)
                         {
-                            return Some(self.writes(text));
+                            // `git-mailinfo` names its subcommand already.
+                            let word = match subcommand_word {
+                                b"" => text.to_vec(),
+                                _ => [subcommand_word, b" ", text].concat(),
+                            };
+                            return Some(self.writes(&word));
                         }
                         subcommand_operands += 1;
                         if subcommand_operands == 1 {

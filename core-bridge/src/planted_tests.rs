@@ -1573,6 +1573,13 @@ fn git_writes_where_an_option_names_are_refused() {
         ("/usr/bin/git", "index-pack --keep=x /tmp/w2.pack", true),
         ("/usr/bin/git", "repack -a -d --filter-to=/tmp/p", true),
         ("/usr/bin/git", "repack -a -d", false),
+        // Re-probe 117: their parser takes cuts of `--output-directory`,
+        // and repack's `--filter` is an option of its own.
+        ("/usr/bin/git", "bugreport --o=/tmp/x", true),
+        ("/usr/bin/git", "bugreport -s x --outp /tmp/x", true),
+        ("/usr/bin/git", "diagnose --o=/tmp/x", true),
+        ("/usr/bin/git", "repack -a -d --filter=blob:none", false),
+        ("/usr/bin/git", "repack -a -d --filter-t=/tmp/p", true),
         ("/usr/bin/git", "interpret-trailers --in-place /tmp/x", true),
         ("/usr/bin/git", "interpret-trailers --trailer a=b", false),
         ("/usr/bin/git", "read-tree HEAD", false),
