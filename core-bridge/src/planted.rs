@@ -220,6 +220,17 @@ struct Subcommand {
 
 const NONE: &[&str] = &[];
 
+/// A subcommand with nothing to judge beyond its options.
+const SUBCOMMAND: Subcommand = Subcommand {
+    names: NONE,
+    options: OPTIONS,
+    instruction_operands: NONE,
+    repository_operand: false,
+    writes_configuration: false,
+    output_operands: NONE,
+    operands_are_outputs: false,
+};
+
 const OPTIONS: Options = Options {
     directory: NONE,
     path: NONE,
@@ -369,10 +380,7 @@ const RUSTUP_SUBCOMMANDS: &[Subcommand] = &[Subcommand {
     names: &["toolchain"],
     options: OPTIONS,
     instruction_operands: &["link"],
-    repository_operand: false,
-    writes_configuration: false,
-    output_operands: NONE,
-    operands_are_outputs: false,
+    ..SUBCOMMAND
 }];
 
 /// git's subcommands with options or operands that name a command to run
@@ -386,11 +394,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["-c", "--config", "--template", "-u", "--upload-pack"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
         repository_operand: true,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["init", "init-db"],
@@ -399,11 +404,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["--template"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
         repository_operand: true,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["fetch", "pull", "ls-remote", "fetch-pack"],
@@ -411,11 +413,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["--upload-pack", "--exec"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
         repository_operand: true,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["push", "send-pack"],
@@ -424,11 +423,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["--receive-pack", "--exec"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
         repository_operand: true,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["archive"],
@@ -438,11 +434,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["-o"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
         repository_operand: true,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Where it writes: `-o` is its alone (push's is an option for the
@@ -452,11 +445,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["-o"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Their parser takes any cut of `--output-directory` (`--o`): no
@@ -466,11 +455,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["-o", "--output-directory"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // The files it checks out go to `--prefix` followed by their path.
@@ -479,22 +464,15 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["--prefix"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // What the commands above run in the repository they name
         // (`git-upload-pack /r`).
         names: &["upload-pack", "receive-pack", "upload-archive"],
         options: OPTIONS,
-        instruction_operands: NONE,
         repository_operand: true,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["rebase"],
@@ -502,11 +480,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["-x", "--exec"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["difftool", "mergetool"],
@@ -514,11 +488,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["-x", "--extcmd", "-t", "--tool"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["grep"],
@@ -526,11 +496,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["-O", "--open-files-in-pager"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["send-email"],
@@ -544,11 +510,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["filter-branch"],
@@ -568,11 +530,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["-d"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Where it writes: an option's value.
@@ -581,11 +539,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["-o"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Its index, and with an operand the pack's files beside it.
@@ -594,11 +548,8 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["-o"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
         operands_are_outputs: true,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Its parser takes any cut of `--index-output`, `--i` included:
@@ -608,11 +559,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["--index-output"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Rewrites its operands, wherever they are.
@@ -621,11 +568,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["--in-place"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // Patches may then name files outside the work tree.
@@ -634,38 +577,25 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             output: &["--unsafe-paths"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["bundle"],
         options: OPTIONS,
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
         output_operands: &["create"],
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["worktree"],
         options: OPTIONS,
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
         output_operands: &["add", "move"],
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["mailinfo", "merge-file", "pack-objects"],
         options: OPTIONS,
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
         operands_are_outputs: true,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["daemon"],
@@ -673,11 +603,7 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             instruction: &["--access-hook"],
             ..OPTIONS
         },
-        instruction_operands: NONE,
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["config"],
@@ -706,38 +632,27 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
             ..OPTIONS
         },
         instruction_operands: &["set", "unset", "rename-section", "remove-section", "edit"],
-        repository_operand: false,
         writes_configuration: true,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         // A remote's address is where `push` and `fetch` then run.
         names: &["remote"],
         options: OPTIONS,
         instruction_operands: &["add", "set-url"],
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["submodule"],
         options: OPTIONS,
         instruction_operands: &["foreach", "add", "set-url"],
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
     Subcommand {
         names: &["bisect"],
         options: OPTIONS,
         instruction_operands: &["run"],
-        repository_operand: false,
-        writes_configuration: false,
-        output_operands: NONE,
-        operands_are_outputs: false,
+        ..SUBCOMMAND
     },
 ];
 
