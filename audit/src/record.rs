@@ -44,13 +44,23 @@ impl Bytes {
         }
     }
 
-    /// For display: lossy text.
+    /// The bytes a reader is shown: the original bytes, or for base64
+    /// that does not decode (a damaged or edited log), the recorded text
+    /// in marks, rather than nothing.
+    pub fn shown(&self) -> Vec<u8> {
+        match self {
+            Bytes::Text(text) => text.as_bytes().to_vec(),
+            Bytes::Encoded { base64 } => self
+                .to_bytes()
+                .unwrap_or_else(|| format!("<base64 that does not decode: {base64}>").into_bytes()),
+        }
+    }
+
+    /// For display: lossy text of [`Bytes::shown`].
     pub fn lossy(&self) -> String {
         match self {
             Bytes::Text(text) => text.clone(),
-            Bytes::Encoded { .. } => {
-                String::from_utf8_lossy(&self.to_bytes().unwrap_or_default()).into_owned()
-            }
+            Bytes::Encoded { .. } => String::from_utf8_lossy(&self.shown()).into_owned(),
         }
     }
 }

@@ -776,6 +776,38 @@ fn the_summary_shows_each_argument_whole() {
     );
 }
 
+/// A base64 argument that does not decode (a damaged or edited log) was
+/// shown as an empty argument, by the summary and by `execgate audit`'s
+/// table alike: it is shown as the recorded text, marked.
+#[test]
+fn an_argument_whose_base64_does_not_decode_is_shown_as_recorded() {
+    let mut record = AuditRecord::of(
+        &decided(
+            vec!["id".into()],
+            Decision::Escalate(Execution::Unsandboxed),
+        ),
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let damaged = Bytes::Encoded {
+        base64: "not*base64".into(),
+    };
+    assert_eq!(damaged.to_bytes(), None);
+    assert_eq!(
+        damaged.shown(),
+        b"<base64 that does not decode: not*base64>"
+    );
+    record.process.args.as_mut().unwrap().push(damaged);
+    let summary = Summary::of([&record]);
+    assert_eq!(
+        summary.escalations[0]
+            .split_once(": ")
+            .map(|(_, args)| args),
+        Some("id \"<base64 that does not decode: not*base64>\" (unsandboxed)")
+    );
+}
+
 fn run_record() -> AuditRecord {
     AuditRecord::of(
         &decided(vec!["ls".into()], Decision::Run),

@@ -539,11 +539,7 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
 
 /// Recorded bytes as the table shows them ([`bytes_escaped`]).
 fn shown_bytes(bytes: &execgate_audit::Bytes) -> String {
-    bytes_escaped(
-        &bytes
-            .to_bytes()
-            .unwrap_or_else(|| bytes.lossy().into_bytes()),
-    )
+    bytes_escaped(&bytes.shown())
 }
 
 /// A log's text on one line of the table.
