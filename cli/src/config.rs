@@ -143,6 +143,41 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("execgate/config.toml"))
 }
 
+/// The default config file ([`default_path`]), if there is one. Only
+/// nothing at all at its path means none: a link to nothing, a link in a
+/// loop, or a directory on the way that cannot be searched or is a link
+/// to nothing is an error, never a config skipped (its rules and profile
+/// would silently not apply).
+pub fn default_file() -> Result<Option<PathBuf>> {
+    let Some(path) = default_path() else {
+        return Ok(None);
+    };
+    match std::fs::symlink_metadata(&path) {
+        // Reading it says what is wrong with it, if anything.
+        Ok(_) => Ok(Some(path)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // A directory on the way may be a link to nothing: a config
+            // kept on a drive not mounted now, say.
+            let dangling = path.ancestors().skip(1).find(|dir| {
+                std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_symlink())
+                    && std::fs::metadata(dir).is_err()
+            });
+            match dangling {
+                Some(link) => anyhow::bail!(
+                    "cannot read config file {}: {} is a link to nothing; mend the link, or \
+                     set XDG_CONFIG_HOME to another directory",
+                    path.display(),
+                    link.display()
+                ),
+                None => Ok(None),
+            }
+        }
+        Err(error) => {
+            Err(error).with_context(|| format!("cannot read config file {}", path.display()))
+        }
+    }
+}
+
 impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
         let path = match explicit {
@@ -150,13 +185,17 @@ impl Config {
             // relative name does not give.
             Some(path) => std::path::absolute(path)
                 .with_context(|| format!("cannot find config file {}", path.display()))?,
-            None => match default_path() {
-                Some(path) if path.exists() => path,
-                _ => return Ok(Config::default()),
+            None => match default_file()? {
+                Some(path) => path,
+                None => return Ok(Config::default()),
             },
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            let link = std::fs::read_link(&path)
+                .map(|target| format!(" (a link to {})", target.display()))
+                .unwrap_or_default();
+            format!("cannot read config file {}{link}", path.display())
+        })?;
         Config::parse(&text, &path)
     }
 

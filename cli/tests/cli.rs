@@ -266,6 +266,71 @@ fn a_writable_working_directory_cannot_be_the_home() {
 /// the default config file, made or not yet, and the next session ran
 /// unsandboxed. The config's directory is read-only in the sandbox; one
 /// named with `--config` is too, where the sandbox could write it.
+/// Probe 118: a default config file that could not be read (a link to
+/// nothing, a link in a loop, a directory on the way that is a link to
+/// nothing) was taken for no config at all: the command ran in the default
+/// profile, without the config's rules, and nothing said so. Only nothing
+/// at all at its path means no config.
+#[test]
+fn a_default_config_that_cannot_be_read_stops_the_command() {
+    let (_dir, ws) = workspace();
+    let marker = ws.join("ran");
+    let command = format!("touch {}", marker.display());
+    let cases: [(&str, fn(&Path)); 3] = [
+        ("a link to nothing", |home| {
+            std::fs::create_dir_all(home.join("execgate")).unwrap();
+            std::os::unix::fs::symlink(
+                "/nonexistent/config.toml",
+                home.join("execgate/config.toml"),
+            )
+            .unwrap();
+        }),
+        ("a link in a loop", |home| {
+            std::fs::create_dir_all(home.join("execgate")).unwrap();
+            std::os::unix::fs::symlink("config.toml", home.join("execgate/config.toml")).unwrap();
+        }),
+        ("its directory a link to nothing", |home| {
+            std::fs::create_dir_all(home).unwrap();
+            std::os::unix::fs::symlink("/nonexistent/execgate", home.join("execgate")).unwrap();
+        }),
+    ];
+    for (index, (case, make)) in cases.into_iter().enumerate() {
+        let home = ws.join(format!("config-home-{index}"));
+        make(&home);
+        let output = execgate_with_env(
+            &ws,
+            &["run", "--", &command],
+            &[("XDG_CONFIG_HOME", home.to_str().unwrap())],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{case}: {stderr}");
+        assert!(!marker.exists(), "{case}: the command ran");
+        assert!(
+            stderr.contains("cannot read config file") && stderr.contains("config.toml"),
+            "{case}: {stderr}"
+        );
+        let lint = execgate_with_env(
+            &ws,
+            &["policy", "lint"],
+            &[("XDG_CONFIG_HOME", home.to_str().unwrap())],
+        );
+        assert_eq!(
+            lint.status.code(),
+            Some(125),
+            "{case}: {}",
+            text(&lint.stdout)
+        );
+    }
+    // Nothing there at all is no config.
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--", &command],
+        &[("XDG_CONFIG_HOME", ws.join("empty-home").to_str().unwrap())],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(marker.exists());
+}
+
 #[test]
 fn the_config_file_is_out_of_the_sandboxs_reach() {
     let (_dir, ws) = workspace();
