@@ -45,7 +45,7 @@ pub use read::{
 pub use record::{
     AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,
     NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,
-    SourceFields, NETWORK_CLOSE, NETWORK_DECISION,
+    SourceFields, NETWORK_CLOSE, NETWORK_DECISION, PERMISSIONS_REQUEST,
 };
 
 /// Why the audit log could not be written or read.

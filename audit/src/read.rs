@@ -560,6 +560,21 @@ impl Summary {
             self.add_network(record, fields);
             return;
         }
+        if record.event.action == crate::PERMISSIONS_REQUEST {
+            // Not a program's decision: grants a command's shell started
+            // with, listed with the escalations when given.
+            if fields.decision == "allow" {
+                let args = record.process.args.as_deref().unwrap_or_default();
+                let command = args.last().map(shown_argument).unwrap_or_default();
+                self.escalations.push(format!(
+                    "{} {} a command's shell: {command} (grants {})",
+                    record.timestamp,
+                    record.session_id,
+                    fields.grants.as_deref().unwrap_or_default().join(", ")
+                ));
+            }
+            return;
+        }
         let program = record
             .process
             .executable

@@ -161,6 +161,9 @@ pub struct DecisionFields {
     /// it did).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_directory_unverified: Option<String>,
+    /// On `permissions-request`: why the caller asked, in its words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
 }
 
 /// `destination.*`: where a connection through the proxy went.
@@ -286,6 +289,9 @@ pub const NETWORK_DECISION: &str = "network-decision";
 /// `event.action` of an allowed connection's end (or of a proxy request
 /// that could not be read).
 pub const NETWORK_CLOSE: &str = "network-close";
+/// `event.action` of extra grants a command's caller asked for its shell,
+/// written before the shell starts.
+pub const PERMISSIONS_REQUEST: &str = "permissions-request";
 
 /// What goes into records beyond the event itself.
 #[derive(Debug, Clone, Default)]
@@ -458,6 +464,7 @@ impl AuditRecord {
                     list_entry: None,
                     network_outcome: None,
                     working_directory_unverified: request.working_directory.as_ref().err().cloned(),
+                    justification: None,
                 });
                 record.rule = provenance.rule.as_ref().map(|rule| RuleFields {
                     id: rule.id.clone(),
@@ -535,6 +542,7 @@ impl AuditRecord {
                         list_entry: None,
                         network_outcome: None,
                         working_directory_unverified: None,
+                        justification: None,
                     });
                 }
             }
@@ -581,6 +589,35 @@ impl AuditRecord {
                 });
             }
             SessionEvent::Network(event) => network(&mut record, event),
+            SessionEvent::PermissionsRequested {
+                argv,
+                cwd,
+                grants,
+                granted,
+                justification,
+                provenance,
+            } => {
+                record.event = EventFields {
+                    action: PERMISSIONS_REQUEST.into(),
+                    outcome: if *granted { "success" } else { "failure" }.into(),
+                };
+                record.process = asked_process(&mut record, argv, cwd, options);
+                record.execgate = Some(DecisionFields {
+                    decision: if *granted { "allow" } else { "deny" }.into(),
+                    execution: None,
+                    grants: Some(grants.grants()),
+                    reason: None,
+                    decided_by: provenance.decided_by.as_str().into(),
+                    approval_ms: provenance
+                        .approval_wait
+                        .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+                    note: provenance.note.clone(),
+                    list_entry: None,
+                    network_outcome: None,
+                    working_directory_unverified: None,
+                    justification: justification.clone(),
+                });
+            }
             // A future event kind is still recorded, as an error to look at.
             other => record.error = Some(format!("unrecognised event: {other:?}")),
         }
@@ -678,6 +715,7 @@ fn network(record: &mut AuditRecord, event: &NetworkEvent) {
         },
         network_outcome: Some(event.outcome.as_str().into()),
         working_directory_unverified: None,
+        justification: None,
     });
     record.rule = decided_by
         .and_then(NetworkDecidedBy::rule)

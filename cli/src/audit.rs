@@ -429,6 +429,19 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         (Some(code), _, _) => format!("exit {code}"),
         (_, Some(signal), _) => format!("signal {signal}"),
         (_, _, Some(error)) => debug_escaped(error),
+        // What the command's shell could do beyond the session's sandbox.
+        _ if record.event.action == execgate_audit::PERMISSIONS_REQUEST => {
+            let fields = record.execgate.as_ref();
+            let grants = fields
+                .and_then(|fields| fields.grants.as_deref())
+                .unwrap_or_default()
+                .join(", ");
+            let note = fields
+                .and_then(|fields| fields.note.as_deref())
+                .map(|note| format!("; {note}"))
+                .unwrap_or_default();
+            escape_controls(&format!("{}: grants {grants}{note}", record.event.outcome))
+        }
         // Why a decision is not what its rule asked for (an escalation
         // refused, so the command ran in place).
         _ => match record

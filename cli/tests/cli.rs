@@ -2641,6 +2641,7 @@ fn requested_permissions_widen_one_command_only_when_granted() {
     )
     .unwrap();
     let request = request.to_str().unwrap();
+    let log = dir.path().join("audit.jsonl");
     for (mode, code) in [("deny", 1), ("approve", 0)] {
         let output = execgate(
             &ws,
@@ -2648,6 +2649,8 @@ fn requested_permissions_widen_one_command_only_when_granted() {
                 "run",
                 "--approval",
                 mode,
+                "--audit-log",
+                log.to_str().unwrap(),
                 "--request-permissions",
                 request,
                 "--",
@@ -2669,6 +2672,52 @@ fn requested_permissions_widen_one_command_only_when_granted() {
         );
     }
     assert!(shared.join("out").exists());
+    // Probe 118: a grant given to a command's shell left nothing in the
+    // audit log, which then read as if the write could not have happened.
+    let requests: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["event"]["action"] == "permissions-request")
+        .collect();
+    let [declined, granted] = requests.as_slice() else {
+        panic!("one record per request: {requests:?}");
+    };
+    let shared = std::fs::canonicalize(&shared).unwrap();
+    for (record, outcome) in [(declined, "failure"), (granted, "success")] {
+        assert_eq!(record["event"]["outcome"], outcome, "{record}");
+        assert_eq!(record["execgate"]["decided_by"], "default", "{record}");
+        assert_eq!(
+            record["process"]["args"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap(),
+            "touch ../shared/out",
+            "{record}"
+        );
+        assert_eq!(
+            record["execgate"]["justification"], "publish the build",
+            "{record}"
+        );
+        assert!(
+            record["execgate"]["grants"]
+                .as_array()
+                .unwrap()
+                .contains(&format!("{}=write", shared.display()).into()),
+            "{record}"
+        );
+    }
+    // The summary lists the grant given with the escalations.
+    let summary = execgate(&ws, &["audit", "--summary", log.to_str().unwrap()]);
+    assert!(
+        text(&summary.stdout).contains(&format!(
+            "a command's shell: \"touch ../shared/out\" (grants {}=write",
+            shared.display()
+        )),
+        "{}",
+        text(&summary.stdout)
+    );
 }
 
 #[test]

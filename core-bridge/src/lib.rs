@@ -190,6 +190,8 @@ pub enum BridgeError {
     NoApprover,
     #[error("the approver aborted the command")]
     Aborted,
+    #[error("the answer to the command's request for permissions was not recorded: {0}")]
+    Unrecorded(String),
     #[error("the session has ended")]
     SessionEnded,
     #[error(

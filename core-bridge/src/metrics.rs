@@ -220,6 +220,26 @@ impl Telemetry {
                 processes,
                 "session ended"
             ),
+            SessionEvent::PermissionsRequested {
+                granted,
+                provenance,
+                ..
+            } => {
+                if let Some(wait) = provenance.approval_wait {
+                    let mut counters = self.lock();
+                    counters.approvals += 1;
+                    counters.approval_wait += wait;
+                }
+                tracing::info!(
+                    target: "execgate::approval",
+                    session = %self.session,
+                    sandbox,
+                    profile,
+                    decided_by = provenance.decided_by.as_str(),
+                    granted,
+                    "permissions requested for a command"
+                );
+            }
             // `SessionEvent` is non-exhaustive: an event added later.
             other => tracing::debug!(target: "execgate::session", event = ?other, "session event"),
         }

@@ -260,16 +260,16 @@ impl ExecPolicy {
     }
 
     /// Asks whether one command may run with `requested` on top of the
-    /// session's profile. Returns what it runs with: the requested grants
-    /// the approver kept (all, part, or `None` for none).
-    pub async fn grant_permissions(
+    /// session's profile. Returns what it runs with (the requested grants
+    /// the approver kept: all, part, or `None` for none) and who decided.
+    pub(crate) async fn grant_permissions(
         &self,
         shell: &Path,
         command: &str,
         cwd: &Path,
         requested: &PermissionProfile,
         justification: Option<String>,
-    ) -> Result<Option<PermissionProfile>, Aborted> {
+    ) -> Result<PermissionsAnswer, Aborted> {
         let request = ApprovalRequest {
             program: shell.to_path_buf(),
             argv: vec![shell.as_os_str().to_owned(), "-c".into(), command.into()],
@@ -278,18 +278,35 @@ impl ExecPolicy {
             execution: Execution::Permissions(requested.clone()),
             permissions: Some(requested.clone()),
         };
-        let (answer, _) = self.inner.ask(None, &request).await;
+        let (answer, waited) = self.inner.ask(None, &request).await;
+        let provenance = self.inner.answered(&answer, waited, None);
         let granted = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
             ApprovalAnswer::ApprovePartly(granted) => requested.intersected_with(&granted),
             ApprovalAnswer::Decline
             | ApprovalAnswer::DeclineForSession
-            | ApprovalAnswer::Unanswered { .. } => return Ok(None),
+            | ApprovalAnswer::Unanswered { .. } => {
+                return Ok(PermissionsAnswer {
+                    granted: None,
+                    provenance,
+                })
+            }
             ApprovalAnswer::Abort => return Err(Aborted),
         };
         self.inner.writable_through(write_roots(&granted, cwd));
-        Ok(Some(granted))
+        Ok(PermissionsAnswer {
+            granted: Some(granted),
+            provenance,
+        })
     }
+}
+
+/// The approver's answer to a command's request for extra grants.
+pub(crate) struct PermissionsAnswer {
+    /// What the command's shell runs with on top of the session's
+    /// profile; `None` when declined.
+    pub(crate) granted: Option<PermissionProfile>,
+    pub(crate) provenance: Provenance,
 }
 
 impl ExecPolicy {
@@ -967,29 +984,8 @@ impl Inner {
             cwd: approval.cwd.clone(),
         };
         let (answer, waited) = self.ask(Some(question), &approval).await;
-        // Answered by no one (`DenyAll`, `ApproveAll`): the rule's (or
-        // the default's) decision, not a person's.
-        let person =
-            self.approver.asks_a_person() && !matches!(answer, ApprovalAnswer::Unanswered { .. });
-        let provenance = Provenance {
-            decided_by: match (person, &rule) {
-                (true, _) => DecidedBy::User,
-                (false, Some(_)) => DecidedBy::Rule,
-                (false, None) => DecidedBy::Default,
-            },
-            rule,
-            approval_wait: person.then_some(waited),
-            // A question for a person may go unanswered (no terminal, a
-            // client whose prompt failed): no person decided, yet the
-            // approver is not one that answers alone.
-            note: match (person, self.approver.asks_a_person()) {
-                (true, _) => None,
-                (false, true) => Some("the question was for a person, and no answer came".into()),
-                (false, false) => {
-                    Some("no person was asked: the session's approver answers alone".into())
-                }
-            },
-        };
+        let provenance = self.answered(&answer, waited, rule);
+        let person = provenance.decided_by == DecidedBy::User;
         let declined = if person {
             "declined by the approver".to_owned()
         } else {
@@ -1034,6 +1030,39 @@ impl Inner {
     }
 
     /// Asks the approver, once for identical requests in flight.
+    /// Who decided, given the approver's `answer` after `waited`, to a
+    /// question `rule` (if any) asked. Answered by no one (`DenyAll`,
+    /// `ApproveAll`): the rule's (or the default's) decision, not a
+    /// person's.
+    fn answered(
+        &self,
+        answer: &ApprovalAnswer,
+        waited: std::time::Duration,
+        rule: Option<RuleRef>,
+    ) -> Provenance {
+        let person =
+            self.approver.asks_a_person() && !matches!(answer, ApprovalAnswer::Unanswered { .. });
+        Provenance {
+            decided_by: match (person, &rule) {
+                (true, _) => DecidedBy::User,
+                (false, Some(_)) => DecidedBy::Rule,
+                (false, None) => DecidedBy::Default,
+            },
+            rule,
+            approval_wait: person.then_some(waited),
+            // A question for a person may go unanswered (no terminal, a
+            // client whose prompt failed): no person decided, yet the
+            // approver is not one that answers alone.
+            note: match (person, self.approver.asks_a_person()) {
+                (true, _) => None,
+                (false, true) => Some("the question was for a person, and no answer came".into()),
+                (false, false) => {
+                    Some("no person was asked: the session's approver answers alone".into())
+                }
+            },
+        }
+    }
+
     async fn ask(
         &self,
         key: Option<QuestionKey>,

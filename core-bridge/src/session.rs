@@ -473,7 +473,11 @@ impl ShellSession {
         let args = [OsString::from("-f"), "-c".into(), command.into()];
         let requested = match (&options.request_permissions, &self.exec_policy) {
             (None, _) => None,
-            (Some(requested), Some(policy)) => Some((requested.clone(), policy.clone())),
+            (Some(requested), Some(policy)) => Some((
+                requested.clone(),
+                policy.clone(),
+                self.session.event_reporter(),
+            )),
             (Some(_), None) => return Err(BridgeError::NoApprover),
         };
         let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
@@ -494,7 +498,7 @@ impl ShellSession {
             };
             let (granted, declined) = match requested {
                 None => (None, false),
-                Some((requested, policy)) => {
+                Some((requested, policy, reporter)) => {
                     let granting = policy.grant_permissions(
                         &zsh,
                         &command,
@@ -502,12 +506,31 @@ impl ShellSession {
                         &requested.profile,
                         requested.justification.clone(),
                     );
-                    let granted = tokio::select! {
-                        granted = granting => granted.map_err(|_| BridgeError::Aborted)?,
+                    let answer = tokio::select! {
+                        answer = granting => answer.map_err(|_| BridgeError::Aborted)?,
                         () = stopped => return Err(BridgeError::Aborted),
                     };
-                    let declined = granted.is_none();
-                    (granted, declined)
+                    // Recorded before the shell starts: a reviewer must
+                    // see what it could write beyond the session's
+                    // sandbox, or why it could not.
+                    let answered = SessionEvent::PermissionsRequested {
+                        argv: std::iter::once(zsh.clone().into_os_string())
+                            .chain(args.iter().cloned())
+                            .collect(),
+                        cwd: cwd.clone(),
+                        grants: answer
+                            .granted
+                            .clone()
+                            .unwrap_or_else(|| requested.profile.clone()),
+                        granted: answer.granted.is_some(),
+                        justification: requested.justification.clone(),
+                        provenance: answer.provenance,
+                    };
+                    reporter
+                        .report(&answered)
+                        .map_err(BridgeError::Unrecorded)?;
+                    let declined = answer.granted.is_none();
+                    (answer.granted, declined)
                 }
             };
             let shell = session_shell(granted.as_ref()).inspect_err(|error| {

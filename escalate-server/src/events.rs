@@ -112,6 +112,23 @@ pub enum SessionEvent {
     /// A connection through the managed network's proxy was decided (before
     /// it is made) or has closed.
     Network(NetworkEvent),
+    /// A command's caller asked extra grants for its shell (an agent's
+    /// `request_permissions`, `execgate run --request-permissions`), and
+    /// the approver answered. Recorded before the shell starts, with or
+    /// without them.
+    PermissionsRequested {
+        /// The shell's argument vector (`zsh -f -c COMMAND`).
+        argv: Vec<std::ffi::OsString>,
+        cwd: std::path::PathBuf,
+        /// What the shell starts with on top of the session's sandbox
+        /// (narrowed, if the approver granted part); what was asked for
+        /// when declined.
+        grants: execgate_sandbox::PermissionProfile,
+        granted: bool,
+        /// Why the caller asked, in its words.
+        justification: Option<String>,
+        provenance: Provenance,
+    },
 }
 
 /// How a session ended.
