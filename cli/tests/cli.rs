@@ -276,7 +276,8 @@ fn a_default_config_that_cannot_be_read_stops_the_command() {
     let (_dir, ws) = workspace();
     let marker = ws.join("ran");
     let command = format!("touch {}", marker.display());
-    let cases: [(&str, fn(&Path)); 3] = [
+    type Make = fn(&Path);
+    let cases: [(&str, Make); 3] = [
         ("a link to nothing", |home| {
             std::fs::create_dir_all(home.join("execgate")).unwrap();
             std::os::unix::fs::symlink(
