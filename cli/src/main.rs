@@ -181,9 +181,10 @@ struct SessionArgs {
     /// A skill directory, or a directory of skills; repeatable.
     #[arg(long = "skills", value_name = "DIR")]
     skills: Vec<PathBuf>,
-    /// Who answers approval prompts: `ask` on the terminal (the default
-    /// when stdin is one), `deny` everything (the default otherwise), or
-    /// `approve` everything once (for tests).
+    /// Who answers approval prompts: `ask` a person (on the terminal, the
+    /// default when stdin is one; for `mcp`, through the client's
+    /// elicitation, always the default), `deny` everything (the default
+    /// otherwise), or `approve` everything once (for tests).
     #[arg(long, value_enum)]
     approval: Option<ApprovalMode>,
     /// Run the shell and escalated commands this much nicer (0-19) than

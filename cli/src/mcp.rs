@@ -5,7 +5,8 @@
 //! Approvals become MCP elicitation requests when the client supports
 //! them (the program, its arguments, the directory, the rule and its
 //! justification, the grants; the answer maps to once, session or
-//! decline); otherwise `--approval approve|deny` answers (default deny).
+//! decline); a client without elicitation is declined. `--approval
+//! approve|deny` answers alone, without asking the client.
 //! Network destinations a `limited` sandbox asks for are elicited the same
 //! way (host, protocol, port; allow once or for the session, deny once or
 //! for the session).
@@ -87,16 +88,15 @@ async fn client_stopped_reading() {
 /// the session.
 pub fn serve(args: McpArgs) -> Result<i32> {
     let peer: Arc<OnceLock<Peer<RoleServer>>> = Arc::default();
-    // Without elicitation, and never asking on a terminal: stdin is the
-    // client's.
-    let fallback: Arc<dyn Approver> = match args.session.approval {
+    // Never on a terminal: stdin is the client's. `ask` (the default) is
+    // the person behind the client, by elicitation, and a client without
+    // it is declined; `deny` and `approve`, said outright, answer alone,
+    // so that no client overrules an operator's `deny`.
+    let approver: Arc<dyn Approver> = match args.session.approval {
         Some(ApprovalMode::Approve) => Arc::new(ApproveAll),
-        Some(ApprovalMode::Ask | ApprovalMode::Deny) | None => Arc::new(DenyAll),
+        Some(ApprovalMode::Deny) => Arc::new(DenyAll),
+        Some(ApprovalMode::Ask) | None => Arc::new(ElicitingApprover { peer: peer.clone() }),
     };
-    let approver = Arc::new(ElicitingApprover {
-        peer: peer.clone(),
-        fallback,
-    });
     let (session_config, _labels) = args.session.session_config_approved_by(approver)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
@@ -419,10 +419,10 @@ fn elicited_description(request: &ApprovalRequest) -> String {
     )
 }
 
-/// Asks the MCP client (elicitation), else the fallback.
+/// Asks the MCP client (elicitation); a client without it is declined
+/// ([`DenyAll`]).
 struct ElicitingApprover {
     peer: Arc<OnceLock<Peer<RoleServer>>>,
-    fallback: Arc<dyn Approver>,
 }
 
 /// The elicitation form: one choice, `grant`, saying what "session"
@@ -613,16 +613,16 @@ impl Drop for Withdrawn {
 }
 
 impl Approver for ElicitingApprover {
-    /// A person answers through the client's elicitation; without it, the
-    /// fallback answers alone.
+    /// A person answers through the client's elicitation; without it,
+    /// nobody is asked.
     fn asks_a_person(&self) -> bool {
-        self.eliciting_peer().is_some() || self.fallback.asks_a_person()
+        self.eliciting_peer().is_some()
     }
 
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(async move {
             let Some(peer) = self.eliciting_peer() else {
-                return self.fallback.approve(request).await;
+                return DenyAll.approve(request).await;
             };
             let message = format!(
                 "execgate asks before this runs:\n{}\nAccept with grant = once or session; \
@@ -658,7 +658,7 @@ impl Approver for ElicitingApprover {
     fn approve_network<'a>(&'a self, request: &'a NetworkApprovalRequest) -> ApprovalFuture<'a> {
         Box::pin(async move {
             let Some(peer) = self.eliciting_peer() else {
-                return self.fallback.approve_network(request).await;
+                return DenyAll.approve_network(request).await;
             };
             let message = format!(
                 "execgate asks before a sandboxed command connects:\n{}\nAccept with decision = \

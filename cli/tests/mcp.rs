@@ -390,6 +390,69 @@ fn a_cancelled_call_withdraws_its_question() {
     assert!(!touch.exists(), "{seen:#?}");
 }
 
+/// Probe 118: `--approval deny` said "deny everything", yet a client
+/// with elicitation was still asked, and its accept ran the command. Said
+/// outright, `--approval` answers alone: the client is not asked.
+#[test]
+fn approval_deny_is_not_overruled_by_an_eliciting_client() {
+    use std::io::Write;
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let rules = dir.path().join("touch.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let (mut server, mut stdin, mut stdout) = mcp_server(
+        dir.path(),
+        &ws,
+        &[
+            "--rules".as_ref(),
+            rules.as_os_str(),
+            "--approval".as_ref(),
+            "deny".as_ref(),
+        ],
+        &[],
+    );
+    let touch = dir.path().join("touched");
+    let call = exec_call(2, &format!("touch {}", touch.display()), 20000);
+    say_after_handshake(&mut stdin, r#"{"elicitation":{}}"#, &[call]);
+    let mut seen = Vec::new();
+    // Whatever the server asks is accepted, as the probe's client did.
+    let answered = loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(read > 0, "the server ended; it said {seen:#?}");
+        seen.push(line.clone());
+        if !line.contains("elicitation/create") {
+            if line.contains("\"id\":2") {
+                break line;
+            }
+            continue;
+        }
+        let question: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let accept = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": question["id"],
+            "result": {"action": "accept", "content": {"grant": "once"}},
+        });
+        writeln!(stdin, "{accept}").unwrap();
+    };
+    drop(stdin);
+    let _ = server.wait();
+    assert!(!touch.exists(), "{seen:#?}");
+    assert!(
+        !seen.iter().any(|line| line.contains("elicitation/create")),
+        "the client was asked: {seen:#?}"
+    );
+    assert!(answered.contains("denied"), "{answered}");
+}
+
 /// A probe (106): a client that closed its input after a ping had the
 /// session's end recorded now and then as ended by signal 9, which no one
 /// sent: a handler still holding the session when the server ended it.
