@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use execgate_core_bridge::server::sandbox::MachineReport;
 use execgate_core_bridge::server::ScopeSupport;
 use execgate_core_bridge::Tools;
@@ -50,7 +50,10 @@ struct DoctorReport {
 pub fn run(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());
-    let located = Tools::locate_with_origin();
+    // Not `locate_with_origin`, which refuses an override of another
+    // build: the report says which tools do not match.
+    let exe = std::env::current_exe().context("cannot find the running binary")?;
+    let located = Tools::discover(&exe, |name| std::env::var_os(name));
     let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
     let tools = located.map(|located| located.tools);
     let zsh_patched = tools.as_ref().is_ok_and(Tools::zsh_is_patched);

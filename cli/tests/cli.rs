@@ -266,6 +266,27 @@ fn a_writable_working_directory_cannot_be_the_home() {
 /// the default config file, made or not yet, and the next session ran
 /// unsandboxed. The config's directory is read-only in the sandbox; one
 /// named with `--config` is too, where the sandbox could write it.
+/// Probe 118: `EXECGATE_SANDBOX_HELPER=/usr/bin/true` ran nothing and
+/// exited 0, without a word: an override must name the tool of this
+/// build, as `execgate doctor` checks.
+#[test]
+fn an_override_that_is_not_this_builds_tool_stops_the_command() {
+    let (_dir, ws) = workspace();
+    for variable in ["EXECGATE_SANDBOX_HELPER", "EXECGATE_WRAPPER_BINARY"] {
+        let output = execgate_with_env(
+            &ws,
+            &["run", "--", "exit 3"],
+            &[(variable, "/usr/bin/true")],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{variable}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{variable} names /usr/bin/true, which is not")),
+            "{variable}: {stderr}"
+        );
+    }
+}
+
 /// Probe 118: a default config file that could not be read (a link to
 /// nothing, a link in a loop, a directory on the way that is a link to
 /// nothing) was taken for no config at all: the command ran in the default

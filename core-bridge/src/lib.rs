@@ -180,6 +180,25 @@ pub enum BridgeError {
         missing: PathBuf,
         installation: PathBuf,
     },
+    #[error(
+        "{variable} names {}, which does not exist; unset it, or name the tool where it is",
+        .path.display()
+    )]
+    NoOverriddenTool {
+        variable: &'static str,
+        path: PathBuf,
+    },
+    #[error(
+        "{variable} names {}, which is not the {what} of this build of execgate (another \
+         program, or one built from other sources); unset it, or name the one built with \
+         this execgate (`execgate doctor` shows which tools it takes)",
+        .path.display()
+    )]
+    ForeignTool {
+        variable: &'static str,
+        path: PathBuf,
+        what: &'static str,
+    },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
     #[error(transparent)]

@@ -163,6 +163,20 @@ impl Tools {
             ),
         ];
         let overrides = [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER].map(&env);
+        // Named by the variable that named it, not as a layout's.
+        for (variable, path) in [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER]
+            .into_iter()
+            .zip(&overrides)
+        {
+            if let Some(path) = path.as_deref().map(Path::new) {
+                if !path.exists() {
+                    return Err(BridgeError::NoOverriddenTool {
+                        variable,
+                        path: path.to_path_buf(),
+                    });
+                }
+            }
+        }
         if let [Some(zsh), Some(wrapper), Some(sandbox_helper)] = &overrides {
             let tools = Tools {
                 zsh: clean(Path::new(zsh)),
@@ -301,7 +315,46 @@ impl Tools {
             what: "cannot find the running binary".into(),
             source: error,
         })?;
-        Tools::discover(&exe, |name| std::env::var_os(name))
+        let located = Tools::discover(&exe, |name| std::env::var_os(name))?;
+        located
+            .tools
+            .check_overrides(|name| std::env::var_os(name))?;
+        Ok(located)
+    }
+
+    /// Refuses a wrapper or helper an override names that was not built
+    /// from this build's sources (as `execgate doctor` tells): another
+    /// program there (a probe's `/usr/bin/true` as the helper ran nothing
+    /// and exited 0) or another build's, which pairs parts of two builds.
+    /// The zsh is checked as every session checks it (patched or not).
+    fn check_overrides(
+        &self,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<(), BridgeError> {
+        let tools = [
+            (
+                ENV_WRAPPER_BINARY,
+                &self.wrapper,
+                WRAPPER_KEY,
+                "exec wrapper",
+            ),
+            (
+                ENV_SANDBOX_HELPER,
+                &self.sandbox_helper,
+                HELPER_KEY,
+                "sandbox helper",
+            ),
+        ];
+        for (variable, path, key, what) in tools {
+            if env(variable).is_some() && !carries_key(path, key) {
+                return Err(BridgeError::ForeignTool {
+                    variable,
+                    path: path.clone(),
+                    what,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The zsh's module and function directories (`PREFIX/lib/zsh`,
@@ -376,6 +429,32 @@ mod tests {
 
     fn no_env(_: &str) -> Option<std::ffi::OsString> {
         None
+    }
+
+    /// Probe 118: `EXECGATE_ZSH=/nonexistent` was reported as missing
+    /// "from the build tree"; it is named by the variable that named it.
+    #[test]
+    fn an_override_that_names_nothing_is_named_by_its_variable() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path().canonicalize().unwrap();
+        let exe = file(&root, "usr/debug/execgate");
+        file(&root, "usr/debug/execgate-exec-wrapper");
+        file(&root, "usr/debug/execgate-sandbox-helper");
+        file(&root, "usr/zsh/bin/zsh");
+        for variable in [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER] {
+            let error = discover(&exe, |name| {
+                (name == variable).then(|| "/nonexistent/tool".into())
+            })
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(
+                error.starts_with(&format!(
+                    "{variable} names /nonexistent/tool, which does not exist"
+                )),
+                "{error}"
+            );
+        }
     }
 
     /// From a probe of the package: with a tool gone from an installation,
