@@ -178,6 +178,23 @@ pub fn default_file() -> Result<Option<PathBuf>> {
     }
 }
 
+/// A path the config file names: `~` and `~/...` from the home
+/// directory, as in profiles; a relative one from the file's directory
+/// `base`.
+fn from_config(base: &Path, named: &Path) -> Result<PathBuf> {
+    let Some(text) = named.to_str().filter(|text| text.starts_with('~')) else {
+        return Ok(base.join(named));
+    };
+    let rest = &text[1..];
+    if !rest.is_empty() && !rest.starts_with('/') {
+        anyhow::bail!("{text:?}: `~user` is not expanded; write the path out");
+    }
+    let home = std::env::home_dir()
+        .filter(|home| home.is_absolute())
+        .with_context(|| format!("{text:?}: no home directory is known (HOME)"))?;
+    Ok(home.join(rest.trim_start_matches('/')))
+}
+
 impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
         let path = match explicit {
@@ -241,10 +258,21 @@ impl Config {
                 .with_context(|| format!("config file {}", path.display()))?;
         }
         let base = path.parent().unwrap_or(Path::new("/"));
+        let named = |named: &PathBuf| {
+            from_config(base, named).with_context(|| format!("config file {}", path.display()))
+        };
+        let rules = file.rules.iter().map(named).collect::<Result<_>>()?;
+        let skills = file.skills.iter().map(named).collect::<Result<_>>()?;
+        let log = file
+            .audit
+            .as_ref()
+            .and_then(|audit| audit.log.as_ref())
+            .map(named)
+            .transpose()?;
         let audit = file
             .audit
             .map_or_else(AuditSettings::default, |audit| AuditSettings {
-                log: audit.log.map(|log| base.join(log)),
+                log,
                 max_bytes: audit.max_bytes,
                 keep: audit.keep,
                 env_values: audit.env_values,
@@ -256,8 +284,8 @@ impl Config {
             default_profile: file.default_profile,
             profiles,
             env,
-            rules: file.rules.iter().map(|rules| base.join(rules)).collect(),
-            skills: file.skills.iter().map(|skills| base.join(skills)).collect(),
+            rules,
+            skills,
             audit,
             on_network_denial: match file.on_network_denial {
                 Some(DenialSpec::FailConnection) => OnNetworkDenial::FailConnection,
@@ -335,6 +363,31 @@ mod tests {
             assert!(error.contains(words), "{error}");
             assert!(error.contains("/etc/execgate/config.toml"), "{error}");
         }
+    }
+
+    /// Probe 118: `~/` was expanded in profiles' paths but not in
+    /// `rules`, `skills` or `[audit] log`, where it made a directory named
+    /// `~` beside the config file and kept the audit log there.
+    #[test]
+    fn a_home_path_is_the_home_directory_wherever_a_path_is_named() {
+        let home = std::env::home_dir().unwrap();
+        let path = Path::new("/etc/execgate/config.toml");
+        let text = "rules = [\"~/team.rules\"]\nskills = [\"~/skills\"]\n\
+                    [audit]\nlog = \"~/audit/a.jsonl\"\n";
+        let config = Config::parse(text, path).unwrap();
+        assert_eq!(config.rules, [home.join("team.rules")]);
+        assert_eq!(config.skills, [home.join("skills")]);
+        assert_eq!(config.audit.log, Some(home.join("audit/a.jsonl")));
+        let error = format!(
+            "{:#}",
+            Config::parse("rules = [\"~root/a.rules\"]\n", path)
+                .err()
+                .unwrap()
+        );
+        assert!(
+            error.contains("~root/a.rules") && error.contains("/etc/execgate"),
+            "{error}"
+        );
     }
 
     #[test]
