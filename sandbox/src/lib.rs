@@ -108,8 +108,14 @@ pub enum SandboxError {
         "unknown special root {0:?} (known: :root, :minimal, :cwd, :tmpdir, :workspace_roots)"
     )]
     UnknownSpecialRoot(String),
-    #[error("unknown profile {0:?} (presets: read-only, workspace-write, danger-full-access)")]
-    UnknownProfile(String),
+    #[error("unknown profile {name:?} (known: {known})")]
+    UnknownProfile { name: String, known: String },
+    #[error("profile {profile:?} extends an unknown profile {parent:?} (known: {known})")]
+    UnknownParent {
+        profile: String,
+        parent: String,
+        known: String,
+    },
     #[error("profile {0:?} extends itself, directly or through others")]
     ExtendsCycle(String),
     #[error("{file}: {reason}")]

@@ -240,6 +240,9 @@ pub enum PermissionProfile {
     External { network: NetworkPolicy },
 }
 
+/// The presets' names, which [`PermissionProfile::preset`] knows.
+const PRESET_NAMES: [&str; 3] = ["read-only", "workspace-write", "danger-full-access"];
+
 impl PermissionProfile {
     /// A built-in profile: `read-only`, `workspace-write` or
     /// `danger-full-access`.
@@ -792,6 +795,16 @@ impl ProfileSet {
         self.specs.keys().map(String::as_str)
     }
 
+    /// Every name [`ProfileSet::get`] knows, the presets first, for a
+    /// message.
+    fn known(&self) -> String {
+        PRESET_NAMES
+            .into_iter()
+            .chain(self.names())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The named profile (a preset or a loaded one), with `extends` chains
     /// followed.
     pub fn get(&self, name: &str) -> Result<PermissionProfile, SandboxError> {
@@ -830,11 +843,25 @@ impl ProfileSet {
             return Err(SandboxError::ExtendsCycle(name.to_owned()));
         }
         let Some((spec, base)) = self.specs.get(name) else {
-            return PermissionProfile::preset(name)
-                .ok_or_else(|| SandboxError::UnknownProfile(name.to_owned()));
+            return PermissionProfile::preset(name).ok_or_else(|| SandboxError::UnknownProfile {
+                name: name.to_owned(),
+                known: self.known(),
+            });
         };
         let mut profile = match &spec.extends {
-            Some(parent) => self.get_inner(parent, depth + 1)?,
+            Some(parent) => self
+                .get_inner(parent, depth + 1)
+                .map_err(|error| match error {
+                    SandboxError::UnknownProfile {
+                        name: parent,
+                        known,
+                    } => SandboxError::UnknownParent {
+                        profile: name.to_owned(),
+                        parent,
+                        known,
+                    },
+                    other => other,
+                })?,
             None => PermissionProfile::Managed {
                 file_system: FileSystemPolicy::default(),
                 network: NetworkPolicy::Restricted,
@@ -966,6 +993,25 @@ fn expand_home(text: &str) -> Result<Option<String>, SandboxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Probe 118: an unknown profile's message listed only the presets,
+    /// and one that `extends` named nothing did not say which profile
+    /// did.
+    #[test]
+    fn an_unknown_profile_is_named_with_every_known_one() {
+        let mut profiles = ProfileSet::default();
+        profiles
+            .add_toml_within("[profiles.mine]\nextends = \"nosuch\"\n", None)
+            .unwrap();
+        let error = profiles.get("mine").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "profile \"mine\" extends an unknown profile \"nosuch\" (known: read-only, \
+             workspace-write, danger-full-access, mine)"
+        );
+        let error = profiles.get("other").unwrap_err().to_string();
+        assert!(error.ends_with("danger-full-access, mine)"), "{error}");
+    }
 
     // Unix paths: not absolute on Windows.
     #[cfg(unix)]
