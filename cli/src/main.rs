@@ -921,7 +921,14 @@ fn open_and_hide_audit_log(
     let log_path = std::path::absolute(&log_path)
         .with_context(|| format!("the audit log {}", log_path.display()))?;
     if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| {
+        // `create_dir_all` says only "File exists" of a file on the way.
+        let made = std::fs::create_dir_all(dir).map_err(|error| {
+            match dir.ancestors().find(|on_the_way| on_the_way.is_file()) {
+                Some(file) => anyhow::anyhow!("{} is a file, not a directory", file.display()),
+                None => error.into(),
+            }
+        });
+        made.with_context(|| {
             format!(
                 "cannot create the audit log's directory {}; nothing runs unrecorded \
                  (choose another with --audit-log, or [audit] log in the config)",
