@@ -816,6 +816,7 @@ impl Session {
     pub fn cancel(&self) {
         self.cancel.cancel();
         self.shared.end(SessionEnd::Closed);
+        crate::spare::Spares::reap_after_end(&self.shared);
     }
 
     /// Whether the session has been cancelled or terminated: it decides
@@ -829,6 +830,7 @@ impl Session {
     pub fn terminate(&self, signal: i32) {
         self.cancel.cancel();
         self.shared.end(SessionEnd::Signal(signal));
+        crate::spare::Spares::reap_after_end(&self.shared);
     }
 
     /// Cancels the session and waits until every worker has finished and

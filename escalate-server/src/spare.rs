@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use execgate_sandbox::{NetworkPolicy, SpareOrder};
@@ -88,6 +88,9 @@ pub(crate) struct Spares {
     /// server may not make one (without `CAP_SYS_ADMIN`), and each spare's
     /// bubblewrap makes its own as before.
     network: OnceLock<Option<OwnedFd>>,
+    /// Held while killed spares are reaped, so that a caller of
+    /// [`Spares::reap`] returns once every one is, whoever took it.
+    reaping: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -147,11 +150,30 @@ impl Spares {
         }
     }
 
-    /// Reaps the spares [`Spares::close`] killed.
+    /// Reaps the spares [`Spares::close`] killed (after any being reaped
+    /// by another thread meanwhile).
     pub(crate) fn reap(&self, scope: &Scope) {
+        let _reaping = self.reaping.lock().unwrap_or_else(PoisonError::into_inner);
         let spares: Vec<Spare> = self.lock().ready.drain(..).collect();
         for spare in spares {
             reap(spare, scope);
+        }
+    }
+
+    /// [`Spares::reap`] on a thread of its own, once a session has ended
+    /// (its spares killed): a session cancelled and kept by its owner kept
+    /// them as zombies until its drop. Without a thread, the drop reaps
+    /// them.
+    pub(crate) fn reap_after_end(shared: &Arc<Shared>) {
+        if shared.children.spares.lock().ready.is_empty() {
+            return;
+        }
+        let reaper = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("execgate-reaper".into())
+            .spawn(move || reaper.children.spares.reap(&reaper.children.scope));
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no thread to reap a session's spares on; its drop will");
         }
     }
 

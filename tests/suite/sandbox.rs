@@ -1359,6 +1359,32 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
     }
 }
 
+/// Probe 109: a session's spares, killed by its `cancel()`, stayed
+/// zombies until the session was dropped, which a holder can put off for
+/// as long as it likes. They are reaped at the cancel.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_sessions_spares_are_reaped_before_its_drop() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, _recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let shell = spawn_session_shell(&mut session, "dash -c true", &world.ws);
+    let output = finish(shell).await;
+    assert!(output.status.success(), "{}", output.stderr);
+    let spares = both_spares(&world.ws).await;
+    assert_eq!(spares.len(), 2, "the session started its spares");
+    session.cancel();
+    let reaped = |pid: &i32| !Path::new(&format!("/proc/{pid}")).exists();
+    for _ in 0..500 {
+        if spares.iter().all(reaped) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let left: Vec<&i32> = spares.iter().filter(|pid| !reaped(pid)).collect();
+    assert!(left.is_empty(), "spares {left:?} were not reaped");
+    drop(session);
+}
+
 /// As for an unsandboxed escalation (`spine.rs`): the reader of a pipe a
 /// sandboxed escalation in a spare closes sees its end then.
 #[tokio::test(flavor = "multi_thread")]
