@@ -138,6 +138,9 @@ impl TerminalApprover {
     }
 }
 
+/// Written when the answer aborts the command.
+const ABORTING: &str = "execgate: aborting the command (its processes are killed)\r\n";
+
 /// How long writing the question (or the choices again, after an answer
 /// that is none of them) may take before the request is declined.
 const WRITE_DEADLINE: Duration = Duration::from_secs(5);
@@ -507,10 +510,15 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
             Typed::End => return Ok(Asked::Answered(ApprovalAnswer::Decline)),
             Typed::Abandoned => return Ok(Asked::Abandoned),
         };
-        if line.bytes().any(|key| modes.interrupts.contains(&key)) {
-            return Ok(Asked::Answered(ApprovalAnswer::Abort));
-        }
-        if let Some(answer) = answer_of(question.choices, &line) {
+        let answer = match line.bytes().any(|key| modes.interrupts.contains(&key)) {
+            true => Some(ApprovalAnswer::Abort),
+            false => answer_of(question.choices, &line),
+        };
+        if let Some(answer) = answer {
+            if matches!(answer, ApprovalAnswer::Abort) {
+                // The command's end (killed: status 137) does not say why.
+                let _ = write_by(&tty, ABORTING.as_bytes(), abandoned, WRITE_DEADLINE);
+            }
             return Ok(Asked::Answered(answer));
         }
         text.clone_from(&choices);

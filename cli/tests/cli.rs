@@ -2811,8 +2811,14 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     assert!(seen.contains("team.rules:2: writes files"), "{seen}");
     assert!(seen.contains("again=0"), "{seen}");
     assert!(seen.contains("second=126"), "{seen}");
-    // Killed with its process group, as `!` does.
+    // Killed with its process group, as `!` does, and said (probe 118:
+    // only the status 137 told).
     assert!(seen.contains("third=137"), "{seen}");
+    assert_eq!(
+        seen.matches("execgate: aborting the command").count(),
+        1,
+        "{seen}"
+    );
     assert!(dir.path().join("first").exists());
     assert!(!dir.path().join("second").exists());
     assert!(!dir.path().join("third").exists());
