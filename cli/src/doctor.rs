@@ -38,6 +38,9 @@ struct DoctorReport {
     /// `installed` (`../libexec/execgate/` beside the binary).
     tools_origin: Option<&'static str>,
     tools_problem: Option<String>,
+    /// Why the default config file cannot be read, when it cannot: every
+    /// session without `--config` would stop.
+    config_problem: Option<String>,
     /// `cgroup` or `process-groups`: how sessions' processes are killed
     /// when their owner dies (see the README's security model).
     session_scope: &'static str,
@@ -102,12 +105,25 @@ pub fn run(json: bool) -> Result<i32> {
             .map(|tools| tools.sandbox_helper.display().to_string()),
         sandbox_helper_current: tools.as_ref().is_ok_and(Tools::sandbox_helper_is_current),
         tools_origin,
-        tools_problem: tools.as_ref().err().map(|error| error.to_string()),
+        // What a session's lookup would refuse too (an override no build
+        // made).
+        tools_problem: match &tools {
+            Err(error) => Some(error.to_string()),
+            Ok(_) => Tools::locate_with_origin()
+                .err()
+                .map(|error| error.to_string()),
+        },
+        config_problem: crate::config::Config::load(None)
+            .err()
+            .map(|error| format!("{error:#}")),
         session_scope,
         session_scope_detail,
     };
     crate::output::stdout(|out| print(out, &report, json))?;
-    let ready = report.sandbox_ready && report.tools_problem.is_none() && report.zsh_patched;
+    let ready = report.sandbox_ready
+        && report.tools_problem.is_none()
+        && report.config_problem.is_none()
+        && report.zsh_patched;
     if !ready && !json {
         bail!("this machine is not ready; see the problems above");
     }
@@ -187,8 +203,13 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
                 matches(report.zsh_current)
             )?;
         }
-        match (&report.sandbox_problem, &report.tools_problem) {
-            (None, None) if report.zsh_patched => {
+        let problems = [
+            &report.sandbox_problem,
+            &report.tools_problem,
+            &report.config_problem,
+        ];
+        match problems {
+            [None, None, None] if report.zsh_patched => {
                 if !report.zsh_current {
                     writeln!(
                         out,
@@ -200,13 +221,15 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
                     writeln!(
                         out,
                         "warning           the exec wrapper or the sandbox helper was not \
-                         built from this binary's sources; rebuild them with cargo build"
+                         built from this binary's sources; rebuild them with cargo build, or \
+                         unset the override (EXECGATE_WRAPPER_BINARY, \
+                         EXECGATE_SANDBOX_HELPER) that names them"
                     )?;
                 }
                 writeln!(out, "ready             yes")?;
             }
-            (sandbox, tools) => {
-                for problem in [sandbox, tools].into_iter().flatten() {
+            problems => {
+                for problem in problems.into_iter().flatten() {
                     writeln!(out, "problem           {problem}")?;
                 }
                 if report.zsh.is_some() && !report.zsh_patched {

@@ -302,6 +302,7 @@ impl SessionArgs {
              outside the writable roots",
         );
         let located = Tools::locate_with_origin()?;
+        warn_of_tools_from_other_builds(&located.tools);
         // A probe replaced the execgate its next session ran, from a
         // sandbox that could write the directory it was installed in. (A
         // build tree is a developer's, and said so in the README.)
@@ -635,6 +636,20 @@ fn glob_hint(path: &std::path::Path) -> String {
          under every writable root",
         parent.join(&glob).display()
     )
+}
+
+/// Warns of tools an override (`EXECGATE_SANDBOX_HELPER`, ...) takes from
+/// another build of execgate: they run, as comparing builds needs, but
+/// parts of two builds may not work together.
+#[cfg(unix)]
+fn warn_of_tools_from_other_builds(tools: &Tools) {
+    for (variable, path) in tools.overrides_from_other_builds() {
+        stderr::line(&format!(
+            "execgate: warning: {variable} names {}, which another build of execgate made; \
+             parts of two builds may not work together (unset it to use this build's)",
+            path.display()
+        ));
+    }
 }
 
 /// Warns when `TMPDIR` is not the temporary directory the sandbox writes
@@ -1536,6 +1551,7 @@ fn sandbox(
     let _log =
         open_and_hide_audit_log(&mut profile, &cwd, config.audit.log.clone(), &config.audit)?;
     let tools = Tools::locate()?;
+    warn_of_tools_from_other_builds(&tools);
     let mut command = execgate_core_bridge::sandboxed_program(
         &cwd,
         &profile,

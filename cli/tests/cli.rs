@@ -285,6 +285,31 @@ fn an_override_that_is_not_this_builds_tool_stops_the_command() {
             "{variable}: {stderr}"
         );
     }
+    // Another build's helper runs, as comparing builds needs, and is
+    // warned of (review 119: scripts/bench-files' BEFORE_HELPER).
+    let binary = Path::new(env!("CARGO_BIN_EXE_execgate"));
+    let mut helper = std::fs::read(binary.with_file_name("execgate-sandbox-helper")).unwrap();
+    let marker = b"execgate-tools-key:";
+    let key = helper
+        .windows(marker.len())
+        .position(|window| window == marker)
+        .unwrap()
+        + marker.len();
+    helper[key] = if helper[key] == b'0' { b'1' } else { b'0' };
+    let other = ws.join("other-helper");
+    std::fs::write(&other, helper).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--", "exit 3"],
+        &[("EXECGATE_SANDBOX_HELPER", other.to_str().unwrap())],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("which another build of execgate made"),
+        "{stderr}"
+    );
 }
 
 /// Probe 118: a default config file that could not be read (a link to

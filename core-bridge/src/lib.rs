@@ -189,9 +189,9 @@ pub enum BridgeError {
         path: PathBuf,
     },
     #[error(
-        "{variable} names {}, which is not the {what} of this build of execgate (another \
-         program, or one built from other sources); unset it, or name the one built with \
-         this execgate (`execgate doctor` shows which tools it takes)",
+        "{variable} names {}, which is not execgate's {what} (no build of execgate made \
+         it); unset it, or name the one built with this execgate (`execgate doctor` shows \
+         which tools it takes)",
         .path.display()
     )]
     ForeignTool {

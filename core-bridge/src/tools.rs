@@ -107,6 +107,14 @@ fn zsh_patch_marker() -> String {
 }
 
 /// Whether the file at `path` carries `key` (reading it whole).
+/// What every build's key starts with: a file without it is no build's
+/// wrapper or helper.
+fn tools_key_marker() -> &'static str {
+    WRAPPER_KEY
+        .find(':')
+        .map_or(WRAPPER_KEY, |colon| &WRAPPER_KEY[..=colon])
+}
+
 fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
 }
@@ -114,7 +122,10 @@ fn carries_key(path: &Path, key: &str) -> bool {
 impl Tools {
     /// Finds the tools for the binary `exe`, in the order of the module doc.
     pub fn locate_from(exe: &Path) -> Result<Tools, BridgeError> {
-        Tools::discover(exe, |name| std::env::var_os(name)).map(|located| located.tools)
+        let env = |name: &str| std::env::var_os(name);
+        let located = Tools::discover(exe, env)?;
+        located.tools.check_overrides(env)?;
+        Ok(located.tools)
     }
 
     /// [`Tools::locate_from`], saying which layout supplied the tools.
@@ -322,16 +333,45 @@ impl Tools {
         Ok(located)
     }
 
-    /// Refuses a wrapper or helper an override names that was not built
-    /// from this build's sources (as `execgate doctor` tells): another
-    /// program there (a probe's `/usr/bin/true` as the helper ran nothing
-    /// and exited 0) or another build's, which pairs parts of two builds.
-    /// The zsh is checked as every session checks it (patched or not).
+    /// Refuses a wrapper or helper an override names that no build of
+    /// execgate made (a probe's `/usr/bin/true` as the helper ran nothing
+    /// and exited 0). One of another build passes: comparing builds is
+    /// what an override is for (`scripts/bench-files`); see
+    /// [`Tools::overrides_from_other_builds`]. The zsh is checked as every
+    /// session checks it (patched or not).
     fn check_overrides(
         &self,
         env: impl Fn(&str) -> Option<std::ffi::OsString>,
     ) -> Result<(), BridgeError> {
-        let tools = [
+        for (variable, path, key, what) in self.overridden(env) {
+            if !carries_key(path, key) && !carries_key(path, tools_key_marker()) {
+                return Err(BridgeError::ForeignTool {
+                    variable,
+                    path: path.clone(),
+                    what,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The wrapper and helper overrides name that another build of
+    /// execgate made, by variable: parts of two builds, which a caller
+    /// should warn of.
+    pub fn overrides_from_other_builds(&self) -> Vec<(&'static str, PathBuf)> {
+        self.overridden(|name| std::env::var_os(name))
+            .filter(|(_, path, key, _)| !carries_key(path, key))
+            .map(|(variable, path, _, _)| (variable, path.clone()))
+            .collect()
+    }
+
+    /// The wrapper and helper, where `env` overrides them: the variable,
+    /// the path, the key of this build's tool and what it is.
+    fn overridden(
+        &self,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> impl Iterator<Item = (&'static str, &PathBuf, &'static str, &'static str)> {
+        [
             (
                 ENV_WRAPPER_BINARY,
                 &self.wrapper,
@@ -344,17 +384,9 @@ impl Tools {
                 HELPER_KEY,
                 "sandbox helper",
             ),
-        ];
-        for (variable, path, key, what) in tools {
-            if env(variable).is_some() && !carries_key(path, key) {
-                return Err(BridgeError::ForeignTool {
-                    variable,
-                    path: path.clone(),
-                    what,
-                });
-            }
-        }
-        Ok(())
+        ]
+        .into_iter()
+        .filter(move |(variable, ..)| env(variable).is_some())
     }
 
     /// The zsh's module and function directories (`PREFIX/lib/zsh`,
