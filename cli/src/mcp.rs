@@ -93,7 +93,14 @@ pub fn serve(args: McpArgs) -> Result<i32> {
     // it is declined; `deny` and `approve`, said outright, answer alone,
     // so that no client overrules an operator's `deny`.
     let approver: Arc<dyn Approver> = match args.session.approval {
-        Some(ApprovalMode::Approve) => Arc::new(ApproveAll),
+        Some(ApprovalMode::Approve) => {
+            // Before this release, a client with elicitation was still asked.
+            crate::stderr::line(
+                "execgate mcp: warning: --approval approve: every approval (prompt rules, \
+                 skills' permissions, network questions) is granted without asking the client",
+            );
+            Arc::new(ApproveAll)
+        }
         Some(ApprovalMode::Deny) => Arc::new(DenyAll),
         Some(ApprovalMode::Ask) | None => Arc::new(ElicitingApprover { peer: peer.clone() }),
     };

@@ -89,8 +89,10 @@ pub(crate) struct Spares {
     /// bubblewrap makes its own as before.
     network: OnceLock<Option<OwnedFd>>,
     /// Held while killed spares are reaped, so that a caller of
-    /// [`Spares::reap`] returns once every one is, whoever took it.
-    reaping: Mutex<()>,
+    /// [`Spares::reap`] returns once every one is, whoever took it. Its
+    /// own `Arc`: the reaper thread of [`Spares::reap_after_end`] lets go
+    /// of the session only while it still holds it.
+    reaping: Arc<Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -154,6 +156,11 @@ impl Spares {
     /// by another thread meanwhile).
     pub(crate) fn reap(&self, scope: &Scope) {
         let _reaping = self.reaping.lock().unwrap_or_else(PoisonError::into_inner);
+        self.reap_held(scope);
+    }
+
+    /// [`Spares::reap`], with `reaping` held by the caller.
+    fn reap_held(&self, scope: &Scope) {
         let spares: Vec<Spare> = self.lock().ready.drain(..).collect();
         for spare in spares {
             reap(spare, scope);
@@ -168,10 +175,17 @@ impl Spares {
         if shared.children.spares.lock().ready.is_empty() {
             return;
         }
-        let reaper = shared.clone();
+        let (reaper, reaping) = (shared.clone(), shared.children.spares.reaping.clone());
         let spawned = std::thread::Builder::new()
             .name("execgate-reaper".into())
-            .spawn(move || reaper.children.spares.reap(&reaper.children.scope));
+            .spawn(move || {
+                let _reaping = reaping.lock().unwrap_or_else(PoisonError::into_inner);
+                reaper.children.spares.reap_held(&reaper.children.scope);
+                // Before `reaping` is let go: a drop of the session waiting
+                // for it then drops the session's state itself, on its own
+                // thread, as it did before this thread.
+                drop(reaper);
+            });
         if let Err(error) = spawned {
             tracing::warn!(%error, "no thread to reap a session's spares on; its drop will");
         }
