@@ -43,9 +43,9 @@ pub use read::{
     LONGEST_LINE,
 };
 pub use record::{
-    AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields, FileIdentity,
-    NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields, SessionFields,
-    SourceFields, NETWORK_CLOSE, NETWORK_DECISION, PERMISSIONS_REQUEST,
+    undecodable, AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields,
+    FileIdentity, NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields,
+    SessionFields, SourceFields, NETWORK_CLOSE, NETWORK_DECISION, PERMISSIONS_REQUEST,
 };
 
 /// Why the audit log could not be written or read.

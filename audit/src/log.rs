@@ -623,13 +623,15 @@ impl AuditSink for SessionAudit {
     }
 
     fn waits_for_disk(&self, event: &SessionEvent) -> bool {
+        // A grant to a command's shell widens its sandbox as an
+        // escalation does.
         self.options.sync_escalations
             && matches!(
                 event,
                 SessionEvent::Decided {
                     decision: Decision::Escalate(_),
                     ..
-                }
+                } | SessionEvent::PermissionsRequested { granted: true, .. }
             )
     }
 }

@@ -670,7 +670,10 @@ impl Summary {
 /// one argument, an argument that imitates what the summary writes after
 /// it, and a byte that U+FFFD stands for are all told apart.
 fn shown_argument(arg: &Bytes) -> String {
-    let bytes = arg.shown();
+    let bytes = match arg.shown() {
+        Ok(bytes) => bytes,
+        Err(recorded) => return crate::undecodable(recorded),
+    };
     let plain = std::str::from_utf8(&bytes).ok().filter(|text| {
         !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
     });

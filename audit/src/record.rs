@@ -44,25 +44,31 @@ impl Bytes {
         }
     }
 
-    /// The bytes a reader is shown: the original bytes, or for base64
-    /// that does not decode (a damaged or edited log), the recorded text
-    /// in marks, rather than nothing.
-    pub fn shown(&self) -> Vec<u8> {
+    /// The bytes a reader is shown; for base64 that does not decode (a
+    /// damaged or edited log), `Err` with the text recorded, which a
+    /// reader shows with [`undecodable`], as no argument could be shown.
+    pub fn shown(&self) -> Result<std::borrow::Cow<'_, [u8]>, &str> {
         match self {
-            Bytes::Text(text) => text.as_bytes().to_vec(),
-            Bytes::Encoded { base64 } => self
-                .to_bytes()
-                .unwrap_or_else(|| format!("<base64 that does not decode: {base64}>").into_bytes()),
+            Bytes::Text(text) => Ok(text.as_bytes().into()),
+            Bytes::Encoded { base64 } => self.to_bytes().map(Into::into).ok_or(base64),
         }
     }
 
-    /// For display: lossy text of [`Bytes::shown`].
+    /// For display: lossy text ([`undecodable`] for base64 that does not
+    /// decode).
     pub fn lossy(&self) -> String {
-        match self {
-            Bytes::Text(text) => text.clone(),
-            Bytes::Encoded { .. } => String::from_utf8_lossy(&self.shown()).into_owned(),
+        match self.shown() {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(recorded) => undecodable(recorded),
         }
     }
+}
+
+/// How a reader shows base64 that does not decode: unquoted and with
+/// blanks, which `execgate audit` and its summary never show an argument
+/// as (one with blanks is quoted), so an argument cannot imitate it.
+pub fn undecodable(recorded: &str) -> String {
+    format!("<base64 that does not decode: {}>", recorded.escape_debug())
 }
 
 /// A request's environment as recorded: every variable's name, and the

@@ -794,18 +794,40 @@ fn an_argument_whose_base64_does_not_decode_is_shown_as_recorded() {
         base64: "not*base64".into(),
     };
     assert_eq!(damaged.to_bytes(), None);
-    assert_eq!(
-        damaged.shown(),
-        b"<base64 that does not decode: not*base64>"
-    );
+    assert_eq!(damaged.shown(), Err("not*base64"));
     record.process.args.as_mut().unwrap().push(damaged);
     let summary = Summary::of([&record]);
     assert_eq!(
         summary.escalations[0]
             .split_once(": ")
             .map(|(_, args)| args),
-        Some("id \"<base64 that does not decode: not*base64>\" (unsandboxed)")
+        Some("id <base64 that does not decode: not*base64> (unsandboxed)")
     );
+}
+
+/// Review 119: with `sync = "escalations"`, a grant given to a command's
+/// shell (which widens its sandbox as an escalation does) was not synced
+/// before the shell started.
+#[test]
+fn a_grant_to_a_commands_shell_is_synced_as_an_escalation_is() {
+    use execgate_escalate_server::sandbox::PermissionProfile;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(&dir.path().join("a.jsonl"), Rotation::default()).unwrap());
+    let options = RecordOptions {
+        sync_escalations: true,
+        ..RecordOptions::default()
+    };
+    let audit = SessionAudit::new(log, options);
+    let requested = |granted| SessionEvent::PermissionsRequested {
+        argv: vec!["zsh".into()],
+        cwd: "/".into(),
+        grants: PermissionProfile::Disabled,
+        granted,
+        justification: None,
+        provenance: Default::default(),
+    };
+    assert!(audit.waits_for_disk(&requested(true)));
+    assert!(!audit.waits_for_disk(&requested(false)));
 }
 
 fn run_record() -> AuditRecord {

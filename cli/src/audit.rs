@@ -377,11 +377,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
             .process
             .executable
             .as_ref()
-            .map_or_else(String::new, shown_bytes);
-        let shown = match shown.contains(char::is_whitespace) {
-            true => format!("\"{shown}\""),
-            false => shown,
-        };
+            .map_or_else(String::new, quoted_bytes);
         let run_as = record
             .process
             .args
@@ -407,14 +403,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         .map(|args| {
             args.iter()
                 .skip(1)
-                .map(|arg| {
-                    let shown = shown_bytes(arg);
-                    if shown.is_empty() || shown.contains(char::is_whitespace) {
-                        format!("\"{shown}\"")
-                    } else {
-                        shown
-                    }
-                })
+                .map(quoted_bytes)
                 .collect::<Vec<_>>()
                 .join(" ")
         })
@@ -550,9 +539,26 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
+/// An argument (or a path) as the table shows it: [`shown_bytes`], in
+/// quotes where a blank or nothing would hide where it ends (the marker
+/// of base64 that does not decode stays unquoted, as no argument is).
+fn quoted_bytes(bytes: &execgate_audit::Bytes) -> String {
+    let shown = shown_bytes(bytes);
+    let plain =
+        bytes.shown().is_err() || !(shown.is_empty() || shown.contains(char::is_whitespace));
+    match plain {
+        true => shown,
+        false => format!("\"{shown}\""),
+    }
+}
+
 /// Recorded bytes as the table shows them ([`bytes_escaped`]).
 fn shown_bytes(bytes: &execgate_audit::Bytes) -> String {
-    bytes_escaped(&bytes.shown())
+    match bytes.shown() {
+        Ok(bytes) => bytes_escaped(&bytes),
+        // Unquoted with blanks, which no argument is shown as.
+        Err(recorded) => execgate_audit::undecodable(recorded),
+    }
 }
 
 /// A log's text on one line of the table.

@@ -279,10 +279,13 @@ impl ExecPolicy {
             permissions: Some(requested.clone()),
         };
         let (answer, waited) = self.inner.ask(None, &request).await;
-        let provenance = self.inner.answered(&answer, waited, None);
+        let mut provenance = self.inner.answered(&answer, waited, None);
         let granted = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
-            ApprovalAnswer::ApprovePartly(granted) => requested.intersected_with(&granted),
+            ApprovalAnswer::ApprovePartly(granted) => {
+                provenance.note = Some("grants narrowed by the approver".into());
+                requested.intersected_with(&granted)
+            }
             ApprovalAnswer::Decline
             | ApprovalAnswer::DeclineForSession
             | ApprovalAnswer::Unanswered { .. } => {
@@ -1029,7 +1032,6 @@ impl Inner {
         }
     }
 
-    /// Asks the approver, once for identical requests in flight.
     /// Who decided, given the approver's `answer` after `waited`, to a
     /// question `rule` (if any) asked. Answered by no one (`DenyAll`,
     /// `ApproveAll`): the rule's (or the default's) decision, not a
@@ -1063,6 +1065,7 @@ impl Inner {
         }
     }
 
+    /// Asks the approver, once for identical requests in flight.
     async fn ask(
         &self,
         key: Option<QuestionKey>,

@@ -526,8 +526,11 @@ impl ShellSession {
                         justification: requested.justification.clone(),
                         provenance: answer.provenance,
                     };
-                    reporter
-                        .report(&answered)
+                    // Off the runtime: with `sync = "escalations"` a grant
+                    // waits for the disk.
+                    tokio::task::spawn_blocking(move || reporter.report(&answered))
+                        .await
+                        .map_err(|error| BridgeError::Unrecorded(error.to_string()))?
                         .map_err(BridgeError::Unrecorded)?;
                     let declined = answer.granted.is_none();
                     (answer.granted, declined)
