@@ -812,7 +812,7 @@ fn an_argument_whose_base64_does_not_decode_is_shown_as_recorded() {
 fn a_grant_to_a_commands_shell_is_synced_as_an_escalation_is() {
     use execgate_escalate_server::sandbox::PermissionProfile;
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(AuditLog::open(&dir.path().join("a.jsonl"), Rotation::default()).unwrap());
+    let log = Arc::new(AuditLog::open(dir.path().join("a.jsonl"), Rotation::default()).unwrap());
     let options = RecordOptions {
         sync_escalations: true,
         ..RecordOptions::default()
