@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use execgate_escalate_server::{
     Decision, ExecContext, Execution, NetworkDecidedBy, NetworkEvent, NetworkOutcome, NetworkStage,
-    SessionEnd, SessionEvent, Termination,
+    Provenance, SessionEnd, SessionEvent, Termination,
 };
 use execgate_network_proxy::Destination;
 use globset::GlobSet;
@@ -170,6 +170,27 @@ pub struct DecisionFields {
     /// On `permissions-request`: why the caller asked, in its words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub justification: Option<String>,
+}
+
+impl DecisionFields {
+    /// `decision`, made as `provenance` says; nothing else.
+    fn by(decision: &str, provenance: &Provenance) -> DecisionFields {
+        DecisionFields {
+            decision: decision.into(),
+            execution: None,
+            grants: None,
+            reason: None,
+            decided_by: provenance.decided_by.as_str().into(),
+            approval_ms: provenance
+                .approval_wait
+                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            note: provenance.note.clone(),
+            list_entry: None,
+            network_outcome: None,
+            working_directory_unverified: None,
+            justification: None,
+        }
+    }
 }
 
 /// `destination.*`: where a connection through the proxy went.
@@ -458,19 +479,11 @@ impl AuditRecord {
                     uid: request.peer.uid,
                 });
                 record.execgate = Some(DecisionFields {
-                    decision: name.into(),
                     execution,
                     grants,
                     reason,
-                    decided_by: provenance.decided_by.as_str().into(),
-                    approval_ms: provenance
-                        .approval_wait
-                        .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
-                    note: provenance.note.clone(),
-                    list_entry: None,
-                    network_outcome: None,
                     working_directory_unverified: request.working_directory.as_ref().err().cloned(),
-                    justification: None,
+                    ..DecisionFields::by(name, provenance)
                 });
                 record.rule = provenance.rule.as_ref().map(|rule| RuleFields {
                     id: rule.id.clone(),
@@ -609,19 +622,9 @@ impl AuditRecord {
                 };
                 record.process = asked_process(&mut record, argv, cwd, options);
                 record.execgate = Some(DecisionFields {
-                    decision: if *granted { "allow" } else { "deny" }.into(),
-                    execution: None,
                     grants: Some(grants.grants()),
-                    reason: None,
-                    decided_by: provenance.decided_by.as_str().into(),
-                    approval_ms: provenance
-                        .approval_wait
-                        .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
-                    note: provenance.note.clone(),
-                    list_entry: None,
-                    network_outcome: None,
-                    working_directory_unverified: None,
                     justification: justification.clone(),
+                    ..DecisionFields::by(if *granted { "allow" } else { "deny" }, provenance)
                 });
             }
             // A future event kind is still recorded, as an error to look at.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::PermissionProfile;
-use execgate_escalate_server::{Decision, Execution, SessionEvent};
+use execgate_escalate_server::{Decision, Execution, Provenance, SessionEvent};
 
 /// A snapshot of one session's counters ([`crate::ShellSession::metrics`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,6 +60,13 @@ pub(crate) struct Telemetry {
     session: Arc<str>,
 }
 
+impl Metrics {
+    fn count_approval(&mut self, wait: Duration) {
+        self.approvals += 1;
+        self.approval_wait += wait;
+    }
+}
+
 impl Telemetry {
     pub(crate) fn new(profile: &PermissionProfile, profile_name: &str) -> Telemetry {
         let sandbox_type = sandbox_type(profile);
@@ -101,8 +108,7 @@ impl Telemetry {
                 let outcome = {
                     let mut counters = self.lock();
                     if let Some(wait) = provenance.approval_wait {
-                        counters.approvals += 1;
-                        counters.approval_wait += wait;
+                        counters.count_approval(wait);
                     }
                     match decision {
                         Decision::Run => {
@@ -126,15 +132,7 @@ impl Telemetry {
                     }
                 };
                 if let Some(wait) = provenance.approval_wait {
-                    tracing::info!(
-                        target: "execgate::approval",
-                        session = %self.session,
-                        sandbox,
-                        profile,
-                        decided_by = provenance.decided_by.as_str(),
-                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                        "approval answered"
-                    );
+                    self.approval_answered(provenance, wait);
                 }
                 let execution = match decision {
                     Decision::Escalate(execution) => execution_name(execution),
@@ -225,24 +223,33 @@ impl Telemetry {
                 provenance,
                 ..
             } => {
-                if let Some(wait) = provenance.approval_wait {
-                    let mut counters = self.lock();
-                    counters.approvals += 1;
-                    counters.approval_wait += wait;
-                }
                 tracing::info!(
                     target: "execgate::approval",
                     session = %self.session,
-                    sandbox,
-                    profile,
-                    decided_by = provenance.decided_by.as_str(),
                     granted,
                     "permissions requested for a command"
                 );
+                if let Some(wait) = provenance.approval_wait {
+                    self.lock().count_approval(wait);
+                    self.approval_answered(provenance, wait);
+                }
             }
             // `SessionEvent` is non-exhaustive: an event added later.
             other => tracing::debug!(target: "execgate::session", event = ?other, "session event"),
         }
+    }
+
+    /// Traces an approval a person answered after `wait`.
+    fn approval_answered(&self, provenance: &Provenance, wait: Duration) {
+        tracing::info!(
+            target: "execgate::approval",
+            session = %self.session,
+            sandbox = self.sandbox_type,
+            profile = &*self.profile,
+            decided_by = provenance.decided_by.as_str(),
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "approval answered"
+        );
     }
 
     /// Traces a shell (and its sandbox) starting.
