@@ -53,8 +53,9 @@ struct DoctorReport {
 pub fn run(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());
-    // Not `locate_with_origin`, which refuses an override of another
-    // build: the report says which tools do not match.
+    // Not `locate_with_origin`, which refuses an override no build of
+    // execgate made: the report shows what each tool is, and that refusal
+    // is its `tools_problem` below.
     let exe = std::env::current_exe().context("cannot find the running binary")?;
     let located = Tools::discover(&exe, |name| std::env::var_os(name));
     let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());

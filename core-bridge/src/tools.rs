@@ -106,7 +106,6 @@ fn zsh_patch_marker() -> String {
         .collect()
 }
 
-/// Whether the file at `path` carries `key` (reading it whole).
 /// What every build's key starts with: a file without it is no build's
 /// wrapper or helper.
 fn tools_key_marker() -> &'static str {
@@ -115,6 +114,7 @@ fn tools_key_marker() -> &'static str {
         .map_or(WRAPPER_KEY, |colon| &WRAPPER_KEY[..=colon])
 }
 
+/// Whether the file at `path` carries `key` (reading it whole).
 fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
 }
@@ -355,9 +355,9 @@ impl Tools {
         Ok(())
     }
 
-    /// The wrapper and helper overrides name that another build of
-    /// execgate made, by variable: parts of two builds, which a caller
-    /// should warn of.
+    /// The wrapper or helper an override names that another build of
+    /// execgate made, with the variable that names it: parts of two
+    /// builds, which a caller should warn of.
     pub fn overrides_from_other_builds(&self) -> Vec<(&'static str, PathBuf)> {
         self.overridden(|name| std::env::var_os(name))
             .filter(|(_, path, key, _)| !carries_key(path, key))
