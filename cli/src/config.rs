@@ -148,7 +148,7 @@ pub fn default_path() -> Option<PathBuf> {
 /// loop, or a directory on the way that cannot be searched or is a link
 /// to nothing is an error, never a config skipped (its rules and profile
 /// would silently not apply).
-pub fn default_file() -> Result<Option<PathBuf>> {
+fn default_file() -> Result<Option<PathBuf>> {
     let Some(path) = default_path() else {
         return Ok(None);
     };
@@ -197,6 +197,11 @@ fn from_config(base: &Path, named: &Path) -> Result<PathBuf> {
 
 impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        Config::load_naming(explicit).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], with the file it read (`None`: no config file).
+    pub fn load_naming(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>)> {
         let path = match explicit {
             // Relative paths in it are relative to its directory, which a
             // relative name does not give.
@@ -204,7 +209,7 @@ impl Config {
                 .with_context(|| format!("cannot find config file {}", path.display()))?,
             None => match default_file()? {
                 Some(path) => path,
-                None => return Ok(Config::default()),
+                None => return Ok((Config::default(), None)),
             },
         };
         let text = std::fs::read_to_string(&path).with_context(|| {
@@ -213,7 +218,7 @@ impl Config {
                 .unwrap_or_default();
             format!("cannot read config file {}{link}", path.display())
         })?;
-        Config::parse(&text, &path)
+        Ok((Config::parse(&text, &path)?, Some(path)))
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {

@@ -55,7 +55,7 @@ pub fn run(json: bool) -> Result<i32> {
     let sandbox_problem = machine.require().err().map(|error| error.to_string());
     // Not `locate_with_origin`, which refuses an override no build of
     // execgate made: the report shows what each tool is, and that refusal
-    // is its `tools_problem` below.
+    // (`check_overrides`) is its `tools_problem` below.
     let exe = std::env::current_exe().context("cannot find the running binary")?;
     let located = Tools::discover(&exe, |name| std::env::var_os(name));
     let tools_origin = located.as_ref().ok().map(|located| located.origin.as_str());
@@ -110,9 +110,7 @@ pub fn run(json: bool) -> Result<i32> {
         // made).
         tools_problem: match &tools {
             Err(error) => Some(error.to_string()),
-            Ok(_) => Tools::locate_with_origin()
-                .err()
-                .map(|error| error.to_string()),
+            Ok(tools) => tools.check_overrides().err().map(|error| error.to_string()),
         },
         config_problem: crate::config::Config::load(None)
             .err()

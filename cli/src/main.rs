@@ -61,7 +61,7 @@ use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
 #[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, EnvInherit, EnvPolicy, ExecPolicy, ExecPolicyConfig,
-    Interactive, Metrics, OnNetworkDenial, PromptMarker, RunOptions, ShellSession,
+    Interactive, LocatedTools, Metrics, OnNetworkDenial, PromptMarker, RunOptions, ShellSession,
     ShellSessionConfig, SkillRegistry, StartupFiles, Stdio3, Tools, ToolsOrigin, DEFAULT_EXCLUDES,
     SKILL_PERMISSIONS_FILE,
 };
@@ -302,7 +302,7 @@ impl SessionArgs {
              outside the writable roots",
         );
         let located = Tools::locate_with_origin()?;
-        warn_of_tools_from_other_builds(&located.tools);
+        warn_of_tools_from_other_builds(&located);
         // A probe replaced the execgate its next session ran, from a
         // sandbox that could write the directory it was installed in. (A
         // build tree is a developer's, and said so in the README.)
@@ -642,8 +642,8 @@ fn glob_hint(path: &std::path::Path) -> String {
 /// another build of execgate: they run, as comparing builds needs, but
 /// parts of two builds may not work together.
 #[cfg(unix)]
-fn warn_of_tools_from_other_builds(tools: &Tools) {
-    for (variable, path) in tools.overrides_from_other_builds() {
+fn warn_of_tools_from_other_builds(located: &LocatedTools) {
+    for (variable, path) in &located.from_other_builds {
         stderr::line(&format!(
             "execgate: warning: {variable} names {}, which another build of execgate made; \
              parts of two builds may not work together (unset it to use this build's)",
@@ -1550,8 +1550,9 @@ fn sandbox(
     // Opened as a session opens it, only to be hidden: nothing is recorded.
     let _log =
         open_and_hide_audit_log(&mut profile, &cwd, config.audit.log.clone(), &config.audit)?;
-    let tools = Tools::locate()?;
-    warn_of_tools_from_other_builds(&tools);
+    let located = Tools::locate_with_origin()?;
+    warn_of_tools_from_other_builds(&located);
+    let tools = located.tools;
     let mut command = execgate_core_bridge::sandboxed_program(
         &cwd,
         &profile,

@@ -250,11 +250,7 @@ fn rules_to_check(
 fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<i32> {
     // The profiles are the config's even when --rules names the files: a
     // session loads both.
-    let config_read = match config {
-        Some(path) => Some(path.to_path_buf()),
-        None => crate::config::default_file()?,
-    };
-    let config = Config::load(config)?;
+    let (config, config_read) = Config::load_naming(config)?;
     let files = if rules.is_empty() {
         config.rules.clone()
     } else {

@@ -100,6 +100,35 @@ fn mcp_server(
     (server, stdin, stdout)
 }
 
+/// `execgate mcp` with `args`, in a `ws` directory of a new temporary
+/// directory (returned, for its audit log) whose one rule prompts for
+/// `touch`.
+fn touch_prompting_server(
+    args: &[&std::ffi::OsStr],
+) -> (
+    tempfile::TempDir,
+    std::process::Child,
+    std::process::ChildStdin,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let rules = dir.path().join("touch.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let mut all_args = vec!["--rules".as_ref(), rules.as_os_str()];
+    all_args.extend_from_slice(args);
+    let (server, stdin, stdout) = mcp_server(dir.path(), &ws, &all_args, &[]);
+    (dir, server, stdin, stdout)
+}
+
 /// Writes the handshake, offering the client `capabilities`, then
 /// `messages`.
 fn say_after_handshake(stdin: &mut impl std::io::Write, capabilities: &str, messages: &[String]) {
@@ -322,24 +351,7 @@ fn read_until(
 #[test]
 fn a_cancelled_call_withdraws_its_question() {
     use std::io::Write;
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
-    let rules = dir.path().join("touch.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
-    )
-    .unwrap();
-    let (mut server, mut stdin, mut stdout) = mcp_server(
-        dir.path(),
-        &ws,
-        &["--rules".as_ref(), rules.as_os_str()],
-        &[],
-    );
+    let (dir, mut server, mut stdin, mut stdout) = touch_prompting_server(&[]);
     let mut seen = Vec::new();
     // A server that never says what is awaited fails the test, not hangs it.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -396,29 +408,8 @@ fn a_cancelled_call_withdraws_its_question() {
 #[test]
 fn approval_deny_is_not_overruled_by_an_eliciting_client() {
     use std::io::Write;
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
-    let rules = dir.path().join("touch.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
-    )
-    .unwrap();
-    let (mut server, mut stdin, mut stdout) = mcp_server(
-        dir.path(),
-        &ws,
-        &[
-            "--rules".as_ref(),
-            rules.as_os_str(),
-            "--approval".as_ref(),
-            "deny".as_ref(),
-        ],
-        &[],
-    );
+    let (dir, mut server, mut stdin, mut stdout) =
+        touch_prompting_server(&["--approval".as_ref(), "deny".as_ref()]);
     let touch = dir.path().join("touched");
     let call = exec_call(2, &format!("touch {}", touch.display()), 20000);
     say_after_handshake(&mut stdin, r#"{"elicitation":{}}"#, &[call]);

@@ -67,6 +67,11 @@ pub struct LocatedTools {
     pub tools: Tools,
     /// The layout of the tools not overridden (`Environment` when all were).
     pub origin: ToolsOrigin,
+    /// The wrapper or helper an override takes from another build of
+    /// execgate, with the variable that names it: parts of two builds,
+    /// which a caller should warn of. Found by
+    /// [`Tools::locate_with_origin`]; [`Tools::discover`] leaves it empty.
+    pub from_other_builds: Vec<(&'static str, PathBuf)>,
 }
 
 /// The directory of installed tools, relative to the binary's directory.
@@ -119,12 +124,38 @@ fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
 }
 
+/// Which build of execgate made a wrapper or helper.
+enum Maker {
+    /// This one: the file carries `key`.
+    This,
+    /// Another: it carries some build's key.
+    Another,
+    /// None, or it cannot be read.
+    Nobody,
+}
+
+/// Which build made the file at `path`, whose tool this build keys `key`
+/// (reading it once).
+fn made_by(path: &Path, key: &str) -> Maker {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Maker::Nobody;
+    };
+    let carries = |key: &str| memchr::memmem::find(&bytes, key.as_bytes()).is_some();
+    if carries(key) {
+        Maker::This
+    } else if carries(tools_key_marker()) {
+        Maker::Another
+    } else {
+        Maker::Nobody
+    }
+}
+
 impl Tools {
     /// Finds the tools for the binary `exe`, in the order of the module doc.
     pub fn locate_from(exe: &Path) -> Result<Tools, BridgeError> {
         let env = |name: &str| std::env::var_os(name);
         let located = Tools::discover(exe, env)?;
-        located.tools.check_overrides(env)?;
+        located.tools.check_overrides_with(env)?;
         Ok(located.tools)
     }
 
@@ -198,6 +229,7 @@ impl Tools {
             return Ok(LocatedTools {
                 tools,
                 origin: ToolsOrigin::Environment,
+                from_other_builds: Vec::new(),
             });
         }
         let [zsh_override, wrapper_override, helper_override] = overrides;
@@ -215,7 +247,13 @@ impl Tools {
                 sandbox_helper: pick(&helper_override, &layout.sandbox_helper),
             };
             match tools.check() {
-                Ok(()) => return Ok(LocatedTools { tools, origin }),
+                Ok(()) => {
+                    return Ok(LocatedTools {
+                        tools,
+                        origin,
+                        from_other_builds: Vec::new(),
+                    })
+                }
                 Err(problem) => {
                     if let (
                         Some(dir),
@@ -326,43 +364,41 @@ impl Tools {
             what: "cannot find the running binary".into(),
             source: error,
         })?;
-        let located = Tools::discover(&exe, |name| std::env::var_os(name))?;
-        located
-            .tools
-            .check_overrides(|name| std::env::var_os(name))?;
+        let mut located = Tools::discover(&exe, |name| std::env::var_os(name))?;
+        located.from_other_builds = located.tools.check_overrides()?;
         Ok(located)
     }
 
     /// Refuses a wrapper or helper an override names that no build of
     /// execgate made (a probe's `/usr/bin/true` as the helper ran nothing
-    /// and exited 0). One of another build passes: comparing builds is
-    /// what an override is for (`scripts/bench-files`); see
-    /// [`Tools::overrides_from_other_builds`]. The zsh is checked as every
-    /// session checks it (patched or not).
-    fn check_overrides(
-        &self,
-        env: impl Fn(&str) -> Option<std::ffi::OsString>,
-    ) -> Result<(), BridgeError> {
-        for (variable, path, key, what) in self.overridden(env) {
-            if !carries_key(path, key) && !carries_key(path, tools_key_marker()) {
-                return Err(BridgeError::ForeignTool {
-                    variable,
-                    path: path.clone(),
-                    what,
-                });
-            }
-        }
-        Ok(())
+    /// and exited 0). One of another build passes, returned with the
+    /// variable that names it: comparing builds is what an override is
+    /// for (`scripts/bench-files`). The zsh is checked as every session
+    /// checks it (patched or not).
+    pub fn check_overrides(&self) -> Result<Vec<(&'static str, PathBuf)>, BridgeError> {
+        self.check_overrides_with(|name| std::env::var_os(name))
     }
 
-    /// The wrapper or helper an override names that another build of
-    /// execgate made, with the variable that names it: parts of two
-    /// builds, which a caller should warn of.
-    pub fn overrides_from_other_builds(&self) -> Vec<(&'static str, PathBuf)> {
-        self.overridden(|name| std::env::var_os(name))
-            .filter(|(_, path, key, _)| !carries_key(path, key))
-            .map(|(variable, path, _, _)| (variable, path.clone()))
-            .collect()
+    /// [`Tools::check_overrides`], with `env` reading the overrides.
+    fn check_overrides_with(
+        &self,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Vec<(&'static str, PathBuf)>, BridgeError> {
+        let mut from_other_builds = Vec::new();
+        for (variable, path, key, what) in self.overridden(env) {
+            match made_by(path, key) {
+                Maker::This => {}
+                Maker::Another => from_other_builds.push((variable, path.clone())),
+                Maker::Nobody => {
+                    return Err(BridgeError::ForeignTool {
+                        variable,
+                        path: path.clone(),
+                        what,
+                    })
+                }
+            }
+        }
+        Ok(from_other_builds)
     }
 
     /// The wrapper and helper, where `env` overrides them: the variable,
@@ -431,6 +467,15 @@ mod tests {
         path
     }
 
+    /// Lays out a build tree under `root` (`usr/debug`, `usr/zsh`); its
+    /// `execgate`.
+    fn build_tree(root: &Path) -> PathBuf {
+        file(root, "usr/debug/execgate-exec-wrapper");
+        file(root, "usr/debug/execgate-sandbox-helper");
+        file(root, "usr/zsh/bin/zsh");
+        file(root, "usr/debug/execgate")
+    }
+
     /// [`Tools::discover`] without what this machine has installed.
     fn discover(
         exe: &Path,
@@ -469,10 +514,7 @@ mod tests {
     fn an_override_that_names_nothing_is_named_by_its_variable() {
         let root = tempfile::tempdir().unwrap();
         let root = root.path().canonicalize().unwrap();
-        let exe = file(&root, "usr/debug/execgate");
-        file(&root, "usr/debug/execgate-exec-wrapper");
-        file(&root, "usr/debug/execgate-sandbox-helper");
-        file(&root, "usr/zsh/bin/zsh");
+        let exe = build_tree(&root);
         for variable in [ENV_ZSH, ENV_WRAPPER_BINARY, ENV_SANDBOX_HELPER] {
             let error = discover(&exe, |name| {
                 (name == variable).then(|| "/nonexistent/tool".into())
@@ -520,10 +562,7 @@ mod tests {
     fn build_tree_is_preferred_to_the_installed_layout() {
         let root = tempfile::tempdir().unwrap();
         let root = root.path().canonicalize().unwrap();
-        let exe = file(&root, "usr/debug/execgate");
-        file(&root, "usr/debug/execgate-exec-wrapper");
-        file(&root, "usr/debug/execgate-sandbox-helper");
-        file(&root, "usr/zsh/bin/zsh");
+        let exe = build_tree(&root);
         file(&root, "usr/libexec/execgate/execgate-exec-wrapper");
         file(&root, "usr/libexec/execgate/execgate-sandbox-helper");
         file(&root, "usr/libexec/execgate/zsh/bin/zsh");
@@ -645,6 +684,7 @@ mod tests {
                     sandbox_helper: root.join("usr/libexec/execgate/execgate-sandbox-helper"),
                 },
                 origin: ToolsOrigin::Installed,
+                from_other_builds: Vec::new(),
             }
         );
     }

@@ -241,7 +241,10 @@ pub enum PermissionProfile {
 }
 
 /// The presets' names, which [`PermissionProfile::preset`] knows.
-const PRESET_NAMES: [&str; 3] = ["read-only", "workspace-write", "danger-full-access"];
+const READ_ONLY: &str = "read-only";
+const WORKSPACE_WRITE: &str = "workspace-write";
+const DANGER_FULL_ACCESS: &str = "danger-full-access";
+const PRESET_NAMES: [&str; 3] = [READ_ONLY, WORKSPACE_WRITE, DANGER_FULL_ACCESS];
 
 impl PermissionProfile {
     /// A built-in profile: `read-only`, `workspace-write` or
@@ -257,14 +260,14 @@ impl PermissionProfile {
             network_lists: NetworkLists::default(),
         };
         Some(match name {
-            "read-only" => managed(vec![special(SpecialRoot::Root, Access::Read)]),
-            "workspace-write" => managed(vec![
+            READ_ONLY => managed(vec![special(SpecialRoot::Root, Access::Read)]),
+            WORKSPACE_WRITE => managed(vec![
                 special(SpecialRoot::Root, Access::Read),
                 special(SpecialRoot::Cwd, Access::Write),
                 special(SpecialRoot::Tmpdir, Access::Write),
                 special(SpecialRoot::WorkspaceRoots, Access::Write),
             ]),
-            "danger-full-access" => PermissionProfile::Disabled,
+            DANGER_FULL_ACCESS => PermissionProfile::Disabled,
             _ => return None,
         })
     }
