@@ -2676,6 +2676,43 @@ fn policy_check_network_reports_the_deciding_network_rules() {
     assert!(text(&output.stdout).contains(&format!("{rules}:2: warning: prompt on every host")));
 }
 
+/// Review 119: a grant the approver gave was recorded as given before the
+/// shell's sandbox was known to start with it: one that cannot be made (a
+/// deny glob past its depth) left an `allow` record for a command that
+/// never ran. A grant is recorded once it resolves.
+#[test]
+fn a_grant_that_cannot_be_made_is_not_recorded_as_made() {
+    let (dir, ws) = workspace();
+    let mut deep = dir.path().join("deep");
+    for _ in 0..20 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    let request = dir.path().join("request.toml");
+    std::fs::write(&request, "filesystem = { \"deep/**/*.key\" = \"none\" }\n").unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--approval",
+            "approve",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--request-permissions",
+            request.to_str().unwrap(),
+            "--",
+            "echo ran",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("deny globs cannot be enforced"), "{stderr}");
+    assert!(!text(&output.stdout).contains("ran"));
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(!log.contains("permissions-request"), "{log}");
+}
+
 #[test]
 fn requested_permissions_widen_one_command_only_when_granted() {
     let (dir, ws) = workspace();

@@ -12,7 +12,7 @@ use execgate_escalate_server::sandbox::{
     AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
-    AuditFailure, AuditSink, EventReporter, EventSink, Policy, Session, SessionConfig,
+    AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Session, SessionConfig,
     SessionEvent, SessionSandbox, StartError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -212,6 +212,13 @@ pub struct RunOutcome {
     /// Permissions were requested ([`RunOptions::request_permissions`])
     /// and declined: the command ran with the session's own.
     pub permissions_declined: bool,
+}
+
+/// Grants for one shell beyond the session's sandbox, and what records
+/// them: called once they resolve, before the shell is built.
+pub(crate) struct ShellGrant {
+    profile: PermissionProfile,
+    record: Box<dyn FnOnce() -> Result<(), String> + Send>,
 }
 
 /// A command in flight. Dropping it, or the future of [`RunHandle::wait`]
@@ -496,8 +503,8 @@ impl ShellSession {
                     () = stop.cancelled() => {}
                 }
             };
-            let (granted, declined) = match requested {
-                None => (None, false),
+            let (shell, declined) = match requested {
+                None => (session_shell(None), false),
                 Some((requested, policy, reporter)) => {
                     let granting = policy.grant_permissions(
                         &zsh,
@@ -526,17 +533,27 @@ impl ShellSession {
                         justification: requested.justification.clone(),
                         provenance: answer.provenance,
                     };
-                    // Off the runtime: with `sync = "escalations"` a grant
-                    // waits for the disk.
-                    tokio::task::spawn_blocking(move || reporter.report(&answered))
-                        .await
-                        .map_err(|error| BridgeError::Unrecorded(error.to_string()))?
-                        .map_err(BridgeError::Unrecorded)?;
+                    let record = move || reporter.report(&answered);
                     let declined = answer.granted.is_none();
-                    (answer.granted, declined)
+                    // Off the runtime: with `sync = "escalations"` a grant
+                    // waits for the disk. A grant is recorded once it is
+                    // known to resolve (see `shell_command_with`).
+                    let shell = tokio::task::spawn_blocking(move || match answer.granted {
+                        Some(profile) => session_shell(Some(ShellGrant {
+                            profile,
+                            record: Box::new(record),
+                        })),
+                        None => {
+                            record().map_err(BridgeError::Unrecorded)?;
+                            session_shell(None)
+                        }
+                    })
+                    .await
+                    .map_err(|error| BridgeError::Unrecorded(error.to_string()))?;
+                    (shell, declined)
                 }
             };
-            let shell = session_shell(granted.as_ref()).inspect_err(|error| {
+            let shell = shell.inspect_err(|error| {
                 telemetry.shell_start_failed("command", &error.to_string());
             })?;
             let mut outcome = run_shell(
@@ -554,14 +571,14 @@ impl ShellSession {
     }
 
     /// Builds shell commands later, from a task that cannot borrow `self`.
+    /// A shell granted more records the grant first ([`ShellGrant`]).
     /// Every shell of the session starts here, one-shot or long-lived.
     pub(crate) fn shell_factory(
         &self,
         args: Vec<OsString>,
         group: ShellGroup,
-    ) -> impl FnOnce(Option<&PermissionProfile>) -> Result<std::process::Command, BridgeError>
-           + Send
-           + 'static {
+    ) -> impl FnOnce(Option<ShellGrant>) -> Result<std::process::Command, BridgeError> + Send + 'static
+    {
         // Weak: a command still waiting for approval must not keep a
         // dropped session alive.
         let session = Arc::downgrade(&self.session);
@@ -590,7 +607,13 @@ impl ShellSession {
             };
             let mut shell = match extra {
                 None => session.shell_command_on(&zsh, &args, terminal),
-                Some(extra) => session.shell_command_with(&zsh, &args, terminal, extra)?,
+                Some(grant) => session
+                    .shell_command_with(&zsh, &args, terminal, &grant.profile, grant.record)
+                    .map_err(|error| match error {
+                        GrantError::Unrecorded(why) => BridgeError::Unrecorded(why),
+                        GrantError::Sandbox(error) => BridgeError::Sandbox(error),
+                        other => BridgeError::Unrecorded(other.to_string()),
+                    })?,
             };
             shell.env_clear().envs(env.iter().cloned());
             shell.envs(session.shell_env());

@@ -76,7 +76,7 @@ pub use policy::{
 pub use resolve::ResolveError;
 pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{
-    QuestionFreezeError, QuestionFreezer, QuestionHold, Session, SessionConfig, SessionSandbox,
-    StartError,
+    GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session, SessionConfig,
+    SessionSandbox, StartError,
 };
 pub use sys::close_inherited_descriptors_on_exec;

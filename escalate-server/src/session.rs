@@ -272,6 +272,18 @@ pub struct Session {
     tracker: TaskTracker,
 }
 
+/// Why a shell granted more than the session's sandbox was not prepared.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The session's profile and the grants do not make one that resolves.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The grant could not be recorded: the shell does not start.
+    #[error("the answer to the command's request for permissions was not recorded: {0}")]
+    Unrecorded(String),
+}
+
 /// Freezes a session's processes while a question is asked on the
 /// terminal they share with the person who answers: none of them can then
 /// draw over the question (another question in its place, a different host
@@ -716,19 +728,27 @@ impl Session {
 
     /// [`shell_command_on`](Self::shell_command_on) in the session's
     /// profile plus `extra` grants: one command that was granted more
-    /// (requested permissions). Fails when the merged profile cannot be
-    /// resolved; never falls back to fewer restrictions than asked for.
+    /// (requested permissions). `record` records the grant (the approver's
+    /// answer, a [`SessionEvent::PermissionsRequested`] through
+    /// [`Session::event_reporter`]; it may wait for the disk): it is called
+    /// once the merged profile resolves, before the grant reaches the
+    /// session or a command, and its error is this one's. So no shell is
+    /// granted more unrecorded, and a grant that cannot be made is not
+    /// recorded as made. Fails when the merged profile cannot be resolved;
+    /// never falls back to fewer restrictions than asked for.
     pub fn shell_command_with(
         &self,
         shell: &Path,
         args: &[OsString],
         terminal: Terminal,
         extra: &PermissionProfile,
-    ) -> Result<std::process::Command, SandboxError> {
+        record: impl FnOnce() -> Result<(), String>,
+    ) -> Result<std::process::Command, GrantError> {
         let policy = match &self.shared.sandbox {
             Some(sandbox) => sandbox.policy_with(Some(extra), None)?,
             None => None,
         };
+        record().map_err(GrantError::Unrecorded)?;
         if let Some(policy) = &policy {
             self.shared.granted(policy);
         }
