@@ -93,6 +93,10 @@ pub(crate) struct Spares {
     /// own `Arc`: the reaper thread of [`Spares::reap_after_end`] lets go
     /// of the session only while it still holds it.
     reaping: Arc<Mutex<()>>,
+    /// The thread of [`Spares::reap_after_end`], joined by
+    /// [`Spares::reap`]: the session's state must not be let go last by
+    /// it, after the session's drop has returned.
+    reaper: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -155,6 +159,14 @@ impl Spares {
     /// Reaps the spares [`Spares::close`] killed (after any being reaped
     /// by another thread meanwhile).
     pub(crate) fn reap(&self, scope: &Scope) {
+        let reaper = self
+            .reaper
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(reaper) = reaper {
+            let _ = reaper.join();
+        }
         let _reaping = self.reaping.lock().unwrap_or_else(PoisonError::into_inner);
         self.reap_held(scope);
     }
@@ -172,7 +184,10 @@ impl Spares {
     /// them as zombies until its drop. Without a thread, the drop reaps
     /// them.
     pub(crate) fn reap_after_end(shared: &Arc<Shared>) {
-        if shared.children.spares.lock().ready.is_empty() {
+        let spares = &shared.children.spares;
+        let mut reaper_slot = spares.reaper.lock().unwrap_or_else(PoisonError::into_inner);
+        // One thread reaps them all: no spare is kept after the end.
+        if reaper_slot.is_some() || spares.lock().ready.is_empty() {
             return;
         }
         let (reaper, reaping) = (shared.clone(), shared.children.spares.reaping.clone());
@@ -186,8 +201,11 @@ impl Spares {
                 // thread, as it did before this thread.
                 drop(reaper);
             });
-        if let Err(error) = spawned {
-            tracing::warn!(%error, "no thread to reap a session's spares on; its drop will");
+        match spawned {
+            Ok(reaper) => *reaper_slot = Some(reaper),
+            Err(error) => {
+                tracing::warn!(%error, "no thread to reap a session's spares on; its drop will")
+            }
         }
     }
 
