@@ -821,7 +821,10 @@ struct ExecServer {
     tool_router: ToolRouter<ExecServer>,
 }
 
+// An argument not known here is refused, not dropped: `cwd` for
+// `workdir` would run the command where the caller did not mean.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(crate = "rmcp::schemars")]
 struct ExecCommandArgs {
     /// The command line, run by zsh (`zsh -c`) in the session's sandbox.
@@ -840,6 +843,7 @@ struct ExecCommandArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(crate = "rmcp::schemars")]
 struct WriteStdinArgs {
     process_id: u32,
@@ -851,6 +855,7 @@ struct WriteStdinArgs {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(crate = "rmcp::schemars")]
 struct ProcessArgs {
     process_id: u32,

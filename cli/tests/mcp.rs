@@ -312,6 +312,59 @@ fn output_that_is_not_utf8_is_flagged() {
     assert!(!text.contains("not_utf8"), "{text}");
 }
 
+/// Probe 118: an argument the server does not know was dropped without a
+/// word: `"cwd": "sub"` (the name other tools give `workdir`) ran the
+/// command in the session's directory, where the caller meant another.
+/// The call is refused, naming the field, and nothing runs.
+#[test]
+fn an_argument_the_server_does_not_know_refuses_the_call() {
+    use std::io::Write;
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let (mut server, mut stdin, mut stdout) = mcp_server(dir.path(), dir.path(), &[], &[]);
+    let call = |id: u32, name: &str, arguments: serde_json::Value| {
+        serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments},
+        })
+        .to_string()
+    };
+    say_after_handshake(
+        &mut stdin,
+        "{}",
+        &[call(
+            2,
+            "exec_command",
+            serde_json::json!({"cmd": "touch ran", "cwd": "sub"}),
+        )],
+    );
+    let refused = read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
+    writeln!(
+        stdin,
+        "{}",
+        call(
+            3,
+            "write_stdin",
+            serde_json::json!({"process_id": 1, "text": "y"})
+        )
+    )
+    .unwrap();
+    let refused_stdin = read_until(&mut stdout, &["\"id\":3"], &mut Vec::new());
+    drop(stdin);
+    let _ = server.wait();
+    assert!(refused.contains("unknown field `cwd`"), "{refused}");
+    assert!(!dir.path().join("ran").exists() && !dir.path().join("sub/ran").exists());
+    assert!(
+        refused_stdin.contains("unknown field `text`"),
+        "{refused_stdin}"
+    );
+}
+
 /// Waits for the server to end, for at most `seconds` from `since`.
 fn wait_for_the_end(server: &mut std::process::Child, since: std::time::Instant, seconds: u64) {
     while server.try_wait().unwrap().is_none() {
