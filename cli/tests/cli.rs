@@ -2683,13 +2683,18 @@ fn policy_check_network_reports_the_deciding_network_rules() {
 #[test]
 fn a_grant_that_cannot_be_made_is_not_recorded_as_made() {
     let (dir, ws) = workspace();
-    let mut deep = dir.path().join("deep");
+    // Under a writable root, where the sandbox could make a key file.
+    let mut deep = ws.join("deep");
     for _ in 0..20 {
         deep.push("d");
     }
     std::fs::create_dir_all(&deep).unwrap();
     let request = dir.path().join("request.toml");
-    std::fs::write(&request, "filesystem = { \"deep/**/*.key\" = \"none\" }\n").unwrap();
+    std::fs::write(
+        &request,
+        "filesystem = { \"ws/deep/**/*.key\" = \"none\" }\n",
+    )
+    .unwrap();
     let log = dir.path().join("audit.jsonl");
     let output = execgate(
         &ws,
