@@ -1344,6 +1344,9 @@ for name, request, argument in [
     ("tiocsti", termios.TIOCSTI, b"x"),
     # N_TTY, the discipline it has: harmless if it is allowed.
     ("tiocsetd", 0x5423, struct.pack("i", 0)),
+    # Probe 120: exclusive mode outlived the sandbox (this terminal is
+    # the test's own).
+    ("tiocexcl", termios.TIOCEXCL, b""),
 ]:
     try:
         fcntl.ioctl(0, request, argument)
@@ -1390,6 +1393,7 @@ fn an_interactive_shell_on_a_terminal() {
         "-> Run",
         "denied-tiocsti",
         "denied-tiocsetd",
+        "denied-tiocexcl",
         "running",
     ] {
         assert!(seen.contains(expected), "{expected:?} missing from: {seen}");

@@ -27,7 +27,8 @@
 //! capability is left, sets no-new-privs, adds Landlock (ABI 3 or later
 //! required; the ABI 6 scopes for abstract unix sockets and signals when the
 //! kernel has them) and a seccomp filter (no `ptrace`, `process_vm_*`,
-//! `io_uring_*`, no `TIOCSTI`/`TIOCLINUX` terminal injection; with a
+//! `io_uring_*`, no keyrings, no `TIOCSTI`/`TIOCLINUX` terminal injection,
+//! no `TIOCSETD`/`TIOCEXCL` that would outlive it; with a
 //! restricted network, no socket family but `AF_UNIX` and no datagram
 //! `AF_UNIX` socket; with a limited one, also inet sockets as TCP streams),
 //! then executes the target. A limited sandbox's helper first listens on

@@ -335,6 +335,12 @@ const ESCAPES: &[(&str, &str)] = &[
     ("stop the supervisor", "kill -STOP $PPID; sleep 0.2; grep -q '^State:.*stopped' /proc/$PPID/status && print ESCAPED"),
     ("ptrace an outside process", "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).ptrace(16, {victim}, 0, 0) != 0)' && print ESCAPED"),
     ("ptrace a child", "python3 -c 'import ctypes,os,sys; p=os.fork() or os._exit(0); sys.exit(ctypes.CDLL(None, use_errno=True).ptrace(16, p, 0, 0) != 0)' && print ESCAPED"),
+    // Probe 120: the sandbox shares the user's uid, and so the keyrings
+    // the kernel keeps for it: linked into the sandbox's own, a host key
+    // could be read, and one added stayed after the session.
+    ("the user's keyring", "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).syscall(250, 0, -4, 0) < 0)' && print ESCAPED"),
+    ("add a key", "python3 -c 'import ctypes,sys; sys.exit(ctypes.CDLL(None).syscall(248, b\"user\", b\"execgate-escape\", b\"x\", 1, -2) < 0)' && print ESCAPED"),
+    ("request a key", "python3 -c 'import ctypes,sys; c=ctypes.CDLL(None, use_errno=True); c.syscall(249, b\"user\", b\"execgate-none\", None, 0); sys.exit(ctypes.get_errno() != 1)' || print ESCAPED"),
     ("io_uring", "python3 -c 'import ctypes,sys; p=ctypes.create_string_buffer(120); sys.exit(ctypes.CDLL(None).syscall(425, 4, p) < 0)' && print ESCAPED"),
     ("out-of-band data on a unix socket", "python3 -c 'import socket; a,b=socket.socketpair(); a.send(b\"x\", socket.MSG_OOB)' && print ESCAPED"),
     ("out-of-band data by sendmsg", "python3 -c 'import socket; a,b=socket.socketpair(); a.sendmsg([b\"x\"], [], socket.MSG_OOB)' && print ESCAPED"),
@@ -428,6 +434,8 @@ async fn the_corpus_catches_escapes_when_there_is_no_sandbox() {
         "service socket under /run",
         "socket in /tmp",
         "read the outside process's environment",
+        "the user's keyring",
+        "add a key",
     ];
     for what in harmless {
         let mut world = World::new();

@@ -38,9 +38,9 @@ pub enum Terminal {
     #[default]
     Detached,
     /// The caller's session and terminal, for an interactive shell that
-    /// needs job control. Typing into the terminal (`TIOCSTI`) and changing
-    /// its line discipline (`TIOCSETD`) stay denied by the seccomp filter
-    /// either way.
+    /// needs job control. Typing into the terminal (`TIOCSTI`), changing
+    /// its line discipline (`TIOCSETD`) and exclusive mode (`TIOCEXCL`)
+    /// stay denied by the seccomp filter either way.
     Shared,
 }
 

@@ -499,7 +499,8 @@ enum Supervised {
 }
 
 /// Denies what the mount view and Landlock cannot: kernel interfaces that
-/// reach other processes' memory or make sockets without `socket()`,
+/// reach other processes' memory or make sockets without `socket()`, the
+/// user's keyrings, terminal requests that act outside the sandbox,
 /// out-of-band data (`MSG_OOB`), and,
 /// with a restricted network, every socket family but AF_UNIX and datagram
 /// sockets (a Unix one reaches a host socket by `sendto`, without the
@@ -520,6 +521,13 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
         libc::SYS_io_uring_setup,
         libc::SYS_io_uring_enter,
         libc::SYS_io_uring_register,
+        // The kernel keeps keyrings per uid, which the sandbox shares with
+        // its user: linked by serial number into the sandbox's own, a host
+        // key reads; one added outlives the session; `request_key` has the
+        // host run `/sbin/request-key` (a name lookup, say) for it.
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
     ] {
         // An empty rule list matches every call.
         rules.insert(syscall, Vec::new());
@@ -527,11 +535,18 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
     // Typing into the terminal's input queue would run commands outside
     // the sandbox, in whatever reads the terminal next; a line discipline
     // set on it (`N_NULL`) would outlive the sandbox and leave the caller's
-    // terminal deaf and mute, past what `stty sane` repairs.
+    // terminal deaf and mute, past what `stty sane` repairs; so would
+    // exclusive mode, where every later open of it but root's fails (a
+    // password prompt's, an editor's).
     let mut ioctl_rules = Vec::new();
     // The request's type differs between C libraries (`c_ulong` in glibc,
     // `c_int` in musl); both numbers are small and positive.
-    for request in [libc::TIOCSTI, libc::TIOCLINUX, libc::TIOCSETD] {
+    for request in [
+        libc::TIOCSTI,
+        libc::TIOCLINUX,
+        libc::TIOCSETD,
+        libc::TIOCEXCL,
+    ] {
         #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
         let request = u64::try_from(request)
             .map_err(|_| seccomp_error(&format!("ioctl request {request} is negative")))?;
