@@ -14,9 +14,10 @@
 //! elsewhere ends the session.
 
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::{Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::termios::{tcgetattr, tcsetattr, SetArg, Termios};
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
@@ -145,37 +146,87 @@ fn from_terminal() -> bool {
     in_the_foreground() == Some(true)
 }
 
-/// The terminal's modes when the session started, put back if a signal ends
-/// it while a shell that changed them (line editing, raw mode) is killed.
-pub struct TerminalModes(Option<Termios>);
+/// The terminal as the session found it, put back as it ends: its modes
+/// (line editing, echo, the interrupt key), which a shell's programs or a
+/// command change, and the status flags (`O_NONBLOCK`, `O_ASYNC`) of the
+/// standard streams that are the terminal, whose open file description
+/// the caller's shell shares.
+pub struct TerminalModes {
+    modes: Option<Termios>,
+    /// By stream: 0, 1, 2.
+    status_flags: [Option<OFlag>; 3],
+}
 
 impl TerminalModes {
     pub fn save() -> TerminalModes {
         let stdin = std::io::stdin();
-        TerminalModes(
-            stdin
+        let flags_of = |stream: BorrowedFd<'_>, is_terminal: bool| {
+            is_terminal
+                .then(|| fcntl(stream, FcntlArg::F_GETFL).ok())
+                .flatten()
+                .map(OFlag::from_bits_truncate)
+        };
+        let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+        TerminalModes {
+            modes: stdin
                 .is_terminal()
                 .then(|| tcgetattr(stdin.as_fd()).ok())
                 .flatten(),
-        )
+            status_flags: [
+                flags_of(stdin.as_fd(), stdin.is_terminal()),
+                flags_of(stdout.as_fd(), stdout.is_terminal()),
+                flags_of(stderr.as_fd(), stderr.is_terminal()),
+            ],
+        }
     }
 
     /// Takes the terminal's foreground back from the killed shell's group
-    /// and restores the modes. Call only on the way out: it leaves
+    /// and restores what was saved. Call only on the way out: it leaves
     /// `SIGTTOU` blocked in this thread (as [`never_stopped_by_the_terminal`]
     /// has it anyway).
     pub fn restore(&self) {
-        let Some(modes) = &self.0 else {
+        self.restore_status_flags();
+        let Some(modes) = &self.modes else {
             return;
         };
         let stdin = std::io::stdin();
-        // A background group may take the foreground with SIGTTOU blocked.
-        let mut ttou = SigSet::empty();
-        ttou.add(nix::sys::signal::Signal::SIGTTOU);
-        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+        block_ttou();
         let _ = tcsetpgrp(stdin.as_fd(), getpgrp());
         let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, modes);
     }
+
+    /// [`TerminalModes::restore`] after `execgate run`, whose command never
+    /// had the foreground: the modes only while execgate has it (in the
+    /// background, they are the shell's that has), and the foreground is
+    /// left where it is.
+    pub fn restore_after_run(&self) {
+        self.restore_status_flags();
+        let Some(modes) = &self.modes else {
+            return;
+        };
+        if in_the_foreground() == Some(true) {
+            block_ttou();
+            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, modes);
+        }
+    }
+
+    fn restore_status_flags(&self) {
+        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+        let streams = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
+        for (stream, flags) in streams.into_iter().zip(&self.status_flags) {
+            if let Some(flags) = flags {
+                let _ = fcntl(stream, FcntlArg::F_SETFL(*flags));
+            }
+        }
+    }
+}
+
+/// Blocks `SIGTTOU` in this thread: a background group may then set the
+/// terminal's modes and take its foreground.
+fn block_ttou() {
+    let mut ttou = SigSet::empty();
+    ttou.add(nix::sys::signal::Signal::SIGTTOU);
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
 }
 
 /// Job control for `execgate run` on a terminal.

@@ -1108,6 +1108,8 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         .transpose()?;
     let (session_config, labels) = args.session.session_config()?;
     let command = args.command.join(" ");
+    // What the command sets on the terminal stays in its sandbox.
+    let terminal = TerminalModes::save();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         // Ctrl-C reaches us, not the command (it has its own process
@@ -1218,6 +1220,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         Ok(outcome.status.code())
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    terminal.restore_after_run();
     code
 }
 

@@ -1400,6 +1400,37 @@ fn an_interactive_shell_on_a_terminal() {
     }
 }
 
+/// Probe 120: what a command run on a terminal set on it (no echo, no
+/// line editing, so no Ctrl-C; a non-blocking descriptor, which the
+/// caller's shell shares) stayed after `execgate run`. What the sandbox
+/// does to the terminal stays there, as for `execgate shell`.
+#[test]
+fn a_run_leaves_the_terminal_as_it_found_it() {
+    let (_dir, ws) = workspace();
+    std::fs::write(
+        ws.join("check.sh"),
+        r#""$1" run -- 'stty -echo -icanon; python3 -c "import fcntl, os; fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) | os.O_NONBLOCK)"'
+echo "status=$?"
+stty -a | tr ' ;' '\n\n' | grep -x -e echo -e -echo -e icanon -e -icanon
+python3 -c 'import fcntl, os; print("nonblock" if fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK else "blocking")'
+"#,
+    )
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    let output = Command::new("script")
+        .args(["-qec", &format!("sh check.sh {binary}"), "/dev/null"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let seen = text(&output.stdout);
+    assert!(seen.contains("status=0"), "{seen}");
+    for expected in ["\necho", "\nicanon", "blocking"] {
+        assert!(seen.contains(expected), "{expected:?} missing from: {seen}");
+    }
+}
+
 /// A run left in the background of a terminal (`&`, or Ctrl-Z then `bg`)
 /// would still hold the terminal, outside its job control (the sandbox has
 /// a session of its own), and could read what is typed to the shell: it
