@@ -100,13 +100,17 @@ fn mcp_server(
     (server, stdin, stdout)
 }
 
-/// `execgate mcp` with `args`, in a `ws` directory of a new temporary
-/// directory (returned, for its audit log) whose one rule prompts for
-/// `touch`.
-fn touch_prompting_server(
+/// `execgate mcp` with `args` and `env` added and one rules file holding
+/// `rule`, in a workspace of its own: its directory (kept while the test
+/// runs, with the audit log), the workspace, the server, its stdin and its
+/// stdout.
+fn server_with_rule(
+    rule: &str,
     args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
 ) -> (
     tempfile::TempDir,
+    std::path::PathBuf,
     std::process::Child,
     std::process::ChildStdin,
     std::io::BufReader<std::process::ChildStdout>,
@@ -117,17 +121,16 @@ fn touch_prompting_server(
         .unwrap();
     let ws = dir.path().join("ws");
     std::fs::create_dir(&ws).unwrap();
-    let rules = dir.path().join("touch.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n",
-    )
-    .unwrap();
+    let rules = dir.path().join("one.rules");
+    std::fs::write(&rules, rule).unwrap();
     let mut all_args = vec!["--rules".as_ref(), rules.as_os_str()];
     all_args.extend_from_slice(args);
-    let (server, stdin, stdout) = mcp_server(dir.path(), &ws, &all_args, &[]);
-    (dir, server, stdin, stdout)
+    let (server, stdin, stdout) = mcp_server(dir.path(), &ws, &all_args, env);
+    (dir, ws, server, stdin, stdout)
 }
+
+/// A rule that prompts for `touch`.
+const TOUCH_PROMPTS: &str = "prefix_rule(pattern = [\"touch\"], decision = \"prompt\")\n";
 
 /// Writes the handshake, offering the client `capabilities`, then
 /// `messages`.
@@ -183,9 +186,8 @@ fn a_client_that_stops_reading_ends_the_session() {
     );
 }
 
-/// `execgate mcp` in a workspace of its own, without a session cgroup,
-/// with a rule that lets `setsid` out: its directory (kept while the
-/// test runs), the workspace, the server, its stdin and its stdout.
+/// `execgate mcp` without a session cgroup, with a rule that lets
+/// `setsid` out ([`server_with_rule`]).
 fn setsid_server() -> (
     tempfile::TempDir,
     std::path::PathBuf,
@@ -193,21 +195,11 @@ fn setsid_server() -> (
     std::process::ChildStdin,
     std::io::BufReader<std::process::ChildStdout>,
 ) {
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
-    let rules = dir.path().join("setsid.rules");
-    std::fs::write(&rules, "prefix_rule(pattern = [\"setsid\"])\n").unwrap();
-    let (server, stdin, stdout) = mcp_server(
-        dir.path(),
-        &ws,
-        &["--rules".as_ref(), rules.as_os_str()],
+    server_with_rule(
+        "prefix_rule(pattern = [\"setsid\"])\n",
+        &[],
         &[("EXECGATE_SCOPE", "process-groups")],
-    );
-    (dir, ws, server, stdin, stdout)
+    )
 }
 
 /// A probe found, without a session cgroup: an unsandboxed escalation's
@@ -404,7 +396,7 @@ fn read_until(
 #[test]
 fn a_cancelled_call_withdraws_its_question() {
     use std::io::Write;
-    let (dir, mut server, mut stdin, mut stdout) = touch_prompting_server(&[]);
+    let (dir, _ws, mut server, mut stdin, mut stdout) = server_with_rule(TOUCH_PROMPTS, &[], &[]);
     let mut seen = Vec::new();
     // A server that never says what is awaited fails the test, not hangs it.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -461,8 +453,11 @@ fn a_cancelled_call_withdraws_its_question() {
 #[test]
 fn approval_deny_is_not_overruled_by_an_eliciting_client() {
     use std::io::Write;
-    let (dir, mut server, mut stdin, mut stdout) =
-        touch_prompting_server(&["--approval".as_ref(), "deny".as_ref()]);
+    let (dir, _ws, mut server, mut stdin, mut stdout) = server_with_rule(
+        TOUCH_PROMPTS,
+        &["--approval".as_ref(), "deny".as_ref()],
+        &[],
+    );
     let touch = dir.path().join("touched");
     let call = exec_call(2, &format!("touch {}", touch.display()), 20000);
     say_after_handshake(&mut stdin, r#"{"elicitation":{}}"#, &[call]);

@@ -132,13 +132,6 @@ impl ActiveSandbox {
             PermissionProfile::Managed { .. } => {
                 let resolved = ResolvedPolicy::resolve(&turn_default, &context)?;
                 resolved.check_working_directory(&context.cwd)?;
-                let limited = &resolved.glob_expansion().depth_limited;
-                if !limited.is_empty() {
-                    tracing::warn!(
-                        directories = ?limited,
-                        "deny globs were not searched below these directories (too deep)"
-                    );
-                }
                 Some(Arc::new(resolved))
             }
             PermissionProfile::Disabled | PermissionProfile::External { .. } => None,

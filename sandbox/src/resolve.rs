@@ -103,15 +103,13 @@ pub struct PathRule {
     pub identity: Option<(u64, u64)>,
 }
 
-/// What deny-glob expansion found and where it stopped. Reported, never
-/// silent.
+/// What deny-glob expansion found. Where it would stop (past
+/// [`GLOB_MAX_DEPTH`], [`GLOB_MAX_VISITED`], [`GLOB_MAX_MATCHES`]) the
+/// resolution fails instead: a match past a bound would stay readable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GlobExpansion {
     pub matched: usize,
     pub visited: usize,
-    /// Directories not searched because they lie deeper than
-    /// [`GLOB_MAX_DEPTH`].
-    pub depth_limited: Vec<PathBuf>,
 }
 
 /// A managed profile made concrete for one context.
@@ -593,7 +591,6 @@ impl ResolvedPolicy {
     ) -> Result<(), SandboxError> {
         if level > GLOB_MAX_DEPTH {
             // A match deeper down would stay readable: refuse instead.
-            self.expansion.depth_limited.push(dir.to_path_buf());
             return Err(SandboxError::GlobLimit(format!(
                 "{} lies more than {GLOB_MAX_DEPTH} levels below {}",
                 dir.display(),
