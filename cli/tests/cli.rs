@@ -2713,10 +2713,11 @@ fn policy_check_network_reports_the_deciding_network_rules() {
 
 /// Review 119: a grant the approver gave was recorded as given before the
 /// shell's sandbox was known to start with it: one that cannot be made (a
-/// deny glob past its depth) left an `allow` record for a command that
-/// never ran. A grant is recorded once it resolves.
+/// deny glob past its depth, a command too long) left an `allow` record for
+/// a command that never ran; review 121: then none at all. The answer is
+/// recorded as a grant not made, and why.
 #[test]
-fn a_grant_that_cannot_be_made_is_not_recorded_as_made() {
+fn a_grant_that_cannot_be_made_is_recorded_as_not_made() {
     let (dir, ws) = workspace();
     // Under a writable root, where the sandbox could make a key file.
     let mut deep = ws.join("deep");
@@ -2724,33 +2725,58 @@ fn a_grant_that_cannot_be_made_is_not_recorded_as_made() {
         deep.push("d");
     }
     std::fs::create_dir_all(&deep).unwrap();
-    let request = dir.path().join("request.toml");
-    std::fs::write(
-        &request,
-        "filesystem = { \"ws/deep/**/*.key\" = \"none\" }\n",
-    )
-    .unwrap();
-    let log = dir.path().join("audit.jsonl");
-    let output = execgate(
-        &ws,
-        &[
+    // One argument of execgate's each, joined into one past the kernel's
+    // bound on an argument.
+    let part = "x".repeat(60_000);
+    let cases = [
+        (
+            "filesystem = { \"ws/deep/**/*.key\" = \"none\" }\n",
+            vec!["echo ran"],
+            "deny globs cannot be enforced",
+        ),
+        (
+            "filesystem = { \"ws\" = \"write\" }\n",
+            vec!["true", &part, &part, &part],
+            "the command is 180007 bytes",
+        ),
+    ];
+    for (index, (request, command, why)) in cases.into_iter().enumerate() {
+        let request_file = dir.path().join(format!("request-{index}.toml"));
+        std::fs::write(&request_file, request).unwrap();
+        let log = dir.path().join(format!("audit-{index}.jsonl"));
+        let mut args = vec![
             "run",
             "--approval",
             "approve",
             "--audit-log",
             log.to_str().unwrap(),
             "--request-permissions",
-            request.to_str().unwrap(),
+            request_file.to_str().unwrap(),
             "--",
-            "echo ran",
-        ],
-    );
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(125), "{stderr}");
-    assert!(stderr.contains("deny globs cannot be enforced"), "{stderr}");
-    assert!(!text(&output.stdout).contains("ran"));
-    let log = std::fs::read_to_string(&log).unwrap();
-    assert!(!log.contains("permissions-request"), "{log}");
+        ];
+        args.extend(command);
+        let output = execgate(&ws, &args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{why}: {stderr}");
+        assert!(stderr.contains(why), "{why}: {stderr}");
+        assert!(!text(&output.stdout).contains("ran"));
+        let requests: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|record| record["event"]["action"] == "permissions-request")
+            .collect();
+        let [record] = requests.as_slice() else {
+            panic!("{why}: one record of the answer: {requests:?}");
+        };
+        assert_eq!(record["event"]["outcome"], "failure", "{record}");
+        assert_eq!(record["execgate"]["decision"], "deny", "{record}");
+        let note = record["execgate"]["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains("granted, but not made: ") && note.contains(why),
+            "{record}"
+        );
+    }
 }
 
 #[test]

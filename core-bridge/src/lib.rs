@@ -209,8 +209,8 @@ pub enum BridgeError {
     NoApprover,
     #[error("the approver aborted the command")]
     Aborted,
-    #[error("the answer to the command's request for permissions was not recorded: {0}")]
-    Unrecorded(String),
+    #[error(transparent)]
+    Grant(#[from] execgate_escalate_server::GrantError),
     #[error("the session has ended")]
     SessionEnded,
     #[error(

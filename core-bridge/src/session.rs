@@ -214,11 +214,16 @@ pub struct RunOutcome {
     pub permissions_declined: bool,
 }
 
+/// Records the approver's answer to a request for grants, told why they
+/// were not made, if they were not.
+type RecordAnswer = Box<dyn FnOnce(Option<&dyn std::fmt::Display>) -> Result<(), String> + Send>;
+
 /// Grants for one shell beyond the session's sandbox, and what records
-/// them: called once they resolve, before the shell is built.
+/// the approver's answer: called once whether they can be made is known,
+/// before the shell is built.
 pub(crate) struct ShellGrant {
     profile: PermissionProfile,
-    record: Box<dyn FnOnce() -> Result<(), String> + Send>,
+    record: RecordAnswer,
 }
 
 /// A command in flight. Dropping it, or the future of [`RunHandle::wait`]
@@ -519,38 +524,53 @@ impl ShellSession {
                     };
                     // Recorded before the shell starts: a reviewer must
                     // see what it could write beyond the session's
-                    // sandbox, or why it could not.
-                    let answered = SessionEvent::PermissionsRequested {
-                        argv: std::iter::once(zsh.clone().into_os_string())
-                            .chain(args.iter().cloned())
-                            .collect(),
-                        cwd: cwd.clone(),
-                        grants: answer
-                            .granted
-                            .clone()
-                            .unwrap_or_else(|| requested.profile.clone()),
-                        granted: answer.granted.is_some(),
-                        justification: requested.justification.clone(),
-                        provenance: answer.provenance,
+                    // sandbox, or why it could not (declined, or granted
+                    // and not made).
+                    let argv = std::iter::once(zsh.clone().into_os_string())
+                        .chain(args.iter().cloned())
+                        .collect();
+                    let grants = answer
+                        .granted
+                        .clone()
+                        .unwrap_or_else(|| requested.profile.clone());
+                    let (granted, mut provenance) = (answer.granted.is_some(), answer.provenance);
+                    let (cwd, justification) = (cwd.clone(), requested.justification);
+                    let record = move |not_made: Option<&dyn std::fmt::Display>| {
+                        if let Some(why) = not_made {
+                            let not_made = format!("granted, but not made: {why}");
+                            provenance.note = Some(match provenance.note.take() {
+                                Some(note) => format!("{note}; {not_made}"),
+                                None => not_made,
+                            });
+                        }
+                        reporter.report(&SessionEvent::PermissionsRequested {
+                            argv,
+                            cwd,
+                            grants,
+                            granted: granted && not_made.is_none(),
+                            justification,
+                            provenance,
+                        })
                     };
-                    let record = move || reporter.report(&answered);
-                    let declined = answer.granted.is_none();
-                    // Off the runtime: with `sync = "escalations"` a grant
-                    // waits for the disk. A grant is recorded once it is
-                    // known to resolve (see `shell_command_with`).
+                    // Off the runtime: with `sync = "escalations"` the
+                    // record waits for the disk, and a grant's profile is
+                    // resolved (its deny globs walked) before it is.
                     let shell = tokio::task::spawn_blocking(move || match answer.granted {
                         Some(profile) => session_shell(Some(ShellGrant {
                             profile,
                             record: Box::new(record),
                         })),
                         None => {
-                            record().map_err(BridgeError::Unrecorded)?;
+                            record(None).map_err(GrantError::Unrecorded)?;
                             session_shell(None)
                         }
                     })
                     .await
-                    .map_err(|error| BridgeError::Unrecorded(error.to_string()))?;
-                    (shell, declined)
+                    .map_err(|error| BridgeError::Io {
+                        what: "the command's shell could not be prepared".into(),
+                        source: std::io::Error::other(error),
+                    })?;
+                    (shell, !granted)
                 }
             };
             let shell = shell.inspect_err(|error| {
@@ -585,35 +605,48 @@ impl ShellSession {
         // Cancelled as the session ends, before its server is told.
         let runs = self.runs.clone();
         let (zsh, env, cwd) = (self.zsh.clone(), self.env.clone(), self.cwd.clone());
-        move |extra| {
-            // The kernel's limit on one argument (`MAX_ARG_STRLEN`, with
-            // its NUL): past it, `execve` says only "Argument list too long".
-            let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-                .ok()
-                .flatten()
-                .and_then(|page| usize::try_from(page).ok())
-                .unwrap_or(4096);
-            if let Some(long) = args.iter().find(|arg| arg.len() >= 32 * page) {
-                return Err(BridgeError::CommandTooLong { len: long.len() });
-            }
-            let session = session
-                .upgrade()
-                .filter(|session| !session.has_ended())
-                .filter(|_| !runs.is_cancelled())
-                .ok_or(BridgeError::SessionEnded)?;
+        move |grant| {
+            let session = (|| {
+                // The kernel's limit on one argument (`MAX_ARG_STRLEN`,
+                // with its NUL): past it, `execve` says only "Argument list
+                // too long".
+                let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+                    .ok()
+                    .flatten()
+                    .and_then(|page| usize::try_from(page).ok())
+                    .unwrap_or(4096);
+                if let Some(long) = args.iter().find(|arg| arg.len() >= 32 * page) {
+                    return Err(BridgeError::CommandTooLong { len: long.len() });
+                }
+                session
+                    .upgrade()
+                    .filter(|session| !session.has_ended())
+                    .filter(|_| !runs.is_cancelled())
+                    .ok_or(BridgeError::SessionEnded)
+            })();
+            let session = match session {
+                Ok(session) => session,
+                Err(error) => {
+                    // The answer is recorded with why its grant was not made.
+                    if let Some(grant) = grant {
+                        (grant.record)(Some(&error)).map_err(GrantError::Unrecorded)?;
+                    }
+                    return Err(error);
+                }
+            };
             let terminal = match group {
                 ShellGroup::OwnGroup => Terminal::Detached,
                 ShellGroup::OwnTerminal => Terminal::Shared,
             };
-            let mut shell = match extra {
+            let mut shell = match grant {
                 None => session.shell_command_on(&zsh, &args, terminal),
-                Some(grant) => session
-                    .shell_command_with(&zsh, &args, terminal, &grant.profile, grant.record)
-                    .map_err(|error| match error {
-                        GrantError::Unrecorded(why) => BridgeError::Unrecorded(why),
-                        GrantError::Sandbox(error) => BridgeError::Sandbox(error),
-                        other => BridgeError::Unrecorded(other.to_string()),
-                    })?,
+                Some(grant) => session.shell_command_with(
+                    &zsh,
+                    &args,
+                    terminal,
+                    &grant.profile,
+                    grant.record,
+                )?,
             };
             shell.env_clear().envs(env.iter().cloned());
             shell.envs(session.shell_env());

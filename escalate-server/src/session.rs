@@ -272,7 +272,11 @@ pub enum GrantError {
     /// The session's profile and the grants do not make one that resolves.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    /// The grant could not be recorded: the shell does not start.
+    /// The session has ended: it starts no more shells.
+    #[error("the session has ended")]
+    Ended,
+    /// The answer to the request could not be recorded: the shell does not
+    /// start.
     #[error("the answer to the command's request for permissions was not recorded: {0}")]
     Unrecorded(String),
 }
@@ -721,27 +725,38 @@ impl Session {
 
     /// [`shell_command_on`](Self::shell_command_on) in the session's
     /// profile plus `extra` grants: one command that was granted more
-    /// (requested permissions). `record` records the grant (the approver's
-    /// answer, a [`SessionEvent::PermissionsRequested`] through
-    /// [`Session::event_reporter`]; it may wait for the disk): it is called
-    /// once the merged profile resolves, before the grant reaches the
-    /// session or a command, and its error is this one's. So no shell is
-    /// granted more unrecorded, and a grant that cannot be made is not
-    /// recorded as made. Fails when the merged profile cannot be resolved;
-    /// never falls back to fewer restrictions than asked for.
+    /// (requested permissions). `record` records the approver's answer (a
+    /// [`SessionEvent::PermissionsRequested`] through
+    /// [`Session::event_reporter`]; it may wait for the disk), told why the
+    /// grant cannot be made, if it cannot: it is called once that is
+    /// known, before the grant reaches the session or a command, and its
+    /// error is this one's. So no shell is granted more unrecorded, and an
+    /// answer is on the record even when its grant could not be made. Fails
+    /// when the merged profile cannot be resolved, or the session has
+    /// ended; never falls back to fewer restrictions than asked for.
     pub fn shell_command_with(
         &self,
         shell: &Path,
         args: &[OsString],
         terminal: Terminal,
         extra: &PermissionProfile,
-        record: impl FnOnce() -> Result<(), String>,
+        record: impl FnOnce(Option<&dyn std::fmt::Display>) -> Result<(), String>,
     ) -> Result<std::process::Command, GrantError> {
         let policy = match &self.shared.sandbox {
-            Some(sandbox) => sandbox.policy_with(Some(extra), None)?,
-            None => None,
+            _ if self.has_ended() => Err(GrantError::Ended),
+            Some(sandbox) => sandbox.policy_with(Some(extra), None).map_err(Into::into),
+            None => Ok(None),
         };
-        record().map_err(GrantError::Unrecorded)?;
+        let policy = match policy {
+            Ok(policy) => {
+                record(None).map_err(GrantError::Unrecorded)?;
+                policy
+            }
+            Err(error) => {
+                record(Some(&error)).map_err(GrantError::Unrecorded)?;
+                return Err(error);
+            }
+        };
         if let Some(policy) = &policy {
             self.shared.granted(policy);
         }
