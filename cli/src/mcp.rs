@@ -861,6 +861,12 @@ struct ProcessArgs {
     process_id: u32,
 }
 
+/// A tool that takes no arguments refuses any.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+struct NoArgs {}
+
 const DEFAULT_MAX_OUTPUT: usize = 64 * 1024;
 
 #[tool_router]
@@ -935,7 +941,7 @@ impl ExecServer {
     #[tool(
         description = "List the session's processes: id, command, start, running or exit status."
     )]
-    async fn list_processes(&self) -> CallToolResult {
+    async fn list_processes(&self, Parameters(NoArgs {}): Parameters<NoArgs>) -> CallToolResult {
         let processes: Vec<serde_json::Value> = self
             .session
             .list()

@@ -347,6 +347,20 @@ fn an_argument_the_server_does_not_know_refuses_the_call() {
     )
     .unwrap();
     let refused_stdin = read_until(&mut stdout, &["\"id\":3"], &mut Vec::new());
+    writeln!(
+        stdin,
+        "{}",
+        call(4, "list_processes", serde_json::json!({"all": true}))
+    )
+    .unwrap();
+    let refused_list = read_until(&mut stdout, &["\"id\":4"], &mut Vec::new());
+    writeln!(
+        stdin,
+        "{}",
+        call(5, "list_processes", serde_json::json!({}))
+    )
+    .unwrap();
+    let listed = read_until(&mut stdout, &["\"id\":5"], &mut Vec::new());
     drop(stdin);
     let _ = server.wait();
     assert!(refused.contains("unknown field `cwd`"), "{refused}");
@@ -355,6 +369,11 @@ fn an_argument_the_server_does_not_know_refuses_the_call() {
         refused_stdin.contains("unknown field `text`"),
         "{refused_stdin}"
     );
+    assert!(
+        refused_list.contains("unknown field `all`"),
+        "{refused_list}"
+    );
+    assert!(listed.contains("\"processes\""), "{listed}");
 }
 
 /// Waits for the server to end, for at most `seconds` from `since`.
