@@ -266,6 +266,16 @@ const READER: InstructionReader = InstructionReader {
     operands_name_projects: false,
 };
 
+impl InstructionReader {
+    /// Its first operand is a subcommand: one of its lists names each it
+    /// knows, and any other is refused.
+    fn has_subcommands(&self) -> bool {
+        !(self.subcommands.is_empty()
+            && self.plain_subcommands.is_empty()
+            && self.instruction_subcommands.is_empty())
+    }
+}
+
 /// The options that make `git config` read rather than write.
 const CONFIG_READ_MODES: &[&[u8]] = &[
     b"--get",
@@ -929,6 +939,18 @@ const READERS: &[InstructionReader] = &[
             "pre-commit",
             "deno",
             "bun",
+            // Scripts that run what their working directory holds
+            // (`configure.ac`'s `m4_esyscmd`, a `.proverc`'s `--exec`, a
+            // Makefile; probe 122).
+            "autoconf",
+            "autoreconf",
+            "autoheader",
+            "autom4te",
+            "automake",
+            "aclocal",
+            "libtoolize",
+            "prove",
+            "make-first-existing-target",
         ],
         reads: "the project files it finds from its working directory",
         operands_name_projects: true,
@@ -938,6 +960,43 @@ const READERS: &[InstructionReader] = &[
             path: &["-f", "--file", "--justfile", "--config", "-c", "--rakefile"],
             ..OPTIONS
         },
+        ..READER
+    },
+    InstructionReader {
+        // The JDK's tools: without `-cp`, the class path is the working
+        // directory, where javac also finds annotation processors
+        // (`META-INF/services`) and runs them (probe 122).
+        names: &["java", "javac", "jshell", "javadoc"],
+        reads: "classes and annotation processors on its class path (its working directory)",
+        searches_upwards: true,
+        ..READER
+    },
+    InstructionReader {
+        // git's front end for large repositories: it runs git (fetch,
+        // maintenance) in its working directory's repository and in every
+        // enlistment `~/.gitconfig` lists, wherever it runs itself; only
+        // what runs nothing is let out (probe 122: `scalar run all` ran a
+        // planted `uploadpack`).
+        names: &["scalar"],
+        reads: "the repositories it maintains (it runs git in each)",
+        searches_upwards: true,
+        refuses_unknown_options: true,
+        options: Options {
+            directory: &["-C"],
+            instruction: &["-c"],
+            ..OPTIONS
+        },
+        instruction_subcommands: &[
+            "run",
+            "register",
+            "unregister",
+            "reconfigure",
+            "clone",
+            "diagnose",
+            "delete",
+            "cache-server",
+        ],
+        plain_subcommands: &["list", "help", "version"],
         ..READER
     },
     InstructionReader {
@@ -2158,7 +2217,7 @@ impl ArgumentWalk<'_> {
     fn refusal(&self) -> Option<String> {
         let mut base = self.request.cwd.to_path_buf();
         let mut phase = Phase::Global;
-        if !self.reader.subcommands.is_empty() {
+        if self.reader.has_subcommands() {
             // `git-rebase` is `git rebase`.
             if let Some(subcommand) = self
                 .reader
@@ -2236,7 +2295,7 @@ impl ArgumentWalk<'_> {
                     }
                 }
                 match phase {
-                    Phase::Global if !self.reader.subcommands.is_empty() => {
+                    Phase::Global if self.reader.has_subcommands() => {
                         match self.known_subcommand(text) {
                             Ok(known) => {
                                 phase = Phase::Subcommand(known);

@@ -1628,3 +1628,64 @@ fn infrastructure_tools_read_their_working_directory() {
     ];
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
+
+/// Probe 122: programs that read what they run from their working
+/// directory, or run git in repositories their global config lists, were
+/// not in the table: `scalar run all` ran a planted `uploadpack`, `javac`
+/// an annotation processor on its class path (`.`), autoconf a planted
+/// `configure.ac`, prove a `.proverc`, unsandboxed.
+#[test]
+fn jdk_tools_git_front_ends_and_script_build_tools_are_judged() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let cases: &[Case<'_>] = &[
+        (
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/javac",
+            "-d {ro} {ro}/Hello.java",
+            &w,
+            &[],
+            true,
+        ),
+        (
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/javac",
+            "-d {ro} {ro}/Hello.java",
+            &ro,
+            &[],
+            false,
+        ),
+        (
+            "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+            "Hello",
+            &w,
+            &[],
+            true,
+        ),
+        ("/usr/bin/jshell", "", &w, &[], true),
+        ("/usr/bin/autoconf", "", &w, &[], true),
+        ("/usr/bin/autoreconf", "-i", &w, &[], true),
+        ("/usr/bin/prove", "{ro}/t.t", &w, &[], true),
+        ("/usr/bin/prove", "{ro}/t.t", &ro, &[], false),
+        (
+            "/usr/bin/make-first-existing-target",
+            "clean",
+            &w,
+            &[],
+            true,
+        ),
+        // scalar runs git in every enlistment ~/.gitconfig lists, wherever
+        // it runs: only what runs nothing passes.
+        ("/usr/local/bin/scalar", "run all", &ro, &[], true),
+        ("/usr/local/bin/scalar", "register", &ro, &[], true),
+        (
+            "/usr/local/bin/scalar",
+            "-c core.fsmonitor=x list",
+            &ro,
+            &[],
+            true,
+        ),
+        ("/usr/local/bin/scalar", "frobnicate", &ro, &[], true),
+        ("/usr/local/bin/scalar", "list", &ro, &[], false),
+        ("/usr/local/bin/scalar", "list", &w, &[], true),
+    ];
+    assert_eq!(failures(&place, cases), Vec::<String>::new());
+}

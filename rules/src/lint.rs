@@ -248,6 +248,42 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
         "tofu",
         "tofu runs the provisioners and providers its configuration names",
     ),
+    // Probe 122: each ran the sandbox's code unsandboxed under an exact
+    // rule.
+    (
+        "sqlite3",
+        "sqlite3 runs shell commands (.shell, .system) and loads extensions",
+    ),
+    (
+        "openssl",
+        "openssl loads the engines and providers its options name",
+    ),
+    ("nm", "binutils load the plugin --plugin names"),
+    ("ar", "binutils load the plugin --plugin names"),
+    ("ranlib", "binutils load the plugin --plugin names"),
+    ("ld", "binutils load the plugin --plugin names"),
+    ("ed", "ed runs shell commands (!)"),
+    (
+        "java",
+        "the JDK runs classes and annotation processors from its class path, which starts \
+         in its working directory",
+    ),
+    (
+        "javac",
+        "the JDK runs classes and annotation processors from its class path, which starts \
+         in its working directory",
+    ),
+    (
+        "jshell",
+        "the JDK runs classes and annotation processors from its class path, which starts \
+         in its working directory",
+    ),
+    (
+        "scalar",
+        "scalar runs git in every repository ~/.gitconfig lists",
+    ),
+    ("prove", "prove runs the commands --exec and .proverc name"),
+    ("autoconf", "autoconf's m4 runs shell commands"),
 ];
 
 /// Compilers, by the last part of their name (`x86_64-linux-gnu-gcc-12`

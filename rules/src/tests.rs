@@ -1062,6 +1062,23 @@ fn lint_names_programs_whose_options_run_commands() {
             r#""clang++""#,
             "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
         ),
+        // Probe 122: each ran code of the sandbox's unsandboxed, under an
+        // exact rule lint said nothing of.
+        (
+            r#""sqlite3", "-readonly""#,
+            "sqlite3 runs shell commands (.shell, .system) and loads extensions",
+        ),
+        (
+            r#""openssl", "x509""#,
+            "openssl loads the engines and providers its options name",
+        ),
+        (r#""nm""#, "binutils load the plugin --plugin names"),
+        (
+            r#""javac""#,
+            "the JDK runs classes and annotation processors from its class path, \
+             which starts in its working directory",
+        ),
+        (r#""ed""#, "ed runs shell commands (!)"),
     ];
     for (pattern, reason) in cases {
         let set = rules(&format!("prefix_rule(pattern = [{pattern}])"));
