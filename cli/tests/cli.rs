@@ -2760,12 +2760,7 @@ fn a_grant_that_cannot_be_made_is_recorded_as_not_made() {
         assert_eq!(output.status.code(), Some(125), "{why}: {stderr}");
         assert!(stderr.contains(why), "{why}: {stderr}");
         assert!(!text(&output.stdout).contains("ran"));
-        let requests: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .filter(|record| record["event"]["action"] == "permissions-request")
-            .collect();
+        let requests = records_of(&log, "permissions-request");
         let [record] = requests.as_slice() else {
             panic!("{why}: one record of the answer: {requests:?}");
         };
@@ -2824,12 +2819,7 @@ fn requested_permissions_widen_one_command_only_when_granted() {
     assert!(shared.join("out").exists());
     // Probe 118: a grant given to a command's shell left nothing in the
     // audit log, which then read as if the write could not have happened.
-    let requests: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["event"]["action"] == "permissions-request")
-        .collect();
+    let requests = records_of(&log, "permissions-request");
     let [declined, granted] = requests.as_slice() else {
         panic!("one record per request: {requests:?}");
     };
@@ -3292,13 +3282,21 @@ fn still_running(pid: i32, argv: &[&str]) -> bool {
     cmdline == wanted && state != "Z"
 }
 
-/// The pids of the escalated children started so far, from the audit log.
-fn started_pids(audit: &Path) -> Vec<i32> {
+/// The records of the audit log `audit` whose action is `action` (none
+/// while there is no log; a line being written is left out).
+fn records_of(audit: &Path, action: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(audit)
         .unwrap_or_default()
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|record| record["event"]["action"] == "start")
+        .filter(|record| record["event"]["action"] == action)
+        .collect()
+}
+
+/// The pids of the escalated children started so far, from the audit log.
+fn started_pids(audit: &Path) -> Vec<i32> {
+    records_of(audit, "start")
+        .into_iter()
         .filter_map(|record| record["process"]["pid"].as_i64())
         .map(|pid| i32::try_from(pid).unwrap())
         .collect()

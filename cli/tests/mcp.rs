@@ -25,13 +25,7 @@ fn the_official_python_client_passes_every_check() {
         python.display()
     );
     let binary = env!("CARGO_BIN_EXE_execgate");
-    // Not under /tmp, which the default profile makes writable.
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
+    let (dir, ws) = workspace();
     std::fs::write(ws.join("precious"), "keep").unwrap();
     // The session's profile is limited: the client checks a network
     // question too. A late denial only fails the connection, so that the
@@ -67,6 +61,18 @@ fn the_official_python_client_passes_every_check() {
         output.status.success() && stdout.contains("all checks passed"),
         "{stdout}\n{stderr}"
     );
+}
+
+/// A temporary directory with a `ws` workspace in it, not under /tmp,
+/// which the default profile makes writable.
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    (dir, ws)
 }
 
 /// `execgate mcp` on pipes, started in `cwd` with the config file of
@@ -115,12 +121,7 @@ fn server_with_rule(
     std::process::ChildStdin,
     std::io::BufReader<std::process::ChildStdout>,
 ) {
-    let dir = tempfile::Builder::new()
-        .prefix("execgate-mcp")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let ws = dir.path().join("ws");
-    std::fs::create_dir(&ws).unwrap();
+    let (dir, ws) = workspace();
     let rules = dir.path().join("one.rules");
     std::fs::write(&rules, rule).unwrap();
     let mut all_args = vec!["--rules".as_ref(), rules.as_os_str()];
