@@ -591,8 +591,9 @@ impl ShellSession {
     }
 
     /// Builds shell commands later, from a task that cannot borrow `self`.
-    /// A shell granted more records the grant first ([`ShellGrant`]).
-    /// Every shell of the session starts here, one-shot or long-lived.
+    /// Every shell of the session starts here, one-shot or long-lived; one
+    /// granted more has the approver's answer recorded first
+    /// ([`ShellGrant`]).
     pub(crate) fn shell_factory(
         &self,
         args: Vec<OsString>,

@@ -744,7 +744,10 @@ impl Session {
     ) -> Result<std::process::Command, GrantError> {
         let policy = match &self.shared.sandbox {
             _ if self.has_ended() => Err(GrantError::Ended),
-            Some(sandbox) => sandbox.policy_with(Some(extra), None).map_err(Into::into),
+            Some(sandbox) => sandbox
+                .policy_with(Some(extra), None)
+                .map_err(GrantError::from),
+            // Unconfined by us: nothing to merge the grants into.
             None => Ok(None),
         };
         let policy = match policy {

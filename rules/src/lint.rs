@@ -101,6 +101,10 @@ pub trait LintContext {
     }
 }
 
+/// Why the JDK's tools are listed in [`RUNS_ANYTHING`].
+const JDK_RUNS: &str = "the JDK runs classes and annotation processors from its class path, \
+                        which starts in its working directory";
+
 /// Programs that execute code given on their command line or in files
 /// they are pointed at, whatever arguments follow. A name with a version
 /// after it (`perl5.36.0`, `node18`, `python3.11`) is looked up without
@@ -263,21 +267,9 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("ranlib", "binutils load the plugin --plugin names"),
     ("ld", "binutils load the plugin --plugin names"),
     ("ed", "ed runs shell commands (!)"),
-    (
-        "java",
-        "the JDK runs classes and annotation processors from its class path, which starts \
-         in its working directory",
-    ),
-    (
-        "javac",
-        "the JDK runs classes and annotation processors from its class path, which starts \
-         in its working directory",
-    ),
-    (
-        "jshell",
-        "the JDK runs classes and annotation processors from its class path, which starts \
-         in its working directory",
-    ),
+    ("java", JDK_RUNS),
+    ("javac", JDK_RUNS),
+    ("jshell", JDK_RUNS),
     (
         "scalar",
         "scalar runs git in every repository ~/.gitconfig lists",
