@@ -189,15 +189,15 @@ pub enum BridgeError {
         path: PathBuf,
     },
     #[error(
-        "{variable} names {}, which is not execgate's {what} (no build of execgate made \
-         it); unset it, or name the one built with this execgate (`execgate doctor` shows \
-         which tools it takes)",
+        "{variable} names {}, which is not execgate's {what} ({why}); unset it, or name the \
+         one built with this execgate (`execgate doctor` shows which tools it takes)",
         .path.display()
     )]
     ForeignTool {
         variable: &'static str,
         path: PathBuf,
         what: &'static str,
+        why: &'static str,
     },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),

@@ -124,29 +124,32 @@ fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
 }
 
-/// Which build of execgate made a wrapper or helper.
+/// What an override names, for the tool this build keys `key`.
 enum Maker {
-    /// This one: the file carries `key`.
+    /// This build's tool.
     This,
-    /// Another: it carries some build's key.
+    /// Another build's: it carries some build's key.
     Another,
-    /// None, or it cannot be read.
-    Nobody,
+    /// Not the tool: why.
+    Not(&'static str),
 }
 
-/// Which build made the file at `path`, whose tool this build keys `key`
-/// (reading it once).
-fn made_by(path: &Path, key: &str) -> Maker {
+/// What the file at `path` is (reading it once), for the tool this build
+/// keys `key` and whose other tool it keys `other_key` (`other`).
+fn made_by(path: &Path, key: &str, other_key: &str, other: &'static str) -> Maker {
     let Ok(bytes) = std::fs::read(path) else {
-        return Maker::Nobody;
+        return Maker::Not("no build of execgate made it");
     };
     let carries = |key: &str| memchr::memmem::find(&bytes, key.as_bytes()).is_some();
-    if carries(key) {
-        Maker::This
-    } else if carries(tools_key_marker()) {
-        Maker::Another
-    } else {
-        Maker::Nobody
+    match (carries(key), carries(other_key)) {
+        // Only what links execgate's library carries both.
+        (true, true) => {
+            Maker::Not("it is a program built with execgate's library, as execgate itself")
+        }
+        (true, false) => Maker::This,
+        (false, true) => Maker::Not(other),
+        (false, false) if carries(tools_key_marker()) => Maker::Another,
+        (false, false) => Maker::Not("no build of execgate made it"),
     }
 }
 
@@ -386,14 +389,19 @@ impl Tools {
     ) -> Result<Vec<(&'static str, PathBuf)>, BridgeError> {
         let mut from_other_builds = Vec::new();
         for (variable, path, key, what) in self.overridden(env) {
-            match made_by(path, key) {
+            let (other_key, other) = match key {
+                WRAPPER_KEY => (HELPER_KEY, "it is this build's sandbox helper"),
+                _ => (WRAPPER_KEY, "it is this build's exec wrapper"),
+            };
+            match made_by(path, key, other_key, other) {
                 Maker::This => {}
                 Maker::Another => from_other_builds.push((variable, path.clone())),
-                Maker::Nobody => {
+                Maker::Not(why) => {
                     return Err(BridgeError::ForeignTool {
                         variable,
                         path: path.clone(),
                         what,
+                        why,
                     })
                 }
             }
@@ -623,6 +631,44 @@ mod tests {
                 "{case}"
             );
             assert_eq!(tools.sandbox_helper_is_current(), fast_helper, "{case}");
+        }
+    }
+
+    /// Review 121: an override naming this build's other tool, or a
+    /// program built with this library (execgate itself), carries this
+    /// build's key and was taken for the tool, or for another build's; each
+    /// failed later with a confusing message. They are refused, saying what
+    /// they are.
+    #[test]
+    fn an_override_is_judged_by_which_tool_of_which_build_it_is() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path().canonicalize().unwrap();
+        let other_build = "execgate-tools-key:0000";
+        // (contents of the wrapper named, what the check says)
+        let cases = [
+            (vec![WRAPPER_KEY], Ok(false)),
+            (vec![other_build], Ok(true)),
+            (vec![HELPER_KEY], Err("this build's sandbox helper")),
+            (vec![WRAPPER_KEY, HELPER_KEY], Err("execgate itself")),
+            (vec!["no key"], Err("no build of execgate made it")),
+        ];
+        for (index, (keys, expected)) in cases.into_iter().enumerate() {
+            let wrapper = file_with(&root, &format!("w{index}"), &keys.join(" "));
+            let tools = Tools {
+                zsh: root.join("zsh"),
+                wrapper: wrapper.clone(),
+                sandbox_helper: root.join("helper"),
+            };
+            let env = |name: &str| (name == ENV_WRAPPER_BINARY).then(|| wrapper.clone().into());
+            match (tools.check_overrides_with(env), expected) {
+                (Ok(others), Ok(another_build)) => {
+                    assert_eq!(!others.is_empty(), another_build, "{keys:?}")
+                }
+                (Err(error), Err(why)) => {
+                    assert!(error.to_string().contains(why), "{keys:?}: {error}")
+                }
+                (got, _) => panic!("{keys:?}: {got:?}"),
+            }
         }
     }
 
