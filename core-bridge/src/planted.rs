@@ -124,6 +124,9 @@ struct InstructionReader {
     instruction_subcommands: &'static [&'static str],
     /// Shells: `+x`, `+o name` are options too.
     plus_options: bool,
+    /// Reads more arguments from the file an `@file` word names (the
+    /// JDK's tools), which the walk does not read: such a word is refused.
+    argument_files: bool,
     /// Configuration files: `~/` from a home directory, `xdg:` from the
     /// XDG config directory, `$NAME/` from a variable, `@prefix/` from the
     /// program's installation prefix, or absolute.
@@ -258,6 +261,7 @@ const READER: InstructionReader = InstructionReader {
     plain_subcommands: NONE,
     instruction_subcommands: NONE,
     plus_options: false,
+    argument_files: false,
     config_files: NONE,
     config_includes: false,
     assignments_instruct: false,
@@ -275,6 +279,15 @@ impl InstructionReader {
             && self.instruction_subcommands.is_empty())
     }
 }
+
+/// The configuration files git reads wherever it runs.
+const GIT_CONFIG_FILES: &[&str] = &[
+    "~/.gitconfig",
+    "xdg:git/config",
+    "xdg:git/attributes",
+    "/etc/gitconfig",
+    "@prefix/etc/gitconfig",
+];
 
 /// The options that make `git config` read rather than write.
 const CONFIG_READ_MODES: &[&[u8]] = &[
@@ -743,13 +756,7 @@ const READERS: &[InstructionReader] = &[
             ..OPTIONS
         },
         plain_subcommands: GIT_PLAIN_SUBCOMMANDS,
-        config_files: &[
-            "~/.gitconfig",
-            "xdg:git/config",
-            "xdg:git/attributes",
-            "/etc/gitconfig",
-            "@prefix/etc/gitconfig",
-        ],
+        config_files: GIT_CONFIG_FILES,
         config_includes: true,
         ..READER
     },
@@ -969,6 +976,7 @@ const READERS: &[InstructionReader] = &[
         names: &["java", "javac", "jshell", "javadoc"],
         reads: "classes and annotation processors on its class path (its working directory)",
         searches_upwards: true,
+        argument_files: true,
         ..READER
     },
     InstructionReader {
@@ -997,6 +1005,10 @@ const READERS: &[InstructionReader] = &[
             "cache-server",
         ],
         plain_subcommands: &["list", "help", "version"],
+        // It runs git, which reads them (`scalar help` runs the man viewer
+        // they name; review 123).
+        config_files: GIT_CONFIG_FILES,
+        config_includes: true,
         ..READER
     },
     InstructionReader {
@@ -2240,6 +2252,14 @@ impl ArgumentWalk<'_> {
             if self.reader.expands_home && names_a_home(text) {
                 return Some(self.home_named(text));
             }
+            if self.reader.argument_files && text.starts_with(b"@") {
+                return Some(format!(
+                    "escalation refused: {} reads more arguments from the file {}, which the \
+                     check does not read",
+                    self.name,
+                    String::from_utf8_lossy(&text[1..])
+                ));
+            }
         }
         let mut options_done = false;
         let mut operands = 0;
@@ -2744,8 +2764,10 @@ impl ArgumentWalk<'_> {
                 self.name
             ));
         }
+        // A list of paths is judged path by path (a class path, `PATH`;
+        // `-javaagent:/w/agent.jar` too, a review's).
         let parts = std::iter::once(word).chain(
-            word.split(|byte| byte.is_ascii_whitespace())
+            word.split(|byte| byte.is_ascii_whitespace() || *byte == b':')
                 .filter(|part| part.len() < word.len()),
         );
         parts

@@ -1686,6 +1686,48 @@ fn jdk_tools_git_front_ends_and_script_build_tools_are_judged() {
         ("/usr/local/bin/scalar", "frobnicate", &ro, &[], true),
         ("/usr/local/bin/scalar", "list", &ro, &[], false),
         ("/usr/local/bin/scalar", "list", &w, &[], true),
+        // Review 123: from a read-only directory, what the JDK loads from
+        // a writable one: an argument file, a class path's later entry, an
+        // agent.
+        ("/usr/bin/java", "@{w}/args", &ro, &[], true),
+        ("/usr/bin/javac", "@{ro}/args", &ro, &[], true),
+        ("/usr/bin/java", "-cp {ro}:{w}/classes Evil", &ro, &[], true),
+        (
+            "/usr/bin/java",
+            "-javaagent:{w}/agent.jar=x -version",
+            &ro,
+            &[],
+            true,
+        ),
+        (
+            "/usr/bin/javac",
+            "-processorpath {ro}/a.jar:{w}/b.jar X.java",
+            &ro,
+            &[],
+            true,
+        ),
+        (
+            "/usr/bin/java",
+            "-cp {ro}/a.jar:{ro}/b.jar Main",
+            &ro,
+            &[],
+            false,
+        ),
+    ];
+    assert_eq!(failures(&place, cases), Vec::<String>::new());
+}
+
+/// Review 123: `scalar help` runs `git help`, which runs the man viewer
+/// `~/.gitconfig` names: scalar reads git's configuration as git does.
+#[test]
+fn scalar_reads_gits_configuration() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    let home = format!("HOME={}", w.display());
+    let cases: &[Case<'_>] = &[
+        ("/usr/bin/scalar", "help", &ro, &[&home], true),
+        ("/usr/bin/scalar", "list", &ro, &[&home], true),
+        ("/usr/bin/git", "help scalar", &ro, &[&home], true),
     ];
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
