@@ -148,35 +148,44 @@ fn from_terminal() -> bool {
 
 /// The terminal as the session found it, put back as it ends: its modes
 /// (line editing, echo, the interrupt key), which a shell's programs or a
-/// command change, and the status flags (`O_NONBLOCK`, `O_ASYNC`) of the
-/// standard streams that are the terminal, whose open file description
-/// the caller's shell shares.
+/// command change through any standard stream that is the terminal, and
+/// the status flags (`O_NONBLOCK`, `O_ASYNC`) of those streams, whose open
+/// file description the caller's shell shares.
 pub struct TerminalModes {
-    modes: Option<Termios>,
+    /// The first standard stream that is a terminal (0, 1 or 2), and its
+    /// modes.
+    modes: Option<(usize, Termios)>,
     /// By stream: 0, 1, 2.
     status_flags: [Option<OFlag>; 3],
 }
 
+/// The status flags a command may leave changed for the caller's shell.
+const SHARED_FLAGS: OFlag = OFlag::O_NONBLOCK.union(OFlag::O_ASYNC);
+
+/// `act` on standard stream `index` (0, 1 or 2), if it is a terminal.
+fn on_terminal<R>(index: usize, act: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stream = match index {
+        0 => stdin.as_fd(),
+        1 => stdout.as_fd(),
+        _ => stderr.as_fd(),
+    };
+    stream.is_terminal().then(|| act(stream))
+}
+
 impl TerminalModes {
     pub fn save() -> TerminalModes {
-        let stdin = std::io::stdin();
-        let flags_of = |stream: BorrowedFd<'_>, is_terminal: bool| {
-            is_terminal
-                .then(|| fcntl(stream, FcntlArg::F_GETFL).ok())
+        let flags_of = |index| {
+            on_terminal(index, |stream| fcntl(stream, FcntlArg::F_GETFL).ok())
                 .flatten()
                 .map(OFlag::from_bits_truncate)
         };
-        let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
         TerminalModes {
-            modes: stdin
-                .is_terminal()
-                .then(|| tcgetattr(stdin.as_fd()).ok())
-                .flatten(),
-            status_flags: [
-                flags_of(stdin.as_fd(), stdin.is_terminal()),
-                flags_of(stdout.as_fd(), stdout.is_terminal()),
-                flags_of(stderr.as_fd(), stderr.is_terminal()),
-            ],
+            modes: (0..3).find_map(|index| {
+                let modes = on_terminal(index, |stream| tcgetattr(stream).ok()).flatten()?;
+                Some((index, modes))
+            }),
+            status_flags: [flags_of(0), flags_of(1), flags_of(2)],
         }
     }
 
@@ -186,37 +195,50 @@ impl TerminalModes {
     /// has it anyway).
     pub fn restore(&self) {
         self.restore_status_flags();
-        let Some(modes) = &self.modes else {
+        let Some((index, modes)) = &self.modes else {
             return;
         };
-        let stdin = std::io::stdin();
-        block_ttou();
-        let _ = tcsetpgrp(stdin.as_fd(), getpgrp());
-        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, modes);
+        on_terminal(*index, |terminal| {
+            block_ttou();
+            let _ = tcsetpgrp(terminal, getpgrp());
+            let _ = tcsetattr(terminal, SetArg::TCSANOW, modes);
+        });
     }
 
     /// [`TerminalModes::restore`] after `execgate run`, whose command never
-    /// had the foreground: the modes only while execgate has it (in the
-    /// background, they are the shell's that has), and the foreground is
+    /// had the foreground: only while execgate has it (in the background,
+    /// the terminal is the foreground program's), and the foreground is
     /// left where it is.
     pub fn restore_after_run(&self) {
-        self.restore_status_flags();
-        let Some(modes) = &self.modes else {
+        let Some((index, modes)) = &self.modes else {
             return;
         };
-        if in_the_foreground() == Some(true) {
-            block_ttou();
-            let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, modes);
-        }
+        on_terminal(*index, |terminal| {
+            if tcgetpgrp(terminal).is_ok_and(|group| group == getpgrp()) {
+                self.restore_status_flags();
+                block_ttou();
+                let _ = tcsetattr(terminal, SetArg::TCSANOW, modes);
+            }
+        });
     }
 
+    /// Puts back `O_NONBLOCK` and `O_ASYNC` as they were, the other flags
+    /// as they are.
     fn restore_status_flags(&self) {
-        let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-        let streams = [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()];
-        for (stream, flags) in streams.into_iter().zip(&self.status_flags) {
-            if let Some(flags) = flags {
-                let _ = fcntl(stream, FcntlArg::F_SETFL(*flags));
-            }
+        for (index, saved) in self.status_flags.iter().enumerate() {
+            let Some(saved) = saved else {
+                continue;
+            };
+            on_terminal(index, |stream| {
+                let Ok(now) = fcntl(stream, FcntlArg::F_GETFL).map(OFlag::from_bits_truncate)
+                else {
+                    return;
+                };
+                let wanted = (now - SHARED_FLAGS) | (*saved & SHARED_FLAGS);
+                if wanted != now {
+                    let _ = fcntl(stream, FcntlArg::F_SETFL(wanted));
+                }
+            });
         }
     }
 }

@@ -1413,6 +1413,9 @@ fn a_run_leaves_the_terminal_as_it_found_it() {
 echo "status=$?"
 stty -a | tr ' ;' '\n\n' | grep -x -e echo -e -echo -e icanon -e -icanon
 python3 -c 'import fcntl, os; print("nonblock" if fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK else "blocking")'
+# Review 123: with standard input elsewhere, the terminal is standard output.
+"$1" run -- 'stty -echo <&1' </dev/null
+stty -a | tr ' ;' '\n\n' | grep -x -e echo -e -echo | sed 's/^/second-/'
 "#,
     )
     .unwrap();
@@ -1426,7 +1429,7 @@ python3 -c 'import fcntl, os; print("nonblock" if fcntl.fcntl(0, fcntl.F_GETFL) 
         .unwrap();
     let seen = text(&output.stdout);
     assert!(seen.contains("status=0"), "{seen}");
-    for expected in ["\necho", "\nicanon", "blocking"] {
+    for expected in ["\necho", "\nicanon", "blocking", "second-echo"] {
         assert!(seen.contains(expected), "{expected:?} missing from: {seen}");
     }
 }
