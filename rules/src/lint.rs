@@ -105,6 +105,10 @@ pub trait LintContext {
 const JDK_RUNS: &str = "the JDK runs classes and annotation processors from its class path, \
                         which starts in its working directory";
 
+/// Why autoconf and its kin are listed in [`RUNS_ANYTHING`].
+const AUTOTOOLS_RUN: &str = "the autotools' m4 runs the shell commands of the configure.ac \
+                             and m4 files in their working directory";
+
 /// Programs that execute code given on their command line or in files
 /// they are pointed at, whatever arguments follow. A name with a version
 /// after it (`perl5.36.0`, `node18`, `python3.11`) is looked up without
@@ -270,12 +274,23 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("java", JDK_RUNS),
     ("javac", JDK_RUNS),
     ("jshell", JDK_RUNS),
+    ("javadoc", JDK_RUNS),
     (
         "scalar",
         "scalar runs git in every repository ~/.gitconfig lists",
     ),
     ("prove", "prove runs the commands --exec and .proverc name"),
-    ("autoconf", "autoconf's m4 runs shell commands"),
+    ("autoconf", AUTOTOOLS_RUN),
+    ("autoreconf", AUTOTOOLS_RUN),
+    ("autoheader", AUTOTOOLS_RUN),
+    ("autom4te", AUTOTOOLS_RUN),
+    ("automake", AUTOTOOLS_RUN),
+    ("aclocal", AUTOTOOLS_RUN),
+    ("libtoolize", AUTOTOOLS_RUN),
+    (
+        "make-first-existing-target",
+        "make-first-existing-target runs make on its working directory's Makefile",
+    ),
 ];
 
 /// Compilers, by the last part of their name (`x86_64-linux-gnu-gcc-12`
