@@ -152,9 +152,10 @@ fn from_terminal() -> bool {
 /// the status flags (`O_NONBLOCK`, `O_ASYNC`) of those streams, whose open
 /// file description the caller's shell shares.
 pub struct TerminalModes {
-    /// The first standard stream that is a terminal (0, 1 or 2), and its
-    /// modes.
-    modes: Option<(usize, Termios)>,
+    /// The first standard stream that is this process's controlling
+    /// terminal (0, 1 or 2), its modes, and whether this process's group
+    /// held its foreground.
+    modes: Option<(usize, Termios, bool)>,
     /// By stream: 0, 1, 2.
     status_flags: [Option<OFlag>; 3],
 }
@@ -181,21 +182,25 @@ impl TerminalModes {
                 .map(OFlag::from_bits_truncate)
         };
         TerminalModes {
+            // Only the controlling terminal has a foreground group to ask.
             modes: (0..3).find_map(|index| {
-                let modes = on_terminal(index, |stream| tcgetattr(stream).ok()).flatten()?;
-                Some((index, modes))
+                on_terminal(index, |stream| {
+                    let foreground = tcgetpgrp(stream).ok()? == getpgrp();
+                    Some((index, tcgetattr(stream).ok()?, foreground))
+                })
+                .flatten()
             }),
             status_flags: [flags_of(0), flags_of(1), flags_of(2)],
         }
     }
 
     /// Takes the terminal's foreground back from the killed shell's group
-    /// and restores what was saved. Call only on the way out: it leaves
-    /// `SIGTTOU` blocked in this thread (as [`never_stopped_by_the_terminal`]
-    /// has it anyway).
+    /// and restores what was saved, when this process held the foreground
+    /// as it saved them (never taking it from another's). Call only on the
+    /// way out: it leaves `SIGTTOU` blocked in this thread (as
+    /// [`never_stopped_by_the_terminal`] has it anyway).
     pub fn restore(&self) {
-        self.restore_status_flags();
-        let Some((index, modes)) = &self.modes else {
+        let Some((index, modes, true)) = &self.modes else {
             return;
         };
         on_terminal(*index, |terminal| {
@@ -203,6 +208,7 @@ impl TerminalModes {
             let _ = tcsetpgrp(terminal, getpgrp());
             let _ = tcsetattr(terminal, SetArg::TCSANOW, modes);
         });
+        self.restore_status_flags();
     }
 
     /// [`TerminalModes::restore`] after `execgate run`, whose command never
@@ -210,7 +216,7 @@ impl TerminalModes {
     /// the terminal is the foreground program's), and the foreground is
     /// left where it is.
     pub fn restore_after_run(&self) {
-        let Some((index, modes)) = &self.modes else {
+        let Some((index, modes, _)) = &self.modes else {
             return;
         };
         on_terminal(*index, |terminal| {

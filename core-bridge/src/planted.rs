@@ -2254,10 +2254,10 @@ impl ArgumentWalk<'_> {
             }
             if self.reader.argument_files && text.starts_with(b"@") {
                 return Some(format!(
-                    "escalation refused: {} reads more arguments from the file {}, which the \
-                     check does not read",
+                    "escalation refused: {} may read more arguments from a file ({}), which \
+                     the check does not read",
                     self.name,
-                    String::from_utf8_lossy(&text[1..])
+                    String::from_utf8_lossy(text)
                 ));
             }
         }
@@ -2754,34 +2754,45 @@ impl ArgumentWalk<'_> {
 
     fn judge_word_from(&self, word: &[u8], base: &Path) -> Option<String> {
         // Each part is a walk of the file system, as long as the part: a
-        // word of megabytes of `=` is refused rather than walked for each.
+        // word of megabytes of `=` or `:` is refused rather than walked for
+        // each.
         const MOST_BYTES: usize = 16 << 20;
-        let equals = word.iter().filter(|&&byte| byte == b'=').count();
-        if equals.saturating_mul(word.len()) / 2 > MOST_BYTES {
+        let separators = word
+            .iter()
+            .filter(|&&byte| byte == b'=' || byte == b':')
+            .count();
+        if separators.saturating_mul(word.len()) / 2 > MOST_BYTES {
             return Some(format!(
-                "escalation refused: {} has an argument with too many `=` to judge what \
-                 it names",
+                "escalation refused: {} has an argument with too many `=` or `:` to judge \
+                 what it names",
                 self.name
             ));
         }
-        // A list of paths is judged path by path (a class path, `PATH`;
-        // `-javaagent:/w/agent.jar` too, a review's).
         let parts = std::iter::once(word).chain(
-            word.split(|byte| byte.is_ascii_whitespace() || *byte == b':')
+            word.split(|byte| byte.is_ascii_whitespace())
                 .filter(|part| part.len() < word.len()),
         );
         parts
             .flat_map(|part| {
-                std::iter::once(part).chain(
-                    part.iter()
-                        .enumerate()
-                        .filter(|(_, &byte)| byte == b'=')
-                        .map(move |(at, _)| &part[at + 1..]),
-                )
+                // Whole, and what follows each `=` or `:` (`--opt=P`,
+                // `-javaagent:P`, whose `P` may hold a `:` itself), and each
+                // entry of a `:` list (a class path, a review's).
+                let after_separators = part
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &byte)| byte == b'=' || byte == b':')
+                    .map(move |(at, _)| &part[at + 1..]);
+                let entries = part
+                    .split(|&byte| byte == b':')
+                    .filter(move |entry| entry.len() < part.len());
+                std::iter::once(part)
+                    .chain(after_separators)
+                    .chain(entries)
+                    // A `file:` URL's path, as pip and npm read one
+                    // (`file:///w/x`, `file:/w/x`, `git+file://`, `name @
+                    // file://...`).
+                    .flat_map(|word| std::iter::once(word).chain(file_url_path(word)))
             })
-            // A `file:` URL's path, as pip and npm read one (`file:///w/x`,
-            // `file:/w/x`, `git+file://`, `name @ file://...`).
-            .flat_map(|word| std::iter::once(word).chain(file_url_path(word)))
             .filter(|word| !word.is_empty())
             .find_map(|word| {
                 writable_place(Path::new(OsStr::from_bytes(word)), base, self.writable)

@@ -1731,3 +1731,53 @@ fn scalar_reads_gits_configuration() {
     ];
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
+
+/// Review 124: splitting judged words on `:` dropped pieces judged whole
+/// before (a path through a name with `:` in it, a second `file:` URL),
+/// and `-javaagent:P` names all of `P`, `:` included.
+#[test]
+fn a_word_is_judged_whole_and_piece_by_piece() {
+    let place = place();
+    let (ro, w) = (place.ro.clone(), place.w.clone());
+    // A host-made link whose name holds a `:`, into the writable root.
+    std::fs::create_dir(ro.join("c")).unwrap();
+    std::os::unix::fs::symlink(&w, ro.join("c/a:b")).unwrap();
+    let cases: &[Case<'_>] = &[
+        (
+            "/usr/bin/java",
+            "-javaagent:{ro}/c/a:b/agent.jar -version",
+            &ro,
+            &[],
+            true,
+        ),
+        (
+            "/usr/bin/java",
+            "-agentpath:{ro}/c/a:b/lib.so -version",
+            &ro,
+            &[],
+            true,
+        ),
+        (
+            "/usr/bin/npm",
+            "--node-options=--require{sp}{ro}/c/a:b/evil.js --version",
+            &ro,
+            &[],
+            true,
+        ),
+        (
+            "/usr/bin/pip",
+            "install x{sp}@{sp}file:///usr{sp}y{sp}@{sp}file://localhost{w}/pkg",
+            &ro,
+            &[],
+            true,
+        ),
+        (
+            "/usr/bin/java",
+            "-javaagent:{ro}/c/agent.jar -version",
+            &ro,
+            &[],
+            false,
+        ),
+    ];
+    assert_eq!(failures(&place, cases), Vec::<String>::new());
+}

@@ -144,7 +144,7 @@ fn made_by(path: &Path, key: &str, other_key: &str, other: &'static str) -> Make
     match (carries(key), carries(other_key)) {
         // Only what links execgate's library carries both.
         (true, true) => {
-            Maker::Not("it is a program built with execgate's library, as execgate itself")
+            Maker::Not("it is a program built with execgate's library, such as execgate itself")
         }
         (true, false) => Maker::This,
         (false, true) => Maker::Not(other),
