@@ -151,7 +151,7 @@ fn from_terminal() -> bool {
 /// command change through any standard stream that is the terminal, and
 /// the status flags (`O_NONBLOCK`, `O_ASYNC`) of those streams, whose open
 /// file description the caller's shell shares.
-pub struct TerminalModes {
+pub struct TerminalState {
     /// The first standard stream that is this process's controlling
     /// terminal (0, 1 or 2), its modes, and whether this process's group
     /// held its foreground.
@@ -174,14 +174,14 @@ fn on_terminal<R>(index: usize, act: impl FnOnce(BorrowedFd<'_>) -> R) -> Option
     stream.is_terminal().then(|| act(stream))
 }
 
-impl TerminalModes {
-    pub fn save() -> TerminalModes {
+impl TerminalState {
+    pub fn save() -> TerminalState {
         let flags_of = |index| {
             on_terminal(index, |stream| fcntl(stream, FcntlArg::F_GETFL).ok())
                 .flatten()
                 .map(OFlag::from_bits_truncate)
         };
-        TerminalModes {
+        TerminalState {
             // Only the controlling terminal has a foreground group to ask.
             modes: (0..3).find_map(|index| {
                 on_terminal(index, |stream| {
@@ -211,7 +211,7 @@ impl TerminalModes {
         self.restore_status_flags();
     }
 
-    /// [`TerminalModes::restore`] after `execgate run`, whose command never
+    /// [`TerminalState::restore`] after `execgate run`, whose command never
     /// had the foreground: only while execgate has it (in the background,
     /// the terminal is the foreground program's), and the foreground is
     /// left where it is.

@@ -72,7 +72,7 @@ use std::io::IsTerminal;
 use crate::config::Config;
 #[cfg(unix)]
 use crate::ending::{
-    EndSignals, JobEvent, JobPlace, TerminalInterrupt, TerminalJob, TerminalModes,
+    EndSignals, JobEvent, JobPlace, TerminalInterrupt, TerminalJob, TerminalState,
 };
 
 #[cfg(unix)]
@@ -1109,7 +1109,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     let (session_config, labels) = args.session.session_config()?;
     let command = args.command.join(" ");
     // What the command sets on the terminal stays in its sandbox.
-    let terminal = TerminalModes::save();
+    let terminal = TerminalState::save();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         // Ctrl-C reaches us, not the command (it has its own process
@@ -1314,7 +1314,7 @@ fn shell(args: ShellArgs) -> Result<i32> {
         if !quiet {
             stderr::line(&start_line(&labels));
         }
-        let modes = TerminalModes::save();
+        let modes = TerminalState::save();
         let status = tokio::select! {
             status = session.interactive_with(&interactive) => status,
             signal = signals.recv() => {

@@ -121,7 +121,11 @@ fn tools_key_marker() -> &'static str {
 
 /// Whether the file at `path` carries `key` (reading it whole).
 fn carries_key(path: &Path, key: &str) -> bool {
-    std::fs::read(path).is_ok_and(|bytes| memchr::memmem::find(&bytes, key.as_bytes()).is_some())
+    std::fs::read(path).is_ok_and(|bytes| holds_key(&bytes, key))
+}
+
+fn holds_key(bytes: &[u8], key: &str) -> bool {
+    memchr::memmem::find(bytes, key.as_bytes()).is_some()
 }
 
 /// What an override names, for the tool this build keys `key`.
@@ -140,7 +144,7 @@ fn made_by(path: &Path, key: &str, other_key: &str, other: &'static str) -> Make
     let Ok(bytes) = std::fs::read(path) else {
         return Maker::Not("no build of execgate made it");
     };
-    let carries = |key: &str| memchr::memmem::find(&bytes, key.as_bytes()).is_some();
+    let carries = |key: &str| holds_key(&bytes, key);
     match (carries(key), carries(other_key)) {
         // Only what links execgate's library carries both.
         (true, true) => {
