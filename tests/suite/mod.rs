@@ -155,17 +155,50 @@ impl Recorder {
 
     /// Waits until `count` escalated children have started.
     pub async fn wait_for_started(&self, count: usize) -> Vec<i32> {
+        match self.started_within_10s(count).await {
+            Some(pids) => pids,
+            None => panic!(
+                "fewer than {count} escalated children started: {:?}",
+                self.events()
+            ),
+        }
+    }
+
+    /// [`Recorder::wait_for_started`] for the children of `shell`: if they
+    /// do not start, the panic says what became of the shell (killed
+    /// then), and what it wrote to its standard error.
+    pub async fn wait_for_started_by(
+        &self,
+        count: usize,
+        shell: &mut tokio::process::Child,
+    ) -> Vec<i32> {
+        use tokio::io::AsyncReadExt;
+        if let Some(pids) = self.started_within_10s(count).await {
+            return pids;
+        }
+        let running = shell.try_wait();
+        let _ = shell.start_kill();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = shell.stderr.take() {
+            let reading = pipe.read_to_string(&mut stderr);
+            let _ = tokio::time::timeout(Duration::from_secs(5), reading).await;
+        }
+        panic!(
+            "fewer than {count} escalated children started: {:?}\n\
+             the shell, before it was killed: {running:?}; its stderr: {stderr}",
+            self.events()
+        );
+    }
+
+    async fn started_within_10s(&self, count: usize) -> Option<Vec<i32>> {
         for _ in 0..500 {
             let pids = self.started_pids();
             if pids.len() >= count {
-                return pids;
+                return Some(pids);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!(
-            "fewer than {count} escalated children started: {:?}",
-            self.events()
-        );
+        None
     }
 }
 

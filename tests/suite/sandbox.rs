@@ -586,12 +586,12 @@ async fn cancelling_kills_sandboxed_escalations_and_what_they_started() {
     let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
     let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
     // setsid leaves the process group; the pid namespace still holds it.
-    let _shell = spawn_session_shell(
+    let mut shell = spawn_session_shell(
         &mut session,
         "sh -c 'setsid sleep 1000 & sleep 1000'",
         &world.ws,
     );
-    let pids = recorder.wait_for_started(1).await;
+    let pids = recorder.wait_for_started_by(1, &mut shell).await;
     // The requester's pid is the server's view of the shell's child that
     // stands in for the command, in the shell's pid namespace.
     let peer = recorder.decided()[0].peer.pid;
@@ -1061,8 +1061,8 @@ async fn interrupt_escalation(
     cmdline: &str,
 ) -> ShellOutput {
     let (mut session, recorder) = start_sandboxed_session(policy, profile, ws);
-    let child = spawn_session_shell(&mut session, script, ws);
-    recorder.wait_for_started(1).await;
+    let mut child = spawn_session_shell(&mut session, script, ws);
+    recorder.wait_for_started_by(1, &mut child).await;
     // Up to 10 s: a loaded machine starts a sandbox slowly.
     for _ in 0..500 {
         if !processes_named(cmdline).is_empty() {
@@ -1102,8 +1102,8 @@ async fn a_stopped_stand_in_stops_its_escalation() {
         let policy = policy_by_path(&[("/usr/bin/sleep", Decision::Escalate(execution.clone()))]);
         let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
         let script = format!("sleep {duration}; print status=$?");
-        let child = spawn_session_shell(&mut session, &script, &world.ws);
-        recorder.wait_for_started(1).await;
+        let mut child = spawn_session_shell(&mut session, &script, &world.ws);
+        recorder.wait_for_started_by(1, &mut child).await;
         let running = format!("/usr/bin/sleep {duration}");
         let program = wait_for_state(&running, |state| state != 'T').await;
         let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
@@ -1137,8 +1137,8 @@ async fn a_sandboxed_escalation_that_stops_itself_stays_stopped() {
     let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
     let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
     let script = "dash -c 'kill -STOP $$; echo continued > continued.txt'; print status=$?";
-    let child = spawn_session_shell(&mut session, script, &world.ws);
-    recorder.wait_for_started(1).await;
+    let mut child = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started_by(1, &mut child).await;
     let dash = "/usr/bin/dash -c kill -STOP $$; echo continued > continued.txt";
     wait_for_state(dash, |state| state == 'T').await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1170,8 +1170,8 @@ async fn a_sandboxed_escalation_handles_sigtstp_before_it_stops() {
     let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
     let script = "dash -c 'trap \"echo got-tstp > tstp.txt\" TSTP; \
         /usr/bin/sleep 1000.375 & wait; wait'; print status=$?";
-    let child = spawn_session_shell(&mut session, script, &world.ws);
-    recorder.wait_for_started(1).await;
+    let mut child = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started_by(1, &mut child).await;
     wait_for_state("/usr/bin/sleep 1000.375", |state| state != 'T').await;
     let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
     kill(stand_in, Signal::SIGTSTP).unwrap();
@@ -1335,8 +1335,8 @@ async fn spare_sandboxes_run_turn_default_escalations_as_fresh_ones_do() {
         dash -c 'echo \"$0\" \"$1\"; exit 7' a b; print status=$?; \
         dash -c 'touch {outside}/escaped'; print outside=$?; \
         dash -c 'sleep 2'";
-    let shell = spawn_session_shell(&mut session, &world.script(script), &world.ws);
-    let pids = recorder.wait_for_started(9).await;
+    let mut shell = spawn_session_shell(&mut session, &world.script(script), &world.ws);
+    let pids = recorder.wait_for_started_by(9, &mut shell).await;
     let last = fs::read(format!("/proc/{}/cmdline", pids[8])).unwrap_or_default();
     assert!(
         last.split(|&b| b == 0).any(|arg| arg == b"--spare"),
@@ -1493,8 +1493,8 @@ async fn an_escalation_whose_spare_ended_starts_its_own_sandbox() {
     let go = world.ws.join("go");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let script = "dash -c 'echo first'; read -r _ < go; dash -c 'sleep 1; echo second'";
-    let shell = spawn_session_shell(&mut session, script, &world.ws);
-    recorder.wait_for_started(1).await;
+    let mut shell = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started_by(1, &mut shell).await;
     let spares = both_spares(&world.ws).await;
     assert_eq!(spares.len(), 2, "the session started its spares");
     for pid in &spares {
