@@ -177,6 +177,7 @@ impl Recorder {
             return pids;
         }
         let running = shell.try_wait();
+        let tree = shell.id().map(process_tree).unwrap_or_default();
         let _ = shell.start_kill();
         let mut stderr = String::new();
         if let Some(mut pipe) = shell.stderr.take() {
@@ -185,7 +186,8 @@ impl Recorder {
         }
         panic!(
             "fewer than {count} escalated children started: {:?}\n\
-             the shell, before it was killed: {running:?}; its stderr: {stderr}",
+             the shell, before it was killed: {running:?}, its processes: {tree:#?}; \
+             its stderr: {stderr}",
             self.events()
         );
     }
@@ -200,6 +202,43 @@ impl Recorder {
         }
         None
     }
+}
+
+/// `root` and its descendants, each as its pid, state, kernel wait channel
+/// and command line: what a stalled shell was doing.
+fn process_tree(root: u32) -> Vec<String> {
+    use std::fs;
+    let read = |pid: &str, file: &str| fs::read_to_string(format!("/proc/{pid}/{file}")).ok();
+    let stats: Vec<(String, String, String)> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().into_string().ok()?;
+            let stat = read(&pid, "stat")?;
+            // After the parenthesised command name: state, ppid.
+            let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+            let state = fields.next()?.to_owned();
+            Some((pid, state, fields.next()?.to_owned()))
+        })
+        .collect();
+    let mut tree = vec![root.to_string()];
+    let mut described = Vec::new();
+    while let Some(pid) = tree.pop() {
+        let Some((_, state, _)) = stats.iter().find(|(each, ..)| *each == pid) else {
+            continue;
+        };
+        let wchan = read(&pid, "wchan").unwrap_or_default();
+        let cmdline = read(&pid, "cmdline").unwrap_or_default().replace('\0', " ");
+        described.push(format!("{pid} {state} {wchan} {cmdline}"));
+        tree.extend(
+            stats
+                .iter()
+                .filter(|(_, _, parent)| *parent == pid)
+                .map(|(child, ..)| child.clone()),
+        );
+    }
+    described
 }
 
 /// A policy that decides by canonical path; everything else runs in place.
