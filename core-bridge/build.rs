@@ -9,7 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = workspace_root();
     let wrapper = tools_key(&root, WRAPPER_SOURCES)?;
     let helper = tools_key(&root, HELPER_SOURCES)?;
-    println!("cargo:rustc-env=EXECGATE_WRAPPER_TOOLS_KEY={TOOLS_KEY_MARKER}{wrapper}");
-    println!("cargo:rustc-env=EXECGATE_HELPER_TOOLS_KEY={TOOLS_KEY_MARKER}{helper}");
+    println!("cargo:rustc-env=EXECGATE_WRAPPER_TOOLS_KEY={WRAPPER_KEY_MARKER}{wrapper}");
+    println!("cargo:rustc-env=EXECGATE_HELPER_TOOLS_KEY={HELPER_KEY_MARKER}{helper}");
     Ok(())
 }

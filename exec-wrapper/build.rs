@@ -22,7 +22,7 @@ include!("tools_sources.rs");
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     let key = tools_key(&workspace_root(), WRAPPER_SOURCES)?;
-    println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={TOOLS_KEY_MARKER}{key}");
+    println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={WRAPPER_KEY_MARKER}{key}");
     link_bins_statically();
     Ok(())
 }

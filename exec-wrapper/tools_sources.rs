@@ -22,5 +22,9 @@ const BUILD_INPUTS: &[&str] = &[
     "exec-wrapper/tools_sources.rs",
 ];
 
-/// What precedes the key in a tool's binary.
-const TOOLS_KEY_MARKER: &str = "execgate-tools-key:";
+/// What precedes the key in each tool's binary: the key's marker and the
+/// tool's name, so that another build's tool can be told by what it is.
+#[allow(dead_code)]
+const WRAPPER_KEY_MARKER: &str = "execgate-tools-key:wrapper:";
+#[allow(dead_code)]
+const HELPER_KEY_MARKER: &str = "execgate-tools-key:helper:";

@@ -11,7 +11,7 @@ include!("../exec-wrapper/tools_sources.rs");
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
     let key = tools_key(&workspace_root(), HELPER_SOURCES)?;
-    println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={TOOLS_KEY_MARKER}{key}");
+    println!("cargo:rustc-env=EXECGATE_TOOLS_KEY={HELPER_KEY_MARKER}{key}");
     link_bins_statically();
     Ok(())
 }

@@ -289,7 +289,7 @@ fn an_override_that_is_not_this_builds_tool_stops_the_command() {
     // warned of (review 119: scripts/bench-files' BEFORE_HELPER).
     let binary = Path::new(env!("CARGO_BIN_EXE_execgate"));
     let mut helper = std::fs::read(binary.with_file_name("execgate-sandbox-helper")).unwrap();
-    let marker = b"execgate-tools-key:";
+    let marker = b"execgate-tools-key:helper:";
     let key = helper
         .windows(marker.len())
         .position(|window| window == marker)
@@ -308,6 +308,19 @@ fn an_override_that_is_not_this_builds_tool_stops_the_command() {
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(
         stderr.contains("which another build of execgate made"),
+        "{stderr}"
+    );
+    // Review 124: named as the wrapper, it was taken for another build's
+    // wrapper, and failed on its arguments.
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--", "exit 3"],
+        &[("EXECGATE_WRAPPER_BINARY", other.to_str().unwrap())],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains("it is another build's sandbox helper"),
         "{stderr}"
     );
 }

@@ -9,9 +9,11 @@
 //!    helper (`scripts/build-wrapper`, in
 //!    `target/x86_64-unknown-linux-musl/release/`) are taken instead of the
 //!    ones beside the binary when they were built from the same sources:
-//!    each binary carries the key of its sources (`exec-wrapper/tools_key.rs`),
-//!    checked here, when the tools are located; a stale one is passed over,
-//!    not paired with a newer `execgate`;
+//!    each binary carries the key of its sources (`exec-wrapper/tools_key.rs`)
+//!    after its tool's name (`execgate-tools-key:wrapper:`), checked here,
+//!    when the tools are located; a stale one is passed over, not paired
+//!    with a newer `execgate`, and an override naming the other tool, of
+//!    any build, is refused;
 //! 3. the installed layout: `../libexec/execgate/` relative to the binary
 //!    (`/usr/bin/execgate` uses `/usr/libexec/execgate/`), with the zsh at
 //!    `zsh/bin/zsh` there;
@@ -119,6 +121,12 @@ fn tools_key_marker() -> &'static str {
         .map_or(WRAPPER_KEY, |colon| &WRAPPER_KEY[..=colon])
 }
 
+/// What every build's key of the tool `key` keys starts with: the marker
+/// and the tool's name (`execgate-tools-key:wrapper:`).
+fn tool_key_marker(key: &str) -> &str {
+    key.rfind(':').map_or(key, |colon| &key[..=colon])
+}
+
 /// Whether the file at `path` carries `key` (reading it whole).
 fn carries_key(path: &Path, key: &str) -> bool {
     std::fs::read(path).is_ok_and(|bytes| holds_key(&bytes, key))
@@ -138,20 +146,32 @@ enum Maker {
     Not(&'static str),
 }
 
+/// The other tool, as a reason to refuse it: this build's and another's.
+struct OtherTool {
+    key: &'static str,
+    this_builds: &'static str,
+    another_builds: &'static str,
+}
+
 /// What the file at `path` is (reading it once), for the tool this build
-/// keys `key` and whose other tool it keys `other_key` (`other`).
-fn made_by(path: &Path, key: &str, other_key: &str, other: &'static str) -> Maker {
+/// keys `key`, whose other tool is `other`.
+fn made_by(path: &Path, key: &str, other: &OtherTool) -> Maker {
     let Ok(bytes) = std::fs::read(path) else {
         return Maker::Not("no build of execgate made it");
     };
     let carries = |key: &str| holds_key(&bytes, key);
-    match (carries(key), carries(other_key)) {
-        // Only what links execgate's library carries both.
+    let tool = |key| carries(tool_key_marker(key));
+    match (tool(key), tool(other.key)) {
+        // Only what links execgate's library carries both tools' keys.
         (true, true) => {
             Maker::Not("it is a program built with execgate's library, such as execgate itself")
         }
-        (true, false) => Maker::This,
-        (false, true) => Maker::Not(other),
+        (true, false) if carries(key) => Maker::This,
+        (true, false) => Maker::Another,
+        (false, true) if carries(other.key) => Maker::Not(other.this_builds),
+        (false, true) => Maker::Not(other.another_builds),
+        // A build from before keys named their tool: it can only be taken
+        // at its word.
         (false, false) if carries(tools_key_marker()) => Maker::Another,
         (false, false) => Maker::Not("no build of execgate made it"),
     }
@@ -393,11 +413,19 @@ impl Tools {
     ) -> Result<Vec<(&'static str, PathBuf)>, BridgeError> {
         let mut from_other_builds = Vec::new();
         for (variable, path, key, what) in self.overridden(env) {
-            let (other_key, other) = match key {
-                WRAPPER_KEY => (HELPER_KEY, "it is this build's sandbox helper"),
-                _ => (WRAPPER_KEY, "it is this build's exec wrapper"),
+            let other = match key {
+                WRAPPER_KEY => OtherTool {
+                    key: HELPER_KEY,
+                    this_builds: "it is this build's sandbox helper",
+                    another_builds: "it is another build's sandbox helper",
+                },
+                _ => OtherTool {
+                    key: WRAPPER_KEY,
+                    this_builds: "it is this build's exec wrapper",
+                    another_builds: "it is another build's exec wrapper",
+                },
             };
-            match made_by(path, key, other_key, other) {
+            match made_by(path, key, &other) {
                 Maker::This => {}
                 Maker::Another => from_other_builds.push((variable, path.clone())),
                 Maker::Not(why) => {
@@ -647,13 +675,21 @@ mod tests {
     fn an_override_is_judged_by_which_tool_of_which_build_it_is() {
         let root = tempfile::tempdir().unwrap();
         let root = root.path().canonicalize().unwrap();
-        let other_build = "execgate-tools-key:0000";
+        let other_wrapper = "execgate-tools-key:wrapper:0000";
+        let other_helper = "execgate-tools-key:helper:0000";
+        // A build from before keys named their tool.
+        let older_build = "execgate-tools-key:0000";
         // (contents of the wrapper named, what the check says)
         let cases = [
             (vec![WRAPPER_KEY], Ok(false)),
-            (vec![other_build], Ok(true)),
+            (vec![other_wrapper], Ok(true)),
+            (vec![older_build], Ok(true)),
             (vec![HELPER_KEY], Err("this build's sandbox helper")),
+            // Review 124: taken for another build's wrapper, it failed on
+            // its arguments.
+            (vec![other_helper], Err("another build's sandbox helper")),
             (vec![WRAPPER_KEY, HELPER_KEY], Err("execgate itself")),
+            (vec![other_wrapper, other_helper], Err("execgate itself")),
             (vec!["no key"], Err("no build of execgate made it")),
         ];
         for (index, (keys, expected)) in cases.into_iter().enumerate() {
