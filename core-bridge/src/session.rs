@@ -220,10 +220,42 @@ type RecordAnswer = Box<dyn FnOnce(Option<&dyn std::fmt::Display>) -> Result<(),
 
 /// Grants for one shell beyond the session's sandbox, and what records
 /// the approver's answer: called once whether they can be made is known,
-/// before the shell is built.
+/// before the shell is built, or, if the grant is dropped first (a panic
+/// on the way), as it is dropped, with the grant not made.
 pub(crate) struct ShellGrant {
     profile: PermissionProfile,
-    record: RecordAnswer,
+    record: AnswerRecord,
+}
+
+impl ShellGrant {
+    fn new(profile: PermissionProfile, record: RecordAnswer) -> ShellGrant {
+        ShellGrant {
+            profile,
+            record: AnswerRecord(Some(record)),
+        }
+    }
+}
+
+/// A [`RecordAnswer`] that records, if it is dropped uncalled, that the
+/// grant was not made.
+struct AnswerRecord(Option<RecordAnswer>);
+
+impl AnswerRecord {
+    fn record(mut self, not_made: Option<&dyn std::fmt::Display>) -> Result<(), String> {
+        match self.0.take() {
+            Some(record) => record(not_made),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for AnswerRecord {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.take() {
+            // Nobody is left to tell of a failure to record it.
+            let _ = record(Some(&"its shell could not be prepared"));
+        }
+    }
 }
 
 /// A command in flight. Dropping it, or the future of [`RunHandle::wait`]
@@ -556,10 +588,9 @@ impl ShellSession {
                     // record waits for the disk, and a grant's profile is
                     // resolved (its deny globs walked) before it is.
                     let shell = tokio::task::spawn_blocking(move || match answer.granted {
-                        Some(profile) => session_shell(Some(ShellGrant {
-                            profile,
-                            record: Box::new(record),
-                        })),
+                        Some(profile) => {
+                            session_shell(Some(ShellGrant::new(profile, Box::new(record))))
+                        }
                         None => {
                             record(None).map_err(GrantError::Unrecorded)?;
                             session_shell(None)
@@ -630,7 +661,10 @@ impl ShellSession {
                 Err(error) => {
                     // The answer is recorded with why its grant was not made.
                     if let Some(grant) = grant {
-                        (grant.record)(Some(&error)).map_err(GrantError::Unrecorded)?;
+                        grant
+                            .record
+                            .record(Some(&error))
+                            .map_err(GrantError::Unrecorded)?;
                     }
                     return Err(error);
                 }
@@ -646,7 +680,7 @@ impl ShellSession {
                     &args,
                     terminal,
                     &grant.profile,
-                    grant.record,
+                    |not_made| grant.record.record(not_made),
                 )?,
             };
             shell.env_clear().envs(env.iter().cloned());
@@ -1181,6 +1215,27 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review 123: a grant dropped before its answer was recorded (a panic
+    /// while its shell was built) left the approver's answer unrecorded.
+    /// It is recorded as not made.
+    #[test]
+    fn a_grant_dropped_unrecorded_records_its_answer_as_not_made() {
+        let (sender, told) = std::sync::mpsc::channel();
+        let grant = ShellGrant::new(
+            PermissionProfile::preset("read-only").unwrap(),
+            Box::new(move |why: Option<&dyn std::fmt::Display>| {
+                sender.send(why.map(ToString::to_string)).unwrap();
+                Ok(())
+            }),
+        );
+        drop(grant);
+        let why = told.try_recv().expect("the answer was recorded");
+        assert!(
+            why.is_some_and(|why| why.contains("its shell could not be prepared")),
+            "recorded as made"
+        );
+    }
 
     /// From a probe: a sessions' directory others could read (made by
     /// hand, or by an older execgate) was taken as it was.
