@@ -82,7 +82,12 @@ pub fn main() -> ExitCode {
         Command::Doctor { json } => doctor(json),
     };
     match result {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Ok(code) => match u8::try_from(code) {
+            Ok(code) => ExitCode::from(code),
+            // A Windows exit code is 32 bits (an NTSTATUS such as
+            // 0xC0000005 for a crash): passed on whole.
+            Err(_) => std::process::exit(code),
+        },
         Err(error) => {
             let error = format!("{error:#}");
             eprintln!(
@@ -292,7 +297,8 @@ fn run_command(args: RunArgs) -> Result<i32> {
         );
         return Ok(124);
     }
-    Ok(i32::try_from(outcome.finished.exit_code).unwrap_or(1))
+    // The same 32 bits, as `exit` takes them.
+    Ok(i32::from_ne_bytes(outcome.finished.exit_code.to_ne_bytes()))
 }
 
 /// The error that stopped a command, and, when its record could not be

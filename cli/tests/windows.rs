@@ -44,6 +44,7 @@ fn execgate_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     std::fs::create_dir_all(&ws).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
     command.env("LOCALAPPDATA", dir.join("state"));
+    own_temp(&mut command, dir);
     command.env_remove("EXECGATE_WINE_UNENFORCED_TOKEN");
     // The private desktop is skipped under SSH: only the test that says
     // so sets these.
@@ -61,6 +62,15 @@ fn execgate_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         command.args(args);
     }
     command.output().unwrap()
+}
+
+/// A `%TEMP%` of the test's own beside its state directory: the test's
+/// directory is in Wine's `%TEMP%`, which every sandbox can write, and a
+/// state directory there is refused.
+fn own_temp(command: &mut Command, dir: &Path) {
+    let temp = dir.join("temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    command.env("TEMP", &temp).env("TMP", &temp);
 }
 
 fn audit(dir: &Path) -> Vec<serde_json::Value> {
@@ -666,7 +676,9 @@ fn stdin_and_output_errors_are_audited() {
         std::fs::write(dir.join("team.rules"), RULES).unwrap();
         let ws = dir.join("ws");
         std::fs::create_dir_all(&ws).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_execgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
+        own_temp(&mut command, dir);
+        command
             .env("LOCALAPPDATA", dir.join("state"))
             .env("EXECGATE_WINE_UNENFORCED_TOKEN", "1")
             .env_remove("SSH_CONNECTION")
@@ -761,6 +773,7 @@ fn records_of_concurrent_runs_never_interleave() {
         .map(|_| {
             let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
             command.env("LOCALAPPDATA", dir.path().join("state"));
+            own_temp(&mut command, dir.path());
             command.env("EXECGATE_WINE_UNENFORCED_TOKEN", "1");
             command
                 .args(["run", "--profiles"])
@@ -936,4 +949,29 @@ fn doctor_reports_token_acl_job_and_desktop() {
     assert_eq!(report["job objects (kill on close)"], "ok");
     assert_eq!(report["private desktop"], "ok");
     assert!(report["restricted token"].as_str().unwrap().len() > 2);
+}
+
+/// Probe 125: a sandbox that could write execgate's state directory could
+/// put the user's own SID (or a group's) among the capability SIDs, and a
+/// later run's token would then write wherever the user can. Such a run
+/// is refused.
+#[test]
+fn a_sandbox_that_could_write_the_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("ws").join("state");
+    let output = execgate_with(
+        dir.path(),
+        &["run", "--", "cmd", "/d", "/c", "echo ran"],
+        &[
+            ("EXECGATE_WINE_UNENFORCED_TOKEN", "1"),
+            ("LOCALAPPDATA", state.to_str().unwrap()),
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(!text(&output.stdout).contains("ran"));
+    assert!(
+        stderr.contains("state directory") && stderr.contains("is writable from the sandbox"),
+        "{stderr}"
+    );
 }

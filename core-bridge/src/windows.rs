@@ -35,6 +35,12 @@ pub enum WindowsRunError {
     /// The rules denied it; it is not prepared.
     #[error("denied: {0}")]
     Denied(String),
+    #[error(
+        "execgate's state directory {state} is writable from the sandbox (through {root}): \
+         the command could rewrite the capability SIDs later runs restrict their tokens with; \
+         run it from a directory that does not hold %LOCALAPPDATA%\\execgate"
+    )]
+    StateInReach { state: String, root: String },
     #[error(transparent)]
     Plan(#[from] WindowsPlanError),
     #[error(transparent)]
@@ -337,6 +343,29 @@ fn writable_paths(config: &WindowsRunConfig) -> Result<WritablePaths, WindowsRun
     })
 }
 
+/// Refuses a sandbox that could write execgate's state directory: a
+/// capability SID written there (the user's own, a group's) would become a
+/// restricting SID of a later run's token, which would then write wherever
+/// the user can.
+fn refuse_state_in_reach(config: &WindowsRunConfig) -> Result<(), WindowsRunError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| WindowsRunError::Io {
+        what: format!("cannot make {}", config.state_dir.display()),
+        source,
+    })?;
+    let state = win_path(&config.state_dir)?;
+    match writable_paths(config)?
+        .all()
+        .into_iter()
+        .find(|root| state.starts_with(root))
+    {
+        Some(root) => Err(WindowsRunError::StateInReach {
+            state: state.to_string(),
+            root: root.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// `paths` and, for those that exist, their canonical forms: a profile's
 /// path spelled through a junction or an 8.3 name must still cover the
 /// canonical paths that programs and `PATH` entries resolve to.
@@ -534,6 +563,7 @@ pub fn prepare(
                 .and_then(|(name, _)| config.execution_networks.get(name))
                 .copied()
                 .unwrap_or(config.network);
+            refuse_state_in_reach(config)?;
             let mut sids = SidStore::load(&config.state_dir)?;
             let plan = WindowsPlan::new(
                 &config.profile,

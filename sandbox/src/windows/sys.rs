@@ -43,7 +43,7 @@ use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
 use windows_sys::Win32::System::Threading::{
     CreateProcessAsUserW, DeleteProcThreadAttributeList, GetCurrentProcess, GetExitCodeProcess,
     InitializeProcThreadAttributeList, OpenProcessToken, ResumeThread, UpdateProcThreadAttribute,
-    WaitForSingleObject, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
+    WaitForSingleObject, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS,
     EXTENDED_STARTUPINFO_PRESENT, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
     PROC_THREAD_ATTRIBUTE_HANDLE_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW, STARTUPINFOW,
 };
@@ -804,7 +804,16 @@ pub fn spawn_suspended(request: &SpawnRequest<'_>) -> Result<Spawned> {
     let directory = nul_terminated(request.current_directory);
     // SAFETY: plain structure filled by the call.
     let mut info: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
-    let flags = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
+    let mut flags = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
+    if request.token.is_some() {
+        // No console: a sandboxed child attached to the caller's could
+        // queue keystrokes into its input (`WriteConsoleInputW` on
+        // `CONIN$`, Windows' `TIOCSTI`) for the caller's shell to run after
+        // execgate ends, or write escape sequences to its terminal past
+        // the pipes. Its standard streams are the pipes, which is all it
+        // is given.
+        flags |= DETACHED_PROCESS;
+    }
     // SAFETY: every pointer is valid for the call: NUL-terminated strings,
     // a terminated environment block, the startup structure with its
     // initialized attribute list; the returned handles are owned below.

@@ -19,8 +19,11 @@ const SPACE: u16 = b' ' as u16;
 /// Quotes `argv` into one command line. The program name follows its own
 /// rule (`CommandLineToArgvW` reads it up to the next quote, with no
 /// escapes), so a program name holding `"` is refused; every other
-/// argument is quoted when it is empty or holds white space or a quote,
-/// with backslashes doubled only where they precede a quote.
+/// argument is quoted when it is empty or holds white space, a quote or a
+/// character beyond ASCII, with backslashes doubled only where they
+/// precede a quote; one that a program reading its command line in an
+/// ANSI code page would split otherwise is refused
+/// ([`refuse_best_fit_quoting`]).
 pub fn command_line<A: AsRef<[u16]>>(argv: &[A]) -> Result<Vec<u16>, WindowsPlanError> {
     let Some((program, arguments)) = argv.split_first() else {
         return Err(WindowsPlanError::BadCommand("no program to run".into()));
@@ -32,8 +35,9 @@ pub fn command_line<A: AsRef<[u16]>>(argv: &[A]) -> Result<Vec<u16>, WindowsPlan
             "a program name cannot be empty or hold a double quote on Windows".into(),
         ));
     }
+    refuse_best_fit_quoting(program)?;
     let mut line = Vec::new();
-    if program.iter().any(|&unit| is_blank(unit)) {
+    if program.iter().any(|&unit| is_blank(unit) || unit >= 0x80) {
         line.push(QUOTE);
         line.extend_from_slice(program);
         line.push(QUOTE);
@@ -43,10 +47,52 @@ pub fn command_line<A: AsRef<[u16]>>(argv: &[A]) -> Result<Vec<u16>, WindowsPlan
     for argument in arguments {
         let argument = argument.as_ref();
         refuse_nul(argument)?;
+        refuse_best_fit_quoting(argument)?;
         line.push(SPACE);
         quote_argument(argument, &mut line);
     }
     Ok(line)
+}
+
+/// Characters that Windows' best-fit mapping turns into `"` when a program
+/// reads its command line in an ANSI code page (`GetCommandLineA`, a C
+/// `main`): the fullwidth quote and the typographic ones, among others.
+const BEST_FIT_QUOTES: &[u16] = &[
+    0x02ba, 0x02dd, 0x030e, 0x201c, 0x201d, 0x201e, 0x2033, 0x3003, 0xff02,
+];
+
+/// Characters that best-fit mapping turns into `\` (the yen and won signs
+/// are the backslash's byte in Japanese and Korean code pages).
+const BEST_FIT_BACKSLASHES: &[u16] = &[0x00a5, 0x20a9, 0x2216, 0xfe68, 0xff3c];
+
+/// Refuses an argument that an ANSI program would split differently from
+/// a Unicode one: a quote look-alike anywhere (it would open or close the
+/// quotes), or a backslash look-alike in a run of backslashes before a
+/// quote or the argument's end, where, as `\`, it would escape the quote.
+/// Blank look-alikes (U+3000) need no refusal: every argument with a
+/// character beyond ASCII is quoted.
+fn refuse_best_fit_quoting(argument: &[u16]) -> Result<(), WindowsPlanError> {
+    let refused = |what: &str| {
+        Err(WindowsPlanError::BadCommand(format!(
+            "an argument holds {what}, which a program reading its command line in an ANSI code              page sees as a quote or a backslash: it would not get the argument the rules judged"
+        )))
+    };
+    if argument.iter().any(|unit| BEST_FIT_QUOTES.contains(unit)) {
+        return refused("a character like a double quote");
+    }
+    let mut run_has_look_alike = false;
+    for &unit in argument {
+        match unit {
+            BACKSLASH => {}
+            unit if BEST_FIT_BACKSLASHES.contains(&unit) => run_has_look_alike = true,
+            QUOTE if run_has_look_alike => return refused("a character like a backslash"),
+            _ => run_has_look_alike = false,
+        }
+    }
+    if run_has_look_alike {
+        return refused("a character like a backslash at its end");
+    }
+    Ok(())
 }
 
 fn is_blank(unit: u16) -> bool {
@@ -65,7 +111,13 @@ fn refuse_nul(text: &[u16]) -> Result<(), WindowsPlanError> {
 }
 
 fn quote_argument(argument: &[u16], line: &mut Vec<u16>) {
-    if !argument.is_empty() && !argument.iter().any(|&unit| is_blank(unit) || unit == QUOTE) {
+    // Beyond ASCII, a character may be a blank to a program that reads
+    // its command line in an ANSI code page (U+3000 becomes a space).
+    if !argument.is_empty()
+        && !argument
+            .iter()
+            .any(|&unit| is_blank(unit) || unit == QUOTE || unit >= 0x80)
+    {
         line.extend_from_slice(argument);
         return;
     }
@@ -109,8 +161,9 @@ fn batch_needs_quotes(argument: &[u16]) -> bool {
             Ok(byte) if byte.is_ascii() => {
                 !(byte.is_ascii_alphanumeric() || BATCH_UNQUOTED.contains(&byte))
             }
-            // C1 controls; other non-ASCII is plain text to cmd.
-            Ok(_) | Err(_) => (0x80..=0x9f).contains(&unit),
+            // Plain text to cmd, but maybe a blank to the program the
+            // batch file passes it on to, in an ANSI code page.
+            Ok(_) | Err(_) => true,
         })
 }
 
@@ -171,6 +224,7 @@ pub fn cmd_command_line<A: AsRef<[u16]>>(
     for argument in argv {
         let argument = argument.as_ref();
         refuse_nul(argument)?;
+        refuse_best_fit_quoting(argument)?;
         if argument.iter().any(|&unit| {
             unit == u16::from(b'%') || unit == u16::from(b'\r') || unit == u16::from(b'\n')
         }) {

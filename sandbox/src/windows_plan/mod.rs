@@ -119,6 +119,11 @@ pub enum WindowsPlanError {
     )]
     VolumeRootWorkingDirectory { cwd: String },
     #[error(
+        "the writable root {root} is the root of its volume, which would make all of it \
+         writable, as `:root = write` would; name a directory on it"
+    )]
+    VolumeRootWritable { root: String },
+    #[error(
         "the working directory {cwd} holds your home directory, and the profile makes the \
          working directory writable: the commands run here could rewrite your PowerShell \
          profile, .ssh and .gitconfig, which run outside the sandbox later; start from a project \
@@ -493,6 +498,13 @@ impl WindowsPlan {
 
         writable.sort();
         writable.dedup();
+        // A workspace root or a profile's path at `D:\` would write the
+        // whole volume, as `:cwd` there would.
+        if let Some(volume) = writable.iter().find(|path| path.depth() == 0) {
+            return Err(WindowsPlanError::VolumeRootWritable {
+                root: volume.to_string(),
+            });
+        }
         // Most specific first, so `root_for` takes the first that holds a
         // path.
         writable.sort_by(|left, right| right.depth().cmp(&left.depth()).then(left.cmp(right)));
@@ -594,6 +606,47 @@ impl WindowsPlan {
                 lifetime: owner.lifetime,
             });
         }
+        // NTFS renames a directory without looking below it: each
+        // directory between the outermost writable root holding a
+        // protected path and that path is denied `DELETE` on itself alone,
+        // or the sandbox could rename one away and make a new path where
+        // the protected one was (on Linux, the mount there makes the
+        // rename fail).
+        let mut above_protected: Vec<AcePlan> = Vec::new();
+        for item in &protected {
+            let Some(owner) = root_for(&roots, &item.path) else {
+                continue;
+            };
+            // Only on the way to what exists: an ACE needs its directory.
+            if item.found == PathKind::Missing {
+                continue;
+            }
+            let Some(outermost) = roots
+                .iter()
+                .filter(|root| item.path.starts_with(&root.path))
+                .min_by_key(|root| root.path.depth())
+            else {
+                continue;
+            };
+            let mut between = item.path.parent();
+            while let Some(directory) = between {
+                if directory.depth() <= outermost.path.depth() {
+                    break;
+                }
+                if !above_protected.iter().any(|ace| ace.path == directory) {
+                    above_protected.push(AcePlan {
+                        path: directory.clone(),
+                        kind: AceKind::Deny,
+                        sid: owner.sid,
+                        mask: mask::DELETE,
+                        inheritance: Inheritance::None,
+                        lifetime: owner.lifetime,
+                    });
+                }
+                between = directory.parent();
+            }
+        }
+        aces.extend(above_protected);
         for root in &roots {
             aces.push(AcePlan {
                 path: root.path.clone(),

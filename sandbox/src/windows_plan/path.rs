@@ -28,8 +28,9 @@ pub struct WinPath {
 
 impl WinPath {
     /// Parses an absolute Windows path; anything relative, drive-relative
-    /// (`C:foo`) or rooted without a drive (`\foo`) is refused, because it
-    /// would mean different places depending on the process's state.
+    /// (`C:foo`, and `C:`, the drive's current directory) or rooted without
+    /// a drive (`\foo`) is refused, because it would mean different places
+    /// depending on the process's state.
     pub fn parse(text: &str) -> Result<WinPath, WindowsPlanError> {
         let refuse = |reason: &str| WindowsPlanError::BadPath {
             path: text.to_owned(),
@@ -65,9 +66,6 @@ impl WinPath {
                     Volume::Drive(letter.to_ascii_uppercase()),
                     chars.as_str().to_owned(),
                 ),
-                (Some(letter), Some(':'), None) if letter.is_ascii_alphabetic() => {
-                    (Volume::Drive(letter.to_ascii_uppercase()), String::new())
-                }
                 _ => return Err(refuse("it is not an absolute path with a drive or a share")),
             }
         };
@@ -147,6 +145,13 @@ impl WinPath {
             .any(|component| as_opened(component) == as_opened(name))
     }
 
+    /// The directory holding `self`; `None` for a volume's root.
+    pub fn parent(&self) -> Option<WinPath> {
+        let mut parent = self.clone();
+        parent.components.pop()?;
+        Some(parent)
+    }
+
     /// The last component, if any.
     pub fn file_name(&self) -> Option<&str> {
         self.components.last().map(String::as_str)
@@ -159,10 +164,21 @@ fn as_opened(name: &str) -> String {
     fold(name.trim_end_matches(['.', ' ']))
 }
 
-/// NTFS compares names through an upper-case table; Unicode simple
-/// upper-casing is the portable approximation of it.
+/// NTFS compares names through an upper-case table, one UTF-16 unit for
+/// one: a character whose upper case is one character takes it (the
+/// portable approximation of the table), one whose upper case is longer
+/// (`ß`, `ﬀ`) stays as it is, as NTFS leaves it, and so does one beyond
+/// the table's 16 bits (two units).
 fn fold(name: &str) -> String {
-    name.chars().flat_map(char::to_uppercase).collect()
+    name.chars()
+        .map(|c| {
+            let mut upper = c.to_uppercase();
+            match (upper.next(), upper.next()) {
+                (Some(single), None) if c.len_utf16() == 1 && single.len_utf16() == 1 => single,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 impl PartialEq for WinPath {

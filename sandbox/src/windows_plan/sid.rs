@@ -107,7 +107,9 @@ impl SidStore {
     }
 
     /// Writes the store if a SID was added, through a temporary file and a
-    /// rename so a crash never leaves half a file.
+    /// rename so a crash never leaves half a file. Of two first runs at
+    /// once, the last rename wins: the other's new SIDs are made again by
+    /// its next run, and their ACEs stay behind.
     pub fn save(&mut self, state_dir: &Path) -> Result<(), WindowsPlanError> {
         if !self.changed {
             return Ok(());
@@ -118,7 +120,12 @@ impl SidStore {
             reason: error.to_string(),
         };
         std::fs::create_dir_all(state_dir).map_err(failed)?;
-        let partial: PathBuf = state_dir.join(format!("{CAPABILITY_SID_FILE}.partial"));
+        // One partial file per process: two first runs at once must not
+        // write into one file and leave it malformed for every later run.
+        let partial: PathBuf = state_dir.join(format!(
+            "{CAPABILITY_SID_FILE}.{}.partial",
+            std::process::id()
+        ));
         std::fs::write(&partial, self.to_text()).map_err(failed)?;
         std::fs::rename(&partial, &file).map_err(failed)?;
         self.changed = false;

@@ -20,7 +20,7 @@ fn windows_paths_parse_to_one_normal_form() {
         (r"C:\work", Some(r"C:\work")),
         (r"c:/work/./src/../lib/", Some(r"C:\work\lib")),
         (r"C:\", Some(r"C:\")),
-        ("D:", Some(r"D:\")),
+        ("D:", None),
         (r"C:\..\..", Some(r"C:\")),
         (r"\\?\C:\Work", Some(r"C:\Work")),
         (r"\\Server\Share\dir", Some(r"\\server\share\dir")),
@@ -852,20 +852,20 @@ fn a_path_belongs_to_the_most_specific_root() {
     let plan = plan_with(
         &PermissionProfile::preset("workspace-write").unwrap(),
         None,
-        &[r"C:\", r"C:\work\sub", r"C:\Work\sub\deeper"],
+        &[r"D:\all", r"C:\work\sub", r"C:\Work\sub\deeper"],
         &[(r"C:\work\sub\.git", PathKind::Directory)],
         WindowsNetwork::BestEffort,
         &mut sids,
     );
-    // `C:\` as a workspace root is an ordinary writable root (it is not
-    // `:root`); the table checks which root each path lands in.
+    // The table checks which root each path lands in.
     let plan = plan.unwrap();
     let cases = [
         (r"C:\work\sub\deeper\x\y", Some(r"C:\Work\sub\deeper")),
         (r"C:\work\sub\x", Some(r"C:\work\sub")),
         (r"c:\WORK\subway", Some(r"C:\work")),
         (r"C:\work", Some(r"C:\work")),
-        (r"C:\elsewhere", Some(r"C:\")),
+        (r"D:\ALL\x", Some(r"D:\all")),
+        (r"C:\elsewhere", None),
         (r"D:\elsewhere", None),
     ];
     for (at, expected) in cases {
@@ -1397,5 +1397,158 @@ fn working_directories_and_roots_that_would_open_git_or_a_volume_are_refused() {
                 panic!("{case}: planned, expected {expected:?}: {:?}", plan.roots)
             }
         }
+    }
+}
+
+/// A plan of `profile` at `cwd`, with the homes and what exists given.
+fn plan_in(
+    profile: &PermissionProfile,
+    cwd: &str,
+    workspace_roots: &[&str],
+    homes: &[&str],
+    existing: &[(&str, PathKind)],
+) -> Result<WindowsPlan, WindowsPlanError> {
+    let existing: BTreeMap<String, PathKind> = existing
+        .iter()
+        .map(|(at, kind)| (path(at).key(), *kind))
+        .collect();
+    let probe = move |at: &WinPath| {
+        existing
+            .get(&at.key())
+            .copied()
+            .unwrap_or(PathKind::Missing)
+    };
+    let context = WindowsContext {
+        cwd: path(cwd),
+        temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
+        workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
+        homes: homes.iter().map(|home| path(home)).collect(),
+        probe: &probe,
+        canonical: &|_: &WinPath| None,
+    };
+    let mut sids = SidStore::default();
+    WindowsPlan::new(profile, None, &context, WindowsNetwork::Refuse, &mut sids)
+}
+
+/// Whether `plan` denies renaming or deleting the directory `at` itself.
+fn denies_delete(plan: &WindowsPlan, at: &str) -> bool {
+    plan.aces.iter().any(|ace| {
+        ace.kind == AceKind::Deny && ace.path == path(at) && ace.mask & mask::DELETE != 0
+    })
+}
+
+/// Probe 125: a read-only path two levels below a writable root, or the
+/// `.git` of a root inside another root, was denied writes on itself
+/// only: the directories between kept the outer root's `DELETE`, and
+/// NTFS lets a directory be renamed without looking below it, so the
+/// sandbox renamed one away and made a new path in its place (on Linux,
+/// the mount there makes the rename fail). Each directory between is
+/// denied `DELETE`, on itself only.
+#[test]
+fn the_directories_above_a_protected_path_cannot_be_renamed() {
+    let cwd_read = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::WorkspaceRoots), Access::Write),
+            (special(SpecialRoot::Cwd), Access::Read),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    let existing = [
+        (r"C:\ws\cfg", PathKind::Directory),
+        (r"C:\ws\cfg\locked", PathKind::Directory),
+    ];
+    let plan = plan_in(&cwd_read, r"C:\ws\cfg\locked", &[r"C:\ws"], &[], &existing).unwrap();
+    assert!(denies_delete(&plan, r"C:\ws\cfg"), "{:#?}", plan.aces);
+    assert!(denies_delete(&plan, r"C:\ws\cfg\locked"));
+    assert!(!denies_delete(&plan, r"C:\ws"), "the root itself");
+    // Only the directory itself: what it holds stays deletable.
+    assert!(plan
+        .aces
+        .iter()
+        .filter(|ace| ace.path == path(r"C:\ws\cfg"))
+        .all(|ace| ace.inheritance == Inheritance::None));
+
+    let nested = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::WorkspaceRoots), Access::Write),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    let existing = [(r"C:\proj\lib\.git", PathKind::Directory)];
+    let plan = plan_in(
+        &nested,
+        r"C:\elsewhere",
+        &[r"C:\proj", r"C:\proj\lib"],
+        &[],
+        &existing,
+    )
+    .unwrap();
+    assert!(denies_delete(&plan, r"C:\proj\lib"), "{:#?}", plan.aces);
+    assert!(!denies_delete(&plan, r"C:\proj"));
+}
+
+/// Probe 125: `:cwd = write` at a volume's root was refused, the same
+/// root as a workspace root was not.
+#[test]
+fn a_volume_root_is_never_a_writable_root() {
+    let workspace = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::WorkspaceRoots), Access::Write),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    for root in [r"D:\", r"\\server\share"] {
+        let refused = plan_in(&workspace, r"C:\work", &[root], &[], &[]);
+        assert!(
+            matches!(refused, Err(WindowsPlanError::VolumeRootWritable { .. })),
+            "{root}: {refused:?}"
+        );
+    }
+}
+
+/// Probe 125: `D:` is the drive's current directory to Windows, not its
+/// root; the planner took it for `D:\`.
+#[test]
+fn a_bare_drive_is_refused_as_drive_relative() {
+    assert!(WinPath::parse("D:").is_err());
+    assert!(WinPath::parse(r"D:\").is_ok());
+}
+
+/// Probe 125: NTFS upper-cases a name unit by unit (`ß` stays `ß`); full
+/// Unicode upper-casing made `straße` and `STRASSE` one path, one root and
+/// one SID.
+#[test]
+fn names_fold_one_character_at_a_time_as_ntfs_does() {
+    assert_ne!(path(r"C:\work\straße"), path(r"C:\work\STRASSE"));
+    assert_ne!(path("C:\\work\\\u{fb00}"), path(r"C:\work\FF"));
+    assert_eq!(path(r"C:\work\Ärger"), path(r"C:\work\äRGER"));
+}
+
+/// Probe 125: a program that reads its command line in the ANSI code page
+/// sees what Windows' best-fit mapping makes of it: U+3000 as a blank,
+/// U+FF02 as a quote, so one argument the rules judged became several.
+/// An argument with any non-ASCII character is quoted, and one with a
+/// character that maps to a quote or a backslash is refused.
+#[test]
+fn arguments_survive_the_ansi_code_pages_best_fit() {
+    let line = command_line(&[wide("prog.exe"), wide("--safe\u{3000}--danger")]).unwrap();
+    assert_eq!(narrow(&line), "prog.exe \"--safe\u{3000}--danger\"");
+    for lookalike in ['\u{ff02}', '\u{ff3c}', '\u{201c}', '\u{201d}', '\u{a5}'] {
+        let argument = format!("x{lookalike} --danger {lookalike}");
+        assert!(
+            command_line(&[wide("prog.exe"), wide(&argument)]).is_err(),
+            "{argument:?}"
+        );
+        assert!(
+            cmd_command_line(
+                &wide(r"C:\Windows\System32\cmd.exe"),
+                &[wide(r"C:\b.bat"), wide(&argument)]
+            )
+            .is_err(),
+            "{argument:?} to a batch file"
+        );
     }
 }
