@@ -36,7 +36,8 @@ use crate::environment::{escalated_environment, ChildPlace};
 use crate::events::{RefusedRequest, SessionEvent};
 use crate::policy::{Decision, ExecContext, Execution, Verdict};
 use crate::resolve::{
-    launch_plan, open_executable, open_working_directory, LaunchPlan, OpenedExecutable,
+    launch_plan, open_executable, open_working_directory, sandbox_own_path, LaunchPlan,
+    OpenedExecutable,
 };
 use crate::session::{LiveChild, Shared};
 use crate::spare;
@@ -127,7 +128,22 @@ pub(crate) async fn serve_request(
             return refuse(reason);
         }
     };
-    let opened = match open_executable(&request.path) {
+    // A sandboxed requester's own `/dev` is not the host's: a file there is
+    // not the one the server would find at its path.
+    let checked = open_executable(&request.path)
+        .map_err(|error| error.to_string())
+        .and_then(|opened| {
+            let canonical = &opened.resolved.canonical_path;
+            match shared
+                .sandbox
+                .as_ref()
+                .and(sandbox_own_path(&request.path, canonical))
+            {
+                Some(why) => Err(why),
+                None => Ok(opened),
+            }
+        });
+    let opened = match checked {
         Ok(opened) => opened,
         Err(error) => {
             let reason = format!("cannot check the executable: {error}");

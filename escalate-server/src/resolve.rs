@@ -71,6 +71,25 @@ fn why_not_here(path: &Path, error: &io::Error) -> &'static str {
     }
 }
 
+/// Why a sandboxed requester's executable cannot be checked from outside
+/// its sandbox: it lies in the sandbox's own `/dev` (a tmpfs of bubblewrap's
+/// making, whose `/dev/shm` the sandbox can write), where the host's file
+/// of the same name, if any, is another file. `path` as requested and
+/// `canonical` as the server resolved it (a link in the workspace to
+/// `/dev/shm/x` resolves to the host's).
+pub(crate) fn sandbox_own_path(path: &Path, canonical: &Path) -> Option<String> {
+    [path, canonical]
+        .into_iter()
+        .find(|each| each.starts_with("/dev"))
+        .map(|inside| {
+            format!(
+                "{} is in the sandbox's own /dev, which execgate does not see from outside: \
+                 run programs from the workspace or the temporary directory",
+                inside.display()
+            )
+        })
+}
+
 /// An executable, opened and identified.
 pub(crate) struct OpenedExecutable {
     pub(crate) file: File,

@@ -1665,3 +1665,36 @@ async fn directories_may_have_set_id_bits() {
     assert_eq!(mode("made"), 0o2775);
     assert_eq!(mode("shared/file") & 0o6000, 0);
 }
+
+/// Probe 126: a program a sandboxed command put in its own `/dev/shm` was
+/// decided on the host's file at the same path, when there was one: the
+/// record named the host's file, and a rule on that path judged another
+/// program than the one executed. Such a request is refused, saying why.
+/// (The sandbox's `/run`, its other tmpfs, is not writable.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_in_the_sandboxes_own_dev_is_refused() {
+    let world = World::new();
+    let name = format!("execgate-shadow-{}", std::process::id());
+    let host = Path::new("/dev/shm").join(&name);
+    fs::copy("/usr/bin/true", &host).unwrap();
+    let script = format!(
+        "cp /usr/bin/id /dev/shm/{name} && /dev/shm/{name}; print status=$?; \
+         ln -s /dev/shm/{name} link && ./link; print status=$?"
+    );
+    let (output, recorder) =
+        run_sandboxed(policy_by_path(&[]), world.profile(), &script, &world.ws).await;
+    fs::remove_file(host).unwrap();
+    assert_eq!(
+        output.stdout, "status=126\nstatus=126\n",
+        "{}",
+        output.stderr
+    );
+    let refusals = recorder.refusals();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|reason| reason.contains("the sandbox's own /dev")),
+        "{refusals:?}"
+    );
+}
