@@ -244,6 +244,7 @@ impl SessionArgs {
             "the skills cannot be registered; fix or drop them (--skills, or skills in the config)",
         )?;
         warn_if_tmpdir_not_taken(&profile, &cwd);
+        warn_if_forbidden_rules_unsandboxed(&profile, &rules);
         warn_if_secrets_pass(&config.env);
         warn_if_grants_name_nothing(&profile, "the profile", &cwd);
         for skill in skills.skills() {
@@ -673,6 +674,29 @@ fn warn_if_tmpdir_not_taken(profile: &PermissionProfile, cwd: &std::path::Path) 
             std::path::Path::new(&asked).display(),
             taken.display()
         ));
+    }
+}
+
+/// Warns when the session has `forbidden` rules and no sandbox: a rule
+/// stops what the shell itself executes, and a program run in place can
+/// start the forbidden one without asking (`env`, `xargs`, an interpreter,
+/// a `#!` line, a copy). In a sandbox, what gets past the rules stays in
+/// it; without one, nothing holds it.
+#[cfg(unix)]
+fn warn_if_forbidden_rules_unsandboxed(
+    profile: &PermissionProfile,
+    rules: &execgate_core_bridge::rules::RuleSet,
+) {
+    let forbids = rules
+        .rules()
+        .any(|rule| rule.decision == execgate_core_bridge::rules::RuleDecision::Forbidden);
+    if forbids && matches!(profile, PermissionProfile::Disabled) {
+        stderr::line(
+            "execgate: warning: this session has no sandbox, so forbidden rules stop only \
+             what the shell itself executes: a program it runs in place (env, xargs, an \
+             interpreter, a script's #! line, a copy of the program) can start a forbidden \
+             one without asking, unsandboxed; keep a sandbox where the rules must hold",
+        );
     }
 }
 

@@ -5399,3 +5399,37 @@ fn asking_without_a_terminal_says_so() {
     );
     assert!(!stderr.contains("os error 6"), "{stderr}");
 }
+
+/// Probe 126: without a sandbox (`danger-full-access`), a `forbidden` rule
+/// stops only what the shell itself executes: `env id`, a script's `#!`
+/// line, a copy or `ld.so` run the program without asking, and nothing
+/// said so. A session that has such rules and no sandbox warns of it; one
+/// with a sandbox, where what escapes the rules stays in it, does not.
+#[test]
+fn forbidden_rules_without_a_sandbox_are_warned_of() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"id\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let warning = "forbidden rules stop only what the shell itself executes";
+    for (profile, warned) in [("danger-full-access", true), ("workspace-write", false)] {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--profile",
+                profile,
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                "env id -u",
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{profile}: {stderr}");
+        assert_eq!(stderr.contains(warning), warned, "{profile}: {stderr}");
+    }
+}

@@ -920,3 +920,42 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
         assert_eq!(lines, [&expected, &expected], "{}", output.stderr);
     }
 }
+
+/// Probe 126: a command wrote a shared library with `print` (a builtin),
+/// pointed `module_path` at it and ran `zmodload`: its constructor ran in
+/// the session's zsh, which asked nothing and recorded nothing. A shell
+/// that asks loads modules from its own module directory alone; its own
+/// modules still load.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_from_where_module_path_says_is_not_loaded() {
+    let dir = scripts_dir();
+    let marker = dir.path().join("constructor-ran");
+    let source = dir.path().join("planted.c");
+    fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n\
+             __attribute__((constructor)) static void planted(void) {{\n\
+             FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let library = dir.path().join("planted.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let script = format!(
+        "zmodload zsh/datetime && print own=$(( EPOCHSECONDS > 0 )); \
+         module_path=({}); zmodload planted 2>/dev/null; print planted=$?",
+        dir.path().display()
+    );
+    let (output, recorder) = run(run_everything(), &script, dir.path()).await;
+    assert_eq!(output.stdout, "own=1\nplanted=1\n", "{}", output.stderr);
+    assert!(!marker.exists(), "the planted module's constructor ran");
+    assert!(recorder.decided().is_empty());
+}
