@@ -261,8 +261,7 @@ const RUNS_ANOTHER: [&str; 22] = [
 /// another program it is given.
 pub(crate) fn runs_another(program: &Path) -> Option<String> {
     let name = program.file_name()?.to_str()?;
-    RUNS_ANOTHER
-        .contains(&name)
+    (RUNS_ANOTHER.contains(&name) || execgate_rules::is_dynamic_loader(name))
         .then(|| format!("it runs {name}, which runs another program the check does not follow"))
 }
 
@@ -613,5 +612,15 @@ mod tests {
         assert_eq!(Runner::of(Path::new("/usr/bin/make")), None);
         assert!(runs_another(Path::new("/usr/bin/nice")).is_some());
         assert!(runs_another(Path::new("/usr/bin/make")).is_none());
+        // Probe 126: the dynamic loader runs the program it is given.
+        for loader in [
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/usr/lib/ld-linux-aarch64.so.1",
+            "/lib/ld-musl-x86_64.so.1",
+            "/usr/bin/ld.so",
+        ] {
+            assert!(runs_another(Path::new(loader)).is_some(), "{loader}");
+        }
+        assert!(runs_another(Path::new("/usr/bin/ld")).is_none());
     }
 }

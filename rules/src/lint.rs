@@ -948,8 +948,21 @@ fn pattern_text(rule: &PrefixRule) -> Vec<String> {
         .collect()
 }
 
+/// The dynamic loader, by its names (`ld.so`, glibc's `ld-linux-*.so.N`,
+/// musl's `ld-musl-*.so.1`): `ld.so PROGRAM` runs the program it is given.
+pub fn is_dynamic_loader(name: &str) -> bool {
+    name == "ld.so"
+        || ((name.starts_with("ld-linux") || name.starts_with("ld-musl")) && name.contains(".so"))
+}
+
 fn warning(rule: &PrefixRule) -> Option<String> {
     let name = rule.program().rsplit('/').next().unwrap_or_default();
+    if is_dynamic_loader(name) {
+        return Some(format!(
+            "{} on {name}: the dynamic loader runs the program named in its arguments",
+            rule.decision.as_str()
+        ));
+    }
     // `gcc-12` is `gcc`, as `python3.11` is `python`.
     let program = unversioned(name).trim_end_matches('-');
     let verb = rule.decision.as_str();

@@ -1079,6 +1079,15 @@ fn lint_names_programs_whose_options_run_commands() {
              which starts in its working directory",
         ),
         (r#""ed""#, "ed runs shell commands (!)"),
+        // Probe 126: `ld.so PROGRAM` runs the program.
+        (
+            r#""/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2""#,
+            "the dynamic loader runs the program named in its arguments",
+        ),
+        (
+            r#""ld.so""#,
+            "the dynamic loader runs the program named in its arguments",
+        ),
     ];
     for (pattern, reason) in cases {
         let set = rules(&format!("prefix_rule(pattern = [{pattern}])"));
@@ -1095,7 +1104,7 @@ fn lint_names_programs_whose_options_run_commands() {
         );
     }
     // Names that only contain one of them.
-    for program in ["tarball", "gcc-ar-wrapper-x", "sorted", "mandb"] {
+    for program in ["tarball", "gcc-ar-wrapper-x", "sorted", "mandb", "ld-tool"] {
         let set = rules(&format!("prefix_rule(pattern = [{program:?}])"));
         assert_eq!(lint(&set), Vec::new(), "{program}");
     }
