@@ -687,15 +687,30 @@ fn warn_if_forbidden_rules_unsandboxed(
     profile: &PermissionProfile,
     rules: &execgate_core_bridge::rules::RuleSet,
 ) {
+    use execgate_core_bridge::server::sandbox::SpecialRoot;
     let forbids = rules
         .rules()
         .any(|rule| rule.decision == execgate_core_bridge::rules::RuleDecision::Forbidden);
-    if forbids && matches!(profile, PermissionProfile::Disabled) {
+    // A sandbox that can write `/` holds nothing either (review 127).
+    let holds_nothing = match profile {
+        PermissionProfile::Disabled => true,
+        PermissionProfile::Managed { file_system, .. } => file_system.entries.iter().any(|entry| {
+            entry.access == Access::Write
+                && match &entry.target {
+                    FsTarget::Special(SpecialRoot::Root) => true,
+                    FsTarget::Path(path) => path.as_path() == std::path::Path::new("/"),
+                    FsTarget::Special(_) | FsTarget::DenyGlob(_) => false,
+                }
+        }),
+        PermissionProfile::External { .. } => false,
+    };
+    if forbids && holds_nothing {
         stderr::line(
-            "execgate: warning: this session has no sandbox, so forbidden rules stop only \
-             what the shell itself executes: a program it runs in place (env, xargs, an \
-             interpreter, a script's #! line, a copy of the program) can start a forbidden \
-             one without asking, unsandboxed; keep a sandbox where the rules must hold",
+            "execgate: warning: this session's sandbox holds nothing (none, or one that can \
+             write /), so forbidden rules stop only what the shell itself executes: a program \
+             it runs in place (env, xargs, an interpreter, a script's #! line, a copy of the \
+             program) can start a forbidden one without asking; keep a sandbox where the rules \
+             must hold",
         );
     }
 }

@@ -5414,12 +5414,25 @@ fn forbidden_rules_without_a_sandbox_are_warned_of() {
         "prefix_rule(pattern = [\"id\"], decision = \"forbidden\")\n",
     )
     .unwrap();
+    // Review 127: a sandbox that can write `/` holds nothing either.
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.everything]\nextends = \"workspace-write\"\nfilesystem = { \"/\" = \"write\" }\n",
+    )
+    .unwrap();
     let warning = "forbidden rules stop only what the shell itself executes";
-    for (profile, warned) in [("danger-full-access", true), ("workspace-write", false)] {
+    for (profile, warned) in [
+        ("danger-full-access", true),
+        ("everything", true),
+        ("workspace-write", false),
+    ] {
         let output = execgate(
             &ws,
             &[
                 "run",
+                "--config",
+                config.to_str().unwrap(),
                 "--profile",
                 profile,
                 "--rules",

@@ -618,9 +618,13 @@ mod tests {
             "/usr/lib/ld-linux-aarch64.so.1",
             "/lib/ld-musl-x86_64.so.1",
             "/usr/bin/ld.so",
+            // Review 127: glibc before 2.34, s390x and POWER.
+            "/lib/x86_64-linux-gnu/ld-2.31.so",
+            "/lib64/ld64.so.2",
         ] {
             assert!(runs_another(Path::new(loader)).is_some(), "{loader}");
         }
         assert!(runs_another(Path::new("/usr/bin/ld")).is_none());
+        assert!(runs_another(Path::new("/usr/lib/ld-2.x.so")).is_none());
     }
 }

@@ -948,11 +948,21 @@ fn pattern_text(rule: &PrefixRule) -> Vec<String> {
         .collect()
 }
 
-/// The dynamic loader, by its names (`ld.so`, glibc's `ld-linux-*.so.N`,
-/// musl's `ld-musl-*.so.1`): `ld.so PROGRAM` runs the program it is given.
+/// The dynamic loader, by its names: `ld.so`, glibc's `ld-linux-*.so.N`
+/// (`ld-2.31.so` itself before glibc 2.34), `ld64.so.N` (s390x, POWER),
+/// musl's `ld-musl-*.so.1` and uClibc's `ld-uClibc.so.0`. `ld.so PROGRAM`
+/// runs the program it is given.
 pub fn is_dynamic_loader(name: &str) -> bool {
+    let old_glibc = name
+        .strip_prefix("ld-2.")
+        .and_then(|rest| rest.strip_suffix(".so"))
+        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()));
     name == "ld.so"
-        || ((name.starts_with("ld-linux") || name.starts_with("ld-musl")) && name.contains(".so"))
+        || old_glibc
+        || (["ld-linux", "ld-musl", "ld64.so", "ld-uClibc"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            && name.contains(".so"))
 }
 
 fn warning(rule: &PrefixRule) -> Option<String> {

@@ -179,11 +179,21 @@ impl Recorder {
         let running = shell.try_wait();
         let tree = shell.id().map(process_tree).unwrap_or_default();
         let _ = shell.start_kill();
-        let mut stderr = String::new();
+        // Read piece by piece, so that what came before a timeout stays
+        // (review 127: `read_to_string` keeps it until the end).
+        let mut stderr = Vec::new();
         if let Some(mut pipe) = shell.stderr.take() {
-            let reading = pipe.read_to_string(&mut stderr);
-            let _ = tokio::time::timeout(Duration::from_secs(5), reading).await;
+            let mut piece = [0u8; 4096];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while let Ok(Ok(read)) = tokio::time::timeout_at(deadline, pipe.read(&mut piece)).await
+            {
+                if read == 0 {
+                    break;
+                }
+                stderr.extend_from_slice(&piece[..read]);
+            }
         }
+        let stderr = String::from_utf8_lossy(&stderr);
         panic!(
             "fewer than {count} escalated children started: {:?}\n\
              the shell, before it was killed: {running:?}, its processes: {tree:#?}; \

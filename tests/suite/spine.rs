@@ -921,6 +921,31 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
     }
 }
 
+/// A shared library built from `source` in `dir`, whose constructor
+/// creates the file `marker`.
+fn library_that_marks(dir: &Path, name: &str, marker: &Path, more: &str) -> std::path::PathBuf {
+    let source = dir.join(format!("{name}.c"));
+    fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n\
+             __attribute__((constructor)) static void planted(void) {{\n\
+             FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n{more}",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let library = dir.join(format!("{name}.so"));
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    library
+}
+
 /// Probe 126: a command wrote a shared library with `print` (a builtin),
 /// pointed `module_path` at it and ran `zmodload`: its constructor ran in
 /// the session's zsh, which asked nothing and recorded nothing. A shell
@@ -930,25 +955,7 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
 async fn a_module_from_where_module_path_says_is_not_loaded() {
     let dir = scripts_dir();
     let marker = dir.path().join("constructor-ran");
-    let source = dir.path().join("planted.c");
-    fs::write(
-        &source,
-        format!(
-            "#include <stdio.h>\n\
-             __attribute__((constructor)) static void planted(void) {{\n\
-             FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    let library = dir.path().join("planted.so");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(built.success());
+    library_that_marks(dir.path(), "planted", &marker, "");
     let script = format!(
         "zmodload zsh/datetime && print own=$(( EPOCHSECONDS > 0 )); \
          module_path=({}); zmodload planted 2>/dev/null; print planted=$?",
@@ -957,5 +964,77 @@ async fn a_module_from_where_module_path_says_is_not_loaded() {
     let (output, recorder) = run(run_everything(), &script, dir.path()).await;
     assert_eq!(output.stdout, "own=1\nplanted=1\n", "{}", output.stderr);
     assert!(!marker.exists(), "the planted module's constructor ran");
+    assert!(recorder.decided().is_empty());
+}
+
+/// Review 127: a command pointed `GCONV_PATH` at a conversion module it
+/// wrote and `LOCPATH` at a locale naming that module's character set,
+/// then set `LC_CTYPE`: glibc loaded the module into the session's zsh at
+/// its next conversion, undecided and unrecorded. A shell that asks reads
+/// glibc's conversion modules' configuration as it latches, before any
+/// command can change where it is read from.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conversion_module_a_command_names_is_not_loaded_into_the_shell() {
+    let dir = scripts_dir();
+    let marker = dir.path().join("constructor-ran");
+    let modules = dir.path().join("gconv");
+    fs::create_dir(&modules).unwrap();
+    library_that_marks(
+        &modules,
+        "PLANTED",
+        &marker,
+        "int gconv_init(void *s) { return 1; }\n\
+         int gconv(void *a, const unsigned char **b, const unsigned char *c, \
+         unsigned char **d, void *e, int f, int g) { return 1; }\n",
+    );
+    // C.UTF-8's character type, its character set's name changed.
+    let ctype = fs::read("/usr/lib/locale/C.utf8/LC_CTYPE").unwrap();
+    let at = ctype
+        .windows(6)
+        .position(|window| window == b"UTF-8\0")
+        .unwrap();
+    let mut planted = ctype.clone();
+    planted[at..at + 5].copy_from_slice(b"PLANT");
+    let locale = dir.path().join("locales/X");
+    fs::create_dir_all(&locale).unwrap();
+    fs::write(locale.join("LC_CTYPE"), planted).unwrap();
+    fs::write(
+        modules.join("gconv-modules"),
+        "module PLANT// INTERNAL PLANTED 1\nmodule INTERNAL PLANT// PLANTED 1\n",
+    )
+    .unwrap();
+    let script = format!(
+        "export GCONV_PATH={} LOCPATH={}; LC_CTYPE=X; \
+         (print -r -- $'\\u00e9') >/dev/null 2>&1; print done",
+        modules.display(),
+        dir.path().join("locales").display()
+    );
+    let (mut session, recorder) = start_session(run_everything());
+    let mut command = std::process::Command::new(zsh());
+    command
+        .args(["-f", "-c", &script])
+        .current_dir(dir.path())
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        // No conversion before the command's: the shell starts in the C
+        // locale, as sessions started by CI or a service do.
+        .env_remove("LANG")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    session.prepare_shell(&mut command);
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    session.shell_spawned();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "done\n", "{}", output.stderr);
+    assert!(
+        !marker.exists(),
+        "the planted conversion module ran in the shell"
+    );
     assert!(recorder.decided().is_empty());
 }

@@ -43,7 +43,7 @@ use windows_sys::Win32::System::SystemServices::SE_GROUP_LOGON_ID;
 use windows_sys::Win32::System::Threading::{
     CreateProcessAsUserW, DeleteProcThreadAttributeList, GetCurrentProcess, GetExitCodeProcess,
     InitializeProcThreadAttributeList, OpenProcessToken, ResumeThread, UpdateProcThreadAttribute,
-    WaitForSingleObject, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, DETACHED_PROCESS,
+    WaitForSingleObject, CREATE_NO_WINDOW, CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT,
     EXTENDED_STARTUPINFO_PRESENT, LPPROC_THREAD_ATTRIBUTE_LIST, PROCESS_INFORMATION,
     PROC_THREAD_ATTRIBUTE_HANDLE_LIST, STARTF_USESTDHANDLES, STARTUPINFOEXW, STARTUPINFOW,
 };
@@ -806,13 +806,14 @@ pub fn spawn_suspended(request: &SpawnRequest<'_>) -> Result<Spawned> {
     let mut info: PROCESS_INFORMATION = unsafe { std::mem::zeroed() };
     let mut flags = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT | EXTENDED_STARTUPINFO_PRESENT;
     if request.token.is_some() {
-        // No console: a sandboxed child attached to the caller's could
-        // queue keystrokes into its input (`WriteConsoleInputW` on
-        // `CONIN$`, Windows' `TIOCSTI`) for the caller's shell to run after
-        // execgate ends, or write escape sequences to its terminal past
-        // the pipes. Its standard streams are the pipes, which is all it
-        // is given.
-        flags |= DETACHED_PROCESS;
+        // A hidden console of its own, not the caller's: attached to the
+        // caller's, a sandboxed child could queue keystrokes into its input
+        // (`WriteConsoleInputW` on `CONIN$`, Windows' `TIOCSTI`) for the
+        // caller's shell to run after execgate ends, or write escape
+        // sequences to its terminal past the pipes. Its standard streams
+        // stay the pipes. (Not `DETACHED_PROCESS`: each console program it
+        // started would then get a console window of its own.)
+        flags |= CREATE_NO_WINDOW;
     }
     // SAFETY: every pointer is valid for the call: NUL-terminated strings,
     // a terminated environment block, the startup structure with its

@@ -56,10 +56,10 @@ pub fn command_line<A: AsRef<[u16]>>(argv: &[A]) -> Result<Vec<u16>, WindowsPlan
 
 /// Characters that Windows' best-fit mapping turns into `"` when a program
 /// reads its command line in an ANSI code page (`GetCommandLineA`, a C
-/// `main`): the fullwidth quote and the typographic ones, among others.
-const BEST_FIT_QUOTES: &[u16] = &[
-    0x02ba, 0x02dd, 0x030e, 0x201c, 0x201d, 0x201e, 0x2033, 0x3003, 0xff02,
-];
+/// `main`): the fullwidth quote, the double prime and their kin. Not the
+/// typographic quotes (U+201C, U+201D), which the common ANSI code pages
+/// hold as characters of their own, and which text often has.
+const BEST_FIT_QUOTES: &[u16] = &[0x02ba, 0x02dd, 0x030e, 0x2033, 0x3003, 0xff02];
 
 /// Characters that best-fit mapping turns into `\` (the yen and won signs
 /// are the backslash's byte in Japanese and Korean code pages).
@@ -74,7 +74,9 @@ const BEST_FIT_BACKSLASHES: &[u16] = &[0x00a5, 0x20a9, 0x2216, 0xfe68, 0xff3c];
 fn refuse_best_fit_quoting(argument: &[u16]) -> Result<(), WindowsPlanError> {
     let refused = |what: &str| {
         Err(WindowsPlanError::BadCommand(format!(
-            "an argument holds {what}, which a program reading its command line in an ANSI code              page sees as a quote or a backslash: it would not get the argument the rules judged"
+            "an argument holds {what}, which a program reading its command line in an ANSI code \
+             page sees as a quote or a backslash: such a program would get other arguments than \
+             the rules judged, and execgate cannot tell which programs do"
         )))
     };
     if argument.iter().any(|unit| BEST_FIT_QUOTES.contains(unit)) {

@@ -381,25 +381,40 @@ fn plan_with(
     network: WindowsNetwork,
     sids: &mut SidStore,
 ) -> Result<WindowsPlan, WindowsPlanError> {
+    let probe = probe_of(existing);
+    let context = context_at(r"C:\work", workspace_roots, &[], &probe);
+    WindowsPlan::new(profile, additional, &context, network, sids)
+}
+
+/// What a probe of the disk answers, from a table of what exists.
+fn probe_of(existing: &[(&str, PathKind)]) -> impl Fn(&WinPath) -> PathKind {
     let existing: BTreeMap<String, PathKind> = existing
         .iter()
         .map(|(at, kind)| (path(at).key(), *kind))
         .collect();
-    let probe = move |at: &WinPath| {
+    move |at: &WinPath| {
         existing
             .get(&at.key())
             .copied()
             .unwrap_or(PathKind::Missing)
-    };
-    let context = WindowsContext {
-        cwd: path(r"C:\work"),
+    }
+}
+
+/// A context at `cwd`, with `%TEMP%` at `C:\Users\u\AppData\Local\Temp`.
+fn context_at<'probe>(
+    cwd: &str,
+    workspace_roots: &[&str],
+    homes: &[&str],
+    probe: &'probe dyn Fn(&WinPath) -> PathKind,
+) -> WindowsContext<'probe> {
+    WindowsContext {
+        cwd: path(cwd),
         temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
         workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
-        homes: vec![],
-        probe: &probe,
+        homes: homes.iter().map(|home| path(home)).collect(),
+        probe,
         canonical: &|_: &WinPath| None,
-    };
-    WindowsPlan::new(profile, additional, &context, network, sids)
+    }
 }
 
 fn managed(entries: &[(FsTarget, Access)], network: NetworkPolicy) -> PermissionProfile {
@@ -1022,14 +1037,7 @@ fn read_carve_outs_and_explicit_protected_paths() {
 fn path_beyond_the_sandbox_leaves_out_writable_and_relative_entries() {
     let profile = PermissionProfile::preset("workspace-write").unwrap();
     let probe = |_: &WinPath| PathKind::Missing;
-    let context = WindowsContext {
-        cwd: path(r"C:\work"),
-        temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
-        workspace_roots: vec![],
-        homes: vec![],
-        probe: &probe,
-        canonical: &|_: &WinPath| None,
-    };
+    let context = context_at(r"C:\work", &[], &[], &probe);
     let writable = sandbox_writable_paths(&[&profile], &context).unwrap();
     assert_eq!(
         writable,
@@ -1408,24 +1416,8 @@ fn plan_in(
     homes: &[&str],
     existing: &[(&str, PathKind)],
 ) -> Result<WindowsPlan, WindowsPlanError> {
-    let existing: BTreeMap<String, PathKind> = existing
-        .iter()
-        .map(|(at, kind)| (path(at).key(), *kind))
-        .collect();
-    let probe = move |at: &WinPath| {
-        existing
-            .get(&at.key())
-            .copied()
-            .unwrap_or(PathKind::Missing)
-    };
-    let context = WindowsContext {
-        cwd: path(cwd),
-        temp_dirs: vec![path(r"C:\Users\u\AppData\Local\Temp")],
-        workspace_roots: workspace_roots.iter().map(|root| path(root)).collect(),
-        homes: homes.iter().map(|home| path(home)).collect(),
-        probe: &probe,
-        canonical: &|_: &WinPath| None,
-    };
+    let probe = probe_of(existing);
+    let context = context_at(cwd, workspace_roots, homes, &probe);
     let mut sids = SidStore::default();
     WindowsPlan::new(profile, None, &context, WindowsNetwork::Refuse, &mut sids)
 }
@@ -1531,12 +1523,17 @@ fn names_fold_one_character_at_a_time_as_ntfs_does() {
 /// sees what Windows' best-fit mapping makes of it: U+3000 as a blank,
 /// U+FF02 as a quote, so one argument the rules judged became several.
 /// An argument with any non-ASCII character is quoted, and one with a
-/// character that maps to a quote or a backslash is refused.
+/// character that maps to a quote or a backslash is refused; typographic
+/// quotes, which the common code pages hold, pass (review 127: a commit
+/// message with them was refused).
 #[test]
 fn arguments_survive_the_ansi_code_pages_best_fit() {
     let line = command_line(&[wide("prog.exe"), wide("--safe\u{3000}--danger")]).unwrap();
     assert_eq!(narrow(&line), "prog.exe \"--safe\u{3000}--danger\"");
-    for lookalike in ['\u{ff02}', '\u{ff3c}', '\u{201c}', '\u{201d}', '\u{a5}'] {
+    let quoted = "say \u{201c}hi\u{201d}";
+    let line = command_line(&[wide("git.exe"), wide("-m"), wide(quoted)]).unwrap();
+    assert_eq!(narrow(&line), format!("git.exe -m \"{quoted}\""));
+    for lookalike in ['\u{ff02}', '\u{ff3c}', '\u{2033}', '\u{a5}'] {
         let argument = format!("x{lookalike} --danger {lookalike}");
         assert!(
             command_line(&[wide("prog.exe"), wide(&argument)]).is_err(),
