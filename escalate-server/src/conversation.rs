@@ -129,7 +129,9 @@ pub(crate) async fn serve_request(
         }
     };
     // A sandboxed requester's own `/dev` is not the host's: a file there is
-    // not the one the server would find at its path.
+    // not the one the server would find at its path. Every requester of a
+    // sandboxed session is in a sandbox: escalated children never get a
+    // server descriptor.
     let checked = open_executable(&request.path)
         .map_err(|error| error.to_string())
         .and_then(|opened| {
