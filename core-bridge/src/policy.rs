@@ -3,10 +3,11 @@
 //! For each exec, in order:
 //!
 //! 1. A script in a registered skill's `scripts/` is a skill script,
-//!    whatever the rules say: without declared permissions it runs in the
-//!    session's sandbox (`Escalate(TurnDefault)`, no prompt: it gains
-//!    nothing); with them, it needs approval and then runs with exactly
-//!    those grants on top (`Permissions`).
+//!    whatever the rules say but `forbidden`, which holds for it too:
+//!    without declared permissions it runs in the session's sandbox
+//!    (`Escalate(TurnDefault)`, no prompt: it gains nothing); with them, it
+//!    needs approval and then runs with exactly those grants on top
+//!    (`Permissions`).
 //! 2. Otherwise the rules decide, matched on the canonical executable path
 //!    (with `host_executable` resolution) and the argv after it; `argv[0]`
 //!    is never looked at. No match: `Run`. `forbidden`: `Deny` with the
@@ -429,9 +430,6 @@ impl Inner {
 
     async fn decide(self: &Arc<Self>, request: &ExecContext) -> Verdict {
         let program = &request.executable.canonical_path;
-        if let Some(skill) = self.skills.owner_of(program) {
-            return self.decide_skill(skill, request).await;
-        }
         let mut argv: Vec<OsString> = Vec::with_capacity(request.argv.len().max(1));
         argv.push(program.as_os_str().to_owned());
         argv.extend(request.argv.iter().skip(1).cloned());
@@ -441,7 +439,15 @@ impl Inner {
                 resolve_host_executables: true,
             },
         );
-        let Some(rule) = evaluation.deciding_rule() else {
+        let deciding = evaluation.deciding_rule();
+        // A skill's script is the skill's to decide, but for a `forbidden`
+        // rule, which holds for every program (probe 128: one on a
+        // script's `--delete` was passed over).
+        let forbidden = deciding.is_some_and(|rule| rule.decision == RuleDecision::Forbidden);
+        if let Some(skill) = self.skills.owner_of(program).filter(|_| !forbidden) {
+            return self.decide_skill(skill, request).await;
+        }
+        let Some(rule) = deciding else {
             return Decision::Run.into();
         };
         let rule_ref = RuleRef {

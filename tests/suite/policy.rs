@@ -999,6 +999,52 @@ async fn a_skills_question_answered_by_no_person_is_recorded_as_the_skills() {
     }
 }
 
+/// Probe 128: a `forbidden` rule on a skill's script (with arguments it
+/// must not get) was passed over: a skill's script was decided as the
+/// skill's before any rule was read, and ran with its grants once
+/// approved. A `forbidden` rule holds for it as for any program; other
+/// rules still do not (the skill's question decides).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbidden_rule_holds_for_a_skills_script() {
+    let place = Place::new();
+    let script = skill(
+        &place,
+        "guarded",
+        Some("filesystem = { \"../../outside\" = \"write\" }\n"),
+    );
+    let rules = place.rules(&format!(
+        "prefix_rule(pattern = [\"{}\", \"--delete\"], decision = \"forbidden\")\n",
+        script.display()
+    ));
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(rules);
+    setup.approver = Arc::new(execgate_core_bridge::ApproveAll);
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &format!(
+            "{script} --delete {outside}/deleted; print forbidden=$?; \
+             {script} {outside}/kept; print allowed=$?",
+            script = script.display(),
+            outside = place.outside.display()
+        ),
+    )
+    .await;
+    session.shutdown().await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "forbidden=126\nallowed=0\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    assert!(!place.outside.join("deleted").exists());
+    assert!(place.outside.join("kept").exists());
+    let decided = provenances(&recorder);
+    assert_eq!(decided[0].2, DecidedBy::Rule, "{decided:?}");
+    assert_eq!(decided[1].2, DecidedBy::Skill, "{decided:?}");
+}
+
 /// Regression (a probe of skills): a skill script with another name (a
 /// hard link) in the workspace was rewritten through it from the sandbox,
 /// and then ran with the skill's grants once approved. A script with
