@@ -112,7 +112,7 @@ pub use metrics::Metrics;
 #[cfg(unix)]
 pub use network::OnNetworkDenial;
 #[cfg(unix)]
-pub use policy::{Aborted, ExecPolicy, ExecPolicyConfig, PolicyError};
+pub use policy::{ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
     sandboxed_program, CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,

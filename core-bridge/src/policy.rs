@@ -89,11 +89,6 @@ pub enum PolicyError {
     UnsandboxedProfile { rule: String, name: String },
 }
 
-/// The aborted answer to a permissions request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the approver aborted the command")]
-pub struct Aborted;
-
 /// Rules, skills and approvals as a session [`Policy`]. Cheap to clone:
 /// clones share the session cache and the pending prompts. One serves one
 /// session: its approvals for the session, its approval clock and what its
@@ -270,7 +265,7 @@ impl ExecPolicy {
         cwd: &Path,
         requested: &PermissionProfile,
         justification: Option<String>,
-    ) -> Result<PermissionsAnswer, Aborted> {
+    ) -> PermissionsAnswer {
         let request = ApprovalRequest {
             program: shell.to_path_buf(),
             argv: vec![shell.as_os_str().to_owned(), "-c".into(), command.into()],
@@ -290,27 +285,39 @@ impl ExecPolicy {
             ApprovalAnswer::Decline
             | ApprovalAnswer::DeclineForSession
             | ApprovalAnswer::Unanswered { .. } => {
-                return Ok(PermissionsAnswer {
+                return PermissionsAnswer {
                     granted: None,
                     provenance,
-                })
+                    aborted: false,
+                };
             }
-            ApprovalAnswer::Abort => return Err(Aborted),
+            // Recorded as the answer it is, then the command stops.
+            ApprovalAnswer::Abort => {
+                provenance.note = Some("the command was stopped at the question".into());
+                return PermissionsAnswer {
+                    granted: None,
+                    provenance,
+                    aborted: true,
+                };
+            }
         };
         self.inner.writable_through(write_roots(&granted, cwd));
-        Ok(PermissionsAnswer {
+        PermissionsAnswer {
             granted: Some(granted),
             provenance,
-        })
+            aborted: false,
+        }
     }
 }
 
 /// The approver's answer to a command's request for extra grants.
 pub(crate) struct PermissionsAnswer {
     /// What the command's shell runs with on top of the session's
-    /// profile; `None` when declined.
+    /// profile; `None` when declined or stopped.
     pub(crate) granted: Option<PermissionProfile>,
     pub(crate) provenance: Provenance,
+    /// The person stopped the command at the question: nothing runs.
+    pub(crate) aborted: bool,
 }
 
 impl ExecPolicy {

@@ -551,9 +551,10 @@ impl ShellSession {
                         requested.justification.clone(),
                     );
                     let answer = tokio::select! {
-                        answer = granting => answer.map_err(|_| BridgeError::Aborted)?,
+                        answer = granting => answer,
                         () = stopped => return Err(BridgeError::Aborted),
                     };
+                    let aborted = answer.aborted;
                     // Recorded before the shell starts: a reviewer must
                     // see what it could write beyond the session's
                     // sandbox, or why it could not (declined, or granted
@@ -593,7 +594,10 @@ impl ShellSession {
                         }
                         None => {
                             record(None).map_err(GrantError::Unrecorded)?;
-                            session_shell(None)
+                            match aborted {
+                                true => Err(BridgeError::Aborted),
+                                false => session_shell(None),
+                            }
                         }
                     })
                     .await

@@ -1472,6 +1472,58 @@ async fn requested_permissions_are_cut_to_what_the_approver_grants() {
     assert_eq!(text(&outcome.stdout), "b=1\n");
 }
 
+/// Probe 128: a person who stopped the command at the question for its
+/// grants (Ctrl-C, `!`) left no record of the request: a decline was
+/// recorded, an abort was not. It is recorded as not granted, saying so,
+/// and nothing runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(Scripted::new(ApprovalAnswer::Abort))
+        .start(&place, &recorder);
+    let options = RunOptions {
+        request_permissions: Some(AdditionalPermissions {
+            profile: PermissionProfile::preset("danger-full-access").unwrap(),
+            justification: Some("all of it".into()),
+        }),
+        timeout: Some(Duration::from_secs(60)),
+        ..RunOptions::default()
+    };
+    let ran = place.outside.join("ran");
+    let script = format!("touch {}", ran.display());
+    let outcome = session.run(&script, options).unwrap().wait().await;
+    session.shutdown().await;
+    assert!(
+        matches!(outcome, Err(BridgeError::Aborted)),
+        "{:?}",
+        outcome.map(|done| text(&done.stderr))
+    );
+    assert!(!ran.exists());
+    let requests: Vec<(bool, Option<String>)> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::PermissionsRequested {
+                granted,
+                provenance,
+                ..
+            } => Some((granted, provenance.note)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(!requests[0].0);
+    assert!(
+        requests[0]
+            .1
+            .as_deref()
+            .is_some_and(|note| note.contains("stopped at the question")),
+        "{requests:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_decision_path_has_its_audit_record() {
     let place = Place::new();
