@@ -261,10 +261,13 @@ fn answer_of(choices: &[Choice], line: &str) -> Option<ApprovalAnswer> {
 /// `text` as a person may safely read it: control characters (that could
 /// move the cursor or rewrite the screen), Unicode's format characters
 /// (bidirectional controls that reorder the line, zero-width ones that
-/// hide), quotes and backslashes escaped, as `escape_debug` does; the
-/// audit table shows arguments the same way.
+/// hide), quotes and backslashes escaped, as `escape_debug` does, and each
+/// byte that is not UTF-8 as `\xNN` (probe 128: shown as U+FFFD, it read as
+/// a name that holds U+FFFD itself); the audit table shows arguments the
+/// same way.
 fn shown(text: &std::ffi::OsStr) -> String {
-    crate::output::debug_escaped(&text.to_string_lossy())
+    use std::os::unix::ffi::OsStrExt;
+    crate::output::bytes_escaped(text.as_bytes())
 }
 
 /// The most characters of a path (the program, the directory) a prompt
@@ -853,6 +856,17 @@ impl Drop for Foreground<'_> {
 mod tests {
     use super::*;
     use execgate_core_bridge::rules::Protocol;
+
+    /// Probe 128: a byte that is not UTF-8 and a U+FFFD read alike in a
+    /// question, as they did in the audit table before.
+    #[test]
+    fn a_question_shows_bytes_that_are_not_utf8_apart_from_their_stand_in() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"p\xffq");
+        let stand_in = std::ffi::OsStr::new("p\u{fffd}q");
+        assert_eq!(shown(bad), "p\\xffq");
+        assert_eq!(shown(stand_in), "p\u{fffd}q");
+    }
     use execgate_core_bridge::server::RuleRef;
     use nix::fcntl::{fcntl, FcntlArg};
 
