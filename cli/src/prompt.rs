@@ -62,12 +62,13 @@ impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, request: &'a ApprovalRequest) -> ApprovalFuture<'a> {
         let lines = describe(request, Length::Cut);
         let whole = describe(request, Length::Whole);
+        let (asks, choices) = exec_question(request);
         let question = Question {
             title: "approval needed",
             whole: (whole != lines).then_some(whole),
             lines,
-            asks: exec_question(request),
-            choices: EXEC_CHOICES,
+            asks,
+            choices,
         };
         Box::pin(self.ask_in_turn(question))
     }
@@ -196,6 +197,7 @@ const VIEW_KEY: &str = "v";
 const VIEW_LABEL: &str = "[v] view it whole";
 
 /// A key (and its spellings), what the prompt calls it, what it answers.
+#[derive(Clone, Copy)]
 struct Choice {
     keys: &'static [&'static str],
     label: &'static str,
@@ -224,6 +226,36 @@ const EXEC_CHOICES: &[Choice] = &[
         label: "[!] abort the command",
         answer: || ApprovalAnswer::Abort,
     },
+];
+
+/// A skill's script: what the session's answer covers is the script,
+/// whatever its arguments and wherever it runs (probe 128: "this command"
+/// read as the arguments shown).
+const SKILL_CHOICES: &[Choice] = &[
+    EXEC_CHOICES[0],
+    Choice {
+        keys: &["a", "A"],
+        label: "[a] this script, any arguments, for the session",
+        answer: || ApprovalAnswer::ApproveForSession,
+    },
+    EXEC_CHOICES[2],
+    EXEC_CHOICES[3],
+];
+
+/// Grants asked for one command's shell: declined, the command still runs,
+/// without them, and no answer is kept for the session.
+const GRANT_CHOICES: &[Choice] = &[
+    Choice {
+        keys: &["y", "Y", "yes"],
+        label: "[y] grant them",
+        answer: || ApprovalAnswer::ApproveOnce,
+    },
+    Choice {
+        keys: &["n", "N", "no", ""],
+        label: "[n] decline: it runs without them",
+        answer: || ApprovalAnswer::Decline,
+    },
+    EXEC_CHOICES[3],
 ];
 
 const NETWORK_CHOICES: &[Choice] = &[
@@ -325,14 +357,25 @@ fn quoted_if_spaced(shown: String) -> String {
     }
 }
 
-/// The question on the line of an exec prompt's choices.
-fn exec_question(request: &ApprovalRequest) -> String {
+/// The question on the line of an exec prompt's choices, and the choices,
+/// as what is asked: a command, a skill's script, grants for a command.
+fn exec_question(request: &ApprovalRequest) -> (String, &'static [Choice]) {
+    if let ApprovalReason::RequestedPermissions { .. } = request.reason {
+        return (
+            "grant the permissions above to this command?".to_owned(),
+            GRANT_CHOICES,
+        );
+    }
     let count = request.argv.len().saturating_sub(1);
-    format!(
+    let asks = format!(
         "run {} with {count} argument{}?",
         quoted_if_spaced(shown_within(request.program.as_os_str(), PATH_SHOWN)),
         if count == 1 { "" } else { "s" }
-    )
+    );
+    match request.reason {
+        ApprovalReason::Skill { .. } => (asks, SKILL_CHOICES),
+        _ => (asks, EXEC_CHOICES),
+    }
 }
 
 /// What the prompt shows: one fact per line.
@@ -857,6 +900,51 @@ mod tests {
     use super::*;
     use execgate_core_bridge::rules::Protocol;
 
+    /// Probe 128: "[a] this command, for the session" read, for a skill's
+    /// script, as the arguments shown (the answer covers the script with
+    /// any arguments), and for grants asked for a command's shell as one
+    /// kept for the session (it was not); and the grants' question asked
+    /// to "run" the shell, whichever answer.
+    #[test]
+    fn each_question_offers_what_its_answer_covers() {
+        let request = |reason| ApprovalRequest {
+            program: std::path::PathBuf::from("/usr/bin/touch"),
+            argv: vec!["touch".into(), "x".into()],
+            cwd: std::path::PathBuf::from("/ws"),
+            reason,
+            execution: Execution::TurnDefault,
+            permissions: None,
+        };
+        let labels = |reason| {
+            let (asks, choices) = exec_question(&request(reason));
+            let labels: Vec<&str> = choices.iter().map(|choice| choice.label).collect();
+            (asks, labels.join("  "))
+        };
+        let skill = ApprovalReason::Skill {
+            name: "notes".into(),
+            script: std::path::PathBuf::from("/skills/notes/scripts/run.sh"),
+            justification: None,
+        };
+        let (_, skill) = labels(skill);
+        assert!(
+            skill.contains("[a] this script, any arguments, for the session"),
+            "{skill}"
+        );
+        let (asks, grant) = labels(ApprovalReason::RequestedPermissions {
+            justification: None,
+        });
+        assert_eq!(asks, "grant the permissions above to this command?");
+        assert_eq!(
+            grant,
+            "[y] grant them  [n] decline: it runs without them  [!] abort the command"
+        );
+        let (_, rule) = labels(ApprovalReason::Rule(RuleRef {
+            id: "r:1".into(),
+            justification: None,
+        }));
+        assert!(rule.contains("[a] this command, for the session"), "{rule}");
+    }
+
     /// Probe 128: a byte that is not UTF-8 and a U+FFFD read alike in a
     /// question, as they did in the audit table before.
     #[test]
@@ -1163,12 +1251,13 @@ mod tests {
         };
         let lines = describe(&request, Length::Cut);
         let whole = describe(&request, Length::Whole);
+        let (asks, choices) = exec_question(&request);
         let question = Question {
             title: "approval needed",
             whole: (whole != lines).then_some(whole),
             lines,
-            asks: exec_question(&request),
-            choices: EXEC_CHOICES,
+            asks,
+            choices,
         };
         let (text, choices) = question.text();
         assert!(text.starts_with(TERMINAL_RESET), "{text:?}");

@@ -268,7 +268,12 @@ impl ExecPolicy {
     ) -> PermissionsAnswer {
         let request = ApprovalRequest {
             program: shell.to_path_buf(),
-            argv: vec![shell.as_os_str().to_owned(), "-c".into(), command.into()],
+            argv: vec![
+                shell.as_os_str().to_owned(),
+                "-f".into(),
+                "-c".into(),
+                command.into(),
+            ],
             cwd: cwd.to_path_buf(),
             reason: ApprovalReason::RequestedPermissions { justification },
             execution: Execution::Permissions(requested.clone()),
