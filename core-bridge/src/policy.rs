@@ -279,7 +279,7 @@ impl ExecPolicy {
             execution: Execution::Permissions(requested.clone()),
             permissions: Some(requested.clone()),
         };
-        let (answer, waited) = self.inner.ask(None, &request).await;
+        let (answer, waited, _) = self.inner.ask(None, &request).await;
         let mut provenance = self.inner.answered(&answer, waited, None);
         let granted = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
@@ -1004,8 +1004,17 @@ impl Inner {
             argv: approval.argv.clone(),
             cwd: approval.cwd.clone(),
         };
-        let (answer, waited) = self.ask(Some(question), &approval).await;
-        let provenance = self.answered(&answer, waited, rule);
+        let (answer, waited, shared) = self.ask(Some(question), &approval).await;
+        let mut provenance = self.answered(&answer, waited, rule);
+        if shared {
+            // One answer, one keypress, for every identical request that
+            // was pending: the record says which were not the one asked
+            // (probe 128 read five approvals by a person, one of them given).
+            provenance.note = Some(match provenance.note.take() {
+                Some(note) => format!("{note}; {SHARED_ANSWER}"),
+                None => SHARED_ANSWER.to_owned(),
+            });
+        }
         let person = provenance.decided_by == DecidedBy::User;
         let declined = if person {
             "declined by the approver".to_owned()
@@ -1084,19 +1093,25 @@ impl Inner {
     }
 
     /// Asks the approver, once for identical requests in flight.
+    /// The answer and how long it took, and whether it was another
+    /// request's: one identical to this one, pending at the same time,
+    /// whose question this one shares.
     async fn ask(
         &self,
         key: Option<QuestionKey>,
         approval: &ApprovalRequest,
-    ) -> (ApprovalAnswer, std::time::Duration) {
+    ) -> (ApprovalAnswer, std::time::Duration, bool) {
         let _pending = self.clock.pending();
+        let asked_here = std::sync::atomic::AtomicBool::new(false);
         let ask = || async {
+            asked_here.store(true, std::sync::atomic::Ordering::Relaxed);
             let started = Instant::now();
             let answer = self.approver.approve(approval).await;
             (answer, started.elapsed())
         };
         let Some(key) = key else {
-            return ask().await;
+            let (answer, waited) = ask().await;
+            return (answer, waited, false);
         };
         let cell = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1104,16 +1119,21 @@ impl Inner {
                 let answer = ApprovalAnswer::Unanswered {
                     reason: too_many_questions(),
                 };
-                return (answer, std::time::Duration::ZERO);
+                return (answer, std::time::Duration::ZERO, false);
             }
             pending.entry(key.clone()).or_default().clone()
         };
         let mut waiting = WaitingForAnswer::new(&self.pending, key, cell);
-        let answer = waiting.cell.get_or_init(ask).await.clone();
+        let (answer, waited) = waiting.cell.get_or_init(ask).await.clone();
         waiting.answered = true;
-        answer
+        let shared = !asked_here.load(std::sync::atomic::Ordering::Relaxed);
+        (answer, waited, shared)
     }
 }
+
+/// The note of a decision that took the answer to an identical request
+/// pending at the same time.
+const SHARED_ANSWER: &str = "the answer to an identical request asked at the same time";
 
 /// Whether an escalation takes a program that has other names (hard
 /// links): for a skill's script, which its grants follow by where it

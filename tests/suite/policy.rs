@@ -485,6 +485,19 @@ async fn identical_requests_pending_together_share_one_prompt() {
     assert_eq!(approver.asked().len(), 1);
     assert_eq!(recorder.decided().len(), 3);
     assert!(place.outside.join("same").exists());
+    // Probe 128: the records read as three answers of a person. The two
+    // that took the one asked say so.
+    let notes: Vec<Option<String>> = provenances(&recorder)
+        .into_iter()
+        .map(|decided| decided.4)
+        .collect();
+    let shared = notes
+        .iter()
+        .filter(|note| {
+            note.as_deref() == Some("the answer to an identical request asked at the same time")
+        })
+        .count();
+    assert_eq!(shared, 2, "{notes:?}");
     session.shutdown().await;
 }
 
