@@ -1447,7 +1447,7 @@ mod tests {
             assert!(polled.is_err());
         }
         let (key, request) = &questions[QUESTIONS_IN_FLIGHT];
-        let (answer, _) = inner.ask(Some(key.clone()), request).await;
+        let (answer, ..) = inner.ask(Some(key.clone()), request).await;
         assert!(
             matches!(&answer, ApprovalAnswer::Unanswered { reason } if reason.contains("already wait")),
             "{answer:?}"
