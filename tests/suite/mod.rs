@@ -299,6 +299,17 @@ pub fn start_session_with(
 
 /// A patched zsh running `script` under `session`, started but not awaited.
 pub fn spawn_zsh(session: &mut Session, script: &str, cwd: &Path) -> tokio::process::Child {
+    spawn_zsh_with(session, script, cwd, |_| {})
+}
+
+/// [`spawn_zsh`], with `adjust` changing the shell's command first (its
+/// environment, say).
+pub fn spawn_zsh_with(
+    session: &mut Session,
+    script: &str,
+    cwd: &Path,
+    adjust: impl FnOnce(&mut std::process::Command),
+) -> tokio::process::Child {
     let mut command = std::process::Command::new(zsh());
     command
         .arg("-f")
@@ -309,6 +320,7 @@ pub fn spawn_zsh(session: &mut Session, script: &str, cwd: &Path) -> tokio::proc
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    adjust(&mut command);
     session.prepare_shell(&mut command);
     let child = tokio::process::Command::from(command)
         .kill_on_drop(true)

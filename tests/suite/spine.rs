@@ -1010,25 +1010,14 @@ async fn a_conversion_module_a_command_names_is_not_loaded_into_the_shell() {
         dir.path().join("locales").display()
     );
     let (mut session, recorder) = start_session(run_everything());
-    let mut command = std::process::Command::new(zsh());
-    command
-        .args(["-f", "-c", &script])
-        .current_dir(dir.path())
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        // No conversion before the command's: the shell starts in the C
-        // locale, as sessions started by CI or a service do.
-        .env_remove("LANG")
-        .env_remove("LC_ALL")
-        .env_remove("LC_CTYPE")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    session.prepare_shell(&mut command);
-    let child = tokio::process::Command::from(command)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    session.shell_spawned();
+    // No conversion before the command's: the shell starts in the C
+    // locale, as sessions started by CI or a service do.
+    let child = spawn_zsh_with(&mut session, &script, dir.path(), |command| {
+        command
+            .env_remove("LANG")
+            .env_remove("LC_ALL")
+            .env_remove("LC_CTYPE");
+    });
     let output = finish(child).await;
     session.shutdown().await;
     assert_eq!(output.stdout, "done\n", "{}", output.stderr);
