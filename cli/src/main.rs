@@ -698,7 +698,9 @@ fn warn_if_forbidden_rules_unsandboxed(
             entry.access == Access::Write
                 && match &entry.target {
                     FsTarget::Special(SpecialRoot::Root) => true,
-                    FsTarget::Path(path) => path.as_path() == std::path::Path::new("/"),
+                    // Through a link to `/` too (review 129).
+                    FsTarget::Path(path) => std::fs::canonicalize(path.as_path())
+                        .is_ok_and(|path| path == std::path::Path::new("/")),
                     FsTarget::Special(_) | FsTarget::DenyGlob(_) => false,
                 }
         }),

@@ -5415,16 +5415,24 @@ fn forbidden_rules_without_a_sandbox_are_warned_of() {
     )
     .unwrap();
     // Review 127: a sandbox that can write `/` holds nothing either.
+    // Review 129: and through a link to `/`.
+    let root_link = dir.path().join("root-link");
+    std::os::unix::fs::symlink("/", &root_link).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        "[profiles.everything]\nextends = \"workspace-write\"\nfilesystem = { \"/\" = \"write\" }\n",
+        format!(
+            "[profiles.everything]\nextends = \"workspace-write\"\nfilesystem = {{ \"/\" = \"write\" }}\n\
+             [profiles.linked]\nextends = \"workspace-write\"\nfilesystem = {{ {:?} = \"write\" }}\n",
+            root_link.display().to_string()
+        ),
     )
     .unwrap();
     let warning = "forbidden rules stop only what the shell itself executes";
     for (profile, warned) in [
         ("danger-full-access", true),
         ("everything", true),
+        ("linked", true),
         ("workspace-write", false),
     ] {
         let output = execgate(

@@ -621,6 +621,9 @@ mod tests {
             // Review 127: glibc before 2.34, s390x and POWER.
             "/lib/x86_64-linux-gnu/ld-2.31.so",
             "/lib64/ld64.so.2",
+            // Review 129: MIPS and 32-bit POWER, glibc 2.3.
+            "/lib/ld.so.1",
+            "/lib/ld-2.3.6.so",
         ] {
             assert!(runs_another(Path::new(loader)).is_some(), "{loader}");
         }

@@ -1092,10 +1092,10 @@ impl Inner {
         }
     }
 
-    /// Asks the approver, once for identical requests in flight.
-    /// The answer and how long it took, and whether it was another
-    /// request's: one identical to this one, pending at the same time,
-    /// whose question this one shares.
+    /// Asks the approver, once for identical requests in flight. Returns
+    /// the answer, how long it took, and whether it was another request's:
+    /// one identical to this one, pending at the same time, whose question
+    /// this one shared.
     async fn ask(
         &self,
         key: Option<QuestionKey>,

@@ -608,8 +608,11 @@ impl ShellSession {
                     (shell, !granted)
                 }
             };
+            // A person's abort at the question is no failure to start.
             let shell = shell.inspect_err(|error| {
-                telemetry.shell_start_failed("command", &error.to_string());
+                if !matches!(error, BridgeError::Aborted) {
+                    telemetry.shell_start_failed("command", &error.to_string());
+                }
             })?;
             let mut outcome = run_shell(
                 shell, options, run_stop, clock, &telemetry, &network, sender,

@@ -948,16 +948,24 @@ fn pattern_text(rule: &PrefixRule) -> Vec<String> {
         .collect()
 }
 
-/// The dynamic loader, by its names: `ld.so`, glibc's `ld-linux-*.so.N`
-/// (`ld-2.31.so` itself before glibc 2.34), `ld64.so.N` (s390x, POWER),
+/// The dynamic loader, by its names: `ld.so` (`ld.so.1` on MIPS, 32-bit
+/// POWER and others), glibc's `ld-linux-*.so.N` (`ld-2.31.so` or
+/// `ld-2.3.6.so` itself before glibc 2.34), `ld64.so.N` (s390x, POWER),
 /// musl's `ld-musl-*.so.1` and uClibc's `ld-uClibc.so.0`. `ld.so PROGRAM`
 /// runs the program it is given.
 pub fn is_dynamic_loader(name: &str) -> bool {
     let old_glibc = name
         .strip_prefix("ld-2.")
         .and_then(|rest| rest.strip_suffix(".so"))
-        .is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit()));
+        .is_some_and(|version| {
+            version.starts_with(|c: char| c.is_ascii_digit())
+                && version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        });
+    let numbered = name
+        .strip_prefix("ld.so.")
+        .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
     name == "ld.so"
+        || numbered
         || old_glibc
         || (["ld-linux", "ld-musl", "ld64.so", "ld-uClibc"]
             .iter()

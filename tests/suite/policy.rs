@@ -1507,7 +1507,10 @@ async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
     let ran = place.outside.join("ran");
     let script = format!("touch {}", ran.display());
     let outcome = session.run(&script, options).unwrap().wait().await;
+    // A person's answer, not a failure to start (review 129).
+    let failures = session.metrics().sandbox_start_failures;
     session.shutdown().await;
+    assert!(failures.is_empty(), "{failures:?}");
     assert!(
         matches!(outcome, Err(BridgeError::Aborted)),
         "{:?}",

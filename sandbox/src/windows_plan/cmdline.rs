@@ -57,8 +57,9 @@ pub fn command_line<A: AsRef<[u16]>>(argv: &[A]) -> Result<Vec<u16>, WindowsPlan
 /// Characters that Windows' best-fit mapping turns into `"` when a program
 /// reads its command line in an ANSI code page (`GetCommandLineA`, a C
 /// `main`): the fullwidth quote, the double prime and their kin. Not the
-/// typographic quotes (U+201C, U+201D), which the common ANSI code pages
-/// hold as characters of their own, and which text often has.
+/// typographic quotes (U+201C, U+201D, U+201E), which the common ANSI code
+/// pages hold as characters of their own (or map to `?`), and which text
+/// often has.
 const BEST_FIT_QUOTES: &[u16] = &[0x02ba, 0x02dd, 0x030e, 0x2033, 0x3003, 0xff02];
 
 /// Characters that best-fit mapping turns into `\` (the yen and won signs

@@ -1530,7 +1530,7 @@ fn names_fold_one_character_at_a_time_as_ntfs_does() {
 fn arguments_survive_the_ansi_code_pages_best_fit() {
     let line = command_line(&[wide("prog.exe"), wide("--safe\u{3000}--danger")]).unwrap();
     assert_eq!(narrow(&line), "prog.exe \"--safe\u{3000}--danger\"");
-    let quoted = "say \u{201c}hi\u{201d}";
+    let quoted = "say \u{201c}hi\u{201d} \u{201e}ho\u{201c}";
     let line = command_line(&[wide("git.exe"), wide("-m"), wide(quoted)]).unwrap();
     assert_eq!(narrow(&line), format!("git.exe -m \"{quoted}\""));
     for lookalike in ['\u{ff02}', '\u{ff3c}', '\u{2033}', '\u{a5}'] {
