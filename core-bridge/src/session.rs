@@ -12,8 +12,8 @@ use execgate_escalate_server::sandbox::{
     AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
-    AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Session, SessionConfig,
-    SessionEvent, SessionSandbox, StartError,
+    AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Provenance, Session,
+    SessionConfig, SessionEvent, SessionSandbox, StartError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -550,18 +550,44 @@ impl ShellSession {
                         &requested.profile,
                         requested.justification.clone(),
                     );
+                    let argv: Vec<OsString> = std::iter::once(zsh.clone().into_os_string())
+                        .chain(args.iter().cloned())
+                        .collect();
+                    let asked_at = std::time::Instant::now();
                     let answer = tokio::select! {
                         answer = granting => answer,
-                        () = stopped => return Err(BridgeError::Aborted),
+                        () = stopped => {
+                            // A person was asked: the request is recorded,
+                            // with what ended it, though nobody answered.
+                            let why = match options.cancel.is_cancelled() {
+                                true => "the command was cancelled at the question",
+                                false => "the session ended at the question",
+                            };
+                            let event = SessionEvent::PermissionsRequested {
+                                argv,
+                                cwd,
+                                grants: requested.profile,
+                                granted: false,
+                                justification: requested.justification,
+                                provenance: Provenance {
+                                    approval_wait: Some(asked_at.elapsed()),
+                                    note: Some(why.into()),
+                                    ..Provenance::default()
+                                },
+                            };
+                            let recorded =
+                                tokio::task::spawn_blocking(move || reporter.report(&event)).await;
+                            if let Ok(Err(error)) = recorded {
+                                tracing::warn!(%error, "a request for grants ended at its question is not recorded");
+                            }
+                            return Err(BridgeError::Aborted);
+                        }
                     };
                     let aborted = answer.aborted;
                     // Recorded before the shell starts: a reviewer must
                     // see what it could write beyond the session's
                     // sandbox, or why it could not (declined, or granted
                     // and not made).
-                    let argv = std::iter::once(zsh.clone().into_os_string())
-                        .chain(args.iter().cloned())
-                        .collect();
                     let grants = answer
                         .granted
                         .clone()

@@ -1540,6 +1540,74 @@ async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
     );
 }
 
+/// Review 129: a request for grants whose question was still open when
+/// its run was cancelled, or its session ended, left no record of it,
+/// though a person had been asked. It is recorded as not granted, saying
+/// what ended it, and nothing runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_for_grants_ended_at_its_question_is_recorded() {
+    for ended_by in ["cancel", "session end"] {
+        let place = Place::new();
+        let recorder = Recorder::default();
+        let approver = Scripted {
+            delay: Duration::from_secs(3600),
+            ..Scripted::new(ApprovalAnswer::ApproveOnce)
+        };
+        let session = Setup::rules(Arc::new(RuleSet::default()))
+            .approver(approver.clone())
+            .start(&place, &recorder);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let options = RunOptions {
+            request_permissions: Some(AdditionalPermissions {
+                profile: PermissionProfile::preset("danger-full-access").unwrap(),
+                justification: None,
+            }),
+            cancel: cancel.clone(),
+            ..RunOptions::default()
+        };
+        let ran = place.outside.join("ran");
+        let handle = session
+            .run(&format!("touch {}", ran.display()), options)
+            .unwrap();
+        for _ in 0..250 {
+            if !approver.asked().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(approver.asked().len(), 1, "{ended_by}: never asked");
+        let expected = match ended_by {
+            "cancel" => {
+                cancel.cancel();
+                let outcome = handle.wait().await;
+                assert!(matches!(outcome, Err(BridgeError::Aborted)), "{ended_by}");
+                session.shutdown().await;
+                "the command was cancelled at the question"
+            }
+            _ => {
+                session.shutdown().await;
+                let outcome = handle.wait().await;
+                assert!(outcome.is_err(), "{ended_by}");
+                "the session ended at the question"
+            }
+        };
+        assert!(!ran.exists(), "{ended_by}");
+        let requests: Vec<(bool, Option<String>)> = recorder
+            .events()
+            .into_iter()
+            .filter_map(|event| match event {
+                SessionEvent::PermissionsRequested {
+                    granted,
+                    provenance,
+                    ..
+                } => Some((granted, provenance.note)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(requests, [(false, Some(expected.to_owned()))], "{ended_by}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_decision_path_has_its_audit_record() {
     let place = Place::new();
