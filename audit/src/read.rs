@@ -607,10 +607,18 @@ impl Summary {
             record.timestamp, record.session_id
         );
         match fields.decision.as_str() {
-            "escalate" => self.escalations.push(format!(
-                "{line} ({})",
-                fields.execution.as_deref().unwrap_or("?")
-            )),
+            "escalate" => {
+                // What it could do beyond the sandbox, and why (a skill's
+                // script names its skill in the note).
+                let mut how = fields.execution.as_deref().unwrap_or("?").to_owned();
+                if let Some(grants) = fields.grants.as_ref().filter(|g| !g.is_empty()) {
+                    how = format!("{how}: {}", grants.join(", "));
+                }
+                if let Some(note) = &fields.note {
+                    how = format!("{how}; {note}");
+                }
+                self.escalations.push(format!("{line} ({how})"))
+            }
             "deny" => self.denials.push(format!(
                 "{line} ({})",
                 fields.reason.as_deref().unwrap_or("")

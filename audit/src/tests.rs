@@ -776,6 +776,50 @@ fn the_summary_shows_each_argument_whole() {
     );
 }
 
+/// Probe 128: the summary listed a skill's script escalated with its
+/// grants as `(permissions)`, without the grants or the skill: a reviewer
+/// reading it could not tell what the script could write. An escalation
+/// shows its grants and its note, as a grant given to a shell does.
+#[test]
+fn the_summary_shows_an_escalations_grants_and_note() {
+    let mut record = AuditRecord::of(
+        &decided(
+            vec!["/skills/deploy/scripts/run.sh".into(), "now".into()],
+            Decision::Escalate(Execution::Unsandboxed),
+        ),
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let fields = record.execgate.as_mut().unwrap();
+    fields.execution = Some("permissions".into());
+    fields.grants = Some(vec!["/srv/out=write".into(), "network=limited".into()]);
+    fields.note = Some("script of skill deploy".into());
+    let plain = AuditRecord::of(
+        &decided(
+            vec!["id".into()],
+            Decision::Escalate(Execution::Unsandboxed),
+        ),
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let summary = Summary::of([&record, &plain]);
+    let shown: Vec<&str> = summary
+        .escalations
+        .iter()
+        .map(|line| line.split_once(": ").map_or("", |(_, args)| args))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "/skills/deploy/scripts/run.sh now (permissions: /srv/out=write, \
+             network=limited; script of skill deploy)",
+            "id (unsandboxed)",
+        ]
+    );
+}
+
 /// A base64 argument that does not decode (a damaged or edited log) was
 /// shown as an empty argument, by the summary and by `execgate audit`'s
 /// table alike: it is shown as the recorded text, marked.
