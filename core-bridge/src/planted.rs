@@ -1273,6 +1273,24 @@ fn reader_refusal(
     configuration_refusal(reader, name, request, writable)
 }
 
+/// An argument as a refusal names it: as it is when it is one plain word,
+/// else quoted, with what is not printable escaped; its start only, when
+/// long.
+fn shown(word: &[u8]) -> String {
+    const MOST: usize = 80;
+    if word.len() > MOST {
+        return format!("{}... ({} bytes)", shown(&word[..MOST]), word.len());
+    }
+    let plain = !word.is_empty()
+        && word
+            .iter()
+            .all(|&byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\');
+    match plain {
+        true => String::from_utf8_lossy(word).into_owned(),
+        false => format!("{:?}", String::from_utf8_lossy(word)),
+    }
+}
+
 /// The refusal of a program that reads what it runs from `place`, which
 /// the sandbox can write (`how`: the file it stands for, if another).
 fn reads_refusal(reader: &InstructionReader, name: &str, place: &Path, how: &str) -> String {
@@ -2797,7 +2815,7 @@ impl ArgumentWalk<'_> {
             .find_map(|word| {
                 writable_place(Path::new(OsStr::from_bytes(word)), base, self.writable)
             })
-            .and_then(|place| (self.refused)(&place, ""))
+            .and_then(|place| (self.refused)(&place, &format!(" (its argument {})", shown(word))))
     }
 
     fn judged(&self, word: &[u8], base: &Path) -> Step {

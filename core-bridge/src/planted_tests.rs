@@ -1781,3 +1781,63 @@ fn a_word_is_judged_whole_and_piece_by_piece() {
     ];
     assert_eq!(failures(&place, cases), Vec::<String>::new());
 }
+
+/// Probe 128: a refusal for what an argument names said the program
+/// "reads its script from" the working directory, without the argument: a
+/// skill's script named `dash2`, taken for dash by its name, was refused
+/// for `dash2 hello`, and the message read as if its own script were in the
+/// working directory. It names the argument judged.
+#[test]
+fn a_refusal_for_an_argument_names_the_argument() {
+    let place = place();
+    let writable_root = place.w.clone();
+    let refusal = |program: &str, args: &[&str]| {
+        let argv: Vec<OsString> = std::iter::once(program)
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        planted_instructions(
+            &Request {
+                program: Path::new(program),
+                argv: &argv,
+                cwd: &place.w,
+                env: &[],
+                writable_roots: std::slice::from_ref(&writable_root),
+            },
+            &|path: &Path| path.starts_with(&writable_root),
+        )
+    };
+    let w = place.w.display();
+    assert_eq!(
+        refusal("/usr/local/bin/dash2", &["hello"]).as_deref(),
+        Some(
+            format!(
+                "escalation refused: dash2 reads its script from {w} (its argument hello), \
+                 which the sandbox can write"
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        refusal("/usr/bin/perl", &["-I", "lib x", "/bin/true"]).as_deref(),
+        Some(
+            format!(
+                "escalation refused: perl reads its script from {w} (its argument \"lib x\"), \
+                 which the sandbox can write"
+            )
+            .as_str()
+        )
+    );
+}
+
+/// The same for an argument too long to name whole: its start.
+#[test]
+fn a_long_argument_is_named_by_its_start() {
+    assert_eq!(super::shown(b"hello"), "hello");
+    assert_eq!(super::shown(b"a\x1bb"), "\"a\\u{1b}b\"");
+    let long = [b'x'; 100];
+    assert_eq!(
+        super::shown(&long),
+        format!("{}... (100 bytes)", "x".repeat(80))
+    );
+}
