@@ -414,6 +414,10 @@ impl LintContext for Machine<'_> {
         find_in(name, &self.path)
     }
 
+    fn find_link_to(&self, name: &str) -> Option<PathBuf> {
+        linked_in(name, &self.path)
+    }
+
     fn allowed_domains(&self) -> Vec<(String, DomainPattern)> {
         let mut allowed = Vec::new();
         for name in self.profiles.names() {
@@ -443,6 +447,23 @@ fn find_in(program: impl AsRef<Path>, path: &std::ffi::OsStr) -> Option<PathBuf>
         .map(|dir| dir.join(program.as_ref()))
         // As zsh looks: a regular file this user may execute, else on.
         .find(|candidate| why_zsh_would_not_run(candidate).is_none())
+}
+
+/// A link in the directories of `path` that leads to a program named
+/// `program` (`ld.so`, for `ld-linux-x86-64.so.2`): a session looks rules
+/// up by the name the link resolves to, so such a rule matches when the
+/// link runs. Read only when no file of that name is in `path`.
+fn linked_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_symlink()))
+        .map(|entry| entry.path())
+        .find(|link| {
+            std::fs::canonicalize(link)
+                .is_ok_and(|real| real.file_name() == Some(std::ffi::OsStr::new(program)))
+                && why_zsh_would_not_run(link).is_none()
+        })
 }
 
 /// Why zsh would not run the file at `path` (its `iscom` test: a regular

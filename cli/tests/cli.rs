@@ -3916,6 +3916,45 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     );
 }
 
+/// Probe 126: lint said a rule on `ld-linux-x86-64.so.2` matches nothing,
+/// as no file of that name is in `PATH`; but `ld.so` in `PATH` is a link
+/// to it, and a session, which looks rules up by the program's own name,
+/// matches the rule when `ld.so` runs. A name reached through a link in
+/// `PATH` is found; one reached nowhere is still named.
+#[test]
+fn policy_lint_finds_a_program_reached_only_through_a_link_in_path() {
+    let (dir, ws) = workspace();
+    let real = dir.path().join("lib").join("real-tool-9");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&real, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let search_path = path_with_programs(dir.path(), &[]);
+    std::os::unix::fs::symlink(&real, Path::new(&search_path).join("tool")).unwrap();
+    let rules = dir.path().join("linked.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"real-tool-9\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"real-tool-8\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["policy", "lint", "--rules", rules],
+        &[("PATH", &search_path)],
+    );
+    let stdout = text(&output.stdout);
+    let warned: Vec<&str> = stdout
+        .lines()
+        .map(|line| line.split(": warning: ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(warned, [format!("{rules}:2")], "{stdout}");
+    assert!(
+        stdout.contains("\"real-tool-8\" is not found in PATH"),
+        "{stdout}"
+    );
+}
+
 /// A probe's rules on `gti`, `"rm "` and a Cyrillic `rм` passed lint with
 /// exit 0: none matches what a person types. Lint names each, the first
 /// from the `PATH` it runs with.
