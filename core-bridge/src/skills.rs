@@ -81,6 +81,22 @@ pub enum SkillError {
     )]
     MisnamedPermissions(PathBuf),
     #[error(
+        "{}: its `name:` {why}, which execgate does not read as YAML would; write the \
+         skill's name on one line of its own (`name: my-skill`)",
+        .manifest.display()
+    )]
+    UnreadableName {
+        manifest: PathBuf,
+        why: &'static str,
+    },
+    #[error(
+        "skill {skill} has a skill inside its scripts/ ({}): its scripts would run as \
+         {skill}'s, with {skill}'s grants and questions, its own permissions unread; keep \
+         skills apart",
+        .inner.display()
+    )]
+    SkillInScripts { skill: String, inner: PathBuf },
+    #[error(
         "skill {skill}: {} is a link to {}, outside its scripts/; a session decides on \
          where a link leads, so that would run without the skill's permissions: put the \
          script itself in scripts/",
@@ -190,6 +206,10 @@ impl Skill {
         let manifest = root.join("SKILL.md");
         let text = std::fs::read_to_string(&manifest).map_err(io(&manifest))?;
         let name = front_matter_name(&text)
+            .map_err(|why| SkillError::UnreadableName {
+                manifest: manifest.clone(),
+                why,
+            })?
             .or_else(|| {
                 root.file_name()
                     .map(|name| name.to_string_lossy().into_owned())
@@ -224,6 +244,14 @@ impl Skill {
         if std::fs::symlink_metadata(&scripts).is_ok_and(|meta| meta.is_symlink()) {
             return Err(SkillError::LinkedScripts(root));
         }
+        if let Some(inner) = first_below(&scripts, |path, _| {
+            (path.file_name() == Some(std::ffi::OsStr::new("SKILL.md")))
+                .then(|| path.parent().unwrap_or(path).to_path_buf())
+        })
+        .map_err(io(&scripts))?
+        {
+            return Err(SkillError::SkillInScripts { skill: name, inner });
+        }
         if permissions.is_some() {
             if let Some((link, target)) = link_out_of(&scripts).map_err(io(&scripts))? {
                 return Err(SkillError::ScriptLinksOut {
@@ -247,7 +275,19 @@ impl Skill {
 /// with where it leads; a dangling link leads nowhere a session could run.
 /// Only for a skill with grants: its scripts are what get them.
 fn link_out_of(scripts: &Path) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
-    let mut directories = vec![scripts.to_path_buf()];
+    first_below(scripts, |path, kind| {
+        let target = std::fs::canonicalize(path).ok()?;
+        (kind.is_symlink() && !target.starts_with(scripts)).then(|| (path.to_path_buf(), target))
+    })
+}
+
+/// What `found` first gives for an entry below `dir` (links not followed;
+/// none when `dir` is missing).
+fn first_below<T>(
+    dir: &Path,
+    found: impl Fn(&Path, std::fs::FileType) -> Option<T>,
+) -> std::io::Result<Option<T>> {
+    let mut directories = vec![dir.to_path_buf()];
     while let Some(directory) = directories.pop() {
         let entries = match std::fs::read_dir(&directory) {
             Ok(entries) => entries,
@@ -256,16 +296,12 @@ fn link_out_of(scripts: &Path) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
         };
         for entry in entries {
             let entry = entry?;
-            let path = entry.path();
-            let kind = entry.file_type()?;
+            let (path, kind) = (entry.path(), entry.file_type()?);
+            if let Some(found) = found(&path, kind) {
+                return Ok(Some(found));
+            }
             if kind.is_dir() {
                 directories.push(path);
-            } else if kind.is_symlink() {
-                if let Ok(target) = std::fs::canonicalize(&path) {
-                    if !target.starts_with(scripts) {
-                        return Ok(Some((path, target)));
-                    }
-                }
             }
         }
     }
@@ -281,12 +317,33 @@ fn front_matter(text: &str) -> impl Iterator<Item = &str> {
         .filter(move |_| opened)
 }
 
-/// `name:` in the front matter.
-fn front_matter_name(text: &str) -> Option<String> {
-    front_matter(text)
-        .find_map(|line| line.strip_prefix("name:"))
-        .map(|name| name.trim().trim_matches(['"', '\'']).to_owned())
-        .filter(|name| !name.is_empty())
+/// `name:` in the front matter, when a line of its own gives it plainly;
+/// why not, when YAML would read it otherwise (over several lines, given
+/// twice, empty). A key indented under another is not the skill's.
+fn front_matter_name(text: &str) -> Result<Option<String>, &'static str> {
+    let mut names = front_matter(text).filter_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        let key = key.trim_end().trim_matches(['"', '\'']);
+        (key == "name" && !line.starts_with(char::is_whitespace)).then_some(value.trim())
+    });
+    let Some(value) = names.next() else {
+        return Ok(None);
+    };
+    if names.next().is_some() {
+        return Err("is given more than once");
+    }
+    if value.starts_with(['>', '|']) {
+        return Err("is written over several lines");
+    }
+    let value = match value.strip_prefix(['"', '\'']) {
+        Some(quoted) => quoted.strip_suffix(['"', '\'']).unwrap_or(quoted),
+        // A comment after it is YAML's, not the name's.
+        None => value.split(" #").next().unwrap_or(value).trim_end(),
+    };
+    match value.is_empty() {
+        true => Err("is empty"),
+        false => Ok(Some(value.to_owned())),
+    }
 }
 
 /// Whether the front matter has a `permissions` key of its own, which some
@@ -369,7 +426,10 @@ mod tests {
         skill(&inner, "inner");
         for order in [[&outer, &inner], [&inner, &outer]] {
             assert!(
-                matches!(SkillRegistry::load(&order), Err(SkillError::Nested { .. })),
+                matches!(
+                    SkillRegistry::load(&order),
+                    Err(SkillError::Nested { .. } | SkillError::SkillInScripts { .. })
+                ),
                 "{order:?}"
             );
         }
@@ -519,5 +579,58 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("permissions.toml"), "{error}");
+    }
+
+    /// Probe 128: `name:` was read line by line, not as YAML reads it: a
+    /// name written over several lines (`name: >-`) was taken as `>-`,
+    /// `name : x` was passed over (the directory's name then), and of two
+    /// `name:` lines the first counted where YAML takes the last or
+    /// refuses. What a plain line gives is read; the rest is refused.
+    #[test]
+    fn a_name_the_front_matter_does_not_give_plainly_is_refused() {
+        let cases: [(&str, Result<Option<&str>, ()>); 9] = [
+            ("---\nname: notes\n---\n", Ok(Some("notes"))),
+            ("---\nname: \"notes\"\n---\n", Ok(Some("notes"))),
+            ("---\nname : notes\n---\n", Ok(Some("notes"))),
+            ("---\ntitle: t\n  name: nested\n---\n", Ok(None)),
+            ("# no front matter\nname: body\n", Ok(None)),
+            ("---\nname: >-\n  notes\n---\n", Err(())),
+            ("---\nname: |\n  notes\n---\n", Err(())),
+            ("---\nname: a\nname: b\n---\n", Err(())),
+            ("---\nname:\n---\n", Err(())),
+        ];
+        for (text, expected) in cases {
+            let read = front_matter_name(text);
+            assert_eq!(
+                read.as_ref().map(|name| name.as_deref()).map_err(|_| ()),
+                expected,
+                "{text:?}"
+            );
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+        std::fs::write(dir.path().join("SKILL.md"), cases[5].0).expect("write");
+        let error = SkillRegistry::load(&[dir.path()]).expect_err("loaded");
+        assert!(error.to_string().contains("name"), "{error}");
+    }
+
+    /// Probe 128: a skill inside another's `scripts/` ran as the outer
+    /// skill's script, with the outer's grants and questions, its own
+    /// `permissions.toml` unread, and nothing said so. Refused, as two
+    /// nested skills named together are.
+    #[test]
+    fn a_skill_inside_anothers_scripts_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outer = dir.path().join("outer");
+        let inner = outer.join("scripts").join("tools").join("inner");
+        std::fs::create_dir_all(inner.join("scripts")).expect("mkdir");
+        std::fs::write(outer.join("SKILL.md"), "---\nname: outer\n---\n").expect("write");
+        std::fs::write(inner.join("SKILL.md"), "---\nname: inner\n---\n").expect("write");
+        let error = SkillRegistry::load(&[&outer]).expect_err("loaded");
+        assert!(
+            matches!(error, SkillError::SkillInScripts { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("inner"), "{error}");
     }
 }
