@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -304,26 +305,37 @@ where
             .map(AsRawFd::as_raw_fd);
         (client, upstream.as_raw_fd())
     };
+    let counts = RelayCounts::default();
     let relayed = async {
         if ahead > 0 {
             upstream.write_all(client.buffer()).await?;
+            counts.sent.fetch_add(ahead as u64, Ordering::Relaxed);
         }
         let mut client = client.into_inner();
         #[cfg(target_os = "linux")]
         if let Some(tcp) = (&mut client as &mut dyn std::any::Any).downcast_mut::<TcpStream>() {
-            return crate::splice::relay(tcp, &upstream).await;
+            return crate::splice::relay(tcp, &upstream, &counts).await;
         }
         tokio::io::copy_bidirectional_with_sizes(
-            &mut client,
-            &mut upstream,
+            &mut Counted {
+                stream: &mut client,
+                written: &counts.received,
+            },
+            &mut Counted {
+                stream: &mut upstream,
+                written: &counts.sent,
+            },
             RELAY_BUFFER,
             RELAY_BUFFER,
         )
         .await
+        .map(|_| ())
     };
     tokio::pin!(relayed);
-    let (bytes_sent, bytes_received) = tokio::select! {
-        relayed = &mut relayed => relayed.unwrap_or((0, 0)),
+    // What went through is counted as it goes, and stands however the
+    // relay ends (a reset ends it with an error).
+    tokio::select! {
+        _ = &mut relayed => {}
         () = decider.relay_ends() => {
             // Both ends shut: each direction reads its end and the relay
             // finishes with its counts. The sockets live in `relayed`,
@@ -337,19 +349,69 @@ where
                     let _ = shutdown(client, Shutdown::Both);
                 }
             }
-            match tokio::time::timeout(Duration::from_secs(1), relayed).await {
-                Ok(relayed) => relayed.unwrap_or((0, 0)),
-                Err(_) => (0, 0),
-            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), relayed).await;
         }
     };
     ConnectionReport {
         request: Some(request),
         outcome: ConnectionOutcome::Relayed {
             address,
-            bytes_sent: bytes_sent + ahead as u64,
-            bytes_received,
+            bytes_sent: counts.sent.load(Ordering::Relaxed),
+            bytes_received: counts.received.load(Ordering::Relaxed),
         },
+    }
+}
+
+/// The bytes a relay has delivered each way so far.
+#[derive(Default)]
+pub(crate) struct RelayCounts {
+    /// To the destination, from the client.
+    pub(crate) sent: AtomicU64,
+    /// To the client, from the destination.
+    pub(crate) received: AtomicU64,
+}
+
+/// A stream whose writes are counted into `written`.
+struct Counted<'a, S> {
+    stream: &'a mut S,
+    written: &'a AtomicU64,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<'_, S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_read(context, buffer)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<'_, S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = Pin::new(&mut *self.stream).poll_write(context, buffer);
+        if let std::task::Poll::Ready(Ok(count)) = written {
+            self.written.fetch_add(count as u64, Ordering::Relaxed);
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.stream).poll_shutdown(context)
     }
 }
 
@@ -530,7 +592,14 @@ fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
     // The decided authority names the origin's virtual host too: a `Host`
     // of the client's choosing could reach another site behind the same
     // address (a CDN's), which nothing decided.
-    let mut forward = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
+    // In the client's version: a 1.0 client cannot read what an origin may
+    // answer a 1.1 request with (a chunked body).
+    let version = match request.version {
+        Some(0) => "1.0",
+        _ => "1.1",
+    };
+    let mut forward =
+        format!("{method} {path} HTTP/{version}\r\nHost: {authority}\r\n").into_bytes();
     for header in request.headers.iter() {
         let name = header.name.to_ascii_lowercase();
         if HOP_HEADERS.contains(&name.as_str()) || name == "host" {

@@ -467,6 +467,114 @@ async fn a_tcp_client_is_relayed_whole_both_ways() {
     );
 }
 
+/// Probe 130: an HTTP/1.0 request was forwarded as HTTP/1.1, so the origin
+/// could answer in what a 1.0 client cannot read (a chunked body). It goes
+/// on in the version it came in.
+#[tokio::test]
+async fn a_forwarded_request_keeps_its_http_version() {
+    for version in ["1.0", "1.1"] {
+        let (port, seen) = origin(b"HTTP/1.0 200 OK\r\n\r\nhello").await;
+        let decider = ListDecider::new(&[("127.0.0.1", ListDecision::Allow)]);
+        let (mut client, report) = proxy(decider.clone());
+        let request = format!("GET http://127.0.0.1:{port}/x HTTP/{version}\r\n\r\n");
+        client
+            .write_all(request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = read_to_end(client).await;
+        assert!(answer.ends_with("hello"), "{answer}");
+        let seen =
+            String::from_utf8_lossy(&seen.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+        assert!(
+            seen.starts_with(&format!("GET /x HTTP/{version}\r\n")),
+            "{seen}"
+        );
+        finished(report).await;
+    }
+}
+
+/// Probe 130: a relay that ended in an error (the client reset its
+/// connection, or went away while the origin still wrote to it) was
+/// recorded as 0 bytes each way, however much had gone through: a
+/// sandboxed command could send megabytes to an allowed host and leave a
+/// record of none. What went through is counted, whichever way it ends:
+/// with a TCP client (`splice`) and with another kind of stream.
+#[tokio::test]
+async fn a_relay_that_ends_in_an_error_keeps_its_counts() {
+    let payload = vec![7u8; 64 * 1024];
+    for tcp in [true, false] {
+        let (port, seen) = origin(b"").await;
+        let decider = ListDecider::new(&[("localhost", ListDecision::Allow)]);
+        let connect = format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n");
+        let arrived = || async {
+            for _ in 0..1000 {
+                if seen.lock().map(|seen| seen.len()).unwrap_or(0) >= payload.len() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the origin did not get the payload");
+        };
+        let report = match tcp {
+            true => {
+                let listener = TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+                let decider = decider.clone();
+                let report = tokio::spawn(async move {
+                    let (stream, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+                    serve_connection(stream, decider.as_ref()).await
+                });
+                let mut client = tokio::net::TcpStream::connect(address)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                client
+                    .write_all(connect.as_bytes())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                client
+                    .write_all(&payload)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                arrived().await;
+                // A reset, not a close: the relay's read fails. (With no
+                // time to linger, dropping it blocks nothing.)
+                #[allow(deprecated)]
+                client
+                    .set_linger(Some(std::time::Duration::ZERO))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                drop(client);
+                report
+            }
+            false => {
+                let (mut client, report) = proxy(decider.clone());
+                client
+                    .write_all(connect.as_bytes())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                client
+                    .write_all(&payload)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                arrived().await;
+                // Gone while the echo is written to it: the relay's write
+                // fails.
+                drop(client);
+                report
+            }
+        };
+        let report = finished(report).await;
+        assert!(
+            matches!(
+                report.outcome,
+                ConnectionOutcome::Relayed { bytes_sent, .. } if bytes_sent == payload.len() as u64
+            ),
+            "tcp {tcp}: {report:?}"
+        );
+    }
+}
+
 /// Regression: a request line without its end was read whole, however
 /// long, before the head's limit was checked: a sandboxed client grew the
 /// proxy's process (outside the sandbox) by gigabytes in a second.
