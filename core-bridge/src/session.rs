@@ -531,7 +531,7 @@ impl ShellSession {
         let network = self.network.clone();
         let (sender, chunks) = mpsc::unbounded_channel();
         let stop = self.runs.child_token();
-        let run_stop = stop.clone();
+        let (run_stop, session_runs) = (stop.clone(), self.runs.clone());
         let outcome = tokio::spawn(async move {
             let (cancel, stop) = (options.cancel.clone(), run_stop.clone());
             let stopped = async move {
@@ -559,9 +559,10 @@ impl ShellSession {
                         () = stopped => {
                             // A person was asked: the request is recorded,
                             // with what ended it, though nobody answered.
-                            let why = match options.cancel.is_cancelled() {
-                                true => "the command was cancelled at the question",
-                                false => "the session ended at the question",
+                            // Else cancelled, or its handle dropped.
+                            let why = match session_runs.is_cancelled() {
+                                true => "the session ended at the question",
+                                false => "the command was cancelled at the question",
                             };
                             let event = SessionEvent::PermissionsRequested {
                                 argv,

@@ -1546,7 +1546,7 @@ async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
 /// what ended it, and nothing runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_for_grants_ended_at_its_question_is_recorded() {
-    for ended_by in ["cancel", "session end"] {
+    for ended_by in ["cancel", "dropped handle", "session end"] {
         let place = Place::new();
         let recorder = Recorder::default();
         let approver = Scripted {
@@ -1581,6 +1581,21 @@ async fn a_request_for_grants_ended_at_its_question_is_recorded() {
                 cancel.cancel();
                 let outcome = handle.wait().await;
                 assert!(matches!(outcome, Err(BridgeError::Aborted)), "{ended_by}");
+                session.shutdown().await;
+                "the command was cancelled at the question"
+            }
+            "dropped handle" => {
+                drop(handle);
+                for _ in 0..250 {
+                    let recorded = recorder
+                        .events()
+                        .iter()
+                        .any(|event| matches!(event, SessionEvent::PermissionsRequested { .. }));
+                    if recorded {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 session.shutdown().await;
                 "the command was cancelled at the question"
             }
