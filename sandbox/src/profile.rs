@@ -113,6 +113,17 @@ pub struct FsEntry {
     pub access: Access,
 }
 
+/// As a profile names it: a path, a special root (`:cwd`) or a glob.
+impl std::fmt::Display for FsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FsTarget::Path(path) => write!(f, "{path}"),
+            FsTarget::Special(root) => f.write_str(root.as_str()),
+            FsTarget::DenyGlob(glob) => f.write_str(glob),
+        }
+    }
+}
+
 /// File-system grants, in no particular order: precedence comes from
 /// specificity, not position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -436,14 +447,10 @@ impl PermissionProfile {
                 network: net,
                 network_lists,
             } => {
-                let files = file_system.entries.iter().map(|entry| {
-                    let target = match &entry.target {
-                        FsTarget::Path(path) => path.to_string(),
-                        FsTarget::Special(root) => root.as_str().to_owned(),
-                        FsTarget::DenyGlob(glob) => glob.clone(),
-                    };
-                    format!("{target}={}", entry.access.as_str())
-                });
+                let files = file_system
+                    .entries
+                    .iter()
+                    .map(|entry| format!("{}={}", entry.target, entry.access.as_str()));
                 let domains = network_lists.domains.entries().map(|(pattern, decision)| {
                     format!("domain:{pattern}={}", decision_name(decision))
                 });
@@ -882,9 +889,37 @@ impl ProfileSet {
                 reason: "only a sandboxed profile can be extended".into(),
             });
         };
-        for (target, access) in &spec.filesystem {
-            let access = Access::from(*access);
-            file_system.push(parse_target(target, base.as_deref())?, access)?;
+        // The profile's own entry on a target replaces its parent's, so
+        // that it can narrow what it extends (`":cwd" = "read"`); where
+        // grants are merged, the wider wins instead.
+        let mut own: Vec<FsEntry> = Vec::new();
+        for (text, access) in &spec.filesystem {
+            let entry = FsEntry {
+                target: parse_target(text, base.as_deref())?,
+                access: Access::from(*access),
+            };
+            match own.iter().find(|other| other.target == entry.target) {
+                Some(other) if other.access != entry.access => {
+                    return Err(SandboxError::Config {
+                        file: format!("profile {name}"),
+                        reason: format!(
+                            "{text:?} names {} again, with other access ({} and {}): \
+                             say it once",
+                            entry.target,
+                            other.access.as_str(),
+                            entry.access.as_str()
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => own.push(entry),
+            }
+        }
+        file_system
+            .entries
+            .retain(|inherited| !own.iter().any(|entry| entry.target == inherited.target));
+        for entry in own {
+            file_system.push(entry.target, entry.access)?;
         }
         if let Some(value) = &spec.network {
             NetworkSetting::parse(value, base.as_deref())
@@ -1154,6 +1189,65 @@ mod tests {
             panic!("managed");
         };
         assert_eq!(network, NetworkPolicy::Restricted);
+    }
+
+    /// Probe 131: a profile could not narrow what it extends: `":cwd" =
+    /// "read"` over workspace-write's `:cwd` write, or `area = "read"` over
+    /// a parent's `area` write, left both entries, and write won (as it
+    /// does where two grants are merged). The profile's own entry replaces
+    /// its parent's on the same target; one table naming a path twice
+    /// with different access (`"/tmp"` and `"/tmp/"`) is refused.
+    #[cfg(unix)]
+    #[test]
+    fn a_profile_replaces_what_it_extends_on_the_same_target() {
+        let mut set = ProfileSet::default();
+        set.add_toml(
+            r#"
+            [profiles.reader]
+            extends = "workspace-write"
+            filesystem = { ":cwd" = "read" }
+            [profiles.area]
+            extends = "workspace-write"
+            filesystem = { "/srv/area" = "write", "/srv/other" = "none" }
+            [profiles.area-read]
+            extends = "area"
+            filesystem = { "/srv/area" = "read", "/srv/other" = "read" }
+            "#,
+            None,
+        )
+        .unwrap();
+        let entries = |name: &str| match set.get(name).unwrap() {
+            PermissionProfile::Managed { file_system, .. } => file_system.entries,
+            _ => panic!("managed"),
+        };
+        let access_of = |name: &str, target: FsTarget| -> Vec<Access> {
+            entries(name)
+                .into_iter()
+                .filter(|entry| entry.target == target)
+                .map(|entry| entry.access)
+                .collect()
+        };
+        let path = |text: &str| FsTarget::Path(AbsolutePath::new(text, None).unwrap());
+        assert_eq!(
+            access_of("reader", FsTarget::Special(SpecialRoot::Cwd)),
+            [Access::Read]
+        );
+        assert_eq!(access_of("area-read", path("/srv/area")), [Access::Read]);
+        assert_eq!(access_of("area-read", path("/srv/other")), [Access::Read]);
+        assert_eq!(access_of("area", path("/srv/area")), [Access::Write]);
+        let mut twice = ProfileSet::default();
+        let error = twice
+            .add_toml(
+                r#"
+            [profiles.twice]
+            extends = "read-only"
+            filesystem = { "/tmp" = "write", "/tmp/" = "read" }
+            "#,
+                None,
+            )
+            .and_then(|()| twice.get("twice").map(|_| ()))
+            .expect_err("a path named twice with different access loaded");
+        assert!(error.to_string().contains("/tmp"), "{error}");
     }
 
     #[test]
