@@ -149,23 +149,37 @@ fn recv_with_fds_flagged(
     buf: &mut [u8],
     flags: MsgFlags,
 ) -> io::Result<Received> {
-    // Room for everything the kernel may add to the descriptors: the
-    // sender's credentials, its pidfd and its security label, which a
-    // peer sharing the socket can ask for (`SO_PASSCRED`, `SO_PASSPIDFD`,
-    // `SO_PASSSEC`). Descriptors that did not fit would be closed by the
-    // kernel, in this thread.
-    let mut cmsg_space = nix::cmsg_space!(
+    CONTROL.with_borrow_mut(|control| receive_into(sock, buf, flags, control))
+}
+
+thread_local! {
+    /// Room for everything the kernel may add to the descriptors: the
+    /// sender's credentials, its pidfd and its security label, which a
+    /// peer sharing the socket can ask for (`SO_PASSCRED`, `SO_PASSPIDFD`,
+    /// `SO_PASSSEC`). Descriptors that did not fit would be closed by the
+    /// kernel, in this thread. Made once per thread: a few KiB allocated
+    /// for each message cost the server a measurable share of a `Run`
+    /// (glibc tidies its free lists before each such allocation).
+    static CONTROL: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(nix::cmsg_space!(
         [RawFd; MAX_PASSED_FDS],
         libc::ucred,
         RawFd,
         [u8; SECURITY_LABEL_ROOM]
-    );
+    ));
+}
+
+fn receive_into(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    flags: MsgFlags,
+    cmsg_space: &mut Vec<u8>,
+) -> io::Result<Received> {
     let mut iov = [IoSliceMut::new(buf)];
     let message = loop {
         match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
-            Some(&mut cmsg_space),
+            Some(cmsg_space),
             MsgFlags::MSG_CMSG_CLOEXEC | flags,
         ) {
             Ok(message) => break message,
