@@ -174,7 +174,6 @@ impl ResolvedPolicy {
         };
         let mut rules: Vec<PathRule> = Vec::new();
         let mut deny_globs = Vec::new();
-        let mut readable_root = false;
         let mut minimal = false;
         let writable_root = file_system.entries.iter().any(|entry| {
             entry.target == FsTarget::Special(SpecialRoot::Root) && entry.access == Access::Write
@@ -184,7 +183,6 @@ impl ResolvedPolicy {
                 FsTarget::Path(path) => add_rule(&mut rules, path.as_path(), entry.access),
                 FsTarget::DenyGlob(glob) => deny_globs.push(glob.clone()),
                 FsTarget::Special(SpecialRoot::Root) => {
-                    readable_root |= entry.access != Access::None;
                     add_rule(&mut rules, Path::new("/"), entry.access);
                 }
                 FsTarget::Special(SpecialRoot::Minimal) => {
@@ -235,6 +233,11 @@ impl ResolvedPolicy {
             }
         }
 
+        // Readable as the entry that wins on `/` says (`:root` none and
+        // read merged: none), so that `:minimal` is then what is readable.
+        let readable_root = rules
+            .iter()
+            .any(|rule| rule.path == Path::new("/") && rule.access != Access::None);
         // Protected names under writable roots, unless named explicitly.
         let explicit: Vec<PathBuf> = rules.iter().map(|rule| rule.path.clone()).collect();
         let writable: Vec<PathBuf> = rules
@@ -930,6 +933,27 @@ mod tests {
             network: NetworkPolicy::Restricted,
             network_lists: NetworkLists::default(),
         }
+    }
+
+    /// Probe 131: `:root` read and `:root` none together (a profile's
+    /// parent and itself, or merged grants) hid `/`, and `:minimal` with
+    /// it: `:minimal` was not taken as what stays readable, as `:root`
+    /// read had been seen. What wins on `/` decides.
+    #[test]
+    fn root_hidden_by_the_entry_that_wins_leaves_minimal_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let profile = managed(&[
+            (":root", Access::Read),
+            (":root", Access::None),
+            (":minimal", Access::Read),
+            (":cwd", Access::Write),
+        ]);
+        let policy = ResolvedPolicy::resolve(&profile, &SandboxContext::new(&root)).unwrap();
+        assert!(policy.minimal_only());
+        let read_root = managed(&[(":root", Access::Read), (":minimal", Access::Read)]);
+        let policy = ResolvedPolicy::resolve(&read_root, &SandboxContext::new(&root)).unwrap();
+        assert!(!policy.minimal_only());
     }
 
     #[test]
