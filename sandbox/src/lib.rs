@@ -103,6 +103,11 @@ pub enum SandboxError {
     GlobNotDeny(String),
     #[error("bad glob {glob:?}: {reason}")]
     BadGlob { glob: String, reason: String },
+    #[error(
+        "a filesystem entry names an empty path (\"\"); write \".\" for the config file's \
+         own directory"
+    )]
+    EmptyPath,
     #[error("deny globs cannot be enforced: {0}; narrow the glob or the writable roots")]
     GlobLimit(String),
     #[error(

@@ -964,6 +964,9 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
             .map(FsTarget::Special)
             .ok_or_else(|| SandboxError::UnknownSpecialRoot(text.to_owned()));
     }
+    if text.is_empty() {
+        return Err(SandboxError::EmptyPath);
+    }
     let expanded = expand_home(text)?;
     let text = expanded.as_deref().unwrap_or(text);
     if text.contains(['*', '?', '[']) {
@@ -983,6 +986,18 @@ fn deny_glob(text: &str) -> Result<String, SandboxError> {
         glob: text.to_owned(),
         reason: reason.to_owned(),
     };
+    let gitignore_reads_otherwise = match text {
+        _ if text.starts_with('!') => Some("a leading `!` (in .gitignore, a negation) is not read"),
+        _ if text.starts_with('#') => Some("a leading `#` (in .gitignore, a comment) is not read"),
+        _ if text.trim() != text => Some("blanks around it (which .gitignore trims) are kept"),
+        _ => None,
+    };
+    if let Some(reason) = gitignore_reads_otherwise {
+        return Err(bad(&format!(
+            "{reason}: the glob would hide only names spelt so; a glob only hides, so write \
+             it without them"
+        )));
+    }
     let trimmed = text.trim_end_matches('/');
     let relative = trimmed.strip_prefix('/').unwrap_or(trimmed);
     // Alternatives (`{a,b}`) are components too: `{sub/..,x}` holds `..`.
@@ -1148,6 +1163,16 @@ mod tests {
         assert_eq!(glob("/home/*/.ssh/").as_deref(), Ok("/home/*/.ssh"));
         assert_eq!(glob("**/.git*").as_deref(), Ok("**/.git*"));
         assert_eq!(glob(".*.env").as_deref(), Ok(".*.env"));
+        // Probe 131: what `.gitignore` reads otherwise (a negation, a
+        // comment, blanks it trims) hid nothing, silently.
+        for refused in ["!*.env", "#*.env", "*.env ", " *.env"] {
+            let error = glob(refused).expect_err(refused);
+            assert!(error.contains(".gitignore"), "{refused:?}: {error}");
+        }
+        // A path of nothing granted the config file's directory.
+        let error = parse_target("", Some(Path::new("/etc/execgate")))
+            .expect_err("an empty path was taken");
+        assert!(error.to_string().contains("empty"), "{error}");
     }
 
     // Unix paths: not absolute on Windows.
