@@ -274,9 +274,14 @@ impl ResolvedPolicy {
                 }
                 add_rule(&mut rules, &path, Access::Read);
                 if let Some(gitdir) = gitdir_pointer(&path) {
-                    let gitdir_writable = writable.iter().any(|root| gitdir.starts_with(root));
-                    if gitdir_writable && !explicit.contains(&gitdir) {
-                        add_rule(&mut rules, &gitdir, Access::Read);
+                    // A worktree's git directory, and the repository's
+                    // whose hooks and config it shares (`commondir`).
+                    let common = common_dir(&gitdir);
+                    for dir in std::iter::once(gitdir).chain(common) {
+                        let dir_writable = writable.iter().any(|root| dir.starts_with(root));
+                        if dir_writable && !explicit.contains(&dir) {
+                            add_rule(&mut rules, &dir, Access::Read);
+                        }
                     }
                 }
             }
@@ -728,6 +733,19 @@ fn gitdir_pointer(dot_git: &Path) -> Option<PathBuf> {
         .map(|path| path.as_path().to_path_buf())
 }
 
+/// For a linked worktree's git directory, the repository's own (its
+/// `commondir` file, relative to it or absolute), which holds the hooks
+/// and config every worktree of it runs.
+fn common_dir(gitdir: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string(gitdir.join("commondir")).ok()?;
+    let named = text.lines().next()?.trim_end();
+    if named.is_empty() {
+        return None;
+    }
+    let path = gitdir.join(named);
+    Some(fs::canonicalize(&path).unwrap_or(path))
+}
+
 /// The patterns a deny glob stands for, read as `.gitignore` reads its
 /// lines: one without a `/` matches a name at any depth (`*.env` is
 /// `**/*.env`), and whatever a glob matches, everything under it is
@@ -1150,6 +1168,21 @@ mod tests {
         .unwrap();
         assert!(!with_gitdir.can_write(&root.join("elsewhere/gitdir/config")));
         assert!(with_gitdir.can_write(&root.join("elsewhere/other")));
+        // Probe 131: a worktree's gitdir names the repository whose hooks
+        // and config it shares (`commondir`): kept read-only too.
+        fs::create_dir_all(root.join("elsewhere/main.git/hooks")).unwrap();
+        fs::write(root.join("elsewhere/gitdir/commondir"), "../main.git\n").unwrap();
+        let with_common = ResolvedPolicy::resolve(
+            &managed(&[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                (root.join("elsewhere").to_str().unwrap(), Access::Write),
+            ]),
+            &SandboxContext::new(root.join("sub")),
+        )
+        .unwrap();
+        assert!(!with_common.can_write(&root.join("elsewhere/main.git/hooks/pre-commit")));
+        assert!(with_common.can_write(&root.join("elsewhere/other")));
 
         let git = root.join(".git");
         let explicit = managed(&[
