@@ -575,6 +575,7 @@ fn warn_if_sandbox_writable<'a>(
 /// is made there (a socket is allowed by its identity at the start).
 #[cfg(unix)]
 fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &std::path::Path) {
+    warn_if_write_grants_follow_links(profile, whose);
     let Some(view) = sandbox_view(profile, cwd) else {
         return;
     };
@@ -608,6 +609,39 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
                  nothing is reached there, even once a socket is made there (sockets are \
                  allowed as they are found when the session starts)",
                 socket.as_path().display()
+            ));
+        }
+    }
+}
+
+/// Warns of a write grant whose path leads elsewhere through a link (it,
+/// or a directory on its way): the grant follows the link as it is when
+/// each session starts, and a link where a sandbox could write may have
+/// been put there by an earlier one (probe 131: `cache -> secrets`).
+#[cfg(unix)]
+fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) {
+    let PermissionProfile::Managed { file_system, .. } = profile else {
+        return;
+    };
+    for entry in &file_system.entries {
+        let FsTarget::Path(path) = &entry.target else {
+            continue;
+        };
+        if entry.access != Access::Write {
+            continue;
+        }
+        let Ok(real) = std::fs::canonicalize(path.as_path()) else {
+            continue;
+        };
+        if real != path.as_path() {
+            stderr::line(&format!(
+                "execgate: warning: {whose} grants write access to {}, which leads to {} \
+                 through a link: the grant goes where the link leads when the session \
+                 starts, and a link in a place a sandbox can write may have been made by \
+                 an earlier one; name {} if that is what is meant",
+                path.as_path().display(),
+                real.display(),
+                real.display()
             ));
         }
     }

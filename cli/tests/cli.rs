@@ -228,6 +228,50 @@ fn a_profile_that_hides_the_working_directory_is_refused() {
     }
 }
 
+/// Probe 131: a profile's write grant on a path that an earlier sandbox
+/// had made a link (`cache -> secrets`) wrote wherever the link led, and
+/// nothing said so. The grant still follows it (links the user made are
+/// meant), but the warning names where it leads.
+#[test]
+fn a_write_grant_through_a_link_says_where_it_leads() {
+    let (dir, ws) = workspace();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    let cache = dir.path().join("cache");
+    std::os::unix::fs::symlink(&secrets, &cache).unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.p]\nextends = \"workspace-write\"\nfilesystem = {{ {:?} = \"write\", \
+             {:?} = \"write\" }}\n",
+            cache.display().to_string(),
+            plain.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--config", config, "--profile", "p", "--", "true"],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = text(&output.stderr);
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("through a link"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    let real = std::fs::canonicalize(&secrets).unwrap();
+    assert!(
+        warned[0].contains(&cache.display().to_string())
+            && warned[0].contains(&real.display().to_string()),
+        "{stderr}"
+    );
+}
+
 /// Regression (a probe of `execgate shell`): started in the home, a
 /// workspace profile made the home writable, and the sandbox rewrote the
 /// shell's startup files. Below the home is a project, as before.
