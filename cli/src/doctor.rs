@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use execgate_core_bridge::server::sandbox::MachineReport;
 use execgate_core_bridge::server::ScopeSupport;
 use execgate_core_bridge::Tools;
@@ -21,6 +21,9 @@ struct DoctorReport {
     seccomp_supervisor: bool,
     bubblewrap: Option<String>,
     bubblewrap_version: Option<String>,
+    /// Whether sessions can start here: the sandbox, the tools, the
+    /// patched zsh and the default config all fine.
+    ready: bool,
     sandbox_ready: bool,
     sandbox_problem: Option<String>,
     zsh: Option<String>,
@@ -87,6 +90,7 @@ pub fn run(json: bool) -> Result<i32> {
             .as_ref()
             .map(|path| path.display().to_string()),
         bubblewrap_version: machine.bwrap_version.clone(),
+        ready: false,
         sandbox_ready: sandbox_problem.is_none(),
         sandbox_problem,
         zsh: tools
@@ -118,15 +122,18 @@ pub fn run(json: bool) -> Result<i32> {
         session_scope,
         session_scope_detail,
     };
-    crate::output::stdout(|out| print(out, &report, json))?;
-    let ready = report.sandbox_ready
+    let mut report = report;
+    report.ready = report.sandbox_ready
         && report.tools_problem.is_none()
         && report.config_problem.is_none()
         && report.zsh_patched;
-    if !ready && !json {
-        bail!("this machine is not ready; see the problems above");
+    crate::output::stdout(|out| print(out, &report, json))?;
+    // Exit 1 either way: a problem found is the report's answer, not an
+    // error of doctor's own (125).
+    if !report.ready && !json {
+        crate::stderr::line("execgate: this machine is not ready; see the problems above");
     }
-    Ok(if ready { 0 } else { 1 })
+    Ok(if report.ready { 0 } else { 1 })
 }
 
 /// The report on `out`: as JSON, or as the table people read.

@@ -968,6 +968,34 @@ fn doctor_reports_json() {
     assert_eq!(report["user_namespaces"], true);
 }
 
+/// Probe 131: with a default config that cannot be read, `doctor` exited
+/// 125 (an error of its own) and `doctor --json` 1, and the report said
+/// `sandbox_ready: true` and nothing of whether the machine is ready. Both
+/// exit 1, as for any problem found, and the report says `ready`.
+#[test]
+fn doctor_exits_alike_and_says_ready_with_a_broken_config() {
+    let (dir, ws) = workspace();
+    let config_home = dir.path().join("config-home");
+    std::fs::create_dir_all(config_home.join("execgate")).unwrap();
+    std::fs::write(
+        config_home.join("execgate/config.toml"),
+        "default_profile = \"nosuch\"\n",
+    )
+    .unwrap();
+    let config_home = config_home.to_str().unwrap();
+    let env = [("XDG_CONFIG_HOME", config_home)];
+    let plain = execgate_with_env(&ws, &["doctor"], &env);
+    let json = execgate_with_env(&ws, &["doctor", "--json"], &env);
+    assert_eq!(plain.status.code(), Some(1), "{}", text(&plain.stderr));
+    assert_eq!(json.status.code(), Some(1), "{}", text(&json.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["ready"], false, "{report}");
+    assert!(report["config_problem"].is_string(), "{report}");
+    let fine = execgate(&ws, &["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&fine.stdout).unwrap();
+    assert_eq!(report["ready"], true, "{report}");
+}
+
 /// A review: `execgate sandbox`, for debugging a profile, took
 /// `workspace-write` whatever the config's `default_profile`, so it tried
 /// another profile than the sessions it was debugging.
