@@ -409,6 +409,50 @@ async fn deny_globs_match_names_at_any_depth_and_what_is_under_a_matched_directo
     );
 }
 
+/// Probe 131: a file hidden by its path (`"/x/cred" = "none"`) was hidden
+/// as the file it was at the start: replaced by the host as editors and
+/// credential tools save (a new file renamed over it), the new one was
+/// readable in the running sandbox. A file hidden by its path stays hidden
+/// by its name, as a glob's do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_hidden_by_its_path_stays_hidden_when_the_host_replaces_it() {
+    let place = Place::new();
+    let secrets = place.home.join("secrets");
+    fs::create_dir_all(&secrets).unwrap();
+    let cred = secrets.join("cred");
+    fs::write(&cred, SECRET).unwrap();
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(
+            parse_target(cred.to_str().unwrap(), None).unwrap(),
+            Access::None,
+        )
+        .unwrap();
+    let marker = place.ws.join("marker");
+    let script = after_marker(
+        &marker,
+        &format!("cat {} 2>/dev/null; print replaced=$?", cred.display()),
+    );
+    let script = format!(
+        "cat {} 2>/dev/null; print first=$?\n{script}",
+        cred.display()
+    );
+    let (mut session, _) = start_sandboxed_session(policy_by_path(&[]), profile, &place.ws);
+    let child = spawn_session_shell(&mut session, &script, &place.ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = secrets.join("cred.tmp");
+    fs::write(&fresh, SECRET).unwrap();
+    fs::rename(&fresh, &cred).unwrap();
+    fs::write(&marker, "").unwrap();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert!(!output.stdout.contains(SECRET), "{}", output.stdout);
+    assert_eq!(output.stdout, "first=1\nreplaced=1\n", "{}", output.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deny_glob_file_made_inside_the_sandbox_is_neither_written_nor_read() {
     let place = Place::new();
