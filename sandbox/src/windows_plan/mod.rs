@@ -124,6 +124,13 @@ pub enum WindowsPlanError {
     )]
     VolumeRootWritable { root: String },
     #[error(
+        "the writable root {root} is on a share of this machine, or a drive's administrative \
+         share: it names local folders by another name, which the checks of what must stay \
+         read-only (the home, execgate's state) would not recognise; name the folder by its \
+         drive path"
+    )]
+    LocalShareWritable { root: String },
+    #[error(
         "the working directory {cwd} holds your home directory, and the profile makes the \
          working directory writable: the commands run here could rewrite your PowerShell \
          profile, .ssh and .gitconfig, which run outside the sandbox later; start from a project \
@@ -503,6 +510,14 @@ impl WindowsPlan {
         if let Some(volume) = writable.iter().find(|path| path.depth() == 0) {
             return Err(WindowsPlanError::VolumeRootWritable {
                 root: volume.to_string(),
+            });
+        }
+        if let Some(share) = writable
+            .iter()
+            .find(|path| path.is_local_or_administrative_share())
+        {
+            return Err(WindowsPlanError::LocalShareWritable {
+                root: share.to_string(),
             });
         }
         // Most specific first, so `root_for` takes the first that holds a

@@ -114,6 +114,26 @@ impl WinPath {
                 .all(|(mine, theirs)| as_opened(mine) == as_opened(theirs))
     }
 
+    /// Whether the path is on a share that names this machine's own
+    /// folders by another name (a share of `localhost`, `127.0.0.1` or
+    /// `::1`), or on a drive's administrative share (`\\server\c$`,
+    /// `admin$`), a whole volume's root on whichever machine: checks made
+    /// by name (the home, the state directory, protected names) would not
+    /// know them. A share of this machine by its own name is not told.
+    pub fn is_local_or_administrative_share(&self) -> bool {
+        let Volume::Share { server, share } = &self.volume else {
+            return false;
+        };
+        let local = server == "localhost"
+            || server.starts_with("127.")
+            || matches!(server.as_str(), "[::1]" | "::1" | "0--1.ipv6-literal.net");
+        let administrative = share == "admin$"
+            || (share.len() == 2
+                && share.ends_with('$')
+                && share.starts_with(|c: char| c.is_ascii_alphabetic()));
+        local || administrative
+    }
+
     /// How many components below the volume root: the specificity of a
     /// root.
     pub fn depth(&self) -> usize {

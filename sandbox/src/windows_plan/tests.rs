@@ -1501,6 +1501,38 @@ fn a_volume_root_is_never_a_writable_root() {
     }
 }
 
+/// Probe 125: `\\localhost\c$\Users\u` is the home by another name: the
+/// planner's checks (the home, the state directory, the protected names)
+/// compare paths by name, and a share of this machine, or any drive's
+/// administrative share, named the same folders unrecognised. Refused as
+/// a writable root.
+#[test]
+fn a_share_of_this_machine_or_an_administrative_share_is_never_writable() {
+    let workspace = managed(
+        &[
+            (special(SpecialRoot::Root), Access::Read),
+            (special(SpecialRoot::WorkspaceRoots), Access::Write),
+        ],
+        NetworkPolicy::Enabled,
+    );
+    for root in [
+        r"\\localhost\c$\Users\u",
+        r"\\LOCALHOST\Users\u\proj",
+        r"\\127.0.0.1\share\proj",
+        r"\\[::1]\share\proj",
+        r"\\?\UNC\localhost\c$\proj",
+        r"\\fileserver\d$\proj",
+    ] {
+        let refused = plan_in(&workspace, r"C:\work", &[root], &[], &[]);
+        assert!(
+            matches!(refused, Err(WindowsPlanError::LocalShareWritable { .. })),
+            "{root}: {refused:?}"
+        );
+    }
+    let remote = plan_in(&workspace, r"C:\work", &[r"\\fileserver\proj\x"], &[], &[]);
+    assert!(remote.is_ok(), "{remote:?}");
+}
+
 /// Probe 125: `D:` is the drive's current directory to Windows, not its
 /// root; the planner took it for `D:\`.
 #[test]
