@@ -168,6 +168,8 @@ thread_local! {
     ));
 }
 
+// nix's `recvmsg` takes the control buffer as a `Vec`.
+#[allow(clippy::ptr_arg)]
 fn receive_into(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
