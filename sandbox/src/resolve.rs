@@ -345,10 +345,9 @@ impl ResolvedPolicy {
             .filter(|rule| rule.exists && rule.access == Access::None)
             .filter(|rule| fs::symlink_metadata(&rule.path).is_ok_and(|meta| meta.is_file()))
             .filter_map(|rule| rule.path.to_str())
-            // A name a pattern would read otherwise keeps its path's cover
-            // alone.
-            .filter(|name| !name.contains(['*', '?', '[', ']', '{', '}', '\\']))
-            .map(str::to_owned)
+            // As a pattern of itself alone: what a glob would read
+            // otherwise (`a{1}.env`, a backslash) escaped.
+            .map(|name| globset::escape(&name.replace('\\', "\\\\")))
             .collect();
         policy.expand_deny_globs()?;
         policy.unix_sockets = policy.check_allowed_sockets()?;
