@@ -244,13 +244,17 @@ impl Skill {
         if std::fs::symlink_metadata(&scripts).is_ok_and(|meta| meta.is_symlink()) {
             return Err(SkillError::LinkedScripts(root));
         }
-        if let Some(inner) = first_below(&scripts, |path, _| {
+        let nested = first_below(&scripts, |path, _| {
             (path.file_name() == Some(std::ffi::OsStr::new("SKILL.md")))
                 .then(|| path.parent().unwrap_or(path).to_path_buf())
-        })
-        .map_err(io(&scripts))?
-        {
-            return Err(SkillError::SkillInScripts { skill: name, inner });
+        });
+        match nested {
+            Ok(Some(inner)) => return Err(SkillError::SkillInScripts { skill: name, inner }),
+            Ok(None) => {}
+            // A skill with grants must be read whole (its scripts get
+            // them); one without gives its scripts nothing to widen.
+            Err(error) if permissions.is_some() => return Err(io(&scripts)(error)),
+            Err(_) => {}
         }
         if permissions.is_some() {
             if let Some((link, target)) = link_out_of(&scripts).map_err(io(&scripts))? {
@@ -291,7 +295,15 @@ fn first_below<T>(
     while let Some(directory) = directories.pop() {
         let entries = match std::fs::read_dir(&directory) {
             Ok(entries) => entries,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            // Nothing below: no `scripts`, or a file of that name.
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
             Err(error) => return Err(error),
         };
         for entry in entries {
@@ -335,14 +347,51 @@ fn front_matter_name(text: &str) -> Result<Option<String>, &'static str> {
     if value.starts_with(['>', '|']) {
         return Err("is written over several lines");
     }
-    let value = match value.strip_prefix(['"', '\'']) {
-        Some(quoted) => quoted.strip_suffix(['"', '\'']).unwrap_or(quoted),
-        // A comment after it is YAML's, not the name's.
-        None => value.split(" #").next().unwrap_or(value).trim_end(),
+    let (name, rest) = match value.chars().next() {
+        Some('"') => {
+            let inner = &value[1..];
+            let end = inner.find('"').ok_or("has no closing quote")?;
+            if inner[..end].contains('\\') {
+                return Err("uses escapes in its quotes");
+            }
+            (inner[..end].to_owned(), &inner[end + 1..])
+        }
+        // YAML's single quotes: `''` is one quote.
+        Some('\'') => {
+            let mut name = String::new();
+            let mut chars = value[1..].char_indices().peekable();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\'')) if chars.peek().map(|(_, c)| *c) == Some('\'') => {
+                        chars.next();
+                        name.push('\'');
+                    }
+                    Some((at, '\'')) => break 1 + at + 1,
+                    Some((_, c)) => name.push(c),
+                    None => return Err("has no closing quote"),
+                }
+            };
+            (name, &value[end..])
+        }
+        Some('[' | '{' | '&' | '*' | '!' | '@' | '`' | '%') => {
+            return Err("starts with a character YAML reads as more than text")
+        }
+        _ => {
+            // A comment after it is YAML's, not the name's.
+            let plain = value.split(" #").next().unwrap_or(value).trim_end();
+            if plain.contains(": ") || plain.ends_with(':') {
+                return Err("holds `: `, which YAML reads as a mapping");
+            }
+            (plain.to_owned(), "")
+        }
     };
-    match value.is_empty() {
+    let rest = rest.trim_start();
+    if !rest.is_empty() && !rest.starts_with('#') {
+        return Err("has text after its closing quote");
+    }
+    match name.is_empty() {
         true => Err("is empty"),
-        false => Ok(Some(value.to_owned())),
+        false => Ok(Some(name)),
     }
 }
 
@@ -588,9 +637,18 @@ mod tests {
     /// refuses. What a plain line gives is read; the rest is refused.
     #[test]
     fn a_name_the_front_matter_does_not_give_plainly_is_refused() {
-        let cases: [(&str, Result<Option<&str>, ()>); 9] = [
+        let cases: [(&str, Result<Option<&str>, ()>); 16] = [
             ("---\nname: notes\n---\n", Ok(Some("notes"))),
             ("---\nname: \"notes\"\n---\n", Ok(Some("notes"))),
+            // Review 132: what follows a quoted name, YAML's own quoting,
+            // and what YAML reads as more than a name.
+            ("---\nname: \"c\" # the c skill\n---\n", Ok(Some("c"))),
+            ("---\nname: c # the c skill\n---\n", Ok(Some("c"))),
+            ("---\nname: 'it''s'\n---\n", Ok(Some("it's"))),
+            ("---\nname: \"a\\tb\"\n---\n", Err(())),
+            ("---\nname: \"c\" d\n---\n", Err(())),
+            ("---\nname: d: e\n---\n", Err(())),
+            ("---\nname: [a, b]\n---\n", Err(())),
             ("---\nname : notes\n---\n", Ok(Some("notes"))),
             ("---\ntitle: t\n  name: nested\n---\n", Ok(None)),
             ("# no front matter\nname: body\n", Ok(None)),
@@ -632,5 +690,12 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("inner"), "{error}");
+        // Review 132: the walk made a skill whose `scripts` is a file (no
+        // scripts at all) fail to load.
+        let plain = dir.path().join("plain");
+        std::fs::create_dir_all(&plain).expect("mkdir");
+        std::fs::write(plain.join("SKILL.md"), "---\nname: plain\n---\n").expect("write");
+        std::fs::write(plain.join("scripts"), "not a directory\n").expect("write");
+        SkillRegistry::load(&[&plain]).expect("a skill whose scripts is a file loads");
     }
 }
