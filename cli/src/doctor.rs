@@ -51,8 +51,7 @@ struct DoctorReport {
     session_scope_detail: String,
 }
 
-/// `execgate doctor`: 0 when the machine is ready, 1 (or, without
-/// `--json`, an error) when not.
+/// `execgate doctor`: 0 when the machine is ready, 1 when not.
 pub fn run(json: bool) -> Result<i32> {
     let machine = MachineReport::probe();
     let sandbox_problem = machine.require().err().map(|error| error.to_string());
@@ -244,6 +243,7 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
                         "problem           the zsh found is not the patched one"
                     )?;
                 }
+                writeln!(out, "ready             no")?;
             }
         }
     }

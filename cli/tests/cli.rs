@@ -987,6 +987,11 @@ fn doctor_exits_alike_and_says_ready_with_a_broken_config() {
     let plain = execgate_with_env(&ws, &["doctor"], &env);
     let json = execgate_with_env(&ws, &["doctor", "--json"], &env);
     assert_eq!(plain.status.code(), Some(1), "{}", text(&plain.stderr));
+    assert!(
+        text(&plain.stdout).contains("ready             no"),
+        "{}",
+        text(&plain.stdout)
+    );
     assert_eq!(json.status.code(), Some(1), "{}", text(&json.stderr));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["ready"], false, "{report}");
