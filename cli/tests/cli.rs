@@ -512,7 +512,8 @@ fn a_skills_name_cannot_write_to_the_terminal() {
     std::fs::create_dir_all(skill.join("scripts")).unwrap();
     std::fs::write(
         skill.join("SKILL.md"),
-        "---\nname: esc\u{1b}[2K\rexecgate: skill verified\n---\n",
+        // (`: ` would make YAML read a mapping, which is refused.)
+        "---\nname: esc\u{1b}[2K\rexecgate - skill verified\n---\n",
     )
     .unwrap();
     std::fs::write(
