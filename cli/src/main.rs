@@ -650,8 +650,8 @@ fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) {
 #[cfg(unix)]
 /// How to hide what `path` names once it exists, and its name wherever
 /// it appears under the writable roots: as a glob, which the sandbox's
-/// supervisor judges at every open (a path that does not exist when the
-/// sandbox starts is not hidden). Empty when its name has no plain first character
+/// supervisor judges at every open (a path is hidden only as it is when
+/// the sandbox starts). Empty when its name has no plain first character
 /// to write as a one-character class.
 fn glob_hint(path: &std::path::Path) -> String {
     let Some(name) = path.file_name().and_then(|name| name.to_str()) else {

@@ -126,11 +126,6 @@ pub struct ResolvedPolicy {
     /// Roots relative deny globs apply under: the writable roots only.
     relative_glob_roots: Vec<PathBuf>,
     denied_files: Vec<PathBuf>,
-    /// Files hidden by their path, as patterns: the supervisor hides what
-    /// the host later puts at that name too (a file renamed over it, as
-    /// editors save), which the path's own cover, on the file as it was,
-    /// does not.
-    hidden_names: Vec<String>,
     expansion: GlobExpansion,
     /// Unix sockets of other programs in the temp dir (X11, ssh-agent, ...):
     /// connecting to a pathname socket is not something Landlock below ABI
@@ -318,7 +313,6 @@ impl ResolvedPolicy {
             deny_globs,
             deny_set,
             denied_files: Vec::new(),
-            hidden_names: Vec::new(),
             expansion: GlobExpansion::default(),
             host_sockets: Vec::new(),
             network: *network,
@@ -339,16 +333,6 @@ impl ResolvedPolicy {
         if tmpdir_written && !works_there {
             policy.no_repository_at = Some(tmpdir);
         }
-        policy.hidden_names = policy
-            .rules
-            .iter()
-            .filter(|rule| rule.exists && rule.access == Access::None)
-            .filter(|rule| fs::symlink_metadata(&rule.path).is_ok_and(|meta| meta.is_file()))
-            .filter_map(|rule| rule.path.to_str())
-            // As a pattern of itself alone: what a glob would read
-            // otherwise (`a{1}.env`, a backslash) escaped.
-            .map(|name| globset::escape(&name.replace('\\', "\\\\")))
-            .collect();
         policy.expand_deny_globs()?;
         policy.unix_sockets = policy.check_allowed_sockets()?;
         if policy.can_read(&context.tmpdir) {
@@ -471,12 +455,6 @@ impl ResolvedPolicy {
 
     pub fn deny_globs(&self) -> &[String] {
         &self.deny_globs
-    }
-
-    /// What the supervisor hides by name, at every open: the deny globs,
-    /// and the files hidden by their path.
-    pub fn supervised_denials(&self) -> impl Iterator<Item = &String> {
-        self.deny_globs.iter().chain(&self.hidden_names)
     }
 
     /// The roots relative deny globs apply under: the writable roots.

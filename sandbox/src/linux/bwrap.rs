@@ -337,7 +337,7 @@ impl Launcher {
             NetworkPolicy::Enabled => {}
         }
         // The supervisor matches files opened after launch against these.
-        for glob in policy.supervised_denials() {
+        for glob in policy.deny_globs() {
             args.push_os(["--deny-glob".into(), glob.into()]);
         }
         if !policy.deny_globs().is_empty() {
