@@ -1485,6 +1485,22 @@ async fn requested_permissions_are_cut_to_what_the_approver_grants() {
     assert_eq!(text(&outcome.stdout), "b=1\n");
 }
 
+/// The requests for grants recorded: whether each was granted, and its note.
+fn permission_requests(recorder: &Recorder) -> Vec<(bool, Option<String>)> {
+    recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::PermissionsRequested {
+                granted,
+                provenance,
+                ..
+            } => Some((granted, provenance.note)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Probe 128: a person who stopped the command at the question for its
 /// grants (Ctrl-C, `!`) left no record of the request: a decline was
 /// recorded, an abort was not. It is recorded as not granted, saying so,
@@ -1517,18 +1533,7 @@ async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
         outcome.map(|done| text(&done.stderr))
     );
     assert!(!ran.exists());
-    let requests: Vec<(bool, Option<String>)> = recorder
-        .events()
-        .into_iter()
-        .filter_map(|event| match event {
-            SessionEvent::PermissionsRequested {
-                granted,
-                provenance,
-                ..
-            } => Some((granted, provenance.note)),
-            _ => None,
-        })
-        .collect();
+    let requests = permission_requests(&recorder);
     assert_eq!(requests.len(), 1, "{requests:?}");
     assert!(!requests[0].0);
     assert!(
@@ -1607,18 +1612,7 @@ async fn a_request_for_grants_ended_at_its_question_is_recorded() {
             }
         };
         assert!(!ran.exists(), "{ended_by}");
-        let requests: Vec<(bool, Option<String>)> = recorder
-            .events()
-            .into_iter()
-            .filter_map(|event| match event {
-                SessionEvent::PermissionsRequested {
-                    granted,
-                    provenance,
-                    ..
-                } => Some((granted, provenance.note)),
-                _ => None,
-            })
-            .collect();
+        let requests = permission_requests(&recorder);
         assert_eq!(requests, [(false, Some(expected.to_owned()))], "{ended_by}");
     }
 }
