@@ -753,11 +753,17 @@ enum FileEnd {
     Final,
 }
 
+/// How many of a followed file's first bytes `--follow` keeps, to tell an
+/// append from a rewrite: a record's first bytes hold its time.
+const HEAD_LEN: usize = 64;
+
 /// A file `--follow` reads, by its descriptor, and the name it was
 /// opened by (for the messages about its lines).
 struct Followed {
     lines: LogLines<File>,
     path: PathBuf,
+    /// Its first bytes as last seen (up to [`HEAD_LEN`]).
+    head: Vec<u8>,
 }
 
 impl Followed {
@@ -765,7 +771,40 @@ impl Followed {
         Followed {
             lines: LogLines::new(file, &path).growing(),
             path,
+            head: Vec::new(),
         }
+    }
+
+    /// Whether the file was truncated or rewritten in place since the last
+    /// look: it is shorter than what was read of it, or its first bytes
+    /// changed. Appends change neither.
+    fn rewritten(&mut self) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let mut file = self.lines.file();
+        let read_up_to = file.stream_position()?;
+        if file.metadata()?.len() < read_up_to {
+            return Ok(true);
+        }
+        let mut head = [0; HEAD_LEN];
+        let mut got = 0;
+        while got < HEAD_LEN {
+            match file.read_at(&mut head[got..], got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        if !head[..got].starts_with(&self.head) {
+            return Ok(true);
+        }
+        self.head = head[..got].to_vec();
+        Ok(false)
+    }
+
+    /// The same file, to be read again from its start.
+    fn from_start(&self) -> std::io::Result<Followed> {
+        let file = self.lines.file().try_clone()?;
+        (&file).seek(std::io::SeekFrom::Start(0))?;
+        Ok(Followed::new(self.path.clone(), file))
     }
 
     /// Prints the matching records from where the reading stands to the
@@ -895,6 +934,18 @@ fn follow(log: &Path, filter: Filter, json: bool, out: &mut impl Write) -> Resul
     }
     let mut followed = Followed::new(log.to_owned(), file);
     loop {
+        // Before reading on: a rewritten file read on from where the
+        // reading stood would start in the middle of some line.
+        if followed.rewritten()? {
+            warn(&format!(
+                "execgate: {}: truncated or rewritten in place while it was followed \
+                 (by `copytruncate`, by hand, or to remove records): records written to \
+                 it since the last look and before the rewrite may be missing here; \
+                 reading it again from its start",
+                followed.path.display(),
+            ));
+            followed = followed.from_start()?;
+        }
         followed.print_to_end(FileEnd::Growing, filter, json, out)?;
         match successor(log, followed.lines.file())? {
             Successor::NotYet => std::thread::sleep(FOLLOW_POLL),

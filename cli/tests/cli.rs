@@ -3189,6 +3189,48 @@ fn audit_follow_reads_every_file_rotated_between_two_looks() {
     }
 }
 
+/// A log truncated in place under a follower (by `copytruncate`, by hand,
+/// or by someone covering tracks) is said to be, and read again from its
+/// start: whether it is shorter than what was read of it when the follower
+/// looks, or has grown past that again with other records.
+#[test]
+fn audit_follow_says_when_the_log_was_truncated_and_reads_it_again() {
+    use execgate_audit::{AuditLog, Rotation};
+    for after in [&[3][..], &[3, 4, 5, 6]] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(
+            &path,
+            Rotation {
+                max_bytes: 1 << 20,
+                keep: 1,
+            },
+        )
+        .unwrap();
+        let follower = follow_json(&path);
+        append_refused(&log, 1);
+        append_refused(&log, 2);
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        while_stopped(&follower, || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            for &id in after {
+                append_refused(&log, id);
+            }
+        });
+        let (ids, stderr) = followed_ids(follower);
+        let expected: Vec<u64> = [1, 2].iter().chain(after).copied().collect();
+        assert_eq!(ids, expected, "{stderr}");
+        assert!(stderr.contains("truncated or rewritten"), "{stderr}");
+        assert!(!stderr.contains("not an audit record"), "{stderr}");
+    }
+}
+
 /// The user's case, for real: sessions write a log that rotates under a
 /// follower, and a reviewer reads it afterwards without naming files.
 /// Every record is followed, once, and the whole history read back,
