@@ -806,6 +806,48 @@ fn warn_if_secrets_pass(env: &EnvPolicy) {
 /// the log away and put another in its place, where later sessions would
 /// write and `execgate audit` read. This session keeps to the log it
 /// opened (the audit crate holds its directory open).
+/// Warns when users other than this one (and root) can change the audit
+/// log: its file, or its directory (renaming or removing the file, or
+/// planting the next one a rotation makes), by its mode or its owner. A
+/// sticky directory (`/tmp`) lets them do neither to a file that is not
+/// theirs.
+#[cfg(unix)]
+fn warn_if_log_open_to_others(log: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let open_to_others = |path: &std::path::Path, is_dir: bool| {
+        let meta = std::fs::metadata(path).ok()?;
+        let kind = if is_dir { "its directory" } else { "the file" };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Some(format!(
+                "{kind} {} belongs to uid {}",
+                path.display(),
+                meta.uid()
+            ));
+        }
+        let sticky = is_dir && meta.mode() & 0o1000 != 0;
+        (meta.mode() & 0o022 != 0 && !sticky).then(|| {
+            format!(
+                "{kind} {} is mode {:04o}",
+                path.display(),
+                meta.mode() & 0o7777
+            )
+        })
+    };
+    let why = open_to_others(log, false).or_else(|| {
+        let dir = std::fs::canonicalize(log.parent()?).ok()?;
+        open_to_others(&dir, true)
+    });
+    if let Some(why) = why {
+        stderr::line(&format!(
+            "execgate: warning: the audit log {} can be changed by other users ({why}): they \
+             could edit, remove or replace its records; keep it yours and owner-only \
+             (`chmod 600`), in a directory only you can write",
+            log.display()
+        ));
+    }
+}
+
 #[cfg(unix)]
 fn warn_if_log_reachable(
     profile: &PermissionProfile,
@@ -1011,8 +1053,14 @@ fn open_and_hide_audit_log(
     let log_path = std::path::absolute(&log_path)
         .with_context(|| format!("the audit log {}", log_path.display()))?;
     if let Some(dir) = log_path.parent() {
+        // Owner-only, whatever the umask: the records are the reviewers'.
         // `create_dir_all` says only "File exists" of a file on the way.
-        let made = std::fs::create_dir_all(dir).map_err(|error| {
+        use std::os::unix::fs::DirBuilderExt;
+        let made = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|error| {
             match dir.ancestors().find(|on_the_way| on_the_way.is_file()) {
                 Some(file) => anyhow::anyhow!("{} is a file, not a directory", file.display()),
                 None => error.into(),
@@ -1036,6 +1084,7 @@ fn open_and_hide_audit_log(
     }
     let log = execgate_audit::AuditLog::open(&log_path, rotation)
         .context("the audit log cannot be opened; nothing runs unrecorded")?;
+    warn_if_log_open_to_others(&log_path);
     // Once its files exist: where the directory cannot be hidden, they are.
     hide_audit_log(profile, &log_path, rotation.keep, cwd);
     Ok(log)

@@ -3036,6 +3036,72 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     assert!(!dir.path().join("third").exists());
 }
 
+/// A log other users can change is no record: a session warns when the
+/// log's file or directory is open to them (by its mode, or by its owner),
+/// and not for a sticky directory such as `/tmp`, where they cannot
+/// remove or rename what is not theirs.
+#[test]
+fn a_log_other_users_can_change_is_warned_of() {
+    use std::os::unix::fs::PermissionsExt;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let nobody = |path: &Path| std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+    type Setup = fn(&Path, &Path, &dyn Fn(&Path, u32), &dyn Fn(&Path));
+    let cases: [(Setup, Option<&str>); 5] = [
+        (|_, _, _, _| {}, None),
+        (|_, log, mode, _| mode(log, 0o666), Some("mode 0666")),
+        (|_, log, _, owner| owner(log), Some("uid 65534")),
+        (|dir, _, mode, _| mode(dir, 0o777), Some("mode 0777")),
+        (|dir, _, mode, _| mode(dir, 0o1777), None),
+    ];
+    for (setup, warned) in cases {
+        let (dir, ws) = workspace();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        set_mode(&logs, 0o700);
+        let log = logs.join("audit.jsonl");
+        std::fs::write(&log, "").unwrap();
+        set_mode(&log, 0o600);
+        setup(&logs, &log, &set_mode, &nobody);
+        let output = execgate(
+            &ws,
+            &["run", "--audit-log", log.to_str().unwrap(), "--", "/bin/true"],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        match warned {
+            Some(why) => assert!(
+                stderr.contains("can be changed by other users") && stderr.contains(why),
+                "{why}: {stderr}"
+            ),
+            None => assert!(!stderr.contains("other users"), "{stderr}"),
+        }
+    }
+}
+
+/// The default log's directories are made owner-only, whatever the umask:
+/// under a umask of 000 they were made mode 0777.
+#[test]
+fn the_default_logs_directories_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, ws) = workspace();
+    let state = dir.path().join("state-home");
+    let output = Command::new("sh")
+        .args(["-c", "umask 000; exec \"$0\" run -- /bin/true"])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    for made in [state.clone(), state.join("execgate")] {
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "{}", made.display());
+    }
+}
+
 #[test]
 fn audit_follow_goes_on_across_a_rotation() {
     let (dir, ws) = workspace();
