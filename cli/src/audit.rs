@@ -167,11 +167,13 @@ fn show(args: AuditArgs) -> Result<i32> {
         }
         Ok(())
     };
+    let mut missing = None;
     match (&configured_log, args.files.as_slice()) {
         // The rotation's own order: `<log>.N` (oldest) to `<log>.1`, then
         // the log.
         (Some(log), _) => {
-            let files = history(log)?;
+            let (files, numbers) = settled_history(log)?;
+            missing = missing_rotated_files(log, &numbers);
             if files.is_empty() {
                 // Neither the log nor a rotated file: say why it cannot be read.
                 match open_log_file(log) {
@@ -241,7 +243,36 @@ fn show(args: AuditArgs) -> Result<i32> {
         ));
         return Ok(SKIPPED_LINES);
     }
+    if let Some(missing) = missing {
+        warn(&missing);
+        return Ok(SKIPPED_LINES);
+    }
     Ok(0)
+}
+
+/// What to say of the rotated files missing between the log and its
+/// oldest one: rotation renames each file one number up and leaves no
+/// gap, so a missing number is a file removed, and its records with it.
+fn missing_rotated_files(log: &Path, numbers: &[usize]) -> Option<String> {
+    let oldest = *numbers.last()?;
+    let missing: Vec<String> = (1..oldest)
+        .filter(|n| numbers.binary_search(n).is_err())
+        .map(|n| rotated_path(log, n).display().to_string())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        let (is, it) = match missing.len() {
+            1 => ("is", "it was"),
+            _ => ("are", "they were"),
+        };
+        format!(
+            "execgate: {} {is} missing among the log's rotated files (up to {}): rotation \
+             leaves no gap, so {it} removed, by hand or to remove records; the records \
+             {it_held} not shown",
+            missing.join(", "),
+            rotated_path(log, oldest).display(),
+            it_held = if missing.len() == 1 { "it held are" } else { "they held are" },
+        )
+    })
 }
 
 /// The sessions whose records read begin after their `session-start`:
@@ -696,6 +727,12 @@ const LOOKS: usize = 50;
 /// rotation in between (which renames every file) would have had one read
 /// twice or missed, so then the whole look is taken again.
 fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
+    Ok(settled_history(log)?.0)
+}
+
+/// [`history`], and the numbers of the rotated files found (smallest
+/// first), as one settled look saw them.
+fn settled_history(log: &Path) -> Result<(Vec<(PathBuf, File)>, Vec<usize>)> {
     for _ in 0..LOOKS {
         let numbers = rotated_numbers(log);
         let mut paths: Vec<PathBuf> = numbers
@@ -728,7 +765,7 @@ fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
                 .chain([identity_at(log)])
                 .eq(seen);
         if settled {
-            return Ok(opened);
+            return Ok((opened, numbers));
         }
     }
     bail!(

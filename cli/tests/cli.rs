@@ -3297,6 +3297,45 @@ fn audit_follow_says_when_the_log_was_truncated_and_reads_it_again() {
     }
 }
 
+/// Rotation leaves no gap among a log's numbered files: one missing in
+/// the middle was removed, and its records with it. The reader says which
+/// and exits 1, as for lines that are not records; the files there are
+/// still read.
+#[test]
+fn audit_says_which_rotated_file_is_missing_from_the_middle() {
+    use execgate_audit::{AuditLog, Rotation};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // Every record but the first starts a file of its own.
+    let log = AuditLog::open(
+        &path,
+        Rotation {
+            max_bytes: 1,
+            keep: 8,
+        },
+    )
+    .unwrap();
+    for id in 1..=4 {
+        append_refused(&log, id);
+    }
+    // audit.jsonl.3 holds 1, .2 holds 2, .1 holds 3, the log 4.
+    std::fs::remove_file(dir.path().join("audit.jsonl.2")).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("[audit]\nlog = {:?}\n", path)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["audit", "--json", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    let ids: Vec<u64> = text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["request_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 3, 4], "{stderr}");
+    assert!(stderr.contains("audit.jsonl.2") && stderr.contains("missing"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+}
+
 /// The user's case, for real: sessions write a log that rotates under a
 /// follower, and a reviewer reads it afterwards without naming files.
 /// Every record is followed, once, and the whole history read back,
