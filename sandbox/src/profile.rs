@@ -735,6 +735,10 @@ struct ProfilesWithin {
     profiles: BTreeMap<String, ProfileSpec>,
 }
 
+/// What a rule's `execution` means besides a profile's name (the rules
+/// crate reads them first): no profile may take these names.
+const EXECUTION_KEYWORDS: [&str; 2] = ["unsandboxed", "turn-default"];
+
 /// Named profiles loaded from TOML, on top of the presets.
 ///
 /// ```toml
@@ -745,7 +749,8 @@ struct ProfilesWithin {
 /// ```
 ///
 /// Relative paths resolve against the directory of the file that declared
-/// them.
+/// them. Neither a preset's name nor a rule's execution keyword
+/// (`unsandboxed`, `turn-default`) names a loaded profile.
 #[derive(Debug, Default)]
 pub struct ProfileSet {
     specs: BTreeMap<String, (ProfileSpec, Option<PathBuf>)>,
@@ -773,7 +778,8 @@ impl ProfileSet {
 
     /// Adds `profiles`, none of which may take a preset's name: a loaded
     /// profile of that name would shadow the preset, and "read-only" in a
-    /// session's records would mean whatever the file said.
+    /// session's records would mean whatever the file said. Nor a rule's
+    /// execution keyword, which a rule naming it would mean instead.
     fn add(
         &mut self,
         profiles: BTreeMap<String, ProfileSpec>,
@@ -790,6 +796,19 @@ impl ProfileSet {
                      take (the audit log and the rules name profiles, and \"{name}\" must mean \
                      the preset there); name yours otherwise, with extends = \"{name}\" to \
                      start from the preset"
+                ),
+            });
+        }
+        if let Some(name) = profiles
+            .keys()
+            .find(|name| EXECUTION_KEYWORDS.contains(&name.as_str()))
+        {
+            return Err(SandboxError::Config {
+                file: origin_name(origin),
+                reason: format!(
+                    "[profiles.{name}]: \"{name}\" is a rule's execution keyword, which a \
+                     profile cannot take (a rule's `execution = \"{name}\"` means the keyword, \
+                     never the profile, and so do the audit log's records); name yours otherwise"
                 ),
             });
         }
@@ -1350,6 +1369,16 @@ mod tests {
             (
                 "[profiles.danger-full-access]\n",
                 "[profiles.danger-full-access]: \"danger-full-access\" is a preset's name",
+            ),
+            // A probe's rule `execution = "unsandboxed"`, meant for its
+            // profile of that name, ran its command with no sandbox.
+            (
+                "[profiles.unsandboxed]\nextends = \"read-only\"\n",
+                "[profiles.unsandboxed]: \"unsandboxed\" is a rule's execution keyword",
+            ),
+            (
+                "[profiles.turn-default]\n",
+                "[profiles.turn-default]: \"turn-default\" is a rule's execution keyword",
             ),
         ];
         for (text, expected) in cases {
