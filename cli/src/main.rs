@@ -994,23 +994,43 @@ fn protect_config(
             dir
         }
     };
-    let Ok(place) = std::fs::canonicalize(&place) else {
-        return Ok(false);
-    };
-    // Not the work itself (a config in the working directory's own
-    // ancestors would make all of it read-only).
-    if cwd.starts_with(&place) || !view.may_write(&place) {
-        return Ok(false);
+    // The default file may be a link out of its directory (to a dotfiles
+    // checkout, say): the file it leads to is kept too (probe 133: it was
+    // not, and a command rewrote it).
+    let mut places = vec![place];
+    if explicit.is_none() {
+        if let Some(target) = config::default_path().and_then(|file| std::fs::canonicalize(file).ok())
+        {
+            places.push(target);
+        }
     }
-    let PermissionProfile::Managed { file_system, .. } = profile else {
-        return Ok(false);
-    };
-    let Ok(kept) = AbsolutePath::new(&place, None) else {
-        return Ok(false);
-    };
-    let _ = file_system.push(FsTarget::Path(kept), Access::Read);
-    // Unless the profile names it writable itself.
-    Ok(sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place)))
+    let mut kept_all = true;
+    for place in places {
+        let Ok(place) = std::fs::canonicalize(&place) else {
+            kept_all = false;
+            continue;
+        };
+        // Not the work itself (a config in the working directory's own
+        // ancestors would make all of it read-only).
+        if cwd.starts_with(&place) {
+            kept_all = false;
+            continue;
+        }
+        if !view.may_write(&place) {
+            continue;
+        }
+        let PermissionProfile::Managed { file_system, .. } = profile else {
+            return Ok(false);
+        };
+        let Ok(kept) = AbsolutePath::new(&place, None) else {
+            kept_all = false;
+            continue;
+        };
+        let _ = file_system.push(FsTarget::Path(kept), Access::Read);
+        // Unless the profile names it writable itself.
+        kept_all &= sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place));
+    }
+    Ok(kept_all)
 }
 
 /// What `warn_if_sandbox_writable` says of policy files: rules, skills,

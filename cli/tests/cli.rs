@@ -489,6 +489,19 @@ fn the_config_file_is_out_of_the_sandboxs_reach() {
         .unwrap()
         .contains("danger"));
 
+    // Probe 133: the default config a link (dotfiles) to a file the
+    // sandbox could write: its directory was kept, the file it leads to
+    // was not, and a command switched later sessions to
+    // danger-full-access. Both are kept.
+    let team = ws.join("team-config.toml");
+    std::fs::write(&team, "rules = []\n").unwrap();
+    std::fs::remove_file(&default).unwrap();
+    std::os::unix::fs::symlink(&team, &default).unwrap();
+    let output = execgate_with_env(&ws, &["run", "--", &overwrite(&team)], &config_home_env);
+    assert_ne!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_to_string(&team).unwrap(), "rules = []\n");
+    std::fs::remove_file(&default).unwrap();
+
     // Through a link the sandbox could replace, it cannot be kept: it is
     // warned of (a review swapped such a link for its own config).
     let real = ws.join("real.toml");
