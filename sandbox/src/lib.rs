@@ -108,6 +108,11 @@ pub enum SandboxError {
          own directory"
     )]
     EmptyPath,
+    #[error(
+        "a filesystem entry {0:?} has blanks around its path, which are part of the name, so \
+         it would name another file than the one meant; write it without them"
+    )]
+    BlanksAroundPath(String),
     #[error("deny globs cannot be enforced: {0}; narrow the glob or the writable roots")]
     GlobLimit(String),
     #[error(

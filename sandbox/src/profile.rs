@@ -986,6 +986,11 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
     if text.is_empty() {
         return Err(SandboxError::EmptyPath);
     }
+    // Probe 133: `"/etc/passwd " = "none"` hid nothing, and only warned
+    // that it does not exist. A glob is refused so already.
+    if text.trim() != text && !text.contains(['*', '?', '[']) {
+        return Err(SandboxError::BlanksAroundPath(text.to_owned()));
+    }
     let expanded = expand_home(text)?;
     let text = expanded.as_deref().unwrap_or(text);
     if text.contains(['*', '?', '[']) {
@@ -1375,6 +1380,14 @@ mod tests {
             (
                 "[profiles.unsandboxed]\nextends = \"read-only\"\n",
                 "[profiles.unsandboxed]: \"unsandboxed\" is a rule's execution keyword",
+            ),
+            (
+                "[profiles.a]\nfilesystem = { \"/etc/passwd \" = \"none\" }\n",
+                "blanks around its path",
+            ),
+            (
+                "[profiles.a]\nfilesystem = { \" /etc/shadow\" = \"none\" }\n",
+                "blanks around its path",
             ),
             (
                 "[profiles.turn-default]\n",
