@@ -391,7 +391,9 @@ fn asked_process(
         .iter()
         .enumerate()
         .map(|(index, arg)| {
-            if index > 0 && options.redact_args.is_match(arg.to_string_lossy().as_ref()) {
+            // argv[0] too: the shell sets it as it is told (`exec -a`), and
+            // the program is named by the executable's own fields.
+            if options.redact_args.is_match(arg.to_string_lossy().as_ref()) {
                 redacted.push(index);
                 Bytes::Text(REDACTED.into())
             } else {

@@ -353,7 +353,13 @@ fn environment_names_only_and_redaction_is_marked() {
     };
     let record = AuditRecord::of(
         &decided(
-            vec!["login".into(), "--password=hunter2".into(), "bob".into()],
+            // argv[0] is the shell's to set (`exec -a`), a secret too
+            // (probe 135: it was never redacted).
+            vec![
+                "--password=opensesame".into(),
+                "--password=hunter2".into(),
+                "bob".into(),
+            ],
             Decision::Run,
         ),
         "s1",
@@ -362,10 +368,10 @@ fn environment_names_only_and_redaction_is_marked() {
     );
     let line = serde_json::to_string(&record).unwrap();
     assert!(
-        !line.contains("hunter2") && !line.contains("s3cret"),
+        !line.contains("hunter2") && !line.contains("s3cret") && !line.contains("opensesame"),
         "{line}"
     );
-    assert_eq!(record.redacted_args, Some(vec![1]));
+    assert_eq!(record.redacted_args, Some(vec![0, 1]));
     let env = record.environment.unwrap();
     assert_eq!(env["LANG"], Some(Bytes::Text("C".into())));
     assert_eq!(env["API_TOKEN"], None);
