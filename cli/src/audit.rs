@@ -38,6 +38,8 @@ pub struct AuditArgs {
     /// rotates, what was still unread in the files rotated is read first.
     #[arg(long, short, conflicts_with = "summary")]
     follow: bool,
+    /// Only this session's records (its id, as `session-start` and the
+    /// table show it).
     #[arg(long)]
     session: Option<String>,
     /// run, escalate or deny; for connections allow or deny (deny takes in

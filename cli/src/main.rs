@@ -106,6 +106,9 @@ enum Command {
         /// Working directory (`:cwd` in profiles).
         #[arg(long)]
         cwd: Option<PathBuf>,
+        /// Config file (its profiles and `[audit] log`). Default:
+        /// $XDG_CONFIG_HOME/execgate/config.toml (a missing default file
+        /// is fine).
         #[arg(long)]
         config: Option<PathBuf>,
         /// The program and its arguments.
@@ -120,6 +123,7 @@ enum Command {
     /// Show what this machine offers: kernel, Landlock, user namespaces,
     /// bubblewrap, seccomp, the patched zsh.
     Doctor {
+        /// The report as one JSON object (with `ready`), for scripts.
         #[arg(long)]
         json: bool,
     },
