@@ -272,7 +272,11 @@ fn missing_rotated_files(log: &Path, numbers: &[usize]) -> Option<String> {
              {it_held} not shown",
             missing.join(", "),
             rotated_path(log, oldest).display(),
-            it_held = if missing.len() == 1 { "it held are" } else { "they held are" },
+            it_held = if missing.len() == 1 {
+                "it held are"
+            } else {
+                "they held are"
+            },
         )
     })
 }

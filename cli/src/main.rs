@@ -577,14 +577,20 @@ fn warn_if_sandbox_writable<'a>(
 /// root that does not exist grants nothing (nothing can be mounted on it),
 /// and a `unix_sockets` entry with no socket reaches nothing, even once one
 /// is made there (a socket is allowed by its identity at the start).
+/// Returns how many warnings it gave (`policy lint` counts them).
 #[cfg(unix)]
-fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &std::path::Path) {
-    warn_if_write_grants_follow_links(profile, whose);
+pub(crate) fn warn_if_grants_name_nothing(
+    profile: &PermissionProfile,
+    whose: &str,
+    cwd: &std::path::Path,
+) -> usize {
+    let mut warnings = warn_if_write_grants_follow_links(profile, whose);
     let Some(view) = sandbox_view(profile, cwd) else {
-        return;
+        return warnings;
     };
     for rule in view.rules() {
         if !rule.exists && rule.access == Access::None {
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {whose} hides {}, which does not exist: a file made there \
                  later is not hidden (a relative entry is a path from the config file's \
@@ -594,6 +600,7 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
             ));
         }
         if !rule.exists && rule.access != Access::None {
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {whose} grants {} access to {}, which does not \
                  exist: nothing is granted there",
@@ -608,6 +615,7 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
     }
     for socket in view.network_lists().allowed_unix_sockets() {
         if std::fs::symlink_metadata(socket.as_path()).is_err() {
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {whose}'s unix_sockets entry {} names no socket: \
                  nothing is reached there, even once a socket is made there (sockets are \
@@ -616,6 +624,7 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
             ));
         }
     }
+    warnings
 }
 
 /// Warns of a write grant whose path leads elsewhere through a link (it,
@@ -623,9 +632,10 @@ fn warn_if_grants_name_nothing(profile: &PermissionProfile, whose: &str, cwd: &s
 /// each session starts, and a link where a sandbox could write may have
 /// been put there by an earlier one (probe 131: `cache -> secrets`).
 #[cfg(unix)]
-fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) {
+fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) -> usize {
+    let mut warnings = 0;
     let PermissionProfile::Managed { file_system, .. } = profile else {
-        return;
+        return warnings;
     };
     for entry in &file_system.entries {
         let FsTarget::Path(path) = &entry.target else {
@@ -638,6 +648,7 @@ fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) {
             continue;
         };
         if real != path.as_path() {
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {whose} grants write access to {}, which leads to {} \
                  through a link: the grant goes where the link leads when the session \
@@ -649,6 +660,7 @@ fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) {
             ));
         }
     }
+    warnings
 }
 
 #[cfg(unix)]
@@ -1003,7 +1015,8 @@ fn protect_config(
     // not, and a command rewrote it).
     let mut places = vec![place];
     if explicit.is_none() {
-        if let Some(target) = config::default_path().and_then(|file| std::fs::canonicalize(file).ok())
+        if let Some(target) =
+            config::default_path().and_then(|file| std::fs::canonicalize(file).ok())
         {
             places.push(target);
         }
@@ -1084,12 +1097,12 @@ fn open_and_hide_audit_log(
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|error| {
-            match dir.ancestors().find(|on_the_way| on_the_way.is_file()) {
-                Some(file) => anyhow::anyhow!("{} is a file, not a directory", file.display()),
-                None => error.into(),
-            }
-        });
+            .map_err(
+                |error| match dir.ancestors().find(|on_the_way| on_the_way.is_file()) {
+                    Some(file) => anyhow::anyhow!("{} is a file, not a directory", file.display()),
+                    None => error.into(),
+                },
+            );
         made.with_context(|| {
             format!(
                 "cannot create the audit log's directory {}; nothing runs unrecorded \

@@ -247,6 +247,19 @@ fn rules_to_check(
     Ok((rules, Some(session_path)))
 }
 
+/// Warns, as a session's start would, of what the config's profiles grant
+/// or hide that is not there (from the current directory, for `:cwd`);
+/// returns how many warnings it gave.
+fn warn_of_profiles(profiles: &ProfileSet) -> Result<usize> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let mut warnings = 0;
+    for name in profiles.names() {
+        let profile = profiles.get(name)?;
+        warnings += crate::warn_if_grants_name_nothing(&profile, &format!("profile {name}"), &cwd);
+    }
+    Ok(warnings)
+}
+
 fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<i32> {
     // The profiles are the config's even when --rules names the files: a
     // session loads both.
@@ -256,9 +269,12 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
     } else {
         rules
     };
+    // Loading the config read every profile in it (a mistake is an error
+    // naming the file); what a session warns of in them at its start is
+    // counted here too (probe 133: a config `run` warned of four times
+    // linted clean).
+    let profile_warnings = warn_of_profiles(&config.profiles)?;
     if files.is_empty() {
-        // Loading the config read every profile in it (a mistake is an
-        // error naming the file): without rules, that is the whole lint.
         let Some(config_read) = config_read else {
             bail!(
                 "nothing to lint: no rules files and no config file; pass --rules FILE or \
@@ -266,14 +282,15 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
             );
         };
         crate::stderr::line(&format!(
-            "execgate: no rules files; {} profile(s) in {}, 0 warning(s), 0 error(s)",
+            "execgate: no rules files; {} profile(s) in {}, {profile_warnings} warning(s), \
+             0 error(s)",
             config.profiles.names().count(),
             crate::output::terminal_safe(
                 &config_read.display().to_string(),
                 crate::output::Lines::Escaped
             )
         ));
-        return Ok(0);
+        return Ok(if profile_warnings > 0 { LINT_WARNINGS } else { 0 });
     }
     let rules = RuleSet::load(&files)?;
     let mut findings = lint_with(
@@ -357,12 +374,12 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
             rules.len(),
             rules.network_rules().len(),
             files.len(),
-            findings.len() - errors,
+            findings.len() - errors + profile_warnings,
         ));
     }
     Ok(if errors > 0 {
         LINT_ERRORS
-    } else if findings.is_empty() {
+    } else if findings.is_empty() && profile_warnings == 0 {
         0
     } else {
         LINT_WARNINGS

@@ -3079,7 +3079,13 @@ fn a_log_other_users_can_change_is_warned_of() {
         setup(&logs, &log, &set_mode, &nobody);
         let output = execgate(
             &ws,
-            &["run", "--audit-log", log.to_str().unwrap(), "--", "/bin/true"],
+            &[
+                "run",
+                "--audit-log",
+                log.to_str().unwrap(),
+                "--",
+                "/bin/true",
+            ],
         );
         let stderr = text(&output.stderr);
         assert_eq!(output.status.code(), Some(0), "{stderr}");
@@ -3342,10 +3348,17 @@ fn audit_says_which_rotated_file_is_missing_from_the_middle() {
     let stderr = text(&output.stderr);
     let ids: Vec<u64> = text(&output.stdout)
         .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["request_id"].as_u64().unwrap())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["request_id"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(ids, [1, 3, 4], "{stderr}");
-    assert!(stderr.contains("audit.jsonl.2") && stderr.contains("missing"), "{stderr}");
+    assert!(
+        stderr.contains("audit.jsonl.2") && stderr.contains("missing"),
+        "{stderr}"
+    );
     assert_eq!(output.status.code(), Some(1), "{stderr}");
 }
 
@@ -4342,6 +4355,24 @@ fn policy_lint_checks_a_configs_profiles_without_rules() {
     assert_eq!(text(&output.stdout), "", "{stderr}");
     assert!(stderr.contains("no rules files"), "{stderr}");
     assert!(stderr.contains("2 profile(s)"), "{stderr}");
+
+    // Probe 133: what a session warns of at its start (a path hidden or
+    // granted that is not there) linted clean.
+    std::fs::write(
+        config,
+        "[profiles.x]\nextends = \"workspace-write\"\n\
+         filesystem = { \"/nonexistent/foo\" = \"none\", \"/nonexistent/bar\" = \"read\" }\n",
+    )
+    .unwrap();
+    let output = lint(&["policy", "lint", "--config", config]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("profile x hides /nonexistent/foo")
+            && stderr.contains("/nonexistent/bar, which does not exist")
+            && stderr.contains("2 warning(s)"),
+        "{stderr}"
+    );
 
     // A mistake in a profile is found, naming the file.
     std::fs::write(config, "[profiles.x]\nnetwork = \"limitted\"\n").unwrap();
