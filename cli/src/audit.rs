@@ -44,7 +44,7 @@ pub struct AuditArgs {
     session: Option<String>,
     /// run, escalate or deny; for connections allow or deny (deny takes in
     /// connections refused at connect time, after an allow).
-    #[arg(long)]
+    #[arg(long, value_parser = ["run", "escalate", "deny", "allow"])]
     decision: Option<String>,
     /// A glob on the program's path or file name: its canonical path, the
     /// path asked for, or the name it was run by (argv[0]: `--program
@@ -95,11 +95,6 @@ pub fn run(args: AuditArgs) -> Result<i32> {
 }
 
 fn show(args: AuditArgs) -> Result<i32> {
-    if let Some(decision) = &args.decision {
-        if !["run", "escalate", "deny", "allow"].contains(&decision.as_str()) {
-            bail!("--decision must be run, escalate, deny or allow, not {decision:?}");
-        }
-    }
     let filter = Filter {
         session: args.session.clone(),
         decision: args.decision.clone(),
