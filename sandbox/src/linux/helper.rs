@@ -184,7 +184,8 @@ pub fn helper_main() -> std::process::ExitCode {
         } => {
             eprintln!(
                 "execgate: cannot execute {}: its interpreter or loader is not in the sandbox \
-                 (No such file or directory)",
+                 (No such file or directory); a profile reads the system's programs and \
+                 libraries with `extends = \"read-only\"` or `\":minimal\" = \"read\"`",
                 program.to_string_lossy().escape_debug()
             );
             std::process::ExitCode::from(SETUP_FAILED)
