@@ -1806,8 +1806,9 @@ fn every_run_is_audited_and_audit_reads_it_back() {
 
     let output = execgate(&ws, &["audit", "--decision", "deny"]);
     assert_eq!(text(&output.stdout), "");
+    // A usage error, as a bad --since is.
     let output = execgate(&ws, &["audit", "--decision", "maybe"]);
-    assert_eq!(output.status.code(), Some(125));
+    assert_eq!(output.status.code(), Some(2));
 
     let bad = ws.join("bad.jsonl");
     std::fs::write(&bad, "not json\n").unwrap();
