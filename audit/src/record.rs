@@ -638,9 +638,10 @@ impl AuditRecord {
 
 impl AuditRecord {
     /// When it was recorded; `None` when `@timestamp` is not an RFC 3339
-    /// time in UTC.
+    /// time (at any offset).
     pub fn time(&self) -> Option<std::time::SystemTime> {
-        humantime::parse_rfc3339(&self.timestamp).ok()
+        // Written in UTC; read at any offset, as the bounds are.
+        crate::Filter::time_bound(&self.timestamp).ok()
     }
 
     /// Whether this records a connection through the proxy.

@@ -1086,6 +1086,17 @@ fn time_bounds_compare_instants_whatever_their_offset() {
         ..Filter::default()
     };
     assert!(!later.matches(&record));
+    // A record's own time at another offset (another tool's, or edited)
+    // is the same instant, not left out of every bounded query (probe 135).
+    let mut shifted = record.clone();
+    shifted.timestamp = plus_one.clone();
+    assert_eq!(shifted.time(), Some(stamp));
+    let around = Filter {
+        since: Some(stamp),
+        until: Some(stamp),
+        ..Filter::default()
+    };
+    assert!(around.matches(&shifted), "{}", shifted.timestamp);
     assert_eq!(at("2026-12-01T14:09:40+01:00"), at("2026-12-01T13:09:40Z"));
     assert_eq!(at("2026-12-01t13:09:40.5z"), at("2026-12-01T13:09:40.500Z"));
     for wrong in [

@@ -144,11 +144,16 @@ fn show(args: AuditArgs) -> Result<i32> {
         warn(&format!("execgate: {error} (skipped)"));
         skipped += 1;
     };
+    let bounded = filter.since.is_some() || filter.until.is_some();
     let mut filter = RequestFilter::new(filter);
     let mut beginnings = Beginnings::default();
+    let mut untimed = 0;
     let mut each = |line: Result<AuditRecord, AuditError>| -> Result<()> {
         if let Ok(record) = &line {
             beginnings.see(record);
+            if bounded && record.time().is_none() {
+                untimed += 1;
+            }
         }
         match line {
             Ok(record) if filter.matches(&record) => listing.add(&record)?,
@@ -234,6 +239,13 @@ fn show(args: AuditArgs) -> Result<i32> {
     }
     listing.finish()?;
     beginnings.warn();
+    if untimed > 0 {
+        warn(&format!(
+            "execgate: {untimed} record(s) have an @timestamp that is not an RFC 3339 time, \
+             and are left out by --since and --until (execgate writes none such: edited, or \
+             another tool's)"
+        ));
+    }
     if skipped > 0 {
         warn(&format!(
             "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
