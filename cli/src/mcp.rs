@@ -206,12 +206,17 @@ struct UntilEnd<R> {
     handed: usize,
     /// The input has ended: it is not read again.
     at_end: bool,
+    /// The client's `initialize` request has been handed on.
+    initialize_seen: bool,
 }
 
 /// Why a message was dropped unanswered.
 enum Dropped {
     TooLong,
     Unreadable(String),
+    /// A notification or a response before the `initialize` request,
+    /// which would end the transport's handshake, and the server with it.
+    BeforeInitialize,
 }
 
 impl<R> UntilEnd<R> {
@@ -224,6 +229,7 @@ impl<R> UntilEnd<R> {
             ready: Vec::new(),
             handed: 0,
             at_end: false,
+            initialize_seen: false,
         }
     }
 
@@ -259,6 +265,9 @@ impl<R> UntilEnd<R> {
             match unreadable(&self.line) {
                 Some(Unreadable::Blank) => {}
                 Some(Unreadable::Because(reason)) => dropped.push(Dropped::Unreadable(reason)),
+                None if !self.initialize_seen && !self.may_come_first() => {
+                    dropped.push(Dropped::BeforeInitialize);
+                }
                 None => {
                     self.ready.extend_from_slice(&self.line);
                     self.ready.push(b'\n');
@@ -270,6 +279,32 @@ impl<R> UntilEnd<R> {
         }
         self.line.clear();
         self.line_length = 0;
+    }
+
+    /// Whether the line being read may come before the client's
+    /// `initialize` request: anything but a notification or a response
+    /// (an object without an `id`, or without a `method`), which the
+    /// transport's handshake takes for a broken one, ending the server (a
+    /// probe's). A request (`ping`, or one that is not JSON-RPC) gets its
+    /// answer, an error where it is one. Notes the `initialize` request.
+    fn may_come_first(&mut self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            id: Option<serde::de::IgnoredAny>,
+            method: Option<serde_json::Value>,
+        }
+        let line = self.line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.line);
+        let Ok(head) = serde_json::from_slice::<Head>(line) else {
+            // Not an object: not a message the handshake takes either.
+            return true;
+        };
+        match (head.id, head.method) {
+            (Some(_), Some(method)) => {
+                self.initialize_seen = method == "initialize";
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -345,6 +380,9 @@ fn say_dropped(dropped: Vec<Dropped>, limit: usize) {
                 "execgate mcp: a message was dropped unanswered: {reason}; its caller gets no \
                  reply"
             ),
+            Dropped::BeforeInitialize => "execgate mcp: a notification or response before the \
+                 client's initialize request was dropped: the handshake starts with initialize"
+                .to_owned(),
         });
     }
 }
@@ -716,6 +754,33 @@ mod tests {
         assert_eq!(input.take_in(b"1234\n", 4).len(), 1);
         assert_eq!(input.take_in(b"123\n", 4).len(), 0);
         assert_eq!(input.ready, b"123\n");
+    }
+
+    /// Probe 134: a notification or a response before `initialize` ended
+    /// the server (the transport's handshake failed on it). They are
+    /// dropped until the `initialize` request; requests pass (they are
+    /// answered), and after it everything does.
+    #[test]
+    fn only_requests_come_before_initialize() {
+        let mut input = UntilEnd::new(());
+        let lines: [(&[u8], bool); 7] = [
+            (br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, false),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false),
+            (br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#, true),
+            (b"42", true),
+            (br#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{}}"#, true),
+            (br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, true),
+            (br#"{"jsonrpc":"2.0","id":4,"result":{}}"#, true),
+        ];
+        for (line, passes) in lines {
+            let before = input.ready.len();
+            let dropped = input.take_in(&[line, b"\n"].concat(), 1 << 20);
+            assert_eq!(input.ready.len() > before, passes, "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                dropped.iter().any(|dropped| matches!(dropped, Dropped::BeforeInitialize)),
+                !passes
+            );
+        }
     }
 
     /// What the transport reads and what it does not, as the filter
