@@ -617,3 +617,23 @@ fn a_message_the_transport_cannot_read_is_said_on_stderr() {
     assert!(stderr.contains("hex escape"), "{stderr}");
     assert!(stderr.contains("UTF-8"), "{stderr}");
 }
+
+/// Probe 134: a notification sent before `initialize` ended the server
+/// (exit 125, the handshake failed on it) and the `initialize` after it
+/// went unanswered. It is dropped, said on stderr, and the session goes on.
+#[test]
+fn a_notification_before_initialize_is_not_the_end_of_the_server() {
+    let (dir, ws) = workspace();
+    let (server, mut stdin, mut stdout) = mcp_server(dir.path(), &ws, &[], &[]);
+    std::io::Write::write_all(
+        &mut stdin,
+        b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n",
+    )
+    .unwrap();
+    say_after_handshake(&mut stdin, "{}", &[exec_call(2, "echo still-here", 2000)]);
+    let mut seen = Vec::new();
+    read_until(&mut stdout, &["still-here"], &mut seen);
+    drop(stdin);
+    let output = server.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+}
