@@ -665,3 +665,41 @@ async fn killing_a_process_that_ended_keeps_its_end() {
     }
     session.shutdown().await;
 }
+
+/// Probe 134: typing into a terminal whose process had already ended was
+/// a success (the kernel takes bytes into a terminal nobody reads), and an
+/// agent's answer to a prompt went nowhere unsaid. It fails, typing
+/// nothing; the end and last output are still there for a poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn typing_into_a_process_that_ended_types_nothing_and_keeps_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let response = session
+        .exec_command("sleep 0.4; print last words; exit 3", terminal(250))
+        .await
+        .unwrap();
+    let id = running_id(&response);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let error = session
+        .write_stdin(id, b"yes\n", Duration::from_millis(250), 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ExecError::ExitedBeforeInput(exited) if exited == id),
+        "{error}"
+    );
+    assert!(error.to_string().contains("nothing was typed"), "{error}");
+    match session
+        .write_stdin(id, b"", Duration::from_millis(250), 1 << 20)
+        .await
+        .unwrap()
+    {
+        ExecResponse::Exited(exited) => {
+            assert_eq!(exited.status, CommandStatus::Exited(3));
+            assert!(text(&exited.output.stdout).contains("last words"));
+        }
+        running => panic!("still running: {running:?}"),
+    }
+    session.shutdown().await;
+}

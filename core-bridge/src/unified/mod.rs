@@ -194,6 +194,13 @@ pub enum ExecError {
          input) for its exit status and last output"
     )]
     AlreadyExited(ProcessId),
+    /// Input for a process that has ended: a terminal takes bytes nobody
+    /// will read, so none are typed.
+    #[error(
+        "process {0} has already exited: nothing was typed; poll it (write_stdin with no \
+         input) for its exit status and last output"
+    )]
+    ExitedBeforeInput(ProcessId),
     #[error("process {0} has no stdin: start it on a terminal (ExecStdio::Terminal; MCP: tty = true) to write to it")]
     StdinClosed(ProcessId),
     #[error("process {0} has no terminal to resize: start it on one (ExecStdio::Terminal; MCP: tty = true)")]
@@ -316,6 +323,10 @@ impl ShellSession {
             let terminal = process
                 .terminal()
                 .ok_or(ExecError::StdinClosed(process_id))?;
+            // One that ends while the bytes go in fails as `Typing`.
+            if process.has_exited() {
+                return Err(ExecError::ExitedBeforeInput(process_id));
+            }
             let written = terminal
                 .write_within(input, INPUT_PATIENCE)
                 .await
