@@ -739,13 +739,16 @@ const LOOKS: usize = 50;
 /// one history. The files are opened, then their names looked at again: a
 /// rotation in between (which renames every file) would have had one read
 /// twice or missed, so then the whole look is taken again.
-fn history(log: &Path) -> Result<Vec<(PathBuf, File)>> {
+fn history(log: &Path) -> Result<History> {
     Ok(settled_history(log)?.0)
 }
 
+/// The log's files, oldest first, each open, with the name it was opened by.
+type History = Vec<(PathBuf, File)>;
+
 /// [`history`], and the numbers of the rotated files found (smallest
 /// first), as one settled look saw them.
-fn settled_history(log: &Path) -> Result<(Vec<(PathBuf, File)>, Vec<usize>)> {
+fn settled_history(log: &Path) -> Result<(History, Vec<usize>)> {
     for _ in 0..LOOKS {
         let numbers = rotated_numbers(log);
         let mut paths: Vec<PathBuf> = numbers
@@ -851,7 +854,7 @@ impl Followed {
     }
 
     /// The same file, to be read again from its start.
-    fn from_start(&self) -> std::io::Result<Followed> {
+    fn again_from_its_start(&self) -> std::io::Result<Followed> {
         let file = self.lines.file().try_clone()?;
         (&file).seek(std::io::SeekFrom::Start(0))?;
         Ok(Followed::new(self.path.clone(), file))
@@ -994,7 +997,7 @@ fn follow(log: &Path, filter: Filter, json: bool, out: &mut impl Write) -> Resul
                  reading it again from its start",
                 followed.path.display(),
             ));
-            followed = followed.from_start()?;
+            followed = followed.again_from_its_start()?;
         }
         followed.print_to_end(FileEnd::Growing, filter, json, out)?;
         match successor(log, followed.lines.file())? {

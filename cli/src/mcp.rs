@@ -293,7 +293,10 @@ impl<R> UntilEnd<R> {
             id: Option<serde::de::IgnoredAny>,
             method: Option<serde_json::Value>,
         }
-        let line = self.line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.line);
+        let line = self
+            .line
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(&self.line);
         let Ok(head) = serde_json::from_slice::<Head>(line) else {
             // Not an object: not a message the handshake takes either.
             return true;
@@ -764,20 +767,36 @@ mod tests {
     fn only_requests_come_before_initialize() {
         let mut input = UntilEnd::new(());
         let lines: [(&[u8], bool); 7] = [
-            (br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, false),
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                false,
+            ),
             (br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false),
             (br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#, true),
             (b"42", true),
-            (br#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{}}"#, true),
-            (br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, true),
+            (
+                br#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{}}"#,
+                true,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                true,
+            ),
             (br#"{"jsonrpc":"2.0","id":4,"result":{}}"#, true),
         ];
         for (line, passes) in lines {
             let before = input.ready.len();
             let dropped = input.take_in(&[line, b"\n"].concat(), 1 << 20);
-            assert_eq!(input.ready.len() > before, passes, "{}", String::from_utf8_lossy(line));
             assert_eq!(
-                dropped.iter().any(|dropped| matches!(dropped, Dropped::BeforeInitialize)),
+                input.ready.len() > before,
+                passes,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            assert_eq!(
+                dropped
+                    .iter()
+                    .any(|dropped| matches!(dropped, Dropped::BeforeInitialize)),
                 !passes
             );
         }

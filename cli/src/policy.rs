@@ -290,7 +290,11 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
                 crate::output::Lines::Escaped
             )
         ));
-        return Ok(if profile_warnings > 0 { LINT_WARNINGS } else { 0 });
+        return Ok(if profile_warnings > 0 {
+            LINT_WARNINGS
+        } else {
+            0
+        });
     }
     let rules = RuleSet::load(&files)?;
     let mut findings = lint_with(
