@@ -1033,7 +1033,12 @@ fn protect_config(
             kept_all = false;
             continue;
         }
-        if !view.may_write(&place) {
+        // Kept even where the session's own profile cannot write it: a
+        // grant (a skill's, a rule's profile, one requested) adds to that
+        // profile, and one on a directory above it would make it writable
+        // (probe 137: a skill's grant rewrote the --config file). Only what
+        // the sandbox sees at all: a read entry must not show it.
+        if !view.can_read(&place) {
             continue;
         }
         let PermissionProfile::Managed { file_system, .. } = profile else {
