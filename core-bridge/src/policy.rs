@@ -572,9 +572,12 @@ impl Inner {
         request: &ExecContext,
     ) -> Verdict {
         let Some(grants) = &skill.permissions else {
-            // Its own sandbox, the session's: nothing gained, nothing to ask.
+            // The session's sandbox: nothing gained, nothing to ask, and
+            // run in place, as its author ran it (probe 137: escalated to
+            // a sandbox of the same kind, a script's `$0` was `/dev/fd/N`,
+            // and `$(dirname "$0")/lib.sh` was not found).
             return Verdict {
-                decision: Decision::Escalate(Execution::TurnDefault),
+                decision: Decision::Run,
                 provenance: Provenance {
                     decided_by: DecidedBy::Skill,
                     ..Provenance::default()

@@ -716,6 +716,35 @@ async fn skill_scripts_run_sandboxed_with_exactly_their_declared_grants() {
     }
 }
 
+/// Probe 137: a skill without permissions was escalated to a sandbox of
+/// the session's kind, where its script ran as `/dev/fd/N`: `$0` named no
+/// directory, and `. "$(dirname "$0")/lib.sh"` failed. It runs in place,
+/// as its author ran it, decided by the skill.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skill_without_permissions_runs_in_place_under_its_own_name() {
+    let place = Place::new();
+    let script = skill(&place, "plain", None);
+    let scripts = script.parent().unwrap();
+    fs::write(scripts.join("lib.sh"), "echo lib-loaded\n").unwrap();
+    fs::write(&script, "#!/bin/sh\necho \"0=$0\"\n. \"$(dirname \"$0\")/lib.sh\"\n").unwrap();
+    let recorder = Recorder::default();
+    let mut setup = Setup::rules(place.rules(""));
+    setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
+    let session = setup.start(&place, &recorder);
+    let outcome = run(&session, &script.display().to_string()).await;
+    assert_eq!(
+        text(&outcome.stdout),
+        format!("0={}\nlib-loaded\n", script.display()),
+        "{}",
+        text(&outcome.stderr)
+    );
+    let decided = provenances(&recorder);
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0].2, DecidedBy::Skill, "{decided:?}");
+    assert_eq!(decided[0].1, "run", "{decided:?}");
+    session.shutdown().await;
+}
+
 /// A session with no rules and one skill, `writer`, whose script may write
 /// `outside/granted` once `approver` agrees: the session, the script and
 /// that directory.
