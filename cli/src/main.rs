@@ -1667,6 +1667,44 @@ fn show_event(event: &SessionEvent) {
                 .map(|processes| format!("; processes in the session, killed: {processes}"))
                 .unwrap_or_default()
         ),
+        // Probe 136: these were the events' debug dumps.
+        SessionEvent::Began { profile, sandbox } => format!(
+            "execgate: session started (profile {}; sandbox {})",
+            profile.as_deref().unwrap_or("not named"),
+            sandbox.join(", ")
+        ),
+        SessionEvent::Network(network) => {
+            use execgate_core_bridge::server::NetworkStage;
+            let target = network.request.as_ref().map_or_else(
+                || "a request that could not be read".to_owned(),
+                |request| {
+                    format!(
+                        "{}:{} ({:?})",
+                        request.destination, request.port, request.protocol
+                    )
+                },
+            );
+            let stage = match network.stage {
+                NetworkStage::Decided => "decided",
+                NetworkStage::Closed => "closed",
+            };
+            format!(
+                "execgate: connection to {target} {stage}: {}{}{}",
+                format!("{:?}", network.outcome).to_lowercase(),
+                network
+                    .reason
+                    .as_ref()
+                    .map(|reason| format!(" ({reason})"))
+                    .unwrap_or_default(),
+                network
+                    .bytes
+                    .map(|bytes| format!(
+                        "; {} bytes sent, {} received",
+                        bytes.sent, bytes.received
+                    ))
+                    .unwrap_or_default()
+            )
+        }
         other => format!("execgate: {other:?}"),
     };
     stderr::line(&line);

@@ -152,6 +152,13 @@ fn danger_full_access_drops_the_sandbox_but_keeps_interception() {
         "{}",
         text(&output.stderr)
     );
+    // The session's start in words (probe 136: a debug dump).
+    assert!(
+        text(&output.stderr)
+            .contains("execgate: session started (profile danger-full-access; sandbox "),
+        "{}",
+        text(&output.stderr)
+    );
 }
 
 #[test]
