@@ -333,6 +333,20 @@ fn front_matter(text: &str) -> impl Iterator<Item = &str> {
 /// why not, when YAML would read it otherwise (over several lines, given
 /// twice, empty). A key indented under another is not the skill's.
 fn front_matter_name(text: &str) -> Result<Option<String>, &'static str> {
+    // Probe 137: YAML reads a front matter whose keys are all indented, or
+    // one flow mapping (`{name: x, permissions: ...}`), as the skill's own
+    // keys; read line by line, its name and permissions were not seen.
+    let first = front_matter(text)
+        .find(|line| !line.trim().is_empty() && !line.trim_start().starts_with('#'));
+    match first {
+        Some(line) if line.starts_with(char::is_whitespace) => {
+            return Err("cannot be read: the front matter's keys are indented");
+        }
+        Some(line) if line.starts_with(['{', '[']) => {
+            return Err("cannot be read: the front matter is written in flow style ({...})");
+        }
+        _ => {}
+    }
     let mut names = front_matter(text).filter_map(|line| {
         let (key, value) = line.split_once(':')?;
         let key = key.trim_end().trim_matches(['"', '\'']);
@@ -637,7 +651,7 @@ mod tests {
     /// refuses. What a plain line gives is read; the rest is refused.
     #[test]
     fn a_name_the_front_matter_does_not_give_plainly_is_refused() {
-        let cases: [(&str, Result<Option<&str>, ()>); 16] = [
+        let cases: [(&str, Result<Option<&str>, ()>); 20] = [
             ("---\nname: notes\n---\n", Ok(Some("notes"))),
             ("---\nname: \"notes\"\n---\n", Ok(Some("notes"))),
             // Review 132: what follows a quoted name, YAML's own quoting,
@@ -656,6 +670,12 @@ mod tests {
             ("---\nname: |\n  notes\n---\n", Err(())),
             ("---\nname: a\nname: b\n---\n", Err(())),
             ("---\nname:\n---\n", Err(())),
+            // Probe 137: what YAML reads as the skill's keys, and execgate
+            // did not see.
+            ("---\n  name: release-notes\n  permissions:\n    network: x\n---\n", Err(())),
+            ("---\n# notes\n\n  name: indented\n---\n", Err(())),
+            ("---\n{name: deploy, permissions: {network: enabled}}\n---\n", Err(())),
+            ("---\n# a comment first\nname: fine\n---\n", Ok(Some("fine"))),
         ];
         for (text, expected) in cases {
             let read = front_matter_name(text);
