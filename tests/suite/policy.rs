@@ -1705,7 +1705,8 @@ prefix_rule(pattern = ["rm"], decision = "forbidden")
         ("escalate", "session-cache", Some("3")),
         ("deny", "user", Some("3")),
         ("deny", "rule", Some("4")),
-        ("escalate", "skill", None),
+        // A skill without permissions runs in place (probe 137).
+        ("run", "skill", None),
         ("run", "default", None),
     ]
     .into_iter()
