@@ -538,7 +538,10 @@ fn a_skills_grant_does_not_reach_the_config_file() {
     std::fs::write(skill.join("SKILL.md"), "---\nname: cfgw\n---\n").unwrap();
     std::fs::write(
         skill.join("permissions.toml"),
-        format!("filesystem = {{ {:?} = \"write\" }}\n", cfg.display().to_string()),
+        format!(
+            "filesystem = {{ {:?} = \"write\" }}\n",
+            cfg.display().to_string()
+        ),
     )
     .unwrap();
     let script = skill.join("scripts/w.sh");
@@ -551,8 +554,7 @@ fn a_skills_grant_does_not_reach_the_config_file() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // The per-user configuration outside the workspace, or the
     // escalation is refused for it.
     let config_home = dir.path().join("no-config");

@@ -672,10 +672,19 @@ mod tests {
             ("---\nname:\n---\n", Err(())),
             // Probe 137: what YAML reads as the skill's keys, and execgate
             // did not see.
-            ("---\n  name: release-notes\n  permissions:\n    network: x\n---\n", Err(())),
+            (
+                "---\n  name: release-notes\n  permissions:\n    network: x\n---\n",
+                Err(()),
+            ),
             ("---\n# notes\n\n  name: indented\n---\n", Err(())),
-            ("---\n{name: deploy, permissions: {network: enabled}}\n---\n", Err(())),
-            ("---\n# a comment first\nname: fine\n---\n", Ok(Some("fine"))),
+            (
+                "---\n{name: deploy, permissions: {network: enabled}}\n---\n",
+                Err(()),
+            ),
+            (
+                "---\n# a comment first\nname: fine\n---\n",
+                Ok(Some("fine")),
+            ),
         ];
         for (text, expected) in cases {
             let read = front_matter_name(text);

@@ -726,7 +726,11 @@ async fn a_skill_without_permissions_runs_in_place_under_its_own_name() {
     let script = skill(&place, "plain", None);
     let scripts = script.parent().unwrap();
     fs::write(scripts.join("lib.sh"), "echo lib-loaded\n").unwrap();
-    fs::write(&script, "#!/bin/sh\necho \"0=$0\"\n. \"$(dirname \"$0\")/lib.sh\"\n").unwrap();
+    fs::write(
+        &script,
+        "#!/bin/sh\necho \"0=$0\"\n. \"$(dirname \"$0\")/lib.sh\"\n",
+    )
+    .unwrap();
     let recorder = Recorder::default();
     let mut setup = Setup::rules(place.rules(""));
     setup.skills = SkillRegistry::load(&[place.root.join("skills")]).unwrap();
