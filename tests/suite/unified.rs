@@ -642,16 +642,29 @@ async fn killing_a_process_that_ended_keeps_its_end() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
-    let response = session
-        .exec_command("sleep 0.4; print last words; exit 3", pipes(250))
-        .await
-        .unwrap();
-    let id = running_id(&response);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    let id = ended_with_last_words(&session, pipes(250)).await;
     assert!(matches!(
         session.kill(id).await,
         Err(ExecError::AlreadyExited(killed)) if killed == id
     ));
+    assert_eq!(polled_end(&session, id).await, "last words\n");
+    session.shutdown().await;
+}
+
+/// Starts a command that prints "last words" and exits 3 after 0.4 s, and
+/// returns once it has ended, unreported: its id.
+async fn ended_with_last_words(session: &ShellSession, options: ExecOptions) -> ProcessId {
+    let response = session
+        .exec_command("sleep 0.4; print last words; exit 3", options)
+        .await
+        .unwrap();
+    let id = running_id(&response);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    id
+}
+
+/// Polls `id`, which must have exited with status 3: its last output.
+async fn polled_end(session: &ShellSession, id: ProcessId) -> String {
     match session
         .write_stdin(id, b"", Duration::from_millis(250), 1 << 20)
         .await
@@ -659,11 +672,10 @@ async fn killing_a_process_that_ended_keeps_its_end() {
     {
         ExecResponse::Exited(exited) => {
             assert_eq!(exited.status, CommandStatus::Exited(3));
-            assert_eq!(text(&exited.output.stdout), "last words\n");
+            text(&exited.output.stdout)
         }
         running => panic!("still running: {running:?}"),
     }
-    session.shutdown().await;
 }
 
 /// Probe 134: typing into a terminal whose process had already ended was
@@ -675,12 +687,7 @@ async fn typing_into_a_process_that_ended_types_nothing_and_keeps_its_end() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
-    let response = session
-        .exec_command("sleep 0.4; print last words; exit 3", terminal(250))
-        .await
-        .unwrap();
-    let id = running_id(&response);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    let id = ended_with_last_words(&session, terminal(250)).await;
     let error = session
         .write_stdin(id, b"yes\n", Duration::from_millis(250), 1 << 20)
         .await
@@ -690,16 +697,7 @@ async fn typing_into_a_process_that_ended_types_nothing_and_keeps_its_end() {
         "{error}"
     );
     assert!(error.to_string().contains("nothing was typed"), "{error}");
-    match session
-        .write_stdin(id, b"", Duration::from_millis(250), 1 << 20)
-        .await
-        .unwrap()
-    {
-        ExecResponse::Exited(exited) => {
-            assert_eq!(exited.status, CommandStatus::Exited(3));
-            assert!(text(&exited.output.stdout).contains("last words"));
-        }
-        running => panic!("still running: {running:?}"),
-    }
+    // A terminal's line ends are "\r\n".
+    assert!(polled_end(&session, id).await.contains("last words"));
     session.shutdown().await;
 }
