@@ -1273,6 +1273,15 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         .map(AdditionalPermissions::load)
         .transpose()?;
     let (session_config, labels) = args.session.session_config()?;
+    // As a profile's and a skill's are (probe 133: a request's grant on a
+    // path that is not there was given without a word).
+    if let Some(requested) = &request_permissions {
+        warn_if_grants_name_nothing(
+            &requested.profile,
+            "the permissions request",
+            &session_config.cwd,
+        );
+    }
     let command = args.command.join(" ");
     // What the command sets on the terminal stays in its sandbox.
     let terminal = TerminalState::save();

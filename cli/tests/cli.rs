@@ -2951,6 +2951,34 @@ fn a_grant_that_cannot_be_made_is_recorded_as_not_made() {
     }
 }
 
+/// Probe 133: a request's grant on a path that is not there was given
+/// without a word, where a profile's or a skill's is warned of.
+#[test]
+fn a_requested_grant_on_nothing_is_warned_of() {
+    let (dir, ws) = workspace();
+    let request = dir.path().join("request.toml");
+    std::fs::write(&request, "filesystem = { \"no-such-dir/x\" = \"write\" }\n").unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--approval",
+            "approve",
+            "--request-permissions",
+            request.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the permissions request grants write access to")
+            && stderr.contains("no-such-dir/x, which does not exist"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn requested_permissions_widen_one_command_only_when_granted() {
     let (dir, ws) = workspace();
