@@ -145,6 +145,8 @@ fn show(args: AuditArgs) -> Result<i32> {
         skipped += 1;
     };
     let bounded = filter.since.is_some() || filter.until.is_some();
+    let session_asked = filter.session.clone();
+    let mut session_seen = false;
     let mut filter = RequestFilter::new(filter);
     let mut beginnings = Beginnings::default();
     let mut untimed = 0;
@@ -154,6 +156,7 @@ fn show(args: AuditArgs) -> Result<i32> {
             if bounded && record.time().is_none() {
                 untimed += 1;
             }
+            session_seen |= session_asked.as_deref() == Some(record.session_id.as_str());
         }
         match line {
             Ok(record) if filter.matches(&record) => listing.add(&record)?,
@@ -239,6 +242,13 @@ fn show(args: AuditArgs) -> Result<i32> {
     }
     listing.finish()?;
     beginnings.warn();
+    if let (Some(session), false) = (&session_asked, session_seen) {
+        warn(&format!(
+            "execgate: no record of session {} was read (`execgate audit` lists the sessions, \
+             in its second column)",
+            escape_controls(session)
+        ));
+    }
     if untimed > 0 {
         warn(&format!(
             "execgate: {untimed} record(s) have an @timestamp that is not an RFC 3339 time, \

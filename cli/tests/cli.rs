@@ -1878,6 +1878,14 @@ fn every_run_is_audited_and_audit_reads_it_back() {
     // A usage error, as a bad --since is.
     let output = execgate(&ws, &["audit", "--decision", "maybe"]);
     assert_eq!(output.status.code(), Some(2));
+    // A session with no record is said to have none (probe 135: nothing
+    // at all, as for one whose records matched nothing else).
+    let output = execgate(&ws, &["audit", "--session", "nosuch"]);
+    assert!(
+        text(&output.stderr).contains("no record of session nosuch"),
+        "{}",
+        text(&output.stderr)
+    );
 
     let bad = ws.join("bad.jsonl");
     std::fs::write(&bad, "not json\n").unwrap();
