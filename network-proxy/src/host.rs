@@ -259,6 +259,14 @@ fn pattern_host(pattern: &str, wildcard: &str, host: &str) -> Result<Destination
         pattern: pattern.to_owned(),
         reason,
     };
+    // Probe 136: `http://vm` was refused as "not an IPv6 address".
+    if let Some((scheme, rest)) = host.split_once("://") {
+        let name = rest.split(['/', ':']).next().unwrap_or_default();
+        return Err(invalid(format!(
+            "entries name hosts, not URLs; write `{wildcard}{name}` (without `{scheme}://`: \
+             every protocol and port of the host)"
+        )));
+    }
     Destination::parse(host).map_err(|error| match Destination::parse_authority(host, None) {
         Ok((Destination::Address(_), _)) if !wildcard.is_empty() => {
             invalid("a wildcard needs a domain, not an address".into())
@@ -700,6 +708,18 @@ mod tests {
             (
                 "a.com:0",
                 "`a.com:0` is not a domain pattern: `a.com:0` is not an IPv6 address",
+            ),
+            // Probe 136: a URL was "not an IPv6 address".
+            (
+                "http://vm",
+                "`http://vm` is not a domain pattern: entries name hosts, not URLs; write \
+                 `vm` (without `http://`: every protocol and port of the host)",
+            ),
+            (
+                "*.https://a.com:443/x",
+                "`*.https://a.com:443/x` is not a domain pattern: entries name hosts, not \
+                 URLs; write `*.a.com` (without `https://`: every protocol and port of the \
+                 host)",
             ),
         ];
         assert_parsed_as(&cases);
