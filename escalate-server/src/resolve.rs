@@ -53,6 +53,8 @@ pub enum ResolveError {
         script: PathBuf,
         interpreter: PathBuf,
     },
+    #[error("{script:?}: exec format error: its #! line names no interpreter")]
+    NoInterpreter { script: PathBuf },
 }
 
 /// What to add to a message about `path` that the server could not open
@@ -287,6 +289,11 @@ pub(crate) fn launch_plan(
             argv: new_argv,
             script: Some((opened.script()?, script_number)),
         });
+    }
+    // The kernel refuses a `#!` naming nothing (ENOEXEC), and so does zsh:
+    // it is no text for `/bin/sh` (probe 139: it ran so, unsandboxed).
+    if head.starts_with(b"#!") {
+        return Err(ResolveError::NoInterpreter { script });
     }
     if !head.starts_with(b"\x7fELF") && looks_like_shell_text(&head) {
         let shell = open_executable(Path::new("/bin/sh"))?;

@@ -1027,3 +1027,27 @@ async fn a_conversion_module_a_command_names_is_not_loaded_into_the_shell() {
     );
     assert!(recorder.decided().is_empty());
 }
+
+/// Probe 139: an escalated script whose `#!` line names no interpreter
+/// (`#!` alone, or blanks) ran under `/bin/sh`, outside the sandbox, where
+/// the kernel and stock zsh refuse it (exec format error, 126). Nothing
+/// runs, and the status is zsh's.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalated_script_whose_shebang_names_nothing_does_not_run() {
+    let dir = scripts_dir();
+    for (name, text) in [("bare", "#!\necho ran\n"), ("blanks", "#!  \t\necho ran\n")] {
+        let script = dir.path().join(name);
+        write_executable(&script, text);
+        let canonical = fs::canonicalize(&script).unwrap();
+        let policy = policy_by_path(&[(canonical.to_str().unwrap(), escalate())]);
+        let command = format!("{}; print rc=$?", script.display());
+        let (output, recorder) = run(policy, &command, dir.path()).await;
+        assert_eq!(output.stdout, "rc=126\n", "{name}: {}", output.stderr);
+        assert!(
+            output.stderr.contains("names no interpreter"),
+            "{name}: {}",
+            output.stderr
+        );
+        assert_eq!(recorder.decided().len(), 1, "{name}");
+    }
+}
