@@ -3069,7 +3069,21 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
             return Some(real);
         }
     }
+    // The same file by another name (a hard link, made by the host, in a
+    // writable root) is written there (probe 138: a `~/.gitconfig` linked
+    // from a dotfiles checkout in the workspace). Where it lies is not
+    // found: a file with other names counts as writable, outside the
+    // system's directories, whose programs have such names of their own.
+    if has_other_names(&real) && !crate::policy::in_the_system(&real) {
+        return Some(real);
+    }
     None
+}
+
+/// Whether `path` is a regular file with more than one name.
+fn has_other_names(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file() && meta.nlink() > 1)
 }
 
 /// Names and links a walk may take before it counts as writable: far more

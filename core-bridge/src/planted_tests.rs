@@ -715,6 +715,13 @@ fn what_git_configuration_includes_is_judged() {
     let ro = ro.display();
     assert!(!refused(&format!("[core]\nhooksPath = {ro}/hooks\n"), ""));
     assert!(!refused(&format!("[safe]\n\tdirectory = {w}\n"), ""));
+    // Probe 138: the same file by another name (a hard link a dotfiles
+    // checkout made) in a writable root: the sandbox rewrote it there, and
+    // an unsandboxed `git status` ran its `core.fsmonitor`. A file outside
+    // the system's directories with other names counts as writable.
+    assert!(!refused("[user]\n\tname = a\n", ""));
+    std::fs::hard_link(home.join(".gitconfig"), place.w.join("gitconfig")).unwrap();
+    assert!(refused("[user]\n\tname = a\n", ""));
 }
 
 /// A second re-probe reached a repository's configuration that the check

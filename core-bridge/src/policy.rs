@@ -1164,7 +1164,7 @@ const SYSTEM_DIRECTORIES: [&str; 8] = [
 /// Whether `program` (canonical) lies where programs are installed
 /// (`/usr/local` too: git built there has 143 names; a workspace under
 /// `/usr` goes unchecked, a limit the README states).
-fn in_the_system(program: &Path) -> bool {
+pub(crate) fn in_the_system(program: &Path) -> bool {
     SYSTEM_DIRECTORIES
         .iter()
         .any(|dir| program.starts_with(dir))
