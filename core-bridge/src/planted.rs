@@ -3022,6 +3022,7 @@ fn config_candidates(file: &str, request: &Request<'_>) -> Vec<PathBuf> {
 /// is given in earnest, and counts as writable. Every word of a request
 /// may come here: each name costs one `lstat`, and `.` none.
 fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let full = base.join(path);
     // The path's own steps as they come (a word may be megabytes of
     // `./`); those of the links on the way, in front of them.
@@ -3032,6 +3033,8 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
         return Some(real);
     }
     let mut walked = 0;
+    // Whether `real` is a regular file with other names, from its lstat.
+    let mut other_names = false;
     while let Some(step) = followed.pop_front().or_else(|| given.next()) {
         walked += 1;
         if walked > WALK_LIMIT {
@@ -3040,6 +3043,7 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
         match step {
             WalkStep::Up => {
                 real.pop();
+                other_names = false;
             }
             WalkStep::Into(name) => {
                 let next = real.join(&name);
@@ -3054,13 +3058,17 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
                         if target.is_absolute() {
                             real = PathBuf::from("/");
                         }
+                        other_names = false;
                         let link: Vec<WalkStep> = steps(&target).collect();
                         for step in link.into_iter().rev() {
                             followed.push_front(step);
                         }
                         continue;
                     }
-                    Ok(_) => real = next,
+                    Ok(meta) => {
+                        other_names = meta.is_file() && meta.nlink() > 1;
+                        real = next;
+                    }
                     Err(_) => break,
                 }
             }
@@ -3074,16 +3082,10 @@ fn writable_place(path: &Path, base: &Path, writable: &dyn Fn(&Path) -> bool) ->
     // from a dotfiles checkout in the workspace). Where it lies is not
     // found: a file with other names counts as writable, outside the
     // system's directories, whose programs have such names of their own.
-    if has_other_names(&real) && !crate::policy::in_the_system(&real) {
+    if other_names && !crate::policy::in_the_system(&real) {
         return Some(real);
     }
     None
-}
-
-/// Whether `path` is a regular file with more than one name.
-fn has_other_names(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file() && meta.nlink() > 1)
 }
 
 /// Names and links a walk may take before it counts as writable: far more
