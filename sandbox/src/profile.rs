@@ -986,15 +986,16 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
     if text.is_empty() {
         return Err(SandboxError::EmptyPath);
     }
-    // Probe 133: `"/etc/passwd " = "none"` hid nothing, and only warned
-    // that it does not exist. A glob is refused so already.
-    if text.trim() != text && !text.contains(['*', '?', '[']) {
-        return Err(SandboxError::BlanksAroundPath(text.to_owned()));
-    }
+    let written = text;
     let expanded = expand_home(text)?;
     let text = expanded.as_deref().unwrap_or(text);
     if text.contains(['*', '?', '[']) {
         return deny_glob(text).map(FsTarget::DenyGlob);
+    }
+    // Probe 133: `"/etc/passwd " = "none"` hid nothing, and only warned
+    // that it does not exist (a glob's blanks are refused by `deny_glob`).
+    if text.trim() != text {
+        return Err(SandboxError::BlanksAroundPath(written.to_owned()));
     }
     Ok(FsTarget::Path(AbsolutePath::new(text, base)?))
 }
