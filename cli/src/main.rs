@@ -1015,8 +1015,9 @@ fn protect_config(
     // not, and a command rewrote it).
     let mut places = vec![place];
     if explicit.is_none() {
-        if let Some(target) =
-            config::default_path().and_then(|file| std::fs::canonicalize(file).ok())
+        let target = config::default_path().and_then(|file| std::fs::canonicalize(file).ok());
+        let dir = std::fs::canonicalize(&places[0]).ok();
+        if let Some(target) = target.filter(|target| dir.is_none_or(|dir| !target.starts_with(dir)))
         {
             places.push(target);
         }
