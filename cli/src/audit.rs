@@ -279,21 +279,16 @@ fn missing_rotated_files(log: &Path, numbers: &[usize]) -> Option<String> {
         .map(|n| rotated_path(log, n).display().to_string())
         .collect();
     (!missing.is_empty()).then(|| {
-        let (is, it) = match missing.len() {
-            1 => ("is", "it was"),
-            _ => ("are", "they were"),
+        let (is, it, was) = match missing.len() {
+            1 => ("is", "it", "was"),
+            _ => ("are", "they", "were"),
         };
         format!(
             "execgate: {} {is} missing among the log's rotated files (up to {}): rotation \
-             leaves no gap, so {it} removed, by hand or to remove records; the records \
-             {it_held} not shown",
+             leaves no gap, so {it} {was} removed, by hand or to remove records; the records \
+             {it} held are not shown",
             missing.join(", "),
             rotated_path(log, oldest).display(),
-            it_held = if missing.len() == 1 {
-                "it held are"
-            } else {
-                "they held are"
-            },
         )
     })
 }
