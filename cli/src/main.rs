@@ -1700,7 +1700,7 @@ fn show_event(event: &SessionEvent) {
             };
             format!(
                 "execgate: connection to {target} {stage}: {}{}{}",
-                format!("{:?}", network.outcome).to_lowercase(),
+                network.outcome.as_str(),
                 network
                     .reason
                     .as_ref()
