@@ -1689,7 +1689,7 @@ fn show_event(event: &SessionEvent) {
                 || "a request that could not be read".to_owned(),
                 |request| {
                     format!(
-                        "{}:{} ({:?})",
+                        "{}:{} ({})",
                         request.destination, request.port, request.protocol
                     )
                 },
