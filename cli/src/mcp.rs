@@ -293,10 +293,7 @@ impl<R> UntilEnd<R> {
             id: Option<serde::de::IgnoredAny>,
             method: Option<serde_json::Value>,
         }
-        let line = self
-            .line
-            .strip_prefix(b"\xEF\xBB\xBF")
-            .unwrap_or(&self.line);
+        let line = without_byte_order_mark(&self.line);
         let Ok(head) = serde_json::from_slice::<Head>(line) else {
             // Not an object: not a message the handshake takes either.
             return true;
@@ -317,12 +314,18 @@ enum Unreadable {
     Because(String),
 }
 
+/// `line` without the byte order mark the transport skips (Windows
+/// clients send one).
+fn without_byte_order_mark(line: &[u8]) -> &[u8] {
+    line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line)
+}
+
 /// Why the transport cannot read `line` as a message, if it cannot: what
 /// it decodes into holds UTF-8 strings and has serde_json's nesting limit.
 /// It skips a byte order mark first (Windows clients send one), and so
 /// does this; the line is walked, not built.
 fn unreadable(line: &[u8]) -> Option<Unreadable> {
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    let line = without_byte_order_mark(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return Some(Unreadable::Blank);
     }
