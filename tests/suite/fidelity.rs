@@ -375,6 +375,18 @@ async fn the_patched_shell_under_a_session_behaves_as_stock_zsh() {
         ),
         ("$_ with exec -c", "exec -c /usr/bin/printenv _", 1),
         ("a pipeline", "print abc | tr a-c x-z", 1),
+        (
+            // zsh tries /usr/bin/ls, then /bin/ls: one file under two
+            // names, one exec, decided once.
+            "an argument too long, the program under two PATH names",
+            "ls ${(l:200000::a:)}; print status=$?",
+            1,
+        ),
+        (
+            "an argument too long, the program under one PATH name",
+            "PATH=/usr/bin; ls ${(l:200000::a:)}; print status=$?",
+            1,
+        ),
     ];
     // Every case runs; the differences are reported together.
     let mut differences = Vec::new();
