@@ -32,11 +32,13 @@
 #![cfg(unix)]
 
 mod dir;
+mod gaps;
 mod log;
 mod read;
 mod record;
 
 pub use dir::open_log_file;
+pub use gaps::{RequestGaps, SessionGaps};
 pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
 pub use read::{
     read_each, read_log, read_records, Filter, LogLines, ReadLog, RequestFilter, Summary,

@@ -527,6 +527,10 @@ pub struct Summary {
     pub errors: usize,
     /// Records the sessions' ends say were not written.
     pub lost: u64,
+    /// Decisions of a value execgate does not write (`run`, `escalate` and
+    /// `deny`; `allow` and `deny` for a command's grants): edited, or
+    /// another tool's.
+    pub unrecognised: usize,
 }
 
 impl Summary {
@@ -563,6 +567,9 @@ impl Summary {
         if record.event.action == crate::PERMISSIONS_REQUEST {
             // Not a program's decision: grants a command's shell started
             // with, listed with the escalations when given.
+            if !matches!(fields.decision.as_str(), "allow" | "deny") {
+                self.unrecognised += 1;
+            }
             if fields.decision == "allow" {
                 let args = record.process.args.as_deref().unwrap_or_default();
                 let command = args.last().map(shown_argument).unwrap_or_default();
@@ -623,7 +630,8 @@ impl Summary {
                 "{line} ({})",
                 fields.reason.as_deref().unwrap_or("")
             )),
-            _ => {}
+            "run" => {}
+            _ => self.unrecognised += 1,
         }
     }
 

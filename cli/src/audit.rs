@@ -10,7 +10,7 @@ use crate::output::{bytes_escaped, debug_escaped};
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
     open_log_file, read_each, rotated_path, AuditError, AuditRecord, Filter, LogLines,
-    RequestFilter, Summary,
+    RequestFilter, RequestGaps, Summary,
 };
 
 #[derive(clap::Args)]
@@ -149,10 +149,12 @@ fn show(args: AuditArgs) -> Result<i32> {
     let mut session_seen = false;
     let mut filter = RequestFilter::new(filter);
     let mut beginnings = Beginnings::default();
+    let mut gaps = RequestGaps::default();
     let mut untimed = 0;
     let mut each = |line: Result<AuditRecord, AuditError>| -> Result<()> {
         if let Ok(record) = &line {
             beginnings.see(record);
+            gaps.see(record);
             if bounded && record.time().is_none() {
                 untimed += 1;
             }
@@ -242,6 +244,7 @@ fn show(args: AuditArgs) -> Result<i32> {
     }
     listing.finish()?;
     beginnings.warn();
+    warn_of_gaps(&gaps);
     if let (Some(session), false) = (&session_asked, session_seen) {
         warn(&format!(
             "execgate: no record of session {} was read (`execgate audit` lists the sessions, \
@@ -340,6 +343,40 @@ impl Beginnings {
             "execgate: the records read begin within {count} {whose} rotated away, or are in a \
              file not read): {}",
             names.join(", ")
+        ));
+    }
+}
+
+/// Names the sessions whose records skip request numbers: each a record
+/// removed, or not read, or a request its session's death cut short.
+fn warn_of_gaps(gaps: &RequestGaps) {
+    const NAMED: usize = 5;
+    let gaps = gaps.gaps();
+    for session in gaps.iter().take(NAMED) {
+        let mut missing: Vec<String> = session
+            .missing
+            .iter()
+            .take(NAMED)
+            .map(|&(first, last)| match first == last {
+                true => first.to_string(),
+                false => format!("{first}-{last}"),
+            })
+            .collect();
+        if session.missing.len() > NAMED {
+            missing.push("...".into());
+        }
+        warn(&format!(
+            "execgate: session {} has no record of request {} (a session records every request \
+             it numbers: removed from the log, in a file not read, or asked as the session was \
+             killed)",
+            escape_controls(&session.session_id),
+            missing.join(", ")
+        ));
+    }
+    if gaps.len() > NAMED {
+        warn(&format!(
+            "execgate: {} more sessions skip request numbers",
+            gaps.len() - NAMED
         ));
     }
 }
@@ -681,6 +718,15 @@ fn print_summary(out: &mut impl Write, summary: &Summary) -> Result<()> {
             "records not written: {} (the sessions' ends count them: a session's share of \
              the log spent, or a write that failed)",
             summary.lost
+        )?;
+    }
+    if summary.unrecognised > 0 {
+        writeln!(
+            out,
+            "decisions of an unrecognised value: {} (execgate writes run, escalate and deny, \
+             and allow or deny for a command's grants: edited, or another tool's; counted per \
+             program above)",
+            summary.unrecognised
         )?;
     }
     Ok(())

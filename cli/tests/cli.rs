@@ -5868,3 +5868,107 @@ fn forbidden_rules_without_a_sandbox_are_warned_of() {
         assert_eq!(stderr.contains(warning), warned, "{profile}: {stderr}");
     }
 }
+
+/// A session numbers its requests and records each: records removed from
+/// the middle of its history (by whoever could write the log) leave a gap
+/// that `execgate audit` names, in a listing and in a summary.
+#[test]
+fn audit_names_the_requests_a_session_has_no_record_of() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("gaps.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--audit-log",
+            log_arg,
+            "--",
+            "/bin/true 1; /bin/true 2; /bin/true 3; /bin/true 4",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let whole = std::fs::read_to_string(&log).unwrap();
+    let output = execgate(&ws, &["audit", log_arg]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(text(&output.stderr), "", "a whole history has no gap");
+
+    let session = serde_json::from_str::<serde_json::Value>(whole.lines().next().unwrap()).unwrap()
+        ["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let edited: String = whole
+        .lines()
+        .filter(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            !matches!(record["request_id"].as_u64(), Some(2 | 3))
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(edited.lines().count(), whole.lines().count() - 2);
+    std::fs::write(&log, edited).unwrap();
+    for args in [vec!["audit", log_arg], vec!["audit", "--summary", log_arg]] {
+        let output = execgate(&ws, &args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        assert_eq!(
+            text(&output.stderr).trim_end(),
+            format!(
+                "execgate: session {session} has no record of request 2-3 (a session records \
+                 every request it numbers: removed from the log, in a file not read, or asked \
+                 as the session was killed)"
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+/// A decision of a value execgate never writes (`allow` for a program,
+/// `Escalate`) was counted under its program and said nothing: a summary
+/// now counts such decisions on a line of their own.
+#[test]
+fn audit_summary_counts_decisions_of_an_unrecognised_value() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("edited.jsonl");
+    let record = |request: u64, decision: &str| {
+        serde_json::json!({
+            "@timestamp": "2026-12-01T10:00:00Z",
+            "event": {"action": "decision", "outcome": "success"},
+            "session_id": "s",
+            "request_id": request,
+            "process": {"executable": "/usr/bin/curl", "args": ["curl"]},
+            "execgate": {"decision": decision, "decided_by": "rule"},
+        })
+    };
+    let lines = [
+        record(1, "run"),
+        record(2, "allow"),
+        record(3, "Escalate"),
+        record(4, "deny"),
+    ];
+    let written: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&log, written).unwrap();
+    let output = execgate(&ws, &["audit", "--summary", log.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    let summary = text(&output.stdout);
+    assert!(
+        summary.contains("  /usr/bin/curl  Escalate 1, allow 1, deny 1, run 1\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("\ndecisions of an unrecognised value: 2 (execgate writes run, "),
+        "{summary}"
+    );
+
+    let permissions = serde_json::json!({
+        "@timestamp": "2026-12-01T10:00:00Z",
+        "event": {"action": "permissions-request", "outcome": "success"},
+        "session_id": "s",
+        "process": {"args": ["zsh", "-c", "make"]},
+        "execgate": {"decision": "allow", "decided_by": "user", "grants": ["/opt=write"]},
+    });
+    std::fs::write(&log, format!("{}\n{permissions}\n", record(1, "run"))).unwrap();
+    let output = execgate(&ws, &["audit", "--summary", log.to_str().unwrap()]);
+    let summary = text(&output.stdout);
+    assert!(!summary.contains("unrecognised"), "{summary}");
+}

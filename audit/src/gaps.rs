@@ -1,0 +1,264 @@
+//! Requests a history's records skip.
+//!
+//! A session numbers the requests it serves 1, 2, 3, ... and records
+//! every one: decided, or refused before a decision. A number missing
+//! between two that a session recorded is therefore a record removed from
+//! the log, one in a file that was not read, or a request cut short as its
+//! session was killed. It is a signal for a reviewer, not proof: whoever
+//! can rewrite the log can renumber it too.
+
+use std::collections::BTreeMap;
+
+use crate::record::AuditRecord;
+
+/// The request numbers each session's records skip, gathered as records
+/// are read, in any order; held as ranges, so a long history costs a few
+/// numbers per session.
+#[derive(Debug, Default)]
+pub struct RequestGaps {
+    sessions: BTreeMap<String, SessionRequests>,
+}
+
+#[derive(Debug, Default)]
+struct SessionRequests {
+    /// Its `session-start` was read: numbering begins at 1 within what was
+    /// read. Without it (rotated away, or in a file not read), it begins at
+    /// the lowest number read.
+    started: bool,
+    /// Its end says records were not written: gaps are explained.
+    lost: bool,
+    /// Numbers read, as sorted, disjoint inclusive ranges that do not touch.
+    seen: Vec<(u64, u64)>,
+}
+
+/// One session's missing request numbers, as inclusive ranges.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SessionGaps {
+    pub session_id: String,
+    pub missing: Vec<(u64, u64)>,
+}
+
+impl RequestGaps {
+    pub fn see(&mut self, record: &AuditRecord) {
+        let starts = record.event.action == "session-start";
+        let lost = record
+            .session
+            .as_ref()
+            .and_then(|session| session.lost_records)
+            .is_some_and(|lost| lost > 0);
+        if record.request_id.is_none() && !starts && !lost {
+            return;
+        }
+        let session = self.sessions.entry(record.session_id.clone()).or_default();
+        session.started |= starts;
+        session.lost |= lost;
+        if let Some(id) = record.request_id {
+            add(&mut session.seen, id);
+        }
+    }
+
+    /// Every session with numbers missing, by session id.
+    pub fn gaps(&self) -> Vec<SessionGaps> {
+        self.sessions
+            .iter()
+            .filter(|(_, session)| !session.lost)
+            .filter_map(|(id, session)| {
+                let first = match session.seen.first() {
+                    Some(&(lowest, _)) if !session.started => lowest,
+                    Some(_) => 1,
+                    None => return None,
+                };
+                let mut missing = Vec::new();
+                let mut next = first;
+                for &(start, end) in &session.seen {
+                    if start > next {
+                        missing.push((next, start - 1));
+                    }
+                    next = next.max(end.saturating_add(1));
+                }
+                (!missing.is_empty()).then(|| SessionGaps {
+                    session_id: id.clone(),
+                    missing,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Adds `id` to sorted, disjoint ranges that do not touch, keeping them so.
+fn add(ranges: &mut Vec<(u64, u64)>, id: u64) {
+    // Records come mostly in order: the last range grows.
+    if let Some(last) = ranges.last_mut() {
+        if (last.0..=last.1).contains(&id) {
+            return;
+        }
+        if last.1.checked_add(1) == Some(id) {
+            last.1 = id;
+            return;
+        }
+    }
+    // The first range that ends at or just before `id`, or after it.
+    let at = ranges.partition_point(|&(_, end)| end.saturating_add(1) < id);
+    match ranges.get(at).copied() {
+        Some((start, end)) if start <= id.saturating_add(1) => {
+            ranges[at] = (start.min(id), end.max(id));
+            if let Some(&(next_start, next_end)) = ranges.get(at + 1) {
+                if next_start <= ranges[at].1.saturating_add(1) {
+                    ranges[at].1 = ranges[at].1.max(next_end);
+                    ranges.remove(at + 1);
+                }
+            }
+        }
+        _ => ranges.insert(at, (id, id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(session: &str, action: &str, request_id: Option<u64>) -> AuditRecord {
+        let mut line = serde_json::json!({
+            "@timestamp": "2026-12-04T10:00:00Z",
+            "event": {"action": action, "outcome": "success"},
+            "session_id": session,
+            "process": {},
+        });
+        if let Some(id) = request_id {
+            line["request_id"] = id.into();
+        }
+        serde_json::from_value(line).unwrap()
+    }
+
+    fn ended_with_lost(session: &str, lost: u64) -> AuditRecord {
+        let mut end = record(session, "session-end", None);
+        end.session = Some(crate::SessionFields {
+            end_reason: "closed".into(),
+            lost_records: Some(lost),
+            ..crate::SessionFields::default()
+        });
+        end
+    }
+
+    #[test]
+    fn ranges_stay_sorted_disjoint_and_apart() {
+        // (ids added in this order, ranges after)
+        let cases: &[(&[u64], &[(u64, u64)])] = &[
+            (&[1, 2, 3], &[(1, 3)]),
+            (&[3, 2, 1], &[(1, 3)]),
+            (&[1, 3], &[(1, 1), (3, 3)]),
+            (&[1, 3, 2], &[(1, 3)]),
+            (&[5, 1, 3], &[(1, 1), (3, 3), (5, 5)]),
+            (&[5, 1, 3, 4], &[(1, 1), (3, 5)]),
+            (&[5, 1, 3, 2, 4], &[(1, 5)]),
+            (&[2, 2, 2], &[(2, 2)]),
+            (&[10, 1, 5, 6, 7, 3, 2], &[(1, 3), (5, 7), (10, 10)]),
+            (&[u64::MAX, u64::MAX - 1], &[(u64::MAX - 1, u64::MAX)]),
+        ];
+        for (ids, expected) in cases {
+            let mut ranges = Vec::new();
+            for id in *ids {
+                add(&mut ranges, *id);
+            }
+            assert_eq!(ranges, *expected, "ids {ids:?}");
+        }
+    }
+
+    #[test]
+    fn a_number_skipped_between_two_recorded_is_a_gap() {
+        // (records as (session, action, request id), gaps expected)
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str, Option<u64>)],
+            &'a [(&'a str, &'a [(u64, u64)])],
+        );
+        let cases: &[Case] = &[
+            (
+                "every request recorded",
+                &[
+                    ("s", "session-start", None),
+                    ("s", "decision", Some(1)),
+                    ("s", "decision", Some(2)),
+                    ("s", "start", Some(2)),
+                    ("s", "exit", Some(2)),
+                    ("s", "error", Some(3)),
+                ],
+                &[],
+            ),
+            (
+                "records out of order (a prompt answered late)",
+                &[
+                    ("s", "session-start", None),
+                    ("s", "decision", Some(2)),
+                    ("s", "decision", Some(1)),
+                ],
+                &[],
+            ),
+            (
+                "one removed in the middle",
+                &[
+                    ("s", "session-start", None),
+                    ("s", "decision", Some(1)),
+                    ("s", "decision", Some(3)),
+                ],
+                &[("s", &[(2, 2)])],
+            ),
+            (
+                "the first ones removed, the start read",
+                &[
+                    ("s", "session-start", None),
+                    ("s", "decision", Some(4)),
+                    ("s", "decision", Some(5)),
+                ],
+                &[("s", &[(1, 3)])],
+            ),
+            (
+                "the start rotated away: numbering from the lowest read",
+                &[("s", "decision", Some(4)), ("s", "decision", Some(5))],
+                &[],
+            ),
+            (
+                "sessions apart",
+                &[
+                    ("a", "session-start", None),
+                    ("b", "session-start", None),
+                    ("a", "decision", Some(1)),
+                    ("b", "decision", Some(2)),
+                    ("a", "decision", Some(2)),
+                    ("b", "decision", Some(7)),
+                ],
+                &[("b", &[(1, 1), (3, 6)])],
+            ),
+            (
+                "a session that started and asked nothing",
+                &[("s", "session-start", None), ("s", "session-end", None)],
+                &[],
+            ),
+        ];
+        for (what, records, expected) in cases {
+            let mut gaps = RequestGaps::default();
+            for (session, action, id) in *records {
+                gaps.see(&record(session, action, *id));
+            }
+            let expected: Vec<SessionGaps> = expected
+                .iter()
+                .map(|(session, missing)| SessionGaps {
+                    session_id: (*session).to_owned(),
+                    missing: missing.to_vec(),
+                })
+                .collect();
+            assert_eq!(gaps.gaps(), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn records_the_session_says_were_not_written_explain_its_gaps() {
+        let mut gaps = RequestGaps::default();
+        gaps.see(&record("s", "session-start", None));
+        gaps.see(&record("s", "decision", Some(1)));
+        gaps.see(&record("s", "decision", Some(3)));
+        assert_eq!(gaps.gaps().len(), 1);
+        gaps.see(&ended_with_lost("s", 1));
+        assert_eq!(gaps.gaps(), []);
+    }
+}
