@@ -143,7 +143,8 @@ mod tests {
     #[test]
     fn ranges_stay_sorted_disjoint_and_apart() {
         // (ids added in this order, ranges after)
-        let cases: &[(&[u64], &[(u64, u64)])] = &[
+        type Case<'a> = (&'a [u64], &'a [(u64, u64)]);
+        let cases: &[Case] = &[
             (&[1, 2, 3], &[(1, 3)]),
             (&[3, 2, 1], &[(1, 3)]),
             (&[1, 3], &[(1, 1), (3, 3)]),
