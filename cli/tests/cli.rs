@@ -5972,3 +5972,37 @@ fn audit_summary_counts_decisions_of_an_unrecognised_value() {
     let summary = text(&output.stdout);
     assert!(!summary.contains("unrecognised"), "{summary}");
 }
+
+/// Probe 140: hellos carrying more descriptors than the server had room
+/// for left it holding those the kernel did install (`MSG_CTRUNC`), for
+/// good: at a limit of 256, every later command of the session failed with
+/// "lost the escalation server".
+#[test]
+fn descriptors_sent_past_the_servers_limit_are_not_kept() {
+    let (_dir, ws) = workspace();
+    std::fs::write(
+        ws.join("flood.py"),
+        r#"import array, os, resource, socket
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+session = socket.socket(fileno=os.dup(int(os.environ["EXECGATE_SOCKET_FD"])))
+nulls = array.array("i", [os.open("/dev/null", os.O_RDONLY) for _ in range(253)])
+for _ in range(3):
+    session.sendmsg([b"EXGT\x01\x00"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, nulls)])
+"#,
+    )
+    .unwrap();
+    let output = Command::new("prlimit")
+        .arg("--nofile=256:")
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--"])
+        .arg("python3 flood.py; for i in 1 2 3; do /usr/bin/true || print failed; done; print -r -- ended")
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}

@@ -5,14 +5,13 @@
 //! (`MSG_CMSG_CLOEXEC`), and owned (`OwnedFd`) from the moment `recvmsg`
 //! returns, so none can leak into a child or be forgotten.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::libc;
 use nix::sys::socket::{
-    getsockname, getsockopt, recvmsg, send, sendmsg, sockopt, ControlMessage, ControlMessageOwned,
-    MsgFlags, SockType, UnixAddr, UnknownCmsg,
+    getsockname, getsockopt, send, sendmsg, sockopt, ControlMessage, MsgFlags, SockType, UnixAddr,
 };
 
 use crate::codec::{frame_body_len, DecodeError, FRAME_HEADER_LEN};
@@ -168,59 +167,93 @@ thread_local! {
     ));
 }
 
-// nix's `recvmsg` takes the control buffer as a `Vec`.
-#[allow(clippy::ptr_arg)]
+/// One `recvmsg` with `control` as its control buffer. Written on libc's
+/// `recvmsg` and `CMSG_*` rather than nix's, whose iterator refuses a
+/// message with `MSG_CTRUNC`: the kernel sets it when it ran out of room,
+/// in the buffer or in the receiver's descriptor table, after installing
+/// the descriptors that fitted, and those must be owned (to be closed) as
+/// any others.
+// `msg_controllen` and `cmsg_len` are `size_t` in glibc, `socklen_t` in musl.
+#[allow(clippy::unnecessary_cast)]
 fn receive_into(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     flags: MsgFlags,
-    cmsg_space: &mut Vec<u8>,
+    control: &mut [u8],
 ) -> io::Result<Received> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let message = loop {
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(cmsg_space),
-            MsgFlags::MSG_CMSG_CLOEXEC | flags,
-        ) {
-            Ok(message) => break message,
-            Err(Errno::EINTR) => continue,
-            Err(errno) => return Err(errno.into()),
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let (len, header) = loop {
+        // SAFETY: an all-zero `msghdr` is a valid one: no address, no
+        // buffers, no control (musl's padding fields included).
+        let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+        header.msg_iov = &mut iov;
+        header.msg_iovlen = 1;
+        header.msg_control = control.as_mut_ptr().cast();
+        header.msg_controllen = control.len() as _;
+        let flags = (MsgFlags::MSG_CMSG_CLOEXEC | flags).bits();
+        // SAFETY: the one iovec and the control buffer point into buffers
+        // borrowed mutably for the whole call, with their true lengths.
+        let received = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut header, flags) };
+        match usize::try_from(received) {
+            Ok(len) => break (len, header),
+            Err(_) if Errno::last() == Errno::EINTR => continue,
+            Err(_) => return Err(Errno::last().into()),
         }
     };
+    let control_end =
+        control.as_ptr() as usize + (header.msg_controllen as usize).min(control.len());
     let mut fds = Vec::new();
-    for cmsg in message.cmsgs()? {
-        match cmsg {
-            ControlMessageOwned::ScmRights(raw) => {
-                for fd in raw {
-                    // SAFETY: the kernel has just installed `fd` in our table
-                    // for this message; nothing else in the process knows it
-                    // exists.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
+    // SAFETY: `CMSG_FIRSTHDR` and `CMSG_NXTHDR` return a header that lies
+    // whole within the `msg_controllen` bytes the kernel wrote, or null.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is such a header (above).
+        let (level, kind, cmsg_len) = unsafe {
+            (
+                (*cmsg).cmsg_level,
+                (*cmsg).cmsg_type,
+                (*cmsg).cmsg_len as usize,
+            )
+        };
+        // SAFETY: `CMSG_DATA` and `CMSG_LEN` only compute addresses and
+        // sizes; the data is read below within `control_end` only.
+        let (data, header_len) = unsafe { (libc::CMSG_DATA(cmsg), libc::CMSG_LEN(0) as usize) };
+        let data_len = cmsg_len
+            .saturating_sub(header_len)
+            .min(control_end.saturating_sub(data as usize));
+        let passes_fds =
+            level == libc::SOL_SOCKET && (kind == libc::SCM_RIGHTS || kind == SCM_PIDFD);
+        for index in 0..if passes_fds {
+            data_len / size_of::<RawFd>()
+        } else {
+            0
+        } {
+            // SAFETY: the descriptor lies within the data the kernel wrote
+            // (`data_len`), maybe unaligned in the byte buffer.
+            let fd = unsafe { std::ptr::read_unaligned(data.cast::<RawFd>().add(index)) };
+            if fd < 0 {
+                continue;
             }
-            ControlMessageOwned::Unknown(UnknownCmsg {
-                cmsg_header,
-                data_bytes,
-            }) if cmsg_header.cmsg_level == libc::SOL_SOCKET
-                && cmsg_header.cmsg_type == SCM_PIDFD =>
-            {
-                if let Some(bytes) = data_bytes.get(..4).and_then(|b| b.try_into().ok()) {
-                    // SAFETY: as above: a pidfd the kernel has just installed
-                    // for this message. Owned only to be closed, which
-                    // never waits for a pidfd.
-                    drop(unsafe { OwnedFd::from_raw_fd(RawFd::from_ne_bytes(bytes)) });
-                }
+            // SAFETY: the kernel has just installed `fd` in our table for
+            // this message; nothing else in the process knows it exists.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            match kind {
+                libc::SCM_RIGHTS => fds.push(owned),
+                // The sender's pidfd, which the socket's other users may
+                // have asked for: owned only to be closed, which never
+                // waits for a pidfd.
+                _ => drop(owned),
             }
-            _ => {}
         }
+        // SAFETY: as for `CMSG_FIRSTHDR`, from a header it returned.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&header, cmsg) };
     }
-    let truncated = message
-        .flags
-        .intersects(MsgFlags::MSG_CTRUNC | MsgFlags::MSG_TRUNC);
+    let truncated = header.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0;
     Ok(Received {
-        len: message.bytes,
+        len,
         fds,
         truncated,
     })
@@ -301,6 +334,33 @@ mod tests {
 
     fn pair(kind: SockType) -> (OwnedFd, OwnedFd) {
         socketpair(AddressFamily::Unix, kind, None, SockFlag::SOCK_CLOEXEC).unwrap()
+    }
+
+    /// Probe 140: descriptors the kernel installed before it ran out of
+    /// room (a control buffer too small, or the receiver's descriptor
+    /// limit) came with `MSG_CTRUNC`, were never owned, and stayed open
+    /// for good: a few such messages used up a server's descriptors.
+    #[test]
+    fn descriptors_of_a_truncated_message_are_owned() {
+        let (sender, receiver) = pair(SockType::SeqPacket);
+        let (_a, b) = pair(SockType::Stream);
+        let five = [b.as_fd(); 5];
+        send_with_fds(sender.as_fd(), HELLO, &five).unwrap();
+        let mut buf = [0u8; 64];
+        let mut room_for_two = nix::cmsg_space!([RawFd; 2]);
+        let received = receive_into(
+            receiver.as_fd(),
+            &mut buf,
+            MsgFlags::empty(),
+            &mut room_for_two,
+        )
+        .expect("a truncated message is still received");
+        assert!(received.truncated);
+        assert_eq!(received.fds.len(), 2);
+        for fd in &received.fds {
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        }
     }
 
     #[test]
