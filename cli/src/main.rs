@@ -57,7 +57,7 @@ use execgate_core_bridge::server::sandbox::{
     ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
-use execgate_core_bridge::server::{AuditFailure, SessionEnd, SessionEvent};
+use execgate_core_bridge::server::{AuditFailure, Decision, SessionEnd, SessionEvent};
 #[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, EnvInherit, EnvPolicy, ExecPolicy, ExecPolicyConfig,
@@ -1616,8 +1616,8 @@ fn man_pages(dir: &std::path::Path) -> Result<i32> {
 fn show_refused_escalation(event: &SessionEvent) {
     let SessionEvent::Decided {
         request,
+        decision: Decision::Run,
         provenance,
-        ..
     } = event
     else {
         return;

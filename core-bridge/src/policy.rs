@@ -486,13 +486,60 @@ impl Inner {
                 }
             },
         };
-        if rule.decision != RuleDecision::Forbidden {
-            if let Some(refused) = self
-                .refusal_elsewhere(request, &execution, OtherNames::InSystemDirectories)
-                .await
-            {
-                return run_instead(by_rule, refused);
+        let refused = match rule.decision {
+            RuleDecision::Forbidden => None,
+            _ => {
+                self.refusal_elsewhere(request, &execution, OtherNames::InSystemDirectories)
+                    .await
             }
+        };
+        let question = |execution: &Execution| {
+            let key = ApprovalKey::Command {
+                program: program.clone(),
+                device: request.executable.device,
+                inode: request.executable.inode,
+                args: request.argv.iter().skip(1).cloned().collect(),
+                cwd: request.cwd.clone(),
+                directory: request
+                    .working_directory
+                    .as_ref()
+                    .ok()
+                    .map(|directory| (directory.device, directory.inode)),
+                execution: format!("{execution:?}"),
+            };
+            let approval = ApprovalRequest {
+                program: program.clone(),
+                argv: request.argv.clone(),
+                cwd: request.cwd.clone(),
+                reason: ApprovalReason::Rule(rule_ref.clone()),
+                execution: execution.clone(),
+                permissions: match execution {
+                    Execution::Permissions(profile) => Some(profile.clone()),
+                    _ => None,
+                },
+            };
+            (key, approval)
+        };
+        match (rule.decision, refused) {
+            (RuleDecision::Allow, Some(refused)) => return run_instead(by_rule, refused),
+            // A prompt is a person's yes before the command runs at all:
+            // where it cannot leave the sandbox, the person is asked about
+            // running it in place, in the session's sandbox (probe 142: a
+            // `prompt` on `git push` ran unasked from a workspace).
+            (RuleDecision::Prompt, Some(refused)) => {
+                let (key, approval) = question(&Execution::TurnDefault);
+                let verdict = self
+                    .approved_or_asked(
+                        request,
+                        key,
+                        approval,
+                        Execution::TurnDefault,
+                        Some(rule_ref),
+                    )
+                    .await;
+                return in_place_once_approved(verdict, refused);
+            }
+            _ => {}
         }
         match rule.decision {
             RuleDecision::Forbidden => Verdict {
@@ -518,30 +565,7 @@ impl Inner {
                 provenance: by_rule,
             },
             RuleDecision::Prompt => {
-                let key = ApprovalKey::Command {
-                    program: program.clone(),
-                    device: request.executable.device,
-                    inode: request.executable.inode,
-                    args: request.argv.iter().skip(1).cloned().collect(),
-                    cwd: request.cwd.clone(),
-                    directory: request
-                        .working_directory
-                        .as_ref()
-                        .ok()
-                        .map(|directory| (directory.device, directory.inode)),
-                    execution: format!("{execution:?}"),
-                };
-                let approval = ApprovalRequest {
-                    program: program.clone(),
-                    argv: request.argv.clone(),
-                    cwd: request.cwd.clone(),
-                    reason: ApprovalReason::Rule(rule_ref.clone()),
-                    execution: execution.clone(),
-                    permissions: match &execution {
-                        Execution::Permissions(profile) => Some(profile.clone()),
-                        _ => None,
-                    },
-                };
+                let (key, approval) = question(&execution);
                 self.approved_or_asked(request, key, approval, execution, Some(rule_ref))
                     .await
             }
@@ -1270,6 +1294,28 @@ fn other_names_refusal(request: &ExecContext) -> Option<String> {
 /// leave (the shell runs unconfined anyway).
 fn leaves_the_sandbox(request: &ExecContext, execution: &Execution) -> bool {
     *execution != Execution::TurnDefault && request.sandbox.is_some()
+}
+
+/// A prompted command whose escalation was refused, asked about as the
+/// session's sandbox: approved, it runs in place (that sandbox, the shell's
+/// own descriptors and environment); declined, it does not run. The record
+/// says why it was not escalated either way.
+fn in_place_once_approved(verdict: Verdict, refused: String) -> Verdict {
+    let Verdict {
+        decision,
+        mut provenance,
+    } = verdict;
+    provenance.note = Some(match provenance.note.take() {
+        Some(note) => format!("{refused}; {note}"),
+        None => refused,
+    });
+    Verdict {
+        decision: match decision {
+            Decision::Escalate(_) => Decision::Run,
+            other => other,
+        },
+        provenance,
+    }
 }
 
 fn run_instead(mut provenance: Provenance, why: String) -> Verdict {

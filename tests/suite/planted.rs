@@ -824,3 +824,49 @@ async fn a_script_escalated_with_grants_takes_nothing_the_shell_exported() {
     let home = std::env::var("HOME").unwrap_or_default();
     assert_eq!(granted, format!("{home} False"), "{decisions:#?}");
 }
+
+/// Probe 142: a `prompt` rule whose escalation was refused (the script is
+/// in the writable workspace) ran the command in place, unasked, even when
+/// every question was declined. The person is now asked about running it
+/// in the session's sandbox: declined, it does not run; approved, it runs
+/// in place, and the note says why it was not escalated either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompted_command_that_cannot_leave_the_sandbox_is_still_asked_about() {
+    for (answer, decision, output) in [
+        (ApprovalAnswer::Decline, "deny", "status=126\n"),
+        (ApprovalAnswer::ApproveOnce, "run", "ran\nstatus=0\n"),
+    ] {
+        let place = Place::new();
+        let tool = place.ws.join("tool.sh");
+        fs::write(&tool, "#!/bin/sh\necho ran\n").unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+        let rules = place.rules(r#"prefix_rule(pattern = ["tool.sh"], decision = "prompt")"#);
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let questions = Arc::clone(&asked);
+        let approver = move |request: ApprovalRequest| {
+            questions.lock().unwrap().push(request.execution.clone());
+            let answer = answer.clone();
+            async move { answer }
+        };
+        let recorder = Recorder::default();
+        let session = Setup::rules(rules)
+            .approver(approver)
+            .start(&place, &recorder);
+        let outcome = run(&session, "./tool.sh; print status=$?").await;
+        session.shutdown().await;
+        let decisions = provenances(&recorder);
+        assert_eq!(text(&outcome.stdout), output, "{decisions:#?}");
+        assert_eq!(
+            *asked.lock().unwrap(),
+            [execgate_core_bridge::server::Execution::TurnDefault]
+        );
+        let [(_, decided, _, _, Some(note))] = decisions.as_slice() else {
+            panic!("one decision with a note: {decisions:#?}");
+        };
+        assert_eq!(decided, decision);
+        assert!(
+            note.starts_with("escalation refused: ") && note.contains("writable from the sandbox"),
+            "{note}"
+        );
+    }
+}
