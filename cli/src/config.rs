@@ -195,7 +195,59 @@ fn from_config(base: &Path, named: &Path) -> Result<PathBuf> {
     Ok(home.join(rest.trim_start_matches('/')))
 }
 
+/// A top-level key of the config written below a `[table]` header, where
+/// TOML reads it as the table's own: the key and the table.
+fn misplaced_top_level_key(text: &str) -> Option<(&'static str, String)> {
+    const TOP_LEVEL: [&str; 4] = ["default_profile", "rules", "skills", "on_network_denial"];
+    let document: toml::Table = toml::from_str(text).ok()?;
+    let mut tables = Vec::new();
+    for (name, value) in &document {
+        let toml::Value::Table(table) = value else {
+            continue;
+        };
+        tables.push((name.clone(), table));
+        if name == "profiles" {
+            for (profile, value) in table {
+                if let toml::Value::Table(inner) = value {
+                    tables.push((format!("profiles.{profile}"), inner));
+                }
+            }
+        }
+    }
+    tables.into_iter().find_map(|(name, table)| {
+        TOP_LEVEL
+            .into_iter()
+            .find(|key| table.contains_key(*key))
+            .map(|key| (key, name))
+    })
+}
+
 impl Config {
+    /// The profile `name`, as a session takes it. An unknown one says
+    /// where profiles are defined: `file`, the config file read, if any.
+    pub fn profile(
+        &self,
+        name: &str,
+        file: Option<&Path>,
+    ) -> Result<execgate_core_bridge::server::sandbox::PermissionProfile> {
+        use execgate_core_bridge::server::sandbox::SandboxError;
+        self.profiles
+            .get(name)
+            .map_err(|error| match (&error, file) {
+                (SandboxError::UnknownProfile { .. }, Some(file)) => anyhow::anyhow!(
+                    "{error}: define it as [profiles.{name}] in {}, or pass the config file that \
+                 does with --config",
+                    file.display()
+                ),
+                (SandboxError::UnknownProfile { .. }, None) => anyhow::anyhow!(
+                    "{error}: no config file was read; define it as [profiles.{name}] in \
+                 $XDG_CONFIG_HOME/execgate/config.toml (~/.config/execgate/config.toml), or in \
+                 a file --config names"
+                ),
+                _ => error.into(),
+            })
+    }
+
     pub fn load(explicit: Option<&Path>) -> Result<Config> {
         Config::load_naming(explicit).map(|(config, _)| config)
     }
@@ -222,12 +274,26 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let file: ConfigFile =
-            toml::from_str(text).with_context(|| format!("config file {}", path.display()))?;
+        // TOML's commonest mistake (probe 142): a top-level key below a
+        // `[table]` is that table's, whose error lists the table's keys.
+        let context = || match misplaced_top_level_key(text) {
+            Some((key, table)) => format!(
+                "config file {}: `{key}` is a top-level key, but it comes after the [{table}] \
+                 header, so TOML reads it as part of that table: move it above the first [table]",
+                path.display()
+            ),
+            None => format!("config file {}", path.display()),
+        };
+        let file: ConfigFile = toml::from_str(text).with_context(context)?;
         let mut profiles = ProfileSet::default();
         if file.profiles.is_some() {
             // Its errors name the file.
-            profiles.add_toml_within(text, Some(path))?;
+            match misplaced_top_level_key(text) {
+                Some(_) => profiles
+                    .add_toml_within(text, Some(path))
+                    .with_context(context)?,
+                None => profiles.add_toml_within(text, Some(path))?,
+            }
             // What a profile's entries mean is read when it is used; read
             // every one now, so that a mistake names this file, and is
             // found before a session needs the profile.

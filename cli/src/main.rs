@@ -233,12 +233,12 @@ impl SessionArgs {
         self,
         approver: Arc<dyn Approver>,
     ) -> Result<(ShellSessionConfig, SessionLabels)> {
-        let config = Config::load(self.config.as_deref())?;
+        let (config, config_file) = Config::load_naming(self.config.as_deref())?;
         let profile_name = self
             .profile
             .or(config.default_profile.clone())
             .unwrap_or_else(|| "workspace-write".into());
-        let mut profile = config.profiles.get(&profile_name)?;
+        let mut profile = config.profile(&profile_name, config_file.as_deref())?;
         let cwd = current_dir(self.cwd)?;
         let config_kept = protect_config(&mut profile, self.config.as_deref(), &cwd)?;
         let rule_files: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
@@ -1732,13 +1732,13 @@ fn sandbox(
     config_path: Option<PathBuf>,
     argv: Vec<OsString>,
 ) -> Result<i32> {
-    let config = Config::load(config_path.as_deref())?;
+    let (config, config_file) = Config::load_naming(config_path.as_deref())?;
     // A profile is debugged as a session would take it.
     let profile_name = profile_name
         .or(config.default_profile.clone())
         .unwrap_or_else(|| "workspace-write".into());
     let profile_name = profile_name.as_str();
-    let mut profile = config.profiles.get(profile_name)?;
+    let mut profile = config.profile(profile_name, config_file.as_deref())?;
     if let PermissionProfile::Managed {
         network: NetworkPolicy::Limited,
         ..

@@ -185,9 +185,64 @@ fn config_errors_name_the_key_and_the_file() {
     assert_eq!(output.status.code(), Some(125));
     assert!(text(&output.stderr).contains("missing.toml"));
 
+    // Probe 142: it said neither where profiles are defined nor which
+    // config file was read.
     let output = execgate(&ws, &["run", "--profile", "no-such-profile", "--", "true"]);
     assert_eq!(output.status.code(), Some(125));
-    assert!(text(&output.stderr).contains("unknown profile \"no-such-profile\""));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("unknown profile \"no-such-profile\"")
+            && stderr.contains("no config file was read; define it as [profiles.no-such-profile]"),
+        "{stderr}"
+    );
+    // Probe 142: a top-level key below a table was reported as that
+    // table's unknown key, with the table's keys listed.
+    for (text, key, table) in [
+        (
+            "[profiles.net]\nextends = \"workspace-write\"\nrules = [\"cfg.rules\"]\n",
+            "rules",
+            "profiles.net",
+        ),
+        ("[audit]\nkeep = 3\nskills = [\"x\"]\n", "skills", "audit"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let output = execgate(
+            &ws,
+            &["run", "--config", config.to_str().unwrap(), "--", "true"],
+        );
+        assert_eq!(output.status.code(), Some(125));
+        let stderr = self::text(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "`{key}` is a top-level key, but it comes after the [{table}] header"
+            )),
+            "{stderr}"
+        );
+    }
+    std::fs::write(&config, "").unwrap();
+    let config_arg = config.to_str().unwrap();
+    for command in ["run", "sandbox"] {
+        let output = execgate(
+            &ws,
+            &[
+                command,
+                "--config",
+                config_arg,
+                "--profile",
+                "nope",
+                "--",
+                "true",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(125));
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "define it as [profiles.nope] in {config_arg}, or pass the config file"
+            )),
+            "{command}: {stderr}"
+        );
+    }
 
     // A profile's error names the file's own line (it named a line of the
     // profiles written out again, past the file's end).
