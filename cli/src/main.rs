@@ -57,7 +57,7 @@ use execgate_core_bridge::server::sandbox::{
     ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
-use execgate_core_bridge::server::{AuditFailure, Decision, SessionEnd, SessionEvent};
+use execgate_core_bridge::server::{AuditFailure, Decision, SessionEnd, SessionEvent, Termination};
 #[cfg(unix)]
 use execgate_core_bridge::{
     ApproveAll, Approver, DenyAll, EnvInherit, EnvPolicy, ExecPolicy, ExecPolicyConfig,
@@ -1715,6 +1715,43 @@ fn show_event(event: &SessionEvent) {
                     .unwrap_or_default()
             )
         }
+        // Probe 140: these were debug dumps too.
+        SessionEvent::Started { request_id, pid } => {
+            format!("execgate: request {request_id} started, pid {pid}")
+        }
+        SessionEvent::Exited {
+            request_id,
+            pid,
+            termination,
+            run_time,
+        } => format!(
+            "execgate: request {request_id} (pid {pid}) ended after {:.3} s: {}",
+            run_time.as_secs_f64(),
+            match termination {
+                Termination::Exited(code) => format!("exit status {code}"),
+                Termination::Signaled {
+                    signal,
+                    core_dumped,
+                } => format!(
+                    "killed by signal {signal}{}",
+                    if *core_dumped { ", core dumped" } else { "" }
+                ),
+            }
+        ),
+        SessionEvent::SpawnFailed { request_id, reason } => format!(
+            "execgate: request {request_id} could not start: {}",
+            output::terminal_safe(reason, output::Lines::Escaped)
+        ),
+        SessionEvent::RequestRefused {
+            request_id, reason, ..
+        } => format!(
+            "execgate: {} refused: {}",
+            match request_id {
+                Some(id) => format!("request {id}"),
+                None => "a request on the session socket".to_owned(),
+            },
+            output::terminal_safe(reason, output::Lines::Escaped)
+        ),
         other => format!("execgate: {other:?}"),
     };
     stderr::line(&line);

@@ -6061,3 +6061,37 @@ for _ in range(3):
     assert_eq!(text(&output.stdout), "ended\n", "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+/// Probe 140: under `-v`, an escalation's start and end, and a request
+/// refused, were debug dumps (`RequestRefused { request_id: None, ... }`);
+/// an empty datagram was called the socket's close.
+#[test]
+fn verbose_output_says_starts_ends_and_refusals_in_words() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("true.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"/usr/bin/true\"])\n").unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "-v",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "/usr/bin/true; /usr/bin/python3 -c 'import os, socket; \
+             socket.socket(fileno=int(os.environ[\"EXECGATE_SOCKET_FD\"])).send(b\"\")'; \
+             /usr/bin/sleep 0.2",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for expected in [
+        "execgate: request 1 started, pid ",
+        "execgate: request 1 (pid ",
+        " s: exit status 0\n",
+        "execgate: a request on the session socket refused: an empty datagram, not a hello\n",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in {stderr}");
+    }
+    assert!(!stderr.contains(" { "), "{stderr}");
+}

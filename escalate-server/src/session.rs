@@ -989,6 +989,13 @@ async fn accept_hellos(
             // An empty datagram reads like a hang-up; only a real one ends
             // the session's accept loop.
             Err(HelloError::Closed) if hung_up => return,
+            // Not a hang-up: say what it was (probe 140: the record said
+            // the socket was closed, and the session served on).
+            Err(HelloError::Closed) => shared.emit(SessionEvent::RequestRefused {
+                request_id: None,
+                reason: "an empty datagram, not a hello".into(),
+                asked: None,
+            }),
             Err(error) => shared.emit(SessionEvent::RequestRefused {
                 request_id: None,
                 reason: error.to_string(),

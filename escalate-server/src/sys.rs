@@ -24,6 +24,14 @@ use crate::policy::PeerCredentials;
 /// The kernel's view of who is on the other end of a unix socket.
 pub(crate) fn peer_credentials(socket: &OwnedFd) -> io::Result<PeerCredentials> {
     let creds = getsockopt(socket, sockopt::PeerCredentials)?;
+    // The kernel's answer for a socket that was never connected (pid 0,
+    // uid and gid -1): not a requester of another user (probe 140).
+    if creds.pid() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the request socket is not connected to anything",
+        ));
+    }
     Ok(PeerCredentials {
         pid: creds.pid(),
         uid: creds.uid(),

@@ -644,6 +644,26 @@ fn flood() {
     assert_eq!(after, before, "descriptors open before and after the flood");
 
     let events = recorder.events();
+    // Probe 140: an empty datagram was recorded as the socket closed by
+    // every sender, an unconnected socket as a requester of uid -1.
+    let misleading: Vec<&String> = events
+        .iter()
+        .filter_map(|event| match event {
+            SessionEvent::RequestRefused { reason, .. }
+                if reason.contains("closed by every sender")
+                    || reason.contains("uid 4294967295") =>
+            {
+                Some(reason)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        misleading.is_empty(),
+        "{} such reasons, the first {:?}",
+        misleading.len(),
+        misleading.first()
+    );
     let mut refused_at_hello = 0;
     let mut refused_in_conversation = 0;
     let mut spawn_failed = 0;
@@ -1500,4 +1520,44 @@ async fn finished_does_not_wait_for_a_kept_command() {
         .await
         .expect("finished() returned while the command was kept");
     drop(command);
+}
+
+/// Probe 140: a malformed frame while an escalated child ran killed the
+/// child, as a stand-in that went away does, and nothing recorded why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_frame_while_the_child_runs_is_recorded() {
+    let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/dash", escalate())]));
+    let mine = handed_over(
+        &session,
+        "/usr/bin/dash",
+        &["dash", "-c", "/usr/bin/sleep 20"],
+    );
+    recorder.wait_for_started(1).await;
+    say(&mine, &[4, 0, 0, 0, 0x7f, b'b', b'a', b'd']);
+    let termination = exited(&recorder, Duration::from_secs(20)).await;
+    drop(mine);
+    assert_eq!(
+        termination,
+        Some(execgate_protocol::Termination::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        })
+    );
+    let reasons: Vec<String> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::RequestRefused {
+                request_id: Some(1),
+                reason,
+                ..
+            } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(reasons.as_slice(), [reason] if reason.contains("broke while the child ran")),
+        "{reasons:?}"
+    );
+    session.shutdown().await;
 }
