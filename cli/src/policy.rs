@@ -153,6 +153,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             ..
         } => {
             let (rules, session_path) = rules_to_check(&rules, as_run, config.as_deref())?;
+            let mut found = None;
             let program = argv.first().and_then(|program| program.to_str());
             if let Some(session_path) = &session_path {
                 if let Some(program) = program.filter(|program| !program.contains('/')) {
@@ -172,15 +173,20 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     }
                 }
                 if let Some(program) = argv.first_mut() {
-                    *program = program_as_run(program, session_path)?.into_os_string();
+                    let (as_found, canonical) = program_as_run(program, session_path)?;
+                    found = Some(as_found);
+                    *program = canonical.into_os_string();
                 }
             }
-            let evaluation = rules.check_os(
-                &argv,
-                MatchOptions {
-                    resolve_host_executables: resolve_host_executables || as_run,
-                },
-            );
+            let options = MatchOptions {
+                resolve_host_executables: resolve_host_executables || as_run,
+            };
+            // As a session decides: a `forbidden` rule on the name found
+            // holds for the program it links to.
+            let evaluation = match &found {
+                Some(found) => rules.check_os_as_found(&argv, found.as_os_str(), options),
+                None => rules.check_os(&argv, options),
+            };
             let report = match as_run {
                 true => CheckReport::as_run(
                     &evaluation,
@@ -627,9 +633,9 @@ pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
 
 /// What to say when a session never sees the program a command line
 /// names by that name: a bare name that `PATH` finds as a link to a
-/// program of another name (`python3` -> `python3.11`), whose rules a
-/// session never consults, as it decides on the canonical path and its
-/// name. `None` when the name is the program's own, or not found.
+/// program of another name (`python3` -> `python3.11`), of whose rules a
+/// session consults only the forbidden ones, as it decides on the
+/// canonical path and its name. `None` when the name is the program's own, or not found.
 fn renamed_in_a_session(program: &str) -> Option<String> {
     if program.contains('/') {
         return None;
@@ -640,8 +646,8 @@ fn renamed_in_a_session(program: &str) -> Option<String> {
     (real != program).then(|| {
         format!(
             "execgate: {program} is {} here, which resolves to {}: a session decides on \
-             {real} and never matches the rules on {program}; --as-run decides as a session \
-             does",
+             {real}, and of the rules on {program} only the forbidden ones hold for it, where \
+             the shell finds it as {program}; --as-run decides as a session does",
             found.display(),
             canonical.display()
         )
@@ -664,7 +670,7 @@ fn session_path_of(config: &Config) -> Result<std::ffi::OsString> {
 /// starts with a directory of its own that holds its zsh. What zsh never
 /// hands on (a directory, a file it may not execute: its `iscom` test) is
 /// an error, as no rule decides it.
-fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<PathBuf> {
+fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<(PathBuf, PathBuf)> {
     let shown = program.to_string_lossy();
     let sessions_zsh = (program == "zsh")
         .then(|| execgate_core_bridge::Tools::locate().ok())
@@ -692,5 +698,5 @@ fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<P
             found.display()
         );
     }
-    Ok(canonical)
+    Ok((found, canonical))
 }

@@ -2669,15 +2669,17 @@ fn policy_check_says_when_a_session_decides_on_another_name() {
     assert_eq!(
         stderr,
         format!(
-            "execgate: tool3 is {} here, which resolves to {}: a session decides on tool3.11 \
-             and never matches the rules on tool3; --as-run decides as a session does\n",
+            "execgate: tool3 is {} here, which resolves to {}: a session decides on tool3.11, \
+             and of the rules on tool3 only the forbidden ones hold for it, where the shell \
+             finds it as tool3; --as-run decides as a session does\n",
             link.display(),
             real.display()
         )
     );
-    // As a session decides it: no rule on tool3.11, and nothing to add.
+    // As a session decides it: no rule on tool3.11, and the forbidden one
+    // on the name found (probe 142: it never held).
     let (decision, stderr) = check(&["--as-run", "--", "tool3", "-x"]);
-    assert_eq!(decision, serde_json::Value::Null);
+    assert_eq!(decision, "forbidden");
     assert_eq!(stderr, "");
     // A program of its own name.
     let (decision, stderr) = check(&["--", "plain"]);
@@ -4262,15 +4264,21 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     .unwrap();
     let rules = rules.to_str().unwrap();
 
-    // Matching does not follow the rule's link: the rule on the link does
-    // not decide the program it points to.
+    // Matching does not follow the rule's link, but a `forbidden` rule on
+    // the path as found holds (probe 142), and so does one on its name.
     let output = execgate(
         &ws,
         &["policy", "check", "--rules", rules, "--as-run", "--", awk],
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["matchedRules"], serde_json::json!([]), "{json}");
+    assert_eq!(json["decision"], "forbidden", "{json}");
+    // Run as mawk, nothing on awk reaches it.
+    let output = execgate(
+        &ws,
+        &["policy", "check", "--rules", rules, "--as-run", "--", mawk],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["decision"], serde_json::Value::Null, "{json}");
 
     // `awk` as the shell finds it in this `PATH`.
@@ -4287,13 +4295,13 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
         [
             format!(
                 "{rules}:1: warning: {awk} is a symlink to {mawk}: a session decides on the \
-                 canonical path, so this rule never matches as written; write \"{mawk}\" \
-                 instead [{awk}]"
+                 canonical path, so this rule forbids it only when it is run by this path; \
+                 write \"{mawk}\" to forbid it however it is run [{awk}]"
             ),
             format!(
                 "{rules}:2: warning: host_executable path {awk} is a symlink to {mawk}: a \
                  session decides on the canonical path, named mawk, so neither this pin nor \
-                 the rules on awk ever match it; pin host_executable(name = \"mawk\", paths = \
+                 the allow and prompt rules on awk ever match it; pin host_executable(name = \"mawk\", paths = \
                  [\"{mawk}\"]) and write the rules on mawk, or write them on \"{mawk}\" \
                  [host_executable name=awk path={awk}]"
             ),
@@ -4302,10 +4310,10 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
                  sees it here [{missing}]"
             ),
             format!(
-                "{rules}:5: warning: awk is {awk} here, which resolves to {mawk}, named mawk: a \
-                 session looks up rules by the name of the program it runs, so this rule never \
-                 matches it; write it on \"{mawk}\", or on mawk (where it covers every name \
-                 that leads there) [awk]"
+                "{rules}:5: warning: awk is {awk} here, which resolves to {mawk}, named mawk: \
+                 this rule forbids it where the shell finds it as awk, not when it is run as \
+                 mawk or by another link; write it on mawk (or \"{mawk}\") to forbid it by \
+                 every name [awk]"
             ),
             // A line break in a pattern is shown escaped: the finding
             // stays one line, and no line of it passes for another's.

@@ -445,8 +445,11 @@ impl Inner {
         let mut argv: Vec<OsString> = Vec::with_capacity(request.argv.len().max(1));
         argv.push(program.as_os_str().to_owned());
         argv.extend(request.argv.iter().skip(1).cloned());
-        let evaluation = self.rules.check_os(
+        // A `forbidden` rule on the name the shell found the program by
+        // (`python3`, a link to `python3.11`) holds too (probe 142).
+        let evaluation = self.rules.check_os_as_found(
             &argv,
+            request.executable.requested_path.as_os_str(),
             MatchOptions {
                 resolve_host_executables: true,
             },

@@ -365,7 +365,7 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
         if !rule.program().contains('/') {
             let name = rule.program();
             let message = match context.find_program(name) {
-                Some(found) => renamed_program(name, &found, context)?,
+                Some(found) => renamed_program(name, &found, context, rule.decision)?,
                 // `ld.so` leads to `ld-linux-x86-64.so.2` (probe 126).
                 None if context.find_link_to(name).is_some() => return None,
                 None => format!(
@@ -384,6 +384,13 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
         let state = context.inspect_path(program);
         let (problem, canonical) = path_problem(program, &state)?;
         let message = match canonical {
+            // A session also matches its `forbidden` rules on the path as
+            // the shell found it (`RuleSet::check_os_as_found`).
+            Some(canonical) if rule.decision == RuleDecision::Forbidden => format!(
+                "{problem}, so this rule forbids it only when it is run by this path; write \
+                 \"{}\" to forbid it however it is run",
+                canonical.display()
+            ),
             Some(canonical) => format!(
                 "{problem}, so this rule never matches as written; write \"{}\" instead",
                 canonical.display()
@@ -701,13 +708,32 @@ fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option
 /// that name here: it is a link to a program of another name (`sh` ->
 /// `dash`, `awk` -> `mawk`), and a session falls back from the canonical
 /// path only to the canonical path's own name.
-fn renamed_program(name: &str, found: &Path, context: &dyn LintContext) -> Option<String> {
+fn renamed_program(
+    name: &str,
+    found: &Path,
+    context: &dyn LintContext,
+    decision: RuleDecision,
+) -> Option<String> {
     let (PathState::Symlink { canonical } | PathState::NotCanonical { canonical }) =
         context.inspect_path(found)
     else {
         return None;
     };
     let real = canonical.file_name()?.to_str()?;
+    if real == name {
+        return None;
+    }
+    // A session also matches its `forbidden` rules on the name the shell
+    // found the program by (`RuleSet::check_os_as_found`).
+    if decision == RuleDecision::Forbidden {
+        return Some(format!(
+            "{name} is {found} here, which resolves to {canonical}, named {real}: this rule \
+             forbids it where the shell finds it as {name}, not when it is run as {real} or by \
+             another link; write it on {real} (or \"{canonical}\") to forbid it by every name",
+            found = found.display(),
+            canonical = canonical.display(),
+        ));
+    }
     (real != name).then(|| {
         format!(
             "{name} is {found} here, which resolves to {canonical}, named {real}: a session \
@@ -821,7 +847,8 @@ fn pin_advice(name: &str, canonical: &Path) -> String {
             )
         }
         Some(real) => format!(
-            ", named {real}, so neither this pin nor the rules on {name} ever match it; \
+            ", named {real}, so neither this pin nor the allow and prompt rules on {name} ever \
+             match it; \
              pin host_executable(name = \"{real}\", paths = [\"{target}\"]) and write \
              the rules on {real}, or write them on \"{target}\""
         ),

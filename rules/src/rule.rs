@@ -373,6 +373,42 @@ impl RuleSet {
         self.evaluate(&tokens, options)
     }
 
+    /// [`check_os`](Self::check_os) for a program a session found at
+    /// `found` (`/usr/bin/python3`, a link) and decides on by `argv[0]`, its
+    /// canonical path (`/usr/bin/python3.11`): the `forbidden` rules that
+    /// match the path as found, or its name, forbid it too. They only ever
+    /// refuse: what rules allow or prompt for stays with the canonical
+    /// path, as a `host_executable` pin narrows what rules loosen and never
+    /// what they forbid.
+    pub fn check_os_as_found<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        argv: &[S],
+        found: &std::ffi::OsStr,
+        options: MatchOptions,
+    ) -> Evaluation {
+        let mut evaluation = self.check_os(argv, options);
+        let same = argv.first().is_none_or(|program| program.as_ref() == found);
+        if same || evaluation.decision() == Some(RuleDecision::Forbidden) {
+            return evaluation;
+        }
+        let mut as_found: Vec<&std::ffi::OsStr> = argv.iter().map(AsRef::as_ref).collect();
+        // Under the same name (`/bin/ls`, `/usr/bin/ls`) the name's rules
+        // were weighed against the canonical path's already: only a rule
+        // on the path as found adds to them.
+        let renamed = Path::new(found).file_name() != Path::new(as_found[0]).file_name();
+        let options = MatchOptions {
+            resolve_host_executables: options.resolve_host_executables && renamed,
+        };
+        as_found[0] = found;
+        evaluation.matched.extend(
+            self.check_os(&as_found, options)
+                .matched
+                .into_iter()
+                .filter(|rule| rule.decision == RuleDecision::Forbidden),
+        );
+        evaluation
+    }
+
     fn evaluate(&self, argv: &[Option<&str>], options: MatchOptions) -> Evaluation {
         let Some((Some(program), args)) = argv.split_first() else {
             return Evaluation::default();

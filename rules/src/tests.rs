@@ -596,11 +596,11 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
         findings,
         [
             "test.rules:2: warning: /usr/bin/awk is a symlink to /usr/bin/mawk: a session \
-             decides on the canonical path, so this rule never matches as written; write \
-             \"/usr/bin/mawk\" instead [/usr/bin/awk]",
+             decides on the canonical path, so this rule forbids it only when it is run by \
+             this path; write \"/usr/bin/mawk\" to forbid it however it is run [/usr/bin/awk]",
             "test.rules:3: warning: host_executable path /usr/bin/awk is a symlink to \
              /usr/bin/mawk: a session decides on the canonical path, named mawk, so neither \
-             this pin nor the rules on awk ever match it; pin host_executable(name = \"mawk\", \
+             this pin nor the allow and prompt rules on awk ever match it; pin host_executable(name = \"mawk\", \
              paths = [\"/usr/bin/mawk\"]) and write the rules on mawk, or write them on \
              \"/usr/bin/mawk\" [host_executable name=awk path=/usr/bin/awk]",
             "test.rules:4: warning: host_executable path /bin/git resolves to /usr/bin/git: a \
@@ -611,9 +611,9 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
             "test.rules:7: warning: /locked/tool cannot be looked at (Permission denied): lint \
              cannot tell whether a session sees it [/locked/tool]",
             "test.rules:8: warning: awk is /usr/bin/awk here, which resolves to /usr/bin/mawk, \
-             named mawk: a session looks up rules by the name of the program it runs, so this \
-             rule never matches it; write it on \"/usr/bin/mawk\", or on mawk (where it covers \
-             every name that leads there) [awk]",
+             named mawk: this rule forbids it where the shell finds it as awk, not when it is \
+             run as mawk or by another link; write it on mawk (or \"/usr/bin/mawk\") to forbid \
+             it by every name [awk]",
             "test.rules:11: warning: \"nowhere\" is not found in PATH here, so this rule \
              matches nothing on this machine (a misspelling?); a session matches it only where \
              a program of that name is installed [nowhere]",
@@ -1189,4 +1189,70 @@ fn lint_names_pins_of_one_name_from_several_files() {
     );
     let alone = RuleSet::load(&[&team]).expect("load");
     assert!(lint(&alone).iter().all(|f| !f.to_string().contains("pins")));
+}
+
+/// Probe 142: `forbidden` on `python3` never matched the program a
+/// session decides on, `/usr/bin/python3.11`: the name the shell found it
+/// by forbids it too, and never loosens anything.
+#[test]
+fn a_forbidden_rule_on_the_name_found_forbids_the_canonical_program() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["python3"], decision = "forbidden")
+prefix_rule(pattern = ["python3.11", "-V"], decision = "allow")
+prefix_rule(pattern = ["awk"], decision = "allow")
+prefix_rule(pattern = ["/usr/bin/nawk"], decision = "forbidden")
+prefix_rule(pattern = ["uname"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/uname"], decision = "allow")
+prefix_rule(pattern = ["/usr/local/bin/uname"], decision = "forbidden")
+"#,
+    );
+    let options = MatchOptions {
+        resolve_host_executables: true,
+    };
+    // (canonical argv, path as found, decision)
+    let cases: &[(&[&str], &str, Option<RuleDecision>)] = &[
+        (
+            &["/usr/bin/python3.11", "-c", "1"],
+            "/usr/bin/python3",
+            Some(RuleDecision::Forbidden),
+        ),
+        (
+            &["/usr/bin/python3.11", "-V"],
+            "/usr/bin/python3",
+            Some(RuleDecision::Forbidden),
+        ),
+        (
+            &["/usr/bin/python3.11", "-V"],
+            "/usr/bin/python3.11",
+            Some(RuleDecision::Allow),
+        ),
+        (
+            &["/usr/bin/python3.11", "-c", "1"],
+            "/usr/bin/python3.11",
+            None,
+        ),
+        // The name found allows nothing the canonical path does not.
+        (&["/usr/bin/mawk", "1"], "/usr/bin/awk", None),
+        (
+            &["/usr/bin/mawk", "1"],
+            "/usr/bin/nawk",
+            Some(RuleDecision::Forbidden),
+        ),
+        // Under the same name, the exact path's allow still comes first.
+        (&["/usr/bin/uname"], "/bin/uname", Some(RuleDecision::Allow)),
+        (
+            &["/usr/bin/uname"],
+            "/usr/local/bin/uname",
+            Some(RuleDecision::Forbidden),
+        ),
+    ];
+    for (argv, found, expected) in cases {
+        let evaluation = set.check_os_as_found(argv, std::ffi::OsStr::new(found), options);
+        assert_eq!(
+            evaluation.decision(),
+            *expected,
+            "{argv:?} found as {found}"
+        );
+    }
 }

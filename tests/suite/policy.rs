@@ -220,6 +220,39 @@ async fn a_denial_names_the_program_the_rule_matched() {
     );
 }
 
+/// Probe 142: `forbidden` on `awk` (or `python3`) never matched, the
+/// program being `mawk` (`python3.11`) by its canonical path. The name the
+/// shell found it by forbids it too, by path as by `PATH`; the canonical
+/// name's allow does not loosen it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbidden_rule_on_the_name_found_holds_for_the_program_it_links_to() {
+    let place = Place::new();
+    let canonical = fs::canonicalize("/usr/bin/awk").unwrap();
+    assert_ne!(canonical, Path::new("/usr/bin/awk"), "awk is a link here");
+    let name = canonical.file_name().unwrap().to_str().unwrap();
+    let rules = place.rules(&format!(
+        "prefix_rule(pattern = [\"awk\"], decision = \"forbidden\", justification = \"no awk\")\n\
+         prefix_rule(pattern = [\"{name}\"], decision = \"allow\", execution = \"turn-default\")\n"
+    ));
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &format!(
+            "awk 'BEGIN {{ print 1 }}'; print status=$?; /usr/bin/awk 'BEGIN {{ print 2 }}'; \
+             print status=$?; {} 'BEGIN {{ print 3 }}'; print status=$?",
+            canonical.display()
+        ),
+    )
+    .await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "status=126\nstatus=126\n3\nstatus=0\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn allowed_commands_leave_the_sandbox_forbidden_ones_do_not_run() {
     let place = Place::new();
