@@ -1,11 +1,13 @@
 //! Requests a history's records skip.
 //!
 //! A session numbers the requests it serves 1, 2, 3, ... and records
-//! every one: decided, or refused before a decision. A number missing
-//! between two that a session recorded is therefore a record removed from
-//! the log, one in a file that was not read, or a request cut short as its
-//! session was killed. It is a signal for a reviewer, not proof: whoever
-//! can rewrite the log can renumber it too.
+//! every one: decided, refused, or left undecided at its end. Once its
+//! `session-end` is written, a number missing between two that it
+//! recorded is therefore a record removed from the log, or one in a file
+//! that was not read. A session whose end is not among the records read
+//! is left out: it may still be running, with a question open, or its
+//! owner was killed. It is a signal for a reviewer, not proof: whoever can
+//! rewrite the log can renumber it too.
 
 use std::collections::BTreeMap;
 
@@ -25,10 +27,13 @@ struct SessionRequests {
     /// read. Without it (rotated away, or in a file not read), it begins at
     /// the lowest number read.
     started: bool,
+    /// Its `session-end` was read.
+    ended: bool,
     /// Its end says records were not written: gaps are explained.
     lost: bool,
-    /// Numbers read, as sorted, disjoint inclusive ranges that do not touch.
-    seen: Vec<(u64, u64)>,
+    /// Numbers read, as disjoint inclusive ranges that do not touch, by
+    /// their first number.
+    seen: BTreeMap<u64, u64>,
 }
 
 /// One session's missing request numbers, as inclusive ranges.
@@ -41,36 +46,38 @@ pub struct SessionGaps {
 impl RequestGaps {
     pub fn see(&mut self, record: &AuditRecord) {
         let starts = record.event.action == "session-start";
+        let ends = record.event.action == "session-end";
+        if record.request_id.is_none() && !starts && !ends {
+            return;
+        }
         let lost = record
             .session
             .as_ref()
             .and_then(|session| session.lost_records)
             .is_some_and(|lost| lost > 0);
-        if record.request_id.is_none() && !starts && !lost {
-            return;
-        }
         let session = self.sessions.entry(record.session_id.clone()).or_default();
         session.started |= starts;
+        session.ended |= ends;
         session.lost |= lost;
         if let Some(id) = record.request_id {
             add(&mut session.seen, id);
         }
     }
 
-    /// Every session with numbers missing, by session id.
+    /// Every ended session with numbers missing, by session id.
     pub fn gaps(&self) -> Vec<SessionGaps> {
         self.sessions
             .iter()
-            .filter(|(_, session)| !session.lost)
+            .filter(|(_, session)| session.ended && !session.lost)
             .filter_map(|(id, session)| {
-                let first = match session.seen.first() {
-                    Some(&(lowest, _)) if !session.started => lowest,
+                let first = match session.seen.first_key_value() {
+                    Some((&lowest, _)) if !session.started => lowest,
                     Some(_) => 1,
                     None => return None,
                 };
                 let mut missing = Vec::new();
                 let mut next = first;
-                for &(start, end) in &session.seen {
+                for (&start, &end) in &session.seen {
                     if start > next {
                         missing.push((next, start - 1));
                     }
@@ -85,31 +92,35 @@ impl RequestGaps {
     }
 }
 
-/// Adds `id` to sorted, disjoint ranges that do not touch, keeping them so.
-fn add(ranges: &mut Vec<(u64, u64)>, id: u64) {
-    // Records come mostly in order: the last range grows.
-    if let Some(last) = ranges.last_mut() {
-        if (last.0..=last.1).contains(&id) {
-            return;
-        }
-        if last.1.checked_add(1) == Some(id) {
-            last.1 = id;
-            return;
-        }
+/// Adds `id` to disjoint ranges that do not touch, keeping them so: a
+/// lookup on each side, whatever order the numbers come in.
+fn add(ranges: &mut BTreeMap<u64, u64>, id: u64) {
+    let before = ranges
+        .range(..=id)
+        .next_back()
+        .map(|(&start, &end)| (start, end));
+    if before.is_some_and(|(_, end)| id <= end) {
+        return;
     }
-    // The first range that ends at or just before `id`, or after it.
-    let at = ranges.partition_point(|&(_, end)| end.saturating_add(1) < id);
-    match ranges.get(at).copied() {
-        Some((start, end)) if start <= id.saturating_add(1) => {
-            ranges[at] = (start.min(id), end.max(id));
-            if let Some(&(next_start, next_end)) = ranges.get(at + 1) {
-                if next_start <= ranges[at].1.saturating_add(1) {
-                    ranges[at].1 = ranges[at].1.max(next_end);
-                    ranges.remove(at + 1);
-                }
-            }
+    let joins_before = before.filter(|&(_, end)| end.checked_add(1) == Some(id));
+    let after = id
+        .checked_add(1)
+        .and_then(|next| ranges.get(&next).map(|&end| (next, end)));
+    match (joins_before, after) {
+        (Some((start, _)), Some((next, end))) => {
+            ranges.remove(&next);
+            ranges.insert(start, end);
         }
-        _ => ranges.insert(at, (id, id)),
+        (Some((start, _)), None) => {
+            ranges.insert(start, id);
+        }
+        (None, Some((next, end))) => {
+            ranges.remove(&next);
+            ranges.insert(id, end);
+        }
+        (None, None) => {
+            ranges.insert(id, id);
+        }
     }
 }
 
@@ -157,10 +168,11 @@ mod tests {
             (&[u64::MAX, u64::MAX - 1], &[(u64::MAX - 1, u64::MAX)]),
         ];
         for (ids, expected) in cases {
-            let mut ranges = Vec::new();
+            let mut ranges = BTreeMap::new();
             for id in *ids {
                 add(&mut ranges, *id);
             }
+            let ranges: Vec<(u64, u64)> = ranges.into_iter().collect();
             assert_eq!(ranges, *expected, "ids {ids:?}");
         }
     }
@@ -201,8 +213,18 @@ mod tests {
                     ("s", "session-start", None),
                     ("s", "decision", Some(1)),
                     ("s", "decision", Some(3)),
+                    ("s", "session-end", None),
                 ],
                 &[("s", &[(2, 2)])],
+            ),
+            (
+                "one missing in a session whose end is not read (running, or killed)",
+                &[
+                    ("s", "session-start", None),
+                    ("s", "decision", Some(1)),
+                    ("s", "decision", Some(3)),
+                ],
+                &[],
             ),
             (
                 "the first ones removed, the start read",
@@ -210,12 +232,17 @@ mod tests {
                     ("s", "session-start", None),
                     ("s", "decision", Some(4)),
                     ("s", "decision", Some(5)),
+                    ("s", "session-end", None),
                 ],
                 &[("s", &[(1, 3)])],
             ),
             (
                 "the start rotated away: numbering from the lowest read",
-                &[("s", "decision", Some(4)), ("s", "decision", Some(5))],
+                &[
+                    ("s", "decision", Some(4)),
+                    ("s", "decision", Some(5)),
+                    ("s", "session-end", None),
+                ],
                 &[],
             ),
             (
@@ -227,6 +254,8 @@ mod tests {
                     ("b", "decision", Some(2)),
                     ("a", "decision", Some(2)),
                     ("b", "decision", Some(7)),
+                    ("a", "session-end", None),
+                    ("b", "session-end", None),
                 ],
                 &[("b", &[(1, 1), (3, 6)])],
             ),
@@ -258,6 +287,7 @@ mod tests {
         gaps.see(&record("s", "session-start", None));
         gaps.see(&record("s", "decision", Some(1)));
         gaps.see(&record("s", "decision", Some(3)));
+        gaps.see(&record("s", "session-end", None));
         assert_eq!(gaps.gaps().len(), 1);
         gaps.see(&ended_with_lost("s", 1));
         assert_eq!(gaps.gaps(), []);

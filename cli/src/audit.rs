@@ -347,8 +347,8 @@ impl Beginnings {
     }
 }
 
-/// Names the sessions whose records skip request numbers: each a record
-/// removed, or not read, or a request its session's death cut short.
+/// Names the ended sessions whose records skip request numbers: each a
+/// record removed, or in a file not read.
 fn warn_of_gaps(gaps: &RequestGaps) {
     const NAMED: usize = 5;
     let gaps = gaps.gaps();
@@ -367,8 +367,7 @@ fn warn_of_gaps(gaps: &RequestGaps) {
         }
         warn(&format!(
             "execgate: session {} has no record of request {} (a session records every request \
-             it numbers: removed from the log, in a file not read, or asked as the session was \
-             killed)",
+             it numbers: removed from the log, or in a file not read)",
             escape_controls(&session.session_id),
             missing.join(", ")
         ));

@@ -5978,8 +5978,7 @@ fn audit_names_the_requests_a_session_has_no_record_of() {
             text(&output.stderr).trim_end(),
             format!(
                 "execgate: session {session} has no record of request 2-3 (a session records \
-                 every request it numbers: removed from the log, in a file not read, or asked \
-                 as the session was killed)"
+                 every request it numbers: removed from the log, or in a file not read)"
             ),
             "{args:?}"
         );

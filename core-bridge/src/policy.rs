@@ -538,6 +538,7 @@ impl Inner {
                         approval,
                         Execution::TurnDefault,
                         Some(rule_ref),
+                        true,
                     )
                     .await;
                 return in_place_once_approved(verdict, refused);
@@ -547,13 +548,26 @@ impl Inner {
         match rule.decision {
             RuleDecision::Forbidden => Verdict {
                 decision: Decision::Deny {
-                    // The rule matched the program by its canonical path:
-                    // named when the shell's differs (`awk`, a link to
-                    // `mawk`), or the message shows a name no rule has.
+                    // A rule that matched the program by its canonical
+                    // path: named when the shell's differs (`awk`, a link
+                    // to `mawk`), or the message shows a name no rule has.
+                    // One on the name found needs nothing more.
                     reason: {
-                        let matched = match request.executable.requested_path == *program {
-                            true => String::new(),
-                            false => format!(" (as {})", program.display()),
+                        let by_canonical_path = || {
+                            self.rules
+                                .check_os(
+                                    &argv,
+                                    MatchOptions {
+                                        resolve_host_executables: true,
+                                    },
+                                )
+                                .decision()
+                                == Some(RuleDecision::Forbidden)
+                        };
+                        let renamed = request.executable.requested_path != *program;
+                        let matched = match renamed && by_canonical_path() {
+                            false => String::new(),
+                            true => format!(" (as {})", program.display()),
                         };
                         match &rule_ref.justification {
                             Some(why) => format!("forbidden by {}{matched}: {why}", rule_ref.id),
@@ -569,7 +583,7 @@ impl Inner {
             },
             RuleDecision::Prompt => {
                 let (key, approval) = question(&execution);
-                self.approved_or_asked(request, key, approval, execution, Some(rule_ref))
+                self.approved_or_asked(request, key, approval, execution, Some(rule_ref), false)
                     .await
             }
         }
@@ -642,7 +656,7 @@ impl Inner {
             execution: execution.clone(),
             permissions: Some(grants.clone()),
         };
-        self.approved_or_asked(request, key, approval, execution, None)
+        self.approved_or_asked(request, key, approval, execution, None, false)
             .await
     }
 
@@ -994,11 +1008,13 @@ impl Inner {
         approval: ApprovalRequest,
         execution: Execution,
         rule: Option<RuleRef>,
+        runs_in_place: bool,
     ) -> Verdict {
         // Nobody is asked about what cannot happen: an escalation from a
         // working directory the server could not hold does not start,
-        // whatever the answer.
-        if let Err(reason) = &request.working_directory {
+        // whatever the answer. (A prompted command asked about as the
+        // session's sandbox runs in place, where no directory is held.)
+        if let (Err(reason), false) = (&request.working_directory, runs_in_place) {
             return Verdict {
                 decision: Decision::Deny {
                     reason: format!("not escalated: {reason}"),

@@ -103,7 +103,11 @@ pub(crate) async fn serve_request(
         .parent_of(peer.pid, || channel.socket().and_then(sys::peer_parent_pid));
 
     let frame = tokio::select! {
-        () = cancel.cancelled() => return,
+        // Numbered, so recorded: a reader of the log sees no request
+        // missing (`execgate audit` names numbers with no record).
+        () = cancel.cancelled() => {
+            return refuse("the session ended before the request was read".into());
+        }
         frame = tokio::time::timeout(
             shared.config.request_timeout,
             channel.read_frame(&shared.frames_being_read),
@@ -1044,6 +1048,19 @@ fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> Stri
     format!("{what}: {}", failure.error)
 }
 
+/// Whether a conversation's error is its stand-in going away (a stand-in
+/// killed with data unread resets its socket), not a malformed frame.
+fn stand_in_gone(error: &ConversationError) -> bool {
+    match error {
+        ConversationError::Closed => true,
+        ConversationError::Io(error) => matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
 /// Waits for the child's end while relaying the wrapper's signals. If the
 /// wrapper goes away or the session is cancelled, the child's process group
 /// is killed and the wait goes on until it is reaped.
@@ -1113,7 +1130,7 @@ async fn watch_child(
                     Some(Ok(_)) => {
                         tracing::warn!(session = %shared.id, request_id, "ignoring an unexpected frame");
                     }
-                    Some(Err(error)) if !matches!(error, ConversationError::Closed) => {
+                    Some(Err(error)) if !stand_in_gone(&error) => {
                         // Not a stand-in that went away: said, as any
                         // malformed conversation is (probe 140: the child
                         // was killed and no record said why).

@@ -159,12 +159,19 @@ thread_local! {
     /// kernel, in this thread. Made once per thread: a few KiB allocated
     /// for each message cost the server a measurable share of a `Run`
     /// (glibc tidies its free lists before each such allocation).
-    static CONTROL: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(nix::cmsg_space!(
-        [RawFd; MAX_PASSED_FDS],
-        libc::ucred,
-        RawFd,
-        [u8; SECURITY_LABEL_ROOM]
-    ));
+    /// Held as `u64`s: the kernel and the `CMSG_*` macros read and write
+    /// `cmsghdr`s in it, which need its alignment.
+    static CONTROL: std::cell::RefCell<Vec<u64>> = std::cell::RefCell::new(vec![
+        0;
+        nix::cmsg_space!(
+            [RawFd; MAX_PASSED_FDS],
+            libc::ucred,
+            RawFd,
+            [u8; SECURITY_LABEL_ROOM]
+        )
+        .len()
+        .div_ceil(8)
+    ]);
 }
 
 /// One `recvmsg` with `control` as its control buffer. Written on libc's
@@ -179,8 +186,13 @@ fn receive_into(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     flags: MsgFlags,
-    control: &mut [u8],
+    control: &mut [u64],
 ) -> io::Result<Received> {
+    // SAFETY: the same memory as bytes: initialized `u64`s are valid `u8`s,
+    // and the borrow is the only one for as long as `control` is.
+    let control: &mut [u8] = unsafe {
+        std::slice::from_raw_parts_mut(control.as_mut_ptr().cast(), size_of_val(control))
+    };
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -206,8 +218,8 @@ fn receive_into(
     let control_end =
         control.as_ptr() as usize + (header.msg_controllen as usize).min(control.len());
     let mut fds = Vec::new();
-    // SAFETY: `CMSG_FIRSTHDR` and `CMSG_NXTHDR` return a header that lies
-    // whole within the `msg_controllen` bytes the kernel wrote, or null.
+    // SAFETY: the buffer is aligned for `cmsghdr` (`u64`s); `CMSG_FIRSTHDR`
+    // and `CMSG_NXTHDR` return a header that lies whole within the `msg_controllen` bytes the kernel wrote, or null.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
     while !cmsg.is_null() {
         // SAFETY: `cmsg` is such a header (above).
@@ -347,7 +359,7 @@ mod tests {
         let five = [b.as_fd(); 5];
         send_with_fds(sender.as_fd(), HELLO, &five).unwrap();
         let mut buf = [0u8; 64];
-        let mut room_for_two = nix::cmsg_space!([RawFd; 2]);
+        let mut room_for_two = vec![0u64; nix::cmsg_space!([RawFd; 2]).len().div_ceil(8)];
         let received = receive_into(
             receiver.as_fd(),
             &mut buf,

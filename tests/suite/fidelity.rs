@@ -383,6 +383,14 @@ async fn the_patched_shell_under_a_session_behaves_as_stock_zsh() {
             1,
         ),
         (
+            // Hashed as printenv, found in PATH as pe, a link to it: a
+            // name of its own, which rules on names may forbid, is asked
+            // about again.
+            "an argument too long, the program hashed and found under another name",
+            "PATH=$PWD:$PATH; hash pe=/usr/bin/printenv; pe ${(l:200000::a:)}; print status=$?",
+            2,
+        ),
+        (
             "an argument too long, the program under one PATH name",
             "PATH=/usr/bin; ls ${(l:200000::a:)}; print status=$?",
             1,

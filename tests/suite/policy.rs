@@ -251,6 +251,15 @@ async fn a_forbidden_rule_on_the_name_found_holds_for_the_program_it_links_to() 
         "{}",
         text(&outcome.stderr)
     );
+    // The rule matched the name found: the canonical name is not said.
+    let stderr = text(&outcome.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "denied: /usr/bin/awk: forbidden by {}:1: no awk\n",
+            place.root.join("test.rules").display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
