@@ -391,11 +391,20 @@ impl RuleSet {
         if same || evaluation.decision() == Some(RuleDecision::Forbidden) {
             return evaluation;
         }
-        let mut as_found: Vec<&std::ffi::OsStr> = argv.iter().map(AsRef::as_ref).collect();
+        let canonical = argv.first().map(|program| Path::new(program.as_ref()));
         // Under the same name (`/bin/ls`, `/usr/bin/ls`) the name's rules
         // were weighed against the canonical path's already: only a rule
         // on the path as found adds to them.
-        let renamed = Path::new(found).file_name() != Path::new(as_found[0]).file_name();
+        let found_name = Path::new(found).file_name();
+        let renamed = found_name != canonical.and_then(Path::file_name);
+        // Most programs have no rule by either: two lookups, no second pass.
+        let has_rules =
+            |key: Option<&str>| key.is_some_and(|key| self.by_program.contains_key(key));
+        let by_name = renamed && has_rules(found_name.and_then(|name| name.to_str()));
+        if !(by_name || has_rules(found.to_str())) {
+            return evaluation;
+        }
+        let mut as_found: Vec<&std::ffi::OsStr> = argv.iter().map(AsRef::as_ref).collect();
         let options = MatchOptions {
             resolve_host_executables: options.resolve_host_executables && renamed,
         };
