@@ -1,10 +1,11 @@
 //! Requests a history's records skip.
 //!
 //! A session numbers the requests it serves 1, 2, 3, ... and records
-//! every one: decided, refused, or left undecided at its end. Once its
-//! `session-end` is written, a number missing between two that it
-//! recorded is therefore a record removed from the log, or one in a file
-//! that was not read. A session whose end is not among the records read
+//! every one (a decision, or the error that took its place: refused, or
+//! left undecided at its end), and its `session-end` says how many it
+//! numbered. Once that end is written, a number without such a record is
+//! therefore a record removed from the log, or one in a file that was not
+//! read. A session whose end is not among the records read
 //! is left out: it may still be running, with a question open, or its
 //! owner was killed. It is a signal for a reviewer, not proof: whoever can
 //! rewrite the log can renumber it too.
@@ -31,6 +32,8 @@ struct SessionRequests {
     ended: bool,
     /// Its end says records were not written: gaps are explained.
     lost: bool,
+    /// How many requests its end says it numbered.
+    numbered: Option<u64>,
     /// Numbers read, as disjoint inclusive ranges that do not touch, by
     /// their first number.
     seen: BTreeMap<u64, u64>,
@@ -45,21 +48,30 @@ pub struct SessionGaps {
 
 impl RequestGaps {
     pub fn see(&mut self, record: &AuditRecord) {
-        let starts = record.event.action == "session-start";
-        let ends = record.event.action == "session-end";
-        if record.request_id.is_none() && !starts && !ends {
+        let action = record.event.action.as_str();
+        let starts = action == "session-start";
+        let ends = action == "session-end";
+        // A request's own record: its decision, or the error that took its
+        // place. An escalation's start and end, or its connections, say
+        // nothing of whether its decision is still there.
+        let request = record
+            .request_id
+            .filter(|_| matches!(action, "decision" | "error"));
+        if request.is_none() && !starts && !ends {
             return;
         }
-        let lost = record
-            .session
-            .as_ref()
+        let fields = record.session.as_ref();
+        let lost = fields
             .and_then(|session| session.lost_records)
             .is_some_and(|lost| lost > 0);
         let session = self.sessions.entry(record.session_id.clone()).or_default();
         session.started |= starts;
         session.ended |= ends;
         session.lost |= lost;
-        if let Some(id) = record.request_id {
+        if ends {
+            session.numbered = fields.and_then(|session| session.requests);
+        }
+        if let Some(id) = request {
             add(&mut session.seen, id);
         }
     }
@@ -72,8 +84,8 @@ impl RequestGaps {
             .filter_map(|(id, session)| {
                 let first = match session.seen.first_key_value() {
                     Some((&lowest, _)) if !session.started => lowest,
-                    Some(_) => 1,
-                    None => return None,
+                    _ if session.started => 1,
+                    _ => return None,
                 };
                 let mut missing = Vec::new();
                 let mut next = first;
@@ -82,6 +94,11 @@ impl RequestGaps {
                         missing.push((next, start - 1));
                     }
                     next = next.max(end.saturating_add(1));
+                }
+                // The last ones, which no later record brackets: the end
+                // says how many there were.
+                if let Some(numbered) = session.numbered.filter(|&numbered| numbered >= next) {
+                    missing.push((next, numbered));
                 }
                 (!missing.is_empty()).then(|| SessionGaps {
                     session_id: id.clone(),
@@ -278,6 +295,54 @@ mod tests {
                 })
                 .collect();
             assert_eq!(gaps.gaps(), expected, "{what}");
+        }
+    }
+
+    /// Probe 144: the last requests removed left no gap between two
+    /// records, and an escalation's decision removed left its start and
+    /// exit to stand for it.
+    #[test]
+    fn the_end_says_how_many_and_only_a_decision_or_error_counts() {
+        let end = |requests: u64| {
+            let mut end = record("s", "session-end", None);
+            end.session = Some(crate::SessionFields {
+                end_reason: "closed".into(),
+                requests: Some(requests),
+                ..crate::SessionFields::default()
+            });
+            end
+        };
+        // (records, the end's count, gaps expected)
+        type Case<'a> = (&'a [(&'a str, Option<u64>)], u64, &'a [(u64, u64)]);
+        let cases: &[Case] = &[
+            (&[("decision", Some(1)), ("decision", Some(2))], 2, &[]),
+            (
+                &[("decision", Some(1)), ("decision", Some(2))],
+                4,
+                &[(3, 4)],
+            ),
+            (
+                &[("decision", Some(1)), ("start", Some(2)), ("exit", Some(2))],
+                2,
+                &[(2, 2)],
+            ),
+            (&[("error", Some(1)), ("decision", Some(2))], 2, &[]),
+            (&[], 0, &[]),
+            (&[], 1, &[(1, 1)]),
+        ];
+        for (records, numbered, expected) in cases {
+            let mut gaps = RequestGaps::default();
+            gaps.see(&record("s", "session-start", None));
+            for (action, id) in *records {
+                gaps.see(&record("s", action, *id));
+            }
+            gaps.see(&end(*numbered));
+            let missing: Vec<(u64, u64)> = gaps
+                .gaps()
+                .into_iter()
+                .flat_map(|session| session.missing)
+                .collect();
+            assert_eq!(missing, *expected, "{records:?}, {numbered} numbered");
         }
     }
 

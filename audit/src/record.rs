@@ -265,6 +265,11 @@ pub struct SessionFields {
     /// share of the log spent, a write failed), when there were any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_records: Option<u64>,
+    /// At the end: how many requests it numbered (1 to this), each
+    /// recorded, decided or not; one under way then may be recorded after
+    /// the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
 }
 
 /// One line of the audit log.
@@ -571,6 +576,7 @@ impl AuditRecord {
                 reason,
                 running,
                 processes,
+                requests,
             } => {
                 let (end_reason, signal) = match reason {
                     SessionEnd::Closed => ("closed", None),
@@ -595,6 +601,7 @@ impl AuditRecord {
                     signal,
                     running_children: Some(*running),
                     processes_killed: *processes,
+                    requests: Some(*requests),
                     ..SessionFields::default()
                 });
             }

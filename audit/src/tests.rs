@@ -1418,6 +1418,7 @@ fn a_session_records_at_most_half_of_what_the_log_keeps() {
         reason: execgate_escalate_server::SessionEnd::Closed,
         running: 0,
         processes: Some(0),
+        requests: 0,
     };
     flood.record("flood", &ended).unwrap();
 
@@ -1482,6 +1483,7 @@ fn ended() -> SessionEvent {
         reason: execgate_escalate_server::SessionEnd::Closed,
         running: 0,
         processes: Some(0),
+        requests: 0,
     }
 }
 

@@ -1664,6 +1664,7 @@ fn show_event(event: &SessionEvent) {
             reason,
             running,
             processes,
+            ..
         } => format!(
             "execgate: session ended ({}); escalated children still running, killed: \
              {running}{}",

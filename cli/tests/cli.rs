@@ -4114,6 +4114,7 @@ fn network_log(path: &Path) {
             reason: SessionEnd::Closed,
             running: 0,
             processes: None,
+            requests: 0,
         },
     ];
     let log = AuditLog::open(path, Rotation::default()).unwrap();
@@ -5961,28 +5962,53 @@ fn audit_names_the_requests_a_session_has_no_record_of() {
         .as_str()
         .unwrap()
         .to_owned();
-    let edited: String = whole
+    // Probe 144: the last request removed (no later record brackets it:
+    // the end says how many there were), and the exit status (1, as for a
+    // rotated file missing).
+    for (removed, named) in [(&[2, 3][..], "2-3"), (&[4][..], "4")] {
+        let edited: String = whole
+            .lines()
+            .filter(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                !record["request_id"]
+                    .as_u64()
+                    .is_some_and(|id| removed.contains(&id))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(
+            edited.lines().count(),
+            whole.lines().count() - removed.len()
+        );
+        std::fs::write(&log, edited).unwrap();
+        for args in [vec!["audit", log_arg], vec!["audit", "--summary", log_arg]] {
+            let output = execgate(&ws, &args);
+            assert_eq!(output.status.code(), Some(1), "{args:?}");
+            assert_eq!(
+                text(&output.stderr).trim_end(),
+                format!(
+                    "execgate: session {session} has no record of request {named} (a session \
+                     records every request it numbers: removed from the log, or in a file not \
+                     read)"
+                ),
+                "{args:?}"
+            );
+        }
+    }
+    // Read in reverse, its start comes after its other records: out of
+    // order, not cut short (probe 144).
+    let reversed: String = whole
         .lines()
-        .filter(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).unwrap();
-            !matches!(record["request_id"].as_u64(), Some(2 | 3))
-        })
+        .rev()
         .map(|line| format!("{line}\n"))
         .collect();
-    assert_eq!(edited.lines().count(), whole.lines().count() - 2);
-    std::fs::write(&log, edited).unwrap();
-    for args in [vec!["audit", log_arg], vec!["audit", "--summary", log_arg]] {
-        let output = execgate(&ws, &args);
-        assert_eq!(output.status.code(), Some(0), "{args:?}");
-        assert_eq!(
-            text(&output.stderr).trim_end(),
-            format!(
-                "execgate: session {session} has no record of request 2-3 (a session records \
-                 every request it numbers: removed from the log, or in a file not read)"
-            ),
-            "{args:?}"
-        );
-    }
+    std::fs::write(&log, reversed).unwrap();
+    let output = execgate(&ws, &["audit", log_arg]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("have records read before their start") && !stderr.contains("begin within"),
+        "{stderr}"
+    );
 }
 
 /// A decision of a value execgate never writes (`allow` for a program,

@@ -208,6 +208,7 @@ impl Telemetry {
                 reason,
                 running,
                 processes,
+                ..
             } => tracing::info!(
                 target: "execgate::session",
                 session = %self.session,

@@ -103,11 +103,14 @@ pub enum SessionEvent {
     /// or being started, and are being killed, with every process in the
     /// session's cgroup: `processes` of them, escalated programs, their
     /// descendants and shells alike, bubblewrap and the sandbox helper left
-    /// out (`None` where sessions have no cgroup).
+    /// out (`None` where sessions have no cgroup). `requests`: how many
+    /// requests it numbered, each recorded (decided, refused or left
+    /// undecided), some perhaps after this.
     Ended {
         reason: SessionEnd,
         running: usize,
         processes: Option<usize>,
+        requests: u64,
     },
     /// A connection through the managed network's proxy was decided (before
     /// it is made) or has closed.

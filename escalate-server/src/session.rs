@@ -376,10 +376,14 @@ impl Shared {
         if !self.ended.swap(true, Ordering::SeqCst) {
             let running = self.children.count();
             let processes = self.children.scope.processes(&self.sandbox_machinery());
+            // Numbered after this, none: the session is cancelled
+            // before it ends, and its accept loop stops with that.
+            let requests = self.next_request.load(Ordering::SeqCst);
             self.emit(SessionEvent::Ended {
                 reason,
                 running,
                 processes,
+                requests,
             });
         }
         self.children.kill_all();

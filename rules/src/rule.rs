@@ -370,7 +370,15 @@ impl RuleSet {
         options: MatchOptions,
     ) -> Evaluation {
         let tokens: Vec<Option<&str>> = argv.iter().map(|arg| arg.as_ref().to_str()).collect();
-        self.evaluate(&tokens, options)
+        match (tokens.split_first(), argv.first()) {
+            // A program path that is not UTF-8 names no rule itself, but a
+            // UTF-8 name is still its name (probe 144: `forbidden` on
+            // `awk` passed over `/tmp/\xff/awk`).
+            (Some((None, args)), Some(program)) if options.resolve_host_executables => {
+                self.by_name(Path::new(program.as_ref()), args)
+            }
+            _ => self.evaluate(&tokens, options),
+        }
     }
 
     /// [`check_os`](Self::check_os) for a program a session found at
@@ -391,6 +399,10 @@ impl RuleSet {
         if same || evaluation.decision() == Some(RuleDecision::Forbidden) {
             return evaluation;
         }
+        // `/usr/bin//awk`, `/usr/bin/./awk` (a `PATH` entry ending in `/`,
+        // a `./awk` joined to the working directory) are `/usr/bin/awk`.
+        let found: std::path::PathBuf = Path::new(found).components().collect();
+        let found = found.as_os_str();
         let canonical = argv.first().map(|program| Path::new(program.as_ref()));
         // Under the same name (`/bin/ls`, `/usr/bin/ls`) the name's rules
         // were weighed against the canonical path's already: only a rule
@@ -426,7 +438,12 @@ impl RuleSet {
         if !exact.is_empty() || !options.resolve_host_executables {
             return Evaluation { matched: exact };
         }
-        let path = Path::new(program);
+        self.by_name(Path::new(program), args)
+    }
+
+    /// The rules on an absolute `path`'s name, as far as a pin lets them
+    /// reach it.
+    fn by_name(&self, path: &Path, args: &[Option<&str>]) -> Evaluation {
         if !path.is_absolute() {
             return Evaluation::default();
         }

@@ -1239,6 +1239,17 @@ prefix_rule(pattern = ["/usr/local/bin/uname"], decision = "forbidden")
             "/usr/bin/nawk",
             Some(RuleDecision::Forbidden),
         ),
+        // The path as found, however it is spelled (probe 144).
+        (
+            &["/usr/bin/mawk", "1"],
+            "/usr/bin/./nawk",
+            Some(RuleDecision::Forbidden),
+        ),
+        (
+            &["/usr/bin/mawk", "1"],
+            "/usr//bin/nawk",
+            Some(RuleDecision::Forbidden),
+        ),
         // Under the same name, the exact path's allow still comes first.
         (&["/usr/bin/uname"], "/bin/uname", Some(RuleDecision::Allow)),
         (
@@ -1247,6 +1258,16 @@ prefix_rule(pattern = ["/usr/local/bin/uname"], decision = "forbidden")
             Some(RuleDecision::Forbidden),
         ),
     ];
+    // A program path that is not UTF-8 still has its name (probe 144).
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let program = std::ffi::OsStr::from_bytes(b"/tmp/\xff/python3");
+        let evaluation = set.check_os(&[program, std::ffi::OsStr::new("-c")], options);
+        assert_eq!(evaluation.decision(), Some(RuleDecision::Forbidden));
+        let found = std::ffi::OsStr::from_bytes(b"/tmp/\xff/python3");
+        let evaluation = set.check_os_as_found(&["/usr/bin/python3.11", "-c"], found, options);
+        assert_eq!(evaluation.decision(), Some(RuleDecision::Forbidden));
+    }
     for (argv, found, expected) in cases {
         let evaluation = set.check_os_as_found(argv, std::ffi::OsStr::new(found), options);
         assert_eq!(
