@@ -1259,6 +1259,7 @@ prefix_rule(pattern = ["/usr/local/bin/uname"], decision = "forbidden")
         ),
     ];
     // A program path that is not UTF-8 still has its name (probe 144).
+    #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
         let program = std::ffi::OsStr::from_bytes(b"/tmp/\xff/python3");
