@@ -378,6 +378,11 @@ impl Audit<'_> {
             .append(true)
             .open(self.log)
             .with_context(|| format!("cannot open the audit log {}", self.log.display()))?;
+        // Where append mode is emulated by a move to the end and a write
+        // (Wine, as a concurrent test saw: one of nine records overwritten),
+        // the file's lock keeps writers apart; released as it closes. Best
+        // effort: Windows itself appends whole.
+        let _ = file.lock();
         // One call, never `write_all`'s loop: a line written in pieces could
         // take another writer's between them.
         let written = file
