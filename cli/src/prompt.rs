@@ -418,17 +418,19 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
         quoted_if_spaced(shown_within(request.cwd.as_os_str(), path_limit))
     ));
     lines.push(match &request.reason {
-        ApprovalReason::Rule(rule) => match &rule.justification {
-            Some(why) => format!(
-                "because  rule {}: {}",
-                shown_within(rule.id.as_ref(), REASON_SHOWN),
-                shown_within(why.as_ref(), REASON_SHOWN)
-            ),
-            None => format!(
-                "because  rule {}",
-                shown_within(rule.id.as_ref(), REASON_SHOWN)
-            ),
-        },
+        ApprovalReason::Rule(rule) | ApprovalReason::RuleInPlace { rule, .. } => {
+            match &rule.justification {
+                Some(why) => format!(
+                    "because  rule {}: {}",
+                    shown_within(rule.id.as_ref(), REASON_SHOWN),
+                    shown_within(why.as_ref(), REASON_SHOWN)
+                ),
+                None => format!(
+                    "because  rule {}",
+                    shown_within(rule.id.as_ref(), REASON_SHOWN)
+                ),
+            }
+        }
         ApprovalReason::Skill {
             name,
             justification,
@@ -450,6 +452,14 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
         ),
         other => format!("because  {other:?}"),
     });
+    // Why a prompted command would not leave the sandbox (probe 144: the
+    // question said "in the session's sandbox", and not why).
+    if let ApprovalReason::RuleInPlace { refused, .. } = &request.reason {
+        lines.push(format!(
+            "note     {}",
+            shown_within(refused.as_ref(), REASON_SHOWN)
+        ));
+    }
     lines.push(match &request.execution {
         Execution::Unsandboxed => "as       unsandboxed (outside the sandbox)".to_owned(),
         Execution::TurnDefault => "as       in the session's sandbox".to_owned(),
@@ -1158,6 +1168,37 @@ mod tests {
         for (choices, typed, expected) in cases {
             assert_eq!(answer_of(choices, typed), expected, "{typed:?}");
         }
+    }
+
+    /// Probe 144: a prompted command that cannot leave the sandbox was
+    /// asked about "in the session's sandbox", and not why.
+    #[test]
+    fn a_question_about_running_in_place_says_why() {
+        let request = ApprovalRequest {
+            program: "/usr/bin/git".into(),
+            argv: vec!["git".into(), "push".into()],
+            cwd: "/ws".into(),
+            reason: ApprovalReason::RuleInPlace {
+                rule: RuleRef {
+                    id: "team.rules:3".into(),
+                    justification: Some("talks to the remote".into()),
+                },
+                refused: "escalation refused: git reads its repository from /ws/.git, which \
+                          the sandbox can write"
+                    .into(),
+            },
+            execution: Execution::TurnDefault,
+            permissions: None,
+        };
+        assert_eq!(
+            describe(&request, Length::Whole)[2..],
+            [
+                "because  rule team.rules:3: talks to the remote",
+                "note     escalation refused: git reads its repository from /ws/.git, which the \
+                 sandbox can write",
+                "as       in the session's sandbox",
+            ]
+        );
     }
 
     #[test]

@@ -29,6 +29,10 @@ use execgate_network_proxy::{Destination, Protocol};
 pub enum ApprovalReason {
     /// A `prompt` rule matched.
     Rule(RuleRef),
+    /// A `prompt` rule matched and its escalation was refused (`refused`
+    /// says why): the person is asked about running it in place, in the
+    /// session's sandbox.
+    RuleInPlace { rule: RuleRef, refused: String },
     /// A skill's script, whose skill declares permissions, and why it
     /// says it needs them.
     Skill {

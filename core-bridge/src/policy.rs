@@ -496,7 +496,7 @@ impl Inner {
                     .await
             }
         };
-        let question = |execution: &Execution| {
+        let question = |execution: &Execution, refused: Option<&String>| {
             let key = ApprovalKey::Command {
                 program: program.clone(),
                 device: request.executable.device,
@@ -514,7 +514,13 @@ impl Inner {
                 program: program.clone(),
                 argv: request.argv.clone(),
                 cwd: request.cwd.clone(),
-                reason: ApprovalReason::Rule(rule_ref.clone()),
+                reason: match refused {
+                    Some(refused) => ApprovalReason::RuleInPlace {
+                        rule: rule_ref.clone(),
+                        refused: refused.clone(),
+                    },
+                    None => ApprovalReason::Rule(rule_ref.clone()),
+                },
                 execution: execution.clone(),
                 permissions: match execution {
                     Execution::Permissions(profile) => Some(profile.clone()),
@@ -530,7 +536,7 @@ impl Inner {
             // running it in place, in the session's sandbox (probe 142: a
             // `prompt` on `git push` ran unasked from a workspace).
             (RuleDecision::Prompt, Some(refused)) => {
-                let (key, approval) = question(&Execution::TurnDefault);
+                let (key, approval) = question(&Execution::TurnDefault, Some(&refused));
                 let verdict = self
                     .approved_or_asked(
                         request,
@@ -582,7 +588,7 @@ impl Inner {
                 provenance: by_rule,
             },
             RuleDecision::Prompt => {
-                let (key, approval) = question(&execution);
+                let (key, approval) = question(&execution, None);
                 self.approved_or_asked(request, key, approval, execution, Some(rule_ref), false)
                     .await
             }

@@ -14,7 +14,7 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 
-use execgate_core_bridge::{ApprovalAnswer, ApprovalRequest};
+use execgate_core_bridge::{ApprovalAnswer, ApprovalReason, ApprovalRequest};
 
 use super::policy::{provenances, run, text, Place, Setup};
 use super::*;
@@ -844,7 +844,14 @@ async fn a_prompted_command_that_cannot_leave_the_sandbox_is_still_asked_about()
         let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
         let questions = Arc::clone(&asked);
         let approver = move |request: ApprovalRequest| {
-            questions.lock().unwrap().push(request.execution.clone());
+            let refused = match &request.reason {
+                ApprovalReason::RuleInPlace { refused, .. } => refused.clone(),
+                other => format!("{other:?}"),
+            };
+            questions
+                .lock()
+                .unwrap()
+                .push((request.execution.clone(), refused));
             let answer = answer.clone();
             async move { answer }
         };
@@ -856,9 +863,12 @@ async fn a_prompted_command_that_cannot_leave_the_sandbox_is_still_asked_about()
         session.shutdown().await;
         let decisions = provenances(&recorder);
         assert_eq!(text(&outcome.stdout), output, "{decisions:#?}");
-        assert_eq!(
-            *asked.lock().unwrap(),
-            [execgate_core_bridge::server::Execution::TurnDefault]
+        // The question says why it would not leave the sandbox.
+        let asked = asked.lock().unwrap();
+        assert!(
+            matches!(asked.as_slice(), [(execgate_core_bridge::server::Execution::TurnDefault, refused)]
+                if refused.starts_with("escalation refused: ")),
+            "{asked:?}"
         );
         let [(_, decided, _, _, Some(note))] = decisions.as_slice() else {
             panic!("one decision with a note: {decisions:#?}");
