@@ -496,7 +496,7 @@ impl Inner {
                     .await
             }
         };
-        let question = |execution: &Execution, refused: Option<&String>| {
+        let question = |execution: &Execution, refused: Option<&str>| {
             let key = ApprovalKey::Command {
                 program: program.clone(),
                 device: request.executable.device,
@@ -517,7 +517,7 @@ impl Inner {
                 reason: match refused {
                     Some(refused) => ApprovalReason::RuleInPlace {
                         rule: rule_ref.clone(),
-                        refused: refused.clone(),
+                        refused: refused.to_owned(),
                     },
                     None => ApprovalReason::Rule(rule_ref.clone()),
                 },
@@ -544,7 +544,6 @@ impl Inner {
                         approval,
                         Execution::TurnDefault,
                         Some(rule_ref),
-                        true,
                     )
                     .await;
                 return in_place_once_approved(verdict, refused);
@@ -559,19 +558,16 @@ impl Inner {
                     // to `mawk`), or the message shows a name no rule has.
                     // One on the name found needs nothing more.
                     reason: {
-                        let by_canonical_path = || {
-                            self.rules
-                                .check_os(
-                                    &argv,
-                                    MatchOptions {
-                                        resolve_host_executables: true,
-                                    },
-                                )
-                                .decision()
-                                == Some(RuleDecision::Forbidden)
-                        };
+                        // By the path the rule matched, or its name was
+                        // resolved from.
+                        let by_canonical_path = rule.resolved_program.as_deref()
+                            == Some(program.as_path())
+                            || rule
+                                .matched_prefix
+                                .first()
+                                .is_some_and(|first| Path::new(first) == program.as_path());
                         let renamed = request.executable.requested_path != *program;
-                        let matched = match renamed && by_canonical_path() {
+                        let matched = match renamed && by_canonical_path {
                             false => String::new(),
                             true => format!(" (as {})", program.display()),
                         };
@@ -589,7 +585,7 @@ impl Inner {
             },
             RuleDecision::Prompt => {
                 let (key, approval) = question(&execution, None);
-                self.approved_or_asked(request, key, approval, execution, Some(rule_ref), false)
+                self.approved_or_asked(request, key, approval, execution, Some(rule_ref))
                     .await
             }
         }
@@ -662,7 +658,7 @@ impl Inner {
             execution: execution.clone(),
             permissions: Some(grants.clone()),
         };
-        self.approved_or_asked(request, key, approval, execution, None, false)
+        self.approved_or_asked(request, key, approval, execution, None)
             .await
     }
 
@@ -1014,12 +1010,12 @@ impl Inner {
         approval: ApprovalRequest,
         execution: Execution,
         rule: Option<RuleRef>,
-        runs_in_place: bool,
     ) -> Verdict {
         // Nobody is asked about what cannot happen: an escalation from a
         // working directory the server could not hold does not start,
         // whatever the answer. (A prompted command asked about as the
         // session's sandbox runs in place, where no directory is held.)
+        let runs_in_place = matches!(approval.reason, ApprovalReason::RuleInPlace { .. });
         if let (Err(reason), false) = (&request.working_directory, runs_in_place) {
             return Verdict {
                 decision: Decision::Deny {
