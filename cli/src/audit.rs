@@ -331,18 +331,12 @@ impl Beginnings {
     }
 
     fn warn(&self) {
-        const NAMED: usize = 5;
         if !self.out_of_order.is_empty() {
             warn(&format!(
                 "execgate: {} session(s) have records read before their start (the records \
                  are not in the order written: files named out of order, or the log edited): {}",
                 self.out_of_order.len(),
-                self.out_of_order
-                    .iter()
-                    .take(NAMED)
-                    .map(|id| escape_controls(id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                first_few(&self.out_of_order, |id| escape_controls(id))
             ));
         }
         let (count, whose) = match self.cut.len() {
@@ -356,46 +350,40 @@ impl Beginnings {
                 "whose starts are not among them (their older records were",
             ),
         };
-        let mut names: Vec<String> = self
-            .cut
-            .iter()
-            .take(NAMED)
-            .map(|id| escape_controls(id))
-            .collect();
-        if self.cut.len() > NAMED {
-            names.push("...".into());
-        }
         warn(&format!(
             "execgate: the records read begin within {count} {whose} rotated away, or are in a \
              file not read): {}",
-            names.join(", ")
+            first_few(&self.cut, |id| escape_controls(id))
         ));
     }
+}
+
+/// How many of a list a warning names; `...` stands for the rest.
+const NAMED: usize = 5;
+
+/// The first [`NAMED`] of `items`, each as `show` writes it, joined, and
+/// `...` when there are more.
+fn first_few<T>(items: &[T], show: impl Fn(&T) -> String) -> String {
+    let mut shown: Vec<String> = items.iter().take(NAMED).map(show).collect();
+    if items.len() > NAMED {
+        shown.push("...".into());
+    }
+    shown.join(", ")
 }
 
 /// Names the ended sessions whose records skip request numbers: each a
 /// record removed, or in a file not read.
 fn warn_of_gaps(gaps: &RequestGaps) -> bool {
-    const NAMED: usize = 5;
     let gaps = gaps.gaps();
     for session in gaps.iter().take(NAMED) {
-        let mut missing: Vec<String> = session
-            .missing
-            .iter()
-            .take(NAMED)
-            .map(|&(first, last)| match first == last {
-                true => first.to_string(),
-                false => format!("{first}-{last}"),
-            })
-            .collect();
-        if session.missing.len() > NAMED {
-            missing.push("...".into());
-        }
+        let missing = first_few(&session.missing, |&(first, last)| match first == last {
+            true => first.to_string(),
+            false => format!("{first}-{last}"),
+        });
         warn(&format!(
-            "execgate: session {} has no record of request {} (a session records every request \
-             it numbers: removed from the log, or in a file not read)",
+            "execgate: session {} has no record of request {missing} (a session records every \
+             request it numbers: removed from the log, or in a file not read)",
             escape_controls(&session.session_id),
-            missing.join(", ")
         ));
     }
     if gaps.len() > NAMED {

@@ -235,14 +235,14 @@ impl Config {
             .get(name)
             .map_err(|error| match (&error, file) {
                 (SandboxError::UnknownProfile { .. }, Some(file)) => anyhow::anyhow!(
-                    "{error}: define it as [profiles.{name}] in {}, or pass the config file that \
-                 does with --config",
+                    "{error}: define it as [profiles.{name}] in {}, or pass the config file \
+                     that does with --config",
                     file.display()
                 ),
                 (SandboxError::UnknownProfile { .. }, None) => anyhow::anyhow!(
                     "{error}: no config file was read; define it as [profiles.{name}] in \
-                 $XDG_CONFIG_HOME/execgate/config.toml (~/.config/execgate/config.toml), or in \
-                 a file --config names"
+                     $XDG_CONFIG_HOME/execgate/config.toml (~/.config/execgate/config.toml), \
+                     or in a file --config names"
                 ),
                 _ => error.into(),
             })
@@ -276,24 +276,29 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         // TOML's commonest mistake (probe 142): a top-level key below a
         // `[table]` is that table's, whose error lists the table's keys.
-        let context = || match misplaced_top_level_key(text) {
-            Some((key, table)) => format!(
-                "config file {}: `{key}` is a top-level key, but it comes after the [{table}] \
-                 header, so TOML reads it as part of that table: move it above the first [table]",
-                path.display()
-            ),
-            None => format!("config file {}", path.display()),
+        // Looked for only once the file is refused.
+        let misplaced = || {
+            misplaced_top_level_key(text).map(|(key, table)| {
+                format!(
+                    "config file {}: `{key}` is a top-level key, but it comes after the \
+                     [{table}] header, so TOML reads it as part of that table: move it above \
+                     the first [table]",
+                    path.display()
+                )
+            })
         };
-        let file: ConfigFile = toml::from_str(text).with_context(context)?;
+        let file: ConfigFile = toml::from_str(text).with_context(|| {
+            misplaced().unwrap_or_else(|| format!("config file {}", path.display()))
+        })?;
         let mut profiles = ProfileSet::default();
         if file.profiles.is_some() {
             // Its errors name the file.
-            match misplaced_top_level_key(text) {
-                Some(_) => profiles
-                    .add_toml_within(text, Some(path))
-                    .with_context(context)?,
-                None => profiles.add_toml_within(text, Some(path))?,
-            }
+            profiles
+                .add_toml_within(text, Some(path))
+                .map_err(|error| match misplaced() {
+                    Some(hint) => anyhow::Error::new(error).context(hint),
+                    None => error.into(),
+                })?;
             // What a profile's entries mean is read when it is used; read
             // every one now, so that a mistake names this file, and is
             // found before a session needs the profile.

@@ -635,7 +635,8 @@ pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
 /// names by that name: a bare name that `PATH` finds as a link to a
 /// program of another name (`python3` -> `python3.11`), of whose rules a
 /// session consults only the forbidden ones, as it decides on the
-/// canonical path and its name. `None` when the name is the program's own, or not found.
+/// canonical path and its name. `None` when the name is the program's
+/// own, or not found.
 fn renamed_in_a_session(program: &str) -> Option<String> {
     if program.contains('/') {
         return None;

@@ -20,7 +20,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use execgate_core_bridge::server::{Execution, QuestionFreezeError, QuestionFreezer};
+use execgate_core_bridge::server::{Execution, QuestionFreezeError, QuestionFreezer, RuleRef};
 use execgate_core_bridge::{
     ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, Approver,
     NetworkApprovalRequest,
@@ -378,6 +378,22 @@ fn exec_question(request: &ApprovalRequest) -> (String, &'static [Choice]) {
     }
 }
 
+/// The line that names the rule a question comes from, and its
+/// justification.
+fn because_of_rule(rule: &RuleRef) -> String {
+    match &rule.justification {
+        Some(why) => format!(
+            "because  rule {}: {}",
+            shown_within(rule.id.as_ref(), REASON_SHOWN),
+            shown_within(why.as_ref(), REASON_SHOWN)
+        ),
+        None => format!(
+            "because  rule {}",
+            shown_within(rule.id.as_ref(), REASON_SHOWN)
+        ),
+    }
+}
+
 /// What the prompt shows: one fact per line.
 pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
     let (path_limit, argument_limit) = match length {
@@ -419,17 +435,7 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
     ));
     lines.push(match &request.reason {
         ApprovalReason::Rule(rule) | ApprovalReason::RuleInPlace { rule, .. } => {
-            match &rule.justification {
-                Some(why) => format!(
-                    "because  rule {}: {}",
-                    shown_within(rule.id.as_ref(), REASON_SHOWN),
-                    shown_within(why.as_ref(), REASON_SHOWN)
-                ),
-                None => format!(
-                    "because  rule {}",
-                    shown_within(rule.id.as_ref(), REASON_SHOWN)
-                ),
-            }
+            because_of_rule(rule)
         }
         ApprovalReason::Skill {
             name,
@@ -505,17 +511,7 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
         }
     }
     lines.push(match &request.rule {
-        Some(rule) => match &rule.justification {
-            Some(why) => format!(
-                "because  rule {}: {}",
-                shown_within(rule.id.as_ref(), REASON_SHOWN),
-                shown_within(why.as_ref(), REASON_SHOWN)
-            ),
-            None => format!(
-                "because  rule {}",
-                shown_within(rule.id.as_ref(), REASON_SHOWN)
-            ),
-        },
+        Some(rule) => because_of_rule(rule),
         None => "because  no domains entry or network rule decides it".to_owned(),
     });
     lines
