@@ -1130,24 +1130,23 @@ async fn watch_child(
                     Some(Ok(_)) => {
                         tracing::warn!(session = %shared.id, request_id, "ignoring an unexpected frame");
                     }
-                    Some(Err(error)) if !stand_in_gone(&error) => {
+                    ended @ (Some(Err(_)) | None) => {
                         // Not a stand-in that went away: said, as any
                         // malformed conversation is (probe 140: the child
                         // was killed and no record said why).
-                        shared.emit(SessionEvent::RequestRefused {
-                            request_id: Some(request_id),
-                            reason: format!(
-                                "the stand-in's conversation broke while the child ran ({error}): \
-                                 the child was killed"
-                            ),
-                            asked: None,
-                        });
-                        *wrapper_present = false;
-                        shared.children.signal(request_id, Signal::SIGKILL);
-                        killed = true;
-                    }
-                    Some(Err(_)) | None => {
-                        // The wrapper is gone: nobody waits for this child.
+                        if let Some(Err(error)) = &ended {
+                            if !stand_in_gone(error) {
+                                shared.emit(SessionEvent::RequestRefused {
+                                    request_id: Some(request_id),
+                                    reason: format!(
+                                        "the stand-in's conversation broke while the child ran \
+                                         ({error}): the child was killed"
+                                    ),
+                                    asked: None,
+                                });
+                            }
+                        }
+                        // Either way nobody waits for this child.
                         *wrapper_present = false;
                         shared.children.signal(request_id, Signal::SIGKILL);
                         killed = true;

@@ -219,7 +219,8 @@ fn receive_into(
         control.as_ptr() as usize + (header.msg_controllen as usize).min(control.len());
     let mut fds = Vec::new();
     // SAFETY: the buffer is aligned for `cmsghdr` (`u64`s); `CMSG_FIRSTHDR`
-    // and `CMSG_NXTHDR` return a header that lies whole within the `msg_controllen` bytes the kernel wrote, or null.
+    // and `CMSG_NXTHDR` return a header that lies whole within the
+    // `msg_controllen` bytes the kernel wrote, or null.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&header) };
     while !cmsg.is_null() {
         // SAFETY: `cmsg` is such a header (above).
@@ -238,11 +239,12 @@ fn receive_into(
             .min(control_end.saturating_sub(data as usize));
         let passes_fds =
             level == libc::SOL_SOCKET && (kind == libc::SCM_RIGHTS || kind == SCM_PIDFD);
-        for index in 0..if passes_fds {
+        let count = if passes_fds {
             data_len / size_of::<RawFd>()
         } else {
             0
-        } {
+        };
+        for index in 0..count {
             // SAFETY: the descriptor lies within the data the kernel wrote
             // (`data_len`), maybe unaligned in the byte buffer.
             let fd = unsafe { std::ptr::read_unaligned(data.cast::<RawFd>().add(index)) };

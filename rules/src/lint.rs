@@ -734,16 +734,13 @@ fn renamed_program(
             canonical = canonical.display(),
         ));
     }
-    (real != name).then(|| {
-        format!(
-            "{name} is {found} here, which resolves to {canonical}, named {real}: a session \
-             looks up rules by the name of the program it runs, so this rule never matches \
-             it; write it on \"{canonical}\", or on {real} (where it covers every name \
-             that leads there)",
-            found = found.display(),
-            canonical = canonical.display(),
-        )
-    })
+    Some(format!(
+        "{name} is {found} here, which resolves to {canonical}, named {real}: a session looks \
+         up rules by the name of the program it runs, so this rule never matches it; write it \
+         on \"{canonical}\", or on {real} (where it covers every name that leads there)",
+        found = found.display(),
+        canonical = canonical.display(),
+    ))
 }
 
 /// Pins of one name written in more than one file: they merge, so a later
