@@ -67,6 +67,18 @@ fn path_with_programs(dir: &Path, names: &[&str]) -> String {
     bin.to_str().unwrap().to_owned()
 }
 
+/// Held by the tests that run a session under a low descriptor limit or
+/// put many descriptors in flight: the kernel counts a user's descriptors
+/// in flight over Unix sockets against the sender's `RLIMIT_NOFILE`, so a
+/// flood not yet read fails another session's hellos with `ETOOMANYREFS`
+/// (the flood's own session failed so, once, on a slower machine).
+fn descriptors_in_flight() -> std::sync::MutexGuard<'static, ()> {
+    static DESCRIPTORS_IN_FLIGHT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    DESCRIPTORS_IN_FLIGHT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A git workspace in /var/tmp: not under /tmp, which the default profile
 /// makes writable, nor the checkout, which may lie anywhere.
 fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -733,6 +745,7 @@ fn a_warned_audit_failure_is_said_on_stderr_once() {
 /// execgate session"), and `run` exited 0. It is refused up front now.
 #[test]
 fn a_low_descriptor_limit_is_refused_up_front() {
+    let _limit = descriptors_in_flight();
     let (_dir, ws) = workspace();
     for (limit, code) in [("64", Some(125)), ("256", Some(0))] {
         let output = Command::new("prlimit")
@@ -6061,22 +6074,81 @@ fn audit_summary_counts_decisions_of_an_unrecognised_value() {
     assert!(!summary.contains("unrecognised"), "{summary}");
 }
 
+/// The kernel refuses a descriptor to a sender whose user has more in
+/// flight over Unix sockets than the sender's `ulimit -n` (`ETOOMANYREFS`),
+/// and a program in the sandbox can hold that many, unread, on a socket
+/// pair of its own: every command then failed with "Too many references:
+/// cannot splice". It still fails, and says why.
+#[test]
+fn descriptors_held_in_flight_are_named_when_they_stop_a_command() {
+    let _flood = descriptors_in_flight();
+    let (_dir, ws) = workspace();
+    std::fs::write(
+        ws.join("hold.py"),
+        r#"import array, os, resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+mine, theirs = socket.socketpair()
+nulls = array.array("i", [os.open("/dev/null", os.O_RDONLY) for _ in range(200)])
+for _ in range(2):
+    mine.sendmsg([b"held"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, nulls)])
+for fd in nulls:
+    os.close(fd)
+print("held", flush=True)
+sys.stdin.read()
+"#,
+    )
+    .unwrap();
+    let output = Command::new("prlimit")
+        .arg("--nofile=256:")
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--"])
+        .arg(
+            "coproc python3 hold.py; read -p line; /usr/bin/true; print -r -- $line $?; \
+             coproc exit; wait; /usr/bin/true; print -r -- released $?",
+        )
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(text(&output.stdout), "held 126\nreleased 0\n", "{stderr}");
+    assert!(
+        stderr.contains(
+            "execgate: cannot hand the request to the escalation server: more descriptors \
+             of this user are in flight over Unix sockets than this process's descriptor \
+             limit (ulimit -n) allows; not running /usr/bin/true"
+        ),
+        "{stderr}"
+    );
+}
+
 /// Probe 140: hellos carrying more descriptors than the server had room
 /// for left it holding those the kernel did install (`MSG_CTRUNC`), for
 /// good: at a limit of 256, every later command of the session failed with
 /// "lost the escalation server".
 #[test]
 fn descriptors_sent_past_the_servers_limit_are_not_kept() {
+    let _flood = descriptors_in_flight();
     let (_dir, ws) = workspace();
     std::fs::write(
         ws.join("flood.py"),
-        r#"import array, os, resource, socket
+        r#"import array, fcntl, os, resource, socket, struct, termios, time
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
 session = socket.socket(fileno=os.dup(int(os.environ["EXECGATE_SOCKET_FD"])))
 nulls = array.array("i", [os.open("/dev/null", os.O_RDONLY) for _ in range(253)])
 for _ in range(3):
     session.sendmsg([b"EXGT\x01\x00"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, nulls)])
+# Until the server has read them, these descriptors count against the
+# next sender's limit (ETOOMANYREFS): wait until the socket's queue is
+# empty, as the flood's sender could.
+deadline = time.monotonic() + 30
+while struct.unpack("i", fcntl.ioctl(session, termios.TIOCOUTQ, bytes(4)))[0]:
+    if time.monotonic() > deadline:
+        raise SystemExit("the server never read the flood")
+    time.sleep(0.01)
 "#,
     )
     .unwrap();

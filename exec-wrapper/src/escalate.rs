@@ -14,7 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{raise, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::server::{Conversation, WrapperError};
+use crate::server::{send_past_descriptors_in_flight, Conversation, WrapperError};
 use crate::{refuse, report, sys, EXIT_CANNOT_RUN};
 
 pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
@@ -121,7 +121,11 @@ fn hand_over_descriptors(
     }
     let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers.clone()))
         .map_err(WrapperError::RequestTooLarge)?;
-    send_with_fds(conversation.socket(), &frame, &fds).map_err(WrapperError::Lost)?;
+    send_past_descriptors_in_flight(|| send_with_fds(conversation.socket(), &frame, &fds))
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ETOOMANYREFS) => WrapperError::TooManyInFlight,
+            _ => WrapperError::Lost(error),
+        })?;
     Ok(numbers)
 }
 

@@ -38,6 +38,14 @@ const ENV_REPLY_TIMEOUT_MS: &str = "EXECGATE_REPLY_TIMEOUT_MS";
 /// from 1 to 2-5 ms with a bound of 1200 turns).
 const DECISION_POLL: Duration = Duration::from_micros(400);
 
+/// How long a send refused for the descriptors in flight is tried again.
+/// The kernel counts every descriptor of this user that sits in a Unix
+/// socket, unread, against the sender's `RLIMIT_NOFILE` (`ETOOMANYREFS`):
+/// a burst of hellos the server has not read yet clears within a
+/// millisecond or so; descriptors a program holds unread on a socket of its
+/// own never do, and the command does not run.
+const IN_FLIGHT_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Everything that stops the wrapper from getting an answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WrapperError {
@@ -50,6 +58,13 @@ pub(crate) enum WrapperError {
     SessionSocketClosed { fd: i32 },
     #[error("cannot reach the escalation server: {0}")]
     Unreachable(#[source] io::Error),
+    /// `ETOOMANYREFS`, for longer than [`IN_FLIGHT_PATIENCE`].
+    #[error(
+        "cannot hand the request to the escalation server: more descriptors of this \
+         user are in flight over Unix sockets than this process's descriptor limit \
+         (ulimit -n) allows"
+    )]
+    TooManyInFlight,
     #[error("the request is too large to send: {0}")]
     RequestTooLarge(#[source] DecodeError),
     #[error("the escalation server did not answer in time")]
@@ -191,12 +206,15 @@ pub(crate) fn ask_for(
     // buffer) the moment it takes the socket, however long this process
     // waits for a CPU in between, as it does behind many busy shells.
     let early = send_without_waiting(mine.as_fd(), &frame).map_err(WrapperError::Unreachable)?;
-    send_hello(session, theirs.as_fd()).map_err(|error| match error.raw_os_error() {
-        Some(libc::ENOTSOCK) | Some(libc::EBADF) => WrapperError::SessionSocketClosed {
-            fd: socket_fd.unwrap_or(-1),
-        },
-        _ if is_timeout(&error) => WrapperError::Timeout,
-        _ => WrapperError::Unreachable(error),
+    send_past_descriptors_in_flight(|| send_hello(session, theirs.as_fd())).map_err(|error| {
+        match error.raw_os_error() {
+            Some(libc::ENOTSOCK) | Some(libc::EBADF) => WrapperError::SessionSocketClosed {
+                fd: socket_fd.unwrap_or(-1),
+            },
+            Some(libc::ETOOMANYREFS) => WrapperError::TooManyInFlight,
+            _ if is_timeout(&error) => WrapperError::Timeout,
+            _ => WrapperError::Unreachable(error),
+        }
     })?;
     drop(theirs);
 
@@ -223,6 +241,25 @@ fn reply_timeout(setting: Option<&OsStr>) -> Duration {
         .map_or(DEFAULT_REPLY_TIMEOUT, |ms: u64| {
             Duration::from_millis(ms.max(1))
         })
+}
+
+/// `send`, tried again for up to [`IN_FLIGHT_PATIENCE`] while the kernel
+/// refuses it for the descriptors in flight.
+pub(crate) fn send_past_descriptors_in_flight(
+    mut send: impl FnMut() -> io::Result<()>,
+) -> io::Result<()> {
+    let start = sys::monotonic_now();
+    loop {
+        match send() {
+            Err(error)
+                if error.raw_os_error() == Some(libc::ETOOMANYREFS)
+                    && sys::monotonic_now().saturating_sub(start) < IN_FLIGHT_PATIENCE =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            result => return result,
+        }
+    }
 }
 
 fn is_timeout(error: &io::Error) -> bool {
