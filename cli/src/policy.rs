@@ -20,14 +20,18 @@ pub enum PolicyCommand {
     /// (the shape of `codex execpolicy check`, plus each rule's file:line
     /// and execution, the program decided on and the execution that
     /// applies).
+    #[command(group(
+        // The rules come from --rules, from a session's (--as-run) or both:
+        // a missing source names the two.
+        clap::ArgGroup::new("rules_from")
+            .args(["rules", "as_run"])
+            .required(true)
+            .multiple(true)
+    ))]
     Check {
         /// A rules file; repeat to merge several, in order. With --as-run,
         /// added to the config's, as a session adds them.
-        #[arg(
-            long = "rules",
-            value_name = "FILE",
-            required_unless_present = "as_run"
-        )]
+        #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
         /// Let an absolute program path match its basename's rules (their
         /// allow and prompt rules only for paths `host_executable` lists,

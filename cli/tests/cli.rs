@@ -2654,6 +2654,17 @@ fn policy_check_as_run_looks_in_the_sessions_path() {
     assert_eq!(report["decision"], "forbidden", "{report}");
 }
 
+/// Without `--rules`, `policy check` said only that `--rules` was
+/// missing: nothing pointed to `--as-run`, which takes a session's rules.
+#[test]
+fn policy_check_without_rules_names_both_sources_of_rules() {
+    let (_dir, ws) = workspace();
+    let output = execgate(&ws, &["policy", "check", "--", "ls"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--rules <FILE>|--as-run"), "{stderr}");
+}
+
 #[test]
 fn policy_check_says_when_a_session_decides_on_another_name() {
     let (dir, ws) = workspace();
