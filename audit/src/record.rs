@@ -540,10 +540,15 @@ impl AuditRecord {
             SessionEvent::RequestRefused {
                 request_id,
                 reason,
+                requester,
                 asked,
             } => {
                 record.request_id = *request_id;
                 record.error = Some(reason.clone());
+                record.requester = requester.map(|peer| Requester {
+                    pid: peer.pid,
+                    uid: peer.uid,
+                });
                 // A request read and then refused was denied: it is listed
                 // with the denials, with what it asked for.
                 if let Some(asked) = asked {
@@ -553,10 +558,6 @@ impl AuditRecord {
                             Some(Bytes::of(identity.canonical_path.as_os_str().as_bytes()));
                         record.file = Some(file_identity(identity));
                     }
-                    record.requester = Some(Requester {
-                        pid: asked.peer.pid,
-                        uid: asked.peer.uid,
-                    });
                     record.execgate = Some(DecisionFields {
                         decision: "deny".into(),
                         execution: None,

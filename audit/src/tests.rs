@@ -140,6 +140,7 @@ fn each_event_becomes_its_record() {
             SessionEvent::RequestRefused {
                 request_id: None,
                 reason: "bad frame".into(),
+                requester: None,
                 asked: None,
             },
             "error",
@@ -166,6 +167,29 @@ fn each_event_becomes_its_record() {
     }
 }
 
+/// A malformed request's record named no requester, though the server
+/// had its peer credentials: a reviewer could not tell who sent it. It is
+/// not a denial (nothing was read to deny).
+#[test]
+fn a_malformed_request_names_its_requester() {
+    let options = RecordOptions::new(Vec::new(), &[]).unwrap();
+    let event = SessionEvent::RequestRefused {
+        request_id: Some(5),
+        reason: "malformed request: unknown message tag 127".into(),
+        requester: Some(PeerCredentials {
+            pid: 4242,
+            uid: 1000,
+            gid: 1000,
+        }),
+        asked: None,
+    };
+    let record = AuditRecord::of(&event, "s1", SystemTime::now(), &options);
+    let requester = record.requester.as_ref().map(|peer| (peer.pid, peer.uid));
+    assert_eq!(requester, Some((4242, 1000)));
+    assert_eq!(record.event.action, "error");
+    assert!(record.execgate.is_none());
+}
+
 /// A probe found a request refused before its decision (a magic-link
 /// path) recorded with nothing but the reason: no arguments, and not among
 /// the denials. It is a denial, with what it asked for.
@@ -173,11 +197,6 @@ fn each_event_becomes_its_record() {
 fn a_refused_request_is_a_denial_with_what_it_asked() {
     let options = RecordOptions::new(Vec::new(), &["*s3cret*".into()]).unwrap();
     let asked = RefusedRequest {
-        peer: PeerCredentials {
-            pid: 42,
-            uid: 1000,
-            gid: 1000,
-        },
         path: "/proc/self/exe".into(),
         executable: None,
         argv: vec!["zsh".into(), "-c".into(), "s3cret".into()],
@@ -186,6 +205,11 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
     let event = SessionEvent::RequestRefused {
         request_id: Some(3),
         reason: "cannot check the executable: /proc/self/exe".into(),
+        requester: Some(PeerCredentials {
+            pid: 42,
+            uid: 1000,
+            gid: 1000,
+        }),
         asked: Some(Arc::new(asked)),
     };
     let record = AuditRecord::of(&event, "s1", SystemTime::now(), &options);
@@ -218,8 +242,8 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
     let event = SessionEvent::RequestRefused {
         request_id: Some(4),
         reason: "the requester went away before the decision".into(),
+        requester: Some(checked.peer),
         asked: Some(Arc::new(RefusedRequest {
-            peer: checked.peer,
             path: "/bin/ls".into(),
             executable: Some(checked.executable.clone()),
             argv: vec!["ls".into()],

@@ -1744,12 +1744,19 @@ fn show_event(event: &SessionEvent) {
             output::terminal_safe(reason, output::Lines::Escaped)
         ),
         SessionEvent::RequestRefused {
-            request_id, reason, ..
+            request_id,
+            reason,
+            requester,
+            ..
         } => format!(
-            "execgate: {} refused: {}",
+            "execgate: {}{} refused: {}",
             match request_id {
                 Some(id) => format!("request {id}"),
                 None => "a request on the session socket".to_owned(),
+            },
+            match requester {
+                Some(peer) => format!(" from pid {}", peer.pid),
+                None => String::new(),
             },
             output::terminal_safe(reason, output::Lines::Escaped)
         ),

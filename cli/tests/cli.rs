@@ -3385,6 +3385,7 @@ fn append_refused(log: &execgate_audit::AuditLog, id: u64) {
     let event = SessionEvent::RequestRefused {
         request_id: Some(id),
         reason: format!("refused {id}"),
+        requester: None,
         asked: None,
     };
     let record = AuditRecord::of(
@@ -4095,6 +4096,7 @@ fn network_log(path: &Path) {
         SessionEvent::RequestRefused {
             request_id: Some(1),
             reason: "malformed request".into(),
+            requester: None,
             asked: None,
         },
         SessionEvent::Network(NetworkEvent::decided(&crates, &allowed, &by_list, Some(2))),

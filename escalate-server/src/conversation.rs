@@ -34,7 +34,7 @@ use crate::channel::{self, Channel, StoppedWaiting};
 use crate::closer::SafeClose;
 use crate::environment::{escalated_environment, ChildPlace};
 use crate::events::{RefusedRequest, SessionEvent};
-use crate::policy::{Decision, ExecContext, Execution, Verdict};
+use crate::policy::{Decision, ExecContext, Execution, PeerCredentials, Verdict};
 use crate::resolve::{
     launch_plan, open_executable, open_working_directory, sandbox_own_path, LaunchPlan,
     OpenedExecutable,
@@ -68,19 +68,25 @@ pub(crate) async fn serve_request(
 ) {
     let received = Instant::now();
     let request_id = shared.next_request_id();
-    let refuse_asked = |reason: String, asked: Option<Arc<RefusedRequest>>| {
-        tracing::warn!(session = %shared.id, request_id, %reason, "request refused");
-        shared.emit(SessionEvent::RequestRefused {
-            request_id: Some(request_id),
-            reason,
-            asked,
-        });
-    };
-    let refuse = |reason: String| refuse_asked(reason, None);
+    let refuse_from =
+        |reason: String, requester: Option<PeerCredentials>, asked: Option<Arc<RefusedRequest>>| {
+            tracing::warn!(session = %shared.id, request_id, %reason, "request refused");
+            shared.emit(SessionEvent::RequestRefused {
+                request_id: Some(request_id),
+                reason,
+                requester,
+                asked,
+            });
+        };
     let peer = match sys::peer_credentials(&private) {
         Ok(peer) => peer,
-        Err(error) => return refuse(format!("cannot read peer credentials: {error}")),
+        Err(error) => {
+            return refuse_from(format!("cannot read peer credentials: {error}"), None, None)
+        }
     };
+    let refuse_asked =
+        |reason: String, asked: Option<Arc<RefusedRequest>>| refuse_from(reason, Some(peer), asked);
+    let refuse = |reason: String| refuse_asked(reason, None);
     let mut channel = match Channel::new(private) {
         Ok(channel) => channel,
         Err(error) => return refuse(format!("cannot serve the request socket: {error}")),
@@ -155,7 +161,6 @@ pub(crate) async fn serve_request(
             let reason = format!("cannot check the executable: {error}");
             deny(&shared, &mut channel, &cancel, &reason).await;
             let asked = RefusedRequest {
-                peer,
                 path: request.path,
                 executable: None,
                 argv: request.argv,
@@ -220,7 +225,6 @@ pub(crate) async fn serve_request(
                 Ok(verdict) => verdict,
                 Err(reason) => {
                     let asked = RefusedRequest {
-                        peer,
                         path: context.executable.requested_path.clone(),
                         executable: Some(context.executable.clone()),
                         argv: context.argv.clone(),
@@ -694,7 +698,7 @@ async fn escalate(
 
     let termination = match watch_child(
         shared,
-        request_id,
+        context,
         pidfd,
         reader,
         &mut wrapper_present,
@@ -1066,12 +1070,13 @@ fn stand_in_gone(error: &ConversationError) -> bool {
 /// is killed and the wait goes on until it is reaped.
 async fn watch_child(
     shared: &Shared,
-    request_id: u64,
+    context: &ExecContext,
     pidfd: Arc<OwnedFd>,
     mut reader: OwnedReadHalf,
     wrapper_present: &mut bool,
     cancel: CancellationToken,
 ) -> io::Result<Termination> {
+    let request_id = context.request_id;
     let exited = sys::register_shared(SharedFd(pidfd), Interest::READABLE)?;
     // Frames are read on their own task so that a half-read frame is never
     // dropped by the select below.
@@ -1142,6 +1147,7 @@ async fn watch_child(
                                         "the stand-in's conversation broke while the child ran \
                                          ({error}): the child was killed"
                                     ),
+                                    requester: Some(context.peer),
                                     asked: None,
                                 });
                             }

@@ -13,8 +13,6 @@ use crate::policy::{Decision, ExecContext, PeerCredentials, Provenance, RuleRef}
 /// A refused request as its requester sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefusedRequest {
-    /// From the socket's peer credentials.
-    pub peer: PeerCredentials,
     /// The path the requester resolved.
     pub path: std::path::PathBuf,
     /// The executable the server found there, when it got that far (the
@@ -94,6 +92,10 @@ pub enum SessionEvent {
     RequestRefused {
         request_id: Option<u64>,
         reason: String,
+        /// The process that asked, from its socket's peer credentials, once
+        /// they were read: a hello refused on the session socket has none
+        /// (a datagram does not say who sent it).
+        requester: Option<PeerCredentials>,
         /// What it asked for, when it got as far as being read: as sent,
         /// unchecked (the executable could not be, or the request would not
         /// have been refused).

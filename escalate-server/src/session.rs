@@ -973,6 +973,7 @@ async fn accept_hellos(
                 shared.emit(SessionEvent::RequestRefused {
                     request_id: None,
                     reason: format!("session socket read failed: {error}"),
+                    requester: None,
                     asked: None,
                 });
                 continue;
@@ -998,11 +999,13 @@ async fn accept_hellos(
             Err(HelloError::Closed) => shared.emit(SessionEvent::RequestRefused {
                 request_id: None,
                 reason: "an empty datagram, not a hello".into(),
+                requester: None,
                 asked: None,
             }),
             Err(error) => shared.emit(SessionEvent::RequestRefused {
                 request_id: None,
                 reason: error.to_string(),
+                requester: None,
                 asked: None,
             }),
         }

@@ -1561,3 +1561,29 @@ async fn a_malformed_frame_while_the_child_runs_is_recorded() {
     );
     session.shutdown().await;
 }
+
+/// A malformed request's record named no requester: a reviewer could not
+/// tell which process sent it, though the server had read its peer
+/// credentials (a probe's flood came from somewhere in the sandbox).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_request_names_the_process_that_sent_it() {
+    let (session, recorder) = start_session(policy_by_path(&[]));
+    let private = open(session.shell_socket().unwrap());
+    say(&private, &[4, 0, 0, 0, 0x7f, b'b', b'a', b'd']);
+    done(&private);
+    assert!(matches!(
+        read_frame(private.as_fd()).map(|body| decode_server(&body)),
+        Ok(Ok(ServerMessage::Deny { .. }))
+    ));
+    // Recorded once its denial is sent: the end waits for it.
+    session.shutdown().await;
+    let requesters: Vec<_> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::RequestRefused { requester, .. } => Some(requester.map(|peer| peer.pid)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requesters, [Some(std::process::id() as i32)]);
+}
