@@ -930,23 +930,75 @@ fn writable_on_the_way<'a>(
 /// session, or `execgate audit`, follows the path as written, wherever the
 /// sandbox points it (a probe swapped such a link to the audit log's
 /// directory for its own, and the reviewer read forged records).
+/// Every link followed counts, those a link's target leads through too
+/// (probe 147: a config file linked to a link in the workspace was kept
+/// read-only at its end, and the sandbox re-pointed the link between).
 #[cfg(unix)]
 fn replaceable_link_on_the_way(
     view: &ResolvedPolicy,
     path: &std::path::Path,
 ) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let path = std::path::absolute(path).ok()?;
-    let mut ancestors: Vec<&std::path::Path> = path.ancestors().collect();
-    ancestors.reverse();
-    ancestors.into_iter().find_map(|place| {
-        if !std::fs::symlink_metadata(place).is_ok_and(|meta| meta.is_symlink()) {
-            return None;
-        }
-        // The link lies in its parent, as resolved so far.
-        let parent = std::fs::canonicalize(place.parent()?).ok()?;
-        let writable = writable_on_the_way(view, &parent)?.to_path_buf();
-        Some((place.to_path_buf(), writable))
+    links_followed(&path).into_iter().find_map(|link| {
+        // A place with a rule of its own that the sandbox cannot write is
+        // a mount point there, which can be neither moved nor replaced
+        // (EBUSY): a link inside it stays, whatever lies above.
+        let stays = |place: &std::path::Path| {
+            view.rules()
+                .iter()
+                .any(|rule| rule.path == place && rule.exists && rule.access != Access::Write)
+        };
+        let writable = link
+            .parent()?
+            .ancestors()
+            .take_while(|place| !stays(place))
+            .find(|place| view.may_write(place))?;
+        Some((link.clone(), writable.to_path_buf()))
     })
+}
+
+/// The symbolic links resolving the absolute `path` follows, in order, each
+/// named in its directory as resolved (no link in it), as the kernel
+/// follows them: a link's target is resolved from the link's directory,
+/// `..` after a link from where the link led. As many as the kernel
+/// follows (40); resolution stops where a component is missing.
+#[cfg(unix)]
+fn links_followed(path: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::path::{Component, PathBuf};
+    const MOST_LINKS: usize = 40;
+    let mut links = Vec::new();
+    let mut resolved = PathBuf::from("/");
+    let mut pending: Vec<std::ffi::OsString> = Vec::new();
+    let push_reversed = |pending: &mut Vec<std::ffi::OsString>, path: &std::path::Path| {
+        let names = path.components().filter_map(|component| match component {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        });
+        let names: Vec<_> = names.collect();
+        pending.extend(names.into_iter().rev());
+    };
+    push_reversed(&mut pending, path);
+    while let Some(name) = pending.pop() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let place = resolved.join(&name);
+        match std::fs::read_link(&place) {
+            Ok(target) if links.len() < MOST_LINKS => {
+                links.push(place);
+                if target.is_absolute() {
+                    resolved = PathBuf::from("/");
+                }
+                push_reversed(&mut pending, &target);
+            }
+            Ok(_) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+            Err(_) => resolved = place,
+        }
+    }
+    links
 }
 
 /// Keeps the config file read-only in every sandbox of the session: it
@@ -1013,6 +1065,7 @@ fn protect_config(
     // The default file may be a link out of its directory (to a dotfiles
     // checkout, say): the file it leads to is kept too (probe 133: it was
     // not, and a command rewrote it).
+    let mut kept_all = true;
     let mut places = vec![place];
     if explicit.is_none() {
         let target = config::default_path().and_then(|file| std::fs::canonicalize(file).ok());
@@ -1022,7 +1075,6 @@ fn protect_config(
             places.push(target);
         }
     }
-    let mut kept_all = true;
     for place in places {
         let Ok(place) = std::fs::canonicalize(&place) else {
             kept_all = false;
@@ -1052,6 +1104,15 @@ fn protect_config(
         let _ = file_system.push(FsTarget::Path(kept), Access::Read);
         // Unless the profile names it writable itself.
         kept_all &= sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place));
+    }
+    // Kept all the same where a link between the default file and its
+    // target can be re-pointed, but not as the session reads it: warned of.
+    // (A `--config` file reached so was not kept.)
+    if explicit.is_none() {
+        let file = config::default_path();
+        kept_all &= sandbox_view(profile, cwd).is_some_and(|view| {
+            file.is_none_or(|file| replaceable_link_on_the_way(&view, &file).is_none())
+        });
     }
     Ok(kept_all)
 }
@@ -1853,5 +1914,36 @@ mod tests {
             "execgate: shell ended: 3 commands decided, 0 escalated, 1 denied, \
              2 refused before a decision (see the audit log)"
         );
+    }
+
+    /// The links a path's resolution follows, as the kernel follows them:
+    /// into a link's target, relative to the link's directory, and `..`
+    /// from where a link led.
+    #[test]
+    fn every_link_a_path_follows_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = std::fs::canonicalize(dir.path()).unwrap();
+        let link =
+            |target: &str, name: &str| std::os::unix::fs::symlink(target, top.join(name)).unwrap();
+        std::fs::create_dir_all(top.join("a/b")).unwrap();
+        std::fs::write(top.join("a/file"), "").unwrap();
+        link("a/b", "to-b");
+        link("../file", "a/b/up");
+        link("to-b/up", "chain");
+        link(top.join("chain").to_str().unwrap(), "absolute");
+        link("loop", "loop");
+        let cases: [(&str, &[&str]); 5] = [
+            ("a/file", &[]),
+            ("chain", &["chain", "to-b", "a/b/up"]),
+            ("absolute", &["absolute", "chain", "to-b", "a/b/up"]),
+            ("to-b/../file", &["to-b"]),
+            ("missing/chain", &[]),
+        ];
+        for (path, expected) in cases {
+            let expected: Vec<PathBuf> = expected.iter().map(|name| top.join(name)).collect();
+            assert_eq!(links_followed(&top.join(path)), expected, "{path}");
+        }
+        // A loop ends where the kernel gives up.
+        assert_eq!(links_followed(&top.join("loop")).len(), 40);
     }
 }

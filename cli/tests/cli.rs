@@ -511,7 +511,7 @@ fn a_default_config_that_cannot_be_read_stops_the_command() {
 
 #[test]
 fn the_config_file_is_out_of_the_sandboxs_reach() {
-    let (_dir, ws) = workspace();
+    let (dir, ws) = workspace();
     let config_home = ws.join("config-home");
     let default = config_home.join("execgate/config.toml");
     let overwrite = |path: &Path| {
@@ -587,6 +587,33 @@ fn the_config_file_is_out_of_the_sandboxs_reach() {
         "{}",
         text(&output.stderr)
     );
+
+    // Probe 147: a link to a link the sandbox could re-point (a dotfiles
+    // chain): only the first link and the last file were looked at, and a
+    // command re-pointed the middle one, without a warning, to a config of
+    // its own. Every link followed is looked at.
+    let dots = dir.path().join("keep/dots");
+    std::fs::create_dir_all(&dots).unwrap();
+    std::fs::write(dots.join("real.toml"), "rules = []\n").unwrap();
+    let middle = ws.join("middle.toml");
+    std::os::unix::fs::symlink(dots.join("real.toml"), &middle).unwrap();
+    std::os::unix::fs::symlink(&middle, &default).unwrap();
+    let named = dir.path().join("keep/named.toml");
+    std::os::unix::fs::symlink(&middle, &named).unwrap();
+    for args in [
+        &["run", "--", "true"][..],
+        &["run", "--config", named.to_str().unwrap(), "--", "true"],
+    ] {
+        let output = execgate_with_env(&ws, args, &config_home_env);
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "is reached through the link {}, which this session's sandbox can replace",
+                middle.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 /// Probe 137: a skill's grant on the directory of the `--config` file let
