@@ -975,3 +975,114 @@ fn a_sandbox_that_could_write_the_state_directory_is_refused() {
         "{stderr}"
     );
 }
+
+/// Probe 146: Windows names files without regard to case, and rules were
+/// matched by the spelling on disk: `forbidden` on `whoami.exe` passed
+/// over `WHOAMI.EXE`, and on `C:\Windows\System32\...` over
+/// `C:\windows\system32\...`. A pin written as the README writes one
+/// (`name = "whoami"`, a path ending in `whoami.exe`) was refused, and one
+/// on `whoami.exe` did not keep a rule on `whoami` to its paths: a
+/// look-alike elsewhere ran unsandboxed.
+#[test]
+fn rules_and_pins_name_programs_whatever_their_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = Path::new(&std::env::var_os("SystemRoot").unwrap()).join("system32");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let look_alike = bin.join("WHOAMI.EXE");
+    std::fs::copy(system.join("whoami.exe"), &look_alike).unwrap();
+    let upper_system = system.to_str().unwrap().to_uppercase();
+    let look_alike = look_alike.to_str().unwrap().to_owned();
+    let forbidden: [(String, &str); 4] = [
+        (r#"["whoami.exe"]"#.into(), &look_alike),
+        (r#"["WhoAmI"]"#.into(), "whoami"),
+        (
+            format!(r#"["{}\\WHOAMI.EXE"]"#, upper_system.replace('\\', "\\\\")),
+            "whoami",
+        ),
+        (
+            format!(r#"["{}/whoami.exe"]"#, upper_system.replace('\\', "/")),
+            "whoami",
+        ),
+    ];
+    for (pattern, program) in &forbidden {
+        let rules = dir.path().join("case.rules");
+        std::fs::write(
+            &rules,
+            format!("prefix_rule(pattern = {pattern}, decision = \"forbidden\")\n"),
+        )
+        .unwrap();
+        let output = execgate(
+            dir.path(),
+            &[
+                "run",
+                "--profile",
+                "offline",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                program,
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(126),
+            "{pattern} {program}: {}",
+            text(&output.stderr)
+        );
+    }
+    let pinned = system.join("whoami.exe");
+    let pinned = pinned.to_str().unwrap().replace('\\', "\\\\");
+    for pin in ["whoami", "WHOAMI.exe"] {
+        let rules = dir.path().join("pin.rules");
+        std::fs::write(
+            &rules,
+            format!(
+                "host_executable(name = \"{pin}\", paths = [\"{pinned}\"])\n\
+                 prefix_rule(pattern = [\"whoami\"], decision = \"allow\", execution = \"unsandboxed\")\n"
+            ),
+        )
+        .unwrap();
+        let output = execgate(
+            dir.path(),
+            &[
+                "run",
+                "--profile",
+                "offline",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                &look_alike,
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{pin}: {}",
+            text(&output.stderr)
+        );
+        let last = audit(dir.path()).pop().unwrap();
+        assert_eq!(last["execgate"]["decision"], "run", "{pin}: {last}");
+        // The pinned one is escalated, as the rule says.
+        let output = execgate(
+            dir.path(),
+            &[
+                "run",
+                "--profile",
+                "offline",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                "whoami",
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{pin}: {}",
+            text(&output.stderr)
+        );
+        let last = audit(dir.path()).pop().unwrap();
+        assert_eq!(last["execgate"]["decision"], "escalate", "{pin}: {last}");
+    }
+}

@@ -13,7 +13,9 @@ use std::os::windows::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use execgate_rules::{MatchOptions, RuleDecision, RuleExecution, RuleSet};
+use execgate_rules::{
+    fold_windows_name, Evaluation, MatchOptions, RuleDecision, RuleExecution, RuleSet,
+};
 use execgate_sandbox::windows::{
     self as backend, Command, Finished, PlacedAces, PrivateDesktop, RestrictedToken, Running,
     TokenChoice, TokenEnforcement, UnenforcedToken,
@@ -198,6 +200,46 @@ pub fn resolve_program(name: &OsStr, cwd: &Path) -> Result<PathBuf, WindowsRunEr
 /// Decides `command`: the rules see the resolved program's path first,
 /// then its name without extension (`git` for `C:\...\git.exe`) when
 /// `host_executable` lists that path for the name or lists nothing.
+/// The rules that match `argv`, whose program is `program`, as Windows
+/// names files: without regard to case (probe 146: `forbidden` on
+/// `whoami.exe` passed over `WHOAMI.EXE`). The rules on its path, else on
+/// its names, `whoami.exe` and `whoami`, together (the strictest decides).
+/// A `host_executable` pin under either name keeps what those loosen to
+/// the paths it lists; what they forbid holds for every program of that
+/// name.
+fn evaluate_folded(rules: &RuleSet, program: &Path, argv: &[OsString]) -> Evaluation {
+    let rules = rules.clone().folded_for_windows();
+    let folded = |name: &OsStr| OsString::from(fold_windows_name(&name.to_string_lossy()));
+    let path = folded(program.as_os_str());
+    let mut asked = argv.to_vec();
+    asked[0] = path.clone();
+    let evaluation = rules.check_os(&asked, MatchOptions::default());
+    if !evaluation.matched.is_empty() {
+        return evaluation;
+    }
+    let mut names: Vec<OsString> = [program.file_name(), program.file_stem()]
+        .into_iter()
+        .flatten()
+        .map(folded)
+        .collect();
+    names.dedup();
+    let mut pins = names
+        .iter()
+        .filter_map(|name| rules.host_executable(&name.to_string_lossy()))
+        .flatten()
+        .peekable();
+    let pinned_here = pins.peek().is_none() || pins.any(|pinned| pinned.as_os_str() == path);
+    let mut matched = Vec::new();
+    for name in names {
+        asked[0] = name;
+        matched.extend(rules.check_os(&asked, MatchOptions::default()).matched);
+    }
+    if !pinned_here {
+        matched.retain(|rule| rule.decision == RuleDecision::Forbidden);
+    }
+    Evaluation { matched }
+}
+
 pub fn decide(
     config: &WindowsRunConfig,
     command: &WindowsCommand,
@@ -227,35 +269,7 @@ pub fn decide(
         }
     };
     argv[0] = program.clone().into_os_string();
-    let mut evaluation = config.rules.check_os(
-        &argv,
-        MatchOptions {
-            resolve_host_executables: true,
-        },
-    );
-    if evaluation.matched.is_empty() {
-        if let Some(stem) = program.file_stem() {
-            let stem_text = stem.to_string_lossy().to_lowercase();
-            let listed = config.rules.host_executable(&stem_text);
-            let pinned_here = listed.is_none_or(|paths| {
-                paths.iter().any(|path| {
-                    path.to_string_lossy()
-                        .eq_ignore_ascii_case(&program.to_string_lossy())
-                })
-            });
-            let mut by_name = argv.clone();
-            by_name[0] = OsString::from(stem_text);
-            evaluation = config.rules.check_os(&by_name, MatchOptions::default());
-            // A pin keeps what the name's rules loosen to the paths it
-            // lists; what they forbid applies to every program of that
-            // name (as `RuleSet::check` does for a pinned basename).
-            if !pinned_here {
-                evaluation
-                    .matched
-                    .retain(|rule| rule.decision == RuleDecision::Forbidden);
-            }
-        }
-    }
+    let evaluation = evaluate_folded(&config.rules, &program, &argv);
     let Some(rule) = evaluation.deciding_rule() else {
         return Ok(WindowsDecision {
             program,

@@ -59,8 +59,8 @@ pub use lint::{is_dynamic_loader, lint, lint_with, LintContext, LintFinding, Pat
 pub use load::LoadError;
 pub use network::{NetworkEvaluation, NetworkRule};
 pub use rule::{
-    Evaluation, HostExecutable, MatchOptions, PrefixRule, RuleDecision, RuleExecution, RuleMatch,
-    RuleOrigin, RuleSet,
+    fold_windows_name, Evaluation, HostExecutable, MatchOptions, PrefixRule, RuleDecision,
+    RuleExecution, RuleMatch, RuleOrigin, RuleSet,
 };
 
 #[cfg(test)]

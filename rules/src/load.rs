@@ -418,7 +418,11 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             if !path.is_absolute() {
                 anyhow::bail!("host_executable path {} must be absolute", path.display());
             }
-            if path.file_name().and_then(|file| file.to_str()) != Some(name) {
+            if !path
+                .file_name()
+                .and_then(|file| file.to_str())
+                .is_some_and(|file| names_the_program(file, name))
+            {
                 anyhow::bail!(
                     "host_executable path {} does not end in {name:?}",
                     path.display()
@@ -431,5 +435,21 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             .borrow_mut()
             .add_host_executable(name.to_owned(), resolved, &origin);
         Ok(NoneType)
+    }
+}
+
+/// Whether a pinned path's file name `file` is the program `name`: the
+/// same name; on Windows, which ignores case and runs `whoami.exe` as
+/// `whoami`, the same name in any case, with or without its extension.
+fn names_the_program(file: &str, name: &str) -> bool {
+    if cfg!(windows) {
+        let file = crate::fold_windows_name(file);
+        let name = crate::fold_windows_name(name);
+        file == name
+            || std::path::Path::new(&file)
+                .file_stem()
+                .is_some_and(|stem| *stem == *name)
+    } else {
+        file == name
     }
 }

@@ -207,6 +207,13 @@ pub struct MatchOptions {
     pub resolve_host_executables: bool,
 }
 
+/// A program's name or path as Windows compares them: in lower case, with
+/// `\` for `/`. (Windows folds case by its own table; lower case agrees
+/// with it for the names programs have.)
+pub fn fold_windows_name(name: &str) -> String {
+    name.replace('/', "\\").to_lowercase()
+}
+
 /// Rules from one or more files, merged in load order, indexed by program
 /// and first argument: a lookup touches only the rules that can match, so
 /// its cost does not grow with the number of rules for other commands.
@@ -278,6 +285,40 @@ impl RuleSet {
     /// Every rule, grouped by program.
     pub fn rules(&self) -> impl Iterator<Item = &PrefixRule> {
         self.by_program.values().flat_map(|program| &program.rules)
+    }
+
+    /// This set for a file system that ignores case, as Windows does: every
+    /// rule's program, and every name and path `host_executable` pins, as
+    /// [`fold_windows_name`] spells it, so that `WhoAmI`, `whoami.exe` and
+    /// `C:/Windows/System32/whoami.exe` name what Windows runs as
+    /// `C:\windows\system32\WHOAMI.EXE`. Look programs up folded alike.
+    /// Rules that fold to one program keep their load order among them.
+    pub fn folded_for_windows(self) -> RuleSet {
+        let loaded_at = |origin: &RuleOrigin| {
+            let file = self.files.iter().position(|file| *file == origin.file);
+            (file, origin.line)
+        };
+        let mut rules: Vec<PrefixRule> = self
+            .by_program
+            .values()
+            .flat_map(|program| program.rules.iter().cloned())
+            .collect();
+        rules.sort_by_key(|rule| loaded_at(&rule.origin));
+        let mut folded = RuleSet {
+            network: self.network,
+            files: self.files,
+            ..RuleSet::default()
+        };
+        for mut rule in rules {
+            rule.program = fold_windows_name(&rule.program);
+            folded.add_rule(rule);
+        }
+        for pinned in self.host_executable_paths {
+            let name = fold_windows_name(&pinned.name);
+            let path = PathBuf::from(fold_windows_name(&pinned.path.to_string_lossy()));
+            folded.add_host_executable(name, vec![path], &pinned.origin);
+        }
+        folded
     }
 
     /// The paths `host_executable` pins `name` to, if any.

@@ -1278,3 +1278,39 @@ prefix_rule(pattern = ["/usr/local/bin/uname"], decision = "forbidden")
         );
     }
 }
+
+/// Windows ignores case (probe 146: `forbidden` on `whoami.exe` passed
+/// over `WHOAMI.EXE`): folded, rules and pins name programs in any case
+/// and with either slash, and the first loaded of two rules that fold to
+/// one program still decides among equals.
+#[test]
+fn rules_folded_for_windows_name_programs_in_any_case() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["WhoAmI"], decision = "allow")
+prefix_rule(pattern = ["whoami", "/all"], decision = "forbidden")
+prefix_rule(pattern = ["C:/Windows/System32/PING.EXE"], decision = "prompt")
+prefix_rule(pattern = ["WHOAMI", "x"], decision = "prompt", justification = "first")
+prefix_rule(pattern = ["whoami", "x"], decision = "prompt", justification = "second")
+host_executable(name = "Tool", paths = ["/Opt/Tool"])
+"#,
+    )
+    .folded_for_windows();
+    assert_eq!(decision(&set, "whoami", false), Some(RuleDecision::Allow));
+    assert_eq!(
+        decision(&set, "whoami /all", false),
+        Some(RuleDecision::Forbidden)
+    );
+    let ping = set.check(&[r"c:\windows\system32\ping.exe"], MatchOptions::default());
+    assert_eq!(ping.decision(), Some(RuleDecision::Prompt));
+    let first = set.check(&["whoami", "x"], MatchOptions::default());
+    let justification = first
+        .deciding_rule()
+        .and_then(|rule| rule.justification.as_deref());
+    assert_eq!(justification, Some("first"));
+    assert_eq!(
+        set.host_executable("tool"),
+        Some(&[std::path::PathBuf::from(r"\opt\tool")][..])
+    );
+    assert_eq!(set.len(), 5);
+}
