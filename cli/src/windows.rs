@@ -18,8 +18,8 @@ use execgate_core_bridge::sandbox::windows::WindowsReport;
 use execgate_core_bridge::sandbox::windows_plan::{WindowsNetwork, WINDOWS_SANDBOX_NAME};
 use execgate_core_bridge::sandbox::ProfileSet;
 use execgate_core_bridge::windows::{
-    decide, prepare, ScriptShell, WindowsCommand, WindowsDecision, WindowsRunConfig,
-    WindowsVerdict, WINE_UNENFORCED_TOKEN,
+    decide, prepare, writable_root_over, ScriptShell, WindowsCommand, WindowsDecision,
+    WindowsRunConfig, WindowsVerdict, WINE_UNENFORCED_TOKEN,
 };
 
 /// Run commands with the program decided by rules, inside a restricted token.
@@ -166,6 +166,18 @@ fn run_command(args: RunArgs) -> Result<i32> {
         log: &audit_log,
         config: &config,
     };
+    // As on Linux: a log the sandbox can write is one its commands can
+    // forge (probe 146). The default one is refused in reach, with the
+    // state directory. A profile that cannot be planned is refused below,
+    // and recorded.
+    if let Ok(Some(root)) = writable_root_over(&config, &audit_log) {
+        eprintln!(
+            "execgate: warning: the audit log {} is in reach of this session's sandbox: it \
+             can write {root}, so the commands run here could forge records; keep the log \
+             outside the writable roots (--audit-log)",
+            audit_log.display()
+        );
+    }
     let decision = match decide(&config, &command) {
         Ok(decision) => decision,
         // Not found, or not resolvable: denied by execgate itself, as the

@@ -1086,3 +1086,43 @@ fn rules_and_pins_name_programs_whatever_their_case() {
         assert_eq!(last["execgate"]["decision"], "escalate", "{pin}: {last}");
     }
 }
+
+/// Probe 146: an audit log named inside a writable root (the workspace)
+/// was not warned of, and a command there appended a forged record. As on
+/// Linux, the session warns.
+#[test]
+fn an_audit_log_the_sandbox_can_write_is_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    for (log, warned) in [
+        (ws.join("audit.jsonl"), true),
+        (dir.path().join("audit.jsonl"), false),
+    ] {
+        let output = execgate(
+            dir.path(),
+            &[
+                "run",
+                "--profile",
+                "offline",
+                "--audit-log",
+                log.to_str().unwrap(),
+                "--",
+                "cmd",
+                "/d",
+                "/c",
+                "exit 0",
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        assert_eq!(
+            stderr.contains(&format!(
+                "the audit log {} is in reach of this session's sandbox",
+                log.display()
+            )),
+            warned,
+            "{stderr}"
+        );
+    }
+}

@@ -380,6 +380,25 @@ fn refuse_state_in_reach(config: &WindowsRunConfig) -> Result<(), WindowsRunErro
     }
 }
 
+/// The writable root through which the session's sandbox, or a rule's
+/// profile, could write `path`, if any: a command could then change what
+/// is there (forge an audit log's records). `path`'s nearest ancestor that
+/// exists decides.
+pub fn writable_root_over(
+    config: &WindowsRunConfig,
+    path: &Path,
+) -> Result<Option<String>, WindowsRunError> {
+    let Some(existing) = path.ancestors().find(|place| place.exists()) else {
+        return Ok(None);
+    };
+    let place = win_path(existing)?;
+    Ok(writable_paths(config)?
+        .all()
+        .into_iter()
+        .find(|root| place.starts_with(root))
+        .map(|root| root.to_string()))
+}
+
 /// `paths` and, for those that exist, their canonical forms: a profile's
 /// path spelled through a junction or an 8.3 name must still cover the
 /// canonical paths that programs and `PATH` entries resolve to.
