@@ -6,7 +6,7 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use globset::{Glob, GlobMatcher};
+use globset::{GlobBuilder, GlobMatcher};
 
 use crate::record::{AuditRecord, Bytes};
 use crate::AuditError;
@@ -297,6 +297,41 @@ fn parse_line(line: &[u8]) -> ParsedLine {
     }
 }
 
+/// A `--program` glob, matched against a path or its file name. A path
+/// the Windows backend recorded (`C:\...`, `\\server\...`) is matched as
+/// Windows names files: without regard to case, its name after the last
+/// `\` or `/`, and a `\` in the glob a separator, not an escape.
+#[derive(Debug, Clone)]
+pub struct ProgramGlob {
+    posix: GlobMatcher,
+    windows: GlobMatcher,
+}
+
+impl ProgramGlob {
+    /// Whether `path`, or its file name, matches.
+    pub fn is_match(&self, path: &str) -> bool {
+        let (glob, name) = if is_windows_path(path) {
+            (&self.windows, path.rsplit(['\\', '/']).next())
+        } else {
+            (
+                &self.posix,
+                Path::new(path).file_name().and_then(|name| name.to_str()),
+            )
+        };
+        glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
+    }
+}
+
+/// `C:\...` or `\\server\...`: a path only Windows writes.
+fn is_windows_path(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    path.starts_with("\\\\")
+        || (bytes.len() > 2
+            && bytes[0].is_ascii_alphabetic()
+            && bytes[1] == b':'
+            && matches!(bytes[2], b'\\' | b'/'))
+}
+
 /// Which records to keep. Empty fields match everything.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -304,9 +339,9 @@ pub struct Filter {
     /// `run`, `escalate` or `deny`; for connections `allow` or `deny`.
     /// `deny` keeps connections refused at connect time too.
     pub decision: Option<String>,
-    /// A glob on the executable's canonical path (or its file name when
-    /// the glob has no `/`).
-    pub program: Option<GlobMatcher>,
+    /// A glob on the executable's canonical path, the path as requested,
+    /// or the name it was run by (each, or its file name).
+    pub program: Option<ProgramGlob>,
     /// `file:line` rule ids, any of which matches (the rules file as
     /// written, and its canonical path: sessions record their rules files
     /// so, older logs as they were typed).
@@ -323,13 +358,24 @@ pub struct Filter {
 
 impl Filter {
     /// Compiles a program glob for [`Filter::program`].
-    pub fn program_glob(pattern: &str) -> Result<GlobMatcher, AuditError> {
-        Glob::new(pattern)
-            .map(|glob| glob.compile_matcher())
-            .map_err(|error| AuditError::Pattern {
-                pattern: pattern.to_owned(),
-                reason: error.to_string(),
-            })
+    pub fn program_glob(pattern: &str) -> Result<ProgramGlob, AuditError> {
+        let compiled = |builder: &mut GlobBuilder| {
+            builder
+                .build()
+                .map(|glob| glob.compile_matcher())
+                .map_err(|error| AuditError::Pattern {
+                    pattern: pattern.to_owned(),
+                    reason: error.to_string(),
+                })
+        };
+        Ok(ProgramGlob {
+            posix: compiled(&mut GlobBuilder::new(pattern))?,
+            windows: compiled(
+                GlobBuilder::new(pattern)
+                    .case_insensitive(true)
+                    .backslash_escape(false),
+            )?,
+        })
     }
 
     /// Reads an RFC 3339 time for [`Filter::since`] or [`Filter::until`]:
@@ -415,12 +461,7 @@ impl Filter {
             let matched = [executable.as_ref(), requested.as_ref(), run_as.as_ref()]
                 .into_iter()
                 .flatten()
-                .any(|path| {
-                    let name = Path::new(path)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned());
-                    glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
-                });
+                .any(|path| glob.is_match(path));
             matched
         }) && (self.rule.is_empty()
             || record

@@ -49,6 +49,8 @@ pub struct AuditArgs {
     /// A glob on the program's path or file name: its canonical path, the
     /// path asked for, or the name it was run by (argv[0]: `--program
     /// unxz` finds xz run as unxz, and `exec -a cat id` shows under cat).
+    /// A Windows record's paths are matched without regard to case, `\`
+    /// a separator.
     #[arg(long)]
     program: Option<String>,
     /// A rule id (`file:line`).

@@ -1015,6 +1015,22 @@ fn audit_reads_the_windows_backends_records() {
         table.contains("exit 4") && !table.contains("(as"),
         "{table}"
     );
+    // Probe 146: `--program cmd.exe` found nothing (the name was taken
+    // after the last `/`), nor the path as Windows writes it (`\` escaped
+    // the glob). Windows paths are matched as Windows names files.
+    for (pattern, found) in [
+        ("cmd.exe", true),
+        ("CMD.EXE", true),
+        (r"C:\Windows\System32\cmd.exe", true),
+        (r"c:\windows\system32\*.exe", true),
+        ("*.exe", true),
+        ("ls", false),
+    ] {
+        let output = execgate(&ws, &["audit", "--program", pattern, log.to_str().unwrap()]);
+        let table = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(table.contains("decision"), found, "{pattern}: {table}");
+    }
 }
 
 /// Regression: the shipped example config set `[env] exclude` to four of
