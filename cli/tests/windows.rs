@@ -1126,3 +1126,37 @@ fn an_audit_log_the_sandbox_can_write_is_warned_of() {
         );
     }
 }
+
+/// Probe 146: refusals that led nowhere. `:root = write` pointed to the
+/// `danger-full-access` profile, which is refused too, in words that did
+/// not read as a refusal; the network's named a key, not where to set it
+/// (Windows reads no config file).
+#[test]
+fn refusals_say_what_runs_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let refused = |args: &[&str]| {
+        let output = execgate(dir.path(), args);
+        assert_eq!(output.status.code(), Some(125), "{args:?}");
+        text(&output.stderr)
+    };
+    let unsandboxed = refused(&[
+        "run",
+        "--profile",
+        "danger-full-access",
+        "--",
+        "cmd",
+        "/d",
+        "/c",
+        "exit 0",
+    ]);
+    assert!(
+        unsandboxed.contains("runs no session without a sandbox")
+            && unsandboxed.contains(r#"execution = "unsandboxed""#),
+        "{unsandboxed}"
+    );
+    let network = refused(&["run", "--", "cmd", "/d", "/c", "exit 0"]);
+    assert!(
+        network.contains("--profiles FILE --profile NAME"),
+        "{network}"
+    );
+}

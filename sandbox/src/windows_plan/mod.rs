@@ -92,6 +92,10 @@ pub mod mask {
 
 /// Why a profile cannot be planned for Windows. Every variant says what to
 /// change.
+/// Where the refusals of an unsandboxed session point.
+const UNSANDBOXED_BY_RULE: &str = "a rule with `execution = \"unsandboxed\"` runs the commands \
+                                   it matches with your own token";
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WindowsPlanError {
@@ -101,7 +105,8 @@ pub enum WindowsPlanError {
     )]
     ReadsRestricted(String),
     #[error(
-        "the Windows backend cannot block the network of one process; set `network = \
+        "the Windows backend cannot block the network of one process; in a profile of your \
+         own (`--profiles FILE --profile NAME`: Windows reads no config file), set `network = \
          \"enabled\"`, or `windows_network = \"best-effort\"` to accept proxy variables that \
          point nowhere in place of a block"
     )]
@@ -111,7 +116,10 @@ pub enum WindowsPlanError {
          `network = \"enabled\"` or run this profile on Linux"
     )]
     NetworkLimited,
-    #[error("`:root = write` leaves writes unrestricted; use the `danger-full-access` profile")]
+    #[error(
+        "`:root = write` leaves writes unrestricted, which the Windows backend does not do for a \
+         session; {UNSANDBOXED_BY_RULE}"
+    )]
     RootWritable,
     #[error(
         "the working directory {cwd} is the root of its volume: `:cwd = write` would make all \
@@ -155,6 +163,11 @@ pub enum WindowsPlanError {
     },
     #[error("{0}")]
     NotManaged(&'static str),
+    #[error(
+        "the Windows backend runs no session without a sandbox (a profile without one, such as \
+         `danger-full-access`, is refused); {UNSANDBOXED_BY_RULE}"
+    )]
+    Unsandboxed,
     #[error("bad Windows path {path:?}: {reason}")]
     BadPath { path: String, reason: String },
     #[error("cannot run this command on Windows: {0}")]
@@ -398,9 +411,7 @@ impl WindowsPlan {
                 network,
                 ..
             } => (file_system, *network),
-            PermissionProfile::Disabled => return Err(WindowsPlanError::NotManaged(
-                "this profile is not sandboxed; it runs with the caller's token, without a plan",
-            )),
+            PermissionProfile::Disabled => return Err(WindowsPlanError::Unsandboxed),
             PermissionProfile::External { .. } => {
                 return Err(WindowsPlanError::NotManaged(
                     "an external sandbox is not something the Windows backend can provide",

@@ -497,7 +497,7 @@ fn profiles_the_token_cannot_enforce_are_refused() {
                 NetworkPolicy::Enabled,
             ),
             WindowsNetwork::Refuse,
-            "danger-full-access",
+            r#"execution = "unsandboxed""#,
         ),
         (
             "external sandbox",
@@ -511,7 +511,7 @@ fn profiles_the_token_cannot_enforce_are_refused() {
             "unsandboxed",
             PermissionProfile::Disabled,
             WindowsNetwork::BestEffort,
-            "caller's token",
+            "runs no session without a sandbox",
         ),
     ];
     for (name, profile, network, expected) in cases {
