@@ -489,11 +489,19 @@ fn execgate(cli: Cli) -> ExitCode {
     }
 }
 
+/// `error` and its causes for the terminal: see [`causes`].
+fn describe(error: &anyhow::Error) -> String {
+    // Errors quote files (a rules file's bytes, a config's keys) that may
+    // come with a repository.
+    output::terminal_safe(&causes(error), output::Lines::Kept)
+}
+
 /// `error` and its causes, joined by ": ", each cause left out when the
 /// text so far already ends with it (after a ": "): many errors show their
-/// source in their own message too, and the reason would be said twice.
-#[cfg(unix)]
-fn describe(error: &anyhow::Error) -> String {
+/// source in their own message too, and the reason would be said twice
+/// (probe 146: "File not found. (os error 2): File not found. (os error
+/// 2)" on Windows).
+fn causes(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let cause = cause.to_string();
@@ -503,9 +511,7 @@ fn describe(error: &anyhow::Error) -> String {
             text = format!("{text}: {cause}");
         }
     }
-    // Errors quote files (a rules file's bytes, a config's keys) that may
-    // come with a repository.
-    output::terminal_safe(&text, output::Lines::Kept)
+    text
 }
 
 /// What shells read at their start in `$ZDOTDIR` or the home directory.

@@ -89,11 +89,7 @@ pub fn main() -> ExitCode {
             Err(_) => std::process::exit(code),
         },
         Err(error) => {
-            let error = format!("{error:#}");
-            eprintln!(
-                "execgate: {}",
-                crate::output::terminal_safe(&error, crate::output::Lines::Kept)
-            );
+            eprintln!("execgate: {}", crate::describe(&error));
             ExitCode::from(125)
         }
     }
@@ -244,7 +240,7 @@ fn run_command(args: RunArgs) -> Result<i32> {
             // It does not run without the input it was given: refused, and
             // recorded as such.
             let error = anyhow::Error::new(error).context("cannot read stdin");
-            let reason = format!("{error:#}");
+            let reason = crate::causes(&error);
             return refused(
                 audit.write(&Entry::Refused {
                     decision: Some(&decision),
@@ -288,7 +284,7 @@ fn run_command(args: RunArgs) -> Result<i32> {
                 .context("cannot write the command's error output to stderr")
         });
     if let Err(error) = &passed_on {
-        outcome.warnings.push(format!("{error:#}"));
+        outcome.warnings.push(crate::causes(error));
     }
     // What running it added (temporary ACEs that could not be removed).
     for warning in outcome.warnings.iter().skip(shown) {

@@ -1159,4 +1159,8 @@ fn refusals_say_what_runs_instead() {
         network.contains("--profiles FILE --profile NAME"),
         "{network}"
     );
+    // Said once, not once by the error and again by its cause.
+    let missing = dir.path().join("missing.rules");
+    let missing = refused(&["run", "--rules", missing.to_str().unwrap(), "--", "whoami"]);
+    assert_eq!(missing.matches("(os error 2)").count(), 1, "{missing}");
 }
