@@ -124,7 +124,10 @@ fn run_command(args: RunArgs) -> Result<i32> {
     let mut execution_networks = BTreeMap::new();
     for rule in rules.rules() {
         if let Some(execgate_core_bridge::rules::RuleExecution::Profile(name)) = &rule.execution {
-            execution_profiles.insert(name.clone(), profiles.get(name)?);
+            let profile = profiles
+                .get(name)
+                .with_context(|| format!("{} runs in the profile {name:?}", rule.origin))?;
+            execution_profiles.insert(name.clone(), profile);
             if let Some(network) = profiles.windows_network(name) {
                 execution_networks.insert(name.clone(), network);
             }

@@ -1164,3 +1164,42 @@ fn refusals_say_what_runs_instead() {
     let missing = refused(&["run", "--rules", missing.to_str().unwrap(), "--", "whoami"]);
     assert_eq!(missing.matches("(os error 2)").count(), 1, "{missing}");
 }
+
+/// Probe 146: a batch file in the working directory was "not found on
+/// PATH", with no word that the directory is not searched; a rule naming
+/// a profile that is not defined was not named.
+#[test]
+fn what_cannot_be_found_says_where_to_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("t.bat"), "@echo hi\r\n").unwrap();
+    let output = execgate(dir.path(), &["run", "--profile", "offline", "--", "t.bat"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains(r"name it by its path (.\t.bat)"),
+        "{stderr}"
+    );
+    let rules = dir.path().join("profile.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"whoami\"], decision = \"allow\", execution = \"nowhere\")\n",
+    )
+    .unwrap();
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "whoami",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("profile.rules:1"), "{stderr}");
+}

@@ -34,6 +34,13 @@ use execgate_sandbox::PermissionProfile;
 pub enum WindowsRunError {
     #[error("{0}: not found on PATH (with PATHEXT) or not a file")]
     NotFound(String),
+    /// In the working directory, which is not searched: a program the
+    /// sandbox can write there would otherwise take a name's place.
+    #[error(
+        "{0}: not found on PATH (with PATHEXT); the working directory is not searched: name it \
+         by its path (.\\{0})"
+    )]
+    OnlyInWorkingDirectory(String),
     /// The rules denied it; it is not prepared.
     #[error("denied: {0}")]
     Denied(String),
@@ -193,6 +200,9 @@ pub fn resolve_program(name: &OsStr, cwd: &Path) -> Result<PathBuf, WindowsRunEr
                     source,
                 });
         }
+    }
+    if !text.contains(['\\', '/', ':']) && cwd.join(name).is_file() {
+        return Err(WindowsRunError::OnlyInWorkingDirectory(text.to_string()));
     }
     Err(not_found())
 }
