@@ -240,7 +240,7 @@ impl SessionArgs {
             .unwrap_or_else(|| "workspace-write".into());
         let mut profile = config.profile(&profile_name, config_file.as_deref())?;
         let cwd = current_dir(self.cwd)?;
-        let config_kept = protect_config(&mut profile, self.config.as_deref(), &cwd)?;
+        let config_left = protect_config(&mut profile, self.config.as_deref(), &cwd)?;
         let rule_files: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
         let rules = policy::load_rules(&rule_files)?;
         let skill_dirs: Vec<PathBuf> = config.skills.iter().chain(&self.skills).cloned().collect();
@@ -276,7 +276,7 @@ impl SessionArgs {
             rule_files
                 .iter()
                 .chain(&skill_dirs)
-                .chain(&config_left_writable(self.config.as_deref(), config_kept))
+                .chain(&config_left)
                 .chain(&skill_files)
                 .map(PathBuf::as_path),
             CHANGES_LATER_POLICY,
@@ -947,8 +947,10 @@ fn replaceable_link_on_the_way(
     let path = std::path::absolute(path).ok()?;
     links_followed(&path).into_iter().find_map(|link| {
         // A place with a rule of its own that the sandbox cannot write is
-        // a mount point there, which can be neither moved nor replaced
-        // (EBUSY): a link inside it stays, whatever lies above.
+        // a mount point there, which cannot be replaced; nor can a
+        // directory holding it be moved, as the sandbox's supervisor
+        // refuses (EBUSY, `refuse_moving_anchors`) what the kernel allows:
+        // a link inside it stays, whatever lies above.
         let stays = |place: &std::path::Path| {
             view.rules()
                 .iter()
@@ -1014,9 +1016,31 @@ fn links_followed(path: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// directory, `execgate/` in the config home, is kept whole, and made
 /// first when the sandbox could otherwise make it and a config in it; a
 /// file named with `--config`, only itself, beside the default one's.
-/// Whether it (the one the session reads) was kept so.
+/// Returns those it could not keep so, to be warned of: the default one
+/// even beside `--config`, as it chooses the policy of every later session
+/// started without it (a review: a link on its way was re-pointed unwarned).
 #[cfg(unix)]
 fn protect_config(
+    profile: &mut PermissionProfile,
+    explicit: Option<&std::path::Path>,
+    cwd: &std::path::Path,
+) -> Result<Vec<PathBuf>> {
+    let mut left = Vec::new();
+    if !keep_config(profile, None, cwd)? {
+        left.extend(config::default_path());
+    }
+    if let Some(file) = explicit {
+        if !keep_config(profile, Some(file), cwd)? {
+            left.push(file.to_path_buf());
+        }
+    }
+    Ok(left)
+}
+
+/// [`protect_config`] for one file: the one named with `--config` (else
+/// the default one); whether it was kept.
+#[cfg(unix)]
+fn keep_config(
     profile: &mut PermissionProfile,
     explicit: Option<&std::path::Path>,
     cwd: &std::path::Path,
@@ -1024,11 +1048,6 @@ fn protect_config(
     let Some(view) = sandbox_view(profile, cwd) else {
         return Ok(false);
     };
-    if explicit.is_some() {
-        // The default one chooses the policy of every later session
-        // started without `--config` (a review).
-        protect_config(profile, None, cwd)?;
-    }
     let place = match explicit {
         Some(file) => {
             let file = std::path::absolute(file)?;
@@ -1128,19 +1147,6 @@ fn protect_config(
 #[cfg(unix)]
 const CHANGES_LATER_POLICY: &str = "the commands run here could change the policy of later \
                                     sessions; keep policy files outside the writable roots";
-
-/// The config file [`protect_config`] did not keep (`kept` false), to be
-/// warned of: the one named with `--config`, else the default one.
-#[cfg(unix)]
-fn config_left_writable(explicit: Option<&std::path::Path>, kept: bool) -> Option<PathBuf> {
-    if kept {
-        return None;
-    }
-    match explicit {
-        Some(file) => Some(file.to_path_buf()),
-        None => config::default_path(),
-    }
-}
 
 /// Opens the audit log a session writes: `named` (`--audit-log`, else the
 /// config's `[audit] log`), else the default one, its directory made first
@@ -1862,7 +1868,7 @@ fn sandbox(
         );
     }
     let cwd = current_dir(cwd)?;
-    let config_kept = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
+    let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
     warn_if_sandbox_writable(
         &profile,
         &cwd,
@@ -1870,7 +1876,7 @@ fn sandbox(
             .rules
             .iter()
             .chain(&config.skills)
-            .chain(&config_left_writable(config_path.as_deref(), config_kept))
+            .chain(&config_left)
             .map(PathBuf::as_path),
         CHANGES_LATER_POLICY,
     );

@@ -600,15 +600,27 @@ fn the_config_file_is_out_of_the_sandboxs_reach() {
     std::os::unix::fs::symlink(&middle, &default).unwrap();
     let named = dir.path().join("keep/named.toml");
     std::os::unix::fs::symlink(&middle, &named).unwrap();
-    for args in [
-        &["run", "--", "true"][..],
-        &["run", "--config", named.to_str().unwrap(), "--", "true"],
+    // A review: with `--config` naming another file, the default one (what
+    // later sessions without it read) was not warned of.
+    let plain = dir.path().join("keep/plain.toml");
+    std::fs::write(&plain, "rules = []\n").unwrap();
+    for (args, warned) in [
+        (&["run", "--", "true"][..], &default),
+        (
+            &["run", "--config", named.to_str().unwrap(), "--", "true"],
+            &named,
+        ),
+        (
+            &["run", "--config", plain.to_str().unwrap(), "--", "true"],
+            &default,
+        ),
     ] {
         let output = execgate_with_env(&ws, args, &config_home_env);
         let stderr = text(&output.stderr);
         assert!(
             stderr.contains(&format!(
-                "is reached through the link {}, which this session's sandbox can replace",
+                "{} is reached through the link {}, which this session's sandbox can replace",
+                warned.display(),
                 middle.display()
             )),
             "{args:?}: {stderr}"

@@ -1550,6 +1550,9 @@ async fn a_directory_holding_the_workspace_does_not_move() {
     let ws = parent.join("mid/ws");
     fs::create_dir_all(ws.join("config")).unwrap();
     fs::create_dir_all(parent.join("other/inner")).unwrap();
+    // A directory kept read-only inside a writable root (the config's, a
+    // `.git`): the CLI counts on a link in it staying where it is.
+    fs::create_dir_all(parent.join("ro/kept")).unwrap();
     let mut profile = PermissionProfile::preset("workspace-write").unwrap();
     let PermissionProfile::Managed { file_system, .. } = &mut profile else {
         unreachable!()
@@ -1563,10 +1566,18 @@ async fn a_directory_holding_the_workspace_does_not_move() {
     file_system
         .push(parse_target("config/*.key", None).unwrap(), Access::None)
         .unwrap();
+    let kept = parent.join("ro/kept");
+    file_system
+        .push(
+            parse_target(kept.to_str().unwrap(), None).unwrap(),
+            Access::Read,
+        )
+        .unwrap();
     let script = format!(
         "cd {parent}; \
          mv mid moved 2>/dev/null || print mid-stays; \
          mv mid/ws mid/ws2 2>/dev/null || print ws-stays; \
+         mv ro ro2 2>/dev/null || print ro-stays; \
          mv other elsewhere && print other-moves; \
          mkdir moved/ws/.agents 2>/dev/null && print ESCAPED; \
          print the-end",
@@ -1574,7 +1585,7 @@ async fn a_directory_holding_the_workspace_does_not_move() {
     );
     let (output, _) = run_sandboxed(policy_by_path(&[]), profile, &script, &ws).await;
     assert_eq!(
-        output.stdout, "mid-stays\nws-stays\nother-moves\nthe-end\n",
+        output.stdout, "mid-stays\nws-stays\nro-stays\nother-moves\nthe-end\n",
         "{}",
         output.stderr
     );
