@@ -313,11 +313,26 @@ impl RuleSet {
             rule.program = fold_windows_name(&rule.program);
             folded.add_rule(rule);
         }
-        for pinned in self.host_executable_paths {
-            let name = fold_windows_name(&pinned.name);
-            let path = PathBuf::from(fold_windows_name(&pinned.path.to_string_lossy()));
-            folded.add_host_executable(name, vec![path], &pinned.origin);
+        // From the map, not the list of paths: a pin to no path at all
+        // (`paths = []`) is in the map alone, and keeps everything but
+        // `forbidden` away from every program of its name (a review).
+        let fold_path = |path: &PathBuf| PathBuf::from(fold_windows_name(&path.to_string_lossy()));
+        for (name, paths) in self.host_executables {
+            folded
+                .host_executables
+                .entry(fold_windows_name(&name))
+                .or_default()
+                .extend(paths.iter().map(fold_path));
         }
+        folded.host_executable_paths = self
+            .host_executable_paths
+            .into_iter()
+            .map(|pinned| HostExecutable {
+                name: fold_windows_name(&pinned.name),
+                path: fold_path(&pinned.path),
+                origin: pinned.origin,
+            })
+            .collect();
         folded
     }
 

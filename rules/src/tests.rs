@@ -1293,9 +1293,13 @@ prefix_rule(pattern = ["C:/Windows/System32/PING.EXE"], decision = "prompt")
 prefix_rule(pattern = ["WHOAMI", "x"], decision = "prompt", justification = "first")
 prefix_rule(pattern = ["whoami", "x"], decision = "prompt", justification = "second")
 host_executable(name = "Tool", paths = ["/Opt/Tool"])
+host_executable(name = "Nowhere", paths = [])
 "#,
     )
     .folded_for_windows();
+    // A pin to no path survives the folding (a review: it was dropped,
+    // and the rules on its name reached every program of that name).
+    assert_eq!(set.host_executable("nowhere"), Some(&[][..]));
     assert_eq!(decision(&set, "whoami", false), Some(RuleDecision::Allow));
     assert_eq!(
         decision(&set, "whoami /all", false),
