@@ -299,8 +299,8 @@ fn parse_line(line: &[u8]) -> ParsedLine {
 
 /// A `--program` glob, matched against a path or its file name. A path
 /// the Windows backend recorded (`C:\...`, `\\server\...`) is matched as
-/// Windows names files: without regard to case, its name after the last
-/// `\` or `/`, and a `\` in the glob a separator, not an escape.
+/// Windows names files: without regard to case, `/` as `\`, its name
+/// after the last `\`, and a `\` in the glob a separator, not an escape.
 #[derive(Debug, Clone)]
 pub struct ProgramGlob {
     posix: GlobMatcher,
@@ -310,15 +310,14 @@ pub struct ProgramGlob {
 impl ProgramGlob {
     /// Whether `path`, or its file name, matches.
     pub fn is_match(&self, path: &str) -> bool {
-        let (glob, name) = if is_windows_path(path) {
-            (&self.windows, path.rsplit(['\\', '/']).next())
-        } else {
-            (
-                &self.posix,
-                Path::new(path).file_name().and_then(|name| name.to_str()),
-            )
-        };
-        glob.is_match(path) || name.is_some_and(|name| glob.is_match(name))
+        if is_windows_path(path) {
+            let path = path.replace('/', "\\");
+            let name = path.rsplit('\\').next();
+            return self.windows.is_match(&path)
+                || name.is_some_and(|name| self.windows.is_match(name));
+        }
+        let name = Path::new(path).file_name().and_then(|name| name.to_str());
+        self.posix.is_match(path) || name.is_some_and(|name| self.posix.is_match(name))
     }
 }
 
@@ -368,10 +367,11 @@ impl Filter {
                     reason: error.to_string(),
                 })
         };
+        let windows_pattern = pattern.replace('/', "\\");
         Ok(ProgramGlob {
             posix: compiled(&mut GlobBuilder::new(pattern))?,
             windows: compiled(
-                GlobBuilder::new(pattern)
+                GlobBuilder::new(&windows_pattern)
                     .case_insensitive(true)
                     .backslash_escape(false),
             )?,

@@ -1035,6 +1035,7 @@ fn audit_reads_the_windows_backends_records() {
         ("CMD.EXE", true),
         (r"C:\Windows\System32\cmd.exe", true),
         (r"c:\windows\system32\*.exe", true),
+        ("C:/Windows/System32/cmd.exe", true),
         ("*.exe", true),
         ("ls", false),
     ] {
