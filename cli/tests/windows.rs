@@ -1181,6 +1181,10 @@ fn what_cannot_be_found_says_where_to_look() {
         stderr.contains(r"name it by its path (.\t.bat)"),
         "{stderr}"
     );
+    // By its name without the extension too, as PATH is searched.
+    let output = execgate(dir.path(), &["run", "--profile", "offline", "--", "t"]);
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(r"name it by its path (.\t)"), "{stderr}");
     let rules = dir.path().join("profile.rules");
     std::fs::write(
         &rules,

@@ -165,31 +165,35 @@ fn plain(path: PathBuf) -> PathBuf {
 pub fn resolve_program(name: &OsStr, cwd: &Path) -> Result<PathBuf, WindowsRunError> {
     let text = name.to_string_lossy();
     let not_found = || WindowsRunError::NotFound(text.to_string());
-    let candidates: Vec<PathBuf> = if text.contains(['\\', '/', ':']) {
+    let by_path = text.contains(['\\', '/', ':']);
+    let extensions: Vec<String> = std::env::var("PATHEXT")
+        .unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into())
+        .split(';')
+        .filter(|ext| !ext.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let has_extension = Path::new(name).extension().is_some();
+    // `name` in `dir`, as `PATH` is searched: itself when it has an
+    // extension, then with each of `PATHEXT`'s.
+    let in_dir = |dir: &Path| {
+        let with_extensions = extensions.iter().map(|ext| {
+            let mut file = name.to_os_string();
+            file.push(ext);
+            dir.join(file)
+        });
+        has_extension
+            .then(|| dir.join(name))
+            .into_iter()
+            .chain(with_extensions)
+            .collect::<Vec<_>>()
+    };
+    let candidates: Vec<PathBuf> = if by_path {
         vec![cwd.join(name)]
     } else {
-        let extensions: Vec<String> = std::env::var("PATHEXT")
-            .unwrap_or_else(|_| ".COM;.EXE;.BAT;.CMD".into())
-            .split(';')
-            .filter(|ext| !ext.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let has_extension = Path::new(name).extension().is_some();
-        let mut candidates = Vec::new();
-        for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-            if !dir.is_absolute() {
-                continue;
-            }
-            if has_extension {
-                candidates.push(dir.join(name));
-            }
-            for ext in &extensions {
-                let mut file = name.to_os_string();
-                file.push(ext);
-                candidates.push(dir.join(file));
-            }
-        }
-        candidates
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .filter(|dir| dir.is_absolute())
+            .flat_map(|dir| in_dir(&dir))
+            .collect()
     };
     for candidate in candidates {
         if candidate.is_file() {
@@ -201,7 +205,7 @@ pub fn resolve_program(name: &OsStr, cwd: &Path) -> Result<PathBuf, WindowsRunEr
                 });
         }
     }
-    if !text.contains(['\\', '/', ':']) && cwd.join(name).is_file() {
+    if !by_path && in_dir(cwd).iter().any(|candidate| candidate.is_file()) {
         return Err(WindowsRunError::OnlyInWorkingDirectory(text.to_string()));
     }
     Err(not_found())
