@@ -248,14 +248,20 @@ fn reply_timeout(setting: Option<&OsStr>) -> Duration {
 pub(crate) fn send_past_descriptors_in_flight(
     mut send: impl FnMut() -> io::Result<()>,
 ) -> io::Result<()> {
+    const PAUSE: Duration = Duration::from_millis(2);
     let start = sys::monotonic_now();
+    // Counted as well as timed: a clock that does not move (a seccomp
+    // policy of someone else's that fails `clock_gettime`) ends it too.
+    let mut tries = IN_FLIGHT_PATIENCE.as_millis() / PAUSE.as_millis();
     loop {
         match send() {
             Err(error)
                 if error.raw_os_error() == Some(libc::ETOOMANYREFS)
+                    && tries > 0
                     && sys::monotonic_now().saturating_sub(start) < IN_FLIGHT_PATIENCE =>
             {
-                std::thread::sleep(Duration::from_millis(2));
+                tries -= 1;
+                std::thread::sleep(PAUSE);
             }
             result => return result,
         }
