@@ -69,7 +69,16 @@ $left = Get-CimInstance Win32_Process -Filter "Name = 'PING.EXE'" |
     Where-Object { $_.CommandLine -like "*-n 120 127.0.0.1*" }
 Check "the job kills the process tree" ($null -eq $left) "left: $($left.ProcessId)"
 
-# 9. doctor sees a restricted token.
+# 9. An audit log reached through a junction in the workspace is warned of:
+#    the sandbox could point the junction elsewhere (Wine makes no junctions).
+$logs = Join-Path $base "logs"
+New-Item -ItemType Directory -Force $logs | Out-Null
+New-Item -ItemType Junction -Path (Join-Path $ws "logs") -Target $logs | Out-Null
+$warning = & $Execgate run --profiles $profiles --profile offline --cwd $ws `
+    --audit-log (Join-Path $ws "logs\audit.jsonl") -- cmd /d /c "exit 0" 2>&1 | Out-String
+Check "a log through a junction in reach is warned of" ($warning -like "*in reach of this session's sandbox*") $warning
+
+# 10. doctor sees a restricted token.
 $doctor = & $Execgate doctor --json | ConvertFrom-Json
 Check "doctor: restricted token" ($doctor."restricted token" -like "ok*") $doctor."restricted token"
 

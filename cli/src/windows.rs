@@ -167,15 +167,21 @@ fn run_command(args: RunArgs) -> Result<i32> {
     };
     // As on Linux: a log the sandbox can write is one its commands can
     // forge (probe 146). The default one is refused in reach, with the
-    // state directory. A profile that cannot be planned is refused below,
-    // and recorded.
-    if let Ok(Some(root)) = writable_root_over(&config, &audit_log) {
-        eprintln!(
+    // state directory.
+    match writable_root_over(&config, &audit_log) {
+        Ok(None) => {}
+        Ok(Some(root)) => eprintln!(
             "execgate: warning: the audit log {} is in reach of this session's sandbox: it \
              can write {root}, so the commands run here could forge records; keep the log \
              outside the writable roots (--audit-log)",
             audit_log.display()
-        );
+        ),
+        // A profile that cannot be planned is refused below, and recorded.
+        Err(error) => eprintln!(
+            "execgate: warning: cannot tell whether the audit log {} is in reach of this \
+             session's sandbox: {error}",
+            audit_log.display()
+        ),
     }
     let decision = match decide(&config, &command) {
         Ok(decision) => decision,

@@ -397,20 +397,34 @@ fn refuse_state_in_reach(config: &WindowsRunConfig) -> Result<(), WindowsRunErro
 /// The writable root through which the session's sandbox, or a rule's
 /// profile, could write `path`, if any: a command could then change what
 /// is there (forge an audit log's records). `path`'s nearest ancestor that
-/// exists decides.
+/// exists decides, and so does every link or junction on the way as
+/// written, whose directory the sandbox could write: it could point it
+/// elsewhere (a review; Wine makes no directory links, so
+/// `scripts/windows-smoke.ps1` checks this one on Windows).
 pub fn writable_root_over(
     config: &WindowsRunConfig,
     path: &Path,
 ) -> Result<Option<String>, WindowsRunError> {
-    let Some(existing) = path.ancestors().find(|place| place.exists()) else {
-        return Ok(None);
+    let roots = writable_paths(config)?.all();
+    let under_a_root = |place: &Path| -> Result<Option<String>, WindowsRunError> {
+        let place = win_path(place)?;
+        Ok(roots
+            .iter()
+            .find(|root| place.starts_with(root))
+            .map(ToString::to_string))
     };
-    let place = win_path(existing)?;
-    Ok(writable_paths(config)?
-        .all()
-        .into_iter()
-        .find(|root| place.starts_with(root))
-        .map(|root| root.to_string()))
+    let links = path.ancestors().filter(|place| {
+        std::fs::symlink_metadata(place).is_ok_and(|meta| meta.file_type().is_symlink())
+    });
+    for link in links {
+        if let Some(root) = link.parent().map(under_a_root).transpose()?.flatten() {
+            return Ok(Some(root));
+        }
+    }
+    match path.ancestors().find(|place| place.exists()) {
+        Some(existing) => under_a_root(existing),
+        None => Ok(None),
+    }
 }
 
 /// `paths` and, for those that exist, their canonical forms: a profile's
