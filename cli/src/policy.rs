@@ -52,6 +52,11 @@ pub enum PolicyCommand {
         /// $XDG_CONFIG_HOME/execgate/config.toml, if there is one).
         #[arg(long, value_name = "FILE", requires = "as_run")]
         config: Option<PathBuf>,
+        /// With --as-run: the profile a session would run in (default: the
+        /// config's `default_profile`, else workspace-write), whose sandbox
+        /// hides what the session's shell does not find.
+        #[arg(long, value_name = "NAME", requires = "as_run")]
+        profile: Option<String>,
         /// Indent the JSON.
         #[arg(long)]
         pretty: bool,
@@ -135,7 +140,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             pretty,
             ..
         } => {
-            let (rules, _) = rules_to_check(&rules, as_run, config.as_deref())?;
+            let (rules, _) = rules_to_check(&rules, as_run, config.as_deref(), None)?;
             let (destination, port) = Destination::parse_authority(&network, None)?;
             let protocol = match protocol {
                 NetworkProtocol::Https => Protocol::Https,
@@ -151,15 +156,20 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             resolve_host_executables,
             as_run,
             config,
+            profile,
             pretty,
             mut argv,
             network: None,
             ..
         } => {
-            let (rules, session_path) = rules_to_check(&rules, as_run, config.as_deref())?;
+            let (rules, session) =
+                rules_to_check(&rules, as_run, config.as_deref(), profile.as_deref())?;
             let mut found = None;
+            if session.is_some() {
+                argv = past_precommand_modifiers(argv)?;
+            }
             let program = argv.first().and_then(|program| program.to_str());
-            if let Some(session_path) = &session_path {
+            if let Some(session) = &session {
                 if let Some(program) = program.filter(|program| !program.contains('/')) {
                     let builtins = ShellBuiltins::of([program]);
                     if builtins.always.contains(program) {
@@ -177,7 +187,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     }
                 }
                 if let Some(program) = argv.first_mut() {
-                    let (as_found, canonical) = program_as_run(program, session_path)?;
+                    let (as_found, canonical) = program_as_run(program, session)?;
                     found = Some(as_found);
                     *program = canonical.into_os_string();
                 }
@@ -239,22 +249,120 @@ fn rules_to_check(
     files: &[PathBuf],
     as_run: bool,
     config: Option<&Path>,
-) -> Result<(std::sync::Arc<RuleSet>, Option<std::ffi::OsString>)> {
+    profile: Option<&str>,
+) -> Result<(std::sync::Arc<RuleSet>, Option<SessionView>)> {
     if !as_run {
         say_if_config_rules_are_left_out(files);
         return Ok((std::sync::Arc::new(RuleSet::load(files)?), None));
     }
-    let config = Config::load(config)?;
+    let (config, config_file) = Config::load_naming(config)?;
     let all: Vec<PathBuf> = config.rules.iter().chain(files).cloned().collect();
     let rules = std::sync::Arc::new(load_rules(&all)?);
-    let session_path = session_path_of(&config)?;
+    let profile_name = profile
+        .map(str::to_owned)
+        .or(config.default_profile.clone())
+        .unwrap_or_else(|| "workspace-write".into());
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let session = SessionView {
+        path: session_path_of(&config)?,
+        sandbox: crate::sandbox_view(
+            &config.profile(&profile_name, config_file.as_deref())?,
+            &cwd,
+        ),
+    };
+    if !config.skills.is_empty() {
+        crate::stderr::line(
+            "execgate: the config names skills: a session decides their scripts by the skill \
+             (its permissions), not by these rules, but for `forbidden` ones; this check \
+             leaves skills out",
+        );
+    }
     // What `run` refuses to start with, refused alike.
     execgate_core_bridge::ExecPolicy::new(execgate_core_bridge::ExecPolicyConfig {
         rules: rules.clone(),
         profiles: std::sync::Arc::new(config.profiles),
         ..Default::default()
     })?;
-    Ok((rules, Some(session_path)))
+    Ok((rules, Some(session)))
+}
+
+/// What a session's shell sees when it looks a program up.
+struct SessionView {
+    /// The `PATH` it gets.
+    path: std::ffi::OsString,
+    /// Its sandbox, `None` for an unsandboxed profile.
+    sandbox: Option<execgate_core_bridge::server::sandbox::ResolvedPolicy>,
+}
+
+impl SessionView {
+    /// Whether the session's shell can see `path` at all: its sandbox
+    /// hides what its profile does not grant, and `/run`.
+    fn shows(&self, path: &Path) -> bool {
+        let Some(sandbox) = &self.sandbox else {
+            return true;
+        };
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let hidden = |place: &Path| {
+            execgate_core_bridge::server::sandbox::HIDDEN_SERVICE_DIRS
+                .iter()
+                .any(|dir| place.starts_with(dir))
+        };
+        !hidden(path) && !hidden(&canonical) && sandbox.can_read(&canonical)
+    }
+}
+
+/// `argv` past zsh's precommand modifiers (`command`, `exec`, `-`,
+/// `nocorrect`, `noglob`) and `time`, with their options: a session
+/// decides on the program after them (probe 149: they were called builtins
+/// that never ask). `builtin` runs no program, and `command -v` only says
+/// where one is.
+fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
+    let mut skipped = Vec::new();
+    while let Some(word) = argv.first().and_then(|word| word.to_str()) {
+        let takes_value: &[&str] = match word {
+            "command" => &[],
+            "exec" => &["-a"],
+            "-" | "nocorrect" | "noglob" | "time" => {
+                skipped.push(argv.remove(0));
+                continue;
+            }
+            "builtin" => {
+                bail!("builtin runs a zsh builtin: no program runs, and a session decides nothing")
+            }
+            _ => break,
+        };
+        skipped.push(argv.remove(0));
+        while let Some(option) = argv.first().and_then(|word| word.to_str()) {
+            match option {
+                "--" => {
+                    argv.remove(0);
+                    break;
+                }
+                "-v" | "-V" if skipped.last().is_some_and(|word| word == "command") => bail!(
+                    "command {option} says where a program is and runs nothing: a session \
+                     decides nothing"
+                ),
+                _ if takes_value.contains(&option) => {
+                    argv.drain(..2.min(argv.len()));
+                }
+                _ if option.starts_with('-') && option.len() > 1 => {
+                    argv.remove(0);
+                }
+                _ => break,
+            }
+        }
+    }
+    if let (Some(first), Some(program)) = (skipped.first(), argv.first()) {
+        crate::stderr::line(&format!(
+            "execgate: {} runs what follows it: a session decides on {}",
+            first.to_string_lossy(),
+            program.to_string_lossy()
+        ));
+    }
+    if argv.is_empty() {
+        bail!("no program follows the precommand modifiers: a session decides nothing");
+    }
+    Ok(argv)
 }
 
 /// Warns, as a session's start would, of what the config's profiles grant
@@ -675,8 +783,9 @@ fn session_path_of(config: &Config) -> Result<std::ffi::OsString> {
 /// starts with a directory of its own that holds its zsh. What zsh never
 /// hands on (a directory, a file it may not execute: its `iscom` test) is
 /// an error, as no rule decides it.
-fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<(PathBuf, PathBuf)> {
+fn program_as_run(program: &std::ffi::OsStr, session: &SessionView) -> Result<(PathBuf, PathBuf)> {
     let shown = program.to_string_lossy();
+    let path = &session.path;
     let sessions_zsh = (program == "zsh")
         .then(|| execgate_core_bridge::Tools::locate().ok())
         .flatten();
@@ -685,13 +794,44 @@ fn program_as_run(program: &std::ffi::OsStr, path: &std::ffi::OsStr) -> Result<(
     } else if let Some(tools) = sessions_zsh {
         tools.zsh
     } else {
-        find_in(program, path).with_context(|| {
-            format!(
-                "{shown} is not found in the session's PATH ({})",
-                path.to_string_lossy()
-            )
-        })?
+        std::env::split_paths(path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| {
+                session.shows(candidate) && why_zsh_would_not_run(candidate).is_none()
+            })
+            .with_context(|| {
+                format!(
+                    "{shown} is not found in the session's PATH ({}), as its sandbox shows it",
+                    path.to_string_lossy()
+                )
+            })?
     };
+    // As the session's shell hands it on: joined to the working directory
+    // (probe 149: a relative path's name missed its `forbidden` rule).
+    let found = std::path::absolute(&found)
+        .with_context(|| format!("cannot resolve {}", found.display()))?;
+    if found.starts_with("/proc") {
+        bail!(
+            "{}: a /proc link to a process's root, directory or descriptors, which execgate \
+             does not follow: in a session the request is refused and nothing runs; run the \
+             program by its own path",
+            found.display()
+        );
+    }
+    if session.sandbox.is_some() && found.starts_with("/dev") {
+        bail!(
+            "{} is in the sandbox's own /dev, which execgate does not see from outside: in a \
+             session the request is refused and nothing runs",
+            found.display()
+        );
+    }
+    if !session.shows(&found) {
+        bail!(
+            "{} is hidden from the session's sandbox: its shell finds nothing there, and \
+             nothing runs",
+            found.display()
+        );
+    }
     let canonical = std::fs::canonicalize(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;
     std::fs::metadata(&canonical)

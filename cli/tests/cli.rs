@@ -2710,6 +2710,77 @@ fn policy_check_as_run_looks_in_the_sessions_path() {
     assert_eq!(report["decision"], "forbidden", "{report}");
 }
 
+/// Probe 149: `policy check --as-run` against what a session decides.
+/// A program found by a relative path that links to another name missed
+/// the `forbidden` rule on the name found; a `/proc` link was resolved in
+/// the checking process, where a session refuses it; `command id` and
+/// `time id` were called builtins that never ask, where a session decides
+/// on `id`; and the `PATH` lookup saw directories the session's sandbox
+/// hides, where the session's shell finds the program further on.
+#[test]
+fn policy_check_as_run_decides_as_a_session_does() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/mawk", ws.join("awk-link")).unwrap();
+    let rules = base.join("check.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"awk-link\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"id\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec![
+            "policy",
+            "check",
+            "--as-run",
+            "--rules",
+            rules.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let output = execgate_with_env(&ws, &all, env);
+        let report = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
+        (output.status.code(), report, text(&output.stderr))
+    };
+    for argv in [
+        &["--", "./awk-link", "BEGIN{}"][..],
+        &["--", "command", "id"],
+        &["--", "time", "id"],
+        &["--", "exec", "-a", "other", "id"],
+    ] {
+        let (code, report, stderr) = check(argv, &[]);
+        assert_eq!(code, Some(0), "{argv:?}: {stderr}");
+        let decision = report.as_ref().map(|report| report["decision"].clone());
+        assert_eq!(decision, Some("forbidden".into()), "{argv:?}: {stderr}");
+        assert!(!stderr.contains("never asks"), "{argv:?}: {stderr}");
+    }
+    let (code, _, stderr) = check(&["--", "/proc/self/exe", "--version"], &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("a /proc link"), "{stderr}");
+
+    // A PATH entry the session's profile does not show: the session's
+    // shell finds the next one.
+    let hidden = base.join("hidden-bin");
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::copy("/usr/bin/true", hidden.join("id")).unwrap();
+    let config = base.join("minimal.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"min\"\n[profiles.min]\n\
+             filesystem = {{ \":minimal\" = \"read\", \":cwd\" = \"write\" }}\n\
+             [env]\nset = {{ PATH = \"{}:/usr/bin:/bin\" }}\n",
+            hidden.display()
+        ),
+    )
+    .unwrap();
+    let (code, report, stderr) = check(&["--config", config.to_str().unwrap(), "--", "id"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = report.unwrap();
+    assert_eq!(report["program"], "/usr/bin/id", "{report}: {stderr}");
+    assert_eq!(report["decision"], "forbidden", "{report}");
+}
+
 /// Without `--rules`, `policy check` said only that `--rules` was
 /// missing: nothing pointed to `--as-run`, which takes a session's rules.
 #[test]
