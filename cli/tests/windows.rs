@@ -81,6 +81,20 @@ fn audit(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `execgate run` in the offline profile with the `rules` file added.
+fn run_offline_with(dir: &Path, rules: &Path, argv: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--profile",
+        "offline",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--",
+    ];
+    args.extend_from_slice(argv);
+    execgate(dir, &args)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
@@ -1012,18 +1026,7 @@ fn rules_and_pins_name_programs_whatever_their_case() {
             format!("prefix_rule(pattern = {pattern}, decision = \"forbidden\")\n"),
         )
         .unwrap();
-        let output = execgate(
-            dir.path(),
-            &[
-                "run",
-                "--profile",
-                "offline",
-                "--rules",
-                rules.to_str().unwrap(),
-                "--",
-                program,
-            ],
-        );
+        let output = run_offline_with(dir.path(), &rules, &[program]);
         assert_eq!(
             output.status.code(),
             Some(126),
@@ -1043,18 +1046,7 @@ fn rules_and_pins_name_programs_whatever_their_case() {
             ),
         )
         .unwrap();
-        let output = execgate(
-            dir.path(),
-            &[
-                "run",
-                "--profile",
-                "offline",
-                "--rules",
-                rules.to_str().unwrap(),
-                "--",
-                &look_alike,
-            ],
-        );
+        let output = run_offline_with(dir.path(), &rules, &[&look_alike]);
         assert_eq!(
             output.status.code(),
             Some(0),
@@ -1064,18 +1056,7 @@ fn rules_and_pins_name_programs_whatever_their_case() {
         let last = audit(dir.path()).pop().unwrap();
         assert_eq!(last["execgate"]["decision"], "run", "{pin}: {last}");
         // The pinned one is escalated, as the rule says.
-        let output = execgate(
-            dir.path(),
-            &[
-                "run",
-                "--profile",
-                "offline",
-                "--rules",
-                rules.to_str().unwrap(),
-                "--",
-                "whoami",
-            ],
-        );
+        let output = run_offline_with(dir.path(), &rules, &["whoami"]);
         assert_eq!(
             output.status.code(),
             Some(0),
@@ -1191,18 +1172,7 @@ fn what_cannot_be_found_says_where_to_look() {
         "prefix_rule(pattern = [\"whoami\"], decision = \"allow\", execution = \"nowhere\")\n",
     )
     .unwrap();
-    let output = execgate(
-        dir.path(),
-        &[
-            "run",
-            "--profile",
-            "offline",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--",
-            "whoami",
-        ],
-    );
+    let output = run_offline_with(dir.path(), &rules, &["whoami"]);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("profile.rules:1"), "{stderr}");
