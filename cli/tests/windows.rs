@@ -1046,25 +1046,15 @@ fn rules_and_pins_name_programs_whatever_their_case() {
             ),
         )
         .unwrap();
-        let output = run_offline_with(dir.path(), &rules, &[&look_alike]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{pin}: {}",
-            text(&output.stderr)
-        );
-        let last = audit(dir.path()).pop().unwrap();
-        assert_eq!(last["execgate"]["decision"], "run", "{pin}: {last}");
-        // The pinned one is escalated, as the rule says.
-        let output = run_offline_with(dir.path(), &rules, &["whoami"]);
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{pin}: {}",
-            text(&output.stderr)
-        );
-        let last = audit(dir.path()).pop().unwrap();
-        assert_eq!(last["execgate"]["decision"], "escalate", "{pin}: {last}");
+        // The look-alike runs in place; the pinned one is escalated, as the
+        // rule says.
+        for (program, decision) in [(look_alike.as_str(), "run"), ("whoami", "escalate")] {
+            let output = run_offline_with(dir.path(), &rules, &[program]);
+            let stderr = text(&output.stderr);
+            assert_eq!(output.status.code(), Some(0), "{pin} {program}: {stderr}");
+            let last = audit(dir.path()).pop().unwrap();
+            assert_eq!(last["execgate"]["decision"], decision, "{pin}: {last}");
+        }
     }
 }
 
