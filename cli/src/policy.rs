@@ -162,15 +162,23 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             network: None,
             ..
         } => {
-            let (rules, session) =
+            let (rules, mut session) =
                 rules_to_check(&rules, as_run, config.as_deref(), profile.as_deref())?;
             let mut found = None;
-            if session.is_some() {
-                argv = past_precommand_modifiers(argv)?;
+            let mut external = false;
+            if let Some(session) = &mut session {
+                let past = past_precommand_modifiers(argv)?;
+                argv = past.argv;
+                external = past.external;
+                if past.default_path {
+                    // zsh's own default for `command -p`.
+                    session.path = "/bin:/usr/bin".into();
+                }
             }
             let program = argv.first().and_then(|program| program.to_str());
             if let Some(session) = &session {
-                if let Some(program) = program.filter(|program| !program.contains('/')) {
+                if let Some(program) = program.filter(|program| !external && !program.contains('/'))
+                {
                     let builtins = ShellBuiltins::of([program]);
                     if builtins.always.contains(program) {
                         crate::stderr::line(&format!(
@@ -301,68 +309,128 @@ impl SessionView {
         let Some(sandbox) = &self.sandbox else {
             return true;
         };
-        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let Ok(path) = std::path::absolute(path) else {
+            return false;
+        };
+        let path = path.as_path();
+        // `/run` is hidden but for what the profile grants in it, which is
+        // mounted after; `/dev` is the sandbox's own.
         let hidden = |place: &Path| {
             execgate_core_bridge::server::sandbox::HIDDEN_SERVICE_DIRS
                 .iter()
-                .any(|dir| place.starts_with(dir))
+                .any(|dir| {
+                    place.starts_with(dir)
+                        && !sandbox
+                            .rules()
+                            .iter()
+                            .any(|rule| rule.path.starts_with(dir) && place.starts_with(&rule.path))
+                })
+                || place.starts_with("/dev")
         };
-        !hidden(path) && !hidden(&canonical) && sandbox.can_read(&canonical)
+        let visible = |place: &Path| !hidden(place) && sandbox.can_read(place);
+        // The path as written, every link its resolution follows (a link in
+        // a directory the sandbox hides is not there for it), and where it
+        // leads.
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        visible(path)
+            && crate::links_followed(path).iter().all(|link| visible(link))
+            && visible(&canonical)
     }
 }
 
-/// `argv` past zsh's precommand modifiers (`command`, `exec`, `-`,
-/// `nocorrect`, `noglob`) and `time`, with their options: a session
-/// decides on the program after them (probe 149: they were called builtins
-/// that never ask). `builtin` runs no program, and `command -v` only says
-/// where one is.
-fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>> {
-    let mut skipped = Vec::new();
-    while let Some(word) = argv.first().and_then(|word| word.to_str()) {
-        let takes_value: &[&str] = match word {
-            "command" => &[],
-            "exec" => &["-a"],
-            "-" | "nocorrect" | "noglob" | "time" => {
-                skipped.push(argv.remove(0));
-                continue;
-            }
-            "builtin" => {
-                bail!("builtin runs a zsh builtin: no program runs, and a session decides nothing")
-            }
-            _ => break,
-        };
-        skipped.push(argv.remove(0));
-        while let Some(option) = argv.first().and_then(|word| word.to_str()) {
-            match option {
-                "--" => {
-                    argv.remove(0);
-                    break;
-                }
-                "-v" | "-V" if skipped.last().is_some_and(|word| word == "command") => bail!(
-                    "command {option} says where a program is and runs nothing: a session \
-                     decides nothing"
-                ),
-                _ if takes_value.contains(&option) => {
-                    argv.drain(..2.min(argv.len()));
-                }
-                _ if option.starts_with('-') && option.len() > 1 => {
-                    argv.remove(0);
-                }
-                _ => break,
-            }
+/// A command line past zsh's precommand modifiers, as a session's shell
+/// reads it.
+struct PastModifiers {
+    argv: Vec<std::ffi::OsString>,
+    /// After `command` or `exec`: the word is a program, never a builtin.
+    external: bool,
+    /// `command -p`: looked up in the default `PATH`, not the session's.
+    default_path: bool,
+}
+
+/// `argv` past zsh's precommand modifiers, where the shell takes them as
+/// such: `time` and `nocorrect` first; then `-`, `noglob`, and `builtin`
+/// before `command` or `exec`; `command` and `exec` (with their options)
+/// end them, as the next word is then a program, whatever its name. A
+/// session decides on that program (probe 149: these were called builtins
+/// that never ask). `builtin` before anything else runs no program, and
+/// `command -v` only says where one is.
+fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastModifiers> {
+    let mut past = PastModifiers {
+        argv: Vec::new(),
+        external: false,
+        default_path: false,
+    };
+    let word = |argv: &[std::ffi::OsString]| {
+        argv.first()
+            .and_then(|word| word.to_str())
+            .map(str::to_owned)
+    };
+    let first = word(&argv);
+    for reserved in ["time", "nocorrect"] {
+        if word(&argv).as_deref() == Some(reserved) {
+            argv.remove(0);
         }
     }
-    if let (Some(first), Some(program)) = (skipped.first(), argv.first()) {
-        crate::stderr::line(&format!(
-            "execgate: {} runs what follows it: a session decides on {}",
-            first.to_string_lossy(),
-            program.to_string_lossy()
-        ));
+    while let Some(modifier) = word(&argv) {
+        match modifier.as_str() {
+            "-" | "noglob" => {
+                argv.remove(0);
+            }
+            "builtin" => match argv.get(1).and_then(|next| next.to_str()) {
+                Some("command" | "exec") => {
+                    argv.remove(0);
+                }
+                _ => bail!(
+                    "builtin runs a zsh builtin: no program runs, and a session decides nothing"
+                ),
+            },
+            "command" | "exec" => {
+                argv.remove(0);
+                while let Some(option) = word(&argv) {
+                    if option == "--" {
+                        argv.remove(0);
+                        break;
+                    }
+                    let Some(letters) = option.strip_prefix('-').filter(|rest| !rest.is_empty())
+                    else {
+                        break;
+                    };
+                    argv.remove(0);
+                    if modifier == "command" {
+                        if letters.contains(['v', 'V']) {
+                            bail!(
+                                "command {option} says where a program is and runs nothing: a \
+                                 session decides nothing"
+                            );
+                        }
+                        past.default_path |= letters.contains('p');
+                    } else if letters.ends_with('a') {
+                        // `-a NAME`, `-la NAME`: the name it runs under.
+                        if !argv.is_empty() {
+                            argv.remove(0);
+                        }
+                    }
+                }
+                past.external = true;
+                break;
+            }
+            _ => break,
+        }
+    }
+    if let (Some(first), Some(program)) = (first, argv.first()) {
+        if argv.first().and_then(|word| word.to_str()) != Some(first.as_str()) {
+            crate::stderr::line(&format!(
+                "execgate: {first} runs what follows it: a session decides on {}",
+                program.to_string_lossy()
+            ));
+        }
     }
     if argv.is_empty() {
         bail!("no program follows the precommand modifiers: a session decides nothing");
     }
-    Ok(argv)
+    past.argv = argv;
+    Ok(past)
 }
 
 /// Warns, as a session's start would, of what the config's profiles grant
@@ -818,7 +886,7 @@ fn program_as_run(program: &std::ffi::OsStr, session: &SessionView) -> Result<(P
             found.display()
         );
     }
-    if session.sandbox.is_some() && found.starts_with("/dev") {
+    if found.starts_with("/dev") {
         bail!(
             "{} is in the sandbox's own /dev, which execgate does not see from outside: in a \
              session the request is refused and nothing runs",

@@ -2747,6 +2747,8 @@ fn policy_check_as_run_decides_as_a_session_does() {
         &["--", "command", "id"],
         &["--", "time", "id"],
         &["--", "exec", "-a", "other", "id"],
+        &["--", "builtin", "exec", "-la", "other", "id"],
+        &["--", "noglob", "-", "command", "--", "id"],
     ] {
         let (code, report, stderr) = check(argv, &[]);
         assert_eq!(code, Some(0), "{argv:?}: {stderr}");
@@ -2754,6 +2756,21 @@ fn policy_check_as_run_decides_as_a_session_does() {
         assert_eq!(decision, Some("forbidden".into()), "{argv:?}: {stderr}");
         assert!(!stderr.contains("never asks"), "{argv:?}: {stderr}");
     }
+    // A review: past `command` or `exec` the next word is a program, even
+    // `time`; `exec -la NAME` runs what follows NAME.
+    for (argv, program) in [
+        (&["--", "command", "time", "id"][..], "/usr/bin/time"),
+        (&["--", "exec", "-la", "id", "uname"], "/usr/bin/uname"),
+    ] {
+        let (code, report, stderr) = check(argv, &[]);
+        assert_eq!(code, Some(0), "{argv:?}: {stderr}");
+        let report = report.unwrap();
+        assert_eq!(report["program"], program, "{argv:?}: {report}");
+        assert_ne!(report["decision"], "forbidden", "{argv:?}: {report}");
+    }
+    let (code, _, stderr) = check(&["--", "command", "-pv", "id"], &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("runs nothing"), "{stderr}");
     let (code, _, stderr) = check(&["--", "/proc/self/exe", "--version"], &[]);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("a /proc link"), "{stderr}");
