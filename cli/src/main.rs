@@ -270,6 +270,7 @@ impl SessionArgs {
             })
             .filter(|file| std::fs::symlink_metadata(file).is_ok())
             .collect();
+        let later_sessions = default_config_policy_files(self.config.as_deref());
         warn_if_sandbox_writable(
             &profile,
             &cwd,
@@ -277,6 +278,7 @@ impl SessionArgs {
                 .iter()
                 .chain(&skill_dirs)
                 .chain(&config_left)
+                .chain(&later_sessions)
                 .chain(&skill_files)
                 .map(PathBuf::as_path),
             CHANGES_LATER_POLICY,
@@ -1035,6 +1037,19 @@ fn protect_config(
         }
     }
     Ok(left)
+}
+
+/// Beside `--config` (`explicit`), the rules files and skill directories
+/// the default config names: every later session started without it
+/// loads them (a review: they were left writable unwarned). None without
+/// `--config` (the session's own are those), or when the default config
+/// cannot be read (its session would refuse to start).
+#[cfg(unix)]
+fn default_config_policy_files(explicit: Option<&std::path::Path>) -> Vec<PathBuf> {
+    match explicit.map(|_| Config::load(None)) {
+        Some(Ok(config)) => config.rules.into_iter().chain(config.skills).collect(),
+        Some(Err(_)) | None => Vec::new(),
+    }
 }
 
 /// [`protect_config`] for one file: the one named with `--config` (else
@@ -1869,6 +1884,7 @@ fn sandbox(
     }
     let cwd = current_dir(cwd)?;
     let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
+    let later_sessions = default_config_policy_files(config_path.as_deref());
     warn_if_sandbox_writable(
         &profile,
         &cwd,
@@ -1877,6 +1893,7 @@ fn sandbox(
             .iter()
             .chain(&config.skills)
             .chain(&config_left)
+            .chain(&later_sessions)
             .map(PathBuf::as_path),
         CHANGES_LATER_POLICY,
     );

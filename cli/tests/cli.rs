@@ -601,9 +601,30 @@ fn the_config_file_is_out_of_the_sandboxs_reach() {
     let named = dir.path().join("keep/named.toml");
     std::os::unix::fs::symlink(&middle, &named).unwrap();
     // A review: with `--config` naming another file, the default one (what
-    // later sessions without it read) was not warned of.
+    // later sessions without it read) was not warned of, nor the rules it
+    // names.
     let plain = dir.path().join("keep/plain.toml");
     std::fs::write(&plain, "rules = []\n").unwrap();
+    let later = ws.join("later.rules");
+    std::fs::write(&later, "").unwrap();
+    std::fs::write(
+        dots.join("real.toml"),
+        format!("rules = [{:?}]\n", later.display().to_string()),
+    )
+    .unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--config", plain.to_str().unwrap(), "--", "true"],
+        &config_home_env,
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is writable from this session's sandbox",
+            later.display()
+        )),
+        "{stderr}"
+    );
     for (args, warned) in [
         (&["run", "--", "true"][..], &default),
         (
