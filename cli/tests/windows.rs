@@ -43,6 +43,7 @@ fn execgate_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let ws = dir.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
+    command.current_dir(dir);
     command.env("LOCALAPPDATA", dir.join("state"));
     own_temp(&mut command, dir);
     command.env_remove("EXECGATE_WINE_UNENFORCED_TOKEN");
@@ -1069,6 +1070,9 @@ fn an_audit_log_the_sandbox_can_write_is_warned_of() {
     for (log, warned) in [
         (ws.join("audit.jsonl"), true),
         (dir.path().join("audit.jsonl"), false),
+        // Relative, from execgate's own directory (the test's, here), in a
+        // directory not made yet (a review).
+        (Path::new("ws").join("logs").join("audit.jsonl"), true),
     ] {
         let output = execgate(
             dir.path(),

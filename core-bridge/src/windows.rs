@@ -405,6 +405,12 @@ pub fn writable_root_over(
     config: &WindowsRunConfig,
     path: &Path,
 ) -> Result<Option<String>, WindowsRunError> {
+    // Where it is opened: a relative path from this process's directory
+    // (a review: `logs\a.jsonl`, not there yet, had no ancestor to judge).
+    let path = &std::path::absolute(path).map_err(|source| WindowsRunError::Io {
+        what: format!("cannot resolve {}", path.display()),
+        source,
+    })?;
     let roots = writable_paths(config)?.all();
     let under_a_root = |place: &Path| -> Result<Option<String>, WindowsRunError> {
         let place = win_path(place)?;
