@@ -1070,9 +1070,6 @@ fn an_audit_log_the_sandbox_can_write_is_warned_of() {
     for (log, warned) in [
         (ws.join("audit.jsonl"), true),
         (dir.path().join("audit.jsonl"), false),
-        // Relative, from execgate's own directory (the test's, here), in a
-        // directory not made yet (a review).
-        (Path::new("ws").join("logs").join("audit.jsonl"), true),
     ] {
         let output = execgate(
             dir.path(),
@@ -1100,6 +1097,34 @@ fn an_audit_log_the_sandbox_can_write_is_warned_of() {
             "{stderr}"
         );
     }
+    // Relative, from execgate's own directory (the workspace, here), in a
+    // directory not made yet: no ancestor of it was there to judge (a
+    // review).
+    let mut command = Command::new(env!("CARGO_BIN_EXE_execgate"));
+    own_temp(&mut command, dir.path());
+    let output = command
+        .current_dir(&ws)
+        .env("LOCALAPPDATA", dir.path().join("state"))
+        .env("EXECGATE_WINE_UNENFORCED_TOKEN", "1")
+        .arg("run")
+        .arg("--profiles")
+        .arg(dir.path().join("profiles.toml"))
+        .args([
+            "--profile",
+            "offline",
+            "--audit-log",
+            r"new\audit.jsonl",
+            "--",
+        ])
+        .args(["cmd", "/d", "/c", "exit 0"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(r"the audit log new\audit.jsonl is in reach"),
+        "{stderr}"
+    );
 }
 
 /// Probe 146: refusals that led nowhere. `:root = write` pointed to the
