@@ -256,20 +256,7 @@ impl SessionArgs {
                 warn_if_grants_name_nothing(grants, &format!("skill {}", skill.name), &cwd);
             }
         }
-        // Each skill as loaded too: one a skills directory links to, or
-        // whose files are links, may lie elsewhere than the directory named.
-        let skill_files: Vec<PathBuf> = skills
-            .skills()
-            .iter()
-            .flat_map(|skill| {
-                [
-                    skill.root.clone(),
-                    skill.root.join("SKILL.md"),
-                    skill.root.join(SKILL_PERMISSIONS_FILE),
-                ]
-            })
-            .filter(|file| std::fs::symlink_metadata(file).is_ok())
-            .collect();
+        let skill_files = skill_files(&skills, &skill_dirs);
         let later_sessions = default_config_policy_files(self.config.as_deref());
         warn_if_sandbox_writable(
             &profile,
@@ -283,31 +270,7 @@ impl SessionArgs {
                 .map(PathBuf::as_path),
             CHANGES_LATER_POLICY,
         );
-        // Where the user's own shells read their startup files: a sandbox
-        // that writes there plants what they run outside it (a probe's
-        // ZDOTDIR in the workspace took a .zshrc line).
-        // The files themselves too: a profile may grant one alone.
-        let startup_dirs: Vec<PathBuf> = ["ZDOTDIR", "HOME"]
-            .iter()
-            .filter_map(std::env::var_os)
-            .map(PathBuf::from)
-            .filter(|dir| dir.is_absolute() && dir.is_dir())
-            .collect();
-        let startup_files: Vec<PathBuf> = startup_dirs
-            .iter()
-            .flat_map(|dir| STARTUP_FILES.iter().map(|name| dir.join(name)))
-            .collect();
-        warn_if_sandbox_writable(
-            &profile,
-            &cwd,
-            startup_dirs
-                .iter()
-                .chain(&startup_files)
-                .map(PathBuf::as_path),
-            "the commands run here could plant what your own shell runs at its next start, \
-             outside any sandbox (.zshrc, .bashrc, .profile); keep ZDOTDIR and your home \
-             outside the writable roots",
-        );
+        warn_of_startup_files(&profile, &cwd);
         let located = Tools::locate_with_origin()?;
         warn_of_tools_from_other_builds(&located);
         // A probe replaced the execgate its next session ran, from a
@@ -549,6 +512,36 @@ fn warn_if_sandbox_writable<'a>(
     // warned about with the directory.
     let mut warned: Vec<std::path::PathBuf> = Vec::new();
     for file in files {
+        // A file with another name: one in a writable root writes it too,
+        // and execgate cannot find it (probe 151: a config linked into the
+        // workspace by its owner was rewritten from the sandbox).
+        let has_other_names = |meta: std::fs::Metadata| {
+            meta.is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) > 1
+        };
+        if std::fs::metadata(file).is_ok_and(has_other_names) {
+            stderr::line(&format!(
+                "execgate: warning: {} has another name (a hard link), which execgate cannot \
+                 find: one in a place this session's sandbox can write writes it too, so \
+                 {consequence}",
+                file.display()
+            ));
+            continue;
+        }
+        // A link to what is not there yet, somewhere the sandbox could make
+        // it (probe 151: a skill a skills directory linked to was made by a
+        // command, and loaded by the next session).
+        if let Some(target) = dangling_target(file) {
+            if let Some(writable) = writable_on_the_way(&view, &target) {
+                stderr::line(&format!(
+                    "execgate: warning: {} is a link to {}, which is not there yet and which \
+                     this session's sandbox can make (it can write {}), so {consequence}",
+                    file.display(),
+                    target.display(),
+                    writable.display()
+                ));
+                continue;
+            }
+        }
         if let Some((link, writable)) = replaceable_link_on_the_way(&view, file) {
             stderr::line(&format!(
                 "execgate: warning: {} is reached through the link {}, which this session's \
@@ -565,7 +558,12 @@ fn warn_if_sandbox_writable<'a>(
         }
         if let Some(writable) = writable_on_the_way(&view, &path) {
             warned.push(path.clone());
-            let how = if writable == path {
+            let how = if !path.exists() {
+                format!(
+                    "can be made from this session's sandbox (it can write {})",
+                    writable.display()
+                )
+            } else if writable == path {
                 "is writable from this session's sandbox".to_owned()
             } else {
                 format!(
@@ -579,6 +577,76 @@ fn warn_if_sandbox_writable<'a>(
             ));
         }
     }
+}
+
+/// Where the link `path` leads when that is not there: the link's own
+/// target, from its directory (one hop).
+#[cfg(unix)]
+fn dangling_target(path: &std::path::Path) -> Option<PathBuf> {
+    if path.exists() {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    let from = std::fs::canonicalize(path.parent()?).ok()?;
+    Some(from.join(target))
+}
+
+/// The files of the skills in `skill_dirs` a later session loads: each
+/// skill as loaded (one a skills directory links to, or whose files are
+/// links, may lie elsewhere than the directory named), and each link in a
+/// skills directory, dangling ones too (the skill it leads to, once made,
+/// is loaded).
+#[cfg(unix)]
+fn skill_files(skills: &SkillRegistry, skill_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let loaded = skills.skills().iter().flat_map(|skill| {
+        [
+            skill.root.clone(),
+            skill.root.join("SKILL.md"),
+            skill.root.join(SKILL_PERMISSIONS_FILE),
+        ]
+    });
+    let links = skill_dirs
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_symlink()))
+        .map(|entry| entry.path());
+    loaded
+        .chain(links)
+        .filter(|file| std::fs::symlink_metadata(file).is_ok())
+        .collect()
+}
+
+/// Warns where the user's own shells read their startup files (`ZDOTDIR`,
+/// the home, and the files in them) can be written, or made, from the
+/// sandbox: a sandbox that writes there plants what they run outside it
+/// (a probe's ZDOTDIR in the workspace took a .zshrc line; probe 151: one
+/// not made yet was not warned of, nor under `execgate sandbox`).
+#[cfg(unix)]
+fn warn_of_startup_files(profile: &PermissionProfile, cwd: &std::path::Path) {
+    let startup_dirs: Vec<PathBuf> = ["ZDOTDIR", "HOME"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .collect();
+    // The files themselves too: a profile may grant one alone.
+    let startup_files: Vec<PathBuf> = startup_dirs
+        .iter()
+        .filter(|dir| dir.is_dir())
+        .flat_map(|dir| STARTUP_FILES.iter().map(|name| dir.join(name)))
+        .collect();
+    warn_if_sandbox_writable(
+        profile,
+        cwd,
+        startup_dirs
+            .iter()
+            .chain(&startup_files)
+            .map(PathBuf::as_path),
+        "the commands run here could plant what your own shell runs at its next start, \
+         outside any sandbox (.zshrc, .bashrc, .profile); keep ZDOTDIR and your home \
+         outside the writable roots",
+    );
 }
 
 /// Warns about what the profile grants that is not there: a read or write
@@ -881,6 +949,18 @@ fn warn_if_log_reachable(
     let (Some(view), Some(dir)) = (sandbox_view(profile, cwd), log.parent()) else {
         return;
     };
+    let other_names = |meta: std::fs::Metadata| std::os::unix::fs::MetadataExt::nlink(&meta) > 1;
+    if std::fs::symlink_metadata(log).is_ok_and(other_names) {
+        // Hidden by its name only (probe 151: one linked into the
+        // workspace was read and appended to from the sandbox).
+        stderr::line(&format!(
+            "execgate: warning: the audit log {} has another name (a hard link), which \
+             execgate cannot find or hide: by one in this session's sandbox's reach, the \
+             commands run here could read and forge records; keep the log's only name",
+            log.display()
+        ));
+        return;
+    }
     if let Some((link, writable)) = replaceable_link_on_the_way(&view, log) {
         stderr::line(&format!(
             "execgate: warning: the audit log {} is reached through the link {}, which this \
@@ -1144,6 +1224,15 @@ fn keep_config(
         let _ = file_system.push(FsTarget::Path(kept), Access::Read);
         // Unless the profile names it writable itself.
         kept_all &= sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place));
+    }
+    // Kept all the same when the file has another name (a hard link),
+    // which may lie where the sandbox writes: warned of (probe 151).
+    let file = explicit
+        .map(std::path::Path::to_path_buf)
+        .or_else(config::default_path);
+    let other_names = |meta: std::fs::Metadata| std::os::unix::fs::MetadataExt::nlink(&meta) > 1;
+    if file.is_some_and(|file| std::fs::metadata(file).is_ok_and(other_names)) {
+        kept_all = false;
     }
     // Kept all the same where a link between the default file and its
     // target can be re-pointed, but not as the session reads it: warned of.
@@ -1885,6 +1974,12 @@ fn sandbox(
     let cwd = current_dir(cwd)?;
     let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
     let later_sessions = default_config_policy_files(config_path.as_deref());
+    // As a session warns (probe 151: `sandbox` said nothing of a skill or
+    // a ZDOTDIR its program rewrote). Skills that cannot be loaded are a
+    // later session's error, not this program's.
+    let skill_files = SkillRegistry::load(&config.skills)
+        .map(|skills| skill_files(&skills, &config.skills))
+        .unwrap_or_default();
     warn_if_sandbox_writable(
         &profile,
         &cwd,
@@ -1894,9 +1989,11 @@ fn sandbox(
             .chain(&config.skills)
             .chain(&config_left)
             .chain(&later_sessions)
+            .chain(&skill_files)
             .map(PathBuf::as_path),
         CHANGES_LATER_POLICY,
     );
+    warn_of_startup_files(&profile, &cwd);
     warn_if_tmpdir_not_taken(&profile, &cwd);
     warn_if_secrets_pass(&config.env);
     // Opened as a session opens it, only to be hidden: nothing is recorded.

@@ -509,6 +509,82 @@ fn a_default_config_that_cannot_be_read_stops_the_command() {
     assert!(marker.exists());
 }
 
+/// Probe 151: what a later session loads, changed from a sandbox without
+/// a warning at the first session's start: a config file with another
+/// name (a hard link) in the workspace; a skill that a skills directory
+/// links to and that is not there yet, made by a command; a `ZDOTDIR` in
+/// the workspace not made yet; and, under `execgate sandbox`, a `ZDOTDIR`
+/// in the workspace at all. Each is warned of.
+#[test]
+fn what_later_sessions_load_from_the_sandboxs_reach_is_warned_of() {
+    let (dir, ws) = workspace();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let config_home = base.join("config-home");
+    std::fs::create_dir_all(config_home.join("execgate")).unwrap();
+    let config = config_home.join("execgate/config.toml");
+    let skills = base.join("skills");
+    std::fs::create_dir_all(skills.join("real")).unwrap();
+    std::fs::write(
+        skills.join("real/SKILL.md"),
+        "---\nname: real\ndescription: r\n---\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(ws.join("later"), skills.join("later")).unwrap();
+    std::fs::write(
+        &config,
+        format!("skills = [{:?}]\n", skills.display().to_string()),
+    )
+    .unwrap();
+    std::fs::hard_link(&config, ws.join("notes.toml")).unwrap();
+    let zdotdir = ws.join("zd");
+    let env = [
+        ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+        ("ZDOTDIR", zdotdir.to_str().unwrap()),
+    ];
+    let output = execgate_with_env(&ws, &["run", "--", "true"], &env);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for expected in [
+        format!("{} has another name (a hard link)", config.display()),
+        format!(
+            "{} is a link to {}, which is not there yet and which this session's sandbox can make",
+            skills.join("later").display(),
+            ws.join("later").display()
+        ),
+        format!(
+            "{} can be made from this session's sandbox",
+            zdotdir.display()
+        ),
+    ] {
+        assert!(stderr.contains(&expected), "{expected}: {stderr}");
+    }
+    // An audit log with another name in the workspace.
+    let log = base.join("logs/audit.jsonl");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, "").unwrap();
+    std::fs::hard_link(&log, ws.join("log-copy.jsonl")).unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--audit-log", log.to_str().unwrap(), "--", "true"],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("the audit log {} has another name", log.display())),
+        "{stderr}"
+    );
+    std::fs::create_dir(&zdotdir).unwrap();
+    let output = execgate_with_env(&ws, &["sandbox", "--", "true"], &env);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is writable from this session's sandbox",
+            zdotdir.display()
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn the_config_file_is_out_of_the_sandboxs_reach() {
     let (dir, ws) = workspace();
