@@ -270,6 +270,36 @@ impl SessionArgs {
                 .map(PathBuf::as_path),
             CHANGES_LATER_POLICY,
         );
+        // A rule's profile runs its commands with grants of its own, which
+        // may reach the rules and skills (probe 151: one granting the
+        // rules' directory let an allowed command rewrite them). The
+        // config file is kept read-only under such grants already.
+        let mut rule_profiles: Vec<&str> = rules
+            .rules()
+            .filter_map(|rule| match &rule.execution {
+                Some(execgate_core_bridge::rules::RuleExecution::Profile(name)) => {
+                    Some(name.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        rule_profiles.sort_unstable();
+        rule_profiles.dedup();
+        for name in rule_profiles {
+            let Ok(granted) = config.profile(name, config_file.as_deref()) else {
+                continue;
+            };
+            warn_if_sandbox_writable(
+                &granted,
+                &cwd,
+                rule_files
+                    .iter()
+                    .chain(&skill_dirs)
+                    .chain(&skill_files)
+                    .map(PathBuf::as_path),
+                &format!("the commands a rule runs in the profile {name:?} could change the policy of later sessions; keep policy files outside what it grants"),
+            );
+        }
         warn_of_startup_files(&profile, &cwd);
         let located = Tools::locate_with_origin()?;
         warn_of_tools_from_other_builds(&located);

@@ -573,6 +573,43 @@ fn what_later_sessions_load_from_the_sandboxs_reach_is_warned_of() {
         stderr.contains(&format!("the audit log {} has another name", log.display())),
         "{stderr}"
     );
+    // A rules file that a rule's profile can write.
+    let policy = base.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    let rules = policy.join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"tee\"], decision = \"allow\", execution = \"pw\")\n",
+    )
+    .unwrap();
+    let granting = base.join("granting.toml");
+    std::fs::write(
+        &granting,
+        format!(
+            "[profiles.pw]\nextends = \"workspace-write\"\nfilesystem = {{ {:?} = \"write\" }}\n",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--config",
+            granting.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} is writable", rules.display()))
+            && stderr.contains("the commands a rule runs in the profile \"pw\""),
+        "{stderr}"
+    );
     std::fs::create_dir(&zdotdir).unwrap();
     let output = execgate_with_env(&ws, &["sandbox", "--", "true"], &env);
     let stderr = text(&output.stderr);
