@@ -127,8 +127,11 @@ impl TerminalApprover {
             };
             match ask(&question, abandoned.as_fd()) {
                 Ok(Asked::Answered(answer)) => answer,
-                // Nobody waits for the answer any more.
-                Ok(Asked::Abandoned) => ApprovalAnswer::Decline,
+                // Nobody waits for the answer any more; nobody gave one
+                // (probe 152: recorded as a person's decline).
+                Ok(Asked::Abandoned) => ApprovalAnswer::Unanswered {
+                    reason: "the question was withdrawn before an answer".into(),
+                },
                 Err(error) => cannot_ask(&error),
             }
         })
@@ -139,8 +142,11 @@ impl TerminalApprover {
     }
 }
 
-/// Written when the answer aborts the command.
-const ABORTING: &str = "execgate: aborting the command (its processes are killed)\r\n";
+/// Written when the answer aborts the command: the program that asked and
+/// its process group, not a job of its shell's in another group (probe
+/// 152: "its processes are killed" was read as all of them).
+const ABORTING: &str =
+    "execgate: aborting the command that asked (its process group is killed)\r\n";
 
 /// How long writing the question (or the choices again, after an answer
 /// that is none of them) may take before the request is declined.
@@ -560,6 +566,11 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
         let line = match keys.line(&tty, abandoned)? {
             Typed::Line(line) => line,
             Typed::End => return Ok(Asked::Answered(ApprovalAnswer::Decline)),
+            Typed::HungUp => {
+                return Ok(Asked::Answered(ApprovalAnswer::Unanswered {
+                    reason: "the terminal hung up during the question".into(),
+                }))
+            }
             Typed::Abandoned => return Ok(Asked::Abandoned),
         };
         let answer = match line.bytes().any(|key| modes.interrupts.contains(&key)) {
@@ -700,6 +711,8 @@ enum Typed {
     Line(String),
     /// End of input (Ctrl-D on an empty line).
     End,
+    /// The terminal hung up: nobody is there to answer.
+    HungUp,
     Abandoned,
 }
 
@@ -726,6 +739,7 @@ impl Keys {
             }
             let mut buffer = [0; 256];
             match tty.read(&mut buffer) {
+                Ok(0) if self.pending.is_empty() && hung_up(tty) => return Ok(Typed::HungUp),
                 Ok(0) if self.pending.is_empty() => return Ok(Typed::End),
                 // The last line, without a newline.
                 Ok(0) => {
@@ -745,6 +759,16 @@ impl Keys {
             }
         }
     }
+}
+
+/// Whether `tty` has hung up (its other end closed), as opposed to an
+/// end of input typed on it: both read as nothing.
+fn hung_up(tty: &File) -> bool {
+    let mut polled = [PollFd::new(tty.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut polled, PollTimeout::ZERO), Ok(ready) if ready > 0)
+        && polled[0]
+            .revents()
+            .is_some_and(|events| events.contains(PollFlags::POLLHUP))
 }
 
 /// Line editing and echo on, whatever the command left (raw mode, no echo),
@@ -1021,7 +1045,7 @@ mod tests {
         for _ in 0..2 {
             match keys.line(&tty, abandoned.as_fd()).unwrap() {
                 Typed::Line(line) => lines.push(line),
-                Typed::End | Typed::Abandoned => panic!("no line"),
+                Typed::End | Typed::HungUp | Typed::Abandoned => panic!("no line"),
             }
         }
         assert_eq!(lines, ["maybe\n", "y\n"]);
@@ -1030,6 +1054,25 @@ mod tests {
         assert!(matches!(
             keys.line(&tty, abandoned.as_fd()).unwrap(),
             Typed::Abandoned
+        ));
+    }
+
+    /// Probe 152: a terminal that hung up during the question read as
+    /// Ctrl-D, a person's decline, and was recorded as one. Ctrl-D is still
+    /// the person's; a hang-up is nobody's answer.
+    #[test]
+    fn a_hang_up_is_not_taken_for_ctrl_d() {
+        let (abandoned, _asking) = std::io::pipe().unwrap();
+        let (mut master, tty) = terminal();
+        master.write_all(b"\x04").unwrap();
+        assert!(matches!(
+            Keys::default().line(&tty, abandoned.as_fd()).unwrap(),
+            Typed::End
+        ));
+        drop(master);
+        assert!(matches!(
+            Keys::default().line(&tty, abandoned.as_fd()).unwrap(),
+            Typed::HungUp
         ));
     }
 
@@ -1059,7 +1102,7 @@ mod tests {
                 master.write_all(typed).unwrap();
                 match keys.line(&tty, abandoned.as_fd()).unwrap() {
                     Typed::Line(line) => assert_eq!(line.as_bytes(), typed),
-                    Typed::End | Typed::Abandoned => panic!("no line"),
+                    Typed::End | Typed::HungUp | Typed::Abandoned => panic!("no line"),
                 }
             }
         }
