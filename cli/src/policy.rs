@@ -356,17 +356,14 @@ struct PastModifiers {
 /// that never ask). `builtin` before anything else runs no program, and
 /// `command -v` only says where one is.
 fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastModifiers> {
-    let mut past = PastModifiers {
-        argv: Vec::new(),
-        external: false,
-        default_path: false,
-    };
+    let (mut external, mut default_path) = (false, false);
     let word = |argv: &[std::ffi::OsString]| {
         argv.first()
             .and_then(|word| word.to_str())
             .map(str::to_owned)
     };
     let first = word(&argv);
+    let words = argv.len();
     for reserved in ["time", "nocorrect"] {
         if word(&argv).as_deref() == Some(reserved) {
             argv.remove(0);
@@ -404,7 +401,7 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
                                  session decides nothing"
                             );
                         }
-                        past.default_path |= letters.contains('p');
+                        default_path |= letters.contains('p');
                     } else if letters.ends_with('a') {
                         // `-a NAME`, `-la NAME`: the name it runs under.
                         if !argv.is_empty() {
@@ -412,25 +409,26 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
                         }
                     }
                 }
-                past.external = true;
+                external = true;
                 break;
             }
             _ => break,
         }
     }
-    if let (Some(first), Some(program)) = (first, argv.first()) {
-        if argv.first().and_then(|word| word.to_str()) != Some(first.as_str()) {
-            crate::stderr::line(&format!(
-                "execgate: {first} runs what follows it: a session decides on {}",
-                program.to_string_lossy()
-            ));
-        }
-    }
-    if argv.is_empty() {
+    let Some(program) = argv.first() else {
         bail!("no program follows the precommand modifiers: a session decides nothing");
+    };
+    if let Some(first) = first.filter(|_| argv.len() < words) {
+        crate::stderr::line(&format!(
+            "execgate: {first} runs what follows it: a session decides on {}",
+            program.to_string_lossy()
+        ));
     }
-    past.argv = argv;
-    Ok(past)
+    Ok(PastModifiers {
+        argv,
+        external,
+        default_path,
+    })
 }
 
 /// Warns, as a session's start would, of what the config's profiles grant
@@ -650,10 +648,18 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 
 /// `program` in the directories of `path` (a `PATH` value).
 fn find_in(program: impl AsRef<Path>, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    runnable_in(program.as_ref(), path).next()
+}
+
+/// Each `program` in the directories of `path`, in order, that zsh would
+/// run: a regular file this user may execute (else it looks on).
+fn runnable_in<'a>(
+    program: &'a Path,
+    path: &'a std::ffi::OsStr,
+) -> impl Iterator<Item = PathBuf> + 'a {
     std::env::split_paths(path)
-        .map(|dir| dir.join(program.as_ref()))
-        // As zsh looks: a regular file this user may execute, else on.
-        .find(|candidate| why_zsh_would_not_run(candidate).is_none())
+        .map(move |dir| dir.join(program))
+        .filter(|candidate| why_zsh_would_not_run(candidate).is_none())
 }
 
 /// A link in the directories of `path` that leads to a program named
@@ -862,11 +868,8 @@ fn program_as_run(program: &std::ffi::OsStr, session: &SessionView) -> Result<(P
     } else if let Some(tools) = sessions_zsh {
         tools.zsh
     } else {
-        std::env::split_paths(path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| {
-                session.shows(candidate) && why_zsh_would_not_run(candidate).is_none()
-            })
+        runnable_in(Path::new(program), path)
+            .find(|candidate| session.shows(candidate))
             .with_context(|| {
                 format!(
                     "{shown} is not found in the session's PATH ({}), as its sandbox shows it",
