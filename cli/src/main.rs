@@ -545,10 +545,7 @@ fn warn_if_sandbox_writable<'a>(
         // A file with another name: one in a writable root writes it too,
         // and execgate cannot find it (probe 151: a config linked into the
         // workspace by its owner was rewritten from the sandbox).
-        let has_other_names = |meta: std::fs::Metadata| {
-            meta.is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) > 1
-        };
-        if std::fs::metadata(file).is_ok_and(has_other_names) {
+        if has_other_names(file) {
             stderr::line(&format!(
                 "execgate: warning: {} has another name (a hard link), which execgate cannot \
                  find: one in a place this session's sandbox can write writes it too, so \
@@ -607,6 +604,15 @@ fn warn_if_sandbox_writable<'a>(
             ));
         }
     }
+}
+
+/// Whether the file at `path` (followed, if a link) has another name, a
+/// hard link, which execgate cannot find: one may lie where a sandbox
+/// writes (probe 151).
+#[cfg(unix)]
+fn has_other_names(path: &std::path::Path) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) > 1)
 }
 
 /// Where the link `path` leads when that is not there: the link's own
@@ -979,8 +985,7 @@ fn warn_if_log_reachable(
     let (Some(view), Some(dir)) = (sandbox_view(profile, cwd), log.parent()) else {
         return;
     };
-    let other_names = |meta: std::fs::Metadata| std::os::unix::fs::MetadataExt::nlink(&meta) > 1;
-    if std::fs::symlink_metadata(log).is_ok_and(other_names) {
+    if has_other_names(log) {
         // Hidden by its name only (probe 151: one linked into the
         // workspace was read and appended to from the sandbox).
         stderr::line(&format!(
@@ -1260,17 +1265,16 @@ fn keep_config(
     let file = explicit
         .map(std::path::Path::to_path_buf)
         .or_else(config::default_path);
-    let other_names = |meta: std::fs::Metadata| std::os::unix::fs::MetadataExt::nlink(&meta) > 1;
-    if file.is_some_and(|file| std::fs::metadata(file).is_ok_and(other_names)) {
+    if file.as_deref().is_some_and(has_other_names) {
         kept_all = false;
     }
     // Kept all the same where a link between the default file and its
     // target can be re-pointed, but not as the session reads it: warned of.
     // (A `--config` file reached so was not kept.)
     if explicit.is_none() {
-        let file = config::default_path();
         kept_all &= sandbox_view(profile, cwd).is_some_and(|view| {
-            file.is_none_or(|file| replaceable_link_on_the_way(&view, &file).is_none())
+            file.as_deref()
+                .is_none_or(|file| replaceable_link_on_the_way(&view, file).is_none())
         });
     }
     Ok(kept_all)
