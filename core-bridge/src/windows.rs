@@ -211,9 +211,6 @@ pub fn resolve_program(name: &OsStr, cwd: &Path) -> Result<PathBuf, WindowsRunEr
     Err(not_found())
 }
 
-/// Decides `command`: the rules see the resolved program's path first,
-/// then its name without extension (`git` for `C:\...\git.exe`) when
-/// `host_executable` lists that path for the name or lists nothing.
 /// The rules that match `argv`, whose program is `program`, as Windows
 /// names files: without regard to case (probe 146: `forbidden` on
 /// `whoami.exe` passed over `WHOAMI.EXE`). The rules on its path, else on
@@ -254,6 +251,8 @@ fn evaluate_folded(rules: &RuleSet, program: &Path, argv: &[OsString]) -> Evalua
     Evaluation { matched }
 }
 
+/// Decides `command` on its resolved program, with the rules as
+/// [`evaluate_folded`] reads them.
 pub fn decide(
     config: &WindowsRunConfig,
     command: &WindowsCommand,
