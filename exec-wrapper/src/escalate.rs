@@ -121,11 +121,10 @@ fn hand_over_descriptors(
     }
     let frame = execgate_protocol::encode_client(&ClientMessage::Descriptors(numbers.clone()))
         .map_err(WrapperError::RequestTooLarge)?;
-    send_past_descriptors_in_flight(|| send_with_fds(conversation.socket(), &frame, &fds))
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ETOOMANYREFS) => WrapperError::TooManyInFlight,
-            _ => WrapperError::Lost(error),
-        })?;
+    send_past_descriptors_in_flight(
+        || send_with_fds(conversation.socket(), &frame, &fds),
+        WrapperError::Lost,
+    )?;
     Ok(numbers)
 }
 

@@ -206,16 +206,16 @@ pub(crate) fn ask_for(
     // buffer) the moment it takes the socket, however long this process
     // waits for a CPU in between, as it does behind many busy shells.
     let early = send_without_waiting(mine.as_fd(), &frame).map_err(WrapperError::Unreachable)?;
-    send_past_descriptors_in_flight(|| send_hello(session, theirs.as_fd())).map_err(|error| {
-        match error.raw_os_error() {
+    send_past_descriptors_in_flight(
+        || send_hello(session, theirs.as_fd()),
+        |error| match error.raw_os_error() {
             Some(libc::ENOTSOCK) | Some(libc::EBADF) => WrapperError::SessionSocketClosed {
                 fd: socket_fd.unwrap_or(-1),
             },
-            Some(libc::ETOOMANYREFS) => WrapperError::TooManyInFlight,
             _ if is_timeout(&error) => WrapperError::Timeout,
             _ => WrapperError::Unreachable(error),
-        }
-    })?;
+        },
+    )?;
     drop(theirs);
 
     let conversation = Conversation { socket: mine };
@@ -244,10 +244,12 @@ fn reply_timeout(setting: Option<&OsStr>) -> Duration {
 }
 
 /// `send`, tried again for up to [`IN_FLIGHT_PATIENCE`] while the kernel
-/// refuses it for the descriptors in flight.
+/// refuses it for the descriptors in flight, then
+/// [`WrapperError::TooManyInFlight`]; any other failure as `failed` says.
 pub(crate) fn send_past_descriptors_in_flight(
     mut send: impl FnMut() -> io::Result<()>,
-) -> io::Result<()> {
+    failed: impl FnOnce(io::Error) -> WrapperError,
+) -> Result<(), WrapperError> {
     const PAUSE: Duration = Duration::from_millis(2);
     let start = sys::monotonic_now();
     // Counted as well as timed: a clock that does not move (a seccomp
@@ -263,7 +265,10 @@ pub(crate) fn send_past_descriptors_in_flight(
                 tries -= 1;
                 std::thread::sleep(PAUSE);
             }
-            result => return result,
+            Err(error) if error.raw_os_error() == Some(libc::ETOOMANYREFS) => {
+                return Err(WrapperError::TooManyInFlight)
+            }
+            result => return result.map_err(failed),
         }
     }
 }
