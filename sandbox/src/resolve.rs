@@ -477,7 +477,7 @@ impl ResolvedPolicy {
     }
 
     /// What the path rules alone grant, deny globs left out.
-    fn rule_access(&self, path: &Path) -> Access {
+    pub(crate) fn rule_access(&self, path: &Path) -> Access {
         self.rules
             .iter()
             .filter(|rule| path.starts_with(&rule.path))

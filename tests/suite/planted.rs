@@ -673,7 +673,7 @@ async fn a_sandboxed_escalation_runs_in_the_directory_it_was_decided_on_or_not_a
     assert!(!place.ws.join("d.orig/created").exists());
     assert_ne!(output.stdout, "status=0\n", "{}", output.stderr);
     assert!(
-        output.stderr.contains("no longer the directory"),
+        output.stderr.contains("no longer the file or directory"),
         "{}",
         output.stderr
     );

@@ -295,10 +295,15 @@ impl Launcher {
         }
 
         args.push_os(["--".into(), self.helper.clone().into_os_string()]);
-        for rule in policy.rules() {
-            if !rule.exists || rule.access == Access::None {
-                continue;
-            }
+        // A rule on a file a deny glob matches grants nothing: the file is
+        // covered (a deny glob holds over every grant), and its cover is
+        // neither granted nor checked as the file.
+        let granted = |rule: &&PathRule| {
+            rule.exists
+                && rule.access != Access::None
+                && !policy.denied_files().contains(&rule.path)
+        };
+        for rule in policy.rules().iter().filter(granted) {
             let flag = if rule.access == Access::Write {
                 "--write"
             } else {
@@ -312,8 +317,8 @@ impl Launcher {
         for path in self.exposed.iter().chain([&self.helper]) {
             args.push_os(["--read".into(), path.clone().into_os_string()]);
         }
-        for rule in policy.rules() {
-            if let (Some((device, inode)), false) = (rule.identity, rule.access == Access::None) {
+        for rule in policy.rules().iter().filter(granted) {
+            if let Some((device, inode)) = rule.identity {
                 args.push_os([
                     "--check".into(),
                     rule.path.clone().into_os_string(),
@@ -421,11 +426,15 @@ impl Args {
     }
 
     /// Covers the files `policy` hides (denied files, host sockets) that
-    /// `within` selects.
+    /// `within` selects. Not those in a directory the rules hide: its
+    /// empty tmpfs shows nothing, and a mount point made in it for a cover
+    /// would show the file's name (probe 154).
     fn cover_files(&mut self, policy: &ResolvedPolicy, within: impl Fn(&Path) -> bool) {
         let files = policy.denied_files().iter().chain(policy.host_sockets());
         for file in files.filter(|file| within(file)) {
-            self.cover(file);
+            if policy.rule_access(file) != Access::None {
+                self.cover(file);
+            }
         }
     }
 

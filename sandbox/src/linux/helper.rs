@@ -413,7 +413,7 @@ pub(crate) fn require_same_files(checks: &[(PathBuf, (u64, u64))]) -> Result<(),
             .map_err(|error| format!("{} is missing from the view: {error}", path.display()))?;
         if (meta.dev(), meta.ino()) != (*device, *inode) {
             return Err(format!(
-                "{} is no longer the directory the policy was made for (replaced or moved since)",
+                "{} is no longer the file or directory the policy was made for (replaced or moved since)",
                 path.display()
             ));
         }
@@ -642,6 +642,11 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
             libc::SYS_seccomp,
             vec![SeccompRule::new(vec![new_listener]).map_err(|e| seccomp_error(&e))?],
         );
+        // The supervisor opens files on the program's behalf from the
+        // sandbox's root: after a `chroot` of the program's own (in a user
+        // namespace it made) it would open the sandbox's files where the
+        // program means its jail's (probe 154). Refused, plainly, instead.
+        rules.insert(libc::SYS_chroot, Vec::new());
     }
     // `openat2`'s flags and mode lie behind a pointer, which no filter
     // reads: a created file's set-ID bits, and with a supervisor the
