@@ -253,7 +253,10 @@ impl SessionArgs {
         warn_if_grants_name_nothing(&profile, "the profile", &cwd);
         for skill in skills.skills() {
             if let Some(grants) = &skill.permissions {
-                warn_if_grants_name_nothing(grants, &format!("skill {}", skill.name), &cwd);
+                let whose = format!("skill {}", skill.name);
+                warn_if_grants_name_nothing(grants, &whose, &cwd);
+                let hider = format!("the profile {profile_name}");
+                warn_if_grants_held_back(&profile, &hider, grants, &whose, &cwd);
             }
         }
         let skill_files = skill_files(&skills, &skill_dirs);
@@ -274,21 +277,17 @@ impl SessionArgs {
         // may reach the rules and skills (probe 151: one granting the
         // rules' directory let an allowed command rewrite them). The
         // config file is kept read-only under such grants already.
-        let mut rule_profiles: Vec<&str> = rules
-            .rules()
-            .filter_map(|rule| match &rule.execution {
-                Some(execgate_core_bridge::rules::RuleExecution::Profile(name)) => {
-                    Some(name.as_str())
-                }
-                _ => None,
-            })
-            .collect();
-        rule_profiles.sort_unstable();
-        rule_profiles.dedup();
-        for name in rule_profiles {
+        for name in rule_profile_names(&rules) {
             let Ok(granted) = config.profile(name, config_file.as_deref()) else {
                 continue;
             };
+            warn_if_grants_held_back(
+                &profile,
+                &format!("the profile {profile_name}"),
+                &granted,
+                &format!("profile {name}"),
+                &cwd,
+            );
             warn_if_sandbox_writable(
                 &granted,
                 &cwd,
@@ -735,6 +734,82 @@ pub(crate) fn warn_if_grants_name_nothing(
                 socket.as_path().display()
             ));
         }
+    }
+    warnings
+}
+
+/// The profiles the rules run commands in (`execution = "name"`), each
+/// once.
+pub(crate) fn rule_profile_names(rules: &execgate_core_bridge::rules::RuleSet) -> Vec<&str> {
+    let mut names: Vec<&str> = rules
+        .rules()
+        .filter_map(|rule| match &rule.execution {
+            Some(execgate_core_bridge::rules::RuleExecution::Profile(name)) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Warns of what `extra` grants that a sandbox with it added to `session`
+/// does not get (probe 154): a path `session` hides (a `none` entry at the
+/// same path holds over a grant there; an escalation keeps the session's
+/// denials) or a file one of its deny globs matches (a deny glob holds over
+/// every grant). `hider` names `session` in the warning. Returns how many
+/// warnings it gave (`policy lint` counts them).
+#[cfg(unix)]
+pub(crate) fn warn_if_grants_held_back(
+    session: &PermissionProfile,
+    hider: &str,
+    extra: &PermissionProfile,
+    whose: &str,
+    cwd: &std::path::Path,
+) -> usize {
+    let PermissionProfile::Managed { file_system, .. } = extra else {
+        return 0;
+    };
+    let Some(view) = sandbox_view(&session.merged_with(extra), cwd) else {
+        return 0;
+    };
+    let mut warnings = 0;
+    for entry in &file_system.entries {
+        let FsTarget::Path(path) = &entry.target else {
+            continue;
+        };
+        if entry.access == Access::None {
+            continue;
+        }
+        // As the sandbox resolves it; one that is not there is warned of
+        // apart (`warn_if_grants_name_nothing`).
+        let Ok(real) = std::fs::canonicalize(path.as_path()) else {
+            continue;
+        };
+        if view.access(&real) != Access::None {
+            continue;
+        }
+        let access = if entry.access == Access::Write {
+            "write"
+        } else {
+            "read"
+        };
+        let why = if view.denied_files().contains(&real) {
+            format!(
+                "which a deny glob of {hider} matches: a deny glob holds over every grant, \
+                 so nothing is granted there"
+            )
+        } else {
+            format!(
+                "which {hider} hides: a sandbox with these grants keeps that denial, so \
+                 nothing is granted there (grant a path below it, or hide less)"
+            )
+        };
+        warnings += 1;
+        stderr::line(&format!(
+            "execgate: warning: {whose} grants {access} access to {}, {why}",
+            path.as_path().display()
+        ));
     }
     warnings
 }

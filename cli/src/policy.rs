@@ -439,7 +439,40 @@ fn warn_of_profiles(profiles: &ProfileSet) -> Result<usize> {
     let mut warnings = 0;
     for name in profiles.names() {
         let profile = profiles.get(name)?;
-        warnings += crate::warn_if_grants_name_nothing(&profile, &format!("profile {name}"), &cwd);
+        let whose = format!("profile {name}");
+        warnings += crate::warn_if_grants_name_nothing(&profile, &whose, &cwd);
+        warnings += crate::warn_if_grants_held_back(&profile, "its own", &profile, &whose, &cwd);
+    }
+    Ok(warnings)
+}
+
+/// Warns, as a session's start would, of what the rules' profiles grant
+/// that their commands do not get in a session of the config's default
+/// profile; returns how many warnings it gave.
+fn warn_of_rule_profiles(
+    config: &Config,
+    config_file: Option<&Path>,
+    rules: &RuleSet,
+) -> Result<usize> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let session_name = config
+        .default_profile
+        .clone()
+        .unwrap_or_else(|| "workspace-write".into());
+    let session = config.profile(&session_name, config_file)?;
+    let mut warnings = 0;
+    for name in crate::rule_profile_names(rules) {
+        // One the config lacks is the rules' lint finding.
+        let Ok(granted) = config.profile(name, config_file) else {
+            continue;
+        };
+        warnings += crate::warn_if_grants_held_back(
+            &session,
+            &format!("the profile {session_name}"),
+            &granted,
+            &format!("profile {name}"),
+            &cwd,
+        );
     }
     Ok(warnings)
 }
@@ -481,6 +514,8 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
         });
     }
     let rules = RuleSet::load(&files)?;
+    let profile_warnings =
+        profile_warnings + warn_of_rule_profiles(&config, config_read.as_deref(), &rules)?;
     let mut findings = lint_with(
         &rules,
         &Machine {

@@ -6492,3 +6492,199 @@ fn verbose_output_says_starts_ends_and_refusals_in_words() {
     }
     assert!(!stderr.contains(" { "), "{stderr}");
 }
+
+/// Probe 154: a directory the profile hides showed, under its empty tmpfs,
+/// the names of the files a deny glob matched in it (each covered by
+/// `/dev/null`, with the directories on their way): a hidden directory
+/// must show nothing of what it holds, and its names least of all.
+#[test]
+fn a_hidden_directory_shows_nothing_of_the_denied_files_in_it() {
+    let (dir, ws) = workspace();
+    let private = ws.join("private");
+    std::fs::create_dir_all(private.join("hr")).unwrap();
+    std::fs::write(private.join("acquisition-of-acme.secret"), "x").unwrap();
+    std::fs::write(private.join("hr/layoffs.secret"), "z").unwrap();
+    std::fs::write(private.join("notes.txt"), "y").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.h]\nextends = \"workspace-write\"\n\
+             filesystem = {{ \"**/*.secret\" = \"none\", {:?} = \"none\" }}\n",
+            private.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "h",
+            "--",
+            "find",
+            private.to_str().unwrap(),
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(stdout, format!("{}\n", private.display()), "{stdout}");
+}
+
+/// Probe 154: a profile granting a file that one of its deny globs
+/// matches refused every start with "is no longer the directory the
+/// policy was made for (replaced or moved since)". The glob holds (a deny
+/// glob holds over every grant), the sandbox starts, and `policy lint`
+/// says the grant gives nothing.
+#[test]
+fn a_grant_on_a_file_a_deny_glob_matches_gives_nothing_and_is_warned_of() {
+    let (dir, ws) = workspace();
+    std::fs::write(ws.join("api.secret"), "TOPSECRET").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.reader]\nextends = \"workspace-write\"\n\
+             filesystem = {{ \"**/*.secret\" = \"none\", {:?} = \"read\" }}\n",
+            ws.join("api.secret").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--config",
+            config,
+            "--profile",
+            "reader",
+            "--",
+            "cat",
+            "api.secret",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("cannot enforce"), "{stderr}");
+    assert!(stderr.contains("api.secret: Permission denied"), "{stderr}");
+    assert!(!text(&output.stdout).contains("TOPSECRET"));
+    let output = execgate(&ws, &["policy", "lint", "--config", config]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("profile reader grants read access to")
+            && stderr.contains("api.secret")
+            && stderr.contains("deny glob"),
+        "{stderr}"
+    );
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+}
+
+/// Probe 154: a rule's profile granting a path the session's profile
+/// hides grants nothing there (an escalation keeps the session's
+/// denials), and neither `policy lint` nor the session's start said so.
+#[test]
+fn a_rules_grant_on_a_path_the_session_hides_is_warned_of() {
+    let (dir, ws) = workspace();
+    let refdata = dir.path().join("refdata");
+    std::fs::create_dir(&refdata).unwrap();
+    std::fs::write(refdata.join("table.txt"), "REFERENCE").unwrap();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"/usr/bin/cat\"], decision = \"allow\", execution = \"withref\")\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"session\"\nrules = [{rules:?}]\n\
+             [profiles.session]\nextends = \"workspace-write\"\nfilesystem = {{ {refdata:?} = \"none\" }}\n\
+             [profiles.withref]\nextends = \"workspace-write\"\nfilesystem = {{ {refdata:?} = \"write\" }}\n",
+            rules = rules.to_str().unwrap(),
+            refdata = refdata.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let warned = |stderr: &str| {
+        stderr.contains("profile withref grants write access to")
+            && stderr.contains("which the profile session hides")
+    };
+    let output = execgate(&ws, &["policy", "lint", "--config", config]);
+    let stderr = text(&output.stderr);
+    assert!(warned(&stderr), "{stderr}");
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    let log = dir.path().join("audit.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config,
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            &format!("cat {}/table.txt", refdata.display()),
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(warned(&stderr), "{stderr}");
+    assert!(!text(&output.stdout).contains("REFERENCE"));
+}
+
+/// Probe 154: under a supervisor (deny globs), which opens files on the
+/// program's behalf from the sandbox's root, a program that had jailed
+/// itself with `chroot` read the sandbox's files instead of its jail's.
+/// `chroot` is refused wherever a supervisor resolves paths (creations
+/// and connections too), plainly; elsewhere it works as the kernel does.
+#[test]
+fn chroot_is_refused_where_a_supervisor_opens_files() {
+    let (dir, ws) = workspace();
+    std::fs::create_dir(ws.join("jail")).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.g]\nextends = \"workspace-write\"\nfilesystem = { \"**/*.secret\" = \"none\" }\n\
+         [profiles.free]\nextends = \"read-only\"\nnetwork = \"enabled\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    std::fs::write(ws.join("jail/inside"), "").unwrap();
+    // In the program itself: an `unshare` program's exec would lose the
+    // capabilities a user namespace gave it.
+    let script = "import ctypes, os\n\
+                  libc = ctypes.CDLL(None, use_errno=True)\n\
+                  libc.unshare(0x10000000)\n\
+                  if libc.chroot(b'jail') != 0:\n    print('chroot:', os.strerror(ctypes.get_errno()))\n\
+                  else:\n    print('jailed:', sorted(os.listdir('/')))\n";
+    let jailed = |profile: &str| {
+        let output = execgate(
+            &ws,
+            &[
+                "sandbox",
+                "--config",
+                config,
+                "--profile",
+                profile,
+                "--",
+                "python3",
+                "-c",
+                script,
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    // No supervisor: nothing is opened on the program's behalf.
+    assert_eq!(jailed("free"), "jailed: ['inside']\n");
+    // One that watches creations and connections only, and one that
+    // watches every open (deny globs).
+    assert_eq!(
+        jailed("workspace-write"),
+        "chroot: Operation not permitted\n"
+    );
+    assert_eq!(jailed("g"), "chroot: Operation not permitted\n");
+}
