@@ -574,15 +574,65 @@ async fn a_call_that_waited_too_long_on_an_approval_says_so() {
     };
     assert!(running.awaiting_approval);
     assert!(running.output.stdout.is_empty());
-    let later = session
-        .write_stdin(running.process_id, b"", Duration::from_secs(5), 100)
+    // Each poll waits no longer either: the answer comes to a later one.
+    let mut stdout = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let later = session
+            .write_stdin(running.process_id, b"", Duration::from_secs(5), 100)
+            .await
+            .unwrap();
+        let ExecResponse::Running(later) = later else {
+            panic!("exited");
+        };
+        stdout.extend(later.output.stdout);
+        if !later.awaiting_approval || Instant::now() > until {
+            break;
+        }
+    }
+    assert_eq!(text(&stdout), "touched\n");
+    session.shutdown().await;
+}
+
+/// Probe 153: a poll (`write_stdin`) waited up to ten minutes on an
+/// approval, whatever `longest_approval_wait` the call that started the
+/// process set: the process keeps it, for every call on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_waits_on_an_approval_no_longer_than_its_process_was_started_to() {
+    let place = Place::new();
+    let rules: Arc<RuleSet> =
+        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = |_request: ApprovalRequest| async {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        ApprovalAnswer::ApproveOnce
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let options = ExecOptions {
+        longest_approval_wait: Duration::from_millis(800),
+        ..pipes(500)
+    };
+    let response = session
+        .exec_command(&place.script("touch {ws}/x; print touched"), options)
         .await
         .unwrap();
+    let ExecResponse::Running(running) = response else {
+        panic!("exited");
+    };
+    assert!(running.awaiting_approval);
+    let polled = Instant::now();
+    let later = session
+        .write_stdin(running.process_id, b"", Duration::from_secs(1), 100)
+        .await
+        .unwrap();
+    let waited = polled.elapsed();
+    assert!(waited < Duration::from_secs(4), "{waited:?}");
     let ExecResponse::Running(later) = later else {
         panic!("exited");
     };
-    assert!(!later.awaiting_approval);
-    assert_eq!(text(&later.output.stdout), "touched\n");
+    assert!(later.awaiting_approval);
     session.shutdown().await;
 }
 

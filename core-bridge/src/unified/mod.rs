@@ -93,7 +93,8 @@ pub struct ExecOptions {
     /// Set over the agent defaults (`NO_COLOR=1`, `TERM=dumb` or
     /// `xterm-256color` on a terminal, `PAGER=cat`, `GIT_PAGER=cat`).
     pub env: Vec<(OsString, OsString)>,
-    /// Wall time after which this call answers `Running` with
+    /// Wall time after which this call, and each poll of its process
+    /// ([`ShellSession::write_stdin`]), answers `Running` with
     /// `awaiting_approval` even though approvals stopped its yield clock.
     pub longest_approval_wait: Duration,
 }
@@ -285,7 +286,7 @@ impl ShellSession {
         shell.envs(options.env.iter().cloned());
         let process = self
             .processes
-            .start(command, shell, options.stdio)
+            .start(command, shell, options.stdio, options.longest_approval_wait)
             .map_err(ExecError::from)?;
         // A call dropped before it answers (an MCP client's cancellation)
         // takes its command with it: left running, it would end with no
@@ -347,7 +348,7 @@ impl ShellSession {
         };
         let wait = Wait {
             yield_time,
-            longest: LONGEST_APPROVAL_WAIT,
+            longest: process.longest_approval_wait(),
         };
         Ok(self.answer(&process, wait, max_output_bytes, called).await)
     }

@@ -95,6 +95,9 @@ pub(crate) struct LiveProcess {
     started_at: std::time::Instant,
     pgid: Option<i32>,
     terminal: Option<Arc<Master>>,
+    /// The `longest_approval_wait` of the call that started it, which its
+    /// polls keep.
+    longest_approval_wait: Duration,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Receiver<bool>,
     follower: tokio::task::JoinHandle<()>,
@@ -134,6 +137,7 @@ impl ProcessTable {
         command: &str,
         mut shell: std::process::Command,
         stdio: ExecStdio,
+        longest_approval_wait: Duration,
     ) -> Result<InUse<'_>, BridgeError> {
         let io_error = |what: &str| {
             let what = what.to_owned();
@@ -199,6 +203,7 @@ impl ProcessTable {
             started_at: std::time::Instant::now(),
             pgid,
             terminal,
+            longest_approval_wait,
             shared,
             ended,
             follower,
@@ -358,6 +363,10 @@ impl LiveProcess {
 
     pub(crate) fn terminal(&self) -> Option<&Master> {
         self.terminal.as_deref()
+    }
+
+    pub(crate) fn longest_approval_wait(&self) -> Duration {
+        self.longest_approval_wait
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Collected> {
