@@ -160,15 +160,17 @@ pub enum BridgeError {
     MissingTool(PathBuf),
     #[error(
         "execgate's tools were not found: {} is missing from the build tree, and no \
-         complete installation is in {}; build the workspace and scripts/build-zsh.sh, \
-         or install the package (or set EXECGATE_ZSH, EXECGATE_WRAPPER_BINARY and \
-         EXECGATE_SANDBOX_HELPER)",
+         complete installation is in {} or {}; build the workspace and \
+         scripts/build-zsh.sh, or install the package (or set EXECGATE_ZSH, \
+         EXECGATE_WRAPPER_BINARY and EXECGATE_SANDBOX_HELPER)",
         .missing.display(),
-        .installed.display()
+        .installed.display(),
+        .package.display()
     )]
     NoTools {
         missing: PathBuf,
         installed: PathBuf,
+        package: PathBuf,
     },
     #[error(
         "execgate's installation in {} is incomplete: {} is missing; reinstall the package \
@@ -214,9 +216,10 @@ pub enum BridgeError {
     #[error("the session has ended")]
     SessionEnded,
     #[error(
-        "this ExecPolicy already serves a session: its approvals for the session, its \
-         approval clock and what its grants may write are that session's; build one per \
-         session with ExecPolicy::new (a cloned ShellSessionConfig carries the same one)"
+        "this ExecPolicy serves, or has served, another session: its approvals for the \
+         session, its approval clock and what its grants may write are that session's; \
+         build one per session with ExecPolicy::new (a cloned ShellSessionConfig carries \
+         the same one)"
     )]
     PolicyInUse,
     #[error(

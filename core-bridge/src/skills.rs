@@ -30,7 +30,11 @@ pub struct Skill {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SkillError {
-    #[error("{}: not a skill directory (no SKILL.md in it or in its subdirectories)", .0.display())]
+    #[error(
+        "{}: not a skill directory (no SKILL.md in it or in its subdirectories); for no \
+         skills, leave it out (SkillRegistry::default() in the library)",
+        .0.display()
+    )]
     NotASkill(PathBuf),
     #[error("{}: {source}", .path.display())]
     Io {

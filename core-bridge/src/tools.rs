@@ -308,15 +308,18 @@ impl Tools {
             Some(BridgeError::NoZsh(path)) => BridgeError::NoTools {
                 missing: path,
                 installed: clean(&installed),
+                package: clean(package),
             },
             Some(BridgeError::MissingTool(path)) => BridgeError::NoTools {
                 missing: path,
                 installed: clean(&installed),
+                package: clean(package),
             },
             Some(other) => other,
             None => BridgeError::NoTools {
                 missing: dir.to_path_buf(),
                 installed: clean(&installed),
+                package: clean(package),
             },
         })
     }
