@@ -1,5 +1,5 @@
-//! Asking a person: the approver trait, its answers, and the clock that
-//! keeps approval time out of command timeouts.
+//! Asking a person: the approver trait, its answers, and the clocks that
+//! keep approval time out of command timeouts.
 //!
 //! An approver is asked two kinds of question: may this command run
 //! ([`Approver::approve`]), and may a `limited` sandbox connect to this
@@ -310,9 +310,13 @@ where
     }
 }
 
-/// How long approvals have been pending: command timeouts stop while any
-/// approval of the session waits for an answer, overlapping ones counted
-/// once.
+/// How long approvals have been pending, for the session and for each of
+/// its commands. A command's timeout and unified exec's yields stop while
+/// a question it asked waits (asked for a program it started), or one no
+/// command is known to have asked (a network destination, requested
+/// permissions), overlapping ones counted once; another command's question
+/// does not stop them (probe 153: one question held every command of the
+/// session).
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalClock {
     state: Arc<Mutex<ClockState>>,
@@ -320,67 +324,200 @@ pub struct ApprovalClock {
 
 #[derive(Debug, Default)]
 struct ClockState {
+    /// Every approval: the session's clock.
+    any: Pause,
+    /// Approvals pending that no command is known to have asked: each
+    /// command's clock counts them.
+    unattributed: usize,
+    /// Each command's clock, by the pid it was started as.
+    commands: HashMap<u32, Pause>,
+}
+
+/// Time during which at least one of some approvals was pending.
+#[derive(Debug, Default)]
+struct Pause {
     pending: usize,
     since: Option<Instant>,
     paused: Duration,
 }
 
-impl ApprovalClock {
-    /// Total time during which at least one approval was pending.
-    pub fn paused(&self) -> Duration {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.paused + state.since.map_or(Duration::ZERO, |since| since.elapsed())
-    }
-
-    /// Whether an approval is waiting for an answer now.
-    pub(crate) fn waiting(&self) -> bool {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.pending > 0
-    }
-
-    /// Marks an approval pending until the guard drops.
-    pub(crate) fn pending(&self) -> PendingApproval {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.pending += 1;
-        if state.pending == 1 {
-            state.since = Some(Instant::now());
+impl Pause {
+    fn start(&mut self) {
+        self.pending += 1;
+        if self.pending == 1 {
+            self.since = Some(Instant::now());
         }
+    }
+
+    fn end(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+        if self.pending == 0 {
+            if let Some(since) = self.since.take() {
+                self.paused += since.elapsed();
+            }
+        }
+    }
+
+    fn total(&self) -> Duration {
+        self.paused + self.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+impl ApprovalClock {
+    /// Total time during which at least one approval of the session was
+    /// pending.
+    pub fn paused(&self) -> Duration {
+        self.lock().any.total()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClockState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`paused`](Self::paused) as the command started as `command`
+    /// counts it (the session's, for a command not registered).
+    pub(crate) fn paused_for(&self, command: Option<u32>) -> Duration {
+        let state = self.lock();
+        match command.and_then(|pid| state.commands.get(&pid)) {
+            Some(pause) => pause.total(),
+            None => state.any.total(),
+        }
+    }
+
+    /// Whether an approval that holds `command`'s clock is waiting now.
+    pub(crate) fn waiting_for(&self, command: Option<u32>) -> bool {
+        let state = self.lock();
+        match command.and_then(|pid| state.commands.get(&pid)) {
+            Some(pause) => pause.pending > 0,
+            None => state.any.pending > 0,
+        }
+    }
+
+    /// Keeps a clock for the command started as process `pid` until the
+    /// guard drops.
+    pub(crate) fn command(&self, pid: u32) -> CommandClock {
+        let mut state = self.lock();
+        let mut pause = Pause::default();
+        for _ in 0..state.unattributed {
+            pause.start();
+        }
+        state.commands.insert(pid, pause);
+        CommandClock {
+            clock: self.clone(),
+            pid,
+        }
+    }
+
+    /// Marks an approval pending until the guard drops, asked by the
+    /// process `requester` (`None`: not known): it holds the clock of the
+    /// command that process descends from, or, when none does, of every
+    /// command.
+    pub(crate) fn pending(&self, requester: Option<i32>) -> PendingApproval {
+        let ancestry = requester.map(ancestry).unwrap_or_default();
+        let mut state = self.lock();
+        state.any.start();
+        let commands: Vec<u32> = ancestry
+            .into_iter()
+            .filter(|pid| state.commands.contains_key(pid))
+            .collect();
+        let holds = if commands.is_empty() {
+            state.unattributed += 1;
+            state.commands.values_mut().for_each(Pause::start);
+            Holds::Every
+        } else {
+            for pid in &commands {
+                if let Some(pause) = state.commands.get_mut(pid) {
+                    pause.start();
+                }
+            }
+            Holds::Commands(commands)
+        };
         PendingApproval {
             clock: self.clone(),
+            holds,
         }
     }
+}
+
+/// A process and its parents, as `/proc` names them, nearest first; as
+/// far as they can be read.
+fn ancestry(pid: i32) -> Vec<u32> {
+    let mut chain = Vec::new();
+    let mut next = u32::try_from(pid).ok();
+    while let Some(pid) = next.filter(|pid| *pid > 1 && chain.len() < 64) {
+        chain.push(pid);
+        next = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| parent_in_stat(&stat));
+    }
+    chain
+}
+
+/// The parent's pid in a `/proc/PID/stat` line: the second field after
+/// the name, which may hold spaces and parentheses itself.
+fn parent_in_stat(stat: &str) -> Option<u32> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A command's own clock, kept while this lives.
+pub(crate) struct CommandClock {
+    clock: ApprovalClock,
+    pid: u32,
+}
+
+impl Drop for CommandClock {
+    fn drop(&mut self) {
+        self.clock.lock().commands.remove(&self.pid);
+    }
+}
+
+/// Whose clocks an approval holds.
+enum Holds {
+    Every,
+    Commands(Vec<u32>),
 }
 
 pub(crate) struct PendingApproval {
     clock: ApprovalClock,
+    holds: Holds,
 }
 
 impl Drop for PendingApproval {
     fn drop(&mut self) {
-        let mut state = self
-            .clock
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        state.pending = state.pending.saturating_sub(1);
-        if state.pending == 0 {
-            if let Some(since) = state.since.take() {
-                state.paused += since.elapsed();
+        let mut state = self.clock.lock();
+        state.any.end();
+        match &self.holds {
+            Holds::Every => {
+                state.unattributed = state.unattributed.saturating_sub(1);
+                state.commands.values_mut().for_each(Pause::end);
+            }
+            Holds::Commands(commands) => {
+                for pid in commands {
+                    if let Some(pause) = state.commands.get_mut(pid) {
+                        pause.end();
+                    }
+                }
             }
         }
     }
 }
 
 /// Sleeps until `timeout` has passed, not counting time when approvals
-/// were pending.
-pub(crate) async fn sleep_excluding_approvals(timeout: Duration, clock: Option<ApprovalClock>) {
+/// holding the clock of the command started as `command` were pending
+/// (any of the session's, for `None`).
+pub(crate) async fn sleep_excluding_approvals(
+    timeout: Duration,
+    clock: Option<ApprovalClock>,
+    command: Option<u32>,
+) {
     let Some(clock) = clock else {
         return tokio::time::sleep(timeout).await;
     };
     let start = Instant::now();
-    let paused_at_start = clock.paused();
+    let paused_at_start = clock.paused_for(command);
     loop {
-        let paused = clock.paused().saturating_sub(paused_at_start);
+        let paused = clock.paused_for(command).saturating_sub(paused_at_start);
         let counted = start.elapsed().saturating_sub(paused);
         if counted >= timeout {
             return;
@@ -399,9 +536,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn overlapping_approvals_pause_the_clock_once() {
         let clock = ApprovalClock::default();
-        let first = clock.pending();
+        let first = clock.pending(None);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let second = clock.pending();
+        let second = clock.pending(None);
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(first);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -412,13 +549,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_question_holds_the_clock_of_the_command_it_came_from_only() {
+        let clock = ApprovalClock::default();
+        let asker = std::process::id();
+        // No process's pid (above any `pid_max`): none of the test's
+        // ancestors.
+        let other = u32::MAX - 1;
+        let _asker_clock = clock.command(asker);
+        let _other_clock = clock.command(other);
+        let asked = clock.pending(i32::try_from(asker).ok());
+        assert!(clock.waiting_for(Some(asker)) && !clock.waiting_for(Some(other)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(asked);
+        assert_eq!(clock.paused_for(Some(asker)), Duration::from_millis(100));
+        assert_eq!(clock.paused_for(Some(other)), Duration::ZERO);
+        // Nobody known asked: every command's clock, one started while it
+        // waits from its start.
+        let unknown = clock.pending(None);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let late = 4242;
+        let _late_clock = clock.command(late);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(unknown);
+        assert_eq!(clock.paused_for(Some(asker)), Duration::from_millis(300));
+        assert_eq!(clock.paused_for(Some(other)), Duration::from_millis(200));
+        assert_eq!(clock.paused_for(Some(late)), Duration::from_millis(100));
+        // The session's: any question.
+        assert_eq!(clock.paused(), Duration::from_millis(300));
+        assert_eq!(clock.paused_for(None), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn the_parent_is_read_past_a_name_with_parentheses() {
+        assert_eq!(
+            parent_in_stat("4242 (a) (b) c) S 17 4242 4242 0 -1"),
+            Some(17)
+        );
+        assert_eq!(parent_in_stat("4242 (x S"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn timeouts_stop_while_an_approval_waits() {
         let clock = ApprovalClock::default();
-        let waiting = clock.pending();
+        let waiting = clock.pending(None);
         let start = Instant::now();
         let sleeper = tokio::spawn(sleep_excluding_approvals(
             Duration::from_millis(100),
             Some(clock.clone()),
+            None,
         ));
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(!sleeper.is_finished());

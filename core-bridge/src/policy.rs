@@ -279,7 +279,7 @@ impl ExecPolicy {
             execution: Execution::Permissions(requested.clone()),
             permissions: Some(requested.clone()),
         };
-        let (answer, waited, _) = self.inner.ask(None, &request).await;
+        let (answer, waited, _) = self.inner.ask(None, &request, None).await;
         let mut provenance = self.inner.answered(&answer, waited, None);
         let granted = match answer {
             ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
@@ -1052,7 +1052,9 @@ impl Inner {
             argv: approval.argv.clone(),
             cwd: approval.cwd.clone(),
         };
-        let (answer, waited, shared) = self.ask(Some(question), &approval).await;
+        let (answer, waited, shared) = self
+            .ask(Some(question), &approval, Some(request.peer.pid))
+            .await;
         let mut provenance = self.answered(&answer, waited, rule);
         if shared {
             // One answer, one keypress, for every identical request that
@@ -1144,12 +1146,15 @@ impl Inner {
     /// the answer, how long it took, and whether it was another request's:
     /// one identical to this one, pending at the same time, whose question
     /// this one shared.
+    /// `requester`: the process that asked, whose command's clock the
+    /// question holds (`None`: every command's).
     async fn ask(
         &self,
         key: Option<QuestionKey>,
         approval: &ApprovalRequest,
+        requester: Option<i32>,
     ) -> (ApprovalAnswer, std::time::Duration, bool) {
-        let _pending = self.clock.pending();
+        let _pending = self.clock.pending(requester);
         let asked_here = std::sync::atomic::AtomicBool::new(false);
         let ask = || async {
             asked_here.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1510,14 +1515,14 @@ mod tests {
         let questions: Vec<_> = (0..=QUESTIONS_IN_FLIGHT).map(question).collect();
         let mut waiting: Vec<_> = questions[..QUESTIONS_IN_FLIGHT]
             .iter()
-            .map(|(key, request)| Box::pin(inner.ask(Some(key.clone()), request)))
+            .map(|(key, request)| Box::pin(inner.ask(Some(key.clone()), request, None)))
             .collect();
         for question in &mut waiting {
             let polled = tokio::time::timeout(Duration::from_millis(1), question.as_mut()).await;
             assert!(polled.is_err());
         }
         let (key, request) = &questions[QUESTIONS_IN_FLIGHT];
-        let (answer, ..) = inner.ask(Some(key.clone()), request).await;
+        let (answer, ..) = inner.ask(Some(key.clone()), request, None).await;
         assert!(
             matches!(&answer, ApprovalAnswer::Unanswered { reason } if reason.contains("already wait")),
             "{answer:?}"
@@ -1526,7 +1531,7 @@ mod tests {
         let (key, request) = &questions[0];
         let joined = tokio::time::timeout(
             Duration::from_millis(10),
-            inner.ask(Some(key.clone()), request),
+            inner.ask(Some(key.clone()), request, None),
         )
         .await;
         assert!(joined.is_err(), "{joined:?}");
@@ -1535,7 +1540,7 @@ mod tests {
         let (key, request) = &questions[QUESTIONS_IN_FLIGHT];
         let put = tokio::time::timeout(
             Duration::from_millis(10),
-            inner.ask(Some(key.clone()), request),
+            inner.ask(Some(key.clone()), request, None),
         )
         .await;
         assert!(put.is_err(), "{put:?}");
@@ -1554,7 +1559,7 @@ mod tests {
         let (key, request) = touch_question("x");
         let inner = &policy.inner;
         let in_flight = || inner.pending.lock().unwrap().len();
-        let ask = || inner.ask(Some(key.clone()), &request);
+        let ask = || inner.ask(Some(key.clone()), &request, None);
         let given_up = tokio::time::timeout(Duration::from_millis(10), ask()).await;
         assert!(given_up.is_err());
         assert_eq!(in_flight(), 0);

@@ -895,6 +895,13 @@ async fn run_shell(
     };
     telemetry.shell_started("command", child.id());
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    // Its own approval clock: another command's question does not stop
+    // its timeout.
+    let _own_clock = clock
+        .as_ref()
+        .zip(child.id())
+        .map(|(clock, pid)| clock.command(pid));
+    let command = child.id();
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
     let stdout = child
         .stdout
@@ -907,7 +914,7 @@ async fn run_shell(
     drop(sender);
     let deadline = async {
         match options.timeout {
-            Some(timeout) => sleep_excluding_approvals(timeout, clock).await,
+            Some(timeout) => sleep_excluding_approvals(timeout, clock, command).await,
             None => std::future::pending().await,
         }
     };

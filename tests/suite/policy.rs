@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use execgate_audit::{read_records, AuditLog, RecordOptions, Rotation, SessionAudit};
 use execgate_core_bridge::rules::RuleSet;
@@ -573,6 +574,46 @@ async fn approval_time_does_not_count_against_the_timeout() {
         .await
         .unwrap();
     assert!(outcome.timed_out);
+    session.shutdown().await;
+}
+
+/// Probe 153: one command's question stopped every command's timeout in
+/// the session (the approval clock was the session's): a command that asks
+/// nothing times out on time while another's question waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_commands_question_does_not_hold_a_timeout() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let mut approver = Scripted::new(ApprovalAnswer::ApproveOnce);
+    approver.delay = Duration::from_secs(20);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let asking = session
+        .run(&place.script("touch {outside}/slow"), RunOptions::default())
+        .unwrap();
+    // Its question is asked before the other command starts.
+    let until = Instant::now() + Duration::from_secs(10);
+    while approver.asked().is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(approver.asked().len(), 1);
+    let options = RunOptions {
+        timeout: Some(Duration::from_millis(500)),
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let outcome = session
+        .run("sleep 30", options)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(outcome.timed_out);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    drop(asking);
     session.shutdown().await;
 }
 

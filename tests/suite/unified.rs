@@ -636,6 +636,49 @@ async fn a_poll_waits_on_an_approval_no_longer_than_its_process_was_started_to()
     session.shutdown().await;
 }
 
+/// Probe 153: one process's question held every other process's yield
+/// in the session, and they answered `awaiting_approval` for a question
+/// they never asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_processs_question_does_not_hold_a_yield() {
+    let place = Place::new();
+    let rules: Arc<RuleSet> =
+        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = |_request: ApprovalRequest| async {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        ApprovalAnswer::ApproveOnce
+    };
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules)
+        .approver(approver)
+        .start(&place, &recorder);
+    let options = ExecOptions {
+        longest_approval_wait: Duration::from_millis(800),
+        ..pipes(500)
+    };
+    let asking = session
+        .exec_command(&place.script("touch {ws}/x"), options)
+        .await
+        .unwrap();
+    let ExecResponse::Running(asking) = asking else {
+        panic!("exited");
+    };
+    assert!(asking.awaiting_approval);
+    let started = Instant::now();
+    let other = session
+        .exec_command("print other; sleep 30", pipes(500))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let ExecResponse::Running(other) = other else {
+        panic!("exited");
+    };
+    assert!(!other.awaiting_approval);
+    assert_eq!(text(&other.output.stdout), "other\n");
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_the_session_kills_its_processes_and_their_escalated_children() {
     let dir = tempfile::tempdir().unwrap();

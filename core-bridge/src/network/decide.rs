@@ -15,8 +15,9 @@
 //! 5. The approver, for a `prompt` rule or when nothing decided. Without
 //!    one, the connection is denied, saying nobody could be asked.
 //!    Identical questions (same host, protocol and port) in flight at once
-//!    are asked once; while one waits, command timeouts stand still (the
-//!    session's [`ApprovalClock`]).
+//!    are asked once; while one waits, every command's timeout stands
+//!    still (the session's [`ApprovalClock`]: a connection is not traced
+//!    to the command that made it).
 //!
 //! A person or a cached answer allows the name they saw, never a non-public
 //! address it may resolve to.
@@ -286,7 +287,7 @@ impl NetworkDecider {
             };
             let mut waiting = WaitingForAnswer::new(&self.cache.pending, request.clone(), cell);
             let asked = {
-                let _paused = self.cache.clock.pending();
+                let _paused = self.cache.clock.pending(None);
                 waiting
                     .cell
                     .get_or_init(|| async {

@@ -286,7 +286,15 @@ impl ShellSession {
         shell.envs(options.env.iter().cloned());
         let process = self
             .processes
-            .start(command, shell, options.stdio, options.longest_approval_wait)
+            .start(
+                command,
+                shell,
+                options.stdio,
+                options.longest_approval_wait,
+                self.exec_policy
+                    .as_ref()
+                    .map(|policy| policy.approval_clock()),
+            )
             .map_err(ExecError::from)?;
         // A call dropped before it answers (an MCP client's cancellation)
         // takes its command with it: left running, it would end with no
@@ -405,9 +413,10 @@ impl ShellSession {
             .as_ref()
             .map(|policy| policy.approval_clock());
         let waiting = clock.clone();
+        let command = process.group_since().map(|(pgid, _)| pgid);
         let deadline = tokio::time::timeout(
             wait.longest,
-            sleep_excluding_approvals(wait.yield_time, clock),
+            sleep_excluding_approvals(wait.yield_time, clock, command),
         );
         tokio::select! {
             () = process.ended() => {}
@@ -431,7 +440,7 @@ impl ShellSession {
             None => ExecResponse::Running(Running {
                 process_id,
                 output,
-                awaiting_approval: waiting.is_some_and(|clock| clock.waiting()),
+                awaiting_approval: waiting.is_some_and(|clock| clock.waiting_for(command)),
                 wall_time: called.elapsed(),
             }),
         }

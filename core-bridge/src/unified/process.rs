@@ -98,6 +98,9 @@ pub(crate) struct LiveProcess {
     /// The `longest_approval_wait` of the call that started it, which its
     /// polls keep.
     longest_approval_wait: Duration,
+    /// Its own approval clock, kept while it is (another command's
+    /// question does not stop its yields).
+    _own_clock: Option<crate::approval::CommandClock>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Receiver<bool>,
     follower: tokio::task::JoinHandle<()>,
@@ -138,6 +141,7 @@ impl ProcessTable {
         mut shell: std::process::Command,
         stdio: ExecStdio,
         longest_approval_wait: Duration,
+        clock: Option<crate::approval::ApprovalClock>,
     ) -> Result<InUse<'_>, BridgeError> {
         let io_error = |what: &str| {
             let what = what.to_owned();
@@ -170,6 +174,7 @@ impl ProcessTable {
             .spawn()
             .map_err(io_error("cannot start the shell"))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+        let own_clock = clock.zip(child.id()).map(|(clock, pid)| clock.command(pid));
         let shared = Arc::new(Mutex::new(Collected::default()));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -204,6 +209,7 @@ impl ProcessTable {
             pgid,
             terminal,
             longest_approval_wait,
+            _own_clock: own_clock,
             shared,
             ended,
             follower,
