@@ -740,6 +740,7 @@ pub(crate) fn warn_if_grants_name_nothing(
 
 /// The profiles the rules run commands in (`execution = "name"`), each
 /// once.
+#[cfg(unix)]
 pub(crate) fn rule_profile_names(rules: &execgate_core_bridge::rules::RuleSet) -> Vec<&str> {
     let mut names: Vec<&str> = rules
         .rules()
