@@ -292,6 +292,16 @@ impl ResolvedPolicy {
                 .then(a.path.cmp(&b.path))
         });
 
+        // The kernel, and so the view and the supervisor, know a file by
+        // its real path: an absolute glob whose literal start is reached
+        // through a link names its files there too (review 34: one
+        // written through a link hid nothing).
+        let through_links: Vec<String> = deny_globs
+            .iter()
+            .filter_map(|glob| glob_at_real_start(glob))
+            .filter(|real| !deny_globs.contains(real))
+            .collect();
+        deny_globs.extend(through_links);
         let deny_set = DenyGlobMatcher::new(&deny_globs)
             .map_err(|(glob, reason)| SandboxError::BadGlob { glob, reason })?;
         // Relative globs apply under the writable roots; an absolute glob
@@ -300,8 +310,13 @@ impl ResolvedPolicy {
         // the query API. A start of `/` hits the search limits: refused.
         let relative_glob_roots = writable.clone();
         let mut glob_roots = writable;
+        // Searched from where they really are: a file found by a link's
+        // path would be covered at a path outside the view.
         for base in deny_globs.iter().filter_map(|glob| literal_base(glob)) {
-            if base.exists() && !glob_roots.iter().any(|root| base.starts_with(root)) {
+            let Ok(base) = fs::canonicalize(&base) else {
+                continue;
+            };
+            if !glob_roots.iter().any(|root| base.starts_with(root)) {
                 glob_roots.push(base);
             }
         }
@@ -660,6 +675,29 @@ fn literal_base(glob: &str) -> Option<PathBuf> {
     }
     // No glob character at all: the path's directory.
     base.parent().map(Path::to_path_buf)
+}
+
+/// An absolute glob written from the real path of its literal start (of
+/// the part of it that exists: a directory made later is found by its
+/// real path too), when a link on the way leads elsewhere; `None` when
+/// none does, or when the real path holds a character a glob reads
+/// otherwise.
+fn glob_at_real_start(glob: &str) -> Option<String> {
+    let base = literal_base(glob)?;
+    let (existing, real) = base
+        .ancestors()
+        .find_map(|place| Some((place, fs::canonicalize(place).ok()?)))?;
+    let rest = glob.strip_prefix(existing.to_str()?)?;
+    let real = real.to_str()?;
+    if real == existing.to_str()? || real.contains(['*', '?', '[', '{', '\\', '!']) {
+        return None;
+    }
+    let separator = if real.ends_with('/') || rest.starts_with('/') {
+        ""
+    } else {
+        "/"
+    };
+    Some(format!("{real}{separator}{rest}"))
 }
 
 /// Unix sockets in `dir` and its subdirectories down to `levels`, without
@@ -1276,6 +1314,32 @@ mod tests {
         assert_eq!(literal_base("/a/b*/c"), Some(PathBuf::from("/a")));
         assert_eq!(literal_base("**/*.env"), None);
         assert_eq!(literal_base("/**/*.key"), Some(PathBuf::from("/")));
+    }
+
+    #[test]
+    fn a_glob_through_a_link_is_also_written_from_where_it_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = fs::canonicalize(dir.path()).unwrap().join("real");
+        fs::create_dir(&real).unwrap();
+        let link = real.with_file_name("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let glob = format!("{}/sub/*.pem", link.display());
+        assert_eq!(
+            glob_at_real_start(&glob),
+            Some(format!("{}/sub/*.pem", real.display()))
+        );
+        assert_eq!(
+            glob_at_real_start(&format!("{}/*.pem", real.display())),
+            None
+        );
+        assert_eq!(glob_at_real_start("**/*.pem"), None);
+        assert_eq!(glob_at_real_start("/no/such/dir/*.pem"), None);
+        // Made later below the link: found by its real path.
+        let later = format!("{}/later/*.pem", link.display());
+        assert_eq!(
+            glob_at_real_start(&later),
+            Some(format!("{}/later/*.pem", real.display()))
+        );
     }
 
     #[test]
