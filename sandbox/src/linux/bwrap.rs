@@ -229,10 +229,8 @@ impl Launcher {
             }
         }
         args.push(["--dev", "/dev", "--proc", "/proc"]);
-        for dir in HIDDEN_SERVICE_DIRS {
-            let dir = Path::new(dir);
-            let is_link = std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_symlink());
-            if dir.is_dir() && !is_link {
+        for dir in HIDDEN_SERVICE_DIRS.iter().map(Path::new) {
+            if is_real_directory(dir) {
                 args.push_os(["--tmpfs".into(), dir.as_os_str().to_owned()]);
             }
         }
@@ -426,13 +424,13 @@ impl Args {
     }
 
     /// Covers the files `policy` hides (denied files, host sockets) that
-    /// `within` selects. Not those in a directory the rules hide: its
-    /// empty tmpfs shows nothing, and a mount point made in it for a cover
-    /// would show the file's name (probe 154).
+    /// `within` selects. Not those the view shows nothing of: an empty
+    /// tmpfs over their directory hides them, and a mount point made in it
+    /// for a cover would show the file's name (probe 154, review 34).
     fn cover_files(&mut self, policy: &ResolvedPolicy, within: impl Fn(&Path) -> bool) {
         let files = policy.denied_files().iter().chain(policy.host_sockets());
         for file in files.filter(|file| within(file)) {
-            if policy.rule_access(file) != Access::None {
+            if !hidden_by_a_directory(policy, file) {
                 self.cover(file);
             }
         }
@@ -488,6 +486,32 @@ impl Launcher {
         }
         args.cover_files(policy, inside_shown);
     }
+}
+
+/// Whether an empty tmpfs over a directory on the way hides `path`: one
+/// the rules hide, or a hidden service directory (`/run`) that no rule at
+/// or below it shows again there.
+fn hidden_by_a_directory(policy: &ResolvedPolicy, path: &Path) -> bool {
+    if policy.rule_access(path) == Access::None {
+        return true;
+    }
+    HIDDEN_SERVICE_DIRS
+        .iter()
+        .map(Path::new)
+        .filter(|dir| path.starts_with(dir) && is_real_directory(dir))
+        .any(|dir| {
+            !policy.rules().iter().any(|rule| {
+                rule.exists
+                    && rule.access != Access::None
+                    && rule.path.starts_with(dir)
+                    && path.starts_with(&rule.path)
+            })
+        })
+}
+
+/// A directory, not a link to one: what bubblewrap's `--tmpfs` covers.
+fn is_real_directory(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|meta| meta.is_dir())
 }
 
 /// The exposed files (the wrapper, zsh, the helper) that need a bind mount
