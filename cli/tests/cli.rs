@@ -6688,3 +6688,85 @@ fn chroot_is_refused_where_a_supervisor_opens_files() {
     );
     assert_eq!(jailed("g"), "chroot: Operation not permitted\n");
 }
+
+/// Review 34: an absolute deny glob whose literal start is reached through
+/// a link hid nothing: the files found were recorded by the link's path,
+/// covered there (outside the view), and the supervisor matched the real
+/// path against the glob as written.
+#[test]
+fn a_deny_glob_reached_through_a_link_hides_what_it_names() {
+    let (dir, ws) = workspace();
+    let real = dir.path().join("ref");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("k.pem"), "PRIVATE").unwrap();
+    std::fs::write(real.join("open.txt"), "OPEN").unwrap();
+    let link = dir.path().join("lnk");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.g]\nextends = \"workspace-write\"\nfilesystem = {{ {:?} = \"none\" }}\n",
+            format!("{}/*.pem", link.display())
+        ),
+    )
+    .unwrap();
+    for path in [link.join("k.pem"), real.join("k.pem")] {
+        let output = execgate(
+            &ws,
+            &[
+                "sandbox",
+                "--config",
+                config.to_str().unwrap(),
+                "--profile",
+                "g",
+                "--",
+                "cat",
+                path.to_str().unwrap(),
+                link.join("open.txt").to_str().unwrap(),
+            ],
+        );
+        let stdout = text(&output.stdout);
+        assert!(!stdout.contains("PRIVATE"), "{}: {stdout}", path.display());
+        assert!(stdout.contains("OPEN"), "{}", text(&output.stderr));
+    }
+}
+
+/// Review 34: `/run` is hidden by an empty tmpfs, not by a rule, and the
+/// files a deny glob matched there still showed in it by name (each
+/// covered by `/dev/null`, with the directories on its way).
+#[test]
+fn run_shows_nothing_of_the_denied_files_in_it() {
+    let (dir, ws) = workspace();
+    let secrets = tempfile::Builder::new()
+        .prefix("execgate-cli-secrets")
+        .tempdir_in("/run")
+        .unwrap();
+    std::fs::create_dir(secrets.path().join("sub")).unwrap();
+    std::fs::write(secrets.path().join("sub/key.secret"), "S").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.g]\nextends = \"workspace-write\"\nfilesystem = {{ {:?} = \"none\" }}\n",
+            format!("{}/**/*.secret", secrets.path().display())
+        ),
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "g",
+            "--",
+            "find",
+            "/run",
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!stdout.contains("execgate-cli-secrets"), "{stdout}");
+}
