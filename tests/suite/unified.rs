@@ -636,6 +636,28 @@ async fn a_poll_waits_on_an_approval_no_longer_than_its_process_was_started_to()
     session.shutdown().await;
 }
 
+/// Review 34: the bound on what approvals add cut every poll of such a
+/// process short, a question pending or not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poll_with_no_question_pending_takes_its_whole_yield() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(place.rules("")).start(&place, &recorder);
+    let options = ExecOptions {
+        longest_approval_wait: Duration::from_millis(300),
+        ..pipes(250)
+    };
+    let response = session.exec_command("sleep 30", options).await.unwrap();
+    let polled = Instant::now();
+    session
+        .write_stdin(running_id(&response), b"", Duration::from_secs(2), 100)
+        .await
+        .unwrap();
+    let waited = polled.elapsed();
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    session.shutdown().await;
+}
+
 /// Probe 153: one process's question held every other process's yield
 /// in the session, and they answered `awaiting_approval` for a question
 /// they never asked.

@@ -95,7 +95,8 @@ pub struct ExecOptions {
     pub env: Vec<(OsString, OsString)>,
     /// Wall time after which this call, and each poll of its process
     /// ([`ShellSession::write_stdin`]), answers `Running` with
-    /// `awaiting_approval` even though approvals stopped its yield clock.
+    /// `awaiting_approval` even though approvals stopped its yield clock;
+    /// never before its yield time.
     pub longest_approval_wait: Duration,
 }
 
@@ -414,8 +415,11 @@ impl ShellSession {
             .map(|policy| policy.approval_clock());
         let waiting = clock.clone();
         let command = process.group_since().map(|(pgid, _)| pgid);
+        // Bounds only what approvals add: a call with no question pending
+        // takes its whole yield (review 34: polls of a process started
+        // with a short bound ended early).
         let deadline = tokio::time::timeout(
-            wait.longest,
+            wait.longest.max(wait.yield_time),
             sleep_excluding_approvals(wait.yield_time, clock, command),
         );
         tokio::select! {
