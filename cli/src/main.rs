@@ -255,8 +255,8 @@ impl SessionArgs {
             if let Some(grants) = &skill.permissions {
                 let whose = format!("skill {}", skill.name);
                 warn_if_grants_name_nothing(grants, &whose, &cwd);
-                let hider = format!("the profile {profile_name}");
-                warn_if_grants_held_back(&profile, &hider, grants, &whose, &cwd);
+                let session = Some((&profile, profile_name.as_str()));
+                warn_if_grants_held_back(session, grants, &whose, false, &cwd);
             }
         }
         let skill_files = skill_files(&skills, &skill_dirs);
@@ -282,10 +282,10 @@ impl SessionArgs {
                 continue;
             };
             warn_if_grants_held_back(
-                &profile,
-                &format!("the profile {profile_name}"),
+                Some((&profile, profile_name.as_str())),
                 &granted,
                 &format!("profile {name}"),
+                false,
                 &cwd,
             );
             warn_if_sandbox_writable(
@@ -754,26 +754,31 @@ pub(crate) fn rule_profile_names(rules: &execgate_core_bridge::rules::RuleSet) -
     names
 }
 
-/// Warns of what `extra` grants that a sandbox with it added to `session`
-/// does not get (probe 154): a path `session` hides (a `none` entry at the
-/// same path holds over a grant there; an escalation keeps the session's
-/// denials) or a file one of its deny globs matches (a deny glob holds over
-/// every grant). `hider` names `session` in the warning. Returns how many
-/// warnings it gave (`policy lint` counts them).
+/// Warns of what `extra` grants that a sandbox with it does not get
+/// (probe 154): a path a `none` entry hides (one at the same path holds
+/// over a grant there) or that a deny glob matches (a glob holds over
+/// every grant). Added to `session` (the session's profile, and its name),
+/// the session's denials hold too: an escalation keeps them. What `extra`
+/// holds back by itself is left out with `own_warned_apart` (`policy lint`
+/// warns of each profile alone too). Returns how many warnings it gave.
 #[cfg(unix)]
 pub(crate) fn warn_if_grants_held_back(
-    session: &PermissionProfile,
-    hider: &str,
+    session: Option<(&PermissionProfile, &str)>,
     extra: &PermissionProfile,
     whose: &str,
+    own_warned_apart: bool,
     cwd: &std::path::Path,
 ) -> usize {
     let PermissionProfile::Managed { file_system, .. } = extra else {
         return 0;
     };
-    let Some(view) = sandbox_view(&session.merged_with(extra), cwd) else {
+    let Some(own) = sandbox_view(extra, cwd) else {
         return 0;
     };
+    let merged = session.and_then(|(profile, name)| {
+        let merged = sandbox_view(&profile.merged_with(extra), cwd)?;
+        Some((merged, sandbox_view(profile, cwd)?, name))
+    });
     let mut warnings = 0;
     for entry in &file_system.entries {
         let FsTarget::Path(path) = &entry.target else {
@@ -787,24 +792,24 @@ pub(crate) fn warn_if_grants_held_back(
         let Ok(real) = std::fs::canonicalize(path.as_path()) else {
             continue;
         };
-        if view.access(&real) != Access::None {
-            continue;
-        }
+        let why = if own.access(&real) == Access::None {
+            if own_warned_apart {
+                continue;
+            }
+            held_back_by(&own, &real, "of its own", "an entry of its own")
+        } else {
+            match &merged {
+                Some((merged, session, name)) if merged.access(&real) == Access::None => {
+                    let profile = format!("the profile {name}");
+                    held_back_by(session, &real, &format!("of {profile}"), &profile)
+                }
+                _ => continue,
+            }
+        };
         let access = if entry.access == Access::Write {
             "write"
         } else {
             "read"
-        };
-        let why = if view.denied_files().contains(&real) {
-            format!(
-                "which a deny glob of {hider} matches: a deny glob holds over every grant, \
-                 so nothing is granted there"
-            )
-        } else {
-            format!(
-                "which {hider} hides: a sandbox with these grants keeps that denial, so \
-                 nothing is granted there (grant a path below it, or hide less)"
-            )
         };
         warnings += 1;
         stderr::line(&format!(
@@ -813,6 +818,28 @@ pub(crate) fn warn_if_grants_held_back(
         ));
     }
     warnings
+}
+
+/// Why `view` shows nothing at `path`: one of its globs (`globs_of` names
+/// whose), or an entry hiding it (`hider`).
+#[cfg(unix)]
+fn held_back_by(
+    view: &ResolvedPolicy,
+    path: &std::path::Path,
+    globs_of: &str,
+    hider: &str,
+) -> String {
+    if view.glob_denies(path) {
+        format!(
+            "which a deny glob {globs_of} matches: a deny glob holds over every grant, on the \
+             files below a directory it matches too, so nothing is granted there"
+        )
+    } else {
+        format!(
+            "which {hider} hides: a sandbox with these grants keeps that denial, so nothing \
+             is granted there (grant a path below it, or hide less)"
+        )
+    }
 }
 
 /// Warns of a write grant whose path leads elsewhere through a link (it,

@@ -13,6 +13,7 @@ use execgate_core_bridge::server::sandbox::{PermissionProfile, ProfileSet};
 use execgate_network_proxy::{DomainPattern, ListDecision};
 
 use crate::config::Config;
+use execgate_core_bridge::SkillRegistry;
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
@@ -441,15 +442,15 @@ fn warn_of_profiles(profiles: &ProfileSet) -> Result<usize> {
         let profile = profiles.get(name)?;
         let whose = format!("profile {name}");
         warnings += crate::warn_if_grants_name_nothing(&profile, &whose, &cwd);
-        warnings += crate::warn_if_grants_held_back(&profile, "its own", &profile, &whose, &cwd);
+        warnings += crate::warn_if_grants_held_back(None, &profile, &whose, false, &cwd);
     }
     Ok(warnings)
 }
 
-/// Warns, as a session's start would, of what the rules' profiles grant
-/// that their commands do not get in a session of the config's default
-/// profile; returns how many warnings it gave.
-fn warn_of_rule_profiles(
+/// Warns, as a session's start would, of what the rules' profiles and the
+/// skills grant that their commands do not get in a session of the
+/// config's default profile; returns how many warnings it gave.
+fn warn_of_grants_held_back(
     config: &Config,
     config_file: Option<&Path>,
     rules: &RuleSet,
@@ -460,19 +461,26 @@ fn warn_of_rule_profiles(
         .clone()
         .unwrap_or_else(|| "workspace-write".into());
     let session = config.profile(&session_name, config_file)?;
+    let session = Some((&session, session_name.as_str()));
     let mut warnings = 0;
     for name in crate::rule_profile_names(rules) {
         // One the config lacks is the rules' lint finding.
         let Ok(granted) = config.profile(name, config_file) else {
             continue;
         };
-        warnings += crate::warn_if_grants_held_back(
-            &session,
-            &format!("the profile {session_name}"),
-            &granted,
-            &format!("profile {name}"),
-            &cwd,
-        );
+        // Each profile alone is warned of apart (`warn_of_profiles`).
+        let whose = format!("profile {name}");
+        warnings += crate::warn_if_grants_held_back(session, &granted, &whose, true, &cwd);
+    }
+    // Probe 156: the README said lint warned of skills' grants too.
+    let skills = SkillRegistry::load(&config.skills)
+        .context("the skills cannot be registered; fix or drop them (skills in the config)")?;
+    for skill in skills.skills() {
+        if let Some(grants) = &skill.permissions {
+            let whose = format!("skill {}", skill.name);
+            warnings += crate::warn_if_grants_name_nothing(grants, &whose, &cwd);
+            warnings += crate::warn_if_grants_held_back(session, grants, &whose, false, &cwd);
+        }
     }
     Ok(warnings)
 }
@@ -492,6 +500,8 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
     // linted clean).
     let profile_warnings = warn_of_profiles(&config.profiles)?;
     if files.is_empty() {
+        let profile_warnings = profile_warnings
+            + warn_of_grants_held_back(&config, config_read.as_deref(), &RuleSet::default())?;
         let Some(config_read) = config_read else {
             bail!(
                 "nothing to lint: no rules files and no config file; pass --rules FILE or \
@@ -515,7 +525,7 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
     }
     let rules = RuleSet::load(&files)?;
     let profile_warnings =
-        profile_warnings + warn_of_rule_profiles(&config, config_read.as_deref(), &rules)?;
+        profile_warnings + warn_of_grants_held_back(&config, config_read.as_deref(), &rules)?;
     let mut findings = lint_with(
         &rules,
         &Machine {

@@ -6770,3 +6770,64 @@ fn run_shows_nothing_of_the_denied_files_in_it() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(!stdout.contains("execgate-cli-secrets"), "{stdout}");
 }
+
+/// Review 34: a grant held back by the rule's own profile was blamed on
+/// the session's, and `policy lint` warned of it twice; a directory a glob
+/// matches was said to be hidden, with advice that does not help. Probe
+/// 156: `policy lint` warned of no skill's grants.
+#[test]
+fn held_back_grants_are_blamed_on_what_holds_them_back_once() {
+    let (dir, ws) = workspace();
+    let refdata = dir.path().join("ref");
+    std::fs::create_dir_all(&refdata).unwrap();
+    std::fs::write(refdata.join("k.pem"), "K").unwrap();
+    // Under the workspace, where the session's relative glob applies.
+    std::fs::create_dir_all(ws.join("secrets")).unwrap();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"/usr/bin/cat\"], decision = \"allow\", execution = \"withpem\")\n",
+    )
+    .unwrap();
+    let skill = dir.path().join("skills/notes");
+    std::fs::create_dir_all(&skill).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: notes\n---\n").unwrap();
+    std::fs::write(
+        skill.join("permissions.toml"),
+        format!("filesystem = {{ {:?} = \"read\" }}\n", ws.join("secrets")),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"session\"\nrules = [{rules:?}]\nskills = [{skills:?}]\n\
+             [profiles.session]\nextends = \"workspace-write\"\nfilesystem = {{ \"**/secrets\" = \"none\" }}\n\
+             [profiles.withpem]\nextends = \"workspace-write\"\n\
+             filesystem = {{ {pem_glob:?} = \"none\", {pem:?} = \"read\" }}\n",
+            rules = rules.to_str().unwrap(),
+            skills = dir.path().join("skills").to_str().unwrap(),
+            pem_glob = format!("{}/*.pem", refdata.display()),
+            pem = refdata.join("k.pem").to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+    );
+    let stderr = text(&output.stderr);
+    let own = "profile withpem grants read access to";
+    assert_eq!(stderr.matches(own).count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("which a deny glob of its own matches"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("skill notes grants read access to")
+            && stderr.contains("which a deny glob of the profile session matches"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("grant a path below it"), "{stderr}");
+    assert!(stderr.contains(", 2 warning(s)"), "{stderr}");
+}

@@ -580,6 +580,12 @@ impl ResolvedPolicy {
         self.access(path) == Access::Write
     }
 
+    /// Whether a deny glob hides `path` (absolute, canonical), whatever
+    /// the rules grant there.
+    pub fn glob_denies(&self, path: &Path) -> bool {
+        self.is_glob_denied(path)
+    }
+
     fn is_glob_denied(&self, path: &Path) -> bool {
         if self.deny_globs.is_empty() {
             return false;
