@@ -350,11 +350,13 @@ struct PastModifiers {
 }
 
 /// `argv` past zsh's precommand modifiers, where the shell takes them as
-/// such: `time` and `nocorrect` first; then `-`, `noglob`, and `builtin`
-/// before `command` or `exec`; `command` and `exec` (with their options)
-/// end them, as the next word is then a program, whatever its name. A
-/// session decides on that program (probe 149: these were called builtins
-/// that never ask). `builtin` before anything else runs no program, and
+/// such: `time` and `nocorrect` first; then `-`, `noglob` and `exec`
+/// (with its options), in any order and any number; `builtin` before any
+/// of them or `command`; `command` (with its options) ends them, as the
+/// next word is then a program, whatever its name. A session decides on
+/// that program (probe 149: these were called builtins that never ask;
+/// probe 157: `exec command uname` was said to look for a program named
+/// `command`). `builtin` before anything else runs no program, and
 /// `command -v` only says where one is.
 fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastModifiers> {
     let (mut external, mut default_path) = (false, false);
@@ -376,7 +378,7 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
                 argv.remove(0);
             }
             "builtin" => match argv.get(1).and_then(|next| next.to_str()) {
-                Some("command" | "exec") => {
+                Some("-" | "noglob" | "builtin" | "command" | "exec") => {
                     argv.remove(0);
                 }
                 _ => bail!(
@@ -411,7 +413,11 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
                     }
                 }
                 external = true;
-                break;
+                // After `exec`, zsh reads modifiers still; after `command`,
+                // the next word is a program's name.
+                if modifier == "command" {
+                    break;
+                }
             }
             _ => break,
         }

@@ -2883,6 +2883,16 @@ fn policy_check_as_run_decides_as_a_session_does() {
         &["--", "exec", "-a", "other", "id"],
         &["--", "builtin", "exec", "-la", "other", "id"],
         &["--", "noglob", "-", "command", "--", "id"],
+        // Probe 157: zsh reads modifiers after `exec`, and after `builtin`
+        // every one of them.
+        &["--", "exec", "command", "id"],
+        &["--", "exec", "noglob", "id"],
+        &["--", "exec", "-", "id"],
+        &["--", "exec", "exec", "id"],
+        &["--", "exec", "builtin", "command", "id"],
+        &["--", "builtin", "noglob", "id"],
+        &["--", "builtin", "-", "id"],
+        &["--", "builtin", "builtin", "exec", "id"],
     ] {
         let (code, report, stderr) = check(argv, &[]);
         assert_eq!(code, Some(0), "{argv:?}: {stderr}");
