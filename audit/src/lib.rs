@@ -41,8 +41,8 @@ pub use dir::open_log_file;
 pub use gaps::{RequestGaps, SessionGaps};
 pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
 pub use read::{
-    read_each, read_log, read_records, Filter, LogLines, ProgramGlob, ReadLog, RequestFilter,
-    Summary, LONGEST_LINE,
+    names_the_program, read_each, read_log, read_records, Filter, LogLines, ProgramGlob, ReadLog,
+    RequestFilter, Summary, LONGEST_LINE,
 };
 pub use record::{
     undecodable, AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields,

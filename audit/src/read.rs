@@ -639,17 +639,27 @@ impl Summary {
             .as_ref()
             .map_or_else(|| "none".to_owned(), |rule| rule.id.clone());
         *self.per_rule.entry(rule).or_default() += 1;
-        let args = record
-            .process
-            .args
-            .as_ref()
-            .map(|args| {
-                args.iter()
-                    .map(shown_argument)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
+        // With the name it was run by when that is another (probe 157:
+        // `exec -a date uname -s` read as `date -s` run unsandboxed).
+        let recorded = record.process.args.as_deref().unwrap_or_default();
+        let run_as = recorded.first().filter(|first| {
+            let first = first.lossy();
+            let executable = record.process.executable.as_ref().map(|path| path.lossy());
+            !first.is_empty()
+                && executable.is_some_and(|executable| !names_the_program(&first, &executable))
+        });
+        let (program, shown_args) = match run_as {
+            Some(name) => (
+                format!("{program} (as {})", shown_argument(name)),
+                &recorded[1..],
+            ),
+            None => (program, recorded),
+        };
+        let args = shown_args
+            .iter()
+            .map(shown_argument)
+            .collect::<Vec<_>>()
+            .join(" ");
         let line = format!(
             "{} {} {program}: {args}",
             record.timestamp, record.session_id
@@ -751,4 +761,25 @@ fn shown_argument(arg: &Bytes) -> String {
     }
     shown.push('"');
     shown
+}
+
+/// Whether `argv[0]` names `program` itself: its path or its file name,
+/// or for a Windows record, either without case and `.exe`.
+pub fn names_the_program(first: &str, program: &str) -> bool {
+    let file_name = program.rsplit(['/', '\\']).next().unwrap_or(program);
+    if first == program || first == file_name {
+        return true;
+    }
+    let windows = program.contains('\\');
+    let stem = file_name
+        .len()
+        .checked_sub(4)
+        .filter(|&at| {
+            file_name.is_char_boundary(at) && file_name[at..].eq_ignore_ascii_case(".exe")
+        })
+        .map_or(file_name, |at| &file_name[..at]);
+    windows
+        && [program, file_name, stem]
+            .iter()
+            .any(|name| first.eq_ignore_ascii_case(name))
 }

@@ -775,17 +775,17 @@ fn the_summary_shows_each_argument_whole() {
         )
     };
     let records = [
-        escalated(vec!["id".into(), "a b".into(), "c".into()]),
-        escalated(vec!["id".into(), "a".into(), "b c".into()]),
-        escalated(vec!["id".into(), "--x (turn-default)".into()]),
+        escalated(vec!["ls".into(), "a b".into(), "c".into()]),
+        escalated(vec!["ls".into(), "a".into(), "b c".into()]),
+        escalated(vec!["ls".into(), "--x (turn-default)".into()]),
         escalated(vec![
-            "id".into(),
+            "ls".into(),
             "".into(),
             "say \"hi\"".into(),
             "back\\slash".into(),
         ]),
-        escalated(vec!["id".into(), OsString::from_vec(b"bad\xff".to_vec())]),
-        escalated(vec!["id".into(), "bad\u{fffd}".into()]),
+        escalated(vec!["ls".into(), OsString::from_vec(b"bad\xff".to_vec())]),
+        escalated(vec!["ls".into(), "bad\u{fffd}".into()]),
     ];
     let summary = Summary::of(&records);
     let shown: Vec<&str> = summary
@@ -796,12 +796,12 @@ fn the_summary_shows_each_argument_whole() {
     assert_eq!(
         shown,
         [
-            "id \"a b\" c (unsandboxed)",
-            "id a \"b c\" (unsandboxed)",
-            "id \"--x (turn-default)\" (unsandboxed)",
-            "id \"\" \"say \\\"hi\\\"\" \"back\\\\slash\" (unsandboxed)",
-            "id \"bad\\xff\" (unsandboxed)",
-            "id bad\u{fffd} (unsandboxed)",
+            "ls \"a b\" c (unsandboxed)",
+            "ls a \"b c\" (unsandboxed)",
+            "ls \"--x (turn-default)\" (unsandboxed)",
+            "ls \"\" \"say \\\"hi\\\"\" \"back\\\\slash\" (unsandboxed)",
+            "ls \"bad\\xff\" (unsandboxed)",
+            "ls bad\u{fffd} (unsandboxed)",
         ]
     );
 }
@@ -814,7 +814,7 @@ fn the_summary_shows_each_argument_whole() {
 fn the_summary_shows_an_escalations_grants_and_note() {
     let mut record = AuditRecord::of(
         &decided(
-            vec!["/skills/deploy/scripts/run.sh".into(), "now".into()],
+            vec!["ls".into(), "now".into()],
             Decision::Escalate(Execution::Unsandboxed),
         ),
         "s1",
@@ -827,7 +827,7 @@ fn the_summary_shows_an_escalations_grants_and_note() {
     fields.note = Some("script of skill deploy".into());
     let plain = AuditRecord::of(
         &decided(
-            vec!["id".into()],
+            vec!["ls".into()],
             Decision::Escalate(Execution::Unsandboxed),
         ),
         "s1",
@@ -843,9 +843,9 @@ fn the_summary_shows_an_escalations_grants_and_note() {
     assert_eq!(
         shown,
         [
-            "/skills/deploy/scripts/run.sh now (permissions: /srv/out=write, \
+            "ls now (permissions: /srv/out=write, \
              network=limited; script of skill deploy)",
-            "id (unsandboxed)",
+            "ls (unsandboxed)",
         ]
     );
 }
@@ -857,7 +857,7 @@ fn the_summary_shows_an_escalations_grants_and_note() {
 fn an_argument_whose_base64_does_not_decode_is_shown_as_recorded() {
     let mut record = AuditRecord::of(
         &decided(
-            vec!["id".into()],
+            vec!["ls".into()],
             Decision::Escalate(Execution::Unsandboxed),
         ),
         "s1",
@@ -875,7 +875,27 @@ fn an_argument_whose_base64_does_not_decode_is_shown_as_recorded() {
         summary.escalations[0]
             .split_once(": ")
             .map(|(_, args)| args),
-        Some("id <base64 that does not decode: not*base64> (unsandboxed)")
+        Some("ls <base64 that does not decode: not*base64> (unsandboxed)")
+    );
+}
+/// Probe 157: the summary joined `argv[0]` to the arguments unmarked, so
+/// `exec -a date uname -s` read as `date -s` run unsandboxed. A name that
+/// is not the program's is shown as the name it ran under.
+#[test]
+fn the_summary_marks_the_name_a_program_ran_under() {
+    let record = AuditRecord::of(
+        &decided(
+            vec!["date".into(), "-s".into()],
+            Decision::Escalate(Execution::Unsandboxed),
+        ),
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let summary = Summary::of([&record]);
+    assert!(
+        summary.escalations[0].ends_with(" /usr/bin/ls (as date): -s (unsandboxed)"),
+        "{summary:?}"
     );
 }
 

@@ -487,7 +487,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
             .and_then(|args| args.first())
             .filter(|first| {
                 let first = first.lossy();
-                !first.is_empty() && !names_the_program(&first, &program)
+                !first.is_empty() && !execgate_audit::names_the_program(&first, &program)
             });
         match run_as {
             Some(name) => format!("{shown} (as \"{}\")", shown_bytes(name)),
@@ -562,27 +562,6 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         outcome
     )?;
     Ok(())
-}
-
-/// Whether `argv[0]` names `program` itself: its path or its file name,
-/// or for a Windows record, either without case and `.exe`.
-fn names_the_program(first: &str, program: &str) -> bool {
-    let file_name = program.rsplit(['/', '\\']).next().unwrap_or(program);
-    if first == program || first == file_name {
-        return true;
-    }
-    let windows = program.contains('\\');
-    let stem = file_name
-        .len()
-        .checked_sub(4)
-        .filter(|&at| {
-            file_name.is_char_boundary(at) && file_name[at..].eq_ignore_ascii_case(".exe")
-        })
-        .map_or(file_name, |at| &file_name[..at]);
-    windows
-        && [program, file_name, stem]
-            .iter()
-            .any(|name| first.eq_ignore_ascii_case(name))
 }
 
 /// A connection's line: what was asked, what decided, how it went.
