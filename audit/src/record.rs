@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
+use execgate_escalate_server::sandbox::ResolvedPolicy;
 use execgate_escalate_server::{
     Decision, ExecContext, Execution, NetworkDecidedBy, NetworkEvent, NetworkOutcome, NetworkStage,
     Provenance, SessionEnd, SessionEvent, Termination,
@@ -467,7 +468,8 @@ impl AuditRecord {
                 decision,
                 provenance,
             } => {
-                let (name, execution, grants, reason, outcome) = describe(decision);
+                let (name, execution, grants, reason, outcome) =
+                    describe(decision, request.sandbox.as_deref());
                 record.event = EventFields {
                     action: "decision".into(),
                     outcome: outcome.into(),
@@ -756,7 +758,9 @@ type Described = (
     &'static str,
 );
 
-fn describe(decision: &Decision) -> Described {
+/// What `decision` records; grants as they add to `session` (the
+/// session's sandbox, when there is one).
+fn describe(decision: &Decision, session: Option<&ResolvedPolicy>) -> Described {
     match decision {
         Decision::Run => ("run", None, None, None, "success"),
         Decision::Deny { reason } => ("deny", None, None, Some(reason.clone()), "failure"),
@@ -777,7 +781,10 @@ fn describe(decision: &Decision) -> Described {
         Decision::Escalate(Execution::Permissions(profile)) => (
             "escalate",
             Some("permissions".into()),
-            Some(profile.grants()),
+            Some(session.map_or_else(
+                || profile.grants(),
+                |session| session.granted_with(profile).grants(),
+            )),
             None,
             "success",
         ),

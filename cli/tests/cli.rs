@@ -6841,3 +6841,80 @@ fn held_back_grants_are_blamed_on_what_holds_them_back_once() {
     assert!(!stderr.contains("grant a path below it"), "{stderr}");
     assert!(stderr.contains(", 2 warning(s)"), "{stderr}");
 }
+
+/// Probe 156: a skill's `:cwd` grant was shown and recorded as `:cwd`
+/// under the directory the script was called from, while it granted the
+/// session's directory; and its narrower network was shown under a session
+/// whose wider one the script got. Both are shown and recorded as the
+/// script gets them.
+#[test]
+fn a_skills_grants_are_recorded_as_the_script_gets_them() {
+    let (dir, ws) = workspace();
+    std::fs::create_dir(ws.join("sub")).unwrap();
+    let skill = dir.path().join("skills/notes");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: notes\n---\n").unwrap();
+    std::fs::write(
+        skill.join("permissions.toml"),
+        "filesystem = { \":cwd\" = \"write\" }\n\
+         network = { mode = \"limited\", domains = { \"pypi.org\" = \"allow\" } }\n",
+    )
+    .unwrap();
+    let script = skill.join("scripts/t.sh");
+    std::fs::write(&script, "#!/bin/sh\ntrue\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "default_profile = \"open\"\n[profiles.open]\nextends = \"read-only\"\nnetwork = \"enabled\"\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.jsonl");
+    // The per-user configuration outside what `:cwd` grants, or the
+    // escalation is refused for it.
+    let (config_home, state) = (dir.path().join("no-config"), dir.path().join("state"));
+    let env = [
+        ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+        ("XDG_STATE_HOME", state.to_str().unwrap()),
+    ];
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--skills",
+            dir.path().join("skills").to_str().unwrap(),
+            "--approval",
+            "approve",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            &format!("cd sub && {}", script.display()),
+        ],
+        &env,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let escalations: Vec<_> = records_of(&log, "decision")
+        .into_iter()
+        .filter(|record| record["execgate"]["decision"] == "escalate")
+        .collect();
+    let [record] = escalations.as_slice() else {
+        panic!("one escalation: {escalations:?}: {}", text(&output.stderr));
+    };
+    let grants: Vec<&str> = record["execgate"]["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|grant| grant.as_str())
+        .collect();
+    let ws = std::fs::canonicalize(&ws).unwrap();
+    assert_eq!(
+        grants,
+        [
+            format!("{}=write", ws.display()).as_str(),
+            "network=enabled"
+        ],
+        "{record}"
+    );
+}

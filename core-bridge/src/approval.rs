@@ -56,7 +56,9 @@ pub struct ApprovalRequest {
     /// What the command runs as once approved.
     pub execution: Execution,
     /// Grants beyond the session's profile that come with approval
-    /// (skills, requested permissions).
+    /// (skills, requested permissions). A skill's are shown as its script
+    /// gets them: `:cwd` and the other special roots named by their paths,
+    /// and the network it reaches with the session's.
     pub permissions: Option<PermissionProfile>,
 }
 

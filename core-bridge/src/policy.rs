@@ -656,7 +656,14 @@ impl Inner {
                 justification: skill.justification.clone(),
             },
             execution: execution.clone(),
-            permissions: Some(grants.clone()),
+            // As the script gets them: `:cwd` is the session's directory,
+            // not the one it was called from (probe 156).
+            permissions: Some(
+                request
+                    .sandbox
+                    .as_ref()
+                    .map_or_else(|| grants.clone(), |session| session.granted_with(grants)),
+            ),
         };
         self.approved_or_asked(request, key, approval, execution, None)
             .await

@@ -375,6 +375,57 @@ impl ResolvedPolicy {
         &self.context
     }
 
+    /// `extra` as a sandbox with it added to this one gets it, for a person
+    /// and a record to read (probe 156: a skill's `:cwd` was shown under
+    /// the directory the script was called from, and its narrower network
+    /// under a session with a wider one): `:cwd`, `:tmpdir` and
+    /// `:workspace_roots` named by the paths they stand for here, and the
+    /// network the two reach together. Not for enforcing: the special
+    /// roots keep checks of their own when resolved.
+    pub fn granted_with(&self, extra: &PermissionProfile) -> PermissionProfile {
+        let PermissionProfile::Managed {
+            file_system,
+            network,
+            network_lists,
+        } = extra
+        else {
+            return extra.clone();
+        };
+        let mut shown = crate::FileSystemPolicy::default();
+        for entry in &file_system.entries {
+            let paths: Vec<&Path> = match &entry.target {
+                FsTarget::Special(SpecialRoot::Cwd) => vec![&self.context.cwd],
+                FsTarget::Special(SpecialRoot::Tmpdir) => vec![&self.context.tmpdir],
+                FsTarget::Special(SpecialRoot::WorkspaceRoots) => self
+                    .context
+                    .workspace_roots
+                    .iter()
+                    .map(PathBuf::as_path)
+                    .collect(),
+                _ => {
+                    let _ = shown.push(entry.target.clone(), entry.access);
+                    continue;
+                }
+            };
+            for path in paths {
+                if let Ok(path) = AbsolutePath::new(path, None) {
+                    let _ = shown.push(FsTarget::Path(path), entry.access);
+                }
+            }
+        }
+        let network = (*network).max(self.network);
+        let network_lists = match network {
+            // Every destination: no list narrows it.
+            NetworkPolicy::Enabled => NetworkLists::default(),
+            _ => network_lists.union(&self.network_lists),
+        };
+        PermissionProfile::Managed {
+            file_system: shown,
+            network,
+            network_lists,
+        }
+    }
+
     /// Shows `root`, one of this policy's writable roots, inside a
     /// directory the launcher hides from every sandbox: this sandbox's own
     /// (an escalation's temporary directory). Not a writable root of the
