@@ -1,7 +1,7 @@
 //! Reading the log back: parsing, filtering, summarising. What
 //! `execgate audit` prints is built from these.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -572,6 +572,11 @@ pub struct Summary {
     /// `deny`; `allow` and `deny` for a command's grants): edited, or
     /// another tool's.
     pub unrecognised: usize,
+    /// The escalations listed, by session and request: where in
+    /// `escalations` each is, and its program, until an error says it
+    /// never started.
+    #[serde(skip)]
+    listed: HashMap<(String, u64), (usize, String)>,
 }
 
 impl Summary {
@@ -596,6 +601,7 @@ impl Summary {
     pub fn add(&mut self, record: &AuditRecord) {
         if record.event.action == "error" {
             self.errors += 1;
+            self.not_started(record);
         }
         self.add_lost(record);
         let Some(fields) = &record.execgate else {
@@ -634,6 +640,7 @@ impl Summary {
             .or_default()
             .entry(fields.decision.clone())
             .or_default() += 1;
+        let program_key = program.clone();
         let rule = record
             .rule
             .as_ref()
@@ -675,6 +682,11 @@ impl Summary {
                 if let Some(note) = &fields.note {
                     how = format!("{how}; {note}");
                 }
+                if let Some(request_id) = record.request_id {
+                    let at = (self.escalations.len(), program_key.clone());
+                    self.listed
+                        .insert((record.session_id.clone(), request_id), at);
+                }
                 self.escalations.push(format!("{line} ({how})"))
             }
             "deny" => self.denials.push(format!(
@@ -684,6 +696,34 @@ impl Summary {
             "run" => {}
             _ => self.unrecognised += 1,
         }
+    }
+
+    /// An escalation whose start failed (probe 156: its sandbox could not
+    /// be set up, and nothing ran) is listed and counted with the denials,
+    /// with why: it ran nothing, beyond the sandbox or in it.
+    fn not_started(&mut self, record: &AuditRecord) {
+        let Some(request_id) = record.request_id else {
+            return;
+        };
+        let key = (record.session_id.clone(), request_id);
+        let Some((at, program)) = self.listed.remove(&key) else {
+            return;
+        };
+        let line = self.escalations.remove(at);
+        for (index, _) in self.listed.values_mut() {
+            if *index > at {
+                *index -= 1;
+            }
+        }
+        if let Some(counts) = self.per_program.get_mut(&program) {
+            if let Some(escalated) = counts.get_mut("escalate") {
+                *escalated = escalated.saturating_sub(1);
+            }
+            counts.retain(|_, count| *count > 0);
+            *counts.entry("deny".into()).or_default() += 1;
+        }
+        let why = record.error.as_deref().unwrap_or("?");
+        self.denials.push(format!("{line} (not started: {why})"));
     }
 
     fn add_network(&mut self, record: &AuditRecord, fields: &crate::DecisionFields) {

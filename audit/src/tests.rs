@@ -1654,3 +1654,52 @@ fn a_sessions_end_counts_the_records_it_lost() {
     assert_eq!(end_of("flood").lost_records, Some(5));
     assert_eq!(end_of("quiet").lost_records, None);
 }
+
+/// Probe 156: an escalation whose sandbox could not be set up ran nothing
+/// (the command was denied, 126), yet the summary listed it with the
+/// escalations and counted no denial.
+#[test]
+fn the_summary_counts_an_escalation_that_never_started_as_a_denial() {
+    let escalated = AuditRecord::of(
+        &decided(
+            vec!["ls".into(), "-l".into()],
+            Decision::Escalate(Execution::Unsandboxed),
+        ),
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let failed = AuditRecord::of(
+        &SessionEvent::SpawnFailed {
+            request_id: 7,
+            reason: "the sandbox cannot be set up".into(),
+        },
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let other_session = AuditRecord::of(
+        &SessionEvent::SpawnFailed {
+            request_id: 7,
+            reason: "another session's".into(),
+        },
+        "s2",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let summary = Summary::of([&escalated, &other_session]);
+    assert_eq!(summary.escalations.len(), 1, "{summary:?}");
+    let summary = Summary::of([&escalated, &failed]);
+    assert!(summary.escalations.is_empty(), "{summary:?}");
+    let [denial] = summary.denials.as_slice() else {
+        panic!("one denial: {summary:?}");
+    };
+    assert!(
+        denial.ends_with("(not started: the sandbox cannot be set up)"),
+        "{denial}"
+    );
+    let counts = &summary.per_program["/usr/bin/ls"];
+    assert_eq!(counts.get("deny"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("escalate"), None, "{counts:?}");
+    assert_eq!(summary.errors, 1);
+}
