@@ -603,6 +603,13 @@ impl Summary {
             self.errors += 1;
             self.not_started(record);
         }
+        // Started: an error later (its conversation broken while the child
+        // ran) does not unmake it (review 34b).
+        if record.event.action == "start" {
+            if let Some(request_id) = record.request_id {
+                self.listed.remove(&(record.session_id.clone(), request_id));
+            }
+        }
         self.add_lost(record);
         let Some(fields) = &record.execgate else {
             return;

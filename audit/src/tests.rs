@@ -1689,6 +1689,20 @@ fn the_summary_counts_an_escalation_that_never_started_as_a_denial() {
     );
     let summary = Summary::of([&escalated, &other_session]);
     assert_eq!(summary.escalations.len(), 1, "{summary:?}");
+    // Review 34b: one that started stays an escalation, whatever error
+    // its request has later (its conversation broken while it ran).
+    let started = AuditRecord::of(
+        &SessionEvent::Started {
+            request_id: 7,
+            pid: 4242,
+        },
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    let summary = Summary::of([&escalated, &started, &failed]);
+    assert_eq!(summary.escalations.len(), 1, "{summary:?}");
+    assert!(summary.denials.is_empty(), "{summary:?}");
     let summary = Summary::of([&escalated, &failed]);
     assert!(summary.escalations.is_empty(), "{summary:?}");
     let [denial] = summary.denials.as_slice() else {
