@@ -331,8 +331,11 @@ struct ClockState {
     /// Approvals pending that no command is known to have asked: each
     /// command's clock counts them.
     unattributed: usize,
-    /// Each command's clock, by the pid it was started as.
-    commands: HashMap<u32, Pause>,
+    /// Each command's clock, by the pid it was started as, with the
+    /// registration it belongs to: a pid freed and taken by another
+    /// command is another clock (review 34b).
+    commands: HashMap<u32, (u64, Pause)>,
+    registrations: u64,
 }
 
 /// Time during which at least one of some approvals was pending.
@@ -381,7 +384,7 @@ impl ApprovalClock {
     pub(crate) fn paused_for(&self, command: Option<u32>) -> Duration {
         let state = self.lock();
         match command.and_then(|pid| state.commands.get(&pid)) {
-            Some(pause) => pause.total(),
+            Some((_, pause)) => pause.total(),
             None => state.any.total(),
         }
     }
@@ -390,7 +393,7 @@ impl ApprovalClock {
     pub(crate) fn waiting_for(&self, command: Option<u32>) -> bool {
         let state = self.lock();
         match command.and_then(|pid| state.commands.get(&pid)) {
-            Some(pause) => pause.pending > 0,
+            Some((_, pause)) => pause.pending > 0,
             None => state.any.pending > 0,
         }
     }
@@ -403,10 +406,13 @@ impl ApprovalClock {
         for _ in 0..state.unattributed {
             pause.start();
         }
-        state.commands.insert(pid, pause);
+        state.registrations += 1;
+        let registration = state.registrations;
+        state.commands.insert(pid, (registration, pause));
         CommandClock {
             clock: self.clone(),
             pid,
+            registration,
         }
     }
 
@@ -418,17 +424,20 @@ impl ApprovalClock {
         let ancestry = requester.map(ancestry).unwrap_or_default();
         let mut state = self.lock();
         state.any.start();
-        let commands: Vec<u32> = ancestry
+        let commands: Vec<(u32, u64)> = ancestry
             .into_iter()
-            .filter(|pid| state.commands.contains_key(pid))
+            .filter_map(|pid| Some((pid, state.commands.get(&pid)?.0)))
             .collect();
         let holds = if commands.is_empty() {
             state.unattributed += 1;
-            state.commands.values_mut().for_each(Pause::start);
+            state
+                .commands
+                .values_mut()
+                .for_each(|(_, pause)| pause.start());
             Holds::Every
         } else {
-            for pid in &commands {
-                if let Some(pause) = state.commands.get_mut(pid) {
+            for (pid, _) in &commands {
+                if let Some((_, pause)) = state.commands.get_mut(pid) {
                     pause.start();
                 }
             }
@@ -442,11 +451,13 @@ impl ApprovalClock {
 }
 
 /// A process and its parents, as `/proc` names them, nearest first; as
-/// far as they can be read.
+/// far as they can be read, and below this process (the commands it
+/// started are its children).
 fn ancestry(pid: i32) -> Vec<u32> {
+    let own = std::process::id();
     let mut chain = Vec::new();
     let mut next = u32::try_from(pid).ok();
-    while let Some(pid) = next.filter(|pid| *pid > 1 && chain.len() < 64) {
+    while let Some(pid) = next.filter(|pid| *pid > 1 && *pid != own && chain.len() < 64) {
         chain.push(pid);
         next = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
@@ -466,18 +477,28 @@ fn parent_in_stat(stat: &str) -> Option<u32> {
 pub(crate) struct CommandClock {
     clock: ApprovalClock,
     pid: u32,
+    registration: u64,
 }
 
 impl Drop for CommandClock {
     fn drop(&mut self) {
-        self.clock.lock().commands.remove(&self.pid);
+        let mut state = self.clock.lock();
+        if state
+            .commands
+            .get(&self.pid)
+            .map(|(registration, _)| *registration)
+            == Some(self.registration)
+        {
+            state.commands.remove(&self.pid);
+        }
     }
 }
 
-/// Whose clocks an approval holds.
+/// Whose clocks an approval holds: every command's, or these (pid and
+/// registration).
 enum Holds {
     Every,
-    Commands(Vec<u32>),
+    Commands(Vec<(u32, u64)>),
 }
 
 pub(crate) struct PendingApproval {
@@ -492,12 +513,16 @@ impl Drop for PendingApproval {
         match &self.holds {
             Holds::Every => {
                 state.unattributed = state.unattributed.saturating_sub(1);
-                state.commands.values_mut().for_each(Pause::end);
+                state
+                    .commands
+                    .values_mut()
+                    .for_each(|(_, pause)| pause.end());
             }
             Holds::Commands(commands) => {
-                for pid in commands {
-                    if let Some(pause) = state.commands.get_mut(pid) {
-                        pause.end();
+                for (pid, registration) in commands {
+                    match state.commands.get_mut(pid) {
+                        Some((now, pause)) if now == registration => pause.end(),
+                        _ => {}
                     }
                 }
             }
@@ -553,8 +578,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_question_holds_the_clock_of_the_command_it_came_from_only() {
         let clock = ApprovalClock::default();
-        let asker = std::process::id();
-        // No process's pid (above any `pid_max`): none of the test's
+        // A command is a child of this process, as a session's are.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let asker = child.id();
+        // No process's pid (above any `pid_max`): none of the child's
         // ancestors.
         let other = u32::MAX - 1;
         let _asker_clock = clock.command(asker);
@@ -579,6 +609,36 @@ mod tests {
         // The session's: any question.
         assert_eq!(clock.paused(), Duration::from_millis(300));
         assert_eq!(clock.paused_for(None), Duration::from_millis(300));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Review 34b: a pid freed by one command and taken by another is
+    /// another clock; the first's guards leave the second's alone.
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_pid_is_another_commands_clock() {
+        let clock = ApprovalClock::default();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let asker = child.id();
+        let first = clock.command(asker);
+        let asked = clock.pending(i32::try_from(asker).ok());
+        // The first command's process is gone; its pid is the second's.
+        let second = clock.command(asker);
+        drop(first);
+        assert!(!clock.waiting_for(Some(asker)));
+        let own = clock.pending(i32::try_from(asker).ok());
+        drop(asked);
+        assert!(clock.waiting_for(Some(asker)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(own);
+        assert_eq!(clock.paused_for(Some(asker)), Duration::from_millis(100));
+        drop(second);
+        assert!(clock.lock().commands.is_empty());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]
