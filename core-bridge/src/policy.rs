@@ -522,8 +522,15 @@ impl Inner {
                     None => ApprovalReason::Rule(rule_ref.clone()),
                 },
                 execution: execution.clone(),
+                // As the command gets them (review 34b: a profile's own
+                // narrower network was shown under a session's wider one).
                 permissions: match execution {
-                    Execution::Permissions(profile) => Some(profile.clone()),
+                    Execution::Permissions(profile) => {
+                        Some(request.sandbox.as_ref().map_or_else(
+                            || profile.clone(),
+                            |session| session.granted_with(profile),
+                        ))
+                    }
                     _ => None,
                 },
             };

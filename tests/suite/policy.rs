@@ -1368,6 +1368,43 @@ prefix_rule(pattern = ["mkdir"])
     session.shutdown().await;
 }
 
+/// Review 34b: a `prompt` rule's profile was shown to the person with its
+/// own grants as written (`:cwd`, its own network), not as the command
+/// gets them added to the session's sandbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prompt_rules_profile_is_shown_as_the_command_gets_it() {
+    let place = Place::new();
+    let rules = place
+        .rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt", execution = "build")"#);
+    let mut setup = Setup::rules(rules);
+    setup
+        .profiles
+        .add_toml(
+            "[profiles.build]\nextends = \"read-only\"\nfilesystem = { \":cwd\" = \"write\" }\n",
+            None,
+        )
+        .unwrap();
+    let approver = Scripted::new(ApprovalAnswer::Decline);
+    let recorder = Recorder::default();
+    let session = setup.approver(approver.clone()).start(&place, &recorder);
+    run(&session, &place.script("touch {ws}/built")).await;
+    let asked = approver.asked();
+    let [question] = asked.as_slice() else {
+        panic!("one question: {asked:?}");
+    };
+    let grants = question.permissions.as_ref().unwrap().grants();
+    let cwd = fs::canonicalize(&place.ws).unwrap();
+    assert!(
+        grants.contains(&format!("{}=write", cwd.display())),
+        "{grants:?}"
+    );
+    assert!(
+        !grants.iter().any(|grant| grant.starts_with(":cwd")),
+        "{grants:?}"
+    );
+    session.shutdown().await;
+}
+
 /// From a review: what an unsandboxed escalation kept in its temporary
 /// directory (a token, a key it unpacked) was readable from the sandbox,
 /// which sees the session's directory. The directory is hidden from every
