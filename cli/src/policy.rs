@@ -372,6 +372,7 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
             argv.remove(0);
         }
     }
+    let past_reserved = argv.len();
     while let Some(modifier) = word(&argv) {
         match modifier.as_str() {
             "-" | "noglob" => {
@@ -421,6 +422,12 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
             }
             _ => break,
         }
+    }
+    // Reserved words only where a command starts: past a modifier, `time`
+    // and `nocorrect` are programs' names (review 34b: `noglob time uname`
+    // runs /usr/bin/time).
+    if argv.len() < past_reserved && matches!(word(&argv).as_deref(), Some("time" | "nocorrect")) {
+        external = true;
     }
     let Some(program) = argv.first() else {
         bail!("no program follows the precommand modifiers: a session decides nothing");

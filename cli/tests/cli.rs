@@ -2901,9 +2901,12 @@ fn policy_check_as_run_decides_as_a_session_does() {
         assert!(!stderr.contains("never asks"), "{argv:?}: {stderr}");
     }
     // A review: past `command` or `exec` the next word is a program, even
-    // `time`; `exec -la NAME` runs what follows NAME.
+    // `time`; `exec -la NAME` runs what follows NAME. Review 34b: past any
+    // modifier, `time` is no reserved word.
     for (argv, program) in [
         (&["--", "command", "time", "id"][..], "/usr/bin/time"),
+        (&["--", "noglob", "time", "id"], "/usr/bin/time"),
+        (&["--", "builtin", "noglob", "time", "id"], "/usr/bin/time"),
         (&["--", "exec", "-la", "id", "uname"], "/usr/bin/uname"),
     ] {
         let (code, report, stderr) = check(argv, &[]);
@@ -2911,6 +2914,7 @@ fn policy_check_as_run_decides_as_a_session_does() {
         let report = report.unwrap();
         assert_eq!(report["program"], program, "{argv:?}: {report}");
         assert_ne!(report["decision"], "forbidden", "{argv:?}: {report}");
+        assert!(!stderr.contains("is a zsh builtin"), "{argv:?}: {stderr}");
     }
     let (code, _, stderr) = check(&["--", "command", "-pv", "id"], &[]);
     assert_ne!(code, Some(0), "{stderr}");
