@@ -6507,6 +6507,13 @@ fn verbose_output_says_starts_ends_and_refusals_in_words() {
     assert!(!stderr.contains(" { "), "{stderr}");
 }
 
+/// `execgate sandbox` in `ws`, with `config`'s `profile`, running `program`.
+fn in_profile(ws: &Path, config: &str, profile: &str, program: &[&str]) -> Output {
+    let mut args = vec!["sandbox", "--config", config, "--profile", profile, "--"];
+    args.extend_from_slice(program);
+    execgate(ws, &args)
+}
+
 /// Probe 154: a directory the profile hides showed, under its empty tmpfs,
 /// the names of the files a deny glob matched in it (each covered by
 /// `/dev/null`, with the directories on their way): a hidden directory
@@ -6529,18 +6536,11 @@ fn a_hidden_directory_shows_nothing_of_the_denied_files_in_it() {
         ),
     )
     .unwrap();
-    let output = execgate(
+    let output = in_profile(
         &ws,
-        &[
-            "sandbox",
-            "--config",
-            config.to_str().unwrap(),
-            "--profile",
-            "h",
-            "--",
-            "find",
-            private.to_str().unwrap(),
-        ],
+        config.to_str().unwrap(),
+        "h",
+        &["find", private.to_str().unwrap()],
     );
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
@@ -6567,19 +6567,7 @@ fn a_grant_on_a_file_a_deny_glob_matches_gives_nothing_and_is_warned_of() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    let output = execgate(
-        &ws,
-        &[
-            "sandbox",
-            "--config",
-            config,
-            "--profile",
-            "reader",
-            "--",
-            "cat",
-            "api.secret",
-        ],
-    );
+    let output = in_profile(&ws, config, "reader", &["cat", "api.secret"]);
     let stderr = text(&output.stderr);
     assert!(!stderr.contains("cannot enforce"), "{stderr}");
     assert!(stderr.contains("api.secret: Permission denied"), "{stderr}");
@@ -6675,20 +6663,7 @@ fn chroot_is_refused_where_a_supervisor_opens_files() {
                   if libc.chroot(b'jail') != 0:\n    print('chroot:', os.strerror(ctypes.get_errno()))\n\
                   else:\n    print('jailed:', sorted(os.listdir('/')))\n";
     let jailed = |profile: &str| {
-        let output = execgate(
-            &ws,
-            &[
-                "sandbox",
-                "--config",
-                config,
-                "--profile",
-                profile,
-                "--",
-                "python3",
-                "-c",
-                script,
-            ],
-        );
+        let output = in_profile(&ws, config, profile, &["python3", "-c", script]);
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         text(&output.stdout)
     };
@@ -6726,15 +6701,11 @@ fn a_deny_glob_reached_through_a_link_hides_what_it_names() {
     )
     .unwrap();
     for path in [link.join("k.pem"), real.join("k.pem")] {
-        let output = execgate(
+        let output = in_profile(
             &ws,
+            config.to_str().unwrap(),
+            "g",
             &[
-                "sandbox",
-                "--config",
-                config.to_str().unwrap(),
-                "--profile",
-                "g",
-                "--",
                 "cat",
                 path.to_str().unwrap(),
                 link.join("open.txt").to_str().unwrap(),
@@ -6767,19 +6738,7 @@ fn run_shows_nothing_of_the_denied_files_in_it() {
         ),
     )
     .unwrap();
-    let output = execgate(
-        &ws,
-        &[
-            "sandbox",
-            "--config",
-            config.to_str().unwrap(),
-            "--profile",
-            "g",
-            "--",
-            "find",
-            "/run",
-        ],
-    );
+    let output = in_profile(&ws, config.to_str().unwrap(), "g", &["find", "/run"]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     assert!(!stdout.contains("execgate-cli-secrets"), "{stdout}");

@@ -575,15 +575,37 @@ mod tests {
         assert_eq!(clock.paused(), Duration::from_millis(300));
     }
 
+    /// A command: a child of this process, as a session's are; killed
+    /// and reaped when dropped.
+    struct Command(std::process::Child);
+
+    impl Command {
+        fn start() -> Command {
+            Command(
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Command {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_question_holds_the_clock_of_the_command_it_came_from_only() {
         let clock = ApprovalClock::default();
-        // A command is a child of this process, as a session's are.
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let asker = child.id();
+        let child = Command::start();
+        let asker = child.pid();
         // No process's pid (above any `pid_max`): none of the child's
         // ancestors.
         let other = u32::MAX - 1;
@@ -609,8 +631,7 @@ mod tests {
         // The session's: any question.
         assert_eq!(clock.paused(), Duration::from_millis(300));
         assert_eq!(clock.paused_for(None), Duration::from_millis(300));
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
     }
 
     /// Review 34b: a pid freed by one command and taken by another is
@@ -618,11 +639,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reused_pid_is_another_commands_clock() {
         let clock = ApprovalClock::default();
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let asker = child.id();
+        let child = Command::start();
+        let asker = child.pid();
         let first = clock.command(asker);
         let asked = clock.pending(i32::try_from(asker).ok());
         // The first command's process is gone; its pid is the second's.
@@ -637,8 +655,7 @@ mod tests {
         assert_eq!(clock.paused_for(Some(asker)), Duration::from_millis(100));
         drop(second);
         assert!(clock.lock().commands.is_empty());
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
     }
 
     #[test]

@@ -515,16 +515,8 @@ async fn kill_ends_a_process_and_its_escalated_children() {
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_time_does_not_count_against_the_yield_time() {
     let place = Place::new();
-    let rules: Arc<RuleSet> =
-        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
-    let approver = |_request: ApprovalRequest| async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        ApprovalAnswer::ApproveOnce
-    };
     let recorder = Recorder::default();
-    let session = Setup::rules(rules)
-        .approver(approver)
-        .start(&place, &recorder);
+    let session = touch_asks(&place, &recorder, Duration::from_millis(1500));
     let started = Instant::now();
     let response = session
         .exec_command(
@@ -543,19 +535,25 @@ async fn approval_time_does_not_count_against_the_yield_time() {
     session.shutdown().await;
 }
 
+/// A session in which `touch` asks a person, who approves it after
+/// `answers_after`.
+fn touch_asks(place: &Place, recorder: &Recorder, answers_after: Duration) -> ShellSession {
+    let rules: Arc<RuleSet> =
+        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let approver = move |_request: ApprovalRequest| async move {
+        tokio::time::sleep(answers_after).await;
+        ApprovalAnswer::ApproveOnce
+    };
+    Setup::rules(rules)
+        .approver(approver)
+        .start(place, recorder)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_that_waited_too_long_on_an_approval_says_so() {
     let place = Place::new();
-    let rules: Arc<RuleSet> =
-        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
-    let approver = |_request: ApprovalRequest| async {
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        ApprovalAnswer::ApproveOnce
-    };
     let recorder = Recorder::default();
-    let session = Setup::rules(rules)
-        .approver(approver)
-        .start(&place, &recorder);
+    let session = touch_asks(&place, &recorder, Duration::from_millis(2500));
     let started = Instant::now();
     let options = ExecOptions {
         longest_approval_wait: Duration::from_millis(800),
@@ -600,16 +598,8 @@ async fn a_call_that_waited_too_long_on_an_approval_says_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poll_waits_on_an_approval_no_longer_than_its_process_was_started_to() {
     let place = Place::new();
-    let rules: Arc<RuleSet> =
-        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
-    let approver = |_request: ApprovalRequest| async {
-        tokio::time::sleep(Duration::from_secs(8)).await;
-        ApprovalAnswer::ApproveOnce
-    };
     let recorder = Recorder::default();
-    let session = Setup::rules(rules)
-        .approver(approver)
-        .start(&place, &recorder);
+    let session = touch_asks(&place, &recorder, Duration::from_secs(8));
     let options = ExecOptions {
         longest_approval_wait: Duration::from_millis(800),
         ..pipes(500)
@@ -664,16 +654,8 @@ async fn a_poll_with_no_question_pending_takes_its_whole_yield() {
 #[tokio::test(flavor = "multi_thread")]
 async fn another_processs_question_does_not_hold_a_yield() {
     let place = Place::new();
-    let rules: Arc<RuleSet> =
-        place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
-    let approver = |_request: ApprovalRequest| async {
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        ApprovalAnswer::ApproveOnce
-    };
     let recorder = Recorder::default();
-    let session = Setup::rules(rules)
-        .approver(approver)
-        .start(&place, &recorder);
+    let session = touch_asks(&place, &recorder, Duration::from_secs(20));
     let options = ExecOptions {
         longest_approval_wait: Duration::from_millis(800),
         ..pipes(500)
