@@ -408,7 +408,9 @@ impl ResolvedPolicy {
                 }
             };
             for path in paths {
-                if let Ok(path) = AbsolutePath::new(path, None) {
+                // As resolving it names it (`add_rule`).
+                let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                if let Ok(path) = AbsolutePath::new(&path, None) {
                     let _ = shown.push(FsTarget::Path(path), entry.access);
                 }
             }
