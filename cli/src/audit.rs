@@ -24,7 +24,9 @@ pub struct AuditArgs {
     /// file is fine).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Print matching records unchanged, one JSON object per line.
+    /// Print matching records as JSON, one object per line: a record this
+    /// version wrote comes back unchanged; fields it does not know are
+    /// left out.
     #[arg(long)]
     json: bool,
     /// Count decisions per program, per network host and per rule; list
@@ -533,16 +535,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
                 .unwrap_or_default();
             escape_controls(&format!("{}: grants {grants}{note}", record.event.outcome))
         }
-        // Why a decision is not what its rule asked for (an escalation
-        // refused, so the command ran in place).
-        _ => match record
-            .execgate
-            .as_ref()
-            .and_then(|fields| fields.note.as_ref())
-        {
-            Some(note) => escape_controls(&format!("{}: {note}", record.event.outcome)),
-            None => escape_controls(&record.event.outcome),
-        },
+        _ => decision_outcome(record),
     };
     // The request's number ties an escalation's start and exit, which name
     // no program, to its decision.
@@ -562,6 +555,39 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         outcome
     )?;
     Ok(())
+}
+
+/// A decision's outcome column: for an escalation, how it ran (an
+/// unsandboxed child and one in a sandbox with grants read alike
+/// otherwise) and where; for a denial, why (a `forbidden` rule and a
+/// person's no read alike otherwise; probe 160); and why a decision is not
+/// what its rule asked for (an escalation refused, so the command ran in
+/// place).
+fn decision_outcome(record: &AuditRecord) -> String {
+    let mut shown = escape_controls(&record.event.outcome);
+    let Some(fields) = record.execgate.as_ref() else {
+        return shown;
+    };
+    if fields.decision == "escalate" {
+        let how = escape_controls(fields.execution.as_deref().unwrap_or("?"));
+        match fields.grants.as_ref().filter(|grants| !grants.is_empty()) {
+            Some(grants) => shown.push_str(&format!(
+                " ({how}: {})",
+                escape_controls(&grants.join(", "))
+            )),
+            None => shown.push_str(&format!(" ({how})")),
+        }
+        if let Some(directory) = &record.process.working_directory {
+            shown.push_str(&format!(" in {}", quoted_bytes(directory)));
+        }
+    }
+    let why = [fields.reason.as_deref(), fields.note.as_deref()];
+    for (index, text) in why.into_iter().flatten().enumerate() {
+        let separator = if index == 0 { ": " } else { "; " };
+        shown.push_str(separator);
+        shown.push_str(&escape_controls(text));
+    }
+    shown
 }
 
 /// A connection's line: what was asked, what decided, how it went.
