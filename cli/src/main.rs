@@ -281,13 +281,12 @@ impl SessionArgs {
             let Ok(granted) = config.profile(name, config_file.as_deref()) else {
                 continue;
             };
-            warn_if_grants_held_back(
-                Some((&profile, profile_name.as_str())),
-                &granted,
-                &format!("profile {name}"),
-                false,
-                &cwd,
-            );
+            let whose = format!("profile {name}");
+            // Probe 160: a write grant that a link (one an earlier sandbox
+            // may have made) leads elsewhere was warned of by lint only.
+            warn_if_grants_name_nothing(&granted, &whose, &cwd);
+            let session = Some((&profile, profile_name.as_str()));
+            warn_if_grants_held_back(session, &granted, &whose, false, &cwd);
             warn_if_sandbox_writable(
                 &granted,
                 &cwd,

@@ -6881,3 +6881,86 @@ fn a_skills_grants_are_recorded_as_the_script_gets_them() {
         "{record}"
     );
 }
+
+/// Probe 160: the table showed an unsandboxed escalation and one in a
+/// sandbox with grants alike, did not say where either ran, and showed a
+/// `forbidden` rule's denial and a person's alike, without the reason.
+#[test]
+fn the_audit_table_says_how_and_where_an_escalation_ran_and_why_a_denial() {
+    let (dir, ws) = workspace();
+    std::fs::create_dir(ws.join("a")).unwrap();
+    let rules = dir.path().join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"rm\", \"-rf\"], decision = \"forbidden\", justification = \"no trees\")\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let log = log.to_str().unwrap();
+    let rules = rules.to_str().unwrap();
+    execgate(
+        &ws,
+        &[
+            "run",
+            "--rules",
+            rules,
+            "--audit-log",
+            log,
+            "--",
+            "cd a && touch stamp; rm -rf x",
+        ],
+    );
+    let table = text(&execgate(&ws, &["audit", log]).stdout);
+    let ws = std::fs::canonicalize(&ws).unwrap();
+    let escalated = format!("success (unsandboxed) in {}", ws.join("a").display());
+    assert!(
+        table
+            .lines()
+            .any(|line| line.contains("/usr/bin/touch") && line.ends_with(&escalated)),
+        "{table}"
+    );
+    assert!(
+        table.lines().any(|line| line.contains(" deny ")
+            && line.contains("failure: ")
+            && line.contains("no trees")),
+        "{table}"
+    );
+}
+
+/// Probe 160: a rule's profile whose write grant a link leads elsewhere
+/// (one an earlier sandbox could have made) was warned of by `policy lint`
+/// only; the session whose escalation then wrote there said nothing.
+#[test]
+fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
+    let (dir, ws) = workspace();
+    let secret = dir.path().join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::os::unix::fs::symlink(&secret, ws.join("out")).unwrap();
+    let rules = dir.path().join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"cp\"], decision = \"allow\", execution = \"outw\")\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules = [{:?}]\n[profiles.outw]\nextends = \"workspace-write\"\n\
+             filesystem = {{ {:?} = \"write\" }}\n",
+            rules.to_str().unwrap(),
+            ws.join("out").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--config", config.to_str().unwrap(), "--", "true"],
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("profile outw grants write access to") && stderr.contains("through a link"),
+        "{stderr}"
+    );
+}
