@@ -48,6 +48,7 @@ pub use record::{
     undecodable, AuditRecord, Bytes, DecisionFields, DestinationFields, Environment, EventFields,
     FileIdentity, NetworkFields, ProcessFields, RecordOptions, Requester, RuleFields,
     SessionFields, SourceFields, NETWORK_CLOSE, NETWORK_DECISION, PERMISSIONS_REQUEST,
+    REDACTED_SHOWN,
 };
 
 /// Why the audit log could not be written or read.

@@ -656,22 +656,22 @@ impl Summary {
         // With the name it was run by when that is another (probe 157:
         // `exec -a date uname -s` read as `date -s` run unsandboxed).
         let recorded = record.process.args.as_deref().unwrap_or_default();
+        let shown = |index: usize| match record.is_redacted(index) {
+            true => crate::REDACTED_SHOWN.to_owned(),
+            false => shown_argument(&recorded[index]),
+        };
         let run_as = recorded.first().filter(|first| {
             let first = first.lossy();
             let executable = record.process.executable.as_ref().map(|path| path.lossy());
             !first.is_empty()
                 && executable.is_some_and(|executable| !names_the_program(&first, &executable))
         });
-        let (program, shown_args) = match run_as {
-            Some(name) => (
-                format!("{program} (as {})", shown_argument(name)),
-                &recorded[1..],
-            ),
-            None => (program, recorded),
+        let (program, first_shown) = match run_as {
+            Some(_) => (format!("{program} (as {})", shown(0)), 1),
+            None => (program, 0),
         };
-        let args = shown_args
-            .iter()
-            .map(shown_argument)
+        let args = (first_shown..recorded.len())
+            .map(shown)
             .collect::<Vec<_>>()
             .join(" ");
         let line = format!(

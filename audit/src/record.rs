@@ -372,6 +372,11 @@ impl RecordOptions {
 
 pub(crate) const REDACTED: &str = "[REDACTED]";
 
+/// How the table and the summary show a redacted argument: with a blank,
+/// which an argument's own text is quoted for, so that no argument reads
+/// as a redaction (probe 160: `[REDACTED]` given as an argument did).
+pub const REDACTED_SHOWN: &str = "<redacted argument>";
+
 /// The identity of the file a decision was made on.
 fn file_identity(identity: &execgate_escalate_server::ResolvedExecutable) -> FileIdentity {
     FileIdentity {
@@ -655,6 +660,14 @@ impl AuditRecord {
         humantime::parse_rfc3339(&self.timestamp)
             .or_else(|_| crate::Filter::time_bound(&self.timestamp))
             .ok()
+    }
+
+    /// Whether the argument at `index` (0 is `argv[0]`) was redacted:
+    /// recorded as `[REDACTED]`, which an argument may also have been.
+    pub fn is_redacted(&self, index: usize) -> bool {
+        self.redacted_args
+            .as_ref()
+            .is_some_and(|redacted| redacted.contains(&index))
     }
 
     /// Whether this records a connection through the proxy.

@@ -234,6 +234,11 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
     assert!(filter.matches(&record));
     let summary = Summary::of([&record]);
     assert_eq!(summary.denials.len(), 1, "{summary:?}");
+    // Probe 160: told from an argument written `[REDACTED]`.
+    assert!(
+        summary.denials[0].contains(": zsh -c <redacted argument> ("),
+        "{summary:?}"
+    );
     assert!(record.process.executable.is_none() && record.file.is_none());
 
     // Refused when its requester went away while a person was asked: the

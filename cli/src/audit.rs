@@ -492,6 +492,9 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
                 !first.is_empty() && !execgate_audit::names_the_program(&first, &program)
             });
         match run_as {
+            Some(_) if record.is_redacted(0) => {
+                format!("{shown} (as {})", execgate_audit::REDACTED_SHOWN)
+            }
             Some(name) => format!("{shown} (as \"{}\")", shown_bytes(name)),
             None => shown,
         }
@@ -506,8 +509,12 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         .as_ref()
         .map(|args| {
             args.iter()
+                .enumerate()
                 .skip(1)
-                .map(quoted_bytes)
+                .map(|(index, arg)| match record.is_redacted(index) {
+                    true => execgate_audit::REDACTED_SHOWN.to_owned(),
+                    false => quoted_bytes(arg),
+                })
                 .collect::<Vec<_>>()
                 .join(" ")
         })

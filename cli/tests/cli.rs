@@ -6964,3 +6964,33 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
         "{stderr}"
     );
 }
+
+/// Probe 160: an argument redacted by `[audit] redact_args` and one given
+/// as the text `[REDACTED]` read alike in the table and the summary.
+#[test]
+fn a_redacted_argument_reads_otherwise_than_one_written_so() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[audit]\nredact_args = [\"*secret*\"]\n").unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let log = log.to_str().unwrap();
+    execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--audit-log",
+            log,
+            "--",
+            "/usr/bin/true '[REDACTED]'; /usr/bin/true --secret=hunter2",
+        ],
+    );
+    let table = text(&execgate(&ws, &["audit", log]).stdout);
+    assert!(table.contains("/usr/bin/true [REDACTED]  ["), "{table}");
+    assert!(
+        table.contains("/usr/bin/true <redacted argument>  ["),
+        "{table}"
+    );
+    assert!(!table.contains("hunter2"), "{table}");
+}
