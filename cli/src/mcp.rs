@@ -996,19 +996,29 @@ impl ExecServer {
         description = "Type chars into a process started with tty = true (empty: only read \
                        its new output), then answer as exec_command does."
     )]
-    async fn write_stdin(&self, Parameters(args): Parameters<WriteStdinArgs>) -> CallToolResult {
+    async fn write_stdin(
+        &self,
+        Parameters(args): Parameters<WriteStdinArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let chars = args.chars.unwrap_or_default();
         let yield_time = Duration::from_millis(args.yield_time_ms.unwrap_or(250));
-        answer(
-            self.session
-                .write_stdin(
-                    ProcessId(args.process_id),
-                    chars.as_bytes(),
-                    yield_time,
-                    args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
-                )
-                .await,
-        )
+        let poll = self.session.write_stdin(
+            ProcessId(args.process_id),
+            chars.as_bytes(),
+            yield_time,
+            args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+        );
+        // A cancelled poll stops waiting before it takes what it would
+        // answer (probe 159: the output and the exit status went to an
+        // answer nobody read): the process, which the client knows by its
+        // id, runs on, and the next poll gets them.
+        tokio::select! {
+            response = poll => answer(response),
+            () = context.ct.cancelled() => CallToolResult::error(vec![ContentBlock::text(
+                "execgate: cancelled: the process runs on; its output waits for the next poll",
+            )]),
+        }
     }
 
     #[tool(

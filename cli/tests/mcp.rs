@@ -637,3 +637,53 @@ fn a_notification_before_initialize_is_not_the_end_of_the_server() {
     let output = server.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0));
 }
+
+/// Probe 159: a cancelled `write_stdin` went on to its end, took the
+/// process's output and exit status into an answer nobody read, and
+/// forgot the process: the next poll found no such process.
+#[test]
+fn a_cancelled_poll_leaves_the_output_for_the_next() {
+    use std::io::Write;
+    let (_dir, _ws, mut server, mut stdin, mut stdout) = server_with_rule("", &[], &[]);
+    let mut seen = Vec::new();
+    say_after_handshake(
+        &mut stdin,
+        "{}",
+        &[exec_call(2, "sleep 1; echo IMPORTANT; exit 3", 300)],
+    );
+    let started = read_until(&mut stdout, &["\"id\":2"], &mut seen);
+    let started: serde_json::Value = serde_json::from_str(&started).unwrap();
+    let process_id = started["result"]["structuredContent"]["process_id"].clone();
+    assert!(process_id.is_u64(), "{started}");
+    let poll = |id: u32, yield_time_ms: u32| {
+        serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "method": "tools/call",
+            "params": {
+                "name": "write_stdin",
+                "arguments": {"process_id": process_id, "yield_time_ms": yield_time_ms},
+            },
+        })
+        .to_string()
+    };
+    writeln!(stdin, "{}", poll(3, 5000)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    writeln!(
+        stdin,
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":3}}}}"#
+    )
+    .unwrap();
+    // Past the command's end, and past the cancelled poll's own yield.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    writeln!(stdin, "{}", poll(4, 1000)).unwrap();
+    let answer = read_until(&mut stdout, &["\"id\":4"], &mut seen);
+    drop(stdin);
+    let _ = server.wait();
+    assert!(answer.contains("IMPORTANT"), "{seen:#?}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        answer["result"]["structuredContent"]["exit_code"], 3,
+        "{answer}"
+    );
+}

@@ -140,7 +140,9 @@ pub struct Exited {
 pub struct Running {
     pub process_id: ProcessId,
     pub output: ExecOutput,
-    /// An approval of the session was still waiting for an answer.
+    /// A question this process asked (one of the programs it started) was
+    /// still waiting for an answer, or one no command is known to have
+    /// asked (a network destination).
     pub awaiting_approval: bool,
     pub wall_time: Duration,
 }
