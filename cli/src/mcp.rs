@@ -1036,7 +1036,8 @@ impl ExecServer {
     }
 
     #[tool(
-        description = "List the session's processes: id, command, start, running or exit status."
+        description = "List the session's processes: id, command, start, running (and whether \
+                       waiting on an approval) or exit status."
     )]
     async fn list_processes(&self, Parameters(NoArgs {}): Parameters<NoArgs>) -> CallToolResult {
         let processes: Vec<serde_json::Value> = self
@@ -1057,6 +1058,7 @@ impl ExecServer {
                     "command": info.command,
                     "started_unix": started,
                     "running": running,
+                    "awaiting_approval": info.awaiting_approval,
                     "exit_code": exit_code,
                 })
             })

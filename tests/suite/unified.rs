@@ -680,6 +680,17 @@ async fn another_processs_question_does_not_hold_a_yield() {
     };
     assert!(!other.awaiting_approval);
     assert_eq!(text(&other.output.stdout), "other\n");
+    // Probe 159: the list says which one waits, as a poll does.
+    let awaiting: Vec<(ProcessId, bool)> = session
+        .list()
+        .into_iter()
+        .map(|info| (info.process_id, info.awaiting_approval))
+        .collect();
+    assert_eq!(
+        awaiting,
+        [(asking.process_id, true), (other.process_id, false)],
+        "{awaiting:?}"
+    );
     session.shutdown().await;
 }
 

@@ -183,6 +183,9 @@ pub struct ProcessInfo {
     pub command: String,
     pub started: SystemTime,
     pub state: ProcessState,
+    /// Running, and waiting on a question as [`Running::awaiting_approval`]
+    /// says (probe 159: only a poll could tell).
+    pub awaiting_approval: bool,
 }
 
 /// Why a unified exec call failed.
@@ -394,7 +397,15 @@ impl ShellSession {
 
     /// Every process the session keeps, oldest first.
     pub fn list(&self) -> Vec<ProcessInfo> {
-        self.processes.list()
+        let clock = self
+            .exec_policy
+            .as_ref()
+            .map(|policy| policy.approval_clock());
+        self.processes.list(|command| {
+            clock
+                .as_ref()
+                .is_some_and(|clock| clock.waiting_for(command))
+        })
     }
 
     /// Sets how many processes the session keeps (default

@@ -260,21 +260,27 @@ impl ProcessTable {
         drop(removed);
     }
 
-    pub(crate) fn list(&self) -> Vec<ProcessInfo> {
+    /// Every process, `waiting_for` telling whether a question holds the
+    /// clock of the one started as a pid.
+    pub(crate) fn list(&self, waiting_for: impl Fn(Option<u32>) -> bool) -> Vec<ProcessInfo> {
         let state = self.lock();
         let mut list: Vec<ProcessInfo> = state
             .entries
             .values()
             .map(|entry| {
                 let process = &entry.process;
+                let state = match process.status() {
+                    Some(status) => ProcessState::Exited(status),
+                    None => ProcessState::Running,
+                };
+                let awaiting_approval = state == ProcessState::Running
+                    && waiting_for(process.group_since().map(|(pgid, _)| pgid));
                 ProcessInfo {
                     process_id: process.id,
                     command: process.command.clone(),
                     started: process.started,
-                    state: match process.status() {
-                        Some(status) => ProcessState::Exited(status),
-                        None => ProcessState::Running,
-                    },
+                    state,
+                    awaiting_approval,
                 }
             })
             .collect();
