@@ -1003,22 +1003,22 @@ impl ExecServer {
     ) -> CallToolResult {
         let chars = args.chars.unwrap_or_default();
         let yield_time = Duration::from_millis(args.yield_time_ms.unwrap_or(250));
-        let poll = self.session.write_stdin(
-            ProcessId(args.process_id),
-            chars.as_bytes(),
-            yield_time,
-            args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
-        );
-        // A cancelled poll stops waiting before it takes what it would
-        // answer (probe 159: the output and the exit status went to an
-        // answer nobody read): the process, which the client knows by its
-        // id, runs on, and the next poll gets them.
-        tokio::select! {
-            response = poll => answer(response),
-            () = context.ct.cancelled() => CallToolResult::error(vec![ContentBlock::text(
-                "execgate: cancelled: the process runs on; its output waits for the next poll",
-            )]),
-        }
+        // A cancelled poll types all its input, then stops waiting before
+        // it takes what it would answer (probe 159: the output and the exit
+        // status went to an answer nobody read; review 34c: dropped, the
+        // call could cut its input short): the process, which the client
+        // knows by its id, runs on, and the next poll gets them.
+        answer(
+            self.session
+                .write_stdin_unless_cancelled(
+                    ProcessId(args.process_id),
+                    chars.as_bytes(),
+                    yield_time,
+                    args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+                    &context.ct,
+                )
+                .await,
+        )
     }
 
     #[tool(

@@ -809,3 +809,40 @@ async fn typing_into_a_process_that_ended_types_nothing_and_keeps_its_end() {
     assert!(polled_end(&session, id).await.contains("last words"));
     session.shutdown().await;
 }
+
+/// Review 34c: a poll dropped when its call was cancelled could cut its
+/// input short, silently, or take the output into an answer nobody read.
+/// A cancelled poll types all its input, then stops waiting, taking
+/// nothing: the next poll gets the output.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_poll_types_its_input_and_takes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let started = session
+        .exec_command("read line; print got=$line; sleep 30", terminal(250))
+        .await
+        .unwrap();
+    let id = running_id(&started);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let cancelled = session
+        .write_stdin_unless_cancelled(id, b"typed\n", Duration::from_secs(5), 1000, &cancel)
+        .await;
+    assert!(
+        matches!(cancelled, Err(ExecError::Cancelled(process)) if process == id),
+        "{cancelled:?}"
+    );
+    let later = session
+        .write_stdin(id, b"", Duration::from_millis(500), 1000)
+        .await
+        .unwrap();
+    let ExecResponse::Running(later) = later else {
+        panic!("exited");
+    };
+    assert!(
+        text(&later.output.stdout).contains("got=typed"),
+        "{later:?}"
+    );
+    session.shutdown().await;
+}

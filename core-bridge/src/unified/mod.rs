@@ -37,6 +37,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::approval::sleep_excluding_approvals;
 use crate::session::ShellGroup;
 use crate::{BridgeError, CommandStatus, ShellSession};
+use tokio_util::sync::CancellationToken;
 
 pub use pty::DEFAULT_TERMINAL_SIZE;
 
@@ -194,6 +195,13 @@ pub struct ProcessInfo {
 pub enum ExecError {
     #[error("unknown process {0} (it ended and was reported, was killed, or was pruned)")]
     UnknownProcess(ProcessId),
+    /// A poll cancelled while it waited, its input all typed
+    /// ([`ShellSession::write_stdin_unless_cancelled`]).
+    #[error(
+        "cancelled: process {0} runs on, any input typed; its output and exit status wait for \
+         the next poll"
+    )]
+    Cancelled(ProcessId),
     /// Nothing to kill: it ended by itself, and its end and last output
     /// wait for a poll (`write_stdin` with no input).
     #[error(
@@ -314,10 +322,10 @@ impl ShellSession {
             longest: options.longest_approval_wait,
         };
         let response = self
-            .answer(&process, wait, options.max_output_bytes, called)
+            .answer(&process, wait, options.max_output_bytes, called, None)
             .await;
         abandoned.process_id = None;
-        Ok(response)
+        response
     }
 
     /// Types `input` into a process started with a terminal (empty: only
@@ -329,6 +337,42 @@ impl ShellSession {
         input: &[u8],
         yield_time: Duration,
         max_output_bytes: usize,
+    ) -> Result<ExecResponse, ExecError> {
+        self.type_and_answer(process_id, input, yield_time, max_output_bytes, None)
+            .await
+    }
+
+    /// [`ShellSession::write_stdin`] that `cancel` stops once the input is
+    /// typed, while it waits, before it takes any output
+    /// ([`ExecError::Cancelled`]): the process runs on, and its output and
+    /// exit status wait for the next poll (probe 159, review 34c: a
+    /// dropped call could cut the input short, or take the output into an
+    /// answer nobody read).
+    pub async fn write_stdin_unless_cancelled(
+        &self,
+        process_id: ProcessId,
+        input: &[u8],
+        yield_time: Duration,
+        max_output_bytes: usize,
+        cancel: &CancellationToken,
+    ) -> Result<ExecResponse, ExecError> {
+        self.type_and_answer(
+            process_id,
+            input,
+            yield_time,
+            max_output_bytes,
+            Some(cancel),
+        )
+        .await
+    }
+
+    async fn type_and_answer(
+        &self,
+        process_id: ProcessId,
+        input: &[u8],
+        yield_time: Duration,
+        max_output_bytes: usize,
+        cancel: Option<&CancellationToken>,
     ) -> Result<ExecResponse, ExecError> {
         let called = Instant::now();
         let process = self.processes.touch(process_id)?;
@@ -364,7 +408,8 @@ impl ShellSession {
             yield_time,
             longest: process.longest_approval_wait(),
         };
-        Ok(self.answer(&process, wait, max_output_bytes, called).await)
+        self.answer(&process, wait, max_output_bytes, called, cancel)
+            .await
     }
 
     /// Sets the terminal size of a process started with one.
@@ -415,13 +460,16 @@ impl ShellSession {
         self.processes.set_limit(limit.max(1));
     }
 
+    /// Waits as `wait` says, then takes the process's output; `cancel`
+    /// stops the wait first, taking nothing.
     async fn answer(
         &self,
         process: &Arc<process::LiveProcess>,
         wait: Wait,
         max_output_bytes: usize,
         called: Instant,
-    ) -> ExecResponse {
+        cancel: Option<&CancellationToken>,
+    ) -> Result<ExecResponse, ExecError> {
         let clock = self
             .exec_policy
             .as_ref()
@@ -435,13 +483,21 @@ impl ShellSession {
             wait.longest.max(wait.yield_time),
             sleep_excluding_approvals(wait.yield_time, clock, command),
         );
+        let cancelled = async {
+            match cancel {
+                Some(cancel) => cancel.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            biased;
+            () = cancelled => return Err(ExecError::Cancelled(process.id())),
             () = process.ended() => {}
             _ = deadline => {}
         }
         let (output, status) = process.take_output(max_output_bytes);
         let process_id = process.id();
-        match status {
+        Ok(match status {
             Some(status) => {
                 self.processes.forget(process_id);
                 ExecResponse::Exited(Exited {
@@ -460,7 +516,7 @@ impl ShellSession {
                 awaiting_approval: waiting.is_some_and(|clock| clock.waiting_for(command)),
                 wall_time: called.elapsed(),
             }),
-        }
+        })
     }
 }
 
