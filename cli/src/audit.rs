@@ -578,14 +578,26 @@ fn decision_outcome(record: &AuditRecord) -> String {
     if fields.decision == "escalate" {
         let how = escape_controls(fields.execution.as_deref().unwrap_or("?"));
         match fields.grants.as_ref().filter(|grants| !grants.is_empty()) {
-            Some(grants) => shown.push_str(&format!(
-                " ({how}: {})",
-                escape_controls(&grants.join(", "))
-            )),
+            // Each grant quoted where its path could pass for more than
+            // one (review 34c: `a b), network=enabled (x=write`).
+            Some(grants) => {
+                let grants: Vec<String> = grants.iter().map(|grant| quoted_grant(grant)).collect();
+                shown.push_str(&format!(" ({how}: {})", grants.join(", ")));
+            }
             None => shown.push_str(&format!(" ({how})")),
         }
+        // Where it ran: the server's own finding. A directory it could not
+        // verify is the requester's word, and nothing was escalated from
+        // it (review 34c).
         if let Some(directory) = &record.process.working_directory {
-            shown.push_str(&format!(" in {}", quoted_bytes(directory)));
+            match &fields.working_directory_unverified {
+                None => shown.push_str(&format!(" in {}", quoted_bytes(directory))),
+                Some(why) => shown.push_str(&format!(
+                    " from {}, unverified ({}): not run",
+                    quoted_bytes(directory),
+                    escape_controls(why)
+                )),
+            }
         }
     }
     let why = [fields.reason.as_deref(), fields.note.as_deref()];
@@ -595,6 +607,18 @@ fn decision_outcome(record: &AuditRecord) -> String {
         shown.push_str(&escape_controls(text));
     }
     shown
+}
+
+/// A grant (`PATH=ACCESS`, `network=...`) as the table shows it: in
+/// quotes, escaped, where a blank, a comma or a parenthesis could make it
+/// read as more than one.
+fn quoted_grant(grant: &str) -> String {
+    let plain = !grant.is_empty()
+        && !grant.contains(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '"'));
+    match plain {
+        true => escape_controls(grant),
+        false => format!("\"{}\"", grant.escape_debug()),
+    }
 }
 
 /// A connection's line: what was asked, what decided, how it went.

@@ -53,8 +53,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 #[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
-    AbsolutePath, Access, AdditionalPermissions, FsTarget, NetworkPolicy, PermissionProfile,
-    ResolvedPolicy, SandboxContext,
+    AbsolutePath, Access, AdditionalPermissions, FsEntry, FsTarget, NetworkPolicy,
+    PermissionProfile, ResolvedPolicy, SandboxContext,
 };
 #[cfg(unix)]
 use execgate_core_bridge::server::{AuditFailure, Decision, SessionEnd, SessionEvent, Termination};
@@ -277,6 +277,12 @@ impl SessionArgs {
         // may reach the rules and skills (probe 151: one granting the
         // rules' directory let an allowed command rewrite them). The
         // config file is kept read-only under such grants already.
+        // What the session's profile was warned of above is not again,
+        // nor what one rule's profile shares with another (`extends`).
+        let mut warned: Vec<FsEntry> = match &profile {
+            PermissionProfile::Managed { file_system, .. } => file_system.entries.clone(),
+            _ => Vec::new(),
+        };
         for name in rule_profile_names(&rules) {
             let Ok(granted) = config.profile(name, config_file.as_deref()) else {
                 continue;
@@ -284,7 +290,17 @@ impl SessionArgs {
             let whose = format!("profile {name}");
             // Probe 160: a write grant that a link (one an earlier sandbox
             // may have made) leads elsewhere was warned of by lint only.
-            warn_if_grants_name_nothing(&granted, &whose, &cwd);
+            if let PermissionProfile::Managed { file_system, .. } = &granted {
+                let mut own = granted.clone();
+                if let PermissionProfile::Managed {
+                    file_system: new, ..
+                } = &mut own
+                {
+                    new.entries.retain(|entry| !warned.contains(entry));
+                }
+                warn_if_write_grants_follow_links(&own, &whose);
+                warned.extend(file_system.entries.iter().cloned());
+            }
             let session = Some((&profile, profile_name.as_str()));
             warn_if_grants_held_back(session, &granted, &whose, false, &cwd);
             warn_if_sandbox_writable(

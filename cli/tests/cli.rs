@@ -6940,7 +6940,8 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
     let rules = dir.path().join("r.rules");
     std::fs::write(
         &rules,
-        "prefix_rule(pattern = [\"cp\"], decision = \"allow\", execution = \"outw\")\n",
+        "prefix_rule(pattern = [\"cp\"], decision = \"allow\", execution = \"outw\")\n\
+         prefix_rule(pattern = [\"mv\"], decision = \"allow\", execution = \"outw2\")\n",
     )
     .unwrap();
     let config = dir.path().join("config.toml");
@@ -6948,7 +6949,8 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
         &config,
         format!(
             "rules = [{:?}]\n[profiles.outw]\nextends = \"workspace-write\"\n\
-             filesystem = {{ {:?} = \"write\" }}\n",
+             filesystem = {{ {:?} = \"write\" }}\n\
+             [profiles.outw2]\nextends = \"outw\"\n",
             rules.to_str().unwrap(),
             ws.join("out").to_str().unwrap()
         ),
@@ -6963,6 +6965,8 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
         stderr.contains("profile outw grants write access to") && stderr.contains("through a link"),
         "{stderr}"
     );
+    // Review 34c: once, not again for a profile that only inherits it.
+    assert_eq!(stderr.matches("through a link").count(), 1, "{stderr}");
 }
 
 /// Probe 160: an argument redacted by `[audit] redact_args` and one given
@@ -6993,4 +6997,47 @@ fn a_redacted_argument_reads_otherwise_than_one_written_so() {
         "{table}"
     );
     assert!(!table.contains("hunter2"), "{table}");
+}
+
+/// Review 34c: in the table's new last column, a grant's path could pass
+/// for other grants, and a working directory the server could not verify
+/// (the requester's word; nothing was escalated from it) read as where
+/// the escalation ran.
+#[test]
+fn the_audit_table_quotes_grants_and_marks_an_unverified_directory() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("handed.jsonl");
+    let record = |grants: serde_json::Value, unverified: Option<&str>| {
+        serde_json::json!({
+            "@timestamp": "2026-12-01T10:00:00Z",
+            "event": {"action": "decision", "outcome": "success"},
+            "session_id": "s",
+            "process": {"executable": "/usr/bin/uname", "args": ["uname"], "working_directory": "/dev/shm/home"},
+            "execgate": {
+                "decision": "escalate", "decided_by": "rule", "execution": "permissions",
+                "grants": grants, "working_directory_unverified": unverified,
+            },
+        })
+    };
+    let lines = [
+        record(
+            serde_json::json!(["/o/a b), network=enabled (x=write", "network=restricted"]),
+            None,
+        ),
+        record(serde_json::json!([]), Some("not the requester's directory")),
+    ];
+    std::fs::write(&log, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
+    assert!(
+        table.contains(
+            "(permissions: \"/o/a b), network=enabled (x=write\", network=restricted) in /dev/shm/home"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "(permissions) from /dev/shm/home, unverified (not the requester's directory): not run"
+        ),
+        "{table}"
+    );
 }
