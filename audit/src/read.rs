@@ -620,19 +620,27 @@ impl Summary {
         }
         if record.event.action == crate::PERMISSIONS_REQUEST {
             // Not a program's decision: grants a command's shell started
-            // with, listed with the escalations when given.
-            if !matches!(fields.decision.as_str(), "allow" | "deny") {
-                self.unrecognised += 1;
-            }
-            if fields.decision == "allow" {
-                let args = record.process.args.as_deref().unwrap_or_default();
-                let command = args.last().map(shown_argument).unwrap_or_default();
-                self.escalations.push(format!(
-                    "{} {} a command's shell: {command} (grants {})",
-                    record.timestamp,
-                    record.session_id,
-                    fields.grants.as_deref().unwrap_or_default().join(", ")
-                ));
+            // with, listed with the escalations when given, and with the
+            // denials when declined or not made (probe 160: listed nowhere).
+            let args = record.process.args.as_deref().unwrap_or_default();
+            let command = args.last().map(shown_argument).unwrap_or_default();
+            let line = format!(
+                "{} {} a command's shell: {command}",
+                record.timestamp, record.session_id
+            );
+            let grants = fields.grants.as_deref().unwrap_or_default().join(", ");
+            match fields.decision.as_str() {
+                "allow" => self.escalations.push(format!("{line} (grants {grants})")),
+                "deny" => {
+                    let note = fields
+                        .note
+                        .as_deref()
+                        .map(|note| format!("; {note}"))
+                        .unwrap_or_default();
+                    self.denials
+                        .push(format!("{line} (grants asked, not given: {grants}{note})"));
+                }
+                _ => self.unrecognised += 1,
             }
             return;
         }

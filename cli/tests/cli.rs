@@ -3434,16 +3434,27 @@ fn requested_permissions_widen_one_command_only_when_granted() {
             "{record}"
         );
     }
-    // The summary lists the grant given with the escalations.
+    // The summary lists the grant given with the escalations, and (probe
+    // 160) the one declined with the denials.
     let summary = execgate(&ws, &["audit", "--summary", log.to_str().unwrap()]);
-    assert!(
-        text(&summary.stdout).contains(&format!(
+    let summary = text(&summary.stdout);
+    for listed in [
+        format!(
             "a command's shell: \"touch ../shared/out\" (grants {}=write",
             shared.display()
-        )),
-        "{}",
-        text(&summary.stdout)
-    );
+        ),
+        format!(
+            "a command's shell: \"touch ../shared/out\" (grants asked, not given: {}=write",
+            shared.display()
+        ),
+    ] {
+        assert!(summary.contains(&listed), "{listed}: {summary}");
+    }
+    let denials = summary
+        .lines()
+        .find(|line| line.starts_with("denials"))
+        .unwrap_or_default();
+    assert!(denials.contains("(1)"), "{summary}");
 }
 
 #[test]
