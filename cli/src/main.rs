@@ -251,12 +251,12 @@ impl SessionArgs {
         warn_if_forbidden_rules_unsandboxed(&profile, &rules);
         warn_if_secrets_pass(&config.env);
         warn_if_grants_name_nothing(&profile, "the profile", &cwd);
+        let session_grants = SessionGrants::of(&profile, &profile_name, &cwd);
         for skill in skills.skills() {
             if let Some(grants) = &skill.permissions {
                 let whose = format!("skill {}", skill.name);
                 warn_if_grants_name_nothing(grants, &whose, &cwd);
-                let session = Some((&profile, profile_name.as_str()));
-                warn_if_grants_held_back(session, grants, &whose, false, &cwd);
+                warn_if_grants_held_back(session_grants.as_ref(), grants, &whose, false, &cwd);
             }
         }
         let skill_files = skill_files(&skills, &skill_dirs);
@@ -290,19 +290,13 @@ impl SessionArgs {
             let whose = format!("profile {name}");
             // Probe 160: a write grant that a link (one an earlier sandbox
             // may have made) leads elsewhere was warned of by lint only.
-            if let PermissionProfile::Managed { file_system, .. } = &granted {
-                let mut own = granted.clone();
-                if let PermissionProfile::Managed {
-                    file_system: new, ..
-                } = &mut own
-                {
-                    new.entries.retain(|entry| !warned.contains(entry));
-                }
-                warn_if_write_grants_follow_links(&own, &whose);
+            let mut own = granted.clone();
+            if let PermissionProfile::Managed { file_system, .. } = &mut own {
+                file_system.entries.retain(|entry| !warned.contains(entry));
                 warned.extend(file_system.entries.iter().cloned());
             }
-            let session = Some((&profile, profile_name.as_str()));
-            warn_if_grants_held_back(session, &granted, &whose, false, &cwd);
+            warn_if_write_grants_follow_links(&own, &whose);
+            warn_if_grants_held_back(session_grants.as_ref(), &granted, &whose, false, &cwd);
             warn_if_sandbox_writable(
                 &granted,
                 &cwd,
@@ -769,16 +763,42 @@ pub(crate) fn rule_profile_names(rules: &execgate_core_bridge::rules::RuleSet) -
     names
 }
 
+/// The session's profile that rules' profiles and skills add their grants
+/// to, with its name, resolved once for all of them (a resolution walks
+/// the writable roots for the deny globs).
+#[cfg(unix)]
+pub(crate) struct SessionGrants<'a> {
+    profile: &'a PermissionProfile,
+    view: ResolvedPolicy,
+    name: &'a str,
+}
+
+#[cfg(unix)]
+impl<'a> SessionGrants<'a> {
+    /// `None` for a profile that is not resolved (no sandbox).
+    pub(crate) fn of(
+        profile: &'a PermissionProfile,
+        name: &'a str,
+        cwd: &std::path::Path,
+    ) -> Option<SessionGrants<'a>> {
+        Some(SessionGrants {
+            profile,
+            view: sandbox_view(profile, cwd)?,
+            name,
+        })
+    }
+}
+
 /// Warns of what `extra` grants that a sandbox with it does not get
 /// (probe 154): a path a `none` entry hides (one at the same path holds
 /// over a grant there) or that a deny glob matches (a glob holds over
-/// every grant). Added to `session` (the session's profile, and its name),
-/// the session's denials hold too: an escalation keeps them. What `extra`
-/// holds back by itself is left out with `own_warned_apart` (`policy lint`
-/// warns of each profile alone too). Returns how many warnings it gave.
+/// every grant). Added to `session`'s profile, the session's denials hold
+/// too: an escalation keeps them. What `extra` holds back by itself is
+/// left out with `own_warned_apart` (`policy lint` warns of each profile
+/// alone too). Returns how many warnings it gave.
 #[cfg(unix)]
 pub(crate) fn warn_if_grants_held_back(
-    session: Option<(&PermissionProfile, &str)>,
+    session: Option<&SessionGrants<'_>>,
     extra: &PermissionProfile,
     whose: &str,
     own_warned_apart: bool,
@@ -790,9 +810,9 @@ pub(crate) fn warn_if_grants_held_back(
     let Some(own) = sandbox_view(extra, cwd) else {
         return 0;
     };
-    let merged = session.and_then(|(profile, name)| {
-        let merged = sandbox_view(&profile.merged_with(extra), cwd)?;
-        Some((merged, sandbox_view(profile, cwd)?, name))
+    let merged = session.and_then(|session| {
+        let merged = sandbox_view(&session.profile.merged_with(extra), cwd)?;
+        Some((merged, &session.view, session.name))
     });
     let mut warnings = 0;
     for entry in &file_system.entries {

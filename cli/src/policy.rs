@@ -474,7 +474,8 @@ fn warn_of_grants_held_back(
         .clone()
         .unwrap_or_else(|| "workspace-write".into());
     let session = config.profile(&session_name, config_file)?;
-    let session = Some((&session, session_name.as_str()));
+    let session = crate::SessionGrants::of(&session, &session_name, &cwd);
+    let session = session.as_ref();
     let mut warnings = 0;
     for name in crate::rule_profile_names(rules) {
         // One the config lacks is the rules' lint finding.

@@ -525,12 +525,7 @@ impl Inner {
                 // As the command gets them (review 34b: a profile's own
                 // narrower network was shown under a session's wider one).
                 permissions: match execution {
-                    Execution::Permissions(profile) => {
-                        Some(request.sandbox.as_ref().map_or_else(
-                            || profile.clone(),
-                            |session| session.granted_with(profile),
-                        ))
-                    }
+                    Execution::Permissions(profile) => Some(as_granted(request, profile)),
                     _ => None,
                 },
             };
@@ -665,12 +660,7 @@ impl Inner {
             execution: execution.clone(),
             // As the script gets them: `:cwd` is the session's directory,
             // not the one it was called from (probe 156).
-            permissions: Some(
-                request
-                    .sandbox
-                    .as_ref()
-                    .map_or_else(|| grants.clone(), |session| session.granted_with(grants)),
-            ),
+            permissions: Some(as_granted(request, grants)),
         };
         self.approved_or_asked(request, key, approval, execution, None)
             .await
@@ -1442,6 +1432,16 @@ fn write_roots(granted: &PermissionProfile, cwd: &Path) -> Vec<PathBuf> {
 
 /// Stops the command that asked: its process group, unless that group is
 /// ours.
+/// `extra` as a person is shown it and a record names it: as the
+/// command gets it, added to the session's sandbox
+/// ([`ResolvedPolicy::granted_with`]); as written when there is none.
+fn as_granted(request: &ExecContext, extra: &PermissionProfile) -> PermissionProfile {
+    request
+        .sandbox
+        .as_ref()
+        .map_or_else(|| extra.clone(), |session| session.granted_with(extra))
+}
+
 fn abort_command(pid: i32) {
     use nix::unistd::{getpgid, getpgrp, Pid};
     let Ok(group) = getpgid(Some(Pid::from_raw(pid))) else {
