@@ -182,9 +182,7 @@ impl DecisionFields {
             grants: None,
             reason: None,
             decided_by: provenance.decided_by.as_str().into(),
-            approval_ms: provenance
-                .approval_wait
-                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            approval_ms: provenance.approval_wait.map(millis),
             note: provenance.note.clone(),
             list_entry: None,
             network_outcome: None,
@@ -565,13 +563,20 @@ impl AuditRecord {
                             Some(Bytes::of(identity.canonical_path.as_os_str().as_bytes()));
                         record.file = Some(file_identity(identity));
                     }
+                    // Withdrawn while a person was asked: the rule that
+                    // asked, and how long its question waited.
+                    let (rule, waited) = asked.question.clone().unzip();
+                    record.rule = rule.flatten().map(|rule| RuleFields {
+                        id: rule.id,
+                        justification: rule.justification,
+                    });
                     record.execgate = Some(DecisionFields {
                         decision: "deny".into(),
                         execution: None,
                         grants: None,
                         reason: Some(reason.clone()),
                         decided_by: "server".into(),
-                        approval_ms: None,
+                        approval_ms: waited.map(millis),
                         note: None,
                         list_entry: None,
                         network_outcome: None,
@@ -741,9 +746,7 @@ fn network(record: &mut AuditRecord, event: &NetworkEvent) {
         reason: event.reason.clone(),
         decided_by: decided_by.map_or("", NetworkDecidedBy::as_str).into(),
         approval_ms: match decided_by {
-            Some(NetworkDecidedBy::User { waited, .. }) => {
-                Some(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX))
-            }
+            Some(NetworkDecidedBy::User { waited, .. }) => Some(millis(*waited)),
             _ => None,
         },
         note: None,
@@ -819,4 +822,9 @@ pub(crate) fn environment(entries: &[OsString], options: &RecordOptions) -> Envi
             Some((name, value))
         })
         .collect()
+}
+
+/// A wait in whole milliseconds, as records give it.
+fn millis(wait: std::time::Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
 }

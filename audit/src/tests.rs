@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use execgate_escalate_server::{
     AuditSink, Decision, ExecContext, Execution, PeerCredentials, RefusedRequest,
-    ResolvedExecutable, SessionEvent, Termination,
+    ResolvedExecutable, RuleRef, SessionEvent, Termination,
 };
 
 use crate::*;
@@ -45,6 +45,7 @@ fn request(argv: Vec<OsString>) -> Arc<ExecContext> {
         request_read: std::time::Instant::now(),
         sandbox: None,
         escalation_env: Arc::from([]),
+        question: Default::default(),
     })
 }
 
@@ -201,6 +202,7 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
         executable: None,
         argv: vec!["zsh".into(), "-c".into(), "s3cret".into()],
         cwd: "/work".into(),
+        question: None,
     };
     let event = SessionEvent::RequestRefused {
         request_id: Some(3),
@@ -253,9 +255,26 @@ fn a_refused_request_is_a_denial_with_what_it_asked() {
             executable: Some(checked.executable.clone()),
             argv: vec!["ls".into()],
             cwd: "/work".into(),
+            // Probe 159: the rule that asked, and the question's wait.
+            question: Some((
+                Some(RuleRef {
+                    id: "team.rules:3".into(),
+                    justification: Some("listing needs a yes".into()),
+                }),
+                Duration::from_millis(1500),
+            )),
         })),
     };
     let record = AuditRecord::of(&event, "s1", SystemTime::now(), &options);
+    assert_eq!(
+        record.rule.as_ref().map(|rule| rule.id.as_str()),
+        Some("team.rules:3")
+    );
+    let decided = record.execgate.as_ref().expect("decision fields");
+    assert_eq!(
+        (decided.decision.as_str(), decided.approval_ms),
+        ("deny", Some(1500))
+    );
     assert_eq!(
         record
             .process

@@ -63,6 +63,7 @@ fn request(argv: &[&str]) -> ExecContext {
         request_read: Instant::now(),
         sandbox: None,
         escalation_env: Arc::from([]),
+        question: Default::default(),
     }
 }
 

@@ -1056,6 +1056,9 @@ impl Inner {
             argv: approval.argv.clone(),
             cwd: approval.cwd.clone(),
         };
+        // Said before the question goes out: if the request is withdrawn
+        // while it waits, its record still names the rule that asked.
+        request.question.asked(rule.clone());
         let (answer, waited, shared) = self
             .ask(Some(question), &approval, Some(request.peer.pid))
             .await;

@@ -34,7 +34,7 @@ use crate::channel::{self, Channel, StoppedWaiting};
 use crate::closer::SafeClose;
 use crate::environment::{escalated_environment, ChildPlace};
 use crate::events::{RefusedRequest, SessionEvent};
-use crate::policy::{Decision, ExecContext, Execution, PeerCredentials, Verdict};
+use crate::policy::{Decision, ExecContext, Execution, PeerCredentials, PendingQuestion, Verdict};
 use crate::resolve::{
     launch_plan, open_executable, open_working_directory, sandbox_own_path, LaunchPlan,
     OpenedExecutable,
@@ -165,6 +165,7 @@ pub(crate) async fn serve_request(
                 executable: None,
                 argv: request.argv,
                 cwd: request.cwd,
+                question: None,
             };
             return refuse_asked(reason, Some(Arc::new(asked)));
         }
@@ -199,6 +200,7 @@ pub(crate) async fn serve_request(
             .as_ref()
             .and_then(|sandbox| sandbox.resolved_default.clone()),
         escalation_env: shared.escalation_env.clone(),
+        question: PendingQuestion::default(),
     });
 
     let mut deciding = std::pin::pin!(shared.config.policy.decide(&context));
@@ -229,6 +231,7 @@ pub(crate) async fn serve_request(
                         executable: Some(context.executable.clone()),
                         argv: context.argv.clone(),
                         cwd: context.cwd.clone(),
+                        question: context.question.waiting(),
                     };
                     return refuse_asked(reason.to_owned(), Some(Arc::new(asked)));
                 }

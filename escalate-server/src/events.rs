@@ -21,6 +21,10 @@ pub struct RefusedRequest {
     pub argv: Vec<std::ffi::OsString>,
     /// As the requester said it.
     pub cwd: std::path::PathBuf,
+    /// The rule whose question for a person was pending when the request
+    /// was withdrawn (its requester gone, its session ended), and how long
+    /// the question had waited: `None` when nobody was asked.
+    pub question: Option<(Option<RuleRef>, Duration)>,
 }
 
 /// Receives a session's events, synchronously, mostly on the one thread

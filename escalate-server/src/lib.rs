@@ -70,8 +70,8 @@ pub use execgate_protocol::Termination;
 pub use execgate_sandbox as sandbox;
 pub use network::{NetworkBridge, SandboxOrigin};
 pub use policy::{
-    DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, Policy,
-    Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,
+    DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, PendingQuestion,
+    Policy, Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,
 };
 pub use resolve::ResolveError;
 pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};

@@ -89,6 +89,44 @@ pub struct ExecContext {
     /// `env`: the session's [`SessionConfig::escalation_env`](crate::SessionConfig).
     /// Policies judge by it what such a child will read (its `HOME`).
     pub escalation_env: Arc<[(OsString, OsString)]>,
+    /// The question a policy put to a person about this request, while it
+    /// waits: a request withdrawn meanwhile is recorded with it.
+    pub question: PendingQuestion,
+}
+
+/// The question a policy is waiting on for a request: which rule asked, and
+/// since when. A policy that asks a person says so here first; the server
+/// reads it when the request is withdrawn before the answer (its requester
+/// gone, its session ended), so that the record still names the rule that
+/// asked and how long the question waited.
+#[derive(Debug, Default)]
+pub struct PendingQuestion(std::sync::Mutex<Option<(Option<RuleRef>, std::time::Instant)>>);
+
+impl PendingQuestion {
+    /// A person is asked from now, because of `rule` (if a rule asked).
+    pub fn asked(&self, rule: Option<RuleRef>) {
+        *self.state() = Some((rule, std::time::Instant::now()));
+    }
+
+    /// The rule that asked and how long its question has waited, once a
+    /// person was asked.
+    pub fn waiting(&self) -> Option<(Option<RuleRef>, Duration)> {
+        self.state()
+            .as_ref()
+            .map(|(rule, since)| (rule.clone(), since.elapsed()))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Option<(Option<RuleRef>, std::time::Instant)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Clone for PendingQuestion {
+    fn clone(&self) -> PendingQuestion {
+        PendingQuestion(std::sync::Mutex::new(self.state().clone()))
+    }
 }
 
 /// How an escalated command runs.

@@ -497,6 +497,24 @@ async fn a_question_whose_requester_went_away_is_withdrawn_and_caches_nothing() 
         "{:?}",
         recorder.events()
     );
+    // Probe 159: recorded with the rule that asked and the question's wait.
+    let questions: Vec<_> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::RequestRefused {
+                asked: Some(asked), ..
+            } => asked.question.clone(),
+            _ => None,
+        })
+        .collect();
+    match questions.as_slice() {
+        [(Some(rule), waited)] => {
+            assert!(rule.id.ends_with(":1"), "{rule:?}");
+            assert!(*waited < Duration::from_secs(3), "{waited:?}");
+        }
+        other => panic!("the withdrawn question is not recorded: {other:?}"),
+    }
     assert!(
         provenances(&recorder).is_empty(),
         "{:?}",
