@@ -273,6 +273,13 @@ impl SessionArgs {
                 .map(PathBuf::as_path),
             CHANGES_LATER_POLICY,
         );
+        warn_if_sandbox_writable(
+            &profile,
+            &cwd,
+            logging::file().into_iter(),
+            "the commands run here could write lines of their own into it; keep the log file \
+             outside the writable roots",
+        );
         // A rule's profile runs its commands with grants of its own, which
         // may reach the rules and skills (probe 151: one granting the
         // rules' directory let an allowed command rewrite them). The

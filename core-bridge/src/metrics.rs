@@ -147,9 +147,14 @@ impl Telemetry {
                     execution,
                     decided_by = provenance.decided_by.as_str(),
                     rule = provenance.rule.as_ref().map(|rule| rule.id.as_str()).unwrap_or(""),
+                    // Joins an escalation's start and end (probe 163).
+                    request_id = request.request_id,
                     // A string field, so that the formatter quotes and
                     // escapes it: the sandbox names its own programs.
                     program = request.executable.canonical_path.to_string_lossy().as_ref(),
+                    // Why it is not what the rule asked for (an escalation
+                    // refused, grants narrowed), as the record says.
+                    note = provenance.note.as_deref().unwrap_or(""),
                     "exec decided"
                 );
             }
@@ -208,7 +213,7 @@ impl Telemetry {
                 reason,
                 running,
                 processes,
-                ..
+                requests,
             } => tracing::info!(
                 target: "execgate::session",
                 session = %self.session,
@@ -217,6 +222,7 @@ impl Telemetry {
                 reason = ?reason,
                 running,
                 processes,
+                requests,
                 "session ended"
             ),
             SessionEvent::PermissionsRequested {
@@ -227,7 +233,11 @@ impl Telemetry {
                 tracing::info!(
                     target: "execgate::approval",
                     session = %self.session,
+                    sandbox,
+                    profile,
                     granted,
+                    decided_by = provenance.decided_by.as_str(),
+                    note = provenance.note.as_deref().unwrap_or(""),
                     "permissions requested for a command"
                 );
                 if let Some(wait) = provenance.approval_wait {

@@ -70,7 +70,9 @@ pub(crate) async fn serve_request(
     let request_id = shared.next_request_id();
     let refuse_from =
         |reason: String, requester: Option<PeerCredentials>, asked: Option<Arc<RefusedRequest>>| {
-            tracing::warn!(session = %shared.id, request_id, %reason, "request refused");
+            // Debug: the session's event sink reports it (core-bridge's
+            // telemetry as `execgate::decision`); twice was noise.
+            tracing::debug!(session = %shared.id, request_id, %reason, "request refused");
             shared.emit(SessionEvent::RequestRefused {
                 request_id: Some(request_id),
                 reason,
