@@ -105,7 +105,7 @@ pub struct ShellSession {
     pub(crate) exec_policy: Option<ExecPolicy>,
     /// The long-lived processes of unified exec (`unified/`).
     pub(crate) processes: crate::unified::ProcessTable,
-    telemetry: Telemetry,
+    pub(crate) telemetry: Telemetry,
     /// Serves the session's `limited` sandboxes.
     pub(crate) network: Arc<ProxyHost>,
     /// Holds `zsh`, first in the shell's `PATH`, so that nested shells and
@@ -771,12 +771,10 @@ impl ShellSession {
         {
             Ok(child) => child,
             Err(source) => {
+                let error = shell_not_started(source, &self.cwd);
                 self.telemetry
-                    .shell_start_failed("interactive", &source.to_string());
-                return Err(BridgeError::Io {
-                    what: "cannot start the shell".into(),
-                    source,
-                });
+                    .shell_start_failed("interactive", &error.to_string());
+                return Err(error);
             }
         };
         self.telemetry.shell_started("interactive", child.id());
@@ -880,17 +878,16 @@ async fn run_shell(
     }
     // Before the spawn: a denial of this run's sandbox comes after it.
     let started = std::time::Instant::now();
+    let cwd = shell.get_current_dir().map(Path::to_path_buf);
     let mut child = match tokio::process::Command::from(shell)
         .kill_on_drop(true)
         .spawn()
     {
         Ok(child) => child,
         Err(source) => {
-            telemetry.shell_start_failed("command", &source.to_string());
-            return Err(BridgeError::Io {
-                what: "cannot start the shell".into(),
-                source,
-            });
+            let error = shell_not_started(source, cwd.as_deref().unwrap_or(Path::new(".")));
+            telemetry.shell_start_failed("command", &error.to_string());
+            return Err(error);
         }
     };
     telemetry.shell_started("command", child.id());
@@ -1251,6 +1248,21 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     }
     // Canonical, as the sandboxes' rules are, when `/var/tmp` is a link.
     std::fs::canonicalize(&dir).map_err(failed)
+}
+
+/// Why a session's shell did not start, said so that the user can act: a
+/// working directory removed since the session began fails the spawn with
+/// a bare "No such file or directory" (probe 163), which names neither.
+pub(crate) fn shell_not_started(source: std::io::Error, cwd: &Path) -> BridgeError {
+    let what = match source.kind() {
+        std::io::ErrorKind::NotFound if !cwd.is_dir() => format!(
+            "cannot start the shell in {}: the directory is gone (removed or renamed since \
+             the session began); start a session elsewhere",
+            cwd.display()
+        ),
+        _ => "cannot start the shell".to_owned(),
+    };
+    BridgeError::Io { what, source }
 }
 
 #[cfg(test)]

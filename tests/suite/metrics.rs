@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use execgate_core_bridge::server::{Decision, Execution};
-use execgate_core_bridge::{RunOptions, ShellSession, ShellSessionConfig, Tools};
+use execgate_core_bridge::{ExecOptions, RunOptions, ShellSession, ShellSessionConfig, Tools};
 
 use super::*;
 
@@ -91,5 +91,22 @@ async fn a_shell_that_cannot_start_is_counted_with_its_reason() {
     );
     let reason = metrics.sandbox_start_failures.keys().next().unwrap();
     assert!(reason.contains("No such file"), "{reason}");
+    // Probe 163: said so that the user can act, and a long-lived
+    // process's shell is counted as a command's is.
+    assert!(reason.contains("the directory is gone"), "{reason}");
+    let error = session
+        .exec_command("/bin/true", ExecOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("the directory is gone"),
+        "{error}"
+    );
+    let metrics = session.metrics();
+    assert_eq!(
+        metrics.sandbox_start_failures.values().sum::<u64>(),
+        2,
+        "{metrics:?}"
+    );
     session.shutdown().await;
 }

@@ -286,7 +286,13 @@ impl ShellSession {
             ExecStdio::Pipes => ShellGroup::OwnGroup,
             ExecStdio::Terminal => ShellGroup::OwnTerminal,
         };
-        let mut shell = self.shell_factory(args, group)(None)?;
+        // Reported as `run`'s shells are: started, or why not.
+        let failed = |error: BridgeError| {
+            self.telemetry
+                .shell_start_failed("process", &error.to_string());
+            ExecError::from(error)
+        };
+        let mut shell = self.shell_factory(args, group)(None).map_err(failed)?;
         let term = match options.stdio {
             ExecStdio::Pipes => "dumb",
             ExecStdio::Terminal => "xterm-256color",
@@ -309,7 +315,9 @@ impl ShellSession {
                     .as_ref()
                     .map(|policy| policy.approval_clock()),
             )
-            .map_err(ExecError::from)?;
+            .map_err(failed)?;
+        self.telemetry
+            .shell_started("process", process.group_since().map(|(pgid, _)| pgid));
         // A call dropped before it answers (an MCP client's cancellation)
         // takes its command with it: left running, it would end with no
         // one to report it to, or escalate on an approval given after.

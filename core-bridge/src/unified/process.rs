@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -169,10 +170,13 @@ impl ProcessTable {
         };
         // The command holds the parent's copies of the slave end: it goes
         // right after the spawn, so the master sees the end of the process.
+        let cwd = shell
+            .get_current_dir()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let mut child = tokio::process::Command::from(shell)
             .kill_on_drop(true)
             .spawn()
-            .map_err(io_error("cannot start the shell"))?;
+            .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
         let own_clock = clock.zip(child.id()).map(|(clock, pid)| clock.command(pid));
         let shared = Arc::new(Mutex::new(Collected::default()));
