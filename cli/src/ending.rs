@@ -104,8 +104,8 @@ fn take_over(kind: SignalKind, name: &str) -> Result<Signal> {
 
 /// Keeps the terminal from stopping this process: blocks `SIGTTOU` and
 /// `SIGTTIN` in the calling thread, and so in every thread started after
-/// it (a child's mask is emptied when it is spawned). Call before the
-/// runtime starts.
+/// it (the session's shells start with an empty mask: `prepare_shell`;
+/// escalated children too). Call before the runtime starts.
 ///
 /// A sandboxed shell takes the terminal's foreground for its own jobs, so
 /// execgate is a background group while its session runs. Stopped there

@@ -143,6 +143,34 @@ fn exit_statuses_pass_through() {
     }
 }
 
+/// Probe 164: execgate blocks `SIGTTIN` and `SIGTTOU` so that the terminal
+/// never stops it; the shell and what it runs in place inherited the mask,
+/// and a background job reading the terminal failed instead of stopping.
+/// Sandboxed or not, the shell starts with nothing blocked.
+#[test]
+fn the_shell_starts_with_no_signal_blocked() {
+    let (_dir, ws) = workspace();
+    for profile in ["danger-full-access", "workspace-write"] {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--profile",
+                profile,
+                "--",
+                "grep SigBlk /proc/self/status; /bin/grep SigBlk /proc/$$/status",
+            ],
+        );
+        let stdout = text(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        assert_eq!(
+            stdout.matches("SigBlk:\t0000000000000000").count(),
+            2,
+            "{profile}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn danger_full_access_drops_the_sandbox_but_keeps_interception() {
     let (dir, ws) = workspace();

@@ -638,7 +638,9 @@ impl Session {
     /// Prepares `command` to start the session's shell: merges
     /// [`Session::shell_env`] and makes the socket inheritable in the child
     /// only, after keeping every other descriptor from 3 up out of it
-    /// (whatever this process inherited or opened without close-on-exec).
+    /// (whatever this process inherited or opened without close-on-exec),
+    /// and starts it with no signal blocked (whatever the spawning thread
+    /// blocks).
     /// So call it before adding hooks of your own that pass a descriptor
     /// on. Call [`Session::shell_spawned`] once it has been spawned. The
     /// first shell gets the session's socket; each later one a socket of
@@ -646,6 +648,7 @@ impl Session {
     /// spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
         sys::inherit_only_chosen_in_child(command);
+        sys::empty_signal_mask_in_child(command);
         command.envs(self.shell_env());
         if let Some(socket) = &self.shell_socket {
             // The first shell takes the session's socket, which leaves no

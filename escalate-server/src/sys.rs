@@ -275,6 +275,30 @@ pub(crate) fn join_cgroup_in_child(command: &mut std::process::Command, procs: R
     unsafe { command.pre_exec(join) };
 }
 
+/// Starts the program `command` executes with no signal blocked, whatever
+/// the spawning thread blocks: a process that keeps the terminal from
+/// stopping it (execgate's CLI blocks `SIGTTIN` and `SIGTTOU`) would
+/// otherwise pass that on to the shell and every program it runs, whose
+/// background jobs then fail to read the terminal instead of stopping
+/// (probe 164).
+pub(crate) fn empty_signal_mask_in_child(command: &mut std::process::Command) {
+    let unblock = || {
+        // SAFETY: sigemptyset and sigprocmask are async-signal-safe; the
+        // set lives on this (the forked child's) stack.
+        unsafe {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs between fork and exec and makes two
+    // async-signal-safe calls, allocating nothing.
+    unsafe { command.pre_exec(unblock) };
+}
+
 /// Makes the program `command` executes `niceness` steps nicer than we are.
 pub(crate) fn lower_priority_in_child(command: &mut std::process::Command, niceness: u8) {
     let lower = move || lower_priority(niceness);
