@@ -44,6 +44,10 @@ struct DoctorReport {
     /// Why the default config file cannot be read, when it cannot: every
     /// session without `--config` would stop.
     config_problem: Option<String>,
+    /// What else stops every session that names nothing of its own: the
+    /// default config's rules and skills, the audit log's place, the
+    /// descriptor limit, the session scope (probe 163: each was `ready`).
+    session_problems: Vec<String>,
     /// `cgroup` or `process-groups`: how sessions' processes are killed
     /// when their owner dies (see the README's security model).
     session_scope: &'static str,
@@ -75,9 +79,11 @@ pub fn run(json: bool) -> Result<i32> {
     {
         ScopeSupport::Cgroup(path) => ("cgroup", path.display().to_string()),
         ScopeSupport::ProcessGroups { why, .. } => ("process-groups", why),
+        ScopeSupport::Refused(why) => ("refused", why),
         // `ScopeSupport` is non-exhaustive: a mechanism added later.
         other => ("unknown", format!("{other:?}")),
     };
+    let config = crate::config::Config::load(None);
     let report = DoctorReport {
         kernel: machine.kernel.clone(),
         landlock_abi: machine.landlock_abi,
@@ -115,9 +121,8 @@ pub fn run(json: bool) -> Result<i32> {
             Err(error) => Some(error.to_string()),
             Ok(tools) => tools.check_overrides().err().map(|error| error.to_string()),
         },
-        config_problem: crate::config::Config::load(None)
-            .err()
-            .map(|error| format!("{error:#}")),
+        config_problem: config.as_ref().err().map(|error| format!("{error:#}")),
+        session_problems: session_problems(config.as_ref().ok(), session_scope == "refused"),
         session_scope,
         session_scope_detail,
     };
@@ -125,6 +130,7 @@ pub fn run(json: bool) -> Result<i32> {
     report.ready = report.sandbox_ready
         && report.tools_problem.is_none()
         && report.config_problem.is_none()
+        && report.session_problems.is_empty()
         && report.zsh_patched;
     crate::output::stdout(|out| print(out, &report, json))?;
     // Exit 1 either way: a problem found is the report's answer, not an
@@ -180,7 +186,15 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
         writeln!(
             out,
             "patched zsh       {}",
-            report.zsh.clone().unwrap_or_else(|| "not found".into())
+            report
+                .zsh
+                .clone()
+                .unwrap_or_else(|| match report.tools_origin {
+                    // Not looked for: the tools as a whole were not found (an
+                    // override naming nothing, say), which the problem says.
+                    None => "unknown (the tools were not found: see the problem below)".into(),
+                    Some(_) => "not found".into(),
+                })
         )?;
         let matches = |current: bool| {
             if current {
@@ -214,7 +228,7 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
             &report.config_problem,
         ];
         match problems {
-            [None, None, None] if report.zsh_patched => {
+            [None, None, None] if report.zsh_patched && report.session_problems.is_empty() => {
                 if !report.zsh_current {
                     writeln!(
                         out,
@@ -234,7 +248,8 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
                 writeln!(out, "ready             yes")?;
             }
             problems => {
-                for problem in problems.into_iter().flatten() {
+                let session = report.session_problems.iter();
+                for problem in problems.into_iter().flatten().chain(session) {
                     writeln!(out, "problem           {problem}")?;
                 }
                 if report.zsh.is_some() && !report.zsh_patched {
@@ -248,4 +263,88 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
         }
     }
     Ok(())
+}
+
+/// What stops every session that names nothing of its own (no `--config`,
+/// `--rules`, `--audit-log`), beyond the config file itself: each is a
+/// refusal `execgate run` would print. Nothing is made or changed.
+fn session_problems(config: Option<&crate::config::Config>, scope_refused: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(error) = crate::enough_descriptors() {
+        problems.push(crate::causes(&error));
+    }
+    if scope_refused {
+        problems.push(
+            "sessions cannot be scoped as asked (see session scope above); unset \
+             EXECGATE_SCOPE or set it to cgroup or process-groups"
+                .into(),
+        );
+    }
+    let Some(config) = config else {
+        return problems;
+    };
+    if let Err(error) = crate::policy::load_rules(&config.rules) {
+        problems.push(format!("the config's rules: {}", crate::causes(&error)));
+    }
+    if let Err(error) = execgate_core_bridge::SkillRegistry::load(&config.skills) {
+        problems.push(format!(
+            "the config's skills: {}",
+            crate::causes(&anyhow::Error::from(error))
+        ));
+    }
+    let log = match &config.audit.log {
+        Some(log) => Ok(log.clone()),
+        None => crate::audit::default_log_path(),
+    };
+    match log {
+        Err(error) => problems.push(crate::causes(&error)),
+        Ok(log) => {
+            if let Some(problem) = audit_log_problem(&log) {
+                problems.push(problem);
+            }
+        }
+    }
+    problems
+}
+
+/// Why a session could not open the audit log at `log`, judged without
+/// making anything: a file or a missing permission on the way, or
+/// something other than a regular file at its name.
+fn audit_log_problem(log: &std::path::Path) -> Option<String> {
+    use nix::unistd::{access, AccessFlags};
+    let fix = "choose another with --audit-log, or [audit] log in the config";
+    match std::fs::symlink_metadata(log) {
+        Ok(found) if !found.file_type().is_file() => {
+            return Some(format!(
+                "the audit log {} is not a regular file; {fix}",
+                log.display()
+            ))
+        }
+        Ok(_) => {
+            return access(log, AccessFlags::W_OK).err().map(|errno| {
+                format!(
+                    "the audit log {} cannot be written ({errno}); {fix}",
+                    log.display()
+                )
+            })
+        }
+        Err(_) => {}
+    }
+    // The nearest place on the way that exists must be a directory the
+    // session can make the rest in.
+    let existing = log.ancestors().skip(1).find(|dir| dir.exists())?;
+    if !existing.is_dir() {
+        return Some(format!(
+            "the audit log's directory cannot be made: {} is a file, not a directory; {fix}",
+            existing.display()
+        ));
+    }
+    access(existing, AccessFlags::W_OK | AccessFlags::X_OK)
+        .err()
+        .map(|errno| {
+            format!(
+                "the audit log's directory cannot be made in {} ({errno}); {fix}",
+                existing.display()
+            )
+        })
 }

@@ -457,7 +457,9 @@ fn execgate(cli: Cli) -> ExitCode {
     ) {
         ending::never_stopped_by_the_terminal();
         if let Err(error) = enough_descriptors() {
-            stderr::line(&format!("execgate: {error}"));
+            stderr::line(&format!(
+                "execgate: {error}, and run again; nothing was run"
+            ));
             return ExitCode::from(125);
         }
     }
@@ -1894,7 +1896,7 @@ fn enough_descriptors() -> Result<()> {
     if soft < FEWEST_DESCRIPTORS {
         anyhow::bail!(
             "the descriptor limit (ulimit -n) is {soft}: a session needs at least \
-             {FEWEST_DESCRIPTORS}; raise it (ulimit -n 1024) and run again; nothing was run"
+             {FEWEST_DESCRIPTORS}; raise it (ulimit -n 1024)"
         );
     }
     Ok(())

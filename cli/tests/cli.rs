@@ -1370,6 +1370,47 @@ fn doctor_exits_alike_and_says_ready_with_a_broken_config() {
     assert_eq!(report["ready"], true, "{report}");
 }
 
+/// Probe 163: `doctor` said `ready yes` where every session refused to
+/// start: a scope setting sessions refuse, a default config whose rules
+/// file is missing, an audit log's directory that cannot be made. Each is
+/// a problem now, said as the session says it.
+#[test]
+fn doctor_finds_what_stops_every_session() {
+    let (dir, ws) = workspace();
+    let config_home = dir.path().join("config-home");
+    std::fs::create_dir_all(config_home.join("execgate")).unwrap();
+    std::fs::write(
+        config_home.join("execgate/config.toml"),
+        "rules = [\"missing.rules\"]\n",
+    )
+    .unwrap();
+    let state_file = dir.path().join("state-file");
+    std::fs::write(&state_file, "").unwrap();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("EXECGATE_SCOPE", "bogus")], "EXECGATE_SCOPE"),
+        (
+            &[("XDG_CONFIG_HOME", config_home.to_str().unwrap())],
+            "missing.rules",
+        ),
+        (
+            &[("XDG_STATE_HOME", state_file.to_str().unwrap())],
+            "is a file, not a directory",
+        ),
+    ];
+    for (env, problem) in cases {
+        let doctor = execgate_with_env(&ws, &["doctor"], env);
+        let stdout = text(&doctor.stdout);
+        assert_eq!(doctor.status.code(), Some(1), "{env:?}: {stdout}");
+        assert!(
+            stdout.contains("ready             no") && stdout.contains(problem),
+            "{env:?}: {stdout}"
+        );
+        // And a session does refuse.
+        let run = execgate_with_env(&ws, &["run", "--", "true"], env);
+        assert_eq!(run.status.code(), Some(125), "{env:?}");
+    }
+}
+
 /// A review: `execgate sandbox`, for debugging a profile, took
 /// `workspace-write` whatever the config's `default_profile`, so it tried
 /// another profile than the sessions it was debugging.

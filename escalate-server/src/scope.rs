@@ -58,6 +58,8 @@ pub enum ScopeSupport {
         /// fallback was not chosen, and a user should hear of it.
         limited: bool,
     },
+    /// Neither, as [`ENV_SCOPE`] asks: sessions refuse to start, and why.
+    Refused(String),
 }
 
 /// Why this process's sessions get no cgroup.
@@ -148,15 +150,15 @@ pub fn scope_support() -> ScopeSupport {
             Err(no_cgroup) => no_cgroup.clone().support(),
         };
     }
-    if std::env::var(ENV_SCOPE).as_deref() == Ok("process-groups") {
-        return NoCgroup::chosen().support();
-    }
-    match process_cgroup() {
-        Ok(path) => {
+    // As a session would choose (probe 163: a setting sessions refuse was
+    // reported as a cgroup).
+    match choose_cgroup() {
+        Ok(Ok(path)) => {
             let _ = std::fs::remove_dir(&path);
             ScopeSupport::Cgroup(path)
         }
-        Err(no_cgroup) => no_cgroup.support(),
+        Ok(Err(no_cgroup)) => no_cgroup.support(),
+        Err(refused) => ScopeSupport::Refused(refused.to_string()),
     }
 }
 
