@@ -77,8 +77,14 @@ impl Destination {
     /// (`64:ff9b::/96`) and 6to4 addresses stay IPv6 too: they are other
     /// addresses, judged by the IPv4 address they carry only for whether
     /// they are public.
+    ///
+    /// An unspecified address (`0.0.0.0`, `::`) is the loopback address a
+    /// connection to it reaches (the kernel connects it to this machine,
+    /// from and to its loopback): asked for as `0.0.0.0`, a service a
+    /// `forbidden` rule, a deny entry or a person's "deny for the session"
+    /// shut on `127.0.0.1` was reached (probe 162).
     pub fn address(address: IpAddr) -> Destination {
-        Destination::Address(address.to_canonical())
+        Destination::Address(reached(address))
     }
 
     /// Reads a host as a client sent it: `[v6]` or a bare IPv6 address (a
@@ -117,6 +123,17 @@ impl Destination {
                 host: host.to_owned(),
                 reason,
             })
+    }
+}
+
+/// The address a connection to `address` reaches: the IPv4 address a
+/// v4-mapped one maps, the loopback address for an unspecified one; any
+/// other, as it is. See [`Destination::address`].
+pub(crate) fn reached(address: IpAddr) -> IpAddr {
+    match address.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        canonical => canonical,
     }
 }
 
@@ -284,6 +301,25 @@ fn pattern_host(pattern: &str, wildcard: &str, host: &str) -> Result<Destination
 /// fewer parts) are what a client may send, but in an entry they are far
 /// more often a slip (`011.0.0.3` for 11.0.0.3) than meant.
 fn exact_pattern(pattern: &str) -> Result<DomainPattern, DomainListError> {
+    let written = pattern.strip_suffix('.').unwrap_or(pattern);
+    let bare = written.trim_start_matches('[').trim_end_matches(']');
+    if let Some(unspecified) = bare
+        .parse::<IpAddr>()
+        .ok()
+        .filter(|address| address.to_canonical().is_unspecified())
+    {
+        // Clients asking for it are judged as the loopback address it
+        // reaches; an entry naming it would read as one thing and mean
+        // another.
+        return Err(DomainListError::BadPattern {
+            pattern: pattern.to_owned(),
+            reason: format!(
+                "{unspecified} is the unspecified address, which a connection reaches as \
+                 this machine's loopback; write {}",
+                reached(unspecified)
+            ),
+        });
+    }
     let destination = pattern_host(pattern, "", pattern)?;
     if let Destination::Address(IpAddr::V4(v4)) = destination {
         let written = pattern.strip_suffix('.').unwrap_or(pattern);
@@ -758,7 +794,17 @@ mod tests {
             ),
             ("11.0.0.3", "accepted: 11.0.0.3"),
             ("11.0.0.3.", "accepted: 11.0.0.3"),
-            ("0.0.0.0", "accepted: 0.0.0.0"),
+            // Probe 162: what a client reaches by it is the loopback.
+            (
+                "0.0.0.0",
+                "`0.0.0.0` is not a domain pattern: 0.0.0.0 is the unspecified address, \
+                 which a connection reaches as this machine's loopback; write 127.0.0.1",
+            ),
+            (
+                "[::]",
+                "`[::]` is not a domain pattern: :: is the unspecified address, which a \
+                 connection reaches as this machine's loopback; write ::1",
+            ),
             ("[::ffff:11.0.0.3]", "accepted: 11.0.0.3"),
             ("::ffff:11.0.0.3", "accepted: 11.0.0.3"),
         ];

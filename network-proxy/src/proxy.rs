@@ -222,6 +222,9 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
     let mut refused_ranges = Vec::new();
     let mut refused_by_name = Vec::new();
     for address in addresses {
+        // A name may resolve to `0.0.0.0`: judged, and reached, as the
+        // loopback address it stands for.
+        let address = SocketAddr::new(crate::host::reached(address.ip()), address.port());
         if non_public == NonPublicAddresses::Refuse {
             if let AddressClass::NonPublic(range) = classify_from_here(address.ip()) {
                 refused_ranges.push(format!("{} is {range}", address.ip()));

@@ -979,14 +979,26 @@ fn this_machines_own_public_address_is_refused_like_loopback() {
                     if address.ip().to_string() == OWN),
                 "{outcome:?}"
             );
-            let unspecified = ListDecider::new(&[("0.0.0.0", ListDecision::Allow)]);
-            let (head, outcome) = ask("0.0.0.0", unspecified).await;
+            // `0.0.0.0` is decided as the loopback it reaches: allowed by
+            // an entry for 127.0.0.1, and shut by a deny entry on it
+            // (probe 162 reached a service shut on 127.0.0.1 this way).
+            let loopback = ListDecider::new(&[("127.0.0.1", ListDecision::Allow)]);
+            let (head, outcome) = ask("0.0.0.0", loopback.clone()).await;
             assert_eq!(head, "HTTP/1.1 200");
             assert!(
                 matches!(outcome, ConnectionOutcome::Relayed { address, .. }
                     if address.ip().to_string() == "127.0.0.1"),
                 "{outcome:?}"
             );
+            let asked = loopback.asked.lock().unwrap_or_else(|p| p.into_inner());
+            assert_eq!(asked[0].destination.to_string(), "127.0.0.1");
+            drop(asked);
+            let shut = ListDecider::new(&[
+                ("127.0.0.1", ListDecision::Deny),
+                ("*", ListDecision::Allow),
+            ]);
+            let (head, outcome) = ask("0.0.0.0", shut).await;
+            assert_eq!(head, "HTTP/1.1 403", "{outcome:?}");
         });
     });
     probe
