@@ -990,9 +990,10 @@ fn this_machines_own_public_address_is_refused_like_loopback() {
                     if address.ip().to_string() == "127.0.0.1"),
                 "{outcome:?}"
             );
-            let asked = loopback.asked.lock().unwrap_or_else(|p| p.into_inner());
-            assert_eq!(asked[0].destination.to_string(), "127.0.0.1");
-            drop(asked);
+            let asked = loopback.asked.lock().unwrap_or_else(|p| p.into_inner())[0]
+                .destination
+                .to_string();
+            assert_eq!(asked, "127.0.0.1");
             let shut = ListDecider::new(&[
                 ("127.0.0.1", ListDecision::Deny),
                 ("*", ListDecision::Allow),
