@@ -798,6 +798,41 @@ impl<'a> SessionGrants<'a> {
     }
 }
 
+/// Warns when `extra` gives the host's network to commands of a session
+/// whose network is `limited` (probe 162): the host's network wins the
+/// merge, so they connect directly, past the proxy and all it decides (the
+/// `domains` deny entries, `forbidden` network rules, a person's answers),
+/// and leave no network records. Returns how many warnings it gave.
+#[cfg(unix)]
+fn warn_if_network_bypassed(
+    session: Option<&SessionGrants<'_>>,
+    extra: &PermissionProfile,
+    whose: &str,
+) -> usize {
+    let network = |profile: &PermissionProfile| match profile {
+        PermissionProfile::Managed { network, .. } | PermissionProfile::External { network } => {
+            Some(*network)
+        }
+        _ => None,
+    };
+    let Some(session) = session else {
+        return 0;
+    };
+    if network(session.profile) != Some(NetworkPolicy::Limited)
+        || network(extra) != Some(NetworkPolicy::Enabled)
+    {
+        return 0;
+    }
+    stderr::line(&format!(
+        "execgate: warning: {whose} enables the network, so the commands it runs connect \
+         directly, past this session's limited network ({}): its domains lists, network \
+         rules and questions do not apply to them, and their connections are not recorded; \
+         grant them domains in a limited network instead",
+        session.name
+    ));
+    1
+}
+
 /// Warns of what `extra` grants that a sandbox with it does not get
 /// (probe 154): a path a `none` entry hides (one at the same path holds
 /// over a grant there) or that a deny glob matches (a glob holds over
@@ -813,17 +848,18 @@ pub(crate) fn warn_if_grants_held_back(
     own_warned_apart: bool,
     cwd: &std::path::Path,
 ) -> usize {
+    let network_warnings = warn_if_network_bypassed(session, extra, whose);
     let PermissionProfile::Managed { file_system, .. } = extra else {
-        return 0;
+        return network_warnings;
     };
     let Some(own) = sandbox_view(extra, cwd) else {
-        return 0;
+        return network_warnings;
     };
     let merged = session.and_then(|session| {
         let merged = sandbox_view(&session.profile.merged_with(extra), cwd)?;
         Some((merged, &session.view, session.name))
     });
-    let mut warnings = 0;
+    let mut warnings = network_warnings;
     for entry in &file_system.entries {
         let FsTarget::Path(path) = &entry.target else {
             continue;

@@ -6885,6 +6885,72 @@ fn held_back_grants_are_blamed_on_what_holds_them_back_once() {
     assert!(stderr.contains(", 2 warning(s)"), "{stderr}");
 }
 
+/// Probe 162: a rule's profile with `network = "enabled"` took its commands
+/// past the session's limited network (its deny entries and forbidden
+/// network rules), and nothing said so. Session start and lint warn.
+#[test]
+fn a_rule_profile_that_enables_the_network_is_warned_of() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("team.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"wget\"], decision = \"allow\", execution = \"open\")\n",
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "default_profile = \"lim\"\n\
+         [profiles.lim]\nextends = \"workspace-write\"\n\
+         [profiles.lim.network]\nmode = \"limited\"\ndomains = { \"evil.test\" = \"deny\" }\n\
+         [profiles.open]\nnetwork = \"enabled\"\n",
+    )
+    .unwrap();
+    let (config, rules) = (config.to_str().unwrap(), rules.to_str().unwrap());
+    let warning = "profile open enables the network, so the commands it runs connect directly, \
+                   past this session's limited network (lim)";
+    let run = execgate(
+        &ws,
+        &["run", "--config", config, "--rules", rules, "--", "true"],
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    assert_eq!(
+        text(&run.stderr).matches(warning).count(),
+        1,
+        "{}",
+        text(&run.stderr)
+    );
+    let lint = execgate(
+        &ws,
+        &["policy", "lint", "--config", config, "--rules", rules],
+    );
+    assert!(
+        text(&lint.stderr).contains(warning),
+        "{}",
+        text(&lint.stderr)
+    );
+    // Where the session's network is not limited, there is nothing to pass.
+    let restricted = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config,
+            "--profile",
+            "workspace-write",
+            "--rules",
+            rules,
+            "--",
+            "true",
+        ],
+    );
+    assert!(
+        !text(&restricted.stderr).contains(warning),
+        "{}",
+        text(&restricted.stderr)
+    );
+}
+
 /// Probe 156: a skill's `:cwd` grant was shown and recorded as `:cwd`
 /// under the directory the script was called from, while it granted the
 /// session's directory; and its narrower network was shown under a session
