@@ -497,6 +497,16 @@ impl ResolvedPolicy {
                     "it is not a socket (a symbolic link is not followed); name the socket itself",
                 ));
             }
+            // Through a link on the way: the writable-root check above read
+            // the path as written, and the sandbox's view could not show it
+            // (probe 162: bubblewrap's bare "Can't create file").
+            let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            if real != path {
+                return Err(refuse(&format!(
+                    "a symbolic link on the way leads it to {}; name the socket by that path",
+                    real.display()
+                )));
+            }
             found.push((path.to_path_buf(), (meta.dev(), meta.ino())));
         }
         Ok(found)

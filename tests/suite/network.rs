@@ -943,9 +943,15 @@ async fn an_allowed_socket_the_sandbox_could_replace_is_refused() {
     std::os::unix::fs::symlink(&host_socket, &link).unwrap();
     let in_workspace = place.ws.join("ws.sock");
     let _other = std::os::unix::net::UnixListener::bind(&in_workspace).unwrap();
+    // Probe 162: a link on the way (to the workspace here) read as outside
+    // the writable roots, and bubblewrap failed on it with a bare message.
+    let workspace_link = place.outside.join("ws-link");
+    std::os::unix::fs::symlink(&place.ws, &workspace_link).unwrap();
+    let through_link = workspace_link.join("ws.sock");
     for (path, reason) in [
         (&link, "it is not a socket"),
         (&in_workspace, "it is under a writable root"),
+        (&through_link, "a symbolic link on the way leads it to"),
     ] {
         let config = limited_config(
             &socket_profile(path),
