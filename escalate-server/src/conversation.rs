@@ -763,7 +763,12 @@ async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<s
     }
     // A link of its own, never among the command's descriptors.
     let proxy_link = if order.policy.network() == NetworkPolicy::Limited {
-        Some(escalation_link(shared, &order.policy, order.request_id)?)
+        Some(escalation_link(
+            shared,
+            &order.policy,
+            order.request_id,
+            order.requester,
+        )?)
     } else {
         None
     };
@@ -796,8 +801,13 @@ fn with_proxy_link(
     pending: Option<PendingLink>,
 ) -> Result<SpawnPlan, String> {
     if let Some(pending) = pending {
-        let link = escalation_link(shared, &pending.policy, context.request_id)
-            .ok_or("cannot link the limited sandbox to execgate's proxy; nothing was run")?;
+        let link = escalation_link(
+            shared,
+            &pending.policy,
+            context.request_id,
+            context.peer.pid,
+        )
+        .ok_or("cannot link the limited sandbox to execgate's proxy; nothing was run")?;
         plan.fds.push((SafeClose::own(link), pending.number));
     }
     Ok(plan)
@@ -805,8 +815,17 @@ fn with_proxy_link(
 
 /// A new link to the proxy for one sandbox of escalation `request_id`
 /// (whose `policy` is limited); `None` when none can be had.
-fn escalation_link(shared: &Shared, policy: &ResolvedPolicy, request_id: u64) -> Option<OwnedFd> {
-    crate::session::network_link(shared, policy, SandboxOrigin::Escalation { request_id })
+fn escalation_link(
+    shared: &Shared,
+    policy: &ResolvedPolicy,
+    request_id: u64,
+    requester: i32,
+) -> Option<OwnedFd> {
+    let origin = SandboxOrigin::Escalation {
+        request_id,
+        requester,
+    };
+    crate::session::network_link(shared, policy, origin)
 }
 
 /// Starts the child `plan` describes. It is recorded as soon as it exists:
@@ -865,6 +884,8 @@ fn close_elsewhere(plan: SpawnPlan) {
 struct SandboxOrder {
     command: spare::Command,
     request_id: u64,
+    /// The process that asked ([`SandboxOrigin::Escalation`]).
+    requester: i32,
     /// A kept spare of the session may serve it (`spare::serves`).
     kept: bool,
     launcher: Launcher,
@@ -966,6 +987,7 @@ fn spawn_plan(
                     exec_fd: exec_number,
                 },
                 request_id: context.request_id,
+                requester: context.peer.pid,
                 kept: spare::serves(shared, &policy),
                 launcher: launcher.clone(),
                 policy: policy.clone(),

@@ -17,7 +17,13 @@ pub enum SandboxOrigin {
     /// A shell of the session (one-shot, long-lived or interactive).
     Shell,
     /// The sandbox of an escalated request.
-    Escalation { request_id: u64 },
+    Escalation {
+        request_id: u64,
+        /// The process that asked (its pid in the server's namespace):
+        /// its ancestry ties the sandbox to the command whose shell asked,
+        /// which is told of a connection's denial that ended the sandbox.
+        requester: i32,
+    },
 }
 
 /// Hosts the proxy for a session's limited sandboxes.

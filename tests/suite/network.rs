@@ -822,6 +822,41 @@ async fn a_late_denial_ends_the_command_and_everything_it_started() {
     session.shutdown().await;
 }
 
+/// Probe 162: an escalation in a limited profile's sandbox of its own,
+/// ended for a connection a person declined, was killed and nothing said
+/// why: its sandbox is no descendant of the command's shell. The command
+/// is told, as for its own sandbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_denial_that_ends_an_escalation_says_why() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let approver = NetworkAnswers::new(ApprovalAnswer::Decline, Duration::from_millis(100));
+    let rules = RuleSet::parse(
+        Path::new("curl.rules"),
+        "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"net\")\n",
+    )
+    .unwrap();
+    let session = ShellSession::start(limited_config(
+        PROFILES,
+        &place,
+        "net",
+        approver.clone(),
+        Arc::new(rules),
+        None,
+    ))
+    .unwrap();
+    let script = "curl -s http://127.0.0.2:{port}/hello.txt; echo status=$?\n";
+    let outcome = run_proxied(&session, &origin, script).await;
+    // The escalation was killed; the shell went on.
+    assert!(
+        text(&outcome.stdout).contains("status=137"),
+        "{}",
+        text(&outcome.stderr)
+    );
+    assert_declined(outcome.network_denied, &origin, &outcome.stderr);
+    session.shutdown().await;
+}
+
 /// From a probe of `execgate mcp`: a command that unified exec started,
 /// ended for a connection a person denied, came back as "exited with
 /// status 137" and no reason. It says why, as `run` does.

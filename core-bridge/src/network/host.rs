@@ -174,9 +174,19 @@ impl NetworkBridge for ProxyHost {
         )?;
         set_nonblocking(&ours)?;
         let (decider, request_id) = (self.inner.networks)(policy, origin);
+        // An escalation's sandbox is not the asking shell's descendant:
+        // the requester's ancestry ties a denial that ends it to the
+        // command that asked (probe 162: killed, and nothing said why).
+        let requester = match origin {
+            SandboxOrigin::Escalation { requester, .. } => {
+                u32::try_from(requester).ok().map(ancestry_of)
+            }
+            SandboxOrigin::Shell => None,
+        };
         let inner = self.inner.clone();
         self.inner.runtime.spawn(async move {
-            if let Err(error) = serve_sandbox(&inner, ours, decider, request_id).await {
+            let serving = serve_sandbox(&inner, ours, decider, request_id, requester);
+            if let Err(error) = serving.await {
                 tracing::warn!(%error, ?origin, "a limited sandbox's proxy link failed");
             }
         });
@@ -197,15 +207,15 @@ async fn serve_sandbox(
     link: OwnedFd,
     decider: Arc<NetworkDecider>,
     request_id: Option<u64>,
+    requester: Option<Vec<u32>>,
 ) -> io::Result<()> {
     let Some((listener, pidfd)) = receive_listener(link).await? else {
         // The sandbox never linked (it failed to start, or was not started).
         return Ok(());
     };
-    let sandbox = Arc::new(Sandbox {
-        ancestors: ancestors_of(&pidfd),
-        pidfd,
-    });
+    let mut ancestors = ancestors_of(&pidfd);
+    ancestors.extend(requester.into_iter().flatten());
+    let sandbox = Arc::new(Sandbox { ancestors, pidfd });
     let ended = crate::sys::watch_owned(sandbox.pidfd.try_clone()?)?;
     // Its relays outlive it by [`RELAYS_GRACE`] at most: an upstream that
     // never closes must not hold them (and this process's descriptors)
@@ -443,17 +453,32 @@ async fn receive_listener(link: OwnedFd) -> io::Result<Option<(tokio::net::TcpLi
 /// shell: the sandbox's init, which is the helper, and bubblewrap), read
 /// while they are alive.
 fn ancestors_of(pidfd: &OwnedFd) -> Vec<u32> {
-    let field = |path: String, prefix: &str| -> Option<u32> {
-        let text = std::fs::read_to_string(path).ok()?;
-        text.lines()
-            .find_map(|line| line.strip_prefix(prefix))
-            .and_then(|value| value.trim().parse().ok())
-    };
+    let first = status_field(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()), "Pid:");
+    chain_from(first, 4)
+}
+
+/// `pid` and its ancestors, up to the command's shell's sandbox and the
+/// session's process: an escalation's requester runs in that sandbox,
+/// below a few shells at most.
+fn ancestry_of(pid: u32) -> Vec<u32> {
+    chain_from(Some(pid), 16)
+}
+
+/// `first` and its parents, `most` of them at most, short of init.
+fn chain_from(first: Option<u32>, most: usize) -> Vec<u32> {
     let mut pids = Vec::new();
-    let mut next = field(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()), "Pid:");
-    while let Some(pid) = next.filter(|pid| *pid > 1 && pids.len() < 4) {
+    let mut next = first;
+    while let Some(pid) = next.filter(|pid| *pid > 1 && pids.len() < most) {
         pids.push(pid);
-        next = field(format!("/proc/{pid}/status"), "PPid:");
+        next = status_field(format!("/proc/{pid}/status"), "PPid:");
     }
     pids
+}
+
+/// A number from a `/proc` status-like file's line that starts `prefix`.
+fn status_field(path: String, prefix: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .and_then(|value| value.trim().parse().ok())
 }

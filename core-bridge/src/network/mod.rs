@@ -44,7 +44,7 @@ pub(crate) fn sandbox_networks(
             decider = decider.recording_to(reporter.clone());
         }
         let request_id = match origin {
-            SandboxOrigin::Escalation { request_id } => Some(request_id),
+            SandboxOrigin::Escalation { request_id, .. } => Some(request_id),
             SandboxOrigin::Shell => None,
         };
         (Arc::new(decider), request_id)
