@@ -10,7 +10,7 @@ use execgate_core_bridge::rules::{
     NetworkCheckReport, PathState, Protocol, RuleDecision, RuleExecution, RuleSet, Severity,
 };
 use execgate_core_bridge::server::sandbox::{PermissionProfile, ProfileSet};
-use execgate_network_proxy::{DomainPattern, ListDecision};
+use execgate_network_proxy::{classify, AddressClass, DomainPattern, ListDecision};
 
 use crate::config::Config;
 use execgate_core_bridge::SkillRegistry;
@@ -149,7 +149,18 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                 NetworkProtocol::Socks5Tcp => Protocol::Socks5Tcp,
             };
             let evaluation = rules.check_network(&destination, port, protocol);
-            print_json(&NetworkCheckReport::from(&evaluation), pretty)?;
+            let mut report = NetworkCheckReport::from(&evaluation);
+            // Probe 162: `allow` for an address every session refuses.
+            if let (Destination::Address(address), Some("allow")) = (&destination, report.decision)
+            {
+                if let AddressClass::NonPublic(range) = classify(*address) {
+                    report.note = Some(format!(
+                        "{address} is {range}: a session refuses it all the same, unless a \
+                         domains entry in the profile names it exactly"
+                    ));
+                }
+            }
+            print_json(&report, pretty)?;
             Ok(0)
         }
         PolicyCommand::Check {

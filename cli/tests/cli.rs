@@ -3336,6 +3336,37 @@ fn policy_check_network_reports_the_deciding_network_rules() {
     let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stdout).contains(&format!("{rules}:2: warning: prompt on every host")));
+
+    // Probe 162: `allow` for an address every session refuses all the
+    // same says so.
+    let allowing = dir.path().join("lan.rules");
+    std::fs::write(
+        &allowing,
+        "network_rule(host = \"10.1.2.3\", decision = \"allow\")\n\
+         network_rule(host = \"93.184.215.14\", decision = \"allow\")\n",
+    )
+    .unwrap();
+    let allowing = allowing.to_str().unwrap();
+    for (target, note) in [
+        ("10.1.2.3:443", Some("10.1.2.3 is a private address")),
+        ("93.184.215.14:443", None),
+    ] {
+        let output = execgate(
+            &ws,
+            &["policy", "check", "--rules", allowing, "--network", target],
+        );
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["decision"], "allow", "{json}");
+        match note {
+            Some(note) => assert!(
+                json["note"]
+                    .as_str()
+                    .is_some_and(|text| text.starts_with(note)),
+                "{json}"
+            ),
+            None => assert!(json["note"].is_null(), "{json}"),
+        }
+    }
 }
 
 /// Review 119: a grant the approver gave was recorded as given before the

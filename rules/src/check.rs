@@ -100,6 +100,10 @@ pub struct NetworkCheckReport {
     pub matched_rules: Vec<MatchedNetworkRule>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<&'static str>,
+    /// What a session does beyond the rules' decision, when it differs
+    /// (an allowed address a session refuses all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +145,7 @@ impl From<&NetworkEvaluation> for NetworkCheckReport {
                 })
                 .collect(),
             decision: evaluation.decision().map(|decision| decision.as_str()),
+            note: None,
         }
     }
 }
