@@ -662,10 +662,15 @@ fn print_connection(out: &mut impl Write, record: &AuditRecord) -> Result<()> {
             .unwrap_or("?");
         detail = format!("{detail} via {ip}, {sent} bytes sent, {received} received");
     }
+    // The command whose process opened it, as exec records say theirs
+    // (probe 162: a denial that ended an escalation named none).
+    let request = record
+        .request_id
+        .map_or_else(String::new, |id| format!("#{id}"));
     // The host and reasons came through the sandbox: escaped.
     writeln!(
         out,
-        "{}  {}  {:<16} {:<8} {}  [{}]  {}",
+        "{}  {}{request}  {:<16} {:<8} {}  [{}]  {}",
         escape_controls(&record.timestamp),
         escape_controls(&record.session_id),
         escape_controls(&record.event.action),

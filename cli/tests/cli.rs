@@ -5081,6 +5081,7 @@ fn no_field_of_a_log_reaches_the_terminal_raw() {
         "@timestamp": "2026-12-01T10:00:01Z",
         "event": {"action": "network-decision", "outcome": "failure"},
         "session_id": "s",
+        "request_id": 3,
         "process": {},
         "destination": {"address": "moc.live\u{202e}", "port": 443},
         "network": {"protocol": "https"},
@@ -5101,6 +5102,13 @@ fn no_field_of_a_log_reaches_the_terminal_raw() {
             assert!(!shown.contains(raw), "{args:?}: {raw:?} in {shown:?}");
         }
     }
+    // Probe 162: a connection names its command, as an exec record does.
+    let output = execgate(&ws, &["audit", "--network", log]);
+    assert!(
+        text(&output.stdout).contains("  s#3  network-decision"),
+        "{}",
+        text(&output.stdout)
+    );
 }
 
 /// Probe 112: in the table, a byte that is not UTF-8 read as U+FFFD, so
