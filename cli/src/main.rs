@@ -87,6 +87,11 @@ struct Cli {
     #[cfg(feature = "otlp")]
     #[command(flatten)]
     otlp: otlp::OtlpArgs,
+    /// Without the `otlp` feature: taken only to say how to get it (probe
+    /// 163: clap's "unexpected argument" said nothing of the build).
+    #[cfg(not(feature = "otlp"))]
+    #[arg(long, value_name = "URL", global = true, hide = true)]
+    otlp_endpoint: Option<String>,
 }
 
 #[cfg(unix)]
@@ -462,6 +467,14 @@ fn execgate(cli: Cli) -> ExitCode {
             ));
             return ExitCode::from(125);
         }
+    }
+    #[cfg(not(feature = "otlp"))]
+    if cli.otlp_endpoint.is_some() {
+        stderr::line(
+            "execgate: --otlp-endpoint needs a build with OTLP export: cargo build -p \
+             execgate-cli --features otlp; nothing was run",
+        );
+        return ExitCode::from(125);
     }
     if let Err(error) = logging::init(&cli.log) {
         stderr::line(&format!("execgate: {}", describe(&error)));

@@ -194,3 +194,23 @@ fn a_log_file_holds_the_events_and_nothing_the_command_writes() {
     assert_eq!(output.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("not a link"), "{stderr}");
 }
+
+/// Probe 163: on a build without OTLP, `--otlp-endpoint` was clap's bare
+/// "unexpected argument"; it says which build has it, and runs nothing.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn otlp_on_a_build_without_it_says_how_to_get_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args([
+            "--otlp-endpoint",
+            "http://127.0.0.1:9/v1/metrics",
+            "run",
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("--features otlp"), "{stderr}");
+}
