@@ -122,6 +122,16 @@ struct InstructionReader {
     /// Subcommands whose operands are a command they run (`rustup run`):
     /// instructions themselves.
     instruction_subcommands: &'static [&'static str],
+    /// A first operand in none of the subcommand lists is no subcommand
+    /// but a name the project defines (yarn's and pnpm's scripts), judged
+    /// as a plain one rather than refused.
+    open_subcommands: bool,
+    /// Its first operand is a program it runs with the rest (`npx`): an
+    /// instruction.
+    runs_its_operand: bool,
+    /// Its own options hold after a plain subcommand too (npm's, where
+    /// git's end at the subcommand).
+    options_anywhere: bool,
     /// Shells: `+x`, `+o name` are options too.
     plus_options: bool,
     /// Reads more arguments from the file an `@file` word names (the
@@ -260,6 +270,9 @@ const READER: InstructionReader = InstructionReader {
     subcommand_options: OPTIONS,
     plain_subcommands: NONE,
     instruction_subcommands: NONE,
+    open_subcommands: false,
+    runs_its_operand: false,
+    options_anywhere: false,
     plus_options: false,
     argument_files: false,
     config_files: NONE,
@@ -269,6 +282,200 @@ const READER: InstructionReader = InstructionReader {
     expands_home: false,
     operands_name_projects: false,
 };
+
+/// What npm, its kin and their runners share.
+const NPM_READER: InstructionReader = InstructionReader {
+    reads: "package.json scripts and .npmrc",
+    operands_name_projects: true,
+    // A probe's `--prefix=/${TZ}`, with `TZ` set in the sandbox.
+    expands_variables: true,
+    expands_home: true,
+    searches_upwards: true,
+    options: NPM_OPTIONS,
+    config_files: &[
+        "~/.npmrc",
+        "~/.yarnrc",
+        "~/.yarnrc.yml",
+        "xdg:pnpm/rc",
+        "/etc/npmrc",
+        "/usr/etc/npmrc",
+        "/usr/local/etc/npmrc",
+        // npm's global config when `PREFIX` names its prefix.
+        "$PREFIX/etc/npmrc",
+    ],
+    ..READER
+};
+
+const NPM_OPTIONS: Options = Options {
+    directory: &["-C", "--dir", "--cwd", "--prefix"],
+    path: &["--userconfig", "--globalconfig", "--init-module", "--cache"],
+    // npm reads `_` in a name as `-`.
+    // Each names a program npm runs (a probe ran `config edit` with
+    // `--editor=sh -c ...`).
+    instruction: &[
+        "-c",
+        "--call",
+        "--node-options",
+        "--node_options",
+        "--script-shell",
+        "--script_shell",
+        "--editor",
+        "--shell",
+        "--git",
+        "--browser",
+        "--viewer",
+    ],
+    ..OPTIONS
+};
+
+/// [`NPM_OPTIONS`] with those that take a value which is neither a path
+/// nor a program, so that the value is not read as the subcommand.
+const NPM_OPTIONS_WITH_VALUES: Options = Options {
+    values: NPM_VALUES,
+    ..NPM_OPTIONS
+};
+
+const NPM_VALUES: &[&str] = &[
+    "--loglevel",
+    "--registry",
+    "-w",
+    "--workspace",
+    "--omit",
+    "--include",
+    "--tag",
+    "--access",
+    "--otp",
+    "--location",
+    "--install-strategy",
+    "--save-prefix",
+    "--scope",
+    "--auth-type",
+    "--before",
+];
+
+/// npm's subcommands and their aliases (npm 11) that run nothing the
+/// project does not name: `run`, `test` and the install family run its
+/// package.json scripts, which the check has judged (the project must be
+/// out of the sandbox's reach). Not `exec` and its kin, which run what
+/// their arguments name.
+const NPM_SUBCOMMANDS: &[&str] = &[
+    "access",
+    "add",
+    "add-user",
+    "adduser",
+    "audit",
+    "author",
+    "bugs",
+    "c",
+    "cache",
+    "ci",
+    "cit",
+    "clean-install",
+    "clean-install-test",
+    "completion",
+    "config",
+    "ddp",
+    "dedupe",
+    "deprecate",
+    "diff",
+    "dist-tag",
+    "dist-tags",
+    "docs",
+    "doctor",
+    "edit",
+    "explain",
+    "find",
+    "find-dupes",
+    "fund",
+    "get",
+    "help",
+    "help-search",
+    "hlep",
+    "home",
+    "i",
+    "ic",
+    "in",
+    "info",
+    "ins",
+    "inst",
+    "insta",
+    "instal",
+    "install",
+    "install-ci-test",
+    "install-clean",
+    "install-test",
+    "isnt",
+    "isnta",
+    "isntal",
+    "isntall",
+    "isntall-clean",
+    "issues",
+    "it",
+    "la",
+    "link",
+    "list",
+    "ll",
+    "ln",
+    "login",
+    "logout",
+    "ls",
+    "org",
+    "ogr",
+    "outdated",
+    "owner",
+    "pack",
+    "ping",
+    "pkg",
+    "prefix",
+    "profile",
+    "prune",
+    "publish",
+    "query",
+    "r",
+    "rb",
+    "rebuild",
+    "remove",
+    "repo",
+    "restart",
+    "rm",
+    "root",
+    "rum",
+    "run",
+    "run-script",
+    "s",
+    "sbom",
+    "se",
+    "search",
+    "set",
+    "show",
+    "shrinkwrap",
+    "star",
+    "stars",
+    "start",
+    "stop",
+    "t",
+    "team",
+    "test",
+    "tst",
+    "token",
+    "udpate",
+    "un",
+    "undeprecate",
+    "uninstall",
+    "unlink",
+    "unpublish",
+    "unstar",
+    "up",
+    "update",
+    "upgrade",
+    "urn",
+    "v",
+    "verison",
+    "version",
+    "view",
+    "whoami",
+    "why",
+];
 
 impl InstructionReader {
     /// Its first operand is a subcommand: one of its lists names each it
@@ -506,14 +713,6 @@ const GIT_SUBCOMMANDS: &[Subcommand] = &[
         ..SUBCOMMAND
     },
     Subcommand {
-        names: &["difftool", "mergetool"],
-        options: Options {
-            instruction: &["-x", "--extcmd", "-t", "--tool"],
-            ..OPTIONS
-        },
-        ..SUBCOMMAND
-    },
-    Subcommand {
         names: &["grep"],
         options: Options {
             instruction: &["-O", "--open-files-in-pager"],
@@ -741,8 +940,11 @@ const READERS: &[InstructionReader] = &[
         refuses_unknown_options: true,
         subcommands: GIT_SUBCOMMANDS,
         // Its input stream says which files it writes (`option git
-        // export-pack-edges=FILE`, `feature export-marks=FILE`).
-        instruction_subcommands: &["fast-import"],
+        // export-pack-edges=FILE`, `feature export-marks=FILE`). The
+        // tools run a diff or merge program of their choosing, `vimdiff`
+        // when none is configured, which takes its keys from the sandbox
+        // (probe 165: vim's `:!` ran outside it).
+        instruction_subcommands: &["fast-import", "difftool", "mergetool"],
         subcommand_options: Options {
             output: &[
                 "--output",
@@ -781,58 +983,43 @@ const READERS: &[InstructionReader] = &[
         ..READER
     },
     InstructionReader {
-        names: &[
-            "npm",
-            "npx",
-            "npm-cli.js",
-            "npx-cli.js",
-            "yarn",
-            "yarnpkg",
-            "yarn.js",
-            "pnpm",
-            "pnpx",
-            "pnpm.cjs",
-            "corepack",
+        // npm runs a subcommand it resolves from any unique prefix (`npm
+        // exe` is `npm exec`, `npm cr` `npm init`): only the names listed
+        // are let through, exactly. Probe 165: `npm exec -- bash` ran the
+        // host's bash on the sandbox's input.
+        names: &["npm", "npm-cli.js"],
+        subcommands: &[],
+        plain_subcommands: NPM_SUBCOMMANDS,
+        instruction_subcommands: &["exec", "x", "explore", "init", "create", "innit"],
+        options: NPM_OPTIONS_WITH_VALUES,
+        options_anywhere: true,
+        ..NPM_READER
+    },
+    InstructionReader {
+        // Each runs the program its first operand names (npm's `exec`).
+        names: &["npx", "npx-cli.js", "pnpx"],
+        runs_its_operand: true,
+        options: NPM_OPTIONS_WITH_VALUES,
+        ..NPM_READER
+    },
+    InstructionReader {
+        // Any other first operand is one of the project's scripts, which
+        // they run as npm's `run` does.
+        names: &["yarn", "yarnpkg", "yarn.js", "pnpm", "pnpm.cjs"],
+        open_subcommands: true,
+        instruction_subcommands: &["exec", "dlx", "node", "create"],
+        options_anywhere: true,
+        ..NPM_READER
+    },
+    InstructionReader {
+        // It runs the package manager its first operand names, with the
+        // rest as that one's arguments.
+        names: &["corepack"],
+        plain_subcommands: &[
+            "enable", "disable", "install", "use", "up", "pack", "prepare", "hydrate", "cache",
         ],
-        reads: "package.json scripts and .npmrc",
-        operands_name_projects: true,
-        // A probe's `--prefix=/${TZ}`, with `TZ` set in the sandbox.
-        expands_variables: true,
-        expands_home: true,
-        searches_upwards: true,
-        options: Options {
-            directory: &["-C", "--dir", "--cwd", "--prefix"],
-            path: &["--userconfig", "--globalconfig", "--init-module"],
-            // npm reads `_` in a name as `-`.
-            // Each names a program npm runs (a probe ran `config edit`
-            // with `--editor=sh -c ...`).
-            instruction: &[
-                "-c",
-                "--call",
-                "--node-options",
-                "--node_options",
-                "--script-shell",
-                "--script_shell",
-                "--editor",
-                "--shell",
-                "--git",
-                "--browser",
-                "--viewer",
-            ],
-            ..OPTIONS
-        },
-        config_files: &[
-            "~/.npmrc",
-            "~/.yarnrc",
-            "~/.yarnrc.yml",
-            "xdg:pnpm/rc",
-            "/etc/npmrc",
-            "/usr/etc/npmrc",
-            "/usr/local/etc/npmrc",
-            // npm's global config when `PREFIX` names its prefix.
-            "$PREFIX/etc/npmrc",
-        ],
-        ..READER
+        instruction_subcommands: &["npm", "npx", "yarn", "yarnpkg", "pnpm", "pnpx"],
+        ..NPM_READER
     },
     InstructionReader {
         // Escalated, rustup runs as itself (an escalation's `argv[0]` is
@@ -2333,6 +2520,9 @@ impl ArgumentWalk<'_> {
                     }
                 }
                 match phase {
+                    Phase::Global if self.reader.runs_its_operand => {
+                        return Some(self.instruction(text));
+                    }
                     Phase::Global if self.reader.has_subcommands() => {
                         match self.known_subcommand(text) {
                             Ok(known) => {
@@ -2420,6 +2610,10 @@ impl ArgumentWalk<'_> {
             let (options, refuses_unknown) = match phase {
                 Phase::Global => (&self.reader.options, self.reader.refuses_unknown_options),
                 Phase::Subcommand(Some(subcommand)) => (&subcommand.options, false),
+                // npm's options, anywhere on its command line.
+                Phase::Subcommand(None) if self.reader.options_anywhere => {
+                    (&self.reader.options, false)
+                }
                 Phase::Subcommand(None) => (&OPTIONS, false),
             };
             let mut next_word = || {
@@ -2474,11 +2668,12 @@ impl ArgumentWalk<'_> {
         if let Some(subcommand) = self.subcommand(word) {
             return Ok(Some(subcommand));
         }
-        if self
-            .reader
-            .plain_subcommands
-            .iter()
-            .any(|plain| plain.as_bytes() == word)
+        if self.reader.open_subcommands
+            || self
+                .reader
+                .plain_subcommands
+                .iter()
+                .any(|plain| plain.as_bytes() == word)
         {
             return Ok(None);
         }

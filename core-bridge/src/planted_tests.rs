@@ -317,6 +317,11 @@ fn the_walk_is_not_misled_by_option_values_clusters_or_subcommands() {
         refused("/usr/bin/git", "rebase --exec=cmd main"),
         refused("/usr/bin/git", "difftool -x cmd"),
         refused("/usr/bin/git", "difftool --extcmd=cmd"),
+        // Probe 165: with no tool named, git picks vimdiff, whose `:!`
+        // took its keys from the sandbox.
+        refused("/usr/bin/git", "difftool --no-index a b"),
+        refused("/usr/bin/git", "mergetool"),
+        refused("/usr/lib/git-core/git-difftool", "HEAD~1"),
         refused("/usr/bin/git", "mergetool -t x"),
         refused("/usr/bin/git", "submodule foreach cmd"),
         refused("/usr/bin/git", "submodule --quiet foreach cmd"),
@@ -1345,6 +1350,54 @@ fn writing_configuration_and_setting_variables_are_instructions() {
     ];
     assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
     let _ = w;
+}
+
+/// Probe 165: `npm exec -- bash`, `npm x`, `npx bash` ran the host's bash
+/// on the sandbox's input, where `npm exec -c` was refused. npm takes any
+/// unique prefix of a subcommand (`npm exe`), so only the names it lists
+/// exactly pass; yarn and pnpm run the project's scripts by name, and
+/// refuse their runners.
+#[test]
+fn package_managers_that_run_what_they_are_given_are_refused() {
+    let place = place();
+    let ro = place.ro.clone();
+    std::fs::write(ro.join("package.json"), "{}").unwrap();
+    // (program, arguments, refused)
+    let cases = [
+        ("/usr/bin/npm", "exec -- bash", true),
+        ("/usr/bin/npm", "x bash", true),
+        ("/usr/bin/npm", "exe -- bash", true),
+        ("/usr/bin/npm", "explore left-pad -- sh", true),
+        ("/usr/bin/npm", "init create-evil", true),
+        ("/usr/bin/npm", "cr evil", true),
+        ("/usr/bin/npm", "-- exec bash", true),
+        ("/usr/bin/npm", "--loglevel silent exec bash", true),
+        (
+            "/usr/lib/node_modules/npm/bin/npm-cli.js",
+            "exec -- bash",
+            true,
+        ),
+        ("/usr/lib/node_modules/npm/bin/npx-cli.js", "bash", true),
+        ("/usr/bin/npx", "--yes cowsay hi", true),
+        ("/usr/bin/yarn", "dlx evil", true),
+        ("/usr/bin/yarn", "exec bash", true),
+        ("/usr/bin/yarn", "node -e 1", true),
+        ("/usr/bin/pnpm", "exec bash", true),
+        ("/usr/bin/pnpm", "dlx evil", true),
+        ("/usr/bin/corepack", "npm exec bash", true),
+        ("/usr/bin/corepack", "yarn build", true),
+        ("/usr/bin/npm", "install", false),
+        ("/usr/bin/npm", "i", false),
+        ("/usr/bin/npm", "run build", false),
+        ("/usr/bin/npm", "--loglevel silent test", false),
+        ("/usr/bin/npm", "-w pkg run build", false),
+        ("/usr/bin/npx", "--version", false),
+        ("/usr/bin/yarn", "build", false),
+        ("/usr/bin/yarn", "install", false),
+        ("/usr/bin/pnpm", "test", false),
+        ("/usr/bin/corepack", "enable", false),
+    ];
+    assert_eq!(failures_in(&place, &ro, &cases), Vec::<String>::new());
 }
 
 /// From a review and a re-probe: a link to a directory above a writable

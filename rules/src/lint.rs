@@ -276,6 +276,9 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("ranlib", "binutils load the plugin --plugin names"),
     ("ld", "binutils load the plugin --plugin names"),
     ("ed", "ed runs shell commands (!)"),
+    ("npx", NPX_RUNS),
+    ("npx-cli.js", NPX_RUNS),
+    ("pnpx", NPX_RUNS),
     ("java", JDK_RUNS),
     ("javac", JDK_RUNS),
     ("jshell", JDK_RUNS),
@@ -298,6 +301,8 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ),
 ];
 
+const NPX_RUNS: &str = "npx runs the program its arguments name";
+
 /// Compilers, by the last part of their name (`x86_64-linux-gnu-gcc-12`
 /// is gcc): their options run other programs.
 const COMPILERS: &[&str] = &["gcc", "g++", "cc", "c++", "clang", "clang++", "gfortran"];
@@ -306,8 +311,18 @@ const COMPILERS: &[&str] = &["gcc", "g++", "cc", "c++", "clang", "clang++", "gfo
 const RUNNERS: &[(&str, &[&str], &str)] = &[
     (
         "npm",
-        &["run", "run-script", "exec", "x", "test", "start"],
-        "npm runs package.json scripts",
+        &[
+            "run",
+            "run-script",
+            "exec",
+            "x",
+            "explore",
+            "init",
+            "create",
+            "test",
+            "start",
+        ],
+        "npm runs package.json scripts, and exec, x, explore and init what they name",
     ),
     (
         "yarn",
@@ -1039,7 +1054,15 @@ fn warning(rule: &PrefixRule) -> Option<String> {
              execution = \"turn-default\" to keep it in the sandbox"
         ));
     }
-    let (_, subcommands, why) = RUNNERS.iter().find(|(known, ..)| *known == program)?;
+    // The names the packages install the scripts under, which rules must
+    // use (an escalation's path is the script's; probe 165).
+    let runner = match program {
+        "npm-cli.js" => "npm",
+        "yarnpkg" | "yarn.js" => "yarn",
+        "pnpm.cjs" => "pnpm",
+        other => other,
+    };
+    let (_, subcommands, why) = RUNNERS.iter().find(|(known, ..)| *known == runner)?;
     match rule.rest().first() {
         // Any first argument: every subcommand, the dangerous ones too.
         None if !rule.is_exact() => Some(format!("{verb} on {name} with any arguments: {why}")),

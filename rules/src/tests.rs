@@ -241,14 +241,20 @@ prefix_rule(pattern = ["npm", "ci"])
 prefix_rule(pattern = ["make"], decision = "forbidden")
 prefix_rule(pattern = ["ls"])
 prefix_rule(pattern = ["git", "log"])
+prefix_rule(pattern = ["npm-cli.js"])
+prefix_rule(pattern = ["npx-cli.js", "--version"], exact = True)
+prefix_rule(pattern = ["/usr/lib/node_modules/npm/bin/npx-cli.js"])
+prefix_rule(pattern = ["npm", "explore"])
 "#,
     );
     let warned: Vec<usize> = lint(&set)
         .iter()
         .map(|warning| warning.origin.line)
         .collect();
-    // Line 13: git unsandboxed, whatever the subcommand.
-    assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9, 13]);
+    // Line 13: git unsandboxed, whatever the subcommand. Probe 165: the
+    // names npm's and npx's scripts run under (14, 16), and npm's other
+    // runners (17).
+    assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9, 13, 14, 15, 16, 17]);
 }
 
 /// A probe found `forbidden` on `perl` dead beside `allow` on
