@@ -496,9 +496,23 @@ fn open_append(dir: &LogDir, name: &OsStr) -> Result<File, AuditError> {
         .map_err(|source| open_error(dir, name, source))
 }
 
+/// Opens the lock file, owner-only: one left open to others (made by
+/// `flock(1)`, or before execgate made it 0600) lets any user who can open
+/// it hold the lock, and stop every session sharing the log (probe 166).
+/// One that is someone else's stays as it is; the CLI warns of it.
 fn open_lock(dir: &LogDir, name: &OsStr) -> Result<File, AuditError> {
-    dir.open_file(name, Access::Write)
-        .map_err(|source| open_error(dir, name, source))
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir
+        .open_file(name, Access::Write)
+        .map_err(|source| open_error(dir, name, source))?;
+    let meta = file
+        .metadata()
+        .map_err(|source| open_error(dir, name, source))?;
+    if meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| open_error(dir, name, source))?;
+    }
+    Ok(file)
 }
 
 fn open_error(dir: &LogDir, name: &OsStr, source: std::io::Error) -> AuditError {

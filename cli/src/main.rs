@@ -1169,6 +1169,32 @@ fn warn_if_log_open_to_others(log: &std::path::Path) {
              (`chmod 600`), in a directory only you can write",
             log.display()
         ));
+        return;
+    }
+    // Probe 166: kept as they were, open to others.
+    if let Ok(meta) = std::fs::metadata(log) {
+        if meta.mode() & 0o044 != 0 {
+            stderr::line(&format!(
+                "execgate: warning: the audit log {} can be read by other users (mode {:04o}): \
+                 they can read every record (arguments, directories, the environment's names); \
+                 `chmod 600` it",
+                log.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    let mut lock = log.as_os_str().to_owned();
+    lock.push(".lock");
+    if let Ok(meta) = std::fs::metadata(&lock) {
+        if meta.uid() != me && meta.uid() != 0 {
+            stderr::line(&format!(
+                "execgate: warning: the audit log's lock file {} belongs to uid {}, who can \
+                 hold the lock and so stop every session that shares the log; remove it (the \
+                 next session makes its own)",
+                std::path::Path::new(&lock).display(),
+                meta.uid()
+            ));
+        }
     }
 }
 

@@ -3690,6 +3690,50 @@ fn a_log_other_users_can_change_is_warned_of() {
     }
 }
 
+/// Probe 166: a log and lock file found open to others were kept so,
+/// silently: others read every record, and held the lock to stop every
+/// session sharing the log. The lock is made owner-only; a log others can
+/// read, and a lock file of another user's, are warned of.
+#[test]
+fn a_log_and_lock_open_to_others_are_closed_or_warned_of() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (dir, ws) = workspace();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (log, lock) = (logs.join("audit.jsonl"), logs.join("audit.jsonl.lock"));
+    for file in [&log, &lock] {
+        std::fs::write(file, "").unwrap();
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let run = || {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--audit-log",
+                log.to_str().unwrap(),
+                "--",
+                "/bin/true",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stderr)
+    };
+    let stderr = run();
+    assert!(
+        stderr.contains("can be read by other users (mode 0644)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::metadata(&lock).unwrap().mode() & 0o777, 0o600);
+    std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+    let stderr = run();
+    assert!(
+        stderr.contains("lock file") && stderr.contains("belongs to uid 65534"),
+        "{stderr}"
+    );
+}
+
 /// The default log's directories are made owner-only, whatever the umask:
 /// under a umask of 000 they were made mode 0777.
 #[test]
