@@ -179,12 +179,14 @@ fn show(args: AuditArgs) -> Result<i32> {
         Ok(())
     };
     let mut missing = None;
+    let mut unreadable = Vec::new();
     match (&configured_log, args.files.as_slice()) {
         // The rotation's own order: `<log>.N` (oldest) to `<log>.1`, then
         // the log.
         (Some(log), _) => {
-            let (files, numbers) = settled_history(log)?;
+            let (files, numbers, unreadable_files) = settled_history(log)?;
             missing = missing_rotated_files(log, &numbers);
+            unreadable = unreadable_files;
             if files.is_empty() {
                 // Neither the log nor a rotated file: say why it cannot be read.
                 match open_log_file(log) {
@@ -263,6 +265,9 @@ fn show(args: AuditArgs) -> Result<i32> {
              another tool's)"
         ));
     }
+    for problem in &unreadable {
+        warn(problem);
+    }
     if skipped > 0 {
         warn(&format!(
             "execgate: {skipped} line(s) are not audit records and were skipped (listed above)"
@@ -271,6 +276,9 @@ fn show(args: AuditArgs) -> Result<i32> {
     }
     if let Some(missing) = missing {
         warn(&missing);
+        return Ok(SKIPPED_LINES);
+    }
+    if !unreadable.is_empty() {
         return Ok(SKIPPED_LINES);
     }
     // Records missing as surely as a rotated file is (probe 144: a
@@ -415,7 +423,20 @@ fn rule_ids(id: &str) -> Vec<String> {
 }
 
 fn open(path: &Path) -> Result<File> {
-    File::open(path).with_context(|| format!("cannot open {}", path.display()))
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = || -> std::io::Result<File> {
+        // Without a writer, opening a FIFO waits for one, for good (probe
+        // 166); opened non-blocking, it reads to its end at once then.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(path)?;
+        let flags = OFlag::from_bits_truncate(fcntl(&file, FcntlArg::F_GETFL)?);
+        fcntl(&file, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+        Ok(file)
+    };
+    opened().with_context(|| format!("cannot open {}", path.display()))
 }
 
 /// Where the matching records go: printed as they come, or counted into
@@ -848,15 +869,21 @@ const LOOKS: usize = 50;
 /// rotation in between (which renames every file) would have had one read
 /// twice or missed, so then the whole look is taken again.
 fn history(log: &Path) -> Result<History> {
-    Ok(settled_history(log)?.0)
+    let (files, _, unreadable) = settled_history(log)?;
+    for problem in unreadable {
+        warn(&problem);
+    }
+    Ok(files)
 }
 
 /// The log's files, oldest first, each open, with the name it was opened by.
 type History = Vec<(PathBuf, File)>;
 
-/// [`history`], and the numbers of the rotated files found (smallest
-/// first), as one settled look saw them.
-fn settled_history(log: &Path) -> Result<(History, Vec<usize>)> {
+/// [`history`], the numbers of the rotated files found (smallest first),
+/// as one settled look saw them, and why rotated files that could not be
+/// opened were left out (probe 166: a FIFO or a link at one name hid the
+/// whole history).
+fn settled_history(log: &Path) -> Result<(History, Vec<usize>, Vec<String>)> {
     for _ in 0..LOOKS {
         let numbers = rotated_numbers(log);
         let mut paths: Vec<PathBuf> = numbers
@@ -867,6 +894,7 @@ fn settled_history(log: &Path) -> Result<(History, Vec<usize>)> {
         paths.push(log.to_owned());
         let mut opened = Vec::new();
         let mut seen = Vec::new();
+        let mut unreadable = Vec::new();
         for path in paths {
             match open_log_file(&path) {
                 Ok(file) => {
@@ -876,6 +904,15 @@ fn settled_history(log: &Path) -> Result<(History, Vec<usize>)> {
                 // Renamed in a rotation since the directory was listed,
                 // or the log itself not there (yet).
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => seen.push(None),
+                // A rotated file: the rest of the history is still read.
+                Err(error) if path != log => {
+                    seen.push(identity_at(&path));
+                    unreadable.push(format!(
+                        "execgate: {} cannot be read ({error}); its records are not shown, \
+                         the rest are",
+                        path.display()
+                    ));
+                }
                 Err(error) => {
                     return Err(error).with_context(|| format!("cannot open {}", path.display()))
                 }
@@ -889,7 +926,7 @@ fn settled_history(log: &Path) -> Result<(History, Vec<usize>)> {
                 .chain([identity_at(log)])
                 .eq(seen);
         if settled {
-            return Ok((opened, numbers));
+            return Ok((opened, numbers, unreadable));
         }
     }
     bail!(

@@ -3977,25 +3977,55 @@ fn audit_says_which_rotated_file_is_missing_from_the_middle() {
     std::fs::remove_file(dir.path().join("audit.jsonl.2")).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, format!("[audit]\nlog = {:?}\n", path)).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
-        .args(["audit", "--json", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stderr = text(&output.stderr);
-    let ids: Vec<u64> = text(&output.stdout)
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).unwrap()["request_id"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let read = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
+            .args(["audit", "--json", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        let ids: Vec<u64> = text(&output.stdout)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["request_id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        (ids, stderr, output.status.code())
+    };
+    let (ids, stderr, code) = read();
     assert_eq!(ids, [1, 3, 4], "{stderr}");
     assert!(
         stderr.contains("audit.jsonl.2") && stderr.contains("missing"),
         "{stderr}"
     );
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    // Probe 166: a FIFO (or a link) at a rotated file's name hid the whole
+    // history. That file is named, the rest read.
+    nix::unistd::mkfifo(
+        &dir.path().join("audit.jsonl.2"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let (ids, stderr, code) = read();
+    assert_eq!(ids, [1, 3, 4], "{stderr}");
+    assert!(stderr.contains("audit.jsonl.2 cannot be read"), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
+    // Named, a FIFO with no writer held the reader for good.
+    let mut named = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .arg("audit")
+        .arg(dir.path().join("audit.jsonl.2"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while named.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            named.kill().unwrap();
+            panic!("execgate audit FIFO still waits");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The user's case, for real: sessions write a log that rotates under a
