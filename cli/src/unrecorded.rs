@@ -30,7 +30,8 @@ impl<S> SaysWhenUnrecorded<S> {
             meanwhile: if goes_on {
                 "going on without records, as on_failure = \"warn\" says"
             } else {
-                "every command is refused meanwhile, as on_failure = \"deny\" says"
+                "every command that asks is refused meanwhile, as on_failure = \"deny\" says \
+                 (one already running goes on, its end unrecorded)"
             },
         }
     }
