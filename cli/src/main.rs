@@ -1218,7 +1218,10 @@ fn warn_if_log_reachable(
         ));
         return;
     }
-    if let Some((link, writable)) = replaceable_link_on_the_way(&view, log) {
+    // A link at the log's own name is refused when it is opened (probe
+    // 166: warned of as followed, then refused as never followed).
+    let on_the_way = replaceable_link_on_the_way(&view, log).filter(|(link, _)| link != log);
+    if let Some((link, writable)) = on_the_way {
         stderr::line(&format!(
             "execgate: warning: the audit log {} is reached through the link {}, which this \
              session's sandbox can replace (it can write {}): later sessions would write, and \

@@ -1120,6 +1120,18 @@ fn a_replaceable_link_on_the_way_to_the_log_or_rules_is_warned_of() {
             named.display()
         );
     }
+    // Probe 166: a link at the log's own name is refused, and not warned
+    // of as followed first.
+    let linked = ws.join("linked.jsonl");
+    std::os::unix::fs::symlink(real.join("team.rules"), &linked).unwrap();
+    let output = execgate(
+        &ws,
+        &["run", "--audit-log", linked.to_str().unwrap(), "--", "true"],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("never followed"), "{stderr}");
+    assert!(!stderr.contains("reached through the link"), "{stderr}");
 }
 
 /// Regression (a probe of the audit log): a log in a directory that
