@@ -112,7 +112,8 @@ fn lock_within(file: &File, lock: Lock) -> std::io::Result<()> {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::WouldBlock,
                     format!(
-                        "another process has held the lock for over {} s",
+                        "another process has held the lock file (the log's name with \
+                         `.lock`) for over {} s; `fuser -v` on it names the process",
                         LOCK_WAIT_LIMIT.as_secs()
                     ),
                 ))
