@@ -461,7 +461,12 @@ fn ancestors_of(pidfd: &OwnedFd) -> Vec<u32> {
 /// session's process: an escalation's requester runs in that sandbox,
 /// below a few shells at most.
 fn ancestry_of(pid: u32) -> Vec<u32> {
-    chain_from(Some(pid), 16)
+    // Not this process and above: every sandbox of the session has them.
+    let mut chain = chain_from(Some(pid), 16);
+    if let Some(own) = chain.iter().position(|pid| *pid == std::process::id()) {
+        chain.truncate(own);
+    }
+    chain
 }
 
 /// `first` and its parents, `most` of them at most, short of init.
