@@ -2519,6 +2519,18 @@ impl ArgumentWalk<'_> {
                         return refusal;
                     }
                 }
+                // yarn's and pnpm's first operand may be an option's value
+                // (`pnpm --filter web exec`) or a workspace's name (`yarn
+                // workspace web exec`): their runners are refused anywhere.
+                if self.reader.open_subcommands
+                    && self
+                        .reader
+                        .instruction_subcommands
+                        .iter()
+                        .any(|runner| runner.as_bytes() == text)
+                {
+                    return Some(self.instruction(text));
+                }
                 match phase {
                     Phase::Global if self.reader.runs_its_operand => {
                         return Some(self.instruction(text));
