@@ -122,10 +122,11 @@ struct InstructionReader {
     /// Subcommands whose operands are a command they run (`rustup run`):
     /// instructions themselves.
     instruction_subcommands: &'static [&'static str],
-    /// A first operand in none of the subcommand lists is no subcommand
-    /// but a name the project defines (yarn's and pnpm's scripts), judged
-    /// as a plain one rather than refused.
-    open_subcommands: bool,
+    /// An operand anywhere that names one of `instruction_subcommands`
+    /// is refused, not only the first: an option's value, a workspace's
+    /// name (`yarn workspace web exec`) or a subcommand that runs another
+    /// may come first.
+    instructions_anywhere: bool,
     /// Its first operand is a program it runs with the rest (`npx`): an
     /// instruction.
     runs_its_operand: bool,
@@ -270,7 +271,7 @@ const READER: InstructionReader = InstructionReader {
     subcommand_options: OPTIONS,
     plain_subcommands: NONE,
     instruction_subcommands: NONE,
-    open_subcommands: false,
+    instructions_anywhere: false,
     runs_its_operand: false,
     options_anywhere: false,
     plus_options: false,
@@ -332,8 +333,66 @@ const NPM_OPTIONS: Options = Options {
 /// nor a program, so that the value is not read as the subcommand.
 const NPM_OPTIONS_WITH_VALUES: Options = Options {
     values: NPM_VALUES,
+    flags: NPM_FLAGS,
     ..NPM_OPTIONS
 };
+
+/// npm's options without a value that are written before its subcommand,
+/// where one it does not know is refused.
+const NPM_FLAGS: &[&str] = &[
+    "-g",
+    "--global",
+    "-s",
+    "--silent",
+    "-q",
+    "--quiet",
+    "-d",
+    "-dd",
+    "-ddd",
+    "--verbose",
+    "-y",
+    "--yes",
+    "--no",
+    "-f",
+    "--force",
+    "--json",
+    "--dry-run",
+    "--offline",
+    "--prefer-offline",
+    "--prefer-online",
+    "--no-audit",
+    "--no-fund",
+    "--ignore-scripts",
+    "--legacy-peer-deps",
+    "-ws",
+    "--workspaces",
+    "--include-workspace-root",
+    "--if-present",
+    "--production",
+    "-S",
+    "--save",
+    "-D",
+    "--save-dev",
+    "-O",
+    "--save-optional",
+    "-E",
+    "--save-exact",
+    "-P",
+    "--save-prod",
+    "--no-save",
+    "-h",
+    "--help",
+    "-v",
+    "--version",
+    "-l",
+    "--long",
+    "-p",
+    "--parseable",
+    "--color",
+    "--no-color",
+    "--no-progress",
+    "--progress",
+];
 
 const NPM_VALUES: &[&str] = &[
     "--loglevel",
@@ -366,14 +425,12 @@ const NPM_SUBCOMMANDS: &[&str] = &[
     "audit",
     "author",
     "bugs",
-    "c",
     "cache",
     "ci",
     "cit",
     "clean-install",
     "clean-install-test",
     "completion",
-    "config",
     "ddp",
     "dedupe",
     "deprecate",
@@ -425,7 +482,6 @@ const NPM_SUBCOMMANDS: &[&str] = &[
     "owner",
     "pack",
     "ping",
-    "pkg",
     "prefix",
     "profile",
     "prune",
@@ -446,7 +502,6 @@ const NPM_SUBCOMMANDS: &[&str] = &[
     "sbom",
     "se",
     "search",
-    "set",
     "show",
     "shrinkwrap",
     "star",
@@ -985,36 +1040,144 @@ const READERS: &[InstructionReader] = &[
     InstructionReader {
         // npm runs a subcommand it resolves from any unique prefix (`npm
         // exe` is `npm exec`, `npm cr` `npm init`): only the names listed
-        // are let through, exactly. Probe 165: `npm exec -- bash` ran the
-        // host's bash on the sandbox's input.
-        names: &["npm", "npm-cli.js"],
-        subcommands: &[],
+        // are let through, exactly, and an option it does not know is
+        // refused before the subcommand, whose value it could be (`npm -m
+        // test exec`: review 35). Probe 165: `npm exec -- bash` ran the
+        // host's bash on the sandbox's input. The names are the script's
+        // (`npm-cli.js`) and corepack's shim's (`npm.js`).
+        names: &["npm", "npm-cli.js", "npm.js"],
         plain_subcommands: NPM_SUBCOMMANDS,
-        instruction_subcommands: &["exec", "x", "explore", "init", "create", "innit"],
+        // Each runs what it names, or writes what a later npm runs
+        // (`config set editor`, `pkg set scripts.x`: review 35).
+        instruction_subcommands: &[
+            "exec", "x", "explore", "init", "create", "innit", "config", "c", "set", "pkg",
+        ],
+        instructions_anywhere: true,
+        refuses_unknown_options: true,
         options: NPM_OPTIONS_WITH_VALUES,
         options_anywhere: true,
         ..NPM_READER
     },
     InstructionReader {
         // Each runs the program its first operand names (npm's `exec`).
-        names: &["npx", "npx-cli.js", "pnpx"],
+        names: &["npx", "npx-cli.js", "npx.js", "pnpx", "pnpx.js", "pnpx.cjs"],
         runs_its_operand: true,
         options: NPM_OPTIONS_WITH_VALUES,
         ..NPM_READER
     },
     InstructionReader {
-        // Any other first operand is one of the project's scripts, which
-        // they run as npm's `run` does.
-        names: &["yarn", "yarnpkg", "yarn.js", "pnpm", "pnpm.cjs"],
-        open_subcommands: true,
-        instruction_subcommands: &["exec", "dlx", "node", "create"],
+        // A first word yarn does not know is a script or a dependency's
+        // program (the project's), yet only the names listed pass.
+        names: &["yarn", "yarnpkg", "yarn.js", "yarnpkg.js"],
+        plain_subcommands: &[
+            "add",
+            "audit",
+            "autoclean",
+            "bin",
+            "cache",
+            "check",
+            "global",
+            "import",
+            "info",
+            "install",
+            "licenses",
+            "link",
+            "list",
+            "login",
+            "logout",
+            "outdated",
+            "owner",
+            "pack",
+            "publish",
+            "remove",
+            "run",
+            "tag",
+            "team",
+            "test",
+            "unlink",
+            "unplug",
+            "up",
+            "upgrade",
+            "upgrade-interactive",
+            "version",
+            "versions",
+            "why",
+            "workspace",
+            "workspaces",
+        ],
+        instruction_subcommands: &["exec", "dlx", "node", "create", "config", "set", "plugin"],
+        instructions_anywhere: true,
+        options_anywhere: true,
+        ..NPM_READER
+    },
+    InstructionReader {
+        // pnpm runs a first word that is neither its own nor a script as
+        // a shell command (review 35: `pnpm bash`): only the names listed
+        // pass.
+        names: &["pnpm", "pnpm.cjs", "pnpm.js"],
+        plain_subcommands: &[
+            "add",
+            "audit",
+            "bin",
+            "dedupe",
+            "fetch",
+            "i",
+            "import",
+            "install",
+            "install-test",
+            "it",
+            "licenses",
+            "link",
+            "list",
+            "ll",
+            "ln",
+            "ls",
+            "outdated",
+            "pack",
+            "prune",
+            "publish",
+            "rb",
+            "rebuild",
+            "remove",
+            "rm",
+            "root",
+            "run",
+            "run-script",
+            "start",
+            "store",
+            "t",
+            "test",
+            "un",
+            "uninstall",
+            "unlink",
+            "up",
+            "update",
+            "upgrade",
+            "why",
+        ],
+        instruction_subcommands: &[
+            "exec",
+            "dlx",
+            "create",
+            "x",
+            "env",
+            "setup",
+            "config",
+            "set",
+            "patch",
+            "patch-commit",
+            "recursive",
+            "multi",
+            "m",
+        ],
+        instructions_anywhere: true,
         options_anywhere: true,
         ..NPM_READER
     },
     InstructionReader {
         // It runs the package manager its first operand names, with the
         // rest as that one's arguments.
-        names: &["corepack"],
+        names: &["corepack", "corepack.js"],
         plain_subcommands: &[
             "enable", "disable", "install", "use", "up", "pack", "prepare", "hydrate", "cache",
         ],
@@ -2519,10 +2682,7 @@ impl ArgumentWalk<'_> {
                         return refusal;
                     }
                 }
-                // yarn's and pnpm's first operand may be an option's value
-                // (`pnpm --filter web exec`) or a workspace's name (`yarn
-                // workspace web exec`): their runners are refused anywhere.
-                if self.reader.open_subcommands
+                if self.reader.instructions_anywhere
                     && self
                         .reader
                         .instruction_subcommands
@@ -2680,12 +2840,11 @@ impl ArgumentWalk<'_> {
         if let Some(subcommand) = self.subcommand(word) {
             return Ok(Some(subcommand));
         }
-        if self.reader.open_subcommands
-            || self
-                .reader
-                .plain_subcommands
-                .iter()
-                .any(|plain| plain.as_bytes() == word)
+        if self
+            .reader
+            .plain_subcommands
+            .iter()
+            .any(|plain| plain.as_bytes() == word)
         {
             return Ok(None);
         }

@@ -278,7 +278,18 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("ed", "ed runs shell commands (!)"),
     ("npx", NPX_RUNS),
     ("npx-cli.js", NPX_RUNS),
+    ("npx.js", NPX_RUNS),
     ("pnpx", NPX_RUNS),
+    ("pnpx.js", NPX_RUNS),
+    ("pnpx.cjs", NPX_RUNS),
+    (
+        "corepack",
+        "corepack runs the package manager its arguments name, with the rest",
+    ),
+    (
+        "corepack.js",
+        "corepack runs the package manager its arguments name, with the rest",
+    ),
     ("java", JDK_RUNS),
     ("javac", JDK_RUNS),
     ("jshell", JDK_RUNS),
@@ -331,8 +342,8 @@ const RUNNERS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "pnpm",
-        &["run", "exec", "dlx"],
-        "pnpm runs package.json scripts",
+        &["run", "exec", "dlx", "create"],
+        "pnpm runs package.json scripts, and exec, dlx and create what they name",
     ),
     (
         "cargo",
@@ -1057,9 +1068,9 @@ fn warning(rule: &PrefixRule) -> Option<String> {
     // The names the packages install the scripts under, which rules must
     // use (an escalation's path is the script's; probe 165).
     let runner = match program {
-        "npm-cli.js" => "npm",
-        "yarnpkg" | "yarn.js" => "yarn",
-        "pnpm.cjs" => "pnpm",
+        "npm-cli.js" | "npm.js" => "npm",
+        "yarnpkg" | "yarn.js" | "yarnpkg.js" => "yarn",
+        "pnpm.cjs" | "pnpm.js" => "pnpm",
         other => other,
     };
     let (_, subcommands, why) = RUNNERS.iter().find(|(known, ..)| *known == runner)?;
