@@ -303,6 +303,8 @@ fn pattern_host(pattern: &str, wildcard: &str, host: &str) -> Result<Destination
 fn exact_pattern(pattern: &str) -> Result<DomainPattern, DomainListError> {
     let written = pattern.strip_suffix('.').unwrap_or(pattern);
     let bare = written.trim_start_matches('[').trim_end_matches(']');
+    // A zone (`%lo`) is dropped when the entry is read (review 35).
+    let bare = bare.split('%').next().unwrap_or(bare);
     if let Some(unspecified) = bare
         .parse::<IpAddr>()
         .ok()
@@ -804,6 +806,17 @@ mod tests {
                 "[::]",
                 "`[::]` is not a domain pattern: :: is the unspecified address, which a \
                  connection reaches as this machine's loopback; write ::1",
+            ),
+            (
+                "[::%lo]",
+                "`[::%lo]` is not a domain pattern: :: is the unspecified address, which a \
+                 connection reaches as this machine's loopback; write ::1",
+            ),
+            (
+                "[::ffff:0.0.0.0%x]",
+                "`[::ffff:0.0.0.0%x]` is not a domain pattern: ::ffff:0.0.0.0 is the \
+                 unspecified address, which a connection reaches as this machine's loopback; \
+                 write 127.0.0.1",
             ),
             ("[::ffff:11.0.0.3]", "accepted: 11.0.0.3"),
             ("::ffff:11.0.0.3", "accepted: 11.0.0.3"),
