@@ -56,8 +56,9 @@ pub(crate) type SandboxNetworkFactory =
 
 /// A sandbox ended for a denied connection.
 struct Denial {
-    /// Its first process's pid and its ancestors', as they were when it
-    /// linked.
+    /// Its first process's pid and its ancestors' (an escalation's: its
+    /// requester's too), those that were still the processes they were
+    /// when it linked.
     pids: Vec<u32>,
     at: std::time::Instant,
     message: String,
@@ -207,7 +208,7 @@ async fn serve_sandbox(
     link: OwnedFd,
     decider: Arc<NetworkDecider>,
     request_id: Option<u64>,
-    requester: Option<Vec<u32>>,
+    requester: Option<Vec<(u32, Option<u64>)>>,
 ) -> io::Result<()> {
     let Some((listener, pidfd)) = receive_listener(link).await? else {
         // The sandbox never linked (it failed to start, or was not started).
@@ -303,9 +304,22 @@ impl Drop for EndRelays {
 /// is the sandbox's.
 struct Sandbox {
     pidfd: OwnedFd,
-    /// Its pid and its ancestors' in this process's namespace, for
-    /// [`ProxyHost::take_denial`].
-    ancestors: Vec<u32>,
+    /// Its pid and its ancestors' in this process's namespace, with when
+    /// each started, for [`ProxyHost::take_denial`].
+    ancestors: Vec<(u32, Option<u64>)>,
+}
+
+impl Sandbox {
+    /// The ancestors that are still the processes they were when the
+    /// sandbox linked: a pid of one that ended since may be another
+    /// command's now (review 35), which must not take this denial.
+    fn still_running(&self) -> Vec<u32> {
+        self.ancestors
+            .iter()
+            .filter(|(pid, started)| started.is_some() && start_time(*pid) == *started)
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
 }
 
 async fn serve_one(
@@ -385,7 +399,7 @@ async fn end_sandbox(inner: &Inner, sandbox: &Sandbox, message: String) {
         // Denials no run took (long-lived processes, escalations) go.
         denials.retain(|denial| denial.at.elapsed() < DENIAL_KEPT);
         denials.push(Denial {
-            pids: sandbox.ancestors.clone(),
+            pids: sandbox.still_running(),
             at: std::time::Instant::now(),
             message,
         });
@@ -452,7 +466,7 @@ async fn receive_listener(link: OwnedFd) -> io::Result<Option<(tokio::net::TcpLi
 /// The pid a pidfd refers to, and its parent's and grandparent's (for the
 /// shell: the sandbox's init, which is the helper, and bubblewrap), read
 /// while they are alive.
-fn ancestors_of(pidfd: &OwnedFd) -> Vec<u32> {
+fn ancestors_of(pidfd: &OwnedFd) -> Vec<(u32, Option<u64>)> {
     let first = status_field(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()), "Pid:");
     chain_from(first, 4)
 }
@@ -460,24 +474,34 @@ fn ancestors_of(pidfd: &OwnedFd) -> Vec<u32> {
 /// `pid` and its ancestors, up to the command's shell's sandbox and the
 /// session's process: an escalation's requester runs in that sandbox,
 /// below a few shells at most.
-fn ancestry_of(pid: u32) -> Vec<u32> {
+fn ancestry_of(pid: u32) -> Vec<(u32, Option<u64>)> {
     // Not this process and above: every sandbox of the session has them.
-    let mut chain = chain_from(Some(pid), 16);
-    if let Some(own) = chain.iter().position(|pid| *pid == std::process::id()) {
+    let mut chain = chain_from(Some(pid), 64);
+    if let Some(own) = chain.iter().position(|(pid, _)| *pid == std::process::id()) {
         chain.truncate(own);
     }
     chain
 }
 
-/// `first` and its parents, `most` of them at most, short of init.
-fn chain_from(first: Option<u32>, most: usize) -> Vec<u32> {
+/// `first` and its parents, `most` of them at most, short of init, each
+/// with when it started.
+fn chain_from(first: Option<u32>, most: usize) -> Vec<(u32, Option<u64>)> {
     let mut pids = Vec::new();
     let mut next = first;
     while let Some(pid) = next.filter(|pid| *pid > 1 && pids.len() < most) {
-        pids.push(pid);
+        pids.push((pid, start_time(pid)));
         next = status_field(format!("/proc/{pid}/status"), "PPid:");
     }
     pids
+}
+
+/// When process `pid` started (`/proc/PID/stat`'s 22nd field, in clock
+/// ticks since boot): with the pid, it names one process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's name, which may hold blanks and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// A number from a `/proc` status-like file's line that starts `prefix`.
@@ -486,4 +510,41 @@ fn status_field(path: String, prefix: &str) -> Option<u32> {
     text.lines()
         .find_map(|line| line.strip_prefix(prefix))
         .and_then(|value| value.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review 35: a denial was tied to bare pids, which an ended process
+    /// leaves to the next. A pid counts only while its start time is the
+    /// one seen when the sandbox linked.
+    #[test]
+    fn an_ancestor_that_ended_is_not_kept() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap_or_else(|error| panic!("sleep: {error}"));
+        let own = std::process::id();
+        let started = start_time(own);
+        assert!(started.is_some());
+        assert_eq!(start_time(own), started, "a start time is stable");
+        let sandbox = |ancestors| Sandbox {
+            pidfd: rustix::process::pidfd_open(
+                rustix::process::Pid::from_raw(own as i32).unwrap_or_else(|| panic!("pid")),
+                rustix::process::PidfdFlags::empty(),
+            )
+            .unwrap_or_else(|error| panic!("pidfd_open: {error}")),
+            ancestors,
+        };
+        let alive = sandbox(vec![(child.id(), start_time(child.id())), (own, started)]);
+        assert_eq!(alive.still_running(), [child.id(), own]);
+        child.kill().unwrap_or_else(|error| panic!("kill: {error}"));
+        child.wait().unwrap_or_else(|error| panic!("wait: {error}"));
+        // Gone (or another process by that pid): not kept.
+        assert_eq!(alive.still_running(), [own]);
+        // Another process's start time under the same pid: not kept.
+        let other = sandbox(vec![(own, started.map(|time| time + 1))]);
+        assert!(other.still_running().is_empty());
+    }
 }
