@@ -175,6 +175,24 @@ async fn the_patched_shell_under_a_session_behaves_as_stock_zsh() {
             1,
         ),
         ("not found: 127", "no-such-execgate; print status=$?", 0),
+        // Probe 167: each PATH candidate passed over un-metafied the
+        // arguments once more; a byte 0x83 (in `σ`, `у`, katakana) came
+        // out mangled, or cut the argument short.
+        (
+            "a Meta byte in an argument, past a relative PATH entry",
+            "PATH=no-such-dir:$PATH; expr 'σ у データ'; print status=$?",
+            1,
+        ),
+        (
+            "a Meta byte in an argument, with no_hash_cmds",
+            "setopt no_hash_cmds; expr 'σ у' x; print status=$?",
+            1,
+        ),
+        (
+            "a Meta byte in a command's name, not found",
+            "setopt no_hash_cmds; $'\\x83'nosuch-execgate; print status=$?",
+            0,
+        ),
         (
             "script without #!, by path",
             "./no-shebang arg; print status=$?",
