@@ -1231,6 +1231,12 @@ pub(crate) fn in_the_system(program: &Path) -> bool {
 fn other_names_of(program: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(program) {
+        // A directory's links are its entries' (probe 167: `#!/etc` was
+        // refused as a file of 74 names).
+        Ok(meta) if !meta.is_file() => Some(format!(
+            "escalation refused: {} is not a file that can be executed",
+            program.display()
+        )),
         Ok(meta) if meta.nlink() > 1 => Some(format!(
             "escalation refused: {} has {} names (hard links); the sandbox might write it \
              through another",
@@ -1462,6 +1468,20 @@ mod tests {
     use super::*;
     use crate::approval::ApprovalFuture;
     use std::time::Duration;
+
+    /// Probe 167: a `#!` line naming a directory was refused as a file of
+    /// as many names as the directory has links.
+    #[test]
+    fn a_directory_is_no_file_of_many_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = other_names_of(dir.path()).unwrap();
+        assert!(refused.contains("is not a file"), "{refused}");
+        let file = dir.path().join("tool");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(other_names_of(&file), None);
+        std::fs::hard_link(&file, dir.path().join("other")).unwrap();
+        assert!(other_names_of(&file).unwrap().contains("2 names"));
+    }
 
     /// Never answers: its questions are given up by their requesters.
     struct Silent;

@@ -128,6 +128,28 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("csh", "a shell runs any command"),
     ("tcsh", "a shell runs any command"),
     ("busybox", "busybox contains a shell"),
+    // Probe 167: each runs the command its arguments name.
+    ("split", "split --filter runs a shell command"),
+    (
+        "dbus-run-session",
+        "dbus-run-session runs the program its arguments name",
+    ),
+    ("newgrp", "newgrp runs a shell"),
+    ("sg", "sg runs the command its arguments name"),
+    ("fakeroot", "fakeroot runs the program its arguments name"),
+    (
+        "fakeroot-sysv",
+        "fakeroot runs the program its arguments name",
+    ),
+    (
+        "fakeroot-tcp",
+        "fakeroot runs the program its arguments name",
+    ),
+    ("valgrind", "valgrind runs the program its arguments name"),
+    (
+        "start-stop-daemon",
+        "start-stop-daemon runs the program its arguments name",
+    ),
     ("python", "an interpreter runs any code"),
     ("pypy", "an interpreter runs any code"),
     ("node", "an interpreter runs any code"),

@@ -245,6 +245,8 @@ prefix_rule(pattern = ["npm-cli.js"])
 prefix_rule(pattern = ["npx-cli.js", "--version"], exact = True)
 prefix_rule(pattern = ["/usr/lib/node_modules/npm/bin/npx-cli.js"])
 prefix_rule(pattern = ["npm", "explore"])
+prefix_rule(pattern = ["split"])
+prefix_rule(pattern = ["dbus-run-session"])
 "#,
     );
     let warned: Vec<usize> = lint(&set)
@@ -253,8 +255,8 @@ prefix_rule(pattern = ["npm", "explore"])
         .collect();
     // Line 13: git unsandboxed, whatever the subcommand. Probe 165: the
     // names npm's and npx's scripts run under (14, 16), and npm's other
-    // runners (17).
-    assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9, 13, 14, 15, 16, 17]);
+    // runners (17). Probe 167: `split --filter`, `dbus-run-session`.
+    assert_eq!(warned, [2, 3, 4, 5, 6, 7, 9, 13, 14, 15, 16, 17, 18, 19]);
 }
 
 /// A probe found `forbidden` on `perl` dead beside `allow` on
