@@ -618,6 +618,17 @@ impl Summary {
             self.add_network(record, fields);
             return;
         }
+        // A decision counts once, by its own record: an exit, or a failure
+        // to start, that repeats it (Windows records do) is not another
+        // (probe 168: one run counted twice). A refusal is its own.
+        let repeated = match record.event.action.as_str() {
+            "exit" => true,
+            "error" => fields.decision != "deny",
+            _ => false,
+        };
+        if repeated {
+            return;
+        }
         if record.event.action == crate::PERMISSIONS_REQUEST {
             // Not a program's decision: grants a command's shell started
             // with, listed with the escalations when given, and with the

@@ -100,7 +100,11 @@ pub struct ProcessFields {
     /// The escalated child's pid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "signed_exit_code"
+    )]
     pub exit_code: Option<i32>,
     /// The terminating signal, never folded into `exit_code`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -827,4 +831,21 @@ pub(crate) fn environment(entries: &[OsString], options: &RecordOptions) -> Envi
 /// A wait in whole milliseconds, as records give it.
 fn millis(wait: std::time::Duration) -> u64 {
     u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An exit code as written: signed, or as a Windows record of an earlier
+/// build wrote a status past `i32::MAX` (a DWORD: 0xC000013A for a Ctrl-C),
+/// read as the same status, signed (probe 168: such a record was skipped).
+fn signed_exit_code<'de, D>(deserializer: D) -> Result<Option<i32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let code: Option<i64> = serde::Deserialize::deserialize(deserializer)?;
+    code.map(|code| {
+        i32::try_from(code)
+            .or_else(|_| u32::try_from(code).map(|status| i32::from_ne_bytes(status.to_ne_bytes())))
+            .map_err(|_| D::Error::custom(format!("exit code {code} is out of range")))
+    })
+    .transpose()
 }

@@ -1741,3 +1741,21 @@ fn the_summary_counts_an_escalation_that_never_started_as_a_denial() {
     assert_eq!(counts.get("escalate"), None, "{counts:?}");
     assert_eq!(summary.errors, 1);
 }
+
+/// Probe 168: a Windows run writes its decision, then its exit with the
+/// decision repeated and a status past `i32::MAX` (a Ctrl-C's 0xC000013A):
+/// the exit was skipped as no record, and the run counted twice.
+#[test]
+fn a_windows_runs_records_read_and_count_once() {
+    let lines = [
+        r#"{"@timestamp":"2026-12-05T01:00:00Z","session_id":"windows-1-a","event":{"action":"decision","outcome":"success"},"process":{"executable":"C:\\w\\hostname.exe","args":["hostname"]},"execgate":{"decision":"escalate","execution":"unsandboxed","decided_by":"rule"}}"#,
+        r#"{"@timestamp":"2026-12-05T01:00:01Z","session_id":"windows-1-a","event":{"action":"exit","outcome":"failure"},"process":{"executable":"C:\\w\\hostname.exe","args":["hostname"],"exit_code":3221225786},"execgate":{"decision":"escalate","execution":"unsandboxed","decided_by":"rule"}}"#,
+    ];
+    let records: Vec<AuditRecord> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records[1].process.exit_code, Some(-1073741510));
+    let summary = Summary::of(records.iter());
+    assert_eq!(summary.escalations.len(), 1, "{summary:?}");
+}

@@ -119,7 +119,7 @@ fn run_command(args: RunArgs) -> Result<i32> {
     } else {
         WindowsNetwork::Refuse
     };
-    let rules = RuleSet::load(&args.rules)?;
+    let rules = RuleSet::load(&canonical_files(&args.rules))?;
     let mut execution_profiles = BTreeMap::new();
     let mut execution_networks = BTreeMap::new();
     for rule in rules.rules() {
@@ -426,9 +426,17 @@ impl Audit<'_> {
             Some(WindowsVerdict::Denied(_)) | None => ("deny", None),
             Some(WindowsVerdict::Unsandboxed) => ("escalate", Some("unsandboxed".to_owned())),
             Some(WindowsVerdict::Sandboxed { execution: None }) => ("run", None),
+            // As Linux records write it (probe 168: `permissions:NAME`,
+            // without the grants): the grants are below.
+            Some(WindowsVerdict::Sandboxed { execution: Some(_) }) => {
+                ("escalate", Some("permissions".to_owned()))
+            }
+        };
+        let grants = match decision.map(|decision| &decision.verdict) {
             Some(WindowsVerdict::Sandboxed {
-                execution: Some((name, _)),
-            }) => ("escalate", Some(format!("permissions:{name}"))),
+                execution: Some((_, profile)),
+            }) => Some(profile.grants()),
+            _ => None,
         };
         let (action, success, decided, reason, error, warnings) = match entry {
             Entry::Decided { decision, warnings } => {
@@ -513,14 +521,20 @@ impl Audit<'_> {
                 "args_count": argv.len(),
                 "args": argv,
                 "working_directory": self.config.cwd.to_string_lossy(),
+                // Signed, as the process's own status is and as the Linux
+                // records read it (probe 168: 0xC000013A, a Ctrl-C or a
+                // timeout's end, made the record unreadable there).
                 "exit_code": match entry {
-                    Entry::Exited { outcome, .. } => Some(outcome.finished.exit_code),
+                    Entry::Exited { outcome, .. } => {
+                        Some(i32::from_ne_bytes(outcome.finished.exit_code.to_ne_bytes()))
+                    }
                     Entry::Decided { .. } | Entry::Refused { .. } | Entry::Failed { .. } => None,
                 },
             },
             "execgate": {
                 "decision": decided.0,
                 "execution": decided.1,
+                "grants": grants,
                 "reason": reason,
                 "note": decision.and_then(|decision| decision.note.as_deref()),
                 "decided_by": decided_by,
@@ -605,4 +619,25 @@ fn doctor(json: bool) -> Result<i32> {
         && report.acl_composition.is_ok()
         && report.job_objects.is_ok();
     Ok(if usable { 0 } else { 1 })
+}
+
+/// Rules files by their canonical paths, as Linux sessions name them: a
+/// rule's id is then one whatever spelling named its file (probe 168: a
+/// relative, an 8.3 and a full name gave one rule three ids). A file that
+/// cannot be resolved keeps its name, and fails to load with it.
+fn canonical_files(files: &[PathBuf]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|file| match std::fs::canonicalize(file) {
+            // `\\?\C:\x` as `C:\x`, as people write it.
+            Ok(real) => {
+                let text = real.to_string_lossy().into_owned();
+                match text.strip_prefix(r"\\?\") {
+                    Some(rest) if !rest.starts_with("UNC\\") => PathBuf::from(rest),
+                    _ => real,
+                }
+            }
+            Err(_) => file.clone(),
+        })
+        .collect()
 }

@@ -192,6 +192,33 @@ fn a_forbidden_program_is_denied_on_its_resolved_path() {
     let last = audit(dir.path()).pop().unwrap();
     assert_eq!(last["execgate"]["decision"], "deny");
     assert!(last["rule"]["id"].as_str().unwrap().contains("team.rules"));
+
+    // Probe 168: a rule's id named its file as it was spelled; it is the
+    // canonical path, as on Linux.
+    std::fs::write(
+        dir.path().join("other.rules"),
+        "prefix_rule(pattern = [\"whoami\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let output = execgate(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            "offline",
+            "--rules",
+            ".\\other.rules",
+            "--",
+            "whoami",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    let id = audit(dir.path()).pop().unwrap()["rule"]["id"].clone();
+    let id = id.as_str().unwrap();
+    assert!(
+        id.ends_with("other.rules:1") && !id.starts_with('.') && id.contains(":\\"),
+        "{id}"
+    );
 }
 
 #[test]
@@ -913,7 +940,14 @@ fn a_rules_profile_decides_its_own_windows_network() {
     assert_eq!(text(&output.stdout).trim(), "rule-offline");
     assert!(text(&output.stderr).contains("best effort"));
     let last = audit(dir.path()).pop().unwrap();
-    assert_eq!(last["execgate"]["execution"], "permissions:rule-offline");
+    // As Linux records say it (probe 168), the grants listed.
+    assert_eq!(last["execgate"]["execution"], "permissions", "{last}");
+    assert!(
+        last["execgate"]["grants"]
+            .as_array()
+            .is_some_and(|grants| !grants.is_empty()),
+        "{last}"
+    );
     // The session opts in; the rule's profile refuses for its command.
     let output = execgate(
         dir.path(),
