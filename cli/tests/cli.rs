@@ -1358,13 +1358,7 @@ fn doctor_reports_json() {
 #[test]
 fn doctor_exits_alike_and_says_ready_with_a_broken_config() {
     let (dir, ws) = workspace();
-    let config_home = dir.path().join("config-home");
-    std::fs::create_dir_all(config_home.join("execgate")).unwrap();
-    std::fs::write(
-        config_home.join("execgate/config.toml"),
-        "default_profile = \"nosuch\"\n",
-    )
-    .unwrap();
+    let config_home = config_home_with(dir.path(), "default_profile = \"nosuch\"\n");
     let config_home = config_home.to_str().unwrap();
     let env = [("XDG_CONFIG_HOME", config_home)];
     let plain = execgate_with_env(&ws, &["doctor"], &env);
@@ -1384,6 +1378,14 @@ fn doctor_exits_alike_and_says_ready_with_a_broken_config() {
     assert_eq!(report["ready"], true, "{report}");
 }
 
+/// `XDG_CONFIG_HOME` under `dir` whose default config file is `config`.
+fn config_home_with(dir: &Path, config: &str) -> PathBuf {
+    let config_home = dir.join("config-home");
+    std::fs::create_dir_all(config_home.join("execgate")).unwrap();
+    std::fs::write(config_home.join("execgate/config.toml"), config).unwrap();
+    config_home
+}
+
 /// Probe 163: `doctor` said `ready yes` where every session refused to
 /// start: a scope setting sessions refuse, a default config whose rules
 /// file is missing, an audit log's directory that cannot be made. Each is
@@ -1391,13 +1393,7 @@ fn doctor_exits_alike_and_says_ready_with_a_broken_config() {
 #[test]
 fn doctor_finds_what_stops_every_session() {
     let (dir, ws) = workspace();
-    let config_home = dir.path().join("config-home");
-    std::fs::create_dir_all(config_home.join("execgate")).unwrap();
-    std::fs::write(
-        config_home.join("execgate/config.toml"),
-        "rules = [\"missing.rules\"]\n",
-    )
-    .unwrap();
+    let config_home = config_home_with(dir.path(), "rules = [\"missing.rules\"]\n");
     let state_file = dir.path().join("state-file");
     std::fs::write(&state_file, "").unwrap();
     let cases: [(&[(&str, &str)], &str); 3] = [

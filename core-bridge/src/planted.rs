@@ -420,8 +420,6 @@ const NPM_VALUES: &[&str] = &[
 const NPM_SUBCOMMANDS: &[&str] = &[
     "access",
     "add",
-    "add-user",
-    "adduser",
     "audit",
     "author",
     "bugs",
@@ -473,8 +471,6 @@ const NPM_SUBCOMMANDS: &[&str] = &[
     "list",
     "ll",
     "ln",
-    "login",
-    "logout",
     "ls",
     "org",
     "ogr",
@@ -1048,9 +1044,11 @@ const READERS: &[InstructionReader] = &[
         names: &["npm", "npm-cli.js", "npm.js"],
         plain_subcommands: NPM_SUBCOMMANDS,
         // Each runs what it names, or writes what a later npm runs
-        // (`config set editor`, `pkg set scripts.x`: review 35).
+        // (`config set editor`, `pkg set scripts.x`: review 35; `login
+        // --scope=@x --registry=URL` writes where `@x` comes from).
         instruction_subcommands: &[
             "exec", "x", "explore", "init", "create", "innit", "config", "c", "set", "pkg",
+            "login", "logout", "adduser", "add-user",
         ],
         instructions_anywhere: true,
         refuses_unknown_options: true,

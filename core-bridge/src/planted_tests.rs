@@ -1396,6 +1396,7 @@ fn package_managers_that_run_what_they_are_given_are_refused() {
         ("/usr/bin/npm", "pkg set scripts.x=id", true),
         ("/usr/bin/npm", "config set editor vi", true),
         ("/usr/bin/npm", "set editor vi", true),
+        ("/usr/bin/npm", "login --scope=@x --registry=http://x", true),
         ("/usr/bin/npm", "-g install left-pad", false),
         ("/usr/bin/npm", "--silent run build", false),
         ("/usr/lib/pnpm/bin/pnpm.cjs", "bash", true),
