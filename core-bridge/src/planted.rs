@@ -394,6 +394,102 @@ const NPM_FLAGS: &[&str] = &[
     "--progress",
 ];
 
+/// yarn's and pnpm's options: npm's, with theirs, and pnpm's
+/// `--config.NAME`, which sets npm's config for the scripts it runs
+/// (`--config.node-options`: review 35b).
+const YARN_PNPM_OPTIONS: Options = Options {
+    directory: &["-C", "--dir", "--cwd", "--prefix"],
+    path: &[
+        "--userconfig",
+        "--globalconfig",
+        "--store-dir",
+        "--modules-dir",
+        "--virtual-store-dir",
+        "--modules-folder",
+        "--cache-folder",
+        "--global-folder",
+    ],
+    instruction: &[
+        "-c",
+        "--call",
+        "--node-options",
+        "--node_options",
+        "--script-shell",
+        "--script_shell",
+        "--editor",
+        "--shell",
+        "--git",
+        "--browser",
+        "--viewer",
+        "--config.",
+    ],
+    values: &[
+        "--loglevel",
+        "--registry",
+        "--reporter",
+        "-F",
+        "--filter",
+        "--filter-prod",
+        "--workspace-concurrency",
+        "--resume-from",
+        "--mutex",
+        "--network-timeout",
+        "--tag",
+        "--access",
+        "--otp",
+    ],
+    flags: &[
+        "-r",
+        "--recursive",
+        "-w",
+        "--workspace-root",
+        "-s",
+        "--silent",
+        "--verbose",
+        "-h",
+        "--help",
+        "-v",
+        "--version",
+        "--stream",
+        "--parallel",
+        "--aggregate-output",
+        "--frozen-lockfile",
+        "--no-frozen-lockfile",
+        "--immutable",
+        "--prefer-offline",
+        "--offline",
+        "--color",
+        "--no-color",
+        "--no-bail",
+        "--sort",
+        "--reverse",
+        "--if-present",
+        "--fail-if-no-match",
+        "--ignore-scripts",
+        "--non-interactive",
+        "--no-progress",
+        "--json",
+        "--production",
+        "--prod",
+        "-D",
+        "-P",
+        "-O",
+        "-E",
+        "-T",
+        "-W",
+        "-g",
+        "--global",
+        "--dev",
+        "--save-dev",
+        "--peer",
+        "--exact",
+        "--optional",
+        "--tilde",
+        "--ignore-workspace-root-check",
+    ],
+    ..OPTIONS
+};
+
 const NPM_VALUES: &[&str] = &[
     "--loglevel",
     "--registry",
@@ -1050,7 +1146,6 @@ const READERS: &[InstructionReader] = &[
             "exec", "x", "explore", "init", "create", "innit", "config", "c", "set", "pkg",
             "login", "logout", "adduser", "add-user",
         ],
-        instructions_anywhere: true,
         refuses_unknown_options: true,
         options: NPM_OPTIONS_WITH_VALUES,
         options_anywhere: true,
@@ -1104,7 +1199,12 @@ const READERS: &[InstructionReader] = &[
             "workspaces",
         ],
         instruction_subcommands: &["exec", "dlx", "node", "create", "config", "set", "plugin"],
+        // `workspace NAME COMMAND` runs a command of yarn's in another
+        // package: its runners are refused there too.
         instructions_anywhere: true,
+        // As npm's (review 35b: `--modules-folder test sh`).
+        refuses_unknown_options: true,
+        options: YARN_PNPM_OPTIONS,
         options_anywhere: true,
         ..NPM_READER
     },
@@ -1168,7 +1268,9 @@ const READERS: &[InstructionReader] = &[
             "multi",
             "m",
         ],
-        instructions_anywhere: true,
+        // As npm's (review 35b: `--filter test bash` ran bash).
+        refuses_unknown_options: true,
+        options: YARN_PNPM_OPTIONS,
         options_anywhere: true,
         ..NPM_READER
     },
@@ -2528,13 +2630,15 @@ impl Options {
             (self.attached, Meaning::Attached),
             (self.flags, Meaning::Flag),
         ];
+        // An entry ending in `.` names every option it starts (pnpm's
+        // `--config.NAME`).
+        let names = |listed: &&str| {
+            listed.as_bytes() == option
+                || (listed.ends_with('.') && option.starts_with(listed.as_bytes()))
+        };
         lists
             .iter()
-            .find_map(|(list, meaning)| {
-                list.iter()
-                    .any(|listed| listed.as_bytes() == option)
-                    .then_some(*meaning)
-            })
+            .find_map(|(list, meaning)| list.iter().any(names).then_some(*meaning))
             .or_else(|| self.abbreviated(option, &lists))
     }
 

@@ -799,3 +799,78 @@ fn the_supervisor_holds_for_an_unprivileged_user() {
         "the suite did not run in full ({tests} tests): {stdout}"
     );
 }
+
+/// Probe 170: in a user and mount namespace of its own, a sandboxed
+/// program cloned the workspace's mount (`open_tree`): a directory there
+/// read back as `/`, and the supervisor's checks by path passed a late
+/// deny-glob file, `.agents`, a move of the workspace's parent. And, with
+/// no namespace at all, a rename raced by an exchange (`x` swapped with a
+/// link between the check and the move) made `.git` a link. The first is
+/// refused (EPERM), the second cannot happen: a rename runs alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_detached_mount_copy_and_no_git_link_by_a_race() {
+    let place = Place::new();
+    let evil = place.ws.parent().unwrap().join("evil");
+    fs::create_dir(&evil).unwrap();
+    let script = format!(
+        r#"python3 -c '
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+pid = os.fork()
+if pid == 0:
+    # CLONE_NEWUSER | CLONE_NEWNS, then OPEN_TREE_CLONE | AT_RECURSIVE.
+    libc.unshare(0x10000000 | 0x20000)
+    fd = libc.syscall(428, -100, b".", 1 | 0x8000)
+    print("open_tree", fd if fd < 0 else "fd", ctypes.get_errno() if fd < 0 else 0, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+os.mkdir("x")
+os.symlink("{evil}", "l")
+swapper = os.fork()
+if swapper == 0:
+    while True:
+        libc.syscall(316, -100, b"x", -100, b"l", 2)
+won = False
+for _ in range(2000):
+    try:
+        os.rename("x", ".git")
+    except OSError:
+        continue
+    if os.path.islink(".git"):
+        won = True
+        break
+    os.rename(".git", "x")
+os.kill(swapper, 9)
+os.waitpid(swapper, 0)
+print("git link", won)
+'"#,
+        evil = evil.display()
+    );
+    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
+    config.sandbox = Some(SessionSandbox {
+        launcher: Launcher::new(sandbox_helper()).unwrap(),
+        turn_default: PermissionProfile::preset("workspace-write").unwrap(),
+        context: SandboxContext::new(&place.ws),
+    });
+    let mut session = Session::start(config).unwrap();
+    let mut command = session.shell_command(&zsh(), &[os("-f"), os("-c"), os(&script)]);
+    command
+        .current_dir(&place.ws)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    session.shell_spawned();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(
+        output.stdout, "open_tree -1 1\ngit link False\n",
+        "{}",
+        output.stderr
+    );
+    assert!(!fs::symlink_metadata(place.ws.join(".git")).is_ok_and(|meta| meta.is_symlink()));
+}

@@ -501,7 +501,8 @@ enum Supervised {
 
 /// Denies what the mount view and Landlock cannot: kernel interfaces that
 /// reach other processes' memory or make sockets without `socket()`, the
-/// user's keyrings, terminal requests that act outside the sandbox,
+/// user's keyrings, detached copies of mounts (the new mount API), terminal
+/// requests that act outside the sandbox,
 /// out-of-band data (`MSG_OOB`), and,
 /// with a restricted network, every socket family but AF_UNIX and datagram
 /// sockets (a Unix one reaches a host socket by `sendto`, without the
@@ -529,6 +530,15 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
         libc::SYS_keyctl,
         libc::SYS_add_key,
         libc::SYS_request_key,
+        // A detached copy of a mount (in a user namespace of its own): a
+        // directory in it has a path the supervisor cannot read back
+        // (`/` for the workspace), so its checks by path passed what they
+        // refuse (probe 170: a late deny-glob file read, `.agents` made,
+        // the workspace's parent moved). `mount` itself Landlock refuses.
+        libc::SYS_open_tree,
+        libc::SYS_fsopen,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
     ] {
         // An empty rule list matches every call.
         rules.insert(syscall, Vec::new());

@@ -1079,18 +1079,19 @@ impl Call<'_> {
 
     /// Held while a name is checked by its path and made: no directory on
     /// the way moves meanwhile (see [`Supervision::names_made`]).
-    fn no_move_meanwhile(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
-        self.supervision.deny.as_ref()?;
+    fn no_move_meanwhile(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         let guard = self.supervision.names_made.read();
-        Some(guard.unwrap_or_else(std::sync::PoisonError::into_inner))
+        guard.unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Held by a rename, from its first look through the move (see
-    /// [`Supervision::names_made`]).
-    fn alone(&self) -> Option<std::sync::RwLockWriteGuard<'_, ()>> {
-        self.supervision.deny.as_ref()?;
+    /// [`Supervision::names_made`]), with or without deny globs: another
+    /// rename (an exchange) or a new link made between a rename's look at
+    /// what it moves and the move would put a link where it refuses one
+    /// (probe 170 made `.git` a link so).
+    fn alone(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
         let guard = self.supervision.names_made.write();
-        Some(guard.unwrap_or_else(std::sync::PoisonError::into_inner))
+        guard.unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A directory on a glob's way stays where it is (EBUSY, as for the
@@ -1473,7 +1474,7 @@ impl Call<'_> {
         let start = match start {
             Start::At { base, path } if creates || (writes && self.supervision.deny.is_some()) => {
                 let no_move = match creates {
-                    true => self.no_move_meanwhile(),
+                    true => Some(self.no_move_meanwhile()),
                     false => None,
                 };
                 // Checked by name before anything is created or truncated;
