@@ -42,9 +42,12 @@
 //! - with deny globs, every `open`: the path of what was opened is matched
 //!   against the globs, and `link`/`rename` sources, which could give a
 //!   denied file another name. `openat2` answers ENOSYS (libc falls back).
-//!   A rename runs alone among the calls that make names (an `open` that
-//!   creates makes its file first), so that no directory moves between a
-//!   name's check by its path and its making.
+//!
+//! A rename runs alone among the calls that make names (an `open` that
+//! creates makes its file first), deny globs or not, so that no directory
+//! moves between a name's check by its path and its making, and nothing is
+//! swapped for a link between a rename's look at what it moves and the
+//! move (probe 170 made `.git` a link so).
 //!
 //! The helper, and so the supervisor, is the pid namespace's init
 //! (bubblewrap's `--as-pid-1`): a signal sent from inside the sandbox does
@@ -116,8 +119,7 @@ pub(crate) struct Supervision {
     /// repository may be made at the top of.
     uncreatable: Vec<PathBuf>,
     deny: Option<DenyGlobs>,
-    /// Under deny globs, taken alone by a rename, shared by the calls
-    /// that make names (`symlink`, `link`, `mkdir`, `mknod`, `open` that
+    /// Taken alone by a rename, shared by the calls that make names (`symlink`, `link`, `mkdir`, `mknod`, `open` that
     /// creates): each checks a name by the path to it and makes it
     /// through the directory found on the way, and a directory moved in
     /// between (by another of the sandbox's threads, on another worker)
