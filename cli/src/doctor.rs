@@ -180,7 +180,8 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
             if report.session_scope == "cgroup" {
                 ""
             } else {
-                "; a process that leaves its process group outlives an owner killed by SIGKILL"
+                "; a process that leaves its process group, or whose escalated command has ended, \
+                 outlives an owner killed by SIGKILL"
             }
         )?;
         writeln!(
