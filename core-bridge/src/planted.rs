@@ -308,25 +308,41 @@ const NPM_READER: InstructionReader = InstructionReader {
 };
 
 const NPM_OPTIONS: Options = Options {
-    directory: &["-C", "--dir", "--cwd", "--prefix"],
+    directory: NPM_DIRECTORIES,
     path: &["--userconfig", "--globalconfig", "--init-module", "--cache"],
-    // npm reads `_` in a name as `-`.
-    // Each names a program npm runs (a probe ran `config edit` with
-    // `--editor=sh -c ...`).
-    instruction: &[
-        "-c",
-        "--call",
-        "--node-options",
-        "--node_options",
-        "--script-shell",
-        "--script_shell",
-        "--editor",
-        "--shell",
-        "--git",
-        "--browser",
-        "--viewer",
-    ],
+    instruction: &NPM_INSTRUCTIONS,
     ..OPTIONS
+};
+
+const NPM_DIRECTORIES: &[&str] = &["-C", "--dir", "--cwd", "--prefix"];
+
+/// npm reads `_` in a name as `-`. Each names a program npm runs (a probe
+/// ran `config edit` with `--editor=sh -c ...`).
+const NPM_INSTRUCTIONS: [&str; 11] = [
+    "-c",
+    "--call",
+    "--node-options",
+    "--node_options",
+    "--script-shell",
+    "--script_shell",
+    "--editor",
+    "--shell",
+    "--git",
+    "--browser",
+    "--viewer",
+];
+
+/// npm's, and pnpm's `--config.NAME`, which sets npm's config for the
+/// scripts it runs (`--config.node-options`: review 35b).
+const YARN_PNPM_INSTRUCTIONS: [&str; NPM_INSTRUCTIONS.len() + 1] = {
+    let mut all = [""; NPM_INSTRUCTIONS.len() + 1];
+    let mut at = 0;
+    while at < NPM_INSTRUCTIONS.len() {
+        all[at] = NPM_INSTRUCTIONS[at];
+        at += 1;
+    }
+    all[at] = "--config.";
+    all
 };
 
 /// [`NPM_OPTIONS`] with those that take a value which is neither a path
@@ -394,11 +410,9 @@ const NPM_FLAGS: &[&str] = &[
     "--progress",
 ];
 
-/// yarn's and pnpm's options: npm's, with theirs, and pnpm's
-/// `--config.NAME`, which sets npm's config for the scripts it runs
-/// (`--config.node-options`: review 35b).
+/// yarn's and pnpm's options: npm's, with theirs.
 const YARN_PNPM_OPTIONS: Options = Options {
-    directory: &["-C", "--dir", "--cwd", "--prefix"],
+    directory: NPM_DIRECTORIES,
     path: &[
         "--userconfig",
         "--globalconfig",
@@ -409,20 +423,7 @@ const YARN_PNPM_OPTIONS: Options = Options {
         "--cache-folder",
         "--global-folder",
     ],
-    instruction: &[
-        "-c",
-        "--call",
-        "--node-options",
-        "--node_options",
-        "--script-shell",
-        "--script_shell",
-        "--editor",
-        "--shell",
-        "--git",
-        "--browser",
-        "--viewer",
-        "--config.",
-    ],
+    instruction: &YARN_PNPM_INSTRUCTIONS,
     values: &[
         "--loglevel",
         "--registry",
