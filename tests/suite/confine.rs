@@ -846,27 +846,13 @@ print("git link", won)
 '"#,
         evil = evil.display()
     );
-    let mut config = SessionConfig::new(wrapper(), policy_by_path(&[]));
-    config.sandbox = Some(SessionSandbox {
-        launcher: Launcher::new(sandbox_helper()).unwrap(),
-        turn_default: PermissionProfile::preset("workspace-write").unwrap(),
-        context: SandboxContext::new(&place.ws),
-    });
-    let mut session = Session::start(config).unwrap();
-    let mut command = session.shell_command(&zsh(), &[os("-f"), os("-c"), os(&script)]);
-    command
-        .current_dir(&place.ws)
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = tokio::process::Command::from(command)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    session.shell_spawned();
-    let output = finish(child).await;
-    session.shutdown().await;
+    let (output, _) = run_sandboxed(
+        policy_by_path(&[]),
+        PermissionProfile::preset("workspace-write").unwrap(),
+        &script,
+        &place.ws,
+    )
+    .await;
     assert_eq!(
         output.stdout, "open_tree -1 1\ngit link False\n",
         "{}",
