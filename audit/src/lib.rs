@@ -39,7 +39,7 @@ mod record;
 
 pub use dir::open_log_file;
 pub use gaps::{RequestGaps, SessionGaps};
-pub use log::{rotated_path, AuditLog, Rotation, SessionAudit};
+pub use log::{lock_path, rotated_path, AuditLog, Rotation, SessionAudit};
 pub use read::{
     names_the_program, read_each, read_log, read_records, Filter, LogLines, ProgramGlob, ReadLog,
     RequestFilter, Summary, LONGEST_LINE,

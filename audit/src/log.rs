@@ -135,6 +135,17 @@ pub fn rotated_path(log: &Path, n: usize) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The lock file writers of the log at `log` share: `<log>.lock`.
+pub fn lock_path(log: &Path) -> PathBuf {
+    PathBuf::from(lock_name(log.as_os_str()))
+}
+
+fn lock_name(log: &OsStr) -> OsString {
+    let mut name = log.to_owned();
+    name.push(".lock");
+    name
+}
+
 /// An open file's (device, inode) and size, from one `fstat`.
 fn identity(file: &File) -> std::io::Result<((u64, u64), u64)> {
     file.metadata()
@@ -178,8 +189,7 @@ impl AuditLog {
                 source,
             }
         })?;
-        let mut lock_name = name.clone();
-        lock_name.push(".lock");
+        let lock_name = lock_name(&name);
         let files = Files {
             log: Arc::new(open_append(&dir, &name)?),
             lock: open_lock(&dir, &lock_name)?,

@@ -1183,15 +1183,14 @@ fn warn_if_log_open_to_others(log: &std::path::Path) {
             ));
         }
     }
-    let mut lock = log.as_os_str().to_owned();
-    lock.push(".lock");
+    let lock = execgate_audit::lock_path(log);
     if let Ok(meta) = std::fs::metadata(&lock) {
         if meta.uid() != me && meta.uid() != 0 {
             stderr::line(&format!(
                 "execgate: warning: the audit log's lock file {} belongs to uid {}, who can \
                  hold the lock and so stop every session that shares the log; remove it (the \
                  next session makes its own)",
-                std::path::Path::new(&lock).display(),
+                lock.display(),
                 meta.uid()
             ));
         }
@@ -1595,10 +1594,8 @@ fn hide_audit_log(
         let Some(name) = log.file_name() else {
             return;
         };
-        let mut lock = name.to_owned();
-        lock.push(".lock");
         let log = dir.join(name);
-        [log.clone(), dir.join(lock)]
+        [log.clone(), execgate_audit::lock_path(&log)]
             .into_iter()
             .chain((1..=keep).map(|n| execgate_audit::rotated_path(&log, n)))
             .filter(|file| std::fs::symlink_metadata(file).is_ok())
