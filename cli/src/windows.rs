@@ -18,7 +18,7 @@ use execgate_core_bridge::sandbox::windows::WindowsReport;
 use execgate_core_bridge::sandbox::windows_plan::{WindowsNetwork, WINDOWS_SANDBOX_NAME};
 use execgate_core_bridge::sandbox::ProfileSet;
 use execgate_core_bridge::windows::{
-    decide, prepare, writable_root_over, ScriptShell, WindowsCommand, WindowsDecision,
+    decide, plain, prepare, writable_root_over, ScriptShell, WindowsCommand, WindowsDecision,
     WindowsRunConfig, WindowsVerdict, WINE_UNENFORCED_TOKEN,
 };
 
@@ -314,8 +314,13 @@ fn run_command(args: RunArgs) -> Result<i32> {
         );
         return Ok(124);
     }
-    // The same 32 bits, as `exit` takes them.
-    Ok(i32::from_ne_bytes(outcome.finished.exit_code.to_ne_bytes()))
+    Ok(signed(outcome.finished.exit_code))
+}
+
+/// A process's exit code (a DWORD) as the same 32 bits signed: as `exit`
+/// takes them, and as the audit records and `%ERRORLEVEL%` show them.
+fn signed(exit_code: u32) -> i32 {
+    i32::from_ne_bytes(exit_code.to_ne_bytes())
 }
 
 /// The error that stopped a command, and, when its record could not be
@@ -525,9 +530,7 @@ impl Audit<'_> {
                 // records read it (probe 168: 0xC000013A, a Ctrl-C or a
                 // timeout's end, made the record unreadable there).
                 "exit_code": match entry {
-                    Entry::Exited { outcome, .. } => {
-                        Some(i32::from_ne_bytes(outcome.finished.exit_code.to_ne_bytes()))
-                    }
+                    Entry::Exited { outcome, .. } => Some(signed(outcome.finished.exit_code)),
                     Entry::Decided { .. } | Entry::Refused { .. } | Entry::Failed { .. } => None,
                 },
             },
@@ -628,16 +631,6 @@ fn doctor(json: bool) -> Result<i32> {
 fn canonical_files(files: &[PathBuf]) -> Vec<PathBuf> {
     files
         .iter()
-        .map(|file| match std::fs::canonicalize(file) {
-            // `\\?\C:\x` as `C:\x`, as people write it.
-            Ok(real) => {
-                let text = real.to_string_lossy().into_owned();
-                match text.strip_prefix(r"\\?\") {
-                    Some(rest) if !rest.starts_with("UNC\\") => PathBuf::from(rest),
-                    _ => real,
-                }
-            }
-            Err(_) => file.clone(),
-        })
+        .map(|file| std::fs::canonicalize(file).map_or_else(|_| file.clone(), plain))
         .collect()
 }

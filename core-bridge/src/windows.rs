@@ -149,7 +149,7 @@ fn wide(text: &OsStr) -> Vec<u16> {
 }
 
 /// `\\?\C:\x` as `C:\x` (what CreateProcess and people expect).
-fn plain(path: PathBuf) -> PathBuf {
+pub fn plain(path: PathBuf) -> PathBuf {
     let text = path.to_string_lossy();
     match text.strip_prefix(r"\\?\") {
         Some(rest) if !rest.starts_with("UNC\\") => PathBuf::from(rest),
