@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// The variable holding the filter.
@@ -70,30 +71,24 @@ pub fn init(args: &LogArgs) -> Result<()> {
         // they warn: at `info` and below they print the traffic itself.
         None => EnvFilter::new("execgate=info,warn"),
     };
-    let format = args.log_format.unwrap_or(LogFormat::Text);
-    let installed = match &args.log_file {
-        None => {
-            let builder = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(crate::stderr::EventWriter::default);
-            match format {
-                LogFormat::Text => builder.try_init(),
-                LogFormat::Json => builder.json().flatten_event(true).try_init(),
-            }
-        }
+    let (writer, ansi) = match &args.log_file {
+        None => (
+            BoxMakeWriter::new(crate::stderr::EventWriter::default),
+            std::io::stderr().is_terminal(),
+        ),
         Some(path) => {
             let file = open_log_file(path)?;
             let _ = LOG_FILE.set(path.clone());
-            let builder = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(Mutex::new(file));
-            match format {
-                LogFormat::Text => builder.try_init(),
-                LogFormat::Json => builder.json().flatten_event(true).try_init(),
-            }
+            (BoxMakeWriter::new(Mutex::new(file)), false)
         }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let installed = match args.log_format.unwrap_or(LogFormat::Text) {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     installed
         .map_err(|error| anyhow::anyhow!(error))
@@ -103,25 +98,23 @@ pub fn init(args: &LogArgs) -> Result<()> {
 /// Opens `path` to append events to: a regular file, made if missing
 /// (mode 0600), never followed through a link at its name.
 fn open_log_file(path: &Path) -> Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.append(true).create(true);
-    #[cfg(unix)]
-    {
-        use nix::fcntl::OFlag;
-        use std::os::unix::fs::OpenOptionsExt;
-        // Non-blocking: a FIFO at the name is opened, and refused below,
-        // rather than waited on.
-        options
-            .mode(0o600)
-            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits());
-    }
-    let file = options.open(path).with_context(|| {
-        format!(
-            "cannot open the log file {} (--log-file): name a regular file in a \
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: a FIFO at the name is opened, and refused below,
+    // rather than waited on.
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open the log file {} (--log-file): name a regular file in a \
                  directory you can write, not a link",
-            path.display()
-        )
-    })?;
+                path.display()
+            )
+        })?;
     let kind = file
         .metadata()
         .with_context(|| format!("cannot read the log file {}", path.display()))?
