@@ -532,6 +532,7 @@ impl PrivateDesktop {
 }
 
 /// Which token the command runs with.
+#[derive(Clone, Copy)]
 pub enum TokenChoice<'a> {
     /// The caller's own token (an unsandboxed escalation).
     Caller,

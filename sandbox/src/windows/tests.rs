@@ -95,6 +95,27 @@ fn a_token_windows_does_not_report_restricted_is_refused() {
     }
 }
 
+/// `Running::start`, tried again (twice at most) when `CreateProcessAsUserW`
+/// fails with `ERROR_INTERNAL_ERROR` (1359): Wine sometimes answers so
+/// in a fresh prefix (a fresh CI's first runs). Any other failure, or
+/// this one a third time, fails the test.
+fn start<'a>(command: impl Fn() -> Command<'a>) -> Running {
+    const WINE_INTERNAL_ERROR: u32 = 1359;
+    let mut tries = 1;
+    loop {
+        match Running::start(command()) {
+            Err(WindowsError::Win32(Win32Error {
+                call: "CreateProcessAsUserW",
+                code: WINE_INTERNAL_ERROR,
+            })) if tries < 3 && sys::running_under_wine() => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            result => return result.unwrap(),
+        }
+    }
+}
+
 /// Where a `parent` child writes its grandchild's pid.
 const PID_FILE: &str = "EXECGATE_WINDOWS_TEST_PID_FILE";
 
@@ -109,16 +130,15 @@ fn this_binary_in_role(role: &str, pid_file: &str, token: TokenChoice<'_>) -> Ru
         wide("--nocapture"),
     ])
     .unwrap();
-    Running::start(Command {
+    start(|| Command {
         token,
-        application: Some(exe),
-        command_line: line,
+        application: Some(exe.clone()),
+        command_line: line.clone(),
         environment: environment(&[(ROLE, role), (PID_FILE, pid_file)]),
         current_directory: cwd(),
         desktop: None,
         stdin: Vec::new(),
     })
-    .unwrap()
 }
 
 /// Not a test: what this binary does when a test starts it as a child.
@@ -376,7 +396,7 @@ fn aces_already_in_a_dacl_are_recognized_for_reuse() {
 #[test]
 fn restricted_token_runs_a_process_with_pipes_and_exit_code() {
     let token = token_for_one_root();
-    let running = Running::start(Command {
+    let running = start(|| Command {
         token: TokenChoice::Restricted(&token),
         application: Some(cmd_exe()),
         command_line: crate::windows_plan::cmd_script_line(
@@ -388,8 +408,7 @@ fn restricted_token_runs_a_process_with_pipes_and_exit_code() {
         current_directory: cwd(),
         desktop: None,
         stdin: b"hello\r\n".to_vec(),
-    })
-    .unwrap();
+    });
     let finished = running.wait(Duration::from_secs(60)).unwrap();
     assert_eq!(finished.exit_code, 7, "{finished:?}");
     assert_eq!(
@@ -516,7 +535,7 @@ fn a_child_runs_on_a_private_desktop() {
     let token = token_for_one_root();
     let desktop = PrivateDesktop::create(&token_sids(&token)).unwrap();
     assert!(desktop.qualified_name.starts_with(r"winsta0\execgate-"));
-    let finished = Running::start(Command {
+    let finished = start(|| Command {
         token: TokenChoice::Restricted(&token),
         application: Some(cmd_exe()),
         command_line: crate::windows_plan::cmd_script_line(&cmd_exe(), &wide("exit /b 3")).unwrap(),
@@ -525,7 +544,6 @@ fn a_child_runs_on_a_private_desktop() {
         desktop: Some(&desktop),
         stdin: Vec::new(),
     })
-    .unwrap()
     .wait(Duration::from_secs(60))
     .unwrap();
     assert_eq!(finished.exit_code, 3);
@@ -575,7 +593,7 @@ fn applied_plan(root: &std::path::Path, state: &std::path::Path) -> (WindowsPlan
 
 fn run_restricted(plan: &WindowsPlan, cwd: &std::path::Path, script: &str) -> Finished {
     let token = RestrictedToken::create(&plan.token, UnenforcedToken::Refuse).unwrap();
-    Running::start(Command {
+    start(|| Command {
         token: TokenChoice::Restricted(&token),
         application: Some(cmd_exe()),
         command_line: crate::windows_plan::cmd_script_line(&cmd_exe(), &wide(script)).unwrap(),
@@ -584,7 +602,6 @@ fn run_restricted(plan: &WindowsPlan, cwd: &std::path::Path, script: &str) -> Fi
         desktop: None,
         stdin: Vec::new(),
     })
-    .unwrap()
     .wait(Duration::from_secs(60))
     .unwrap()
 }
