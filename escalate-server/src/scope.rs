@@ -18,8 +18,8 @@
 //!
 //! Either way a warden process watches the server (the exec wrapper started
 //! with `--warden`, see `exec-wrapper/src/warden.rs`): it holds the read end
-//! of a pipe whose only write end the server holds, and when that closes it
-//! kills what is left. `EXECGATE_SCOPE=cgroup` makes a missing cgroup an
+//! of a pipe whose only write end the server holds, and when that closes
+//! (or the server's pidfd says it has ended) it kills what is left. `EXECGATE_SCOPE=cgroup` makes a missing cgroup an
 //! error; `EXECGATE_SCOPE=process-groups` chooses the fallback.
 //!
 //! This module must never let a session start without a warden, and never

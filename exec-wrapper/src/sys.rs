@@ -337,3 +337,22 @@ pub(crate) fn monotonic_now() -> std::time::Duration {
     unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut now) };
     std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
+
+/// A pidfd for this process's parent, the warden's server, or `None` when
+/// the parent has already gone (this process was handed to another
+/// parent) or the kernel gives none.
+pub(crate) fn pidfd_of_parent() -> Option<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let parent = nix::unistd::getppid();
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, parent.as_raw(), 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the descriptor was just returned to us by the kernel, and
+    // nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The parent's pid cannot name another process while the parent
+    // lives; if it died before the pidfd was made, this process has a new
+    // parent by now, and the pidfd may name a stranger.
+    (nix::unistd::getppid() == parent).then_some(pidfd)
+}

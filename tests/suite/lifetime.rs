@@ -24,11 +24,45 @@ fn sleep_runs(pid: i32, seconds: &str) -> bool {
     cmdline.ends_with(format!("sleep\0{seconds}\0").as_bytes()) && !zombie
 }
 
+/// The write end of `owner`'s warden pipe, opened through
+/// `/proc/OWNER/fd` as any process of the user outside the sandboxes (an
+/// unsandboxed escalation among them) can.
+fn open_warden_pipe(owner: i32) -> std::fs::File {
+    let warden = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rfind(')')
+                .and_then(|end| stat[end + 1..].split_whitespace().nth(1));
+            parent == Some(owner.to_string().as_str())
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .starts_with(b"execgate-warden\0")
+        })
+        .expect("the owner has a warden");
+    let pipe = std::fs::read_link(format!("/proc/{warden}/fd/3")).unwrap();
+    let held = std::fs::read_dir(format!("/proc/{owner}/fd"))
+        .unwrap()
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .find(|fd| std::fs::read_link(fd).is_ok_and(|target| target == pipe))
+        .expect("the owner holds its warden's pipe");
+    std::fs::OpenOptions::new().write(true).open(held).unwrap()
+}
+
 fn embedding_owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u32) {
+    owner_killed_leaves_nothing(signal, scope, rounds, false);
+}
+
+/// With `hold_warden_pipe`, the test holds the warden's pipe open while
+/// the owner is killed.
+fn owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u32, hold_warden_pipe: bool) {
     let host = env!("CARGO_BIN_EXE_bridge-host");
     let workspace = tempfile::tempdir().unwrap();
     for round in 0..rounds {
-        let offset = if scope == "cgroup" { 0 } else { 100 };
+        let offset =
+            if scope == "cgroup" { 0 } else { 100 } + if hold_warden_pipe { 200 } else { 0 };
         let seconds = format!("{}.{round}", 4000 + offset + signal as i32);
         let mut owner = Command::new(host)
             .arg(zsh())
@@ -62,11 +96,9 @@ fn embedding_owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u3
             std::thread::sleep(Duration::from_millis(10));
         }
 
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(owner.id()).unwrap()),
-            signal,
-        )
-        .unwrap();
+        let owner_pid = i32::try_from(owner.id()).unwrap();
+        let _held = hold_warden_pipe.then(|| open_warden_pipe(owner_pid));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner_pid), signal).unwrap();
         // A bounded wait: an owner that survives the signal fails the test
         // rather than hanging it.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -168,6 +200,17 @@ fn an_embedding_owner_killed_by_sigkill_leaves_no_escalated_child() {
 fn an_embedding_owner_without_a_cgroup_leaves_no_escalated_child() {
     for signal in [Signal::SIGTERM, Signal::SIGKILL] {
         embedding_owner_killed_leaves_nothing(signal, "process-groups", 5);
+    }
+}
+
+/// A probe (171): a process outside every sandbox could open the warden's
+/// pipe through the owner's `/proc/PID/fd` and hold it; the warden then
+/// never saw the owner end, and what the session escalated outlived it.
+/// The warden watches its owner's pidfd too.
+#[test]
+fn an_owner_whose_warden_pipe_is_held_open_leaves_no_escalated_child() {
+    for scope in ["cgroup", "process-groups"] {
+        owner_killed_leaves_nothing(Signal::SIGKILL, scope, 3, true);
     }
 }
 
