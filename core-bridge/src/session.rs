@@ -525,7 +525,7 @@ impl ShellSession {
             (Some(_), None) => return Err(BridgeError::NoApprover),
         };
         let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
-        let session_shell = self.shell_factory(args.to_vec(), ShellGroup::OwnGroup);
+        let session_shell = self.shell_factory(args.to_vec(), ShellGroup::OwnGroup, Vec::new());
         let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
         let telemetry = self.telemetry.clone();
         let network = self.network.clone();
@@ -663,6 +663,7 @@ impl ShellSession {
         &self,
         args: Vec<OsString>,
         group: ShellGroup,
+        extra_env: Vec<(OsString, OsString)>,
     ) -> impl FnOnce(Option<ShellGrant>) -> Result<std::process::Command, BridgeError> + Send + 'static
     {
         // Weak: a command still waiting for approval must not keep a
@@ -717,8 +718,12 @@ impl ShellSession {
                     |not_made| grant.record.record(not_made),
                 )?,
             };
-            shell.env_clear().envs(env.iter().cloned());
+            // The session's own variables last: nothing a caller adds
+            // replaces them (probe 173: an empty `EXECGATE_WRAPPER` started
+            // a shell that asked nothing).
+            shell.env_clear().envs(env.iter().cloned()).envs(extra_env);
             shell.envs(session.shell_env());
+            session.seal_shell_command(&mut shell);
             shell.current_dir(&cwd);
             match group {
                 // Its own process group, so that nothing it leaves behind
@@ -764,6 +769,7 @@ impl ShellSession {
         shell.env_clear().envs(self.env.iter().cloned());
         shell.envs(startup::environment(&zdotdir, &self.env));
         shell.envs(self.session.shell_env());
+        self.session.seal_shell_command(&mut shell);
         shell.current_dir(&self.cwd);
         let mut child = match tokio::process::Command::from(shell)
             .kill_on_drop(true)

@@ -629,6 +629,19 @@ impl Session {
         ]
     }
 
+    /// Call last, just before spawning a command that
+    /// [`Session::shell_command`] and its kin made, once its environment
+    /// is complete (`env_clear`, then `envs`): where the shell starts in
+    /// the session's sandbox, the loader's variables of that environment
+    /// (`LD_PRELOAD`, `GCONV_PATH`...) reach only the shell, not the
+    /// launcher and the helper that start outside the sandbox's
+    /// confinement (probe 173).
+    pub fn seal_shell_command(&self, command: &mut std::process::Command) {
+        if let Some(sandbox) = &self.shared.sandbox {
+            sandbox.launcher.seal_environment(command);
+        }
+    }
+
     /// The descriptor the shell must inherit, at the number
     /// [`Session::shell_env`] names.
     pub fn shell_socket(&self) -> Option<BorrowedFd<'_>> {

@@ -846,3 +846,71 @@ async fn a_cancelled_poll_types_its_input_and_takes_nothing() {
     );
     session.shutdown().await;
 }
+
+/// Probe 173: `LD_PRELOAD` in a command's environment was loaded into
+/// bubblewrap, outside every sandbox (a library the sandbox could have
+/// written ran there), and into the helper before its Landlock and
+/// seccomp; and an empty `EXECGATE_WRAPPER` there started a shell that
+/// asked nothing and recorded nothing. The loader's variables now reach
+/// the shell alone, and `EXECGATE_` names are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commands_loader_variables_reach_its_shell_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("loaded-into");
+    let source = dir.path().join("mark.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n\
+             __attribute__((constructor)) static void mark(void) {{\n\
+             char exe[4096]; ssize_t n = readlink(\"/proc/self/exe\", exe, sizeof exe - 1);\n\
+             if (n < 0) return; exe[n] = 0;\n\
+             FILE *f = fopen(\"{}\", \"a\"); if (f) {{ fprintf(f, \"%s\\n\", exe); fclose(f); }} }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let library = dir.path().join("mark.so");
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success());
+
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let options = ExecOptions {
+        env: vec![("LD_PRELOAD".into(), library.clone().into())],
+        ..pipes(10_000)
+    };
+    let response = session.exec_command("print ran", options).await.unwrap();
+    let ExecResponse::Exited(exited) = response else {
+        panic!("still running: {response:?}");
+    };
+    assert_eq!(text(&exited.output.stdout), "ran\n", "{exited:?}");
+    let loaded = std::fs::read_to_string(&marker).unwrap_or_default();
+    let loaded: Vec<&str> = loaded.lines().collect();
+    assert!(
+        loaded.iter().any(|exe| exe.ends_with("/zsh")),
+        "the shell did not get LD_PRELOAD: {loaded:?}"
+    );
+    assert!(
+        loaded.iter().all(|exe| exe.ends_with("/zsh")),
+        "loaded outside the shell: {loaded:?}"
+    );
+
+    for name in ["EXECGATE_WRAPPER", "EXECGATE_SOCKET_FD"] {
+        let options = ExecOptions {
+            env: vec![(name.into(), "".into())],
+            ..pipes(10_000)
+        };
+        match session.exec_command("touch ran", options).await {
+            Err(ExecError::SessionVariable(refused)) => assert_eq!(refused, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert!(!dir.path().join("ran").exists());
+    session.shutdown().await;
+}

@@ -93,6 +93,9 @@ pub struct ExecOptions {
     pub max_output_bytes: usize,
     /// Set over the agent defaults (`NO_COLOR=1`, `TERM=dumb` or
     /// `xterm-256color` on a terminal, `PAGER=cat`, `GIT_PAGER=cat`).
+    /// `EXECGATE_` names are refused ([`ExecError::SessionVariable`]); the
+    /// loader's variables (`LD_PRELOAD`...) reach the shell, never what
+    /// starts its sandbox.
     pub env: Vec<(OsString, OsString)>,
     /// Wall time after which this call, and each poll of its process
     /// ([`ShellSession::write_stdin`]), answers `Running` with
@@ -253,6 +256,12 @@ pub enum ExecError {
         written: usize,
         total: usize,
     },
+    /// [`ExecOptions::env`] named one of the session's own variables.
+    #[error(
+        "the command's environment cannot set {0}: `EXECGATE_` variables are the session's own \
+         (how its shell asks before each exec); leave them out"
+    )]
+    SessionVariable(String),
     #[error(transparent)]
     Bridge(#[from] BridgeError),
 }
@@ -267,6 +276,15 @@ impl ShellSession {
         options: ExecOptions,
     ) -> Result<ExecResponse, ExecError> {
         let called = Instant::now();
+        if let Some((name, _)) = options
+            .env
+            .iter()
+            .find(|(name, _)| name.to_string_lossy().starts_with("EXECGATE_"))
+        {
+            return Err(ExecError::SessionVariable(
+                name.to_string_lossy().into_owned(),
+            ));
+        }
         let script = match &options.workdir {
             None => command.to_owned(),
             Some(dir) => format!(
@@ -292,18 +310,21 @@ impl ShellSession {
                 .shell_start_failed("process", &error.to_string());
             ExecError::from(error)
         };
-        let mut shell = self.shell_factory(args, group)(None).map_err(failed)?;
         let term = match options.stdio {
             ExecStdio::Pipes => "dumb",
             ExecStdio::Terminal => "xterm-256color",
         };
-        shell.envs([
+        let env = [
             ("NO_COLOR", "1"),
             ("TERM", term),
             ("PAGER", "cat"),
             ("GIT_PAGER", "cat"),
-        ]);
-        shell.envs(options.env.iter().cloned());
+        ]
+        .into_iter()
+        .map(|(name, value)| (OsString::from(name), OsString::from(value)))
+        .chain(options.env.iter().cloned())
+        .collect();
+        let shell = self.shell_factory(args, group, env)(None).map_err(failed)?;
         let process = self
             .processes
             .start(

@@ -376,6 +376,19 @@ impl Launcher {
         command.args(self.arguments(policy, cwd, None, network_fd, argv));
         command
     }
+
+    /// Call last, before spawning a command this launcher made (a no-op on
+    /// any other): the loader's variables of its environment (`LD_PRELOAD`,
+    /// `GCONV_PATH`...) go to the sandbox's command under other names, so
+    /// that bubblewrap and the helper, which start before the sandbox's
+    /// confinement does, load nothing they name. The command gets them
+    /// back. Its environment must be explicit (`env_clear`, then `envs`):
+    /// one it would inherit is removed, not carried.
+    pub fn seal_environment(&self, command: &mut std::process::Command) {
+        if command.get_program() == self.bwrap.as_os_str() {
+            super::carried::carry(command);
+        }
+    }
 }
 
 /// What the helper runs: a command known now, or one a spare is told of

@@ -291,10 +291,12 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
                 Some(order.inheritance),
             )
         }
-        // Started for its command: what it inherited is the requester's.
+        // Started for its command: what it inherited is the requester's,
+        // with the loader's variables carried past bubblewrap and this
+        // helper's start under their names again.
         None => (
             args.argv.clone(),
-            std::env::vars_os().collect(),
+            super::carried::restore(std::env::vars_os()),
             args.exec_fd,
             None,
         ),

@@ -1,4 +1,5 @@
-//! Enforcement on Linux: the bubblewrap command line (`bwrap.rs`), the
+//! Enforcement on Linux: the bubblewrap command line (`bwrap.rs`) and the
+//! loader's variables carried past it (`carried.rs`), the
 //! helper that runs inside it and adds Landlock and seccomp (`helper.rs`),
 //! the supervisor that decides what must be decided call by call
 //! (`supervisor.rs`), the hand-over of a limited network's listener to the
@@ -11,6 +12,7 @@
 
 mod aliases;
 mod bwrap;
+mod carried;
 mod doctor;
 mod helper;
 mod inheritance;
