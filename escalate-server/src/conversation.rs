@@ -205,7 +205,24 @@ pub(crate) async fn serve_request(
         question: PendingQuestion::default(),
     });
 
-    let mut deciding = std::pin::pin!(shared.config.policy.decide(&context));
+    // What a refused request was, for its record.
+    let asked = || {
+        Arc::new(RefusedRequest {
+            path: context.executable.requested_path.clone(),
+            executable: Some(context.executable.clone()),
+            argv: context.argv.clone(),
+            cwd: context.cwd.clone(),
+            question: context.question.waiting(),
+        })
+    };
+    // A policy that panics decides nothing: the request is refused and
+    // recorded as such, and the session serves on (probe 173: its
+    // connection was closed, unanswered and unrecorded). The policy's
+    // state is its own; nothing of the server's is left half-changed.
+    let mut deciding = std::pin::pin!(std::panic::AssertUnwindSafe(async {
+        shared.config.policy.decide(&context).await
+    })
+    .catch_unwind());
     // Most decisions are made at the first poll; only one that waits (for a
     // person) watches the requester, whose socket must then join the
     // reactor.
@@ -228,17 +245,15 @@ pub(crate) async fn serve_request(
             match reason {
                 Ok(verdict) => verdict,
                 Err(reason) => {
-                    let asked = RefusedRequest {
-                        path: context.executable.requested_path.clone(),
-                        executable: Some(context.executable.clone()),
-                        argv: context.argv.clone(),
-                        cwd: context.cwd.clone(),
-                        question: context.question.waiting(),
-                    };
-                    return refuse_asked(reason.to_owned(), Some(Arc::new(asked)));
+                    return refuse_asked(reason.to_owned(), Some(asked()));
                 }
             }
         }
+    };
+    let Ok(verdict) = verdict else {
+        let reason = "the policy failed (it panicked)";
+        deny(&shared, &mut channel, &cancel, reason).await;
+        return refuse_asked(reason.to_owned(), Some(asked()));
     };
     drop(held_request);
     let Verdict {

@@ -1051,3 +1051,32 @@ async fn an_escalated_script_whose_shebang_names_nothing_does_not_run() {
         assert_eq!(recorder.decided().len(), 1, "{name}");
     }
 }
+
+/// Probe 173: a policy that panicked closed the request's connection with
+/// no answer and no record ("closed the connection without an answer").
+/// The request is refused with why, recorded, and the session serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_panics_refuses_the_request_on_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy: Arc<dyn execgate_escalate_server::Policy> = Arc::new(|request: &ExecContext| {
+        if request.executable.canonical_path == Path::new("/usr/bin/true") {
+            panic!("a policy's bug");
+        }
+        Decision::Run
+    });
+    let script = "/usr/bin/true; print rc=$?; /bin/echo after";
+    let (output, recorder) = run(policy, script, dir.path()).await;
+    assert_eq!(output.stdout, "rc=126\nafter\n", "{}", output.stderr);
+    assert!(
+        output.stderr.contains("the policy failed (it panicked)"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        recorder.refusals(),
+        ["the policy failed (it panicked)"],
+        "{:?}",
+        recorder.events()
+    );
+    assert_eq!(recorder.decided_programs(), ["/usr/bin/echo"]);
+}
