@@ -85,6 +85,44 @@ impl AbsolutePath {
         Ok(AbsolutePath(normal))
     }
 
+    /// A path as a profile or a file of permissions writes it: as
+    /// [`AbsolutePath::new`], except that on Unix a `..` goes up from where
+    /// the path before it leads, through links, as the kernel reads it
+    /// (probe 174: in a config reached through a link, `../team.rules`
+    /// was the kernel's file and `"../secret.txt" = "none"` hid another).
+    /// Where that part does not exist, `..` is resolved lexically.
+    pub fn written(path: impl AsRef<Path>, base: Option<&Path>) -> Result<Self, SandboxError> {
+        let lexical = AbsolutePath::new(path.as_ref(), base)?;
+        #[cfg(unix)]
+        {
+            let path = path.as_ref();
+            let joined = match base {
+                Some(base) if !path.is_absolute() => base.join(path),
+                _ => path.to_path_buf(),
+            };
+            if joined
+                .components()
+                .any(|component| component == Component::ParentDir)
+            {
+                let mut walked = PathBuf::new();
+                for component in joined.components() {
+                    match component {
+                        Component::ParentDir => {
+                            if let Ok(real) = std::fs::canonicalize(&walked) {
+                                walked = real;
+                            }
+                            walked.pop();
+                        }
+                        Component::CurDir => {}
+                        _ => walked.push(component.as_os_str()),
+                    }
+                }
+                return Ok(AbsolutePath(walked));
+            }
+        }
+        Ok(lexical)
+    }
+
     pub fn as_path(&self) -> &Path {
         &self.0
     }
@@ -686,7 +724,7 @@ impl NetworkSetting {
         let unix_sockets = entries("unix_sockets")?
             .into_iter()
             .map(|(path, decision)| {
-                AbsolutePath::new(&path, base)
+                AbsolutePath::written(&path, base)
                     .map(|path| (path, decision))
                     .map_err(|error| format!("network.unix_sockets: {error}"))
             })
@@ -997,7 +1035,7 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
     if text.trim() != text {
         return Err(SandboxError::BlanksAroundPath(written.to_owned()));
     }
-    Ok(FsTarget::Path(AbsolutePath::new(text, base)?))
+    Ok(FsTarget::Path(AbsolutePath::written(text, base)?))
 }
 
 /// A deny glob as it is matched, or why it would hide nothing. Globs are
@@ -1089,6 +1127,47 @@ mod tests {
         );
         let error = profiles.get("other").unwrap_err().to_string();
         assert!(error.ends_with("danger-full-access, mine)"), "{error}");
+    }
+
+    /// Probe 174: in a config reached through a link, `..` was resolved
+    /// as text: `"../secret.txt" = "none"` hid a file the kernel's
+    /// `../secret.txt` is not, and a `..` write grant went elsewhere.
+    #[cfg(unix)]
+    #[test]
+    fn a_written_parent_is_the_kernels() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(root.join("real/sub"), root.join("link")).unwrap();
+        let link = root.join("link");
+        for (written, base, expected) in [
+            (
+                "../secret.txt",
+                Some(link.as_path()),
+                root.join("real/secret.txt"),
+            ),
+            ("./a/../b", Some(link.as_path()), root.join("link/b")),
+            ("../../x", Some(link.as_path()), root.join("x")),
+            ("missing/../y", Some(root.as_path()), root.join("y")),
+        ] {
+            assert_eq!(
+                AbsolutePath::written(written, base).unwrap().as_path(),
+                expected,
+                "{written}"
+            );
+        }
+        let absolute = format!("{}/link/../data", root.display());
+        assert_eq!(
+            AbsolutePath::written(&absolute, None).unwrap().as_path(),
+            root.join("real/data")
+        );
+        // No `..`: as written, links and all.
+        assert_eq!(
+            AbsolutePath::written("link/b", Some(&root))
+                .unwrap()
+                .as_path(),
+            root.join("link/b")
+        );
     }
 
     // Unix paths: not absolute on Windows.
