@@ -150,7 +150,11 @@ pub enum Stdio3 {
 pub struct RunOptions {
     pub timeout: Option<Duration>,
     pub cancel: CancellationToken,
-    /// Bytes of stdout plus stderr kept; the rest is drained and dropped.
+    /// Bytes of stdout plus stderr kept, the first to arrive, whichever
+    /// stream they came on; the rest is drained and dropped, and neither
+    /// kept nor streamed as chunks (`RunOutcome::truncated` says so). An
+    /// error printed last after a long output is lost with it: where the
+    /// end matters, `exec_command` keeps each stream's head and tail.
     pub output_limit: usize,
     pub stdio: Stdio3,
     /// Run this one command with more than the session's profile, if the
