@@ -569,3 +569,18 @@ pub async fn run_sandboxed(
     session.shutdown().await;
     (output, recorder)
 }
+
+/// `DIR/NAME.so`, built with `cc` from the C `source`.
+pub fn shared_library(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let file = dir.join(format!("{name}.c"));
+    std::fs::write(&file, source).unwrap();
+    let library = dir.join(format!("{name}.so"));
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(built.success(), "cc could not build {}", library.display());
+    library
+}

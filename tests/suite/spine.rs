@@ -924,26 +924,16 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
 /// A shared library built from `source` in `dir`, whose constructor
 /// creates the file `marker`.
 fn library_that_marks(dir: &Path, name: &str, marker: &Path, more: &str) -> std::path::PathBuf {
-    let source = dir.join(format!("{name}.c"));
-    fs::write(
-        &source,
-        format!(
+    shared_library(
+        dir,
+        name,
+        &format!(
             "#include <stdio.h>\n\
              __attribute__((constructor)) static void planted(void) {{\n\
              FILE *f = fopen(\"{}\", \"w\"); if (f) fclose(f); }}\n{more}",
             marker.display()
         ),
     )
-    .unwrap();
-    let library = dir.join(format!("{name}.so"));
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(built.success());
-    library
 }
 
 /// Probe 126: a command wrote a shared library with `print` (a builtin),

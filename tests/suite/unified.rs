@@ -857,10 +857,10 @@ async fn a_cancelled_poll_types_its_input_and_takes_nothing() {
 async fn a_commands_loader_variables_reach_its_shell_alone() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("loaded-into");
-    let source = dir.path().join("mark.c");
-    std::fs::write(
-        &source,
-        format!(
+    let library = shared_library(
+        dir.path(),
+        "mark",
+        &format!(
             "#include <stdio.h>\n#include <unistd.h>\n\
              __attribute__((constructor)) static void mark(void) {{\n\
              char exe[4096]; ssize_t n = readlink(\"/proc/self/exe\", exe, sizeof exe - 1);\n\
@@ -868,16 +868,7 @@ async fn a_commands_loader_variables_reach_its_shell_alone() {
              FILE *f = fopen(\"{}\", \"a\"); if (f) {{ fprintf(f, \"%s\\n\", exe); fclose(f); }} }}\n",
             marker.display()
         ),
-    )
-    .unwrap();
-    let library = dir.path().join("mark.so");
-    let built = std::process::Command::new("cc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .status()
-        .unwrap();
-    assert!(built.success());
+    );
 
     let recorder = Recorder::default();
     let session = session_with(dir.path(), &recorder, &[]);
