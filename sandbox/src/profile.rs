@@ -553,6 +553,11 @@ impl AdditionalPermissions {
         for (target, access) in &spec.filesystem {
             let access = Access::from(*access);
             file_system.push(resolved(parse_target(target, base)?), access)?;
+            if access == Access::None {
+                if let Some(as_text) = hidden_as_text_too(target, base) {
+                    file_system.push(resolved(as_text), access)?;
+                }
+            }
         }
         let mut network = NetworkPolicy::Restricted;
         let mut network_lists = NetworkLists::default();
@@ -950,6 +955,7 @@ impl ProfileSet {
         // that it can narrow what it extends (`":cwd" = "read"`); where
         // grants are merged, the wider wins instead.
         let mut own: Vec<FsEntry> = Vec::new();
+        let mut hidden_as_text: Vec<FsTarget> = Vec::new();
         for (text, access) in &spec.filesystem {
             let entry = FsEntry {
                 target: parse_target(text, base.as_deref())?,
@@ -970,6 +976,18 @@ impl ProfileSet {
                 }
                 Some(_) => {}
                 None => own.push(entry),
+            }
+            if Access::from(*access) == Access::None {
+                hidden_as_text.extend(hidden_as_text_too(text, base.as_deref()));
+            }
+        }
+        // Where the profile says nothing else of them.
+        for target in hidden_as_text {
+            if !own.iter().any(|entry| entry.target == target) {
+                own.push(FsEntry {
+                    target,
+                    access: Access::None,
+                });
             }
         }
         file_system
@@ -1036,6 +1054,20 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
         return Err(SandboxError::BlanksAroundPath(written.to_owned()));
     }
     Ok(FsTarget::Path(AbsolutePath::written(text, base)?))
+}
+
+/// For a path `parse_target` reads through links at a `..`: the path as
+/// text would read it, where that is another one. A `"none"` entry hides
+/// both, so that a config written when `..` was read as text hides no
+/// less now (review 36: `"../../secrets"` in a linked config directory).
+fn hidden_as_text_too(text: &str, base: Option<&Path>) -> Option<FsTarget> {
+    let expanded = expand_home(text).ok()?;
+    let text = expanded.as_deref().unwrap_or(text);
+    if text.starts_with(':') || text.contains(['*', '?', '[']) {
+        return None;
+    }
+    let as_text = AbsolutePath::new(text, base).ok()?;
+    (AbsolutePath::written(text, base).ok()? != as_text).then_some(FsTarget::Path(as_text))
 }
 
 /// A deny glob as it is matched, or why it would hide nothing. Globs are
@@ -1161,6 +1193,29 @@ mod tests {
             AbsolutePath::written(&absolute, None).unwrap().as_path(),
             root.join("real/data")
         );
+        // A profile's `"none"` hides the path as text read it too, so that
+        // a config written for that reading hides no less (review 36);
+        // a grant takes the kernel's alone.
+        let mut set = ProfileSet::default();
+        set.add_toml(
+            "[profiles.p]\nextends = \"workspace-write\"\n\
+             filesystem = { \"../secret.txt\" = \"none\", \"../data\" = \"write\" }\n",
+            Some(&link.join("config.toml")),
+        )
+        .unwrap();
+        let PermissionProfile::Managed { file_system, .. } = set.get("p").unwrap() else {
+            panic!("a managed profile");
+        };
+        let named = |path: PathBuf, access: Access| {
+            file_system.entries.iter().any(|entry| {
+                entry.target == FsTarget::Path(AbsolutePath::new(&path, None).unwrap())
+                    && entry.access == access
+            })
+        };
+        assert!(named(root.join("real/secret.txt"), Access::None));
+        assert!(named(root.join("secret.txt"), Access::None));
+        assert!(named(root.join("real/data"), Access::Write));
+        assert!(!named(root.join("data"), Access::Write));
         // No `..`: as written, links and all.
         assert_eq!(
             AbsolutePath::written("link/b", Some(&root))
