@@ -129,7 +129,9 @@ impl Records {
 /// Sleeps until the pipe has something to read (a record, or its end) or
 /// the server's pidfd says it has ended; says which.
 fn wait(pipe: BorrowedFd<'_>, server: Option<BorrowedFd<'_>>) -> (bool, bool) {
-    let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+    // `POLLNVAL`: a pipe that is not open reads as the server gone, as
+    // `read`'s `EBADF` did, rather than spinning.
+    let ready = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
     // The server's pidfd, or the pipe twice (no allocation: the warden
     // lives as long as its server, on the wrapper's bump arena).
     let mut fds = [
