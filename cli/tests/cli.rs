@@ -1643,6 +1643,64 @@ fn sandbox_hides_the_audit_log_as_a_session_does() {
     }
 }
 
+/// Probe 173, review 36: a config's `[env] set` (or an agent's
+/// environment) naming `LD_PRELOAD` loaded the library into bubblewrap,
+/// outside every sandbox, and into the helper before its confinement; the
+/// library could be one the sandbox wrote. It reaches the program alone.
+#[test]
+fn loader_variables_reach_the_sandboxed_program_alone() {
+    let (dir, ws) = workspace();
+    let marker = ws.join("loaded-into");
+    let source = ws.join("mark.c");
+    std::fs::write(
+        &source,
+        format!(
+            "#include <stdio.h>\n#include <unistd.h>\n\
+             __attribute__((constructor)) static void mark(void) {{\n\
+             char exe[4096]; ssize_t n = readlink(\"/proc/self/exe\", exe, sizeof exe - 1);\n\
+             if (n < 0) return; exe[n] = 0;\n\
+             FILE *f = fopen(\"{}\", \"a\"); if (f) {{ fprintf(f, \"%s\\n\", exe); fclose(f); }} }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let library = ws.join("mark.so");
+    assert!(Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+        .unwrap()
+        .success());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[env]\nset = {{ LD_PRELOAD = \"{}\" }}\n",
+            library.display()
+        ),
+    )
+    .unwrap();
+    for args in in_a_session_and_in_sandbox(&["--config", config.to_str().unwrap()], "true") {
+        let _ = std::fs::remove_file(&marker);
+        let output = execgate(&ws, &as_strs(&args));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        let loaded = std::fs::read_to_string(&marker).unwrap_or_default();
+        assert!(
+            !loaded.is_empty()
+                && loaded
+                    .lines()
+                    .all(|exe| !exe.ends_with("/bwrap") && !exe.contains("sandbox-helper")),
+            "{args:?}: loaded into {loaded:?}"
+        );
+    }
+}
+
 /// Regression (a probe of `execgate sandbox`): it passed its caller's
 /// whole environment on, credentials included, and applied no `[env]`
 /// section; a session drops names that look like secrets and applies it.

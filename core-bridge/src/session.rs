@@ -722,9 +722,10 @@ impl ShellSession {
                     |not_made| grant.record.record(not_made),
                 )?,
             };
-            // The session's own variables last: nothing a caller adds
-            // replaces them (probe 173: an empty `EXECGATE_WRAPPER` started
-            // a shell that asked nothing).
+            // The session's socket and wrapper last: nothing a caller
+            // adds replaces them (probe 173: an empty `EXECGATE_WRAPPER`
+            // started a shell that asked nothing). The caller's `PATH` or
+            // `TMPDIR` replaces the session's, as the caller asked.
             shell.env_clear().envs(env.iter().cloned()).envs(extra_env);
             shell.envs(session.shell_env());
             session.seal_shell_command(&mut shell);
@@ -1142,18 +1143,20 @@ pub fn sandboxed_program(
     let mut env = shell_environment(env, profile_name)?;
     take_sandbox_tmpdir(&mut env, profile, &context);
     set_path(&mut env, None)?;
-    let mut command = if *profile == PermissionProfile::Disabled {
+    if *profile == PermissionProfile::Disabled {
         let mut command = std::process::Command::new(program);
-        command.args(args);
-        command
-    } else {
-        let mut launcher = Launcher::new(&tools.sandbox_helper)?;
-        launcher.hide(&sessions_dir);
-        let policy = ResolvedPolicy::resolve(profile, &context)?;
-        policy.check_working_directory(cwd)?;
-        launcher.command(&policy, cwd, None, argv)
-    };
+        command.args(args).env_clear().envs(env).current_dir(cwd);
+        return Ok(command);
+    }
+    let mut launcher = Launcher::new(&tools.sandbox_helper)?;
+    launcher.hide(&sessions_dir);
+    let policy = ResolvedPolicy::resolve(profile, &context)?;
+    policy.check_working_directory(cwd)?;
+    let mut command = launcher.command(&policy, cwd, None, argv);
     command.env_clear().envs(env).current_dir(cwd);
+    // The loader's variables (a config's `[env] set` among them) reach
+    // the program, not bubblewrap (review 36).
+    launcher.seal_environment(&mut command);
     Ok(command)
 }
 

@@ -77,7 +77,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shell = session.shell_command(zsh.as_ref(), &["-f".into(), "-c".into(), command.clone()]);
+    let mut shell =
+        session.shell_command(zsh.as_ref(), &["-f".into(), "-c".into(), command.clone()]);
+    session.seal_shell_command(&mut shell);
     let shell = tokio::process::Command::from(shell).spawn();
     session.shell_spawned();
     let status = match shell {

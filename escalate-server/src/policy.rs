@@ -226,9 +226,11 @@ pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>
 
 /// Decides every exec of a session. Called concurrently, once per request;
 /// a request is untrusted input, and a policy that cannot decide should
-/// answer `Run` (stay sandboxed) or `Deny`, never `Escalate`. One that
-/// panics refuses the request (exit 126, recorded as refused with "the
-/// policy failed"); the session serves on. Decisions share one serving
+/// answer `Run` (stay sandboxed) or `Deny`, never `Escalate`. Where panics
+/// unwind, one that panics refuses the request (exit 126, recorded as
+/// refused with "the policy failed"), and the session serves on; a build
+/// with `panic = "abort"` (execgate's own release binaries) ends the
+/// process instead. Decisions share one serving
 /// thread per process: a policy that blocks holds up every session's.
 pub trait Policy: Send + Sync + 'static {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a>;

@@ -721,8 +721,10 @@ impl Session {
 
     /// The command that starts `shell` with `args` for this session: inside
     /// the session's profile when it has a managed one, prepared as
-    /// [`Session::prepare_shell`] does. Call [`Session::shell_spawned`]
-    /// once it has been spawned.
+    /// [`Session::prepare_shell`] does. Set its environment, then call
+    /// [`Session::seal_shell_command`] on it last, before spawning it (else
+    /// bubblewrap starts with the environment's `LD_PRELOAD`), and
+    /// [`Session::shell_spawned`] once it has been spawned.
     pub fn shell_command(&self, shell: &Path, args: &[OsString]) -> std::process::Command {
         self.shell_command_on(shell, args, Terminal::Detached)
     }

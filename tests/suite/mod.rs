@@ -548,6 +548,7 @@ pub fn spawn_session_shell(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    session.seal_shell_command(&mut command);
     let child = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()

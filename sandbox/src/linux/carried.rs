@@ -36,7 +36,11 @@ const NAMES: &[&str] = &[
 const PREFIXES: &[&str] = &["LD_", "MALLOC_"];
 
 /// Whether the loader or the C library acts on `name` as a program starts.
+/// A `Command` takes a name with `=` in it, and the variable is then what
+/// comes before the first one (review 36: `GCONV_PATH=/w` set to `x` is
+/// `GCONV_PATH`, valued `/w=x`).
 fn is_loader_variable(name: &[u8]) -> bool {
+    let name = name.split(|byte| *byte == b'=').next().unwrap_or(name);
     NAMES.iter().any(|known| known.as_bytes() == name)
         || PREFIXES
             .iter()
@@ -115,6 +119,7 @@ mod tests {
             ("MALLOC_CHECK_", "3"),
             ("PATH", "/usr/bin"),
             ("LDFLAGS", "-s"),
+            ("GLIBC_TUNABLES=glibc.malloc.check", "3"),
         ]);
         carry(&mut command);
         // What the command is given; what it is not shows as `None`.
@@ -133,6 +138,7 @@ mod tests {
             envs,
             [
                 set("EXECGATE_CARRIED_GCONV_PATH", "/w/gconv"),
+                set("EXECGATE_CARRIED_GLIBC_TUNABLES=glibc.malloc.check", "3"),
                 set("EXECGATE_CARRIED_LD_PRELOAD", "/w/evil.so"),
                 set("EXECGATE_CARRIED_MALLOC_CHECK_", "3"),
                 set("LDFLAGS", "-s"),
