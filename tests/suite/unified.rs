@@ -861,12 +861,9 @@ async fn a_commands_loader_variables_reach_its_shell_alone() {
         dir.path(),
         "mark",
         &format!(
-            "#include <stdio.h>\n#include <unistd.h>\n\
-             __attribute__((constructor)) static void mark(void) {{\n\
-             char exe[4096]; ssize_t n = readlink(\"/proc/self/exe\", exe, sizeof exe - 1);\n\
-             if (n < 0) return; exe[n] = 0;\n\
-             FILE *f = fopen(\"{}\", \"a\"); if (f) {{ fprintf(f, \"%s\\n\", exe); fclose(f); }} }}\n",
-            marker.display()
+            "#define MARKER \"{}\"\n{}",
+            marker.display(),
+            include_str!("../fixtures/loaded-into.c")
         ),
     );
 
