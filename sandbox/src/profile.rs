@@ -60,29 +60,10 @@ impl AbsolutePath {
     /// `path` if it is absolute, else `path` joined to `base`; `..` is
     /// resolved lexically. Relative input without a base is an error.
     pub fn new(path: impl AsRef<Path>, base: Option<&Path>) -> Result<Self, SandboxError> {
-        let path = path.as_ref();
-        let joined = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            match base {
-                Some(base) if base.is_absolute() => base.join(path),
-                _ => return Err(SandboxError::RelativePath(path.to_path_buf())),
-            }
-        };
-        // Windows paths keep their drive or share (`Prefix`); on Unix the
-        // first component of an absolute path is always the root.
-        let mut normal = PathBuf::new();
-        for component in joined.components() {
-            match component {
-                Component::Normal(part) => normal.push(part),
-                Component::ParentDir => {
-                    normal.pop();
-                }
-                Component::Prefix(_) | Component::RootDir => normal.push(component.as_os_str()),
-                Component::CurDir => {}
-            }
-        }
-        Ok(AbsolutePath(normal))
+        Ok(AbsolutePath(normalized(
+            &joined(path.as_ref(), base)?,
+            false,
+        )))
     }
 
     /// A path as a profile or a file of permissions writes it: as
@@ -92,40 +73,49 @@ impl AbsolutePath {
     /// was the kernel's file and `"../secret.txt" = "none"` hid another).
     /// Where that part does not exist, `..` is resolved lexically.
     pub fn written(path: impl AsRef<Path>, base: Option<&Path>) -> Result<Self, SandboxError> {
-        let lexical = AbsolutePath::new(path.as_ref(), base)?;
-        #[cfg(unix)]
-        {
-            let path = path.as_ref();
-            let joined = match base {
-                Some(base) if !path.is_absolute() => base.join(path),
-                _ => path.to_path_buf(),
-            };
-            if joined
-                .components()
-                .any(|component| component == Component::ParentDir)
-            {
-                let mut walked = PathBuf::new();
-                for component in joined.components() {
-                    match component {
-                        Component::ParentDir => {
-                            if let Ok(real) = std::fs::canonicalize(&walked) {
-                                walked = real;
-                            }
-                            walked.pop();
-                        }
-                        Component::CurDir => {}
-                        _ => walked.push(component.as_os_str()),
-                    }
-                }
-                return Ok(AbsolutePath(walked));
-            }
-        }
-        Ok(lexical)
+        let joined = joined(path.as_ref(), base)?;
+        Ok(AbsolutePath(normalized(&joined, cfg!(unix))))
     }
 
     pub fn as_path(&self) -> &Path {
         &self.0
     }
+}
+
+/// `path` if it is absolute, else `path` joined to `base`, which must be.
+fn joined(path: &Path, base: Option<&Path>) -> Result<PathBuf, SandboxError> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    match base {
+        Some(base) if base.is_absolute() => Ok(base.join(path)),
+        _ => Err(SandboxError::RelativePath(path.to_path_buf())),
+    }
+}
+
+/// An absolute path without `.` or `..`. With `through_links`, a `..`
+/// goes up from where the path before it leads (links followed, where it
+/// exists), else from its text.
+fn normalized(path: &Path, through_links: bool) -> PathBuf {
+    // Windows paths keep their drive or share (`Prefix`); on Unix the
+    // first component of an absolute path is always the root.
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => normal.push(part),
+            Component::ParentDir => {
+                if through_links {
+                    if let Ok(real) = std::fs::canonicalize(&normal) {
+                        normal = real;
+                    }
+                }
+                normal.pop();
+            }
+            Component::Prefix(_) | Component::RootDir => normal.push(component.as_os_str()),
+            Component::CurDir => {}
+        }
+    }
+    normal
 }
 
 impl fmt::Display for AbsolutePath {
@@ -552,11 +542,14 @@ impl AdditionalPermissions {
         let mut file_system = FileSystemPolicy::default();
         for (target, access) in &spec.filesystem {
             let access = Access::from(*access);
-            file_system.push(resolved(parse_target(target, base)?), access)?;
-            if access == Access::None {
-                if let Some(as_text) = hidden_as_text_too(target, base) {
-                    file_system.push(resolved(as_text), access)?;
-                }
+            let parsed = parse_target(target, base)?;
+            let as_text = match access {
+                Access::None => hidden_as_text_too(target, base, &parsed),
+                _ => None,
+            };
+            file_system.push(resolved(parsed), access)?;
+            if let Some(as_text) = as_text {
+                file_system.push(resolved(as_text), access)?;
             }
         }
         let mut network = NetworkPolicy::Restricted;
@@ -961,6 +954,9 @@ impl ProfileSet {
                 target: parse_target(text, base.as_deref())?,
                 access: Access::from(*access),
             };
+            if entry.access == Access::None {
+                hidden_as_text.extend(hidden_as_text_too(text, base.as_deref(), &entry.target));
+            }
             match own.iter().find(|other| other.target == entry.target) {
                 Some(other) if other.access != entry.access => {
                     return Err(SandboxError::Config {
@@ -976,9 +972,6 @@ impl ProfileSet {
                 }
                 Some(_) => {}
                 None => own.push(entry),
-            }
-            if Access::from(*access) == Access::None {
-                hidden_as_text.extend(hidden_as_text_too(text, base.as_deref()));
             }
         }
         // Where the profile says nothing else of them.
@@ -1034,6 +1027,15 @@ fn resolved(target: FsTarget) -> FsTarget {
 /// directory, as in a shell: taken as a name under `base` it would
 /// silently grant or hide nothing.
 pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, SandboxError> {
+    parse_target_read(text, base, |text, base| AbsolutePath::written(text, base))
+}
+
+/// [`parse_target`], with `read` making a path of the text.
+fn parse_target_read(
+    text: &str,
+    base: Option<&Path>,
+    read: fn(&str, Option<&Path>) -> Result<AbsolutePath, SandboxError>,
+) -> Result<FsTarget, SandboxError> {
     if text.starts_with(':') {
         return SpecialRoot::parse(text)
             .map(FsTarget::Special)
@@ -1053,21 +1055,18 @@ pub fn parse_target(text: &str, base: Option<&Path>) -> Result<FsTarget, Sandbox
     if text.trim() != text {
         return Err(SandboxError::BlanksAroundPath(written.to_owned()));
     }
-    Ok(FsTarget::Path(AbsolutePath::written(text, base)?))
+    Ok(FsTarget::Path(read(text, base)?))
 }
 
-/// For a path `parse_target` reads through links at a `..`: the path as
-/// text would read it, where that is another one. A `"none"` entry hides
-/// both, so that a config written when `..` was read as text hides no
-/// less now (review 36: `"../../secrets"` in a linked config directory).
-fn hidden_as_text_too(text: &str, base: Option<&Path>) -> Option<FsTarget> {
-    let expanded = expand_home(text).ok()?;
-    let text = expanded.as_deref().unwrap_or(text);
-    if text.starts_with(':') || text.contains(['*', '?', '[']) {
-        return None;
-    }
-    let as_text = AbsolutePath::new(text, base).ok()?;
-    (AbsolutePath::written(text, base).ok()? != as_text).then_some(FsTarget::Path(as_text))
+/// For a path `parse_target` read through links at a `..` (`target`): the
+/// path as text would read it, where that is another one. A `"none"`
+/// entry hides both, so that a config written when `..` was read as text
+/// hides no less now (review 36: `"../../secrets"` in a linked config
+/// directory).
+fn hidden_as_text_too(text: &str, base: Option<&Path>, target: &FsTarget) -> Option<FsTarget> {
+    parse_target_read(text, base, |text, base| AbsolutePath::new(text, base))
+        .ok()
+        .filter(|as_text| as_text != target)
 }
 
 /// A deny glob as it is matched, or why it would hide nothing. Globs are
