@@ -537,11 +537,8 @@ impl Terminal {
 
     /// The terminal's foreground process group, as `pid`'s stat shows it.
     fn foreground_group(pid: i32) -> i32 {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        // Fields after the parenthesised command name: state ppid pgrp
-        // session tty_nr tpgid ...
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        after.split(' ').nth(5).unwrap().parse().unwrap()
+        // state ppid pgrp session tty_nr tpgid ...
+        stat_fields(pid).unwrap()[5].parse().unwrap()
     }
 
     /// Waits until `pid`'s process group owns the terminal.

@@ -16,11 +16,7 @@ use super::*;
 /// command line.
 fn sleep_runs(pid: i32, seconds: &str) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let zombie = stat
-        .rfind(')')
-        .and_then(|end| stat[end + 1..].split_whitespace().next())
-        == Some("Z");
+    let zombie = stat_fields(pid).is_some_and(|fields| fields[0] == "Z");
     cmdline.ends_with(format!("sleep\0{seconds}\0").as_bytes()) && !zombie
 }
 
@@ -32,11 +28,7 @@ fn open_warden_pipe(owner: i32) -> std::fs::File {
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .find(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rfind(')')
-                .and_then(|end| stat[end + 1..].split_whitespace().nth(1));
-            parent == Some(owner.to_string().as_str())
+            stat_fields(pid).is_some_and(|fields| fields[1] == owner.to_string())
                 && std::fs::read(format!("/proc/{pid}/cmdline"))
                     .unwrap_or_default()
                     .starts_with(b"execgate-warden\0")

@@ -214,6 +214,19 @@ impl Recorder {
     }
 }
 
+/// The fields of `/proc/PROCESS/stat` after the parenthesised command name
+/// (state, ppid, pgrp, session, ...), while the process exists. `process`
+/// is a pid, or `self` or `thread-self`.
+pub fn stat_fields(process: impl std::fmt::Display) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
+    Some(
+        stat[stat.rfind(')')? + 2..]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// `root` and its descendants, each as its pid, state, kernel wait channel
 /// and command line: what a stalled shell was doing.
 fn process_tree(root: u32) -> Vec<String> {
@@ -225,11 +238,9 @@ fn process_tree(root: u32) -> Vec<String> {
         .flatten()
         .filter_map(|entry| {
             let pid = entry.file_name().into_string().ok()?;
-            let stat = read(&pid, "stat")?;
-            // After the parenthesised command name: state, ppid.
-            let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
-            let state = fields.next()?.to_owned();
-            Some((pid, state, fields.next()?.to_owned()))
+            let mut fields = stat_fields(&pid)?.into_iter();
+            let state = fields.next()?;
+            Some((pid, state, fields.next()?))
         })
         .collect();
     let mut tree = vec![root.to_string()];

@@ -1197,8 +1197,7 @@ async fn a_sandboxed_escalation_handles_sigtstp_before_it_stops() {
 
 /// The state letter of `pid` (`R`, `S`, `T`...), while it exists.
 fn process_state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
+    stat_fields(pid)?[0].chars().next()
 }
 
 /// Waits up to 10 s for the one process running `cmdline` to be in a state

@@ -885,13 +885,7 @@ async fn the_shell_and_escalated_commands_run_as_much_nicer_as_configured() {
     // (the server starts that one itself), and zsh's own from /proc.
     let escalate_nice = policy_by_path(&[("/usr/bin/nice", escalate())]);
     // Niceness is per thread: this one's is what the shell starts from.
-    let base = fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let base: i32 = base[base.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(16)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let base: i32 = stat_fields("thread-self").unwrap()[16].parse().unwrap();
     assert!(
         base + 7 <= 19,
         "niceness {base} leaves no room to go 7 lower"
