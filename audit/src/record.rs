@@ -260,8 +260,9 @@ pub struct SessionFields {
     pub running_children: Option<usize>,
     /// At the end: the processes still in the session (its shells,
     /// escalated programs and what they started, however they left their
-    /// process groups; not bubblewrap and the sandbox helper), which were
-    /// killed; absent where sessions have no cgroup.
+    /// process groups; not bubblewrap and the sandbox helper, nor the
+    /// server's own children not yet executed), which were killed; absent
+    /// where sessions have no cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes_killed: Option<usize>,
     /// At the end: records of the session that could not be written (its

@@ -355,24 +355,19 @@ impl Scope {
 
     /// How many processes the session's cgroup and those below it hold:
     /// its shells, escalated programs and whatever they started, however
-    /// they left their process groups; not those running one of
-    /// `machinery` (bubblewrap and the sandbox helper, by device and inode:
-    /// the sandboxes themselves, spares kept ready or starting among them).
+    /// they left their process groups; not the server's own
+    /// ([`is_machinery`]).
     /// `None` without a cgroup, or when its processes cannot be read.
     pub(crate) fn processes(&self, machinery: &[(u64, u64)]) -> Option<usize> {
-        use std::os::unix::fs::MetadataExt;
         let cgroup = self.cgroup.as_ref()?;
+        let server = file_identity(Path::new("/proc/self/exe"));
         let mut count = 0;
         for dir in execgate_protocol::cgroup_tree(&cgroup.dir).ok()? {
             match std::fs::read_to_string(dir.join("cgroup.procs")) {
                 Ok(procs) => {
                     count += procs
                         .lines()
-                        .filter(|pid| {
-                            // A process gone meanwhile was killed by nobody.
-                            std::fs::metadata(format!("/proc/{pid}/exe"))
-                                .is_ok_and(|exe| !machinery.contains(&(exe.dev(), exe.ino())))
-                        })
+                        .filter(|pid| !is_machinery(pid, machinery, server))
                         .count();
                 }
                 // Removed since it was listed: its processes have exited.
@@ -389,6 +384,38 @@ impl Scope {
             let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
         }
     }
+}
+
+/// Whether process `pid` is the server's machinery rather than something a
+/// session's command left: a process running one of `machinery` (bubblewrap
+/// and the sandbox helper, by device and inode: the sandboxes themselves,
+/// spares kept ready or starting among them), or a child of this process
+/// that still runs `server`'s program (an escalation or a spare between its
+/// clone into the cgroup and its exec). A process gone meanwhile, or dying
+/// (its program already let go), was killed by nobody: it counts as none.
+fn is_machinery(pid: &str, machinery: &[(u64, u64)], server: Option<(u64, u64)>) -> bool {
+    let Some(program) = file_identity(Path::new(&format!("/proc/{pid}/exe"))) else {
+        return true;
+    };
+    if machinery.contains(&program) {
+        return true;
+    }
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // pid (comm) state ppid ...: comm may hold spaces and ')'.
+            let after = stat.get(stat.rfind(')')? + 2..)?;
+            after.split(' ').nth(1)?.parse::<u32>().ok()
+        });
+    Some(program) == server && parent == Some(std::process::id())
+}
+
+/// A file's device and inode, links followed.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|file| (file.dev(), file.ino()))
 }
 
 impl Drop for Scope {
@@ -606,5 +633,44 @@ mod tests {
                 .fold(FreezeHolds::default(), |holds, reason| holds.after(*reason));
             assert_eq!(holds.any(), frozen, "{reasons:?}");
         }
+    }
+
+    /// A child of the server not yet executed is the server's; one that has
+    /// executed a program is not, nor one whose program is machinery.
+    #[test]
+    fn a_child_before_its_exec_is_machinery() {
+        use nix::unistd::ForkResult;
+        let server = file_identity(Path::new("/proc/self/exe"));
+        // SAFETY: the child only sleeps (nanosleep(2), async-signal-safe,
+        // no allocation and no lock) until the test kills it.
+        let waiting = match unsafe { nix::unistd::fork() }.unwrap() {
+            ForkResult::Child => loop {
+                std::thread::sleep(std::time::Duration::from_secs(30));
+            },
+            ForkResult::Parent { child } => child,
+        };
+        // spawn returns once the exec has succeeded.
+        let mut executed = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let waiting_pid = waiting.to_string();
+        let executed_pid = executed.id().to_string();
+        let sleep = [file_identity(Path::new("/bin/sleep")).unwrap()];
+        let none = [];
+        // pid, machinery, is machinery
+        let cases = [
+            (waiting_pid.as_str(), &none[..], true),
+            (&executed_pid, &none, false),
+            (&executed_pid, &sleep, true),
+            ("0", &none, true),
+        ];
+        for (pid, machinery, expected) in cases {
+            assert_eq!(is_machinery(pid, machinery, server), expected, "{pid}");
+        }
+        let _ = nix::sys::signal::kill(waiting, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(waiting, None);
+        let _ = executed.kill();
+        let _ = executed.wait();
     }
 }
