@@ -482,4 +482,36 @@ mod tests {
         assert!(config.audit.warn_on_failure);
         assert!(config.audit.sync_escalations);
     }
+
+    /// The README's config examples are what users paste: each parses, and
+    /// each profile it defines is one a session can take (probe 177: an
+    /// inline table written over two lines was not TOML).
+    #[test]
+    fn the_readmes_config_examples_are_valid() {
+        let readme = include_str!("../../README.md");
+        let mut examples = Vec::new();
+        let mut lines = readme.lines();
+        while let Some(line) = lines.next() {
+            if line.trim_start() != "```toml" {
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            let block: Vec<&str> = lines
+                .by_ref()
+                .take_while(|line| line.trim_start() != "```")
+                .map(|line| line.get(indent..).unwrap_or(""))
+                .collect();
+            examples.push(block.join("\n"));
+        }
+        assert!(examples.len() >= 2, "{examples:?}");
+        for example in examples {
+            let config = Config::parse(&example, Path::new("/README.md"))
+                .unwrap_or_else(|error| panic!("{error:#}\n{example}"));
+            for name in config.profiles.names() {
+                config
+                    .profile(name, None)
+                    .unwrap_or_else(|error| panic!("{name}: {error:#}\n{example}"));
+            }
+        }
+    }
 }

@@ -178,7 +178,8 @@ struct SessionArgs {
     /// Print every decision to stderr.
     #[arg(long, short)]
     verbose: bool,
-    /// The audit log. Default: $XDG_STATE_HOME/execgate/audit.jsonl (or
+    /// The audit log. Default: the config's `[audit] log`, else
+    /// $XDG_STATE_HOME/execgate/audit.jsonl (or
     /// ~/.local/state/execgate/audit.jsonl).
     #[arg(long)]
     audit_log: Option<PathBuf>,

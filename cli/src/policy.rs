@@ -68,9 +68,12 @@ pub enum PolicyCommand {
         /// rules they take over).
         #[arg(long, value_name = "HOST:PORT", conflicts_with = "argv")]
         network: Option<String>,
-        /// With --network: how the connection is made.
-        #[arg(long, value_enum, default_value = "https", requires = "network")]
-        protocol: NetworkProtocol,
+        /// With --network: how the connection is made. Default: https.
+        // clap lets `requires` pass where --network may be missing (beside
+        // a command line, which it conflicts with): the flag was read and
+        // ignored. So it conflicts with a command line too.
+        #[arg(long, value_enum, requires = "network", conflicts_with = "argv")]
+        protocol: Option<NetworkProtocol>,
         /// The command line: program first.
         #[arg(
             trailing_var_arg = true,
@@ -143,7 +146,7 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
         } => {
             let (rules, _) = rules_to_check(&rules, as_run, config.as_deref(), None)?;
             let (destination, port) = Destination::parse_authority(&network, None)?;
-            let protocol = match protocol {
+            let protocol = match protocol.unwrap_or(NetworkProtocol::Https) {
                 NetworkProtocol::Https => Protocol::Https,
                 NetworkProtocol::Http => Protocol::Http,
                 NetworkProtocol::Socks5Tcp => Protocol::Socks5Tcp,

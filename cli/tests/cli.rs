@@ -3397,6 +3397,27 @@ fn policy_check_network_reports_the_deciding_network_rules() {
         "{}",
         text(&output.stderr)
     );
+    // --protocol means nothing for a command line: refused, not ignored
+    // (probe 177).
+    let output = execgate(
+        &ws,
+        &[
+            "policy",
+            "check",
+            "--rules",
+            rules,
+            "--protocol",
+            "http",
+            "--",
+            "ls",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stdout));
+    assert!(
+        text(&output.stderr).contains("'--protocol <PROTOCOL>' cannot be used with"),
+        "{}",
+        text(&output.stderr)
+    );
 
     let output = execgate(&ws, &["policy", "lint", "--rules", rules]);
     assert_eq!(output.status.code(), Some(1));

@@ -1248,9 +1248,27 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     }
     let meta = std::fs::symlink_metadata(&dir).map_err(failed)?;
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
-        return Err(failed(std::io::Error::other(
-            "not a directory of this user that only it can write",
-        )));
+        // Someone else may have made it to be used: say so, and what to do.
+        let found = if !meta.is_dir() {
+            "something that is not a directory".to_owned()
+        } else if meta.uid() != uid {
+            format!("a directory of uid {}", meta.uid())
+        } else {
+            format!(
+                "a directory others may write (mode {:o})",
+                meta.mode() & 0o7777
+            )
+        };
+        return Err(BridgeError::Io {
+            what: format!(
+                "the sessions' directory {} cannot be used (it may have been put there for \
+                 sessions to use: remove it, as root or its owner, once you know what made it)",
+                dir.display()
+            ),
+            source: std::io::Error::other(format!(
+                "it is {found}, not a directory of this user that only it can write"
+            )),
+        });
     }
     // Made earlier with another mode (an older execgate, by hand): the
     // sessions' names and what their escalations keep are this user's

@@ -4,7 +4,9 @@
 //! inside the sandbox.
 //!
 //! `cargo run --example decide -- WRAPPER SANDBOX-HELPER ZSH 'COMMAND'`
-//! (`scripts/demo` fills in the first three).
+//! (after `cargo build --workspace --bins` and `scripts/build-zsh.sh`:
+//! `target/debug/execgate-exec-wrapper target/debug/execgate-sandbox-helper
+//! target/zsh/bin/zsh`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
