@@ -52,10 +52,18 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
             // A load first: every decision's record passes here.
             Ok(()) if self.lost.load(Ordering::Relaxed) > 0 => {
                 let lost = self.lost.swap(0, Ordering::SeqCst);
+                // The session's end is written whatever its share left:
+                // that one says nothing of the records before it (probe
+                // 176 read "written again" as recording resumed).
+                let line = if matches!(event, SessionEvent::Ended { .. }) {
+                    format!(
+                        "execgate: the session ended with {lost} record(s) not in the audit log"
+                    )
+                } else {
+                    format!("execgate: the audit log is written again; {lost} record(s) were lost")
+                };
                 if lost > 0 {
-                    crate::stderr::line(&format!(
-                        "execgate: the audit log is written again; {lost} record(s) were lost"
-                    ));
+                    crate::stderr::line(&line);
                 }
             }
             Ok(()) => {}

@@ -7386,3 +7386,37 @@ fn the_audit_table_quotes_grants_and_marks_an_unverified_directory() {
         "{table}"
     );
 }
+
+/// A session that has spent its share of the log has its commands refused,
+/// and its end, written whatever the share left, says how many records
+/// were not written rather than that the log is written again (probe 176).
+#[test]
+fn a_session_past_its_share_says_what_it_lost_at_its_end() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[audit]\nmax_bytes = 65536\nkeep = 1\n").unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            "refused=0; for i in {1..200}; do /bin/true 2>/dev/null || ((refused++)); done; print $refused",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    let refused: u64 = text(&output.stdout).trim().parse().unwrap();
+    assert!(refused > 0, "{stderr}");
+    assert!(stderr.contains("this session has taken"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the session ended with {refused} record(s) not in the audit log"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("written again"), "{stderr}");
+}
