@@ -400,14 +400,13 @@ fn is_machinery(pid: &str, machinery: &[(u64, u64)], server: Option<(u64, u64)>)
     if machinery.contains(&program) {
         return true;
     }
-    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            // pid (comm) state ppid ...: comm may hold spaces and ')'.
-            let after = stat.get(stat.rfind(')')? + 2..)?;
-            after.split(' ').nth(1)?.parse::<u32>().ok()
-        });
-    Some(program) == server && parent == Some(std::process::id())
+    let parent = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces and ')'.
+        let after = stat.get(stat.rfind(')')? + 2..)?;
+        after.split(' ').nth(1)?.parse::<u32>().ok()
+    };
+    Some(program) == server && parent() == Some(std::process::id())
 }
 
 /// A file's device and inode, links followed.
