@@ -68,27 +68,34 @@ pub(crate) async fn serve_request(
 ) {
     let received = Instant::now();
     let request_id = shared.next_request_id();
-    let refuse_from =
+    let refusal =
         |reason: String, requester: Option<PeerCredentials>, asked: Option<Arc<RefusedRequest>>| {
             // Debug: the session's event sink reports it (core-bridge's
             // telemetry as `execgate::decision`); twice was noise.
             tracing::debug!(session = %shared.id, request_id, %reason, "request refused");
-            shared.emit(SessionEvent::RequestRefused {
+            SessionEvent::RequestRefused {
                 request_id: Some(request_id),
                 reason,
                 requester,
                 asked,
-            });
+            }
         };
     let peer = match sys::peer_credentials(&private) {
         Ok(peer) => peer,
         Err(error) => {
-            return refuse_from(format!("cannot read peer credentials: {error}"), None, None)
+            return shared.emit(refusal(
+                format!("cannot read peer credentials: {error}"),
+                None,
+                None,
+            ))
         }
     };
-    let refuse_asked =
-        |reason: String, asked: Option<Arc<RefusedRequest>>| refuse_from(reason, Some(peer), asked);
-    let refuse = |reason: String| refuse_asked(reason, None);
+    let refuse = |reason: String| shared.emit(refusal(reason, Some(peer), None));
+    // A refusal that names what was asked: its record may be large, and is
+    // written as a decision's is, the request's bytes held until then.
+    let refuse_asked = |reason: String, asked: RefusedRequest| {
+        shared.emit_off_serving_thread(refusal(reason, Some(peer), Some(Arc::new(asked))))
+    };
     let mut channel = match Channel::new(private) {
         Ok(channel) => channel,
         Err(error) => return refuse(format!("cannot serve the request socket: {error}")),
@@ -125,7 +132,7 @@ pub(crate) async fn serve_request(
     };
     let request_read = Instant::now();
     // The request's bytes count in the session's budget until it is
-    // decided, a person's answer included.
+    // decided, a person's answer included, and recorded.
     let (request, held_request) = match frame.and_then(|(message, held)| match message {
         ClientMessage::Request(request) => Ok((request, held)),
         _ => Err(ConversationError::Unexpected("expected a request")),
@@ -169,7 +176,7 @@ pub(crate) async fn serve_request(
                 cwd: request.cwd,
                 question: None,
             };
-            return refuse_asked(reason, Some(Arc::new(asked)));
+            return refuse_asked(reason, asked).await;
         }
     };
     let ExecRequest { argv, cwd, env, .. } = request;
@@ -206,14 +213,12 @@ pub(crate) async fn serve_request(
     });
 
     // What a refused request was, for its record.
-    let asked = || {
-        Arc::new(RefusedRequest {
-            path: context.executable.requested_path.clone(),
-            executable: Some(context.executable.clone()),
-            argv: context.argv.clone(),
-            cwd: context.cwd.clone(),
-            question: context.question.waiting(),
-        })
+    let asked = || RefusedRequest {
+        path: context.executable.requested_path.clone(),
+        executable: Some(context.executable.clone()),
+        argv: context.argv.clone(),
+        cwd: context.cwd.clone(),
+        question: context.question.waiting(),
     };
     // A policy that panics decides nothing: the request is refused and
     // recorded as such, and the session serves on (probe 173: its
@@ -245,7 +250,7 @@ pub(crate) async fn serve_request(
             match reason {
                 Ok(verdict) => verdict,
                 Err(reason) => {
-                    return refuse_asked(reason.to_owned(), Some(asked()));
+                    return refuse_asked(reason.to_owned(), asked()).await;
                 }
             }
         }
@@ -253,9 +258,8 @@ pub(crate) async fn serve_request(
     let Ok(verdict) = verdict else {
         let reason = "the policy failed (it panicked)";
         deny(&shared, &mut channel, &cancel, reason).await;
-        return refuse_asked(reason.to_owned(), Some(asked()));
+        return refuse_asked(reason.to_owned(), asked()).await;
     };
-    drop(held_request);
     let Verdict {
         decision,
         provenance,
@@ -265,7 +269,9 @@ pub(crate) async fn serve_request(
         decision: decision.clone(),
         provenance,
     };
-    if let Err(error) = shared.record_off_serving_thread(decided).await {
+    let recorded = shared.record_off_serving_thread(decided).await;
+    drop(held_request);
+    if let Err(error) = recorded {
         let reason = crate::events::unrecorded_denial(&error);
         deny(&shared, &mut channel, &cancel, &reason).await;
         return;

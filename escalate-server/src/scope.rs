@@ -648,6 +648,16 @@ mod tests {
             },
             ForkResult::Parent { child } => child,
         };
+        // Killed however the test ends: a child left sleeping would hold
+        // the test harness's output open.
+        struct Reaped(nix::unistd::Pid);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(self.0, None);
+            }
+        }
+        let _reaped = Reaped(waiting);
         // spawn returns once the exec has succeeded.
         let mut executed = std::process::Command::new("/bin/sleep")
             .arg("30")
@@ -667,8 +677,6 @@ mod tests {
         for (pid, machinery, expected) in cases {
             assert_eq!(is_machinery(pid, machinery, server), expected, "{pid}");
         }
-        let _ = nix::sys::signal::kill(waiting, nix::sys::signal::Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(waiting, None);
         let _ = executed.kill();
         let _ = executed.wait();
     }

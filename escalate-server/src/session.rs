@@ -372,16 +372,27 @@ pub(crate) struct Shared {
 
 /// Requests whose arguments and environment pass this many bytes are
 /// recorded off the serving thread (a probe: three processes asking with
-/// megabytes of arguments raised another's p99 from 3 ms to 300 ms).
+/// megabytes of arguments raised another's p99 from 3 ms to 300 ms). The
+/// request's bytes, not the record's: a record escapes control characters
+/// six-fold, so one of up to about 384 KiB is still written inline (three
+/// processes asking with 60 KB of them: a p99 of 21 ms).
 const LARGE_REQUEST: usize = 64 << 10;
 
-/// Whether `event` is a decision on a request of [`LARGE_REQUEST`] bytes
-/// or more.
+/// Turns to write a large record, one for the whole process: each holds
+/// its request, a copy in the record, and the line, up to six times the
+/// request's size.
+static LARGE_RECORDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Whether `event` is a decision on, or a refusal naming, a request of
+/// [`LARGE_REQUEST`] bytes or more.
 fn is_large(event: &SessionEvent) -> bool {
     match event {
         SessionEvent::Decided { request, .. } => {
             bytes_at_least(request.argv.iter().chain(&request.env), LARGE_REQUEST)
         }
+        SessionEvent::RequestRefused {
+            asked: Some(asked), ..
+        } => bytes_at_least(asked.argv.iter(), LARGE_REQUEST),
         _ => false,
     }
 }
@@ -446,7 +457,10 @@ impl Shared {
     /// [`Shared::record`], on a blocking thread if the audit sink waits for
     /// the disk to record it (`fdatasync`) or the record is large (its
     /// encoding alone takes milliseconds): the serving thread is every
-    /// session's.
+    /// session's. Large records are written one at a time in the process
+    /// ([`LARGE_RECORDS`]), their requests' bytes held meanwhile in their
+    /// session's budget by the caller, so that a flood of them costs the
+    /// server no more memory than when the serving thread wrote them.
     pub(crate) async fn record_off_serving_thread(
         self: &Arc<Self>,
         event: SessionEvent,
@@ -454,13 +468,30 @@ impl Shared {
         let Some(audit) = self.config.audit.as_ref() else {
             return self.record(&event);
         };
-        if !audit.waits_for_disk(&event) && !is_large(&event) {
+        let large = is_large(&event);
+        if !audit.waits_for_disk(&event) && !large {
             return self.record(&event);
         }
+        let turn = match large {
+            // Never closed: acquire cannot fail.
+            true => LARGE_RECORDS.acquire().await.ok(),
+            false => None,
+        };
         let shared = self.clone();
-        tokio::task::spawn_blocking(move || shared.record(&event))
-            .await
-            .unwrap_or_else(|error| Err(format!("the audit record was not written: {error}")))
+        tokio::task::spawn_blocking(move || {
+            let recorded = shared.record(&event);
+            drop(turn);
+            recorded
+        })
+        .await
+        .unwrap_or_else(|error| Err(format!("the audit record was not written: {error}")))
+    }
+
+    /// [`Shared::emit`], as [`Shared::record_off_serving_thread`] writes.
+    pub(crate) async fn emit_off_serving_thread(self: &Arc<Self>, event: SessionEvent) {
+        if let Err(reason) = self.record_off_serving_thread(event).await {
+            tracing::error!(session = %self.id, %reason, "audit log write failed");
+        }
     }
 
     /// Counts a sandbox with grants about to start: what it may write is
