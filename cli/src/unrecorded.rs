@@ -16,6 +16,8 @@ pub struct SaysWhenUnrecorded<S> {
     inner: S,
     /// Records lost since the last one written.
     lost: AtomicU64,
+    /// Records lost in all, as the session's end counts them.
+    lost_in_all: AtomicU64,
     /// What the session does meanwhile, as the warning says it.
     meanwhile: &'static str,
 }
@@ -27,6 +29,7 @@ impl<S> SaysWhenUnrecorded<S> {
         SaysWhenUnrecorded {
             inner,
             lost: AtomicU64::new(0),
+            lost_in_all: AtomicU64::new(0),
             meanwhile: if goes_on {
                 "going on without records, as on_failure = \"warn\" says"
             } else {
@@ -42,6 +45,7 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
         let recorded = self.inner.record(session_id, event);
         match &recorded {
             Err(reason) => {
+                self.lost_in_all.fetch_add(1, Ordering::SeqCst);
                 if self.lost.fetch_add(1, Ordering::SeqCst) == 0 {
                     crate::stderr::line(&format!(
                         "execgate: warning: the audit log cannot be written ({reason}); {}",
@@ -49,21 +53,26 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
                     ));
                 }
             }
+            // The session's end is written whatever its share left: that
+            // one says nothing of the records before it (probe 176 read
+            // "written again" as recording resumed), and its count is the
+            // session's, as the record's `lost_records` (review 37).
+            Ok(()) if matches!(event, SessionEvent::Ended { .. }) => {
+                let lost = self.lost_in_all.load(Ordering::SeqCst);
+                if lost > 0 {
+                    crate::stderr::line(&format!(
+                        "execgate: the session ended with {lost} record(s) in all not in the \
+                         audit log"
+                    ));
+                }
+            }
             // A load first: every decision's record passes here.
             Ok(()) if self.lost.load(Ordering::Relaxed) > 0 => {
                 let lost = self.lost.swap(0, Ordering::SeqCst);
-                // The session's end is written whatever its share left:
-                // that one says nothing of the records before it (probe
-                // 176 read "written again" as recording resumed).
-                let line = if matches!(event, SessionEvent::Ended { .. }) {
-                    format!(
-                        "execgate: the session ended with {lost} record(s) not in the audit log"
-                    )
-                } else {
-                    format!("execgate: the audit log is written again; {lost} record(s) were lost")
-                };
                 if lost > 0 {
-                    crate::stderr::line(&line);
+                    crate::stderr::line(&format!(
+                        "execgate: the audit log is written again; {lost} record(s) were lost"
+                    ));
                 }
             }
             Ok(()) => {}
