@@ -7431,3 +7431,76 @@ fn a_session_past_its_share_says_what_it_lost_at_its_end() {
         "{stderr}"
     );
 }
+
+/// A connection the proxy closes unread because this process's relays are
+/// all in use is recorded as refused, with why (probe 180: nothing said
+/// so, on the record or off it). `ulimit -n 256` leaves the process 21
+/// relays and each sandbox 10; three escalations' sandboxes ask for 30.
+#[test]
+fn a_connection_past_the_processs_relays_is_refused_on_the_record() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (dir, ws) = workspace();
+    // An allowed server that holds what it accepts, answering nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.lim]\nextends = \"workspace-write\"\n[profiles.lim.network]\n\
+         mode = \"limited\"\ndomains = { \"127.0.0.6\" = \"allow\" }\n",
+    )
+    .unwrap();
+    let rules = dir.path().join("curl.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"turn-default\")\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let command = format!(
+        "for i in 1 2 3; do curl -s --parallel --parallel-immediate --parallel-max 10 -m 3 \
+         'http://127.0.0.6:{port}/'$i'/[1-10]' -o /dev/null & done; wait"
+    );
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 256 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_execgate"),
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--profile",
+            "lim",
+            "--approval",
+            "deny",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            &command,
+        ])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    let records = std::fs::read_to_string(&log).unwrap();
+    let refused = records
+        .lines()
+        .filter(|line| line.contains("network-close") && line.contains("relays are all in use"))
+        .count();
+    let relayed = accepted.load(Ordering::SeqCst);
+    assert!(refused > 0, "{stderr}\n{records}");
+    assert_eq!(refused + relayed, 30, "{stderr}\n{records}");
+}

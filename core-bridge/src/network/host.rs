@@ -31,7 +31,9 @@ use tokio_util::sync::CancellationToken;
 
 use execgate_escalate_server::sandbox::{ResolvedPolicy, LISTENER_MESSAGE};
 use execgate_escalate_server::{NetworkBridge, SandboxOrigin};
-use execgate_network_proxy::{serve_connection, ConnectRequest, Decider, Verdict};
+use execgate_network_proxy::{
+    serve_connection, ConnectRequest, ConnectionOutcome, ConnectionReport, Decider, Verdict,
+};
 
 use super::decide::{NetworkConnection, NetworkDecider, NetworkDecision};
 use execgate_protocol::recv_with_fds;
@@ -257,9 +259,16 @@ async fn serve_sandbox(
                 // closed at once rather than held waiting, a descriptor
                 // the bound does not count (reviews).
                 let Ok(process_permit) = in_process.clone().try_acquire_owned() else {
-                    tracing::warn!(
-                        "a sandbox's connection was closed: this process's relays are all in use"
-                    );
+                    // Unread, so refused as a request that could not be
+                    // read is: on the record (probe 180: nothing said it).
+                    let reason = "this process's relays are all in use (ulimit -n bounds them)";
+                    tracing::warn!("a sandbox's connection was closed: {reason}");
+                    connection.closed(&ConnectionReport {
+                        request: None,
+                        outcome: ConnectionOutcome::Refused {
+                            reason: reason.to_owned(),
+                        },
+                    });
                     continue;
                 };
                 tokio::spawn(async move {
