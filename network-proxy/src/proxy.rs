@@ -603,9 +603,21 @@ fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
     };
     let mut forward =
         format!("{method} {path} HTTP/{version}\r\nHost: {authority}\r\n").into_bytes();
+    // The headers a `Connection` header names are this hop's too (RFC 9110
+    // 7.6.1), meant for the proxy and not the origin (probe 180).
+    let named_hop_headers: Vec<String> = request
+        .headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|header| header.value.split(|&byte| byte == b','))
+        .map(|name| String::from_utf8_lossy(name.trim_ascii()).to_ascii_lowercase())
+        .collect();
     for header in request.headers.iter() {
         let name = header.name.to_ascii_lowercase();
-        if HOP_HEADERS.contains(&name.as_str()) || name == "host" {
+        if HOP_HEADERS.contains(&name.as_str())
+            || name == "host"
+            || named_hop_headers.contains(&name)
+        {
             continue;
         }
         forward.extend_from_slice(header.name.as_bytes());

@@ -124,13 +124,16 @@ async fn finished(report: tokio::task::JoinHandle<ConnectionReport>) -> Connecti
 
 #[tokio::test]
 async fn an_absolute_form_request_is_forwarded_in_origin_form_without_proxy_headers() {
+    // Without the headers only this hop reads: the proxy's, `Connection`'s
+    // and those it names (probe 180: `X-Hop` reached the origin).
     let (port, seen) = origin(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
     let decider = ListDecider::new(&[("127.0.0.1", ListDecision::Allow)]);
     let (mut client, report) = proxy(decider.clone());
     let request = format!(
         "GET http://user:secret@127.0.0.1:{port}/crates/index?q=1#frag HTTP/1.1\r\n\
          Host: other-site.example\r\nProxy-Authorization: Basic eDp5\r\n\
-         Proxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n"
+         Proxy-Connection: keep-alive\r\nConnection: keep-alive, X-Hop\r\n\
+         X-Hop: for the proxy\r\nAccept: */*\r\n\r\n"
     );
     client
         .write_all(request.as_bytes())
