@@ -274,6 +274,9 @@ fn session_problems(config: Option<&crate::config::Config>, scope_refused: bool)
     if let Err(error) = crate::enough_descriptors() {
         problems.push(crate::causes(&error));
     }
+    if let Some(problem) = execgate_core_bridge::sessions_dir_problem() {
+        problems.push(problem);
+    }
     if scope_refused {
         problems.push(
             "sessions cannot be scoped as asked (see session scope above); unset \

@@ -115,8 +115,8 @@ pub use network::OnNetworkDenial;
 pub use policy::{ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
-    sandboxed_program, CommandStatus, OutputChunk, RunHandle, RunOptions, RunOutcome, ShellSession,
-    ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
+    sandboxed_program, sessions_dir_problem, CommandStatus, OutputChunk, RunHandle, RunOptions,
+    RunOutcome, ShellSession, ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
 };
 #[cfg(unix)]
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
@@ -227,6 +227,10 @@ pub enum BridgeError {
          to 128 KiB; write it to a script file and run that"
     )]
     CommandTooLong { len: usize },
+    /// The sessions' directory is there but not this user's alone
+    /// ([`sessions_dir_problem`] says why).
+    #[error("{0}")]
+    UnusableSessionsDir(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1230,13 +1230,53 @@ fn sandbox_context(cwd: &Path, sessions_dir: &Path) -> SandboxContext {
     context
 }
 
-/// Where the sessions' private directories live: `/var/tmp/execgate-UID`,
-/// created owner-only, and refused unless it is a real directory of this
-/// user that nobody else may write (a planted one could hold another zsh).
+/// Where the sessions' private directories live: `/var/tmp/execgate-UID`.
+fn sessions_dir_path() -> PathBuf {
+    PathBuf::from(format!(
+        "/var/tmp/execgate-{}",
+        nix::unistd::getuid().as_raw()
+    ))
+}
+
+/// Why the sessions' directory that is already there cannot be used: not
+/// a real directory of this user that nobody else may write (a planted
+/// one could hold another zsh). `None` when it can, or is not there yet.
+/// Made by nothing: `execgate doctor` asks it too.
+pub fn sessions_dir_problem() -> Option<String> {
+    let dir = sessions_dir_path();
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    unusable_sessions_dir(&dir, &meta)
+}
+
+fn unusable_sessions_dir(dir: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::getuid().as_raw();
+    let found = if !meta.is_dir() {
+        "something that is not a directory".to_owned()
+    } else if meta.uid() != uid {
+        format!("a directory of uid {}", meta.uid())
+    } else if meta.mode() & 0o022 != 0 {
+        format!(
+            "a directory others may write (mode {:o})",
+            meta.mode() & 0o7777
+        )
+    } else {
+        return None;
+    };
+    // Someone else may have made it to be used: say so, and what to do.
+    Some(format!(
+        "the sessions' directory {} cannot be used (it may have been put there for sessions \
+         to use: remove it, as root or its owner, once you know what made it): it is {found}, \
+         not a directory of this user that only it can write",
+        dir.display()
+    ))
+}
+
+/// The sessions' directory, created owner-only, and refused unless it is
+/// a real directory of this user that nobody else may write.
 fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = PathBuf::from(format!("/var/tmp/execgate-{uid}"));
+    let dir = sessions_dir_path();
     let failed = |source| BridgeError::Io {
         what: format!("cannot create the sessions' directory {}", dir.display()),
         source,
@@ -1247,28 +1287,8 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
         Err(error) => return Err(failed(error)),
     }
     let meta = std::fs::symlink_metadata(&dir).map_err(failed)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
-        // Someone else may have made it to be used: say so, and what to do.
-        let found = if !meta.is_dir() {
-            "something that is not a directory".to_owned()
-        } else if meta.uid() != uid {
-            format!("a directory of uid {}", meta.uid())
-        } else {
-            format!(
-                "a directory others may write (mode {:o})",
-                meta.mode() & 0o7777
-            )
-        };
-        return Err(BridgeError::Io {
-            what: format!(
-                "the sessions' directory {} cannot be used (it may have been put there for \
-                 sessions to use: remove it, as root or its owner, once you know what made it)",
-                dir.display()
-            ),
-            source: std::io::Error::other(format!(
-                "it is {found}, not a directory of this user that only it can write"
-            )),
-        });
+    if let Some(problem) = unusable_sessions_dir(&dir, &meta) {
+        return Err(BridgeError::UnusableSessionsDir(problem));
     }
     // Made earlier with another mode (an older execgate, by hand): the
     // sessions' names and what their escalations keep are this user's
@@ -1331,6 +1351,51 @@ mod tests {
         let again = private_sessions_dir().unwrap();
         let mode = std::fs::metadata(&again).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
+    }
+
+    /// A sessions' directory found already there is refused, as a session
+    /// and `doctor` say, unless it is a real directory of this user that
+    /// nobody else may write (probe 177: doctor said ready).
+    #[test]
+    fn a_sessions_directory_not_this_users_alone_is_named_as_found() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let dir = |name: &str, mode: u32| {
+            let path = base.path().join(name);
+            std::fs::create_dir(&path).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let own = dir("own", 0o700);
+        let readable = dir("readable", 0o755);
+        let writable = dir("writable", 0o777);
+        let foreign = dir("foreign", 0o700);
+        std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
+        let file = base.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&own, &link).unwrap();
+        // (path, what the problem says, if any)
+        let cases = [
+            (own, None),
+            (readable, None),
+            (writable, Some("a directory others may write (mode 777)")),
+            (foreign, Some("a directory of uid 65534")),
+            (file, Some("something that is not a directory")),
+            (link, Some("something that is not a directory")),
+        ];
+        for (path, found) in cases {
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let problem = unusable_sessions_dir(&path, &meta);
+            match found {
+                None => assert_eq!(problem, None, "{}", path.display()),
+                Some(found) => {
+                    let problem = problem.unwrap_or_default();
+                    assert!(problem.contains(found), "{problem}");
+                    assert!(problem.contains("remove it"), "{problem}");
+                }
+            }
+        }
     }
 
     /// Regression: a session whose process was killed left its directory

@@ -472,10 +472,11 @@ impl Shared {
         if !audit.waits_for_disk(&event) && !large {
             return self.record(&event);
         }
-        let turn = match large {
-            // Never closed: acquire cannot fail.
-            true => LARGE_RECORDS.acquire().await.ok(),
-            false => None,
+        // Never closed: acquire cannot fail.
+        let turn = if large {
+            LARGE_RECORDS.acquire().await.ok()
+        } else {
+            None
         };
         let shared = self.clone();
         tokio::task::spawn_blocking(move || {
