@@ -35,9 +35,24 @@ pub fn wrapper() -> PathBuf {
     )
 }
 
+/// Sends the warnings of the servers this process runs to the output of
+/// the test whose threads wrote them, which the harness shows when it
+/// fails: a spare that could not be used, say, is told only there. Every
+/// test runs zsh, so [`zsh`] calls it.
+fn report_server_warnings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// The patched zsh: `EXECGATE_ZSH`, or the one `scripts/build-zsh.sh` builds.
 /// Missing is a failure, never a skip.
 pub fn zsh() -> PathBuf {
+    report_server_warnings();
     let path = std::env::var_os("EXECGATE_ZSH")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/zsh/bin/zsh"));
