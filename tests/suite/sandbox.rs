@@ -101,6 +101,7 @@ impl World {
         let run_dir = run_base.join(&unique);
         fs::create_dir_all(&run_dir).unwrap();
         let run_listener = UnixListener::bind(run_dir.join("service.sock")).unwrap();
+        remove_sockets_of_ended_runs();
         let tmp_socket = PathBuf::from("/tmp").join(format!("{unique}.sock"));
         let tmp_listener = UnixListener::bind(&tmp_socket).unwrap();
         let abstract_name = unique.clone();
@@ -235,12 +236,38 @@ impl World {
     }
 }
 
+/// Removes the temp dir's sockets that worlds of test processes no longer
+/// running left (`execgate-escape-PID-...sock`).
+fn remove_sockets_of_ended_runs() {
+    let Ok(entries) = fs::read_dir("/tmp") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("execgate-escape-"))
+            .filter(|rest| rest.ends_with(".sock"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         let _ = self.victim.kill();
         let _ = self.victim.wait();
         let _ = fs::remove_dir_all(&self.run_dir);
-        let _ = fs::remove_file(&self.tmp_socket);
+        // The socket in the temp dir stays until a later run removes it
+        // ([`remove_sockets_of_ended_runs`]): the other tests' sessions
+        // cover it, and one removed as their sandbox starts makes the
+        // start fail (bubblewrap finds no file to mount on).
         for canary in &self.canaries {
             let _ = fs::remove_file(canary);
         }
@@ -1297,6 +1324,41 @@ fn spares_for(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Whether each spare sandbox whose command line names `dir` runs its
+/// helper (its view made: bubblewrap mounts before it executes the helper):
+/// a process not bubblewrap below the spare's bubblewrap.
+fn spares_ready(dir: &Path) -> bool {
+    let spares = spares_for(dir);
+    let processes: Vec<i32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .collect();
+    let parent = |pid: i32| -> Option<i32> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+    };
+    let runs_helper = |pid: i32| {
+        fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            !cmdline
+                .split(|&b| b == 0)
+                .next()
+                .unwrap()
+                .ends_with(b"bwrap")
+        })
+    };
+    let below = |pid: i32, spare: i32| {
+        std::iter::successors(parent(pid), |&up| parent(up))
+            .take(4)
+            .any(|up| up == spare)
+    };
+    spares.len() == 2
+        && spares.iter().all(|&spare| {
+            processes
+                .iter()
+                .any(|&pid| below(pid, spare) && runs_helper(pid))
+        })
+}
+
 /// The session's spares under `dir` once both have started ([`spares_for`]),
 /// or what there is after 10 s.
 async fn both_spares(dir: &Path) -> Vec<i32> {
@@ -1480,6 +1542,45 @@ async fn restricted_spares_share_an_empty_network_namespace_of_their_own() {
     // Each sandbox bubblewrap starts has a namespace of its own: the
     // same one twice means both ran in spares.
     assert_eq!(lines[3], lines[1], "the spares share one namespace");
+}
+
+/// A hidden file the host removes while a session runs is not made again
+/// by the sandboxes the session starts later, from the policy it resolved
+/// at its start: bubblewrap made an empty file there to cover, left on the
+/// host (and failed where the directory was read-only).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hidden_file_the_host_removes_is_not_made_again_by_later_sandboxes() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/dash", Decision::Escalate(Execution::TurnDefault))]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let go = world.ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = "dash -c 'echo ran'; read -r _ < go; for i in 1 2 3; do dash -c 'echo ran'; done";
+    let mut shell = spawn_session_shell(&mut session, script, &world.ws);
+    let secret = world.ws.join("secret.env");
+    // The first escalation starts the spares.
+    recorder.wait_for_started_by(1, &mut shell).await;
+    assert_eq!(both_spares(&world.ws).await.len(), 2, "the spares started");
+    // Their views made: bubblewrap mounts before it executes the helper.
+    for _ in 0..1000 {
+        if spares_ready(&world.ws) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(spares_ready(&world.ws), "the spares are ready");
+    fs::remove_file(&secret).unwrap();
+    fs::write(&go, "\n").unwrap();
+    // The last ran in a sandbox started after the removal.
+    recorder.wait_for_started_by(4, &mut shell).await;
+    let output = finish(shell).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "ran\nran\nran\nran\n", "{}", output.stderr);
+    assert!(
+        fs::symlink_metadata(&secret).is_err(),
+        "{} was made again",
+        secret.display()
+    );
 }
 
 /// A spare that ended before its command came (killed from outside) is not

@@ -450,10 +450,17 @@ impl Args {
     }
 
     /// Makes `path` unreadable: an empty read-only tmpfs on a directory, the
-    /// empty `/dev/null` on anything else.
+    /// empty `/dev/null` on anything else. Not a path gone since the policy
+    /// was resolved (a session's sandboxes start from the policy it
+    /// resolved at its start): there is nothing to hide, and bubblewrap
+    /// would make an empty file or directory there to mount on, on the
+    /// host where the parent is writable, or fail where it is not.
     fn cover(&mut self, path: &Path) {
+        let Ok(found) = std::fs::metadata(path) else {
+            return;
+        };
         let target = path.as_os_str().to_owned();
-        if path.is_dir() {
+        if found.is_dir() {
             self.push_os(["--tmpfs".into(), target.clone()]);
             self.remounts.push(target);
         } else {
