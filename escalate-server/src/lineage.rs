@@ -179,7 +179,7 @@ impl Lineage {
 /// The parent of `pid`, from `/proc/PID/stat`: one `read` of the line's
 /// start (this runs for every request; `read_to_string` would stat the
 /// file and read it in five pieces).
-fn parent_pid(pid: i32) -> Option<i32> {
+pub(crate) fn parent_pid(pid: i32) -> Option<i32> {
     let mut stat = [0u8; 512];
     let len = File::open(format!("/proc/{pid}/stat"))
         .and_then(|mut file| file.read(&mut stat))

@@ -389,10 +389,11 @@ impl Scope {
 /// Whether process `pid` is the server's machinery rather than something a
 /// session's command left: a process running one of `machinery` (bubblewrap
 /// and the sandbox helper, by device and inode: the sandboxes themselves,
-/// spares kept ready or starting among them), or a child of this process
-/// that still runs `server`'s program (an escalation or a spare between its
-/// clone into the cgroup and its exec). A process gone meanwhile, or dying
-/// (its program already let go), was killed by nobody: it counts as none.
+/// spares kept ready or starting among them), or a clone of this process
+/// not yet executed, which runs `server`'s program and shares our memory
+/// (an escalation or a spare between its clone into the cgroup and its
+/// exec). A process gone meanwhile, or dying (its program already let go),
+/// was killed by nobody: it counts as none.
 fn is_machinery(pid: &str, machinery: &[(u64, u64)], server: Option<(u64, u64)>) -> bool {
     let Some(program) = file_identity(Path::new(&format!("/proc/{pid}/exe"))) else {
         return true;
@@ -400,17 +401,23 @@ fn is_machinery(pid: &str, machinery: &[(u64, u64)], server: Option<(u64, u64)>)
     if machinery.contains(&program) {
         return true;
     }
-    let parent = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // pid (comm) state ppid ...: comm may hold spaces and ')'.
-        let after = stat.get(stat.rfind(')')? + 2..)?;
-        after.split(' ').nth(1)?.parse::<u32>().ok()
+    if Some(program) != server {
+        return false;
+    }
+    let Ok(pid) = pid.parse() else {
+        return false;
     };
-    Some(program) == server && parent() == Some(std::process::id())
+    // Only a clone of ours shares our memory; an escalated program that
+    // is our binary (`execgate` escalated as a command) does not. Without
+    // `kcmp`, a child of ours running our program is taken as a clone.
+    match crate::sys::shares_our_memory(pid) {
+        Some(shared) => shared,
+        None => crate::lineage::parent_pid(pid) == i32::try_from(std::process::id()).ok(),
+    }
 }
 
 /// A file's device and inode, links followed.
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
+pub(crate) fn file_identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path)
         .ok()
@@ -634,42 +641,65 @@ mod tests {
         }
     }
 
-    /// A child of the server not yet executed is the server's; one that has
-    /// executed a program is not, nor one whose program is machinery.
+    /// A clone of the server not yet executed is the server's; a child
+    /// that has executed a program is not, even the server's own (an
+    /// escalated `execgate`), nor one whose program is machinery.
     #[test]
-    fn a_child_before_its_exec_is_machinery() {
-        use nix::unistd::ForkResult;
+    fn a_clone_before_its_exec_is_machinery() {
+        use nix::sched::CloneFlags;
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::{ForkResult, Pid};
         let server = file_identity(Path::new("/proc/self/exe"));
+        // Killed however the test ends: a child left sleeping would hold
+        // the test harness's output open. Declared after the clone's stack,
+        // so dropped before it.
+        struct Reaped(Pid);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = kill(self.0, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(self.0, None);
+            }
+        }
+        let mut stack = vec![0u8; 64 * 1024];
+        // SAFETY: the clone shares our memory, as spawn's does until it
+        // executes, and runs on a stack of its own that outlives it (it is
+        // reaped before `stack` is dropped). It only sleeps (nanosleep(2):
+        // no allocation, no lock) until the test kills it.
+        let cloned = unsafe {
+            nix::sched::clone(
+                Box::new(|| loop {
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                }),
+                &mut stack,
+                CloneFlags::CLONE_VM,
+                Some(Signal::SIGCHLD as i32),
+            )
+        }
+        .unwrap();
+        let _cloned = Reaped(cloned);
         // SAFETY: the child only sleeps (nanosleep(2), async-signal-safe,
         // no allocation and no lock) until the test kills it.
-        let waiting = match unsafe { nix::unistd::fork() }.unwrap() {
+        let forked = match unsafe { nix::unistd::fork() }.unwrap() {
             ForkResult::Child => loop {
                 std::thread::sleep(std::time::Duration::from_secs(30));
             },
             ForkResult::Parent { child } => child,
         };
-        // Killed however the test ends: a child left sleeping would hold
-        // the test harness's output open.
-        struct Reaped(nix::unistd::Pid);
-        impl Drop for Reaped {
-            fn drop(&mut self) {
-                let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(self.0, None);
-            }
-        }
-        let _reaped = Reaped(waiting);
+        let _forked = Reaped(forked);
         // spawn returns once the exec has succeeded.
         let mut executed = std::process::Command::new("/bin/sleep")
             .arg("30")
             .spawn()
             .unwrap();
-        let waiting_pid = waiting.to_string();
+        let (cloned_pid, forked_pid) = (cloned.to_string(), forked.to_string());
         let executed_pid = executed.id().to_string();
         let sleep = [file_identity(Path::new("/bin/sleep")).unwrap()];
         let none = [];
         // pid, machinery, is machinery
         let cases = [
-            (waiting_pid.as_str(), &none[..], true),
+            (cloned_pid.as_str(), &none[..], true),
+            // Our program in memory of its own: as an escalated `execgate`.
+            (&forked_pid, &none, false),
             (&executed_pid, &none, false),
             (&executed_pid, &sleep, true),
             ("0", &none, true),

@@ -431,15 +431,13 @@ impl Shared {
     /// The files of bubblewrap and the sandbox helper, by device and
     /// inode: the processes that run them are the sandboxes themselves.
     fn sandbox_machinery(&self) -> Vec<(u64, u64)> {
-        use std::os::unix::fs::MetadataExt;
         let Some(sandbox) = &self.sandbox else {
             return Vec::new();
         };
         let launcher = &sandbox.launcher;
         [launcher.bwrap(), launcher.helper()]
             .into_iter()
-            .filter_map(|file| std::fs::metadata(file).ok())
-            .map(|file| (file.dev(), file.ino()))
+            .filter_map(crate::scope::file_identity)
             .collect()
     }
 

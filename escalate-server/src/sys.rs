@@ -147,6 +147,26 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
     )?)
 }
 
+/// Whether process `pid` shares this process's memory, as a child
+/// [`spawn`] cloned does until it executes (`kcmp` with `KCMP_VM`). `None`
+/// when the kernel cannot tell (built without `kcmp`), or `pid` has gone.
+pub(crate) fn shares_our_memory(pid: i32) -> Option<bool> {
+    const KCMP_VM: libc::c_long = 1;
+    // SAFETY: kcmp only compares two processes' kernel objects; it reads
+    // no memory of ours and takes no pointer.
+    let compared = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            libc::c_long::from(std::process::id() as i32),
+            libc::c_long::from(pid),
+            KCMP_VM,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    (compared >= 0).then_some(compared == 0)
+}
+
 /// Marks every descriptor from `first` up close-on-exec: `close_range`
 /// with `CLOSE_RANGE_CLOEXEC` (Linux 5.11). Async-signal-safe, allocates
 /// nothing: for a child between fork and exec too, where an error must
