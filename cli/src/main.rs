@@ -261,6 +261,11 @@ impl SessionArgs {
         for skill in skills.skills() {
             if let Some(grants) = &skill.permissions {
                 let whose = format!("skill {}", skill.name);
+                // Probe 181: read resolved, so the check on the grants
+                // themselves could never see the link.
+                for (declared, real) in &skill.write_grants_through_links {
+                    warn_of_write_grant_through_link(&whose, declared, real);
+                }
                 warn_if_grants_name_nothing(grants, &whose, &cwd);
                 warn_if_grants_held_back(session_grants.as_ref(), grants, &whose, false, &cwd);
             }
@@ -958,18 +963,29 @@ fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) -
         };
         if real != path.as_path() {
             warnings += 1;
-            stderr::line(&format!(
-                "execgate: warning: {whose} grants write access to {}, which leads to {} \
-                 through a link: the grant goes where the link leads when the session \
-                 starts, and a link in a place a sandbox can write may have been made by \
-                 an earlier one; name {} if that is what is meant",
-                path.as_path().display(),
-                real.display(),
-                real.display()
-            ));
+            warn_of_write_grant_through_link(whose, path.as_path(), &real);
         }
     }
     warnings
+}
+
+/// The warning of [`warn_if_write_grants_follow_links`], for a grant
+/// already resolved when it was read (a skill's), as `declared` and `real`.
+#[cfg(unix)]
+pub(crate) fn warn_of_write_grant_through_link(
+    whose: &str,
+    declared: &std::path::Path,
+    real: &std::path::Path,
+) {
+    stderr::line(&format!(
+        "execgate: warning: {whose} grants write access to {}, which leads to {} through a \
+         link: the grant goes where the link leads when the session starts, and a link in a \
+         place a sandbox can write may have been made by an earlier one; name {} if that is \
+         what is meant",
+        declared.display(),
+        real.display(),
+        real.display()
+    ));
 }
 
 #[cfg(unix)]

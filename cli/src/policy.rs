@@ -506,6 +506,10 @@ fn warn_of_grants_held_back(
     for skill in skills.skills() {
         if let Some(grants) = &skill.permissions {
             let whose = format!("skill {}", skill.name);
+            for (declared, real) in &skill.write_grants_through_links {
+                warnings += 1;
+                crate::warn_of_write_grant_through_link(&whose, declared, real);
+            }
             warnings += crate::warn_if_grants_name_nothing(grants, &whose, &cwd);
             warnings += crate::warn_if_grants_held_back(session, grants, &whose, false, &cwd);
         }

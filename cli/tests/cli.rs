@@ -6996,6 +6996,20 @@ fn a_deny_glob_reached_through_a_link_hides_what_it_names() {
     }
 }
 
+/// Probe 181: a command that starts with `-` or `+` was taken by zsh as
+/// its options ("bad option string"), where `policy check --as-run`
+/// decides it as a command (`- cmd` is zsh's precommand modifier).
+#[test]
+fn run_takes_a_command_that_starts_with_a_dash_as_a_command() {
+    let (_dir, ws) = workspace();
+    for (command, expected) in [("- echo hi", "hi\n"), ("-", ""), ("+x", "")] {
+        let output = execgate(&ws, &["run", "--", command]);
+        let stderr = text(&output.stderr);
+        assert_eq!(text(&output.stdout), expected, "{command}: {stderr}");
+        assert!(!stderr.contains("option"), "{command}: {stderr}");
+    }
+}
+
 /// Review 34: `/run` is hidden by an empty tmpfs, not by a rule, and the
 /// files a deny glob matched there still showed in it by name (each
 /// covered by `/dev/null`, with the directories on its way).
@@ -7312,6 +7326,49 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
     );
     // Review 34c: once, not again for a profile that only inherits it.
     assert_eq!(stderr.matches("through a link").count(), 1, "{stderr}");
+}
+
+/// Probe 181: a skill's write grant that a link led elsewhere was granted
+/// where the link led, with no warning: its permissions are read
+/// resolved, so the check on the grants could never see the link.
+/// `policy lint` says it too.
+#[test]
+fn a_skills_write_grant_through_a_link_is_warned_of() {
+    let (dir, ws) = workspace();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ws.join("notes")).unwrap();
+    let skill = dir.path().join("skills/nt");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: nt\n---\n").unwrap();
+    std::fs::write(
+        skill.join("permissions.toml"),
+        format!(
+            "filesystem = {{ {:?} = \"write\" }}\n",
+            ws.join("notes").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let skills = dir.path().join("skills");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("skills = [{:?}]\n", skills.to_str().unwrap()),
+    )
+    .unwrap();
+    let expected = format!(
+        "skill nt grants write access to {}, which leads to {} through a link",
+        ws.join("notes").display(),
+        elsewhere.display()
+    );
+    for args in [
+        &["run", "--config", config.to_str().unwrap(), "--", "true"][..],
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+    ] {
+        let output = execgate(&ws, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.matches(&expected).count(), 1, "{args:?}: {stderr}");
+    }
 }
 
 /// Probe 160: an argument redacted by `[audit] redact_args` and one given

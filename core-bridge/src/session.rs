@@ -518,7 +518,14 @@ impl ShellSession {
         if self.session.has_ended() {
             return Err(BridgeError::SessionEnded);
         }
-        let args = [OsString::from("-f"), "-c".into(), command.into()];
+        // `--`: a command that starts with `-` or `+` is a command, not
+        // options (`- cmd` is zsh's precommand modifier).
+        let args = [
+            OsString::from("-f"),
+            "-c".into(),
+            "--".into(),
+            command.into(),
+        ];
         let requested = match (&options.request_permissions, &self.exec_policy) {
             (None, _) => None,
             (Some(requested), Some(policy)) => Some((

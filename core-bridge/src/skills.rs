@@ -24,6 +24,9 @@ pub struct Skill {
     /// Why, as its permissions file says (`justification`): shown with
     /// every question about its scripts.
     pub justification: Option<String>,
+    /// Its write grants that a link led elsewhere when it was registered:
+    /// as written, and where they lead (what `permissions` grants).
+    pub write_grants_through_links: Vec<(PathBuf, PathBuf)>,
 }
 
 /// Why a skill could not be registered.
@@ -238,12 +241,17 @@ impl Skill {
         if let Some(misnamed) = misnamed {
             return Err(SkillError::MisnamedPermissions(root.join(misnamed)));
         }
-        let (permissions, justification) = if std::fs::symlink_metadata(&permissions_file).is_ok() {
-            let declared = AdditionalPermissions::load(&permissions_file)?;
-            (Some(declared.profile), declared.justification)
-        } else {
-            (None, None)
-        };
+        let (permissions, justification, write_grants_through_links) =
+            if std::fs::symlink_metadata(&permissions_file).is_ok() {
+                let declared = AdditionalPermissions::load(&permissions_file)?;
+                (
+                    Some(declared.profile),
+                    declared.justification,
+                    declared.write_grants_through_links,
+                )
+            } else {
+                (None, None, Vec::new())
+            };
         let scripts = root.join("scripts");
         if std::fs::symlink_metadata(&scripts).is_ok_and(|meta| meta.is_symlink()) {
             return Err(SkillError::LinkedScripts(root));
@@ -275,6 +283,7 @@ impl Skill {
             root,
             permissions,
             justification,
+            write_grants_through_links,
         })
     }
 }

@@ -443,9 +443,9 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
                 // `ld.so` leads to `ld-linux-x86-64.so.2` (probe 126).
                 None if context.find_link_to(name).is_some() => return None,
                 None => format!(
-                    "{name:?} is not found in PATH here, so this rule matches nothing on this \
-                     machine (a misspelling?); a session matches it only where a program of \
-                     that name is installed"
+                    "{name:?} is not found in PATH here (a misspelling?); a session matches \
+                     it only where a program of that name is run, by a path outside PATH or \
+                     where one is installed"
                 ),
             };
             return Some(LintFinding {

@@ -622,9 +622,9 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
              named mawk: this rule forbids it where the shell finds it as awk, not when it is \
              run as mawk or by another link; write it on mawk (or \"/usr/bin/mawk\") to forbid \
              it by every name [awk]",
-            "test.rules:11: warning: \"nowhere\" is not found in PATH here, so this rule \
-             matches nothing on this machine (a misspelling?); a session matches it only where \
-             a program of that name is installed [nowhere]",
+            "test.rules:11: warning: \"nowhere\" is not found in PATH here (a misspelling?); \
+             a session matches it only where a program of that name is run, by a path outside \
+             PATH or where one is installed [nowhere]",
         ]
     );
     // Without a context, none of that: the rules crate resolves nothing.
@@ -932,8 +932,8 @@ prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "forbidden")
         findings,
         [(
             2,
-            "\"gti\" is not found in PATH here, so this rule matches nothing on this machine \
-             (a misspelling?); a session matches it only where a program of that name is \
+            "\"gti\" is not found in PATH here (a misspelling?); a session matches it only \
+             where a program of that name is run, by a path outside PATH or where one is \
              installed"
                 .to_owned()
         )]

@@ -522,6 +522,11 @@ pub struct AdditionalPermissions {
     /// A `Managed` profile holding only the extra entries.
     pub profile: PermissionProfile,
     pub justification: Option<String>,
+    /// Each write grant that a link on its path led elsewhere when it was
+    /// read: the path as written, and where it leads (what `profile`
+    /// grants). A link where a sandbox could write may have been made by
+    /// an earlier one, so whoever starts a session is told.
+    pub write_grants_through_links: Vec<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -540,6 +545,7 @@ impl AdditionalPermissions {
         let spec: AdditionalSpec = parse_toml(text, origin)?;
         let base = origin.and_then(Path::parent);
         let mut file_system = FileSystemPolicy::default();
+        let mut write_grants_through_links = Vec::new();
         for (target, access) in &spec.filesystem {
             let access = Access::from(*access);
             let parsed = parse_target(target, base)?;
@@ -547,7 +553,18 @@ impl AdditionalPermissions {
                 Access::None => hidden_as_text_too(target, base, &parsed),
                 _ => None,
             };
-            file_system.push(resolved(parsed), access)?;
+            let real = resolved(parsed.clone());
+            if let (FsTarget::Path(written), FsTarget::Path(real), Access::Write) =
+                (&parsed, &real, access)
+            {
+                if written != real {
+                    write_grants_through_links.push((
+                        written.as_path().to_path_buf(),
+                        real.as_path().to_path_buf(),
+                    ));
+                }
+            }
+            file_system.push(real, access)?;
             if let Some(as_text) = as_text {
                 file_system.push(resolved(as_text), access)?;
             }
@@ -569,6 +586,7 @@ impl AdditionalPermissions {
                 network_lists,
             },
             justification: spec.justification,
+            write_grants_through_links,
         })
     }
 

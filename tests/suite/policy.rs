@@ -1644,6 +1644,7 @@ async fn requested_permissions_are_cut_to_what_the_approver_grants() {
         request_permissions: Some(AdditionalPermissions {
             profile: PermissionProfile::preset("danger-full-access").unwrap(),
             justification: None,
+            write_grants_through_links: Vec::new(),
         }),
         ..RunOptions::default()
     };
@@ -1687,6 +1688,7 @@ async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
         request_permissions: Some(AdditionalPermissions {
             profile: PermissionProfile::preset("danger-full-access").unwrap(),
             justification: Some("all of it".into()),
+            write_grants_through_links: Vec::new(),
         }),
         timeout: Some(Duration::from_secs(60)),
         ..RunOptions::default()
@@ -1737,6 +1739,7 @@ async fn a_request_for_grants_ended_at_its_question_is_recorded() {
             request_permissions: Some(AdditionalPermissions {
                 profile: PermissionProfile::preset("danger-full-access").unwrap(),
                 justification: None,
+                write_grants_through_links: Vec::new(),
             }),
             cancel: cancel.clone(),
             ..RunOptions::default()

@@ -299,7 +299,13 @@ impl ShellSession {
             // and what it runs get them back.
             ExecStdio::Terminal => format!("trap - INT QUIT\n{script}"),
         };
-        let args = vec![OsString::from("-f"), "-c".into(), script.into()];
+        // `--`: a script that starts with `-` or `+` is not options.
+        let args = vec![
+            OsString::from("-f"),
+            "-c".into(),
+            "--".into(),
+            script.into(),
+        ];
         let group = match options.stdio {
             ExecStdio::Pipes => ShellGroup::OwnGroup,
             ExecStdio::Terminal => ShellGroup::OwnTerminal,
