@@ -256,7 +256,8 @@ struct ParsedLine {
 /// Reads one line of a log; a blank one holds nothing. A writer that was
 /// appending when another died mid-line put its record right after the
 /// cut one, on the same line: that record is recovered (it starts at the
-/// line's last `{"@timestamp"`), and the cut part is reported as malformed.
+/// line's last `{"@timestamp"` that reads as a whole record), and the cut
+/// part is reported as malformed.
 fn parse_line(line: &[u8]) -> ParsedLine {
     // Blank lines are skipped (see SCHEMA.md): neither record nor fault;
     // so is a cut mark alone on its line, which a writer that saw another
@@ -276,12 +277,16 @@ fn parse_line(line: &[u8]) -> ParsedLine {
         }
         Err(error) => error,
     };
+    // The last start that reads as a whole record: one inside the record
+    // does not (probe 183: a variable named `@timestamp` in a requester's
+    // environment opens the record's `environment` object so).
     const START: &[u8] = b"{\"@timestamp\"";
     let appended = line
         .windows(START.len())
-        .rposition(|window| window == START)
-        .filter(|&start| start > 0)
-        .and_then(|start| serde_json::from_slice(&line[start..]).ok());
+        .enumerate()
+        .rev()
+        .filter(|&(start, window)| start > 0 && window == START)
+        .find_map(|(start, _)| serde_json::from_slice(&line[start..]).ok());
     match appended {
         Some(record) => ParsedLine {
             record: Some(record),

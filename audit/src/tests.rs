@@ -1051,6 +1051,38 @@ fn reading_goes_on_past_lines_that_are_not_records() {
     assert!(skipped[2].contains("whole record (kept)"), "{}", skipped[2]);
 }
 
+/// Probe 183: a record written after a cut line was lost when its
+/// environment held a variable named `@timestamp`, sorted first: reading
+/// took that object, inside the record, for the record's start.
+#[test]
+fn a_record_after_a_cut_line_is_kept_whatever_its_environment_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let mut context = (*request(vec!["ls".into()])).clone();
+    context.env.push("@timestamp=1".into());
+    let event = SessionEvent::Decided {
+        request: Arc::new(context),
+        decision: Decision::Run,
+        provenance: Default::default(),
+    };
+    let record = AuditRecord::of(&event, "s1", SystemTime::now(), &RecordOptions::default());
+    let record = serde_json::to_string(&record).unwrap();
+    assert!(
+        record.contains("\"environment\":{\"@timestamp\""),
+        "{record}"
+    );
+    std::fs::write(&path, format!("{{\"@timestamp\":\"2026-12-{record}\n")).unwrap();
+    let read = read_log(&path).unwrap();
+    assert_eq!(read.records.len(), 1, "{:?}", read.skipped);
+    let [skipped] = read.skipped.as_slice() else {
+        panic!("{:?}", read.skipped);
+    };
+    assert!(
+        skipped.to_string().contains("whole record (kept)"),
+        "{skipped}"
+    );
+}
+
 /// A line longer than any record (written by someone with the log's
 /// permissions) is reported and read past, not held in memory whole; the
 /// records around it are read. A line of exactly the limit is read.

@@ -738,7 +738,10 @@ impl Inner {
         // the sandbox" when a skill's grant of `/` could write it.
         let writable_how = |paths: &[&Path]| match paths.iter().any(|path| by_the_sandbox(path)) {
             true => "writable from the sandbox",
-            false => "writable by a grant this session made (a skill's or a profile's)",
+            false => {
+                "writable by a grant this session made (a skill's, a profile's or one a command \
+                 requested)"
+            }
         };
         let program = &request.executable.canonical_path;
         if writable(program) {
