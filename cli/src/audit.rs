@@ -363,8 +363,8 @@ impl Beginnings {
             ),
         };
         warn(&format!(
-            "execgate: the records read begin within {count} {whose} rotated away, or are in a \
-             file not read): {}",
+            "execgate: the records read begin within {count} {whose} rotated away, are in a \
+             file not read, or were never written: a session's end counts what it lost): {}",
             first_few(&self.cut, |id| escape_controls(id))
         ));
     }

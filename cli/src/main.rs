@@ -307,13 +307,14 @@ impl SessionArgs {
             };
             let whose = format!("profile {name}");
             // Probe 160: a write grant that a link (one an earlier sandbox
-            // may have made) leads elsewhere was warned of by lint only.
+            // may have made) leads elsewhere was warned of by lint only; so
+            // was a grant on a path that does not exist.
             let mut own = granted.clone();
             if let PermissionProfile::Managed { file_system, .. } = &mut own {
                 file_system.entries.retain(|entry| !warned.contains(entry));
                 warned.extend(file_system.entries.iter().cloned());
             }
-            warn_if_write_grants_follow_links(&own, &whose);
+            warn_if_grants_name_nothing(&own, &whose, &cwd);
             warn_if_grants_held_back(session_grants.as_ref(), &granted, &whose, false, &cwd);
             warn_if_sandbox_writable(
                 &granted,

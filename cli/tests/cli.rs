@@ -5363,8 +5363,8 @@ fn audit_says_when_the_records_begin_within_a_session() {
         assert_eq!(
             stderr.trim_end(),
             "execgate: the records read begin within 2 sessions whose starts are not \
-             among them (their older records were rotated away, or are in a file not read): \
-             cut, hello-first",
+             among them (their older records were rotated away, are in a file not read, or \
+             were never written: a session's end counts what it lost): cut, hello-first",
             "{args:?}"
         );
     }
@@ -7326,6 +7326,44 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
     );
     // Review 34c: once, not again for a profile that only inherits it.
     assert_eq!(stderr.matches("through a link").count(), 1, "{stderr}");
+}
+
+/// A rule's profile granting a path that does not exist, or hiding one,
+/// was warned of by `policy lint` only; the session said nothing, and its
+/// escalations had no grant there.
+#[test]
+fn a_rules_grant_on_a_missing_path_is_warned_of_at_the_start() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("r.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"cp\"], decision = \"allow\", execution = \"gone\")\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("not-made-yet");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules = [{:?}]\n[profiles.gone]\nextends = \"workspace-write\"\n\
+             filesystem = {{ {:?} = \"write\" }}\n",
+            rules.to_str().unwrap(),
+            missing.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let expected = format!(
+        "profile gone grants write access to {}, which does not exist",
+        missing.display()
+    );
+    for args in [
+        &["run", "--config", config.to_str().unwrap(), "--", "true"][..],
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+    ] {
+        let output = execgate(&ws, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.matches(&expected).count(), 1, "{args:?}: {stderr}");
+    }
 }
 
 /// Probe 181: a skill's write grant that a link led elsewhere was granted
