@@ -2246,6 +2246,8 @@ fn sandbox(
         );
     }
     let cwd = current_dir(cwd)?;
+    // Its grants as a session warns of them: a profile is debugged here.
+    warn_if_grants_name_nothing(&profile, "the profile", &cwd);
     let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
     let later_sessions = default_config_policy_files(config_path.as_deref());
     // As a session warns (probe 151: `sandbox` said nothing of a skill or

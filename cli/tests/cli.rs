@@ -7330,7 +7330,8 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
 
 /// A rule's profile granting a path that does not exist, or hiding one,
 /// was warned of by `policy lint` only; the session said nothing, and its
-/// escalations had no grant there.
+/// escalations had no grant there. `execgate sandbox --profile`, which
+/// debugs a profile, warned of nothing in it either.
 #[test]
 fn a_rules_grant_on_a_missing_path_is_warned_of_at_the_start() {
     let (dir, ws) = workspace();
@@ -7364,6 +7365,25 @@ fn a_rules_grant_on_a_missing_path_is_warned_of_at_the_start() {
         let stderr = text(&output.stderr);
         assert_eq!(stderr.matches(&expected).count(), 1, "{args:?}: {stderr}");
     }
+    // `execgate sandbox`, which debugs a profile, said nothing of its own.
+    let output = execgate(
+        &ws,
+        &[
+            "sandbox",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "gone",
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    let expected = format!(
+        "the profile grants write access to {}, which does not exist",
+        missing.display()
+    );
+    assert_eq!(stderr.matches(&expected).count(), 1, "{stderr}");
 }
 
 /// Probe 181: a skill's write grant that a link led elsewhere was granted
