@@ -147,6 +147,17 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
     )?)
 }
 
+/// Sends `signal` to the process `pidfd` names, never another that took
+/// its number.
+pub(crate) fn pidfd_signal(
+    pidfd: BorrowedFd<'_>,
+    signal: nix::sys::signal::Signal,
+) -> io::Result<()> {
+    let signal = rustix::process::Signal::from_named_raw(signal as i32)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, signal)?)
+}
+
 /// Whether process `pid` shares this process's memory, as a child
 /// [`spawn`] cloned does until it executes (`kcmp` with `KCMP_VM`). `None`
 /// when the kernel cannot tell (built without `kcmp`), or `pid` has gone.

@@ -1544,6 +1544,32 @@ async fn restricted_spares_share_an_empty_network_namespace_of_their_own() {
     assert_eq!(lines[3], lines[1], "the spares share one namespace");
 }
 
+/// Probe 182: a relayed signal reached the sandbox init's process group
+/// only, so a program that moved to a group of its own (`timeout`) never
+/// got it, and `kill` from the shell, or Ctrl-C, left it running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relayed_signal_reaches_a_sandboxed_program_in_a_group_of_its_own() {
+    let world = World::new();
+    let policy = policy_by_path(&[(
+        "/usr/bin/timeout",
+        Decision::Escalate(Execution::TurnDefault),
+    )]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let go = world.ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = "/usr/bin/timeout 100 /usr/bin/sleep 1000.625 & p=$!; read -r _ < go; \
+        kill -TERM $p; for i in {1..100}; do kill -0 $p 2>/dev/null || break; sleep 0.1; done; \
+        if kill -0 $p 2>/dev/null; then print not-reached; kill -KILL $p; fi; \
+        wait $p; print status=$?";
+    let mut shell = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started_by(1, &mut shell).await;
+    wait_for_state("/usr/bin/sleep 1000.625", |state| state != 'T').await;
+    fs::write(&go, "\n").unwrap();
+    let output = finish(shell).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=143\n", "{}", output.stderr);
+}
+
 /// A hidden file the host removes while a session runs is not made again
 /// by the sandboxes the session starts later, from the policy it resolved
 /// at its start: bubblewrap made an empty file there to cover, left on the
