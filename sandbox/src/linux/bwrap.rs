@@ -343,6 +343,11 @@ impl Launcher {
         for glob in policy.deny_globs() {
             args.push_os(["--deny-glob".into(), glob.into()]);
         }
+        for path in std::mem::take(&mut args.gone) {
+            if let Some(glob) = exact_glob(&path) {
+                args.push_os(["--deny-glob".into(), OsString::from(glob)]);
+            }
+        }
         if !policy.deny_globs().is_empty() {
             for root in policy.relative_glob_roots() {
                 args.push_os(["--glob-root".into(), root.clone().into_os_string()]);
@@ -406,10 +411,36 @@ enum Command<'a> {
     },
 }
 
+/// A deny glob that matches `path` (absolute, canonical) and nothing else:
+/// each character a glob reads otherwise in a class of its own. `None` for
+/// a path that is not UTF-8, which no glob can name; its sandbox then
+/// shows what is made there later, as for a path hidden that did not
+/// exist at the session's start.
+fn exact_glob(path: &Path) -> Option<String> {
+    let path = path.to_str()?;
+    let mut glob = String::with_capacity(path.len());
+    for character in path.chars() {
+        match character {
+            // Not `!` or `]`: literal outside a class, and `[!]` opens a
+            // negated one.
+            '*' | '?' | '[' | '{' | '}' | '\\' | ' ' => {
+                glob.push('[');
+                glob.push(character);
+                glob.push(']');
+            }
+            other => glob.push(other),
+        }
+    }
+    Some(glob)
+}
+
 #[derive(Default)]
 struct Args {
     items: Vec<OsString>,
     remounts: Vec<OsString>,
+    /// Paths to cover that were gone when the arguments were made: hidden
+    /// by name instead, by the helper's supervisor ([`exact_glob`]).
+    gone: Vec<PathBuf>,
 }
 
 impl Args {
@@ -450,13 +481,15 @@ impl Args {
     }
 
     /// Makes `path` unreadable: an empty read-only tmpfs on a directory, the
-    /// empty `/dev/null` on anything else. Not a path gone since the policy
-    /// was resolved (a session's sandboxes start from the policy it
-    /// resolved at its start): there is nothing to hide, and bubblewrap
-    /// would make an empty file or directory there to mount on, on the
-    /// host where the parent is writable, or fail where it is not.
+    /// empty `/dev/null` on anything else. A path gone since the policy was
+    /// resolved (a session's sandboxes start from the policy it resolved at
+    /// its start) is hidden by name instead, as a deny glob hides a file
+    /// made later: bubblewrap would make an empty file or directory there
+    /// to mount on, on the host where the parent is writable, or fail to
+    /// start where it is not.
     fn cover(&mut self, path: &Path) {
         let Ok(found) = std::fs::metadata(path) else {
+            self.gone.push(path.to_path_buf());
             return;
         };
         let target = path.as_os_str().to_owned();
@@ -616,6 +649,77 @@ mod tests {
             .windows(3)
             .filter(|w| w[0] == "--ro-bind" && w[1] == path.as_os_str() && w[2] == path.as_os_str())
             .count()
+    }
+
+    /// Review 38: a hidden file gone when a later sandbox of the session
+    /// starts is hidden by name by its supervisor, not left uncovered (or
+    /// made again by bubblewrap's cover, as before).
+    #[test]
+    fn a_hidden_path_gone_at_the_start_is_hidden_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = std::fs::canonicalize(dir.path()).unwrap();
+        let helper = workspace.join("helper");
+        std::fs::write(&helper, "").unwrap();
+        let secret = workspace.join("secret.env");
+        std::fs::write(&secret, "s").unwrap();
+        let policy = resolved(
+            &[
+                (":root", Access::Read),
+                (":cwd", Access::Write),
+                (secret.to_str().unwrap(), Access::None),
+            ],
+            &workspace,
+        );
+        let launcher = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
+        let cover = |arguments: &[OsString]| {
+            arguments
+                .windows(3)
+                .any(|w| w[0] == "--ro-bind" && w[1] == "/dev/null" && w[2] == secret.as_os_str())
+        };
+        let globs = |arguments: &[OsString]| -> Vec<String> {
+            arguments
+                .windows(2)
+                .filter(|w| w[0] == "--deny-glob")
+                .map(|w| w[1].to_str().unwrap().to_owned())
+                .collect()
+        };
+        let arguments = launcher.arguments(&policy, &workspace, None, None, &["true".into()]);
+        assert!(cover(&arguments), "{arguments:?}");
+        assert!(globs(&arguments).is_empty(), "{arguments:?}");
+        std::fs::remove_file(&secret).unwrap();
+        let arguments = launcher.arguments(&policy, &workspace, None, None, &["true".into()]);
+        assert!(!cover(&arguments), "{arguments:?}");
+        let globs = globs(&arguments);
+        let matcher = crate::resolve::DenyGlobMatcher::new(&globs).unwrap();
+        assert!(matcher.denies(&secret, &[]), "{globs:?}");
+        assert!(
+            !matcher.denies(&workspace.join("secret.envx"), &[]),
+            "{globs:?}"
+        );
+    }
+
+    /// A name a glob would read otherwise is matched as it is, and only it.
+    #[test]
+    fn an_exact_glob_matches_its_path_alone() {
+        let cases = [
+            ("/w/a*b", &["/w/axb", "/w/ab"][..]),
+            ("/w/q?", &["/w/qx"]),
+            ("/w/[x]", &["/w/x"]),
+            ("/w/{a,b}", &["/w/a", "/w/b"]),
+            ("/w/back\\slash", &["/w/backslash"]),
+            ("/w/!bang]", &["/w/bang]"]),
+            ("/w/trailing space ", &["/w/trailing space"]),
+            ("/w/**/x", &["/w/a/x", "/w/x"]),
+        ];
+        for (path, others) in cases {
+            let glob = exact_glob(Path::new(path)).unwrap();
+            let matcher =
+                crate::resolve::DenyGlobMatcher::new(std::slice::from_ref(&glob)).unwrap();
+            assert!(matcher.denies(Path::new(path), &[]), "{path}: {glob}");
+            for other in others {
+                assert!(!matcher.denies(Path::new(other), &[]), "{other}: {glob}");
+            }
+        }
     }
 
     #[test]
