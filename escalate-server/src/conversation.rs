@@ -705,6 +705,7 @@ async fn escalate(
             pid,
             pidfd: pidfd.clone(),
             sandboxed,
+            relay: Default::default(),
         },
     );
     shared.emit(SessionEvent::Started { request_id, pid });

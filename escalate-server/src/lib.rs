@@ -52,6 +52,7 @@ mod lineage;
 mod network;
 mod own_tmpdir;
 mod policy;
+mod relay;
 mod resolve;
 mod scope;
 mod serving;

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent};
 use crate::network::{NetworkBridge, SandboxOrigin};
 use crate::policy::Policy;
+use crate::relay::Relay;
 use crate::scope::{FreezeReason, Scope, ScopeError};
 use crate::spare::Spares;
 use crate::sys;
@@ -1111,6 +1112,8 @@ pub(crate) struct LiveChild {
     pub(crate) pidfd: Arc<OwnedFd>,
     /// Started through bubblewrap: the program runs in a pid namespace.
     pub(crate) sandboxed: bool,
+    /// Relays signals to a sandboxed one's processes.
+    pub(crate) relay: Arc<Relay>,
 }
 
 /// A child being started, counted by [`Children::count`] until listed.
@@ -1162,66 +1165,6 @@ fn sandbox_init(bwrap_pid: i32) -> Option<i32> {
     children.split_whitespace().next()?.parse().ok()
 }
 
-/// The most processes of one sandbox [`signal_sandbox`] reaches: a bound on
-/// the work one relayed signal makes, however many the sandbox forks.
-const SIGNALLED_AT_MOST: usize = 4096;
-
-/// Sends `signal` to every process of the sandbox whose pid namespace's
-/// init is `init`, in any process group or session, init included (which
-/// ignores what it has no handler for, but not `SIGSTOP`, and a `SIGCONT`
-/// continues it). Each is signalled through a pidfd opened once it is seen
-/// in that namespace: never a process that took the number of one that
-/// ended meanwhile.
-fn signal_sandbox(init: i32, signal: Signal) {
-    let Some(namespace) = pid_namespace(init) else {
-        return;
-    };
-    let mut processes = vec![init];
-    processes.extend(processes_below(init));
-    for pid in processes {
-        let Ok(pidfd) = sys::pidfd_open(pid) else {
-            continue;
-        };
-        if pid_namespace(pid) == Some(namespace) {
-            let _ = sys::pidfd_signal(pidfd.as_fd(), signal);
-        }
-    }
-}
-
-/// The pid namespace of process `pid`, by device and inode.
-fn pid_namespace(pid: i32) -> Option<(u64, u64)> {
-    crate::scope::file_identity(Path::new(&format!("/proc/{pid}/ns/pid")))
-}
-
-/// The processes below `parent`, each parent before its children (from
-/// every thread's `/proc/PID/task/TID/children`), at most
-/// [`SIGNALLED_AT_MOST`].
-fn processes_below(parent: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    let mut unread = vec![parent];
-    while let Some(parent) = unread.pop() {
-        let Ok(threads) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-            continue;
-        };
-        for thread in threads.flatten() {
-            let Ok(children) = std::fs::read_to_string(thread.path().join("children")) else {
-                continue;
-            };
-            for child in children
-                .split_whitespace()
-                .filter_map(|pid| pid.parse().ok())
-            {
-                if found.len() == SIGNALLED_AT_MOST {
-                    return found;
-                }
-                found.push(child);
-                unread.push(child);
-            }
-        }
-    }
-    found
-}
-
 impl Children {
     fn new(scope: Scope) -> Children {
         Children {
@@ -1260,22 +1203,23 @@ impl Children {
         let Some(child) = self
             .lock()
             .get(&request_id)
-            .map(|child| (child.pid, child.sandboxed))
+            .map(|child| (child.pid, child.sandboxed, child.relay.clone()))
         else {
             return;
         };
         match child {
             // bubblewrap does not pass signals on. Its child is the pid
-            // namespace's init: signal every process below it, whatever
-            // its group (probe 182: `timeout` moves to a group of its own,
-            // which a signal to init's group missed). SIGKILL still goes
-            // to bubblewrap, whose death tears the namespace down.
-            (pid, true) if signal != Signal::SIGKILL => {
+            // namespace's init, which leads the session and process group
+            // the program inside runs in: signal that group (init itself
+            // ignores what it has no handler for), and what left it
+            // (`relay.rs`). SIGKILL still goes to bubblewrap, whose death
+            // tears the namespace down.
+            (pid, true, relay) if signal != Signal::SIGKILL => {
                 if let Some(init) = sandbox_init(pid) {
-                    signal_sandbox(init, signal);
+                    relay.send(init, signal);
                 }
             }
-            (pid, _) => {
+            (pid, _, _) => {
                 let _ = killpg(Pid::from_raw(pid), signal);
             }
         }
@@ -1290,17 +1234,17 @@ impl Children {
     /// (see the conversation); the `SIGCONT` of `fg` or `bg` continues
     /// them all.
     pub(crate) fn stop_after_tstp(&self, request_id: u64) {
-        let Some((pid, sandboxed)) = self
+        let Some((pid, sandboxed, relay)) = self
             .lock()
             .get(&request_id)
-            .map(|child| (child.pid, child.sandboxed))
+            .map(|child| (child.pid, child.sandboxed, child.relay.clone()))
         else {
             return;
         };
         if !sandboxed {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGSTOP);
         } else if let Some(init) = sandbox_init(pid) {
-            signal_sandbox(init, Signal::SIGSTOP);
+            relay.send(init, Signal::SIGSTOP);
         }
     }
 

@@ -236,24 +236,28 @@ impl World {
     }
 }
 
-/// Removes the temp dir's sockets that worlds of test processes no longer
-/// running left (`execgate-escape-PID-...sock`).
+/// Removes the temp dir's sockets (`execgate-escape-PID-...sock`) that
+/// worlds left over an hour ago: no test run lasts that long, and a run in
+/// another pid namespace sharing the temp dir is not told from an ended
+/// one by its pid.
 fn remove_sockets_of_ended_runs() {
     let Ok(entries) = fs::read_dir("/tmp") else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
+        let ours = entry
+            .file_name()
             .to_str()
-            .and_then(|name| name.strip_prefix("execgate-escape-"))
-            .filter(|rest| rest.ends_with(".sock"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+            .is_some_and(|name| name.starts_with("execgate-escape-") && name.ends_with(".sock"));
+        let old = entry
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| {
+                modified
+                    .elapsed()
+                    .is_ok_and(|age| age > Duration::from_secs(3600))
+            });
+        if ours && old {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -1568,6 +1572,34 @@ async fn a_relayed_signal_reaches_a_sandboxed_program_in_a_group_of_its_own() {
     let output = finish(shell).await;
     session.shutdown().await;
     assert_eq!(output.stdout, "status=143\n", "{}", output.stderr);
+}
+
+/// Probe 182 too: Ctrl-Z (a stand-in's `SIGTSTP`, then the server's
+/// `SIGSTOP`) stops a sandboxed program in a group of its own, and `fg`'s
+/// `SIGCONT` continues it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_z_stops_a_sandboxed_program_in_a_group_of_its_own() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let world = World::new();
+    let policy = policy_by_path(&[(
+        "/usr/bin/timeout",
+        Decision::Escalate(Execution::TurnDefault),
+    )]);
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let script = "/usr/bin/timeout 100 /usr/bin/sleep 1000.875; print status=$?";
+    let mut shell = spawn_session_shell(&mut session, script, &world.ws);
+    recorder.wait_for_started_by(1, &mut shell).await;
+    wait_for_state("/usr/bin/sleep 1000.875", |state| state != 'T').await;
+    let stand_in = Pid::from_raw(recorder.decided()[0].peer.pid);
+    kill(stand_in, Signal::SIGTSTP).unwrap();
+    wait_for_state("/usr/bin/sleep 1000.875", |state| state == 'T').await;
+    kill(stand_in, Signal::SIGCONT).unwrap();
+    wait_for_state("/usr/bin/sleep 1000.875", |state| state != 'T').await;
+    kill(stand_in, Signal::SIGINT).unwrap();
+    let output = finish(shell).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=130\n", "{}", output.stderr);
 }
 
 /// A hidden file the host removes while a session runs is not made again
