@@ -272,6 +272,7 @@ impl ExecPolicy {
                 shell.as_os_str().to_owned(),
                 "-f".into(),
                 "-c".into(),
+                "--".into(),
                 command.into(),
             ],
             cwd: cwd.to_path_buf(),

@@ -646,7 +646,6 @@ mod tests {
     /// escalated `execgate`), nor one whose program is machinery.
     #[test]
     fn a_clone_before_its_exec_is_machinery() {
-        use nix::sched::CloneFlags;
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::{ForkResult, Pid};
         let server = file_identity(Path::new("/proc/self/exe"));
@@ -660,22 +659,31 @@ mod tests {
                 let _ = nix::sys::wait::waitpid(self.0, None);
             }
         }
-        let mut stack = vec![0u8; 64 * 1024];
-        // SAFETY: the clone shares our memory, as spawn's does until it
-        // executes, and runs on a stack of its own that outlives it (it is
-        // reaped before `stack` is dropped). It only sleeps (nanosleep(2):
-        // no allocation, no lock) until the test kills it.
-        let cloned = unsafe {
-            nix::sched::clone(
-                Box::new(|| loop {
-                    std::thread::sleep(std::time::Duration::from_secs(30));
-                }),
-                &mut stack,
-                CloneFlags::CLONE_VM,
-                Some(Signal::SIGCHLD as i32),
-            )
+        // The clone's code: it reads nothing of ours (no closure, no
+        // argument) and only sleeps until the test kills it.
+        extern "C" fn sleep_until_killed(_: *mut libc::c_void) -> libc::c_int {
+            loop {
+                // SAFETY: pause(2) takes nothing and touches no memory.
+                unsafe { libc::pause() };
+            }
         }
-        .unwrap();
+        let mut stack = vec![0u8; 64 * 1024];
+        // The stack grows down from its end, 16-byte aligned.
+        let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+        // SAFETY: the clone shares our memory, as spawn's does until it
+        // executes, on a stack of its own that outlives it (it is reaped,
+        // by `_cloned`'s drop, before `stack` is dropped), and runs a
+        // function that reads no memory of ours.
+        let cloned = unsafe {
+            libc::clone(
+                sleep_until_killed,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::SIGCHLD,
+                std::ptr::null_mut(),
+            )
+        };
+        assert!(cloned > 0, "clone: {}", std::io::Error::last_os_error());
+        let cloned = Pid::from_raw(cloned);
         let _cloned = Reaped(cloned);
         // SAFETY: the child only sleeps (nanosleep(2), async-signal-safe,
         // no allocation and no lock) until the test kills it.
@@ -691,6 +699,10 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        // Not a case that passes by the clone having died, nor by a kernel
+        // that cannot tell.
+        assert_eq!(crate::sys::shares_our_memory(cloned.as_raw()), Some(true));
+        assert_eq!(crate::sys::shares_our_memory(forked.as_raw()), Some(false));
         let (cloned_pid, forked_pid) = (cloned.to_string(), forked.to_string());
         let executed_pid = executed.id().to_string();
         let sleep = [file_identity(Path::new("/bin/sleep")).unwrap()];

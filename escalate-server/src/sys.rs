@@ -160,7 +160,8 @@ pub(crate) fn pidfd_signal(
 
 /// Whether process `pid` shares this process's memory, as a child
 /// [`spawn`] cloned does until it executes (`kcmp` with `KCMP_VM`). `None`
-/// when the kernel cannot tell (built without `kcmp`), or `pid` has gone.
+/// when the kernel cannot tell (built without `kcmp`, or a seccomp filter
+/// or a non-dumpable `pid` refuses it), or `pid` has gone.
 pub(crate) fn shares_our_memory(pid: i32) -> Option<bool> {
     const KCMP_VM: libc::c_long = 1;
     // SAFETY: kcmp only compares two processes' kernel objects; it reads

@@ -35,18 +35,58 @@ pub fn wrapper() -> PathBuf {
     )
 }
 
-/// Sends the warnings of the servers this process runs to the output of
-/// the test whose threads wrote them, which the harness shows when it
-/// fails: a spare that could not be used, say, is told only there. Every
-/// test runs zsh, so [`zsh`] calls it.
+/// Keeps the last warnings of the servers this process runs, and adds them
+/// to a failing test's report: a spare that could not be used, say, is told
+/// only there. The servers' threads are the process's (the serving thread,
+/// the spawner), not a test's, so the harness's capture would give each
+/// warning to whichever test started them; these are every test's, each
+/// naming its session. Every test runs zsh, so [`zsh`] calls it.
 fn report_server_warnings() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = tracing_subscriber::fmt()
             .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
-            .with_test_writer()
+            .with_ansi(false)
+            .with_writer(|| RecentWarnings)
             .try_init();
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            let recent = recent_warnings().iter().cloned().collect::<String>();
+            if !recent.is_empty() {
+                eprintln!("the servers' last warnings in this process (any test's):\n{recent}");
+            }
+        }));
     });
+}
+
+/// How many warnings [`report_server_warnings`] keeps.
+const WARNINGS_KEPT: usize = 40;
+
+fn recent_warnings() -> std::sync::MutexGuard<'static, std::collections::VecDeque<String>> {
+    static RECENT: Mutex<std::collections::VecDeque<String>> =
+        Mutex::new(std::collections::VecDeque::new());
+    RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where the servers' warnings go: [`recent_warnings`], one event a write.
+struct RecentWarnings;
+
+impl std::io::Write for RecentWarnings {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut recent = recent_warnings();
+        if recent.len() == WARNINGS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(String::from_utf8_lossy(bytes).into_owned());
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The patched zsh: `EXECGATE_ZSH`, or the one `scripts/build-zsh.sh` builds.
