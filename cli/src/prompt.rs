@@ -104,7 +104,10 @@ fn cannot_ask(error: &dyn std::fmt::Display) -> ApprovalAnswer {
 impl TerminalApprover {
     /// Asks `question` once the prompts before it are answered.
     async fn ask_in_turn(&self, question: Question) -> ApprovalAnswer {
-        let _turn = self.one_at_a_time.lock().await;
+        let (_turn, queued) = match self.one_at_a_time.try_lock() {
+            Ok(turn) => (turn, false),
+            Err(_) => (self.one_at_a_time.lock().await, true),
+        };
         // The write end lives as long as this future: once the request is
         // abandoned (its session ended or was dropped), the prompt's thread
         // sees the pipe close and stops waiting for a key. That thread is
@@ -125,7 +128,7 @@ impl TerminalApprover {
                 None | Some(Err(QuestionFreezeError::Unsupported)) => None,
                 Some(Err(error)) => return cannot_ask(&error),
             };
-            match ask(&question, abandoned.as_fd()) {
+            match ask(&question, abandoned.as_fd(), queued) {
                 Ok(Asked::Answered(answer)) => answer,
                 // Nobody waits for the answer any more; nobody gave one
                 // (probe 152: recorded as a person's decline).
@@ -147,6 +150,18 @@ impl TerminalApprover {
 /// 152: "its processes are killed" was read as all of them).
 const ABORTING: &str =
     "execgate: aborting the command that asked (its process group is killed)\r\n";
+
+/// Written when a question on the terminal is withdrawn: what is typed
+/// next is the shell's, not an answer.
+const WITHDRAWN: &str =
+    "\r\nexecgate: question withdrawn: the command that asked is gone; nothing to answer\r\n";
+
+/// How long a question that waited for its turn waits more before it is
+/// drawn, for its requester to be seen gone: a pipeline aborted at the
+/// question before it is killed whole, and its other questions are
+/// withdrawn a moment later (probe 184: one was drawn below the shell's
+/// next prompt, and its answer went to the shell).
+const QUEUED_GRACE: Duration = Duration::from_millis(150);
 
 /// How long writing the question (or the choices again, after an answer
 /// that is none of them) may take before the request is declined.
@@ -523,7 +538,10 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
     lines
 }
 
-fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked> {
+fn ask(question: &Question, abandoned: BorrowedFd<'_>, queued: bool) -> std::io::Result<Asked> {
+    if queued && abandoned_within(abandoned, QUEUED_GRACE)? {
+        return Ok(Asked::Abandoned);
+    }
     // An open file description of our own: O_NONBLOCK on it does not reach
     // the command's descriptors for the same terminal.
     let tty = File::options()
@@ -571,7 +589,10 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
                     reason: "the terminal hung up during the question".into(),
                 }))
             }
-            Typed::Abandoned => return Ok(Asked::Abandoned),
+            Typed::Abandoned => {
+                let _ = write_by(&tty, WITHDRAWN.as_bytes(), abandoned, WRITE_DEADLINE);
+                return Ok(Asked::Abandoned);
+            }
         };
         let answer = match line.bytes().any(|key| modes.interrupts.contains(&key)) {
             true => Some(ApprovalAnswer::Abort),
@@ -682,6 +703,22 @@ fn wait_until(
 }
 
 /// Writes all of `bytes` to `tty` (non-blocking) within `deadline`.
+/// Whether the request is abandoned (the pipe's write end closed) within
+/// `grace`.
+fn abandoned_within(abandoned: BorrowedFd<'_>, grace: Duration) -> std::io::Result<bool> {
+    let until = Instant::now() + grace;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(abandoned, PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+}
+
 fn write_by(
     mut tty: &File,
     mut bytes: &[u8],
@@ -1313,6 +1350,33 @@ mod tests {
     /// scrolled away. The question now resets the terminal's state first,
     /// cuts long arguments and paths, and says what it approves on the line
     /// of the keys.
+    /// Probe 184: a question that waited for its turn was drawn although
+    /// its requester had gone (its pipeline killed at the question before
+    /// it), below the shell's next prompt. Withdrawn within the grace, it
+    /// is not drawn at all: no terminal is opened.
+    #[test]
+    fn a_queued_question_withdrawn_within_its_grace_is_not_drawn() {
+        let question = Question {
+            title: "approval needed",
+            lines: vec!["program  /usr/bin/yes".into()],
+            asks: "run /usr/bin/yes with 0 arguments?".into(),
+            whole: None,
+            choices: GRANT_CHOICES,
+        };
+        let (abandoned, asking) = std::io::pipe().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(asking);
+        });
+        assert!(matches!(
+            ask(&question, abandoned.as_fd(), true),
+            Ok(Asked::Abandoned)
+        ));
+        closer.join().unwrap();
+        let (abandoned, _asking) = std::io::pipe().unwrap();
+        assert!(!abandoned_within(abandoned.as_fd(), Duration::from_millis(10)).unwrap());
+    }
+
     #[test]
     fn a_command_cannot_hide_the_question_or_push_it_away() {
         let padding = format!("{}  run      /usr/bin/touch notes.txt", " ".repeat(3500));
