@@ -1144,6 +1144,11 @@ impl Inner {
             // client whose prompt failed): no person decided, yet the
             // approver is not one that answers alone.
             note: match (person, self.approver.asks_a_person()) {
+                // Probe 184: one that is not used again left no trace of
+                // being standing.
+                (true, _) if matches!(answer, ApprovalAnswer::ApproveForSession) => {
+                    Some("approved for the rest of the session".into())
+                }
                 (true, _) => None,
                 (false, true) => Some("the question was for a person, and no answer came".into()),
                 (false, false) => {

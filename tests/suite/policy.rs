@@ -366,6 +366,15 @@ async fn touches_approved_for_session(
     place: &Place,
     script: &str,
 ) -> (Vec<DecidedBy>, Vec<PathBuf>) {
+    let (by, asked, _) = touches_approved_for_session_noted(place, script).await;
+    (by, asked)
+}
+
+/// [`touches_approved_for_session`], with each decision's note.
+async fn touches_approved_for_session_noted(
+    place: &Place,
+    script: &str,
+) -> (Vec<DecidedBy>, Vec<PathBuf>, Vec<Option<String>>) {
     let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
     let recorder = Recorder::default();
     let approver = Scripted::new(ApprovalAnswer::ApproveForSession);
@@ -375,23 +384,24 @@ async fn touches_approved_for_session(
     let outcome = run(&session, &place.script(script)).await;
     assert_eq!(outcome.status.code(), 0, "{}", text(&outcome.stderr));
     session.shutdown().await;
-    let by = provenances(&recorder)
+    let touches: Vec<_> = provenances(&recorder)
         .into_iter()
         .filter(|decided| decided.0.ends_with("/touch"))
-        .map(|decided| decided.2)
         .collect();
+    let by = touches.iter().map(|decided| decided.2).collect();
+    let notes = touches.into_iter().map(|decided| decided.4).collect();
     let asked = approver
         .asked()
         .into_iter()
         .map(|asked| asked.cwd)
         .collect();
-    (by, asked)
+    (by, asked, notes)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_approvals_cover_exactly_what_was_approved() {
     let place = Place::new();
-    let (by, asked) = touches_approved_for_session(
+    let (by, asked, notes) = touches_approved_for_session_noted(
         &place,
         "touch {outside}/a; touch {outside}/a; touch {outside}/b",
     )
@@ -402,6 +412,10 @@ async fn session_approvals_cover_exactly_what_was_approved() {
         by,
         [DecidedBy::User, DecidedBy::SessionCache, DecidedBy::User]
     );
+    // Probe 184: an answer for the session read as one for once.
+    let standing = Some("approved for the rest of the session".to_owned());
+    assert_eq!(notes[0], standing, "{notes:?}");
+    assert_eq!(notes[2], standing, "{notes:?}");
 }
 
 /// An approval for the session covers the directory it was given in, not
