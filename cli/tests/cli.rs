@@ -7343,6 +7343,19 @@ fn a_rules_write_grant_through_a_link_is_warned_of_at_the_start() {
     assert_eq!(stderr.matches("through a link").count(), 1, "{stderr}");
 }
 
+/// Checks that a session's start under `config`, and `policy lint` of it,
+/// each say `expected` once.
+fn warned_once_at_the_start_and_by_lint(ws: &Path, config: &Path, expected: &str) {
+    for args in [
+        &["run", "--config", config.to_str().unwrap(), "--", "true"][..],
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+    ] {
+        let output = execgate(ws, args);
+        let stderr = text(&output.stderr);
+        assert_eq!(stderr.matches(expected).count(), 1, "{args:?}: {stderr}");
+    }
+}
+
 /// A rule's profile granting a path that does not exist, or hiding one,
 /// was warned of by `policy lint` only; the session said nothing, and its
 /// escalations had no grant there. `execgate sandbox --profile`, which
@@ -7372,14 +7385,7 @@ fn a_rules_grant_on_a_missing_path_is_warned_of_at_the_start() {
         "profile gone grants write access to {}, which does not exist",
         missing.display()
     );
-    for args in [
-        &["run", "--config", config.to_str().unwrap(), "--", "true"][..],
-        &["policy", "lint", "--config", config.to_str().unwrap()],
-    ] {
-        let output = execgate(&ws, args);
-        let stderr = text(&output.stderr);
-        assert_eq!(stderr.matches(&expected).count(), 1, "{args:?}: {stderr}");
-    }
+    warned_once_at_the_start_and_by_lint(&ws, &config, &expected);
     // `execgate sandbox`, which debugs a profile, said nothing of its own.
     let output = execgate(
         &ws,
@@ -7434,14 +7440,7 @@ fn a_skills_write_grant_through_a_link_is_warned_of() {
         ws.join("notes").display(),
         elsewhere.display()
     );
-    for args in [
-        &["run", "--config", config.to_str().unwrap(), "--", "true"][..],
-        &["policy", "lint", "--config", config.to_str().unwrap()],
-    ] {
-        let output = execgate(&ws, args);
-        let stderr = text(&output.stderr);
-        assert_eq!(stderr.matches(&expected).count(), 1, "{args:?}: {stderr}");
-    }
+    warned_once_at_the_start_and_by_lint(&ws, &config, &expected);
 }
 
 /// Probe 160: an argument redacted by `[audit] redact_args` and one given
