@@ -472,10 +472,17 @@ impl Args {
     /// tmpfs over their directory hides them, and a mount point made in it
     /// for a cover would show the file's name (probe 154, review 34).
     fn cover_files(&mut self, policy: &ResolvedPolicy, within: impl Fn(&Path) -> bool) {
-        let files = policy.denied_files().iter().chain(policy.host_sockets());
-        for file in files.filter(|file| within(file)) {
+        for file in policy.denied_files().iter().filter(|file| within(file)) {
             if !hidden_by_a_directory(policy, file) {
                 self.cover(file);
+            }
+        }
+        // A host socket gone since is not hidden by name: no `open` of a
+        // socket succeeds, and a name in the globs would send every open
+        // of the sandbox to its supervisor (review 39).
+        for socket in policy.host_sockets().iter().filter(|file| within(file)) {
+            if !hidden_by_a_directory(policy, socket) && std::fs::metadata(socket).is_ok() {
+                self.cover(socket);
             }
         }
     }
@@ -695,6 +702,49 @@ mod tests {
         assert!(
             !matcher.denies(&workspace.join("secret.envx"), &[]),
             "{globs:?}"
+        );
+    }
+
+    /// Review 39: a host socket gone since the policy was resolved is not
+    /// hidden by name (every open would go to the supervisor, and no open
+    /// of a socket succeeds): nothing is there to cover.
+    #[test]
+    fn a_host_socket_gone_at_the_start_is_neither_covered_nor_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let (workspace, tmpdir) = (root.join("ws"), root.join("tmp"));
+        std::fs::create_dir(&workspace).unwrap();
+        std::fs::create_dir(&tmpdir).unwrap();
+        let helper = workspace.join("helper");
+        std::fs::write(&helper, "").unwrap();
+        let socket = tmpdir.join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let mut file_system = FileSystemPolicy::default();
+        for (target, access) in [(":root", Access::Read), (":cwd", Access::Write)] {
+            file_system
+                .push(parse_target(target, None).unwrap(), access)
+                .unwrap();
+        }
+        let profile = PermissionProfile::Managed {
+            file_system,
+            network: NetworkPolicy::Restricted,
+            network_lists: Default::default(),
+        };
+        let mut context = SandboxContext::new(&workspace);
+        context.tmpdir = tmpdir.clone();
+        let policy = ResolvedPolicy::resolve(&profile, &context).unwrap();
+        assert_eq!(policy.host_sockets(), std::slice::from_ref(&socket));
+        let launcher = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
+        let named = |arguments: &[OsString]| arguments.iter().any(|arg| arg == socket.as_os_str());
+        let arguments = launcher.arguments(&policy, &workspace, None, None, &["true".into()]);
+        assert!(named(&arguments), "{arguments:?}");
+        drop(listener);
+        std::fs::remove_file(&socket).unwrap();
+        let arguments = launcher.arguments(&policy, &workspace, None, None, &["true".into()]);
+        assert!(!named(&arguments), "{arguments:?}");
+        assert!(
+            !arguments.iter().any(|arg| arg == "--deny-glob"),
+            "{arguments:?}"
         );
     }
 
