@@ -12,7 +12,7 @@
 //! process took meanwhile is passed over.
 
 use std::collections::{HashSet, VecDeque};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::sys::signal::{killpg, Signal};
@@ -20,9 +20,11 @@ use nix::unistd::{getpgid, Pid};
 
 use crate::sys;
 
-/// Signals waiting for their walk, per escalation; past this, a signal
-/// reaches init's group only (a flood of relayed signals must not queue
-/// work without bound).
+/// Signals waiting for their walk, per escalation. They are merged as the
+/// kernel merges pending signals (the same one twice waits once; a
+/// `SIGCONT` drops the stop signals waiting, a stop signal the `SIGCONT`),
+/// and past this a signal reaches init's group only: a flood of relayed
+/// signals must not queue work without bound.
 const WAITING_AT_MOST: usize = 16;
 
 /// The most processes one walk signals, and the most `/proc` files it
@@ -43,9 +45,37 @@ pub(crate) struct Relay {
 
 #[derive(Default)]
 struct Waiting {
-    signals: VecDeque<Signal>,
+    /// Each with init, by pidfd: a walk that comes after the sandbox's end
+    /// must not list the children of another process that took its number.
+    signals: VecDeque<(Signal, i32, Arc<OwnedFd>)>,
     /// A walk is under way or queued: it takes the signals that wait.
     walking: bool,
+}
+
+impl Waiting {
+    /// Queues `signal`, merged with those waiting; whether it waits.
+    fn add(&mut self, signal: Signal, init: i32, init_fd: &Arc<OwnedFd>) -> bool {
+        let stops = [
+            Signal::SIGSTOP,
+            Signal::SIGTSTP,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
+        ];
+        if signal == Signal::SIGCONT {
+            self.signals
+                .retain(|(waiting, ..)| !stops.contains(waiting));
+        } else if stops.contains(&signal) {
+            self.signals
+                .retain(|(waiting, ..)| *waiting != Signal::SIGCONT);
+        }
+        if self.signals.iter().any(|(waiting, ..)| *waiting == signal)
+            || self.signals.len() == WAITING_AT_MOST
+        {
+            return false;
+        }
+        self.signals.push_back((signal, init, init_fd.clone()));
+        true
+    }
 }
 
 impl Relay {
@@ -53,36 +83,35 @@ impl Relay {
     /// its group now, the processes below it in other groups soon.
     pub(crate) fn send(self: &Arc<Self>, init: i32, signal: Signal) {
         let _ = killpg(Pid::from_raw(init), signal);
-        let mut waiting = self.lock();
-        if waiting.signals.len() == WAITING_AT_MOST {
+        let Ok(init_fd) = sys::pidfd_open(init) else {
             return;
-        }
-        waiting.signals.push_back(signal);
-        if waiting.walking {
+        };
+        let mut waiting = self.lock();
+        if !waiting.add(signal, init, &Arc::new(init_fd)) || waiting.walking {
             return;
         }
         waiting.walking = true;
         drop(waiting);
         let relay = self.clone();
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || relay.walk_waiting(init))),
-            Err(_) => relay.walk_waiting(init),
+            Ok(runtime) => drop(runtime.spawn_blocking(move || relay.walk_waiting())),
+            Err(_) => relay.walk_waiting(),
         }
     }
 
-    fn walk_waiting(&self, init: i32) {
+    fn walk_waiting(&self) {
         loop {
-            let signal = {
+            let (signal, init, init_fd) = {
                 let mut waiting = self.lock();
                 match waiting.signals.pop_front() {
-                    Some(signal) => signal,
+                    Some(next) => next,
                     None => {
                         waiting.walking = false;
                         return;
                     }
                 }
             };
-            signal_outside_group(init, signal);
+            signal_outside_group(init, &init_fd, signal);
         }
     }
 
@@ -93,9 +122,11 @@ impl Relay {
     }
 }
 
-/// Signals the processes below `init` that are not in its process group
-/// (which `killpg` reached), each once.
-fn signal_outside_group(init: i32, signal: Signal) {
+/// Signals the processes below `init` (`init_fd`) that are not in its
+/// process group, which `killpg` reached. A process that changed group
+/// since may get the signal twice, or not at all (`timeout` moves to a
+/// group of its own as it starts).
+fn signal_outside_group(init: i32, init_fd: &OwnedFd, signal: Signal) {
     let Ok(group) = getpgid(Some(Pid::from_raw(init))) else {
         return;
     };
@@ -107,6 +138,10 @@ fn signal_outside_group(init: i32, signal: Signal) {
     let mut signalled = HashSet::new();
     for _ in 0..walks {
         let below = processes_below(init);
+        // Listed while init ran: not another process's children.
+        if sys::has_ended(init_fd.as_fd()) {
+            return;
+        }
         let mut known: HashSet<i32> = below.iter().copied().collect();
         known.insert(init);
         let mut new = false;
@@ -166,4 +201,75 @@ fn processes_below(init: i32) -> Vec<i32> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Signals waiting for their walk are merged as the kernel merges
+    /// pending ones, and bounded (review 39: a full queue dropped a
+    /// `SIGCONT`, leaving processes stopped).
+    #[test]
+    fn waiting_signals_merge_as_pending_ones_do() {
+        use Signal::*;
+        let init = std::process::id() as i32;
+        let init_fd = Arc::new(sys::pidfd_open(init).unwrap());
+        // sent, waiting after
+        let cases: [(&[Signal], &[Signal]); 6] = [
+            (&[SIGTSTP, SIGCONT], &[SIGCONT]),
+            (&[SIGCONT, SIGSTOP], &[SIGSTOP]),
+            (&[SIGINT, SIGINT, SIGWINCH, SIGWINCH], &[SIGINT, SIGWINCH]),
+            (
+                &[SIGINT, SIGTSTP, SIGTERM, SIGCONT],
+                &[SIGINT, SIGTERM, SIGCONT],
+            ),
+            (
+                &[
+                    SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGWINCH,
+                    SIGURG, SIGPROF, SIGVTALRM, SIGXCPU, SIGXFSZ, SIGIO, SIGSYS, SIGTRAP,
+                ],
+                &[
+                    SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGWINCH,
+                    SIGURG, SIGPROF, SIGVTALRM, SIGXCPU, SIGXFSZ, SIGIO, SIGSYS,
+                ],
+            ),
+            // A full queue still takes a `SIGCONT` in the place of the
+            // stop signals it drops.
+            (
+                &[
+                    SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGWINCH,
+                    SIGURG, SIGPROF, SIGVTALRM, SIGXCPU, SIGXFSZ, SIGIO, SIGTSTP, SIGCONT,
+                ],
+                &[
+                    SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTERM, SIGWINCH,
+                    SIGURG, SIGPROF, SIGVTALRM, SIGXCPU, SIGXFSZ, SIGIO, SIGCONT,
+                ],
+            ),
+        ];
+        for (sent, expected) in cases {
+            let mut waiting = Waiting::default();
+            for signal in sent {
+                waiting.add(*signal, init, &init_fd);
+            }
+            let after: Vec<Signal> = waiting.signals.iter().map(|(signal, ..)| *signal).collect();
+            assert_eq!(after, expected, "{sent:?}");
+        }
+    }
+
+    /// What a walk asks before it uses what it listed: whether init has
+    /// ended (its number may be another process's then).
+    #[test]
+    fn has_ended_tells_a_running_process_from_an_ended_one() {
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let pidfd = sys::pidfd_open(pid).unwrap();
+        assert!(!sys::has_ended(pidfd.as_fd()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(sys::has_ended(pidfd.as_fd()));
+    }
 }

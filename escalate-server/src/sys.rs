@@ -147,6 +147,15 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
     )?)
 }
 
+/// Whether the process `pidfd` names has ended (its pidfd reads ready).
+pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
+    let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
+    !matches!(
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
+        Ok(0)
+    )
+}
+
 /// Sends `signal` to the process `pidfd` names, never another that took
 /// its number.
 pub(crate) fn pidfd_signal(
