@@ -101,6 +101,14 @@ fn cannot_ask(error: &dyn std::fmt::Display) -> ApprovalAnswer {
     }
 }
 
+/// The answer to a question withdrawn before it was answered: nobody
+/// waits for it any more, and nobody gave one.
+fn withdrawn_unasked() -> ApprovalAnswer {
+    ApprovalAnswer::Unanswered {
+        reason: "the question was withdrawn before an answer".into(),
+    }
+}
+
 impl TerminalApprover {
     /// Asks `question` once the prompts before it are answered.
     async fn ask_in_turn(&self, question: Question) -> ApprovalAnswer {
@@ -119,6 +127,13 @@ impl TerminalApprover {
         };
         let freezer = self.freezer.get().cloned();
         let answer = tokio::task::spawn_blocking(move || {
+            // Before the session is frozen: a frozen requester is seen gone
+            // only if it was killed.
+            match queued.then(|| abandoned_within(abandoned.as_fd(), QUEUED_GRACE)) {
+                Some(Ok(true)) => return withdrawn_unasked(),
+                Some(Err(error)) => return cannot_ask(&error),
+                Some(Ok(false)) | None => {}
+            }
             // The session's processes share the terminal: frozen, none can
             // draw over the question or take the keys that answer it.
             // Without a cgroup nothing can freeze them (README says so);
@@ -128,13 +143,11 @@ impl TerminalApprover {
                 None | Some(Err(QuestionFreezeError::Unsupported)) => None,
                 Some(Err(error)) => return cannot_ask(&error),
             };
-            match ask(&question, abandoned.as_fd(), queued) {
+            match ask(&question, abandoned.as_fd()) {
                 Ok(Asked::Answered(answer)) => answer,
                 // Nobody waits for the answer any more; nobody gave one
                 // (probe 152: recorded as a person's decline).
-                Ok(Asked::Abandoned) => ApprovalAnswer::Unanswered {
-                    reason: "the question was withdrawn before an answer".into(),
-                },
+                Ok(Asked::Abandoned) => withdrawn_unasked(),
                 Err(error) => cannot_ask(&error),
             }
         })
@@ -538,10 +551,7 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
     lines
 }
 
-fn ask(question: &Question, abandoned: BorrowedFd<'_>, queued: bool) -> std::io::Result<Asked> {
-    if queued && abandoned_within(abandoned, QUEUED_GRACE)? {
-        return Ok(Asked::Abandoned);
-    }
+fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked> {
     // An open file description of our own: O_NONBLOCK on it does not reach
     // the command's descriptors for the same terminal.
     let tty = File::options()
@@ -579,6 +589,7 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>, queued: bool) -> std::io:
     };
     loop {
         if let Ready::Abandoned = write_by(&tty, text.as_bytes(), abandoned, WRITE_DEADLINE)? {
+            let _ = write_by(&tty, WITHDRAWN.as_bytes(), abandoned, WRITE_DEADLINE);
             return Ok(Asked::Abandoned);
         }
         let line = match keys.line(&tty, abandoned)? {
@@ -702,7 +713,6 @@ fn wait_until(
     }
 }
 
-/// Writes all of `bytes` to `tty` (non-blocking) within `deadline`.
 /// Whether the request is abandoned (the pipe's write end closed) within
 /// `grace`.
 fn abandoned_within(abandoned: BorrowedFd<'_>, grace: Duration) -> std::io::Result<bool> {
@@ -719,6 +729,7 @@ fn abandoned_within(abandoned: BorrowedFd<'_>, grace: Duration) -> std::io::Resu
     }
 }
 
+/// Writes all of `bytes` to `tty` (non-blocking) within `deadline`.
 fn write_by(
     mut tty: &File,
     mut bytes: &[u8],
@@ -1344,39 +1355,31 @@ mod tests {
         );
     }
 
+    /// Probe 184: a question that waited for its turn was drawn although
+    /// its requester had gone (its pipeline killed at the question before
+    /// it), below the shell's next prompt. Such a question first waits
+    /// [`QUEUED_GRACE`] for its withdrawal, and ends its wait as that comes.
+    #[test]
+    fn a_queued_questions_grace_ends_at_its_withdrawal() {
+        let (abandoned, asking) = std::io::pipe().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            drop(asking);
+        });
+        let waited = Instant::now();
+        assert!(abandoned_within(abandoned.as_fd(), QUEUED_GRACE).unwrap());
+        assert!(waited.elapsed() < QUEUED_GRACE);
+        closer.join().unwrap();
+        let (abandoned, _asking) = std::io::pipe().unwrap();
+        assert!(!abandoned_within(abandoned.as_fd(), Duration::from_millis(10)).unwrap());
+    }
+
     /// Regression: a command could hide the real question and show another
     /// in its place: leave the terminal concealing text (`ESC [8m`) after
     /// printing a fake prompt, or pad an argument until the real `run` line
     /// scrolled away. The question now resets the terminal's state first,
     /// cuts long arguments and paths, and says what it approves on the line
     /// of the keys.
-    /// Probe 184: a question that waited for its turn was drawn although
-    /// its requester had gone (its pipeline killed at the question before
-    /// it), below the shell's next prompt. Withdrawn within the grace, it
-    /// is not drawn at all: no terminal is opened.
-    #[test]
-    fn a_queued_question_withdrawn_within_its_grace_is_not_drawn() {
-        let question = Question {
-            title: "approval needed",
-            lines: vec!["program  /usr/bin/yes".into()],
-            asks: "run /usr/bin/yes with 0 arguments?".into(),
-            whole: None,
-            choices: GRANT_CHOICES,
-        };
-        let (abandoned, asking) = std::io::pipe().unwrap();
-        let closer = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(20));
-            drop(asking);
-        });
-        assert!(matches!(
-            ask(&question, abandoned.as_fd(), true),
-            Ok(Asked::Abandoned)
-        ));
-        closer.join().unwrap();
-        let (abandoned, _asking) = std::io::pipe().unwrap();
-        assert!(!abandoned_within(abandoned.as_fd(), Duration::from_millis(10)).unwrap());
-    }
-
     #[test]
     fn a_command_cannot_hide_the_question_or_push_it_away() {
         let padding = format!("{}  run      /usr/bin/touch notes.txt", " ".repeat(3500));

@@ -1088,6 +1088,13 @@ impl Inner {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(key);
+                // Probe 184: one not used again left no trace of standing.
+                if person {
+                    provenance.note = Some(match provenance.note.take() {
+                        Some(note) => format!("{STANDING_ANSWER}; {note}"),
+                        None => STANDING_ANSWER.to_owned(),
+                    });
+                }
                 Decision::Escalate(execution)
             }
             ApprovalAnswer::ApproveOnce => Decision::Escalate(execution),
@@ -1144,11 +1151,6 @@ impl Inner {
             // client whose prompt failed): no person decided, yet the
             // approver is not one that answers alone.
             note: match (person, self.approver.asks_a_person()) {
-                // Probe 184: one that is not used again left no trace of
-                // being standing.
-                (true, _) if matches!(answer, ApprovalAnswer::ApproveForSession) => {
-                    Some("approved for the rest of the session".into())
-                }
                 (true, _) => None,
                 (false, true) => Some("the question was for a person, and no answer came".into()),
                 (false, false) => {
@@ -1203,6 +1205,10 @@ impl Inner {
 /// The note of a decision that took the answer to an identical request
 /// pending at the same time.
 const SHARED_ANSWER: &str = "the answer to an identical request asked at the same time";
+
+/// The note on a decision a person approved for the rest of the session:
+/// the same request later is decided by that answer (`session-cache`).
+const STANDING_ANSWER: &str = "approved for the rest of the session";
 
 /// Whether an escalation takes a program that has other names (hard
 /// links): for a skill's script, which its grants follow by where it
