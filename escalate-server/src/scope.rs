@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use execgate_protocol::{WardenRecord, WARDEN_FLAG};
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::sys::{self, SpawnPlan};
 
@@ -119,8 +118,7 @@ struct Warden {
 
 impl Warden {
     fn alive(&self) -> bool {
-        let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
-        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+        !crate::sys::has_ended(self.pidfd.as_fd())
     }
 }
 

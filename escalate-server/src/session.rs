@@ -1198,7 +1198,8 @@ impl Children {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Sends `signal` to the child's process group, if it is still listed.
+    /// Sends `signal` to the child's process group (a sandboxed one's every
+    /// process), if it is still listed.
     pub(crate) fn signal(&self, request_id: u64, signal: Signal) {
         let Some(child) = self
             .lock()
@@ -1234,18 +1235,7 @@ impl Children {
     /// (see the conversation); the `SIGCONT` of `fg` or `bg` continues
     /// them all.
     pub(crate) fn stop_after_tstp(&self, request_id: u64) {
-        let Some((pid, sandboxed, relay)) = self
-            .lock()
-            .get(&request_id)
-            .map(|child| (child.pid, child.sandboxed, child.relay.clone()))
-        else {
-            return;
-        };
-        if !sandboxed {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGSTOP);
-        } else if let Some(init) = sandbox_init(pid) {
-            relay.send(init, Signal::SIGSTOP);
-        }
+        self.signal(request_id, Signal::SIGSTOP);
     }
 
     /// Reaps the child if it has exited; `None` while it runs. A child no

@@ -42,7 +42,6 @@ use std::time::Duration;
 
 use execgate_sandbox::{NetworkPolicy, SpareOrder};
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::{waitid, Id, WaitPidFlag};
@@ -472,11 +471,11 @@ pub(crate) fn hand(
     // A spare killed since it said it was ready (from outside, or by its
     // session's end) would take the order and run nothing; one whose end
     // is already seen is passed over.
-    let mut end = [PollFd::new(spare.pidfd.as_fd(), PollFlags::POLLIN)];
-    let handed = match poll(&mut end, PollTimeout::ZERO) {
-        Ok(0) => execgate_sandbox::hand_order(spare.control.as_fd(), &order, spare.ready_within)
-            .map_err(|error| error.to_string()),
-        _ => Err("the spare sandbox has ended".to_owned()),
+    let handed = if sys::has_ended(spare.pidfd.as_fd()) {
+        Err("the spare sandbox has ended".to_owned())
+    } else {
+        execgate_sandbox::hand_order(spare.control.as_fd(), &order, spare.ready_within)
+            .map_err(|error| error.to_string())
     };
     if let Err(error) = handed {
         let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);

@@ -147,7 +147,8 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
     )?)
 }
 
-/// Whether the process `pidfd` names has ended (its pidfd reads ready).
+/// Whether the process `pidfd` names has ended (its pidfd reads ready),
+/// or cannot be told to run on (the poll failed).
 pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
     let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
     !matches!(
