@@ -45,16 +45,18 @@ pub(crate) struct Relay {
 
 #[derive(Default)]
 struct Waiting {
-    /// Each with init, by pidfd: a walk that comes after the sandbox's end
-    /// must not list the children of another process that took its number.
-    signals: VecDeque<(Signal, i32, Arc<OwnedFd>)>,
+    signals: VecDeque<Signal>,
+    /// The sandbox's init, and its pidfd from the first signal on: a walk
+    /// that comes after the sandbox's end must not list the children of
+    /// another process that took its number.
+    init: Option<(i32, Arc<OwnedFd>)>,
     /// A walk is under way or queued: it takes the signals that wait.
     walking: bool,
 }
 
 impl Waiting {
     /// Queues `signal`, merged with those waiting; whether it waits.
-    fn add(&mut self, signal: Signal, init: i32, init_fd: &Arc<OwnedFd>) -> bool {
+    fn add(&mut self, signal: Signal) -> bool {
         let stops = [
             Signal::SIGSTOP,
             Signal::SIGTSTP,
@@ -62,18 +64,14 @@ impl Waiting {
             Signal::SIGTTOU,
         ];
         if signal == Signal::SIGCONT {
-            self.signals
-                .retain(|(waiting, ..)| !stops.contains(waiting));
+            self.signals.retain(|waiting| !stops.contains(waiting));
         } else if stops.contains(&signal) {
-            self.signals
-                .retain(|(waiting, ..)| *waiting != Signal::SIGCONT);
+            self.signals.retain(|waiting| *waiting != Signal::SIGCONT);
         }
-        if self.signals.iter().any(|(waiting, ..)| *waiting == signal)
-            || self.signals.len() == WAITING_AT_MOST
-        {
+        if self.signals.contains(&signal) || self.signals.len() == WAITING_AT_MOST {
             return false;
         }
-        self.signals.push_back((signal, init, init_fd.clone()));
+        self.signals.push_back(signal);
         true
     }
 }
@@ -83,28 +81,34 @@ impl Relay {
     /// its group now, the processes below it in other groups soon.
     pub(crate) fn send(self: &Arc<Self>, init: i32, signal: Signal) {
         let _ = killpg(Pid::from_raw(init), signal);
-        let Ok(init_fd) = sys::pidfd_open(init) else {
-            return;
-        };
         let mut waiting = self.lock();
-        if !waiting.add(signal, init, &Arc::new(init_fd)) || waiting.walking {
+        let init = match &waiting.init {
+            Some(known) => known.clone(),
+            None => {
+                let Ok(init_fd) = sys::pidfd_open(init) else {
+                    return;
+                };
+                waiting.init.insert((init, Arc::new(init_fd))).clone()
+            }
+        };
+        if !waiting.add(signal) || waiting.walking {
             return;
         }
         waiting.walking = true;
         drop(waiting);
         let relay = self.clone();
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || relay.walk_waiting())),
-            Err(_) => relay.walk_waiting(),
+            Ok(runtime) => drop(runtime.spawn_blocking(move || relay.walk_waiting(init))),
+            Err(_) => relay.walk_waiting(init),
         }
     }
 
-    fn walk_waiting(&self) {
+    fn walk_waiting(&self, (init, init_fd): (i32, Arc<OwnedFd>)) {
         loop {
-            let (signal, init, init_fd) = {
+            let signal = {
                 let mut waiting = self.lock();
                 match waiting.signals.pop_front() {
-                    Some(next) => next,
+                    Some(signal) => signal,
                     None => {
                         waiting.walking = false;
                         return;
@@ -213,8 +217,6 @@ mod tests {
     #[test]
     fn waiting_signals_merge_as_pending_ones_do() {
         use Signal::*;
-        let init = std::process::id() as i32;
-        let init_fd = Arc::new(sys::pidfd_open(init).unwrap());
         // sent, waiting after
         let cases: [(&[Signal], &[Signal]); 6] = [
             (&[SIGTSTP, SIGCONT], &[SIGCONT]),
@@ -250,9 +252,9 @@ mod tests {
         for (sent, expected) in cases {
             let mut waiting = Waiting::default();
             for signal in sent {
-                waiting.add(*signal, init, &init_fd);
+                waiting.add(*signal);
             }
-            let after: Vec<Signal> = waiting.signals.iter().map(|(signal, ..)| *signal).collect();
+            let after: Vec<Signal> = waiting.signals.iter().copied().collect();
             assert_eq!(after, expected, "{sent:?}");
         }
     }
