@@ -481,8 +481,8 @@ impl Args {
         // socket succeeds, and a name in the globs would send every open
         // of the sandbox to its supervisor (review 39).
         for socket in policy.host_sockets().iter().filter(|file| within(file)) {
-            if !hidden_by_a_directory(policy, socket) && std::fs::metadata(socket).is_ok() {
-                self.cover(socket);
+            if !hidden_by_a_directory(policy, socket) {
+                self.cover_if_there(socket);
             }
         }
     }
@@ -495,9 +495,15 @@ impl Args {
     /// to mount on, on the host where the parent is writable, or fail to
     /// start where it is not.
     fn cover(&mut self, path: &Path) {
-        let Ok(found) = std::fs::metadata(path) else {
+        if !self.cover_if_there(path) {
             self.gone.push(path.to_path_buf());
-            return;
+        }
+    }
+
+    /// [`Args::cover`] for a path that is there; whether it was.
+    fn cover_if_there(&mut self, path: &Path) -> bool {
+        let Ok(found) = std::fs::metadata(path) else {
+            return false;
         };
         let target = path.as_os_str().to_owned();
         if found.is_dir() {
@@ -506,6 +512,7 @@ impl Args {
         } else {
             self.push_os(["--ro-bind".into(), "/dev/null".into(), target]);
         }
+        true
     }
 }
 
