@@ -259,16 +259,7 @@ impl SessionArgs {
         warn_if_grants_name_nothing(&profile, "the profile", &cwd);
         let session_grants = SessionGrants::of(&profile, &profile_name, &cwd);
         for skill in skills.skills() {
-            if let Some(grants) = &skill.permissions {
-                let whose = format!("skill {}", skill.name);
-                // Probe 181: read resolved, so the check on the grants
-                // themselves could never see the link.
-                for (declared, real) in &skill.write_grants_through_links {
-                    warn_of_write_grant_through_link(&whose, declared, real);
-                }
-                warn_if_grants_name_nothing(grants, &whose, &cwd);
-                warn_if_grants_held_back(session_grants.as_ref(), grants, &whose, false, &cwd);
-            }
+            warn_of_skills_grants(skill, session_grants.as_ref(), &cwd);
         }
         let skill_files = skill_files(&skills, &skill_dirs);
         let later_sessions = default_config_policy_files(self.config.as_deref());
@@ -970,10 +961,33 @@ fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) -
     warnings
 }
 
+/// Warns of a skill's grants as of any profile's, and of those a link led
+/// elsewhere when it was read; returns how many warnings it gave (`policy
+/// lint` counts them).
+#[cfg(unix)]
+pub(crate) fn warn_of_skills_grants(
+    skill: &execgate_core_bridge::Skill,
+    session: Option<&SessionGrants<'_>>,
+    cwd: &std::path::Path,
+) -> usize {
+    let Some(grants) = &skill.permissions else {
+        return 0;
+    };
+    let whose = format!("skill {}", skill.name);
+    // Probe 181: read resolved, so the check on the grants themselves
+    // could never see the link.
+    for (declared, real) in &skill.write_grants_through_links {
+        warn_of_write_grant_through_link(&whose, declared, real);
+    }
+    skill.write_grants_through_links.len()
+        + warn_if_grants_name_nothing(grants, &whose, cwd)
+        + warn_if_grants_held_back(session, grants, &whose, false, cwd)
+}
+
 /// The warning of [`warn_if_write_grants_follow_links`], for a grant
 /// already resolved when it was read (a skill's), as `declared` and `real`.
 #[cfg(unix)]
-pub(crate) fn warn_of_write_grant_through_link(
+fn warn_of_write_grant_through_link(
     whose: &str,
     declared: &std::path::Path,
     real: &std::path::Path,

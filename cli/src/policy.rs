@@ -504,15 +504,7 @@ fn warn_of_grants_held_back(
     let skills = SkillRegistry::load(&config.skills)
         .context("the skills cannot be registered; fix or drop them (skills in the config)")?;
     for skill in skills.skills() {
-        if let Some(grants) = &skill.permissions {
-            let whose = format!("skill {}", skill.name);
-            for (declared, real) in &skill.write_grants_through_links {
-                warnings += 1;
-                crate::warn_of_write_grant_through_link(&whose, declared, real);
-            }
-            warnings += crate::warn_if_grants_name_nothing(grants, &whose, &cwd);
-            warnings += crate::warn_if_grants_held_back(session, grants, &whose, false, &cwd);
-        }
+        warnings += crate::warn_of_skills_grants(skill, session, &cwd);
     }
     Ok(warnings)
 }
