@@ -1317,15 +1317,16 @@ fn spares_for(dir: &Path) -> Vec<i32> {
                 && args.contains(&dir.as_bytes())
         })
         .collect();
-    let parent = |pid: i32| -> Option<i32> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
-    };
     let server = std::process::id() as i32;
     bwraps
         .into_iter()
-        .filter(|pid| parent(*pid) == Some(server))
+        .filter(|pid| parent_of(*pid) == Some(server))
         .collect()
+}
+
+/// The parent of process `pid`, while it exists.
+fn parent_of(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// Whether each spare sandbox whose command line names `dir` runs its
@@ -1337,10 +1338,6 @@ fn spares_ready(dir: &Path) -> bool {
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .collect();
-    let parent = |pid: i32| -> Option<i32> {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
-    };
     let runs_helper = |pid: i32| {
         fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
             !cmdline
@@ -1351,7 +1348,7 @@ fn spares_ready(dir: &Path) -> bool {
         })
     };
     let below = |pid: i32, spare: i32| {
-        std::iter::successors(parent(pid), |&up| parent(up))
+        std::iter::successors(parent_of(pid), |&up| parent_of(up))
             .take(4)
             .any(|up| up == spare)
     };
