@@ -567,3 +567,69 @@ fn logging_while_the_command_suspended_the_terminals_output_does_not_stall_the_r
         "7"
     );
 }
+
+/// Regression test (a probe): at `exit`, zsh sends a suspended job
+/// `SIGHUP` and `SIGCONT`, and a job that traps the hang-up cleans up (an
+/// editor saves its buffer). The sandbox's init ended with the shell, and
+/// the kernel killed the job before it could run its trap.
+#[test]
+fn a_suspended_job_runs_its_hang_up_trap_at_exit() {
+    let (home, ws) = home("");
+    std::fs::write(
+        ws.join("editor.sh"),
+        "trap 'echo saved > saved.txt; exit 0' HUP\nwhile :; do sleep 0.05; done\n",
+    )
+    .unwrap();
+    let terminal = Terminal::start(&shell_command(home.path(), "--no-rcs"), &ws);
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["sh editor.sh", "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    terminal.keys(&["C-z"]);
+    terminal.wait_for("suspended", 1);
+    // The first `exit` only warns of the suspended job.
+    terminal.keys(&["exit", "Enter"]);
+    terminal.wait_for("you have suspended jobs", 1);
+    terminal.keys(&["exit", "Enter"]);
+    let screen = terminal.wait_for("execgate-exit=", 1);
+    assert_eq!(
+        std::fs::read_to_string(ws.join("saved.txt"))
+            .ok()
+            .as_deref(),
+        Some("saved\n"),
+        "{screen}"
+    );
+}
+
+/// At `exit`, a suspended escalated job is hung up as one in the sandbox
+/// is: its stand-in passes the hang-up on, and the program ends of it
+/// (it was killed, `SIGKILL`, when the sandbox ended under its stand-in).
+#[test]
+fn a_suspended_escalated_job_is_hung_up_at_exit() {
+    let (home, ws) = home("");
+    let rules = home.path().join("sleep.rules");
+    std::fs::write(&rules, "prefix_rule(pattern = [\"sleep\"])\n").unwrap();
+    let terminal = Terminal::start(
+        &shell_command(
+            home.path(),
+            &format!("--no-rcs --rules {}", rules.display()),
+        ),
+        &ws,
+    );
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["sleep 100", "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    terminal.keys(&["C-z"]);
+    terminal.wait_for("suspended", 1);
+    terminal.keys(&["exit", "Enter"]);
+    terminal.wait_for("you have suspended jobs", 1);
+    terminal.keys(&["exit", "Enter"]);
+    let screen = terminal.wait_for("execgate-exit=", 1);
+    let log = std::fs::read_to_string(home.path().join("state/execgate/audit.jsonl")).unwrap();
+    let ends: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record["event"]["action"] == "exit")
+        .collect();
+    assert_eq!(ends.len(), 1, "{log}\n{screen}");
+    assert_eq!(ends[0]["process"]["signal"], 1, "{log}\n{screen}");
+}

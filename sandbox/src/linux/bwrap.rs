@@ -293,6 +293,9 @@ impl Launcher {
         }
 
         args.push_os(["--".into(), self.helper.clone().into_os_string()]);
+        if self.terminal == Terminal::Shared {
+            args.push(["--job-control"]);
+        }
         // A rule on a file a deny glob matches grants nothing: the file is
         // covered (a deny glob holds over every grant), and its cover is
         // neither granted nor checked as the file.
@@ -710,6 +713,36 @@ mod tests {
             !matcher.denies(&workspace.join("secret.envx"), &[]),
             "{globs:?}"
         );
+    }
+
+    /// An interactive shell's sandbox (the caller's terminal) tells its
+    /// init to hang up the shell's jobs when the shell ends; a command's
+    /// does not.
+    #[test]
+    fn only_a_shared_terminals_sandbox_waits_for_the_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = std::fs::canonicalize(dir.path()).unwrap();
+        let helper = workspace.join("helper");
+        std::fs::write(&helper, "").unwrap();
+        let policy = resolved(
+            &[(":root", Access::Read), (":cwd", Access::Write)],
+            &workspace,
+        );
+        let mut launcher = Launcher::with_bwrap("/usr/bin/bwrap", &helper).unwrap();
+        for (terminal, job_control) in [(Terminal::Detached, false), (Terminal::Shared, true)] {
+            launcher.set_terminal(terminal);
+            let arguments = launcher.arguments(&policy, &workspace, None, None, &["zsh".into()]);
+            let start = arguments
+                .windows(2)
+                .position(|w| w[0] == "--" && w[1] == helper.as_os_str())
+                .unwrap();
+            let helpers_own = arguments[start + 2..].iter().take_while(|arg| *arg != "--");
+            assert_eq!(
+                helpers_own.clone().any(|arg| arg == "--job-control"),
+                job_control,
+                "{terminal:?}: {arguments:?}"
+            );
+        }
     }
 
     /// Review 39: a host socket gone since the policy was resolved is not

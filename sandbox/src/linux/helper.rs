@@ -75,6 +75,9 @@ struct HelperArgs {
     /// Paths that must be the file (device, inode) the policy was resolved
     /// on.
     checks: Vec<(PathBuf, (u64, u64))>,
+    /// An interactive shell's sandbox: the jobs it hangs up at its exit
+    /// are given time to end (see [`supervisor::Ending`]).
+    job_control: bool,
     argv: Vec<OsString>,
 }
 
@@ -103,6 +106,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
                 .no_repository_at
                 .push(value("--no-repository-at")?.into()),
             Some("--restrict-network") => parsed.restrict_network = true,
+            Some("--job-control") => parsed.job_control = true,
             Some("--limited-network") => {
                 let link = value("--limited-network")?;
                 parsed.limited_network = Some(match link.to_str() {
@@ -260,10 +264,15 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         deny,
     );
     supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets)?);
+    let ending = if args.job_control {
+        supervisor::Ending::AfterTheJobs
+    } else {
+        supervisor::Ending::AtOnce
+    };
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         // The parent serves and never comes back here.
-        let hand_over = supervisor::fork_supervisor(supervision, args.spare)?;
+        let hand_over = supervisor::fork_supervisor(supervision, args.spare, ending)?;
         // First, while the seccomp() call is still allowed: the filter
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
@@ -277,7 +286,11 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             // take in every orphan. A parent stays init instead: it reaps
             // and exits as the target does, as a supervisor with nothing to
             // watch.
-            drop(supervisor::fork_supervisor(supervision, args.spare)?);
+            drop(supervisor::fork_supervisor(
+                supervision,
+                args.spare,
+                ending,
+            )?);
         }
         apply_seccomp(&network, Supervised::No)?;
     }

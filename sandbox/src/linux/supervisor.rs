@@ -321,6 +321,27 @@ impl HandOver {
     }
 }
 
+/// What the supervisor, the sandbox's init, does once its target ends:
+/// its own end ends every process left in the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Ends at once.
+    AtOnce,
+    /// An interactive shell's sandbox. A terminal's shell ends and its
+    /// jobs are hung up: zsh hangs up its running ones, and the kernel
+    /// those that are suspended, continuing them (their process group is
+    /// orphaned). Here the sandbox's init stays their parent in the
+    /// terminal's session, so nothing is orphaned: what is left is hung up
+    /// and continued here, and gets [`JOBS_GRACE`] to run its hang-up
+    /// handlers (an editor saves its buffer) before the sandbox ends,
+    /// sooner once nothing is left.
+    AfterTheJobs,
+}
+
+/// How long the jobs of an interactive shell's sandbox may take to end
+/// after the shell.
+const JOBS_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Forks. In the parent, serves `supervision` until the child ends and
 /// exits as it did (never returns), having said on `report_to` (a spare's
 /// control socket, which the child takes its order from) that it died of
@@ -328,6 +349,7 @@ impl HandOver {
 pub(crate) fn fork_supervisor(
     supervision: Supervision,
     report_to: Option<RawFd>,
+    ending: Ending,
 ) -> Result<HandOver, String> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     if !sys::notification_sizes_match() {
@@ -367,7 +389,14 @@ pub(crate) fn fork_supervisor(
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            supervise(supervision, child, parent_end, &saved_mask, report_to)
+            supervise(
+                supervision,
+                child,
+                parent_end,
+                &saved_mask,
+                report_to,
+                ending,
+            )
         }
     }
 }
@@ -394,6 +423,7 @@ fn supervise(
     channel: OwnedFd,
     saved_mask: &SigSet,
     report_to: Option<RawFd>,
+    ending: Ending,
 ) -> ! {
     let mut kept = vec![channel.as_raw_fd()];
     kept.extend(report_to);
@@ -435,7 +465,7 @@ fn supervise(
             }
         }
     }
-    exit_as(child, report_to.as_ref())
+    exit_as(child, report_to.as_ref(), ending)
 }
 
 /// Workers started at once; more start whenever all are busy, so that a
@@ -534,8 +564,8 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 /// passes on no more: the signal is said on `report_to` first). Reaps every
 /// other child on the way: as init, it inherits the sandbox's orphans. A
 /// shell's stopped target is continued: nothing above it would.
-fn exit_as(child: Pid, report_to: Option<&OwnedFd>) -> ! {
-    loop {
+fn exit_as(child: Pid, report_to: Option<&OwnedFd>, ending: Ending) -> ! {
+    let ended = loop {
         match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
             Ok(status) if status.pid() != Some(child) => continue,
             // No job control above a shell's sandbox sees its target stop
@@ -549,28 +579,57 @@ fn exit_as(child: Pid, report_to: Option<&OwnedFd>) -> ! {
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGCONT);
                 }
             }
-            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
-            Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
-                if let Some(report_to) = report_to {
-                    let _ = nix::sys::socket::send(
-                        report_to.as_raw_fd(),
-                        &super::spare::signal_report(signal as i32, core_dumped),
-                        nix::sys::socket::MsgFlags::MSG_NOSIGNAL
-                            | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-                    );
-                }
-                let _ = sys::default_signal(signal);
-                let _ = nix::sys::signal::sigprocmask(
-                    SigmaskHow::SIG_UNBLOCK,
-                    Some(&SigSet::from(signal)),
-                    None,
-                );
-                let _ = nix::sys::signal::raise(signal);
-                std::process::exit(128 + signal as i32);
-            }
+            Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break status,
             Err(Errno::EINTR) => continue,
             Ok(_) => continue,
             Err(_) => std::process::exit(i32::from(super::helper::SETUP_FAILED)),
+        }
+    };
+    if let (WaitStatus::Signaled(_, signal, core_dumped), Some(report_to)) = (ended, report_to) {
+        let _ = nix::sys::socket::send(
+            report_to.as_raw_fd(),
+            &super::spare::signal_report(signal as i32, core_dumped),
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        );
+    }
+    if ending == Ending::AfterTheJobs {
+        // As the pid namespace's init, -1 is every other process of the
+        // sandbox.
+        let everyone_else = Pid::from_raw(-1);
+        let _ = nix::sys::signal::kill(everyone_else, Signal::SIGHUP);
+        let _ = nix::sys::signal::kill(everyone_else, Signal::SIGCONT);
+        reap_until_none_is_left(JOBS_GRACE);
+    }
+    match ended {
+        WaitStatus::Signaled(_, signal, _) => {
+            let _ = sys::default_signal(signal);
+            let _ = nix::sys::signal::sigprocmask(
+                SigmaskHow::SIG_UNBLOCK,
+                Some(&SigSet::from(signal)),
+                None,
+            );
+            let _ = nix::sys::signal::raise(signal);
+            std::process::exit(128 + signal as i32);
+        }
+        WaitStatus::Exited(_, code) => std::process::exit(code),
+        _ => std::process::exit(i32::from(super::helper::SETUP_FAILED)),
+    }
+}
+
+/// Reaps the sandbox's processes as they end, until none is left or
+/// `grace` has passed.
+fn reap_until_none_is_left(grace: std::time::Duration) {
+    use nix::sys::wait::WaitPidFlag;
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Ok(WaitStatus::StillAlive) => return,
+            Ok(_) | Err(Errno::EINTR) => {}
+            // ECHILD: none is left.
+            Err(_) => return,
         }
     }
 }
