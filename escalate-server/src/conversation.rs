@@ -36,8 +36,8 @@ use crate::environment::{escalated_environment, ChildPlace};
 use crate::events::{RefusedRequest, SessionEvent};
 use crate::policy::{Decision, ExecContext, Execution, PeerCredentials, PendingQuestion, Verdict};
 use crate::resolve::{
-    launch_plan, open_executable, open_working_directory, sandbox_own_path, LaunchPlan,
-    OpenedExecutable,
+    check_seen_by_requester, launch_plan, open_executable, open_working_directory,
+    sandbox_own_path, LaunchPlan, OpenedExecutable,
 };
 use crate::session::{LiveChild, Shared};
 use crate::spare;
@@ -344,6 +344,17 @@ async fn launch_for(
     context: &ExecContext,
     grants_seen: u64,
 ) -> Result<Launch, String> {
+    // Every requester of a sandboxed session is in its sandbox (see
+    // above): what it asks to escalate must be a file it sees (probe 187:
+    // a request written by hand escalated a program its profile hid).
+    if shared.sandbox.is_some() {
+        check_seen_by_requester(
+            &context.executable.requested_path,
+            context.peer.pid,
+            &context.executable,
+        )
+        .map_err(|reason| format!("not escalated: {reason}"))?;
+    }
     let (directory, cwd) = match (held_directory, &context.working_directory) {
         (Some(directory), Ok(checked)) => (directory, checked.canonical_path.clone()),
         (_, Err(reason)) => return Err(format!("not escalated: {reason}")),

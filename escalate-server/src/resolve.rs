@@ -232,6 +232,44 @@ pub(crate) fn open_working_directory(
     ))
 }
 
+/// Checks that `path`, looked up in the requester's sandbox (from its root,
+/// `/proc/PID/root`, with links kept inside it), is `executable`: the file
+/// the server opened in its own view. A request may name a file the
+/// sandbox cannot see (a directory its profile hides, the host's `/run`
+/// beneath the sandbox's own), which no shell in it could have run. The
+/// lookup only compares: what runs is always the file the server opened.
+pub(crate) fn check_seen_by_requester(
+    path: &Path,
+    requester_pid: i32,
+    executable: &ResolvedExecutable,
+) -> Result<(), String> {
+    let not_seen = |why: String| {
+        format!(
+            "{} is not a file the sandbox sees ({why}): a sandboxed shell can only ask for \
+             programs it can run itself",
+            path.display()
+        )
+    };
+    let root = nix::fcntl::open(
+        format!("/proc/{requester_pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|errno| format!("cannot find the requester's sandbox: {errno}"))?;
+    let inside = path.strip_prefix("/").unwrap_or(path);
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let seen = openat2(&root, inside, how)
+        .map_err(io::Error::from)
+        .and_then(|file| File::from(file).metadata())
+        .map_err(|error| not_seen(error.to_string()))?;
+    if (seen.dev(), seen.ino()) != (executable.device, executable.inode) {
+        return Err(not_seen("another file is there in the sandbox".into()));
+    }
+    Ok(())
+}
+
 /// What an escalation executes: a checked binary and its argv.
 pub(crate) struct LaunchPlan {
     pub(crate) executable: OwnedFd,

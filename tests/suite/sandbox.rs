@@ -1864,3 +1864,48 @@ async fn a_program_in_the_sandboxes_own_dev_is_refused() {
         "{refusals:?}"
     );
 }
+
+/// Probe 187: a request written by hand (the wrapper run with a path of
+/// one's choosing) escalated a program the sandbox cannot see, found by
+/// the server at that path in its own view: one in a directory the
+/// profile hides, and one under the host's `/run`, beneath the sandbox's
+/// own. Nothing outside the sandbox runs what no shell in it could.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_of_a_program_the_sandbox_cannot_see_is_refused() {
+    let world = World::new();
+    let hidden = world.home.join(".ssh").join("tool");
+    fs::create_dir_all(world.home.join(".ssh")).unwrap();
+    let under_run = world.run_dir.join("tool");
+    for program in [&hidden, &under_run] {
+        fs::copy("/usr/bin/id", program).unwrap();
+    }
+    let policy = policy_by_path(&[
+        (hidden.to_str().unwrap(), escalate()),
+        (under_run.to_str().unwrap(), escalate()),
+        // The control: the same request for a program the sandbox sees.
+        ("/usr/bin/id", escalate()),
+    ]);
+    let ask = |path: &Path| {
+        let path = path.display();
+        format!(
+            "\"$EXECGATE_WRAPPER\" \"$EXECGATE_SOCKET_FD\" {path} {path} 'zsh: ' tool tool -u \
+             >/dev/null; print status=$?"
+        )
+    };
+    let script = [ask(Path::new("/usr/bin/id")), ask(&hidden), ask(&under_run)].join("; ");
+    let (output, recorder) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
+    assert_eq!(
+        output.stdout, "status=0\nstatus=126\nstatus=126\n",
+        "{}",
+        output.stderr
+    );
+    let failures = recorder.spawn_failures();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        failures
+            .iter()
+            .all(|reason| reason.contains("is not a file the sandbox sees")),
+        "{failures:?}"
+    );
+    assert_eq!(recorder.started_pids().len(), 1);
+}
