@@ -456,7 +456,14 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
             });
         }
         let state = context.inspect_path(program);
-        let (problem, canonical) = path_problem(program, &state)?;
+        let Some((problem, canonical)) = path_problem(program, &state) else {
+            return found_first_elsewhere(program, context).map(|message| LintFinding {
+                origin: rule.origin.clone(),
+                pattern: pattern_text(rule),
+                severity: Severity::Warning,
+                message,
+            });
+        };
         let message = match canonical {
             // A session also matches its `forbidden` rules on the path as
             // the shell found it (`RuleSet::check_os_as_found`).
@@ -776,6 +783,35 @@ fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option
             None,
         ),
     })
+}
+
+/// Why a rule on the canonical path `program` does not match the commands
+/// that name its program without a path: `PATH` finds another file of that
+/// name first here (a version manager's shim, another installation).
+fn found_first_elsewhere(program: &Path, context: &dyn LintContext) -> Option<String> {
+    let name = program.file_name()?.to_str()?;
+    let found = context.find_program(name)?;
+    let runs = match context.inspect_path(&found) {
+        PathState::Canonical => found.clone(),
+        PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => canonical,
+        PathState::Missing | PathState::Unknown { .. } => return None,
+    };
+    if runs == program {
+        return None;
+    }
+    let through = if runs == found {
+        String::new()
+    } else {
+        format!(", which resolves to {}", runs.display())
+    };
+    Some(format!(
+        "{name} in PATH here is {found}{through}, not {program}: a command that runs {name} \
+         by its name runs that file, and this rule does not match it; write a rule on \
+         \"{runs}\" too, or run the program by its path",
+        found = found.display(),
+        program = program.display(),
+        runs = runs.display(),
+    ))
 }
 
 /// Why rules on the bare name `name` never match the program found under

@@ -558,7 +558,8 @@ impl crate::LintContext for FakeMachine {
             "/bin/git" => PathState::NotCanonical {
                 canonical: "/usr/bin/git".into(),
             },
-            "/usr/bin/mawk" | "/usr/bin/git" => PathState::Canonical,
+            "/usr/bin/mawk" | "/usr/bin/git" | "/usr/bin/python3.11" => PathState::Canonical,
+            "/opt/pyenv/shims/python3.11" => PathState::Canonical,
             "/locked/tool" => PathState::Unknown {
                 reason: "Permission denied".into(),
             },
@@ -571,6 +572,7 @@ impl crate::LintContext for FakeMachine {
             "awk" => Some("/usr/bin/awk".into()),
             "git" => Some("/bin/git".into()),
             "mawk" => Some("/usr/bin/mawk".into()),
+            "python3.11" => Some("/opt/pyenv/shims/python3.11".into()),
             "cargo" | "ls" | "python3" => Some(Path::new("/usr/bin").join(name)),
             _ => None,
         }
@@ -629,6 +631,34 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
     );
     // Without a context, none of that: the rules crate resolves nothing.
     assert!(lint(&set).is_empty());
+}
+
+/// Probe 187: a rule on `/usr/bin/python3.11` never matched `python3.11 -c`
+/// typed in the shell (a pyenv shim came first in `PATH`), and lint said
+/// nothing. A path that `PATH` finds by its name, itself or through a link
+/// (`/bin/git`), is not warned of.
+#[test]
+fn lint_with_names_a_path_rule_whose_name_path_finds_elsewhere() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["/usr/bin/python3.11", "-c"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/mawk"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "forbidden")
+"#,
+    );
+    let findings: Vec<String> = crate::lint_with(&set, &FakeMachine)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            "test.rules:2: warning: python3.11 in PATH here is /opt/pyenv/shims/python3.11, not \
+             /usr/bin/python3.11: a command that runs python3.11 by its name runs that file, and \
+             this rule does not match it; write a rule on \"/opt/pyenv/shims/python3.11\" too, \
+             or run the program by its path [/usr/bin/python3.11 -c]",
+        ]
+    );
 }
 
 /// Regression: `execution = "nett"` passed lint, and `execgate run` then
