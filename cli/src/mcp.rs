@@ -916,7 +916,7 @@ struct ExecServer {
 struct ExecCommandArgs {
     /// The command line, run by zsh (`zsh -c`) in the session's sandbox.
     cmd: String,
-    /// Working directory, relative to the session's.
+    /// Working directory: absolute, or relative to the session's.
     workdir: Option<String>,
     /// Run on a pseudo-terminal (needed to write to stdin later).
     tty: Option<bool>,
@@ -1154,7 +1154,9 @@ fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
         }
     };
     structured["wall_time_ms"] = json!(wall_time.as_millis() as u64);
-    let mut text = format!("{summary} after {} ms", wall_time.as_millis());
+    // The call's own time (probe 188: "exited after 0 ms" read as the run
+    // time of a process a poll found ended).
+    let mut text = format!("{summary}; this call took {} ms", wall_time.as_millis());
     if output.omitted_bytes > 0 {
         text.push_str(&format!("; {} bytes omitted", output.omitted_bytes));
     }

@@ -82,8 +82,9 @@ pub enum ExecStdio {
 /// How [`ShellSession::exec_command`] starts a process.
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
-    /// Where it starts: relative to the session's directory; must be
-    /// visible inside the sandbox. Default: the session's directory.
+    /// Where it starts: absolute, or relative to the session's directory;
+    /// must be visible inside the sandbox. Default: the session's
+    /// directory.
     pub workdir: Option<PathBuf>,
     pub stdio: ExecStdio,
     /// How long to wait for output before answering `Running`
@@ -132,6 +133,8 @@ pub struct Exited {
     pub process_id: ProcessId,
     pub status: CommandStatus,
     pub output: ExecOutput,
+    /// How long this call took (a wait for an approval included), not how
+    /// long the process ran.
     pub wall_time: Duration,
     /// It was ended because a connection it made was denied once a person
     /// had been asked (`limited` networks, [`OnNetworkDenial::Cancel`]):
@@ -148,6 +151,7 @@ pub struct Running {
     /// still waiting for an answer, or one no command is known to have
     /// asked (a network destination).
     pub awaiting_approval: bool,
+    /// How long this call took.
     pub wall_time: Duration,
 }
 
