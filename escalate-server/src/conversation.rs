@@ -36,8 +36,8 @@ use crate::environment::{escalated_environment, ChildPlace};
 use crate::events::{RefusedRequest, SessionEvent};
 use crate::policy::{Decision, ExecContext, Execution, PeerCredentials, PendingQuestion, Verdict};
 use crate::resolve::{
-    check_seen_by_requester, launch_plan, open_executable, open_working_directory,
-    sandbox_own_path, LaunchPlan, OpenedExecutable,
+    launch_plan, open_executable, open_working_directory, sandbox_own_path, seen_by_requester,
+    LaunchPlan, OpenedExecutable,
 };
 use crate::session::{LiveChild, Shared};
 use crate::spare;
@@ -147,21 +147,29 @@ pub(crate) async fn serve_request(
             return refuse(reason);
         }
     };
-    // A sandboxed requester's own `/dev` is not the host's: a file there is
-    // not the one the server would find at its path. Every requester of a
-    // sandboxed session is in a sandbox: escalated children never get a
-    // server descriptor.
-    let checked = open_executable(&request.path)
+    // Every requester of a sandboxed session is in a sandbox: escalated
+    // children never get a server descriptor. What it asks for must be a
+    // file it sees (probe 187: a request written by hand escalated a
+    // program its profile hid), looked up there first, so that the answer
+    // says no more of the host's files than the sandbox sees. Its own
+    // `/dev` is not the host's: a file there is not the one the server
+    // would find at its path.
+    let sandboxed = shared.sandbox.is_some();
+    let checked = sandboxed
+        .then(|| seen_by_requester(&request.path, peer.pid))
+        .transpose()
+        .and_then(|seen| Ok((seen, open_executable(&request.path)?)))
         .map_err(|error| error.to_string())
-        .and_then(|opened| {
-            let canonical = &opened.resolved.canonical_path;
-            match shared
-                .sandbox
-                .as_ref()
-                .and(sandbox_own_path(&request.path, canonical))
-            {
-                Some(why) => Err(why),
-                None => Ok(opened),
+        .and_then(|(seen, opened)| {
+            if sandboxed {
+                let canonical = &opened.resolved.canonical_path;
+                if let Some(why) = sandbox_own_path(&request.path, canonical) {
+                    return Err(why);
+                }
+            }
+            match seen {
+                Some(seen) if !seen.is(&opened.resolved) => Err(seen.not_this_file()),
+                _ => Ok(opened),
             }
         });
     let opened = match checked {
@@ -344,17 +352,6 @@ async fn launch_for(
     context: &ExecContext,
     grants_seen: u64,
 ) -> Result<Launch, String> {
-    // Every requester of a sandboxed session is in its sandbox (see
-    // above): what it asks to escalate must be a file it sees (probe 187:
-    // a request written by hand escalated a program its profile hid).
-    if shared.sandbox.is_some() {
-        check_seen_by_requester(
-            &context.executable.requested_path,
-            context.peer.pid,
-            &context.executable,
-        )
-        .map_err(|reason| format!("not escalated: {reason}"))?;
-    }
     let (directory, cwd) = match (held_directory, &context.working_directory) {
         (Some(directory), Ok(checked)) => (directory, checked.canonical_path.clone()),
         (_, Err(reason)) => return Err(format!("not escalated: {reason}")),

@@ -60,12 +60,16 @@ pub enum ResolveError {
 /// What to add to a message about `path` that the server could not open
 /// where a sandbox could: its `/dev` and `/run` are its own, and a
 /// `/proc` link to a process's files is one the server never follows
-/// (the kernel's "too many levels of symbolic links" says it poorly).
+/// (the kernel's "too many levels of symbolic links" says it poorly; in
+/// a sandbox's own `/proc`, looked up from outside, `self` is no
+/// process there: "no such file").
 fn why_not_here(path: &Path, error: &io::Error) -> &'static str {
     if path.starts_with("/dev") || path.starts_with("/run") {
         " (a sandbox has its own /dev and /run, which execgate does not see from \
          outside: run programs from the workspace or the temporary directory)"
-    } else if path.starts_with("/proc") && error.raw_os_error() == Some(libc::ELOOP) {
+    } else if path.starts_with("/proc")
+        && matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOENT))
+    {
         " (a /proc link to a process's root, directory or descriptors, which execgate \
          does not follow: run the program by its own path)"
     } else {
@@ -232,30 +236,56 @@ pub(crate) fn open_working_directory(
     ))
 }
 
-/// Checks that `path`, looked up in the requester's sandbox (from its root,
-/// `/proc/PID/root`, with links kept inside it), is `executable`: the file
-/// the server opened in its own view. A request may name a file the
-/// sandbox cannot see (a directory its profile hides, the host's `/run`
-/// beneath the sandbox's own), which no shell in it could have run. The
-/// lookup only compares: what runs is always the file the server opened.
-pub(crate) fn check_seen_by_requester(
+/// The file a sandboxed requester sees at the path it asked for.
+pub(crate) struct SeenByRequester {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl SeenByRequester {
+    /// Whether it is `executable`, the file the server opened at that path.
+    pub(crate) fn is(&self, executable: &ResolvedExecutable) -> bool {
+        (self.device, self.inode) == (executable.device, executable.inode)
+    }
+
+    /// Why a request whose file is another in the server's view is refused.
+    pub(crate) fn not_this_file(&self) -> String {
+        format!(
+            "{} is another file outside the sandbox than inside it: a sandboxed shell can \
+             only ask for the programs it sees",
+            self.path.display()
+        )
+    }
+}
+
+/// Looks `path` up in a sandboxed requester's view: from its root
+/// (`/proc/PID/root`), with links kept inside it. A request may name a
+/// file that the server finds at that path and the sandbox cannot see (in
+/// a directory its profile hides, under the host's `/run` beneath the
+/// sandbox's own), which no shell there could have run. It fails as the
+/// server's own open would, so that the answer says nothing of what the
+/// host has where the sandbox sees nothing. The lookup only identifies:
+/// what is decided on and run is always the file the server opens.
+pub(crate) fn seen_by_requester(
     path: &Path,
     requester_pid: i32,
-    executable: &ResolvedExecutable,
-) -> Result<(), String> {
-    let not_seen = |why: String| {
-        format!(
-            "{} is not a file the sandbox sees ({why}): a sandboxed shell can only ask for \
-             programs it can run itself",
-            path.display()
-        )
+) -> Result<SeenByRequester, ResolveError> {
+    if !path.is_absolute() {
+        return Err(ResolveError::NotAbsolute {
+            path: path.to_owned(),
+        });
+    }
+    let open_error = |source| ResolveError::Open {
+        path: path.to_owned(),
+        source,
     };
     let root = nix::fcntl::open(
         format!("/proc/{requester_pid}/root").as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|errno| format!("cannot find the requester's sandbox: {errno}"))?;
+    .map_err(|errno| open_error(errno.into()))?;
     let inside = path.strip_prefix("/").unwrap_or(path);
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
@@ -263,11 +293,12 @@ pub(crate) fn check_seen_by_requester(
     let seen = openat2(&root, inside, how)
         .map_err(io::Error::from)
         .and_then(|file| File::from(file).metadata())
-        .map_err(|error| not_seen(error.to_string()))?;
-    if (seen.dev(), seen.ino()) != (executable.device, executable.inode) {
-        return Err(not_seen("another file is there in the sandbox".into()));
-    }
-    Ok(())
+        .map_err(open_error)?;
+    Ok(SeenByRequester {
+        path: path.to_owned(),
+        device: seen.dev(),
+        inode: seen.ino(),
+    })
 }
 
 /// What an escalation executes: a checked binary and its argv.

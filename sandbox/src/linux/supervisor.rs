@@ -563,7 +563,8 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 /// raises itself cannot end, exit status 128 plus the signal, and bubblewrap
 /// passes on no more: the signal is said on `report_to` first). Reaps every
 /// other child on the way: as init, it inherits the sandbox's orphans. A
-/// shell's stopped target is continued: nothing above it would.
+/// shell's stopped target is continued: nothing above it would. After an
+/// interactive shell, what is left is hung up first ([`Ending`]).
 fn exit_as(child: Pid, report_to: Option<&OwnedFd>, ending: Ending) -> ! {
     let ended = loop {
         match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
