@@ -1920,3 +1920,76 @@ async fn an_escalation_of_a_program_the_sandbox_cannot_see_is_refused() {
     assert_eq!(recorder.started_pids().len(), 1);
     assert!(recorder.spawn_failures().is_empty());
 }
+
+/// What the shell's sandbox, whose network is restricted, does with a
+/// socket an escalation with the network made and handed back over a
+/// socketpair the shell gave it (`take.py`).
+const TAKE_A_HANDED_SOCKET: &str = r#"
+import array, os, socket, subprocess, sys
+zsh, port = sys.argv[1], int(sys.argv[2])
+def attempt(name, action):
+    try:
+        action()
+        print(name, "reached")
+    except OSError as error:
+        print(name, "refused", error.errno)
+ours, theirs = socket.socketpair()
+socket_fd = int(os.environ["EXECGATE_SOCKET_FD"])
+os.set_inheritable(theirs.fileno(), True)
+os.set_inheritable(socket_fd, True)
+giver = "dash -c 'python3 give.py %d'" % theirs.fileno()
+escalation = subprocess.Popen([zsh, "-fc", giver], pass_fds=[socket_fd, theirs.fileno()])
+theirs.close()
+_, ancillary, _, _ = ours.recvmsg(1, socket.CMSG_LEN(8))
+handed = array.array("i")
+handed.frombytes(ancillary[0][2][:8])
+escalation.wait()
+tcp = socket.socket(fileno=handed[0])
+udp = socket.socket(fileno=handed[1])
+attempt("tcp", lambda: tcp.connect(("127.0.0.1", port)))
+attempt("udp", lambda: udp.sendto(b"out", ("127.0.0.1", port)))
+"#;
+
+/// The escalation's part (`give.py`): a TCP and a UDP socket of the
+/// host's network, handed over unconnected.
+const GIVE_SOCKETS: &str = r#"
+import array, socket, sys
+channel = socket.socket(fileno=int(sys.argv[1]))
+tcp, udp = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+fds = array.array("i", [tcp.fileno(), udp.fileno()])
+channel.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+"#;
+
+/// Probe 189: an escalation with the network made sockets and handed them
+/// back to the shell over a socketpair the shell gave it; the shell, whose
+/// own sockets can reach nothing, then connected and sent through them to
+/// the host's services, long after the escalation ended. A sandbox with a
+/// confined network connects only sockets of its own network namespace,
+/// and sends to no address given with the call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_handed_in_from_outside_reaches_nothing_from_a_confined_network() {
+    let world = World::new();
+    fs::write(world.ws.join("take.py"), TAKE_A_HANDED_SOCKET).unwrap();
+    fs::write(world.ws.join("give.py"), GIVE_SOCKETS).unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let udp = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let policy = policy_by_path(&[("/usr/bin/dash", escalate())]);
+    let script = format!("python3 take.py {} {port}", zsh().display());
+    let (output, recorder) = run_sandboxed(policy, world.profile(), &script, &world.ws).await;
+    assert_eq!(
+        output.stdout,
+        format!(
+            "tcp refused {}\nudp refused {}\n",
+            libc::EACCES,
+            libc::EPERM
+        ),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(recorder.started_pids().len(), 1, "the escalation gave them");
+    assert!(tcp.accept().is_err(), "a connection came");
+    assert!(udp.recv(&mut [0; 8]).is_err(), "a datagram came");
+}

@@ -264,6 +264,10 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         deny,
     );
     supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets)?);
+    supervision.know_own_network(supervisor::OwnNetwork {
+        cookie: own_network_cookie(),
+        makes_inet: matches!(network, SocketFilter::Limited { .. }),
+    });
     let ending = if args.job_control {
         supervisor::Ending::AfterTheJobs
     } else {
@@ -353,6 +357,21 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         errno,
         absent,
     })
+}
+
+/// The cookie of the sandbox's network namespace, read from a socket made
+/// here; `None` where the kernel cannot say.
+fn own_network_cookie() -> Option<u64> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsFd;
+    let probe = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    sys::network_cookie(probe.as_fd()).ok()
 }
 
 /// Whether a file named `program` exists where `execvpe` looked for it:
@@ -521,7 +540,8 @@ enum Supervised {
 /// out-of-band data (`MSG_OOB`), and,
 /// with a restricted network, every socket family but AF_UNIX and datagram
 /// sockets (a Unix one reaches a host socket by `sendto`, without the
-/// `connect` the supervisor checks). A limited network also allows inet
+/// `connect` the supervisor checks), and `sendto` with an address. A
+/// limited network also allows inet
 /// stream sockets, and still no datagram or raw ones: UDP (DNS included)
 /// and raw packets have nowhere to go but the proxy, which does not take
 /// them. No set-user-ID or set-group-ID bit (`set_id_bit_rules`), and no
@@ -612,6 +632,18 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
         rules.entry(syscall).or_default().extend(rules_of_call);
     }
     if network.confines_connect() {
+        // A datagram sent to an address given with the call goes where it
+        // says, on a socket made outside and handed in (probe 189), which
+        // `connect`'s check never sees; the sockets made here have no use
+        // for one (a Unix stream socket refuses it, and a limited
+        // network's inet sockets are TCP). `sendmsg`'s address lies behind
+        // a pointer, which no filter reads.
+        let to_an_address = SeccompCondition::new(4, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0)
+            .map_err(|e| seccomp_error(&e))?;
+        rules
+            .entry(libc::SYS_sendto)
+            .or_default()
+            .push(SeccompRule::new(vec![to_an_address]).map_err(|e| seccomp_error(&e))?);
         let limited = matches!(network, SocketFilter::Limited { .. });
         for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
             // Allowed families: Unix, and for a limited network inet (its

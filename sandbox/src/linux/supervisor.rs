@@ -28,7 +28,9 @@
 //!   one, `Launcher::spares_may_share_network`), and through the descriptor that
 //!   was checked; a host listener anywhere in the tree is refused (EACCES).
 //!   Datagram Unix sockets, which reach a host socket by `sendto` without
-//!   `connect`, cannot be created at all (seccomp, in the helper).
+//!   `connect`, cannot be created at all (seccomp, in the helper). A
+//!   socket of another network namespace (made outside and handed in) is
+//!   connected to nothing (EACCES).
 //! - under writable roots, creating `.agents` or `.execgate` (mkdir, mknod,
 //!   symlink, link, rename targets, `open` with `O_CREAT`) fails with EACCES;
 //!   `.git` stays creatable, but not as a link (symlink, or link or rename
@@ -111,6 +113,9 @@ impl DenyGlobs {
 pub(crate) struct Supervision {
     /// Whether `connect` is decided here (restricted and limited networks).
     restrict_network: bool,
+    /// Which sockets the sandbox makes itself: a socket made outside it
+    /// (handed in) is connected to nothing.
+    own_network: OwnNetwork,
     /// Host sockets a limited network may connect to: (device, inode) as
     /// `stat` gives them, taken when the sandbox started.
     allowed_sockets: Vec<(u64, u64)>,
@@ -154,6 +159,7 @@ impl Supervision {
             .collect();
         Supervision {
             restrict_network,
+            own_network: OwnNetwork::default(),
             allowed_sockets: Vec::new(),
             uncreatable,
             deny,
@@ -167,6 +173,31 @@ impl Supervision {
         self.allowed_sockets = identities;
     }
 
+    /// Tells which sockets the sandbox makes itself (see [`OwnNetwork`]).
+    pub(crate) fn know_own_network(&mut self, own_network: OwnNetwork) {
+        self.own_network = own_network;
+    }
+
+    /// Whether `socket`, of `family`, was made in the sandbox. One made
+    /// outside it, in the host's network namespace, and handed in (probe
+    /// 189: by an escalation with the network, over a socketpair the
+    /// shell gave it) would reach from the sandbox what the sandbox
+    /// cannot, for as long as the shell keeps it.
+    fn made_here(&self, socket: BorrowedFd<'_>, family: Option<u16>) -> bool {
+        match (self.own_network.cookie, sys::network_cookie(socket)) {
+            (Some(own), Ok(its)) => own == its,
+            // A kernel that cannot say: the families the sandbox can make.
+            _ => {
+                family == Some(libc::AF_UNIX as u16)
+                    || family == Some(libc::AF_UNSPEC as u16)
+                    || (self.own_network.makes_inet
+                        && [libc::AF_INET, libc::AF_INET6]
+                            .iter()
+                            .any(|inet| family == Some(*inet as u16)))
+            }
+        }
+    }
+
     /// Whether there is anything to supervise at all.
     pub(crate) fn is_needed(&self) -> bool {
         self.restrict_network || self.watches_creation()
@@ -175,6 +206,17 @@ impl Supervision {
     fn watches_creation(&self) -> bool {
         !self.uncreatable.is_empty() || self.deny.is_some()
     }
+}
+
+/// The sockets a sandbox with a confined network makes itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OwnNetwork {
+    /// The cookie of the sandbox's network namespace; `None` on a kernel
+    /// without `SO_NETNS_COOKIE` (before 5.14).
+    pub(crate) cookie: Option<u64>,
+    /// Inet sockets too (a limited network's, for its proxy), not only
+    /// Unix ones.
+    pub(crate) makes_inet: bool,
 }
 
 /// Marks the rules whose action becomes `SECCOMP_RET_USER_NOTIF`:
@@ -1623,14 +1665,18 @@ impl Call<'_> {
         let family = address
             .get(..2)
             .map(|bytes| u16::from_ne_bytes([bytes[0], bytes[1]]));
+        if !self.supervision.made_here(socket.as_fd(), family) {
+            return Err(Errno::EACCES);
+        }
         let is_pathname =
             family == Some(libc::AF_UNIX as u16) && address.get(2).is_some_and(|&first| first != 0);
         if !is_pathname {
             self.target.confirm()?;
             // Abstract addresses belong to the sandbox's own network
             // namespace (shared only by a session's spares, and only where
-            // Landlock scopes them to each sandbox); other families cannot
-            // be made here. Connected with the bytes checked.
+            // Landlock scopes them to each sandbox), as does the socket
+            // (`made_here`): inet, for a limited network, reaches only its
+            // loopback. Connected with the bytes checked.
             sys::connect_raw(socket.as_fd(), &address)?;
             return Ok(Answer::Value(0));
         }

@@ -278,6 +278,30 @@ pub(crate) fn connect_raw(socket: std::os::fd::BorrowedFd<'_>, address: &[u8]) -
     Ok(())
 }
 
+/// The cookie of the network namespace `socket` was made in
+/// (`SO_NETNS_COOKIE`, Linux 5.14): equal for two sockets exactly when
+/// their namespaces are the same.
+pub(crate) fn network_cookie(socket: std::os::fd::BorrowedFd<'_>) -> nix::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let mut cookie: u64 = 0;
+    let mut length = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `length` bytes, the size of
+    // `cookie`, there, and the new length into `length`.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast::<libc::c_void>(),
+            &mut length,
+        )
+    };
+    if result < 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(cookie)
+}
+
 fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
     unsafe { std::mem::zeroed() }
