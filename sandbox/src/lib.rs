@@ -71,7 +71,7 @@ mod profile;
 pub mod windows;
 pub mod windows_plan;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[cfg(target_os = "linux")]
 pub use linux::{
@@ -186,11 +186,50 @@ pub enum SandboxError {
         .cwd.display()
     )]
     ProtectedWorkingDirectory { cwd: PathBuf, name: &'static str },
-    #[error(
-        "{} now leads to {}: a link was put on its way since it was granted, so nothing runs \
-         with the grant",
-        .path.display(),
-        .now.display()
-    )]
+    #[error("{}", grant_moved(.path, .now))]
     GrantMoved { path: PathBuf, now: PathBuf },
+}
+
+/// Why a grant is not made: its path no longer leads where it did when it
+/// was granted. Looked at again to be named, a path being swapped may lead
+/// to itself by then (probe 189: "X now leads to X").
+fn grant_moved(path: &Path, now: &Path) -> String {
+    let what = if now == path {
+        format!("{} was replaced, or a link put on its way", path.display())
+    } else {
+        format!(
+            "{} now leads to {}: a link was put on its way",
+            path.display(),
+            now.display()
+        )
+    };
+    format!("{what} since it was granted, so nothing runs with the grant")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Probe 189: a granted directory swapped in a loop was named as
+    /// leading to itself.
+    #[test]
+    fn a_moved_grant_is_named_for_what_it_became() {
+        let moved = |now: &str| {
+            SandboxError::GrantMoved {
+                path: PathBuf::from("/w/out"),
+                now: PathBuf::from(now),
+            }
+            .to_string()
+        };
+        assert_eq!(
+            moved("/etc"),
+            "/w/out now leads to /etc: a link was put on its way since it was granted, so \
+             nothing runs with the grant"
+        );
+        assert_eq!(
+            moved("/w/out"),
+            "/w/out was replaced, or a link put on its way since it was granted, so nothing \
+             runs with the grant"
+        );
+    }
 }
