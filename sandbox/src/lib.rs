@@ -186,6 +186,15 @@ pub enum SandboxError {
         .cwd.display()
     )]
     ProtectedWorkingDirectory { cwd: PathBuf, name: &'static str },
+    #[error(
+        "the working directory {} is inside the git directory {} (a bare repository, or \
+         one kept apart from its work tree): writable, its hooks and config would run code \
+         outside the sandbox when git is next used on it; start from a work tree (--cwd), \
+         or grant that path by name in the profile",
+        .cwd.display(),
+        .git_dir.display()
+    )]
+    GitDirectoryWorkingDirectory { cwd: PathBuf, git_dir: PathBuf },
     #[error("{}", grant_moved(.path, .now))]
     GrantMoved { path: PathBuf, now: PathBuf },
 }

@@ -45,6 +45,13 @@ impl SandboxContext {
     }
 }
 
+/// Whether `dir` is a git directory, as git itself tells one when it
+/// looks for a repository: a `HEAD` file beside `objects` and `refs`
+/// directories.
+fn is_git_directory(dir: &Path) -> bool {
+    dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
+}
+
 /// Whether `cwd` is one of `homes` or a directory above one.
 fn holds_a_home(cwd: &Path, homes: &[PathBuf]) -> bool {
     homes.iter().any(|home| home.starts_with(cwd))
@@ -217,6 +224,15 @@ impl ResolvedPolicy {
                             return Err(SandboxError::ProtectedWorkingDirectory {
                                 cwd: context.cwd.clone(),
                                 name: ".git",
+                            });
+                        }
+                        // So would a git directory of another name (a bare
+                        // repository, a `--separate-git-dir`): what git
+                        // run on it later runs its hooks (probe 190).
+                        if let Some(git_dir) = cwd.ancestors().find(|dir| is_git_directory(dir)) {
+                            return Err(SandboxError::GitDirectoryWorkingDirectory {
+                                cwd: context.cwd.clone(),
+                                git_dir: git_dir.to_path_buf(),
                             });
                         }
                     }
@@ -1179,6 +1195,45 @@ mod tests {
             ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(root.join("ws")))
                 .is_ok()
         );
+    }
+
+    /// Probe 190: a bare repository as the working directory (or a
+    /// directory in it) was writable: the sandbox planted a hook that the
+    /// host's next `git push` to it ran. A git directory by any name (a
+    /// bare one, a `--separate-git-dir`) is refused as `.git` is.
+    #[test]
+    fn a_writable_working_directory_cannot_be_inside_a_git_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let bare = root.join("proj.git");
+        for sub in ["objects", "refs", "hooks"] {
+            fs::create_dir_all(bare.join(sub)).unwrap();
+        }
+        fs::write(bare.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let workspace_write = managed(&[(":root", Access::Read), (":cwd", Access::Write)]);
+        for cwd in [bare.clone(), bare.join("hooks")] {
+            let error = ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(&cwd))
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&error, SandboxError::GitDirectoryWorkingDirectory { git_dir, .. } if *git_dir == bare),
+                "{error}"
+            );
+        }
+        let read_only = managed(&[(":root", Access::Read), (":cwd", Access::Read)]);
+        assert!(ResolvedPolicy::resolve(&read_only, &SandboxContext::new(&bare)).is_ok());
+        // A work tree, and a directory with only some of a git directory's
+        // parts, are not one.
+        fs::create_dir_all(root.join("tree/.git")).unwrap();
+        fs::create_dir_all(root.join("notes/refs")).unwrap();
+        fs::write(root.join("notes/HEAD"), "").unwrap();
+        for cwd in ["tree", "notes"] {
+            assert!(ResolvedPolicy::resolve(
+                &workspace_write,
+                &SandboxContext::new(root.join(cwd))
+            )
+            .is_ok());
+        }
     }
 
     /// The working directory must be visible, and no deny glob may match
