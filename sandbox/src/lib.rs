@@ -147,6 +147,21 @@ pub enum SandboxError {
     )]
     HiddenWorkingDirectory(PathBuf),
     #[error(
+        "the working directory {} is under {own}, which every sandbox replaces with its own: \
+         start from a directory elsewhere (a tmpfs of your own mounted outside {own} works)",
+        .cwd.display()
+    )]
+    SandboxOwnWorkingDirectory { cwd: PathBuf, own: &'static str },
+    #[error(
+        "the working directory {} cannot be entered in the sandbox: {} lets root pass only by \
+         its capabilities (its mode gives user id 0 no search permission), and the sandbox \
+         drops them; give it search permission (chmod), or start from a directory root can \
+         enter by its mode",
+        .cwd.display(),
+        .closed.display()
+    )]
+    UnsearchableWorkingDirectory { cwd: PathBuf, closed: PathBuf },
+    #[error(
         "the working directory {} matches a deny glob of the profile ({globs}): nothing in it \
          could be opened, the directory itself included; start from another directory or \
          narrow the glob",

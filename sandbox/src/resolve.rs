@@ -45,6 +45,34 @@ impl SandboxContext {
     }
 }
 
+/// The first directory on the way to `dir` (itself included) that the
+/// sandbox cannot pass through although this process can: root's, by
+/// capabilities the sandbox drops, where the mode bits let user id 0 no
+/// search (`x`). Any other user has none to drop. ACLs are not read.
+fn unsearchable_without_capabilities(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let gid = nix::unistd::getegid().as_raw();
+    let groups = nix::unistd::getgroups().unwrap_or_default();
+    dir.ancestors()
+        .find(|step| {
+            let Ok(meta) = fs::metadata(step) else {
+                return false;
+            };
+            let search = if meta.uid() == 0 {
+                0o100
+            } else if meta.gid() == gid || groups.iter().any(|group| group.as_raw() == meta.gid()) {
+                0o010
+            } else {
+                0o001
+            };
+            meta.mode() & search == 0
+        })
+        .map(Path::to_path_buf)
+}
+
 /// Whether `dir` is a git directory, as git itself tells one when it
 /// looks for a repository: a `HEAD` file beside `objects` and `refs`
 /// directories.
@@ -639,6 +667,23 @@ impl ResolvedPolicy {
             return Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()));
         };
         let canonical = canonical.as_path();
+        // Probe 190: bubblewrap's "Can't chdir" and exit status 1, which
+        // read as the command's own failure.
+        if let Some(own) = ["/dev", "/proc"]
+            .into_iter()
+            .find(|own| canonical.starts_with(own))
+        {
+            return Err(SandboxError::SandboxOwnWorkingDirectory {
+                cwd: cwd.to_path_buf(),
+                own,
+            });
+        }
+        if let Some(closed) = unsearchable_without_capabilities(canonical) {
+            return Err(SandboxError::UnsearchableWorkingDirectory {
+                cwd: cwd.to_path_buf(),
+                closed,
+            });
+        }
         if self.rule_access(canonical) == Access::None {
             return Err(SandboxError::HiddenWorkingDirectory(cwd.to_path_buf()));
         }
@@ -1195,6 +1240,42 @@ mod tests {
             ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(root.join("ws")))
                 .is_ok()
         );
+    }
+
+    /// Probe 190: started in the host's `/dev/shm`, or as root in a
+    /// directory whose mode lets only root's capabilities in, the sandbox
+    /// failed in bubblewrap's words with status 1, as if the command had.
+    #[test]
+    fn a_working_directory_the_sandbox_cannot_enter_is_refused_saying_why() {
+        let workspace_write = managed(&[(":root", Access::Read), (":cwd", Access::Write)]);
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let policy =
+            ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(shm.path())).unwrap();
+        let error = policy.check_working_directory(shm.path()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SandboxError::SandboxOwnWorkingDirectory { own: "/dev", .. }
+            ),
+            "{error}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let closed = root.join("closed");
+        let ws = closed.join("ws");
+        fs::create_dir_all(&ws).unwrap();
+        let policy = ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(&ws)).unwrap();
+        assert!(policy.check_working_directory(&ws).is_ok());
+        fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let checked = policy.check_working_directory(&ws);
+        fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            let error = checked.unwrap_err();
+            assert!(
+                matches!(&error, SandboxError::UnsearchableWorkingDirectory { closed: at, .. } if *at == closed),
+                "{error}"
+            );
+        }
     }
 
     /// Probe 190: a bare repository as the working directory (or a
