@@ -15,7 +15,7 @@ use nix::sys::signal::{raise, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::server::{send_past_descriptors_in_flight, Conversation, WrapperError};
-use crate::{refuse, report, sys, EXIT_CANNOT_RUN};
+use crate::{refuse, report, shown, sys, EXIT_CANNOT_RUN};
 
 pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
     match stand_in(args, &conversation) {
@@ -23,14 +23,11 @@ pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
         Ok(Termination::Signaled { signal, .. }) => sys::die_of(signal),
         Err(Failure::BeforeStart(error)) => refuse(&args.path, &error),
         Err(Failure::SpawnFailed(reason)) => {
-            report(&format!("cannot start {}: {reason}", args.path.display()));
+            report(&format!("cannot start {}: {reason}", shown(&args.path)));
             sys::exit_now(EXIT_CANNOT_RUN)
         }
         Err(Failure::AfterStart(error)) => {
-            report(&format!(
-                "{error} while {} was running",
-                args.path.display()
-            ));
+            report(&format!("{error} while {} was running", shown(&args.path)));
             sys::exit_now(EXIT_CANNOT_RUN)
         }
     }

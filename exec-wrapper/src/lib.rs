@@ -86,7 +86,7 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
     match server::ask(&args) {
         Ok((_, ServerMessage::Run)) => run::run_in_place(&args),
         Ok((_, ServerMessage::Deny { reason })) => {
-            report(&format!("denied: {}: {reason}", args.path.display()));
+            report(&format!("denied: {}: {reason}", shown(&args.path)));
             sys::exit_now(EXIT_CANNOT_RUN)
         }
         Ok((conversation, ServerMessage::Escalate)) => escalate::escalate(&args, conversation),
@@ -100,12 +100,27 @@ pub fn main(arguments: Vec<std::ffi::OsString>) -> ! {
 
 /// Fails closed for a command that was about to run.
 pub(crate) fn refuse(path: &Path, error: &WrapperError) -> ! {
-    fail(&format!("{error}; not running {}", path.display()))
+    fail(&format!("{error}; not running {}", shown(path)))
 }
 
 pub(crate) fn fail(message: &str) -> ! {
     report(message);
     sys::exit_now(EXIT_CANNOT_RUN)
+}
+
+/// `path` for a message: bytes that are not UTF-8 as `\xNN`, where
+/// `display` would make each U+FFFD, and two names one (probe 190: `rm\xff`
+/// and `rm\xfe` were told apart nowhere but in the audit log).
+pub(crate) fn shown(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut shown = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        shown.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            shown.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    shown
 }
 
 fn report(message: &str) {
@@ -122,4 +137,20 @@ fn report(message: &str) {
         .collect();
     let line = format!("execgate: {message}\n");
     let _ = io::stderr().write_all(line.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    /// Probe 190: names that differ only in bytes that are not UTF-8 read
+    /// the same in a message.
+    #[test]
+    fn a_path_is_shown_with_its_bytes_that_are_not_utf8() {
+        let shown =
+            |bytes: &[u8]| super::shown(std::path::Path::new(std::ffi::OsStr::from_bytes(bytes)));
+        assert_eq!(shown(b"/ws/rm\xff"), "/ws/rm\\xff");
+        assert_eq!(shown(b"/ws/rm\xfe"), "/ws/rm\\xfe");
+        assert_eq!(shown("/ws/caf\u{e9}".as_bytes()), "/ws/caf\u{e9}");
+    }
 }

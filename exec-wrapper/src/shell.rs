@@ -45,9 +45,9 @@ pub fn ask_from_shell<'a>(
     argv: impl Iterator<Item = &'a [u8]> + Clone,
     env: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> ShellVerdict {
-    let shown = Path::new(OsStr::from_bytes(path));
+    let program = Path::new(OsStr::from_bytes(path));
     let refused = |error: &WrapperError| {
-        report(&format!("{error}; not running {}", shown.display()));
+        report(&format!("{error}; not running {}", crate::shown(program)));
         ShellVerdict::Refused
     };
     let cwd = std::env::current_dir().unwrap_or_default();
@@ -58,7 +58,7 @@ pub fn ask_from_shell<'a>(
     match server::ask_for(socket_fd, frame, server::reply_timeout_in(env)) {
         Ok((_, ServerMessage::Run)) => ShellVerdict::Run,
         Ok((_, ServerMessage::Deny { reason })) => {
-            report(&format!("denied: {}: {reason}", shown.display()));
+            report(&format!("denied: {}: {reason}", crate::shown(program)));
             ShellVerdict::Refused
         }
         Ok((conversation, ServerMessage::Escalate)) => {
