@@ -248,6 +248,10 @@ pub struct SessionFields {
     /// none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sandbox: Vec<String>,
+    /// At the start: where its sandbox's special roots lead (`:cwd=PATH`,
+    /// `:tmpdir=PATH`, `:workspace_roots=PATH`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<String>,
     /// At the end: `closed` (its owner ended it) or `signal` (its owner
     /// was signalled).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -623,7 +627,11 @@ impl AuditRecord {
                     ..SessionFields::default()
                 });
             }
-            SessionEvent::Began { profile, sandbox } => {
+            SessionEvent::Began {
+                profile,
+                sandbox,
+                roots,
+            } => {
                 record.event = EventFields {
                     action: "session-start".into(),
                     outcome: "success".into(),
@@ -631,6 +639,7 @@ impl AuditRecord {
                 record.session = Some(SessionFields {
                     profile: profile.clone(),
                     sandbox: sandbox.clone(),
+                    roots: roots.clone(),
                     ..SessionFields::default()
                 });
             }

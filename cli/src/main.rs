@@ -2144,10 +2144,19 @@ fn show_event(event: &SessionEvent) {
                 .unwrap_or_default()
         ),
         // Probe 136: these were the events' debug dumps.
-        SessionEvent::Began { profile, sandbox } => format!(
-            "execgate: session started (profile {}; sandbox {})",
+        SessionEvent::Began {
+            profile,
+            sandbox,
+            roots,
+        } => format!(
+            "execgate: session started (profile {}; sandbox {}{})",
             profile.as_deref().unwrap_or("not named"),
-            sandbox.join(", ")
+            sandbox.join(", "),
+            if roots.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", roots.join(", "))
+            }
         ),
         SessionEvent::Network(network) => {
             use execgate_core_bridge::server::NetworkStage;

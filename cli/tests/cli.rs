@@ -2238,6 +2238,16 @@ fn every_run_is_audited_and_audit_reads_it_back() {
         "{}",
         records[0]
     );
+    // Where `:cwd` and `:tmpdir` led (probe 190).
+    let roots = records[0]["session"]["roots"].as_array().unwrap();
+    assert!(
+        roots.contains(&serde_json::json!(format!(":cwd={}", ws.display())))
+            && roots.iter().any(|root| root
+                .as_str()
+                .is_some_and(|root| root.starts_with(":tmpdir=/"))),
+        "{}",
+        records[0]
+    );
     assert_eq!(records[4]["event"]["action"], "session-end");
     assert_eq!(records[4]["session"]["end_reason"], "closed");
 

@@ -72,6 +72,11 @@ pub enum SessionEvent {
         /// Its sandbox, as its grants (`sandbox=disabled` when there is
         /// none).
         sandbox: Vec<String>,
+        /// Where the grants' special roots lead: `:cwd=PATH`,
+        /// `:tmpdir=PATH`, and `:workspace_roots=PATH` for each (empty
+        /// without a sandbox). Probe 190: a reviewer could not tell which
+        /// directory `:tmpdir=write` made writable.
+        roots: Vec<String>,
     },
     /// A request was decided. Emitted before the decision takes effect.
     Decided {

@@ -178,6 +178,20 @@ impl ActiveSandbox {
     }
 }
 
+/// Where a sandbox's special roots lead, for the session's first record.
+fn special_roots(context: &SandboxContext) -> Vec<String> {
+    [(":cwd", &context.cwd), (":tmpdir", &context.tmpdir)]
+        .into_iter()
+        .chain(
+            context
+                .workspace_roots
+                .iter()
+                .map(|root| (":workspace_roots", root)),
+        )
+        .map(|(name, path)| format!("{name}={}", path.display()))
+        .collect()
+}
+
 /// Adds to `known` what of `items` it lacks; whether there was any.
 fn add_unknown<T: PartialEq>(known: &mut Vec<T>, items: impl IntoIterator<Item = T>) -> bool {
     let before = known.len();
@@ -637,6 +651,11 @@ impl Session {
                 || vec!["sandbox=disabled".to_owned()],
                 |sandbox| sandbox.turn_default.grants(),
             ),
+            roots: shared
+                .sandbox
+                .as_ref()
+                .map(|sandbox| special_roots(&sandbox.context))
+                .unwrap_or_default(),
         };
         shared.record(&began).map_err(StartError::Unrecorded)?;
         let cancel = CancellationToken::new();
