@@ -156,7 +156,10 @@ pub(crate) async fn serve_request(
     // would find at its path.
     let sandboxed = shared.sandbox.is_some();
     let checked = sandboxed
-        .then(|| seen_by_requester(&request.path, peer.pid))
+        .then(|| {
+            let pinned = channel.socket().and_then(sys::peer_pidfd_if_available);
+            seen_by_requester(&request.path, peer.pid, pinned)
+        })
         .transpose()
         .and_then(|seen| Ok((seen, open_executable(&request.path)?)))
         .map_err(|error| error.to_string())
@@ -352,6 +355,21 @@ async fn launch_for(
     context: &ExecContext,
     grants_seen: u64,
 ) -> Result<Launch, String> {
+    // What the sandbox's profile or a deny glob hides is a file no shell
+    // there could run, though its mounts show it (a file a glob matches,
+    // made after the sandbox started; review 40).
+    if let Some(policy) = context.sandbox.as_deref() {
+        let executable = &context.executable;
+        if policy.access(&executable.canonical_path) == Access::None
+            || policy.glob_denies(&executable.requested_path)
+        {
+            return Err(format!(
+                "not escalated: the sandbox's profile hides {}: a sandboxed shell can only ask \
+                 for the programs it can run",
+                executable.requested_path.display()
+            ));
+        }
+    }
     let (directory, cwd) = match (held_directory, &context.working_directory) {
         (Some(directory), Ok(checked)) => (directory, checked.canonical_path.clone()),
         (_, Err(reason)) => return Err(format!("not escalated: {reason}")),

@@ -22,7 +22,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -270,6 +270,7 @@ impl SeenByRequester {
 pub(crate) fn seen_by_requester(
     path: &Path,
     requester_pid: i32,
+    requester: Option<io::Result<OwnedFd>>,
 ) -> Result<SeenByRequester, ResolveError> {
     if !path.is_absolute() {
         return Err(ResolveError::NotAbsolute {
@@ -286,6 +287,16 @@ pub(crate) fn seen_by_requester(
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|errno| open_error(errno.into()))?;
+    // The pid named the requester when its root was opened only if the
+    // requester is still there after: a pid is not taken again before its
+    // process has ended (review 40: one the sandbox left could name an
+    // escalated program of the host's by then).
+    if let Some(pinned) = requester {
+        let still_there = pinned.map(|pidfd| !crate::sys::has_ended(pidfd.as_fd()));
+        if !matches!(still_there, Ok(true)) {
+            return Err(open_error(io::Error::from_raw_os_error(libc::ESRCH)));
+        }
+    }
     let inside = path.strip_prefix("/").unwrap_or(path);
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)

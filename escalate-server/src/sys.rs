@@ -75,6 +75,13 @@ pub(crate) fn process_gone(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ESRCH | libc::EINVAL))
 }
 
+/// A pidfd for the process at the other end of `socket`, where the kernel
+/// hands them out ([`pidfd_info_available`]): what a pid of it names can
+/// be checked to be that process still.
+pub(crate) fn peer_pidfd_if_available(socket: BorrowedFd<'_>) -> Option<io::Result<OwnedFd>> {
+    pidfd_info_available().then(|| peer_pidfd(socket))
+}
+
 fn peer_pidfd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(getsockopt(&socket, sockopt::PeerPidfd)?)
 }

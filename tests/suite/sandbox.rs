@@ -1993,3 +1993,38 @@ async fn a_socket_handed_in_from_outside_reaches_nothing_from_a_confined_network
     assert!(tcp.accept().is_err(), "a connection came");
     assert!(udp.recv(&mut [0; 8]).is_err(), "a datagram came");
 }
+
+/// Review 40: a file a deny glob matches, made by the host after the
+/// sandbox started, is in the sandbox's mounts (nothing covers it) but
+/// opens there for nothing; escalated, it ran outside. What the profile
+/// hides is not escalated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_a_deny_glob_hides_is_not_escalated() {
+    let world = World::new();
+    let late = world.outside.join("late.secret");
+    let policy = policy_by_path(&[(late.to_str().unwrap(), escalate())]);
+    let mut profile = world.profile();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    let glob = format!("{}/*.secret", world.outside.display());
+    file_system
+        .push(parse_target(&glob, None).unwrap(), Access::None)
+        .unwrap();
+    let (mut session, recorder) = start_sandboxed_session(policy, profile, &world.ws);
+    let go = world.ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let script = format!("read -r _ < go; {} -u; print status=$?", late.display());
+    let shell = spawn_session_shell(&mut session, &script, &world.ws);
+    fs::copy("/usr/bin/id", &late).unwrap();
+    fs::write(&go, "\n").unwrap();
+    let output = finish(shell).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=126\n", "{}", output.stderr);
+    let failures = recorder.spawn_failures();
+    assert!(
+        failures.len() == 1 && failures[0].contains("the sandbox's profile hides"),
+        "{failures:?}"
+    );
+    assert!(recorder.started_pids().is_empty());
+}
