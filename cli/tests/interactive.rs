@@ -577,13 +577,13 @@ fn a_suspended_job_runs_its_hang_up_trap_at_exit() {
     let (home, ws) = home("");
     std::fs::write(
         ws.join("editor.sh"),
-        "trap 'echo saved > saved.txt; exit 0' HUP\nwhile :; do sleep 0.05; done\n",
+        "trap 'echo saved > saved.txt; exit 0' HUP\necho editing\nwhile :; do sleep 0.05; done\n",
     )
     .unwrap();
     let terminal = Terminal::start(&shell_command(home.path(), "--no-rcs"), &ws);
     terminal.wait_for("[execgate:", 1);
     terminal.keys(&["sh editor.sh", "Enter"]);
-    std::thread::sleep(Duration::from_millis(500));
+    terminal.wait_for("editing", 1);
     terminal.keys(&["C-z"]);
     terminal.wait_for("suspended", 1);
     // The first `exit` only warns of the suspended job.
@@ -617,14 +617,20 @@ fn a_suspended_escalated_job_is_hung_up_at_exit() {
     );
     terminal.wait_for("[execgate:", 1);
     terminal.keys(&["sleep 100", "Enter"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Ctrl-Z once the escalated sleep runs, as its start record says.
+    let log = home.path().join("state/execgate/audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log).is_ok_and(|log| log.contains(r#""action":"start""#)) {
+        assert!(Instant::now() < deadline, "the escalation never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     terminal.keys(&["C-z"]);
     terminal.wait_for("suspended", 1);
     terminal.keys(&["exit", "Enter"]);
     terminal.wait_for("you have suspended jobs", 1);
     terminal.keys(&["exit", "Enter"]);
     let screen = terminal.wait_for("execgate-exit=", 1);
-    let log = std::fs::read_to_string(home.path().join("state/execgate/audit.jsonl")).unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
     let ends: Vec<serde_json::Value> = log
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -632,4 +638,75 @@ fn a_suspended_escalated_job_is_hung_up_at_exit() {
         .collect();
     assert_eq!(ends.len(), 1, "{log}\n{screen}");
     assert_eq!(ends[0]["process"]["signal"], 1, "{log}\n{screen}");
+}
+
+/// A job that outlives the shell and would read the terminal: it ignores
+/// the hang-up and the terminal's stop signals, waits for the shell's end,
+/// takes the terminal's foreground and reads what is typed.
+const TERMINAL_THIEF: &str = r#"
+import os, signal, time
+for ignored in (signal.SIGHUP, signal.SIGTTOU, signal.SIGTTIN):
+    signal.signal(ignored, signal.SIG_IGN)
+log = open("stolen.txt", "a", buffering=1)
+parent = os.getppid()
+log.write("waiting\n")
+while os.getppid() == parent:
+    time.sleep(0.005)
+terminal = os.open("/dev/tty", os.O_RDWR)
+try:
+    os.tcsetpgrp(terminal, os.getpgrp())
+    log.write("took the terminal\n")
+except OSError as error:
+    log.write("refused %d\n" % error.errno)
+os.set_blocking(terminal, False)
+end = time.time() + 2
+while time.time() < end:
+    try:
+        log.write("read %r\n" % os.read(terminal, 100))
+    except BlockingIOError:
+        time.sleep(0.005)
+    except OSError as error:
+        log.write("read failed %d\n" % error.errno)
+        break
+"#;
+
+/// Review 40: in the jobs' half second after `exit`, a job that ignored
+/// the hang-up took the terminal's foreground and read the line the user
+/// typed to the shell the terminal went back to. Once the shell has
+/// ended, the sandbox's init holds the foreground and refuses it to the
+/// rest of the sandbox.
+#[test]
+fn nothing_left_after_exit_takes_the_terminal() {
+    let (home, ws) = home("");
+    std::fs::write(ws.join("thief.py"), TERMINAL_THIEF).unwrap();
+    let command = shell_command(home.path(), "--no-rcs").replace(
+        "; sleep 60",
+        "; read line; echo \"outer-read=$line\"; sleep 60",
+    );
+    let terminal = Terminal::start(&command, &ws);
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["python3 thief.py &!", "Enter"]);
+    let log = ws.join("stolen.txt");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log).is_ok_and(|log| log.contains("waiting")) {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    terminal.keys(&["exit", "Enter"]);
+    // Typed once the shell has gone (the job has seen its parent change),
+    // in the jobs' half second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .is_ok_and(|log| log.contains("took the terminal") || log.contains("refused"))
+    {
+        assert!(Instant::now() < deadline, "the shell never ended");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    terminal.keys(&["typed-for-outer", "Enter"]);
+    let screen = terminal.wait_for("outer-read=", 1);
+    let stolen = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        screen.contains("outer-read=typed-for-outer") && !stolen.contains("typed-for-outer"),
+        "{stolen}\n{screen}"
+    );
 }

@@ -148,8 +148,9 @@ pub enum SandboxError {
     HiddenWorkingDirectory(PathBuf),
     #[error(
         "the working directory {} is under {own}, which every sandbox replaces with its own: \
-         start from a directory elsewhere (a tmpfs of your own mounted outside {own} works)",
-        .cwd.display()
+         start from a directory elsewhere{}",
+        .cwd.display(),
+        if *own == "/dev" { " (a tmpfs of your own mounted outside /dev works)" } else { "" }
     )]
     SandboxOwnWorkingDirectory { cwd: PathBuf, own: &'static str },
     #[error(

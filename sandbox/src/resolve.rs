@@ -73,11 +73,24 @@ fn unsearchable_without_capabilities(dir: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// Whether `dir` is a git directory, as git itself tells one when it
-/// looks for a repository: a `HEAD` file beside `objects` and `refs`
-/// directories.
-fn is_git_directory(dir: &Path) -> bool {
-    dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
+/// The git directory `dir` is in, looked for as git looks for a
+/// repository: up from `dir`, a directory with a `.git` is a work tree's
+/// (the search ends there: a worktree kept inside a bare repository, whose
+/// `.git` is protected as every `.git` is), and one with a `HEAD` file
+/// beside `objects` and `refs` directories is a git directory itself.
+fn git_directory_holding(dir: &Path) -> Option<&Path> {
+    for step in dir.ancestors() {
+        if fs::symlink_metadata(step.join(".git")).is_ok() {
+            return None;
+        }
+        if step.join("HEAD").is_file()
+            && step.join("objects").is_dir()
+            && step.join("refs").is_dir()
+        {
+            return Some(step);
+        }
+    }
+    None
 }
 
 /// Whether `cwd` is one of `homes` or a directory above one.
@@ -257,7 +270,7 @@ impl ResolvedPolicy {
                         // So would a git directory of another name (a bare
                         // repository, a `--separate-git-dir`): what git
                         // run on it later runs its hooks (probe 190).
-                        if let Some(git_dir) = cwd.ancestors().find(|dir| is_git_directory(dir)) {
+                        if let Some(git_dir) = git_directory_holding(&cwd) {
                             return Err(SandboxError::GitDirectoryWorkingDirectory {
                                 cwd: context.cwd.clone(),
                                 git_dir: git_dir.to_path_buf(),
@@ -1303,8 +1316,15 @@ mod tests {
         }
         let read_only = managed(&[(":root", Access::Read), (":cwd", Access::Read)]);
         assert!(ResolvedPolicy::resolve(&read_only, &SandboxContext::new(&bare)).is_ok());
-        // A work tree, and a directory with only some of a git directory's
-        // parts, are not one.
+        // A work tree, a worktree kept inside the bare repository (review
+        // 40: `git worktree add main` there), and a directory with only
+        // some of a git directory's parts, are not one.
+        fs::create_dir_all(bare.join("main")).unwrap();
+        fs::write(bare.join("main/.git"), "gitdir: ../worktrees/main\n").unwrap();
+        assert!(
+            ResolvedPolicy::resolve(&workspace_write, &SandboxContext::new(bare.join("main")))
+                .is_ok()
+        );
         fs::create_dir_all(root.join("tree/.git")).unwrap();
         fs::create_dir_all(root.join("notes/refs")).unwrap();
         fs::write(root.join("notes/HEAD"), "").unwrap();

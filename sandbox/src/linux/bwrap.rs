@@ -715,9 +715,9 @@ mod tests {
         );
     }
 
-    /// An interactive shell's sandbox (the caller's terminal) tells its
-    /// init to hang up the shell's jobs when the shell ends; a command's
-    /// does not.
+    /// A sandbox on the caller's terminal (an interactive shell, a `tty`
+    /// command) tells its init to hang up the shell's jobs when the shell
+    /// ends; a detached command's does not.
     #[test]
     fn only_a_shared_terminals_sandbox_waits_for_the_jobs() {
         let dir = tempfile::tempdir().unwrap();

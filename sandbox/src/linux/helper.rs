@@ -264,6 +264,9 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         deny,
     );
     supervision.allow_sockets(socket_identities(&args.allowed_unix_sockets)?);
+    if args.job_control {
+        supervision.guard_terminal();
+    }
     supervision.know_own_network(supervisor::OwnNetwork {
         cookie: own_network_cookie(),
         makes_inet: matches!(network, SocketFilter::Limited { .. }),
@@ -638,12 +641,18 @@ fn apply_seccomp(network: &SocketFilter, supervised: Supervised) -> Result<(), S
         // for one (a Unix stream socket refuses it, and a limited
         // network's inet sockets are TCP). `sendmsg`'s address lies behind
         // a pointer, which no filter reads.
-        let to_an_address = SeccompCondition::new(4, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, 0)
-            .map_err(|e| seccomp_error(&e))?;
+        // An address of length 0 is none (review 40).
+        let to_an_address = [(4, SeccompCmpArgLen::Qword), (5, SeccompCmpArgLen::Dword)]
+            .into_iter()
+            .map(|(argument, length)| {
+                SeccompCondition::new(argument, length, SeccompCmpOp::Ne, 0)
+                    .map_err(|e| seccomp_error(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         rules
             .entry(libc::SYS_sendto)
             .or_default()
-            .push(SeccompRule::new(vec![to_an_address]).map_err(|e| seccomp_error(&e))?);
+            .push(SeccompRule::new(to_an_address).map_err(|e| seccomp_error(&e))?);
         let limited = matches!(network, SocketFilter::Limited { .. });
         for syscall in [libc::SYS_socket, libc::SYS_socketpair] {
             // Allowed families: Unix, and for a limited network inet (its

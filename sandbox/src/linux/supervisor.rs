@@ -31,6 +31,9 @@
 //!   `connect`, cannot be created at all (seccomp, in the helper). A
 //!   socket of another network namespace (made outside and handed in) is
 //!   connected to nothing (EACCES).
+//! - in a sandbox on the caller's terminal, `ioctl(TIOCSPGRP)`: the shell's
+//!   `tcsetpgrp`, done here while it lives and refused once it has ended
+//!   ([`TerminalForeground`]).
 //! - under writable roots, creating `.agents` or `.execgate` (mkdir, mknod,
 //!   symlink, link, rename targets, `open` with `O_CREAT`) fails with EACCES;
 //!   `.git` stays creatable, but not as a link (symlink, or link or rename
@@ -113,6 +116,9 @@ impl DenyGlobs {
 pub(crate) struct Supervision {
     /// Whether `connect` is decided here (restricted and limited networks).
     restrict_network: bool,
+    /// An interactive shell's sandbox: the terminal's foreground is set
+    /// here (see [`TerminalForeground`]).
+    guards_terminal: bool,
     /// Which sockets the sandbox makes itself: a socket made outside it
     /// (handed in) is connected to nothing.
     own_network: OwnNetwork,
@@ -159,6 +165,7 @@ impl Supervision {
             .collect();
         Supervision {
             restrict_network,
+            guards_terminal: false,
             own_network: OwnNetwork::default(),
             allowed_sockets: Vec::new(),
             uncreatable,
@@ -198,9 +205,15 @@ impl Supervision {
         }
     }
 
+    /// Sets the terminal's foreground here, for an interactive shell's
+    /// sandbox (see [`TerminalForeground`]).
+    pub(crate) fn guard_terminal(&mut self) {
+        self.guards_terminal = true;
+    }
+
     /// Whether there is anything to supervise at all.
     pub(crate) fn is_needed(&self) -> bool {
-        self.restrict_network || self.watches_creation()
+        self.restrict_network || self.guards_terminal || self.watches_creation()
     }
 
     fn watches_creation(&self) -> bool {
@@ -230,6 +243,20 @@ pub(crate) fn notifying_program(supervision: &Supervision) -> Result<BpfProgram,
     let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = Default::default();
     if supervision.restrict_network {
         rules.insert(libc::SYS_connect, Vec::new());
+    }
+    if supervision.guards_terminal {
+        // The request's type differs between C libraries (`c_ulong` in
+        // glibc, `c_int` in musl); compared as the 32 bits the kernel reads.
+        #[allow(clippy::useless_conversion, clippy::unnecessary_fallible_conversions)]
+        let request =
+            u64::try_from(libc::TIOCSPGRP).map_err(|_| seccomp_error(&"TIOCSPGRP is negative"))?;
+        let set_foreground =
+            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)
+                .map_err(|e| seccomp_error(&e))?;
+        rules.insert(
+            libc::SYS_ioctl,
+            vec![SeccompRule::new(vec![set_foreground]).map_err(|e| seccomp_error(&e))?],
+        );
     }
     // A set-ID bit in a mode change: allowed here for directories only
     // (see the helper's `set_id_bit_rules`).
@@ -378,6 +405,62 @@ pub(crate) enum Ending {
     /// handlers (an editor saves its buffer) before the sandbox ends,
     /// sooner once nothing is left.
     AfterTheJobs,
+}
+
+/// The terminal's foreground process group in an interactive shell's
+/// sandbox, which the shell sets for its jobs (`tcsetpgrp`). Every
+/// `TIOCSPGRP` of the sandbox comes here and is done here, under this lock,
+/// while the shell lives; once it has ended, the supervisor takes the
+/// foreground for a group of its own, so that nothing left in the sandbox
+/// can read the terminal, and refuses every later one (EPERM). Without
+/// that, a job that ignores the hang-up could take the terminal in the
+/// jobs' half second (review 40) and read what the user types to the
+/// shell the terminal goes back to.
+struct TerminalForeground {
+    shell_ended: std::sync::Mutex<bool>,
+}
+
+static TERMINAL_FOREGROUND: TerminalForeground = TerminalForeground {
+    shell_ended: std::sync::Mutex::new(false),
+};
+
+impl TerminalForeground {
+    /// `tcsetpgrp(terminal, group)` for the sandbox, while the shell
+    /// lives. Done by the supervisor, which ignores `SIGTTOU`: a caller in
+    /// the background that does not is not stopped, as the kernel would
+    /// stop it.
+    fn set(&self, terminal: BorrowedFd<'_>, group: libc::pid_t) -> Result<(), Errno> {
+        let ended = self
+            .shell_ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *ended {
+            return Err(Errno::EPERM);
+        }
+        nix::unistd::tcsetpgrp(terminal, Pid::from_raw(group))
+    }
+
+    /// The shell has ended: no `TIOCSPGRP` of the sandbox is done from now
+    /// on, and the foreground is a group of the supervisor's own. `None`
+    /// when it cannot be taken (no terminal): then nothing may outlive the
+    /// shell.
+    fn take(&self) -> Option<(OwnedFd, Pid)> {
+        let mut ended = self
+            .shell_ended
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *ended = true;
+        let terminal = nix::fcntl::open(
+            "/dev/tty",
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0)).ok()?;
+        let own = nix::unistd::getpgrp();
+        nix::unistd::tcsetpgrp(terminal.as_fd(), own).ok()?;
+        Some((terminal, own))
+    }
 }
 
 /// How long the jobs of an interactive shell's sandbox may take to end
@@ -636,12 +719,14 @@ fn exit_as(child: Pid, report_to: Option<&OwnedFd>, ending: Ending) -> ! {
         );
     }
     if ending == Ending::AfterTheJobs {
-        // As the pid namespace's init, -1 is every other process of the
-        // sandbox.
-        let everyone_else = Pid::from_raw(-1);
-        let _ = nix::sys::signal::kill(everyone_else, Signal::SIGHUP);
-        let _ = nix::sys::signal::kill(everyone_else, Signal::SIGCONT);
-        reap_until_none_is_left(JOBS_GRACE);
+        if let Some(terminal) = TERMINAL_FOREGROUND.take() {
+            // As the pid namespace's init, -1 is every other process of
+            // the sandbox.
+            let everyone_else = Pid::from_raw(-1);
+            let _ = nix::sys::signal::kill(everyone_else, Signal::SIGHUP);
+            let _ = nix::sys::signal::kill(everyone_else, Signal::SIGCONT);
+            reap_until_none_is_left(JOBS_GRACE, &terminal);
+        }
     }
     match ended {
         WaitStatus::Signaled(_, signal, _) => {
@@ -660,16 +745,20 @@ fn exit_as(child: Pid, report_to: Option<&OwnedFd>, ending: Ending) -> ! {
 }
 
 /// Reaps the sandbox's processes as they end, until none is left or
-/// `grace` has passed.
-fn reap_until_none_is_left(grace: std::time::Duration) {
+/// `grace` has passed, or the terminal's foreground is no longer the
+/// supervisor's group (`terminal`: a call the supervisor let through
+/// just before the shell ended).
+fn reap_until_none_is_left(grace: std::time::Duration, terminal: &(OwnedFd, Pid)) {
     use nix::sys::wait::WaitPidFlag;
     let deadline = std::time::Instant::now() + grace;
-    loop {
+    let (terminal, own) = terminal;
+    while std::time::Instant::now() < deadline
+        && nix::unistd::tcgetpgrp(terminal.as_fd()) == Ok(*own)
+    {
         match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) if std::time::Instant::now() < deadline => {
+            Ok(WaitStatus::StillAlive) => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            Ok(WaitStatus::StillAlive) => return,
             Ok(_) | Err(Errno::EINTR) => {}
             // ECHILD: none is left.
             Err(_) => return,
@@ -740,6 +829,9 @@ fn handle(
         libc::SYS_fchmod => call.fchmod(args[0], args[1]),
         libc::SYS_fchmodat => call.chmod(args[0], args[1], args[2], 0),
         libc::SYS_fchmodat2 => call.chmod(args[0], args[1], args[2], args[3]),
+        libc::SYS_ioctl if args[1] as u32 == libc::TIOCSPGRP as u32 => {
+            call.set_foreground(args[0], args[2])
+        }
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -1708,6 +1800,18 @@ impl Call<'_> {
         checked.extend_from_slice(format!("/proc/self/fd/{}", endpoint.as_raw_fd()).as_bytes());
         checked.push(0);
         sys::connect_raw(socket.as_fd(), &checked)?;
+        Ok(Answer::Value(0))
+    }
+
+    /// `ioctl(fd, TIOCSPGRP, &group)`: see [`TerminalForeground`].
+    fn set_foreground(&self, fd: u64, group: u64) -> Result<Answer, Errno> {
+        let mut bytes = [0u8; std::mem::size_of::<libc::pid_t>()];
+        if self.target.read_memory(group, &mut bytes)? != bytes.len() {
+            return Err(Errno::EFAULT);
+        }
+        let terminal = self.target.descriptor(fd)?;
+        self.target.confirm()?;
+        TERMINAL_FOREGROUND.set(terminal.as_fd(), libc::pid_t::from_ne_bytes(bytes))?;
         Ok(Answer::Value(0))
     }
 }
