@@ -147,17 +147,25 @@ fn open_path(path: &Path, flags: OFlag) -> io::Result<File> {
     Ok(File::from(openat2(AT_FDCWD, path, how)?))
 }
 
-/// Opens `path` and identifies the file it names.
-pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveError> {
+/// Refuses a `path` that is not absolute; otherwise makes the error for a
+/// failure to open it.
+fn absolute_or_refused(
+    path: &Path,
+) -> Result<impl Fn(io::Error) -> ResolveError + Copy + '_, ResolveError> {
     if !path.is_absolute() {
         return Err(ResolveError::NotAbsolute {
             path: path.to_owned(),
         });
     }
-    let open_error = |source| ResolveError::Open {
+    Ok(move |source| ResolveError::Open {
         path: path.to_owned(),
         source,
-    };
+    })
+}
+
+/// Opens `path` and identifies the file it names.
+pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveError> {
+    let open_error = absolute_or_refused(path)?;
     let file = open_path(path, OFlag::empty()).map_err(open_error)?;
     let meta = file.metadata().map_err(open_error)?;
     if !meta.is_file() {
@@ -272,15 +280,7 @@ pub(crate) fn seen_by_requester(
     requester_pid: i32,
     requester: Option<io::Result<OwnedFd>>,
 ) -> Result<SeenByRequester, ResolveError> {
-    if !path.is_absolute() {
-        return Err(ResolveError::NotAbsolute {
-            path: path.to_owned(),
-        });
-    }
-    let open_error = |source| ResolveError::Open {
-        path: path.to_owned(),
-        source,
-    };
+    let open_error = absolute_or_refused(path)?;
     let root = nix::fcntl::open(
         format!("/proc/{requester_pid}/root").as_str(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
