@@ -457,7 +457,7 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
         }
         let state = context.inspect_path(program);
         let Some((problem, canonical)) = path_problem(program, &state) else {
-            return found_first_elsewhere(program, context).map(|message| LintFinding {
+            return found_first_elsewhere(program, program, context).map(|message| LintFinding {
                 origin: rule.origin.clone(),
                 pattern: pattern_text(rule),
                 severity: Severity::Warning,
@@ -477,6 +477,13 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
                 canonical.display()
             ),
             None => problem,
+        };
+        // Review 40: a link's canonical path is no better where `PATH`
+        // finds another file of the name first (a shim).
+        let message = match canonical.and_then(|runs| found_first_elsewhere(program, runs, context))
+        {
+            Some(elsewhere) => format!("{message}; besides, {elsewhere}"),
+            None => message,
         };
         Some(LintFinding {
             origin: rule.origin.clone(),
@@ -785,10 +792,15 @@ fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option
     })
 }
 
-/// Why a rule on the canonical path `program` does not match the commands
-/// that name its program without a path: `PATH` finds another file of that
-/// name first here (a version manager's shim, another installation).
-fn found_first_elsewhere(program: &Path, context: &dyn LintContext) -> Option<String> {
+/// Why a rule on `program`, which runs the file at the canonical path
+/// `runs_here`, does not match the commands that name it without a path:
+/// `PATH` finds another file of that name first here (a version manager's
+/// shim, another installation).
+fn found_first_elsewhere(
+    program: &Path,
+    runs_here: &Path,
+    context: &dyn LintContext,
+) -> Option<String> {
     let name = program.file_name()?.to_str()?;
     let found = context.find_program(name)?;
     let runs = match context.inspect_path(&found) {
@@ -796,7 +808,7 @@ fn found_first_elsewhere(program: &Path, context: &dyn LintContext) -> Option<St
         PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => canonical,
         PathState::Missing | PathState::Unknown { .. } => return None,
     };
-    if runs == program {
+    if runs == runs_here {
         return None;
     }
     let through = if runs == found {
@@ -809,7 +821,7 @@ fn found_first_elsewhere(program: &Path, context: &dyn LintContext) -> Option<St
          by its name runs that file, and this rule does not match it; write a rule on \
          \"{runs}\" too, or run the program by its path",
         found = found.display(),
-        program = program.display(),
+        program = runs_here.display(),
         runs = runs.display(),
     ))
 }

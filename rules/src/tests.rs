@@ -559,7 +559,10 @@ impl crate::LintContext for FakeMachine {
                 canonical: "/usr/bin/git".into(),
             },
             "/usr/bin/mawk" | "/usr/bin/git" | "/usr/bin/python3.11" => PathState::Canonical,
-            "/opt/pyenv/shims/python3.11" => PathState::Canonical,
+            "/opt/pyenv/shims/python3.11" | "/opt/pyenv/shims/python3" => PathState::Canonical,
+            "/usr/bin/python3" => PathState::Symlink {
+                canonical: "/usr/bin/python3.11".into(),
+            },
             "/locked/tool" => PathState::Unknown {
                 reason: "Permission denied".into(),
             },
@@ -572,8 +575,8 @@ impl crate::LintContext for FakeMachine {
             "awk" => Some("/usr/bin/awk".into()),
             "git" => Some("/bin/git".into()),
             "mawk" => Some("/usr/bin/mawk".into()),
-            "python3.11" => Some("/opt/pyenv/shims/python3.11".into()),
-            "cargo" | "ls" | "python3" => Some(Path::new("/usr/bin").join(name)),
+            "python3.11" | "python3" => Some(Path::new("/opt/pyenv/shims").join(name)),
+            "cargo" | "ls" => Some(Path::new("/usr/bin").join(name)),
             _ => None,
         }
     }
@@ -636,7 +639,7 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
 /// Probe 187: a rule on `/usr/bin/python3.11` never matched `python3.11 -c`
 /// typed in the shell (a pyenv shim came first in `PATH`), and lint said
 /// nothing. A path that `PATH` finds by its name, itself or through a link
-/// (`/bin/git`), is not warned of.
+/// (`/bin/git`), is not warned of; a rule on a link is, besides the link.
 #[test]
 fn lint_with_names_a_path_rule_whose_name_path_finds_elsewhere() {
     let set = rules(
@@ -644,6 +647,7 @@ fn lint_with_names_a_path_rule_whose_name_path_finds_elsewhere() {
 prefix_rule(pattern = ["/usr/bin/python3.11", "-c"], decision = "forbidden")
 prefix_rule(pattern = ["/usr/bin/mawk"], decision = "forbidden")
 prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/python3", "-c"], decision = "forbidden")
 "#,
     );
     let findings: Vec<String> = crate::lint_with(&set, &FakeMachine)
@@ -657,6 +661,14 @@ prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "forbidden")
              /usr/bin/python3.11: a command that runs python3.11 by its name runs that file, and \
              this rule does not match it; write a rule on \"/opt/pyenv/shims/python3.11\" too, \
              or run the program by its path [/usr/bin/python3.11 -c]",
+            // Review 40: a link's canonical path is no better.
+            "test.rules:5: warning: /usr/bin/python3 is a symlink to /usr/bin/python3.11: a \
+             session decides on the canonical path, so this rule forbids it only when it is run \
+             by this path; write \"/usr/bin/python3.11\" to forbid it however it is run; \
+             besides, python3 in PATH here is /opt/pyenv/shims/python3, not \
+             /usr/bin/python3.11: a command that runs python3 by its name runs that file, and \
+             this rule does not match it; write a rule on \"/opt/pyenv/shims/python3\" too, or \
+             run the program by its path [/usr/bin/python3 -c]",
         ]
     );
 }
