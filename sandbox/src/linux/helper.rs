@@ -75,8 +75,9 @@ struct HelperArgs {
     /// Paths that must be the file (device, inode) the policy was resolved
     /// on.
     checks: Vec<(PathBuf, (u64, u64))>,
-    /// An interactive shell's sandbox: the jobs it hangs up at its exit
-    /// are given time to end (see [`supervisor::Ending`]).
+    /// A sandbox on the caller's terminal: the supervisor guards its
+    /// foreground, and the jobs hung up at the shell's end are given time
+    /// to end.
     job_control: bool,
     argv: Vec<OsString>,
 }
@@ -271,15 +272,10 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         cookie: own_network_cookie(),
         makes_inet: matches!(network, SocketFilter::Limited { .. }),
     });
-    let ending = if args.job_control {
-        supervisor::Ending::AfterTheJobs
-    } else {
-        supervisor::Ending::AtOnce
-    };
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         // The parent serves and never comes back here.
-        let hand_over = supervisor::fork_supervisor(supervision, args.spare, ending)?;
+        let hand_over = supervisor::fork_supervisor(supervision, args.spare)?;
         // First, while the seccomp() call is still allowed: the filter
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
@@ -293,11 +289,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             // take in every orphan. A parent stays init instead: it reaps
             // and exits as the target does, as a supervisor with nothing to
             // watch.
-            drop(supervisor::fork_supervisor(
-                supervision,
-                args.spare,
-                ending,
-            )?);
+            drop(supervisor::fork_supervisor(supervision, args.spare)?);
         }
         apply_seccomp(&network, Supervised::No)?;
     }

@@ -393,7 +393,7 @@ impl HandOver {
 /// What the supervisor, the sandbox's init, does once its target ends:
 /// its own end ends every process left in the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
+enum Ending {
     /// Ends at once.
     AtOnce,
     /// An interactive shell's sandbox. A terminal's shell ends and its
@@ -474,7 +474,6 @@ const JOBS_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 pub(crate) fn fork_supervisor(
     supervision: Supervision,
     report_to: Option<RawFd>,
-    ending: Ending,
 ) -> Result<HandOver, String> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     if !sys::notification_sizes_match() {
@@ -514,14 +513,7 @@ pub(crate) fn fork_supervisor(
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            supervise(
-                supervision,
-                child,
-                parent_end,
-                &saved_mask,
-                report_to,
-                ending,
-            )
+            supervise(supervision, child, parent_end, &saved_mask, report_to)
         }
     }
 }
@@ -548,8 +540,13 @@ fn supervise(
     channel: OwnedFd,
     saved_mask: &SigSet,
     report_to: Option<RawFd>,
-    ending: Ending,
 ) -> ! {
+    // The terminal's guard and the jobs' grace go together.
+    let ending = if supervision.guards_terminal {
+        Ending::AfterTheJobs
+    } else {
+        Ending::AtOnce
+    };
     let mut kept = vec![channel.as_raw_fd()];
     kept.extend(report_to);
     sys::close_inherited_except(&kept);
@@ -1805,13 +1802,13 @@ impl Call<'_> {
 
     /// `ioctl(fd, TIOCSPGRP, &group)`: see [`TerminalForeground`].
     fn set_foreground(&self, fd: u64, group: u64) -> Result<Answer, Errno> {
-        let mut bytes = [0u8; std::mem::size_of::<libc::pid_t>()];
-        if self.target.read_memory(group, &mut bytes)? != bytes.len() {
-            return Err(Errno::EFAULT);
-        }
+        let bytes = self
+            .target
+            .read_bytes(group, std::mem::size_of::<libc::pid_t>())?;
+        let group = libc::pid_t::from_ne_bytes(bytes.try_into().map_err(|_| Errno::EFAULT)?);
         let terminal = self.target.descriptor(fd)?;
         self.target.confirm()?;
-        TERMINAL_FOREGROUND.set(terminal.as_fd(), libc::pid_t::from_ne_bytes(bytes))?;
+        TERMINAL_FOREGROUND.set(terminal.as_fd(), group)?;
         Ok(Answer::Value(0))
     }
 }
