@@ -175,9 +175,10 @@ pub struct ResolvedPolicy {
     relative_glob_roots: Vec<PathBuf>,
     denied_files: Vec<PathBuf>,
     expansion: GlobExpansion,
-    /// Unix sockets of other programs in the temp dir (X11, ssh-agent, ...):
-    /// connecting to a pathname socket is not something Landlock below ABI
-    /// 9 controls, so the backend covers them.
+    /// Unix sockets of other programs in the temp dir (X11, ssh-agent, ...)
+    /// with the host's network: connecting to a pathname socket is not
+    /// something Landlock below ABI 9 controls, nor is `connect` supervised
+    /// there, so the backend covers them.
     host_sockets: Vec<PathBuf>,
     network: NetworkPolicy,
     network_lists: NetworkLists,
@@ -407,7 +408,11 @@ impl ResolvedPolicy {
         }
         policy.expand_deny_globs()?;
         policy.unix_sockets = policy.check_allowed_sockets()?;
-        if policy.can_read(&context.tmpdir) {
+        // Only with the host's network: a restricted or limited sandbox's
+        // supervisor refuses every host socket it connects to, and a cover
+        // is a mount on a name any host program may remove while the
+        // sandbox starts, which fails the start (CI: a test's socket).
+        if policy.network == NetworkPolicy::Enabled && policy.can_read(&context.tmpdir) {
             policy.host_sockets = sockets_under(&context.tmpdir, 2);
             // A socket the profile allows stays where it is.
             let allowed: Vec<PathBuf> = policy
@@ -579,7 +584,9 @@ impl ResolvedPolicy {
         &self.denied_files
     }
 
-    /// Sockets found in the temp dir at resolution, to be made unreachable.
+    /// Sockets found in the temp dir at resolution, to be made unreachable:
+    /// with the host's network only (elsewhere, the supervisor refuses to
+    /// connect to any socket bound outside the sandbox).
     pub fn host_sockets(&self) -> &[PathBuf] {
         &self.host_sockets
     }

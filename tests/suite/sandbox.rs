@@ -443,6 +443,36 @@ async fn the_escape_corpus_fails_to_escape() {
     assert!(escapes.is_empty(), "escapes:\n{}", escapes.join("\n"));
 }
 
+/// A host socket in the temp dir is out of reach either way: with the
+/// host's network, where `connect` goes to no supervisor, it is covered;
+/// with a restricted one, it is not (a cover is a mount on a name any host
+/// program may remove while bubblewrap starts, which failed the start in
+/// CI), and the supervisor refuses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_in_the_temp_dir_is_covered_or_refused() {
+    let mut world = World::new();
+    let before = world.protected_state();
+    let script = world.script(
+        "[[ -S {tmp_sock} ]] && print -n 'socket '; \
+         python3 -c 'import socket; s=socket.socket(socket.AF_UNIX); s.connect(\"{tmp_sock}\")' \
+         2>&1 | grep -o 'PermissionError\\|ConnectionRefusedError'",
+    );
+    for (network, expected) in [
+        (NetworkPolicy::Restricted, "socket PermissionError\n"),
+        (NetworkPolicy::Enabled, "ConnectionRefusedError\n"),
+    ] {
+        let mut profile = world.profile();
+        let PermissionProfile::Managed { network: own, .. } = &mut profile else {
+            unreachable!()
+        };
+        *own = network;
+        let (output, _) = run_sandboxed(policy_by_path(&[]), profile, &script, &world.ws).await;
+        assert_eq!(output.stdout, expected, "{network:?}: {}", output.stderr);
+        let traces = traces_of_escape(&mut world, "socket in /tmp", &output, &before);
+        assert!(traces.is_empty(), "{network:?}: {traces:?}");
+    }
+}
+
 /// The corpus can fail: without the sandbox, each of these attempts (the
 /// ones harmless to run on the host) is caught.
 #[tokio::test(flavor = "multi_thread")]
