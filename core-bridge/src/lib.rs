@@ -231,6 +231,14 @@ pub enum BridgeError {
     /// ([`sessions_dir_problem`] says why).
     #[error("{0}")]
     UnusableSessionsDir(String),
+    /// bubblewrap failed before the sandbox ran anything: `bubblewrap_said`
+    /// is its message, or where it is.
+    #[error(
+        "the sandbox could not be set up, so nothing ran ({bubblewrap_said}); when a path it \
+         grants or hides is removed or replaced as it starts, running the command again \
+         starts it"
+    )]
+    SandboxNotSetUp { bubblewrap_said: String },
     #[error("{what}: {source}")]
     Io {
         what: String,

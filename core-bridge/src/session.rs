@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::{
-    AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, Terminal,
+    AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext,
+    SandboxStart, Terminal,
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Provenance, Session,
@@ -675,7 +676,7 @@ impl ShellSession {
         args: Vec<OsString>,
         group: ShellGroup,
         extra_env: Vec<(OsString, OsString)>,
-    ) -> impl FnOnce(Option<ShellGrant>) -> Result<std::process::Command, BridgeError> + Send + 'static
+    ) -> impl FnOnce(Option<ShellGrant>) -> Result<PreparedShell, BridgeError> + Send + 'static
     {
         // Weak: a command still waiting for approval must not keep a
         // dropped session alive.
@@ -735,7 +736,7 @@ impl ShellSession {
             // `TMPDIR` replaces the session's, as the caller asked.
             shell.env_clear().envs(env.iter().cloned()).envs(extra_env);
             shell.envs(session.shell_env());
-            session.seal_shell_command(&mut shell);
+            let start = session.seal_shell_command(&mut shell);
             shell.current_dir(&cwd);
             match group {
                 // Its own process group, so that nothing it leaves behind
@@ -747,7 +748,10 @@ impl ShellSession {
                 // start another): a session is a process group too.
                 ShellGroup::OwnTerminal => crate::sys::own_terminal_in_child(&mut shell),
             }
-            Ok(shell)
+            Ok(PreparedShell {
+                command: shell,
+                start,
+            })
         }
     }
 
@@ -781,7 +785,7 @@ impl ShellSession {
         shell.env_clear().envs(self.env.iter().cloned());
         shell.envs(startup::environment(&zdotdir, &self.env));
         shell.envs(self.session.shell_env());
-        self.session.seal_shell_command(&mut shell);
+        let start = self.session.seal_shell_command(&mut shell);
         shell.current_dir(&self.cwd);
         let mut child = match tokio::process::Command::from(shell)
             .kill_on_drop(true)
@@ -800,6 +804,12 @@ impl ShellSession {
             what: "cannot wait for the shell".into(),
             source,
         })?;
+        if sandbox_not_set_up(start.as_ref(), &status) {
+            let error = sandbox_not_set_up_error(None);
+            self.telemetry
+                .shell_start_failed("interactive", &error.to_string());
+            return Err(error);
+        }
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => CommandStatus::Exited(code),
             (None, Some(signal)) => CommandStatus::Signaled(signal),
@@ -872,7 +882,7 @@ fn kill_group(pgid: Option<i32>) {
 
 /// Starts `shell` and follows it to its end.
 async fn run_shell(
-    mut shell: std::process::Command,
+    shell: PreparedShell,
     options: RunOptions,
     stop: CancellationToken,
     clock: Option<ApprovalClock>,
@@ -880,6 +890,10 @@ async fn run_shell(
     network: &ProxyHost,
     sender: mpsc::UnboundedSender<OutputChunk>,
 ) -> Result<RunOutcome, BridgeError> {
+    let PreparedShell {
+        command: mut shell,
+        start,
+    } = shell;
     match options.stdio {
         Stdio3::Captured => {
             shell
@@ -971,6 +985,14 @@ async fn run_shell(
     let grace = tokio::time::Instant::now() + COLLECT_GRACE;
     let (stdout, out_truncated) = join_collector(stdout, grace).await;
     let (stderr, err_truncated) = join_collector(stderr, grace).await;
+    if sandbox_not_set_up(start.as_ref(), &status) {
+        let error = sandbox_not_set_up_error(match options.stdio {
+            Stdio3::Captured => Some(&stderr),
+            Stdio3::Inherited => None,
+        });
+        telemetry.shell_start_failed("command", &error.to_string());
+        return Err(error);
+    }
     Ok(RunOutcome {
         status: match (status.code(), status.signal()) {
             (Some(code), _) => CommandStatus::Exited(code),
@@ -1306,6 +1328,41 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     }
     // Canonical, as the sandboxes' rules are, when `/var/tmp` is a link.
     std::fs::canonicalize(&dir).map_err(failed)
+}
+
+/// A session's shell, ready to spawn, and the watch on its sandbox's
+/// start (`None` outside a sandbox).
+pub(crate) struct PreparedShell {
+    pub(crate) command: std::process::Command,
+    pub(crate) start: Option<SandboxStart>,
+}
+
+/// Whether a shell that ended with `status` never got past bubblewrap:
+/// its exit status 1 is bubblewrap's failure to set the sandbox up, and
+/// nothing ran (probe 192: a path removed as the sandbox started).
+pub(crate) fn sandbox_not_set_up(
+    start: Option<&SandboxStart>,
+    status: &std::process::ExitStatus,
+) -> bool {
+    status.code() == Some(1) && start.is_some_and(SandboxStart::never_reached_the_helper)
+}
+
+/// [`BridgeError::SandboxNotSetUp`], with bubblewrap's line from the
+/// shell's captured `stderr`, or pointing at it where the stream was the
+/// caller's own.
+pub(crate) fn sandbox_not_set_up_error(stderr: Option<&[u8]>) -> BridgeError {
+    let bubblewrap_said = match stderr {
+        Some(stderr) => String::from_utf8_lossy(stderr)
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("bwrap: "))
+            .map_or_else(
+                || "bubblewrap said nothing".to_owned(),
+                |said| format!("bubblewrap: {said}"),
+            ),
+        None => "bubblewrap's message is above".to_owned(),
+    };
+    BridgeError::SandboxNotSetUp { bubblewrap_said }
 }
 
 /// Why a session's shell did not start, said so that the user can act: a

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use execgate_protocol::{accept_hello, recv_with_fds, HelloError, ENV_SOCKET_FD, ENV_WRAPPER};
 use execgate_sandbox::{
-    Access, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError, Terminal,
+    Access, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError,
+    SandboxStart, Terminal, STARTED_FD_VARIABLE,
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -713,9 +714,33 @@ impl Session {
     /// (`LD_PRELOAD`, `GCONV_PATH`...) reach only the shell, not the
     /// launcher and the helper that start outside the sandbox's
     /// confinement (probe 173).
-    pub fn seal_shell_command(&self, command: &mut std::process::Command) {
-        if let Some(sandbox) = &self.shared.sandbox {
-            sandbox.launcher.seal_environment(command);
+    ///
+    /// For a shell in the session's sandbox, also the watch that tells,
+    /// once the shell has ended, whether bubblewrap failed before the
+    /// sandbox ran anything ([`SandboxStart`]): its exit status 1 then is
+    /// its own, not the command's. `None` for a shell outside a sandbox,
+    /// and when no pipe can be made (the shell still starts).
+    pub fn seal_shell_command(&self, command: &mut std::process::Command) -> Option<SandboxStart> {
+        let sandbox = self.shared.sandbox.as_ref()?;
+        sandbox.launcher.seal_environment(command);
+        if !sandbox.launcher.launches(command) {
+            return None;
+        }
+        match SandboxStart::pipe() {
+            Ok((start, helpers)) => {
+                command.env(STARTED_FD_VARIABLE, helpers.as_raw_fd().to_string());
+                sys::inherit_owned_in_child(command, helpers);
+                Some(start)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    session = %self.shared.id,
+                    %error,
+                    "cannot watch the sandbox's start; a failure of bubblewrap will read as \
+                     the command's exit status 1"
+                );
+                None
+            }
         }
     }
 

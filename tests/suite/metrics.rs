@@ -110,3 +110,74 @@ async fn a_shell_that_cannot_start_is_counted_with_its_reason() {
     );
     session.shutdown().await;
 }
+
+/// Probe 192: bubblewrap's own failure to set a sandbox up (here: a
+/// directory the profile grants, removed since the session began) exits
+/// 1, as the command's failure would. It is told apart: a run fails saying
+/// so, and is counted; a long-lived process ends with 125 and says so. A
+/// command's own exit status 1 stays the command's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
+    use execgate_core_bridge::server::sandbox::{parse_target, Access, PermissionProfile};
+    use execgate_core_bridge::{BridgeError, CommandStatus, ExecResponse};
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let (ws, granted) = (root.join("ws"), root.join("granted"));
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::create_dir(&granted).unwrap();
+    let mut config = ShellSessionConfig::new(&ws, tools(), policy_by_path(&[]));
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(
+            parse_target(granted.to_str().unwrap(), None).unwrap(),
+            Access::Read,
+        )
+        .unwrap();
+    config.profile = profile;
+    let session = ShellSession::start(config).unwrap();
+    let own_failure = session
+        .run("exit 1", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(own_failure.status, CommandStatus::Exited(1));
+    std::fs::remove_dir(&granted).unwrap();
+    let error = session
+        .run("print ran", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, BridgeError::SandboxNotSetUp { .. }),
+        "{error:?}"
+    );
+    let said = error.to_string();
+    assert!(said.contains("nothing ran"), "{said}");
+    assert!(said.contains(granted.to_str().unwrap()), "{said}");
+    let metrics = session.metrics();
+    assert_eq!(
+        metrics.sandbox_start_failures.values().sum::<u64>(),
+        1,
+        "{metrics:?}"
+    );
+    let response = session
+        .exec_command("print ran", ExecOptions::default())
+        .await
+        .unwrap();
+    let ExecResponse::Exited(exited) = response else {
+        panic!("still running: {response:?}")
+    };
+    assert_eq!(exited.status, CommandStatus::Exited(125));
+    let stderr = String::from_utf8_lossy(&exited.output.stderr);
+    assert!(
+        stderr.contains("the sandbox could not be set up"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&exited.output.stdout).contains("ran"));
+    session.shutdown().await;
+}

@@ -18,9 +18,15 @@ use super::{
     OUTPUT_BUFFER_BYTES,
 };
 use crate::{BridgeError, CommandStatus};
+use execgate_escalate_server::sandbox::SandboxStart;
 
 /// How many of the most recently used processes pruning never picks.
 const PROTECTED_RECENT: usize = 8;
+/// The exit status of a process whose sandbox bubblewrap could not set
+/// up, so that nothing ran: `execgate run`'s for a command that did not
+/// start, not the 1 bubblewrap exits with, which a command's own failure
+/// gives too.
+const SANDBOX_NOT_SET_UP: i32 = 125;
 /// How long output is still read after a process's group is gone (a
 /// process that left the group may hold the pipe open).
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
@@ -139,11 +145,15 @@ impl ProcessTable {
     pub(crate) fn start(
         &self,
         command: &str,
-        mut shell: std::process::Command,
+        shell: crate::session::PreparedShell,
         stdio: ExecStdio,
         longest_approval_wait: Duration,
         clock: Option<crate::approval::ApprovalClock>,
     ) -> Result<InUse<'_>, BridgeError> {
+        let crate::session::PreparedShell {
+            command: mut shell,
+            start,
+        } = shell;
         let io_error = |what: &str| {
             let what = what.to_owned();
             move |source| BridgeError::Io { what, source }
@@ -199,7 +209,18 @@ impl ProcessTable {
             readers.push(tokio::spawn(read_terminal(master.clone(), shared.clone())));
         }
         let (ended_sender, ended) = watch::channel(false);
-        let follower = tokio::spawn(follow(child, pgid, readers, shared.clone(), ended_sender));
+        let stream = match terminal {
+            Some(_) => Stream::Stdout,
+            None => Stream::Stderr,
+        };
+        let follower = tokio::spawn(follow(
+            child,
+            pgid,
+            readers,
+            shared.clone(),
+            ended_sender,
+            start.map(|start| (start, stream)),
+        ));
 
         let mut state = self.lock();
         let id = ProcessId(state.next_id);
@@ -513,6 +534,7 @@ async fn follow(
     readers: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Sender<bool>,
+    sandbox_start: Option<(SandboxStart, Stream)>,
 ) {
     let status = child.wait().await;
     // The group id cannot name another process while any member lives;
@@ -543,6 +565,19 @@ async fn follow(
         }
     }
     let status = match status {
+        // Its error told where its output goes, as bubblewrap's message
+        // is (probe 192).
+        Ok(status)
+            if sandbox_start.as_ref().is_some_and(|(start, _)| {
+                crate::session::sandbox_not_set_up(Some(start), &status)
+            }) =>
+        {
+            let error = crate::session::sandbox_not_set_up_error(None);
+            if let Some((_, stream)) = sandbox_start {
+                keep(&shared, stream, format!("execgate: {error}\n").as_bytes());
+            }
+            CommandStatus::Exited(SANDBOX_NOT_SET_UP)
+        }
         Ok(status) => match (status.code(), status.signal()) {
             (Some(code), _) => CommandStatus::Exited(code),
             (None, Some(signal)) => CommandStatus::Signaled(signal),

@@ -393,9 +393,14 @@ impl Launcher {
     /// back. Its environment must be explicit (`env_clear`, then `envs`):
     /// one it would inherit is removed, not carried.
     pub fn seal_environment(&self, command: &mut std::process::Command) {
-        if command.get_program() == self.bwrap.as_os_str() {
+        if self.launches(command) {
             super::carried::carry(command);
         }
+    }
+
+    /// Whether `command` is one this launcher made: bubblewrap's.
+    pub fn launches(&self, command: &std::process::Command) -> bool {
+        command.get_program() == self.bwrap.as_os_str()
     }
 }
 
