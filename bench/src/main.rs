@@ -261,7 +261,7 @@ async fn run_shells(
         });
         let session = Session::start(config)?;
         let command = if matches!(mode, Mode::Sandboxed | Mode::SandboxedDenyGlob) {
-            session.shell_command(&tools.zsh, &args)
+            session.shell_command(&tools.zsh, &args).command
         } else {
             let mut command = std::process::Command::new(&tools.zsh);
             command.args(&args);
@@ -555,10 +555,14 @@ async fn p3(tools: &Tools, reps: usize) -> Result<()> {
             .status()?;
         bare.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
-        launcher.command(&policy, &cwd, None, &argv).status()?;
+        launcher
+            .command(&policy, &cwd, None, None, &argv)
+            .status()?;
         sandboxed.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
-        launcher.command(&denying, &cwd, None, &argv).status()?;
+        launcher
+            .command(&denying, &cwd, None, None, &argv)
+            .status()?;
         with_glob.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let (bare, sandboxed, with_glob) = (

@@ -14,7 +14,7 @@ use execgate_escalate_server::sandbox::{
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Provenance, Session,
-    SessionConfig, SessionEvent, SessionSandbox, StartError,
+    SessionConfig, SessionEvent, SessionSandbox, ShellCommand, StartError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -676,8 +676,7 @@ impl ShellSession {
         args: Vec<OsString>,
         group: ShellGroup,
         extra_env: Vec<(OsString, OsString)>,
-    ) -> impl FnOnce(Option<ShellGrant>) -> Result<PreparedShell, BridgeError> + Send + 'static
-    {
+    ) -> impl FnOnce(Option<ShellGrant>) -> Result<ShellCommand, BridgeError> + Send + 'static {
         // Weak: a command still waiting for approval must not keep a
         // dropped session alive.
         let session = Arc::downgrade(&self.session);
@@ -736,7 +735,7 @@ impl ShellSession {
             // `TMPDIR` replaces the session's, as the caller asked.
             shell.env_clear().envs(env.iter().cloned()).envs(extra_env);
             shell.envs(session.shell_env());
-            let start = session.seal_shell_command(&mut shell);
+            session.seal_shell_command(&mut shell);
             shell.current_dir(&cwd);
             match group {
                 // Its own process group, so that nothing it leaves behind
@@ -748,10 +747,7 @@ impl ShellSession {
                 // start another): a session is a process group too.
                 ShellGroup::OwnTerminal => crate::sys::own_terminal_in_child(&mut shell),
             }
-            Ok(PreparedShell {
-                command: shell,
-                start,
-            })
+            Ok(shell)
         }
     }
 
@@ -785,8 +781,12 @@ impl ShellSession {
         shell.env_clear().envs(self.env.iter().cloned());
         shell.envs(startup::environment(&zdotdir, &self.env));
         shell.envs(self.session.shell_env());
-        let start = self.session.seal_shell_command(&mut shell);
+        self.session.seal_shell_command(&mut shell);
         shell.current_dir(&self.cwd);
+        let ShellCommand {
+            command: shell,
+            start,
+        } = shell;
         let mut child = match tokio::process::Command::from(shell)
             .kill_on_drop(true)
             .spawn()
@@ -882,7 +882,7 @@ fn kill_group(pgid: Option<i32>) {
 
 /// Starts `shell` and follows it to its end.
 async fn run_shell(
-    shell: PreparedShell,
+    shell: ShellCommand,
     options: RunOptions,
     stop: CancellationToken,
     clock: Option<ApprovalClock>,
@@ -890,7 +890,7 @@ async fn run_shell(
     network: &ProxyHost,
     sender: mpsc::UnboundedSender<OutputChunk>,
 ) -> Result<RunOutcome, BridgeError> {
-    let PreparedShell {
+    let ShellCommand {
         command: mut shell,
         start,
     } = shell;
@@ -1181,7 +1181,7 @@ pub fn sandboxed_program(
     launcher.hide(&sessions_dir);
     let policy = ResolvedPolicy::resolve(profile, &context)?;
     policy.check_working_directory(cwd)?;
-    let mut command = launcher.command(&policy, cwd, None, argv);
+    let mut command = launcher.command(&policy, cwd, None, None, argv);
     command.env_clear().envs(env).current_dir(cwd);
     // The loader's variables (a config's `[env] set` among them) reach
     // the program, not bubblewrap (review 36).
@@ -1330,13 +1330,6 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     std::fs::canonicalize(&dir).map_err(failed)
 }
 
-/// A session's shell, ready to spawn, and the watch on its sandbox's
-/// start (`None` outside a sandbox).
-pub(crate) struct PreparedShell {
-    pub(crate) command: std::process::Command,
-    pub(crate) start: Option<SandboxStart>,
-}
-
 /// Whether a shell that ended with `status` never got past bubblewrap:
 /// its exit status 1 is bubblewrap's failure to set the sandbox up, and
 /// nothing ran (probe 192: a path removed as the sandbox started).
@@ -1344,7 +1337,7 @@ pub(crate) fn sandbox_not_set_up(
     start: Option<&SandboxStart>,
     status: &std::process::ExitStatus,
 ) -> bool {
-    status.code() == Some(1) && start.is_some_and(SandboxStart::never_reached_the_helper)
+    status.code() == Some(1) && start.is_some_and(SandboxStart::set_up_failed)
 }
 
 /// [`BridgeError::SandboxNotSetUp`], with bubblewrap's line from the

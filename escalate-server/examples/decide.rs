@@ -82,7 +82,7 @@ async fn main() -> ExitCode {
     let mut shell =
         session.shell_command(zsh.as_ref(), &["-f".into(), "-c".into(), command.clone()]);
     session.seal_shell_command(&mut shell);
-    let shell = tokio::process::Command::from(shell).spawn();
+    let shell = tokio::process::Command::from(shell.command).spawn();
     session.shell_spawned();
     let status = match shell {
         Ok(mut shell) => shell.wait().await,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use execgate_protocol::{accept_hello, recv_with_fds, HelloError, ENV_SOCKET_FD, ENV_WRAPPER};
 use execgate_sandbox::{
     Access, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, SandboxError,
-    SandboxStart, Terminal, STARTED_FD_VARIABLE,
+    SandboxStart, Terminal,
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -266,6 +266,32 @@ pub enum StartError {
         "the session's start cannot be recorded in the audit log ({0}); nothing runs unrecorded"
     )]
     Unrecorded(String),
+}
+
+/// A command that starts a session's shell ([`Session::shell_command`]
+/// and its kin): the command to finish and spawn (it derefs to it), and,
+/// for a shell in the session's sandbox, the watch that tells, once the
+/// shell has ended, whether bubblewrap failed to set the sandbox up. Its
+/// exit status 1 is then bubblewrap's, and nothing ran
+/// ([`SandboxStart::set_up_failed`]). Drop the command once spawned: it
+/// holds bubblewrap's end.
+pub struct ShellCommand {
+    pub command: std::process::Command,
+    pub start: Option<SandboxStart>,
+}
+
+impl std::ops::Deref for ShellCommand {
+    type Target = std::process::Command;
+
+    fn deref(&self) -> &std::process::Command {
+        &self.command
+    }
+}
+
+impl std::ops::DerefMut for ShellCommand {
+    fn deref_mut(&mut self) -> &mut std::process::Command {
+        &mut self.command
+    }
 }
 
 /// A running session. Dropping it (or [`Session::cancel`]) stops its workers
@@ -714,33 +740,9 @@ impl Session {
     /// (`LD_PRELOAD`, `GCONV_PATH`...) reach only the shell, not the
     /// launcher and the helper that start outside the sandbox's
     /// confinement (probe 173).
-    ///
-    /// For a shell in the session's sandbox, also the watch that tells,
-    /// once the shell has ended, whether bubblewrap failed before the
-    /// sandbox ran anything ([`SandboxStart`]): its exit status 1 then is
-    /// its own, not the command's. `None` for a shell outside a sandbox,
-    /// and when no pipe can be made (the shell still starts).
-    pub fn seal_shell_command(&self, command: &mut std::process::Command) -> Option<SandboxStart> {
-        let sandbox = self.shared.sandbox.as_ref()?;
-        sandbox.launcher.seal_environment(command);
-        if !sandbox.launcher.launches(command) {
-            return None;
-        }
-        match SandboxStart::pipe() {
-            Ok((start, helpers)) => {
-                command.env(STARTED_FD_VARIABLE, helpers.as_raw_fd().to_string());
-                sys::inherit_owned_in_child(command, helpers);
-                Some(start)
-            }
-            Err(error) => {
-                tracing::warn!(
-                    session = %self.shared.id,
-                    %error,
-                    "cannot watch the sandbox's start; a failure of bubblewrap will read as \
-                     the command's exit status 1"
-                );
-                None
-            }
+    pub fn seal_shell_command(&self, command: &mut std::process::Command) {
+        if let Some(sandbox) = &self.shared.sandbox {
+            sandbox.launcher.seal_environment(command);
         }
     }
 
@@ -827,7 +829,7 @@ impl Session {
     /// [`Session::seal_shell_command`] on it last, before spawning it (else
     /// bubblewrap starts with the environment's `LD_PRELOAD`), and
     /// [`Session::shell_spawned`] once it has been spawned.
-    pub fn shell_command(&self, shell: &Path, args: &[OsString]) -> std::process::Command {
+    pub fn shell_command(&self, shell: &Path, args: &[OsString]) -> ShellCommand {
         self.shell_command_on(shell, args, Terminal::Detached)
     }
 
@@ -838,7 +840,7 @@ impl Session {
         shell: &Path,
         args: &[OsString],
         terminal: Terminal,
-    ) -> std::process::Command {
+    ) -> ShellCommand {
         let policy = self
             .shared
             .sandbox
@@ -865,7 +867,7 @@ impl Session {
         terminal: Terminal,
         extra: &PermissionProfile,
         record: impl FnOnce(Option<&dyn std::fmt::Display>) -> Result<(), String>,
-    ) -> Result<std::process::Command, GrantError> {
+    ) -> Result<ShellCommand, GrantError> {
         let policy = match &self.shared.sandbox {
             _ if self.has_ended() => Err(GrantError::Ended),
             Some(sandbox) => sandbox
@@ -896,8 +898,8 @@ impl Session {
         args: &[OsString],
         terminal: Terminal,
         policy: Option<Arc<ResolvedPolicy>>,
-    ) -> std::process::Command {
-        let (mut command, link) = match (&self.shared.sandbox, policy) {
+    ) -> ShellCommand {
+        let (mut command, link, status) = match (&self.shared.sandbox, policy) {
             (
                 Some(ActiveSandbox {
                     launcher, context, ..
@@ -915,13 +917,26 @@ impl Session {
                 argv.extend(args.iter().cloned());
                 let link = self.network_link(&policy, SandboxOrigin::Shell);
                 let link_number = link.as_ref().map(AsRawFd::as_raw_fd);
-                let command = launcher.command(&policy, &context.cwd, link_number, &argv);
-                (command, link)
+                // Without it (no descriptor left), the shell still
+                // starts; a failed set-up then reads as its exit status 1.
+                let status = SandboxStart::new()
+                    .inspect_err(|error| {
+                        tracing::warn!(
+                            session = %self.shared.id,
+                            %error,
+                            "cannot watch the sandbox's set-up"
+                        );
+                    })
+                    .ok();
+                let status_number = status.as_ref().map(|(_, end)| end.as_raw_fd());
+                let command =
+                    launcher.command(&policy, &context.cwd, link_number, status_number, &argv);
+                (command, link, status)
             }
             _ => {
                 let mut command = std::process::Command::new(shell);
                 command.args(args);
-                (command, None)
+                (command, None, None)
             }
         };
         // First: whatever this process inherited without close-on-exec
@@ -932,7 +947,12 @@ impl Session {
             // (after the spawn).
             sys::inherit_owned_in_child(&mut command, link);
         }
-        command
+        let start = status.map(|(start, bubblewraps)| {
+            // bubblewrap's alone: it does not pass it on.
+            sys::inherit_owned_in_child(&mut command, bubblewraps);
+            start
+        });
+        ShellCommand { command, start }
     }
 
     /// The sandbox's end of a link to the proxy, for a limited sandbox

@@ -78,7 +78,7 @@ pub use linux::{
     hand_order, helper_main, reported_signal, Inheritance, Launcher, MachineReport, MountAliases,
     SandboxStart, SpareOrder, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE,
     MOST_DESCRIPTORS, PROXY_MARKER, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED,
-    STARTED_FD_VARIABLE, UNCREATABLE_NAMES,
+    UNCREATABLE_NAMES,
 };
 pub use profile::{
     parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,

@@ -277,7 +277,7 @@ async fn agents_and_execgate_cannot_be_created_under_a_writable_root() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    let child = tokio::process::Command::from(command)
+    let child = tokio::process::Command::from(command.command)
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -113,9 +113,10 @@ async fn a_shell_that_cannot_start_is_counted_with_its_reason() {
 
 /// Probe 192: bubblewrap's own failure to set a sandbox up (here: a
 /// directory the profile grants, removed since the session began) exits
-/// 1, as the command's failure would. It is told apart: a run fails saying
-/// so, and is counted; a long-lived process ends with 125 and says so. A
-/// command's own exit status 1 stays the command's.
+/// 1, as the command's failure would. It is told apart (bubblewrap's
+/// status lines report no exit): a run fails saying so, a long-lived
+/// process ends with 125 and says so, and both are counted. A command's
+/// own exit status 1 stays the command's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
     use execgate_core_bridge::server::sandbox::{parse_target, Access, PermissionProfile};
@@ -179,5 +180,14 @@ async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() 
         "{stderr}"
     );
     assert!(!String::from_utf8_lossy(&exited.output.stdout).contains("ran"));
+    // Counted as `run`'s is (review 41).
+    assert_eq!(
+        session
+            .metrics()
+            .sandbox_start_failures
+            .values()
+            .sum::<u64>(),
+        2
+    );
     session.shutdown().await;
 }

@@ -615,7 +615,7 @@ pub fn spawn_session_shell(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     session.seal_shell_command(&mut command);
-    let child = tokio::process::Command::from(command)
+    let child = tokio::process::Command::from(command.command)
         .kill_on_drop(true)
         .spawn()
         .expect("the sandboxed shell starts");

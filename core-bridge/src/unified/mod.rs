@@ -345,6 +345,7 @@ impl ShellSession {
                 self.exec_policy
                     .as_ref()
                     .map(|policy| policy.approval_clock()),
+                &self.telemetry,
             )
             .map_err(failed)?;
         self.telemetry

@@ -145,12 +145,13 @@ impl ProcessTable {
     pub(crate) fn start(
         &self,
         command: &str,
-        shell: crate::session::PreparedShell,
+        shell: execgate_escalate_server::ShellCommand,
         stdio: ExecStdio,
         longest_approval_wait: Duration,
         clock: Option<crate::approval::ApprovalClock>,
+        telemetry: &crate::metrics::Telemetry,
     ) -> Result<InUse<'_>, BridgeError> {
-        let crate::session::PreparedShell {
+        let execgate_escalate_server::ShellCommand {
             command: mut shell,
             start,
         } = shell;
@@ -219,7 +220,7 @@ impl ProcessTable {
             readers,
             shared.clone(),
             ended_sender,
-            start.map(|start| (start, stream)),
+            start.map(|start| (start, stream, telemetry.clone())),
         ));
 
         let mut state = self.lock();
@@ -534,7 +535,7 @@ async fn follow(
     readers: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Sender<bool>,
-    sandbox_start: Option<(SandboxStart, Stream)>,
+    sandbox_start: Option<(SandboxStart, Stream, crate::metrics::Telemetry)>,
 ) {
     let status = child.wait().await;
     // The group id cannot name another process while any member lives;
@@ -568,13 +569,14 @@ async fn follow(
         // Its error told where its output goes, as bubblewrap's message
         // is (probe 192).
         Ok(status)
-            if sandbox_start.as_ref().is_some_and(|(start, _)| {
+            if sandbox_start.as_ref().is_some_and(|(start, ..)| {
                 crate::session::sandbox_not_set_up(Some(start), &status)
             }) =>
         {
             let error = crate::session::sandbox_not_set_up_error(None);
-            if let Some((_, stream)) = sandbox_start {
+            if let Some((_, stream, telemetry)) = sandbox_start {
                 keep(&shared, stream, format!("execgate: {error}\n").as_bytes());
+                telemetry.shell_start_failed("process", &error.to_string());
             }
             CommandStatus::Exited(SANDBOX_NOT_SET_UP)
         }

@@ -373,14 +373,20 @@ impl Launcher {
 
     /// A command that runs `argv` inside `policy`: bubblewrap, then the
     /// inner helper, then `argv[0]` looked up in `PATH` inside the view.
+    /// bubblewrap writes its status lines to `status_fd`, which the
+    /// command must inherit: see [`SandboxStart`](crate::SandboxStart).
     pub fn command(
         &self,
         policy: &ResolvedPolicy,
         cwd: &Path,
         network_fd: Option<RawFd>,
+        status_fd: Option<RawFd>,
         argv: &[OsString],
     ) -> std::process::Command {
         let mut command = std::process::Command::new(&self.bwrap);
+        if let Some(fd) = status_fd {
+            command.arg("--json-status-fd").arg(fd.to_string());
+        }
         command.args(self.arguments(policy, cwd, None, network_fd, argv));
         command
     }
@@ -393,14 +399,9 @@ impl Launcher {
     /// back. Its environment must be explicit (`env_clear`, then `envs`):
     /// one it would inherit is removed, not carried.
     pub fn seal_environment(&self, command: &mut std::process::Command) {
-        if self.launches(command) {
+        if command.get_program() == self.bwrap.as_os_str() {
             super::carried::carry(command);
         }
-    }
-
-    /// Whether `command` is one this launcher made: bubblewrap's.
-    pub fn launches(&self, command: &std::process::Command) -> bool {
-        command.get_program() == self.bwrap.as_os_str()
     }
 }
 

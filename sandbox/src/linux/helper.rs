@@ -154,9 +154,6 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
 
 /// The helper binary's whole life. Returns only on failure.
 pub fn helper_main() -> std::process::ExitCode {
-    // bubblewrap has set the view up: whatever fails from here on is said
-    // by this helper.
-    super::started::tell_started();
     let Err(failure) = parse(std::env::args_os().skip(1))
         .map_err(Failure::Confine)
         .and_then(|args| confine_and_exec(&args));
@@ -311,9 +308,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         // helper's start under their names again.
         None => (
             args.argv.clone(),
-            super::carried::restore(
-                std::env::vars_os().filter(|(name, _)| name != super::STARTED_FD_VARIABLE),
-            ),
+            super::carried::restore(std::env::vars_os()),
             args.exec_fd,
             None,
         ),

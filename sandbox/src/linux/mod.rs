@@ -7,7 +7,7 @@
 //! ahead of its command (`spare.rs`), what the machine provides (`doctor.rs`), the
 //! other names the host's mounts give a directory (`aliases.rs`), the umask,
 //! limits and ignored signals an escalated program is started with
-//! (`inheritance.rs`), the helper's word that bubblewrap got as far as it
+//! (`inheritance.rs`), bubblewrap's word that it set a sandbox up
 //! (`started.rs`), and the raw
 //! calls they need (`sys.rs`, the only `unsafe` on this side).
 
@@ -30,5 +30,5 @@ pub use helper::{helper_main, SETUP_FAILED};
 pub use inheritance::Inheritance;
 pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
 pub use spare::{hand_order, reported_signal, SpareOrder, MOST_DESCRIPTORS};
-pub use started::{SandboxStart, STARTED_FD_VARIABLE};
+pub use started::SandboxStart;
 pub use supervisor::UNCREATABLE_NAMES;

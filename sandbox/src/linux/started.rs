@@ -1,77 +1,73 @@
-//! Whether a sandbox got as far as its helper.
+//! Whether bubblewrap set a sandbox up.
 //!
-//! bubblewrap sets the view up before it runs the helper, and when that
-//! fails (a path it must mount removed or replaced by another process
-//! meanwhile) it prints its own message and exits 1: the status of a
-//! command that ran and failed. The caller cannot tell them apart by the
-//! status, so the helper says it started: the launcher's caller passes it
-//! the write end of a pipe, named in its environment
-//! ([`STARTED_FD_VARIABLE`]); the helper writes one byte there first
-//! thing, and closes it. A pipe at its end with no byte in it, once the
-//! command has ended, is a sandbox that never ran the helper, and so ran
-//! nothing at all.
+//! When bubblewrap cannot set the view up (a path it must mount removed
+//! or replaced by another process meanwhile), it prints its own message
+//! and exits 1: the status of a command that ran and failed. Its status
+//! descriptor (`--json-status-fd`) tells them apart: bubblewrap writes an
+//! `exit-code` object there when the process it started inside the
+//! sandbox (the helper, then the command) exits, and only if it got as far
+//! as executing it. Once bubblewrap has ended, a status with no such
+//! object is a sandbox that ran nothing.
 //!
-//! The helper never passes the descriptor or the variable on to the
-//! command.
+//! This is bubblewrap's own word, not the helper's: a helper of another
+//! build cannot make a command that ran read as one that did not. The
+//! descriptor does not reach the command (bubblewrap keeps it to itself).
+//!
+//! The status goes to a file in memory, not a pipe: bubblewrap gives up
+//! the sandbox when it cannot write its first line, and a pipe whose
+//! reader went (a caller that does not watch) would make it.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
+use nix::sys::memfd::{memfd_create, MFdFlags};
 
-use super::sys;
+/// What bubblewrap's status object for an exit says first.
+const EXIT_CODE: &[u8] = b"\"exit-code\"";
 
-/// The variable that names the helper's descriptor for its start byte.
-pub const STARTED_FD_VARIABLE: &str = "EXECGATE_SANDBOX_STARTED_FD";
+/// The most of bubblewrap's status read: ample for its two objects.
+const MOST_STATUS: usize = 64 * 1024;
 
-/// What the helper writes.
-const STARTED: u8 = b'S';
-
-/// The caller's end of the pipe a sandbox's helper says it started on.
+/// The file in memory a sandbox's bubblewrap writes its status lines to.
 #[derive(Debug)]
 pub struct SandboxStart {
-    watch: OwnedFd,
+    status: std::fs::File,
 }
 
 impl SandboxStart {
-    /// A pipe: the watch, and the end to give the helper (both
-    /// close-on-exec: make the helper's inheritable in the child alone).
-    pub fn pipe() -> std::io::Result<(SandboxStart, OwnedFd)> {
-        let (watch, helpers) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        Ok((SandboxStart { watch }, helpers))
+    /// The watch, and a descriptor of the same file to give bubblewrap as
+    /// its status descriptor (close-on-exec: make it inheritable in the
+    /// child alone, at the number
+    /// [`Launcher::command`](crate::Launcher::command) is given).
+    pub fn new() -> std::io::Result<(SandboxStart, OwnedFd)> {
+        let status = memfd_create(c"execgate-sandbox-status", MFdFlags::MFD_CLOEXEC)?;
+        let bubblewraps = status.try_clone()?;
+        Ok((
+            SandboxStart {
+                status: status.into(),
+            },
+            bubblewraps,
+        ))
     }
 
-    /// Asked once the command has ended: whether its sandbox ended before
-    /// the helper ran (every copy of the helper's end closed, no byte).
-    /// `false` when that cannot be told (a copy still open somewhere).
-    pub fn never_reached_the_helper(&self) -> bool {
-        let mut byte = [0u8; 1];
-        loop {
-            match nix::unistd::read(self.watch.as_fd(), &mut byte) {
-                Ok(0) => return true,
-                Err(Errno::EINTR) => continue,
-                Ok(_) | Err(_) => return false,
+    /// Asked once bubblewrap has ended: whether it reported no exit, so
+    /// that it set nothing up, or started nothing in what it set up.
+    pub fn set_up_failed(&self) -> bool {
+        let mut said = vec![0u8; MOST_STATUS];
+        let mut length = 0;
+        while length < said.len() {
+            match self.status.read_at(&mut said[length..], length as u64) {
+                Ok(0) => break,
+                Ok(read) => length += read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                // Unreadable: nothing can be told.
+                Err(_) => return false,
             }
         }
+        !said[..length]
+            .windows(EXIT_CODE.len())
+            .any(|window| window == EXIT_CODE)
     }
-}
-
-/// In the helper, first: writes the start byte to the descriptor the
-/// environment names, if it is a pipe of ours, and closes it. Without the
-/// variable (a spare, a launcher's caller that does not watch) nothing.
-pub(crate) fn tell_started() {
-    let Some(number) = std::env::var_os(STARTED_FD_VARIABLE)
-        .and_then(|value| value.to_str()?.parse::<i32>().ok())
-        .filter(|&number| number > 2)
-    else {
-        return;
-    };
-    let Some(pipe) = sys::take_inherited_pipe(number) else {
-        return;
-    };
-    // A full pipe or a reader gone: the caller learns nothing, which it
-    // reads as "started".
-    let _ = nix::unistd::write(pipe.as_fd(), &[STARTED]);
 }
 
 #[cfg(test)]
@@ -79,14 +75,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pipe_closed_without_the_byte_never_reached_the_helper() {
-        let (start, helpers) = SandboxStart::pipe().unwrap();
-        assert!(!start.never_reached_the_helper(), "the end is still open");
-        drop(helpers);
-        assert!(start.never_reached_the_helper());
-        let (start, helpers) = SandboxStart::pipe().unwrap();
-        nix::unistd::write(helpers.as_fd(), &[STARTED]).unwrap();
-        drop(helpers);
-        assert!(!start.never_reached_the_helper());
+    fn only_a_status_without_an_exit_tells_a_failed_set_up() {
+        let cases = [
+            ("", true),
+            ("{ \"child-pid\": 7 }\n", true),
+            ("{ \"child-pid\": 7 }\n{ \"exit-code\": 1 }\n", false),
+        ];
+        for (status, failed) in cases {
+            let (start, bubblewraps) = SandboxStart::new().unwrap();
+            nix::unistd::write(&bubblewraps, status.as_bytes()).unwrap();
+            drop(bubblewraps);
+            assert_eq!(start.set_up_failed(), failed, "{status:?}");
+        }
     }
 }

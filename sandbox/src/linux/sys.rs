@@ -16,24 +16,6 @@ pub(crate) fn landlock_abi() -> Option<u32> {
     u32::try_from(version).ok().filter(|&v| v > 0)
 }
 
-/// The inherited descriptor `number`, owned from now on, if it is open and
-/// a pipe: the one a launcher's caller named for the helper's start byte
-/// (`started.rs`).
-pub(crate) fn take_inherited_pipe(number: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: borrowed only for these two checks; fcntl reports EBADF if
-    // the number is not open.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(number) };
-    nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD).ok()?;
-    let stat = nix::sys::stat::fstat(borrowed).ok()?;
-    if stat.st_mode & libc::S_IFMT != libc::S_IFIFO {
-        return None;
-    }
-    // SAFETY: open (checked above) and passed for this byte alone: nothing
-    // else in the helper owns this number, so closing it once is ours.
-    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(number) })
-}
-
 /// Executes the inherited descriptor `fd` (the file the escalation server
 /// checked) with `argv` and `env`. Returns only on failure.
 pub(crate) fn execute_inherited_fd(
