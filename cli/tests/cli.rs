@@ -941,6 +941,31 @@ fn a_warned_audit_failure_is_said_on_stderr_once() {
     assert!(stderr.contains("going on without records"), "{stderr}");
 }
 
+/// Review 42: bubblewrap's status lines go to a file in memory, whose
+/// writes count against the file-size limit: under a tiny one, `SIGXFSZ`
+/// killed bubblewrap, so a command that ran and exited 1 read as killed,
+/// or nothing ran and nothing said why. There, the set-up is not watched.
+#[test]
+fn a_tiny_file_size_limit_does_not_end_the_sandbox() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[audit]\non_failure = \"warn\"\n").unwrap();
+    for limit in ["0", "150", "200"] {
+        let output = Command::new("prlimit")
+            .arg(format!("--fsize={limit}"))
+            .arg(env!("CARGO_BIN_EXE_execgate"))
+            .args(["run", "--config", config.to_str().unwrap(), "--"])
+            .arg("print -r -- ran; exit 1")
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .output()
+            .unwrap();
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{limit}: {stderr}");
+        assert_eq!(text(&output.stdout), "ran\n", "{limit}: {stderr}");
+    }
+}
+
 /// Regression (a probe): under a low descriptor limit every command
 /// failed with a message that named something else ("started without an
 /// execgate session"), and `run` exited 0. It is refused up front now.

@@ -234,9 +234,9 @@ pub enum BridgeError {
     /// bubblewrap failed before the sandbox ran anything: `bubblewrap_said`
     /// is its message, or where it is.
     #[error(
-        "the sandbox could not be set up, so nothing ran ({bubblewrap_said}): a path it \
-         grants or hides was removed or replaced, as it started or since the session began; \
-         run the command again, or, if a path it grants is gone, start a new session"
+        "bubblewrap could not set the sandbox up, so nothing ran ({bubblewrap_said}); if a \
+         path it hides was removed or replaced as it started, run the command again; if a path \
+         it grants is gone, start a new session"
     )]
     SandboxNotSetUp { bubblewrap_said: String },
     #[error("{what}: {source}")]

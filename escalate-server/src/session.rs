@@ -917,11 +917,12 @@ impl Session {
                 argv.extend(args.iter().cloned());
                 let link = self.network_link(&policy, SandboxOrigin::Shell);
                 let link_number = link.as_ref().map(AsRawFd::as_raw_fd);
-                // Without it (no descriptor left), the shell still
-                // starts; a failed set-up then reads as its exit status 1.
+                // Without it (no descriptor left, a tiny file-size
+                // limit), the shell still starts; a failed set-up then
+                // reads as its exit status 1.
                 let status = SandboxStart::new()
                     .inspect_err(|error| {
-                        tracing::warn!(
+                        tracing::debug!(
                             session = %self.shared.id,
                             %error,
                             "cannot watch the sandbox's set-up"

@@ -566,8 +566,8 @@ async fn follow(
         }
     }
     let status = match status {
-        // Its error told where its output goes, as bubblewrap's message
-        // is (probe 192).
+        // bubblewrap's failure, not the command's exit (probe 192): said
+        // where the process's output goes, after bubblewrap's own line.
         Ok(status)
             if sandbox_start.as_ref().is_some_and(|(start, ..)| {
                 crate::session::sandbox_not_set_up(Some(start), &status)

@@ -442,7 +442,7 @@ pub(crate) fn require_same_files(checks: &[(PathBuf, (u64, u64))]) -> Result<(),
             .map_err(|error| format!("{} is missing from the view: {error}", path.display()))?;
         if (meta.dev(), meta.ino()) != (*device, *inode) {
             return Err(format!(
-                "{} is no longer the file or directory the policy was made for (replaced or moved since)",
+                "{} is no longer the file or directory the policy was made for (replaced or moved since; a session started now takes the new one)",
                 path.display()
             ));
         }

@@ -15,7 +15,10 @@
 //!
 //! The status goes to a file in memory, not a pipe: bubblewrap gives up
 //! the sandbox when it cannot write its first line, and a pipe whose
-//! reader went (a caller that does not watch) would make it.
+//! reader went (a caller that does not watch) would make it. A file's
+//! writes count against the file-size limit, so under a limit too small
+//! for bubblewrap's lines (review 42: `SIGXFSZ` killed it) nothing is
+//! watched, and a failed set-up reads as exit status 1 again.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -25,7 +28,8 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 /// What bubblewrap's status object for an exit says first.
 const EXIT_CODE: &[u8] = b"\"exit-code\"";
 
-/// The most of bubblewrap's status read: ample for its two objects.
+/// The most of bubblewrap's status read, and the least file-size limit
+/// it is watched under: ample for its two objects (under 300 bytes).
 const MOST_STATUS: usize = 64 * 1024;
 
 /// The file in memory a sandbox's bubblewrap writes its status lines to.
@@ -40,6 +44,12 @@ impl SandboxStart {
     /// child alone, at the number
     /// [`Launcher::command`](crate::Launcher::command) is given).
     pub fn new() -> std::io::Result<(SandboxStart, OwnedFd)> {
+        let (size_limit, _) = super::sys::limit_of(0, libc::RLIMIT_FSIZE)?;
+        if size_limit < MOST_STATUS as u64 {
+            return Err(std::io::Error::other(format!(
+                "the file-size limit ({size_limit} bytes) is too small for bubblewrap's status"
+            )));
+        }
         let status = memfd_create(c"execgate-sandbox-status", MFdFlags::MFD_CLOEXEC)?;
         let bubblewraps = status.try_clone()?;
         Ok((
