@@ -44,7 +44,10 @@ impl SandboxStart {
     /// child alone, at the number
     /// [`Launcher::command`](crate::Launcher::command) is given).
     pub fn new() -> std::io::Result<(SandboxStart, OwnedFd)> {
-        let (size_limit, _) = super::sys::limit_of(0, libc::RLIMIT_FSIZE)?;
+        // A `c_int` on musl, a `u32` on glibc.
+        #[allow(clippy::unnecessary_cast)]
+        let resource = libc::RLIMIT_FSIZE as u32;
+        let (size_limit, _) = super::sys::limit_of(0, resource)?;
         if size_limit < MOST_STATUS as u64 {
             return Err(std::io::Error::other(format!(
                 "the file-size limit ({size_limit} bytes) is too small for bubblewrap's status"
