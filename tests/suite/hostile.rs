@@ -938,13 +938,21 @@ async fn an_escalation_whose_requester_reads_nothing_is_still_watched() {
 async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() {
     let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/dash", escalate())]));
     let dir = tempfile::tempdir().unwrap();
-    let mark = dir.path().join("usr1");
+    let (mark, ready) = (dir.path().join("usr1"), dir.path().join("ready"));
     let trap = format!(
-        "trap 'echo > {}' USR1; while :; do /usr/bin/sleep 0.05; done",
-        mark.display()
+        "trap 'echo > {}' USR1; echo > {}; while :; do /usr/bin/sleep 0.05; done",
+        mark.display(),
+        ready.display()
     );
     let mine = handed_over(&session, "/usr/bin/dash", &["dash", "-c", &trap]);
     let pid = recorder.wait_for_started(1).await[0];
+    // Started is not yet trapping: a SIGUSR1 before the trap ended dash
+    // (CI at 4b88c3b).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready.exists(), "the escalated dash never set its trap");
     say(&mine, &frame(&ClientMessage::Signal(libc::SIGSTOP)));
     // Frames are relayed in order: the trap runs only if the child was not
     // stopped before this one came.
