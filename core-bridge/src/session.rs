@@ -198,6 +198,16 @@ impl CommandStatus {
             CommandStatus::Signaled(signal) => 128 + signal,
         }
     }
+
+    /// How a process that ended with `status` ended (`Exited(-1)` for a
+    /// status that says neither).
+    pub(crate) fn of(status: std::process::ExitStatus) -> CommandStatus {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => CommandStatus::Exited(code),
+            (None, Some(signal)) => CommandStatus::Signaled(signal),
+            (None, None) => CommandStatus::Exited(-1),
+        }
+    }
 }
 
 /// What a finished command left.
@@ -810,11 +820,7 @@ impl ShellSession {
                 .shell_start_failed("interactive", &error.to_string());
             return Err(error);
         }
-        Ok(match (status.code(), status.signal()) {
-            (Some(code), _) => CommandStatus::Exited(code),
-            (None, Some(signal)) => CommandStatus::Signaled(signal),
-            (None, None) => CommandStatus::Exited(-1),
-        })
+        Ok(CommandStatus::of(status))
     }
 
     /// Ends the session at once because its owner received `signal`: every
@@ -994,11 +1000,7 @@ async fn run_shell(
         return Err(error);
     }
     Ok(RunOutcome {
-        status: match (status.code(), status.signal()) {
-            (Some(code), _) => CommandStatus::Exited(code),
-            (None, Some(signal)) => CommandStatus::Signaled(signal),
-            (None, None) => CommandStatus::Exited(-1),
-        },
+        status: CommandStatus::of(status),
         stdout,
         stderr,
         truncated: out_truncated || err_truncated,

@@ -2,7 +2,6 @@
 //! its end, its output buffers, and which one goes when the table is full.
 
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -565,27 +564,19 @@ async fn follow(
             }
         }
     }
-    let status = match status {
+    let status = match (status, sandbox_start) {
         // bubblewrap's failure, not the command's exit (probe 192): said
         // where the process's output goes, after bubblewrap's own line.
-        Ok(status)
-            if sandbox_start.as_ref().is_some_and(|(start, ..)| {
-                crate::session::sandbox_not_set_up(Some(start), &status)
-            }) =>
+        (Ok(status), Some((start, stream, telemetry)))
+            if crate::session::sandbox_not_set_up(Some(&start), &status) =>
         {
             let error = crate::session::sandbox_not_set_up_error(None);
-            if let Some((_, stream, telemetry)) = sandbox_start {
-                keep(&shared, stream, format!("execgate: {error}\n").as_bytes());
-                telemetry.shell_start_failed("process", &error.to_string());
-            }
+            keep(&shared, stream, format!("execgate: {error}\n").as_bytes());
+            telemetry.shell_start_failed("process", &error.to_string());
             CommandStatus::Exited(SANDBOX_NOT_SET_UP)
         }
-        Ok(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => CommandStatus::Exited(code),
-            (None, Some(signal)) => CommandStatus::Signaled(signal),
-            (None, None) => CommandStatus::Exited(-1),
-        },
-        Err(_) => CommandStatus::Exited(-1),
+        (Ok(status), _) => CommandStatus::of(status),
+        (Err(_), _) => CommandStatus::Exited(-1),
     };
     shared.lock().unwrap_or_else(PoisonError::into_inner).status = Some(status);
     let _ = ended.send(true);
