@@ -666,6 +666,9 @@ async fn escalate(
             .map(|spare| (order.command, spare)),
         None => None,
     };
+    // Whether bubblewrap set up the sandbox it was started with (not a
+    // spare's: a spare that was not set up is never handed anything).
+    let mut set_up_watch = None;
     // The child a spare runs, or the plan to start one with.
     let handed = match taken {
         Some((command, spare)) => {
@@ -710,7 +713,11 @@ async fn escalate(
         }
         Err(plan) => {
             let started = match with_proxy_link(shared, context, *plan, pending_link) {
-                Ok(plan) => start_child(shared, context, plan, sandboxed).await,
+                Ok(plan) => {
+                    let (plan, watch) = watching_set_up(plan, sandboxed);
+                    set_up_watch = watch;
+                    start_child(shared, context, plan, sandboxed).await
+                }
                 Err(reason) => Err(reason),
             };
             match started {
@@ -782,6 +789,19 @@ async fn escalate(
         _ => termination,
     };
     drop(spare_control);
+    // bubblewrap's 1 for a sandbox it could not set up is not the
+    // command's: the command did not run, as for any escalation that
+    // could not start.
+    let told = match (&set_up_watch, termination) {
+        (Some(watch), Termination::Exited(1)) if watch.set_up_failed() => {
+            shared.emit(SessionEvent::SpawnFailed {
+                request_id,
+                reason: SANDBOX_NOT_SET_UP.into(),
+            });
+            Termination::Exited(EXIT_NOT_SET_UP)
+        }
+        _ => termination,
+    };
     shared.emit(SessionEvent::Exited {
         request_id,
         pid,
@@ -793,10 +813,59 @@ async fn escalate(
             shared,
             &cancel,
             &mut writer,
-            &ServerMessage::Exited(termination),
+            &ServerMessage::Exited(told),
         )
         .await;
     }
+}
+
+/// Why an escalation whose sandbox bubblewrap could not set up ran
+/// nothing (bubblewrap's own line is on the command's standard error).
+const SANDBOX_NOT_SET_UP: &str = "bubblewrap could not set the sandbox up, so nothing ran; if a \
+     path it hides was removed or replaced as it started, run the command again; if a path it \
+     grants is gone, start a new session";
+
+/// What the requester ends with for such an escalation: a command that
+/// could not be executed, as for one that could not be started.
+const EXIT_NOT_SET_UP: i32 = 126;
+
+/// `plan` with bubblewrap told to report its set-up
+/// ([`execgate_sandbox::SandboxStart`]), for a sandboxed one; unwatched
+/// when it cannot be (a requester's file-size limit too small for the
+/// report): bubblewrap's failure then reads as the command's status 1.
+fn watching_set_up(
+    mut plan: SpawnPlan,
+    sandboxed: bool,
+) -> (SpawnPlan, Option<execgate_sandbox::SandboxStart>) {
+    if !sandboxed {
+        return (plan, None);
+    }
+    let size_limit = plan
+        .inheritance
+        .as_ref()
+        .map_or(libc::RLIM_INFINITY, |inheritance| inheritance.file_size_limit());
+    let Ok((watch, bubblewraps)) =
+        execgate_sandbox::SandboxStart::under_file_size_limit(size_limit)
+    else {
+        return (plan, None);
+    };
+    // Above every descriptor the plan places, its link to a proxy's too.
+    let number = plan
+        .fds
+        .iter()
+        .map(|(_, number)| *number)
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1;
+    let option = [
+        CString::from(c"--json-status-fd"),
+        CString::new(number.to_string()).expect("a number has no NUL"),
+    ];
+    // After bubblewrap's own path: its options come first.
+    plan.argv.splice(1..1, option);
+    plan.fds.push((SafeClose::own(bubblewraps), number));
+    (plan, Some(watch))
 }
 
 /// A sandbox waiting for `order`'s command: a kept spare when one serves

@@ -188,3 +188,61 @@ async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() 
     );
     session.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalations_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
+    use execgate_core_bridge::server::sandbox::{parse_target, Access, PermissionProfile};
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let (ws, granted) = (root.join("ws"), root.join("granted"));
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::create_dir(&granted).unwrap();
+    let go = ws.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let policy = policy_by_path(&[("/usr/bin/env", Decision::Escalate(Execution::TurnDefault))]);
+    let mut config = ShellSessionConfig::new(&ws, tools(), policy);
+    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
+        unreachable!()
+    };
+    file_system
+        .push(
+            parse_target(granted.to_str().unwrap(), None).unwrap(),
+            Access::Read,
+        )
+        .unwrap();
+    config.profile = profile;
+    let session = ShellSession::start(config).unwrap();
+    // One shell, started while the grant is there; its escalations start
+    // (or are handed) sandboxes after it is gone.
+    let script = ": > ready; read -r line < go; for i in 1 2 3 4; do /usr/bin/env true; \
+                  print -r -- \"status $?\"; done";
+    let handle = session.run(script, RunOptions::default()).unwrap();
+    let (gone, ready) = (granted.clone(), ws.join("ready"));
+    tokio::task::spawn_blocking(move || {
+        while !ready.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::fs::remove_dir(&gone).unwrap();
+        std::fs::write(&go, "go\n").unwrap();
+    })
+    .await
+    .unwrap();
+    let outcome = handle.wait().await.unwrap();
+    let stdout = String::from_utf8_lossy(&outcome.stdout);
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    let statuses: Vec<&str> = stdout.lines().collect();
+    assert_eq!(statuses.len(), 4, "{stdout}{stderr}");
+    // A spare set up before the grant went may run the first; no status
+    // is bubblewrap's 1, and the sandboxes started since ran nothing.
+    assert!(
+        statuses
+            .iter()
+            .all(|status| ["status 0", "status 126"].contains(status)),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(statuses[3], "status 126", "{stdout}{stderr}");
+    assert!(stderr.contains("bwrap: "), "{stderr}");
+    assert!(session.metrics().spawn_failures >= 1);
+    session.shutdown().await;
+}

@@ -101,6 +101,15 @@ impl Inheritance {
         Ok(OURS.get_or_init(|| ours))
     }
 
+    /// The soft file-size limit it passes on, in bytes (`RLIM_INFINITY`
+    /// for none).
+    pub fn file_size_limit(&self) -> u64 {
+        self.limits
+            .iter()
+            .find(|(resource, _, _)| *resource == super::started::FILE_SIZE)
+            .map_or(libc::RLIM_INFINITY, |(_, soft, _)| *soft)
+    }
+
     /// Puts these into effect in this process, before it executes the
     /// program (what cannot be set, a limit above a hard one, fails).
     pub fn apply(&self) -> io::Result<()> {

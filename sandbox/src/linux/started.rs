@@ -28,6 +28,10 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 /// What bubblewrap's status object for an exit says first.
 const EXIT_CODE: &[u8] = b"\"exit-code\"";
 
+/// `RLIMIT_FSIZE`: a `c_int` on musl, a `u32` on glibc.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) const FILE_SIZE: u32 = libc::RLIMIT_FSIZE as u32;
+
 /// The most of bubblewrap's status read, and the least file-size limit
 /// it is watched under: ample for its two objects (under 300 bytes).
 const MOST_STATUS: usize = 64 * 1024;
@@ -44,10 +48,15 @@ impl SandboxStart {
     /// child alone, at the number
     /// [`Launcher::command`](crate::Launcher::command) is given).
     pub fn new() -> std::io::Result<(SandboxStart, OwnedFd)> {
-        // A `c_int` on musl, a `u32` on glibc.
-        #[allow(clippy::unnecessary_cast)]
-        let resource = libc::RLIMIT_FSIZE as u32;
-        let (size_limit, _) = super::sys::limit_of(0, resource)?;
+        let (size_limit, _) = super::sys::limit_of(0, FILE_SIZE)?;
+        SandboxStart::under_file_size_limit(size_limit)
+    }
+
+    /// As [`SandboxStart::new`], for a bubblewrap that will run under the
+    /// file-size limit `size_limit` (bytes), not this process's: an
+    /// escalation's, which runs under its requester's
+    /// ([`Inheritance::file_size_limit`](crate::Inheritance::file_size_limit)).
+    pub fn under_file_size_limit(size_limit: u64) -> std::io::Result<(SandboxStart, OwnedFd)> {
         if size_limit < MOST_STATUS as u64 {
             return Err(std::io::Error::other(format!(
                 "the file-size limit ({size_limit} bytes) is too small for bubblewrap's status"
