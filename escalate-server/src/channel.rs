@@ -61,11 +61,13 @@ pub(crate) fn encode_answer(message: &ServerMessage) -> io::Result<Vec<u8>> {
                 reason: cut(reason),
             })
         }
-        ServerMessage::SpawnFailed { reason } if reason.len() > MOST_REASON_BYTES => {
-            Some(ServerMessage::SpawnFailed {
-                reason: cut(reason),
-            })
-        }
+        ServerMessage::SpawnFailed {
+            reason,
+            exit_status,
+        } if reason.len() > MOST_REASON_BYTES => Some(ServerMessage::SpawnFailed {
+            reason: cut(reason),
+            exit_status: *exit_status,
+        }),
         _ => None,
     };
     encode_server(shortened.as_ref().unwrap_or(message)).map_err(io::Error::other)

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use execgate_protocol::{
-    decode_client, recv_with_fds_without_waiting, ClientMessage, ExecRequest, ServerMessage,
-    Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
+    decode_client, exec_failure_status, recv_with_fds_without_waiting, ClientMessage, ExecRequest,
+    ServerMessage, Termination, FORWARDED_SIGNALS, FRAME_HEADER_LEN, MAX_PASSED_FDS,
 };
 use execgate_sandbox::{
     AbsolutePath, Access, FsTarget, Inheritance, Launcher, NetworkPolicy, PermissionProfile,
@@ -587,22 +587,25 @@ async fn escalate(
     cancel: CancellationToken,
 ) {
     let request_id = context.request_id;
-    let fail = |reason: String| {
+    let fail = |not_started: NotStarted| {
         shared.emit(SessionEvent::SpawnFailed {
             request_id,
-            reason: reason.clone(),
+            reason: not_started.reason.clone(),
         });
-        ServerMessage::SpawnFailed { reason }
+        ServerMessage::SpawnFailed {
+            reason: not_started.reason,
+            exit_status: not_started.exit_status,
+        }
     };
     if send_within(shared, &cancel, &mut writer, &ServerMessage::Escalate)
         .await
         .is_err()
     {
         // Recorded as decided: the record says why nothing started.
-        fail(match cancel.is_cancelled() {
-            true => "the session ended before the descriptors were handed over".into(),
-            false => "the requester went away before it handed its descriptors over".into(),
-        });
+        fail(NotStarted::from(match cancel.is_cancelled() {
+            true => "the session ended before the descriptors were handed over",
+            false => "the requester went away before it handed its descriptors over",
+        }));
         return;
     }
     let fds = tokio::select! {
@@ -617,7 +620,7 @@ async fn escalate(
     let fds = match fds {
         Ok(fds) => fds,
         Err(error) => {
-            let reply = fail(format!("bad descriptor hand-over: {error}"));
+            let reply = fail(format!("bad descriptor hand-over: {error}").into());
             let _ = send_within(shared, &cancel, &mut writer, &reply).await;
             return;
         }
@@ -646,8 +649,8 @@ async fn escalate(
     let (plan, order, pending_link) =
         match spawn_plan(shared, context, launch, fds, own_tmpdir_path) {
             Ok(planned) => planned,
-            Err(reason) => {
-                let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+            Err(not_started) => {
+                let _ = send_within(shared, &cancel, &mut writer, &fail(not_started)).await;
                 return;
             }
         };
@@ -693,7 +696,7 @@ async fn escalate(
                 Ok(handed) => handed,
                 Err(join_error) => {
                     let reason = format!("spawn task failed: {join_error}");
-                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason.into())).await;
                     return;
                 }
             }
@@ -718,12 +721,12 @@ async fn escalate(
                     set_up_watch = watch;
                     start_child(shared, context, plan, sandboxed).await
                 }
-                Err(reason) => Err(reason),
+                Err(reason) => Err(reason.into()),
             };
             match started {
                 Ok((pid, pidfd)) => (pid, pidfd, None),
-                Err(reason) => {
-                    let _ = send_within(shared, &cancel, &mut writer, &fail(reason)).await;
+                Err(not_started) => {
+                    let _ = send_within(shared, &cancel, &mut writer, &fail(not_started)).await;
                     return;
                 }
             }
@@ -809,13 +812,7 @@ async fn escalate(
         run_time: started.elapsed(),
     });
     if wrapper_present {
-        let _ = send_within(
-            shared,
-            &cancel,
-            &mut writer,
-            &ServerMessage::Exited(told),
-        )
-        .await;
+        let _ = send_within(shared, &cancel, &mut writer, &ServerMessage::Exited(told)).await;
     }
 }
 
@@ -825,9 +822,9 @@ const SANDBOX_NOT_SET_UP: &str = "bubblewrap could not set the sandbox up, so no
      path it hides was removed or replaced as it started, run the command again; if a path it \
      grants is gone, start a new session";
 
-/// What the requester ends with for such an escalation: a command that
-/// could not be executed, as for one that could not be started.
-const EXIT_NOT_SET_UP: i32 = 126;
+/// What the requester ends with for such an escalation: as for one that
+/// could not be started.
+const EXIT_NOT_SET_UP: i32 = EXIT_NOT_STARTED as i32;
 
 /// `plan` with bubblewrap told to report its set-up
 /// ([`execgate_sandbox::SandboxStart`]), for a sandboxed one; unwatched
@@ -843,7 +840,9 @@ fn watching_set_up(
     let size_limit = plan
         .inheritance
         .as_ref()
-        .map_or(libc::RLIM_INFINITY, |inheritance| inheritance.file_size_limit());
+        .map_or(libc::RLIM_INFINITY, |inheritance| {
+            inheritance.file_size_limit()
+        });
     let Ok((watch, bubblewraps)) =
         execgate_sandbox::SandboxStart::under_file_size_limit(size_limit)
     else {
@@ -858,12 +857,12 @@ fn watching_set_up(
         .unwrap_or(2)
         .max(2)
         + 1;
-    let option = [
-        CString::from(c"--json-status-fd"),
-        CString::new(number.to_string()).expect("a number has no NUL"),
-    ];
+    let Ok(number_text) = CString::new(number.to_string()) else {
+        return (plan, None);
+    };
     // After bubblewrap's own path: its options come first.
-    plan.argv.splice(1..1, option);
+    plan.argv
+        .splice(1..1, [CString::from(c"--json-status-fd"), number_text]);
     plan.fds.push((SafeClose::own(bubblewraps), number));
     (plan, Some(watch))
 }
@@ -956,7 +955,7 @@ async fn start_child(
     context: &ExecContext,
     plan: SpawnPlan,
     sandboxed: bool,
-) -> Result<(i32, Arc<OwnedFd>), String> {
+) -> Result<(i32, Arc<OwnedFd>), NotStarted> {
     let request_id = context.request_id;
     let recorder = shared.clone();
     let start = move || {
@@ -975,7 +974,15 @@ async fn start_child(
             .await
             .map_err(|join_error| format!("spawn task failed: {join_error}"))?
     };
-    let pid = spawned.map_err(|failure| describe_spawn_failure(&failure, context))?;
+    let pid = spawned.map_err(|failure| NotStarted {
+        reason: describe_spawn_failure(&failure, context),
+        exit_status: match failure.stage {
+            SpawnStage::Exec => {
+                exec_failure_status(failure.error.raw_os_error().unwrap_or(libc::ENOENT))
+            }
+            _ => EXIT_NOT_STARTED,
+        },
+    })?;
     match sys::pidfd_open(pid) {
         Ok(pidfd) => Ok((pid, Arc::new(pidfd))),
         Err(error) => {
@@ -983,8 +990,34 @@ async fn start_child(
             let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
             shared.children.scope.untrack(pid);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            Err(format!("cannot watch the child: {error}"))
+            Err(format!("cannot watch the child: {error}").into())
         }
+    }
+}
+
+/// Why an escalation started nothing, and what its requester ends with.
+struct NotStarted {
+    reason: String,
+    exit_status: u8,
+}
+
+/// What a requester ends with for an escalation that started nothing, but
+/// for an exec that failed ([`exec_failure_status`]): a command that
+/// could not be executed.
+const EXIT_NOT_STARTED: u8 = 126;
+
+impl From<String> for NotStarted {
+    fn from(reason: String) -> NotStarted {
+        NotStarted {
+            reason,
+            exit_status: EXIT_NOT_STARTED,
+        }
+    }
+}
+
+impl From<&str> for NotStarted {
+    fn from(reason: &str) -> NotStarted {
+        NotStarted::from(reason.to_owned())
     }
 }
 
@@ -1019,7 +1052,7 @@ fn spawn_plan(
     launch: Launch,
     mut fds: Vec<(SafeClose, RawFd)>,
     granted_tmpdir: Option<&Path>,
-) -> Result<(SpawnPlan, Option<SandboxOrder>, Option<PendingLink>), String> {
+) -> Result<(SpawnPlan, Option<SandboxOrder>, Option<PendingLink>), NotStarted> {
     shared.children.scope.check()?;
     let Launch {
         opened,
@@ -1048,8 +1081,11 @@ fn spawn_plan(
         shared.config.escalation_path.clone()
     };
     let path = path.as_os_str();
-    let mut launch = launch_plan(opened, &context.argv, path, script_number)
-        .map_err(|error| error.to_string())?;
+    let mut launch =
+        launch_plan(opened, &context.argv, path, script_number).map_err(|error| NotStarted {
+            exit_status: error.exec_status(),
+            reason: error.to_string(),
+        })?;
     if let Some((script, number)) = launch.script.take() {
         fds.push((SafeClose::own(script), number));
     }

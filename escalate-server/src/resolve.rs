@@ -57,6 +57,24 @@ pub enum ResolveError {
     NoInterpreter { script: PathBuf },
 }
 
+impl ResolveError {
+    /// The status zsh ends with for the exec this stands for
+    /// ([`execgate_protocol::exec_failure_status`] of the kernel's error):
+    /// 127 for a file or interpreter that is not there, else 126.
+    pub(crate) fn exec_status(&self) -> u8 {
+        let errno = match self {
+            ResolveError::Open { source, .. } => source.raw_os_error().unwrap_or(libc::EACCES),
+            ResolveError::InterpreterNotFound { .. } => libc::ENOENT,
+            ResolveError::NoInterpreter { .. } => libc::ENOEXEC,
+            ResolveError::NotAbsolute { .. }
+            | ResolveError::NotRegularFile { .. }
+            | ResolveError::NotExecutable { .. }
+            | ResolveError::NestedInterpreter { .. } => libc::EACCES,
+        };
+        execgate_protocol::exec_failure_status(errno)
+    }
+}
+
 /// What to add to a message about `path` that the server could not open
 /// where a sandbox could: its `/dev` and `/run` are its own, and a
 /// `/proc` link to a process's files is one the server never follows

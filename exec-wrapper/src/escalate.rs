@@ -22,9 +22,12 @@ pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
         Ok(Termination::Exited(code)) => sys::exit_now(code),
         Ok(Termination::Signaled { signal, .. }) => sys::die_of(signal),
         Err(Failure::BeforeStart(error)) => refuse(&args.path, &error),
-        Err(Failure::SpawnFailed(reason)) => {
+        Err(Failure::SpawnFailed {
+            reason,
+            exit_status,
+        }) => {
             report(&format!("cannot start {}: {reason}", shown(&args.path)));
-            sys::exit_now(EXIT_CANNOT_RUN)
+            sys::exit_now(i32::from(exit_status))
         }
         Err(Failure::AfterStart(error)) => {
             report(&format!("{error} while {} was running", shown(&args.path)));
@@ -35,7 +38,12 @@ pub(crate) fn escalate(args: &WrapperArgs, conversation: Conversation) -> ! {
 
 enum Failure {
     BeforeStart(WrapperError),
-    SpawnFailed(String),
+    /// Nothing ran; the server says what to end with (zsh's status for the
+    /// exec that failed, or 126).
+    SpawnFailed {
+        reason: String,
+        exit_status: u8,
+    },
     AfterStart(WrapperError),
 }
 
@@ -64,7 +72,15 @@ fn stand_in(args: &WrapperArgs, conversation: &Conversation) -> Result<Terminati
     let handed = hand_over_descriptors(args, conversation).map_err(Failure::BeforeStart)?;
     match conversation.receive().map_err(Failure::BeforeStart)? {
         ServerMessage::Started { .. } => sys::let_go_of_streams(&handed),
-        ServerMessage::SpawnFailed { reason } => return Err(Failure::SpawnFailed(reason)),
+        ServerMessage::SpawnFailed {
+            reason,
+            exit_status,
+        } => {
+            return Err(Failure::SpawnFailed {
+                reason,
+                exit_status,
+            })
+        }
         other => {
             return Err(Failure::BeforeStart(WrapperError::UnexpectedReply(
                 other.name().to_owned(),

@@ -15,10 +15,7 @@ use execgate_protocol::{looks_like_shell_text, WrapperArgs};
 use nix::errno::Errno;
 use nix::unistd::execv;
 
-use crate::{sys, EXIT_CANNOT_RUN};
-
-/// Exit status for "not found", as in zsh.
-const EXIT_NOT_FOUND: i32 = 127;
+use crate::sys;
 
 /// How many leading bytes zsh reads for its fallbacks (`POUNDBANGLIMIT` in
 /// `Src/exec.c`): less than the kernel reads for `#!`.
@@ -163,10 +160,7 @@ fn c_string(bytes: &[u8]) -> &[u8] {
 
 /// zsh's status for a command it could not execute.
 fn exit_status(errno: Errno) -> i32 {
-    match errno {
-        Errno::EACCES | Errno::ENOEXEC => EXIT_CANNOT_RUN,
-        _ => EXIT_NOT_FOUND,
-    }
+    i32::from(execgate_protocol::exec_failure_status(errno as i32))
 }
 
 /// Prints one of zsh's own exec failure messages as zsh would: behind the

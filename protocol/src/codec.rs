@@ -121,9 +121,8 @@ pub fn encode_request<'a>(
 pub fn encode_server(message: &ServerMessage) -> Result<Vec<u8>, DecodeError> {
     let body_len = match message {
         ServerMessage::Run | ServerMessage::Escalate => 1,
-        ServerMessage::Deny { reason } | ServerMessage::SpawnFailed { reason } => {
-            1 + 4 + reason.len()
-        }
+        ServerMessage::Deny { reason } => 1 + 4 + reason.len(),
+        ServerMessage::SpawnFailed { reason, .. } => 1 + 4 + reason.len() + 1,
         ServerMessage::Started { .. } => 1 + 4,
         ServerMessage::Exited(_) => 1 + 1 + 4 + 1,
     };
@@ -135,9 +134,13 @@ pub fn encode_server(message: &ServerMessage) -> Result<Vec<u8>, DecodeError> {
             out.u8(TAG_DENY);
             out.bytes(reason.as_bytes());
         }
-        ServerMessage::SpawnFailed { reason } => {
+        ServerMessage::SpawnFailed {
+            reason,
+            exit_status,
+        } => {
             out.u8(TAG_SPAWN_FAILED);
             out.bytes(reason.as_bytes());
+            out.u8(*exit_status);
         }
         ServerMessage::Started { pid } => {
             out.u8(TAG_STARTED);
@@ -217,6 +220,7 @@ pub fn decode_server(body: &[u8]) -> Result<ServerMessage, DecodeError> {
         },
         TAG_SPAWN_FAILED => ServerMessage::SpawnFailed {
             reason: input.string("reason")?,
+            exit_status: input.u8()?,
         },
         TAG_STARTED => ServerMessage::Started { pid: input.i32()? },
         TAG_EXITED => {

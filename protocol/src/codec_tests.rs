@@ -51,6 +51,7 @@ fn server_messages_round_trip() {
         },
         ServerMessage::SpawnFailed {
             reason: "no such directory".into(),
+            exit_status: 127,
         },
         ServerMessage::Started { pid: 4242 },
         ServerMessage::Exited(Termination::Exited(3)),

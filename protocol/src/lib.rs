@@ -21,7 +21,7 @@
 //!  Deny: "execgate: denied: PATH: REASON", exit 126
 //!  Escalate:
 //!  sendmsg(Descriptors{numbers}, [fds...])   ---> spawn with fds at those numbers
-//!                                            <--- Started{pid} | SpawnFailed{reason}
+//!                                            <--- Started{pid} | SpawnFailed{reason, exit_status}
 //!  Signal{signo} (any number of times)       ---> kill(-pgid, signo)
 //!                                            <--- Exited(Termination)
 //!  exit with the code, or die of the same signal
@@ -81,7 +81,9 @@ pub use fdpass::{
     accept_hello, read_frame, recv_with_fds, recv_with_fds_without_waiting, send_all, send_hello,
     send_with_fds, send_without_waiting, FrameIoError, HelloError, Received, HELLO, MAX_PASSED_FDS,
 };
-pub use message::{ClientMessage, ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS};
+pub use message::{
+    exec_failure_status, ClientMessage, ExecRequest, ServerMessage, Termination, FORWARDED_SIGNALS,
+};
 pub use shebang::{looks_like_shell_text, parse_shebang, Shebang, SHEBANG_LIMIT};
 pub use warden::{cgroup_tree, remove_cgroup_tree, WardenRecord, WARDEN_FLAG, WARDEN_RECORD_LEN};
 pub use wrapper_args::{WrapperArgs, WrapperArgsError, ENV_SOCKET_FD, ENV_WRAPPER};

@@ -75,8 +75,10 @@ pub enum ServerMessage {
     Escalate,
     /// The escalated child is running with this pid (the server's view).
     Started { pid: i32 },
-    /// The escalated child could not be started; nothing ran.
-    SpawnFailed { reason: String },
+    /// The escalated child could not be started; nothing ran. The
+    /// requester ends with `exit_status` ([`exec_failure_status`] for an
+    /// exec that failed, else 126).
+    SpawnFailed { reason: String, exit_status: u8 },
     /// The escalated child ended.
     Exited(Termination),
 }
@@ -94,5 +96,17 @@ impl ServerMessage {
             Self::SpawnFailed { .. } => "SpawnFailed",
             Self::Exited(_) => "Exited",
         }
+    }
+}
+
+/// The status a shell ends with for a command whose exec failed with
+/// `errno`, as zsh's: 126 for one it found but could not execute (no
+/// permission, a format it does not know), 127 for every other failure (a
+/// file, interpreter or loader not found, an argument list too long, a
+/// file busy being written).
+pub fn exec_failure_status(errno: i32) -> u8 {
+    match errno {
+        nix::libc::EACCES | nix::libc::ENOEXEC => 126,
+        _ => 127,
     }
 }

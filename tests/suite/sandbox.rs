@@ -1056,7 +1056,7 @@ async fn an_escalation_decided_before_a_grant_started_does_not_start_after_it() 
         (answer, decided)
     };
     let stale = |answer: ServerMessage, after: &str| match answer {
-        ServerMessage::SpawnFailed { reason } => {
+        ServerMessage::SpawnFailed { reason, .. } => {
             assert!(reason.contains("run it again"), "{reason}")
         }
         other => panic!("it started after the {after}: {other:?}"),

@@ -1064,3 +1064,63 @@ async fn a_policy_that_panics_refuses_the_request_on_the_record() {
     );
     assert_eq!(recorder.decided_programs(), ["/usr/bin/echo"]);
 }
+
+/// Probe 195: an escalated program whose exec failed ended with 126
+/// whatever the error, where zsh ends with 127 for all but a file it found
+/// and could not execute (no permission, an unknown format). Unsandboxed
+/// (the server's exec) and in the session's sandbox (the helper's), the
+/// status is zsh's; the control case, a file of no known format, stays 126.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalated_exec_that_fails_ends_with_zshs_status() {
+    use execgate_escalate_server::sandbox::PermissionProfile;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let at = |name: &str| root.join(name);
+    for name in ["long", "busy"] {
+        fs::copy("/bin/true", at(name)).unwrap();
+    }
+    write_executable(&at("bad-interp"), "#!/no/such/interp-execgate\necho ran\n");
+    fs::write(at("junk"), b"\x7fELF\x00\x00\x00junk\x00\x01").unwrap();
+    fs::set_permissions(at("junk"), fs::Permissions::from_mode(0o755)).unwrap();
+    // Open for writing while it is executed: ETXTBSY.
+    let _writer = fs::OpenOptions::new()
+        .append(true)
+        .open(at("busy"))
+        .unwrap();
+    let cases = [
+        ("long", "long=${(l:200000::x:)}; ./long $long", "127"),
+        ("busy", "./busy", "127"),
+        ("bad-interp", "./bad-interp", "127"),
+        ("junk", "./junk", "126"),
+    ];
+    for execution in [Execution::Unsandboxed, Execution::TurnDefault] {
+        let rules: Vec<(String, Decision)> = cases
+            .iter()
+            .map(|(name, _, _)| {
+                let path = at(name).to_str().unwrap().to_owned();
+                (path, Decision::Escalate(execution.clone()))
+            })
+            .collect();
+        let rules: Vec<(&str, Decision)> = rules
+            .iter()
+            .map(|(path, decision)| (path.as_str(), decision.clone()))
+            .collect();
+        let script: String = cases
+            .iter()
+            .map(|(name, command, _)| format!("{command}; print -r -- \"{name} $?\"; "))
+            .collect();
+        let (output, _) = match execution {
+            Execution::TurnDefault => {
+                let profile = PermissionProfile::preset("workspace-write").unwrap();
+                run_sandboxed(policy_by_path(&rules), profile, &script, &root).await
+            }
+            _ => run(policy_by_path(&rules), &script, &root).await,
+        };
+        let expected: String = cases
+            .iter()
+            .map(|(name, _, status)| format!("{name} {status}\n"))
+            .collect();
+        assert_eq!(output.stdout, expected, "{execution:?}: {}", output.stderr);
+        assert!(!output.stderr.contains("ran"), "{}", output.stderr);
+    }
+}

@@ -193,7 +193,7 @@ pub fn helper_main() -> std::process::ExitCode {
                  libraries with `extends = \"read-only\"` or `\":minimal\" = \"read\"`",
                 program.to_string_lossy().escape_debug()
             );
-            std::process::ExitCode::from(SETUP_FAILED)
+            std::process::ExitCode::from(NOT_FOUND)
         }
         Failure::Execute { program, errno, .. } => {
             eprintln!(
@@ -201,13 +201,28 @@ pub fn helper_main() -> std::process::ExitCode {
                 program.to_string_lossy().escape_debug(),
                 errno.desc()
             );
-            std::process::ExitCode::from(SETUP_FAILED)
+            std::process::ExitCode::from(exec_failure_status(errno))
         }
     }
 }
 
 /// Exit status when the program is not found (as a shell's).
 const NOT_FOUND: u8 = 127;
+
+/// Exit status when the program is found but cannot be executed (as a
+/// shell's).
+const CANNOT_EXECUTE: u8 = 126;
+
+/// zsh's status for an exec that failed with `errno` (the wire protocol's
+/// `exec_failure_status`, which the wrapper ends with where it executes):
+/// 126 for a file found but not executable, 127 for any other failure
+/// (probe 195: an argument list too long, a file busy being written).
+fn exec_failure_status(errno: nix::Error) -> u8 {
+    match errno {
+        nix::Error::EACCES | nix::Error::ENOEXEC => CANNOT_EXECUTE,
+        _ => NOT_FOUND,
+    }
+}
 
 /// Why the helper did not become its target.
 enum Failure {
