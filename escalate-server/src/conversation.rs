@@ -17,7 +17,7 @@ use execgate_protocol::{
 };
 use execgate_sandbox::{
     AbsolutePath, Access, FsTarget, Inheritance, Launcher, NetworkPolicy, PermissionProfile,
-    ResolvedPolicy,
+    ReportedEnd, ResolvedPolicy,
 };
 
 use crate::network::SandboxOrigin;
@@ -781,11 +781,27 @@ async fn escalate(
     };
     let termination = match (termination, &spare_control) {
         (Termination::Exited(code), Some(control)) => {
-            match execgate_sandbox::reported_signal(control.as_fd(), code) {
-                Some((signal, core_dumped)) => Termination::Signaled {
+            match execgate_sandbox::reported_end(control.as_fd(), code) {
+                Some(ReportedEnd::Signaled {
+                    signal,
+                    core_dumped,
+                }) => Termination::Signaled {
                     signal,
                     core_dumped,
                 },
+                // Its start was recorded when the spare took it: the
+                // record says that nothing ran after all (probe 195).
+                Some(ReportedEnd::ExecFailed { errno }) => {
+                    shared.emit(SessionEvent::SpawnFailed {
+                        request_id,
+                        reason: format!(
+                            "cannot execute {}: {}; nothing ran",
+                            context.executable.canonical_path.display(),
+                            nix::errno::Errno::from_raw(errno).desc()
+                        ),
+                    });
+                    termination
+                }
                 None => termination,
             }
         }

@@ -434,7 +434,7 @@ pub(crate) struct Handed {
     pub(crate) pid: i32,
     pub(crate) pidfd: Arc<OwnedFd>,
     /// Where its init says, as it ends, that the command died of a signal
-    /// ([`execgate_sandbox::reported_signal`]).
+    /// ([`execgate_sandbox::reported_end`]), or that its exec failed.
     pub(crate) control: OwnedFd,
 }
 

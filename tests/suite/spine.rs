@@ -1109,7 +1109,7 @@ async fn an_escalated_exec_that_fails_ends_with_zshs_status() {
             .iter()
             .map(|(name, command, _)| format!("{command}; print -r -- \"{name} $?\"; "))
             .collect();
-        let (output, _) = match execution {
+        let (output, recorder) = match execution {
             Execution::TurnDefault => {
                 let profile = PermissionProfile::preset("workspace-write").unwrap();
                 run_sandboxed(policy_by_path(&rules), profile, &script, &root).await
@@ -1122,5 +1122,15 @@ async fn an_escalated_exec_that_fails_ends_with_zshs_status() {
             .collect();
         assert_eq!(output.stdout, expected, "{execution:?}: {}", output.stderr);
         assert!(!output.stderr.contains("ran"), "{}", output.stderr);
+        // Recorded as not run, whether it failed in the server's exec or
+        // (a spare sandbox's start recorded before) in the helper's.
+        let failures = recorder.spawn_failures();
+        assert_eq!(failures.len(), cases.len(), "{execution:?}: {failures:?}");
+        for named in ["/long", "/busy", "/no/such/interp-execgate", "/junk"] {
+            assert!(
+                failures.iter().any(|failure| failure.contains(named)),
+                "{execution:?} {named}: {failures:?}"
+            );
+        }
     }
 }

@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
@@ -308,7 +308,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         }
         apply_seccomp(&network, Supervised::No)?;
     }
-    let (argv, inherited_env, exec_fd, inheritance) = match args.spare {
+    let (argv, inherited_env, exec_fd, inheritance, report) = match args.spare {
         Some(control) => {
             let order = spare::take_order(control)?;
             (
@@ -316,6 +316,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
                 order.env,
                 Some(order.exec_fd),
                 Some(order.inheritance),
+                order.report,
             )
         }
         // Started for its command: what it inherited is the requester's,
@@ -325,6 +326,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             args.argv.clone(),
             super::carried::restore(std::env::vars_os()),
             args.exec_fd,
+            None,
             None,
         ),
     };
@@ -362,6 +364,14 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
     };
     let absent =
         exec_fd.is_none() && errno == nix::Error::ENOENT && !exists_in_path(&program, &env);
+    if let Some(report) = report {
+        // The server's record of the escalation says nothing ran.
+        let _ = nix::sys::socket::send(
+            report.as_raw_fd(),
+            &spare::exec_failure_report(errno as i32),
+            nix::sys::socket::MsgFlags::MSG_NOSIGNAL | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        );
+    }
     Err(Failure::Execute {
         program,
         errno,

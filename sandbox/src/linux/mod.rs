@@ -29,6 +29,6 @@ pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use inheritance::Inheritance;
 pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
-pub use spare::{hand_order, reported_signal, SpareOrder, MOST_DESCRIPTORS};
+pub use spare::{hand_order, reported_end, ReportedEnd, SpareOrder, MOST_DESCRIPTORS};
 pub use started::SandboxStart;
 pub use supervisor::UNCREATABLE_NAMES;

@@ -16,9 +16,11 @@
 //!
 //! Nothing here may give the command anything the order did not: the
 //! control socket and the spare's own standard streams are closed before
-//! it runs. The sandbox's init (the supervisor, non-dumpable, so out of the
-//! command's reach) keeps its own copy of the control socket for one
-//! message: that the command died of a signal ([`reported_signal`]).
+//! it runs (the socket by the exec itself: until then it is kept, above
+//! the command's descriptors, to say that the exec failed). The sandbox's
+//! init (the supervisor, non-dumpable, so out of the command's reach)
+//! keeps its own copy of the control socket for one message: that the
+//! command died of a signal. [`reported_end`] reads either.
 
 use std::ffi::OsString;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -45,6 +47,11 @@ pub const READY: u8 = b'R';
 /// exit status, and bubblewrap's after it, can only say 128 plus the
 /// signal.
 const SIGNALED: u8 = b'S';
+/// What the helper writes when the exec of the command failed, before it
+/// exits with a shell's status for that: this byte and the `errno`
+/// (4 bytes, little-endian). Its exit status alone reads as the
+/// command's own.
+const EXEC_FAILED: u8 = b'E';
 const MAGIC: &[u8; 8] = b"EXSPARE1";
 /// Arguments and environment together, at most (the wire protocol's
 /// frames are at most 4 MiB).
@@ -175,6 +182,15 @@ pub(crate) struct Ordered {
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) exec_fd: RawFd,
     pub(crate) inheritance: Inheritance,
+    /// The control socket, close-on-exec, above every descriptor placed:
+    /// where to say that the exec failed ([`exec_failure_report`]).
+    pub(crate) report: Option<OwnedFd>,
+}
+
+/// The helper's report that the exec of the command failed with `errno`.
+pub(crate) fn exec_failure_report(errno: i32) -> [u8; 5] {
+    let [a, b, c, d] = errno.to_le_bytes();
+    [EXEC_FAILED, a, b, c, d]
 }
 
 /// The init's report that the command died of `signal`.
@@ -186,19 +202,38 @@ pub(crate) fn signal_report(signal: i32, core_dumped: bool) -> [u8; 3] {
     ]
 }
 
+/// How a spare's command ended, when its sandbox's exit code does not say
+/// it all: what the spare said on its control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedEnd {
+    /// The command died of `signal` (the exit code is 128 plus it).
+    Signaled { signal: i32, core_dumped: bool },
+    /// The command never ran: its exec failed with `errno` (the exit code
+    /// is a shell's for that, 126 or 127).
+    ExecFailed { errno: i32 },
+}
+
 /// How a spare's command ended, from the spare's `control` socket once its
 /// sandbox has ended with `exit_code`: the signal (and whether it dumped
-/// core) the sandbox's init said the command died of, when that is what
-/// the exit code stands for. `None` when it said nothing: the command
-/// exited with that code.
-pub fn reported_signal(control: BorrowedFd<'_>, exit_code: i32) -> Option<(i32, bool)> {
-    let mut report = [0u8; 4];
+/// core) the sandbox's init said the command died of, or the error its
+/// exec failed with, when that is what the exit code stands for. `None`
+/// when it said nothing: the command exited with that code.
+pub fn reported_end(control: BorrowedFd<'_>, exit_code: i32) -> Option<ReportedEnd> {
+    let mut report = [0u8; 8];
     let read = recv(control.as_raw_fd(), &mut report, MsgFlags::MSG_DONTWAIT).ok()?;
     match report[..read] {
         [SIGNALED, signal, core @ (0 | 1)]
             if signal > 0 && exit_code == 128 + i32::from(signal) =>
         {
-            Some((i32::from(signal), core == 1))
+            Some(ReportedEnd::Signaled {
+                signal: i32::from(signal),
+                core_dumped: core == 1,
+            })
+        }
+        [EXEC_FAILED, a, b, c, d] if matches!(exit_code, 126 | 127) => {
+            Some(ReportedEnd::ExecFailed {
+                errno: i32::from_le_bytes([a, b, c, d]),
+            })
         }
         _ => None,
     }
@@ -220,11 +255,15 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
     }
     let mut body = vec![0u8; length];
     read_exact(&control, &mut body).map_err(|e| broken(&e))?;
-    drop(control);
     let order = decode(&body).ok_or_else(|| broken(&"malformed"))?;
     if order.targets.len() != received.len() || !order.targets.contains(&order.exec_fd) {
         return Err(broken(&"its descriptors do not match it"));
     }
+    // Above every number placed, so that placing cannot close it; without
+    // it (a descriptor limit below that), an exec that fails is not said.
+    let above = order.targets.iter().copied().max().unwrap_or(2).max(2) + 1;
+    let report = sys::duplicate_above(&control, above).ok();
+    drop(control);
     place(received, &order.targets)
         .map_err(|errno| format!("cannot place the descriptors: {errno}"))?;
     std::env::set_current_dir(&order.cwd).map_err(|error| {
@@ -256,6 +295,7 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
         env,
         exec_fd: order.exec_fd,
         inheritance: order.inheritance,
+        report,
     })
 }
 
@@ -396,13 +436,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_signal_is_taken_only_as_the_exit_code_it_stands_for() {
+    fn a_report_is_taken_only_as_the_exit_code_it_stands_for() {
         use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
         use std::os::fd::AsFd;
-        type Case<'a> = (&'a [u8], i32, Option<(i32, bool)>);
+        type Case<'a> = (&'a [u8], i32, Option<ReportedEnd>);
+        let signaled = |signal, core_dumped| {
+            Some(ReportedEnd::Signaled {
+                signal,
+                core_dumped,
+            })
+        };
         let cases: &[Case] = &[
-            (&signal_report(15, false), 143, Some((15, false))),
-            (&signal_report(11, true), 139, Some((11, true))),
+            (&signal_report(15, false), 143, signaled(15, false)),
+            (&signal_report(11, true), 139, signaled(11, true)),
+            (
+                &exec_failure_report(libc::E2BIG),
+                127,
+                Some(ReportedEnd::ExecFailed { errno: libc::E2BIG }),
+            ),
+            (
+                &exec_failure_report(libc::EACCES),
+                126,
+                Some(ReportedEnd::ExecFailed {
+                    errno: libc::EACCES,
+                }),
+            ),
+            // A code no failed exec ends with: the command's own.
+            (&exec_failure_report(libc::E2BIG), 1, None),
+            (b"E\x07\x00\x00", 127, None),
             // The code says otherwise: the report is not the command's.
             (&signal_report(15, false), 0, None),
             (&signal_report(15, false), 142, None),
@@ -426,7 +487,7 @@ mod tests {
             }
             drop(theirs);
             assert_eq!(
-                reported_signal(ours.as_fd(), *code),
+                reported_end(ours.as_fd(), *code),
                 *expected,
                 "{written:?} with exit code {code}"
             );
