@@ -1077,8 +1077,8 @@ fn spawn_plan(
         beyond_the_sandbox,
         ..
     } = launch;
-    // Numbers above every forwarded descriptor: the script an interpreter
-    // reads by descriptor, then (sandboxed) the file the helper executes.
+    // Numbers above every forwarded descriptor: the scripts interpreters
+    // read by descriptor, then (sandboxed) the file the helper executes.
     let forwarded_max = fds
         .iter()
         .map(|(_, number)| *number)
@@ -1102,7 +1102,9 @@ fn spawn_plan(
             exit_status: error.exec_status(),
             reason: error.to_string(),
         })?;
-    if let Some((script, number)) = launch.script.take() {
+    // Above the scripts (at least one number, for a stable layout).
+    let after_scripts = script_number + launch.scripts.len().max(1) as RawFd;
+    for (script, number) in launch.scripts.drain(..) {
         fds.push((SafeClose::own(script), number));
     }
     let env = escalated_environment(
@@ -1128,7 +1130,7 @@ fn spawn_plan(
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
         // forwarded one.
-        let exec_number = script_number + 1;
+        let exec_number = after_scripts;
         let bwrap = std::fs::File::open(launcher.bwrap())
             .map_err(|error| format!("cannot open {}: {error}", launcher.bwrap().display()))?;
         // The link to the proxy of a limited network, above that; without
@@ -1171,7 +1173,7 @@ fn spawn_plan(
         launch = LaunchPlan {
             executable: bwrap.into(),
             argv,
-            script: None,
+            scripts: Vec::new(),
         };
     }
     let plan = SpawnPlan {

@@ -48,11 +48,8 @@ pub enum ResolveError {
         script: PathBuf,
         interpreter: OsString,
     },
-    #[error("interpreter {interpreter:?} of {script:?} is itself a script")]
-    NestedInterpreter {
-        script: PathBuf,
-        interpreter: PathBuf,
-    },
+    #[error("{script:?} runs through more interpreters of interpreters than the kernel follows")]
+    TooManyInterpreters { script: PathBuf },
     #[error("{script:?}: exec format error: its #! line names no interpreter")]
     NoInterpreter { script: PathBuf },
 }
@@ -65,11 +62,11 @@ impl ResolveError {
         let errno = match self {
             ResolveError::Open { source, .. } => source.raw_os_error().unwrap_or(libc::EACCES),
             ResolveError::InterpreterNotFound { .. } => libc::ENOENT,
+            ResolveError::TooManyInterpreters { .. } => libc::ELOOP,
             ResolveError::NoInterpreter { .. } => libc::ENOEXEC,
             ResolveError::NotAbsolute { .. }
             | ResolveError::NotRegularFile { .. }
-            | ResolveError::NotExecutable { .. }
-            | ResolveError::NestedInterpreter { .. } => libc::EACCES,
+            | ResolveError::NotExecutable { .. } => libc::EACCES,
         };
         execgate_protocol::exec_failure_status(errno)
     }
@@ -334,10 +331,16 @@ pub(crate) fn seen_by_requester(
 pub(crate) struct LaunchPlan {
     pub(crate) executable: OwnedFd,
     pub(crate) argv: Vec<OsString>,
-    /// A script the interpreter reads through its checked descriptor: it
-    /// must be open, inheritable, at the number `argv` names it by.
-    pub(crate) script: Option<(OwnedFd, RawFd)>,
+    /// The scripts the interpreters read through their checked
+    /// descriptors (the command's first, then an interpreter that is a
+    /// script itself): each must be open, inheritable, at the number
+    /// `argv` names it by.
+    pub(crate) scripts: Vec<(OwnedFd, RawFd)>,
 }
+
+/// The most scripts one exec runs through, the command's included: as
+/// the kernel bounds interpreters of interpreters (`ELOOP` past it).
+const MOST_SCRIPTS: usize = 4;
 
 /// Turns the checked file into what the kernel would have run for it.
 ///
@@ -347,8 +350,10 @@ pub(crate) struct LaunchPlan {
 /// descriptor the decision was made on, as `/dev/fd/{script_number}` (what
 /// the kernel does for `execveat` on a script): never re-opened by path,
 /// where it could have been replaced since. The script's `$0` is that name.
-/// A text file without `#!` runs under `/bin/sh` the same way, as zsh would
-/// run it. A binary's `argv[0]` is its canonical path.
+/// An interpreter that is a `#!` script itself runs through its own, as
+/// the kernel follows them (probe 195), reading itself the same way at the
+/// next number. A text file without `#!` runs under `/bin/sh` the same
+/// way, as zsh would run it. A binary's `argv[0]` is its canonical path.
 pub(crate) fn launch_plan(
     opened: OpenedExecutable,
     argv: &[OsString],
@@ -356,10 +361,31 @@ pub(crate) fn launch_plan(
     script_number: RawFd,
 ) -> Result<LaunchPlan, ResolveError> {
     let script = opened.resolved.canonical_path.clone();
-    let by_descriptor = OsString::from(format!("/dev/fd/{script_number}"));
-    let script_args = || std::iter::once(by_descriptor.clone()).chain(argv.iter().skip(1).cloned());
-    let head = opened.head();
-    if let Some(shebang) = parse_shebang(&head) {
+    let mut scripts = Vec::new();
+    // What follows the program's name: the command's arguments, with each
+    // script and its `#!` line's argument put before them as it is passed.
+    let mut tail: Vec<OsString> = argv.iter().skip(1).cloned().collect();
+    let mut program_name = None;
+    let mut current = opened;
+    loop {
+        let head = current.head();
+        let Some(shebang) = parse_shebang(&head) else {
+            // The kernel refuses a `#!` naming nothing (ENOEXEC), and so
+            // does zsh: it is no text for `/bin/sh` (probe 139: it ran so,
+            // unsandboxed).
+            if head.starts_with(b"#!") {
+                return Err(ResolveError::NoInterpreter {
+                    script: current.resolved.canonical_path.clone(),
+                });
+            }
+            break;
+        };
+        let path_of_script = current.resolved.canonical_path.clone();
+        if scripts.len() == MOST_SCRIPTS {
+            return Err(ResolveError::TooManyInterpreters {
+                script: script.clone(),
+            });
+        }
         let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
             PathBuf::from(&shebang.interpreter)
         } else {
@@ -368,52 +394,57 @@ pub(crate) fn launch_plan(
                 .map(|dir| dir.join(&shebang.interpreter))
                 .find(|candidate| open_executable(candidate).is_ok())
                 .ok_or_else(|| ResolveError::InterpreterNotFound {
-                    script: script.clone(),
+                    script: path_of_script,
                     interpreter: shebang.interpreter.clone(),
                 })?
         };
         let interpreter = open_executable(&interpreter_path)?;
-        if parse_shebang(&interpreter.head()).is_some() {
-            return Err(ResolveError::NestedInterpreter {
-                script,
-                interpreter: interpreter_path,
-            });
-        }
-        let mut new_argv = vec![shebang.interpreter.clone()];
-        new_argv.extend(shebang.argument.clone());
-        new_argv.extend(script_args());
+        let number = script_number + scripts.len() as RawFd;
+        scripts.push((current.script()?, number));
+        let by_descriptor = OsString::from(format!("/dev/fd/{number}"));
+        tail = shebang
+            .argument
+            .into_iter()
+            .chain(std::iter::once(by_descriptor))
+            .chain(tail)
+            .collect();
+        program_name = Some(shebang.interpreter);
+        current = interpreter;
+    }
+    if let Some(name) = program_name {
+        // The last interpreter, as its `#!` line named it; the kernel
+        // refuses one that is neither a binary nor a script (ENOEXEC).
         return Ok(LaunchPlan {
-            executable: interpreter.file.into(),
-            argv: new_argv,
-            script: Some((opened.script()?, script_number)),
+            executable: current.file.into(),
+            argv: std::iter::once(name).chain(tail).collect(),
+            scripts,
         });
     }
-    // The kernel refuses a `#!` naming nothing (ENOEXEC), and so does zsh:
-    // it is no text for `/bin/sh` (probe 139: it ran so, unsandboxed).
-    if head.starts_with(b"#!") {
-        return Err(ResolveError::NoInterpreter { script });
-    }
+    let head = current.head();
     if !head.starts_with(b"\x7fELF") && looks_like_shell_text(&head) {
         let shell = open_executable(Path::new("/bin/sh"))?;
-        let new_argv = std::iter::once(OsString::from("sh"))
-            .chain(script_args())
+        scripts.push((current.script()?, script_number));
+        let by_descriptor = OsString::from(format!("/dev/fd/{script_number}"));
+        let new_argv = [OsString::from("sh"), by_descriptor]
+            .into_iter()
+            .chain(tail)
             .collect();
         return Ok(LaunchPlan {
             executable: shell.file.into(),
             argv: new_argv,
-            script: Some((opened.script()?, script_number)),
+            scripts,
         });
     }
     // argv[0] is the canonical path, not what the request said: programs
     // that dispatch on their name (git's `git-upload-pack`, busybox)
     // would otherwise run what the rules never saw.
     let argv = std::iter::once(script.into_os_string())
-        .chain(argv.iter().skip(1).cloned())
+        .chain(tail)
         .collect();
     Ok(LaunchPlan {
-        executable: opened.file.into(),
+        executable: current.file.into(),
         argv,
-        script: None,
+        scripts,
     })
 }
 

@@ -1134,3 +1134,51 @@ async fn an_escalated_exec_that_fails_ends_with_zshs_status() {
         }
     }
 }
+
+/// Probe 195: an escalated script whose `#!` interpreter is a script
+/// itself failed to start (126), where the kernel, and so stock zsh, runs
+/// it through the inner script's own interpreter. It runs so, each script
+/// read through its checked descriptor, in the session's sandbox and
+/// unsandboxed alike (no judging policy here: the core bridge's refuses
+/// that beyond the sandbox).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalated_script_whose_interpreter_is_a_script_runs_as_the_kernel_runs_it() {
+    use execgate_escalate_server::sandbox::PermissionProfile;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let inner = root.join("inner");
+    write_executable(
+        &inner,
+        "#!/bin/sh -e\nprintf 'inner got:'; printf ' [%s]' \"$@\"; echo\n",
+    );
+    let outer = root.join("outer");
+    write_executable(&outer, &format!("#!{} -x\necho body\n", inner.display()));
+    let script = "./outer one 'two words'; print -r -- \"status $?\"";
+    for execution in [Execution::Unsandboxed, Execution::TurnDefault] {
+        let rules = [(
+            outer.to_str().unwrap(),
+            Decision::Escalate(execution.clone()),
+        )];
+        let (output, recorder) = match execution {
+            Execution::TurnDefault => {
+                let profile = PermissionProfile::preset("workspace-write").unwrap();
+                run_sandboxed(policy_by_path(&rules), profile, script, &root).await
+            }
+            _ => run(policy_by_path(&rules), script, &root).await,
+        };
+        // As the kernel passes them: the inner script, the outer's `#!`
+        // argument, the outer script, then the command's arguments; each
+        // script by the descriptor it was checked through.
+        let words: Vec<&str> = output.stdout.split(' ').collect();
+        assert_eq!(words[0], "inner", "{execution:?}: {}", output.stderr);
+        assert!(
+            output.stdout.contains("[-x] [/dev/fd/")
+                && output.stdout.ends_with("] [one] [two words]\nstatus 0\n"),
+            "{execution:?}: {}{}",
+            output.stdout,
+            output.stderr
+        );
+        assert!(recorder.spawn_failures().is_empty(), "{execution:?}");
+        assert_eq!(recorder.started_pids().len(), 1, "{execution:?}");
+    }
+}
