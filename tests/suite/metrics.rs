@@ -111,22 +111,19 @@ async fn a_shell_that_cannot_start_is_counted_with_its_reason() {
     session.shutdown().await;
 }
 
-/// Probe 192: bubblewrap's own failure to set a sandbox up (here: a
-/// directory the profile grants, removed since the session began) exits
-/// 1, as the command's failure would. It is told apart (bubblewrap's
-/// status lines report no exit): a run fails saying so, a long-lived
-/// process ends with 125 and says so, and both are counted. A command's
-/// own exit status 1 stays the command's.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
+/// A session in `workspace-write` in a fresh `ws`, with read on a
+/// sibling directory `granted` besides: (the temporary directory, `ws`,
+/// `granted`, the session).
+fn session_granted_a_directory(
+    policy: std::sync::Arc<dyn execgate_core_bridge::server::Policy>,
+) -> (tempfile::TempDir, PathBuf, PathBuf, ShellSession) {
     use execgate_core_bridge::server::sandbox::{parse_target, Access, PermissionProfile};
-    use execgate_core_bridge::{BridgeError, CommandStatus, ExecResponse};
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
     let (ws, granted) = (root.join("ws"), root.join("granted"));
     std::fs::create_dir(&ws).unwrap();
     std::fs::create_dir(&granted).unwrap();
-    let mut config = ShellSessionConfig::new(&ws, tools(), policy_by_path(&[]));
+    let mut config = ShellSessionConfig::new(&ws, tools(), policy);
     let mut profile = PermissionProfile::preset("workspace-write").unwrap();
     let PermissionProfile::Managed { file_system, .. } = &mut profile else {
         unreachable!()
@@ -138,7 +135,19 @@ async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() 
         )
         .unwrap();
     config.profile = profile;
-    let session = ShellSession::start(config).unwrap();
+    (dir, ws, granted, ShellSession::start(config).unwrap())
+}
+
+/// Probe 192: bubblewrap's own failure to set a sandbox up (here: a
+/// directory the profile grants, removed since the session began) exits
+/// 1, as the command's failure would. It is told apart (bubblewrap's
+/// status lines report no exit): a run fails saying so, a long-lived
+/// process ends with 125 and says so, and both are counted. A command's
+/// own exit status 1 stays the command's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
+    use execgate_core_bridge::{BridgeError, CommandStatus, ExecResponse};
+    let (_dir, _, granted, session) = session_granted_a_directory(policy_by_path(&[]));
     let own_failure = session
         .run("exit 1", RunOptions::default())
         .unwrap()
@@ -191,28 +200,10 @@ async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_escalations_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
-    use execgate_core_bridge::server::sandbox::{parse_target, Access, PermissionProfile};
-    let dir = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(dir.path()).unwrap();
-    let (ws, granted) = (root.join("ws"), root.join("granted"));
-    std::fs::create_dir(&ws).unwrap();
-    std::fs::create_dir(&granted).unwrap();
+    let policy = policy_by_path(&[("/usr/bin/env", Decision::Escalate(Execution::TurnDefault))]);
+    let (_dir, ws, granted, session) = session_granted_a_directory(policy);
     let go = ws.join("go");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let policy = policy_by_path(&[("/usr/bin/env", Decision::Escalate(Execution::TurnDefault))]);
-    let mut config = ShellSessionConfig::new(&ws, tools(), policy);
-    let mut profile = PermissionProfile::preset("workspace-write").unwrap();
-    let PermissionProfile::Managed { file_system, .. } = &mut profile else {
-        unreachable!()
-    };
-    file_system
-        .push(
-            parse_target(granted.to_str().unwrap(), None).unwrap(),
-            Access::Read,
-        )
-        .unwrap();
-    config.profile = profile;
-    let session = ShellSession::start(config).unwrap();
     // One shell, started while the grant is there; its escalations start
     // (or are handed) sandboxes after it is gone.
     let script = ": > ready; read -r line < go; for i in 1 2 3 4; do /usr/bin/env true; \
