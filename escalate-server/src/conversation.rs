@@ -37,7 +37,7 @@ use crate::events::{RefusedRequest, SessionEvent};
 use crate::policy::{Decision, ExecContext, Execution, PeerCredentials, PendingQuestion, Verdict};
 use crate::resolve::{
     launch_plan, open_executable, open_working_directory, sandbox_own_path, seen_by_requester,
-    LaunchPlan, OpenedExecutable,
+    InterpreterLookup, LaunchPlan, OpenedExecutable,
 };
 use crate::session::{LiveChild, Shared};
 use crate::spare;
@@ -802,6 +802,13 @@ async fn escalate(
                     });
                     termination
                 }
+                Some(ReportedEnd::NotRun { why }) => {
+                    shared.emit(SessionEvent::SpawnFailed {
+                        request_id,
+                        reason: format!("cannot run it in its sandbox: {why}; nothing ran"),
+                    });
+                    termination
+                }
                 None => termination,
             }
         }
@@ -1097,8 +1104,13 @@ fn spawn_plan(
         shared.config.escalation_path.clone()
     };
     let path = path.as_os_str();
+    let lookup = InterpreterLookup {
+        search_path: path,
+        cwd: &context.cwd,
+        seen_by: (sandboxed && !beyond_the_sandbox).then_some(context.peer.pid),
+    };
     let mut launch =
-        launch_plan(opened, &context.argv, path, script_number).map_err(|error| NotStarted {
+        launch_plan(opened, &context.argv, &lookup, script_number).map_err(|error| NotStarted {
             exit_status: error.exec_status(),
             reason: error.to_string(),
         })?;

@@ -339,8 +339,21 @@ pub(crate) struct LaunchPlan {
 }
 
 /// The most scripts one exec runs through, the command's included: as
-/// the kernel bounds interpreters of interpreters (`ELOOP` past it).
-const MOST_SCRIPTS: usize = 4;
+/// many as the kernel follows (`ELOOP` past them; review 43).
+const MOST_SCRIPTS: usize = 5;
+
+/// Where a launch plan finds `#!` interpreters.
+pub(crate) struct InterpreterLookup<'a> {
+    /// Where the command's own relative interpreter is looked up, as zsh
+    /// does (an inner script's is the kernel's: from `cwd`).
+    pub(crate) search_path: &'a OsStr,
+    /// The escalation's working directory.
+    pub(crate) cwd: &'a Path,
+    /// The sandboxed requester whose view every interpreter must be seen
+    /// in (its pid), for an escalation that runs in its sandbox: one its
+    /// profile hides is not there for it (review 43).
+    pub(crate) seen_by: Option<i32>,
+}
 
 /// Turns the checked file into what the kernel would have run for it.
 ///
@@ -357,7 +370,7 @@ const MOST_SCRIPTS: usize = 4;
 pub(crate) fn launch_plan(
     opened: OpenedExecutable,
     argv: &[OsString],
-    search_path: &OsStr,
+    lookup: &InterpreterLookup<'_>,
     script_number: RawFd,
 ) -> Result<LaunchPlan, ResolveError> {
     let script = opened.resolved.canonical_path.clone();
@@ -388,8 +401,10 @@ pub(crate) fn launch_plan(
         }
         let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
             PathBuf::from(&shebang.interpreter)
+        } else if !scripts.is_empty() {
+            lookup.cwd.join(&shebang.interpreter)
         } else {
-            std::env::split_paths(search_path)
+            std::env::split_paths(lookup.search_path)
                 .filter(|dir| dir.is_absolute())
                 .map(|dir| dir.join(&shebang.interpreter))
                 .find(|candidate| open_executable(candidate).is_ok())
@@ -398,7 +413,7 @@ pub(crate) fn launch_plan(
                     interpreter: shebang.interpreter.clone(),
                 })?
         };
-        let interpreter = open_executable(&interpreter_path)?;
+        let interpreter = open_seen(&interpreter_path, lookup.seen_by)?;
         let number = script_number + scripts.len() as RawFd;
         scripts.push((current.script()?, number));
         let by_descriptor = OsString::from(format!("/dev/fd/{number}"));
@@ -422,7 +437,7 @@ pub(crate) fn launch_plan(
     }
     let head = current.head();
     if !head.starts_with(b"\x7fELF") && looks_like_shell_text(&head) {
-        let shell = open_executable(Path::new("/bin/sh"))?;
+        let shell = open_seen(Path::new("/bin/sh"), lookup.seen_by)?;
         scripts.push((current.script()?, script_number));
         let by_descriptor = OsString::from(format!("/dev/fd/{script_number}"));
         let new_argv = [OsString::from("sh"), by_descriptor]
@@ -446,6 +461,23 @@ pub(crate) fn launch_plan(
         argv,
         scripts,
     })
+}
+
+/// Opens the interpreter at `path`, which must be the file the sandboxed
+/// requester `seen_by` sees there, if any: else it is not there, as for
+/// a program run in place.
+fn open_seen(path: &Path, seen_by: Option<i32>) -> Result<OpenedExecutable, ResolveError> {
+    let opened = open_executable(path)?;
+    if let Some(pid) = seen_by {
+        let seen = seen_by_requester(path, pid, None)?;
+        if !seen.is(&opened.resolved) {
+            return Err(ResolveError::Open {
+                path: path.to_owned(),
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+    }
+    Ok(opened)
 }
 
 #[cfg(test)]

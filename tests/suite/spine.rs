@@ -1182,3 +1182,71 @@ async fn an_escalated_script_whose_interpreter_is_a_script_runs_as_the_kernel_ru
         assert_eq!(recorder.started_pids().len(), 1, "{execution:?}");
     }
 }
+
+/// Review 43: a spare that took its command and then could not run it
+/// (its working directory replaced since the decision) said so only on
+/// the command's standard error; the record said it started and exited
+/// 126. The record now says that nothing ran, and why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spare_that_cannot_run_its_command_says_so_on_the_record() {
+    use execgate_escalate_server::sandbox::PermissionProfile;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let work = root.join("work");
+    fs::create_dir(&work).unwrap();
+    let replaced = work.clone();
+    // Decided, then replaced: the directory held for the decision is no
+    // longer the one at its path when the spare enters it.
+    let policy: Arc<dyn execgate_escalate_server::Policy> =
+        Arc::new(move |request: &ExecContext| {
+            if request.executable.canonical_path != Path::new("/usr/bin/env") {
+                return Decision::Run;
+            }
+            fs::rename(&replaced, replaced.with_extension("old")).unwrap();
+            fs::create_dir(&replaced).unwrap();
+            Decision::Escalate(Execution::TurnDefault)
+        });
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let script = "cd work && /usr/bin/env true; print -r -- \"status $?\"";
+    let (output, recorder) = run_sandboxed(policy, profile, script, &root).await;
+    assert_eq!(output.stdout, "status 126\n", "{}", output.stderr);
+    let failures = recorder.spawn_failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].contains("nothing ran") && failures[0].contains("no longer"),
+        "{failures:?}"
+    );
+}
+
+/// Review 43: a turn-default escalation looked its script's `#!`
+/// interpreter up on the host, so an interpreter the sandbox hides (under
+/// `/run`) ran in the sandbox, its text readable there. Run in place, the
+/// script finds no interpreter (127); escalated into the same sandbox, so
+/// it does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_default_script_does_not_run_an_interpreter_its_sandbox_hides() {
+    use execgate_escalate_server::sandbox::PermissionProfile;
+    let hidden = tempfile::Builder::new()
+        .prefix("execgate-hidden-interpreter")
+        .tempdir_in("/run")
+        .unwrap();
+    let inner = hidden.path().join("inner");
+    write_executable(&inner, "#!/bin/sh\necho hidden-ran\n");
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    let outer = root.join("outer");
+    write_executable(&outer, &format!("#!{}\necho body\n", inner.display()));
+    let rules = [(
+        outer.to_str().unwrap(),
+        Decision::Escalate(Execution::TurnDefault),
+    )];
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let script = "./outer; print -r -- \"status $?\"";
+    let (output, recorder) = run_sandboxed(policy_by_path(&rules), profile, script, &root).await;
+    assert_eq!(output.stdout, "status 127\n", "{}", output.stderr);
+    let failures = recorder.spawn_failures();
+    assert!(
+        failures.len() == 1 && failures[0].contains("No such file"),
+        "{failures:?}"
+    );
+}

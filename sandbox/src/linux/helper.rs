@@ -330,12 +330,20 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             None,
         ),
     };
+    // The server recorded a spare's command as started when the spare
+    // took it: it hears when that command does not run after all.
+    let not_run = |why: String| {
+        if let Some(report) = &report {
+            spare::say_not_run(report, &why);
+        }
+        why
+    };
     let program = argv[0].clone();
     let argv: Vec<CString> = argv
         .into_iter()
         .map(|arg| CString::new(arg.into_vec()))
         .collect::<Result<_, _>>()
-        .map_err(|_| "an argument contains a NUL byte".to_owned())?;
+        .map_err(|_| not_run("an argument contains a NUL byte".to_owned()))?;
     let proxy = match &network {
         SocketFilter::Limited { proxy } => Some(proxy.as_str()),
         SocketFilter::UnixOnly | SocketFilter::Host => None,
@@ -351,9 +359,11 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         .collect();
     sys::stop_ignoring_startup_signals();
     if let Some(inheritance) = inheritance {
-        inheritance
-            .apply()
-            .map_err(|error| format!("cannot take the requester's umask and limits: {error}"))?;
+        inheritance.apply().map_err(|error| {
+            not_run(format!(
+                "cannot take the requester's umask and limits: {error}"
+            ))
+        })?;
     }
     let errno = match exec_fd {
         Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),

@@ -52,6 +52,12 @@ const SIGNALED: u8 = b'S';
 /// (4 bytes, little-endian). Its exit status alone reads as the
 /// command's own.
 const EXEC_FAILED: u8 = b'E';
+/// What the helper writes when it could not complete the sandbox for the
+/// command it took (its directory replaced, its descriptors not placed),
+/// before it exits 126: this byte and why, cut to [`MOST_WHY`] bytes.
+const NOT_RUN: u8 = b'N';
+/// The most of a [`NOT_RUN`] report's reason.
+const MOST_WHY: usize = 240;
 const MAGIC: &[u8; 8] = b"EXSPARE1";
 /// Arguments and environment together, at most (the wire protocol's
 /// frames are at most 4 MiB).
@@ -193,6 +199,21 @@ pub(crate) fn exec_failure_report(errno: i32) -> [u8; 5] {
     [EXEC_FAILED, a, b, c, d]
 }
 
+/// Says on `report` that the command taken will not run, and `why`.
+pub(crate) fn say_not_run(report: &OwnedFd, why: &str) {
+    let mut end = why.len().min(MOST_WHY);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut said = vec![NOT_RUN];
+    said.extend_from_slice(&why.as_bytes()[..end]);
+    let _ = send(
+        report.as_raw_fd(),
+        &said,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    );
+}
+
 /// The init's report that the command died of `signal`.
 pub(crate) fn signal_report(signal: i32, core_dumped: bool) -> [u8; 3] {
     [
@@ -204,13 +225,16 @@ pub(crate) fn signal_report(signal: i32, core_dumped: bool) -> [u8; 3] {
 
 /// How a spare's command ended, when its sandbox's exit code does not say
 /// it all: what the spare said on its control socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReportedEnd {
     /// The command died of `signal` (the exit code is 128 plus it).
     Signaled { signal: i32, core_dumped: bool },
     /// The command never ran: its exec failed with `errno` (the exit code
     /// is a shell's for that, 126 or 127).
     ExecFailed { errno: i32 },
+    /// The command never ran: the sandbox could not be completed for it,
+    /// for the reason given (the exit code is 126).
+    NotRun { why: String },
 }
 
 /// How a spare's command ended, from the spare's `control` socket once its
@@ -219,7 +243,7 @@ pub enum ReportedEnd {
 /// exec failed with, when that is what the exit code stands for. `None`
 /// when it said nothing: the command exited with that code.
 pub fn reported_end(control: BorrowedFd<'_>, exit_code: i32) -> Option<ReportedEnd> {
-    let mut report = [0u8; 8];
+    let mut report = [0u8; 1 + MOST_WHY];
     let read = recv(control.as_raw_fd(), &mut report, MsgFlags::MSG_DONTWAIT).ok()?;
     match report[..read] {
         [SIGNALED, signal, core @ (0 | 1)]
@@ -235,6 +259,9 @@ pub fn reported_end(control: BorrowedFd<'_>, exit_code: i32) -> Option<ReportedE
                 errno: i32::from_le_bytes([a, b, c, d]),
             })
         }
+        [NOT_RUN, ref why @ ..] if exit_code == 126 => Some(ReportedEnd::NotRun {
+            why: String::from_utf8_lossy(why).into_owned(),
+        }),
         _ => None,
     }
 }
@@ -260,19 +287,27 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
         return Err(broken(&"its descriptors do not match it"));
     }
     // Above every number placed, so that placing cannot close it; without
-    // it (a descriptor limit below that), an exec that fails is not said.
+    // it (a descriptor limit below that), a command that does not run is
+    // not said to the server.
     let above = order.targets.iter().copied().max().unwrap_or(2).max(2) + 1;
     let report = sys::duplicate_above(&control, above).ok();
     drop(control);
+    let not_run = |why: String| {
+        if let Some(report) = &report {
+            say_not_run(report, &why);
+        }
+        why
+    };
     place(received, &order.targets)
-        .map_err(|errno| format!("cannot place the descriptors: {errno}"))?;
+        .map_err(|errno| not_run(format!("cannot place the descriptors: {errno}")))?;
     std::env::set_current_dir(&order.cwd).map_err(|error| {
-        format!(
+        not_run(format!(
             "cannot change to directory {}: {error}",
             order.cwd.display()
-        )
+        ))
     })?;
-    super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])?;
+    super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])
+        .map_err(not_run)?;
     let mut env: Vec<(OsString, OsString)> = order
         .env
         .into_iter()
@@ -463,6 +498,14 @@ mod tests {
             ),
             // A code no failed exec ends with: the command's own.
             (&exec_failure_report(libc::E2BIG), 1, None),
+            (
+                b"Nits directory was replaced",
+                126,
+                Some(ReportedEnd::NotRun {
+                    why: "its directory was replaced".into(),
+                }),
+            ),
+            (b"Nits directory was replaced", 127, None),
             (b"E\x07\x00\x00", 127, None),
             // The code says otherwise: the report is not the command's.
             (&signal_report(15, false), 0, None),
