@@ -2,6 +2,7 @@
 //! and failure, from real decisions in a sandboxed session.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 
 use execgate_core_bridge::server::{Decision, Execution};
 use execgate_core_bridge::{ExecOptions, RunOptions, ShellSession, ShellSessionConfig, Tools};
@@ -211,11 +212,33 @@ async fn an_escalations_sandbox_bubblewrap_cannot_set_up_is_told_from_the_comman
     let handle = session.run(script, RunOptions::default()).unwrap();
     let (gone, ready) = (granted.clone(), ws.join("ready"));
     tokio::task::spawn_blocking(move || {
+        // Bounded: a shell that never started fails the test, not hangs it
+        // (review 43).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shell never started"
+            );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::fs::remove_dir(&gone).unwrap();
-        std::fs::write(&go, "go\n").unwrap();
+        // Opened without waiting for a reader, which the shell is about to be.
+        let mut fifo = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&go)
+            {
+                Ok(fifo) => break fifo,
+                Err(error) if error.raw_os_error() == Some(libc::ENXIO) => {
+                    assert!(std::time::Instant::now() < deadline, "the shell never read");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(error) => panic!("cannot open the FIFO: {error}"),
+            }
+        };
+        std::io::Write::write_all(&mut fifo, b"go\n").unwrap();
     })
     .await
     .unwrap();
