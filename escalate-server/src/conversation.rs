@@ -715,8 +715,12 @@ async fn escalate(
             return;
         }
         Err(plan) => {
-            let started = match with_proxy_link(shared, context, *plan, pending_link) {
-                Ok(plan) => {
+            let mut report = None;
+            let started = match with_proxy_link(shared, context, *plan, pending_link)
+                .and_then(|plan| reporting_back(plan, sandboxed))
+            {
+                Ok((plan, ours)) => {
+                    report = ours;
                     let (plan, watch) = watching_set_up(plan, sandboxed);
                     set_up_watch = watch;
                     start_child(shared, context, plan, sandboxed).await
@@ -724,7 +728,8 @@ async fn escalate(
                 Err(reason) => Err(reason.into()),
             };
             match started {
-                Ok((pid, pidfd)) => (pid, pidfd, None),
+                // Its sandbox reports back as a spare's does.
+                Ok((pid, pidfd)) => (pid, pidfd, report),
                 Err(not_started) => {
                     let _ = send_within(shared, &cancel, &mut writer, &fail(not_started)).await;
                     return;
@@ -837,6 +842,50 @@ async fn escalate(
     if wrapper_present {
         let _ = send_within(shared, &cancel, &mut writer, &ServerMessage::Exited(told)).await;
     }
+}
+
+/// `plan` with a socket its sandbox's helper says on, as a spare does on
+/// its control socket, that the command died of a signal or did not run
+/// (`--report-fd`, among the helper's options); our end of it. Not for an
+/// unsandboxed plan.
+fn reporting_back(
+    mut plan: SpawnPlan,
+    sandboxed: bool,
+) -> Result<(SpawnPlan, Option<OwnedFd>), String> {
+    if !sandboxed {
+        return Ok((plan, None));
+    }
+    let (ours, theirs) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|errno| format!("socketpair: {errno}"))?;
+    let number = plan
+        .fds
+        .iter()
+        .map(|(_, number)| *number)
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1;
+    // Among the helper's options: right after the `--` that ends
+    // bubblewrap's, and the helper's path (as `--check`).
+    let helper_options = plan
+        .argv
+        .iter()
+        .position(|arg| arg.as_bytes() == b"--")
+        .map(|separator| separator + 2)
+        .filter(|position| *position <= plan.argv.len())
+        .ok_or("the sandbox command line has no helper to report back")?;
+    let number_text = CString::new(number.to_string()).map_err(|error| error.to_string())?;
+    plan.argv.splice(
+        helper_options..helper_options,
+        [CString::from(c"--report-fd"), number_text],
+    );
+    plan.fds.push((SafeClose::own(theirs), number));
+    Ok((plan, Some(ours)))
 }
 
 /// Why an escalation whose sandbox bubblewrap could not set up ran

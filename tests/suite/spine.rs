@@ -1250,3 +1250,56 @@ async fn a_turn_default_script_does_not_run_an_interpreter_its_sandbox_hides() {
         "{failures:?}"
     );
 }
+
+/// Review 43: an escalation whose sandbox is started with it (no spare
+/// can take more descriptors than one message carries) had no way to say
+/// that its program's exec failed (recorded as started, then exit 126)
+/// or that it died of a signal (exit 143). Its helper now reports back as
+/// a spare's does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_started_with_its_command_reports_back_as_a_spare_does() {
+    use execgate_escalate_server::sandbox::PermissionProfile;
+    let dir = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    fs::write(root.join("junk"), b"\x7fELF\x00\x00\x00junk\x00\x01").unwrap();
+    fs::set_permissions(root.join("junk"), fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&root.join("die"), "#!/bin/sh\nkill -TERM $$\n");
+    let paths = [root.join("junk"), root.join("die")];
+    let rules: Vec<(&str, Decision)> = paths
+        .iter()
+        .map(|path| {
+            (
+                path.to_str().unwrap(),
+                Decision::Escalate(Execution::TurnDefault),
+            )
+        })
+        .collect();
+    // 250 more descriptors: with the file to execute, more than a spare
+    // takes.
+    let script = "for i in {1..250}; do exec {fd}</dev/null; done; \
+                  ./junk; print -r -- \"junk $?\"; ./die; print -r -- \"die $?\"";
+    let profile = PermissionProfile::preset("workspace-write").unwrap();
+    let (output, recorder) = run_sandboxed(policy_by_path(&rules), profile, script, &root).await;
+    assert_eq!(output.stdout, "junk 126\ndie 143\n", "{}", output.stderr);
+    let failures = recorder.spawn_failures();
+    assert!(
+        failures.len() == 1 && failures[0].contains("Exec format error"),
+        "{failures:?}"
+    );
+    let ends: Vec<execgate_protocol::Termination> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::Exited { termination, .. } => Some(termination),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ends.last(),
+        Some(&execgate_protocol::Termination::Signaled {
+            signal: 15,
+            core_dumped: false
+        }),
+        "{ends:?}"
+    );
+}

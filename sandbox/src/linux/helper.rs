@@ -72,6 +72,10 @@ struct HelperArgs {
     exec_fd: Option<RawFd>,
     /// A spare's control socket: the command comes from there.
     spare: Option<RawFd>,
+    /// For a sandbox started with its command: where to say, as a spare
+    /// does on its control socket, that the command died of a signal, or
+    /// did not run (see `spare::reported_end`).
+    report: Option<RawFd>,
     /// Paths that must be the file (device, inode) the policy was resolved
     /// on.
     checks: Vec<(PathBuf, (u64, u64))>,
@@ -137,12 +141,18 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
             }
             Some("--exec-fd") => parsed.exec_fd = Some(parse_fd("--exec-fd", value("--exec-fd")?)?),
             Some("--spare") => parsed.spare = Some(parse_fd("--spare", value("--spare")?)?),
+            Some("--report-fd") => {
+                parsed.report = Some(parse_fd("--report-fd", value("--report-fd")?)?);
+            }
             Some("--") => {
                 parsed.argv = args.collect();
                 break;
             }
             _ => return Err(format!("unexpected argument {arg:?}")),
         }
+    }
+    if parsed.spare.is_some() && parsed.report.is_some() {
+        return Err("a spare reports on its control socket".into());
     }
     match (&parsed.spare, parsed.argv.is_empty()) {
         (None, true) => return Err("no program to run".into()),
@@ -290,7 +300,7 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         // The parent serves and never comes back here.
-        let hand_over = supervisor::fork_supervisor(supervision, args.spare)?;
+        let hand_over = supervisor::fork_supervisor(supervision, args.spare.or(args.report))?;
         // First, while the seccomp() call is still allowed: the filter
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
@@ -304,7 +314,10 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             // take in every orphan. A parent stays init instead: it reaps
             // and exits as the target does, as a supervisor with nothing to
             // watch.
-            drop(supervisor::fork_supervisor(supervision, args.spare)?);
+            drop(supervisor::fork_supervisor(
+                supervision,
+                args.spare.or(args.report),
+            )?);
         }
         apply_seccomp(&network, Supervised::No)?;
     }
@@ -327,7 +340,10 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             super::carried::restore(std::env::vars_os()),
             args.exec_fd,
             None,
-            None,
+            match args.report {
+                Some(fd) => Some(take_report(fd)?),
+                None => None,
+            },
         ),
     };
     // The server recorded a spare's command as started when the spare
@@ -387,6 +403,16 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         errno,
         absent,
     })
+}
+
+/// The report descriptor `fd` the launcher passed, closed by the exec of
+/// the command: it is the helper's alone.
+fn take_report(fd: RawFd) -> Result<std::os::fd::OwnedFd, String> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let report = sys::take_inherited(fd).map_err(|errno| format!("--report-fd {fd}: {errno}"))?;
+    fcntl(&report, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|errno| format!("--report-fd {fd}: {errno}"))?;
+    Ok(report)
 }
 
 /// The cookie of the sandbox's network namespace, read from a socket made
