@@ -822,8 +822,9 @@ impl Inner {
         let (mut interpreter, mut canonical, mut shebang, mut script) =
             (interpreter, canonical, shebang, program.clone());
         let mut args = request.argv.get(1..).unwrap_or_default().to_vec();
-        // The kernel follows four levels of `#!`.
-        for _ in 0..4 {
+        // The kernel follows five scripts of scripts, the command's among
+        // them (the launch plan does too: review 44).
+        for _ in 0..5 {
             let interpreted = match interpreted(
                 &interpreter,
                 &canonical,

@@ -344,8 +344,9 @@ const MOST_SCRIPTS: usize = 5;
 
 /// Where a launch plan finds `#!` interpreters.
 pub(crate) struct InterpreterLookup<'a> {
-    /// Where the command's own relative interpreter is looked up, as zsh
-    /// does (an inner script's is the kernel's: from `cwd`).
+    /// Where the command's own relative interpreter is looked up when the
+    /// working directory has none, as zsh does (an inner script's is the
+    /// kernel's: from `cwd` alone).
     pub(crate) search_path: &'a OsStr,
     /// The escalation's working directory.
     pub(crate) cwd: &'a Path,
@@ -358,7 +359,8 @@ pub(crate) struct InterpreterLookup<'a> {
 /// Turns the checked file into what the kernel would have run for it.
 ///
 /// A binary runs through its descriptor. A `#!` script runs through its
-/// interpreter (found in `search_path` when relative, as zsh does), which is
+/// interpreter (when relative, found from the working directory, then in
+/// `search_path`, as zsh does), which is
 /// opened and checked the same way, and reads the script through the
 /// descriptor the decision was made on, as `/dev/fd/{script_number}` (what
 /// the kernel does for `execveat` on a script): never re-opened by path,
@@ -399,21 +401,23 @@ pub(crate) fn launch_plan(
                 script: script.clone(),
             });
         }
-        let interpreter_path = if Path::new(&shebang.interpreter).is_absolute() {
-            PathBuf::from(&shebang.interpreter)
+        let interpreter = if Path::new(&shebang.interpreter).is_absolute() {
+            open_seen(Path::new(&shebang.interpreter), lookup.seen_by)?
         } else if !scripts.is_empty() {
-            lookup.cwd.join(&shebang.interpreter)
+            // An inner script's: the kernel's alone, from the directory.
+            open_seen(&lookup.cwd.join(&shebang.interpreter), lookup.seen_by)?
         } else {
-            std::env::split_paths(lookup.search_path)
-                .filter(|dir| dir.is_absolute())
-                .map(|dir| dir.join(&shebang.interpreter))
-                .find(|candidate| open_executable(candidate).is_ok())
+            // The command's own: the kernel's from the directory, then, as
+            // zsh does when that finds nothing, each directory of `PATH`;
+            // each where the requester sees it (review 44).
+            std::iter::once(lookup.cwd.to_owned())
+                .chain(std::env::split_paths(lookup.search_path).filter(|dir| dir.is_absolute()))
+                .find_map(|dir| open_seen(&dir.join(&shebang.interpreter), lookup.seen_by).ok())
                 .ok_or_else(|| ResolveError::InterpreterNotFound {
                     script: path_of_script,
                     interpreter: shebang.interpreter.clone(),
                 })?
         };
-        let interpreter = open_seen(&interpreter_path, lookup.seen_by)?;
         let number = script_number + scripts.len() as RawFd;
         scripts.push((current.script()?, number));
         let by_descriptor = OsString::from(format!("/dev/fd/{number}"));
@@ -467,17 +471,20 @@ pub(crate) fn launch_plan(
 /// requester `seen_by` sees there, if any: else it is not there, as for
 /// a program run in place.
 fn open_seen(path: &Path, seen_by: Option<i32>) -> Result<OpenedExecutable, ResolveError> {
+    // The requester's view first: where it sees nothing, the answer says
+    // nothing of what the host has there (review 44: "not executable",
+    // "not a regular file" told a hidden path apart from a missing one).
+    let seen = seen_by
+        .map(|pid| seen_by_requester(path, pid, None))
+        .transpose()?;
     let opened = open_executable(path)?;
-    if let Some(pid) = seen_by {
-        let seen = seen_by_requester(path, pid, None)?;
-        if !seen.is(&opened.resolved) {
-            return Err(ResolveError::Open {
-                path: path.to_owned(),
-                source: io::Error::from_raw_os_error(libc::ENOENT),
-            });
-        }
+    match seen {
+        Some(seen) if !seen.is(&opened.resolved) => Err(ResolveError::Open {
+            path: path.to_owned(),
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        }),
+        _ => Ok(opened),
     }
-    Ok(opened)
 }
 
 #[cfg(test)]
@@ -485,6 +492,59 @@ mod tests {
     use std::path::Path;
 
     use super::open_working_directory;
+
+    /// Review 44: how deep scripts of scripts are followed, and where an
+    /// inner script's relative interpreter is found (the kernel's way).
+    #[test]
+    fn scripts_of_scripts_are_followed_as_the_kernel_follows_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::fs::canonicalize(dir.path()).unwrap();
+        let write = |name: &str, text: String| {
+            let path = cwd.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        // s0 runs under /bin/sh; each sN under s(N-1).
+        write("s0", "#!/bin/sh\n".into());
+        for level in 1..6 {
+            write(
+                &format!("s{level}"),
+                format!("#!{}\n", cwd.join(format!("s{}", level - 1)).display()),
+            );
+        }
+        write("relative-inner", "#!cat\n".into());
+        write(
+            "outer-of-relative",
+            format!("#!{}\n", cwd.join("relative-inner").display()),
+        );
+        write("own-relative", "#!s0\n".into());
+        let lookup = super::InterpreterLookup {
+            search_path: std::ffi::OsStr::new("/usr/bin:/bin"),
+            cwd: &cwd,
+            seen_by: None,
+        };
+        let plan = |name: &str| {
+            let opened = super::open_executable(&cwd.join(name)).unwrap();
+            super::launch_plan(opened, &[name.into()], &lookup, 10)
+        };
+        // Five scripts (s4 down to s0) run; six do not.
+        assert_eq!(plan("s4").unwrap().scripts.len(), 5);
+        let too_deep = plan("s5").err().unwrap();
+        assert!(matches!(
+            too_deep,
+            super::ResolveError::TooManyInterpreters { .. }
+        ));
+        assert_eq!(too_deep.exec_status(), 127);
+        // An inner `#!cat` is looked for in the directory, not in `PATH`.
+        let relative = plan("outer-of-relative").err().unwrap();
+        assert_eq!(relative.exec_status(), 127, "{relative}");
+        // The command's own relative interpreter: the directory's first.
+        let own = plan("own-relative").unwrap();
+        assert_eq!(own.scripts.len(), 2);
+        assert_eq!(own.argv[0], "/bin/sh");
+    }
 
     #[test]
     fn a_working_directory_is_held_only_when_it_is_the_requesters() {

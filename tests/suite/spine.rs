@@ -1186,36 +1186,46 @@ async fn an_escalated_script_whose_interpreter_is_a_script_runs_as_the_kernel_ru
 /// Review 43: a spare that took its command and then could not run it
 /// (its working directory replaced since the decision) said so only on
 /// the command's standard error; the record said it started and exited
-/// 126. The record now says that nothing ran, and why.
+/// 126. The record now says that nothing ran, and why; review 44: so
+/// does a sandbox started with its command (250 more descriptors than a
+/// spare can take), which checks its directory before anything else.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_spare_that_cannot_run_its_command_says_so_on_the_record() {
+async fn a_sandbox_that_cannot_run_its_command_says_so_on_the_record() {
     use execgate_escalate_server::sandbox::PermissionProfile;
-    let dir = tempfile::tempdir().unwrap();
-    let root = fs::canonicalize(dir.path()).unwrap();
-    let work = root.join("work");
-    fs::create_dir(&work).unwrap();
-    let replaced = work.clone();
-    // Decided, then replaced: the directory held for the decision is no
-    // longer the one at its path when the spare enters it.
-    let policy: Arc<dyn execgate_escalate_server::Policy> =
-        Arc::new(move |request: &ExecContext| {
-            if request.executable.canonical_path != Path::new("/usr/bin/env") {
-                return Decision::Run;
-            }
-            fs::rename(&replaced, replaced.with_extension("old")).unwrap();
-            fs::create_dir(&replaced).unwrap();
-            Decision::Escalate(Execution::TurnDefault)
-        });
-    let profile = PermissionProfile::preset("workspace-write").unwrap();
-    let script = "cd work && /usr/bin/env true; print -r -- \"status $?\"";
-    let (output, recorder) = run_sandboxed(policy, profile, script, &root).await;
-    assert_eq!(output.stdout, "status 126\n", "{}", output.stderr);
-    let failures = recorder.spawn_failures();
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert!(
-        failures[0].contains("nothing ran") && failures[0].contains("no longer"),
-        "{failures:?}"
-    );
+    for (way, before) in [
+        ("a spare", ""),
+        (
+            "a sandbox started with it",
+            "for i in {1..250}; do exec {fd}</dev/null; done; ",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        let work = root.join("work");
+        fs::create_dir(&work).unwrap();
+        let replaced = work.clone();
+        // Decided, then replaced: the directory held for the decision is
+        // no longer the one at its path when the sandbox enters it.
+        let policy: Arc<dyn execgate_escalate_server::Policy> =
+            Arc::new(move |request: &ExecContext| {
+                if request.executable.canonical_path != Path::new("/usr/bin/env") {
+                    return Decision::Run;
+                }
+                fs::rename(&replaced, replaced.with_extension("old")).unwrap();
+                fs::create_dir(&replaced).unwrap();
+                Decision::Escalate(Execution::TurnDefault)
+            });
+        let profile = PermissionProfile::preset("workspace-write").unwrap();
+        let script = format!("cd work && {before}/usr/bin/env true; print -r -- \"status $?\"");
+        let (output, recorder) = run_sandboxed(policy, profile, &script, &root).await;
+        assert_eq!(output.stdout, "status 126\n", "{way}: {}", output.stderr);
+        let failures = recorder.spawn_failures();
+        assert_eq!(failures.len(), 1, "{way}: {failures:?}");
+        assert!(
+            failures[0].contains("nothing ran") && failures[0].contains("no longer"),
+            "{way}: {failures:?}"
+        );
+    }
 }
 
 /// Review 43: a turn-default escalation looked its script's `#!`

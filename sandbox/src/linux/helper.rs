@@ -164,12 +164,30 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<HelperArgs, String>
 
 /// The helper binary's whole life. Returns only on failure.
 pub fn helper_main() -> std::process::ExitCode {
+    // Where to say that the command will not run, once there is one: a
+    // spare's control socket once it has taken its order, or the report
+    // socket of a sandbox started with its command. The server recorded
+    // the command's start already.
+    let mut report = None;
     let Err(failure) = parse(std::env::args_os().skip(1))
         .map_err(Failure::Confine)
-        .and_then(|args| confine_and_exec(&args));
+        .and_then(|args| confine_and_exec(&args, &mut report));
     // SIGPIPE was set back to its default for the target: a closed stderr
     // must not turn this report into a death by signal.
     let _ = sys::ignore_signal(nix::sys::signal::Signal::SIGPIPE);
+    if let Some(report) = &report {
+        match &failure {
+            Failure::Confine(reason) => spare::say_not_run(report, reason),
+            Failure::Execute { errno, .. } => {
+                let _ = nix::sys::socket::send(
+                    report.as_raw_fd(),
+                    &spare::exec_failure_report(*errno as i32),
+                    nix::sys::socket::MsgFlags::MSG_NOSIGNAL
+                        | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                );
+            }
+        }
+    }
     match failure {
         Failure::Confine(reason) => {
             eprintln!("execgate: cannot enforce the sandbox: {reason}; nothing was run");
@@ -261,7 +279,14 @@ impl From<&str> for Failure {
     }
 }
 
-fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failure> {
+fn confine_and_exec(
+    args: &HelperArgs,
+    report: &mut Option<std::os::fd::OwnedFd>,
+) -> Result<std::convert::Infallible, Failure> {
+    // First: any failure after this is said on it.
+    if let Some(fd) = args.report {
+        *report = Some(take_report(fd)?);
+    }
     require_no_capabilities()?;
     require_same_files(&args.checks)?;
     let network = match args.limited_network {
@@ -321,15 +346,14 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         }
         apply_seccomp(&network, Supervised::No)?;
     }
-    let (argv, inherited_env, exec_fd, inheritance, report) = match args.spare {
+    let (argv, inherited_env, exec_fd, inheritance) = match args.spare {
         Some(control) => {
-            let order = spare::take_order(control)?;
+            let order = spare::take_order(control, report)?;
             (
                 order.argv,
                 order.env,
                 Some(order.exec_fd),
                 Some(order.inheritance),
-                order.report,
             )
         }
         // Started for its command: what it inherited is the requester's,
@@ -340,26 +364,14 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
             super::carried::restore(std::env::vars_os()),
             args.exec_fd,
             None,
-            match args.report {
-                Some(fd) => Some(take_report(fd)?),
-                None => None,
-            },
         ),
-    };
-    // The server recorded a spare's command as started when the spare
-    // took it: it hears when that command does not run after all.
-    let not_run = |why: String| {
-        if let Some(report) = &report {
-            spare::say_not_run(report, &why);
-        }
-        why
     };
     let program = argv[0].clone();
     let argv: Vec<CString> = argv
         .into_iter()
         .map(|arg| CString::new(arg.into_vec()))
         .collect::<Result<_, _>>()
-        .map_err(|_| not_run("an argument contains a NUL byte".to_owned()))?;
+        .map_err(|_| "an argument contains a NUL byte".to_owned())?;
     let proxy = match &network {
         SocketFilter::Limited { proxy } => Some(proxy.as_str()),
         SocketFilter::UnixOnly | SocketFilter::Host => None,
@@ -375,11 +387,9 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
         .collect();
     sys::stop_ignoring_startup_signals();
     if let Some(inheritance) = inheritance {
-        inheritance.apply().map_err(|error| {
-            not_run(format!(
-                "cannot take the requester's umask and limits: {error}"
-            ))
-        })?;
+        inheritance
+            .apply()
+            .map_err(|error| format!("cannot take the requester's umask and limits: {error}"))?;
     }
     let errno = match exec_fd {
         Some(fd) => sys::execute_inherited_fd(fd, &argv, &env),
@@ -390,14 +400,6 @@ fn confine_and_exec(args: &HelperArgs) -> Result<std::convert::Infallible, Failu
     };
     let absent =
         exec_fd.is_none() && errno == nix::Error::ENOENT && !exists_in_path(&program, &env);
-    if let Some(report) = report {
-        // The server's record of the escalation says nothing ran.
-        let _ = nix::sys::socket::send(
-            report.as_raw_fd(),
-            &spare::exec_failure_report(errno as i32),
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-        );
-    }
     Err(Failure::Execute {
         program,
         errno,

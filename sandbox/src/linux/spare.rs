@@ -188,9 +188,6 @@ pub(crate) struct Ordered {
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) exec_fd: RawFd,
     pub(crate) inheritance: Inheritance,
-    /// The control socket, close-on-exec, above every descriptor placed:
-    /// where to say that the exec failed ([`exec_failure_report`]).
-    pub(crate) report: Option<OwnedFd>,
 }
 
 /// The helper's report that the exec of the command failed with `errno`.
@@ -268,8 +265,11 @@ pub fn reported_end(control: BorrowedFd<'_>, exit_code: i32) -> Option<ReportedE
 
 /// The helper's side: says it is ready on `control`, takes the order,
 /// closes `control`, places the descriptors, enters the directory and
-/// checks that it is the one the decision was made in.
-pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
+/// checks that it is the one the decision was made in. Once the order is
+/// read, `report` holds the control socket again, close-on-exec and above
+/// every descriptor placed: where to say that the command taken does not
+/// run ([`say_not_run`], [`exec_failure_report`]).
+pub(crate) fn take_order(control: RawFd, report: &mut Option<OwnedFd>) -> Result<Ordered, String> {
     let control = sys::take_inherited(control)
         .map_err(|errno| format!("the spare's control socket is not open: {errno}"))?;
     let broken =
@@ -290,24 +290,17 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
     // it (a descriptor limit below that), a command that does not run is
     // not said to the server.
     let above = order.targets.iter().copied().max().unwrap_or(2).max(2) + 1;
-    let report = sys::duplicate_above(&control, above).ok();
+    *report = sys::duplicate_above(&control, above).ok();
     drop(control);
-    let not_run = |why: String| {
-        if let Some(report) = &report {
-            say_not_run(report, &why);
-        }
-        why
-    };
     place(received, &order.targets)
-        .map_err(|errno| not_run(format!("cannot place the descriptors: {errno}")))?;
+        .map_err(|errno| format!("cannot place the descriptors: {errno}"))?;
     std::env::set_current_dir(&order.cwd).map_err(|error| {
-        not_run(format!(
+        format!(
             "cannot change to directory {}: {error}",
             order.cwd.display()
-        ))
+        )
     })?;
-    super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])
-        .map_err(not_run)?;
+    super::helper::require_same_files(&[(PathBuf::from("."), order.cwd_identity)])?;
     let mut env: Vec<(OsString, OsString)> = order
         .env
         .into_iter()
@@ -330,7 +323,6 @@ pub(crate) fn take_order(control: RawFd) -> Result<Ordered, String> {
         env,
         exec_fd: order.exec_fd,
         inheritance: order.inheritance,
-        report,
     })
 }
 
