@@ -844,6 +844,17 @@ async fn escalate(
     }
 }
 
+/// The least descriptor number above every one of `fds`' numbers and the
+/// standard streams.
+fn above_every(fds: &[(SafeClose, RawFd)]) -> RawFd {
+    fds.iter()
+        .map(|(_, number)| *number)
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1
+}
+
 /// `plan` with a socket its sandbox's helper says on, as a spare does on
 /// its control socket, that the command died of a signal or did not run
 /// (`--report-fd`, among the helper's options); our end of it. Not for an
@@ -862,14 +873,7 @@ fn reporting_back(
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|errno| format!("socketpair: {errno}"))?;
-    let number = plan
-        .fds
-        .iter()
-        .map(|(_, number)| *number)
-        .max()
-        .unwrap_or(2)
-        .max(2)
-        + 1;
+    let number = above_every(&plan.fds);
     // Among the helper's options: right after the `--` that ends
     // bubblewrap's, and the helper's path (as `--check`).
     let helper_options = plan
@@ -921,14 +925,7 @@ fn watching_set_up(
         return (plan, None);
     };
     // Above every descriptor the plan places, its link to a proxy's too.
-    let number = plan
-        .fds
-        .iter()
-        .map(|(_, number)| *number)
-        .max()
-        .unwrap_or(2)
-        .max(2)
-        + 1;
+    let number = above_every(&plan.fds);
     let Ok(number_text) = CString::new(number.to_string()) else {
         return (plan, None);
     };
@@ -1135,13 +1132,7 @@ fn spawn_plan(
     } = launch;
     // Numbers above every forwarded descriptor: the scripts interpreters
     // read by descriptor, then (sandboxed) the file the helper executes.
-    let forwarded_max = fds
-        .iter()
-        .map(|(_, number)| *number)
-        .max()
-        .unwrap_or(2)
-        .max(2);
-    let script_number = forwarded_max + 1;
+    let script_number = above_every(&fds);
     let sandboxed = sandbox.is_some();
     // A child in the session's own sandbox runs what it finds there with
     // no more than the sandbox has; one outside it or with grants must not
