@@ -8,7 +8,7 @@ const WRAPPER_SOURCES: &[&str] = &["exec-wrapper", "protocol"];
 
 /// The workspace crates the sandbox helper binary is built from.
 #[allow(dead_code)]
-const HELPER_SOURCES: &[&str] = &["network-proxy", "sandbox"];
+const HELPER_SOURCES: &[&str] = &["network-proxy", "protocol", "sandbox"];
 
 /// What every build depends on besides the crates: dependency versions,
 /// profiles, the musl target's flags, and the build scripts' shared files

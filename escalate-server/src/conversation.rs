@@ -874,14 +874,7 @@ fn reporting_back(
     )
     .map_err(|errno| format!("socketpair: {errno}"))?;
     let number = above_every(&plan.fds);
-    // Among the helper's options: right after the `--` that ends
-    // bubblewrap's, and the helper's path (as `--check`).
-    let helper_options = plan
-        .argv
-        .iter()
-        .position(|arg| arg.as_bytes() == b"--")
-        .map(|separator| separator + 2)
-        .filter(|position| *position <= plan.argv.len())
+    let helper_options = helper_options_at(&plan.argv, |arg| arg.as_bytes())
         .ok_or("the sandbox command line has no helper to report back")?;
     let number_text = CString::new(number.to_string()).map_err(|error| error.to_string())?;
     plan.argv.splice(
@@ -1260,18 +1253,12 @@ pub(crate) fn c_strings(items: Vec<OsString>) -> Result<Vec<CString>, String> {
 /// bubblewrap enters the working directory by path, inside its new view:
 /// the inner helper must then find itself in the directory the decision
 /// was made on (`--check . DEV:INO`), or run nothing. The check goes among
-/// the helper's options, right after the `--` that ends bubblewrap's and
-/// the helper's path (bubblewrap's own arguments hold no bare `--`: its
-/// paths are absolute).
+/// the helper's options ([`helper_options_at`]).
 fn require_held_directory(argv: &mut Vec<OsString>, context: &ExecContext) -> Result<(), String> {
     let Ok(directory) = &context.working_directory else {
         return Err("not escalated: the working directory is not held".into());
     };
-    let helper_options = argv
-        .iter()
-        .position(|arg| arg == "--")
-        .map(|separator| separator + 2)
-        .filter(|position| *position <= argv.len())
+    let helper_options = helper_options_at(argv, |arg| arg.as_encoded_bytes())
         .ok_or("the sandbox command line has no helper to check the working directory")?;
     let check = [
         OsString::from("--check"),
@@ -1280,6 +1267,16 @@ fn require_held_directory(argv: &mut Vec<OsString>, context: &ExecContext) -> Re
     ];
     argv.splice(helper_options..helper_options, check);
     Ok(())
+}
+
+/// Where the helper's options begin in a sandbox's command line: right
+/// after the `--` that ends bubblewrap's (whose own arguments hold no
+/// bare `--`: its paths are absolute) and the helper's path.
+fn helper_options_at<T>(argv: &[T], bytes: impl Fn(&T) -> &[u8]) -> Option<usize> {
+    argv.iter()
+        .position(|arg| bytes(arg) == b"--")
+        .map(|separator| separator + 2)
+        .filter(|position| *position <= argv.len())
 }
 
 fn describe_spawn_failure(failure: &SpawnFailure, context: &ExecContext) -> String {

@@ -33,7 +33,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
@@ -178,14 +178,7 @@ pub fn helper_main() -> std::process::ExitCode {
     if let Some(report) = &report {
         match &failure {
             Failure::Confine(reason) => spare::say_not_run(report, reason),
-            Failure::Execute { errno, .. } => {
-                let _ = nix::sys::socket::send(
-                    report.as_raw_fd(),
-                    &spare::exec_failure_report(*errno as i32),
-                    nix::sys::socket::MsgFlags::MSG_NOSIGNAL
-                        | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-                );
-            }
+            Failure::Execute { errno, .. } => spare::say_exec_failed(report, *errno as i32),
         }
     }
     match failure {
@@ -229,28 +222,13 @@ pub fn helper_main() -> std::process::ExitCode {
                 program.to_string_lossy().escape_debug(),
                 errno.desc()
             );
-            std::process::ExitCode::from(exec_failure_status(errno))
+            std::process::ExitCode::from(execgate_protocol::exec_failure_status(errno as i32))
         }
     }
 }
 
 /// Exit status when the program is not found (as a shell's).
 const NOT_FOUND: u8 = 127;
-
-/// Exit status when the program is found but cannot be executed (as a
-/// shell's).
-const CANNOT_EXECUTE: u8 = 126;
-
-/// zsh's status for an exec that failed with `errno` (the wire protocol's
-/// `exec_failure_status`, which the wrapper ends with where it executes):
-/// 126 for a file found but not executable, 127 for any other failure
-/// (probe 195: an argument list too long, a file busy being written).
-fn exec_failure_status(errno: nix::Error) -> u8 {
-    match errno {
-        nix::Error::EACCES | nix::Error::ENOEXEC => CANNOT_EXECUTE,
-        _ => NOT_FOUND,
-    }
-}
 
 /// Why the helper did not become its target.
 enum Failure {

@@ -191,9 +191,15 @@ pub(crate) struct Ordered {
 }
 
 /// The helper's report that the exec of the command failed with `errno`.
-pub(crate) fn exec_failure_report(errno: i32) -> [u8; 5] {
+fn exec_failure_report(errno: i32) -> [u8; 5] {
     let [a, b, c, d] = errno.to_le_bytes();
     [EXEC_FAILED, a, b, c, d]
+}
+
+/// Says on `report` that the exec of the command taken failed with
+/// `errno`.
+pub(crate) fn say_exec_failed(report: &OwnedFd, errno: i32) {
+    say(report, &exec_failure_report(errno));
 }
 
 /// Says on `report` that the command taken will not run, and `why`.
@@ -204,9 +210,14 @@ pub(crate) fn say_not_run(report: &OwnedFd, why: &str) {
     }
     let mut said = vec![NOT_RUN];
     said.extend_from_slice(&why.as_bytes()[..end]);
+    say(report, &said);
+}
+
+/// One report, at once or not at all: the helper is about to exit.
+fn say(report: &OwnedFd, said: &[u8]) {
     let _ = send(
         report.as_raw_fd(),
-        &said,
+        said,
         MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
     );
 }
@@ -268,7 +279,7 @@ pub fn reported_end(control: BorrowedFd<'_>, exit_code: i32) -> Option<ReportedE
 /// checks that it is the one the decision was made in. Once the order is
 /// read, `report` holds the control socket again, close-on-exec and above
 /// every descriptor placed: where to say that the command taken does not
-/// run ([`say_not_run`], [`exec_failure_report`]).
+/// run ([`say_not_run`], [`say_exec_failed`]).
 pub(crate) fn take_order(control: RawFd, report: &mut Option<OwnedFd>) -> Result<Ordered, String> {
     let control = sys::take_inherited(control)
         .map_err(|errno| format!("the spare's control socket is not open: {errno}"))?;
@@ -289,8 +300,7 @@ pub(crate) fn take_order(control: RawFd, report: &mut Option<OwnedFd>) -> Result
     // Above every number placed, so that placing cannot close it; without
     // it (a descriptor limit below that), a command that does not run is
     // not said to the server.
-    let above = order.targets.iter().copied().max().unwrap_or(2).max(2) + 1;
-    *report = sys::duplicate_above(&control, above).ok();
+    *report = sys::duplicate_above(&control, above_targets(&order.targets)).ok();
     drop(control);
     place(received, &order.targets)
         .map_err(|errno| format!("cannot place the descriptors: {errno}"))?;
@@ -436,8 +446,13 @@ fn decode(body: &[u8]) -> Option<Decoded> {
 /// Gives each received descriptor its number. They first move above every
 /// target, so that placing one never closes another; the spare's own
 /// standard streams (`/dev/null`) go unless the order replaces them.
+/// The least number above every target and the standard streams.
+fn above_targets(targets: &[RawFd]) -> RawFd {
+    targets.iter().copied().max().unwrap_or(2).max(2) + 1
+}
+
 fn place(received: Vec<OwnedFd>, targets: &[RawFd]) -> nix::Result<()> {
-    let above = targets.iter().copied().max().unwrap_or(2).max(2) + 1;
+    let above = above_targets(targets);
     let moved: Vec<OwnedFd> = received
         .iter()
         .map(|fd| sys::duplicate_above(fd, above))
