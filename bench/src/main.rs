@@ -556,12 +556,12 @@ async fn p3(tools: &Tools, reps: usize) -> Result<()> {
         bare.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         launcher
-            .command(&policy, &cwd, None, None, &argv)
+            .command(&policy, &cwd, None, Default::default(), &argv)
             .status()?;
         sandboxed.push(started.elapsed().as_secs_f64() * 1000.0);
         let started = Instant::now();
         launcher
-            .command(&denying, &cwd, None, None, &argv)
+            .command(&denying, &cwd, None, Default::default(), &argv)
             .status()?;
         with_glob.push(started.elapsed().as_secs_f64() * 1000.0);
     }

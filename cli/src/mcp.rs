@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use execgate_core_bridge::{
-    ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, ApproveAll, Approver, DenyAll,
-    ExecError, ExecOptions, ExecResponse, ExecStdio, NetworkApprovalRequest, ProcessId,
-    ProcessState, ShellSession,
+    ApprovalAnswer, ApprovalFuture, ApprovalReason, ApprovalRequest, ApproveAll, Approver,
+    CommandStatus, DenyAll, ExecError, ExecOptions, ExecResponse, ExecStdio,
+    NetworkApprovalRequest, ProcessId, ProcessState, ShellSession,
 };
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -1129,11 +1129,17 @@ fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
                 .network_denied
                 .as_ref()
                 .map(|denied| format!("execgate: {denied}"));
-            (
-                format!("exited with status {}", exited.status.code()),
-                exited.wall_time,
-                network.or(denial),
-            )
+            let summary = match exited.status {
+                CommandStatus::Signaled(signal) => {
+                    structured["signal"] = json!(signal);
+                    format!(
+                        "killed by signal {signal} (status {})",
+                        exited.status.code()
+                    )
+                }
+                CommandStatus::Exited(code) => format!("exited with status {code}"),
+            };
+            (summary, exited.wall_time, network.or(denial))
         }
         ExecResponse::Running(running) => {
             structured["running"] = json!(true);

@@ -305,6 +305,42 @@ fn output_that_is_not_utf8_is_flagged() {
     assert!(!text.contains("not_utf8"), "{text}");
 }
 
+/// A command killed by a signal is said to be, with the signal, not
+/// only as its status 128 plus it: in the session's sandbox too, whose
+/// own status is that number.
+#[test]
+fn a_command_killed_by_a_signal_says_which() {
+    use std::io::Write;
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-mcp")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let (mut server, mut stdin, mut stdout) = mcp_server(dir.path(), dir.path(), &[], &[]);
+    say_after_handshake(&mut stdin, "{}", &[exec_call(2, "kill -TERM $$", 5000)]);
+    let killed = read_until(&mut stdout, &["\"id\":2"], &mut Vec::new());
+    writeln!(stdin, "{}", exec_call(3, "exit 143", 5000)).unwrap();
+    let exited = read_until(&mut stdout, &["\"id\":3"], &mut Vec::new());
+    drop(stdin);
+    let _ = server.wait();
+    let killed: serde_json::Value = serde_json::from_str(&killed).unwrap();
+    let result = &killed["result"];
+    assert_eq!(result["structuredContent"]["signal"], 15, "{killed}");
+    assert_eq!(result["structuredContent"]["exit_code"], 143, "{killed}");
+    assert!(
+        result["content"][0]["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("killed by signal 15 (status 143)")),
+        "{killed}"
+    );
+    let exited: serde_json::Value = serde_json::from_str(&exited).unwrap();
+    let result = &exited["result"];
+    assert!(
+        result["structuredContent"].get("signal").is_none(),
+        "{exited}"
+    );
+    assert_eq!(result["structuredContent"]["exit_code"], 143, "{exited}");
+}
+
 /// Probe 118: an argument the server does not know was dropped without a
 /// word: `"cwd": "sub"` (the name other tools give `workdir`) ran the
 /// command in the session's directory, where the caller meant another.

@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::{
-    AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext,
-    SandboxStart, Terminal,
+    AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Provenance, Session,
-    SessionConfig, SessionEvent, SessionSandbox, ShellCommand, StartError,
+    SessionConfig, SessionEvent, SessionSandbox, ShellCommand, ShellWatch, StartError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -199,11 +198,16 @@ impl CommandStatus {
         }
     }
 
-    /// How a process that ended with `status` ended (`Exited(-1)` for a
-    /// status that says neither).
-    pub(crate) fn of(status: std::process::ExitStatus) -> CommandStatus {
+    /// How a shell that ended with `status` ended (`Exited(-1)` for a
+    /// status that says neither): a sandboxed shell's death by a signal
+    /// is its sandbox's exit status 128 plus it, which `watch` tells from
+    /// an exit with that code.
+    pub(crate) fn of_shell(status: std::process::ExitStatus, watch: &ShellWatch) -> CommandStatus {
         match (status.code(), status.signal()) {
-            (Some(code), _) => CommandStatus::Exited(code),
+            (Some(code), _) => match watch.signal(&status) {
+                Some(signal) => CommandStatus::Signaled(signal),
+                None => CommandStatus::Exited(code),
+            },
             (None, Some(signal)) => CommandStatus::Signaled(signal),
             (None, None) => CommandStatus::Exited(-1),
         }
@@ -795,7 +799,7 @@ impl ShellSession {
         shell.current_dir(&self.cwd);
         let ShellCommand {
             command: shell,
-            start,
+            watch,
         } = shell;
         let mut child = match tokio::process::Command::from(shell)
             .kill_on_drop(true)
@@ -814,13 +818,13 @@ impl ShellSession {
             what: "cannot wait for the shell".into(),
             source,
         })?;
-        if sandbox_not_set_up(start.as_ref(), &status) {
+        if watch.set_up_failed(&status) {
             let error = sandbox_not_set_up_error(None);
             self.telemetry
                 .shell_start_failed("interactive", &error.to_string());
             return Err(error);
         }
-        Ok(CommandStatus::of(status))
+        Ok(CommandStatus::of_shell(status, &watch))
     }
 
     /// Ends the session at once because its owner received `signal`: every
@@ -898,7 +902,7 @@ async fn run_shell(
 ) -> Result<RunOutcome, BridgeError> {
     let ShellCommand {
         command: mut shell,
-        start,
+        watch,
     } = shell;
     match options.stdio {
         Stdio3::Captured => {
@@ -991,7 +995,7 @@ async fn run_shell(
     let grace = tokio::time::Instant::now() + COLLECT_GRACE;
     let (stdout, out_truncated) = join_collector(stdout, grace).await;
     let (stderr, err_truncated) = join_collector(stderr, grace).await;
-    if sandbox_not_set_up(start.as_ref(), &status) {
+    if watch.set_up_failed(&status) {
         let error = sandbox_not_set_up_error(match options.stdio {
             Stdio3::Captured => Some(&stderr),
             Stdio3::Inherited => None,
@@ -1000,7 +1004,7 @@ async fn run_shell(
         return Err(error);
     }
     Ok(RunOutcome {
-        status: CommandStatus::of(status),
+        status: CommandStatus::of_shell(status, &watch),
         stdout,
         stderr,
         truncated: out_truncated || err_truncated,
@@ -1183,7 +1187,7 @@ pub fn sandboxed_program(
     launcher.hide(&sessions_dir);
     let policy = ResolvedPolicy::resolve(profile, &context)?;
     policy.check_working_directory(cwd)?;
-    let mut command = launcher.command(&policy, cwd, None, None, argv);
+    let mut command = launcher.command(&policy, cwd, None, Default::default(), argv);
     command.env_clear().envs(env).current_dir(cwd);
     // The loader's variables (a config's `[env] set` among them) reach
     // the program, not bubblewrap (review 36).
@@ -1330,16 +1334,6 @@ fn private_sessions_dir() -> Result<PathBuf, BridgeError> {
     }
     // Canonical, as the sandboxes' rules are, when `/var/tmp` is a link.
     std::fs::canonicalize(&dir).map_err(failed)
-}
-
-/// Whether a shell that ended with `status` never got past bubblewrap:
-/// its exit status 1 is bubblewrap's failure to set the sandbox up, and
-/// nothing ran (probe 192: a path removed as the sandbox started).
-pub(crate) fn sandbox_not_set_up(
-    start: Option<&SandboxStart>,
-    status: &std::process::ExitStatus,
-) -> bool {
-    status.code() == Some(1) && start.is_some_and(SandboxStart::set_up_failed)
 }
 
 /// [`BridgeError::SandboxNotSetUp`], with bubblewrap's line from the

@@ -78,6 +78,6 @@ pub use resolve::ResolveError;
 pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{
     GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session, SessionConfig,
-    SessionSandbox, ShellCommand, StartError,
+    SessionSandbox, ShellCommand, ShellWatch, StartError,
 };
 pub use sys::close_inherited_descriptors_on_exec;

@@ -269,15 +269,43 @@ pub enum StartError {
 }
 
 /// A command that starts a session's shell ([`Session::shell_command`]
-/// and its kin): the command to finish and spawn (it derefs to it), and,
-/// for a shell in the session's sandbox, the watch that tells, once the
-/// shell has ended, whether bubblewrap failed to set the sandbox up. Its
-/// exit status 1 is then bubblewrap's, and nothing ran
-/// ([`SandboxStart::set_up_failed`]). Drop the command once spawned: it
-/// holds bubblewrap's end.
+/// and its kin): the command to finish and spawn (it derefs to it), and
+/// the watch that tells, once the shell has ended, what its exit status
+/// cannot. Drop the command once spawned: it holds the watch's other ends.
 pub struct ShellCommand {
     pub command: std::process::Command,
-    pub start: Option<SandboxStart>,
+    pub watch: ShellWatch,
+}
+
+/// What a shell's sandbox says of its start and its end, read once the
+/// shell has ended; it says nothing of a shell outside a sandbox, nor of
+/// one whose sandbox could not be watched (no descriptor left, a tiny
+/// file-size limit).
+#[derive(Debug, Default)]
+pub struct ShellWatch {
+    start: Option<SandboxStart>,
+    report: Option<OwnedFd>,
+}
+
+impl ShellWatch {
+    /// Whether the shell's exit `status` is bubblewrap's failure to set its
+    /// sandbox up: status 1, and nothing ran
+    /// ([`SandboxStart::set_up_failed`]).
+    pub fn set_up_failed(&self, status: &std::process::ExitStatus) -> bool {
+        status.code() == Some(1) && self.start.as_ref().is_some_and(SandboxStart::set_up_failed)
+    }
+
+    /// The signal the shell died of, when its exit `status` is 128 plus it
+    /// because the sandbox's init, which cannot die of a signal sent from
+    /// inside, said so as it exited. `None` for a shell that exited by
+    /// itself, whatever its code.
+    pub fn signal(&self, status: &std::process::ExitStatus) -> Option<i32> {
+        let report = self.report.as_ref()?;
+        match execgate_sandbox::reported_end(report.as_fd(), status.code()?)? {
+            execgate_sandbox::ReportedEnd::Signaled { signal, .. } => Some(signal),
+            _ => None,
+        }
+    }
 }
 
 impl std::ops::Deref for ShellCommand {
@@ -899,7 +927,7 @@ impl Session {
         terminal: Terminal,
         policy: Option<Arc<ResolvedPolicy>>,
     ) -> ShellCommand {
-        let (mut command, link, status) = match (&self.shared.sandbox, policy) {
+        let (mut command, link, start, report) = match (&self.shared.sandbox, policy) {
             (
                 Some(ActiveSandbox {
                     launcher, context, ..
@@ -917,10 +945,10 @@ impl Session {
                 argv.extend(args.iter().cloned());
                 let link = self.network_link(&policy, SandboxOrigin::Shell);
                 let link_number = link.as_ref().map(AsRawFd::as_raw_fd);
-                // Without it (no descriptor left, a tiny file-size
+                // Without them (no descriptor left, a tiny file-size
                 // limit), the shell still starts; a failed set-up then
-                // reads as its exit status 1.
-                let status = SandboxStart::new()
+                // reads as its exit status 1, a death by signal as 128+n.
+                let start = SandboxStart::new()
                     .inspect_err(|error| {
                         tracing::debug!(
                             session = %self.shared.id,
@@ -929,15 +957,31 @@ impl Session {
                         );
                     })
                     .ok();
-                let status_number = status.as_ref().map(|(_, end)| end.as_raw_fd());
-                let command =
-                    launcher.command(&policy, &context.cwd, link_number, status_number, &argv);
-                (command, link, status)
+                let report = socketpair(
+                    AddressFamily::Unix,
+                    SockType::Stream,
+                    None,
+                    SockFlag::SOCK_CLOEXEC,
+                )
+                .inspect_err(|error| {
+                    tracing::debug!(
+                        session = %self.shared.id,
+                        %error,
+                        "cannot hear how the shell's sandbox ends"
+                    );
+                })
+                .ok();
+                let watch = execgate_sandbox::CommandWatch {
+                    status_fd: start.as_ref().map(|(_, end)| end.as_raw_fd()),
+                    report_fd: report.as_ref().map(|(_, end)| end.as_raw_fd()),
+                };
+                let command = launcher.command(&policy, &context.cwd, link_number, watch, &argv);
+                (command, link, start, report)
             }
             _ => {
                 let mut command = std::process::Command::new(shell);
                 command.args(args);
-                (command, None, None)
+                (command, None, None, None)
             }
         };
         // First: whatever this process inherited without close-on-exec
@@ -948,12 +992,21 @@ impl Session {
             // (after the spawn).
             sys::inherit_owned_in_child(&mut command, link);
         }
-        let start = status.map(|(start, bubblewraps)| {
+        let start = start.map(|(start, bubblewraps)| {
             // bubblewrap's alone: it does not pass it on.
             sys::inherit_owned_in_child(&mut command, bubblewraps);
             start
         });
-        ShellCommand { command, start }
+        let report = report.map(|(ours, helpers)| {
+            // The helper's alone: it closes it as it executes the shell,
+            // and the sandbox's init keeps it.
+            sys::inherit_owned_in_child(&mut command, helpers);
+            ours
+        });
+        ShellCommand {
+            command,
+            watch: ShellWatch { start, report },
+        }
     }
 
     /// The sandbox's end of a link to the proxy, for a limited sandbox

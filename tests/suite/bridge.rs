@@ -66,6 +66,37 @@ async fn output_streams_as_separate_chunks_and_the_status_comes_back() {
     session.shutdown().await;
 }
 
+/// A sandboxed shell that dies of a signal ends its sandbox with the exit
+/// status 128 plus it, the status of an `exit` with that code; the
+/// sandbox's init says which it was, as an unsandboxed shell's status does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_shell_killed_by_a_signal_is_told_from_one_exiting_with_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let cases = [
+        ("kill -TERM $$", CommandStatus::Signaled(15)),
+        ("kill -KILL $$", CommandStatus::Signaled(9)),
+        ("exit 143", CommandStatus::Exited(143)),
+        // The shell lives on and exits with its child's status.
+        (
+            "/bin/sh -c 'kill -KILL $$'; exit $?",
+            CommandStatus::Exited(137),
+        ),
+    ];
+    for (script, expected) in cases {
+        let outcome = session
+            .run(script, RunOptions::default())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(outcome.status, expected, "{script}");
+        assert!(!outcome.cancelled && !outcome.timed_out, "{script}");
+    }
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_or_a_cancellation_ends_the_command_and_its_jobs() {
     let dir = tempfile::tempdir().unwrap();

@@ -187,6 +187,34 @@ async fn a_long_loop_is_polled_several_times() {
     session.shutdown().await;
 }
 
+/// As a command's shell (`bridge.rs`): a process whose sandboxed shell
+/// dies of a signal is reported so, not as an exit with 128 plus it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_whose_sandboxed_shell_is_killed_by_a_signal_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    for (script, expected) in [
+        ("kill -TERM $$", CommandStatus::Signaled(15)),
+        ("exit 143", CommandStatus::Exited(143)),
+    ] {
+        let mut response = session.exec_command(script, pipes(2000)).await.unwrap();
+        let status = loop {
+            match response {
+                ExecResponse::Exited(exited) => break exited.status,
+                ExecResponse::Running(running) => {
+                    response = session
+                        .write_stdin(running.process_id, b"", Duration::from_millis(500), 1 << 20)
+                        .await
+                        .unwrap();
+                }
+            }
+        };
+        assert_eq!(status, expected, "{script}");
+    }
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pipes_keep_streams_apart_and_a_terminal_merges_them() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use execgate_escalate_server::ShellWatch;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
@@ -17,7 +18,6 @@ use super::{
     OUTPUT_BUFFER_BYTES,
 };
 use crate::{BridgeError, CommandStatus};
-use execgate_escalate_server::sandbox::SandboxStart;
 
 /// How many of the most recently used processes pruning never picks.
 const PROTECTED_RECENT: usize = 8;
@@ -152,7 +152,7 @@ impl ProcessTable {
     ) -> Result<InUse<'_>, BridgeError> {
         let execgate_escalate_server::ShellCommand {
             command: mut shell,
-            start,
+            watch: shell_watch,
         } = shell;
         let io_error = |what: &str| {
             let what = what.to_owned();
@@ -219,7 +219,7 @@ impl ProcessTable {
             readers,
             shared.clone(),
             ended_sender,
-            start.map(|start| (start, stream, telemetry.clone())),
+            (shell_watch, stream, telemetry.clone()),
         ));
 
         let mut state = self.lock();
@@ -534,7 +534,7 @@ async fn follow(
     readers: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Sender<bool>,
-    sandbox_start: Option<(SandboxStart, Stream, crate::metrics::Telemetry)>,
+    (shell_watch, stream, telemetry): (ShellWatch, Stream, crate::metrics::Telemetry),
 ) {
     let status = child.wait().await;
     // The group id cannot name another process while any member lives;
@@ -564,19 +564,17 @@ async fn follow(
             }
         }
     }
-    let status = match (status, sandbox_start) {
+    let status = match status {
         // bubblewrap's failure, not the command's exit (probe 192): said
         // where the process's output goes, after bubblewrap's own line.
-        (Ok(status), Some((start, stream, telemetry)))
-            if crate::session::sandbox_not_set_up(Some(&start), &status) =>
-        {
+        Ok(status) if shell_watch.set_up_failed(&status) => {
             let error = crate::session::sandbox_not_set_up_error(None);
             keep(&shared, stream, format!("execgate: {error}\n").as_bytes());
             telemetry.shell_start_failed("process", &error.to_string());
             CommandStatus::Exited(SANDBOX_NOT_SET_UP)
         }
-        (Ok(status), _) => CommandStatus::of(status),
-        (Err(_), _) => CommandStatus::Exited(-1),
+        Ok(status) => CommandStatus::of_shell(status, &shell_watch),
+        Err(_) => CommandStatus::Exited(-1),
     };
     shared.lock().unwrap_or_else(PoisonError::into_inner).status = Some(status);
     let _ = ended.send(true);

@@ -126,7 +126,13 @@ impl Launcher {
         network_fd: Option<RawFd>,
         argv: &[OsString],
     ) -> Vec<OsString> {
-        self.build(policy, network_fd, Command::Now { cwd, exec_fd, argv })
+        let command = Command::Now {
+            cwd,
+            exec_fd,
+            report_fd: None,
+            argv,
+        };
+        self.build(policy, network_fd, command)
     }
 
     /// bubblewrap's arguments for a spare: a sandbox of `policy` started
@@ -357,9 +363,17 @@ impl Launcher {
             }
         }
         match command {
-            Command::Now { exec_fd, argv, .. } => {
+            Command::Now {
+                exec_fd,
+                report_fd,
+                argv,
+                ..
+            } => {
                 if let Some(fd) = exec_fd {
                     args.push_os(["--exec-fd".into(), fd.to_string().into()]);
+                }
+                if let Some(fd) = report_fd {
+                    args.push_os(["--report-fd".into(), fd.to_string().into()]);
                 }
                 args.push(["--"]);
                 args.items.extend(argv.iter().cloned());
@@ -373,21 +387,30 @@ impl Launcher {
 
     /// A command that runs `argv` inside `policy`: bubblewrap, then the
     /// inner helper, then `argv[0]` looked up in `PATH` inside the view.
-    /// bubblewrap writes its status lines to `status_fd`, which the
-    /// command must inherit: see [`SandboxStart`](crate::SandboxStart).
+    /// bubblewrap writes its status lines to `watch.status_fd`, and the
+    /// helper says on the socket `watch.report_fd` how its command ended
+    /// when its exit code cannot (a death by signal, an exec that failed:
+    /// [`reported_end`](crate::reported_end)); the command must inherit
+    /// both. See [`SandboxStart`](crate::SandboxStart).
     pub fn command(
         &self,
         policy: &ResolvedPolicy,
         cwd: &Path,
         network_fd: Option<RawFd>,
-        status_fd: Option<RawFd>,
+        watch: CommandWatch,
         argv: &[OsString],
     ) -> std::process::Command {
         let mut command = std::process::Command::new(&self.bwrap);
-        if let Some(fd) = status_fd {
+        if let Some(fd) = watch.status_fd {
             command.arg("--json-status-fd").arg(fd.to_string());
         }
-        command.args(self.arguments(policy, cwd, None, network_fd, argv));
+        let now = Command::Now {
+            cwd,
+            exec_fd: None,
+            report_fd: watch.report_fd,
+            argv,
+        };
+        command.args(self.build(policy, network_fd, now));
         command
     }
 
@@ -405,12 +428,23 @@ impl Launcher {
     }
 }
 
+/// The descriptors through which a sandbox started with its command tells
+/// its caller how it started and ended ([`Launcher::command`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommandWatch {
+    /// bubblewrap's status descriptor (`--json-status-fd`).
+    pub status_fd: Option<RawFd>,
+    /// The helper's report socket (`--report-fd`).
+    pub report_fd: Option<RawFd>,
+}
+
 /// What the helper runs: a command known now, or one a spare is told of
 /// later.
 enum Command<'a> {
     Now {
         cwd: &'a Path,
         exec_fd: Option<RawFd>,
+        report_fd: Option<RawFd>,
         argv: &'a [OsString],
     },
     Spare {

@@ -24,7 +24,7 @@ mod supervisor;
 mod sys;
 
 pub use aliases::MountAliases;
-pub use bwrap::{Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
+pub use bwrap::{CommandWatch, Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS};
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use inheritance::Inheritance;
