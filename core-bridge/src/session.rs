@@ -117,6 +117,10 @@ pub struct ShellSession {
     /// Cancelled when the session ends: every [`ShellSession::run`] stops
     /// then (without a session cgroup nothing else would kill its shell).
     runs: CancellationToken,
+    /// The runtime the session started in, which runs its commands' tasks
+    /// whatever thread asks for one (probe 198: `run` from a plain thread
+    /// panicked, "there is no reactor running").
+    runtime: tokio::runtime::Handle,
 }
 
 impl Drop for ShellSession {
@@ -450,8 +454,9 @@ impl ShellSession {
         server.audit_failure = audit_failure;
         server.shell_niceness = niceness;
         let reporter: Arc<std::sync::OnceLock<EventReporter>> = Arc::default();
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
         let network = Arc::new(ProxyHost::new(
-            tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?,
+            runtime.clone(),
             crate::network::sandbox_networks(exec_policy.as_ref(), reporter.clone()),
             on_network_denial,
         ));
@@ -509,6 +514,7 @@ impl ShellSession {
             _zsh_dir: zsh_dir,
             _zsh_dir_lock: zsh_dir_lock,
             runs: CancellationToken::new(),
+            runtime,
         })
     }
 
@@ -528,7 +534,9 @@ impl ShellSession {
 
     /// Runs `command` with `zsh -f -c` in the session. With requested
     /// permissions, the approver is asked first; the timeout starts once
-    /// the shell does, and stops while approvals are pending.
+    /// the shell does, and stops while approvals are pending. Callable
+    /// from any thread: the command is followed on the runtime the session
+    /// started in, while it runs.
     pub fn run(&self, command: &str, options: RunOptions) -> Result<RunHandle, BridgeError> {
         if self.session.has_ended() {
             return Err(BridgeError::SessionEnded);
@@ -558,7 +566,7 @@ impl ShellSession {
         let (sender, chunks) = mpsc::unbounded_channel();
         let stop = self.runs.child_token();
         let (run_stop, session_runs) = (stop.clone(), self.runs.clone());
-        let outcome = tokio::spawn(async move {
+        let outcome = self.runtime.spawn(async move {
             let (cancel, stop) = (options.cancel.clone(), run_stop.clone());
             let stopped = async move {
                 tokio::select! {

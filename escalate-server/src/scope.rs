@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use execgate_protocol::{WardenRecord, WARDEN_FLAG};
 use nix::fcntl::OFlag;
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
 
 use crate::sys::{self, SpawnPlan};
 
@@ -447,7 +448,16 @@ fn warden(wrapper: &Path) -> Result<Arc<Warden>, ScopeError> {
     let mut slot = WARDEN.lock().unwrap_or_else(PoisonError::into_inner);
     let previous_cgroup = match slot.as_ref() {
         Some(warden) if warden.alive() => return Ok(warden.clone()),
-        Some(warden) => Some(warden.cgroup.clone()),
+        Some(warden) => {
+            // Our child, which nothing else waits for: a zombie until this
+            // process ends otherwise, one more for each warden replaced
+            // (probe 198). Gone already when a subreaper's loop took it.
+            let _ = waitid(
+                Id::PIDFd(warden.pidfd.as_fd()),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+            );
+            Some(warden.cgroup.clone())
+        }
         None => None,
     };
     let cgroup = match previous_cgroup {

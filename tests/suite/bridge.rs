@@ -97,6 +97,27 @@ async fn a_sandboxed_shell_killed_by_a_signal_is_told_from_one_exiting_with_its_
     session.shutdown().await;
 }
 
+/// Probe 198: `run` from a thread outside any runtime panicked ("there is
+/// no reactor running"); the runtime the session started in follows the
+/// command.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_can_be_run_from_a_thread_outside_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_in(dir.path(), &recorder, EnvPolicy::default());
+    let handle = std::thread::scope(|scope| {
+        scope
+            .spawn(|| session.run("print -r -- from a thread; exit 5", RunOptions::default()))
+            .join()
+            .unwrap()
+    })
+    .unwrap();
+    let outcome = handle.wait().await.unwrap();
+    assert_eq!(outcome.status, CommandStatus::Exited(5));
+    assert_eq!(outcome.stdout, b"from a thread\n");
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_or_a_cancellation_ends_the_command_and_its_jobs() {
     let dir = tempfile::tempdir().unwrap();

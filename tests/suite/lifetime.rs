@@ -130,7 +130,8 @@ fn owner_killed_leaves_nothing(signal: Signal, scope: &str, rounds: u32, hold_wa
     }
 }
 
-/// What `bridge-host ... drop-session|drop-handle` reports under `scope`.
+/// What `bridge-host ... drop-session|drop-handle|replace-warden` reports
+/// under `scope`.
 fn dropped_run(what: &str, scope: &str) -> String {
     let workspace = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_bridge-host"))
@@ -165,6 +166,20 @@ fn dropping_a_session_or_a_run_handle_ends_the_command() {
             "{scope}"
         );
         assert_eq!(dropped_run("drop-handle", scope), "stopped\n", "{scope}");
+    }
+}
+
+/// Probe 198: a warden killed from outside stayed a zombie child of the
+/// embedding program for its whole life, one more for each warden a new
+/// session started in its place.
+#[test]
+fn a_replaced_warden_is_reaped() {
+    for scope in ["process-groups", "cgroup"] {
+        assert_eq!(
+            dropped_run("replace-warden", scope),
+            "reaped replaced\n",
+            "{scope}"
+        );
     }
 }
 

@@ -8,7 +8,9 @@
 //! drops the session (keeping the run's handle) or the run's handle, and
 //! prints whether the loop stopped (`stopped`, else `running`), then for
 //! `drop-session` whether the kept handle's wait ended (`ended`, else
-//! `hung`). It takes no signal over: `SIGTERM`,
+//! `hung`). With `replace-warden`, it kills the process's warden, starts
+//! a second session (which starts another), and prints whether the first
+//! warden was reaped (`reaped`, else `zombie`). It takes no signal over: `SIGTERM`,
 //! `SIGINT` and `SIGHUP` end it by their default action, as they would an
 //! agent that never thought about them, and `SIGKILL` ends it however it
 //! was written. The lifetime suite checks that no escalated child outlives
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
             Some(drop.as_str()),
         ),
         _ => {
-            eprintln!("usage: bridge-host ZSH WRAPPER SANDBOX-HELPER WORKSPACE SECONDS [drop-session|drop-handle]");
+            eprintln!("usage: bridge-host ZSH WRAPPER SANDBOX-HELPER WORKSPACE SECONDS [drop-session|drop-handle|replace-warden]");
             return ExitCode::from(2);
         }
     };
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
                 .push(*pid);
         }
     }));
+    let second_config = config.clone();
     runtime.block_on(async move {
         let session = match ShellSession::start(config) {
             Ok(session) => session,
@@ -90,6 +93,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        if drop == Some("replace-warden") {
+            return replaced_warden(session, second_config).await;
+        }
         if let Some(what) = drop {
             return dropped(session, workspace, what).await;
         }
@@ -157,5 +163,47 @@ async fn dropped(session: ShellSession, workspace: &str, what: &str) -> ExitCode
         let _ = writeln!(out, "{}", if ended.is_ok() { "ended" } else { "hung" });
     }
     let _ = out.flush();
+    ExitCode::SUCCESS
+}
+
+/// Kills the warden `session` started, starts a second session, and says
+/// whether the first warden was reaped.
+async fn replaced_warden(session: ShellSession, second: ShellSessionConfig) -> ExitCode {
+    let Some(warden) = execgate_core_bridge::server::warden_pid() else {
+        eprintln!("bridge-host: the session started no warden");
+        return ExitCode::from(1);
+    };
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{warden}/stat")).ok()?;
+        let end = stat.rfind(')')?;
+        stat[end + 1..].split_whitespace().next().map(str::to_owned)
+    };
+    // SAFETY: a signal to our own child, which this process has not reaped.
+    unsafe { libc::kill(warden, libc::SIGKILL) };
+    while state().is_some_and(|state| state != "Z") {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    session.shutdown().await;
+    let session = match ShellSession::start(second) {
+        Ok(session) => session,
+        Err(error) => {
+            eprintln!("bridge-host: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let replaced = execgate_core_bridge::server::warden_pid().is_some_and(|pid| pid != warden);
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "{} {}",
+        if state().is_none() {
+            "reaped"
+        } else {
+            "zombie"
+        },
+        if replaced { "replaced" } else { "kept" }
+    );
+    let _ = out.flush();
+    session.shutdown().await;
     ExitCode::SUCCESS
 }
