@@ -201,6 +201,16 @@ pub enum BridgeError {
         what: &'static str,
         why: &'static str,
     },
+    #[error(
+        "{} is not execgate's {what} ({why}); name the one built with this execgate in \
+         Tools (Tools::locate finds them)",
+        .path.display()
+    )]
+    NotTheTool {
+        path: PathBuf,
+        what: &'static str,
+        why: &'static str,
+    },
     #[error(transparent)]
     Sandbox(#[from] execgate_escalate_server::sandbox::SandboxError),
     #[error(transparent)]

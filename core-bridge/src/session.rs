@@ -360,6 +360,7 @@ impl ShellSession {
         if !tools.zsh_is_patched() {
             return Err(BridgeError::UnpatchedZsh(tools.zsh.clone()));
         }
+        tools.check_made()?;
         // Not in /tmp: sandboxes of other sessions can write there, and
         // could swap this session's zsh. Not straight in /var/tmp either: a
         // sandbox started there may write it. Every session's directory is

@@ -137,6 +137,7 @@ fn holds_key(bytes: &[u8], key: &str) -> bool {
 }
 
 /// What an override names, for the tool this build keys `key`.
+#[derive(Debug, Clone, Copy)]
 enum Maker {
     /// This build's tool.
     This,
@@ -151,6 +152,63 @@ struct OtherTool {
     key: &'static str,
     this_builds: &'static str,
     another_builds: &'static str,
+}
+
+impl OtherTool {
+    /// The tool other than the one this build keys `key`.
+    fn than(key: &str) -> OtherTool {
+        match key {
+            WRAPPER_KEY => OtherTool {
+                key: HELPER_KEY,
+                this_builds: "it is this build's sandbox helper",
+                another_builds: "it is another build's sandbox helper",
+            },
+            _ => OtherTool {
+                key: WRAPPER_KEY,
+                this_builds: "it is this build's exec wrapper",
+                another_builds: "it is another build's exec wrapper",
+            },
+        }
+    }
+}
+
+/// A file's identity, as far as a verdict on what it holds is kept: its
+/// change time too (a writer can set the modification time back, not
+/// that).
+type Identity = (u64, u64, u64, i64, i64, i64, i64);
+
+/// `judge` of the file at `path`, remembered in `last` while the file
+/// there stays the same (reading a tool whole takes milliseconds, and
+/// every session start asks); `None` when there is no file to judge.
+fn judged<T: Copy>(
+    last: &std::sync::Mutex<Option<(PathBuf, Identity, T)>>,
+    path: &Path,
+    judge: impl FnOnce(&Path) -> T,
+) -> Option<T> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok().filter(|meta| meta.is_file())?;
+    let identity = (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    );
+    let mut last = last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*last {
+        Some((known_path, known, verdict)) if known_path == path && *known == identity => {
+            Some(*verdict)
+        }
+        _ => {
+            let verdict = judge(path);
+            *last = Some((path.to_path_buf(), identity, verdict));
+            Some(verdict)
+        }
+    }
 }
 
 /// What the file at `path` is (reading it once), for the tool this build
@@ -329,35 +387,46 @@ impl Tools {
     /// MiB, a few milliseconds) once per process while it stays the same
     /// file: every session start asks.
     pub fn zsh_is_patched(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        // The change time too: a writer can set the modification time
-        // back, not that.
-        type Identity = (u64, u64, u64, i64, i64, i64, i64);
         static LAST_READ: std::sync::Mutex<Option<(PathBuf, Identity, bool)>> =
             std::sync::Mutex::new(None);
-        let Ok(meta) = std::fs::metadata(&self.zsh) else {
-            return false;
-        };
-        let identity = (
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec(),
-        );
-        let mut last = LAST_READ
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &*last {
-            Some((path, known, patched)) if *path == self.zsh && *known == identity => *patched,
-            _ => {
-                let patched = carries_key(&self.zsh, &zsh_patch_marker());
-                *last = Some((self.zsh.clone(), identity, patched));
-                patched
+        judged(&LAST_READ, &self.zsh, |zsh| {
+            carries_key(zsh, &zsh_patch_marker())
+        })
+        .unwrap_or(false)
+    }
+
+    /// Refuses a wrapper or helper that no build of execgate made as that
+    /// tool, whoever named it (probe 198: a hand-built `Tools` with
+    /// `/bin/true` as the helper ran nothing, and every command "exited
+    /// 0"). One of another build passes, as for an override.
+    pub(crate) fn check_made(&self) -> Result<(), BridgeError> {
+        static LAST_WRAPPER: std::sync::Mutex<Option<(PathBuf, Identity, Maker)>> =
+            std::sync::Mutex::new(None);
+        static LAST_HELPER: std::sync::Mutex<Option<(PathBuf, Identity, Maker)>> =
+            std::sync::Mutex::new(None);
+        let tools = [
+            (&self.wrapper, WRAPPER_KEY, "exec wrapper", &LAST_WRAPPER),
+            (
+                &self.sandbox_helper,
+                HELPER_KEY,
+                "sandbox helper",
+                &LAST_HELPER,
+            ),
+        ];
+        for (path, key, what, last) in tools {
+            match judged(last, path, |path| made_by(path, key, &OtherTool::than(key))) {
+                None => return Err(BridgeError::MissingTool(path.clone())),
+                Some(Maker::Not(why)) => {
+                    return Err(BridgeError::NotTheTool {
+                        path: path.clone(),
+                        what,
+                        why,
+                    })
+                }
+                Some(Maker::This | Maker::Another) => {}
             }
         }
+        Ok(())
     }
 
     /// Whether the wrapper was built from this build's sources.
@@ -416,19 +485,7 @@ impl Tools {
     ) -> Result<Vec<(&'static str, PathBuf)>, BridgeError> {
         let mut from_other_builds = Vec::new();
         for (variable, path, key, what) in self.overridden(env) {
-            let other = match key {
-                WRAPPER_KEY => OtherTool {
-                    key: HELPER_KEY,
-                    this_builds: "it is this build's sandbox helper",
-                    another_builds: "it is another build's sandbox helper",
-                },
-                _ => OtherTool {
-                    key: WRAPPER_KEY,
-                    this_builds: "it is this build's exec wrapper",
-                    another_builds: "it is another build's exec wrapper",
-                },
-            };
-            match made_by(path, key, &other) {
+            match made_by(path, key, &OtherTool::than(key)) {
                 Maker::This => {}
                 Maker::Another => from_other_builds.push((variable, path.clone())),
                 Maker::Not(why) => {

@@ -118,6 +118,44 @@ async fn a_command_can_be_run_from_a_thread_outside_the_runtime() {
     session.shutdown().await;
 }
 
+/// Probe 198: a hand-built `Tools` was not checked: with `/bin/true` as
+/// the helper every command "exited 0" and nothing ran; with the wrapper
+/// and helper swapped every command failed naming neither. A session
+/// takes only tools some build of execgate made as those tools.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_refuses_tools_no_build_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = [
+        (
+            "/bin/true",
+            "sandbox helper",
+            "no build of execgate made it",
+        ),
+        (
+            "swapped",
+            "exec wrapper",
+            "it is this build's sandbox helper",
+        ),
+    ];
+    for (case, what, why) in wrong {
+        let mut tools = tools();
+        match case {
+            "/bin/true" => tools.sandbox_helper = "/bin/true".into(),
+            _ => std::mem::swap(&mut tools.wrapper, &mut tools.sandbox_helper),
+        }
+        let config = ShellSessionConfig::new(dir.path(), tools, policy_by_path(&[]));
+        let error = match ShellSession::start(config) {
+            Ok(_) => panic!("{case}: the session started"),
+            Err(error) => error,
+        };
+        assert!(
+            matches!(&error, BridgeError::NotTheTool { what: named, why: said, .. }
+                if *named == what && *said == why),
+            "{case}: {error:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_or_a_cancellation_ends_the_command_and_its_jobs() {
     let dir = tempfile::tempdir().unwrap();
