@@ -454,6 +454,15 @@ fn execgate(cli: Cli) -> ExitCode {
         ));
         return ExitCode::from(125);
     }
+    // A parent that ignored SIGCHLD passed that on across its exec: every
+    // child of ours would be reaped unwaited, and a session refuses to
+    // start so (probe 198: `execgate run` hung).
+    if let Err(error) = execgate_core_bridge::server::wait_for_children() {
+        stderr::line(&format!(
+            "execgate: cannot give SIGCHLD its default action: {error}"
+        ));
+        return ExitCode::from(125);
+    }
     if matches!(
         cli.command,
         Command::Run(_) | Command::Shell(_) | Command::Mcp(_)

@@ -4586,6 +4586,26 @@ fn signals_sent_to_an_interactive_shell_end_its_session() {
     }
 }
 
+/// Probe 198: a parent that ignored `SIGCHLD` passed that on across its
+/// exec, and `execgate run` hung once its command had ended (bubblewrap,
+/// inheriting it, never saw its own child end).
+#[test]
+fn a_parent_that_ignores_sigchld_does_not_hang_a_run() {
+    let (_dir, ws) = workspace();
+    let output = Command::new("timeout")
+        .args(["60", "perl", "-e", "$SIG{CHLD} = 'IGNORE'; exec @ARGV"])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--", "print hi; exit 3"])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(output.stdout, b"hi\n", "{stderr}");
+}
+
 /// A warden killed from outside cannot keep its promise, so the session
 /// refuses further escalations (and says why) instead of starting children
 /// that nothing would end if `execgate` died.

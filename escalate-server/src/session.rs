@@ -252,6 +252,15 @@ pub enum StartError {
     /// runtime for their own tasks.
     #[error("sessions must be started inside a tokio runtime")]
     NoRuntime,
+    /// This process's children are reaped by the kernel as they end: it
+    /// ignores `SIGCHLD`, or set `SA_NOCLDWAIT`.
+    #[error(
+        "this process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the kernel reaps its \
+         children as they end and nothing can wait for them: a session could not tell when \
+         its shells end (and bubblewrap, which inherits it, would wait for its own forever); \
+         give SIGCHLD its default action before starting a session"
+    )]
+    ChildrenUnwaited,
     #[error("cannot create the session socket: {0}")]
     Socket(#[source] io::Error),
     #[error("cannot start the thread sessions are served on: {0}")]
@@ -638,6 +647,9 @@ impl Session {
     /// every session of the process shares, not on the caller's runtime
     /// (why: `serving.rs`).
     pub fn start(config: SessionConfig) -> Result<Session, StartError> {
+        if sys::children_reaped_unwaited() {
+            return Err(StartError::ChildrenUnwaited);
+        }
         let runtime = crate::serving::handle().map_err(StartError::Serving)?;
         std::fs::metadata(&config.wrapper).map_err(|source| StartError::Wrapper {
             path: config.wrapper.clone(),

@@ -221,6 +221,32 @@ fn close_on_exec_from_3() -> io::Result<()> {
     close_on_exec_from(3)
 }
 
+/// Whether this process's children are reaped by the kernel as they end
+/// (`SIGCHLD` ignored, or `SA_NOCLDWAIT`): nothing can then wait for them,
+/// and a program it starts inherits the ignored signal across its exec
+/// (bubblewrap, which then never sees its own child end; probe 198).
+pub(crate) fn children_reaped_unwaited() -> bool {
+    // SAFETY: all zeros is a valid `sigaction` (SIG_DFL, no flags).
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with no new action, sigaction only writes the current one
+    // into `current`, a live local value of the type it writes.
+    if unsafe { libc::sigaction(libc::SIGCHLD, ptr::null(), &mut current) } == -1 {
+        return false;
+    }
+    current.sa_sigaction == libc::SIG_IGN || current.sa_flags & libc::SA_NOCLDWAIT != 0
+}
+
+/// Gives `SIGCHLD` its default action, for a program whose parent ignored
+/// it (ignored signals survive exec): see [`children_reaped_unwaited`].
+/// Call it first thing in `main`, before any thread or handler.
+pub fn wait_for_children() -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default action runs no code of ours in signal context.
+    unsafe { sigaction(Signal::SIGCHLD, &default) }?;
+    Ok(())
+}
+
 /// Makes every descriptor this process has from 3 up close-on-exec, so
 /// that none it inherited without the flag from whoever started it (a
 /// shell's `3<secret`, a harness's pipe) reaches a program it starts: a

@@ -169,6 +169,28 @@ fn dropping_a_session_or_a_run_handle_ends_the_command() {
     }
 }
 
+/// Probe 198: an embedding program that ignored `SIGCHLD` had every
+/// command hang (bubblewrap inherited it, and never saw its child end);
+/// its children are reaped unwaited, so a session refuses to start, and
+/// says why.
+#[test]
+fn a_session_refuses_to_start_where_children_cannot_be_waited_for() {
+    let workspace = tempfile::tempdir().unwrap();
+    let output = Command::new("timeout")
+        .args(["60", "perl", "-e", "$SIG{CHLD} = 'IGNORE'; exec @ARGV"])
+        .arg(env!("CARGO_BIN_EXE_bridge-host"))
+        .arg(zsh())
+        .arg(wrapper())
+        .arg(sandbox_helper())
+        .arg(workspace.path())
+        .args(["0", "drop-handle"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ignores SIGCHLD"), "{stderr}");
+}
+
 /// Probe 198: a warden killed from outside stayed a zombie child of the
 /// embedding program for its whole life, one more for each warden a new
 /// session started in its place.
