@@ -212,6 +212,18 @@ impl AuditLog {
         &self.path
     }
 
+    /// The files of the log, as named when opened: the log, its lock
+    /// file and its older files, those rotation has made so far. The
+    /// sandboxes of a session that records here must see none of them
+    /// (a sandbox that could open the lock could hold it).
+    pub fn files(&self) -> Vec<PathBuf> {
+        [self.path.clone(), lock_path(&self.path)]
+            .into_iter()
+            .chain((1..=self.rotation.keep).map(|n| rotated_path(&self.path, n)))
+            .filter(|file| std::fs::symlink_metadata(file).is_ok())
+            .collect()
+    }
+
     /// What the log keeps at most: the log and its `keep` older files.
     pub fn history_bytes(&self) -> u64 {
         let files = u64::try_from(self.rotation.keep).unwrap_or(u64::MAX);
@@ -627,6 +639,10 @@ impl SessionAudit {
 }
 
 impl AuditSink for SessionAudit {
+    fn log_files(&self) -> Vec<PathBuf> {
+        self.log.files()
+    }
+
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String> {
         let ended = matches!(event, SessionEvent::Ended { .. });
         let shares = || {

@@ -356,8 +356,8 @@ impl SessionArgs {
         } else {
             show_refused_escalation
         }));
-        let log = open_and_hide_audit_log(
-            &mut session.profile,
+        let log = open_audit_log(
+            &session.profile,
             &cwd,
             self.audit_log.or(config.audit.log.clone()),
             &config.audit,
@@ -1553,12 +1553,12 @@ const CHANGES_LATER_POLICY: &str = "the commands run here could change the polic
 
 /// Opens the audit log a session writes: `named` (`--audit-log`, else the
 /// config's `[audit] log`), else the default one, its directory made first
-/// (warned of where `profile`'s sandbox reaches it), then hides it from
-/// that sandbox. `execgate sandbox` does the same, so that the program it
-/// runs cannot forge records either.
+/// (warned of where `profile`'s sandbox reaches it). The session hides it
+/// from its sandboxes as it starts; `execgate sandbox` hides it too, so
+/// that the program it runs cannot hold its lock either.
 #[cfg(unix)]
-fn open_and_hide_audit_log(
-    profile: &mut PermissionProfile,
+fn open_audit_log(
+    profile: &PermissionProfile,
     cwd: &std::path::Path,
     named: Option<PathBuf>,
     settings: &config::AuditSettings,
@@ -1604,51 +1604,7 @@ fn open_and_hide_audit_log(
     let log = execgate_audit::AuditLog::open(&log_path, rotation)
         .context("the audit log cannot be opened; nothing runs unrecorded")?;
     warn_if_log_open_to_others(&log_path);
-    // Once its files exist: where the directory cannot be hidden, they are.
-    hide_audit_log(profile, &log_path, rotation.keep, cwd);
     Ok(log)
-}
-
-/// Hides the audit log's directory from every sandbox of the session: the
-/// log is the reviewers', and a sandbox that could open its lock file
-/// could hold the lock (see the README's audit section). Where that
-/// directory holds the working directory, hiding it would hide the work
-/// itself: the log's own files are hidden instead, as they are now (a
-/// probe held the lock from a read-only view of a parent directory, and
-/// every session sharing the log was refused everything; a file rotation
-/// makes later is not hidden, and the README says so).
-#[cfg(unix)]
-fn hide_audit_log(
-    profile: &mut PermissionProfile,
-    log: &std::path::Path,
-    keep: usize,
-    cwd: &std::path::Path,
-) {
-    let PermissionProfile::Managed { file_system, .. } = profile else {
-        return;
-    };
-    let Some(dir) = log.parent() else {
-        return;
-    };
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let hidden: Vec<std::path::PathBuf> = if cwd.starts_with(&dir) {
-        let Some(name) = log.file_name() else {
-            return;
-        };
-        let log = dir.join(name);
-        [log.clone(), execgate_audit::lock_path(&log)]
-            .into_iter()
-            .chain((1..=keep).map(|n| execgate_audit::rotated_path(&log, n)))
-            .filter(|file| std::fs::symlink_metadata(file).is_ok())
-            .collect()
-    } else {
-        vec![dir]
-    };
-    for place in hidden {
-        if let Ok(place) = AbsolutePath::new(&place, None) {
-            let _ = file_system.push(FsTarget::Path(place), Access::None);
-        }
-    }
 }
 
 #[cfg(unix)]
@@ -2305,8 +2261,8 @@ fn sandbox(
     warn_if_tmpdir_not_taken(&profile, &cwd);
     warn_if_secrets_pass(&config.env);
     // Opened as a session opens it, only to be hidden: nothing is recorded.
-    let _log =
-        open_and_hide_audit_log(&mut profile, &cwd, config.audit.log.clone(), &config.audit)?;
+    let log = open_audit_log(&profile, &cwd, config.audit.log.clone(), &config.audit)?;
+    execgate_core_bridge::hide_audit_log(&mut profile, &log.files(), &cwd);
     let located = Tools::locate_with_origin()?;
     warn_of_tools_from_other_builds(&located);
     let tools = located.tools;

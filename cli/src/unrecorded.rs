@@ -83,4 +83,8 @@ impl<S: AuditSink> AuditSink for SaysWhenUnrecorded<S> {
     fn waits_for_disk(&self, event: &SessionEvent) -> bool {
         self.inner.waits_for_disk(event)
     }
+
+    fn log_files(&self) -> Vec<std::path::PathBuf> {
+        self.inner.log_files()
+    }
 }

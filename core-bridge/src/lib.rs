@@ -115,8 +115,8 @@ pub use network::OnNetworkDenial;
 pub use policy::{ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
-    sandboxed_program, sessions_dir_problem, CommandStatus, OutputChunk, RunHandle, RunOptions,
-    RunOutcome, ShellSession, ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
+    hide_audit_log, sandboxed_program, sessions_dir_problem, CommandStatus, OutputChunk, RunHandle,
+    RunOptions, RunOutcome, ShellSession, ShellSessionConfig, Stdio3, PROFILE_VARIABLE,
 };
 #[cfg(unix)]
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};

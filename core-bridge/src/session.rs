@@ -51,6 +51,8 @@ pub struct ShellSessionConfig {
     /// Receives every session event (decisions, escalated children).
     pub events: Option<EventSink>,
     /// The audit log: every decision is recorded before it takes effect.
+    /// The session's sandboxes see nothing of the files it writes
+    /// ([`AuditSink::log_files`], hidden by [`hide_audit_log`]).
     pub audit: Option<Arc<dyn AuditSink>>,
     /// Whether a decision that cannot be recorded is denied (the default).
     pub audit_failure: AuditFailure,
@@ -344,6 +346,11 @@ impl ShellSession {
             what: format!("working directory {}", cwd.display()),
             source,
         })?;
+        // The log's files exist by now: it was opened.
+        let mut profile = profile;
+        if let Some(audit) = &audit {
+            hide_audit_log(&mut profile, &audit.log_files(), &cwd);
+        }
         // Refused now, not at each command's start.
         if !cwd.is_dir() {
             return Err(BridgeError::Io {
@@ -1155,6 +1162,41 @@ fn remove_abandoned_session_dirs(sessions: &Path) {
             std::fs::File::open(dir.join(".lock")).is_ok_and(|lock| lock.try_lock().is_ok());
         if abandoned {
             let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// Hides an audit log's `files` (the log first: [`AuditSink::log_files`])
+/// from every sandbox of `profile` on `cwd`: its directory, or, where that
+/// directory holds `cwd` (hiding it would hide the work itself), the files.
+/// A session does it as it starts for the log it records to; a sandbox
+/// started otherwise (`execgate sandbox`) must be given it. The records
+/// are the reviewers', and a sandbox that could open the lock file could
+/// hold the lock: every session sharing the log was then refused
+/// everything (a probe held it from a read-only view of a parent
+/// directory). A file rotation makes later is not among the files; in a
+/// directory hidden whole it is hidden too.
+pub fn hide_audit_log(profile: &mut PermissionProfile, files: &[PathBuf], cwd: &Path) {
+    use execgate_escalate_server::sandbox::{AbsolutePath, Access, FsTarget};
+    let PermissionProfile::Managed { file_system, .. } = profile else {
+        return;
+    };
+    let Some(dir) = files.first().and_then(|log| log.parent()) else {
+        return;
+    };
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let hidden: Vec<PathBuf> = if cwd.starts_with(&dir) {
+        files
+            .iter()
+            .filter_map(|file| file.file_name())
+            .map(|name| dir.join(name))
+            .collect()
+    } else {
+        vec![dir]
+    };
+    for place in hidden {
+        if let Ok(place) = AbsolutePath::new(&place, None) {
+            let _ = file_system.push(FsTarget::Path(place), Access::None);
         }
     }
 }

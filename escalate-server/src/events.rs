@@ -39,6 +39,15 @@ pub type EventSink = Arc<dyn Fn(&SessionEvent) + Send + Sync>;
 pub trait AuditSink: Send + Sync {
     fn record(&self, session_id: &str, event: &SessionEvent) -> Result<(), String>;
 
+    /// The files the records go to, for a sink that writes files: the
+    /// log first, then its lock and older files. The sandboxes of a
+    /// session that records here are shown none of them (core-bridge
+    /// hides them as the session starts): the records are the
+    /// reviewers', and a sandbox that could open a lock could hold it.
+    fn log_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
     /// Whether recording `event` waits for the disk (a synced write). The
     /// server records a [`SessionEvent::Decided`] that does on a blocking
     /// thread, not on the thread every session's decisions share. Other

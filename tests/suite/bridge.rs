@@ -156,6 +156,43 @@ async fn a_session_refuses_tools_no_build_made() {
     }
 }
 
+/// Probe 198: a library session's audit log was shown to its sandboxes
+/// (only `execgate` hid it): a sandboxed command read the records, and
+/// held the log's lock, so that every escalation, and every session
+/// sharing the log, was refused. A session hides the log it records to.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_sandboxes_see_nothing_of_its_audit_log() {
+    use execgate_audit::{AuditLog, RecordOptions, Rotation, SessionAudit};
+    let dir = tempfile::tempdir().unwrap();
+    // Outside every writable root of the sandbox.
+    let logs = tempfile::Builder::new()
+        .prefix("execgate-log")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let log =
+        Arc::new(AuditLog::open(logs.path().join("audit.jsonl"), Rotation::default()).unwrap());
+    let mut config = ShellSessionConfig::new(dir.path(), tools(), policy_by_path(&[]));
+    config.audit = Some(Arc::new(SessionAudit::new(log, RecordOptions::default())));
+    let session = ShellSession::start(config).unwrap();
+    let script = format!(
+        "print -r -- seen: $(ls -A {0}); exec 3< {0}/audit.jsonl.lock && print -r -- opened",
+        logs.path().display()
+    );
+    let outcome = session
+        .run(&script, RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    assert_eq!(outcome.stdout, b"seen:\n", "{stderr}");
+    assert_ne!(outcome.status, CommandStatus::Exited(0), "{stderr}");
+    session.shutdown().await;
+    // Recorded all the same.
+    let records = std::fs::read_to_string(logs.path().join("audit.jsonl")).unwrap();
+    assert!(records.contains("\"session-start\""), "{records}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timeout_or_a_cancellation_ends_the_command_and_its_jobs() {
     let dir = tempfile::tempdir().unwrap();

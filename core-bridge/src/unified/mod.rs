@@ -137,7 +137,7 @@ pub struct Exited {
     /// long the process ran.
     pub wall_time: Duration,
     /// It was ended because a connection it made was denied once a person
-    /// had been asked (`limited` networks, [`OnNetworkDenial::Cancel`]):
+    /// had been asked (`limited` networks, [`OnNetworkDenial::Cancel`](crate::OnNetworkDenial::Cancel)):
     /// `network denied: HOST:PORT (reason)`.
     pub network_denied: Option<String>,
 }
