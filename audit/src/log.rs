@@ -212,14 +212,17 @@ impl AuditLog {
         &self.path
     }
 
-    /// The files of the log, as named when opened: the log, its lock
-    /// file and its older files, those rotation has made so far. The
-    /// sandboxes of a session that records here must see none of them
-    /// (a sandbox that could open the lock could hold it).
+    /// The files of the log, by absolute path: the log, its lock file and
+    /// its older files, those rotation has made so far. The sandboxes of a
+    /// session that records here must see none of them (a sandbox that
+    /// could open the lock could hold it).
     pub fn files(&self) -> Vec<PathBuf> {
-        [self.path.clone(), lock_path(&self.path)]
+        // A bare name is this process's directory's (review 45: hidden as
+        // "audit.jsonl", it was not hidden at all).
+        let log = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        [log.clone(), lock_path(&log)]
             .into_iter()
-            .chain((1..=self.rotation.keep).map(|n| rotated_path(&self.path, n)))
+            .chain((1..=self.rotation.keep).map(|n| rotated_path(&log, n)))
             .filter(|file| std::fs::symlink_metadata(file).is_ok())
             .collect()
     }

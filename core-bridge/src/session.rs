@@ -1181,7 +1181,13 @@ pub fn hide_audit_log(profile: &mut PermissionProfile, files: &[PathBuf], cwd: &
     let PermissionProfile::Managed { file_system, .. } = profile else {
         return;
     };
-    let Some(dir) = files.first().and_then(|log| log.parent()) else {
+    let Some(log) = files.first() else {
+        return;
+    };
+    // A relative name hid nothing (review 45): it is this process's
+    // directory's, as the sink opened it.
+    let log = std::path::absolute(log).unwrap_or_else(|_| log.clone());
+    let Some(dir) = log.parent() else {
         return;
     };
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -1443,6 +1449,39 @@ mod tests {
             why.is_some_and(|why| why.contains("its shell could not be prepared")),
             "recorded as made"
         );
+    }
+
+    /// Review 45: a log opened by a bare name ("audit.jsonl") hid nothing:
+    /// its directory read as "", the names stayed relative, and no profile
+    /// takes a relative path. It is this process's directory's.
+    #[test]
+    fn a_log_named_relatively_is_hidden_where_it_lies() {
+        use execgate_escalate_server::sandbox::Access;
+        let hidden_entries = |profile: &PermissionProfile| -> Vec<String> {
+            let PermissionProfile::Managed { file_system, .. } = profile else {
+                panic!("not a managed profile");
+            };
+            file_system
+                .entries
+                .iter()
+                .filter(|entry| entry.access == Access::None)
+                .map(|entry| entry.target.to_string())
+                .collect()
+        };
+        let mut profile = PermissionProfile::preset("workspace-write").unwrap();
+        let before = hidden_entries(&profile);
+        let elsewhere = tempfile::tempdir().unwrap();
+        hide_audit_log(
+            &mut profile,
+            &[PathBuf::from("audit.jsonl")],
+            elsewhere.path(),
+        );
+        let here = std::fs::canonicalize(".").unwrap();
+        let added: Vec<String> = hidden_entries(&profile)
+            .into_iter()
+            .filter(|entry| !before.contains(entry))
+            .collect();
+        assert_eq!(added, [here.display().to_string()]);
     }
 
     /// From a probe: a sessions' directory others could read (made by

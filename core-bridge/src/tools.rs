@@ -414,16 +414,21 @@ impl Tools {
             ),
         ];
         for (path, key, what, last) in tools {
-            match judged(last, path, |path| made_by(path, key, &OtherTool::than(key))) {
-                None => return Err(BridgeError::MissingTool(path.clone())),
-                Some(Maker::Not(why)) => {
+            let judged = judged(last, path, |path| made_by(path, key, &OtherTool::than(key)));
+            // Named by the caller: not "missing from beside this binary".
+            let not_a_file = match path.exists() {
+                true => "it is not a file",
+                false => "nothing is there",
+            };
+            match judged.unwrap_or(Maker::Not(not_a_file)) {
+                Maker::Not(why) => {
                     return Err(BridgeError::NotTheTool {
                         path: path.clone(),
                         what,
                         why,
                     })
                 }
-                Some(Maker::This | Maker::Another) => {}
+                Maker::This | Maker::Another => {}
             }
         }
         Ok(())

@@ -77,7 +77,7 @@ pub use policy::{
 pub use resolve::ResolveError;
 pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{
-    GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session, SessionConfig,
-    SessionSandbox, ShellCommand, ShellWatch, StartError,
+    ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session,
+    SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
 };
 pub use sys::{close_inherited_descriptors_on_exec, wait_for_children};

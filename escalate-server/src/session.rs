@@ -243,6 +243,33 @@ impl SessionConfig {
     }
 }
 
+/// How a process has its children reaped as they end
+/// ([`StartError::ChildrenUnwaited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildrenReaped {
+    /// `SIGCHLD` is ignored, which a program it starts inherits (bubblewrap
+    /// then waits for its own child forever).
+    Ignored,
+    /// Its `SIGCHLD` action has `SA_NOCLDWAIT` (not inherited across exec).
+    NoChildWait,
+}
+
+impl ChildrenReaped {
+    fn how(self) -> &'static str {
+        match self {
+            ChildrenReaped::Ignored => "ignores SIGCHLD",
+            ChildrenReaped::NoChildWait => "has SA_NOCLDWAIT on its SIGCHLD action",
+        }
+    }
+
+    fn advice(self) -> &'static str {
+        match self {
+            ChildrenReaped::Ignored => "give SIGCHLD its default action, or a handler,",
+            ChildrenReaped::NoChildWait => "install the SIGCHLD action without SA_NOCLDWAIT",
+        }
+    }
+}
+
 /// Why a session could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -252,15 +279,16 @@ pub enum StartError {
     /// runtime for their own tasks.
     #[error("sessions must be started inside a tokio runtime")]
     NoRuntime,
-    /// This process's children are reaped by the kernel as they end: it
-    /// ignores `SIGCHLD`, or set `SA_NOCLDWAIT`.
+    /// This process's children are reaped by the kernel as they end:
+    /// `how` it told the kernel to.
     #[error(
-        "this process ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), so the kernel reaps its \
-         children as they end and nothing can wait for them: a session could not tell when \
-         its shells end (and bubblewrap, which inherits it, would wait for its own forever); \
-         give SIGCHLD its default action before starting a session"
+        "this process {how}, so the kernel reaps its children as they end and nothing can \
+         wait for them: a session could not tell when its shells end; {advice} before \
+         starting a session",
+        how = .0.how(),
+        advice = .0.advice()
     )]
-    ChildrenUnwaited,
+    ChildrenUnwaited(ChildrenReaped),
     #[error("cannot create the session socket: {0}")]
     Socket(#[source] io::Error),
     #[error("cannot start the thread sessions are served on: {0}")]
@@ -647,8 +675,8 @@ impl Session {
     /// every session of the process shares, not on the caller's runtime
     /// (why: `serving.rs`).
     pub fn start(config: SessionConfig) -> Result<Session, StartError> {
-        if sys::children_reaped_unwaited() {
-            return Err(StartError::ChildrenUnwaited);
+        if let Some(how) = sys::children_reaped_unwaited() {
+            return Err(StartError::ChildrenUnwaited(how));
         }
         let runtime = crate::serving::handle().map_err(StartError::Serving)?;
         std::fs::metadata(&config.wrapper).map_err(|source| StartError::Wrapper {

@@ -221,19 +221,26 @@ fn close_on_exec_from_3() -> io::Result<()> {
     close_on_exec_from(3)
 }
 
-/// Whether this process's children are reaped by the kernel as they end
-/// (`SIGCHLD` ignored, or `SA_NOCLDWAIT`): nothing can then wait for them,
-/// and a program it starts inherits the ignored signal across its exec
-/// (bubblewrap, which then never sees its own child end; probe 198).
-pub(crate) fn children_reaped_unwaited() -> bool {
+/// How this process's children are reaped by the kernel as they end, if
+/// they are (`SIGCHLD` ignored, or `SA_NOCLDWAIT`): nothing can then wait
+/// for them, and a program it starts inherits an ignored signal across its
+/// exec (bubblewrap, which then never sees its own child end; probe 198).
+pub(crate) fn children_reaped_unwaited() -> Option<crate::session::ChildrenReaped> {
+    use crate::session::ChildrenReaped;
     // SAFETY: all zeros is a valid `sigaction` (SIG_DFL, no flags).
     let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: with no new action, sigaction only writes the current one
     // into `current`, a live local value of the type it writes.
     if unsafe { libc::sigaction(libc::SIGCHLD, ptr::null(), &mut current) } == -1 {
-        return false;
+        return None;
     }
-    current.sa_sigaction == libc::SIG_IGN || current.sa_flags & libc::SA_NOCLDWAIT != 0
+    if current.sa_sigaction == libc::SIG_IGN {
+        Some(ChildrenReaped::Ignored)
+    } else if current.sa_flags & libc::SA_NOCLDWAIT != 0 {
+        Some(ChildrenReaped::NoChildWait)
+    } else {
+        None
+    }
 }
 
 /// Gives `SIGCHLD` its default action, for a program whose parent ignored

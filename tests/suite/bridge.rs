@@ -94,6 +94,21 @@ async fn a_sandboxed_shell_killed_by_a_signal_is_told_from_one_exiting_with_its_
         assert_eq!(outcome.status, expected, "{script}");
         assert!(!outcome.cancelled && !outcome.timed_out, "{script}");
     }
+    // Review 45: with the report socket, the sandbox's init took the shell
+    // for an escalation and left it stopped, for good: no job control
+    // above the sandbox sees the stop.
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(20)),
+        ..RunOptions::default()
+    };
+    let outcome = session
+        .run("kill -STOP $$; print -r -- went on", options)
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, CommandStatus::Exited(0));
+    assert_eq!(outcome.stdout, b"went on\n");
     session.shutdown().await;
 }
 

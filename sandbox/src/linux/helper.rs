@@ -300,10 +300,17 @@ fn confine_and_exec(
         cookie: own_network_cookie(),
         makes_inet: matches!(network, SocketFilter::Limited { .. }),
     });
+    // A sandbox started for an escalated program executes the file the
+    // server checked, or takes it from its order.
+    let sandbox_of = match args.spare.or(args.exec_fd) {
+        Some(_) => supervisor::SandboxOf::Escalation,
+        None => supervisor::SandboxOf::Shell,
+    };
     if supervision.is_needed() {
         let program = supervisor::notifying_program(&supervision)?;
         // The parent serves and never comes back here.
-        let hand_over = supervisor::fork_supervisor(supervision, args.spare.or(args.report))?;
+        let hand_over =
+            supervisor::fork_supervisor(supervision, sandbox_of, args.spare.or(args.report))?;
         // First, while the seccomp() call is still allowed: the filter
         // installed after it forbids new listeners.
         let listener = sys::install_notifying_filter(&program)
@@ -319,6 +326,7 @@ fn confine_and_exec(
             // watch.
             drop(supervisor::fork_supervisor(
                 supervision,
+                sandbox_of,
                 args.spare.or(args.report),
             )?);
         }

@@ -390,6 +390,19 @@ impl HandOver {
     }
 }
 
+/// Whose sandbox it is: what its init does when the target stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SandboxOf {
+    /// A session's shell (or `execgate sandbox`'s program). No job control
+    /// above the sandbox sees it stop (a program the interactive shell
+    /// `exec`ed, stopped by Ctrl-Z, would hold the terminal stopped for
+    /// good): the init continues it.
+    Shell,
+    /// An escalated program: its stand-in stops and continues it, and a
+    /// program that stops itself there (nano, mutt) must stay stopped.
+    Escalation,
+}
+
 /// What the supervisor, the sandbox's init, does once its target ends:
 /// its own end ends every process left in the sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -467,12 +480,14 @@ impl TerminalForeground {
 /// after the shell.
 const JOBS_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Forks. In the parent, serves `supervision` until the child ends and
-/// exits as it did (never returns), having said on `report_to` (a spare's
-/// control socket, which the child takes its order from) that it died of
-/// a signal, when it did. In the child, returns the hand-over.
+/// Forks. In the parent, serves `supervision` until the child (the target
+/// of a sandbox of `sandbox_of`) ends and exits as it did (never returns), having said on `report_to`
+/// (a spare's control socket, which the child takes its order from, or the
+/// report socket of a sandbox started with its command) that it died of a
+/// signal, when it did. In the child, returns the hand-over.
 pub(crate) fn fork_supervisor(
     supervision: Supervision,
+    sandbox_of: SandboxOf,
     report_to: Option<RawFd>,
 ) -> Result<HandOver, String> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -513,7 +528,13 @@ pub(crate) fn fork_supervisor(
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            supervise(supervision, child, parent_end, &saved_mask, report_to)
+            supervise(
+                supervision,
+                (child, sandbox_of),
+                parent_end,
+                &saved_mask,
+                report_to,
+            )
         }
     }
 }
@@ -536,7 +557,7 @@ const IGNORED_SIGNALS: [Signal; 10] = [
 
 fn supervise(
     supervision: Supervision,
-    child: Pid,
+    (child, sandbox_of): (Pid, SandboxOf),
     channel: OwnedFd,
     saved_mask: &SigSet,
     report_to: Option<RawFd>,
@@ -587,7 +608,7 @@ fn supervise(
             }
         }
     }
-    exit_as(child, report_to.as_ref(), ending)
+    exit_as((child, sandbox_of), report_to.as_ref(), ending)
 }
 
 /// Workers started at once; more start whenever all are busy, so that a
@@ -685,20 +706,18 @@ fn receive_listener(channel: &OwnedFd) -> Option<OwnedFd> {
 /// raises itself cannot end, exit status 128 plus the signal, and bubblewrap
 /// passes on no more: the signal is said on `report_to` first). Reaps every
 /// other child on the way: as init, it inherits the sandbox's orphans. A
-/// shell's stopped target is continued: nothing above it would. After an
-/// interactive shell, what is left is hung up first ([`Ending`]).
-fn exit_as(child: Pid, report_to: Option<&OwnedFd>, ending: Ending) -> ! {
+/// shell's stopped target is continued ([`SandboxOf`]). After an interactive
+/// shell, what is left is hung up first ([`Ending`]).
+fn exit_as(
+    (child, sandbox_of): (Pid, SandboxOf),
+    report_to: Option<&OwnedFd>,
+    ending: Ending,
+) -> ! {
     let ended = loop {
         match nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
             Ok(status) if status.pid() != Some(child) => continue,
-            // No job control above a shell's sandbox sees its target stop
-            // (a program the interactive shell `exec`ed, stopped by Ctrl-Z,
-            // would hold the terminal stopped for good): it goes on. Not an
-            // escalation's (a spare, with a report to make): its stand-in
-            // stops and continues it, and a program that stops itself there
-            // (nano, mutt) must stay stopped.
             Ok(WaitStatus::Stopped(..)) => {
-                if report_to.is_none() {
+                if sandbox_of == SandboxOf::Shell {
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGCONT);
                 }
             }
