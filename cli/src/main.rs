@@ -1823,6 +1823,12 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
             stderr::line(&format!("execgate: {denied}"));
             return Ok(126);
         }
+        if outcome.aborted {
+            stderr::line(
+                "execgate: the command was aborted at a question, and stopped with everything \
+                 it ran in its sandbox",
+            );
+        }
         Ok(outcome.status.code())
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);

@@ -1129,7 +1129,7 @@ fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
                 .network_denied
                 .as_ref()
                 .map(|denied| format!("execgate: {denied}"));
-            let summary = match exited.status {
+            let mut summary = match exited.status {
                 CommandStatus::Signaled(signal) => {
                     structured["signal"] = json!(signal);
                     format!(
@@ -1139,6 +1139,10 @@ fn answer(result: Result<ExecResponse, ExecError>) -> CallToolResult {
                 }
                 CommandStatus::Exited(code) => format!("exited with status {code}"),
             };
+            if exited.aborted {
+                structured["aborted"] = json!(true);
+                summary = format!("aborted at a question, and {summary}");
+            }
             (summary, exited.wall_time, network.or(denial))
         }
         ExecResponse::Running(running) => {

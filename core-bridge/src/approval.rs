@@ -336,6 +336,8 @@ struct ClockState {
     /// command is another clock (review 34b).
     commands: HashMap<u32, (u64, Pause)>,
     registrations: u64,
+    /// Commands (pid and registration) a person stopped at a question.
+    aborted: std::collections::HashSet<(u32, u64)>,
 }
 
 /// Time during which at least one of some approvals was pending.
@@ -416,6 +418,21 @@ impl ApprovalClock {
         }
     }
 
+    /// The command the process `requester` descends from, marked as
+    /// stopped by a person at a question: its pid, which leads its process
+    /// group (its shell's, or its sandbox's bubblewrap). `None` when no
+    /// registered command is among its ancestors (a program an escalation
+    /// started).
+    pub(crate) fn abort(&self, requester: i32) -> Option<u32> {
+        let ancestry = ancestry(requester);
+        let mut state = self.lock();
+        let (pid, registration) = ancestry
+            .into_iter()
+            .find_map(|pid| Some((pid, state.commands.get(&pid)?.0)))?;
+        state.aborted.insert((pid, registration));
+        Some(pid)
+    }
+
     /// Marks an approval pending until the guard drops, asked by the
     /// process `requester` (`None`: not known): it holds the clock of the
     /// command that process descends from, or, when none does, of every
@@ -480,9 +497,21 @@ pub(crate) struct CommandClock {
     registration: u64,
 }
 
+impl CommandClock {
+    /// Whether a person stopped this command at a question
+    /// ([`ApprovalClock::abort`]).
+    pub(crate) fn aborted(&self) -> bool {
+        self.clock
+            .lock()
+            .aborted
+            .contains(&(self.pid, self.registration))
+    }
+}
+
 impl Drop for CommandClock {
     fn drop(&mut self) {
         let mut state = self.clock.lock();
+        state.aborted.remove(&(self.pid, self.registration));
         if state
             .commands
             .get(&self.pid)

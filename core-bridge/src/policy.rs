@@ -1116,7 +1116,7 @@ impl Inner {
                 reason: nobody_answered(&reason),
             },
             ApprovalAnswer::Abort => {
-                abort_command(request.peer.pid);
+                abort_command(&self.clock, request.peer.pid);
                 Decision::Deny {
                     reason: "aborted by the approver".into(),
                 }
@@ -1455,8 +1455,6 @@ fn write_roots(granted: &PermissionProfile, cwd: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Stops the command that asked: its process group, unless that group is
-/// ours.
 /// `extra` as a person is shown it and a record names it: as the
 /// command gets it, added to the session's sandbox
 /// ([`ResolvedPolicy::granted_with`]); as written when there is none.
@@ -1467,10 +1465,22 @@ fn as_granted(request: &ExecContext, extra: &PermissionProfile) -> PermissionPro
         .map_or_else(|| extra.clone(), |session| session.granted_with(extra))
 }
 
-fn abort_command(pid: i32) {
+/// Stops the command that asked, whole: the process group of the command
+/// the asking process descends from, which a person means (probe 201: only
+/// the asker's own group was killed, and a command behind `timeout` or
+/// `setsid` went on, and asked again); the asker's own group where no
+/// command is known (a program an escalation started). Never our group.
+fn abort_command(clock: &ApprovalClock, pid: i32) {
     use nix::unistd::{getpgid, getpgrp, Pid};
-    let Ok(group) = getpgid(Some(Pid::from_raw(pid))) else {
-        return;
+    let group = match clock
+        .abort(pid)
+        .and_then(|command| i32::try_from(command).ok())
+    {
+        Some(command) => Pid::from_raw(command),
+        None => match getpgid(Some(Pid::from_raw(pid))) {
+            Ok(group) => group,
+            Err(_) => return,
+        },
     };
     if group != getpgrp() && group.as_raw() > 1 {
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);

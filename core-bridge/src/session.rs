@@ -237,6 +237,11 @@ pub struct RunOutcome {
     /// Permissions were requested ([`RunOptions::request_permissions`])
     /// and declined: the command ran with the session's own.
     pub permissions_declined: bool,
+    /// A person stopped the command at a question one of its programs
+    /// asked ([`ApprovalAnswer::Abort`](crate::ApprovalAnswer::Abort)): its
+    /// shell was killed with its process group, and its sandbox with
+    /// everything in it.
+    pub aborted: bool,
 }
 
 /// Records the approver's answer to a request for grants, told why they
@@ -952,7 +957,7 @@ async fn run_shell(
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
     // Its own approval clock: another command's question does not stop
     // its timeout.
-    let _own_clock = clock
+    let own_clock = clock
         .as_ref()
         .zip(child.id())
         .map(|(clock, pid)| clock.command(pid));
@@ -1030,6 +1035,9 @@ async fn run_shell(
             .and_then(|pid| u32::try_from(pid).ok())
             .and_then(|pid| network.take_denial(pid, started)),
         permissions_declined: false,
+        aborted: own_clock
+            .as_ref()
+            .is_some_and(crate::approval::CommandClock::aborted),
     })
 }
 

@@ -1687,6 +1687,42 @@ fn permission_requests(recorder: &Recorder) -> Vec<(bool, Option<String>)> {
         .collect()
 }
 
+/// Probe 201: `Abort` at a program's question killed only the asking
+/// process's group: behind `timeout` (its child in a group of its own) or
+/// `setsid` the command went on, asked again, and nothing said it had
+/// been stopped. The whole command stops, and its outcome says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abort_at_a_question_stops_the_whole_command() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["id"], decision = "prompt")"#);
+    for shape in [
+        "id -u; print -r -- after",
+        "timeout 20 zsh -f -c 'id -u; print -r -- inner-after'; print -r -- after=$?",
+        "setsid -w zsh -f -c 'id -u'; print -r -- after=$?",
+    ] {
+        let recorder = Recorder::default();
+        let approver = Scripted::new(ApprovalAnswer::Abort);
+        let session = Setup::rules(rules.clone())
+            .approver(approver.clone())
+            .start(&place, &recorder);
+        let ran_on = place.ws.join("ran-on");
+        let script = format!("{shape}; touch {}; id -g", ran_on.display());
+        let options = RunOptions {
+            timeout: Some(Duration::from_secs(60)),
+            ..RunOptions::default()
+        };
+        let outcome = session.run(&script, options).unwrap().wait().await.unwrap();
+        session.shutdown().await;
+        assert!(outcome.aborted, "{shape}: {outcome:?}");
+        assert!(
+            !text(&outcome.stdout).contains("after"),
+            "{shape}: {outcome:?}"
+        );
+        assert!(!ran_on.exists(), "{shape}: the command went on");
+        assert_eq!(approver.asked().len(), 1, "{shape}: asked again");
+    }
+}
+
 /// Probe 128: a person who stopped the command at the question for its
 /// grants (Ctrl-C, `!`) left no record of the request: a decline was
 /// recorded, an abort was not. It is recorded as not granted, saying so,

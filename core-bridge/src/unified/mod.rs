@@ -140,6 +140,9 @@ pub struct Exited {
     /// had been asked (`limited` networks, [`OnNetworkDenial::Cancel`](crate::OnNetworkDenial::Cancel)):
     /// `network denied: HOST:PORT (reason)`.
     pub network_denied: Option<String>,
+    /// A person stopped it at a question one of its programs asked
+    /// ([`ApprovalAnswer::Abort`](crate::ApprovalAnswer::Abort)).
+    pub aborted: bool,
 }
 
 /// A process still running.
@@ -548,6 +551,7 @@ impl ShellSession {
                     network_denied: process
                         .group_since()
                         .and_then(|(pgid, since)| self.network.take_denial(pgid, since)),
+                    aborted: process.aborted(),
                 })
             }
             None => ExecResponse::Running(Running {

@@ -106,7 +106,7 @@ pub(crate) struct LiveProcess {
     longest_approval_wait: Duration,
     /// Its own approval clock, kept while it is (another command's
     /// question does not stop its yields).
-    _own_clock: Option<crate::approval::CommandClock>,
+    own_clock: Option<crate::approval::CommandClock>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Receiver<bool>,
     follower: tokio::task::JoinHandle<()>,
@@ -234,7 +234,7 @@ impl ProcessTable {
             pgid,
             terminal,
             longest_approval_wait,
-            _own_clock: own_clock,
+            own_clock,
             shared,
             ended,
             follower,
@@ -396,6 +396,14 @@ impl LiveProcess {
     pub(crate) fn group_since(&self) -> Option<(u32, std::time::Instant)> {
         let pgid = u32::try_from(self.pgid?).ok()?;
         Some((pgid, self.started_at))
+    }
+
+    /// Whether a person stopped it at a question one of its programs
+    /// asked.
+    pub(crate) fn aborted(&self) -> bool {
+        self.own_clock
+            .as_ref()
+            .is_some_and(crate::approval::CommandClock::aborted)
     }
 
     pub(crate) fn terminal(&self) -> Option<&Master> {
