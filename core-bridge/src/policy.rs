@@ -170,6 +170,14 @@ enum ApprovalKey {
         device: u64,
         inode: u64,
     },
+    /// A command's request for grants ([`RunOptions::request_permissions`](crate::RunOptions)):
+    /// the same command text, in the same directory, for the same grants.
+    Grants {
+        command: String,
+        cwd: PathBuf,
+        directory: Option<(u64, u64)>,
+        grants: String,
+    },
 }
 
 /// What identical questions in flight share one answer by: the approval,
@@ -280,17 +288,84 @@ impl ExecPolicy {
             execution: Execution::Permissions(requested.clone()),
             permissions: Some(requested.clone()),
         };
-        let (answer, waited, _) = self.inner.ask(None, &request, None).await;
+        // As a program's question (probe 201: each was asked, uncapped, and
+        // "for the session" approved once): identical ones in flight share
+        // one question, at most 16 wait, and one approved for the session
+        // is not asked again.
+        use std::os::unix::fs::MetadataExt;
+        let key = ApprovalKey::Grants {
+            command: command.to_owned(),
+            cwd: cwd.to_path_buf(),
+            directory: std::fs::metadata(cwd)
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino())),
+            grants: format!("{requested:?}"),
+        };
+        let cached = self
+            .inner
+            .approved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key);
+        if cached {
+            self.inner.writable_through(write_roots(requested, cwd));
+            return PermissionsAnswer {
+                granted: Some(requested.clone()),
+                provenance: Provenance {
+                    decided_by: DecidedBy::SessionCache,
+                    ..Provenance::default()
+                },
+                aborted: false,
+            };
+        }
+        let question = QuestionKey {
+            approval: key.clone(),
+            argv: request.argv.clone(),
+            cwd: request.cwd.clone(),
+        };
+        let (answer, waited, shared) = self.inner.ask(Some(question), &request, None).await;
         let mut provenance = self.inner.answered(&answer, waited, None);
+        if shared {
+            provenance.note = Some(match provenance.note.take() {
+                Some(note) => format!("{note}; {SHARED_ANSWER}"),
+                None => SHARED_ANSWER.to_owned(),
+            });
+        }
         let granted = match answer {
-            ApprovalAnswer::ApproveOnce | ApprovalAnswer::ApproveForSession => requested.clone(),
+            ApprovalAnswer::ApproveOnce => requested.clone(),
+            ApprovalAnswer::ApproveForSession => {
+                self.inner
+                    .approved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key);
+                if provenance.decided_by == DecidedBy::User {
+                    provenance.note = Some(match provenance.note.take() {
+                        Some(note) => format!("{STANDING_ANSWER}; {note}"),
+                        None => STANDING_ANSWER.to_owned(),
+                    });
+                }
+                requested.clone()
+            }
             ApprovalAnswer::ApprovePartly(granted) => {
                 provenance.note = Some("grants narrowed by the approver".into());
                 requested.intersected_with(&granted)
             }
-            ApprovalAnswer::Decline
-            | ApprovalAnswer::DeclineForSession
-            | ApprovalAnswer::Unanswered { .. } => {
+            ApprovalAnswer::Decline | ApprovalAnswer::DeclineForSession => {
+                return PermissionsAnswer {
+                    granted: None,
+                    provenance,
+                    aborted: false,
+                };
+            }
+            // Why, as for a program's question (probe 201: the reason was
+            // dropped, "no tty" and a panicking approver alike).
+            ApprovalAnswer::Unanswered { reason } => {
+                let why = nobody_answered(&reason);
+                provenance.note = Some(match provenance.note.take() {
+                    Some(note) => format!("{note}; {why}"),
+                    None => why,
+                });
                 return PermissionsAnswer {
                     granted: None,
                     provenance,

@@ -1723,6 +1723,98 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
     }
 }
 
+/// Probe 201: a command's requests for grants were each asked, however
+/// many were identical and pending together, and "for the session"
+/// approved only once. Identical ones in flight share one question, and
+/// one approved for the session is not asked again.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_for_grants_are_asked_as_programs_questions_are() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let mut approver = Scripted::new(ApprovalAnswer::ApproveForSession);
+    approver.delay = Duration::from_millis(500);
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let granted = place.outside.join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    let options = || RunOptions {
+        request_permissions: Some(AdditionalPermissions {
+            profile: super::sandbox::write_grant(&granted),
+            justification: None,
+            write_grants_through_links: Vec::new(),
+        }),
+        timeout: Some(Duration::from_secs(60)),
+        ..RunOptions::default()
+    };
+    let script = format!("print -r -- x >> {}/log", granted.display());
+    let together: Vec<_> = (0..3)
+        .map(|_| session.run(&script, options()).unwrap())
+        .collect();
+    for run in together {
+        assert_eq!(
+            run.wait().await.unwrap().status,
+            execgate_core_bridge::CommandStatus::Exited(0)
+        );
+    }
+    let again = session
+        .run(&script, options())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(again.status, execgate_core_bridge::CommandStatus::Exited(0));
+    session.shutdown().await;
+    assert_eq!(approver.asked().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(granted.join("log")).unwrap(),
+        "x\n".repeat(4)
+    );
+    let deciders: Vec<DecidedBy> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::PermissionsRequested { provenance, .. } => Some(provenance.decided_by),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deciders.len(), 4, "{deciders:?}");
+    assert_eq!(deciders[3], DecidedBy::SessionCache, "{deciders:?}");
+}
+
+/// Probe 201: a request for grants nobody answered was recorded without
+/// why ("no tty", an approver that panicked), as a program's question is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_for_grants_nobody_answered_is_recorded_with_why() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(Scripted::new(ApprovalAnswer::Unanswered {
+            reason: "no tty".into(),
+        }))
+        .start(&place, &recorder);
+    let options = RunOptions {
+        request_permissions: Some(AdditionalPermissions {
+            profile: PermissionProfile::preset("danger-full-access").unwrap(),
+            justification: None,
+            write_grants_through_links: Vec::new(),
+        }),
+        ..RunOptions::default()
+    };
+    let outcome = session.run("true", options).unwrap().wait().await.unwrap();
+    session.shutdown().await;
+    assert!(outcome.permissions_declined);
+    let requests = permission_requests(&recorder);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(
+        requests[0]
+            .1
+            .as_deref()
+            .is_some_and(|note| note.contains("nobody answered (no tty)")),
+        "{requests:?}"
+    );
+}
+
 /// Probe 128: a person who stopped the command at the question for its
 /// grants (Ctrl-C, `!`) left no record of the request: a decline was
 /// recorded, an abort was not. It is recorded as not granted, saying so,

@@ -870,7 +870,7 @@ async fn an_unsupervised_sandboxed_program_dies_of_a_signal_it_does_not_handle()
 }
 
 /// Grants beyond the session's profile: writing `path`, nothing else.
-fn write_grant(path: &Path) -> PermissionProfile {
+pub(super) fn write_grant(path: &Path) -> PermissionProfile {
     grant(path, Access::Write)
 }
 
