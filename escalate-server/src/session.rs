@@ -158,6 +158,14 @@ impl ActiveSandbox {
         let Some(extra) = extra else {
             return Ok(self.resolved_default.clone());
         };
+        // Probe 201: such a grant failed at the sandbox's start, saying
+        // the path had been replaced, after its record said it was made.
+        if let Some((path, hidden)) = granted_paths(extra).find_map(|path| {
+            let hidden = self.launcher.hidden_over(&path)?.to_path_buf();
+            Some((path, hidden))
+        }) {
+            return Err(SandboxError::GrantHidden { path, hidden });
+        }
         match self.turn_default.merged_with(extra) {
             merged @ PermissionProfile::Managed { .. } => {
                 let mut resolved = ResolvedPolicy::resolve(&merged, &self.context)?;
@@ -177,6 +185,25 @@ impl ActiveSandbox {
             PermissionProfile::Disabled | PermissionProfile::External { .. } => Ok(None),
         }
     }
+}
+
+/// The paths `extra` grants read or write access to, by their real path
+/// where they have one (the hidden directories are canonical).
+fn granted_paths(extra: &PermissionProfile) -> impl Iterator<Item = PathBuf> + '_ {
+    let entries = match extra {
+        PermissionProfile::Managed { file_system, .. } => file_system.entries.as_slice(),
+        _ => &[],
+    };
+    entries
+        .iter()
+        .filter(|entry| entry.access != Access::None)
+        .filter_map(|entry| match &entry.target {
+            execgate_sandbox::FsTarget::Path(path) => {
+                let path = path.as_path();
+                Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
+            }
+            _ => None,
+        })
 }
 
 /// Where a sandbox's special roots lead, for the session's first record.

@@ -214,6 +214,13 @@ pub enum SandboxError {
     GitDirectoryWorkingDirectory { cwd: PathBuf, git_dir: PathBuf },
     #[error("{}", grant_moved(.path, .now))]
     GrantMoved { path: PathBuf, now: PathBuf },
+    #[error(
+        "{} cannot be granted: it lies in {}, which every sandbox sees empty (execgate keeps \
+         its sessions' own files there)",
+        .path.display(),
+        .hidden.display()
+    )]
+    GrantHidden { path: PathBuf, hidden: PathBuf },
 }
 
 /// Why a grant is not made: its path no longer leads where it did when it

@@ -1782,6 +1782,41 @@ async fn requests_for_grants_are_asked_as_programs_questions_are() {
     assert_eq!(deciders[3], DecidedBy::SessionCache, "{deciders:?}");
 }
 
+/// Probe 201: a grant in the sessions' directory, which every sandbox sees
+/// empty, failed at the sandbox's start, saying the path had been replaced
+/// since, and the record said it was made. It is refused, saying why, and
+/// recorded as not made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_in_the_sessions_directory_is_refused_as_such() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .approver(Scripted::new(ApprovalAnswer::ApproveOnce))
+        .start(&place, &recorder);
+    let sessions = std::path::PathBuf::from(format!(
+        "/var/tmp/execgate-{}",
+        nix::unistd::getuid().as_raw()
+    ));
+    let options = RunOptions {
+        request_permissions: Some(AdditionalPermissions {
+            profile: super::sandbox::write_grant(&sessions),
+            justification: None,
+            write_grants_through_links: Vec::new(),
+        }),
+        ..RunOptions::default()
+    };
+    let outcome = session.run("true", options).unwrap().wait().await;
+    session.shutdown().await;
+    let error = match outcome {
+        Ok(outcome) => panic!("it ran: {outcome:?}"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("every sandbox sees empty"), "{error}");
+    let requests = permission_requests(&recorder);
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(!requests[0].0, "{requests:?}");
+}
+
 /// Probe 201: a request for grants nobody answered was recorded without
 /// why ("no tty", an approver that panicked), as a program's question is.
 #[tokio::test(flavor = "multi_thread")]

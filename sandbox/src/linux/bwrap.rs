@@ -91,6 +91,15 @@ impl Launcher {
         self.hidden.push(path.into());
     }
 
+    /// The directory [`Launcher::hide`] empties that holds `path` (or is
+    /// it), if one does: a grant there would grant nothing a sandbox sees.
+    pub fn hidden_over(&self, path: &Path) -> Option<&Path> {
+        self.hidden
+            .iter()
+            .find(|hidden| path.starts_with(hidden))
+            .map(PathBuf::as_path)
+    }
+
     /// Sets how sandboxed programs relate to the caller's terminal.
     pub fn set_terminal(&mut self, terminal: Terminal) {
         self.terminal = terminal;
