@@ -1826,7 +1826,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         if outcome.aborted {
             stderr::line(
                 "execgate: the command was aborted at a question, and stopped with everything \
-                 it ran in its sandbox",
+                 it started",
             );
         }
         Ok(outcome.status.code())

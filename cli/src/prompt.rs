@@ -158,11 +158,12 @@ impl TerminalApprover {
     }
 }
 
-/// Written when the answer aborts the command: the program that asked and
-/// its process group, not a job of its shell's in another group (probe
-/// 152: "its processes are killed" was read as all of them).
+/// Written when the answer aborts the command: `execgate run`'s whole
+/// command; at `execgate shell`'s prompt, the job that asked, whose shell
+/// goes on (probe 152: "its processes are killed" was read as all of
+/// them).
 const ABORTING: &str =
-    "execgate: aborting the command that asked (its process group is killed)\r\n";
+    "execgate: aborting the command that asked (at a shell's prompt, the job that asked)\r\n";
 
 /// Written when a question on the terminal is withdrawn: what is typed
 /// next is the shell's, not an answer.

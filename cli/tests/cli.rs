@@ -3752,8 +3752,10 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     // only the status 137 told).
     assert!(seen.contains("third=137"), "{seen}");
     assert_eq!(
-        seen.matches("execgate: aborting the command that asked (its process group is killed)")
-            .count(),
+        seen.matches(
+            "execgate: aborting the command that asked (at a shell's prompt, the job that asked)"
+        )
+        .count(),
         1,
         "{seen}"
     );

@@ -338,6 +338,11 @@ struct ClockState {
     registrations: u64,
     /// Commands (pid and registration) a person stopped at a question.
     aborted: std::collections::HashSet<(u32, u64)>,
+    /// Each command's first process, by pid: whether the process with
+    /// that pid now is the one registered (review 46: a command that had
+    /// ended stayed registered until its end was read, and a process of
+    /// another command that took its pid was taken for it).
+    processes: HashMap<u32, (u64, std::os::fd::OwnedFd)>,
 }
 
 /// Time during which at least one of some approvals was pending.
@@ -403,6 +408,12 @@ impl ApprovalClock {
     /// Keeps a clock for the command started as process `pid` until the
     /// guard drops.
     pub(crate) fn command(&self, pid: u32) -> CommandClock {
+        let process = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|process| {
+                rustix::process::pidfd_open(process, rustix::process::PidfdFlags::empty()).ok()
+            });
         let mut state = self.lock();
         let mut pause = Pause::default();
         for _ in 0..state.unattributed {
@@ -411,6 +422,10 @@ impl ApprovalClock {
         state.registrations += 1;
         let registration = state.registrations;
         state.commands.insert(pid, (registration, pause));
+        match process {
+            Some(process) => state.processes.insert(pid, (registration, process)),
+            None => state.processes.remove(&pid),
+        };
         CommandClock {
             clock: self.clone(),
             pid,
@@ -421,14 +436,18 @@ impl ApprovalClock {
     /// The command the process `requester` descends from, marked as
     /// stopped by a person at a question: its pid, which leads its process
     /// group (its shell's, or its sandbox's bubblewrap). `None` when no
-    /// registered command is among its ancestors (a program an escalation
-    /// started).
+    /// running command is among its ancestors (a program an escalation
+    /// started). A command whose first process has ended is not one: a
+    /// process with its pid now is another's.
     pub(crate) fn abort(&self, requester: i32) -> Option<u32> {
         let ancestry = ancestry(requester);
         let mut state = self.lock();
-        let (pid, registration) = ancestry
-            .into_iter()
-            .find_map(|pid| Some((pid, state.commands.get(&pid)?.0)))?;
+        let (pid, registration) = ancestry.into_iter().find_map(|pid| {
+            let registration = state.commands.get(&pid)?.0;
+            let (of, process) = state.processes.get(&pid)?;
+            let running = *of == registration && still_running(process);
+            running.then_some((pid, registration))
+        })?;
         state.aborted.insert((pid, registration));
         Some(pid)
     }
@@ -483,6 +502,50 @@ fn ancestry(pid: i32) -> Vec<u32> {
     chain
 }
 
+/// Whether the process `pidfd` names has not ended (a pidfd turns readable
+/// as its process ends, whoever reaps it).
+fn still_running(pidfd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        pidfd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    matches!(
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
+        Ok(0)
+    )
+}
+
+/// Every process descended from `root`, as `/proc` shows them now, each
+/// with its parent, parents before their children.
+pub(crate) fn descendants(root: u32) -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    let mut found = vec![];
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, of) in &parents {
+            if of == parent && !found.iter().any(|(known, _)| *known == pid) {
+                found.push((pid, parent));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// The parent of process `pid`, as `/proc` names it.
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parent_in_stat(&stat))
+}
+
 /// The parent's pid in a `/proc/PID/stat` line: the second field after
 /// the name, which may hold spaces and parentheses itself.
 fn parent_in_stat(stat: &str) -> Option<u32> {
@@ -512,6 +575,9 @@ impl Drop for CommandClock {
     fn drop(&mut self) {
         let mut state = self.clock.lock();
         state.aborted.remove(&(self.pid, self.registration));
+        if state.processes.get(&self.pid).map(|(of, _)| *of) == Some(self.registration) {
+            state.processes.remove(&self.pid);
+        }
         if state
             .commands
             .get(&self.pid)
@@ -685,6 +751,26 @@ mod tests {
         drop(second);
         assert!(clock.lock().commands.is_empty());
         drop(child);
+    }
+
+    /// Review 46: a command that had ended stayed registered until its
+    /// end was read, and a process of another command that took its pid
+    /// was aborted as that command (the other went on). A command is only
+    /// the one registered while its first process runs.
+    #[test]
+    fn an_ended_commands_pid_names_no_command() {
+        let clock = ApprovalClock::default();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let _registered = clock.command(pid);
+        let asker = i32::try_from(pid).unwrap();
+        assert_eq!(clock.abort(asker), Some(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(clock.abort(asker), None);
     }
 
     #[test]

@@ -1530,6 +1530,24 @@ fn write_roots(granted: &PermissionProfile, cwd: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// Kills every process descended from `root` now, each through a pidfd
+/// taken while it is still the child of the parent it was found under: a
+/// pid freed and taken by another process meanwhile is not signalled.
+fn kill_descendants(root: u32) {
+    use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+    for (pid, parent) in crate::approval::descendants(root) {
+        let Some(process) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            continue;
+        };
+        let Ok(pidfd) = pidfd_open(process, PidfdFlags::empty()) else {
+            continue;
+        };
+        if crate::approval::parent_of(pid) == Some(parent) {
+            let _ = pidfd_send_signal(&pidfd, Signal::KILL);
+        }
+    }
+}
+
 /// `extra` as a person is shown it and a record names it: as the
 /// command gets it, added to the session's sandbox
 /// ([`ResolvedPolicy::granted_with`]); as written when there is none.
@@ -1551,7 +1569,14 @@ fn abort_command(clock: &ApprovalClock, pid: i32) {
         .abort(pid)
         .and_then(|command| i32::try_from(command).ok())
     {
-        Some(command) => Pid::from_raw(command),
+        Some(command) => {
+            // Each process of it first, before the asker hears its answer:
+            // killed by its group alone, the command's sandbox ends as its
+            // init follows bubblewrap, and a shell there could see its child
+            // end first and go on (`timeout`'s caller printed).
+            kill_descendants(command.unsigned_abs());
+            Pid::from_raw(command)
+        }
         None => match getpgid(Some(Pid::from_raw(pid))) {
             Ok(group) => group,
             Err(_) => return,

@@ -160,10 +160,15 @@ impl ActiveSandbox {
         };
         // Probe 201: such a grant failed at the sandbox's start, saying
         // the path had been replaced, after its record said it was made.
-        if let Some((path, hidden)) = granted_paths(extra).find_map(|path| {
-            let hidden = self.launcher.hidden_over(&path)?.to_path_buf();
-            Some((path, hidden))
-        }) {
+        // The escalation's own temporary directory is shown there.
+        let shown = private_root.map(|root| std::fs::canonicalize(root).unwrap_or(root.into()));
+        let hidden_grant = granted_paths(extra)
+            .filter(|path| !shown.as_ref().is_some_and(|root| path.starts_with(root)))
+            .find_map(|path| {
+                let hidden = self.launcher.hidden_over(&path)?.to_path_buf();
+                Some((path, hidden))
+            });
+        if let Some((path, hidden)) = hidden_grant {
             return Err(SandboxError::GrantHidden { path, hidden });
         }
         match self.turn_default.merged_with(extra) {
