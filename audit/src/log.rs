@@ -220,10 +220,17 @@ impl AuditLog {
         // A bare name is this process's directory's (review 45: hidden as
         // "audit.jsonl", it was not hidden at all).
         let log = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        let exists = |file: &PathBuf| std::fs::symlink_metadata(file).is_ok();
+        // Rotation numbers them from 1 with no gap: the first one missing
+        // ends them (probe 203: looked for one by one up to `keep`, a large
+        // `keep` held every session's start).
+        let older = (1..=self.rotation.keep)
+            .map(|n| rotated_path(&log, n))
+            .take_while(exists);
         [log.clone(), lock_path(&log)]
             .into_iter()
-            .chain((1..=self.rotation.keep).map(|n| rotated_path(&log, n)))
-            .filter(|file| std::fs::symlink_metadata(file).is_ok())
+            .filter(exists)
+            .chain(older)
             .collect()
     }
 

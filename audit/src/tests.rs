@@ -562,6 +562,26 @@ fn concurrent_writers_with_rotation_keep_every_record_whole() {
     assert!(rotated > 3, "the test must rotate: {rotated} files");
 }
 
+/// Probe 203: the files a session hides were looked for one by one up to
+/// `keep`, and a large `keep` held every session's start. Rotation numbers
+/// them from 1 with no gap: the first missing one ends them.
+#[test]
+fn the_logs_files_end_at_the_first_missing_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let rotation = Rotation {
+        max_bytes: 64 << 10,
+        keep: usize::MAX,
+    };
+    let log = AuditLog::open(&path, rotation).unwrap();
+    std::fs::write(rotated_path(&path, 1), "").unwrap();
+    std::fs::write(rotated_path(&path, 3), "").unwrap();
+    assert_eq!(
+        log.files(),
+        [path.clone(), lock_path(&path), rotated_path(&path, 1)]
+    );
+}
+
 #[test]
 fn rotation_keeps_the_configured_number_of_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -143,6 +143,28 @@ pub fn default_path() -> Option<PathBuf> {
     Some(base.join("execgate/config.toml"))
 }
 
+/// The most of a config file read: far more than any config holds
+/// (probe 203: `--config /dev/zero` read until memory ran out).
+const MOST_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The text of the config file at `path`. The default one must be a
+/// regular file (probe 203: a FIFO there held every command, `doctor`
+/// too); one named on the command line may be a pipe (`--config <(...)`).
+fn read_config(path: &Path, named: bool) -> std::io::Result<String> {
+    use std::io::Read;
+    if !named && !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MOST_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MOST_CONFIG_BYTES {
+        return Err(std::io::Error::other("it is larger than 1 MiB"));
+    }
+    Ok(text)
+}
+
 /// The default config file ([`default_path`]), if there is one. Only
 /// nothing at all at its path means none: a link to nothing, a link in a
 /// loop, or a directory on the way that cannot be searched or is a link
@@ -264,7 +286,7 @@ impl Config {
                 None => return Ok((Config::default(), None)),
             },
         };
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let text = read_config(&path, explicit.is_some()).with_context(|| {
             let link = std::fs::read_link(&path)
                 .map(|target| format!(" (a link to {})", target.display()))
                 .unwrap_or_default();
@@ -328,6 +350,10 @@ impl Config {
             env.set = section.set;
             env.include_only = section.include_only;
         }
+        // As it loads, not as a session builds it (probe 203: `policy lint`
+        // and `doctor` passed a config every command then refused).
+        env.check()
+            .with_context(|| format!("config file {}: [env]", path.display()))?;
         if let Some(audit) = &file.audit {
             audit
                 .check()
@@ -375,6 +401,11 @@ impl Config {
 /// rotates every few records, and old records are soon dropped.
 const LEAST_AUDIT_BYTES: u64 = 64 << 10;
 
+/// The most older files of the log `[audit] keep` may ask for: each
+/// rotation renames them one by one (probe 203: `keep` of 2^63 hung every
+/// session's start).
+const MOST_AUDIT_FILES: usize = 10_000;
+
 impl AuditSection {
     /// Refuses settings under which rotation drops records as fast as they
     /// are written.
@@ -392,6 +423,14 @@ impl AuditSection {
             anyhow::bail!(
                 "[audit] keep must be at least 1: with 0, each rotation deletes every record \
                  in the log"
+            );
+        }
+        execgate_audit::RecordOptions::new(self.env_values.clone(), &self.redact_args)
+            .context("[audit] redact_args")?;
+        if self.keep.is_some_and(|keep| keep > MOST_AUDIT_FILES) {
+            anyhow::bail!(
+                "[audit] keep must be at most {MOST_AUDIT_FILES}: each rotation renames every \
+                 older file; keep more history with a larger max_bytes"
             );
         }
         Ok(())
@@ -415,6 +454,15 @@ mod tests {
                 "max_bytes must be at least 65536",
             ),
             ("[audit]\nkeep = 0\n", "keep must be at least 1"),
+            ("[audit]\nkeep = 100000000\n", "keep must be at most 10000"),
+            // Probe 203: refused only as a session was built, after
+            // `policy lint` and `doctor` had passed them.
+            ("[env]\nexclude = [\"*TOKEN*\", \"[A-\"]\n", "[A-"),
+            ("[env]\ninclude_only = [\"[\"]\n", "bad environment pattern"),
+            ("[audit]\nredact_args = [\"[\"]\n", "redact_args"),
+            ("[env]\nset = { \"A=B\" = \"x\" }\n", "cannot hold '='"),
+            ("[env]\nset = { \"\" = \"x\" }\n", "an empty name"),
+            ("[env]\nset = { A = \"x\\u0000y\" }\n", "a NUL byte"),
             // A probe found these three without the file's name: a
             // profile's entries were read only when a session used it.
             (
@@ -439,6 +487,24 @@ mod tests {
             assert!(error.contains(words), "{error}");
             assert!(error.contains("/etc/execgate/config.toml"), "{error}");
         }
+    }
+
+    /// Probe 203: a FIFO at the default config's path held every command,
+    /// `doctor` too, and `--config /dev/zero` read until memory ran out.
+    #[test]
+    fn a_config_is_read_only_from_a_file_of_a_configs_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.toml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let error = read_config(&fifo, false).unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let error = read_config(Path::new("/dev/zero"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("larger than 1 MiB"), "{error}");
+        let file = dir.path().join("given.toml");
+        std::fs::write(&file, "default_profile = \"read-only\"\n").unwrap();
+        assert!(read_config(&file, false).is_ok());
     }
 
     /// Probe 118: `~/` was expanded in profiles' paths but not in

@@ -67,6 +67,7 @@ impl EnvPolicy {
         &self,
         from: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<Vec<(OsString, OsString)>, BridgeError> {
+        self.check_set()?;
         let exclude = name_patterns(&self.exclude)?;
         let include_only = name_patterns(&self.include_only)?;
         let mut env: BTreeMap<OsString, OsString> = from
@@ -78,13 +79,47 @@ impl EnvPolicy {
             })
             .filter(|(name, _)| !exclude.is_match(name.to_string_lossy().as_ref()))
             .collect();
-        for (name, value) in &self.set {
-            env.insert(name.into(), value.into());
-        }
         if !self.include_only.is_empty() {
             env.retain(|name, _| include_only.is_match(name.to_string_lossy().as_ref()));
         }
+        // What it sets is its own choice, over `include_only` as over
+        // `exclude` (probe 203: `include_only` dropped it unsaid).
+        for (name, value) in &self.set {
+            env.insert(name.into(), value.into());
+        }
         Ok(env.into_iter().collect())
+    }
+
+    /// Refuses what [`EnvPolicy::build`] would: a pattern that does not
+    /// compile, a name to set that no environment can hold. For a
+    /// configuration, as it loads.
+    pub fn check(&self) -> Result<(), BridgeError> {
+        self.check_set()?;
+        name_patterns(&self.exclude)?;
+        name_patterns(&self.include_only)?;
+        Ok(())
+    }
+
+    /// A name to set must be one (not empty, no `=`), and neither it nor
+    /// its value may hold a NUL byte (probe 203: `"A=B" = "x"` set `A` to
+    /// `B=x`; a NUL was refused only as the shell started).
+    fn check_set(&self) -> Result<(), BridgeError> {
+        for (name, value) in &self.set {
+            let reason = if name.is_empty() {
+                "an empty name"
+            } else if name.contains('=') {
+                "a name cannot hold '='"
+            } else if name.contains('\0') || value.contains('\0') {
+                "a NUL byte"
+            } else {
+                continue;
+            };
+            return Err(BridgeError::EnvSet {
+                name: name.clone(),
+                reason,
+            });
+        }
+        Ok(())
     }
 
     /// The names of `from` that [`DEFAULT_EXCLUDES`] would drop and this
@@ -229,6 +264,15 @@ mod tests {
                     ..EnvPolicy::default()
                 },
                 vec!["API_TOKEN", "EDITOR", "HOME", "LANG", "PATH"],
+            ),
+            (
+                // And over `include_only` (probe 203: dropped unsaid).
+                EnvPolicy {
+                    set: [("CI".to_owned(), "1".to_owned())].into(),
+                    include_only: vec!["PATH".into(), "HOME".into()],
+                    ..EnvPolicy::default()
+                },
+                vec!["CI", "HOME", "PATH"],
             ),
         ];
         for (policy, expected) in cases {

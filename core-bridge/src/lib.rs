@@ -217,6 +217,8 @@ pub enum BridgeError {
     Session(#[from] execgate_escalate_server::StartError),
     #[error("bad environment pattern {pattern:?}: {reason}")]
     EnvPattern { pattern: String, reason: String },
+    #[error("bad variable to set {name:?}: {reason}")]
+    EnvSet { name: String, reason: &'static str },
     #[error("requested permissions need an approver: build the session with an ExecPolicy")]
     NoApprover,
     #[error("the approver aborted the command")]
