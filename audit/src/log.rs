@@ -221,16 +221,31 @@ impl AuditLog {
         // "audit.jsonl", it was not hidden at all).
         let log = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
         let exists = |file: &PathBuf| std::fs::symlink_metadata(file).is_ok();
-        // Rotation numbers them from 1 with no gap: the first one missing
-        // ends them (probe 203: looked for one by one up to `keep`, a large
-        // `keep` held every session's start).
-        let older = (1..=self.rotation.keep)
-            .map(|n| rotated_path(&log, n))
-            .take_while(exists);
+        // The directory's names, not each number up to `keep` looked for
+        // (probe 203: a large `keep` held every session's start), nor up
+        // to the first missing one (review 47: a gap left the rest shown).
+        let mut older: Vec<(usize, PathBuf)> = log
+            .parent()
+            .and_then(|dir| std::fs::read_dir(dir).ok())
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name();
+                let number = name
+                    .to_str()?
+                    .strip_prefix(self.name.to_str()?)?
+                    .strip_prefix('.')?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=self.rotation.keep).contains(n))?;
+                Some((number, rotated_path(&log, number)))
+            })
+            .collect();
+        older.sort();
         [log.clone(), lock_path(&log)]
             .into_iter()
             .filter(exists)
-            .chain(older)
+            .chain(older.into_iter().map(|(_, file)| file))
             .collect()
     }
 

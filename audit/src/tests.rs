@@ -563,10 +563,11 @@ fn concurrent_writers_with_rotation_keep_every_record_whole() {
 }
 
 /// Probe 203: the files a session hides were looked for one by one up to
-/// `keep`, and a large `keep` held every session's start. Rotation numbers
-/// them from 1 with no gap: the first missing one ends them.
+/// `keep`, and a large `keep` held every session's start; review 47: with
+/// the first missing one ending them, a gap left the rest shown. They are
+/// the directory's files of the log's name and a number up to `keep`.
 #[test]
-fn the_logs_files_end_at_the_first_missing_older_one() {
+fn the_logs_files_are_its_older_ones_up_to_keep_gaps_and_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");
     let rotation = Rotation {
@@ -574,12 +575,28 @@ fn the_logs_files_end_at_the_first_missing_older_one() {
         keep: usize::MAX,
     };
     let log = AuditLog::open(&path, rotation).unwrap();
-    std::fs::write(rotated_path(&path, 1), "").unwrap();
-    std::fs::write(rotated_path(&path, 3), "").unwrap();
+    for n in [3, 12, 1] {
+        std::fs::write(rotated_path(&path, n), "").unwrap();
+    }
+    std::fs::write(dir.path().join("a.jsonl.old"), "").unwrap();
+    std::fs::write(dir.path().join("b.jsonl.2"), "").unwrap();
+    let older = |keep: usize| {
+        let log = AuditLog::open(
+            &path,
+            Rotation {
+                max_bytes: 64 << 10,
+                keep,
+            },
+        )
+        .unwrap();
+        log.files().split_off(2)
+    };
+    assert_eq!(log.files()[..2], [path.clone(), lock_path(&path)]);
     assert_eq!(
-        log.files(),
-        [path.clone(), lock_path(&path), rotated_path(&path, 1)]
+        older(usize::MAX),
+        [1, 3, 12].map(|n| rotated_path(&path, n))
     );
+    assert_eq!(older(10), [1, 3].map(|n| rotated_path(&path, n)));
 }
 
 #[test]

@@ -492,6 +492,9 @@ impl ApprovalClock {
 fn ancestry(pid: i32) -> Vec<u32> {
     let own = std::process::id();
     let mut chain = Vec::new();
+    if !proc_is_ours() {
+        return chain;
+    }
     let mut next = u32::try_from(pid).ok();
     while let Some(pid) = next.filter(|pid| *pid > 1 && *pid != own && chain.len() < 64) {
         chain.push(pid);
@@ -500,6 +503,16 @@ fn ancestry(pid: i32) -> Vec<u32> {
             .and_then(|stat| parent_in_stat(&stat));
     }
     chain
+}
+
+/// Whether `/proc` shows this process's pid namespace: its pids are the
+/// ones this process signals (review 47: in a namespace whose `/proc` was
+/// its parent's, another process's pids were taken for the command's).
+fn proc_is_ours() -> bool {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|link| link.to_str()?.parse::<u32>().ok())
+        == Some(std::process::id())
 }
 
 /// Whether the process `pidfd` names has not ended (a pidfd turns readable
@@ -519,6 +532,9 @@ fn still_running(pidfd: &std::os::fd::OwnedFd) -> bool {
 /// Every process descended from `root`, as `/proc` shows them now, each
 /// with its parent, parents before their children.
 pub(crate) fn descendants(root: u32) -> Vec<(u32, u32)> {
+    if !proc_is_ours() {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

@@ -1368,3 +1368,21 @@ host_executable(name = "Nowhere", paths = [])
     );
     assert_eq!(set.len(), 5);
 }
+
+/// Review 47: a rules file that is a FIFO (no writer) held every command,
+/// `doctor` too, and `/dev/zero` was read until memory ran out.
+#[cfg(unix)]
+#[test]
+fn a_rules_file_is_read_only_from_a_file_of_a_rules_files_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("team.rules");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let error = RuleSet::load(&[&fifo]).err().unwrap().to_string();
+    assert!(error.contains("FIFO"), "{error}");
+    let error = RuleSet::load(&["/dev/zero"]).err().unwrap().to_string();
+    assert!(error.contains("larger than 16 MiB"), "{error}");
+}
