@@ -257,6 +257,9 @@ impl SessionArgs {
         warn_if_forbidden_rules_unsandboxed(&profile, &rules);
         warn_if_secrets_pass(&config.env);
         warn_if_grants_name_nothing(&profile, "the profile", &cwd);
+        // As `policy lint` does (probe 203: a grant a glob of the profile's
+        // own held back went unsaid until the command was refused).
+        warn_if_grants_held_back(None, &profile, "the profile", false, &cwd);
         let session_grants = SessionGrants::of(&profile, &profile_name, &cwd);
         for skill in skills.skills() {
             warn_of_skills_grants(skill, session_grants.as_ref(), &cwd);
@@ -2242,6 +2245,7 @@ fn sandbox(
     let cwd = current_dir(cwd)?;
     // Its grants as a session warns of them: a profile is debugged here.
     warn_if_grants_name_nothing(&profile, "the profile", &cwd);
+    warn_if_grants_held_back(None, &profile, "the profile", false, &cwd);
     let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
     let later_sessions = default_config_policy_files(config_path.as_deref());
     // As a session warns (probe 151: `sandbox` said nothing of a skill or

@@ -6909,6 +6909,27 @@ fn a_grant_on_a_file_a_deny_glob_matches_gives_nothing_and_is_warned_of() {
     assert!(!stderr.contains("cannot enforce"), "{stderr}");
     assert!(stderr.contains("api.secret: Permission denied"), "{stderr}");
     assert!(!text(&output.stdout).contains("TOPSECRET"));
+    // Said as the sandbox starts, as lint says it (probe 203: only lint
+    // did), and as a session starts.
+    let warned = |stderr: &str| {
+        stderr.contains("the profile grants read access to")
+            && stderr.contains("which a deny glob of its own matches")
+    };
+    assert!(warned(&stderr), "{stderr}");
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config,
+            "--profile",
+            "reader",
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(warned(&stderr), "{stderr}");
     let output = execgate(&ws, &["policy", "lint", "--config", config]);
     let stderr = text(&output.stderr);
     assert!(
