@@ -54,3 +54,16 @@ fn collect_files(root: &std::path::Path, relative: &std::path::Path, files: &mut
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..")
 }
+
+/// Sets both tools' keys for the crate being built, as
+/// `EXECGATE_WRAPPER_TOOLS_KEY` and `EXECGATE_HELPER_TOOLS_KEY`: core-bridge
+/// takes tools by them, and the tests' own tools carry them.
+#[allow(dead_code)]
+fn set_both_tools_keys() -> std::io::Result<()> {
+    let root = workspace_root();
+    let wrapper = tools_key(&root, WRAPPER_SOURCES)?;
+    let helper = tools_key(&root, HELPER_SOURCES)?;
+    println!("cargo:rustc-env=EXECGATE_WRAPPER_TOOLS_KEY={WRAPPER_KEY_MARKER}{wrapper}");
+    println!("cargo:rustc-env=EXECGATE_HELPER_TOOLS_KEY={HELPER_KEY_MARKER}{helper}");
+    Ok(())
+}

@@ -7,10 +7,6 @@ include!("../exec-wrapper/tools_sources.rs");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
-    let root = workspace_root();
-    let wrapper = tools_key(&root, WRAPPER_SOURCES)?;
-    let helper = tools_key(&root, HELPER_SOURCES)?;
-    println!("cargo:rustc-env=EXECGATE_WRAPPER_TOOLS_KEY={WRAPPER_KEY_MARKER}{wrapper}");
-    println!("cargo:rustc-env=EXECGATE_HELPER_TOOLS_KEY={HELPER_KEY_MARKER}{helper}");
+    set_both_tools_keys()?;
     Ok(())
 }

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use execgate_core_bridge::{
-    BridgeError, CommandStatus, EnvInherit, EnvPolicy, OutputChunk, RunOptions, ShellSession,
-    ShellSessionConfig, Tools,
+    BridgeError, CommandStatus, EnvInherit, EnvPolicy, OutputChunk, RunOptions, RunOutcome,
+    ShellSession, ShellSessionConfig, Tools,
 };
 
 use super::*;
@@ -16,6 +16,11 @@ fn tools() -> Tools {
         wrapper: wrapper(),
         sandbox_helper: sandbox_helper(),
     }
+}
+
+/// Runs `script` in `session` and waits for its end.
+async fn run_to_end(session: &ShellSession, script: &str, options: RunOptions) -> RunOutcome {
+    session.run(script, options).unwrap().wait().await.unwrap()
 }
 
 fn session_in(cwd: &Path, recorder: &Recorder, env: EnvPolicy) -> ShellSession {
@@ -56,12 +61,7 @@ async fn output_streams_as_separate_chunks_and_the_status_comes_back() {
     assert!(!outcome.truncated && !outcome.timed_out && !outcome.cancelled);
     assert_eq!(recorder.decided_programs(), ["/usr/bin/sleep"]);
 
-    let outcome = session
-        .run("kill -TERM $$", RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, "kill -TERM $$", RunOptions::default()).await;
     assert_eq!(outcome.status.code(), 143);
     session.shutdown().await;
 }
@@ -85,12 +85,7 @@ async fn a_sandboxed_shell_killed_by_a_signal_is_told_from_one_exiting_with_its_
         ),
     ];
     for (script, expected) in cases {
-        let outcome = session
-            .run(script, RunOptions::default())
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
+        let outcome = run_to_end(&session, script, RunOptions::default()).await;
         assert_eq!(outcome.status, expected, "{script}");
         assert!(!outcome.cancelled && !outcome.timed_out, "{script}");
     }
@@ -101,12 +96,7 @@ async fn a_sandboxed_shell_killed_by_a_signal_is_told_from_one_exiting_with_its_
         timeout: Some(Duration::from_secs(20)),
         ..RunOptions::default()
     };
-    let outcome = session
-        .run("kill -STOP $$; print -r -- went on", options)
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, "kill -STOP $$; print -r -- went on", options).await;
     assert_eq!(outcome.status, CommandStatus::Exited(0));
     assert_eq!(outcome.stdout, b"went on\n");
     session.shutdown().await;
@@ -193,12 +183,7 @@ async fn a_sessions_sandboxes_see_nothing_of_its_audit_log() {
         "print -r -- seen: $(ls -A {0}); exec 3< {0}/audit.jsonl.lock && print -r -- opened",
         logs.path().display()
     );
-    let outcome = session
-        .run(&script, RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, &script, RunOptions::default()).await;
     let stderr = String::from_utf8_lossy(&outcome.stderr);
     assert_eq!(outcome.stdout, b"seen:\n", "{stderr}");
     assert_ne!(outcome.status, CommandStatus::Exited(0), "{stderr}");
@@ -218,12 +203,7 @@ async fn a_timeout_or_a_cancellation_ends_the_command_and_its_jobs() {
         timeout: Some(Duration::from_millis(300)),
         ..RunOptions::default()
     };
-    let outcome = session
-        .run("sleep 30 & sleep 30", options)
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, "sleep 30 & sleep 30", options).await;
     assert!(outcome.timed_out);
     assert!(
         matches!(outcome.status, CommandStatus::Signaled(9)),
@@ -251,12 +231,12 @@ async fn output_beyond_the_cap_is_dropped_and_flagged() {
         output_limit: 1000,
         ..RunOptions::default()
     };
-    let outcome = session
-        .run("head -c 100000 /dev/zero; print -u2 tail", options)
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(
+        &session,
+        "head -c 100000 /dev/zero; print -u2 tail",
+        options,
+    )
+    .await;
     assert_eq!(outcome.status, CommandStatus::Exited(0));
     assert!(outcome.truncated);
     assert_eq!(outcome.stdout.len() + outcome.stderr.len(), 1000);
@@ -277,12 +257,7 @@ async fn the_environment_policy_shapes_the_shell_and_zsh_on_path_is_patched() {
     let session = session_in(dir.path(), &recorder, env);
     let script = "print -r -- ${EXECGATE_TEST_SET:-unset} ${CARGO_PKG_NAME:-unset}; \
                   zsh -fc '/bin/echo nested'";
-    let outcome = session
-        .run(script, RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, script, RunOptions::default()).await;
     assert_eq!(
         String::from_utf8_lossy(&outcome.stdout),
         "given unset\nnested\n"
@@ -394,12 +369,7 @@ async fn descriptors_the_embedder_left_inheritable_stay_out_of_the_shell() {
     let session = session_in(dir.path(), &recorder, EnvPolicy::default());
     let script =
         format!("if {{ : <&{number} }} 2>/dev/null; then print open; else print closed; fi");
-    let outcome = session
-        .run(&script, RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, &script, RunOptions::default()).await;
     assert_eq!(outcome.stdout, b"closed\n", "{:?}", outcome.stderr);
     drop(inheritable);
 }
@@ -449,12 +419,7 @@ async fn a_panicking_event_callback_does_not_stop_the_session() {
         }
     }));
     let session = ShellSession::start(config).unwrap();
-    let outcome = session
-        .run("uname -s; print done", RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, "uname -s; print done", RunOptions::default()).await;
     assert_eq!(
         String::from_utf8_lossy(&outcome.stdout),
         "Linux\ndone\n",
@@ -529,12 +494,7 @@ async fn a_command_past_the_argument_limit_says_what_to_do() {
     );
     // Under the limit, it runs.
     let command = format!(": {}; print ran", "x".repeat(100 * 1024));
-    let outcome = session
-        .run(&command, RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
+    let outcome = run_to_end(&session, &command, RunOptions::default()).await;
     assert_eq!(outcome.stdout, b"ran\n");
     session.shutdown().await;
 }

@@ -160,6 +160,19 @@ async fn run_with(session: &ShellSession, script: &str, options: RunOptions) -> 
     session.run(script, options).unwrap().wait().await.unwrap()
 }
 
+/// Options that ask for `profile` beyond the session's, with
+/// `justification`.
+fn requesting(profile: PermissionProfile, justification: Option<&str>) -> RunOptions {
+    RunOptions {
+        request_permissions: Some(AdditionalPermissions {
+            profile,
+            justification: justification.map(str::to_owned),
+            write_grants_through_links: Vec::new(),
+        }),
+        ..RunOptions::default()
+    }
+}
+
 pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -1654,14 +1667,10 @@ async fn requested_permissions_are_cut_to_what_the_approver_grants() {
     let session = Setup::rules(Arc::new(RuleSet::default()))
         .approver(approver)
         .start(&place, &recorder);
-    let options = RunOptions {
-        request_permissions: Some(AdditionalPermissions {
-            profile: PermissionProfile::preset("danger-full-access").unwrap(),
-            justification: None,
-            write_grants_through_links: Vec::new(),
-        }),
-        ..RunOptions::default()
-    };
+    let options = requesting(
+        PermissionProfile::preset("danger-full-access").unwrap(),
+        None,
+    );
     let outcome = run_with(
         &session,
         &place.script("touch {outside}/b/y; print b=$?"),
@@ -1739,13 +1748,8 @@ async fn requests_for_grants_are_asked_as_programs_questions_are() {
     let granted = place.outside.join("granted");
     std::fs::create_dir(&granted).unwrap();
     let options = || RunOptions {
-        request_permissions: Some(AdditionalPermissions {
-            profile: super::sandbox::write_grant(&granted),
-            justification: None,
-            write_grants_through_links: Vec::new(),
-        }),
         timeout: Some(Duration::from_secs(60)),
-        ..RunOptions::default()
+        ..requesting(super::sandbox::write_grant(&granted), None)
     };
     let script = format!("print -r -- x >> {}/log", granted.display());
     let together: Vec<_> = (0..3)
@@ -1797,14 +1801,7 @@ async fn a_grant_in_the_sessions_directory_is_refused_as_such() {
         "/var/tmp/execgate-{}",
         nix::unistd::getuid().as_raw()
     ));
-    let options = RunOptions {
-        request_permissions: Some(AdditionalPermissions {
-            profile: super::sandbox::write_grant(&sessions),
-            justification: None,
-            write_grants_through_links: Vec::new(),
-        }),
-        ..RunOptions::default()
-    };
+    let options = requesting(super::sandbox::write_grant(&sessions), None);
     let outcome = session.run("true", options).unwrap().wait().await;
     session.shutdown().await;
     let error = match outcome {
@@ -1828,14 +1825,10 @@ async fn a_request_for_grants_nobody_answered_is_recorded_with_why() {
             reason: "no tty".into(),
         }))
         .start(&place, &recorder);
-    let options = RunOptions {
-        request_permissions: Some(AdditionalPermissions {
-            profile: PermissionProfile::preset("danger-full-access").unwrap(),
-            justification: None,
-            write_grants_through_links: Vec::new(),
-        }),
-        ..RunOptions::default()
-    };
+    let options = requesting(
+        PermissionProfile::preset("danger-full-access").unwrap(),
+        None,
+    );
     let outcome = session.run("true", options).unwrap().wait().await.unwrap();
     session.shutdown().await;
     assert!(outcome.permissions_declined);
@@ -1862,13 +1855,11 @@ async fn a_request_for_grants_stopped_at_its_question_is_recorded() {
         .approver(Scripted::new(ApprovalAnswer::Abort))
         .start(&place, &recorder);
     let options = RunOptions {
-        request_permissions: Some(AdditionalPermissions {
-            profile: PermissionProfile::preset("danger-full-access").unwrap(),
-            justification: Some("all of it".into()),
-            write_grants_through_links: Vec::new(),
-        }),
         timeout: Some(Duration::from_secs(60)),
-        ..RunOptions::default()
+        ..requesting(
+            PermissionProfile::preset("danger-full-access").unwrap(),
+            Some("all of it"),
+        )
     };
     let ran = place.outside.join("ran");
     let script = format!("touch {}", ran.display());
@@ -1913,13 +1904,11 @@ async fn a_request_for_grants_ended_at_its_question_is_recorded() {
             .start(&place, &recorder);
         let cancel = tokio_util::sync::CancellationToken::new();
         let options = RunOptions {
-            request_permissions: Some(AdditionalPermissions {
-                profile: PermissionProfile::preset("danger-full-access").unwrap(),
-                justification: None,
-                write_grants_through_links: Vec::new(),
-            }),
             cancel: cancel.clone(),
-            ..RunOptions::default()
+            ..requesting(
+                PermissionProfile::preset("danger-full-access").unwrap(),
+                None,
+            )
         };
         let ran = place.outside.join("ran");
         let handle = session
