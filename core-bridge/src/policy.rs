@@ -326,10 +326,7 @@ impl ExecPolicy {
         let (answer, waited, shared) = self.inner.ask(Some(question), &request, None).await;
         let mut provenance = self.inner.answered(&answer, waited, None);
         if shared {
-            provenance.note = Some(match provenance.note.take() {
-                Some(note) => format!("{note}; {SHARED_ANSWER}"),
-                None => SHARED_ANSWER.to_owned(),
-            });
+            provenance.note_after(SHARED_ANSWER);
         }
         let granted = match answer {
             ApprovalAnswer::ApproveOnce => requested.clone(),
@@ -340,10 +337,7 @@ impl ExecPolicy {
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(key);
                 if provenance.decided_by == DecidedBy::User {
-                    provenance.note = Some(match provenance.note.take() {
-                        Some(note) => format!("{STANDING_ANSWER}; {note}"),
-                        None => STANDING_ANSWER.to_owned(),
-                    });
+                    provenance.note_before(STANDING_ANSWER);
                 }
                 requested.clone()
             }
@@ -362,10 +356,7 @@ impl ExecPolicy {
             // dropped, "no tty" and a panicking approver alike).
             ApprovalAnswer::Unanswered { reason } => {
                 let why = nobody_answered(&reason);
-                provenance.note = Some(match provenance.note.take() {
-                    Some(note) => format!("{note}; {why}"),
-                    None => why,
-                });
+                provenance.note_after(why);
                 return PermissionsAnswer {
                     granted: None,
                     provenance,
@@ -1147,10 +1138,7 @@ impl Inner {
             // One answer, one keypress, for every identical request that
             // was pending: the record says which were not the one asked
             // (probe 128 read five approvals by a person, one of them given).
-            provenance.note = Some(match provenance.note.take() {
-                Some(note) => format!("{note}; {SHARED_ANSWER}"),
-                None => SHARED_ANSWER.to_owned(),
-            });
+            provenance.note_after(SHARED_ANSWER);
         }
         let person = provenance.decided_by == DecidedBy::User;
         let declined = if person {
@@ -1166,10 +1154,7 @@ impl Inner {
                     .insert(key);
                 // Probe 184: one not used again left no trace of standing.
                 if person {
-                    provenance.note = Some(match provenance.note.take() {
-                        Some(note) => format!("{STANDING_ANSWER}; {note}"),
-                        None => STANDING_ANSWER.to_owned(),
-                    });
+                    provenance.note_before(STANDING_ANSWER);
                 }
                 Decision::Escalate(execution)
             }
@@ -1435,10 +1420,7 @@ fn in_place_once_approved(verdict: Verdict, refused: String) -> Verdict {
         decision,
         mut provenance,
     } = verdict;
-    provenance.note = Some(match provenance.note.take() {
-        Some(note) => format!("{refused}; {note}"),
-        None => refused,
-    });
+    provenance.note_before(refused);
     Verdict {
         decision: match decision {
             Decision::Escalate(_) => Decision::Run,

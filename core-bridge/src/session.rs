@@ -335,7 +335,7 @@ impl ShellSession {
         let ShellSessionConfig {
             cwd,
             workspace_roots,
-            profile,
+            mut profile,
             profile_name,
             policy,
             env,
@@ -352,7 +352,6 @@ impl ShellSession {
             source,
         })?;
         // The log's files exist by now: it was opened.
-        let mut profile = profile;
         if let Some(audit) = &audit {
             hide_audit_log(&mut profile, &audit.log_files(), &cwd);
         }
@@ -645,10 +644,7 @@ impl ShellSession {
                     let record = move |not_made: Option<&dyn std::fmt::Display>| {
                         if let Some(why) = not_made {
                             let not_made = format!("granted, but not made: {why}");
-                            provenance.note = Some(match provenance.note.take() {
-                                Some(note) => format!("{note}; {not_made}"),
-                                None => not_made,
-                            });
+                            provenance.note_after(not_made);
                         }
                         reporter.report(&SessionEvent::PermissionsRequested {
                             argv,

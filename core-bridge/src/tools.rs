@@ -416,11 +416,11 @@ impl Tools {
         for (path, key, what, last) in tools {
             let judged = judged(last, path, |path| made_by(path, key, &OtherTool::than(key)));
             // Named by the caller: not "missing from beside this binary".
-            let not_a_file = match path.exists() {
-                true => "it is not a file",
-                false => "nothing is there",
+            let not_a_file = || match path.exists() {
+                true => Maker::Not("it is not a file"),
+                false => Maker::Not("nothing is there"),
             };
-            match judged.unwrap_or(Maker::Not(not_a_file)) {
+            match judged.unwrap_or_else(not_a_file) {
                 Maker::Not(why) => {
                     return Err(BridgeError::NotTheTool {
                         path: path.clone(),

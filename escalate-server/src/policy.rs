@@ -204,6 +204,26 @@ pub struct Provenance {
     pub note: Option<String>,
 }
 
+impl Provenance {
+    /// Adds `more` after the note there is, if any (`NOTE; MORE`).
+    pub fn note_after(&mut self, more: impl Into<String>) {
+        let more = more.into();
+        self.note = Some(match self.note.take() {
+            Some(note) => format!("{note}; {more}"),
+            None => more,
+        });
+    }
+
+    /// Puts `first` before the note there is, if any (`FIRST; NOTE`).
+    pub fn note_before(&mut self, first: impl Into<String>) {
+        let first = first.into();
+        self.note = Some(match self.note.take() {
+            Some(note) => format!("{first}; {note}"),
+            None => first,
+        });
+    }
+}
+
 /// A decision and how it was reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
