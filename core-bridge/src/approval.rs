@@ -322,6 +322,11 @@ where
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalClock {
     state: Arc<Mutex<ClockState>>,
+    /// Held while a command starts and until it is registered: an abort
+    /// waits for it (CI: a question the shell asked before its pid was
+    /// registered found no command, and only the asker's group was
+    /// killed, the command not told it was aborted).
+    starting: Arc<Mutex<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -405,6 +410,18 @@ impl ApprovalClock {
         }
     }
 
+    /// Starts a command with `start`, and keeps a clock for it until the
+    /// guard drops, from the pid `start` gives its first process (none:
+    /// no clock); an abort asked meanwhile waits until it is kept.
+    pub(crate) fn start_command<T, E>(
+        &self,
+        start: impl FnOnce() -> Result<(T, Option<u32>), E>,
+    ) -> Result<(T, Option<CommandClock>), E> {
+        let _starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        let (started, pid) = start()?;
+        Ok((started, pid.map(|pid| self.command(pid))))
+    }
+
     /// Keeps a clock for the command started as process `pid` until the
     /// guard drops.
     pub(crate) fn command(&self, pid: u32) -> CommandClock {
@@ -440,6 +457,9 @@ impl ApprovalClock {
     /// started). A command whose first process has ended is not one: a
     /// process with its pid now is another's.
     pub(crate) fn abort(&self, requester: i32) -> Option<u32> {
+        // Blocks for as long as a command takes to start: the rare abort
+        // waits, never a command.
+        let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
         let ancestry = ancestry(requester);
         let mut state = self.lock();
         let (pid, registration) = ancestry.into_iter().find_map(|pid| {
@@ -787,6 +807,30 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(clock.abort(asker), None);
+    }
+
+    /// CI: a question the shell asked before its pid was kept found no
+    /// command, and the command went unaborted. An abort asked while a
+    /// command starts waits until it is kept.
+    #[test]
+    fn an_abort_asked_while_its_command_starts_finds_it() {
+        let clock = ApprovalClock::default();
+        let ((child, abort), kept) = clock
+            .start_command(|| {
+                let child = Command::start();
+                let asker = i32::try_from(child.pid()).unwrap();
+                let abort = std::thread::spawn({
+                    let clock = clock.clone();
+                    move || clock.abort(asker)
+                });
+                // Long enough for the abort to reach the clock first.
+                std::thread::sleep(Duration::from_millis(200));
+                let pid = Some(child.pid());
+                Ok::<_, std::convert::Infallible>(((child, abort), pid))
+            })
+            .unwrap();
+        assert_eq!(abort.join().unwrap(), Some(child.pid()));
+        assert!(kept.unwrap().aborted());
     }
 
     #[test]

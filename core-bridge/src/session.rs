@@ -938,11 +938,21 @@ async fn run_shell(
     // Before the spawn: a denial of this run's sandbox comes after it.
     let started = std::time::Instant::now();
     let cwd = shell.get_current_dir().map(Path::to_path_buf);
-    let mut child = match tokio::process::Command::from(shell)
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(child) => child,
+    let mut shell = tokio::process::Command::from(shell);
+    shell.kill_on_drop(true);
+    let mut spawn = || {
+        let child = shell.spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    };
+    // Its own approval clock, kept before any question of its can be
+    // aborted: another command's question does not stop its timeout.
+    let spawned = match &clock {
+        Some(clock) => clock.start_command(spawn),
+        None => spawn().map(|(child, _)| (child, None)),
+    };
+    let (mut child, own_clock) = match spawned {
+        Ok(spawned) => spawned,
         Err(source) => {
             let error = shell_not_started(source, cwd.as_deref().unwrap_or(Path::new(".")));
             telemetry.shell_start_failed("command", &error.to_string());
@@ -951,12 +961,6 @@ async fn run_shell(
     };
     telemetry.shell_started("command", child.id());
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-    // Its own approval clock: another command's question does not stop
-    // its timeout.
-    let own_clock = clock
-        .as_ref()
-        .zip(child.id())
-        .map(|(clock, pid)| clock.command(pid));
     let command = child.id();
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
     let stdout = child
