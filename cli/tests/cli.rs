@@ -1263,6 +1263,9 @@ fn the_example_config_keeps_every_built_in_secret_pattern() {
         ("MY_CREDENTIAL", "s"),
         ("NPM_AUTH", "s"),
         ("DB_PASSWD", "s"),
+        ("MYSQL_PWD", "s"),
+        ("GITHUB_PAT", "s"),
+        ("DATABASE_URL", "s"),
         ("PLAIN_VARIABLE", "kept"),
     ];
     let output = execgate_with_env(
@@ -1272,7 +1275,7 @@ fn the_example_config_keeps_every_built_in_secret_pattern() {
             "--config",
             example.to_str().unwrap(),
             "--",
-            "env | grep -E 'KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH|PASSWD|PLAIN' | sort",
+            "env | grep -E 'KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH|PASSWD|_PWD=|_PAT=|_URL=|PLAIN' | sort",
         ],
         &env,
     );

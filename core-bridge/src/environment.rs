@@ -27,8 +27,11 @@ pub const CORE_VARIABLES: [&str; 11] = [
 ];
 
 /// Names dropped unless a policy says otherwise: anything that looks like a
-/// credential.
-pub const DEFAULT_EXCLUDES: [&str; 7] = [
+/// credential. The endings are the conventions that name none of the words
+/// above (`MYSQL_PWD`, `SMTP_PASS`, `GITHUB_PAT`, `SENTRY_DSN`); a database
+/// URL usually holds its password. `PWD` and `OLDPWD`, the shell's own, are
+/// no credentials and are kept.
+pub const DEFAULT_EXCLUDES: [&str; 12] = [
     "*KEY*",
     "*SECRET*",
     "*TOKEN*",
@@ -36,6 +39,11 @@ pub const DEFAULT_EXCLUDES: [&str; 7] = [
     "*CREDENTIAL*",
     "*AUTH*",
     "*PASSWD*",
+    "*_PWD",
+    "*_PASS",
+    "*_PAT",
+    "*_DSN",
+    "*DATABASE_URL",
 ];
 
 /// Builds an environment in this order: start from [`EnvInherit`], drop
@@ -227,6 +235,38 @@ mod tests {
         env.iter()
             .map(|(n, _)| n.to_string_lossy().into_owned())
             .collect()
+    }
+
+    /// A probe: `MYSQL_PWD` and `GITHUB_PAT` reached every command, no
+    /// word of the list in their names.
+    #[test]
+    fn the_default_drops_credentials_by_their_usual_names_only() {
+        let dropped = [
+            "MYSQL_PWD",
+            "SMTP_PASS",
+            "GITHUB_PAT",
+            "SENTRY_DSN",
+            "DATABASE_URL",
+            "TEST_DATABASE_URL",
+            "npm_config__auth",
+            "PGPASSWORD",
+        ];
+        let kept = [
+            "PWD",
+            "OLDPWD",
+            "PASSENGER",
+            "PATH",
+            "PATCH_LEVEL",
+            "DSN_HOST",
+        ];
+        let from = dropped
+            .iter()
+            .chain(&kept)
+            .map(|name| (OsString::from(name), OsString::from("v")));
+        let env = EnvPolicy::default().build(from).unwrap();
+        let mut expected = kept.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names(&env), expected);
     }
 
     #[test]
