@@ -4,8 +4,8 @@
 //!
 //! Approvals become MCP elicitation requests when the client supports
 //! them (the program, its arguments, the directory, the rule and its
-//! justification, the grants; the answer maps to once, session or
-//! decline); a client without elicitation is declined. `--approval
+//! justification, the grants; the answer maps to once, session, stop (the
+//! whole command) or decline); a client without elicitation is declined. `--approval
 //! approve|deny` answers alone, without asking the client.
 //! Network destinations a `limited` sandbox asks for are elicited the same
 //! way (host, protocol, port; allow once or for the session, deny once or
@@ -483,11 +483,14 @@ fn approval_form(reason: &ApprovalReason) -> Result<ElicitationSchema, &'static 
     let description = match reason {
         ApprovalReason::Skill { .. } => {
             "once: this run only; session: this script of the skill, with any arguments, for the \
-             rest of the session"
+             rest of the session; stop: refuse, and stop the whole command that asked"
         }
-        _ => "once: this run only; session: this exact command for the rest of the session",
+        _ => {
+            "once: this run only; session: this exact command for the rest of the session; stop: \
+             refuse, and stop the whole command that asked"
+        }
     };
-    let grant = EnumSchema::builder(vec!["once".into(), "session".into()])
+    let grant = EnumSchema::builder(vec!["once".into(), "session".into(), "stop".into()])
         .description(description)
         .build();
     ElicitationSchema::builder()
@@ -506,6 +509,8 @@ struct ApprovalForm {
 enum Grant {
     Once,
     Session,
+    /// The terminal prompt's `!`: the command that asked is stopped whole.
+    Stop,
 }
 
 /// The network elicitation form: one choice, `decision`.
@@ -676,8 +681,8 @@ impl Approver for ElicitingApprover {
                 return DenyAll.approve(request).await;
             };
             let message = format!(
-                "execgate asks before this runs:\n{}\nAccept with grant = once or session; \
-                 decline to refuse.",
+                "execgate asks before this runs:\n{}\nAccept with grant = once or session, or \
+                 stop to end the whole command; decline to refuse.",
                 elicited_description(request)
             );
             let Some(answer) = Self::elicit(peer, message, approval_form(&request.reason)).await
@@ -697,8 +702,11 @@ impl Approver for ElicitingApprover {
                         grant: Grant::Session,
                     }),
                 ) => ApprovalAnswer::ApproveForSession,
+                (ElicitationAction::Accept, Some(ApprovalForm { grant: Grant::Stop })) => {
+                    ApprovalAnswer::Abort
+                }
                 (ElicitationAction::Accept, None) => {
-                    unreadable_acceptance("grant = \"once\" or \"session\"")
+                    unreadable_acceptance("grant = \"once\", \"session\" or \"stop\"")
                 }
                 // Declined or cancelled.
                 _ => ApprovalAnswer::Decline,

@@ -176,6 +176,17 @@ async def main():
                 text_of(result),
             )
 
+            # Stopped at the question: the whole command ends, and says so.
+            elicitations.answers = [("accept", "stop")]
+            result = await call(session, "exec_command", cmd="touch stopped; print -r -- after")
+            check(
+                "grant = stop ends the whole command and says it was aborted",
+                structured(result).get("aborted") is True
+                and "after" not in structured(result).get("stdout", "")
+                and not os.path.exists(os.path.join(WORKSPACE, "stopped")),
+                structured(result),
+            )
+
             # Network: the session's profile is limited, and 127.0.0.2 is in
             # no list: the proxy asks, by elicitation.
             origin = http.server.ThreadingHTTPServer(("127.0.0.2", 0), http.server.SimpleHTTPRequestHandler)
