@@ -5,8 +5,8 @@
 //! Approvals become MCP elicitation requests when the client supports
 //! them (the program, its arguments, the directory, the rule and its
 //! justification, the grants; the answer maps to once, session, stop (the
-//! whole command) or decline); a client without elicitation is declined. `--approval
-//! approve|deny` answers alone, without asking the client.
+//! whole command) or decline); a client without elicitation is declined.
+//! `--approval approve|deny` answers alone, without asking the client.
 //! Network destinations a `limited` sandbox asks for are elicited the same
 //! way (host, protocol, port; allow once or for the session, deny once or
 //! for the session).
