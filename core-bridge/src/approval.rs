@@ -457,8 +457,9 @@ impl ApprovalClock {
     /// started). A command whose first process has ended is not one: a
     /// process with its pid now is another's.
     pub(crate) fn abort(&self, requester: i32) -> Option<u32> {
-        // Blocks for as long as a command takes to start: the rare abort
-        // waits, never a command.
+        // Blocks this thread for as long as a command takes to start
+        // (aborts are rare); a start waits at most for an abort's few
+        // reads of /proc.
         let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
         let ancestry = ancestry(requester);
         let mut state = self.lock();
