@@ -322,10 +322,8 @@ where
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalClock {
     state: Arc<Mutex<ClockState>>,
-    /// Held while a command starts and until it is registered: an abort
-    /// waits for it (CI: a question the shell asked before its pid was
-    /// registered found no command, and only the asker's group was
-    /// killed, the command not told it was aborted).
+    /// Held while a command starts and until it is registered
+    /// ([`start_command`]): a question or an abort waits for it.
     starting: Arc<Mutex<()>>,
 }
 
@@ -410,18 +408,6 @@ impl ApprovalClock {
         }
     }
 
-    /// Starts a command with `start`, and keeps a clock for it until the
-    /// guard drops, from the pid `start` gives its first process (none:
-    /// no clock); an abort asked meanwhile waits until it is kept.
-    pub(crate) fn start_command<T, E>(
-        &self,
-        start: impl FnOnce() -> Result<(T, Option<u32>), E>,
-    ) -> Result<(T, Option<CommandClock>), E> {
-        let _starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let (started, pid) = start()?;
-        Ok((started, pid.map(|pid| self.command(pid))))
-    }
-
     /// Keeps a clock for the command started as process `pid` until the
     /// guard drops.
     pub(crate) fn command(&self, pid: u32) -> CommandClock {
@@ -457,9 +443,8 @@ impl ApprovalClock {
     /// started). A command whose first process has ended is not one: a
     /// process with its pid now is another's.
     pub(crate) fn abort(&self, requester: i32) -> Option<u32> {
-        // Blocks this thread for as long as a command takes to start
-        // (aborts are rare); a start waits at most for an abort's few
-        // reads of /proc.
+        // Blocks this thread for as long as a command takes to start (a
+        // fork and exec); a start waits at most for a few reads of /proc.
         let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
         let ancestry = ancestry(requester);
         let mut state = self.lock();
@@ -478,7 +463,10 @@ impl ApprovalClock {
     /// command that process descends from, or, when none does, of every
     /// command.
     pub(crate) fn pending(&self, requester: Option<i32>) -> PendingApproval {
+        // As an abort does: the command that asked is kept first.
+        let started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
         let ancestry = requester.map(ancestry).unwrap_or_default();
+        drop(started);
         let mut state = self.lock();
         state.any.start();
         let commands: Vec<(u32, u64)> = ancestry
@@ -505,6 +493,26 @@ impl ApprovalClock {
             holds,
         }
     }
+}
+
+/// Starts a command with `start`, which gives its first process's pid,
+/// and, with a `clock`, keeps the command's clock until the guard drops;
+/// a question or an abort asked meanwhile waits until it is kept (CI: a
+/// question the shell asked first found no command: an abort stopped only
+/// the asker, and the question held every command's clock).
+pub(crate) fn start_command<T, E>(
+    clock: Option<&ApprovalClock>,
+    start: impl FnOnce() -> Result<(T, Option<u32>), E>,
+) -> Result<(T, Option<CommandClock>), E> {
+    let Some(clock) = clock else {
+        return start().map(|(started, _)| (started, None));
+    };
+    let _starting = clock
+        .starting
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let (started, pid) = start()?;
+    Ok((started, pid.map(|pid| clock.command(pid))))
 }
 
 /// A process and its parents, as `/proc` names them, nearest first; as
@@ -816,22 +824,46 @@ mod tests {
     #[test]
     fn an_abort_asked_while_its_command_starts_finds_it() {
         let clock = ApprovalClock::default();
-        let ((child, abort), kept) = clock
-            .start_command(|| {
-                let child = Command::start();
-                let asker = i32::try_from(child.pid()).unwrap();
-                let abort = std::thread::spawn({
-                    let clock = clock.clone();
-                    move || clock.abort(asker)
-                });
-                // Long enough for the abort to reach the clock first.
-                std::thread::sleep(Duration::from_millis(200));
-                let pid = Some(child.pid());
-                Ok::<_, std::convert::Infallible>(((child, abort), pid))
-            })
-            .unwrap();
+        let ((child, abort), kept) = start_command(Some(&clock), || {
+            let child = Command::start();
+            let asker = i32::try_from(child.pid()).unwrap();
+            let abort = std::thread::spawn({
+                let clock = clock.clone();
+                move || clock.abort(asker)
+            });
+            // Long enough for the abort to reach the clock first.
+            std::thread::sleep(Duration::from_millis(200));
+            let pid = Some(child.pid());
+            Ok::<_, std::convert::Infallible>(((child, abort), pid))
+        })
+        .unwrap();
         assert_eq!(abort.join().unwrap(), Some(child.pid()));
         assert!(kept.unwrap().aborted());
+    }
+
+    /// Review 205: a question asked while its command started was no
+    /// command's, and held every command's clock until answered.
+    #[test]
+    fn a_question_asked_while_its_command_starts_is_its_own() {
+        let clock = ApprovalClock::default();
+        let other = u32::MAX - 1;
+        let _other_clock = clock.command(other);
+        let ((child, asking), _kept) = start_command(Some(&clock), || {
+            let child = Command::start();
+            let asker = i32::try_from(child.pid()).unwrap();
+            let asking = std::thread::spawn({
+                let clock = clock.clone();
+                move || clock.pending(Some(asker))
+            });
+            // Long enough for the question to reach the clock first.
+            std::thread::sleep(Duration::from_millis(200));
+            let pid = Some(child.pid());
+            Ok::<_, std::convert::Infallible>(((child, asking), pid))
+        })
+        .unwrap();
+        let _asked = asking.join().unwrap();
+        assert!(clock.waiting_for(Some(child.pid())));
+        assert!(!clock.waiting_for(Some(other)));
     }
 
     #[test]

@@ -938,19 +938,15 @@ async fn run_shell(
     // Before the spawn: a denial of this run's sandbox comes after it.
     let started = std::time::Instant::now();
     let cwd = shell.get_current_dir().map(Path::to_path_buf);
-    let mut shell = tokio::process::Command::from(shell);
-    shell.kill_on_drop(true);
-    let mut spawn = || {
-        let child = shell.spawn()?;
+    // The command's own approval clock, kept before any question of its
+    // is asked: another command's question does not stop its timeout.
+    let spawned = crate::approval::start_command(clock.as_ref(), move || {
+        let child = tokio::process::Command::from(shell)
+            .kill_on_drop(true)
+            .spawn()?;
         let pid = child.id();
         Ok((child, pid))
-    };
-    // Its own approval clock, kept before any question of its can be
-    // aborted: another command's question does not stop its timeout.
-    let spawned = match &clock {
-        Some(clock) => clock.start_command(spawn),
-        None => spawn().map(|(child, _)| (child, None)),
-    };
+    });
     let (mut child, own_clock) = match spawned {
         Ok(spawned) => spawned,
         Err(source) => {

@@ -183,12 +183,21 @@ impl ProcessTable {
         let cwd = shell
             .get_current_dir()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let mut child = tokio::process::Command::from(shell)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
+        // Before the spawn: a denial of this process's sandbox comes after
+        // it.
+        let started_at = std::time::Instant::now();
+        // Its own approval clock, kept before any question of its is asked
+        // (review 205: kept after the spawn, a question asked first held
+        // every process's yield, and an abort stopped only the asker).
+        let (mut child, own_clock) = crate::approval::start_command(clock.as_ref(), move || {
+            let child = tokio::process::Command::from(shell)
+                .kill_on_drop(true)
+                .spawn()?;
+            let pid = child.id();
+            Ok((child, pid))
+        })
+        .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-        let own_clock = clock.zip(child.id()).map(|(clock, pid)| clock.command(pid));
         let shared = Arc::new(Mutex::new(Collected::default()));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -230,7 +239,7 @@ impl ProcessTable {
             id,
             command: command.to_owned(),
             started: SystemTime::now(),
-            started_at: std::time::Instant::now(),
+            started_at,
             pgid,
             terminal,
             longest_approval_wait,
