@@ -4427,8 +4427,10 @@ fn signalled_run_leaves_nothing(signal: nix::sys::signal::Signal, scope: &str, r
             );
         }
         // By pid (the children the audit log names), and by command line
-        // (what `setsid` started under a pid of its own).
-        let deadline = Instant::now() + Duration::from_secs(1);
+        // (what `setsid` started under a pid of its own). After SIGKILL the
+        // warden kills them in its own time: 1 s was too short on a slow
+        // machine for the same wait in tests/suite/lifetime.rs (ci-75).
+        let deadline = Instant::now() + Duration::from_secs(5);
         let survivors = loop {
             let mut survivors: Vec<String> = pids
                 .iter()

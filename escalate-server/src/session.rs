@@ -1222,59 +1222,82 @@ async fn accept_hellos(
 ) {
     let mut buf = [0u8; 64];
     loop {
-        let mut guard = tokio::select! {
+        let next = tokio::select! {
             () = cancel.cancelled() => return,
-            guard = listener.readable() => match guard {
-                Ok(guard) => guard,
-                Err(error) => {
-                    tracing::error!(session = %shared.id, %error, "session socket failed");
-                    return;
-                }
-            },
+            next = next_hello(listener, &mut buf) => next,
         };
-        let hung_up = guard.ready().is_read_closed();
-        let mut received = match guard.try_io(|fd| recv_with_fds(fd.get_ref().as_fd(), &mut buf)) {
-            Ok(Ok(received)) => received,
-            Ok(Err(error)) => {
-                shared.emit(SessionEvent::RequestRefused {
-                    request_id: None,
-                    reason: format!("session socket read failed: {error}"),
-                    requester: None,
-                    asked: None,
-                });
-                continue;
-            }
-            Err(_would_block) => continue,
-        };
-        let accepted = accept_hello(&buf, &mut received);
-        // Whatever else the hello carried.
-        closer::close_later(received.fds);
-        match accepted {
-            Ok(private) => {
+        match next {
+            NextHello::Hello(private) => {
                 tracker.spawn(conversation::serve_request(
                     shared.clone(),
                     private,
                     cancel.clone(),
                 ));
             }
+            NextHello::Refused(reason) => shared.emit(SessionEvent::RequestRefused {
+                request_id: None,
+                reason,
+                requester: None,
+                asked: None,
+            }),
+            NextHello::HungUp => return,
+            NextHello::Failed(error) => {
+                tracing::error!(session = %shared.id, %error, "session socket failed");
+                return;
+            }
+        }
+        // However many datagrams are queued, the reactor gets its turn: the
+        // serving thread decides for every session.
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// What the session socket gave next.
+enum NextHello {
+    /// A hello: the requester's private socket.
+    Hello(OwnedFd),
+    /// Something else, and why it is refused.
+    Refused(String),
+    /// Every holder of the shell end has closed it.
+    HungUp,
+    /// The socket cannot be waited on.
+    Failed(std::io::Error),
+}
+
+/// Reads the next datagram on the session socket.
+async fn next_hello(listener: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> NextHello {
+    loop {
+        let mut guard = match listener.readable().await {
+            Ok(guard) => guard,
+            Err(error) => return NextHello::Failed(error),
+        };
+        let hung_up = guard.ready().is_read_closed();
+        let mut received = match guard.try_io(|fd| recv_with_fds(fd.get_ref().as_fd(), buf)) {
+            Ok(Ok(received)) => received,
+            Ok(Err(error)) => {
+                return NextHello::Refused(format!("session socket read failed: {error}"))
+            }
+            Err(_would_block) => continue,
+        };
+        let accepted = accept_hello(buf, &mut received);
+        // Whatever else the hello carried.
+        closer::close_later(received.fds);
+        return match accepted {
+            Ok(private) => NextHello::Hello(private),
             // An empty datagram reads like a hang-up; only a real one ends
-            // the session's accept loop.
-            Err(HelloError::Closed) if hung_up => return,
+            // the session's accept loop. The readiness the reactor saw last
+            // may be older than the hang-up (probe 206: the holders killed
+            // while hellos were read, it was taken for an empty datagram
+            // again and again, and the loop never let the reactor run): the
+            // socket itself is asked.
+            Err(HelloError::Closed) if hung_up || sys::hung_up(listener.get_ref().as_fd()) => {
+                NextHello::HungUp
+            }
             // Not a hang-up: say what it was (probe 140: the record said
             // the socket was closed, and the session served on).
-            Err(HelloError::Closed) => shared.emit(SessionEvent::RequestRefused {
-                request_id: None,
-                reason: "an empty datagram, not a hello".into(),
-                requester: None,
-                asked: None,
-            }),
-            Err(error) => shared.emit(SessionEvent::RequestRefused {
-                request_id: None,
-                reason: error.to_string(),
-                requester: None,
-                asked: None,
-            }),
-        }
+            Err(HelloError::Closed) => NextHello::Refused("an empty datagram, not a hello".into()),
+            Err(error) => NextHello::Refused(error.to_string()),
+        };
     }
 }
 
@@ -1521,6 +1544,49 @@ pub(crate) fn network_link(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Probe 206: the shell end's last holders were killed while hellos
+    /// were read; the readiness seen last said nothing of it, and each read
+    /// of the end was refused as an empty datagram, for ever. The end is
+    /// the end, whatever the readiness seen last.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hang_up_after_the_readiness_seen_last_is_one() {
+        let (listener, shell_end) = session_socket(&tokio::runtime::Handle::current()).unwrap();
+        let mut buf = [0u8; 64];
+        nix::sys::socket::send(
+            shell_end.as_raw_fd(),
+            b"not a hello",
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        assert!(matches!(
+            next_hello(&listener, &mut buf).await,
+            NextHello::Refused(_)
+        ));
+        // No await between: the reactor has not run since.
+        drop(shell_end);
+        assert!(matches!(
+            next_hello(&listener, &mut buf).await,
+            NextHello::HungUp
+        ));
+    }
+
+    /// An empty datagram from a holder still there is refused, not an end.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_empty_datagram_is_no_hang_up() {
+        let (listener, shell_end) = session_socket(&tokio::runtime::Handle::current()).unwrap();
+        let mut buf = [0u8; 64];
+        nix::sys::socket::send(
+            shell_end.as_raw_fd(),
+            b"",
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        assert!(matches!(
+            next_hello(&listener, &mut buf).await,
+            NextHello::Refused(reason) if reason.contains("empty datagram")
+        ));
+    }
 
     #[test]
     fn a_request_is_large_by_its_arguments_and_environment_together() {

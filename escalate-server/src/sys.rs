@@ -164,6 +164,21 @@ pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
     )
 }
 
+/// Whether every holder of the other end of the connected socket
+/// `socket` has closed it (or it cannot be polled), as the socket says now:
+/// a Unix stream or seqpacket socket whose peer is gone polls `POLLHUP`.
+pub(crate) fn hung_up(socket: BorrowedFd<'_>) -> bool {
+    use nix::poll::PollFlags;
+    let mut fds = [nix::poll::PollFd::new(socket, PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => fds[0]
+            .revents()
+            .is_none_or(|events| events.contains(PollFlags::POLLHUP)),
+        Err(_) => true,
+    }
+}
+
 /// Sends `signal` to the process `pidfd` names, never another that took
 /// its number.
 pub(crate) fn pidfd_signal(
