@@ -446,7 +446,7 @@ impl ApprovalClock {
         // Blocks this thread for as long as a command takes to start (a
         // fork and exec); a start waits at most for a few reads of /proc.
         let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let ancestry = ancestry(requester);
+        let ancestry = lineage(requester);
         let mut state = self.lock();
         let (pid, registration) = ancestry.into_iter().find_map(|pid| {
             let registration = state.commands.get(&pid)?.0;
@@ -465,7 +465,7 @@ impl ApprovalClock {
     pub(crate) fn pending(&self, requester: Option<i32>) -> PendingApproval {
         // As an abort does: the command that asked is kept first.
         let started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let ancestry = requester.map(ancestry).unwrap_or_default();
+        let ancestry = requester.map(lineage).unwrap_or_default();
         drop(started);
         let mut state = self.lock();
         state.any.start();
@@ -513,6 +513,21 @@ pub(crate) fn start_command<T, E>(
         .unwrap_or_else(PoisonError::into_inner);
     let (started, pid) = start()?;
     Ok((started, pid.map(|pid| clock.command(pid))))
+}
+
+/// What a process descends from: its parents ([`ancestry`]), then its
+/// process group's leader, which a command's first process is (probe 206:
+/// a job started as `( (...) & )` is left by its parent, and a question it
+/// asked was no command's: a stop killed the command's group, unsaid, and
+/// what the command had started in other groups ran on).
+fn lineage(pid: i32) -> Vec<u32> {
+    let mut lineage = ancestry(pid);
+    let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+        .ok()
+        .and_then(|group| u32::try_from(group.as_raw()).ok())
+        .filter(|group| *group != std::process::id() && !lineage.contains(group));
+    lineage.extend(group);
+    lineage
 }
 
 /// A process and its parents, as `/proc` names them, nearest first; as

@@ -363,6 +363,15 @@ impl ExecPolicy {
                     aborted: false,
                 };
             }
+            // Only the command the person was shown stops (probe 206).
+            ApprovalAnswer::Abort if shared => {
+                provenance.note_after(STOPPED_ANOTHER);
+                return PermissionsAnswer {
+                    granted: None,
+                    provenance,
+                    aborted: false,
+                };
+            }
             // Recorded as the answer it is, then the command stops.
             ApprovalAnswer::Abort => {
                 provenance.note = Some("the command was stopped at the question".into());
@@ -1175,6 +1184,12 @@ impl Inner {
             ApprovalAnswer::Unanswered { reason } => Decision::Deny {
                 reason: nobody_answered(&reason),
             },
+            // The command the person was shown stops; another that shared
+            // its question is only declined (probe 206: one stop killed
+            // every command that had asked the same).
+            ApprovalAnswer::Abort if shared => Decision::Deny {
+                reason: STOPPED_ANOTHER.into(),
+            },
             ApprovalAnswer::Abort => {
                 abort_command(&self.clock, request.peer.pid);
                 Decision::Deny {
@@ -1262,6 +1277,11 @@ impl Inner {
         (answer, waited, shared)
     }
 }
+
+/// Why a request is declined whose question another command asked, and
+/// the person stopped that command.
+const STOPPED_ANOTHER: &str =
+    "declined by the approver, who stopped the command that asked the same question";
 
 /// The note of a decision that took the answer to an identical request
 /// pending at the same time.

@@ -1725,6 +1725,8 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         "timeout 20 zsh -f -c 'id -u; print -r -- inner-after'; print -r -- after=$?",
         "setsid -w zsh -f -c 'id -u'; print -r -- after=$?",
         "zsh -f -c 'zsh -f -c \"id -u; print -r -- inner-after\"; print -r -- after=$?'; print -r -- after=$?",
+        // Left by its parent: found by its process group (probe 206).
+        "( (id -u; print -r -- inner-after) & ); timeout 20 sleep 7.0625 & sleep 5; print -r -- after",
     ];
     for (shape, sandboxed) in shapes
         .iter()
@@ -1747,7 +1749,17 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
             ..RunOptions::default()
         };
         let outcome = session.run(&script, options).unwrap().wait().await.unwrap();
+        // Killed by the stop, not by the session's end.
+        let mut left = super::sandbox::processes_named("sleep 7.0625");
+        for _ in 0..250 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = super::sandbox::processes_named("sleep 7.0625");
+        }
         session.shutdown().await;
+        assert!(left.is_empty(), "{case}: {left:?} ran on");
         assert!(outcome.aborted, "{case}: {outcome:?}");
         assert!(
             !text(&outcome.stdout).contains("after"),
@@ -1756,6 +1768,43 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         assert!(!ran_on.exists(), "{case}: the command went on");
         assert_eq!(approver.asked().len(), 1, "{case}: asked again");
     }
+}
+
+/// Probe 206: two commands asked the same question, shared, and the
+/// person's stop killed both. The command the person was shown stops; the
+/// other is declined and goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_at_a_shared_question_stops_only_the_command_asked_about() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let mut approver = Scripted::new(ApprovalAnswer::Abort);
+    // Long enough for both to be asking at once.
+    approver.delay = Duration::from_millis(2000);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let script = place.script("touch {outside}/same; print -r -- went on");
+    let options = || RunOptions {
+        timeout: Some(Duration::from_secs(60)),
+        ..RunOptions::default()
+    };
+    let first = session.run(&script, options()).unwrap();
+    let second = session.run(&script, options()).unwrap();
+    let (first, second) = tokio::join!(first.wait(), second.wait());
+    session.shutdown().await;
+    let outcomes = [first.unwrap(), second.unwrap()];
+    assert_eq!(approver.asked().len(), 1, "{outcomes:?}");
+    let stopped: Vec<_> = outcomes.iter().filter(|outcome| outcome.aborted).collect();
+    let declined: Vec<_> = outcomes.iter().filter(|outcome| !outcome.aborted).collect();
+    assert_eq!((stopped.len(), declined.len()), (1, 1), "{outcomes:?}");
+    assert!(text(&stopped[0].stdout).is_empty(), "{outcomes:?}");
+    assert_eq!(text(&declined[0].stdout), "went on\n", "{outcomes:?}");
+    assert!(
+        text(&declined[0].stderr).contains("who stopped the command that asked the same question"),
+        "{outcomes:?}"
+    );
+    assert!(!place.outside.join("same").exists());
 }
 
 /// Probe 201: a command's requests for grants were each asked, however

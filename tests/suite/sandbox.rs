@@ -1279,7 +1279,7 @@ async fn wait_for_state(cmdline: &str, wanted: impl Fn(char) -> bool) -> i32 {
 }
 
 /// Pids whose command line, spaces for NULs, is `cmdline`.
-fn processes_named(cmdline: &str) -> Vec<i32> {
+pub(super) fn processes_named(cmdline: &str) -> Vec<i32> {
     fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| {
