@@ -437,25 +437,25 @@ impl ApprovalClock {
     }
 
     /// The command the process `requester` descends from, marked as
-    /// stopped by a person at a question: its pid, which leads its process
+    /// stopped by a person at a question: its pid, pinned by a pidfd, which leads its process
     /// group (its shell's, or its sandbox's bubblewrap). `None` when no
     /// running command is among its ancestors (a program an escalation
     /// started). A command whose first process has ended is not one: a
     /// process with its pid now is another's.
-    pub(crate) fn abort(&self, requester: i32) -> Option<u32> {
+    pub(crate) fn abort(&self, requester: i32) -> Option<(u32, std::os::fd::OwnedFd)> {
         // Blocks this thread for as long as a command takes to start (a
         // fork and exec); a start waits at most for a few reads of /proc.
         let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let ancestry = lineage(requester);
+        let ancestry = crate::tree::lineage(requester);
         let mut state = self.lock();
-        let (pid, registration) = ancestry.into_iter().find_map(|pid| {
+        let (pid, registration, process) = ancestry.into_iter().find_map(|pid| {
             let registration = state.commands.get(&pid)?.0;
             let (of, process) = state.processes.get(&pid)?;
-            let running = *of == registration && still_running(process);
-            running.then_some((pid, registration))
+            let running = *of == registration && crate::tree::still_running(process);
+            running.then(|| Some((pid, registration, process.try_clone().ok()?)))?
         })?;
         state.aborted.insert((pid, registration));
-        Some(pid)
+        Some((pid, process))
     }
 
     /// Marks an approval pending until the guard drops, asked by the
@@ -465,7 +465,7 @@ impl ApprovalClock {
     pub(crate) fn pending(&self, requester: Option<i32>) -> PendingApproval {
         // As an abort does: the command that asked is kept first.
         let started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let ancestry = requester.map(lineage).unwrap_or_default();
+        let ancestry = requester.map(crate::tree::lineage).unwrap_or_default();
         drop(started);
         let mut state = self.lock();
         state.any.start();
@@ -513,104 +513,6 @@ pub(crate) fn start_command<T, E>(
         .unwrap_or_else(PoisonError::into_inner);
     let (started, pid) = start()?;
     Ok((started, pid.map(|pid| clock.command(pid))))
-}
-
-/// What a process descends from: its parents ([`ancestry`]), then its
-/// process group's leader, which a command's first process is (probe 206:
-/// a job started as `( (...) & )` is left by its parent, and a question it
-/// asked was no command's: a stop killed the command's group, unsaid, and
-/// what the command had started in other groups ran on).
-fn lineage(pid: i32) -> Vec<u32> {
-    let mut lineage = ancestry(pid);
-    let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
-        .ok()
-        .and_then(|group| u32::try_from(group.as_raw()).ok())
-        .filter(|group| *group != std::process::id() && !lineage.contains(group));
-    lineage.extend(group);
-    lineage
-}
-
-/// A process and its parents, as `/proc` names them, nearest first; as
-/// far as they can be read, and below this process (the commands it
-/// started are its children).
-fn ancestry(pid: i32) -> Vec<u32> {
-    let own = std::process::id();
-    let mut chain = Vec::new();
-    if !proc_is_ours() {
-        return chain;
-    }
-    let mut next = u32::try_from(pid).ok();
-    while let Some(pid) = next.filter(|pid| *pid > 1 && *pid != own && chain.len() < 64) {
-        chain.push(pid);
-        next = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parent_in_stat(&stat));
-    }
-    chain
-}
-
-/// Whether `/proc` shows this process's pid namespace: its pids are the
-/// ones this process signals (review 47: in a namespace whose `/proc` was
-/// its parent's, another process's pids were taken for the command's).
-fn proc_is_ours() -> bool {
-    std::fs::read_link("/proc/self")
-        .ok()
-        .and_then(|link| link.to_str()?.parse::<u32>().ok())
-        == Some(std::process::id())
-}
-
-/// Whether the process `pidfd` names has not ended (a pidfd turns readable
-/// as its process ends, whoever reaps it).
-fn still_running(pidfd: &std::os::fd::OwnedFd) -> bool {
-    use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(
-        pidfd.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    matches!(
-        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
-        Ok(0)
-    )
-}
-
-/// Every process descended from `root`, as `/proc` shows them now, each
-/// with its parent, parents before their children.
-pub(crate) fn descendants(root: u32) -> Vec<(u32, u32)> {
-    if !proc_is_ours() {
-        return Vec::new();
-    }
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let parents: Vec<(u32, u32)> = entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| Some((pid, parent_of(pid)?)))
-        .collect();
-    let mut found = vec![];
-    let mut frontier = vec![root];
-    while let Some(parent) = frontier.pop() {
-        for &(pid, of) in &parents {
-            if of == parent && !found.iter().any(|(known, _)| *known == pid) {
-                found.push((pid, parent));
-                frontier.push(pid);
-            }
-        }
-    }
-    found
-}
-
-/// The parent of process `pid`, as `/proc` names it.
-pub(crate) fn parent_of(pid: u32) -> Option<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| parent_in_stat(&stat))
-}
-
-/// The parent's pid in a `/proc/PID/stat` line: the second field after
-/// the name, which may hold spaces and parentheses itself.
-fn parent_in_stat(stat: &str) -> Option<u32> {
-    let (_, after_name) = stat.rsplit_once(')')?;
-    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A command's own clock, kept while this lives.
@@ -827,10 +729,10 @@ mod tests {
         let pid = child.id();
         let _registered = clock.command(pid);
         let asker = i32::try_from(pid).unwrap();
-        assert_eq!(clock.abort(asker), Some(pid));
+        assert_eq!(clock.abort(asker).map(|(pid, _)| pid), Some(pid));
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(clock.abort(asker), None);
+        assert!(clock.abort(asker).is_none());
     }
 
     /// CI: a question the shell asked before its pid was kept found no
@@ -852,7 +754,7 @@ mod tests {
             Ok::<_, std::convert::Infallible>(((child, abort), pid))
         })
         .unwrap();
-        assert_eq!(abort.join().unwrap(), Some(child.pid()));
+        assert_eq!(abort.join().unwrap().map(|(pid, _)| pid), Some(child.pid()));
         assert!(kept.unwrap().aborted());
     }
 
@@ -879,15 +781,6 @@ mod tests {
         let _asked = asking.join().unwrap();
         assert!(clock.waiting_for(Some(child.pid())));
         assert!(!clock.waiting_for(Some(other)));
-    }
-
-    #[test]
-    fn the_parent_is_read_past_a_name_with_parentheses() {
-        assert_eq!(
-            parent_in_stat("4242 (a) (b) c) S 17 4242 4242 0 -1"),
-            Some(17)
-        );
-        assert_eq!(parent_in_stat("4242 (x S"), None);
     }
 
     #[tokio::test(start_paused = true)]

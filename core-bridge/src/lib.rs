@@ -86,6 +86,8 @@ mod sys;
 #[cfg(unix)]
 mod tools;
 #[cfg(unix)]
+mod tree;
+#[cfg(unix)]
 mod unified;
 
 #[cfg(unix)]

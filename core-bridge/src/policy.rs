@@ -1532,43 +1532,6 @@ fn write_roots(granted: &PermissionProfile, cwd: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Kills the process `root` and every process descended from it, as one.
-/// Each is stopped first, through a pidfd taken while it is still the
-/// child of the parent it was found under (a pid freed and taken by
-/// another process meanwhile is not signalled), and `/proc` is read again
-/// until it shows none not yet stopped; then all are killed. Killed one by
-/// one, parents first, a child its parent's end had moved to init was
-/// missed; children first, a shell saw its child end and went on (CI: an
-/// unsandboxed `zsh -c` printed after its inner shell was killed).
-fn kill_tree(root: u32) {
-    use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
-    let hold = |pid: u32, parent: Option<u32>| {
-        let process = Pid::from_raw(i32::try_from(pid).ok()?)?;
-        let pidfd = pidfd_open(process, PidfdFlags::empty()).ok()?;
-        if parent.is_some_and(|parent| crate::approval::parent_of(pid) != Some(parent)) {
-            return None;
-        }
-        let _ = pidfd_send_signal(&pidfd, Signal::STOP);
-        Some((pid, pidfd))
-    };
-    let mut held: Vec<(u32, std::os::fd::OwnedFd)> = hold(root, None).into_iter().collect();
-    // Stopped processes start no others: a few reads find every one.
-    for _ in 0..8 {
-        let found: Vec<_> = crate::approval::descendants(root)
-            .into_iter()
-            .filter(|(pid, _)| !held.iter().any(|(known, _)| known == pid))
-            .filter_map(|(pid, parent)| hold(pid, Some(parent)))
-            .collect();
-        if found.is_empty() {
-            break;
-        }
-        held.extend(found);
-    }
-    for (_, pidfd) in &held {
-        let _ = pidfd_send_signal(pidfd, Signal::KILL);
-    }
-}
-
 /// `extra` as a person is shown it and a record names it: as the
 /// command gets it, added to the session's sandbox
 /// ([`ResolvedPolicy::granted_with`]); as written when there is none.
@@ -1588,14 +1551,14 @@ fn abort_command(clock: &ApprovalClock, pid: i32) {
     use nix::unistd::{getpgid, getpgrp, Pid};
     let group = match clock
         .abort(pid)
-        .and_then(|command| i32::try_from(command).ok())
+        .and_then(|(command, pidfd)| Some((i32::try_from(command).ok()?, pidfd)))
     {
-        Some(command) => {
+        Some((command, pidfd)) => {
             // Each process of it, before the asker hears its answer: killed
             // by its group alone, the command's sandbox ends as its init
             // follows bubblewrap, and a shell there could see its child end
             // first and go on (`timeout`'s caller printed).
-            kill_tree(command.unsigned_abs());
+            crate::tree::kill_tree(command.unsigned_abs(), &pidfd);
             Pid::from_raw(command)
         }
         None => match getpgid(Some(Pid::from_raw(pid))) {

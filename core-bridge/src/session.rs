@@ -898,6 +898,18 @@ impl ShellSession {
     }
 }
 
+/// Kills a command whole while its first process, the leader of group
+/// `pgid`, is not reaped: every process descended from it, pinned by
+/// `root`, then what is left in its group (probe 206: a timeout or a
+/// cancel killed only the group, and what the command had started in
+/// others ran on until the session ended).
+fn kill_command(root: Option<&std::os::fd::OwnedFd>, pgid: Option<i32>) {
+    if let Some((root, pid)) = root.zip(pgid) {
+        crate::tree::kill_tree(pid.unsigned_abs(), root);
+    }
+    kill_group(pgid);
+}
+
 fn kill_group(pgid: Option<i32>) {
     if let Some(pgid) = pgid {
         let _ = nix::sys::signal::killpg(
@@ -957,6 +969,7 @@ async fn run_shell(
     };
     telemetry.shell_started("command", child.id());
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+    let root = crate::tree::pin(child.id());
     let command = child.id();
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
     let stdout = child
@@ -979,16 +992,16 @@ async fn run_shell(
         status = child.wait() => status,
         () = deadline => {
             timed_out = true;
-            kill_group(pgid);
+            kill_command(root.as_ref(), pgid);
             child.wait().await
         }
         () = options.cancel.cancelled() => {
-            kill_group(pgid);
+            kill_command(root.as_ref(), pgid);
             child.wait().await
         }
         // Its handle dropped, or its session ended.
         () = stop.cancelled() => {
-            kill_group(pgid);
+            kill_command(root.as_ref(), pgid);
             child.wait().await
         }
     };

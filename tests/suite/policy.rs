@@ -1726,7 +1726,7 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         "setsid -w zsh -f -c 'id -u'; print -r -- after=$?",
         "zsh -f -c 'zsh -f -c \"id -u; print -r -- inner-after\"; print -r -- after=$?'; print -r -- after=$?",
         // Left by its parent: found by its process group (probe 206).
-        "( (id -u; print -r -- inner-after) & ); timeout 20 sleep 7.0625 & sleep 5; print -r -- after",
+        "( (id -u; print -r -- inner-after) & ); timeout 20 sleep 70.0625 & sleep 5; print -r -- after",
     ];
     for (shape, sandboxed) in shapes
         .iter()
@@ -1750,14 +1750,7 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         };
         let outcome = session.run(&script, options).unwrap().wait().await.unwrap();
         // Killed by the stop, not by the session's end.
-        let mut left = super::sandbox::processes_named("sleep 7.0625");
-        for _ in 0..250 {
-            if left.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            left = super::sandbox::processes_named("sleep 7.0625");
-        }
+        let left = still_running_after_a_while("sleep 70.0625").await;
         session.shutdown().await;
         assert!(left.is_empty(), "{case}: {left:?} ran on");
         assert!(outcome.aborted, "{case}: {outcome:?}");
@@ -1768,6 +1761,64 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         assert!(!ran_on.exists(), "{case}: the command went on");
         assert_eq!(approver.asked().len(), 1, "{case}: asked again");
     }
+}
+
+/// The processes whose command line is `cmdline` still there after up to
+/// 5 s: a killed process may take a moment to go.
+async fn still_running_after_a_while(cmdline: &str) -> Vec<i32> {
+    let mut left = super::sandbox::processes_named(cmdline);
+    for _ in 0..250 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = super::sandbox::processes_named(cmdline);
+    }
+    left
+}
+
+/// Probe 206: a command stopped by its timeout, or a process killed by
+/// its caller, was killed by its process group alone: without a sandbox's
+/// pid namespace, what it had started in other groups (`timeout`'s child,
+/// `setsid`'s) ran on until the session ended. It is killed whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_or_a_kill_stops_the_whole_command_without_a_sandbox() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .unsandboxed()
+        .start(&place, &recorder);
+    let script = "timeout 60 sleep 70.125 & setsid sleep 70.125 & sleep 30";
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(2)),
+        ..RunOptions::default()
+    };
+    let outcome = session.run(script, options).unwrap().wait().await.unwrap();
+    assert!(outcome.timed_out, "{outcome:?}");
+    let after_timeout = still_running_after_a_while("sleep 70.125").await;
+    let script = "timeout 60 sleep 70.1875 & setsid sleep 70.1875 & sleep 30";
+    let started = session
+        .exec_command(
+            script,
+            execgate_core_bridge::ExecOptions {
+                yield_time: Duration::from_millis(1500),
+                ..execgate_core_bridge::ExecOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let execgate_core_bridge::ExecResponse::Running(running) = started else {
+        panic!("ended: {started:?}");
+    };
+    assert_eq!(super::sandbox::processes_named("sleep 70.1875").len(), 2);
+    session.kill(running.process_id).await.unwrap();
+    let after_kill = still_running_after_a_while("sleep 70.1875").await;
+    session.shutdown().await;
+    assert!(
+        after_timeout.is_empty(),
+        "{after_timeout:?} outlived the timeout"
+    );
+    assert!(after_kill.is_empty(), "{after_kill:?} outlived the kill");
 }
 
 /// Probe 206: two commands asked the same question, shared, and the

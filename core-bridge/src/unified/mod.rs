@@ -466,10 +466,11 @@ impl ShellSession {
             .map_err(|source| ExecError::Write { process_id, source })
     }
 
-    /// Kills a process and all it started in its sandbox and its escalated
+    /// Kills a process and all it started in its sandbox, every process
+    /// descended from its shell whatever their groups, and its escalated
     /// programs' process groups; its id is forgotten. What an escalated
-    /// program left outside its group (`setsid`, a daemon) runs on until
-    /// the session ends. One that has already exited is left for a poll to
+    /// program left outside its group (`setsid`, a daemon), or a process
+    /// its parent left, runs on until the session ends. One that has already exited is left for a poll to
     /// report ([`ExecError::AlreadyExited`]).
     pub async fn kill(&self, process_id: ProcessId) -> Result<(), ExecError> {
         if self.processes.touch(process_id)?.has_exited() {

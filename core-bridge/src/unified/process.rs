@@ -106,6 +106,8 @@ pub(crate) struct LiveProcess {
     longest_approval_wait: Duration,
     /// Its own approval clock, kept while it is (another command's
     /// question does not stop its yields).
+    /// The shell, pinned while it runs: what it started is killed with it.
+    root: Option<std::os::fd::OwnedFd>,
     own_clock: Option<crate::approval::CommandClock>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Receiver<bool>,
@@ -198,6 +200,7 @@ impl ProcessTable {
         })
         .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
+        let root = crate::tree::pin(child.id());
         let shared = Arc::new(Mutex::new(Collected::default()));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -241,6 +244,7 @@ impl ProcessTable {
             started: SystemTime::now(),
             started_at,
             pgid,
+            root,
             terminal,
             longest_approval_wait,
             own_clock,
@@ -472,13 +476,18 @@ impl LiveProcess {
         (output, status)
     }
 
-    /// Kills the process group now, unless the shell has been reaped (the
-    /// follower killed what was left in the group then).
+    /// Kills the command and its process group now, unless the shell has
+    /// been reaped (the follower killed what was left in the group then).
     pub(crate) fn kill(&self) {
         let mut collected = self.lock();
         collected.killed = true;
         collected.killing.notify_one();
         if !collected.reaped {
+            // Whole, in whatever groups (probe 206: its group alone, and
+            // `timeout`'s or `setsid`'s children ran on).
+            if let Some((root, pid)) = self.root.as_ref().zip(self.pgid) {
+                crate::tree::kill_tree(pid.unsigned_abs(), root);
+            }
             kill_group(self.pgid);
         }
     }
