@@ -239,6 +239,19 @@ struct Choice {
     answer: fn() -> ApprovalAnswer,
 }
 
+/// The answer Ctrl-C (or Ctrl-\\) gives: abort where `choices` offer it;
+/// a decline where they do not (probe 206: at a network question it said
+/// it aborted the command, and only the connection was denied).
+fn interrupted(choices: &[Choice]) -> ApprovalAnswer {
+    let aborts = choices
+        .iter()
+        .any(|choice| matches!((choice.answer)(), ApprovalAnswer::Abort));
+    match aborts {
+        true => ApprovalAnswer::Abort,
+        false => ApprovalAnswer::Decline,
+    }
+}
+
 /// Empty input declines: a stray Enter must not approve.
 const EXEC_CHOICES: &[Choice] = &[
     Choice {
@@ -607,7 +620,7 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
             }
         };
         let answer = match line.bytes().any(|key| modes.interrupts.contains(&key)) {
-            true => Some(ApprovalAnswer::Abort),
+            true => Some(interrupted(question.choices)),
             false => answer_of(question.choices, &line),
         };
         if let Some(answer) = answer {
@@ -1256,6 +1269,13 @@ mod tests {
         for (choices, typed, expected) in cases {
             assert_eq!(answer_of(choices, typed), expected, "{typed:?}");
         }
+    }
+
+    #[test]
+    fn an_interrupt_aborts_only_where_abort_is_a_choice() {
+        assert_eq!(interrupted(EXEC_CHOICES), ApprovalAnswer::Abort);
+        assert_eq!(interrupted(GRANT_CHOICES), ApprovalAnswer::Abort);
+        assert_eq!(interrupted(NETWORK_CHOICES), ApprovalAnswer::Decline);
     }
 
     /// Probe 144: a prompted command that cannot leave the sandbox was
