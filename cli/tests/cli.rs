@@ -3684,25 +3684,31 @@ fn requested_permissions_widen_one_command_only_when_granted() {
 
 #[test]
 fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
     let (dir, ws) = workspace();
     let rules = dir.path().join("team.rules");
     std::fs::write(&rules, TEAM_RULES).unwrap();
     let binary = env!("CARGO_BIN_EXE_execgate");
-    // The answers are typed ahead: the prompt reads them from the terminal
-    // after zsh has read the command line before each.
-    // Ctrl-C at the prompt aborts the command that asked, not the session
-    // (regression: it reached the shell's own sandbox, in execgate's
-    // process group while the prompt held the terminal, and ended it).
-    let input = "touch ../first\n\
-                 a\n\
-                 touch ../first; print again=$?\n\
-                 touch ../second\n\
-                 n\n\
-                 print second=$?\n\
-                 touch ../third\n\
-                 \x03\n\
-                 print third=$?\n\
-                 exit\n";
+    // Each line is typed once what it answers, or follows, is on the
+    // terminal: the prompt discards keys typed before its question (review
+    // 205: typed on a timer, a slow machine's late question lost its
+    // answer). Ctrl-C at the prompt aborts the command that asked, not the
+    // session (regression: it reached the shell's own sandbox, in
+    // execgate's process group while the prompt held the terminal, and
+    // ended it). `$((1))` prints what its echo does not show.
+    let steps: [(&str, &str, usize); 10] = [
+        ("touch ../first; print -r -- step$((1))", "[y] once", 1),
+        ("a", "step1", 1),
+        ("touch ../first; print again=$?", "again=0", 1),
+        ("touch ../second", "[y] once", 2),
+        ("n", "execgate: denied", 1),
+        ("print second=$?", "second=126", 1),
+        ("touch ../third", "[y] once", 3),
+        ("\x03", "aborting the command that asked", 1),
+        ("print third=$?", "third=137", 1),
+        ("exit", "", 0),
+    ];
     let mut child = Command::new("script")
         .args([
             "-qec",
@@ -3719,20 +3725,37 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // One line at a time, so that each reaches whoever reads next.
-    for line in input.lines() {
+    let shown = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = std::thread::spawn({
+        let shown = shown.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(read @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+                shown.lock().unwrap().extend_from_slice(&buf[..read]);
+            }
+        }
+    });
+    let shown_text = || String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
+    for (line, then, times) in steps {
         std::io::Write::write_all(&mut stdin, format!("{line}\n").as_bytes()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(700));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while shown_text().matches(then).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "no {then:?} after {line:?}: {}",
+                shown_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    let seen = text(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{seen}\n{}",
-        text(&output.stderr)
-    );
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let seen = shown_text();
+    assert_eq!(status.code(), Some(0), "{seen}\n{stderr}");
     assert_eq!(seen.matches("approval needed").count(), 3, "{seen}");
     // What was left set on the terminal is undone before each question (the
     // reset ends with bracketed paste off),
