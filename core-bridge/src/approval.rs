@@ -463,10 +463,14 @@ impl ApprovalClock {
     /// command that process descends from, or, when none does, of every
     /// command.
     pub(crate) fn pending(&self, requester: Option<i32>) -> PendingApproval {
-        // As an abort does: the command that asked is kept first.
-        let started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let ancestry = requester.map(crate::tree::lineage).unwrap_or_default();
-        drop(started);
+        // As an abort does, a known asker waits for its command to be kept
+        // first (a question no process asked, a network one, need not).
+        let ancestry = requester
+            .map(|requester| {
+                let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+                crate::tree::lineage(requester)
+            })
+            .unwrap_or_default();
         let mut state = self.lock();
         state.any.start();
         let commands: Vec<(u32, u64)> = ancestry

@@ -58,10 +58,14 @@ pub(crate) fn still_running(pidfd: &OwnedFd) -> bool {
         pidfd.as_fd(),
         nix::poll::PollFlags::POLLIN,
     )];
-    matches!(
-        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
-        Ok(0)
-    )
+    // A signal may cut even a poll that waits for nothing (review 207):
+    // it is asked again, never taken for an end.
+    loop {
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            polled => return matches!(polled, Ok(0)),
+        }
+    }
 }
 
 /// Every process descended from `root`, as `/proc` shows them now, each
@@ -128,17 +132,25 @@ pub(crate) fn kill_tree(root: u32, pidfd: &OwnedFd) {
         Some((pid, pidfd))
     };
     let mut held: Vec<(u32, OwnedFd)> = Vec::new();
-    // Stopped processes start no others: a few reads find every one.
+    // Stopped processes start no others: a few reads find every one. Only
+    // a child of a process already held is taken, and only while the root
+    // is still the one pinned (review 207: a root reaped by another and
+    // its number taken mid-walk would lead to a stranger's children).
     for _ in 0..8 {
-        let found: Vec<_> = descendants(root)
-            .into_iter()
-            .filter(|(pid, _)| !held.iter().any(|(known, _)| known == pid))
-            .filter_map(|(pid, parent)| hold(pid, parent))
-            .collect();
-        if found.is_empty() {
+        let mut found = false;
+        for (pid, parent) in descendants(root) {
+            let known = |number: u32| held.iter().any(|(held, _)| *held == number);
+            if known(pid) || !(parent == root || known(parent)) || !still_running(pidfd) {
+                continue;
+            }
+            if let Some(process) = hold(pid, parent) {
+                held.push(process);
+                found = true;
+            }
+        }
+        if !found {
             break;
         }
-        held.extend(found);
     }
     let _ = pidfd_send_signal(pidfd, Signal::KILL);
     for (_, pidfd) in &held {

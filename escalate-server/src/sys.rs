@@ -158,10 +158,13 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
 /// or cannot be told to run on (the poll failed).
 pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
     let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
-    !matches!(
-        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
-        Ok(0)
-    )
+    loop {
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            // A signal cut it: asked again, not taken for an end.
+            Err(nix::errno::Errno::EINTR) => continue,
+            polled => return !matches!(polled, Ok(0)),
+        }
+    }
 }
 
 /// Whether every holder of the other end of the connected socket
@@ -170,12 +173,17 @@ pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
 pub(crate) fn hung_up(socket: BorrowedFd<'_>) -> bool {
     use nix::poll::PollFlags;
     let mut fds = [nix::poll::PollFd::new(socket, PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
-        Ok(0) => false,
-        Ok(_) => fds[0]
-            .revents()
-            .is_none_or(|events| events.contains(PollFlags::POLLHUP)),
-        Err(_) => true,
+    loop {
+        return match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Ok(0) => false,
+            Ok(_) => fds[0]
+                .revents()
+                .is_none_or(|events| events.contains(PollFlags::POLLHUP)),
+            // Cut by a signal (review 207: a SIGCHLD ended a live socket's
+            // session).
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => true,
+        };
     }
 }
 

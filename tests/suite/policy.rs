@@ -1725,8 +1725,10 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         "timeout 20 zsh -f -c 'id -u; print -r -- inner-after'; print -r -- after=$?",
         "setsid -w zsh -f -c 'id -u'; print -r -- after=$?",
         "zsh -f -c 'zsh -f -c \"id -u; print -r -- inner-after\"; print -r -- after=$?'; print -r -- after=$?",
-        // Left by its parent: found by its process group (probe 206).
-        "( (id -u; print -r -- inner-after) & ); timeout 20 sleep 70.0625 & sleep 5; print -r -- after",
+        // Left by its parent: found by its process group (probe 206); it
+        // asks once `timeout`'s child, which must not outlive the stop, runs
+        // (review 207).
+        "timeout 20 sleep 70.0625 & ( (sleep 0.5; id -u; print -r -- inner-after) & ); sleep 5; print -r -- after",
     ];
     for (shape, sandboxed) in shapes
         .iter()
@@ -1810,6 +1812,13 @@ async fn a_timeout_or_a_kill_stops_the_whole_command_without_a_sandbox() {
     let execgate_core_bridge::ExecResponse::Running(running) = started else {
         panic!("ended: {started:?}");
     };
+    // Both started, however slowly (review 207).
+    for _ in 0..1000 {
+        if super::sandbox::processes_named("sleep 70.1875").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(super::sandbox::processes_named("sleep 70.1875").len(), 2);
     session.kill(running.process_id).await.unwrap();
     let after_kill = still_running_after_a_while("sleep 70.1875").await;

@@ -470,7 +470,8 @@ impl ShellSession {
     /// descended from its shell whatever their groups, and its escalated
     /// programs' process groups; its id is forgotten. What an escalated
     /// program left outside its group (`setsid`, a daemon), or a process
-    /// its parent left, runs on until the session ends. One that has already exited is left for a poll to
+    /// its parent left that also left the group, runs on until the session
+    /// ends. One that has already exited is left for a poll to
     /// report ([`ExecError::AlreadyExited`]).
     pub async fn kill(&self, process_id: ProcessId) -> Result<(), ExecError> {
         if self.processes.touch(process_id)?.has_exited() {
