@@ -499,6 +499,21 @@ impl ApprovalClock {
     }
 }
 
+/// Starts a session's shell, killed if its handle drops, as
+/// [`start_command`] starts a command.
+pub(crate) fn start_shell(
+    clock: Option<&ApprovalClock>,
+    shell: std::process::Command,
+) -> std::io::Result<(tokio::process::Child, Option<CommandClock>)> {
+    start_command(clock, move || {
+        let child = tokio::process::Command::from(shell)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    })
+}
+
 /// Starts a command with `start`, which gives its first process's pid,
 /// and, with a `clock`, keeps the command's clock until the guard drops;
 /// a question or an abort asked meanwhile waits until it is kept (CI: a

@@ -898,27 +898,6 @@ impl ShellSession {
     }
 }
 
-/// Kills a command whole while its first process, the leader of group
-/// `pgid`, is not reaped: every process descended from it, pinned by
-/// `root`, then what is left in its group (probe 206: a timeout or a
-/// cancel killed only the group, and what the command had started in
-/// others ran on until the session ended).
-fn kill_command(root: Option<&std::os::fd::OwnedFd>, pgid: Option<i32>) {
-    if let Some((root, pid)) = root.zip(pgid) {
-        crate::tree::kill_tree(pid.unsigned_abs(), root);
-    }
-    kill_group(pgid);
-}
-
-fn kill_group(pgid: Option<i32>) {
-    if let Some(pgid) = pgid {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
 /// Starts `shell` and follows it to its end.
 async fn run_shell(
     shell: ShellCommand,
@@ -952,13 +931,7 @@ async fn run_shell(
     let cwd = shell.get_current_dir().map(Path::to_path_buf);
     // The command's own approval clock, kept before any question of its
     // is asked: another command's question does not stop its timeout.
-    let spawned = crate::approval::start_command(clock.as_ref(), move || {
-        let child = tokio::process::Command::from(shell)
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id();
-        Ok((child, pid))
-    });
+    let spawned = crate::approval::start_shell(clock.as_ref(), shell);
     let (mut child, own_clock) = match spawned {
         Ok(spawned) => spawned,
         Err(source) => {
@@ -992,16 +965,16 @@ async fn run_shell(
         status = child.wait() => status,
         () = deadline => {
             timed_out = true;
-            kill_command(root.as_ref(), pgid);
+            crate::tree::kill_command(root.as_ref(), pgid);
             child.wait().await
         }
         () = options.cancel.cancelled() => {
-            kill_command(root.as_ref(), pgid);
+            crate::tree::kill_command(root.as_ref(), pgid);
             child.wait().await
         }
         // Its handle dropped, or its session ended.
         () = stop.cancelled() => {
-            kill_command(root.as_ref(), pgid);
+            crate::tree::kill_command(root.as_ref(), pgid);
             child.wait().await
         }
     };
@@ -1014,7 +987,7 @@ async fn run_shell(
     let cancelled = killed && !timed_out && (options.cancel.is_cancelled() || stop.is_cancelled());
     // Background jobs the command left in its group go with it. The group
     // id cannot name another process while any member lives.
-    kill_group(pgid);
+    crate::tree::kill_group(pgid);
     let status = status.map_err(|source| BridgeError::Io {
         what: "cannot wait for the shell".into(),
         source,

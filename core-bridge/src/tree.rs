@@ -158,6 +158,29 @@ pub(crate) fn kill_tree(root: u32, pidfd: &OwnedFd) {
     }
 }
 
+/// Kills a command whole while its first process, the leader of group
+/// `pgid`, is not reaped: every process descended from it, pinned by
+/// `root` ([`kill_tree`]), then what is left in its group (probe 206: a
+/// timeout or a cancel killed only the group, and what the command had
+/// started in others ran on until the session ended).
+pub(crate) fn kill_command(root: Option<&OwnedFd>, pgid: Option<i32>) {
+    if let Some((root, pid)) = root.zip(pgid) {
+        kill_tree(pid.unsigned_abs(), root);
+    }
+    kill_group(pgid);
+}
+
+/// Kills process group `pgid`: a command's, whose leader is not reaped,
+/// or whose id no other group can have taken while a member lives.
+pub(crate) fn kill_group(pgid: Option<i32>) {
+    if let Some(pgid) = pgid {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// A pidfd for the process `pid`, for [`kill_tree`]: taken while the
 /// caller knows the number is its (its child, not yet reaped).
 pub(crate) fn pin(pid: Option<u32>) -> Option<OwnedFd> {

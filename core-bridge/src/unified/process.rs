@@ -191,14 +191,8 @@ impl ProcessTable {
         // Its own approval clock, kept before any question of its is asked
         // (review 205: kept after the spawn, a question asked first held
         // every process's yield, and an abort stopped only the asker).
-        let (mut child, own_clock) = crate::approval::start_command(clock.as_ref(), move || {
-            let child = tokio::process::Command::from(shell)
-                .kill_on_drop(true)
-                .spawn()?;
-            let pid = child.id();
-            Ok((child, pid))
-        })
-        .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
+        let (mut child, own_clock) = crate::approval::start_shell(clock.as_ref(), shell)
+            .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
         let root = crate::tree::pin(child.id());
         let shared = Arc::new(Mutex::new(Collected::default()));
@@ -485,10 +479,7 @@ impl LiveProcess {
         if !collected.reaped {
             // Whole, in whatever groups (probe 206: its group alone, and
             // `timeout`'s or `setsid`'s children ran on).
-            if let Some((root, pid)) = self.root.as_ref().zip(self.pgid) {
-                crate::tree::kill_tree(pid.unsigned_abs(), root);
-            }
-            kill_group(self.pgid);
+            crate::tree::kill_command(self.root.as_ref(), self.pgid);
         }
     }
 
@@ -505,15 +496,6 @@ impl Drop for LiveProcess {
         // Its child is killed on drop: the shell goes even if the group
         // kill missed it.
         self.follower.abort();
-    }
-}
-
-fn kill_group(pgid: Option<i32>) {
-    if let Some(pgid) = pgid {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pgid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
     }
 }
 
@@ -565,7 +547,7 @@ async fn follow(
     let status = child.wait().await;
     // The group id cannot name another process while any member lives;
     // from here on nothing else uses it.
-    kill_group(pgid);
+    crate::tree::kill_group(pgid);
     let (grace, killing) = {
         let mut collected = shared.lock().unwrap_or_else(PoisonError::into_inner);
         collected.reaped = true;
