@@ -411,12 +411,7 @@ impl ApprovalClock {
     /// Keeps a clock for the command started as process `pid` until the
     /// guard drops.
     pub(crate) fn command(&self, pid: u32) -> CommandClock {
-        let process = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .and_then(|process| {
-                rustix::process::pidfd_open(process, rustix::process::PidfdFlags::empty()).ok()
-            });
+        let process = crate::tree::pin(pid);
         let mut state = self.lock();
         let mut pause = Pause::default();
         for _ in 0..state.unattributed {

@@ -942,7 +942,7 @@ async fn run_shell(
     };
     telemetry.shell_started("command", child.id());
     let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-    let root = crate::tree::pin(child.id());
+    let root = child.id().and_then(crate::tree::pin);
     let command = child.id();
     let budget = Arc::new(std::sync::atomic::AtomicUsize::new(options.output_limit));
     let stdout = child

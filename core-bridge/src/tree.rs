@@ -33,9 +33,7 @@ fn ancestry(pid: i32) -> Vec<u32> {
     let mut next = u32::try_from(pid).ok();
     while let Some(pid) = next.filter(|pid| *pid > 1 && *pid != own && chain.len() < 64) {
         chain.push(pid);
-        next = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| parent_in_stat(&stat));
+        next = parent_of(pid);
     }
     chain
 }
@@ -117,14 +115,13 @@ fn parent_in_stat(stat: &str) -> Option<u32> {
 /// was killed). Nothing is done once `root` has ended: what it left is no
 /// longer found by its parents.
 pub(crate) fn kill_tree(root: u32, pidfd: &OwnedFd) {
-    use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
+    use rustix::process::{pidfd_send_signal, Signal};
     if !still_running(pidfd) {
         return;
     }
     let _ = pidfd_send_signal(pidfd, Signal::STOP);
     let hold = |pid: u32, parent: u32| {
-        let process = Pid::from_raw(i32::try_from(pid).ok()?)?;
-        let pidfd = pidfd_open(process, PidfdFlags::empty()).ok()?;
+        let pidfd = pin(pid)?;
         if parent_of(pid) != Some(parent) {
             return None;
         }
@@ -181,10 +178,11 @@ pub(crate) fn kill_group(pgid: Option<i32>) {
     }
 }
 
-/// A pidfd for the process `pid`, for [`kill_tree`]: taken while the
-/// caller knows the number is its (its child, not yet reaped).
-pub(crate) fn pin(pid: Option<u32>) -> Option<OwnedFd> {
-    let process = rustix::process::Pid::from_raw(i32::try_from(pid?).ok()?)?;
+/// A pidfd for the process `pid`: the process itself from then on, whatever
+/// takes its number later. Taken while the caller knows the number is its
+/// (its child, not yet reaped; one whose parent is checked after).
+pub(crate) fn pin(pid: u32) -> Option<OwnedFd> {
+    let process = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     rustix::process::pidfd_open(process, rustix::process::PidfdFlags::empty()).ok()
 }
 

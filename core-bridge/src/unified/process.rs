@@ -194,7 +194,7 @@ impl ProcessTable {
         let (mut child, own_clock) = crate::approval::start_shell(clock.as_ref(), shell)
             .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
-        let root = crate::tree::pin(child.id());
+        let root = child.id().and_then(crate::tree::pin);
         let shared = Arc::new(Mutex::new(Collected::default()));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
