@@ -1030,8 +1030,8 @@ impl ExecServer {
     }
 
     #[tool(
-        description = "Kill a process and everything it started, escalated programs included \
-                       (one that left its process group, with setsid, ends with the session)."
+        description = "Kill a process and everything it started, escalated programs and what \
+                       left its process group (setsid) included."
     )]
     async fn kill_process(&self, Parameters(args): Parameters<ProcessArgs>) -> CallToolResult {
         let process_id = ProcessId(args.process_id);

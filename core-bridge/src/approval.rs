@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use execgate_escalate_server::sandbox::PermissionProfile;
-use execgate_escalate_server::{Execution, RuleRef};
+use execgate_escalate_server::{CommandCgroup, Execution, RuleRef};
 use execgate_network_proxy::{Destination, Protocol};
 
 /// Why a request needs a person's approval.
@@ -345,7 +345,7 @@ struct ClockState {
     /// that pid now is the one registered (review 46: a command that had
     /// ended stayed registered until its end was read, and a process of
     /// another command that took its pid was taken for it).
-    processes: HashMap<u32, (u64, std::os::fd::OwnedFd)>,
+    processes: HashMap<u32, (u64, std::os::fd::OwnedFd, Option<CommandCgroup>)>,
 }
 
 /// Time during which at least one of some approvals was pending.
@@ -408,9 +408,9 @@ impl ApprovalClock {
         }
     }
 
-    /// Keeps a clock for the command started as process `pid` until the
-    /// guard drops.
-    pub(crate) fn command(&self, pid: u32) -> CommandClock {
+    /// Keeps a clock for the command started as process `pid`, in
+    /// `cgroup`, until the guard drops.
+    pub(crate) fn command(&self, pid: u32, cgroup: Option<CommandCgroup>) -> CommandClock {
         let process = crate::tree::pin(pid);
         let mut state = self.lock();
         let mut pause = Pause::default();
@@ -421,7 +421,7 @@ impl ApprovalClock {
         let registration = state.registrations;
         state.commands.insert(pid, (registration, pause));
         match process {
-            Some(process) => state.processes.insert(pid, (registration, process)),
+            Some(process) => state.processes.insert(pid, (registration, process, cgroup)),
             None => state.processes.remove(&pid),
         };
         CommandClock {
@@ -432,25 +432,29 @@ impl ApprovalClock {
     }
 
     /// The command the process `requester` descends from, marked as
-    /// stopped by a person at a question: its pid, pinned by a pidfd, which leads its process
-    /// group (its shell's, or its sandbox's bubblewrap). `None` when no
-    /// running command is among its ancestors (a program an escalation
-    /// started). A command whose first process has ended is not one: a
-    /// process with its pid now is another's.
-    pub(crate) fn abort(&self, requester: i32) -> Option<(u32, std::os::fd::OwnedFd)> {
+    /// stopped by a person at a question. `None` when no running command
+    /// is among its ancestors (a program an escalation started). A command
+    /// whose first process has ended is not one: a process with its pid now
+    /// is another's.
+    pub(crate) fn abort(&self, requester: i32) -> Option<CommandToStop> {
         // Blocks this thread for as long as a command takes to start (a
         // fork and exec); a start waits at most for a few reads of /proc.
         let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
         let ancestry = crate::tree::lineage(requester);
         let mut state = self.lock();
-        let (pid, registration, process) = ancestry.into_iter().find_map(|pid| {
+        let (registration, command) = ancestry.into_iter().find_map(|pid| {
             let registration = state.commands.get(&pid)?.0;
-            let (of, process) = state.processes.get(&pid)?;
+            let (of, process, cgroup) = state.processes.get(&pid)?;
             let running = *of == registration && crate::tree::still_running(process);
-            running.then(|| Some((pid, registration, process.try_clone().ok()?)))?
+            let command = CommandToStop {
+                pid,
+                pidfd: process.try_clone().ok()?,
+                cgroup: cgroup.clone(),
+            };
+            running.then_some((registration, command))
         })?;
-        state.aborted.insert((pid, registration));
-        Some((pid, process))
+        state.aborted.insert((command.pid, registration));
+        Some(command)
     }
 
     /// Marks an approval pending until the guard drops, asked by the
@@ -499,8 +503,9 @@ impl ApprovalClock {
 pub(crate) fn start_shell(
     clock: Option<&ApprovalClock>,
     shell: std::process::Command,
+    cgroup: Option<&CommandCgroup>,
 ) -> std::io::Result<(tokio::process::Child, Option<CommandClock>)> {
-    start_command(clock, move || {
+    start_command(clock, cgroup, move || {
         let child = tokio::process::Command::from(shell)
             .kill_on_drop(true)
             .spawn()?;
@@ -516,6 +521,7 @@ pub(crate) fn start_shell(
 /// the asker, and the question held every command's clock).
 pub(crate) fn start_command<T, E>(
     clock: Option<&ApprovalClock>,
+    cgroup: Option<&CommandCgroup>,
     start: impl FnOnce() -> Result<(T, Option<u32>), E>,
 ) -> Result<(T, Option<CommandClock>), E> {
     let Some(clock) = clock else {
@@ -526,7 +532,16 @@ pub(crate) fn start_command<T, E>(
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     let (started, pid) = start()?;
-    Ok((started, pid.map(|pid| clock.command(pid))))
+    Ok((started, pid.map(|pid| clock.command(pid, cgroup.cloned()))))
+}
+
+/// A command a person stopped at a question ([`ApprovalClock::abort`]):
+/// its first process, which leads its process group (its shell's, or its
+/// sandbox's bubblewrap), pinned by a pidfd, and its cgroup if it has one.
+pub(crate) struct CommandToStop {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: std::os::fd::OwnedFd,
+    pub(crate) cgroup: Option<CommandCgroup>,
 }
 
 /// A command's own clock, kept while this lives.
@@ -551,7 +566,7 @@ impl Drop for CommandClock {
     fn drop(&mut self) {
         let mut state = self.clock.lock();
         state.aborted.remove(&(self.pid, self.registration));
-        if state.processes.get(&self.pid).map(|(of, _)| *of) == Some(self.registration) {
+        if state.processes.get(&self.pid).map(|(of, ..)| *of) == Some(self.registration) {
             state.processes.remove(&self.pid);
         }
         if state
@@ -680,8 +695,8 @@ mod tests {
         // No process's pid (above any `pid_max`): none of the child's
         // ancestors.
         let other = u32::MAX - 1;
-        let _asker_clock = clock.command(asker);
-        let _other_clock = clock.command(other);
+        let _asker_clock = clock.command(asker, None);
+        let _other_clock = clock.command(other, None);
         let asked = clock.pending(i32::try_from(asker).ok());
         assert!(clock.waiting_for(Some(asker)) && !clock.waiting_for(Some(other)));
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -693,7 +708,7 @@ mod tests {
         let unknown = clock.pending(None);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let late = 4242;
-        let _late_clock = clock.command(late);
+        let _late_clock = clock.command(late, None);
         tokio::time::sleep(Duration::from_millis(100)).await;
         drop(unknown);
         assert_eq!(clock.paused_for(Some(asker)), Duration::from_millis(300));
@@ -712,10 +727,10 @@ mod tests {
         let clock = ApprovalClock::default();
         let child = Command::start();
         let asker = child.pid();
-        let first = clock.command(asker);
+        let first = clock.command(asker, None);
         let asked = clock.pending(i32::try_from(asker).ok());
         // The first command's process is gone; its pid is the second's.
-        let second = clock.command(asker);
+        let second = clock.command(asker, None);
         drop(first);
         assert!(!clock.waiting_for(Some(asker)));
         let own = clock.pending(i32::try_from(asker).ok());
@@ -741,9 +756,9 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let _registered = clock.command(pid);
+        let _registered = clock.command(pid, None);
         let asker = i32::try_from(pid).unwrap();
-        assert_eq!(clock.abort(asker).map(|(pid, _)| pid), Some(pid));
+        assert_eq!(clock.abort(asker).map(|command| command.pid), Some(pid));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(clock.abort(asker).is_none());
@@ -755,7 +770,7 @@ mod tests {
     #[test]
     fn an_abort_asked_while_its_command_starts_finds_it() {
         let clock = ApprovalClock::default();
-        let ((child, abort), kept) = start_command(Some(&clock), || {
+        let ((child, abort), kept) = start_command(Some(&clock), None, || {
             let child = Command::start();
             let asker = i32::try_from(child.pid()).unwrap();
             let abort = std::thread::spawn({
@@ -768,7 +783,10 @@ mod tests {
             Ok::<_, std::convert::Infallible>(((child, abort), pid))
         })
         .unwrap();
-        assert_eq!(abort.join().unwrap().map(|(pid, _)| pid), Some(child.pid()));
+        assert_eq!(
+            abort.join().unwrap().map(|command| command.pid),
+            Some(child.pid())
+        );
         assert!(kept.unwrap().aborted());
     }
 
@@ -778,8 +796,8 @@ mod tests {
     fn a_question_asked_while_its_command_starts_is_its_own() {
         let clock = ApprovalClock::default();
         let other = u32::MAX - 1;
-        let _other_clock = clock.command(other);
-        let ((child, asking), _kept) = start_command(Some(&clock), || {
+        let _other_clock = clock.command(other, None);
+        let ((child, asking), _kept) = start_command(Some(&clock), None, || {
             let child = Command::start();
             let asker = i32::try_from(child.pid()).unwrap();
             let asking = std::thread::spawn({

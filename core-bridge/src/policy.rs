@@ -42,7 +42,8 @@ use tokio::time::Instant;
 
 use crate::approval::{
     nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
-    ApprovalRequest, Approver, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT,
+    ApprovalRequest, Approver, CommandToStop, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED,
+    QUESTIONS_IN_FLIGHT,
 };
 use crate::interpreter::{interpreted, runs_another, Runner};
 use crate::planted::{
@@ -1549,17 +1550,18 @@ fn as_granted(request: &ExecContext, extra: &PermissionProfile) -> PermissionPro
 /// command is known (a program an escalation started). Never our group.
 fn abort_command(clock: &ApprovalClock, pid: i32) {
     use nix::unistd::{getpgid, getpgrp, Pid};
-    let group = match clock
-        .abort(pid)
-        .and_then(|(command, pidfd)| Some((i32::try_from(command).ok()?, pidfd)))
-    {
-        Some((command, pidfd)) => {
+    let group = match clock.abort(pid).and_then(|command| {
+        let group = i32::try_from(command.pid).ok()?;
+        Some((group, command))
+    }) {
+        Some((group, command)) => {
             // Each process of it, before the asker hears its answer: killed
             // by its group alone, the command's sandbox ends as its init
             // follows bubblewrap, and a shell there could see its child end
             // first and go on (`timeout`'s caller printed).
-            crate::tree::kill_tree(command.unsigned_abs(), &pidfd);
-            Pid::from_raw(command)
+            let CommandToStop { pidfd, cgroup, .. } = command;
+            crate::tree::kill_command(Some(&pidfd), Some(group), cgroup.as_ref());
+            Pid::from_raw(group)
         }
         None => match getpgid(Some(Pid::from_raw(pid))) {
             Ok(group) => group,

@@ -313,9 +313,11 @@ impl RunHandle {
     /// Waits for the end. Everything the command started in its sandbox
     /// is gone by then (the sandbox's pid namespace ends with it). What an
     /// escalated program started and left running outside its own process
-    /// group (`setsid`, a daemon that double-forks) is not: it runs on in
-    /// the session's cgroup until the session ends, which kills it, and
-    /// `session-end`'s `processes_killed` counts it.
+    /// group (`setsid`, a daemon that double-forks) is not, when the
+    /// command ended by itself: it runs on in the command's cgroup until
+    /// the session ends, which kills it, and `session-end`'s
+    /// `processes_killed` counts it. A timeout, a cancel or a drop kills
+    /// the command's cgroup, and it with it.
     pub async fn wait(mut self) -> Result<RunOutcome, BridgeError> {
         match (&mut self.outcome).await {
             Ok(outcome) => outcome,
@@ -817,6 +819,7 @@ impl ShellSession {
         let ShellCommand {
             command: shell,
             watch,
+            cgroup: _cgroup,
         } = shell;
         let mut child = match tokio::process::Command::from(shell)
             .kill_on_drop(true)
@@ -911,6 +914,7 @@ async fn run_shell(
     let ShellCommand {
         command: mut shell,
         watch,
+        cgroup,
     } = shell;
     match options.stdio {
         Stdio3::Captured => {
@@ -931,7 +935,7 @@ async fn run_shell(
     let cwd = shell.get_current_dir().map(Path::to_path_buf);
     // The command's own approval clock, kept before any question of its
     // is asked: another command's question does not stop its timeout.
-    let spawned = crate::approval::start_shell(clock.as_ref(), shell);
+    let spawned = crate::approval::start_shell(clock.as_ref(), shell, cgroup.as_ref());
     let (mut child, own_clock) = match spawned {
         Ok(spawned) => spawned,
         Err(source) => {
@@ -965,16 +969,16 @@ async fn run_shell(
         status = child.wait() => status,
         () = deadline => {
             timed_out = true;
-            crate::tree::kill_command(root.as_ref(), pgid);
+            crate::tree::kill_command(root.as_ref(), pgid, cgroup.as_ref());
             child.wait().await
         }
         () = options.cancel.cancelled() => {
-            crate::tree::kill_command(root.as_ref(), pgid);
+            crate::tree::kill_command(root.as_ref(), pgid, cgroup.as_ref());
             child.wait().await
         }
         // Its handle dropped, or its session ended.
         () = stop.cancelled() => {
-            crate::tree::kill_command(root.as_ref(), pgid);
+            crate::tree::kill_command(root.as_ref(), pgid, cgroup.as_ref());
             child.wait().await
         }
     };

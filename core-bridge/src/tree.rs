@@ -6,6 +6,8 @@
 
 use std::os::fd::OwnedFd;
 
+use execgate_escalate_server::CommandCgroup;
+
 /// What a process descends from: its parents ([`ancestry`]), then its
 /// process group's leader, which a command's first process is (probe 206:
 /// a job started as `( (...) & )` is left by its parent, and a question it
@@ -156,12 +158,19 @@ pub(crate) fn kill_tree(root: u32, pidfd: &OwnedFd) {
 }
 
 /// Kills a command whole while its first process, the leader of group
-/// `pgid`, is not reaped: every process descended from it, pinned by
-/// `root` ([`kill_tree`]), then what is left in its group (probe 206: a
-/// timeout or a cancel killed only the group, and what the command had
-/// started in others ran on until the session ended).
-pub(crate) fn kill_command(root: Option<&OwnedFd>, pgid: Option<i32>) {
-    if let Some((root, pid)) = root.zip(pgid) {
+/// `pgid`, is not reaped: its cgroup, which holds every process of it
+/// however it left its tree, group or session, escalated ones too; without
+/// one, every process descended from it, pinned by `root`
+/// ([`kill_tree`]). Then what is left in its group (probe 206: a timeout or
+/// a cancel killed only the group, and what the command had started in
+/// others ran on until the session ended).
+pub(crate) fn kill_command(
+    root: Option<&OwnedFd>,
+    pgid: Option<i32>,
+    cgroup: Option<&CommandCgroup>,
+) {
+    let killed = cgroup.is_some_and(|cgroup| cgroup.kill().is_ok());
+    if let Some((root, pid)) = root.zip(pgid).filter(|_| !killed) {
         kill_tree(pid.unsigned_abs(), root);
     }
     kill_group(pgid);

@@ -1228,8 +1228,9 @@ fn spawn_plan(
         cwd: directory,
         fds,
         niceness: shared.config.shell_niceness,
-        cgroup_procs: shared.children.scope.cgroup_procs(),
-        cgroup_dir: shared.children.scope.cgroup_dir(),
+        // Its command's, so that stopping the command stops it and what
+        // it starts, in any session of their own.
+        cgroup: shared.children.scope.cgroup_for(context.peer.pid),
         warden_pipe: shared.children.scope.warden_pipe(),
         network: None,
         own_session: !sandboxed,

@@ -75,7 +75,7 @@ pub use policy::{
     Policy, Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,
 };
 pub use resolve::ResolveError;
-pub use scope::{scope_support, warden_pid, ScopeError, ScopeSupport, ENV_SCOPE};
+pub use scope::{scope_support, warden_pid, CommandCgroup, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{
     ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session,
     SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,

@@ -164,7 +164,15 @@ pub fn scope_support() -> ScopeSupport {
 /// One session's part: its cgroup, or the warden to tell about groups.
 pub(crate) struct Scope {
     warden: Arc<Warden>,
-    cgroup: Option<SessionCgroup>,
+    cgroup: Option<Arc<Cgroup>>,
+    /// The commands' cgroups below the session's, by name, while their
+    /// [`CommandCgroup`] lives: an escalation its command asks for starts
+    /// in it.
+    commands: Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<Cgroup>>>>,
+    /// The session cgroup's path as `/proc/PID/cgroup` names it, to find
+    /// whose command an asker is.
+    relative: Option<String>,
+    commands_made: std::sync::atomic::AtomicU64,
     /// Who wants the session frozen: the cgroup is frozen while anyone
     /// does.
     holds: std::sync::Mutex<FreezeHolds>,
@@ -204,13 +212,113 @@ pub(crate) enum FreezeReason {
     Asking(bool),
 }
 
-struct SessionCgroup {
+/// A cgroup a process can be started in, or join.
+pub(crate) struct Cgroup {
     dir: PathBuf,
     /// `cgroup.procs`, open for writing: a process joins by writing `0`.
     procs: OwnedFd,
     /// The cgroup's directory, for starting children in it
     /// (`CLONE_INTO_CGROUP`) rather than moving them there.
     handle: OwnedFd,
+}
+
+impl Cgroup {
+    /// Makes the cgroup `dir` and opens what a process needs to join it.
+    fn make(dir: PathBuf) -> io::Result<Cgroup> {
+        std::fs::create_dir(&dir)?;
+        let open = |path: &Path, flags: OFlag| {
+            nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).map_err(io::Error::from)
+        };
+        let opened = open(
+            &dir.join("cgroup.procs"),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        )
+        .and_then(|procs| {
+            let handle = open(
+                &dir,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            )?;
+            Ok((procs, handle))
+        });
+        match opened {
+            Ok((procs, handle)) => Ok(Cgroup { dir, procs, handle }),
+            Err(error) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(error)
+            }
+        }
+    }
+
+    /// The descriptor a new process writes `0` to, to join the cgroup.
+    pub(crate) fn procs(&self) -> RawFd {
+        self.procs.as_raw_fd()
+    }
+
+    /// The cgroup's directory, for `CLONE_INTO_CGROUP`: a child started in
+    /// the cgroup need not be moved there, and a move waits for an RCU
+    /// grace period (3-4 ms per sandboxed escalation measured,
+    /// BENCHMARKS.md).
+    pub(crate) fn handle(&self) -> RawFd {
+        self.handle.as_raw_fd()
+    }
+
+    fn kill(&self) -> io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.kill"), "1")
+    }
+}
+
+/// One command's cgroup, below its session's: its shell joins it before it
+/// executes, and the escalations its processes ask for start in it. So
+/// [`CommandCgroup::kill`] reaches every process of the command, however it
+/// left its parent, process group or session, and whether escalated or not
+/// (probe 206: without a sandbox's pid namespace, a daemon a command left
+/// and the child an escalated program put in a session of its own outlived
+/// the command's stop, its timeout and its kill, until the session ended).
+///
+/// Dropping the last clone removes the cgroup if it is empty; what a
+/// command left running stays in it, and goes with the session. Clones
+/// share the one cgroup.
+#[derive(Clone)]
+pub struct CommandCgroup(Arc<CommandCgroupInner>);
+
+struct CommandCgroupInner {
+    cgroup: Arc<Cgroup>,
+    name: String,
+    commands: Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<Cgroup>>>>,
+}
+
+impl std::fmt::Debug for CommandCgroup {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_tuple("CommandCgroup")
+            .field(&self.0.cgroup.dir)
+            .finish()
+    }
+}
+
+impl CommandCgroup {
+    /// Kills every process in the command's cgroup at once, as the kernel
+    /// does for `cgroup.kill`: a process forking meanwhile takes its child
+    /// with it. Fails where the cgroup cannot be written.
+    pub fn kill(&self) -> io::Result<()> {
+        self.0.cgroup.kill()
+    }
+
+    pub(crate) fn cgroup(&self) -> &Arc<Cgroup> {
+        &self.0.cgroup
+    }
+}
+
+impl Drop for CommandCgroupInner {
+    fn drop(&mut self) {
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.name);
+        // Refused (`EBUSY`) while a process the command left runs: the
+        // session's end kills it and removes the cgroup.
+        let _ = std::fs::remove_dir(&self.cgroup.dir);
+    }
 }
 
 impl Scope {
@@ -221,50 +329,77 @@ impl Scope {
         let cgroup = match &warden.cgroup {
             Ok(parent) => {
                 let dir = parent.join(format!("session-{session_id}"));
-                let made = std::fs::create_dir(&dir).and_then(|()| {
-                    let open = |path: &Path, flags: OFlag| {
-                        nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
-                            .map_err(io::Error::from)
-                    };
-                    let procs = open(
-                        &dir.join("cgroup.procs"),
-                        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                    )?;
-                    let handle = open(
-                        &dir,
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                    )?;
-                    Ok((procs, handle))
-                });
-                match made {
-                    Ok((procs, handle)) => Some(SessionCgroup { dir, procs, handle }),
-                    Err(source) => {
-                        let _ = std::fs::remove_dir(&dir);
-                        return Err(ScopeError::SessionCgroup { path: dir, source });
-                    }
+                match Cgroup::make(dir.clone()) {
+                    Ok(cgroup) => Some(Arc::new(cgroup)),
+                    Err(source) => return Err(ScopeError::SessionCgroup { path: dir, source }),
                 }
             }
             Err(_) => None,
         };
+        let relative = cgroup.as_ref().and_then(|cgroup| {
+            let relative = cgroup.dir.strip_prefix(cgroup2_mount()?).ok()?;
+            Some(format!("/{}", relative.to_str()?))
+        });
         Ok(Scope {
             warden,
             cgroup,
+            commands: Arc::default(),
+            relative,
+            commands_made: std::sync::atomic::AtomicU64::new(0),
             holds: std::sync::Mutex::default(),
         })
     }
 
-    /// The descriptor a new process writes `0` to, to join the session's
-    /// cgroup before it executes anything.
-    pub(crate) fn cgroup_procs(&self) -> Option<RawFd> {
-        self.cgroup.as_ref().map(|cgroup| cgroup.procs.as_raw_fd())
+    /// The session's cgroup, which its spares and whatever no command
+    /// asked for join.
+    pub(crate) fn cgroup(&self) -> Option<&Arc<Cgroup>> {
+        self.cgroup.as_ref()
     }
 
-    /// The session cgroup's directory, for `CLONE_INTO_CGROUP`: a child
-    /// started in the cgroup need not be moved there, and a move waits for
-    /// an RCU grace period (3-4 ms per sandboxed escalation measured,
-    /// BENCHMARKS.md).
-    pub(crate) fn cgroup_dir(&self) -> Option<RawFd> {
-        self.cgroup.as_ref().map(|cgroup| cgroup.handle.as_raw_fd())
+    /// A cgroup of its own for a command of the session, below the
+    /// session's. `None` without a session cgroup, or when the kernel
+    /// refuses one more (`cgroup.max.descendants`, `cgroup.max.depth`):
+    /// the command then joins the session's, and is stopped by its
+    /// processes as without a cgroup.
+    pub(crate) fn command_cgroup(&self) -> Option<CommandCgroup> {
+        let session = self.cgroup.as_ref()?;
+        let number = self
+            .commands_made
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("command-{number}");
+        let cgroup = Cgroup::make(session.dir.join(&name))
+            .inspect_err(|error| {
+                tracing::debug!(%error, "no cgroup for a command; it joins its session's");
+            })
+            .ok()?;
+        let cgroup = Arc::new(cgroup);
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.clone(), Arc::downgrade(&cgroup));
+        Some(CommandCgroup(Arc::new(CommandCgroupInner {
+            cgroup,
+            name,
+            commands: self.commands.clone(),
+        })))
+    }
+
+    /// Where an escalation the process `requester` asked for starts: in
+    /// the cgroup of the command it belongs to, when that command's
+    /// [`CommandCgroup`] still lives; else the session's.
+    pub(crate) fn cgroup_for(&self, requester: i32) -> Option<Arc<Cgroup>> {
+        let session = self.cgroup.as_ref()?;
+        let command = self.relative.as_deref().and_then(|relative| {
+            let own = std::fs::read_to_string(format!("/proc/{requester}/cgroup")).ok()?;
+            let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+            let name = path.strip_prefix(relative)?.strip_prefix('/')?;
+            self.commands
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(name)?
+                .upgrade()
+        });
+        Some(command.unwrap_or_else(|| session.clone()))
     }
 
     /// The warden's pipe, when the warden must be told each escalated
@@ -380,7 +515,7 @@ impl Scope {
     /// Kills every process in the session's cgroup (nothing without one).
     pub(crate) fn kill_all(&self) {
         if let Some(cgroup) = &self.cgroup {
-            let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
+            let _ = cgroup.kill();
         }
     }
 }
@@ -428,7 +563,7 @@ impl Drop for Scope {
         let Some(cgroup) = &self.cgroup else {
             return;
         };
-        let _ = std::fs::write(cgroup.dir.join("cgroup.kill"), "1");
+        let _ = cgroup.kill();
         // Killed processes leave the cgroup as they exit; what is still
         // there after a moment is left for the warden to remove.
         for _ in 0..50 {
@@ -531,8 +666,7 @@ fn start_warden(wrapper: &Path, cgroup: Option<&Path>) -> io::Result<(OwnedFd, i
         )?,
         fds: vec![(read, 3)],
         niceness: 0,
-        cgroup_procs: None,
-        cgroup_dir: None,
+        cgroup: None,
         warden_pipe: None,
         network: None,
         own_session: false,

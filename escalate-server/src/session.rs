@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,7 +27,7 @@ use crate::events::{AuditFailure, AuditSink, EventSink, SessionEnd, SessionEvent
 use crate::network::{NetworkBridge, SandboxOrigin};
 use crate::policy::Policy;
 use crate::relay::Relay;
-use crate::scope::{FreezeReason, Scope, ScopeError};
+use crate::scope::{CommandCgroup, FreezeReason, Scope, ScopeError};
 use crate::spare::Spares;
 use crate::sys;
 use crate::{closer, conversation};
@@ -340,10 +340,14 @@ pub enum StartError {
 /// A command that starts a session's shell ([`Session::shell_command`]
 /// and its kin): the command to finish and spawn (it derefs to it), and
 /// the watch that tells, once the shell has ended, what its exit status
-/// cannot. Drop the command once spawned: it holds the watch's other ends.
+/// cannot, and the command's own cgroup, where the session has one. Drop
+/// the command once spawned: it holds the watch's other ends.
 pub struct ShellCommand {
     pub command: std::process::Command,
     pub watch: ShellWatch,
+    /// What the shell joins and the escalations it asks for start in:
+    /// kill it to stop the command whole. Keep it while the command runs.
+    pub cgroup: Option<CommandCgroup>,
 }
 
 /// What a shell's sandbox says of its start and its end, read once the
@@ -864,6 +868,18 @@ impl Session {
     /// its own, whose end `command` holds until it is dropped: drop it once
     /// spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
+        let session = self
+            .shared
+            .children
+            .scope
+            .cgroup()
+            .map(|cgroup| cgroup.procs());
+        self.prepare_shell_joining(command, session);
+    }
+
+    /// [`Session::prepare_shell`], joining the cgroup whose `cgroup.procs`
+    /// is `procs`.
+    fn prepare_shell_joining(&self, command: &mut std::process::Command, procs: Option<RawFd>) {
         sys::inherit_only_chosen_in_child(command);
         sys::empty_signal_mask_in_child(command);
         command.envs(self.shell_env());
@@ -896,7 +912,7 @@ impl Session {
             sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
         }
         // The shell, and all it runs in place, dies with the session too.
-        if let Some(procs) = self.shared.children.scope.cgroup_procs() {
+        if let Some(procs) = procs {
             sys::join_cgroup_in_child(command, procs);
         }
     }
@@ -1058,7 +1074,18 @@ impl Session {
         };
         // First: whatever this process inherited without close-on-exec
         // stays out of the shell; the hooks after it choose what goes in.
-        self.prepare_shell(&mut command);
+        // The shell joins its command's cgroup, or the session's.
+        let cgroup = self.shared.children.scope.command_cgroup();
+        let procs = match &cgroup {
+            Some(own) => Some(own.cgroup().procs()),
+            None => self
+                .shared
+                .children
+                .scope
+                .cgroup()
+                .map(|cgroup| cgroup.procs()),
+        };
+        self.prepare_shell_joining(&mut command, procs);
         if let Some(link) = link {
             // The command owns the sandbox's end until it is dropped
             // (after the spawn).
@@ -1078,6 +1105,7 @@ impl Session {
         ShellCommand {
             command,
             watch: ShellWatch { start, report },
+            cgroup,
         }
     }
 

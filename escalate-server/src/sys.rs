@@ -552,12 +552,11 @@ pub(crate) struct SpawnPlan<Fd: AsRawFd = SafeClose> {
     pub(crate) fds: Vec<(Fd, RawFd)>,
     /// How much nicer than the server the child runs.
     pub(crate) niceness: u8,
-    /// The session's `cgroup.procs`: the child joins before it executes.
-    pub(crate) cgroup_procs: Option<RawFd>,
-    /// The session cgroup's directory: the child is started in it
-    /// (`clone3` with `CLONE_INTO_CGROUP`) when the kernel can, and joins
-    /// through `cgroup_procs` when it cannot.
-    pub(crate) cgroup_dir: Option<RawFd>,
+    /// The cgroup the child is started in (`clone3` with
+    /// `CLONE_INTO_CGROUP`) when the kernel can, and joins by a write to
+    /// its `cgroup.procs` before it executes when it cannot: its
+    /// command's, or its session's.
+    pub(crate) cgroup: Option<std::sync::Arc<crate::scope::Cgroup>>,
     /// The warden's pipe: the child tells the warden its own process group
     /// before it executes (when the session has no cgroup).
     pub(crate) warden_pipe: Option<RawFd>,
@@ -615,7 +614,7 @@ pub(crate) fn spawn<Fd: AsRawFd>(plan: &SpawnPlan<Fd>) -> Result<i32, SpawnFailu
         report: report_write.as_raw_fd(),
         floor,
         niceness: plan.niceness,
-        cgroup_procs: plan.cgroup_procs.unwrap_or(-1),
+        cgroup_procs: plan.cgroup.as_ref().map_or(-1, |cgroup| cgroup.procs()),
         warden_pipe: plan.warden_pipe.unwrap_or(-1),
         network: plan.network.unwrap_or(-1),
         own_session: plan.own_session,
@@ -646,16 +645,16 @@ pub(crate) fn spawn<Fd: AsRawFd>(plan: &SpawnPlan<Fd>) -> Result<i32, SpawnFailu
     }
     let mut clone_error = io::Error::from_raw_os_error(0);
     let mut pid = -1;
-    if let Some(cgroup) = plan.cgroup_dir {
-        // Started inside the session's cgroup: nothing to move, so the
-        // child skips the `cgroup.procs` write.
+    if let Some(cgroup) = &plan.cgroup {
+        // Started inside the cgroup: nothing to move, so the child skips
+        // the `cgroup.procs` write.
         child.cgroup_procs = -1;
-        match clone_vfork_into_cgroup(&mut stack, &mut child, cgroup) {
+        match clone_vfork_into_cgroup(&mut stack, &mut child, cgroup.handle()) {
             Ok(started) => pid = started,
             // An older kernel (no clone3 or no CLONE_INTO_CGROUP) or a
             // cgroup that refuses it: the child joins by writing instead.
             Err(errno) => {
-                child.cgroup_procs = plan.cgroup_procs.unwrap_or(-1);
+                child.cgroup_procs = cgroup.procs();
                 clone_error = errno.into();
             }
         }

@@ -1830,6 +1830,110 @@ async fn a_timeout_or_a_kill_stops_the_whole_command_without_a_sandbox() {
     assert!(after_kill.is_empty(), "{after_kill:?} outlived the kill");
 }
 
+/// Probe 206's "Not done": without a sandbox's pid namespace, what a
+/// command left outside its tree and its process group outlived its
+/// timeout, until the session ended: a daemon (`(setsid cmd &)`), and the
+/// child an escalated program put in a session of its own. Each command
+/// has a cgroup of its own, and its escalated programs start in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_stops_what_a_command_left_outside_its_tree_and_group() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let unsandboxed = Setup::rules(Arc::new(RuleSet::default()))
+        .unsandboxed()
+        .start(&place, &recorder);
+    let rules = place.rules(r#"prefix_rule(pattern = ["setsid"], decision = "allow")"#);
+    let sandboxed = Setup::rules(rules).start(&place, &recorder);
+    let options = || RunOptions {
+        timeout: Some(Duration::from_secs(2)),
+        ..RunOptions::default()
+    };
+    let cases = [
+        (
+            &unsandboxed,
+            "(setsid sleep 70.3125 &); sleep 30",
+            "sleep 70.3125",
+        ),
+        (&sandboxed, "setsid sleep 70.375; sleep 30", "sleep 70.375"),
+    ];
+    let mut outlived = Vec::new();
+    for (session, script, left) in cases {
+        let outcome = session
+            .run(script, options())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert!(outcome.timed_out, "{script}: {outcome:?}");
+        let after = still_running_after_a_while(left).await;
+        for pid in &after {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        if !after.is_empty() {
+            outlived.push((script, after));
+        }
+    }
+    unsandboxed.shutdown().await;
+    sandboxed.shutdown().await;
+    assert!(outlived.is_empty(), "outlived the timeout: {outlived:?}");
+}
+
+/// The escalations a command asks for start in its cgroup, one of its own
+/// below its session's, which its `kill` reaches; the cgroup is removed
+/// once the command has ended with nothing left in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
+    let execgate_escalate_server::ScopeSupport::Cgroup(parent) =
+        execgate_escalate_server::scope_support()
+    else {
+        panic!("this machine has a cgroup for sessions; the test needs it");
+    };
+    // Where `execgate-PID` is made, as a path and as processes name it.
+    let (mount, _) = parent.to_str().unwrap().rsplit_once("/execgate-").unwrap();
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let rules = place.rules(r#"prefix_rule(pattern = ["cat"], decision = "allow")"#);
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let script = "cat /proc/self/cgroup; cat /proc/self/cgroup";
+    let mut cgroups = Vec::new();
+    for _ in 0..2 {
+        let outcome = session
+            .run(script, RunOptions::default())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let stdout = text(&outcome.stdout);
+        let lines: Vec<&str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("0::"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{outcome:?}");
+        assert_eq!(lines[0], lines[1], "{outcome:?}");
+        let (session_part, command_part) = lines[0].rsplit_once('/').unwrap();
+        assert!(command_part.starts_with("command-"), "{lines:?}");
+        assert!(
+            session_part
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .starts_with("session-"),
+            "{lines:?}"
+        );
+        // Ended, with nothing left in it: removed.
+        let (_, below) = lines[0].split_once("/execgate-").unwrap();
+        let dir = std::path::PathBuf::from(format!("{mount}/execgate-{below}"));
+        assert!(!dir.exists(), "{} is left", dir.display());
+        assert!(dir.parent().unwrap().exists(), "{}", dir.display());
+        cgroups.push(lines[0].to_owned());
+    }
+    session.shutdown().await;
+    assert_ne!(cgroups[0], cgroups[1]);
+}
+
 /// Probe 206: two commands asked the same question, shared, and the
 /// person's stop killed both. The command the person was shown stops; the
 /// other is declined and goes on.

@@ -108,6 +108,8 @@ pub(crate) struct LiveProcess {
     /// question does not stop its yields).
     /// The shell, pinned while it runs: what it started is killed with it.
     root: Option<std::os::fd::OwnedFd>,
+    /// Its own cgroup, which a kill reaches whole.
+    cgroup: Option<execgate_escalate_server::CommandCgroup>,
     own_clock: Option<crate::approval::CommandClock>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Receiver<bool>,
@@ -155,6 +157,7 @@ impl ProcessTable {
         let execgate_escalate_server::ShellCommand {
             command: mut shell,
             watch: shell_watch,
+            cgroup,
         } = shell;
         let io_error = |what: &str| {
             let what = what.to_owned();
@@ -191,8 +194,9 @@ impl ProcessTable {
         // Its own approval clock, kept before any question of its is asked
         // (review 205: kept after the spawn, a question asked first held
         // every process's yield, and an abort stopped only the asker).
-        let (mut child, own_clock) = crate::approval::start_shell(clock.as_ref(), shell)
-            .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
+        let (mut child, own_clock) =
+            crate::approval::start_shell(clock.as_ref(), shell, cgroup.as_ref())
+                .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
         let root = child.id().and_then(crate::tree::pin);
         let shared = Arc::new(Mutex::new(Collected::default()));
@@ -239,6 +243,7 @@ impl ProcessTable {
             started_at,
             pgid,
             root,
+            cgroup,
             terminal,
             longest_approval_wait,
             own_clock,
@@ -479,7 +484,7 @@ impl LiveProcess {
         if !collected.reaped {
             // Whole, in whatever groups (probe 206: its group alone, and
             // `timeout`'s or `setsid`'s children ran on).
-            crate::tree::kill_command(self.root.as_ref(), self.pgid);
+            crate::tree::kill_command(self.root.as_ref(), self.pgid, self.cgroup.as_ref());
         }
     }
 
