@@ -431,16 +431,17 @@ impl ApprovalClock {
         }
     }
 
-    /// The command the process `requester` descends from, marked as
-    /// stopped by a person at a question. `None` when no running command
-    /// is among its ancestors (a program an escalation started). A command
+    /// The command the process `requester` is part of
+    /// ([`commands_of`](Self::commands_of)), marked as stopped by a person
+    /// at a question. `None` when it is part of no running command (a
+    /// program a spare sandbox runs, a process a command left). A command
     /// whose first process has ended is not one: a process with its pid now
     /// is another's.
     pub(crate) fn abort(&self, requester: i32) -> Option<CommandToStop> {
         // Blocks this thread for as long as a command takes to start (a
         // fork and exec); a start waits at most for a few reads of /proc.
         let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-        let ancestry = crate::tree::lineage(requester);
+        let ancestry = self.commands_of(requester);
         let mut state = self.lock();
         let (registration, command) = ancestry.into_iter().find_map(|pid| {
             let registration = state.commands.get(&pid)?.0;
@@ -457,9 +458,27 @@ impl ApprovalClock {
         Some(command)
     }
 
+    /// The commands the process `requester` may be part of, by their first
+    /// processes: the one whose cgroup holds it; without one, those among
+    /// its [`lineage`](crate::tree::lineage) (probe 206: a process both
+    /// left by its parent and out of its command's group was found by
+    /// neither, and a stop at its question let the command go on).
+    fn commands_of(&self, requester: i32) -> Vec<u32> {
+        let cgroups: Vec<(u32, CommandCgroup)> = self
+            .lock()
+            .processes
+            .iter()
+            .filter_map(|(pid, (_, _, cgroup))| Some((*pid, cgroup.clone()?)))
+            .collect();
+        match cgroups.iter().find(|(_, cgroup)| cgroup.holds(requester)) {
+            Some((pid, _)) => vec![*pid],
+            None => crate::tree::lineage(requester),
+        }
+    }
+
     /// Marks an approval pending until the guard drops, asked by the
     /// process `requester` (`None`: not known): it holds the clock of the
-    /// command that process descends from, or, when none does, of every
+    /// command that process is part of, or, when none is known, of every
     /// command.
     pub(crate) fn pending(&self, requester: Option<i32>) -> PendingApproval {
         // As an abort does, a known asker waits for its command to be kept
@@ -467,7 +486,7 @@ impl ApprovalClock {
         let ancestry = requester
             .map(|requester| {
                 let _started = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-                crate::tree::lineage(requester)
+                self.commands_of(requester)
             })
             .unwrap_or_default();
         let mut state = self.lock();

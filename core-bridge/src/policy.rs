@@ -1543,8 +1543,8 @@ fn as_granted(request: &ExecContext, extra: &PermissionProfile) -> PermissionPro
         .map_or_else(|| extra.clone(), |session| session.granted_with(extra))
 }
 
-/// Stops the command that asked, whole: the process group of the command
-/// the asking process descends from, which a person means (probe 201: only
+/// Stops the command that asked, whole: the command the asking process is
+/// part of, which a person means (probe 201: only
 /// the asker's own group was killed, and a command behind `timeout` or
 /// `setsid` went on, and asked again); the asker's own group where no
 /// command is known (a program an escalation started). Never our group.

@@ -284,6 +284,8 @@ pub struct CommandCgroup(Arc<CommandCgroupInner>);
 struct CommandCgroupInner {
     cgroup: Arc<Cgroup>,
     name: String,
+    /// Its path as `/proc/PID/cgroup` names it.
+    relative: Option<String>,
     commands: Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<Cgroup>>>>,
 }
 
@@ -304,9 +306,27 @@ impl CommandCgroup {
         self.0.cgroup.kill()
     }
 
+    /// Whether the process `pid` is in the command's cgroup now: a
+    /// process of the command, whatever its parents, process group or
+    /// session.
+    pub fn holds(&self, pid: i32) -> bool {
+        self.0
+            .relative
+            .as_deref()
+            .is_some_and(|relative| cgroup_of(pid).as_deref() == Some(relative))
+    }
+
     pub(crate) fn cgroup(&self) -> &Arc<Cgroup> {
         &self.0.cgroup
     }
+}
+
+/// The cgroup v2 of the process `pid`, as `/proc/PID/cgroup` names it.
+fn cgroup_of(pid: i32) -> Option<String> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    own.lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(str::to_owned)
 }
 
 impl Drop for CommandCgroupInner {
@@ -379,6 +399,10 @@ impl Scope {
             .insert(name.clone(), Arc::downgrade(&cgroup));
         Some(CommandCgroup(Arc::new(CommandCgroupInner {
             cgroup,
+            relative: self
+                .relative
+                .as_ref()
+                .map(|relative| format!("{relative}/{name}")),
             name,
             commands: self.commands.clone(),
         })))
@@ -390,8 +414,7 @@ impl Scope {
     pub(crate) fn cgroup_for(&self, requester: i32) -> Option<Arc<Cgroup>> {
         let session = self.cgroup.as_ref()?;
         let command = self.relative.as_deref().and_then(|relative| {
-            let own = std::fs::read_to_string(format!("/proc/{requester}/cgroup")).ok()?;
-            let path = own.lines().find_map(|line| line.strip_prefix("0::"))?;
+            let path = cgroup_of(requester)?;
             let name = path.strip_prefix(relative)?.strip_prefix('/')?;
             self.commands
                 .lock()

@@ -1729,6 +1729,9 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         // asks once `timeout`'s child, which must not outlive the stop, runs
         // (review 207).
         "timeout 20 sleep 70.0625 & ( (sleep 0.5; id -u; print -r -- inner-after) & ); sleep 5; print -r -- after",
+        // Left by its parent and out of its group: found by its cgroup
+        // (probe 206: no command was found, and the command went on).
+        "( (setsid -f zsh -f -c 'sleep 0.5; id -u; print -r -- inner-after') & ); sleep 5; print -r -- after",
     ];
     for (shape, sandboxed) in shapes
         .iter()
