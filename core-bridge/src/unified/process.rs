@@ -45,6 +45,10 @@ struct TableState {
     next_id: u32,
     uses: u64,
     entries: HashMap<ProcessId, Entry>,
+    /// Set by [`ProcessTable::kill_all`]: a process started after it is
+    /// killed at once (review 205: one started while the session was
+    /// cancelled was kept, and lived until the session was dropped).
+    closed: bool,
 }
 
 impl Default for TableState {
@@ -54,6 +58,7 @@ impl Default for TableState {
             next_id: 1000,
             uses: 0,
             entries: HashMap::new(),
+            closed: false,
         }
     }
 }
@@ -251,6 +256,12 @@ impl ProcessTable {
             ended,
             follower,
         });
+        if state.closed {
+            drop(state);
+            // Its drop kills it whole.
+            drop(process);
+            return Err(BridgeError::SessionEnded);
+        }
         let last_used = state.uses;
         state.entries.insert(
             id,
@@ -325,14 +336,13 @@ impl ProcessTable {
         list
     }
 
-    /// Kills every process now.
+    /// Kills every process now, and each one started from then on.
     pub(crate) fn kill_all(&self) {
-        let entries: Vec<Entry> = self
-            .lock()
-            .entries
-            .drain()
-            .map(|(_, entry)| entry)
-            .collect();
+        let entries: Vec<Entry> = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.entries.drain().map(|(_, entry)| entry).collect()
+        };
         drop(entries);
     }
 }
@@ -596,6 +606,61 @@ async fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review 205: a process started while the session was cancelled,
+    /// after its processes were killed, was kept, and lived until the
+    /// session was dropped. It is killed, and its start refused.
+    #[tokio::test]
+    async fn a_process_started_after_kill_all_is_killed() {
+        let table = ProcessTable::default();
+        table.kill_all();
+        let mut command = std::process::Command::new("sleep");
+        command.arg("30.0625");
+        let shell = execgate_escalate_server::ShellCommand {
+            command,
+            watch: ShellWatch::default(),
+            cgroup: None,
+        };
+        let telemetry = crate::metrics::Telemetry::new(
+            &execgate_escalate_server::sandbox::PermissionProfile::Disabled,
+            "none",
+        );
+        let started = table.start(
+            "sleep",
+            shell,
+            ExecStdio::Pipes,
+            Duration::from_secs(1),
+            None,
+            &telemetry,
+        );
+        assert!(matches!(started, Err(BridgeError::SessionEnded)));
+        assert!(table.lock().entries.is_empty());
+        // Killed, then reaped by its follower's end (`kill_on_drop`).
+        let gone = (0..250).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            !running_as("sleep 30.0625")
+        });
+        assert!(gone, "the process outlived its refused start");
+    }
+
+    /// Whether a process of ours runs with command line `cmdline`.
+    fn running_as(cmdline: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            let own = entry
+                .file_name()
+                .to_str()
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let Some(pid) = own else {
+                return false;
+            };
+            let line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            String::from_utf8_lossy(&line).replace('\0', " ").trim_end() == cmdline && !zombie
+        })
+    }
 
     /// (id, which is also its last use, exited, in use) → the id pruned.
     type Case = (Vec<(u32, bool, bool)>, Option<u32>);
