@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -348,6 +348,13 @@ pub struct ShellCommand {
     /// What the shell joins and the escalations it asks for start in:
     /// kill it to stop the command whole. Keep it while the command runs.
     pub cgroup: Option<CommandCgroup>,
+}
+
+/// The cgroup a shell joins, kept by the hook that joins it: alive until
+/// the spawn, whatever the caller drops before it.
+enum Joined {
+    Session(Arc<crate::scope::Cgroup>),
+    Command(CommandCgroup),
 }
 
 /// What a shell's sandbox says of its start and its end, read once the
@@ -868,18 +875,12 @@ impl Session {
     /// its own, whose end `command` holds until it is dropped: drop it once
     /// spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
-        let session = self
-            .shared
-            .children
-            .scope
-            .cgroup()
-            .map(|cgroup| cgroup.procs());
-        self.prepare_shell_joining(command, session);
+        let session = self.shared.children.scope.cgroup().cloned();
+        self.prepare_shell_joining(command, session.map(Joined::Session));
     }
 
-    /// [`Session::prepare_shell`], joining the cgroup whose `cgroup.procs`
-    /// is `procs`.
-    fn prepare_shell_joining(&self, command: &mut std::process::Command, procs: Option<RawFd>) {
+    /// [`Session::prepare_shell`], joining `cgroup`.
+    fn prepare_shell_joining(&self, command: &mut std::process::Command, cgroup: Option<Joined>) {
         sys::inherit_only_chosen_in_child(command);
         sys::empty_signal_mask_in_child(command);
         command.envs(self.shell_env());
@@ -912,8 +913,12 @@ impl Session {
             sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
         }
         // The shell, and all it runs in place, dies with the session too.
-        if let Some(procs) = procs {
-            sys::join_cgroup_in_child(command, procs);
+        if let Some(cgroup) = cgroup {
+            let procs = match &cgroup {
+                Joined::Session(session) => session.procs(),
+                Joined::Command(own) => own.cgroup().procs(),
+            };
+            sys::join_cgroup_in_child(command, procs, cgroup);
         }
     }
 
@@ -1076,16 +1081,17 @@ impl Session {
         // stays out of the shell; the hooks after it choose what goes in.
         // The shell joins its command's cgroup, or the session's.
         let cgroup = self.shared.children.scope.command_cgroup();
-        let procs = match &cgroup {
-            Some(own) => Some(own.cgroup().procs()),
+        let joined = match &cgroup {
+            Some(own) => Some(Joined::Command(own.clone())),
             None => self
                 .shared
                 .children
                 .scope
                 .cgroup()
-                .map(|cgroup| cgroup.procs()),
+                .cloned()
+                .map(Joined::Session),
         };
-        self.prepare_shell_joining(&mut command, procs);
+        self.prepare_shell_joining(&mut command, joined);
         if let Some(link) = link {
             // The command owns the sandbox's end until it is dropped
             // (after the spawn).

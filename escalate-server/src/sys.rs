@@ -366,8 +366,16 @@ pub(crate) fn inherit_owned_at(command: &mut std::process::Command, fd: OwnedFd,
 
 /// Makes the program `command` executes join the cgroup whose
 /// `cgroup.procs` is open at `procs`, before it executes.
-pub(crate) fn join_cgroup_in_child(command: &mut std::process::Command, procs: RawFd) {
+pub(crate) fn join_cgroup_in_child(
+    command: &mut std::process::Command,
+    procs: RawFd,
+    owner: impl Send + Sync + 'static,
+) {
     let join = move || {
+        // What keeps `procs` open lives as long as the hook (bench: a
+        // caller dropped the command's cgroup before the spawn, and the
+        // number, reused by std's exec-error pipe, got the `0`).
+        let _owner = &owner;
         // SAFETY: write is async-signal-safe; the buffer is a static string
         // and the descriptor stays open in the child until exec.
         if unsafe { libc::write(procs, c"0".as_ptr().cast(), 1) } != 1 {

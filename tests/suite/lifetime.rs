@@ -332,3 +332,34 @@ async fn escalated_children_run_in_their_sessions_cgroup() {
         "{unified} (parent {parent})"
     );
 }
+
+/// A shell's command, taken out of its `ShellCommand` and spawned after
+/// the rest was dropped, still joins its command's cgroup: the benchmark
+/// did so, and its spawn panicked (the cgroup's descriptor was closed, and
+/// its number, reused by the standard library's exec-error pipe, got the
+/// join's write).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_spawned_after_its_cgroup_handle_was_dropped_joins_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut session, _recorder) = start_sandboxed_session(
+        policy_by_path(&[]),
+        execgate_escalate_server::sandbox::PermissionProfile::preset("workspace-write").unwrap(),
+        dir.path(),
+    );
+    let mut command = session
+        .shell_command(&zsh(), &[os("-f"), os("-c"), os("print -r -- started")])
+        .command;
+    command
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the shell starts");
+    session.shell_spawned();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "started\n", "{output:?}");
+}
