@@ -1031,7 +1031,7 @@ impl ExecServer {
 
     #[tool(
         description = "Kill a process and everything it started, escalated programs and what \
-                       left its process group (setsid) included."
+                       left its process group (setsid) included, where the session has cgroups."
     )]
     async fn kill_process(&self, Parameters(args): Parameters<ProcessArgs>) -> CallToolResult {
         let process_id = ProcessId(args.process_id);

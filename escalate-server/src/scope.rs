@@ -165,10 +165,10 @@ pub fn scope_support() -> ScopeSupport {
 pub(crate) struct Scope {
     warden: Arc<Warden>,
     cgroup: Option<Arc<Cgroup>>,
-    /// The commands' cgroups below the session's, by name, while their
-    /// [`CommandCgroup`] lives: an escalation its command asks for starts
-    /// in it.
-    commands: Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<Cgroup>>>>,
+    /// The commands' cgroups below the session's.
+    commands: Arc<Mutex<Commands>>,
+    /// Whether the session has said that a command got no cgroup.
+    told_no_command_cgroup: std::sync::atomic::AtomicBool,
     /// The session cgroup's path as `/proc/PID/cgroup` names it, to find
     /// whose command an asker is.
     relative: Option<String>,
@@ -267,6 +267,28 @@ impl Cgroup {
     }
 }
 
+/// The cgroups of a session's commands.
+#[derive(Default)]
+struct Commands {
+    /// By name, while their [`CommandCgroup`] lives: an escalation its
+    /// command asks for starts in it.
+    live: std::collections::HashMap<String, std::sync::Weak<Cgroup>>,
+    /// Those whose removal the kernel refused, tried again as each command
+    /// starts: what a command left still runs there, or was killed and
+    /// had not yet exited (probe 208: one killed command in five left an
+    /// empty cgroup until the session ended).
+    left: Vec<PathBuf>,
+}
+
+impl Commands {
+    /// Removes the cgroups left that have emptied since.
+    fn remove_emptied(&mut self) {
+        self.left.retain(|dir| {
+            std::fs::remove_dir(dir).is_err_and(|error| error.raw_os_error() == Some(libc::EBUSY))
+        });
+    }
+}
+
 /// One command's cgroup, below its session's: its shell joins it before it
 /// executes, and the escalations its processes ask for start in it. So
 /// [`CommandCgroup::kill`] reaches every process of the command, however it
@@ -286,7 +308,7 @@ struct CommandCgroupInner {
     name: String,
     /// Its path as `/proc/PID/cgroup` names it.
     relative: Option<String>,
-    commands: Arc<Mutex<std::collections::HashMap<String, std::sync::Weak<Cgroup>>>>,
+    commands: Arc<Mutex<Commands>>,
 }
 
 impl std::fmt::Debug for CommandCgroup {
@@ -306,14 +328,15 @@ impl CommandCgroup {
         self.0.cgroup.kill()
     }
 
-    /// Whether the process `pid` is in the command's cgroup now: a
-    /// process of the command, whatever its parents, process group or
-    /// session.
+    /// Whether the process `pid` is in the command's cgroup, or one below
+    /// it, now: a process of the command, whatever its parents, process
+    /// group or session.
     pub fn holds(&self, pid: i32) -> bool {
-        self.0
-            .relative
-            .as_deref()
-            .is_some_and(|relative| cgroup_of(pid).as_deref() == Some(relative))
+        let (Some(own), Some(its)) = (self.0.relative.as_deref(), cgroup_of(pid)) else {
+            return false;
+        };
+        its.strip_prefix(own)
+            .is_some_and(|below| below.is_empty() || below.starts_with('/'))
     }
 
     pub(crate) fn cgroup(&self) -> &Arc<Cgroup> {
@@ -331,13 +354,16 @@ fn cgroup_of(pid: i32) -> Option<String> {
 
 impl Drop for CommandCgroupInner {
     fn drop(&mut self) {
-        self.commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.name);
-        // Refused (`EBUSY`) while a process the command left runs: the
-        // session's end kills it and removes the cgroup.
-        let _ = std::fs::remove_dir(&self.cgroup.dir);
+        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        commands.live.remove(&self.name);
+        // Refused (`EBUSY`) while a process the command left runs, or one
+        // killed is still exiting: tried again later, and the session's
+        // end kills what is left and removes the cgroup.
+        if let Err(error) = std::fs::remove_dir(&self.cgroup.dir) {
+            if error.raw_os_error() == Some(libc::EBUSY) {
+                commands.left.push(self.cgroup.dir.clone());
+            }
+        }
     }
 }
 
@@ -364,6 +390,7 @@ impl Scope {
             warden,
             cgroup,
             commands: Arc::default(),
+            told_no_command_cgroup: std::sync::atomic::AtomicBool::new(false),
             relative,
             commands_made: std::sync::atomic::AtomicU64::new(0),
             holds: std::sync::Mutex::default(),
@@ -380,22 +407,40 @@ impl Scope {
     /// session's. `None` without a session cgroup, or when the kernel
     /// refuses one more (`cgroup.max.descendants`, `cgroup.max.depth`):
     /// the command then joins the session's, and is stopped by its
-    /// processes as without a cgroup.
+    /// processes as without a cgroup; the first refusal is a warning.
     pub(crate) fn command_cgroup(&self) -> Option<CommandCgroup> {
         let session = self.cgroup.as_ref()?;
+        self.commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove_emptied();
         let number = self
             .commands_made
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("command-{number}");
         let cgroup = Cgroup::make(session.dir.join(&name))
             .inspect_err(|error| {
-                tracing::debug!(%error, "no cgroup for a command; it joins its session's");
+                let first = !self
+                    .told_no_command_cgroup
+                    .swap(true, std::sync::atomic::Ordering::Relaxed);
+                if first {
+                    tracing::warn!(
+                        cgroup = %session.dir.display(),
+                        %error,
+                        "no cgroup of its own for a command (a limit on cgroups?): it joins its \
+                         session's, and a stop, a timeout or a kill reaches only its processes' \
+                         tree and group; what left both (setsid) runs on until the session ends"
+                    );
+                } else {
+                    tracing::debug!(%error, "no cgroup for a command; it joins its session's");
+                }
             })
             .ok()?;
         let cgroup = Arc::new(cgroup);
         self.commands
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .live
             .insert(name.clone(), Arc::downgrade(&cgroup));
         Some(CommandCgroup(Arc::new(CommandCgroupInner {
             cgroup,
@@ -415,10 +460,14 @@ impl Scope {
         let session = self.cgroup.as_ref()?;
         let command = self.relative.as_deref().and_then(|relative| {
             let path = cgroup_of(requester)?;
-            let name = path.strip_prefix(relative)?.strip_prefix('/')?;
+            // Its command's, or one below it (probe 208: where the cgroup
+            // file system can be written, a process may make one).
+            let below = path.strip_prefix(relative)?.strip_prefix('/')?;
+            let name = below.split('/').next()?;
             self.commands
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
+                .live
                 .get(name)?
                 .upgrade()
         });

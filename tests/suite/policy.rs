@@ -1937,6 +1937,61 @@ async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
     assert_ne!(cgroups[0], cgroups[1]);
 }
 
+/// Probe 208: a killed command's cgroup was removed at once, while its
+/// processes were still exiting: one unified process in five left an
+/// empty cgroup until the session ended. It goes by the next command's
+/// start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_commands_cgroup_goes_once_its_processes_have() {
+    let execgate_escalate_server::ScopeSupport::Cgroup(parent) =
+        execgate_escalate_server::scope_support()
+    else {
+        panic!("this machine has a cgroup for sessions; the test needs it");
+    };
+    let (mount, _) = parent.to_str().unwrap().rsplit_once("/execgate-").unwrap();
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let session = Setup::rules(Arc::new(RuleSet::default()))
+        .unsandboxed()
+        .start(&place, &recorder);
+    // Processes forking all the while: killed, they take a moment to go.
+    let script = "while read -r own; do [[ $own == 0::* ]] && print -r -- $own; \
+                  done < /proc/self/cgroup; \
+                  repeat 4 { (while :; do setsid -f sleep 60.5; done) & }; wait";
+    let mut killed = Vec::new();
+    for _ in 0..5 {
+        let options = execgate_core_bridge::ExecOptions {
+            yield_time: Duration::from_millis(500),
+            ..execgate_core_bridge::ExecOptions::default()
+        };
+        let started = session.exec_command(script, options).await.unwrap();
+        let execgate_core_bridge::ExecResponse::Running(running) = started else {
+            panic!("ended: {started:?}");
+        };
+        session.kill(running.process_id).await.unwrap();
+        let stdout = text(&running.output.stdout);
+        let own = stdout
+            .trim()
+            .strip_prefix("0::")
+            .unwrap_or_else(|| panic!("{running:?}"));
+        let (_, below) = own.split_once("/execgate-").unwrap();
+        killed.push(std::path::PathBuf::from(format!(
+            "{mount}/execgate-{below}"
+        )));
+    }
+    let _ = still_running_after_a_while("sleep 60.5").await;
+    let outcome = session
+        .run("true", RunOptions::default())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert_eq!(outcome.status.code(), 0, "{outcome:?}");
+    let left: Vec<_> = killed.iter().filter(|dir| dir.exists()).collect();
+    session.shutdown().await;
+    assert!(left.is_empty(), "left: {left:?}");
+}
+
 /// Probe 206: two commands asked the same question, shared, and the
 /// person's stop killed both. The command the person was shown stops; the
 /// other is declined and goes on.
