@@ -1834,12 +1834,13 @@ async fn a_timeout_or_a_kill_stops_the_whole_command_without_a_sandbox() {
 }
 
 /// Probe 206's "Not done": without a sandbox's pid namespace, what a
-/// command left outside its tree and its process group outlived its
-/// timeout, until the session ended: a daemon (`(setsid cmd &)`), and the
-/// child an escalated program put in a session of its own. Each command
-/// has a cgroup of its own, and its escalated programs start in it.
+/// command left outside its tree and its process group outlived its stop
+/// (a timeout, a cancel), until the session ended: a daemon
+/// (`(setsid cmd &)`), and the child an escalated program put in a session
+/// of its own. Each command has a cgroup of its own, and its escalated
+/// programs start in it.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_timeout_stops_what_a_command_left_outside_its_tree_and_group() {
+async fn a_stop_takes_what_a_command_left_outside_its_tree_and_group() {
     let place = Place::new();
     let recorder = Recorder::default();
     let unsandboxed = Setup::rules(Arc::new(RuleSet::default()))
@@ -1847,10 +1848,6 @@ async fn a_timeout_stops_what_a_command_left_outside_its_tree_and_group() {
         .start(&place, &recorder);
     let rules = place.rules(r#"prefix_rule(pattern = ["setsid"], decision = "allow")"#);
     let sandboxed = Setup::rules(rules).start(&place, &recorder);
-    let options = || RunOptions {
-        timeout: Some(Duration::from_secs(2)),
-        ..RunOptions::default()
-    };
     let cases = [
         (
             &unsandboxed,
@@ -1861,13 +1858,26 @@ async fn a_timeout_stops_what_a_command_left_outside_its_tree_and_group() {
     ];
     let mut outlived = Vec::new();
     for (session, script, left) in cases {
-        let outcome = session
-            .run(script, options())
-            .unwrap()
-            .wait()
-            .await
-            .unwrap();
-        assert!(outcome.timed_out, "{script}: {outcome:?}");
+        let options = RunOptions {
+            timeout: Some(Duration::from_secs(60)),
+            ..RunOptions::default()
+        };
+        let cancel = options.cancel.clone();
+        let handle = session.run(script, options).unwrap();
+        // Stopped once what it left runs, however slowly it started.
+        for _ in 0..1000 {
+            if !super::sandbox::processes_named(left).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            !super::sandbox::processes_named(left).is_empty(),
+            "{script}: not started"
+        );
+        cancel.cancel();
+        let outcome = handle.wait().await.unwrap();
+        assert!(outcome.cancelled, "{script}: {outcome:?}");
         let after = still_running_after_a_while(left).await;
         for pid in &after {
             let _ = nix::sys::signal::kill(
@@ -1881,7 +1891,7 @@ async fn a_timeout_stops_what_a_command_left_outside_its_tree_and_group() {
     }
     unsandboxed.shutdown().await;
     sandboxed.shutdown().await;
-    assert!(outlived.is_empty(), "outlived the timeout: {outlived:?}");
+    assert!(outlived.is_empty(), "outlived the stop: {outlived:?}");
 }
 
 /// The escalations a command asks for start in its cgroup, one of its own
@@ -1955,13 +1965,14 @@ async fn a_killed_commands_cgroup_goes_once_its_processes_have() {
         .unsandboxed()
         .start(&place, &recorder);
     // Processes forking all the while: killed, they take a moment to go.
+    // The cgroup is printed first, well within the yield.
     let script = "while read -r own; do [[ $own == 0::* ]] && print -r -- $own; \
-                  done < /proc/self/cgroup; \
+                  done < /proc/self/cgroup; sleep 1; \
                   repeat 4 { (while :; do setsid -f sleep 60.5; done) & }; wait";
     let mut killed = Vec::new();
     for _ in 0..5 {
         let options = execgate_core_bridge::ExecOptions {
-            yield_time: Duration::from_millis(500),
+            yield_time: Duration::from_millis(1500),
             ..execgate_core_bridge::ExecOptions::default()
         };
         let started = session.exec_command(script, options).await.unwrap();
