@@ -952,8 +952,11 @@ async fn waiting_sandbox(shared: &Arc<Shared>, order: &SandboxOrder) -> Option<s
     };
     let (starter, launcher, policy) =
         (shared.clone(), order.launcher.clone(), order.policy.clone());
-    let started =
-        spawner::run(move || spare::start_for_one(&starter, &launcher, &policy, proxy_link)).await;
+    let requester = order.requester;
+    let started = spawner::run(move || {
+        spare::start_for_one(&starter, &launcher, &policy, proxy_link, requester)
+    })
+    .await;
     match started.and_then(|started| started) {
         Ok(spare) => Some(spare),
         Err(reason) => {

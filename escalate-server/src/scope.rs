@@ -6,11 +6,13 @@
 //!
 //! - **cgroup** (cgroup v2, a hierarchy this process may write to: root, or
 //!   a delegated subtree): the server makes `execgate-PID` beside itself in
-//!   its own cgroup and one child cgroup per session; escalated children
-//!   are started in it (`clone3` with `CLONE_INTO_CGROUP`, or join it by a
-//!   write where the kernel cannot) and the session's shells join it, all
-//!   before they execute. `cgroup.kill` then
-//!   reaches every process of the session, however it left its process
+//!   its own cgroup, one child cgroup per session, and below that one per
+//!   command ([`CommandCgroup`]). A command's shell joins its cgroup, and
+//!   the escalations its processes ask for are started in it (`clone3`
+//!   with `CLONE_INTO_CGROUP`, or join it by a write where the kernel
+//!   cannot), all before they execute; sandboxes kept ready ahead of their
+//!   command start in the session's. `cgroup.kill` then reaches every
+//!   process of a command, or of the session, however it left its process
 //!   group or session.
 //! - **process groups** (anything else): the server tells the warden the
 //!   process group of every escalated child it has not reaped. A process

@@ -319,7 +319,9 @@ fn start(shared: &Shared) -> Result<Spare, String> {
         .ok_or("the session's sandbox is not enforced by execgate")?;
     let launcher = &sandbox.launcher;
     let network = shared.children.spares.network(launcher, policy);
-    launch(shared, launcher, policy, network, None)
+    // Kept for whichever command comes: in the session's cgroup.
+    let cgroup = shared.children.scope.cgroup().cloned();
+    launch(shared, launcher, policy, network, None, cgroup)
 }
 
 /// Starts a sandbox of `policy` for one escalation that found no spare
@@ -327,18 +329,21 @@ fn start(shared: &Shared) -> Result<Spare, String> {
 /// [`hand`]. So bubblewrap, which keeps the standard streams it started
 /// with until the sandbox ends, never holds the command's: a pipe's reader
 /// sees its end when the command closes it. A `limited` network needs
-/// `proxy_link`, this sandbox's own. Call on the spawner's thread, as
-/// [`replenish`] does.
+/// `proxy_link`, this sandbox's own. It starts in the cgroup of the
+/// command the process `requester` is part of, as an unsandboxed
+/// escalation does. Call on the spawner's thread, as [`replenish`] does.
 pub(crate) fn start_for_one(
     shared: &Arc<Shared>,
     launcher: &execgate_sandbox::Launcher,
     policy: &execgate_sandbox::ResolvedPolicy,
     proxy_link: Option<OwnedFd>,
+    requester: i32,
 ) -> Result<Spare, String> {
     shared.children.scope.check()?;
     // bubblewrap makes its network namespace: the session's empty one is
     // its kept spares' alone.
-    let mut spare = launch(shared, launcher, policy, None, proxy_link)?;
+    let cgroup = shared.children.scope.cgroup_for(requester);
+    let mut spare = launch(shared, launcher, policy, None, proxy_link, cgroup)?;
     spare.ready_within = ONE_READY_WITHIN;
     if !shared.children.spares.adopt(spare.pid) {
         let _ = killpg(Pid::from_raw(spare.pid), Signal::SIGKILL);
@@ -354,6 +359,7 @@ fn launch(
     policy: &execgate_sandbox::ResolvedPolicy,
     network: Option<BorrowedFd<'_>>,
     proxy_link: Option<OwnedFd>,
+    cgroup: Option<Arc<crate::scope::Cgroup>>,
 ) -> Result<Spare, String> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
@@ -396,7 +402,7 @@ fn launch(
         .map_err(|errno| format!("cannot open /: {errno}"))?,
         fds,
         niceness: shared.config.shell_niceness,
-        cgroup: shared.children.scope.cgroup().cloned(),
+        cgroup,
         warden_pipe: shared.children.scope.warden_pipe(),
         network: network.map(|network| network.as_raw_fd()),
         own_session: false,

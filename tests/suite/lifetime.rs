@@ -347,7 +347,10 @@ async fn a_shell_spawned_after_its_cgroup_handle_was_dropped_joins_it() {
         dir.path(),
     );
     let mut command = session
-        .shell_command(&zsh(), &[os("-f"), os("-c"), os("print -r -- started")])
+        .shell_command(
+            &zsh(),
+            &[os("-f"), os("-c"), os("print -r -- started; sleep 0.5")],
+        )
         .command;
     command
         .current_dir(dir.path())
@@ -359,7 +362,15 @@ async fn a_shell_spawned_after_its_cgroup_handle_was_dropped_joins_it() {
         .spawn()
         .expect("the shell starts");
     session.shell_spawned();
+    // bubblewrap, the shell's sandbox, runs until the shell ends.
+    let joined = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id().unwrap()));
     let output = finish(child).await;
     session.shutdown().await;
     assert_eq!(output.stdout, "started\n", "{output:?}");
+    let joined = joined.unwrap();
+    let own = joined.lines().find_map(|line| line.strip_prefix("0::"));
+    let command = own
+        .and_then(|own| own.rsplit('/').next())
+        .unwrap_or_default();
+    assert!(command.starts_with("command-"), "{joined}");
 }

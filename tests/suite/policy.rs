@@ -1947,6 +1947,49 @@ async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
     assert_ne!(cgroups[0], cgroups[1]);
 }
 
+/// Review 209: a sandbox started for one escalation started in the
+/// session's cgroup, so a question asked inside it was no command's. It
+/// starts in its command's, as an unsandboxed escalation does (a sandbox
+/// kept ready ahead of its command stays in the session's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_started_for_one_escalation_is_its_commands() {
+    let place = Place::new();
+    let recorder = Recorder::default();
+    let rules = place.rules(
+        r#"prefix_rule(pattern = ["sleep"], decision = "allow", execution = "turn-default")"#,
+    );
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let options = RunOptions {
+        timeout: Some(Duration::from_secs(60)),
+        ..RunOptions::default()
+    };
+    let cancel = options.cancel.clone();
+    let handle = session.run("sleep 70.4375", options).unwrap();
+    let mut escalated = Vec::new();
+    for _ in 0..1000 {
+        // As the sandbox's helper executes it: by its path.
+        escalated = super::sandbox::processes_named("/usr/bin/sleep 70.4375");
+        if !escalated.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cgroups: Vec<String> = escalated
+        .iter()
+        .map(|pid| fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default())
+        .collect();
+    cancel.cancel();
+    let outcome = handle.wait().await.unwrap();
+    session.shutdown().await;
+    assert_eq!(escalated.len(), 1, "{outcome:?}");
+    let own = cgroups[0]
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .unwrap_or_default();
+    let command = own.rsplit('/').next().unwrap_or_default();
+    assert!(command.starts_with("command-"), "{own}");
+}
+
 /// Probe 208: a killed command's cgroup was removed at once, while its
 /// processes were still exiting: one unified process in five left an
 /// empty cgroup until the session ended. It goes by the next command's
