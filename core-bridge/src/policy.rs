@@ -1547,7 +1547,8 @@ fn as_granted(request: &ExecContext, extra: &PermissionProfile) -> PermissionPro
 /// part of, which a person means (probe 201: only
 /// the asker's own group was killed, and a command behind `timeout` or
 /// `setsid` went on, and asked again); the asker's own group where no
-/// command is known (a program an escalation started). Never our group.
+/// command is known (a program a sandbox kept ahead of its escalation
+/// runs, or, without cgroups, one an escalation started). Never our group.
 fn abort_command(clock: &ApprovalClock, pid: i32) {
     use nix::unistd::{getpgid, getpgrp, Pid};
     let group = match clock.abort(pid).and_then(|command| {
