@@ -1894,11 +1894,9 @@ async fn a_stop_takes_what_a_command_left_outside_its_tree_and_group() {
     assert!(outlived.is_empty(), "outlived the stop: {outlived:?}");
 }
 
-/// The escalations a command asks for start in its cgroup, one of its own
-/// below its session's, which its `kill` reaches; the cgroup is removed
-/// once the command has ended with nothing left in it.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
+/// The directory of the cgroup that `/proc/PID/cgroup` names `own` (its
+/// `0::` line's path), one below the `execgate-PID` this process makes.
+fn cgroup_directory(own: &str) -> std::path::PathBuf {
     let execgate_escalate_server::ScopeSupport::Cgroup(parent) =
         execgate_escalate_server::scope_support()
     else {
@@ -1906,6 +1904,15 @@ async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
     };
     // Where `execgate-PID` is made, as a path and as processes name it.
     let (mount, _) = parent.to_str().unwrap().rsplit_once("/execgate-").unwrap();
+    let (_, below) = own.split_once("/execgate-").unwrap();
+    std::path::PathBuf::from(format!("{mount}/execgate-{below}"))
+}
+
+/// The escalations a command asks for start in its cgroup, one of its own
+/// below its session's, which its `kill` reaches; the cgroup is removed
+/// once the command has ended with nothing left in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
     let place = Place::new();
     let recorder = Recorder::default();
     let rules = place.rules(r#"prefix_rule(pattern = ["cat"], decision = "allow")"#);
@@ -1937,8 +1944,7 @@ async fn a_commands_escalations_start_in_a_cgroup_of_its_own() {
             "{lines:?}"
         );
         // Ended, with nothing left in it: removed.
-        let (_, below) = lines[0].split_once("/execgate-").unwrap();
-        let dir = std::path::PathBuf::from(format!("{mount}/execgate-{below}"));
+        let dir = cgroup_directory(lines[0]);
         assert!(!dir.exists(), "{} is left", dir.display());
         assert!(dir.parent().unwrap().exists(), "{}", dir.display());
         cgroups.push(lines[0].to_owned());
@@ -1996,12 +2002,6 @@ async fn a_sandbox_started_for_one_escalation_is_its_commands() {
 /// start.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_commands_cgroup_goes_once_its_processes_have() {
-    let execgate_escalate_server::ScopeSupport::Cgroup(parent) =
-        execgate_escalate_server::scope_support()
-    else {
-        panic!("this machine has a cgroup for sessions; the test needs it");
-    };
-    let (mount, _) = parent.to_str().unwrap().rsplit_once("/execgate-").unwrap();
     let place = Place::new();
     let recorder = Recorder::default();
     let session = Setup::rules(Arc::new(RuleSet::default()))
@@ -2028,10 +2028,7 @@ async fn a_killed_commands_cgroup_goes_once_its_processes_have() {
             .trim()
             .strip_prefix("0::")
             .unwrap_or_else(|| panic!("{running:?}"));
-        let (_, below) = own.split_once("/execgate-").unwrap();
-        killed.push(std::path::PathBuf::from(format!(
-            "{mount}/execgate-{below}"
-        )));
+        killed.push(cgroup_directory(own));
     }
     let _ = still_running_after_a_while("sleep 60.5").await;
     let outcome = session
