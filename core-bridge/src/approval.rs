@@ -470,8 +470,9 @@ impl ApprovalClock {
             .iter()
             .filter_map(|(pid, (_, _, cgroup))| Some((*pid, cgroup.clone()?)))
             .collect();
-        match cgroups.iter().find(|(_, cgroup)| cgroup.holds(requester)) {
-            Some((pid, _)) => vec![*pid],
+        let commands = cgroups.iter().map(|(pid, cgroup)| (*pid, cgroup));
+        match CommandCgroup::holding(requester, commands) {
+            Some(pid) => vec![pid],
             None => crate::tree::lineage(requester),
         }
     }
@@ -585,8 +586,11 @@ impl Drop for CommandClock {
     fn drop(&mut self) {
         let mut state = self.clock.lock();
         state.aborted.remove(&(self.pid, self.registration));
+        // Dropped after the lock: the last hold of a command's cgroup
+        // removes it, a file-system call no other clock user need wait on.
+        let mut process = None;
         if state.processes.get(&self.pid).map(|(of, ..)| *of) == Some(self.registration) {
-            state.processes.remove(&self.pid);
+            process = state.processes.remove(&self.pid);
         }
         if state
             .commands
@@ -596,6 +600,8 @@ impl Drop for CommandClock {
         {
             state.commands.remove(&self.pid);
         }
+        drop(state);
+        drop(process);
     }
 }
 

@@ -330,14 +330,28 @@ impl CommandCgroup {
         self.0.cgroup.kill()
     }
 
-    /// Whether the process `pid` is in the command's cgroup, or one below
-    /// it, now: a process of the command, whatever its parents, process
-    /// group or session.
-    pub fn holds(&self, pid: i32) -> bool {
-        let (Some(own), Some(its)) = (self.0.relative.as_deref(), cgroup_of(pid)) else {
+    /// The key of the command among `commands` whose cgroup, or one below
+    /// it, holds the process `pid` now: the command that process is part
+    /// of, whatever its parents, process group or session.
+    pub fn holding<'a, K>(
+        pid: i32,
+        commands: impl IntoIterator<Item = (K, &'a CommandCgroup)>,
+    ) -> Option<K> {
+        let mut commands = commands.into_iter().peekable();
+        commands.peek()?;
+        let its = cgroup_of(pid)?;
+        commands
+            .find(|(_, command)| command.holds(&its))
+            .map(|(key, _)| key)
+    }
+
+    /// Whether the cgroup `path` (as `/proc/PID/cgroup` names it) is the
+    /// command's, or one below it.
+    fn holds(&self, path: &str) -> bool {
+        let Some(own) = self.0.relative.as_deref() else {
             return false;
         };
-        its.strip_prefix(own)
+        path.strip_prefix(own)
             .is_some_and(|below| below.is_empty() || below.starts_with('/'))
     }
 

@@ -875,12 +875,16 @@ impl Session {
     /// its own, whose end `command` holds until it is dropped: drop it once
     /// spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
-        let session = self.shared.children.scope.cgroup().cloned();
-        self.prepare_shell_joining(command, session.map(Joined::Session));
+        self.prepare_shell_joining(command, None);
     }
 
-    /// [`Session::prepare_shell`], joining `cgroup`.
-    fn prepare_shell_joining(&self, command: &mut std::process::Command, cgroup: Option<Joined>) {
+    /// [`Session::prepare_shell`], joining the command's cgroup `own`, or
+    /// the session's without one.
+    fn prepare_shell_joining(
+        &self,
+        command: &mut std::process::Command,
+        own: Option<CommandCgroup>,
+    ) {
         sys::inherit_only_chosen_in_child(command);
         sys::empty_signal_mask_in_child(command);
         command.envs(self.shell_env());
@@ -913,6 +917,10 @@ impl Session {
             sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
         }
         // The shell, and all it runs in place, dies with the session too.
+        let cgroup = match own {
+            Some(own) => Some(Joined::Command(own)),
+            None => (self.shared.children.scope.cgroup().cloned()).map(Joined::Session),
+        };
         if let Some(cgroup) = cgroup {
             let procs = match &cgroup {
                 Joined::Session(session) => session.procs(),
@@ -1081,17 +1089,7 @@ impl Session {
         // stays out of the shell; the hooks after it choose what goes in.
         // The shell joins its command's cgroup, or the session's.
         let cgroup = self.shared.children.scope.command_cgroup();
-        let joined = match &cgroup {
-            Some(own) => Some(Joined::Command(own.clone())),
-            None => self
-                .shared
-                .children
-                .scope
-                .cgroup()
-                .cloned()
-                .map(Joined::Session),
-        };
-        self.prepare_shell_joining(&mut command, joined);
+        self.prepare_shell_joining(&mut command, cgroup.clone());
         if let Some(link) = link {
             // The command owns the sandbox's end until it is dropped
             // (after the spawn).

@@ -109,12 +109,12 @@ pub(crate) struct LiveProcess {
     /// The `longest_approval_wait` of the call that started it, which its
     /// polls keep.
     longest_approval_wait: Duration,
-    /// Its own approval clock, kept while it is (another command's
-    /// question does not stop its yields).
     /// The shell, pinned while it runs: what it started is killed with it.
     root: Option<std::os::fd::OwnedFd>,
     /// Its own cgroup, which a kill reaches whole.
     cgroup: Option<execgate_escalate_server::CommandCgroup>,
+    /// Its own approval clock, kept while it is (another command's
+    /// question does not stop its yields).
     own_clock: Option<crate::approval::CommandClock>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Receiver<bool>,
