@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
     windows::main()
 }
 
+mod arguments;
 #[cfg(unix)]
 mod audit;
 #[cfg(unix)]
@@ -50,7 +51,7 @@ use std::sync::Arc;
 #[cfg(unix)]
 use anyhow::{Context, Result};
 #[cfg(unix)]
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 #[cfg(unix)]
 use execgate_core_bridge::server::sandbox::{
     AbsolutePath, Access, AdditionalPermissions, FsEntry, FsTarget, NetworkPolicy,
@@ -439,7 +440,7 @@ struct RunArgs {
 
 #[cfg(unix)]
 fn main() -> ExitCode {
-    let code = execgate(Cli::parse());
+    let code = execgate(arguments::parse::<Cli>());
     // What is still queued for stderr, for as long as stderr takes it.
     stderr::drain();
     code
@@ -506,7 +507,12 @@ fn execgate(cli: Cli) -> ExitCode {
         Command::Completions { shell } => {
             // Made whole first: `generate` panics on a failed write.
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "execgate", &mut script);
+            clap_complete::generate(
+                shell,
+                &mut arguments::command::<Cli>(),
+                "execgate",
+                &mut script,
+            );
             output::stdout(|out| out.write_all(&script)).map(|()| 0)
         }
         Command::Man { dir } => man_pages(&dir),
@@ -2042,7 +2048,7 @@ fn end_line(metrics: &Metrics) -> String {
 #[cfg(unix)]
 fn man_pages(dir: &std::path::Path) -> Result<i32> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    clap_mangen::generate_to(Cli::command(), dir)
+    clap_mangen::generate_to(arguments::command::<Cli>(), dir)
         .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
     Ok(0)
 }

@@ -76,7 +76,7 @@ struct RunArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = crate::arguments::parse::<Cli>();
     let result = match cli.command {
         Command::Run(args) => run_command(args),
         Command::Doctor { json } => doctor(json),

@@ -143,6 +143,37 @@ fn exit_statuses_pass_through() {
     }
 }
 
+/// An option's value is the next word, whatever it starts with, as getopt
+/// takes it: clap took `-dash` for an option and told the user to write
+/// `-- -dash`, which makes it the command. The command's words are still
+/// only those after the options.
+#[test]
+fn an_options_value_may_start_with_a_dash() {
+    let (_dir, ws) = workspace();
+    std::fs::create_dir(ws.join("-dash")).unwrap();
+    std::fs::write(
+        ws.join("-x.rules"),
+        "prefix_rule(pattern = [\"id\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run", "--cwd", "-dash", "--rules", "-x.rules", "--", "pwd; id",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(126), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        format!("{}\n", ws.join("-dash").display())
+    );
+    // A word that is no option's value is still not taken for the command.
+    let output = execgate(&ws, &["run", "-x", "--", "true"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    let output = execgate(&ws, &["run", "--", "-x"]);
+    assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+}
+
 /// Probe 164: execgate blocks `SIGTTIN` and `SIGTTOU` so that the terminal
 /// never stops it; the shell and what it runs in place inherited the mask,
 /// and a background job reading the terminal failed instead of stopping.
