@@ -242,7 +242,10 @@ pub(crate) async fn serve_request(
     // Most decisions are made at the first poll; only one that waits (for a
     // person) watches the requester, whose socket must then join the
     // reactor.
-    let verdict = match deciding.as_mut().now_or_never() {
+    let polled = std::time::Instant::now();
+    let at_once = deciding.as_mut().now_or_never();
+    shared.warn_if_the_decision_blocked(polled.elapsed(), &context.executable.canonical_path);
+    let verdict = match at_once {
         Some(verdict) => verdict,
         None => {
             // Its command was killed or its call cancelled while a person

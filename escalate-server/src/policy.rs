@@ -251,7 +251,8 @@ pub type DecisionFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>
 /// refused with "the policy failed"), and the session serves on; a build
 /// with `panic = "abort"` (execgate's own release binaries) ends the
 /// process instead. Decisions share one serving
-/// thread per process: a policy that blocks holds up every session's.
+/// thread per process: a policy that blocks holds up every session's (the
+/// first decision of a session that holds it 100 ms or more is warned of).
 pub trait Policy: Send + Sync + 'static {
     fn decide<'a>(&'a self, request: &'a ExecContext) -> DecisionFuture<'a>;
 }

@@ -518,7 +518,14 @@ pub(crate) struct Shared {
     next_request: AtomicU64,
     /// Set once the session's end has been recorded.
     ended: AtomicBool,
+    /// Set once a decision that blocked the serving thread was warned of.
+    blocking_decision_warned: AtomicBool,
 }
+
+/// A decision's first poll that holds the serving thread this long is a
+/// policy or an approver that blocked: far above a rule lookup's
+/// microseconds, and above what a busy machine's scheduling adds.
+const BLOCKING_DECISION: Duration = Duration::from_millis(100);
 
 /// Requests whose arguments and environment pass this many bytes are
 /// recorded off the serving thread (a probe: three processes asking with
@@ -589,6 +596,23 @@ impl Shared {
             .into_iter()
             .filter_map(crate::scope::file_identity)
             .collect()
+    }
+
+    /// Warns, once a session, that deciding on `program` held the thread
+    /// that serves every session's requests for `held`: a policy or an
+    /// approver that blocks in place of returning a future that waits.
+    pub(crate) fn warn_if_the_decision_blocked(&self, held: Duration, program: &Path) {
+        if held >= BLOCKING_DECISION && !self.blocking_decision_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                session = %self.id,
+                program = %program.display(),
+                held_ms = held.as_millis(),
+                "deciding held the thread that serves every session's requests: a policy or \
+                 approver that must wait should return a future that waits (on \
+                 tokio::task::spawn_blocking, say), never block; said once a session"
+            );
+        }
     }
 
     pub(crate) fn next_request_id(&self) -> u64 {
@@ -780,6 +804,7 @@ impl Session {
             lineage: crate::lineage::Lineage::default(),
             next_request: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            blocking_decision_warned: AtomicBool::new(false),
         });
         // Before the shell can ask anything; a session whose start cannot
         // be recorded does not start (with `AuditFailure::Deny`).

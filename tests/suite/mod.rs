@@ -71,6 +71,15 @@ fn recent_warnings() -> std::sync::MutexGuard<'static, std::collections::VecDequ
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The recent warnings (of [`WARNINGS_KEPT`]) that name the session `id`.
+pub fn server_warnings_of(id: &str) -> Vec<String> {
+    recent_warnings()
+        .iter()
+        .filter(|warning| warning.contains(&format!("session={id}")))
+        .cloned()
+        .collect()
+}
+
 /// Where the servers' warnings go: [`recent_warnings`], one event a write.
 struct RecentWarnings;
 

@@ -1065,6 +1065,38 @@ async fn a_policy_that_panics_refuses_the_request_on_the_record() {
     assert_eq!(recorder.decided_programs(), ["/usr/bin/echo"]);
 }
 
+/// A policy that blocks holds every session's decisions on the one serving
+/// thread (the `Policy` trait says so); an embedder learnt of it only by
+/// its sessions' slowness. The first decision that holds the thread for
+/// 100 ms or more is warned of, once a session, naming the program.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_that_blocks_the_serving_thread_is_warned_of_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy: Arc<dyn execgate_escalate_server::Policy> = Arc::new(|request: &ExecContext| {
+        if request.executable.canonical_path == Path::new("/usr/bin/true") {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        Decision::Run
+    });
+    let (mut session, _recorder) = start_session(policy);
+    let id = session.id().to_owned();
+    let child = spawn_zsh(
+        &mut session,
+        "/bin/echo quick; /usr/bin/true; /usr/bin/true",
+        dir.path(),
+    );
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "quick\n", "{}", output.stderr);
+    let warnings = server_warnings_of(&id);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("deciding held the thread that serves every session's requests")
+            && warnings[0].contains("program=/usr/bin/true"),
+        "{warnings:?}"
+    );
+}
+
 /// Probe 195: an escalated program whose exec failed ended with 126
 /// whatever the error, where zsh ends with 127 for all but a file it found
 /// and could not execute (no permission, an unknown format). Unsandboxed
