@@ -155,11 +155,13 @@ pub(crate) async fn serve_request(
     // `/dev` is not the host's: a file there is not the one the server
     // would find at its path.
     let sandboxed = shared.sandbox.is_some();
+    // What the requester's pid names in `/proc` is the requester's only
+    // while this shows it has not ended (a pid is not taken again before).
+    let pinned = sandboxed
+        .then(|| channel.socket().and_then(sys::peer_pidfd_if_available))
+        .flatten();
     let checked = sandboxed
-        .then(|| {
-            let pinned = channel.socket().and_then(sys::peer_pidfd_if_available);
-            seen_by_requester(&request.path, peer.pid, pinned)
-        })
+        .then(|| seen_by_requester(&request.path, peer.pid, pinned.as_ref()))
         .transpose()
         .and_then(|seen| Ok((seen, open_executable(&request.path)?)))
         .map_err(|error| error.to_string())
@@ -196,7 +198,14 @@ pub(crate) async fn serve_request(
     // Named from now on as the server found it: a name the requester
     // chose (a link to the directory) would otherwise key approvals, show
     // in questions and go to the record while the command runs elsewhere.
-    let (held_directory, working_directory, cwd) = match open_working_directory(&cwd, peer.pid) {
+    let mut held_cwd = open_working_directory(&cwd, peer.pid);
+    if let Some(Ok(pidfd)) = &pinned {
+        // Probe 210: checked as the root's look-up is.
+        if held_cwd.is_ok() && sys::has_ended(pidfd.as_fd()) {
+            held_cwd = Err("the requester ended while its working directory was checked".into());
+        }
+    }
+    let (held_directory, working_directory, cwd) = match held_cwd {
         Ok((held, identified)) => {
             let canonical = identified.canonical_path.clone();
             (Some(held), Ok(identified), canonical)

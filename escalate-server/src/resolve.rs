@@ -293,7 +293,7 @@ impl SeenByRequester {
 pub(crate) fn seen_by_requester(
     path: &Path,
     requester_pid: i32,
-    requester: Option<io::Result<OwnedFd>>,
+    requester: Option<&io::Result<OwnedFd>>,
 ) -> Result<SeenByRequester, ResolveError> {
     let open_error = absolute_or_refused(path)?;
     let root = nix::fcntl::open(
@@ -307,7 +307,9 @@ pub(crate) fn seen_by_requester(
     // process has ended (review 40: one the sandbox left could name an
     // escalated program of the host's by then).
     if let Some(pinned) = requester {
-        let still_there = pinned.map(|pidfd| !crate::sys::has_ended(pidfd.as_fd()));
+        let still_there = pinned
+            .as_ref()
+            .map(|pidfd| !crate::sys::has_ended(pidfd.as_fd()));
         if !matches!(still_there, Ok(true)) {
             return Err(open_error(io::Error::from_raw_os_error(libc::ESRCH)));
         }
