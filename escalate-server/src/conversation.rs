@@ -244,17 +244,22 @@ pub(crate) async fn serve_request(
     // recorded as such, and the session serves on (probe 173: its
     // connection was closed, unanswered and unrecorded). The policy's
     // state is its own; nothing of the server's is left half-changed.
-    let mut deciding = std::pin::pin!(std::panic::AssertUnwindSafe(async {
+    let mut policy_deciding = std::pin::pin!(std::panic::AssertUnwindSafe(async {
         shared.config.policy.decide(&context).await
     })
     .catch_unwind());
+    // Each poll runs on the thread that serves every session: one that
+    // holds it long (a policy or approver that blocks) is warned of.
+    let mut deciding = std::pin::pin!(std::future::poll_fn(|cx| {
+        let polled = std::time::Instant::now();
+        let verdict = std::future::Future::poll(policy_deciding.as_mut(), cx);
+        shared.warn_if_the_decision_blocked(polled.elapsed(), &context.executable.canonical_path);
+        verdict
+    }));
     // Most decisions are made at the first poll; only one that waits (for a
     // person) watches the requester, whose socket must then join the
     // reactor.
-    let polled = std::time::Instant::now();
-    let at_once = deciding.as_mut().now_or_never();
-    shared.warn_if_the_decision_blocked(polled.elapsed(), &context.executable.canonical_path);
-    let verdict = match at_once {
+    let verdict = match deciding.as_mut().now_or_never() {
         Some(verdict) => verdict,
         None => {
             // Its command was killed or its call cancelled while a person
