@@ -1067,34 +1067,55 @@ async fn a_policy_that_panics_refuses_the_request_on_the_record() {
 
 /// A policy that blocks holds every session's decisions on the one serving
 /// thread (the `Policy` trait says so); an embedder learnt of it only by
-/// its sessions' slowness. The first decision that holds the thread for
-/// 100 ms or more is warned of, once a session, naming the program.
+/// its sessions' slowness. A decision that holds the thread for 100 ms or
+/// more at once, at its first poll or after awaiting, is warned of, once a
+/// session, naming the program.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_that_blocks_the_serving_thread_is_warned_of_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy: Arc<dyn execgate_escalate_server::Policy> = Arc::new(|request: &ExecContext| {
-        if request.executable.canonical_path == Path::new("/usr/bin/true") {
-            std::thread::sleep(Duration::from_millis(150));
+    /// Blocks on `/usr/bin/true`, after awaiting once if `awaits_first`.
+    struct Blocking {
+        awaits_first: bool,
+    }
+    impl execgate_escalate_server::Policy for Blocking {
+        fn decide<'a>(
+            &'a self,
+            request: &'a ExecContext,
+        ) -> execgate_escalate_server::DecisionFuture<'a> {
+            Box::pin(async move {
+                if request.executable.canonical_path == Path::new("/usr/bin/true") {
+                    if self.awaits_first {
+                        tokio::task::yield_now().await;
+                    }
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+                Decision::Run.into()
+            })
         }
-        Decision::Run
-    });
-    let (mut session, _recorder) = start_session(policy);
-    let id = session.id().to_owned();
-    let child = spawn_zsh(
-        &mut session,
-        "/bin/echo quick; /usr/bin/true; /usr/bin/true",
-        dir.path(),
-    );
-    let output = finish(child).await;
-    session.shutdown().await;
-    assert_eq!(output.stdout, "quick\n", "{}", output.stderr);
-    let warnings = server_warnings_of(&id);
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0].contains("deciding held the thread that serves every session's requests")
-            && warnings[0].contains("program=/usr/bin/true"),
-        "{warnings:?}"
-    );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for awaits_first in [false, true] {
+        let (mut session, _recorder) = start_session(Arc::new(Blocking { awaits_first }));
+        let id = session.id().to_owned();
+        let child = spawn_zsh(
+            &mut session,
+            "/bin/echo quick; /usr/bin/true; /usr/bin/true",
+            dir.path(),
+        );
+        let output = finish(child).await;
+        session.shutdown().await;
+        assert_eq!(output.stdout, "quick\n", "{}", output.stderr);
+        let warnings = server_warnings_of(&id);
+        assert_eq!(
+            warnings.len(),
+            1,
+            "awaits first: {awaits_first}: {warnings:?}"
+        );
+        assert!(
+            warnings[0].contains("deciding held the thread that serves every session's requests")
+                && warnings[0].contains("program=/usr/bin/true"),
+            "awaits first: {awaits_first}: {warnings:?}"
+        );
+    }
 }
 
 /// Probe 195: an escalated program whose exec failed ended with 126
