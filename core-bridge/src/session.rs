@@ -893,9 +893,12 @@ impl ShellSession {
             })
     }
 
-    /// Ends the session: every escalated child is killed and reaped.
+    /// Ends the session: every escalated child is killed and reaped, and
+    /// every connection of its limited sandboxes ended and recorded.
     pub async fn shutdown(self) {
         self.stop_everything();
+        // Before the session's end record, as far as it can.
+        self.network.connections_recorded().await;
         self.session.cancel();
         self.session.finished().await;
     }

@@ -199,12 +199,40 @@ async fn decide_and_connect<S: AsyncRead + Unpin>(
                     reason: "the client went away before the decision".to_owned(),
                 })
             }
+            () = decider.relay_ends() => {
+                return Err(ConnectionOutcome::Refused {
+                    reason: ENDED_BEFORE.replace("{what}", "the decision"),
+                })
+            }
         },
     };
     let non_public = match verdict {
         Verdict::Allow(non_public) => non_public,
         Verdict::Deny { reason } => return Err(ConnectionOutcome::Denied { reason }),
     };
+    // An upstream that does not answer (a full backlog) holds the
+    // connection up to `CONNECT_TIMEOUT`: its end, and its record, must
+    // not wait that long after its sandbox's (probe 211: the session's
+    // process exited first, and the record was lost).
+    tokio::select! {
+        biased;
+        connected = connect_allowed(request, non_public, decider) => connected,
+        () = decider.relay_ends() => Err(ConnectionOutcome::Unreachable {
+            reason: ENDED_BEFORE.replace("{what}", "a connection was made"),
+        }),
+    }
+}
+
+/// Why a connection ended on [`Decider::relay_ends`] before `{what}`.
+const ENDED_BEFORE: &str = "its sandbox or its session ended before {what}";
+
+/// Connects to the first of `request`'s addresses that `non_public`
+/// and the decider permit.
+async fn connect_allowed(
+    request: &ConnectRequest,
+    non_public: NonPublicAddresses,
+    decider: &dyn Decider,
+) -> Result<(TcpStream, SocketAddr), ConnectionOutcome> {
     let addresses: Vec<SocketAddr> = match &request.destination {
         Destination::Address(address) => vec![SocketAddr::new(*address, request.port)],
         Destination::Name(name) => {

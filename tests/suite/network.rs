@@ -967,6 +967,72 @@ async fn every_connection_is_in_the_audit_log() {
     assert!(close.bytes.unwrap() > "hello\n".len() as u64);
 }
 
+/// Probe 211: a connection the session's end caught still connecting (an
+/// upstream whose backlog is full answers nothing) lost its record: the
+/// proxy waited up to its connect timeout, and the session's process could
+/// exit first. The session's end ends it at once, and `shutdown` returns
+/// once it is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_sessions_end_catches_is_recorded() {
+    // Backlog 1, filled: a further connection's handshake goes unanswered.
+    let upstream = tokio::net::TcpSocket::new_v4().unwrap();
+    upstream.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let upstream = upstream.listen(1).unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let mut queued = Vec::new();
+    loop {
+        let attempt = tokio::net::TcpStream::connect(("127.0.0.1", port));
+        match tokio::time::timeout(Duration::from_millis(300), attempt).await {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => break,
+        }
+    }
+    let place = Place::new();
+    let log = place.root.join("audit.jsonl");
+    let mut config = limited_config(
+        PROFILES,
+        &place,
+        "net",
+        DenyAll,
+        Arc::new(RuleSet::default()),
+        None,
+    );
+    let audit = Arc::new(AuditLog::open(&log, Rotation::default()).unwrap());
+    config.audit = Some(Arc::new(SessionAudit::new(audit, RecordOptions::default())));
+    let session = ShellSession::start(config).unwrap();
+    let script =
+        format!("export NO_PROXY= no_proxy=\ncurl -s -m 1 http://127.0.0.1:{port}/; echo curl=$?");
+    let outcome = run(&session, &script).await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "curl=28\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    session.shutdown().await;
+    let closes: Vec<String> = read_records(&log)
+        .unwrap()
+        .into_iter()
+        .filter(|record| record.event.action == "network-close")
+        .map(|record| {
+            let decision = record.execgate.unwrap();
+            format!(
+                "{} {:?} {:?}",
+                record.destination.unwrap().port,
+                decision.network_outcome,
+                decision.reason
+            )
+        })
+        .collect();
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert!(
+        closes[0].starts_with(&format!("{port} "))
+            && closes[0].contains("its sandbox or its session ended before a connection was made"),
+        "{closes:?}"
+    );
+    drop(queued);
+}
+
 /// An allowed socket must be the socket itself, out of the sandbox's
 /// reach: a symlink (which bubblewrap would follow) or a path under a
 /// writable root would let the sandbox point the grant at any host socket.

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::socket::{getsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use execgate_escalate_server::sandbox::{ResolvedPolicy, LISTENER_MESSAGE};
 use execgate_escalate_server::{NetworkBridge, SandboxOrigin};
@@ -120,6 +121,8 @@ struct Inner {
     /// linked, and the message for the run.
     denials: Mutex<Vec<Denial>>,
     ended: CancellationToken,
+    /// Every connection being served, each until its record is written.
+    connections: TaskTracker,
 }
 
 impl ProxyHost {
@@ -135,6 +138,7 @@ impl ProxyHost {
                 on_denial,
                 denials: Mutex::default(),
                 ended: CancellationToken::new(),
+                connections: TaskTracker::new(),
             }),
         }
     }
@@ -142,6 +146,26 @@ impl ProxyHost {
     /// Stops serving every sandbox (the session ended).
     pub(crate) fn shut_down(&self) {
         self.inner.ended.cancel();
+    }
+
+    /// Waits, after [`ProxyHost::shut_down`], until every connection has
+    /// ended and been recorded, for [`RECORDS_GRACE`] at most: the
+    /// session's process may exit next, and a connection's record with it
+    /// (probe 211: a session's end lost some of its allowed connections'
+    /// closes). The session's end ends them at once: relays, and
+    /// connections being decided or made.
+    pub(crate) async fn connections_recorded(&self) {
+        let connections = &self.inner.connections;
+        connections.close();
+        if tokio::time::timeout(RECORDS_GRACE, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = connections.len(),
+                "the session ended with connections whose records are not written yet"
+            );
+        }
     }
 
     /// Why the sandbox started by process `pid` (a shell's bubblewrap)
@@ -271,7 +295,8 @@ async fn serve_sandbox(
                     });
                     continue;
                 };
-                tokio::spawn(async move {
+                let connections = inner.connections.clone();
+                connections.spawn(async move {
                     serve_one(&inner, stream, connection, &sandbox, &relays_end).await;
                     drop((permit, process_permit));
                 });
@@ -282,6 +307,10 @@ async fn serve_sandbox(
         }
     }
 }
+
+/// How long a session's end waits for its connections' records: ending
+/// them takes a shutdown of their sockets and one record each.
+const RECORDS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a sandbox's relays may go on after it has ended: long enough
 /// to pass on what its last writes left in the sockets.
