@@ -895,22 +895,28 @@ fn process_with_args(args: &[&str]) -> bool {
         .any(|entry| fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| cmdline == wanted))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_connection_is_in_the_audit_log() {
-    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
-    let place = Place::new();
-    let log = place.root.join("audit.jsonl");
+/// A session in profile `net` of [`PROFILES`] (the default reaction to
+/// a late denial) that records to the audit log `log`.
+fn audited_net_session(place: &Place, log: &Path) -> ShellSession {
     let mut config = limited_config(
         PROFILES,
-        &place,
+        place,
         "net",
         DenyAll,
         Arc::new(RuleSet::default()),
         None,
     );
-    let audit = Arc::new(AuditLog::open(&log, Rotation::default()).unwrap());
+    let audit = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
     config.audit = Some(Arc::new(SessionAudit::new(audit, RecordOptions::default())));
-    let session = ShellSession::start(config).unwrap();
+    ShellSession::start(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_connection_is_in_the_audit_log() {
+    let origin = Origin::start(&[("hello.txt", b"hello\n")]).await;
+    let place = Place::new();
+    let log = place.root.join("audit.jsonl");
+    let session = audited_net_session(&place, &log);
     let outcome = run_proxied(
         &session,
         &origin,
@@ -989,17 +995,7 @@ async fn a_connection_the_sessions_end_catches_is_recorded() {
     }
     let place = Place::new();
     let log = place.root.join("audit.jsonl");
-    let mut config = limited_config(
-        PROFILES,
-        &place,
-        "net",
-        DenyAll,
-        Arc::new(RuleSet::default()),
-        None,
-    );
-    let audit = Arc::new(AuditLog::open(&log, Rotation::default()).unwrap());
-    config.audit = Some(Arc::new(SessionAudit::new(audit, RecordOptions::default())));
-    let session = ShellSession::start(config).unwrap();
+    let session = audited_net_session(&place, &log);
     let script =
         format!("export NO_PROXY= no_proxy=\ncurl -s -m 1 http://127.0.0.1:{port}/; echo curl=$?");
     let outcome = run(&session, &script).await;
