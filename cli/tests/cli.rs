@@ -146,7 +146,7 @@ fn exit_statuses_pass_through() {
 /// An option's value is the next word, whatever it starts with, as getopt
 /// takes it: clap took `-dash` for an option and told the user to write
 /// `-- -dash`, which makes it the command. The command's words are still
-/// only those after the options.
+/// only those after the options, and `--` is no value.
 #[test]
 fn an_options_value_may_start_with_a_dash() {
     let (_dir, ws) = workspace();
@@ -172,6 +172,12 @@ fn an_options_value_may_start_with_a_dash() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
     let output = execgate(&ws, &["run", "--", "-x"]);
     assert_eq!(output.status.code(), Some(127), "{}", text(&output.stderr));
+    // Nor is `--` a value: an option missing one is an error, not a run
+    // (review 213: the audit log went to a file named `--`).
+    let output = execgate(&ws, &["run", "--audit-log", "--", "echo", "ran"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "");
+    assert!(!ws.join("--").exists());
 }
 
 /// Probe 164: execgate blocks `SIGTTIN` and `SIGTTOU` so that the terminal
