@@ -420,10 +420,13 @@ impl ApprovalClock {
         state.registrations += 1;
         let registration = state.registrations;
         state.commands.insert(pid, (registration, pause));
-        match process {
+        let replaced = match process {
             Some(process) => state.processes.insert(pid, (registration, process, cgroup)),
             None => state.processes.remove(&pid),
         };
+        // As a clock's drop does: a replaced hold may be a cgroup's last.
+        drop(state);
+        drop(replaced);
         CommandClock {
             clock: self.clone(),
             pid,

@@ -205,6 +205,8 @@ pub(crate) async fn serve_request(
             held_cwd = Err("the requester ended while its working directory was checked".into());
         }
     }
+    // Held no longer than the checks: an escalation may run long.
+    drop(pinned);
     let (held_directory, working_directory, cwd) = match held_cwd {
         Ok((held, identified)) => {
             let canonical = identified.canonical_path.clone();

@@ -522,7 +522,7 @@ pub(crate) struct Shared {
     blocking_decision_warned: AtomicBool,
 }
 
-/// A decision's first poll that holds the serving thread this long is a
+/// A poll of a decision that holds the serving thread this long is a
 /// policy or an approver that blocked: far above a rule lookup's
 /// microseconds, and above what a busy machine's scheduling adds.
 const BLOCKING_DECISION: Duration = Duration::from_millis(100);
@@ -606,7 +606,7 @@ impl Shared {
         {
             tracing::warn!(
                 session = %self.id,
-                program = %program.display(),
+                program = ?program,
                 held_ms = held.as_millis(),
                 "deciding held the thread that serves every session's requests: a policy or \
                  approver that must wait should return a future that waits (on \
@@ -900,15 +900,16 @@ impl Session {
     /// its own, whose end `command` holds until it is dropped: drop it once
     /// spawned.
     pub fn prepare_shell(&self, command: &mut std::process::Command) {
-        self.prepare_shell_joining(command, None);
+        let no_command_cgroup = None;
+        self.prepare_shell_joining(command, no_command_cgroup);
     }
 
-    /// [`Session::prepare_shell`], joining the command's cgroup `own`, or
-    /// the session's without one.
+    /// [`Session::prepare_shell`], joining `command_cgroup`, or the
+    /// session's cgroup without one.
     fn prepare_shell_joining(
         &self,
         command: &mut std::process::Command,
-        own: Option<CommandCgroup>,
+        command_cgroup: Option<CommandCgroup>,
     ) {
         sys::inherit_only_chosen_in_child(command);
         sys::empty_signal_mask_in_child(command);
@@ -942,9 +943,15 @@ impl Session {
             sys::lower_priority_in_child(command, self.shared.config.shell_niceness);
         }
         // The shell, and all it runs in place, dies with the session too.
-        let cgroup = match own {
+        let cgroup = match command_cgroup {
             Some(own) => Some(Joined::Command(own)),
-            None => (self.shared.children.scope.cgroup().cloned()).map(Joined::Session),
+            None => self
+                .shared
+                .children
+                .scope
+                .cgroup()
+                .cloned()
+                .map(Joined::Session),
         };
         if let Some(cgroup) = cgroup {
             let procs = match &cgroup {

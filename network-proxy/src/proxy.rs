@@ -71,11 +71,13 @@ pub trait Decider: Send + Sync {
         request: &'a ConnectRequest,
     ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 
-    /// Resolves when an allowed connection's relay must end whatever its
-    /// ends do (its client's sandbox has gone): an upstream that never
+    /// Resolves when a connection must end whatever its ends do (its
+    /// client's sandbox has gone, or its session): an upstream that never
     /// closes would otherwise hold the relay, and its descriptors, for
     /// good. The relay then shuts both sockets and reports what it
-    /// relayed. The default never resolves.
+    /// relayed; a decision still waiting is withdrawn (its future
+    /// dropped), and a connection still being made is given up, each
+    /// reported as ended so. The default never resolves.
     fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::pending())
     }

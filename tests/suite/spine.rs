@@ -1112,7 +1112,7 @@ async fn a_policy_that_blocks_the_serving_thread_is_warned_of_once() {
         );
         assert!(
             warnings[0].contains("deciding held the thread that serves every session's requests")
-                && warnings[0].contains("program=/usr/bin/true"),
+                && warnings[0].contains("program=\"/usr/bin/true\""),
             "awaits first: {awaits_first}: {warnings:?}"
         );
     }
