@@ -135,16 +135,34 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let mut client = tokio::io::BufReader::new(client);
-    let first = match tokio::time::timeout(REQUEST_TIMEOUT, peek_byte(&mut client)).await {
+    let first = match read_in_time(decider, peek_byte(&mut client), "no request").await {
         Ok(Ok(Some(byte))) => byte,
         Ok(Ok(None)) => return refused(None, "the client sent nothing"),
         Ok(Err(error)) => return refused(None, &format!("cannot read the request: {error}")),
-        Err(_) => return refused(None, "the client sent no request in time"),
+        Err(reason) => return refused(None, &reason),
     };
     match first {
         SOCKS_VERSION => serve_socks(client, decider).await,
         SOCKS4_VERSION => refuse_socks4(client).await,
         _ => serve_http(client, decider).await,
+    }
+}
+
+/// What `reading` reads, unless [`REQUEST_TIMEOUT`] passes first ("the
+/// client sent `missing` in time") or the connection must end
+/// ([`Decider::relay_ends`]: a session's end waits for its connections'
+/// records, and a client that sends nothing must not hold it).
+async fn read_in_time<T>(
+    decider: &dyn Decider,
+    reading: impl Future<Output = T>,
+    missing: &str,
+) -> Result<T, String> {
+    tokio::select! {
+        biased;
+        () = decider.relay_ends() => Err(ENDED_BEFORE.replace("{what}", "its request was read")),
+        read = tokio::time::timeout(REQUEST_TIMEOUT, reading) => {
+            read.map_err(|_| format!("the client sent {missing} in time"))
+        }
     }
 }
 
@@ -457,13 +475,13 @@ async fn serve_http<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut client)).await {
+    let head = match read_in_time(decider, read_head(&mut client), "no complete request").await {
         Ok(Ok(head)) => head,
         Ok(Err(reason)) => {
             let _ = respond(&mut client, 400, "Bad Request", &reason).await;
             return refused(None, &reason);
         }
-        Err(_) => return refused(None, "the client sent no complete request in time"),
+        Err(reason) => return refused(None, &reason),
     };
     let parsed = match parse_http_request(&head) {
         Ok(parsed) => parsed,
@@ -712,8 +730,8 @@ async fn serve_socks<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_socks_request(&mut client)).await
-    {
+    let reading = read_socks_request(&mut client);
+    let request = match read_in_time(decider, reading, "no complete SOCKS request").await {
         Ok(Ok(request)) => request,
         Ok(Err((reply, reason))) => {
             if let Some(reply) = reply {
@@ -721,7 +739,7 @@ where
             }
             return refused(None, &reason);
         }
-        Err(_) => return refused(None, "the client sent no complete SOCKS request in time"),
+        Err(reason) => return refused(None, &reason),
     };
     match decide_and_connect(&request, decider, &mut client).await {
         Ok((upstream, address)) => {

@@ -211,12 +211,17 @@ impl NetworkBridge for ProxyHost {
             SandboxOrigin::Shell => None,
         };
         let inner = self.inner.clone();
-        self.inner.runtime.spawn(async move {
+        // Tracked with the connections: it may be between an accept and
+        // the connection's task when the session's end is waited for.
+        let serving = async move {
             let serving = serve_sandbox(&inner, ours, decider, request_id, requester);
             if let Err(error) = serving.await {
                 tracing::warn!(%error, ?origin, "a limited sandbox's proxy link failed");
             }
-        });
+        };
+        self.inner
+            .connections
+            .spawn_on(serving, &self.inner.runtime);
         Ok(theirs)
     }
 }
@@ -236,7 +241,14 @@ async fn serve_sandbox(
     request_id: Option<u64>,
     requester: Option<Vec<(u32, Option<u64>)>>,
 ) -> io::Result<()> {
-    let Some((listener, pidfd)) = receive_listener(link).await? else {
+    // The session's end waits for this task: it does not wait for a
+    // sandbox that has yet to link (one the end kills only after).
+    let linked = tokio::select! {
+        biased;
+        () = inner.ended.cancelled() => return Ok(()),
+        linked = receive_listener(link) => linked?,
+    };
+    let Some((listener, pidfd)) = linked else {
         // The sandbox never linked (it failed to start, or was not started).
         return Ok(());
     };
@@ -255,13 +267,19 @@ async fn serve_sandbox(
         CONNECTIONS_PER_SANDBOX.min(process_bound / 2),
     ));
     loop {
+        // Ends first: after them, no connection is taken.
         let permit = tokio::select! {
-            permit = in_flight.clone().acquire_owned() => permit,
-            _ = ended.readable() => return Ok(()),
+            biased;
             () = inner.ended.cancelled() => return Ok(()),
+            _ = ended.readable() => return Ok(()),
+            permit = in_flight.clone().acquire_owned() => permit,
         };
         let Ok(permit) = permit else { return Ok(()) };
         tokio::select! {
+            biased;
+            () = inner.ended.cancelled() => return Ok(()),
+            // A pidfd turns readable when its process has exited.
+            _ = ended.readable() => return Ok(()),
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => {
@@ -301,9 +319,6 @@ async fn serve_sandbox(
                     drop((permit, process_permit));
                 });
             }
-            // A pidfd turns readable when its process has exited.
-            _ = ended.readable() => return Ok(()),
-            () = inner.ended.cancelled() => return Ok(()),
         }
     }
 }
