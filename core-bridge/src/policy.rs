@@ -1192,7 +1192,14 @@ impl Inner {
                 reason: STOPPED_ANOTHER.into(),
             },
             ApprovalAnswer::Abort => {
-                abort_command(&self.clock, request.peer.pid);
+                // Off the thread that serves every session's decisions:
+                // the kill may wait on a command's start and walk `/proc`.
+                // Done before the asker hears its answer all the same.
+                let (clock, asker) = (self.clock.clone(), request.peer.pid);
+                let stopping = tokio::task::spawn_blocking(move || abort_command(&clock, asker));
+                if stopping.await.is_err() {
+                    tracing::warn!("stopping a command at a person's answer failed");
+                }
                 Decision::Deny {
                     reason: "aborted by the approver".into(),
                 }
