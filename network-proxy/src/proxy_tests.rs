@@ -666,6 +666,61 @@ async fn a_relay_the_decider_ends_finishes_though_its_upstream_never_closes() {
     held.abort();
 }
 
+/// Never decides; its connections end when `ends` is notified.
+struct NeverDecides {
+    ends: tokio::sync::Notify,
+}
+
+impl Decider for NeverDecides {
+    fn decide<'a>(
+        &'a self,
+        _: &'a ConnectRequest,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.ends.notified())
+    }
+
+    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
+        None
+    }
+}
+
+/// A connection whose sandbox or session ends while its request is still
+/// being read, or while it is being decided, ends then and says so: a
+/// session's end waits for its connections' records (review 213: a client
+/// that sent nothing held it for the whole wait).
+#[tokio::test]
+async fn a_connection_ends_with_its_sandbox_before_its_request_or_its_decision() {
+    let cases = [
+        (&b""[..], "before its request was read"),
+        (
+            &b"CONNECT undecided.example:443 HTTP/1.1\r\n\r\n"[..],
+            "before the decision",
+        ),
+    ];
+    for (head, ended) in cases {
+        let decider = Arc::new(NeverDecides {
+            ends: tokio::sync::Notify::new(),
+        });
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let serving = decider.clone();
+        let report = tokio::spawn(async move { serve_connection(server, serving.as_ref()).await });
+        client.write_all(head).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!report.is_finished(), "{ended}: ended before it was told");
+        decider.ends.notify_one();
+        let report = finished(report).await;
+        assert!(
+            matches!(&report.outcome, ConnectionOutcome::Refused { reason } if reason.ends_with(ended)),
+            "{report:?}"
+        );
+        drop(client);
+    }
+}
+
 /// Asks a person who never answers; says when its question was dropped.
 struct NeverAnswers {
     withdrawn: Arc<std::sync::atomic::AtomicBool>,
