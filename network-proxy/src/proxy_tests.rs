@@ -593,8 +593,10 @@ async fn an_endless_request_line_is_refused_at_the_heads_limit() {
     assert!(rest.len() > (64 << 20) - 2 * MAX_HEAD, "{}", rest.len());
 }
 
-/// Allows everything; its relays end when `ends` is notified.
+/// Allows everything, or, with `decides` false, never decides; its
+/// connections end when `ends` is notified.
 struct EndingDecider {
+    decides: bool,
     ends: tokio::sync::Notify,
 }
 
@@ -603,6 +605,9 @@ impl Decider for EndingDecider {
         &'a self,
         _: &'a ConnectRequest,
     ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        if !self.decides {
+            return Box::pin(std::future::pending());
+        }
         Box::pin(std::future::ready(Verdict::Allow(
             NonPublicAddresses::Permit,
         )))
@@ -632,6 +637,7 @@ async fn a_relay_the_decider_ends_finishes_though_its_upstream_never_closes() {
         }
     });
     let decider = Arc::new(EndingDecider {
+        decides: true,
         ends: tokio::sync::Notify::new(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -666,28 +672,6 @@ async fn a_relay_the_decider_ends_finishes_though_its_upstream_never_closes() {
     held.abort();
 }
 
-/// Never decides; its connections end when `ends` is notified.
-struct NeverDecides {
-    ends: tokio::sync::Notify,
-}
-
-impl Decider for NeverDecides {
-    fn decide<'a>(
-        &'a self,
-        _: &'a ConnectRequest,
-    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
-        Box::pin(std::future::pending())
-    }
-
-    fn relay_ends(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(self.ends.notified())
-    }
-
-    fn refuses_address(&self, _: &ConnectRequest, _: std::net::IpAddr) -> Option<String> {
-        None
-    }
-}
-
 /// A connection whose sandbox or session ends while its request is still
 /// being read, or while it is being decided, ends then and says so: a
 /// session's end waits for its connections' records (review 213: a client
@@ -702,7 +686,8 @@ async fn a_connection_ends_with_its_sandbox_before_its_request_or_its_decision()
         ),
     ];
     for (head, ended) in cases {
-        let decider = Arc::new(NeverDecides {
+        let decider = Arc::new(EndingDecider {
+            decides: false,
             ends: tokio::sync::Notify::new(),
         });
         let (mut client, server) = tokio::io::duplex(64 * 1024);

@@ -321,10 +321,7 @@ async fn escalated_children_run_in_their_sessions_cgroup() {
     let policy = policy_by_path(&[("/usr/bin/cat", escalate())]);
     let (output, recorder) = run(policy, "cat /proc/self/cgroup", dir.path()).await;
     assert!(!recorder.started_pids().is_empty(), "nothing escalated");
-    let unified = output
-        .stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
+    let unified = unified_cgroup(&output.stdout)
         .unwrap_or_else(|| panic!("no cgroup v2 line: {} / {}", output.stdout, output.stderr));
     let session = unified.rsplit('/').next().unwrap_or_default();
     assert!(
@@ -368,8 +365,7 @@ async fn a_shell_spawned_after_its_cgroup_handle_was_dropped_joins_it() {
     session.shutdown().await;
     assert_eq!(output.stdout, "started\n", "{output:?}");
     let joined = joined.unwrap();
-    let own = joined.lines().find_map(|line| line.strip_prefix("0::"));
-    let command = own
+    let command = unified_cgroup(&joined)
         .and_then(|own| own.rsplit('/').next())
         .unwrap_or_default();
     assert!(command.starts_with("command-"), "{joined}");

@@ -71,6 +71,14 @@ fn recent_warnings() -> std::sync::MutexGuard<'static, std::collections::VecDequ
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The cgroup v2 path in `proc_cgroup`, text as `/proc/PID/cgroup` has
+/// it (its `0::` line).
+pub fn unified_cgroup(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+}
+
 /// The recent warnings (of [`WARNINGS_KEPT`]) that name the session `id`.
 pub fn server_warnings_of(id: &str) -> Vec<String> {
     recent_warnings()

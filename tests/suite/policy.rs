@@ -1782,6 +1782,20 @@ async fn still_running_after_a_while(cmdline: &str) -> Vec<i32> {
     left
 }
 
+/// The processes whose command line is `cmdline` once at least `count`
+/// run, waiting up to 20 s: a start may be slow on a busy machine.
+async fn running_at_least(cmdline: &str, count: usize) -> Vec<i32> {
+    let mut running = super::sandbox::processes_named(cmdline);
+    for _ in 0..1000 {
+        if running.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        running = super::sandbox::processes_named(cmdline);
+    }
+    running
+}
+
 /// Probe 206: a command stopped by its timeout, or a process killed by
 /// its caller, was killed by its process group alone: without a sandbox's
 /// pid namespace, what it had started in other groups (`timeout`'s child,
@@ -1816,13 +1830,7 @@ async fn a_timeout_or_a_kill_stops_the_whole_command_without_a_sandbox() {
         panic!("ended: {started:?}");
     };
     // Both started, however slowly (review 207).
-    for _ in 0..1000 {
-        if super::sandbox::processes_named("sleep 70.1875").len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(super::sandbox::processes_named("sleep 70.1875").len(), 2);
+    assert_eq!(running_at_least("sleep 70.1875", 2).await.len(), 2);
     session.kill(running.process_id).await.unwrap();
     let after_kill = still_running_after_a_while("sleep 70.1875").await;
     session.shutdown().await;
@@ -1865,14 +1873,8 @@ async fn a_stop_takes_what_a_command_left_outside_its_tree_and_group() {
         let cancel = options.cancel.clone();
         let handle = session.run(script, options).unwrap();
         // Stopped once what it left runs, however slowly it started.
-        for _ in 0..1000 {
-            if !super::sandbox::processes_named(left).is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
         assert!(
-            !super::sandbox::processes_named(left).is_empty(),
+            !running_at_least(left, 1).await.is_empty(),
             "{script}: not started"
         );
         cancel.cancel();
@@ -1971,15 +1973,8 @@ async fn a_sandbox_started_for_one_escalation_is_its_commands() {
     };
     let cancel = options.cancel.clone();
     let handle = session.run("sleep 70.4375", options).unwrap();
-    let mut escalated = Vec::new();
-    for _ in 0..1000 {
-        // As the sandbox's helper executes it: by its path.
-        escalated = super::sandbox::processes_named("/usr/bin/sleep 70.4375");
-        if !escalated.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // As the sandbox's helper executes it: by its path.
+    let escalated = running_at_least("/usr/bin/sleep 70.4375", 1).await;
     let cgroups: Vec<String> = escalated
         .iter()
         .map(|pid| fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default())
@@ -1988,10 +1983,7 @@ async fn a_sandbox_started_for_one_escalation_is_its_commands() {
     let outcome = handle.wait().await.unwrap();
     session.shutdown().await;
     assert_eq!(escalated.len(), 1, "{outcome:?}");
-    let own = cgroups[0]
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .unwrap_or_default();
+    let own = unified_cgroup(&cgroups[0]).unwrap_or_default();
     let command = own.rsplit('/').next().unwrap_or_default();
     assert!(command.starts_with("command-"), "{own}");
 }
