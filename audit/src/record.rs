@@ -663,6 +663,13 @@ impl AuditRecord {
                     ..DecisionFields::by(if *granted { "allow" } else { "deny" }, provenance)
                 });
             }
+            // An `error` with the command that never ran, and why.
+            SessionEvent::ShellNotStarted {
+                argv, cwd, reason, ..
+            } => {
+                record.process = asked_process(&mut record, argv, cwd, options);
+                record.error = Some(format!("the command's shell did not start: {reason}"));
+            }
             // A future event kind is still recorded, as an error to look at.
             other => record.error = Some(format!("unrecognised event: {other:?}")),
         }

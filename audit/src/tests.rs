@@ -985,6 +985,50 @@ fn a_grant_to_a_commands_shell_is_synced_as_an_escalation_is() {
     assert!(!audit.waits_for_disk(&requested(false)));
 }
 
+/// A command whose shell did not start (bubblewrap could not set its
+/// sandbox up) is an `error` with the command and why, decided by nobody,
+/// and counted with the errors, not as anything that ran or was denied.
+#[test]
+fn a_shell_that_did_not_start_is_an_error_with_its_command() {
+    let record = AuditRecord::of(
+        &SessionEvent::ShellNotStarted {
+            kind: "command",
+            argv: vec![
+                "zsh".into(),
+                "-f".into(),
+                "-c".into(),
+                "--".into(),
+                "make".into(),
+            ],
+            cwd: "/work".into(),
+            reason: "bubblewrap could not set the sandbox up, so nothing ran".into(),
+        },
+        "s1",
+        SystemTime::UNIX_EPOCH,
+        &RecordOptions::default(),
+    );
+    assert_eq!(
+        (record.event.action.as_str(), record.event.outcome.as_str()),
+        ("error", "failure")
+    );
+    let args = record.process.args.as_deref().unwrap_or_default();
+    assert_eq!(args.last().map(Bytes::lossy).as_deref(), Some("make"));
+    assert_eq!(record.process.args_count, Some(5));
+    let cwd = record.process.working_directory.as_ref().map(Bytes::lossy);
+    assert_eq!(cwd.as_deref(), Some("/work"));
+    assert_eq!(
+        record.error.as_deref(),
+        Some(
+            "the command's shell did not start: bubblewrap could not set the sandbox up, so \
+             nothing ran"
+        )
+    );
+    assert!(record.request_id.is_none() && record.execgate.is_none());
+    let summary = Summary::of([&record]);
+    assert_eq!(summary.errors, 1, "{summary:?}");
+    assert!(summary.denials.is_empty() && summary.escalations.is_empty());
+}
+
 fn run_record() -> AuditRecord {
     AuditRecord::of(
         &decided(vec!["ls".into()], Decision::Run),

@@ -2214,6 +2214,10 @@ fn show_event(event: &SessionEvent) {
             },
             output::terminal_safe(reason, output::Lines::Escaped)
         ),
+        // Said as the command's failure too, in full: one line here.
+        SessionEvent::ShellNotStarted { kind, .. } => {
+            format!("execgate: a shell did not start ({kind}); nothing of its command ran")
+        }
         other => format!("execgate: {other:?}"),
     };
     stderr::line(&line);

@@ -245,6 +245,22 @@ impl Telemetry {
                     self.approval_answered(provenance, wait);
                 }
             }
+            SessionEvent::ShellNotStarted { kind, reason, .. } => {
+                *self
+                    .lock()
+                    .sandbox_start_failures
+                    .entry(reason.clone())
+                    .or_default() += 1;
+                tracing::error!(
+                    target: "execgate::sandbox",
+                    session = %self.session,
+                    sandbox,
+                    profile,
+                    shell = kind,
+                    reason = reason.as_str(),
+                    "sandboxed shell could not be started"
+                );
+            }
             // `SessionEvent` is non-exhaustive: an event added later.
             other => tracing::debug!(target: "execgate::session", event = ?other, "session event"),
         }
@@ -273,24 +289,6 @@ impl Telemetry {
             shell = kind,
             pid = pid.unwrap_or(0),
             "sandboxed shell started"
-        );
-    }
-
-    /// Counts and reports a shell (with its sandbox) that did not start.
-    pub(crate) fn shell_start_failed(&self, kind: &'static str, reason: &str) {
-        *self
-            .lock()
-            .sandbox_start_failures
-            .entry(reason.to_owned())
-            .or_default() += 1;
-        tracing::error!(
-            target: "execgate::sandbox",
-            session = %self.session,
-            sandbox = self.sandbox_type,
-            profile = &*self.profile,
-            shell = kind,
-            reason,
-            "sandboxed shell could not be started"
         );
     }
 }

@@ -574,6 +574,7 @@ impl ShellSession {
         };
         let (zsh, cwd, command) = (self.zsh.clone(), self.cwd.clone(), command.to_owned());
         let session_shell = self.shell_factory(args.to_vec(), ShellGroup::OwnGroup, Vec::new());
+        let failure = self.shell_failure("command", &args);
         let clock = self.exec_policy.as_ref().map(ExecPolicy::approval_clock);
         let telemetry = self.telemetry.clone();
         let network = self.network.clone();
@@ -598,9 +599,7 @@ impl ShellSession {
                         &requested.profile,
                         requested.justification.clone(),
                     );
-                    let argv: Vec<OsString> = std::iter::once(zsh.clone().into_os_string())
-                        .chain(args.iter().cloned())
-                        .collect();
+                    let argv = failure.argv.clone();
                     let asked_at = std::time::Instant::now();
                     let answer = tokio::select! {
                         answer = granting => answer,
@@ -680,16 +679,18 @@ impl ShellSession {
                     (shell, !granted)
                 }
             };
-            // A person's abort at the question is no failure to start.
-            let shell = shell.inspect_err(|error| {
-                if !matches!(error, BridgeError::Aborted) {
-                    telemetry.shell_start_failed("command", &error.to_string());
-                }
-            })?;
-            let mut outcome = run_shell(
-                shell, options, run_stop, clock, &telemetry, &network, sender,
-            )
-            .await?;
+            let shell = match shell {
+                Ok(shell) => shell,
+                // A person's abort at the question is no failure to start.
+                Err(BridgeError::Aborted) => return Err(BridgeError::Aborted),
+                Err(error) => return Err(failure.report(error).await),
+            };
+            let started = Started {
+                telemetry: &telemetry,
+                failure: &failure,
+            };
+            let mut outcome =
+                run_shell(shell, options, run_stop, clock, started, &network, sender).await?;
             outcome.permissions_declined = declined;
             Ok(outcome)
         });
@@ -698,6 +699,19 @@ impl ShellSession {
             outcome,
             stop,
         })
+    }
+
+    /// How a `kind` shell started with `args` is reported if it does not
+    /// start.
+    pub(crate) fn shell_failure(&self, kind: &'static str, args: &[OsString]) -> ShellFailure {
+        ShellFailure {
+            reporter: self.session.event_reporter(),
+            kind,
+            argv: std::iter::once(self.zsh.clone().into_os_string())
+                .chain(args.iter().cloned())
+                .collect(),
+            cwd: self.cwd.clone(),
+        }
     }
 
     /// Builds shell commands later, from a task that cannot borrow `self`.
@@ -808,6 +822,7 @@ impl ShellSession {
             source,
         })?;
         let args = [OsString::from("-i")];
+        let failure = self.shell_failure("interactive", &args);
         let mut shell = self
             .session
             .shell_command_on(&self.zsh, &args, Terminal::Shared);
@@ -828,9 +843,7 @@ impl ShellSession {
             Ok(child) => child,
             Err(source) => {
                 let error = shell_not_started(source, &self.cwd);
-                self.telemetry
-                    .shell_start_failed("interactive", &error.to_string());
-                return Err(error);
+                return Err(failure.report(error).await);
             }
         };
         self.telemetry.shell_started("interactive", child.id());
@@ -840,9 +853,7 @@ impl ShellSession {
         })?;
         if watch.set_up_failed(&status) {
             let error = sandbox_not_set_up_error(None);
-            self.telemetry
-                .shell_start_failed("interactive", &error.to_string());
-            return Err(error);
+            return Err(failure.report(error).await);
         }
         Ok(CommandStatus::of_shell(status, &watch))
     }
@@ -904,13 +915,19 @@ impl ShellSession {
     }
 }
 
+/// Where a command's shell reports its start, or its failure to start.
+struct Started<'a> {
+    telemetry: &'a Telemetry,
+    failure: &'a ShellFailure,
+}
+
 /// Starts `shell` and follows it to its end.
 async fn run_shell(
     shell: ShellCommand,
     options: RunOptions,
     stop: CancellationToken,
     clock: Option<ApprovalClock>,
-    telemetry: &Telemetry,
+    Started { telemetry, failure }: Started<'_>,
     network: &ProxyHost,
     sender: mpsc::UnboundedSender<OutputChunk>,
 ) -> Result<RunOutcome, BridgeError> {
@@ -943,8 +960,7 @@ async fn run_shell(
         Ok(spawned) => spawned,
         Err(source) => {
             let error = shell_not_started(source, cwd.as_deref().unwrap_or(Path::new(".")));
-            telemetry.shell_start_failed("command", &error.to_string());
-            return Err(error);
+            return Err(failure.report(error).await);
         }
     };
     telemetry.shell_started("command", child.id());
@@ -1010,8 +1026,7 @@ async fn run_shell(
             Stdio3::Captured => Some(&stderr),
             Stdio3::Inherited => None,
         });
-        telemetry.shell_start_failed("command", &error.to_string());
-        return Err(error);
+        return Err(failure.report(error).await);
     }
     Ok(RunOutcome {
         status: CommandStatus::of_shell(status, &watch),
@@ -1406,6 +1421,64 @@ pub(crate) fn sandbox_not_set_up_error(stderr: Option<&[u8]>) -> BridgeError {
         None => "bubblewrap's message is above".to_owned(),
     };
     BridgeError::SandboxNotSetUp { bubblewrap_said }
+}
+
+/// How a command's shell that did not start is reported: counted and
+/// traced by the session's telemetry, and recorded in its audit log as an
+/// `error` with the command (a shell whose sandbox bubblewrap could not
+/// set up left no trace there: a reviewer saw the session begin and end,
+/// and nothing of the command in between).
+#[derive(Clone)]
+pub(crate) struct ShellFailure {
+    reporter: EventReporter,
+    kind: &'static str,
+    argv: Vec<OsString>,
+    cwd: PathBuf,
+}
+
+impl ShellFailure {
+    /// Reports that the shell did not start, because of `error`. Waits
+    /// for the audit log (its lock, a disk): not on the runtime's threads.
+    pub(crate) fn report_blocking(&self, error: &BridgeError) {
+        let event = SessionEvent::ShellNotStarted {
+            kind: self.kind,
+            argv: self.argv.clone(),
+            cwd: self.cwd.clone(),
+            reason: error.to_string(),
+        };
+        // Nothing is left to refuse: the shell did not start.
+        if let Err(error) = self.reporter.report(&event) {
+            tracing::warn!(%error, shell = self.kind, "a shell that did not start is not recorded");
+        }
+    }
+
+    /// One that reports to nobody, for the tests of what uses it.
+    #[cfg(test)]
+    pub(crate) fn unreported() -> ShellFailure {
+        ShellFailure {
+            reporter: EventReporter::new("none", None, None, AuditFailure::Deny),
+            kind: "process",
+            argv: Vec::new(),
+            cwd: PathBuf::from("/"),
+        }
+    }
+
+    /// [`ShellFailure::report_blocking`], from the runtime.
+    pub(crate) async fn report(&self, error: BridgeError) -> BridgeError {
+        let failure = self.clone();
+        match tokio::task::spawn_blocking(move || {
+            failure.report_blocking(&error);
+            error
+        })
+        .await
+        {
+            Ok(error) => error,
+            Err(panicked) => BridgeError::Io {
+                what: "cannot report a shell that did not start".into(),
+                source: std::io::Error::other(panicked),
+            },
+        }
+    }
 }
 
 /// Why a session's shell did not start, said so that the user can act: a

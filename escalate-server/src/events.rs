@@ -135,6 +135,21 @@ pub enum SessionEvent {
     /// A connection through the managed network's proxy was decided (before
     /// it is made) or has closed.
     Network(NetworkEvent),
+    /// A command's shell did not start: it could not be spawned, or
+    /// bubblewrap could not set its sandbox up, or the session would not
+    /// start it (ended, a command too long, a grant not recorded). Nothing
+    /// of the command ran; the log says so, with the command, where it
+    /// would otherwise hold no trace of it.
+    ShellNotStarted {
+        /// Which shell: `command` (a one-shot run), `process` (a
+        /// long-lived one) or `interactive`.
+        kind: &'static str,
+        /// The shell's argument vector (`zsh -f -c -- COMMAND`).
+        argv: Vec<std::ffi::OsString>,
+        cwd: std::path::PathBuf,
+        /// Why, as the caller was told.
+        reason: String,
+    },
     /// A command's caller asked extra grants for its shell (an agent's
     /// `request_permissions`, `execgate run --request-permissions`), and
     /// the approver answered. Recorded before the shell starts, with or

@@ -117,7 +117,9 @@ async fn a_shell_that_cannot_start_is_counted_with_its_reason() {
 /// `granted`, the session).
 fn session_granted_a_directory(
     policy: std::sync::Arc<dyn execgate_core_bridge::server::Policy>,
+    audit: Option<&Path>,
 ) -> (tempfile::TempDir, PathBuf, PathBuf, ShellSession) {
+    use execgate_audit::{AuditLog, RecordOptions, Rotation, SessionAudit};
     use execgate_core_bridge::server::sandbox::{parse_target, Access, PermissionProfile};
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
@@ -136,6 +138,10 @@ fn session_granted_a_directory(
         )
         .unwrap();
     config.profile = profile;
+    config.audit = audit.map(|log| {
+        let log = Arc::new(AuditLog::open(log, Rotation::default()).unwrap());
+        Arc::new(SessionAudit::new(log, RecordOptions::default())) as _
+    });
     (dir, ws, granted, ShellSession::start(config).unwrap())
 }
 
@@ -143,12 +149,19 @@ fn session_granted_a_directory(
 /// directory the profile grants, removed since the session began) exits
 /// 1, as the command's failure would. It is told apart (bubblewrap's
 /// status lines report no exit): a run fails saying so, a long-lived
-/// process ends with 125 and says so, and both are counted. A command's
-/// own exit status 1 stays the command's.
+/// process ends with 125 and says so, and both are counted and recorded
+/// in the audit log, each with its command (the log held no trace of
+/// them). A command's own exit status 1 stays the command's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
     use execgate_core_bridge::{BridgeError, CommandStatus, ExecResponse};
-    let (_dir, _, granted, session) = session_granted_a_directory(policy_by_path(&[]));
+    // Outside every root the sandbox can write.
+    let logs = tempfile::Builder::new()
+        .prefix("execgate-log")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let log = logs.path().join("audit.jsonl");
+    let (_dir, _, granted, session) = session_granted_a_directory(policy_by_path(&[]), Some(&log));
     let own_failure = session
         .run("exit 1", RunOptions::default())
         .unwrap()
@@ -196,13 +209,34 @@ async fn a_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() 
             .sum::<u64>(),
         2
     );
+    // Recorded before either failure was told.
+    let records = execgate_audit::read_records(&log).unwrap();
+    let not_started: Vec<_> = records
+        .iter()
+        .filter(|record| record.event.action == "error")
+        .map(|record| {
+            let args = record.process.args.as_deref().unwrap_or_default();
+            let command = args.last().map(execgate_audit::Bytes::lossy);
+            (command.unwrap_or_default(), record.error.clone())
+        })
+        .collect();
+    assert_eq!(not_started.len(), 2, "{records:#?}");
+    for (command, error) in &not_started {
+        assert!(command.ends_with("print ran"), "{command}");
+        let error = error.as_deref().unwrap_or_default();
+        assert!(
+            error.starts_with("the command's shell did not start"),
+            "{error}"
+        );
+        assert!(error.contains("nothing ran"), "{error}");
+    }
     session.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_escalations_sandbox_bubblewrap_cannot_set_up_is_told_from_the_commands_failure() {
     let policy = policy_by_path(&[("/usr/bin/env", Decision::Escalate(Execution::TurnDefault))]);
-    let (_dir, ws, granted, session) = session_granted_a_directory(policy);
+    let (_dir, ws, granted, session) = session_granted_a_directory(policy, None);
     let go = ws.join("go");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     // One shell, started while the grant is there; its escalations start

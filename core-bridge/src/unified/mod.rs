@@ -318,11 +318,8 @@ impl ShellSession {
             ExecStdio::Terminal => ShellGroup::OwnTerminal,
         };
         // Reported as `run`'s shells are: started, or why not.
-        let failed = |error: BridgeError| {
-            self.telemetry
-                .shell_start_failed("process", &error.to_string());
-            ExecError::from(error)
-        };
+        let failure = self.shell_failure("process", &args);
+
         let term = match options.stdio {
             ExecStdio::Pipes => "dumb",
             ExecStdio::Terminal => "xterm-256color",
@@ -337,10 +334,8 @@ impl ShellSession {
         .map(|(name, value)| (OsString::from(name), OsString::from(value)))
         .chain(options.env.iter().cloned())
         .collect();
-        let shell = self.shell_factory(args, group, env)(None).map_err(failed)?;
-        let process = self
-            .processes
-            .start(
+        let started = self.shell_factory(args, group, env)(None).and_then(|shell| {
+            self.processes.start(
                 command,
                 shell,
                 options.stdio,
@@ -348,9 +343,13 @@ impl ShellSession {
                 self.exec_policy
                     .as_ref()
                     .map(|policy| policy.approval_clock()),
-                &self.telemetry,
+                &failure,
             )
-            .map_err(failed)?;
+        });
+        let process = match started {
+            Ok(process) => process,
+            Err(error) => return Err(failure.report(error).await.into()),
+        };
         self.telemetry
             .shell_started("process", process.group_since().map(|(pgid, _)| pgid));
         // A call dropped before it answers (an MCP client's cancellation)

@@ -157,7 +157,7 @@ impl ProcessTable {
         stdio: ExecStdio,
         longest_approval_wait: Duration,
         clock: Option<crate::approval::ApprovalClock>,
-        telemetry: &crate::metrics::Telemetry,
+        failure: &crate::session::ShellFailure,
     ) -> Result<InUse<'_>, BridgeError> {
         let execgate_escalate_server::ShellCommand {
             command: mut shell,
@@ -234,7 +234,7 @@ impl ProcessTable {
             readers,
             shared.clone(),
             ended_sender,
-            (shell_watch, stream, telemetry.clone()),
+            (shell_watch, stream, failure.clone()),
         ));
 
         let mut state = self.lock();
@@ -557,7 +557,7 @@ async fn follow(
     readers: Vec<tokio::task::JoinHandle<()>>,
     shared: Arc<Mutex<Collected>>,
     ended: watch::Sender<bool>,
-    (shell_watch, stream, telemetry): (ShellWatch, Stream, crate::metrics::Telemetry),
+    (shell_watch, stream, failure): (ShellWatch, Stream, crate::session::ShellFailure),
 ) {
     let status = child.wait().await;
     // The group id cannot name another process while any member lives;
@@ -593,7 +593,9 @@ async fn follow(
         Ok(status) if shell_watch.set_up_failed(&status) => {
             let error = crate::session::sandbox_not_set_up_error(None);
             keep(&shared, stream, format!("execgate: {error}\n").as_bytes());
-            telemetry.shell_start_failed("process", &error.to_string());
+            // Recorded before the status is told: whoever sees 125 finds
+            // the record.
+            failure.report(error).await;
             CommandStatus::Exited(SANDBOX_NOT_SET_UP)
         }
         Ok(status) => CommandStatus::of_shell(status, &shell_watch),
@@ -621,17 +623,13 @@ mod tests {
             watch: ShellWatch::default(),
             cgroup: None,
         };
-        let telemetry = crate::metrics::Telemetry::new(
-            &execgate_escalate_server::sandbox::PermissionProfile::Disabled,
-            "none",
-        );
         let started = table.start(
             "sleep",
             shell,
             ExecStdio::Pipes,
             Duration::from_secs(1),
             None,
-            &telemetry,
+            &crate::session::ShellFailure::unreported(),
         );
         assert!(matches!(started, Err(BridgeError::SessionEnded)));
         assert!(table.lock().entries.is_empty());
