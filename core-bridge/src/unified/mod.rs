@@ -319,7 +319,6 @@ impl ShellSession {
         };
         // Reported as `run`'s shells are: started, or why not.
         let failure = self.shell_failure("process", &args);
-
         let term = match options.stdio {
             ExecStdio::Pipes => "dumb",
             ExecStdio::Terminal => "xterm-256color",
