@@ -570,6 +570,20 @@ async fn the_shell_cannot_get_around_the_wrapper() {
             touch marker; print status=$?",
             "execgate:",
         ),
+        // Probe 214: a listener of the command's own there would answer
+        // Run to everything, and record nothing.
+        (
+            "socket replaced by another socket",
+            "zmodload zsh/net/socket && zsocket -l $PWD/other.sock || exit 4
+            fd=$EXECGATE_SOCKET_FD; exec {fd}>&-
+            repeat 100 { exec {fd}>decoy; [[ $fd == $EXECGATE_SOCKET_FD ]] && break }
+            exec {fd}>&-
+            zsocket $PWD/other.sock && exec {fd}>&$REPLY
+            [[ $fd == $EXECGATE_SOCKET_FD ]] || exit 3
+            touch marker; print status=$?",
+            "execgate: descriptor 64 is no longer the session socket (replaced); not running \
+             /usr/bin/touch",
+        ),
     ];
     for (what, script, stderr) in cases {
         let (output, _) = run(deny_touch(), script, dir.path()).await;
