@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::output::{bytes_escaped, debug_escaped};
+use crate::output::{bytes_escaped, debug_escaped, json_terminal_safe};
 use anyhow::{bail, Context, Result};
 use execgate_audit::{
     open_log_file, read_each, rotated_path, AuditError, AuditRecord, Filter, LogLines,
@@ -463,7 +463,8 @@ impl<W: Write> Listing<'_, W> {
     fn finish(self) -> Result<()> {
         if let Some(summary) = &self.summary {
             if self.json {
-                writeln!(self.out, "{}", serde_json::to_string_pretty(summary)?)?;
+                let json = serde_json::to_string_pretty(summary)?;
+                writeln!(self.out, "{}", json_terminal_safe(json))?;
             } else {
                 print_summary(self.out, summary)?;
             }
@@ -479,7 +480,11 @@ fn warn(line: &str) {
 
 fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Result<()> {
     if json {
-        writeln!(out, "{}", serde_json::to_string(record)?)?;
+        writeln!(
+            out,
+            "{}",
+            json_terminal_safe(serde_json::to_string(record)?)
+        )?;
         return Ok(());
     }
     if record.is_network() {
@@ -620,6 +625,16 @@ fn decision_outcome(record: &AuditRecord) -> String {
                 )),
             }
         }
+    } else if let Some(why) = &fields.working_directory_unverified {
+        // A run or a denial asked from a directory that is not the
+        // requester's: moved meanwhile, or a request a program wrote
+        // itself (probe 214: the table showed it as the shell's).
+        let directory = record.process.working_directory.as_ref();
+        let directory = directory.map(quoted_bytes).unwrap_or_default();
+        shown.push_str(&format!(
+            " from {directory}, unverified ({})",
+            escape_controls(why)
+        ));
     }
     let why = [fields.reason.as_deref(), fields.note.as_deref()];
     for (index, text) in why.into_iter().flatten().enumerate() {

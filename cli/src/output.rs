@@ -113,6 +113,33 @@ pub fn escaped_char(c: char) -> String {
     }
 }
 
+/// Serialized JSON `json` with every character [`escaped_char`] would
+/// escape written as a JSON escape (`\u009b`) instead: the same JSON,
+/// which a terminal cannot act on. serde_json escapes only C0 controls; a
+/// recorded argument is the sandbox's to choose, and DEL, C1 controls
+/// (an 8-bit CSI) and the format characters that reorder text reached the
+/// reviewer's terminal raw through `execgate audit --json` (probe 214).
+/// Outside strings JSON is ASCII, so only text inside them changes.
+pub fn json_terminal_safe(json: String) -> String {
+    let unsafe_char =
+        |c: char| c == '\u{7f}' || (!c.is_ascii() && escaped_char(c).starts_with('\\'));
+    if !json.contains(unsafe_char) {
+        return json;
+    }
+    let mut safe = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if unsafe_char(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                safe.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
+}
+
 /// Whether [`terminal_safe`] keeps line breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lines {
@@ -123,6 +150,24 @@ pub enum Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Probe 214: DEL, an 8-bit CSI, a right-to-left override and a
+    /// character past the BMP that escapes alone: JSON escapes, the same
+    /// value; printable text, quotes and escapes left as serde wrote them.
+    #[test]
+    fn json_for_a_terminal_escapes_what_a_terminal_would_act_on() {
+        let value = "\u{7f}\u{9b}2J safe\u{202e}gnp.exe é \"q\" \u{e0001}";
+        let json = serde_json::to_string(&[value]).unwrap();
+        let safe = json_terminal_safe(json);
+        assert_eq!(
+            safe,
+            r#"["\u007f\u009b2J safe\u202egnp.exe é \"q\" \udb40\udc01"]"#
+        );
+        let read: Vec<String> = serde_json::from_str(&safe).unwrap();
+        assert_eq!(read, [value]);
+        let plain = serde_json::to_string(&["plain é"]).unwrap();
+        assert_eq!(json_terminal_safe(plain.clone()), plain);
+    }
 
     /// Probe 112: a byte that is not UTF-8 and a U+FFFD in a name read
     /// alike in `execgate audit`'s table.

@@ -126,6 +126,8 @@ fn print_json(report: &impl serde::Serialize, pretty: bool) -> Result<()> {
     } else {
         serde_json::to_string(report)?
     };
+    // Rules files come with repositories: their text is someone else's.
+    let json = crate::output::json_terminal_safe(json);
     crate::output::stdout(|out| writeln!(out, "{json}"))
 }
 

@@ -7643,9 +7643,34 @@ fn the_audit_table_quotes_grants_and_marks_an_unverified_directory() {
             None,
         ),
         record(serde_json::json!([]), Some("not the requester's directory")),
+        // Probe 214: a request a program wrote itself, from a directory
+        // not its own, read as the shell's in the table; and `--json`
+        // passed its 8-bit CSI and right-to-left override on raw.
+        serde_json::json!({
+            "@timestamp": "2026-12-01T10:00:01Z",
+            "event": {"action": "decision", "outcome": "success"},
+            "session_id": "s",
+            "process": {
+                "executable": "/usr/bin/git",
+                "args": ["git", "push", "\u{9b}2J", "a\u{202e}b"],
+                "working_directory": "/elsewhere",
+            },
+            "execgate": {
+                "decision": "run", "decided_by": "default",
+                "working_directory_unverified": "not the requester's directory",
+            },
+        }),
     ];
-    std::fs::write(&log, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let lines = lines.map(|line| line.to_string()).join("\n");
+    std::fs::write(&log, format!("{lines}\n")).unwrap();
     let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
+    assert!(
+        table.contains("success from /elsewhere, unverified (not the requester's directory)"),
+        "{table}"
+    );
+    let json = text(&execgate(&ws, &["audit", "--json", log.to_str().unwrap()]).stdout);
+    assert!(json.contains(r#""\u009b2J","a\u202eb""#), "{json}");
+    assert!(!json.contains(['\u{9b}', '\u{202e}']), "{json}");
     assert!(
         table.contains(
             "(permissions: \"/o/a b), network=enabled (x=write\", network=restricted) in /dev/shm/home"
