@@ -392,9 +392,16 @@ fn warn_of_gaps(gaps: &RequestGaps) -> bool {
             true => first.to_string(),
             false => format!("{first}-{last}"),
         });
+        let more_than_lost = match session.lost {
+            0 => String::new(),
+            lost => format!(
+                ", {} in all, more than the {lost} records its end says were not written",
+                session.count()
+            ),
+        };
         warn(&format!(
-            "execgate: session {} has no record of request {missing} (a session records every \
-             request it numbers: removed from the log, or in a file not read)",
+            "execgate: session {} has no record of request {missing}{more_than_lost} (a session \
+             records every request it numbers: removed from the log, or in a file not read)",
             escape_controls(&session.session_id),
         ));
     }
