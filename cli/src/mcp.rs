@@ -286,8 +286,13 @@ impl<R> UntilEnd<R> {
     /// (an object without an `id`, or without a `method`), which the
     /// transport's handshake takes for a broken one, ending the server (a
     /// probe's). A request (`ping`, or one that is not JSON-RPC) gets its
-    /// answer, an error where it is one. Notes the `initialize` request.
+    /// answer, an error where it is one. Notes the `initialize` request:
+    /// one the transport takes as such. A malformed one (no `clientInfo`)
+    /// is answered with an error while the transport still waits for
+    /// `initialize` (probe 215: the notification after it passed, and
+    /// ended the server).
     fn may_come_first(&mut self) -> bool {
+        use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
         #[derive(serde::Deserialize)]
         struct Head {
             id: Option<serde::de::IgnoredAny>,
@@ -299,11 +304,41 @@ impl<R> UntilEnd<R> {
             return true;
         };
         match (head.id, head.method) {
-            (Some(_), Some(method)) => {
-                self.initialize_seen = method == "initialize";
+            (Some(_), Some(method)) if method == "initialize" => {
+                self.initialize_seen = matches!(
+                    serde_json::from_slice::<ClientJsonRpcMessage>(line),
+                    Ok(JsonRpcMessage::Request(request))
+                        if matches!(request.request, ClientRequest::InitializeRequest(_))
+                );
+                true
+            }
+            (Some(_), Some(_)) => {
+                self.without_inline_lifecycle();
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The line being read, a request before `initialize`, without the
+    /// protocol version its `_meta` may carry, which starts a lifecycle
+    /// with no handshake in the transport (a draft of MCP's): tools ran,
+    /// and every later notification was dropped here, a cancel with them,
+    /// so a cancelled command ran to its end (probe 215). Without it, the
+    /// transport answers with an error and still waits for `initialize`.
+    fn without_inline_lifecycle(&mut self) {
+        const INLINE_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+        let line = without_byte_order_mark(&self.line);
+        let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(line) else {
+            return;
+        };
+        let meta = message
+            .pointer_mut("/params/_meta")
+            .and_then(serde_json::Value::as_object_mut);
+        if meta.and_then(|meta| meta.remove(INLINE_VERSION)).is_some() {
+            if let Ok(rewritten) = serde_json::to_vec(&message) {
+                self.line = rewritten;
+            }
         }
     }
 }
@@ -770,6 +805,24 @@ mod tests {
         assert_eq!(input.ready, b"123\n");
     }
 
+    /// Probe 215: a request before `initialize` whose `_meta` carries a
+    /// protocol version started a lifecycle of the transport's with no
+    /// handshake. The version is taken out, the rest left as it was.
+    #[test]
+    fn a_request_before_initialize_starts_no_lifecycle_of_its_own() {
+        let mut input = UntilEnd::new(());
+        let line = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"exec_command","arguments":{"cmd":"true"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        let dropped = input.take_in(&[line.as_slice(), b"\n"].concat(), 1 << 20);
+        assert!(dropped.is_empty());
+        let passed: serde_json::Value = serde_json::from_slice(&input.ready).unwrap();
+        assert_eq!(
+            passed["params"]["_meta"],
+            json!({"io.modelcontextprotocol/clientCapabilities": {}})
+        );
+        assert_eq!(passed["params"]["arguments"]["cmd"], "true");
+        assert!(!input.initialize_seen);
+    }
+
     /// Probe 134: a notification or a response before `initialize` ended
     /// the server (the transport's handshake failed on it). They are
     /// dropped until the `initialize` request; requests pass (they are
@@ -777,7 +830,7 @@ mod tests {
     #[test]
     fn only_requests_come_before_initialize() {
         let mut input = UntilEnd::new(());
-        let lines: [(&[u8], bool); 7] = [
+        let lines: [(&[u8], bool); 9] = [
             (
                 br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
                 false,
@@ -785,8 +838,19 @@ mod tests {
             (br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false),
             (br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#, true),
             (b"42", true),
+            // Probe 215: one the transport cannot take as its handshake
+            // (no `clientInfo`) is answered with an error, and it still
+            // waits for `initialize`.
             (
                 br#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{}}"#,
+                true,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                false,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
                 true,
             ),
             (
@@ -967,8 +1031,8 @@ const DEFAULT_MAX_OUTPUT: usize = 64 * 1024;
 #[tool_router]
 impl ExecServer {
     #[tool(
-        description = "Run a command in execgate's sandboxed shell (every program it executes \
-                       is decided by policy). Answers with its output once it exits, or after \
+        description = "Run a command in execgate's sandboxed shell (every program the shell \
+                       executes is decided by policy). Answers with its output once it exits, or after \
                        yield_time_ms with a process_id to poll or type into with write_stdin."
     )]
     async fn exec_command(

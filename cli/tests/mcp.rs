@@ -674,6 +674,50 @@ fn a_notification_before_initialize_is_not_the_end_of_the_server() {
     assert_eq!(output.status.code(), Some(0));
 }
 
+/// Probe 215: a malformed `initialize` (no `clientInfo`) was taken for the
+/// handshake, and the notification after it ended the server (exit 125);
+/// and a request carrying its own protocol version in `_meta` ran a tool
+/// with no handshake at all, where a cancel was dropped. Both are answered
+/// with errors, nothing runs, and the handshake after them works.
+#[test]
+fn a_malformed_initialize_or_a_handshake_in_meta_starts_nothing() {
+    use std::io::Write;
+    let (dir, ws) = workspace();
+    let (server, mut stdin, mut stdout) = mcp_server(dir.path(), &ws, &[], &[]);
+    let inline = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 3,
+        "method": "tools/call",
+        "params": {
+            "name": "exec_command",
+            "arguments": {"cmd": "touch inline"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2025-11-25",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#.to_owned(),
+        inline.to_string(),
+    ];
+    for line in &lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    let mut seen = Vec::new();
+    read_until(&mut stdout, &[r#""id":1"#, r#""error""#], &mut seen);
+    read_until(&mut stdout, &[r#""id":2"#, r#""result""#], &mut seen);
+    read_until(&mut stdout, &[r#""id":3"#, r#""error""#], &mut seen);
+    say_after_handshake(&mut stdin, "{}", &[exec_call(4, "echo still-here", 2000)]);
+    read_until(&mut stdout, &["still-here"], &mut seen);
+    drop(stdin);
+    let output = server.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{seen:#?}");
+    assert!(!ws.join("inline").exists(), "{seen:#?}");
+}
+
 /// Probe 159: a cancelled `write_stdin` went on to its end, took the
 /// process's output and exit status into an answer nobody read, and
 /// forgot the process: the next poll found no such process.
