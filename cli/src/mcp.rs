@@ -997,7 +997,9 @@ struct ExecCommandArgs {
     yield_time_ms: Option<u64>,
     /// Bytes of the command's output returned at most (cut in the
     /// middle); default 65536. A byte that is not UTF-8 comes back as
-    /// U+FFFD, three bytes in the reply (and `not_utf8` says so).
+    /// U+FFFD, three bytes in the reply (and `not_utf8` says so), a
+    /// control byte as a six-byte escape, and the output comes twice
+    /// (text and structured content): keep it well under 8 MiB.
     max_output_bytes: Option<usize>,
 }
 
@@ -1008,8 +1010,10 @@ struct WriteStdinArgs {
     process_id: u32,
     /// Typed into the terminal ("\u0003" is Ctrl-C); empty: only read.
     chars: Option<String>,
-    /// How long to wait for output (default 250 ms after typing).
+    /// How long to wait for output (250-30000 ms; default 250).
     yield_time_ms: Option<u64>,
+    /// Bytes of the process's output returned at most, as for
+    /// exec_command; default 65536.
     max_output_bytes: Option<usize>,
 }
 
