@@ -120,6 +120,7 @@ pub fn escaped_char(c: char) -> String {
 /// (an 8-bit CSI) and the format characters that reorder text reached the
 /// reviewer's terminal raw through `execgate audit --json` (probe 214).
 /// Outside strings JSON is ASCII, so only text inside them changes.
+#[cfg(unix)]
 pub fn json_terminal_safe(json: String) -> String {
     let unsafe_char =
         |c: char| c == '\u{7f}' || (!c.is_ascii() && escaped_char(c).starts_with('\\'));
@@ -155,6 +156,7 @@ mod tests {
     /// character past the BMP that escapes alone: JSON escapes, the same
     /// value; printable text, quotes and escapes left as serde wrote them.
     #[test]
+    #[cfg(unix)]
     fn json_for_a_terminal_escapes_what_a_terminal_would_act_on() {
         let value = "\u{7f}\u{9b}2J safe\u{202e}gnp.exe é \"q\" \u{e0001}";
         let json = serde_json::to_string(&[value]).unwrap();
