@@ -3591,6 +3591,10 @@ fn a_grant_that_cannot_be_made_is_recorded_as_not_made() {
             note.contains("granted, but not made: ") && note.contains(why),
             "{record}"
         );
+        // Said once (review 216: a shell-not-started `error` said it
+        // again, with the whole command).
+        let errors = records_of(&log, "error");
+        assert!(errors.is_empty(), "{why}: {errors:?}");
     }
 }
 

@@ -589,8 +589,10 @@ impl ShellSession {
                     () = stop.cancelled() => {}
                 }
             };
-            let (shell, declined) = match requested {
-                None => (session_shell(None), false),
+            // (the shell, whether a grant was declined, whether one was
+            // given: its record then says why a shell not made was not)
+            let (shell, declined, granted) = match requested {
+                None => (session_shell(None), false, false),
                 Some((requested, policy, reporter)) => {
                     let granting = policy.grant_permissions(
                         &zsh,
@@ -676,13 +678,19 @@ impl ShellSession {
                         what: "the command's shell could not be prepared".into(),
                         source: std::io::Error::other(error),
                     })?;
-                    (shell, !granted)
+                    (shell, !granted, granted)
                 }
             };
             let shell = match shell {
                 Ok(shell) => shell,
                 // A person's abort at the question is no failure to start.
                 Err(BridgeError::Aborted) => return Err(BridgeError::Aborted),
+                // Its `permissions-request` says why (review 216: said
+                // twice, the whole command with each).
+                Err(error) if granted => {
+                    telemetry.observe(&failure.event(&error));
+                    return Err(error);
+                }
                 Err(error) => return Err(failure.report(error).await),
             };
             let started = Started {
@@ -817,12 +825,15 @@ impl ShellSession {
             .path()
             .join("startup")
             .join(options.dir_name());
-        startup::write(&zdotdir, options).map_err(|source| BridgeError::Io {
-            what: "cannot write the shell's startup files".into(),
-            source,
-        })?;
         let args = [OsString::from("-i")];
         let failure = self.shell_failure("interactive", &args);
+        if let Err(source) = startup::write(&zdotdir, options) {
+            let error = BridgeError::Io {
+                what: "cannot write the shell's startup files".into(),
+                source,
+            };
+            return Err(failure.report(error).await);
+        }
         let mut shell = self
             .session
             .shell_command_on(&self.zsh, &args, Terminal::Shared);
@@ -1440,15 +1451,19 @@ impl ShellFailure {
     /// Reports that the shell did not start, because of `error`. Waits
     /// for the audit log (its lock, a disk): not on the runtime's threads.
     pub(crate) fn report_blocking(&self, error: &BridgeError) {
-        let event = SessionEvent::ShellNotStarted {
+        // Nothing is left to refuse: the shell did not start.
+        if let Err(error) = self.reporter.report(&self.event(error)) {
+            tracing::warn!(%error, shell = self.kind, "a shell that did not start is not recorded");
+        }
+    }
+
+    /// The event that says the shell did not start, because of `error`.
+    pub(crate) fn event(&self, error: &BridgeError) -> SessionEvent {
+        SessionEvent::ShellNotStarted {
             kind: self.kind,
             argv: self.argv.clone(),
             cwd: self.cwd.clone(),
             reason: error.to_string(),
-        };
-        // Nothing is left to refuse: the shell did not start.
-        if let Err(error) = self.reporter.report(&event) {
-            tracing::warn!(%error, shell = self.kind, "a shell that did not start is not recorded");
         }
     }
 
