@@ -304,16 +304,18 @@ impl<R> UntilEnd<R> {
             return true;
         };
         match (head.id, head.method) {
-            (Some(_), Some(method)) if method == "initialize" => {
-                self.initialize_seen = matches!(
-                    serde_json::from_slice::<ClientJsonRpcMessage>(line),
-                    Ok(JsonRpcMessage::Request(request))
-                        if matches!(request.request, ClientRequest::InitializeRequest(_))
-                );
-                true
-            }
-            (Some(_), Some(_)) => {
+            (Some(_), Some(method)) => {
+                // An `initialize` the transport cannot take too (review
+                // 216: malformed, with the version in `_meta`, it started
+                // that lifecycle).
                 self.without_inline_lifecycle();
+                let line = without_byte_order_mark(&self.line);
+                self.initialize_seen = method == "initialize"
+                    && matches!(
+                        serde_json::from_slice::<ClientJsonRpcMessage>(line),
+                        Ok(JsonRpcMessage::Request(request))
+                            if matches!(request.request, ClientRequest::InitializeRequest(_))
+                    );
                 true
             }
             _ => false,
@@ -820,6 +822,16 @@ mod tests {
             json!({"io.modelcontextprotocol/clientCapabilities": {}})
         );
         assert_eq!(passed["params"]["arguments"]["cmd"], "true");
+        assert!(!input.initialize_seen);
+        // Review 216: a malformed `initialize` too.
+        let mut input = UntilEnd::new(());
+        let line = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+        input.take_in(&[line.as_slice(), b"\n"].concat(), 1 << 20);
+        let passed: serde_json::Value = serde_json::from_slice(&input.ready).unwrap();
+        assert_eq!(
+            passed["params"]["_meta"],
+            json!({"io.modelcontextprotocol/clientCapabilities": {}})
+        );
         assert!(!input.initialize_seen);
     }
 
