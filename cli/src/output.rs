@@ -102,15 +102,26 @@ pub fn bytes_escaped(bytes: &[u8]) -> String {
 /// zero-width ones are Hangul's vowel and final jamo, which terminals draw
 /// over the letter before them (glibc's `wcwidth` gives them 0).
 pub fn escaped_char(c: char) -> String {
-    const DRAWN_BLANK: [char; 6] = [
-        '\u{115f}', '\u{17b4}', '\u{17b5}', '\u{2800}', '\u{3164}', '\u{ffa0}',
-    ];
-    let zero_width = matches!(c, '\u{1160}'..='\u{11ff}' | '\u{d7b0}'..='\u{d7ff}');
-    if zero_width || DRAWN_BLANK.contains(&c) {
+    if drawn_blank(c) {
         format!("\\u{{{:x}}}", u32::from(c))
     } else {
         c.escape_debug().to_string()
     }
+}
+
+/// Whether [`escaped_char`] escapes `c`, without making the text.
+#[cfg(unix)]
+fn is_escaped(c: char) -> bool {
+    drawn_blank(c) || c.escape_debug().len() > 1
+}
+
+/// Whether `c` is a letter drawn blank or with no width: see
+/// [`escaped_char`].
+fn drawn_blank(c: char) -> bool {
+    const DRAWN_BLANK: [char; 6] = [
+        '\u{115f}', '\u{17b4}', '\u{17b5}', '\u{2800}', '\u{3164}', '\u{ffa0}',
+    ];
+    matches!(c, '\u{1160}'..='\u{11ff}' | '\u{d7b0}'..='\u{d7ff}') || DRAWN_BLANK.contains(&c)
 }
 
 /// Serialized JSON `json` with every character [`escaped_char`] would
@@ -122,8 +133,8 @@ pub fn escaped_char(c: char) -> String {
 /// Outside strings JSON is ASCII, so only text inside them changes.
 #[cfg(unix)]
 pub fn json_terminal_safe(json: String) -> String {
-    let unsafe_char =
-        |c: char| c == '\u{7f}' || (!c.is_ascii() && escaped_char(c).starts_with('\\'));
+    use std::fmt::Write;
+    let unsafe_char = |c: char| c == '\u{7f}' || (!c.is_ascii() && is_escaped(c));
     if !json.contains(unsafe_char) {
         return json;
     }
@@ -132,7 +143,7 @@ pub fn json_terminal_safe(json: String) -> String {
         if unsafe_char(c) {
             let mut units = [0u16; 2];
             for unit in c.encode_utf16(&mut units) {
-                safe.push_str(&format!("\\u{unit:04x}"));
+                let _ = write!(safe, "\\u{unit:04x}");
             }
         } else {
             safe.push(c);
