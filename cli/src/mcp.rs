@@ -1008,10 +1008,9 @@ struct ExecCommandArgs {
     /// default 10000).
     yield_time_ms: Option<u64>,
     /// Bytes of the command's output returned at most (cut in the
-    /// middle); default 65536. A byte that is not UTF-8 comes back as
-    /// U+FFFD, three bytes in the reply (and `not_utf8` says so), a
-    /// control byte as a six-byte escape, and the output comes twice
-    /// (text and structured content): keep it well under 8 MiB.
+    /// middle); default 65536, at most 1048576. A byte that is not UTF-8
+    /// comes back as U+FFFD, three bytes in the reply (and `not_utf8`
+    /// says so).
     max_output_bytes: Option<usize>,
 }
 
@@ -1025,7 +1024,7 @@ struct WriteStdinArgs {
     /// How long to wait for output (250-30000 ms; default 250).
     yield_time_ms: Option<u64>,
     /// Bytes of the process's output returned at most, as for
-    /// exec_command; default 65536.
+    /// exec_command; default 65536, at most 1048576.
     max_output_bytes: Option<usize>,
 }
 
@@ -1043,6 +1042,18 @@ struct ProcessArgs {
 struct NoArgs {}
 
 const DEFAULT_MAX_OUTPUT: usize = 64 * 1024;
+
+/// The most of a call's output returned, whatever it asks: a byte takes
+/// up to six in the reply (a control byte's JSON escape), and the output
+/// comes twice (text and structured content), so that a reply stays under
+/// the 16 MiB line an rmcp client reads (probe 215: 25 MB, which such a
+/// client never finished reading).
+const MOST_OUTPUT: usize = 1 << 20;
+
+/// The output a call asked for (`max_output_bytes`), within bounds.
+fn output_cap(asked: Option<usize>) -> usize {
+    asked.unwrap_or(DEFAULT_MAX_OUTPUT).min(MOST_OUTPUT)
+}
 
 #[tool_router]
 impl ExecServer {
@@ -1066,7 +1077,7 @@ impl ExecServer {
             yield_time: args
                 .yield_time_ms
                 .map_or(defaults.yield_time, Duration::from_millis),
-            max_output_bytes: args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+            max_output_bytes: output_cap(args.max_output_bytes),
             ..defaults
         };
         // A cancelled call (`notifications/cancelled`) drops the command's
@@ -1102,7 +1113,7 @@ impl ExecServer {
                     ProcessId(args.process_id),
                     chars.as_bytes(),
                     yield_time,
-                    args.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT),
+                    output_cap(args.max_output_bytes),
                     &context.ct,
                 )
                 .await,

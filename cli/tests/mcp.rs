@@ -718,6 +718,43 @@ fn a_malformed_initialize_or_a_handshake_in_meta_starts_nothing() {
     assert!(!ws.join("inline").exists(), "{seen:#?}");
 }
 
+/// Probe 215: a reply could pass the 16 MiB line an rmcp client reads
+/// (25 MB: 2 MB of control bytes each way, each a six-byte escape, twice
+/// over, under a large `max_output_bytes`). The output is cut to 1 MiB.
+#[test]
+fn a_reply_stays_under_the_line_a_client_reads() {
+    let (dir, ws) = workspace();
+    let (server, mut stdin, mut stdout) = mcp_server(dir.path(), &ws, &[], &[]);
+    let call = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {
+            "name": "exec_command",
+            "arguments": {
+                "cmd": "head -c 2000000 /dev/zero | tr '\\0' '\\1'; \
+                        head -c 2000000 /dev/zero | tr '\\0' '\\1' >&2",
+                "yield_time_ms": 20000,
+                "max_output_bytes": 100_000_000,
+            },
+        },
+    });
+    say_after_handshake(&mut stdin, "{}", &[call.to_string()]);
+    let mut seen = Vec::new();
+    let reply = read_until(&mut stdout, &[r#""id":2"#], &mut seen);
+    assert!(reply.len() < 16 << 20, "{} bytes", reply.len());
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let structured = &reply["result"]["structuredContent"];
+    let kept = structured["stdout"].as_str().unwrap_or_default().len()
+        + structured["stderr"].as_str().unwrap_or_default().len();
+    assert!(
+        ((1 << 20) - 16..=1 << 20).contains(&kept),
+        "{kept} bytes kept"
+    );
+    drop(stdin);
+    assert_eq!(server.wait_with_output().unwrap().status.code(), Some(0));
+}
+
 /// Probe 159: a cancelled `write_stdin` went on to its end, took the
 /// process's output and exit status into an answer nobody read, and
 /// forgot the process: the next poll found no such process.
