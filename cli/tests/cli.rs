@@ -7144,6 +7144,66 @@ fn a_deny_glob_reached_through_a_link_hides_what_it_names() {
     }
 }
 
+/// Probe 218: a `"none"` entry naming a path with `[` in it (pasted, not
+/// meant as a glob) was read as a glob whose `[1]` is a class: it hid
+/// `creds1`, and `creds[1]` stayed readable, in a sandbox and in a
+/// session, with nothing said. The path the text names is hidden too.
+#[test]
+fn a_hidden_path_with_brackets_in_its_name_is_hidden() {
+    let (dir, ws) = workspace();
+    let creds = dir.path().join("creds[1]");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("token"), "TOKEN").unwrap();
+    let old_keys = dir.path().join("keys [old]");
+    std::fs::create_dir(&old_keys).unwrap();
+    std::fs::write(old_keys.join("id"), "OLDKEY").unwrap();
+    std::fs::write(dir.path().join("creds1"), "CLASS").unwrap();
+    std::fs::write(dir.path().join("open.txt"), "OPEN").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.g]\nextends = \"workspace-write\"\n\
+             filesystem = {{ {:?} = \"none\", \"keys [old]\" = \"none\" }}\n",
+            creds.display().to_string()
+        ),
+    )
+    .unwrap();
+    let files = [
+        creds.join("token"),
+        old_keys.join("id"),
+        dir.path().join("creds1"),
+        dir.path().join("open.txt"),
+    ];
+    let files: Vec<&str> = files.iter().map(|file| file.to_str().unwrap()).collect();
+    let mut program = vec!["cat"];
+    program.extend(&files);
+    let in_sandbox = in_profile(&ws, config.to_str().unwrap(), "g", &program);
+    let quoted: Vec<String> = files.iter().map(|file| format!("'{file}'")).collect();
+    let command = format!("cat {}", quoted.join(" "));
+    let in_session = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "g",
+            "--",
+            &command,
+        ],
+    );
+    for (way, output) in [("sandbox", in_sandbox), ("run", in_session)] {
+        let stdout = text(&output.stdout);
+        let stderr = text(&output.stderr);
+        assert!(!stdout.contains("TOKEN"), "{way}: {stdout}");
+        assert!(!stdout.contains("OLDKEY"), "{way}: {stdout}");
+        // The glob still reads as one.
+        assert!(!stdout.contains("CLASS"), "{way}: {stdout}");
+        assert!(stdout.contains("OPEN"), "{way}: {stderr}");
+    }
+}
+
 /// Probe 181: a command that starts with `-` or `+` was taken by zsh as
 /// its options ("bad option string"), where `policy check --as-run`
 /// decides it as a command (`- cmd` is zsh's precommand modifier).

@@ -1081,10 +1081,29 @@ fn parse_target_read(
 /// entry hides both, so that a config written when `..` was read as text
 /// hides no less now (review 36: `"../../secrets"` in a linked config
 /// directory).
+/// For a `"none"` glob, the path its text names when one exists by
+/// that very name, brackets and all.
 fn hidden_as_text_too(text: &str, base: Option<&Path>, target: &FsTarget) -> Option<FsTarget> {
+    if matches!(target, FsTarget::DenyGlob(_)) {
+        return named_by_glob_text(text, base);
+    }
     parse_target_read(text, base, |text, base| AbsolutePath::new(text, base))
         .ok()
         .filter(|as_text| as_text != target)
+}
+
+/// The path a glob's text names if read as a path, when something exists
+/// there (probe 218: `"/srv/creds[1]" = "none"`, a pasted path, read `[1]`
+/// as a class: it hid `creds1` and left `creds[1]` readable, and only
+/// `"none"` takes a glob, so nothing said so). Hiding it too hides more,
+/// never less; `[[]` still writes a bracket in a glob that should not.
+fn named_by_glob_text(text: &str, base: Option<&Path>) -> Option<FsTarget> {
+    let expanded = expand_home(text).ok()?;
+    let text = expanded.as_deref().unwrap_or(text);
+    let path = AbsolutePath::written(text, base).ok()?;
+    std::fs::symlink_metadata(path.as_path())
+        .is_ok()
+        .then_some(FsTarget::Path(path))
 }
 
 /// A deny glob as it is matched, or why it would hide nothing. Globs are
