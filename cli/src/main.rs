@@ -771,6 +771,7 @@ pub(crate) fn warn_if_grants_name_nothing(
             ));
         }
     }
+    warnings += warn_of_links_on_relative_globs(&view, whose);
     for socket in view.network_lists().allowed_unix_sockets() {
         if std::fs::symlink_metadata(socket.as_path()).is_err() {
             warnings += 1;
@@ -780,6 +781,47 @@ pub(crate) fn warn_if_grants_name_nothing(
                  allowed as they are found when the session starts)",
                 socket.as_path().display()
             ));
+        }
+    }
+    warnings
+}
+
+/// Warns of each relative glob with a `/` whose start, as written under a
+/// writable root, passes a link (probe 218: with `conf` a link to
+/// `/elsewhere`, `"conf/*.key"` did not hide `conf/old.key`): a glob judges
+/// the real path a name resolves to, and a relative one applies only
+/// under the writable roots. Not followed instead: a link the sandbox made
+/// would then aim later sessions' globs wherever it likes.
+/// Returns how many warnings it gave.
+#[cfg(unix)]
+fn warn_of_links_on_relative_globs(view: &ResolvedPolicy, whose: &str) -> usize {
+    let mut warnings = 0;
+    let relative = view
+        .deny_globs()
+        .iter()
+        .filter(|glob| !glob.starts_with('/') && glob.contains('/'));
+    for glob in relative {
+        let literal_start = glob
+            .split('/')
+            .take_while(|part| !part.contains(['*', '?', '[', '{']));
+        for root in view.relative_glob_roots() {
+            let mut path = root.clone();
+            let link = literal_start.clone().find_map(|part| {
+                path.push(part);
+                std::fs::symlink_metadata(&path)
+                    .is_ok_and(|meta| meta.is_symlink())
+                    .then(|| path.clone())
+            });
+            if let Some(link) = link {
+                warnings += 1;
+                stderr::line(&format!(
+                    "execgate: warning: {whose}'s glob {glob} does not reach through {}, a \
+                     link: a glob judges where a name really leads, and a relative one looks \
+                     only under the writable roots; hide what the link leads to by its own \
+                     path or an absolute glob",
+                    link.display()
+                ));
+            }
         }
     }
     warnings

@@ -7204,6 +7204,45 @@ fn a_hidden_path_with_brackets_in_its_name_is_hidden() {
     }
 }
 
+/// Probe 218: a relative glob whose start passes a link in the workspace
+/// (`conf` -> a directory elsewhere) does not hide the files through it,
+/// and nothing said so.
+#[test]
+fn a_relative_glob_through_a_link_is_warned_of() {
+    let (dir, ws) = workspace();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ws.join("conf")).unwrap();
+    std::fs::create_dir(ws.join("keys")).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.g]\nextends = \"workspace-write\"\n\
+         filesystem = { \"conf/*.key\" = \"none\", \"keys/*.key\" = \"none\" }\n",
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "g",
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warning = format!(
+        "the profile's glob conf/*.key does not reach through {}, a link",
+        ws.join("conf").display()
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    assert!(!stderr.contains("keys/*.key"), "{stderr}");
+}
+
 /// Probe 181: a command that starts with `-` or `+` was taken by zsh as
 /// its options ("bad option string"), where `policy check --as-run`
 /// decides it as a command (`- cmd` is zsh's precommand modifier).
