@@ -1192,6 +1192,8 @@ impl Inner {
                 reason: STOPPED_ANOTHER.into(),
             },
             ApprovalAnswer::Abort => {
+                // The stop makes the asker go away: not a withdrawal.
+                request.question.answered();
                 // Off the thread that serves every session's decisions:
                 // the kill may wait on a command's start and walk `/proc`.
                 // Done before the asker hears its answer all the same.

@@ -279,6 +279,15 @@ pub(crate) async fn serve_request(
             };
             match reason {
                 Ok(verdict) => verdict,
+                // Gone at the person's own answer (a stop kills the
+                // command): the decision is awaited, and recorded as made.
+                Err(_) if context.question.was_answered() => tokio::select! {
+                    verdict = &mut deciding => verdict,
+                    () = cancel.cancelled() => {
+                        let reason = "the session ended before the decision";
+                        return refuse_asked(reason.to_owned(), asked()).await;
+                    }
+                },
                 Err(reason) => {
                     return refuse_asked(reason.to_owned(), asked()).await;
                 }

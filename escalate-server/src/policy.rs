@@ -100,12 +100,31 @@ pub struct ExecContext {
 /// gone, its session ended), so that the record still names the rule that
 /// asked and how long the question waited.
 #[derive(Debug, Default)]
-pub struct PendingQuestion(std::sync::Mutex<Option<(Option<RuleRef>, std::time::Instant)>>);
+pub struct PendingQuestion {
+    asked: std::sync::Mutex<Option<(Option<RuleRef>, std::time::Instant)>>,
+    answered: std::sync::atomic::AtomicBool,
+}
 
 impl PendingQuestion {
     /// A person is asked from now, because of `rule` (if a rule asked).
     pub fn asked(&self, rule: Option<RuleRef>) {
         *self.state() = Some((rule, std::time::Instant::now()));
+    }
+
+    /// The person has answered, and what the policy still does before it
+    /// decides is that answer's doing (stopping the command that asked):
+    /// the requester going away from now on is no withdrawal, and the
+    /// decision is recorded as the answer made it (probe 219: a person's
+    /// stop was mostly recorded as "the requester went away", decided by
+    /// the server).
+    pub fn answered(&self) {
+        self.answered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`PendingQuestion::answered`] was said.
+    pub(crate) fn was_answered(&self) -> bool {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The rule that asked and how long its question has waited, once a
@@ -117,7 +136,7 @@ impl PendingQuestion {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, Option<(Option<RuleRef>, std::time::Instant)>> {
-        self.0
+        self.asked
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -125,7 +144,10 @@ impl PendingQuestion {
 
 impl Clone for PendingQuestion {
     fn clone(&self) -> PendingQuestion {
-        PendingQuestion(std::sync::Mutex::new(self.state().clone()))
+        PendingQuestion {
+            asked: std::sync::Mutex::new(self.state().clone()),
+            answered: self.was_answered().into(),
+        }
     }
 }
 

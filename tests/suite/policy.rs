@@ -1765,6 +1765,21 @@ async fn an_abort_at_a_question_stops_the_whole_command() {
         );
         assert!(!ran_on.exists(), "{case}: the command went on");
         assert_eq!(approver.asked().len(), 1, "{case}: asked again");
+        // Recorded as the person's stop, never as the requester gone
+        // (probe 219: the stop's own kill won the race, mostly).
+        let stops: Vec<Decided> = provenances(&recorder)
+            .into_iter()
+            .filter(|decided| decided.1 == "deny")
+            .collect();
+        let id = fs::canonicalize("/usr/bin/id").unwrap();
+        assert_eq!(stops.len(), 1, "{case}: {stops:?}");
+        assert_eq!(stops[0].0, id.display().to_string(), "{case}");
+        assert_eq!(stops[0].2, DecidedBy::User, "{case}");
+        let withdrawn = recorder.events().into_iter().any(|event| {
+            matches!(event, SessionEvent::RequestRefused { reason, .. }
+                if reason.contains("before the decision"))
+        });
+        assert!(!withdrawn, "{case}: recorded as withdrawn");
     }
 }
 
