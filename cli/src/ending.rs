@@ -3,7 +3,8 @@
 //! and `SIGALRM` (every catchable signal whose default action ends a
 //! process, but for the faults and `SIGPIPE`) end the session (every
 //! escalated child killed and reaped, the end recorded in the audit log)
-//! and the exit status is 128 + the signal's number. And how `run` on a
+//! and execgate ends by the same signal once that is done (a status of
+//! 128 + the signal's number; `SIGQUIT` exits 131). And how `run` on a
 //! terminal follows its job ([`TerminalJob`]): the command runs only while
 //! execgate is in the foreground.
 //!
@@ -15,6 +16,7 @@
 
 use std::io::IsTerminal;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -73,8 +75,15 @@ impl EndSignals {
         })
     }
 
-    /// Waits for a signal that ends the session and returns its number.
+    /// Waits for a signal that ends the session and returns its number;
+    /// [`ended_by`] says it from then on.
     pub async fn recv(&mut self) -> i32 {
+        let signal = self.next_ending().await;
+        ENDED_BY.store(signal, Ordering::SeqCst);
+        signal
+    }
+
+    async fn next_ending(&mut self) -> i32 {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => return nix::sys::signal::Signal::SIGTERM as i32,
@@ -95,6 +104,20 @@ impl EndSignals {
             }
         }
     }
+}
+
+/// The signal [`EndSignals::recv`] last returned; 0 before one came.
+static ENDED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// The signal that ended this process's session, if one did. Once
+/// everything is cleaned up and recorded, `main` ends by it too (but for
+/// `SIGQUIT`, whose default action dumps core: 131), so that a parent
+/// shell sees a death by the signal, as it would of `zsh -c`, and not a
+/// status it takes for a signal handled (probe 219: one Ctrl-C did not
+/// stop a bash loop around `execgate run`, which went on to the next).
+pub fn ended_by() -> Option<i32> {
+    Some(ENDED_BY.load(Ordering::SeqCst))
+        .filter(|&signal| signal != 0 && signal != nix::sys::signal::Signal::SIGQUIT as i32)
 }
 
 /// A signal's stream, its default action replaced.

@@ -443,6 +443,10 @@ fn main() -> ExitCode {
     let code = execgate(arguments::parse::<Cli>());
     // What is still queued for stderr, for as long as stderr takes it.
     stderr::drain();
+    if let Some(signal) = ending::ended_by() {
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        execgate_core_bridge::server::die_of(signal);
+    }
     code
 }
 

@@ -277,6 +277,27 @@ pub fn wait_for_children() -> io::Result<()> {
     Ok(())
 }
 
+/// Ends this process by `signal`'s default action (for a program that
+/// was ended by it and has cleaned up: its parent then sees a death by
+/// the signal, as a shell needs to stop at a Ctrl-C). Returns if that
+/// action does not end a process, or could not be given.
+pub fn die_of(signal: i32) {
+    use nix::sys::signal::{raise, sigaction, SaFlags, SigAction, SigHandler, Signal};
+    let Ok(signal) = Signal::try_from(signal) else {
+        return;
+    };
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the default action runs no code of ours in signal context.
+    if unsafe { sigaction(signal, &default) }.is_err() {
+        return;
+    }
+    let mut only = SigSet::empty();
+    only.add(signal);
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&only), None);
+    // To this thread: delivered before `raise` returns.
+    let _ = raise(signal);
+}
+
 /// Makes every descriptor this process has from 3 up close-on-exec, so
 /// that none it inherited without the flag from whoever started it (a
 /// shell's `3<secret`, a harness's pipe) reaches a program it starts: a
