@@ -99,6 +99,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command string in the patched zsh under a session.
+    ///
+    /// Ctrl-C ends the whole command at once (SIGKILL): run a program you
+    /// drive at the terminal (a REPL, a pager) in `execgate shell`, where
+    /// Ctrl-C is the program's.
     Run(RunArgs),
     /// Start an interactive patched zsh under a session, in its sandbox.
     Shell(ShellArgs),

@@ -163,7 +163,13 @@ impl TerminalApprover {
 /// goes on (probe 152: "its processes are killed" was read as all of
 /// them).
 const ABORTING: &str =
-    "execgate: aborting the command that asked (at a shell's prompt, the job that asked)\r\n";
+    "execgate: aborting the command that asked (in `execgate shell`, the job that asked)\r\n";
+
+/// Written before the choices again after a line that answers nothing (a
+/// typo, Ctrl-Z shown as `^Z`): repeated alone, they did not say why
+/// (probe 219).
+const NOT_AN_ANSWER: &str =
+    "\x1b#5  execgate: not an answer: type the letter in brackets of one, then Enter\x1b[K\r\n";
 
 /// Written when a question on the terminal is withdrawn: what is typed
 /// next is the shell's, not an answer.
@@ -619,25 +625,32 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
                 return Ok(Asked::Abandoned);
             }
         };
-        let answer = match line.bytes().any(|key| modes.interrupts.contains(&key)) {
+        let by_interrupt = line.bytes().any(|key| modes.interrupts.contains(&key));
+        let answer = match by_interrupt {
             true => Some(interrupted(question.choices)),
             false => answer_of(question.choices, &line),
         };
         if let Some(answer) = answer {
             if matches!(answer, ApprovalAnswer::Abort) {
                 // The command's end (killed: status 137) does not say why.
-                let _ = write_by(&tty, ABORTING.as_bytes(), abandoned, WRITE_DEADLINE);
+                // An interrupt key ended no line: the echoed `^C` has the
+                // cursor after it.
+                let aborting = match by_interrupt {
+                    true => format!("\r\n{ABORTING}"),
+                    false => ABORTING.to_owned(),
+                };
+                let _ = write_by(&tty, aborting.as_bytes(), abandoned, WRITE_DEADLINE);
             }
             return Ok(Asked::Answered(answer));
         }
-        text.clone_from(&choices);
-        if let (Some(whole), VIEW_KEY) = (&question.whole, line.trim()) {
-            text = whole
+        text = match (&question.whole, line.trim()) {
+            (Some(whole), VIEW_KEY) => whole
                 .iter()
                 .map(|line| format!("\x1b#5  {line}\x1b[K\r\n"))
                 .chain([choices.clone()])
-                .collect();
-        }
+                .collect(),
+            _ => format!("{NOT_AN_ANSWER}{choices}"),
+        };
     }
 }
 

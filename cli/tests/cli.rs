@@ -3738,14 +3738,18 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     // session (regression: it reached the shell's own sandbox, in
     // execgate's process group while the prompt held the terminal, and
     // ended it). `$((1))` prints what its echo does not show.
-    let steps: [(&str, &str, usize); 10] = [
+    // A line that answers nothing says so before the choices again (probe
+    // 219: they were repeated with no word why).
+    let steps: [(&str, &str, usize); 11] = [
         ("touch ../first; print -r -- step$((1))", "[y] once", 1),
         ("a", "step1", 1),
         ("touch ../first; print again=$?", "again=0", 1),
         ("touch ../second", "[y] once", 2),
+        ("maybe", "execgate: not an answer", 1),
         ("n", "execgate: denied", 1),
         ("print second=$?", "second=126", 1),
-        ("touch ../third", "[y] once", 3),
+        // The choices were drawn again after "maybe".
+        ("touch ../third", "[y] once", 4),
         ("\x03", "aborting the command that asked", 1),
         ("print third=$?", "third=137", 1),
         ("exit", "", 0),
@@ -3820,7 +3824,7 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     assert!(seen.contains("third=137"), "{seen}");
     assert_eq!(
         seen.matches(
-            "execgate: aborting the command that asked (at a shell's prompt, the job that asked)"
+            "execgate: aborting the command that asked (in `execgate shell`, the job that asked)"
         )
         .count(),
         1,
