@@ -88,10 +88,13 @@ struct Cli {
     #[cfg(feature = "otlp")]
     #[command(flatten)]
     otlp: otlp::OtlpArgs,
-    /// Without the `otlp` feature: taken only to say how to get it (probe
-    /// 163: clap's "unexpected argument" said nothing of the build).
+    /// Send the session's counters to an OTLP/HTTP endpoint: this build
+    /// has no OTLP export (cargo build -p execgate-cli --features otlp).
+    // Taken only to say how to get it (probe 163: clap's "unexpected
+    // argument" said nothing of the build); shown, as completions offer it
+    // (probe 219).
     #[cfg(not(feature = "otlp"))]
-    #[arg(long, value_name = "URL", global = true, hide = true)]
+    #[arg(long, value_name = "URL", global = true)]
     otlp_endpoint: Option<String>,
 }
 
@@ -143,7 +146,6 @@ enum Command {
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Write the man pages (execgate.1, execgate-run.1, ...) into DIR.
-    #[command(hide = true)]
     Man { dir: PathBuf },
 }
 
