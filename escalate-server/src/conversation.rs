@@ -1357,6 +1357,28 @@ async fn watch_child(
 ) -> io::Result<Termination> {
     let request_id = context.request_id;
     let exited = sys::register_shared(SharedFd(pidfd), Interest::READABLE)?;
+    // The stand-in is watched itself, not only through its socket: a
+    // forged hand-over can give the child the socket's other end, which
+    // then never reads as closed, and the child outlived its command with
+    // nothing left to stop it but the session's end (probe 217).
+    let stand_in = match sys::requester_pidfd(reader.as_ref().as_fd(), context.peer.pid) {
+        Ok(pidfd) => Some(sys::register_owned(pidfd, Interest::READABLE)?),
+        Err(error) => {
+            tracing::warn!(session = %shared.id, request_id, %error, "the stand-in is gone, or cannot be watched: its child is killed");
+            None
+        }
+    };
+    if stand_in.is_none() && *wrapper_present {
+        *wrapper_present = false;
+        shared.children.signal(request_id, Signal::SIGKILL);
+    }
+    let stand_in_ended = async {
+        match &stand_in {
+            Some(pidfd) => pidfd.readable().await.map(drop),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stand_in_ended);
     // Frames are read on their own task so that a half-read frame is never
     // dropped by the select below.
     let (frames_tx, mut frames) = mpsc::channel(16);
@@ -1369,7 +1391,7 @@ async fn watch_child(
             }
         }
     });
-    let mut killed = false;
+    let mut killed = stand_in.is_none();
     // When an escalation that got `SIGTSTP` is stopped for sure
     // (see `Children::stop_after_tstp`); a `SIGCONT` first calls it off.
     let mut stop_due: Option<tokio::time::Instant> = None;
@@ -1391,6 +1413,12 @@ async fn watch_child(
                         Some(status) => return Ok(termination_of(status)),
                         None => guard.clear_ready(),
                     }
+                }
+                _ = &mut stand_in_ended, if *wrapper_present => {
+                    // Gone, as a stand-in whose socket closed is.
+                    *wrapper_present = false;
+                    shared.children.signal(request_id, Signal::SIGKILL);
+                    killed = true;
                 }
                 frame = frames.recv(), if *wrapper_present => match frame {
                     Some(Ok(ClientMessage::Signal(signo))) => {

@@ -86,6 +86,15 @@ fn peer_pidfd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(getsockopt(&socket, sockopt::PeerPidfd)?)
 }
 
+/// A pidfd for the process at the other end of the request socket
+/// `socket`, whose pid is `pid`: the kernel's (`SO_PEERPIDFD`, Linux 6.5),
+/// else one opened by the pid, which names that process still while its
+/// socket is open (it made it, and a pid is not reused before its
+/// process is reaped). An error: it has ended.
+pub(crate) fn requester_pidfd(socket: BorrowedFd<'_>, pid: i32) -> io::Result<OwnedFd> {
+    peer_pidfd(socket).or_else(|_| pidfd_open(pid))
+}
+
 fn parent_through(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
     // SAFETY: all-zero is a valid pidfd_info (integers only); the ioctl
     // fills at most the struct's size, which the request number encodes.

@@ -981,6 +981,84 @@ async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() 
     session.shutdown().await;
 }
 
+/// Probe 217: a requester that handed its escalated child the other end
+/// of its own request socket (a forged hand-over) left the child running
+/// after it was gone, its command ended: the socket never read as closed,
+/// the child holding it. The requester itself is watched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_whose_requester_is_gone_ends_though_its_socket_lives_on() {
+    let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
+    let (mut requester, mine, theirs) = pair_made_by_another_process();
+    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    say(
+        &mine,
+        &request_frame("/usr/bin/sleep", &["sleep", "60.217"]),
+    );
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    drop(theirs);
+    let escalate = read_frame(mine.as_fd()).expect("an answer");
+    assert!(
+        matches!(decode_server(&escalate), Ok(ServerMessage::Escalate)),
+        "{:?}",
+        decode_server(&escalate)
+    );
+    let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
+    say_with(
+        &mine,
+        &frame(&ClientMessage::Descriptors(vec![0, 1, 2, 3])),
+        &[null.as_fd(), null.as_fd(), null.as_fd(), mine.as_fd()],
+    );
+    let started = read_frame(mine.as_fd()).expect("an answer");
+    assert!(
+        matches!(decode_server(&started), Ok(ServerMessage::Started { .. })),
+        "{:?}",
+        decode_server(&started)
+    );
+    // The child's copy is now the socket's last one, and its requester
+    // ends.
+    drop(mine);
+    drop(requester.stdin.take());
+    assert!(requester.wait().unwrap().success());
+    let termination = exited(&recorder, Duration::from_secs(20)).await;
+    session.shutdown().await;
+    assert_eq!(
+        termination,
+        Some(execgate_protocol::Termination::Signaled {
+            signal: libc::SIGKILL,
+            core_dumped: false
+        }),
+        "the child outlived its requester"
+    );
+}
+
+/// A connected pair of stream sockets made by another process (a request
+/// socket's peer credentials name it), which keeps none of them and ends
+/// when its stdin does.
+fn pair_made_by_another_process() -> (std::process::Child, OwnedFd, OwnedFd) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pair");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let maker = "import array, socket, sys\n\
+                 out = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+                 out.connect(sys.argv[1])\n\
+                 a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+                 fds = array.array('i', [a.fileno(), b.fileno()])\n\
+                 out.sendmsg([b'p'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])\n\
+                 a.close(); b.close(); out.close()\n\
+                 sys.stdin.read()\n";
+    let maker = std::process::Command::new("python3")
+        .args(["-c", maker])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (connection, _) = listener.accept().unwrap();
+    let mut byte = [0u8; 1];
+    let received = execgate_protocol::recv_with_fds(connection.as_fd(), &mut byte).unwrap();
+    let [mine, theirs]: [OwnedFd; 2] = received.fds.try_into().unwrap();
+    (maker, mine, theirs)
+}
+
 /// Longer than a request waits for its answer in
 /// [`a_descriptor_whose_close_waits_stalls_nothing`], short enough that a
 /// close which does wait (ours, should the server have let go of its copy
