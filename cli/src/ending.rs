@@ -36,17 +36,21 @@ pub enum TerminalInterrupt {
 }
 
 /// The signals that end a session, taken over from their default actions.
+/// One ignored when execgate started stays so (probe 217: `nohup execgate
+/// run` ended at a hang-up; a script's `execgate run &`, whose `SIGINT`
+/// its shell ignores, ended at one that came after the take-over, where
+/// one that came before it was lost): `None`.
 pub struct EndSignals {
-    terminate: Signal,
-    hangup: Signal,
-    interrupt: Signal,
-    quit: Signal,
+    terminate: Option<Signal>,
+    hangup: Option<Signal>,
+    interrupt: Option<Signal>,
+    quit: Option<Signal>,
     /// `SIGUSR1`, `SIGUSR2`, `SIGALRM`: their default action would end
     /// execgate with nothing recorded and the children left to the warden
     /// (a probe).
-    user1: Signal,
-    user2: Signal,
-    alarm: Signal,
+    user1: Option<Signal>,
+    user2: Option<Signal>,
+    alarm: Option<Signal>,
     terminal_interrupt: TerminalInterrupt,
     /// `SIGXFSZ`, taken over only so that it ends nothing: under a file
     /// size limit (`ulimit -f`), the audit log's write that passes it
@@ -60,13 +64,13 @@ pub struct EndSignals {
 impl EndSignals {
     pub fn new(terminal_interrupt: TerminalInterrupt) -> Result<EndSignals> {
         Ok(EndSignals {
-            terminate: take_over(SignalKind::terminate(), "SIGTERM")?,
-            hangup: take_over(SignalKind::hangup(), "SIGHUP")?,
-            interrupt: take_over(SignalKind::interrupt(), "SIGINT")?,
-            quit: take_over(SignalKind::quit(), "SIGQUIT")?,
-            user1: take_over(SignalKind::user_defined1(), "SIGUSR1")?,
-            user2: take_over(SignalKind::user_defined2(), "SIGUSR2")?,
-            alarm: take_over(SignalKind::alarm(), "SIGALRM")?,
+            terminate: take_over_unless_ignored(SignalKind::terminate(), "SIGTERM")?,
+            hangup: take_over_unless_ignored(SignalKind::hangup(), "SIGHUP")?,
+            interrupt: take_over_unless_ignored(SignalKind::interrupt(), "SIGINT")?,
+            quit: take_over_unless_ignored(SignalKind::quit(), "SIGQUIT")?,
+            user1: take_over_unless_ignored(SignalKind::user_defined1(), "SIGUSR1")?,
+            user2: take_over_unless_ignored(SignalKind::user_defined2(), "SIGUSR2")?,
+            alarm: take_over_unless_ignored(SignalKind::alarm(), "SIGALRM")?,
             terminal_interrupt,
             _file_size: take_over(
                 SignalKind::from_raw(nix::sys::signal::Signal::SIGXFSZ as i32),
@@ -86,21 +90,21 @@ impl EndSignals {
     async fn next_ending(&mut self) -> i32 {
         loop {
             tokio::select! {
-                _ = self.terminate.recv() => return nix::sys::signal::Signal::SIGTERM as i32,
-                _ = self.hangup.recv() => return nix::sys::signal::Signal::SIGHUP as i32,
-                _ = self.interrupt.recv() => {
+                () = next(&mut self.terminate) => return nix::sys::signal::Signal::SIGTERM as i32,
+                () = next(&mut self.hangup) => return nix::sys::signal::Signal::SIGHUP as i32,
+                () = next(&mut self.interrupt) => {
                     if self.terminal_interrupt == TerminalInterrupt::Ends || !from_terminal() {
                         return nix::sys::signal::Signal::SIGINT as i32;
                     }
                 }
-                _ = self.quit.recv() => {
+                () = next(&mut self.quit) => {
                     if self.terminal_interrupt == TerminalInterrupt::Ends || !from_terminal() {
                         return nix::sys::signal::Signal::SIGQUIT as i32;
                     }
                 }
-                _ = self.user1.recv() => return nix::sys::signal::Signal::SIGUSR1 as i32,
-                _ = self.user2.recv() => return nix::sys::signal::Signal::SIGUSR2 as i32,
-                _ = self.alarm.recv() => return nix::sys::signal::Signal::SIGALRM as i32,
+                () = next(&mut self.user1) => return nix::sys::signal::Signal::SIGUSR1 as i32,
+                () = next(&mut self.user2) => return nix::sys::signal::Signal::SIGUSR2 as i32,
+                () = next(&mut self.alarm) => return nix::sys::signal::Signal::SIGALRM as i32,
             }
         }
     }
@@ -123,6 +127,24 @@ pub fn ended_by() -> Option<i32> {
 /// A signal's stream, its default action replaced.
 fn take_over(kind: SignalKind, name: &str) -> Result<Signal> {
     signal(kind).with_context(|| format!("cannot take over {name}"))
+}
+
+/// [`take_over`], but for a signal ignored now, which is left so.
+fn take_over_unless_ignored(kind: SignalKind, name: &str) -> Result<Option<Signal>> {
+    match execgate_core_bridge::server::is_ignored(kind.as_raw_value()) {
+        true => Ok(None),
+        false => take_over(kind, name).map(Some),
+    }
+}
+
+/// The next delivery of `signal`; never, for one not taken over.
+async fn next(signal: &mut Option<Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Keeps the terminal from stopping this process: blocks `SIGTTOU` and

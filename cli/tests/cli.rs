@@ -4531,6 +4531,52 @@ fn signalled_run_leaves_nothing(signal: nix::sys::signal::Signal, scope: &str, r
     }
 }
 
+/// Probe 217: a signal ignored when execgate started (`nohup`'s `SIGHUP`,
+/// the `SIGINT` a script's shell ignores for its background jobs) was
+/// taken over all the same: a hang-up ended a `nohup execgate run`. It
+/// stays ignored, as it would for any program the shell started.
+#[test]
+fn a_signal_ignored_at_the_start_stays_ignored() {
+    use std::time::{Duration, Instant};
+    let (_dir, ws) = workspace();
+    let binary = env!("CARGO_BIN_EXE_execgate");
+    for (signal, name) in [
+        (nix::sys::signal::Signal::SIGHUP, "HUP"),
+        (nix::sys::signal::Signal::SIGINT, "INT"),
+    ] {
+        let started = ws.join(format!("started-{name}"));
+        let script = format!(
+            "trap '' {name}; exec {binary} run -- 'touch {}; sleep 1; echo done'",
+            started.display()
+        );
+        let run = Command::new("bash")
+            .args(["-c", &script])
+            .current_dir(&ws)
+            .env("XDG_CONFIG_HOME", ws.join("no-config"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !started.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the command did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(run.id()).unwrap());
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let output = run.wait_with_output().unwrap();
+        assert_eq!(
+            (output.status.code(), text(&output.stdout).as_str()),
+            (Some(0), "done\n"),
+            "{name}: {}",
+            text(&output.stderr)
+        );
+    }
+}
+
 #[test]
 fn sigterm_of_run_ends_the_session_and_kills_its_escalated_children() {
     signalled_run_leaves_nothing(nix::sys::signal::Signal::SIGTERM, "cgroup", 20);

@@ -259,13 +259,7 @@ fn close_on_exec_from_3() -> io::Result<()> {
 /// exec (bubblewrap, which then never sees its own child end; probe 198).
 pub(crate) fn children_reaped_unwaited() -> Option<crate::session::ChildrenReaped> {
     use crate::session::ChildrenReaped;
-    // SAFETY: all zeros is a valid `sigaction` (SIG_DFL, no flags).
-    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: with no new action, sigaction only writes the current one
-    // into `current`, a live local value of the type it writes.
-    if unsafe { libc::sigaction(libc::SIGCHLD, ptr::null(), &mut current) } == -1 {
-        return None;
-    }
+    let current = current_action(libc::SIGCHLD)?;
     if current.sa_sigaction == libc::SIG_IGN {
         Some(ChildrenReaped::Ignored)
     } else if current.sa_flags & libc::SA_NOCLDWAIT != 0 {
@@ -273,6 +267,25 @@ pub(crate) fn children_reaped_unwaited() -> Option<crate::session::ChildrenReape
     } else {
         None
     }
+}
+
+/// What `signal` does now in this process; `None` if it cannot be read.
+fn current_action(signal: libc::c_int) -> Option<libc::sigaction> {
+    // SAFETY: all zeros is a valid `sigaction` (SIG_DFL, no flags).
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with no new action, sigaction only writes the current one
+    // into `current`, a live local value of the type it writes.
+    if unsafe { libc::sigaction(signal, ptr::null(), &mut current) } == -1 {
+        return None;
+    }
+    Some(current)
+}
+
+/// Whether `signal` is ignored in this process: as its parent left it,
+/// before this process takes it over (`nohup`'s `SIGHUP`, a script's
+/// background job's `SIGINT`).
+pub fn is_ignored(signal: i32) -> bool {
+    current_action(signal).is_some_and(|current| current.sa_sigaction == libc::SIG_IGN)
 }
 
 /// Gives `SIGCHLD` its default action, for a program whose parent ignored
