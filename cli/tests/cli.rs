@@ -7205,14 +7205,17 @@ fn a_deny_glob_reached_through_a_link_hides_what_it_names() {
 /// Probe 218: a `"none"` entry naming a path with `[` in it (pasted, not
 /// meant as a glob) was read as a glob whose `[1]` is a class: it hid
 /// `creds1`, and `creds[1]` stayed readable, in a sandbox and in a
-/// session, with nothing said. The path the text names is hidden too.
+/// session, with nothing said. The name the text spells is hidden too,
+/// where the glob applies (a relative one: under the writable roots;
+/// review 220: not beside the config file).
 #[test]
 fn a_hidden_path_with_brackets_in_its_name_is_hidden() {
     let (dir, ws) = workspace();
     let creds = dir.path().join("creds[1]");
     std::fs::create_dir(&creds).unwrap();
     std::fs::write(creds.join("token"), "TOKEN").unwrap();
-    let old_keys = dir.path().join("keys [old]");
+    let old_keys = ws.join("sub/keys [old]");
+    std::fs::create_dir(ws.join("sub")).unwrap();
     std::fs::create_dir(&old_keys).unwrap();
     std::fs::write(old_keys.join("id"), "OLDKEY").unwrap();
     std::fs::write(dir.path().join("creds1"), "CLASS").unwrap();

@@ -1081,29 +1081,52 @@ fn parse_target_read(
 /// entry hides both, so that a config written when `..` was read as text
 /// hides no less now (review 36: `"../../secrets"` in a linked config
 /// directory).
-/// For a `"none"` glob, the path its text names when one exists by
-/// that very name, brackets and all.
+/// For a `"none"` glob, a glob for the name its text spells, brackets
+/// and all.
 fn hidden_as_text_too(text: &str, base: Option<&Path>, target: &FsTarget) -> Option<FsTarget> {
     if matches!(target, FsTarget::DenyGlob(_)) {
-        return named_by_glob_text(text, base);
+        return spelt_by_glob_text(text);
     }
     parse_target_read(text, base, |text, base| AbsolutePath::new(text, base))
         .ok()
         .filter(|as_text| as_text != target)
 }
 
-/// The path a glob's text names if read as a path, when something exists
-/// there (probe 218: `"/srv/creds[1]" = "none"`, a pasted path, read `[1]`
-/// as a class: it hid `creds1` and left `creds[1]` readable, and only
-/// `"none"` takes a glob, so nothing said so). Hiding it too hides more,
-/// never less; `[[]` still writes a bracket in a glob that should not.
-fn named_by_glob_text(text: &str, base: Option<&Path>) -> Option<FsTarget> {
+/// For a glob whose text does not match itself (a class, `[1]`; an
+/// alternation, `{a,b}`), the glob that matches the name it spells, read
+/// as a glob is (relative: under each writable root): probe 218's
+/// `"/srv/creds[1]" = "none"`, a pasted path, read `[1]` as a class,
+/// hid `creds1`, and left `creds[1]` readable, with nothing said (only
+/// `"none"` takes a glob). Hiding it too hides more, never less; being a
+/// glob, it judges real paths and follows no link (review 220: the path,
+/// followed, let a sandbox make a link by that name and hide `/usr` from
+/// every later session). `[[]` still writes a bracket of a glob's own.
+fn spelt_by_glob_text(text: &str) -> Option<FsTarget> {
     let expanded = expand_home(text).ok()?;
     let text = expanded.as_deref().unwrap_or(text);
-    let path = AbsolutePath::written(text, base).ok()?;
-    std::fs::symlink_metadata(path.as_path())
-        .is_ok()
-        .then_some(FsTarget::Path(path))
+    if !text.contains(['[', '{']) {
+        return None;
+    }
+    deny_glob(&literal_glob(text)).ok().map(FsTarget::DenyGlob)
+}
+
+/// A glob that matches `text` and nothing else: each character a glob
+/// reads otherwise in a class of its own.
+pub(crate) fn literal_glob(text: &str) -> String {
+    let mut glob = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            // Not `!` or `]`: literal outside a class, and `[!]` opens a
+            // negated one.
+            '*' | '?' | '[' | '{' | '}' | '\\' | ' ' => {
+                glob.push('[');
+                glob.push(character);
+                glob.push(']');
+            }
+            other => glob.push(other),
+        }
+    }
+    glob
 }
 
 /// A deny glob as it is matched, or why it would hide nothing. Globs are

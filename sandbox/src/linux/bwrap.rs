@@ -469,21 +469,7 @@ enum Command<'a> {
 /// shows what is made there later, as for a path hidden that did not
 /// exist at the session's start.
 fn exact_glob(path: &Path) -> Option<String> {
-    let path = path.to_str()?;
-    let mut glob = String::with_capacity(path.len());
-    for character in path.chars() {
-        match character {
-            // Not `!` or `]`: literal outside a class, and `[!]` opens a
-            // negated one.
-            '*' | '?' | '[' | '{' | '}' | '\\' | ' ' => {
-                glob.push('[');
-                glob.push(character);
-                glob.push(']');
-            }
-            other => glob.push(other),
-        }
-    }
-    Some(glob)
+    Some(crate::profile::literal_glob(path.to_str()?))
 }
 
 #[derive(Default)]
