@@ -553,6 +553,16 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         })
         .unwrap_or_default();
     let rule = record.rule.as_ref().map_or("-", |rule| rule.id.as_str());
+    // Who, where it was not the rule as written or the default: a person's
+    // approval read as a rule's (probe 219).
+    let decider = record
+        .execgate
+        .as_ref()
+        .map_or("", |fields| fields.decided_by.as_str());
+    let rule = match decider {
+        "" | "rule" | "default" => rule.to_owned(),
+        by => format!("{rule} by {by}"),
+    };
     let outcome = match (
         record.process.exit_code,
         record.process.signal,
@@ -591,7 +601,7 @@ fn print_record(out: &mut impl Write, record: &AuditRecord, json: bool) -> Resul
         escape_controls(decision),
         shown_program,
         args,
-        escape_controls(rule),
+        escape_controls(&rule),
         outcome
     )?;
     Ok(())

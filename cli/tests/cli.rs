@@ -5500,6 +5500,48 @@ fn the_audit_table_and_summary_tell_arguments_apart() {
     );
 }
 
+/// Probe 219: the table showed a person's approval, an earlier one for
+/// the session and a rule's alike, as the rule that asked; only `--json`
+/// told who decided.
+#[test]
+fn the_audit_table_says_who_decided_where_no_rule_did_alone() {
+    let (dir, ws) = workspace();
+    let log = dir.path().join("handed.jsonl");
+    let record = |decided_by: &str, rule: Option<&str>| {
+        serde_json::json!({
+            "@timestamp": "2026-12-01T10:00:00Z",
+            "event": {"action": "decision", "outcome": "success"},
+            "session_id": "s",
+            "process": {"executable": "/usr/bin/git", "args": ["git", decided_by]},
+            "execgate": {"decision": "escalate", "decided_by": decided_by, "execution": "unsandboxed"},
+            "rule": rule.map(|id| serde_json::json!({"id": id})),
+        })
+    };
+    let lines = [
+        record("rule", Some("team.rules:2")),
+        record("user", Some("team.rules:3")),
+        record("session-cache", Some("team.rules:3")),
+        record("default", None),
+        record("skill", None),
+    ];
+    let written: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(&log, written).unwrap();
+    let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
+    for (argument, shown) in [
+        ("rule", "[team.rules:2]"),
+        ("user", "[team.rules:3 by user]"),
+        ("session-cache", "[team.rules:3 by session-cache]"),
+        ("default", "[-]"),
+        ("skill", "[- by skill]"),
+    ] {
+        let line = table
+            .lines()
+            .find(|line| line.contains(&format!("git {argument} ")))
+            .unwrap_or_default();
+        assert!(line.contains(shown), "{argument}: {table}");
+    }
+}
+
 /// Probe 112: a history whose older files were rotated away began in the
 /// middle of a session, and nothing said so.
 #[test]
