@@ -4,7 +4,7 @@
 //! process, but for the faults and `SIGPIPE`) end the session (every
 //! escalated child killed and reaped, the end recorded in the audit log)
 //! and execgate ends by the same signal once that is done (a status of
-//! 128 + the signal's number; `SIGQUIT` exits 131). And how `run` on a
+//! 128 + the signal's number, no core). And how `run` on a
 //! terminal follows its job ([`TerminalJob`]): the command runs only while
 //! execgate is in the foreground.
 //!
@@ -114,14 +114,20 @@ impl EndSignals {
 static ENDED_BY: AtomicI32 = AtomicI32::new(0);
 
 /// The signal that ended this process's session, if one did. Once
-/// everything is cleaned up and recorded, `main` ends by it too (but for
-/// `SIGQUIT`, whose default action dumps core: 131), so that a parent
-/// shell sees a death by the signal, as it would of `zsh -c`, and not a
-/// status it takes for a signal handled (probe 219: one Ctrl-C did not
-/// stop a bash loop around `execgate run`, which went on to the next).
+/// everything is cleaned up and recorded, `main` ends by it too, so that a
+/// parent shell sees a death by the signal, as it would of `zsh -c`, and
+/// not a status it takes for a signal handled (probe 219: one Ctrl-C did
+/// not stop a bash loop around `execgate run`, which went on to the next).
 pub fn ended_by() -> Option<i32> {
-    Some(ENDED_BY.load(Ordering::SeqCst))
-        .filter(|&signal| signal != 0 && signal != nix::sys::signal::Signal::SIGQUIT as i32)
+    Some(ENDED_BY.load(Ordering::SeqCst)).filter(|&signal| signal != 0)
+}
+
+/// Says that `signal` ended the session, as [`EndSignals::recv`] does for
+/// one it received: `execgate run`'s command aborted by the interrupt key
+/// at a question (`SIGINT`: the person pressed Ctrl-C; review 220: a bash
+/// loop took the abort's 137 for a command's end and went on).
+pub fn ended_as_by(signal: i32) {
+    ENDED_BY.store(signal, Ordering::SeqCst);
 }
 
 /// A signal's stream, its default action replaced.

@@ -797,10 +797,11 @@ pub(crate) fn warn_if_grants_name_nothing(
 }
 
 /// Warns of each relative glob with a `/` whose start, as written under a
-/// writable root, passes a link (probe 218: with `conf` a link to
-/// `/elsewhere`, `"conf/*.key"` did not hide `conf/old.key`): a glob judges
-/// the real path a name resolves to, and a relative one applies only
-/// under the writable roots. Not followed instead: a link the sandbox made
+/// writable root, passes a link out of the writable roots (probe 218: with
+/// `conf` a link to `/elsewhere`, `"conf/*.key"` did not hide
+/// `conf/old.key`): a glob judges the real path a name resolves to, and a
+/// relative one applies only under the writable roots. A glob that starts
+/// with a wildcard (`**/conf/*.key`) is not followed there. Not followed instead: a link the sandbox made
 /// would then aim later sessions' globs wherever it likes.
 /// Returns how many warnings it gave.
 #[cfg(unix)]
@@ -816,10 +817,20 @@ fn warn_of_links_on_relative_globs(view: &ResolvedPolicy, whose: &str) -> usize 
             .take_while(|part| !part.contains(['*', '?', '[', '{']));
         for root in view.relative_glob_roots() {
             let mut path = root.clone();
+            // One that leads into a writable root may still meet the glob
+            // there (review 220: warned of where the file was hidden).
+            let leads_out = |link: &std::path::Path| {
+                std::fs::canonicalize(link).is_ok_and(|real| {
+                    !view
+                        .relative_glob_roots()
+                        .iter()
+                        .any(|root| real.starts_with(root))
+                })
+            };
             let link = literal_start.clone().find_map(|part| {
                 path.push(part);
                 std::fs::symlink_metadata(&path)
-                    .is_ok_and(|meta| meta.is_symlink())
+                    .is_ok_and(|meta| meta.is_symlink() && leads_out(&path))
                     .then(|| path.clone())
             });
             if let Some(link) = link {
@@ -1889,6 +1900,11 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
                 "execgate: the command was aborted at a question, and stopped with everything \
                  it started",
             );
+            // By Ctrl-C: the person interrupted the run, and a shell
+            // around it is to see an interrupt.
+            if prompt::aborted_by_the_interrupt_key() {
+                ending::ended_as_by(nix::sys::signal::Signal::SIGINT as i32);
+            }
         }
         Ok(outcome.status.code())
     });

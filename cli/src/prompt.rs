@@ -165,6 +165,16 @@ impl TerminalApprover {
 const ABORTING: &str =
     "execgate: aborting the command that asked (in `execgate shell`, the job that asked)\r\n";
 
+/// Whether a question was answered by the interrupt key with an abort.
+static ABORTED_BY_THE_INTERRUPT_KEY: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a person aborted a command at a question with the interrupt
+/// key (Ctrl-C, Ctrl-\\), rather than `!`.
+pub fn aborted_by_the_interrupt_key() -> bool {
+    ABORTED_BY_THE_INTERRUPT_KEY.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Written before the choices again after a line that answers nothing (a
 /// typo, Ctrl-Z shown as `^Z`): repeated alone, they did not say why
 /// (probe 219).
@@ -639,6 +649,9 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
                     true => format!("\r\n{ABORTING}"),
                     false => ABORTING.to_owned(),
                 };
+                if by_interrupt {
+                    ABORTED_BY_THE_INTERRUPT_KEY.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 let _ = write_by(&tty, aborting.as_bytes(), abandoned, WRITE_DEADLINE);
             }
             return Ok(Asked::Answered(answer));

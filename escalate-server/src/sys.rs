@@ -301,13 +301,16 @@ pub fn wait_for_children() -> io::Result<()> {
 
 /// Ends this process by `signal`'s default action (for a program that
 /// was ended by it and has cleaned up: its parent then sees a death by
-/// the signal, as a shell needs to stop at a Ctrl-C). Returns if that
-/// action does not end a process, or could not be given.
+/// the signal, as a shell needs to stop at a Ctrl-C), with no core: it
+/// did not crash. Returns if that action does not end a process, or
+/// could not be given.
 pub fn die_of(signal: i32) {
+    use nix::sys::resource::{setrlimit, Resource};
     use nix::sys::signal::{raise, sigaction, SaFlags, SigAction, SigHandler, Signal};
     let Ok(signal) = Signal::try_from(signal) else {
         return;
     };
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours in signal context.
     if unsafe { sigaction(signal, &default) }.is_err() {

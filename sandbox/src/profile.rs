@@ -1081,8 +1081,9 @@ fn parse_target_read(
 /// entry hides both, so that a config written when `..` was read as text
 /// hides no less now (review 36: `"../../secrets"` in a linked config
 /// directory).
+///
 /// For a `"none"` glob, a glob for the name its text spells, brackets
-/// and all.
+/// and all ([`spelt_by_glob_text`]).
 fn hidden_as_text_too(text: &str, base: Option<&Path>, target: &FsTarget) -> Option<FsTarget> {
     if matches!(target, FsTarget::DenyGlob(_)) {
         return spelt_by_glob_text(text);
