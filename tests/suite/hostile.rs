@@ -989,18 +989,12 @@ async fn a_requester_cannot_send_its_escalation_a_signal_no_stand_in_forwards() 
 async fn an_escalation_whose_requester_is_gone_ends_though_its_socket_lives_on() {
     let (session, recorder) = start_session(policy_by_path(&[("/usr/bin/sleep", escalate())]));
     let (mut requester, mine, theirs) = pair_made_by_another_process();
-    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
-    say(
+    asked_to_escalate(
+        &session,
         &mine,
-        &request_frame("/usr/bin/sleep", &["sleep", "60.217"]),
-    );
-    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
-    drop(theirs);
-    let escalate = read_frame(mine.as_fd()).expect("an answer");
-    assert!(
-        matches!(decode_server(&escalate), Ok(ServerMessage::Escalate)),
-        "{:?}",
-        decode_server(&escalate)
+        theirs,
+        "/usr/bin/sleep",
+        &["sleep", "60.217"],
     );
     let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
     say_with(
@@ -1478,15 +1472,7 @@ async fn an_escalation_whose_requester_left_before_it_started_is_killed() {
 /// descriptors handed over (three of `/dev/null`): the request socket.
 fn handed_over(session: &Session, path: &str, argv: &[&str]) -> OwnedFd {
     let (mine, theirs) = stream_pair();
-    setsockopt(&mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
-    say(&mine, &request_frame(path, argv));
-    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
-    drop(theirs);
-    let escalate = read_frame(mine.as_fd()).expect("an answer");
-    assert!(matches!(
-        decode_server(&escalate),
-        Ok(ServerMessage::Escalate)
-    ));
+    asked_to_escalate(session, &mine, theirs, path, argv);
     let null: OwnedFd = fs::File::open("/dev/null").unwrap().into();
     say_with(
         &mine,
@@ -1494,6 +1480,28 @@ fn handed_over(session: &Session, path: &str, argv: &[&str]) -> OwnedFd {
         &[null.as_fd(), null.as_fd(), null.as_fd()],
     );
     mine
+}
+
+/// Asks `session` on a private socket (`mine`, `theirs`) to run `path`,
+/// which its policy escalates: answered `Escalate`, it waits for the
+/// descriptors.
+fn asked_to_escalate(
+    session: &Session,
+    mine: &OwnedFd,
+    theirs: OwnedFd,
+    path: &str,
+    argv: &[&str],
+) {
+    setsockopt(mine, sockopt::ReceiveTimeout, &TimeVal::new(30, 0)).unwrap();
+    say(mine, &request_frame(path, argv));
+    hello(session.shell_socket().unwrap(), HELLO, &[theirs.as_fd()]);
+    drop(theirs);
+    let escalate = read_frame(mine.as_fd()).expect("an answer");
+    assert!(
+        matches!(decode_server(&escalate), Ok(ServerMessage::Escalate)),
+        "{:?}",
+        decode_server(&escalate)
+    );
 }
 
 /// How the first escalated child that ended did, waiting up to `patience`.
