@@ -801,9 +801,9 @@ pub(crate) fn warn_if_grants_name_nothing(
 /// `conf` a link to `/elsewhere`, `"conf/*.key"` did not hide
 /// `conf/old.key`): a glob judges the real path a name resolves to, and a
 /// relative one applies only under the writable roots. A glob that starts
-/// with a wildcard (`**/conf/*.key`) is not followed there. Not followed instead: a link the sandbox made
-/// would then aim later sessions' globs wherever it likes.
-/// Returns how many warnings it gave.
+/// with a wildcard (`**/conf/*.key`) is not looked at. The link is not
+/// followed instead: one the sandbox made would then aim later sessions'
+/// globs wherever it liked. Returns how many warnings it gave.
 #[cfg(unix)]
 fn warn_of_links_on_relative_globs(view: &ResolvedPolicy, whose: &str) -> usize {
     let mut warnings = 0;
