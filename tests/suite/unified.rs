@@ -862,6 +862,61 @@ async fn killing_a_process_that_ended_keeps_its_end() {
     session.shutdown().await;
 }
 
+/// Probe 221: killed once its shell had ended, while what an escalated
+/// program left still held its output (drained for a while), a process
+/// was taken out of the table: its end was lost, and what was left ran on
+/// until the session ended. That is killed, and the end kept for a poll.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_process_whose_output_drains_kills_what_it_left_and_keeps_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[("/usr/bin/dash", escalate())]);
+    let marker = b"words 221";
+    let response = session
+        .exec_command(
+            "dash -c 'sleep 61.221 & exit 0'; print last words 221; exit 3",
+            pipes(250),
+        )
+        .await
+        .unwrap();
+    let id = running_id(&response);
+    let ExecResponse::Running(running) = &response else {
+        unreachable!("running_id says so");
+    };
+    let mut stdout = text(&running.output.stdout);
+    let left = pids_running("sleep 61.221");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let shell_runs = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|line| line.windows(marker.len()).any(|part| part == marker))
+        })
+    };
+    for _ in 0..1000 {
+        if !shell_runs() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!shell_runs(), "the shell did not end");
+    assert!(matches!(
+        session.kill(id).await,
+        Err(ExecError::AlreadyExited(killed)) if killed == id
+    ));
+    assert!(gone_soon(&left).await, "what the process left ran on");
+    let polled = session
+        .write_stdin(id, b"", Duration::from_millis(2000), 1 << 20)
+        .await
+        .unwrap();
+    let ExecResponse::Exited(exited) = polled else {
+        panic!("still running: {polled:?}");
+    };
+    assert_eq!(exited.status, CommandStatus::Exited(3));
+    stdout.push_str(&text(&exited.output.stdout));
+    assert_eq!(stdout, "last words 221\n");
+    session.shutdown().await;
+}
+
 /// Starts a command that prints "last words" and exits 3 after 0.4 s, and
 /// returns once it has ended, unreported: its id.
 async fn ended_with_last_words(session: &ShellSession, options: ExecOptions) -> ProcessId {

@@ -470,10 +470,22 @@ impl ShellSession {
     /// program left outside its group (`setsid`, a daemon), or a process
     /// its parent left that also left the group, runs on until the session
     /// ends. One that has already exited is left for a poll to
-    /// report ([`ExecError::AlreadyExited`]).
+    /// report ([`ExecError::AlreadyExited`]); if its output is still
+    /// draining, held by what it left, what it left in its cgroup is
+    /// killed first.
     pub async fn kill(&self, process_id: ProcessId) -> Result<(), ExecError> {
-        if self.processes.touch(process_id)?.has_exited() {
-            return Err(ExecError::AlreadyExited(process_id));
+        {
+            let process = self.processes.touch(process_id)?;
+            if process.has_exited() {
+                return Err(ExecError::AlreadyExited(process_id));
+            }
+            // Its shell ended, its output still draining (held by what it
+            // left): that is killed, and its end kept for a poll (probe
+            // 221: taken out of the table, its status was lost).
+            if process.shell_ended() {
+                process.kill();
+                return Err(ExecError::AlreadyExited(process_id));
+            }
         }
         let process = self
             .processes

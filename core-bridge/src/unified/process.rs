@@ -448,6 +448,12 @@ impl LiveProcess {
         self.status().is_some()
     }
 
+    /// Whether its shell has ended (its status comes once the output is
+    /// drained).
+    pub(crate) fn shell_ended(&self) -> bool {
+        self.lock().reaped
+    }
+
     /// Resolves once the process has exited and its output is drained.
     pub(crate) async fn ended(&self) {
         let mut ended = self.ended.clone();
@@ -495,6 +501,12 @@ impl LiveProcess {
             // Whole, in whatever groups (probe 206: its group alone, and
             // `timeout`'s or `setsid`'s children ran on).
             crate::tree::kill_command(self.root.as_ref(), self.pgid, self.cgroup.as_ref());
+        } else if let Some(cgroup) = &self.cgroup {
+            // Its shell is gone, and its group may be another's by now;
+            // its cgroup is its own still, with what an escalated program
+            // left there (probe 221: skipped, that ran on until the
+            // session ended).
+            let _ = cgroup.kill();
         }
     }
 
