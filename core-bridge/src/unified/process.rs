@@ -388,8 +388,11 @@ impl Drop for ProcessTable {
 
 /// Which process goes when the table is full: among all but the
 /// [`PROTECTED_RECENT`] most recently used, the least recently used one
-/// that has exited, else the least recently used one. A process some call
-/// is waiting on is never chosen.
+/// that has exited, else the least recently used one; in a table of no
+/// more than those, the least recently used one. A process some call is
+/// waiting on is never chosen, and while every candidate is, none is
+/// (probe 221: a recent one was, and each process started then was
+/// pruned as its start answered, its id just handed out).
 pub(crate) fn prune_choice(entries: impl Iterator<Item = Candidate>) -> Option<ProcessId> {
     let mut entries: Vec<Candidate> = entries.collect();
     entries.sort_by_key(|entry| entry.last_used);
@@ -403,7 +406,7 @@ pub(crate) fn prune_choice(entries: impl Iterator<Item = Candidate>) -> Option<P
     unprotected_idle()
         .find(|(_, entry)| entry.exited)
         .or_else(|| unprotected_idle().next())
-        .or_else(|| idle.first())
+        .or_else(|| idle.first().filter(|_| unprotected == 0))
         .map(|(_, entry)| entry.id)
 }
 
@@ -713,7 +716,7 @@ mod tests {
             ((1..=3).map(running).collect(), Some(1)),
             // A process a call waits on is passed over, even exited.
             (
-                (1..=10)
+                (1..=12)
                     .map(|n| match n {
                         1 => waited_on(n),
                         2 => (n, true, true),
@@ -722,10 +725,18 @@ mod tests {
                     .collect(),
                 Some(3),
             ),
-            // Outside the recent eight every one is waited on: the least
-            // recently used idle one among them.
+            // Outside the recent eight every one is waited on: none, till
+            // a call answers (probe 221).
             (
                 (1..=10)
+                    .map(|n| if n <= 2 { waited_on(n) } else { running(n) })
+                    .collect(),
+                None,
+            ),
+            // No more than the recent eight: the least recently used idle
+            // one among them.
+            (
+                (1..=5)
                     .map(|n| if n <= 2 { waited_on(n) } else { running(n) })
                     .collect(),
                 Some(3),
