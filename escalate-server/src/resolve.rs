@@ -159,7 +159,26 @@ fn open_path(path: &Path, flags: OFlag) -> io::Result<File> {
     let how = OpenHow::new()
         .flags(flags | OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    Ok(File::from(openat2(AT_FDCWD, path, how)?))
+    Ok(File::from(openat2_settled(AT_FDCWD, path, how)?))
+}
+
+/// `openat2`, asked again while it answers `EAGAIN`: a mount or rename
+/// anywhere on the machine raced the lookup, and the kernel asks the
+/// caller to retry (review 222's run: sandboxes starting in another
+/// process made a check fail now and then, and an exec was denied).
+pub(crate) fn openat2_settled(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    how: OpenHow,
+) -> nix::Result<OwnedFd> {
+    const TRIES: usize = 100;
+    let mut tries = 1;
+    loop {
+        match openat2(dir, path, how) {
+            Err(nix::errno::Errno::EAGAIN) if tries < TRIES => tries += 1,
+            opened => return opened,
+        }
+    }
 }
 
 /// Refuses a `path` that is not absolute; otherwise makes the error for a
@@ -318,7 +337,7 @@ pub(crate) fn seen_by_requester(
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let seen = openat2(&root, inside, how)
+    let seen = openat2_settled(root.as_fd(), inside, how)
         .map_err(io::Error::from)
         .and_then(|file| File::from(file).metadata())
         .map_err(open_error)?;

@@ -1934,7 +1934,7 @@ fn open_start(start: Start, flags: OFlag, mode: Mode) -> Result<OwnedFd, Errno> 
         Start::Reopen(fd) => {
             let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
             let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).mode(mode);
-            nix::fcntl::openat2(AT_FDCWD, link.as_str(), how)?
+            openat2_settled(AT_FDCWD, link.as_str(), how)?
         }
     };
     refuse_supervisor_proc(opened.as_fd())?;
@@ -1960,9 +1960,28 @@ fn open_beneath_magic(
         .flags(flags | OFlag::O_CLOEXEC)
         .mode(mode)
         .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let opened = nix::fcntl::openat2(base, path, how)?;
+    let opened = openat2_settled(base, path, how)?;
     refuse_supervisor_proc(opened.as_fd())?;
     Ok(opened)
+}
+
+/// `openat2`, asked again while it answers `EAGAIN`: a mount or rename
+/// anywhere on the machine raced the lookup, and the kernel asks the
+/// caller to retry (review 222's run: the server's own lookups failed so
+/// while other sandboxes started).
+fn openat2_settled<P: ?Sized + nix::NixPath>(
+    base: BorrowedFd<'_>,
+    path: &P,
+    how: OpenHow,
+) -> Result<OwnedFd, Errno> {
+    const TRIES: usize = 100;
+    let mut tries = 1;
+    loop {
+        match nix::fcntl::openat2(base, path, how) {
+            Err(Errno::EAGAIN) if tries < TRIES => tries += 1,
+            opened => return opened,
+        }
+    }
 }
 
 /// The supervisor may open its own /proc entries (`mem` among them: its
