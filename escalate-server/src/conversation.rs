@@ -281,13 +281,11 @@ pub(crate) async fn serve_request(
                 Ok(verdict) => verdict,
                 // Gone at the person's own answer (a stop kills the
                 // command): the decision is awaited, and recorded as made.
-                Err(_) if context.question.was_answered() => tokio::select! {
-                    verdict = &mut deciding => verdict,
-                    () = cancel.cancelled() => {
-                        let reason = "the session ended before the decision";
-                        return refuse_asked(reason.to_owned(), asked()).await;
-                    }
-                },
+                // The session's end waits for it too (the stop's kill, in
+                // bounded time): `execgate run` ends its session once the
+                // stopped command has, and the record was "the session
+                // ended before the decision" then.
+                Err(_) if context.question.was_answered() => deciding.await,
                 Err(reason) => {
                     return refuse_asked(reason.to_owned(), asked()).await;
                 }
@@ -1364,7 +1362,14 @@ async fn watch_child(
     let stand_in = match sys::requester_pidfd(reader.as_ref().as_fd(), context.peer.pid) {
         Ok(pidfd) => Some(sys::register_owned(pidfd, Interest::READABLE)?),
         Err(error) => {
-            tracing::warn!(session = %shared.id, request_id, %error, "the stand-in is gone, or cannot be watched: its child is killed");
+            shared.emit(SessionEvent::RequestRefused {
+                request_id: Some(request_id),
+                reason: format!(
+                    "the stand-in is gone, or cannot be watched ({error}): the child was killed"
+                ),
+                requester: Some(context.peer),
+                asked: None,
+            });
             None
         }
     };

@@ -87,12 +87,17 @@ fn peer_pidfd(socket: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 /// A pidfd for the process at the other end of the request socket
-/// `socket`, whose pid is `pid`: the kernel's (`SO_PEERPIDFD`, Linux 6.5),
-/// else one opened by the pid, which names that process still while its
-/// socket is open (it made it, and a pid is not reused before its
-/// process is reaped). An error: it has ended.
+/// `socket`, whose pid is `pid`: the kernel's (`SO_PEERPIDFD`, Linux 6.5).
+/// A kernel without it: one opened by the pid, which may name another
+/// process if the requester was reaped and its pid taken again since (the
+/// kernel's peer credentials keep the number). An error: it has ended
+/// (review 222: `EINVAL` from a kernel before 6.16, for a reaped peer,
+/// was taken for a kernel without the option, and its pid opened).
 pub(crate) fn requester_pidfd(socket: BorrowedFd<'_>, pid: i32) -> io::Result<OwnedFd> {
-    peer_pidfd(socket).or_else(|_| pidfd_open(pid))
+    match peer_pidfd(socket) {
+        Err(error) if error.raw_os_error() == Some(libc::ENOPROTOOPT) => pidfd_open(pid),
+        given => given,
+    }
 }
 
 fn parent_through(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
@@ -311,6 +316,9 @@ pub fn die_of(signal: i32) {
         return;
     };
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+    // A core handler behind a pipe (systemd-coredump) takes no heed of
+    // the limit (review 222).
+    let _ = nix::sys::prctl::set_dumpable(false);
     let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: the default action runs no code of ours in signal context.
     if unsafe { sigaction(signal, &default) }.is_err() {

@@ -886,19 +886,30 @@ async fn killing_a_process_whose_output_drains_kills_what_it_left_and_keeps_its_
     let mut stdout = text(&running.output.stdout);
     let left = pids_running("sleep 61.221");
     assert_eq!(left.len(), 1, "{left:?}");
-    let shell_runs = || {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+    // The shell and what started it (bubblewrap, the helper): gone from
+    // `/proc` once reaped, not only ended (a zombie has no command line).
+    let shell: Vec<std::path::PathBuf> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
             std::fs::read(entry.path().join("cmdline"))
                 .is_ok_and(|line| line.windows(marker.len()).any(|part| part == marker))
         })
-    };
+        .map(|entry| entry.path())
+        .collect();
     for _ in 0..1000 {
-        if !shell_runs() {
+        if !shell.iter().any(|process| process.exists()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(!shell_runs(), "the shell did not end");
+    assert!(
+        !shell.iter().any(|process| process.exists()),
+        "the shell did not end"
+    );
+    // Its follower marks it reaped just after its wait returns; the
+    // output drains for 500 ms after that.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(matches!(
         session.kill(id).await,
         Err(ExecError::AlreadyExited(killed)) if killed == id
