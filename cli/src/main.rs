@@ -797,10 +797,11 @@ pub(crate) fn warn_if_grants_name_nothing(
 }
 
 /// Warns of each relative glob with a `/` whose start, as written under a
-/// writable root, passes a link out of the writable roots (probe 218: with
-/// `conf` a link to `/elsewhere`, `"conf/*.key"` did not hide
-/// `conf/old.key`): a glob judges the real path a name resolves to, and a
-/// relative one applies only under the writable roots. A glob that starts
+/// writable root, passes a link to anywhere but the same name under
+/// another writable root (probe 218: with `conf` a link to `/elsewhere`,
+/// `"conf/*.key"` did not hide `conf/old.key`): a glob judges the real path
+/// a name resolves to, and a relative one applies only under the writable
+/// roots. A glob that starts
 /// with a wildcard (`**/conf/*.key`) is not looked at. The link is not
 /// followed instead: one the sandbox made would then aim later sessions'
 /// globs wherever it liked. Returns how many warnings it gave.
@@ -817,20 +818,24 @@ fn warn_of_links_on_relative_globs(view: &ResolvedPolicy, whose: &str) -> usize 
             .take_while(|part| !part.contains(['*', '?', '[', '{']));
         for root in view.relative_glob_roots() {
             let mut path = root.clone();
-            // One that leads into a writable root may still meet the glob
-            // there (review 220: warned of where the file was hidden).
-            let leads_out = |link: &std::path::Path| {
+            let mut written = PathBuf::new();
+            // Where it leads, the glob still applies only if that is the
+            // same name under another writable root (review 220: warned of
+            // where the file was hidden; review 222: not warned of a link
+            // into the same root, where nothing was).
+            let misses = |link: &std::path::Path, written: &std::path::Path| {
                 std::fs::canonicalize(link).is_ok_and(|real| {
                     !view
                         .relative_glob_roots()
                         .iter()
-                        .any(|root| real.starts_with(root))
+                        .any(|other| other.join(written) == real)
                 })
             };
             let link = literal_start.clone().find_map(|part| {
                 path.push(part);
+                written.push(part);
                 std::fs::symlink_metadata(&path)
-                    .is_ok_and(|meta| meta.is_symlink() && leads_out(&path))
+                    .is_ok_and(|meta| meta.is_symlink() && misses(&path, &written))
                     .then(|| path.clone())
             });
             if let Some(link) = link {

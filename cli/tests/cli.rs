@@ -7317,11 +7317,16 @@ fn a_relative_glob_through_a_link_is_warned_of() {
     std::fs::create_dir(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, ws.join("conf")).unwrap();
     std::fs::create_dir(ws.join("keys")).unwrap();
+    // Into the same workspace, under another name (review 222: not warned
+    // of, as a link into a writable root, and nothing was hidden).
+    std::fs::create_dir(ws.join("realconf")).unwrap();
+    std::os::unix::fs::symlink(ws.join("realconf"), ws.join("conf2")).unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         "[profiles.g]\nextends = \"workspace-write\"\n\
-         filesystem = { \"conf/*.key\" = \"none\", \"keys/*.key\" = \"none\" }\n",
+         filesystem = { \"conf/*.key\" = \"none\", \"keys/*.key\" = \"none\", \
+         \"conf2/*.key\" = \"none\" }\n",
     )
     .unwrap();
     let output = execgate(
@@ -7343,6 +7348,10 @@ fn a_relative_glob_through_a_link_is_warned_of() {
         ws.join("conf").display()
     );
     assert!(stderr.contains(&warning), "{stderr}");
+    assert!(
+        stderr.contains("glob conf2/*.key does not reach"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("keys/*.key"), "{stderr}");
 }
 
