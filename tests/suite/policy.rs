@@ -2038,14 +2038,24 @@ async fn a_killed_commands_cgroup_goes_once_its_processes_have() {
         killed.push(cgroup_directory(own));
     }
     let _ = still_running_after_a_while("sleep 60.5").await;
-    let outcome = session
-        .run("true", RunOptions::default())
-        .unwrap()
-        .wait()
-        .await
-        .unwrap();
-    assert_eq!(outcome.status.code(), 0, "{outcome:?}");
-    let left: Vec<_> = killed.iter().filter(|dir| dir.exists()).collect();
+    // Removed at a command's start; one still emptying then is tried
+    // again at the next (ci-131: the last killed one was still emptying on
+    // a busy machine). A few commands, never the session's end, must do.
+    let mut left: Vec<_> = killed.clone();
+    for _ in 0..20 {
+        let outcome = session
+            .run("true", RunOptions::default())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(outcome.status.code(), 0, "{outcome:?}");
+        left.retain(|dir| dir.exists());
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     session.shutdown().await;
     assert!(left.is_empty(), "left: {left:?}");
 }
