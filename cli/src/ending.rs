@@ -83,7 +83,7 @@ impl EndSignals {
     /// [`ended_by`] says it from then on.
     pub async fn recv(&mut self) -> i32 {
         let signal = self.next_ending().await;
-        ENDED_BY.store(signal, Ordering::SeqCst);
+        ended_as_by(signal);
         signal
     }
 

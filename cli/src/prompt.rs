@@ -646,12 +646,13 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
                 // An interrupt key ended no line: the echoed `^C` has the
                 // cursor after it.
                 let aborting = match by_interrupt {
-                    true => format!("\r\n{ABORTING}"),
+                    true => {
+                        ABORTED_BY_THE_INTERRUPT_KEY
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        format!("\r\n{ABORTING}")
+                    }
                     false => ABORTING.to_owned(),
                 };
-                if by_interrupt {
-                    ABORTED_BY_THE_INTERRUPT_KEY.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
                 let _ = write_by(&tty, aborting.as_bytes(), abandoned, WRITE_DEADLINE);
             }
             return Ok(Asked::Answered(answer));

@@ -1373,14 +1373,11 @@ async fn watch_child(
             None
         }
     };
-    if stand_in.is_none() && *wrapper_present {
-        *wrapper_present = false;
-        shared.children.signal(request_id, Signal::SIGKILL);
-    }
+    // One that cannot be watched counts as ended at once.
     let stand_in_ended = async {
         match &stand_in {
             Some(pidfd) => pidfd.readable().await.map(drop),
-            None => std::future::pending().await,
+            None => Ok(()),
         }
     };
     tokio::pin!(stand_in_ended);
@@ -1396,7 +1393,7 @@ async fn watch_child(
             }
         }
     });
-    let mut killed = stand_in.is_none();
+    let mut killed = false;
     // When an escalation that got `SIGTSTP` is stopped for sure
     // (see `Children::stop_after_tstp`); a `SIGCONT` first calls it off.
     let mut stop_due: Option<tokio::time::Instant> = None;
