@@ -27,7 +27,8 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use execgate_protocol::{looks_like_shell_text, parse_shebang, SHEBANG_LIMIT};
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use execgate_sandbox::openat2_settled;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 
 use crate::policy::{ResolvedExecutable, WorkingDirectory};
 
@@ -160,25 +161,6 @@ fn open_path(path: &Path, flags: OFlag) -> io::Result<File> {
         .flags(flags | OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_MAGICLINKS);
     Ok(File::from(openat2_settled(AT_FDCWD, path, how)?))
-}
-
-/// `openat2`, asked again while it answers `EAGAIN`: a mount or rename
-/// anywhere on the machine raced the lookup, and the kernel asks the
-/// caller to retry (review 222's run: sandboxes starting in another
-/// process made a check fail now and then, and an exec was denied).
-pub(crate) fn openat2_settled(
-    dir: std::os::fd::BorrowedFd<'_>,
-    path: &Path,
-    how: OpenHow,
-) -> nix::Result<OwnedFd> {
-    const TRIES: usize = 100;
-    let mut tries = 1;
-    loop {
-        match openat2(dir, path, how) {
-            Err(nix::errno::Errno::EAGAIN) if tries < TRIES => tries += 1,
-            opened => return opened,
-        }
-    }
 }
 
 /// Refuses a `path` that is not absolute; otherwise makes the error for a

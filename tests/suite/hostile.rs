@@ -1017,10 +1017,7 @@ async fn an_escalation_whose_requester_is_gone_ends_though_its_socket_lives_on()
     session.shutdown().await;
     assert_eq!(
         termination,
-        Some(execgate_protocol::Termination::Signaled {
-            signal: libc::SIGKILL,
-            core_dumped: false
-        }),
+        Some(KILLED),
         "the child outlived its requester"
     );
 }
@@ -1459,10 +1456,7 @@ async fn an_escalation_whose_requester_left_before_it_started_is_killed() {
     let termination = exited(&recorder, Duration::from_secs(10)).await;
     assert_eq!(
         termination,
-        Some(execgate_protocol::Termination::Signaled {
-            signal: libc::SIGKILL,
-            core_dumped: false
-        }),
+        Some(KILLED),
         "the child outlived its requester"
     );
     session.shutdown().await;
@@ -1503,6 +1497,12 @@ fn asked_to_escalate(
         decode_server(&escalate)
     );
 }
+
+/// How a child the server killed ends.
+const KILLED: execgate_protocol::Termination = execgate_protocol::Termination::Signaled {
+    signal: libc::SIGKILL,
+    core_dumped: false,
+};
 
 /// How the first escalated child that ended did, waiting up to `patience`.
 async fn exited(recorder: &Recorder, patience: Duration) -> Option<execgate_protocol::Termination> {
@@ -1630,13 +1630,7 @@ async fn a_malformed_frame_while_the_child_runs_is_recorded() {
     say(&mine, &[4, 0, 0, 0, 0x7f, b'b', b'a', b'd']);
     let termination = exited(&recorder, Duration::from_secs(20)).await;
     drop(mine);
-    assert_eq!(
-        termination,
-        Some(execgate_protocol::Termination::Signaled {
-            signal: libc::SIGKILL,
-            core_dumped: false
-        })
-    );
+    assert_eq!(termination, Some(KILLED));
     let reasons: Vec<String> = recorder
         .events()
         .into_iter()

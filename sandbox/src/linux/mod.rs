@@ -31,4 +31,4 @@ pub use inheritance::Inheritance;
 pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
 pub use spare::{hand_order, reported_end, ReportedEnd, SpareOrder, MOST_DESCRIPTORS};
 pub use started::SandboxStart;
-pub use supervisor::UNCREATABLE_NAMES;
+pub use supervisor::{openat2_settled, UNCREATABLE_NAMES};

@@ -1967,9 +1967,10 @@ fn open_beneath_magic(
 
 /// `openat2`, asked again while it answers `EAGAIN`: a mount or rename
 /// anywhere on the machine raced the lookup, and the kernel asks the
-/// caller to retry (review 222's run: the server's own lookups failed so
-/// while other sandboxes started).
-fn openat2_settled<P: ?Sized + nix::NixPath>(
+/// caller to retry (review 222's run: sandboxes starting in another process
+/// made the supervisor's and the escalation server's lookups fail now and
+/// then, and an exec was denied). Gives up after 100 tries with `EAGAIN`.
+pub fn openat2_settled<P: ?Sized + nix::NixPath>(
     base: BorrowedFd<'_>,
     path: &P,
     how: OpenHow,
