@@ -123,9 +123,10 @@ pub fn ended_by() -> Option<i32> {
 }
 
 /// Says that `signal` ended the session, as [`EndSignals::recv`] does for
-/// one it received: `execgate run`'s command aborted by the interrupt key
-/// at a question (`SIGINT`: the person pressed Ctrl-C; review 220: a bash
-/// loop took the abort's 137 for a command's end and went on).
+/// one it received: `execgate run`'s command aborted by an interrupt key
+/// at a question (`SIGINT`: the person pressed Ctrl-C, `SIGQUIT`: Ctrl-\;
+/// review 220: a bash loop took the abort's 137 for a command's end and
+/// went on).
 pub fn ended_as_by(signal: i32) {
     ENDED_BY.store(signal, Ordering::SeqCst);
 }

@@ -1905,10 +1905,10 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
                 "execgate: the command was aborted at a question, and stopped with everything \
                  it started",
             );
-            // By Ctrl-C: the person interrupted the run, and a shell
-            // around it is to see an interrupt.
-            if prompt::aborted_by_the_interrupt_key() {
-                ending::ended_as_by(nix::sys::signal::Signal::SIGINT as i32);
+            // By Ctrl-C or Ctrl-\: the person interrupted the run, and a
+            // shell around it is to see the key's signal.
+            if let Some(signal) = prompt::abort_key_signal() {
+                ending::ended_as_by(signal);
             }
         }
         Ok(outcome.status.code())

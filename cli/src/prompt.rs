@@ -165,14 +165,15 @@ impl TerminalApprover {
 const ABORTING: &str =
     "execgate: aborting the command that asked (in `execgate shell`, the job that asked)\r\n";
 
-/// Whether a question was answered by the interrupt key with an abort.
-static ABORTED_BY_THE_INTERRUPT_KEY: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// The signal of the key that answered a question with an abort (0: none,
+/// or `!`).
+static ABORTED_BY_THE_KEY_OF: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-/// Whether a person aborted a command at a question with the interrupt
-/// key (Ctrl-C, Ctrl-\\), rather than `!`.
-pub fn aborted_by_the_interrupt_key() -> bool {
-    ABORTED_BY_THE_INTERRUPT_KEY.load(std::sync::atomic::Ordering::SeqCst)
+/// The signal whose key (Ctrl-C: `SIGINT`, Ctrl-\: `SIGQUIT`) a person
+/// aborted a command with at a question; `None` for `!`, or no abort.
+pub fn abort_key_signal() -> Option<i32> {
+    Some(ABORTED_BY_THE_KEY_OF.load(std::sync::atomic::Ordering::SeqCst))
+        .filter(|&signal| signal != 0)
 }
 
 /// Written before the choices again after a line that answers nothing (a
@@ -635,23 +636,23 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
                 return Ok(Asked::Abandoned);
             }
         };
-        let by_interrupt = line.bytes().any(|key| modes.interrupts.contains(&key));
-        let answer = match by_interrupt {
-            true => Some(interrupted(question.choices)),
-            false => answer_of(question.choices, &line),
+        let interrupt_key = line.bytes().find(|key| modes.interrupts.contains(key));
+        let answer = match interrupt_key {
+            Some(_) => Some(interrupted(question.choices)),
+            None => answer_of(question.choices, &line),
         };
         if let Some(answer) = answer {
             if matches!(answer, ApprovalAnswer::Abort) {
                 // The command's end (killed: status 137) does not say why.
                 // An interrupt key ended no line: the echoed `^C` has the
                 // cursor after it.
-                let aborting = match by_interrupt {
-                    true => {
-                        ABORTED_BY_THE_INTERRUPT_KEY
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                let aborting = match interrupt_key {
+                    Some(key) => {
+                        ABORTED_BY_THE_KEY_OF
+                            .store(modes.signal_of(key), std::sync::atomic::Ordering::SeqCst);
                         format!("\r\n{ABORTING}")
                     }
-                    false => ABORTING.to_owned(),
+                    None => ABORTING.to_owned(),
                 };
                 let _ = write_by(&tty, aborting.as_bytes(), abandoned, WRITE_DEADLINE);
             }
@@ -874,6 +875,8 @@ struct SaneModes<'a> {
     /// The interrupt and quit keys (Ctrl-C, Ctrl-\), as the terminal had
     /// them.
     interrupts: Vec<u8>,
+    /// The interrupt key alone (0: disabled).
+    interrupt: u8,
 }
 
 impl<'a> SaneModes<'a> {
@@ -884,6 +887,7 @@ impl<'a> SaneModes<'a> {
         };
         let saved = tcgetattr(tty.as_fd()).ok();
         let mut interrupts = Vec::new();
+        let mut interrupt = 0;
         if let Some(mut modes) = saved.clone() {
             // Control keys echo as `^X`, never raw (an arrow key would move
             // the cursor over the question); no external line discipline
@@ -937,6 +941,7 @@ impl<'a> SaneModes<'a> {
                     keys[key as usize] = usual;
                 }
             }
+            interrupt = keys[VINTR as usize];
             interrupts = [keys[VINTR as usize], keys[VQUIT as usize]]
                 .into_iter()
                 .filter(|&key| key != 0)
@@ -949,6 +954,16 @@ impl<'a> SaneModes<'a> {
             tty,
             saved,
             interrupts,
+            interrupt,
+        }
+    }
+
+    /// The signal `key`, one of `interrupts`, sends where a command reads
+    /// the terminal: the interrupt key's wins where both are one.
+    fn signal_of(&self, key: u8) -> i32 {
+        match key == self.interrupt {
+            true => nix::libc::SIGINT,
+            false => nix::libc::SIGQUIT,
         }
     }
 }

@@ -549,28 +549,32 @@ fn a_run_ended_while_its_prompt_waits_exits_without_an_answer() {
 
 /// Review 220: Ctrl-C at a question of `execgate run` aborted the command
 /// and execgate exited 137, which a shell's loop around it took for the
-/// command's own end, and went on. It ends by `SIGINT`, as a run
+/// command's own end, and went on. It ends by the key's signal, as a run
 /// interrupted by a signal does (bash, which did not get the key's
-/// signal itself, reports 130 and goes on to write it).
+/// signal itself, reports 128 + the signal and goes on to write it):
+/// Ctrl-\ ended it by `SIGINT` too, where a shell tells a quit apart.
 #[test]
-fn an_interrupt_key_at_a_question_ends_the_run_by_sigint() {
-    let (home, ws) = suspending_home();
-    let rules = home.path().join("prompt.rules");
-    let script = home.path().join("run.bash");
-    let run = run_command(
-        home.path(),
-        "",
-        &format!("--rules {} -- 'touch ../approved'", rules.display()),
-    );
-    std::fs::write(&script, run).unwrap();
-    let terminal = Terminal::start(&format!("bash {}", script.display()), &ws);
-    terminal.wait_for("[!] abort the command", 1);
-    terminal.keys(&["C-c"]);
-    assert_eq!(
-        exit_status(home.path(), Duration::from_secs(60), &terminal),
-        "130"
-    );
-    assert!(!home.path().join("approved").exists());
+fn an_interrupt_key_at_a_question_ends_the_run_by_its_signal() {
+    for (key, status) in [("C-c", "130"), ("C-\\", "131")] {
+        let (home, ws) = suspending_home();
+        let rules = home.path().join("prompt.rules");
+        let script = home.path().join("run.bash");
+        let run = run_command(
+            home.path(),
+            "",
+            &format!("--rules {} -- 'touch ../approved'", rules.display()),
+        );
+        std::fs::write(&script, run).unwrap();
+        let terminal = Terminal::start(&format!("bash {}", script.display()), &ws);
+        terminal.wait_for("[!] abort the command", 1);
+        terminal.keys(&[key]);
+        assert_eq!(
+            exit_status(home.path(), Duration::from_secs(60), &terminal),
+            status,
+            "{key}"
+        );
+        assert!(!home.path().join("approved").exists());
+    }
 }
 
 /// Regression test: with the terminal's output suspended by the command,
