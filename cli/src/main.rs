@@ -222,9 +222,13 @@ enum ApprovalMode {
 
 #[cfg(unix)]
 impl SessionArgs {
-    /// The session these arguments ask for. Everything that can fail for a
-    /// reason the user must fix fails here, before anything starts.
-    fn session_config(self) -> Result<(ShellSessionConfig, SessionLabels)> {
+    /// The session these arguments ask for, whose questions' aborts stop
+    /// what `aborts` says. Everything that can fail for a reason the user
+    /// must fix fails here, before anything starts.
+    fn session_config(
+        self,
+        aborts: prompt::AbortScope,
+    ) -> Result<(ShellSessionConfig, SessionLabels)> {
         let mode = self.approval.unwrap_or(if std::io::stdin().is_terminal() {
             ApprovalMode::Ask
         } else {
@@ -232,7 +236,7 @@ impl SessionArgs {
         });
         let freezer = prompt::FreezerSlot::default();
         let approver: Arc<dyn Approver> = match mode {
-            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::new(freezer.clone())),
+            ApprovalMode::Ask => Arc::new(prompt::TerminalApprover::new(freezer.clone(), aborts)),
             ApprovalMode::Deny => Arc::new(DenyAll),
             ApprovalMode::Approve => Arc::new(ApproveAll),
         };
@@ -1780,7 +1784,9 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
         .as_deref()
         .map(AdditionalPermissions::load)
         .transpose()?;
-    let (session_config, labels) = args.session.session_config()?;
+    let (session_config, labels) = args
+        .session
+        .session_config(prompt::AbortScope::WholeCommand)?;
     // As a profile's and a skill's are (probe 133: a request's grant on a
     // path that is not there was given without a word).
     if let Some(requested) = &request_permissions {
@@ -1978,7 +1984,7 @@ fn shell(args: ShellArgs) -> Result<i32> {
              sandboxed shell would take the terminal from yours; start it in the foreground"
         );
     }
-    let (mut session_config, labels) = args.session.session_config()?;
+    let (mut session_config, labels) = args.session.session_config(prompt::AbortScope::Job)?;
     // The person who answers is at the terminal, and the command is the
     // whole interactive shell: a late denial only fails the connection.
     session_config.on_network_denial = OnNetworkDenial::FailConnection;

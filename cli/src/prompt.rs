@@ -40,6 +40,7 @@ use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp};
 pub struct TerminalApprover {
     one_at_a_time: tokio::sync::Mutex<()>,
     freezer: FreezerSlot,
+    aborts: AbortScope,
 }
 
 /// How the approver freezes its session while it asks: set once the
@@ -50,10 +51,11 @@ pub type FreezerSlot = Arc<OnceLock<QuestionFreezer>>;
 const FREEZE_LIMIT: Duration = Duration::from_secs(2);
 
 impl TerminalApprover {
-    pub fn new(freezer: FreezerSlot) -> TerminalApprover {
+    pub fn new(freezer: FreezerSlot, aborts: AbortScope) -> TerminalApprover {
         TerminalApprover {
             one_at_a_time: tokio::sync::Mutex::default(),
             freezer,
+            aborts,
         }
     }
 }
@@ -126,6 +128,7 @@ impl TerminalApprover {
             Err(error) => return cannot_ask(&error),
         };
         let freezer = self.freezer.get().cloned();
+        let aborts = self.aborts;
         let answer = tokio::task::spawn_blocking(move || {
             // Before the session is frozen: a frozen requester is seen gone
             // only if it was killed.
@@ -143,7 +146,7 @@ impl TerminalApprover {
                 None | Some(Err(QuestionFreezeError::Unsupported)) => None,
                 Some(Err(error)) => return cannot_ask(&error),
             };
-            match ask(&question, abandoned.as_fd()) {
+            match ask(&question, aborts, abandoned.as_fd()) {
                 Ok(Asked::Answered(answer)) => answer,
                 // Nobody waits for the answer any more; nobody gave one
                 // (probe 152: recorded as a person's decline).
@@ -158,12 +161,27 @@ impl TerminalApprover {
     }
 }
 
-/// Written when the answer aborts the command: `execgate run`'s whole
-/// command; at `execgate shell`'s prompt, the job that asked, whose shell
-/// goes on (probe 152: "its processes are killed" was read as all of
-/// them).
-const ABORTING: &str =
-    "execgate: aborting the command that asked (in `execgate shell`, the job that asked)\r\n";
+/// What an answer that aborts stops, as the line written then says
+/// (probe 152: "its processes are killed" was read as all of them).
+#[derive(Debug, Clone, Copy)]
+pub enum AbortScope {
+    /// `execgate run`: the whole command.
+    WholeCommand,
+    /// `execgate shell`: the job that asked; the shell goes on.
+    Job,
+}
+
+impl AbortScope {
+    /// Written when the answer aborts.
+    fn aborting(self) -> &'static str {
+        match self {
+            AbortScope::WholeCommand => {
+                "execgate: aborting the command and everything it started\r\n"
+            }
+            AbortScope::Job => "execgate: aborting the job that asked; the shell goes on\r\n",
+        }
+    }
+}
 
 /// The signal of the key that answered a question with an abort (0: none,
 /// or `!`).
@@ -582,7 +600,11 @@ pub fn describe_network(request: &NetworkApprovalRequest) -> Vec<String> {
     lines
 }
 
-fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked> {
+fn ask(
+    question: &Question,
+    aborts: AbortScope,
+    abandoned: BorrowedFd<'_>,
+) -> std::io::Result<Asked> {
     // An open file description of our own: O_NONBLOCK on it does not reach
     // the command's descriptors for the same terminal.
     let tty = File::options()
@@ -650,9 +672,9 @@ fn ask(question: &Question, abandoned: BorrowedFd<'_>) -> std::io::Result<Asked>
                     Some(key) => {
                         ABORTED_BY_THE_KEY_OF
                             .store(modes.signal_of(key), std::sync::atomic::Ordering::SeqCst);
-                        format!("\r\n{ABORTING}")
+                        format!("\r\n{}", aborts.aborting())
                     }
-                    None => ABORTING.to_owned(),
+                    None => aborts.aborting().to_owned(),
                 };
                 let _ = write_by(&tty, aborting.as_bytes(), abandoned, WRITE_DEADLINE);
             }

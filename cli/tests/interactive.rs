@@ -574,6 +574,14 @@ fn an_interrupt_key_at_a_question_ends_the_run_by_its_signal() {
             "{key}"
         );
         assert!(!home.path().join("approved").exists());
+        // What the abort stops is the run's whole command, and said so.
+        assert!(
+            terminal
+                .screen()
+                .contains("execgate: aborting the command and everything it started"),
+            "{}",
+            terminal.screen()
+        );
     }
 }
 
