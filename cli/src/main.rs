@@ -26,6 +26,8 @@ mod ending;
 #[cfg(unix)]
 mod logging;
 #[cfg(unix)]
+mod man;
+#[cfg(unix)]
 mod mcp;
 #[cfg(all(unix, feature = "otlp"))]
 mod otlp;
@@ -529,7 +531,7 @@ fn execgate(cli: Cli) -> ExitCode {
             );
             output::stdout(|out| out.write_all(&script)).map(|()| 0)
         }
-        Command::Man { dir } => man_pages(&dir),
+        Command::Man { dir } => man::write_pages(arguments::command::<Cli>(), &dir),
     };
     #[cfg(feature = "otlp")]
     if let Some(metrics) = SESSION_METRICS.get() {
@@ -2121,15 +2123,6 @@ fn end_line(metrics: &Metrics) -> String {
         ));
     }
     line
-}
-
-/// Writes a man page per command into `dir`.
-#[cfg(unix)]
-fn man_pages(dir: &std::path::Path) -> Result<i32> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    clap_mangen::generate_to(arguments::command::<Cli>(), dir)
-        .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
-    Ok(0)
 }
 
 /// Without `--verbose`: a line for each escalation the policy refused. The

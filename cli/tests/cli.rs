@@ -1925,6 +1925,33 @@ fn version_and_completions() {
     assert!(text(&output.stdout).contains("#compdef execgate"));
 }
 
+/// Probe 219: the man pages said nothing of exit statuses, the keys that
+/// answer a question, the environment or files. `execgate(1)` does; every
+/// command has its page.
+#[test]
+fn the_man_pages_say_statuses_keys_environment_and_files() {
+    let (dir, ws) = workspace();
+    let pages = dir.path().join("man");
+    let output = execgate(&ws, &["man", pages.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let main = std::fs::read_to_string(pages.join("execgate.1")).unwrap();
+    for wanted in [
+        ".SH \"EXIT STATUS\"",
+        ".SH QUESTIONS",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        "EXECGATE_LOG",
+        "execgate/config.toml",
+        "execgate/audit.jsonl",
+        "Ctrl\\-C",
+    ] {
+        assert!(main.contains(wanted), "no {wanted:?} in {main}");
+    }
+    for page in ["run", "shell", "sandbox", "audit", "policy-check", "mcp"] {
+        assert!(pages.join(format!("execgate-{page}.1")).is_file(), "{page}");
+    }
+}
+
 /// Pids of processes whose command line is exactly `argv`.
 fn processes_running(argv: &[&str]) -> Vec<String> {
     let wanted: Vec<u8> = argv

@@ -552,10 +552,16 @@ fn a_run_ended_while_its_prompt_waits_exits_without_an_answer() {
 /// command's own end, and went on. It ends by the key's signal, as a run
 /// interrupted by a signal does (bash, which did not get the key's
 /// signal itself, reports 128 + the signal and goes on to write it):
-/// Ctrl-\ ended it by `SIGINT` too, where a shell tells a quit apart.
+/// Ctrl-\ ended it by `SIGINT` too, where a shell tells a quit apart. `!`
+/// ends it as the killed command did: 137.
 #[test]
-fn an_interrupt_key_at_a_question_ends_the_run_by_its_signal() {
-    for (key, status) in [("C-c", "130"), ("C-\\", "131")] {
+fn an_abort_at_a_question_ends_the_run_as_its_key_says() {
+    let cases: [(&[&str], &str); 3] = [
+        (&["C-c"], "130"),
+        (&["C-\\"], "131"),
+        (&["!", "Enter"], "137"),
+    ];
+    for (keys, status) in cases {
         let (home, ws) = suspending_home();
         let rules = home.path().join("prompt.rules");
         let script = home.path().join("run.bash");
@@ -567,11 +573,11 @@ fn an_interrupt_key_at_a_question_ends_the_run_by_its_signal() {
         std::fs::write(&script, run).unwrap();
         let terminal = Terminal::start(&format!("bash {}", script.display()), &ws);
         terminal.wait_for("[!] abort the command", 1);
-        terminal.keys(&[key]);
+        terminal.keys(keys);
         assert_eq!(
             exit_status(home.path(), Duration::from_secs(60), &terminal),
             status,
-            "{key}"
+            "{keys:?}"
         );
         assert!(!home.path().join("approved").exists());
         // What the abort stops is the run's whole command, and said so.
