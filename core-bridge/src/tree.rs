@@ -54,18 +54,7 @@ fn proc_is_ours() -> bool {
 /// as its process ends, whoever reaps it).
 pub(crate) fn still_running(pidfd: &OwnedFd) -> bool {
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(
-        pidfd.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    // A signal may cut even a poll that waits for nothing (review 207):
-    // it is asked again, never taken for an end.
-    loop {
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            polled => return matches!(polled, Ok(0)),
-        }
-    }
+    !execgate_escalate_server::has_ended(pidfd.as_fd())
 }
 
 /// Every process descended from `root`, as `/proc` shows them now, each

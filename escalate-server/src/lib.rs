@@ -80,4 +80,6 @@ pub use session::{
     ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session,
     SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
 };
-pub use sys::{close_inherited_descriptors_on_exec, die_of, is_ignored, wait_for_children};
+pub use sys::{
+    close_inherited_descriptors_on_exec, die_of, has_ended, is_ignored, wait_for_children,
+};

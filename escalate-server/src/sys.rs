@@ -170,7 +170,7 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Whether the process `pidfd` names has ended (its pidfd reads ready),
 /// or cannot be told to run on (the poll failed).
-pub(crate) fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
+pub fn has_ended(pidfd: BorrowedFd<'_>) -> bool {
     let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
     loop {
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
