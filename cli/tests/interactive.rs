@@ -612,6 +612,25 @@ fn logging_while_the_command_suspended_the_terminals_output_does_not_stall_the_r
     );
 }
 
+/// Probe 219: `suspend` in the shell did nothing, silently (the shell went
+/// on at once). It says why and fails; `builtin suspend` is zsh's still.
+#[test]
+fn suspend_in_the_shell_says_it_cannot() {
+    let (home, ws) = home("");
+    let terminal = Terminal::start(&shell_command(home.path(), "--no-rcs"), &ws);
+    terminal.wait_for("[execgate:", 1);
+    terminal.keys(&["suspend; print status=$?", "Enter"]);
+    terminal.wait_for("status=1", 1);
+    assert!(
+        terminal
+            .screen()
+            .contains("execgate: suspend: a shell in execgate's sandbox cannot be suspended"),
+        "{}",
+        terminal.screen()
+    );
+    terminal.keys(&["exit", "Enter"]);
+}
+
 /// Regression test (a probe): at `exit`, zsh sends a suspended job
 /// `SIGHUP` and `SIGCONT`, and a job that traps the hang-up cleans up (an
 /// editor saves its buffer). The sandbox's init ended with the shell, and

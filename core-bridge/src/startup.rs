@@ -59,6 +59,15 @@ const USER_ZDOTDIR_SET: &str = "_EXECGATE_USER_ZDOTDIR_SET";
 /// `0` turns the right-prompt marker off.
 pub const PROMPT_MARKER_VARIABLE: &str = "EXECGATE_PROMPT_MARKER";
 
+/// zsh's `suspend` stops nothing in the sandbox (the shell went on at
+/// once) and said nothing (probe 219): it says so, and fails. Before the
+/// user's `.zshrc`, which may define its own.
+const SUSPEND: &str = "suspend() {\n\
+     \x20   print -ru2 -- 'execgate: suspend: a shell in execgate'\\''s sandbox cannot be \
+     suspended; Ctrl-Z suspends the jobs it runs, and exit ends the session'\n\
+     \x20   return 1\n\
+     }\n";
+
 /// Writes the startup files into `dir` (created if missing).
 pub(crate) fn write(dir: &Path, options: &Interactive) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -88,6 +97,7 @@ pub(crate) fn write(dir: &Path, options: &Interactive) -> std::io::Result<()> {
         "# Written by execgate: the user's .zshrc, then execgate's prompt marker.\n\
          if [[ -n ${USER_ZDOTDIR_SET} ]]; then ZDOTDIR=${USER_ZDOTDIR}; else unset ZDOTDIR; fi\n\
          unset {USER_ZDOTDIR} {USER_ZDOTDIR_SET}\n\
+         {SUSPEND}\
          {source_rc}\
          if [[ ${{{PROMPT_MARKER_VARIABLE}:-{marker_default}}} != 0 ]]; then\n\
          \x20   _execgate_prompt_marker() {{\n\
