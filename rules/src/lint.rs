@@ -332,6 +332,57 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
         "make-first-existing-target",
         "make-first-existing-target runs make on its working directory's Makefile",
     ),
+    // Probe 223: each ran a command, or code, of the sandbox's outside it
+    // under an `allow` lint said nothing of.
+    ("ld.bfd", "binutils load the plugin --plugin names"),
+    ("ld.gold", "binutils load the plugin --plugin names"),
+    ("setarch", "setarch runs the program its arguments name"),
+    ("ssh-agent", "ssh-agent runs the program its arguments name"),
+    ("gpg-agent", "gpg-agent runs the program its arguments name"),
+    ("choom", "choom runs the program its arguments name"),
+    ("logsave", "logsave runs the program its arguments name"),
+    ("sotruss", "sotruss runs the program its arguments name"),
+    ("memusage", "memusage runs the program its arguments name"),
+    ("heaptrack", "heaptrack runs the program its arguments name"),
+    ("perf", "perf runs the program its arguments name"),
+    ("runcon", "runcon runs the program its arguments name"),
+    (
+        "systemd-cat",
+        "systemd-cat runs the program its arguments name",
+    ),
+    (
+        "systemd-inhibit",
+        "systemd-inhibit runs the program its arguments name",
+    ),
+    (
+        "systemd-socket-activate",
+        "systemd-socket-activate runs the program its arguments name",
+    ),
+    (
+        "pg_virtualenv",
+        "pg_virtualenv runs the program its arguments name",
+    ),
+    ("msgexec", "msgexec runs the program its arguments name"),
+    ("msgfilter", "msgfilter runs the program its arguments name"),
+    ("scriptlive", "scriptlive runs a shell"),
+    (
+        "tmux",
+        "tmux runs shell commands, in a server that outlives the command",
+    ),
+    (
+        "screen",
+        "screen runs shell commands, in a session that outlives the command",
+    ),
+    ("gdbtui", "gdb runs programs and shell commands"),
+    ("zless", "less runs shell commands (!, |, LESSOPEN)"),
+    ("bzless", "less runs shell commands (!, |, LESSOPEN)"),
+    ("xzless", "less runs shell commands (!, |, LESSOPEN)"),
+    ("lzless", "less runs shell commands (!, |, LESSOPEN)"),
+    ("zstdless", "less runs shell commands (!, |, LESSOPEN)"),
+    ("wish", "an interpreter runs any code"),
+    ("ipython", "an interpreter runs any code"),
+    ("lli", "an interpreter runs any code"),
+    ("jrunscript", JDK_RUNS),
 ];
 
 const NPX_RUNS: &str = "npx runs the program its arguments name";
@@ -1134,12 +1185,18 @@ fn warning(rule: &PrefixRule) -> Option<String> {
             rule.decision.as_str()
         ));
     }
-    // `gcc-12` is `gcc`, as `python3.11` is `python`.
-    let program = unversioned(name).trim_end_matches('-');
+    // `gcc-12` is `gcc`, as `python3.11` is `python`; a cross tool's
+    // canonical name (`x86_64-linux-gnu-nm`, which `nm` links to) is its
+    // plain one (probe 223: only the links' names were known).
+    let plain = without_target(name);
+    let program = unversioned(plain).trim_end_matches('-');
     let verb = rule.decision.as_str();
     // By its own name first: `diff3` and `m4` are no versions.
     let listed = |wanted: &str| RUNS_ANYTHING.iter().find(|(known, _)| *known == wanted);
-    if let Some((_, why)) = listed(name).or_else(|| listed(program)) {
+    if let Some((_, why)) = listed(name)
+        .or_else(|| listed(plain))
+        .or_else(|| listed(program))
+    {
         return Some(format!("{verb} on {name}: {why}"));
     }
     if program
@@ -1179,6 +1236,71 @@ fn warning(rule: &PrefixRule) -> Option<String> {
             .iter()
             .find(|choice| subcommands.contains(&choice.as_str()))
             .map(|choice| format!("{verb} on {name} {choice}: {why}")),
+    }
+}
+
+/// The parts of a GNU target triple that end its prefix (`x86_64-linux-gnu-`)
+/// or start its suffix (`perl5.36-x86_64-linux-gnu`).
+const TRIPLE_ENDS: &[&str] = &[
+    "gnu",
+    "gnueabi",
+    "gnueabihf",
+    "gnux32",
+    "musl",
+    "musleabihf",
+    "mingw32",
+    "elf",
+    "eabi",
+    "eabihf",
+];
+const TRIPLE_STARTS: &[&str] = &[
+    "x86_64",
+    "i386",
+    "i486",
+    "i586",
+    "i686",
+    "aarch64",
+    "arm",
+    "armhf",
+    "armel",
+    "riscv64",
+    "powerpc64le",
+    "ppc64el",
+    "s390x",
+    "mips64el",
+    "loongarch64",
+];
+
+/// `name` without a target triple before it (`x86_64-linux-gnu-nm`: `nm`)
+/// or after it (`perl5.36-x86_64-linux-gnu`: `perl5.36`), as Debian
+/// installs cross tools and multiarch interpreters under their canonical
+/// names; and without Python's ABI letter (`python3.6m`: `python3.6`).
+fn without_target(name: &str) -> &str {
+    let mut plain = name;
+    // The prefix: up to the last part that ends a triple, one that starts
+    // one before it.
+    let parts: Vec<&str> = plain.split('-').collect();
+    if let Some(end) = (1..parts.len().saturating_sub(1))
+        .rev()
+        .find(|&at| TRIPLE_ENDS.contains(&parts[at]))
+    {
+        if TRIPLE_STARTS.contains(&parts[0]) {
+            let prefix: usize = parts[..=end].iter().map(|part| part.len() + 1).sum();
+            plain = &plain[prefix..];
+        }
+    }
+    // The suffix: from the part that starts a triple, one that ends one
+    // after it.
+    let parts: Vec<&str> = plain.split('-').collect();
+    if let Some(start) = (1..parts.len()).find(|&at| TRIPLE_STARTS.contains(&parts[at])) {
+        if parts[start..].iter().any(|part| TRIPLE_ENDS.contains(part)) {
+            let kept: usize = parts[..start].iter().map(|part| part.len() + 1).sum();
+            plain = &plain[..kept - 1];
+        }
+    }
+    match plain.strip_suffix('m') {
+        Some(before) if before.ends_with(|c: char| c.is_ascii_digit()) => before,
+        _ => plain,
     }
 }
 

@@ -1030,6 +1030,58 @@ fn lint_names_versioned_interpreters_and_command_runners() {
             "run-parts",
             Some("run-parts runs every program in the directory its arguments name"),
         ),
+        // Probe 223: canonical names, which sessions see, under their
+        // target triple or with Python's ABI letter; runners lint did not
+        // know.
+        (
+            "x86_64-linux-gnu-nm",
+            Some("binutils load the plugin --plugin names"),
+        ),
+        (
+            "/usr/bin/x86_64-linux-gnu-ld.bfd",
+            Some("binutils load the plugin --plugin names"),
+        ),
+        (
+            "aarch64-linux-gnu-ar",
+            Some("binutils load the plugin --plugin names"),
+        ),
+        (
+            "perl5.36-x86_64-linux-gnu",
+            Some("an interpreter runs any code"),
+        ),
+        ("python3.6m", Some("an interpreter runs any code")),
+        ("wish8.6", Some("an interpreter runs any code")),
+        ("ipython3", Some("an interpreter runs any code")),
+        (
+            "setarch",
+            Some("setarch runs the program its arguments name"),
+        ),
+        (
+            "ssh-agent",
+            Some("ssh-agent runs the program its arguments name"),
+        ),
+        ("choom", Some("choom runs the program its arguments name")),
+        (
+            "logsave",
+            Some("logsave runs the program its arguments name"),
+        ),
+        (
+            "sotruss",
+            Some("sotruss runs the program its arguments name"),
+        ),
+        ("perf", Some("perf runs the program its arguments name")),
+        (
+            "tmux",
+            Some("tmux runs shell commands, in a server that outlives the command"),
+        ),
+        (
+            "msgexec",
+            Some("msgexec runs the program its arguments name"),
+        ),
+        ("x86_64-linux-gnu-readelf", None),
+        ("x86_64-linux-gnu", None),
+        ("arm-none", None),
+        ("sha256sum", None),
         // Not a version: what follows the name is not digits and dots
         // from a digit on.
         ("python3-config", None),
