@@ -422,9 +422,12 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
                             );
                         }
                         default_path |= letters.contains('p');
-                    } else if letters.ends_with('a') {
-                        // `-a NAME`, `-la NAME`: the name it runs under.
-                        if !argv.is_empty() {
+                    } else if let Some(at) = letters.find('a') {
+                        // The name it runs under follows the first `a`: in
+                        // the word (`-aNAME`, `-ala`: `la`), else the next
+                        // word (`-a NAME`, `-la NAME`). Probe 223: `-aa
+                        // uname id` was read as running id.
+                        if at + 1 == letters.len() && !argv.is_empty() {
                             argv.remove(0);
                         }
                     }

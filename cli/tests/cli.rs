@@ -3119,6 +3119,10 @@ fn policy_check_as_run_decides_as_a_session_does() {
         &["--", "time", "id"],
         &["--", "exec", "-a", "other", "id"],
         &["--", "builtin", "exec", "-la", "other", "id"],
+        // Probe 223: the name follows the first `a`, in the word if
+        // anything is left of it.
+        &["--", "exec", "-aa", "id", "uname"],
+        &["--", "exec", "-ala", "id"],
         &["--", "noglob", "-", "command", "--", "id"],
         // Probe 157: zsh reads modifiers after `exec`, and after `builtin`
         // every one of them.
@@ -3145,6 +3149,7 @@ fn policy_check_as_run_decides_as_a_session_does() {
         (&["--", "noglob", "time", "id"], "/usr/bin/time"),
         (&["--", "builtin", "noglob", "time", "id"], "/usr/bin/time"),
         (&["--", "exec", "-la", "id", "uname"], "/usr/bin/uname"),
+        (&["--", "exec", "-aa", "uname", "id"], "/usr/bin/uname"),
     ] {
         let (code, report, stderr) = check(argv, &[]);
         assert_eq!(code, Some(0), "{argv:?}: {stderr}");
