@@ -518,11 +518,22 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
     // The profiles are the config's even when --rules names the files: a
     // session loads both.
     let (config, config_read) = Config::load_naming(config)?;
-    let files = if rules.is_empty() {
-        config.rules.clone()
-    } else {
-        rules
-    };
+    // The config's rules and the named ones together, as a session loads
+    // them (probe 223: a project's `allow` on a path that undid the
+    // config's `forbidden` linted clean alone); a file named twice, once.
+    let in_config: Vec<PathBuf> = config
+        .rules
+        .iter()
+        .filter_map(|file| std::fs::canonicalize(file).ok())
+        .collect();
+    let files: Vec<PathBuf> = config
+        .rules
+        .iter()
+        .cloned()
+        .chain(rules.into_iter().filter(|file| {
+            !std::fs::canonicalize(file).is_ok_and(|canonical| in_config.contains(&canonical))
+        }))
+        .collect();
     // Loading the config read every profile in it (a mistake is an error
     // naming the file); what a session warns of in them at its start is
     // counted here too (probe 133: a config `run` warned of four times

@@ -5308,6 +5308,50 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }
 
+/// Probe 223: `policy lint --config C --rules F` linted F alone, so a
+/// project's `allow` on a path that undoes the config's `forbidden` on
+/// the name linted clean, where a session loads both and escalates.
+#[test]
+fn policy_lint_reads_the_configs_rules_with_the_named_ones() {
+    let (dir, ws) = workspace();
+    let team = dir.path().join("team.rules");
+    std::fs::write(
+        &team,
+        "prefix_rule(pattern = [\"id\", \"-u\"], decision = \"forbidden\", \
+         justification = \"team: never\")\n",
+    )
+    .unwrap();
+    let project = dir.path().join("project.rules");
+    std::fs::write(
+        &project,
+        "prefix_rule(pattern = [\"/usr/bin/id\"], decision = \"allow\")\n",
+    )
+    .unwrap();
+    let config = dir.path().join("team.toml");
+    std::fs::write(&config, format!("rules = [{:?}]\n", team.display())).unwrap();
+    let (config, project, team) = (
+        config.to_str().unwrap(),
+        project.to_str().unwrap(),
+        team.to_str().unwrap(),
+    );
+    let output = execgate(
+        &ws,
+        &["policy", "lint", "--config", config, "--rules", project],
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("forbidden on id") && stdout.contains(project),
+        "{stdout}"
+    );
+    // A file named both ways is read once.
+    let output = execgate(
+        &ws,
+        &["policy", "lint", "--config", config, "--rules", team],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+}
+
 /// Regression: `policy lint --config FILE` refused a config that lists no
 /// rules ("no rules files", exit 125), though the README presents it for
 /// checking a config's profiles. Without rules it checks the profiles
