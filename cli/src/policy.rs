@@ -236,11 +236,11 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             };
             print_json(&report, pretty)?;
             if !as_run {
-                if let Some(hint) = argv
-                    .first()
-                    .and_then(|program| program.to_str())
-                    .and_then(renamed_in_a_session)
-                {
+                let program = argv.first().and_then(|program| program.to_str());
+                let by_name = program
+                    .filter(|_| evaluation.deciding_rule().is_none() && !resolve_host_executables)
+                    .and_then(|program| decided_by_its_name_in_a_session(program, &rules));
+                if let Some(hint) = program.and_then(renamed_in_a_session).or(by_name) {
                     crate::stderr::line(&hint);
                 }
             }
@@ -922,6 +922,20 @@ fn renamed_in_a_session(program: &str) -> Option<String> {
              the shell finds it as {program}; --as-run decides as a session does",
             found.display(),
             canonical.display()
+        )
+    })
+}
+
+/// Where `program`, a path no rule names, has rules on its name: a
+/// session falls back to those (probe 223: "no match" was all that was said
+/// of what a session forbids). `None` for a bare name, or no such rules.
+fn decided_by_its_name_in_a_session(program: &str, rules: &RuleSet) -> Option<String> {
+    let (_, name) = program.rsplit_once('/')?;
+    rules.rules().any(|rule| rule.program() == name).then(|| {
+        format!(
+            "execgate: no rule names {program}, but rules name {name}: a session decides by \
+             the rules on the program's canonical path, else by those on its name; --as-run \
+             decides as a session does"
         )
     })
 }

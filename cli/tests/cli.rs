@@ -5308,6 +5308,31 @@ fn policy_lint_reports_execution_profiles_that_are_not_defined() {
     assert_eq!(stdout.lines().count(), 3, "{stdout}");
 }
 
+/// Probe 223: plain `policy check -- /usr/bin/id` said "no match", nothing
+/// more, where a session falls back to the rules on `id` and forbids it.
+#[test]
+fn policy_check_of_a_path_says_when_rules_name_its_name() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("id.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"id\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let check =
+        |program: &str| execgate(&ws, &["policy", "check", "--rules", rules, "--", program]);
+    let output = check("/usr/bin/id");
+    assert_eq!(text(&output.stdout).trim(), r#"{"matchedRules":[]}"#);
+    assert!(
+        text(&output.stderr).contains("no rule names /usr/bin/id, but rules name id"),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = check("/usr/bin/uname");
+    assert_eq!(text(&output.stderr), "");
+}
+
 /// Probe 223: `policy lint --config C --rules F` linted F alone, so a
 /// project's `allow` on a path that undoes the config's `forbidden` on
 /// the name linted clean, where a session loads both and escalates.
