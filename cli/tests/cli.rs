@@ -6682,7 +6682,9 @@ fn lint_names_module_builtins_and_tokens_the_shell_expands() {
          prefix_rule(pattern = [\"ls\", \"-d\", \"~/\"], decision = \"forbidden\")\n\
          prefix_rule(pattern = [\"ls\", [\"$HOME\", \"${HOME}/x\"]], decision = \"forbidden\")\n\
          prefix_rule(pattern = [\"awk\", \"{print $1}\"], decision = \"forbidden\")\n\
-         prefix_rule(pattern = [\"git\", \"show\", \"HEAD~1\"], decision = \"forbidden\")\n",
+         prefix_rule(pattern = [\"git\", \"show\", \"HEAD~1\"], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"rm\", [\"*\", \"{a,b}\", \"=rm\", \"a?\"]], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"grep\", [\"a=b\", \"{}\", \"x{1}\", \"-e\"]], decision = \"forbidden\")\n",
     )
     .unwrap();
     let output = execgate(&ws, &["policy", "lint", "--rules", rules.to_str().unwrap()]);
@@ -6718,6 +6720,17 @@ fn lint_names_module_builtins_and_tokens_the_shell_expands() {
         "{stdout}"
     );
     assert!(at(5).is_empty(), "{stdout}");
+    // Probe 223: a glob, a brace list and zsh's `=cmd` read as patterns
+    // never fired.
+    assert_eq!(
+        at(6)
+            .iter()
+            .filter(|finding| finding.contains("the shell expands"))
+            .count(),
+        4,
+        "{stdout}"
+    );
+    assert!(at(7).is_empty(), "{stdout}");
 }
 
 /// A probe (105): lint looked programs up in the caller's `PATH`, not the

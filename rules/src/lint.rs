@@ -727,13 +727,13 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
                         choice.trim()
                     ));
                 }
-                if let Some(what) = shell_expands(choice) {
+                if let Some((what, instead)) = shell_expands(choice) {
                     if named.insert((rule.origin.clone(), choice.clone())) {
                         messages.push(format!(
                             "argument {choice:?} holds {what}, which the shell expands before \
                              the program runs: this rule matches only an argument quoted as \
                              written, never the one a command line with it unquoted gives; \
-                             write the expanded word (an absolute path)"
+                             {instead}"
                         ));
                     }
                 }
@@ -749,21 +749,53 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
     findings
 }
 
-/// What in `token` the shell replaces when it is written unquoted: a `~`
-/// that starts it (`~/`, `~user`), or a parameter (`$HOME`, `${HOME}`,
-/// `$(cmd)`). Not a `$` before a digit or nothing (`{print $1}`, `s/$//`),
-/// nor a `~` inside (`HEAD~1`), which people write quoted or as they are.
-fn shell_expands(token: &str) -> Option<&'static str> {
+/// What in `token` the shell replaces when it is written unquoted, and
+/// what to write instead: a `~` that starts it (`~/`, `~user`), a
+/// parameter (`$HOME`, `${HOME}`, `$(cmd)`), zsh's `=cmd` (the program's
+/// path), a brace list (`{a,b}`: one word each), a `*` or `?` (file names;
+/// probe 223: `["rm", "*"]` read as "any argument" never fired). Not a `$`
+/// before a digit or nothing (`{print $1}`, `s/$//`), nor a `~` inside
+/// (`HEAD~1`), which people write quoted or as they are.
+fn shell_expands(token: &str) -> Option<(&'static str, &'static str)> {
+    const EXPANDED_WORD: &str = "write the expanded word (an absolute path)";
     let home = token
         .strip_prefix('~')
         .is_some_and(|rest| !rest.starts_with(|c: char| c.is_whitespace()));
     if home {
-        return Some("a leading ~ (a home directory)");
+        return Some(("a leading ~ (a home directory)", EXPANDED_WORD));
     }
     let parameter = token.match_indices('$').any(|(at, _)| {
         token[at + 1..].starts_with(|c: char| c.is_ascii_alphabetic() || "_{(".contains(c))
     });
-    parameter.then_some("a $ parameter or command substitution")
+    if parameter {
+        return Some(("a $ parameter or command substitution", EXPANDED_WORD));
+    }
+    if token
+        .strip_prefix('=')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
+    {
+        return Some(("a leading = (zsh's =command: its path)", EXPANDED_WORD));
+    }
+    let brace_list = !token.contains(char::is_whitespace)
+        && token.find('{').is_some_and(|open| {
+            token[open..]
+                .find('}')
+                .is_some_and(|close| token[open..open + close].contains(','))
+        });
+    if brace_list {
+        return Some((
+            "a brace list",
+            "a token lists alternatives as a list of its own ([\"a\", \"b\"])",
+        ));
+    }
+    if token.contains(['*', '?']) {
+        return Some((
+            "a * or ? (a file name pattern)",
+            "a token is one literal word, never a wildcard: a prefix rule matches whatever \
+             arguments follow its pattern already",
+        ));
+    }
+    None
 }
 
 /// The presets whose names promise confinement, with what each grants.
