@@ -119,10 +119,11 @@ pub struct ShellSession {
     /// Cancelled when the session ends: every [`ShellSession::run`] stops
     /// then (without a session cgroup nothing else would kill its shell).
     runs: CancellationToken,
-    /// The runtime the session started in, which runs its commands' tasks
-    /// whatever thread asks for one (probe 198: `run` from a plain thread
-    /// panicked, "there is no reactor running").
-    runtime: tokio::runtime::Handle,
+    /// The runtime the session started in, which runs its commands' and
+    /// long-lived processes' tasks whatever thread or runtime asks for one
+    /// (probe 198: `run` from a plain thread panicked, "there is no reactor
+    /// running"; probe 224: a process died with the runtime that asked).
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 impl Drop for ShellSession {

@@ -80,6 +80,7 @@ pub use session::{
     ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session,
     SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
 };
+pub use spawner::on_the_spawner_thread;
 pub use sys::{
     close_inherited_descriptors_on_exec, die_of, has_ended, is_ignored, wait_for_children,
 };

@@ -38,6 +38,22 @@ pub(crate) async fn run<T: Send + 'static>(
         .map_err(|_| "the start of the child failed on the spawner thread".to_owned())
 }
 
+/// Runs `job` on the spawner thread and blocks until it has run: for a
+/// start asked for on a thread that may end before the child should (a
+/// caller's own thread, in an embedder). `Err` says why it did not run to
+/// the end.
+pub fn on_the_spawner_thread<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (done, result) = mpsc::sync_channel(1);
+    submit(move || {
+        let _ = done.send(job());
+    })?;
+    result
+        .recv()
+        .map_err(|_| "the start of the child failed on the spawner thread".to_owned())
+}
+
 /// Runs `job` on the spawner thread, without waiting for it. `Err` says
 /// why it will not run.
 pub(crate) fn submit(job: impl FnOnce() + Send + 'static) -> Result<(), String> {
@@ -76,6 +92,8 @@ mod tests {
         assert!(run(|| -> () { panic!("a job that panics") }).await.is_err());
         let second = run(|| std::thread::current().id()).await.unwrap();
         assert_eq!(first, second);
+        let third = on_the_spawner_thread(|| std::thread::current().id()).unwrap();
+        assert_eq!(first, third);
         assert_ne!(first, std::thread::current().id());
     }
 }

@@ -1071,3 +1071,89 @@ async fn a_commands_loader_variables_reach_its_shell_alone() {
     assert!(!dir.path().join("ran").exists());
     session.shutdown().await;
 }
+
+/// Probe 224: a process was followed on the runtime of the call that
+/// started it, so when that runtime ended (a runtime per tool call), the
+/// process was killed, and listed as running for good, every poll
+/// answering at once with nothing. It is the session's, as `run`'s
+/// commands are.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_outlives_the_runtime_of_the_call_that_started_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let session = session_with(dir.path(), &recorder, &[]);
+    let (id, mut all) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let call = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let first = call
+                    .block_on(session.exec_command(
+                        "for i in 1 2 3; do print $i; sleep 0.3; done; exit 7",
+                        pipes(250),
+                    ))
+                    .unwrap();
+                (running_id(&first), text(&first.output().stdout))
+            })
+            .join()
+            .unwrap()
+    });
+    let mut polls = 0;
+    let status = loop {
+        polls += 1;
+        assert!(polls <= 50, "no end after {polls} polls: {all:?}");
+        match session
+            .write_stdin(id, b"", Duration::from_millis(400), 1 << 20)
+            .await
+            .unwrap()
+        {
+            ExecResponse::Running(running) => all.push_str(&text(&running.output.stdout)),
+            ExecResponse::Exited(exited) => {
+                all.push_str(&text(&exited.output.stdout));
+                break exited.status;
+            }
+        }
+    };
+    assert_eq!(
+        (all.as_str(), status),
+        ("1\n2\n3\n", CommandStatus::Exited(7))
+    );
+    session.shutdown().await;
+}
+
+/// Probe 224: polls that wait for nothing (`yield_time` zero) never gave
+/// the runtime back: on a one-thread runtime the process's readers never
+/// ran, and a loop of them saw no output in seconds.
+#[test]
+fn polls_that_wait_for_nothing_see_the_output_all_the_same() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let place = Place::new();
+        let recorder = Recorder::default();
+        let session = touch_asks(&place, &recorder, Duration::ZERO);
+        let first = session
+            .exec_command("sleep 0.5; print ready; sleep 30", pipes(250))
+            .await
+            .unwrap();
+        let id = running_id(&first);
+        let started = Instant::now();
+        let mut seen = String::new();
+        while !seen.contains("ready") {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "no output: {seen:?}"
+            );
+            let response = session
+                .write_stdin(id, b"", Duration::ZERO, 1 << 20)
+                .await
+                .unwrap();
+            seen.push_str(&text(&response.output().stdout));
+        }
+        session.shutdown().await;
+    });
+}

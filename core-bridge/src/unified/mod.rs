@@ -333,18 +333,25 @@ impl ShellSession {
         .map(|(name, value)| (OsString::from(name), OsString::from(value)))
         .chain(options.env.iter().cloned())
         .collect();
-        let started = self.shell_factory(args, group, env)(None).and_then(|shell| {
-            self.processes.start(
-                command,
-                shell,
-                options.stdio,
-                options.longest_approval_wait,
-                self.exec_policy
-                    .as_ref()
-                    .map(|policy| policy.approval_clock()),
-                &failure,
-            )
-        });
+        // Spawned, read and followed on the session's runtime, as `run`'s
+        // commands are (probe 224: followed on a caller's runtime, a
+        // process was killed when that runtime ended, and listed as running
+        // for good).
+        let started = {
+            let _in_the_sessions_runtime = self.runtime.enter();
+            self.shell_factory(args, group, env)(None).and_then(|shell| {
+                self.processes.start(
+                    command,
+                    shell,
+                    options.stdio,
+                    options.longest_approval_wait,
+                    self.exec_policy
+                        .as_ref()
+                        .map(|policy| policy.approval_clock()),
+                    &failure,
+                )
+            })
+        };
         let process = match started {
             Ok(process) => process,
             Err(error) => return Err(failure.report(error).await.into()),
@@ -525,6 +532,10 @@ impl ShellSession {
         called: Instant,
         cancel: Option<&CancellationToken>,
     ) -> Result<ExecResponse, ExecError> {
+        // A poll that waits for nothing gives the runtime its turn all the
+        // same (probe 224: a loop of them starved the process's own readers
+        // on its runtime, and saw no output).
+        tokio::task::consume_budget().await;
         let clock = self
             .exec_policy
             .as_ref()
