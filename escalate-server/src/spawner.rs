@@ -1,11 +1,13 @@
-//! The one thread that starts escalated children.
+//! The one thread that starts sandboxes.
 //!
 //! bubblewrap's `--die-with-parent` (`PR_SET_PDEATHSIG`) fires when the
 //! *thread* that created the process ends, not its process. tokio's
 //! blocking threads end after ten idle seconds, so a sandboxed escalation
 //! started on one was killed ten seconds into a quiet session. Sandboxes
-//! (escalations' and spares') are started here instead, on a thread that
-//! lives as long as the process: its end is the server's.
+//! (escalations', spares' and, for `core-bridge`, the sessions' shells,
+//! which an embedder may ask for from a thread of its own) are started here
+//! instead, on a thread that lives as long as the process: its end is the
+//! server's.
 //!
 //! Starts are serialized. Each one returns as soon as bubblewrap has
 //! executed (the clone is vfork-style), so a start waits behind others for
