@@ -230,6 +230,8 @@ pub struct RunOutcome {
     /// Output beyond [`RunOptions::output_limit`] was dropped.
     pub truncated: bool,
     pub timed_out: bool,
+    /// [`RunOptions::cancel`] ended the command; before its shell started
+    /// (at the question about its requested permissions) nothing ran.
     pub cancelled: bool,
     /// The command was ended because a connection it made was denied once
     /// a person had been asked (`limited` networks,
@@ -243,6 +245,25 @@ pub struct RunOutcome {
     /// shell was killed with its process group, and its sandbox with
     /// everything in it.
     pub aborted: bool,
+}
+
+impl RunOutcome {
+    /// A command cancelled before its shell started (at the question about
+    /// its requested permissions): nothing ran, and its status reads as a
+    /// command killed at once.
+    fn cancelled_before_it_started() -> RunOutcome {
+        RunOutcome {
+            status: CommandStatus::Signaled(libc::SIGKILL),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            truncated: false,
+            timed_out: false,
+            cancelled: true,
+            network_denied: None,
+            permissions_declined: false,
+            aborted: false,
+        }
+    }
 }
 
 /// Records the approver's answer to a request for grants, told why they
@@ -631,7 +652,12 @@ impl ShellSession {
                             if let Ok(Err(error)) = recorded {
                                 tracing::warn!(%error, "a request for grants ended at its question is not recorded");
                             }
-                            return Err(BridgeError::Aborted);
+                            // The caller's cancel or the session's end,
+                            // not a person's abort (probe 224).
+                            if session_runs.is_cancelled() {
+                                return Err(BridgeError::SessionEnded);
+                            }
+                            return Ok(RunOutcome::cancelled_before_it_started());
                         }
                     };
                     let aborted = answer.aborted;
