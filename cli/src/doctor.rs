@@ -271,8 +271,8 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
 /// refusal `execgate run` would print. Nothing is made or changed.
 fn session_problems(config: Option<&crate::config::Config>, scope_refused: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Err(error) = crate::enough_descriptors() {
-        problems.push(crate::causes(&error));
+    if let Err(error) = execgate_core_bridge::server::enough_descriptors() {
+        problems.push(error.to_string());
     }
     if let Some(problem) = execgate_core_bridge::sessions_dir_problem() {
         problems.push(problem);

@@ -488,7 +488,7 @@ fn execgate(cli: Cli) -> ExitCode {
         Command::Run(_) | Command::Shell(_) | Command::Mcp(_)
     ) {
         ending::never_stopped_by_the_terminal();
-        if let Err(error) = enough_descriptors() {
+        if let Err(error) = execgate_core_bridge::server::enough_descriptors() {
             stderr::line(&format!(
                 "execgate: {error}, and run again; nothing was run"
             ));
@@ -2043,31 +2043,6 @@ fn shell(args: ShellArgs) -> Result<i32> {
     });
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     code
-}
-
-/// The fewest descriptors a session works with: the patched shell keeps
-/// the session's socket at descriptor 64 or above, the kernel counts the
-/// descriptors in flight between processes against the same limit, and a
-/// sandbox's start takes a few dozen of its own.
-#[cfg(unix)]
-const FEWEST_DESCRIPTORS: u64 = 256;
-
-/// Refuses a descriptor limit below [`FEWEST_DESCRIPTORS`] up front: under
-/// it, commands fail one by one with messages that name something else (a
-/// shell "started without an execgate session", user namespaces
-/// "disabled").
-#[cfg(unix)]
-fn enough_descriptors() -> Result<()> {
-    use nix::sys::resource::{getrlimit, Resource};
-    let (soft, _) =
-        getrlimit(Resource::RLIMIT_NOFILE).context("cannot read the descriptor limit")?;
-    if soft < FEWEST_DESCRIPTORS {
-        anyhow::bail!(
-            "the descriptor limit (ulimit -n) is {soft}: a session needs at least \
-             {FEWEST_DESCRIPTORS}; raise it (ulimit -n 1024)"
-        );
-    }
-    Ok(())
 }
 
 /// The counters of the session this process ran, kept at its end for the

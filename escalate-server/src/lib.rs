@@ -77,8 +77,9 @@ pub use policy::{
 pub use resolve::ResolveError;
 pub use scope::{scope_support, warden_pid, CommandCgroup, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{
-    ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer, QuestionHold, Session,
-    SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
+    enough_descriptors, ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer,
+    QuestionHold, Session, SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
+    FEWEST_DESCRIPTORS,
 };
 pub use spawner::on_the_spawner_thread;
 pub use sys::{

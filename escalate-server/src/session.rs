@@ -321,6 +321,14 @@ pub enum StartError {
         advice = .0.advice()
     )]
     ChildrenUnwaited(ChildrenReaped),
+    /// This process's soft descriptor limit is below
+    /// [`FEWEST_DESCRIPTORS`]: its commands would fail one by one, with
+    /// messages that name something else.
+    #[error(
+        "the descriptor limit (ulimit -n) is {0}: a session needs at least \
+         {FEWEST_DESCRIPTORS}; raise it (ulimit -n 1024)"
+    )]
+    TooFewDescriptors(u64),
     #[error("cannot create the session socket: {0}")]
     Socket(#[source] io::Error),
     #[error("cannot start the thread sessions are served on: {0}")]
@@ -335,6 +343,25 @@ pub enum StartError {
         "the session's start cannot be recorded in the audit log ({0}); nothing runs unrecorded"
     )]
     Unrecorded(String),
+}
+
+/// The fewest descriptors a session works with: the patched shell keeps
+/// the session's socket at descriptor 64 or above, the kernel counts the
+/// descriptors in flight between processes against the same limit, and a
+/// sandbox's start takes a few dozen of its own.
+pub const FEWEST_DESCRIPTORS: u64 = 256;
+
+/// Refuses a soft descriptor limit below [`FEWEST_DESCRIPTORS`] up front:
+/// under it, commands fail one by one with messages that name something
+/// else (a shell "started without an execgate session", user namespaces
+/// "disabled"; probe 224: an embedder's every command was denied so). A
+/// limit that cannot be read is taken as enough.
+pub fn enough_descriptors() -> Result<(), StartError> {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if soft < FEWEST_DESCRIPTORS => Err(StartError::TooFewDescriptors(soft)),
+        _ => Ok(()),
+    }
 }
 
 /// A command that starts a session's shell ([`Session::shell_command`]
@@ -745,6 +772,7 @@ impl Session {
         if let Some(how) = sys::children_reaped_unwaited() {
             return Err(StartError::ChildrenUnwaited(how));
         }
+        enough_descriptors()?;
         let runtime = crate::serving::handle().map_err(StartError::Serving)?;
         std::fs::metadata(&config.wrapper).map_err(|source| StartError::Wrapper {
             path: config.wrapper.clone(),

@@ -161,6 +161,49 @@ async fn a_session_refuses_tools_no_build_made() {
     }
 }
 
+/// Set in the process that runs
+/// [`a_session_under_a_low_descriptor_limit_is_refused_saying_why`] under
+/// that limit.
+const LOW_DESCRIPTOR_LIMIT: &str = "EXECGATE_TEST_LOW_DESCRIPTOR_LIMIT";
+
+/// Probe 224: under `ulimit -n 64` a library session started, and every
+/// program was denied, "started without an execgate session" (the CLI
+/// refused such a limit up front). The session refuses to start, naming
+/// the limit. Runs in a process of its own, under that limit.
+#[test]
+fn a_session_under_a_low_descriptor_limit_is_refused_saying_why() {
+    if std::env::var_os(LOW_DESCRIPTOR_LIMIT).is_some() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let _in_it = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let config = ShellSessionConfig::new(dir.path(), tools(), policy_by_path(&[]));
+        let error = ShellSession::start(config).err();
+        assert!(
+            matches!(
+                error,
+                Some(BridgeError::Session(
+                    execgate_escalate_server::StartError::TooFewDescriptors(64)
+                ))
+            ),
+            "{error:?}"
+        );
+        assert!(error.unwrap().to_string().contains("ulimit -n"));
+        return;
+    }
+    let name = "suite::bridge::a_session_under_a_low_descriptor_limit_is_refused_saying_why";
+    let output = std::process::Command::new("prlimit")
+        .arg("--nofile=64:4096")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(LOW_DESCRIPTOR_LIMIT, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "it did not run: {stdout}");
+}
+
 /// Probe 198: a library session's audit log was shown to its sandboxes
 /// (only `execgate` hid it): a sandboxed command read the records, and
 /// held the log's lock, so that every escalation, and every session
