@@ -124,6 +124,9 @@ pub use session::{
 pub use skills::{Skill, SkillError, SkillRegistry, SKILL_PERMISSIONS_FILE};
 #[cfg(unix)]
 pub use startup::{Interactive, PromptMarker, StartupFiles, PROMPT_MARKER_VARIABLE};
+/// What [`RunOptions::cancel`] and the unified exec calls take: a
+/// session's caller need not depend on `tokio-util` for it (probe 224).
+pub use tokio_util::sync::CancellationToken;
 #[cfg(unix)]
 pub use tools::{
     LocatedTools, Tools, ToolsOrigin, ENV_SANDBOX_HELPER, ENV_WRAPPER_BINARY, ENV_ZSH,
