@@ -24,7 +24,8 @@ const EXIT_STATUS: Section = (
             "The command's status, as zsh -c reports it: 126 for a program the policy \
              denied (execgate: denied: on stderr), 127 for one not found, 128+n for one \
              killed by signal n; 137 for a command aborted with ! at a question; 126 when \
-             a limited network denied a connection of the command.",
+             a limited network denied a connection of the command after a person was \
+             asked (on_network_denial = cancel, the default).",
         ),
         ("shell", "The shell's status when it exits."),
         (
@@ -82,7 +83,7 @@ const QUESTIONS: Section = (
         (
             "!",
             "Abort: the command that asked is killed with everything it started (in \
-             shell, the job that asked).",
+             shell, the job that asked; for a $(...) typed at the prompt, the shell).",
         ),
         ("v", "Shows the arguments the question cut short."),
         (
@@ -116,7 +117,14 @@ const ENVIRONMENT: Section = (
         ),
         (
             "TMPDIR",
-            "The session's temp directory (:tmpdir in profiles), else /tmp.",
+            "The session's temp directory (:tmpdir in profiles) when it is a directory \
+             named as one (tmp, *.tmp, ...), else /tmp (a TMPDIR named otherwise is \
+             warned of).",
+        ),
+        (
+            "EXECGATE_SCOPE",
+            "How a session keeps its processes killable: cgroup (the default where \
+             cgroups are delegated) or process-groups.",
         ),
     ],
 );

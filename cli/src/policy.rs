@@ -88,18 +88,19 @@ pub enum PolicyCommand {
     /// never sees (symlinks, paths that do not exist here), names not found
     /// in PATH, tokens only a look-alike matches (whitespace at an end, a
     /// program name that is not printable ASCII) or the shell expands
-    /// first (`~/`, `$HOME`), and forbidden or prompt rules on names a zsh
+    /// first (`~/`, `$HOME`, `=cmd`, a `*` alone), and forbidden or prompt rules on names a zsh
     /// module makes builtins (`rm` after `zmodload zsh/files`); report as
     /// errors `execution` profiles the config (or, without one, the
     /// presets) does not define. Exits 1 when there are warnings, 2 when
     /// there are errors, 125 when a rules file or the config does not load
     /// (the error names the file and line).
     Lint {
-        /// A rules file; repeat for several. Default: the config file's.
+        /// A rules file; repeat for several. Linted after the config
+        /// file's, with them, as a session loads both.
         #[arg(long = "rules", value_name = "FILE")]
         rules: Vec<PathBuf>,
-        /// The config file whose profiles `execution` may name (and whose
-        /// rules are linted without --rules). Default:
+        /// The config file whose profiles `execution` may name, and whose
+        /// rules are linted with those of --rules. Default:
         /// $XDG_CONFIG_HOME/execgate/config.toml (a missing default file
         /// is fine: then only the presets are profiles).
         #[arg(long)]
@@ -933,9 +934,9 @@ fn decided_by_its_name_in_a_session(program: &str, rules: &RuleSet) -> Option<St
     let (_, name) = program.rsplit_once('/')?;
     rules.rules().any(|rule| rule.program() == name).then(|| {
         format!(
-            "execgate: no rule names {program}, but rules name {name}: a session decides by \
-             the rules on the program's canonical path, else by those on its name; --as-run \
-             decides as a session does"
+            "execgate: no rule on {program} matches, but rules name {name}: a session decides \
+             by the rules on the program's canonical path, else by those on its name; \
+             --as-run decides as a session does"
         )
     })
 }

@@ -167,7 +167,9 @@ impl TerminalApprover {
 pub enum AbortScope {
     /// `execgate run`: the whole command.
     WholeCommand,
-    /// `execgate shell`: the job that asked; the shell goes on.
+    /// `execgate shell`: the job that asked (the shell goes on, but for a
+    /// `$(...)` typed at its prompt, which runs in the shell's own group:
+    /// review 225).
     Job,
 }
 
@@ -178,7 +180,7 @@ impl AbortScope {
             AbortScope::WholeCommand => {
                 "execgate: aborting the command and everything it started\r\n"
             }
-            AbortScope::Job => "execgate: aborting the job that asked; the shell goes on\r\n",
+            AbortScope::Job => "execgate: aborting the job that asked\r\n",
         }
     }
 }

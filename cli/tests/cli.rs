@@ -3855,7 +3855,7 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
     // only the status 137 told).
     assert!(seen.contains("third=137"), "{seen}");
     assert_eq!(
-        seen.matches("execgate: aborting the job that asked; the shell goes on")
+        seen.matches("execgate: aborting the job that asked")
             .count(),
         1,
         "{seen}"
@@ -5325,7 +5325,7 @@ fn policy_check_of_a_path_says_when_rules_name_its_name() {
     let output = check("/usr/bin/id");
     assert_eq!(text(&output.stdout).trim(), r#"{"matchedRules":[]}"#);
     assert!(
-        text(&output.stderr).contains("no rule names /usr/bin/id, but rules name id"),
+        text(&output.stderr).contains("no rule on /usr/bin/id matches, but rules name id"),
         "{}",
         text(&output.stderr)
     );
@@ -6683,8 +6683,9 @@ fn lint_names_module_builtins_and_tokens_the_shell_expands() {
          prefix_rule(pattern = [\"ls\", [\"$HOME\", \"${HOME}/x\"]], decision = \"forbidden\")\n\
          prefix_rule(pattern = [\"awk\", \"{print $1}\"], decision = \"forbidden\")\n\
          prefix_rule(pattern = [\"git\", \"show\", \"HEAD~1\"], decision = \"forbidden\")\n\
-         prefix_rule(pattern = [\"rm\", [\"*\", \"{a,b}\", \"=rm\", \"a?\"]], decision = \"forbidden\")\n\
-         prefix_rule(pattern = [\"grep\", [\"a=b\", \"{}\", \"x{1}\", \"-e\"]], decision = \"forbidden\")\n",
+         prefix_rule(pattern = [\"rm\", [\"*\", \"**\", \"=rm\"]], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"grep\", [\"a=b\", \"{}\", \"x{1}\", \"foo.*bar\", \"SELECT * FROM t\", \
+         \"*.rs\", \"{name,id}\", \"https://x/?a=1\"]], decision = \"forbidden\")\n",
     )
     .unwrap();
     let output = execgate(&ws, &["policy", "lint", "--rules", rules.to_str().unwrap()]);
@@ -6720,16 +6721,17 @@ fn lint_names_module_builtins_and_tokens_the_shell_expands() {
         "{stdout}"
     );
     assert!(at(5).is_empty(), "{stdout}");
-    // Probe 223: a glob, a brace list and zsh's `=cmd` read as patterns
-    // never fired.
+    // Probe 223: `*` read as "any argument" and zsh's `=cmd` never fired.
     assert_eq!(
         at(6)
             .iter()
             .filter(|finding| finding.contains("the shell expands"))
             .count(),
-        4,
+        3,
         "{stdout}"
     );
+    // Review 225: patterns the programs read themselves, written quoted
+    // as the rules have them, are no mistake.
     assert!(at(7).is_empty(), "{stdout}");
 }
 

@@ -374,6 +374,14 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
         "screen runs shell commands, in a session that outlives the command",
     ),
     ("gdbtui", "gdb runs programs and shell commands"),
+    ("zmore", "more runs shell commands (!)"),
+    ("bzmore", "more runs shell commands (!)"),
+    ("xzmore", "more runs shell commands (!)"),
+    ("uclampset", "uclampset runs the program its arguments name"),
+    (
+        "gp-collect-app",
+        "gp-collect-app runs the program its arguments name",
+    ),
     ("zless", "less runs shell commands (!, |, LESSOPEN)"),
     ("bzless", "less runs shell commands (!, |, LESSOPEN)"),
     ("xzless", "less runs shell commands (!, |, LESSOPEN)"),
@@ -752,10 +760,11 @@ fn unmatchable_tokens(rules: &RuleSet) -> Vec<LintFinding> {
 /// What in `token` the shell replaces when it is written unquoted, and
 /// what to write instead: a `~` that starts it (`~/`, `~user`), a
 /// parameter (`$HOME`, `${HOME}`, `$(cmd)`), zsh's `=cmd` (the program's
-/// path), a brace list (`{a,b}`: one word each), a `*` or `?` (file names;
-/// probe 223: `["rm", "*"]` read as "any argument" never fired). Not a `$`
-/// before a digit or nothing (`{print $1}`, `s/$//`), nor a `~` inside
-/// (`HEAD~1`), which people write quoted or as they are.
+/// path), a token of `*` alone (probe 223: `["rm", "*"]`, read as "any
+/// argument", never fired). Not a `$` before a digit or nothing (`{print
+/// $1}`, `s/$//`), nor a `~` inside (`HEAD~1`), nor a pattern the program
+/// reads itself (`*.rs` for find, `foo.*bar`, `SELECT * FROM t`, `{a,b}`
+/// for jq), which people write quoted, as the rule does (review 225).
 fn shell_expands(token: &str) -> Option<(&'static str, &'static str)> {
     const EXPANDED_WORD: &str = "write the expanded word (an absolute path)";
     let home = token
@@ -776,23 +785,11 @@ fn shell_expands(token: &str) -> Option<(&'static str, &'static str)> {
     {
         return Some(("a leading = (zsh's =command: its path)", EXPANDED_WORD));
     }
-    let brace_list = !token.contains(char::is_whitespace)
-        && token.find('{').is_some_and(|open| {
-            token[open..]
-                .find('}')
-                .is_some_and(|close| token[open..open + close].contains(','))
-        });
-    if brace_list {
+    if !token.is_empty() && token.chars().all(|c| c == '*') {
         return Some((
-            "a brace list",
-            "a token lists alternatives as a list of its own ([\"a\", \"b\"])",
-        ));
-    }
-    if token.contains(['*', '?']) {
-        return Some((
-            "a * or ? (a file name pattern)",
+            "nothing but the shell's wildcard (file names)",
             "a token is one literal word, never a wildcard: a prefix rule matches whatever \
-             arguments follow its pattern already",
+             arguments follow its pattern already (drop the token)",
         ));
     }
     None
@@ -1278,6 +1275,9 @@ const TRIPLE_ENDS: &[&str] = &[
     "gnueabi",
     "gnueabihf",
     "gnux32",
+    "gnuabi64",
+    "gnuabin32",
+    "gnuspe",
     "musl",
     "musleabihf",
     "mingw32",
@@ -1296,17 +1296,30 @@ const TRIPLE_STARTS: &[&str] = &[
     "armhf",
     "armel",
     "riscv64",
+    "powerpc",
+    "powerpc64",
     "powerpc64le",
     "ppc64el",
     "s390x",
+    "mips",
+    "mipsel",
+    "mips64",
     "mips64el",
+    "mipsisa64r6el",
+    "sparc64",
+    "m68k",
+    "hppa",
+    "alpha",
+    "sh4",
     "loongarch64",
 ];
 
 /// `name` without a target triple before it (`x86_64-linux-gnu-nm`: `nm`)
 /// or after it (`perl5.36-x86_64-linux-gnu`: `perl5.36`), as Debian
 /// installs cross tools and multiarch interpreters under their canonical
-/// names; and without Python's ABI letter (`python3.6m`: `python3.6`).
+/// names; without mingw-w64's thread model (`...-gcc-12-win32`, where the
+/// alternatives of `x86_64-w64-mingw32-gcc` lead: `gcc-12`; review 225);
+/// and without Python's ABI letter (`python3.6m`: `python3.6`).
 fn without_target(name: &str) -> &str {
     let mut plain = name;
     // The prefix: up to the last part that ends a triple, one that starts
@@ -1329,6 +1342,12 @@ fn without_target(name: &str) -> &str {
             let kept: usize = parts[..start].iter().map(|part| part.len() + 1).sum();
             plain = &plain[..kept - 1];
         }
+    }
+    if let Some(before) = ["-win32", "-posix"]
+        .iter()
+        .find_map(|model| plain.strip_suffix(model))
+    {
+        plain = before;
     }
     match plain.strip_suffix('m') {
         Some(before) if before.ends_with(|c: char| c.is_ascii_digit()) => before,

@@ -1078,6 +1078,16 @@ fn lint_names_versioned_interpreters_and_command_runners() {
             "msgexec",
             Some("msgexec runs the program its arguments name"),
         ),
+        // Review 225: other Debian triples, and the more pagers.
+        (
+            "mips64el-linux-gnuabi64-nm",
+            Some("binutils load the plugin --plugin names"),
+        ),
+        (
+            "powerpc64-linux-gnu-ld.bfd",
+            Some("binutils load the plugin --plugin names"),
+        ),
+        ("zmore", Some("more runs shell commands (!)")),
         ("x86_64-linux-gnu-readelf", None),
         ("x86_64-linux-gnu", None),
         ("arm-none", None),
@@ -1162,6 +1172,16 @@ fn lint_names_programs_whose_options_run_commands() {
         ),
         (
             r#""clang++""#,
+            "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
+        ),
+        // Review 225: where the alternatives of `x86_64-w64-mingw32-gcc`
+        // lead, which lint advises writing the rule on.
+        (
+            r#""x86_64-w64-mingw32-gcc-12-win32""#,
+            "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
+        ),
+        (
+            r#""x86_64-w64-mingw32-gcc-posix""#,
             "a compiler runs the programs -wrapper, -B, -fplugin, -specs and @file name",
         ),
         // Probe 122: each ran code of the sandbox's unsandboxed, under an
