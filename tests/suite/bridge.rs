@@ -190,18 +190,11 @@ fn a_session_under_a_low_descriptor_limit_is_refused_saying_why() {
         assert!(error.unwrap().to_string().contains("ulimit -n"));
         return;
     }
-    let name = "suite::bridge::a_session_under_a_low_descriptor_limit_is_refused_saying_why";
-    let output = std::process::Command::new("prlimit")
-        .arg("--nofile=64:4096")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--test-threads=1", "--nocapture"])
-        .env(LOW_DESCRIPTOR_LIMIT, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "it did not run: {stdout}");
+    rerun_under_descriptor_limit(
+        "suite::bridge::a_session_under_a_low_descriptor_limit_is_refused_saying_why",
+        "64:4096",
+        LOW_DESCRIPTOR_LIMIT,
+    );
 }
 
 /// Probe 198: a library session's audit log was shown to its sandboxes

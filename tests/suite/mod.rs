@@ -128,6 +128,24 @@ pub fn zsh() -> PathBuf {
 /// `ETOOMANYREFS` while the first ran beside it.
 pub static DESCRIPTORS_IN_FLIGHT: Mutex<()> = Mutex::new(());
 
+/// Runs the test `name` (its full path) again, alone, in a process of its
+/// own under the descriptor limit `nofile` (`SOFT:HARD`), with `marker`
+/// set for it to see, and checks that it ran there and passed: a limit is
+/// read once per process, and must not reach the tests beside it.
+pub fn rerun_under_descriptor_limit(name: &str, nofile: &str, marker: &str) {
+    let output = std::process::Command::new("prlimit")
+        .arg(format!("--nofile={nofile}"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(marker, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "it did not run: {stdout}");
+}
+
 /// Every event a session emitted, in order.
 #[derive(Default, Clone)]
 pub struct Recorder(Arc<Mutex<Vec<SessionEvent>>>);

@@ -1116,18 +1116,11 @@ fn held_tunnels_leave_descriptors_for_decisions() {
     let _alone = super::DESCRIPTORS_IN_FLIGHT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let name = "suite::network::held_tunnels_leave_descriptors_for_decisions";
-    let output = std::process::Command::new("prlimit")
-        .arg("--nofile=512:512")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--test-threads=1", "--nocapture"])
-        .env(FEW_DESCRIPTORS, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "it did not run: {stdout}");
+    super::rerun_under_descriptor_limit(
+        "suite::network::held_tunnels_leave_descriptors_for_decisions",
+        "512:512",
+        FEW_DESCRIPTORS,
+    );
 }
 
 async fn hold_tunnels_and_decide() {
