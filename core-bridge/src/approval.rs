@@ -528,19 +528,10 @@ pub(crate) fn start_shell(
     shell: std::process::Command,
     cgroup: Option<&CommandCgroup>,
 ) -> std::io::Result<(tokio::process::Child, Option<CommandClock>)> {
-    let runtime = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
     start_command(clock, cgroup, move || {
-        // Started on the thread that lives as long as the process:
-        // bubblewrap's `--die-with-parent` follows the thread that starts
-        // it (probe 224: a process an embedder started from a thread of its
-        // own died with that thread). Followed by the runtime asked from.
-        let child = execgate_escalate_server::on_the_spawner_thread(move || {
-            let _runtime = runtime.enter();
-            tokio::process::Command::from(shell)
-                .kill_on_drop(true)
-                .spawn()
-        })
-        .map_err(std::io::Error::other)??;
+        let child = tokio::process::Command::from(shell)
+            .kill_on_drop(true)
+            .spawn()?;
         let pid = child.id();
         Ok((child, pid))
     })

@@ -81,7 +81,6 @@ pub use session::{
     QuestionHold, Session, SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
     FEWEST_DESCRIPTORS,
 };
-pub use spawner::on_the_spawner_thread;
 pub use sys::{
     close_inherited_descriptors_on_exec, die_of, has_ended, is_ignored, wait_for_children,
 };

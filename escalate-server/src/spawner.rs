@@ -1,13 +1,11 @@
-//! The one thread that starts sandboxes.
+//! The one thread that starts escalated children.
 //!
 //! bubblewrap's `--die-with-parent` (`PR_SET_PDEATHSIG`) fires when the
 //! *thread* that created the process ends, not its process. tokio's
 //! blocking threads end after ten idle seconds, so a sandboxed escalation
 //! started on one was killed ten seconds into a quiet session. Sandboxes
-//! (escalations', spares' and, for `core-bridge`, the sessions' shells,
-//! which an embedder may ask for from a thread of its own) are started here
-//! instead, on a thread that lives as long as the process: its end is the
-//! server's.
+//! (escalations' and spares') are started here instead, on a thread that
+//! lives as long as the process: its end is the server's.
 //!
 //! Starts are serialized. Each one returns as soon as bubblewrap has
 //! executed (the clone is vfork-style), so a start waits behind others for
@@ -37,22 +35,6 @@ pub(crate) async fn run<T: Send + 'static>(
     })?;
     result
         .await
-        .map_err(|_| "the start of the child failed on the spawner thread".to_owned())
-}
-
-/// Runs `job` on the spawner thread and blocks until it has run: for a
-/// start asked for on a thread that may end before the child should (a
-/// caller's own thread, in an embedder). `Err` says why it did not run to
-/// the end.
-pub fn on_the_spawner_thread<T: Send + 'static>(
-    job: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    let (done, result) = mpsc::sync_channel(1);
-    submit(move || {
-        let _ = done.send(job());
-    })?;
-    result
-        .recv()
         .map_err(|_| "the start of the child failed on the spawner thread".to_owned())
 }
 
@@ -94,8 +76,6 @@ mod tests {
         assert!(run(|| -> () { panic!("a job that panics") }).await.is_err());
         let second = run(|| std::thread::current().id()).await.unwrap();
         assert_eq!(first, second);
-        let third = on_the_spawner_thread(|| std::thread::current().id()).unwrap();
-        assert_eq!(first, third);
         assert_ne!(first, std::thread::current().id());
     }
 }

@@ -1157,3 +1157,69 @@ fn polls_that_wait_for_nothing_see_the_output_all_the_same() {
         session.shutdown().await;
     });
 }
+
+/// Review 226: with every session's shell forked on one shared thread, a
+/// start in a frozen session (its shell freezes before its exec) held that
+/// thread, and another session's `exec_command` waited for the thaw. Each
+/// session's shells are forked on its own runtime's workers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_in_a_frozen_session_holds_up_no_other_session() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let recorder = Recorder::default();
+    let frozen = Arc::new(session_with(dir_a.path(), &recorder, &[]));
+    let other = session_with(dir_b.path(), &recorder, &[]);
+    frozen.freeze(true).unwrap();
+    // Thawed after 15 s whatever happens: a start that blocks a thread
+    // cannot be timed out, and the test would hang instead of failing.
+    let thaw = frozen.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(15));
+        let _ = thaw.freeze(false);
+    });
+    let asked = frozen.clone();
+    let in_frozen = tokio::spawn(async move {
+        let _ = asked.exec_command("print in-a", pipes(250)).await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let response = tokio::time::timeout(
+        Duration::from_secs(10),
+        other.exec_command("print in-b", pipes(3000)),
+    )
+    .await
+    .expect("held up by the frozen session")
+    .unwrap();
+    assert!(text(&response.output().stdout).contains("in-b"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    frozen.freeze(false).unwrap();
+    in_frozen.await.unwrap();
+    other.shutdown().await;
+    frozen.cancel();
+}
+
+/// Review 226: once the session's runtime had ended, `exec_command`
+/// reported its process as not started, though its shell ran (and was
+/// never followed). Nothing runs then.
+#[test]
+fn a_process_asked_for_after_the_sessions_runtime_ended_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let session = first.block_on(async { session_with(dir.path(), &recorder, &[]) });
+    drop(first);
+    let marker = dir.path().join("ran");
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let response = session
+            .exec_command(&format!("touch {}", marker.display()), pipes(1000))
+            .await;
+        assert!(response.is_err(), "{response:?}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(!marker.exists(), "it ran");
+        session.shutdown().await;
+    });
+}

@@ -333,24 +333,23 @@ impl ShellSession {
         .map(|(name, value)| (OsString::from(name), OsString::from(value)))
         .chain(options.env.iter().cloned())
         .collect();
-        // Spawned, read and followed on the session's runtime, as `run`'s
-        // commands are (probe 224: followed on a caller's runtime, a
-        // process was killed when that runtime ended, and listed as running
-        // for good).
-        let started = {
-            let _in_the_sessions_runtime = self.runtime.enter();
-            self.shell_factory(args, group, env)(None).and_then(|shell| {
-                self.processes.start(
-                    command,
-                    shell,
-                    options.stdio,
-                    options.longest_approval_wait,
-                    self.exec_policy
-                        .as_ref()
-                        .map(|policy| policy.approval_clock()),
-                    &failure,
-                )
-            })
+        let started = match self.shell_factory(args, group, env)(None) {
+            Ok(shell) => {
+                self.processes
+                    .start(
+                        &self.runtime,
+                        command,
+                        shell,
+                        options.stdio,
+                        options.longest_approval_wait,
+                        self.exec_policy
+                            .as_ref()
+                            .map(|policy| policy.approval_clock()),
+                        &failure,
+                    )
+                    .await
+            }
+            Err(error) => Err(error),
         };
         let process = match started {
             Ok(process) => process,

@@ -149,9 +149,18 @@ impl ProcessTable {
     }
 
     /// Spawns `shell` with `stdio` and keeps it, in use by the calling
-    /// call, pruning others when the table is over its limit.
-    pub(crate) fn start(
+    /// call, pruning others when the table is over its limit. Forked,
+    /// read and followed on `runtime`, the session's, as `run`'s commands
+    /// are (probe 224: forked on the caller's thread and followed on its
+    /// runtime, a process died with either, and was listed as running for
+    /// good): bubblewrap's `--die-with-parent` follows the thread that
+    /// forks it, and a runtime's workers last as long as the runtime.
+    // Each is the call's own, but for the runtime: no struct would hold
+    // them together anywhere else.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start(
         &self,
+        runtime: &tokio::runtime::Handle,
         command: &str,
         shell: execgate_escalate_server::ShellCommand,
         stdio: ExecStdio,
@@ -178,8 +187,10 @@ impl ProcessTable {
             }
             ExecStdio::Terminal => {
                 let (rows, cols) = DEFAULT_TERMINAL_SIZE;
-                let (master, slave) =
-                    pty::open(rows, cols).map_err(io_error("cannot open a PTY"))?;
+                let (master, slave) = {
+                    let _registered_there = runtime.enter();
+                    pty::open(rows, cols).map_err(io_error("cannot open a PTY"))?
+                };
                 let clone = |slave: &std::fs::File| slave.try_clone().map(Stdio::from);
                 shell
                     .stdin(clone(&slave).map_err(io_error("cannot share the PTY"))?)
@@ -199,36 +210,38 @@ impl ProcessTable {
         // Its own approval clock, kept before any question of its is asked
         // (review 205: kept after the spawn, a question asked first held
         // every process's yield, and an abort stopped only the asker).
+        let forked_cgroup = cgroup.clone();
+        let forked = runtime
+            .spawn(async move {
+                crate::approval::start_shell(clock.as_ref(), shell, forked_cgroup.as_ref())
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "the session's runtime has ended: nothing was started",
+                ))
+            });
         let (mut child, own_clock) =
-            crate::approval::start_shell(clock.as_ref(), shell, cgroup.as_ref())
-                .map_err(|source| crate::session::shell_not_started(source, &cwd))?;
+            forked.map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
         let root = child.id().and_then(crate::tree::pin);
         let shared = Arc::new(Mutex::new(Collected::default()));
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            readers.push(tokio::spawn(read_pipe(
-                stdout,
-                shared.clone(),
-                Stream::Stdout,
-            )));
+            readers.push(runtime.spawn(read_pipe(stdout, shared.clone(), Stream::Stdout)));
         }
         if let Some(stderr) = child.stderr.take() {
-            readers.push(tokio::spawn(read_pipe(
-                stderr,
-                shared.clone(),
-                Stream::Stderr,
-            )));
+            readers.push(runtime.spawn(read_pipe(stderr, shared.clone(), Stream::Stderr)));
         }
         if let Some(master) = &terminal {
-            readers.push(tokio::spawn(read_terminal(master.clone(), shared.clone())));
+            readers.push(runtime.spawn(read_terminal(master.clone(), shared.clone())));
         }
         let (ended_sender, ended) = watch::channel(false);
         let stream = match terminal {
             Some(_) => Stream::Stdout,
             None => Stream::Stderr,
         };
-        let follower = tokio::spawn(follow(
+        let follower = runtime.spawn(follow(
             child,
             pgid,
             readers,
@@ -638,14 +651,17 @@ mod tests {
             watch: ShellWatch::default(),
             cgroup: None,
         };
-        let started = table.start(
-            "sleep",
-            shell,
-            ExecStdio::Pipes,
-            Duration::from_secs(1),
-            None,
-            &crate::session::ShellFailure::unreported(),
-        );
+        let started = table
+            .start(
+                &tokio::runtime::Handle::current(),
+                "sleep",
+                shell,
+                ExecStdio::Pipes,
+                Duration::from_secs(1),
+                None,
+                &crate::session::ShellFailure::unreported(),
+            )
+            .await;
         assert!(matches!(started, Err(BridgeError::SessionEnded)));
         assert!(table.lock().entries.is_empty());
         // Killed, then reaped by its follower's end (`kill_on_drop`).
