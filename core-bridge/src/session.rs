@@ -631,7 +631,8 @@ impl ShellSession {
                             // A person was asked: the request is recorded,
                             // with what ended it, though nobody answered.
                             // Else cancelled, or its handle dropped.
-                            let why = match session_runs.is_cancelled() {
+                            let session_ended = session_runs.is_cancelled();
+                            let why = match session_ended {
                                 true => "the session ended at the question",
                                 false => "the command was cancelled at the question",
                             };
@@ -654,7 +655,8 @@ impl ShellSession {
                             }
                             // The caller's cancel or the session's end,
                             // not a person's abort (probe 224).
-                            if session_runs.is_cancelled() {
+                            // As the record says (review 226).
+                            if session_ended {
                                 return Err(BridgeError::SessionEnded);
                             }
                             return Ok(RunOutcome::cancelled_before_it_started());

@@ -1088,6 +1088,15 @@ fn lint_names_versioned_interpreters_and_command_runners() {
             Some("binutils load the plugin --plugin names"),
         ),
         ("zmore", Some("more runs shell commands (!)")),
+        // Review 226: the rest of Debian's binutils cross triples.
+        (
+            "mipsisa64r6-linux-gnuabin32-nm",
+            Some("binutils load the plugin --plugin names"),
+        ),
+        (
+            "ia64-linux-gnu-nm",
+            Some("binutils load the plugin --plugin names"),
+        ),
         ("x86_64-linux-gnu-readelf", None),
         ("x86_64-linux-gnu", None),
         ("arm-none", None),
