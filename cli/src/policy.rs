@@ -522,18 +522,11 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
     // The config's rules and the named ones together, as a session loads
     // them (probe 223: a project's `allow` on a path that undid the
     // config's `forbidden` linted clean alone); a file named twice, once.
-    let in_config: Vec<PathBuf> = config
-        .rules
-        .iter()
-        .filter_map(|file| std::fs::canonicalize(file).ok())
-        .collect();
     let files: Vec<PathBuf> = config
         .rules
         .iter()
+        .chain(none_of(&rules, &config.rules))
         .cloned()
-        .chain(rules.into_iter().filter(|file| {
-            !std::fs::canonicalize(file).is_ok_and(|canonical| in_config.contains(&canonical))
-        }))
         .collect();
     // Loading the config read every profile in it (a mistake is an error
     // naming the file); what a session warns of in them at its start is
@@ -871,16 +864,7 @@ fn say_if_config_rules_are_left_out(files: &[PathBuf]) {
     let Ok(config) = Config::load(None) else {
         return;
     };
-    let named: Vec<PathBuf> = files
-        .iter()
-        .filter_map(|file| std::fs::canonicalize(file).ok())
-        .collect();
-    let left_out: Vec<String> = config
-        .rules
-        .iter()
-        .filter(|file| {
-            !std::fs::canonicalize(file).is_ok_and(|canonical| named.contains(&canonical))
-        })
+    let left_out: Vec<String> = none_of(&config.rules, files)
         .map(|file| file.display().to_string())
         .collect();
     if !left_out.is_empty() {
@@ -890,6 +874,18 @@ fn say_if_config_rules_are_left_out(files: &[PathBuf]) {
             left_out.join(", ")
         ));
     }
+}
+
+/// The files of `files` that are none of `others`, told apart by their
+/// canonical paths (one that has none is none of them).
+fn none_of<'a>(files: &'a [PathBuf], others: &[PathBuf]) -> impl Iterator<Item = &'a PathBuf> {
+    let others: Vec<PathBuf> = others
+        .iter()
+        .filter_map(|file| std::fs::canonicalize(file).ok())
+        .collect();
+    files.iter().filter(move |file| {
+        !std::fs::canonicalize(file).is_ok_and(|canonical| others.contains(&canonical))
+    })
 }
 
 /// Loads rules for a session, with errors that say which file.
