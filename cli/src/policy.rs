@@ -188,9 +188,8 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                 let past = past_precommand_modifiers(argv)?;
                 argv = past.argv;
                 external = past.external;
-                if past.default_path {
-                    // zsh's own default for `command -p`.
-                    session.path = "/bin:/usr/bin".into();
+                if let Some(path) = past.path {
+                    session.path = path;
                 }
             }
             let program = argv.first().and_then(|program| program.to_str());
@@ -362,21 +361,24 @@ struct PastModifiers {
     argv: Vec<std::ffi::OsString>,
     /// After `command` or `exec`: the word is a program, never a builtin.
     external: bool,
-    /// `command -p`: looked up in the default `PATH`, not the session's.
-    default_path: bool,
+    /// The `PATH` the program is looked up in, when the command line sets
+    /// one: `PATH=...` before it, or `command -p` (zsh's default).
+    path: Option<std::ffi::OsString>,
 }
 
-/// `argv` past zsh's precommand modifiers, where the shell takes them as
-/// such: `time` and `nocorrect` first; then `-`, `noglob` and `exec`
+/// `argv` past what zsh reads before the program: the reserved words `!`
+/// and `time` (each once, in either order); then assignments and
+/// `nocorrect`, in any order and any number; then `-`, `noglob` and `exec`
 /// (with its options), in any order and any number; `builtin` before any
 /// of them or `command`; `command` (with its options) ends them, as the
 /// next word is then a program, whatever its name. A session decides on
 /// that program (probe 149: these were called builtins that never ask;
 /// probe 157: `exec command uname` was said to look for a program named
-/// `command`). `builtin` before anything else runs no program, and
-/// `command -v` only says where one is.
+/// `command`; probe 223: `FOO=1 id` and `! id` were not found). `builtin`
+/// before anything else runs no program, and `command -v` only says where
+/// one is. What zsh cannot parse (`FOO=1 time id`, `! ! id`) is an error.
 fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastModifiers> {
-    let (mut external, mut default_path) = (false, false);
+    let (mut external, mut path) = (false, None);
     let word = |argv: &[std::ffi::OsString]| {
         argv.first()
             .and_then(|word| word.to_str())
@@ -384,9 +386,32 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
     };
     let first = word(&argv);
     let words = argv.len();
-    for reserved in ["time", "nocorrect"] {
-        if word(&argv).as_deref() == Some(reserved) {
-            argv.remove(0);
+    let (mut negated, mut timed) = (false, false);
+    loop {
+        match word(&argv).as_deref() {
+            Some("!") if negated => bail!("zsh cannot parse `! !`: nothing runs"),
+            Some("!") => negated = true,
+            // A second `time` is the program (review 34b's rule below).
+            Some("time") if !timed => timed = true,
+            _ => break,
+        }
+        argv.remove(0);
+    }
+    let past_reserved_words = argv.len();
+    while let Some(next) = word(&argv) {
+        if let Some(value) = assigned_search_path(&next) {
+            path = Some(value);
+        } else if next != "nocorrect" && !is_assignment(&next) {
+            break;
+        }
+        argv.remove(0);
+    }
+    if argv.len() < past_reserved_words {
+        if let Some(reserved @ ("!" | "time")) = word(&argv).as_deref() {
+            bail!(
+                "zsh cannot parse `{reserved}` after an assignment or `nocorrect` (a parse \
+                 error): nothing runs; put it first"
+            );
         }
     }
     let past_reserved = argv.len();
@@ -422,7 +447,10 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
                                  session decides nothing"
                             );
                         }
-                        default_path |= letters.contains('p');
+                        if letters.contains('p') {
+                            // zsh's own default for `command -p`.
+                            path = Some("/bin:/usr/bin".into());
+                        }
                     } else if let Some(at) = letters.find('a') {
                         // The name it runs under follows the first `a`: in
                         // the word (`-aNAME`, `-ala`: `la`), else the next
@@ -446,13 +474,14 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
     // Reserved words only where a command starts: past a modifier, `time`
     // and `nocorrect` are programs' names (review 34b: `noglob time uname`
     // runs /usr/bin/time).
-    if argv.len() < past_reserved && matches!(word(&argv).as_deref(), Some("time" | "nocorrect")) {
+    let past_a_word = argv.len() < past_reserved || (timed && argv.len() < words);
+    if past_a_word && matches!(word(&argv).as_deref(), Some("time" | "nocorrect")) {
         external = true;
     }
     let Some(program) = argv.first() else {
         bail!("no program follows the precommand modifiers: a session decides nothing");
     };
-    if let Some(first) = first.filter(|_| argv.len() < words) {
+    if let Some(first) = first.filter(|first| argv.len() < words && !is_assignment(first)) {
         crate::stderr::line(&format!(
             "execgate: {first} runs what follows it: a session decides on {}",
             program.to_string_lossy()
@@ -461,8 +490,38 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
     Ok(PastModifiers {
         argv,
         external,
-        default_path,
+        path,
     })
+}
+
+/// Whether zsh reads `word`, before a command, as an assignment to a
+/// variable: `NAME=`, `NAME+=` or `NAME[...]=`.
+fn is_assignment(word: &str) -> bool {
+    let name_end = word
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(word.len());
+    let (name, rest) = word.split_at(name_end);
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        return false;
+    }
+    let rest = match rest.strip_prefix('[') {
+        Some(subscript) => match subscript.find(']') {
+            Some(end) => &subscript[end + 1..],
+            None => return false,
+        },
+        None => rest,
+    };
+    rest.starts_with('=') || rest.starts_with("+=")
+}
+
+/// The search path an assignment before the command sets, which zsh looks
+/// the program up in: `PATH=a:b`, or `path=(a b)`.
+fn assigned_search_path(word: &str) -> Option<std::ffi::OsString> {
+    if let Some(value) = word.strip_prefix("PATH=") {
+        return Some(value.into());
+    }
+    let list = word.strip_prefix("path=(")?.strip_suffix(')')?;
+    Some(list.split_whitespace().collect::<Vec<_>>().join(":").into())
 }
 
 /// Warns, as a session's start would, of what the config's profiles grant

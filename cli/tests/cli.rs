@@ -3134,6 +3134,23 @@ fn policy_check_as_run_decides_as_a_session_does() {
         &["--", "builtin", "noglob", "id"],
         &["--", "builtin", "-", "id"],
         &["--", "builtin", "builtin", "exec", "id"],
+        // Probe 223: reserved words, assignments and `nocorrect` come
+        // before the modifiers.
+        &["--", "FOO=1", "id"],
+        &["--", "!", "id"],
+        &["--", "time", "!", "id"],
+        &[
+            "--",
+            "!",
+            "time",
+            "A[1]=x",
+            "nocorrect",
+            "B+=y",
+            "nocorrect",
+            "id",
+        ],
+        &["--", "nocorrect", "nocorrect", "id"],
+        &["--", "FOO=1", "noglob", "exec", "id"],
     ] {
         let (code, report, stderr) = check(argv, &[]);
         assert_eq!(code, Some(0), "{argv:?}: {stderr}");
@@ -3150,6 +3167,7 @@ fn policy_check_as_run_decides_as_a_session_does() {
         (&["--", "builtin", "noglob", "time", "id"], "/usr/bin/time"),
         (&["--", "exec", "-la", "id", "uname"], "/usr/bin/uname"),
         (&["--", "exec", "-aa", "uname", "id"], "/usr/bin/uname"),
+        (&["--", "time", "time", "id"], "/usr/bin/time"),
     ] {
         let (code, report, stderr) = check(argv, &[]);
         assert_eq!(code, Some(0), "{argv:?}: {stderr}");
@@ -3158,6 +3176,29 @@ fn policy_check_as_run_decides_as_a_session_does() {
         assert_ne!(report["decision"], "forbidden", "{argv:?}: {report}");
         assert!(!stderr.contains("is a zsh builtin"), "{argv:?}: {stderr}");
     }
+    // zsh's parse errors run nothing; a search path set before the
+    // command is where zsh looks.
+    for argv in [
+        &["--", "FOO=1", "time", "id"][..],
+        &["--", "nocorrect", "!", "id"],
+        &["--", "!", "!", "id"],
+    ] {
+        let (code, _, stderr) = check(argv, &[]);
+        assert_ne!(code, Some(0), "{argv:?}: {stderr}");
+        assert!(stderr.contains("cannot parse"), "{argv:?}: {stderr}");
+    }
+    let (code, _, stderr) = check(&["--", "noglob", "FOO=1", "id"], &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("FOO=1 is not found"), "{stderr}");
+    let (code, _, stderr) = check(&["--", "PATH=/nonexistent", "id"], &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("not found in the session's PATH (/nonexistent)"),
+        "{stderr}"
+    );
+    let (code, report, stderr) = check(&["--", "path=(/nonexistent /bin)", "id"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report.unwrap()["program"], "/usr/bin/id", "{stderr}");
     let (code, _, stderr) = check(&["--", "command", "-pv", "id"], &[]);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("runs nothing"), "{stderr}");
