@@ -114,10 +114,23 @@ impl RuleSet {
         source: &str,
         home: Option<PathBuf>,
     ) -> Result<RuleSet, LoadError> {
-        let invalid = |error: starlark::Error| LoadError::Invalid {
-            file: file.to_path_buf(),
-            line: error.span().map(|span| span.resolve_span().begin.line + 1),
-            message: error.without_diagnostic().to_string(),
+        let invalid = |error: starlark::Error| {
+            let at = error.span().map(|span| span.resolve_span().begin.line + 1);
+            let called_at = outermost_line(error.call_stack());
+            let mut message = error.without_diagnostic().to_string();
+            let mut line = at;
+            // Inside a function: the line that called it, and where in it.
+            if let (Some(at), Some(called_at)) = (at, called_at) {
+                if called_at != at {
+                    message.push_str(&format!(" (at line {at}, in a function called here)"));
+                    line = Some(called_at);
+                }
+            }
+            LoadError::Invalid {
+                file: file.to_path_buf(),
+                line,
+                message,
+            }
         };
         let ast = AstModule::parse(
             &file.display().to_string(),
@@ -164,9 +177,19 @@ fn collector<'a>(eval: &'a Evaluator) -> anyhow::Result<&'a Collector> {
         .ok_or_else(|| anyhow::anyhow!("rules builtins called outside a rules file"))
 }
 
+/// The line of the statement being run at the file's top level: the call
+/// of a helper function, not the line inside it (probe 223: every rule a
+/// helper made had the helper's line, in errors and as its id).
 fn current_line(eval: &Evaluator) -> usize {
-    eval.call_stack_top_location()
-        .map_or(0, |span| span.resolve_span().begin.line + 1)
+    outermost_line(&eval.call_stack()).unwrap_or(0)
+}
+
+fn outermost_line(stack: &starlark::eval::CallStack) -> Option<usize> {
+    stack
+        .frames
+        .iter()
+        .find_map(|frame| frame.location.as_ref())
+        .map(|span| span.resolve_span().begin.line + 1)
 }
 
 fn strings(value: Value, what: &str) -> anyhow::Result<Vec<String>> {
@@ -185,6 +208,16 @@ fn strings(value: Value, what: &str) -> anyhow::Result<Vec<String>> {
                 .map(str::to_owned)
                 .ok_or_else(|| anyhow::anyhow!("{what}: expected strings, got {}", item.get_type()))
         })
+        .collect()
+}
+
+/// `alternatives` in their order, each once (probe 223: `[["id", "id"]]`
+/// was two rules, listed twice wherever it matched).
+fn without_repeats(alternatives: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    alternatives
+        .into_iter()
+        .filter(|alternative| seen.insert(alternative.clone()))
         .collect()
 }
 
@@ -296,9 +329,10 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             .iter()
             .map(|program| program_name(program, collector.home.as_deref()))
             .collect::<anyhow::Result<Vec<String>>>()?;
+        let programs = without_repeats(programs);
         let mut rest = Vec::new();
         for (index, element) in elements.enumerate() {
-            let choices = strings(element, &format!("pattern[{}]", index + 1))?;
+            let choices = without_repeats(strings(element, &format!("pattern[{}]", index + 1))?);
             rest.push(match choices.len() {
                 0 => anyhow::bail!("pattern[{}] has no alternatives", index + 1),
                 1 => PatternToken::Exact(choices.into_iter().next().unwrap_or_default()),

@@ -1467,3 +1467,47 @@ fn a_rules_file_is_read_only_from_a_file_of_a_rules_files_size() {
     let error = RuleSet::load(&["/dev/zero"]).err().unwrap().to_string();
     assert!(error.contains("larger than 16 MiB"), "{error}");
 }
+
+/// Probe 223: a rule made through a helper function was given the helper's
+/// line, in its errors and as its origin (the audit log's rule id), so
+/// every rule the helper made shared one.
+#[test]
+fn rules_made_through_a_helper_carry_the_line_that_called_it() {
+    let source = "def deny(program, example):\n    \
+                  prefix_rule(pattern = [program], decision = \"forbidden\", match = [example])\n\
+                  \n\
+                  deny(\"rm\", \"rm -rf /\")\n\
+                  deny(\"cat\", \"cat x\")\n";
+    let set = RuleSet::parse(Path::new("helper.rules"), source).unwrap();
+    let lines: Vec<usize> = ["rm", "cat"]
+        .iter()
+        .map(|program| {
+            let evaluation = set.check(&[*program, "x"], MatchOptions::default());
+            evaluation.deciding_rule().map_or(0, |rule| rule.origin.line)
+        })
+        .collect();
+    assert_eq!(lines, [4, 5]);
+    let bad = format!("{source}\ndeny(\"ls\", \"cat x\")\n");
+    let error = RuleSet::parse(Path::new("helper.rules"), &bad).expect_err("a bad example");
+    assert_eq!(error.line(), Some(7), "{error}");
+    assert!(error.to_string().contains("does not match"), "{error}");
+    assert!(
+        error.to_string().contains("(at line 2, in a function called here)"),
+        "{error}"
+    );
+}
+
+/// Probe 223: an alternative written twice made two rules, each listed
+/// wherever the command matched.
+#[test]
+fn an_alternative_written_twice_is_one() {
+    let set = rules(
+        "prefix_rule(pattern = [[\"id\", \"id\"]], decision = \"forbidden\")\n\
+         prefix_rule(pattern = [\"rm\", [\"-r\", \"-r\"]], decision = \"forbidden\")\n",
+    );
+    assert_eq!(set.len(), 2);
+    for argv in [&["id"][..], &["rm", "-r"]] {
+        let evaluation = set.check(argv, MatchOptions::default());
+        assert_eq!(evaluation.matched.len(), 1, "{argv:?}: {evaluation:?}");
+    }
+}
