@@ -738,6 +738,7 @@ impl LintContext for Machine<'_> {
 
     fn inspect_path(&self, path: &Path) -> PathState {
         match std::fs::canonicalize(path) {
+            Ok(canonical) if canonical.is_dir() => PathState::Directory,
             Ok(canonical) if canonical.as_os_str() == path.as_os_str() => PathState::Canonical,
             Ok(canonical) => {
                 if path.symlink_metadata().is_ok_and(|meta| meta.is_symlink()) {

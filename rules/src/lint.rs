@@ -82,6 +82,8 @@ pub enum PathState {
     NotCanonical { canonical: PathBuf },
     /// It could not be looked at (permissions, ...).
     Unknown { reason: String },
+    /// A directory (probe 223: `"/usr/bin/"` was told to write `"/usr/bin"`).
+    Directory,
 }
 
 /// What lint cannot know from the rules alone.
@@ -531,8 +533,16 @@ pub fn lint_with(rules: &RuleSet, context: &dyn LintContext) -> Vec<LintFinding>
                  \"{}\" to forbid it however it is run",
                 canonical.display()
             ),
+            // Probe 223: it still matches the path as found, where it
+            // keeps the name's `forbidden` rules from applying (another
+            // warning says so): it never decides by itself.
             Some(canonical) => format!(
-                "{problem}, so this rule never matches as written; write \"{}\" instead",
+                "{problem}, so this rule never {} as written; write \"{}\" instead",
+                if rule.decision == RuleDecision::Prompt {
+                    "asks"
+                } else {
+                    "allows"
+                },
                 canonical.display()
             ),
             None => problem,
@@ -869,6 +879,10 @@ fn path_problem<'a>(path: &Path, state: &'a PathState) -> Option<(String, Option
             ),
             None,
         ),
+        PathState::Directory => (
+            format!("{path} is a directory: a session runs files, and never decides on it"),
+            None,
+        ),
     })
 }
 
@@ -886,7 +900,7 @@ fn found_first_elsewhere(
     let runs = match context.inspect_path(&found) {
         PathState::Canonical => found.clone(),
         PathState::Symlink { canonical } | PathState::NotCanonical { canonical } => canonical,
-        PathState::Missing | PathState::Unknown { .. } => return None,
+        PathState::Missing | PathState::Unknown { .. } | PathState::Directory => return None,
     };
     if runs == runs_here {
         return None;

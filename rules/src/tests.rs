@@ -566,6 +566,7 @@ impl crate::LintContext for FakeMachine {
             "/locked/tool" => PathState::Unknown {
                 reason: "Permission denied".into(),
             },
+            "/usr/bin/" => PathState::Directory,
             _ => PathState::Missing,
         }
     }
@@ -599,6 +600,8 @@ prefix_rule(pattern = ["awk"], decision = "forbidden")
 prefix_rule(pattern = ["git", "push"], decision = "forbidden")
 prefix_rule(pattern = ["mawk"], decision = "forbidden")
 prefix_rule(pattern = ["nowhere"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/awk", "-W"], decision = "prompt")
+prefix_rule(pattern = ["/usr/bin/"], decision = "forbidden")
 "#,
     );
     let findings: Vec<String> = crate::lint_with(&set, &FakeMachine)
@@ -630,10 +633,19 @@ prefix_rule(pattern = ["nowhere"], decision = "forbidden")
             "test.rules:11: warning: \"nowhere\" is not found in PATH here (a misspelling?); \
              a session matches it only where a program of that name is run, by a path outside \
              PATH or where one is installed [nowhere]",
+            // Probe 223: it matches the path as found, but never asks.
+            "test.rules:12: warning: /usr/bin/awk is a symlink to /usr/bin/mawk: a session \
+             decides on the canonical path, so this rule never asks as written; write \
+             \"/usr/bin/mawk\" instead [/usr/bin/awk -W]",
+            "test.rules:12: warning: prompt on awk: awk's system() runs any command \
+             [/usr/bin/awk -W]",
+            "test.rules:13: warning: /usr/bin/ is a directory: a session runs files, and \
+             never decides on it [/usr/bin/]",
         ]
     );
     // Without a context, none of that: the rules crate resolves nothing.
-    assert!(lint(&set).is_empty());
+    let alone: Vec<String> = lint(&set).iter().map(ToString::to_string).collect();
+    assert_eq!(alone, [findings[8].clone()]);
 }
 
 /// Probe 187: a rule on `/usr/bin/python3.11` never matched `python3.11 -c`
@@ -1483,7 +1495,9 @@ fn rules_made_through_a_helper_carry_the_line_that_called_it() {
         .iter()
         .map(|program| {
             let evaluation = set.check(&[*program, "x"], MatchOptions::default());
-            evaluation.deciding_rule().map_or(0, |rule| rule.origin.line)
+            evaluation
+                .deciding_rule()
+                .map_or(0, |rule| rule.origin.line)
         })
         .collect();
     assert_eq!(lines, [4, 5]);
@@ -1492,7 +1506,9 @@ fn rules_made_through_a_helper_carry_the_line_that_called_it() {
     assert_eq!(error.line(), Some(7), "{error}");
     assert!(error.to_string().contains("does not match"), "{error}");
     assert!(
-        error.to_string().contains("(at line 2, in a function called here)"),
+        error
+            .to_string()
+            .contains("(at line 2, in a function called here)"),
         "{error}"
     );
 }
