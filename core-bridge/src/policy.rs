@@ -80,7 +80,7 @@ impl Default for ExecPolicyConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
-    #[error("{rule}: execution names profile {name:?}, which is not defined ({reason}); define it under [profiles.{name}] in the config file")]
+    #[error("{rule}: execution names profile {name:?}, which is not defined ({reason}); define it under [profiles.{name}] in the config file (in a library, in ExecPolicyConfig's profiles)")]
     UnknownProfile {
         rule: String,
         name: String,
@@ -1660,6 +1660,31 @@ mod tests {
         let in_writable = Path::new("/w/deploy.py");
         assert!(modules_refusal(Runner::Python, node, in_writable, &writable).is_some());
         assert!(modules_refusal(Runner::Shell, node, in_writable, &writable).is_none());
+    }
+
+    /// Probe 224: the error told a library's author only of a config file.
+    #[test]
+    fn a_rule_on_an_undefined_profile_says_where_profiles_are_defined() {
+        let rules = RuleSet::parse(
+            Path::new("lib.rules"),
+            "prefix_rule(pattern = [\"tool\"], execution = \"build\")\n",
+        )
+        .unwrap();
+        let error = ExecPolicy::new(ExecPolicyConfig {
+            rules: Arc::new(rules),
+            ..ExecPolicyConfig::default()
+        })
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+        assert!(
+            error.starts_with("lib.rules:1: execution names profile \"build\""),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("in ExecPolicyConfig's profiles)"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
