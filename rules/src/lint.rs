@@ -393,6 +393,22 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
     ("ipython", "an interpreter runs any code"),
     ("lli", "an interpreter runs any code"),
     ("jrunscript", JDK_RUNS),
+    ("jdb", JDK_RUNS),
+    // Review 225: `wine` leads to `wine-stable` (or `-development`).
+    ("wine", "wine runs any program, Unix ones too (start /unix)"),
+    (
+        "wine-stable",
+        "wine runs any program, Unix ones too (start /unix)",
+    ),
+    (
+        "wine-development",
+        "wine runs any program, Unix ones too (start /unix)",
+    ),
+    (
+        "valgrind.bin",
+        "valgrind runs the program its arguments name",
+    ),
+    ("gprofng", "gprofng runs the program its arguments name"),
 ];
 
 const NPX_RUNS: &str = "npx runs the program its arguments name";

@@ -1090,6 +1090,24 @@ fn lint_names_versioned_interpreters_and_command_runners() {
             "msgexec",
             Some("msgexec runs the program its arguments name"),
         ),
+        // Review 225: what the last round's list left out.
+        (
+            "wine-stable",
+            Some("wine runs any program, Unix ones too (start /unix)"),
+        ),
+        ("wine64", Some("wine runs any program, Unix ones too (start /unix)")),
+        (
+            "valgrind.bin",
+            Some("valgrind runs the program its arguments name"),
+        ),
+        (
+            "jdb",
+            Some("the JDK runs classes and annotation processors from its class path, which starts in its working directory"),
+        ),
+        (
+            "gprofng",
+            Some("gprofng runs the program its arguments name"),
+        ),
         // Review 225: other Debian triples, and the more pagers.
         (
             "mips64el-linux-gnuabi64-nm",
