@@ -278,7 +278,7 @@ fn rules_to_check(
 ) -> Result<(std::sync::Arc<RuleSet>, Option<SessionView>)> {
     if !as_run {
         say_if_config_rules_are_left_out(files);
-        return Ok((std::sync::Arc::new(RuleSet::load(files)?), None));
+        return Ok((std::sync::Arc::new(load_saying_when_slow(files)?), None));
     }
     let (config, config_file) = Config::load_naming(config)?;
     let all: Vec<PathBuf> = config.rules.iter().chain(files).cloned().collect();
@@ -616,7 +616,7 @@ fn lint_files(rules: Vec<PathBuf>, config: Option<&Path>, json: bool) -> Result<
             0
         });
     }
-    let rules = RuleSet::load(&files)?;
+    let rules = load_saying_when_slow(&files)?;
     let profile_warnings =
         profile_warnings + warn_of_grants_held_back(&config, config_read.as_deref(), &rules)?;
     let mut findings = lint_with(
@@ -956,7 +956,42 @@ pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet> {
         .iter()
         .map(|file| std::fs::canonicalize(file).unwrap_or_else(|_| file.clone()))
         .collect();
-    RuleSet::load(&files).context("the rules cannot be loaded; nothing runs until they are fixed")
+    load_saying_when_slow(&files)
+        .context("the rules cannot be loaded; nothing runs until they are fixed")
+}
+
+/// How long rules may take to load before execgate says why it waits.
+const SLOW_RULES: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// [`RuleSet::load`], with a line on stderr when the files take longer
+/// than [`SLOW_RULES`] to evaluate (probe 223: a comprehension over
+/// `range(1000000000)` held `run`, `check` and `lint` with no word). It
+/// ends by itself, as Starlark has no `while` and no recursion, but not
+/// soon; starlark offers no bound on it to a caller.
+pub(crate) fn load_saying_when_slow(
+    files: &[PathBuf],
+) -> Result<RuleSet, execgate_core_bridge::rules::LoadError> {
+    let (loaded, waiting) = std::sync::mpsc::channel::<()>();
+    let names = files
+        .iter()
+        .map(|file| file.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let watch = std::thread::spawn(move || {
+        if waiting.recv_timeout(SLOW_RULES) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            crate::stderr::line(&format!(
+                "execgate: the rules ({names}) are still being evaluated after {} s: a \
+                 comprehension or loop in them may take long to end; nothing runs until they \
+                 are loaded, and Ctrl-C stops execgate",
+                SLOW_RULES.as_secs()
+            ));
+        }
+    });
+    let rules = RuleSet::load(files);
+    drop(loaded);
+    // It ends as soon as the channel closes.
+    let _ = watch.join();
+    rules
 }
 
 /// What to say when a session never sees the program a command line

@@ -5374,6 +5374,46 @@ fn policy_check_of_a_path_says_when_rules_name_its_name() {
     assert_eq!(text(&output.stderr), "");
 }
 
+/// Probe 223: a rules file whose evaluation takes long held `run`,
+/// `check` and `lint` with no word of why.
+#[test]
+fn rules_slow_to_evaluate_are_said_to_be_what_execgate_waits_for() {
+    use std::io::BufRead;
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("slow.rules");
+    std::fs::write(&rules, "x = [0 for i in range(1000000000) if False]\n").unwrap();
+    // Bounded, so that it fails rather than hangs where nothing is said.
+    let mut lint = spawn_piped(
+        &ws,
+        "timeout",
+        &[
+            "60",
+            env!("CARGO_BIN_EXE_execgate"),
+            "policy",
+            "lint",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    );
+    let stderr = std::io::BufReader::new(lint.stderr.take().unwrap());
+    let first = stderr
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    // `timeout` passes a SIGTERM on to execgate; a SIGKILL would not.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(lint.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    lint.wait().unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "execgate: the rules ({}) are still being evaluated after 3 s",
+            rules.display()
+        )),
+        "{first}"
+    );
+}
+
 /// Probe 223: `policy lint --config C --rules F` linted F alone, so a
 /// project's `allow` on a path that undoes the config's `forbidden` on
 /// the name linted clean, where a session loads both and escalates.
