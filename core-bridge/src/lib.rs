@@ -232,6 +232,14 @@ pub enum BridgeError {
     Grant(#[from] execgate_escalate_server::GrantError),
     #[error("the session has ended")]
     SessionEnded,
+    /// The runtime the session started in has shut down: the session's
+    /// commands and processes ended with it (probe 224: "the command's
+    /// task failed").
+    #[error(
+        "the runtime the session started in has shut down, and its commands with it; keep \
+         that runtime alive and driven while the session is used"
+    )]
+    RuntimeEnded,
     #[error(
         "this ExecPolicy serves, or has served, another session: its approvals for the \
          session, its approval clock and what its grants may write are that session's; \

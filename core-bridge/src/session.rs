@@ -343,6 +343,7 @@ impl RunHandle {
     pub async fn wait(mut self) -> Result<RunOutcome, BridgeError> {
         match (&mut self.outcome).await {
             Ok(outcome) => outcome,
+            Err(error) if error.is_cancelled() => Err(BridgeError::RuntimeEnded),
             Err(error) => Err(BridgeError::Io {
                 what: "the command's task failed".into(),
                 source: std::io::Error::other(error),

@@ -123,6 +123,36 @@ async fn a_command_can_be_run_from_a_thread_outside_the_runtime() {
     session.shutdown().await;
 }
 
+/// Probe 224: a command whose session's runtime shut down under it, and
+/// one run after, ended in "the command's task failed".
+#[test]
+fn a_command_of_a_session_whose_runtime_ended_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::default();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let session = first.block_on(async { session_in(dir.path(), &recorder, EnvPolicy::default()) });
+    let running = session.run("sleep 30", RunOptions::default()).unwrap();
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        first.shutdown_background();
+        let started = Instant::now();
+        let outcome = running.wait().await;
+        assert!(
+            matches!(outcome, Err(BridgeError::RuntimeEnded)),
+            "{outcome:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let later = session
+            .run("true", RunOptions::default())
+            .unwrap()
+            .wait()
+            .await;
+        assert!(matches!(later, Err(BridgeError::RuntimeEnded)), "{later:?}");
+        session.shutdown().await;
+    });
+}
+
 /// Probe 198: a hand-built `Tools` was not checked: with `/bin/true` as
 /// the helper every command "exited 0" and nothing ran; with the wrapper
 /// and helper swapped every command failed naming neither. A session

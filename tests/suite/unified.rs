@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use execgate_core_bridge::rules::RuleSet;
 use execgate_core_bridge::{
-    ApprovalAnswer, ApprovalRequest, CommandStatus, ExecError, ExecOptions, ExecResponse,
-    ExecStdio, ProcessId, ProcessState, ShellSession, ShellSessionConfig, Tools, INPUT_PATIENCE,
+    ApprovalAnswer, ApprovalRequest, BridgeError, CommandStatus, ExecError, ExecOptions,
+    ExecResponse, ExecStdio, ProcessId, ProcessState, ShellSession, ShellSessionConfig, Tools,
+    INPUT_PATIENCE,
 };
 use execgate_escalate_server::Decision;
 
@@ -1217,7 +1218,10 @@ fn a_process_asked_for_after_the_sessions_runtime_ended_does_not_run() {
         let response = session
             .exec_command(&format!("touch {}", marker.display()), pipes(1000))
             .await;
-        assert!(response.is_err(), "{response:?}");
+        assert!(
+            matches!(response, Err(ExecError::Bridge(BridgeError::RuntimeEnded))),
+            "{response:?}"
+        );
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(!marker.exists(), "it ran");
         session.shutdown().await;

@@ -216,11 +216,7 @@ impl ProcessTable {
                 crate::approval::start_shell(clock.as_ref(), shell, forked_cgroup.as_ref())
             })
             .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::other(
-                    "the session's runtime has ended: nothing was started",
-                ))
-            });
+            .map_err(|_| BridgeError::RuntimeEnded)?;
         let (mut child, own_clock) =
             forked.map_err(|source| crate::session::shell_not_started(source, &cwd))?;
         let pgid = child.id().and_then(|pid| i32::try_from(pid).ok());
