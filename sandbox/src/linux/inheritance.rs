@@ -5,8 +5,14 @@
 //! from the requester and passes them on, never looser than its own: the
 //! umask keeps the server's bits too, and each limit is the lower of the
 //! two (a sandbox could otherwise have an unsandboxed program make files
-//! anyone may write). Ignored signals pass as they are: they only keep the
-//! program from being ended by a signal it could ignore itself.
+//! anyone may write). Ignored signals pass as they are, but for `SIGCHLD`:
+//! the others only keep the program from being ended by a signal it could
+//! ignore itself, where an ignored `SIGCHLD` has the kernel reap its
+//! children unwaited, and a program that waits for them reads a failure as
+//! a success (probe 228: Python's `subprocess` gives 0 for a child it
+//! cannot wait for). zsh never starts a command with it ignored (`trap ''
+//! CHLD` does nothing); another program in the sandbox that asks the
+//! server itself could.
 
 use std::io;
 
@@ -34,6 +40,10 @@ const LIMITS: [u32; 16] = [
 
 /// Signals 1 to 31, as bits.
 const STANDARD_SIGNALS: u64 = (1 << 31) - 1;
+
+/// The ignored signals passed on: the standard ones but `SIGCHLD` (signal
+/// `n` is bit `n - 1`).
+const PASSED_ON_IGNORED: u64 = STANDARD_SIGNALS & !(1 << (libc::SIGCHLD - 1));
 
 /// A umask, resource limits and ignored signals to start a program with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,7 +74,7 @@ impl Inheritance {
             // The standard signals only: glibc leaves two real-time ones
             // of its own ignored in the programs it starts (see the
             // helper's `stop_ignoring_startup_signals`).
-            ignored: status_field(&theirs, "SigIgn:", 16).ok_or_else(missing)? & STANDARD_SIGNALS,
+            ignored: status_field(&theirs, "SigIgn:", 16).ok_or_else(missing)? & PASSED_ON_IGNORED,
             limits,
         })
     }
@@ -186,6 +196,34 @@ mod tests {
         let (decoded, rest) = Inheritance::decode(&encoded).unwrap();
         assert_eq!((decoded, rest), (own, &[7u8][..]));
         assert!(Inheritance::decode(&encoded[..10]).is_none());
+    }
+
+    /// Probe 228: an ignored `SIGCHLD` reached an unsandboxed program,
+    /// whose `subprocess` then read a failed child as a success.
+    #[test]
+    fn an_ignored_sigchld_is_not_passed_on_and_other_ignored_signals_are() {
+        // dash does not ignore `SIGCHLD` at `trap ''`; perl does.
+        let mut child = std::process::Command::new("perl")
+            .args([
+                "-e",
+                "$SIG{CHLD} = 'IGNORE'; $SIG{PIPE} = 'IGNORE'; exec 'sleep', '30'",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let status = || std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !status().starts_with("Name:\tsleep") && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let theirs = status_field(&status(), "SigIgn:", 16).unwrap();
+        let passed = Inheritance::of(pid).unwrap().ignored;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let bit = |signal: libc::c_int| 1u64 << (signal - 1);
+        assert_ne!(theirs & bit(libc::SIGCHLD), 0, "{theirs:x}");
+        assert_eq!(passed & bit(libc::SIGCHLD), 0, "{passed:x}");
+        assert_ne!(passed & bit(libc::SIGPIPE), 0, "{passed:x}");
     }
 
     #[test]
