@@ -244,11 +244,31 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     crate::stderr::line(&hint);
                 }
             }
+            let escalates = evaluation
+                .deciding_rule()
+                .is_some_and(|rule| rule.decision != RuleDecision::Forbidden);
+            // Probe 227: `xzcat` is `xz`, which a session escalates only
+            // by that name.
+            let refused_for_its_name = match (&found, argv.first(), &session) {
+                (Some(found), Some(program), Some(session)) if escalates => {
+                    execgate_core_bridge::found_by_another_name(
+                        found,
+                        Path::new(program),
+                        session.sandbox.as_ref(),
+                    )
+                }
+                _ => None,
+            };
+            if let Some(refused) = &refused_for_its_name {
+                crate::stderr::line(&format!(
+                    "execgate: in a session this command runs in place, in the sandbox: {refused}"
+                ));
+            }
             let leaves_the_sandbox = evaluation.deciding_rule().is_some_and(|rule| {
                 rule.decision != RuleDecision::Forbidden
                     && !matches!(rule.execution, Some(RuleExecution::TurnDefault))
             });
-            if as_run && leaves_the_sandbox {
+            if as_run && leaves_the_sandbox && refused_for_its_name.is_none() {
                 crate::stderr::line(
                     "execgate: in a session this escalation is still refused, and the command \
                      runs in place, when the sandbox can write the program, its #! \

@@ -3229,6 +3229,46 @@ fn policy_check_as_run_decides_as_a_session_does() {
     assert_eq!(report["decision"], "forbidden", "{report}");
 }
 
+/// Probe 227: `xzcat` is `xz` by another name, which a session does not
+/// escalate as `xz` (it would compress what it was to print); `--as-run`
+/// said nothing of it.
+#[test]
+fn policy_check_as_run_says_a_program_of_another_name_runs_in_place() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("xz.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"xz\"], execution = \"unsandboxed\")\n",
+    )
+    .unwrap();
+    let check = |program: &str| {
+        let output = execgate(
+            &ws,
+            &[
+                "policy",
+                "check",
+                "--as-run",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                program,
+                "packed",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        text(&output.stderr)
+    };
+    let stderr = check("xzcat");
+    assert!(
+        stderr.starts_with(
+            "execgate: in a session this command runs in place, in the sandbox: escalation \
+             refused: /usr/bin/xzcat is /usr/bin/xz by another name"
+        ),
+        "{stderr}"
+    );
+    assert!(!check("xz").contains("by another name"));
+}
+
 /// Without `--rules`, `policy check` said only that `--rules` was
 /// missing: nothing pointed to `--as-run`, which takes a session's rules.
 #[test]

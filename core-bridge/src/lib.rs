@@ -114,7 +114,7 @@ pub use metrics::Metrics;
 #[cfg(unix)]
 pub use network::OnNetworkDenial;
 #[cfg(unix)]
-pub use policy::{ExecPolicy, ExecPolicyConfig, PolicyError};
+pub use policy::{found_by_another_name, ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
     hide_audit_log, sandboxed_program, sessions_dir_problem, CommandStatus, OutputChunk, RunHandle,

@@ -753,11 +753,26 @@ impl Inner {
         execution: &Execution,
         other_names: OtherNames,
     ) -> Option<String> {
-        if !leaves_the_sandbox(request, execution) {
+        let leaves = leaves_the_sandbox(request, execution);
+        let found_elsewhere =
+            request.executable.requested_path != request.executable.canonical_path;
+        if !leaves && !found_elsewhere {
             return None;
         }
         let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
         tokio::task::spawn_blocking(move || {
+            // Any escalation, into the session's own sandbox too: it runs
+            // the program under its canonical path.
+            let found = request.cwd.join(&request.executable.requested_path);
+            let program = &request.executable.canonical_path;
+            if let Some(refused) =
+                found_by_another_name(&found, program, request.sandbox.as_deref())
+            {
+                return Some(refused);
+            }
+            if !leaves {
+                return None;
+            }
             let in_the_system = in_the_system(&request.executable.canonical_path);
             if other_names == OtherNames::Refused || !in_the_system {
                 if let Some(refused) = other_names_refusal(&request) {
@@ -1429,6 +1444,72 @@ fn other_names_refusal(request: &ExecContext) -> Option<String> {
         )),
         Err(error) => Some(format!(
             "escalation refused: {}: {error}",
+            program.display()
+        )),
+    }
+}
+
+/// Why an escalation must not run the program the shell found through a
+/// link: it runs under its canonical path (`argv[0]` included, so that a
+/// program that acts by its name runs what the rules saw), which is not
+/// what the shell was asked for (probe 227) when
+///
+/// - the link sits where the sandbox can write (a virtual environment's
+///   `bin/python`, whose interpreter finds its environment by the path it
+///   is run by): run under its canonical path, it is the system's
+///   interpreter with the system's packages;
+/// - the link's name is not the program's but for a version or a target
+///   triple (`xzcat` to `xz`, `view` to `vim.basic`, `pkill` to `pgrep`):
+///   the program may act by that name (`xz` run as `xz` compressed the
+///   file `xzcat` was to print). A script is run as `/dev/fd/N` whatever
+///   its name, so its name is not judged.
+///
+/// Either runs in place, as the shell found it. `found` is the absolute
+/// path the shell found, `program` its canonical path, `sandbox` the
+/// session's (`None` when the shell is not confined).
+pub fn found_by_another_name(
+    found: &Path,
+    program: &Path,
+    sandbox: Option<&ResolvedPolicy>,
+) -> Option<String> {
+    if found == program {
+        return None;
+    }
+    let writable_place = sandbox
+        .zip(found.parent())
+        .is_some_and(|(view, place)| view.may_write(place));
+    if writable_place {
+        return Some(format!(
+            "escalation refused: {} leads to {} from a directory writable from the sandbox (a \
+             virtual environment's, say), and an escalation would run {} without what that \
+             place sets up",
+            found.display(),
+            program.display(),
+            program.display()
+        ));
+    }
+    let (Some(found_name), Some(name)) = (found.file_name(), program.file_name()) else {
+        return None;
+    };
+    let same = match (found_name.to_str(), name.to_str()) {
+        (Some(found_name), Some(name)) => execgate_rules::same_program_name(found_name, name),
+        _ => found_name == name,
+    };
+    if same {
+        return None;
+    }
+    match shebang_of(program) {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(format!(
+            "escalation refused: {} is {} by another name, and a program may act by the name \
+             it is run by, where an escalation runs it as {}; run it as {} to escalate it",
+            found.display(),
+            program.display(),
+            name.to_string_lossy(),
+            name.to_string_lossy()
+        )),
+        Err(error) => Some(format!(
+            "escalation refused: cannot read {} to check its #! line: {error}",
             program.display()
         )),
     }

@@ -55,7 +55,10 @@ mod rule;
 
 pub use check::{CheckReport, NetworkCheckReport};
 pub use execgate_network_proxy::{Destination, DomainPattern, Protocol};
-pub use lint::{is_dynamic_loader, lint, lint_with, LintContext, LintFinding, PathState, Severity};
+pub use lint::{
+    is_dynamic_loader, lint, lint_with, same_program_name, LintContext, LintFinding, PathState,
+    Severity,
+};
 pub use load::LoadError;
 pub use network::{NetworkEvaluation, NetworkRule};
 pub use rule::{

@@ -966,10 +966,18 @@ fn renamed_program(
             canonical = canonical.display(),
         ));
     }
+    let reach = match same_program_name(name, real) {
+        true => " (where it covers every name that leads there)".to_owned(),
+        // Probe 227: `xzcat` escalated as `xz` compressed its file.
+        false => format!(
+            "; but a program may act by the name it is run by, so a session escalates {real} \
+             only when it is run as {real}: run as {name}, it runs in place"
+        ),
+    };
     Some(format!(
         "{name} is {found} here, which resolves to {canonical}, named {real}: a session looks \
          up rules by the name of the program it runs, so this rule never matches it; write it \
-         on \"{canonical}\", or on {real} (where it covers every name that leads there)",
+         on \"{canonical}\", or on {real}{reach}",
         found = found.display(),
         canonical = canonical.display(),
     ))
@@ -1389,6 +1397,18 @@ fn without_target(name: &str) -> &str {
         Some(before) if before.ends_with(|c: char| c.is_ascii_digit()) => before,
         _ => plain,
     }
+}
+
+/// Whether `found`, the name a program was found by, and `canonical`, its
+/// canonical path's name, name one program but for a version or a target
+/// triple (`python3` and `python3.11`, `gcc` and `x86_64-linux-gnu-gcc-12`):
+/// where they do not (`xzcat` and `xz`, `view` and `vim.basic`), the
+/// program may act by the name it is run by, and a session does not
+/// escalate it under its canonical name (probe 227: `xzcat` escalated as
+/// `xz` compressed the file it was to print).
+pub fn same_program_name(found: &str, canonical: &str) -> bool {
+    let plain = |name| unversioned(without_target(name)).trim_end_matches(['-', '_']);
+    found == canonical || plain(found) == plain(canonical)
 }
 
 /// `name` without a version at its end, as packages install interpreters

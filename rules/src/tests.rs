@@ -1545,3 +1545,63 @@ fn an_alternative_written_twice_is_one() {
         assert_eq!(evaluation.matched.len(), 1, "{argv:?}: {evaluation:?}");
     }
 }
+
+/// Probe 227: names of one program but for a version or a target triple,
+/// and names of another program that acts by them.
+#[test]
+fn same_program_names_differ_only_by_version_or_triple() {
+    for (found, canonical, same) in [
+        ("python3", "python3.11", true),
+        ("python", "python3.11", true),
+        ("gcc", "x86_64-linux-gnu-gcc-12", true),
+        ("gcc-12", "x86_64-linux-gnu-gcc-12", true),
+        ("FileCheck-14", "FileCheck", true),
+        ("llvm-ar-14", "llvm-ar", true),
+        ("nm", "x86_64-linux-gnu-nm", true),
+        ("id", "id", true),
+        ("xzcat", "xz", false),
+        ("unxz", "xz", false),
+        ("view", "vim.basic", false),
+        ("rbash", "bash", false),
+        ("pkill", "pgrep", false),
+        ("pidof", "killall5", false),
+        ("git-upload-pack", "git", false),
+        ("llvm-ranlib", "llvm-ar", false),
+        ("cc", "x86_64-linux-gnu-gcc-12", false),
+        ("cargo", "rustup", false),
+    ] {
+        assert_eq!(
+            crate::same_program_name(found, canonical),
+            same,
+            "{found} {canonical}"
+        );
+    }
+}
+
+/// Probe 227: lint told a rule writer that a rule on the canonical name
+/// covers every name that leads there, which a session escalates only
+/// where the name is the program's but for a version or a triple (the
+/// other case, `python3` to `python3.11`, keeps its words: see
+/// `same_program_names_differ_only_by_version_or_triple`).
+#[test]
+fn lint_says_a_link_of_another_name_is_not_escalated_by_the_programs_rules() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["awk", "-W", "version"])
+"#,
+    );
+    let findings: Vec<String> = crate::lint_with(&set, &FakeMachine)
+        .iter()
+        .map(ToString::to_string)
+        .filter(|finding| finding.contains("resolves to"))
+        .collect();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(
+        findings[0].contains(
+            "or on mawk; but a program may act by the name it is run by, so a session \
+             escalates mawk only when it is run as mawk: run as awk, it runs in place"
+        ),
+        "{}",
+        findings[0]
+    );
+}

@@ -880,3 +880,66 @@ async fn a_prompted_command_that_cannot_leave_the_sandbox_is_still_asked_about()
         );
     }
 }
+
+/// Probe 227: an escalation runs its program under the canonical path, so
+/// one found by a link of another name ran as another program (`xzcat`,
+/// escalated as `xz`, compressed the file it was to print, and printed
+/// nothing), and one found by a link where the sandbox writes lost what
+/// that place sets up (a virtual environment's `bin/python` ran as the
+/// system's). Each runs in place, as the shell found it, with a note;
+/// the program by its own name is still escalated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_program_found_by_another_name_or_a_writable_link_runs_in_place() {
+    let place = Place::new();
+    let text_file = place.ws.join("data");
+    fs::write(&text_file, "one\ntwo\n").unwrap();
+    let compressed = std::process::Command::new("xz")
+        .arg("-k")
+        .arg(&text_file)
+        .status()
+        .unwrap();
+    assert!(compressed.success());
+    fs::rename(place.ws.join("data.xz"), place.ws.join("packed")).unwrap();
+    fs::create_dir(place.ws.join("bin")).unwrap();
+    symlink("/usr/bin/id", place.ws.join("bin/id")).unwrap();
+    let rules = place.rules(
+        r#"prefix_rule(pattern = ["xz"], execution = "unsandboxed")
+prefix_rule(pattern = ["id"], execution = "unsandboxed")"#,
+    );
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        &place.script("cd {ws}; xzcat packed; {ws}/bin/id -u; /usr/bin/id -u"),
+    )
+    .await;
+    session.shutdown().await;
+    let decisions = provenances(&recorder);
+    let stdout = text(&outcome.stdout);
+    assert!(stdout.starts_with("one\ntwo\n"), "{stdout}: {decisions:#?}");
+    assert!(place.ws.join("packed").exists(), "{decisions:#?}");
+    assert!(!place.ws.join("packed.xz").exists(), "{decisions:#?}");
+    let decided: Vec<(&str, &str, Option<&str>)> = decisions
+        .iter()
+        .map(|decided| (decided.0.as_str(), decided.1.as_str(), decided.4.as_deref()))
+        .collect();
+    let [(xz, "run", Some(by_name)), (link, "run", Some(in_writable)), (id, escalated, None)] =
+        decided.as_slice()
+    else {
+        panic!("{decided:#?}");
+    };
+    assert_eq!(
+        (*xz, *link, *id),
+        ("/usr/bin/xz", "/usr/bin/id", "/usr/bin/id")
+    );
+    assert!(escalated.starts_with("escalate"), "{escalated}");
+    assert!(
+        by_name.starts_with("escalation refused: ") && by_name.contains("by another name"),
+        "{by_name}"
+    );
+    assert!(
+        in_writable.starts_with("escalation refused: ")
+            && in_writable.contains("writable from the sandbox"),
+        "{in_writable}"
+    );
+}

@@ -2421,7 +2421,7 @@ prefix_rule(pattern = ["env"])
     let session = Setup::rules(rules).start(&place, &recorder);
     let outcome = run(
         &session,
-        "ARGV0=git-upload-pack sh -c 'echo $0'; \
+        "ARGV0=git-upload-pack dash -c 'echo $0'; \
          HOME=/planted GIT_AUTHOR_NAME=x LANG=C.UTF-8 POLICY_SET=changed env",
     )
     .await;
