@@ -2235,7 +2235,9 @@ fn a_sessions_end_counts_the_processes_it_killed() {
             "--audit-log",
             log.to_str().unwrap(),
             "--",
-            &format!("/bin/sh -c 'setsid {marker} >/dev/null 2>&1 </dev/null & echo started'"),
+            &format!(
+                "/usr/bin/dash -c 'setsid {marker} >/dev/null 2>&1 </dev/null & echo started'"
+            ),
         ],
     );
     assert_eq!(
