@@ -406,21 +406,30 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
     };
     let first = word(&argv);
     let words = argv.len();
-    let (mut negated, mut timed) = (false, false);
+    let (mut timed, mut after_negation) = (false, false);
     loop {
         match word(&argv).as_deref() {
-            Some("!") if negated => bail!("zsh cannot parse `! !`: nothing runs"),
-            Some("!") => negated = true,
+            // `! time ! id` runs id (review 229); `! ! id` does not parse.
+            Some("!") if after_negation => bail!("zsh cannot parse `! !`: nothing runs"),
+            Some("!") => after_negation = true,
             // A second `time` is the program (review 34b's rule below).
-            Some("time") if !timed => timed = true,
+            Some("time") if !timed => (timed, after_negation) = (true, false),
             _ => break,
         }
         argv.remove(0);
     }
     let past_reserved_words = argv.len();
     while let Some(next) = word(&argv) {
-        if let Some(value) = assigned_search_path(&next) {
-            path = Some(value);
+        if is_assignment(&next) && assigns_search_path(&next) {
+            // Review 229: `PATH=~/bin:...`, `path[1]=D`, quotes: where zsh
+            // looks, which a literal reading would miss.
+            path = Some(assigned_search_path(&next).with_context(|| {
+                format!(
+                    "{next}: zsh looks the program up in the PATH this sets, which the check \
+                     reads only written out literally (PATH=/a:/b or path=(/a /b), no quotes, \
+                     ~, $ or subscript); write it so"
+                )
+            })?);
         } else if next != "nocorrect" && !is_assignment(&next) {
             break;
         }
@@ -517,10 +526,7 @@ fn past_precommand_modifiers(mut argv: Vec<std::ffi::OsString>) -> Result<PastMo
 /// Whether zsh reads `word`, before a command, as an assignment to a
 /// variable: `NAME=`, `NAME+=` or `NAME[...]=`.
 fn is_assignment(word: &str) -> bool {
-    let name_end = word
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(word.len());
-    let (name, rest) = word.split_at(name_end);
+    let (name, rest) = assignment_name(word);
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         return false;
     }
@@ -534,13 +540,33 @@ fn is_assignment(word: &str) -> bool {
     rest.starts_with('=') || rest.starts_with("+=")
 }
 
+/// An assignment word's variable name, and the rest of the word. zsh
+/// takes letters beyond ASCII in names too (`é=1`).
+fn assignment_name(word: &str) -> (&str, &str) {
+    let name_end = word
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(word.len());
+    word.split_at(name_end)
+}
+
+/// Whether the assignment `word` sets the search path, in any form.
+fn assigns_search_path(word: &str) -> bool {
+    matches!(assignment_name(word).0, "PATH" | "path")
+}
+
 /// The search path an assignment before the command sets, which zsh looks
-/// the program up in: `PATH=a:b`, or `path=(a b)`.
+/// the program up in, where it is written out literally: `PATH=a:b`, or
+/// `path=(a b)`. `None` for any other form (a subscript, `+=`, quotes,
+/// `~`, `$`, a backquote or a backslash), which zsh reads otherwise.
 fn assigned_search_path(word: &str) -> Option<std::ffi::OsString> {
-    if let Some(value) = word.strip_prefix("PATH=") {
+    let literal = |value: &str| !value.contains(['\'', '"', '\\', '~', '$', '`']);
+    if let Some(value) = word.strip_prefix("PATH=").filter(|value| literal(value)) {
         return Some(value.into());
     }
-    let list = word.strip_prefix("path=(")?.strip_suffix(')')?;
+    let list = word
+        .strip_prefix("path=(")?
+        .strip_suffix(')')
+        .filter(|list| literal(list) && !list.contains(['(', ')']))?;
     Some(list.split_whitespace().collect::<Vec<_>>().join(":").into())
 }
 

@@ -3153,6 +3153,9 @@ fn policy_check_as_run_decides_as_a_session_does() {
         ],
         &["--", "nocorrect", "nocorrect", "id"],
         &["--", "FOO=1", "noglob", "exec", "id"],
+        // Review 229.
+        &["--", "!", "time", "!", "id"],
+        &["--", "é=1", "id"],
     ] {
         let (code, report, stderr) = check(argv, &[]);
         assert_eq!(code, Some(0), "{argv:?}: {stderr}");
@@ -3188,6 +3191,21 @@ fn policy_check_as_run_decides_as_a_session_does() {
         let (code, _, stderr) = check(argv, &[]);
         assert_ne!(code, Some(0), "{argv:?}: {stderr}");
         assert!(stderr.contains("cannot parse"), "{argv:?}: {stderr}");
+    }
+    // Review 229: a search path the check cannot read as zsh does is
+    // refused, not passed over.
+    for assignment in [
+        "PATH=~/bin:/usr/bin",
+        "path[1]=/x",
+        "PATH=\"/x\":/usr/bin",
+        "path=/x",
+    ] {
+        let (code, _, stderr) = check(&["--", assignment, "id"], &[]);
+        assert_ne!(code, Some(0), "{assignment}: {stderr}");
+        assert!(
+            stderr.contains("written out literally"),
+            "{assignment}: {stderr}"
+        );
     }
     let (code, _, stderr) = check(&["--", "noglob", "FOO=1", "id"], &[]);
     assert_ne!(code, Some(0), "{stderr}");

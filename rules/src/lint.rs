@@ -404,6 +404,20 @@ const RUNS_ANYTHING: &[(&str, &str)] = &[
         "wine-development",
         "wine runs any program, Unix ones too (start /unix)",
     ),
+    // Review 229: wine's front ends lead to `wineapploader`, which runs
+    // `wine-stable`.
+    (
+        "wineapploader",
+        "wine runs any program, Unix ones too (start /unix)",
+    ),
+    (
+        "wineconsole",
+        "wine runs any program, Unix ones too (start /unix)",
+    ),
+    (
+        "winedbg",
+        "wine runs any program, Unix ones too (start /unix)",
+    ),
     (
         "valgrind.bin",
         "valgrind runs the program its arguments name",

@@ -177,11 +177,21 @@ fn collector<'a>(eval: &'a Evaluator) -> anyhow::Result<&'a Collector> {
         .ok_or_else(|| anyhow::anyhow!("rules builtins called outside a rules file"))
 }
 
-/// The line of the statement being run at the file's top level: the call
-/// of a helper function, not the line inside it (probe 223: every rule a
-/// helper made had the helper's line, in errors and as its id).
-fn current_line(eval: &Evaluator) -> usize {
-    outermost_line(&eval.call_stack()).unwrap_or(0)
+/// Where the builtin being called is, for the rule it makes: the line of
+/// the statement at the file's top level, and when that calls a function,
+/// the line inside it as well (probe 223: every rule a helper made had the
+/// helper's line, in errors and as its id; review 229: with the call's line
+/// alone, the rules of one call shared one).
+fn origin_here(collector: &Collector, eval: &Evaluator) -> RuleOrigin {
+    let line = outermost_line(&eval.call_stack()).unwrap_or(0);
+    let inner = eval
+        .call_stack_top_location()
+        .map(|span| span.resolve_span().begin.line + 1);
+    RuleOrigin {
+        file: collector.file.clone(),
+        line,
+        within: inner.filter(|&inner| inner != line),
+    }
 }
 
 fn outermost_line(stack: &starlark::eval::CallStack) -> Option<usize> {
@@ -319,7 +329,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<NoneType> {
         let collector = collector(eval)?;
-        let line = current_line(eval);
+        let origin = origin_here(collector, eval);
         let decision = decision_or_allow(decision)?;
         let mut elements = pattern.items.into_iter();
         let first = elements
@@ -356,10 +366,6 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         if execution.is_some() && decision == RuleDecision::Forbidden {
             anyhow::bail!("execution has no meaning on a forbidden rule");
         }
-        let origin = RuleOrigin {
-            file: collector.file.clone(),
-            line,
-        };
         let mut new_rules = RuleSet::default();
         for program in programs {
             new_rules.add_rule(PrefixRule {
@@ -409,7 +415,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<NoneType> {
         let collector = collector(eval)?;
-        let line = current_line(eval);
+        let origin = origin_here(collector, eval);
         let decision = decision_or_allow(decision)?;
         let host: execgate_network_proxy::DomainPattern = host
             .parse()
@@ -455,10 +461,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
                 port,
                 decision,
                 justification: justification.map(str::to_owned),
-                origin: RuleOrigin {
-                    file: collector.file.clone(),
-                    line,
-                },
+                origin,
             });
         Ok(NoneType)
     }
@@ -470,10 +473,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> anyhow::Result<NoneType> {
         let collector = collector(eval)?;
-        let origin = RuleOrigin {
-            file: collector.file.clone(),
-            line: current_line(eval),
-        };
+        let origin = origin_here(collector, eval);
         if name.is_empty() || name.contains('/') {
             anyhow::bail!("host_executable name {name:?} must be a bare program name");
         }

@@ -69,13 +69,20 @@ impl fmt::Display for RuleExecution {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleOrigin {
     pub file: PathBuf,
-    /// 1-based.
+    /// 1-based: the statement at the file's top level that made the rule.
     pub line: usize,
+    /// The line inside the function that statement called, where the
+    /// rule was made by one.
+    pub within: Option<usize>,
 }
 
 impl fmt::Display for RuleOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
+        write!(f, "{}:{}", self.file.display(), self.line)?;
+        match self.within {
+            Some(within) => write!(f, " (line {within})"),
+            None => Ok(()),
+        }
     }
 }
 

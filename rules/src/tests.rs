@@ -1097,6 +1097,10 @@ fn lint_names_versioned_interpreters_and_command_runners() {
         ),
         ("wine64", Some("wine runs any program, Unix ones too (start /unix)")),
         (
+            "wineapploader",
+            Some("wine runs any program, Unix ones too (start /unix)"),
+        ),
+        (
             "valgrind.bin",
             Some("valgrind runs the program its arguments name"),
         ),
@@ -1519,6 +1523,23 @@ fn rules_made_through_a_helper_carry_the_line_that_called_it() {
         })
         .collect();
     assert_eq!(lines, [4, 5]);
+    // Review 229: with the call's line alone, two rules one call made
+    // shared an id.
+    let pairs = "def pair(p):\n    \
+                 prefix_rule(pattern = [p, \"-a\"], decision = \"forbidden\")\n    \
+                 prefix_rule(pattern = [p, \"-b\"], decision = \"prompt\")\n\
+                 pair(\"cat\")\n";
+    let set = RuleSet::parse(Path::new("pairs.rules"), pairs).unwrap();
+    let ids: Vec<String> = ["-a", "-b"]
+        .iter()
+        .map(|option| {
+            let evaluation = set.check(&["cat", *option], MatchOptions::default());
+            evaluation
+                .deciding_rule()
+                .map_or_else(String::new, |rule| rule.origin.to_string())
+        })
+        .collect();
+    assert_eq!(ids, ["pairs.rules:4 (line 2)", "pairs.rules:4 (line 3)"]);
     let bad = format!("{source}\ndeny(\"ls\", \"cat x\")\n");
     let error = RuleSet::parse(Path::new("helper.rules"), &bad).expect_err("a bad example");
     assert_eq!(error.line(), Some(7), "{error}");
