@@ -254,7 +254,12 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     execgate_core_bridge::found_by_another_name(
                         found,
                         Path::new(program),
-                        session.sandbox.as_ref(),
+                        &|path: &Path| {
+                            session
+                                .sandbox
+                                .as_ref()
+                                .is_some_and(|view| view.may_write(path))
+                        },
                     )
                 }
                 _ => None,

@@ -765,9 +765,19 @@ impl Inner {
             // the program under its canonical path.
             let found = request.cwd.join(&request.executable.requested_path);
             let program = &request.executable.canonical_path;
-            if let Some(refused) =
-                found_by_another_name(&found, program, request.sandbox.as_deref())
-            {
+            let granted = inner
+                .granted_write_roots
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let writable = |path: &Path| {
+                request
+                    .sandbox
+                    .as_deref()
+                    .is_some_and(|view| view.may_write(path))
+                    || granted.iter().any(|root| path.starts_with(root))
+            };
+            if let Some(refused) = found_by_another_name(&found, program, &writable) {
                 return Some(refused);
             }
             if !leaves {
@@ -1451,33 +1461,42 @@ fn other_names_refusal(request: &ExecContext) -> Option<String> {
 
 /// Why an escalation must not run the program the shell found through a
 /// link: it runs under its canonical path (`argv[0]` included, so that a
-/// program that acts by its name runs what the rules saw), which is not
-/// what the shell was asked for (probe 227) when
+/// program that acts by its name runs what the rules saw; a script reads
+/// itself as `/dev/fd/N`), which is not what the shell was asked for
+/// (probe 227) when
 ///
-/// - the link sits where the sandbox can write (a virtual environment's
-///   `bin/python`, whose interpreter finds its environment by the path it
-///   is run by): run under its canonical path, it is the system's
-///   interpreter with the system's packages;
+/// - the link sits where the sandbox can write, by its path or as the
+///   kernel resolves it (a virtual environment's `bin/python`, whose
+///   interpreter finds its environment by the path it is run by): run
+///   under its canonical path, it is the system's interpreter with the
+///   system's packages;
 /// - the link's name is not the program's but for a version or a target
-///   triple (`xzcat` to `xz`, `view` to `vim.basic`, `pkill` to `pgrep`):
-///   the program may act by that name (`xz` run as `xz` compressed the
-///   file `xzcat` was to print). A script is run as `/dev/fd/N` whatever
-///   its name, so its name is not judged.
+///   triple the program's has ([`execgate_rules::runs_as_itself`]: `xzcat`
+///   to `xz`, `view` to `vim.basic`, `pkill` to `pgrep`): the program may
+///   act by that name (`xz` run as `xz` compressed the file `xzcat` was to
+///   print). A script also goes by its name with an extension or a part
+///   after a dash (`npm` to `npm-cli.js`), but not by another
+///   (`xzegrep` to `xzgrep`, which reads its mode from `$0`: review 230).
 ///
 /// Either runs in place, as the shell found it. `found` is the absolute
-/// path the shell found, `program` its canonical path, `sandbox` the
-/// session's (`None` when the shell is not confined).
+/// path the shell found, `program` its canonical path, `writable` whether
+/// the session's sandbox (or a grant it made) can write a path.
 pub fn found_by_another_name(
     found: &Path,
     program: &Path,
-    sandbox: Option<&ResolvedPolicy>,
+    writable: &dyn Fn(&Path) -> bool,
 ) -> Option<String> {
+    // `/w/./id` is `/w/id`.
+    let found: PathBuf = found.components().collect();
     if found == program {
         return None;
     }
-    let writable_place = sandbox
-        .zip(found.parent())
-        .is_some_and(|(view, place)| view.may_write(place));
+    let place = found.parent().unwrap_or(Path::new("/"));
+    let writable_place = match std::fs::canonicalize(place) {
+        Ok(resolved) => writable(place) || writable(&resolved),
+        // Where it cannot be told, as if it were.
+        Err(_) => true,
+    };
     if writable_place {
         return Some(format!(
             "escalation refused: {} leads to {} from a directory writable from the sandbox (a \
@@ -1488,25 +1507,38 @@ pub fn found_by_another_name(
             program.display()
         ));
     }
-    let (Some(found_name), Some(name)) = (found.file_name(), program.file_name()) else {
-        return None;
-    };
-    let same = match (found_name.to_str(), name.to_str()) {
-        (Some(found_name), Some(name)) => execgate_rules::same_program_name(found_name, name),
-        _ => found_name == name,
-    };
-    if same {
+    let found_name = found.file_name().unwrap_or_default();
+    let name = program.file_name().unwrap_or_default().to_string_lossy();
+    let as_itself = found_name
+        .to_str()
+        .is_some_and(|found_name| execgate_rules::runs_as_itself(found_name, program));
+    if as_itself {
         return None;
     }
-    match shebang_of(program) {
-        Ok(Some(_)) => None,
-        Ok(None) => Some(format!(
-            "escalation refused: {} is {} by another name, and a program may act by the name \
-             it is run by, where an escalation runs it as {}; run it as {} to escalate it",
+    let refused = |why: &str| {
+        Some(format!(
+            "escalation refused: {} is {} by another name, and {why}; run it as {name} to \
+             escalate it",
             found.display(),
             program.display(),
-            name.to_string_lossy(),
-            name.to_string_lossy()
+        ))
+    };
+    match shebang_of(program) {
+        Ok(Some(_)) => {
+            let its_own = found_name.to_str().is_some_and(|found_name| {
+                name.strip_prefix(found_name)
+                    .is_some_and(|rest| rest.starts_with(['.', '-', '_']))
+            });
+            match its_own {
+                true => None,
+                false => refused(
+                    "a script may act by the name it is run by, where an escalated one reads \
+                     itself as /dev/fd/N",
+                ),
+            }
+        }
+        Ok(None) => refused(&format!(
+            "a program may act by the name it is run by, where an escalation runs it as {name}"
         )),
         Err(error) => Some(format!(
             "escalation refused: cannot read {} to check its #! line: {error}",

@@ -56,7 +56,7 @@ mod rule;
 pub use check::{CheckReport, NetworkCheckReport};
 pub use execgate_network_proxy::{Destination, DomainPattern, Protocol};
 pub use lint::{
-    is_dynamic_loader, lint, lint_with, same_program_name, LintContext, LintFinding, PathState,
+    is_dynamic_loader, lint, lint_with, runs_as_itself, LintContext, LintFinding, PathState,
     Severity,
 };
 pub use load::LoadError;

@@ -980,18 +980,23 @@ fn renamed_program(
             canonical = canonical.display(),
         ));
     }
-    let reach = match same_program_name(name, real) {
-        true => " (where it covers every name that leads there)".to_owned(),
-        // Probe 227: `xzcat` escalated as `xz` compressed its file.
-        false => format!(
-            "; but a program may act by the name it is run by, so a session escalates {real} \
-             only when it is run as {real}: run as {name}, it runs in place"
-        ),
-    };
+    // Probe 227: `xzcat` escalated as `xz` compressed its file; review
+    // 230: no rewrite makes `awk` escalate, so none is offered as one.
+    if !runs_as_itself(name, &canonical) {
+        return Some(format!(
+            "{name} is {found} here, which resolves to {canonical}, named {real}: a session \
+             looks up rules by the name of the program it runs, so this rule never matches \
+             it; and a program may act by the name it is run by, so a session escalates \
+             {real} only when it is run as {real}: run as {name}, it runs in place, in the \
+             sandbox, whatever the rules say",
+            found = found.display(),
+            canonical = canonical.display(),
+        ));
+    }
     Some(format!(
         "{name} is {found} here, which resolves to {canonical}, named {real}: a session looks \
          up rules by the name of the program it runs, so this rule never matches it; write it \
-         on \"{canonical}\", or on {real}{reach}",
+         on \"{canonical}\", or on {real} (where it covers every name that leads there)",
         found = found.display(),
         canonical = canonical.display(),
     ))
@@ -1413,16 +1418,39 @@ fn without_target(name: &str) -> &str {
     }
 }
 
-/// Whether `found`, the name a program was found by, and `canonical`, its
-/// canonical path's name, name one program but for a version or a target
-/// triple (`python3` and `python3.11`, `gcc` and `x86_64-linux-gnu-gcc-12`):
-/// where they do not (`xzcat` and `xz`, `view` and `vim.basic`), the
-/// program may act by the name it is run by, and a session does not
-/// escalate it under its canonical name (probe 227: `xzcat` escalated as
-/// `xz` compressed the file it was to print).
-pub fn same_program_name(found: &str, canonical: &str) -> bool {
-    let plain = |name| unversioned(without_target(name)).trim_end_matches(['-', '_']);
-    found == canonical || plain(found) == plain(canonical)
+/// Whether the program at the canonical path `canonical`, found by the
+/// name `found`, acts the same run under its canonical path: `found` is
+/// its name, or its name without a version or a target triple it has
+/// (`python3` and `python3.11`, `gcc` and `x86_64-linux-gnu-gcc-12`), or
+/// its name with the version of the directory it is in (`llvm-ar-14` and
+/// `/usr/lib/llvm-14/bin/llvm-ar`). A found name that adds a triple or a
+/// version of its own may be read by the program (`ping6`, `linux32`, a
+/// cross clang; review 230), and one of another name may be its mode
+/// (`xzcat` and `xz`, `view` and `vim.basic`): a session does not escalate
+/// those under the canonical path (probe 227: `xzcat` escalated as `xz`
+/// compressed the file it was to print).
+pub fn runs_as_itself(found: &str, canonical: &Path) -> bool {
+    let Some(name) = canonical.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    let is_version = |rest: &str| {
+        let rest = rest.strip_prefix(['-', '_', '.']).unwrap_or(rest);
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
+    };
+    let lacks_a_version_or_triple = [name, without_target(name)]
+        .iter()
+        .any(|full| *full == found || full.strip_prefix(found).is_some_and(&is_version));
+    let versioned_as_its_directory = found.strip_prefix(name).is_some_and(|rest| {
+        let version = rest.trim_start_matches(['-', '_', '.']);
+        is_version(rest)
+            && canonical.ancestors().skip(1).any(|dir| {
+                dir.file_name()
+                    .and_then(|dir| dir.to_str())
+                    .is_some_and(|dir| dir == version || dir.ends_with(&format!("-{version}")))
+            })
+    });
+    lacks_a_version_or_triple || versioned_as_its_directory
 }
 
 /// `name` without a version at its end, as packages install interpreters

@@ -902,15 +902,34 @@ async fn a_program_found_by_another_name_or_a_writable_link_runs_in_place() {
     fs::rename(place.ws.join("data.xz"), place.ws.join("packed")).unwrap();
     fs::create_dir(place.ws.join("bin")).unwrap();
     symlink("/usr/bin/id", place.ws.join("bin/id")).unwrap();
-    let rules = place.rules(
+    // Review 230: the writable place reached through a link to it.
+    symlink(&place.ws, place.root.join("alias")).unwrap();
+    // A script by its name less an extension, and by another.
+    let tools = place.outside.join("tools");
+    fs::create_dir(&tools).unwrap();
+    fs::write(tools.join("greet-cli.sh"), "#!/bin/sh\necho \"$0\"\n").unwrap();
+    fs::set_permissions(
+        tools.join("greet-cli.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    symlink("greet-cli.sh", tools.join("greet")).unwrap();
+    symlink("greet-cli.sh", tools.join("hello")).unwrap();
+    let rules = place.rules(&format!(
         r#"prefix_rule(pattern = ["xz"], execution = "unsandboxed")
-prefix_rule(pattern = ["id"], execution = "unsandboxed")"#,
-    );
+prefix_rule(pattern = ["id"], execution = "unsandboxed")
+prefix_rule(pattern = ["{}"], execution = "turn-default")"#,
+        tools.join("greet-cli.sh").display()
+    ));
     let recorder = Recorder::default();
     let session = Setup::rules(rules).start(&place, &recorder);
     let outcome = run(
         &session,
-        &place.script("cd {ws}; xzcat packed; {ws}/bin/id -u; /usr/bin/id -u"),
+        &place.script(&format!(
+            "cd {{ws}}; xzcat packed; {{ws}}/bin/id -u; {root}/alias/bin/id -u; /usr/bin/id -u; \
+             {{outside}}/tools/greet; {{outside}}/tools/hello",
+            root = place.root.display()
+        )),
     )
     .await;
     session.shutdown().await;
@@ -923,7 +942,7 @@ prefix_rule(pattern = ["id"], execution = "unsandboxed")"#,
         .iter()
         .map(|decided| (decided.0.as_str(), decided.1.as_str(), decided.4.as_deref()))
         .collect();
-    let [(xz, "run", Some(by_name)), (link, "run", Some(in_writable)), (id, escalated, None)] =
+    let [(xz, "run", Some(by_name)), (link, "run", Some(in_writable)), (_, "run", Some(through_alias)), (id, escalated, None), (_, greet, None), (_, "run", Some(script_by_name))] =
         decided.as_slice()
     else {
         panic!("{decided:#?}");
@@ -933,6 +952,21 @@ prefix_rule(pattern = ["id"], execution = "unsandboxed")"#,
         ("/usr/bin/xz", "/usr/bin/id", "/usr/bin/id")
     );
     assert!(escalated.starts_with("escalate"), "{escalated}");
+    assert!(greet.starts_with("escalate"), "{greet}");
+    assert!(
+        through_alias.contains("writable from the sandbox"),
+        "{through_alias}"
+    );
+    assert!(
+        script_by_name.contains("by another name"),
+        "{script_by_name}"
+    );
+    // The escalated script reads itself as /dev/fd/N; the one in place by
+    // the name it was run by.
+    assert!(
+        stdout.ends_with(&format!("/dev/fd/3\n{}\n", tools.join("hello").display())),
+        "{stdout}"
+    );
     assert!(
         by_name.starts_with("escalation refused: ") && by_name.contains("by another name"),
         "{by_name}"
