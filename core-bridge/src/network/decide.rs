@@ -402,12 +402,16 @@ impl Decider for NetworkDecider {
         Box::pin(async move { self.decide_recorded(request, None).await.verdict })
     }
 
-    /// A `forbidden` rule or a deny entry on the address a name resolved
-    /// to: they shut the address, whatever name leads there (a probe
-    /// reached a forbidden address through a name under an allowed
-    /// wildcard).
+    /// A `forbidden` rule, a deny entry or a person's denial for the
+    /// session on the address a name resolved to: they shut the address,
+    /// whatever name leads there (a probe reached a forbidden address
+    /// through a name under an allowed wildcard; probe 231 an address
+    /// declined for the session through names that resolve to it).
     fn refuses_address(&self, request: &ConnectRequest, address: IpAddr) -> Option<String> {
-        let literal = Destination::Address(address);
+        let literal = Destination::Address(address.to_canonical());
+        if lock(&self.cache.denied).contains(&literal) {
+            return Some(format!("{address}, declined by the user for this session"));
+        }
         let evaluation = self
             .rules
             .check_network(&literal, request.port, request.protocol);

@@ -385,6 +385,36 @@ async fn an_approver_that_knows_no_network_question_declines() {
     assert_eq!(decision.verdict, allow(NonPublicAddresses::Refuse));
 }
 
+/// Probe 231: an address declined for the session was reached through
+/// any name that resolves to it.
+#[tokio::test]
+async fn an_address_declined_for_the_session_is_refused_whatever_name_leads_there() {
+    let approver = Scripted::new(ApprovalAnswer::DeclineForSession, Duration::ZERO);
+    let decider = decider(Some(approver.clone()), Arc::new(NetworkCache::default()));
+    let address: IpAddr = "203.0.113.7".parse().unwrap();
+    let name = request("mirror.example", 443, Protocol::Https);
+    assert_eq!(decider.refuses_address(&name, address), None);
+    let asked = decider
+        .decide(&request("203.0.113.7", 443, Protocol::Https))
+        .await;
+    assert_eq!(approver.asked(), 1);
+    assert!(matches!(asked.verdict, Verdict::Deny { .. }), "{asked:?}");
+    for address in ["203.0.113.7", "::ffff:203.0.113.7"] {
+        let refused = decider.refuses_address(&name, address.parse().unwrap());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|why| why.ends_with("declined by the user for this session")),
+            "{address}: {refused:?}"
+        );
+    }
+    // Another address, under the same name, is not.
+    assert_eq!(
+        decider.refuses_address(&name, "203.0.113.8".parse().unwrap()),
+        None
+    );
+}
+
 /// An allowance for the session covers the host, protocol and port the
 /// person saw; a denial covers the host on every protocol and port (a probe
 /// asked again through SOCKS, `CONNECT` and other ports, each question
