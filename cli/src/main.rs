@@ -274,10 +274,17 @@ impl SessionArgs {
         // own held back went unsaid until the command was refused).
         warn_if_grants_held_back(None, &profile, "the profile", false, &cwd);
         let session_grants = SessionGrants::of(&profile, &profile_name, &cwd);
+        let skill_files = skill_files(&skills, &skill_dirs);
         for skill in skills.skills() {
             warn_of_skills_grants(skill, session_grants.as_ref(), &cwd);
+            // Probe 232: a skill's grant over the rules or another skill's
+            // scripts rewrote them, unwarned, as a rule's profile's would.
+            warn_if_skills_grants_reach_policy(
+                skill,
+                &cwd,
+                rule_files.iter().chain(&skill_dirs).chain(&skill_files),
+            );
         }
-        let skill_files = skill_files(&skills, &skill_dirs);
         let later_sessions = default_config_policy_files(self.config.as_deref());
         warn_if_sandbox_writable(
             &profile,
@@ -596,10 +603,11 @@ fn warn_if_sandbox_writable<'a>(
     cwd: &std::path::Path,
     files: impl Iterator<Item = &'a std::path::Path>,
     consequence: &str,
-) {
+) -> usize {
     let Some(view) = sandbox_view(profile, cwd) else {
-        return;
+        return 0;
     };
+    let mut warnings = 0;
     // Once for a place: a skill inside a writable skills directory is
     // warned about with the directory.
     let mut warned: Vec<std::path::PathBuf> = Vec::new();
@@ -608,6 +616,7 @@ fn warn_if_sandbox_writable<'a>(
         // and execgate cannot find it (probe 151: a config linked into the
         // workspace by its owner was rewritten from the sandbox).
         if has_other_names(file) {
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {} has another name (a hard link), which execgate cannot \
                  find: one in a place this session's sandbox can write writes it too, so \
@@ -621,6 +630,7 @@ fn warn_if_sandbox_writable<'a>(
         // command, and loaded by the next session).
         if let Some(target) = dangling_target(file) {
             if let Some(writable) = writable_on_the_way(&view, &target) {
+                warnings += 1;
                 stderr::line(&format!(
                     "execgate: warning: {} is a link to {}, which is not there yet and which \
                      this session's sandbox can make (it can write {}), so {consequence}",
@@ -632,6 +642,7 @@ fn warn_if_sandbox_writable<'a>(
             }
         }
         if let Some((link, writable)) = replaceable_link_on_the_way(&view, file) {
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {} is reached through the link {}, which this session's \
                  sandbox can replace (it can write {}), so {consequence}",
@@ -660,12 +671,14 @@ fn warn_if_sandbox_writable<'a>(
                     writable.display()
                 )
             };
+            warnings += 1;
             stderr::line(&format!(
                 "execgate: warning: {} {how}, so {consequence}",
                 file.display(),
             ));
         }
     }
+    warnings
 }
 
 /// Whether the file at `path` (followed, if a link) has another name, a
@@ -695,7 +708,7 @@ fn dangling_target(path: &std::path::Path) -> Option<PathBuf> {
 /// skills directory, dangling ones too (the skill it leads to, once made,
 /// is loaded).
 #[cfg(unix)]
-fn skill_files(skills: &SkillRegistry, skill_dirs: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn skill_files(skills: &SkillRegistry, skill_dirs: &[PathBuf]) -> Vec<PathBuf> {
     let loaded = skills.skills().iter().flat_map(|skill| {
         [
             skill.root.clone(),
@@ -1074,6 +1087,29 @@ pub(crate) fn warn_of_skills_grants(
     skill.write_grants_through_links.len()
         + warn_if_grants_name_nothing(grants, &whose, cwd)
         + warn_if_grants_held_back(session, grants, &whose, false, cwd)
+}
+
+/// Warns where a skill's grants let its scripts write `policy_files`,
+/// which later sessions load; returns how many warnings it gave.
+#[cfg(unix)]
+pub(crate) fn warn_if_skills_grants_reach_policy<'a>(
+    skill: &execgate_core_bridge::Skill,
+    cwd: &std::path::Path,
+    policy_files: impl Iterator<Item = &'a PathBuf>,
+) -> usize {
+    let Some(grants) = &skill.permissions else {
+        return 0;
+    };
+    warn_if_sandbox_writable(
+        grants,
+        cwd,
+        policy_files.map(PathBuf::as_path),
+        &format!(
+            "the scripts of skill {:?}, which are granted it, could change the policy of later \
+             sessions; keep policy files outside what a skill grants",
+            skill.name
+        ),
+    )
 }
 
 /// The warning of [`warn_if_write_grants_follow_links`], for a grant

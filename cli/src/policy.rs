@@ -619,8 +619,18 @@ fn warn_of_grants_held_back(
     // Probe 156: the README said lint warned of skills' grants too.
     let skills = SkillRegistry::load(&config.skills)
         .context("the skills cannot be registered; fix or drop them (skills in the config)")?;
+    let skill_files = crate::skill_files(&skills, &config.skills);
     for skill in skills.skills() {
         warnings += crate::warn_of_skills_grants(skill, session, &cwd);
+        warnings += crate::warn_if_skills_grants_reach_policy(
+            skill,
+            &cwd,
+            config
+                .rules
+                .iter()
+                .chain(&config.skills)
+                .chain(&skill_files),
+        );
     }
     Ok(warnings)
 }

@@ -889,6 +889,66 @@ fn a_skills_grant_does_not_reach_the_config_file() {
     assert!(cfg.join("note").exists(), "{stderr}");
 }
 
+/// Probe 232: a skill granted write access over the rules rewrote them,
+/// and the next session ran what they then allowed; nothing warned of the
+/// grant, as a rule's profile's is warned of.
+#[test]
+fn a_skills_grant_over_the_rules_is_warned_of() {
+    let (dir, ws) = workspace();
+    let proj = dir.path().join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    let rules = proj.join("team.rules");
+    std::fs::write(&rules, "").unwrap();
+    let skill = dir.path().join("skills/saver");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: saver\n---\n").unwrap();
+    std::fs::write(
+        skill.join("permissions.toml"),
+        format!(
+            "filesystem = {{ {:?} = \"write\" }}\n",
+            proj.display().to_string()
+        ),
+    )
+    .unwrap();
+    let skills = dir.path().join("skills");
+    let args = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--skills",
+        skills.to_str().unwrap(),
+    ];
+    let mut run = vec!["run"];
+    run.extend(args);
+    run.extend(["--", "true"]);
+    let output = execgate(&ws, &run);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warning = format!(
+        "execgate: warning: {} is writable from this session's sandbox, so the scripts of \
+         skill \"saver\", which are granted it, could change the policy of later sessions",
+        rules.display()
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    // Lint says so too, for the config's rules and skills.
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "rules = [{:?}]\nskills = [{:?}]\n",
+            rules.display().to_string(),
+            skills.display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&warning), "{stderr}");
+}
+
 /// Regression (a probe of skills): a skill's name reached the terminal
 /// in a start-up warning as it was written, escape sequences and all.
 /// execgate's own lines escape what they quote.
