@@ -284,6 +284,10 @@ impl SessionArgs {
                 &cwd,
                 rule_files.iter().chain(&skill_dirs).chain(&skill_files),
             );
+            if let Some(grants) = &skill.permissions {
+                let whose = format!("skill {}", skill.name);
+                warn_if_grants_reach_user_configuration(grants, &whose, &cwd);
+            }
         }
         let later_sessions = default_config_policy_files(self.config.as_deref());
         warn_if_sandbox_writable(
@@ -330,6 +334,7 @@ impl SessionArgs {
             }
             warn_if_grants_name_nothing(&own, &whose, &cwd);
             warn_if_grants_held_back(session_grants.as_ref(), &granted, &whose, false, &cwd);
+            warn_if_grants_reach_user_configuration(&own, &whose, &cwd);
             warn_if_sandbox_writable(
                 &granted,
                 &cwd,
@@ -1087,6 +1092,38 @@ pub(crate) fn warn_of_skills_grants(
     skill.write_grants_through_links.len()
         + warn_if_grants_name_nothing(grants, &whose, cwd)
         + warn_if_grants_held_back(session, grants, &whose, false, cwd)
+}
+
+/// Warns where `grants` (`whose`) can write where programs read per-user
+/// configuration, which keeps every command with grants in a session that
+/// knows of them in place (probe 232: one skill's cache under `~/.cache`
+/// took every skill's grants away, unsaid); returns how many warnings it
+/// gave.
+#[cfg(unix)]
+pub(crate) fn warn_if_grants_reach_user_configuration(
+    grants: &PermissionProfile,
+    whose: &str,
+    cwd: &std::path::Path,
+) -> usize {
+    let Some(view) = sandbox_view(grants, cwd) else {
+        return 0;
+    };
+    let roots: Vec<PathBuf> = view
+        .rules()
+        .iter()
+        .filter(|rule| rule.access == Access::Write)
+        .map(|rule| rule.path.clone())
+        .collect();
+    let Some(why) = execgate_core_bridge::grant_reaching_user_configuration(&roots, cwd) else {
+        return 0;
+    };
+    stderr::line(&format!(
+        "execgate: warning: {whose}: {why}: so, in a session that knows of this grant, no \
+         command with grants (a skill's script, a rule's profile) leaves the sandbox, and each \
+         runs in place without them; grant a place outside the home's configuration and \
+         caches"
+    ));
+    1
 }
 
 /// Warns where a skill's grants let its scripts write `policy_files`,

@@ -603,9 +603,13 @@ fn warn_of_grants_held_back(
         .default_profile
         .clone()
         .unwrap_or_else(|| "workspace-write".into());
-    let session = config.profile(&session_name, config_file)?;
-    let session = crate::SessionGrants::of(&session, &session_name, &cwd);
+    let session_profile = config.profile(&session_name, config_file)?;
+    let session = crate::SessionGrants::of(&session_profile, &session_name, &cwd);
     let session = session.as_ref();
+    let session_entries = match &session_profile {
+        PermissionProfile::Managed { file_system, .. } => file_system.entries.clone(),
+        _ => Vec::new(),
+    };
     let mut warnings = 0;
     for name in crate::rule_profile_names(rules) {
         // One the config lacks is the rules' lint finding.
@@ -615,6 +619,14 @@ fn warn_of_grants_held_back(
         // Each profile alone is warned of apart (`warn_of_profiles`).
         let whose = format!("profile {name}");
         warnings += crate::warn_if_grants_held_back(session, &granted, &whose, true, &cwd);
+        // The rule's profile's own grants, as a session's start says.
+        let mut own = granted.clone();
+        if let PermissionProfile::Managed { file_system, .. } = &mut own {
+            file_system
+                .entries
+                .retain(|entry| !session_entries.contains(entry));
+        }
+        warnings += crate::warn_if_grants_reach_user_configuration(&own, &whose, &cwd);
     }
     // Probe 156: the README said lint warned of skills' grants too.
     let skills = SkillRegistry::load(&config.skills)
@@ -631,6 +643,10 @@ fn warn_of_grants_held_back(
                 .chain(&config.skills)
                 .chain(&skill_files),
         );
+        if let Some(grants) = &skill.permissions {
+            let whose = format!("skill {}", skill.name);
+            warnings += crate::warn_if_grants_reach_user_configuration(grants, &whose, &cwd);
+        }
     }
     Ok(warnings)
 }

@@ -949,6 +949,55 @@ fn a_skills_grant_over_the_rules_is_warned_of() {
     assert!(stderr.contains(&warning), "{stderr}");
 }
 
+/// Probe 232: one skill's grant under `~/.cache` kept every skill's script
+/// in place, without its grants, and nothing said why.
+#[test]
+fn a_grant_where_programs_read_their_configuration_is_warned_of() {
+    let (dir, ws) = workspace();
+    let home = dir.path().join("home");
+    let cache = home.join(".cache/cacheskill");
+    std::fs::create_dir_all(&cache).unwrap();
+    let skill = dir.path().join("skills/cache");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: cache\n---\n").unwrap();
+    std::fs::write(
+        skill.join("permissions.toml"),
+        "filesystem = { \"~/.cache/cacheskill\" = \"write\" }\n",
+    )
+    .unwrap();
+    let skills = dir.path().join("skills");
+    let env = [("HOME", home.to_str().unwrap())];
+    let output = execgate_with_env(
+        &ws,
+        &["run", "--skills", skills.to_str().unwrap(), "--", "true"],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let warning = format!(
+        "execgate: warning: skill cache: programs read their per-user configuration from {}, \
+         and the sandbox or a grant can write {}: so, in a session that knows of this grant, \
+         no command with grants",
+        home.join(".cache").display(),
+        cache.display()
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("skills = [{:?}]\n", skills.display().to_string()),
+    )
+    .unwrap();
+    let output = execgate_with_env(
+        &ws,
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&warning), "{stderr}");
+}
+
 /// Regression (a probe of skills): a skill's name reached the terminal
 /// in a start-up warning as it was written, escape sequences and all.
 /// execgate's own lines escape what they quote.

@@ -114,6 +114,7 @@ pub use metrics::Metrics;
 #[cfg(unix)]
 pub use network::OnNetworkDenial;
 #[cfg(unix)]
+pub use planted::grant_reaching_user_configuration;
 pub use policy::{found_by_another_name, ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{

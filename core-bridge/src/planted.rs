@@ -2596,6 +2596,21 @@ pub(crate) fn planted_home(
     None
 }
 
+/// Where one of `write_roots`, a grant's, lies where programs read their
+/// per-user configuration (the home's dotfiles and caches, the XDG base
+/// directories, as this process's environment names them): while a session
+/// knows of such a grant, every escalation with grants in it is refused
+/// ([`planted_home`]). Said of a skill's or a rule's profile when a session
+/// starts and by `policy lint` (probe 232: one skill's cache under
+/// `~/.cache` took every skill's grants away, unsaid).
+pub fn grant_reaching_user_configuration(write_roots: &[PathBuf], cwd: &Path) -> Option<String> {
+    planted_home(&home_variables(&[]), cwd, &|_| false, write_roots).map(|refused| {
+        refused
+            .trim_start_matches("escalation refused: ")
+            .to_owned()
+    })
+}
+
 /// What an option means to the walk.
 #[derive(Clone, Copy)]
 enum Meaning {
