@@ -367,6 +367,11 @@ impl SessionArgs {
             );
         }
         let tools = located.tools;
+        let skill_names: Vec<String> = skills
+            .skills()
+            .iter()
+            .map(|skill| skill.name.clone())
+            .collect();
         let policy = ExecPolicy::new(ExecPolicyConfig {
             rules: Arc::new(rules),
             skills,
@@ -405,6 +410,7 @@ impl SessionArgs {
         let labels = SessionLabels {
             profile: profile_name,
             rules: rule_files,
+            skills: skill_names,
             audit_log: log_path,
             question_freezer: prompt::FreezerSlot::default(),
         };
@@ -417,6 +423,8 @@ impl SessionArgs {
 struct SessionLabels {
     profile: String,
     rules: Vec<PathBuf>,
+    /// The skills' names.
+    skills: Vec<String>,
     audit_log: PathBuf,
     /// Where the terminal's approver learns how to freeze the session
     /// while it asks (set once the session has started).
@@ -2133,8 +2141,11 @@ fn keep_session_metrics(session: &ShellSession) -> Metrics {
 /// `execgate shell`'s first line: where its decisions come from and go.
 #[cfg(unix)]
 fn start_line(labels: &SessionLabels) -> String {
-    let rules = if labels.rules.is_empty() {
+    // Probe 232: "everything runs in place" with skills loaded.
+    let rules = if labels.rules.is_empty() && labels.skills.is_empty() {
         "none (everything runs in place)".to_owned()
+    } else if labels.rules.is_empty() {
+        "none".to_owned()
     } else {
         labels
             .rules
@@ -2143,8 +2154,12 @@ fn start_line(labels: &SessionLabels) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let skills = match labels.skills.is_empty() {
+        true => String::new(),
+        false => format!("; skills: {}", labels.skills.join(", ")),
+    };
     format!(
-        "execgate: shell in profile {}; rules: {rules}; audit log: {}",
+        "execgate: shell in profile {}; rules: {rules}{skills}; audit log: {}",
         labels.profile,
         labels.audit_log.display()
     )
@@ -2443,6 +2458,34 @@ mod tests {
             end_line(&metrics),
             "execgate: shell ended: 3 commands decided, 0 escalated, 1 denied, \
              2 refused before a decision (see the audit log)"
+        );
+    }
+
+    /// Probe 232: with skills and no rules, the start line said that
+    /// everything runs in place.
+    #[test]
+    fn the_start_line_names_the_skills() {
+        let labels = |rules: &[&str], skills: &[&str]| SessionLabels {
+            profile: "workspace-write".into(),
+            rules: rules.iter().map(PathBuf::from).collect(),
+            skills: skills.iter().map(|name| (*name).to_owned()).collect(),
+            audit_log: "/l/audit.jsonl".into(),
+            question_freezer: prompt::FreezerSlot::default(),
+        };
+        assert_eq!(
+            start_line(&labels(&[], &[])),
+            "execgate: shell in profile workspace-write; rules: none (everything runs in \
+             place); audit log: /l/audit.jsonl"
+        );
+        assert_eq!(
+            start_line(&labels(&[], &["saver", "notes"])),
+            "execgate: shell in profile workspace-write; rules: none; skills: saver, notes; \
+             audit log: /l/audit.jsonl"
+        );
+        assert_eq!(
+            start_line(&labels(&["/r/team.rules"], &["saver"])),
+            "execgate: shell in profile workspace-write; rules: /r/team.rules; skills: saver; \
+             audit log: /l/audit.jsonl"
         );
     }
 

@@ -841,8 +841,8 @@ impl Inner {
         let writable_how = |paths: &[&Path]| match paths.iter().any(|path| by_the_sandbox(path)) {
             true => "writable from the sandbox",
             false => {
-                "writable by a grant this session made (a skill's, a profile's or one a command \
-                 requested)"
+                "writable under a grant this session knows of (a skill's or a rule's profile's, \
+                 known from its start, or one a command was given)"
             }
         };
         let program = &request.executable.canonical_path;
@@ -1499,9 +1499,9 @@ pub fn found_by_another_name(
     };
     if writable_place {
         return Some(format!(
-            "escalation refused: {} leads to {} from a directory writable from the sandbox (a \
-             virtual environment's, say), and an escalation would run {} without what that \
-             place sets up",
+            "escalation refused: {} leads to {} from a directory writable from the sandbox, \
+             and an escalation would run {} without what that place sets up (a virtual \
+             environment's python its environment); run it by that path to escalate it",
             found.display(),
             program.display(),
             program.display()

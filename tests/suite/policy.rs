@@ -1341,7 +1341,7 @@ touch \"$1\"\n",
     // was told a system binary was writable from the sandbox).
     let why = decided[2].4.as_deref().unwrap_or_default();
     assert!(
-        why.contains("is writable by a grant this session made"),
+        why.contains("is writable under a grant this session knows of"),
         "{why}"
     );
     session.shutdown().await;
