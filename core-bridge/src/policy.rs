@@ -1501,8 +1501,9 @@ pub fn found_by_another_name(
         return Some(format!(
             "escalation refused: {} leads to {} from a directory writable from the sandbox, \
              and an escalation would run {} without what that place sets up (a virtual \
-             environment's python its environment); run it by that path to escalate it",
+             environment's python, its environment); run {} itself to escalate it",
             found.display(),
+            program.display(),
             program.display(),
             program.display()
         ));
