@@ -264,6 +264,29 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                 }
                 _ => None,
             };
+            // Probe 232: a skill's script read as one that runs in place.
+            let skill = match (argv.first(), &session) {
+                (Some(program), Some(session)) => {
+                    let program = Path::new(program);
+                    session
+                        .skills
+                        .owner_of(program)
+                        .map(|skill| (program, skill))
+                }
+                _ => None,
+            };
+            if let Some((program, skill)) = skill {
+                crate::stderr::line(&format!(
+                    "execgate: {} is a script of skill {}: a session decides it by the skill, \
+                     not by these rules (but for forbidden ones): {}",
+                    program.display(),
+                    skill.name,
+                    match skill.permissions {
+                        Some(_) => "once a person approves, it runs with the skill's grants",
+                        None => "it runs in place, in the session's sandbox",
+                    }
+                ));
+            }
             if let Some(refused) = &refused_for_its_name {
                 crate::stderr::line(&format!(
                     "execgate: in a session this command runs in place, in the sandbox: {refused}"
@@ -319,6 +342,8 @@ fn rules_to_check(
             &config.profile(&profile_name, config_file.as_deref())?,
             &cwd,
         ),
+        skills: SkillRegistry::load(&config.skills)
+            .context("the skills cannot be registered; fix or drop them (skills in the config)")?,
     };
     if !config.skills.is_empty() {
         crate::stderr::line(
@@ -342,6 +367,8 @@ struct SessionView {
     path: std::ffi::OsString,
     /// Its sandbox, `None` for an unsandboxed profile.
     sandbox: Option<execgate_core_bridge::server::sandbox::ResolvedPolicy>,
+    /// The config's skills, which decide their own scripts.
+    skills: SkillRegistry,
 }
 
 impl SessionView {

@@ -947,6 +947,32 @@ fn a_skills_grant_over_the_rules_is_warned_of() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&warning), "{stderr}");
+    // And `policy check --as-run` says a skill's script is the skill's.
+    let script = skill.join("scripts/save.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "policy",
+            "check",
+            "--as-run",
+            "--config",
+            config.to_str().unwrap(),
+            "--",
+            script.to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "execgate: {} is a script of skill saver: a session decides it by the skill, not \
+             by these rules (but for forbidden ones): once a person approves, it runs with the \
+             skill's grants",
+            std::fs::canonicalize(&script).unwrap().display()
+        )),
+        "{stderr}"
+    );
 }
 
 /// Probe 232: one skill's grant under `~/.cache` kept every skill's script
