@@ -97,6 +97,16 @@ fn workspace() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, ws)
 }
 
+/// A skill named `name` in `skills/` under `dir`, with an empty
+/// `scripts/` and `permissions` as its `permissions.toml`.
+fn skill_with(dir: &Path, name: &str, permissions: &str) -> PathBuf {
+    let skill = dir.join("skills").join(name);
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), format!("---\nname: {name}\n---\n")).unwrap();
+    std::fs::write(skill.join("permissions.toml"), permissions).unwrap();
+    skill
+}
+
 #[test]
 fn the_main_job_runs_git_and_refuses_the_write_outside() {
     let (dir, ws) = workspace();
@@ -838,17 +848,14 @@ fn a_skills_grant_does_not_reach_the_config_file() {
     std::fs::create_dir(&cfg).unwrap();
     let config = cfg.join("config.toml");
     std::fs::write(&config, "").unwrap();
-    let skill = dir.path().join("skills/cfgw");
-    std::fs::create_dir_all(skill.join("scripts")).unwrap();
-    std::fs::write(skill.join("SKILL.md"), "---\nname: cfgw\n---\n").unwrap();
-    std::fs::write(
-        skill.join("permissions.toml"),
-        format!(
+    let skill = skill_with(
+        dir.path(),
+        "cfgw",
+        &format!(
             "filesystem = {{ {:?} = \"write\" }}\n",
             cfg.display().to_string()
         ),
-    )
-    .unwrap();
+    );
     let script = skill.join("scripts/w.sh");
     std::fs::write(
         &script,
@@ -899,17 +906,14 @@ fn a_skills_grant_over_the_rules_is_warned_of() {
     std::fs::create_dir(&proj).unwrap();
     let rules = proj.join("team.rules");
     std::fs::write(&rules, "").unwrap();
-    let skill = dir.path().join("skills/saver");
-    std::fs::create_dir_all(skill.join("scripts")).unwrap();
-    std::fs::write(skill.join("SKILL.md"), "---\nname: saver\n---\n").unwrap();
-    std::fs::write(
-        skill.join("permissions.toml"),
-        format!(
+    let skill = skill_with(
+        dir.path(),
+        "saver",
+        &format!(
             "filesystem = {{ {:?} = \"write\" }}\n",
             proj.display().to_string()
         ),
-    )
-    .unwrap();
+    );
     let skills = dir.path().join("skills");
     let args = [
         "--rules",
@@ -983,14 +987,11 @@ fn a_grant_where_programs_read_their_configuration_is_warned_of() {
     let home = dir.path().join("home");
     let cache = home.join(".cache/cacheskill");
     std::fs::create_dir_all(&cache).unwrap();
-    let skill = dir.path().join("skills/cache");
-    std::fs::create_dir_all(skill.join("scripts")).unwrap();
-    std::fs::write(skill.join("SKILL.md"), "---\nname: cache\n---\n").unwrap();
-    std::fs::write(
-        skill.join("permissions.toml"),
+    skill_with(
+        dir.path(),
+        "cache",
         "filesystem = { \"~/.cache/cacheskill\" = \"write\" }\n",
-    )
-    .unwrap();
+    );
     let skills = dir.path().join("skills");
     let env = [("HOME", home.to_str().unwrap())];
     let output = execgate_with_env(
