@@ -115,6 +115,7 @@ pub use metrics::Metrics;
 pub use network::OnNetworkDenial;
 #[cfg(unix)]
 pub use planted::grant_reaching_user_configuration;
+#[cfg(unix)]
 pub use policy::{found_by_another_name, ExecPolicy, ExecPolicyConfig, PolicyError};
 #[cfg(unix)]
 pub use session::{
