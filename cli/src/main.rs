@@ -275,6 +275,19 @@ impl SessionArgs {
         warn_if_grants_held_back(None, &profile, "the profile", false, &cwd);
         let session_grants = SessionGrants::of(&profile, &profile_name, &cwd);
         let skill_files = skill_files(&skills, &skill_dirs);
+        // The session's own profile refuses them as well (review 233).
+        let anything_granted = skills
+            .skills()
+            .iter()
+            .any(|skill| skill.permissions.is_some())
+            || !rule_profile_names(&rules).is_empty();
+        if anything_granted {
+            warn_if_grants_reach_user_configuration(
+                &profile,
+                &format!("profile {profile_name}"),
+                &cwd,
+            );
+        }
         for skill in skills.skills() {
             warn_of_skills_grants(skill, session_grants.as_ref(), &cwd);
             // Probe 232: a skill's grant over the rules or another skill's
@@ -722,11 +735,14 @@ fn dangling_target(path: &std::path::Path) -> Option<PathBuf> {
 /// is loaded).
 #[cfg(unix)]
 pub(crate) fn skill_files(skills: &SkillRegistry, skill_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    // Its `scripts/` too: a grant on it keeps its scripts in place for
+    // good (review 233).
     let loaded = skills.skills().iter().flat_map(|skill| {
         [
             skill.root.clone(),
             skill.root.join("SKILL.md"),
             skill.root.join(SKILL_PERMISSIONS_FILE),
+            skill.scripts.clone(),
         ]
     });
     let links = skill_dirs

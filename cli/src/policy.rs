@@ -282,7 +282,10 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
                     program.display(),
                     skill.name,
                     match skill.permissions {
-                        Some(_) => "once a person approves, it runs with the skill's grants",
+                        Some(_) => {
+                            "a person is asked, and it runs with the skill's grants where it \
+                             may leave the sandbox (see \"Security model\" in the README)"
+                        }
                         None => "it runs in place, in the session's sandbox",
                     }
                 ));
@@ -348,8 +351,8 @@ fn rules_to_check(
     if !config.skills.is_empty() {
         crate::stderr::line(
             "execgate: the config names skills: a session decides their scripts by the skill \
-             (its permissions), not by these rules, but for `forbidden` ones; this check \
-             leaves skills out",
+             (its permissions), not by these rules, but for `forbidden` ones; this check says \
+             when the program is one",
         );
     }
     // What `run` refuses to start with, refused alike.

@@ -971,8 +971,8 @@ fn a_skills_grant_over_the_rules_is_warned_of() {
     assert!(
         stderr.contains(&format!(
             "execgate: {} is a script of skill saver: a session decides it by the skill, not \
-             by these rules (but for forbidden ones): once a person approves, it runs with the \
-             skill's grants",
+             by these rules (but for forbidden ones): a person is asked, and it runs with the \
+             skill's grants where it may leave the sandbox",
             std::fs::canonicalize(&script).unwrap().display()
         )),
         "{stderr}"
@@ -1023,6 +1023,28 @@ fn a_grant_where_programs_read_their_configuration_is_warned_of() {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&warning), "{stderr}");
+    // Review 233: a grant above those places (the home itself) reaches
+    // them too.
+    let above = dir.path().join("above");
+    std::fs::create_dir(&above).unwrap();
+    skill_with(&above, "home", "filesystem = { \"~\" = \"write\" }\n");
+    let output = execgate_with_env(
+        &ws,
+        &[
+            "run",
+            "--skills",
+            above.join("skills").to_str().unwrap(),
+            "--",
+            "true",
+        ],
+        &env,
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr
+            .contains("execgate: warning: skill home: programs read their per-user configuration"),
+        "{stderr}"
+    );
 }
 
 /// Regression (a probe of skills): a skill's name reached the terminal

@@ -2604,7 +2604,16 @@ pub(crate) fn planted_home(
 /// starts and by `policy lint` (probe 232: one skill's cache under
 /// `~/.cache` took every skill's grants away, unsaid).
 pub fn grant_reaching_user_configuration(write_roots: &[PathBuf], cwd: &Path) -> Option<String> {
-    planted_home(&home_variables(&[]), cwd, &|_| false, write_roots).map(|refused| {
+    let variables = home_variables(&[]);
+    // What refuses without the grant (a hard-linked `~/.gitconfig`) is
+    // not the grant's doing (review 233).
+    if planted_home(&variables, cwd, &|_| false, &[]).is_some() {
+        return None;
+    }
+    // A place under a root, or a root under a place (review 233: a grant
+    // of `~` itself was not seen).
+    let granted = |path: &Path| write_roots.iter().any(|root| path.starts_with(root));
+    planted_home(&variables, cwd, &granted, write_roots).map(|refused| {
         refused
             .trim_start_matches("escalation refused: ")
             .to_owned()

@@ -1518,9 +1518,10 @@ pub fn found_by_another_name(
     }
     let refused = |why: &str| {
         Some(format!(
-            "escalation refused: {} is {} by another name, and {why}; run it as {name} to \
+            "escalation refused: {} is {} by another name, and {why}; run {} itself to \
              escalate it",
             found.display(),
+            program.display(),
             program.display(),
         ))
     };
