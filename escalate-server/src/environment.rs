@@ -124,6 +124,17 @@ const EDITORS_AND_PAGERS: &[(&str, &str)] = &[
     ("MANPAGER", "cat"),
 ];
 
+/// Whether `name` chooses an editor or a pager. A child in the session's
+/// own sandbox keeps the shell's: what it starts runs in that sandbox, as
+/// it would in place (a probe's `turn-default` git, without the
+/// `GIT_EDITOR` it was given, started vi on a pipe, which drew on it and
+/// failed).
+fn is_editor_or_pager(name: &OsStr) -> bool {
+    EDITORS_AND_PAGERS
+        .iter()
+        .any(|(editor, _)| name.as_bytes() == editor.as_bytes())
+}
+
 /// Variables removed by prefix.
 const REMOVED_PREFIXES: &[&str] = &[
     "LD_",
@@ -285,7 +296,10 @@ pub(crate) fn escalated_environment(
             (sandboxed && !beyond_the_sandbox && name == execgate_sandbox::PROXY_MARKER)
                 || match beyond_the_sandbox {
                     true => kept_unsandboxed(&name, entry),
-                    false => name.as_bytes() != b"PATH" && !is_injection_variable(&name),
+                    false => {
+                        name.as_bytes() != b"PATH"
+                            && (!is_injection_variable(&name) || is_editor_or_pager(&name))
+                    }
                 }
         })
         .cloned()
@@ -379,6 +393,8 @@ mod tests {
             "LANG=C.UTF-8",
             "NO_EQUALS",
             "GIT_AUTHOR_NAME=someone",
+            "GIT_EDITOR=nano",
+            "PAGER=most",
         ]
         .iter()
         .map(OsString::from)
@@ -398,6 +414,8 @@ mod tests {
             "HOME=/root",
             "LANG=C.UTF-8",
             "GIT_AUTHOR_NAME=someone",
+            "GIT_EDITOR=nano",
+            "PAGER=most",
             "PATH=/usr/bin:/bin",
         ]
         .iter()
@@ -532,8 +550,9 @@ mod tests {
                     Some("cat".into()),
                     Some("cat".into()),
                 ],
-                // In the session's sandbox, what it could run there anyway.
-                false => vec![None; 7],
+                // In the session's sandbox, the shell's own: what it starts
+                // runs in that sandbox.
+                false => vec![None, None, Some("vim".into()), None, None, None, None],
             };
             assert_eq!(
                 got, want,

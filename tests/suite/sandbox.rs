@@ -1112,6 +1112,25 @@ async fn sandboxed_programs_start_with_no_signal_ignored() {
     assert_eq!(recorder.started_pids().len(), 2, "the server started env");
 }
 
+/// Probe 227: a `turn-default` git, without the `GIT_EDITOR` the shell gave
+/// it, started vi on a pipe, which drew on it and failed. A child in the
+/// session's own sandbox keeps the shell's editors and pagers (what they
+/// start runs in that sandbox), not its start-up variables.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_default_child_keeps_the_shells_editor_and_pager() {
+    let world = World::new();
+    let policy = policy_by_path(&[("/usr/bin/env", Decision::Escalate(Execution::TurnDefault))]);
+    let script = "GIT_EDITOR=my-editor PAGER=my-pager BASH_ENV=/tmp/rc env \
+                  | grep -E '^(GIT_EDITOR|PAGER|BASH_ENV)=' | sort";
+    let (output, recorder) = run_sandboxed(policy, world.profile(), script, &world.ws).await;
+    assert_eq!(
+        output.stdout, "GIT_EDITOR=my-editor\nPAGER=my-pager\n",
+        "{}",
+        output.stderr
+    );
+    assert_eq!(recorder.started_pids().len(), 1, "the server started env");
+}
+
 /// Runs `script` in a sandboxed session and, once a process runs
 /// `cmdline`, sends SIGINT to the wrapper of its first escalation.
 async fn interrupt_escalation(
