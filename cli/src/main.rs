@@ -420,9 +420,18 @@ impl SessionArgs {
             audit,
             config.audit.warn_on_failure,
         )));
+        let policy_files = rule_files
+            .iter()
+            .chain(&skill_dirs)
+            .chain(&config_left)
+            .chain(&later_sessions)
+            .chain(&skill_files)
+            .cloned()
+            .collect();
         let labels = SessionLabels {
             profile: profile_name,
             rules: rule_files,
+            policy_files,
             skills: skill_names,
             audit_log: log_path,
             question_freezer: prompt::FreezerSlot::default(),
@@ -436,6 +445,8 @@ impl SessionArgs {
 struct SessionLabels {
     profile: String,
     rules: Vec<PathBuf>,
+    /// What later sessions load: the rules, skills and config files.
+    policy_files: Vec<PathBuf>,
     /// The skills' names.
     skills: Vec<String>,
     audit_log: PathBuf,
@@ -1894,6 +1905,14 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
             "the permissions request",
             &session_config.cwd,
         );
+        // As a skill's grants are (probe 232).
+        warn_if_sandbox_writable(
+            &requested.profile,
+            &session_config.cwd,
+            labels.policy_files.iter().map(PathBuf::as_path),
+            "the command, with the permissions it requests, could change the policy of later \
+             sessions; keep policy files outside what a request asks for",
+        );
     }
     let command = args.command.join(" ");
     // What the command sets on the terminal stays in its sandbox.
@@ -2484,6 +2503,7 @@ mod tests {
         let labels = |rules: &[&str], skills: &[&str]| SessionLabels {
             profile: "workspace-write".into(),
             rules: rules.iter().map(PathBuf::from).collect(),
+            policy_files: Vec::new(),
             skills: skills.iter().map(|name| (*name).to_owned()).collect(),
             audit_log: "/l/audit.jsonl".into(),
             question_freezer: prompt::FreezerSlot::default(),

@@ -3917,6 +3917,47 @@ fn a_requested_grant_on_nothing_is_warned_of() {
     );
 }
 
+/// Probe 232: a request's grant over the rules, which later sessions
+/// load, was given without a word, where a skill's is warned of.
+#[test]
+fn a_requested_grant_over_the_rules_is_warned_of() {
+    let (dir, ws) = workspace();
+    let proj = dir.path().join("proj");
+    std::fs::create_dir(&proj).unwrap();
+    let rules = proj.join("team.rules");
+    std::fs::write(&rules, "").unwrap();
+    let request = dir.path().join("request.toml");
+    std::fs::write(
+        &request,
+        format!(
+            "filesystem = {{ {:?} = \"write\" }}\n",
+            proj.display().to_string()
+        ),
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--approval",
+            "deny",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--request-permissions",
+            request.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    let warning = format!(
+        "execgate: warning: {} is writable from this session's sandbox, so the command, with \
+         the permissions it requests, could change the policy of later sessions",
+        rules.display()
+    );
+    assert!(stderr.contains(&warning), "{stderr}");
+}
+
 #[test]
 fn requested_permissions_widen_one_command_only_when_granted() {
     let (dir, ws) = workspace();
