@@ -1127,6 +1127,70 @@ pub(crate) fn warn_of_skills_grants(
     skill.write_grants_through_links.len()
         + warn_if_grants_name_nothing(grants, &whose, cwd)
         + warn_if_grants_held_back(session, grants, &whose, false, cwd)
+        + warn_of_scripts_never_granted(skill)
+}
+
+/// Warns of a skill's scripts that never get its grants, found when it
+/// loads rather than at each run (probe 232): one with other names (hard
+/// links: `cp -al`, a backup's `--link-dest`), which every session refuses
+/// its grants since the sandbox might write it through another, and one
+/// with a `#!` line but no execute permission, which the shell cannot run
+/// (`sh script` runs `sh`, which gets no grants). Returns how many.
+#[cfg(unix)]
+fn warn_of_scripts_never_granted(skill: &execgate_core_bridge::Skill) -> usize {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut warnings = 0;
+    let mut pending = vec![(skill.scripts.clone(), 0)];
+    while let Some((dir, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // Not through links: a link leading out of `scripts/` keeps a
+            // skill with permissions from loading.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() && depth < 8 {
+                pending.push((path, depth + 1));
+                continue;
+            }
+            if !meta.is_file() {
+                continue;
+            }
+            let why = if meta.nlink() > 1 {
+                format!(
+                    "has {} names (hard links), so it never gets the skill's grants (the \
+                     sandbox might write it through another); copy it so that it has one",
+                    meta.nlink()
+                )
+            } else if meta.permissions().mode() & 0o111 == 0 && starts_with_shebang(&path) {
+                "has a #! line but no execute permission, so the shell cannot run it, and run \
+                 by its interpreter it gets none of the skill's grants; make it executable"
+                    .to_owned()
+            } else {
+                continue;
+            };
+            warnings += 1;
+            stderr::line(&format!(
+                "execgate: warning: skill {}: its script {} {why}",
+                skill.name,
+                path.display()
+            ));
+        }
+    }
+    warnings
+}
+
+/// Whether the file at `path` starts with `#!`.
+#[cfg(unix)]
+fn starts_with_shebang(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut start = [0u8; 2];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut start))
+        .is_ok_and(|()| &start == b"#!")
 }
 
 /// Warns where `grants` (`whose`) can write where programs read per-user

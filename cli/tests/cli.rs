@@ -3917,6 +3917,65 @@ fn a_requested_grant_on_nothing_is_warned_of() {
     );
 }
 
+/// Probe 232: a skill's script with a hard link elsewhere, or with a `#!`
+/// line and no execute permission, loaded without a word and then never
+/// got the skill's grants. Both are warned of as the session starts and by
+/// lint; a helper module without `#!` and a script as it should be are not.
+#[test]
+fn a_skills_scripts_that_never_get_its_grants_are_warned_of() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, ws) = workspace();
+    let skill = skill_with(dir.path(), "saver", "network = \"enabled\"\n");
+    let scripts = skill.join("scripts");
+    let write_script = |name: &str, text: &str, mode: u32| {
+        let path = scripts.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    write_script("good.sh", "#!/bin/sh\necho ok\n", 0o755);
+    write_script("helpers.py", "def f(): pass\n", 0o644);
+    let unexecutable = write_script("save.sh", "#!/bin/sh\necho saved\n", 0o644);
+    let linked = write_script("backup.sh", "#!/bin/sh\necho backed\n", 0o755);
+    std::fs::hard_link(&linked, dir.path().join("backup-copy.sh")).unwrap();
+    let skills = dir.path().join("skills");
+    let session = execgate(
+        &ws,
+        &["run", "--skills", skills.to_str().unwrap(), "--", "true"],
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("skills = [{:?}]\n", skills.display().to_string()),
+    )
+    .unwrap();
+    let lint = execgate(
+        &ws,
+        &["policy", "lint", "--config", config.to_str().unwrap()],
+    );
+    for (what, output) in [("session", session), ("lint", lint)] {
+        let stderr = text(&output.stderr);
+        let said = |path: &Path, why: &str| {
+            stderr.contains(&format!(
+                "execgate: warning: skill saver: its script {} {why}",
+                path.display()
+            ))
+        };
+        assert!(
+            said(&unexecutable, "has a #! line but no execute permission"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            said(&linked, "has 2 names (hard links)"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("good.sh") && !stderr.contains("helpers.py"),
+            "{what}: {stderr}"
+        );
+    }
+}
+
 /// Probe 232: a request's grant over the rules, which later sessions
 /// load, was given without a word, where a skill's is warned of.
 #[test]
