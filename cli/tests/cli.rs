@@ -6668,6 +6668,44 @@ fn a_workspace_shown_under_another_name_is_still_the_sandboxs() {
     );
 }
 
+/// The same for a link the sandbox made, run from the other name: it runs
+/// in place, as one found by a link where the sandbox writes does. (The
+/// check of where it was found and the check of an escalation leaving the
+/// sandbox judge by one answer, review 233.)
+#[test]
+fn a_link_in_the_workspace_shown_under_another_name_runs_in_place() {
+    let (dir, ws) = workspace();
+    let alias = dir.path().join("alias");
+    std::fs::create_dir(&alias).unwrap();
+    let rules = dir.path().join("id.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"id\"], decision = \"allow\", execution = \"turn-default\")\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mkdir tools && ln -s /usr/bin/id tools/id && cd {alias}/tools && ./id -u",
+        alias = alias.display()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
+        .args(["sh", ws.to_str().unwrap(), alias.to_str().unwrap()])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--rules", rules.to_str().unwrap(), "--", &script])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("runs in place, in the sandbox: escalation refused"),
+        "{stderr}"
+    );
+}
+
 /// A probe: an escalated program is started by the server, and took the
 /// server's umask, limits and signal dispositions, not what the shell set
 /// for its commands: `umask 077` before writing a secret, `ulimit -n` and

@@ -761,23 +761,22 @@ impl Inner {
         }
         let (inner, request, execution) = (Arc::clone(self), request.clone(), execution.clone());
         tokio::task::spawn_blocking(move || {
-            // Any escalation, into the session's own sandbox too: it runs
-            // the program under its canonical path.
-            let found = request.cwd.join(&request.executable.requested_path);
-            let program = &request.executable.canonical_path;
             let granted = inner
                 .granted_write_roots
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let writable = |path: &Path| {
-                request
-                    .sandbox
-                    .as_deref()
-                    .is_some_and(|view| view.may_write(path))
-                    || granted.iter().any(|root| path.starts_with(root))
+            let places = match WritablePlaces::of(request.sandbox.as_deref(), granted) {
+                Ok(places) => places,
+                Err(refused) => return Some(refused),
             };
-            if let Some(refused) = found_by_another_name(&found, program, &writable) {
+            // Any escalation, into the session's own sandbox too: it runs
+            // the program under its canonical path.
+            let found = request.cwd.join(&request.executable.requested_path);
+            let program = &request.executable.canonical_path;
+            if let Some(refused) =
+                found_by_another_name(&found, program, &|path| places.writable(path))
+            {
                 return Some(refused);
             }
             if !leaves {
@@ -789,7 +788,7 @@ impl Inner {
                     return Some(refused);
                 }
             }
-            inner.refusal(&request, &execution)
+            inner.refusal(&request, &execution, &places)
         })
         .await
         .unwrap_or_else(|error| {
@@ -799,46 +798,24 @@ impl Inner {
         })
     }
 
-    /// Why this escalation must not happen: it would leave the sandbox
-    /// with a file the sandbox could have written (the program, or the
-    /// interpreter its `#!` line names), or one that cannot be checked.
-    fn refusal(&self, request: &ExecContext, execution: &Execution) -> Option<String> {
-        let view = request
-            .sandbox
-            .as_deref()
-            .filter(|_| leaves_the_sandbox(request, execution))?;
-        let granted = self
-            .granted_write_roots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let view_roots: Vec<PathBuf> = view
-            .rules()
-            .iter()
-            .filter(|rule| rule.access == execgate_escalate_server::sandbox::Access::Write)
-            .map(|rule| rule.path.clone())
-            .collect();
-        // A bind mount shows the same files under another name, which a
-        // check by path must know (a probe's make ran a Makefile the
-        // sandbox wrote, from the workspace's other mount point): the
-        // mounts as they are now, at each decision.
-        let roots: Vec<PathBuf> = view_roots.iter().chain(&granted).cloned().collect();
-        let aliases = MountAliases::of(&roots);
-        if aliases.unknown() {
-            return Some(
-                "escalation refused: the host's mounts cannot be read now, so the check \
-                 cannot know every name the sandbox writes under; run it again"
-                    .to_owned(),
-            );
-        }
-        let by_the_sandbox = |path: &Path| {
-            view.may_write(path) || aliases.other_names(path).any(|name| view.may_write(&name))
-        };
-        let by_a_grant = |path: &Path| aliases.under_any(path, &granted);
-        let writable = |path: &Path| by_the_sandbox(path) || by_a_grant(path);
+    /// Why this escalation, which leaves the sandbox, must not happen: it
+    /// would leave with a file the sandbox could have written (the
+    /// program, or the interpreter its `#!` line names), or one that
+    /// cannot be checked.
+    fn refusal(
+        &self,
+        request: &ExecContext,
+        execution: &Execution,
+        places: &WritablePlaces<'_>,
+    ) -> Option<String> {
+        places.view?;
+        let writable = |path: &Path| places.writable(path);
         // Said as it is: a probe was told a system binary was "writable from
         // the sandbox" when a skill's grant of `/` could write it.
-        let writable_how = |paths: &[&Path]| match paths.iter().any(|path| by_the_sandbox(path)) {
+        let writable_how = |paths: &[&Path]| match paths
+            .iter()
+            .any(|path| places.by_the_sandbox(path))
+        {
             true => "writable from the sandbox",
             false => {
                 "writable under a grant this session knows of (a skill's or a rule's profile's, \
@@ -853,11 +830,7 @@ impl Inner {
                 writable_how(&[program])
             ));
         }
-        let writable_roots: Vec<PathBuf> = roots
-            .iter()
-            .cloned()
-            .chain(aliases.aliases().map(Path::to_path_buf))
-            .collect();
+        let writable_roots = places.roots();
         if let Some(planted) =
             self.planted(request, program, &request.argv, &writable, &writable_roots)
         {
@@ -1546,6 +1519,70 @@ pub fn found_by_another_name(
             "escalation refused: cannot read {} to check its #! line: {error}",
             program.display()
         )),
+    }
+}
+
+/// Where the session's sandbox and the grants the session knows of can
+/// write, by every name the host's mounts give a path: a bind mount shows
+/// the same files under another name, which a check by path must know (a
+/// probe's make ran a Makefile the sandbox wrote, from the workspace's
+/// other mount point). The mounts as they are now, at each decision. One
+/// answer for every check of an escalation: the link it was found by, the
+/// program, what it runs and reads.
+struct WritablePlaces<'a> {
+    view: Option<&'a ResolvedPolicy>,
+    granted: Vec<PathBuf>,
+    roots: Vec<PathBuf>,
+    aliases: MountAliases,
+}
+
+impl<'a> WritablePlaces<'a> {
+    /// `Err` says why nothing can be escalated: the mounts cannot be read.
+    fn of(view: Option<&'a ResolvedPolicy>, granted: Vec<PathBuf>) -> Result<Self, String> {
+        let roots: Vec<PathBuf> = view
+            .iter()
+            .flat_map(|view| view.rules())
+            .filter(|rule| rule.access == Access::Write)
+            .map(|rule| rule.path.clone())
+            .chain(granted.iter().cloned())
+            .collect();
+        let aliases = MountAliases::of(&roots);
+        if aliases.unknown() {
+            return Err(
+                "escalation refused: the host's mounts cannot be read now, so the \
+                 check cannot know every name the sandbox writes under; run it again"
+                    .to_owned(),
+            );
+        }
+        Ok(Self {
+            view,
+            granted,
+            roots,
+            aliases,
+        })
+    }
+
+    fn by_the_sandbox(&self, path: &Path) -> bool {
+        self.view.is_some_and(|view| {
+            view.may_write(path)
+                || self
+                    .aliases
+                    .other_names(path)
+                    .any(|name| view.may_write(&name))
+        })
+    }
+
+    fn writable(&self, path: &Path) -> bool {
+        self.by_the_sandbox(path) || self.aliases.under_any(path, &self.granted)
+    }
+
+    /// The writable roots, and the other names of what they hold.
+    fn roots(&self) -> Vec<PathBuf> {
+        self.roots
+            .iter()
+            .cloned()
+            .chain(self.aliases.aliases().map(Path::to_path_buf))
+            .collect()
     }
 }
 
