@@ -397,10 +397,15 @@ impl SessionArgs {
         session.env = config.env;
         session.niceness = self.nice.unwrap_or(0);
         session.on_network_denial = config.on_network_denial;
-        session.events = Some(Arc::new(if self.verbose {
+        let show: fn(&SessionEvent) = if self.verbose {
             show_event
         } else {
             show_refused_escalation
+        };
+        let left_out_said = std::sync::Mutex::default();
+        session.events = Some(Arc::new(move |event: &SessionEvent| {
+            show(event);
+            say_variables_left_out(event, &left_out_said);
         }));
         let log = open_audit_log(
             &session.profile,
@@ -2312,6 +2317,56 @@ fn show_refused_escalation(event: &SessionEvent) {
             output::terminal_safe(note, output::Lines::Escaped)
         ));
     }
+}
+
+/// Says which variables the shell set that a program escalated beyond the
+/// sandbox runs without (probe 227: `export CFLAGS=-O2; make`, escalated,
+/// built with none, unsaid), once per session for each set of names.
+#[cfg(unix)]
+fn say_variables_left_out(
+    event: &SessionEvent,
+    said: &std::sync::Mutex<std::collections::HashSet<Vec<OsString>>>,
+) {
+    use execgate_core_bridge::server::Execution;
+    let SessionEvent::Decided {
+        request,
+        decision: Decision::Escalate(execution),
+        ..
+    } = event
+    else {
+        return;
+    };
+    if *execution == Execution::TurnDefault {
+        return;
+    }
+    let left_out = execgate_core_bridge::server::left_out_beyond_the_sandbox(
+        &request.env,
+        &request.escalation_env,
+    );
+    let first_time = !left_out.is_empty()
+        && said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(left_out.clone());
+    if !first_time {
+        return;
+    }
+    let names: Vec<String> = left_out
+        .iter()
+        .map(|name| output::debug_escaped(&name.to_string_lossy()))
+        .collect();
+    let program = request
+        .executable
+        .canonical_path
+        .file_name()
+        .unwrap_or(request.executable.canonical_path.as_os_str());
+    stderr::line(&format!(
+        "execgate: note: {} runs escalated out of the sandbox without variables the shell set: \
+         {} (such a program gets the session's environment, not the shell's; pass what it needs \
+         as arguments where it takes them)",
+        output::debug_escaped(&program.to_string_lossy()),
+        names.join(", ")
+    ));
 }
 
 /// `--verbose`: one line per event. Called on the escalation server's

@@ -3917,6 +3917,44 @@ fn a_requested_grant_on_nothing_is_warned_of() {
     );
 }
 
+/// Probe 227: `export CFLAGS=-O2; make`, escalated out of the sandbox,
+/// built without `CFLAGS`, and nothing said so (by design: such a program
+/// gets the session's environment). It is said now, once per session for
+/// each set of names; not for what the program keeps (`LANG`), nor for one
+/// in the session's own sandbox, which gets the shell's.
+#[test]
+fn an_escalation_beyond_the_sandbox_says_which_variables_it_runs_without() {
+    let (dir, ws) = workspace();
+    let rules = dir.path().join("env.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"env\"], decision = \"allow\")\n\
+         prefix_rule(pattern = [\"printenv\"], decision = \"allow\", execution = \"turn-default\")\n",
+    )
+    .unwrap();
+    let script = "LANG=C env >/dev/null; AWS_PROFILE=prod printenv AWS_PROFILE; \
+                  export AWS_PROFILE=prod; env | grep -c AWS_PROFILE; env >/dev/null";
+    let output = execgate(
+        &ws,
+        &["run", "--rules", rules.to_str().unwrap(), "--", script],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(text(&output.stdout), "prod\n0\n", "{stderr}");
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("execgate: note: "))
+        .collect();
+    assert_eq!(
+        notes,
+        [
+            "execgate: note: env runs escalated out of the sandbox without variables the shell \
+          set: AWS_PROFILE (such a program gets the session's environment, not the shell's; \
+          pass what it needs as arguments where it takes them)"
+        ],
+        "{stderr}"
+    );
+}
+
 /// Probe 232: a skill's script with a hard link elsewhere, or with a `#!`
 /// line and no execute permission, loaded without a word and then never
 /// got the skill's grants. Both are warned of as the session starts and by

@@ -187,6 +187,42 @@ fn names_no_file(name: &[u8], value: &[u8]) -> bool {
     !zone.starts_with(b"/") && !zone.split(|&byte| byte == b'/').any(|part| part == b"..")
 }
 
+/// The names of the request's variables that a child beyond the sandbox
+/// runs without, though the shell set them since the session started: not
+/// kept ([`UNSANDBOXED_KEPT`]) and not as the session's escalation
+/// environment `base` has them. Without the shell's own bookkeeping
+/// (`PWD`, `OLDPWD`, `SHLVL`, `_`, the `LOGNAME` zsh sets when it is not), its `PATH` and the session's plumbing,
+/// which no one sets for a program. A probe's `export CFLAGS=-O2; make`,
+/// escalated, built with no `CFLAGS`, and nothing said so.
+pub fn left_out_beyond_the_sandbox(
+    requested: &[OsString],
+    base: &[(OsString, OsString)],
+) -> Vec<OsString> {
+    const BOOKKEEPING: &[&[u8]] = &[b"PATH", b"PWD", b"OLDPWD", b"SHLVL", b"_", b"LOGNAME"];
+    let mut left_out: Vec<OsString> = requested
+        .iter()
+        .filter_map(|entry| {
+            let bytes = entry.as_bytes();
+            let eq = bytes.iter().position(|&b| b == b'=')?;
+            let (name, value) = (&bytes[..eq], &bytes[eq + 1..]);
+            let kept = (UNSANDBOXED_KEPT.iter().any(|kept| name == kept.as_bytes())
+                || name.starts_with(b"LC_"))
+                && names_no_file(name, value);
+            let as_the_session_has = base.iter().any(|(base_name, base_value)| {
+                base_name.as_bytes() == name && base_value.as_bytes() == value
+            });
+            let set_by_the_shell = !kept
+                && !as_the_session_has
+                && !BOOKKEEPING.contains(&name)
+                && !name.starts_with(b"EXECGATE_");
+            set_by_the_shell.then(|| OsStr::from_bytes(name).to_owned())
+        })
+        .collect();
+    left_out.sort();
+    left_out.dedup();
+    left_out
+}
+
 /// Taken from the server's environment for a child beyond the sandbox
 /// when the session configures nothing else.
 const FROM_SERVER: &[&str] = &[
@@ -494,6 +530,36 @@ mod tests {
             env.iter()
                 .find(|entry| entry.as_bytes().starts_with(b"HOME=")),
             home.as_ref()
+        );
+    }
+
+    #[test]
+    fn what_a_child_beyond_the_sandbox_runs_without_is_what_the_shell_set() {
+        let requested: Vec<OsString> = [
+            "HOME=/root",
+            "USER=someone",
+            "CFLAGS=-O2",
+            "LANG=C.UTF-8",
+            "LANGUAGE=/ws/catalog",
+            "PWD=/ws",
+            "SHLVL=2",
+            "LOGNAME=root",
+            "PATH=/ws/bin:/usr/bin",
+            "EXECGATE_SOCKET_FD=64",
+            "AWS_PROFILE=prod",
+            "NO_EQUALS",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let base: Vec<(OsString, OsString)> = [("HOME", "/root"), ("USER", "other")]
+            .iter()
+            .map(|(name, value)| (OsString::from(name), OsString::from(value)))
+            .collect();
+        // `USER` differs from the session's; `LANGUAGE` names a file.
+        assert_eq!(
+            left_out_beyond_the_sandbox(&requested, &base),
+            ["AWS_PROFILE", "CFLAGS", "LANGUAGE", "USER"]
         );
     }
 

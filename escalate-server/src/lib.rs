@@ -61,7 +61,7 @@ mod spare;
 mod spawner;
 mod sys;
 
-pub use environment::is_injection_variable;
+pub use environment::{is_injection_variable, left_out_beyond_the_sandbox};
 pub use events::{
     unrecorded_denial, AuditFailure, AuditSink, EventReporter, EventSink, NetworkDecidedBy,
     NetworkEvent, NetworkOutcome, NetworkStage, RefusedRequest, RelayedBytes, SessionEnd,
