@@ -402,7 +402,7 @@ impl SessionArgs {
         } else {
             show_refused_escalation
         };
-        let left_out_said = std::sync::Mutex::default();
+        let left_out_said = std::sync::Mutex::new(LeftOutSaid::default());
         session.events = Some(Arc::new(move |event: &SessionEvent| {
             show(event);
             say_variables_left_out(event, &left_out_said);
@@ -1164,13 +1164,18 @@ fn warn_of_scripts_never_granted(skill: &execgate_core_bridge::Skill) -> usize {
             if !meta.is_file() {
                 continue;
             }
+            // A helper module a script reads is not run: only what is.
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            if !executable && !starts_with_shebang(&path) {
+                continue;
+            }
             let why = if meta.nlink() > 1 {
                 format!(
                     "has {} names (hard links), so it never gets the skill's grants (the \
                      sandbox might write it through another); copy it so that it has one",
                     meta.nlink()
                 )
-            } else if meta.permissions().mode() & 0o111 == 0 && starts_with_shebang(&path) {
+            } else if !executable {
                 "has a #! line but no execute permission, so the shell cannot run it, and run \
                  by its interpreter it gets none of the skill's grants; make it executable"
                     .to_owned()
@@ -1228,6 +1233,74 @@ pub(crate) fn warn_if_grants_reach_user_configuration(
          caches"
     ));
     1
+}
+
+/// Warns of what a permissions request grants, as of a skill's or a
+/// profile's grants, and of what only a request's can do: a session does
+/// not know of it the next time, so what the command writes where later
+/// sessions, programs escalated out of them or the user's own shell and
+/// git read is trusted then (probe 235: a granted `~/.config` took a git
+/// `core.fsmonitor` that the next session's escalated git ran on the
+/// host). Said before the question, which lists the grants alone.
+#[cfg(unix)]
+fn warn_of_requested_grants(
+    requested: &AdditionalPermissions,
+    session: &ShellSessionConfig,
+    labels: &SessionLabels,
+) {
+    const WHOSE: &str = "the permissions request";
+    let (grants, cwd) = (&requested.profile, session.cwd.as_path());
+    warn_if_grants_name_nothing(grants, WHOSE, cwd);
+    for (declared, real) in &requested.write_grants_through_links {
+        warn_of_write_grant_through_link(WHOSE, declared, real);
+    }
+    let session_grants = SessionGrants::of(&session.profile, &session.profile_name, cwd);
+    warn_if_grants_held_back(session_grants.as_ref(), grants, WHOSE, false, cwd);
+    let Some(view) = sandbox_view(grants, cwd) else {
+        return;
+    };
+    let roots: Vec<PathBuf> = view
+        .rules()
+        .iter()
+        .filter(|rule| rule.access == Access::Write)
+        .map(|rule| rule.path.clone())
+        .collect();
+    // What the session's own sandbox reaches was said as it started (a
+    // request for the network alone said its hard links again).
+    if roots.is_empty() {
+        return;
+    }
+    warn_if_sandbox_writable(
+        grants,
+        cwd,
+        labels.policy_files.iter().map(PathBuf::as_path),
+        "the command, with the permissions it requests, could change the policy of later \
+         sessions; keep policy files outside what a request asks for",
+    );
+    warn_of_startup_files(grants, cwd);
+    if let Some(why) = execgate_core_bridge::grant_reaching_user_configuration(&roots, cwd) {
+        stderr::line(&format!(
+            "execgate: warning: {WHOSE}: {why}: what the command writes there, programs \
+             escalated out of the sandbox read in later sessions, which do not know of this \
+             grant (git's hooks and fsmonitor, say); grant a place outside the home's \
+             configuration and caches"
+        ));
+    }
+    let repository = cwd
+        .ancestors()
+        .map(|dir| dir.join(".git"))
+        .find(|git| git.exists());
+    if let Some(git) = repository.and_then(|git| std::fs::canonicalize(git).ok()) {
+        for root in roots.iter().filter(|root| root.starts_with(&git)) {
+            stderr::line(&format!(
+                "execgate: warning: {WHOSE} grants write access to {}, in the repository's \
+                 {}: what the command writes there (hooks, configuration) runs when git is used \
+                 outside the sandbox; grant a place outside .git",
+                root.display(),
+                git.display()
+            ));
+        }
+    }
 }
 
 /// Warns where a skill's grants let its scripts write `policy_files`,
@@ -1969,19 +2042,7 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     // As a profile's and a skill's are (probe 133: a request's grant on a
     // path that is not there was given without a word).
     if let Some(requested) = &request_permissions {
-        warn_if_grants_name_nothing(
-            &requested.profile,
-            "the permissions request",
-            &session_config.cwd,
-        );
-        // As a skill's grants are (probe 232).
-        warn_if_sandbox_writable(
-            &requested.profile,
-            &session_config.cwd,
-            labels.policy_files.iter().map(PathBuf::as_path),
-            "the command, with the permissions it requests, could change the policy of later \
-             sessions; keep policy files outside what a request asks for",
-        );
+        warn_of_requested_grants(requested, &session_config, &labels);
     }
     let command = args.command.join(" ");
     // What the command sets on the terminal stays in its sandbox.
@@ -2319,14 +2380,25 @@ fn show_refused_escalation(event: &SessionEvent) {
     }
 }
 
-/// Says which variables the shell set that a program escalated beyond the
-/// sandbox runs without (probe 227: `export CFLAGS=-O2; make`, escalated,
-/// built with none, unsaid), once per session for each set of names.
+/// What [`say_variables_left_out`] has said in a session: the names, and
+/// how many notes.
 #[cfg(unix)]
-fn say_variables_left_out(
-    event: &SessionEvent,
-    said: &std::sync::Mutex<std::collections::HashSet<Vec<OsString>>>,
-) {
+#[derive(Default)]
+struct LeftOutSaid {
+    names: std::collections::HashSet<OsString>,
+    notes: usize,
+}
+
+/// Notes of left-out variables said per session: a command that sets new
+/// names before each escalation does not fill the terminal.
+#[cfg(unix)]
+const MOST_LEFT_OUT_NOTES: usize = 8;
+
+/// Says which variables the shell set that a program escalated beyond the
+/// session's sandbox runs without (probe 227: `export CFLAGS=-O2; make`,
+/// escalated, built with none, unsaid), each name once per session.
+#[cfg(unix)]
+fn say_variables_left_out(event: &SessionEvent, said: &std::sync::Mutex<LeftOutSaid>) {
     use execgate_core_bridge::server::Execution;
     let SessionEvent::Decided {
         request,
@@ -2336,22 +2408,28 @@ fn say_variables_left_out(
     else {
         return;
     };
-    if *execution == Execution::TurnDefault {
-        return;
-    }
+    let how = match execution {
+        Execution::Unsandboxed => "unsandboxed",
+        Execution::Permissions(_) => "with grants",
+        _ => return,
+    };
     let left_out = execgate_core_bridge::server::left_out_beyond_the_sandbox(
         &request.env,
         &request.escalation_env,
     );
-    let first_time = !left_out.is_empty()
-        && said
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(left_out.clone());
-    if !first_time {
+    let mut said = said
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let new: Vec<OsString> = left_out
+        .into_iter()
+        .filter(|name| !said.names.contains(name))
+        .collect();
+    if new.is_empty() || said.notes == MOST_LEFT_OUT_NOTES {
         return;
     }
-    let names: Vec<String> = left_out
+    said.notes += 1;
+    said.names.extend(new.iter().cloned());
+    let names: Vec<String> = new
         .iter()
         .map(|name| output::debug_escaped(&name.to_string_lossy()))
         .collect();
@@ -2360,10 +2438,14 @@ fn say_variables_left_out(
         .canonical_path
         .file_name()
         .unwrap_or(request.executable.canonical_path.as_os_str());
+    let more = match said.notes == MOST_LEFT_OUT_NOTES {
+        true => "; no more such notes in this session",
+        false => "",
+    };
     stderr::line(&format!(
-        "execgate: note: {} runs escalated out of the sandbox without variables the shell set: \
-         {} (such a program gets the session's environment, not the shell's; pass what it needs \
-         as arguments where it takes them)",
+        "execgate: note: {}, escalated {how}, runs without variables the shell set: {} (a \
+         program escalated beyond the session's sandbox gets the session's environment, not \
+         the shell's; pass what it needs as arguments where it takes them){more}",
         output::debug_escaped(&program.to_string_lossy()),
         names.join(", ")
     ));

@@ -3919,9 +3919,10 @@ fn a_requested_grant_on_nothing_is_warned_of() {
 
 /// Probe 227: `export CFLAGS=-O2; make`, escalated out of the sandbox,
 /// built without `CFLAGS`, and nothing said so (by design: such a program
-/// gets the session's environment). It is said now, once per session for
-/// each set of names; not for what the program keeps (`LANG`), nor for one
-/// in the session's own sandbox, which gets the shell's.
+/// gets the session's environment). It is said now, each name once per
+/// session; not for what the program keeps (`LANG`), nor for one in the
+/// session's own sandbox, which gets the shell's, nor for what execgate set
+/// for every command (a limited network's proxy variables, review 236).
 #[test]
 fn an_escalation_beyond_the_sandbox_says_which_variables_it_runs_without() {
     let (dir, ws) = workspace();
@@ -3932,27 +3933,49 @@ fn an_escalation_beyond_the_sandbox_says_which_variables_it_runs_without() {
          prefix_rule(pattern = [\"printenv\"], decision = \"allow\", execution = \"turn-default\")\n",
     )
     .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.lim]\nextends = \"workspace-write\"\nnetwork = { mode = \"limited\" }\n",
+    )
+    .unwrap();
     let script = "LANG=C env >/dev/null; AWS_PROFILE=prod printenv AWS_PROFILE; \
-                  export AWS_PROFILE=prod; env | grep -c AWS_PROFILE; env >/dev/null";
-    let output = execgate(
-        &ws,
-        &["run", "--rules", rules.to_str().unwrap(), "--", script],
-    );
-    let stderr = text(&output.stderr);
-    assert_eq!(text(&output.stdout), "prod\n0\n", "{stderr}");
-    let notes: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.starts_with("execgate: note: "))
-        .collect();
-    assert_eq!(
-        notes,
-        [
-            "execgate: note: env runs escalated out of the sandbox without variables the shell \
-          set: AWS_PROFILE (such a program gets the session's environment, not the shell's; \
-          pass what it needs as arguments where it takes them)"
-        ],
-        "{stderr}"
-    );
+                  export AWS_PROFILE=prod; env | grep -c AWS_PROFILE; env >/dev/null; \
+                  CFLAGS=-O2 env >/dev/null";
+    let note = |program: &str, names: &str| {
+        format!(
+            "execgate: note: {program}, escalated unsandboxed, runs without variables the shell \
+             set: {names} (a program escalated beyond the session's sandbox gets the session's \
+             environment, not the shell's; pass what it needs as arguments where it takes them)"
+        )
+    };
+    for profile in ["workspace-write", "lim"] {
+        let output = execgate(
+            &ws,
+            &[
+                "run",
+                "--config",
+                config.to_str().unwrap(),
+                "--profile",
+                profile,
+                "--rules",
+                rules.to_str().unwrap(),
+                "--",
+                script,
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert_eq!(text(&output.stdout), "prod\n0\n", "{profile}: {stderr}");
+        let notes: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("execgate: note: "))
+            .collect();
+        assert_eq!(
+            notes,
+            [note("env", "AWS_PROFILE"), note("env", "CFLAGS")],
+            "{profile}: {stderr}"
+        );
+    }
 }
 
 /// Probe 232: a skill's script with a hard link elsewhere, or with a `#!`
@@ -3972,7 +3995,8 @@ fn a_skills_scripts_that_never_get_its_grants_are_warned_of() {
         path
     };
     write_script("good.sh", "#!/bin/sh\necho ok\n", 0o755);
-    write_script("helpers.py", "def f(): pass\n", 0o644);
+    let helpers = write_script("helpers.py", "def f(): pass\n", 0o644);
+    std::fs::hard_link(&helpers, dir.path().join("helpers-copy.py")).unwrap();
     let unexecutable = write_script("save.sh", "#!/bin/sh\necho saved\n", 0o644);
     let linked = write_script("backup.sh", "#!/bin/sh\necho backed\n", 0o755);
     std::fs::hard_link(&linked, dir.path().join("backup-copy.sh")).unwrap();
@@ -4014,45 +4038,88 @@ fn a_skills_scripts_that_never_get_its_grants_are_warned_of() {
     }
 }
 
-/// Probe 232: a request's grant over the rules, which later sessions
-/// load, was given without a word, where a skill's is warned of.
+/// Probes 232 and 235: a request's grant over the rules, per-user
+/// configuration, the shell's startup files or the repository's `.git`
+/// was given without a word, where a skill's or a profile's is warned of;
+/// and the next session, which does not know of the request, trusted what
+/// the command wrote there (a granted `~/.config` took a git
+/// `core.fsmonitor` that the next session's escalated git ran on the host).
 #[test]
-fn a_requested_grant_over_the_rules_is_warned_of() {
+fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
     let (dir, ws) = workspace();
     let proj = dir.path().join("proj");
     std::fs::create_dir(&proj).unwrap();
     let rules = proj.join("team.rules");
     std::fs::write(&rules, "").unwrap();
-    let request = dir.path().join("request.toml");
-    std::fs::write(
-        &request,
-        format!(
-            "filesystem = {{ {:?} = \"write\" }}\n",
-            proj.display().to_string()
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config")).unwrap();
+    std::fs::write(home.join(".zshrc"), "").unwrap();
+    let git = std::fs::canonicalize(ws.join(".git")).unwrap();
+    let cases = [
+        (
+            proj.clone(),
+            format!(
+                "execgate: warning: {} is writable from this session's sandbox, so the \
+                 command, with the permissions it requests, could change the policy of later \
+                 sessions",
+                rules.display()
+            ),
         ),
-    )
-    .unwrap();
-    let output = execgate(
-        &ws,
-        &[
-            "run",
-            "--approval",
-            "deny",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--request-permissions",
-            request.to_str().unwrap(),
-            "--",
-            "true",
-        ],
-    );
-    let stderr = text(&output.stderr);
-    let warning = format!(
-        "execgate: warning: {} is writable from this session's sandbox, so the command, with \
-         the permissions it requests, could change the policy of later sessions",
-        rules.display()
-    );
-    assert!(stderr.contains(&warning), "{stderr}");
+        (
+            home.join(".config"),
+            "execgate: warning: the permissions request: programs read their per-user \
+             configuration from"
+                .to_owned(),
+        ),
+        (
+            home.join(".zshrc"),
+            format!(
+                "execgate: warning: {} is writable from this session's sandbox, so the \
+                 commands run here could plant what your own shell runs at its next start",
+                home.join(".zshrc").display()
+            ),
+        ),
+        (
+            git.join("hooks"),
+            format!(
+                "execgate: warning: the permissions request grants write access to {}, in \
+                 the repository's {}",
+                git.join("hooks").display(),
+                git.display()
+            ),
+        ),
+    ];
+    for (index, (granted, warning)) in cases.into_iter().enumerate() {
+        let request = dir.path().join(format!("request-{index}.toml"));
+        std::fs::write(
+            &request,
+            format!(
+                "filesystem = {{ {:?} = \"write\" }}\n",
+                granted.display().to_string()
+            ),
+        )
+        .unwrap();
+        let output = execgate_with_env(
+            &ws,
+            &[
+                "run",
+                "--approval",
+                "deny",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--request-permissions",
+                request.to_str().unwrap(),
+                "--",
+                "true",
+            ],
+            &[
+                ("HOME", home.to_str().unwrap()),
+                ("XDG_CONFIG_HOME", home.join(".config").to_str().unwrap()),
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(&warning), "{}: {stderr}", granted.display());
+    }
 }
 
 #[test]
@@ -6731,6 +6798,56 @@ fn a_link_in_the_workspace_shown_under_another_name_runs_in_place() {
         .args(["sh", ws.to_str().unwrap(), alias.to_str().unwrap()])
         .arg(env!("CARGO_BIN_EXE_execgate"))
         .args(["run", "--rules", rules.to_str().unwrap(), "--", &script])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("runs in place, in the sandbox: escalation refused"),
+        "{stderr}"
+    );
+}
+
+/// Review 236: a place a grant the session knows of can write, shown
+/// under another name by a bind mount, was judged by its granted name alone
+/// when the program was found there by a link: an `id` linked there ran
+/// escalated as `/usr/bin/id`. The check knows the mounts' other names of
+/// the grants too now.
+#[test]
+fn a_link_in_a_granted_place_shown_under_another_name_runs_in_place() {
+    let (dir, ws) = workspace();
+    let granted = std::fs::canonicalize(dir.path()).unwrap().join("granted");
+    std::fs::create_dir_all(granted.join("tools")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/id", granted.join("tools/id")).unwrap();
+    let alias = dir.path().join("alias");
+    std::fs::create_dir(&alias).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.gp]\nfilesystem = {{ {:?} = \"write\" }}\n",
+            granted.display().to_string()
+        ),
+    )
+    .unwrap();
+    let rules = dir.path().join("id.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"id\"], decision = \"allow\", execution = \"turn-default\")\n\
+         prefix_rule(pattern = [\"touch\"], decision = \"allow\", execution = \"gp\")\n",
+    )
+    .unwrap();
+    let script = format!("cd {}/tools && ./id -u", alias.display());
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
+        .args(["sh", granted.to_str().unwrap(), alias.to_str().unwrap()])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .args(["--rules", rules.to_str().unwrap(), "--", &script])
         .current_dir(&ws)
         .env("XDG_CONFIG_HOME", ws.join("no-config"))
         .env("XDG_STATE_HOME", ws.join("state"))

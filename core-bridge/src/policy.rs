@@ -766,29 +766,40 @@ impl Inner {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let places = match WritablePlaces::of(request.sandbox.as_deref(), granted) {
-                Ok(places) => places,
-                Err(refused) => return Some(refused),
+            // Read once, and only when a check needs it: `./tool` asks
+            // nothing of the mounts (review 236).
+            let places = std::cell::OnceCell::new();
+            let places_now = || {
+                places
+                    .get_or_init(|| WritablePlaces::of(request.sandbox.as_deref(), granted.clone()))
             };
             // Any escalation, into the session's own sandbox too: it runs
-            // the program under its canonical path.
+            // the program under its canonical path. Where the mounts cannot
+            // be read, every place counts as writable.
             let found = request.cwd.join(&request.executable.requested_path);
             let program = &request.executable.canonical_path;
-            if let Some(refused) =
-                found_by_another_name(&found, program, &|path| places.writable(path))
-            {
+            let writable = |path: &Path| {
+                places_now()
+                    .as_ref()
+                    .map_or(true, |places| places.writable(path))
+            };
+            if let Some(refused) = found_by_another_name(&found, program, &writable) {
                 return Some(refused);
             }
             if !leaves {
                 return None;
             }
+            let places = match places_now() {
+                Ok(places) => places,
+                Err(refused) => return Some(refused.clone()),
+            };
             let in_the_system = in_the_system(&request.executable.canonical_path);
             if other_names == OtherNames::Refused || !in_the_system {
                 if let Some(refused) = other_names_refusal(&request) {
                     return Some(refused);
                 }
             }
-            inner.refusal(&request, &execution, &places)
+            inner.refusal(&request, &execution, places)
         })
         .await
         .unwrap_or_else(|error| {
@@ -1562,6 +1573,7 @@ impl<'a> WritablePlaces<'a> {
         })
     }
 
+    /// Whether the session's sandbox can write `path`, by any of its names.
     fn by_the_sandbox(&self, path: &Path) -> bool {
         self.view.is_some_and(|view| {
             view.may_write(path)
@@ -1572,6 +1584,8 @@ impl<'a> WritablePlaces<'a> {
         })
     }
 
+    /// Whether the sandbox or a grant the session knows of can write
+    /// `path`, by any of its names.
     fn writable(&self, path: &Path) -> bool {
         self.by_the_sandbox(path) || self.aliases.under_any(path, &self.granted)
     }

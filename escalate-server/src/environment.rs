@@ -187,34 +187,44 @@ fn names_no_file(name: &[u8], value: &[u8]) -> bool {
     !zone.starts_with(b"/") && !zone.split(|&byte| byte == b'/').any(|part| part == b"..")
 }
 
+/// Whether a child beyond the sandbox keeps the request's `name=value`:
+/// one of [`UNSANDBOXED_KEPT`] or `LC_*`, with a value that names no file.
+fn kept_beyond_the_sandbox(name: &[u8], value: &[u8]) -> bool {
+    (UNSANDBOXED_KEPT.iter().any(|kept| name == kept.as_bytes()) || name.starts_with(b"LC_"))
+        && names_no_file(name, value)
+}
+
 /// The names of the request's variables that a child beyond the sandbox
 /// runs without, though the shell set them since the session started: not
-/// kept ([`UNSANDBOXED_KEPT`]) and not as the session's escalation
-/// environment `base` has them. Without the shell's own bookkeeping
-/// (`PWD`, `OLDPWD`, `SHLVL`, `_`, the `LOGNAME` zsh sets when it is not), its `PATH` and the session's plumbing,
-/// which no one sets for a program. A probe's `export CFLAGS=-O2; make`,
-/// escalated, built with no `CFLAGS`, and nothing said so.
+/// kept and not as the session's escalation environment `base` has them.
+/// Not what the shell or execgate set for every command, which no one
+/// chose for this program: zsh's bookkeeping (`PWD`, `OLDPWD`, `SHLVL`,
+/// `_`, and the `HOME` and `LOGNAME` it sets when they are not), `PATH`,
+/// `TMPDIR` (the child gets one of its own), the session's plumbing and
+/// the proxy variables of a limited sandbox (one with grants gets its
+/// own). A probe's `export CFLAGS=-O2; make`, escalated, built with no
+/// `CFLAGS`, and nothing said so.
 pub fn left_out_beyond_the_sandbox(
     requested: &[OsString],
     base: &[(OsString, OsString)],
 ) -> Vec<OsString> {
-    const BOOKKEEPING: &[&[u8]] = &[b"PATH", b"PWD", b"OLDPWD", b"SHLVL", b"_", b"LOGNAME"];
+    const SET_FOR_EVERY_COMMAND: &[&[u8]] = &[
+        b"PATH", b"PWD", b"OLDPWD", b"SHLVL", b"_", b"HOME", b"LOGNAME", b"TMPDIR",
+    ];
     let mut left_out: Vec<OsString> = requested
         .iter()
         .filter_map(|entry| {
             let bytes = entry.as_bytes();
             let eq = bytes.iter().position(|&b| b == b'=')?;
             let (name, value) = (&bytes[..eq], &bytes[eq + 1..]);
-            let kept = (UNSANDBOXED_KEPT.iter().any(|kept| name == kept.as_bytes())
-                || name.starts_with(b"LC_"))
-                && names_no_file(name, value);
             let as_the_session_has = base.iter().any(|(base_name, base_value)| {
                 base_name.as_bytes() == name && base_value.as_bytes() == value
             });
-            let set_by_the_shell = !kept
+            let set_by_the_shell = !kept_beyond_the_sandbox(name, value)
                 && !as_the_session_has
-                && !BOOKKEEPING.contains(&name)
-                && !name.starts_with(b"EXECGATE_");
+                && !SET_FOR_EVERY_COMMAND.contains(&name)
+                && !name.starts_with(b"EXECGATE_")
+                && !execgate_sandbox::is_proxy_variable(OsStr::from_bytes(name));
             set_by_the_shell.then(|| OsStr::from_bytes(name).to_owned())
         })
         .collect();
@@ -311,12 +321,7 @@ pub(crate) fn escalated_environment(
         Some(OsStr::from_bytes(&bytes[..eq]).to_owned())
     };
     let kept_unsandboxed = |name: &OsStr, entry: &OsString| {
-        let kept = UNSANDBOXED_KEPT
-            .iter()
-            .any(|kept| name.as_bytes() == kept.as_bytes())
-            || name.as_bytes().starts_with(b"LC_");
-        let value = &entry.as_bytes()[name.len() + 1..];
-        kept && names_no_file(name.as_bytes(), value)
+        kept_beyond_the_sandbox(name.as_bytes(), &entry.as_bytes()[name.len() + 1..])
     };
     // Entries without `=` are not variables at all; nothing reads them.
     let mut env: Vec<OsString> = requested
@@ -547,6 +552,9 @@ mod tests {
             "PATH=/ws/bin:/usr/bin",
             "EXECGATE_SOCKET_FD=64",
             "AWS_PROFILE=prod",
+            "TMPDIR=/tmp/sandbox",
+            "HTTPS_PROXY=http://127.0.0.1:4000",
+            "EXECGATE_PROXY=http://127.0.0.1:4000",
             "NO_EQUALS",
         ]
         .iter()

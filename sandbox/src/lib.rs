@@ -75,10 +75,10 @@ use std::path::{Path, PathBuf};
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    hand_order, helper_main, openat2_settled, reported_end, CommandWatch, Inheritance, Launcher,
-    MachineReport, MountAliases, ReportedEnd, SandboxStart, SpareOrder, Terminal, BWRAP_PATHS,
-    HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE, MOST_DESCRIPTORS, PROXY_MARKER, REQUIRED_LANDLOCK_ABI,
-    SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
+    hand_order, helper_main, is_proxy_variable, openat2_settled, reported_end, CommandWatch,
+    Inheritance, Launcher, MachineReport, MountAliases, ReportedEnd, SandboxStart, SpareOrder,
+    Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DIRS, LISTENER_MESSAGE, MOST_DESCRIPTORS, PROXY_MARKER,
+    REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI, SETUP_FAILED, UNCREATABLE_NAMES,
 };
 pub use profile::{
     parse_target, AbsolutePath, Access, AdditionalPermissions, FileSystemPolicy, FsEntry, FsTarget,

@@ -28,7 +28,7 @@ pub use bwrap::{CommandWatch, Launcher, Terminal, BWRAP_PATHS, HIDDEN_SERVICE_DI
 pub use doctor::{MachineReport, REQUIRED_LANDLOCK_ABI, SCOPES_LANDLOCK_ABI};
 pub use helper::{helper_main, SETUP_FAILED};
 pub use inheritance::Inheritance;
-pub use proxy_link::{LISTENER_MESSAGE, PROXY_MARKER};
+pub use proxy_link::{is_proxy_variable, LISTENER_MESSAGE, PROXY_MARKER};
 pub use spare::{hand_order, reported_end, ReportedEnd, SpareOrder, MOST_DESCRIPTORS};
 pub use started::SandboxStart;
 pub use supervisor::{openat2_settled, UNCREATABLE_NAMES};

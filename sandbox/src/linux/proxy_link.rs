@@ -7,7 +7,7 @@
 //! those connections in its own process. The helper keeps no copy: after
 //! the hand-over, nothing in the sandbox holds the link or the listener.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::IoSlice;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
@@ -41,6 +41,17 @@ const HTTP_PROXY_VARIABLES: [&str; 10] = [
 ];
 const SOCKS_PROXY_VARIABLES: [&str; 2] = ["ALL_PROXY", "all_proxy"];
 const NO_PROXY_VARIABLES: [&str; 3] = ["NO_PROXY", "no_proxy", "npm_config_noproxy"];
+/// Whether `name` is one a sandbox's link to the proxy sets: a proxy
+/// variable, or the marker.
+pub fn is_proxy_variable(name: &OsStr) -> bool {
+    name == PROXY_MARKER
+        || HTTP_PROXY_VARIABLES
+            .iter()
+            .chain(&SOCKS_PROXY_VARIABLES)
+            .chain(&NO_PROXY_VARIABLES)
+            .any(|variable| name == *variable)
+}
+
 /// Loopback stays the sandbox's own: reached directly, not through the
 /// proxy (which would refuse it).
 const NO_PROXY: &str = "localhost,127.0.0.1,::1";
@@ -79,15 +90,7 @@ pub(crate) fn environment(
     let mut env: Vec<(OsString, OsString)> = inherited.collect();
     let marked = env.iter().any(|(name, _)| name == PROXY_MARKER);
     if marked || proxy.is_some() {
-        let ours = |name: &OsString| {
-            name == PROXY_MARKER
-                || HTTP_PROXY_VARIABLES
-                    .iter()
-                    .chain(&SOCKS_PROXY_VARIABLES)
-                    .chain(&NO_PROXY_VARIABLES)
-                    .any(|variable| name == variable)
-        };
-        env.retain(|(name, _)| !ours(name));
+        env.retain(|(name, _)| !is_proxy_variable(name));
     }
     if let Some(address) = proxy {
         let http = format!("http://{address}");
