@@ -1637,13 +1637,29 @@ fn sandbox_view(profile: &PermissionProfile, cwd: &std::path::Path) -> Option<Re
 }
 
 /// `path` itself, or the nearest directory on the way to it, if the
-/// sandbox may write it.
+/// sandbox may write it, short of a place that [`stays`] (probe 235: a
+/// skills directory in the working directory's `.agents`, kept read-only
+/// there, was said to be replaceable).
 #[cfg(unix)]
 fn writable_on_the_way<'a>(
     view: &ResolvedPolicy,
     path: &'a std::path::Path,
 ) -> Option<&'a std::path::Path> {
-    path.ancestors().find(|place| view.may_write(place))
+    path.ancestors()
+        .take_while(|place| !stays(view, place))
+        .find(|place| view.may_write(place))
+}
+
+/// Whether `place` has a rule of its own that the sandbox cannot write: a
+/// mount point there, which cannot be replaced; nor can a directory
+/// holding it be moved, as the sandbox's supervisor refuses (EBUSY,
+/// `refuse_moving_anchors`) what the kernel allows: what lies inside it
+/// stays, whatever lies above.
+#[cfg(unix)]
+fn stays(view: &ResolvedPolicy, place: &std::path::Path) -> bool {
+    view.rules()
+        .iter()
+        .any(|rule| rule.path == place && rule.exists && rule.access != Access::Write)
 }
 
 /// A symbolic link on the way to `path` as it is written (absolute) that
@@ -1661,21 +1677,8 @@ fn replaceable_link_on_the_way(
 ) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let path = std::path::absolute(path).ok()?;
     links_followed(&path).into_iter().find_map(|link| {
-        // A place with a rule of its own that the sandbox cannot write is
-        // a mount point there, which cannot be replaced; nor can a
-        // directory holding it be moved, as the sandbox's supervisor
-        // refuses (EBUSY, `refuse_moving_anchors`) what the kernel allows:
-        // a link inside it stays, whatever lies above.
-        let stays = |place: &std::path::Path| {
-            view.rules()
-                .iter()
-                .any(|rule| rule.path == place && rule.exists && rule.access != Access::Write)
-        };
-        let writable = link
-            .parent()?
-            .ancestors()
-            .take_while(|place| !stays(place))
-            .find(|place| view.may_write(place))?;
+        // A link inside a place that stays stays.
+        let writable = writable_on_the_way(view, link.parent()?)?;
         Some((link.clone(), writable.to_path_buf()))
     })
 }

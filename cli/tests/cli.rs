@@ -3917,6 +3917,21 @@ fn a_requested_grant_on_nothing_is_warned_of() {
     );
 }
 
+/// Probe 235: a skills directory in the working directory's `.agents`,
+/// which every sandbox there keeps read-only (a mount point: it cannot be
+/// replaced, nor `.agents` moved), was said to be replaceable.
+#[test]
+fn skills_in_the_workspaces_agents_are_not_said_to_be_replaceable() {
+    let (_dir, ws) = workspace();
+    let skill = ws.join(".agents/skills/deploy");
+    std::fs::create_dir_all(skill.join("scripts")).unwrap();
+    std::fs::write(skill.join("SKILL.md"), "---\nname: deploy\n---\n").unwrap();
+    let output = execgate(&ws, &["run", "--skills", ".agents/skills", "--", "true"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(".agents"), "{stderr}");
+}
+
 /// Probe 227: `export CFLAGS=-O2; make`, escalated out of the sandbox,
 /// built without `CFLAGS`, and nothing said so (by design: such a program
 /// gets the session's environment). It is said now, each name once per
