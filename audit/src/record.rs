@@ -658,7 +658,7 @@ impl AuditRecord {
                 };
                 record.process = asked_process(&mut record, argv, cwd, options);
                 record.execgate = Some(DecisionFields {
-                    grants: Some(grants.grants()),
+                    grants: Some(grants.added_grants()),
                     justification: justification.clone(),
                     ..DecisionFields::by(if *granted { "allow" } else { "deny" }, provenance)
                 });

@@ -558,7 +558,7 @@ pub fn describe(request: &ApprovalRequest, length: Length) -> Vec<String> {
         other => format!("as       {other:?}"),
     });
     if let Some(grants) = &request.permissions {
-        for grant in grants.grants() {
+        for grant in grants.added_grants() {
             lines.push(format!(
                 "           {}",
                 shown_within(grant.as_ref(), PATH_SHOWN)

@@ -497,6 +497,20 @@ impl PermissionProfile {
             }
         }
     }
+
+    /// [`grants`](Self::grants) of a profile added to a session's (a
+    /// request's, a skill's): without `network=restricted`, which adds
+    /// nothing, where the session's own network holds (probe 235: a
+    /// question read "the session's sandbox plus: network=restricted" for
+    /// a command that kept the host's network).
+    pub fn added_grants(&self) -> Vec<String> {
+        let restricted = format!("network={}", NetworkPolicy::Restricted.as_str());
+        let mut grants = self.grants();
+        if matches!(self, PermissionProfile::Managed { .. }) {
+            grants.retain(|grant| *grant != restricted);
+        }
+        grants
+    }
 }
 
 fn decision_name(decision: ListDecision) -> &'static str {
@@ -1809,5 +1823,19 @@ mod tests {
             grants.contains(&format!("{}=read", skill.join("missing").display())),
             "{grants:?}"
         );
+    }
+
+    #[test]
+    fn added_grants_leave_out_a_network_that_adds_nothing() {
+        let files =
+            AdditionalPermissions::from_toml("filesystem = { \"/srv/cache\" = \"write\" }\n", None)
+                .unwrap();
+        assert_eq!(files.profile.added_grants(), ["/srv/cache=write"]);
+        assert!(files
+            .profile
+            .grants()
+            .contains(&"network=restricted".to_owned()));
+        let network = AdditionalPermissions::from_toml("network = \"enabled\"\n", None).unwrap();
+        assert_eq!(network.profile.added_grants(), ["network=enabled"]);
     }
 }
