@@ -519,12 +519,14 @@ struct ElicitingApprover {
 fn approval_form(reason: &ApprovalReason) -> Result<ElicitationSchema, &'static str> {
     let description = match reason {
         ApprovalReason::Skill { .. } => {
-            "once: this run only; session: this script of the skill, with any arguments, for the \
-             rest of the session; stop: refuse, and stop the whole command that asked"
+            "once: this run, and identical ones that wait for this answer with it; session: this \
+             script of the skill, with any arguments, for the rest of the session; stop: refuse, \
+             and stop the whole command that asked"
         }
         _ => {
-            "once: this run only; session: this exact command for the rest of the session; stop: \
-             refuse, and stop the whole command that asked"
+            "once: this run, and identical ones that wait for this answer with it; session: this \
+             exact command for the rest of the session; stop: refuse, and stop the whole command \
+             that asked"
         }
     };
     let grant = EnumSchema::builder(vec!["once".into(), "session".into(), "stop".into()])

@@ -1290,9 +1290,17 @@ impl Inner {
             pending.entry(key.clone()).or_default().clone()
         };
         let mut waiting = WaitingForAnswer::new(&self.pending, key, cell);
-        let (answer, waited) = waiting.cell.get_or_init(ask).await.clone();
+        let joined = Instant::now();
+        let (answer, asked_for) = waiting.cell.get_or_init(ask).await.clone();
         waiting.answered = true;
         let shared = !asked_here.load(std::sync::atomic::Ordering::Relaxed);
+        // A request that joined a question waited from then, not for as
+        // long as the question was asked (probe 234: twenty records said
+        // the first one's time).
+        let waited = match shared {
+            true => joined.elapsed(),
+            false => asked_for,
+        };
         (answer, waited, shared)
     }
 }

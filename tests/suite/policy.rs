@@ -602,6 +602,44 @@ async fn identical_requests_pending_together_share_one_prompt() {
     session.shutdown().await;
 }
 
+/// Probe 234: every request that took an identical one's answer was
+/// recorded as waiting as long as the one asked, though it joined the
+/// question later. Each waited from its own request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_joins_a_question_waits_from_its_own_request() {
+    let place = Place::new();
+    let rules = place.rules(r#"prefix_rule(pattern = ["touch"], decision = "prompt")"#);
+    let recorder = Recorder::default();
+    let mut approver = Scripted::new(ApprovalAnswer::ApproveOnce);
+    approver.delay = Duration::from_millis(2500);
+    let session = Setup::rules(rules)
+        .approver(approver.clone())
+        .start(&place, &recorder);
+    let script =
+        place.script("touch {outside}/same & sleep 1; touch {outside}/same & wait; print done");
+    let outcome = run(&session, &script).await;
+    assert_eq!(text(&outcome.stdout), "done\n", "{}", text(&outcome.stderr));
+    assert_eq!(approver.asked().len(), 1);
+    let waits: Vec<(bool, Duration)> = recorder
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SessionEvent::Decided { provenance, .. } => Some((
+                provenance
+                    .note
+                    .is_some_and(|note| note.contains("identical request")),
+                provenance.approval_wait?,
+            )),
+            _ => None,
+        })
+        .collect();
+    let ([(false, asked), (true, joined)] | [(true, joined), (false, asked)]) = waits[..] else {
+        panic!("one asked, one joined: {waits:?}");
+    };
+    assert!(joined < asked, "{waits:?}");
+    session.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn approval_time_does_not_count_against_the_timeout() {
     let place = Place::new();
