@@ -3850,6 +3850,13 @@ fn a_grant_that_cannot_be_made_is_recorded_as_not_made() {
             vec!["true", &part, &part, &part],
             "the command is 180007 bytes",
         ),
+        // Probe 235: run in an empty directory, where a profile that hides
+        // the working directory is refused.
+        (
+            "filesystem = { \"ws\" = \"none\" }\n",
+            vec!["echo ran"],
+            "is hidden in the sandbox",
+        ),
     ];
     for (index, (request, command, why)) in cases.into_iter().enumerate() {
         let request_file = dir.path().join(format!("request-{index}.toml"));

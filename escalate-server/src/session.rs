@@ -1059,8 +1059,17 @@ impl Session {
     ) -> Result<ShellCommand, GrantError> {
         let policy = match &self.shared.sandbox {
             _ if self.has_ended() => Err(GrantError::Ended),
+            // A grant that hides the shell's working directory is not
+            // made, as a profile that hides it is refused (probe 235: the
+            // command ran in an empty directory).
             Some(sandbox) => sandbox
                 .policy_with(Some(extra), None)
+                .and_then(|policy| {
+                    if let Some(policy) = &policy {
+                        policy.check_working_directory(&sandbox.context.cwd)?;
+                    }
+                    Ok(policy)
+                })
                 .map_err(GrantError::from),
             // Unconfined by us: nothing to merge the grants into.
             None => Ok(None),
