@@ -1214,15 +1214,7 @@ pub(crate) fn warn_if_grants_reach_user_configuration(
     whose: &str,
     cwd: &std::path::Path,
 ) -> usize {
-    let Some(view) = sandbox_view(grants, cwd) else {
-        return 0;
-    };
-    let roots: Vec<PathBuf> = view
-        .rules()
-        .iter()
-        .filter(|rule| rule.access == Access::Write)
-        .map(|rule| rule.path.clone())
-        .collect();
+    let roots = write_roots(grants, cwd);
     let Some(why) = execgate_core_bridge::grant_reaching_user_configuration(&roots, cwd) else {
         return 0;
     };
@@ -1256,15 +1248,7 @@ fn warn_of_requested_grants(
     }
     let session_grants = SessionGrants::of(&session.profile, &session.profile_name, cwd);
     warn_if_grants_held_back(session_grants.as_ref(), grants, WHOSE, false, cwd);
-    let Some(view) = sandbox_view(grants, cwd) else {
-        return;
-    };
-    let roots: Vec<PathBuf> = view
-        .rules()
-        .iter()
-        .filter(|rule| rule.access == Access::Write)
-        .map(|rule| rule.path.clone())
-        .collect();
+    let roots = write_roots(grants, cwd);
     // What the session's own sandbox reaches was said as it started (a
     // request for the network alone said its hard links again).
     if roots.is_empty() {
@@ -1301,6 +1285,21 @@ fn warn_of_requested_grants(
             ));
         }
     }
+}
+
+/// The roots `grants` let a sandbox write, as resolved from `cwd`; none
+/// for grants that do not resolve.
+#[cfg(unix)]
+fn write_roots(grants: &PermissionProfile, cwd: &std::path::Path) -> Vec<PathBuf> {
+    sandbox_view(grants, cwd)
+        .map(|view| {
+            view.rules()
+                .iter()
+                .filter(|rule| rule.access == Access::Write)
+                .map(|rule| rule.path.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Warns where a skill's grants let its scripts write `policy_files`,

@@ -45,6 +45,23 @@ fn execgate_with_env(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output 
         .unwrap()
 }
 
+/// `execgate args` from `ws`, in a mount namespace of the test's own where
+/// `from` is shown at `to` too (a bind mount, as container volumes often
+/// are), made before execgate starts.
+fn execgate_with_bind_mount(ws: &Path, from: &Path, to: &Path, args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
+        .args(["sh", from.to_str().unwrap(), to.to_str().unwrap()])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(args)
+        .current_dir(ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .output()
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -6776,17 +6793,12 @@ fn a_workspace_shown_under_another_name_is_still_the_sandboxs() {
         marker = marker.display(),
         alias = alias.display()
     );
-    let output = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
-        .args(["sh", ws.to_str().unwrap(), alias.to_str().unwrap()])
-        .arg(env!("CARGO_BIN_EXE_execgate"))
-        .args(["run", "--rules", rules.to_str().unwrap(), "--", &script])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .env("XDG_STATE_HOME", ws.join("state"))
-        .output()
-        .unwrap();
+    let output = execgate_with_bind_mount(
+        &ws,
+        &ws,
+        &alias,
+        &["run", "--rules", rules.to_str().unwrap(), "--", &script],
+    );
     let stderr = text(&output.stderr);
     assert!(!marker.exists(), "{stderr}");
     assert!(
@@ -6814,17 +6826,12 @@ fn a_link_in_the_workspace_shown_under_another_name_runs_in_place() {
         "mkdir tools && ln -s /usr/bin/id tools/id && cd {alias}/tools && ./id -u",
         alias = alias.display()
     );
-    let output = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
-        .args(["sh", ws.to_str().unwrap(), alias.to_str().unwrap()])
-        .arg(env!("CARGO_BIN_EXE_execgate"))
-        .args(["run", "--rules", rules.to_str().unwrap(), "--", &script])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .env("XDG_STATE_HOME", ws.join("state"))
-        .output()
-        .unwrap();
+    let output = execgate_with_bind_mount(
+        &ws,
+        &ws,
+        &alias,
+        &["run", "--rules", rules.to_str().unwrap(), "--", &script],
+    );
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(
@@ -6863,18 +6870,20 @@ fn a_link_in_a_granted_place_shown_under_another_name_runs_in_place() {
     )
     .unwrap();
     let script = format!("cd {}/tools && ./id -u", alias.display());
-    let output = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#)
-        .args(["sh", granted.to_str().unwrap(), alias.to_str().unwrap()])
-        .arg(env!("CARGO_BIN_EXE_execgate"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .args(["--rules", rules.to_str().unwrap(), "--", &script])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .env("XDG_STATE_HOME", ws.join("state"))
-        .output()
-        .unwrap();
+    let output = execgate_with_bind_mount(
+        &ws,
+        &granted,
+        &alias,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--",
+            &script,
+        ],
+    );
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(
