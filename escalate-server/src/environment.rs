@@ -10,6 +10,9 @@
 //! ([`path_outside`]), so that an escalated program that runs others by
 //! name cannot be pointed at binaries planted in one.
 //!
+//! A child in the session's own sandbox (`TurnDefault`) keeps the shell's
+//! editors and pagers: what they start runs in that same sandbox.
+//!
 //! A child beyond the session's sandbox (unsandboxed, or with a profile's
 //! or a skill's grants) gets less of the request: only the variables of
 //! [`UNSANDBOXED_KEPT`]. The rest comes from the session's configured
@@ -211,6 +214,14 @@ pub fn left_out_beyond_the_sandbox(
     const SET_FOR_EVERY_COMMAND: &[&[u8]] = &[
         b"PATH", b"PWD", b"OLDPWD", b"SHLVL", b"_", b"HOME", b"LOGNAME", b"TMPDIR",
     ];
+    // Proxy variables are execgate's where its marker says so; else the
+    // user's own (a corporate `HTTPS_PROXY`).
+    let proxied = requested.iter().any(|entry| {
+        entry
+            .as_bytes()
+            .strip_prefix(execgate_sandbox::PROXY_MARKER.as_bytes())
+            .is_some_and(|rest| rest.starts_with(b"="))
+    });
     let mut left_out: Vec<OsString> = requested
         .iter()
         .filter_map(|entry| {
@@ -220,12 +231,13 @@ pub fn left_out_beyond_the_sandbox(
             let as_the_session_has = base.iter().any(|(base_name, base_value)| {
                 base_name.as_bytes() == name && base_value.as_bytes() == value
             });
-            let set_by_the_shell = !kept_beyond_the_sandbox(name, value)
-                && !as_the_session_has
-                && !SET_FOR_EVERY_COMMAND.contains(&name)
-                && !name.starts_with(b"EXECGATE_")
-                && !execgate_sandbox::is_proxy_variable(OsStr::from_bytes(name));
-            set_by_the_shell.then(|| OsStr::from_bytes(name).to_owned())
+            let execgates = name.starts_with(b"EXECGATE_")
+                || (proxied && execgate_sandbox::is_proxy_variable(OsStr::from_bytes(name)));
+            let passed_or_not_chosen = kept_beyond_the_sandbox(name, value)
+                || as_the_session_has
+                || SET_FOR_EVERY_COMMAND.contains(&name)
+                || execgates;
+            (!passed_or_not_chosen).then(|| OsStr::from_bytes(name).to_owned())
         })
         .collect();
     left_out.sort();
@@ -564,6 +576,13 @@ mod tests {
             .iter()
             .map(|(name, value)| (OsString::from(name), OsString::from(value)))
             .collect();
+        // Without execgate's marker, a proxy variable is the user's.
+        let unmarked: Vec<OsString> = requested
+            .iter()
+            .filter(|entry| !entry.as_bytes().starts_with(b"EXECGATE_PROXY="))
+            .cloned()
+            .collect();
+        assert!(left_out_beyond_the_sandbox(&unmarked, &base).contains(&"HTTPS_PROXY".into()));
         // `USER` differs from the session's; `LANGUAGE` names a file.
         assert_eq!(
             left_out_beyond_the_sandbox(&requested, &base),
