@@ -994,6 +994,58 @@ fn warn_if_network_bypassed(
     1
 }
 
+/// Warns of the hosts `extra` allows that the session's profile denies
+/// (probe 235: a request's allow entry was shown, granted and recorded,
+/// and the connection refused): a deny entry holds over every allow entry
+/// of a sandbox with extra grants. Judged for entries that name one host,
+/// and for an allow entry written as a deny entry of the session's is.
+/// Returns how many warnings it gave.
+#[cfg(unix)]
+fn warn_if_domains_held_back(
+    session: Option<&SessionGrants<'_>>,
+    extra: &PermissionProfile,
+    whose: &str,
+) -> usize {
+    use execgate_network_proxy::{DomainPattern, ListDecision};
+    let (
+        Some(session),
+        PermissionProfile::Managed {
+            network_lists: wanted,
+            ..
+        },
+    ) = (session, extra)
+    else {
+        return 0;
+    };
+    let PermissionProfile::Managed {
+        network_lists: held,
+        ..
+    } = session.profile
+    else {
+        return 0;
+    };
+    let denied_by_session = |pattern: &DomainPattern| {
+        held.domains
+            .entries()
+            .any(|(denied, decision)| decision == ListDecision::Deny && denied == pattern)
+            || matches!(pattern, DomainPattern::Exact(host)
+                if held.domains.decide(host).is_some_and(|found| found.decision == ListDecision::Deny))
+    };
+    let mut warnings = 0;
+    for (pattern, decision) in wanted.domains.entries() {
+        if decision != ListDecision::Allow || !denied_by_session(pattern) {
+            continue;
+        }
+        warnings += 1;
+        stderr::line(&format!(
+            "execgate: warning: {whose} allows {pattern}, which the profile {} denies: a deny \
+             entry holds over every allow entry, so nothing is granted there",
+            session.name
+        ));
+    }
+    warnings
+}
+
 /// Warns of what `extra` grants that a sandbox with it does not get
 /// (probe 154): a path a `none` entry hides (one at the same path holds
 /// over a grant there) or that a deny glob matches (a glob holds over
@@ -1009,7 +1061,8 @@ pub(crate) fn warn_if_grants_held_back(
     own_warned_apart: bool,
     cwd: &std::path::Path,
 ) -> usize {
-    let network_warnings = warn_if_network_bypassed(session, extra, whose);
+    let network_warnings = warn_if_network_bypassed(session, extra, whose)
+        + warn_if_domains_held_back(session, extra, whose);
     let PermissionProfile::Managed { file_system, .. } = extra else {
         return network_warnings;
     };

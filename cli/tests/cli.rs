@@ -4161,6 +4161,53 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
     }
 }
 
+/// Probe 235: a request to allow a host the session's profile denies was
+/// shown, granted and recorded, and the connection refused, with no word:
+/// the session's deny entry holds.
+#[test]
+fn a_requested_host_the_profile_denies_is_warned_of() {
+    let (dir, ws) = workspace();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.lim]\nextends = \"workspace-write\"\n\
+         network = { mode = \"limited\", domains = { \"evil.test\" = \"deny\" } }\n",
+    )
+    .unwrap();
+    let request = dir.path().join("request.toml");
+    std::fs::write(
+        &request,
+        "network = { mode = \"limited\", domains = { \"evil.test\" = \"allow\", \
+         \"good.test\" = \"allow\" } }\n",
+    )
+    .unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--profile",
+            "lim",
+            "--approval",
+            "deny",
+            "--request-permissions",
+            request.to_str().unwrap(),
+            "--",
+            "true",
+        ],
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "execgate: warning: the permissions request allows evil.test, which the profile lim \
+             denies: a deny entry holds over every allow entry, so nothing is granted there"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("allows good.test"), "{stderr}");
+}
+
 #[test]
 fn requested_permissions_widen_one_command_only_when_granted() {
     let (dir, ws) = workspace();
