@@ -286,6 +286,14 @@ fn program_name(program: &str, home: Option<&Path>) -> anyhow::Result<String> {
              name (matched against the program's name) or the absolute path"
         );
     }
+    // As a session compares it: `/usr/bin//rm` and `/usr/bin/./rm` are
+    // `/usr/bin/rm` (probe 238: a `forbidden` rule written so never
+    // matched); `..` stays, as a link may lie before it, and so does a
+    // last `/`, which names a directory lint warns of.
+    let mut path: PathBuf = path.components().collect();
+    if program.ends_with('/') && !path.to_string_lossy().ends_with('/') {
+        path.as_mut_os_string().push("/");
+    }
     path.into_os_string()
         .into_string()
         .map_err(|path| anyhow::anyhow!("pattern[0] {:?} is not UTF-8", path.to_string_lossy()))

@@ -74,6 +74,32 @@ fn decisions_table() {
     }
 }
 
+/// Probe 238: a rule whose path had `//` or `/./` in it never matched the
+/// path a session decides on; `..` is kept (a link may lie before it).
+#[test]
+fn a_rules_path_is_read_as_a_session_compares_it() {
+    let set = rules(
+        r#"
+prefix_rule(pattern = ["/usr/bin//rm", "-rf"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/./bin/touch"], decision = "allow")
+prefix_rule(pattern = ["/opt/x/../tool"], decision = "allow")
+"#,
+    );
+    assert_eq!(
+        decision(&set, "/usr/bin/rm -rf /", false),
+        Some(RuleDecision::Forbidden)
+    );
+    assert_eq!(
+        decision(&set, "/usr/bin/touch a", false),
+        Some(RuleDecision::Allow)
+    );
+    assert_eq!(
+        decision(&set, "/opt/x/../tool", false),
+        Some(RuleDecision::Allow)
+    );
+    assert_eq!(decision(&set, "/opt/tool", false), None);
+}
+
 #[test]
 fn deciding_rule_carries_execution_and_origin() {
     let set = rules(README_EXAMPLE);
