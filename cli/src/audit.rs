@@ -665,7 +665,7 @@ fn decision_outcome(record: &AuditRecord) -> String {
 /// A grant (`PATH=ACCESS`, `network=...`) as the table shows it: in
 /// quotes, escaped, where a blank, a comma or a parenthesis could make it
 /// read as more than one.
-fn quoted_grant(grant: &str) -> String {
+pub(crate) fn quoted_grant(grant: &str) -> String {
     let plain = !grant.is_empty()
         && !grant.contains(|c: char| c.is_whitespace() || matches!(c, ',' | '(' | ')' | '"'));
     match plain {
@@ -770,10 +770,16 @@ fn session_end(record: &AuditRecord) -> String {
     };
     let Some(killed) = session.running_children else {
         let profile = session.profile.as_deref().unwrap_or("(unnamed)");
-        return escape_controls(&format!(
-            "profile {profile}: {}",
-            session.sandbox.join(", ")
-        ));
+        let grants: Vec<String> = session
+            .sandbox
+            .iter()
+            .map(|grant| quoted_grant(grant))
+            .collect();
+        return format!(
+            "profile {}: {}",
+            escape_controls(profile),
+            grants.join(", ")
+        );
     };
     let mut ending = match session.signal {
         Some(signal) => format!("ended by signal {signal}, {killed} running killed"),

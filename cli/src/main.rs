@@ -2554,16 +2554,27 @@ fn show_event(event: &SessionEvent) {
             profile,
             sandbox,
             roots,
-        } => format!(
-            "execgate: session started (profile {}; sandbox {}{})",
-            profile.as_deref().unwrap_or("not named"),
-            sandbox.join(", "),
-            if roots.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", roots.join(", "))
-            }
-        ),
+        } => {
+            // Quoted as an escalation's are: a path with `, ` in it read as
+            // more grants (probe 238).
+            let quoted = |grants: &[String]| {
+                grants
+                    .iter()
+                    .map(|grant| audit::quoted_grant(grant))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "execgate: session started (profile {}; sandbox {}{})",
+                profile.as_deref().unwrap_or("not named"),
+                quoted(sandbox),
+                if roots.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", quoted(roots))
+                }
+            )
+        }
         SessionEvent::Network(network) => {
             use execgate_core_bridge::server::NetworkStage;
             let target = network.request.as_ref().map_or_else(

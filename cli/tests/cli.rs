@@ -8637,6 +8637,14 @@ fn the_audit_table_quotes_grants_and_marks_an_unverified_directory() {
         })
     };
     let lines = [
+        // Probe 238: a session's grants read as more grants.
+        serde_json::json!({
+            "@timestamp": "2026-12-01T09:59:59Z",
+            "event": {"action": "session-start", "outcome": "success"},
+            "session_id": "s",
+            "process": {},
+            "session": {"profile": "odd", "sandbox": ["/w/x, network=enabled=write", "network=restricted"]},
+        }),
         record(
             serde_json::json!(["/o/a b), network=enabled (x=write", "network=restricted"]),
             None,
@@ -8665,6 +8673,10 @@ fn the_audit_table_quotes_grants_and_marks_an_unverified_directory() {
     let table = text(&execgate(&ws, &["audit", log.to_str().unwrap()]).stdout);
     assert!(
         table.contains("success from /elsewhere, unverified (not the requester's directory)"),
+        "{table}"
+    );
+    assert!(
+        table.contains(r#"profile odd: "/w/x, network=enabled=write", network=restricted"#),
         "{table}"
     );
     let json = text(&execgate(&ws, &["audit", "--json", log.to_str().unwrap()]).stdout);
