@@ -71,7 +71,12 @@ pub fn init(args: &LogArgs) -> Result<()> {
         // they warn: at `info` and below they print the traffic itself.
         None => EnvFilter::new("execgate=info,warn"),
     };
+    let format = args.log_format.unwrap_or(LogFormat::Text);
     let (writer, ansi) = match &args.log_file {
+        None if format == LogFormat::Json => (
+            BoxMakeWriter::new(crate::stderr::EventWriter::json),
+            std::io::stderr().is_terminal(),
+        ),
         None => (
             BoxMakeWriter::new(crate::stderr::EventWriter::default),
             std::io::stderr().is_terminal(),
@@ -86,7 +91,7 @@ pub fn init(args: &LogArgs) -> Result<()> {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(writer);
-    let installed = match args.log_format.unwrap_or(LogFormat::Text) {
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

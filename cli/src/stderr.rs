@@ -53,10 +53,24 @@ pub fn line(text: &str) {
 
 /// One `tracing` event's output, queued whole when dropped (the
 /// subscriber formats an event, writes it, and drops the writer). Pass
-/// `EventWriter::default` as the subscriber's writer.
+/// `EventWriter::default` as the subscriber's writer (`EventWriter::json`
+/// for JSON lines).
 #[derive(Default)]
 pub struct EventWriter {
     bytes: Vec<u8>,
+    /// JSON lines, whose strings serde leaves with the characters a
+    /// terminal acts on (probe 238: a program's name with a right-to-left
+    /// override or an 8-bit CSI, raw on stderr): written as JSON escapes.
+    json: bool,
+}
+
+impl EventWriter {
+    pub fn json() -> EventWriter {
+        EventWriter {
+            bytes: Vec::new(),
+            json: true,
+        }
+    }
 }
 
 impl std::io::Write for EventWriter {
@@ -72,9 +86,16 @@ impl std::io::Write for EventWriter {
 
 impl Drop for EventWriter {
     fn drop(&mut self) {
-        if !self.bytes.is_empty() {
-            queue().push(std::mem::take(&mut self.bytes));
+        if self.bytes.is_empty() {
+            return;
         }
+        let bytes = std::mem::take(&mut self.bytes);
+        let bytes = match (self.json, String::from_utf8(bytes)) {
+            (true, Ok(text)) => crate::output::json_terminal_safe(text).into_bytes(),
+            (_, Ok(text)) => text.into_bytes(),
+            (_, Err(not_text)) => not_text.into_bytes(),
+        };
+        queue().push(bytes);
     }
 }
 

@@ -214,3 +214,47 @@ fn otlp_on_a_build_without_it_says_how_to_get_it() {
     assert_eq!(output.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("--features otlp"), "{stderr}");
 }
+
+/// Probe 238: JSON events on stderr carried a program's name with a
+/// right-to-left override and an 8-bit CSI raw, where the text format and
+/// `execgate audit --json` escape them. They are JSON escapes now: the
+/// same value, which a terminal does not act on.
+#[test]
+fn json_events_on_stderr_escape_what_a_terminal_acts_on() {
+    let dir = tempfile::Builder::new()
+        .prefix("execgate-telemetry")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let script = "cp /bin/true \"./a\u{202e}b\u{9b}2J\" && \"./a\u{202e}b\u{9b}2J\"";
+    let output = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--approval",
+            "deny",
+            "--",
+            script,
+        ])
+        .current_dir(dir.path())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+        .env("EXECGATE_LOG", "execgate=info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains(['\u{202e}', '\u{9b}']), "{stderr}");
+    let programs: Vec<String> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|event| Some(event["program"].as_str()?.to_owned()))
+        .collect();
+    assert!(
+        programs
+            .iter()
+            .any(|program| program.ends_with("/a\u{202e}b\u{9b}2J")),
+        "{programs:?}"
+    );
+}
