@@ -117,6 +117,16 @@ pub(crate) fn too_many_questions() -> String {
     format!("not asked: {QUESTIONS_IN_FLIGHT} questions of this session already wait for an answer")
 }
 
+/// Requests of a session that may wait for answers at once, identical
+/// ones that share a question included: past them a request is declined
+/// unasked.
+pub(crate) const REQUESTS_WAITING: usize = 256;
+
+/// Why a request was declined unasked: [`REQUESTS_WAITING`] already wait.
+pub(crate) fn too_many_waiting() -> String {
+    format!("not asked: {REQUESTS_WAITING} requests of this session already wait for answers")
+}
+
 /// One requester waiting for a question's answer, with the others who
 /// asked the same (`cell`, shared through `pending`). The question leaves
 /// `pending` once answered, or once the last requester waiting for it has

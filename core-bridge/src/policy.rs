@@ -41,9 +41,9 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::approval::{
-    nobody_answered, too_many_questions, ApprovalAnswer, ApprovalClock, ApprovalReason,
-    ApprovalRequest, Approver, CommandToStop, DenyAll, WaitingForAnswer, NOBODY_IS_ASKED,
-    QUESTIONS_IN_FLIGHT,
+    nobody_answered, too_many_questions, too_many_waiting, ApprovalAnswer, ApprovalClock,
+    ApprovalReason, ApprovalRequest, Approver, CommandToStop, DenyAll, WaitingForAnswer,
+    NOBODY_IS_ASKED, QUESTIONS_IN_FLIGHT, REQUESTS_WAITING,
 };
 use crate::interpreter::{interpreted, runs_another, Runner};
 use crate::planted::{
@@ -1287,6 +1287,19 @@ impl Inner {
                 };
                 return (answer, std::time::Duration::ZERO, false);
             }
+            // Each waits with the server's descriptors of its request: a
+            // thousand identical ones held all but three of 1024 while
+            // their question stayed open (probe 237).
+            let waiting: usize = pending
+                .values()
+                .map(|cell| Arc::strong_count(cell).saturating_sub(1))
+                .sum();
+            if waiting >= REQUESTS_WAITING {
+                let answer = ApprovalAnswer::Unanswered {
+                    reason: too_many_waiting(),
+                };
+                return (answer, std::time::Duration::ZERO, false);
+            }
             pending.entry(key.clone()).or_default().clone()
         };
         let mut waiting = WaitingForAnswer::new(&self.pending, key, cell);
@@ -1902,6 +1915,40 @@ mod tests {
         )
         .await;
         assert!(put.is_err(), "{put:?}");
+    }
+
+    /// Probe 237: a thousand identical requests joined one question and
+    /// held all but three of the server's 1024 descriptors while it stayed
+    /// open. Past [`REQUESTS_WAITING`] waiting at once, joiners included,
+    /// a request is declined unasked; one gone, another may wait.
+    #[tokio::test]
+    async fn requests_past_the_bound_do_not_wait() {
+        let policy = ExecPolicy::new(ExecPolicyConfig {
+            approver: Arc::new(Silent),
+            ..ExecPolicyConfig::default()
+        })
+        .unwrap();
+        let (key, request) = touch_question("same");
+        let inner = &policy.inner;
+        let mut waiting: Vec<_> = (0..REQUESTS_WAITING)
+            .map(|_| Box::pin(inner.ask(Some(key.clone()), &request, None)))
+            .collect();
+        for question in &mut waiting {
+            let polled = tokio::time::timeout(Duration::from_millis(1), question.as_mut()).await;
+            assert!(polled.is_err());
+        }
+        let (answer, ..) = inner.ask(Some(key.clone()), &request, None).await;
+        assert!(
+            matches!(&answer, ApprovalAnswer::Unanswered { reason } if reason.contains("requests of this session already wait")),
+            "{answer:?}"
+        );
+        waiting.pop();
+        let joined = tokio::time::timeout(
+            Duration::from_millis(10),
+            inner.ask(Some(key.clone()), &request, None),
+        )
+        .await;
+        assert!(joined.is_err(), "{joined:?}");
     }
 
     /// A review: a question whose requesters all went away stayed among

@@ -1394,6 +1394,9 @@ async fn watch_child(
         }
     });
     let mut killed = false;
+    // Said once per escalation: a stand-in's frames are the sandbox's to
+    // send, and a flood of them filled a log at a core's speed (probe 237).
+    let mut ignored_said = false;
     // When an escalation that got `SIGTSTP` is stopped for sure
     // (see `Children::stop_after_tstp`); a `SIGCONT` first calls it off.
     let mut stop_due: Option<tokio::time::Instant> = None;
@@ -1435,15 +1438,24 @@ async fn watch_child(
                                     _ => {}
                                 }
                             }
-                            _ => tracing::warn!(
-                                session = %shared.id, request_id, signo,
-                                "ignoring a signal no stand-in forwards"
-                            ),
+                            _ if !ignored_said => {
+                                ignored_said = true;
+                                tracing::warn!(
+                                    session = %shared.id, request_id, signo,
+                                    "ignoring a signal no stand-in forwards (said once for this escalation)"
+                                );
+                            }
+                            _ => {}
                         }
                     }
-                    Some(Ok(_)) => {
-                        tracing::warn!(session = %shared.id, request_id, "ignoring an unexpected frame");
+                    Some(Ok(_)) if !ignored_said => {
+                        ignored_said = true;
+                        tracing::warn!(
+                            session = %shared.id, request_id,
+                            "ignoring an unexpected frame (said once for this escalation)"
+                        );
                     }
+                    Some(Ok(_)) => {}
                     ended @ (Some(Err(_)) | None) => {
                         // Not a stand-in that went away: said, as any
                         // malformed conversation is (probe 140: the child

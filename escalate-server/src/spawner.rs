@@ -18,7 +18,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
@@ -46,24 +46,48 @@ pub(crate) fn submit(job: impl FnOnce() + Send + 'static) -> Result<(), String> 
         .map_err(|_| "the spawner thread has ended".to_owned())
 }
 
-fn jobs() -> Result<&'static mpsc::Sender<Job>, String> {
-    static JOBS: OnceLock<Result<mpsc::Sender<Job>, String>> = OnceLock::new();
-    JOBS.get_or_init(|| {
+fn jobs() -> Result<mpsc::Sender<Job>, String> {
+    static JOBS: Starter = Starter::new();
+    JOBS.sender(start_thread)
+}
+
+/// The spawner thread's queue, started at the first job. A start that
+/// failed is tried again at the next job (probe 237: a command that used
+/// up the pid limit at the first sandboxed escalation left every later
+/// one of the process failing, "cannot start the spawner thread").
+struct Starter(Mutex<Option<mpsc::Sender<Job>>>);
+
+impl Starter {
+    const fn new() -> Starter {
+        Starter(Mutex::new(None))
+    }
+
+    fn sender(
+        &self,
+        start: impl FnOnce(mpsc::Receiver<Job>) -> std::io::Result<()>,
+    ) -> Result<mpsc::Sender<Job>, String> {
+        let mut started = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = started.as_ref() {
+            return Ok(sender.clone());
+        }
         let (sender, receiver) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("execgate-spawner".into())
-            .spawn(move || {
-                for job in receiver {
-                    // A panicking job drops its answer (the caller hears of
-                    // it); the thread, which children's lives hang on, goes on.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                }
-            })
-            .map(|_| sender)
-            .map_err(|error| format!("cannot start the spawner thread: {error}"))
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+        start(receiver).map_err(|error| format!("cannot start the spawner thread: {error}"))?;
+        *started = Some(sender.clone());
+        Ok(sender)
+    }
+}
+
+fn start_thread(receiver: mpsc::Receiver<Job>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("execgate-spawner".into())
+        .spawn(move || {
+            for job in receiver {
+                // A panicking job drops its answer (the caller hears of
+                // it); the thread, which children's lives hang on, goes on.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            }
+        })
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -77,5 +101,21 @@ mod tests {
         let second = run(|| std::thread::current().id()).await.unwrap();
         assert_eq!(first, second);
         assert_ne!(first, std::thread::current().id());
+    }
+
+    #[test]
+    fn a_thread_that_could_not_start_is_started_at_the_next_job() {
+        let starter = Starter::new();
+        let failed = starter.sender(|_| Err(std::io::Error::from_raw_os_error(nix::libc::EAGAIN)));
+        assert!(failed.is_err_and(|why| why.starts_with("cannot start the spawner thread")));
+        let sender = starter.sender(start_thread).unwrap();
+        let (done, result) = mpsc::channel();
+        sender
+            .send(Box::new(move || done.send(7).unwrap()))
+            .unwrap();
+        assert_eq!(result.recv().unwrap(), 7);
+        // Started once: the next job goes to the same thread.
+        let again = starter.sender(|_| panic!("started twice")).unwrap();
+        assert!(again.send(Box::new(|| ())).is_ok());
     }
 }
