@@ -93,6 +93,12 @@ impl FramesBeingRead {
     /// Holds `len` bytes until the guard is dropped; a frame that does not
     /// fit is refused.
     pub(crate) fn hold(&self, len: usize) -> Result<HeldFrame<'_>, ConversationError> {
+        self.take(len)?;
+        Ok(HeldFrame { frames: self, len })
+    }
+
+    /// Counts `len` more bytes, if they fit.
+    fn take(&self, len: usize) -> Result<(), ConversationError> {
         let before = self.0.fetch_add(len, Ordering::Relaxed);
         if before + len > FRAMES_BEING_READ_LIMIT {
             self.0.fetch_sub(len, Ordering::Relaxed);
@@ -101,7 +107,7 @@ impl FramesBeingRead {
                  again when they are done",
             ));
         }
-        Ok(HeldFrame { frames: self, len })
+        Ok(())
     }
 }
 
@@ -110,6 +116,21 @@ pub(crate) struct HeldFrame<'a> {
     frames: &'a FramesBeingRead,
     len: usize,
 }
+
+impl HeldFrame<'_> {
+    /// Holds `more` bytes too; refused as [`FramesBeingRead::hold`] is.
+    fn grow(&mut self, more: usize) -> Result<(), ConversationError> {
+        self.frames.take(more)?;
+        self.len += more;
+        Ok(())
+    }
+}
+
+/// How much of a frame's body is held before its bytes arrive: the rest
+/// is held as they do. A probe's sixteen requests that each claimed
+/// 4 MiB in a header and sent nothing held the whole budget, and every
+/// exec of the session was refused.
+const HELD_AHEAD: usize = 64 << 10;
 
 impl Drop for HeldFrame<'_> {
     fn drop(&mut self) {
@@ -188,9 +209,17 @@ impl Channel {
         let mut header = [0u8; FRAME_HEADER_LEN];
         self.fill(&mut header).await?;
         let len = frame_body_len(header)?;
-        let held = being_read.hold(len)?;
-        let mut body = vec![0u8; len];
+        let first = len.min(HELD_AHEAD);
+        let mut held = being_read.hold(first)?;
+        let mut body = vec![0u8; first];
         self.fill(&mut body).await?;
+        while body.len() < len {
+            let start = body.len();
+            let more = (len - start).min(HELD_AHEAD);
+            held.grow(more)?;
+            body.resize(start + more, 0);
+            self.fill(&mut body[start..]).await?;
+        }
         Ok((decode_client(&body)?, held))
     }
 
@@ -470,6 +499,26 @@ mod tests {
             assert!(being_read.hold(size).is_ok());
             assert_eq!(being_read.0.load(Ordering::Relaxed), 0);
         }
+    }
+
+    /// Probe 237: sixteen requests that each claimed 4 MiB in a header
+    /// and sent nothing held the session's whole budget. A frame holds its
+    /// bytes as they arrive, a first 64 KiB ahead of them.
+    #[tokio::test]
+    async fn a_frame_holds_its_bytes_as_they_arrive() {
+        let being_read = FramesBeingRead::default();
+        let (mut client, server) = PlainStream::pair().unwrap();
+        let claimed: [u8; FRAME_HEADER_LEN] = ((4u32 << 20) - 16).to_le_bytes();
+        client.write_all(&claimed).unwrap();
+        let mut channel = Channel::new(OwnedFd::from(server)).unwrap();
+        let reading = channel.read_frame(&being_read);
+        tokio::pin!(reading);
+        let waited = tokio::time::timeout(Duration::from_millis(50), reading.as_mut()).await;
+        assert!(waited.is_err());
+        assert_eq!(being_read.0.load(Ordering::Relaxed), HELD_AHEAD);
+        drop(client);
+        assert!(reading.await.is_err());
+        assert_eq!(being_read.0.load(Ordering::Relaxed), 0);
     }
 
     /// The usual case: the whole request, and more after it, is there when
