@@ -1937,7 +1937,13 @@ mod tests {
             let polled = tokio::time::timeout(Duration::from_millis(1), question.as_mut()).await;
             assert!(polled.is_err());
         }
-        let (answer, ..) = inner.ask(Some(key.clone()), &request, None).await;
+        // Answered at once; waiting, it would time out here.
+        let (answer, ..) = tokio::time::timeout(
+            Duration::from_secs(5),
+            inner.ask(Some(key.clone()), &request, None),
+        )
+        .await
+        .expect("declined unasked");
         assert!(
             matches!(&answer, ApprovalAnswer::Unanswered { reason } if reason.contains("requests of this session already wait")),
             "{answer:?}"

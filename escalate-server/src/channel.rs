@@ -521,6 +521,52 @@ mod tests {
         assert_eq!(being_read.0.load(Ordering::Relaxed), 0);
     }
 
+    /// A frame past 64 KiB is read whole, held by its length once read,
+    /// and gives it all back; one the budget cannot take to its end is
+    /// refused and holds nothing after (review 239).
+    #[tokio::test]
+    async fn a_long_frame_is_held_by_its_length_and_given_back() {
+        let long = ClientMessage::Request(ExecRequest {
+            path: "/usr/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            env: vec![format!("BIG={}", "x".repeat(200 << 10)).into()],
+        });
+        let frame = encode_client(&long).unwrap();
+        let body_len = frame.len() - FRAME_HEADER_LEN;
+        let being_read = FramesBeingRead::default();
+        let (mut client, server) = PlainStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            client.write_all(&frame).unwrap();
+            client
+        });
+        let mut channel = Channel::new(server.into()).unwrap();
+        let (message, held) = channel.read_frame(&being_read).await.unwrap();
+        assert_eq!(message, long);
+        assert_eq!(being_read.0.load(Ordering::Relaxed), body_len);
+        drop(held);
+        assert_eq!(being_read.0.load(Ordering::Relaxed), 0);
+        drop(writer.join().unwrap());
+        // The budget all but full: refused on the way, nothing held.
+        let most = being_read
+            .hold(FRAMES_BEING_READ_LIMIT - 100 * 1024)
+            .unwrap();
+        let (mut client, server) = PlainStream::pair().unwrap();
+        let frame = encode_client(&long).unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = client.write_all(&frame);
+        });
+        let mut channel = Channel::new(server.into()).unwrap();
+        assert!(matches!(
+            channel.read_frame(&being_read).await,
+            Err(ConversationError::Busy(_))
+        ));
+        drop(channel);
+        writer.join().unwrap();
+        drop(most);
+        assert_eq!(being_read.0.load(Ordering::Relaxed), 0);
+    }
+
     /// The usual case: the whole request, and more after it, is there when
     /// the server looks. It is read without tokio, and only the frame.
     #[tokio::test]

@@ -1394,9 +1394,10 @@ async fn watch_child(
         }
     });
     let mut killed = false;
-    // Said once per escalation: a stand-in's frames are the sandbox's to
-    // send, and a flood of them filled a log at a core's speed (probe 237).
-    let mut ignored_said = false;
+    // Each said once per escalation: a stand-in's frames are the
+    // sandbox's to send, and a flood of them filled a log at a core's
+    // speed (probe 237).
+    let (mut ignored_signal_said, mut unexpected_frame_said) = (false, false);
     // When an escalation that got `SIGTSTP` is stopped for sure
     // (see `Children::stop_after_tstp`); a `SIGCONT` first calls it off.
     let mut stop_due: Option<tokio::time::Instant> = None;
@@ -1438,8 +1439,8 @@ async fn watch_child(
                                     _ => {}
                                 }
                             }
-                            _ if !ignored_said => {
-                                ignored_said = true;
+                            _ if !ignored_signal_said => {
+                                ignored_signal_said = true;
                                 tracing::warn!(
                                     session = %shared.id, request_id, signo,
                                     "ignoring a signal no stand-in forwards (said once for this escalation)"
@@ -1448,8 +1449,8 @@ async fn watch_child(
                             _ => {}
                         }
                     }
-                    Some(Ok(_)) if !ignored_said => {
-                        ignored_said = true;
+                    Some(Ok(_)) if !unexpected_frame_said => {
+                        unexpected_frame_said = true;
                         tracing::warn!(
                             session = %shared.id, request_id,
                             "ignoring an unexpected frame (said once for this escalation)"

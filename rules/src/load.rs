@@ -232,7 +232,8 @@ fn without_repeats(alternatives: Vec<String>) -> Vec<String> {
 }
 
 /// An example: a list of tokens, or a string split as a shell would; its
-/// program's `~/` expanded as the pattern's is.
+/// program's `~/` expanded, and an absolute path read, as the pattern's
+/// are (review 239: `/usr/bin//rm` in both no longer matched).
 fn example_tokens(value: Value, home: Option<&Path>) -> anyhow::Result<Vec<String>> {
     let mut tokens = match value.unpack_str() {
         Some(text) => shlex::split(text)
@@ -240,7 +241,7 @@ fn example_tokens(value: Value, home: Option<&Path>) -> anyhow::Result<Vec<Strin
         None => strings(value, "example")?,
     };
     if let Some(program) = tokens.first_mut() {
-        if program.starts_with("~/") {
+        if program.starts_with("~/") || program.starts_with('/') {
             *program = program_name(program, home)?;
         }
     }

@@ -80,7 +80,7 @@ fn decisions_table() {
 fn a_rules_path_is_read_as_a_session_compares_it() {
     let set = rules(
         r#"
-prefix_rule(pattern = ["/usr/bin//rm", "-rf"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin//rm", "-rf"], decision = "forbidden", match = ["/usr/bin//rm -rf /"])
 prefix_rule(pattern = ["/usr/./bin/touch"], decision = "allow")
 prefix_rule(pattern = ["/opt/x/../tool"], decision = "allow")
 "#,
