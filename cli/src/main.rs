@@ -288,19 +288,14 @@ impl SessionArgs {
                 &cwd,
             );
         }
+        let skills_policy: Vec<PathBuf> = rule_files
+            .iter()
+            .chain(&skill_dirs)
+            .chain(&skill_files)
+            .cloned()
+            .collect();
         for skill in skills.skills() {
-            warn_of_skills_grants(skill, session_grants.as_ref(), &cwd);
-            // Probe 232: a skill's grant over the rules or another skill's
-            // scripts rewrote them, unwarned, as a rule's profile's would.
-            warn_if_skills_grants_reach_policy(
-                skill,
-                &cwd,
-                rule_files.iter().chain(&skill_dirs).chain(&skill_files),
-            );
-            if let Some(grants) = &skill.permissions {
-                let whose = format!("skill {}", skill.name);
-                warn_if_grants_reach_user_configuration(grants, &whose, &cwd);
-            }
+            warn_of_skills_grants(skill, session_grants.as_ref(), &cwd, &skills_policy);
         }
         let later_sessions = default_config_policy_files(self.config.as_deref());
         warn_if_sandbox_writable(
@@ -1164,14 +1159,18 @@ fn warn_if_write_grants_follow_links(profile: &PermissionProfile, whose: &str) -
     warnings
 }
 
-/// Warns of a skill's grants as of any profile's, and of those a link led
-/// elsewhere when it was read; returns how many warnings it gave (`policy
-/// lint` counts them).
+/// Warns of a skill's grants as of any profile's, of those a link led
+/// elsewhere when it was read, of its scripts that never get them, and of
+/// grants that reach `policy_files`, which later sessions load (probe 232:
+/// a skill's grant over the rules rewrote them, unwarned, as a rule's
+/// profile's would), or where programs read per-user configuration; as a
+/// session starts and for `policy lint`, which counts what it returns.
 #[cfg(unix)]
 pub(crate) fn warn_of_skills_grants(
     skill: &execgate_core_bridge::Skill,
     session: Option<&SessionGrants<'_>>,
     cwd: &std::path::Path,
+    policy_files: &[PathBuf],
 ) -> usize {
     let Some(grants) = &skill.permissions else {
         return 0;
@@ -1182,10 +1181,22 @@ pub(crate) fn warn_of_skills_grants(
     for (declared, real) in &skill.write_grants_through_links {
         warn_of_write_grant_through_link(&whose, declared, real);
     }
+    let reaching_policy = format!(
+        "the scripts of skill {:?}, which are granted it, could change the policy of later \
+         sessions; keep policy files outside what a skill grants",
+        skill.name
+    );
     skill.write_grants_through_links.len()
         + warn_if_grants_name_nothing(grants, &whose, cwd)
         + warn_if_grants_held_back(session, grants, &whose, false, cwd)
         + warn_of_scripts_never_granted(skill)
+        + warn_if_sandbox_writable(
+            grants,
+            cwd,
+            policy_files.iter().map(PathBuf::as_path),
+            &reaching_policy,
+        )
+        + warn_if_grants_reach_user_configuration(grants, &whose, cwd)
 }
 
 /// Warns of a skill's scripts that never get its grants, found when it
@@ -1353,29 +1364,6 @@ fn write_roots(grants: &PermissionProfile, cwd: &std::path::Path) -> Vec<PathBuf
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Warns where a skill's grants let its scripts write `policy_files`,
-/// which later sessions load; returns how many warnings it gave.
-#[cfg(unix)]
-pub(crate) fn warn_if_skills_grants_reach_policy<'a>(
-    skill: &execgate_core_bridge::Skill,
-    cwd: &std::path::Path,
-    policy_files: impl Iterator<Item = &'a PathBuf>,
-) -> usize {
-    let Some(grants) = &skill.permissions else {
-        return 0;
-    };
-    warn_if_sandbox_writable(
-        grants,
-        cwd,
-        policy_files.map(PathBuf::as_path),
-        &format!(
-            "the scripts of skill {:?}, which are granted it, could change the policy of later \
-             sessions; keep policy files outside what a skill grants",
-            skill.name
-        ),
-    )
 }
 
 /// The warning of [`warn_if_write_grants_follow_links`], for a grant

@@ -662,21 +662,15 @@ fn warn_of_grants_held_back(
     let skills = SkillRegistry::load(&config.skills)
         .context("the skills cannot be registered; fix or drop them (skills in the config)")?;
     let skill_files = crate::skill_files(&skills, &config.skills);
+    let policy_files: Vec<PathBuf> = config
+        .rules
+        .iter()
+        .chain(&config.skills)
+        .chain(&skill_files)
+        .cloned()
+        .collect();
     for skill in skills.skills() {
-        warnings += crate::warn_of_skills_grants(skill, session, &cwd);
-        warnings += crate::warn_if_skills_grants_reach_policy(
-            skill,
-            &cwd,
-            config
-                .rules
-                .iter()
-                .chain(&config.skills)
-                .chain(&skill_files),
-        );
-        if let Some(grants) = &skill.permissions {
-            let whose = format!("skill {}", skill.name);
-            warnings += crate::warn_if_grants_reach_user_configuration(grants, &whose, &cwd);
-        }
+        warnings += crate::warn_of_skills_grants(skill, session, &cwd, &policy_files);
     }
     Ok(warnings)
 }
