@@ -1173,6 +1173,8 @@ fn program_as_run(program: &std::ffi::OsStr, session: &SessionView) -> Result<(P
     // (probe 149: a relative path's name missed its `forbidden` rule).
     let found = std::path::absolute(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;
+    // As the server names a path that climbs to the program (probe 238).
+    let found = execgate_core_bridge::server::climbing_path_resolved(&found).unwrap_or(found);
     if found.starts_with("/proc") {
         bail!(
             "{}: a /proc link to a process's root, directory or descriptors, which execgate \

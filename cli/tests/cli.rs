@@ -5636,6 +5636,31 @@ fn policy_lint_names_symlinks_and_missing_paths_a_session_never_sees() {
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["decision"], serde_json::Value::Null, "{json}");
+    // Found by a path that climbs to the link, as a session decides (probe
+    // 238: the rule on the link was passed over).
+    std::fs::create_dir(base.join("sub")).unwrap();
+    let climbing = format!("{}/sub/../awk", base.display());
+    let on_the_link = base.join("link.rules");
+    std::fs::write(
+        &on_the_link,
+        format!("prefix_rule(pattern = [\"{awk}\"], decision = \"forbidden\")\n"),
+    )
+    .unwrap();
+    let on_the_link = on_the_link.to_str().unwrap();
+    let output = execgate(
+        &ws,
+        &[
+            "policy",
+            "check",
+            "--rules",
+            on_the_link,
+            "--as-run",
+            "--",
+            &climbing,
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["decision"], "forbidden", "{json}");
 
     // `awk` as the shell finds it in this `PATH`.
     let search_path = base.to_str().unwrap();

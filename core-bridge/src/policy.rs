@@ -523,10 +523,13 @@ impl Inner {
         argv.push(program.as_os_str().to_owned());
         argv.extend(request.argv.iter().skip(1).cloned());
         // A `forbidden` rule on the name the shell found the program by
-        // (`python3`, a link to `python3.11`) holds too (probe 142).
+        // (`python3`, a link to `python3.11`) holds too (probe 142), on a
+        // path that climbed to it too (probe 238).
+        let requested = &request.executable.requested_path;
+        let climbed = execgate_escalate_server::climbing_path_resolved(requested);
         let evaluation = self.rules.check_os_as_found(
             &argv,
-            request.executable.requested_path.as_os_str(),
+            climbed.as_deref().unwrap_or(requested).as_os_str(),
             MatchOptions {
                 resolve_host_executables: true,
             },

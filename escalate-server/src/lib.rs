@@ -74,7 +74,7 @@ pub use policy::{
     DecidedBy, Decision, DecisionFuture, ExecContext, Execution, PeerCredentials, PendingQuestion,
     Policy, Provenance, ResolvedExecutable, RuleRef, Verdict, WorkingDirectory,
 };
-pub use resolve::ResolveError;
+pub use resolve::{climbing_path_resolved, ResolveError};
 pub use scope::{scope_support, warden_pid, CommandCgroup, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use session::{
     enough_descriptors, ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer,

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use execgate_protocol::{looks_like_shell_text, parse_shebang, SHEBANG_LIMIT};
 use execgate_sandbox::openat2_settled;
@@ -208,6 +208,23 @@ pub(crate) fn open_executable(path: &Path) -> Result<OpenedExecutable, ResolveEr
         },
         file,
     })
+}
+
+/// The path the shell found, its directory resolved where the path climbs
+/// (`..`), its last name kept: the link the program was found by, named as
+/// a rule names it (`/usr/lib/../bin/awk` and `../bin/awk` run from
+/// `/usr/lib` are `/usr/bin/awk`, a link a `forbidden` rule may name).
+/// `None` for a path that does not climb, or whose directory the server
+/// cannot open. A path that climbs is rare: a request's path costs a scan
+/// of its names, and nothing more, on the way to every other decision.
+pub fn climbing_path_resolved(path: &Path) -> Option<PathBuf> {
+    if !path.components().any(|name| name == Component::ParentDir) {
+        return None;
+    }
+    let name = path.file_name()?;
+    let directory = open_path(path.parent()?, OFlag::O_DIRECTORY).ok()?;
+    let directory = std::fs::read_link(format!("/proc/self/fd/{}", fd_number(&directory))).ok()?;
+    Some(directory.join(name))
 }
 
 fn fd_number(file: &File) -> i32 {
@@ -494,7 +511,32 @@ fn open_seen(path: &Path, seen_by: Option<i32>) -> Result<OpenedExecutable, Reso
 mod tests {
     use std::path::Path;
 
-    use super::open_working_directory;
+    use super::{climbing_path_resolved, open_working_directory};
+
+    /// Probe 238: only a path that climbs is resolved, and only its
+    /// directory: the link it ends in is kept.
+    #[test]
+    fn a_path_that_climbs_has_its_directory_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("real/bin")).unwrap();
+        std::os::unix::fs::symlink("real", base.join("linked")).unwrap();
+        std::os::unix::fs::symlink("/bin/true", base.join("real/bin/tool")).unwrap();
+        let cases = [
+            ("real/bin/tool", None),
+            ("real/bin/../bin/tool", Some("real/bin/tool")),
+            ("linked/bin/../bin/tool", Some("real/bin/tool")),
+            ("real/bin/..", None),
+            ("missing/../bin/tool", None),
+        ];
+        for (path, resolved) in cases {
+            assert_eq!(
+                climbing_path_resolved(&base.join(path)),
+                resolved.map(|resolved| base.join(resolved)),
+                "{path}"
+            );
+        }
+    }
 
     /// Review 44: how deep scripts of scripts are followed, and where an
     /// inner script's relative interpreter is found (the kernel's way).

@@ -289,6 +289,40 @@ async fn a_forbidden_rule_on_the_name_found_holds_for_the_program_it_links_to() 
     );
 }
 
+/// Probe 238: a `forbidden` rule on a link's path was passed over when the
+/// path the shell found climbed to it through `..` (`/usr/lib/../bin/awk`,
+/// or `../bin/awk` from `/usr/lib`, or a `PATH` entry written so).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbidden_rule_on_a_link_holds_when_the_path_found_climbs_to_it() {
+    let place = Place::new();
+    let canonical = fs::canonicalize("/usr/bin/awk").unwrap();
+    assert_ne!(canonical, Path::new("/usr/bin/awk"), "awk is a link here");
+    let rules = place.rules(
+        "prefix_rule(pattern = [\"/usr/bin/awk\"], decision = \"forbidden\", justification = \"no awk\")\n",
+    );
+    let recorder = Recorder::default();
+    let session = Setup::rules(rules).start(&place, &recorder);
+    let outcome = run(
+        &session,
+        "/usr/lib/../bin/awk 'BEGIN { print 1 }'; print status=$?; \
+         (cd /usr/lib && ../bin/awk 'BEGIN { print 2 }'); print status=$?; \
+         (PATH=/usr/lib/../bin; awk 'BEGIN { print 3 }'); print status=$?",
+    )
+    .await;
+    assert_eq!(
+        text(&outcome.stdout),
+        "status=126\nstatus=126\nstatus=126\n",
+        "{}",
+        text(&outcome.stderr)
+    );
+    let stderr = text(&outcome.stderr);
+    assert!(
+        stderr.contains("denied: /usr/lib/../bin/awk: forbidden by ")
+            && stderr.contains("test.rules:1: no awk"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn allowed_commands_leave_the_sandbox_forbidden_ones_do_not_run() {
     let place = Place::new();
