@@ -60,7 +60,11 @@ async fn client_stopped_reading() {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
     let gone = PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL;
-    let watched = tokio::task::spawn_blocking(move || loop {
+    // A thread of its own, not one of tokio's blocking pool: held there
+    // for good, it made the pool queue other work behind it when no thread
+    // could start, and that work never ran (probe 237).
+    let (told, watched) = tokio::sync::oneshot::channel();
+    let watch = move || loop {
         let stdout = std::io::stdout();
         // No event asked for: only an error or a hang-up wakes it (a
         // regular file or a terminal never does).
@@ -77,9 +81,12 @@ async fn client_stopped_reading() {
             // Cannot watch: the client's end is left to stdin's.
             Err(_) => return false,
         }
-    })
-    .await;
-    if !matches!(watched, Ok(true)) {
+    };
+    let started = std::thread::Builder::new()
+        .name("execgate-client-watch".into())
+        .spawn(move || told.send(watch()));
+    // Without the thread, the client's end is left to stdin's too.
+    if started.is_err() || !matches!(watched.await, Ok(true)) {
         std::future::pending::<()>().await;
     }
 }

@@ -804,3 +804,100 @@ fn a_cancelled_poll_leaves_the_output_for_the_next() {
         "{answer}"
     );
 }
+
+/// A cgroup of the pids controller, made for one test and removed after
+/// it: processes moved into it, then held to the number they have.
+struct PidsLimit {
+    dir: std::path::PathBuf,
+}
+
+impl PidsLimit {
+    fn new(name: &str) -> PidsLimit {
+        // cgroup v1 (this project's machines), else v2's own hierarchy.
+        let v1 = Path::new("/sys/fs/cgroup/pids");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let root = if v1.join("tasks").exists() {
+            v1
+        } else if std::fs::read_to_string(v2.join("cgroup.subtree_control"))
+            .is_ok_and(|controllers| controllers.split_whitespace().any(|name| name == "pids"))
+        {
+            v2
+        } else {
+            panic!("no cgroup hierarchy with the pids controller here: mount one");
+        };
+        let dir = root.join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        PidsLimit { dir }
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+
+    /// Nothing more may start: not a process, not a thread.
+    fn hold(&self) {
+        let current = std::fs::read_to_string(self.dir.join("pids.current")).unwrap();
+        std::fs::write(self.dir.join("pids.max"), current.trim()).unwrap();
+    }
+
+    fn lift(&self) {
+        std::fs::write(self.dir.join("pids.max"), "max").unwrap();
+    }
+}
+
+impl Drop for PidsLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("pids.max"), "max");
+        for _ in 0..500 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Probe 237: with no process or thread to be had (the pids limit
+/// reached), a call whose shell could not start was never answered, not
+/// even once the limit was lifted: its failure's record waited for a
+/// thread of tokio's blocking pool, queued behind the one that watched
+/// the client's end for good.
+#[test]
+fn a_call_is_answered_when_no_process_can_start() {
+    use std::io::Write;
+    let (dir, ws) = workspace();
+    let limit = PidsLimit::new("execgate-mcp-test");
+    let (mut server, mut stdin, stdout) = mcp_server(dir.path(), &ws, &[], &[]);
+    limit.add(server.id());
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout) {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let answer = |id: &str| loop {
+        let line = said
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("no answer in 30 s");
+        if line.contains(id) {
+            return line;
+        }
+    };
+    say_after_handshake(&mut stdin, "{}", &[exec_call(2, "print warm", 5000)]);
+    let line = answer("\"id\":2");
+    assert!(line.contains("warm"), "{line}");
+    limit.hold();
+    // Past tokio's keep-alive (10 s): the blocking pool's idle threads
+    // have ended, and none can start again.
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    writeln!(stdin, "{}", exec_call(3, "print never", 1000)).unwrap();
+    let line = answer("\"id\":3");
+    limit.lift();
+    assert!(!line.contains("never"), "{line}");
+    assert!(line.contains("cannot start the shell"), "{line}");
+    drop(stdin);
+    wait_for_the_end(&mut server, std::time::Instant::now(), 10);
+}

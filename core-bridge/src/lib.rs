@@ -64,6 +64,8 @@
 #[cfg(unix)]
 mod approval;
 #[cfg(unix)]
+mod blocking;
+#[cfg(unix)]
 mod environment;
 #[cfg(unix)]
 mod interpreter;

@@ -649,9 +649,11 @@ impl ShellSession {
                                     ..Provenance::default()
                                 },
                             };
-                            let recorded =
-                                tokio::task::spawn_blocking(move || reporter.report(&event)).await;
-                            if let Ok(Err(error)) = recorded {
+                            let recorded = crate::blocking::off_the_runtime(move || {
+                                reporter.report(&event)
+                            })
+                            .await;
+                            if let Err(error) = recorded {
                                 tracing::warn!(%error, "a request for grants ended at its question is not recorded");
                             }
                             // The caller's cancel or the session's end,
@@ -1508,21 +1510,15 @@ impl ShellFailure {
         }
     }
 
-    /// [`ShellFailure::report_blocking`], from the runtime.
+    /// [`ShellFailure::report_blocking`], from the runtime: answered even
+    /// when no thread can start (a shell's start fails most often so).
     pub(crate) async fn report(&self, error: BridgeError) -> BridgeError {
         let failure = self.clone();
-        match tokio::task::spawn_blocking(move || {
+        crate::blocking::off_the_runtime(move || {
             failure.report_blocking(&error);
             error
         })
         .await
-        {
-            Ok(error) => error,
-            Err(panicked) => BridgeError::Io {
-                what: "cannot report a shell that did not start".into(),
-                source: std::io::Error::other(panicked),
-            },
-        }
     }
 }
 
