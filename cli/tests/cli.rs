@@ -8838,3 +8838,102 @@ fn a_connection_past_the_processs_relays_is_refused_on_the_record() {
     assert!(refused > 0, "{stderr}\n{records}");
     assert_eq!(refused + relayed, 30, "{stderr}\n{records}");
 }
+
+/// Probe 241: one sandbox took at most half of the process's relays, but
+/// two more took the other half, and every other sandbox's connections
+/// were closed unread. A sandbox that holds none still gets one: the last
+/// quarter is kept for first connections. `ulimit -n 256` leaves the
+/// process 21 relays and each sandbox 10; three escalations' sandboxes
+/// hold 10 connections each to a server that never answers, then a
+/// fourth asks one that does.
+#[test]
+fn a_sandbox_holding_no_relay_gets_one_while_others_hold_the_rest() {
+    use std::io::{Read, Write};
+    let (dir, ws) = workspace();
+    let holding = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+    let held_port = holding.local_addr().unwrap().port();
+    let (accepted, held) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for stream in holding.incoming().flatten() {
+            kept.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    let answering = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+    let answer_port = answering.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in answering.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nanswered",
+            );
+        }
+    });
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.lim]\nextends = \"workspace-write\"\n[profiles.lim.network]\n\
+         mode = \"limited\"\ndomains = { \"127.0.0.6\" = \"allow\" }\n",
+    )
+    .unwrap();
+    let rules = dir.path().join("curl.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"turn-default\")\n",
+    )
+    .unwrap();
+    let log = dir.path().join("audit.jsonl");
+    std::fs::write(ws.join("go"), "").unwrap();
+    // The fourth waits until the others hold what they can: `held`
+    // counts the connections the holding server accepted.
+    let command = format!(
+        "for i in 1 2 3; do curl -s --parallel --parallel-immediate --parallel-max 10 -m 20 \
+         'http://127.0.0.6:{held_port}/'$i'/[1-10]' >/dev/null 2>&1 & holding+=($!); done; \
+         while [[ -e go ]]; do sleep 0.1; done; \
+         curl -s -m 10 http://127.0.0.6:{answer_port}/; print; kill $holding; wait"
+    );
+    let run = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 256 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_execgate"),
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--profile",
+            "lim",
+            "--approval",
+            "deny",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--",
+            &command,
+        ])
+        .current_dir(&ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // At least what the first two sandboxes may hold, then a moment for
+    // the rest to be taken or refused.
+    for _ in 0..16 {
+        held.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the holding connections were never made");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::remove_file(ws.join("go")).unwrap();
+    let output = run.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    let records = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        records.contains("relays are all in use"),
+        "the others were held back: {stderr}\n{records}"
+    );
+    assert_eq!(text(&output.stdout), "answered\n", "{stderr}\n{records}");
+}

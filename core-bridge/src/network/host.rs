@@ -84,7 +84,8 @@ const DESCRIPTORS_PER_RELAY: u64 = 6;
 /// failed while the tunnels stood.
 /// Also returns how many that is: one sandbox takes at most half of them
 /// (a review: one sandbox holding them all left every other sandbox's
-/// connections waiting, other sessions' in the same process included).
+/// connections waiting, other sessions' in the same process included),
+/// and the last quarter goes only to sandboxes that hold none.
 /// Past the bound, a sandbox's connection is closed as it comes.
 fn process_connections() -> (Arc<tokio::sync::Semaphore>, usize) {
     static CONNECTIONS: std::sync::OnceLock<(Arc<tokio::sync::Semaphore>, usize)> =
@@ -263,9 +264,12 @@ async fn serve_sandbox(
     let relays_end = inner.ended.child_token();
     let _ending = EndRelays(relays_end.clone());
     let (in_process, process_bound) = process_connections();
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(
-        CONNECTIONS_PER_SANDBOX.min(process_bound / 2),
-    ));
+    let own_bound = CONNECTIONS_PER_SANDBOX.min(process_bound / 2);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(own_bound));
+    // The process's last quarter is kept for sandboxes that hold none:
+    // with half each, two sandboxes more than the first took the rest, and
+    // every other sandbox's connections were closed unread (probe 241).
+    let kept_for_first = process_bound / 4;
     loop {
         // Ends first: after them, no connection is taken.
         let permit = tokio::select! {
@@ -300,7 +304,14 @@ async fn serve_sandbox(
                 // waiting for one holds none; none left, the connection is
                 // closed at once rather than held waiting, a descriptor
                 // the bound does not count (reviews).
-                let Ok(process_permit) = in_process.clone().try_acquire_owned() else {
+                // This connection's own permit is the one taken.
+                let holds_none = in_flight.available_permits() + 1 == own_bound;
+                let process_permit = if holds_none || in_process.available_permits() > kept_for_first {
+                    in_process.clone().try_acquire_owned().ok()
+                } else {
+                    None
+                };
+                let Some(process_permit) = process_permit else {
                     // Unread, so refused as a request that could not be
                     // read is: on the record (probe 180: nothing said it).
                     let reason = "this process's relays are all in use (ulimit -n bounds them)";
