@@ -8937,3 +8937,81 @@ fn a_sandbox_holding_no_relay_gets_one_while_others_hold_the_rest() {
     );
     assert_eq!(text(&output.stdout), "answered\n", "{stderr}\n{records}");
 }
+
+/// Probe 242: a grant on the audit log's file (asked for with
+/// `--request-permissions`, or a rule's profile's) was more particular
+/// than the `none` that hides the log's directory, and so won: a command
+/// emptied the log, every earlier session's records with it, and wrote
+/// what it liked there. Such a grant is refused, as one in the sessions'
+/// directory is, and the log stays whole.
+#[test]
+fn a_grant_on_the_audit_log_is_refused() {
+    let (dir, ws) = workspace();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let log = std::fs::canonicalize(&logs).unwrap().join("audit.jsonl");
+    let log_arg = log.to_str().unwrap();
+    let request = dir.path().join("request.toml");
+    std::fs::write(
+        &request,
+        format!("filesystem = {{ {log_arg:?} = \"write\" }}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profiles.logw]\nextends = \"workspace-write\"\n\
+             filesystem = {{ {log_arg:?} = \"write\" }}\n"
+        ),
+    )
+    .unwrap();
+    let rules = dir.path().join("tee.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"tee\"], decision = \"allow\", execution = \"logw\")\n",
+    )
+    .unwrap();
+    let forge = format!("print forged | tee -a {log_arg}");
+    let runs: [&[&str]; 2] = [
+        &[
+            "--approval",
+            "approve",
+            "--request-permissions",
+            request.to_str().unwrap(),
+        ],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    ];
+    for extra in runs {
+        let mut args = vec!["run", "--audit-log", log_arg];
+        args.extend_from_slice(extra);
+        args.extend(["--", &forge]);
+        // Per-user configuration outside the workspace: grants then leave
+        // the sandbox.
+        let (config_home, state_home) = (dir.path().join("config"), dir.path().join("state"));
+        let output = execgate_with_env(
+            &ws,
+            &args,
+            &[
+                ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+                ("XDG_STATE_HOME", state_home.to_str().unwrap()),
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{log_arg} cannot be granted: it is the audit log's"
+            )),
+            "{stderr}"
+        );
+        let records = std::fs::read_to_string(&log).unwrap();
+        assert!(!records.lines().any(|line| line == "forged"), "{records}");
+        assert!(records.contains("session-start"), "{records}");
+    }
+}

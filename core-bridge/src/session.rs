@@ -377,9 +377,11 @@ impl ShellSession {
             source,
         })?;
         // The log's files exist by now: it was opened.
-        if let Some(audit) = &audit {
-            hide_audit_log(&mut profile, &audit.log_files(), &cwd);
-        }
+        let audit_places = audit.as_ref().map_or_else(Vec::new, |audit| {
+            let files = audit.log_files();
+            hide_audit_log(&mut profile, &files, &cwd);
+            audit_log_places(&files, &cwd)
+        });
         // Refused now, not at each command's start.
         if !cwd.is_dir() {
             return Err(BridgeError::Io {
@@ -515,6 +517,11 @@ impl ShellSession {
                 }
                 for dir in tools.zsh_library_dirs() {
                     launcher.expose(dir);
+                }
+                // Hidden by the profile (above), and out of every grant's
+                // reach (probe 242).
+                for place in &audit_places {
+                    launcher.keep_from_grants(place, "the audit log's");
                 }
                 context.workspace_roots = workspace_roots;
                 if let Some(policy) = &exec_policy {
@@ -1236,17 +1243,27 @@ pub fn hide_audit_log(profile: &mut PermissionProfile, files: &[PathBuf], cwd: &
     let PermissionProfile::Managed { file_system, .. } = profile else {
         return;
     };
+    for place in audit_log_places(files, cwd) {
+        if let Ok(place) = AbsolutePath::new(&place, None) {
+            let _ = file_system.push(FsTarget::Path(place), Access::None);
+        }
+    }
+}
+
+/// Where [`hide_audit_log`] hides an audit log's `files` from sandboxes on
+/// `cwd`: its directory, or, where that holds `cwd`, the files themselves.
+fn audit_log_places(files: &[PathBuf], cwd: &Path) -> Vec<PathBuf> {
     let Some(log) = files.first() else {
-        return;
+        return Vec::new();
     };
     // A relative name hid nothing (review 45): it is this process's
     // directory's, as the sink opened it.
     let log = std::path::absolute(log).unwrap_or_else(|_| log.clone());
     let Some(dir) = log.parent() else {
-        return;
+        return Vec::new();
     };
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let hidden: Vec<PathBuf> = if cwd.starts_with(&dir) {
+    if cwd.starts_with(&dir) {
         files
             .iter()
             .filter_map(|file| file.file_name())
@@ -1254,11 +1271,6 @@ pub fn hide_audit_log(profile: &mut PermissionProfile, files: &[PathBuf], cwd: &
             .collect()
     } else {
         vec![dir]
-    };
-    for place in hidden {
-        if let Ok(place) = AbsolutePath::new(&place, None) {
-            let _ = file_system.push(FsTarget::Path(place), Access::None);
-        }
     }
 }
 

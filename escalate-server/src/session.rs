@@ -171,6 +171,15 @@ impl ActiveSandbox {
         if let Some((path, hidden)) = hidden_grant {
             return Err(SandboxError::GrantHidden { path, hidden });
         }
+        // Probe 242: a grant on the audit log's file won over the `none`
+        // that hides its directory.
+        let kept_grant = granted_paths(extra).find_map(|path| {
+            let (kept, what) = self.launcher.kept_over(&path)?;
+            Some((kept.to_path_buf(), what, path))
+        });
+        if let Some((kept, what, path)) = kept_grant {
+            return Err(SandboxError::GrantKept { path, kept, what });
+        }
         match self.turn_default.merged_with(extra) {
             merged @ PermissionProfile::Managed { .. } => {
                 let mut resolved = ResolvedPolicy::resolve(&merged, &self.context)?;

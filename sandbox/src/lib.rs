@@ -221,6 +221,16 @@ pub enum SandboxError {
         .hidden.display()
     )]
     GrantHidden { path: PathBuf, hidden: PathBuf },
+    #[error(
+        "{} cannot be granted: it is {what} ({}), which no sandbox may reach",
+        .path.display(),
+        .kept.display()
+    )]
+    GrantKept {
+        path: PathBuf,
+        kept: PathBuf,
+        what: &'static str,
+    },
 }
 
 /// Why a grant is not made: its path no longer leads where it did when it

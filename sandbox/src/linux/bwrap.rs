@@ -27,6 +27,8 @@ pub struct Launcher {
     helper: PathBuf,
     exposed: Vec<PathBuf>,
     hidden: Vec<PathBuf>,
+    /// Places no grant may reach, with what they are.
+    kept: Vec<(PathBuf, &'static str)>,
     terminal: Terminal,
 }
 
@@ -72,6 +74,7 @@ impl Launcher {
             helper,
             exposed: Vec::new(),
             hidden: Vec::new(),
+            kept: Vec::new(),
             terminal: Terminal::Detached,
         })
     }
@@ -98,6 +101,22 @@ impl Launcher {
             .iter()
             .find(|hidden| path.starts_with(hidden))
             .map(PathBuf::as_path)
+    }
+
+    /// Keeps every grant from `path` (a file or a directory), `what` it is
+    /// saying why (`"the audit log's"`): a profile hides it, but a grant
+    /// inside it would be more particular than the hiding, and win.
+    pub fn keep_from_grants(&mut self, path: impl Into<PathBuf>, what: &'static str) {
+        self.kept.push((path.into(), what));
+    }
+
+    /// The place [`Launcher::keep_from_grants`] keeps that holds `path` (or
+    /// is it), with what it is.
+    pub fn kept_over(&self, path: &Path) -> Option<(&Path, &'static str)> {
+        self.kept
+            .iter()
+            .find(|(kept, _)| path.starts_with(kept))
+            .map(|(kept, what)| (kept.as_path(), *what))
     }
 
     /// Sets how sandboxed programs relate to the caller's terminal.
