@@ -82,6 +82,12 @@ pub fn read_each<E: From<AuditError>>(
     Ok(())
 }
 
+/// How long a reader waits for more of a line the file ends inside, each
+/// time, and in all: a writer's one call for a record of megabytes takes
+/// well under the first.
+const LOOK_AGAIN_AFTER: Duration = Duration::from_millis(20);
+const LOOK_AGAIN_AT_MOST: Duration = Duration::from_secs(1);
+
 /// A log's records, one line read at a time, as an iterator: each item is
 /// a record or a line that is not one (`Ok(Err(AuditError::Malformed))`,
 /// naming the file and line); `Err` ends the reading (the file could not
@@ -104,6 +110,8 @@ pub struct LogLines<R> {
     /// In a line too long to be a record, to be read past up to its end.
     skipping: bool,
     growing: bool,
+    /// How long the end of the line being read has been waited for.
+    waited: Duration,
 }
 
 impl<R: std::io::Read> LogLines<R> {
@@ -116,7 +124,19 @@ impl<R: std::io::Read> LogLines<R> {
             recovered: None,
             skipping: false,
             growing: false,
+            waited: Duration::ZERO,
         }
+    }
+
+    /// Waits `pause` for more of a line the file ends inside, unless it
+    /// has waited [`LOOK_AGAIN_AT_MOST`] already: true when it waited.
+    fn looks_again(&mut self, pause: Duration) -> bool {
+        if self.waited >= LOOK_AGAIN_AT_MOST {
+            return false;
+        }
+        std::thread::sleep(pause);
+        self.waited += pause;
+        true
     }
 
     /// Reads a file that a writer may still be appending to (see above).
@@ -179,9 +199,10 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
             let read = (&mut self.reader)
                 .take(room as u64)
                 .read_until(b'\n', &mut self.line);
-            if let Err(error) = read {
-                return Some(Err(self.cannot_read(error)));
-            }
+            let grew = match read {
+                Ok(read) => read > 0,
+                Err(error) => return Some(Err(self.cannot_read(error))),
+            };
             if self.line.is_empty() {
                 return None;
             }
@@ -196,6 +217,12 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
             } else if self.growing {
                 // Half a line: the rest is still to be written.
                 return None;
+            } else if grew && self.looks_again(LOOK_AGAIN_AFTER) {
+                // A record of many pages is written in one call, but a
+                // reader can find the file ending inside it (probe 242: a
+                // live log's last record reported as cut): looked for again
+                // for as long as the file grows.
+                continue;
             } else {
                 // The file ends inside this line: its writer stopped before
                 // the newline (a full disk, a crash), so its record was never
@@ -207,6 +234,7 @@ impl<R: std::io::Read> Iterator for LogLines<R> {
                 let reason = "cut short: the file ends before this line's newline".to_owned();
                 return Some(Ok(Err(self.malformed(reason))));
             }
+            self.waited = Duration::ZERO;
             self.number += 1;
             let parsed = parse_line(&self.line);
             self.line.clear();

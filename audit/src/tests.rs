@@ -1872,3 +1872,43 @@ fn a_windows_runs_records_read_and_count_once() {
     let summary = Summary::of(records.iter());
     assert_eq!(summary.escalations.len(), 1, "{summary:?}");
 }
+
+/// Probe 242: a record of many pages is written in one call, but a reader
+/// can find the file ending in its middle; `execgate audit` reported it
+/// as a cut line, and failed. The end of a line is looked for once more
+/// while the file grows; only then is a line without it cut.
+#[test]
+fn a_line_being_written_as_the_file_is_read_is_not_a_cut_line() {
+    /// Gives `first`, then the end of the file once, then `rest`.
+    struct Arriving {
+        parts: std::collections::VecDeque<Vec<u8>>,
+    }
+    impl std::io::Read for Arriving {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let Some(part) = self.parts.pop_front() else {
+                return Ok(0);
+            };
+            let len = part.len().min(buf.len());
+            buf[..len].copy_from_slice(&part[..len]);
+            if len < part.len() {
+                self.parts.push_front(part[len..].to_vec());
+            }
+            Ok(len)
+        }
+    }
+    let record = serde_json::to_string(&run_record()).unwrap();
+    let (first, rest) = record.split_at(record.len() / 2);
+    let file = Arriving {
+        parts: [
+            first.as_bytes().to_vec(),
+            Vec::new(),
+            format!("{rest}\n").into_bytes(),
+        ]
+        .into(),
+    };
+    let path = std::path::Path::new("a.jsonl");
+    let read: Vec<Result<(), String>> = LogLines::new(file, path)
+        .map(|line| line.unwrap().map(drop).map_err(|error| error.to_string()))
+        .collect();
+    assert_eq!(read, [Ok(())]);
+}
