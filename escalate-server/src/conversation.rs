@@ -573,10 +573,19 @@ async fn read_descriptors(
         if received.len == 0 {
             return Err(ConversationError::Closed);
         }
-        let too_many = received.truncated || fds.len() + received.fds.len() > MAX_PASSED_FDS;
+        let too_many = fds.len() + received.fds.len() > MAX_PASSED_FDS;
         fds.extend(received.fds.into_iter().map(SafeClose::sent));
         if too_many {
             return Err(ConversationError::Unexpected("too many descriptors"));
+        }
+        // The control buffer holds as many as a message carries: what the
+        // kernel held back, it could not put in this process's table
+        // (probes 237, 240: this was called too many descriptors sent).
+        if received.truncated {
+            return Err(ConversationError::Busy(
+                "the server has as many files open as its limit allows (ulimit -n), and \
+                 could not take the program's descriptors; try again when fewer commands run",
+            ));
         }
         filled += received.len;
     }
