@@ -2090,7 +2090,10 @@ fn run_in_session(args: RunArgs) -> Result<i32> {
     let command = args.command.join(" ");
     // What the command sets on the terminal stays in its sandbox.
     let terminal = TerminalState::save();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = execgate_core_bridge::server::keep_blocking_threads(
+        tokio::runtime::Builder::new_multi_thread().enable_all(),
+    )
+    .context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         // Ctrl-C reaches us, not the command (it has its own process
         // group); it, SIGTERM and SIGHUP end the command and the session.
@@ -2292,7 +2295,10 @@ fn shell(args: ShellArgs) -> Result<i32> {
         },
     };
     let quiet = args.quiet;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = execgate_core_bridge::server::keep_blocking_threads(
+        tokio::runtime::Builder::new_multi_thread().enable_all(),
+    )
+    .context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         // The terminal's Ctrl-C is for the shell's jobs; this process waits
         // it out. SIGTERM, SIGHUP and an interrupt sent to this process

@@ -112,7 +112,10 @@ pub fn serve(args: McpArgs) -> Result<i32> {
         Some(ApprovalMode::Ask) | None => Arc::new(ElicitingApprover { peer: peer.clone() }),
     };
     let (session_config, _labels) = args.session.session_config_approved_by(approver)?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = execgate_core_bridge::server::keep_blocking_threads(
+        tokio::runtime::Builder::new_multi_thread().enable_all(),
+    )
+    .context("cannot start the async runtime")?;
     let code = runtime.block_on(async move {
         // Before the session, whose first record may pass a file size limit.
         let mut signals = EndSignals::new(TerminalInterrupt::Ends)?;

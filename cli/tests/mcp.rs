@@ -890,8 +890,8 @@ fn a_call_is_answered_when_no_process_can_start() {
     let line = answer("\"id\":2");
     assert!(line.contains("warm"), "{line}");
     limit.hold();
-    // Past tokio's keep-alive (10 s): the blocking pool's idle threads
-    // have ended, and none can start again.
+    // Past tokio's default keep-alive (10 s), after which the blocking
+    // pool's idle threads ended (they stay now), and none can start again.
     std::thread::sleep(std::time::Duration::from_secs(12));
     writeln!(stdin, "{}", exec_call(3, "print never", 1000)).unwrap();
     let line = answer("\"id\":3");

@@ -660,7 +660,7 @@ impl ShellSession {
                                 reporter.report(&event)
                             })
                             .await;
-                            if let Err(error) = recorded {
+                            if let Some(Err(error)) = recorded {
                                 tracing::warn!(%error, "a request for grants ended at its question is not recorded");
                             }
                             // The caller's cancel or the session's end,
@@ -1531,6 +1531,10 @@ impl ShellFailure {
             error
         })
         .await
+        .unwrap_or_else(|| BridgeError::Io {
+            what: "cannot report a shell that did not start".into(),
+            source: std::io::Error::other("the report panicked"),
+        })
     }
 }
 

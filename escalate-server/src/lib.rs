@@ -76,6 +76,7 @@ pub use policy::{
 };
 pub use resolve::{climbing_path_resolved, ResolveError};
 pub use scope::{scope_support, warden_pid, CommandCgroup, ScopeError, ScopeSupport, ENV_SCOPE};
+pub use serving::keep_blocking_threads;
 pub use session::{
     enough_descriptors, ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer,
     QuestionHold, Session, SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,

@@ -45,10 +45,11 @@ pub(crate) fn handle() -> io::Result<Handle> {
     if let Some(handle) = &*handle {
         return Ok(handle.clone());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("execgate-blocking")
-        .build()?;
+    let runtime = keep_blocking_threads(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("execgate-blocking"),
+    )?;
     let started = runtime.handle().clone();
     std::thread::Builder::new()
         .name("execgate-sessions".into())
@@ -67,6 +68,24 @@ pub(crate) fn handle() -> io::Result<Handle> {
         })?;
     *handle = Some(started.clone());
     Ok(started)
+}
+
+/// How long an idle blocking thread of a runtime built with
+/// [`keep_blocking_threads`] waits for work: for the runtime's life.
+const BLOCKING_THREADS_KEPT: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// Builds a runtime whose blocking pool always has a thread: its threads
+/// stay once started, and one starts at once. Tokio's pool panics when it
+/// has none and none can start (the process, its user or its cgroup at
+/// its limit of processes: a fork bomb in a sandbox), which aborts a
+/// release build and every session with it (review 243); with one, it
+/// queues the work until a thread is free.
+pub fn keep_blocking_threads(
+    builder: &mut tokio::runtime::Builder,
+) -> io::Result<tokio::runtime::Runtime> {
+    let runtime = builder.thread_keep_alive(BLOCKING_THREADS_KEPT).build()?;
+    drop(runtime.spawn_blocking(|| ()));
+    Ok(runtime)
 }
 
 #[cfg(test)]
