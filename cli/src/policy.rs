@@ -223,7 +223,16 @@ pub fn run(command: PolicyCommand) -> Result<i32> {
             // As a session decides: a `forbidden` rule on the name found
             // holds for the program it links to.
             let evaluation = match &found {
-                Some(found) => rules.check_os_as_found(&argv, found.as_os_str(), options),
+                // As the server names a path that climbs to the program,
+                // with its directory resolved too (probe 238).
+                Some(found) => rules.check_os_as_found_either(
+                    &argv,
+                    found.as_os_str(),
+                    execgate_core_bridge::server::climbing_path_resolved(found)
+                        .as_deref()
+                        .map(Path::as_os_str),
+                    options,
+                ),
                 None => rules.check_os(&argv, options),
             };
             let report = match as_run {
@@ -1173,8 +1182,6 @@ fn program_as_run(program: &std::ffi::OsStr, session: &SessionView) -> Result<(P
     // (probe 149: a relative path's name missed its `forbidden` rule).
     let found = std::path::absolute(&found)
         .with_context(|| format!("cannot resolve {}", found.display()))?;
-    // As the server names a path that climbs to the program (probe 238).
-    let found = execgate_core_bridge::server::climbing_path_resolved(&found).unwrap_or(found);
     if found.starts_with("/proc") {
         bail!(
             "{}: a /proc link to a process's root, directory or descriptors, which execgate \

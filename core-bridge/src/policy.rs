@@ -527,9 +527,10 @@ impl Inner {
         // path that climbed to it too (probe 238).
         let requested = &request.executable.requested_path;
         let climbed = execgate_escalate_server::climbing_path_resolved(requested);
-        let evaluation = self.rules.check_os_as_found(
+        let evaluation = self.rules.check_os_as_found_either(
             &argv,
-            climbed.as_deref().unwrap_or(requested).as_os_str(),
+            requested.as_os_str(),
+            climbed.as_deref().map(Path::as_os_str),
             MatchOptions {
                 resolve_host_executables: true,
             },

@@ -451,6 +451,31 @@ impl RuleSet {
     /// refuse: what rules allow or prompt for stays with the canonical
     /// path, as a `host_executable` pin narrows what rules loosen and never
     /// what they forbid.
+    /// [`RuleSet::check_os_as_found`] for a program found by a path that
+    /// climbs (`/usr/lib/../bin/awk`), which has another name with its
+    /// directory resolved (`/usr/bin/awk`): a `forbidden` rule on either
+    /// holds (probe 238, review 243).
+    pub fn check_os_as_found_either<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        argv: &[S],
+        found: &std::ffi::OsStr,
+        resolved: Option<&std::ffi::OsStr>,
+        options: MatchOptions,
+    ) -> Evaluation {
+        let as_written = self.check_os_as_found(argv, found, options);
+        let Some(resolved) = resolved else {
+            return as_written;
+        };
+        if as_written.decision() == Some(RuleDecision::Forbidden) {
+            return as_written;
+        }
+        let as_resolved = self.check_os_as_found(argv, resolved, options);
+        match as_resolved.decision() {
+            Some(RuleDecision::Forbidden) => as_resolved,
+            _ => as_written,
+        }
+    }
+
     pub fn check_os_as_found<S: AsRef<std::ffi::OsStr>>(
         &self,
         argv: &[S],

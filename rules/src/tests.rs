@@ -1460,6 +1460,20 @@ prefix_rule(pattern = ["/usr/local/bin/uname"], decision = "forbidden")
         let evaluation = set.check_os_as_found(&["/usr/bin/python3.11", "-c"], found, options);
         assert_eq!(evaluation.decision(), Some(RuleDecision::Forbidden));
     }
+    // Found by a path that climbs: a rule on it as written, or on it with
+    // its directory resolved, forbids (review 243: the one written with
+    // `..` stopped holding when only the resolved one was looked at).
+    let climbing = std::ffi::OsStr::new("/usr/local/../local/bin/uname");
+    let resolved = std::ffi::OsStr::new("/usr/local/bin/uname");
+    for (found, resolved) in [(climbing, Some(resolved)), (resolved, None)] {
+        let evaluation =
+            set.check_os_as_found_either(&["/usr/bin/uname"], found, resolved, options);
+        assert_eq!(
+            evaluation.decision(),
+            Some(RuleDecision::Forbidden),
+            "{found:?}"
+        );
+    }
     for (argv, found, expected) in cases {
         let evaluation = set.check_os_as_found(argv, std::ffi::OsStr::new(found), options);
         assert_eq!(

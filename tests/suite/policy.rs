@@ -298,7 +298,8 @@ async fn a_forbidden_rule_on_a_link_holds_when_the_path_found_climbs_to_it() {
     let canonical = fs::canonicalize("/usr/bin/awk").unwrap();
     assert_ne!(canonical, Path::new("/usr/bin/awk"), "awk is a link here");
     let rules = place.rules(
-        "prefix_rule(pattern = [\"/usr/bin/awk\"], decision = \"forbidden\", justification = \"no awk\")\n",
+        "prefix_rule(pattern = [\"/usr/bin/awk\"], decision = \"forbidden\", justification = \"no awk\")\n\
+         prefix_rule(pattern = [\"/usr/lib/../bin/env\"], decision = \"forbidden\")\n",
     );
     let recorder = Recorder::default();
     let session = Setup::rules(rules).start(&place, &recorder);
@@ -306,12 +307,14 @@ async fn a_forbidden_rule_on_a_link_holds_when_the_path_found_climbs_to_it() {
         &session,
         "/usr/lib/../bin/awk 'BEGIN { print 1 }'; print status=$?; \
          (cd /usr/lib && ../bin/awk 'BEGIN { print 2 }'); print status=$?; \
-         (PATH=/usr/lib/../bin; awk 'BEGIN { print 3 }'); print status=$?",
+         (PATH=/usr/lib/../bin; awk 'BEGIN { print 3 }'); print status=$?; \
+         /usr/lib/../bin/env echo 4; print status=$?",
     )
     .await;
+    // A rule written on the climbing path holds as written (review 243).
     assert_eq!(
         text(&outcome.stdout),
-        "status=126\nstatus=126\nstatus=126\n",
+        "status=126\nstatus=126\nstatus=126\nstatus=126\n",
         "{}",
         text(&outcome.stderr)
     );
