@@ -8961,7 +8961,7 @@ fn a_grant_on_the_audit_log_is_refused() {
     std::fs::write(
         &config,
         format!(
-            "[profiles.logw]\nextends = \"workspace-write\"\n\
+            "[audit]\nlog = {log_arg:?}\n[profiles.logw]\nextends = \"workspace-write\"\n\
              filesystem = {{ {log_arg:?} = \"write\" }}\n"
         ),
     )
@@ -8973,7 +8973,7 @@ fn a_grant_on_the_audit_log_is_refused() {
     )
     .unwrap();
     let forge = format!("print forged | tee -a {log_arg}");
-    let runs: [&[&str]; 2] = [
+    let runs: [&[&str]; 3] = [
         &[
             "--approval",
             "approve",
@@ -8986,6 +8986,9 @@ fn a_grant_on_the_audit_log_is_refused() {
             "--rules",
             rules.to_str().unwrap(),
         ],
+        // The session's own profile (review 243, probe 244): the session
+        // does not start.
+        &["--config", config.to_str().unwrap(), "--profile", "logw"],
     ];
     for extra in runs {
         let mut args = vec!["run", "--audit-log", log_arg];
@@ -9010,8 +9013,25 @@ fn a_grant_on_the_audit_log_is_refused() {
             )),
             "{stderr}"
         );
-        let records = std::fs::read_to_string(&log).unwrap();
+        let records = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(!records.lines().any(|line| line == "forged"), "{records}");
-        assert!(records.contains("session-start"), "{records}");
     }
+    // `execgate sandbox`, which records nothing, hides the log as well.
+    let append = format!("echo forged >> {log_arg}");
+    let output = in_profile(
+        &ws,
+        config.to_str().unwrap(),
+        "logw",
+        &["sh", "-c", &append],
+    );
+    let stderr = text(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{log_arg} cannot be granted: it is the audit log's"
+        )),
+        "{stderr}"
+    );
+    let records = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!records.lines().any(|line| line == "forged"), "{records}");
 }

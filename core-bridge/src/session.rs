@@ -1282,13 +1282,15 @@ fn audit_log_places(files: &[PathBuf], cwd: &Path) -> Vec<PathBuf> {
 /// temporary directory, and the sessions' directory shown empty (it holds
 /// the running sessions' zsh and what their escalations keep). Nothing it
 /// executes is decided. A disabled profile runs `argv` as it is, in that
-/// environment.
+/// environment. The audit log's files, hidden by [`hide_audit_log`], are
+/// out of every grant's reach too: a grant there is refused.
 pub fn sandboxed_program(
     cwd: &Path,
     profile: &PermissionProfile,
     profile_name: &str,
     env: &EnvPolicy,
     tools: &Tools,
+    audit_log_files: &[PathBuf],
     argv: &[OsString],
 ) -> Result<std::process::Command, BridgeError> {
     let Some((program, args)) = argv.split_first() else {
@@ -1309,6 +1311,14 @@ pub fn sandboxed_program(
     }
     let mut launcher = Launcher::new(&tools.sandbox_helper)?;
     launcher.hide(&sessions_dir);
+    // As a session's (probe 244: the profile's grant on the log's file
+    // won over its hiding).
+    for place in audit_log_places(audit_log_files, cwd) {
+        launcher.keep_from_grants(place, "the audit log's");
+    }
+    if let Some(refused) = execgate_escalate_server::grant_kept_from(&launcher, profile) {
+        return Err(refused.into());
+    }
     let policy = ResolvedPolicy::resolve(profile, &context)?;
     policy.check_working_directory(cwd)?;
     let mut command = launcher.command(&policy, cwd, None, Default::default(), argv);

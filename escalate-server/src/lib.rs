@@ -78,9 +78,9 @@ pub use resolve::{climbing_path_resolved, ResolveError};
 pub use scope::{scope_support, warden_pid, CommandCgroup, ScopeError, ScopeSupport, ENV_SCOPE};
 pub use serving::keep_blocking_threads;
 pub use session::{
-    enough_descriptors, ChildrenReaped, GrantError, QuestionFreezeError, QuestionFreezer,
-    QuestionHold, Session, SessionConfig, SessionSandbox, ShellCommand, ShellWatch, StartError,
-    FEWEST_DESCRIPTORS,
+    enough_descriptors, grant_kept_from, ChildrenReaped, GrantError, QuestionFreezeError,
+    QuestionFreezer, QuestionHold, Session, SessionConfig, SessionSandbox, ShellCommand,
+    ShellWatch, StartError, FEWEST_DESCRIPTORS,
 };
 pub use sys::{
     close_inherited_descriptors_on_exec, die_of, has_ended, is_ignored, wait_for_children,

@@ -130,6 +130,12 @@ impl ActiveSandbox {
         } = sandbox;
         // Sandboxed programs must be able to run the wrapper.
         launcher.expose(wrapper);
+        // The session's own grants no more than an escalation's (review
+        // 243, probe 244: a profile's grant on the audit log's file won
+        // over the hiding of its directory).
+        if let Some(refused) = grant_kept_from(&launcher, &turn_default) {
+            return Err(refused);
+        }
         let resolved_default = match &turn_default {
             PermissionProfile::Managed { .. } => {
                 let resolved = ResolvedPolicy::resolve(&turn_default, &context)?;
@@ -173,12 +179,8 @@ impl ActiveSandbox {
         }
         // Probe 242: a grant on the audit log's file won over the `none`
         // that hides its directory.
-        let kept_grant = granted_paths(extra).find_map(|path| {
-            let (kept, what) = self.launcher.kept_over(&path)?;
-            Some((kept.to_path_buf(), what, path))
-        });
-        if let Some((kept, what, path)) = kept_grant {
-            return Err(SandboxError::GrantKept { path, kept, what });
+        if let Some(refused) = grant_kept_from(&self.launcher, extra) {
+            return Err(refused);
         }
         match self.turn_default.merged_with(extra) {
             merged @ PermissionProfile::Managed { .. } => {
@@ -218,6 +220,19 @@ fn granted_paths(extra: &PermissionProfile) -> impl Iterator<Item = PathBuf> + '
             }
             _ => None,
         })
+}
+
+/// The refusal of the first grant of `profile` in a place `launcher` keeps
+/// from every grant ([`Launcher::keep_from_grants`]), if it has one.
+pub fn grant_kept_from(launcher: &Launcher, profile: &PermissionProfile) -> Option<SandboxError> {
+    granted_paths(profile).find_map(|path| {
+        let (kept, what) = launcher.kept_over(&path)?;
+        Some(SandboxError::GrantKept {
+            kept: kept.to_path_buf(),
+            what,
+            path,
+        })
+    })
 }
 
 /// Where a sandbox's special roots lead, for the session's first record.
