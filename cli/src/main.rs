@@ -259,7 +259,9 @@ impl SessionArgs {
             .unwrap_or_else(|| "workspace-write".into());
         let mut profile = config.profile(&profile_name, config_file.as_deref())?;
         let cwd = current_dir(self.cwd)?;
-        let config_left = protect_config(&mut profile, self.config.as_deref(), &cwd)?;
+        let mut config_kept = Vec::new();
+        let config_left =
+            protect_config(&mut profile, self.config.as_deref(), &cwd, &mut config_kept)?;
         let rule_files: Vec<PathBuf> = config.rules.iter().chain(&self.rules).cloned().collect();
         let rules = policy::load_rules(&rule_files)?;
         let skill_dirs: Vec<PathBuf> = config.skills.iter().chain(&self.skills).cloned().collect();
@@ -320,7 +322,8 @@ impl SessionArgs {
         // A rule's profile runs its commands with grants of its own, which
         // may reach the rules and skills (probe 151: one granting the
         // rules' directory let an allowed command rewrite them). The
-        // config file is kept read-only under such grants already.
+        // config file is kept read-only, and a grant on it refused
+        // (probe 244), already.
         // What the session's profile was warned of above is not again,
         // nor what one rule's profile shares with another (`extends`).
         let mut warned: Vec<FsEntry> = match &profile {
@@ -392,6 +395,10 @@ impl SessionArgs {
         session.env = config.env;
         session.niceness = self.nice.unwrap_or(0);
         session.on_network_denial = config.on_network_denial;
+        session.out_of_grants = config_kept
+            .into_iter()
+            .map(|place| (place, "the config's"))
+            .collect();
         let show: fn(&SessionEvent) = if self.verbose {
             show_event
         } else {
@@ -1782,13 +1789,14 @@ fn protect_config(
     profile: &mut PermissionProfile,
     explicit: Option<&std::path::Path>,
     cwd: &std::path::Path,
+    kept: &mut Vec<PathBuf>,
 ) -> Result<Vec<PathBuf>> {
     let mut left = Vec::new();
-    if !keep_config(profile, None, cwd)? {
+    if !keep_config(profile, None, cwd, kept)? {
         left.extend(config::default_path());
     }
     if let Some(file) = explicit {
-        if !keep_config(profile, Some(file), cwd)? {
+        if !keep_config(profile, Some(file), cwd, kept)? {
             left.push(file.to_path_buf());
         }
     }
@@ -1815,6 +1823,7 @@ fn keep_config(
     profile: &mut PermissionProfile,
     explicit: Option<&std::path::Path>,
     cwd: &std::path::Path,
+    kept_places: &mut Vec<PathBuf>,
 ) -> Result<bool> {
     let Some(view) = sandbox_view(profile, cwd) else {
         return Ok(false);
@@ -1898,6 +1907,9 @@ fn keep_config(
             continue;
         };
         let _ = file_system.push(FsTarget::Path(kept), Access::Read);
+        // A grant on it, as particular as this entry, would win (probe
+        // 244): the session refuses it.
+        kept_places.push(place.clone());
         // Unless the profile names it writable itself.
         kept_all &= sandbox_view(profile, cwd).is_some_and(|view| !view.may_write(&place));
     }
@@ -2687,7 +2699,7 @@ fn sandbox(
     // Its grants as a session warns of them: a profile is debugged here.
     warn_if_grants_name_nothing(&profile, "the profile", &cwd);
     warn_if_grants_held_back(None, &profile, "the profile", false, &cwd);
-    let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd)?;
+    let config_left = protect_config(&mut profile, config_path.as_deref(), &cwd, &mut Vec::new())?;
     let later_sessions = default_config_policy_files(config_path.as_deref());
     // As a session warns (probe 151: `sandbox` said nothing of a skill or
     // a ZDOTDIR its program rewrote). Skills that cannot be loaded are a

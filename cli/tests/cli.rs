@@ -9035,3 +9035,65 @@ fn a_grant_on_the_audit_log_is_refused() {
     let records = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!records.lines().any(|line| line == "forged"), "{records}");
 }
+
+/// Probe 244: the `--config` file is kept read-only (`=read`), but a grant
+/// on the file itself (asked for, or a rule's profile's) was as particular
+/// and wider, and won: a command wrote `danger-full-access` into it, and
+/// the next session ran unsandboxed. Such a grant is refused.
+#[test]
+fn a_grant_on_the_config_file_is_refused() {
+    let (dir, ws) = workspace();
+    let team = dir.path().join("team");
+    std::fs::create_dir(&team).unwrap();
+    let config = std::fs::canonicalize(&team).unwrap().join("config.toml");
+    let config_arg = config.to_str().unwrap();
+    let text_before = format!(
+        "[profiles.notes]\nextends = \"workspace-write\"\n\
+         filesystem = {{ {config_arg:?} = \"write\" }}\n"
+    );
+    std::fs::write(&config, &text_before).unwrap();
+    let request = dir.path().join("request.toml");
+    std::fs::write(
+        &request,
+        format!("filesystem = {{ {config_arg:?} = \"write\" }}\n"),
+    )
+    .unwrap();
+    let rules = dir.path().join("tee.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"tee\"], decision = \"allow\", execution = \"notes\")\n",
+    )
+    .unwrap();
+    let rewrite = format!("print 'default_profile = \"danger-full-access\"' | tee -a {config_arg}");
+    let runs: [&[&str]; 2] = [
+        &[
+            "--approval",
+            "approve",
+            "--request-permissions",
+            request.to_str().unwrap(),
+        ],
+        &["--rules", rules.to_str().unwrap()],
+    ];
+    let (config_home, state_home) = (dir.path().join("config"), dir.path().join("state"));
+    for extra in runs {
+        let mut args = vec!["run", "--config", config_arg];
+        args.extend_from_slice(extra);
+        args.extend(["--", &rewrite]);
+        let output = execgate_with_env(
+            &ws,
+            &args,
+            &[
+                ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+                ("XDG_STATE_HOME", state_home.to_str().unwrap()),
+            ],
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{config_arg} cannot be granted: it is the config's"
+            )),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), text_before);
+    }
+}

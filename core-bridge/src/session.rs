@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::{
-    AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext, Terminal,
+    Access, AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext,
+    Terminal,
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Provenance, Session,
@@ -65,6 +66,13 @@ pub struct ShellSessionConfig {
     /// What a connection denied after a person was asked does to the
     /// command that made it (`limited` networks). Default: cancel it.
     pub on_network_denial: OnNetworkDenial,
+    /// Places no grant of the session's makes writable (a permissions
+    /// request, a skill's, a rule's profile, the profile itself), each
+    /// with what it is (`"the config's"`): a config file `profile` keeps
+    /// read-only, which a write grant on the file itself would make
+    /// writable. Such a grant is refused, as one on the audit log's files
+    /// is. Default: none.
+    pub out_of_grants: Vec<(PathBuf, &'static str)>,
 }
 
 impl ShellSessionConfig {
@@ -86,6 +94,7 @@ impl ShellSessionConfig {
             exec_policy: None,
             niceness: 0,
             on_network_denial: OnNetworkDenial::default(),
+            out_of_grants: Vec::new(),
         }
     }
 
@@ -371,6 +380,7 @@ impl ShellSession {
             exec_policy,
             niceness,
             on_network_denial,
+            out_of_grants,
         } = config;
         let cwd = std::fs::canonicalize(&cwd).map_err(|source| BridgeError::Io {
             what: format!("working directory {}", cwd.display()),
@@ -521,7 +531,10 @@ impl ShellSession {
                 // Hidden by the profile (above), and out of every grant's
                 // reach (probe 242).
                 for place in &audit_places {
-                    launcher.keep_from_grants(place, "the audit log's");
+                    launcher.keep_from_grants(place, "the audit log's", Access::None);
+                }
+                for (place, what) in out_of_grants {
+                    launcher.keep_from_grants(place, what, Access::Read);
                 }
                 context.workspace_roots = workspace_roots;
                 if let Some(policy) = &exec_policy {
@@ -1239,7 +1252,7 @@ fn remove_abandoned_session_dirs(sessions: &Path) {
 /// directory). A file rotation makes later is not among the files; in a
 /// directory hidden whole it is hidden too.
 pub fn hide_audit_log(profile: &mut PermissionProfile, files: &[PathBuf], cwd: &Path) {
-    use execgate_escalate_server::sandbox::{AbsolutePath, Access, FsTarget};
+    use execgate_escalate_server::sandbox::{AbsolutePath, FsTarget};
     let PermissionProfile::Managed { file_system, .. } = profile else {
         return;
     };
@@ -1314,7 +1327,7 @@ pub fn sandboxed_program(
     // As a session's (probe 244: the profile's grant on the log's file
     // won over its hiding).
     for place in audit_log_places(audit_log_files, cwd) {
-        launcher.keep_from_grants(place, "the audit log's");
+        launcher.keep_from_grants(place, "the audit log's", Access::None);
     }
     if let Some(refused) = execgate_escalate_server::grant_kept_from(&launcher, profile) {
         return Err(refused.into());

@@ -206,6 +206,11 @@ impl ActiveSandbox {
 /// The paths `extra` grants read or write access to, by their real path
 /// where they have one (the hidden directories are canonical).
 fn granted_paths(extra: &PermissionProfile) -> impl Iterator<Item = PathBuf> + '_ {
+    granted_entries(extra).map(|(path, _)| path)
+}
+
+/// [`granted_paths`], each with the access it grants.
+fn granted_entries(extra: &PermissionProfile) -> impl Iterator<Item = (PathBuf, Access)> + '_ {
     let entries = match extra {
         PermissionProfile::Managed { file_system, .. } => file_system.entries.as_slice(),
         _ => &[],
@@ -216,7 +221,8 @@ fn granted_paths(extra: &PermissionProfile) -> impl Iterator<Item = PathBuf> + '
         .filter_map(|entry| match &entry.target {
             execgate_sandbox::FsTarget::Path(path) => {
                 let path = path.as_path();
-                Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()))
+                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+                Some((path, entry.access))
             }
             _ => None,
         })
@@ -225,9 +231,14 @@ fn granted_paths(extra: &PermissionProfile) -> impl Iterator<Item = PathBuf> + '
 /// The refusal of the first grant of `profile` in a place `launcher` keeps
 /// from every grant ([`Launcher::keep_from_grants`]), if it has one.
 pub fn grant_kept_from(launcher: &Launcher, profile: &PermissionProfile) -> Option<SandboxError> {
-    granted_paths(profile).find_map(|path| {
-        let (kept, what) = launcher.kept_over(&path)?;
-        Some(SandboxError::GrantKept {
+    let rank = |access: Access| match access {
+        Access::None => 0,
+        Access::Read => 1,
+        Access::Write => 2,
+    };
+    granted_entries(profile).find_map(|(path, access)| {
+        let (kept, what, most) = launcher.kept_over(&path)?;
+        (rank(access) > rank(most)).then(|| SandboxError::GrantKept {
             kept: kept.to_path_buf(),
             what,
             path,

@@ -27,8 +27,8 @@ pub struct Launcher {
     helper: PathBuf,
     exposed: Vec<PathBuf>,
     hidden: Vec<PathBuf>,
-    /// Places no grant may reach, with what they are.
-    kept: Vec<(PathBuf, &'static str)>,
+    /// Places no grant may reach beyond an access, with what they are.
+    kept: Vec<(PathBuf, &'static str, Access)>,
     terminal: Terminal,
 }
 
@@ -103,20 +103,21 @@ impl Launcher {
             .map(PathBuf::as_path)
     }
 
-    /// Keeps every grant from `path` (a file or a directory), `what` it is
-    /// saying why (`"the audit log's"`): a profile hides it, but a grant
-    /// inside it would be more particular than the hiding, and win.
-    pub fn keep_from_grants(&mut self, path: impl Into<PathBuf>, what: &'static str) {
-        self.kept.push((path.into(), what));
+    /// Keeps every grant wider than `most` from `path` (a file or a
+    /// directory), `what` it is saying why (`"the audit log's"`, hidden:
+    /// [`Access::None`]; `"the config's"`, read-only: [`Access::Read`]): a
+    /// profile keeps it so, but a grant as particular or more would win.
+    pub fn keep_from_grants(&mut self, path: impl Into<PathBuf>, what: &'static str, most: Access) {
+        self.kept.push((path.into(), what, most));
     }
 
     /// The place [`Launcher::keep_from_grants`] keeps that holds `path` (or
-    /// is it), with what it is.
-    pub fn kept_over(&self, path: &Path) -> Option<(&Path, &'static str)> {
+    /// is it), with what it is and the most a grant there may give.
+    pub fn kept_over(&self, path: &Path) -> Option<(&Path, &'static str, Access)> {
         self.kept
             .iter()
-            .find(|(kept, _)| path.starts_with(kept))
-            .map(|(kept, what)| (kept.as_path(), *what))
+            .find(|(kept, _, _)| path.starts_with(kept))
+            .map(|(kept, what, most)| (kept.as_path(), *what, *most))
     }
 
     /// Sets how sandboxed programs relate to the caller's terminal.
