@@ -71,7 +71,7 @@ const QUOTED_AT_MOST: usize = 256;
 
 /// `text` as an error quotes it: its first [`QUOTED_AT_MOST`] bytes, and
 /// how long it was when it is longer.
-fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn shown(text: &str) -> std::borrow::Cow<'_, str> {
     if text.len() <= QUOTED_AT_MOST {
         return text.into();
     }

@@ -620,7 +620,8 @@ fn parse_http_request(head: &[u8]) -> Result<HttpRequest, String> {
     }
     let Some(rest) = strip_prefix_ignore_case(target, "http://") else {
         return Err(format!(
-            "`{target}` is not an absolute http:// URL; use CONNECT for TLS and other protocols"
+            "`{}` is not an absolute http:// URL; use CONNECT for TLS and other protocols",
+            crate::host::shown(target)
         ));
     };
     let (authority, path) = match rest.find(['/', '?', '#']) {

@@ -1049,3 +1049,16 @@ fn this_machines_own_public_address_is_refused_like_loopback() {
         .join()
         .unwrap_or_else(|_| panic!("the probe thread failed"));
 }
+
+/// Review 243: a request whose target is not an absolute URL was refused
+/// quoting the whole target (30 KiB records and answers).
+#[test]
+fn a_long_target_is_quoted_cut_short() {
+    let target = "a".repeat(30_000);
+    let head = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let Err(reason) = parse_http_request(head.as_bytes()) else {
+        panic!("a target that is not a URL was taken");
+    };
+    assert!(reason.len() < 500, "{reason}");
+    assert!(reason.contains("(30000 bytes)"), "{reason}");
+}
