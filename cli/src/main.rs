@@ -1355,6 +1355,21 @@ fn warn_of_requested_grants(
                 git.display()
             ));
         }
+        // `.git` is kept read-only directly below a writable root only
+        // (probe 244: a grant two levels up let a hook be planted).
+        let above = roots
+            .iter()
+            .filter(|root| git.starts_with(root) && git.parent() != Some(root.as_path()));
+        for root in above {
+            stderr::line(&format!(
+                "execgate: warning: {WHOSE} grants write access to {}, above the repository's \
+                 {}, which is kept read-only only directly below a writable root: what the \
+                 command writes there (hooks, configuration) runs when git is used outside the \
+                 sandbox; grant the repository's own directory, or a place inside it",
+                root.display(),
+                git.display()
+            ));
+        }
     }
 }
 

@@ -4127,6 +4127,17 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
                 git.display()
             ),
         ),
+        // Probe 244: two levels above `.git`, which is kept read-only only
+        // directly below a writable root.
+        (
+            std::fs::canonicalize(dir.path()).unwrap(),
+            format!(
+                "execgate: warning: the permissions request grants write access to {}, above \
+                 the repository's {}",
+                std::fs::canonicalize(dir.path()).unwrap().display(),
+                git.display()
+            ),
+        ),
     ];
     for (index, (granted, warning)) in cases.into_iter().enumerate() {
         let request = dir.path().join(format!("request-{index}.toml"));
