@@ -1355,11 +1355,16 @@ fn warn_of_requested_grants(
                 git.display()
             ));
         }
-        // `.git` is kept read-only directly below a writable root only
-        // (probe 244: a grant two levels up let a hook be planted).
+        // `.git` is kept read-only directly below a writable root only, the
+        // session's or the request's (probe 244: a grant two levels up, in
+        // a read-only session, let a hook be planted; review 245).
+        let kept = roots
+            .iter()
+            .chain(&write_roots(&session.profile, cwd))
+            .any(|root| git.parent() == Some(root.as_path()));
         let above = roots
             .iter()
-            .filter(|root| git.starts_with(root) && git.parent() != Some(root.as_path()));
+            .filter(|root| !kept && git.starts_with(root) && git.parent() != Some(root.as_path()));
         for root in above {
             stderr::line(&format!(
                 "execgate: warning: {WHOSE} grants write access to {}, above the repository's \

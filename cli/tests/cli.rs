@@ -4128,7 +4128,7 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
             ),
         ),
         // Probe 244: two levels above `.git`, which is kept read-only only
-        // directly below a writable root.
+        // directly below a writable root (in a read-only session, below).
         (
             std::fs::canonicalize(dir.path()).unwrap(),
             format!(
@@ -4139,7 +4139,13 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
             ),
         ),
     ];
+    let last = cases.len() - 1;
     for (index, (granted, warning)) in cases.into_iter().enumerate() {
+        let profile = if index == last {
+            "read-only"
+        } else {
+            "workspace-write"
+        };
         let request = dir.path().join(format!("request-{index}.toml"));
         std::fs::write(
             &request,
@@ -4153,6 +4159,8 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
             &ws,
             &[
                 "run",
+                "--profile",
+                profile,
                 "--approval",
                 "deny",
                 "--rules",
@@ -4169,6 +4177,13 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
         );
         let stderr = text(&output.stderr);
         assert!(stderr.contains(&warning), "{}: {stderr}", granted.display());
+        // Where the session writes the repository's own directory, its
+        // `.git` is kept read-only: nothing to warn of (review 245).
+        assert_eq!(
+            stderr.contains("above the repository's"),
+            index == last,
+            "{stderr}"
+        );
     }
 }
 
@@ -9001,7 +9016,7 @@ fn a_grant_on_the_audit_log_is_refused() {
         // does not start.
         &["--config", config.to_str().unwrap(), "--profile", "logw"],
     ];
-    for extra in runs {
+    for (index, extra) in runs.into_iter().enumerate() {
         let mut args = vec!["run", "--audit-log", log_arg];
         args.extend_from_slice(extra);
         args.extend(["--", &forge]);
@@ -9026,6 +9041,12 @@ fn a_grant_on_the_audit_log_is_refused() {
         );
         let records = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(!records.lines().any(|line| line == "forged"), "{records}");
+        // Nothing was emptied either: the first two sessions started.
+        assert_eq!(
+            records.matches("\"session-start\"").count(),
+            index.min(1) + 1,
+            "{records}"
+        );
     }
     // `execgate sandbox`, which records nothing, hides the log as well.
     let append = format!("echo forged >> {log_arg}");

@@ -130,10 +130,12 @@ impl ActiveSandbox {
         } = sandbox;
         // Sandboxed programs must be able to run the wrapper.
         launcher.expose(wrapper);
-        // The session's own grants no more than an escalation's (review
-        // 243, probe 244: a profile's grant on the audit log's file won
-        // over the hiding of its directory).
-        if let Some(refused) = grant_kept_from(&launcher, &turn_default) {
+        // The session's own profile grants nothing where the launcher
+        // hides (review 243, probe 244: its grant on the audit log's file
+        // won over the hiding of its directory). A place kept read-only (a
+        // config) may be the profile's own to write: the caller warns of it.
+        let hidden_only = |access| access == Access::None;
+        if let Some(refused) = grant_kept_from(&launcher, &turn_default, hidden_only) {
             return Err(refused);
         }
         let resolved_default = match &turn_default {
@@ -179,7 +181,7 @@ impl ActiveSandbox {
         }
         // Probe 242: a grant on the audit log's file won over the `none`
         // that hides its directory.
-        if let Some(refused) = grant_kept_from(&self.launcher, extra) {
+        if let Some(refused) = grant_kept_from(&self.launcher, extra, |_| true) {
             return Err(refused);
         }
         match self.turn_default.merged_with(extra) {
@@ -229,8 +231,13 @@ fn granted_entries(extra: &PermissionProfile) -> impl Iterator<Item = (PathBuf, 
 }
 
 /// The refusal of the first grant of `profile` in a place `launcher` keeps
-/// from every grant ([`Launcher::keep_from_grants`]), if it has one.
-pub fn grant_kept_from(launcher: &Launcher, profile: &PermissionProfile) -> Option<SandboxError> {
+/// from every grant ([`Launcher::keep_from_grants`]), of those whose most
+/// access `judged` takes, if it has one.
+pub fn grant_kept_from(
+    launcher: &Launcher,
+    profile: &PermissionProfile,
+    judged: impl Fn(Access) -> bool,
+) -> Option<SandboxError> {
     let rank = |access: Access| match access {
         Access::None => 0,
         Access::Read => 1,
@@ -238,7 +245,7 @@ pub fn grant_kept_from(launcher: &Launcher, profile: &PermissionProfile) -> Opti
     };
     granted_entries(profile).find_map(|(path, access)| {
         let (kept, what, most) = launcher.kept_over(&path)?;
-        (rank(access) > rank(most)).then(|| SandboxError::GrantKept {
+        (judged(most) && rank(access) > rank(most)).then(|| SandboxError::GrantKept {
             kept: kept.to_path_buf(),
             what,
             path,

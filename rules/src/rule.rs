@@ -444,13 +444,6 @@ impl RuleSet {
         }
     }
 
-    /// [`check_os`](Self::check_os) for a program a session found at
-    /// `found` (`/usr/bin/python3`, a link) and decides on by `argv[0]`, its
-    /// canonical path (`/usr/bin/python3.11`): the `forbidden` rules that
-    /// match the path as found, or its name, forbid it too. They only ever
-    /// refuse: what rules allow or prompt for stays with the canonical
-    /// path, as a `host_executable` pin narrows what rules loosen and never
-    /// what they forbid.
     /// [`RuleSet::check_os_as_found`] for a program found by a path that
     /// climbs (`/usr/lib/../bin/awk`), which has another name with its
     /// directory resolved (`/usr/bin/awk`): a `forbidden` rule on either
@@ -476,6 +469,13 @@ impl RuleSet {
         }
     }
 
+    /// [`check_os`](Self::check_os) for a program a session found at
+    /// `found` (`/usr/bin/python3`, a link) and decides on by `argv[0]`, its
+    /// canonical path (`/usr/bin/python3.11`): the `forbidden` rules that
+    /// match the path as found, or its name, forbid it too. They only ever
+    /// refuse: what rules allow or prompt for stays with the canonical
+    /// path, as a `host_executable` pin narrows what rules loosen and never
+    /// what they forbid.
     pub fn check_os_as_found<S: AsRef<std::ffi::OsStr>>(
         &self,
         argv: &[S],
