@@ -8792,6 +8792,40 @@ fn a_session_past_its_share_says_what_it_lost_at_its_end() {
     );
 }
 
+/// `execgate run -- command` under `ulimit -n 256` (the process has 21
+/// relays, each sandbox 10), in `ws`, in a limited profile that allows
+/// 127.0.0.6, with `curl` escalated `turn-default` (a sandbox of its own
+/// each), recording to `dir`'s `audit.jsonl`.
+fn relays_limited_run(dir: &Path, ws: &Path, command: &str) -> Command {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        "[profiles.lim]\nextends = \"workspace-write\"\n[profiles.lim.network]\n\
+         mode = \"limited\"\ndomains = { \"127.0.0.6\" = \"allow\" }\n",
+    )
+    .unwrap();
+    let rules = dir.join("curl.rules");
+    std::fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"turn-default\")\n",
+    )
+    .unwrap();
+    let mut run = Command::new("sh");
+    run.args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_execgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--rules")
+        .arg(&rules)
+        .args(["--profile", "lim", "--approval", "deny", "--audit-log"])
+        .arg(dir.join("audit.jsonl"))
+        .args(["--", command])
+        .current_dir(ws)
+        .env("XDG_CONFIG_HOME", ws.join("no-config"))
+        .env("XDG_STATE_HOME", ws.join("state"));
+    run
+}
+
 /// A connection the proxy closes unread because this process's relays are
 /// all in use is recorded as refused, with why (probe 180: nothing said
 /// so, on the record or off it). `ulimit -n 256` leaves the process 21
@@ -8812,46 +8846,12 @@ fn a_connection_past_the_processs_relays_is_refused_on_the_record() {
             held.push(stream);
         }
     });
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "[profiles.lim]\nextends = \"workspace-write\"\n[profiles.lim.network]\n\
-         mode = \"limited\"\ndomains = { \"127.0.0.6\" = \"allow\" }\n",
-    )
-    .unwrap();
-    let rules = dir.path().join("curl.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"turn-default\")\n",
-    )
-    .unwrap();
     let log = dir.path().join("audit.jsonl");
     let command = format!(
         "for i in 1 2 3; do curl -s --parallel --parallel-immediate --parallel-max 10 -m 3 \
          'http://127.0.0.6:{port}/'$i'/[1-10]' -o /dev/null & done; wait"
     );
-    let output = Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -n 256 && exec \"$0\" \"$@\"",
-            env!("CARGO_BIN_EXE_execgate"),
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--rules",
-            rules.to_str().unwrap(),
-            "--profile",
-            "lim",
-            "--approval",
-            "deny",
-            "--audit-log",
-            log.to_str().unwrap(),
-            "--",
-            &command,
-        ])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .env("XDG_STATE_HOME", ws.join("state"))
+    let output = relays_limited_run(dir.path(), &ws, &command)
         .output()
         .unwrap();
     let stderr = text(&output.stderr);
@@ -8897,19 +8897,6 @@ fn a_sandbox_holding_no_relay_gets_one_while_others_hold_the_rest() {
             );
         }
     });
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "[profiles.lim]\nextends = \"workspace-write\"\n[profiles.lim.network]\n\
-         mode = \"limited\"\ndomains = { \"127.0.0.6\" = \"allow\" }\n",
-    )
-    .unwrap();
-    let rules = dir.path().join("curl.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"curl\"], decision = \"allow\", execution = \"turn-default\")\n",
-    )
-    .unwrap();
     let log = dir.path().join("audit.jsonl");
     std::fs::write(ws.join("go"), "").unwrap();
     // The fourth waits until the others hold what they can: `held`
@@ -8920,28 +8907,7 @@ fn a_sandbox_holding_no_relay_gets_one_while_others_hold_the_rest() {
          while [[ -e go ]]; do sleep 0.1; done; \
          curl -s -m 10 http://127.0.0.6:{answer_port}/; print; kill $holding; wait"
     );
-    let run = Command::new("sh")
-        .args([
-            "-c",
-            "ulimit -n 256 && exec \"$0\" \"$@\"",
-            env!("CARGO_BIN_EXE_execgate"),
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--rules",
-            rules.to_str().unwrap(),
-            "--profile",
-            "lim",
-            "--approval",
-            "deny",
-            "--audit-log",
-            log.to_str().unwrap(),
-            "--",
-            &command,
-        ])
-        .current_dir(&ws)
-        .env("XDG_CONFIG_HOME", ws.join("no-config"))
-        .env("XDG_STATE_HOME", ws.join("state"))
+    let run = relays_limited_run(dir.path(), &ws, &command)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
