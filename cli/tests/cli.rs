@@ -8930,6 +8930,41 @@ fn a_sandbox_holding_no_relay_gets_one_while_others_hold_the_rest() {
     assert_eq!(text(&output.stdout), "answered\n", "{stderr}\n{records}");
 }
 
+/// For a grant on `path`: a permissions request for write access to it,
+/// and rules that escalate `tee` into `profile` (which grants it), in
+/// `dir`.
+fn grant_files(dir: &Path, path: &str, profile: &str) -> (PathBuf, PathBuf) {
+    let request = dir.join("request.toml");
+    std::fs::write(
+        &request,
+        format!("filesystem = {{ {path:?} = \"write\" }}\n"),
+    )
+    .unwrap();
+    let rules = dir.join("tee.rules");
+    std::fs::write(
+        &rules,
+        format!(
+            "prefix_rule(pattern = [\"tee\"], decision = \"allow\", execution = {profile:?})\n"
+        ),
+    )
+    .unwrap();
+    (request, rules)
+}
+
+/// `execgate args` in `ws` with per-user configuration and state in `dir`,
+/// outside the workspace: grants then leave the sandbox.
+fn execgate_configured_outside(dir: &Path, ws: &Path, args: &[&str]) -> Output {
+    let (config_home, state_home) = (dir.join("config"), dir.join("state"));
+    execgate_with_env(
+        ws,
+        args,
+        &[
+            ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
+            ("XDG_STATE_HOME", state_home.to_str().unwrap()),
+        ],
+    )
+}
+
 /// Probe 242: a grant on the audit log's file (asked for with
 /// `--request-permissions`, or a rule's profile's) was more particular
 /// than the `none` that hides the log's directory, and so won: a command
@@ -8943,12 +8978,7 @@ fn a_grant_on_the_audit_log_is_refused() {
     std::fs::create_dir(&logs).unwrap();
     let log = std::fs::canonicalize(&logs).unwrap().join("audit.jsonl");
     let log_arg = log.to_str().unwrap();
-    let request = dir.path().join("request.toml");
-    std::fs::write(
-        &request,
-        format!("filesystem = {{ {log_arg:?} = \"write\" }}\n"),
-    )
-    .unwrap();
+    let (request, rules) = grant_files(dir.path(), log_arg, "logw");
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -8956,12 +8986,6 @@ fn a_grant_on_the_audit_log_is_refused() {
             "[audit]\nlog = {log_arg:?}\n[profiles.logw]\nextends = \"workspace-write\"\n\
              filesystem = {{ {log_arg:?} = \"write\" }}\n"
         ),
-    )
-    .unwrap();
-    let rules = dir.path().join("tee.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"tee\"], decision = \"allow\", execution = \"logw\")\n",
     )
     .unwrap();
     let forge = format!("print forged | tee -a {log_arg}");
@@ -8986,17 +9010,7 @@ fn a_grant_on_the_audit_log_is_refused() {
         let mut args = vec!["run", "--audit-log", log_arg];
         args.extend_from_slice(extra);
         args.extend(["--", &forge]);
-        // Per-user configuration outside the workspace: grants then leave
-        // the sandbox.
-        let (config_home, state_home) = (dir.path().join("config"), dir.path().join("state"));
-        let output = execgate_with_env(
-            &ws,
-            &args,
-            &[
-                ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
-                ("XDG_STATE_HOME", state_home.to_str().unwrap()),
-            ],
-        );
+        let output = execgate_configured_outside(dir.path(), &ws, &args);
         let stderr = text(&output.stderr);
         assert_ne!(output.status.code(), Some(0), "{stderr}");
         assert!(
@@ -9050,18 +9064,7 @@ fn a_grant_on_the_config_file_is_refused() {
          filesystem = {{ {config_arg:?} = \"write\" }}\n"
     );
     std::fs::write(&config, &text_before).unwrap();
-    let request = dir.path().join("request.toml");
-    std::fs::write(
-        &request,
-        format!("filesystem = {{ {config_arg:?} = \"write\" }}\n"),
-    )
-    .unwrap();
-    let rules = dir.path().join("tee.rules");
-    std::fs::write(
-        &rules,
-        "prefix_rule(pattern = [\"tee\"], decision = \"allow\", execution = \"notes\")\n",
-    )
-    .unwrap();
+    let (request, rules) = grant_files(dir.path(), config_arg, "notes");
     let rewrite = format!("print 'default_profile = \"danger-full-access\"' | tee -a {config_arg}");
     let runs: [&[&str]; 2] = [
         &[
@@ -9072,19 +9075,11 @@ fn a_grant_on_the_config_file_is_refused() {
         ],
         &["--rules", rules.to_str().unwrap()],
     ];
-    let (config_home, state_home) = (dir.path().join("config"), dir.path().join("state"));
     for extra in runs {
         let mut args = vec!["run", "--config", config_arg];
         args.extend_from_slice(extra);
         args.extend(["--", &rewrite]);
-        let output = execgate_with_env(
-            &ws,
-            &args,
-            &[
-                ("XDG_CONFIG_HOME", config_home.to_str().unwrap()),
-                ("XDG_STATE_HOME", state_home.to_str().unwrap()),
-            ],
-        );
+        let output = execgate_configured_outside(dir.path(), &ws, &args);
         let stderr = text(&output.stderr);
         assert!(
             stderr.contains(&format!(
