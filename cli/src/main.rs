@@ -2745,8 +2745,6 @@ fn sandbox(
     warn_if_secrets_pass(&config.env);
     // Opened as a session opens it, only to be hidden: nothing is recorded.
     let log = open_audit_log(&profile, &cwd, config.audit.log.clone(), &config.audit)?;
-    let log_files = log.files();
-    execgate_core_bridge::hide_audit_log(&mut profile, &log_files, &cwd);
     let located = Tools::locate_with_origin()?;
     warn_of_tools_from_other_builds(&located);
     let tools = located.tools;
@@ -2756,7 +2754,7 @@ fn sandbox(
         profile_name,
         &config.env,
         &tools,
-        &log_files,
+        &log.files(),
         &argv,
     )?;
     let status = command

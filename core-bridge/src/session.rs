@@ -1244,8 +1244,9 @@ fn remove_abandoned_session_dirs(sessions: &Path) {
 /// Hides an audit log's `files` (the log first: [`AuditSink::log_files`])
 /// from every sandbox of `profile` on `cwd`: its directory, or, where that
 /// directory holds `cwd` (hiding it would hide the work itself), the files.
-/// A session does it as it starts for the log it records to; a sandbox
-/// started otherwise (`execgate sandbox`) must be given it. The records
+/// A session does it as it starts for the log it records to, and
+/// [`sandboxed_program`] for the files it is given; a sandbox started
+/// otherwise must be given it. The records
 /// are the reviewers', and a sandbox that could open the lock file could
 /// hold the lock: every session sharing the log was then refused
 /// everything (a probe held it from a read-only view of a parent
@@ -1295,8 +1296,9 @@ fn audit_log_places(files: &[PathBuf], cwd: &Path) -> Vec<PathBuf> {
 /// temporary directory, and the sessions' directory shown empty (it holds
 /// the running sessions' zsh and what their escalations keep). Nothing it
 /// executes is decided. A disabled profile runs `argv` as it is, in that
-/// environment. The audit log's files, hidden by [`hide_audit_log`], are
-/// out of every grant's reach too: a grant there is refused.
+/// environment. The audit log's `audit_log_files` are hidden from it
+/// ([`hide_audit_log`]) and out of every grant's reach: a grant there is
+/// refused.
 pub fn sandboxed_program(
     cwd: &Path,
     profile: &PermissionProfile,
@@ -1326,13 +1328,16 @@ pub fn sandboxed_program(
     launcher.hide(&sessions_dir);
     // As a session's (probe 244: the profile's grant on the log's file
     // won over its hiding).
+    let mut profile = profile.clone();
+    hide_audit_log(&mut profile, audit_log_files, cwd);
     for place in audit_log_places(audit_log_files, cwd) {
         launcher.keep_from_grants(place, "the audit log's", Access::None);
     }
-    if let Some(refused) = execgate_escalate_server::grant_kept_from(&launcher, profile, |_| true) {
+    if let Some(refused) = execgate_escalate_server::grant_kept_from(&launcher, &profile, |_| true)
+    {
         return Err(refused.into());
     }
-    let policy = ResolvedPolicy::resolve(profile, &context)?;
+    let policy = ResolvedPolicy::resolve(&profile, &context)?;
     policy.check_working_directory(cwd)?;
     let mut command = launcher.command(&policy, cwd, None, Default::default(), argv);
     command.env_clear().envs(env).current_dir(cwd);
