@@ -1364,8 +1364,8 @@ fn warn_of_requested_grants(
             .any(|root| git.parent() == Some(root.as_path()));
         let above = roots
             .iter()
-            .filter(|root| !kept && git.starts_with(root) && git.parent() != Some(root.as_path()));
-        for root in above {
+            .filter(|root| git.starts_with(root) && git.parent() != Some(root.as_path()));
+        for root in above.filter(|_| !kept) {
             stderr::line(&format!(
                 "execgate: warning: {WHOSE} grants write access to {}, above the repository's \
                  {}, which is kept read-only only directly below a writable root: what the \

@@ -8989,6 +8989,20 @@ fn a_grant_on_the_audit_log_is_refused() {
     )
     .unwrap();
     let forge = format!("print forged | tee -a {log_arg}");
+    // Refused, saying why, and nothing forged in the log: its records.
+    let refused_and_unwritten = |output: Output| {
+        let stderr = text(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{log_arg} cannot be granted: it is the audit log's"
+            )),
+            "{stderr}"
+        );
+        let records = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!records.lines().any(|line| line == "forged"), "{records}");
+        records
+    };
     let runs: [&[&str]; 3] = [
         &[
             "--approval",
@@ -9010,17 +9024,7 @@ fn a_grant_on_the_audit_log_is_refused() {
         let mut args = vec!["run", "--audit-log", log_arg];
         args.extend_from_slice(extra);
         args.extend(["--", &forge]);
-        let output = execgate_configured_outside(dir.path(), &ws, &args);
-        let stderr = text(&output.stderr);
-        assert_ne!(output.status.code(), Some(0), "{stderr}");
-        assert!(
-            stderr.contains(&format!(
-                "{log_arg} cannot be granted: it is the audit log's"
-            )),
-            "{stderr}"
-        );
-        let records = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(!records.lines().any(|line| line == "forged"), "{records}");
+        let records = refused_and_unwritten(execgate_configured_outside(dir.path(), &ws, &args));
         // Nothing was emptied either: the first two sessions started.
         assert_eq!(
             records.matches("\"session-start\"").count(),
@@ -9036,16 +9040,7 @@ fn a_grant_on_the_audit_log_is_refused() {
         "logw",
         &["sh", "-c", &append],
     );
-    let stderr = text(&output.stderr);
-    assert_ne!(output.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "{log_arg} cannot be granted: it is the audit log's"
-        )),
-        "{stderr}"
-    );
-    let records = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!records.lines().any(|line| line == "forged"), "{records}");
+    refused_and_unwritten(output);
 }
 
 /// Probe 244: the `--config` file is kept read-only (`=read`), but a grant

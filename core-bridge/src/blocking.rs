@@ -8,10 +8,10 @@
 //! otherwise queues the work until one of its threads comes free (probe
 //! 237: queued behind a thread that never did, a call whose shell could
 //! not start was never answered). The runtimes this crate's callers build
-//! keep their blocking threads (`execgate_escalate_server::keep_blocking_threads`),
-//! so the pool
-//! never panics; work that must finish now (a record of something that did
-//! not happen, which its caller waits for) gets a thread of its own here
+//! keep their blocking threads
+//! (`execgate_escalate_server::keep_blocking_threads`), so the pool never
+//! panics; work that must finish now (a record of something that did not
+//! happen, which its caller waits for) gets a thread of its own here
 //! instead, or runs on the caller's when none can start, holding up the
 //! runtime for as long as it takes: only short work belongs here.
 
