@@ -147,14 +147,14 @@ pub(crate) async fn serve_request(
             return refuse(reason);
         }
     };
-    // Every requester of a sandboxed session is in a sandbox: escalated
-    // children never get a server descriptor. What it asks for must be a
-    // file it sees (probe 187: a request written by hand escalated a
-    // program its profile hid), looked up there first, so that the answer
-    // says no more of the host's files than the sandbox sees. Its own
-    // `/dev` is not the host's: a file there is not the one the server
-    // would find at its path.
-    let sandboxed = shared.sandbox.is_some();
+    // A requester may be in one of the session's sandboxes once one has
+    // started. What it asks for must then be a file it sees (probe 187: a
+    // request written by hand escalated a program its profile hid),
+    // looked up there first, so that the answer says no more of the
+    // host's files than the sandbox sees. Its own `/dev` is not the
+    // host's: a file there is not the one the server would find at its
+    // path.
+    let sandboxed = shared.requesters_may_be_sandboxed();
     // What the requester's pid names in `/proc` is the requester's only
     // while this shows it has not ended (a pid is not taken again before).
     let pinned = sandboxed
@@ -166,7 +166,7 @@ pub(crate) async fn serve_request(
         .and_then(|seen| Ok((seen, open_executable(&request.path)?)))
         .map_err(|error| error.to_string())
         .and_then(|(seen, opened)| {
-            if sandboxed {
+            if shared.sandbox.is_some() {
                 let canonical = &opened.resolved.canonical_path;
                 if let Some(why) = sandbox_own_path(&request.path, canonical) {
                     return Err(why);
@@ -1210,6 +1210,7 @@ fn spawn_plan(
     );
     let (mut order, mut pending_link) = (None, None);
     if let Some((launcher, policy)) = sandbox {
+        shared.starting_a_sandbox();
         // bubblewrap starts the inner helper, which executes the checked
         // file through its descriptor, passed at a number above every
         // forwarded one.

@@ -589,6 +589,27 @@ pub(crate) struct Shared {
     ended: AtomicBool,
     /// Set once a decision that blocked the serving thread was warned of.
     blocking_decision_warned: AtomicBool,
+    /// Set before the session starts its first sandbox (a shell's or an
+    /// escalation's): until then no requester can be in one of ours.
+    sandbox_started: AtomicBool,
+}
+
+impl Shared {
+    /// Called before anything of the session starts in a sandbox: from
+    /// then on, a request may come from inside one.
+    pub(crate) fn starting_a_sandbox(&self) {
+        self.sandbox_started.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a requester may be inside one of the session's sandboxes,
+    /// and so must be checked against what it sees. A session that has
+    /// started none (its shells unsandboxed, nothing escalated into a
+    /// sandbox yet) has no requester there: a program it asks for is one
+    /// it could run itself, and the look-up in its view (`/proc/PID/root`,
+    /// 20 µs of a `Run`'s server time) would find the server's own file.
+    pub(crate) fn requesters_may_be_sandboxed(&self) -> bool {
+        self.sandbox.is_some() && self.sandbox_started.load(Ordering::SeqCst)
+    }
 }
 
 /// A poll of a decision that holds the serving thread this long is a
@@ -875,6 +896,7 @@ impl Session {
             next_request: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             blocking_decision_warned: AtomicBool::new(false),
+            sandbox_started: AtomicBool::new(false),
         });
         // Before the shell can ask anything; a session whose start cannot
         // be recorded does not start (with `AuditFailure::Deny`).
@@ -1150,6 +1172,7 @@ impl Session {
                 // symlink cannot be a bind target, and `..` may pass through
                 // directories the view does not have.
                 let shell = std::fs::canonicalize(shell).unwrap_or_else(|_| shell.into());
+                self.shared.starting_a_sandbox();
                 let mut launcher = launcher.clone();
                 launcher.expose(&shell);
                 launcher.set_terminal(terminal);

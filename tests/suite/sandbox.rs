@@ -1982,6 +1982,66 @@ async fn an_escalation_of_a_program_the_sandbox_cannot_see_is_refused() {
     assert!(recorder.spawn_failures().is_empty());
 }
 
+/// A session whose shell runs outside its sandbox does not look a
+/// request up in the requester's view until it has started a sandbox;
+/// from then on it does: an escalation into the session's sandbox, handed
+/// the session socket by the shell (a descriptor it duplicated without
+/// close-on-exec), asks for a program under the host's `/run`, where the
+/// sandbox has its own, and is refused as a sandboxed shell would be. The
+/// control: the shell itself asks for the same program, which it sees,
+/// and it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandboxed_escalation_handed_the_socket_is_checked_in_a_session_whose_shell_is_not() {
+    let world = World::new();
+    let under_run = world.run_dir.join("tool");
+    fs::copy("/usr/bin/id", &under_run).unwrap();
+    let policy = policy_by_path(&[
+        (under_run.to_str().unwrap(), escalate()),
+        ("/usr/bin/env", Decision::Escalate(Execution::TurnDefault)),
+    ]);
+    let (wrapper, zsh) = (wrapper(), zsh());
+    let ask = |socket: &str| {
+        format!(
+            "{wrapper} {socket} {path} {path} 'zsh: ' tool tool -u >/dev/null; print status=$?",
+            wrapper = wrapper.display(),
+            path = under_run.display(),
+        )
+    };
+    let script = format!(
+        "{shell_asks}; exec 7<&$EXECGATE_SOCKET_FD; /usr/bin/env {zsh} -fc \"{inside_asks}\"",
+        shell_asks = ask("$EXECGATE_SOCKET_FD"),
+        zsh = zsh.display(),
+        inside_asks = ask("7").replace('$', "\\$"),
+    );
+    let (mut session, recorder) = start_sandboxed_session(policy, world.profile(), &world.ws);
+    let mut command = std::process::Command::new(&zsh);
+    command.args(["-f", "-c", &script]);
+    session.prepare_shell(&mut command);
+    command
+        .current_dir(&world.ws)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    session.shell_spawned();
+    let output = finish(child).await;
+    session.shutdown().await;
+    assert_eq!(output.stdout, "status=0\nstatus=126\n", "{}", output.stderr);
+    let refusals = recorder.refusals();
+    assert_eq!(
+        refusals,
+        [format!(
+            "cannot check the executable: cannot open {under_run:?}: No such file or \
+             directory (os error 2) (a sandbox has its own /dev and /run, which execgate does \
+             not see from outside: run programs from the workspace or the temporary directory)"
+        )]
+    );
+}
+
 /// What the shell's sandbox, whose network is restricted, does with a
 /// socket an escalation with the network made and handed back over a
 /// socketpair the shell gave it (`take.py`).
