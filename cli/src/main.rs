@@ -1333,6 +1333,7 @@ fn warn_of_requested_grants(
          sessions; keep policy files outside what a request asks for",
     );
     warn_of_startup_files(grants, cwd);
+    warn_of_grants_on_path(&roots, WHOSE, std::env::var_os("PATH"));
     if let Some(why) = execgate_core_bridge::grant_reaching_user_configuration(&roots, cwd) {
         stderr::line(&format!(
             "execgate: warning: {WHOSE}: {why}: what the command writes there, programs \
@@ -1373,6 +1374,45 @@ fn warn_of_requested_grants(
                  sandbox; grant the repository's own directory, or a place inside it",
                 root.display(),
                 git.display()
+            ));
+        }
+    }
+}
+
+/// Warns of write roots that reach a directory of `path` (`PATH`): the
+/// directory itself, one above it, or a file in it. A session that
+/// knows of a grant leaves what it writes out of its escalations' `PATH`,
+/// but later sessions and the user's own shell do not know of a
+/// request's (probe 244: a granted `/usr/local/bin` took a program that
+/// they would run outside any sandbox). Relative entries name the shell's
+/// working directory, whatever it is then, and are not judged.
+#[cfg(unix)]
+fn warn_of_grants_on_path(roots: &[PathBuf], whose: &str, path: Option<OsString>) {
+    let Some(path) = path else {
+        return;
+    };
+    let directories: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|directory| directory.is_absolute())
+        .map(|directory| std::fs::canonicalize(&directory).unwrap_or(directory))
+        .collect();
+    for root in roots {
+        let reached = directories
+            .iter()
+            .find(|directory| directory.starts_with(root) || root.starts_with(directory));
+        if let Some(directory) = reached {
+            let relation = match () {
+                _ if directory == root => String::new(),
+                _ if directory.starts_with(root) => {
+                    format!(", which holds {}", directory.display())
+                }
+                _ => format!(", in {}", directory.display()),
+            };
+            stderr::line(&format!(
+                "execgate: warning: {whose} grants write access to {}{relation}, a directory on \
+                 PATH: a program the command puts or changes there runs outside any sandbox in \
+                 your own shell, and in later sessions, which do not know of this grant; grant \
+                 a place off PATH",
+                root.display(),
             ));
         }
     }

@@ -4187,6 +4187,73 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
     }
 }
 
+/// Probe 244: a request for write access to a directory on `PATH` (or
+/// above one, or to a program in one) was granted without a word, though
+/// what the command plants there runs outside any sandbox in the user's
+/// own shell and in later sessions. Control: a grant beside it.
+#[test]
+fn a_requested_grant_on_a_path_directory_is_warned_of() {
+    let (dir, ws) = workspace();
+    let tools = std::fs::canonicalize(dir.path()).unwrap().join("tools");
+    let bin = tools.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("tool"), "").unwrap();
+    let beside = tools.join("share");
+    std::fs::create_dir(&beside).unwrap();
+    let path = format!("relative/bin:{}:/usr/bin:/bin", bin.display());
+    let cases = [
+        (bin.clone(), String::new(), true),
+        (
+            tools.clone(),
+            format!(", which holds {}", bin.display()),
+            true,
+        ),
+        (bin.join("tool"), format!(", in {}", bin.display()), true),
+        (beside, String::new(), false),
+    ];
+    for (index, (granted, relation, warned)) in cases.into_iter().enumerate() {
+        let request = dir.path().join(format!("request-{index}.toml"));
+        std::fs::write(
+            &request,
+            format!(
+                "filesystem = {{ {:?} = \"write\" }}\n",
+                granted.display().to_string()
+            ),
+        )
+        .unwrap();
+        let output = execgate_with_env(
+            &ws,
+            &[
+                "run",
+                "--approval",
+                "deny",
+                "--request-permissions",
+                request.to_str().unwrap(),
+                "--",
+                "true",
+            ],
+            &[("PATH", &path)],
+        );
+        let stderr = text(&output.stderr);
+        let warning = format!(
+            "execgate: warning: the permissions request grants write access to {}{relation}, \
+             a directory on PATH",
+            granted.display(),
+        );
+        assert_eq!(
+            stderr.contains(&warning),
+            warned,
+            "{}: {stderr}",
+            granted.display()
+        );
+        assert_eq!(
+            stderr.matches("a directory on PATH").count(),
+            usize::from(warned),
+            "{stderr}"
+        );
+    }
+}
+
 /// Probe 235: a request to allow a host the session's profile denies was
 /// shown, granted and recorded, and the connection refused, with no word:
 /// the session's deny entry holds.
