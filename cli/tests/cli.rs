@@ -4146,15 +4146,7 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
         } else {
             "workspace-write"
         };
-        let request = dir.path().join(format!("request-{index}.toml"));
-        std::fs::write(
-            &request,
-            format!(
-                "filesystem = {{ {:?} = \"write\" }}\n",
-                granted.display().to_string()
-            ),
-        )
-        .unwrap();
+        let request = write_request(dir.path(), index, &granted);
         let output = execgate_with_env(
             &ws,
             &[
@@ -4187,6 +4179,18 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
     }
 }
 
+/// `DIR/request-INDEX.toml`: a permissions request for write access to
+/// `granted`.
+fn write_request(dir: &Path, index: usize, granted: &Path) -> PathBuf {
+    let request = dir.join(format!("request-{index}.toml"));
+    let text = format!(
+        "filesystem = {{ {:?} = \"write\" }}\n",
+        granted.display().to_string()
+    );
+    std::fs::write(&request, text).unwrap();
+    request
+}
+
 /// Probe 244: a request for write access to a directory on `PATH` (or
 /// above one, or to a program in one) was granted without a word, though
 /// what the command plants there runs outside any sandbox in the user's
@@ -4212,15 +4216,7 @@ fn a_requested_grant_on_a_path_directory_is_warned_of() {
         (beside, String::new(), false),
     ];
     for (index, (granted, relation, warned)) in cases.into_iter().enumerate() {
-        let request = dir.path().join(format!("request-{index}.toml"));
-        std::fs::write(
-            &request,
-            format!(
-                "filesystem = {{ {:?} = \"write\" }}\n",
-                granted.display().to_string()
-            ),
-        )
-        .unwrap();
+        let request = write_request(dir.path(), index, &granted);
         let output = execgate_with_env(
             &ws,
             &[
