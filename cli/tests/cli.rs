@@ -2091,6 +2091,49 @@ fn sandbox_hides_the_sessions_directory_as_a_session_does() {
     }
 }
 
+/// Probe 247: the sessions' directory was hidden by its path alone. Where
+/// a mount shows `/var/tmp` under a place the sandbox writes too (older
+/// hardening guides bind it onto `/tmp`; here, a directory of the
+/// workspace), a sandbox swapped another session's zsh through the other
+/// name. It is hidden by each name the mounts give it.
+#[test]
+fn the_sessions_directory_is_hidden_by_every_name_a_mount_gives_it() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, ws) = workspace();
+    let output = execgate(&ws, &["run", "--", "true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let uid = std::fs::metadata(&ws).unwrap().uid();
+    let sessions = PathBuf::from(format!("/var/tmp/execgate-{uid}"));
+    let marker = tempfile::Builder::new()
+        .prefix("cli-test-marker-")
+        .tempfile_in(&sessions)
+        .unwrap();
+    let name = marker.path().file_name().unwrap().to_str().unwrap();
+    let alias = ws.join("var-tmp");
+    std::fs::create_dir(&alias).unwrap();
+    let planted = tempfile::Builder::new()
+        .prefix("cli-test-planted-")
+        .make_in(&sessions, |_| Ok(()))
+        .unwrap();
+    let planted_name = planted.path().file_name().unwrap().to_str().unwrap();
+    let script = format!(
+        "ls -a var-tmp/execgate-{uid}; touch var-tmp/execgate-{uid}/{planted_name}; \
+         echo touched=$?"
+    );
+    for args in in_a_session_and_in_sandbox(&[], &script) {
+        let output = execgate_with_bind_mount(&ws, Path::new("/var/tmp"), &alias, &as_strs(&args));
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains(".."),
+            "{args:?}: {stdout}{}",
+            text(&output.stderr)
+        );
+        assert!(!stdout.contains(name), "{args:?}: {stdout}");
+        assert!(stdout.contains("touched=1"), "{args:?}: {stdout}");
+        assert!(!planted.path().exists(), "{args:?}: {stdout}");
+    }
+}
+
 #[test]
 fn version_and_completions() {
     let (_dir, ws) = workspace();

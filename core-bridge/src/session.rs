@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use execgate_escalate_server::sandbox::{
-    Access, AdditionalPermissions, Launcher, PermissionProfile, ResolvedPolicy, SandboxContext,
-    Terminal,
+    Access, AdditionalPermissions, Launcher, MountAliases, PermissionProfile, ResolvedPolicy,
+    SandboxContext, Terminal,
 };
 use execgate_escalate_server::{
     AuditFailure, AuditSink, EventReporter, EventSink, GrantError, Policy, Provenance, Session,
@@ -517,7 +517,7 @@ impl ShellSession {
                 // Empty inside, but for this session's own, read-only: no
                 // sandbox can swap the zsh of this session or of any
                 // other, nor read what another session keeps there.
-                launcher.hide(&sessions_dir);
+                hide_sessions_dir(&mut launcher, &sessions_dir)?;
                 launcher.expose(zsh_dir.path());
                 // Each escalation's temporary directory is its own: no
                 // sandbox sees what another escalation, or an unsandboxed
@@ -1325,7 +1325,7 @@ pub fn sandboxed_program(
         return Ok(command);
     }
     let mut launcher = Launcher::new(&tools.sandbox_helper)?;
-    launcher.hide(&sessions_dir);
+    hide_sessions_dir(&mut launcher, &sessions_dir)?;
     // As a session's (probe 244: the profile's grant on the log's file
     // won over its hiding).
     let mut profile = profile.clone();
@@ -1457,6 +1457,32 @@ fn unusable_sessions_dir(dir: &Path, meta: &std::fs::Metadata) -> Option<String>
          not a directory of this user that only it can write",
         dir.display()
     ))
+}
+
+/// Hides the sessions' directory from every sandbox by each name the
+/// host's mounts give it (probe 247: with `/var/tmp` bound onto `/tmp`, as
+/// older hardening guides advise, a sandbox that could write `/tmp`
+/// swapped another session's zsh through `/tmp/execgate-UID`, and that
+/// session's next command ran the sandbox's program, undecided). A name a
+/// mount gives it later is not known. Refused when the mounts cannot be
+/// read: no name could be hidden then.
+fn hide_sessions_dir(launcher: &mut Launcher, sessions_dir: &Path) -> Result<(), BridgeError> {
+    launcher.hide(sessions_dir);
+    let aliases = MountAliases::of(&[sessions_dir.to_path_buf()]);
+    if aliases.unknown() {
+        return Err(BridgeError::Io {
+            what: format!(
+                "cannot read this process's mounts, to hide the sessions' directory {} by each \
+                 name they give it",
+                sessions_dir.display()
+            ),
+            source: std::io::Error::other("/proc/self/mountinfo could not be read"),
+        });
+    }
+    for alias in aliases.aliases() {
+        launcher.hide(alias);
+    }
+    Ok(())
 }
 
 /// The sessions' directory, created owner-only, and refused unless it is
