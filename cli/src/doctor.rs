@@ -181,7 +181,8 @@ fn print(out: &mut dyn Write, report: &DoctorReport, json: bool) -> io::Result<(
                 ""
             } else {
                 "; a process that leaves its process group, or whose escalated command has ended, \
-                 outlives an owner killed by SIGKILL"
+                 outlives an owner killed by SIGKILL; questions on the terminal about programs \
+                 and hosts are declined, unasked (nothing freezes the command while one is up)"
             }
         )?;
         writeln!(

@@ -47,6 +47,12 @@ pub struct TerminalApprover {
 /// session has started.
 pub type FreezerSlot = Arc<OnceLock<QuestionFreezer>>;
 
+/// Why a question is not asked in a session without a cgroup.
+const UNFROZEN: &str = "the session has no cgroup to freeze its processes with, which share \
+     this terminal and could draw another question over this one or take the keys that answer \
+     it; run execgate where it can make one (as root, or in a delegated cgroup v2 subtree: \
+     execgate doctor says which), or answer with --approval";
+
 /// How long the session's processes may take to freeze before a question.
 const FREEZE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -71,6 +77,10 @@ impl Approver for TerminalApprover {
             lines,
             asks,
             choices,
+            before_the_command: matches!(
+                request.reason,
+                ApprovalReason::RequestedPermissions { .. }
+            ),
         };
         Box::pin(self.ask_in_turn(question))
     }
@@ -86,6 +96,7 @@ impl Approver for TerminalApprover {
                 request.port
             ),
             choices: NETWORK_CHOICES,
+            before_the_command: false,
         };
         Box::pin(self.ask_in_turn(question))
     }
@@ -138,12 +149,16 @@ impl TerminalApprover {
                 Some(Ok(false)) | None => {}
             }
             // The session's processes share the terminal: frozen, none can
-            // draw over the question or take the keys that answer it.
-            // Without a cgroup nothing can freeze them (README says so);
-            // with one that would not freeze, nobody is asked.
+            // draw over the question or take the keys that answer it. With
+            // one that would not freeze, or none to freeze with, nobody is
+            // asked (probe 246: without a cgroup, a background job of the
+            // command took the answer's keys, and drew another program's
+            // question over one for `tee`, which the answer let out).
             let _hold = match freezer.map(|freezer| freezer.hold(FREEZE_LIMIT)) {
                 Some(Ok(hold)) => Some(hold),
-                None | Some(Err(QuestionFreezeError::Unsupported)) => None,
+                None => None,
+                Some(Err(QuestionFreezeError::Unsupported)) if question.before_the_command => None,
+                Some(Err(QuestionFreezeError::Unsupported)) => return cannot_ask(&UNFROZEN),
                 Some(Err(error)) => return cannot_ask(&error),
             };
             match ask(&question, aborts, abandoned.as_fd()) {
@@ -236,6 +251,9 @@ struct Question {
     /// The lines uncut, when `lines` cut something: `v` shows them.
     whole: Option<Vec<String>>,
     choices: &'static [Choice],
+    /// Asked before any process of the command runs (a permissions
+    /// request): there is nothing to freeze yet.
+    before_the_command: bool,
 }
 
 impl Question {
@@ -1492,6 +1510,7 @@ mod tests {
             lines,
             asks,
             choices,
+            before_the_command: false,
         };
         let (text, choices) = question.text();
         assert!(text.starts_with(TERMINAL_RESET), "{text:?}");

@@ -518,6 +518,48 @@ fn a_prompt_is_shown_after_the_command_suspended_the_terminals_output() {
     assert!(home.path().join("approved").exists(), "{screen}");
 }
 
+/// Probe 246: without a session cgroup nothing freezes the command while
+/// a question is up, and a background job of it took the keys that
+/// answer, or drew another program's question over the one asked. Such a
+/// question is not asked: it is declined, and the message says why. A
+/// permissions request is still asked: it comes before the command runs.
+#[test]
+fn a_question_is_not_asked_where_the_session_cannot_be_frozen() {
+    let (home, ws) = suspending_home();
+    let rules = home.path().join("prompt.rules");
+    let request = home.path().join("request.toml");
+    std::fs::write(
+        &request,
+        format!(
+            "filesystem = {{ {:?} = \"read\" }}\n",
+            ws.display().to_string()
+        ),
+    )
+    .unwrap();
+    let terminal = Terminal::start(
+        &run_command(
+            home.path(),
+            "EXECGATE_SCOPE=process-groups",
+            &format!(
+                "--rules {} --request-permissions {} -- 'touch ../approved; print touched=$?'",
+                rules.display(),
+                request.display()
+            ),
+        ),
+        &ws,
+    );
+    terminal.wait_for("grant the permissions above to this command?", 1);
+    terminal.keys(&["n", "Enter"]);
+    let screen = terminal.wait_for("execgate-exit=", 1);
+    assert!(screen.contains("touched=126"), "{screen}");
+    assert!(
+        screen.contains("cannot ask on the terminal (the session has no cgroup to freeze"),
+        "{screen}"
+    );
+    assert!(!screen.contains("run /usr/bin/touch"), "{screen}");
+    assert!(!home.path().join("approved").exists(), "{screen}");
+}
+
 /// Regression test: `execgate run` ended by a signal while its prompt waits
 /// for a key exits without one: the prompt's thread must not hold the
 /// runtime's shutdown.
