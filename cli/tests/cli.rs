@@ -2057,6 +2057,20 @@ fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
     }
 }
 
+/// This user's id, and a file in the sessions' directory (made by a
+/// session run from `ws`) that no sandbox may see.
+fn sessions_dir_with_a_marker(ws: &Path) -> (u32, tempfile::NamedTempFile) {
+    use std::os::unix::fs::MetadataExt;
+    let output = execgate(ws, &["run", "--", "true"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let uid = std::fs::metadata(ws).unwrap().uid();
+    let marker = tempfile::Builder::new()
+        .prefix("cli-test-marker-")
+        .tempfile_in(format!("/var/tmp/execgate-{uid}"))
+        .unwrap();
+    (uid, marker)
+}
+
 /// `execgate sandbox` sees the sessions' directory empty, as every
 /// session's sandbox does: the zsh of a running session, and what its
 /// unsandboxed escalations keep in their temporary directories, are out of
@@ -2064,19 +2078,10 @@ fn an_env_exclude_that_lets_credentials_pass_is_warned_of() {
 /// `/var/tmp`).
 #[test]
 fn sandbox_hides_the_sessions_directory_as_a_session_does() {
-    use std::os::unix::fs::MetadataExt;
     let (_dir, ws) = workspace();
-    // A session makes the sessions' directory.
-    let output = execgate(&ws, &["run", "--", "true"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let uid = std::fs::metadata(&ws).unwrap().uid();
-    let sessions = format!("/var/tmp/execgate-{uid}");
-    let marker = tempfile::Builder::new()
-        .prefix("cli-test-marker-")
-        .tempfile_in(&sessions)
-        .unwrap();
+    let (uid, marker) = sessions_dir_with_a_marker(&ws);
     let name = marker.path().file_name().unwrap().to_str().unwrap();
-    let script = format!("ls -a {sessions}; true");
+    let script = format!("ls -a /var/tmp/execgate-{uid}; true");
     for args in in_a_session_and_in_sandbox(&[], &script) {
         let output = execgate(&ws, &as_strs(&args));
         let stdout = text(&output.stdout);
@@ -2098,16 +2103,9 @@ fn sandbox_hides_the_sessions_directory_as_a_session_does() {
 /// name. It is hidden by each name the mounts give it.
 #[test]
 fn the_sessions_directory_is_hidden_by_every_name_a_mount_gives_it() {
-    use std::os::unix::fs::MetadataExt;
     let (_dir, ws) = workspace();
-    let output = execgate(&ws, &["run", "--", "true"]);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    let uid = std::fs::metadata(&ws).unwrap().uid();
+    let (uid, marker) = sessions_dir_with_a_marker(&ws);
     let sessions = PathBuf::from(format!("/var/tmp/execgate-{uid}"));
-    let marker = tempfile::Builder::new()
-        .prefix("cli-test-marker-")
-        .tempfile_in(&sessions)
-        .unwrap();
     let name = marker.path().file_name().unwrap().to_str().unwrap();
     let alias = ws.join("var-tmp");
     std::fs::create_dir(&alias).unwrap();
