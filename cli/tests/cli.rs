@@ -2098,8 +2098,8 @@ fn sandbox_hides_the_sessions_directory_as_a_session_does() {
 
 /// Probe 247: the sessions' directory was hidden by its path alone. Where
 /// a mount shows `/var/tmp` under a place the sandbox writes too (older
-/// hardening guides bind it onto `/tmp`; here, a directory of the
-/// workspace), a sandbox swapped another session's zsh through the other
+/// hardening guides make `/var/tmp` a bind mount of `/tmp`; here, a
+/// directory of the workspace), a sandbox swapped another session's zsh through the other
 /// name. It is hidden by each name the mounts give it.
 #[test]
 fn the_sessions_directory_is_hidden_by_every_name_a_mount_gives_it() {
@@ -2129,6 +2129,46 @@ fn the_sessions_directory_is_hidden_by_every_name_a_mount_gives_it() {
         assert!(!stdout.contains(name), "{args:?}: {stdout}");
         assert!(stdout.contains("touched=1"), "{args:?}: {stdout}");
         assert!(!planted.path().exists(), "{args:?}: {stdout}");
+    }
+}
+
+/// Probe 247: a directory a profile hides (`none`) was read under a second
+/// name the host's mounts gave it (the same file system mounted twice, a
+/// bind mount). Hidden under each name, in a session and in `execgate
+/// sandbox`.
+#[test]
+fn a_hidden_directory_is_hidden_by_every_name_a_mount_gives_it() {
+    let (dir, ws) = workspace();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("secret")).unwrap();
+    std::fs::write(data.join("secret/key"), "s3cr3t\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_profile = \"hiding\"\n[profiles.hiding]\nextends = \"workspace-write\"\n\
+             filesystem = {{ {:?} = \"none\" }}\n",
+            data.join("secret").display().to_string()
+        ),
+    )
+    .unwrap();
+    let alias = ws.join("alias");
+    std::fs::create_dir(&alias).unwrap();
+    let script = format!(
+        "cat {}/secret/key alias/secret/key; ls -A alias/secret; echo done",
+        data.display()
+    );
+    let leading = ["--config", config.to_str().unwrap()];
+    for args in in_a_session_and_in_sandbox(&leading, &script) {
+        let output = execgate_with_bind_mount(&ws, &data, &alias, &as_strs(&args));
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("done"),
+            "{args:?}: {stdout}{}",
+            text(&output.stderr)
+        );
+        assert!(!stdout.contains("s3cr3t"), "{args:?}: {stdout}");
+        assert!(!stdout.contains("key"), "{args:?}: {stdout}");
     }
 }
 
@@ -4245,6 +4285,8 @@ fn a_requested_grant_on_a_path_directory_is_warned_of() {
     std::fs::write(bin.join("tool"), "").unwrap();
     let beside = tools.join("share");
     std::fs::create_dir(&beside).unwrap();
+    let below = bin.join("sub");
+    std::fs::create_dir(&below).unwrap();
     let path = format!("relative/bin:{}:/usr/bin:/bin", bin.display());
     let cases = [
         (bin.clone(), String::new(), true),
@@ -4255,6 +4297,8 @@ fn a_requested_grant_on_a_path_directory_is_warned_of() {
         ),
         (bin.join("tool"), format!(", in {}", bin.display()), true),
         (beside, String::new(), false),
+        // The shell does not look below a directory on `PATH`.
+        (below, String::new(), false),
     ];
     for (index, (granted, relation, warned)) in cases.into_iter().enumerate() {
         let request = write_request(dir.path(), index, &granted);

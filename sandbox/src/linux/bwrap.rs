@@ -281,6 +281,7 @@ impl Launcher {
             }
             args.mount_rule(path, rule.access);
         }
+        args.cover_other_names_of_hidden(policy);
         args.cover_files(policy, |_| true);
         // A hidden directory that holds exposed ones (the sessions'
         // directory, holding this session's) is covered before they are
@@ -522,6 +523,27 @@ impl Args {
             Access::Write => self.bind("--bind", path),
             Access::Read => self.bind("--ro-bind", path),
             Access::None => self.cover(path),
+        }
+    }
+
+    /// Covers what `policy` hides (its `none` entries) under each other
+    /// name the host's mounts give it, where the view shows that name
+    /// (probe 247: a directory hidden by its path was read through a
+    /// second mount of its file system; probe 244: the audit log's through
+    /// a bind mount of the state directory). A name a mount gives it after
+    /// this is not known.
+    fn cover_other_names_of_hidden(&mut self, policy: &ResolvedPolicy) {
+        let hidden: Vec<PathBuf> = policy
+            .rules()
+            .iter()
+            .filter(|rule| rule.exists && rule.access == Access::None)
+            .map(|rule| rule.path.clone())
+            .collect();
+        let aliases = super::aliases::MountAliases::of(&hidden);
+        for alias in aliases.aliases() {
+            if !hidden_by_a_directory(policy, alias) {
+                self.cover_if_there(alias);
+            }
         }
     }
 
