@@ -1380,7 +1380,7 @@ fn warn_of_requested_grants(
 }
 
 /// Warns of write roots that reach a directory of `path` (`PATH`): the
-/// directory itself, one above it, or a file in it. A session that
+/// directory itself, one above it, or a program in it. A session that
 /// knows of a grant leaves what it writes out of its escalations' `PATH`,
 /// but later sessions and the user's own shell do not know of a
 /// request's (probe 244: a granted `/usr/local/bin` took a program that
@@ -1396,9 +1396,12 @@ fn warn_of_grants_on_path(roots: &[PathBuf], whose: &str, path: Option<OsString>
         .map(|directory| std::fs::canonicalize(&directory).unwrap_or(directory))
         .collect();
     for root in roots {
-        let reached = directories
-            .iter()
-            .find(|directory| directory.starts_with(root) || root.starts_with(directory));
+        // The directory, one above it, or a program in it: the shell does
+        // not look in a directory below one on `PATH`.
+        let reached = directories.iter().find(|directory| {
+            directory.starts_with(root)
+                || (root.parent() == Some(directory.as_path()) && !root.is_dir())
+        });
         if let Some(directory) = reached {
             let relation = match () {
                 _ if directory == root => String::new(),

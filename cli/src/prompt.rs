@@ -156,9 +156,12 @@ impl TerminalApprover {
             // question over one for `tee`, which the answer let out).
             let _hold = match freezer.map(|freezer| freezer.hold(FREEZE_LIMIT)) {
                 Some(Ok(hold)) => Some(hold),
-                None => None,
-                Some(Err(QuestionFreezeError::Unsupported)) if question.before_the_command => None,
-                Some(Err(QuestionFreezeError::Unsupported)) => return cannot_ask(&UNFROZEN),
+                None | Some(Err(QuestionFreezeError::Unsupported))
+                    if question.before_the_command =>
+                {
+                    None
+                }
+                None | Some(Err(QuestionFreezeError::Unsupported)) => return cannot_ask(&UNFROZEN),
                 Some(Err(error)) => return cannot_ask(&error),
             };
             match ask(&question, aborts, abandoned.as_fd()) {

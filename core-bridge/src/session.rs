@@ -1460,8 +1460,8 @@ fn unusable_sessions_dir(dir: &Path, meta: &std::fs::Metadata) -> Option<String>
 }
 
 /// Hides the sessions' directory from every sandbox by each name the
-/// host's mounts give it (probe 247: with `/var/tmp` bound onto `/tmp`, as
-/// older hardening guides advise, a sandbox that could write `/tmp`
+/// host's mounts give it (probe 247: with `/var/tmp` a bind mount of
+/// `/tmp`, as older hardening guides advise, a sandbox that could write `/tmp`
 /// swapped another session's zsh through `/tmp/execgate-UID`, and that
 /// session's next command ran the sandbox's program, undecided). A name a
 /// mount gives it later is not known. Refused when the mounts cannot be
@@ -1472,8 +1472,9 @@ fn hide_sessions_dir(launcher: &mut Launcher, sessions_dir: &Path) -> Result<(),
     if aliases.unknown() {
         return Err(BridgeError::Io {
             what: format!(
-                "cannot read this process's mounts, to hide the sessions' directory {} by each \
-                 name they give it",
+                "cannot read this process's mounts, to hide the sessions' directory {} from \
+                 sandboxes by each name they give it (is /proc mounted, and the descriptor limit, \
+                 ulimit -n, above what is open?)",
                 sessions_dir.display()
             ),
             source: std::io::Error::other("/proc/self/mountinfo could not be read"),

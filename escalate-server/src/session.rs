@@ -590,7 +590,8 @@ pub(crate) struct Shared {
     /// Set once a decision that blocked the serving thread was warned of.
     blocking_decision_warned: AtomicBool,
     /// Set before the session starts its first sandbox (a shell's or an
-    /// escalation's): until then no requester can be in one of ours.
+    /// escalation's), or from the start where the caller sandboxes the
+    /// shell (`External`): until then no requester can be in a sandbox.
     sandbox_started: AtomicBool,
 }
 
@@ -881,6 +882,11 @@ impl Session {
             .cloned()
             .chain(sandbox_writable)
             .collect();
+        // A shell in a sandbox of the caller's (`External`) may ask from its
+        // first request on (review 248).
+        let sandbox_started = sandbox.as_ref().is_some_and(|sandbox| {
+            matches!(sandbox.turn_default, PermissionProfile::External { .. })
+        });
         let shared = Arc::new(Shared {
             id,
             escalation_env: config.escalation_env.clone().into(),
@@ -896,7 +902,7 @@ impl Session {
             next_request: AtomicU64::new(0),
             ended: AtomicBool::new(false),
             blocking_decision_warned: AtomicBool::new(false),
-            sandbox_started: AtomicBool::new(false),
+            sandbox_started: AtomicBool::new(sandbox_started),
         });
         // Before the shell can ask anything; a session whose start cannot
         // be recorded does not start (with `AuditFailure::Deny`).
