@@ -1616,16 +1616,17 @@ fn warn_if_secrets_pass(env: &EnvPolicy) {
 /// opened (the audit crate holds its directory open).
 /// Warns when users other than this one (and root) can change the audit
 /// log: its file, or its directory (renaming or removing the file, or
-/// planting the next one a rotation makes), by its mode or its owner. A
+/// planting the next one a rotation makes), or a directory above (moving
+/// the log's away), by its mode or its owner. A
 /// sticky directory (`/tmp`) lets them do neither to a file that is not
 /// theirs.
 #[cfg(unix)]
 fn warn_if_log_open_to_others(log: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::geteuid().as_raw();
-    let open_to_others = |path: &std::path::Path, is_dir: bool| {
+    let open_to_others = |path: &std::path::Path, kind: &str| {
+        let is_dir = kind != "the file";
         let meta = std::fs::metadata(path).ok()?;
-        let kind = if is_dir { "its directory" } else { "the file" };
         if meta.uid() != me && meta.uid() != 0 {
             return Some(format!(
                 "{kind} {} belongs to uid {}",
@@ -1642,9 +1643,15 @@ fn warn_if_log_open_to_others(log: &std::path::Path) {
             )
         })
     };
-    let why = open_to_others(log, false).or_else(|| {
+    // A directory above it open to others lets them move its own away
+    // and put another in its place (probe 246).
+    let why = open_to_others(log, "the file").or_else(|| {
         let dir = std::fs::canonicalize(log.parent()?).ok()?;
-        open_to_others(&dir, true)
+        open_to_others(&dir, "its directory").or_else(|| {
+            dir.ancestors()
+                .skip(1)
+                .find_map(|above| open_to_others(above, "the directory above it"))
+        })
     });
     if let Some(why) = why {
         stderr::line(&format!(

@@ -4590,7 +4590,8 @@ fn approval_prompts_on_the_terminal_of_an_interactive_shell() {
 }
 
 /// A log other users can change is no record: a session warns when the
-/// log's file or directory is open to them (by its mode, or by its owner),
+/// log's file, its directory or one above is open to them (by its mode, or
+/// by its owner),
 /// and not for a sticky directory such as `/tmp`, where they cannot
 /// remove or rename what is not theirs.
 #[test]
@@ -4601,12 +4602,22 @@ fn a_log_other_users_can_change_is_warned_of() {
     };
     let nobody = |path: &Path| std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
     type Setup = fn(&Path, &Path, &dyn Fn(&Path, u32), &dyn Fn(&Path));
-    let cases: [(Setup, Option<&str>); 5] = [
+    let cases: [(Setup, Option<&str>); 7] = [
         (|_, _, _, _| {}, None),
         (|_, log, mode, _| mode(log, 0o666), Some("mode 0666")),
         (|_, log, _, owner| owner(log), Some("uid 65534")),
         (|dir, _, mode, _| mode(dir, 0o777), Some("mode 0777")),
         (|dir, _, mode, _| mode(dir, 0o1777), None),
+        // Probe 246: a directory above the log's, another user's or open to
+        // them, lets them move the log's directory away.
+        (
+            |dir, _, _, owner| owner(dir.parent().unwrap()),
+            Some("the directory above it"),
+        ),
+        (
+            |dir, _, mode, _| mode(dir.parent().unwrap(), 0o777),
+            Some("the directory above it"),
+        ),
     ];
     for (setup, warned) in cases {
         let (dir, ws) = workspace();
