@@ -4227,7 +4227,8 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
         } else {
             "workspace-write"
         };
-        let request = write_request(dir.path(), index, &granted);
+        let name = format!("request-{index}.toml");
+        let request = write_request(dir.path(), &name, &granted.display().to_string());
         let output = execgate_with_env(
             &ws,
             &[
@@ -4260,15 +4261,14 @@ fn a_requested_grant_over_what_later_sessions_trust_is_warned_of() {
     }
 }
 
-/// `DIR/request-INDEX.toml`: a permissions request for write access to
-/// `granted`.
-fn write_request(dir: &Path, index: usize, granted: &Path) -> PathBuf {
-    let request = dir.join(format!("request-{index}.toml"));
-    let text = format!(
-        "filesystem = {{ {:?} = \"write\" }}\n",
-        granted.display().to_string()
-    );
-    std::fs::write(&request, text).unwrap();
+/// `DIR/NAME`: a permissions request for write access to `granted`.
+fn write_request(dir: &Path, name: &str, granted: &str) -> PathBuf {
+    let request = dir.join(name);
+    std::fs::write(
+        &request,
+        format!("filesystem = {{ {granted:?} = \"write\" }}\n"),
+    )
+    .unwrap();
     request
 }
 
@@ -4301,7 +4301,8 @@ fn a_requested_grant_on_a_path_directory_is_warned_of() {
         (below, String::new(), false),
     ];
     for (index, (granted, relation, warned)) in cases.into_iter().enumerate() {
-        let request = write_request(dir.path(), index, &granted);
+        let name = format!("request-{index}.toml");
+        let request = write_request(dir.path(), &name, &granted.display().to_string());
         let output = execgate_with_env(
             &ws,
             &[
@@ -9093,12 +9094,7 @@ fn a_sandbox_holding_no_relay_gets_one_while_others_hold_the_rest() {
 /// and rules that escalate `tee` into `profile` (which grants it), in
 /// `dir`.
 fn grant_files(dir: &Path, path: &str, profile: &str) -> (PathBuf, PathBuf) {
-    let request = dir.join("request.toml");
-    std::fs::write(
-        &request,
-        format!("filesystem = {{ {path:?} = \"write\" }}\n"),
-    )
-    .unwrap();
+    let request = write_request(dir, "request.toml", path);
     let rules = dir.join("tee.rules");
     std::fs::write(
         &rules,
